@@ -1,0 +1,39 @@
+"""Packaging for pypid: a src/ layout plus the twistd dropin in twisted.plugins."""
+
+from setuptools import setup
+
+setup(
+    name="pypid",
+    version="0.1.0",
+    description="A private Python package index in one Twisted daemon",
+    long_description=open("README.rst", encoding="utf-8").read(),
+    long_description_content_type="text/x-rst",
+    license="MIT",
+    python_requires=">=3.11",
+    package_dir={"": "src"},
+    # "twisted.plugins" is listed explicitly: find_packages() would drop the
+    # dropin from wheels (it is a namespace without an __init__.py on purpose).
+    packages=["pypid", "pypid.storage", "pypid.web", "twisted.plugins"],
+    package_data={"twisted.plugins": ["pypid_plugin.py"]},
+    install_requires=[
+        "twisted>=24.7",
+        "klein>=24.8",
+        "treq>=24.9",
+        "attrs>=23.1",
+        "pyopenssl>=24",
+        "service-identity>=24",
+        "packaging>=24.2",
+        "argon2-cffi>=23.1",
+    ],
+    extras_require={
+        "test": ["twine>=6", "uv>=0.5", "build", "wheel", "setuptools"],
+    },
+    entry_points={
+        "console_scripts": ["pypid-passwd = pypid.passwd:main"],
+    },
+    classifiers=[
+        "Framework :: Twisted",
+        "Programming Language :: Python :: 3",
+        "Topic :: System :: Software Distribution",
+    ],
+)

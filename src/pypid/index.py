@@ -1,0 +1,231 @@
+"""
+The in-memory index: projects, their files, and the deleted filenames.
+
+Pure: no I/O and no clock. The web layer reads it on every request, so it
+keeps each page as bytes (and gzip-compressed bytes, and their ETag), rendered
+at most once after each change to the project, and answers a lookup by
+filename in O(1).
+
+Every change bumps L{Index.serial}; the snapshot service saves when the serial
+moved since its last save.
+"""
+
+import gzip
+
+import attrs
+from packaging.version import InvalidVersion, Version
+
+from pypid import render
+from pypid.names import normalize, parse_filename, InvalidName
+
+HTML = "html"
+JSON = "json"
+
+CONTENT_TYPES = {
+    HTML: b"text/html; charset=utf-8",
+    JSON: b"application/vnd.pypi.simple.v1+json",
+}
+
+# Pages shorter than this are not worth a Content-Encoding.
+_MIN_GZIP = 256
+
+
+@attrs.frozen
+class Page:
+    """
+    One rendered page, ready to send.
+
+    @ivar body: the bytes.
+    @ivar etag: its strong ETag, quotes included.
+    @ivar gzipped: the same bytes gzip-compressed, or L{None} when too small
+        to be worth it.
+    @ivar gzip_etag: the ETag of the compressed representation.
+    @ivar content_type: the Content-Type header value.
+    """
+
+    body: bytes
+    etag: bytes
+    gzipped: bytes | None
+    gzip_etag: bytes | None
+    content_type: bytes
+
+    @classmethod
+    def of(cls, body, content_type):
+        """Make a page from rendered bytes, with its compressed form."""
+        tag = render.etag(body)
+        if len(body) >= _MIN_GZIP:
+            gzipped = gzip.compress(body, compresslevel=6, mtime=0)
+            gzip_etag = tag[:-1] + b'-gz"'
+        else:
+            gzipped = gzip_etag = None
+        return cls(body, tag, gzipped, gzip_etag, content_type)
+
+
+def version_key(version):
+    """Sort key for version strings; invalid ones sort first, by text."""
+    try:
+        return (1, Version(version), version)
+    except InvalidVersion:
+        return (0, None, version)
+
+
+@attrs.define
+class Project:
+    """
+    A hosted project: its files by filename, and its rendered pages.
+
+    A project stays known after all its files are deleted, so that its name
+    keeps belonging to this index.
+    """
+
+    name: str
+    display_name: str
+    files: dict = attrs.field(factory=dict)
+    _pages: dict = attrs.field(factory=dict)
+
+    def sorted_files(self):
+        """The files in the order the pages list them: by version, then name."""
+        return sorted(self.files.values(), key=lambda r: (version_key(r.version), r.filename))
+
+    def versions(self):
+        """Every version that has a file, oldest first."""
+        return sorted({r.version for r in self.files.values()}, key=version_key)
+
+    def latest_version(self):
+        """The newest version that is not a pre-release where a final exists, or L{None}."""
+        versions = self.versions()
+        if not versions:
+            return None
+        finals = [v for v in versions if not _is_prerelease(v)]
+        unyanked = [v for v in (finals or versions)
+                    if any(r.version == v and r.yanked is None for r in self.files.values())]
+        return (unyanked or finals or versions)[-1]
+
+
+def _is_prerelease(version):
+    try:
+        return Version(version).is_prerelease
+    except InvalidVersion:
+        return True
+
+
+@attrs.define
+class Index:
+    """
+    Every hosted project and file.
+
+    @ivar file_url: C{file_url(record) -> str}, the URL a page links a file
+        by (relative to the project page, or absolute when a base URL is set).
+    """
+
+    file_url: object
+    serial: int = 0
+    _projects: dict = attrs.field(factory=dict)
+    _files: dict = attrs.field(factory=dict)
+    _tombstones: dict = attrs.field(factory=dict)
+    _root_pages: dict = attrs.field(factory=dict)
+
+    # -- reading -------------------------------------------------------------
+
+    def project(self, name):
+        """The L{Project} with this normalized name, or L{None}."""
+        return self._projects.get(name)
+
+    def projects(self):
+        """All projects, sorted by normalized name."""
+        return [self._projects[name] for name in sorted(self._projects)]
+
+    def get_file(self, filename):
+        """The L{FileRecord} of a live file, or L{None}."""
+        return self._files.get(filename)
+
+    def is_deleted(self, filename):
+        """Whether the filename belonged to a deleted file (never to be reused)."""
+        return filename in self._tombstones
+
+    def records(self):
+        """Every live L{FileRecord}."""
+        return list(self._files.values())
+
+    def tombstones(self):
+        """Every deleted filename."""
+        return sorted(self._tombstones)
+
+    def __len__(self):
+        return len(self._files)
+
+    # -- pages ---------------------------------------------------------------
+
+    def root_page(self, kind):
+        """The rendered C{/simple/} page of the given kind (C{"html"} or C{"json"})."""
+        page = self._root_pages.get(kind)
+        if page is None:
+            pairs = [(p.name, p.display_name) for p in self.projects()]
+            body = render.root_html(pairs) if kind == HTML else render.root_json(pairs)
+            page = self._root_pages[kind] = Page.of(body, CONTENT_TYPES[kind])
+        return page
+
+    def project_page(self, project, kind):
+        """The rendered C{/simple/<project>/} page of a L{Project}."""
+        page = project._pages.get(kind)
+        if page is None:
+            files = [(r, self.file_url(r)) for r in project.sorted_files()]
+            if kind == HTML:
+                body = render.project_html(project.name, files)
+            else:
+                body = render.project_json(project.name, files, project.versions())
+            page = project._pages[kind] = Page.of(body, CONTENT_TYPES[kind])
+        return page
+
+    # -- changing ------------------------------------------------------------
+
+    def load(self, records, tombstones=()):
+        """Replace the whole content with these records and deleted filenames."""
+        self._projects.clear()
+        self._files.clear()
+        self._tombstones.clear()
+        for filename in tombstones:
+            self._tombstone(filename)
+        for record in records:
+            self._put(record)
+        self._root_pages.clear()
+        self.serial += 1
+
+    def add(self, record):
+        """Add a new file, or replace the record of an existing one (a yank)."""
+        self._put(record)
+        self.serial += 1
+
+    def remove(self, filename):
+        """Delete a file, keeping its name as a tombstone."""
+        record = self._files.pop(filename, None)
+        if record is not None:
+            project = self._projects[record.project]
+            del project.files[filename]
+            project._pages.clear()
+        self._tombstone(filename, record.project if record else None)
+        self.serial += 1
+
+    def _tombstone(self, filename, project=None):
+        if project is None:
+            try:
+                project = parse_filename(filename, legacy=True).project
+            except InvalidName:
+                project = None
+        self._tombstones[filename] = project
+        if project is not None and project not in self._projects:
+            self._projects[project] = Project(project, project)
+            self._root_pages.clear()
+
+    def _put(self, record):
+        project = self._projects.get(record.project)
+        if project is None:
+            project = self._projects[record.project] = Project(record.project, record.name)
+            self._root_pages.clear()
+        elif project.display_name == project.name and record.name != project.name:
+            if normalize(record.name) == project.name:
+                project.display_name = record.name
+                self._root_pages.clear()
+        project.files[record.filename] = record
+        project._pages.clear()
+        self._files[record.filename] = record

@@ -1,0 +1,721 @@
+"""
+Core metadata out of wheels and sdists, read safely from hostile archives.
+
+At upload time and when the index is rebuilt from a folder of existing files,
+the server must learn what a distribution says about itself (name, version,
+Requires-Python, the fields the legacy JSON API shows) and keep the exact
+bytes of its metadata file: the index advertises their hash for the PEP 658
+C{.metadata} sidecar, pip checks that hash, and after downloading the wheel
+pip compares the sidecar with the wheel's own C{METADATA} and aborts on any
+difference. So the bytes are never decoded and re-encoded on their way out.
+
+Everything here is pure and synchronous: it reads one local file (or file
+object) and returns values or raises L{InvalidDistribution}. The caller runs
+it in a worker thread. Every step is bounded so that a hostile upload costs a
+400 response, never a full inflate, a huge allocation or a hang: the metadata
+file has a size limit, zip archives a limit on entries, and tarballs a limit
+on members and on the bytes decompressed while scanning them. Nothing is ever
+extracted to disk, so member names such as C{../x} or C{/etc/passwd} are
+harmless.
+"""
+
+import bz2
+import email.parser
+import email.policy
+import gzip
+import hashlib
+import lzma
+import re
+import struct
+import tarfile
+import zipfile
+import zlib
+
+import attrs
+from packaging.version import InvalidVersion, Version
+
+from pypid.names import WHEEL, normalize
+
+#: Largest METADATA / PKG-INFO accepted, in bytes.
+DEFAULT_MAX_METADATA_SIZE = 4 << 20
+
+#: Most bytes decompressed while scanning a tarball for its PKG-INFO.
+DEFAULT_MAX_SCAN_BYTES = 256 << 20
+
+#: Most entries of a zip file, or members of a tarball, looked at.
+DEFAULT_MAX_MEMBERS = 100_000
+
+# Largest tar extension header (pax, GNU long name) accepted. tarfile reads
+# these whole into memory before we see the member they describe, so without
+# this a single header could make it allocate up to the scan limit.
+_MAX_TAR_HEADER_SIZE = 1 << 20
+
+# Every entry zipfile builds from a central directory starts with this.
+_CENTRAL_DIRECTORY_SIGNATURE = b"PK\x01\x02"
+
+# Core metadata fields whose being dynamic makes an sdist's metadata
+# unreliable for a resolver (PEP 643), and so unfit to serve as PEP 658.
+_RESOLVER_FIELDS = frozenset({"requires-dist", "requires-python", "provides-extra"})
+
+_PIPE_CONTINUATION = re.compile(r"^[ \t]*\|")
+
+# What the decompressors and archive readers raise on damaged input.
+_ARCHIVE_ERRORS = (
+    zipfile.BadZipFile,
+    tarfile.TarError,
+    zlib.error,
+    lzma.LZMAError,
+    EOFError,
+    NotImplementedError,
+    OSError,
+    RuntimeError,  # zipfile: "File ... is encrypted, password required"
+    ValueError,  # a bad name encoding, a negative offset...
+    struct.error,
+)
+
+
+class InvalidDistribution(ValueError):
+    """
+    A distribution file that is not what its name says, or whose metadata
+    the index refuses.
+
+    C{str()} of the exception is a short message fit for a 400 response body.
+
+    @ivar field: what was wrong: C{"content"} for the archive itself,
+        C{"metadata"} for the metadata file as a whole, or
+        C{"metadata.<Field>"} (C{"metadata.Version"}, ...) for one field.
+    """
+
+    def __init__(self, message, field="content"):
+        super().__init__(message)
+        self.field = field
+
+
+class _LimitExceeded(Exception):
+    """
+    Raised from inside tarfile's reading when a scan limit is reached.
+
+    Not a L{ValueError}, so no C{except ValueError} inside the standard
+    library can swallow it on the way out.
+    """
+
+
+def _show(text, limit=80):
+    """
+    Quote client-supplied text for an error message: escaped, and short.
+    """
+    if len(text) > limit:
+        text = text[:limit] + "..."
+    return repr(text)
+
+
+def _escape(text, limit=120):
+    """Like L{_show}, without the quotes."""
+    return _show(text, limit)[1:-1]
+
+
+def _tuple_of_str(values):
+    return tuple(str(v) for v in values)
+
+
+def _tuple_of_pairs(values):
+    return tuple((str(label), str(url)) for label, url in values)
+
+
+@attrs.frozen
+class CoreMetadata:
+    """
+    The parsed core metadata of one distribution, with the exact bytes it was
+    parsed from.
+
+    Text fields are L{None} when the header is absent or empty; list fields
+    are tuples, empty when absent. The parsed view is decoded as UTF-8 with
+    replacement characters; L{raw} is never re-encoded.
+
+    @ivar raw: the exact bytes of C{METADATA} or C{PKG-INFO}.
+    @ivar project_urls: C{(label, url)} pairs of the C{Project-URL} headers,
+        in file order.
+    @ivar platforms: the C{Platform} headers.
+    @ivar description: the message body, or the C{Description} header
+        (unfolded) when the body is empty.
+    """
+
+    raw: bytes = attrs.field(repr=False)
+    metadata_version: str
+    name: str
+    version: str
+    requires_python: str | None = None
+    dynamic: tuple[str, ...] = attrs.field(default=(), converter=_tuple_of_str)
+    summary: str | None = None
+    description: str | None = attrs.field(default=None, repr=False)
+    description_content_type: str | None = None
+    keywords: str | None = None
+    author: str | None = None
+    author_email: str | None = None
+    maintainer: str | None = None
+    maintainer_email: str | None = None
+    license: str | None = attrs.field(default=None, repr=False)
+    license_expression: str | None = None
+    license_files: tuple[str, ...] = attrs.field(default=(), converter=_tuple_of_str)
+    classifiers: tuple[str, ...] = attrs.field(default=(), converter=_tuple_of_str)
+    requires_dist: tuple[str, ...] = attrs.field(default=(), converter=_tuple_of_str)
+    provides_extra: tuple[str, ...] = attrs.field(default=(), converter=_tuple_of_str)
+    project_urls: tuple[tuple[str, str], ...] = attrs.field(
+        default=(), converter=_tuple_of_pairs
+    )
+    home_page: str | None = None
+    download_url: str | None = None
+    platforms: tuple[str, ...] = attrs.field(default=(), converter=_tuple_of_str)
+
+    @property
+    def sha256(self):
+        """Hex sha256 of L{raw}: the digest PEP 658 / PEP 714 advertise."""
+        return hashlib.sha256(self.raw).hexdigest()
+
+    def is_reliable_for_sdist(self):
+        """
+        Whether this metadata, found in an sdist, may be served as PEP 658
+        metadata: PEP 643 makes it binding only from Metadata-Version 2.2 on,
+        and only for fields not listed in C{Dynamic}.
+        """
+        try:
+            if Version(self.metadata_version) < Version("2.2"):
+                return False
+        except InvalidVersion:
+            return False
+        return not _RESOLVER_FIELDS.intersection(d.lower() for d in self.dynamic)
+
+    def to_json_info(self):
+        """
+        Return the metadata part of the C{info} object of
+        C{/pypi/<project>/json}, with the keys and empty-value conventions of
+        the public index (C{classifiers} is always a list; the other lists and
+        C{project_urls} are L{None} when empty).
+        """
+        return {
+            "name": self.name,
+            "version": self.version,
+            "summary": self.summary,
+            "description": self.description,
+            "description_content_type": self.description_content_type,
+            "author": self.author,
+            "author_email": self.author_email,
+            "maintainer": self.maintainer,
+            "maintainer_email": self.maintainer_email,
+            "license": self.license,
+            "license_expression": self.license_expression,
+            "license_files": list(self.license_files) or None,
+            "keywords": self.keywords,
+            "classifiers": list(self.classifiers),
+            "requires_dist": list(self.requires_dist) or None,
+            "requires_python": self.requires_python,
+            "provides_extra": list(self.provides_extra) or None,
+            "project_urls": dict(self.project_urls) or None,
+            "home_page": self.home_page,
+            "download_url": self.download_url,
+            "platform": ", ".join(self.platforms) or None,
+            "dynamic": list(self.dynamic) or None,
+        }
+
+
+def _unfold(value):
+    """
+    Join a folded header onto one line, as every field but Description is.
+    """
+    return " ".join(part.strip() for part in str(value).splitlines()).strip()
+
+
+def _unfold_description(value):
+    """
+    Undo the folding of a multi-line C{Description} header.
+
+    The core metadata spec folds each line as C{"\\n" + 7 spaces + "|"};
+    distutils and older setuptools used 8 spaces and no pipe. The pipe form
+    is recognised only when every continuation line has it, so that a
+    space-folded Markdown table keeps its leading C{|}.
+    """
+    first, *rest = str(value).splitlines() or [""]
+    if rest and all(_PIPE_CONTINUATION.match(line) for line in rest):
+        rest = [_PIPE_CONTINUATION.sub("", line, count=1) for line in rest]
+    else:
+        rest = [line[8:] if line.startswith(" " * 8) else line.lstrip() for line in rest]
+    return "\n".join([first.strip(), *rest]).rstrip()
+
+
+def parse_metadata(raw):
+    """
+    Parse core metadata (a wheel's METADATA or an sdist's PKG-INFO).
+
+    Undecodable bytes become U+FFFD in the parsed view; C{raw} is kept as
+    given.
+
+    @type raw: L{bytes}
+    @rtype: L{CoreMetadata}
+    @raise InvalidDistribution: if Metadata-Version, Name or Version is
+        missing.
+    """
+    text = raw.decode("utf-8-sig", errors="replace")
+    # compat32 with headersonly: no MIME interpretation of the body, no
+    # header re-encoding; a malformed line just ends the headers.
+    message = email.parser.Parser(policy=email.policy.compat32).parsestr(
+        text, headersonly=True
+    )
+
+    def one(name):
+        value = message.get(name)
+        if value is None:
+            return None
+        return _unfold(value) or None
+
+    def many(name):
+        values = (_unfold(v) for v in message.get_all(name) or ())
+        return tuple(v for v in values if v)
+
+    fields = {}
+    for header, key in (
+        ("Metadata-Version", "metadata_version"),
+        ("Name", "name"),
+        ("Version", "version"),
+    ):
+        fields[key] = one(header)
+        if fields[key] is None:
+            raise InvalidDistribution(
+                f"the metadata has no {header}", field=f"metadata.{header}"
+            )
+
+    body = message.get_payload()
+    if not isinstance(body, str) or not body.strip():
+        header = message.get("Description")
+        body = _unfold_description(header) if header is not None else None
+    keywords = many("Keywords")
+    project_urls = []
+    for spec in many("Project-URL"):
+        label, _, url = spec.partition(",")
+        if label.strip() and url.strip():
+            project_urls.append((label.strip(), url.strip()))
+
+    return CoreMetadata(
+        raw=raw,
+        requires_python=one("Requires-Python"),
+        dynamic=many("Dynamic"),
+        summary=one("Summary"),
+        description=body or None,
+        description_content_type=one("Description-Content-Type"),
+        keywords=",".join(keywords) or None,
+        author=one("Author"),
+        author_email=one("Author-email"),
+        maintainer=one("Maintainer"),
+        maintainer_email=one("Maintainer-email"),
+        license=one("License"),
+        license_expression=one("License-Expression"),
+        license_files=many("License-File"),
+        classifiers=many("Classifier"),
+        requires_dist=many("Requires-Dist"),
+        provides_extra=many("Provides-Extra"),
+        project_urls=project_urls,
+        home_page=one("Home-page"),
+        download_url=one("Download-URL"),
+        platforms=many("Platform"),
+        **fields,
+    )
+
+
+@attrs.frozen
+class Extracted:
+    """
+    What L{extract} learnt from a distribution file.
+
+    @ivar metadata: its core metadata.
+    @ivar serve: whether the metadata may be served as PEP 658
+        C{<file>.metadata}: always for wheels, for sdists only when PEP 643
+        makes it reliable.
+    """
+
+    metadata: CoreMetadata
+    serve: bool
+
+    @property
+    def metadata_sha256(self):
+        """
+        The value for L{pypid.model.FileRecord.metadata_sha256}: the
+        metadata's hex sha256 when it is served, else L{None}.
+        """
+        return self.metadata.sha256 if self.serve else None
+
+
+def extract(source, parsed, filename, *, max_metadata_size=DEFAULT_MAX_METADATA_SIZE,
+            max_scan_bytes=DEFAULT_MAX_SCAN_BYTES, max_members=DEFAULT_MAX_MEMBERS):
+    """
+    Check that a distribution file is what its name says and return its core
+    metadata.
+
+    A wheel must be a zip with exactly one C{.dist-info} directory, named for
+    the filename's project and version, holding C{METADATA} and C{RECORD}. An
+    sdist (C{.tar.gz}, C{.tgz}, C{.tar.bz2} or C{.zip}) must hold a single
+    top-level directory with a C{PKG-INFO} in it. Either way the metadata's
+    Name and Version must match the filename.
+
+    @param source: the path of the file, or a seekable binary file object
+        (read from its start, left open).
+    @param parsed: what L{pypid.names.parse_filename} made of C{filename}.
+    @param filename: the file's name; its extension chooses the archive
+        format.
+    @param max_metadata_size: largest METADATA / PKG-INFO accepted.
+    @param max_scan_bytes: most bytes decompressed while scanning a tarball.
+    @param max_members: most entries in a zip, or members in a tarball.
+    @rtype: L{Extracted}
+    @raise InvalidDistribution: with a short message for the uploader.
+    @raise OSError: if C{source} is a path that cannot be opened.
+    """
+    if isinstance(source, (str, bytes)) or hasattr(source, "__fspath__"):
+        with open(source, "rb") as f:
+            return _extract(f, parsed, filename, max_metadata_size, max_scan_bytes,
+                            max_members)
+    source.seek(0)
+    return _extract(source, parsed, filename, max_metadata_size, max_scan_bytes,
+                    max_members)
+
+
+def _extract(f, parsed, filename, max_metadata_size, max_scan_bytes, max_members):
+    is_wheel = parsed.packagetype == WHEEL
+    if filename.endswith((".whl", ".zip")):
+        kind = "zip"
+    elif filename.endswith((".tar.gz", ".tgz")):
+        kind, opener = "tar.gz", lambda f: gzip.GzipFile(fileobj=f, mode="rb")
+    elif filename.endswith(".tar.bz2"):
+        kind, opener = "tar.bz2", lambda f: bz2.BZ2File(f, mode="rb")
+    else:
+        raise InvalidDistribution(f"unsupported file type {_show(filename)}")
+    if is_wheel != filename.endswith(".whl"):
+        raise ValueError(f"{filename!r} does not match its parsed form {parsed!r}")
+
+    try:
+        if kind == "zip":
+            _check_zip_entry_count(f, max_members)
+            f.seek(0)
+            with zipfile.ZipFile(f) as zf:
+                if is_wheel:
+                    raw = _wheel_metadata(zf, parsed, max_metadata_size)
+                else:
+                    raw = _zip_sdist_metadata(zf, max_metadata_size)
+        else:
+            with opener(f) as stream:
+                raw = _tar_sdist_metadata(
+                    _BoundedReader(stream, max_scan_bytes), max_metadata_size,
+                    max_members,
+                )
+    except _LimitExceeded as e:
+        raise InvalidDistribution(str(e)) from None
+    except InvalidDistribution:
+        raise
+    except _ARCHIVE_ERRORS as e:
+        raise InvalidDistribution(
+            f"not a valid {kind} file: {_escape(str(e) or type(e).__name__)}"
+        ) from None
+
+    metadata = parse_metadata(raw)
+    _check_identity(metadata, parsed)
+    return Extracted(metadata=metadata, serve=is_wheel or metadata.is_reliable_for_sdist())
+
+
+def _check_identity(metadata, parsed):
+    """
+    Refuse metadata whose Name or Version is not the filename's, since the
+    index files the distribution under the latter and serves the former.
+    """
+    if normalize(metadata.name) != parsed.project:
+        raise InvalidDistribution(
+            f"the metadata Name {_show(metadata.name)} does not match the "
+            f"filename's project {parsed.project!r}",
+            field="metadata.Name",
+        )
+    try:
+        same = Version(metadata.version) == Version(parsed.version)
+    except InvalidVersion:
+        raise InvalidDistribution(
+            f"the metadata Version {_show(metadata.version)} is not a valid "
+            "PEP 440 version",
+            field="metadata.Version",
+        ) from None
+    if not same:
+        raise InvalidDistribution(
+            f"the metadata Version {_show(metadata.version)} does not match "
+            f"the filename's version {parsed.version!r}",
+            field="metadata.Version",
+        )
+
+
+def _too_large(member, limit):
+    return InvalidDistribution(
+        f"{member} is larger than {limit} bytes", field="metadata"
+    )
+
+
+# Zip files (wheels, and .zip sdists in existing folders).
+
+
+def _check_zip_entry_count(f, limit):
+    """
+    Refuse a zip that could make zipfile build more than C{limit} entries.
+
+    zipfile turns the whole central directory into objects as soon as it
+    opens a file, before any entry count can be checked, and the counts in
+    the end record are the uploader's word. Every entry it builds starts with
+    the central directory signature, so counting that signature across the
+    file bounds its work whatever the end record claims, at the cost of one
+    sequential read. (A signature inside compressed data only errs on the
+    side of refusal, about once per 4 GiB of random bytes.)
+    """
+    f.seek(0)
+    count = 0
+    tail = b""
+    while True:
+        chunk = f.read(1 << 20)
+        if not chunk:
+            break
+        window = tail + chunk
+        count += window.count(_CENTRAL_DIRECTORY_SIGNATURE)
+        # Keep the last 3 bytes: a signature split across reads is counted
+        # once, and a full one in them has just been counted and cannot
+        # match again in a 3-byte tail.
+        tail = window[-3:]
+        if count > limit:
+            raise InvalidDistribution(f"the zip file has more than {limit} entries")
+
+
+def _read_zip_member(zf, info, limit):
+    """
+    Read one zip member, refusing it when it is larger than C{limit}.
+
+    The declared size is checked first; reading at most C{limit + 1} bytes
+    then bounds the work even if the declaration lies (zipfile also stops at
+    the declared size and checks the CRC).
+    """
+    if info.file_size > limit:
+        raise _too_large(info.filename, limit)
+    with zf.open(info) as member:
+        data = member.read(limit + 1)
+    if len(data) > limit:
+        raise _too_large(info.filename, limit)
+    return data
+
+
+def _refuse_duplicates(names):
+    """
+    Refuse an archive that names one path twice: which copy a reader sees
+    depends on the reader, so the metadata checked here might not be the one
+    installed.
+    """
+    if len(set(names)) != len(names):
+        raise InvalidDistribution("the archive holds the same path more than once")
+
+
+def _dist_info_matches(directory, parsed):
+    """
+    Whether a C{<name>-<version>.dist-info} directory name is for the
+    filename's project and version (trying each dash as the separator, so
+    that unescaped legacy names still match).
+    """
+    stem = directory[: -len(".dist-info")]
+    for i, char in enumerate(stem):
+        if char != "-":
+            continue
+        name, version = stem[:i], stem[i + 1:]
+        try:
+            if normalize(name) == parsed.project and Version(version) == Version(parsed.version):
+                return True
+        except InvalidVersion:
+            continue
+    return False
+
+
+def _wheel_metadata(zf, parsed, limit):
+    """Return the bytes of a wheel's METADATA after checking its layout."""
+    names = zf.namelist()
+    _refuse_duplicates(names)
+    # The same rule as pip's wheel_dist_info_dir: top-level names ending in
+    # .dist-info, whether or not they hold anything.
+    info_dirs = sorted({n.split("/", 1)[0] for n in names if n.split("/", 1)[0].endswith(".dist-info")})
+    if not info_dirs:
+        raise InvalidDistribution("the wheel has no .dist-info directory")
+    if len(info_dirs) > 1:
+        raise InvalidDistribution(
+            f"the wheel has {len(info_dirs)} .dist-info directories; it must have one"
+        )
+    info_dir = info_dirs[0]
+    if not _dist_info_matches(info_dir, parsed):
+        raise InvalidDistribution(
+            f"the wheel's {_show(info_dir)} directory does not match the "
+            f"filename's project {parsed.project!r} and version {parsed.version!r}"
+        )
+    for required in ("METADATA", "RECORD"):
+        if f"{info_dir}/{required}" not in names:
+            raise InvalidDistribution(f"the wheel has no {info_dir}/{required}")
+    return _read_zip_member(zf, zf.getinfo(f"{info_dir}/METADATA"), limit)
+
+
+# Sdists.
+
+
+def _split_member_name(name):
+    """
+    Split an sdist member name into path parts, ignoring a leading C{./} and
+    the trailing C{/} of a directory.
+
+    @raise InvalidDistribution: on an absolute path or a C{..} part, which
+        no sdist has any use for (and pip refuses to unpack).
+    """
+    parts = name.split("/")
+    while len(parts) > 1 and parts[0] == ".":
+        parts.pop(0)
+    if parts == ["."]:
+        return []
+    if parts[-1] == "" and len(parts) > 1:
+        parts.pop()
+    if parts[0] == "" or ".." in parts:
+        raise InvalidDistribution(
+            f"the sdist has a member outside its directory: {_show(name)}"
+        )
+    return parts
+
+
+class _SdistLayout:
+    """
+    Follows an sdist's members in order: they must share one top-level
+    directory, in which a single PKG-INFO is the metadata.
+    """
+
+    def __init__(self):
+        self.top = None
+        self.pkg_info_seen = False
+
+    def add(self, name):
+        """
+        Account for one member; return whether it is C{<top>/PKG-INFO}.
+        """
+        parts = _split_member_name(name)
+        if not parts:
+            return False
+        if self.top is None:
+            self.top = parts[0]
+        elif parts[0] != self.top:
+            raise InvalidDistribution(
+                "an sdist must hold a single top-level directory, found "
+                f"{_show(self.top)} and {_show(parts[0])}"
+            )
+        if parts[1:] != ["PKG-INFO"]:
+            return False
+        if self.pkg_info_seen:
+            raise InvalidDistribution("the sdist holds more than one PKG-INFO")
+        self.pkg_info_seen = True
+        return True
+
+    def require_pkg_info(self):
+        """Refuse an sdist in which no PKG-INFO was seen."""
+        if not self.pkg_info_seen:
+            raise InvalidDistribution(
+                "the sdist has no PKG-INFO in its top-level directory"
+            )
+
+
+def _zip_sdist_metadata(zf, limit):
+    """Return the bytes of a zip sdist's PKG-INFO after checking its layout."""
+    infos = zf.infolist()
+    _refuse_duplicates([info.filename for info in infos])
+    layout = _SdistLayout()
+    found = None
+    for info in infos:
+        if layout.add(info.filename):
+            if info.is_dir():
+                raise InvalidDistribution("the sdist's PKG-INFO is not a file")
+            found = info
+    layout.require_pkg_info()
+    return _read_zip_member(zf, found, limit)
+
+
+class _BoundedReader:
+    """
+    A read-only file whose reads stop with L{_LimitExceeded} once more than
+    a budget of bytes has come out of it.
+
+    Wrapped around a decompressor, it bounds the decompression work of a
+    scan: each read asks the decompressor for at most one byte past the
+    budget.
+    """
+
+    def __init__(self, stream, budget):
+        self._stream = stream
+        self._budget = budget
+        self._left = budget
+
+    def read(self, size=-1):
+        """Read up to C{size} bytes, never more than one past the budget."""
+        if size is None or size < 0 or size > self._left + 1:
+            size = self._left + 1
+        data = self._stream.read(size)
+        self._left -= len(data)
+        if self._left < 0:
+            raise _LimitExceeded(
+                f"the archive expands to more than {self._budget} bytes"
+            )
+        return data
+
+
+class _BoundedTarInfo(tarfile.TarInfo):
+    """
+    A TarInfo that refuses an oversized pax or GNU long-name header before
+    tarfile reads it whole into memory.
+    """
+
+    _EXTENSION_TYPES = frozenset(
+        {tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE,
+         tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK}
+    )
+
+    @classmethod
+    def frombuf(cls, buf, encoding, errors):
+        """Parse one header block, refusing oversized extension headers."""
+        info = super().frombuf(buf, encoding, errors)
+        if info.type in cls._EXTENSION_TYPES and info.size > _MAX_TAR_HEADER_SIZE:
+            raise _LimitExceeded(
+                f"the archive has a tar header larger than {_MAX_TAR_HEADER_SIZE} bytes"
+            )
+        return info
+
+
+def _tar_sdist_metadata(reader, limit, max_members):
+    """
+    Scan a decompressed tar stream from start to end and return the bytes of
+    its PKG-INFO after checking its layout.
+
+    The whole stream is read (within the reader's budget) so that a
+    truncated or corrupt compressed file is refused rather than half-read.
+    """
+    layout = _SdistLayout()
+    raw = None
+    tf = tarfile.open(fileobj=reader, mode="r|", tarinfo=_BoundedTarInfo)
+    count = 0
+    while True:
+        member = tf.next()
+        if member is None:
+            break
+        # A stream TarFile keeps every member it has seen; we need none.
+        tf.members.clear()
+        count += 1
+        if count > max_members:
+            raise InvalidDistribution(f"the sdist has more than {max_members} members")
+        if not layout.add(member.name):
+            continue
+        if not member.isreg():
+            raise InvalidDistribution("the sdist's PKG-INFO is not a regular file")
+        if member.size > limit:
+            raise _too_large("PKG-INFO", limit)
+        raw = tf.extractfile(member).read(limit + 1)
+        if len(raw) > limit:
+            raise _too_large("PKG-INFO", limit)
+    layout.require_pkg_info()
+    # Read what follows the end-of-archive marker so that the compressed
+    # stream's own end (and its checksum) is reached.
+    while reader.read(1 << 16):
+        pass
+    return raw

@@ -1,0 +1,161 @@
+"""
+Project names and distribution filenames: the pure rules of PEP 503, PEP 427
+and PEP 625, as the public index applies them to uploads.
+
+Nothing here touches the disk or the network; every function takes a string
+and either returns a value or raises L{InvalidName} with a message a person
+can act on.
+"""
+
+import re
+
+import attrs
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
+from packaging.version import InvalidVersion, Version
+
+_VALID_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])\Z", re.IGNORECASE)
+_SEPARATORS = re.compile(r"[-_.]+")
+
+#: Longest filename accepted on upload: well under every filesystem's 255 bytes,
+#: leaving room for the sidecar suffixes kept beside a file.
+MAX_FILENAME_LENGTH = 200
+
+WHEEL = "bdist_wheel"
+SDIST = "sdist"
+
+# Extensions a stored folder (pypiserver's layout) may hold as sdists; uploads
+# only accept .tar.gz and .zip, as the public index does.
+_SDIST_EXTENSIONS = (".tar.gz", ".zip", ".tar.bz2", ".tgz")
+
+
+class InvalidName(ValueError):
+    """A project name, version or filename that the index refuses."""
+
+
+def normalize(name):
+    """
+    Return the PEP 503 normalized form of a project name.
+
+    @type name: L{str}
+    @rtype: L{str}
+    """
+    return _SEPARATORS.sub("-", name).lower()
+
+
+def is_valid_name(name):
+    """Whether C{name} is a valid project name (PEP 508 / core metadata)."""
+    return bool(_VALID_NAME.match(name))
+
+
+def is_normalized(name):
+    """Whether C{name} is valid and already in its PEP 503 normalized form."""
+    return is_valid_name(name) and normalize(name) == name
+
+
+def canonical_version(version):
+    """
+    Return the normalized PEP 440 spelling of C{version}.
+
+    @raise InvalidName: if C{version} is not a valid PEP 440 version.
+    """
+    try:
+        return str(Version(version))
+    except InvalidVersion:
+        raise InvalidName(f"{version!r} is not a valid PEP 440 version")
+
+
+@attrs.frozen
+class ParsedFilename:
+    """
+    What a distribution filename says about the file it names.
+
+    @ivar project: the normalized project name.
+    @ivar version: the normalized version.
+    @ivar packagetype: C{"bdist_wheel"} or C{"sdist"}.
+    @ivar pyversion: the wheel's python tag(s), or C{"source"} for an sdist.
+    """
+
+    project: str
+    version: str
+    packagetype: str
+    pyversion: str
+
+
+def check_filename_characters(filename):
+    """
+    Refuse a filename that could never be stored safely.
+
+    @raise InvalidName: on a path separator, a control character, a leading
+        dot or an over-long name.
+    """
+    if not filename:
+        raise InvalidName("the filename is empty")
+    if "/" in filename or "\\" in filename:
+        raise InvalidName("a filename cannot contain '/' or '\\'")
+    if any(ord(c) < 32 or ord(c) == 127 for c in filename):
+        raise InvalidName("a filename cannot contain control characters")
+    if filename.startswith("."):
+        raise InvalidName("a filename cannot start with '.'")
+    if len(filename.encode("utf-8")) > MAX_FILENAME_LENGTH:
+        raise InvalidName(
+            f"the filename is longer than {MAX_FILENAME_LENGTH} bytes"
+        )
+
+
+def parse_filename(filename, legacy=False):
+    """
+    Parse a wheel or sdist filename.
+
+    @param legacy: accept what an existing package folder may hold
+        (C{.tar.bz2}, C{.tgz}, and sdist names that predate PEP 625) as well
+        as what is accepted on upload.
+    @rtype: L{ParsedFilename}
+    @raise InvalidName: if the filename is not a distribution the index serves.
+    """
+    check_filename_characters(filename)
+    if filename.endswith(".whl"):
+        try:
+            name, version, _build, tags = parse_wheel_filename(filename)
+        except (InvalidWheelFilename, InvalidVersion) as e:
+            raise InvalidName(f"invalid wheel filename: {e}")
+        pyversions = sorted({t.interpreter for t in tags})
+        return ParsedFilename(str(name), str(version), WHEEL, ".".join(pyversions))
+    for ext in _SDIST_EXTENSIONS:
+        if filename.endswith(ext):
+            break
+    else:
+        raise InvalidName(
+            "invalid file extension: use .tar.gz, .whl or .zip"
+        )
+    if not legacy and ext not in (".tar.gz", ".zip"):
+        raise InvalidName("invalid file extension: use .tar.gz, .whl or .zip")
+    stem = filename[: -len(ext)]
+    try:
+        name, version = parse_sdist_filename(stem + ".tar.gz")
+    except (InvalidSdistFilename, InvalidVersion) as e:
+        if not legacy:
+            raise InvalidName(f"invalid sdist filename: {e}")
+        return _parse_legacy_sdist(stem)
+    return ParsedFilename(str(name), str(version), SDIST, "source")
+
+
+def _parse_legacy_sdist(stem):
+    """
+    Split an old-style sdist stem such as C{my-project-1.0} on the last dash
+    followed by a valid version, as pypiserver does for existing folders.
+    """
+    parts = stem.split("-")
+    for i in range(len(parts) - 1, 0, -1):
+        name, version = "-".join(parts[:i]), "-".join(parts[i:])
+        if not is_valid_name(name):
+            continue
+        try:
+            return ParsedFilename(normalize(name), canonical_version(version), SDIST, "source")
+        except InvalidName:
+            continue
+    raise InvalidName(f"cannot find a name and version in {stem!r}")

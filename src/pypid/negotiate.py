@@ -1,0 +1,252 @@
+"""
+Content negotiation for the simple index (PEP 691) and for response
+compression.
+
+Every index request asks L{choose} which serialization to send and
+L{accepts_gzip} whether it may be compressed, so both are pure functions of
+the raw header bytes, memoized in small bounded caches: real traffic comes
+from a handful of clients (pip, uv, poetry, pdm, browsers) that send the same
+few header values byte for byte, so almost every call is a single dict hit.
+
+The rules follow RFC 9110 section 12 and PEP 691:
+
+  - the order of entries in C{Accept} has no meaning, the highest q-value
+    wins and a missing q-value means 1;
+  - a served type takes its q-value from the most specific range that
+    matches it (C{type/subtype} over C{type/*} over C{*/*}), so
+    C{v1+json;q=0, */*} refuses JSON and accepts HTML;
+  - q=0 means "not acceptable";
+  - ties go to HTML, in warehouse's order C{text/html}, C{v1+html},
+    C{v1+json}, whatever the specificity of the ranges that matched;
+  - C{application/vnd.pypi.simple.latest+json} and C{latest+html} stand for
+    the v1 types;
+  - a missing or empty header means C{*/*}; malformed entries (and entries
+    with an invalid q-value) are ignored, and a header with no usable entry
+    at all counts as missing;
+  - when nothing the server offers is acceptable the answer is L{None}, for
+    which the caller sends 406.
+"""
+
+import re
+
+HTML = "text/html"
+V1_HTML = "application/vnd.pypi.simple.v1+html"
+V1_JSON = "application/vnd.pypi.simple.v1+json"
+LATEST_HTML = "application/vnd.pypi.simple.latest+html"
+LATEST_JSON = "application/vnd.pypi.simple.latest+json"
+
+#: The two serializations that L{choose} picks between.
+KIND_HTML = "html"
+KIND_JSON = "json"
+
+#: The exact Content-Type to send for each kind: uv compares the part before
+#: C{;} with the registered type, and pip accepts only these types.
+CONTENT_TYPES = {
+    KIND_HTML: b"text/html; charset=utf-8",
+    KIND_JSON: V1_JSON.encode("ascii"),
+}
+
+#: Beyond this many distinct header values a memo is emptied and refilled,
+#: which bounds its memory whatever headers clients make up.
+MEMO_LIMIT = 256
+
+# The served media types in tie-breaking order, as (type, subtype, kind).
+_OFFERS = (
+    ("text", "html", KIND_HTML),
+    ("application", "vnd.pypi.simple.v1+html", KIND_HTML),
+    ("application", "vnd.pypi.simple.v1+json", KIND_JSON),
+)
+
+# The aliases that PEP 691 defines, mapped to the concrete v1 types.
+_ALIASES = {
+    "vnd.pypi.simple.latest+html": "vnd.pypi.simple.v1+html",
+    "vnd.pypi.simple.latest+json": "vnd.pypi.simple.v1+json",
+}
+
+# What ?format= may name: one concrete media type, no ranges, no q-values.
+_FORMATS = {
+    HTML: KIND_HTML,
+    V1_HTML: KIND_HTML,
+    LATEST_HTML: KIND_HTML,
+    V1_JSON: KIND_JSON,
+    LATEST_JSON: KIND_JSON,
+}
+
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+\Z")
+# RFC 9110 allows at most three decimals; more are accepted, since nothing is
+# gained by refusing them.
+_QVALUE = re.compile(r"(?:0(?:\.[0-9]*)?|1(?:\.0*)?)\Z")
+
+_SPECIFIC = 2
+_TYPE_WILDCARD = 1
+_ANY = 0
+
+
+def _split_entry(entry):
+    """
+    Split one comma-separated entry of an C{Accept}-style header into its
+    lowercased value and its q-value.
+
+    @return: C{(value, q)}, or L{None} when the entry is empty or its
+        q-value is invalid, so that the caller ignores it.
+    """
+    value, _, params = entry.partition(";")
+    value = value.strip().lower()
+    if not value:
+        return None
+    q = 1.0
+    if params:
+        for param in params.split(";"):
+            name, eq, raw = param.partition("=")
+            if name.strip().lower() != "q":
+                # Media type parameters (charset and the like) do not change
+                # which of our types an entry names; they are ignored.
+                continue
+            raw = raw.strip()
+            if not eq or not _QVALUE.match(raw):
+                return None
+            q = float(raw)
+            # The weight ends the media range; what follows is extension
+            # noise.
+            break
+    return value, q
+
+
+def _parse_accept(header):
+    """
+    Parse an C{Accept} header into C{(type, subtype, q)} triples, dropping
+    malformed entries.
+    """
+    ranges = []
+    for entry in header.split(","):
+        split = _split_entry(entry)
+        if split is None:
+            continue
+        media_range, q = split
+        main, slash, sub = media_range.partition("/")
+        main, sub = main.strip(), sub.strip()
+        if not slash or not _TOKEN.match(main) or not _TOKEN.match(sub):
+            continue
+        if main == "*" and sub != "*":
+            continue
+        if main == "application":
+            sub = _ALIASES.get(sub, sub)
+        ranges.append((main, sub, q))
+    return ranges
+
+
+def _weigh(ranges, main, sub):
+    """
+    Return the q-value that C{ranges} give to C{main/sub}: the one of the
+    most specific matching range (the highest among equally specific ones,
+    so that order never matters), or L{None} when no range matches.
+    """
+    best_specificity = -1
+    best_q = None
+    for range_main, range_sub, q in ranges:
+        if range_main == "*":
+            specificity = _ANY
+        elif range_main != main:
+            continue
+        elif range_sub == "*":
+            specificity = _TYPE_WILDCARD
+        elif range_sub == sub:
+            specificity = _SPECIFIC
+        else:
+            continue
+        if specificity > best_specificity:
+            best_specificity, best_q = specificity, q
+        elif specificity == best_specificity and q > best_q:
+            best_q = q
+    return best_q
+
+
+def _choose_uncached(accept):
+    """Negotiate without the memo: see L{choose}."""
+    text = accept.decode("latin-1") if accept else ""
+    ranges = _parse_accept(text)
+    if not ranges:
+        return KIND_HTML
+    best_kind = None
+    best_q = 0.0
+    for main, sub, kind in _OFFERS:
+        q = _weigh(ranges, main, sub)
+        # Strictly greater: an equal q keeps the earlier (HTML) offer.
+        if q is not None and q > best_q:
+            best_kind, best_q = kind, q
+    return best_kind
+
+
+_choose_memo = {}
+
+
+def choose(accept, format_param=None):
+    """
+    Pick the serialization of a simple index page from the request's
+    C{Accept} header and its C{?format=} query argument.
+
+    @param accept: the raw C{Accept} header value, or L{None} when absent.
+    @type accept: L{bytes} or L{None}
+    @param format_param: the raw value of C{?format=}, or L{None} when
+        absent. A non-empty value names one media type and overrides
+        C{Accept}; an empty one is treated as absent.
+    @type format_param: L{bytes} or L{None}
+    @return: C{"html"} or C{"json"}, or L{None} when nothing the client
+        accepts can be served, which the caller answers with 406.
+    """
+    if format_param:
+        return _FORMATS.get(format_param.decode("latin-1").strip().lower())
+    try:
+        return _choose_memo[accept]
+    except KeyError:
+        pass
+    kind = _choose_uncached(accept)
+    if len(_choose_memo) >= MEMO_LIMIT:
+        _choose_memo.clear()
+    _choose_memo[accept] = kind
+    return kind
+
+
+def _accepts_gzip_uncached(accept_encoding):
+    """Decide without the memo: see L{accepts_gzip}."""
+    if not accept_encoding:
+        return False
+    gzip_q = None
+    any_q = None
+    for entry in accept_encoding.decode("latin-1").split(","):
+        split = _split_entry(entry)
+        if split is None:
+            continue
+        coding, q = split
+        if coding in ("gzip", "x-gzip"):
+            gzip_q = q if gzip_q is None else max(gzip_q, q)
+        elif coding == "*":
+            any_q = q if any_q is None else max(any_q, q)
+    if gzip_q is not None:
+        return gzip_q > 0
+    return any_q is not None and any_q > 0
+
+
+_gzip_memo = {}
+
+
+def accepts_gzip(accept_encoding):
+    """
+    Whether a response may be gzip-compressed, given the request's
+    C{Accept-Encoding} header (RFC 9110 section 12.5.3).
+
+    An explicit C{gzip} entry decides; otherwise C{*} does; a missing or
+    empty header, or one that names only C{identity}, means no.
+
+    @type accept_encoding: L{bytes} or L{None}
+    @rtype: L{bool}
+    """
+    try:
+        return _gzip_memo[accept_encoding]
+    except KeyError:
+        pass
+    result = _accepts_gzip_uncached(accept_encoding)
+    if len(_gzip_memo) >= MEMO_LIMIT:
+        _gzip_memo.clear()
+    _gzip_memo[accept_encoding] = result
+    return result

@@ -1,0 +1,154 @@
+"""
+The C{pypid-passwd} command: turn a password into the argon2id hash that goes
+in the configuration's C{[users]} section.
+
+It prints the hash and nothing else on standard output, so that
+C{pypid-passwd < secret.txt} in a script yields just the hash; prompts and
+errors go to the terminal or standard error.
+"""
+
+import argparse
+import sys
+from getpass import getpass
+
+from pypid.auth import MAX_PASSWORD_BYTES, decode_password, hash_password
+
+_DESCRIPTION = """\
+Print an argon2id hash of a password, for the [users] section of pypid's
+configuration file.
+
+On a terminal the password is asked for twice and not echoed. Otherwise one
+line is read from standard input (its trailing newline removed), so that
+
+    pypid-passwd < password.txt
+
+prints just the hash.
+"""
+
+_EPILOG = """\
+Put the hash in the configuration file, one line per user:
+
+    [users]
+    alice = <the hash>
+
+and restart or reload pypid.
+"""
+
+
+class _UsageError(Exception):
+    """A command line that argparse refused; carries argparse's message."""
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    """
+    An argument parser that raises instead of exiting, so L{main} can write
+    to the streams it was given and return an exit code.
+    """
+
+    def error(self, message):
+        """Raise L{_UsageError} rather than printing to C{sys.stderr} and exiting."""
+        raise _UsageError(message)
+
+
+def _parser():
+    """Return the command line parser; C{--help} is handled by L{main}."""
+    parser = _ArgumentParser(
+        prog="pypid-passwd",
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        add_help=False,
+    )
+    parser.add_argument(
+        "-h", "--help", action="store_true", help="show this help and exit"
+    )
+    return parser
+
+
+def _read_password(stdin, stderr):
+    """
+    Return the password from the terminal (asked twice) or from one line of
+    C{stdin}, or an error message as the second item.
+    """
+    if stdin.isatty():
+        first = getpass("Password: ", stream=stderr)
+        second = getpass("Repeat password: ", stream=stderr)
+        if first != second:
+            return None, "the passwords do not match"
+        return first, None
+    # Bytes when there are bytes underneath, decoded as the server decodes
+    # what clients send, so a password that is not UTF-8 still round-trips.
+    binary = getattr(stdin, "buffer", None)
+    line = binary.readline() if binary is not None else stdin.readline()
+    newline, cr = ("\n", "\r") if isinstance(line, str) else (b"\n", b"\r")
+    # The newline only: spaces may be part of the password.  A CR before it
+    # is a Windows line ending, not a character anyone typed.
+    if line.endswith(newline):
+        line = line[:-1]
+        if line.endswith(cr):
+            line = line[:-1]
+    if isinstance(line, bytes):
+        line = decode_password(line)
+    return line, None
+
+
+def _encodable(password):
+    """Whether C{password} can be encoded as UTF-8 (no lone surrogates)."""
+    try:
+        password.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def main(argv=None, stdin=None, stdout=None, stderr=None) -> int:
+    """
+    Run C{pypid-passwd}: print a hash of the password read from the terminal
+    or standard input and return 0, or explain on C{stderr} and return 1 (a
+    refused password) or 2 (a bad command line).
+
+    @param argv: the arguments after the program name; C{sys.argv[1:]} when
+        L{None}.
+    @param stdin: where the password is read from; C{sys.stdin} when L{None}.
+    @param stdout: where the hash goes; C{sys.stdout} when L{None}.
+    @param stderr: where errors go; C{sys.stderr} when L{None}.
+    """
+    if argv is None:
+        argv = sys.argv[1:]
+    stdin = sys.stdin if stdin is None else stdin
+    stdout = sys.stdout if stdout is None else stdout
+    stderr = sys.stderr if stderr is None else stderr
+
+    parser = _parser()
+    try:
+        options = parser.parse_args(argv)
+    except _UsageError as e:
+        parser.print_usage(stderr)
+        stderr.write(f"pypid-passwd: error: {e}\n")
+        return 2
+    if options.help:
+        parser.print_help(stdout)
+        return 0
+
+    try:
+        password, problem = _read_password(stdin, stderr)
+    except (EOFError, KeyboardInterrupt):
+        stderr.write("\npypid-passwd: no password given\n")
+        return 1
+    if problem is None and not password:
+        problem = "the password is empty"
+    if problem is None and not _encodable(password):
+        problem = "the password is not valid text"
+    if problem is None and len(password.encode("utf-8")) > MAX_PASSWORD_BYTES:
+        problem = f"the password is longer than {MAX_PASSWORD_BYTES} bytes"
+    if problem is not None:
+        stderr.write(f"pypid-passwd: {problem}\n")
+        return 1
+
+    stdout.write(hash_password(password) + "\n")
+    stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

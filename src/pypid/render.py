@@ -1,0 +1,332 @@
+"""
+The bytes of the index's read API: the simple index in its PEP 503 HTML and
+PEP 691 JSON forms, the legacy C{/pypi/<project>/json} API, and their ETags.
+
+Every function here is pure: the caller hands in L{FileRecord}s paired with
+the URLs it wants clients to fetch them from (relative or absolute, without
+any fragment) and gets bytes back, ready to be cached and served many times.
+The markup is compact on purpose, since these pages are the bulk of the
+traffic, and every value placed in HTML is escaped, because filenames,
+Requires-Python and yank reasons all come from uploaders.
+"""
+
+import hashlib
+import json
+from html import escape
+
+from pypid.names import SDIST, InvalidName, parse_filename
+
+#: The simple API version announced in both serializations: PEP 700's fields
+#: are served, provenance (1.3) and status markers (1.4) are not.
+API_VERSION = "1.1"
+
+_META = {"api-version": API_VERSION}
+
+_HEAD = (
+    '<!DOCTYPE html>\n<html lang="en"><head>'
+    '<meta name="pypi:repository-version" content="' + API_VERSION + '">'
+    "<title>{title}</title></head>\n<body>\n"
+)
+_TAIL = "</body></html>\n"
+
+# The fields of the legacy JSON API's "info" object, in warehouse's order,
+# with the value used when the caller's metadata has none.
+_INFO_DEFAULTS = (
+    ("author", None),
+    ("author_email", None),
+    ("bugtrack_url", None),
+    ("classifiers", None),
+    ("description", None),
+    ("description_content_type", None),
+    ("docs_url", None),
+    ("download_url", None),
+    ("dynamic", None),
+    ("home_page", None),
+    ("keywords", None),
+    ("license", None),
+    ("license_expression", None),
+    ("license_files", None),
+    ("maintainer", None),
+    ("maintainer_email", None),
+    ("name", None),
+    ("package_url", None),
+    ("platform", None),
+    ("project_url", None),
+    ("project_urls", None),
+    ("provides_extra", None),
+    ("release_url", None),
+    ("requires_dist", None),
+    ("requires_python", None),
+    ("summary", None),
+    ("version", None),
+    ("yanked", False),
+    ("yanked_reason", None),
+)
+
+
+# Formatting a timestamp costs more than the rest of an anchor put together,
+# and the same files are rendered again after every change to their project,
+# so the formatted times are remembered, up to a bound.
+_ISO_MEMO_LIMIT = 65536
+_iso_memo = {}
+
+
+def _upload_time_iso(record):
+    """Return C{record.upload_time_iso}, memoized on the timestamp."""
+    try:
+        return _iso_memo[record.upload_time]
+    except KeyError:
+        pass
+    iso = record.upload_time_iso
+    if len(_iso_memo) >= _ISO_MEMO_LIMIT:
+        _iso_memo.clear()
+    _iso_memo[record.upload_time] = iso
+    return iso
+
+
+def _dumps(value):
+    """
+    Serialize C{value} as compact UTF-8 JSON.
+
+    Text that cannot be encoded (a lone surrogate smuggled in through
+    metadata) is replaced rather than allowed to fail the response.
+    """
+    return json.dumps(
+        value, separators=(",", ":"), ensure_ascii=False, check_circular=False
+    ).encode("utf-8", "replace")
+
+
+def etag(body):
+    """
+    Return a strong ETag for C{body}, quotes included, so that identical
+    pages always validate and any change in content changes the tag.
+
+    @type body: L{bytes}
+    @rtype: L{bytes}
+    """
+    return b'"' + hashlib.blake2b(body, digest_size=16).hexdigest().encode("ascii") + b'"'
+
+
+def root_html(projects):
+    """
+    Render the PEP 503 project list.
+
+    @param projects: C{(normalized name, display name)} pairs in the order to
+        list them; each links to C{<normalized>/}, relative to the page.
+    @rtype: L{bytes}
+    """
+    parts = [_HEAD.format(title="Simple index")]
+    append = parts.append
+    for normalized, display in projects:
+        append(
+            f'<a href="{escape(normalized + "/", True)}">'
+            f"{escape(display, True)}</a><br />\n"
+        )
+    append(_TAIL)
+    return "".join(parts).encode("utf-8", "replace")
+
+
+def root_json(projects):
+    """
+    Render the PEP 691 project list, naming each project by its display name
+    as the spec allows.
+
+    @param projects: C{(normalized name, display name)} pairs.
+    @rtype: L{bytes}
+    """
+    return _dumps(
+        {"meta": _META, "projects": [{"name": display} for _, display in projects]}
+    )
+
+
+def _anchor(record, url):
+    """Return the HTML anchor for one file, every attribute escaped."""
+    parts = [
+        '<a href="',
+        escape(f"{url}#sha256={record.sha256}", True),
+        '"',
+    ]
+    if record.requires_python:
+        parts += (' data-requires-python="', escape(record.requires_python, True), '"')
+    if record.yanked is not None:
+        parts += (' data-yanked="', escape(record.yanked, True), '"')
+    if record.metadata_sha256 is not None:
+        value = escape("sha256=" + record.metadata_sha256, True)
+        parts += (
+            ' data-core-metadata="', value,
+            '" data-dist-info-metadata="', value, '"',
+        )
+    parts += (
+        ' data-size="', str(int(record.size)),
+        '" data-upload-time="', _upload_time_iso(record),
+        '">', escape(record.filename, True), "</a><br />\n",
+    )
+    return "".join(parts)
+
+
+def project_html(project, files):
+    """
+    Render a project's PEP 503 page, with the PEP 592, 658/714 attributes
+    and uv's non-standard C{data-size} and C{data-upload-time}.
+
+    @param project: the normalized project name.
+    @param files: C{(record, url)} pairs in the order to list them, each
+        URL without a fragment; the page adds C{#sha256=}.
+    @rtype: L{bytes}
+    """
+    title = escape(f"Links for {project}", True)
+    parts = [_HEAD.format(title=title), f"<h1>{title}</h1>\n"]
+    parts.extend(_anchor(record, url) for record, url in files)
+    parts.append(_TAIL)
+    return "".join(parts).encode("utf-8", "replace")
+
+
+def _json_file(record, url):
+    """Return the PEP 691 / PEP 700 entry of one file."""
+    metadata = False if record.metadata_sha256 is None else {"sha256": record.metadata_sha256}
+    entry = {
+        "filename": record.filename,
+        "url": url,
+        "hashes": {"sha256": record.sha256},
+    }
+    if record.requires_python:
+        entry["requires-python"] = record.requires_python
+    entry["size"] = record.size
+    entry["upload-time"] = _upload_time_iso(record)
+    # PEP 592: true for an empty reason, the reason otherwise.
+    entry["yanked"] = (record.yanked or True) if record.yanked is not None else False
+    entry["core-metadata"] = metadata
+    entry["dist-info-metadata"] = metadata
+    return entry
+
+
+def project_json(project, files, versions):
+    """
+    Render a project's PEP 691 page at API version 1.1.
+
+    @param project: the normalized project name.
+    @param files: C{(record, url)} pairs in the order to list them.
+    @param versions: every version to announce, without duplicates; it must
+        include the version of each file.
+    @rtype: L{bytes}
+    """
+    return _dumps(
+        {
+            "meta": _META,
+            "name": project,
+            "versions": list(versions),
+            "files": [_json_file(record, url) for record, url in files],
+        }
+    )
+
+
+def _python_version(record):
+    """
+    The legacy API's C{python_version}: C{"source"} for an sdist, the
+    wheel's python tag(s) otherwise, read from the filename.
+    """
+    if record.packagetype == SDIST:
+        return "source"
+    try:
+        return parse_filename(record.filename, legacy=True).pyversion
+    except InvalidName:
+        return ""
+
+
+def _legacy_file(record, url):
+    """Return one file as the legacy JSON API (warehouse) describes it."""
+    digests = {}
+    if record.md5 is not None:
+        digests["md5"] = record.md5
+    digests["sha256"] = record.sha256
+    if record.blake2_256 is not None:
+        digests["blake2b_256"] = record.blake2_256
+    iso = _upload_time_iso(record)
+    return {
+        "comment_text": "",
+        "core-metadata": (
+            False if record.metadata_sha256 is None else {"sha256": record.metadata_sha256}
+        ),
+        "digests": digests,
+        "downloads": -1,
+        "filename": record.filename,
+        "has_sig": False,
+        "md5_digest": record.md5,
+        "packagetype": record.packagetype,
+        "python_version": _python_version(record),
+        "requires_python": record.requires_python or None,
+        "size": record.size,
+        "upload_time": iso[:19],
+        "upload_time_iso_8601": iso,
+        "url": url,
+        "yanked": record.yanked is not None,
+        "yanked_reason": record.yanked or None,
+    }
+
+
+def pypi_json(
+    project_display,
+    project,
+    info,
+    releases,
+    latest_version,
+    last_serial,
+    include_releases=True,
+    base_url="",
+):
+    """
+    Render warehouse's legacy JSON API for one release of a project:
+    C{/pypi/<project>/json} (with C{releases}) or
+    C{/pypi/<project>/<version>/json} (without).
+
+    @param project_display: the project's display name, used as C{info.name}.
+    @param project: the normalized project name, used in the links.
+    @param info: metadata-derived fields of the rendered release (summary,
+        requires_dist and so on, named as in the legacy API); fields it
+        lacks are sent as null, and the fields computed here override it.
+    @param releases: version -> C{(record, url)} pairs, in the order to list
+        them; it must contain C{latest_version}.
+    @param latest_version: the version rendered in C{info} and C{urls}: the
+        latest one for the project endpoint, the requested one for the
+        version endpoint.
+    @param last_serial: the project's last change serial.
+    @param include_releases: whether to add the deprecated C{releases} map.
+    @param base_url: prefix (scheme and host, no trailing slash) of the
+        C{package_url}, C{project_url} and C{release_url} links.
+    @rtype: L{bytes}
+    """
+    urls = [_legacy_file(record, url) for record, url in releases[latest_version]]
+    out_info = dict(_INFO_DEFAULTS)
+    # A fresh list per response: classifiers is the one non-null default.
+    out_info["classifiers"] = []
+    out_info.update(info)
+    project_url = f"{base_url}/project/{project}/"
+    all_yanked = bool(urls) and all(f["yanked"] for f in urls)
+    out_info.update(
+        name=project_display,
+        version=latest_version,
+        package_url=project_url,
+        project_url=project_url,
+        release_url=f"{project_url}{latest_version}/",
+        downloads={"last_day": -1, "last_month": -1, "last_week": -1},
+        yanked=all_yanked,
+        yanked_reason=(
+            next((f["yanked_reason"] for f in urls if f["yanked_reason"]), None)
+            if all_yanked
+            else None
+        ),
+    )
+    out = {"info": out_info, "last_serial": last_serial}
+    if include_releases:
+        out["releases"] = {
+            version: (
+                urls
+                if version == latest_version
+                else [_legacy_file(record, url) for record, url in files]
+            )
+            for version, files in releases.items()
+        }
+    out["urls"] = urls
+    out["vulnerabilities"] = []
+    out["ownership"] = {"organization": None, "roles": []}
+    return _dumps(out)

@@ -1,0 +1,191 @@
+"""
+The JSON snapshot of the index, so that a restart is instant.
+
+The snapshot is only a cache: storage stays the source of truth, and start-up
+reconciles the two. Saving is atomic (temporary file, fsync, rename); the
+serialisation and the write happen in a worker thread, from an immutable
+list of records taken on the reactor thread.
+"""
+
+import json
+import os
+import tempfile
+
+import attrs
+from twisted.application.internet import TimerService
+from twisted.internet.defer import succeed
+from twisted.logger import Logger
+
+from pypid.model import FileRecord
+
+FORMAT = 1
+
+log = Logger()
+
+
+class SnapshotError(Exception):
+    """The snapshot cannot be used; the index is rebuilt from storage."""
+
+
+@attrs.frozen
+class Snapshot:
+    """
+    A saved index.
+
+    @ivar saved_at: POSIX time the records were taken.
+    @ivar records: L{FileRecord}s by filename.
+    @ivar tombstones: deleted filenames.
+    """
+
+    saved_at: float
+    records: dict
+    tombstones: tuple
+
+
+def encode(records, tombstones, saved_at):
+    """Serialise an index to the snapshot's bytes."""
+    data = {
+        "format": FORMAT,
+        "saved_at": saved_at,
+        "files": [r.to_json() for r in records],
+        "tombstones": list(tombstones),
+    }
+    return json.dumps(data, separators=(",", ":")).encode("utf-8")
+
+
+def decode(data):
+    """
+    Parse a snapshot's bytes.
+
+    @rtype: L{Snapshot}
+    @raise SnapshotError: when the bytes are not a snapshot this version reads.
+    """
+    try:
+        obj = json.loads(data)
+        if obj.get("format") != FORMAT:
+            raise SnapshotError(f"unknown snapshot format {obj.get('format')!r}")
+        records = {}
+        for item in obj["files"]:
+            record = FileRecord.from_json(item)
+            records[record.filename] = record
+        return Snapshot(float(obj["saved_at"]), records, tuple(obj["tombstones"]))
+    except SnapshotError:
+        raise
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise SnapshotError(f"not a valid snapshot: {e}")
+
+
+def read(path):
+    """
+    Read the snapshot at C{path}, or return L{None} when there is none.
+
+    An unreadable one is moved aside (C{<path>.bad}) and reported with
+    L{SnapshotError}, so that it is kept for a person to look at and the
+    next start does not trip over it again.
+    """
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise SnapshotError(f"cannot read {path}: {e.strerror}")
+    try:
+        return decode(data)
+    except SnapshotError as e:
+        aside = path + ".bad"
+        try:
+            os.replace(path, aside)
+        except OSError:
+            aside = path
+        raise SnapshotError(f"{e}; kept as {aside}")
+
+
+def write(path, data):
+    """Write the snapshot bytes atomically: temporary file, fsync, rename."""
+    folder = os.path.dirname(path) or "."
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".index-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+@attrs.define
+class SnapshotWriter:
+    """
+    Saves the index when it changed since the last save.
+
+    @ivar _index: the L{pypid.index.Index}.
+    @ivar path: where the snapshot lives.
+    @ivar _run: C{run(f, *args) -> Deferred} running blocking work in a thread.
+    @ivar _clock: provides C{seconds()}.
+    """
+
+    _index: object
+    path: str
+    _run: object
+    _clock: object
+    saved_serial: int = -1
+    _saving: object = None
+
+    def mark_saved(self):
+        """Say the index as it is now is what the snapshot holds."""
+        self.saved_serial = self._index.serial
+
+    def save_if_changed(self):
+        """
+        Save when the serial moved; never raises (a failed save is logged and
+        retried at the next tick), so the timer loop keeps running.
+        """
+        if self._saving is not None:
+            return self._saving
+        serial = self._index.serial
+        if serial == self.saved_serial:
+            return succeed(None)
+        records = self._index.records()
+        tombstones = self._index.tombstones()
+        now = self._clock.seconds()
+
+        def save():
+            write(self.path, encode(records, tombstones, now))
+
+        def saved(_):
+            self.saved_serial = serial
+            log.debug("Snapshot saved: {count} files", count=len(records))
+
+        def failed(failure):
+            log.failure("Cannot save the snapshot to {path}", failure, path=self.path)
+
+        def done(_):
+            self._saving = None
+
+        d = self._run(save)
+        d.addCallbacks(saved, failed)
+        d.addBoth(done)
+        self._saving = d
+        return d
+
+
+class SnapshotService(TimerService):
+    """Saves the snapshot every interval, and once more on a clean stop."""
+
+    def __init__(self, writer, interval, clock):
+        TimerService.__init__(self, interval, writer.save_if_changed)
+        self.clock = clock
+        self._writer = writer
+
+    def stopService(self):
+        """Stop the timer, then save what changed since the last tick."""
+        d = TimerService.stopService(self) or succeed(None)
+        d.addCallback(lambda _: self._writer.save_if_changed())
+        return d

@@ -1,0 +1,122 @@
+"""
+What the index asks of a storage backend.
+
+Storage is the source of truth: every file the index lists, and everything
+the index knows about it that cannot be read back from the file (upload time,
+yank state, tombstones of deleted filenames), is kept there. The in-memory
+index and its snapshot are caches that can always be rebuilt with L{scan}.
+
+All methods that touch the backend return Deferreds, so a network backend
+(S3) and the local one are interchangeable behind this interface.
+"""
+
+import attrs
+from zope.interface import Attribute, Interface
+
+
+class StorageError(Exception):
+    """The backend failed; the server answers 503 and indexes nothing."""
+
+
+class FileExists(Exception):
+    """
+    A file with this name is already stored (possibly just now, by a
+    concurrent upload); it was not overwritten.
+
+    @ivar sha256: the stored file's digest, when known.
+    """
+
+    def __init__(self, filename, sha256=None):
+        super().__init__(filename)
+        self.filename = filename
+        self.sha256 = sha256
+
+
+class FilenameDeleted(Exception):
+    """The filename belonged to a file that was deleted; it is never reused."""
+
+
+@attrs.frozen
+class ScanResult:
+    """
+    What a backend holds: the live files and the deleted filenames.
+
+    @ivar records: L{FileRecord}s by filename.
+    @ivar tombstones: filenames that were deleted and may not be reused.
+    @ivar skipped: C{(path, reason)} for files that are not valid distributions.
+    """
+
+    records: dict
+    tombstones: frozenset
+    skipped: tuple = ()
+
+
+@attrs.frozen
+class LocalFile:
+    """A stored object that the server can send from the local filesystem."""
+
+    path: str
+
+
+class IStorage(Interface):
+    """A place that keeps distribution files and what is known about them."""
+
+    temp_dir = Attribute("A local directory where uploads are spooled before publish().")
+
+    def prepare():
+        """
+        Make the backend ready and remove what a crash left behind (temporary
+        files). Called once at start-up.
+
+        @rtype: L{Deferred} firing with L{None}
+        """
+
+    def publish(temp_path, record, metadata):
+        """
+        Store the spooled file at C{temp_path} under C{record.path}, with its
+        record and its core metadata bytes (or L{None}), durably and without
+        overwriting anything. The temporary file is consumed either way.
+
+        @rtype: L{Deferred} firing with the stored L{FileRecord}, or failing
+            with L{FileExists}, L{FilenameDeleted} or L{StorageError}.
+        """
+
+    def update(record):
+        """
+        Replace what is kept beside a stored file (its yank state, say).
+
+        @rtype: L{Deferred} firing with L{None}
+        """
+
+    def delete(record):
+        """
+        Remove a stored file and its metadata, and keep a tombstone so the
+        filename is never reused.
+
+        @rtype: L{Deferred} firing with L{None}
+        """
+
+    def scan(known, since):
+        """
+        List what the backend holds.
+
+        @param known: L{FileRecord}s by filename from a snapshot; a backend may
+            trust an entry whose file is unchanged instead of reading it again.
+        @param since: POSIX time the snapshot was taken (0 without one);
+            what changed after it is read again.
+        @rtype: L{Deferred} firing with a L{ScanResult}
+        """
+
+    def locate(record):
+        """
+        Say how to send a stored file to a client.
+
+        @rtype: L{LocalFile} (a later backend may add redirects and streams)
+        """
+
+    def locate_metadata(record):
+        """
+        Say how to send a stored file's core metadata (PEP 658).
+
+        @rtype: L{LocalFile}
+        """

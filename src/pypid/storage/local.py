@@ -1,0 +1,308 @@
+"""
+Storage on the local filesystem: the embedded default, which needs no setup.
+
+Layout under the root folder::
+
+    <filename>                       distribution files, flat (pypiserver's layout;
+                                     nested folders of an existing tree are read too)
+    .pypid/files/<filename>.json     the file's record (upload time, yank state ...)
+    .pypid/files/<filename>.metadata its PEP 658 core metadata
+    .pypid/files/<filename>.json with "deleted": true   a tombstone
+    .pypid/tmp/                      uploads being received; swept at start-up
+
+Publication is race-free: the spooled upload is fsynced, then hard-linked to
+its final name, which fails rather than overwrites when the name exists, so of
+two concurrent uploads under one name exactly one wins and a reader never sees
+a half-written file. The record is written after the link and the directory
+fsynced before the upload is acknowledged; a crash in between leaves a file
+without a record, which the next scan rebuilds from the file itself.
+
+The methods named C{_*_sync} do the blocking work; the public ones run them in
+the thread pool given at construction, never on the reactor thread.
+"""
+
+import errno
+import json
+import os
+import time
+
+import attrs
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from pypid.distribution import file_digests, inspect
+from pypid.metadata import InvalidDistribution
+from pypid.model import FileRecord
+from pypid.names import InvalidName, parse_filename
+from pypid.storage.interface import (
+    FileExists,
+    FilenameDeleted,
+    IStorage,
+    LocalFile,
+    ScanResult,
+    StorageError,
+)
+
+_META_DIR = ".pypid"
+_RECORD = ".json"
+_METADATA = ".metadata"
+
+log = Logger()
+
+
+def _fsync_dir(path):
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_atomic(path, data, tmp_dir, durable=True):
+    """Write C{data} to C{path} through a temporary file and a rename."""
+    fd, tmp = _mkstemp(tmp_dir)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        _unlink(tmp)
+        raise
+
+
+def _mkstemp(tmp_dir):
+    import tempfile
+    return tempfile.mkstemp(dir=tmp_dir, prefix="write-", suffix=".part")
+
+
+def _unlink(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+@implementer(IStorage)
+@attrs.define
+class LocalStorage:
+    """
+    Files in a folder on local disk.
+
+    @ivar root: the storage folder (absolute).
+    @ivar _run: C{run(f, *args) -> Deferred}: runs blocking work off the
+        reactor thread (C{deferToThreadPool} bound to a pool in production).
+    @ivar _clock: provides C{seconds()}, for upload times of imported files.
+    """
+
+    root: str
+    _run: object
+    _clock: object = None
+
+    @property
+    def temp_dir(self):
+        """Where uploads are spooled: on the same filesystem, so link() works."""
+        return os.path.join(self.root, _META_DIR, "tmp")
+
+    @property
+    def _files_dir(self):
+        return os.path.join(self.root, _META_DIR, "files")
+
+    def _record_path(self, filename):
+        return os.path.join(self._files_dir, filename + _RECORD)
+
+    def _metadata_path(self, filename):
+        return os.path.join(self._files_dir, filename + _METADATA)
+
+    def _file_path(self, key):
+        return os.path.join(self.root, *key.split("/"))
+
+    # -- the interface -------------------------------------------------------
+
+    def prepare(self):
+        """Create the folders and sweep temporary files left by a crash."""
+        return self._run(self._prepare_sync)
+
+    def publish(self, temp_path, record, metadata):
+        """Link the spooled upload into place without overwriting; see the module."""
+        return self._run(self._publish_sync, temp_path, record, metadata)
+
+    def update(self, record):
+        """Rewrite a file's record (a yank or an unyank)."""
+        return self._run(self._write_record_sync, record)
+
+    def delete(self, record):
+        """Remove a file, keeping a tombstone for its name."""
+        return self._run(self._delete_sync, record)
+
+    def scan(self, known=None, since=0.0):
+        """Walk the folder; see L{IStorage.scan}."""
+        return self._run(self._scan_sync, known or {}, since)
+
+    def locate(self, record):
+        """Files are sent straight from the folder."""
+        return LocalFile(self._file_path(record.path))
+
+    def locate_metadata(self, record):
+        """Metadata is sent from its sidecar file."""
+        return LocalFile(self._metadata_path(record.filename))
+
+    # -- blocking work, run in the thread pool ------------------------------
+
+    def _prepare_sync(self):
+        for d in (self.root, self._files_dir, self.temp_dir):
+            os.makedirs(d, exist_ok=True)
+        swept = 0
+        for entry in os.scandir(self.temp_dir):
+            if entry.is_file(follow_symlinks=False):
+                _unlink(entry.path)
+                swept += 1
+        if swept:
+            log.info("Removed {count} temporary files left by an earlier run", count=swept)
+
+    def _read_sidecar(self, filename):
+        try:
+            with open(self._record_path(filename), "rb") as f:
+                return json.loads(f.read())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as e:
+            log.warn("Ignoring unreadable record for {filename}: {error}",
+                     filename=filename, error=str(e))
+            return None
+
+    def _publish_sync(self, temp_path, record, metadata):
+        try:
+            sidecar = self._read_sidecar(record.filename)
+            if sidecar is not None and sidecar.get("deleted"):
+                raise FilenameDeleted(record.filename)
+            with open(temp_path, "rb+") as f:
+                os.fsync(f.fileno())
+            final = self._file_path(record.path)
+            try:
+                os.link(temp_path, final)
+            except FileExistsError:
+                raise FileExists(record.filename, self._existing_sha256(record, final))
+            if metadata is not None:
+                _write_atomic(self._metadata_path(record.filename), metadata, self.temp_dir)
+            self._write_record_sync(record)
+            _fsync_dir(os.path.dirname(final))
+            return record
+        except (FileExists, FilenameDeleted):
+            raise
+        except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise StorageError("the storage is full")
+            raise StorageError(f"cannot store the file: {e.strerror}")
+        finally:
+            _unlink(temp_path)
+
+    def _existing_sha256(self, record, final):
+        sidecar = self._read_sidecar(record.filename)
+        if sidecar and sidecar.get("sha256"):
+            return sidecar["sha256"]
+        return file_digests(final)[1]
+
+    def _write_record_sync(self, record):
+        data = json.dumps(record.to_json(), sort_keys=True).encode("utf-8")
+        _write_atomic(self._record_path(record.filename), data, self.temp_dir)
+        _fsync_dir(self._files_dir)
+
+    def _delete_sync(self, record):
+        tombstone = dict(record.to_json(), deleted=True, deleted_at=self._now())
+        _write_atomic(self._record_path(record.filename),
+                      json.dumps(tombstone, sort_keys=True).encode("utf-8"), self.temp_dir)
+        _unlink(self._file_path(record.path))
+        _unlink(self._metadata_path(record.filename))
+        _fsync_dir(self._files_dir)
+
+    def _now(self):
+        return self._clock.seconds() if self._clock is not None else time.time()
+
+    def _walk(self):
+        """Yield C{(key, filename, DirEntry)} for every regular file outside .pypid."""
+        stack = [("", self.root)]
+        while stack:
+            prefix, folder = stack.pop()
+            try:
+                entries = list(os.scandir(folder))
+            except OSError as e:
+                log.warn("Cannot list {folder}: {error}", folder=folder, error=e.strerror)
+                continue
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append((prefix + entry.name + "/", entry.path))
+                elif entry.is_file():
+                    yield prefix + entry.name, entry.name, entry
+
+    def _scan_sync(self, known, since):
+        os.makedirs(self._files_dir, exist_ok=True)
+        sidecars = {}
+        for entry in os.scandir(self._files_dir):
+            if entry.name.endswith(_RECORD):
+                sidecars[entry.name[: -len(_RECORD)]] = entry
+        tombstones = set()
+        records = {}
+        skipped = []
+        fresh = {}
+        for filename, entry in sidecars.items():
+            if filename in known and entry.stat().st_mtime < since:
+                continue
+            data = fresh[filename] = self._read_sidecar(filename)
+            if data is not None and data.get("deleted"):
+                tombstones.add(filename)
+        for key, filename, entry in self._walk():
+            if filename in records or filename in tombstones:
+                if filename in records:
+                    skipped.append((key, f"another file named {filename} is already listed"))
+                continue
+            record = self._record_for(key, filename, entry, known, fresh)
+            if isinstance(record, str):
+                skipped.append((key, record))
+            else:
+                records[filename] = record
+        return ScanResult(records=records, tombstones=frozenset(tombstones), skipped=tuple(skipped))
+
+    def _record_for(self, key, filename, entry, known, fresh):
+        """
+        The record of one file: from the snapshot when neither the file nor
+        its sidecar changed since, else from its sidecar, else from the file.
+        """
+        stat = entry.stat()
+        previous = known.get(filename)
+        if (previous is not None and filename not in fresh and previous.path == key
+                and previous.size == stat.st_size):
+            return previous
+        data = fresh.get(filename)
+        if data is None and filename not in fresh:
+            data = self._read_sidecar(filename)
+        if data is not None:
+            if not data.get("deleted"):
+                try:
+                    record = FileRecord.from_json(data)
+                except ValueError:
+                    record = None
+                if record is not None and record.size == stat.st_size:
+                    return attrs.evolve(record, path=key) if record.path != key else record
+        try:
+            record, metadata = inspect(entry.path, filename, key, stat.st_mtime, legacy=True)
+        except (InvalidName, InvalidDistribution) as e:
+            return str(e)
+        except OSError as e:
+            return f"cannot read: {e.strerror}"
+        # Keep what was learnt beside the file, so the next scan is cheap and the
+        # upload time stays what it was today.
+        try:
+            if metadata is not None:
+                _write_atomic(self._metadata_path(filename), metadata, self.temp_dir, durable=False)
+            _write_atomic(self._record_path(filename),
+                          json.dumps(record.to_json(), sort_keys=True).encode("utf-8"),
+                          self.temp_dir, durable=False)
+        except OSError as e:
+            log.warn("Cannot keep the record of {filename}: {error}",
+                     filename=filename, error=e.strerror)
+        return record

@@ -1,0 +1,119 @@
+"""
+C{twistd pypid}: command-line options and the composition root.
+
+L{makeService} is the one place that reaches for the global reactor (inside
+the function, only when none is given) and builds every collaborator: the
+thread pools, the storage, the index, the web site and the services.
+C{pypid.tac} calls the same function.
+"""
+
+from functools import partial
+
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.threads import deferToThreadPool
+from twisted.python import usage
+from twisted.python.threadpool import ThreadPool
+
+from pypid.auth import PasswordVerifier, Policy
+from pypid.config import ConfigError, load_config, parse_override
+from pypid.index import Index
+from pypid.service import IndexLoader, ListenerService, PypidService, file_url_for
+from pypid.snapshot import SnapshotService, SnapshotWriter
+from pypid.storage.local import LocalStorage
+from pypid.web.access import Access
+from pypid.web.app import PypidApp
+from pypid.web.simple import FilesResource, RootResource, SimpleResource
+from pypid.web.site import PypidSite
+
+
+class Options(usage.Options):
+    """Options of C{twistd pypid}; they override the configuration file."""
+
+    synopsis = "[--config FILE] [--listen ENDPOINT ...] [--set section.key=value ...]"
+    longdesc = (
+        "Run the pypid package index. Without --config, the embedded defaults "
+        "are used: listen on 127.0.0.1:8080, store packages under ./var/."
+    )
+    optParameters = [
+        ["config", "c", None, "The configuration file (INI)."],
+    ]
+
+    def __init__(self):
+        usage.Options.__init__(self)
+        self["listen"] = []
+        self["set"] = []
+
+    def opt_listen(self, endpoint):
+        """A Twisted endpoint to listen on (repeatable); replaces [pypid] listen."""
+        self["listen"].append(endpoint)
+
+    def opt_set(self, assignment):
+        """Override one configuration key: section.key=value (repeatable)."""
+        try:
+            self["set"].append(parse_override(assignment))
+        except ValueError as e:
+            raise usage.UsageError(str(e))
+
+    def postOptions(self):
+        """
+        Read the configuration once. A bad one stops start-up with one line
+        naming the file, section and key (no usage text, no traceback).
+        """
+        try:
+            self["config_obj"] = load_config(self["config"], self["set"], self["listen"])
+        except ConfigError as e:
+            raise SystemExit(f"pypid: {e}")
+
+
+def makeService(options, reactor=None):
+    """Build the whole server from parsed L{Options}."""
+    if reactor is None:
+        from twisted.internet import reactor
+    config = options["config_obj"]
+    return build_service(config, reactor)
+
+
+def build_service(config, reactor):
+    """Build the service tree for a L{pypid.config.Config}."""
+    pool = ThreadPool(minthreads=1, maxthreads=config.server.threads, name="pypid-io")
+    hash_pool = ThreadPool(minthreads=0, maxthreads=2, name="pypid-hash")
+    run = partial(deferToThreadPool, reactor, pool)
+
+    storage = LocalStorage(config.storage.path, run, reactor)
+    index = Index(file_url_for(config.server.base_url))
+    policy = Policy(read=config.auth.read, upload=config.auth.upload)
+    verifier = PasswordVerifier(config.users, reactor, hash_pool)
+    access = Access(policy, verifier)
+
+    app = PypidApp(index, storage, access, run, reactor, config.server.max_upload_size,
+                   config.server.base_url)
+    base = config.server.base_url or "/"
+    root = RootResource(
+        SimpleResource(index, access, base),
+        FilesResource(index, storage, access),
+        app.resource(),
+    )
+    site = PypidSite(root, config.server.max_upload_size, storage.temp_dir,
+                     access_log=config.server.access_log, reactor=reactor)
+
+    writer = SnapshotWriter(index, config.server.snapshot, run, reactor)
+    snapshot_service = SnapshotService(writer, config.server.snapshot_interval, reactor)
+    loader = IndexLoader(index, storage, config.server.snapshot, run, reactor)
+
+    def stop():
+        if reactor.running:
+            reactor.stop()
+
+    listeners = []
+    for description in config.server.listen:
+        try:
+            endpoint = serverFromString(reactor, description)
+        except (ValueError, TypeError, KeyError) as e:
+            raise SystemExit(f"pypid: {config.source}: [pypid] listen: "
+                             f"invalid endpoint {description!r}: {e}")
+        listeners.append(ListenerService(endpoint, description, site, stop))
+    service = PypidService(loader, listeners, snapshot_service, [pool, hash_pool], reactor)
+    service.index = index
+    service.site = site
+    return service
+

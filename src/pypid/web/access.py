@@ -1,0 +1,74 @@
+"""
+Who may do what, applied to requests: the bridge from HTTP Basic headers to
+L{pypid.auth}'s verifier and policy.
+
+Reads are the hot path: when the policy lets everyone read, L{Access.gate_read}
+answers L{None} at once and no header is even parsed.
+"""
+
+import attrs
+from twisted.internet.defer import fail, succeed
+
+from pypid.auth import MalformedCredentials, parse_basic
+from pypid.errors import Unauthorized
+
+
+@attrs.define
+class Access:
+    """
+    @ivar policy: the L{pypid.auth.Policy} of the configuration.
+    @ivar _verifier: a L{pypid.auth.PasswordVerifier}.
+    """
+
+    policy: object
+    _verifier: object
+
+    def identify(self, request, credentials=None):
+        """
+        Find who sent the request.
+
+        @param credentials: C{(user, password)} already parsed, if any.
+        @return: L{Deferred} firing with an L{pypid.auth.Identity}, or L{None}
+            for an anonymous request; failing with L{Unauthorized} for
+            malformed or wrong credentials.
+        """
+        if credentials is None:
+            header = request.requestHeaders.getRawHeaders(b"authorization", (None,))[0]
+            try:
+                credentials = parse_basic(header)
+            except MalformedCredentials as e:
+                return fail(Unauthorized(f"Authorization: {e}"))
+            if credentials is None:
+                return succeed(None)
+        d = self._verifier.authenticate(*credentials)
+        d.addCallback(_known)
+        return d
+
+    def gate_read(self, request):
+        """
+        L{None} when anyone may read; otherwise a L{Deferred} that fails with
+        L{Unauthorized} unless the request carries valid credentials.
+        """
+        if not self.policy.needs_auth_for_read():
+            return None
+        d = self.identify(request)
+        d.addCallback(self._may, self.policy.may_read, "authentication is required to read this index")
+        return d
+
+    def gate_upload(self, request, credentials=None):
+        """A L{Deferred} firing with the uploader's identity, or failing with L{Unauthorized}."""
+        d = self.identify(request, credentials)
+        d.addCallback(self._may, self.policy.may_upload, "authentication is required to upload")
+        return d
+
+    @staticmethod
+    def _may(identity, allowed, message):
+        if not allowed(identity):
+            raise Unauthorized(message)
+        return identity
+
+
+def _known(identity):
+    if identity is None:
+        raise Unauthorized("wrong user name or password")
+    return identity

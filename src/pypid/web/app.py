@@ -1,0 +1,358 @@
+"""
+The Klein application: everything but the hot path.
+
+Uploads (the legacy API that twine and C{uv publish} speak), the legacy
+JSON API, health, yank/unyank/delete, and the pages for people. Routes are
+methods of an attrs object holding its collaborators; errors are
+L{pypid.errors.HTTPError}s, answered in one place.
+"""
+
+import html
+import json
+
+import attrs
+from klein import Klein
+from twisted.internet.defer import ensureDeferred
+from twisted.logger import Logger
+
+from pypid.distribution import inspect
+from pypid.errors import (
+    BadRequest,
+    HTTPError,
+    NotFound,
+    TooLarge,
+    Unavailable,
+)
+from pypid.metadata import InvalidDistribution, parse_metadata
+from pypid.multipart import FormSink, MultipartError, UploadTooLarge
+from pypid.names import is_valid_name, normalize
+from pypid import render
+from pypid.storage.interface import FileExists, FilenameDeleted, StorageError
+from pypid.upload import validate_upload
+from pypid.web.respond import send_error, send_page, send_text
+from pypid.web.site import too_large_message
+from pypid.index import Page
+
+log = Logger()
+
+#: Seconds a client should wait before retrying when the storage is down.
+RETRY_AFTER = b"30"
+
+
+def _exists_message(filename, sha256):
+    # twine's --skip-existing (up to 6.1) looks for a 400 whose reason starts
+    # with "File already exists": keep these words first.
+    return f"File already exists ('{filename}', with sha256 hash '{sha256}')."
+
+
+@attrs.define(slots=False)
+class PypidApp:
+    """
+    The routes of the server other than C{/simple/} and C{/files/}.
+
+    @ivar _index: the L{pypid.index.Index}.
+    @ivar _storage: the L{pypid.storage.interface.IStorage}.
+    @ivar _access: the L{pypid.web.access.Access} gate.
+    @ivar _run: C{run(f, *args) -> Deferred} for blocking work.
+    @ivar _clock: provides C{seconds()}.
+    @ivar _max_upload_size: bytes.
+    @ivar _base_url: the configured public URL, or L{None}.
+    """
+
+    _index: object
+    _storage: object
+    _access: object
+    _run: object
+    _clock: object
+    _max_upload_size: int
+    _base_url: str | None = None
+
+    app = Klein()
+
+    def resource(self):
+        """The Twisted resource of these routes."""
+        return self.app.resource()
+
+    @app.handle_errors(HTTPError)
+    def _http_error(self, request, failure):
+        return send_error(request, failure.value)
+
+    # -- pages for people ----------------------------------------------------
+
+    @app.route("/", methods=["GET", "HEAD"])
+    def landing(self, request):
+        """A page saying what this server is and how to use it."""
+        d = self._access.gate_read(request)
+        page = self._landing_page()
+        if d is None:
+            return send_page(request, page)
+        return d.addCallback(lambda _: send_page(request, page))
+
+    def _landing_page(self):
+        base = self._base_url or "http://<this server>/"
+        projects = len(self._index.projects())
+        files = len(self._index)
+        body = _LANDING.format(
+            base=html.escape(base),
+            projects=projects,
+            files=files,
+        ).encode("utf-8")
+        return Page.of(body, b"text/html; charset=utf-8")
+
+    # -- uploads ---------------------------------------------------------------
+
+    @app.route("/", methods=["POST"])
+    @app.route("/legacy", methods=["POST"])
+    @app.route("/legacy/", methods=["POST"])
+    def upload(self, request):
+        """Take a twine upload (C{:action=file_upload}) or a pypiserver C{remove_pkg}."""
+        return ensureDeferred(self._upload(request))
+
+    async def _upload(self, request):
+        content = request.content
+        if not isinstance(content, FormSink):
+            raise BadRequest("Content-Type: expected multipart/form-data with a boundary")
+        try:
+            form = content.finish()
+        except UploadTooLarge:
+            raise TooLarge(too_large_message(self._max_upload_size))
+        except MultipartError as e:
+            raise BadRequest(str(e))
+        try:
+            identity = await self._access.gate_upload(request, request.upload_credentials)
+            if form.get(":action") == "remove_pkg":
+                return await self._remove_release(request, form, identity)
+            upload = validate_upload(form)
+            return await self._store(request, upload, identity)
+        finally:
+            form.discard()
+
+    async def _store(self, request, upload, identity):
+        part = upload.part
+        existing = self._index.get_file(upload.filename)
+        if existing is not None:
+            return self._same_or_conflict(request, existing.sha256, upload)
+        if self._index.is_deleted(upload.filename):
+            raise BadRequest(
+                f"File already exists ('{upload.filename}'): this filename was previously "
+                "used by a file that has since been deleted"
+            )
+        try:
+            record, metadata = await self._run(
+                inspect, part.path, upload.filename, upload.filename, self._clock.seconds(),
+                (part.size, part.sha256, part.blake2_256, part.md5),
+            )
+        except InvalidDistribution as e:
+            raise BadRequest(f"content: {e}")
+        try:
+            stored = await self._storage.publish(part.path, record, metadata)
+        except FileExists as e:
+            return self._same_or_conflict(request, e.sha256, upload)
+        except FilenameDeleted:
+            raise BadRequest(
+                f"File already exists ('{upload.filename}'): this filename was previously "
+                "used by a file that has since been deleted"
+            )
+        except StorageError as e:
+            log.error("Upload of {filename} failed: {error}", filename=upload.filename, error=str(e))
+            raise Unavailable(f"the storage is unavailable: {e}", [(b"retry-after", RETRY_AFTER)])
+        self._index.add(stored)
+        log.info("{user} uploaded {filename} ({size} bytes)",
+                 user=identity.name, filename=stored.filename, size=stored.size)
+        return send_text(request, 200, "OK")
+
+    @staticmethod
+    def _same_or_conflict(request, sha256, upload):
+        if sha256 == upload.part.sha256:
+            return send_text(request, 200, "OK: this file was already uploaded with the same content")
+        raise BadRequest(_exists_message(upload.filename, sha256))
+
+    async def _remove_release(self, request, form, identity):
+        name, version = (form.get("name") or "").strip(), (form.get("version") or "").strip()
+        if not is_valid_name(name):
+            raise BadRequest("name: a valid project name is required")
+        project = self._index.project(normalize(name))
+        records = [r for r in (project.files.values() if project else ()) if r.version == version]
+        if not records:
+            raise NotFound(f"version: no files of {name} {version}")
+        for record in records:
+            await self._delete(record, identity)
+        return send_text(request, 200, f"Removed {len(records)} files of {name} {version}")
+
+    # -- yank, unyank, delete ------------------------------------------------------
+
+    @app.route("/api/files/<string:filename>/yank", methods=["POST"])
+    def yank_file(self, request, filename):
+        """Yank one file (PEP 592), with an optional C{reason} form field."""
+        return ensureDeferred(self._change(request, [filename], self._yank, _reason(request)))
+
+    @app.route("/api/files/<string:filename>/unyank", methods=["POST"])
+    def unyank_file(self, request, filename):
+        """Undo a yank of one file."""
+        return ensureDeferred(self._change(request, [filename], self._yank, None))
+
+    @app.route("/api/files/<string:filename>", methods=["DELETE"])
+    def delete_file(self, request, filename):
+        """Delete one file for good; its name can never be used again."""
+        return ensureDeferred(self._change(request, [filename], self._delete_change, None))
+
+    @app.route("/api/projects/<string:project>/<string:version>/yank", methods=["POST"])
+    def yank_release(self, request, project, version):
+        """Yank every file of a release, as the public index does."""
+        return ensureDeferred(self._change(request, self._release(project, version),
+                                           self._yank, _reason(request)))
+
+    @app.route("/api/projects/<string:project>/<string:version>/unyank", methods=["POST"])
+    def unyank_release(self, request, project, version):
+        """Undo the yank of a release."""
+        return ensureDeferred(self._change(request, self._release(project, version),
+                                           self._yank, None))
+
+    @app.route("/api/projects/<string:project>/<string:version>", methods=["DELETE"])
+    def delete_release(self, request, project, version):
+        """Delete every file of a release."""
+        return ensureDeferred(self._change(request, self._release(project, version),
+                                           self._delete_change, None))
+
+    def _release(self, project, version):
+        entry = self._index.project(normalize(project))
+        files = [r.filename for r in (entry.files.values() if entry else ()) if r.version == version]
+        if not files:
+            raise NotFound(f"no files of {project} {version}")
+        return files
+
+    async def _change(self, request, filenames, change, argument):
+        identity = await self._access.gate_upload(request)
+        for filename in filenames:
+            record = self._index.get_file(filename)
+            if record is None:
+                raise NotFound(f"no such file: {filename}")
+            try:
+                await change(record, argument, identity)
+            except StorageError as e:
+                raise Unavailable(f"the storage is unavailable: {e}", [(b"retry-after", RETRY_AFTER)])
+        return send_text(request, 200, "OK")
+
+    async def _yank(self, record, reason, identity):
+        changed = attrs.evolve(record, yanked=reason)
+        if changed == record:
+            return
+        await self._storage.update(changed)
+        self._index.add(changed)
+        log.info("{user} {action} {filename}", user=identity.name,
+                 action="yanked" if reason is not None else "unyanked", filename=record.filename)
+
+    async def _delete_change(self, record, _argument, identity):
+        await self._delete(record, identity)
+
+    async def _delete(self, record, identity):
+        await self._storage.delete(record)
+        self._index.remove(record.filename)
+        log.info("{user} deleted {filename}", user=identity.name, filename=record.filename)
+
+    # -- the legacy JSON API ------------------------------------------------------
+
+    @app.route("/pypi/<string:name>/json", methods=["GET", "HEAD"])
+    def project_json(self, request, name):
+        """C{/pypi/<project>/json}: the latest release, and every release."""
+        return ensureDeferred(self._pypi_json(request, name, None))
+
+    @app.route("/pypi/<string:name>/<string:version>/json", methods=["GET", "HEAD"])
+    def release_json(self, request, name, version):
+        """C{/pypi/<project>/<version>/json}: one release."""
+        return ensureDeferred(self._pypi_json(request, name, version))
+
+    async def _pypi_json(self, request, name, version):
+        gate = self._access.gate_read(request)
+        if gate is not None:
+            await gate
+        if not is_valid_name(name):
+            raise NotFound("no such project")
+        project = self._index.project(normalize(name))
+        if project is None or not project.files:
+            raise NotFound("no such project")
+        if project.name != name:
+            suffix = f"{version}/json" if version else "json"
+            request.setResponseCode(301)
+            request.setHeader(b"location", f"{self._prefix()}pypi/{project.name}/{suffix}".encode())
+            return b""
+        releases = {}
+        for record in project.sorted_files():
+            releases.setdefault(record.version, []).append((record, self._file_url(record)))
+        shown = version if version is not None else project.latest_version()
+        if shown not in releases:
+            raise NotFound("no such version")
+        info = await self._info(releases[shown])
+        body = render.pypi_json(project.display_name, project.name, info, releases, shown,
+                                self._index.serial, include_releases=version is None,
+                                base_url=(self._base_url or "/").rstrip("/"))
+        request.setHeader(b"content-type", b"application/json")
+        request.setHeader(b"cache-control", b"max-age=0, must-revalidate")
+        return body
+
+    async def _info(self, files):
+        """The release's metadata, read from its stored .metadata (wheels first)."""
+        for record, _url in sorted(files, key=lambda f: not f[0].is_wheel):
+            if record.metadata_sha256 is None:
+                continue
+            location = self._storage.locate_metadata(record)
+            try:
+                raw = await self._run(_read_bytes, location.path)
+            except OSError:
+                continue
+            return parse_metadata(raw).to_json_info()
+        record = files[0][0]
+        return {"requires_python": record.requires_python}
+
+    def _prefix(self):
+        return self._base_url or "/"
+
+    def _file_url(self, record):
+        return f"{self._prefix()}files/{record.project}/{record.filename}"
+
+    # -- health ----------------------------------------------------------------------
+
+    @app.route("/health", methods=["GET", "HEAD"])
+    def health(self, request):
+        """Whether the server is up, and what it serves (no secrets)."""
+        request.setHeader(b"content-type", b"application/json")
+        request.setHeader(b"cache-control", b"no-store")
+        return json.dumps({
+            "status": "ok",
+            "storage": "ok",
+            "projects": len(self._index.projects()),
+            "files": len(self._index),
+            "serial": self._index.serial,
+        }).encode("utf-8")
+
+
+def _reason(request):
+    values = request.args.get(b"reason")
+    if not values:
+        return ""
+    try:
+        return values[0].decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise BadRequest("reason: not valid UTF-8")
+
+
+def _read_bytes(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+_LANDING = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>pypid package index</title>
+<style>body{{font-family:sans-serif;max-width:46em;margin:2em auto;padding:0 1em;line-height:1.5}}
+pre{{background:#f4f4f4;padding:.6em;overflow-x:auto}}</style></head>
+<body><h1>pypid</h1>
+<p>This is a private Python package index: {projects} projects, {files} files.
+Browse the <a href="simple/">simple index</a>.</p>
+<h2>Install with pip or uv</h2>
+<pre>pip install --index-url {base}simple/ PROJECT
+uv pip install --index-url {base}simple/ PROJECT</pre>
+<h2>Publish with twine or uv</h2>
+<pre>twine upload --repository-url {base} dist/*
+uv publish --publish-url {base} --check-url {base}simple/ dist/*</pre>
+</body></html>
+"""

@@ -1,0 +1,216 @@
+"""
+The hot path: C{/simple/...} pages and C{/files/...} downloads.
+
+These are plain Twisted resources rather than Klein routes: they are what
+pip and uv fetch thousands of times a second, and a route table, a werkzeug
+adapter and per-request closures cost more than the page lookup itself.
+Each request does one dict lookup, content negotiation (memoized on the
+Accept header), and sets a handful of headers on bytes rendered earlier.
+"""
+
+from twisted.logger import Logger
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET
+
+from pypid.errors import Gone, HTTPError, NotAcceptable, NotFound
+from pypid.names import is_valid_name, normalize
+from pypid.negotiate import choose
+from pypid.storage.interface import LocalFile
+from pypid.web.respond import send_error, send_file, send_page
+
+log = Logger()
+
+_METADATA_SUFFIX = ".metadata"
+_NOT_ACCEPTABLE = (
+    "Accept: none of the requested media types can be served; this index serves "
+    "text/html, application/vnd.pypi.simple.v1+html and application/vnd.pypi.simple.v1+json"
+)
+
+
+def _gated(access, request, answer):
+    """
+    Run C{answer(request)} once the read gate allows it, turning
+    L{HTTPError}s into answers.
+    """
+    gate = access.gate_read(request)
+    if gate is None:
+        try:
+            return answer(request)
+        except HTTPError as e:
+            return send_error(request, e)
+
+    def allowed(_):
+        return answer(request)
+
+    def failed(failure):
+        failure.trap(HTTPError)
+        return send_error(request, failure.value)
+
+    def write(body):
+        if body is not NOT_DONE_YET:
+            request.write(body)
+            request.finish()
+
+    gate.addCallback(allowed)
+    gate.addErrback(failed)
+    gate.addCallback(write)
+    gate.addErrback(request.processingFailed)
+    return NOT_DONE_YET
+
+
+class SimpleResource(Resource):
+    """
+    C{/simple/} and C{/simple/<project>/}, in HTML or JSON (PEP 503, 691).
+
+    @ivar _index: the L{pypid.index.Index}.
+    @ivar _access: the L{pypid.web.access.Access} gate.
+    @ivar _base: prefix of absolute redirect targets: the configured base
+        URL, or C{"/"}, so a redirect never leaves this server's origin.
+    """
+
+    isLeaf = True
+
+    def __init__(self, index, access, base="/"):
+        Resource.__init__(self)
+        self._index = index
+        self._access = access
+        self._base = base
+
+    def render_GET(self, request):
+        """Serve a page of the simple index."""
+        return _gated(self._access, request, self._answer)
+
+    render_HEAD = render_GET
+
+    def _kind(self, request):
+        fmt = request.args.get(b"format")
+        kind = choose(request.requestHeaders.getRawHeaders(b"accept", (None,))[0],
+                      fmt[0] if fmt else None)
+        if kind is None:
+            raise NotAcceptable(_NOT_ACCEPTABLE)
+        return kind
+
+    def _answer(self, request):
+        post = request.postpath
+        if len(post) == 2 and not post[1]:
+            try:
+                name = post[0].decode("utf-8")
+            except UnicodeDecodeError:
+                raise NotFound("no such project")
+            project = self._index.project(name)
+            if project is None:
+                return self._redirect_or_404(request, name)
+            return send_page(request, self._index.project_page(project, self._kind(request)))
+        if post == [b""]:
+            return send_page(request, self._index.root_page(self._kind(request)))
+        if not post:
+            return self._redirect(request, "simple/")
+        if len(post) == 1:
+            try:
+                name = post[0].decode("utf-8")
+            except UnicodeDecodeError:
+                raise NotFound("no such project")
+            if is_valid_name(name) and self._index.project(normalize(name)) is not None:
+                return self._redirect(request, f"simple/{normalize(name)}/")
+        raise NotFound("no such project")
+
+    def _redirect_or_404(self, request, name):
+        if is_valid_name(name):
+            normalized = normalize(name)
+            if normalized != name and self._index.project(normalized) is not None:
+                return self._redirect(request, f"simple/{normalized}/")
+        raise NotFound("no such project")
+
+    def _redirect(self, request, path):
+        """
+        A permanent redirect to one of our own paths (a normalized name only
+        ever holds [a-z0-9-]), keeping the query (C{?format=}).
+        """
+        target = self._base + path
+        query = request.uri.partition(b"?")[2]
+        location = target.encode("ascii") + (b"?" + query if query else b"")
+        request.setResponseCode(301)
+        request.responseHeaders.setRawHeaders(b"location", [location])
+        request.responseHeaders.setRawHeaders(b"content-type", [b"text/plain; charset=utf-8"])
+        return b"Moved to " + target.encode("ascii") + b"\n"
+
+
+class FilesResource(Resource):
+    """
+    C{/files/<project>/<filename>} and its PEP 658 C{.metadata}.
+
+    Lookup is by filename in the index, never by building a path from the
+    request: the path comes from the stored record.
+    """
+
+    isLeaf = True
+
+    def __init__(self, index, storage, access):
+        Resource.__init__(self)
+        self._index = index
+        self._storage = storage
+        self._access = access
+
+    def render_GET(self, request):
+        """Send a file or its metadata."""
+        return _gated(self._access, request, self._answer)
+
+    render_HEAD = render_GET
+
+    def _answer(self, request):
+        post = request.postpath
+        if len(post) != 2:
+            raise NotFound("no such file")
+        try:
+            project, filename = post[0].decode("utf-8"), post[1].decode("utf-8")
+        except UnicodeDecodeError:
+            raise NotFound("no such file")
+        record = self._index.get_file(filename)
+        if record is not None and record.project == project:
+            return self._send(request, record, self._storage.locate(record),
+                              b'"%s"' % record.sha256.encode("ascii"))
+        if filename.endswith(_METADATA_SUFFIX):
+            record = self._index.get_file(filename[: -len(_METADATA_SUFFIX)])
+            if (record is not None and record.project == project
+                    and record.metadata_sha256 is not None):
+                return self._send(request, record, self._storage.locate_metadata(record),
+                                  b'"%s"' % record.metadata_sha256.encode("ascii"))
+        if self._index.is_deleted(filename):
+            raise Gone("this file was deleted")
+        raise NotFound("no such file")
+
+    def _send(self, request, record, location, etag):
+        if isinstance(location, LocalFile):
+            try:
+                return send_file(request, location.path, etag)
+            except FileNotFoundError:
+                log.error("Stored file {filename} is missing at {path}",
+                          filename=record.filename, path=location.path)
+                raise NotFound("the stored file is missing")
+        raise NotFound("no such file")
+
+
+class RootResource(Resource):
+    """
+    Dispatches C{/simple} and C{/files} to the hot-path resources and
+    everything else to the Klein application.
+    """
+
+    def __init__(self, simple, files, app):
+        Resource.__init__(self)
+        self._simple = simple
+        self._files = files
+        self._app = app
+
+    def getChildWithDefault(self, name, request):
+        """Pick the resource for the first path segment."""
+        if name == b"simple":
+            return self._simple
+        if name == b"files":
+            return self._files
+        request.postpath.insert(0, request.prepath.pop())
+        return self._app
+
+    def render(self, request):
+        """Only reached for a request with no path segment at all: Klein's."""
+        return self._app.render(request)

@@ -1,0 +1,202 @@
+"""
+The HTTP site: a L{Site} whose requests stream upload bodies to disk.
+
+Twisted's L{Request} keeps a body in memory (or a temporary file) and then
+parses a C{multipart/form-data} body into C{request.args} all at once,
+dropping the part's filename. For uploads this request class instead hands
+each chunk of the body, as it arrives, to a L{pypid.multipart.FormSink},
+which writes the file part to the storage's spool folder and hashes it on
+the way; memory stays flat whatever the file size.
+
+It also decides before the body is read whether to read it at all: an upload
+whose declared length is over the limit, or that carries no credentials, is
+answered at once and its body discarded.
+"""
+
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web import server
+from twisted.web.http import datetimeToString, unquote
+
+from pypid.auth import MalformedCredentials, parse_basic, www_authenticate_header
+from pypid.errors import reason_phrase
+from pypid.multipart import FormSink, MultipartError, UploadTooLarge, boundary_from_content_type
+
+log = Logger()
+
+#: Paths that take twine uploads.
+UPLOAD_PATHS = frozenset([b"/", b"/legacy", b"/legacy/"])
+
+#: How much of a refused body is read and thrown away so that the client
+#: reads the answer rather than a reset connection; past this, the connection
+#: is closed right after the answer.
+_DISCARD_LIMIT = 64 << 20
+
+
+class _Discard:
+    """A request body sink that counts and forgets (for refused uploads)."""
+
+    def __init__(self):
+        self.received = 0
+
+    def write(self, data):
+        self.received += len(data)
+
+    def tell(self):
+        return self.received
+
+    def seek(self, offset, whence=0):
+        pass
+
+    def read(self, n=-1):
+        return b""
+
+    def close(self):
+        pass
+
+
+class PypidRequest(server.Request):
+    """
+    A request that streams uploads and sends a cached C{Date} header and no
+    C{Server} header (the version is nobody's business).
+    """
+
+    #: set when an answer was sent before the body arrived
+    early_answer = False
+    #: C{(user, password)} from the Authorization header of an upload, parsed early
+    upload_credentials = None
+
+    def gotLength(self, length):
+        """Choose where the body goes, before any of it arrives."""
+        channel = self.channel
+        command = getattr(channel, "_command", None)
+        path = getattr(channel, "_path", b"").split(b"?", 1)[0]
+        if command != b"POST" or path not in UPLOAD_PATHS:
+            return server.Request.gotLength(self, length)
+        site = channel.site
+        ctype = self.requestHeaders.getRawHeaders(b"content-type", [b""])[0]
+        self._parsePOSTFormSubmission = False
+        try:
+            boundary = boundary_from_content_type(ctype)
+        except MultipartError:
+            # Not a form: the upload route answers 400 with the reason.
+            self.content = _Discard()
+            return
+        try:
+            credentials = parse_basic(self.requestHeaders.getRawHeaders(b"authorization", [None])[0])
+        except MalformedCredentials as e:
+            return self._answer_early(length, 401, f"Authorization: {e}", www=True)
+        if credentials is None:
+            return self._answer_early(length, 401, "authentication is required to upload", www=True)
+        limit = site.max_upload_size
+        if length is not None and length > limit + (1 << 20):
+            return self._answer_early(length, 413, too_large_message(limit))
+        self.upload_credentials = credentials
+        self.content = FormSink(boundary, site.spool_dir, max_file_size=limit)
+
+    def handleContentChunk(self, data):
+        """Feed the body on; answer 413 as soon as an upload passes the limit."""
+        content = self.content
+        content.write(data)
+        if type(content) is FormSink and isinstance(content.error, UploadTooLarge):
+            content.close()
+            self._answer_early(None, 413, too_large_message(self.channel.site.max_upload_size))
+
+    def _answer_early(self, length, code, message, www=False):
+        """
+        Answer now, before the body, and then close the connection: after the
+        discarded body when it is small, at once when it is large.
+        """
+        self.content = _Discard()
+        self.early_answer = True
+        body = message.encode("utf-8") + b"\n"
+        headers = [
+            b"HTTP/1.1 %d %s" % (code, reason_phrase(message)),
+            b"Content-Type: text/plain; charset=utf-8",
+            b"Content-Length: %d" % len(body),
+            b"Connection: close",
+        ]
+        if www:
+            headers.append(b"WWW-Authenticate: " + www_authenticate_header())
+        transport = self.channel.transport
+        transport.write(b"\r\n".join(headers) + b"\r\n\r\n" + body)
+        self.channel.persistent = False
+        if length is None or length > _DISCARD_LIMIT:
+            transport.loseConnection()
+
+    def requestReceived(self, command, path, version):
+        """Hand a finished body to the resource, unless it was answered already."""
+        if self.early_answer:
+            self.channel.transport.loseConnection()
+            return
+        server.Request.requestReceived(self, command, path, version)
+
+    def process(self):
+        """Like L{server.Request.process}, with cheaper, quieter headers."""
+        self.site = site = self.channel.site
+        self.setHeader(b"Date", site.date_header())
+        self.prepath = []
+        self.postpath = list(map(unquote, self.path[1:].split(b"/")))
+        try:
+            self.render(site.getResourceFor(self))
+        except BaseException:
+            self.processingFailed(Failure())
+
+    def processingFailed(self, reason):
+        """A bug: log it and answer a plain 500 with no traceback."""
+        log.failure("Unhandled error answering {method} {path}", reason,
+                    method=self.method, path=self.path)
+        body = b"Internal server error\n"
+        if not self.startedWriting:
+            self.setResponseCode(500)
+            self.setHeader(b"content-type", b"text/plain; charset=utf-8")
+            self.setHeader(b"content-length", b"%d" % len(body))
+            self.write(body)
+        if not self.finished:
+            self.finish()
+        return reason
+
+    def connectionLost(self, reason):
+        """Remove a half-received upload's spooled file."""
+        content = self.content
+        if isinstance(content, FormSink):
+            content.close()
+        server.Request.connectionLost(self, reason)
+
+
+def too_large_message(limit):
+    """The answer to an upload over C{limit} bytes."""
+    return f"content: the upload is larger than the limit of {limit >> 20} MiB"
+
+
+class PypidSite(server.Site):
+    """
+    The site: our request class, no access log unless configured, and a
+    C{Date} header formatted once a second.
+
+    @ivar max_upload_size: largest accepted upload, in bytes.
+    @ivar spool_dir: where upload bodies are spooled (the storage's).
+    """
+
+    requestFactory = PypidRequest
+    displayTracebacks = False
+
+    def __init__(self, resource, max_upload_size, spool_dir, access_log=None, reactor=None):
+        server.Site.__init__(self, resource, logPath=access_log, reactor=reactor)
+        self.max_upload_size = max_upload_size
+        self.spool_dir = spool_dir
+        self._access_log = access_log
+        self._date = (None, b"")
+
+    def date_header(self):
+        """The current time as an HTTP date, formatted at most once a second."""
+        now = int(self.reactor.seconds())
+        if self._date[0] != now:
+            self._date = (now, datetimeToString(now))
+        return self._date[1]
+
+    def log(self, request):
+        """Write an access log line only when an access log is configured."""
+        if self._access_log is not None:
+            server.Site.log(self, request)
+
