@@ -196,3 +196,44 @@ def make_sdist_zip(name, version, metadata=None, metadata_version="2.2"):
         (f"{top}/setup.py", b"from setuptools import setup\nsetup()\n"),
     ])
     return f"{top}.zip", data
+
+
+def write_random_wheel(directory, name, version, payload_size, chunk_size=1 << 20):
+    """
+    Write a wheel whose one big member holds C{payload_size} random bytes,
+    stored uncompressed, and return its path.
+
+    The payload is streamed from C{os.urandom} in chunks, so building a wheel
+    of hundreds of megabytes holds only one chunk in memory; the RECORD
+    digest is computed on the way.
+    """
+    import os
+
+    dist = name.replace("-", "_").replace(".", "_").lower()
+    filename = f"{dist}-{version}-py3-none-any.whl"
+    distinfo = f"{dist}-{version}.dist-info"
+    small = [
+        (f"{dist}/__init__.py", f"VERSION = {version!r}\n".encode()),
+        (f"{distinfo}/METADATA", metadata_text(name, version).encode("utf-8")),
+        (f"{distinfo}/WHEEL",
+         b"Wheel-Version: 1.0\nGenerator: pypid-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"),
+    ]
+    payload = f"{dist}/payload.bin"
+    path = os.path.join(directory, filename)
+    digest = hashlib.sha256()
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
+        with zf.open(payload, "w", force_zip64=payload_size > 0x7FFFFFFF) as out:
+            left = payload_size
+            while left:
+                chunk = os.urandom(min(chunk_size, left))
+                digest.update(chunk)
+                out.write(chunk)
+                left -= len(chunk)
+        for arc, data in small:
+            zf.writestr(arc, data)
+        record_hash = "sha256=" + base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()
+        record = f"{payload},{record_hash},{payload_size}\n"
+        record += "".join(f"{arc},{_record_hash(data)},{len(data)}\n" for arc, data in small)
+        record += f"{distinfo}/RECORD,,\n"
+        zf.writestr(f"{distinfo}/RECORD", record)
+    return path

@@ -70,9 +70,9 @@ def close(boundary=BOUNDARY):
     return b"--" + boundary + b"--\r\n"
 
 
-def twine_body(data=WHEEL, filename=WHEEL_NAME, signature=True):
+def twine_body(data=WHEEL, filename=WHEEL_NAME, signature=True, fields=TWINE_FIELDS):
     """Return the exact body twine sends to upload C{data}, a signature included if asked."""
-    body = b"".join(text_part(name, value) for name, value in TWINE_FIELDS)
+    body = b"".join(text_part(name, value) for name, value in fields)
     body += file_part("content", filename, data)
     if signature:
         body += file_part("gpg_signature", filename + ".asc", SIGNATURE, content_type=None)
@@ -132,10 +132,9 @@ class _SinkMixin:
     def refused(self, body, pieces=None, error=MultipartError, **kwargs):
         """Assert C{body} is refused with C{error}, leaving no file, and return its message."""
         sink = self.feed(body, pieces, **kwargs)
-        self.assertIsInstance(sink.error, error)
-        self.assertEqual(os.listdir(self.tmpdir), [])
         raised = self.assertRaises(error, sink.finish)
         self.assertIs(raised, sink.error)
+        self.assertEqual(os.listdir(self.tmpdir), [])
         return str(raised)
 
     def assertFiles(self, count):
@@ -186,15 +185,16 @@ class TwineBodyTests(_SinkMixin, SynchronousTestCase):
 
     def test_every_split(self):
         """Splitting the body in two at any point gives the same form."""
-        body = twine_body(data=WHEEL[:50], signature=False)
+        fields = [(name, value) for name, value in TWINE_FIELDS if name != "description"]
+        body = twine_body(data=WHEEL[:50], fields=fields)
+        whole = self.parse(body)
+        self.assertEqual(read(whole.files["content"].path), WHEEL[:50])
         for split in range(len(body) + 1):
-            form = self.parse(body, [body[:split], body[split:]])
-            self.assertEqual(read(form.files["content"].path), WHEEL[:50])
-            self.assertEqual(form.getall("classifiers"), [
-                "Programming Language :: Python :: 3",
-                "License :: OSI Approved :: MIT License",
-                "Framework :: Twisted",
-            ])
+            form = self.feed(body, [body[:split], body[split:]]).finish()
+            form.discard()
+            self.assertEqual(form.fields, whole.fields)
+            self.assertEqual(form.inline_files, whole.inline_files)
+            self.assertEqual(form.files["content"].sha256, whole.files["content"].sha256)
 
     def test_repeated_keys(self):
         """Repeated fields keep every value in order; get returns the first."""
@@ -204,6 +204,14 @@ class TwineBodyTests(_SinkMixin, SynchronousTestCase):
         self.assertIsNone(form.get("keywords"))
         self.assertEqual(form.getall("keywords"), [])
         self.assertIsNone(form.get("gpg_signature"))
+
+    def test_repr(self):
+        """A form's repr names its fields but holds none of their values."""
+        text = repr(self.parse(twine_body()))
+        self.assertIn("'classifiers'", text)
+        self.assertIn(WHEEL_NAME, text)
+        self.assertNotIn("A test project", text)
+        self.assertNotIn("PGP", text)
 
     def test_file_mode(self):
         """The temporary file is readable and writable by its owner only."""
@@ -309,7 +317,8 @@ class DelimiterTests(_SinkMixin, SynchronousTestCase):
         for tail in [b"\r", b"\r\n", b"\r\n-", b"\r\n--", b"\r\n--" + BOUNDARY[:5]]:
             data = b"x" * 100 + tail
             body = twine_body(data=data, signature=False)
-            for split in range(90, len(body) - 40):
+            start = body.index(data) + 90
+            for split in range(start, start + len(tail) + len(BOUNDARY) + 20):
                 form = self.parse(body, [body[:split], body[split:]])
                 self.assertEqual(read(form.files["content"].path), data)
 
@@ -568,8 +577,8 @@ class LimitTests(_SinkMixin, SynchronousTestCase):
         sink = self.feed(garbage, max_preamble_size=4096)
         self.assertIn("no multipart boundary", str(sink.error))
         body = b"p" * 100 + b"\r\n" + text_part("a", "b") + close()
-        self.assertEqual(self.parse(body, max_preamble_size=102).get("a"), "b")
-        self.refused(body, max_preamble_size=101)
+        self.assertEqual(self.parse(body, max_preamble_size=100).get("a"), "b")
+        self.refused(body, max_preamble_size=99)
 
     def test_epilogue_too_large(self):
         """A body going on past the closing boundary beyond max_epilogue_size is refused."""
@@ -584,7 +593,7 @@ class BrokenBodyTests(_SinkMixin, SynchronousTestCase):
     def test_truncated(self):
         """A body cut anywhere before its closing delimiter is refused and its file removed."""
         body = twine_body(data=WHEEL[:200], signature=False)
-        for cut in range(0, len(body) - 2, 7):
+        for cut in range(len(BOUNDARY) + 2, len(body) - 2, 7):
             sink = self.feed(body[:cut])
             self.assertIsNone(sink.error)
             self.assertRaises(MultipartError, sink.finish)
@@ -598,8 +607,10 @@ class BrokenBodyTests(_SinkMixin, SynchronousTestCase):
 
     def test_garbage(self):
         """A body that is not multipart at all is refused."""
-        self.refused(b'{"name": "holy-grail"}')
-        self.refused(b"")
+        message = "the body holds no multipart boundary"
+        self.assertEqual(self.refused(b'{"name": "holy-grail"}'), message)
+        self.assertEqual(self.refused(b""), message)
+        self.assertEqual(self.refused(b"--" + BOUNDARY[:-1]), message)
 
     def test_other_boundary(self):
         """A body using another boundary than the header's is refused."""

@@ -51,7 +51,6 @@ DEFAULT_MAX_MEMBERS = 100_000
 _MAX_TAR_HEADER_SIZE = 1 << 20
 
 # Every entry zipfile builds from a central directory starts with this.
-_CENTRAL_DIRECTORY_SIGNATURE = b"PK\x01\x02"
 
 # Core metadata fields whose being dynamic makes an sdist's metadata
 # unreliable for a resolver (PEP 643), and so unfit to serve as PEP 658.
@@ -110,8 +109,16 @@ def _show(text, limit=80):
 
 
 def _escape(text, limit=120):
-    """Like L{_show}, without the quotes."""
-    return _show(text, limit)[1:-1]
+    """
+    Make client-supplied text safe for an error message: short, with
+    control and other unprintable characters backslash-escaped.
+    """
+    if len(text) > limit:
+        text = text[:limit] + "..."
+    return "".join(
+        c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+        for c in text
+    )
 
 
 def _tuple_of_str(values):
@@ -377,13 +384,14 @@ def extract(source, parsed, filename, *, max_metadata_size=DEFAULT_MAX_METADATA_
 
 
 def _extract(f, parsed, filename, max_metadata_size, max_scan_bytes, max_members):
+    """L{extract} on an open binary file positioned at its start."""
     is_wheel = parsed.packagetype == WHEEL
     if filename.endswith((".whl", ".zip")):
         kind = "zip"
     elif filename.endswith((".tar.gz", ".tgz")):
-        kind, opener = "tar.gz", lambda f: gzip.GzipFile(fileobj=f, mode="rb")
+        kind, opener = "tar.gz", lambda raw: gzip.GzipFile(fileobj=raw, mode="rb")
     elif filename.endswith(".tar.bz2"):
-        kind, opener = "tar.bz2", lambda f: bz2.BZ2File(f, mode="rb")
+        kind, opener = "tar.bz2", lambda raw: bz2.BZ2File(raw, mode="rb")
     else:
         raise InvalidDistribution(f"unsupported file type {_show(filename)}")
     if is_wheel != filename.endswith(".whl"):
@@ -446,6 +454,7 @@ def _check_identity(metadata, parsed):
 
 
 def _too_large(member, limit):
+    """The error for a metadata file over the size limit."""
     return InvalidDistribution(
         f"{member} is larger than {limit} bytes", field="metadata"
     )
@@ -459,28 +468,21 @@ def _check_zip_entry_count(f, limit):
     Refuse a zip that could make zipfile build more than C{limit} entries.
 
     zipfile turns the whole central directory into objects as soon as it
-    opens a file, before any entry count can be checked, and the counts in
-    the end record are the uploader's word. Every entry it builds starts with
-    the central directory signature, so counting that signature across the
-    file bounds its work whatever the end record claims, at the cost of one
-    sequential read. (A signature inside compressed data only errs on the
-    side of refusal, about once per 4 GiB of random bytes.)
+    opens a file. It reads exactly the number of bytes the end record gives
+    as the central directory's size and parses entries within them, and an
+    entry takes at least C{sizeCentralDir} (46) bytes; so that size bounds
+    its work, whatever entry count the end record claims. Reading the end
+    record costs one small read at the end of the file.
     """
-    f.seek(0)
-    count = 0
-    tail = b""
-    while True:
-        chunk = f.read(1 << 20)
-        if not chunk:
-            break
-        window = tail + chunk
-        count += window.count(_CENTRAL_DIRECTORY_SIGNATURE)
-        # Keep the last 3 bytes: a signature split across reads is counted
-        # once, and a full one in them has just been counted and cannot
-        # match again in a 3-byte tail.
-        tail = window[-3:]
-        if count > limit:
-            raise InvalidDistribution(f"the zip file has more than {limit} entries")
+    try:
+        endrec = zipfile._EndRecData(f)
+    except (OSError, struct.error, ValueError):
+        endrec = None
+    if not endrec:
+        raise InvalidDistribution("not a valid zip file (no end of central directory)")
+    size_cd = endrec[zipfile._ECD_SIZE]
+    if size_cd // zipfile.sizeCentralDir > limit:
+        raise InvalidDistribution(f"the zip file has more than {limit} entries")
 
 
 def _read_zip_member(zf, info, limit):
@@ -492,11 +494,11 @@ def _read_zip_member(zf, info, limit):
     the declared size and checks the CRC).
     """
     if info.file_size > limit:
-        raise _too_large(info.filename, limit)
+        raise _too_large(_escape(info.filename), limit)
     with zf.open(info) as member:
         data = member.read(limit + 1)
     if len(data) > limit:
-        raise _too_large(info.filename, limit)
+        raise _too_large(_escape(info.filename), limit)
     return data
 
 
@@ -535,7 +537,8 @@ def _wheel_metadata(zf, parsed, limit):
     _refuse_duplicates(names)
     # The same rule as pip's wheel_dist_info_dir: top-level names ending in
     # .dist-info, whether or not they hold anything.
-    info_dirs = sorted({n.split("/", 1)[0] for n in names if n.split("/", 1)[0].endswith(".dist-info")})
+    tops = {name.split("/", 1)[0] for name in names}
+    info_dirs = sorted(top for top in tops if top.endswith(".dist-info"))
     if not info_dirs:
         raise InvalidDistribution("the wheel has no .dist-info directory")
     if len(info_dirs) > 1:
@@ -550,7 +553,9 @@ def _wheel_metadata(zf, parsed, limit):
         )
     for required in ("METADATA", "RECORD"):
         if f"{info_dir}/{required}" not in names:
-            raise InvalidDistribution(f"the wheel has no {info_dir}/{required}")
+            raise InvalidDistribution(
+                f"the wheel has no {_escape(info_dir)}/{required}"
+            )
     return _read_zip_member(zf, zf.getinfo(f"{info_dir}/METADATA"), limit)
 
 
@@ -693,26 +698,25 @@ def _tar_sdist_metadata(reader, limit, max_members):
     """
     layout = _SdistLayout()
     raw = None
-    tf = tarfile.open(fileobj=reader, mode="r|", tarinfo=_BoundedTarInfo)
     count = 0
-    while True:
-        member = tf.next()
-        if member is None:
-            break
-        # A stream TarFile keeps every member it has seen; we need none.
-        tf.members.clear()
-        count += 1
-        if count > max_members:
-            raise InvalidDistribution(f"the sdist has more than {max_members} members")
-        if not layout.add(member.name):
-            continue
-        if not member.isreg():
-            raise InvalidDistribution("the sdist's PKG-INFO is not a regular file")
-        if member.size > limit:
-            raise _too_large("PKG-INFO", limit)
-        raw = tf.extractfile(member).read(limit + 1)
-        if len(raw) > limit:
-            raise _too_large("PKG-INFO", limit)
+    with tarfile.open(fileobj=reader, mode="r|", tarinfo=_BoundedTarInfo) as tf:
+        while (member := tf.next()) is not None:
+            # A stream TarFile keeps every member it has seen; we need none.
+            tf.members.clear()
+            count += 1
+            if count > max_members:
+                raise InvalidDistribution(
+                    f"the sdist has more than {max_members} members"
+                )
+            if not layout.add(member.name):
+                continue
+            if not member.isreg():
+                raise InvalidDistribution("the sdist's PKG-INFO is not a regular file")
+            if member.size > limit:
+                raise _too_large("PKG-INFO", limit)
+            raw = tf.extractfile(member).read(limit + 1)
+            if len(raw) > limit:
+                raise _too_large("PKG-INFO", limit)
     layout.require_pkg_info()
     # Read what follows the end-of-archive marker so that the compressed
     # stream's own end (and its checksum) is reached.

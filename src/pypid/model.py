@@ -100,6 +100,13 @@ class FileRecord:
             raise ValueError(f"not a file record: {e}")
         if record.packagetype not in (WHEEL, SDIST):
             raise ValueError(f"unknown package type {record.packagetype!r}")
-        if not isinstance(record.size, int) or len(record.sha256) != 64:
+        for name in ("filename", "project", "name", "version", "path"):
+            if not isinstance(getattr(record, name), str):
+                raise ValueError(f"a file record's {name} must be a string")
+        if (not isinstance(record.size, int) or isinstance(record.size, bool)
+                or not isinstance(record.sha256, str) or len(record.sha256) != 64):
             raise ValueError("a file record needs an integer size and a sha256")
+        if (not isinstance(record.upload_time, (int, float))
+                or isinstance(record.upload_time, bool)):
+            raise ValueError("a file record's upload_time must be a number")
         return record

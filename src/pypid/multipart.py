@@ -206,7 +206,7 @@ class InlineFile:
     field: str
     filename: str
     content_type: str | None
-    data: bytes
+    data: bytes = attrs.field(repr=lambda data: f"<{len(data)} bytes>")
 
 
 @attrs.frozen
@@ -221,9 +221,13 @@ class Form:
         order sent; they are not in C{fields}.
     """
 
-    fields: dict[str, list[str]] = attrs.field(factory=dict)
+    # The repr names the fields but leaves their values out, so logging a
+    # form never logs an upload's text.
+    fields: dict[str, list[str]] = attrs.field(factory=dict, repr=lambda f: repr(sorted(f)))
     files: dict[str, FilePart] = attrs.field(factory=dict)
-    inline_files: dict[str, list[InlineFile]] = attrs.field(factory=dict)
+    inline_files: dict[str, list[InlineFile]] = attrs.field(
+        factory=dict, repr=lambda f: repr(sorted(f))
+    )
 
     def get(self, name):
         """Return the first value of text field C{name}, or L{None} if it was not sent."""
@@ -506,6 +510,9 @@ class FormSink:
             return self._form
         if self._state == _CLOSED:
             raise MultipartError("the upload was closed before it was finished")
+        if self._state == _PREAMBLE:
+            self._fail(MultipartError("the body holds no multipart boundary"))
+            raise self.error
         if self._state != _EPILOGUE:
             self._fail(MultipartError("the body ended before the closing boundary"))
             raise self.error
@@ -531,7 +538,11 @@ class FormSink:
             except OSError:
                 pass
         for path in self._paths:
-            _remove(path)
+            try:
+                _remove(path)
+            except OSError:
+                # Best effort: write and close must not raise.
+                pass
         self._paths = []
         self._form = Form()
 
@@ -635,8 +646,7 @@ class FormSink:
             self._state = _HEADERS
             self._header_pieces = []
             # The line break is not part of the header block's size.
-            self._header_size = 1 if buf[end] == 0x0A else 2
-            self._header_size = -self._header_size
+            self._header_size = -1 if buf[end] == 0x0A else -2
             # The line break stays: it lets an empty header block be found.
             return end
         raise MultipartError("malformed multipart boundary line")

@@ -169,10 +169,11 @@ class SnapshotWriter:
         def done(_):
             self._saving = None
 
-        d = self._run(save)
+        # Set before the callbacks: a run that finishes at once (the Deferred
+        # has already fired) must still clear it, or no save would ever start again.
+        d = self._saving = self._run(save)
         d.addCallbacks(saved, failed)
         d.addBoth(done)
-        self._saving = d
         return d
 
 

@@ -58,6 +58,13 @@ class LocalFile:
     path: str
 
 
+@attrs.frozen
+class MemoryFile:
+    """A stored object that the server holds in memory (briefly, after an import)."""
+
+    data: bytes
+
+
 class IStorage(Interface):
     """A place that keeps distribution files and what is known about them."""
 
@@ -118,5 +125,5 @@ class IStorage(Interface):
         """
         Say how to send a stored file's core metadata (PEP 658).
 
-        @rtype: L{LocalFile}
+        @rtype: L{LocalFile} or L{MemoryFile}
         """

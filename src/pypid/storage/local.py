@@ -24,6 +24,7 @@ the thread pool given at construction, never on the reactor thread.
 import errno
 import json
 import os
+import threading
 import time
 
 import attrs
@@ -39,6 +40,7 @@ from pypid.storage.interface import (
     FilenameDeleted,
     IStorage,
     LocalFile,
+    MemoryFile,
     ScanResult,
     StorageError,
 )
@@ -59,10 +61,14 @@ def _fsync_dir(path):
 
 
 def _write_atomic(path, data, tmp_dir, durable=True):
-    """Write C{data} to C{path} through a temporary file and a rename."""
-    fd, tmp = _mkstemp(tmp_dir)
+    """
+    Write C{data} to C{path} through a temporary file and a rename. The
+    temporary name is unique per process and thread, which is all the
+    uniqueness needed, and cheaper than C{mkstemp}'s random probing.
+    """
+    tmp = os.path.join(tmp_dir, f"w{os.getpid()}-{threading.get_ident()}.part")
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "wb") as f:
             f.write(data)
             if durable:
                 f.flush()
@@ -71,11 +77,6 @@ def _write_atomic(path, data, tmp_dir, durable=True):
     except BaseException:
         _unlink(tmp)
         raise
-
-
-def _mkstemp(tmp_dir):
-    import tempfile
-    return tempfile.mkstemp(dir=tmp_dir, prefix="write-", suffix=".part")
 
 
 def _unlink(path):
@@ -100,6 +101,9 @@ class LocalStorage:
     root: str
     _run: object
     _clock: object = None
+    # Metadata of files imported by the last scan whose sidecars are not
+    # written yet (filename -> bytes); served from here until they are.
+    _unwritten: dict = attrs.field(factory=dict)
 
     @property
     def temp_dir(self):
@@ -138,15 +142,31 @@ class LocalStorage:
         return self._run(self._delete_sync, record)
 
     def scan(self, known=None, since=0.0):
-        """Walk the folder; see L{IStorage.scan}."""
-        return self._run(self._scan_sync, known or {}, since)
+        """
+        Walk the folder; see L{IStorage.scan}. What was learnt about files
+        that had no record (an imported folder) is written beside them in the
+        background, after the scan answers, so that start-up is not held up.
+        """
+        d = self._run(self._scan_sync, known or {}, since)
+        d.addCallback(self._persist_imported)
+        return d
+
+    def _persist_imported(self, scanned):
+        result, imported = scanned
+        if imported:
+            done = self._run(self._write_imported_sync, imported)
+            done.addErrback(lambda f: log.failure("Cannot keep imported records", f))
+        return result
 
     def locate(self, record):
         """Files are sent straight from the folder."""
         return LocalFile(self._file_path(record.path))
 
     def locate_metadata(self, record):
-        """Metadata is sent from its sidecar file."""
+        """Metadata is sent from its sidecar file (or memory, just after an import)."""
+        data = self._unwritten.get(record.filename)
+        if data is not None:
+            return MemoryFile(data)
         return LocalFile(self._metadata_path(record.filename))
 
     # -- blocking work, run in the thread pool ------------------------------
@@ -165,13 +185,18 @@ class LocalStorage:
     def _read_sidecar(self, filename):
         try:
             with open(self._record_path(filename), "rb") as f:
-                return json.loads(f.read())
+                data = json.loads(f.read())
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as e:
             log.warn("Ignoring unreadable record for {filename}: {error}",
                      filename=filename, error=str(e))
             return None
+        if not isinstance(data, dict):
+            log.warn("Ignoring unreadable record for {filename}: not a JSON object",
+                     filename=filename)
+            return None
+        return data
 
     def _publish_sync(self, temp_path, record, metadata):
         try:
@@ -241,6 +266,9 @@ class LocalStorage:
 
     def _scan_sync(self, known, since):
         os.makedirs(self._files_dir, exist_ok=True)
+        os.makedirs(self.temp_dir, exist_ok=True)
+        # Sidecars of files read during the scan are written through it.
+        os.makedirs(self.temp_dir, exist_ok=True)
         sidecars = {}
         for entry in os.scandir(self._files_dir):
             if entry.name.endswith(_RECORD):
@@ -248,6 +276,7 @@ class LocalStorage:
         tombstones = set()
         records = {}
         skipped = []
+        imported = []
         fresh = {}
         for filename, entry in sidecars.items():
             if filename in known and entry.stat().st_mtime < since:
@@ -260,14 +289,33 @@ class LocalStorage:
                 if filename in records:
                     skipped.append((key, f"another file named {filename} is already listed"))
                 continue
-            record = self._record_for(key, filename, entry, known, fresh)
+            record = self._record_for(key, filename, entry, known, fresh, imported)
             if isinstance(record, str):
                 skipped.append((key, record))
             else:
                 records[filename] = record
-        return ScanResult(records=records, tombstones=frozenset(tombstones), skipped=tuple(skipped))
+        result = ScanResult(records=records, tombstones=frozenset(tombstones),
+                            skipped=tuple(skipped))
+        return result, imported
 
-    def _record_for(self, key, filename, entry, known, fresh):
+    def _write_imported_sync(self, imported):
+        """Keep imported records and metadata beside their files."""
+        for record, metadata in imported:
+            try:
+                if metadata is not None:
+                    _write_atomic(self._metadata_path(record.filename), metadata,
+                                  self.temp_dir, durable=False)
+                _write_atomic(self._record_path(record.filename),
+                              json.dumps(record.to_json(), sort_keys=True).encode("utf-8"),
+                              self.temp_dir, durable=False)
+            except OSError as e:
+                log.warn("Cannot keep the record of {filename}: {error}",
+                         filename=record.filename, error=e.strerror)
+            finally:
+                self._unwritten.pop(record.filename, None)
+        log.info("Kept the records of {count} imported files", count=len(imported))
+
+    def _record_for(self, key, filename, entry, known, fresh, imported):
         """
         The record of one file: from the snapshot when neither the file nor
         its sidecar changed since, else from its sidecar, else from the file.
@@ -294,15 +342,9 @@ class LocalStorage:
             return str(e)
         except OSError as e:
             return f"cannot read: {e.strerror}"
-        # Keep what was learnt beside the file, so the next scan is cheap and the
-        # upload time stays what it was today.
-        try:
-            if metadata is not None:
-                _write_atomic(self._metadata_path(filename), metadata, self.temp_dir, durable=False)
-            _write_atomic(self._record_path(filename),
-                          json.dumps(record.to_json(), sort_keys=True).encode("utf-8"),
-                          self.temp_dir, durable=False)
-        except OSError as e:
-            log.warn("Cannot keep the record of {filename}: {error}",
-                     filename=filename, error=e.strerror)
+        # Keep what was learnt beside the file (later, see scan), so the next
+        # scan is cheap and the upload time stays what it was today.
+        if metadata is not None:
+            self._unwritten[filename] = metadata
+        imported.append((record, metadata))
         return record

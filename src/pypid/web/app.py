@@ -24,10 +24,10 @@ from pypid.errors import (
     Unavailable,
 )
 from pypid.metadata import InvalidDistribution, parse_metadata
-from pypid.multipart import FormSink, MultipartError, UploadTooLarge
+from pypid.multipart import FormSink, MultipartError, UploadTooLarge, boundary_from_content_type
 from pypid.names import is_valid_name, normalize
 from pypid import render
-from pypid.storage.interface import FileExists, FilenameDeleted, StorageError
+from pypid.storage.interface import FileExists, FilenameDeleted, MemoryFile, StorageError
 from pypid.upload import validate_upload
 from pypid.web.respond import send_error, send_page, send_text
 from pypid.web.site import too_large_message
@@ -111,21 +111,42 @@ class PypidApp:
     async def _upload(self, request):
         content = request.content
         if not isinstance(content, FormSink):
-            raise BadRequest("Content-Type: expected multipart/form-data with a boundary")
+            content = self._spool(request)
         try:
             form = content.finish()
         except UploadTooLarge:
             raise TooLarge(too_large_message(self._max_upload_size))
         except MultipartError as e:
             raise BadRequest(str(e))
+        except OSError as e:
+            log.error("Cannot spool an upload: {error}", error=e.strerror)
+            raise Unavailable("cannot receive the upload now: the spool folder is unavailable",
+                              [(b"retry-after", RETRY_AFTER)])
         try:
-            identity = await self._access.gate_upload(request, request.upload_credentials)
+            identity = await self._access.gate_upload(
+                request, getattr(request, "upload_credentials", None))
             if form.get(":action") == "remove_pkg":
                 return await self._remove_release(request, form, identity)
             upload = validate_upload(form)
             return await self._store(request, upload, identity)
         finally:
             form.discard()
+
+    def _spool(self, request):
+        """
+        Parse a body that a plain Twisted request kept (in memory or in its
+        own temporary file), for requests not made by L{PypidRequest}.
+        """
+        ctype = request.requestHeaders.getRawHeaders(b"content-type", [b""])[0]
+        try:
+            sink = FormSink(boundary_from_content_type(ctype), self._storage.temp_dir,
+                            max_file_size=self._max_upload_size)
+        except MultipartError:
+            raise BadRequest("Content-Type: expected multipart/form-data with a boundary")
+        request.content.seek(0)
+        while chunk := request.content.read(1 << 16):
+            sink.write(chunk)
+        return sink
 
     async def _store(self, request, upload, identity):
         part = upload.part
@@ -296,10 +317,13 @@ class PypidApp:
             if record.metadata_sha256 is None:
                 continue
             location = self._storage.locate_metadata(record)
-            try:
-                raw = await self._run(_read_bytes, location.path)
-            except OSError:
-                continue
+            if isinstance(location, MemoryFile):
+                raw = location.data
+            else:
+                try:
+                    raw = await self._run(_read_bytes, location.path)
+                except OSError:
+                    continue
             return parse_metadata(raw).to_json_info()
         record = files[0][0]
         return {"requires_python": record.requires_python}

@@ -105,55 +105,78 @@ def parse_range(header, size):
             return "unsatisfiable"
         return (max(size - suffix, 0), size - 1) if size else "unsatisfiable"
     start = int(first)
+    if start >= size:
+        return "unsatisfiable"
     end = int(last) if last else size - 1
     if end < start:
         return None
-    if start >= size:
-        return "unsatisfiable"
     return start, min(end, size - 1)
+
+
+def _plan(request, size, etag, content_type):
+    """
+    Set the headers of a stored object's answer and decide what to send.
+
+    @return: C{(start, length)} of the bytes to send, or C{(body, None)} when
+        the answer is complete already (304, 416).
+    """
+    headers = request.responseHeaders
+    headers.setRawHeaders(b"content-type", [content_type])
+    headers.setRawHeaders(b"etag", [etag])
+    headers.setRawHeaders(b"cache-control", [FILE_CACHE_CONTROL])
+    headers.setRawHeaders(b"accept-ranges", [b"bytes"])
+    reqheaders = request.requestHeaders
+    inm = reqheaders.getRawHeaders(b"if-none-match")
+    if inm and etag_matches(inm, etag):
+        request.setResponseCode(304)
+        return b"", None
+    byte_range = None
+    range_header = reqheaders.getRawHeaders(b"range")
+    if range_header:
+        if_range = reqheaders.getRawHeaders(b"if-range")
+        if not if_range or if_range[0].strip() == etag:
+            byte_range = parse_range(range_header[0], size)
+    if byte_range == "unsatisfiable":
+        request.setResponseCode(416)
+        headers.setRawHeaders(b"content-range", [b"bytes */%d" % size])
+        headers.setRawHeaders(b"content-type", [TEXT])
+        return b"Requested range not satisfiable\n", None
+    if byte_range is not None:
+        start, end = byte_range
+        request.setResponseCode(206)
+        headers.setRawHeaders(b"content-range", [b"bytes %d-%d/%d" % (start, end, size)])
+        return start, end - start + 1
+    return 0, size
+
+
+def send_bytes(request, data, etag, content_type=FILE_CONTENT_TYPE):
+    """Send a stored object held in memory, like L{send_file}."""
+    start, length = _plan(request, len(data), etag, content_type)
+    if length is None:
+        return start
+    request.responseHeaders.setRawHeaders(b"content-length", [b"%d" % length])
+    if request.method == b"HEAD":
+        return b""
+    return data[start:start + length]
 
 
 def send_file(request, path, etag, content_type=FILE_CONTENT_TYPE):
     """
     Send a stored file with its validators, honouring C{If-None-Match},
     C{Range} and C{If-Range}. Immutable: a file URL never changes content.
+    Small files go out in one write; larger ones through a producer that
+    reads as fast as the client takes them, so a slow reader costs no memory.
 
     @raise FileNotFoundError: when the file is gone.
     """
     f = open(path, "rb")
     try:
         size = os.fstat(f.fileno()).st_size
-        headers = request.responseHeaders
-        headers.setRawHeaders(b"content-type", [content_type])
-        headers.setRawHeaders(b"etag", [etag])
-        headers.setRawHeaders(b"cache-control", [FILE_CACHE_CONTROL])
-        headers.setRawHeaders(b"accept-ranges", [b"bytes"])
-        reqheaders = request.requestHeaders
-        inm = reqheaders.getRawHeaders(b"if-none-match")
-        if inm and etag_matches(inm, etag):
-            request.setResponseCode(304)
+        start, length = _plan(request, size, etag, content_type)
+        if length is None:
             f.close()
-            return b""
-        byte_range = None
-        range_header = reqheaders.getRawHeaders(b"range")
-        if range_header:
-            if_range = reqheaders.getRawHeaders(b"if-range")
-            if not if_range or if_range[0].strip() == etag:
-                byte_range = parse_range(range_header[0], size)
-        if byte_range == "unsatisfiable":
-            f.close()
-            request.setResponseCode(416)
-            headers.setRawHeaders(b"content-range", [b"bytes */%d" % size])
-            headers.setRawHeaders(b"content-type", [TEXT])
-            return b"Requested range not satisfiable\n"
-        if byte_range is not None:
-            start, end = byte_range
-            length = end - start + 1
-            request.setResponseCode(206)
-            headers.setRawHeaders(b"content-range", [b"bytes %d-%d/%d" % (start, end, size)])
-        else:
-            start, length = 0, size
-        headers.setRawHeaders(b"content-length", [b"%d" % length])
+            return start
+        request.responseHeaders.setRawHeaders(b"content-length", [b"%d" % length])
         if request.method == b"HEAD":
             f.close()
             return b""
@@ -162,7 +185,7 @@ def send_file(request, path, etag, content_type=FILE_CONTENT_TYPE):
             data = f.read(length)
             f.close()
             return data
-        if byte_range is not None:
+        if length != size:
             SingleRangeStaticProducer(request, f, start, length).start()
         else:
             NoRangeStaticProducer(request, f).start()
@@ -170,4 +193,3 @@ def send_file(request, path, etag, content_type=FILE_CONTENT_TYPE):
     except BaseException:
         f.close()
         raise
-

@@ -15,8 +15,8 @@ from twisted.web.server import NOT_DONE_YET
 from pypid.errors import Gone, HTTPError, NotAcceptable, NotFound
 from pypid.names import is_valid_name, normalize
 from pypid.negotiate import choose
-from pypid.storage.interface import LocalFile
-from pypid.web.respond import send_error, send_file, send_page
+from pypid.storage.interface import LocalFile, MemoryFile
+from pypid.web.respond import send_bytes, send_error, send_file, send_page
 
 log = Logger()
 
@@ -187,6 +187,8 @@ class FilesResource(Resource):
                 log.error("Stored file {filename} is missing at {path}",
                           filename=record.filename, path=location.path)
                 raise NotFound("the stored file is missing")
+        if isinstance(location, MemoryFile):
+            return send_bytes(request, location.data, etag)
         raise NotFound("no such file")
 
 

@@ -32,6 +32,9 @@ UPLOAD_PATHS = frozenset([b"/", b"/legacy", b"/legacy/"])
 #: is closed right after the answer.
 _DISCARD_LIMIT = 64 << 20
 
+#: What an upload body may hold beyond the file: its text fields and framing.
+_FIELDS_ALLOWANCE = 9 << 20
+
 
 class _Discard:
     """A request body sink that counts and forgets (for refused uploads)."""
@@ -89,7 +92,9 @@ class PypidRequest(server.Request):
         if credentials is None:
             return self._answer_early(length, 401, "authentication is required to upload", www=True)
         limit = site.max_upload_size
-        if length is not None and length > limit + (1 << 20):
+        # The file may be up to the limit; the text fields beside it are
+        # bounded by the parser (FormSink's max_fields_total, 8 MiB).
+        if length is not None and length > limit + _FIELDS_ALLOWANCE:
             return self._answer_early(length, 413, too_large_message(limit))
         self.upload_credentials = credentials
         self.content = FormSink(boundary, site.spool_dir, max_file_size=limit)

@@ -1,0 +1,102 @@
+"""
+Shared test doubles: synchronous stand-ins for the thread pools, a cheap
+argon2id cost, and twine's multipart encoding built by hand (StubTreq refuses
+C{files=}).
+"""
+
+import hashlib
+import os
+
+from argon2 import Parameters, Type
+from twisted.internet.defer import maybeDeferred, succeed
+
+#: The cheapest argon2id cost there is, so the tests hash and verify fast.
+FAST = Parameters(
+    type=Type.ID,
+    version=19,
+    salt_len=16,
+    hash_len=32,
+    time_cost=1,
+    memory_cost=8,
+    parallelism=1,
+)
+
+
+def run_now(f, *args):
+    """A C{run(f, *args)} that does the blocking work at once, on this thread."""
+    return maybeDeferred(f, *args)
+
+
+def run_in_pool_now(reactor, threadpool, f, *args):
+    """A L{deferToThreadPool} substitute that runs C{f} at once, on this thread."""
+    return succeed(f(*args))
+
+
+def write_file(path, data):
+    """Write C{data} to C{path}, creating its folder, and return C{path}."""
+    folder = os.path.dirname(path)
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+    return path
+
+
+def read_file(path):
+    """Return the bytes of the file at C{path}."""
+    with open(path, "rb") as f:
+        return f.read()
+
+
+#: What requests_toolbelt (twine) uses: uuid4().hex.
+BOUNDARY = "ff9c4b7c359142b5801e4e1d4634f034"
+
+
+def twine_fields(project_name, release, data, filetype="bdist_wheel", pyversion="py3", **extra):
+    """
+    Return the text fields twine 7 sends for a file, in its order: metadata,
+    then the digests, then C{:action} and C{protocol_version}. C{extra}
+    replaces values (L{None} leaves a field out).
+    """
+    fields = {
+        "name": project_name,
+        "version": release,
+        "filetype": filetype,
+        "pyversion": pyversion,
+        "metadata_version": "2.1",
+        "summary": "Test project " + project_name,
+        "sha256_digest": hashlib.sha256(data).hexdigest(),
+        "blake2_256_digest": hashlib.blake2b(data, digest_size=32).hexdigest(),
+        ":action": "file_upload",
+        "protocol_version": "1",
+    }
+    fields.update(extra)
+    return [(k, v) for k, v in fields.items() if v is not None]
+
+
+def multipart_body(fields, files=(), boundary=BOUNDARY):
+    """
+    Encode a form the way requests_toolbelt does for twine.
+
+    @param fields: C{(name, text)} pairs.
+    @param files: C{(field, filename, bytes)} triples.
+    @return: C{(content_type, body)}, both L{bytes}.
+    """
+    b = boundary.encode("ascii")
+    out = []
+    for name, value in fields:
+        out.append(
+            b"--" + b + b"\r\n"
+            + b'Content-Disposition: form-data; name="' + name.encode("utf-8") + b'"\r\n\r\n'
+            + value.encode("utf-8") + b"\r\n"
+        )
+    for field, filename, data in files:
+        out.append(
+            b"--" + b + b"\r\n"
+            + b'Content-Disposition: form-data; name="' + field.encode("utf-8")
+            + b'"; filename="' + filename.encode("utf-8") + b'"\r\n'
+            + b"Content-Type: application/octet-stream\r\n\r\n"
+            + data + b"\r\n"
+        )
+    out.append(b"--" + b + b"--\r\n")
+    return b"multipart/form-data; boundary=" + b, b"".join(out)

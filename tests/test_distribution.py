@@ -1,0 +1,136 @@
+"""
+Tests for L{pypid.distribution}: a file on disk turned into its record and
+the core metadata to serve beside it.
+"""
+
+import hashlib
+import os
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from pypid.distribution import file_digests, inspect
+from pypid.metadata import InvalidDistribution
+from pypid.model import FileRecord
+from pypid.names import InvalidName
+from tests.distributions import make_sdist, make_sdist_zip, make_tarball, make_wheel, metadata_text
+from tests.fakes import write_file
+
+WHEN = 1767225600.5
+
+
+class FileDigestsTests(SynchronousTestCase):
+    """Tests for L{file_digests}."""
+
+    def test_digests(self):
+        """The size and the sha256, blake2b-256 and md5 hex digests of the file."""
+        data = os.urandom(3 << 20)
+        path = write_file(os.path.abspath(self.mktemp()), data)
+        self.assertEqual(file_digests(path), (
+            len(data),
+            hashlib.sha256(data).hexdigest(),
+            hashlib.blake2b(data, digest_size=32).hexdigest(),
+            hashlib.md5(data).hexdigest(),
+        ))
+
+    def test_empty(self):
+        """An empty file has size 0 and the digests of nothing."""
+        path = write_file(os.path.abspath(self.mktemp()), b"")
+        self.assertEqual(file_digests(path)[:2], (0, hashlib.sha256(b"").hexdigest()))
+
+
+class InspectTests(SynchronousTestCase):
+    """Tests for L{inspect}."""
+
+    def put(self, data):
+        """Write C{data} to a new file and return its path."""
+        return write_file(os.path.abspath(self.mktemp()), data)
+
+    def test_wheel(self):
+        """A wheel gives a full record and its METADATA bytes, exactly."""
+        metadata = metadata_text("Holy.Grail", "1.0", requires_python=">=3.8",
+                                 requires_dist=["attrs"])
+        filename, data = make_wheel("Holy.Grail", "1.0", metadata=metadata)
+        record, served = inspect(self.put(data), filename, "h/" + filename, WHEN)
+        self.assertEqual(served, metadata.encode("utf-8"))
+        self.assertEqual(record, FileRecord(
+            filename=filename,
+            project="holy-grail",
+            name="Holy.Grail",
+            version="1.0",
+            packagetype="bdist_wheel",
+            path="h/" + filename,
+            size=len(data),
+            sha256=hashlib.sha256(data).hexdigest(),
+            blake2_256=hashlib.blake2b(data, digest_size=32).hexdigest(),
+            md5=hashlib.md5(data).hexdigest(),
+            upload_time=WHEN,
+            requires_python=">=3.8",
+            metadata_sha256=hashlib.sha256(metadata.encode("utf-8")).hexdigest(),
+        ))
+
+    def test_sdist_reliable(self):
+        """An sdist with Metadata 2.2 and nothing dynamic serves its PKG-INFO."""
+        filename, data = make_sdist("holy-grail", "2.0", requires_python=">=3.9")
+        record, served = inspect(self.put(data), filename, filename, WHEN)
+        self.assertEqual(record.packagetype, "sdist")
+        self.assertEqual(record.version, "2.0")
+        self.assertEqual(record.requires_python, ">=3.9")
+        self.assertIsNotNone(served)
+        self.assertIn(b"Metadata-Version: 2.2", served)
+        self.assertEqual(record.metadata_sha256, hashlib.sha256(served).hexdigest())
+
+    def test_sdist_unreliable(self):
+        """An sdist with older metadata is described but its metadata is not served."""
+        filename, data = make_sdist("holy-grail", "2.0", metadata_version="2.1")
+        record, served = inspect(self.put(data), filename, filename, WHEN)
+        self.assertIsNone(served)
+        self.assertIsNone(record.metadata_sha256)
+        self.assertEqual(record.sha256, hashlib.sha256(data).hexdigest())
+
+    def test_zip_sdist(self):
+        """A C{.zip} sdist is read too."""
+        filename, data = make_sdist_zip("holy-grail", "1.0")
+        record, _ = inspect(self.put(data), filename, filename, WHEN)
+        self.assertEqual((record.project, record.version, record.packagetype),
+                         ("holy-grail", "1.0", "sdist"))
+
+    def test_digests_passed_through(self):
+        """Digests given by the caller (computed while uploading) are used as they are."""
+        filename, data = make_wheel("holy-grail", "1.0")
+        digests = (12345, "1" * 64, "2" * 64, "3" * 32)
+        record, _ = inspect(self.put(data), filename, filename, WHEN, digests)
+        self.assertEqual((record.size, record.sha256, record.blake2_256, record.md5), digests)
+
+    def test_digests_computed(self):
+        """Without digests, they are computed from the file."""
+        filename, data = make_wheel("holy-grail", "1.0")
+        path = self.put(data)
+        record, _ = inspect(path, filename, filename, WHEN)
+        self.assertEqual((record.size, record.sha256, record.blake2_256, record.md5),
+                         file_digests(path))
+
+    def test_legacy(self):
+        """Legacy names are refused unless asked for, and then described."""
+        meta = metadata_text("my-project", "1.0").encode()
+        data = make_tarball([("my-project-1.0/PKG-INFO", meta)], mode="w:bz2")
+        path = self.put(data)
+        self.assertRaises(InvalidName, inspect, path, "my-project-1.0.tar.bz2", "k", WHEN)
+        record, _ = inspect(path, "my-project-1.0.tar.bz2", "old/my-project-1.0.tar.bz2",
+                            WHEN, legacy=True)
+        self.assertEqual((record.project, record.version, record.path),
+                         ("my-project", "1.0", "old/my-project-1.0.tar.bz2"))
+
+    def test_bad_filename(self):
+        """A filename that is not a distribution raises L{InvalidName}."""
+        self.assertRaises(InvalidName, inspect, self.put(b"x"), "README.txt", "k", WHEN)
+
+    def test_broken_archive(self):
+        """A file that is not the archive its name says raises L{InvalidDistribution}."""
+        self.assertRaises(InvalidDistribution, inspect, self.put(b"not a zip"),
+                          "holy_grail-1.0-py3-none-any.whl", "k", WHEN)
+
+    def test_metadata_mismatch(self):
+        """A wheel whose metadata names another project is refused."""
+        _, data = make_wheel("other", "1.0")
+        self.assertRaises(InvalidDistribution, inspect, self.put(data),
+                          "holy_grail-1.0-py3-none-any.whl", "k", WHEN)

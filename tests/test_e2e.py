@@ -1,0 +1,394 @@
+"""
+End-to-end tests of publishing and of the read API: the real daemon, with
+twine, C{uv publish} and raw HTTP.
+
+The other end-to-end themes live beside this module in
+C{tests/test_e2e_*.py}; the harness is L{tests.e2e}.
+"""
+
+import gzip
+import hashlib
+import re
+import zipfile
+import io
+from urllib.parse import quote, urljoin
+
+from tests.distributions import make_sdist, make_wheel, metadata_text
+from tests.e2e import (
+    DaemonTestCase,
+    anchors,
+    file_url,
+    files_by_name,
+    http,
+    project_json,
+    sha256,
+    upload,
+    wait_for,
+)
+
+JSON_TYPE = "application/vnd.pypi.simple.v1+json"
+HTML_TYPE = "text/html; charset=utf-8"
+PIP_ACCEPT = ("application/vnd.pypi.simple.v1+json, "
+              "application/vnd.pypi.simple.v1+html; q=0.1, text/html; q=0.01")
+UV_ACCEPT = ("application/vnd.pypi.simple.v1+json, "
+             "application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.01")
+UPLOAD_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z\Z")
+
+REQUIRES_PYTHON = ">=3.8,<4"
+WHEEL_1 = make_wheel("Foo_Bar", "1.0", requires_python=REQUIRES_PYTHON,
+                     requires_dist=["attrs>=20"])
+SDIST_1 = make_sdist("Foo_Bar", "1.0", requires_python=REQUIRES_PYTHON)
+WHEEL_2 = make_wheel("Foo_Bar", "2.0", requires_python=">=3.9")
+METADATA_1 = metadata_text("Foo_Bar", "1.0", REQUIRES_PYTHON, ["attrs>=20"]).encode()
+
+
+def wheel_metadata(data):
+    """The exact bytes of a wheel's C{.dist-info/METADATA}."""
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        [name] = [n for n in zf.namelist() if n.endswith(".dist-info/METADATA")]
+        return zf.read(name)
+
+
+class PublishTests(DaemonTestCase):
+    """Uploads with twine and C{uv publish}, each test on its own project."""
+
+    settings = {"pypid.access_log": "access.log"}
+
+    def posts(self):
+        """How many upload POSTs the access log holds."""
+        try:
+            with open(f"{self.daemon.directory}/access.log", "rb") as f:
+                return sum(1 for line in f if b'"POST / HTTP/1.1"' in line)
+        except FileNotFoundError:
+            return 0
+
+    def test_twine_upload_lists_wheel_and_sdist(self):
+        """A wheel and an sdist uploaded with twine appear in the HTML and JSON pages with their sha256."""
+        wheel = make_wheel("twine-one", "1.0")
+        sdist = make_sdist("twine-one", "1.0")
+        self.clients.twine_upload(self.daemon, self.dist_dir(wheel, sdist))
+
+        page = http("GET", self.daemon.index_url + "twine-one/")
+        self.assertEqual(page.status, 200)
+        links = anchors(page.body)
+        self.assertEqual(sorted(links), sorted([wheel[0], sdist[0]]))
+        for filename, data in (wheel, sdist):
+            href = links[filename]["href"]
+            self.assertTrue(href.endswith(f"/{filename}#sha256={sha256(data)}"), href)
+
+        entries = files_by_name(self.daemon, "twine-one")
+        self.assertEqual(sorted(entries), sorted([wheel[0], sdist[0]]))
+        for filename, data in (wheel, sdist):
+            self.assertEqual(entries[filename]["hashes"], {"sha256": sha256(data)})
+            self.assertEqual(entries[filename]["size"], len(data))
+            got = http("GET", file_url(self.daemon, "twine-one", filename))
+            self.assertEqual((got.status, got.body), (200, data))
+
+        root = http("GET", self.daemon.index_url)
+        self.assertIn("twine-one", anchors(root.body))
+
+    def test_reupload_identical_succeeds_different_conflicts(self):
+        """Identical bytes re-upload fine; other bytes under the same name get 400 'File already exists' and change nothing."""
+        original = make_wheel("conflict", "1.0")
+        changed = make_wheel("conflict", "1.0", module_text="CHANGED = True\n")
+        self.assertEqual(original[0], changed[0])
+        self.assertNotEqual(original[1], changed[1])
+        self.clients.twine_upload(self.daemon, self.dist_dir(original))
+        again = self.clients.twine_upload(self.daemon, self.dist_dir(original))
+        self.assertEqual(again.returncode, 0)
+
+        refused = self.clients.twine_upload(self.daemon, self.dist_dir(changed), check=False)
+        self.assertNotEqual(refused.returncode, 0, refused.output)
+        self.assertIn("400", refused.output)
+        self.assertIn("File already exists", refused.output)
+
+        raw = upload(self.daemon, *changed)
+        self.assertEqual(raw.status, 400)
+        self.assertTrue(raw.reason.startswith("File already exists"), raw.reason)
+        self.assertTrue(raw.body.startswith(b"File already exists"), raw.body)
+
+        stored = http("GET", file_url(self.daemon, "conflict", original[0]))
+        self.assertEqual(stored.body, original[1])
+        self.assertEqual(files_by_name(self.daemon, "conflict")[original[0]]["hashes"]["sha256"],
+                         sha256(original[1]))
+
+    def test_upload_to_legacy_path(self):
+        """twine can upload to C{/legacy/} as it does to the public index."""
+        wheel = make_wheel("legacy-path", "1.0")
+        self.clients.twine_upload(self.daemon, self.dist_dir(wheel),
+                                  "--repository-url", self.daemon.url + "legacy/")
+        self.assertIn(wheel[0], files_by_name(self.daemon, "legacy-path"))
+
+    def test_uv_publish_then_check_url_skips(self):
+        """C{uv publish} uploads new files, and with C{--check-url} skips the files already there without uploading."""
+        wheel = make_wheel("uv-published", "1.0")
+        sdist = make_sdist("uv-published", "1.0")
+        paths = self.dist_dir(wheel, sdist)
+        self.clients.uv_publish(self.daemon, paths)
+        entries = files_by_name(self.daemon, "uv-published")
+        self.assertEqual(entries[wheel[0]]["hashes"]["sha256"], sha256(wheel[1]))
+        self.assertEqual(entries[sdist[0]]["hashes"]["sha256"], sha256(sdist[1]))
+
+        before = wait_for(lambda: self.posts() >= 2 and self.posts(), 5,
+                          "the access log does not show the uploads")
+        done = self.clients.uv_publish(self.daemon, paths, "--check-url",
+                                       self.daemon.index_url)
+        self.assertEqual(done.returncode, 0)
+        self.assertIn("skipping", done.output.lower())
+        self.assertEqual(self.posts(), before, "uv publish --check-url uploaded again")
+        self.assertEqual(sorted(files_by_name(self.daemon, "uv-published")),
+                         sorted([wheel[0], sdist[0]]))
+
+    def test_uv_publish_check_url_refuses_different_file(self):
+        """C{uv publish --check-url} fails for a file whose name is taken by other bytes."""
+        original = make_wheel("uv-conflict", "1.0")
+        changed = make_wheel("uv-conflict", "1.0", module_text="CHANGED = True\n")
+        self.clients.uv_publish(self.daemon, self.dist_dir(original))
+        refused = self.clients.uv_publish(self.daemon, self.dist_dir(changed), "--check-url",
+                                          self.daemon.index_url, check=False)
+        self.assertNotEqual(refused.returncode, 0, refused.output)
+        stored = http("GET", file_url(self.daemon, "uv-conflict", original[0]))
+        self.assertEqual(stored.body, original[1])
+
+
+class SimpleApiTests(DaemonTestCase):
+    """The simple index, metadata and file downloads, read with raw HTTP."""
+
+    def prepare(self, daemon):
+        for dist in (WHEEL_1, SDIST_1, WHEEL_2):
+            resp = upload(daemon, *dist)
+            self.assertEqual(resp.status, 200, resp.body)
+
+    def get(self, path, **headers):
+        """GET a path of the daemon with headers given as keyword arguments (C{_} for C{-})."""
+        return http("GET", self.daemon.url + path.lstrip("/"),
+                    {k.replace("_", "-"): v for k, v in headers.items()})
+
+    def test_json_project_page_fields(self):
+        """The PEP 691 project page carries every field clients read, with the right values."""
+        resp = self.get("simple/foo-bar/", Accept=JSON_TYPE)
+        self.assertEqual(resp.status, 200)
+        self.assertEqual(resp.header("Content-Type"), JSON_TYPE)
+        page = resp.json()
+        self.assertEqual(page["meta"], {"api-version": "1.1"})
+        self.assertEqual(page["name"], "foo-bar")
+        self.assertEqual(page["versions"], ["1.0", "2.0"])
+        files = {f["filename"]: f for f in page["files"]}
+        self.assertEqual(sorted(files), sorted([WHEEL_1[0], SDIST_1[0], WHEEL_2[0]]))
+        for filename, data in (WHEEL_1, SDIST_1, WHEEL_2):
+            entry = files[filename]
+            self.assertEqual(entry["hashes"], {"sha256": sha256(data)})
+            self.assertEqual(entry["size"], len(data))
+            self.assertRegex(entry["upload-time"], UPLOAD_TIME)
+            self.assertIs(entry["yanked"], False)
+            self.assertEqual(urljoin(self.daemon.index_url + "foo-bar/", entry["url"]),
+                             f"{self.daemon.url}files/foo-bar/{filename}")
+            self.assertEqual(entry["core-metadata"], entry["dist-info-metadata"])
+        wheel = files[WHEEL_1[0]]
+        self.assertEqual(wheel["requires-python"], REQUIRES_PYTHON)
+        self.assertEqual(wheel["core-metadata"], {"sha256": sha256(wheel_metadata(WHEEL_1[1]))})
+        self.assertEqual(files[WHEEL_2[0]]["requires-python"], ">=3.9")
+        # Metadata 2.2 with nothing dynamic: the sdist's PKG-INFO is served too.
+        self.assertEqual(files[SDIST_1[0]]["core-metadata"],
+                         {"sha256": hashlib.sha256(metadata_text(
+                             "Foo_Bar", "1.0", REQUIRES_PYTHON,
+                             metadata_version="2.2").encode()).hexdigest()})
+
+    def test_html_project_page(self):
+        """The HTML project page is PEP 503/629/658/714 markup with Requires-Python escaped."""
+        resp = self.get("simple/foo-bar/")
+        self.assertEqual(resp.status, 200)
+        self.assertEqual(resp.header("Content-Type"), HTML_TYPE)
+        text = resp.body.decode("utf-8")
+        self.assertTrue(text.startswith("<!DOCTYPE html>"), text[:40])
+        self.assertIn('<meta name="pypi:repository-version" content="1.1">', text)
+        self.assertIn('data-requires-python="&gt;=3.8,&lt;4"', text)
+        links = anchors(resp.body)
+        self.assertEqual(sorted(links), sorted([WHEEL_1[0], SDIST_1[0], WHEEL_2[0]]))
+        wheel = links[WHEEL_1[0]]
+        self.assertEqual(wheel["data-requires-python"], REQUIRES_PYTHON)
+        meta = "sha256=" + sha256(wheel_metadata(WHEEL_1[1]))
+        self.assertEqual(wheel["data-core-metadata"], meta)
+        self.assertEqual(wheel["data-dist-info-metadata"], meta)
+        self.assertEqual(wheel["href"],
+                         f"../../files/foo-bar/{WHEEL_1[0]}#sha256={sha256(WHEEL_1[1])}")
+        self.assertNotIn("data-yanked", wheel)
+
+    def test_negotiation(self):
+        """pip's and uv's Accept headers get JSON, no Accept gets HTML, ?format= wins, nothing acceptable gets 406."""
+        for accept in (PIP_ACCEPT, UV_ACCEPT, "application/vnd.pypi.simple.latest+json"):
+            resp = self.get("simple/foo-bar/", Accept=accept)
+            self.assertEqual((resp.status, resp.header("Content-Type")), (200, JSON_TYPE), accept)
+        for accept in (None, "*/*", "text/html", "application/vnd.pypi.simple.v1+html"):
+            headers = {} if accept is None else {"Accept": accept}
+            resp = self.get("simple/foo-bar/", **headers)
+            self.assertEqual((resp.status, resp.header("Content-Type")), (200, HTML_TYPE), accept)
+        resp = self.get(f"simple/foo-bar/?format={quote(JSON_TYPE)}", Accept="text/html")
+        self.assertEqual(resp.header("Content-Type"), JSON_TYPE)
+        self.assertEqual(resp.json()["name"], "foo-bar")
+        resp = self.get("simple/foo-bar/", Accept="application/xml")
+        self.assertEqual(resp.status, 406)
+        root = self.get("simple/", Accept=PIP_ACCEPT)
+        self.assertEqual(root.header("Content-Type"), JSON_TYPE)
+        self.assertIn({"name": "Foo_Bar"}, root.json()["projects"])
+        self.assertEqual(root.json()["meta"], {"api-version": "1.1"})
+
+    def test_etag_and_not_modified(self):
+        """Each page has an ETag, C{If-None-Match} with it answers 304, and the two forms have different tags."""
+        tags = set()
+        for path in ("simple/", "simple/foo-bar/"):
+            for accept in ("text/html", JSON_TYPE):
+                first = self.get(path, Accept=accept)
+                etag = first.header("ETag")
+                self.assertTrue(etag and etag.startswith('"'), etag)
+                tags.add(etag)
+                again = self.get(path, Accept=accept, If_None_Match=etag)
+                self.assertEqual((again.status, again.body), (304, b""))
+                self.assertEqual(again.header("ETag"), etag)
+                other = self.get(path, Accept=accept, If_None_Match='"something-else"')
+                self.assertEqual(other.status, 200)
+        self.assertEqual(len(tags), 4)
+
+    def test_vary_and_gzip(self):
+        """Pages say C{Vary: Accept}, and are gzip-compressed when asked, decompressing to the same bytes."""
+        for accept in ("text/html", JSON_TYPE):
+            plain = self.get("simple/foo-bar/", Accept=accept)
+            vary = [v.strip().lower() for v in plain.header("Vary").split(",")]
+            self.assertIn("accept", vary)
+            self.assertIsNone(plain.header("Content-Encoding"))
+            packed = self.get("simple/foo-bar/", Accept=accept, Accept_Encoding="gzip")
+            self.assertEqual(packed.status, 200)
+            self.assertEqual(packed.header("Content-Encoding"), "gzip")
+            self.assertEqual(packed.header("Content-Type"), plain.header("Content-Type"))
+            self.assertEqual(gzip.decompress(packed.body), plain.body)
+            self.assertNotEqual(packed.header("ETag"), plain.header("ETag"))
+
+    def test_metadata_sidecar(self):
+        """C{<file URL>.metadata} answers the wheel's exact METADATA bytes, whose sha256 is the advertised one."""
+        entry = files_by_name(self.daemon, "foo-bar")[WHEEL_1[0]]
+        url = urljoin(self.daemon.index_url + "foo-bar/", entry["url"]) + ".metadata"
+        resp = http("GET", url)
+        self.assertEqual(resp.status, 200)
+        self.assertEqual(resp.body, wheel_metadata(WHEEL_1[1]))
+        self.assertEqual(resp.body, METADATA_1)
+        self.assertEqual(sha256(resp.body), entry["core-metadata"]["sha256"])
+        self.assertEqual(resp.header("Content-Type"), "application/octet-stream")
+        sdist = files_by_name(self.daemon, "foo-bar")[SDIST_1[0]]
+        got = http("GET", urljoin(self.daemon.index_url + "foo-bar/", sdist["url"]) + ".metadata")
+        self.assertEqual(sha256(got.body), sdist["core-metadata"]["sha256"])
+        missing = http("GET", f"{self.daemon.url}files/foo-bar/foo_bar-9.0-py3-none-any.whl.metadata")
+        self.assertEqual(missing.status, 404)
+
+    def test_name_normalization_redirects(self):
+        """Other spellings of a name and the slash-less URL answer 301 to the normalized URL, on this origin."""
+        for path in ("simple/Foo_Bar/", "simple/foo.bar/", "simple/FOO--bar/", "simple/foo-bar"):
+            resp = self.get(path)
+            self.assertEqual(resp.status, 301, path)
+            self.assertEqual(resp.header("Location"), "/simple/foo-bar/", path)
+        resp = self.get(f"simple/Foo_Bar/?format={quote(JSON_TYPE)}")
+        self.assertEqual(resp.status, 301)
+        self.assertEqual(resp.header("Location"), f"/simple/foo-bar/?format={quote(JSON_TYPE)}")
+        resp = self.get("simple")
+        self.assertEqual((resp.status, resp.header("Location")), (301, "/simple/"))
+
+    def test_unknown_project_is_404(self):
+        """An unknown project answers 404 in every spelling, never a redirect."""
+        for path in ("simple/no-such-project/", "simple/No_Such_Project/", "simple/no-such-project",
+                     "files/no-such-project/no_such_project-1.0-py3-none-any.whl"):
+            self.assertEqual(self.get(path).status, 404, path)
+
+    def test_file_download_headers(self):
+        """A file answers its exact bytes with an octet-stream type, its length, an ETag and immutable caching."""
+        url = file_url(self.daemon, "foo-bar", WHEEL_1[0])
+        resp = http("GET", url)
+        self.assertEqual(resp.status, 200)
+        self.assertEqual(resp.body, WHEEL_1[1])
+        self.assertEqual(resp.header("Content-Type"), "application/octet-stream")
+        self.assertEqual(resp.header("Content-Length"), str(len(WHEEL_1[1])))
+        self.assertIn("immutable", resp.header("Cache-Control"))
+        self.assertEqual(resp.header("Accept-Ranges"), "bytes")
+        etag = resp.header("ETag")
+        self.assertTrue(etag, "no ETag")
+        self.assertIsNone(resp.header("Content-Encoding"))
+        again = http("GET", url, {"If-None-Match": etag})
+        self.assertEqual(again.status, 304)
+        packed = http("GET", url, {"Accept-Encoding": "gzip"})
+        self.assertEqual(packed.body, WHEEL_1[1])
+
+    def test_file_ranges(self):
+        """Single byte ranges answer 206 with the right bytes and Content-Range; an unsatisfiable one answers 416."""
+        data = WHEEL_1[1]
+        size = len(data)
+        url = file_url(self.daemon, "foo-bar", WHEEL_1[0])
+        first = http("GET", url, {"Range": "bytes=0-9"})
+        self.assertEqual(first.status, 206)
+        self.assertEqual(first.body, data[:10])
+        self.assertEqual(first.header("Content-Range"), f"bytes 0-9/{size}")
+        self.assertEqual(first.header("Content-Length"), "10")
+        suffix = http("GET", url, {"Range": "bytes=-5"})
+        self.assertEqual(suffix.status, 206)
+        self.assertEqual(suffix.body, data[-5:])
+        self.assertEqual(suffix.header("Content-Range"), f"bytes {size - 5}-{size - 1}/{size}")
+        rest = http("GET", url, {"Range": f"bytes={size - 3}-"})
+        self.assertEqual((rest.status, rest.body), (206, data[-3:]))
+        beyond = http("GET", url, {"Range": f"bytes={size + 10}-{size + 20}"})
+        self.assertEqual(beyond.status, 416)
+        self.assertEqual(beyond.header("Content-Range"), f"bytes */{size}")
+        etag = http("HEAD", url).header("ETag")
+        matching = http("GET", url, {"Range": "bytes=0-9", "If-Range": etag})
+        self.assertEqual((matching.status, matching.body), (206, data[:10]))
+        stale = http("GET", url, {"Range": "bytes=0-9", "If-Range": '"stale"'})
+        self.assertEqual((stale.status, stale.body), (200, data))
+
+    def test_open_range_past_the_end_is_416(self):
+        """C{Range: bytes=<size>-} (an open range starting at the end) answers 416, not the whole file."""
+        size = len(WHEEL_1[1])
+        url = file_url(self.daemon, "foo-bar", WHEEL_1[0])
+        for header in (f"bytes={size}-", f"bytes={size + 100}-"):
+            resp = http("GET", url, {"Range": header})
+            self.assertEqual(resp.status, 416, f"{header}: {resp.status}, {len(resp.body)} bytes")
+            self.assertEqual(resp.header("Content-Range"), f"bytes */{size}")
+
+    def test_file_head(self):
+        """HEAD on a file answers its headers and length without a body."""
+        url = file_url(self.daemon, "foo-bar", SDIST_1[0])
+        resp = http("HEAD", url)
+        self.assertEqual(resp.status, 200)
+        self.assertEqual(resp.body, b"")
+        self.assertEqual(resp.header("Content-Length"), str(len(SDIST_1[1])))
+        self.assertEqual(resp.header("Accept-Ranges"), "bytes")
+        self.assertEqual(resp.header("Content-Type"), "application/octet-stream")
+
+    def test_legacy_json_api(self):
+        """C{/pypi/<project>/json} describes the latest release and every release's files."""
+        resp = self.get("pypi/foo-bar/json")
+        self.assertEqual(resp.status, 200)
+        body = resp.json()
+        self.assertEqual(body["info"]["version"], "2.0")
+        self.assertEqual(sorted(body["releases"]), ["1.0", "2.0"])
+        self.assertEqual([f["filename"] for f in body["urls"]], [WHEEL_2[0]])
+        self.assertEqual(body["urls"][0]["digests"]["sha256"], sha256(WHEEL_2[1]))
+        one = self.get("pypi/foo-bar/1.0/json").json()
+        self.assertEqual(one["info"]["requires_python"], REQUIRES_PYTHON)
+        self.assertNotIn("releases", one)
+        self.assertEqual(self.get("pypi/Foo_Bar/json").status, 301)
+        self.assertEqual(self.get("pypi/no-such-project/json").status, 404)
+
+
+class BaseUrlTests(DaemonTestCase):
+    """A daemon behind a proxy, with C{base_url} set."""
+
+    settings = {"pypid.base_url": "https://pypi.example.test/"}
+
+    def test_links_and_redirects_use_base_url(self):
+        """With C{base_url}, pages link files and redirects point under that URL."""
+        wheel = make_wheel("Behind_Proxy", "1.0")
+        self.assertEqual(upload(self.daemon, *wheel).status, 200)
+        entry = files_by_name(self.daemon, "behind-proxy")[wheel[0]]
+        self.assertEqual(entry["url"], f"https://pypi.example.test/files/behind-proxy/{wheel[0]}")
+        resp = http("GET", self.daemon.index_url + "Behind_Proxy/")
+        self.assertEqual(resp.status, 301)
+        self.assertEqual(resp.header("Location"), "https://pypi.example.test/simple/behind-proxy/")
+        # The file itself is still served here, at the path the link names.
+        got = http("GET", f"{self.daemon.url}files/behind-proxy/{wheel[0]}")
+        self.assertEqual(got.body, wheel[1])

@@ -1,0 +1,128 @@
+"""
+End-to-end tests of authentication: who may upload, yank and delete, and
+a private index whose every read needs credentials.
+"""
+
+import os
+
+from tests.distributions import make_wheel
+from tests.e2e import (
+    PASSWORD,
+    USER,
+    DaemonTestCase,
+    files_by_name,
+    http,
+    installed,
+    upload,
+)
+
+CHALLENGE = 'Basic realm="pypid"'
+
+
+class UploadAuthTests(DaemonTestCase):
+    """Who may upload: HTTP Basic on the upload URL."""
+
+    def test_upload_without_credentials_is_401(self):
+        """An anonymous upload answers 401 with a Basic challenge and stores nothing."""
+        wheel = make_wheel("anonymous", "1.0")
+        for path in ("", "legacy/"):
+            resp = upload(self.daemon, *wheel, auth=None, path=path)
+            self.assertEqual(resp.status, 401, path)
+            self.assertEqual(resp.header("WWW-Authenticate"), CHALLENGE)
+        self.assertEqual(http("GET", self.daemon.index_url + "anonymous/").status, 404)
+        self.assertNotIn(wheel[0], self.daemon.stored_names())
+        self.assertEqual(self.daemon.temp_files(), [])
+
+    def test_upload_with_wrong_password_is_401(self):
+        """A wrong password or an unknown user answers 401, and twine reports the failure."""
+        wheel = make_wheel("wrong-password", "1.0")
+        for auth in ((USER, PASSWORD + "x"), ("nobody", PASSWORD)):
+            resp = upload(self.daemon, *wheel, auth=auth)
+            self.assertEqual(resp.status, 401, auth)
+            self.assertEqual(resp.header("WWW-Authenticate"), CHALLENGE)
+        done = self.clients.twine_upload(self.daemon, self.dist_dir(wheel),
+                                         password="not-the-password", check=False)
+        self.assertNotEqual(done.returncode, 0)
+        self.assertIn("401", done.output)
+        self.assertEqual(http("GET", self.daemon.index_url + "wrong-password/").status, 404)
+        self.assertNotIn(wheel[0], self.daemon.stored_names())
+        self.assertEqual(self.daemon.temp_files(), [])
+
+    def test_yank_and_delete_need_credentials(self):
+        """Yank and delete answer 401 to anonymous requests and wrong passwords, and change nothing."""
+        wheel = make_wheel("guarded", "1.0")
+        self.assertEqual(upload(self.daemon, *wheel).status, 200)
+        base = f"{self.daemon.url}api/files/{wheel[0]}"
+        for auth in (None, (USER, "wrong")):
+            for method, url in (("POST", base + "/yank"), ("DELETE", base),
+                                ("POST", f"{self.daemon.url}api/projects/guarded/1.0/yank")):
+                resp = http(method, url, auth=auth)
+                self.assertEqual(resp.status, 401, (method, url, auth))
+                self.assertEqual(resp.header("WWW-Authenticate"), CHALLENGE)
+        entry = files_by_name(self.daemon, "guarded")[wheel[0]]
+        self.assertIs(entry["yanked"], False)
+        self.assertEqual(http("GET", f"{self.daemon.url}files/guarded/{wheel[0]}").body, wheel[1])
+
+
+class PrivateIndexTests(DaemonTestCase):
+    """An index with C{[auth] read = authenticated}."""
+
+    settings = {"auth.read": "authenticated"}
+    WHEEL = make_wheel("private-pkg", "1.0")
+
+    def prepare(self, daemon):
+        resp = upload(daemon, *self.WHEEL)
+        self.assertEqual(resp.status, 200, resp.body)
+
+    def read_urls(self):
+        """Every kind of read URL of the hosted file."""
+        url, name = self.daemon.url, self.WHEEL[0]
+        return [
+            url + "simple/",
+            url + "simple/private-pkg/",
+            f"{url}files/private-pkg/{name}",
+            f"{url}files/private-pkg/{name}.metadata",
+            url + "pypi/private-pkg/json",
+        ]
+
+    def test_anonymous_reads_are_401(self):
+        """Every read without credentials, or with wrong ones, answers 401 with a Basic challenge."""
+        for url in self.read_urls():
+            for auth in (None, (USER, "wrong"), ("nobody", PASSWORD)):
+                resp = http("GET", url, auth=auth)
+                self.assertEqual(resp.status, 401, (url, auth))
+                self.assertEqual(resp.header("WWW-Authenticate"), CHALLENGE, url)
+                self.assertNotIn(b"private-pkg", resp.body)
+        # Unknown names are not told apart from known ones.
+        resp = http("GET", self.daemon.url + "simple/no-such-project/")
+        self.assertEqual(resp.status, 401)
+
+    def test_reads_with_credentials(self):
+        """Every read with the right credentials answers 200."""
+        for url in self.read_urls():
+            resp = http("GET", url, auth=(USER, PASSWORD))
+            self.assertEqual(resp.status, 200, url)
+        got = http("GET", f"{self.daemon.url}files/private-pkg/{self.WHEEL[0]}",
+                   auth=(USER, PASSWORD))
+        self.assertEqual(got.body, self.WHEEL[1])
+
+    def test_pip_install_with_credentials_in_url(self):
+        """pip installs from the private index with credentials in the index URL, and fails without them."""
+        target = os.path.abspath(self.mktemp())
+        self.clients.pip_install(target, self.daemon.authed_index_url(), "private-pkg")
+        self.assertEqual(installed(target), {"private-pkg": "1.0"})
+        refused = self.clients.pip_install(os.path.abspath(self.mktemp()),
+                                           self.daemon.index_url, "private-pkg", check=False)
+        self.assertNotEqual(refused.returncode, 0)
+
+    def test_uv_install_with_credentials_in_url(self):
+        """uv installs from the private index with credentials in the index URL."""
+        target = os.path.abspath(self.mktemp())
+        self.clients.uv_install(target, self.daemon.authed_index_url(), "private-pkg")
+        self.assertEqual(installed(target), {"private-pkg": "1.0"})
+
+    def test_health_is_open(self):
+        """C{/health} answers without credentials, for probes."""
+        resp = http("GET", self.daemon.url + "health")
+        self.assertEqual(resp.status, 200)
+        self.assertEqual(resp.json()["status"], "ok")

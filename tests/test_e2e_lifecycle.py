@@ -1,0 +1,309 @@
+"""
+End-to-end tests of the daemon's life: restarts with and without the
+snapshot, crashes (C{kill -9}) in the middle of work, start-up on an
+existing pypiserver folder, and configurations that must stop start-up.
+"""
+
+import base64
+import os
+import shutil
+import socket
+import time
+
+from tests.distributions import make_sdist, make_wheel, metadata_text
+from tests.e2e import (
+    HOST,
+    PASSWORD,
+    USER,
+    DaemonTestCase,
+    E2EFailure,
+    TWISTD,
+    anchors,
+    basic,
+    clean_env,
+    file_url,
+    files_by_name,
+    free_port,
+    http,
+    project_json,
+    run,
+    sha256,
+    upload,
+    upload_form,
+    wait_for,
+)
+
+
+def form_headers():
+    """Headers and body of a urlencoded form with a yank reason."""
+    return {"Content-Type": "application/x-www-form-urlencoded"}, b"reason=crash+test"
+
+
+class RestartTests(DaemonTestCase):
+    """The index survives restarts: from the snapshot, from storage alone, and past a bad snapshot."""
+
+    def populated(self, project):
+        """A daemon holding a wheel (yanked) and an sdist of C{project}; return it and its JSON page."""
+        daemon = self.new_daemon()
+        wheel, sdist = make_wheel(project, "1.0"), make_sdist(project, "1.0")
+        for dist in (wheel, sdist):
+            self.assertEqual(upload(daemon, *dist).status, 200)
+        headers, body = form_headers()
+        resp = http("POST", f"{daemon.url}api/files/{wheel[0]}/yank", headers, body,
+                    auth=(USER, PASSWORD))
+        self.assertEqual(resp.status, 200, resp.body)
+        page = project_json(daemon, project)
+        self.assertEqual(len(page["files"]), 2)
+        return daemon, page, (wheel, sdist)
+
+    def assert_served(self, daemon, project, page, distributions):
+        """The daemon serves the same page as before and the same bytes."""
+        self.assertEqual(project_json(daemon, project), page)
+        for filename, data in distributions:
+            self.assertEqual(http("GET", file_url(daemon, project, filename)).body, data)
+
+    def test_restart_from_snapshot(self):
+        """After SIGTERM and a restart, the index lists the same files, loaded from the snapshot."""
+        daemon, page, dists = self.populated("restart-snap")
+        daemon.stop_cleanly()
+        self.assertTrue(os.path.exists(daemon.snapshot), "no snapshot saved on SIGTERM")
+        daemon.start(port=daemon.port)
+        self.assertIn(b"from the snapshot and storage", daemon.log_since_start())
+        self.assert_served(daemon, "restart-snap", page, dists)
+
+    def test_rebuild_without_snapshot(self):
+        """With the snapshot deleted, the index is rebuilt from storage with the same upload times and yanks."""
+        daemon, page, dists = self.populated("restart-nosnap")
+        daemon.stop_cleanly()
+        os.remove(daemon.snapshot)
+        daemon.start(port=daemon.port)
+        self.assertIn(b"(from storage)", daemon.log_since_start())
+        self.assert_served(daemon, "restart-nosnap", page, dists)
+
+    def test_corrupt_snapshot_is_kept_aside(self):
+        """A snapshot of garbage bytes does not stop start-up: the index is rebuilt and the bad file kept as C{.bad}."""
+        daemon, page, dists = self.populated("restart-corrupt")
+        daemon.stop_cleanly()
+        garbage = os.urandom(512) + b"{not json"
+        with open(daemon.snapshot, "wb") as f:
+            f.write(garbage)
+        daemon.start(port=daemon.port)
+        self.assert_served(daemon, "restart-corrupt", page, dists)
+        with open(daemon.snapshot + ".bad", "rb") as f:
+            self.assertEqual(f.read(), garbage)
+        self.assertIn(b"Snapshot unusable", daemon.log_since_start())
+        # The next clean stop writes a good snapshot again, and the next start uses it.
+        daemon.restart()
+        self.assertIn(b"from the snapshot and storage", daemon.log_since_start())
+        self.assert_served(daemon, "restart-corrupt", page, dists)
+
+    def test_crash_keeps_changes_made_after_the_snapshot(self):
+        """After kill -9, a yank, a delete and an upload made since the last snapshot are all still there."""
+        daemon = self.new_daemon()
+        yanked, deleted, kept = (make_wheel("crash-changes", v) for v in ("1.0", "2.0", "3.0"))
+        for dist in (yanked, deleted, kept):
+            self.assertEqual(upload(daemon, *dist).status, 200)
+        daemon.restart()  # the snapshot now lists the three files
+        headers, body = form_headers()
+        auth = (USER, PASSWORD)
+        self.assertEqual(http("POST", f"{daemon.url}api/files/{yanked[0]}/yank", headers, body,
+                              auth=auth).status, 200)
+        self.assertEqual(http("DELETE", f"{daemon.url}api/files/{deleted[0]}", auth=auth).status,
+                         200)
+        late = make_wheel("crash-changes", "4.0")
+        self.assertEqual(upload(daemon, *late).status, 200)
+        before = project_json(daemon, "crash-changes")
+
+        daemon.restart(clean=False)
+        self.assertEqual(project_json(daemon, "crash-changes"), before)
+        entries = files_by_name(daemon, "crash-changes")
+        self.assertEqual(entries[yanked[0]]["yanked"], "crash test")
+        self.assertNotIn(deleted[0], entries)
+        self.assertEqual(http("GET", f"{daemon.url}files/crash-changes/{deleted[0]}").status, 410)
+        self.assertEqual(upload(daemon, *deleted).status, 400)
+        self.assertEqual(http("GET", file_url(daemon, "crash-changes", late[0])).body, late[1])
+
+
+class CrashDuringUploadTests(DaemonTestCase):
+    """A crash in the middle of an upload leaves nothing behind."""
+
+    def test_kill_during_upload_leaves_no_partial_file(self):
+        """kill -9 while a 5 MB upload is half sent: after restart no partial file exists, the spool is empty, and twine uploads it."""
+        daemon = self.new_daemon()
+        wheel = make_wheel("half-sent", "1.0", extra_files=[("half_sent/blob.bin",
+                                                             os.urandom(5 << 20))])
+        ctype, body = upload_form(*wheel)
+        head = (f"POST / HTTP/1.1\r\nHost: {HOST}:{daemon.port}\r\n"
+                f"Content-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
+                f"Authorization: {basic()}\r\n\r\n").encode()
+        sock = socket.create_connection((HOST, daemon.port), timeout=10)
+        self.addCleanup(sock.close)
+        sock.sendall(head + body[: len(body) // 2])
+
+        def spooled():
+            sizes = [os.path.getsize(os.path.join(daemon.temp_dir, n))
+                     for n in daemon.temp_files()]
+            return sizes and max(sizes) >= 1 << 20
+        wait_for(spooled, 10, lambda: f"the upload was not spooled: {daemon.temp_files()}")
+        daemon.kill()
+        self.assertNotEqual(daemon.temp_files(), [], "nothing was left to clean up")
+        sock.close()
+
+        daemon.start(port=daemon.port)
+        self.assertEqual(daemon.temp_files(), [])
+        self.assertNotIn(wheel[0], daemon.stored_names())
+        self.assertFalse(os.path.exists(
+            os.path.join(daemon.storage, ".pypid", "files", wheel[0] + ".json")))
+        self.assertEqual(http("GET", daemon.index_url + "half-sent/").status, 404)
+
+        self.clients.twine_upload(daemon, self.dist_dir(wheel))
+        self.assertEqual(http("GET", file_url(daemon, "half-sent", wheel[0])).body, wheel[1])
+        self.assertEqual(daemon.stored_names(), [wheel[0]])
+
+
+class PypiserverFolderTests(DaemonTestCase):
+    """An existing pypiserver folder is served as it is."""
+
+    def test_existing_folder_is_served(self):
+        """Wheels and sdists put in the folder before the first start, flat or nested, are served with hashes and metadata."""
+        daemon = self.new_daemon(start=False)
+        flat_wheel = make_wheel("flat-pkg", "1.0", requires_python=">=3.7")
+        flat_sdist = make_sdist("flat-pkg", "1.0", metadata_version="2.1")
+        nested_wheel = make_wheel("nested-pkg", "2.0", requires_dist=["flat-pkg"])
+        nested_sdist = make_sdist("nested-pkg", "2.0")
+        legacy_name, legacy_data = make_sdist("Legacy-Pkg", "0.5")
+        legacy = ("Legacy-Pkg-0.5.tar.gz", legacy_data)
+        layout = {
+            "": [flat_wheel, flat_sdist, legacy, ("README.txt", b"not a package\n")],
+            "nested-pkg/deeper": [nested_wheel, nested_sdist],
+        }
+        for folder, files in layout.items():
+            os.makedirs(os.path.join(daemon.storage, folder), exist_ok=True)
+            for filename, data in files:
+                with open(os.path.join(daemon.storage, folder, filename), "wb") as f:
+                    f.write(data)
+        old = 1600000000.25
+        os.utime(os.path.join(daemon.storage, flat_wheel[0]), (old, old))
+        self.assertFalse(os.path.exists(os.path.join(daemon.storage, ".pypid")))
+
+        daemon.start()
+        expected = {
+            "flat-pkg": [flat_wheel, flat_sdist],
+            "nested-pkg": [nested_wheel, nested_sdist],
+            "legacy-pkg": [legacy],
+        }
+        root = anchors(http("GET", daemon.index_url).body)
+        self.assertEqual(sorted(root), sorted(["flat-pkg", "nested-pkg", "Legacy-Pkg"]))
+        for project, dists in expected.items():
+            entries = files_by_name(daemon, project)
+            self.assertEqual(sorted(entries), sorted(f for f, _ in dists), project)
+            for filename, data in dists:
+                entry = entries[filename]
+                self.assertEqual(entry["hashes"]["sha256"], sha256(data), filename)
+                self.assertEqual(entry["size"], len(data), filename)
+                got = http("GET", file_url(daemon, project, filename))
+                self.assertEqual((got.status, got.body), (200, data), filename)
+        flat = files_by_name(daemon, "flat-pkg")
+        self.assertEqual(flat[flat_wheel[0]]["upload-time"], "2020-09-13T12:26:40.250000Z")
+        self.assertEqual(flat[flat_wheel[0]]["requires-python"], ">=3.7")
+        # Metadata 2.1 in an sdist is not binding: no core metadata for it.
+        self.assertIs(flat[flat_sdist[0]]["core-metadata"], False)
+        for project, filename, text in (
+                ("flat-pkg", flat_wheel[0], metadata_text("flat-pkg", "1.0", ">=3.7")),
+                ("nested-pkg", nested_wheel[0],
+                 metadata_text("nested-pkg", "2.0", requires_dist=["flat-pkg"])),
+                ("nested-pkg", nested_sdist[0],
+                 metadata_text("nested-pkg", "2.0", metadata_version="2.2"))):
+            entry = files_by_name(daemon, project)[filename]
+            self.assertEqual(entry["core-metadata"], {"sha256": sha256(text.encode())}, filename)
+            got = http("GET", file_url(daemon, project, filename) + ".metadata")
+            self.assertEqual(got.body, text.encode(), filename)
+
+        target = os.path.abspath(self.mktemp())
+        self.clients.pip_install(target, daemon.index_url, "nested-pkg")
+        self.assertTrue(os.path.isdir(os.path.join(target, "flat_pkg")))
+        self.assertTrue(os.path.isdir(os.path.join(target, "nested_pkg")))
+
+        # The files stay where they were; what was learnt is kept beside them.
+        daemon.stop_cleanly()
+        os.remove(daemon.snapshot)
+        daemon.start(port=daemon.port)
+        self.assertEqual(files_by_name(daemon, "flat-pkg"), flat)
+        self.assertTrue(os.path.exists(os.path.join(daemon.storage, "nested-pkg", "deeper",
+                                                    nested_wheel[0])))
+
+
+class ConfigurationTests(DaemonTestCase):
+    """A bad configuration stops start-up with one line naming file, section and key."""
+
+    def start_with(self, text=None, args=(), config="pypid.ini"):
+        """Run the server with this configuration text; return (exit code, output)."""
+        folder = os.path.abspath(self.mktemp())
+        os.makedirs(folder)
+        path = os.path.join(folder, config)
+        if text is not None:
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(text)
+        done = run([TWISTD, "-n", "--pidfile=", "pypid", "--config", path,
+                    "--listen", f"tcp:{free_port()}:interface={HOST}", *args],
+                   cwd=folder, env=clean_env(folder), timeout=30, check=False, what="twistd")
+        return done.returncode, done.output, path
+
+    def assert_one_line(self, code, output, *words):
+        """Start-up failed with exactly one line holding every word and no traceback."""
+        self.assertNotEqual(code, 0, output)
+        self.assertNotIn("Traceback", output)
+        lines = [line for line in output.splitlines() if line.strip()]
+        self.assertEqual(len(lines), 1, output)
+        for word in words:
+            self.assertIn(word, lines[0])
+        return lines[0]
+
+    def test_unknown_key(self):
+        """An unknown key names the file, the section and the key."""
+        code, output, path = self.start_with("[pypid]\ncolour = blue\n")
+        self.assert_one_line(code, output, path, "[pypid] colour", "unknown key")
+
+    def test_unknown_section(self):
+        """An unknown section names the file and the section."""
+        code, output, path = self.start_with("[pypid]\n[storgae]\npath = x\n")
+        self.assert_one_line(code, output, path, "[storgae]", "unknown section")
+
+    def test_bad_value(self):
+        """A bad size names the file, the section and the key, and says what is expected."""
+        code, output, path = self.start_with("[pypid]\nmax_upload_size = lots\n")
+        self.assert_one_line(code, output, path, "[pypid] max_upload_size", "100M")
+
+    def test_bad_value_from_command_line(self):
+        """A bad C{--set} value stops start-up the same way."""
+        code, output, path = self.start_with("[pypid]\n", args=["--set", "auth.read=nobody"])
+        self.assert_one_line(code, output, "[auth] read", "everyone")
+
+    def test_missing_file(self):
+        """A configuration file that does not exist is named."""
+        code, output, path = self.start_with(None, config="missing.ini")
+        self.assert_one_line(code, output, path, "cannot read")
+
+    def test_plaintext_password_is_refused_without_echo(self):
+        """A plaintext password in C{[users]} stops start-up and is not repeated in the message."""
+        code, output, path = self.start_with("[users]\nalice = hunter2-secret\n")
+        self.assert_one_line(code, output, path, "[users] alice")
+        self.assertNotIn("hunter2-secret", output)
+
+    def test_port_in_use_exits_non_zero(self):
+        """When the listen port is taken the server says so and exits with a failure status (for systemd's Restart=on-failure)."""
+        blocker = socket.socket()
+        self.addCleanup(blocker.close)
+        blocker.bind((HOST, 0))
+        blocker.listen()
+        port = blocker.getsockname()[1]
+        folder = os.path.abspath(self.mktemp())
+        os.makedirs(folder)
+        done = run([TWISTD, "-n", "--pidfile=", "pypid",
+                    "--set", f"pypid.snapshot={folder}/index.json",
+                    "--set", f"storage.path={folder}/packages",
+                    "--listen", f"tcp:{port}:interface={HOST}"],
+                   cwd=folder, env=clean_env(folder), timeout=30, check=False, what="twistd")
+        self.assertIn("Cannot listen", done.output)
+        self.assertNotIn("Traceback", done.output)
+        self.assertNotEqual(done.returncode, 0, done.output)

@@ -1,0 +1,142 @@
+"""
+End-to-end tests of upload sizes: refusing uploads over the limit, and
+streaming a very large one through with flat server memory.
+"""
+
+import hashlib
+import os
+import time
+from http import client as httpclient
+
+from tests.distributions import make_wheel, write_random_wheel
+from tests.e2e import (
+    HOST,
+    DaemonTestCase,
+    basic,
+    file_sha256,
+    file_url,
+    files_by_name,
+    http,
+    upload,
+    upload_form,
+)
+
+MiB = 1 << 20
+
+
+def big_wheel(name, size):
+    """A wheel holding C{size} random (incompressible) bytes."""
+    return make_wheel(name, "1.0", extra_files=[(f"{name.replace('-', '_')}/blob.bin",
+                                                 os.urandom(size))])
+
+
+class UploadLimitTests(DaemonTestCase):
+    """A daemon with C{max_upload_size = 1M}."""
+
+    settings = {"pypid.max_upload_size": "1M"}
+
+    def assert_nothing_stored(self, project, filename):
+        """Neither the file, nor its record, nor a spooled part, nor the project exists."""
+        self.assertNotIn(filename, self.daemon.stored_names())
+        self.assertEqual(self.daemon.temp_files(), [])
+        self.assertEqual(http("GET", f"{self.daemon.index_url}{project}/").status, 404)
+
+    def test_declared_length_over_limit_is_413(self):
+        """An upload whose Content-Length is far over the limit answers 413 with a message, and twine reports it."""
+        wheel = big_wheel("too-big", 3 * MiB)
+        resp = upload(self.daemon, *wheel)
+        self.assertEqual(resp.status, 413)
+        self.assertIn(b"limit of 1 MiB", resp.body)
+        done = self.clients.twine_upload(self.daemon, self.dist_dir(wheel), check=False)
+        self.assertNotEqual(done.returncode, 0)
+        self.assertIn("413", done.output)
+        self.assert_nothing_stored("too-big", wheel[0])
+
+    def test_streamed_file_over_limit_is_413(self):
+        """A file part that passes the limit while it streams in (Content-Length within the slack) answers 413."""
+        wheel = big_wheel("slightly-big", MiB + 300 * 1024)
+        resp = upload(self.daemon, *wheel)
+        self.assertEqual(resp.status, 413)
+        self.assertIn(b"limit of 1 MiB", resp.body)
+        self.assert_nothing_stored("slightly-big", wheel[0])
+
+    def test_chunked_upload_over_limit_is_413(self):
+        """An upload sent without a Content-Length (chunked) answers 413 once it passes the limit."""
+        wheel = big_wheel("chunked-big", 2 * MiB)
+        ctype, body = upload_form(*wheel)
+        conn = httpclient.HTTPConnection(HOST, self.daemon.port, timeout=30)
+        self.addCleanup(conn.close)
+
+        def chunks():
+            for i in range(0, len(body), 64 * 1024):
+                yield body[i:i + 64 * 1024]
+        status = None
+        try:
+            conn.request("POST", "/", body=chunks(), encode_chunked=True,
+                         headers={"Content-Type": ctype, "Authorization": basic(),
+                                  "Transfer-Encoding": "chunked"})
+            resp = conn.getresponse()
+            status, text = resp.status, resp.read()
+        except (ConnectionResetError, BrokenPipeError) as e:
+            self.fail(f"the server reset the connection without an answer: {e!r}")
+        self.assertEqual(status, 413, text)
+        self.assert_nothing_stored("chunked-big", wheel[0])
+
+    def test_upload_under_limit_is_accepted(self):
+        """An upload just under the limit is stored."""
+        wheel = big_wheel("just-fits", 900 * 1024)
+        resp = upload(self.daemon, *wheel)
+        self.assertEqual(resp.status, 200, resp.body)
+        self.assertIn(wheel[0], files_by_name(self.daemon, "just-fits"))
+
+
+class LargeUploadTests(DaemonTestCase):
+    """
+    A 200 MB upload and download with flat server memory. This is the slow
+    test of the suite (a few seconds to half a minute, mostly disk).
+    """
+
+    settings = {"pypid.max_upload_size": "300M"}
+    SIZE = 200 * MiB
+    GROWTH_LIMIT = 64 * MiB
+
+    def test_large_upload_keeps_server_memory_flat(self):
+        """A 200 MB incompressible wheel uploads with twine and downloads intact while the server's peak RSS grows by less than 64 MB."""
+        started = time.monotonic()
+        folder = os.path.abspath(self.mktemp())
+        os.makedirs(folder)
+        path = write_random_wheel(folder, "huge-pkg", "1.0", self.SIZE)
+        digest = file_sha256(path)
+        daemon = self.daemon
+        before = daemon.memory()
+
+        self.clients.twine_upload(daemon, [path], timeout=120)
+        after_upload = daemon.memory()
+        entry = files_by_name(daemon, "huge-pkg")[os.path.basename(path)]
+        self.assertEqual(entry["hashes"]["sha256"], digest)
+        self.assertEqual(entry["size"], os.path.getsize(path))
+
+        url = file_url(daemon, "huge-pkg", os.path.basename(path))
+        conn = httpclient.HTTPConnection(HOST, daemon.port, timeout=60)
+        self.addCleanup(conn.close)
+        conn.request("GET", url.split(str(daemon.port), 1)[1])
+        resp = conn.getresponse()
+        self.assertEqual(resp.status, 200)
+        self.assertEqual(int(resp.getheader("Content-Length")), os.path.getsize(path))
+        got, received = hashlib.sha256(), 0
+        while chunk := resp.read(MiB):
+            got.update(chunk)
+            received += len(chunk)
+        self.assertEqual(received, os.path.getsize(path))
+        self.assertEqual(got.hexdigest(), digest)
+        after_download = daemon.memory()
+
+        growth = after_download["VmHWM"] - before["VmHWM"]
+        self.assertLess(
+            growth, self.GROWTH_LIMIT,
+            f"peak RSS grew by {growth / MiB:.1f} MiB: before {before}, after the upload "
+            f"{after_upload}, after the download {after_download}")
+        self.assertEqual(daemon.temp_files(), [])
+        os.remove(path)
+        elapsed = time.monotonic() - started
+        self.assertLess(elapsed, 90, f"the 200 MB round trip took {elapsed:.1f} s")

@@ -1,0 +1,358 @@
+"""
+Tests for L{pypid.index}: the in-memory index of projects, files and
+tombstones, and the pages it keeps rendered.
+"""
+
+import gzip
+import json
+
+import attrs
+from twisted.trial.unittest import SynchronousTestCase
+
+from pypid import render
+from pypid.index import CONTENT_TYPES, HTML, JSON, Index, Page, Project, version_key
+from pypid.model import FileRecord
+
+
+def file_url(record):
+    """The file URL the tests' index links files by."""
+    return f"https://files.example/{record.project}/{record.filename}"
+
+
+def make_record(project="holy-grail", version="1.0", kind="wheel", name=None, **kwargs):
+    """Return a record for a file of C{project} C{version}."""
+    dist = project.replace("-", "_")
+    if kind == "wheel":
+        filename, packagetype = f"{dist}-{version}-py3-none-any.whl", "bdist_wheel"
+    else:
+        filename, packagetype = f"{dist}-{version}.tar.gz", "sdist"
+    values = dict(
+        filename=filename,
+        project=project,
+        name=name or project,
+        version=version,
+        packagetype=packagetype,
+        path=filename,
+        size=100,
+        sha256="a" * 64,
+        upload_time=1767225600.0,
+    )
+    values.update(kwargs)
+    return FileRecord(**values)
+
+
+class IndexChangeTests(SynchronousTestCase):
+    """Tests for adding, yanking and removing files."""
+
+    def setUp(self):
+        self.index = Index(file_url)
+
+    def test_empty(self):
+        """A new index has no projects, files or tombstones, and serial 0."""
+        self.assertEqual(self.index.projects(), [])
+        self.assertEqual(len(self.index), 0)
+        self.assertEqual(self.index.tombstones(), [])
+        self.assertEqual(self.index.serial, 0)
+        self.assertIsNone(self.index.project("holy-grail"))
+        self.assertIsNone(self.index.get_file("x.whl"))
+
+    def test_add(self):
+        """An added file is found by filename and under its project, and the serial moves."""
+        record = make_record()
+        self.index.add(record)
+        self.assertEqual(self.index.serial, 1)
+        self.assertIs(self.index.get_file(record.filename), record)
+        project = self.index.project("holy-grail")
+        self.assertEqual(project.files, {record.filename: record})
+        self.assertEqual(self.index.records(), [record])
+        self.assertEqual(len(self.index), 1)
+
+    def test_yank_by_add(self):
+        """Adding an evolved record replaces the old one (that is how a yank is made)."""
+        record = make_record()
+        self.index.add(record)
+        yanked = attrs.evolve(record, yanked="broken")
+        self.index.add(yanked)
+        self.assertEqual(self.index.serial, 2)
+        self.assertIs(self.index.get_file(record.filename), yanked)
+        self.assertEqual(len(self.index), 1)
+        self.assertEqual(list(self.index.project("holy-grail").files.values()), [yanked])
+
+    def test_remove(self):
+        """A removed file is gone but its filename stays as a tombstone."""
+        record = make_record()
+        self.index.add(record)
+        self.index.remove(record.filename)
+        self.assertEqual(self.index.serial, 2)
+        self.assertIsNone(self.index.get_file(record.filename))
+        self.assertTrue(self.index.is_deleted(record.filename))
+        self.assertEqual(self.index.tombstones(), [record.filename])
+        self.assertEqual(len(self.index), 0)
+
+    def test_tombstone_keeps_project(self):
+        """A project whose files are all deleted stays known, with no files."""
+        record = make_record()
+        self.index.add(record)
+        self.index.remove(record.filename)
+        project = self.index.project("holy-grail")
+        self.assertIsNotNone(project)
+        self.assertEqual(project.files, {})
+        self.assertEqual([p.name for p in self.index.projects()], ["holy-grail"])
+
+    def test_remove_unknown(self):
+        """Removing a filename the index never held still records a tombstone and its project."""
+        self.index.remove("other_thing-2.0.tar.gz")
+        self.assertTrue(self.index.is_deleted("other_thing-2.0.tar.gz"))
+        self.assertEqual([p.name for p in self.index.projects()], ["other-thing"])
+
+    def test_remove_unparseable(self):
+        """A tombstone whose name is not a distribution makes no project."""
+        self.index.remove("README")
+        self.assertTrue(self.index.is_deleted("README"))
+        self.assertEqual(self.index.projects(), [])
+
+    def test_projects_sorted(self):
+        """Projects are listed by normalized name."""
+        for project in ("zope", "attrs", "m-thing"):
+            self.index.add(make_record(project=project))
+        self.assertEqual([p.name for p in self.index.projects()], ["attrs", "m-thing", "zope"])
+
+    def test_load(self):
+        """load() replaces everything with the given records and tombstones."""
+        self.index.add(make_record(project="old"))
+        serial = self.index.serial
+        kept = make_record(project="new", name="New")
+        self.index.load([kept], ["gone-1.0.tar.gz"])
+        self.assertEqual(self.index.serial, serial + 1)
+        self.assertIsNone(self.index.project("old"))
+        self.assertEqual(self.index.records(), [kept])
+        self.assertEqual(self.index.tombstones(), ["gone-1.0.tar.gz"])
+        self.assertEqual([p.name for p in self.index.projects()], ["gone", "new"])
+        self.assertEqual(self.index.project("new").display_name, "New")
+
+
+class DisplayNameTests(SynchronousTestCase):
+    """Tests for a project's display name."""
+
+    def setUp(self):
+        self.index = Index(file_url)
+
+    def test_from_first_file(self):
+        """The display name is the name the first file's metadata spells."""
+        self.index.add(make_record(name="Holy.Grail"))
+        self.index.add(make_record(version="2.0", name="HOLY_GRAIL"))
+        self.assertEqual(self.index.project("holy-grail").display_name, "Holy.Grail")
+
+    def test_improved_from_normalized(self):
+        """A normalized display name gives way to a file's own spelling."""
+        self.index.add(make_record(name="holy-grail"))
+        self.index.add(make_record(version="2.0", name="Holy_Grail"))
+        self.assertEqual(self.index.project("holy-grail").display_name, "Holy_Grail")
+
+    def test_after_tombstone(self):
+        """A project known only by a tombstone takes the name of its next file."""
+        self.index.remove("holy_grail-0.1.tar.gz")
+        self.assertEqual(self.index.project("holy-grail").display_name, "holy-grail")
+        self.index.add(make_record(name="HolyGrail"))
+        self.assertEqual(self.index.project("holy-grail").display_name, "holy-grail")
+        self.index.add(make_record(version="2.0", name="Holy.Grail"))
+        self.assertEqual(self.index.project("holy-grail").display_name, "Holy.Grail")
+
+    def test_not_from_another_name(self):
+        """A metadata name that does not normalize to the project is not shown."""
+        self.index.add(make_record(name="holy-grail"))
+        self.index.add(make_record(version="2.0", name="Other"))
+        self.assertEqual(self.index.project("holy-grail").display_name, "holy-grail")
+
+    def test_root_page_shows_it(self):
+        """The root pages list projects by display name and link them by normalized name."""
+        self.index.add(make_record(name="holy-grail"))
+        before = self.index.root_page(JSON)
+        self.index.add(make_record(version="2.0", name="Holy.Grail"))
+        after = self.index.root_page(JSON)
+        self.assertIsNot(before, after)
+        self.assertEqual(json.loads(after.body)["projects"], [{"name": "Holy.Grail"}])
+        self.assertIn(b'<a href="holy-grail/">Holy.Grail</a>', self.index.root_page(HTML).body)
+
+
+class VersionTests(SynchronousTestCase):
+    """Tests for the versions of a project and which is the latest."""
+
+    def project(self, *versions, yanked=()):
+        """Return a project with one wheel per version, the given ones yanked."""
+        index = Index(file_url)
+        for version in versions:
+            index.add(make_record(version=version,
+                                  yanked="bad" if version in yanked else None))
+        return index.project("holy-grail")
+
+    def test_versions_order(self):
+        """Versions are in PEP 440 order, not text order, each once."""
+        project = self.project("1.10", "1.2", "1.0", "1.0rc1", "1.0.post1")
+        self.assertEqual(project.versions(), ["1.0rc1", "1.0", "1.0.post1", "1.2", "1.10"])
+
+    def test_versions_once(self):
+        """A version with several files is listed once."""
+        index = Index(file_url)
+        index.add(make_record())
+        index.add(make_record(kind="sdist"))
+        self.assertEqual(index.project("holy-grail").versions(), ["1.0"])
+
+    def test_version_key(self):
+        """Invalid versions sort before valid ones, by text."""
+        self.assertEqual(sorted(["2.0", "zzz", "1.0", "aaa"], key=version_key),
+                         ["aaa", "zzz", "1.0", "2.0"])
+
+    def test_sorted_files(self):
+        """Files are listed by version, then filename."""
+        index = Index(file_url)
+        for record in (make_record(version="2.0", kind="sdist"), make_record(version="2.0"),
+                       make_record(version="1.10"), make_record(version="1.9")):
+            index.add(record)
+        self.assertEqual(
+            [r.filename for r in index.project("holy-grail").sorted_files()],
+            ["holy_grail-1.9-py3-none-any.whl", "holy_grail-1.10-py3-none-any.whl",
+             "holy_grail-2.0-py3-none-any.whl", "holy_grail-2.0.tar.gz"],
+        )
+
+    def test_latest_final(self):
+        """The latest version is the newest final release."""
+        self.assertEqual(self.project("1.0", "1.10", "1.9").latest_version(), "1.10")
+
+    def test_latest_skips_prereleases(self):
+        """A pre-release newer than a final is not the latest."""
+        self.assertEqual(self.project("1.0", "2.0b1", "2.0.dev3").latest_version(), "1.0")
+
+    def test_latest_only_prereleases(self):
+        """With only pre-releases, the newest one is the latest."""
+        self.assertEqual(self.project("2.0a1", "2.0b1").latest_version(), "2.0b1")
+
+    def test_latest_skips_yanked(self):
+        """A yanked release is passed over for an older one that is not yanked."""
+        self.assertEqual(self.project("1.0", "2.0", yanked=("2.0",)).latest_version(), "1.0")
+
+    def test_latest_partly_yanked(self):
+        """A release with one file not yanked still counts."""
+        index = Index(file_url)
+        index.add(make_record(version="1.0"))
+        index.add(make_record(version="2.0", yanked=""))
+        index.add(make_record(version="2.0", kind="sdist"))
+        self.assertEqual(index.project("holy-grail").latest_version(), "2.0")
+
+    def test_latest_all_yanked(self):
+        """When every release is yanked, the newest final one is the latest."""
+        self.assertEqual(self.project("1.0", "2.0", "3.0rc1", yanked=("1.0", "2.0", "3.0rc1"))
+                         .latest_version(), "2.0")
+
+    def test_latest_none(self):
+        """A project with no files has no latest version."""
+        self.assertIsNone(Project("x", "x").latest_version())
+
+
+class PageTests(SynchronousTestCase):
+    """Tests for the rendered pages and their cache."""
+
+    def setUp(self):
+        self.index = Index(file_url)
+        self.record = make_record(name="Holy.Grail", requires_python=">=3.8")
+        self.index.add(self.record)
+
+    def test_root_cached(self):
+        """The root page is rendered once and then the same object is served."""
+        for kind in (HTML, JSON):
+            self.assertIs(self.index.root_page(kind), self.index.root_page(kind))
+
+    def test_root_changes_with_projects(self):
+        """A new project makes a new root page; a new file of a known one does not."""
+        page = self.index.root_page(HTML)
+        self.index.add(make_record(version="2.0"))
+        self.assertIs(self.index.root_page(HTML), page)
+        self.index.add(make_record(project="another"))
+        new = self.index.root_page(HTML)
+        self.assertIsNot(new, page)
+        self.assertIn(b"another/", new.body)
+
+    def test_root_sorted(self):
+        """The root pages list projects sorted by normalized name."""
+        for project in ("zope", "attrs"):
+            self.index.add(make_record(project=project))
+        names = [p["name"] for p in json.loads(self.index.root_page(JSON).body)["projects"]]
+        self.assertEqual(names, ["attrs", "Holy.Grail", "zope"])
+        body = self.index.root_page(HTML).body
+        self.assertLess(body.index(b"attrs/"), body.index(b"holy-grail/"))
+        self.assertLess(body.index(b"holy-grail/"), body.index(b"zope/"))
+
+    def test_project_cached(self):
+        """A project page is rendered once until the project changes."""
+        project = self.index.project("holy-grail")
+        for kind in (HTML, JSON):
+            self.assertIs(self.index.project_page(project, kind),
+                          self.index.project_page(project, kind))
+
+    def test_project_changes(self):
+        """Adding, yanking and removing a file each make a new project page."""
+        project = self.index.project("holy-grail")
+        pages = [self.index.project_page(project, JSON)]
+        sdist = make_record(kind="sdist")
+        for change in (lambda: self.index.add(sdist),
+                       lambda: self.index.add(attrs.evolve(sdist, yanked="oops")),
+                       lambda: self.index.remove(sdist.filename)):
+            change()
+            page = self.index.project_page(project, JSON)
+            self.assertIsNot(page, pages[-1])
+            pages.append(page)
+        files = json.loads(pages[2].body)["files"]
+        self.assertEqual([f["yanked"] for f in files], [False, "oops"])
+        self.assertEqual(len(json.loads(pages[3].body)["files"]), 1)
+
+    def test_other_project_untouched(self):
+        """A change to one project keeps the other's page."""
+        self.index.add(make_record(project="other"))
+        other = self.index.project("other")
+        page = self.index.project_page(other, HTML)
+        self.index.add(make_record(version="3.0"))
+        self.assertIs(self.index.project_page(other, HTML), page)
+
+    def test_project_page_content(self):
+        """The pages hold each file, linked by C{file_url}, with their content types."""
+        project = self.index.project("holy-grail")
+        url = file_url(self.record)
+        html_page = self.index.project_page(project, HTML)
+        self.assertEqual(html_page.content_type, b"text/html; charset=utf-8")
+        self.assertIn(f'href="{url}#sha256={"a" * 64}"'.encode(), html_page.body)
+        self.assertIn(b'data-requires-python="&gt;=3.8"', html_page.body)
+        json_page = self.index.project_page(project, JSON)
+        self.assertEqual(json_page.content_type, b"application/vnd.pypi.simple.v1+json")
+        data = json.loads(json_page.body)
+        self.assertEqual(data["name"], "holy-grail")
+        self.assertEqual(data["versions"], ["1.0"])
+        self.assertEqual(data["files"][0]["url"], url)
+        self.assertEqual(data["files"][0]["filename"], self.record.filename)
+
+    def test_etag(self):
+        """A page's ETag is the strong tag of its body."""
+        page = self.index.root_page(JSON)
+        self.assertEqual(page.etag, render.etag(page.body))
+        self.assertTrue(page.etag.startswith(b'"') and page.etag.endswith(b'"'))
+
+    def test_gzip_round_trip(self):
+        """A large page carries its gzip form, which decompresses to the body, with its own ETag."""
+        for version in range(10):
+            self.index.add(make_record(version=f"1.{version}"))
+        page = self.index.project_page(self.index.project("holy-grail"), HTML)
+        self.assertIsNotNone(page.gzipped)
+        self.assertEqual(gzip.decompress(page.gzipped), page.body)
+        self.assertEqual(page.gzip_etag, page.etag[:-1] + b'-gz"')
+        self.assertNotEqual(page.gzip_etag, page.etag)
+
+    def test_gzip_reproducible(self):
+        """The same body always compresses to the same bytes (no timestamp in the header)."""
+        body = b"x" * 1000
+        self.assertEqual(Page.of(body, b"t").gzipped, Page.of(body, b"t").gzipped)
+
+    def test_small_page_not_gzipped(self):
+        """A tiny page is not worth compressing."""
+        page = Page.of(b"{}", CONTENT_TYPES[JSON])
+        self.assertIsNone(page.gzipped)
+        self.assertIsNone(page.gzip_etag)
+        self.assertEqual(page.content_type, CONTENT_TYPES[JSON])

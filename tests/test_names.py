@@ -1,0 +1,218 @@
+"""
+Tests for L{pypid.names}: PEP 503 normalisation, project name validity and
+the parsing of wheel and sdist filenames, strict (uploads) and legacy
+(existing package folders).
+"""
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from pypid.names import (
+    MAX_FILENAME_LENGTH,
+    SDIST,
+    WHEEL,
+    InvalidName,
+    ParsedFilename,
+    canonical_version,
+    check_filename_characters,
+    is_normalized,
+    is_valid_name,
+    normalize,
+    parse_filename,
+)
+
+
+class NormalizeTests(SynchronousTestCase):
+    """Tests for L{normalize} and L{is_normalized}."""
+
+    def test_separators_collapse(self):
+        """Runs of C{-}, C{_} and C{.} become one dash and letters are lower-cased."""
+        for name in ("Foo_Bar", "foo.bar", "FOO--bar", "foo-_.bar", "Foo.-_Bar"):
+            self.assertEqual(normalize(name), "foo-bar", name)
+
+    def test_already_normalized(self):
+        """A normalized name is left as it is."""
+        self.assertEqual(normalize("holy-grail2"), "holy-grail2")
+
+    def test_is_normalized(self):
+        """Only a valid name in its normalized spelling counts as normalized."""
+        self.assertTrue(is_normalized("foo-bar"))
+        self.assertFalse(is_normalized("Foo-Bar"))
+        self.assertFalse(is_normalized("foo_bar"))
+        self.assertFalse(is_normalized("-foo"))
+
+
+class IsValidNameTests(SynchronousTestCase):
+    """Tests for L{is_valid_name}."""
+
+    def test_valid(self):
+        """Letters, digits and inner separators make a valid name, in any case."""
+        for name in ("a", "Z", "7", "foo", "Foo.Bar_baz-9", "a-b", "a..b"):
+            self.assertTrue(is_valid_name(name), name)
+
+    def test_invalid(self):
+        """Empty names, leading or trailing separators and other characters are invalid."""
+        for name in ("", "-foo", "foo-", ".foo", "foo_", "foo bar", "foo/bar", "föo", "foo+"):
+            self.assertFalse(is_valid_name(name), name)
+
+    def test_trailing_newline(self):
+        """A trailing newline makes a name invalid (the spec's C{\\Z}, not C{$})."""
+        self.assertFalse(is_valid_name("foo\n"))
+        self.assertFalse(is_valid_name("a\n"))
+
+
+class CanonicalVersionTests(SynchronousTestCase):
+    """Tests for L{canonical_version}."""
+
+    def test_normalizes(self):
+        """A valid PEP 440 version is returned in its normalized spelling."""
+        self.assertEqual(canonical_version("1.0-BETA.2"), "1.0b2")
+        self.assertEqual(canonical_version("v2.0"), "2.0")
+
+    def test_invalid(self):
+        """An invalid version raises L{InvalidName} quoting it."""
+        e = self.assertRaises(InvalidName, canonical_version, "not a version")
+        self.assertIn("'not a version'", str(e))
+
+
+class ParseWheelFilenameTests(SynchronousTestCase):
+    """Tests for L{parse_filename} on wheels."""
+
+    def test_simple(self):
+        """A pure-Python wheel gives its normalized name, version and python tag."""
+        self.assertEqual(
+            parse_filename("Holy_Grail-1.0-py3-none-any.whl"),
+            ParsedFilename("holy-grail", "1.0", WHEEL, "py3"),
+        )
+
+    def test_several_python_tags(self):
+        """Compressed python tags are listed sorted and joined with dots."""
+        parsed = parse_filename("foo-1.0-py3.py2-none-any.whl")
+        self.assertEqual(parsed.pyversion, "py2.py3")
+        parsed = parse_filename("foo-2.1-cp312.cp311-abi3-manylinux_2_17_x86_64.whl")
+        self.assertEqual(parsed.pyversion, "cp311.cp312")
+
+    def test_build_tag(self):
+        """A build tag is accepted and does not change the version."""
+        parsed = parse_filename("foo-1.0-1build-py3-none-any.whl")
+        self.assertEqual(parsed, ParsedFilename("foo", "1.0", WHEEL, "py3"))
+
+    def test_version_normalized(self):
+        """The version in a wheel filename comes back normalized."""
+        self.assertEqual(parse_filename("foo-1.0.0rc1-py3-none-any.whl").version, "1.0.0rc1")
+        self.assertEqual(parse_filename("foo-01.0-py3-none-any.whl").version, "1.0")
+
+    def test_invalid_wheel(self):
+        """A wheel name without its tags, or with a bad version, is refused."""
+        for filename in ("foo-1.0.whl", "foo-1.0-py3-none.whl", "foo-notaversion!-py3-none-any.whl"):
+            e = self.assertRaises(InvalidName, parse_filename, filename)
+            self.assertIn("invalid wheel filename", str(e))
+
+    def test_legacy_same(self):
+        """Legacy mode parses wheels exactly as strict mode does."""
+        filename = "foo-1.0-py2.py3-none-any.whl"
+        self.assertEqual(parse_filename(filename, legacy=True), parse_filename(filename))
+
+
+class ParseSdistFilenameTests(SynchronousTestCase):
+    """Tests for L{parse_filename} on sdists."""
+
+    def test_pep625(self):
+        """A PEP 625 sdist gives its project, version, C{sdist} and C{source}."""
+        self.assertEqual(
+            parse_filename("holy_grail-1.0.tar.gz"),
+            ParsedFilename("holy-grail", "1.0", SDIST, "source"),
+        )
+
+    def test_zip(self):
+        """A C{.zip} sdist is accepted on upload, as the public index's form does."""
+        self.assertEqual(
+            parse_filename("holy_grail-1.0rc1.zip"),
+            ParsedFilename("holy-grail", "1.0rc1", SDIST, "source"),
+        )
+
+    def test_dashed_name(self):
+        """An old dashed name whose last dash starts the version still parses."""
+        self.assertEqual(parse_filename("my-project-1.0.tar.gz").project, "my-project")
+
+    def test_strict_refuses_legacy_extensions(self):
+        """C{.tar.bz2} and C{.tgz} sdists are refused outside legacy mode."""
+        for filename in ("foo-1.0.tar.bz2", "foo-1.0.tgz"):
+            e = self.assertRaises(InvalidName, parse_filename, filename)
+            self.assertIn("use .tar.gz, .whl or .zip", str(e))
+
+    def test_legacy_extensions(self):
+        """Legacy mode reads C{.tar.bz2} and C{.tgz} sdists."""
+        self.assertEqual(
+            parse_filename("My.Project-1.0.tar.bz2", legacy=True),
+            ParsedFilename("my-project", "1.0", SDIST, "source"),
+        )
+        self.assertEqual(
+            parse_filename("my-project-2.0.tgz", legacy=True),
+            ParsedFilename("my-project", "2.0", SDIST, "source"),
+        )
+
+    def test_legacy_name_with_dashed_version(self):
+        """Legacy mode finds the split of C{my-project-1.0-beta} that strict mode refuses."""
+        self.assertRaises(InvalidName, parse_filename, "my-project-1.0-beta.tar.gz")
+        self.assertEqual(
+            parse_filename("my-project-1.0-beta.tar.gz", legacy=True),
+            ParsedFilename("my-project", "1.0b0", SDIST, "source"),
+        )
+
+    def test_legacy_no_version(self):
+        """Legacy mode still refuses a stem with no valid version in it."""
+        e = self.assertRaises(InvalidName, parse_filename, "my-project.tar.gz", legacy=True)
+        self.assertIn("cannot find a name and version", str(e))
+
+    def test_other_extensions(self):
+        """Eggs, installers and other files are refused in both modes."""
+        for filename in ("foo-1.0-py3.8.egg", "foo-1.0.win32.exe", "foo-1.0.rpm", "foo-1.0.tar"):
+            for legacy in (False, True):
+                e = self.assertRaises(InvalidName, parse_filename, filename, legacy=legacy)
+                self.assertIn("invalid file extension", str(e))
+
+
+class FilenameCharacterTests(SynchronousTestCase):
+    """Tests for the safety checks every filename goes through."""
+
+    def assertRefused(self, filename, words):
+        """Assert C{filename} is refused in both modes with C{words} in the message."""
+        for legacy in (False, True):
+            e = self.assertRaises(InvalidName, parse_filename, filename, legacy=legacy)
+            self.assertIn(words, str(e))
+
+    def test_slash(self):
+        """A C{/} anywhere in a filename is refused."""
+        self.assertRefused("../foo-1.0.tar.gz", "'/'")
+        self.assertRefused("sub/foo-1.0-py3-none-any.whl", "'/'")
+
+    def test_backslash(self):
+        """A C{\\} anywhere in a filename is refused."""
+        self.assertRefused("..\\foo-1.0.tar.gz", "'/'")
+
+    def test_control_characters(self):
+        """Characters 0-31 and 127 are refused."""
+        for c in ("\x00", "\n", "\r", "\t", "\x1f", "\x7f"):
+            self.assertRefused(f"foo{c}-1.0.tar.gz", "control characters")
+
+    def test_leading_dot(self):
+        """A filename starting with a dot (hidden, or C{..}) is refused."""
+        self.assertRefused(".foo-1.0.tar.gz", "start with '.'")
+
+    def test_empty(self):
+        """An empty filename is refused."""
+        self.assertRefused("", "empty")
+
+    def test_too_long(self):
+        """A filename over the byte limit is refused, and one at the limit is not."""
+        stem = "a" * (MAX_FILENAME_LENGTH - len("-1.0.tar.gz"))
+        ok = stem + "-1.0.tar.gz"
+        self.assertEqual(len(ok), MAX_FILENAME_LENGTH)
+        check_filename_characters(ok)
+        self.assertEqual(parse_filename(ok).project, stem)
+        self.assertRefused("a" + ok, "longer than")
+
+    def test_length_in_bytes(self):
+        """The limit counts UTF-8 bytes, not characters."""
+        e = self.assertRaises(InvalidName, check_filename_characters, "é" * (MAX_FILENAME_LENGTH // 2 + 1))
+        self.assertIn("longer than", str(e))

@@ -1,0 +1,482 @@
+"""
+Tests for the storage backends: one contract that every L{IStorage} passes
+(L{StorageContractMixin}), run here against L{LocalStorage}, plus what only
+the local backend promises (hard links, sidecar files).
+"""
+
+import hashlib
+import json
+import os
+import time
+
+import attrs
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
+
+from pypid.distribution import inspect
+from pypid.model import FileRecord
+from pypid.storage.interface import (
+    FileExists,
+    FilenameDeleted,
+    IStorage,
+    LocalFile,
+    ScanResult,
+)
+from pypid.storage.local import LocalStorage
+from tests.distributions import (
+    make_sdist,
+    make_tarball,
+    make_wheel,
+    metadata_text,
+)
+from tests.fakes import read_file, run_now, write_file
+
+UPLOAD_TIME = 1767225600.25
+
+
+class StorageContractMixin:
+    """
+    What every storage backend must do, whatever it keeps files on.
+
+    A test case mixing this in provides L{make_storage} (a new, empty storage
+    whose Deferreds fire before the call returns), L{put_foreign} (put a file
+    into the backend the way an existing package folder holds it, bypassing
+    the storage) and, for backends that do not hand out L{LocalFile}s,
+    L{read_located}.
+    """
+
+    def make_storage(self):
+        """Return a new, empty storage, not yet prepared."""
+        raise NotImplementedError()
+
+    def put_foreign(self, storage, key, data):
+        """Store C{data} under C{key} behind the storage's back."""
+        raise NotImplementedError()
+
+    def read_located(self, location):
+        """Return the bytes a C{locate()} answer points at."""
+        self.assertIsInstance(location, LocalFile)
+        return read_file(location.path)
+
+    # -- helpers ---------------------------------------------------------------
+
+    def prepared(self):
+        """Return a new storage, prepared."""
+        storage = self.make_storage()
+        self.assertIsNone(self.successResultOf(storage.prepare()))
+        return storage
+
+    def spool(self, storage, data, name="upload"):
+        """Put C{data} where an upload is spooled and return its path."""
+        return write_file(os.path.join(storage.temp_dir, name), data)
+
+    def describe(self, storage, filename, data):
+        """Spool C{data} and return C{(temp path, record, metadata)} for publishing it."""
+        temp = self.spool(storage, data, "describe-" + filename)
+        record, metadata = inspect(temp, filename, filename, UPLOAD_TIME)
+        return temp, record, metadata
+
+    def publish(self, storage, filename, data):
+        """Publish C{data} as C{filename} and return the stored record and the metadata."""
+        temp, record, metadata = self.describe(storage, filename, data)
+        stored = self.successResultOf(storage.publish(temp, record, metadata))
+        return stored, metadata
+
+    def scan(self, storage, known=None, since=0.0):
+        """Return the storage's L{ScanResult}."""
+        result = self.successResultOf(storage.scan(known or {}, since))
+        self.assertIsInstance(result, ScanResult)
+        return result
+
+    # -- the contract ------------------------------------------------------------
+
+    def test_interface(self):
+        """The backend provides L{IStorage}."""
+        self.assertTrue(verifyObject(IStorage, self.make_storage()))
+
+    def test_empty_scan(self):
+        """A new storage holds nothing."""
+        result = self.scan(self.prepared())
+        self.assertEqual((result.records, result.tombstones, tuple(result.skipped)),
+                         ({}, frozenset(), ()))
+
+    def test_prepare_sweeps(self):
+        """prepare() leaves an existing spool folder, emptied of what a crash left."""
+        storage = self.prepared()
+        self.spool(storage, b"half an upload", "upload-1")
+        self.spool(storage, b"another", "write-2.part")
+        self.successResultOf(storage.prepare())
+        self.assertTrue(os.path.isdir(storage.temp_dir))
+        self.assertEqual(os.listdir(storage.temp_dir), [])
+
+    def test_publish_then_scan(self):
+        """A published file comes back from a scan with the same record."""
+        storage = self.prepared()
+        filename, data = make_wheel("holy-grail", "1.0")
+        stored, metadata = self.publish(storage, filename, data)
+        self.assertEqual(stored.filename, filename)
+        self.assertEqual(stored.sha256, hashlib.sha256(data).hexdigest())
+        self.assertIsNotNone(metadata)
+        result = self.scan(storage)
+        self.assertEqual(result.records, {filename: stored})
+        self.assertEqual(result.tombstones, frozenset())
+        self.assertEqual(tuple(result.skipped), ())
+
+    def test_publish_consumes_temp(self):
+        """The spooled file is gone after publish()."""
+        storage = self.prepared()
+        filename, data = make_wheel("holy-grail", "1.0")
+        temp, record, metadata = self.describe(storage, filename, data)
+        self.successResultOf(storage.publish(temp, record, metadata))
+        self.assertFalse(os.path.exists(temp))
+
+    def test_locate(self):
+        """locate() and locate_metadata() lead to the file's bytes and its metadata's."""
+        storage = self.prepared()
+        filename, data = make_wheel("holy-grail", "1.0", requires_python=">=3.8")
+        stored, metadata = self.publish(storage, filename, data)
+        self.assertEqual(self.read_located(storage.locate(stored)), data)
+        served = self.read_located(storage.locate_metadata(stored))
+        self.assertEqual(served, metadata)
+        self.assertEqual(hashlib.sha256(served).hexdigest(), stored.metadata_sha256)
+
+    def test_publish_without_metadata(self):
+        """An sdist whose metadata is not served is stored without any."""
+        storage = self.prepared()
+        filename, data = make_sdist("holy-grail", "1.0", metadata_version="2.1")
+        stored, metadata = self.publish(storage, filename, data)
+        self.assertIsNone(metadata)
+        self.assertIsNone(stored.metadata_sha256)
+        self.assertEqual(self.read_located(storage.locate(stored)), data)
+        self.assertEqual(self.scan(storage).records, {filename: stored})
+
+    def test_publish_twice(self):
+        """A second file under a taken name fails with L{FileExists} and the stored digest."""
+        storage = self.prepared()
+        filename, data = make_wheel("holy-grail", "1.0")
+        stored, _ = self.publish(storage, filename, data)
+        _, other = make_wheel("holy-grail", "1.0", module_text="X = 2\n")
+        self.assertNotEqual(other, data)
+        temp, record, metadata = self.describe(storage, filename, other)
+        failure = self.failureResultOf(storage.publish(temp, record, metadata), FileExists)
+        self.assertEqual(failure.value.filename, filename)
+        self.assertEqual(failure.value.sha256, stored.sha256)
+        self.assertFalse(os.path.exists(temp))
+        self.assertEqual(self.read_located(storage.locate(stored)), data)
+        self.assertEqual(self.scan(storage).records, {filename: stored})
+
+    def test_publish_same_twice(self):
+        """The same bytes published again also fail with L{FileExists}, with a matching digest."""
+        storage = self.prepared()
+        filename, data = make_wheel("holy-grail", "1.0")
+        stored, _ = self.publish(storage, filename, data)
+        temp, record, metadata = self.describe(storage, filename, data)
+        failure = self.failureResultOf(storage.publish(temp, record, metadata), FileExists)
+        self.assertEqual(failure.value.sha256, stored.sha256)
+
+    def test_delete(self):
+        """A deleted file leaves a tombstone in the scan and nothing to send."""
+        storage = self.prepared()
+        filename, data = make_wheel("holy-grail", "1.0")
+        stored, _ = self.publish(storage, filename, data)
+        self.assertIsNone(self.successResultOf(storage.delete(stored)))
+        result = self.scan(storage)
+        self.assertEqual(result.records, {})
+        self.assertEqual(result.tombstones, frozenset([filename]))
+
+    def test_deleted_name_not_reused(self):
+        """Publishing under a deleted filename fails with L{FilenameDeleted}."""
+        storage = self.prepared()
+        filename, data = make_wheel("holy-grail", "1.0")
+        stored, _ = self.publish(storage, filename, data)
+        self.successResultOf(storage.delete(stored))
+        temp, record, metadata = self.describe(storage, filename, data)
+        self.failureResultOf(storage.publish(temp, record, metadata), FilenameDeleted)
+        self.assertFalse(os.path.exists(temp))
+        self.assertEqual(self.scan(storage).records, {})
+
+    def test_delete_keeps_others(self):
+        """Deleting one file keeps the other files of its release."""
+        storage = self.prepared()
+        wheel, _ = self.publish(storage, *make_wheel("holy-grail", "1.0"))
+        sdist, _ = self.publish(storage, *make_sdist("holy-grail", "1.0"))
+        self.successResultOf(storage.delete(wheel))
+        self.assertEqual(self.scan(storage).records, {sdist.filename: sdist})
+
+    def test_update(self):
+        """A yank (and an unyank) written with update() is what the next scan reads."""
+        storage = self.prepared()
+        filename, data = make_wheel("holy-grail", "1.0")
+        stored, _ = self.publish(storage, filename, data)
+        yanked = attrs.evolve(stored, yanked="broken build")
+        self.assertIsNone(self.successResultOf(storage.update(yanked)))
+        self.assertEqual(self.scan(storage).records[filename].yanked, "broken build")
+        self.successResultOf(storage.update(stored))
+        self.assertEqual(self.scan(storage).records, {filename: stored})
+
+    def test_update_empty_reason(self):
+        """A yank without a reason stays a yank (empty string, not L{None})."""
+        storage = self.prepared()
+        stored, _ = self.publish(storage, *make_wheel("holy-grail", "1.0"))
+        self.successResultOf(storage.update(attrs.evolve(stored, yanked="")))
+        self.assertEqual(self.scan(storage).records[stored.filename].yanked, "")
+
+    def test_scan_foreign_files(self):
+        """Files put there by other means (flat or nested) are read and described."""
+        storage = self.prepared()
+        wheel_name, wheel = make_wheel("holy-grail", "1.0", requires_python=">=3.9")
+        sdist_name, sdist = make_sdist("holy-grail", "1.0")
+        old_name = "my-project-0.9.tar.bz2"
+        old = make_tarball([("my-project-0.9/PKG-INFO",
+                             metadata_text("my-project", "0.9").encode())], mode="w:bz2")
+        self.put_foreign(storage, wheel_name, wheel)
+        self.put_foreign(storage, "holy-grail/" + sdist_name, sdist)
+        self.put_foreign(storage, "old/stuff/" + old_name, old)
+        result = self.scan(storage)
+        self.assertEqual(sorted(result.records), sorted([wheel_name, sdist_name, old_name]))
+        self.assertEqual(tuple(result.skipped), ())
+        records = result.records
+        for filename, key, data in ((wheel_name, wheel_name, wheel),
+                                    (sdist_name, "holy-grail/" + sdist_name, sdist),
+                                    (old_name, "old/stuff/" + old_name, old)):
+            record = records[filename]
+            self.assertEqual(record.path, key)
+            self.assertEqual(record.size, len(data))
+            self.assertEqual(record.sha256, hashlib.sha256(data).hexdigest())
+            self.assertEqual(record.blake2_256, hashlib.blake2b(data, digest_size=32).hexdigest())
+            self.assertEqual(self.read_located(storage.locate(record)), data)
+        wheel_record = records[wheel_name]
+        self.assertEqual((wheel_record.project, wheel_record.version, wheel_record.packagetype),
+                         ("holy-grail", "1.0", "bdist_wheel"))
+        self.assertEqual(wheel_record.requires_python, ">=3.9")
+        metadata = self.read_located(storage.locate_metadata(wheel_record))
+        self.assertEqual(hashlib.sha256(metadata).hexdigest(), wheel_record.metadata_sha256)
+        self.assertIn(b"Requires-Python: >=3.9", metadata)
+        self.assertEqual(records[old_name].project, "my-project")
+        self.assertEqual(records[old_name].version, "0.9")
+
+    def test_scan_foreign_remembered(self):
+        """What a scan learnt about a foreign file is kept: the next scan gives the same record."""
+        storage = self.prepared()
+        filename, data = make_wheel("holy-grail", "1.0")
+        self.put_foreign(storage, filename, data)
+        first = self.scan(storage).records
+        self.assertEqual(self.scan(storage).records, first)
+        yanked = attrs.evolve(first[filename], yanked="")
+        self.successResultOf(storage.update(yanked))
+        self.assertEqual(self.scan(storage).records, {filename: yanked})
+
+    def test_scan_skips_invalid(self):
+        """Files that are not valid distributions are reported in C{skipped}, not served."""
+        storage = self.prepared()
+        self.put_foreign(storage, "README.txt", b"hello")
+        self.put_foreign(storage, "broken-1.0-py3-none-any.whl", b"not a zip")
+        self.put_foreign(storage, "sub/liar-1.0-py3-none-any.whl",
+                         make_wheel("other", "1.0")[1])
+        good_name, good = make_wheel("holy-grail", "1.0")
+        self.put_foreign(storage, good_name, good)
+        result = self.scan(storage)
+        self.assertEqual(list(result.records), [good_name])
+        skipped = dict(result.skipped)
+        self.assertEqual(sorted(skipped),
+                         ["README.txt", "broken-1.0-py3-none-any.whl",
+                          "sub/liar-1.0-py3-none-any.whl"])
+        for reason in skipped.values():
+            self.assertIsInstance(reason, str)
+            self.assertTrue(reason)
+        self.assertIn("extension", skipped["README.txt"])
+
+    def test_scan_duplicate_names(self):
+        """Two files with one name in different folders: one is served, the other skipped."""
+        storage = self.prepared()
+        filename, data = make_wheel("holy-grail", "1.0")
+        self.put_foreign(storage, "a/" + filename, data)
+        self.put_foreign(storage, "b/" + filename, data)
+        result = self.scan(storage)
+        self.assertEqual(list(result.records), [filename])
+        self.assertEqual(len(result.skipped), 1)
+        self.assertIn("another file named", result.skipped[0][1])
+
+    def test_scan_trusts_known(self):
+        """An entry of C{known} whose file did not change since C{since} is taken as it is."""
+        storage = self.prepared()
+        stored, _ = self.publish(storage, *make_wheel("holy-grail", "1.0"))
+        known = {stored.filename: attrs.evolve(stored, upload_time=1.0)}
+        result = self.scan(storage, known, since=time.time() + 3600)
+        self.assertIs(result.records[stored.filename], known[stored.filename])
+
+    def test_scan_rereads_changed(self):
+        """What changed after C{since} is read again rather than taken from C{known}."""
+        storage = self.prepared()
+        stored, _ = self.publish(storage, *make_wheel("holy-grail", "1.0"))
+        known = {stored.filename: attrs.evolve(stored, upload_time=1.0)}
+        self.assertEqual(self.scan(storage, known, since=0.0).records, {stored.filename: stored})
+
+    def test_scan_known_deleted(self):
+        """A file deleted after the snapshot is a tombstone, whatever C{known} says."""
+        storage = self.prepared()
+        stored, _ = self.publish(storage, *make_wheel("holy-grail", "1.0"))
+        since = time.time() - 3600
+        self.successResultOf(storage.delete(stored))
+        result = self.scan(storage, {stored.filename: stored}, since=since)
+        self.assertEqual(result.records, {})
+        self.assertEqual(result.tombstones, frozenset([stored.filename]))
+
+    def test_scan_known_missing(self):
+        """A known file that is no longer stored is not listed."""
+        storage = self.prepared()
+        filename, data = make_wheel("holy-grail", "1.0")
+        record, _ = inspect(self.spool(storage, data), filename, filename, UPLOAD_TIME)
+        result = self.scan(storage, {filename: record}, since=time.time() + 3600)
+        self.assertEqual(result.records, {})
+
+
+class LocalStorageTests(StorageContractMixin, SynchronousTestCase):
+    """The storage contract and the local extras, for L{LocalStorage}."""
+
+    def setUp(self):
+        self.clock = Clock()
+        self.clock.advance(1767225700)
+
+    def make_storage(self):
+        """A L{LocalStorage} in a new folder, running its work synchronously."""
+        return LocalStorage(os.path.abspath(self.mktemp()), run_now, self.clock)
+
+    def put_foreign(self, storage, key, data):
+        """Write a file into the folder, as an existing pypiserver tree holds it."""
+        write_file(os.path.join(storage.root, *key.split("/")), data)
+
+    def sidecar(self, storage, filename, suffix=".json"):
+        """The path of a file kept beside C{filename} in C{.pypid/files/}."""
+        return os.path.join(storage.root, ".pypid", "files", filename + suffix)
+
+    def test_layout(self):
+        """Files are kept flat under the root, with their record and metadata in C{.pypid}."""
+        storage = self.prepared()
+        filename, data = make_wheel("holy-grail", "1.0")
+        stored, metadata = self.publish(storage, filename, data)
+        self.assertEqual(storage.temp_dir, os.path.join(storage.root, ".pypid", "tmp"))
+        self.assertEqual(read_file(os.path.join(storage.root, filename)), data)
+        self.assertEqual(storage.locate(stored), LocalFile(os.path.join(storage.root, filename)))
+        self.assertEqual(storage.locate_metadata(stored),
+                         LocalFile(self.sidecar(storage, filename, ".metadata")))
+        self.assertEqual(read_file(self.sidecar(storage, filename, ".metadata")), metadata)
+        with open(self.sidecar(storage, filename)) as f:
+            self.assertEqual(json.load(f), stored.to_json())
+
+    def test_nested_locate(self):
+        """A record's path with folders is located under the root."""
+        storage = self.prepared()
+        stored, _ = self.publish(storage, *make_wheel("holy-grail", "1.0"))
+        moved = attrs.evolve(stored, path="a/b/" + stored.filename)
+        self.assertEqual(storage.locate(moved).path,
+                         os.path.join(storage.root, "a", "b", stored.filename))
+
+    def test_hard_link(self):
+        """The published file is the spooled file itself, linked into place, and the spool name is gone."""
+        storage = self.prepared()
+        filename, data = make_wheel("holy-grail", "1.0")
+        temp, record, metadata = self.describe(storage, filename, data)
+        inode = os.stat(temp).st_ino
+        self.successResultOf(storage.publish(temp, record, metadata))
+        final = os.stat(os.path.join(storage.root, filename))
+        self.assertEqual(final.st_ino, inode)
+        self.assertEqual(final.st_nlink, 1)
+        self.assertFalse(os.path.exists(temp))
+        self.assertEqual(os.listdir(storage.temp_dir), [])
+
+    def test_no_temp_files_left(self):
+        """Publishing, yanking and deleting leave nothing in the spool folder."""
+        storage = self.prepared()
+        stored, _ = self.publish(storage, *make_wheel("holy-grail", "1.0"))
+        self.successResultOf(storage.update(attrs.evolve(stored, yanked="x")))
+        self.successResultOf(storage.delete(stored))
+        self.assertEqual(os.listdir(storage.temp_dir), [])
+
+    def test_prepare_sweeps_only_files(self):
+        """prepare() removes files from the spool folder but not folders a person put there."""
+        storage = self.prepared()
+        os.mkdir(os.path.join(storage.temp_dir, "keep"))
+        self.spool(storage, b"x", "left-over")
+        self.successResultOf(storage.prepare())
+        self.assertEqual(os.listdir(storage.temp_dir), ["keep"])
+
+    def test_tombstone_file(self):
+        """A delete removes the file and its metadata and writes a tombstone with the time."""
+        storage = self.prepared()
+        filename, data = make_wheel("holy-grail", "1.0")
+        stored, _ = self.publish(storage, filename, data)
+        self.successResultOf(storage.delete(stored))
+        self.assertFalse(os.path.exists(os.path.join(storage.root, filename)))
+        self.assertFalse(os.path.exists(self.sidecar(storage, filename, ".metadata")))
+        with open(self.sidecar(storage, filename)) as f:
+            tombstone = json.load(f)
+        self.assertIs(tombstone["deleted"], True)
+        self.assertEqual(tombstone["deleted_at"], self.clock.seconds())
+        self.assertEqual(tombstone["sha256"], stored.sha256)
+
+    def test_tombstone_hides_file_put_back(self):
+        """A file put back by hand under a deleted name is not served."""
+        storage = self.prepared()
+        filename, data = make_wheel("holy-grail", "1.0")
+        stored, _ = self.publish(storage, filename, data)
+        self.successResultOf(storage.delete(stored))
+        self.put_foreign(storage, filename, data)
+        result = self.scan(storage)
+        self.assertEqual(result.records, {})
+        self.assertEqual(result.tombstones, frozenset([filename]))
+
+    def test_scan_writes_sidecars(self):
+        """A scan keeps a record and metadata beside each foreign file it read."""
+        storage = self.prepared()
+        filename, data = make_wheel("holy-grail", "1.0")
+        self.put_foreign(storage, "nested/" + filename, data)
+        record = self.scan(storage).records[filename]
+        with open(self.sidecar(storage, filename)) as f:
+            self.assertEqual(FileRecord.from_json(json.load(f)), record)
+        self.assertEqual(hashlib.sha256(read_file(self.sidecar(storage, filename, ".metadata")))
+                         .hexdigest(), record.metadata_sha256)
+        mtime = os.stat(os.path.join(storage.root, "nested", filename)).st_mtime
+        self.assertEqual(record.upload_time, mtime)
+
+    def test_scan_without_prepare(self):
+        """A scan of a folder never prepared still reads it and keeps its sidecars."""
+        storage = self.make_storage()
+        filename, data = make_wheel("holy-grail", "1.0")
+        self.put_foreign(storage, filename, data)
+        self.assertEqual(list(self.scan(storage).records), [filename])
+        self.assertTrue(os.path.exists(self.sidecar(storage, filename)))
+
+    def test_sidecar_size_mismatch(self):
+        """A file replaced by hand (its size no longer matches its record) is read again."""
+        storage = self.prepared()
+        filename, data = make_wheel("holy-grail", "1.0")
+        stored, _ = self.publish(storage, filename, data)
+        _, other = make_wheel("holy-grail", "1.0", module_text="X = 'a longer module'\n")
+        os.unlink(os.path.join(storage.root, filename))
+        self.put_foreign(storage, filename, other)
+        record = self.scan(storage).records[filename]
+        self.assertEqual(record.sha256, hashlib.sha256(other).hexdigest())
+
+    def test_unreadable_sidecar(self):
+        """A corrupt record file is ignored and rebuilt from the file."""
+        storage = self.prepared()
+        filename, data = make_wheel("holy-grail", "1.0")
+        stored, _ = self.publish(storage, filename, data)
+        for junk in (b"{not json", b'{"sha256": 5}', b"[]"):
+            write_file(self.sidecar(storage, filename), junk)
+            record = self.scan(storage).records[filename]
+            self.assertEqual(record.sha256, stored.sha256)
+
+    def test_exists_without_sidecar(self):
+        """L{FileExists} carries the digest of a taken name even when it has no record yet."""
+        storage = self.prepared()
+        filename, data = make_wheel("holy-grail", "1.0")
+        self.put_foreign(storage, filename, data)
+        _, other = make_wheel("holy-grail", "1.0", module_text="X = 3\n")
+        temp, record, metadata = self.describe(storage, filename, other)
+        failure = self.failureResultOf(storage.publish(temp, record, metadata), FileExists)
+        self.assertEqual(failure.value.sha256, hashlib.sha256(data).hexdigest())
+        self.assertEqual(read_file(os.path.join(storage.root, filename)), data)
+

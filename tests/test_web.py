@@ -1,0 +1,831 @@
+"""
+Tests for the HTTP interface through L{treq.testing.StubTreq}: the real
+resource tree (simple pages, files, the Klein application) over in-memory
+collaborators, with real HTTP bytes and no sockets.
+"""
+
+import base64
+import gzip
+import hashlib
+import json
+import os
+
+import treq
+from treq.testing import RequestTraversalAgent, StubTreq
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.http_headers import Headers
+
+from pypid.auth import PasswordVerifier, Policy, hash_password
+from pypid.index import Index
+from pypid.service import file_url_for
+from pypid.storage.local import LocalStorage
+from pypid.web.access import Access
+from pypid.web.app import PypidApp
+from pypid.web.simple import FilesResource, RootResource, SimpleResource
+from tests.distributions import make_sdist, make_wheel, metadata_text
+from tests.fakes import FAST, multipart_body, read_file, run_in_pool_now, run_now, twine_fields
+
+ORIGIN = "http://pypi.test"
+PASSWORD = "correct horse"
+USERS = {"alice": hash_password(PASSWORD, FAST)}
+JSON_TYPE = "application/vnd.pypi.simple.v1+json"
+PIP_ACCEPT = ("application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; "
+              "q=0.1, text/html; q=0.01")
+WHEEL_META = metadata_text("Holy.Grail", "1.0", requires_python=">=3.8",
+                           requires_dist=["attrs"], summary="The grail")
+WHEEL_NAME, WHEEL = make_wheel("Holy.Grail", "1.0", metadata=WHEEL_META)
+SDIST_NAME, SDIST = make_sdist("Holy.Grail", "1.0")
+
+
+def basic(user="alice", password=PASSWORD):
+    """Return the Basic Authorization header value for C{user}."""
+    return b"Basic " + base64.b64encode(f"{user}:{password}".encode())
+
+
+class _ServerMixin:
+    """Builds the resource tree the way C{pypid.tap.build_service} does, in memory."""
+
+    read = "everyone"
+    base_url = None
+    max_upload_size = 10 << 20
+
+    def setUp(self):
+        self.clock = Clock()
+        self.clock.advance(1767225600)
+        self.storage = LocalStorage(os.path.abspath(self.mktemp()), run_now, self.clock)
+        self.successResultOf(self.storage.prepare())
+        self.index = Index(file_url_for(self.base_url))
+        verifier = PasswordVerifier(USERS, self.clock, None, run_in_pool=run_in_pool_now)
+        self.access = Access(Policy(read=self.read), verifier)
+        self.app = PypidApp(self.index, self.storage, self.access, run_now, self.clock,
+                            self.max_upload_size, self.base_url)
+        self.root = RootResource(
+            SimpleResource(self.index, self.access, self.base_url or "/"),
+            FilesResource(self.index, self.storage, self.access),
+            self.app.resource(),
+        )
+        self.client = StubTreq(self.root)
+
+    # -- requests --------------------------------------------------------------
+
+    def request(self, method, path, headers=None, auth=False, **kwargs):
+        """Make a request and return C{(response, body)}."""
+        headers = dict(headers or {})
+        if auth:
+            headers["Authorization"] = basic() if auth is True else auth
+        kwargs.setdefault("allow_redirects", False)
+        response = self.successResultOf(
+            self.client.request(method, ORIGIN + path, headers=headers, **kwargs))
+        body = self.successResultOf(response.content())
+        return response, body
+
+    def raw(self, method, path, headers=None):
+        """
+        Make a request exactly as given and return C{(response, body)}: unlike
+        treq, no C{Accept-Encoding: gzip} is added and nothing is decompressed.
+        """
+        agent = RequestTraversalAgent(self.root)
+        headers = Headers({k.encode(): [v.encode()] for k, v in (headers or {}).items()})
+        response = self.successResultOf(
+            agent.request(method.encode(), (ORIGIN + path).encode(), headers))
+        return response, self.successResultOf(treq.content(response))
+
+    def get(self, path, **kwargs):
+        """GET C{path}."""
+        return self.request("GET", path, **kwargs)
+
+    def header(self, response, name):
+        """The first value of a response header, as bytes, or L{None}."""
+        values = response.headers.getRawHeaders(name.encode("ascii"))
+        return values[0] if values else None
+
+    def upload(self, filename=WHEEL_NAME, data=WHEEL, auth=True, path="/legacy/", fields=None,
+               **extra):
+        """Upload a file the way twine does and return C{(response, body)}."""
+        if fields is None:
+            values = {} if filename.endswith(".whl") else {"filetype": "sdist",
+                                                            "pyversion": "source"}
+            values.update(extra)
+            fields = twine_fields("Holy.Grail", "1.0", data, **values)
+        ctype, body = multipart_body(fields, [("content", filename, data)])
+        return self.request("POST", path, headers={"Content-Type": ctype}, auth=auth, data=body)
+
+    def uploaded(self, filename=WHEEL_NAME, data=WHEEL):
+        """Upload a file that must be accepted."""
+        response, body = self.upload(filename, data)
+        self.assertEqual(response.code, 200, body)
+
+    def assertNothingStored(self):
+        """Assert the index is empty and no upload was left in the spool folder."""
+        self.assertEqual(len(self.index), 0)
+        self.assertEqual(os.listdir(self.storage.temp_dir), [])
+
+
+class UploadTests(_ServerMixin, SynchronousTestCase):
+    """Tests for uploads (the legacy API twine and C{uv publish} use)."""
+
+    def test_success(self):
+        """A twine upload is stored, indexed and acknowledged with 200."""
+        response, body = self.upload()
+        self.assertEqual(response.code, 200)
+        self.assertEqual(body, b"OK\n")
+        record = self.index.get_file(WHEEL_NAME)
+        self.assertEqual(record.sha256, hashlib.sha256(WHEEL).hexdigest())
+        self.assertEqual(record.name, "Holy.Grail")
+        self.assertEqual(record.upload_time, self.clock.seconds())
+        self.assertEqual(record.metadata_sha256,
+                         hashlib.sha256(WHEEL_META.encode()).hexdigest())
+        self.assertEqual(read_file(self.storage.locate(record).path), WHEEL)
+        self.assertEqual(os.listdir(self.storage.temp_dir), [])
+        scanned = self.successResultOf(self.storage.scan({}, 0)).records
+        self.assertEqual(scanned, {WHEEL_NAME: record})
+
+    def test_sdist(self):
+        """An sdist upload is accepted too."""
+        self.uploaded(SDIST_NAME, SDIST)
+        self.assertEqual(self.index.get_file(SDIST_NAME).packagetype, "sdist")
+
+    def test_upload_paths(self):
+        """Uploads are taken at C{/}, C{/legacy} and C{/legacy/}."""
+        for path, (name, data) in (("/", make_wheel("Holy.Grail", "1.0")),
+                                   ("/legacy", make_sdist("Holy.Grail", "1.0")),
+                                   ("/legacy/", make_wheel("Holy.Grail", "2.0"))):
+            fields = twine_fields("Holy.Grail", name.split("-")[1].removesuffix(".tar.gz"), data,
+                                  **({} if name.endswith(".whl") else
+                                     {"filetype": "sdist", "pyversion": "source"}))
+            response, body = self.upload(name, data, path=path, fields=fields)
+            self.assertEqual(response.code, 200, (path, body))
+        self.assertEqual(len(self.index), 3)
+
+    def test_same_bytes_again(self):
+        """Uploading the same file again is a 200 no-op."""
+        self.uploaded()
+        serial = self.index.serial
+        response, body = self.upload()
+        self.assertEqual(response.code, 200)
+        self.assertIn(b"already uploaded", body)
+        self.assertEqual(self.index.serial, serial)
+        self.assertEqual(os.listdir(self.storage.temp_dir), [])
+
+    def test_different_bytes(self):
+        """Different bytes under a taken name get 400 "File already exists", and change nothing."""
+        self.uploaded()
+        _, other = make_wheel("Holy.Grail", "1.0", metadata=WHEEL_META, module_text="X = 2\n")
+        response, body = self.upload(WHEEL_NAME, other)
+        self.assertEqual(response.code, 400)
+        sha = hashlib.sha256(WHEEL).hexdigest()
+        self.assertTrue(response.phrase.startswith(b"File already exists"), response.phrase)
+        self.assertTrue(body.startswith(b"File already exists"), body)
+        self.assertIn(sha.encode(), body)
+        self.assertEqual(read_file(self.storage.locate(self.index.get_file(WHEEL_NAME)).path),
+                         WHEEL)
+        self.assertEqual(os.listdir(self.storage.temp_dir), [])
+
+    def test_deleted_name(self):
+        """A deleted filename cannot be uploaded again."""
+        self.uploaded()
+        response, _ = self.request("DELETE", f"/api/files/{WHEEL_NAME}", auth=True)
+        self.assertEqual(response.code, 200)
+        response, body = self.upload()
+        self.assertEqual(response.code, 400)
+        self.assertTrue(body.startswith(b"File already exists"))
+        self.assertIn(b"deleted", body)
+        self.assertNothingStored()
+
+    def assertRefused(self, response, body, field, code=400):
+        """Assert a 4xx whose body and reason phrase both start with C{field}."""
+        self.assertEqual(response.code, code, body)
+        self.assertTrue(body.startswith(field.encode() + b": "), body)
+        self.assertTrue(response.phrase.startswith(field.encode() + b": "), response.phrase)
+        self.assertNotIn(b"\n", response.phrase)
+        self.assertNothingStored()
+
+    def test_validation_errors(self):
+        """Each invalid form field is refused with 400 naming the field in body and reason."""
+        cases = [
+            (":action", {":action": "doc_upload"}),
+            ("protocol_version", {"protocol_version": "2"}),
+            ("name", {"name": "-Holy"}),
+            ("version", {"version": "one"}),
+            ("filetype", {"filetype": "bdist_egg"}),
+            ("filetype", {"filetype": "sdist"}),
+            ("content", {"name": "other"}),
+            ("content", {"version": "2.0"}),
+            ("sha256_digest", {"sha256_digest": "0" * 64}),
+            ("blake2_256_digest", {"blake2_256_digest": "0" * 64}),
+            ("md5_digest", {"md5_digest": "0" * 32}),
+            ("sha256_digest", {"sha256_digest": "xyz"}),
+            ("sha256_digest", {"sha256_digest": None, "blake2_256_digest": None}),
+        ]
+        for field, extra in cases:
+            response, body = self.upload(**extra)
+            self.assertRefused(response, body, field)
+
+    def test_bad_filenames(self):
+        """Filenames with separators or foreign extensions are refused naming C{content}."""
+        for filename in ("../" + WHEEL_NAME, "holy_grail-1.0-py3.8.egg", ".hidden-1.0.tar.gz"):
+            response, body = self.upload(filename=filename, filetype=None)
+            self.assertRefused(response, body, "content")
+
+    def test_empty_file(self):
+        """An empty file is refused."""
+        response, body = self.upload(data=b"")
+        self.assertRefused(response, body, "content")
+
+    def test_broken_archive(self):
+        """A file that is not a valid wheel is refused with 400, not 500."""
+        response, body = self.upload(data=b"this is not a zip file")
+        self.assertRefused(response, body, "content")
+
+    def test_no_content_part(self):
+        """A form without a file part is refused."""
+        ctype, body = multipart_body(twine_fields("Holy.Grail", "1.0", WHEEL))
+        response, body = self.request("POST", "/legacy/", headers={"Content-Type": ctype},
+                                      auth=True, data=body)
+        self.assertRefused(response, body, "content")
+
+    def test_not_multipart(self):
+        """A body that is not multipart/form-data is refused with 400."""
+        response, body = self.request("POST", "/legacy/", auth=True, data=b"x=1",
+                                      headers={"Content-Type": "application/x-www-form-urlencoded"})
+        self.assertRefused(response, body, "Content-Type")
+
+    def test_no_credentials(self):
+        """An upload without credentials gets 401 with a Basic challenge, and nothing is stored."""
+        response, body = self.upload(auth=False)
+        self.assertEqual(response.code, 401)
+        self.assertEqual(self.header(response, "WWW-Authenticate"), b'Basic realm="pypid"')
+        self.assertNothingStored()
+
+    def test_wrong_password(self):
+        """An upload with a wrong password gets 401, and nothing is stored."""
+        response, body = self.upload(auth=basic(password="wrong"))
+        self.assertEqual(response.code, 401)
+        self.assertIsNotNone(self.header(response, "WWW-Authenticate"))
+        self.assertIn(b"wrong user name or password", body)
+        self.assertNothingStored()
+
+    def test_unknown_user(self):
+        """An upload by an unknown user gets 401."""
+        response, _ = self.upload(auth=basic(user="mallory"))
+        self.assertEqual(response.code, 401)
+        self.assertNothingStored()
+
+    def test_remove_pkg(self):
+        """pypiserver's C{:action=remove_pkg} deletes every file of a release."""
+        self.uploaded()
+        self.uploaded(SDIST_NAME, SDIST)
+        ctype, body = multipart_body([(":action", "remove_pkg"), ("name", "holy.grail"),
+                                      ("version", "1.0")])
+        response, body = self.request("POST", "/", headers={"Content-Type": ctype}, auth=True,
+                                      data=body)
+        self.assertEqual(response.code, 200, body)
+        self.assertEqual(len(self.index), 0)
+        self.assertTrue(self.index.is_deleted(WHEEL_NAME))
+        self.assertTrue(self.index.is_deleted(SDIST_NAME))
+
+
+class SimplePageTests(_ServerMixin, SynchronousTestCase):
+    """Tests for C{/simple/} and C{/simple/<project>/}."""
+
+    def setUp(self):
+        super().setUp()
+        self.uploaded()
+
+    def test_root_html(self):
+        """The root page is HTML by default and links each project."""
+        response, body = self.get("/simple/")
+        self.assertEqual(response.code, 200)
+        self.assertEqual(self.header(response, "Content-Type"), b"text/html; charset=utf-8")
+        self.assertIn(b'<meta name="pypi:repository-version" content="1.1">', body)
+        self.assertIn(b'<a href="holy-grail/">Holy.Grail</a>', body)
+        self.assertIn(b"Accept", self.header(response, "Vary"))
+        self.assertIsNotNone(self.header(response, "ETag"))
+        self.assertEqual(self.header(response, "Cache-Control"), b"max-age=0, must-revalidate")
+
+    def test_root_json(self):
+        """pip's Accept header gets the JSON root page."""
+        response, body = self.get("/simple/", headers={"Accept": PIP_ACCEPT})
+        self.assertEqual(self.header(response, "Content-Type"), JSON_TYPE.encode())
+        self.assertEqual(json.loads(body), {"meta": {"api-version": "1.1"},
+                                            "projects": [{"name": "Holy.Grail"}]})
+
+    def test_project_html(self):
+        """The project page links the file relative to itself, with its hash and metadata."""
+        response, body = self.get("/simple/holy-grail/")
+        self.assertEqual(response.code, 200)
+        sha = hashlib.sha256(WHEEL).hexdigest()
+        self.assertIn(f'href="../../files/holy-grail/{WHEEL_NAME}#sha256={sha}"'.encode(), body)
+        self.assertIn(b'data-requires-python="&gt;=3.8"', body)
+        self.assertIn(b"data-core-metadata=", body)
+        self.assertIn(f">{WHEEL_NAME}</a>".encode(), body)
+
+    def test_project_json(self):
+        """The JSON project page follows PEP 691 and PEP 700."""
+        response, body = self.get("/simple/holy-grail/", headers={"Accept": JSON_TYPE})
+        self.assertEqual(self.header(response, "Content-Type"), JSON_TYPE.encode())
+        data = json.loads(body)
+        self.assertEqual(data["name"], "holy-grail")
+        self.assertEqual(data["versions"], ["1.0"])
+        [entry] = data["files"]
+        self.assertEqual(entry["filename"], WHEEL_NAME)
+        self.assertEqual(entry["url"], f"../../files/holy-grail/{WHEEL_NAME}")
+        self.assertEqual(entry["hashes"], {"sha256": hashlib.sha256(WHEEL).hexdigest()})
+        self.assertEqual(entry["size"], len(WHEEL))
+        self.assertEqual(entry["upload-time"], "2026-01-01T00:00:00.000000Z")
+        self.assertEqual(entry["yanked"], False)
+
+    def test_format_param(self):
+        """C{?format=} picks the serialization over Accept."""
+        quoted = JSON_TYPE.replace("+", "%2B")
+        response, body = self.get(f"/simple/holy-grail/?format={quoted}",
+                                  headers={"Accept": "text/html"})
+        self.assertEqual(self.header(response, "Content-Type"), JSON_TYPE.encode())
+        response, _ = self.get("/simple/?format=text/html", headers={"Accept": JSON_TYPE})
+        self.assertEqual(self.header(response, "Content-Type"), b"text/html; charset=utf-8")
+
+    def test_not_acceptable(self):
+        """An Accept (or format) naming nothing served gets 406."""
+        response, body = self.get("/simple/", headers={"Accept": "application/xml"})
+        self.assertEqual(response.code, 406)
+        self.assertTrue(body.startswith(b"Accept: "))
+        response, _ = self.get("/simple/holy-grail/?format=application/xml")
+        self.assertEqual(response.code, 406)
+
+    def test_redirect_non_normalized(self):
+        """A non-normalized name is redirected (301) to the normalized URL on the same origin."""
+        for name in ("Holy.Grail", "holy_grail", "HOLY--GRAIL"):
+            response, _ = self.get(f"/simple/{name}/")
+            self.assertEqual(response.code, 301, name)
+            self.assertEqual(self.header(response, "Location"), b"/simple/holy-grail/")
+
+    def test_redirect_keeps_query(self):
+        """The redirect keeps the query string (C{?format=})."""
+        response, _ = self.get(f"/simple/Holy.Grail/?format={JSON_TYPE}")
+        self.assertEqual(self.header(response, "Location"),
+                         f"/simple/holy-grail/?format={JSON_TYPE}".encode())
+
+    def test_redirect_slash(self):
+        """Slash-less URLs are redirected to the slash-terminated ones."""
+        response, _ = self.get("/simple/holy-grail")
+        self.assertEqual((response.code, self.header(response, "Location")),
+                         (301, b"/simple/holy-grail/"))
+        response, _ = self.get("/simple/Holy.Grail")
+        self.assertEqual(self.header(response, "Location"), b"/simple/holy-grail/")
+        response, _ = self.get("/simple")
+        self.assertEqual((response.code, self.header(response, "Location")),
+                         (301, b"/simple/"))
+
+    def test_redirect_followed(self):
+        """Following the redirect reaches the page."""
+        response, body = self.get("/simple/Holy.Grail/", allow_redirects=True)
+        self.assertEqual(response.code, 200)
+        self.assertIn(WHEEL_NAME.encode(), body)
+
+    def test_not_found(self):
+        """Unknown projects, invalid names and deeper paths are 404, never a redirect."""
+        for path in ("/simple/nope/", "/simple/nope", "/simple/-bad-/", "/simple/holy-grail/x/",
+                     "/simple/Nope.Thing/", "/simple/%ff/"):
+            response, _ = self.get(path)
+            self.assertEqual(response.code, 404, path)
+            self.assertIsNone(self.header(response, "Location"))
+
+    def test_not_modified(self):
+        """A matching If-None-Match gets 304; a stale one the page."""
+        response, _ = self.get("/simple/holy-grail/")
+        etag = self.header(response, "ETag")
+        response, body = self.get("/simple/holy-grail/", headers={"If-None-Match": etag})
+        self.assertEqual((response.code, body), (304, b""))
+        self.uploaded(SDIST_NAME, SDIST)
+        response, body = self.get("/simple/holy-grail/", headers={"If-None-Match": etag})
+        self.assertEqual(response.code, 200)
+        self.assertNotEqual(self.header(response, "ETag"), etag)
+
+    def test_gzip(self):
+        """A client that takes gzip gets the page compressed, with its own ETag; others get it plain."""
+        plain_response, plain = self.raw("GET", "/simple/holy-grail/")
+        self.assertIsNone(self.header(plain_response, "Content-Encoding"))
+        self.assertIn(WHEEL_NAME.encode(), plain)
+        response, body = self.raw("GET", "/simple/holy-grail/", {"Accept-Encoding": "gzip"})
+        self.assertEqual(self.header(response, "Content-Encoding"), b"gzip")
+        self.assertEqual(gzip.decompress(body), plain)
+        etag = self.header(response, "ETag")
+        self.assertEqual(etag, self.header(plain_response, "ETag")[:-1] + b'-gz"')
+        response, _ = self.raw("GET", "/simple/holy-grail/",
+                               {"Accept-Encoding": "gzip", "If-None-Match": etag.decode()})
+        self.assertEqual(response.code, 304)
+
+    def test_files_never_gzipped(self):
+        """Distribution files are sent as they are, even to a client that takes gzip."""
+        response, body = self.raw("GET", f"/files/holy-grail/{WHEEL_NAME}",
+                                  {"Accept-Encoding": "gzip"})
+        self.assertIsNone(self.header(response, "Content-Encoding"))
+        self.assertEqual(body, WHEEL)
+
+    def test_head(self):
+        """HEAD answers like GET, without a body."""
+        response, body = self.request("HEAD", "/simple/holy-grail/")
+        self.assertEqual((response.code, body), (200, b""))
+
+    def test_tombstoned_project(self):
+        """A project whose files were all deleted still has a (empty) page."""
+        self.request("DELETE", f"/api/files/{WHEEL_NAME}", auth=True)
+        response, body = self.get("/simple/holy-grail/", headers={"Accept": JSON_TYPE})
+        self.assertEqual(response.code, 200)
+        self.assertEqual(json.loads(body)["files"], [])
+
+
+class UploadLimitTests(_ServerMixin, SynchronousTestCase):
+    """Tests for the upload size limit."""
+
+    max_upload_size = 512
+
+    def test_too_large(self):
+        """An upload over the limit gets 413 naming C{content}, and nothing is stored."""
+        self.assertGreater(len(WHEEL), self.max_upload_size)
+        response, body = self.upload()
+        self.assertEqual(response.code, 413)
+        self.assertTrue(body.startswith(b"content: the upload is larger than the limit"), body)
+        self.assertNothingStored()
+
+
+class LargeFileTests(_ServerMixin, SynchronousTestCase):
+    """Tests for files large enough to be streamed by a producer."""
+
+    def setUp(self):
+        super().setUp()
+        blob = os.urandom(600 << 10)
+        self.name, self.data = make_wheel("Holy.Grail", "3.0", extra_files=[("holy_grail/blob.bin", blob)])
+        fields = twine_fields("Holy.Grail", "3.0", self.data)
+        response, body = self.upload(self.name, self.data, fields=fields)
+        self.assertEqual(response.code, 200, body)
+        self.path = f"/files/holy-grail/{self.name}"
+
+    def fetch(self, headers=None):
+        """GET the large file, pumping the in-memory connection until it is done."""
+        d = self.client.request("GET", ORIGIN + self.path, headers=headers or {})
+        for _ in range(1000):
+            self.client.flush()
+            if d.called:
+                break
+        response = self.successResultOf(d)
+        body = response.content()
+        for _ in range(1000):
+            if body.called:
+                break
+            self.client.flush()
+        return response, self.successResultOf(body)
+
+    def test_whole(self):
+        """A large file arrives whole and intact."""
+        response, body = self.fetch()
+        self.assertEqual(response.code, 200)
+        self.assertEqual(body, self.data)
+
+    def test_range(self):
+        """A range of a large file arrives exactly."""
+        response, body = self.fetch({"Range": "bytes=1000-299999"})
+        self.assertEqual(response.code, 206)
+        self.assertEqual(body, self.data[1000:300000])
+
+
+class BaseUrlTests(_ServerMixin, SynchronousTestCase):
+    """Tests for a server with a configured public URL."""
+
+    base_url = "https://pypi.example/"
+
+    def test_redirect_to_base(self):
+        """Redirects go to the configured public URL."""
+        self.uploaded()
+        response, _ = self.get("/simple/Holy.Grail/")
+        self.assertEqual(self.header(response, "Location"),
+                         b"https://pypi.example/simple/holy-grail/")
+
+    def test_absolute_file_urls(self):
+        """Pages link files by absolute URLs under the public URL."""
+        self.uploaded()
+        _, body = self.get("/simple/holy-grail/", headers={"Accept": JSON_TYPE})
+        self.assertEqual(json.loads(body)["files"][0]["url"],
+                         f"https://pypi.example/files/holy-grail/{WHEEL_NAME}")
+
+
+class FilesTests(_ServerMixin, SynchronousTestCase):
+    """Tests for C{/files/<project>/<filename>} and its C{.metadata}."""
+
+    def setUp(self):
+        super().setUp()
+        self.uploaded()
+        self.path = f"/files/holy-grail/{WHEEL_NAME}"
+        self.etag = f'"{hashlib.sha256(WHEEL).hexdigest()}"'.encode()
+
+    def test_whole(self):
+        """A file is sent whole, as bytes, with immutable caching and its ETag."""
+        response, body = self.get(self.path)
+        self.assertEqual(response.code, 200)
+        self.assertEqual(body, WHEEL)
+        self.assertEqual(self.header(response, "Content-Type"), b"application/octet-stream")
+        self.assertEqual(self.header(response, "ETag"), self.etag)
+        self.assertEqual(self.header(response, "Accept-Ranges"), b"bytes")
+        self.assertEqual(response.length, len(WHEEL))
+        self.assertIn(b"immutable", self.header(response, "Cache-Control"))
+
+    def test_range(self):
+        """A single range gets 206 with the bytes and their Content-Range."""
+        response, body = self.get(self.path, headers={"Range": "bytes=0-9"})
+        self.assertEqual(response.code, 206)
+        self.assertEqual(body, WHEEL[:10])
+        self.assertEqual(self.header(response, "Content-Range"),
+                         f"bytes 0-9/{len(WHEEL)}".encode())
+        response, body = self.get(self.path, headers={"Range": "bytes=-22"})
+        self.assertEqual((response.code, body), (206, WHEEL[-22:]))
+
+    def test_unsatisfiable(self):
+        """A range past the end gets 416 with the size."""
+        response, _ = self.get(self.path, headers={"Range": f"bytes={len(WHEEL) + 10}-{len(WHEEL) + 20}"})
+        self.assertEqual(response.code, 416)
+        self.assertEqual(self.header(response, "Content-Range"), f"bytes */{len(WHEEL)}".encode())
+
+    def test_resume_complete(self):
+        """A resumed download that has every byte (C{bytes=<size>-}) gets 416."""
+        response, _ = self.get(self.path, headers={"Range": f"bytes={len(WHEEL)}-"})
+        self.assertEqual(response.code, 416)
+
+    def test_if_range(self):
+        """A range with a stale If-Range gets the whole file; with the current ETag, the range."""
+        response, body = self.get(self.path, headers={"Range": "bytes=0-9", "If-Range": '"old"'})
+        self.assertEqual((response.code, body), (200, WHEEL))
+        response, body = self.get(self.path, headers={"Range": "bytes=0-9", "If-Range": self.etag})
+        self.assertEqual((response.code, body), (206, WHEEL[:10]))
+
+    def test_head(self):
+        """HEAD gives the length and range support without the body."""
+        response, body = self.request("HEAD", self.path)
+        self.assertEqual(response.code, 200)
+        self.assertEqual(body, b"")
+        self.assertEqual(self.header(response, "Content-Length"), str(len(WHEEL)).encode())
+        self.assertEqual(self.header(response, "Accept-Ranges"), b"bytes")
+
+    def test_not_modified(self):
+        """A matching If-None-Match gets 304."""
+        response, body = self.get(self.path, headers={"If-None-Match": self.etag})
+        self.assertEqual((response.code, body), (304, b""))
+
+    def test_metadata(self):
+        """C{<file>.metadata} is the wheel's METADATA, byte for byte."""
+        response, body = self.get(self.path + ".metadata")
+        self.assertEqual(response.code, 200)
+        self.assertEqual(body, WHEEL_META.encode())
+        sha = hashlib.sha256(body).hexdigest()
+        self.assertEqual(self.header(response, "ETag"), f'"{sha}"'.encode())
+        self.assertEqual(self.index.get_file(WHEEL_NAME).metadata_sha256, sha)
+
+    def test_no_metadata(self):
+        """An sdist whose metadata is not served has no C{.metadata}."""
+        name, data = make_sdist("Holy.Grail", "1.0", metadata_version="2.1")
+        self.uploaded(name, data)
+        response, _ = self.get(f"/files/holy-grail/{name}.metadata")
+        self.assertEqual(response.code, 404)
+        response, body = self.get(f"/files/holy-grail/{name}")
+        self.assertEqual((response.code, body), (200, data))
+
+    def test_not_found(self):
+        """Unknown files, the wrong project and other shapes of path are 404."""
+        for path in ("/files/holy-grail/nope-1.0.tar.gz", f"/files/other/{WHEEL_NAME}",
+                     f"/files/{WHEEL_NAME}", f"/files/a/holy-grail/{WHEEL_NAME}", "/files/"):
+            response, _ = self.get(path)
+            self.assertEqual(response.code, 404, path)
+
+    def test_gone(self):
+        """A deleted file (and its metadata) answers 410."""
+        self.request("DELETE", f"/api/files/{WHEEL_NAME}", auth=True)
+        response, _ = self.get(self.path)
+        self.assertEqual(response.code, 410)
+        response, _ = self.get(self.path + ".metadata")
+        self.assertEqual(response.code, 404)
+
+
+class ChangeApiTests(_ServerMixin, SynchronousTestCase):
+    """Tests for the yank, unyank and delete API."""
+
+    def setUp(self):
+        super().setUp()
+        self.uploaded()
+        self.uploaded(SDIST_NAME, SDIST)
+
+    def files(self):
+        """The files of the JSON project page."""
+        _, body = self.get("/simple/holy-grail/", headers={"Accept": JSON_TYPE})
+        return {f["filename"]: f for f in json.loads(body)["files"]}
+
+    def test_yank_file(self):
+        """Yanking a file with a reason shows it on the page and persists in storage."""
+        response, body = self.request("POST", f"/api/files/{WHEEL_NAME}/yank", auth=True,
+                                      data={"reason": "broken build"})
+        self.assertEqual((response.code, body), (200, b"OK\n"))
+        self.assertEqual(self.files()[WHEEL_NAME]["yanked"], "broken build")
+        self.assertEqual(self.files()[SDIST_NAME]["yanked"], False)
+        scanned = self.successResultOf(self.storage.scan({}, 0)).records
+        self.assertEqual(scanned[WHEEL_NAME].yanked, "broken build")
+
+    def test_yank_without_reason(self):
+        """A yank without a reason is C{true} in JSON and an empty data-yanked in HTML."""
+        self.request("POST", f"/api/files/{WHEEL_NAME}/yank", auth=True)
+        self.assertIs(self.files()[WHEEL_NAME]["yanked"], True)
+        _, body = self.get("/simple/holy-grail/")
+        self.assertIn(b'data-yanked=""', body)
+
+    def test_unyank_file(self):
+        """Unyanking undoes the yank."""
+        self.request("POST", f"/api/files/{WHEEL_NAME}/yank", auth=True)
+        response, _ = self.request("POST", f"/api/files/{WHEEL_NAME}/unyank", auth=True)
+        self.assertEqual(response.code, 200)
+        self.assertIs(self.files()[WHEEL_NAME]["yanked"], False)
+        scanned = self.successResultOf(self.storage.scan({}, 0)).records
+        self.assertIsNone(scanned[WHEEL_NAME].yanked)
+
+    def test_delete_file(self):
+        """Deleting a file removes it from the page and storage, keeping the others."""
+        response, _ = self.request("DELETE", f"/api/files/{WHEEL_NAME}", auth=True)
+        self.assertEqual(response.code, 200)
+        self.assertEqual(list(self.files()), [SDIST_NAME])
+        result = self.successResultOf(self.storage.scan({}, 0))
+        self.assertEqual(list(result.records), [SDIST_NAME])
+        self.assertEqual(result.tombstones, frozenset([WHEEL_NAME]))
+
+    def test_release(self):
+        """A release is yanked, unyanked and deleted as a whole."""
+        response, _ = self.request("POST", "/api/projects/holy-grail/1.0/yank", auth=True,
+                                   data={"reason": "CVE"})
+        self.assertEqual(response.code, 200)
+        self.assertEqual({f["yanked"] for f in self.files().values()}, {"CVE"})
+        self.request("POST", "/api/projects/Holy.Grail/1.0/unyank", auth=True)
+        self.assertEqual({f["yanked"] for f in self.files().values()}, {False})
+        response, _ = self.request("DELETE", "/api/projects/holy-grail/1.0", auth=True)
+        self.assertEqual(response.code, 200)
+        self.assertEqual(self.files(), {})
+        self.assertEqual(len(self.index), 0)
+
+    def test_not_found(self):
+        """Unknown files and releases are 404."""
+        for method, path in (("POST", "/api/files/nope-1.0.tar.gz/yank"),
+                             ("DELETE", "/api/files/nope-1.0.tar.gz"),
+                             ("POST", "/api/projects/holy-grail/9.9/yank"),
+                             ("DELETE", "/api/projects/nope/1.0")):
+            response, _ = self.request(method, path, auth=True)
+            self.assertEqual(response.code, 404, path)
+
+    def test_needs_credentials(self):
+        """Changes without (valid) credentials get 401 and change nothing."""
+        for auth in (False, basic(password="wrong")):
+            for method, path in (("POST", f"/api/files/{WHEEL_NAME}/yank"),
+                                 ("DELETE", f"/api/files/{WHEEL_NAME}"),
+                                 ("DELETE", "/api/projects/holy-grail/1.0")):
+                response, _ = self.request(method, path, auth=auth)
+                self.assertEqual(response.code, 401, path)
+                self.assertIsNotNone(self.header(response, "WWW-Authenticate"))
+        self.assertEqual(len(self.index), 2)
+        self.assertEqual({f["yanked"] for f in self.files().values()}, {False})
+
+
+class LegacyJsonTests(_ServerMixin, SynchronousTestCase):
+    """Tests for C{/pypi/<project>/json} and C{/pypi/<project>/<version>/json}."""
+
+    def setUp(self):
+        super().setUp()
+        self.uploaded()
+        self.uploaded(SDIST_NAME, SDIST)
+        name, data = make_wheel("Holy.Grail", "2.0b1")
+        fields = twine_fields("Holy.Grail", "2.0b1", data)
+        self.upload(name, data, fields=fields)
+
+    def test_project(self):
+        """The project endpoint describes the latest final release and lists every release."""
+        response, body = self.get("/pypi/holy-grail/json")
+        self.assertEqual(response.code, 200)
+        self.assertEqual(self.header(response, "Content-Type"), b"application/json")
+        data = json.loads(body)
+        self.assertTrue({"info", "releases", "urls", "last_serial", "vulnerabilities"}
+                        <= set(data))
+        info = data["info"]
+        self.assertEqual(info["name"], "Holy.Grail")
+        self.assertEqual(info["version"], "1.0")
+        self.assertEqual(info["summary"], "The grail")
+        self.assertEqual(info["requires_python"], ">=3.8")
+        self.assertEqual(info["requires_dist"], ["attrs"])
+        self.assertEqual(sorted(data["releases"]), ["1.0", "2.0b1"])
+        self.assertEqual(sorted(u["filename"] for u in data["urls"]),
+                         sorted([WHEEL_NAME, SDIST_NAME]))
+        wheel = next(u for u in data["urls"] if u["filename"] == WHEEL_NAME)
+        self.assertEqual(wheel["packagetype"], "bdist_wheel")
+        self.assertEqual(wheel["python_version"], "py3")
+        self.assertEqual(wheel["digests"]["sha256"], hashlib.sha256(WHEEL).hexdigest())
+        self.assertEqual(wheel["url"], f"/files/holy-grail/{WHEEL_NAME}")
+        self.assertEqual(wheel["size"], len(WHEEL))
+        self.assertEqual(data["last_serial"], self.index.serial)
+
+    def test_file_url_works(self):
+        """The legacy API's file URLs lead to the files."""
+        _, body = self.get("/pypi/holy-grail/json")
+        for entry in json.loads(body)["urls"]:
+            response, data = self.get(entry["url"])
+            self.assertEqual(response.code, 200)
+            self.assertEqual(hashlib.sha256(data).hexdigest(), entry["digests"]["sha256"])
+
+    def test_version(self):
+        """The version endpoint describes that release, without C{releases}."""
+        response, body = self.get("/pypi/holy-grail/2.0b1/json")
+        self.assertEqual(response.code, 200)
+        data = json.loads(body)
+        self.assertNotIn("releases", data)
+        self.assertEqual(data["info"]["version"], "2.0b1")
+        self.assertEqual([u["filename"] for u in data["urls"]],
+                         ["holy_grail-2.0b1-py3-none-any.whl"])
+
+    def test_redirect(self):
+        """A non-normalized name is redirected (301) to the normalized one."""
+        response, _ = self.get("/pypi/Holy.Grail/json")
+        self.assertEqual((response.code, self.header(response, "Location")),
+                         (301, b"/pypi/holy-grail/json"))
+        response, _ = self.get("/pypi/Holy_Grail/1.0/json")
+        self.assertEqual((response.code, self.header(response, "Location")),
+                         (301, b"/pypi/holy-grail/1.0/json"))
+
+    def test_not_found(self):
+        """Unknown projects, invalid names and unknown versions are 404."""
+        for path in ("/pypi/nope/json", "/pypi/-bad/json", "/pypi/holy-grail/9.0/json"):
+            response, _ = self.get(path)
+            self.assertEqual(response.code, 404, path)
+
+    def test_all_deleted(self):
+        """A project with no files left is 404."""
+        self.request("DELETE", "/api/projects/holy-grail/1.0", auth=True)
+        self.request("DELETE", "/api/projects/holy-grail/2.0b1", auth=True)
+        response, _ = self.get("/pypi/holy-grail/json")
+        self.assertEqual(response.code, 404)
+
+
+class MiscTests(_ServerMixin, SynchronousTestCase):
+    """Tests for C{/health} and the landing page."""
+
+    def test_health(self):
+        """C{/health} says the server is up and what it serves, uncached."""
+        self.uploaded()
+        response, body = self.get("/health")
+        self.assertEqual(response.code, 200)
+        self.assertEqual(self.header(response, "Content-Type"), b"application/json")
+        self.assertEqual(self.header(response, "Cache-Control"), b"no-store")
+        self.assertEqual(json.loads(body), {"status": "ok", "storage": "ok", "projects": 1,
+                                            "files": 1, "serial": self.index.serial})
+
+    def test_landing(self):
+        """C{/} is a page for people saying how to install and publish."""
+        response, body = self.get("/")
+        self.assertEqual(response.code, 200)
+        self.assertEqual(self.header(response, "Content-Type"), b"text/html; charset=utf-8")
+        self.assertIn(b"pypid", body)
+        self.assertIn(b"0 projects, 0 files", body)
+        self.assertIn(b"twine upload", body)
+
+    def test_unknown_path(self):
+        """Paths the server does not have are 404."""
+        response, _ = self.get("/nope")
+        self.assertEqual(response.code, 404)
+
+
+class PrivateReadTests(_ServerMixin, SynchronousTestCase):
+    """Tests for C{[auth] read = authenticated}."""
+
+    read = "authenticated"
+
+    def setUp(self):
+        super().setUp()
+        self.uploaded()
+
+    def test_anonymous_refused(self):
+        """Anonymous reads of pages, files, metadata, JSON and the landing page get 401 + challenge."""
+        for path in ("/simple/", "/simple/holy-grail/", f"/files/holy-grail/{WHEEL_NAME}",
+                     f"/files/holy-grail/{WHEEL_NAME}.metadata", "/pypi/holy-grail/json", "/"):
+            response, body = self.get(path)
+            self.assertEqual(response.code, 401, path)
+            self.assertEqual(self.header(response, "WWW-Authenticate"), b'Basic realm="pypid"')
+            self.assertNotIn(WHEEL_NAME.encode(), body)
+
+    def test_wrong_password_refused(self):
+        """Reads with a wrong password get 401."""
+        response, _ = self.get("/simple/holy-grail/", auth=basic(password="nope"))
+        self.assertEqual(response.code, 401)
+
+    def test_authenticated(self):
+        """Reads with valid credentials are served."""
+        for path in ("/simple/", "/simple/holy-grail/", f"/files/holy-grail/{WHEEL_NAME}",
+                     "/pypi/holy-grail/json", "/"):
+            response, _ = self.get(path, auth=True)
+            self.assertEqual(response.code, 200, path)
+        response, body = self.get(f"/files/holy-grail/{WHEEL_NAME}", auth=True)
+        self.assertEqual(body, WHEEL)
+
+    def test_unknown_project_hidden(self):
+        """Without credentials an unknown project is 401 too, so names do not leak."""
+        response, _ = self.get("/simple/nope/")
+        self.assertEqual(response.code, 401)
