@@ -16,7 +16,6 @@ import atexit
 import base64
 import ctypes
 import hashlib
-from http import client as httpclient
 import json
 import os
 import shutil
@@ -27,7 +26,9 @@ import sys
 import time
 import uuid
 from functools import cache
-from urllib.parse import urljoin, urlsplit
+from html.parser import HTMLParser
+from http import client as httpclient
+from urllib.parse import quote, urljoin, urlsplit
 
 from argon2 import Parameters, Type
 from packaging.utils import parse_sdist_filename, parse_wheel_filename
@@ -241,7 +242,6 @@ class Daemon:
 
     def authed_index_url(self, user=USER, password=PASSWORD):
         """The simple index URL with credentials in it, as pip and uv take them."""
-        from urllib.parse import quote
         return f"http://{quote(user, safe='')}:{quote(password, safe='')}@{HOST}:{self.port}/simple/"
 
     @property
@@ -508,12 +508,19 @@ def upload_form(filename, data, *, boundary=None, fields=None):
 
     @param fields: C{(name, value)} pairs replacing or adding to the defaults.
     """
-    if filename.endswith(".whl"):
-        name, version, _build, tags = parse_wheel_filename(filename)
-        filetype, pyversion = "bdist_wheel", sorted({t.interpreter for t in tags})[0]
-    else:
-        name, version = parse_sdist_filename(filename)
-        filetype, pyversion = "sdist", "source"
+    base = os.path.basename(filename)
+    try:
+        if base.endswith(".whl"):
+            name, version, _build, tags = parse_wheel_filename(base)
+            filetype, pyversion = "bdist_wheel", sorted({t.interpreter for t in tags})[0]
+        else:
+            name, version = parse_sdist_filename(base)
+            filetype, pyversion = "sdist", "source"
+    except ValueError:
+        # A filename made up to be refused: the fields say what it claims.
+        stem = base.split(".", 1)[0].split("-")
+        name, version = stem[0], stem[1] if len(stem) > 1 else "1.0"
+        filetype, pyversion = "bdist_wheel", "py3"
     values = {
         ":action": "file_upload",
         "protocol_version": "1",
@@ -550,8 +557,6 @@ def upload(daemon, filename, data, auth=(USER, PASSWORD), path="", fields=None):
 
 def anchors(html_bytes):
     """C{{text: attributes}} of every anchor of a page, attribute values unescaped."""
-    from html.parser import HTMLParser
-
     class Parser(HTMLParser):
         def __init__(self):
             super().__init__(convert_charrefs=True)

@@ -7,8 +7,9 @@ C{files=}).
 import hashlib
 import os
 
+import attrs
 from argon2 import Parameters, Type
-from twisted.internet.defer import maybeDeferred, succeed
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 
 #: The cheapest argon2id cost there is, so the tests hash and verify fast.
 FAST = Parameters(
@@ -30,6 +31,31 @@ def run_now(f, *args):
 def run_in_pool_now(reactor, threadpool, f, *args):
     """A L{deferToThreadPool} substitute that runs C{f} at once, on this thread."""
     return succeed(f(*args))
+
+
+@attrs.define
+class QueuedRun:
+    """
+    A C{run(f, *args)} that queues the work, so a test can run it in any
+    order, as a pool of several threads may.
+    """
+
+    pending: list = attrs.Factory(list)
+
+    def __call__(self, f, *args):
+        d = Deferred()
+        self.pending.append((d, f, args))
+        return d
+
+    def run(self, index=0):
+        """Run the queued call at C{index} now."""
+        d, f, args = self.pending.pop(index)
+        maybeDeferred(f, *args).chainDeferred(d)
+
+    def run_all(self):
+        """Run every queued call, including those queued meanwhile, in order."""
+        while self.pending:
+            self.run()
 
 
 def write_file(path, data):

@@ -8,19 +8,21 @@ C{tests/test_e2e_*.py}; the harness is L{tests.e2e}.
 
 import gzip
 import hashlib
+import io
 import re
 import zipfile
-import io
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote, urljoin
 
 from tests.distributions import make_sdist, make_wheel, metadata_text
 from tests.e2e import (
+    PASSWORD,
+    USER,
     DaemonTestCase,
     anchors,
     file_url,
     files_by_name,
     http,
-    project_json,
     sha256,
     upload,
     wait_for,
@@ -151,6 +153,85 @@ class PublishTests(DaemonTestCase):
         self.assertEqual(stored.body, original[1])
 
 
+    def test_pages_change_after_upload_yank_and_delete(self):
+        """Every change to a project gives its pages a new ETag, so a cached copy is never answered 304."""
+        first = make_wheel("changing", "1.0")
+        self.assertEqual(upload(self.daemon, *first).status, 200)
+        url = self.daemon.index_url + "changing/"
+        seen = []
+
+        def check(expected_files):
+            for accept in ("text/html", JSON_TYPE):
+                old = [etag for a, etag in seen if a == accept]
+                resp = http("GET", url, {"Accept": accept, "If-None-Match": ", ".join(old)}
+                            if old else {"Accept": accept})
+                self.assertEqual(resp.status, 200, f"a stale copy was validated ({accept})")
+                seen.append((accept, resp.header("ETag")))
+            self.assertEqual(sorted(files_by_name(self.daemon, "changing")), sorted(expected_files))
+
+        check([first[0]])
+        root_etag = http("GET", self.daemon.index_url).header("ETag")
+        second = make_wheel("changing", "2.0")
+        self.assertEqual(upload(self.daemon, *second).status, 200)
+        check([first[0], second[0]])
+        auth = (USER, PASSWORD)
+        self.assertEqual(http("POST", f"{self.daemon.url}api/files/{second[0]}/yank",
+                              auth=auth).status, 200)
+        check([first[0], second[0]])
+        self.assertEqual(http("DELETE", f"{self.daemon.url}api/files/{first[0]}",
+                              auth=auth).status, 200)
+        check([second[0]])
+        self.assertEqual(upload(self.daemon, *make_wheel("another-new-project", "1.0")).status, 200)
+        resp = http("GET", self.daemon.index_url, {"If-None-Match": root_etag})
+        self.assertEqual(resp.status, 200, "the root page was not re-rendered")
+        self.assertIn("another-new-project", anchors(resp.body))
+
+    def test_concurrent_uploads_of_one_filename(self):
+        """Of several simultaneous uploads of different bytes under one filename, exactly one is stored and the others get 400."""
+        versions = [make_wheel("racing", "1.0", module_text=f"N = {i}\n") for i in range(6)]
+        self.assertEqual(len({name for name, _ in versions}), 1)
+        self.assertEqual(len({data for _, data in versions}), 6)
+        with ThreadPoolExecutor(len(versions)) as pool:
+            answers = list(pool.map(lambda dist: upload(self.daemon, *dist), versions))
+        statuses = sorted(a.status for a in answers)
+        self.assertEqual(statuses, [200] + [400] * 5, [(a.status, a.body) for a in answers])
+        [winner] = [data for (_, data), a in zip(versions, answers) if a.status == 200]
+        for answer in answers:
+            if answer.status == 400:
+                self.assertTrue(answer.body.startswith(b"File already exists"), answer.body)
+        self.assertEqual(http("GET", file_url(self.daemon, "racing", versions[0][0])).body, winner)
+        self.assertEqual(files_by_name(self.daemon, "racing")[versions[0][0]]["hashes"]["sha256"],
+                         sha256(winner))
+        self.assertEqual(self.daemon.temp_files(), [])
+
+    def test_bad_uploads_are_400_and_store_nothing(self):
+        """A wrong digest, a broken archive, a name that does not match and a malformed body answer 400 and leave nothing behind."""
+        wheel = make_wheel("bad-uploads", "1.0")
+        cases = [
+            ("digest", upload(self.daemon, *wheel, fields={"sha256_digest": "0" * 64})),
+            ("archive", upload(self.daemon, wheel[0], b"PK\x03\x04 this is no zip" * 50)),
+            ("name", upload(self.daemon, *wheel, fields={"name": "other-project"})),
+            ("version", upload(self.daemon, *wheel, fields={"version": "2.0"})),
+            ("filename", upload(self.daemon, "../../bad_uploads-1.0-py3-none-any.whl", wheel[1])),
+            ("extension", upload(self.daemon, "bad_uploads-1.0.exe", wheel[1])),
+            ("body", http("POST", self.daemon.url,
+                          {"Content-Type": "multipart/form-data; boundary=xyz"},
+                          b"--xyz\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nb\r\n--xy",
+                          auth=(USER, PASSWORD))),
+            ("not a form", http("POST", self.daemon.url, {"Content-Type": "application/json"},
+                                b"{}", auth=(USER, PASSWORD))),
+        ]
+        for what, resp in cases:
+            self.assertEqual(resp.status, 400, f"{what}: {resp.status} {resp.body!r}")
+            self.assertNotIn(b"Traceback", resp.body)
+            self.assertTrue(resp.body.strip(), what)
+        self.assertEqual(http("GET", self.daemon.index_url + "bad-uploads/").status, 404)
+        self.assertEqual(http("GET", self.daemon.index_url + "other-project/").status, 404)
+        self.assertNotIn(wheel[0], self.daemon.stored_names())
+        self.assertEqual(self.daemon.temp_files(), [])
+        self.assertEqual(upload(self.daemon, *wheel).status, 200)
+
+
 class SimpleApiTests(DaemonTestCase):
     """The simple index, metadata and file downloads, read with raw HTTP."""
 
@@ -233,6 +314,14 @@ class SimpleApiTests(DaemonTestCase):
         self.assertIn({"name": "Foo_Bar"}, root.json()["projects"])
         self.assertEqual(root.json()["meta"], {"api-version": "1.1"})
 
+    def test_head_on_pages(self):
+        """HEAD on a page answers its headers without a body."""
+        get = self.get("simple/foo-bar/")
+        head = http("HEAD", self.daemon.url + "simple/foo-bar/")
+        self.assertEqual((head.status, head.body), (200, b""))
+        self.assertEqual(head.header("Content-Type"), HTML_TYPE)
+        self.assertEqual(head.header("ETag"), get.header("ETag"))
+
     def test_etag_and_not_modified(self):
         """Each page has an ETag, C{If-None-Match} with it answers 304, and the two forms have different tags."""
         tags = set()
@@ -294,7 +383,9 @@ class SimpleApiTests(DaemonTestCase):
     def test_unknown_project_is_404(self):
         """An unknown project answers 404 in every spelling, never a redirect."""
         for path in ("simple/no-such-project/", "simple/No_Such_Project/", "simple/no-such-project",
-                     "files/no-such-project/no_such_project-1.0-py3-none-any.whl"):
+                     "files/no-such-project/no_such_project-1.0-py3-none-any.whl",
+                     f"files/other-project/{WHEEL_1[0]}", f"files/foo-bar/{WHEEL_1[0]}/x",
+                     "files/foo-bar/", "files/foo-bar/foo_bar-1.0-py3-none-any.whl.json"):
             self.assertEqual(self.get(path).status, 404, path)
 
     def test_file_download_headers(self):
@@ -310,6 +401,8 @@ class SimpleApiTests(DaemonTestCase):
         etag = resp.header("ETag")
         self.assertTrue(etag, "no ETag")
         self.assertIsNone(resp.header("Content-Encoding"))
+        self.assertIsNone(resp.header("Server"))
+        self.assertTrue(resp.header("Date"))
         again = http("GET", url, {"If-None-Match": etag})
         self.assertEqual(again.status, 304)
         packed = http("GET", url, {"Accept-Encoding": "gzip"})

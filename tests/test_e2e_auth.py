@@ -47,6 +47,9 @@ class UploadAuthTests(DaemonTestCase):
         self.assertEqual(http("GET", self.daemon.index_url + "wrong-password/").status, 404)
         self.assertNotIn(wheel[0], self.daemon.stored_names())
         self.assertEqual(self.daemon.temp_files(), [])
+        log = self.daemon.log_text()
+        for secret in (PASSWORD, PASSWORD + "x", "not-the-password"):
+            self.assertNotIn(secret, log)
 
     def test_yank_and_delete_need_credentials(self):
         """Yank and delete answer 401 to anonymous requests and wrong passwords, and change nothing."""

@@ -125,9 +125,16 @@ class YankDeleteTests(DaemonTestCase):
         raw = http("GET", f"{self.daemon.index_url}yank-me/").body
         self.assertIn(b'data-yanked="broken &lt;build&gt; &amp; &quot;more&quot;"', raw)
 
+        legacy = http("GET", f"{self.daemon.url}pypi/yank-me/json").json()
+        self.assertEqual(legacy["info"]["version"], "1.0")
+        self.assertTrue(legacy["releases"]["2.0"][0]["yanked"])
+
         target = os.path.abspath(self.mktemp())
         self.clients.pip_install(target, self.daemon.index_url, "yank-me")
         self.assertEqual(installed(target), {"yank-me": "1.0"})
+        pinned = os.path.abspath(self.mktemp())
+        self.clients.pip_install(pinned, self.daemon.index_url, "yank-me==2.0")
+        self.assertEqual(installed(pinned), {"yank-me": "2.0"})
 
         self.api("POST", f"api/files/{new[0]}/unyank")
         self.assertIs(files_by_name(self.daemon, "yank-me")[new[0]]["yanked"], False)

@@ -4,11 +4,8 @@ snapshot, crashes (C{kill -9}) in the middle of work, start-up on an
 existing pypiserver folder, and configurations that must stop start-up.
 """
 
-import base64
 import os
-import shutil
 import socket
-import time
 
 from tests.distributions import make_sdist, make_wheel, metadata_text
 from tests.e2e import (
@@ -16,7 +13,6 @@ from tests.e2e import (
     PASSWORD,
     USER,
     DaemonTestCase,
-    E2EFailure,
     TWISTD,
     anchors,
     basic,
@@ -42,6 +38,8 @@ def form_headers():
 class RestartTests(DaemonTestCase):
     """The index survives restarts: from the snapshot, from storage alone, and past a bad snapshot."""
 
+    etags = {}
+
     def populated(self, project):
         """A daemon holding a wheel (yanked) and an sdist of C{project}; return it and its JSON page."""
         daemon = self.new_daemon()
@@ -54,11 +52,21 @@ class RestartTests(DaemonTestCase):
         self.assertEqual(resp.status, 200, resp.body)
         page = project_json(daemon, project)
         self.assertEqual(len(page["files"]), 2)
+        self.etags = {}
+        for accept in ("text/html", "application/vnd.pypi.simple.v1+json"):
+            resp = http("GET", f"{daemon.index_url}{project}/", {"Accept": accept})
+            self.etags[daemon, accept] = resp.header("ETag")
         return daemon, page, (wheel, sdist)
 
     def assert_served(self, daemon, project, page, distributions):
-        """The daemon serves the same page as before and the same bytes."""
+        """The daemon serves the same page as before (the same bytes, so the same ETag) and the same files."""
         self.assertEqual(project_json(daemon, project), page)
+        for accept in ("text/html", "application/vnd.pypi.simple.v1+json"):
+            tag = self.etags.get((daemon, accept))
+            resp = http("GET", f"{daemon.index_url}{project}/", {"Accept": accept})
+            if tag is None:
+                continue
+            self.assertEqual(resp.header("ETag"), tag, f"the {accept} page changed")
         for filename, data in distributions:
             self.assertEqual(http("GET", file_url(daemon, project, filename)).body, data)
 
@@ -79,6 +87,59 @@ class RestartTests(DaemonTestCase):
         daemon.start(port=daemon.port)
         self.assertIn(b"(from storage)", daemon.log_since_start())
         self.assert_served(daemon, "restart-nosnap", page, dists)
+
+    def test_rebuild_keeps_deleted_names(self):
+        """A deleted filename stays deleted (410, no re-upload) after a rebuild from storage alone."""
+        daemon = self.new_daemon()
+        wheel = make_wheel("rebuild-tombstone", "1.0")
+        self.assertEqual(upload(daemon, *wheel).status, 200)
+        self.assertEqual(http("DELETE", f"{daemon.url}api/files/{wheel[0]}",
+                              auth=(USER, PASSWORD)).status, 200)
+        daemon.stop_cleanly()
+        os.remove(daemon.snapshot)
+        daemon.start(port=daemon.port)
+        self.assertEqual(http("GET", f"{daemon.url}files/rebuild-tombstone/{wheel[0]}").status, 410)
+        self.assertEqual(upload(daemon, *wheel).status, 400)
+
+    def test_restart_picks_up_files_changed_by_hand(self):
+        """Files dropped into or removed from the folder while the server is down are served or dropped at the next start."""
+        daemon = self.new_daemon()
+        kept, removed = make_wheel("by-hand", "1.0"), make_wheel("by-hand", "2.0")
+        for dist in (kept, removed):
+            self.assertEqual(upload(daemon, *dist).status, 200)
+        daemon.stop_cleanly()
+        os.remove(os.path.join(daemon.storage, removed[0]))
+        added = make_wheel("by-hand", "3.0")
+        path = os.path.join(daemon.storage, added[0])
+        with open(path, "wb") as f:
+            f.write(added[1])
+        # As "cp -p" or rsync would leave it: older than the snapshot.
+        os.utime(path, (1500000000, 1500000000))
+        daemon.start(port=daemon.port)
+        self.assertIn(b"from the snapshot and storage", daemon.log_since_start())
+        entries = files_by_name(daemon, "by-hand")
+        self.assertEqual(sorted(entries), sorted([kept[0], added[0]]))
+        self.assertEqual(entries[added[0]]["hashes"]["sha256"], sha256(added[1]))
+        self.assertEqual(http("GET", file_url(daemon, "by-hand", added[0])).body, added[1])
+        self.assertEqual(http("GET", f"{daemon.url}files/by-hand/{removed[0]}").status, 404)
+
+    def test_periodic_snapshot(self):
+        """The snapshot is saved every interval, so a crash after it loses nothing and the next start uses it."""
+        daemon = self.new_daemon(settings={"pypid.snapshot_interval": "0.2"})
+        wheel = make_wheel("periodic", "1.0")
+        self.assertEqual(upload(daemon, *wheel).status, 200)
+
+        def saved():
+            try:
+                with open(daemon.snapshot, "rb") as f:
+                    return wheel[0].encode() in f.read()
+            except FileNotFoundError:
+                return False
+        wait_for(saved, 10, "the snapshot was not saved within 10 s")
+        page = project_json(daemon, "periodic")
+        daemon.restart(clean=False)
+        self.assertIn(b"from the snapshot and storage", daemon.log_since_start())
+        self.assertEqual(project_json(daemon, "periodic"), page)
 
     def test_corrupt_snapshot_is_kept_aside(self):
         """A snapshot of garbage bytes does not stop start-up: the index is rebuilt and the bad file kept as C{.bad}."""

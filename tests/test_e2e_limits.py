@@ -5,6 +5,7 @@ streaming a very large one through with flat server memory.
 
 import hashlib
 import os
+import socket
 import time
 from http import client as httpclient
 
@@ -61,25 +62,28 @@ class UploadLimitTests(DaemonTestCase):
         self.assert_nothing_stored("slightly-big", wheel[0])
 
     def test_chunked_upload_over_limit_is_413(self):
-        """An upload sent without a Content-Length (chunked) answers 413 once it passes the limit."""
+        """An upload without a Content-Length (chunked) is answered 413 as soon as its file passes the limit."""
         wheel = big_wheel("chunked-big", 2 * MiB)
         ctype, body = upload_form(*wheel)
-        conn = httpclient.HTTPConnection(HOST, self.daemon.port, timeout=30)
-        self.addCleanup(conn.close)
-
-        def chunks():
-            for i in range(0, len(body), 64 * 1024):
-                yield body[i:i + 64 * 1024]
-        status = None
-        try:
-            conn.request("POST", "/", body=chunks(), encode_chunked=True,
-                         headers={"Content-Type": ctype, "Authorization": basic(),
-                                  "Transfer-Encoding": "chunked"})
-            resp = conn.getresponse()
-            status, text = resp.status, resp.read()
-        except (ConnectionResetError, BrokenPipeError) as e:
-            self.fail(f"the server reset the connection without an answer: {e!r}")
-        self.assertEqual(status, 413, text)
+        sent = body[: MiB + 256 * 1024]
+        head = (f"POST / HTTP/1.1\r\nHost: {HOST}:{self.daemon.port}\r\n"
+                f"Content-Type: {ctype}\r\nTransfer-Encoding: chunked\r\n"
+                f"Authorization: {basic()}\r\n\r\n").encode()
+        sock = socket.create_connection((HOST, self.daemon.port), timeout=10)
+        self.addCleanup(sock.close)
+        sock.sendall(head)
+        for i in range(0, len(sent), 64 * 1024):
+            piece = sent[i:i + 64 * 1024]
+            sock.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
+        # The body is not finished: the answer must come anyway.
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+        self.assertTrue(answer.startswith(b"HTTP/1.1 413 "), answer[:200])
+        sock.close()
         self.assert_nothing_stored("chunked-big", wheel[0])
 
     def test_upload_under_limit_is_accepted(self):
@@ -88,6 +92,15 @@ class UploadLimitTests(DaemonTestCase):
         resp = upload(self.daemon, *wheel)
         self.assertEqual(resp.status, 200, resp.body)
         self.assertIn(wheel[0], files_by_name(self.daemon, "just-fits"))
+        # Larger than what is sent in one piece: the streaming paths.
+        data, size = wheel[1], len(wheel[1])
+        url = file_url(self.daemon, "just-fits", wheel[0])
+        self.assertEqual(http("GET", url).body, data)
+        middle = http("GET", url, {"Range": "bytes=300000-600099"})
+        self.assertEqual((middle.status, middle.body), (206, data[300000:600100]))
+        self.assertEqual(middle.header("Content-Range"), f"bytes 300000-600099/{size}")
+        tail = http("GET", url, {"Range": "bytes=-400000"})
+        self.assertEqual((tail.status, tail.body), (206, data[-400000:]))
 
 
 class LargeUploadTests(DaemonTestCase):

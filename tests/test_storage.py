@@ -21,6 +21,7 @@ from pypid.storage.interface import (
     FilenameDeleted,
     IStorage,
     LocalFile,
+    MemoryFile,
     ScanResult,
 )
 from pypid.storage.local import LocalStorage
@@ -30,7 +31,7 @@ from tests.distributions import (
     make_wheel,
     metadata_text,
 )
-from tests.fakes import read_file, run_now, write_file
+from tests.fakes import QueuedRun, read_file, run_now, write_file
 
 UPLOAD_TIME = 1767225600.25
 
@@ -56,6 +57,8 @@ class StorageContractMixin:
 
     def read_located(self, location):
         """Return the bytes a C{locate()} answer points at."""
+        if isinstance(location, MemoryFile):
+            return location.data
         self.assertIsInstance(location, LocalFile)
         return read_file(location.path)
 
@@ -480,3 +483,52 @@ class LocalStorageTests(StorageContractMixin, SynchronousTestCase):
         self.assertEqual(failure.value.sha256, hashlib.sha256(data).hexdigest())
         self.assertEqual(read_file(os.path.join(storage.root, filename)), data)
 
+    def scan_with_import_pending(self):
+        """
+        Return a storage on a L{QueuedRun}, the runner and the record of a
+        foreign file that a scan read but has not yet written beside it.
+        """
+        run = QueuedRun()
+        storage = LocalStorage(os.path.abspath(self.mktemp()), run, self.clock)
+        filename, data = make_wheel("holy-grail", "1.0")
+        self.put_foreign(storage, filename, data)
+        storage.prepare()
+        run.run_all()
+        d = storage.scan({}, 0)
+        run.run()
+        record = self.successResultOf(d).records[filename]
+        self.assertEqual(len(run.pending), 1, "the scan left no work to write its imports")
+        return storage, run, record
+
+    def test_metadata_while_import_pending(self):
+        """Just after a scan, an imported file's metadata can be sent before its sidecar exists."""
+        storage, run, record = self.scan_with_import_pending()
+        served = self.read_located(storage.locate_metadata(record))
+        self.assertEqual(hashlib.sha256(served).hexdigest(), record.metadata_sha256)
+        run.run_all()
+        self.assertEqual(self.read_located(storage.locate_metadata(record)), served)
+
+    def test_yank_during_import_kept(self):
+        """A yank stored while the scan's imported records are still being written is kept."""
+        storage, run, record = self.scan_with_import_pending()
+        done = storage.update(attrs.evolve(record, yanked="broken"))
+        run.run(-1)
+        self.successResultOf(done)
+        run.run_all()
+        sync = LocalStorage(storage.root, run_now, self.clock)
+        self.assertEqual(self.scan(sync).records[record.filename].yanked, "broken")
+        self.assertEqual(self.read_located(sync.locate_metadata(record)),
+                         read_file(self.sidecar(storage, record.filename, ".metadata")))
+
+    def test_delete_during_import_kept(self):
+        """A delete stored while the scan's imported records are still being written stays a tombstone."""
+        storage, run, record = self.scan_with_import_pending()
+        done = storage.delete(record)
+        run.run(-1)
+        self.successResultOf(done)
+        run.run_all()
+        sync = LocalStorage(storage.root, run_now, self.clock)
+        result = self.scan(sync)
+        self.assertEqual(result.records, {})
+        self.assertEqual(result.tombstones, frozenset([record.filename]))
+        self.assertFalse(os.path.exists(self.sidecar(storage, record.filename, ".metadata")))

@@ -12,7 +12,9 @@ import os
 
 import treq
 from treq.testing import RequestTraversalAgent, StubTreq
-from twisted.internet.task import Clock
+from twisted.internet import _producer_helpers
+from twisted.internet.task import Clock, Cooperator
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.http_headers import Headers
 
@@ -24,7 +26,16 @@ from pypid.web.access import Access
 from pypid.web.app import PypidApp
 from pypid.web.simple import FilesResource, RootResource, SimpleResource
 from tests.distributions import make_sdist, make_wheel, metadata_text
-from tests.fakes import FAST, multipart_body, read_file, run_in_pool_now, run_now, twine_fields
+from tests.fakes import (
+    FAST,
+    QueuedRun,
+    multipart_body,
+    read_file,
+    run_in_pool_now,
+    run_now,
+    twine_fields,
+    write_file,
+)
 
 ORIGIN = "http://pypi.test"
 PASSWORD = "correct horse"
@@ -53,8 +64,11 @@ class _ServerMixin:
     def setUp(self):
         self.clock = Clock()
         self.clock.advance(1767225600)
-        self.storage = LocalStorage(os.path.abspath(self.mktemp()), run_now, self.clock)
-        self.successResultOf(self.storage.prepare())
+        self.storage = LocalStorage(os.path.abspath(self.mktemp()), self.make_storage_run(),
+                                    self.clock)
+        prepared = self.storage.prepare()
+        self.finish_storage_work()
+        self.successResultOf(prepared)
         self.index = Index(file_url_for(self.base_url))
         verifier = PasswordVerifier(USERS, self.clock, None, run_in_pool=run_in_pool_now)
         self.access = Access(Policy(read=self.read), verifier)
@@ -66,6 +80,13 @@ class _ServerMixin:
             self.app.resource(),
         )
         self.client = StubTreq(self.root)
+
+    def make_storage_run(self):
+        """The storage's C{run(f, *args)}: synchronous unless a test needs otherwise."""
+        return run_now
+
+    def finish_storage_work(self):
+        """Complete whatever storage work L{make_storage_run}'s runner holds back."""
 
     # -- requests --------------------------------------------------------------
 
@@ -455,6 +476,12 @@ class LargeFileTests(_ServerMixin, SynchronousTestCase):
 
     def setUp(self):
         super().setUp()
+        # Twisted drives a pull producer (what streams a large file) with the
+        # global cooperator, on the global reactor; drive it with a clock here.
+        self.cooperator_clock = Clock()
+        cooperator = Cooperator(scheduler=lambda f: self.cooperator_clock.callLater(0, f),
+                                started=True)
+        self.patch(_producer_helpers, "cooperate", cooperator.cooperate)
         blob = os.urandom(600 << 10)
         self.name, self.data = make_wheel("Holy.Grail", "3.0", extra_files=[("holy_grail/blob.bin", blob)])
         fields = twine_fields("Holy.Grail", "3.0", self.data)
@@ -465,17 +492,19 @@ class LargeFileTests(_ServerMixin, SynchronousTestCase):
     def fetch(self, headers=None):
         """GET the large file, pumping the in-memory connection until it is done."""
         d = self.client.request("GET", ORIGIN + self.path, headers=headers or {})
+        d.addCallback(lambda response: response.content().addCallback(
+            lambda body: (response, body)))
+        done = []
+        d.addBoth(done.append)
         for _ in range(1000):
-            self.client.flush()
-            if d.called:
+            if done:
                 break
-        response = self.successResultOf(d)
-        body = response.content()
-        for _ in range(1000):
-            if body.called:
-                break
+            self.cooperator_clock.advance(0)
             self.client.flush()
-        return response, self.successResultOf(body)
+        self.assertEqual(len(done), 1, "the download did not finish")
+        if isinstance(done[0], Failure):
+            done[0].raiseException()
+        return done[0]
 
     def test_whole(self):
         """A large file arrives whole and intact."""
@@ -488,6 +517,59 @@ class LargeFileTests(_ServerMixin, SynchronousTestCase):
         response, body = self.fetch({"Range": "bytes=1000-299999"})
         self.assertEqual(response.code, 206)
         self.assertEqual(body, self.data[1000:300000])
+
+
+class ImportedFolderTests(_ServerMixin, SynchronousTestCase):
+    """Tests for files found in the storage folder, served before their sidecars are written."""
+
+    def make_storage_run(self):
+        """Storage work waits until the test runs it."""
+        self.run = QueuedRun()
+        return self.run
+
+    def finish_storage_work(self):
+        """Run the storage work queued so far."""
+        self.run.run_all()
+
+    def setUp(self):
+        super().setUp()
+        write_file(os.path.join(self.storage.root, "legacy", WHEEL_NAME), WHEEL)
+        d = self.storage.scan({}, 0)
+        self.run.run()
+        self.index.load(self.successResultOf(d).records.values())
+        self.assertEqual(len(self.run.pending), 1)
+        self.path = f"/files/holy-grail/{WHEEL_NAME}"
+
+    def test_file(self):
+        """An imported file is served from where it lies."""
+        response, body = self.get(self.path)
+        self.assertEqual((response.code, body), (200, WHEEL))
+
+    def test_metadata_from_memory(self):
+        """Its metadata is served (whole, in ranges, and to HEAD) before its sidecar exists."""
+        response, body = self.get(self.path + ".metadata")
+        self.assertEqual((response.code, body), (200, WHEEL_META.encode()))
+        etag = f'"{hashlib.sha256(body).hexdigest()}"'.encode()
+        self.assertEqual(self.header(response, "ETag"), etag)
+        response, body = self.get(self.path + ".metadata", headers={"Range": "bytes=0-9"})
+        self.assertEqual((response.code, body), (206, WHEEL_META.encode()[:10]))
+        response, body = self.request("HEAD", self.path + ".metadata")
+        self.assertEqual((response.code, body), (200, b""))
+        response, _ = self.get(self.path + ".metadata", headers={"If-None-Match": etag})
+        self.assertEqual(response.code, 304)
+
+    def test_metadata_after_write(self):
+        """Once the sidecars are written, the same metadata is served from disk."""
+        _, before = self.get(self.path + ".metadata")
+        self.run.run_all()
+        response, after = self.get(self.path + ".metadata")
+        self.assertEqual((response.code, after), (200, before))
+
+    def test_legacy_json(self):
+        """The legacy JSON API reads the imported file's metadata too."""
+        response, body = self.get("/pypi/holy-grail/json")
+        self.assertEqual(response.code, 200)
+        self.assertEqual(json.loads(body)["info"]["summary"], "The grail")
 
 
 class BaseUrlTests(_ServerMixin, SynchronousTestCase):

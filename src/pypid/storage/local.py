@@ -104,6 +104,10 @@ class LocalStorage:
     # Metadata of files imported by the last scan whose sidecars are not
     # written yet (filename -> bytes); served from here until they are.
     _unwritten: dict = attrs.field(factory=dict)
+    # Held while a record sidecar is written, so that the background write of
+    # imported records never undoes a yank or a delete stored meanwhile.
+    _sidecar_lock: object = attrs.field(factory=threading.Lock, init=False, repr=False,
+                                        eq=False)
 
     @property
     def temp_dir(self):
@@ -152,9 +156,9 @@ class LocalStorage:
         return d
 
     def _persist_imported(self, scanned):
-        result, imported = scanned
+        result, imported, started = scanned
         if imported:
-            done = self._run(self._write_imported_sync, imported)
+            done = self._run(self._write_imported_sync, imported, started)
             done.addErrback(lambda f: log.failure("Cannot keep imported records", f))
         return result
 
@@ -232,15 +236,17 @@ class LocalStorage:
 
     def _write_record_sync(self, record):
         data = json.dumps(record.to_json(), sort_keys=True).encode("utf-8")
-        _write_atomic(self._record_path(record.filename), data, self.temp_dir)
+        with self._sidecar_lock:
+            _write_atomic(self._record_path(record.filename), data, self.temp_dir)
         _fsync_dir(self._files_dir)
 
     def _delete_sync(self, record):
         tombstone = dict(record.to_json(), deleted=True, deleted_at=self._now())
-        _write_atomic(self._record_path(record.filename),
-                      json.dumps(tombstone, sort_keys=True).encode("utf-8"), self.temp_dir)
-        _unlink(self._file_path(record.path))
-        _unlink(self._metadata_path(record.filename))
+        with self._sidecar_lock:
+            _write_atomic(self._record_path(record.filename),
+                          json.dumps(tombstone, sort_keys=True).encode("utf-8"), self.temp_dir)
+            _unlink(self._file_path(record.path))
+            _unlink(self._metadata_path(record.filename))
         _fsync_dir(self._files_dir)
 
     def _now(self):
@@ -265,8 +271,8 @@ class LocalStorage:
                     yield prefix + entry.name, entry.name, entry
 
     def _scan_sync(self, known, since):
+        started = time.time()
         os.makedirs(self._files_dir, exist_ok=True)
-        os.makedirs(self.temp_dir, exist_ok=True)
         # Sidecars of files read during the scan are written through it.
         os.makedirs(self.temp_dir, exist_ok=True)
         sidecars = {}
@@ -296,18 +302,30 @@ class LocalStorage:
                 records[filename] = record
         result = ScanResult(records=records, tombstones=frozenset(tombstones),
                             skipped=tuple(skipped))
-        return result, imported
+        return result, imported, started
 
-    def _write_imported_sync(self, imported):
-        """Keep imported records and metadata beside their files."""
-        for record, metadata in imported:
+    def _write_imported_sync(self, imported, started):
+        """
+        Keep imported records and metadata beside their files. Their times
+        are set to when the scan started: they say what the folder held then,
+        so the snapshot taken after that scan need not read them again.
+        """
+        for record, metadata, seen in imported:
             try:
-                if metadata is not None:
-                    _write_atomic(self._metadata_path(record.filename), metadata,
-                                  self.temp_dir, durable=False)
-                _write_atomic(self._record_path(record.filename),
-                              json.dumps(record.to_json(), sort_keys=True).encode("utf-8"),
-                              self.temp_dir, durable=False)
+                with self._sidecar_lock:
+                    current = self._read_sidecar(record.filename)
+                    deleted = current is not None and current.get("deleted")
+                    if metadata is not None and not deleted:
+                        _write_atomic(self._metadata_path(record.filename), metadata,
+                                      self.temp_dir, durable=False)
+                    # A sidecar that changed since the scan read it holds a yank
+                    # or a delete stored meanwhile: newer than what the scan knew.
+                    if current == seen:
+                        path = self._record_path(record.filename)
+                        _write_atomic(path,
+                                      json.dumps(record.to_json(), sort_keys=True).encode("utf-8"),
+                                      self.temp_dir, durable=False)
+                        os.utime(path, (started, started))
             except OSError as e:
                 log.warn("Cannot keep the record of {filename}: {error}",
                          filename=record.filename, error=e.strerror)
@@ -346,5 +364,5 @@ class LocalStorage:
         # scan is cheap and the upload time stays what it was today.
         if metadata is not None:
             self._unwritten[filename] = metadata
-        imported.append((record, metadata))
+        imported.append((record, metadata, data))
         return record

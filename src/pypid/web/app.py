@@ -25,7 +25,7 @@ from pypid.errors import (
 )
 from pypid.metadata import InvalidDistribution, parse_metadata
 from pypid.multipart import FormSink, MultipartError, UploadTooLarge, boundary_from_content_type
-from pypid.names import is_valid_name, normalize
+from pypid.names import InvalidName, canonical_version, is_valid_name, normalize
 from pypid import render
 from pypid.storage.interface import FileExists, FilenameDeleted, MemoryFile, StorageError
 from pypid.upload import validate_upload
@@ -192,6 +192,7 @@ class PypidApp:
         name, version = (form.get("name") or "").strip(), (form.get("version") or "").strip()
         if not is_valid_name(name):
             raise BadRequest("name: a valid project name is required")
+        version = _version(version)
         project = self._index.project(normalize(name))
         records = [r for r in (project.files.values() if project else ()) if r.version == version]
         if not records:
@@ -236,6 +237,7 @@ class PypidApp:
                                            self._delete_change, None))
 
     def _release(self, project, version):
+        version = _version(version)
         entry = self._index.project(normalize(project))
         files = [r.filename for r in (entry.files.values() if entry else ()) if r.version == version]
         if not files:
@@ -348,6 +350,14 @@ class PypidApp:
             "files": len(self._index),
             "serial": self._index.serial,
         }).encode("utf-8")
+
+
+def _version(text):
+    """The normalized form of a version from a request (C{1.00} finds C{1.0})."""
+    try:
+        return canonical_version(text)
+    except InvalidName:
+        raise NotFound(f"no such version: {text!r} is not a valid version")
 
 
 def _reason(request):

@@ -84,8 +84,9 @@ class SimpleResource(Resource):
 
     def _kind(self, request):
         fmt = request.args.get(b"format")
+        # A "+" typed into a query string arrives decoded as a space.
         kind = choose(request.requestHeaders.getRawHeaders(b"accept", (None,))[0],
-                      fmt[0] if fmt else None)
+                      fmt[0].replace(b" ", b"+") if fmt else None)
         if kind is None:
             raise NotAcceptable(_NOT_ACCEPTABLE)
         return kind
