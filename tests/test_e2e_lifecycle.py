@@ -351,20 +351,42 @@ class ConfigurationTests(DaemonTestCase):
         self.assert_one_line(code, output, path, "[users] alice")
         self.assertNotIn("hunter2-secret", output)
 
+
+class StartupFailureTests(DaemonTestCase):
+    """A server that cannot start says why in one line and exits with a failure status, for systemd's C{Restart=on-failure}."""
+
+    def run_server(self, folder, *settings, port=None):
+        """Run the server until it exits; return the finished process."""
+        argv = [TWISTD, "-n", "--pidfile=", "pypid",
+                "--set", f"pypid.snapshot={folder}/index.json",
+                "--listen", f"tcp:{port or free_port()}:interface={HOST}"]
+        for setting in settings:
+            argv += ["--set", setting]
+        return run(argv, cwd=folder, env=clean_env(folder), timeout=30, check=False,
+                   what="twistd")
+
     def test_port_in_use_exits_non_zero(self):
-        """When the listen port is taken the server says so and exits with a failure status (for systemd's Restart=on-failure)."""
+        """When the listen port is taken the server says so in one line and exits with a failure status."""
         blocker = socket.socket()
         self.addCleanup(blocker.close)
         blocker.bind((HOST, 0))
         blocker.listen()
-        port = blocker.getsockname()[1]
         folder = os.path.abspath(self.mktemp())
         os.makedirs(folder)
-        done = run([TWISTD, "-n", "--pidfile=", "pypid",
-                    "--set", f"pypid.snapshot={folder}/index.json",
-                    "--set", f"storage.path={folder}/packages",
-                    "--listen", f"tcp:{port}:interface={HOST}"],
-                   cwd=folder, env=clean_env(folder), timeout=30, check=False, what="twistd")
+        done = self.run_server(folder, f"storage.path={folder}/packages",
+                               port=blocker.getsockname()[1])
         self.assertIn("Cannot listen", done.output)
+        self.assertNotIn("Traceback", done.output)
+        self.assertNotEqual(done.returncode, 0, done.output)
+
+    def test_unusable_storage_exits_non_zero_without_traceback(self):
+        """When the storage folder cannot be used (here: it is a file) the server names it in one line, without a traceback, and exits with a failure status."""
+        folder = os.path.abspath(self.mktemp())
+        os.makedirs(folder)
+        storage = os.path.join(folder, "not-a-folder")
+        with open(storage, "w") as f:
+            f.write("a file where the storage folder should be\n")
+        done = self.run_server(folder, f"storage.path={storage}")
+        self.assertIn(storage, done.output)
         self.assertNotIn("Traceback", done.output)
         self.assertNotEqual(done.returncode, 0, done.output)

@@ -16,7 +16,7 @@ import attrs
 from packaging.version import InvalidVersion, Version
 
 from pypid import render
-from pypid.names import normalize, parse_filename, InvalidName
+from pypid.names import InvalidName, filename_key, normalize, parse_filename
 
 HTML = "html"
 JSON = "json"
@@ -124,6 +124,8 @@ class Index:
     _files: dict = attrs.field(factory=dict)
     _tombstones: dict = attrs.field(factory=dict)
     _root_pages: dict = attrs.field(factory=dict)
+    # filename_key -> filename, for live and deleted files
+    _keys: dict = attrs.field(factory=dict)
 
     # -- reading -------------------------------------------------------------
 
@@ -142,6 +144,15 @@ class Index:
     def is_deleted(self, filename):
         """Whether the filename belonged to a deleted file (never to be reused)."""
         return filename in self._tombstones
+
+    def same_distribution(self, filename):
+        """
+        The stored or deleted filename that names the same distribution as
+        C{filename} under another spelling (or, for an sdist, another sdist
+        of the same release), or L{None}.
+        """
+        other = self._keys.get(filename_key(filename))
+        return other if other != filename else None
 
     def records(self):
         """Every live L{FileRecord}."""
@@ -179,17 +190,23 @@ class Index:
 
     # -- changing ------------------------------------------------------------
 
-    def load(self, records, tombstones=()):
-        """Replace the whole content with these records and deleted filenames."""
+    def load(self, records, tombstones=(), serial=0):
+        """
+        Replace the whole content with these records and deleted filenames.
+
+        @param serial: the serial the content had when saved; the index goes
+            on counting from there, so C{last_serial} never goes back.
+        """
         self._projects.clear()
         self._files.clear()
         self._tombstones.clear()
+        self._keys.clear()
         for filename in tombstones:
             self._tombstone(filename)
         for record in records:
             self._put(record)
         self._root_pages.clear()
-        self.serial += 1
+        self.serial = max(self.serial, serial) + 1
 
     def add(self, record):
         """Add a new file, or replace the record of an existing one (a yank)."""
@@ -213,6 +230,7 @@ class Index:
             except InvalidName:
                 project = None
         self._tombstones[filename] = project
+        self._remember_key(filename)
         if project is not None and project not in self._projects:
             self._projects[project] = Project(project, project)
             self._root_pages.clear()
@@ -229,3 +247,9 @@ class Index:
         project.files[record.filename] = record
         project._pages.clear()
         self._files[record.filename] = record
+        self._remember_key(record.filename)
+
+    def _remember_key(self, filename):
+        key = filename_key(filename)
+        if key is not None:
+            self._keys.setdefault(key, filename)

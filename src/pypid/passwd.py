@@ -31,7 +31,7 @@ Put the hash in the configuration file, one line per user:
     [users]
     alice = <the hash>
 
-and restart or reload pypid.
+and restart pypid.
 """
 
 

@@ -6,14 +6,18 @@ Start-up order matters: the listeners open only once the index is loaded
 client never sees a half-empty index; the snapshot timer starts after that.
 """
 
+import atexit
+import os
+import sys
 from urllib.parse import quote
 
 import attrs
 from twisted.application.service import MultiService, Service
-from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred
+from twisted.internet.defer import Deferred, DeferredList, ensureDeferred, maybeDeferred
 from twisted.logger import Logger
 
 from pypid import snapshot as snapshots
+from pypid.storage.interface import StorageError
 
 log = Logger()
 
@@ -50,17 +54,18 @@ class IndexLoader:
     async def load(self):
         """Load, reconcile, and report what was found."""
         started = self.clock.seconds()
-        known, since, tombstones = {}, 0.0, ()
+        known, since, serial = {}, 0.0, 0
         try:
             snap = await self.run(snapshots.read, self.snapshot_path)
         except snapshots.SnapshotError as e:
             log.warn("Snapshot unusable, rebuilding the index from storage: {error}", error=str(e))
             snap = None
         if snap is not None:
-            known, since, tombstones = snap.records, snap.saved_at, snap.tombstones
+            known, since, serial = snap.records, snap.saved_at, snap.serial
         await self.storage.prepare()
         result = await self.storage.scan(known, since)
-        self.index.load(result.records.values(), result.tombstones | set(tombstones))
+        # Storage is the truth for tombstones too: the scan reads every one.
+        self.index.load(result.records.values(), result.tombstones, serial)
         for path, reason in result.skipped:
             log.warn("Not serving {path}: {reason}", path=path, reason=reason)
         log.info(
@@ -73,18 +78,23 @@ class IndexLoader:
 
 class PypidService(MultiService):
     """
-    The whole server. Its children (listeners, snapshot timer) start once the
-    index is loaded; a load failure stops the process with one log line.
+    The whole server. The listeners start once the index is loaded, and the
+    snapshot timer once every listener is up; a failure on the way (storage
+    unusable, port taken) stops the process with one log line and a non-zero
+    exit status, so a supervisor such as systemd sees it failed.
     """
 
-    def __init__(self, loader, listeners, snapshot_service, threadpools, reactor):
+    def __init__(self, loader, listeners, snapshot_service, threadpools, reactor,
+                 exit_on_failure=False):
         MultiService.__init__(self)
+        self._exit_on_failure = exit_on_failure
         self._loader = loader
         self._listeners = listeners
         self._snapshot_service = snapshot_service
         self._threadpools = threadpools
         self._reactor = reactor
         self.ready = Deferred()
+        self.failed = False
 
     def startService(self):
         """Start the thread pools, load the index, then open the listeners."""
@@ -92,20 +102,41 @@ class PypidService(MultiService):
         for pool in self._threadpools:
             pool.start()
         d = ensureDeferred(self._loader.load())
-        d.addCallback(self._loaded)
-        d.addErrback(self._failed)
+        d.addCallbacks(self._loaded, self._load_failed)
 
     def _loaded(self, _):
-        for child in [*self._listeners, self._snapshot_service]:
-            child.setServiceParent(self)
+        for listener in self._listeners:
+            listener.setServiceParent(self)
+        d = DeferredList([listener.listening for listener in self._listeners],
+                         fireOnOneErrback=True, consumeErrors=True)
+        d.addCallbacks(self._listening, self._listen_failed)
+
+    def _listening(self, _):
+        self._snapshot_service.setServiceParent(self)
         self.ready.callback(None)
 
-    def _failed(self, failure):
-        log.failure("Cannot load the index; stopping", failure)
-        self.stop_reactor()
+    def _listen_failed(self, failure):
+        self.fatal("Cannot listen on {endpoint}: {error}".format(
+            endpoint=failure.value.subFailure.value.description,
+            error=failure.value.subFailure.value.reason))
 
-    def stop_reactor(self):
-        """Stop the process (after a fatal start-up error)."""
+    def _load_failed(self, failure):
+        if failure.check(StorageError):
+            self.fatal(f"Cannot load the index: {failure.getErrorMessage()}")
+        else:
+            log.failure("Cannot load the index", failure)
+            self.fatal("Cannot load the index: stopping")
+
+    def fatal(self, message):
+        """
+        Stop the process after an error at start-up, with one critical log
+        line and exit status 1 (twistd itself always exits with 0 after a
+        clean reactor stop, so the status is set once its cleanup is done).
+        """
+        self.failed = True
+        log.critical("{message}", message=message)
+        if self._exit_on_failure:
+            atexit.register(_exit_failed)
         if self._reactor.running:
             self._reactor.stop()
 
@@ -117,39 +148,55 @@ class PypidService(MultiService):
             for pool in self._threadpools:
                 if pool.started:
                     pool.stop()
+            self._loader.storage.close()
             return result
         d.addBoth(stop_pools)
         return d
 
 
+def _exit_failed():
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(1)
+
+
+class ListenFailed(Exception):
+    """A listener could not open its endpoint."""
+
+    def __init__(self, description, reason):
+        super().__init__(f"{description}: {reason}")
+        self.description = description
+        self.reason = reason
+
+
 class ListenerService(Service):
     """
-    Listens on one endpoint while running. A failure to listen (port taken,
-    bad certificate) stops the process with one clear line.
+    Listens on one endpoint while running.
+
+    @ivar listening: a L{Deferred} that fires when listening started, or
+        fails with L{ListenFailed}.
     """
 
-    def __init__(self, endpoint, description, factory, on_failure):
+    def __init__(self, endpoint, description, factory):
         self.endpoint = endpoint
         self.description = description
         self.factory = factory
-        self._on_failure = on_failure
         self._port = None
-        self._listening = None
+        self.listening = Deferred()
 
     def startService(self):
         """Start listening."""
         Service.startService(self)
-        self._listening = self.endpoint.listen(self.factory)
-        self._listening.addCallbacks(self._listened, self._failed)
+        d = self.endpoint.listen(self.factory)
+        d.addCallbacks(self._listened, self._failed)
 
     def _listened(self, port):
         self._port = port
         log.info("Listening on {endpoint}", endpoint=self.description)
+        self.listening.callback(port)
 
     def _failed(self, failure):
-        log.critical("Cannot listen on {endpoint}: {error}",
-                     endpoint=self.description, error=failure.getErrorMessage())
-        self._on_failure()
+        self.listening.errback(ListenFailed(self.description, failure.getErrorMessage()))
 
     def stopService(self):
         """Stop listening."""

@@ -40,13 +40,15 @@ class Snapshot:
     saved_at: float
     records: dict
     tombstones: tuple
+    serial: int = 0
 
 
-def encode(records, tombstones, saved_at):
+def encode(records, tombstones, saved_at, serial=0):
     """Serialise an index to the snapshot's bytes."""
     data = {
         "format": FORMAT,
         "saved_at": saved_at,
+        "serial": serial,
         "files": [r.to_json() for r in records],
         "tombstones": list(tombstones),
     }
@@ -68,11 +70,29 @@ def decode(data):
         for item in obj["files"]:
             record = FileRecord.from_json(item)
             records[record.filename] = record
-        return Snapshot(float(obj["saved_at"]), records, tuple(obj["tombstones"]))
+        serial = obj.get("serial", 0)
+        if not isinstance(serial, int):
+            raise SnapshotError("the serial is not a whole number")
+        return Snapshot(float(obj["saved_at"]), records, tuple(obj["tombstones"]), serial)
     except SnapshotError:
         raise
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise SnapshotError(f"not a valid snapshot: {e}")
+
+
+def sweep(path):
+    """Remove temporary files that a crash during a save left beside the snapshot."""
+    folder = os.path.dirname(path) or "."
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        if name.startswith(".index-") and name.endswith(".tmp"):
+            try:
+                os.unlink(os.path.join(folder, name))
+            except OSError:
+                pass
 
 
 def read(path):
@@ -83,6 +103,7 @@ def read(path):
     L{SnapshotError}, so that it is kept for a person to look at and the
     next start does not trip over it again.
     """
+    sweep(path)
     try:
         with open(path, "rb") as f:
             data = f.read()
@@ -157,7 +178,7 @@ class SnapshotWriter:
         now = self._clock.seconds()
 
         def save():
-            write(self.path, encode(records, tombstones, now))
+            write(self.path, encode(records, tombstones, now, serial))
 
         def saved(_):
             self.saved_serial = serial

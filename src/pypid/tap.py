@@ -67,14 +67,20 @@ class Options(usage.Options):
 
 def makeService(options, reactor=None):
     """Build the whole server from parsed L{Options}."""
+    exit_on_failure = reactor is None
     if reactor is None:
         from twisted.internet import reactor
     config = options["config_obj"]
-    return build_service(config, reactor)
+    return build_service(config, reactor, exit_on_failure)
 
 
-def build_service(config, reactor):
-    """Build the service tree for a L{pypid.config.Config}."""
+def build_service(config, reactor, exit_on_failure=False):
+    """
+    Build the service tree for a L{pypid.config.Config}.
+
+    @param exit_on_failure: make the process exit with status 1 after a fatal
+        start-up error (only for a real process, never inside tests).
+    """
     pool = ThreadPool(minthreads=1, maxthreads=config.server.threads, name="pypid-io")
     hash_pool = ThreadPool(minthreads=0, maxthreads=2, name="pypid-hash")
     run = partial(deferToThreadPool, reactor, pool)
@@ -100,10 +106,6 @@ def build_service(config, reactor):
     snapshot_service = SnapshotService(writer, config.server.snapshot_interval, reactor)
     loader = IndexLoader(index, storage, config.server.snapshot, run, reactor)
 
-    def stop():
-        if reactor.running:
-            reactor.stop()
-
     listeners = []
     for description in config.server.listen:
         try:
@@ -111,8 +113,9 @@ def build_service(config, reactor):
         except (ValueError, TypeError, KeyError) as e:
             raise SystemExit(f"pypid: {config.source}: [pypid] listen: "
                              f"invalid endpoint {description!r}: {e}")
-        listeners.append(ListenerService(endpoint, description, site, stop))
-    service = PypidService(loader, listeners, snapshot_service, [pool, hash_pool], reactor)
+        listeners.append(ListenerService(endpoint, description, site))
+    service = PypidService(loader, listeners, snapshot_service, [pool, hash_pool], reactor,
+                           exit_on_failure)
     service.index = index
     service.site = site
     return service

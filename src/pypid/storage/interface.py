@@ -78,6 +78,16 @@ class IStorage(Interface):
         @rtype: L{Deferred} firing with L{None}
         """
 
+    def close():
+        """Release what L{prepare} took (locks, connections); called on stop."""
+
+    def check():
+        """
+        Whether the backend answers now (for C{/health}).
+
+        @rtype: L{Deferred} firing with a L{bool}
+        """
+
     def publish(temp_path, record, metadata):
         """
         Store the spooled file at C{temp_path} under C{record.path}, with its

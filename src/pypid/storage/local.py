@@ -22,6 +22,7 @@ the thread pool given at construction, never on the reactor thread.
 """
 
 import errno
+import fcntl
 import json
 import os
 import threading
@@ -104,6 +105,7 @@ class LocalStorage:
     # Metadata of files imported by the last scan whose sidecars are not
     # written yet (filename -> bytes); served from here until they are.
     _unwritten: dict = attrs.field(factory=dict)
+    _lock_fd: int | None = attrs.field(default=None, init=False, repr=False, eq=False)
     # Held while a record sidecar is written, so that the background write of
     # imported records never undoes a yank or a delete stored meanwhile.
     _sidecar_lock: object = attrs.field(factory=threading.Lock, init=False, repr=False,
@@ -175,9 +177,14 @@ class LocalStorage:
 
     # -- blocking work, run in the thread pool ------------------------------
 
+    def check(self):
+        """Whether the folder can be written to now."""
+        return self._run(os.access, self.root, os.W_OK)
+
     def _prepare_sync(self):
         for d in (self.root, self._files_dir, self.temp_dir):
             os.makedirs(d, exist_ok=True)
+        self._lock_sync()
         swept = 0
         for entry in os.scandir(self.temp_dir):
             if entry.is_file(follow_symlinks=False):
@@ -185,6 +192,27 @@ class LocalStorage:
                 swept += 1
         if swept:
             log.info("Removed {count} temporary files left by an earlier run", count=swept)
+
+    def _lock_sync(self):
+        """
+        Hold an exclusive lock on the folder for the life of the process: two
+        servers on one folder would each miss the other's uploads.
+        """
+        if self._lock_fd is not None:
+            return
+        fd = os.open(os.path.join(self.root, _META_DIR, "lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise StorageError(f"{self.root} is in use by another pypid process")
+        self._lock_fd = fd
+
+    def close(self):
+        """Release the folder (at the end of the service's life)."""
+        if self._lock_fd is not None:
+            fd, self._lock_fd = self._lock_fd, None
+            os.close(fd)
 
     def _read_sidecar(self, filename):
         try:

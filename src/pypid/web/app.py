@@ -9,8 +9,10 @@ L{pypid.errors.HTTPError}s, answered in one place.
 
 import html
 import json
+from urllib.parse import quote
 
 import attrs
+import werkzeug.exceptions
 from klein import Klein
 from twisted.internet.defer import ensureDeferred
 from twisted.logger import Logger
@@ -19,6 +21,7 @@ from pypid.distribution import inspect
 from pypid.errors import (
     BadRequest,
     HTTPError,
+    MethodNotAllowed,
     NotFound,
     TooLarge,
     Unavailable,
@@ -66,6 +69,7 @@ class PypidApp:
     _clock: object
     _max_upload_size: int
     _base_url: str | None = None
+    _landing: tuple | None = attrs.field(default=None, init=False)
 
     app = Klein()
 
@@ -77,27 +81,72 @@ class PypidApp:
     def _http_error(self, request, failure):
         return send_error(request, failure.value)
 
+    @app.handle_errors(werkzeug.exceptions.NotFound)
+    def _no_route(self, request, failure):
+        return send_error(request, NotFound("no such page"))
+
+    @app.handle_errors(werkzeug.exceptions.MethodNotAllowed)
+    def _wrong_method(self, request, failure):
+        allowed = ", ".join(failure.value.valid_methods or ())
+        return send_error(request, MethodNotAllowed(
+            f"this URL does not take {request.method.decode('ascii', 'replace')}; "
+            f"it takes {allowed}", [(b"allow", allowed.encode("ascii"))]))
+
     # -- pages for people ----------------------------------------------------
 
     @app.route("/", methods=["GET", "HEAD"])
     def landing(self, request):
         """A page saying what this server is and how to use it."""
-        d = self._access.gate_read(request)
-        page = self._landing_page()
-        if d is None:
-            return send_page(request, page)
-        return d.addCallback(lambda _: send_page(request, page))
+        return self._human_page(request, self._landing_page)
+
+    @app.route("/project/<string:name>/", methods=["GET", "HEAD"])
+    def project_page(self, request, name):
+        """A page for people about one project: its releases and files."""
+        return self._human_page(request, lambda: self._project_page(name))
+
+    def _human_page(self, request, make):
+        request.setHeader(b"x-content-type-options", b"nosniff")
+        request.setHeader(b"content-security-policy", _CSP)
+        gate = self._access.gate_read(request)
+        if gate is None:
+            return send_page(request, make())
+        return gate.addCallback(lambda _: send_page(request, make()))
 
     def _landing_page(self):
-        base = self._base_url or "http://<this server>/"
-        projects = len(self._index.projects())
-        files = len(self._index)
-        body = _LANDING.format(
-            base=html.escape(base),
-            projects=projects,
-            files=files,
+        serial = self._index.serial
+        if self._landing is None or self._landing[0] != serial:
+            body = _LANDING.format(
+                base=html.escape(self._base_url or "http://<this server>/"),
+                projects=len(self._index.projects()),
+                files=len(self._index),
+            ).encode("utf-8")
+            self._landing = (serial, Page.of(body, _HTML))
+        return self._landing[1]
+
+    def _project_page(self, name):
+        if not is_valid_name(name):
+            raise NotFound("no such project")
+        project = self._index.project(normalize(name))
+        if project is None:
+            raise NotFound("no such project")
+        rows = []
+        for record in reversed(project.sorted_files()):
+            yanked = (f' <em>yanked{": " + html.escape(record.yanked) if record.yanked else ""}</em>'
+                      if record.yanked is not None else "")
+            rows.append(
+                f'<tr><td>{html.escape(record.version)}</td>'
+                f'<td><a href="{html.escape(self._file_url(record))}">'
+                f'{html.escape(record.filename)}</a>{yanked}</td>'
+                f'<td>{record.size}</td><td>{html.escape(record.upload_time_iso[:19])}</td>'
+                f'<td><code>{record.sha256}</code></td></tr>'
+            )
+        body = _PROJECT.format(
+            name=html.escape(project.display_name),
+            normalized=html.escape(project.name),
+            base=html.escape(self._base_url or "http://<this server>/"),
+            rows="\n".join(rows) or '<tr><td colspan="5">No files.</td></tr>',
         ).encode("utf-8")
-        return Page.of(body, b"text/html; charset=utf-8")
+        return Page.of(body, _HTML)
 
     # -- uploads ---------------------------------------------------------------
 
@@ -153,6 +202,12 @@ class PypidApp:
         existing = self._index.get_file(upload.filename)
         if existing is not None:
             return self._same_or_conflict(request, existing.sha256, upload)
+        other = self._index.same_distribution(upload.filename)
+        if other is not None:
+            raise BadRequest(
+                f"File already exists ('{other}'): it names the same distribution as "
+                f"'{upload.filename}'; a release may have one sdist, and one file per wheel tag"
+            )
         if self._index.is_deleted(upload.filename):
             raise BadRequest(
                 f"File already exists ('{upload.filename}'): this filename was previously "
@@ -334,7 +389,7 @@ class PypidApp:
         return self._base_url or "/"
 
     def _file_url(self, record):
-        return f"{self._prefix()}files/{record.project}/{record.filename}"
+        return f"{self._prefix()}files/{record.project}/{quote(record.filename)}"
 
     # -- health ----------------------------------------------------------------------
 
@@ -343,9 +398,15 @@ class PypidApp:
         """Whether the server is up, and what it serves (no secrets)."""
         request.setHeader(b"content-type", b"application/json")
         request.setHeader(b"cache-control", b"no-store")
+        return ensureDeferred(self._health(request))
+
+    async def _health(self, request):
+        storage_ok = await self._storage.check()
+        if not storage_ok:
+            request.setResponseCode(503)
         return json.dumps({
-            "status": "ok",
-            "storage": "ok",
+            "status": "ok" if storage_ok else "degraded",
+            "storage": "ok" if storage_ok else "down",
             "projects": len(self._index.projects()),
             "files": len(self._index),
             "serial": self._index.serial,
@@ -374,6 +435,21 @@ def _read_bytes(path):
     with open(path, "rb") as f:
         return f.read()
 
+
+_HTML = b"text/html; charset=utf-8"
+_CSP = b"default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
+
+_PROJECT = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{name} - pypid</title>
+<style>body{{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em}}
+table{{border-collapse:collapse}}td,th{{padding:.2em .6em;text-align:left;border-bottom:1px solid #ddd}}
+code{{font-size:.8em}}pre{{background:#f4f4f4;padding:.6em}}</style></head>
+<body><p><a href="../../">pypid</a></p><h1>{name}</h1>
+<pre>pip install --index-url {base}simple/ {normalized}</pre>
+<table><tr><th>version</th><th>file</th><th>bytes</th><th>uploaded (UTC)</th><th>sha256</th></tr>
+{rows}
+</table></body></html>
+"""
 
 _LANDING = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>pypid package index</title>

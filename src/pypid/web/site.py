@@ -171,7 +171,10 @@ class PypidRequest(server.Request):
 
 def too_large_message(limit):
     """The answer to an upload over C{limit} bytes."""
-    return f"content: the upload is larger than the limit of {limit >> 20} MiB"
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if limit >= 1 << shift and limit % (1 << shift) == 0:
+            return f"content: the upload is larger than the limit of {limit >> shift} {unit}"
+    return f"content: the upload is larger than the limit of {limit} bytes"
 
 
 class PypidSite(server.Site):
