@@ -390,3 +390,19 @@ class StartupFailureTests(DaemonTestCase):
         self.assertIn(storage, done.output)
         self.assertNotIn("Traceback", done.output)
         self.assertNotEqual(done.returncode, 0, done.output)
+
+    def test_second_server_on_the_same_storage_refuses_to_start(self):
+        """A second server on a storage folder in use says so in one line and exits with a failure status, and the first keeps serving."""
+        first = self.new_daemon()
+        wheel = make_wheel("locked-folder", "1.0")
+        self.assertEqual(upload(first, *wheel).status, 200)
+        folder = os.path.abspath(self.mktemp())
+        os.makedirs(folder)
+        done = self.run_server(folder, f"storage.path={first.storage}")
+        self.assertNotEqual(done.returncode, 0, done.output)
+        self.assertIn("in use by another pypid process", done.output)
+        self.assertNotIn("Traceback", done.output)
+        self.assertEqual(http("GET", file_url(first, "locked-folder", wheel[0])).body, wheel[1])
+        # A crashed server leaves no lock behind.
+        first.restart(clean=False)
+        self.assertEqual(http("GET", file_url(first, "locked-folder", wheel[0])).body, wheel[1])

@@ -356,3 +356,29 @@ class PageTests(SynchronousTestCase):
         self.assertIsNone(page.gzipped)
         self.assertIsNone(page.gzip_etag)
         self.assertEqual(page.content_type, CONTENT_TYPES[JSON])
+
+
+class SameDistributionTests(SynchronousTestCase):
+    """Tests for L{Index.same_distribution}: one file per distribution, whatever its spelling."""
+
+    def test_other_spelling(self):
+        """Another spelling of a stored wheel's name is reported with the stored name."""
+        index = Index(lambda r: r.filename)
+        index.add(make_record("demo-pkg"))
+        self.assertEqual(index.same_distribution("Demo.Pkg-1.0-py3-none-any.whl"),
+                         "demo_pkg-1.0-py3-none-any.whl")
+        self.assertIsNone(index.same_distribution("demo_pkg-1.0-py3-none-any.whl"))
+        self.assertIsNone(index.same_distribution("demo_pkg-1.0-cp311-cp311-linux_x86_64.whl"))
+
+    def test_deleted_counts(self):
+        """A deleted file's other spellings stay taken."""
+        index = Index(lambda r: r.filename)
+        index.add(make_record("demo-pkg", kind="sdist"))
+        index.remove("demo_pkg-1.0.tar.gz")
+        self.assertEqual(index.same_distribution("Demo-Pkg-1.0.tar.gz"), "demo_pkg-1.0.tar.gz")
+
+    def test_serial_continues(self):
+        """Loading with a saved serial continues counting from it."""
+        index = Index(lambda r: r.filename)
+        index.load([], (), serial=41)
+        self.assertEqual(index.serial, 42)

@@ -23,6 +23,7 @@ from pypid.storage.interface import (
     LocalFile,
     MemoryFile,
     ScanResult,
+    StorageError,
 )
 from pypid.storage.local import LocalStorage
 from tests.distributions import (
@@ -532,3 +533,27 @@ class LocalStorageTests(StorageContractMixin, SynchronousTestCase):
         self.assertEqual(result.records, {})
         self.assertEqual(result.tombstones, frozenset([record.filename]))
         self.assertFalse(os.path.exists(self.sidecar(storage, record.filename, ".metadata")))
+
+
+class LocalStorageLockTests(SynchronousTestCase):
+    """Tests for the lock that keeps one server per storage folder."""
+
+    def test_second_server_refused(self):
+        """A second storage on a folder in use fails to prepare with a clear message."""
+        root = os.path.abspath(self.mktemp())
+        first = LocalStorage(root, run_now)
+        self.successResultOf(first.prepare())
+        self.addCleanup(first.close)
+        second = LocalStorage(root, run_now)
+        failure = self.failureResultOf(second.prepare(), StorageError)
+        self.assertIn("in use by another pypid process", str(failure.value))
+
+    def test_released_on_close(self):
+        """Once the first storage is closed, another may take the folder."""
+        root = os.path.abspath(self.mktemp())
+        first = LocalStorage(root, run_now)
+        self.successResultOf(first.prepare())
+        first.close()
+        second = LocalStorage(root, run_now)
+        self.successResultOf(second.prepare())
+        second.close()

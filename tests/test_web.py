@@ -25,7 +25,7 @@ from pypid.storage.local import LocalStorage
 from pypid.web.access import Access
 from pypid.web.app import PypidApp
 from pypid.web.simple import FilesResource, RootResource, SimpleResource
-from tests.distributions import make_sdist, make_wheel, metadata_text
+from tests.distributions import make_sdist, make_sdist_zip, make_wheel, metadata_text
 from tests.fakes import (
     FAST,
     QueuedRun,
@@ -188,6 +188,23 @@ class UploadTests(_ServerMixin, SynchronousTestCase):
         self.assertIn(b"already uploaded", body)
         self.assertEqual(self.index.serial, serial)
         self.assertEqual(os.listdir(self.storage.temp_dir), [])
+
+    def test_other_spelling(self):
+        """A filename that names a stored distribution under another spelling gets 400."""
+        self.uploaded()
+        _, other = make_wheel("Holy.Grail", "1.0", metadata=WHEEL_META, module_text="X = 2\n")
+        response, body = self.upload("Holy.Grail-1.0-py3-none-any.whl", other)
+        self.assertEqual(response.code, 400)
+        self.assertTrue(body.startswith(b"File already exists ('" + WHEEL_NAME.encode()), body)
+        self.assertEqual(len(self.index), 1)
+
+    def test_second_sdist(self):
+        """A release holds one sdist: a .zip beside a .tar.gz is refused."""
+        self.uploaded(SDIST_NAME, SDIST)
+        name, data = make_sdist_zip("Holy.Grail", "1.0")
+        response, body = self.upload(name, data, filetype="sdist", pyversion="source")
+        self.assertEqual(response.code, 400, body)
+        self.assertIn(b"one sdist", body)
 
     def test_different_bytes(self):
         """Different bytes under a taken name get 400 "File already exists", and change nothing."""
@@ -870,9 +887,37 @@ class MiscTests(_ServerMixin, SynchronousTestCase):
         self.assertIn(b"twine upload", body)
 
     def test_unknown_path(self):
-        """Paths the server does not have are 404."""
-        response, _ = self.get("/nope")
+        """Paths the server does not have are 404, in plain text."""
+        response, body = self.get("/nope")
         self.assertEqual(response.code, 404)
+        self.assertEqual(self.header(response, "Content-Type"), b"text/plain; charset=utf-8")
+        self.assertEqual(body, b"no such page\n")
+
+    def test_wrong_method(self):
+        """A method a route does not take is 405 in plain text, with Allow."""
+        response, body = self.request("PUT", "/health")
+        self.assertEqual(response.code, 405)
+        self.assertEqual(self.header(response, "Content-Type"), b"text/plain; charset=utf-8")
+        self.assertIn(b"GET", self.header(response, "Allow"))
+
+    def test_health_storage_down(self):
+        """When the storage folder is gone, C{/health} answers 503 and says so."""
+        os.rename(self.storage.root, self.storage.root + ".away")
+        self.addCleanup(os.rename, self.storage.root + ".away", self.storage.root)
+        response, body = self.get("/health")
+        self.assertEqual(response.code, 503)
+        self.assertEqual(json.loads(body)["storage"], "down")
+
+    def test_project_page(self):
+        """C{/project/<p>/} shows people the project's files, escaped, with its own CSP."""
+        self.uploaded()
+        response, body = self.get("/project/holy-grail/")
+        self.assertEqual(response.code, 200)
+        self.assertIn(WHEEL_NAME.encode(), body)
+        self.assertIn(b"pip install --index-url", body)
+        self.assertIn(b"default-src 'none'", self.header(response, "Content-Security-Policy"))
+        self.assertEqual(self.header(response, "X-Content-Type-Options"), b"nosniff")
+        self.assertEqual(self.get("/project/nothing-here/")[0].code, 404)
 
 
 class PrivateReadTests(_ServerMixin, SynchronousTestCase):
