@@ -26,7 +26,9 @@ setup(
         "argon2-cffi>=23.1",
     ],
     extras_require={
-        "test": ["twine>=6", "uv>=0.5", "build", "wheel", "setuptools"],
+        # pip itself too: the end-to-end tests drive a current pip, not the
+        # one a new virtualenv happens to bundle.
+        "test": ["pip>=25", "twine>=6", "uv>=0.5", "setuptools", "wheel"],
     },
     entry_points={
         "console_scripts": ["pypid-passwd = pypid.passwd:main"],

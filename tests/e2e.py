@@ -555,27 +555,30 @@ def upload(daemon, filename, data, auth=(USER, PASSWORD), path="", fields=None):
 # -- pages -------------------------------------------------------------------------------------
 
 
-def anchors(html_bytes):
-    """C{{text: attributes}} of every anchor of a page, attribute values unescaped."""
-    class Parser(HTMLParser):
-        def __init__(self):
-            super().__init__(convert_charrefs=True)
-            self.found = {}
+class _Anchors(HTMLParser):
+    """Collects the anchors of a page: C{{text: attributes}}."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.found = {}
+        self._open = None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "a":
+            self._open = dict(attrs)
+
+    def handle_data(self, data):
+        if self._open is not None:
+            self.found[data] = self._open
+
+    def handle_endtag(self, tag):
+        if tag == "a":
             self._open = None
 
-        def handle_starttag(self, tag, attrs):
-            if tag == "a":
-                self._open = dict(attrs)
 
-        def handle_data(self, data):
-            if self._open is not None:
-                self.found[data] = self._open
-
-        def handle_endtag(self, tag):
-            if tag == "a":
-                self._open = None
-
-    parser = Parser()
+def anchors(html_bytes):
+    """C{{text: attributes}} of every anchor of a page, attribute values unescaped."""
+    parser = _Anchors()
     parser.feed(html_bytes.decode("utf-8"))
     return parser.found
 

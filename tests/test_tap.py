@@ -9,8 +9,8 @@ import attrs
 from twisted.application.service import IService
 from twisted.internet.error import CannotListenError
 from twisted.internet.testing import MemoryReactorClock
-from twisted.logger import capturedLogs
 from twisted.python import usage
+from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid import snapshot, tap
@@ -268,12 +268,21 @@ class MakeServiceTests(SynchronousTestCase):
         self.flushLoggedErrors()
 
     def test_load_failure(self):
-        """An index that cannot be loaded (storage path is a file) stops the reactor."""
+        """
+        An index that cannot be loaded (storage path is a file) stops the
+        reactor with one critical line naming the folder, and no traceback.
+        """
         write_file(os.path.join(self.folder, "packages"), b"not a folder")
         self.reactor.running = True
         service = self.service("--listen", "tcp:8081")
-        service.startService()
+        with capturedLogs() as events:
+            service.startService()
         self.assertTrue(self.reactor.hasStopped)
         self.assertEqual(self.reactor.tcpServers, [])
         self.assertNoResult(service.ready)
-        self.assertTrue(self.flushLoggedErrors(OSError))
+        self.assertTrue(service.failed)
+        critical = [formatEvent(e) for e in events if e["log_level"] == LogLevel.critical]
+        self.assertEqual(len(critical), 1)
+        self.assertIn("cannot use", critical[0])
+        self.assertIn(os.path.join(self.folder, "packages"), critical[0])
+        self.assertFalse([e for e in events if "log_failure" in e])

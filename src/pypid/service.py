@@ -134,7 +134,7 @@ class PypidService(MultiService):
         clean reactor stop, so the status is set once its cleanup is done).
         """
         self.failed = True
-        log.critical("{message}", message=message)
+        log.critical("{problem}", problem=message)
         if self._exit_on_failure:
             atexit.register(_exit_failed)
         if self._reactor.running:

@@ -182,8 +182,11 @@ class LocalStorage:
         return self._run(os.access, self.root, os.W_OK)
 
     def _prepare_sync(self):
-        for d in (self.root, self._files_dir, self.temp_dir):
-            os.makedirs(d, exist_ok=True)
+        try:
+            for d in (self.root, self._files_dir, self.temp_dir):
+                os.makedirs(d, exist_ok=True)
+        except OSError as e:
+            raise StorageError(f"cannot use {self.root} as the storage folder: {e.strerror}")
         self._lock_sync()
         swept = 0
         for entry in os.scandir(self.temp_dir):
