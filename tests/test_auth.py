@@ -7,7 +7,7 @@ import base64
 import dataclasses
 
 import attrs
-from argon2 import Parameters, PasswordHasher, Type
+from argon2 import PasswordHasher, Type
 from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.logger import capturedLogs, formatEvent
@@ -28,17 +28,8 @@ from pypid.auth import (
     parse_basic,
     www_authenticate_header,
 )
+from tests.fakes import FAST
 
-#: The cheapest argon2id cost there is, so the tests run fast.
-FAST = Parameters(
-    type=Type.ID,
-    version=19,
-    salt_len=16,
-    hash_len=32,
-    time_cost=1,
-    memory_cost=8,
-    parallelism=1,
-)
 
 ALICE_PASSWORD = "correct horse battery staple"
 BOB_PASSWORD = "hunter2:with:colons"

@@ -43,12 +43,17 @@ class InstallTests(DaemonTestCase):
         self.assertEqual(installed(target), {"e2e-app": "1.0", "e2e-lib": "1.0"})
         self.assertTrue(os.path.exists(os.path.join(target, "e2e_app", "__init__.py")))
 
-    def test_pip_installs_with_required_hashes(self):
-        """pip installs with C{--require-hashes} from a requirements file holding both sha256s."""
+    def hashed_requirements(self):
+        """Write a requirements file pinning both projects with their sha256s."""
         requirements = os.path.abspath(self.mktemp())
         with open(requirements, "w") as f:
             f.write(f"e2e-app==1.0 --hash=sha256:{sha256(APP[1])}\n"
                     f"e2e-lib==1.0 --hash=sha256:{sha256(LIB[1])}\n")
+        return requirements
+
+    def test_pip_installs_with_required_hashes(self):
+        """pip installs with C{--require-hashes} from a requirements file holding both sha256s."""
+        requirements = self.hashed_requirements()
         target = self.target()
         self.clients.pip_install(target, self.daemon.index_url, "--require-hashes",
                                  "-r", requirements)
@@ -72,10 +77,7 @@ class InstallTests(DaemonTestCase):
 
     def test_uv_installs_with_required_hashes(self):
         """uv installs with C{--require-hashes} from a requirements file holding both sha256s."""
-        requirements = os.path.abspath(self.mktemp())
-        with open(requirements, "w") as f:
-            f.write(f"e2e-app==1.0 --hash=sha256:{sha256(APP[1])}\n"
-                    f"e2e-lib==1.0 --hash=sha256:{sha256(LIB[1])}\n")
+        requirements = self.hashed_requirements()
         target = self.target()
         self.clients.uv_install(target, self.daemon.index_url, "--require-hashes",
                                 "-r", requirements)

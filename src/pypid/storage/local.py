@@ -35,7 +35,7 @@ from zope.interface import implementer
 from pypid.distribution import file_digests, inspect
 from pypid.metadata import InvalidDistribution
 from pypid.model import FileRecord
-from pypid.names import InvalidName, parse_filename
+from pypid.names import InvalidName
 from pypid.storage.interface import (
     FileExists,
     FilenameDeleted,
