@@ -32,6 +32,11 @@ UPLOAD_PATHS = frozenset([b"/", b"/legacy", b"/legacy/"])
 #: is closed right after the answer.
 _DISCARD_LIMIT = 64 << 20
 
+#: Largest body of any request other than an upload (a yank reason, say).
+#: Twisted would read such a body, multipart or form, into memory whole.
+MAX_OTHER_BODY = 1 << 20
+_OTHER_TOO_LARGE = "the request body is larger than 1 MiB"
+
 #: What an upload body may hold beyond the file: its text fields and framing.
 _FIELDS_ALLOWANCE = 9 << 20
 
@@ -73,8 +78,10 @@ class PypidRequest(server.Request):
         """Choose where the body goes, before any of it arrives."""
         channel = self.channel
         command = getattr(channel, "_command", None)
-        path = getattr(channel, "_path", b"").split(b"?", 1)[0]
+        path = _origin_form(getattr(channel, "_path", b""))
         if command != b"POST" or path not in UPLOAD_PATHS:
+            if length is not None and length > MAX_OTHER_BODY:
+                return self._answer_early(length, 413, _OTHER_TOO_LARGE)
             return server.Request.gotLength(self, length)
         site = channel.site
         ctype = self.requestHeaders.getRawHeaders(b"content-type", [b""])[0]
@@ -100,12 +107,17 @@ class PypidRequest(server.Request):
         self.content = FormSink(boundary, site.spool_dir, max_file_size=limit)
 
     def handleContentChunk(self, data):
-        """Feed the body on; answer 413 as soon as an upload passes the limit."""
+        """Feed the body on; answer 413 as soon as a body passes its limit."""
         content = self.content
         content.write(data)
-        if type(content) is FormSink and isinstance(content.error, UploadTooLarge):
+        kind = type(content)
+        if kind is FormSink:
+            if isinstance(content.error, UploadTooLarge):
+                content.close()
+                self._answer_early(None, 413, too_large_message(self.channel.site.max_upload_size))
+        elif kind is not _Discard and content.tell() > MAX_OTHER_BODY:
             content.close()
-            self._answer_early(None, 413, too_large_message(self.channel.site.max_upload_size))
+            self._answer_early(None, 413, _OTHER_TOO_LARGE)
 
     def _answer_early(self, length, code, message, www=False):
         """
@@ -167,6 +179,19 @@ class PypidRequest(server.Request):
         if isinstance(content, FormSink):
             content.close()
         server.Request.connectionLost(self, reason)
+
+
+def _origin_form(target):
+    """
+    The path of a request target, without its query, whether it came in
+    origin form (C{/legacy/?x}) or absolute form (C{http://host/legacy/}).
+    """
+    path = target.split(b"?", 1)[0]
+    if path[:1] != b"/" and b"://" in path:
+        rest = path.split(b"://", 1)[1]
+        slash = rest.find(b"/")
+        path = rest[slash:] if slash >= 0 else b"/"
+    return path
 
 
 def too_large_message(limit):

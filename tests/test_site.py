@@ -1,0 +1,128 @@
+"""
+Tests for L{pypid.web.site}: where request bodies go, and the answers given
+before a body is read, driven through a real L{HTTPChannel} over a
+L{StringTransport}.
+"""
+
+import base64
+import os
+
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.resource import Resource
+
+from pypid.multipart import FormSink
+from pypid.web.site import MAX_OTHER_BODY, PypidSite, _origin_form
+
+AUTH = b"Authorization: Basic " + base64.b64encode(b"alice:secret") + b"\r\n"
+MULTIPART = b"Content-Type: multipart/form-data; boundary=xyz\r\n"
+
+
+class _Recorder(Resource):
+    """A resource that records the requests it renders."""
+
+    isLeaf = True
+
+    def __init__(self):
+        Resource.__init__(self)
+        self.seen = []
+
+    def render(self, request):
+        self.seen.append(request)
+        self.content = request.content
+        return b"rendered"
+
+
+class SiteTests(SynchronousTestCase):
+    """Tests for L{PypidSite} and its request class."""
+
+    def setUp(self):
+        self.resource = _Recorder()
+        self.spool = os.path.abspath(self.mktemp())
+        os.makedirs(self.spool)
+        self.site = PypidSite(self.resource, 1 << 20, self.spool, reactor=Clock())
+        self.site.startFactory()
+        self.addCleanup(self.site.stopFactory)
+        self.channel = self.site.buildProtocol(None)
+        self.transport = StringTransport()
+        self.channel.makeConnection(self.transport)
+
+    def send(self, data):
+        """Feed raw bytes to the server side of the connection."""
+        self.channel.dataReceived(data)
+
+    def test_upload_too_large_declared(self):
+        """An upload declaring a length over the limit gets 413 before any body, and is closed."""
+        self.send(b"POST /legacy/ HTTP/1.1\r\nHost: x\r\n" + AUTH + MULTIPART +
+                  b"Content-Length: %d\r\n\r\n" % (200 << 20))
+        answer = self.transport.value()
+        self.assertTrue(answer.startswith(b"HTTP/1.1 413 "), answer)
+        self.assertIn(b"larger than the limit of 1 MiB", answer)
+        self.assertTrue(self.transport.disconnecting)
+        self.assertEqual(self.resource.seen, [])
+
+    def test_upload_without_credentials(self):
+        """An upload without credentials gets 401 and a Basic challenge before its body."""
+        self.send(b"POST / HTTP/1.1\r\nHost: x\r\n" + MULTIPART + b"Content-Length: 10\r\n\r\n")
+        answer = self.transport.value()
+        self.assertTrue(answer.startswith(b"HTTP/1.1 401 "), answer)
+        self.assertIn(b'WWW-Authenticate: Basic realm="pypid"', answer)
+        self.send(b"0123456789")
+        self.assertTrue(self.transport.disconnecting)
+        self.assertEqual(self.resource.seen, [])
+
+    def test_upload_streams(self):
+        """An upload's body goes to a L{FormSink}, also for an absolute-form target."""
+        body = b"--xyz\r\nContent-Disposition: form-data; name=a\r\n\r\n1\r\n--xyz--\r\n"
+        self.send(b"POST http://x/legacy/ HTTP/1.1\r\nHost: x\r\n" + AUTH + MULTIPART +
+                  b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        [request] = self.resource.seen
+        self.assertIsInstance(self.resource.content, FormSink)
+        self.assertEqual(request.upload_credentials, ("alice", "secret"))
+        self.assertEqual(self.resource.content.finish().get("a"), "1")
+
+    def test_other_body_too_large_declared(self):
+        """A non-upload request declaring a body over 1 MiB gets 413 before the body."""
+        self.send(b"POST /api/files/x/yank HTTP/1.1\r\nHost: x\r\n"
+                  b"Content-Type: application/x-www-form-urlencoded\r\n"
+                  b"Content-Length: %d\r\n\r\n" % (MAX_OTHER_BODY + 1))
+        self.assertTrue(self.transport.value().startswith(b"HTTP/1.1 413 "))
+        self.assertEqual(self.resource.seen, [])
+
+    def test_other_body_too_large_chunked(self):
+        """A chunked non-upload body is cut off with 413 as soon as it passes 1 MiB."""
+        self.send(b"POST /api/files/x/yank HTTP/1.1\r\nHost: x\r\n"
+                  b"Transfer-Encoding: chunked\r\n\r\n")
+        chunk = b"a" * (64 << 10)
+        for _ in range(17):
+            self.send(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        self.assertTrue(self.transport.value().startswith(b"HTTP/1.1 413 "))
+        self.assertTrue(self.transport.disconnecting)
+        self.assertEqual(self.resource.seen, [])
+
+    def test_small_other_body(self):
+        """A small non-upload body is read as Twisted reads it."""
+        self.send(b"POST /api/files/x/yank HTTP/1.1\r\nHost: x\r\n"
+                  b"Content-Type: application/x-www-form-urlencoded\r\n"
+                  b"Content-Length: 8\r\n\r\nreason=x")
+        [request] = self.resource.seen
+        self.assertEqual(request.args, {b"reason": [b"x"]})
+
+    def test_quiet_headers(self):
+        """Answers carry a Date header and no Server header."""
+        self.send(b"GET /simple/ HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = self.transport.value()
+        self.assertIn(b"\r\nDate: ", answer)
+        self.assertNotIn(b"\r\nServer: ", answer)
+
+
+class OriginFormTests(SynchronousTestCase):
+    """Tests for L{_origin_form}."""
+
+    def test_forms(self):
+        """Origin and absolute forms give the path without the query."""
+        self.assertEqual(_origin_form(b"/legacy/?a=b"), b"/legacy/")
+        self.assertEqual(_origin_form(b"http://host:8080/legacy/?a"), b"/legacy/")
+        self.assertEqual(_origin_form(b"https://host"), b"/")
+        self.assertEqual(_origin_form(b"*"), b"*")
