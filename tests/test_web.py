@@ -952,6 +952,14 @@ class PrivateReadTests(_ServerMixin, SynchronousTestCase):
         response, body = self.get(f"/files/holy-grail/{WHEEL_NAME}", auth=True)
         self.assertEqual(body, WHEEL)
 
+    def test_head_length(self):
+        """A HEAD of a page behind the read gate still says the page's length."""
+        _, body = self.raw("GET", "/simple/holy-grail/", headers={"Authorization": basic().decode()})
+        response, empty = self.raw("HEAD", "/simple/holy-grail/",
+                                   headers={"Authorization": basic().decode()})
+        self.assertEqual((response.code, empty), (200, b""))
+        self.assertEqual(self.header(response, "Content-Length"), b"%d" % len(body))
+
     def test_unknown_project_hidden(self):
         """Without credentials an unknown project is 401 too, so names do not leak."""
         response, _ = self.get("/simple/nope/")
