@@ -13,6 +13,8 @@ in, so C{etc/pypid.ini} works from a checkout with C{./var/}.
 import configparser
 import os
 import re
+from collections.abc import Mapping
+from types import MappingProxyType
 from urllib.parse import urlsplit
 
 import attrs
@@ -61,7 +63,7 @@ class Config:
     server: ServerConfig
     storage: StorageConfig
     auth: AuthConfig
-    users: dict = attrs.field(factory=dict, eq=False)
+    users: Mapping[str, str] = attrs.field(factory=dict, converter=MappingProxyType)
 
 
 _SIZE = re.compile(r"^\s*(\d+)\s*([kmgt]?)(i?b)?\s*$", re.IGNORECASE)
