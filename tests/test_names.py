@@ -13,6 +13,8 @@ from pypid.names import (
     InvalidName,
     ParsedFilename,
     canonical_version,
+    distribution_key,
+    filename_key,
     check_filename_characters,
     is_normalized,
     is_valid_name,
@@ -216,3 +218,30 @@ class FilenameCharacterTests(SynchronousTestCase):
         """The limit counts UTF-8 bytes, not characters."""
         e = self.assertRaises(InvalidName, check_filename_characters, "é" * (MAX_FILENAME_LENGTH // 2 + 1))
         self.assertIn("longer than", str(e))
+
+
+class DistributionKeyTests(SynchronousTestCase):
+    """Tests for L{filename_key} and L{distribution_key}."""
+
+    def test_spellings_share_a_key(self):
+        """Spellings of one wheel share a key; other tags or versions do not."""
+        key = filename_key("demo_pkg-1.0-py3-none-any.whl")
+        self.assertEqual(filename_key("Demo.Pkg-1.0-py3-none-any.whl"), key)
+        self.assertNotEqual(filename_key("demo_pkg-1.0-cp311-cp311-linux_x86_64.whl"), key)
+        self.assertNotEqual(filename_key("demo_pkg-1.1-py3-none-any.whl"), key)
+
+    def test_one_sdist_per_release(self):
+        """Every sdist of a release shares a key, whatever its extension."""
+        self.assertEqual(filename_key("demo_pkg-1.0.tar.gz"), filename_key("Demo-Pkg-1.0.zip"))
+
+    def test_record_form_agrees(self):
+        """The key from a record's known fields equals the key parsed from its filename."""
+        for filename in ("Demo_Pkg-1.0-1-py2.py3-none-any.whl", "demo_pkg-1.0.tar.gz"):
+            parsed = parse_filename(filename)
+            self.assertEqual(
+                distribution_key(parsed.project, parsed.version, parsed.packagetype, filename),
+                filename_key(filename))
+
+    def test_not_a_distribution(self):
+        """A name that is no distribution has no key."""
+        self.assertIsNone(filename_key("README.txt"))

@@ -53,6 +53,11 @@ class EncodingTests(SynchronousTestCase):
             tombstones=("gone-1.0.tar.gz",),
         ))
 
+    def test_serial_and_storage(self):
+        """The serial and the storage the snapshot describes survive encoding."""
+        decoded = decode(encode([], [], 1.0, serial=7, storage="local:/srv/packages"))
+        self.assertEqual((decoded.serial, decoded.storage), (7, "local:/srv/packages"))
+
     def test_empty(self):
         """An empty index round-trips."""
         self.assertEqual(decode(encode([], [], 0)), Snapshot(0.0, {}, ()))

@@ -535,6 +535,53 @@ class LocalStorageTests(StorageContractMixin, SynchronousTestCase):
         self.assertFalse(os.path.exists(self.sidecar(storage, record.filename, ".metadata")))
 
 
+class LocalStorageSnapshotTrustTests(SynchronousTestCase):
+    """Tests for the scan's shortcut when no folder changed since the snapshot."""
+
+    def setUp(self):
+        self.storage = LocalStorage(os.path.abspath(self.mktemp()), run_now)
+        self.successResultOf(self.storage.prepare())
+        self.addCleanup(self.storage.close)
+        filename, data = make_wheel("holy-grail", "1.0")
+        spooled = os.path.join(self.storage.temp_dir, "upload")
+        write_file(spooled, data)
+        record, metadata = inspect(spooled, filename, filename, 1767225600.0)
+        self.record = self.successResultOf(self.storage.publish(spooled, record, metadata))
+        # What only the snapshot says: the scan returns it only when it trusts the snapshot.
+        self.marked = attrs.evolve(self.record, yanked="only in the snapshot")
+
+    def scan(self, since):
+        return self.successResultOf(
+            self.storage.scan({self.record.filename: self.marked}, since, ["gone.tar.gz"]))
+
+    def test_unchanged(self):
+        """With no folder changed since the snapshot, its records and tombstones are used as they are."""
+        result = self.scan(self.after_writes())
+        self.assertEqual(result.records, {self.record.filename: self.marked})
+        self.assertEqual(result.tombstones, frozenset(["gone.tar.gz"]))
+
+    def test_file_added(self):
+        """A file added after the snapshot makes the scan look at every file again."""
+        since = self.after_writes()
+        filename, data = make_wheel("holy-grail", "2.0")
+        time.sleep(0.01)
+        write_file(os.path.join(self.storage.root, filename), data)
+        result = self.scan(since)
+        self.assertEqual(sorted(result.records), sorted([self.record.filename, filename]))
+
+    def test_clock_went_back(self):
+        """A snapshot dated in the future is not trusted whole."""
+        result = self.scan(time.time() + 3600)
+        self.assertEqual(result.records[self.record.filename].yanked, "only in the snapshot")
+        os.unlink(os.path.join(self.storage.root, self.record.filename))
+        self.assertEqual(self.scan(time.time() + 3600).records, {})
+
+    def after_writes(self):
+        """A snapshot time just after every write so far."""
+        time.sleep(0.01)
+        return time.time()
+
+
 class LocalStorageLockTests(SynchronousTestCase):
     """Tests for the lock that keeps one server per storage folder."""
 

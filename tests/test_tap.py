@@ -235,6 +235,23 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertEqual([r.filename for r in second.index.records()], [filename])
         self.assertIn("from the snapshot and storage", [e.get("how") for e in events])
 
+    def test_snapshot_of_other_storage(self):
+        """A snapshot that describes another storage folder is not used."""
+        filename, data = make_wheel("holy-grail", "1.0")
+        write_file(os.path.join(self.folder, "packages", filename), data)
+        first = self.service("--listen", "tcp:8081")
+        first.startService()
+        self.successResultOf(first.stopService())
+        os.makedirs(os.path.join(self.folder, "other"))
+        second = self.service("--listen", "tcp:8082",
+                              "--set", f"storage.path={self.folder}/other")
+        with capturedLogs() as events:
+            second.startService()
+        self.successResultOf(second.ready)
+        self.assertEqual(second.index.records(), [])
+        self.assertIn("from storage", [e.get("how") for e in events])
+        self.assertTrue([e for e in events if "describes" in e.get("log_format", "")])
+
     def test_stop(self):
         """Stopping stops listening, saves the snapshot and stops the thread pools."""
         service = self.service("--listen", "tcp:8081")

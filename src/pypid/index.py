@@ -16,7 +16,7 @@ import attrs
 from packaging.version import InvalidVersion, Version
 
 from pypid import render
-from pypid.names import InvalidName, filename_key, normalize, parse_filename
+from pypid.names import InvalidName, distribution_key, filename_key, normalize, parse_filename
 
 HTML = "html"
 JSON = "json"
@@ -230,7 +230,9 @@ class Index:
             except InvalidName:
                 project = None
         self._tombstones[filename] = project
-        self._remember_key(filename)
+        key = filename_key(filename)
+        if key is not None:
+            self._keys.setdefault(key, filename)
         if project is not None and project not in self._projects:
             self._projects[project] = Project(project, project)
             self._root_pages.clear()
@@ -247,9 +249,6 @@ class Index:
         project.files[record.filename] = record
         project._pages.clear()
         self._files[record.filename] = record
-        self._remember_key(record.filename)
-
-    def _remember_key(self, filename):
-        key = filename_key(filename)
-        if key is not None:
-            self._keys.setdefault(key, filename)
+        key = distribution_key(record.project, record.version, record.packagetype,
+                               record.filename)
+        self._keys.setdefault(key, record.filename)

@@ -164,17 +164,26 @@ def _parse_legacy_sdist(stem):
 def filename_key(filename):
     """
     What makes two filenames name the same distribution: the normalized
-    project and version, and for a wheel its build tag and tags. Spellings
-    such as C{Demo.Pkg-1.0-py3-none-any.whl} and C{demo_pkg-1.0-py3-none-any.whl}
-    share a key, and so do all sdists of one release (the public index allows
-    one sdist per release). L{None} for a name that is not a distribution.
+    project and version, and for a wheel its build and compatibility tags.
+    Spellings such as C{Demo.Pkg-1.0-py3-none-any.whl} and
+    C{demo_pkg-1.0-py3-none-any.whl} share a key, and so do all sdists of one
+    release (the public index allows one sdist per release). L{None} for a
+    name that is not a distribution.
     """
     try:
-        if filename.endswith(".whl"):
-            name, version, build, tags = parse_wheel_filename(filename)
-            tag_text = ".".join(sorted(str(t) for t in tags))
-            return f"{name}|{version}|{WHEEL}|{build!r}|{tag_text}"
         parsed = parse_filename(filename, legacy=True)
-    except (InvalidName, InvalidWheelFilename, InvalidVersion):
+    except InvalidName:
         return None
-    return f"{parsed.project}|{parsed.version}|{parsed.packagetype}"
+    return distribution_key(parsed.project, parsed.version, parsed.packagetype, filename)
+
+
+def distribution_key(project, version, packagetype, filename):
+    """
+    L{filename_key} for a file whose normalized project and version are
+    known already (an index record): no parsing, as the index computes it
+    for every file it loads.
+    """
+    if packagetype == WHEEL:
+        tail = "-".join(filename[:-4].split("-")[2:]).lower()
+        return f"{project}|{version}|{packagetype}|{tail}"
+    return f"{project}|{version}|{packagetype}"

@@ -54,16 +54,21 @@ class IndexLoader:
     async def load(self):
         """Load, reconcile, and report what was found."""
         started = self.clock.seconds()
-        known, since, serial = {}, 0.0, 0
+        known, since, serial, tombstones = {}, 0.0, 0, ()
         try:
             snap = await self.run(snapshots.read, self.snapshot_path)
         except snapshots.SnapshotError as e:
             log.warn("Snapshot unusable, rebuilding the index from storage: {error}", error=str(e))
             snap = None
+        if snap is not None and snap.storage not in (None, self.storage.identity()):
+            log.warn("The snapshot describes {other}, not {this}: rebuilding the index "
+                     "from storage", other=snap.storage, this=self.storage.identity())
+            snap = None
         if snap is not None:
             known, since, serial = snap.records, snap.saved_at, snap.serial
+            tombstones = snap.tombstones
         await self.storage.prepare()
-        result = await self.storage.scan(known, since)
+        result = await self.storage.scan(known, since, tombstones)
         # Storage is the truth for tombstones too: the scan reads every one.
         self.index.load(result.records.values(), result.tombstones, serial)
         for path, reason in result.skipped:

@@ -41,14 +41,16 @@ class Snapshot:
     records: dict
     tombstones: tuple
     serial: int = 0
+    storage: str | None = None
 
 
-def encode(records, tombstones, saved_at, serial=0):
+def encode(records, tombstones, saved_at, serial=0, storage=None):
     """Serialise an index to the snapshot's bytes."""
     data = {
         "format": FORMAT,
         "saved_at": saved_at,
         "serial": serial,
+        "storage": storage,
         "files": [r.to_json() for r in records],
         "tombstones": list(tombstones),
     }
@@ -73,7 +75,11 @@ def decode(data):
         serial = obj.get("serial", 0)
         if not isinstance(serial, int):
             raise SnapshotError("the serial is not a whole number")
-        return Snapshot(float(obj["saved_at"]), records, tuple(obj["tombstones"]), serial)
+        storage = obj.get("storage")
+        if storage is not None and not isinstance(storage, str):
+            raise SnapshotError("the storage is not a string")
+        return Snapshot(float(obj["saved_at"]), records, tuple(obj["tombstones"]), serial,
+                        storage)
     except SnapshotError:
         raise
     except (ValueError, KeyError, TypeError, AttributeError) as e:
@@ -156,6 +162,7 @@ class SnapshotWriter:
     path: str
     _run: object
     _clock: object
+    storage: str | None = None
     saved_serial: int = -1
     _saving: object = None
 
@@ -178,7 +185,7 @@ class SnapshotWriter:
         now = self._clock.seconds()
 
         def save():
-            write(self.path, encode(records, tombstones, now, serial))
+            write(self.path, encode(records, tombstones, now, serial, self.storage))
 
         def saved(_):
             self.saved_serial = serial

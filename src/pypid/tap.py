@@ -102,7 +102,7 @@ def build_service(config, reactor, exit_on_failure=False):
     site = PypidSite(root, config.server.max_upload_size, storage.temp_dir,
                      access_log=config.server.access_log, reactor=reactor)
 
-    writer = SnapshotWriter(index, config.server.snapshot, run, reactor)
+    writer = SnapshotWriter(index, config.server.snapshot, run, reactor, storage.identity())
     snapshot_service = SnapshotService(writer, config.server.snapshot_interval, reactor)
     loader = IndexLoader(index, storage, config.server.snapshot, run, reactor)
 

@@ -113,7 +113,13 @@ class IStorage(Interface):
         @rtype: L{Deferred} firing with L{None}
         """
 
-    def scan(known, since):
+    def identity():
+        """
+        A string naming this backend's data (a folder, a bucket and prefix),
+        kept in the snapshot so a snapshot of other data is never used.
+        """
+
+    def scan(known, since, tombstones):
         """
         List what the backend holds.
 
@@ -121,6 +127,8 @@ class IStorage(Interface):
             trust an entry whose file is unchanged instead of reading it again.
         @param since: POSIX time the snapshot was taken (0 without one);
             what changed after it is read again.
+        @param tombstones: the snapshot's deleted filenames, which a backend
+            may return as they are when it can tell nothing changed.
         @rtype: L{Deferred} firing with a L{ScanResult}
         """
 
