@@ -640,3 +640,44 @@ class DamagedArchiveTests(SynchronousTestCase):
                     extract(io.BytesIO(bytes(damaged)), parsed, filename)
                 except InvalidDistribution:
                     pass
+
+
+class HeaderReaderTests(SynchronousTestCase):
+    """
+    Tests that the metadata header reader reads as the standard library's
+    email parser (compat32, headers only) does, on the shapes metadata takes.
+    """
+
+    TEXTS = [
+        "Metadata-Version: 2.1\nName: a\nVersion: 1\n\nbody\n",
+        "Metadata-Version: 2.1\r\nName: a\r\nVersion: 1\r\n\r\nbody\r\nmore\r\n",
+        "Metadata-Version: 2.1\rName: a\rVersion: 1\r\rbody",
+        "name: a\nNAME: b\nClassifier: x\nclassifier: y\n",
+        "Description: line one\n        line two\n       |line three\nName: a\n",
+        "\tleading continuation\nName: a\nVersion: 1\n",
+        "Name: a\nnot a header line\nVersion: 1\n",
+        "Name:a\nVersion:\t1\nSummary:   spaced  \n",
+        "Name: a\n\n",
+        "Name: a",
+        "",
+        "\n\nName: a\n",
+        "Key With Space: x\nName: a\n",
+        "Name: a\nProject-URL: Home, https://example.invalid/\n \n continued\n",
+    ]
+
+    def test_same_as_email(self):
+        """Every header, repeated header and the body come out as email reads them."""
+        import email.parser
+        import email.policy
+
+        from pypid.metadata import _Headers
+
+        for text in self.TEXTS:
+            expected = email.parser.Parser(policy=email.policy.compat32).parsestr(
+                text, headersonly=True)
+            got = _Headers(text)
+            for name in ("Name", "Version", "Classifier", "Description", "Summary",
+                         "Project-URL", "Key With Space", "Metadata-Version"):
+                self.assertEqual(got.get_all(name), expected.get_all(name), (text, name))
+                self.assertEqual(got.get(name), expected.get(name), (text, name))
+            self.assertEqual(got.get_payload(), expected.get_payload(), text)

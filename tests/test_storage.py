@@ -604,3 +604,4 @@ class LocalStorageLockTests(SynchronousTestCase):
         second = LocalStorage(root, run_now)
         self.successResultOf(second.prepare())
         second.close()
+

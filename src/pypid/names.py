@@ -20,6 +20,7 @@ from packaging.version import InvalidVersion, Version
 
 _VALID_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])\Z", re.IGNORECASE)
 _SEPARATORS = re.compile(r"[-_.]+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 #: Longest filename accepted on upload: well under every filesystem's 255 bytes,
 #: leaving room for the sidecar suffixes kept beside a file.
@@ -97,7 +98,7 @@ def check_filename_characters(filename):
         raise InvalidName("the filename is empty")
     if "/" in filename or "\\" in filename:
         raise InvalidName("a filename cannot contain '/' or '\\'")
-    if any(ord(c) < 32 or ord(c) == 127 for c in filename):
+    if _CONTROL.search(filename):
         raise InvalidName("a filename cannot contain control characters")
     if filename.startswith("."):
         raise InvalidName("a filename cannot start with '.'")
