@@ -59,16 +59,16 @@ _MAX_BASIC_TOKEN = 4 * -(-(MAX_USER_BYTES + 1 + MAX_PASSWORD_BYTES) // 3)
 # without forging log lines, and so "user\0password" keys stay unambiguous.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
-#: The cost of new hashes: RFC 9106's second recommended ("low memory")
-#: profile, argon2id with 64 MiB, 3 passes and 4 lanes.  See L{hash_password}.
+#: The cost of new hashes: argon2id with 19 MiB, 2 passes and 1 lane, the
+#: setting OWASP's password storage guidance recommends.  See L{hash_password}.
 DEFAULT_PARAMETERS = Parameters(
     type=Type.ID,
     version=19,
     salt_len=16,
     hash_len=32,
-    time_cost=3,
-    memory_cost=65536,
-    parallelism=4,
+    time_cost=2,
+    memory_cost=19456,
+    parallelism=1,
 )
 
 # $argon2id$v=19$m=<KiB>,t=<passes>,p=<lanes>$<salt>$<digest>, both in
@@ -158,13 +158,15 @@ def hash_password(password: str, parameters: Parameters | None = None) -> str:
     """
     Return an argon2id hash of C{password} to put in the C{[users]} section.
 
-    The default cost is RFC 9106's low-memory profile (L{DEFAULT_PARAMETERS};
-    also argon2-cffi's current default, but pinned here so an upgrade does not
-    silently change it).  The high-memory profile (2 GiB per verification)
-    would let a handful of concurrent logins exhaust a server's memory; 64 MiB
-    times the verification thread pool's size is a bound an operator can
-    plan for.  Verification reads the cost from the hash itself, so existing
-    hashes keep working if this default changes.
+    The default cost (L{DEFAULT_PARAMETERS}) is OWASP's recommended argon2id
+    setting, 19 MiB and 2 passes, pinned here so a library upgrade does not
+    silently change it. Memory is what makes argon2 costly to attack, and
+    also what every verification costs the server: RFC 9106's profiles
+    (64 MiB, or 2 GiB) would make a fresh server's first login its largest
+    allocation, and a few concurrent logins a memory spike; 19 MiB times the
+    verification pool's size is a small, plannable bound. Verification reads
+    the cost from the hash itself, so hashes made with other costs keep
+    working.
 
     @param password: the password.
     @type password: L{str}
@@ -353,7 +355,7 @@ class PasswordVerifier:
         C{callFromThread} for L{deferToThreadPool}.
     @ivar _threadpool: the L{twisted.python.threadpool.ThreadPool} that runs
         the verifications; the caller starts and stops it, and its size
-        bounds the memory used by concurrent verifications (64 MiB each with
+        bounds the memory used by concurrent verifications (19 MiB each with
         the default cost).
     @ivar _cache_ttl: seconds a successful verification is remembered; 0
         disables the cache.
