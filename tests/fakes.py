@@ -4,23 +4,17 @@ argon2id cost, and twine's multipart encoding built by hand (StubTreq refuses
 C{files=}).
 """
 
+import dataclasses
 import hashlib
 import os
 
 import attrs
-from argon2 import Parameters, Type
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
 
+from pypid.auth import DEFAULT_PARAMETERS
+
 #: The cheapest argon2id cost there is, so the tests hash and verify fast.
-FAST = Parameters(
-    type=Type.ID,
-    version=19,
-    salt_len=16,
-    hash_len=32,
-    time_cost=1,
-    memory_cost=8,
-    parallelism=1,
-)
+FAST = dataclasses.replace(DEFAULT_PARAMETERS, time_cost=1, memory_cost=8, parallelism=1)
 
 
 def run_now(f, *args):

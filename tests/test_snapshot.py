@@ -6,8 +6,7 @@ writing, the writer that saves only what changed, and the periodic service.
 import json
 import os
 
-import attrs
-from twisted.internet.defer import Deferred, fail, maybeDeferred
+from twisted.internet.defer import fail
 from twisted.internet.task import Clock
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
@@ -26,7 +25,7 @@ from pypid.snapshot import (
     read,
     write,
 )
-from tests.fakes import read_file, run_now, write_file
+from tests.fakes import QueuedRun, read_file, run_now, write_file
 
 
 def make_record(version="1.0", **kwargs):
@@ -145,24 +144,6 @@ class ReadWriteTests(SynchronousTestCase):
         self.assertRaises(SnapshotError, read, self.path)
 
 
-@attrs.define
-class ManualRun:
-    """A C{run(f, *args)} whose work happens only when the test says so."""
-
-    pending: list = attrs.Factory(list)
-
-    def __call__(self, f, *args):
-        d = Deferred()
-        self.pending.append((d, f, args))
-        return d
-
-    def finish(self):
-        """Run every pending call now."""
-        pending, self.pending = self.pending, []
-        for d, f, args in pending:
-            maybeDeferred(f, *args).chainDeferred(d)
-
-
 class SnapshotWriterTests(SynchronousTestCase):
     """Tests for L{SnapshotWriter}."""
 
@@ -251,7 +232,7 @@ class SnapshotWriterTests(SynchronousTestCase):
 
     def test_one_save_at_a_time(self):
         """A call while a save is under way gets that save rather than starting another."""
-        run = ManualRun()
+        run = QueuedRun()
         writer = self.writer(run)
         self.index.add(make_record())
         first = writer.save_if_changed()
@@ -259,23 +240,23 @@ class SnapshotWriterTests(SynchronousTestCase):
         second = writer.save_if_changed()
         self.assertIs(second, first)
         self.assertEqual(len(run.pending), 1)
-        run.finish()
+        run.run_all()
         self.successResultOf(first)
         self.assertEqual(len(read(self.path).records), 1)
         third = writer.save_if_changed()
         self.assertEqual(len(run.pending), 1)
-        run.finish()
+        run.run_all()
         self.successResultOf(third)
         self.assertEqual(len(read(self.path).records), 2)
 
     def test_records_taken_before_write(self):
         """The save writes the index as it was when called, not as it is when the write runs."""
-        run = ManualRun()
+        run = QueuedRun()
         writer = self.writer(run)
         self.index.add(make_record())
         d = writer.save_if_changed()
         self.index.add(make_record("2.0"))
-        run.finish()
+        run.run_all()
         self.successResultOf(d)
         self.assertEqual(list(read(self.path).records), [make_record().filename])
         self.assertNotEqual(writer.saved_serial, self.index.serial)
@@ -337,21 +318,21 @@ class SnapshotServiceTests(SynchronousTestCase):
 
     def test_stop_during_save(self):
         """Stopping while a save is under way waits for it, then saves the later changes."""
-        run = ManualRun()
+        run = QueuedRun()
         self.writer = SnapshotWriter(self.index, self.path, run, self.clock)
         self.service = SnapshotService(self.writer, 30, self.clock)
         self.service.startService()
-        run.finish()
+        run.run_all()
         self.index.add(make_record())
         self.clock.advance(30)
         self.assertEqual(len(run.pending), 1)
         self.index.add(make_record("2.0"))
         d = self.service.stopService()
         self.assertNoResult(d)
-        run.finish()
+        run.run()
         self.assertNoResult(d)
         self.assertEqual(len(read(self.path).records), 1)
-        run.finish()
+        run.run_all()
         self.successResultOf(d)
         self.assertEqual(len(read(self.path).records), 2)
         self.assertEqual(self.writer.saved_serial, self.index.serial)
