@@ -180,7 +180,7 @@ class OverrideTests(_ConfigMixin, SynchronousTestCase):
         """An override is validated like the file, naming the section and key."""
         e = self.assertRaises(ConfigError, load_config, None,
                               overrides=[("pypid", "threads", "lots")])
-        self.assertEqual(str(e), "<defaults>: [pypid] threads: expected a whole number from 1 to 64")
+        self.assertEqual(str(e), "--set pypid.threads: [pypid] threads: expected a whole number from 1 to 64")
         e = self.assertRaises(ConfigError, load_config, None,
                               overrides=[("pypid", "colour", "blue")])
         self.assertIn("[pypid] colour: unknown key", str(e))
@@ -351,3 +351,19 @@ class ParseOverrideTests(SynchronousTestCase):
             e = self.assertRaises(ValueError, parse_override, text)
             self.assertIn("expected section.key=value", str(e))
             self.assertIn(repr(text), str(e))
+
+
+class CommandLineBlameTests(SynchronousTestCase):
+    """Tests that a bad value from the command line is reported as such."""
+
+    def test_set_named(self):
+        """A bad value given with --set names --set, not the file."""
+        e = self.assertRaises(ConfigError, load_config, None,
+                              [("pypid", "max_upload_size", "lots")])
+        self.assertTrue(str(e).startswith("--set pypid.max_upload_size: [pypid] max_upload_size:"),
+                        str(e))
+
+    def test_listen_named(self):
+        """A bad --listen is reported as --listen."""
+        e = self.assertRaises(ConfigError, load_config, None, (), ["  "])
+        self.assertTrue(str(e).startswith("--listen pypid.listen:"), str(e))

@@ -227,8 +227,15 @@ def load_config(path, overrides=(), listen=()):
             parser.add_section("pypid")
         parser.set("pypid", "listen", "\n".join(listen))
 
+    from_command_line = {(section, key) for section, key, _ in overrides}
+    if listen:
+        from_command_line.add(("pypid", "listen"))
+
     def fail(section, key, message):
         where = f"[{section}] {key}" if key else f"[{section}]"
+        if (section, key) in from_command_line:
+            option = "--listen" if (section, key) == ("pypid", "listen") and listen else "--set"
+            raise ConfigError(f"{option} {section}.{key}: {where}: {message}")
         raise ConfigError(f"{source}: {where}: {message}")
 
     for section in parser.sections():
