@@ -605,3 +605,32 @@ class LocalStorageLockTests(SynchronousTestCase):
         self.successResultOf(second.prepare())
         second.close()
 
+
+
+class LocalStorageGuardTests(SynchronousTestCase):
+    """Tests for what the local storage refuses, and how its failures look."""
+
+    def setUp(self):
+        self.storage = LocalStorage(os.path.abspath(self.mktemp()), run_now)
+        self.successResultOf(self.storage.prepare())
+        self.addCleanup(self.storage.close)
+        filename, data = make_wheel("holy-grail", "1.0")
+        spooled = write_file(os.path.join(self.storage.temp_dir, "upload"), data)
+        record, metadata = inspect(spooled, filename, filename, 1767225600.0)
+        self.record = self.successResultOf(self.storage.publish(spooled, record, metadata))
+
+    def test_no_update_over_tombstone(self):
+        """A record is never written over a tombstone: a delete is final."""
+        self.successResultOf(self.storage.delete(self.record))
+        self.failureResultOf(self.storage.update(attrs.evolve(self.record, yanked="x")),
+                             FilenameDeleted)
+        self.assertEqual(self.successResultOf(self.storage.scan({}, 0)).tombstones,
+                         frozenset([self.record.filename]))
+
+    def test_os_errors_are_storage_errors(self):
+        """An operating-system failure on update or delete is a L{StorageError}."""
+        os.rename(self.storage.root, self.storage.root + ".away")
+        self.addCleanup(os.rename, self.storage.root + ".away", self.storage.root)
+        self.failureResultOf(self.storage.update(attrs.evolve(self.record, yanked="x")),
+                             StorageError)
+        self.failureResultOf(self.storage.delete(self.record), StorageError)

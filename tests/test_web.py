@@ -21,6 +21,7 @@ from twisted.web.http_headers import Headers
 from pypid.auth import PasswordVerifier, Policy, hash_password
 from pypid.index import Index
 from pypid.service import file_url_for
+from pypid.storage import local
 from pypid.storage.local import LocalStorage
 from pypid.web.access import Access
 from pypid.web.app import PypidApp
@@ -964,3 +965,111 @@ class PrivateReadTests(_ServerMixin, SynchronousTestCase):
         """Without credentials an unknown project is 401 too, so names do not leak."""
         response, _ = self.get("/simple/nope/")
         self.assertEqual(response.code, 401)
+
+
+class ConcurrencyTests(_ServerMixin, SynchronousTestCase):
+    """
+    Tests for requests on one distribution that overlap: storage work waits
+    until the test runs it, so the test decides how the work interleaves.
+    """
+
+    def make_storage_run(self):
+        """Storage work waits until the test runs it."""
+        self.run = QueuedRun()
+        return self.run
+
+    def finish_storage_work(self):
+        """Run the storage work queued so far."""
+        self.run.run_all()
+
+    def start_upload(self, filename=WHEEL_NAME, data=WHEEL, **fields):
+        """Begin an upload; return the Deferred of its response."""
+        values = {} if filename.endswith(".whl") else {"filetype": "sdist",
+                                                        "pyversion": "source"}
+        values.update(fields)
+        ctype, body = multipart_body(twine_fields("Holy.Grail", "1.0", data, **values),
+                                     [("content", filename, data)])
+        return self.client.request("POST", ORIGIN + "/legacy/", data=body,
+                                   headers={"Content-Type": ctype, "Authorization": basic()})
+
+    def code(self, d):
+        """The status of a finished response."""
+        self.client.flush()
+        response = self.successResultOf(d)
+        self.successResultOf(response.content())
+        return response.code
+
+    def test_identical_uploads(self):
+        """
+        Of two identical uploads at once, the second answers only once the
+        file is indexed: a 200 always means the file is served.
+        """
+        first, second = self.start_upload(), self.start_upload()
+        self.assertEqual(len(self.run.pending), 1)
+        self.assertNoResult(second)
+        self.run.run_all()
+        self.assertEqual((self.code(first), self.code(second)), (200, 200))
+        self.assertIsNotNone(self.index.get_file(WHEEL_NAME))
+        self.assertEqual(os.listdir(self.storage.temp_dir), [])
+
+    def test_two_sdists_at_once(self):
+        """Two sdists of one release uploaded at once: one is stored, the other refused."""
+        zip_name, zip_data = make_sdist_zip("Holy.Grail", "1.0")
+        first, second = self.start_upload(SDIST_NAME, SDIST), self.start_upload(zip_name, zip_data)
+        self.run.run_all()
+        self.assertEqual(sorted([self.code(first), self.code(second)]), [200, 400])
+        self.assertEqual([r.filename for r in self.index.records()], [SDIST_NAME])
+
+    def test_yank_and_delete_at_once(self):
+        """A yank and a delete of one file at once: the file ends deleted, for good."""
+        d = self.start_upload()
+        self.run.run_all()
+        self.assertEqual(self.code(d), 200)
+        yank = self.client.request("POST", ORIGIN + f"/api/files/{WHEEL_NAME}/yank",
+                                   headers={"Authorization": basic()})
+        delete = self.client.request("DELETE", ORIGIN + f"/api/files/{WHEEL_NAME}",
+                                     headers={"Authorization": basic()})
+        self.assertEqual(len(self.run.pending), 1)
+        self.run.run_all()
+        self.assertEqual(self.code(yank), 200)
+        self.assertIn(self.code(delete), (200, 404))
+        self.assertIsNone(self.index.get_file(WHEEL_NAME))
+        self.assertTrue(self.index.is_deleted(WHEEL_NAME))
+        scanned = self.storage.scan({}, 0)
+        self.run.run_all()
+        self.assertEqual(self.successResultOf(scanned).tombstones, frozenset([WHEEL_NAME]))
+
+
+class StorageFailureTests(_ServerMixin, SynchronousTestCase):
+    """Tests for storage failures: 503 with Retry-After, and nothing half done."""
+
+    def break_record_writes(self):
+        """Make record writes fail as on a full disk, until the returned undo is called."""
+        real = local._write_atomic
+
+        def failing(path, data, tmp_dir, durable=True):
+            if path.endswith(".json"):
+                raise OSError(28, "No space left on device")
+            return real(path, data, tmp_dir, durable)
+        self.patch(local, "_write_atomic", failing)
+        return lambda: self.patch(local, "_write_atomic", real)
+
+    def test_publish_failure_rolled_back(self):
+        """A publish that fails after the link takes the file back, so a retry stores it."""
+        undo = self.break_record_writes()
+        response, body = self.upload()
+        self.assertEqual(response.code, 503, body)
+        self.assertEqual(self.header(response, "Retry-After"), b"30")
+        self.assertFalse(os.path.exists(os.path.join(self.storage.root, WHEEL_NAME)))
+        undo()
+        self.uploaded()
+        self.assertIsNotNone(self.index.get_file(WHEEL_NAME))
+
+    def test_yank_failure(self):
+        """A yank the storage cannot write answers 503, and the index is unchanged."""
+        self.uploaded()
+        self.break_record_writes()
+        response, body = self.request("POST", f"/api/files/{WHEEL_NAME}/yank", auth=True)
+        self.assertEqual(response.code, 503, body)
+        self.assertIsNone(self.index.get_file(WHEEL_NAME).yanked)
+

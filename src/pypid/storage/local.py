@@ -21,6 +21,7 @@ The methods named C{_*_sync} do the blocking work; the public ones run them in
 the thread pool given at construction, never on the reactor thread.
 """
 
+import contextlib
 import errno
 import fcntl
 import json
@@ -85,6 +86,22 @@ def _unlink(path):
         os.unlink(path)
     except FileNotFoundError:
         pass
+
+
+def _storage_error(error):
+    """The L{StorageError} for an L{OSError} of the backend."""
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StorageError("the storage is full")
+    return StorageError(f"cannot store the file: {error.strerror}")
+
+
+@contextlib.contextmanager
+def _storage_errors():
+    """Turn L{OSError}s into L{StorageError}s, as the interface promises."""
+    try:
+        yield
+    except OSError as e:
+        raise _storage_error(e)
 
 
 @implementer(IStorage)
@@ -249,17 +266,22 @@ class LocalStorage:
                 os.link(temp_path, final)
             except FileExistsError:
                 raise FileExists(record.filename, self._existing_sha256(record, final))
-            if metadata is not None:
-                _write_atomic(self._metadata_path(record.filename), metadata, self.temp_dir)
-            self._write_record_sync(record)
-            _fsync_dir(os.path.dirname(final))
+            try:
+                if metadata is not None:
+                    _write_atomic(self._metadata_path(record.filename), metadata, self.temp_dir)
+                self._write_record_sync(record)
+                _fsync_dir(os.path.dirname(final))
+            except BaseException:
+                # Not published after all: take the file back, so a retry
+                # publishes it again rather than finding it half there.
+                _unlink(final)
+                _unlink(self._metadata_path(record.filename))
+                raise
             return record
-        except (FileExists, FilenameDeleted):
+        except (FileExists, FilenameDeleted, StorageError):
             raise
         except OSError as e:
-            if e.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise StorageError("the storage is full")
-            raise StorageError(f"cannot store the file: {e.strerror}")
+            raise _storage_error(e)
         finally:
             _unlink(temp_path)
 
@@ -270,19 +292,23 @@ class LocalStorage:
         return file_digests(final)[1]
 
     def _write_record_sync(self, record):
+        """Write a file's record; never over a tombstone (a delete is final)."""
         data = json.dumps(record.to_json(), sort_keys=True).encode("utf-8")
-        with self._sidecar_lock:
+        with _storage_errors(), self._sidecar_lock:
+            current = self._read_sidecar(record.filename)
+            if current is not None and current.get("deleted"):
+                raise FilenameDeleted(record.filename)
             _write_atomic(self._record_path(record.filename), data, self.temp_dir)
-        _fsync_dir(self._files_dir)
+            _fsync_dir(self._files_dir)
 
     def _delete_sync(self, record):
         tombstone = dict(record.to_json(), deleted=True, deleted_at=self._now())
-        with self._sidecar_lock:
+        with _storage_errors(), self._sidecar_lock:
             _write_atomic(self._record_path(record.filename),
                           json.dumps(tombstone, sort_keys=True).encode("utf-8"), self.temp_dir)
             _unlink(self._file_path(record.path))
             _unlink(self._metadata_path(record.filename))
-        _fsync_dir(self._files_dir)
+            _fsync_dir(self._files_dir)
 
     def _now(self):
         return self._clock.seconds() if self._clock is not None else time.time()

@@ -28,7 +28,15 @@ from pypid.errors import (
 )
 from pypid.metadata import InvalidDistribution, parse_metadata
 from pypid.multipart import FormSink, MultipartError, UploadTooLarge, boundary_from_content_type
-from pypid.names import InvalidName, canonical_version, is_valid_name, normalize
+from pypid.locks import KeyedLock
+from pypid.names import (
+    InvalidName,
+    canonical_version,
+    distribution_key,
+    filename_key,
+    is_valid_name,
+    normalize,
+)
 from pypid import render
 from pypid.storage.interface import FileExists, FilenameDeleted, MemoryFile, StorageError
 from pypid.upload import validate_upload
@@ -70,6 +78,7 @@ class PypidApp:
     _max_upload_size: int
     _base_url: str | None = None
     _landing: tuple | None = attrs.field(default=None, init=False)
+    _locks: KeyedLock = attrs.field(factory=KeyedLock, init=False)
 
     app = Klein()
 
@@ -198,6 +207,13 @@ class PypidApp:
         return sink
 
     async def _store(self, request, upload, identity):
+        # One distribution at a time: the checks below and the work in the
+        # storage thread must not interleave with another upload of the same
+        # distribution (any spelling) or with a yank or delete of it.
+        key = filename_key(upload.filename) or upload.filename
+        return await self._locks.run(key, self._store_locked, request, upload, identity)
+
+    async def _store_locked(self, request, upload, identity):
         part = upload.part
         existing = self._index.get_file(upload.filename)
         if existing is not None:
@@ -209,10 +225,7 @@ class PypidApp:
                 f"'{upload.filename}'; a release may have one sdist, and one file per wheel tag"
             )
         if self._index.is_deleted(upload.filename):
-            raise BadRequest(
-                f"File already exists ('{upload.filename}'): this filename was previously "
-                "used by a file that has since been deleted"
-            )
+            raise _deleted(upload.filename)
         try:
             record, metadata = await self._run(
                 inspect, part.path, upload.filename, upload.filename, self._clock.seconds(),
@@ -223,15 +236,17 @@ class PypidApp:
         try:
             stored = await self._storage.publish(part.path, record, metadata)
         except FileExists as e:
-            return self._same_or_conflict(request, e.sha256, upload)
+            if e.sha256 != part.sha256:
+                raise BadRequest(_exists_message(upload.filename, e.sha256))
+            # The same bytes are stored but not indexed (put there by hand
+            # while the server ran): keep their record, then index them.
+            stored = record
+            await self._storage_call(self._storage.update, record)
         except FilenameDeleted:
-            raise BadRequest(
-                f"File already exists ('{upload.filename}'): this filename was previously "
-                "used by a file that has since been deleted"
-            )
+            raise _deleted(upload.filename)
         except StorageError as e:
             log.error("Upload of {filename} failed: {error}", filename=upload.filename, error=str(e))
-            raise Unavailable(f"the storage is unavailable: {e}", [(b"retry-after", RETRY_AFTER)])
+            raise _unavailable(e)
         self._index.add(stored)
         log.info("{user} uploaded {filename} ({size} bytes)",
                  user=identity.name, filename=stored.filename, size=stored.size)
@@ -247,84 +262,101 @@ class PypidApp:
         name, version = (form.get("name") or "").strip(), (form.get("version") or "").strip()
         if not is_valid_name(name):
             raise BadRequest("name: a valid project name is required")
-        version = _version(version)
-        project = self._index.project(normalize(name))
-        records = [r for r in (project.files.values() if project else ()) if r.version == version]
-        if not records:
-            raise NotFound(f"version: no files of {name} {version}")
-        for record in records:
-            await self._delete(record, identity)
-        return send_text(request, 200, f"Removed {len(records)} files of {name} {version}")
+        filenames = self._release(name, version)
+        await self._apply(filenames, self._delete, None, identity)
+        return send_text(request, 200, f"Removed {len(filenames)} files of {name} {version}")
 
     # -- yank, unyank, delete ------------------------------------------------------
 
     @app.route("/api/files/<string:filename>/yank", methods=["POST"])
     def yank_file(self, request, filename):
         """Yank one file (PEP 592), with an optional C{reason} form field."""
-        return ensureDeferred(self._change(request, [filename], self._yank, _reason(request)))
+        return ensureDeferred(self._change(request, lambda: [filename], self._yank,
+                                           _reason(request)))
 
     @app.route("/api/files/<string:filename>/unyank", methods=["POST"])
     def unyank_file(self, request, filename):
         """Undo a yank of one file."""
-        return ensureDeferred(self._change(request, [filename], self._yank, None))
+        return ensureDeferred(self._change(request, lambda: [filename], self._yank, None))
 
     @app.route("/api/files/<string:filename>", methods=["DELETE"])
     def delete_file(self, request, filename):
         """Delete one file for good; its name can never be used again."""
-        return ensureDeferred(self._change(request, [filename], self._delete_change, None))
+        return ensureDeferred(self._change(request, lambda: [filename], self._delete, None))
 
     @app.route("/api/projects/<string:project>/<string:version>/yank", methods=["POST"])
     def yank_release(self, request, project, version):
         """Yank every file of a release, as the public index does."""
-        return ensureDeferred(self._change(request, self._release(project, version),
+        return ensureDeferred(self._change(request, lambda: self._release(project, version),
                                            self._yank, _reason(request)))
 
     @app.route("/api/projects/<string:project>/<string:version>/unyank", methods=["POST"])
     def unyank_release(self, request, project, version):
         """Undo the yank of a release."""
-        return ensureDeferred(self._change(request, self._release(project, version),
+        return ensureDeferred(self._change(request, lambda: self._release(project, version),
                                            self._yank, None))
 
     @app.route("/api/projects/<string:project>/<string:version>", methods=["DELETE"])
     def delete_release(self, request, project, version):
         """Delete every file of a release."""
-        return ensureDeferred(self._change(request, self._release(project, version),
-                                           self._delete_change, None))
+        return ensureDeferred(self._change(request, lambda: self._release(project, version),
+                                           self._delete, None))
 
     def _release(self, project, version):
         version = _version(version)
-        entry = self._index.project(normalize(project))
+        entry = self._index.project(normalize(project)) if is_valid_name(project) else None
         files = [r.filename for r in (entry.files.values() if entry else ()) if r.version == version]
         if not files:
             raise NotFound(f"no files of {project} {version}")
         return files
 
     async def _change(self, request, filenames, change, argument):
+        """
+        Authenticate, then apply C{change} to the files C{filenames()} names:
+        what exists is looked up only for those allowed to change it.
+        """
         identity = await self._access.gate_upload(request)
+        await self._apply(filenames(), change, argument, identity)
+        return send_text(request, 200, "OK")
+
+    async def _apply(self, filenames, change, argument, identity):
         for filename in filenames:
             record = self._index.get_file(filename)
             if record is None:
                 raise NotFound(f"no such file: {filename}")
-            try:
-                await change(record, argument, identity)
-            except StorageError as e:
-                raise Unavailable(f"the storage is unavailable: {e}", [(b"retry-after", RETRY_AFTER)])
-        return send_text(request, 200, "OK")
+            key = distribution_key(record.project, record.version, record.packagetype,
+                                   record.filename)
+            await self._locks.run(key, self._apply_locked, filename, change, argument, identity)
+
+    async def _apply_locked(self, filename, change, argument, identity):
+        # Looked up again: a change that held the lock before may have
+        # deleted the file meanwhile.
+        record = self._index.get_file(filename)
+        if record is None:
+            raise NotFound(f"no such file: {filename}")
+        await change(record, argument, identity)
+
+    async def _storage_call(self, operation, record):
+        try:
+            return await operation(record)
+        except FilenameDeleted:
+            raise NotFound(f"no such file: {record.filename}")
+        except StorageError as e:
+            log.error("Storage failed on {filename}: {error}", filename=record.filename,
+                      error=str(e))
+            raise _unavailable(e)
 
     async def _yank(self, record, reason, identity):
         changed = attrs.evolve(record, yanked=reason)
         if changed == record:
             return
-        await self._storage.update(changed)
+        await self._storage_call(self._storage.update, changed)
         self._index.add(changed)
         log.info("{user} {action} {filename}", user=identity.name,
                  action="yanked" if reason is not None else "unyanked", filename=record.filename)
 
-    async def _delete_change(self, record, _argument, identity):
-        await self._delete(record, identity)
-
-    async def _delete(self, record, identity):
-        await self._storage.delete(record)
+    async def _delete(self, record, _argument, identity):
+        await self._storage_call(self._storage.delete, record)
         self._index.remove(record.filename)
         log.info("{user} deleted {filename}", user=identity.name, filename=record.filename)
 
@@ -411,6 +443,17 @@ class PypidApp:
             "files": len(self._index),
             "serial": self._index.serial,
         }).encode("utf-8")
+
+
+def _deleted(filename):
+    return BadRequest(
+        f"File already exists ('{filename}'): this filename was previously "
+        "used by a file that has since been deleted"
+    )
+
+
+def _unavailable(error):
+    return Unavailable(f"the storage is unavailable: {error}", [(b"retry-after", RETRY_AFTER)])
 
 
 def _version(text):

@@ -1,0 +1,49 @@
+"""Tests for L{pypid.locks}."""
+
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.trial.unittest import SynchronousTestCase
+
+from pypid.locks import KeyedLock
+
+
+class KeyedLockTests(SynchronousTestCase):
+    """Tests for L{KeyedLock}."""
+
+    def setUp(self):
+        self.locks = KeyedLock()
+        self.started = []
+
+    def job(self, name, gate):
+        async def work():
+            self.started.append(name)
+            return await gate
+        return work
+
+    def test_one_at_a_time_per_key(self):
+        """A second call on a key starts only when the first has finished."""
+        first, second = Deferred(), Deferred()
+        a = ensureDeferred(self.locks.run("k", self.job("a", first)))
+        b = ensureDeferred(self.locks.run("k", self.job("b", second)))
+        self.assertEqual(self.started, ["a"])
+        first.callback(1)
+        self.assertEqual(self.successResultOf(a), 1)
+        self.assertEqual(self.started, ["a", "b"])
+        second.callback(2)
+        self.assertEqual(self.successResultOf(b), 2)
+        self.assertEqual(len(self.locks), 0)
+
+    def test_keys_independent(self):
+        """Calls on different keys run at the same time."""
+        ensureDeferred(self.locks.run("k1", self.job("a", Deferred())))
+        ensureDeferred(self.locks.run("k2", self.job("b", Deferred())))
+        self.assertEqual(self.started, ["a", "b"])
+
+    def test_failure_releases(self):
+        """A call that fails releases its key, and the failure reaches its caller."""
+        gate = Deferred()
+        a = ensureDeferred(self.locks.run("k", self.job("a", gate)))
+        b = ensureDeferred(self.locks.run("k", self.job("b", Deferred())))
+        gate.errback(ValueError("no"))
+        self.failureResultOf(a, ValueError)
+        self.assertEqual(self.started, ["a", "b"])
+        self.assertNoResult(b)
