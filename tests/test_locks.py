@@ -47,3 +47,19 @@ class KeyedLockTests(SynchronousTestCase):
         self.failureResultOf(a, ValueError)
         self.assertEqual(self.started, ["a", "b"])
         self.assertNoResult(b)
+
+    def test_oldest(self):
+        """L{KeyedLock.oldest} is when the oldest call still under way began."""
+        from twisted.internet.task import Clock
+        clock = Clock()
+        locks = KeyedLock(clock)
+        self.assertIsNone(locks.oldest())
+        gate = Deferred()
+        clock.advance(5)
+        done = ensureDeferred(locks.run("k", self.job("a", gate)))
+        clock.advance(5)
+        ensureDeferred(locks.run("k2", self.job("b", Deferred())))
+        self.assertEqual(locks.oldest(), 5)
+        gate.callback(None)
+        self.successResultOf(done)
+        self.assertEqual(locks.oldest(), 10)

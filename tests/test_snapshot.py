@@ -157,6 +157,26 @@ class SnapshotWriterTests(SynchronousTestCase):
         """Return a writer of this test's index."""
         return SnapshotWriter(self.index, self.path, run, self.clock)
 
+    def test_dated_back_to_work_under_way(self):
+        """A snapshot taken while a change is under way is dated when that change began."""
+        writer = SnapshotWriter(self.index, self.path, run_now, self.clock, "local:/x",
+                                lambda: 400.0)
+        self.index.add(make_record())
+        self.successResultOf(writer.save_if_changed())
+        saved = read(self.path)
+        self.assertEqual((saved.saved_at, saved.storage), (400.0, "local:/x"))
+
+    def test_wanted_save(self):
+        """L{SnapshotWriter.want_save} saves once more even when the index did not change."""
+        writer = self.writer()
+        self.successResultOf(writer.save_if_changed())
+        os.unlink(self.path)
+        self.successResultOf(writer.save_if_changed())
+        self.assertFalse(os.path.exists(self.path))
+        writer.want_save()
+        self.successResultOf(writer.save_if_changed())
+        self.assertTrue(os.path.exists(self.path))
+
     def test_saves_when_changed(self):
         """A changed index is saved with the time and serial of the call."""
         writer = self.writer()

@@ -8,13 +8,24 @@ from twisted.internet.defer import DeferredLock
 
 
 class KeyedLock:
-    """Runs coroutines one at a time per key, and concurrently across keys."""
+    """
+    Runs coroutines one at a time per key, and concurrently across keys.
 
-    def __init__(self):
+    @ivar _clock: provides C{seconds()}: when each call began is kept, so
+        L{oldest} can say since when work has been under way.
+    """
+
+    def __init__(self, clock=None):
         self._locks = {}
+        self._clock = clock
+        self._begun = {}
 
     def __len__(self):
         return len(self._locks)
+
+    def oldest(self):
+        """When the oldest call still waiting or running began, or L{None}."""
+        return min(self._begun.values(), default=None)
 
     async def run(self, key, f, *args):
         """
@@ -25,10 +36,18 @@ class KeyedLock:
         lock = self._locks.get(key)
         if lock is None:
             lock = self._locks[key] = DeferredLock()
-        await lock.acquire()
+        token = object()
+        if self._clock is not None:
+            self._begun[token] = self._clock.seconds()
+        try:
+            await lock.acquire()
+        except BaseException:
+            self._begun.pop(token, None)
+            raise
         try:
             return await f(*args)
         finally:
+            self._begun.pop(token, None)
             lock.release()
             # A waiter may have run to its end inside release() and dropped
             # the lock already, or a new one may stand under the key.

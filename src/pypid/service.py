@@ -50,6 +50,7 @@ class IndexLoader:
     snapshot_path: str
     run: object
     clock: object
+    writer: object = None
 
     async def load(self):
         """Load, reconcile, and report what was found."""
@@ -71,6 +72,10 @@ class IndexLoader:
         result = await self.storage.scan(known, since, tombstones)
         # Storage is the truth for tombstones too: the scan reads every one.
         self.index.load(result.records.values(), result.tombstones, serial)
+        if result.settled is not None and self.writer is not None:
+            # What the scan wrote beside imported files is newer than any
+            # snapshot: save one after it, so the next start can trust it.
+            result.settled.addCallback(lambda _: self.writer.want_save())
         for path, reason in result.skipped:
             log.warn("Not serving {path}: {reason}", path=path, reason=reason)
         log.info(

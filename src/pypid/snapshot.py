@@ -163,8 +163,14 @@ class SnapshotWriter:
     _run: object
     _clock: object
     storage: str | None = None
+    _busy_since: object = None
     saved_serial: int = -1
+    _wanted: bool = False
     _saving: object = None
+
+    def want_save(self):
+        """Save at the next tick even if the index did not change (storage did)."""
+        self._wanted = True
 
     def mark_saved(self):
         """Say the index as it is now is what the snapshot holds."""
@@ -178,11 +184,18 @@ class SnapshotWriter:
         if self._saving is not None:
             return self._saving
         serial = self._index.serial
-        if serial == self.saved_serial:
+        if serial == self.saved_serial and not self._wanted:
             return succeed(None)
+        self._wanted = False
         records = self._index.records()
         tombstones = self._index.tombstones()
+        # The snapshot stands for storage as of the start of the oldest change
+        # still under way: such a change may have written storage already and
+        # not reached the index yet, so start-up must look at it again.
         now = self._clock.seconds()
+        busy = self._busy_since() if self._busy_since is not None else None
+        if busy is not None:
+            now = min(now, busy)
 
         def save():
             write(self.path, encode(records, tombstones, now, serial, self.storage))

@@ -102,9 +102,10 @@ def build_service(config, reactor, exit_on_failure=False):
     site = PypidSite(root, config.server.max_upload_size, storage.temp_dir,
                      access_log=config.server.access_log, reactor=reactor)
 
-    writer = SnapshotWriter(index, config.server.snapshot, run, reactor, storage.identity())
+    writer = SnapshotWriter(index, config.server.snapshot, run, reactor, storage.identity(),
+                            app.busy_since)
     snapshot_service = SnapshotService(writer, config.server.snapshot_interval, reactor)
-    loader = IndexLoader(index, storage, config.server.snapshot, run, reactor)
+    loader = IndexLoader(index, storage, config.server.snapshot, run, reactor, writer)
 
     listeners = []
     for description in config.server.listen:

@@ -44,11 +44,14 @@ class ScanResult:
     @ivar records: L{FileRecord}s by filename.
     @ivar tombstones: filenames that were deleted and may not be reused.
     @ivar skipped: C{(path, reason)} for files that are not valid distributions.
+    @ivar settled: L{None}, or a L{Deferred} that fires when work the scan
+        left running (keeping what it learnt beside imported files) is done.
     """
 
     records: dict
     tombstones: frozenset
     skipped: tuple = ()
+    settled: object = None
 
 
 @attrs.frozen

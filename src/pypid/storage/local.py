@@ -183,6 +183,7 @@ class LocalStorage:
         if imported:
             done = self._run(self._write_imported_sync, imported, started)
             done.addErrback(lambda f: log.failure("Cannot keep imported records", f))
+            result = attrs.evolve(result, settled=done)
         return result
 
     def locate(self, record):
@@ -331,6 +332,16 @@ class LocalStorage:
                 elif entry.is_file():
                     yield prefix + entry.name, entry.name, entry
 
+    def _same_sizes(self, known):
+        """Whether every known file is still where it was, with its size."""
+        for record in known.values():
+            try:
+                if os.stat(self._file_path(record.path)).st_size != record.size:
+                    return False
+            except OSError:
+                return False
+        return True
+
     def _unchanged_since(self, since):
         """
         Whether no folder of the tree changed after C{since}: then the
@@ -356,12 +367,16 @@ class LocalStorage:
         return True
 
     def _scan_sync(self, known, since, known_tombstones=frozenset()):
+        # Wall-clock time, on purpose: it is compared with the times the
+        # filesystem gives files, not with the reactor's (or a test's) clock.
         started = time.time()
         os.makedirs(self._files_dir, exist_ok=True)
         # Sidecars of files read during the scan are written through it.
         os.makedirs(self.temp_dir, exist_ok=True)
         # A snapshot from the future means the clock went back: trust no time.
-        if since and since <= started and known and self._unchanged_since(since):
+        if since > started:
+            since = 0.0
+        if since and known and self._unchanged_since(since) and self._same_sizes(known):
             return ScanResult(records=dict(known), tombstones=known_tombstones), [], started
         sidecars = {}
         for entry in os.scandir(self._files_dir):
@@ -373,7 +388,8 @@ class LocalStorage:
         imported = []
         fresh = {}
         for filename, entry in sidecars.items():
-            if filename in known and entry.stat().st_mtime < since:
+            # ctime, not mtime: a restore or touch can set mtime back.
+            if filename in known and entry.stat().st_ctime < since:
                 continue
             data = fresh[filename] = self._read_sidecar(filename)
             if data is not None and data.get("deleted"):
@@ -393,11 +409,7 @@ class LocalStorage:
         return result, imported, started
 
     def _write_imported_sync(self, imported, started):
-        """
-        Keep imported records and metadata beside their files. Their times
-        are set to when the scan started: they say what the folder held then,
-        so the snapshot taken after that scan need not read them again.
-        """
+        """Keep imported records and metadata beside their files."""
         for record, metadata, seen in imported:
             try:
                 with self._sidecar_lock:
@@ -413,7 +425,6 @@ class LocalStorage:
                         _write_atomic(path,
                                       json.dumps(record.to_json(), sort_keys=True).encode("utf-8"),
                                       self.temp_dir, durable=False)
-                        os.utime(path, (started, started))
             except OSError as e:
                 log.warn("Cannot keep the record of {filename}: {error}",
                          filename=record.filename, error=e.strerror)

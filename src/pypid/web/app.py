@@ -78,7 +78,18 @@ class PypidApp:
     _max_upload_size: int
     _base_url: str | None = None
     _landing: tuple | None = attrs.field(default=None, init=False)
-    _locks: KeyedLock = attrs.field(factory=KeyedLock, init=False)
+    _locks: KeyedLock = attrs.field(init=False)
+
+    @_locks.default
+    def _make_locks(self):
+        return KeyedLock(self._clock)
+
+    def busy_since(self):
+        """
+        Since when a change to the stored files has been under way, or
+        L{None}: a snapshot taken now stands for storage as of then.
+        """
+        return self._locks.oldest()
 
     app = Klein()
 
