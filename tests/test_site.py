@@ -128,3 +128,71 @@ class OriginFormTests(SynchronousTestCase):
         self.assertEqual(_origin_form(b"http://host:8080/legacy/?a"), b"/legacy/")
         self.assertEqual(_origin_form(b"https://host"), b"/")
         self.assertEqual(_origin_form(b"*"), b"*")
+
+
+class _Gate:
+    """An upload gate whose verifications the test answers."""
+
+    def __init__(self):
+        self.pending = []
+
+    def gate_upload(self, request, credentials):
+        from twisted.internet.defer import Deferred
+        d = Deferred()
+        self.pending.append((credentials, d))
+        return d
+
+
+class VerifyBeforeBodyTests(SynchronousTestCase):
+    """Tests that an upload's credentials are verified before its body is read."""
+
+    def setUp(self):
+        self.resource = _Recorder()
+        self.spool = os.path.abspath(self.mktemp())
+        os.makedirs(self.spool)
+        self.gate = _Gate()
+        self.site = PypidSite(self.resource, 1 << 20, self.spool, reactor=Clock(),
+                              access=self.gate)
+        self.site.startFactory()
+        self.addCleanup(self.site.stopFactory)
+        self.channel = self.site.buildProtocol(None)
+        self.transport = StringTransport()
+        self.channel.makeConnection(self.transport)
+
+    def headers(self, length=1000, expect=False):
+        return (b"POST /legacy/ HTTP/1.1\r\nHost: x\r\n" + AUTH + MULTIPART +
+                (b"Expect: 100-continue\r\n" if expect else b"") +
+                b"Content-Length: %d\r\n\r\n" % length)
+
+    def test_paused_until_verified(self):
+        """Reading stops at the end of the headers and resumes once the credentials pass."""
+        self.channel.dataReceived(self.headers())
+        [(credentials, d)] = self.gate.pending
+        self.assertEqual(credentials, ("alice", "secret"))
+        self.assertEqual(self.transport.producerState, "paused")
+        d.callback(object())
+        self.assertEqual(self.transport.producerState, "producing")
+
+    def test_refused_before_body(self):
+        """Wrong credentials get 401 before any of the body is spooled."""
+        from pypid.errors import Unauthorized
+        self.channel.dataReceived(self.headers(length=512 << 10, expect=True))
+        [(_, d)] = self.gate.pending
+        d.errback(Unauthorized("wrong user name or password"))
+        answer = self.transport.value()
+        self.assertIn(b"HTTP/1.1 401 wrong user name or password", answer)
+        self.assertIn(b'WWW-Authenticate: Basic realm="pypid"', answer)
+        # The small body is read and thrown away, then the connection closed.
+        self.channel.dataReceived(b"x" * (512 << 10))
+        self.assertTrue(self.transport.disconnecting)
+        self.assertEqual(os.listdir(self.spool), [])
+        self.assertEqual(self.resource.seen, [])
+
+    def test_no_continue_after_early_answer(self):
+        """An upload refused before its body is not invited to send it."""
+        self.channel.dataReceived(
+            b"POST /legacy/ HTTP/1.1\r\nHost: x\r\n" + MULTIPART +
+            b"Expect: 100-continue\r\nContent-Length: 10\r\n\r\n")
+        answer = self.transport.value()
+        self.assertTrue(answer.startswith(b"HTTP/1.1 401 "), answer)
+        self.assertNotIn(b"100 Continue", answer)

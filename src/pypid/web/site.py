@@ -19,7 +19,7 @@ from twisted.web import server
 from twisted.web.http import datetimeToString, unquote
 
 from pypid.auth import MalformedCredentials, parse_basic, www_authenticate_header
-from pypid.errors import reason_phrase
+from pypid.errors import HTTPError, reason_phrase
 from pypid.multipart import FormSink, MultipartError, UploadTooLarge, boundary_from_content_type
 
 log = Logger()
@@ -71,6 +71,8 @@ class PypidRequest(server.Request):
 
     #: set when an answer was sent before the body arrived
     early_answer = False
+    #: set once the whole body arrived and the request went to its resource
+    _body_done = False
     #: C{(user, password)} from the Authorization header of an upload, parsed early
     upload_credentials = None
 
@@ -105,6 +107,39 @@ class PypidRequest(server.Request):
             return self._answer_early(length, 413, too_large_message(limit))
         self.upload_credentials = credentials
         self.content = FormSink(boundary, site.spool_dir, max_file_size=limit)
+        if site.access is not None:
+            self._verify_before_body(site.access.gate_upload(self, credentials), length)
+
+    def _verify_before_body(self, verified, length):
+        """
+        Read no body until the credentials are verified: wrong ones must not
+        get to spool a large upload onto the storage's disk. Verified
+        credentials are cached, so for twine and uv this costs nothing after
+        the first upload.
+        """
+        transport = self.channel.transport
+        paused = not verified.called
+        if paused:
+            transport.pauseProducing()
+
+        def verified_ok(identity):
+            if paused and not self.early_answer:
+                transport.resumeProducing()
+
+        def refused(failure):
+            failure.trap(HTTPError)
+            if self._body_done:
+                return  # the upload route answers it
+            content = self.content
+            if isinstance(content, FormSink):
+                content.close()
+            self._answer_early(length, failure.value.code, failure.value.message,
+                               www=failure.value.code == 401)
+            if paused and self.channel.transport is not None:
+                transport.resumeProducing()
+
+        verified.addCallbacks(verified_ok, refused)
+        verified.addErrback(lambda f: log.failure("Verifying upload credentials", f))
 
     def handleContentChunk(self, data):
         """Feed the body on; answer 413 as soon as a body passes its limit."""
@@ -126,6 +161,9 @@ class PypidRequest(server.Request):
         """
         self.content = _Discard()
         self.early_answer = True
+        # No "100 Continue" after a final answer (Twisted sends one after
+        # gotLength when the client asked for it).
+        self.requestHeaders.removeHeader(b"expect")
         body = message.encode("utf-8") + b"\n"
         headers = [
             b"HTTP/1.1 %d %s" % (code, reason_phrase(message)),
@@ -143,6 +181,7 @@ class PypidRequest(server.Request):
 
     def requestReceived(self, command, path, version):
         """Hand a finished body to the resource, unless it was answered already."""
+        self._body_done = True
         if self.early_answer:
             self.channel.transport.loseConnection()
             return
@@ -209,15 +248,19 @@ class PypidSite(server.Site):
 
     @ivar max_upload_size: largest accepted upload, in bytes.
     @ivar spool_dir: where upload bodies are spooled (the storage's).
+    @ivar access: the L{pypid.web.access.Access} gate, to verify an upload's
+        credentials before its body is read; L{None} to leave it to the route.
     """
 
     requestFactory = PypidRequest
     displayTracebacks = False
 
-    def __init__(self, resource, max_upload_size, spool_dir, access_log=None, reactor=None):
+    def __init__(self, resource, max_upload_size, spool_dir, access_log=None, reactor=None,
+                 access=None):
         server.Site.__init__(self, resource, logPath=access_log, reactor=reactor)
         self.max_upload_size = max_upload_size
         self.spool_dir = spool_dir
+        self.access = access
         self._access_log = access_log
         self._date = (None, b"")
 
