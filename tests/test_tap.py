@@ -252,6 +252,22 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertIn("from storage", [e.get("how") for e in events])
         self.assertTrue([e for e in events if "describes" in e.get("log_format", "")])
 
+    def test_stop_order(self):
+        """On stop, listening ends before the last snapshot is taken."""
+        service = self.service("--listen", "tcp:8081")
+        service.startService()
+        self.successResultOf(service.ready)
+        seen = []
+        snapshot_service = service._snapshot_service
+        real = snapshot_service.stopService
+
+        def stop_snapshot():
+            seen.append([listener.running for listener in service._listeners])
+            return real()
+        snapshot_service.stopService = stop_snapshot
+        self.successResultOf(service.stopService())
+        self.assertEqual(seen, [[False]])
+
     def test_stop(self):
         """Stopping stops listening, saves the snapshot and stops the thread pools."""
         service = self.service("--listen", "tcp:8081")

@@ -799,6 +799,30 @@ class LegacyJsonTests(_ServerMixin, SynchronousTestCase):
         fields = twine_fields("Holy.Grail", "2.0b1", data)
         self.upload(name, data, fields=fields)
 
+    def test_version_spelling_redirects(self):
+        """Another spelling of a version redirects to the normalized one."""
+        response, _ = self.get("/pypi/holy-grail/1.00/json")
+        self.assertEqual(response.code, 301)
+        self.assertEqual(self.header(response, "Location"), b"/pypi/holy-grail/1.0/json")
+
+    def test_no_client_text_in_location(self):
+        """A version that is not one is 404: nothing of it reaches a header."""
+        response, _ = self.get("/pypi/Holy.Grail/1.0%0d%0aX-Injected:%20yes/json")
+        self.assertEqual(response.code, 404)
+        self.assertIsNone(self.header(response, "X-Injected"))
+
+    def test_cached_and_revalidated(self):
+        """The JSON carries an ETag, answers 304 to it, and changes after an upload."""
+        response, body = self.get("/pypi/holy-grail/json")
+        etag = self.header(response, "ETag")
+        self.assertEqual(self.get("/pypi/holy-grail/json",
+                                  headers={"If-None-Match": etag})[0].code, 304)
+        name, data = make_wheel("Holy.Grail", "3.0")
+        self.upload(name, data, fields=twine_fields("Holy.Grail", "3.0", data))
+        response, body = self.get("/pypi/holy-grail/json")
+        self.assertNotEqual(self.header(response, "ETag"), etag)
+        self.assertEqual(json.loads(body)["info"]["version"], "3.0")
+
     def test_project(self):
         """The project endpoint describes the latest final release and lists every release."""
         response, body = self.get("/pypi/holy-grail/json")
@@ -952,6 +976,15 @@ class PrivateReadTests(_ServerMixin, SynchronousTestCase):
             self.assertEqual(response.code, 200, path)
         response, body = self.get(f"/files/holy-grail/{WHEEL_NAME}", auth=True)
         self.assertEqual(body, WHEEL)
+
+    def test_not_modified_has_no_length(self):
+        """A 304 behind the read gate gives no Content-Length of its own."""
+        auth = {"Authorization": basic().decode()}
+        response, _ = self.raw("GET", "/simple/holy-grail/", headers=auth)
+        etag = self.header(response, "ETag").decode()
+        response, _ = self.raw("GET", "/simple/holy-grail/", headers=dict(auth, **{"If-None-Match": etag}))
+        self.assertEqual(response.code, 304)
+        self.assertIsNone(self.header(response, "Content-Length"))
 
     def test_head_length(self):
         """A HEAD of a page behind the read gate still says the page's length."""

@@ -188,6 +188,18 @@ class Index:
             page = project._pages[kind] = Page.of(body, CONTENT_TYPES[kind])
         return page
 
+    def extra_page(self, project, key):
+        """
+        A page about C{project} that another module rendered and kept with
+        L{keep_page} (the legacy JSON API), or L{None}; it is dropped with
+        the project's own pages whenever the project changes.
+        """
+        return project._pages.get(key)
+
+    def keep_page(self, project, key, page):
+        """Keep a rendered page of C{project} until the project changes."""
+        project._pages[key] = page
+
     # -- changing ------------------------------------------------------------
 
     def load(self, records, tombstones=(), serial=0):

@@ -151,8 +151,18 @@ class PypidService(MultiService):
             self._reactor.stop()
 
     def stopService(self):
-        """Stop the children (saving the snapshot), then the thread pools."""
-        d = MultiService.stopService(self)
+        """
+        Stop listening first, then take the last snapshot (so it holds every
+        change a client could still make), then stop the thread pools.
+        """
+        Service.stopService(self)
+        d = DeferredList([maybeDeferred(listener.stopService)
+                          for listener in self._listeners if listener.running])
+
+        def save(_):
+            if self._snapshot_service.running:
+                return self._snapshot_service.stopService()
+        d.addCallback(save)
 
         def stop_pools(result):
             for pool in self._threadpools:

@@ -392,11 +392,25 @@ class PypidApp:
         project = self._index.project(normalize(name))
         if project is None or not project.files:
             raise NotFound("no such project")
-        if project.name != name:
-            suffix = f"{version}/json" if version else "json"
+        shown = _version(version) if version is not None else None
+        if project.name != name or shown != version:
+            # Built from the normalized name and version only: no client text.
+            suffix = f"{quote(shown)}/json" if shown is not None else "json"
             request.setResponseCode(301)
             request.setHeader(b"location", f"{self._prefix()}pypi/{project.name}/{suffix}".encode())
-            return b""
+            request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+            return b"Moved\n"
+        key = ("pypi-json", shown)
+        page = self._index.extra_page(project, key)
+        if page is None:
+            serial = self._index.serial
+            page = await self._render_pypi_json(project, shown)
+            if self._index.serial == serial:
+                self._index.keep_page(project, key, page)
+        return send_page(request, page)
+
+    async def _render_pypi_json(self, project, version):
+        """Render the legacy JSON of a release (the latest, when C{version} is L{None})."""
         releases = {}
         for record in project.sorted_files():
             releases.setdefault(record.version, []).append((record, self._file_url(record)))
@@ -407,9 +421,7 @@ class PypidApp:
         body = render.pypi_json(project.display_name, project.name, info, releases, shown,
                                 self._index.serial, include_releases=version is None,
                                 base_url=(self._base_url or "/").rstrip("/"))
-        request.setHeader(b"content-type", b"application/json")
-        request.setHeader(b"cache-control", b"max-age=0, must-revalidate")
-        return body
+        return Page.of(body, b"application/json")
 
     async def _info(self, files):
         """The release's metadata, read from its stored .metadata (wheels first)."""

@@ -48,7 +48,8 @@ def _gated(access, request, answer):
 
     def write(body):
         if body is not NOT_DONE_YET:
-            if not request.responseHeaders.hasHeader(b"content-length"):
+            # (a 304 has no body of its own, so no length to give)
+            if request.code != 304 and not request.responseHeaders.hasHeader(b"content-length"):
                 request.setHeader(b"content-length", b"%d" % len(body))
             request.write(body)
             request.finish()
