@@ -269,6 +269,23 @@ class PasswordVerifierTests(SynchronousTestCase):
         """Return the result of a verification that has completed."""
         return self.successResultOf(verifier.verify(user, password))
 
+    def test_busy(self):
+        """
+        Past C{max_pending} distinct verifications under way, a new one fails
+        at once with L{auth.Busy}; the same credentials still share theirs.
+        """
+        pool = PendingPool()
+        verifier, clock, _ = make_verifier(self, run_in_pool=pool, max_pending=2)
+        first = verifier.verify("alice", "guess 1")
+        verifier.verify("alice", "guess 2")
+        self.failureResultOf(verifier.verify("alice", "guess 3"), auth.Busy)
+        again = verifier.verify("alice", "guess 1")
+        self.assertEqual(len(pool.pending), 2)
+        pool.finish()
+        self.assertIs(self.successResultOf(first), False)
+        self.assertIs(self.successResultOf(again), False)
+        self.assertIs(self.verify(verifier, "alice", ALICE_PASSWORD), True)
+
     def test_right_password(self):
         """The right password verifies."""
         verifier, clock, pool = make_verifier(self)

@@ -34,7 +34,7 @@ from collections.abc import Mapping
 import attrs
 from argon2 import Parameters, PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -77,6 +77,10 @@ _ARGON2ID = re.compile(
     r"\$argon2id\$v=19\$m=([0-9]{1,10}),t=([0-9]{1,10}),p=([0-9]{1,8})"
     r"\$([A-Za-z0-9+/]+)\$([A-Za-z0-9+/]+)\Z"
 )
+
+
+class Busy(Exception):
+    """Too many password verifications are under way; try again shortly."""
 
 
 class MalformedCredentials(ValueError):
@@ -360,6 +364,9 @@ class PasswordVerifier:
     @ivar _cache_ttl: seconds a successful verification is remembered; 0
         disables the cache.
     @ivar _cache_size: most successes remembered; the oldest go first.
+    @ivar _max_pending: most distinct verifications waiting or running at
+        once; past it, new ones fail at once with L{Busy} rather than queue
+        behind a flood of made-up passwords.
     @ivar _run_in_pool: a L{deferToThreadPool}-compatible callable; tests
         replace it to run synchronously and count verifications.
     """
@@ -369,6 +376,7 @@ class PasswordVerifier:
     _threadpool: object = attrs.field(repr=False)
     _cache_ttl: float = attrs.field(default=300.0, validator=_non_negative)
     _cache_size: int = attrs.field(default=1024, validator=_non_negative)
+    _max_pending: int = attrs.field(default=64, kw_only=True, validator=_non_negative)
     _run_in_pool: object = attrs.field(default=deferToThreadPool, kw_only=True, repr=False)
     # Per-process key for the cache's digests: a leaked cache (a core dump,
     # say) cannot be brute-forced offline without it, and is useless after
@@ -447,6 +455,8 @@ class PasswordVerifier:
         if waiting is not None:
             waiting.append(result)
             return result
+        if len(self._in_flight) >= self._max_pending:
+            return fail(Busy())
         self._in_flight[digest] = [result]
         stored = self._users.get(user)
         known = stored is not None

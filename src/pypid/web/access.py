@@ -9,8 +9,8 @@ answers L{None} at once and no header is even parsed.
 import attrs
 from twisted.internet.defer import fail, succeed
 
-from pypid.auth import MalformedCredentials, parse_basic
-from pypid.errors import Unauthorized
+from pypid.auth import Busy, MalformedCredentials, parse_basic
+from pypid.errors import Unauthorized, Unavailable
 
 
 @attrs.define
@@ -41,7 +41,7 @@ class Access:
             if credentials is None:
                 return succeed(None)
         d = self._verifier.authenticate(*credentials)
-        d.addCallback(_known)
+        d.addCallbacks(_known, _busy)
         return d
 
     def gate_read(self, request):
@@ -66,6 +66,12 @@ class Access:
         if not allowed(identity):
             raise Unauthorized(message)
         return identity
+
+
+def _busy(failure):
+    failure.trap(Busy)
+    raise Unavailable("too many logins are being checked; try again shortly",
+                      [(b"retry-after", b"5")])
 
 
 def _known(identity):
