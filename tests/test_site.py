@@ -31,7 +31,7 @@ class _Recorder(Resource):
     def render(self, request):
         self.seen.append(request)
         self.content = request.content
-        if isinstance(request.content, FormSink):
+        if isinstance(request.content, FormSink) or hasattr(request.content, "sink"):
             self.form = request.content.finish()
         return b"rendered"
 
@@ -196,3 +196,48 @@ class VerifyBeforeBodyTests(SynchronousTestCase):
         answer = self.transport.value()
         self.assertTrue(answer.startswith(b"HTTP/1.1 401 "), answer)
         self.assertNotIn(b"100 Continue", answer)
+
+
+class ThreadedBodyTests(SynchronousTestCase):
+    """Tests for upload bodies fed to their sink by worker jobs."""
+
+    def setUp(self):
+        from tests.fakes import QueuedRun
+        self.resource = _Recorder()
+        self.spool = os.path.abspath(self.mktemp())
+        os.makedirs(self.spool)
+        self.run = QueuedRun()
+        self.site = PypidSite(self.resource, 1 << 20, self.spool, reactor=Clock(), run=self.run)
+        self.site.startFactory()
+        self.addCleanup(self.site.stopFactory)
+        self.channel = self.site.buildProtocol(None)
+        self.transport = StringTransport()
+        self.channel.makeConnection(self.transport)
+
+    def test_route_after_drain(self):
+        """The request reaches its resource only once every chunk was fed to the sink."""
+        body = b"--xyz\r\nContent-Disposition: form-data; name=a\r\n\r\n1\r\n--xyz--\r\n"
+        self.channel.dataReceived(b"POST /legacy/ HTTP/1.1\r\nHost: x\r\n" + AUTH + MULTIPART +
+                                  b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        self.assertEqual(self.resource.seen, [])
+        self.run.run_all()
+        [request] = self.resource.seen
+        self.assertEqual(self.resource.form.get("a"), "1")
+
+    def test_too_large_mid_stream(self):
+        """A chunked upload passing the limit is answered 413 once a job finds it."""
+        self.channel.dataReceived(b"POST /legacy/ HTTP/1.1\r\nHost: x\r\n" + AUTH + MULTIPART +
+                                  b"Transfer-Encoding: chunked\r\n\r\n")
+        head = (b"--xyz\r\nContent-Disposition: form-data; name=\"content\"; "
+                b"filename=\"f.whl\"\r\n\r\n")
+        self.channel.dataReceived(b"%x\r\n%s\r\n" % (len(head), head))
+        chunk = b"a" * (64 << 10)
+        for _ in range(20):
+            self.channel.dataReceived(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            self.run.run_all()
+            if self.transport.disconnecting:
+                break
+        self.assertTrue(self.transport.value().startswith(b"HTTP/1.1 413 "))
+        self.assertTrue(self.transport.disconnecting)
+        self.assertEqual(os.listdir(self.spool), [])
+        self.assertEqual(self.resource.seen, [])

@@ -100,7 +100,8 @@ def build_service(config, reactor, exit_on_failure=False):
         app.resource(),
     )
     site = PypidSite(root, config.server.max_upload_size, storage.temp_dir,
-                     access_log=config.server.access_log, reactor=reactor, access=access)
+                     access_log=config.server.access_log, reactor=reactor, access=access,
+                     run=run)
 
     writer = SnapshotWriter(index, config.server.snapshot, run, reactor, storage.identity(),
                             app.busy_since)

@@ -42,6 +42,7 @@ from pypid.storage.interface import FileExists, FilenameDeleted, MemoryFile, Sto
 from pypid.upload import validate_upload
 from pypid.web.respond import send_error, send_page, send_text
 from pypid.web.site import too_large_message
+from pypid.web.spool import ThreadedSink
 from pypid.index import Page
 
 log = Logger()
@@ -179,7 +180,7 @@ class PypidApp:
 
     async def _upload(self, request):
         content = request.content
-        if not isinstance(content, FormSink):
+        if not isinstance(content, (FormSink, ThreadedSink)):
             content = self._spool(request)
         try:
             form = content.finish()

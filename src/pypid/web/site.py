@@ -21,6 +21,7 @@ from twisted.web.http import datetimeToString, unquote
 from pypid.auth import MalformedCredentials, parse_basic, www_authenticate_header
 from pypid.errors import HTTPError, reason_phrase
 from pypid.multipart import FormSink, MultipartError, UploadTooLarge, boundary_from_content_type
+from pypid.web.spool import ThreadedSink
 
 log = Logger()
 
@@ -106,7 +107,12 @@ class PypidRequest(server.Request):
         if length is not None and length > limit + _FIELDS_ALLOWANCE:
             return self._answer_early(length, 413, too_large_message(limit))
         self.upload_credentials = credentials
-        self.content = FormSink(boundary, site.spool_dir, max_file_size=limit)
+        sink = FormSink(boundary, site.spool_dir, max_file_size=limit)
+        if site.run is not None:
+            transport = self.channel.transport
+            sink = ThreadedSink(sink, site.run, transport.pauseProducing,
+                                transport.resumeProducing, self._sink_failed)
+        self.content = sink
         if site.access is not None:
             self._verify_before_body(site.access.gate_upload(self, credentials), length)
 
@@ -131,7 +137,7 @@ class PypidRequest(server.Request):
             if self._body_done:
                 return  # the upload route answers it
             content = self.content
-            if isinstance(content, FormSink):
+            if isinstance(content, (FormSink, ThreadedSink)):
                 content.close()
             self._answer_early(length, failure.value.code, failure.value.message,
                                www=failure.value.code == 401)
@@ -148,11 +154,16 @@ class PypidRequest(server.Request):
         kind = type(content)
         if kind is FormSink:
             if isinstance(content.error, UploadTooLarge):
-                content.close()
-                self._answer_early(None, 413, too_large_message(self.channel.site.max_upload_size))
-        elif kind is not _Discard and content.tell() > MAX_OTHER_BODY:
+                self._sink_failed(content.error)
+        elif kind is not _Discard and kind is not ThreadedSink and content.tell() > MAX_OTHER_BODY:
             content.close()
             self._answer_early(None, 413, _OTHER_TOO_LARGE)
+
+    def _sink_failed(self, error):
+        """An upload's sink found an error while the body arrives: answer 413 at once."""
+        if isinstance(error, UploadTooLarge) and not self.early_answer and not self._body_done:
+            self.content.close()
+            self._answer_early(None, 413, too_large_message(self.channel.site.max_upload_size))
 
     def _answer_early(self, length, code, message, www=False):
         """
@@ -185,7 +196,18 @@ class PypidRequest(server.Request):
         if self.early_answer:
             self.channel.transport.loseConnection()
             return
+        content = self.content
+        if type(content) is ThreadedSink:
+            # The route sees the body once the worker has fed all of it.
+            d = content.drained()
+            d.addCallback(lambda _: self._received(command, path, version))
+            d.addErrback(self.processingFailed)
+            return
         server.Request.requestReceived(self, command, path, version)
+
+    def _received(self, command, path, version):
+        if self.channel is not None and not self.early_answer:
+            server.Request.requestReceived(self, command, path, version)
 
     def process(self):
         """Like L{server.Request.process}, with cheaper, quieter headers."""
@@ -215,7 +237,7 @@ class PypidRequest(server.Request):
     def connectionLost(self, reason):
         """Remove a half-received upload's spooled file."""
         content = self.content
-        if isinstance(content, FormSink):
+        if isinstance(content, (FormSink, ThreadedSink)):
             content.close()
         server.Request.connectionLost(self, reason)
 
@@ -250,17 +272,21 @@ class PypidSite(server.Site):
     @ivar spool_dir: where upload bodies are spooled (the storage's).
     @ivar access: the L{pypid.web.access.Access} gate, to verify an upload's
         credentials before its body is read; L{None} to leave it to the route.
+    @ivar run: C{run(f, *args) -> Deferred} running C{f} in a worker thread,
+        where upload bodies are parsed, hashed and written (see
+        L{pypid.web.spool}); L{None} to do that on the reactor thread.
     """
 
     requestFactory = PypidRequest
     displayTracebacks = False
 
     def __init__(self, resource, max_upload_size, spool_dir, access_log=None, reactor=None,
-                 access=None):
+                 access=None, run=None):
         server.Site.__init__(self, resource, logPath=access_log, reactor=reactor)
         self.max_upload_size = max_upload_size
         self.spool_dir = spool_dir
         self.access = access
+        self.run = run
         self._access_log = access_log
         self._date = (None, b"")
 
