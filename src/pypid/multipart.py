@@ -382,7 +382,28 @@ _FINISHED = "finished"
 _CLOSED = "closed"
 
 
-class FormSink:
+class UnkeptBody:
+    """
+    What Twisted asks of C{request.content}, for a body that is parsed or
+    dropped as it arrives rather than kept: it counts the bytes received
+    (C{_received}), rewinds to nothing, and reads as empty.
+    """
+
+    _received = 0
+
+    def tell(self):
+        """Return the number of body bytes received so far."""
+        return self._received
+
+    def seek(self, offset, whence=0):
+        """Do nothing: Twisted rewinds its content, but the body is not kept."""
+
+    def read(self, n=-1):
+        """Return C{b""}: the body is not kept."""
+        return b""
+
+
+class FormSink(UnkeptBody):
     """
     A write-only file-like object that parses a C{multipart/form-data} body
     as it is written, to stand in for a Twisted request's C{content}.
@@ -474,17 +495,6 @@ class FormSink:
             self._feed(data)
         except Exception as e:
             self._fail(e)
-
-    def tell(self):
-        """Return the number of body bytes written so far."""
-        return self._received
-
-    def seek(self, offset, whence=0):
-        """Do nothing: Twisted rewinds its content, but the body is not kept."""
-
-    def read(self, n=-1):
-        """Return C{b""}: the body is not kept, only parsed."""
-        return b""
 
     def close(self):
         """

@@ -20,7 +20,13 @@ from twisted.web.http import datetimeToString, unquote
 
 from pypid.auth import MalformedCredentials, parse_basic, www_authenticate_header
 from pypid.errors import HTTPError, reason_phrase
-from pypid.multipart import FormSink, MultipartError, UploadTooLarge, boundary_from_content_type
+from pypid.multipart import (
+    FormSink,
+    MultipartError,
+    UnkeptBody,
+    UploadTooLarge,
+    boundary_from_content_type,
+)
 from pypid.web.spool import ThreadedSink
 
 log = Logger()
@@ -42,23 +48,11 @@ _OTHER_TOO_LARGE = "the request body is larger than 1 MiB"
 _FIELDS_ALLOWANCE = 9 << 20
 
 
-class _Discard:
+class _Discard(UnkeptBody):
     """A request body sink that counts and forgets (for refused uploads)."""
 
-    def __init__(self):
-        self.received = 0
-
     def write(self, data):
-        self.received += len(data)
-
-    def tell(self):
-        return self.received
-
-    def seek(self, offset, whence=0):
-        pass
-
-    def read(self, n=-1):
-        return b""
+        self._received += len(data)
 
     def close(self):
         pass

@@ -17,10 +17,12 @@ runs, and by the reactor only when no job runs.
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
+from pypid.multipart import UnkeptBody
+
 log = Logger()
 
 
-class ThreadedSink:
+class ThreadedSink(UnkeptBody):
     """
     A request body file-like object (what Twisted calls C{request.content})
     that feeds a L{FormSink} in a worker thread.
@@ -68,17 +70,6 @@ class ThreadedSink:
         if self._queued > self._high and not self._paused:
             self._paused = True
             self._pause()
-
-    def tell(self):
-        """Bytes received so far."""
-        return self._received
-
-    def seek(self, offset, whence=0):
-        """Twisted seeks to the start before handing the body on: nothing to do."""
-
-    def read(self, n=-1):
-        """The body is not kept."""
-        return b""
 
     def close(self):
         """Forget the queue and discard the sink's files, once no job runs."""
