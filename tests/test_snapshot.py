@@ -196,14 +196,6 @@ class SnapshotWriterTests(SynchronousTestCase):
         self.successResultOf(writer.save_if_changed())
         self.assertFalse(os.path.exists(self.path))
 
-    def test_mark_saved(self):
-        """After mark_saved() the index as it is counts as saved."""
-        writer = self.writer()
-        self.index.add(make_record())
-        writer.mark_saved()
-        self.successResultOf(writer.save_if_changed())
-        self.assertFalse(os.path.exists(self.path))
-
     def test_saves_again_after_change(self):
         """Each later change is saved by the next call."""
         writer = self.writer()

@@ -236,15 +236,15 @@ class Index:
         self.serial += 1
 
     def _tombstone(self, filename, project=None):
-        if project is None:
-            try:
-                project = parse_filename(filename, legacy=True).project
-            except InvalidName:
-                project = None
-        self._tombstones[filename] = project
-        key = filename_key(filename)
-        if key is not None:
+        try:
+            parsed = parse_filename(filename, legacy=True)
+        except InvalidName:
+            parsed = None
+        if parsed is not None:
+            project = project or parsed.project
+            key = distribution_key(parsed.project, parsed.version, parsed.packagetype, filename)
             self._keys.setdefault(key, filename)
+        self._tombstones[filename] = project
         if project is not None and project not in self._projects:
             self._projects[project] = Project(project, project)
             self._root_pages.clear()

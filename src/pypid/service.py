@@ -70,7 +70,8 @@ class IndexLoader:
             tombstones = snap.tombstones
         await self.storage.prepare()
         result = await self.storage.scan(known, since, tombstones)
-        # Storage is the truth for tombstones too: the scan reads every one.
+        # The scan's tombstones are storage's: read from the records, or the
+        # snapshot's own when the scan found nothing changed since it.
         self.index.load(result.records.values(), result.tombstones, serial)
         if result.settled is not None and self.writer is not None:
             # What the scan wrote beside imported files is newer than any

@@ -156,6 +156,10 @@ class SnapshotWriter:
     @ivar path: where the snapshot lives.
     @ivar _run: C{run(f, *args) -> Deferred} running blocking work in a thread.
     @ivar _clock: provides C{seconds()}.
+    @ivar storage: the storage's identity, kept in the snapshot so that it is
+        never used for other data.
+    @ivar _busy_since: C{busy_since() -> float | None}: since when a change
+        to storage has been under way, if one is.
     """
 
     _index: object
@@ -171,10 +175,6 @@ class SnapshotWriter:
     def want_save(self):
         """Save at the next tick even if the index did not change (storage did)."""
         self._wanted = True
-
-    def mark_saved(self):
-        """Say the index as it is now is what the snapshot holds."""
-        self.saved_serial = self._index.serial
 
     def save_if_changed(self):
         """
@@ -192,13 +192,13 @@ class SnapshotWriter:
         # The snapshot stands for storage as of the start of the oldest change
         # still under way: such a change may have written storage already and
         # not reached the index yet, so start-up must look at it again.
-        now = self._clock.seconds()
+        as_of = self._clock.seconds()
         busy = self._busy_since() if self._busy_since is not None else None
         if busy is not None:
-            now = min(now, busy)
+            as_of = min(as_of, busy)
 
         def save():
-            write(self.path, encode(records, tombstones, now, serial, self.storage))
+            write(self.path, encode(records, tombstones, as_of, serial, self.storage))
 
         def saved(_):
             self.saved_serial = serial

@@ -88,6 +88,12 @@ def _unlink(path):
         pass
 
 
+def _record_bytes(record):
+    """A record (or a tombstone dict) as the JSON kept beside its file."""
+    data = record if isinstance(record, dict) else record.to_json()
+    return json.dumps(data, sort_keys=True).encode("utf-8")
+
+
 def _storage_error(error):
     """The L{StorageError} for an L{OSError} of the backend."""
     if error.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -179,9 +185,9 @@ class LocalStorage:
         return d
 
     def _persist_imported(self, scanned):
-        result, imported, started = scanned
+        result, imported = scanned
         if imported:
-            done = self._run(self._write_imported_sync, imported, started)
+            done = self._run(self._write_imported_sync, imported)
             done.addErrback(lambda f: log.failure("Cannot keep imported records", f))
             result = attrs.evolve(result, settled=done)
         return result
@@ -270,7 +276,12 @@ class LocalStorage:
             try:
                 if metadata is not None:
                     _write_atomic(self._metadata_path(record.filename), metadata, self.temp_dir)
-                self._write_record_sync(record)
+                # The tombstone check was made before the link, and the app
+                # changes one distribution at a time: no second read here.
+                with self._sidecar_lock:
+                    _write_atomic(self._record_path(record.filename), _record_bytes(record),
+                                  self.temp_dir)
+                _fsync_dir(self._files_dir)
                 _fsync_dir(os.path.dirname(final))
             except BaseException:
                 # Not published after all: take the file back, so a retry
@@ -294,19 +305,19 @@ class LocalStorage:
 
     def _write_record_sync(self, record):
         """Write a file's record; never over a tombstone (a delete is final)."""
-        data = json.dumps(record.to_json(), sort_keys=True).encode("utf-8")
         with _storage_errors(), self._sidecar_lock:
             current = self._read_sidecar(record.filename)
             if current is not None and current.get("deleted"):
                 raise FilenameDeleted(record.filename)
-            _write_atomic(self._record_path(record.filename), data, self.temp_dir)
+            _write_atomic(self._record_path(record.filename), _record_bytes(record),
+                          self.temp_dir)
             _fsync_dir(self._files_dir)
 
     def _delete_sync(self, record):
         tombstone = dict(record.to_json(), deleted=True, deleted_at=self._now())
         with _storage_errors(), self._sidecar_lock:
-            _write_atomic(self._record_path(record.filename),
-                          json.dumps(tombstone, sort_keys=True).encode("utf-8"), self.temp_dir)
+            _write_atomic(self._record_path(record.filename), _record_bytes(tombstone),
+                          self.temp_dir)
             _unlink(self._file_path(record.path))
             _unlink(self._metadata_path(record.filename))
             _fsync_dir(self._files_dir)
@@ -377,7 +388,7 @@ class LocalStorage:
         if since > started:
             since = 0.0
         if since and known and self._unchanged_since(since) and self._same_sizes(known):
-            return ScanResult(records=dict(known), tombstones=known_tombstones), [], started
+            return ScanResult(records=dict(known), tombstones=known_tombstones), []
         sidecars = {}
         for entry in os.scandir(self._files_dir):
             if entry.name.endswith(_RECORD):
@@ -406,9 +417,9 @@ class LocalStorage:
                 records[filename] = record
         result = ScanResult(records=records, tombstones=frozenset(tombstones),
                             skipped=tuple(skipped))
-        return result, imported, started
+        return result, imported
 
-    def _write_imported_sync(self, imported, started):
+    def _write_imported_sync(self, imported):
         """Keep imported records and metadata beside their files."""
         for record, metadata, seen in imported:
             try:
@@ -421,9 +432,7 @@ class LocalStorage:
                     # A sidecar that changed since the scan read it holds a yank
                     # or a delete stored meanwhile: newer than what the scan knew.
                     if current == seen:
-                        path = self._record_path(record.filename)
-                        _write_atomic(path,
-                                      json.dumps(record.to_json(), sort_keys=True).encode("utf-8"),
+                        _write_atomic(self._record_path(record.filename), _record_bytes(record),
                                       self.temp_dir, durable=False)
             except OSError as e:
                 log.warn("Cannot keep the record of {filename}: {error}",

@@ -40,6 +40,7 @@ from pypid.names import (
 from pypid import render
 from pypid.storage.interface import FileExists, FilenameDeleted, MemoryFile, StorageError
 from pypid.upload import validate_upload
+from pypid.service import file_url_for
 from pypid.web.respond import send_error, send_page, send_text
 from pypid.web.site import too_large_message
 from pypid.web.spool import ThreadedSink
@@ -80,6 +81,13 @@ class PypidApp:
     _base_url: str | None = None
     _landing: tuple | None = attrs.field(default=None, init=False)
     _locks: KeyedLock = attrs.field(init=False)
+    # Absolute file links (the JSON API and pages for people are not under
+    # /simple/<project>/, so the index's relative links would not do).
+    _file_url: object = attrs.field(init=False)
+
+    @_file_url.default
+    def _make_file_url(self):
+        return file_url_for(self._base_url or "/")
 
     @_locks.default
     def _make_locks(self):
@@ -118,22 +126,36 @@ class PypidApp:
     @app.route("/", methods=["GET", "HEAD"])
     def landing(self, request):
         """A page saying what this server is and how to use it."""
-        return self._human_page(request, self._landing_page)
+        return ensureDeferred(self._human_page(request, self._landing_page))
 
     @app.route("/project/<string:name>/", methods=["GET", "HEAD"])
     def project_page(self, request, name):
         """A page for people about one project: its releases and files."""
-        return self._human_page(request, lambda: self._project_page(name))
+        return ensureDeferred(self._human_page(request, lambda: self._project_page(name)))
 
-    def _human_page(self, request, make):
+    async def _human_page(self, request, make):
         request.setHeader(b"x-content-type-options", b"nosniff")
         request.setHeader(b"content-security-policy", _CSP)
         gate = self._access.gate_read(request)
-        if gate is None:
-            return send_page(request, make())
-        return gate.addCallback(lambda _: send_page(request, make()))
+        if gate is not None:
+            await gate
+        return send_page(request, await make())
 
-    def _landing_page(self):
+    async def _kept_page(self, project, key, render_page):
+        """
+        The page C{key} about C{project}: rendered by C{render_page()} (a
+        coroutine) once, then kept with the project's index pages until the
+        project changes. A page rendered while the index changed is not kept.
+        """
+        page = self._index.extra_page(project, key)
+        if page is None:
+            serial = self._index.serial
+            page = await render_page()
+            if self._index.serial == serial:
+                self._index.keep_page(project, key, page)
+        return page
+
+    async def _landing_page(self):
         serial = self._index.serial
         if self._landing is None or self._landing[0] != serial:
             body = _LANDING.format(
@@ -144,12 +166,15 @@ class PypidApp:
             self._landing = (serial, Page.of(body, _HTML))
         return self._landing[1]
 
-    def _project_page(self, name):
+    async def _project_page(self, name):
         if not is_valid_name(name):
             raise NotFound("no such project")
         project = self._index.project(normalize(name))
         if project is None:
             raise NotFound("no such project")
+        return await self._kept_page(project, ("people",), lambda: self._render_project(project))
+
+    async def _render_project(self, project):
         rows = []
         for record in reversed(project.sorted_files()):
             yanked = (f' <em>yanked{": " + html.escape(record.yanked) if record.yanked else ""}</em>'
@@ -193,7 +218,9 @@ class PypidApp:
             raise Unavailable("cannot receive the upload now: the spool folder is unavailable",
                               [(b"retry-after", RETRY_AFTER)])
         try:
-            identity = await self._access.gate_upload(
+            # Verified already when the site checked the credentials before
+            # the body (PypidRequest); otherwise verified here.
+            identity = getattr(request, "upload_identity", None) or await self._access.gate_upload(
                 request, getattr(request, "upload_credentials", None))
             if form.get(":action") == "remove_pkg":
                 return await self._remove_release(request, form, identity)
@@ -401,13 +428,8 @@ class PypidApp:
             request.setHeader(b"location", f"{self._prefix()}pypi/{project.name}/{suffix}".encode())
             request.setHeader(b"content-type", b"text/plain; charset=utf-8")
             return b"Moved\n"
-        key = ("pypi-json", shown)
-        page = self._index.extra_page(project, key)
-        if page is None:
-            serial = self._index.serial
-            page = await self._render_pypi_json(project, shown)
-            if self._index.serial == serial:
-                self._index.keep_page(project, key, page)
+        page = await self._kept_page(project, ("pypi-json", shown),
+                                     lambda: self._render_pypi_json(project, shown))
         return send_page(request, page)
 
     async def _render_pypi_json(self, project, version):
@@ -443,9 +465,6 @@ class PypidApp:
 
     def _prefix(self):
         return self._base_url or "/"
-
-    def _file_url(self, record):
-        return f"{self._prefix()}files/{record.project}/{quote(record.filename)}"
 
     # -- health ----------------------------------------------------------------------
 

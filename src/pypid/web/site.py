@@ -4,13 +4,15 @@ The HTTP site: a L{Site} whose requests stream upload bodies to disk.
 Twisted's L{Request} keeps a body in memory (or a temporary file) and then
 parses a C{multipart/form-data} body into C{request.args} all at once,
 dropping the part's filename. For uploads this request class instead hands
-each chunk of the body, as it arrives, to a L{pypid.multipart.FormSink},
-which writes the file part to the storage's spool folder and hashes it on
-the way; memory stays flat whatever the file size.
+each chunk of the body, as it arrives, to a L{pypid.multipart.FormSink}
+(through L{pypid.web.spool.ThreadedSink}, in a worker thread), which writes
+the file part to the storage's spool folder and hashes it on the way; memory
+stays flat whatever the file size.
 
 It also decides before the body is read whether to read it at all: an upload
-whose declared length is over the limit, or that carries no credentials, is
-answered at once and its body discarded.
+whose declared length is over the limit, or whose credentials are missing or
+wrong (reading pauses until they are verified), is answered at once and its
+body discarded. Other requests may not carry more than 1 MiB of body.
 """
 
 from twisted.logger import Logger
@@ -70,6 +72,8 @@ class PypidRequest(server.Request):
     _body_done = False
     #: C{(user, password)} from the Authorization header of an upload, parsed early
     upload_credentials = None
+    #: the uploader's L{pypid.auth.Identity}, once verified before the body
+    upload_identity = None
 
     def gotLength(self, length):
         """Choose where the body goes, before any of it arrives."""
@@ -123,6 +127,7 @@ class PypidRequest(server.Request):
             transport.pauseProducing()
 
         def verified_ok(identity):
+            self.upload_identity = identity
             if paused and not self.early_answer:
                 transport.resumeProducing()
 
