@@ -68,6 +68,47 @@ class MemoryFile:
     data: bytes
 
 
+@attrs.frozen
+class Redirect:
+    """
+    A stored object that the client fetches from elsewhere: a presigned URL
+    of the bucket, or a public URL (a CDN). The server answers 302.
+    """
+
+    url: str
+
+
+@attrs.frozen
+class RemoteFile:
+    """
+    A stored object that the server relays from a remote store as it arrives.
+
+    @ivar size: the object's size in bytes (from the record), so that ranges,
+        C{HEAD} and C{304} are answered without asking the store.
+    @ivar fetch: C{fetch(start, length) -> Deferred} firing with an object
+        that has C{deliverBody(protocol)} (a L{twisted.web.iweb.IResponse})
+        and delivers exactly those bytes; it fails with L{StorageError} when
+        the store is unavailable and L{FileNotFoundError} when the object is
+        missing.
+    """
+
+    size: int
+    fetch: object
+
+
+@attrs.frozen
+class RemoteBytes:
+    """
+    A small stored object (core metadata) that the server fetches whole from
+    a remote store before answering.
+
+    @ivar read: C{read() -> Deferred} firing with the bytes, or failing like
+        L{RemoteFile.fetch}.
+    """
+
+    read: object
+
+
 class IStorage(Interface):
     """A place that keeps distribution files and what is known about them."""
 
@@ -139,12 +180,20 @@ class IStorage(Interface):
         """
         Say how to send a stored file to a client.
 
-        @rtype: L{LocalFile} (a later backend may add redirects and streams)
+        @rtype: L{LocalFile}, L{Redirect} or L{RemoteFile}
         """
 
     def locate_metadata(record):
         """
         Say how to send a stored file's core metadata (PEP 658).
 
-        @rtype: L{LocalFile} or L{MemoryFile}
+        @rtype: L{LocalFile}, L{MemoryFile}, L{Redirect} or L{RemoteBytes}
+        """
+
+    def read_metadata(record):
+        """
+        Read a stored file's core metadata (for the JSON API).
+
+        @rtype: L{Deferred} firing with the bytes, or failing with
+            L{FileNotFoundError} or L{StorageError}
         """
