@@ -1,0 +1,729 @@
+"""
+Storage in an S3 bucket (or an S3-compatible store: MinIO, Ceph, moto).
+
+The bucket is the only state that must be kept safe: each file object
+carries its record in its user metadata, and yanks and deletes are marker
+objects (see L{pypid.storage.s3layout}). A server with an empty disk lists the
+bucket and serves a complete index; with a snapshot it only reads what the
+listing shows changed since.
+
+Writes cannot overwrite: a new file is written with C{If-None-Match: *}, so
+of two servers uploading one filename exactly one wins, and the other gets
+the same "File already exists" answer as on local disk.
+
+Several servers may share a bucket. Each change leaves a marker object whose
+key says when, by whom and to which file; every instance lists the markers
+newer than its last look (a listing that starts after a key, so a poll costs
+one request plus one per change, whatever the size of the repository) and
+reads the changed files' state from the bucket. See L{poll}.
+
+Downloads are redirects to presigned URLs (cached, and kept in the snapshot,
+until shortly before they expire), relays of the object through the server
+(C{download = stream}), or redirects to a public URL.
+"""
+
+import datetime
+import gzip
+import hashlib
+import json
+import os
+import secrets
+import uuid
+import xml.etree.ElementTree as ET
+from functools import partial
+from urllib.parse import quote
+
+import attrs
+from twisted.internet.defer import DeferredLock, ensureDeferred, gatherResults
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from pypid.distribution import inspect
+from pypid.metadata import InvalidDistribution
+from pypid.names import InvalidName
+from pypid.storage.interface import (
+    FileExists,
+    FilenameDeleted,
+    IStorage,
+    Redirect,
+    RemoteBytes,
+    RemoteFile,
+    ScanResult,
+    StorageError,
+)
+from pypid.storage.s3client import FileRangeProducer, S3Error, S3Unavailable, complete_body
+from pypid.storage.s3layout import (
+    Change,
+    changes_start_after,
+    metadata_headers,
+    record_from_headers,
+    yank_body,
+    yank_reason,
+)
+from pypid.storage.s3sign import presign
+
+log = Logger()
+
+#: S3's smallest part (but the last) of a multipart upload, and most parts.
+MIN_PART = 5 << 20
+MAX_PARTS = 10000
+
+#: Core metadata objects are read up to this size.
+METADATA_LIMIT = 16 << 20
+
+#: How far back each poll for change markers looks beyond the last one:
+#: markers are named by their writer's clock and become visible when their
+#: PUT completes, so a marker can appear late by the writer's request time
+#: and the clocks' disagreement.
+LOOKBACK = 120.0
+
+#: Change markers older than this are removed (by any instance); an
+#: instance that could not poll for half of it lists the whole bucket again.
+MARKER_RETENTION = 24 * 3600.0
+
+#: A listed object modified this close to the snapshot's time is read again
+#: rather than trusted (the store's clock and ours may disagree).
+CLOCK_MARGIN = 60.0
+
+#: How many objects a rebuild reads at once.
+PARALLEL_READS = 16
+
+
+def _unlink(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _sha256_range(path, offset, length):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        f.seek(offset)
+        while length > 0:
+            data = f.read(min(1 << 20, length))
+            if not data:
+                break
+            digest.update(data)
+            length -= len(data)
+    return digest.hexdigest()
+
+
+def _write_new(path, data):
+    with open(path, "wb") as f:
+        f.write(data)
+    return path
+
+
+def _sweep(folder):
+    os.makedirs(folder, exist_ok=True)
+    for entry in os.scandir(folder):
+        if entry.is_file(follow_symlinks=False):
+            _unlink(entry.path)
+
+
+def parse_time(text):
+    """POSIX time of an S3 timestamp (C{2026-11-21T10:00:00.000Z}); 0 when unreadable."""
+    try:
+        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
+
+
+def part_size(size, threshold):
+    """The part size for a multipart upload of C{size} bytes."""
+    return max(threshold, MIN_PART, -(-size // MAX_PARTS))
+
+
+@attrs.frozen
+class Changed:
+    """
+    What a poll found about one file: its record now (L{None} when it is not
+    stored), and whether its name is a tombstone.
+    """
+
+    filename: str
+    record: object
+    deleted: bool
+
+
+@implementer(IStorage)
+class S3Storage:
+    """
+    Files in a bucket, under a prefix.
+
+    @ivar _client: the L{pypid.storage.s3client.S3Client}.
+    @ivar _layout: the L{pypid.storage.s3layout.Layout} of the prefix.
+    @ivar _credentials: the L{pypid.storage.s3credentials.CredentialSource}.
+    @ivar _run: C{run(f, *args) -> Deferred} for blocking work.
+    @ivar _clock: provides C{seconds()} and C{callLater}; wall-clock time in
+        production, since marker names and S3's times are compared with it.
+    @ivar temp_dir: the local folder where uploads are spooled.
+    """
+
+    def __init__(self, client, layout, credentials, run, clock, temp_dir, *,
+                 download="redirect", public_url=None, expire_after=86400.0,
+                 buffer_time=600.0, multipart_threshold=64 << 20, sync_interval=30.0,
+                 bucket_snapshot=True, max_import_size=1 << 30, on_close=None):
+        self._client = client
+        self._layout = layout
+        self._credentials = credentials
+        self._run = run
+        self._clock = clock
+        self.temp_dir = temp_dir
+        self._download = download
+        self._public_url = public_url
+        self._expire_after = expire_after
+        self._buffer_time = buffer_time
+        self._threshold = multipart_threshold
+        self.sync_interval = sync_interval
+        self._bucket_snapshot = bucket_snapshot
+        self._max_import_size = max_import_size
+        self._on_close = on_close
+        # key -> (url, usable until)
+        self._urls = {}
+        self.instance = uuid.uuid4().hex[:12]
+        self._numbers = iter(range(1, 1 << 62))
+        # Change markers: where the next poll looks from (ms), and those seen
+        # within the look-back window (by key).
+        self._cursor = None
+        self._seen = {}
+        self._last_poll = None
+        self._last_cleanup = None
+
+    # -- life ------------------------------------------------------------------------
+
+    def identity(self):
+        """The bucket and prefix: a snapshot of another bucket is not used."""
+        return f"s3://{self._client.bucket.name}/{self._layout.prefix}"
+
+    def prepare(self):
+        """Find credentials and check that the bucket answers to them."""
+        return ensureDeferred(self._prepare())
+
+    async def _prepare(self):
+        await self._run(_sweep, self.temp_dir)
+        await self._credentials.start()
+        bucket = self._client.bucket
+        try:
+            await self._client.call("GET", "", params=[("list-type", "2"), ("max-keys", "1"),
+                                                        ("prefix", self._layout.prefix)])
+        except S3Error as e:
+            if e.code == "NoSuchBucket" or e.status == 404:
+                raise StorageError(f"the bucket {bucket.name} does not exist at {bucket.endpoint}")
+            if e.status in (401, 403):
+                raise StorageError(
+                    f"S3 refused access to the bucket {bucket.name} ({e.code}): check "
+                    "the credentials and that they may list, read and write it")
+            raise StorageError(f"cannot use the bucket {bucket.name}: {e}")
+        except S3Unavailable as e:
+            raise StorageError(f"cannot use the bucket {bucket.name}: {e}")
+
+    def close(self):
+        """Stop refreshing credentials and drop the connections."""
+        self._credentials.stop()
+        if self._on_close is not None:
+            self._on_close()
+
+    def check(self):
+        """Whether the bucket answers now (one short listing)."""
+        async def check():
+            try:
+                await self._client.call("GET", "", params=[
+                    ("list-type", "2"), ("max-keys", "1"), ("prefix", self._layout.prefix)],
+                    retry=False)
+            except StorageError:
+                return False
+            return True
+        return ensureDeferred(check())
+
+    # -- writes ----------------------------------------------------------------------
+
+    def publish(self, temp_path, record, metadata):
+        """Write the file, conditionally, then its metadata; see the module."""
+        return ensureDeferred(self._publish(temp_path, record, metadata))
+
+    async def _publish(self, temp_path, record, metadata):
+        layout, client = self._layout, self._client
+        key = layout.file_key(record.path)
+        try:
+            if await client.head(layout.deleted_key(record.filename)) is not None:
+                raise FilenameDeleted(record.filename)
+            headers = metadata_headers(record)
+            headers["content-type"] = "application/octet-stream"
+            if record.size > self._threshold:
+                written = await self._multipart(key, temp_path, record, headers)
+            else:
+                response = await client.call(
+                    "PUT", key, headers=dict(headers, **{"if-none-match": "*"}),
+                    body=partial(self._producer, temp_path, 0, record.size),
+                    payload_sha256=record.sha256, ok=(200, 412))
+                written = response.code == 200
+            if not written:
+                existing = await client.head(key)
+                sha256 = existing.get("x-amz-meta-sha256") if existing is not None else None
+                if sha256 != record.sha256:
+                    raise FileExists(record.filename, sha256)
+                # The same bytes: this upload's own earlier attempt, or an
+                # identical one through another server. Either way it is stored.
+            try:
+                if metadata is not None:
+                    await client.put(layout.metadata_key(record.path), metadata,
+                                     {"content-type": "application/octet-stream"})
+            except StorageError:
+                if written:
+                    await self._forget(key)
+                raise
+            self._announce(record.filename)
+            return record
+        finally:
+            await self._run(_unlink, temp_path)
+
+    def _producer(self, path, offset, length):
+        return FileRangeProducer(path, offset, length, self._run)
+
+    async def _forget(self, key):
+        try:
+            await self._client.delete(key)
+        except StorageError as e:
+            log.warn("Cannot remove {key} after a failed upload: {error}", key=key, error=str(e))
+
+    async def _multipart(self, key, temp_path, record, headers):
+        """
+        Upload in parts, streamed from the spooled file; the parts become
+        the object only if no object has the key (C{If-None-Match} on the
+        completion). A failed upload is aborted, so no parts are left to pay
+        for.
+
+        @return: whether the object was written.
+        """
+        client = self._client
+        created = await client.call("POST", key, params=[("uploads", "")], headers=headers)
+        upload_id = _xml_value(created.body, "UploadId")
+        if not upload_id:
+            raise S3Unavailable("S3 gave no upload id for a multipart upload")
+        ident = [("uploadId", upload_id)]
+        try:
+            size = part_size(record.size, self._threshold)
+            etags = []
+            for number, offset in enumerate(range(0, record.size, size), 1):
+                length = min(size, record.size - offset)
+                digest = await self._run(_sha256_range, temp_path, offset, length)
+                response = await client.call(
+                    "PUT", key, params=[("partNumber", str(number))] + ident,
+                    body=partial(self._producer, temp_path, offset, length),
+                    payload_sha256=digest)
+                etags.append(response.headers.get("etag", ""))
+            response = await client.call(
+                "POST", key, params=ident, body=complete_body(etags),
+                headers={"if-none-match": "*", "content-type": "application/xml"},
+                ok=(200, 412), limit=1 << 20)
+            # S3 may answer 200 and put the error in the body.
+            if response.code == 200 and b"<Error>" in response.body:
+                raise S3Unavailable("S3 could not complete the multipart upload: "
+                                    + (_xml_value(response.body, "Code") or "unknown error"))
+        except BaseException:
+            try:
+                await client.call("DELETE", key, params=ident, ok=(200, 204, 404))
+            except StorageError as e:
+                log.warn("Cannot abort the multipart upload of {key}: {error}",
+                         key=key, error=str(e))
+            raise
+        if response.code == 412:
+            await client.call("DELETE", key, params=ident, ok=(200, 204, 404))
+            return False
+        return True
+
+    def update(self, record):
+        """Store a file's yank state (a marker object); never after a delete."""
+        return ensureDeferred(self._update(record))
+
+    async def _update(self, record):
+        layout, client = self._layout, self._client
+        if await client.head(layout.deleted_key(record.filename)) is not None:
+            raise FilenameDeleted(record.filename)
+        if record.yanked is not None:
+            await client.put(layout.yanked_key(record.filename), yank_body(record.yanked),
+                             {"content-type": "application/json"})
+        else:
+            await client.delete(layout.yanked_key(record.filename))
+        self._announce(record.filename)
+
+    def delete(self, record):
+        """Keep a tombstone first, then remove the file, its metadata and marker."""
+        return ensureDeferred(self._delete(record))
+
+    async def _delete(self, record):
+        layout, client = self._layout, self._client
+        tombstone = dict(record.to_json(), deleted=True, deleted_at=self._clock.seconds())
+        await client.put(layout.deleted_key(record.filename),
+                         json.dumps(tombstone, sort_keys=True).encode("utf-8"),
+                         {"content-type": "application/json"})
+        await client.delete(layout.file_key(record.path))
+        await client.delete(layout.metadata_key(record.path))
+        await client.delete(layout.yanked_key(record.filename))
+        self._announce(record.filename)
+
+    # -- reads -----------------------------------------------------------------------
+
+    def locate(self, record):
+        """A redirect (presigned or public URL), or a relay through the server."""
+        key = self._layout.file_key(record.path)
+        if self._public_url is not None:
+            return Redirect(self._public_url + quote(record.path, safe="/~"))
+        if self._download == "stream":
+            return RemoteFile(record.size, partial(self._fetch, key, record.size))
+        return Redirect(self.presigned(key))
+
+    def locate_metadata(self, record):
+        """Like L{locate}, for the metadata sibling."""
+        key = self._layout.metadata_key(record.path)
+        if self._public_url is not None:
+            return Redirect(self._public_url + quote(record.path + ".metadata", safe="/~"))
+        if self._download == "stream":
+            return RemoteBytes(partial(self.read_metadata, record))
+        return Redirect(self.presigned(key))
+
+    def read_metadata(self, record):
+        """The metadata sibling's bytes."""
+        async def read():
+            data = await self._client.get(self._layout.metadata_key(record.path),
+                                          limit=METADATA_LIMIT)
+            if data is None:
+                raise FileNotFoundError(record.path + ".metadata")
+            return data
+        return ensureDeferred(read())
+
+    def _fetch(self, key, size, start, length):
+        async def fetch():
+            headers = {}
+            if start or length != size:
+                headers["range"] = f"bytes={start}-{start + length - 1}"
+            response = await self._client.call("GET", key, headers=headers,
+                                               ok=(200, 206, 404), stream=True)
+            if response.stream is None:
+                raise FileNotFoundError(key)
+            return response.stream
+        return ensureDeferred(fetch())
+
+    def presigned(self, key):
+        """
+        A presigned GET URL for C{key}, from the cache while it has at least
+        C{buffer_time} to live, else signed now (never valid beyond the
+        expiry of the credentials that sign it).
+        """
+        now = self._clock.seconds()
+        cached = self._urls.get(key)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        credentials = self._credentials.current()
+        expires = self._expire_after
+        if credentials.expiry is not None:
+            expires = min(expires, credentials.expiry - now)
+        url = presign(credentials, self._client.bucket.region, self._client.bucket.url(key),
+                      max(int(expires), 1))
+        usable_until = now + expires - self._buffer_time
+        if usable_until > now:
+            self._urls[key] = (url, usable_until)
+        return url
+
+    # -- the snapshot ------------------------------------------------------------------
+
+    def state(self):
+        """What the local snapshot keeps for this backend: the presigned URL cache."""
+        now = self._clock.seconds()
+        try:
+            access_key = self._credentials.current().access_key
+        except StorageError:
+            return None
+        urls = {key: [url, until] for key, (url, until) in self._urls.items() if until > now}
+        return {"access_key": access_key, "presigned": urls}
+
+    def restore_state(self, state):
+        """
+        Take back the URL cache from a snapshot: only URLs signed with the
+        credentials in use now, and not due for renewal.
+        """
+        if not isinstance(state, dict):
+            return
+        try:
+            if state.get("access_key") != self._credentials.current().access_key:
+                return
+        except StorageError:
+            return
+        now = self._clock.seconds()
+        presigned = state.get("presigned")
+        if not isinstance(presigned, dict):
+            return
+        for key, value in presigned.items():
+            if (isinstance(value, list) and len(value) == 2 and isinstance(value[0], str)
+                    and isinstance(value[1], (int, float)) and value[1] > now):
+                self._urls[key] = (value[0], float(value[1]))
+
+    def keep_snapshot(self, data):
+        """Keep a copy of the snapshot (without the URL cache) in the bucket."""
+        if not self._bucket_snapshot:
+            return None
+
+        async def keep():
+            packed = await self._run(gzip.compress, data, 6)
+            await self._client.put(self._layout.snapshot_key, packed,
+                                   {"content-type": "application/gzip"})
+        return ensureDeferred(keep())
+
+    def load_snapshot(self):
+        """The snapshot kept in the bucket, or L{None}."""
+        async def load():
+            if not self._bucket_snapshot:
+                return None
+            packed = await self._client.get(self._layout.snapshot_key, limit=1 << 30)
+            if packed is None:
+                return None
+            try:
+                return await self._run(gzip.decompress, packed)
+            except (OSError, EOFError) as e:
+                log.warn("Ignoring the snapshot in the bucket: {error}", error=str(e))
+                return None
+        return ensureDeferred(load())
+
+    # -- the full listing ----------------------------------------------------------------
+
+    def scan(self, known=None, since=0.0, tombstones=()):
+        """List the bucket; see L{IStorage.scan}."""
+        return ensureDeferred(self._scan(known or {}, since))
+
+    async def _listing(self, prefix, start_after=None):
+        found = []
+        async for page in self._client.list(prefix, start_after):
+            found.extend(page.keys)
+        return found
+
+    async def _scan(self, known, since):
+        started = self._clock.seconds()
+        layout = self._layout
+        trusted_before = since - CLOCK_MARGIN if since else 0.0
+        deleted = {item.key[len(layout.deleted_prefix):]
+                   for item in await self._listing(layout.deleted_prefix)}
+        yanked = {item.key[len(layout.yanked_prefix):]: item
+                  for item in await self._listing(layout.yanked_prefix)}
+        records, skipped, to_read = {}, [], []
+        for item in await self._listing(layout.prefix, layout.files_start_after):
+            path = layout.path_of(item.key)
+            if path is None:
+                continue
+            filename = path.rpartition("/")[2]
+            if filename in deleted:
+                continue
+            if filename in records or any(filename == f for f, _, _ in to_read):
+                skipped.append((path, f"another file named {filename} is already listed"))
+                continue
+            previous = known.get(filename)
+            if (previous is not None and previous.path == path and previous.size == item.size
+                    and parse_time(item.last_modified) < trusted_before):
+                records[filename] = previous
+            else:
+                to_read.append((filename, path, item))
+        results = await self._read_all(to_read)
+        for (filename, path, _item), outcome in zip(to_read, results):
+            if isinstance(outcome, str):
+                skipped.append((path, outcome))
+            else:
+                records[filename] = outcome
+        await self._apply_yanks(records, yanked, known, trusted_before)
+        if self._cursor is None:
+            self._cursor = started
+            self._last_poll = started
+        return ScanResult(records=records, tombstones=frozenset(deleted), skipped=tuple(skipped))
+
+    async def _read_all(self, to_read):
+        limit = self._client.limit
+        imports = _Serial()
+
+        async def read(filename, path, item):
+            headers = await self._client.head(self._layout.file_key(path))
+            if headers is None:
+                return "removed while the bucket was listed"
+            record = record_from_headers(path, item.size, headers)
+            if record is not None:
+                return record
+            return await imports.run(self._import, filename, path, item)
+
+        return await gatherResults([
+            limit.run(lambda args=args: ensureDeferred(read(*args))) for args in to_read
+        ], consumeErrors=True).addErrback(lambda f: f.value.subFailure)
+
+    async def _import(self, filename, path, item):
+        """
+        Describe a file that another tool put in the bucket: read it once,
+        then keep what was learnt in the bucket (its metadata sibling, and the
+        record as the object's own metadata, copied in place only if the
+        object did not change meanwhile).
+        """
+        if item.size > self._max_import_size:
+            return f"larger than the largest upload ({item.size} bytes)"
+        data = await self._client.get(self._layout.file_key(path), limit=self._max_import_size)
+        if data is None:
+            return "removed while the bucket was listed"
+        temp = os.path.join(self.temp_dir, f"import-{secrets.token_hex(8)}")
+        await self._run(_write_new, temp, data)
+        try:
+            record, metadata = await self._run(inspect, temp, filename, path,
+                                               parse_time(item.last_modified), None, True)
+        except (InvalidName, InvalidDistribution) as e:
+            return str(e)
+        finally:
+            await self._run(_unlink, temp)
+        try:
+            if metadata is not None:
+                await self._client.put(self._layout.metadata_key(path), metadata,
+                                       {"content-type": "application/octet-stream"})
+            bucket = self._client.bucket
+            headers = metadata_headers(record)
+            headers.update({
+                "content-type": "application/octet-stream",
+                "x-amz-copy-source": quote(f"/{bucket.name}/{self._layout.file_key(path)}",
+                                           safe="/~"),
+                "x-amz-metadata-directive": "REPLACE",
+                "x-amz-copy-source-if-match": item.etag,
+            })
+            await self._client.call("PUT", self._layout.file_key(path), headers=headers)
+        except StorageError as e:
+            log.warn("Cannot keep the record of {path} in the bucket: {error}",
+                     path=path, error=str(e))
+        return record
+
+    async def _apply_yanks(self, records, yanked, known, trusted_before):
+        for filename, record in list(records.items()):
+            item = yanked.get(filename)
+            if item is None:
+                if record.yanked is not None:
+                    records[filename] = attrs.evolve(record, yanked=None)
+                continue
+            previous = known.get(filename)
+            if (previous is not None and previous.yanked is not None
+                    and parse_time(item.last_modified) < trusted_before):
+                reason = previous.yanked
+            else:
+                body = await self._client.get(item.key)
+                if body is None:
+                    continue
+                reason = yank_reason(body)
+            if record.yanked != reason:
+                records[filename] = attrs.evolve(record, yanked=reason)
+
+    # -- changes by other instances -----------------------------------------------------
+
+    def _announce(self, filename):
+        """Leave a change marker for the other instances (in the background)."""
+        change = Change(int(self._clock.seconds() * 1000), self.instance,
+                        next(self._numbers), filename)
+        key = change.key(self._layout)
+        self._seen[key] = change.when
+        d = self._client.put(key, b"", {"content-type": "application/octet-stream"})
+        d = ensureDeferred(d)
+        d.addErrback(lambda f: log.warn(
+            "Cannot tell other instances that {filename} changed: {error}",
+            filename=filename, error=f.getErrorMessage()))
+        return d
+
+    def poll(self):
+        """
+        Look for changes made by other instances since the last poll.
+
+        @return: a L{Deferred} firing with a list of L{Changed}, or with
+            L{None} when the instance was out of touch for so long that
+            markers may have been removed: then the caller rebuilds from a
+            full L{scan}.
+        """
+        return ensureDeferred(self._poll())
+
+    async def _poll(self):
+        now = self._clock.seconds()
+        if self._cursor is None:
+            self._cursor = now
+        if self._last_poll is not None and now - self._last_poll > MARKER_RETENTION / 2:
+            self._cursor = now
+            self._seen.clear()
+            self._last_poll = now
+            return None
+        layout = self._layout
+        start = int((self._cursor - LOOKBACK) * 1000)
+        changed = set()
+        keys = await self._listing(layout.changes_prefix, changes_start_after(layout, start))
+        for item in keys:
+            if item.key in self._seen:
+                continue
+            change = Change.parse(layout, item.key)
+            if change is None:
+                continue
+            self._seen[item.key] = change.when
+            if change.instance != self.instance:
+                changed.add(change.filename)
+        self._cursor = now
+        self._last_poll = now
+        horizon = (now - 2 * LOOKBACK) * 1000
+        self._seen = {k: when for k, when in self._seen.items() if when >= horizon}
+        results = []
+        for filename in sorted(changed):
+            results.append(await self._state_of(filename))
+        await self._maybe_clean(now)
+        return results
+
+    async def _state_of(self, filename, path=None):
+        """A file's state as the bucket holds it now."""
+        layout, client = self._layout, self._client
+        if await client.head(layout.deleted_key(filename)) is not None:
+            return Changed(filename, None, True)
+        path = path or filename
+        headers = await client.head(layout.file_key(path))
+        if headers is None:
+            return Changed(filename, None, False)
+        record = record_from_headers(path, int(headers.get("content-length", "0")), headers)
+        if record is None:
+            return Changed(filename, None, False)
+        marker = await client.get(layout.yanked_key(filename))
+        if marker is not None:
+            record = attrs.evolve(record, yanked=yank_reason(marker))
+        return Changed(filename, record, False)
+
+    async def _maybe_clean(self, now):
+        """Remove change markers past their retention, about once an hour."""
+        if self._last_cleanup is not None and now - self._last_cleanup < 3600:
+            return
+        self._last_cleanup = now
+        cutoff = int((now - MARKER_RETENTION) * 1000)
+        layout = self._layout
+        try:
+            async for page in self._client.list(layout.changes_prefix):
+                for item in page.keys:
+                    change = Change.parse(layout, item.key)
+                    if change is None or change.when >= cutoff:
+                        return
+                    await self._client.delete(item.key)
+        except StorageError as e:
+            log.warn("Cannot remove old change markers: {error}", error=str(e))
+
+
+class _Serial:
+    """Runs one coroutine function at a time (imports hold a file in memory)."""
+
+    def __init__(self):
+        self._lock = DeferredLock()
+
+    async def run(self, f, *args):
+        await self._lock.acquire()
+        try:
+            return await f(*args)
+        finally:
+            self._lock.release()
+
+
+def _xml_value(body, name):
+    try:
+        root = ET.fromstring(body)
+    except ET.ParseError:
+        return None
+    for element in root.iter():
+        if element.tag == name or element.tag.endswith("}" + name):
+            return element.text
+    return None

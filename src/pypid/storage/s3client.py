@@ -1,0 +1,416 @@
+"""
+The S3 calls pypid makes, sent with treq: never blocking, each with a
+deadline and a bounded answer.
+
+Requests are signed by L{pypid.storage.s3sign}. Bodies are streamed from
+files by L{FileRangeProducer}, which reads in the thread pool; answers are
+read with a size cap, so a misbehaving store cannot grow the server's memory.
+Errors come out as L{S3Error} (the store refused: a 4xx) or L{S3Unavailable}
+(the store cannot be reached, timed out or failed: a 5xx), both
+L{StorageError}s, which the web layer answers with 503.
+"""
+
+import xml.etree.ElementTree as ET
+from hashlib import sha256
+
+import attrs
+from twisted.internet.defer import CancelledError, Deferred, DeferredSemaphore, ensureDeferred
+from twisted.internet.protocol import Protocol
+from twisted.web.client import Agent, HTTPConnectionPool, ResponseDone
+from twisted.web.http import PotentialDataLoss
+from twisted.web.iweb import IBodyProducer
+from zope.interface import implementer
+
+from pypid.storage.interface import StorageError
+from pypid.storage.s3sign import EMPTY_SHA256, sign
+
+#: Error answers are read up to this size (S3's are a few hundred bytes).
+_ERROR_BODY_LIMIT = 64 << 10
+
+#: A request with a body gets this much more time per byte than the base
+#: deadline: uploads are slow on slow links, and must still end.
+_MIN_RATE = 256 << 10
+
+_S3_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+
+#: Waits before each retry of an idempotent request that failed for want of
+#: the store (connection lost, a 5xx such as SlowDown).
+RETRY_DELAYS = (0.2, 1.0)
+
+
+class S3Error(StorageError):
+    """The store answered with an error (a 4xx): C{status}, C{code}."""
+
+    def __init__(self, status, code, message):
+        super().__init__(f"S3 answered {status} {code}: {message}" if message
+                         else f"S3 answered {status} {code}")
+        self.status = status
+        self.code = code
+
+
+class S3Unavailable(StorageError):
+    """The store could not be reached, timed out, or failed (a 5xx)."""
+
+
+def _text(element, name):
+    found = element.find(_S3_NS + name)
+    if found is None:
+        found = element.find(name)
+    return found.text or "" if found is not None else None
+
+
+def _parse(body, what):
+    try:
+        return ET.fromstring(body)
+    except ET.ParseError:
+        raise S3Unavailable(f"S3 sent an unreadable answer to {what}")
+
+
+def parse_error(status, body):
+    """The C{(code, message)} of an error answer (its XML body, when there is one)."""
+    if body:
+        try:
+            root = ET.fromstring(body)
+        except ET.ParseError:
+            root = None
+        if root is not None:
+            return (_text(root, "Code") or str(status)), (_text(root, "Message") or "")
+    return {403: "AccessDenied", 404: "NotFound", 412: "PreconditionFailed"}.get(
+        status, str(status)), ""
+
+
+@attrs.frozen
+class Listed:
+    """One key of a listing."""
+
+    key: str
+    size: int
+    etag: str
+    last_modified: str
+
+
+@attrs.frozen
+class ListPage:
+    """One page of C{ListObjectsV2}."""
+
+    keys: tuple
+    prefixes: tuple
+    next_token: str | None
+
+
+def parse_list(body):
+    """Parse a C{ListObjectsV2} answer into a L{ListPage}."""
+    root = _parse(body, "a listing")
+    keys = []
+    for item in root.iter(_S3_NS + "Contents"):
+        keys.append(Listed(_text(item, "Key"), int(_text(item, "Size") or 0),
+                           (_text(item, "ETag") or "").strip('"'),
+                           _text(item, "LastModified") or ""))
+    prefixes = tuple(_text(p, "Prefix") for p in root.iter(_S3_NS + "CommonPrefixes"))
+    truncated = (_text(root, "IsTruncated") or "").lower() == "true"
+    token = _text(root, "NextContinuationToken") if truncated else None
+    return ListPage(tuple(keys), prefixes, token)
+
+
+def complete_body(etags):
+    """The body of C{CompleteMultipartUpload} for the parts' ETags, in order."""
+    root = ET.Element("CompleteMultipartUpload", xmlns=_S3_NS.strip("{}"))
+    for number, etag in enumerate(etags, 1):
+        part = ET.SubElement(root, "Part")
+        ET.SubElement(part, "PartNumber").text = str(number)
+        ET.SubElement(part, "ETag").text = etag
+    return ET.tostring(root, encoding="utf-8", xml_declaration=True)
+
+
+@attrs.frozen
+class S3Response:
+    """
+    An answer: status, headers (lowercase names, first values) and body; or,
+    for a streamed GET, the unread Twisted response in C{stream}.
+    """
+
+    code: int
+    headers: dict
+    body: bytes = b""
+    stream: object = None
+
+
+@implementer(IBodyProducer)
+class FileRangeProducer:
+    """
+    Streams C{length} bytes of a file from C{offset}, reading in the thread
+    pool a chunk at a time and following the consumer's pace.
+    """
+
+    def __init__(self, path, offset, length, run, chunk=1 << 20):
+        self.length = length
+        self._path = path
+        self._offset = offset
+        self._run = run
+        self._chunk = chunk
+        self._paused = None
+        self._stopped = False
+
+    def startProducing(self, consumer):
+        """Send the range to C{consumer}; the Deferred fires when all is sent."""
+        return ensureDeferred(self._produce(consumer))
+
+    async def _produce(self, consumer):
+        f = await self._run(open, self._path, "rb")
+        try:
+            await self._run(f.seek, self._offset)
+            left = self.length
+            while left > 0:
+                if self._stopped:
+                    raise CancelledError("upload stopped")
+                if self._paused is not None:
+                    await self._paused
+                    continue
+                data = await self._run(f.read, min(self._chunk, left))
+                if not data:
+                    raise StorageError(f"{self._path} is shorter than expected")
+                left -= len(data)
+                consumer.write(data)
+        finally:
+            await self._run(f.close)
+
+    def pauseProducing(self):
+        """The connection is full: wait."""
+        if self._paused is None:
+            self._paused = Deferred()
+
+    def resumeProducing(self):
+        """Go on."""
+        paused, self._paused = self._paused, None
+        if paused is not None:
+            paused.callback(None)
+
+    def stopProducing(self):
+        """The request was abandoned."""
+        self._stopped = True
+        self.resumeProducing()
+
+
+class _Collect(Protocol):
+    """Collects a body up to a limit; beyond it, the transfer is stopped."""
+
+    def __init__(self, limit, done):
+        self._limit = limit
+        self._done = done
+        self._parts = []
+        self._size = 0
+        self._over = False
+
+    def dataReceived(self, data):
+        if self._over:
+            return
+        self._size += len(data)
+        if self._size > self._limit:
+            self._over = True
+            self.transport.stopProducing()
+            return
+        self._parts.append(data)
+
+    def connectionLost(self, reason):
+        if self._done.called:
+            return
+        if self._over:
+            self._done.errback(S3Unavailable(f"S3 sent more than {self._limit} bytes"))
+        elif reason.check(ResponseDone, PotentialDataLoss):
+            self._done.callback(b"".join(self._parts))
+        else:
+            self._done.errback(S3Unavailable(
+                f"the answer from S3 was cut short: {reason.getErrorMessage()}"))
+
+
+def read_body(response, limit):
+    """Read a response's body, failing when it is longer than C{limit}."""
+    collector = None
+
+    def cancel(d):
+        if collector is not None and collector.transport is not None:
+            collector.transport.stopProducing()
+
+    done = Deferred(cancel)
+    collector = _Collect(limit, done)
+    response.deliverBody(collector)
+    return done
+
+
+def make_http(reactor, timeout, connections=16):
+    """
+    The treq client for S3: persistent connections (enough for the parallel
+    calls of a rebuild), a connect timeout, certificates verified.
+    """
+    import treq.client
+    pool = HTTPConnectionPool(reactor, persistent=True)
+    pool.maxPersistentPerHost = connections
+    pool.cachedConnectionTimeout = 60
+    return treq.client.HTTPClient(Agent(reactor, pool=pool, connectTimeout=timeout)), pool
+
+
+class S3Client:
+    """
+    Signed calls to one bucket.
+
+    @ivar bucket: the L{pypid.storage.s3sign.Bucket}.
+    @ivar _credentials: has C{current()} returning L{Credentials}.
+    @ivar _http: a treq C{HTTPClient}.
+    @ivar _clock: provides C{seconds()} and C{callLater}.
+    @ivar _timeout: deadline of one call, in seconds.
+    @ivar _limit: how many calls may be in flight at once.
+    """
+
+    def __init__(self, bucket, credentials, http, clock, timeout=30.0, parallel=16):
+        self.bucket = bucket
+        self._credentials = credentials
+        self._http = http
+        self._clock = clock
+        self._timeout = timeout
+        self.limit = DeferredSemaphore(parallel)
+
+    async def call(self, method, key="", params=(), headers=None, body=b"",
+                   payload_sha256=None, ok=(200,), limit=1 << 20, stream=False, retry=True):
+        """
+        Make one call, retrying (when C{retry}) after a failure of the store.
+
+        @param body: bytes, or a callable returning a fresh
+            L{FileRangeProducer} (called once per attempt).
+        @param ok: the statuses that are answers rather than errors.
+        @param limit: the most bytes of answer to read.
+        @param stream: leave an answer of status 200 or 206 unread, in
+            C{S3Response.stream}, for the caller to relay.
+        @rtype: L{S3Response}
+        @raise S3Error: for another 4xx.
+        @raise S3Unavailable: when the store fails.
+        """
+        delays = RETRY_DELAYS if retry else ()
+        attempt = 0
+        while True:
+            try:
+                return await self._call_once(method, key, params, headers, body,
+                                             payload_sha256, ok, limit, stream)
+            except S3Unavailable:
+                if attempt >= len(delays):
+                    raise
+                await _sleep(self._clock, delays[attempt])
+                attempt += 1
+
+    async def _call_once(self, method, key, params, headers, body, payload_sha256, ok, limit,
+                         stream):
+        url = self.bucket.url(key, params)
+        if callable(body):
+            data = body()
+            size = data.length
+        else:
+            data = body or None
+            size = len(body)
+            if payload_sha256 is None and body:
+                payload_sha256 = sha256(body).hexdigest()
+        signed = sign(self._credentials.current(), self.bucket.region, method, url,
+                      headers, payload_sha256 or EMPTY_SHA256)
+        deadline = self._timeout + size / _MIN_RATE
+        current = [None]
+        timed_out = []
+
+        def expire():
+            timed_out.append(True)
+            if current[0] is not None:
+                current[0].cancel()
+        timer = self._clock.callLater(deadline, expire)
+        try:
+            current[0] = self._http.request(method, url, headers=signed, data=data,
+                                            allow_redirects=False, unbuffered=True)
+            try:
+                response = await current[0]
+            except CancelledError:
+                raise S3Unavailable(f"S3 did not answer {method} within {deadline:.0f} s")
+            except Exception as e:
+                raise S3Unavailable(f"cannot reach S3 at {self.bucket.endpoint}: "
+                                    f"{_reason(e)}")
+            code = response.code
+            head = {name.decode("latin-1").lower(): values[0].decode("latin-1")
+                    for name, values in response.headers.getAllRawHeaders()}
+            if stream and code in (200, 206):
+                return S3Response(code, head, stream=response)
+            current[0] = read_body(response, limit if code in ok else _ERROR_BODY_LIMIT)
+            try:
+                content = await current[0]
+            except CancelledError:
+                raise S3Unavailable(f"S3 did not finish its answer to {method} within "
+                                    f"{deadline:.0f} s")
+        finally:
+            if timer.active():
+                timer.cancel()
+        if code in ok:
+            return S3Response(code, head, content)
+        error, message = parse_error(code, content)
+        if code >= 500:
+            raise S3Unavailable(f"S3 failed: {code} {error}")
+        raise S3Error(code, error, message)
+
+    # -- the calls pypid makes ------------------------------------------------------
+
+    async def head(self, key):
+        """The object's headers, or L{None} when there is no such object."""
+        response = await self.call("HEAD", key, ok=(200, 404))
+        return response.headers if response.code == 200 else None
+
+    async def get(self, key, limit=1 << 20):
+        """A small object's bytes, or L{None} when there is no such object."""
+        response = await self.call("GET", key, ok=(200, 404), limit=limit)
+        return response.body if response.code == 200 else None
+
+    async def put(self, key, body, headers=None, if_none_match=False):
+        """
+        Write a small object.
+
+        @return: whether it was written (L{False} only when C{if_none_match}
+            and an object is there already).
+        """
+        headers = dict(headers or {})
+        if if_none_match:
+            headers["if-none-match"] = "*"
+        response = await self.call("PUT", key, headers=headers, body=body,
+                                   ok=(200, 412) if if_none_match else (200,),
+                                   retry=not if_none_match)
+        return response.code == 200
+
+    async def delete(self, key):
+        """Remove an object (there being none is no error)."""
+        await self.call("DELETE", key, ok=(200, 204, 404))
+
+    async def list(self, prefix, start_after=None, delimiter=None):
+        """
+        Every key under C{prefix} (after C{start_after}), one page at a time.
+
+        @return: an async iterator of L{ListPage}s.
+        """
+        token = None
+        while True:
+            params = [("list-type", "2"), ("prefix", prefix), ("max-keys", "1000")]
+            if token is not None:
+                params.append(("continuation-token", token))
+            elif start_after:
+                params.append(("start-after", start_after))
+            if delimiter:
+                params.append(("delimiter", delimiter))
+            response = await self.call("GET", "", params=params, limit=16 << 20)
+            page = parse_list(response.body)
+            yield page
+            if page.next_token is None:
+                return
+            token = page.next_token
+
+
+async def _sleep(clock, seconds):
+    d = Deferred()
+    clock.callLater(seconds, d.callback, None)
+    await d
+
+
+def _reason(error):
+    reasons = getattr(error, "reasons", None)
+    if reasons:
+        return "; ".join(r.getErrorMessage() for r in reasons)
+    return str(error) or type(error).__name__

@@ -1,0 +1,108 @@
+"""
+Where S3 credentials come from, and keeping temporary ones fresh.
+
+Keys in the configuration are used as they are. Without them, botocore's
+standard chain finds them (the AWS environment variables first, then the
+shared files, then container and instance roles). Resolving the chain and
+refreshing temporary credentials may make HTTP calls (the instance metadata
+service), which block: they run in the thread pool, never on the reactor.
+
+Temporary credentials are refreshed ahead of their expiry, in the
+background, so signing a request or a URL never waits for them.
+"""
+
+from twisted.internet.defer import ensureDeferred
+from twisted.logger import Logger
+
+from pypid.storage.interface import StorageError
+from pypid.storage.s3sign import Credentials
+
+log = Logger()
+
+#: Refresh temporary credentials this long before they expire (botocore's
+#: own advisory refresh window).
+REFRESH_AHEAD = 15 * 60
+
+
+def _resolve_chain():
+    """botocore's credential chain; blocking (it may ask the instance role)."""
+    import botocore.session
+    return botocore.session.Session().get_credentials()
+
+
+def _expiry_of(resolved):
+    expiry = getattr(resolved, "_expiry_time", None)
+    return expiry.timestamp() if expiry is not None else None
+
+
+class CredentialSource:
+    """
+    The credentials to sign with now.
+
+    @ivar _static: configured L{Credentials}, or L{None} to use the chain.
+    @ivar _run: C{run(f, *args) -> Deferred} for blocking work.
+    @ivar _clock: provides C{seconds()} and C{callLater}.
+    @ivar _resolve: returns botocore credentials (the chain; replaceable in
+        tests).
+    """
+
+    def __init__(self, static, run, clock, resolve=_resolve_chain):
+        self._static = static
+        self._run = run
+        self._clock = clock
+        self._resolve = resolve
+        self._resolved = None
+        self._current = static
+        self._timer = None
+
+    async def start(self):
+        """
+        Find the credentials (once, at start-up).
+
+        @raise StorageError: when there are none.
+        """
+        if self._static is not None:
+            return
+        resolved = await self._run(self._resolve)
+        if resolved is None:
+            raise StorageError(
+                "no S3 credentials: set [s3] access_key and secret_key, the AWS "
+                "environment variables, or give the machine a role")
+        self._resolved = resolved
+        await self._refresh()
+
+    def stop(self):
+        """Stop refreshing."""
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def current(self):
+        """The credentials to sign with now (never blocks)."""
+        if self._current is None:
+            raise StorageError("S3 credentials are not loaded yet")
+        return self._current
+
+    async def _refresh(self):
+        resolved = self._resolved
+        frozen = await self._run(resolved.get_frozen_credentials)
+        self._current = Credentials(frozen.access_key, frozen.secret_key, frozen.token,
+                                    _expiry_of(resolved))
+        self._schedule()
+
+    def _schedule(self):
+        expiry = self._current.expiry
+        if expiry is None:
+            return
+        delay = max(expiry - REFRESH_AHEAD - self._clock.seconds(), 30.0)
+        self._timer = self._clock.callLater(delay, self._refresh_later)
+
+    def _refresh_later(self):
+        self._timer = None
+
+        def failed(failure):
+            log.warn("Cannot refresh the S3 credentials: {error}; retrying in 30 s",
+                     error=failure.getErrorMessage())
+            self._timer = self._clock.callLater(30.0, self._refresh_later)
+
+        ensureDeferred(self._refresh()).addErrback(failed)

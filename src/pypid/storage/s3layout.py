@@ -1,0 +1,218 @@
+"""
+What pypid keeps in a bucket, and under which keys: pure functions.
+
+Under the configured prefix C{P}::
+
+    P<filename>                        the distribution file; its user metadata
+                                       (x-amz-meta-*) holds the record's fixed
+                                       facts: digests, name, version, upload
+                                       time, Requires-Python
+    P<filename>.metadata               its PEP 658 core metadata (a sibling, so
+                                       a public URL of the file works for it too)
+    P.pypid/yanked/<filename>          exists while the file is yanked; holds
+                                       the reason (JSON)
+    P.pypid/deleted/<filename>         a tombstone: the name is never reused
+    P.pypid/changes/<when>.<instance>.<n>.<filename>
+                                       one marker per change, for the other
+                                       instances on the bucket (see L{Change})
+    P.pypid/snapshot.json.gz           the last index snapshot an instance kept
+
+Distribution objects never change after they are written, so a presigned URL
+or a CDN copy of one is never stale; the mutable state (yank, delete) lives
+in small marker objects that a listing finds.
+
+Keys written by other tools (pypicloud's C{<name>/<filename>}, say) are read
+too: any key outside C{.pypid/} whose last segment is a distribution
+filename. Their records are learnt by reading the file once.
+"""
+
+import json
+from urllib.parse import quote, unquote
+
+import attrs
+
+from pypid.model import FileRecord
+from pypid.names import InvalidName, normalize, parse_filename
+
+_INTERNAL = ".pypid/"
+METADATA_SUFFIX = ".metadata"
+
+#: The user metadata a file object carries; a file without C{sha256} was
+#: not written by pypid.
+_META = "x-amz-meta-"
+
+
+@attrs.frozen
+class Layout:
+    """Key names under one prefix."""
+
+    prefix: str = ""
+
+    def file_key(self, path):
+        """The key of a file stored at C{path} (relative to the prefix)."""
+        return self.prefix + path
+
+    def metadata_key(self, path):
+        """The key of a file's PEP 658 core metadata."""
+        return self.prefix + path + METADATA_SUFFIX
+
+    @property
+    def yanked_prefix(self):
+        """Where yank markers are."""
+        return self.prefix + _INTERNAL + "yanked/"
+
+    @property
+    def deleted_prefix(self):
+        """Where tombstones are."""
+        return self.prefix + _INTERNAL + "deleted/"
+
+    @property
+    def changes_prefix(self):
+        """Where change markers are."""
+        return self.prefix + _INTERNAL + "changes/"
+
+    @property
+    def snapshot_key(self):
+        """The snapshot kept in the bucket."""
+        return self.prefix + _INTERNAL + "snapshot.json.gz"
+
+    def yanked_key(self, filename):
+        """The yank marker of C{filename}."""
+        return self.yanked_prefix + filename
+
+    def deleted_key(self, filename):
+        """The tombstone of C{filename}."""
+        return self.deleted_prefix + filename
+
+    @property
+    def files_start_after(self):
+        """
+        Where a listing of files starts: after every C{.pypid/} key.
+        Distribution filenames start with a letter or digit, which sort
+        after C{.pypid0}; everything under C{.pypid/} sorts before it.
+        """
+        return self.prefix + ".pypid0"
+
+    def path_of(self, key):
+        """
+        The path (relative to the prefix) of a listed key that may be a
+        distribution file, or L{None} for keys pypid does not serve.
+        """
+        if not key.startswith(self.prefix):
+            return None
+        path = key[len(self.prefix):]
+        if not path or path.startswith(".") or path.endswith(METADATA_SUFFIX):
+            return None
+        if any(not part or part.startswith(".") for part in path.split("/")):
+            return None
+        return path
+
+
+def metadata_headers(record):
+    """
+    The user metadata (as request headers) that lets a file object describe
+    itself: every field of its record that is not its key or its size, and
+    not its yank state (which changes). Values are ASCII, as S3 requires.
+    """
+    headers = {
+        _META + "sha256": record.sha256,
+        _META + "name": quote(record.name, safe=""),
+        _META + "version": quote(record.version, safe=""),
+        _META + "upload-time": repr(float(record.upload_time)),
+    }
+    optional = {
+        "blake2-256": record.blake2_256,
+        "md5": record.md5,
+        "metadata-sha256": record.metadata_sha256,
+        "requires-python": (quote(record.requires_python, safe="")
+                            if record.requires_python is not None else None),
+    }
+    for name, value in optional.items():
+        if value is not None:
+            headers[_META + name] = value
+    return headers
+
+
+def record_from_headers(path, size, headers):
+    """
+    Rebuild a file's record from its object's user metadata.
+
+    @param headers: C{{lowercase name: value}} of a C{HEAD} answer.
+    @return: a L{FileRecord}, not yanked, or L{None} when the object does not
+        carry pypid's metadata (or carries unusable metadata).
+    """
+    sha256 = headers.get(_META + "sha256")
+    if not sha256:
+        return None
+    filename = path.rpartition("/")[2]
+    try:
+        parsed = parse_filename(filename, legacy=True)
+        name = unquote(headers[_META + "name"])
+        requires = headers.get(_META + "requires-python")
+        return FileRecord.from_json({
+            "filename": filename,
+            "project": normalize(name),
+            "name": name,
+            "version": unquote(headers[_META + "version"]),
+            "packagetype": parsed.packagetype,
+            "path": path,
+            "size": size,
+            "sha256": sha256,
+            "upload_time": float(headers[_META + "upload-time"]),
+            "blake2_256": headers.get(_META + "blake2-256"),
+            "md5": headers.get(_META + "md5"),
+            "requires_python": unquote(requires) if requires is not None else None,
+            "metadata_sha256": headers.get(_META + "metadata-sha256"),
+        })
+    except (InvalidName, KeyError, ValueError):
+        return None
+
+
+def yank_body(reason):
+    """The body of a yank marker."""
+    return json.dumps({"reason": reason}).encode("utf-8")
+
+
+def yank_reason(body):
+    """The reason in a yank marker's body (an unreadable one counts as no reason)."""
+    try:
+        reason = json.loads(body).get("reason", "")
+    except (ValueError, AttributeError):
+        return ""
+    return reason if isinstance(reason, str) else ""
+
+
+@attrs.frozen
+class Change:
+    """
+    A change marker: the name says which file changed, when, and made by
+    which instance; the marker holds nothing else. An instance that sees it
+    reads the file's state from the bucket itself, so markers can arrive in
+    any order and a late one never undoes a newer change.
+
+    @ivar when: milliseconds since the epoch, by the writer's clock.
+    """
+
+    when: int
+    instance: str
+    number: int
+    filename: str
+
+    def key(self, layout):
+        """The marker's key."""
+        return f"{layout.changes_prefix}{self.when:014d}.{self.instance}.{self.number}.{self.filename}"
+
+    @classmethod
+    def parse(cls, layout, key):
+        """The change a marker key names, or L{None} for another key."""
+        if not key.startswith(layout.changes_prefix):
+            return None
+        parts = key[len(layout.changes_prefix):].split(".", 3)
+        if len(parts) != 4 or not parts[0].isdigit() or not parts[2].isdigit() or not parts[3]:
+            return None
+        return cls(int(parts[0]), parts[1], int(parts[2]), parts[3])
+
+
+def changes_start_after(layout, when):
+    """Where to list change markers written at or after C{when} (ms)."""
+    return f"{layout.changes_prefix}{max(when, 0) - 1:014d}.~" if when > 0 else layout.changes_prefix

@@ -1,0 +1,137 @@
+"""
+Addressing and signing S3 requests: pure computation, no I/O.
+
+txaws, the Twisted S3 client, is Python 2 only, and boto3 blocks. So pypid
+builds each request's URL itself, signs it with botocore's AWS Signature
+Version 4 signer (which only computes: it opens no connection), and sends it
+with treq (L{pypid.storage.s3client}). Presigned download URLs come from
+botocore's query-string signer the same way.
+
+Nothing here names a host: the endpoint is the one configured, or the one
+botocore's endpoint data gives for the region.
+"""
+
+from urllib.parse import quote, urlsplit
+
+import attrs
+from botocore.auth import S3SigV4Auth, S3SigV4QueryAuth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import ReadOnlyCredentials
+
+#: SHA-256 of the empty string: the payload hash of a request without a body.
+EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+#: The longest validity SigV4 allows a presigned URL (7 days).
+MAX_PRESIGN_SECONDS = 604800
+
+
+@attrs.frozen
+class Credentials:
+    """
+    Signing credentials as they are at one moment.
+
+    @ivar expiry: POSIX time they stop working (temporary credentials of an
+        instance role, say), or L{None} when they do not expire.
+    """
+
+    access_key: str
+    secret_key: str = attrs.field(repr=False)
+    token: str | None = attrs.field(default=None, repr=False)
+    expiry: float | None = None
+
+
+def aws_endpoint(region):
+    """
+    The HTTPS endpoint of AWS S3 for C{region}, from botocore's endpoint
+    data (read from disk: call it once, at start-up).
+    """
+    from botocore.loaders import create_loader
+    from botocore.regions import EndpointResolver
+    resolved = EndpointResolver(create_loader().load_data("endpoints")).construct_endpoint(
+        "s3", region)
+    if not resolved or not resolved.get("hostname"):
+        raise ValueError(f"botocore knows no S3 endpoint for region {region!r}")
+    return "https://" + resolved["hostname"]
+
+
+def quote_key(key):
+    """Percent-encode an object key for a URL path the way SigV4 expects."""
+    return quote(key, safe="/~")
+
+
+def query_string(params):
+    """
+    Encode query parameters the way SigV4 canonicalises them (every byte but
+    the unreserved ones escaped, C{/} included), sorted, so the URL sent is
+    the URL signed.
+    """
+    return "&".join(f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}"
+                    for k, v in sorted(params))
+
+
+@attrs.frozen
+class Bucket:
+    """
+    Where a bucket's objects are addressed.
+
+    @ivar endpoint: C{scheme://host[:port]} of the S3 service.
+    @ivar addressing: C{"path"} (C{endpoint/bucket/key}) or C{"virtual"}
+        (C{bucket.host/key}).
+    """
+
+    endpoint: str
+    name: str
+    region: str
+    addressing: str = "path"
+
+    def url(self, key="", params=()):
+        """The URL of an object (or of the bucket, with no key)."""
+        parts = urlsplit(self.endpoint)
+        if self.addressing == "virtual":
+            base = f"{parts.scheme}://{self.name}.{parts.netloc}/"
+        else:
+            base = f"{parts.scheme}://{parts.netloc}/{self.name}/"
+        url = base + quote_key(key)
+        if params:
+            url += "?" + query_string(params)
+        return url
+
+
+class _Signer(S3SigV4Auth):
+    """
+    botocore's S3 signer, told the payload's digest instead of reading the
+    body: pypid streams bodies from files and knows their SHA-256 already.
+    """
+
+    def payload(self, request):
+        return request.context["payload_sha256"]
+
+
+def _botocore(credentials):
+    return ReadOnlyCredentials(credentials.access_key, credentials.secret_key,
+                               credentials.token)
+
+
+def sign(credentials, region, method, url, headers=None, payload_sha256=EMPTY_SHA256):
+    """
+    Sign one request.
+
+    @param headers: C{{name: value}} to send (and sign) besides the ones
+        signing adds.
+    @param payload_sha256: hex SHA-256 of the body.
+    @return: every header to send, as C{{str: str}}, C{Authorization} included.
+    """
+    request = AWSRequest(method=method, url=url, headers=dict(headers or {}))
+    request.context["payload_sha256"] = payload_sha256
+    _Signer(_botocore(credentials), "s3", region).add_auth(request)
+    return dict(request.headers.items())
+
+
+def presign(credentials, region, url, expires):
+    """
+    A URL that lets whoever holds it GET C{url} for C{expires} seconds
+    without credentials of their own.
+    """
+    request = AWSRequest(method="GET", url=url)
+    S3SigV4QueryAuth(_botocore(credentials), "s3", region, expires=int(expires)).add_auth(request)
+    return request.url
