@@ -24,11 +24,15 @@ setup(
         "service-identity>=24",
         "packaging>=24.2",
         "argon2-cffi>=23.1",
+        # Only botocore's SigV4 signer, presigner and endpoint data: pure
+        # computation. Requests to S3 are sent with treq, never by botocore.
+        "botocore>=1.34",
     ],
     extras_require={
         # pip itself too: the end-to-end tests drive a current pip, not the
         # one a new virtualenv happens to bundle.
-        "test": ["pip>=25", "twine>=6", "uv>=0.5", "setuptools", "wheel"],
+        # moto's server is the S3 the tests talk to, over loopback HTTP.
+        "test": ["pip>=25", "twine>=6", "uv>=0.5", "setuptools", "wheel", "moto[server]>=5.1"],
     },
     entry_points={
         "console_scripts": ["pypid-passwd = pypid.passwd:main"],

@@ -235,6 +235,26 @@ class Index:
         self._tombstone(filename, record.project if record else None)
         self.serial += 1
 
+    def discard(self, filename):
+        """
+        Forget a file that storage no longer holds and that was not deleted
+        through the index (an upload another server rolled back): no
+        tombstone, so its name stays free.
+        """
+        record = self._files.pop(filename, None)
+        if record is None:
+            return
+        project = self._projects[record.project]
+        del project.files[filename]
+        project._pages.clear()
+        key = distribution_key(record.project, record.version, record.packagetype, filename)
+        if self._keys.get(key) == filename:
+            del self._keys[key]
+        if not project.files and not any(p == record.project for p in self._tombstones.values()):
+            del self._projects[record.project]
+            self._root_pages.clear()
+        self.serial += 1
+
     def _tombstone(self, filename, project=None):
         try:
             parsed = parse_filename(filename, legacy=True)

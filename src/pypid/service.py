@@ -12,12 +12,13 @@ import sys
 from urllib.parse import quote
 
 import attrs
+from twisted.application.internet import TimerService
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, DeferredList, ensureDeferred, maybeDeferred
 from twisted.logger import Logger
 
 from pypid import snapshot as snapshots
-from pypid.storage.interface import StorageError
+from pypid.storage.interface import ISharedStorage, StorageError
 
 log = Logger()
 
@@ -61,14 +62,16 @@ class IndexLoader:
         except snapshots.SnapshotError as e:
             log.warn("Snapshot unusable, rebuilding the index from storage: {error}", error=str(e))
             snap = None
-        if snap is not None and snap.storage not in (None, self.storage.identity()):
-            log.warn("The snapshot describes {other}, not {this}: rebuilding the index "
-                     "from storage", other=snap.storage, this=self.storage.identity())
-            snap = None
+        snap = self._same_storage(snap)
+        await self.storage.prepare()
+        shared = self.storage if ISharedStorage.providedBy(self.storage) else None
+        if snap is None and shared is not None:
+            snap = self._same_storage(await self._shared_snapshot(shared))
         if snap is not None:
             known, since, serial = snap.records, snap.saved_at, snap.serial
             tombstones = snap.tombstones
-        await self.storage.prepare()
+            if shared is not None and snap.storage_state is not None:
+                shared.restore_state(snap.storage_state)
         result = await self.storage.scan(known, since, tombstones)
         # The scan's tombstones are storage's: read from the records, or the
         # snapshot's own when the scan found nothing changed since it.
@@ -87,6 +90,69 @@ class IndexLoader:
         )
 
 
+    def _same_storage(self, snap):
+        """The snapshot, if it describes this storage's data."""
+        if snap is not None and snap.storage not in (None, self.storage.identity()):
+            log.warn("The snapshot describes {other}, not {this}: rebuilding the index "
+                     "from storage", other=snap.storage, this=self.storage.identity())
+            return None
+        return snap
+
+    async def _shared_snapshot(self, shared):
+        """The snapshot another server kept in the shared storage, if any."""
+        try:
+            data = await shared.load_snapshot()
+            if data is None:
+                return None
+            snap = await self.run(snapshots.decode, data)
+        except (StorageError, snapshots.SnapshotError) as e:
+            log.warn("Not using the snapshot kept in the storage: {error}", error=str(e))
+            return None
+        log.info("Starting from the snapshot kept in the storage")
+        return snap
+
+
+class SyncService(TimerService):
+    """
+    Brings in the changes other servers on the same storage made, every
+    C{sync_interval}: new files, yanks, deletions.
+    """
+
+    def __init__(self, index, storage, clock):
+        TimerService.__init__(self, storage.sync_interval, self.sync)
+        self.clock = clock
+        self._index = index
+        self._storage = storage
+
+    def sync(self):
+        """Poll once; never fails (a failure is logged and the next tick tries again)."""
+        d = ensureDeferred(self._sync())
+        d.addErrback(lambda f: log.warn("Cannot look for changes by other servers: {error}",
+                                        error=f.getErrorMessage()))
+        return d
+
+    async def _sync(self):
+        changes = await self._storage.poll()
+        index = self._index
+        if changes is None:
+            log.warn("Out of touch with the storage for long: listing it again")
+            known = {record.filename: record for record in index.records()}
+            result = await self._storage.scan(known, 0.0, index.tombstones())
+            index.load(result.records.values(), result.tombstones, index.serial)
+            return
+        for change in changes:
+            if change.deleted:
+                if index.get_file(change.filename) is not None or not index.is_deleted(
+                        change.filename):
+                    index.remove(change.filename)
+            elif change.record is None:
+                index.discard(change.filename)
+            elif index.get_file(change.filename) != change.record:
+                index.add(change.record)
+        if changes:
+            log.info("Took in {count} changes made by other servers", count=len(changes))
+
+
 class PypidService(MultiService):
     """
     The whole server. The listeners start once the index is loaded, and the
@@ -96,8 +162,9 @@ class PypidService(MultiService):
     """
 
     def __init__(self, loader, listeners, snapshot_service, threadpools, reactor,
-                 exit_on_failure=False):
+                 exit_on_failure=False, sync_service=None):
         MultiService.__init__(self)
+        self._sync_service = sync_service
         self._exit_on_failure = exit_on_failure
         self._loader = loader
         self._listeners = listeners
@@ -124,6 +191,8 @@ class PypidService(MultiService):
 
     def _listening(self, _):
         self._snapshot_service.setServiceParent(self)
+        if self._sync_service is not None:
+            self._sync_service.setServiceParent(self)
         self.ready.callback(None)
 
     def _listen_failed(self, failure):
@@ -157,6 +226,8 @@ class PypidService(MultiService):
         change a client could still make), then stop the thread pools.
         """
         Service.stopService(self)
+        if self._sync_service is not None and self._sync_service.running:
+            self._sync_service.stopService()
         d = DeferredList([maybeDeferred(listener.stopService)
                           for listener in self._listeners if listener.running])
 

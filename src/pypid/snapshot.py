@@ -42,10 +42,16 @@ class Snapshot:
     tombstones: tuple
     serial: int = 0
     storage: str | None = None
+    storage_state: object = None
 
 
-def encode(records, tombstones, saved_at, serial=0, storage=None):
-    """Serialise an index to the snapshot's bytes."""
+def encode(records, tombstones, saved_at, serial=0, storage=None, storage_state=None):
+    """
+    Serialise an index to the snapshot's bytes.
+
+    @param storage_state: what the storage backend keeps in the snapshot
+        (JSON-ready; S3's presigned URL cache), or L{None}.
+    """
     data = {
         "format": FORMAT,
         "saved_at": saved_at,
@@ -54,6 +60,8 @@ def encode(records, tombstones, saved_at, serial=0, storage=None):
         "files": [r.to_json() for r in records],
         "tombstones": list(tombstones),
     }
+    if storage_state is not None:
+        data["storage_state"] = storage_state
     return json.dumps(data, separators=(",", ":")).encode("utf-8")
 
 
@@ -79,7 +87,7 @@ def decode(data):
         if storage is not None and not isinstance(storage, str):
             raise SnapshotError("the storage is not a string")
         return Snapshot(float(obj["saved_at"]), records, tuple(obj["tombstones"]), serial,
-                        storage)
+                        storage, obj.get("storage_state"))
     except SnapshotError:
         raise
     except (ValueError, KeyError, TypeError, AttributeError) as e:
@@ -168,6 +176,9 @@ class SnapshotWriter:
     _clock: object
     storage: str | None = None
     _busy_since: object = None
+    #: an L{pypid.storage.interface.ISharedStorage}, whose state goes into the
+    #: snapshot and which keeps a copy of it (without that state), or L{None}
+    _shared: object = None
     saved_serial: int = -1
     _wanted: bool = False
     _saving: object = None
@@ -184,7 +195,9 @@ class SnapshotWriter:
         if self._saving is not None:
             return self._saving
         serial = self._index.serial
-        if serial == self.saved_serial and not self._wanted:
+        shared = self._shared
+        if (serial == self.saved_serial and not self._wanted
+                and not (shared is not None and shared.state_changed())):
             return succeed(None)
         self._wanted = False
         records = self._index.records()
@@ -197,12 +210,26 @@ class SnapshotWriter:
         if busy is not None:
             as_of = min(as_of, busy)
 
-        def save():
-            write(self.path, encode(records, tombstones, as_of, serial, self.storage))
+        state = shared.state() if shared is not None else None
 
-        def saved(_):
+        def save():
+            data = encode(records, tombstones, as_of, serial, self.storage, state)
+            write(self.path, data)
+            if shared is None:
+                return None
+            # The copy for other instances leaves out this one's state.
+            return data if state is None else encode(records, tombstones, as_of, serial,
+                                                     self.storage)
+
+        def saved(copy):
             self.saved_serial = serial
             log.debug("Snapshot saved: {count} files", count=len(records))
+            if copy is not None:
+                kept = shared.keep_snapshot(copy)
+                if kept is not None:
+                    kept.addErrback(lambda f: log.warn(
+                        "Cannot keep the snapshot in the storage: {error}",
+                        error=f.getErrorMessage()))
 
         def failed(failure):
             log.failure("Cannot save the snapshot to {path}", failure, path=self.path)

@@ -17,8 +17,9 @@ from twisted.python.threadpool import ThreadPool
 from pypid.auth import PasswordVerifier, Policy
 from pypid.config import ConfigError, load_config, parse_override
 from pypid.index import Index
-from pypid.service import IndexLoader, ListenerService, PypidService, file_url_for
+from pypid.service import IndexLoader, ListenerService, PypidService, SyncService, file_url_for
 from pypid.snapshot import SnapshotService, SnapshotWriter
+from pypid.storage.interface import ISharedStorage
 from pypid.storage.local import LocalStorage
 from pypid.web.access import Access
 from pypid.web.app import PypidApp
@@ -85,7 +86,7 @@ def build_service(config, reactor, exit_on_failure=False):
     hash_pool = ThreadPool(minthreads=0, maxthreads=2, name="pypid-hash")
     run = partial(deferToThreadPool, reactor, pool)
 
-    storage = LocalStorage(config.storage.path, run, reactor)
+    storage = make_storage(config, run, reactor)
     index = Index(file_url_for(config.server.base_url))
     policy = Policy(read=config.auth.read, upload=config.auth.upload)
     verifier = PasswordVerifier(config.users, reactor, hash_pool)
@@ -103,9 +104,11 @@ def build_service(config, reactor, exit_on_failure=False):
                      access_log=config.server.access_log, reactor=reactor, access=access,
                      run=run)
 
+    shared = storage if ISharedStorage.providedBy(storage) else None
     writer = SnapshotWriter(index, config.server.snapshot, run, reactor, storage.identity(),
-                            app.busy_since)
+                            app.busy_since, shared)
     snapshot_service = SnapshotService(writer, config.server.snapshot_interval, reactor)
+    sync_service = SyncService(index, shared, reactor) if shared is not None else None
     loader = IndexLoader(index, storage, config.server.snapshot, run, reactor, writer)
 
     listeners = []
@@ -117,8 +120,37 @@ def build_service(config, reactor, exit_on_failure=False):
                              f"invalid endpoint {description!r}: {e}")
         listeners.append(ListenerService(endpoint, description, site))
     service = PypidService(loader, listeners, snapshot_service, [pool, hash_pool], reactor,
-                           exit_on_failure)
+                           exit_on_failure, sync_service)
     service.index = index
     service.site = site
     return service
 
+
+
+def make_storage(config, run, reactor):
+    """The storage backend the configuration names."""
+    if config.storage.backend != "s3":
+        return LocalStorage(config.storage.path, run, reactor)
+    import os
+
+    from pypid.storage.s3 import S3Storage
+    from pypid.storage.s3client import S3Client, make_http
+    from pypid.storage.s3credentials import CredentialSource
+    from pypid.storage.s3layout import Layout
+    from pypid.storage.s3sign import Bucket, Credentials, aws_endpoint
+
+    s3 = config.s3
+    endpoint = s3.endpoint_url or aws_endpoint(s3.region)
+    static = (Credentials(s3.access_key, s3.secret_key, s3.session_token)
+              if s3.access_key else None)
+    credentials = CredentialSource(static, run, reactor)
+    http, pool = make_http(reactor, s3.timeout)
+    client = S3Client(Bucket(endpoint, s3.bucket, s3.region, s3.addressing), credentials,
+                      http, reactor, s3.timeout)
+    return S3Storage(
+        client, Layout(s3.prefix), credentials, run, reactor,
+        os.path.join(config.storage.path, ".pypid", "tmp"),
+        download=s3.download, public_url=s3.public_url, expire_after=s3.expire_after,
+        buffer_time=s3.buffer_time, multipart_threshold=s3.multipart_threshold,
+        sync_interval=s3.sync_interval, bucket_snapshot=s3.bucket_snapshot,
+        max_import_size=config.server.max_upload_size, on_close=pool.closeCachedConnections)

@@ -197,3 +197,45 @@ class IStorage(Interface):
         @rtype: L{Deferred} firing with the bytes, or failing with
             L{FileNotFoundError} or L{StorageError}
         """
+
+
+class ISharedStorage(Interface):
+    """
+    A storage that several servers may use at once (S3), and that keeps
+    state of its own in the snapshot.
+    """
+
+    sync_interval = Attribute("Seconds between two looks for other servers' changes.")
+
+    def poll():
+        """
+        The changes other servers made since the last call.
+
+        @rtype: L{Deferred} firing with a list of objects with C{filename},
+            C{record} (the L{FileRecord} now stored, or L{None}) and
+            C{deleted}; or with L{None} when the changes cannot be known
+            (out of touch too long) and a full L{IStorage.scan} is needed.
+        """
+
+    def state():
+        """What this backend keeps in the local snapshot (JSON-ready), or L{None}."""
+
+    def state_changed():
+        """Whether L{state} changed since it was last taken."""
+
+    def restore_state(state):
+        """Take back what L{state} gave, from the snapshot, after C{prepare()}."""
+
+    def keep_snapshot(data):
+        """
+        Keep a copy of the snapshot's bytes where a new server finds it.
+
+        @rtype: L{Deferred}, or L{None} when no copy is kept
+        """
+
+    def load_snapshot():
+        """
+        The snapshot copy kept by L{keep_snapshot}.
+
+        @rtype: L{Deferred} firing with bytes or L{None}
+        """

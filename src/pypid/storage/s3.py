@@ -44,6 +44,7 @@ from pypid.names import InvalidName
 from pypid.storage.interface import (
     FileExists,
     FilenameDeleted,
+    ISharedStorage,
     IStorage,
     Redirect,
     RemoteBytes,
@@ -147,7 +148,7 @@ class Changed:
     deleted: bool
 
 
-@implementer(IStorage)
+@implementer(IStorage, ISharedStorage)
 class S3Storage:
     """
     Files in a bucket, under a prefix.
@@ -182,6 +183,7 @@ class S3Storage:
         self._on_close = on_close
         # key -> (url, usable until)
         self._urls = {}
+        self._urls_changed = False
         self.instance = uuid.uuid4().hex[:12]
         self._numbers = iter(range(1, 1 << 62))
         # Change markers: where the next poll looks from (ms), and those seen
@@ -425,6 +427,7 @@ class S3Storage:
         usable_until = now + expires - self._buffer_time
         if usable_until > now:
             self._urls[key] = (url, usable_until)
+            self._urls_changed = True
         return url
 
     # -- the snapshot ------------------------------------------------------------------
@@ -436,8 +439,14 @@ class S3Storage:
             access_key = self._credentials.current().access_key
         except StorageError:
             return None
-        urls = {key: [url, until] for key, (url, until) in self._urls.items() if until > now}
+        self._urls = {key: value for key, value in self._urls.items() if value[1] > now}
+        self._urls_changed = False
+        urls = {key: [url, until] for key, (url, until) in self._urls.items()}
         return {"access_key": access_key, "presigned": urls}
+
+    def state_changed(self):
+        """Whether URLs were signed since the last L{state}."""
+        return self._urls_changed
 
     def restore_state(self, state):
         """
