@@ -28,7 +28,7 @@ import uuid
 from functools import cache
 from html.parser import HTMLParser
 from http import client as httpclient
-from urllib.parse import quote, urljoin, urlsplit
+from urllib.parse import quote, urlencode, urljoin, urlsplit
 
 from argon2 import Parameters, Type
 from packaging.utils import parse_sdist_filename, parse_wheel_filename
@@ -595,6 +595,11 @@ def project_json(daemon, project, auth=None):
 def files_by_name(daemon, project, auth=None):
     """The PEP 691 file entries of a project, by filename."""
     return {f["filename"]: f for f in project_json(daemon, project, auth)["files"]}
+
+
+def form(**fields):
+    """Headers and body of a urlencoded form."""
+    return {"Content-Type": "application/x-www-form-urlencoded"}, urlencode(fields).encode()
 
 
 def file_url(daemon, project, filename):

@@ -34,7 +34,11 @@ def endpoint():
     global _server
     with _lock:
         if _server is None:
+            import logging
+
             from moto.server import ThreadedMotoServer
+            # One line per request on stderr would bury the test output.
+            logging.getLogger("werkzeug").setLevel(logging.ERROR)
             port = _free_port()
             server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
             server.start()

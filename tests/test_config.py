@@ -4,7 +4,10 @@ one-line errors that name the file, the section, the key and what is allowed.
 """
 
 import os
+import re
 import textwrap
+
+import attrs
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -13,7 +16,9 @@ from pypid.config import (
     SCHEMA,
     Config,
     ConfigError,
+    S3Config,
     load_config,
+    parse_duration,
     parse_override,
     parse_size,
 )
@@ -65,6 +70,30 @@ class DefaultsTests(SynchronousTestCase):
         self.assertEqual(config.auth.upload, "authenticated")
         self.assertEqual(config.users, {})
 
+    def test_s3_defaults(self):
+        """With the local backend the [s3] section is still there, holding its defaults."""
+        s3 = load_config(None).s3
+        self.assertIsInstance(s3, S3Config)
+        self.assertEqual(s3, S3Config(
+            bucket="",
+            prefix="",
+            region="us-east-1",
+            endpoint_url=None,
+            addressing="virtual",
+            access_key=None,
+            secret_key=None,
+            session_token=None,
+            expire_after=86400.0,
+            buffer_time=600.0,
+            download="redirect",
+            public_url=None,
+            sync_interval=30.0,
+            multipart_threshold=64 << 20,
+            timeout=30.0,
+            bucket_snapshot=True,
+        ))
+        self.assertRaises(Exception, setattr, s3, "bucket", "other")
+
     def test_frozen(self):
         """The configuration cannot be changed once loaded."""
         config = load_config(None)
@@ -80,8 +109,30 @@ class DefaultsTests(SynchronousTestCase):
         defaults = load_config(None)
         self.assertEqual(config.server, defaults.server)
         self.assertEqual(config.storage, defaults.storage)
+        self.assertEqual(config.s3, defaults.s3)
         self.assertEqual(config.auth, defaults.auth)
         self.assertEqual(list(config.users), ["admin"])
+
+    def test_shipped_s3_example(self):
+        """The commented-out [s3] example in C{etc/pypid.ini} loads once uncommented."""
+        here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        path = os.path.join(here, "etc", "pypid.ini")
+        if not os.path.exists(path):
+            self.skipTest("no etc/pypid.ini in this checkout")
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        self.assertIn("\n#[s3]\n", text)
+        text = text.replace("\n#[s3]\n", "\n[s3]\n").replace("\nbackend = local\n",
+                                                             "\nbackend = s3\n")
+        text = re.sub(r"(?m)^#([a-z_]+ =)", r"\1", text)
+        uncommented = os.path.abspath(self.mktemp())
+        with open(uncommented, "w", encoding="utf-8") as f:
+            f.write(text)
+        config = load_config(uncommented)
+        self.assertEqual(config.storage.backend, "s3")
+        self.assertEqual(config.s3.bucket, "pypid-packages")
+        defaults = load_config(None).s3
+        self.assertEqual(attrs.evolve(config.s3, bucket=""), defaults)
 
 
 class FileTests(_ConfigMixin, SynchronousTestCase):
@@ -175,6 +226,17 @@ class OverrideTests(_ConfigMixin, SynchronousTestCase):
                                               ("users", "alice", ALICE_HASH)])
         self.assertEqual(config.auth.read, "authenticated")
         self.assertEqual(config.users, {"alice": ALICE_HASH})
+
+    def test_set_unknown_section(self):
+        """An unknown section that only C{--set} names is blamed on that C{--set}."""
+        e = self.assertRaises(ConfigError, load_config, None,
+                              overrides=[("server", "threads", "4")])
+        self.assertTrue(str(e).startswith("--set server.threads: [server]: unknown section"),
+                        str(e))
+        path = self.write("[server]\nthreads = 4\n")
+        e = self.assertRaises(ConfigError, load_config, path,
+                              overrides=[("server", "threads", "4")])
+        self.assertTrue(str(e).startswith(path + ": [server]: unknown section"), str(e))
 
     def test_set_validated(self):
         """An override is validated like the file, naming the section and key."""
@@ -276,8 +338,8 @@ class ErrorTests(_ConfigMixin, SynchronousTestCase):
         """A choice key lists the allowed values."""
         message = self.refused("[auth]\nread = nobody\n")
         self.assertIn("[auth] read: expected one of: everyone, authenticated", message)
-        message = self.refused("[storage]\nbackend = s3\n")
-        self.assertIn("[storage] backend: expected one of: local", message)
+        message = self.refused("[storage]\nbackend = cloud\n")
+        self.assertIn("[storage] backend: expected one of: local, s3", message)
         message = self.refused("[auth]\nupload = everyone\n")
         self.assertIn("[auth] upload: expected one of: authenticated", message)
 
@@ -367,3 +429,450 @@ class CommandLineBlameTests(SynchronousTestCase):
         """A bad --listen is reported as --listen."""
         e = self.assertRaises(ConfigError, load_config, None, (), ["  "])
         self.assertTrue(str(e).startswith("--listen pypid.listen:"), str(e))
+
+
+class ParseDurationTests(SynchronousTestCase):
+    """Tests for L{parse_duration}."""
+
+    def test_forms(self):
+        """Seconds, or a number with s, m, h or d, in any case and with optional spaces."""
+        cases = {
+            "30": 30.0,
+            "30s": 30.0,
+            "30S": 30.0,
+            "2.5": 2.5,
+            ".5": 0.5,
+            "5m": 300.0,
+            "5M": 300.0,
+            "12h": 43200.0,
+            "1.5h": 5400.0,
+            "7d": 604800.0,
+            " 7 D ": 604800.0,
+            "10 m": 600.0,
+        }
+        for text, seconds in cases.items():
+            result = parse_duration(text)
+            self.assertEqual(result, seconds, text)
+            self.assertIsInstance(result, float)
+
+    def test_refused(self):
+        """Anything else raises L{ValueError} with the allowed forms."""
+        for text in ("", "s", "-1", "-5m", "1w", "1.5.5", "ten", "1h30m", "5 min", "1e3",
+                     "1,5h", "inf", "nan", "+5", "1.", "9" * 400):
+            e = self.assertRaises(ValueError, parse_duration, text)
+            self.assertEqual(str(e), "expected a duration such as 30 (seconds), 30s, 5m, "
+                                     "12h, 7d or 1.5h", text)
+
+    def test_zero_refused(self):
+        """A duration of zero is refused: it must be greater than 0."""
+        for text in ("0", "0s", "0.0h", "00d"):
+            e = self.assertRaises(ValueError, parse_duration, text)
+            self.assertEqual(str(e), "expected a duration greater than 0", text)
+
+
+class S3Tests(_ConfigMixin, SynchronousTestCase):
+    """Tests for each key of the C{[s3]} section on its own."""
+
+    def s3(self, text):
+        """Load a file made of an C{[s3]} section with C{text}, and return its L{S3Config}."""
+        return load_config(self.write("[s3]\n" + textwrap.dedent(text))).s3
+
+    def refused_s3(self, key, value):
+        """Assert C{key = value} in C{[s3]} is refused naming file and key; return the message."""
+        message = self.refused(f"[s3]\n{key} = {value}\n")
+        self.assertIn(f": [s3] {key}: ", message)
+        return message
+
+    def test_every_key(self):
+        """Every key of the section is read and parsed."""
+        s3 = load_config(self.write("""
+            [storage]
+            backend = S3
+
+            [s3]
+            bucket = pypid.packages-2
+            prefix = /teams/python
+            region = eu-west-3
+            endpoint_url = http://minio.internal.example:9000/
+            addressing = Virtual
+            access_key = AKIDEXAMPLE
+            secret_key = wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY
+            session_token = FwoGZXIvYXdzEXAMPLE//token=
+            expire_after = 12h
+            buffer_time = 1.5h
+            download = stream
+            public_url = https://downloads.internal.example/pypid
+            sync_interval = 2m
+            multipart_threshold = 128M
+            timeout = 45s
+            bucket_snapshot = no
+            """)).s3
+        self.assertEqual(s3, S3Config(
+            bucket="pypid.packages-2",
+            prefix="teams/python/",
+            region="eu-west-3",
+            endpoint_url="http://minio.internal.example:9000",
+            addressing="virtual",
+            access_key="AKIDEXAMPLE",
+            secret_key="wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+            session_token="FwoGZXIvYXdzEXAMPLE//token=",
+            expire_after=43200.0,
+            buffer_time=5400.0,
+            download="stream",
+            public_url="https://downloads.internal.example/pypid/",
+            sync_interval=120.0,
+            multipart_threshold=128 << 20,
+            timeout=45.0,
+            bucket_snapshot=False,
+        ))
+
+    def test_bucket(self):
+        """A bucket name of 3 to 63 lowercase letters, digits, dots and hyphens is kept."""
+        for name in ("abc", "my-bucket.v2", "0ab", "a" * 63, "pypid.internal.example"):
+            self.assertEqual(self.s3(f"bucket = {name}\naddressing = path\n").bucket, name)
+        self.assertEqual(self.s3("bucket =\n").bucket, "")
+
+    def test_bad_bucket(self):
+        """A name S3 does not allow is refused with the naming rules."""
+        for name in ("ab", "a" * 64, "My-Bucket", "-abc", "abc-", ".abc", "abc.", "a..b",
+                     "a_b", "a b", "bücket"):
+            message = self.refused_s3("bucket", name)
+            self.assertIn("expected an S3 bucket name: 3 to 63 lowercase letters", message)
+        message = self.refused_s3("bucket", "192.168.1.1")
+        self.assertIn("a bucket name cannot be an IP address", message)
+
+    def test_prefix(self):
+        """A prefix loses its leading slash and gains a trailing one; empty means none."""
+        cases = {
+            "": "",
+            "/": "",
+            "pypid": "pypid/",
+            "pypid/": "pypid/",
+            "/pypid": "pypid/",
+            "/teams/python/": "teams/python/",
+            "a b/c.d/..e": "a b/c.d/..e/",
+        }
+        for value, prefix in cases.items():
+            self.assertEqual(self.s3(f"prefix = {value}\n").prefix, prefix, value)
+
+    def test_bad_prefix(self):
+        """Empty segments, '.' and '..' segments and control characters are refused."""
+        for value in ("a//b", "//a", "a//", "a/../b", "..", "../a", "a/.", "./a"):
+            message = self.refused_s3("prefix", value)
+            self.assertIn("not allowed in a key prefix", message)
+        self.assertIn("empty segments (a//b)", self.refused_s3("prefix", "a//b"))
+        self.assertIn("'.' and '..' segments", self.refused_s3("prefix", "a/../b"))
+        self.assertIn("control characters", self.refused_s3("prefix", "a\tb"))
+        message = self.refused("[s3]\nprefix = a\n  b\n")
+        self.assertIn("[s3] prefix: control characters", message)
+        e = self.assertRaises(ConfigError, load_config, None, [("s3", "prefix", "a\x7fb")])
+        self.assertEqual(str(e), "--set s3.prefix: [s3] prefix: control characters (and line "
+                                 "breaks) are not allowed in a key prefix")
+
+    def test_region(self):
+        """A region of lowercase letters, digits and hyphens is kept."""
+        self.assertEqual(self.s3("region = eu-west-3\n").region, "eu-west-3")
+        self.assertEqual(self.s3("region = garage\n").region, "garage")
+
+    def test_bad_region(self):
+        """Anything but lowercase letters, digits and hyphens (or nothing) is refused."""
+        for value in ("", "EU-WEST-1", "us_east_1", "us east 1", "eu-west-1."):
+            message = self.refused_s3("region", value)
+            self.assertIn("expected a region name such as us-east-1", message)
+
+    def test_endpoint_url(self):
+        """An http(s) endpoint is kept without its trailing slash; empty means none."""
+        cases = {
+            "http://127.0.0.1:9000": "http://127.0.0.1:9000",
+            "http://127.0.0.1:9000/": "http://127.0.0.1:9000",
+            "https://s3.internal.example/": "https://s3.internal.example",
+            "https://gateway.internal.example:8443/s3/": "https://gateway.internal.example:8443/s3",
+            "http://[::1]:9000": "http://[::1]:9000",
+        }
+        for value, url in cases.items():
+            self.assertEqual(self.s3(f"endpoint_url = {value}\n").endpoint_url, url, value)
+        self.assertIsNone(self.s3("endpoint_url =\n").endpoint_url)
+
+    def test_bad_endpoint_url(self):
+        """Other schemes, no host, a query, a fragment, user info or a bad port are refused."""
+        for value in ("ftp://127.0.0.1/", "127.0.0.1:9000", "http://", "http:///path",
+                      "http://h/?a=1", "http://h/?", "http://h/#x", "http://h#",
+                      "http://user:pw@h/", "http://user@h/", "http://h:port/",
+                      "http://h:99999/", "http://h/a b", "http://[::1/"):
+            message = self.refused_s3("endpoint_url", value)
+            self.assertIn("expected an http:// or https:// URL with a host and no query, "
+                          "fragment, user name or password, such as http://127.0.0.1:9000",
+                          message)
+
+    def test_addressing(self):
+        """C{path} and C{virtual} are kept in any case; empty is resolved automatically."""
+        self.assertEqual(self.s3("addressing = path\n").addressing, "path")
+        self.assertEqual(self.s3("addressing = VIRTUAL\n").addressing, "virtual")
+        self.assertEqual(self.s3("addressing =\n").addressing, "virtual")
+        self.assertEqual(self.s3("endpoint_url = http://127.0.0.1:9000\n").addressing, "path")
+        s3 = self.s3("endpoint_url = https://s3.internal.example\naddressing = virtual\n")
+        self.assertEqual(s3.addressing, "virtual")
+
+    def test_bad_addressing(self):
+        """Another addressing style is refused, listing the allowed ones."""
+        message = self.refused_s3("addressing", "host")
+        self.assertIn("expected one of: path, virtual; or empty for automatic", message)
+
+    def test_credentials(self):
+        """The access key, secret key and session token are kept; empty means none."""
+        s3 = self.s3("access_key = AKID\nsecret_key = se/cr+et\nsession_token = to==ken\n")
+        self.assertEqual((s3.access_key, s3.secret_key, s3.session_token),
+                         ("AKID", "se/cr+et", "to==ken"))
+        s3 = self.s3("access_key = AKID\nsecret_key = secret\n")
+        self.assertIsNone(s3.session_token)
+        s3 = self.s3("access_key =\nsecret_key =\nsession_token =\n")
+        self.assertEqual((s3.access_key, s3.secret_key, s3.session_token), (None, None, None))
+
+    def test_bad_credentials(self):
+        """A credential with a space or control character is refused, without repeating it."""
+        for key in ("access_key", "secret_key", "session_token"):
+            message = self.refused_s3(key, "top secret")
+            self.assertIn("spaces and control characters are not allowed", message)
+            self.assertNotIn("top secret", message)
+
+    def test_expire_after(self):
+        """The presigned URL lifetime is a duration of up to 7 days."""
+        self.assertEqual(self.s3("expire_after = 2h\n").expire_after, 7200.0)
+        self.assertEqual(self.s3("expire_after = 7d\n").expire_after, 604800.0)
+        self.assertEqual(self.s3("expire_after = 604800\nbuffer_time = 1\n").expire_after,
+                         604800.0)
+
+    def test_bad_expire_after(self):
+        """Longer than 7 days, under a second or not a duration is refused."""
+        for value in ("604801", "8d", "7.5d", "169h"):
+            message = self.refused_s3("expire_after", value)
+            self.assertIn("expected at most 7d (604800 seconds), the longest a presigned URL "
+                          "can be valid", message)
+        self.assertIn("expected at least 1 second", self.refused_s3("expire_after", "0.5"))
+        self.assertIn("expected a duration", self.refused_s3("expire_after", "soon"))
+        self.assertIn("greater than 0", self.refused_s3("expire_after", "0"))
+
+    def test_durations(self):
+        """buffer_time, sync_interval and timeout are durations."""
+        s3 = self.s3("buffer_time = 5m\nsync_interval = 0.5\ntimeout = 1.5m\n")
+        self.assertEqual((s3.buffer_time, s3.sync_interval, s3.timeout), (300.0, 0.5, 90.0))
+
+    def test_bad_durations(self):
+        """A bad buffer_time, sync_interval or timeout is refused with the allowed forms."""
+        for key in ("buffer_time", "sync_interval", "timeout"):
+            for value in ("0", "-1", "soon", "5 minutes"):
+                message = self.refused_s3(key, value)
+                self.assertIn("expected a duration", message)
+
+    def test_download(self):
+        """C{download} is C{redirect} or C{stream}, in any case."""
+        self.assertEqual(self.s3("download = Stream\n").download, "stream")
+        self.assertEqual(self.s3("download = redirect\n").download, "redirect")
+        message = self.refused_s3("download", "proxy")
+        self.assertIn("expected one of: redirect, stream", message)
+
+    def test_public_url(self):
+        """A public URL is kept with one trailing slash; empty means none."""
+        s3 = self.s3("public_url = https://downloads.internal.example/pypid\n")
+        self.assertEqual(s3.public_url, "https://downloads.internal.example/pypid/")
+        s3 = self.s3("public_url = http://127.0.0.1:9000/bucket//\n")
+        self.assertEqual(s3.public_url, "http://127.0.0.1:9000/bucket/")
+        self.assertIsNone(self.s3("public_url =\n").public_url)
+
+    def test_bad_public_url(self):
+        """A public URL that is not http(s), or has a query or fragment, is refused."""
+        for value in ("ftp://h/", "downloads.internal.example", "https://", "https://h/?x=1",
+                      "https://h/#top"):
+            message = self.refused_s3("public_url", value)
+            self.assertIn("expected an http:// or https:// URL with no query", message)
+
+    def test_multipart_threshold(self):
+        """The multipart threshold is a size from 5M to 5G."""
+        self.assertEqual(self.s3("multipart_threshold = 5M\n").multipart_threshold, 5 << 20)
+        self.assertEqual(self.s3("multipart_threshold = 5G\n").multipart_threshold, 5 << 30)
+        self.assertEqual(self.s3("multipart_threshold = 16MiB\n").multipart_threshold, 16 << 20)
+
+    def test_bad_multipart_threshold(self):
+        """Below S3's smallest part, above its largest, or not a size is refused."""
+        for value in ("4M", "5242879", "6G", "1T"):
+            message = self.refused_s3("multipart_threshold", value)
+            self.assertIn("expected a size from 5M (S3's smallest part) to 5G", message)
+        self.assertIn("expected a size such as 100M", self.refused_s3("multipart_threshold", "x"))
+
+    def test_bucket_snapshot(self):
+        """C{bucket_snapshot} is a yes/no switch, with the usual spellings, in any case."""
+        for value in ("yes", "YES", "true", "On", "1"):
+            self.assertIs(self.s3(f"bucket_snapshot = {value}\n").bucket_snapshot, True, value)
+        for value in ("no", "No", "false", "OFF", "0"):
+            self.assertIs(self.s3(f"bucket_snapshot = {value}\n").bucket_snapshot, False, value)
+        message = self.refused_s3("bucket_snapshot", "maybe")
+        self.assertIn("expected yes or no (or true/false, on/off, 1/0)", message)
+
+    def test_backend_s3(self):
+        """C{[storage] backend} accepts C{s3}, in any case."""
+        config = load_config(self.write("[storage]\nbackend = S3\n[s3]\nbucket = pypid\n"))
+        self.assertEqual(config.storage.backend, "s3")
+        self.assertEqual(config.s3.bucket, "pypid")
+
+
+class S3CrossKeyTests(_ConfigMixin, SynchronousTestCase):
+    """Tests for the checks between C{[s3]} keys, blamed on the file or on C{--set}."""
+
+    def set_refused(self, overrides, path=None):
+        """Assert C{overrides} are refused; return the one-line message."""
+        e = self.assertRaises(ConfigError, load_config, path, overrides)
+        self.assertNotIn("\n", str(e))
+        return str(e)
+
+    def test_bucket_required(self):
+        """With backend = s3, an empty bucket is refused, naming [s3] bucket."""
+        message = self.refused("[storage]\nbackend = s3\n")
+        self.assertIn(": [s3] bucket: required for backend = s3", message)
+        message = self.refused("[storage]\nbackend = s3\n[s3]\nbucket =\n")
+        self.assertIn(": [s3] bucket: required for backend = s3", message)
+
+    def test_bucket_required_blames_set(self):
+        """The missing bucket is blamed on the C{--set} that chose the backend, or emptied it."""
+        message = self.set_refused([("storage", "backend", "s3")])
+        self.assertTrue(message.startswith(
+            "--set storage.backend: [s3] bucket: required for backend = s3"), message)
+        path = self.write("[storage]\nbackend = s3\n[s3]\nbucket = pypid\n")
+        message = self.set_refused([("s3", "bucket", "")], path)
+        self.assertTrue(message.startswith("--set s3.bucket: [s3] bucket: required"), message)
+        path = self.write("[storage]\nbackend = s3\n")
+        message = self.set_refused([("s3", "region", "eu-west-3")], path)
+        self.assertTrue(message.startswith(f"{path}: [s3] bucket: required"), message)
+
+    def test_bucket_optional_locally(self):
+        """With the local backend the bucket may stay empty."""
+        self.assertEqual(load_config(self.write("[s3]\nregion = eu-west-3\n")).s3.bucket, "")
+
+    def test_key_pairs(self):
+        """An access key without a secret key, or the reverse, names the missing one."""
+        message = self.refused("[s3]\naccess_key = AKID\n")
+        self.assertIn(": [s3] secret_key: required when access_key is set", message)
+        message = self.refused("[s3]\nsecret_key = hidden-secret\n")
+        self.assertIn(": [s3] access_key: required when secret_key is set", message)
+        self.assertNotIn("hidden-secret", message)
+        message = self.refused("[s3]\nsession_token = token\n")
+        self.assertIn(": [s3] session_token: only allowed with access_key and secret_key",
+                      message)
+        message = self.refused("[s3]\naccess_key = AKID\nsession_token = token\n")
+        self.assertIn(": [s3] secret_key: required when access_key is set", message)
+
+    def test_key_pairs_blame_set(self):
+        """A key given with C{--set} without its partner is blamed on that C{--set}."""
+        message = self.set_refused([("s3", "access_key", "AKID")])
+        self.assertEqual(message, "--set s3.access_key: [s3] secret_key: required when "
+                                  "access_key is set; or leave both empty for the standard "
+                                  "credentials (environment, shared files, instance role)")
+        message = self.set_refused([("s3", "session_token", "t")])
+        self.assertTrue(message.startswith("--set s3.session_token: [s3] session_token:"),
+                        message)
+
+    def test_buffer_time_below_expire_after(self):
+        """buffer_time must be less than expire_after; the error names buffer_time."""
+        message = self.refused("[s3]\nexpire_after = 10m\n")
+        self.assertIn(": [s3] buffer_time: must be less than expire_after (600 seconds)",
+                      message)
+        message = self.refused("[s3]\nexpire_after = 1h\nbuffer_time = 2h\n")
+        self.assertIn(": [s3] buffer_time: must be less than expire_after (3600 seconds)",
+                      message)
+        s3 = load_config(self.write("[s3]\nexpire_after = 10m\nbuffer_time = 599\n")).s3
+        self.assertEqual((s3.expire_after, s3.buffer_time), (600.0, 599.0))
+
+    def test_buffer_time_blames_set(self):
+        """A C{--set} of either duration that breaks the order is named."""
+        message = self.set_refused([("s3", "expire_after", "5m")])
+        self.assertTrue(message.startswith("--set s3.expire_after: [s3] buffer_time: must be "
+                                           "less than expire_after"), message)
+        message = self.set_refused([("s3", "buffer_time", "2d")])
+        self.assertTrue(message.startswith("--set s3.buffer_time: [s3] buffer_time:"), message)
+
+    def test_virtual_dotted_https_refused(self):
+        """Virtual addressing, a bucket with dots and https are refused together."""
+        message = self.refused("""
+            [s3]
+            bucket = pypid.packages
+            endpoint_url = https://s3.internal.example
+            addressing = virtual
+            """)
+        self.assertIn(": [s3] addressing: addressing = virtual puts the bucket name in the "
+                      "host name", message)
+        self.assertIn("fails TLS certificate checks over https: set addressing = path", message)
+        message = self.refused("[s3]\nbucket = pypid.packages\n")
+        self.assertIn(": [s3] addressing: addressing is virtual (the automatic choice without "
+                      "an endpoint_url)", message)
+        message = self.set_refused([("s3", "bucket", "a.b.c")])
+        self.assertTrue(message.startswith("--set s3.bucket: [s3] addressing:"), message)
+
+    def test_dotted_bucket_allowed(self):
+        """A dotted bucket works with path addressing, or virtual addressing over http."""
+        s3 = load_config(self.write("[s3]\nbucket = pypid.packages\naddressing = path\n")).s3
+        self.assertEqual(s3.addressing, "path")
+        s3 = load_config(self.write("""
+            [s3]
+            bucket = pypid.packages
+            endpoint_url = https://s3.internal.example
+            """)).s3
+        self.assertEqual(s3.addressing, "path")
+        s3 = load_config(self.write("""
+            [s3]
+            bucket = pypid.packages
+            endpoint_url = http://s3.internal.example
+            addressing = virtual
+            """)).s3
+        self.assertEqual(s3.addressing, "virtual")
+
+    def test_virtual_ip_endpoint_refused(self):
+        """Virtual addressing cannot put a bucket in front of an IP address endpoint."""
+        for endpoint in ("http://127.0.0.1:9000", "https://[::1]:9000"):
+            message = self.refused(f"[s3]\nbucket = pypid\nendpoint_url = {endpoint}\n"
+                                   "addressing = virtual\n")
+            self.assertIn(": [s3] addressing: addressing = virtual puts the bucket name in the "
+                          "host name, which an endpoint_url with an IP address cannot have",
+                          message)
+
+    def test_multipart_threshold_parts(self):
+        """With backend = s3 the threshold must allow max_upload_size in 10000 parts."""
+        message = self.refused("[pypid]\nmax_upload_size = 1T\n[storage]\nbackend = s3\n"
+                               "[s3]\nbucket = pypid\n")
+        self.assertIn(": [s3] multipart_threshold: too small for [pypid] max_upload_size: S3 "
+                      "allows at most 10000 parts, so it must be at least 109951163 bytes",
+                      message)
+        config = load_config(self.write("[pypid]\nmax_upload_size = 1T\n[storage]\n"
+                                        "backend = s3\n[s3]\nbucket = pypid\n"
+                                        "multipart_threshold = 105M\n"))
+        self.assertEqual(config.s3.multipart_threshold, 105 << 20)
+        config = load_config(self.write("[pypid]\nmax_upload_size = 1T\n"))
+        self.assertEqual(config.s3.multipart_threshold, 64 << 20)
+        message = self.set_refused([("storage", "backend", "s3"), ("s3", "bucket", "pypid"),
+                                    ("pypid", "max_upload_size", "1T")])
+        self.assertTrue(message.startswith(
+            "--set pypid.max_upload_size: [s3] multipart_threshold:"), message)
+
+
+class SecretReprTests(_ConfigMixin, SynchronousTestCase):
+    """The secret key and session token never show in a C{repr} or C{str}."""
+
+    def test_hidden(self):
+        """repr and str of the whole configuration and of its [s3] part hide both secrets."""
+        config = load_config(self.write("""
+            [s3]
+            access_key = AKIDEXAMPLE
+            secret_key = VerySecretKeyValue
+            session_token = VerySecretTokenValue
+            """))
+        self.assertEqual(config.s3.secret_key, "VerySecretKeyValue")
+        self.assertEqual(config.s3.session_token, "VerySecretTokenValue")
+        for text in (repr(config), str(config), repr(config.s3), str(config.s3)):
+            self.assertNotIn("VerySecret", text)
+            self.assertIn("secret_key='<hidden>'", text)
+            self.assertIn("session_token='<hidden>'", text)
+            self.assertIn("access_key='AKIDEXAMPLE'", text)
+
+    def test_unset_shown_as_none(self):
+        """An unset secret shows as None, so a repr still tells whether one is configured."""
+        text = repr(load_config(None).s3)
+        self.assertIn("secret_key=None", text)
+        self.assertIn("session_token=None", text)

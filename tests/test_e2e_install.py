@@ -4,7 +4,6 @@ yanking and deleting files as installers see them.
 """
 
 import os
-from urllib.parse import urlencode
 
 from tests.distributions import make_sdist, make_wheel
 from tests.e2e import (
@@ -13,6 +12,7 @@ from tests.e2e import (
     DaemonTestCase,
     anchors,
     files_by_name,
+    form,
     http,
     installed,
     sha256,
@@ -82,11 +82,6 @@ class InstallTests(DaemonTestCase):
         self.clients.uv_install(target, self.daemon.index_url, "--require-hashes",
                                 "-r", requirements)
         self.assertEqual(installed(target), {"e2e-app": "1.0", "e2e-lib": "1.0"})
-
-
-def form(**fields):
-    """Headers and body of a urlencoded form."""
-    return {"Content-Type": "application/x-www-form-urlencoded"}, urlencode(fields).encode()
 
 
 class YankDeleteTests(DaemonTestCase):

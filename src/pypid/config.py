@@ -11,6 +11,8 @@ in, so C{etc/pypid.ini} works from a checkout with C{./var/}.
 """
 
 import configparser
+import ipaddress
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -47,6 +49,38 @@ class StorageConfig:
     path: str
 
 
+def _redacted(value):
+    """Show whether a secret is set, never the secret itself."""
+    return "None" if value is None else "'<hidden>'"
+
+
+@attrs.frozen
+class S3Config:
+    """
+    The C{[s3]} section: where and how the S3 backend keeps packages.
+
+    Always present, holding the defaults when C{[storage] backend} is not
+    C{s3}.  C{secret_key} and C{session_token} never appear in its C{repr}.
+    """
+
+    bucket: str
+    prefix: str
+    region: str
+    endpoint_url: str | None
+    addressing: str
+    access_key: str | None
+    secret_key: str | None = attrs.field(repr=_redacted)
+    session_token: str | None = attrs.field(repr=_redacted)
+    expire_after: float
+    buffer_time: float
+    download: str
+    public_url: str | None
+    sync_interval: float
+    multipart_threshold: int
+    timeout: float
+    bucket_snapshot: bool
+
+
 @attrs.frozen
 class AuthConfig:
     """The C{[auth]} section: who may read and who may upload."""
@@ -62,6 +96,7 @@ class Config:
     source: str
     server: ServerConfig
     storage: StorageConfig
+    s3: S3Config
     auth: AuthConfig
     users: Mapping[str, str] = attrs.field(factory=dict, converter=MappingProxyType)
 
@@ -86,6 +121,31 @@ def parse_size(value):
     return size
 
 
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*([smhd]?)\s*$", re.IGNORECASE)
+_DURATION_FACTORS = {"": 1, "s": 1, "m": 60, "h": 60 * 60, "d": 24 * 60 * 60}
+_DURATION_FORMS = "expected a duration such as 30 (seconds), 30s, 5m, 12h, 7d or 1.5h"
+
+
+def parse_duration(value):
+    """
+    Parse a duration such as C{30}, C{30s}, C{5m}, C{12h}, C{7d} or C{1.5h}
+    into a number of seconds.
+
+    @rtype: L{float}
+    @raise ValueError: with the allowed forms.
+    """
+    match = _DURATION.match(value)
+    if not match:
+        raise ValueError(_DURATION_FORMS)
+    number, unit = match.groups()
+    seconds = float(number) * _DURATION_FACTORS[unit.lower()]
+    if not seconds < math.inf:
+        raise ValueError(_DURATION_FORMS)
+    if not seconds > 0:
+        raise ValueError("expected a duration greater than 0")
+    return seconds
+
+
 def _listen(value):
     lines = tuple(line.strip() for line in value.splitlines() if line.strip())
     if not lines:
@@ -94,15 +154,21 @@ def _listen(value):
     return lines
 
 
-def _base_url(value):
-    value = value.strip()
-    if not value:
-        return None
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
-        raise ValueError("expected an http:// or https:// URL with no query, "
-                         "such as https://pypi.internal.example/")
-    return value.rstrip("/") + "/"
+def _optional_url(example):
+    def parse(value):
+        value = value.strip()
+        if not value:
+            return None
+        parts = urlsplit(value)
+        if (parts.scheme not in ("http", "https") or not parts.netloc or parts.query
+                or parts.fragment):
+            raise ValueError("expected an http:// or https:// URL with no query, "
+                             f"such as {example}")
+        return value.rstrip("/") + "/"
+    return parse
+
+
+_base_url = _optional_url("https://pypi.internal.example/")
 
 
 def _path(value):
@@ -137,6 +203,136 @@ def _threads(value):
     return number
 
 
+def _boolean(value):
+    value = value.strip().lower()
+    if value in ("yes", "true", "on", "1"):
+        return True
+    if value in ("no", "false", "off", "0"):
+        return False
+    raise ValueError("expected yes or no (or true/false, on/off, 1/0)")
+
+
+def _has_control_characters(value):
+    return any(ord(c) < 0x20 or 0x7f <= ord(c) < 0xa0 for c in value)
+
+
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+def _is_ip_address(text):
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _bucket(value):
+    value = value.strip()
+    if not value:
+        return ""
+    if not _BUCKET.match(value) or ".." in value:
+        raise ValueError("expected an S3 bucket name: 3 to 63 lowercase letters, digits, "
+                         "'.' and '-', starting and ending with a letter or digit, "
+                         "without two '.' in a row")
+    if _is_ip_address(value):
+        raise ValueError("a bucket name cannot be an IP address")
+    return value
+
+
+def _prefix(value):
+    value = value.strip()
+    if _has_control_characters(value):
+        raise ValueError("control characters (and line breaks) are not allowed in a key prefix")
+    value = value.removeprefix("/").removesuffix("/")
+    if not value:
+        return ""
+    segments = value.split("/")
+    if "" in segments:
+        raise ValueError("empty segments (a//b) are not allowed in a key prefix")
+    if "." in segments or ".." in segments:
+        raise ValueError("'.' and '..' segments are not allowed in a key prefix")
+    return value + "/"
+
+
+def _region(value):
+    value = value.strip()
+    if not re.match(r"^[a-z0-9-]+$", value):
+        raise ValueError("expected a region name such as us-east-1: "
+                         "lowercase letters, digits and '-'")
+    return value
+
+
+def _endpoint_url(value):
+    value = value.strip()
+    if not value:
+        return None
+    message = ("expected an http:// or https:// URL with a host and no query, fragment, "
+               "user name or password, such as http://127.0.0.1:9000")
+    if _has_control_characters(value) or " " in value or "?" in value or "#" in value:
+        raise ValueError(message)
+    try:
+        parts = urlsplit(value)
+        parts.port
+    except ValueError:  # a bad port or a bad [IPv6] host
+        raise ValueError(message) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
+        raise ValueError(message)
+    return value.rstrip("/")
+
+
+def _optional_choice(*allowed):
+    parse_choice = _choice(*allowed)
+
+    def parse(value):
+        if not value.strip():
+            return None
+        try:
+            return parse_choice(value)
+        except ValueError as e:
+            raise ValueError(f"{e}; or empty for automatic") from None
+    return parse
+
+
+def _credential(value):
+    value = value.strip()
+    if not value:
+        return None
+    if _has_control_characters(value) or any(c.isspace() for c in value):
+        # The value may be a secret: never repeat it.
+        raise ValueError("spaces and control characters are not allowed")
+    return value
+
+
+#: The longest validity SigV4 allows for a presigned URL: 7 days.
+MAX_PRESIGN_SECONDS = 7 * 24 * 60 * 60
+
+
+def _expire_after(value):
+    seconds = parse_duration(value)
+    if seconds > MAX_PRESIGN_SECONDS:
+        raise ValueError(f"expected at most 7d ({MAX_PRESIGN_SECONDS} seconds), "
+                         "the longest a presigned URL can be valid")
+    if seconds < 1:
+        raise ValueError("expected at least 1 second")
+    return seconds
+
+
+#: S3's smallest part of a multipart upload (but the last), and its largest
+#: part (and single PUT).
+MIN_PART_SIZE = 5 << 20
+MAX_PART_SIZE = 5 << 30
+#: S3's largest number of parts in one multipart upload.
+MAX_PARTS = 10000
+
+
+def _multipart_threshold(value):
+    size = parse_size(value)
+    if not MIN_PART_SIZE <= size <= MAX_PART_SIZE:
+        raise ValueError("expected a size from 5M (S3's smallest part) to 5G (its largest)")
+    return size
+
+
 def _choice(*allowed):
     def parse(value):
         value = value.strip().lower()
@@ -158,8 +354,26 @@ SCHEMA = {
         "access_log": ("", _optional_path),
     },
     "storage": {
-        "backend": ("local", _choice("local")),
+        "backend": ("local", _choice("local", "s3")),
         "path": ("var/packages", _path),
+    },
+    "s3": {
+        "bucket": ("", _bucket),
+        "prefix": ("", _prefix),
+        "region": ("us-east-1", _region),
+        "endpoint_url": ("", _endpoint_url),
+        "addressing": ("", _optional_choice("path", "virtual")),
+        "access_key": ("", _credential),
+        "secret_key": ("", _credential),
+        "session_token": ("", _credential),
+        "expire_after": ("1d", _expire_after),
+        "buffer_time": ("10m", parse_duration),
+        "download": ("redirect", _choice("redirect", "stream")),
+        "public_url": ("", _optional_url("https://downloads.internal.example/pypid/")),
+        "sync_interval": ("30s", parse_duration),
+        "multipart_threshold": ("64M", _multipart_threshold),
+        "timeout": ("30s", parse_duration),
+        "bucket_snapshot": ("yes", _boolean),
     },
     "auth": {
         "read": ("everyone", _choice("everyone", "authenticated")),
@@ -218,6 +432,7 @@ def load_config(path, overrides=(), listen=()):
         except configparser.Error as e:
             message = " ".join(str(e).split())
             raise ConfigError(f"{path}: not a valid INI file: {message}")
+    file_sections = set(parser.sections())
     for section, key, value in overrides:
         if not parser.has_section(section):
             parser.add_section(section)
@@ -231,17 +446,25 @@ def load_config(path, overrides=(), listen=()):
     if listen:
         from_command_line.add(("pypid", "listen"))
 
-    def fail(section, key, message):
+    def fail(section, key, message, causes=()):
+        """
+        Raise the error for C{[section] key}, blamed on the first of that key
+        and C{causes} (other C{(section, key)} pairs the problem involves) that
+        came from the command line, or else on the file.
+        """
         where = f"[{section}] {key}" if key else f"[{section}]"
-        if (section, key) in from_command_line:
-            option = "--listen" if (section, key) == ("pypid", "listen") and listen else "--set"
-            raise ConfigError(f"{option} {section}.{key}: {where}: {message}")
+        for blamed in [(section, key), *causes]:
+            if blamed in from_command_line:
+                option = "--listen" if blamed == ("pypid", "listen") and listen else "--set"
+                raise ConfigError(f"{option} {blamed[0]}.{blamed[1]}: {where}: {message}")
         raise ConfigError(f"{source}: {where}: {message}")
 
     for section in parser.sections():
         if section not in SCHEMA and section not in FREE_SECTIONS:
             allowed = ", ".join(f"[{s}]" for s in [*SCHEMA, *sorted(FREE_SECTIONS)])
-            fail(section, None, f"unknown section; the sections are {allowed}")
+            causes = () if section in file_sections else [
+                (s, k) for s, k, _ in overrides if s == section]
+            fail(section, None, f"unknown section; the sections are {allowed}", causes)
     values = {}
     for section, keys in SCHEMA.items():
         present = dict(parser.items(section)) if parser.has_section(section) else {}
@@ -261,6 +484,8 @@ def load_config(path, overrides=(), listen=()):
             except ValueError as e:
                 fail("users", name, str(e))
 
+    _check_s3(values, fail)
+
     def section(name, cls):
         return cls(**{key: values[name, key] for key in SCHEMA[name]})
 
@@ -268,6 +493,62 @@ def load_config(path, overrides=(), listen=()):
         source=source,
         server=section("pypid", ServerConfig),
         storage=section("storage", StorageConfig),
+        s3=section("s3", S3Config),
         auth=section("auth", AuthConfig),
         users=users,
     )
+
+
+def _check_s3(values, fail):
+    """
+    Check the C{[s3]} keys against each other (and C{[storage] backend}), and
+    resolve an automatic C{addressing} in C{values}.
+    """
+    def s3(key):
+        return values["s3", key]
+
+    backend = ("storage", "backend")
+    using_s3 = values[backend] == "s3"
+    if using_s3 and not s3("bucket"):
+        fail("s3", "bucket", "required for backend = s3 ([storage] backend): "
+             "set it to the name of the bucket that holds the packages", [backend])
+
+    keys = [("s3", "access_key"), ("s3", "secret_key"), ("s3", "session_token")]
+    if s3("access_key") and not s3("secret_key"):
+        fail("s3", "secret_key", "required when access_key is set; or leave both empty "
+             "for the standard credentials (environment, shared files, instance role)", keys)
+    if s3("secret_key") and not s3("access_key"):
+        fail("s3", "access_key", "required when secret_key is set; or leave both empty "
+             "for the standard credentials (environment, shared files, instance role)", keys)
+    if s3("session_token") and not s3("access_key"):
+        fail("s3", "session_token", "only allowed with access_key and secret_key", keys)
+
+    if s3("buffer_time") >= s3("expire_after"):
+        fail("s3", "buffer_time", f"must be less than expire_after "
+             f"({s3('expire_after'):g} seconds)", [("s3", "expire_after")])
+
+    threshold = s3("multipart_threshold")
+    largest = values["pypid", "max_upload_size"]
+    if using_s3 and threshold * MAX_PARTS < largest:
+        fail("s3", "multipart_threshold", f"too small for [pypid] max_upload_size: S3 allows "
+             f"at most {MAX_PARTS} parts, so it must be at least "
+             f"{-(-largest // MAX_PARTS)} bytes", [("pypid", "max_upload_size"), backend])
+
+    endpoint = s3("endpoint_url")
+    automatic = s3("addressing") is None
+    addressing = ("path" if endpoint else "virtual") if automatic else s3("addressing")
+    values["s3", "addressing"] = addressing
+    if addressing == "virtual":
+        how = ("addressing is virtual (the automatic choice without an endpoint_url)"
+               if automatic else "addressing = virtual")
+        causes = [("s3", "bucket"), ("s3", "endpoint_url")]
+        host = urlsplit(endpoint).hostname if endpoint else None
+        https = endpoint is None or endpoint.startswith("https:")
+        if "." in s3("bucket") and https:
+            fail("s3", "addressing", f"{how} puts the bucket name in the host name, and a "
+                 "bucket with '.' in its name then fails TLS certificate checks over https: "
+                 "set addressing = path, or use a bucket without '.'", causes)
+        if host is not None and _is_ip_address(host):
+            fail("s3", "addressing", f"{how} puts the bucket name in the host name, which "
+                 "an endpoint_url with an IP address cannot have: set addressing = path",
+                 causes)

@@ -16,7 +16,7 @@ from hashlib import sha256
 import attrs
 from twisted.internet.defer import CancelledError, Deferred, DeferredSemaphore, ensureDeferred
 from twisted.internet.protocol import Protocol
-from twisted.web.client import Agent, HTTPConnectionPool, ResponseDone
+from twisted.web.client import Agent, HTTPConnectionPool, ResponseDone, _HTTP11ClientFactory
 from twisted.web.http import PotentialDataLoss
 from twisted.web.iweb import IBodyProducer
 from zope.interface import implementer
@@ -57,6 +57,11 @@ def _text(element, name):
     if found is None:
         found = element.find(name)
     return found.text or "" if found is not None else None
+
+
+def _all(element, name):
+    """Every C{name} element under C{element}, with S3's namespace or without."""
+    return [*element.iter(_S3_NS + name), *element.iter(name)]
 
 
 def _parse(body, what):
@@ -102,11 +107,11 @@ def parse_list(body):
     """Parse a C{ListObjectsV2} answer into a L{ListPage}."""
     root = _parse(body, "a listing")
     keys = []
-    for item in root.iter(_S3_NS + "Contents"):
+    for item in _all(root, "Contents"):
         keys.append(Listed(_text(item, "Key"), int(_text(item, "Size") or 0),
                            (_text(item, "ETag") or "").strip('"'),
                            _text(item, "LastModified") or ""))
-    prefixes = tuple(_text(p, "Prefix") for p in root.iter(_S3_NS + "CommonPrefixes"))
+    prefixes = tuple(_text(p, "Prefix") for p in _all(root, "CommonPrefixes"))
     truncated = (_text(root, "IsTruncated") or "").lower() == "true"
     token = _text(root, "NextContinuationToken") if truncated else None
     return ListPage(tuple(keys), prefixes, token)
@@ -152,8 +157,22 @@ class FileRangeProducer:
         self._stopped = False
 
     def startProducing(self, consumer):
-        """Send the range to C{consumer}; the Deferred fires when all is sent."""
-        return ensureDeferred(self._produce(consumer))
+        """
+        Send the range to C{consumer}; the Deferred fires when all is sent
+        (and, as L{IBodyProducer} requires, never once stopped).
+        """
+        done = Deferred()
+
+        def finished(result):
+            if not self._stopped:
+                done.callback(None)
+
+        def failed(failure):
+            if not self._stopped:
+                done.errback(failure)
+
+        ensureDeferred(self._produce(consumer)).addCallbacks(finished, failed)
+        return done
 
     async def _produce(self, consumer):
         f = await self._run(open, self._path, "rb")
@@ -167,6 +186,8 @@ class FileRangeProducer:
                     await self._paused
                     continue
                 data = await self._run(f.read, min(self._chunk, left))
+                if self._stopped:
+                    raise CancelledError("upload stopped")
                 if not data:
                     raise StorageError(f"{self._path} is shorter than expected")
                 left -= len(data)
@@ -237,6 +258,12 @@ def read_body(response, limit):
     return done
 
 
+class _QuietFactory(_HTTP11ClientFactory):
+    """Connections to S3 come and go: no log line for each."""
+
+    noisy = False
+
+
 def make_http(reactor, timeout, connections=16):
     """
     The treq client for S3: persistent connections (enough for the parallel
@@ -246,6 +273,7 @@ def make_http(reactor, timeout, connections=16):
     pool = HTTPConnectionPool(reactor, persistent=True)
     pool.maxPersistentPerHost = connections
     pool.cachedConnectionTimeout = 60
+    pool._factory = _QuietFactory
     return treq.client.HTTPClient(Agent(reactor, pool=pool, connectTimeout=timeout)), pool
 
 
@@ -398,7 +426,7 @@ class S3Client:
             response = await self.call("GET", "", params=params, limit=16 << 20)
             page = parse_list(response.body)
             yield page
-            if page.next_token is None:
+            if not page.next_token:
                 return
             token = page.next_token
 

@@ -54,6 +54,7 @@ class CredentialSource:
         self._resolved = None
         self._current = static
         self._timer = None
+        self._stopped = False
 
     async def start(self):
         """
@@ -61,6 +62,7 @@ class CredentialSource:
 
         @raise StorageError: when there are none.
         """
+        self._stopped = False
         if self._static is not None:
             return
         resolved = await self._run(self._resolve)
@@ -72,7 +74,8 @@ class CredentialSource:
         await self._refresh()
 
     def stop(self):
-        """Stop refreshing."""
+        """Stop refreshing (a refresh under way schedules no other)."""
+        self._stopped = True
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
@@ -92,7 +95,7 @@ class CredentialSource:
 
     def _schedule(self):
         expiry = self._current.expiry
-        if expiry is None:
+        if expiry is None or self._stopped:
             return
         delay = max(expiry - REFRESH_AHEAD - self._clock.seconds(), 30.0)
         self._timer = self._clock.callLater(delay, self._refresh_later)
@@ -103,6 +106,7 @@ class CredentialSource:
         def failed(failure):
             log.warn("Cannot refresh the S3 credentials: {error}; retrying in 30 s",
                      error=failure.getErrorMessage())
-            self._timer = self._clock.callLater(30.0, self._refresh_later)
+            if not self._stopped:
+                self._timer = self._clock.callLater(30.0, self._refresh_later)
 
         ensureDeferred(self._refresh()).addErrback(failed)

@@ -31,7 +31,7 @@ from urllib.parse import quote, unquote
 
 import attrs
 
-from pypid.model import FileRecord
+from pypid.model import FileRecord, format_upload_time
 from pypid.names import InvalidName, normalize, parse_filename
 
 _INTERNAL = ".pypid/"
@@ -149,6 +149,8 @@ def record_from_headers(path, size, headers):
         parsed = parse_filename(filename, legacy=True)
         name = unquote(headers[_META + "name"])
         requires = headers.get(_META + "requires-python")
+        upload_time = float(headers[_META + "upload-time"])
+        format_upload_time(upload_time)  # refuses nan, inf and times out of range
         return FileRecord.from_json({
             "filename": filename,
             "project": normalize(name),
@@ -158,13 +160,13 @@ def record_from_headers(path, size, headers):
             "path": path,
             "size": size,
             "sha256": sha256,
-            "upload_time": float(headers[_META + "upload-time"]),
+            "upload_time": upload_time,
             "blake2_256": headers.get(_META + "blake2-256"),
             "md5": headers.get(_META + "md5"),
             "requires_python": unquote(requires) if requires is not None else None,
             "metadata_sha256": headers.get(_META + "metadata-sha256"),
         })
-    except (InvalidName, KeyError, ValueError):
+    except (InvalidName, KeyError, ValueError, OverflowError, OSError):
         return None
 
 
@@ -177,7 +179,7 @@ def yank_reason(body):
     """The reason in a yank marker's body (an unreadable one counts as no reason)."""
     try:
         reason = json.loads(body).get("reason", "")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         return ""
     return reason if isinstance(reason, str) else ""
 
@@ -208,9 +210,15 @@ class Change:
         if not key.startswith(layout.changes_prefix):
             return None
         parts = key[len(layout.changes_prefix):].split(".", 3)
-        if len(parts) != 4 or not parts[0].isdigit() or not parts[2].isdigit() or not parts[3]:
+        if (len(parts) != 4 or not _is_number(parts[0]) or not _is_number(parts[2])
+                or not parts[3]):
             return None
         return cls(int(parts[0]), parts[1], int(parts[2]), parts[3])
+
+
+def _is_number(text):
+    """Whether C{text} is ASCII digits only (C{str.isdigit} also takes C{'²'})."""
+    return text.isascii() and text.isdigit()
 
 
 def changes_start_after(layout, when):

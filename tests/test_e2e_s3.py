@@ -1,0 +1,314 @@
+"""
+End-to-end tests of the S3 backend: the real daemon on a bucket of moto's
+S3 server (over loopback HTTP), driven by real twine, pip and uv.
+"""
+
+import os
+import time
+
+from tests import s3server
+from tests.distributions import make_sdist, make_wheel
+from tests.e2e import (
+    PASSWORD,
+    USER,
+    DaemonTestCase,
+    E2EFailure,
+    file_url,
+    files_by_name,
+    form,
+    free_port,
+    http,
+    installed,
+    sha256,
+    upload,
+)
+
+APP = make_wheel("s3-app", "1.0", requires_dist=["s3-lib>=1"])
+LIB = make_wheel("s3-lib", "1.0")
+LIB_SDIST = make_sdist("s3-lib", "1.0")
+
+#: How often the daemons of these tests look for each other's changes.
+SYNC = 0.5
+
+
+def s3_settings(bucket, endpoint=None, **extra):
+    """The C{--set} overrides that put a daemon on C{bucket}."""
+    settings = {
+        "storage.backend": "s3",
+        "s3.bucket": bucket,
+        "s3.prefix": "packages/",
+        "s3.endpoint_url": endpoint or s3server.endpoint(),
+        "s3.access_key": s3server.ACCESS_KEY,
+        "s3.secret_key": s3server.SECRET_KEY,
+        "s3.sync_interval": str(SYNC),
+    }
+    settings.update({f"s3.{key}": value for key, value in extra.items()})
+    return settings
+
+
+def api(daemon, method, path, **fields):
+    """Call the admin API as the uploader; fail unless it answers 200."""
+    headers, body = form(**fields) if fields else ({}, None)
+    answer = http(method, daemon.url + path, headers, body, auth=(USER, PASSWORD))
+    if answer.status != 200:
+        raise E2EFailure(f"{method} {path}: {answer.status} {answer.body!r}")
+    return answer
+
+
+def wait_for(check, timeout=15.0, step=0.05):
+    """Call C{check} until it returns true; return the seconds it took."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if check():
+            return time.monotonic() - started
+        time.sleep(step)
+    raise E2EFailure(f"not true within {timeout} s: {check.__doc__ or check}")
+
+
+class RedirectTests(DaemonTestCase):
+    """The default download mode: pypid redirects to presigned URLs of the bucket."""
+
+    bucket = None
+
+    @property
+    def settings(self):
+        cls = type(self)
+        if cls.bucket is None:
+            cls.bucket = s3server.new_bucket()
+        return s3_settings(cls.bucket)
+
+    def prepare(self, daemon):
+        paths = self.dist_dir(APP, LIB, LIB_SDIST)
+        self.clients.twine_upload(daemon, paths)
+
+    def test_objects_in_bucket(self):
+        """twine's uploads land under the prefix, each with its metadata sibling and record."""
+        self.daemon
+        listed = s3server.client().list_objects_v2(Bucket=self.bucket, Prefix="packages/")
+        keys = {item["Key"] for item in listed.get("Contents", ())}
+        for filename in (APP[0], LIB[0], LIB_SDIST[0]):
+            self.assertIn("packages/" + filename, keys)
+        self.assertIn("packages/" + APP[0] + ".metadata", keys)
+        head = s3server.client().head_object(Bucket=self.bucket, Key="packages/" + APP[0])
+        self.assertEqual(head["Metadata"]["sha256"], sha256(APP[1]))
+        self.assertEqual(head["ContentLength"], len(APP[1]))
+
+    def test_file_redirects_to_presigned_url(self):
+        """A file URL answers 302 to a presigned URL of the object, which serves its bytes."""
+        url = file_url(self.daemon, "s3-app", APP[0]).split("#")[0]
+        answer = http("GET", url)
+        self.assertEqual(answer.status, 302, answer.body)
+        location = answer.header("location")
+        self.assertTrue(location.startswith(s3server.endpoint() + "/" + self.bucket + "/packages/"))
+        self.assertIn("X-Amz-Signature=", location)
+        self.assertEqual(answer.header("cache-control"), "no-store")
+        fetched = http("GET", location)
+        self.assertEqual(fetched.status, 200)
+        self.assertEqual(fetched.body, APP[1])
+        again = http("GET", url)
+        self.assertEqual(again.header("location"), location, "the presigned URL is cached")
+
+    def test_metadata_redirects(self):
+        """The PEP 658 metadata URL redirects to the metadata sibling."""
+        url = file_url(self.daemon, "s3-app", APP[0]).split("#")[0] + ".metadata"
+        answer = http("GET", url)
+        self.assertEqual(answer.status, 302)
+        fetched = http("GET", answer.header("location"))
+        self.assertIn(b"Name: s3-app", fetched.body)
+        self.assertIn(b"Requires-Dist: s3-lib>=1", fetched.body)
+
+    def test_pip_installs_through_redirect(self):
+        """pip follows the redirects to the bucket and installs the project and its dependency."""
+        target = os.path.abspath(self.mktemp())
+        self.clients.pip_install(target, self.daemon.index_url, "s3-app")
+        self.assertEqual(installed(target), {"s3-app": "1.0", "s3-lib": "1.0"})
+
+    def test_uv_installs_through_redirect(self):
+        """uv follows the redirects to the bucket too."""
+        target = os.path.abspath(self.mktemp())
+        self.clients.uv_install(target, self.daemon.index_url, "s3-app")
+        self.assertEqual(installed(target), {"s3-app": "1.0", "s3-lib": "1.0"})
+
+    def test_legacy_json_reads_metadata(self):
+        """The legacy JSON API reads the release's metadata from the bucket."""
+        answer = http("GET", self.daemon.url + "pypi/s3-app/json")
+        self.assertEqual(answer.status, 200, answer.body)
+        self.assertEqual(answer.json()["info"]["requires_dist"], ["s3-lib>=1"])
+
+    def test_conflicting_upload_refused(self):
+        """Other bytes under a stored filename get twine's "File already exists" 400."""
+        other = make_wheel("s3-lib", "1.0", extra_files=[("s3_lib/other.py", b"x = 1\n")])
+        self.assertEqual(other[0], LIB[0])
+        answer = upload(self.daemon, *other)
+        self.assertEqual(answer.status, 400)
+        self.assertIn("File already exists", answer.reason)
+
+    def test_health(self):
+        """/health says the storage is up."""
+        answer = http("GET", self.daemon.url + "health")
+        self.assertEqual(answer.status, 200)
+        self.assertEqual(answer.json()["storage"], "ok")
+
+
+class StreamTests(DaemonTestCase):
+    """C{download = stream}: pypid relays the objects itself."""
+
+    bucket = None
+
+    @property
+    def settings(self):
+        cls = type(self)
+        if cls.bucket is None:
+            cls.bucket = s3server.new_bucket()
+        return s3_settings(cls.bucket, download="stream", multipart_threshold="5M")
+
+    def prepare(self, daemon):
+        for dist in (APP, LIB):
+            answer = upload(daemon, *dist)
+            self.assertEqual(answer.status, 200, answer.body)
+
+    def test_pip_installs(self):
+        """pip installs with every byte relayed by pypid."""
+        target = os.path.abspath(self.mktemp())
+        self.clients.pip_install(target, self.daemon.index_url, "s3-app")
+        self.assertEqual(installed(target), {"s3-app": "1.0", "s3-lib": "1.0"})
+
+    def test_file_and_range(self):
+        """A file is served whole, and a byte range of it with 206."""
+        url = file_url(self.daemon, "s3-app", APP[0]).split("#")[0]
+        whole = http("GET", url)
+        self.assertEqual(whole.status, 200)
+        self.assertEqual(whole.body, APP[1])
+        self.assertEqual(whole.header("etag"), f'"{sha256(APP[1])}"')
+        part = http("GET", url, headers={"Range": "bytes=10-29"})
+        self.assertEqual(part.status, 206)
+        self.assertEqual(part.body, APP[1][10:30])
+        self.assertEqual(part.header("content-range"), f"bytes 10-29/{len(APP[1])}")
+        metadata = http("GET", url + ".metadata")
+        self.assertEqual(metadata.status, 200)
+        self.assertIn(b"Name: s3-app", metadata.body)
+
+    def test_large_upload_multipart(self):
+        """A file over the multipart threshold is uploaded in parts and served whole."""
+        big = make_wheel("s3-big", "1.0",
+                         extra_files=[("s3_big/blob.bin", os.urandom(12 << 20))])
+        answer = upload(self.daemon, *big)
+        self.assertEqual(answer.status, 200, answer.body)
+        url = file_url(self.daemon, "s3-big", big[0]).split("#")[0]
+        fetched = http("GET", url)
+        self.assertEqual(sha256(fetched.body), sha256(big[1]))
+        uploads = s3server.client().list_multipart_uploads(Bucket=self.bucket)
+        self.assertEqual(uploads.get("Uploads", []), [], "no multipart upload is left open")
+
+
+class RebuildTests(DaemonTestCase):
+    """A new server with an empty disk serves the bucket's packages."""
+
+    def test_rebuild_from_bucket(self):
+        """An empty disk, no snapshot anywhere: the bucket is listed and read."""
+        bucket = s3server.new_bucket()
+        first = self.new_daemon(settings=s3_settings(bucket, bucket_snapshot="no"))
+        for dist in (APP, LIB, LIB_SDIST):
+            self.assertEqual(upload(first, *dist).status, 200)
+        reason = "broken"
+        api(first, "POST", f"api/files/{LIB_SDIST[0]}/yank", reason=reason)
+        api(first, "DELETE", f"api/files/{LIB[0]}")
+        first.stop()
+        second = self.new_daemon(settings=s3_settings(bucket, bucket_snapshot="no"))
+        self.assertNotIn("snapshot kept in the storage", second.log_text())
+        files = files_by_name(second, "s3-lib")
+        self.assertEqual(sorted(files), [LIB_SDIST[0]])
+        self.assertEqual(files[LIB_SDIST[0]]["yanked"], reason)
+        self.assertEqual(http("GET", second.url + f"files/s3-lib/{LIB[0]}").status, 410)
+        self.assertEqual(sorted(files_by_name(second, "s3-app")), [APP[0]])
+
+    def test_start_from_bucket_snapshot(self):
+        """A new server starts from the snapshot another one kept in the bucket."""
+        bucket = s3server.new_bucket()
+        first = self.new_daemon(settings=s3_settings(bucket))
+        self.assertEqual(upload(first, *APP).status, 200)
+        first.stop_cleanly()
+        key = "packages/.pypid/snapshot.json.gz"
+        s3server.client().head_object(Bucket=bucket, Key=key)
+        second = self.new_daemon(settings=s3_settings(bucket))
+        self.assertIn("snapshot kept in the storage", second.log_text())
+        self.assertEqual(sorted(files_by_name(second, "s3-app")), [APP[0]])
+
+    def test_missing_bucket_stops_startup(self):
+        """A bucket that does not exist: one clear line, exit status 1."""
+        daemon = self.new_daemon(settings=s3_settings("pypid-no-such-bucket"), start=False)
+        with self.assertRaises(E2EFailure):
+            daemon.start(timeout=8)
+        deadline = time.monotonic() + 10
+        while daemon.running() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(daemon.process.returncode, 1)
+        text = daemon.log_text()
+        self.assertIn("pypid-no-such-bucket does not exist", text)
+        self.assertNotIn("Traceback", text)
+
+
+class ConvergenceTests(DaemonTestCase):
+    """Two servers on one bucket see each other's changes within the sync interval."""
+
+    def test_two_servers_converge(self):
+        """An upload, a yank and a delete through one server show on the other."""
+        bucket = s3server.new_bucket()
+        one = self.new_daemon(settings=s3_settings(bucket))
+        two = self.new_daemon(settings=s3_settings(bucket))
+        self.assertEqual(upload(one, *LIB).status, 200)
+
+        def listed():
+            """the file is listed by the other server"""
+            return (http("GET", two.index_url + "s3-lib/").status == 200
+                    and LIB[0] in files_by_name(two, "s3-lib"))
+        took = wait_for(listed)
+        self.assertLess(took, 10 * SYNC + 5)
+        api(one, "POST", f"api/files/{LIB[0]}/yank", reason="bad build")
+
+        def yanked():
+            """the other server shows the yank"""
+            return files_by_name(two, "s3-lib")[LIB[0]]["yanked"] == "bad build"
+        wait_for(yanked)
+        api(one, "DELETE", f"api/files/{LIB[0]}")
+
+        def deleted():
+            """the other server answers 410 for the deleted file"""
+            return http("GET", two.url + f"files/s3-lib/{LIB[0]}").status == 410
+        wait_for(deleted)
+        # The name stays taken on both.
+        self.assertEqual(upload(two, *LIB).status, 400)
+
+
+class OutageTests(DaemonTestCase):
+    """S3 going away and coming back, with no restart of pypid."""
+
+    def test_outage_and_recovery(self):
+        """Uploads get 503 + Retry-After, pages keep working, /health says down; then all recovers."""
+        from moto.server import ThreadedMotoServer
+        port = free_port()
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        server.start()
+        self.addCleanup(server.stop)
+        endpoint = f"http://127.0.0.1:{port}"
+        bucket = s3server.new_bucket()
+        daemon = self.new_daemon(settings=s3_settings(bucket, endpoint=endpoint,
+                                                      timeout="3"))
+        self.assertEqual(upload(daemon, *LIB).status, 200)
+        server.stop()
+        answer = upload(daemon, *APP)
+        self.assertEqual(answer.status, 503, answer.body)
+        self.assertTrue(answer.header("retry-after"))
+        self.assertEqual(http("GET", daemon.index_url + "s3-lib/").status, 200)
+        self.assertNotIn(APP[0], [n for n in files_by_name(daemon, "s3-lib")])
+        self.assertEqual(http("GET", daemon.index_url + "s3-app/").status, 404)
+        health = http("GET", daemon.url + "health")
+        self.assertEqual(health.status, 503)
+        self.assertEqual(health.json()["storage"], "down")
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        server.start()
+        self.addCleanup(server.stop)
+        self.assertEqual(http("GET", daemon.url + "health").status, 200)
+        self.assertEqual(upload(daemon, *APP).status, 200)
+        self.assertEqual(sorted(files_by_name(daemon, "s3-app")), [APP[0]])
+        self.assertNotIn("Traceback", daemon.log_text())
