@@ -145,6 +145,25 @@ class StorageContractMixin:
         self.assertEqual(served, metadata)
         self.assertEqual(hashlib.sha256(served).hexdigest(), stored.metadata_sha256)
 
+    def test_read_metadata(self):
+        """read_metadata() gives the metadata published with a file, byte for byte."""
+        storage = self.prepared()
+        filename, data = make_wheel("holy-grail", "1.0", requires_python=">=3.8")
+        stored, metadata = self.publish(storage, filename, data)
+        read = self.successResultOf(storage.read_metadata(stored))
+        self.assertEqual(read, metadata)
+        self.assertEqual(hashlib.sha256(read).hexdigest(), stored.metadata_sha256)
+        sdist, sdist_metadata = self.publish(storage, *make_sdist("holy-grail", "1.0"))
+        self.assertIsNotNone(sdist_metadata)
+        self.assertEqual(self.successResultOf(storage.read_metadata(sdist)), sdist_metadata)
+
+    def test_read_metadata_deleted(self):
+        """The metadata of a deleted file fails to read with L{FileNotFoundError}."""
+        storage = self.prepared()
+        stored, _ = self.publish(storage, *make_wheel("holy-grail", "1.0"))
+        self.successResultOf(storage.delete(stored))
+        self.failureResultOf(storage.read_metadata(stored), FileNotFoundError)
+
     def test_publish_without_metadata(self):
         """An sdist whose metadata is not served is stored without any."""
         storage = self.prepared()
@@ -509,6 +528,36 @@ class LocalStorageTests(StorageContractMixin, SynchronousTestCase):
         self.assertEqual(hashlib.sha256(served).hexdigest(), record.metadata_sha256)
         run.run_all()
         self.assertEqual(self.read_located(storage.locate_metadata(record)), served)
+
+    def test_read_metadata_while_import_pending(self):
+        """Just after a scan, an imported file's metadata is read from memory, then from its sidecar."""
+        storage, run, record = self.scan_with_import_pending()
+        pending = len(run.pending)
+        served = self.successResultOf(storage.read_metadata(record))
+        self.assertEqual(len(run.pending), pending, "read from the folder, not memory")
+        self.assertEqual(hashlib.sha256(served).hexdigest(), record.metadata_sha256)
+        run.run_all()
+        d = storage.read_metadata(record)
+        self.assertEqual(len(run.pending), 1, "not read in the thread pool")
+        run.run_all()
+        self.assertEqual(self.successResultOf(d), served)
+
+    def test_read_metadata_missing_sidecar(self):
+        """A metadata sidecar removed by hand fails to read with L{FileNotFoundError}."""
+        storage = self.prepared()
+        stored, _ = self.publish(storage, *make_wheel("holy-grail", "1.0"))
+        os.unlink(self.sidecar(storage, stored.filename, ".metadata"))
+        self.failureResultOf(storage.read_metadata(stored), FileNotFoundError)
+
+    def test_read_metadata_unreadable(self):
+        """A metadata sidecar that cannot be read (not a file) is a L{StorageError}."""
+        storage = self.prepared()
+        stored, _ = self.publish(storage, *make_wheel("holy-grail", "1.0"))
+        path = self.sidecar(storage, stored.filename, ".metadata")
+        os.unlink(path)
+        os.mkdir(path)
+        failure = self.failureResultOf(storage.read_metadata(stored), StorageError)
+        self.assertIn(stored.filename, str(failure.value))
 
     def test_yank_during_import_kept(self):
         """A yank stored while the scan's imported records are still being written is kept."""

@@ -13,15 +13,20 @@ import os
 import treq
 from treq.testing import RequestTraversalAgent, StubTreq
 from twisted.internet import _producer_helpers
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.error import ConnectionLost
 from twisted.internet.task import Clock, Cooperator
+from twisted.logger import LogLevel, capturedLogs
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.client import ResponseFailed
 from twisted.web.http_headers import Headers
 
 from pypid.auth import PasswordVerifier, Policy, hash_password
 from pypid.index import Index
 from pypid.service import file_url_for
 from pypid.storage import local
+from pypid.storage.interface import Redirect, RemoteBytes, StorageError
 from pypid.storage.local import LocalStorage
 from pypid.web.access import Access
 from pypid.web.app import PypidApp
@@ -37,6 +42,7 @@ from tests.fakes import (
     twine_fields,
     write_file,
 )
+from tests.test_respond import FakeRemote
 
 ORIGIN = "http://pypi.test"
 PASSWORD = "correct horse"
@@ -73,11 +79,12 @@ class _ServerMixin:
         self.index = Index(file_url_for(self.base_url))
         verifier = PasswordVerifier(USERS, self.clock, None, run_in_pool=run_in_pool_now)
         self.access = Access(Policy(read=self.read), verifier)
-        self.app = PypidApp(self.index, self.storage, self.access, run_now, self.clock,
+        served = self.served_storage(self.storage)
+        self.app = PypidApp(self.index, served, self.access, run_now, self.clock,
                             self.max_upload_size, self.base_url)
         self.root = RootResource(
             SimpleResource(self.index, self.access, self.base_url or "/"),
-            FilesResource(self.index, self.storage, self.access),
+            FilesResource(self.index, served, self.access),
             self.app.resource(),
         )
         self.client = StubTreq(self.root)
@@ -88,6 +95,10 @@ class _ServerMixin:
 
     def finish_storage_work(self):
         """Complete whatever storage work L{make_storage_run}'s runner holds back."""
+
+    def served_storage(self, storage):
+        """The storage the resources are given: the local one, unless a test needs otherwise."""
+        return storage
 
     # -- requests --------------------------------------------------------------
 
@@ -1106,3 +1117,282 @@ class StorageFailureTests(_ServerMixin, SynchronousTestCase):
         self.assertEqual(response.code, 503, body)
         self.assertIsNone(self.index.get_file(WHEEL_NAME).yanked)
 
+
+
+class _Relocated:
+    """
+    A storage that keeps its files in a L{LocalStorage} but hands out the
+    locations a test sets, as a remote backend (S3) would: a redirect, a
+    relay or bytes fetched first.
+
+    @ivar files: C{record -> location} for files, or L{None} for the local one.
+    @ivar metadata: the same for metadata.
+    @ivar metadata_error: an exception L{read_metadata} fails with, if any.
+    """
+
+    def __init__(self, storage):
+        self._storage = storage
+        self.files = None
+        self.metadata = None
+        self.metadata_error = None
+
+    def __getattr__(self, name):
+        return getattr(self._storage, name)
+
+    def locate(self, record):
+        """The test's location for the file, else the local one."""
+        return (self.files or self._storage.locate)(record)
+
+    def locate_metadata(self, record):
+        """The test's location for the metadata, else the local one."""
+        return (self.metadata or self._storage.locate_metadata)(record)
+
+    def read_metadata(self, record):
+        """The local metadata, unless the test made reading it fail."""
+        if self.metadata_error is not None:
+            return fail(self.metadata_error)
+        return self._storage.read_metadata(record)
+
+
+class RemoteFilesTests(_ServerMixin, SynchronousTestCase):
+    """
+    Tests for C{/files/} when the storage keeps files elsewhere: redirects to
+    them, relays from them, and metadata fetched before it is sent.
+    """
+
+    SIGNED = "https://bucket.example/{}?X-Amz-Expires=300&X-Amz-Signature=0ff1ce"
+
+    def served_storage(self, storage):
+        """The local storage behind a L{_Relocated} one."""
+        self.relocated = _Relocated(storage)
+        return self.relocated
+
+    def setUp(self):
+        super().setUp()
+        self.uploaded()
+        self.path = f"/files/holy-grail/{WHEEL_NAME}"
+        self.etag = f'"{hashlib.sha256(WHEEL).hexdigest()}"'.encode()
+        self.meta = WHEEL_META.encode()
+        self.meta_etag = f'"{hashlib.sha256(self.meta).hexdigest()}"'.encode()
+
+    def remote(self, **kwargs):
+        """Serve the wheel from a L{FakeRemote}; return it."""
+        remote = FakeRemote(WHEEL, **kwargs)
+        self.relocated.files = lambda record: remote.location()
+        return remote
+
+    def remote_metadata(self, read):
+        """Serve the metadata as L{RemoteBytes} read by C{read}; return the reads made."""
+        reads = []
+
+        def counted():
+            reads.append(True)
+            return read()
+        self.relocated.metadata = lambda record: RemoteBytes(counted)
+        return reads
+
+    def test_redirect(self):
+        """A file kept elsewhere is a 302 to its URL, never cached; HEAD too."""
+        self.relocated.files = lambda record: Redirect(self.SIGNED.format(record.filename))
+        location = self.SIGNED.format(WHEEL_NAME).encode()
+        for method in ("GET", "HEAD"):
+            response, _ = self.request(method, self.path)
+            self.assertEqual(response.code, 302, method)
+            self.assertEqual(self.header(response, "Location"), location)
+            self.assertEqual(self.header(response, "Cache-Control"), b"no-store")
+            self.assertIsNone(self.header(response, "ETag"))
+
+    def test_redirect_metadata(self):
+        """A file's metadata kept elsewhere is a 302 to its own URL; HEAD too."""
+        self.relocated.metadata = lambda record: Redirect(
+            self.SIGNED.format(record.filename + ".metadata"))
+        for method in ("GET", "HEAD"):
+            response, _ = self.request(method, self.path + ".metadata")
+            self.assertEqual(response.code, 302, method)
+            self.assertEqual(self.header(response, "Location"),
+                             self.SIGNED.format(WHEEL_NAME + ".metadata").encode())
+            self.assertEqual(self.header(response, "Cache-Control"), b"no-store")
+
+    def test_redirect_refused(self):
+        """A redirect URL that would break the header is refused: no Location, no injected header."""
+        self.relocated.files = lambda record: Redirect("https://bucket.example/x\r\nSet-Cookie: a=b")
+        with capturedLogs():
+            response, body = self.get(self.path)
+        self.assertEqual(response.code, 500)
+        self.assertIsNone(self.header(response, "Location"))
+        self.assertIsNone(self.header(response, "Set-Cookie"))
+        self.assertNotIn(b"Traceback", body)
+
+    def test_relay(self):
+        """A file relayed from the store arrives whole, with its headers, in one fetch."""
+        remote = self.remote()
+        response, body = self.get(self.path)
+        self.assertEqual((response.code, body), (200, WHEEL))
+        self.assertEqual(remote.fetched, [(0, len(WHEEL))])
+        self.assertEqual(self.header(response, "ETag"), self.etag)
+        self.assertEqual(response.length, len(WHEEL))
+        self.assertIn(b"immutable", self.header(response, "Cache-Control"))
+
+    def test_relay_range(self):
+        """A Range GET fetches just that range and answers 206 with its Content-Range."""
+        remote = self.remote()
+        response, body = self.get(self.path, headers={"Range": "bytes=100-199"})
+        self.assertEqual((response.code, body), (206, WHEEL[100:200]))
+        self.assertEqual(remote.fetched, [(100, 100)])
+        self.assertEqual(self.header(response, "Content-Range"),
+                         f"bytes 100-199/{len(WHEEL)}".encode())
+
+    def test_relay_without_fetch(self):
+        """HEAD, a matching If-None-Match and an unsatisfiable range never ask the store."""
+        remote = self.remote()
+        response, body = self.request("HEAD", self.path)
+        self.assertEqual((response.code, body), (200, b""))
+        self.assertEqual(self.header(response, "Content-Length"), str(len(WHEEL)).encode())
+        response, body = self.get(self.path, headers={"If-None-Match": self.etag})
+        self.assertEqual((response.code, body), (304, b""))
+        response, _ = self.get(self.path, headers={"Range": f"bytes={len(WHEEL)}-"})
+        self.assertEqual(response.code, 416)
+        self.assertEqual(remote.fetched, [])
+
+    def test_relay_later(self):
+        """A store that answers later: the response waits for it, then carries the file."""
+        remote = self.remote(pending=True)
+        d = self.client.get(ORIGIN + self.path)
+        self.client.flush()
+        self.assertNoResult(d)
+        remote.answer()
+        self.client.flush()
+        response = self.successResultOf(d)
+        self.assertEqual((response.code, self.successResultOf(response.content())), (200, WHEEL))
+
+    def test_relay_cut_short(self):
+        """A body the store cuts short reaches the client as a failed download, not a short file."""
+        remote = self.remote(hold=True)
+        d = self.client.get(ORIGIN + self.path)
+        self.client.flush()
+        upstream = remote.responses[0]
+        upstream.send(WHEEL[:100])
+        with capturedLogs():
+            upstream.end(ResponseFailed([Failure(ConnectionLost())]))
+        self.client.flush()
+        response = self.successResultOf(d)
+        self.assertEqual(response.code, 200)
+        self.failureResultOf(response.content(), ResponseFailed)
+
+    def test_relay_storage_error(self):
+        """A store that is unavailable gets 503 with Retry-After, not a 500 or a traceback."""
+        self.remote(error=StorageError("bucket down"))
+        with capturedLogs():
+            response, body = self.get(self.path)
+        self.assertEqual(response.code, 503)
+        self.assertEqual(self.header(response, "Retry-After"), b"30")
+        self.assertEqual(body, b"the storage is unavailable: bucket down\n")
+        self.assertIsNone(self.header(response, "ETag"))
+
+    def test_relay_missing(self):
+        """A file missing from the store gets 404 and an error in the log."""
+        self.remote(error=FileNotFoundError("no such key"))
+        with capturedLogs() as events:
+            response, body = self.get(self.path)
+        self.assertEqual((response.code, body), (404, b"the stored file is missing\n"))
+        self.assertIn(LogLevel.error, [e["log_level"] for e in events])
+
+    def test_remote_metadata(self):
+        """Metadata fetched from the store is sent like any other: whole, in ranges, to HEAD, 304."""
+        self.remote_metadata(lambda: succeed(self.meta))
+        response, body = self.get(self.path + ".metadata")
+        self.assertEqual((response.code, body), (200, self.meta))
+        self.assertEqual(self.header(response, "ETag"), self.meta_etag)
+        response, body = self.get(self.path + ".metadata", headers={"Range": "bytes=0-9"})
+        self.assertEqual((response.code, body), (206, self.meta[:10]))
+        response, body = self.request("HEAD", self.path + ".metadata")
+        self.assertEqual((response.code, body), (200, b""))
+        self.assertEqual(self.header(response, "Content-Length"), str(len(self.meta)).encode())
+        response, _ = self.get(self.path + ".metadata", headers={"If-None-Match": self.meta_etag})
+        self.assertEqual(response.code, 304)
+
+    def test_remote_metadata_later(self):
+        """Metadata the store delivers later is sent once it comes."""
+        later = Deferred()
+        self.remote_metadata(lambda: later)
+        d = self.client.get(ORIGIN + self.path + ".metadata")
+        self.client.flush()
+        self.assertNoResult(d)
+        later.callback(self.meta)
+        self.client.flush()
+        response = self.successResultOf(d)
+        self.assertEqual(self.successResultOf(response.content()), self.meta)
+
+    def test_remote_metadata_failure(self):
+        """Metadata the store cannot give is 503 (store down) or 404 (missing), in plain text."""
+        for error, code, retry in ((StorageError("bucket down"), 503, b"30"),
+                                   (FileNotFoundError("no such key"), 404, None)):
+            reads = self.remote_metadata(lambda: fail(error))
+            with capturedLogs():
+                response, body = self.get(self.path + ".metadata")
+            self.assertEqual(len(reads), 1)
+            self.assertEqual(response.code, code, error)
+            self.assertEqual(self.header(response, "Retry-After"), retry)
+            self.assertEqual(self.header(response, "Content-Type"), b"text/plain; charset=utf-8")
+            self.assertIsNone(self.header(response, "ETag"))
+
+    def test_legacy_json_storage_down(self):
+        """The legacy JSON API answers 503 with Retry-After when the metadata cannot be read."""
+        self.relocated.metadata_error = StorageError("bucket down")
+        with capturedLogs():
+            response, body = self.get("/pypi/holy-grail/json")
+        self.assertEqual(response.code, 503, body)
+        self.assertEqual(self.header(response, "Retry-After"), b"30")
+        self.relocated.metadata_error = None
+        response, body = self.get("/pypi/holy-grail/json")
+        self.assertEqual(json.loads(body)["info"]["summary"], "The grail")
+
+    def test_legacy_json_metadata_missing(self):
+        """A file whose metadata is missing is passed over by the legacy JSON API, not a failure."""
+        self.relocated.metadata_error = FileNotFoundError("no such key")
+        with capturedLogs():
+            response, body = self.get("/pypi/holy-grail/json")
+        self.assertEqual(response.code, 200, body)
+        info = json.loads(body)["info"]
+        self.assertEqual((info["version"], info["requires_python"]), ("1.0", ">=3.8"))
+        self.assertNotEqual(info["summary"], "The grail")
+
+
+class PrivateRemoteFilesTests(RemoteFilesTests):
+    """The same, behind the read gate: the answers complete after the credentials are checked."""
+
+    read = "authenticated"
+
+    def request(self, method, path, headers=None, auth=True, **kwargs):
+        """Make a request with valid credentials."""
+        return super().request(method, path, headers, auth, **kwargs)
+
+    def setUp(self):
+        super().setUp()
+        self.client = _Authenticated(self.client)
+
+    def test_anonymous(self):
+        """Without credentials, neither a redirect nor a relay is given, and the store is not asked."""
+        remote = self.remote()
+        response, _ = super().request("GET", self.path, auth=False)
+        self.assertEqual(response.code, 401)
+        self.relocated.files = lambda record: Redirect(self.SIGNED.format(record.filename))
+        response, _ = super().request("GET", self.path, auth=False)
+        self.assertEqual(response.code, 401)
+        self.assertIsNone(self.header(response, "Location"))
+        self.assertEqual(remote.fetched, [])
+
+
+class _Authenticated:
+    """A L{StubTreq} that sends valid credentials with every request."""
+
+    def __init__(self, client):
+        self._client = client
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+    def get(self, url, headers=None, **kwargs):
+        """GET with credentials."""
+        return self._client.get(url, headers=dict(headers or {}, Authorization=basic()),
+                                **kwargs)

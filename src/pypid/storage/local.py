@@ -30,6 +30,7 @@ import threading
 import time
 
 import attrs
+from twisted.internet.defer import succeed
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -203,6 +204,16 @@ class LocalStorage:
             return MemoryFile(data)
         return LocalFile(self._metadata_path(record.filename))
 
+    def read_metadata(self, record):
+        """
+        A file's metadata: from memory just after an import, else from its
+        sidecar, read in the thread pool.
+        """
+        data = self._unwritten.get(record.filename)
+        if data is not None:
+            return succeed(data)
+        return self._run(self._read_metadata_sync, record.filename)
+
     # -- blocking work, run in the thread pool ------------------------------
 
     def check(self):
@@ -260,6 +271,15 @@ class LocalStorage:
                      filename=filename)
             return None
         return data
+
+    def _read_metadata_sync(self, filename):
+        try:
+            with open(self._metadata_path(filename), "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            raise
+        except OSError as e:
+            raise StorageError(f"cannot read the metadata of {filename}: {e.strerror}")
 
     def _publish_sync(self, temp_path, record, metadata):
         try:

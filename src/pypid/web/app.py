@@ -38,18 +38,21 @@ from pypid.names import (
     normalize,
 )
 from pypid import render
-from pypid.storage.interface import FileExists, FilenameDeleted, MemoryFile, StorageError
+from pypid.storage.interface import FileExists, FilenameDeleted, StorageError
 from pypid.upload import validate_upload
 from pypid.service import file_url_for
-from pypid.web.respond import send_error, send_page, send_text
+from pypid.web.respond import (
+    RETRY_AFTER,
+    send_error,
+    send_page,
+    send_text,
+    storage_unavailable,
+)
 from pypid.web.site import too_large_message
 from pypid.web.spool import ThreadedSink
 from pypid.index import Page
 
 log = Logger()
-
-#: Seconds a client should wait before retrying when the storage is down.
-RETRY_AFTER = b"30"
 
 
 def _exists_message(filename, sha256):
@@ -285,7 +288,7 @@ class PypidApp:
             raise _deleted(upload.filename)
         except StorageError as e:
             log.error("Upload of {filename} failed: {error}", filename=upload.filename, error=str(e))
-            raise _unavailable(e)
+            raise storage_unavailable(e)
         self._index.add(stored)
         log.info("{user} uploaded {filename} ({size} bytes)",
                  user=identity.name, filename=stored.filename, size=stored.size)
@@ -383,7 +386,7 @@ class PypidApp:
         except StorageError as e:
             log.error("Storage failed on {filename}: {error}", filename=record.filename,
                       error=str(e))
-            raise _unavailable(e)
+            raise storage_unavailable(e)
 
     async def _yank(self, record, reason, identity):
         changed = attrs.evolve(record, yanked=reason)
@@ -447,18 +450,22 @@ class PypidApp:
         return Page.of(body, b"application/json")
 
     async def _info(self, files):
-        """The release's metadata, read from its stored .metadata (wheels first)."""
+        """
+        The release's metadata, read from its stored .metadata (wheels
+        first); a file whose metadata is missing is passed over.
+        """
         for record, _url in sorted(files, key=lambda f: not f[0].is_wheel):
             if record.metadata_sha256 is None:
                 continue
-            location = self._storage.locate_metadata(record)
-            if isinstance(location, MemoryFile):
-                raw = location.data
-            else:
-                try:
-                    raw = await self._run(_read_bytes, location.path)
-                except OSError:
-                    continue
+            try:
+                raw = await self._storage.read_metadata(record)
+            except FileNotFoundError:
+                log.warn("The stored metadata of {filename} is missing", filename=record.filename)
+                continue
+            except StorageError as e:
+                log.error("Cannot read the metadata of {filename}: {error}",
+                          filename=record.filename, error=str(e))
+                raise storage_unavailable(e)
             return parse_metadata(raw).to_json_info()
         record = files[0][0]
         return {"requires_python": record.requires_python}
@@ -495,10 +502,6 @@ def _deleted(filename):
     )
 
 
-def _unavailable(error):
-    return Unavailable(f"the storage is unavailable: {error}", [(b"retry-after", RETRY_AFTER)])
-
-
 def _version(text):
     """The normalized form of a version from a request (C{1.00} finds C{1.0})."""
     try:
@@ -515,11 +518,6 @@ def _reason(request):
         return values[0].decode("utf-8").strip()
     except UnicodeDecodeError:
         raise BadRequest("reason: not valid UTF-8")
-
-
-def _read_bytes(path):
-    with open(path, "rb") as f:
-        return f.read()
 
 
 _HTML = b"text/html; charset=utf-8"

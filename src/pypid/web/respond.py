@@ -4,22 +4,43 @@ Writing answers: pre-rendered pages, stored files, and errors.
 These run on every request, so they only set headers and pick bytes that
 were prepared earlier. Conditional requests (C{If-None-Match}), compression
 (pre-compressed pages) and byte ranges are handled here, once.
+
+A stored object is sent from a local file, from memory, by a redirect to
+where a remote store serves it, or relayed from that store as it arrives; an
+answer that comes later (a relay, an object fetched first, a read gate) is
+completed by L{finish_later}.
 """
 
 import os
 import re
 
+from twisted.internet.defer import maybeDeferred
+from twisted.internet.interfaces import IPushProducer
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+from twisted.web.client import ResponseDone
 from twisted.web.server import NOT_DONE_YET
 from twisted.web.static import NoRangeStaticProducer, SingleRangeStaticProducer
+from zope.interface import implementer
 
 from pypid.auth import www_authenticate_header
-from pypid.errors import Unauthorized, reason_phrase
+from pypid.errors import HTTPError, NotFound, Unauthorized, Unavailable, reason_phrase
 from pypid.negotiate import accepts_gzip
+from pypid.storage.interface import StorageError
+
+log = Logger()
 
 PAGE_CACHE_CONTROL = b"max-age=0, must-revalidate"
 FILE_CACHE_CONTROL = b"max-age=365000000, immutable"
 FILE_CONTENT_TYPE = b"application/octet-stream"
 TEXT = b"text/plain; charset=utf-8"
+
+#: Seconds a client should wait before retrying when the storage is down.
+RETRY_AFTER = b"30"
+
+#: What a redirect target may hold: printable ASCII, so never a CR, an LF or
+#: any other byte that could end or split the Location header.
+_URL = re.compile(r"[!-~]+\Z")
 
 #: Files up to this size are read and written in one piece; larger ones are
 #: streamed by a producer that follows the client's pace.
@@ -84,6 +105,71 @@ def send_error(request, error):
     if isinstance(error, Unauthorized):
         headers.append((b"www-authenticate", www_authenticate_header()))
     return send_text(request, error.code, error.message, headers)
+
+
+def storage_unavailable(error):
+    """The answer to a L{StorageError}: 503, and when to try again."""
+    return Unavailable(f"the storage is unavailable: {error}", [(b"retry-after", RETRY_AFTER)])
+
+
+def storage_failure(failure, request):
+    """
+    Turn a failure to read a stored object into its answer: 404 when the
+    object is missing (logged, since the index lists it), 503 with
+    C{Retry-After} when the storage is down. Other failures pass on.
+
+    @raise HTTPError: for those two.
+    """
+    if failure.check(FileNotFoundError):
+        log.error("The stored file for {uri} is missing", uri=request.uri)
+        raise NotFound("the stored file is missing")
+    if failure.check(StorageError):
+        log.error("Cannot read the stored file for {uri}: {error}", uri=request.uri,
+                  error=str(failure.value))
+        raise storage_unavailable(failure.value)
+    return failure
+
+
+def finish_later(request, answer):
+    """
+    Complete an answer that comes later: C{answer} is a L{Deferred} firing
+    with the body, or with L{NOT_DONE_YET} when whoever made the answer
+    finishes the request itself, or failing with an L{HTTPError}, which is
+    answered as usual. Nothing is written once the client has gone.
+
+    @return: L{NOT_DONE_YET}, for C{render} to return.
+    """
+    answer.addErrback(_error_answer, request)
+    answer.addCallback(_write_answer, request)
+    answer.addErrback(_answer_failed, request)
+    return NOT_DONE_YET
+
+
+def _connected(request):
+    """Whether the client is still there: Twisted drops a lost request's channel."""
+    return getattr(request, "channel", True) is not None
+
+
+def _error_answer(failure, request):
+    failure.trap(HTTPError)
+    return send_error(request, failure.value)
+
+
+def _write_answer(body, request):
+    if body is NOT_DONE_YET or not _connected(request):
+        return
+    # (a 304 has no body of its own, so no length to give)
+    if request.code != 304 and not request.responseHeaders.hasHeader(b"content-length"):
+        request.setHeader(b"content-length", b"%d" % len(body))
+    request.write(body)
+    request.finish()
+
+
+def _answer_failed(failure, request):
+    if not _connected(request):
+        log.failure("Failed to answer {uri}, whose client has gone", failure, uri=request.uri)
+        return
+    request.processingFailed(failure)
 
 
 def parse_range(header, size):
@@ -193,3 +279,164 @@ def send_file(request, path, etag, content_type=FILE_CONTENT_TYPE):
     except BaseException:
         f.close()
         raise
+
+
+def send_redirect(request, url):
+    """
+    Send the client to where a stored object is served (a presigned URL of
+    the bucket, a CDN): 302, never 301 or 308, which pip caches for good, and
+    C{no-store}, because a presigned URL expires.
+
+    @param url: an absolute URL, as a L{str}; it comes from the storage, not
+        the client, but is checked all the same.
+    @raise HTTPError: when C{url} is not printable ASCII: a CR or LF in it
+        would end the header, so it is refused rather than sent (500).
+    """
+    if not isinstance(url, str) or not _URL.match(url):
+        # The URL is not logged: a presigned one carries a signature.
+        log.error("The storage gave an unusable redirect URL for {uri}", uri=request.uri)
+        raise HTTPError("the storage gave an invalid location for this file")
+    request.setResponseCode(302)
+    request.responseHeaders.setRawHeaders(b"location", [url.encode("ascii")])
+    request.responseHeaders.setRawHeaders(b"content-type", [TEXT])
+    request.responseHeaders.setRawHeaders(b"cache-control", [b"no-store"])
+    return b"Found: the file is served from the Location given\n"
+
+
+def send_remote(request, remote, etag, content_type=FILE_CONTENT_TYPE):
+    """
+    Relay a stored object from a remote store (a
+    L{pypid.storage.interface.RemoteFile}) as it arrives, at the client's
+    pace, like L{send_file}: C{HEAD}, C{304} and C{416} are answered from the
+    record's size and never reach the store.
+
+    @return: the body when the answer is complete already; otherwise a
+        L{Deferred} for L{finish_later}, firing with L{NOT_DONE_YET} once the
+        relay has started (it finishes the request itself), or failing with
+        an L{HTTPError}: 503 when the store is unavailable, 404 when the
+        object is missing.
+    """
+    start, length = _plan(request, remote.size, etag, content_type)
+    if length is None:
+        return start
+    request.responseHeaders.setRawHeaders(b"content-length", [b"%d" % length])
+    if request.method == b"HEAD" or length == 0:
+        return b""
+    if not _connected(request):
+        # Gone while a read gate was checked: nothing to fetch for.
+        return NOT_DONE_YET
+    return _Relay(request, length).start(remote.fetch, start)
+
+
+def _unplan(request):
+    """Take back the headers L{_plan} set, before an error is answered instead."""
+    for name in (b"etag", b"accept-ranges", b"content-range", b"content-length"):
+        request.responseHeaders.removeHeader(name)
+
+
+@implementer(IPushProducer)
+class _Relay(Protocol):
+    """
+    The body of a remote store's answer, written to a client as it arrives.
+
+    It is the request's push producer, so a client that reads slowly pauses
+    the store's connection rather than filling memory, and a client that
+    leaves stops it. A body that ends early (or runs long) closes the
+    client's connection unfinished: with C{Content-Length} sent, the client
+    sees a truncated download, never a short file that looks whole.
+
+    @ivar _remaining: bytes still to come.
+    @ivar _done: whether the answer has ended (finished, cut short or its
+        client gone): from then on, nothing touches the request.
+    """
+
+    def __init__(self, request, length):
+        self._request = request
+        self._remaining = length
+        self._fetching = None
+        self._done = False
+
+    def start(self, fetch, start):
+        """Fetch the bytes; see L{send_remote} for the L{Deferred} returned."""
+        self._request.notifyFinish().addErrback(self._client_gone)
+        self._fetching = maybeDeferred(fetch, start, self._remaining)
+        self._fetching.addCallbacks(self._deliver, self._failed)
+        return self._fetching
+
+    def _deliver(self, response):
+        # Even when the client has gone: connectionMade then stops the body,
+        # which would otherwise be read into memory for nobody.
+        response.deliverBody(self)
+        return NOT_DONE_YET
+
+    def _failed(self, failure):
+        if self._done:
+            return NOT_DONE_YET
+        self._done = True
+        _unplan(self._request)
+        return storage_failure(failure, self._request)
+
+    def connectionMade(self):
+        """The body is coming: relay it, or stop it if the client has gone."""
+        if self._done:
+            self.transport.stopProducing()
+            return
+        self._request.registerProducer(self, True)
+
+    def dataReceived(self, data):
+        """Pass a piece of the body on to the client."""
+        if self._done:
+            return
+        if len(data) > self._remaining:
+            log.error("The storage sent more than the bytes asked for {uri}", uri=self._request.uri)
+            self._cut_short()
+            self.transport.stopProducing()
+            return
+        self._remaining -= len(data)
+        self._request.write(data)
+
+    def connectionLost(self, reason):
+        """Finish the answer when the whole body came, else cut it short."""
+        if self._done:
+            return
+        if reason.check(ResponseDone) and not self._remaining:
+            self._done = True
+            self._request.unregisterProducer()
+            self._request.finish()
+            return
+        log.warn("The stored file for {uri} was cut short, {missing} bytes missing: {reason}",
+                 uri=self._request.uri, missing=self._remaining, reason=reason.getErrorMessage())
+        self._cut_short()
+
+    def _cut_short(self):
+        self._done = True
+        self._request.unregisterProducer()
+        # The channel's loseConnection, not its transport's: the channel is
+        # the transport's producer, and a transport with a producer
+        # registered never closes. What was written still reaches the client.
+        self._request.loseConnection()
+
+    # -- the client's side: IPushProducer ---------------------------------------
+
+    def pauseProducing(self):
+        """The client reads slowly: stop reading from the store meanwhile."""
+        if not self._done:
+            self.transport.pauseProducing()
+
+    def resumeProducing(self):
+        """The client caught up: read from the store again."""
+        if not self._done:
+            self.transport.resumeProducing()
+
+    def stopProducing(self):
+        """The client has gone: stop the store's body."""
+        self._client_gone(None)
+
+    def _client_gone(self, _reason):
+        if self._done:
+            return
+        self._done = True
+        if self.transport is not None:
+            self.transport.stopProducing()
+        elif self._fetching is not None:
+            self._fetching.cancel()

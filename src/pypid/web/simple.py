@@ -8,15 +8,24 @@ Each request does one dict lookup, content negotiation (memoized on the
 Accept header), and sets a handful of headers on bytes rendered earlier.
 """
 
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
 from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET
 
 from pypid.errors import Gone, HTTPError, NotAcceptable, NotFound
 from pypid.names import is_valid_name, normalize
 from pypid.negotiate import choose
-from pypid.storage.interface import LocalFile, MemoryFile
-from pypid.web.respond import send_bytes, send_error, send_file, send_page
+from pypid.storage.interface import LocalFile, MemoryFile, Redirect, RemoteBytes, RemoteFile
+from pypid.web.respond import (
+    finish_later,
+    send_bytes,
+    send_error,
+    send_file,
+    send_page,
+    send_redirect,
+    send_remote,
+    storage_failure,
+)
 
 log = Logger()
 
@@ -30,35 +39,20 @@ _NOT_ACCEPTABLE = (
 def _gated(access, request, answer):
     """
     Run C{answer(request)} once the read gate allows it, turning
-    L{HTTPError}s into answers.
+    L{HTTPError}s into answers. The answer is the body, L{NOT_DONE_YET}, or
+    a L{Deferred} of either (a file relayed from a remote store): then the
+    request is finished when it fires.
     """
     gate = access.gate_read(request)
     if gate is None:
         try:
-            return answer(request)
+            body = answer(request)
         except HTTPError as e:
             return send_error(request, e)
-
-    def allowed(_):
-        return answer(request)
-
-    def failed(failure):
-        failure.trap(HTTPError)
-        return send_error(request, failure.value)
-
-    def write(body):
-        if body is not NOT_DONE_YET:
-            # (a 304 has no body of its own, so no length to give)
-            if request.code != 304 and not request.responseHeaders.hasHeader(b"content-length"):
-                request.setHeader(b"content-length", b"%d" % len(body))
-            request.write(body)
-            request.finish()
-
-    gate.addCallback(allowed)
-    gate.addErrback(failed)
-    gate.addCallback(write)
-    gate.addErrback(request.processingFailed)
-    return NOT_DONE_YET
+        if isinstance(body, Deferred):
+            return finish_later(request, body)
+        return body
+    return finish_later(request, gate.addCallback(lambda _: answer(request)))
 
 
 class SimpleResource(Resource):
@@ -184,6 +178,12 @@ class FilesResource(Resource):
         raise NotFound("no such file")
 
     def _send(self, request, record, location, etag):
+        """
+        Send a stored object wherever the storage keeps it.
+
+        @return: the body, L{NOT_DONE_YET}, or a L{Deferred} for
+            L{finish_later} when the object comes from a remote store.
+        """
         if isinstance(location, LocalFile):
             try:
                 return send_file(request, location.path, etag)
@@ -193,6 +193,15 @@ class FilesResource(Resource):
                 raise NotFound("the stored file is missing")
         if isinstance(location, MemoryFile):
             return send_bytes(request, location.data, etag)
+        if isinstance(location, Redirect):
+            return send_redirect(request, location.url)
+        if isinstance(location, RemoteFile):
+            return send_remote(request, location, etag)
+        if isinstance(location, RemoteBytes):
+            d = maybeDeferred(location.read)
+            d.addCallbacks(lambda data: send_bytes(request, data, etag), storage_failure,
+                           errbackArgs=(request,))
+            return d
         raise NotFound("no such file")
 
 

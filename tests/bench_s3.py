@@ -1,0 +1,223 @@
+"""
+Measure the S3 backend on moto's server: start-up with 20,000 files from an
+empty disk, from the local snapshot and from the snapshot kept in the
+bucket, and how long an upload through one server takes to show on another.
+
+Not a test (trial loads only C{test_*.py}); run it by hand::
+
+    .venv/bin/python tests/bench_s3.py [--projects 4000] [--versions 5]
+
+It uses ../shared/bench/corpus.py for the wheels, runs moto's server in a
+process of its own, fills the bucket directly (as a migration tool would),
+then starts real pypid daemons with C{twistd} and times them.
+"""
+
+import argparse
+import concurrent.futures
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from pypid.distribution import inspect  # noqa: E402
+from pypid.storage.s3layout import metadata_headers  # noqa: E402
+from tests.distributions import make_wheel  # noqa: E402
+from tests.e2e import PASSWORD, USER, clean_env, free_port, password_hash, upload  # noqa: E402
+
+VENV_BIN = os.path.dirname(sys.executable)
+CORPUS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                      "..", "shared", "bench", "corpus.py")
+ACCESS, SECRET = "AKIAPYPIDBENCHKEY001", "bench-secret"
+
+
+def get(url, timeout=5):
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return response.status, response.read()
+
+
+def wait(url, timeout=600):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            return get(url)
+        except OSError:
+            time.sleep(0.02)
+    raise SystemExit(f"{url} did not answer within {timeout} s")
+
+
+def start_moto(port):
+    process = subprocess.Popen(
+        [os.path.join(VENV_BIN, "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait(f"http://127.0.0.1:{port}/moto-api/")
+    return process
+
+
+def s3client(endpoint):
+    import botocore.config
+    import botocore.session
+    return botocore.session.Session().create_client(
+        "s3", region_name="us-east-1", endpoint_url=endpoint, aws_access_key_id=ACCESS,
+        aws_secret_access_key=SECRET,
+        config=botocore.config.Config(s3={"addressing_style": "path"},
+                                      max_pool_connections=16))
+
+
+def fill(endpoint, bucket, packages, threads=8):
+    client = s3client(endpoint)
+    client.create_bucket(Bucket=bucket)
+    names = sorted(os.listdir(packages))
+
+    def put(filename):
+        path = os.path.join(packages, filename)
+        record, metadata = inspect(path, filename, filename, time.time())
+        meta = {k[len("x-amz-meta-"):]: v for k, v in metadata_headers(record).items()}
+        with open(path, "rb") as f:
+            client.put_object(Bucket=bucket, Key="packages/" + filename, Body=f.read(),
+                              Metadata=meta)
+        if metadata is not None:
+            client.put_object(Bucket=bucket, Key="packages/" + filename + ".metadata",
+                              Body=metadata)
+
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        list(pool.map(put, names))
+    return len(names)
+
+
+class Server:
+    def __init__(self, folder, endpoint, bucket, **s3):
+        self.folder = folder
+        os.makedirs(folder, exist_ok=True)
+        self.home = os.path.join(folder, "home")
+        os.makedirs(self.home, exist_ok=True)
+        settings = {"bucket": bucket, "prefix": "packages/", "endpoint_url": endpoint,
+                    "access_key": ACCESS, "secret_key": SECRET}
+        settings.update(s3)
+        lines = ["[pypid]", f"snapshot = {folder}/var/index.json", "[storage]",
+                 "backend = s3", f"path = {folder}/work", "[s3]"]
+        lines += [f"{k} = {v}" for k, v in settings.items()]
+        lines += ["[users]", f"{USER} = {password_hash(PASSWORD)}"]
+        self.config = os.path.join(folder, "pypid.ini")
+        with open(self.config, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        self.process = None
+
+    def start(self):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.index_url = self.url + "simple/"
+        started = time.monotonic()
+        log = open(os.path.join(self.folder, "server.log"), "ab")
+        self.process = subprocess.Popen(
+            [os.path.join(VENV_BIN, "twistd"), "-n", "--pidfile=", "pypid", "--config",
+             self.config, "--listen", f"tcp:{self.port}:interface=127.0.0.1"],
+            cwd=self.folder, stdout=log, stderr=subprocess.STDOUT,
+            env=clean_env(self.home, PYTHONUNBUFFERED="1"))
+        wait(self.url + "health")
+        _, body = get(self.index_url, timeout=30)
+        took = time.monotonic() - started
+        return took, body.count(b"<a ")
+
+    def peak_rss_mib(self):
+        with open(f"/proc/{self.process.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+        return 0.0
+
+    def stop(self):
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(60)
+
+
+def convergence(one, two, rounds, prefix):
+    times = []
+    for i in range(rounds):
+        filename, data = make_wheel(f"{prefix}-{i}", "1.0")
+        answer = upload(one, filename, data)
+        assert answer.status == 200, answer.body
+        uploaded = time.monotonic()
+        url = f"{two.index_url}{prefix}-{i}/"
+        while True:
+            try:
+                status, _ = get(url)
+                if status == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.01)
+        times.append(time.monotonic() - uploaded)
+    return times
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    parser.add_argument("--projects", type=int, default=4000)
+    parser.add_argument("--versions", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--work", default=None)
+    options = parser.parse_args()
+    work = options.work or tempfile.mkdtemp(prefix="pypid-s3-bench-")
+    corpus = os.path.join(work, "corpus")
+    if not os.path.isdir(os.path.join(corpus, "packages")):
+        subprocess.check_call([sys.executable, CORPUS, corpus, "-n", str(options.projects),
+                               "-v", str(options.versions), "--big-mb", "0"])
+    port = free_port()
+    moto = start_moto(port)
+    endpoint = f"http://127.0.0.1:{port}"
+    results = {}
+    try:
+        started = time.monotonic()
+        files = fill(endpoint, "bench", os.path.join(corpus, "packages"))
+        results["fill_seconds"] = round(time.monotonic() - started, 1)
+        results["files"] = files
+
+        empty = Server(os.path.join(work, "a"), endpoint, "bench", bucket_snapshot="no")
+        took, links = empty.start()
+        results["empty_disk"] = {"seconds": round(took, 2), "projects": links,
+                                 "peak_rss_mib": round(empty.peak_rss_mib(), 1)}
+        empty.stop()
+        took, links = empty.start()
+        results["local_snapshot"] = {"seconds": round(took, 2), "projects": links,
+                                     "peak_rss_mib": round(empty.peak_rss_mib(), 1)}
+        empty.stop()
+
+        writer = Server(os.path.join(work, "b"), endpoint, "bench")
+        writer.start()
+        writer.stop()
+        fresh = Server(os.path.join(work, "c"), endpoint, "bench")
+        took, links = fresh.start()
+        results["bucket_snapshot_empty_disk"] = {"seconds": round(took, 2), "projects": links}
+        fresh.stop()
+
+        for interval in ("30", "1"):
+            one = Server(os.path.join(work, f"one-{interval}"), endpoint, "bench",
+                         sync_interval=interval)
+            two = Server(os.path.join(work, f"two-{interval}"), endpoint, "bench",
+                         sync_interval=interval)
+            one.start()
+            two.start()
+            times = convergence(one, two, options.rounds, f"converge-{interval}")
+            results[f"convergence_sync_{interval}s"] = {
+                "median": round(statistics.median(times), 2), "max": round(max(times), 2),
+                "all": [round(t, 2) for t in times]}
+            one.stop()
+            two.stop()
+    finally:
+        moto.terminate()
+        moto.wait()
+        if options.work is None:
+            shutil.rmtree(work, ignore_errors=True)
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
