@@ -74,6 +74,6 @@ def set_auth(enforced):
     import urllib.request
     value = b"0" if enforced else b"inf"
     request = urllib.request.Request(endpoint() + "/moto-api/reset-auth", data=value,
-                                     method="POST")
+                                     method="POST", headers={"Content-Type": "text/plain"})
     with urllib.request.urlopen(request) as response:
         response.read()

@@ -11,7 +11,7 @@ import time
 
 import attrs
 from twisted.internet.task import Clock
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
 from pypid.distribution import inspect
@@ -45,7 +45,7 @@ class StorageContractMixin:
     whose Deferreds fire before the call returns), L{put_foreign} (put a file
     into the backend the way an existing package folder holds it, bypassing
     the storage) and, for backends that do not hand out L{LocalFile}s,
-    L{read_located}.
+    L{read_location}.
     """
 
     def make_storage(self):
@@ -56,7 +56,7 @@ class StorageContractMixin:
         """Store C{data} under C{key} behind the storage's back."""
         raise NotImplementedError()
 
-    def read_located(self, location):
+    async def read_location(self, location):
         """Return the bytes a C{locate()} answer points at."""
         if isinstance(location, MemoryFile):
             return location.data
@@ -65,10 +65,10 @@ class StorageContractMixin:
 
     # -- helpers ---------------------------------------------------------------
 
-    def prepared(self):
+    async def ready(self):
         """Return a new storage, prepared."""
         storage = self.make_storage()
-        self.assertIsNone(self.successResultOf(storage.prepare()))
+        self.assertIsNone((await storage.prepare()))
         return storage
 
     def spool(self, storage, data, name="upload"):
@@ -80,6 +80,293 @@ class StorageContractMixin:
         temp = self.spool(storage, data, "describe-" + filename)
         record, metadata = inspect(temp, filename, filename, UPLOAD_TIME)
         return temp, record, metadata
+
+    async def published(self, storage, filename, data):
+        """Publish C{data} as C{filename} and return the stored record and the metadata."""
+        temp, record, metadata = self.describe(storage, filename, data)
+        stored = await storage.publish(temp, record, metadata)
+        return stored, metadata
+
+    async def scanned(self, storage, known=None, since=0.0):
+        """Return the storage's L{ScanResult}."""
+        result = await storage.scan(known or {}, since)
+        self.assertIsInstance(result, ScanResult)
+        return result
+
+    # -- the contract ------------------------------------------------------------
+
+    async def test_interface(self):
+        """The backend provides L{IStorage}."""
+        self.assertTrue(verifyObject(IStorage, self.make_storage()))
+
+    async def test_empty_scan(self):
+        """A new storage holds nothing."""
+        result = await self.scanned((await self.ready()))
+        self.assertEqual((result.records, result.tombstones, tuple(result.skipped)),
+                         ({}, frozenset(), ()))
+
+    async def test_prepare_sweeps(self):
+        """prepare() leaves an existing spool folder, emptied of what a crash left."""
+        storage = await self.ready()
+        self.spool(storage, b"half an upload", "upload-1")
+        self.spool(storage, b"another", "write-2.part")
+        await storage.prepare()
+        self.assertTrue(os.path.isdir(storage.temp_dir))
+        self.assertEqual(os.listdir(storage.temp_dir), [])
+
+    async def test_publish_then_scan(self):
+        """A published file comes back from a scan with the same record."""
+        storage = await self.ready()
+        filename, data = make_wheel("holy-grail", "1.0")
+        stored, metadata = await self.published(storage, filename, data)
+        self.assertEqual(stored.filename, filename)
+        self.assertEqual(stored.sha256, hashlib.sha256(data).hexdigest())
+        self.assertIsNotNone(metadata)
+        result = await self.scanned(storage)
+        self.assertEqual(result.records, {filename: stored})
+        self.assertEqual(result.tombstones, frozenset())
+        self.assertEqual(tuple(result.skipped), ())
+
+    async def test_publish_consumes_temp(self):
+        """The spooled file is gone after publish()."""
+        storage = await self.ready()
+        filename, data = make_wheel("holy-grail", "1.0")
+        temp, record, metadata = self.describe(storage, filename, data)
+        await storage.publish(temp, record, metadata)
+        self.assertFalse(os.path.exists(temp))
+
+    async def test_locate(self):
+        """locate() and locate_metadata() lead to the file's bytes and its metadata's."""
+        storage = await self.ready()
+        filename, data = make_wheel("holy-grail", "1.0", requires_python=">=3.8")
+        stored, metadata = await self.published(storage, filename, data)
+        self.assertEqual((await self.read_location(storage.locate(stored))), data)
+        served = (await self.read_location(storage.locate_metadata(stored)))
+        self.assertEqual(served, metadata)
+        self.assertEqual(hashlib.sha256(served).hexdigest(), stored.metadata_sha256)
+
+    async def test_read_metadata(self):
+        """read_metadata() gives the metadata published with a file, byte for byte."""
+        storage = await self.ready()
+        filename, data = make_wheel("holy-grail", "1.0", requires_python=">=3.8")
+        stored, metadata = await self.published(storage, filename, data)
+        read = await storage.read_metadata(stored)
+        self.assertEqual(read, metadata)
+        self.assertEqual(hashlib.sha256(read).hexdigest(), stored.metadata_sha256)
+        sdist, sdist_metadata = await self.published(storage, *make_sdist("holy-grail", "1.0"))
+        self.assertIsNotNone(sdist_metadata)
+        self.assertEqual((await storage.read_metadata(sdist)), sdist_metadata)
+
+    async def test_read_metadata_deleted(self):
+        """The metadata of a deleted file fails to read with L{FileNotFoundError}."""
+        storage = await self.ready()
+        stored, _ = await self.published(storage, *make_wheel("holy-grail", "1.0"))
+        await storage.delete(stored)
+        await self.assertFailure(storage.read_metadata(stored), FileNotFoundError)
+
+    async def test_publish_without_metadata(self):
+        """An sdist whose metadata is not served is stored without any."""
+        storage = await self.ready()
+        filename, data = make_sdist("holy-grail", "1.0", metadata_version="2.1")
+        stored, metadata = await self.published(storage, filename, data)
+        self.assertIsNone(metadata)
+        self.assertIsNone(stored.metadata_sha256)
+        self.assertEqual((await self.read_location(storage.locate(stored))), data)
+        self.assertEqual((await self.scanned(storage)).records, {filename: stored})
+
+    async def test_publish_twice(self):
+        """A second file under a taken name fails with L{FileExists} and the stored digest."""
+        storage = await self.ready()
+        filename, data = make_wheel("holy-grail", "1.0")
+        stored, _ = await self.published(storage, filename, data)
+        _, other = make_wheel("holy-grail", "1.0", module_text="X = 2\n")
+        self.assertNotEqual(other, data)
+        temp, record, metadata = self.describe(storage, filename, other)
+        failure = await self.assertFailure(storage.publish(temp, record, metadata), FileExists)
+        self.assertEqual(failure.filename, filename)
+        self.assertEqual(failure.sha256, stored.sha256)
+        self.assertFalse(os.path.exists(temp))
+        self.assertEqual((await self.read_location(storage.locate(stored))), data)
+        self.assertEqual((await self.scanned(storage)).records, {filename: stored})
+
+    async def test_publish_same_twice(self):
+        """The same bytes published again also fail with L{FileExists}, with a matching digest."""
+        storage = await self.ready()
+        filename, data = make_wheel("holy-grail", "1.0")
+        stored, _ = await self.published(storage, filename, data)
+        temp, record, metadata = self.describe(storage, filename, data)
+        failure = await self.assertFailure(storage.publish(temp, record, metadata), FileExists)
+        self.assertEqual(failure.sha256, stored.sha256)
+
+    async def test_delete(self):
+        """A deleted file leaves a tombstone in the scan and nothing to send."""
+        storage = await self.ready()
+        filename, data = make_wheel("holy-grail", "1.0")
+        stored, _ = await self.published(storage, filename, data)
+        self.assertIsNone((await storage.delete(stored)))
+        result = await self.scanned(storage)
+        self.assertEqual(result.records, {})
+        self.assertEqual(result.tombstones, frozenset([filename]))
+
+    async def test_deleted_name_not_reused(self):
+        """Publishing under a deleted filename fails with L{FilenameDeleted}."""
+        storage = await self.ready()
+        filename, data = make_wheel("holy-grail", "1.0")
+        stored, _ = await self.published(storage, filename, data)
+        await storage.delete(stored)
+        temp, record, metadata = self.describe(storage, filename, data)
+        await self.assertFailure(storage.publish(temp, record, metadata), FilenameDeleted)
+        self.assertFalse(os.path.exists(temp))
+        self.assertEqual((await self.scanned(storage)).records, {})
+
+    async def test_delete_keeps_others(self):
+        """Deleting one file keeps the other files of its release."""
+        storage = await self.ready()
+        wheel, _ = await self.published(storage, *make_wheel("holy-grail", "1.0"))
+        sdist, _ = await self.published(storage, *make_sdist("holy-grail", "1.0"))
+        await storage.delete(wheel)
+        self.assertEqual((await self.scanned(storage)).records, {sdist.filename: sdist})
+
+    async def test_update(self):
+        """A yank (and an unyank) written with update() is what the next scan reads."""
+        storage = await self.ready()
+        filename, data = make_wheel("holy-grail", "1.0")
+        stored, _ = await self.published(storage, filename, data)
+        yanked = attrs.evolve(stored, yanked="broken build")
+        self.assertIsNone((await storage.update(yanked)))
+        self.assertEqual((await self.scanned(storage)).records[filename].yanked, "broken build")
+        await storage.update(stored)
+        self.assertEqual((await self.scanned(storage)).records, {filename: stored})
+
+    async def test_update_empty_reason(self):
+        """A yank without a reason stays a yank (empty string, not L{None})."""
+        storage = await self.ready()
+        stored, _ = await self.published(storage, *make_wheel("holy-grail", "1.0"))
+        await storage.update(attrs.evolve(stored, yanked=""))
+        self.assertEqual((await self.scanned(storage)).records[stored.filename].yanked, "")
+
+    async def test_scan_foreign_files(self):
+        """Files put there by other means (flat or nested) are read and described."""
+        storage = await self.ready()
+        wheel_name, wheel = make_wheel("holy-grail", "1.0", requires_python=">=3.9")
+        sdist_name, sdist = make_sdist("holy-grail", "1.0")
+        old_name = "my-project-0.9.tar.bz2"
+        old = make_tarball([("my-project-0.9/PKG-INFO",
+                             metadata_text("my-project", "0.9").encode())], mode="w:bz2")
+        self.put_foreign(storage, wheel_name, wheel)
+        self.put_foreign(storage, "holy-grail/" + sdist_name, sdist)
+        self.put_foreign(storage, "old/stuff/" + old_name, old)
+        result = await self.scanned(storage)
+        self.assertEqual(sorted(result.records), sorted([wheel_name, sdist_name, old_name]))
+        self.assertEqual(tuple(result.skipped), ())
+        records = result.records
+        for filename, key, data in ((wheel_name, wheel_name, wheel),
+                                    (sdist_name, "holy-grail/" + sdist_name, sdist),
+                                    (old_name, "old/stuff/" + old_name, old)):
+            record = records[filename]
+            self.assertEqual(record.path, key)
+            self.assertEqual(record.size, len(data))
+            self.assertEqual(record.sha256, hashlib.sha256(data).hexdigest())
+            self.assertEqual(record.blake2_256, hashlib.blake2b(data, digest_size=32).hexdigest())
+            self.assertEqual((await self.read_location(storage.locate(record))), data)
+        wheel_record = records[wheel_name]
+        self.assertEqual((wheel_record.project, wheel_record.version, wheel_record.packagetype),
+                         ("holy-grail", "1.0", "bdist_wheel"))
+        self.assertEqual(wheel_record.requires_python, ">=3.9")
+        metadata = (await self.read_location(storage.locate_metadata(wheel_record)))
+        self.assertEqual(hashlib.sha256(metadata).hexdigest(), wheel_record.metadata_sha256)
+        self.assertIn(b"Requires-Python: >=3.9", metadata)
+        self.assertEqual(records[old_name].project, "my-project")
+        self.assertEqual(records[old_name].version, "0.9")
+
+    async def test_scan_foreign_remembered(self):
+        """What a scan learnt about a foreign file is kept: the next scan gives the same record."""
+        storage = await self.ready()
+        filename, data = make_wheel("holy-grail", "1.0")
+        self.put_foreign(storage, filename, data)
+        first = (await self.scanned(storage)).records
+        self.assertEqual((await self.scanned(storage)).records, first)
+        yanked = attrs.evolve(first[filename], yanked="")
+        await storage.update(yanked)
+        self.assertEqual((await self.scanned(storage)).records, {filename: yanked})
+
+    async def test_scan_skips_invalid(self):
+        """Files that are not valid distributions are reported in C{skipped}, not served."""
+        storage = await self.ready()
+        self.put_foreign(storage, "README.txt", b"hello")
+        self.put_foreign(storage, "broken-1.0-py3-none-any.whl", b"not a zip")
+        self.put_foreign(storage, "sub/liar-1.0-py3-none-any.whl",
+                         make_wheel("other", "1.0")[1])
+        good_name, good = make_wheel("holy-grail", "1.0")
+        self.put_foreign(storage, good_name, good)
+        result = await self.scanned(storage)
+        self.assertEqual(list(result.records), [good_name])
+        skipped = dict(result.skipped)
+        self.assertEqual(sorted(skipped),
+                         ["README.txt", "broken-1.0-py3-none-any.whl",
+                          "sub/liar-1.0-py3-none-any.whl"])
+        for reason in skipped.values():
+            self.assertIsInstance(reason, str)
+            self.assertTrue(reason)
+        self.assertIn("extension", skipped["README.txt"])
+
+    async def test_scan_duplicate_names(self):
+        """Two files with one name in different folders: one is served, the other skipped."""
+        storage = await self.ready()
+        filename, data = make_wheel("holy-grail", "1.0")
+        self.put_foreign(storage, "a/" + filename, data)
+        self.put_foreign(storage, "b/" + filename, data)
+        result = await self.scanned(storage)
+        self.assertEqual(list(result.records), [filename])
+        self.assertEqual(len(result.skipped), 1)
+        self.assertIn("another file named", result.skipped[0][1])
+
+    async def test_scan_trusts_known(self):
+        """An entry of C{known} whose file did not change since C{since} is taken as it is."""
+        storage = await self.ready()
+        stored, _ = await self.published(storage, *make_wheel("holy-grail", "1.0"))
+        known = {stored.filename: attrs.evolve(stored, upload_time=1.0)}
+        time.sleep(0.01)
+        result = await self.scanned(storage, known, since=time.time())
+        self.assertIs(result.records[stored.filename], known[stored.filename])
+
+    async def test_scan_rereads_changed(self):
+        """What changed after C{since} is read again rather than taken from C{known}."""
+        storage = await self.ready()
+        stored, _ = await self.published(storage, *make_wheel("holy-grail", "1.0"))
+        known = {stored.filename: attrs.evolve(stored, upload_time=1.0)}
+        self.assertEqual((await self.scanned(storage, known, since=0.0)).records, {stored.filename: stored})
+
+    async def test_scan_known_deleted(self):
+        """A file deleted after the snapshot is a tombstone, whatever C{known} says."""
+        storage = await self.ready()
+        stored, _ = await self.published(storage, *make_wheel("holy-grail", "1.0"))
+        since = time.time() - 3600
+        await storage.delete(stored)
+        result = await self.scanned(storage, {stored.filename: stored}, since=since)
+        self.assertEqual(result.records, {})
+        self.assertEqual(result.tombstones, frozenset([stored.filename]))
+
+    async def test_scan_known_missing(self):
+        """A known file that is no longer stored is not listed."""
+        storage = await self.ready()
+        filename, data = make_wheel("holy-grail", "1.0")
+        record, _ = inspect(self.spool(storage, data), filename, filename, UPLOAD_TIME)
+        result = await self.scanned(storage, {filename: record}, since=time.time() + 3600)
+        self.assertEqual(result.records, {})
+
+
+class LocalStorageTests(StorageContractMixin, TestCase):
+    """The storage contract and the local extras, for L{LocalStorage}."""
+
+    # Synchronous helpers for the local extras: the local backend's Deferreds
+    # have fired when its calls return (its "thread pool" runs at once).
+
+    def prepared(self):
+        """Return a new storage, prepared."""
+        storage = self.make_storage()
+        self.assertIsNone(self.successResultOf(storage.prepare()))
+        return storage
 
     def publish(self, storage, filename, data):
         """Publish C{data} as C{filename} and return the stored record and the metadata."""
@@ -93,271 +380,12 @@ class StorageContractMixin:
         self.assertIsInstance(result, ScanResult)
         return result
 
-    # -- the contract ------------------------------------------------------------
-
-    def test_interface(self):
-        """The backend provides L{IStorage}."""
-        self.assertTrue(verifyObject(IStorage, self.make_storage()))
-
-    def test_empty_scan(self):
-        """A new storage holds nothing."""
-        result = self.scan(self.prepared())
-        self.assertEqual((result.records, result.tombstones, tuple(result.skipped)),
-                         ({}, frozenset(), ()))
-
-    def test_prepare_sweeps(self):
-        """prepare() leaves an existing spool folder, emptied of what a crash left."""
-        storage = self.prepared()
-        self.spool(storage, b"half an upload", "upload-1")
-        self.spool(storage, b"another", "write-2.part")
-        self.successResultOf(storage.prepare())
-        self.assertTrue(os.path.isdir(storage.temp_dir))
-        self.assertEqual(os.listdir(storage.temp_dir), [])
-
-    def test_publish_then_scan(self):
-        """A published file comes back from a scan with the same record."""
-        storage = self.prepared()
-        filename, data = make_wheel("holy-grail", "1.0")
-        stored, metadata = self.publish(storage, filename, data)
-        self.assertEqual(stored.filename, filename)
-        self.assertEqual(stored.sha256, hashlib.sha256(data).hexdigest())
-        self.assertIsNotNone(metadata)
-        result = self.scan(storage)
-        self.assertEqual(result.records, {filename: stored})
-        self.assertEqual(result.tombstones, frozenset())
-        self.assertEqual(tuple(result.skipped), ())
-
-    def test_publish_consumes_temp(self):
-        """The spooled file is gone after publish()."""
-        storage = self.prepared()
-        filename, data = make_wheel("holy-grail", "1.0")
-        temp, record, metadata = self.describe(storage, filename, data)
-        self.successResultOf(storage.publish(temp, record, metadata))
-        self.assertFalse(os.path.exists(temp))
-
-    def test_locate(self):
-        """locate() and locate_metadata() lead to the file's bytes and its metadata's."""
-        storage = self.prepared()
-        filename, data = make_wheel("holy-grail", "1.0", requires_python=">=3.8")
-        stored, metadata = self.publish(storage, filename, data)
-        self.assertEqual(self.read_located(storage.locate(stored)), data)
-        served = self.read_located(storage.locate_metadata(stored))
-        self.assertEqual(served, metadata)
-        self.assertEqual(hashlib.sha256(served).hexdigest(), stored.metadata_sha256)
-
-    def test_read_metadata(self):
-        """read_metadata() gives the metadata published with a file, byte for byte."""
-        storage = self.prepared()
-        filename, data = make_wheel("holy-grail", "1.0", requires_python=">=3.8")
-        stored, metadata = self.publish(storage, filename, data)
-        read = self.successResultOf(storage.read_metadata(stored))
-        self.assertEqual(read, metadata)
-        self.assertEqual(hashlib.sha256(read).hexdigest(), stored.metadata_sha256)
-        sdist, sdist_metadata = self.publish(storage, *make_sdist("holy-grail", "1.0"))
-        self.assertIsNotNone(sdist_metadata)
-        self.assertEqual(self.successResultOf(storage.read_metadata(sdist)), sdist_metadata)
-
-    def test_read_metadata_deleted(self):
-        """The metadata of a deleted file fails to read with L{FileNotFoundError}."""
-        storage = self.prepared()
-        stored, _ = self.publish(storage, *make_wheel("holy-grail", "1.0"))
-        self.successResultOf(storage.delete(stored))
-        self.failureResultOf(storage.read_metadata(stored), FileNotFoundError)
-
-    def test_publish_without_metadata(self):
-        """An sdist whose metadata is not served is stored without any."""
-        storage = self.prepared()
-        filename, data = make_sdist("holy-grail", "1.0", metadata_version="2.1")
-        stored, metadata = self.publish(storage, filename, data)
-        self.assertIsNone(metadata)
-        self.assertIsNone(stored.metadata_sha256)
-        self.assertEqual(self.read_located(storage.locate(stored)), data)
-        self.assertEqual(self.scan(storage).records, {filename: stored})
-
-    def test_publish_twice(self):
-        """A second file under a taken name fails with L{FileExists} and the stored digest."""
-        storage = self.prepared()
-        filename, data = make_wheel("holy-grail", "1.0")
-        stored, _ = self.publish(storage, filename, data)
-        _, other = make_wheel("holy-grail", "1.0", module_text="X = 2\n")
-        self.assertNotEqual(other, data)
-        temp, record, metadata = self.describe(storage, filename, other)
-        failure = self.failureResultOf(storage.publish(temp, record, metadata), FileExists)
-        self.assertEqual(failure.value.filename, filename)
-        self.assertEqual(failure.value.sha256, stored.sha256)
-        self.assertFalse(os.path.exists(temp))
-        self.assertEqual(self.read_located(storage.locate(stored)), data)
-        self.assertEqual(self.scan(storage).records, {filename: stored})
-
-    def test_publish_same_twice(self):
-        """The same bytes published again also fail with L{FileExists}, with a matching digest."""
-        storage = self.prepared()
-        filename, data = make_wheel("holy-grail", "1.0")
-        stored, _ = self.publish(storage, filename, data)
-        temp, record, metadata = self.describe(storage, filename, data)
-        failure = self.failureResultOf(storage.publish(temp, record, metadata), FileExists)
-        self.assertEqual(failure.value.sha256, stored.sha256)
-
-    def test_delete(self):
-        """A deleted file leaves a tombstone in the scan and nothing to send."""
-        storage = self.prepared()
-        filename, data = make_wheel("holy-grail", "1.0")
-        stored, _ = self.publish(storage, filename, data)
-        self.assertIsNone(self.successResultOf(storage.delete(stored)))
-        result = self.scan(storage)
-        self.assertEqual(result.records, {})
-        self.assertEqual(result.tombstones, frozenset([filename]))
-
-    def test_deleted_name_not_reused(self):
-        """Publishing under a deleted filename fails with L{FilenameDeleted}."""
-        storage = self.prepared()
-        filename, data = make_wheel("holy-grail", "1.0")
-        stored, _ = self.publish(storage, filename, data)
-        self.successResultOf(storage.delete(stored))
-        temp, record, metadata = self.describe(storage, filename, data)
-        self.failureResultOf(storage.publish(temp, record, metadata), FilenameDeleted)
-        self.assertFalse(os.path.exists(temp))
-        self.assertEqual(self.scan(storage).records, {})
-
-    def test_delete_keeps_others(self):
-        """Deleting one file keeps the other files of its release."""
-        storage = self.prepared()
-        wheel, _ = self.publish(storage, *make_wheel("holy-grail", "1.0"))
-        sdist, _ = self.publish(storage, *make_sdist("holy-grail", "1.0"))
-        self.successResultOf(storage.delete(wheel))
-        self.assertEqual(self.scan(storage).records, {sdist.filename: sdist})
-
-    def test_update(self):
-        """A yank (and an unyank) written with update() is what the next scan reads."""
-        storage = self.prepared()
-        filename, data = make_wheel("holy-grail", "1.0")
-        stored, _ = self.publish(storage, filename, data)
-        yanked = attrs.evolve(stored, yanked="broken build")
-        self.assertIsNone(self.successResultOf(storage.update(yanked)))
-        self.assertEqual(self.scan(storage).records[filename].yanked, "broken build")
-        self.successResultOf(storage.update(stored))
-        self.assertEqual(self.scan(storage).records, {filename: stored})
-
-    def test_update_empty_reason(self):
-        """A yank without a reason stays a yank (empty string, not L{None})."""
-        storage = self.prepared()
-        stored, _ = self.publish(storage, *make_wheel("holy-grail", "1.0"))
-        self.successResultOf(storage.update(attrs.evolve(stored, yanked="")))
-        self.assertEqual(self.scan(storage).records[stored.filename].yanked, "")
-
-    def test_scan_foreign_files(self):
-        """Files put there by other means (flat or nested) are read and described."""
-        storage = self.prepared()
-        wheel_name, wheel = make_wheel("holy-grail", "1.0", requires_python=">=3.9")
-        sdist_name, sdist = make_sdist("holy-grail", "1.0")
-        old_name = "my-project-0.9.tar.bz2"
-        old = make_tarball([("my-project-0.9/PKG-INFO",
-                             metadata_text("my-project", "0.9").encode())], mode="w:bz2")
-        self.put_foreign(storage, wheel_name, wheel)
-        self.put_foreign(storage, "holy-grail/" + sdist_name, sdist)
-        self.put_foreign(storage, "old/stuff/" + old_name, old)
-        result = self.scan(storage)
-        self.assertEqual(sorted(result.records), sorted([wheel_name, sdist_name, old_name]))
-        self.assertEqual(tuple(result.skipped), ())
-        records = result.records
-        for filename, key, data in ((wheel_name, wheel_name, wheel),
-                                    (sdist_name, "holy-grail/" + sdist_name, sdist),
-                                    (old_name, "old/stuff/" + old_name, old)):
-            record = records[filename]
-            self.assertEqual(record.path, key)
-            self.assertEqual(record.size, len(data))
-            self.assertEqual(record.sha256, hashlib.sha256(data).hexdigest())
-            self.assertEqual(record.blake2_256, hashlib.blake2b(data, digest_size=32).hexdigest())
-            self.assertEqual(self.read_located(storage.locate(record)), data)
-        wheel_record = records[wheel_name]
-        self.assertEqual((wheel_record.project, wheel_record.version, wheel_record.packagetype),
-                         ("holy-grail", "1.0", "bdist_wheel"))
-        self.assertEqual(wheel_record.requires_python, ">=3.9")
-        metadata = self.read_located(storage.locate_metadata(wheel_record))
-        self.assertEqual(hashlib.sha256(metadata).hexdigest(), wheel_record.metadata_sha256)
-        self.assertIn(b"Requires-Python: >=3.9", metadata)
-        self.assertEqual(records[old_name].project, "my-project")
-        self.assertEqual(records[old_name].version, "0.9")
-
-    def test_scan_foreign_remembered(self):
-        """What a scan learnt about a foreign file is kept: the next scan gives the same record."""
-        storage = self.prepared()
-        filename, data = make_wheel("holy-grail", "1.0")
-        self.put_foreign(storage, filename, data)
-        first = self.scan(storage).records
-        self.assertEqual(self.scan(storage).records, first)
-        yanked = attrs.evolve(first[filename], yanked="")
-        self.successResultOf(storage.update(yanked))
-        self.assertEqual(self.scan(storage).records, {filename: yanked})
-
-    def test_scan_skips_invalid(self):
-        """Files that are not valid distributions are reported in C{skipped}, not served."""
-        storage = self.prepared()
-        self.put_foreign(storage, "README.txt", b"hello")
-        self.put_foreign(storage, "broken-1.0-py3-none-any.whl", b"not a zip")
-        self.put_foreign(storage, "sub/liar-1.0-py3-none-any.whl",
-                         make_wheel("other", "1.0")[1])
-        good_name, good = make_wheel("holy-grail", "1.0")
-        self.put_foreign(storage, good_name, good)
-        result = self.scan(storage)
-        self.assertEqual(list(result.records), [good_name])
-        skipped = dict(result.skipped)
-        self.assertEqual(sorted(skipped),
-                         ["README.txt", "broken-1.0-py3-none-any.whl",
-                          "sub/liar-1.0-py3-none-any.whl"])
-        for reason in skipped.values():
-            self.assertIsInstance(reason, str)
-            self.assertTrue(reason)
-        self.assertIn("extension", skipped["README.txt"])
-
-    def test_scan_duplicate_names(self):
-        """Two files with one name in different folders: one is served, the other skipped."""
-        storage = self.prepared()
-        filename, data = make_wheel("holy-grail", "1.0")
-        self.put_foreign(storage, "a/" + filename, data)
-        self.put_foreign(storage, "b/" + filename, data)
-        result = self.scan(storage)
-        self.assertEqual(list(result.records), [filename])
-        self.assertEqual(len(result.skipped), 1)
-        self.assertIn("another file named", result.skipped[0][1])
-
-    def test_scan_trusts_known(self):
-        """An entry of C{known} whose file did not change since C{since} is taken as it is."""
-        storage = self.prepared()
-        stored, _ = self.publish(storage, *make_wheel("holy-grail", "1.0"))
-        known = {stored.filename: attrs.evolve(stored, upload_time=1.0)}
-        time.sleep(0.01)
-        result = self.scan(storage, known, since=time.time())
-        self.assertIs(result.records[stored.filename], known[stored.filename])
-
-    def test_scan_rereads_changed(self):
-        """What changed after C{since} is read again rather than taken from C{known}."""
-        storage = self.prepared()
-        stored, _ = self.publish(storage, *make_wheel("holy-grail", "1.0"))
-        known = {stored.filename: attrs.evolve(stored, upload_time=1.0)}
-        self.assertEqual(self.scan(storage, known, since=0.0).records, {stored.filename: stored})
-
-    def test_scan_known_deleted(self):
-        """A file deleted after the snapshot is a tombstone, whatever C{known} says."""
-        storage = self.prepared()
-        stored, _ = self.publish(storage, *make_wheel("holy-grail", "1.0"))
-        since = time.time() - 3600
-        self.successResultOf(storage.delete(stored))
-        result = self.scan(storage, {stored.filename: stored}, since=since)
-        self.assertEqual(result.records, {})
-        self.assertEqual(result.tombstones, frozenset([stored.filename]))
-
-    def test_scan_known_missing(self):
-        """A known file that is no longer stored is not listed."""
-        storage = self.prepared()
-        filename, data = make_wheel("holy-grail", "1.0")
-        record, _ = inspect(self.spool(storage, data), filename, filename, UPLOAD_TIME)
-        result = self.scan(storage, {filename: record}, since=time.time() + 3600)
-        self.assertEqual(result.records, {})
-
-
-class LocalStorageTests(StorageContractMixin, SynchronousTestCase):
-    """The storage contract and the local extras, for L{LocalStorage}."""
+    def read_located(self, location):
+        """Return the bytes of a L{LocalFile} or L{MemoryFile}."""
+        if isinstance(location, MemoryFile):
+            return location.data
+        self.assertIsInstance(location, LocalFile)
+        return read_file(location.path)
 
     def setUp(self):
         self.clock = Clock()

@@ -34,7 +34,7 @@ from functools import partial
 from urllib.parse import quote
 
 import attrs
-from twisted.internet.defer import DeferredLock, ensureDeferred, gatherResults
+from twisted.internet.defer import DeferredList, DeferredLock, ensureDeferred, gatherResults
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -192,6 +192,10 @@ class S3Storage:
         self._seen = {}
         self._last_poll = None
         self._last_cleanup = None
+        #: how far to distrust the store's times near the snapshot's
+        self.clock_margin = CLOCK_MARGIN
+        # Background writes (change markers) not finished yet.
+        self._pending = set()
 
     # -- life ------------------------------------------------------------------------
 
@@ -266,9 +270,10 @@ class S3Storage:
                 sha256 = existing.get("x-amz-meta-sha256") if existing is not None else None
                 if sha256 != record.sha256:
                     raise FileExists(record.filename, sha256)
-                # The same bytes: this upload's own earlier attempt, or an
-                # identical one through another server. Either way it is stored.
             try:
+                # Written again for the same bytes too: they may be this
+                # upload's own first attempt, whose answer was lost before
+                # its metadata was written (the content is the same).
                 if metadata is not None:
                     await client.put(layout.metadata_key(record.path), metadata,
                                      {"content-type": "application/octet-stream"})
@@ -276,6 +281,8 @@ class S3Storage:
                 if written:
                     await self._forget(key)
                 raise
+            if not written:
+                raise FileExists(record.filename, record.sha256)
             self._announce(record.filename)
             return record
         finally:
@@ -510,12 +517,12 @@ class S3Storage:
     async def _scan(self, known, since):
         started = self._clock.seconds()
         layout = self._layout
-        trusted_before = since - CLOCK_MARGIN if since else 0.0
+        trusted_before = since - self.clock_margin if since else 0.0
         deleted = {item.key[len(layout.deleted_prefix):]
                    for item in await self._listing(layout.deleted_prefix)}
         yanked = {item.key[len(layout.yanked_prefix):]: item
                   for item in await self._listing(layout.yanked_prefix)}
-        records, skipped, to_read = {}, [], []
+        records, skipped, to_read, seen = {}, [], [], set()
         for item in await self._listing(layout.prefix, layout.files_start_after):
             path = layout.path_of(item.key)
             if path is None:
@@ -523,9 +530,10 @@ class S3Storage:
             filename = path.rpartition("/")[2]
             if filename in deleted:
                 continue
-            if filename in records or any(filename == f for f, _, _ in to_read):
+            if filename in seen:
                 skipped.append((path, f"another file named {filename} is already listed"))
                 continue
+            seen.add(filename)
             previous = known.get(filename)
             if (previous is not None and previous.path == path and previous.size == item.size
                     and parse_time(item.last_modified) < trusted_before):
@@ -628,12 +636,17 @@ class S3Storage:
                         next(self._numbers), filename)
         key = change.key(self._layout)
         self._seen[key] = change.when
-        d = self._client.put(key, b"", {"content-type": "application/octet-stream"})
-        d = ensureDeferred(d)
+        d = ensureDeferred(self._client.put(key, b"", {"content-type": "application/octet-stream"}))
         d.addErrback(lambda f: log.warn(
             "Cannot tell other instances that {filename} changed: {error}",
             filename=filename, error=f.getErrorMessage()))
+        self._pending.add(d)
+        d.addBoth(lambda _: self._pending.discard(d))
         return d
+
+    def settle(self):
+        """A L{Deferred} that fires once the background writes under way are done."""
+        return DeferredList(list(self._pending))
 
     def poll(self):
         """

@@ -1,0 +1,399 @@
+"""
+Tests of the S3 backend against a real S3-compatible server (moto's, on a
+loopback port): the storage contract every backend passes, and what only a
+shared bucket promises (conditional writes, multipart uploads, presigned
+URLs, change markers, signatures checked by the server, failures).
+"""
+
+import os
+import time
+import urllib.parse
+from functools import partial
+
+import attrs
+import treq
+from twisted.internet import reactor
+from twisted.internet.task import Clock
+from twisted.internet.threads import deferToThreadPool
+from twisted.python.threadpool import ThreadPool
+from twisted.trial.unittest import TestCase
+
+from pypid import snapshot as snapshots
+from pypid.distribution import inspect
+from pypid.storage.interface import (
+    FileExists,
+    ISharedStorage,
+    Redirect,
+    RemoteBytes,
+    RemoteFile,
+    StorageError,
+)
+from pypid.storage import s3
+from pypid.storage.s3 import S3Storage
+from pypid.storage.s3client import S3Client, make_http
+from pypid.storage.s3credentials import CredentialSource
+from pypid.storage.s3layout import Layout
+from pypid.storage.s3sign import Bucket, Credentials
+from tests import s3server
+from tests.distributions import make_wheel
+from tests.fakes import write_file
+from tests.test_storage import UPLOAD_TIME, StorageContractMixin
+
+PREFIX = "pkgs/"
+
+
+class _Collect:
+    """Collects what a relayed body delivers."""
+
+    def __init__(self):
+        from twisted.internet.defer import Deferred
+        self.done = Deferred()
+        self.parts = []
+
+    def makeConnection(self, transport):
+        self.transport = transport
+
+    def dataReceived(self, data):
+        self.parts.append(data)
+
+    def connectionLost(self, reason):
+        self.done.callback(b"".join(self.parts))
+
+
+class S3Case(TestCase):
+    """Builds S3 storages on fresh buckets of the shared moto server."""
+
+    def setUp(self):
+        self.pool = ThreadPool(minthreads=1, maxthreads=4, name="test-s3")
+        self.pool.start()
+        self.addCleanup(self.pool.stop)
+        self.run_in_thread = partial(deferToThreadPool, reactor, self.pool)
+        self.bucket = s3server.new_bucket()
+
+    def storage_on(self, bucket=None, endpoint=None, access_key=s3server.ACCESS_KEY,
+                   secret_key=s3server.SECRET_KEY, clock=None, credentials=None,
+                   timeout=10.0, **options):
+        """An S3 storage of C{bucket} (this test's by default), not prepared."""
+        http, pool = make_http(reactor, timeout)
+        self.addCleanup(pool.closeCachedConnections)
+        if credentials is None:
+            credentials = CredentialSource(Credentials(access_key, secret_key),
+                                           self.run_in_thread, reactor)
+        client = S3Client(Bucket(endpoint or s3server.endpoint(), bucket or self.bucket,
+                                 s3server.REGION), credentials, http, reactor, timeout)
+        storage = S3Storage(client, Layout(PREFIX), credentials, self.run_in_thread,
+                            clock or reactor, os.path.abspath(self.mktemp()), **options)
+        storage.clock_margin = 0.0
+        self.addCleanup(storage.settle)
+        return storage
+
+    async def ready_storage(self, **kwargs):
+        """An S3 storage, prepared."""
+        storage = self.storage_on(**kwargs)
+        await storage.prepare()
+        return storage
+
+    def spool_wheel(self, storage, name="holy-grail", version="1.0", **kwargs):
+        """Spool a new wheel; return C{(temp path, record, metadata, bytes)}."""
+        filename, data = make_wheel(name, version, **kwargs)
+        temp = write_file(os.path.join(storage.temp_dir, "up-" + os.urandom(4).hex()), data)
+        record, metadata = inspect(temp, filename, filename, UPLOAD_TIME)
+        return temp, record, metadata, data
+
+    def keys(self, prefix=PREFIX):
+        """Every key of the test's bucket under C{prefix}."""
+        listed = s3server.client().list_objects_v2(Bucket=self.bucket, Prefix=prefix)
+        return sorted(item["Key"] for item in listed.get("Contents", ()))
+
+
+class S3ContractTests(StorageContractMixin, S3Case):
+    """The storage contract, for L{S3Storage} on a moto bucket."""
+
+    def make_storage(self):
+        return self.storage_on()
+
+    def put_foreign(self, storage, key, data):
+        s3server.client().put_object(Bucket=self.bucket, Key=PREFIX + key, Body=data)
+
+    async def read_location(self, location):
+        if isinstance(location, Redirect):
+            response = await treq.get(location.url)
+            self.assertEqual(response.code, 200)
+            return await response.content()
+        if isinstance(location, RemoteBytes):
+            return await location.read()
+        self.assertIsInstance(location, RemoteFile)
+        body = await location.fetch(0, location.size)
+        collector = _Collect()
+        body.deliverBody(collector)
+        return await collector.done
+
+    def test_shared(self):
+        """The S3 backend is a shared storage."""
+        self.assertTrue(ISharedStorage.providedBy(self.make_storage()))
+
+
+class S3StorageTests(S3Case):
+    """What the S3 backend adds to the contract."""
+
+    async def test_layout(self):
+        """A file, its metadata sibling, and its record in the object's user metadata."""
+        storage = await self.ready_storage()
+        temp, record, metadata, data = self.spool_wheel(storage, requires_python=">=3.9, <4")
+        await storage.publish(temp, record, metadata)
+        keys = self.keys()
+        self.assertIn(PREFIX + record.filename, keys)
+        self.assertIn(PREFIX + record.filename + ".metadata", keys)
+        head = s3server.client().head_object(Bucket=self.bucket, Key=PREFIX + record.filename)
+        self.assertEqual(head["Metadata"]["sha256"], record.sha256)
+        self.assertEqual(urllib.parse.unquote(head["Metadata"]["requires-python"]), ">=3.9, <4")
+        self.assertEqual(head["ContentLength"], len(data))
+
+    async def test_concurrent_publish_one_wins(self):
+        """Two servers writing other bytes under one name at once: one wins, one gets FileExists."""
+        one = await self.ready_storage()
+        two = await self.ready_storage()
+        temp1, record1, metadata1, _ = self.spool_wheel(one)
+        temp2, record2, metadata2, _ = self.spool_wheel(two, module_text="X = 2\n")
+        self.assertNotEqual(record1.sha256, record2.sha256)
+        from twisted.internet.defer import DeferredList
+        results = await DeferredList([one.publish(temp1, record1, metadata1),
+                                      two.publish(temp2, record2, metadata2)],
+                                     consumeErrors=True)
+        outcomes = sorted(ok for ok, _ in results)
+        self.assertEqual(outcomes, [False, True])
+        failure = next(value for ok, value in results if not ok)
+        self.assertIsInstance(failure.value, FileExists)
+        winner = next(value for ok, value in results if ok)
+        self.assertEqual(failure.value.sha256, winner.sha256)
+        scanned = await (await self.ready_storage()).scan({}, 0.0)
+        self.assertEqual(scanned.records[record1.filename].sha256, winner.sha256)
+
+    async def test_multipart(self):
+        """A file over the threshold goes up in parts and reads back whole."""
+        storage = await self.ready_storage(multipart_threshold=5 << 20)
+        blob = os.urandom(11 << 20)
+        temp, record, metadata, data = self.spool_wheel(
+            storage, extra_files=[("holy_grail/blob.bin", blob)])
+        self.assertGreater(record.size, 10 << 20)
+        await storage.publish(temp, record, metadata)
+        got = s3server.client().get_object(Bucket=self.bucket, Key=PREFIX + record.filename)
+        self.assertEqual(got["Body"].read(), data)
+        scanned = await storage.scan({}, 0.0)
+        self.assertEqual(scanned.records, {record.filename: record})
+
+    async def test_failed_multipart_aborted(self):
+        """A multipart upload that fails midway is aborted: no object, no open upload."""
+        storage = await self.ready_storage(multipart_threshold=5 << 20)
+        temp, record, metadata, _ = self.spool_wheel(
+            storage, extra_files=[("holy_grail/blob.bin", os.urandom(11 << 20))])
+        with open(temp, "r+b") as f:
+            f.truncate(7 << 20)
+        await self.assertFailure(storage.publish(temp, record, metadata), StorageError)
+        self.assertEqual(self.keys(), [])
+        uploads = s3server.client().list_multipart_uploads(Bucket=self.bucket)
+        self.assertEqual(uploads.get("Uploads", []), [])
+        self.assertFalse(os.path.exists(temp))
+
+    async def test_presigned_cache(self):
+        """A presigned URL is reused until buffer_time before it expires, then signed again."""
+        clock = Clock()
+        clock.advance(time.time())
+        storage = await self.ready_storage(clock=clock, expire_after=3600.0, buffer_time=600.0)
+        signed = []
+        original = s3.presign
+
+        def presign(*args):
+            signed.append(args)
+            return original(*args)
+        self.patch(s3, "presign", presign)
+        first = storage.presigned(PREFIX + "a.whl")
+        self.assertIn("X-Amz-Expires=3600", first)
+        self.assertEqual(len(signed), 1)
+        clock.advance(2000)
+        self.assertEqual(storage.presigned(PREFIX + "a.whl"), first)
+        self.assertEqual(len(signed), 1)
+        clock.advance(1001)
+        storage.presigned(PREFIX + "a.whl")
+        self.assertEqual(len(signed), 2)
+
+    async def test_presigned_never_beyond_credentials(self):
+        """Credentials that expire in 20 minutes sign URLs valid for 20 minutes, at most."""
+        clock = Clock()
+        clock.advance(time.time())
+        credentials = CredentialSource(
+            Credentials(s3server.ACCESS_KEY, s3server.SECRET_KEY, expiry=clock.seconds() + 1200),
+            self.run_in_thread, reactor)
+        storage = await self.ready_storage(clock=clock, credentials=credentials,
+                                           expire_after=86400.0, buffer_time=600.0)
+        url = storage.presigned(PREFIX + "a.whl")
+        self.assertIn("X-Amz-Expires=1200", url)
+
+    async def test_presigned_url_serves(self):
+        """A presigned URL of a stored file fetches its bytes without credentials."""
+        storage = await self.ready_storage()
+        temp, record, metadata, data = self.spool_wheel(storage)
+        await storage.publish(temp, record, metadata)
+        location = storage.locate(record)
+        self.assertIsInstance(location, Redirect)
+        response = await treq.get(location.url)
+        self.assertEqual(await response.content(), data)
+        unsigned = await treq.get(location.url.split("?")[0])
+        await unsigned.content()
+
+    async def test_state_round_trip(self):
+        """The URL cache goes through the snapshot; a cache signed by other keys is dropped."""
+        storage = await self.ready_storage()
+        url = storage.presigned(PREFIX + "a.whl")
+        self.assertTrue(storage.state_changed())
+        state = storage.state()
+        self.assertFalse(storage.state_changed())
+        data = snapshots.encode([], [], time.time(), 1, storage.identity(), state)
+        restored = snapshots.decode(data).storage_state
+        again = await self.ready_storage()
+        again.restore_state(restored)
+        self.assertEqual(again.presigned(PREFIX + "a.whl"), url)
+        other = await self.ready_storage(access_key="AKIAPYPIDOTHERKEY001")
+        other.restore_state(restored)
+        self.assertNotEqual(other.presigned(PREFIX + "a.whl"), url)
+
+    async def test_stream_range(self):
+        """In stream mode a byte range of a file is fetched from the bucket."""
+        storage = await self.ready_storage(download="stream")
+        temp, record, metadata, data = self.spool_wheel(storage)
+        await storage.publish(temp, record, metadata)
+        location = storage.locate(record)
+        self.assertIsInstance(location, RemoteFile)
+        self.assertEqual(location.size, len(data))
+        body = await location.fetch(5, 20)
+        collector = _Collect()
+        body.deliverBody(collector)
+        self.assertEqual(await collector.done, data[5:25])
+        self.assertIsInstance(storage.locate_metadata(record), RemoteBytes)
+        self.assertEqual(await storage.locate_metadata(record).read(), metadata)
+
+    async def test_public_url(self):
+        """With a public URL, files and metadata redirect there, unsigned."""
+        storage = await self.ready_storage(public_url="https://cdn.internal.example/pkgs/")
+        temp, record, metadata, _ = self.spool_wheel(storage)
+        await storage.publish(temp, record, metadata)
+        self.assertEqual(storage.locate(record),
+                         Redirect("https://cdn.internal.example/pkgs/" + record.filename))
+        self.assertEqual(storage.locate_metadata(record).url,
+                         "https://cdn.internal.example/pkgs/" + record.filename + ".metadata")
+
+    async def test_snapshot_in_bucket(self):
+        """A snapshot kept in the bucket is what a new server loads."""
+        storage = await self.ready_storage()
+        self.assertIsNone(await storage.load_snapshot())
+        await storage.keep_snapshot(b'{"format": 1}')
+        fresh = await self.ready_storage()
+        self.assertEqual(await fresh.load_snapshot(), b'{"format": 1}')
+        off = await self.ready_storage(bucket_snapshot=False)
+        self.assertIsNone(off.keep_snapshot(b"x"))
+        self.assertIsNone(await off.load_snapshot())
+
+    async def test_poll_sees_other_servers_changes(self):
+        """Uploads, yanks and deletes through one server reach another's poll; its own do not."""
+        one = await self.ready_storage()
+        two = await self.ready_storage()
+        await two.scan({}, 0.0)
+        self.assertEqual(await two.poll(), [])
+        temp, record, metadata, _ = self.spool_wheel(one)
+        await one.publish(temp, record, metadata)
+        await one.settle()
+        [change] = await two.poll()
+        self.assertEqual((change.filename, change.record, change.deleted),
+                         (record.filename, record, False))
+        self.assertEqual(await two.poll(), [], "a change is reported once")
+        self.assertEqual(await one.poll(), [], "a server's own changes are not reported")
+        await one.update(attrs.evolve(record, yanked="bad"))
+        await one.settle()
+        [change] = await two.poll()
+        self.assertEqual(change.record.yanked, "bad")
+        await one.delete(record)
+        await one.settle()
+        [change] = await two.poll()
+        self.assertEqual((change.record, change.deleted), (None, True))
+
+    async def test_poll_cost(self):
+        """A poll with nothing new makes one request, however many files the bucket holds."""
+        storage = await self.ready_storage()
+        for version in ("1.0", "2.0", "3.0"):
+            temp, record, metadata, _ = self.spool_wheel(storage, version=version)
+            await storage.publish(temp, record, metadata)
+        await storage.settle()
+        watcher = await self.ready_storage()
+        await watcher.scan({}, 0.0)
+        # The first poll looks back past the scan, and reads those files again.
+        self.assertEqual(len(await watcher.poll()), 3)
+        calls = []
+        original = watcher._client.call
+
+        async def counting(method, *args, **kwargs):
+            calls.append(method)
+            return await original(method, *args, **kwargs)
+        watcher._client.call = counting
+        changes = await watcher.poll()
+        self.assertEqual(len(changes), 0)
+        self.assertEqual(calls, ["GET"])
+
+    async def test_missing_bucket(self):
+        """prepare() on a bucket that does not exist fails with a clear StorageError."""
+        storage = self.storage_on(bucket="pypid-no-such-bucket")
+        error = await self.assertFailure(storage.prepare(), StorageError)
+        self.assertIn("pypid-no-such-bucket does not exist", str(error))
+
+    async def test_unreachable(self):
+        """With nothing listening at the endpoint: prepare and publish fail, check() says no."""
+        from tests.e2e import free_port
+        storage = self.storage_on(endpoint=f"http://127.0.0.1:{free_port()}", timeout=2.0)
+        error = await self.assertFailure(storage.prepare(), StorageError)
+        self.assertIn("cannot use the bucket", str(error))
+        self.assertFalse(await storage.check())
+        temp, record, metadata, _ = self.spool_wheel(storage)
+        await self.assertFailure(storage.publish(temp, record, metadata), StorageError)
+        self.assertFalse(os.path.exists(temp))
+
+
+class SignatureTests(S3Case):
+    """Requests are accepted by a server that checks their signatures."""
+
+    def setUp(self):
+        super().setUp()
+        iam = _iam_client()
+        user = "pypid-" + os.urandom(4).hex()
+        iam.create_user(UserName=user)
+        iam.put_user_policy(UserName=user, PolicyName="all", PolicyDocument=(
+            '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", '
+            '"Action": "s3:*", "Resource": "*"}]}'))
+        key = iam.create_access_key(UserName=user)["AccessKey"]
+        self.access_key, self.secret_key = key["AccessKeyId"], key["SecretAccessKey"]
+        s3server.set_auth(True)
+        self.addCleanup(s3server.set_auth, False)
+
+    async def test_signed_requests_accepted(self):
+        """Publish, update, scan, poll and read metadata, every request signature-checked."""
+        storage = await self.ready_storage(access_key=self.access_key,
+                                           secret_key=self.secret_key)
+        temp, record, metadata, _ = self.spool_wheel(storage, requires_python=">=3.9")
+        await storage.publish(temp, record, metadata)
+        await storage.update(attrs.evolve(record, yanked="a reason with spaces & more"))
+        scanned = await storage.scan({}, 0.0)
+        self.assertEqual(scanned.records[record.filename].yanked, "a reason with spaces & more")
+        self.assertEqual(await storage.read_metadata(record), metadata)
+        await storage.settle()
+        self.assertEqual(await storage.poll(), [])
+
+    async def test_wrong_secret_refused(self):
+        """A wrong secret key stops prepare() with a clear StorageError."""
+        storage = self.storage_on(access_key=self.access_key, secret_key="wrong" * 8)
+        error = await self.assertFailure(storage.prepare(), StorageError)
+        self.assertIn("refused access", str(error))
+
+
+def _iam_client():
+    import botocore.session
+    return botocore.session.Session().create_client(
+        "iam", region_name=s3server.REGION, endpoint_url=s3server.endpoint(),
+        aws_access_key_id=s3server.ACCESS_KEY, aws_secret_access_key=s3server.SECRET_KEY)
