@@ -83,7 +83,9 @@ class S3Case(TestCase):
                                  s3server.REGION), credentials, http, reactor, timeout)
         storage = S3Storage(client, Layout(PREFIX), credentials, self.run_in_thread,
                             clock or reactor, os.path.abspath(self.mktemp()), **options)
+        # Exact times: moto runs on this machine's clock.
         storage.clock_margin = 0.0
+        storage.replay_window = 0.0
         self.addCleanup(storage.settle)
         return storage
 
@@ -337,6 +339,48 @@ class S3StorageTests(S3Case):
         changes = await watcher.poll()
         self.assertEqual(len(changes), 0)
         self.assertEqual(calls, ["GET"])
+
+    async def test_start_from_snapshot(self):
+        """
+        From a recent snapshot, start-up reads only what the change markers
+        name; the first poll then asks for a full reconcile, which finds
+        what was put in the bucket by hand.
+        """
+        writer = await self.ready_storage()
+        for version in ("1.0", "2.0"):
+            temp, record, metadata, _ = self.spool_wheel(writer, version=version)
+            await writer.publish(temp, record, metadata)
+        await writer.settle()
+        known = (await writer.scan({}, 0.0)).records
+        since = time.time()
+        time.sleep(0.01)
+        temp, newer, metadata, _ = self.spool_wheel(writer, version="3.0")
+        await writer.publish(temp, newer, metadata)
+        await writer.settle()
+        foreign_name, foreign = make_wheel("by-hand", "1.0")
+        s3server.client().put_object(Bucket=self.bucket, Key=PREFIX + foreign_name, Body=foreign)
+
+        starting = self.storage_on()
+        await starting.prepare()
+        calls = []
+        original = starting._client.call
+
+        async def counting(method, *args, **kwargs):
+            calls.append(method)
+            return await original(method, *args, **kwargs)
+        starting._client.call = counting
+        result = await starting.scan(known, since, ())
+        self.assertEqual(sorted(result.records), sorted([*known, newer.filename]))
+        self.assertEqual(result.records[newer.filename], newer)
+        self.assertLessEqual(len(calls), 5, "one listing, and a few reads for the one change")
+        self.assertTrue(starting.reconcile_due())
+        reconciled = await starting.reconcile(result.records, result.tombstones)
+        self.assertFalse(starting.reconcile_due())
+        self.assertEqual(sorted(reconciled.records),
+                         sorted([*known, newer.filename, foreign_name]))
+        for change in await starting.poll():
+            self.assertEqual(change.record, reconciled.records[change.filename],
+                             "a marker read again reports the state as it is")
 
     async def test_missing_bucket(self):
         """prepare() on a bucket that does not exist fails with a clear StorageError."""

@@ -18,7 +18,10 @@ from twisted.internet.defer import Deferred, DeferredList, ensureDeferred, maybe
 from twisted.logger import Logger
 
 from pypid import snapshot as snapshots
-from pypid.storage.interface import ISharedStorage, StorageError
+from pypid.storage.interface import Changed, ISharedStorage, StorageError
+
+#: A file uploaded this recently is not dropped for missing from a listing.
+RECENT = 60.0
 
 log = Logger()
 
@@ -123,23 +126,41 @@ class SyncService(TimerService):
         self.clock = clock
         self._index = index
         self._storage = storage
+        self._reconciling = None
 
     def sync(self):
-        """Poll once; never fails (a failure is logged and the next tick tries again)."""
+        """
+        Poll once, and start a full check in the background when one is due;
+        never fails (a failure is logged and the next tick tries again).
+        """
+        if self._reconciling is None and self._storage.reconcile_due():
+            self._reconciling = ensureDeferred(self._reconcile())
+            self._reconciling.addErrback(lambda f: log.warn(
+                "Cannot check the index against the storage: {error}",
+                error=f.getErrorMessage()))
+            self._reconciling.addBoth(self._reconciled)
         d = ensureDeferred(self._sync())
         d.addErrback(lambda f: log.warn("Cannot look for changes by other servers: {error}",
                                         error=f.getErrorMessage()))
         return d
 
+    def _reconciled(self, _):
+        self._reconciling = None
+
+    def stopService(self):
+        """Stop polling; a full check under way is abandoned."""
+        if self._reconciling is not None:
+            self._reconciling.cancel()
+        return TimerService.stopService(self)
+
     async def _sync(self):
         changes = await self._storage.poll()
+        self._apply(changes)
+        if changes:
+            log.info("Took in {count} changes made by other servers", count=len(changes))
+
+    def _apply(self, changes):
         index = self._index
-        if changes is None:
-            log.warn("Out of touch with the storage for long: listing it again")
-            known = {record.filename: record for record in index.records()}
-            result = await self._storage.scan(known, 0.0, index.tombstones())
-            index.load(result.records.values(), result.tombstones, index.serial)
-            return
         for change in changes:
             if change.deleted:
                 if index.get_file(change.filename) is not None or not index.is_deleted(
@@ -149,8 +170,35 @@ class SyncService(TimerService):
                 index.discard(change.filename)
             elif index.get_file(change.filename) != change.record:
                 index.add(change.record)
-        if changes:
-            log.info("Took in {count} changes made by other servers", count=len(changes))
+
+    async def _reconcile(self):
+        """
+        Check the index against a full listing of the storage, and take in
+        what only the listing shows: files put there behind pypid's back, or
+        whose change markers were missed. Polls go on meanwhile and stay the
+        authority on what they report: a file the listing lacks is dropped
+        only if it is older than the listing; a file the index knows keeps
+        its record (its yank state comes from the markers); a deleted name
+        stays deleted.
+        """
+        index = self._index
+        started = self.clock.seconds()
+        known = {record.filename: record for record in index.records()}
+        result = await self._storage.reconcile(known, index.tombstones())
+        changes = [Changed(filename, record, False) for filename, record in
+                   result.records.items()
+                   if index.get_file(filename) is None and not index.is_deleted(filename)]
+        changes += [Changed(filename, None, True) for filename in result.tombstones
+                    if not index.is_deleted(filename)]
+        changes += [Changed(record.filename, None, False) for record in index.records()
+                    if record.filename not in result.records
+                    and record.filename not in result.tombstones
+                    and record.upload_time < started - RECENT]
+        for path, reason in result.skipped:
+            log.warn("Not serving {path}: {reason}", path=path, reason=reason)
+        self._apply(changes)
+        log.info("Checked the index against the whole storage: {count} differences",
+                 count=len(changes))
 
 
 class PypidService(MultiService):
@@ -236,12 +284,18 @@ class PypidService(MultiService):
                 return self._snapshot_service.stopService()
         d.addCallback(save)
 
+        def close(result):
+            closing = maybeDeferred(self._loader.storage.close)
+            closing.addErrback(lambda f: log.warn("Cannot close the storage cleanly: {error}",
+                                                  error=f.getErrorMessage()))
+            return closing.addCallback(lambda _: result)
+
         def stop_pools(result):
             for pool in self._threadpools:
                 if pool.started:
                     pool.stop()
-            self._loader.storage.close()
             return result
+        d.addBoth(close)
         d.addBoth(stop_pools)
         return d
 

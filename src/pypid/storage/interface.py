@@ -199,6 +199,18 @@ class IStorage(Interface):
         """
 
 
+@attrs.frozen
+class Changed:
+    """
+    A file's state after a change by another server: its record now (L{None}
+    when it is not stored), and whether its name is a tombstone.
+    """
+
+    filename: str
+    record: object
+    deleted: bool
+
+
 class ISharedStorage(Interface):
     """
     A storage that several servers may use at once (S3), and that keeps
@@ -211,10 +223,21 @@ class ISharedStorage(Interface):
         """
         The changes other servers made since the last call.
 
-        @rtype: L{Deferred} firing with a list of objects with C{filename},
-            C{record} (the L{FileRecord} now stored, or L{None}) and
-            C{deleted}; or with L{None} when the changes cannot be known
-            (out of touch too long) and a full L{IStorage.scan} is needed.
+        @rtype: L{Deferred} firing with a list of L{Changed}
+        """
+
+    def reconcile_due():
+        """
+        Whether the changes cannot be known from the markers alone (the
+        index came from a snapshot, or the server was out of touch too
+        long), so that L{reconcile} is needed.
+        """
+
+    def reconcile(known, tombstones):
+        """
+        Compare the whole storage with the index's records.
+
+        @rtype: L{Deferred} firing with a L{ScanResult}
         """
 
     def state():

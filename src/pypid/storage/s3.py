@@ -42,6 +42,7 @@ from pypid.distribution import inspect
 from pypid.metadata import InvalidDistribution
 from pypid.names import InvalidName
 from pypid.storage.interface import (
+    Changed,
     FileExists,
     FilenameDeleted,
     ISharedStorage,
@@ -136,18 +137,6 @@ def part_size(size, threshold):
     return max(threshold, MIN_PART, -(-size // MAX_PARTS))
 
 
-@attrs.frozen
-class Changed:
-    """
-    What a poll found about one file: its record now (L{None} when it is not
-    stored), and whether its name is a tombstone.
-    """
-
-    filename: str
-    record: object
-    deleted: bool
-
-
 @implementer(IStorage, ISharedStorage)
 class S3Storage:
     """
@@ -192,10 +181,17 @@ class S3Storage:
         self._seen = {}
         self._last_poll = None
         self._last_cleanup = None
+        # Set when the index came from a snapshot and markers only: since
+        # when a full listing must check it (see reconcile).
+        self._reconcile_since = None
         #: how far to distrust the store's times near the snapshot's
         self.clock_margin = CLOCK_MARGIN
-        # Background writes (change markers) not finished yet.
+        #: how far before a snapshot's time start-up replays change markers
+        self.replay_window = sync_interval + LOOKBACK
+        # Background writes (change markers) not finished yet, and the
+        # files whose markers could not be written.
         self._pending = set()
+        self._unannounced = set()
 
     # -- life ------------------------------------------------------------------------
 
@@ -226,10 +222,15 @@ class S3Storage:
             raise StorageError(f"cannot use the bucket {bucket.name}: {e}")
 
     def close(self):
-        """Stop refreshing credentials and drop the connections."""
-        self._credentials.stop()
-        if self._on_close is not None:
-            self._on_close()
+        """
+        Finish the change markers under way, then stop refreshing
+        credentials and drop the connections.
+        """
+        def closed(_):
+            self._credentials.stop()
+            if self._on_close is not None:
+                return self._on_close()
+        return self.settle().addBoth(closed)
 
     def check(self):
         """Whether the bucket answers now (one short listing)."""
@@ -485,7 +486,11 @@ class S3Storage:
             packed = await self._run(gzip.compress, data, 6)
             await self._client.put(self._layout.snapshot_key, packed,
                                    {"content-type": "application/gzip"})
-        return ensureDeferred(keep())
+        d = ensureDeferred(keep())
+        # A clean stop waits for it (see close), so the last snapshot lands.
+        self._pending.add(d)
+        d.addBoth(lambda result: (self._pending.discard(d), result)[1])
+        return d
 
     def load_snapshot(self):
         """The snapshot kept in the bucket, or L{None}."""
@@ -505,8 +510,46 @@ class S3Storage:
     # -- the full listing ----------------------------------------------------------------
 
     def scan(self, known=None, since=0.0, tombstones=()):
-        """List the bucket; see L{IStorage.scan}."""
-        return ensureDeferred(self._scan(known or {}, since))
+        """
+        What the bucket holds; see L{IStorage.scan}.
+
+        From a snapshot younger than half the markers' retention, the
+        answer is the snapshot plus the changes its markers name (a few
+        requests, whatever the size of the bucket); the full listing that
+        catches what changed behind pypid's back (objects copied in by
+        hand) then runs in the background: the first L{poll} asks for it
+        (see L{reconcile}). Otherwise the bucket is listed now.
+        """
+        return ensureDeferred(self._start(known or {}, since, frozenset(tombstones)))
+
+    async def _start(self, known, since, tombstones):
+        now = self._clock.seconds()
+        if not (known and since and 0 <= now - since < MARKER_RETENTION / 2):
+            return await self._scan(known, since)
+        # The snapshot holds other servers' changes up to its writer's last
+        # poll, up to a sync interval before it was taken; and markers appear
+        # late by up to LOOKBACK.
+        self._cursor = since - self.replay_window + LOOKBACK
+        self._last_poll = now
+        records, deleted = dict(known), set(tombstones)
+        for change in await self._poll(paths={f: r.path for f, r in known.items()}):
+            if change.deleted:
+                records.pop(change.filename, None)
+                deleted.add(change.filename)
+            elif change.record is None:
+                records.pop(change.filename, None)
+            else:
+                records[change.filename] = change.record
+        self._reconcile_since = since
+        return ScanResult(records=records, tombstones=frozenset(deleted))
+
+    def reconcile(self, known, tombstones):
+        """
+        List the whole bucket and say what it holds, trusting C{known} for
+        objects unchanged since the view was last known to be complete.
+        """
+        since, self._reconcile_since = self._reconcile_since or 0.0, None
+        return ensureDeferred(self._scan(dict(known), since))
 
     async def _listing(self, prefix, start_after=None):
         found = []
@@ -549,7 +592,7 @@ class S3Storage:
         await self._apply_yanks(records, yanked, known, trusted_before)
         if self._cursor is None:
             self._cursor = started
-            self._last_poll = started
+        self._last_poll = self._last_poll or started
         return ScanResult(records=records, tombstones=frozenset(deleted), skipped=tuple(skipped))
 
     async def _read_all(self, to_read):
@@ -631,15 +674,22 @@ class S3Storage:
     # -- changes by other instances -----------------------------------------------------
 
     def _announce(self, filename):
-        """Leave a change marker for the other instances (in the background)."""
+        """
+        Leave a change marker for the other instances (in the background).
+        A marker that cannot be written is tried again at the next poll.
+        """
         change = Change(int(self._clock.seconds() * 1000), self.instance,
                         next(self._numbers), filename)
         key = change.key(self._layout)
         self._seen[key] = change.when
+
+        def failed(failure):
+            self._unannounced.add(filename)
+            log.warn("Cannot tell other instances yet that {filename} changed: {error}",
+                     filename=filename, error=failure.getErrorMessage())
+
         d = ensureDeferred(self._client.put(key, b"", {"content-type": "application/octet-stream"}))
-        d.addErrback(lambda f: log.warn(
-            "Cannot tell other instances that {filename} changed: {error}",
-            filename=filename, error=f.getErrorMessage()))
+        d.addErrback(failed)
         self._pending.add(d)
         d.addBoth(lambda _: self._pending.discard(d))
         return d
@@ -652,34 +702,44 @@ class S3Storage:
         """
         Look for changes made by other instances since the last poll.
 
-        @return: a L{Deferred} firing with a list of L{Changed}, or with
-            L{None} when the instance was out of touch for so long that
-            markers may have been removed: then the caller rebuilds from a
-            full L{scan}.
+        @return: a L{Deferred} firing with a list of L{Changed}. When the
+            instance was out of touch for so long that markers may have been
+            removed, L{reconcile_due} says so.
         """
         return ensureDeferred(self._poll())
 
-    async def _poll(self):
+    def reconcile_due(self):
+        """Whether the index must be checked against a full listing (see L{reconcile})."""
+        return self._reconcile_since is not None
+
+    async def _poll(self, paths=None):
         now = self._clock.seconds()
         if self._cursor is None:
             self._cursor = now
         if self._last_poll is not None and now - self._last_poll > MARKER_RETENTION / 2:
+            # Markers may be gone: the bucket must be listed again, trusting
+            # what did not change since the last good look.
+            self._reconcile_since = self._last_poll
             self._cursor = now
             self._seen.clear()
-            self._last_poll = now
-            return None
+        for filename in sorted(self._unannounced):
+            self._unannounced.discard(filename)
+            await self._announce(filename)
         layout = self._layout
         start = int((self._cursor - LOOKBACK) * 1000)
         changed = set()
         keys = await self._listing(layout.changes_prefix, changes_start_after(layout, start))
+        # At start-up (paths given) every marker counts, this instance's too:
+        # the snapshot may predate them.
+        starting = paths is not None
         for item in keys:
-            if item.key in self._seen:
+            if item.key in self._seen and not starting:
                 continue
             change = Change.parse(layout, item.key)
             if change is None:
                 continue
             self._seen[item.key] = change.when
-            if change.instance != self.instance:
+            if change.instance != self.instance or starting:
                 changed.add(change.filename)
         self._cursor = now
         self._last_poll = now
@@ -687,7 +747,7 @@ class S3Storage:
         self._seen = {k: when for k, when in self._seen.items() if when >= horizon}
         results = []
         for filename in sorted(changed):
-            results.append(await self._state_of(filename))
+            results.append(await self._state_of(filename, (paths or {}).get(filename)))
         await self._maybe_clean(now)
         return results
 
