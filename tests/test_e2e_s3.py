@@ -247,6 +247,22 @@ class RebuildTests(DaemonTestCase):
         self.assertIn("pypid-no-such-bucket does not exist", text)
         self.assertNotIn("Traceback", text)
 
+    def test_refused_credentials_stop_startup(self):
+        """Credentials the store refuses: one clear line, exit status 1, no traceback."""
+        bucket = s3server.new_bucket()
+        s3server.set_auth(True)
+        self.addCleanup(s3server.set_auth, False)
+        daemon = self.new_daemon(settings=s3_settings(bucket), start=False)
+        with self.assertRaises(E2EFailure):
+            daemon.start(timeout=8)
+        deadline = time.monotonic() + 10
+        while daemon.running() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(daemon.process.returncode, 1)
+        text = daemon.log_text()
+        self.assertIn("S3 refused access to the bucket", text)
+        self.assertNotIn("Traceback", text)
+
 
 class ConvergenceTests(DaemonTestCase):
     """Two servers on one bucket see each other's changes within the sync interval."""

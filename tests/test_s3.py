@@ -296,7 +296,7 @@ class S3StorageTests(S3Case):
         self.assertIsNone(await off.load_snapshot())
 
     async def test_poll_sees_other_servers_changes(self):
-        """Uploads, yanks and deletes through one server reach another's poll; its own do not."""
+        """Uploads, yanks and deletes through one server reach another's poll, once."""
         one = await self.ready_storage()
         two = await self.ready_storage()
         await two.scan({}, 0.0)
@@ -308,7 +308,11 @@ class S3StorageTests(S3Case):
         self.assertEqual((change.filename, change.record, change.deleted),
                          (record.filename, record, False))
         self.assertEqual(await two.poll(), [], "a change is reported once")
-        self.assertEqual(await one.poll(), [], "a server's own changes are not reported")
+        [own] = await one.poll()
+        self.assertEqual(own.record, record,
+                         "a server reads its own changes again, to correct a poll that "
+                         "overtook them")
+        self.assertEqual(await one.poll(), [])
         await one.update(attrs.evolve(record, yanked="bad"))
         await one.settle()
         [change] = await two.poll()
@@ -317,6 +321,36 @@ class S3StorageTests(S3Case):
         await one.settle()
         [change] = await two.poll()
         self.assertEqual((change.record, change.deleted), (None, True))
+
+    async def test_failed_poll_read_again(self):
+        """A poll that fails midway leaves its markers to the next poll: no change is lost."""
+        one = await self.ready_storage()
+        two = await self.ready_storage()
+        await two.scan({}, 0.0)
+        temp, record, metadata, _ = self.spool_wheel(one)
+        await one.publish(temp, record, metadata)
+        await one.settle()
+        original = two._state_of
+
+        async def failing(*args):
+            raise StorageError("S3 failed: 503 SlowDown")
+        two._state_of = failing
+        await self.assertFailure(two.poll(), StorageError)
+        two._state_of = original
+        [change] = await two.poll()
+        self.assertEqual(change.record, record)
+
+    async def test_same_bytes_keep_stored_state(self):
+        """Uploading stored bytes again answers with the stored record, yank included."""
+        one = await self.ready_storage()
+        temp, record, metadata, data = self.spool_wheel(one)
+        await one.publish(temp, record, metadata)
+        await one.update(attrs.evolve(record, yanked="bad"))
+        two = await self.ready_storage()
+        again = write_file(os.path.join(two.temp_dir, "again"), data)
+        error = await self.assertFailure(two.publish(again, record, metadata), FileExists)
+        self.assertEqual(error.sha256, record.sha256)
+        self.assertEqual(error.record, attrs.evolve(record, yanked="bad"))
 
     async def test_poll_cost(self):
         """A poll with nothing new makes one request, however many files the bucket holds."""
@@ -427,7 +461,8 @@ class SignatureTests(S3Case):
         self.assertEqual(scanned.records[record.filename].yanked, "a reason with spaces & more")
         self.assertEqual(await storage.read_metadata(record), metadata)
         await storage.settle()
-        self.assertEqual(await storage.poll(), [])
+        [change] = await storage.poll()
+        self.assertEqual(change.record.yanked, "a reason with spaces & more")
 
     async def test_wrong_secret_refused(self):
         """A wrong secret key stops prepare() with a clear StorageError."""
@@ -441,3 +476,58 @@ def _iam_client():
     return botocore.session.Session().create_client(
         "iam", region_name=s3server.REGION, endpoint_url=s3server.endpoint(),
         aws_access_key_id=s3server.ACCESS_KEY, aws_secret_access_key=s3server.SECRET_KEY)
+
+
+class IdleGuardTests(TestCase):
+    """A relayed body from a store that stalls is cut short; a paused one is not."""
+
+    def guarded(self):
+        """A guarded fake response, its delivered protocol and transport, and the clock."""
+        from twisted.internet.protocol import Protocol
+        clock = Clock()
+        stopped, seen = [], []
+
+        class Transport:
+            def pauseProducing(self):
+                seen.append("pause")
+
+            def resumeProducing(self):
+                seen.append("resume")
+
+            def stopProducing(self):
+                stopped.append(True)
+
+        class Response:
+            def deliverBody(self, protocol):
+                self.protocol = protocol
+                protocol.makeConnection(Transport())
+
+        inner = Protocol()
+        inner.received = []
+        inner.dataReceived = inner.received.append
+        response = Response()
+        s3._IdleGuard(response, clock, 30.0).deliverBody(inner)
+        return response.protocol, inner, clock, stopped, seen
+
+    def test_stall_cuts_short(self):
+        """Nothing from the store for the timeout: the transfer is stopped."""
+        guard, inner, clock, stopped, _ = self.guarded()
+        clock.advance(20)
+        guard.dataReceived(b"abc")
+        clock.advance(20)
+        self.assertEqual(stopped, [])
+        self.assertEqual(inner.received, [b"abc"])
+        clock.advance(11)
+        self.assertEqual(stopped, [True])
+
+    def test_pause_is_not_a_stall(self):
+        """While the client is slow (paused), silence is expected; the watch resumes after."""
+        guard, inner, clock, stopped, seen = self.guarded()
+        inner.transport.pauseProducing()
+        clock.advance(300)
+        self.assertEqual(stopped, [])
+        inner.transport.resumeProducing()
+        self.assertEqual(seen, ["pause", "resume"])
+        clock.advance(31)
+        self.assertEqual(stopped, [True])
+        self.assertEqual(clock.getDelayedCalls(), [])

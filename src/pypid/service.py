@@ -20,9 +20,6 @@ from twisted.logger import Logger
 from pypid import snapshot as snapshots
 from pypid.storage.interface import Changed, ISharedStorage, StorageError
 
-#: A file uploaded this recently is not dropped for missing from a listing.
-RECENT = 60.0
-
 log = Logger()
 
 
@@ -175,25 +172,20 @@ class SyncService(TimerService):
         """
         Check the index against a full listing of the storage, and take in
         what only the listing shows: files put there behind pypid's back, or
-        whose change markers were missed. Polls go on meanwhile and stay the
-        authority on what they report: a file the listing lacks is dropped
-        only if it is older than the listing; a file the index knows keeps
-        its record (its yank state comes from the markers); a deleted name
-        stays deleted.
+        changes whose markers were missed. The storage reads again every file
+        where the two disagree, so what is applied is the state as it is now;
+        a file uploaded while the listing ran (not in C{known}) is left alone.
         """
         index = self._index
-        started = self.clock.seconds()
         known = {record.filename: record for record in index.records()}
         result = await self._storage.reconcile(known, index.tombstones())
         changes = [Changed(filename, record, False) for filename, record in
                    result.records.items()
-                   if index.get_file(filename) is None and not index.is_deleted(filename)]
+                   if index.get_file(filename) != record and not index.is_deleted(filename)]
         changes += [Changed(filename, None, True) for filename in result.tombstones
                     if not index.is_deleted(filename)]
-        changes += [Changed(record.filename, None, False) for record in index.records()
-                    if record.filename not in result.records
-                    and record.filename not in result.tombstones
-                    and record.upload_time < started - RECENT]
+        changes += [Changed(filename, None, False) for filename in known
+                    if filename not in result.records and filename not in result.tombstones]
         for path, reason in result.skipped:
             log.warn("Not serving {path}: {reason}", path=path, reason=reason)
         self._apply(changes)

@@ -199,6 +199,8 @@ class SnapshotWriter:
         if (serial == self.saved_serial and not self._wanted
                 and not (shared is not None and shared.state_changed())):
             return succeed(None)
+        # Only URLs were signed: the copy for other servers is unchanged.
+        keep_copy = serial != self.saved_serial or self._wanted
         self._wanted = False
         records = self._index.records()
         tombstones = self._index.tombstones()
@@ -209,13 +211,18 @@ class SnapshotWriter:
         busy = self._busy_since() if self._busy_since is not None else None
         if busy is not None:
             as_of = min(as_of, busy)
+        # With a shared storage the index holds other servers' changes only
+        # up to its last look at them.
+        synced = self._shared.synced_at() if self._shared is not None else None
+        if synced is not None:
+            as_of = min(as_of, synced)
 
         state = shared.state() if shared is not None else None
 
         def save():
             data = encode(records, tombstones, as_of, serial, self.storage, state)
             write(self.path, data)
-            if shared is None:
+            if shared is None or not keep_copy:
                 return None
             # The copy for other instances leaves out this one's state.
             return data if state is None else encode(records, tombstones, as_of, serial,

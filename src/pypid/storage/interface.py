@@ -24,12 +24,16 @@ class FileExists(Exception):
     concurrent upload); it was not overwritten.
 
     @ivar sha256: the stored file's digest, when known.
+    @ivar record: the stored file's L{FileRecord} as storage holds it now,
+        when the backend read it (a shared one does: another server may have
+        yanked it); L{None} otherwise.
     """
 
-    def __init__(self, filename, sha256=None):
+    def __init__(self, filename, sha256=None, record=None):
         super().__init__(filename)
         self.filename = filename
         self.sha256 = sha256
+        self.record = record
 
 
 class FilenameDeleted(Exception):
@@ -231,6 +235,12 @@ class ISharedStorage(Interface):
         Whether the changes cannot be known from the markers alone (the
         index came from a snapshot, or the server was out of touch too
         long), so that L{reconcile} is needed.
+        """
+
+    def synced_at():
+        """
+        When this server last took in every change made through others (POSIX
+        time), or L{None}; a snapshot stands for no later a time than this.
         """
 
     def reconcile(known, tombstones):

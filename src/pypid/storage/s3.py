@@ -170,6 +170,8 @@ class S3Storage:
         self._bucket_snapshot = bucket_snapshot
         self._max_import_size = max_import_size
         self._on_close = on_close
+        # filename -> path, for files not stored at the prefix's top (imports)
+        self._paths = {}
         # key -> (url, usable until)
         self._urls = {}
         self._urls_changed = False
@@ -278,16 +280,31 @@ class S3Storage:
                 if metadata is not None:
                     await client.put(layout.metadata_key(record.path), metadata,
                                      {"content-type": "application/octet-stream"})
+                # A delete through another server may have come between the
+                # first tombstone check and the write: the name stays dead.
+                if written and await client.head(layout.deleted_key(record.filename)):
+                    await self._forget(key)
+                    raise FilenameDeleted(record.filename)
             except StorageError:
                 if written:
                     await self._forget(key)
                 raise
             if not written:
-                raise FileExists(record.filename, record.sha256)
+                # The same bytes are stored: answer with their state as the
+                # bucket holds it (a yank made elsewhere is kept).
+                current = await self._state_of(record.filename, record.path)
+                raise FileExists(record.filename, record.sha256, current.record)
+            self._paths_put(record)
             self._announce(record.filename)
             return record
         finally:
             await self._run(_unlink, temp_path)
+
+    def _paths_put(self, record):
+        if record.path != record.filename:
+            self._paths[record.filename] = record.path
+        else:
+            self._paths.pop(record.filename, None)
 
     def _producer(self, path, offset, length):
         return FileRangeProducer(path, offset, length, self._run)
@@ -308,7 +325,8 @@ class S3Storage:
         @return: whether the object was written.
         """
         client = self._client
-        created = await client.call("POST", key, params=[("uploads", "")], headers=headers)
+        created = await client.call("POST", key, params=[("uploads", "")], headers=headers,
+                                    retry=False)
         upload_id = _xml_value(created.body, "UploadId")
         if not upload_id:
             raise S3Unavailable("S3 gave no upload id for a multipart upload")
@@ -324,10 +342,17 @@ class S3Storage:
                     body=partial(self._producer, temp_path, offset, length),
                     payload_sha256=digest)
                 etags.append(response.headers.get("etag", ""))
-            response = await client.call(
-                "POST", key, params=ident, body=complete_body(etags),
-                headers={"if-none-match": "*", "content-type": "application/xml"},
-                ok=(200, 412), limit=1 << 20)
+            try:
+                response = await client.call(
+                    "POST", key, params=ident, body=complete_body(etags),
+                    headers={"if-none-match": "*", "content-type": "application/xml"},
+                    ok=(200, 412), limit=1 << 20)
+            except S3Error as e:
+                # A retry after a lost answer finds the upload completed.
+                existing = await client.head(key) if e.code == "NoSuchUpload" else None
+                if existing is None or existing.get("x-amz-meta-sha256") != record.sha256:
+                    raise
+                return True
             # S3 may answer 200 and put the error in the body.
             if response.code == 200 and b"<Error>" in response.body:
                 raise S3Unavailable("S3 could not complete the multipart upload: "
@@ -340,7 +365,11 @@ class S3Storage:
                          key=key, error=str(e))
             raise
         if response.code == 412:
-            await client.call("DELETE", key, params=ident, ok=(200, 204, 404))
+            try:
+                await client.call("DELETE", key, params=ident, ok=(200, 204, 404))
+            except StorageError as e:
+                log.warn("Cannot abort the multipart upload of {key}: {error}",
+                         key=key, error=str(e))
             return False
         return True
 
@@ -369,10 +398,17 @@ class S3Storage:
         await client.put(layout.deleted_key(record.filename),
                          json.dumps(tombstone, sort_keys=True).encode("utf-8"),
                          {"content-type": "application/json"})
-        await client.delete(layout.file_key(record.path))
-        await client.delete(layout.metadata_key(record.path))
-        await client.delete(layout.yanked_key(record.filename))
+        # The tombstone is the delete: from here on the file is not served
+        # by any server. The objects go next; one that cannot be removed now
+        # is hidden by the tombstone, and removed by the next full check.
         self._announce(record.filename)
+        for key in (layout.file_key(record.path), layout.metadata_key(record.path),
+                    layout.yanked_key(record.filename)):
+            try:
+                await client.delete(key)
+            except StorageError as e:
+                log.warn("Deleted {filename}, but cannot remove {key} yet: {error}",
+                         filename=record.filename, key=key, error=str(e))
 
     # -- reads -----------------------------------------------------------------------
 
@@ -413,7 +449,7 @@ class S3Storage:
                                                ok=(200, 206, 404), stream=True)
             if response.stream is None:
                 raise FileNotFoundError(key)
-            return response.stream
+            return _IdleGuard(response.stream, self._clock, self._client.timeout)
         return ensureDeferred(fetch())
 
     def presigned(self, key):
@@ -532,7 +568,9 @@ class S3Storage:
         self._cursor = since - self.replay_window + LOOKBACK
         self._last_poll = now
         records, deleted = dict(known), set(tombstones)
-        for change in await self._poll(paths={f: r.path for f, r in known.items()}):
+        for record in records.values():
+            self._paths_put(record)
+        for change in await self._poll(starting=True):
             if change.deleted:
                 records.pop(change.filename, None)
                 deleted.add(change.filename)
@@ -547,9 +585,29 @@ class S3Storage:
         """
         List the whole bucket and say what it holds, trusting C{known} for
         objects unchanged since the view was last known to be complete.
+        Where the listing disagrees with C{known} about a file (missing, or
+        another yank state), the file's state is read again, so a listing
+        that a concurrent change overtook never wins over it.
         """
-        since, self._reconcile_since = self._reconcile_since or 0.0, None
-        return ensureDeferred(self._scan(dict(known), since))
+        return ensureDeferred(self._reconcile(dict(known)))
+
+    async def _reconcile(self, known):
+        since = self._reconcile_since or 0.0
+        result = await self._scan(known, since)
+        records = dict(result.records)
+        for filename, record in known.items():
+            listed = records.get(filename)
+            if filename in result.tombstones or listed == record:
+                continue
+            if listed is not None and listed.yanked == record.yanked:
+                continue
+            state = await self._state_of(filename, record.path)
+            if state.record is not None:
+                records[filename] = state.record
+            else:
+                records.pop(filename, None)
+        self._reconcile_since = None
+        return attrs.evolve(result, records=records)
 
     async def _listing(self, prefix, start_after=None):
         found = []
@@ -590,6 +648,8 @@ class S3Storage:
             else:
                 records[filename] = outcome
         await self._apply_yanks(records, yanked, known, trusted_before)
+        for record in records.values():
+            self._paths_put(record)
         if self._cursor is None:
             self._cursor = started
         self._last_poll = self._last_poll or started
@@ -621,7 +681,11 @@ class S3Storage:
         """
         if item.size > self._max_import_size:
             return f"larger than the largest upload ({item.size} bytes)"
-        data = await self._client.get(self._layout.file_key(path), limit=self._max_import_size)
+        try:
+            data = await self._client.get(self._layout.file_key(path),
+                                          limit=self._max_import_size, expect=item.size)
+        except StorageError as e:
+            return f"cannot read it from the bucket now: {e}"
         if data is None:
             return "removed while the bucket was listed"
         temp = os.path.join(self.temp_dir, f"import-{secrets.token_hex(8)}")
@@ -681,17 +745,15 @@ class S3Storage:
         change = Change(int(self._clock.seconds() * 1000), self.instance,
                         next(self._numbers), filename)
         key = change.key(self._layout)
-        self._seen[key] = change.when
 
         def failed(failure):
             self._unannounced.add(filename)
             log.warn("Cannot tell other instances yet that {filename} changed: {error}",
                      filename=filename, error=failure.getErrorMessage())
 
-        d = ensureDeferred(self._client.put(key, b"", {"content-type": "application/octet-stream"}))
+        d = self._background(self._client.put(
+            key, b"", {"content-type": "application/octet-stream"}))
         d.addErrback(failed)
-        self._pending.add(d)
-        d.addBoth(lambda _: self._pending.discard(d))
         return d
 
     def settle(self):
@@ -712,7 +774,7 @@ class S3Storage:
         """Whether the index must be checked against a full listing (see L{reconcile})."""
         return self._reconcile_since is not None
 
-    async def _poll(self, paths=None):
+    async def _poll(self, starting=False):
         now = self._clock.seconds()
         if self._cursor is None:
             self._cursor = now
@@ -727,36 +789,49 @@ class S3Storage:
             await self._announce(filename)
         layout = self._layout
         start = int((self._cursor - LOOKBACK) * 1000)
-        changed = set()
+        seen, changed = {}, set()
         keys = await self._listing(layout.changes_prefix, changes_start_after(layout, start))
-        # At start-up (paths given) every marker counts, this instance's too:
-        # the snapshot may predate them.
-        starting = paths is not None
         for item in keys:
             if item.key in self._seen and not starting:
                 continue
             change = Change.parse(layout, item.key)
             if change is None:
                 continue
-            self._seen[item.key] = change.when
-            if change.instance != self.instance or starting:
-                changed.add(change.filename)
+            seen[item.key] = change.when
+            # This server's own changes count too: reading the state again
+            # after a change corrects a poll that read it just before.
+            changed.add(change.filename)
+        results = []
+        for filename in sorted(changed):
+            results.append(await self._state_of(filename))
+        # Only now is the look complete: a failure above leaves the cursor
+        # where it was, so the next poll reads the same markers again.
+        self._seen.update(seen)
         self._cursor = now
         self._last_poll = now
         horizon = (now - 2 * LOOKBACK) * 1000
         self._seen = {k: when for k, when in self._seen.items() if when >= horizon}
-        results = []
-        for filename in sorted(changed):
-            results.append(await self._state_of(filename, (paths or {}).get(filename)))
-        await self._maybe_clean(now)
+        if self._last_cleanup is None or now - self._last_cleanup >= 3600:
+            self._last_cleanup = now
+            self._background(self._clean(now))
         return results
+
+    def synced_at(self):
+        """When the index last took in every change in the bucket (L{None}: never)."""
+        return self._last_poll
+
+    def _background(self, coroutine):
+        d = ensureDeferred(coroutine)
+        self._pending.add(d)
+        d.addBoth(lambda _: self._pending.discard(d))
+        return d
 
     async def _state_of(self, filename, path=None):
         """A file's state as the bucket holds it now."""
         layout, client = self._layout, self._client
         if await client.head(layout.deleted_key(filename)) is not None:
             return Changed(filename, None, True)
-        path = path or filename
+        path = path or self._paths.get(filename, filename)
         headers = await client.head(layout.file_key(path))
         if headers is None:
             return Changed(filename, None, False)
@@ -768,11 +843,8 @@ class S3Storage:
             record = attrs.evolve(record, yanked=yank_reason(marker))
         return Changed(filename, record, False)
 
-    async def _maybe_clean(self, now):
-        """Remove change markers past their retention, about once an hour."""
-        if self._last_cleanup is not None and now - self._last_cleanup < 3600:
-            return
-        self._last_cleanup = now
+    async def _clean(self, now):
+        """Remove change markers past their retention (about once an hour)."""
         cutoff = int((now - MARKER_RETENTION) * 1000)
         layout = self._layout
         try:
@@ -784,6 +856,77 @@ class S3Storage:
                     await self._client.delete(item.key)
         except StorageError as e:
             log.warn("Cannot remove old change markers: {error}", error=str(e))
+
+
+class _IdleGuard:
+    """
+    A relayed answer whose body is cut short when the store sends nothing
+    for C{timeout} seconds (while the client is reading: a pause for a
+    slow client does not count), so a stalled store cannot hold a download
+    open for ever. The relay then closes the client's connection.
+    """
+
+    def __init__(self, response, clock, timeout):
+        self._response = response
+        self._clock = clock
+        self._timeout = timeout
+
+    def deliverBody(self, protocol):
+        """Deliver the body to C{protocol}, watched."""
+        self._response.deliverBody(_IdleProtocol(protocol, self._clock, self._timeout))
+
+
+class _IdleProtocol:
+    """Passes a body on, and stops it after a silence (see L{_IdleGuard})."""
+
+    def __init__(self, inner, clock, timeout):
+        self._inner = inner
+        self._clock = clock
+        self._timeout = timeout
+        self._timer = None
+        self.transport = None
+
+    def makeConnection(self, transport):
+        self.transport = transport
+        self._inner.makeConnection(self)
+        self._arm()
+
+    def dataReceived(self, data):
+        self._arm()
+        self._inner.dataReceived(data)
+
+    def connectionLost(self, reason):
+        self._disarm()
+        self._inner.connectionLost(reason)
+
+    # The transport the inner protocol sees: pauses stop the watch.
+
+    def pauseProducing(self):
+        self._disarm()
+        self.transport.pauseProducing()
+
+    def resumeProducing(self):
+        self._arm()
+        self.transport.resumeProducing()
+
+    def stopProducing(self):
+        self._disarm()
+        self.transport.stopProducing()
+
+    def _arm(self):
+        self._disarm()
+        self._timer = self._clock.callLater(self._timeout, self._expired)
+
+    def _disarm(self):
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def _expired(self):
+        self._timer = None
+        log.warn("S3 sent nothing for {seconds} s: cutting the download short",
+                 seconds=self._timeout)
+        self.transport.stopProducing()
 
 
 class _Serial:

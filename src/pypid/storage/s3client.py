@@ -12,6 +12,7 @@ L{StorageError}s, which the web layer answers with 503.
 
 import xml.etree.ElementTree as ET
 from hashlib import sha256
+from urllib.parse import unquote
 
 import attrs
 from twisted.internet.defer import CancelledError, Deferred, DeferredSemaphore, ensureDeferred
@@ -106,12 +107,16 @@ class ListPage:
 def parse_list(body):
     """Parse a C{ListObjectsV2} answer into a L{ListPage}."""
     root = _parse(body, "a listing")
+    # Asked for with encoding-type=url (keys may hold characters XML cannot):
+    # decoded only when the store says it encoded them.
+    encoded = (_text(root, "EncodingType") or "").lower() == "url"
+    decode = unquote if encoded else (lambda text: text)
     keys = []
     for item in _all(root, "Contents"):
-        keys.append(Listed(_text(item, "Key"), int(_text(item, "Size") or 0),
+        keys.append(Listed(decode(_text(item, "Key")), int(_text(item, "Size") or 0),
                            (_text(item, "ETag") or "").strip('"'),
                            _text(item, "LastModified") or ""))
-    prefixes = tuple(_text(p, "Prefix") for p in _all(root, "CommonPrefixes"))
+    prefixes = tuple(decode(_text(p, "Prefix")) for p in _all(root, "CommonPrefixes"))
     truncated = (_text(root, "IsTruncated") or "").lower() == "true"
     token = _text(root, "NextContinuationToken") if truncated else None
     return ListPage(tuple(keys), prefixes, token)
@@ -297,8 +302,14 @@ class S3Client:
         self._timeout = timeout
         self.limit = DeferredSemaphore(parallel)
 
+    @property
+    def timeout(self):
+        """The deadline of one call, in seconds."""
+        return self._timeout
+
     async def call(self, method, key="", params=(), headers=None, body=b"",
-                   payload_sha256=None, ok=(200,), limit=1 << 20, stream=False, retry=True):
+                   payload_sha256=None, ok=(200,), limit=1 << 20, stream=False, retry=True,
+                   expect=0):
         """
         Make one call, retrying (when C{retry}) after a failure of the store.
 
@@ -308,6 +319,8 @@ class S3Client:
         @param limit: the most bytes of answer to read.
         @param stream: leave an answer of status 200 or 206 unread, in
             C{S3Response.stream}, for the caller to relay.
+        @param expect: the size of the answer expected, which extends the
+            deadline like the size of a body sent does.
         @rtype: L{S3Response}
         @raise S3Error: for another 4xx.
         @raise S3Unavailable: when the store fails.
@@ -317,7 +330,7 @@ class S3Client:
         while True:
             try:
                 return await self._call_once(method, key, params, headers, body,
-                                             payload_sha256, ok, limit, stream)
+                                             payload_sha256, ok, limit, stream, expect)
             except S3Unavailable:
                 if attempt >= len(delays):
                     raise
@@ -325,7 +338,7 @@ class S3Client:
                 attempt += 1
 
     async def _call_once(self, method, key, params, headers, body, payload_sha256, ok, limit,
-                         stream):
+                         stream, expect=0):
         url = self.bucket.url(key, params)
         if callable(body):
             data = body()
@@ -337,7 +350,7 @@ class S3Client:
                 payload_sha256 = sha256(body).hexdigest()
         signed = sign(self._credentials.current(), self.bucket.region, method, url,
                       headers, payload_sha256 or EMPTY_SHA256)
-        deadline = self._timeout + size / _MIN_RATE
+        deadline = self._timeout + (size + expect) / _MIN_RATE
         current = [None]
         timed_out = []
 
@@ -352,6 +365,8 @@ class S3Client:
             try:
                 response = await current[0]
             except CancelledError:
+                if not timed_out:
+                    raise  # cancelled by the caller: no answer is wanted
                 raise S3Unavailable(f"S3 did not answer {method} within {deadline:.0f} s")
             except Exception as e:
                 raise S3Unavailable(f"cannot reach S3 at {self.bucket.endpoint}: "
@@ -365,6 +380,8 @@ class S3Client:
             try:
                 content = await current[0]
             except CancelledError:
+                if not timed_out:
+                    raise
                 raise S3Unavailable(f"S3 did not finish its answer to {method} within "
                                     f"{deadline:.0f} s")
         finally:
@@ -373,7 +390,7 @@ class S3Client:
         if code in ok:
             return S3Response(code, head, content)
         error, message = parse_error(code, content)
-        if code >= 500:
+        if code >= 500 or error == "ConditionalRequestConflict":
             raise S3Unavailable(f"S3 failed: {code} {error}")
         raise S3Error(code, error, message)
 
@@ -384,9 +401,9 @@ class S3Client:
         response = await self.call("HEAD", key, ok=(200, 404))
         return response.headers if response.code == 200 else None
 
-    async def get(self, key, limit=1 << 20):
-        """A small object's bytes, or L{None} when there is no such object."""
-        response = await self.call("GET", key, ok=(200, 404), limit=limit)
+    async def get(self, key, limit=1 << 20, expect=0):
+        """An object's bytes (up to C{limit}), or L{None} when there is no such object."""
+        response = await self.call("GET", key, ok=(200, 404), limit=limit, expect=expect)
         return response.body if response.code == 200 else None
 
     async def put(self, key, body, headers=None, if_none_match=False):
@@ -416,7 +433,8 @@ class S3Client:
         """
         token = None
         while True:
-            params = [("list-type", "2"), ("prefix", prefix), ("max-keys", "1000")]
+            params = [("list-type", "2"), ("prefix", prefix), ("max-keys", "1000"),
+                      ("encoding-type", "url")]
             if token is not None:
                 params.append(("continuation-token", token))
             elif start_after:

@@ -87,10 +87,12 @@ class Bucket:
     def url(self, key="", params=()):
         """The URL of an object (or of the bucket, with no key)."""
         parts = urlsplit(self.endpoint)
+        # An endpoint may sit under a path (a store behind a proxy).
+        path = parts.path.rstrip("/")
         if self.addressing == "virtual":
-            base = f"{parts.scheme}://{self.name}.{parts.netloc}/"
+            base = f"{parts.scheme}://{self.name}.{parts.netloc}{path}/"
         else:
-            base = f"{parts.scheme}://{parts.netloc}/{self.name}/"
+            base = f"{parts.scheme}://{parts.netloc}{path}/{self.name}/"
         url = base + quote_key(key)
         if params:
             url += "?" + query_string(params)

@@ -280,10 +280,14 @@ class PypidApp:
         except FileExists as e:
             if e.sha256 != part.sha256:
                 raise BadRequest(_exists_message(upload.filename, e.sha256))
-            # The same bytes are stored but not indexed (put there by hand
-            # while the server ran): keep their record, then index them.
-            stored = record
-            await self._storage_call(self._storage.update, record)
+            if e.record is not None:
+                # Stored through another server: index it as storage has it.
+                stored = e.record
+            else:
+                # The same bytes are stored but not indexed (put there by hand
+                # while the server ran): keep their record, then index them.
+                stored = record
+                await self._storage_call(self._storage.update, record)
         except FilenameDeleted:
             raise _deleted(upload.filename)
         except StorageError as e:
