@@ -16,6 +16,7 @@ import argparse
 import concurrent.futures
 import json
 import os
+import random
 import shutil
 import signal
 import statistics
@@ -138,9 +139,14 @@ class Server:
         self.process.wait(60)
 
 
-def convergence(one, two, rounds, prefix):
+def convergence(one, two, rounds, prefix, interval):
+    """
+    Upload through C{one} at a random moment of C{two}'s poll cycle and time
+    until C{two} lists the project.
+    """
     times = []
     for i in range(rounds):
+        time.sleep(random.uniform(0, interval))
         filename, data = make_wheel(f"{prefix}-{i}", "1.0")
         answer = upload(one, filename, data)
         assert answer.status == 200, answer.body
@@ -205,7 +211,8 @@ def main():
                          sync_interval=interval)
             one.start()
             two.start()
-            times = convergence(one, two, options.rounds, f"converge-{interval}")
+            times = convergence(one, two, options.rounds, f"converge-{interval}",
+                                float(interval))
             results[f"convergence_sync_{interval}s"] = {
                 "median": round(statistics.median(times), 2), "max": round(max(times), 2),
                 "all": [round(t, 2) for t in times]}

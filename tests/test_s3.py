@@ -416,6 +416,18 @@ class S3StorageTests(S3Case):
             self.assertEqual(change.record, reconciled.records[change.filename],
                              "a marker read again reports the state as it is")
 
+    async def test_store_without_conditional_writes_refused(self):
+        """A store that ignores If-None-Match stops prepare() with a clear StorageError."""
+        storage = self.storage_on()
+        original = storage._client.put
+
+        async def ignoring(key, body, headers=None, if_none_match=False):
+            return await original(key, body, headers)
+        storage._client.put = ignoring
+        error = await self.assertFailure(storage.prepare(), StorageError)
+        self.assertIn("ignores conditional writes", str(error))
+        self.assertEqual(self.keys(PREFIX + ".pypid/"), [], "the probe is removed")
+
     async def test_missing_bucket(self):
         """prepare() on a bucket that does not exist fails with a clear StorageError."""
         storage = self.storage_on(bucket="pypid-no-such-bucket")

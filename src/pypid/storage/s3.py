@@ -222,6 +222,30 @@ class S3Storage:
             raise StorageError(f"cannot use the bucket {bucket.name}: {e}")
         except S3Unavailable as e:
             raise StorageError(f"cannot use the bucket {bucket.name}: {e}")
+        await self._check_conditional_writes()
+
+    async def _check_conditional_writes(self):
+        """
+        Refuse a store that ignores C{If-None-Match: *} (some S3-compatible
+        stores did, until recently): on it, two uploads of one filename
+        would silently overwrite each other.
+        """
+        key = self._layout.prefix + f".pypid/probe/{self.instance}"
+        client = self._client
+        try:
+            await client.put(key, b"1", if_none_match=True)
+            second = await client.put(key, b"2", if_none_match=True)
+        except StorageError as e:
+            raise StorageError(f"cannot write to the bucket {client.bucket.name}: {e}")
+        finally:
+            try:
+                await client.delete(key)
+            except StorageError:
+                pass
+        if second:
+            raise StorageError(
+                f"the store at {client.bucket.endpoint} ignores conditional writes "
+                "(If-None-Match: *); pypid needs them so that no upload overwrites another")
 
     def close(self):
         """
