@@ -30,6 +30,7 @@ import os
 import secrets
 import uuid
 import xml.etree.ElementTree as ET
+import zlib
 from functools import partial
 from urllib.parse import quote
 
@@ -70,6 +71,9 @@ log = Logger()
 MIN_PART = 5 << 20
 MAX_PARTS = 10000
 
+#: The snapshot kept in the bucket is read up to this size (compressed).
+SNAPSHOT_LIMIT = 256 << 20
+
 #: Core metadata objects are read up to this size.
 METADATA_LIMIT = 16 << 20
 
@@ -89,6 +93,15 @@ CLOCK_MARGIN = 60.0
 
 #: How many objects a rebuild reads at once.
 PARALLEL_READS = 16
+
+
+def _gunzip(data, limit):
+    """Decompress gzip C{data}, refusing more than C{limit} bytes of output."""
+    inflater = zlib.decompressobj(wbits=31)
+    out = inflater.decompress(data, limit)
+    if inflater.unconsumed_tail:
+        raise ValueError(f"more than {limit} bytes once decompressed")
+    return out
 
 
 def _unlink(path):
@@ -557,12 +570,13 @@ class S3Storage:
         async def load():
             if not self._bucket_snapshot:
                 return None
-            packed = await self._client.get(self._layout.snapshot_key, limit=1 << 30)
+            packed = await self._client.get(self._layout.snapshot_key, limit=SNAPSHOT_LIMIT,
+                                            expect=SNAPSHOT_LIMIT // 16)
             if packed is None:
                 return None
             try:
-                return await self._run(gzip.decompress, packed)
-            except (OSError, EOFError) as e:
+                return await self._run(_gunzip, packed, SNAPSHOT_LIMIT * 16)
+            except (OSError, EOFError, ValueError, zlib.error) as e:
                 log.warn("Ignoring the snapshot in the bucket: {error}", error=str(e))
                 return None
         return ensureDeferred(load())
