@@ -16,12 +16,11 @@ from urllib.parse import unquote
 
 import attrs
 from twisted.internet.defer import CancelledError, Deferred, DeferredSemaphore, ensureDeferred
-from twisted.internet.protocol import Protocol
-from twisted.web.client import Agent, HTTPConnectionPool, ResponseDone, _HTTP11ClientFactory
-from twisted.web.http import PotentialDataLoss
+from twisted.web.client import Agent, HTTPConnectionPool, _HTTP11ClientFactory
 from twisted.web.iweb import IBodyProducer
 from zope.interface import implementer
 
+from pypid import bodies
 from pypid.storage.interface import StorageError
 from pypid.storage.s3sign import EMPTY_SHA256, sign
 
@@ -217,50 +216,16 @@ class FileRangeProducer:
         self.resumeProducing()
 
 
-class _Collect(Protocol):
-    """Collects a body up to a limit; beyond it, the transfer is stopped."""
-
-    def __init__(self, limit, done):
-        self._limit = limit
-        self._done = done
-        self._parts = []
-        self._size = 0
-        self._over = False
-
-    def dataReceived(self, data):
-        if self._over:
-            return
-        self._size += len(data)
-        if self._size > self._limit:
-            self._over = True
-            self.transport.stopProducing()
-            return
-        self._parts.append(data)
-
-    def connectionLost(self, reason):
-        if self._done.called:
-            return
-        if self._over:
-            self._done.errback(S3Unavailable(f"S3 sent more than {self._limit} bytes"))
-        elif reason.check(ResponseDone, PotentialDataLoss):
-            self._done.callback(b"".join(self._parts))
-        else:
-            self._done.errback(S3Unavailable(
-                f"the answer from S3 was cut short: {reason.getErrorMessage()}"))
-
-
 def read_body(response, limit):
-    """Read a response's body, failing when it is longer than C{limit}."""
-    collector = None
+    """Read an answer's body, failing with L{S3Unavailable} beyond C{limit}."""
+    d = bodies.read_body(response, limit)
 
-    def cancel(d):
-        if collector is not None and collector.transport is not None:
-            collector.transport.stopProducing()
-
-    done = Deferred(cancel)
-    collector = _Collect(limit, done)
-    response.deliverBody(collector)
-    return done
+    def failed(failure):
+        failure.trap(bodies.BodyError)
+        if failure.check(bodies.BodyTooLarge):
+            raise S3Unavailable(f"S3 sent more than {limit} bytes")
+        raise S3Unavailable(f"the answer from S3 was {failure.getErrorMessage()}")
+    return d.addErrback(failed)
 
 
 class _QuietFactory(_HTTP11ClientFactory):

@@ -1,0 +1,108 @@
+"""
+Reading HTTP answers from other servers (S3, an upstream index) with
+limits: a size cap, so a misbehaving server cannot grow our memory, and an
+idle deadline, so one that stops sending midway cannot hold a request for
+ever (a deadline on the headers alone does not cover the body).
+"""
+
+from twisted.internet.defer import Deferred
+from twisted.internet.protocol import Protocol
+from twisted.web.client import ResponseDone
+from twisted.web.http import PotentialDataLoss
+
+
+class BodyError(Exception):
+    """The body could not be read whole."""
+
+
+class BodyTooLarge(BodyError):
+    """The body is longer than the limit; the transfer was stopped."""
+
+
+class BodyCutShort(BodyError):
+    """The connection ended before the body did."""
+
+
+class BodyStalled(BodyError):
+    """Nothing arrived for the idle deadline; the transfer was stopped."""
+
+
+class _Collect(Protocol):
+    """Collects a body up to a limit, watching for silence."""
+
+    def __init__(self, limit, done, clock, idle):
+        self._limit = limit
+        self._done = done
+        self._clock = clock
+        self._idle = idle
+        self._timer = None
+        self._parts = []
+        self._size = 0
+        self._error = None
+
+    def connectionMade(self):
+        self._arm()
+
+    def dataReceived(self, data):
+        if self._error is not None:
+            return
+        self._size += len(data)
+        if self._size > self._limit:
+            self._stop(BodyTooLarge(f"more than {self._limit} bytes"))
+            return
+        self._parts.append(data)
+        self._arm()
+
+    def connectionLost(self, reason):
+        self._disarm()
+        if self._done.called:
+            return
+        if self._error is not None:
+            self._done.errback(self._error)
+        elif reason.check(ResponseDone, PotentialDataLoss):
+            self._done.callback(b"".join(self._parts))
+        else:
+            self._done.errback(BodyCutShort(f"cut short: {reason.getErrorMessage()}"))
+
+    def _stop(self, error):
+        self._error = error
+        self._disarm()
+        self.transport.stopProducing()
+
+    def _arm(self):
+        if self._clock is None or self._idle is None:
+            return
+        self._disarm()
+        self._timer = self._clock.callLater(self._idle, self._stalled)
+
+    def _disarm(self):
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def _stalled(self):
+        self._timer = None
+        self._stop(BodyStalled(f"nothing for {self._idle:g} s"))
+
+
+def read_body(response, limit, clock=None, idle=None):
+    """
+    Read a response's body.
+
+    @param limit: the most bytes accepted.
+    @param clock: with C{idle}, the clock of the idle deadline.
+    @param idle: seconds without data after which the transfer is stopped.
+    @return: a L{Deferred} firing with the bytes, or failing with a
+        L{BodyError}; cancelling it stops the transfer.
+    """
+    collector = None
+
+    def cancel(d):
+        if collector is not None and collector.transport is not None:
+            collector._disarm()
+            collector.transport.stopProducing()
+
+    done = Deferred(cancel)
+    collector = _Collect(limit, done, clock, idle)
+    response.deliverBody(collector)
+    return done
