@@ -106,3 +106,11 @@ def read_body(response, limit, clock=None, idle=None):
     collector = _Collect(limit, done, clock, idle)
     response.deliverBody(collector)
     return done
+
+
+def describe(error):
+    """A short reason for a failed request (Twisted's client wraps the causes)."""
+    reasons = getattr(error, "reasons", None)
+    if reasons:
+        return "; ".join(r.getErrorMessage() for r in reasons)
+    return str(error) or type(error).__name__

@@ -335,7 +335,7 @@ class S3Client:
                 raise S3Unavailable(f"S3 did not answer {method} within {deadline:.0f} s")
             except Exception as e:
                 raise S3Unavailable(f"cannot reach S3 at {self.bucket.endpoint}: "
-                                    f"{_reason(e)}")
+                                    f"{bodies.describe(e)}")
             code = response.code
             head = {name.decode("latin-1").lower(): values[0].decode("latin-1")
                     for name, values in response.headers.getAllRawHeaders()}
@@ -419,9 +419,3 @@ async def _sleep(clock, seconds):
     clock.callLater(seconds, d.callback, None)
     await d
 
-
-def _reason(error):
-    reasons = getattr(error, "reasons", None)
-    if reasons:
-        return "; ".join(r.getErrorMessage() for r in reasons)
-    return str(error) or type(error).__name__
