@@ -17,6 +17,7 @@ from pypid.config import (
     Config,
     ConfigError,
     S3Config,
+    UpstreamConfig,
     load_config,
     parse_duration,
     parse_override,
@@ -25,6 +26,31 @@ from pypid.config import (
 from tests.fakes import FAST
 
 ALICE_HASH = hash_password("secret", FAST)
+
+
+def _shipped_example():
+    """Return the text of C{etc/pypid.ini}, or L{None} when this checkout has none."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    path = os.path.join(here, "etc", "pypid.ini")
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+def _uncomment_section(text, section):
+    """
+    Uncomment the commented-out C{#[section]} block of C{text}: its header and
+    its C{#key = value} lines, up to the next section header, commented or not.
+    """
+    lines = text.split("\n")
+    start = lines.index(f"#[{section}]")
+    lines[start] = f"[{section}]"
+    for i in range(start + 1, len(lines)):
+        if lines[i].startswith(("[", "#[")):
+            break
+        lines[i] = re.sub(r"^#([a-z_]+ =)", r"\1", lines[i])
+    return "\n".join(lines)
 
 
 class _ConfigMixin:
@@ -111,20 +137,16 @@ class DefaultsTests(SynchronousTestCase):
         self.assertEqual(config.storage, defaults.storage)
         self.assertEqual(config.s3, defaults.s3)
         self.assertEqual(config.auth, defaults.auth)
+        self.assertEqual(config.upstream, defaults.upstream)
         self.assertEqual(list(config.users), ["admin"])
 
     def test_shipped_s3_example(self):
         """The commented-out [s3] example in C{etc/pypid.ini} loads once uncommented."""
-        here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        path = os.path.join(here, "etc", "pypid.ini")
-        if not os.path.exists(path):
+        text = _shipped_example()
+        if text is None:
             self.skipTest("no etc/pypid.ini in this checkout")
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
         self.assertIn("\n#[s3]\n", text)
-        text = text.replace("\n#[s3]\n", "\n[s3]\n").replace("\nbackend = local\n",
-                                                             "\nbackend = s3\n")
-        text = re.sub(r"(?m)^#([a-z_]+ =)", r"\1", text)
+        text = _uncomment_section(text, "s3").replace("\nbackend = local\n", "\nbackend = s3\n")
         uncommented = os.path.abspath(self.mktemp())
         with open(uncommented, "w", encoding="utf-8") as f:
             f.write(text)
@@ -133,6 +155,43 @@ class DefaultsTests(SynchronousTestCase):
         self.assertEqual(config.s3.bucket, "pypid-packages")
         defaults = load_config(None).s3
         self.assertEqual(attrs.evolve(config.s3, bucket=""), defaults)
+
+    def test_upstream_defaults(self):
+        """Without an [upstream] section there is no upstream, and every key has its default."""
+        upstream = load_config(None).upstream
+        self.assertIsInstance(upstream, UpstreamConfig)
+        self.assertEqual(upstream, UpstreamConfig(
+            mode="none",
+            url=None,
+            ttl=600.0,
+            offline=False,
+            private=(),
+            merge=(),
+            min_age=0.0,
+            min_age_exempt=(),
+            hosts=(),
+            timeout=10.0,
+            max_page_size=20 << 20,
+        ))
+        self.assertRaises(Exception, setattr, upstream, "mode", "cache")
+
+    def test_shipped_upstream_example(self):
+        """The commented-out [upstream] example in C{etc/pypid.ini} loads once uncommented."""
+        text = _shipped_example()
+        if text is None:
+            self.skipTest("no etc/pypid.ini in this checkout")
+        self.assertIn("\n#[upstream]\n", text)
+        uncommented = os.path.abspath(self.mktemp())
+        with open(uncommented, "w", encoding="utf-8") as f:
+            f.write(_uncomment_section(text, "upstream"))
+        config = load_config(uncommented)
+        self.assertEqual(config.upstream.mode, "cache")
+        self.assertEqual(config.upstream.url, "https://upstream.example/simple/")
+        self.assertEqual(config.upstream.hosts, ("upstream.example",))
+        defaults = load_config(None)
+        self.assertEqual(attrs.evolve(config.upstream, mode="none", url=None, hosts=()),
+                         defaults.upstream)
+        self.assertEqual(config.s3, defaults.s3)
 
 
 class FileTests(_ConfigMixin, SynchronousTestCase):
@@ -286,7 +345,7 @@ class ErrorTests(_ConfigMixin, SynchronousTestCase):
         """An unknown section is named, with the list of sections."""
         message = self.refused("[server]\nthreads = 4\n")
         self.assertIn("[server]: unknown section", message)
-        for section in ("[pypid]", "[storage]", "[auth]", "[users]"):
+        for section in ("[pypid]", "[storage]", "[s3]", "[auth]", "[upstream]", "[users]"):
             self.assertIn(section, message)
 
     def test_unknown_key(self):
@@ -876,3 +935,323 @@ class SecretReprTests(_ConfigMixin, SynchronousTestCase):
         text = repr(load_config(None).s3)
         self.assertIn("secret_key=None", text)
         self.assertIn("session_token=None", text)
+
+
+class UpstreamTests(_ConfigMixin, SynchronousTestCase):
+    """Tests for each key of the C{[upstream]} section on its own."""
+
+    def upstream(self, text):
+        """Load a file with an C{[upstream]} section of C{text}; return its L{UpstreamConfig}."""
+        return load_config(self.write("[upstream]\n" + textwrap.dedent(text))).upstream
+
+    def refused_upstream(self, key, value):
+        """Assert C{key = value} in C{[upstream]} is refused naming file and key; return it."""
+        message = self.refused(f"[upstream]\n{key} = {value}\n")
+        self.assertIn(f": [upstream] {key}: ", message)
+        return message
+
+    def test_every_key(self):
+        """Every key of the section is read and parsed."""
+        upstream = self.upstream("""
+            mode = Cache
+            url = https://upstream.example/simple
+            ttl = 1h
+            offline = yes
+            private = acme-* Corp.*
+                internal_tool
+            merge = shared-lib
+            min_age = 7d
+            min_age_exempt = acme-*
+                security.fixes
+            hosts = files.upstream.example mirror.upstream.example:8443
+            timeout = 5s
+            max_page_size = 5M
+            """)
+        self.assertEqual(upstream, UpstreamConfig(
+            mode="cache",
+            url="https://upstream.example/simple/",
+            ttl=3600.0,
+            offline=True,
+            private=("acme-*", "corp-*", "internal-tool"),
+            merge=("shared-lib",),
+            min_age=604800.0,
+            min_age_exempt=("acme-*", "security-fixes"),
+            hosts=("upstream.example", "files.upstream.example", "mirror.upstream.example:8443"),
+            timeout=5.0,
+            max_page_size=5 << 20,
+        ))
+
+    def test_mode(self):
+        """C{mode} is none, redirect or cache, in any case."""
+        self.assertEqual(self.upstream("mode = NONE\n").mode, "none")
+        config = self.upstream("mode = Redirect\nurl = https://upstream.example/simple/\n")
+        self.assertEqual(config.mode, "redirect")
+        config = self.upstream("mode = cache\nurl = https://upstream.example/simple/\n")
+        self.assertEqual(config.mode, "cache")
+
+    def test_bad_mode(self):
+        """Another mode is refused, listing the allowed ones."""
+        for value in ("proxy", "fallback", "", "yes"):
+            message = self.refused_upstream("mode", value)
+            self.assertIn("expected one of: none, redirect, cache", message)
+
+    def test_url(self):
+        """The URL keeps exactly one trailing slash; its scheme and host are lowercased."""
+        cases = {
+            "https://upstream.example/simple/": "https://upstream.example/simple/",
+            "https://upstream.example/simple": "https://upstream.example/simple/",
+            "https://upstream.example/simple///": "https://upstream.example/simple/",
+            "https://upstream.example": "https://upstream.example/",
+            "https://upstream.example/": "https://upstream.example/",
+            "HTTPS://Upstream.EXAMPLE/Simple/": "https://upstream.example/Simple/",
+            "http://127.0.0.1:8081/simple/": "http://127.0.0.1:8081/simple/",
+            "http://localhost:8081/root/pypi/+simple/": "http://localhost:8081/root/pypi/+simple/",
+            "https://upstream.example/simple/%7Eteam": "https://upstream.example/simple/%7Eteam/",
+        }
+        for value, url in cases.items():
+            self.assertEqual(self.upstream(f"url = {value}\n").url, url, value)
+        self.assertIsNone(self.upstream("url =\n").url)
+
+    def test_bad_url(self):
+        """Other schemes, no host, a query, a fragment or a bad host or port are refused."""
+        for value in ("ftp://upstream.example/simple/", "upstream.example/simple/",
+                      "https://", "https:///simple/", "https://upstream.example/?a=1",
+                      "https://upstream.example/simple/?", "https://upstream.example/#x",
+                      "https://upstream.example/simple/#", "https://upstream.example:0/",
+                      "https://upstream.example:99999/", "https://upstream.example:port/",
+                      "https://upstream.example:/", "https://[::1]:8081/simple/",
+                      "https://upstream_example/", "https://-upstream.example/",
+                      "https://upstream..example/", "https://999.1.1.1/",
+                      "https://upstream.example/a b/", "https://upstream.example/\x7f"):
+            message = self.refused_upstream("url", value)
+            self.assertIn("expected the upstream's simple index root: an http:// or https:// "
+                          "URL with a host and no query or fragment, such as "
+                          "https://upstream.example/simple/", message)
+
+    def test_url_credentials(self):
+        """A user name or password in the URL is refused, saying why, without repeating it."""
+        for value in ("https://alice:hunter2-secret@upstream.example/simple/",
+                      "https://hunter2-secret@upstream.example/simple/",
+                      "https://:hunter2-secret@upstream.example/"):
+            message = self.refused_upstream("url", value)
+            self.assertIn("a user name or password in the URL is not allowed: it would show "
+                          "in logs and error messages", message)
+            self.assertNotIn("hunter2-secret", message)
+        e = self.assertRaises(ConfigError, load_config, None, [
+            ("upstream", "url", "https://alice:hunter2-secret@upstream.example/")])
+        self.assertTrue(str(e).startswith("--set upstream.url: [upstream] url: a user name "
+                                          "or password"), str(e))
+        self.assertNotIn("hunter2-secret", str(e))
+
+    def test_durations(self):
+        """ttl and timeout are durations."""
+        upstream = self.upstream("ttl = 90\ntimeout = 1.5m\n")
+        self.assertEqual((upstream.ttl, upstream.timeout), (90.0, 90.0))
+        self.assertEqual(self.upstream("ttl = 1d\n").ttl, 86400.0)
+
+    def test_bad_durations(self):
+        """A bad ttl or timeout is refused with the allowed forms; zero is refused too."""
+        for key in ("ttl", "timeout"):
+            for value in ("soon", "-1", "5 minutes", "", "1h30m"):
+                message = self.refused_upstream(key, value)
+                self.assertIn("expected a duration such as 30 (seconds)", message)
+            self.assertIn("expected a duration greater than 0", self.refused_upstream(key, "0"))
+
+    def test_offline(self):
+        """C{offline} is a yes/no switch, with the usual spellings, in any case."""
+        for value in ("yes", "TRUE", "on", "1"):
+            self.assertIs(self.upstream(f"offline = {value}\n").offline, True, value)
+        for value in ("No", "false", "OFF", "0"):
+            self.assertIs(self.upstream(f"offline = {value}\n").offline, False, value)
+        message = self.refused_upstream("offline", "sometimes")
+        self.assertIn("expected yes or no (or true/false, on/off, 1/0)", message)
+
+    def test_patterns(self):
+        """Names and globs are normalized like project names, keeping their glob characters."""
+        cases = {
+            "": (),
+            "acme-*": ("acme-*",),
+            "corp.*": ("corp-*",),
+            "Corp_*  corp-*\n  CORP.*": ("corp-*",),
+            "My__Project.Name": ("my-project-name",),
+            "acme-?? lib[0-9] *._internal": ("acme-??", "lib[0-9]", "*-internal"),
+            "[Aa]cme-tool": ("[aa]cme-tool",),
+            "*": ("*",),
+        }
+        for key in ("private", "merge", "min_age_exempt"):
+            for value, patterns in cases.items():
+                upstream = self.upstream(f"{key} = {value}\n")
+                self.assertEqual(getattr(upstream, key), patterns, (key, value))
+
+    def test_patterns_on_lines(self):
+        """Patterns may be given one per line, as a multi-line value."""
+        upstream = self.upstream("""
+            private =
+                acme-*
+                corp.*  internal-tool
+            """)
+        self.assertEqual(upstream.private, ("acme-*", "corp-*", "internal-tool"))
+
+    def test_bad_patterns(self):
+        """Other characters, unclosed brackets and separator-only patterns are refused, quoted."""
+        for key in ("private", "merge", "min_age_exempt"):
+            for value in ("acme,corp", "acme/*", "acme!", "[!a]cme", "café", "acme+1"):
+                message = self.refused_upstream(key, value)
+                self.assertIn(f"{value!r}: expected project names or patterns of letters, "
+                              "digits, '-', '_', '.' and the glob characters", message)
+            for value in ("acme[", "acme]", "a[]b", "[[a]]", "a[b[c]"):
+                message = self.refused_upstream(key, value)
+                self.assertIn(f"{value!r}: every '[' must be closed by a ']'", message)
+            for value in ("-", "._-", "..."):
+                message = self.refused_upstream(key, value)
+                self.assertIn(f"{value!r}: not a project name or pattern", message)
+            message = self.refused_upstream(key, "acme-* corp,*")
+            self.assertIn("'corp,*'", message)
+
+    def test_min_age(self):
+        """C{min_age} is a duration, or 0 or empty for off (stored as 0.0)."""
+        cases = {"": 0.0, "0": 0.0, "0s": 0.0, "0.0d": 0.0, "7d": 604800.0, "12h": 43200.0,
+                 "90": 90.0}
+        for value, seconds in cases.items():
+            min_age = self.upstream(f"min_age = {value}\n").min_age
+            self.assertEqual(min_age, seconds, value)
+            self.assertIsInstance(min_age, float)
+
+    def test_bad_min_age(self):
+        """A min_age that is not a duration is refused, saying 0 turns it off."""
+        for value in ("a week", "-1d", "1w", "7d12h", "off"):
+            message = self.refused_upstream("min_age", value)
+            self.assertIn("expected a duration such as 30 (seconds), 30s, 5m, 12h, 7d or 1.5h; "
+                          "or 0 (or empty) for off", message)
+
+    def test_hosts(self):
+        """Hosts are lowercased and follow the URL's host, once each; a port is kept."""
+        url = "url = https://upstream.example/simple/\n"
+        self.assertEqual(self.upstream(url).hosts, ("upstream.example",))
+        upstream = self.upstream(url + "hosts = Files.Upstream.Example\n"
+                                       "  10.0.0.7:8080 upstream.example files.upstream.example\n")
+        self.assertEqual(upstream.hosts, ("upstream.example", "files.upstream.example",
+                                          "10.0.0.7:8080"))
+        upstream = self.upstream("url = http://127.0.0.1:8081/simple/\n"
+                                 "hosts = 127.0.0.1:8082 localhost:08081\n")
+        self.assertEqual(upstream.hosts, ("127.0.0.1:8081", "127.0.0.1:8082", "localhost:8081"))
+
+    def test_hosts_without_url(self):
+        """Without a URL (mode = none) the hosts are only the listed ones."""
+        self.assertEqual(self.upstream("hosts =\n").hosts, ())
+        self.assertEqual(self.upstream("hosts = files.upstream.example\n").hosts,
+                         ("files.upstream.example",))
+
+    def test_bad_hosts(self):
+        """A host that is not a host name or IPv4 address, or a bad port, is refused, quoted."""
+        for value in ("upstream_example", "-upstream.example", "upstream-.example",
+                      "upstream..example", ".upstream.example", "upstream.example.",
+                      "[::1]", "::1", "999.0.0.1", "10.0.0", "upstream.example:0",
+                      "upstream.example:65536", "upstream.example:", "upstream.example:http",
+                      "a" * 64 + ".example", "upstréam.example", "upstream.example:80:81"):
+            message = self.refused_upstream("hosts", value)
+            self.assertIn(f"{value!r}: expected a host name of letters, digits, '.' and '-', "
+                          "or an IPv4 address, with an optional :port from 1 to 65535", message)
+        for value in ("https://files.upstream.example/", "alice:secret@files.upstream.example"):
+            message = self.refused_upstream("hosts", value)
+            self.assertIn("expected host names (with an optional :port), not URLs", message)
+            self.assertNotIn("secret", message)
+
+    def test_max_page_size(self):
+        """C{max_page_size} is a size, as for max_upload_size."""
+        self.assertEqual(self.upstream("max_page_size = 512K\n").max_page_size, 512 << 10)
+        self.assertEqual(self.upstream("max_page_size = 1G\n").max_page_size, 1 << 30)
+        for value in ("huge", "0", "1.5M"):
+            message = self.refused_upstream("max_page_size", value)
+            self.assertIn("expected a size", message)
+
+
+class UpstreamCrossKeyTests(_ConfigMixin, SynchronousTestCase):
+    """Tests for the checks between C{[upstream]} keys, blamed on the file or on C{--set}."""
+
+    def set_refused(self, overrides, path=None):
+        """Assert C{overrides} are refused; return the one-line message."""
+        e = self.assertRaises(ConfigError, load_config, path, overrides)
+        self.assertNotIn("\n", str(e))
+        return str(e)
+
+    def test_url_required(self):
+        """With mode redirect or cache, a missing URL is refused, naming [upstream] url."""
+        for mode in ("redirect", "cache"):
+            message = self.refused(f"[upstream]\nmode = {mode}\n")
+            self.assertIn(f": [upstream] url: required for mode = {mode}: set it to the "
+                          "upstream's simple index root, such as "
+                          "https://upstream.example/simple/, or set mode = none", message)
+            message = self.refused(f"[upstream]\nmode = {mode}\nurl =\n")
+            self.assertIn(": [upstream] url: required", message)
+
+    def test_url_required_blames_set(self):
+        """The missing URL is blamed on the C{--set} that chose the mode, or emptied the URL."""
+        message = self.set_refused([("upstream", "mode", "cache")])
+        self.assertEqual(message, "--set upstream.mode: [upstream] url: required for mode = "
+                                  "cache: set it to the upstream's simple index root, such as "
+                                  "https://upstream.example/simple/, or set mode = none")
+        path = self.write("[upstream]\nmode = redirect\nurl = https://upstream.example/simple/\n")
+        message = self.set_refused([("upstream", "url", "")], path)
+        self.assertTrue(message.startswith("--set upstream.url: [upstream] url: required"),
+                        message)
+        path = self.write("[upstream]\nmode = cache\n")
+        message = self.set_refused([("upstream", "ttl", "1h")], path)
+        self.assertTrue(message.startswith(f"{path}: [upstream] url: required"), message)
+
+    def test_url_optional_without_upstream(self):
+        """With mode = none the URL may be empty, or set and kept for later."""
+        self.assertIsNone(load_config(self.write("[upstream]\nmode = none\n")).upstream.url)
+        upstream = load_config(self.write(
+            "[upstream]\nurl = https://upstream.example/simple/\n")).upstream
+        self.assertEqual((upstream.mode, upstream.url),
+                         ("none", "https://upstream.example/simple/"))
+
+    def test_patterns_without_upstream(self):
+        """private, merge and min_age_exempt are accepted with mode = none."""
+        upstream = load_config(self.write("""
+            [upstream]
+            mode = none
+            private = acme-*
+            merge = shared-lib
+            min_age = 7d
+            min_age_exempt = acme-*
+            """)).upstream
+        self.assertEqual((upstream.private, upstream.merge, upstream.min_age_exempt),
+                         (("acme-*",), ("shared-lib",), ("acme-*",)))
+
+    def test_private_and_merge(self):
+        """A pattern in both private and merge is refused, naming both keys."""
+        message = self.refused("""
+            [upstream]
+            private = acme-* corp.*
+            merge = shared-lib Corp_*
+            """)
+        self.assertIn(": [upstream] merge: 'corp-*' is also in [upstream] private: a private "
+                      "name never shows upstream files, so it cannot be merged; remove it "
+                      "from one of the two", message)
+        message = self.set_refused([("upstream", "private", "Shared.Lib")],
+                                   self.write("[upstream]\nmerge = shared-lib\n"))
+        self.assertTrue(message.startswith("--set upstream.private: [upstream] merge: "
+                                           "'shared-lib' is also in [upstream] private"), message)
+        message = self.set_refused([("upstream", "merge", "acme-*")],
+                                   self.write("[upstream]\nprivate = acme-*\n"))
+        self.assertTrue(message.startswith("--set upstream.merge: [upstream] merge:"), message)
+
+    def test_private_and_merge_apart(self):
+        """Different patterns in private and merge, and a private min_age exemption, are fine."""
+        upstream = load_config(self.write("""
+            [upstream]
+            private = acme-*
+            merge = acme
+            min_age_exempt = acme-*
+            """)).upstream
+        self.assertEqual((upstream.private, upstream.merge), (("acme-*",), ("acme",)))
+
+    def test_set_upstream(self):
+        """The whole section can come from C{--set}, without a file."""
+        upstream = load_config(None, [("upstream", "mode", "redirect"),
+                                      ("upstream", "url", "http://127.0.0.1:8081/simple")]
+                               ).upstream
+        self.assertEqual((upstream.mode, upstream.url, upstream.hosts),
+                         ("redirect", "http://127.0.0.1:8081/simple/", ("127.0.0.1:8081",)))
