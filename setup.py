@@ -13,7 +13,7 @@ setup(
     package_dir={"": "src"},
     # "twisted.plugins" is listed explicitly: find_packages() would drop the
     # dropin from wheels (it is a namespace without an __init__.py on purpose).
-    packages=["pypid", "pypid.storage", "pypid.web", "twisted.plugins"],
+    packages=["pypid", "pypid.storage", "pypid.upstream", "pypid.web", "twisted.plugins"],
     package_data={"twisted.plugins": ["pypid_plugin.py"]},
     install_requires=[
         "twisted>=24.7",

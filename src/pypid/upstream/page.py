@@ -1,0 +1,646 @@
+"""
+Upstream project pages, parsed into the values the upstream cache keeps.
+
+An upstream index answers a project page in PEP 691 JSON or in PEP 503 HTML;
+L{parse_page} reads either form into one L{UpstreamPage}, so nothing past
+this module needs to know which one arrived. Both forms are untrusted input:
+every entry is checked on its own, and an entry this module will not pass on
+(a filename that is not a distribution, a file of another project, no usable
+sha256, a URL that is not http(s), a repeated filename) is listed in
+L{UpstreamPage.skipped} with a reason instead of failing the whole page, the
+way pip and uv ignore links they cannot use. Only a page that cannot be read
+at all raises L{UpstreamPageError}.
+
+Nothing here does I/O: the caller fetches the bytes, passes the response's
+content type, final URL and C{X-PyPI-Last-Serial} header, and decides what
+to do with the result.
+"""
+
+import datetime
+import json
+import re
+from html.parser import HTMLParser
+from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
+
+import attrs
+
+from pypid.names import InvalidName, is_valid_name, normalize, parse_filename
+
+#: Media types read as PEP 691 JSON. Plain C{application/json} is accepted
+#: because some proxies and older servers label the same body that way.
+JSON_TYPES = frozenset({"application/vnd.pypi.simple.v1+json", "application/json"})
+
+#: Media types read as PEP 503 HTML (C{text/html} is the v1 alias, PEP 691).
+HTML_TYPES = frozenset({"text/html", "application/vnd.pypi.simple.v1+html"})
+
+#: The only API major version understood; PEP 629 tells clients to refuse a
+#: higher one rather than guess at its meaning.
+API_MAJOR = 1
+
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+# Whitespace and control characters have no place in a URL; a server that
+# meant a space would have written %20. (Surrounding whitespace is stripped
+# first, as browsers and pip do for href values.)
+_BAD_URL_CHARACTERS = re.compile(r"[\x00-\x20\x7f]")
+_URL_STRIP = " \t\n\r\f"
+_API_VERSION = re.compile(r"(\d+)(?:\.\d+)*")
+_SERIAL_COMMENT = re.compile(r"SERIAL\s+(\d+)")
+_DIGITS = re.compile(r"[0-9]+")
+_UPLOAD_TIME = re.compile(
+    r"(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)?",
+    re.IGNORECASE,
+)
+# Warehouse's heading and title say "Links for <name>".
+_LINKS_FOR = re.compile(r"\s*Links\s+for\s+(.*?)\s*", re.IGNORECASE | re.DOTALL)
+
+
+class UpstreamPageError(ValueError):
+    """An upstream project page that cannot be read at all."""
+
+
+@attrs.frozen(kw_only=True)
+class UpstreamFile:
+    """
+    One file an upstream page lists, checked and ready to be cached.
+
+    The fields are those of L{pypid.model.FileRecord} that an upstream can
+    tell us before the file is fetched, so that pypid can serve the page
+    again with nothing lost, and check the bytes against C{sha256} when the
+    file is first downloaded.
+
+    @ivar filename: the distribution's filename, safe as a storage name.
+    @ivar url: the absolute http(s) URL to fetch it from, without fragment;
+        only URLs listed on a page are ever fetched, so this is the list.
+    @ivar sha256: the lowercase hex digest the upstream promises; required,
+        since a file that cannot be checked must not be cached.
+    @ivar requires_python: the file's C{Requires-Python}, or L{None}.
+    @ivar yanked: L{None} when not yanked, otherwise the reason (possibly
+        empty), as in L{pypid.model.FileRecord.yanked}; PEP 592 forbids
+        mirroring a yanked file without its flag.
+    @ivar metadata_sha256: L{None} when the upstream offers no separate core
+        metadata, C{""} when it offers it without a sha256, otherwise the
+        lowercase hex digest of the C{.metadata} file.
+    @ivar size: the size in bytes, or L{None} if the upstream does not say.
+    @ivar upload_time: POSIX timestamp of the upload, or L{None} if the
+        upstream does not say (or says it unreadably).
+    @ivar project: the normalized project name, read from the filename.
+    @ivar version: the normalized version, read from the filename.
+    @ivar packagetype: L{pypid.names.WHEEL} or L{pypid.names.SDIST}.
+    """
+
+    filename: str
+    url: str
+    sha256: str
+    project: str
+    version: str
+    packagetype: str
+    requires_python: str | None = None
+    yanked: str | None = None
+    metadata_sha256: str | None = None
+    size: int | None = None
+    upload_time: float | None = None
+
+
+@attrs.frozen(kw_only=True)
+class UpstreamPage:
+    """
+    An upstream project page, reduced to what pypid serves again.
+
+    @ivar project: the normalized project name the page was asked for.
+    @ivar name: the project's display name as the upstream spells it, or
+        the normalized name when the page does not say.
+    @ivar files: the accepted L{UpstreamFile}s, sorted by filename so that
+        two fetches of an unchanged page compare equal.
+    @ivar skipped: C{(filename or href, reason)} for each refused entry, in
+        page order, so the cache can log why a file is missing.
+    @ivar last_serial: the upstream's change serial (warehouse's
+        C{_last-serial}), or L{None} when it gives none.
+    """
+
+    project: str
+    name: str
+    files: tuple = ()
+    skipped: tuple = ()
+    last_serial: int | None = None
+
+
+def _quote(value, limit=80):
+    """
+    Quote an upstream-supplied value for an error message, cut short: such
+    messages end up in logs and 502 bodies, and the upstream controls them.
+    """
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class _Refused(Exception):
+    """An entry of the page that is not passed on; the message says why."""
+
+
+def parse_page(body, content_type, page_url, project, last_serial_header=None):
+    """
+    Parse an upstream project page in whichever form it arrived.
+
+    @param body: the response body.
+    @type body: L{bytes}
+    @param content_type: the response's C{Content-Type} header; it picks the
+        form, and for HTML its C{charset} (UTF-8 when absent, as pip does).
+    @param page_url: the URL the page was finally fetched from; relative file
+        URLs are resolved against it (and against C{<base href>} in HTML).
+    @param project: the project the page was asked for.
+    @param last_serial_header: the C{X-PyPI-Last-Serial} header, if any; a
+        serial in the body itself wins.
+    @rtype: L{UpstreamPage}
+    @raise UpstreamPageError: for an unsupported content type, an API major
+        version other than 1, or a body that cannot be read.
+    """
+    project = normalize(project)
+    media_type, params = _split_content_type(content_type)
+    if media_type in JSON_TYPES:
+        name, entries, serial = _read_json(body, page_url, project)
+    elif media_type in HTML_TYPES:
+        name, entries, serial = _read_html(body, params.get("charset"), page_url, project)
+    else:
+        raise UpstreamPageError(f"unsupported content type {_quote(content_type)}")
+    if serial is None:
+        serial = _serial(last_serial_header)
+    files, skipped = _check_entries(entries, project)
+    return UpstreamPage(
+        project=project,
+        name=name,
+        files=tuple(sorted(files, key=lambda f: f.filename)),
+        skipped=tuple(skipped),
+        last_serial=serial,
+    )
+
+
+def effective_files(page, now, min_age):
+    """
+    Split a page's files into those old enough to serve and those hidden by
+    the cooldown, which protects clients from freshly published releases.
+
+    With C{min_age > 0}, a file whose upload time is unknown is hidden: with
+    no time to judge by, it cannot be shown to be old enough, and a cooldown
+    that a server could skip by leaving out C{upload-time} would protect
+    nothing. (pip's C{--uploaded-prior-to} and uv's C{--exclude-newer} make
+    the same choice.)
+
+    @param now: the current POSIX time.
+    @param min_age: the cooldown in seconds; C{0} hides nothing.
+    @return: C{(kept, hidden)}, two tuples of L{UpstreamFile} in page order.
+    @raise ValueError: if C{min_age} is negative.
+    """
+    if min_age < 0:
+        raise ValueError(f"min_age must not be negative, not {min_age!r}")
+    if min_age == 0:
+        return tuple(page.files), ()
+    newest = now - min_age
+    kept, hidden = [], []
+    for f in page.files:
+        if f.upload_time is not None and f.upload_time <= newest:
+            kept.append(f)
+        else:
+            hidden.append(f)
+    return tuple(kept), tuple(hidden)
+
+
+def _split_content_type(content_type):
+    """Return the lowercase media type and a dict of lowercase-named parameters."""
+    media_type, *rest = (content_type or "").split(";")
+    params = {}
+    for param in rest:
+        key, _, value = param.partition("=")
+        params[key.strip().lower()] = value.strip().strip('"')
+    return media_type.strip().lower(), params
+
+
+def _serial(value):
+    """A serial from a header, or L{None} when absent or not a number."""
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
+    if isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
+        return int(value.strip())
+    return None
+
+
+def _check_api_version(value, what):
+    """
+    Refuse a page whose API major version is not 1 (PEP 629).
+
+    @raise UpstreamPageError: on another major version or a malformed one.
+    """
+    match = _API_VERSION.fullmatch(value.strip()) if isinstance(value, str) else None
+    if match is None:
+        raise UpstreamPageError(f"invalid {what} {_quote(value)}")
+    if int(match.group(1)) != API_MAJOR:
+        raise UpstreamPageError(
+            f"unsupported {what} {_quote(value)}: only major version {API_MAJOR} is understood"
+        )
+
+
+def _resolve_url(base, ref):
+    """
+    Resolve a file reference against its base and keep only http(s) URLs,
+    since anything else (C{javascript:}, C{data:}, C{ftp:}) is not something
+    pypid will fetch.
+
+    @return: the absolute URL without fragment, and the fragment.
+    @raise _Refused: for an unusable URL.
+    """
+    ref = ref.strip(_URL_STRIP)
+    if _BAD_URL_CHARACTERS.search(ref):
+        raise _Refused("the URL contains whitespace or control characters")
+    try:
+        parts = urlsplit(urljoin(base, ref))
+        parts.port  # raises ValueError for a malformed port
+    except ValueError:
+        raise _Refused("the URL is malformed")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise _Refused("not an absolute http(s) URL")
+    return urlunsplit(parts._replace(fragment="")), parts.fragment
+
+
+def _sha256(value):
+    """
+    Return a valid sha256 hex digest, lowercased.
+
+    @raise _Refused: when C{value} is missing or not 64 hex digits, since a
+        file whose bytes cannot be checked must not be cached.
+    """
+    if value is None:
+        raise _Refused("no sha256 hash")
+    if not isinstance(value, str) or not _SHA256.fullmatch(value):
+        raise _Refused("the sha256 hash is not 64 hex digits")
+    return value.lower()
+
+
+def _upload_time(value):
+    """
+    Read an ISO 8601 upload time (PEP 700: C{yyyy-mm-ddThh:mm:ss[.ffffff]Z})
+    into a POSIX timestamp. Offsets other than Z and times without a zone
+    (taken as UTC, which PEP 700 mandates) are accepted; anything unreadable
+    gives L{None}, as the upload time is informative, not essential.
+    """
+    if not isinstance(value, str):
+        return None
+    match = _UPLOAD_TIME.fullmatch(value.strip())
+    if match is None:
+        return None
+    year, month, day, hour, minute, second, fraction, zone = match.groups()
+    tz = datetime.timezone.utc
+    if zone and zone.upper() != "Z":
+        sign = -1 if zone[0] == "-" else 1
+        tz = datetime.timezone(
+            sign * datetime.timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6]))
+        )
+    try:
+        when = datetime.datetime(
+            int(year), int(month), int(day), int(hour), int(minute), int(second),
+            int((fraction or "0")[:6].ljust(6, "0")), tzinfo=tz,
+        )
+    except ValueError:
+        return None
+    return when.timestamp()
+
+
+def _size(value):
+    """
+    A size in bytes from a JSON number or an HTML attribute's digits, or
+    L{None} for anything else: the size is checked again on download, so a
+    missing one costs nothing but an early refusal.
+    """
+    if isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
+        return int(value.strip())
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return None
+
+
+def _metadata_digest(name, value):
+    """
+    The C{metadata_sha256} of one advertised hash of the core metadata:
+    the digest for a valid sha256, C{""} for another algorithm (the metadata
+    exists but cannot be checked by sha256), and L{None} for a malformed
+    sha256, because advertising a C{.metadata} file that cannot be verified
+    or fetched breaks pip, while advertising none only makes clients
+    download the whole file.
+    """
+    if name == "sha256":
+        try:
+            return _sha256(value)
+        except _Refused:
+            return None
+    return ""
+
+
+def _json_metadata(entry):
+    """
+    The C{metadata_sha256} of a JSON entry: PEP 714's C{core-metadata},
+    falling back to PEP 658's C{dist-info-metadata} (and the
+    C{data-dist-info-metadata} spelling warehouse once sent) only when the
+    new key is absent, as PEP 714 tells clients to do.
+    """
+    for key in ("core-metadata", "dist-info-metadata", "data-dist-info-metadata"):
+        if key in entry:
+            value = entry[key]
+            break
+    else:
+        return None
+    if value is True:
+        return ""
+    if isinstance(value, dict):
+        if "sha256" in value:
+            return _metadata_digest("sha256", value["sha256"])
+        return ""
+    return None
+
+
+def _html_metadata(attributes):
+    """
+    The C{metadata_sha256} of an HTML anchor: C{data-core-metadata}, falling
+    back to C{data-dist-info-metadata}, whose value is C{true} or
+    C{<hashname>=<hexdigest>}; any other value advertises nothing.
+    """
+    for key in ("data-core-metadata", "data-dist-info-metadata"):
+        if key in attributes:
+            value = attributes[key]
+            break
+    else:
+        return None
+    value = (value or "").strip()
+    if value == "true":
+        return ""
+    name, sep, digest = value.partition("=")
+    if sep and name and digest:
+        return _metadata_digest(name.lower(), digest)
+    return None
+
+
+def _read_json(body, page_url, project):
+    """
+    Read a PEP 691 project page.
+
+    @return: the display name, the entries for L{_check_entries}, and the
+        serial from C{meta._last-serial} (or L{None}).
+    @raise UpstreamPageError: if the body is not a PEP 691 v1 project page.
+    """
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError) as e:
+        raise UpstreamPageError(f"the page is not valid JSON: {e}")
+    if not isinstance(data, dict):
+        raise UpstreamPageError("the page is not a JSON object")
+    meta = data.get("meta")
+    if not isinstance(meta, dict) or "api-version" not in meta:
+        raise UpstreamPageError("the page has no meta.api-version")
+    _check_api_version(meta["api-version"], "api-version")
+    serial = meta.get("_last-serial")
+    if not isinstance(serial, int) or isinstance(serial, bool) or serial < 0:
+        serial = None
+    name = data.get("name", project)
+    if not isinstance(name, str):
+        raise UpstreamPageError("the page's name is not a string")
+    if normalize(name) != project:
+        # Every file would be refused anyway; saying so once is clearer.
+        raise UpstreamPageError(f"the page is for project {_quote(name)}, not {project!r}")
+    files = data.get("files")
+    if not isinstance(files, list):
+        raise UpstreamPageError("the page has no files list")
+    entries = [_json_entry(i, entry, page_url) for i, entry in enumerate(files)]
+    return name, entries, serial
+
+
+def _json_entry(index, entry, page_url):
+    """
+    Turn one element of a JSON C{files} list into an entry for
+    L{_check_entries}: C{(label, filename, fields, reason)}.
+    """
+    label = f"files[{index}]"
+    if not isinstance(entry, dict):
+        return label, None, None, "the entry is not a JSON object"
+    filename = entry.get("filename")
+    if not isinstance(filename, str):
+        url = entry.get("url")
+        return (url if isinstance(url, str) else label), None, None, "the entry has no filename"
+    try:
+        url = entry.get("url")
+        if not isinstance(url, str):
+            raise _Refused("the entry has no url")
+        url, _fragment = _resolve_url(page_url, url)
+        hashes = entry.get("hashes")
+        if not isinstance(hashes, dict):
+            raise _Refused("the entry's hashes are not a JSON object")
+        sha256 = _sha256(hashes.get("sha256"))
+        requires_python = entry.get("requires-python")
+        if requires_python is not None and not isinstance(requires_python, str):
+            raise _Refused("requires-python is not a string")
+        yanked = entry.get("yanked", False)
+        if yanked is True:
+            yanked = ""
+        elif yanked is False or yanked is None:
+            yanked = None
+        elif not isinstance(yanked, str):
+            raise _Refused("yanked is neither a boolean nor a string")
+    except _Refused as e:
+        return filename, filename, None, str(e)
+    fields = dict(
+        url=url,
+        sha256=sha256,
+        requires_python=requires_python or None,
+        yanked=yanked,
+        metadata_sha256=_json_metadata(entry),
+        # PEP 700 makes size a JSON number; a string is not one.
+        size=None if isinstance(entry.get("size"), str) else _size(entry.get("size")),
+        upload_time=_upload_time(entry.get("upload-time")),
+    )
+    return filename, filename, fields, None
+
+
+class _PageParser(HTMLParser):
+    """
+    Collect what a PEP 503 page holds: anchors, the first C{<base href>},
+    the repository version, the title and first heading, and warehouse's
+    C{<!--SERIAL n-->} comment.
+    """
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.anchors = []
+        self.base = None
+        self.repository_version = None
+        self.title = None
+        self.heading = None
+        self.serial = None
+        self._text = None
+        self._text_tag = None
+
+    def handle_starttag(self, tag, attrs):
+        """Record anchors, the base URL and the version meta tag."""
+        attributes = {}
+        for key, value in attrs:
+            # HTML gives the first of repeated attributes precedence.
+            attributes.setdefault(key, value)
+        if tag == "a" and "href" in attributes:
+            self.anchors.append(attributes)
+        elif tag == "base" and self.base is None and attributes.get("href") is not None:
+            self.base = attributes["href"]
+        elif (tag == "meta" and self.repository_version is None
+                and (attributes.get("name") or "").lower() == "pypi:repository-version"):
+            self.repository_version = attributes.get("content") or ""
+        elif tag == "title" and self.title is None and self._text is None:
+            self._text, self._text_tag = [], tag
+        elif tag == "h1" and self.heading is None and self._text is None:
+            self._text, self._text_tag = [], tag
+
+    def handle_endtag(self, tag):
+        """Finish the title or heading text."""
+        if self._text is not None and tag == self._text_tag:
+            text = "".join(self._text)
+            if tag == "h1":
+                self.heading = text
+            else:
+                self.title = text
+            self._text = self._text_tag = None
+
+    def handle_data(self, data):
+        """Gather the title or heading text."""
+        if self._text is not None:
+            self._text.append(data)
+
+    def handle_comment(self, data):
+        """Read warehouse's serial comment."""
+        match = _SERIAL_COMMENT.fullmatch(data.strip())
+        if match and self.serial is None:
+            self.serial = int(match.group(1))
+
+
+def _html_name(parser, project):
+    """
+    The display name from the title or first heading ("Links for <name>"),
+    or the normalized project name when neither names this project.
+    """
+    for text in (parser.title, parser.heading):
+        if text is None:
+            continue
+        match = _LINKS_FOR.fullmatch(text)
+        candidate = match.group(1) if match else text.strip()
+        if is_valid_name(candidate) and normalize(candidate) == project:
+            return candidate
+    return project
+
+
+def _read_html(body, charset, page_url, project):
+    """
+    Read a PEP 503 project page.
+
+    @return: the display name, the entries for L{_check_entries}, and the
+        serial from warehouse's comment (or L{None}).
+    @raise UpstreamPageError: if the body cannot be decoded or parsed, or
+        announces a repository version other than 1.x.
+    """
+    charset = charset or "utf-8"
+    try:
+        text = body.decode(charset)
+    except LookupError:
+        raise UpstreamPageError(f"unknown charset {_quote(charset)}")
+    except UnicodeDecodeError:
+        raise UpstreamPageError(f"the page is not valid {_quote(charset)[1:-1]}")
+    parser = _PageParser()
+    try:
+        parser.feed(text)
+        parser.close()
+    except (AssertionError, ValueError) as e:
+        # html.parser still raises AssertionError on some broken markup
+        # (an unknown marked section such as "<![foo[").
+        raise UpstreamPageError(f"the page is not valid HTML: {e}")
+    if parser.repository_version is not None:
+        _check_api_version(parser.repository_version, "pypi:repository-version")
+    base = page_url
+    if parser.base is not None:
+        base = urljoin(page_url, parser.base.strip(_URL_STRIP))
+    entries = [_html_entry(attributes, base) for attributes in parser.anchors]
+    return _html_name(parser, project), entries, parser.serial
+
+
+def _html_entry(attributes, base):
+    """
+    Turn one anchor into an entry for L{_check_entries}: the filename is the
+    href's last path segment, percent-decoded (as uv reads it), and the
+    sha256 comes from the C{#sha256=} fragment.
+    """
+    href = attributes.get("href") or ""
+    try:
+        url, fragment = _resolve_url(base, href)
+    except _Refused as e:
+        return href, None, None, str(e)
+    filename = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
+    if not filename:
+        return href, None, None, "the URL does not end in a filename"
+    # The fragment is "<hashname>=<hex>", possibly after other "&"-separated
+    # pairs such as "egg=", which pip also tolerates.
+    hashes = {}
+    for pair in fragment.split("&"):
+        key, sep, value = pair.partition("=")
+        if sep:
+            hashes.setdefault(key.lower(), value)
+    try:
+        sha256 = _sha256(hashes.get("sha256"))
+    except _Refused as e:
+        return filename, filename, None, str(e)
+    yanked = None
+    if "data-yanked" in attributes:
+        yanked = attributes["data-yanked"] or ""
+    fields = dict(
+        url=url,
+        sha256=sha256,
+        requires_python=attributes.get("data-requires-python") or None,
+        yanked=yanked,
+        metadata_sha256=_html_metadata(attributes),
+        size=_size(attributes.get("data-size")),
+        upload_time=_upload_time(attributes.get("data-upload-time")),
+    )
+    return filename, filename, fields, None
+
+
+def _check_entries(entries, project):
+    """
+    Check each entry the same way whichever form it came from.
+
+    The first entry naming a filename decides for it: later ones with the
+    same filename are skipped even when the first was refused, so that a
+    page cannot be read two ways depending on which entry is valid.
+
+    @param entries: C{(label, filename or None, fields or None, reason or
+        None)} tuples in page order.
+    @return: C{(files, skipped)} lists.
+    """
+    files, skipped, seen = [], [], set()
+    for label, filename, fields, reason in entries:
+        if filename is not None:
+            if filename in seen:
+                skipped.append((label, "duplicate filename"))
+                continue
+            seen.add(filename)
+        if reason is not None:
+            skipped.append((label, reason))
+            continue
+        try:
+            parsed = parse_filename(filename, legacy=True)
+        except InvalidName as e:
+            skipped.append((label, f"not a distribution filename: {e}"))
+            continue
+        if parsed.project != project:
+            skipped.append(
+                (label, f"the file belongs to project {parsed.project!r}, not {project!r}")
+            )
+            continue
+        files.append(
+            UpstreamFile(
+                filename=filename,
+                project=parsed.project,
+                version=parsed.version,
+                packagetype=parsed.packagetype,
+                **fields,
+            )
+        )
+    return files, skipped
