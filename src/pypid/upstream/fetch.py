@@ -141,7 +141,7 @@ class UpstreamClient:
         raise UpstreamError("the upstream redirected too many times")
 
     async def _request(self, url, headers):
-        d = self._http.request(b"GET", url.encode("ascii"), headers=headers,
+        d = self._http.request("GET", url, headers=headers,
                                allow_redirects=False, unbuffered=True)
         timer = self._clock.callLater(self._timeout, d.cancel)
         try:

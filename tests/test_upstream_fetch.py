@@ -1,0 +1,217 @@
+"""
+Tests of L{pypid.upstream.fetch}: the upstream client, against an upstream
+played by a Twisted resource through treq's in-memory StubTreq.
+"""
+
+import json
+
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.resource import Resource
+from treq.testing import StubTreq
+
+from pypid.upstream.fetch import (
+    ACCEPT,
+    UpstreamClient,
+    UpstreamError,
+    UpstreamNotFound,
+    host_allowed,
+)
+from tests.distributions import make_wheel
+
+INDEX = "https://upstream.example/simple/"
+HOSTS = ("upstream.example", "files.upstream.example")
+WHEEL = make_wheel("holy-grail", "1.0")
+SHA = __import__("hashlib").sha256(WHEEL[1]).hexdigest()
+
+
+def json_page(url=f"https://files.upstream.example/f/{WHEEL[0]}"):
+    """A PEP 691 page listing the wheel."""
+    return json.dumps({
+        "meta": {"api-version": "1.1", "_last-serial": 7},
+        "name": "holy-grail",
+        "files": [{"filename": WHEEL[0], "url": url, "hashes": {"sha256": SHA},
+                   "requires-python": ">=3.8", "yanked": False, "size": len(WHEEL[1])}],
+        "versions": ["1.0"],
+    }).encode()
+
+
+class Upstream(Resource):
+    """Answers from a table of path -> (status, headers, body); records requests."""
+
+    isLeaf = True
+
+    def __init__(self):
+        Resource.__init__(self)
+        self.routes = {}
+        self.requests = []
+
+    def render_GET(self, request):
+        self.requests.append((request.getHost(), request.uri.decode(),
+                              request.getHeader(b"accept")))
+        host = request.getHeader(b"host").decode()
+        status, headers, body = self.routes.get(
+            (host, request.uri.decode()), (404, {}, b"not here"))
+        request.setResponseCode(status)
+        for name, value in headers.items():
+            request.setHeader(name, value)
+        return body
+
+
+class HostAllowedTests(SynchronousTestCase):
+    """L{host_allowed}: only http(s) URLs on the configured hosts."""
+
+    def test_default_ports(self):
+        """A host without a port allows the scheme's default port only."""
+        self.assertTrue(host_allowed("https://upstream.example/x", HOSTS))
+        self.assertTrue(host_allowed("http://upstream.example:80/x", HOSTS))
+        self.assertFalse(host_allowed("https://upstream.example:8443/x", HOSTS))
+
+    def test_explicit_port(self):
+        """C{host:port} allows that port only."""
+        hosts = ("127.0.0.1:8081",)
+        self.assertTrue(host_allowed("http://127.0.0.1:8081/simple/", hosts))
+        self.assertFalse(host_allowed("http://127.0.0.1:8082/simple/", hosts))
+        self.assertFalse(host_allowed("http://127.0.0.1/simple/", hosts))
+
+    def test_refused(self):
+        """Other hosts, other schemes, credentials and bad ports are refused."""
+        for url in ("https://evil.example/x", "ftp://upstream.example/x",
+                    "https://user@upstream.example/x", "https://upstream.example:99999/x",
+                    "file:///etc/passwd", "https://upstream.example.evil.example/x"):
+            self.assertFalse(host_allowed(url, HOSTS), url)
+
+    def test_case(self):
+        """Host names compare without case."""
+        self.assertTrue(host_allowed("https://UPSTREAM.example/x", HOSTS))
+
+
+class ClientTests(SynchronousTestCase):
+    """L{UpstreamClient} pages and files."""
+
+    def setUp(self):
+        self.upstream = Upstream()
+        self.stub = StubTreq(self.upstream)
+        self.clock = Clock()
+        self.client = UpstreamClient(self.stub, self.clock, INDEX, HOSTS, timeout=5,
+                                     max_page_size=1 << 16)
+
+    def route(self, url, status=200, headers=None, body=b""):
+        """Make the upstream answer C{url}."""
+        from urllib.parse import urlsplit
+        parts = urlsplit(url)
+        self.upstream.routes[(parts.netloc, parts.path)] = (status, headers or {}, body)
+
+    def result(self, coroutine):
+        """Run C{coroutine} against the stub; return its Deferred once settled."""
+        d = ensureDeferred(coroutine)
+        self.stub.flush()
+        return d
+
+    def test_json_page(self):
+        """A PEP 691 page is asked for with the right Accept and parsed."""
+        self.route(INDEX + "holy-grail/", headers={
+            b"content-type": b"application/vnd.pypi.simple.v1+json"}, body=json_page())
+        page = self.successResultOf(self.result(self.client.page("holy-grail")))
+        self.assertEqual([f.filename for f in page.files], [WHEEL[0]])
+        self.assertEqual(page.files[0].sha256, SHA)
+        self.assertEqual(page.last_serial, 7)
+        self.assertEqual(self.upstream.requests[0][2].decode(), ACCEPT)
+
+    def test_html_page(self):
+        """An HTML page is parsed too, relative links resolved against it."""
+        body = (f'<html><body><a href="../../f/{WHEEL[0]}#sha256={SHA}" '
+                f'data-requires-python="&gt;=3.8">{WHEEL[0]}</a></body></html>').encode()
+        self.route(INDEX + "holy-grail/", headers={b"content-type": b"text/html"}, body=body)
+        page = self.successResultOf(self.result(self.client.page("holy-grail")))
+        self.assertEqual(page.files[0].url, f"https://upstream.example/f/{WHEEL[0]}")
+        self.assertEqual(page.files[0].requires_python, ">=3.8")
+
+    def test_not_found(self):
+        """A 404 is L{UpstreamNotFound}."""
+        self.route(INDEX + "nothing/", status=404)
+        self.failureResultOf(self.result(self.client.page("nothing")), UpstreamNotFound)
+
+    def test_server_error(self):
+        """A 5xx is an L{UpstreamError} naming the status."""
+        self.route(INDEX + "holy-grail/", status=503, body=b"down")
+        failure = self.failureResultOf(self.result(self.client.page("holy-grail")),
+                                       UpstreamError)
+        self.assertIn("503", str(failure.value))
+
+    def test_too_large(self):
+        """A page over the size cap is refused."""
+        self.route(INDEX + "holy-grail/", headers={b"content-type": b"text/html"},
+                   body=b"<html>" + b" " * (1 << 17) + b"</html>")
+        failure = self.failureResultOf(self.result(self.client.page("holy-grail")),
+                                       UpstreamError)
+        self.assertIn("more than", str(failure.value))
+
+    def test_unusable_page(self):
+        """An answer that is not an index page (another content type) is refused."""
+        self.route(INDEX + "holy-grail/", headers={b"content-type": b"image/png"}, body=b"x")
+        failure = self.failureResultOf(self.result(self.client.page("holy-grail")),
+                                       UpstreamError)
+        self.assertIn("unusable", str(failure.value))
+
+    def test_redirect_within_hosts(self):
+        """A redirect to an allowed host is followed, and the final URL is the base."""
+        self.route(INDEX + "holy-grail/", status=301,
+                   headers={b"location": b"https://files.upstream.example/idx/holy-grail/"})
+        body = f'<a href="{WHEEL[0]}#sha256={SHA}">x</a>'.encode()
+        self.route("https://files.upstream.example/idx/holy-grail/",
+                   headers={b"content-type": b"text/html"}, body=body)
+        page = self.successResultOf(self.result(self.client.page("holy-grail")))
+        self.assertEqual(page.files[0].url,
+                         f"https://files.upstream.example/idx/holy-grail/{WHEEL[0]}")
+
+    def test_redirect_elsewhere_refused(self):
+        """A redirect to another host is not followed."""
+        self.route(INDEX + "holy-grail/", status=302,
+                   headers={b"location": b"https://evil.example/holy-grail/"})
+        failure = self.failureResultOf(self.result(self.client.page("holy-grail")),
+                                       UpstreamError)
+        self.assertIn("evil.example", str(failure.value))
+        self.assertEqual(len(self.upstream.requests), 1)
+
+    def test_open_file(self):
+        """A file on an allowed host is opened, its body left to the caller."""
+        url = f"https://files.upstream.example/f/{WHEEL[0]}"
+        self.route(url, body=WHEEL[1])
+        response = self.successResultOf(self.result(self.client.open(url)))
+        self.assertEqual(response.code, 200)
+
+    def test_open_refuses_other_hosts(self):
+        """A file URL on a host not allowed is refused without a request."""
+        failure = self.failureResultOf(
+            self.result(self.client.open("https://evil.example/x.whl")), UpstreamError)
+        self.assertIn("not an upstream host", str(failure.value))
+        self.assertEqual(self.upstream.requests, [])
+
+    def test_timeout(self):
+        """No answer within the deadline: an L{UpstreamError}, and no timer left."""
+        class Silent:
+            def request(self, *args, **kwargs):
+                self.d = Deferred()
+                return self.d
+        client = UpstreamClient(Silent(), self.clock, INDEX, HOSTS, timeout=5)
+        d = ensureDeferred(client.page("holy-grail"))
+        self.assertNoResult(d)
+        self.clock.advance(5)
+        failure = self.failureResultOf(d, UpstreamError)
+        self.assertIn("did not answer within 5 s", str(failure.value))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_connection_refused(self):
+        """A connection error is an L{UpstreamError} naming the host."""
+        from twisted.internet.defer import fail
+        from twisted.internet.error import ConnectionRefusedError
+
+        class Refusing:
+            def request(self, *args, **kwargs):
+                return fail(ConnectionRefusedError())
+        client = UpstreamClient(Refusing(), self.clock, INDEX, HOSTS)
+        failure = self.failureResultOf(ensureDeferred(client.page("holy-grail")),
+                                       UpstreamError)
+        self.assertIn("cannot reach the upstream at upstream.example", str(failure.value))
