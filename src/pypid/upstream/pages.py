@@ -1,0 +1,167 @@
+"""
+The cache of upstream project pages: time to live, one upstream request per
+miss however many clients ask at once, stale pages served while a refresh
+runs in the background (or while the upstream is down), offline serving,
+and a JSON form for the snapshot.
+
+The fetch itself is passed in (C{fetch(project) -> Deferred[UpstreamPage]},
+failing with L{UpstreamNotFound} or L{UpstreamError}), and so is the clock:
+the cache does no I/O of its own.
+"""
+
+import attrs
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.logger import Logger
+
+from pypid.upstream.fetch import UpstreamError, UpstreamNotFound
+from pypid.upstream.page import UpstreamFile, UpstreamPage
+
+log = Logger()
+
+
+class Offline(Exception):
+    """The project is not cached and the server is offline (C{offline = true})."""
+
+
+@attrs.frozen
+class Entry:
+    """
+    What is known of one project upstream.
+
+    @ivar page: the L{UpstreamPage}, or L{None} when the upstream said it
+        has no such project.
+    @ivar fetched_at: when it was fetched (POSIX time).
+    """
+
+    page: object
+    fetched_at: float
+
+    def fresh(self, now, ttl):
+        """Whether the entry is younger than C{ttl}."""
+        return 0 <= now - self.fetched_at < ttl
+
+
+class PageCache:
+    """
+    Upstream project pages, by normalized name.
+
+    @ivar entries: C{{project: Entry}}.
+    """
+
+    def __init__(self, fetch, clock, ttl, offline=False):
+        self._fetch = fetch
+        self._clock = clock
+        self._ttl = ttl
+        self._offline = offline
+        self.entries = {}
+        self._inflight = {}
+        self.changed = False
+
+    async def get(self, project):
+        """
+        The entry of C{project}: fresh, or stale while a refresh runs (or
+        while the upstream fails), or fetched now.
+
+        @return: C{(entry, stale)}.
+        @raise UpstreamError: not cached, and the upstream failed.
+        @raise Offline: not cached, and the server is offline.
+        """
+        entry = self.entries.get(project)
+        now = self._clock.seconds()
+        if entry is not None and (self._offline or entry.fresh(now, self._ttl)):
+            return entry, False
+        if self._offline:
+            raise Offline(project)
+        if entry is not None:
+            # Served as it is; the refresh goes on behind (and a failure of it
+            # leaves the stale entry in place).
+            self._refresh(project).addErrback(lambda _: None)
+            return entry, True
+        return await self._refresh(project), False
+
+    def refresh(self, project):
+        """
+        Fetch C{project} again now (an administrator asked for it), sharing
+        a fetch already under way.
+
+        @rtype: L{Deferred} firing with the new L{Entry}
+        """
+        if self._offline:
+            raise Offline(project)
+        return self._refresh(project)
+
+    def _refresh(self, project):
+        """One fetch per project at a time; every caller gets its result."""
+        d = Deferred()
+        waiting = self._inflight.get(project)
+        if waiting is not None:
+            waiting.append(d)
+            return d
+        self._inflight[project] = [d]
+        # (a fetch may answer at once: the waiter is registered before it starts)
+        ensureDeferred(self._load(project)).addBoth(self._loaded, project)
+        return d
+
+    async def _load(self, project):
+        try:
+            page = await self._fetch(project)
+        except UpstreamNotFound:
+            page = None
+        return Entry(page, self._clock.seconds())
+
+    def _loaded(self, result, project):
+        waiting = self._inflight.pop(project)
+        if isinstance(result, Entry):
+            self.entries[project] = result
+            self.changed = True
+        else:
+            if not result.check(UpstreamError):
+                log.failure("Fetching {project} from the upstream failed", result,
+                            project=project)
+            previous = self.entries.get(project)
+            if previous is not None:
+                log.warn("Serving the cached page of {project}: {error}",
+                         project=project, error=result.getErrorMessage())
+        for d in waiting:
+            d.callback(result) if isinstance(result, Entry) else d.errback(result)
+
+    # -- the snapshot ---------------------------------------------------------
+
+    def to_json(self):
+        """The cached pages, JSON-ready, for the snapshot."""
+        return {project: entry_to_json(entry) for project, entry in self.entries.items()}
+
+    def load_json(self, data):
+        """Take back the pages of a snapshot (unreadable entries are skipped)."""
+        if not isinstance(data, dict):
+            return
+        for project, value in data.items():
+            try:
+                self.entries[project] = entry_from_json(value)
+            except (KeyError, TypeError, ValueError) as e:
+                log.warn("Ignoring the cached upstream page of {project}: {error}",
+                         project=project, error=str(e))
+
+
+def entry_to_json(entry):
+    """One L{Entry} as JSON-ready data."""
+    page = entry.page
+    return {
+        "fetched_at": entry.fetched_at,
+        "page": None if page is None else {
+            "project": page.project,
+            "name": page.name,
+            "last_serial": page.last_serial,
+            "files": [attrs.asdict(f) for f in page.files],
+        },
+    }
+
+
+def entry_from_json(data):
+    """The L{Entry} that L{entry_to_json} wrote."""
+    page = data["page"]
+    if page is not None:
+        page = UpstreamPage(
+            project=page["project"], name=page["name"], last_serial=page["last_serial"],
+            files=tuple(UpstreamFile(**f) for f in page["files"]))
+    return Entry(page, float(data["fetched_at"]))

@@ -1,0 +1,96 @@
+"""
+What may come from the upstream: the rules against dependency confusion.
+Pure logic, no I/O.
+
+A project that exists here (hosted, even with every file deleted) is never
+looked up upstream, in any spelling, unless the administrator listed it in
+C{merge}; names matching C{private} never leave the server at all. The
+cooldown (C{min_age}) hides upstream files younger than it, except for the
+projects in C{min_age_exempt}: a freshly published malicious release is
+not installed before people had time to notice it.
+"""
+
+from fnmatch import fnmatchcase
+
+import attrs
+
+from pypid.names import filename_key, normalize
+from pypid.upstream.page import effective_files
+
+
+def matches(name, patterns):
+    """Whether the normalized C{name} matches one of the (normalized) glob C{patterns}."""
+    return any(fnmatchcase(name, pattern) for pattern in patterns)
+
+
+@attrs.frozen
+class Decision:
+    """
+    Whether a project may be asked of the upstream, and why not.
+
+    @ivar merge: upstream files are shown beside hosted ones.
+    """
+
+    allowed: bool
+    reason: str = ""
+    merge: bool = False
+
+
+@attrs.frozen
+class UpstreamPolicy:
+    """
+    The upstream rules of one configuration (see C{[upstream]} in the
+    configuration documentation).
+    """
+
+    mode: str = "none"
+    private: tuple = ()
+    merge: tuple = ()
+    min_age: float = 0.0
+    min_age_exempt: tuple = ()
+
+    def decide(self, project, hosted):
+        """
+        May the upstream be asked about C{project}?
+
+        @param project: a project name, in any spelling.
+        @param hosted: whether the name exists here (files or tombstones).
+        @rtype: L{Decision}
+        """
+        name = normalize(project)
+        if self.mode == "none":
+            return Decision(False, "no upstream is configured")
+        if matches(name, self.private):
+            return Decision(False, f"{name} is a private name, never asked upstream")
+        if hosted:
+            if matches(name, self.merge):
+                return Decision(True, merge=True)
+            return Decision(False, f"{name} is hosted here: the upstream is not asked")
+        return Decision(True)
+
+    def visible(self, page, now):
+        """
+        The upstream files of C{page} that may be shown now.
+
+        @return: C{(kept, hidden)} tuples of files; C{hidden} are those held
+            back by the cooldown.
+        """
+        if not self.min_age or matches(page.project, self.min_age_exempt):
+            return tuple(page.files), ()
+        return effective_files(page, now, self.min_age)
+
+
+def merged(hosted, upstream):
+    """
+    Hosted records and upstream files of one project, for a merged page:
+    a local file wins over an upstream one with the same filename, or that
+    names the same distribution in another spelling.
+
+    @param hosted: L{pypid.model.FileRecord}s.
+    @param upstream: L{pypid.upstream.page.UpstreamFile}s.
+    @return: the upstream files to show beside the hosted ones.
+    """
+    names = {record.filename for record in hosted}
+    keys = {filename_key(record.filename) for record in hosted}
+    return tuple(f for f in upstream
+                 if f.filename not in names and filename_key(f.filename) not in keys)

@@ -1,0 +1,239 @@
+"""
+Tests of the upstream rules (L{pypid.upstream.policy}) and the page cache
+(L{pypid.upstream.pages}): pure logic, with a clock and a fake fetch.
+"""
+
+import json
+
+from twisted.internet.defer import Deferred, ensureDeferred, fail, succeed
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from pypid.model import FileRecord
+from pypid.upstream.fetch import UpstreamError, UpstreamNotFound
+from pypid.upstream.page import UpstreamFile, UpstreamPage
+from pypid.upstream.pages import Offline, PageCache
+from pypid.upstream.policy import UpstreamPolicy, matches, merged
+
+NOW = 1_800_000_000.0
+DAY = 86400.0
+
+
+def upstream_file(filename, upload_time=NOW - 30 * DAY, **extra):
+    """An upstream file of C{holy-grail} (or of the project the filename names)."""
+    project, version = filename.split("-")[0].replace("_", "-"), filename.split("-")[1]
+    version = version.removesuffix(".tar.gz")
+    packagetype = "bdist_wheel" if filename.endswith(".whl") else "sdist"
+    return UpstreamFile(filename=filename, url="https://upstream.example/f/" + filename,
+                        sha256="a" * 64, project=project, version=version,
+                        packagetype=packagetype, upload_time=upload_time, **extra)
+
+
+def page(*files, project="holy-grail"):
+    """An upstream page of C{project}."""
+    return UpstreamPage(project=project, name=project, files=tuple(files))
+
+
+def hosted(filename):
+    """A hosted record."""
+    return FileRecord(filename=filename, project="holy-grail", name="holy-grail",
+                      version="1.0", packagetype="sdist" if filename.endswith(".tar.gz")
+                      else "bdist_wheel", path=filename, size=1, sha256="b" * 64,
+                      upload_time=NOW)
+
+
+class PolicyTests(SynchronousTestCase):
+    """Which projects may be asked upstream, and which files shown."""
+
+    def test_none(self):
+        """Without an upstream nothing is asked."""
+        self.assertFalse(UpstreamPolicy().decide("holy-grail", False).allowed)
+
+    def test_hosted_never_asked(self):
+        """A hosted name is not asked upstream, in any spelling."""
+        policy = UpstreamPolicy(mode="cache")
+        for spelling in ("holy-grail", "Holy_Grail", "holy.grail"):
+            decision = policy.decide(spelling, hosted=True)
+            self.assertFalse(decision.allowed)
+            self.assertIn("hosted here", decision.reason)
+        self.assertTrue(policy.decide("holy-grail", hosted=False).allowed)
+
+    def test_private(self):
+        """Names matching a private pattern never leave the server, in any spelling."""
+        policy = UpstreamPolicy(mode="cache", private=("acme-*", "corp-*"))
+        for name in ("acme-tools", "ACME.Tools", "corp_db", "corp-"):
+            self.assertFalse(policy.decide(name, hosted=False).allowed, name)
+        self.assertTrue(policy.decide("acmetools", hosted=False).allowed)
+
+    def test_merge(self):
+        """An allow-listed hosted project is asked, to merge; private still wins."""
+        policy = UpstreamPolicy(mode="cache", merge=("holy-*",), private=("holy-secret",))
+        decision = policy.decide("Holy.Grail", hosted=True)
+        self.assertTrue(decision.allowed)
+        self.assertTrue(decision.merge)
+        self.assertFalse(policy.decide("holy-secret", hosted=True).allowed)
+
+    def test_cooldown(self):
+        """Files younger than min_age are hidden, except for exempt projects."""
+        old = upstream_file("holy_grail-1.0.tar.gz", NOW - 30 * DAY)
+        new = upstream_file("holy_grail-2.0.tar.gz", NOW - 3600)
+        policy = UpstreamPolicy(mode="cache", min_age=7 * DAY)
+        self.assertEqual(policy.visible(page(old, new), NOW), ((old,), (new,)))
+        exempt = UpstreamPolicy(mode="cache", min_age=7 * DAY, min_age_exempt=("holy-*",))
+        self.assertEqual(exempt.visible(page(old, new), NOW), ((old, new), ()))
+        self.assertEqual(UpstreamPolicy(mode="cache").visible(page(old, new), NOW),
+                         ((old, new), ()))
+
+    def test_merged_local_wins(self):
+        """Upstream files with a hosted filename, or naming a hosted distribution, are dropped."""
+        wheel = "holy_grail-1.0-py3-none-any.whl"
+        spelled = upstream_file("Holy.Grail-1.0-py3-none-any.whl")
+        same = upstream_file(wheel)
+        other_sdist = upstream_file("holy_grail-1.0.zip")
+        newer = upstream_file("holy_grail-2.0-py3-none-any.whl")
+        kept = merged([hosted(wheel), hosted("holy_grail-1.0.tar.gz")],
+                      [same, spelled, other_sdist, newer])
+        self.assertEqual(kept, (newer,))
+
+    def test_matches(self):
+        """Glob patterns match normalized names."""
+        self.assertTrue(matches("acme-x", ("acme-*",)))
+        self.assertFalse(matches("xacme-x", ("acme-*",)))
+
+
+class PageCacheTests(SynchronousTestCase):
+    """The upstream page cache."""
+
+    def setUp(self):
+        self.clock = Clock()
+        self.clock.advance(NOW)
+        self.calls = []
+        self.answers = {}
+
+    def fetch(self, project):
+        """Record the call and answer from C{self.answers} (a Deferred, page or error)."""
+        self.calls.append(project)
+        answer = self.answers.get(project)
+        if isinstance(answer, Deferred):
+            return answer
+        if isinstance(answer, Exception):
+            return fail(answer)
+        return succeed(answer)
+
+    def cache(self, **kwargs):
+        """A cache with a 60 s TTL over L{fetch}."""
+        return PageCache(self.fetch, self.clock, 60.0, **kwargs)
+
+    def get(self, cache, project="holy-grail"):
+        """The result of C{cache.get}, as a Deferred."""
+        return ensureDeferred(cache.get(project))
+
+    def test_miss_then_hit(self):
+        """A miss fetches; within the TTL the page is served without asking again."""
+        self.answers["holy-grail"] = page(upstream_file("holy_grail-1.0.tar.gz"))
+        cache = self.cache()
+        entry, stale = self.successResultOf(self.get(cache))
+        self.assertEqual(entry.page, self.answers["holy-grail"])
+        self.assertFalse(stale)
+        self.clock.advance(59)
+        self.successResultOf(self.get(cache))
+        self.assertEqual(self.calls, ["holy-grail"])
+
+    def test_single_flight(self):
+        """Concurrent misses for one project make exactly one upstream request."""
+        pending = self.answers["holy-grail"] = Deferred()
+        cache = self.cache()
+        gets = [self.get(cache) for _ in range(5)]
+        for d in gets:
+            self.assertNoResult(d)
+        pending.callback(page())
+        for d in gets:
+            self.assertEqual(self.successResultOf(d)[0].page, page())
+        self.assertEqual(self.calls, ["holy-grail"])
+
+    def test_stale_while_refreshing(self):
+        """Past the TTL the old page is served at once while a refresh runs."""
+        self.answers["holy-grail"] = page(upstream_file("holy_grail-1.0.tar.gz"))
+        cache = self.cache()
+        self.successResultOf(self.get(cache))
+        self.clock.advance(61)
+        newer = page(upstream_file("holy_grail-2.0.tar.gz"))
+        pending = self.answers["holy-grail"] = Deferred()
+        entry, stale = self.successResultOf(self.get(cache))
+        self.assertTrue(stale)
+        self.assertEqual(entry.page.files[0].filename, "holy_grail-1.0.tar.gz")
+        pending.callback(newer)
+        entry, stale = self.successResultOf(self.get(cache))
+        self.assertEqual((entry.page, stale), (newer, False))
+
+    def test_stale_while_down(self):
+        """When the refresh fails the stale page stays, and is retried at the next request."""
+        self.answers["holy-grail"] = page()
+        cache = self.cache()
+        self.successResultOf(self.get(cache))
+        self.clock.advance(61)
+        self.answers["holy-grail"] = UpstreamError("the upstream answered 503")
+        entry, stale = self.successResultOf(self.get(cache))
+        self.assertTrue(stale)
+        entry, stale = self.successResultOf(self.get(cache))
+        self.assertTrue(stale)
+        self.assertEqual(len(self.calls), 3)
+
+    def test_miss_while_down(self):
+        """An uncached project with the upstream failing is an L{UpstreamError}."""
+        self.answers["holy-grail"] = UpstreamError("cannot reach the upstream")
+        self.failureResultOf(self.get(self.cache()), UpstreamError)
+
+    def test_not_found_cached(self):
+        """The upstream's "no such project" is cached like a page."""
+        self.answers["nothing"] = UpstreamNotFound("nothing")
+        cache = self.cache()
+        entry, _ = self.successResultOf(self.get(cache, "nothing"))
+        self.assertIsNone(entry.page)
+        self.successResultOf(self.get(cache, "nothing"))
+        self.assertEqual(self.calls, ["nothing"])
+
+    def test_offline(self):
+        """Offline, cached pages are served however old; others are L{Offline}; nothing is asked."""
+        self.answers["holy-grail"] = page()
+        online = self.cache()
+        self.successResultOf(self.get(online))
+        offline = self.cache(offline=True)
+        offline.load_json(online.to_json())
+        self.clock.advance(10 * DAY)
+        self.assertEqual(self.successResultOf(self.get(offline))[0].page, page())
+        self.failureResultOf(self.get(offline, "other"), Offline)
+        self.assertEqual(self.calls, ["holy-grail"])
+
+    def test_forced_refresh(self):
+        """An administrator's refresh fetches at once, even within the TTL."""
+        self.answers["holy-grail"] = page()
+        cache = self.cache()
+        self.successResultOf(self.get(cache))
+        newer = self.answers["holy-grail"] = page(upstream_file("holy_grail-2.0.tar.gz"))
+        self.assertEqual(self.successResultOf(cache.refresh("holy-grail")).page, newer)
+        self.assertEqual(len(self.calls), 2)
+
+    def test_snapshot_round_trip(self):
+        """Cached pages (and cached absences) survive the snapshot's JSON."""
+        self.answers["holy-grail"] = page(upstream_file(
+            "holy_grail-1.0-py3-none-any.whl", requires_python=">=3.8", yanked="bad",
+            metadata_sha256="c" * 64, size=123))
+        self.answers["nothing"] = UpstreamNotFound("nothing")
+        cache = self.cache()
+        self.successResultOf(self.get(cache))
+        self.successResultOf(self.get(cache, "nothing"))
+        data = json.loads(json.dumps(cache.to_json()))
+        restored = self.cache()
+        restored.load_json(data)
+        self.assertEqual(restored.entries, cache.entries)
+
+    def test_snapshot_bad_entry_skipped(self):
+        """An unreadable cached page in a snapshot is skipped, the others kept."""
+        self.answers["holy-grail"] = page()
+        cache = self.cache()
+        self.successResultOf(self.get(cache))
+        data = dict(cache.to_json(), broken={"page": {"project": 1}})
+        restored = self.cache()
+        restored.load_json(data)
+        self.assertEqual(list(restored.entries), ["holy-grail"])
