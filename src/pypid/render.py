@@ -151,16 +151,19 @@ def _anchor(record, url):
     if record.yanked is not None:
         parts += (' data-yanked="', escape(record.yanked, True), '"')
     if record.metadata_sha256 is not None:
-        value = escape("sha256=" + record.metadata_sha256, True)
+        # (an upstream may advertise metadata without its hash: "true")
+        value = (escape("sha256=" + record.metadata_sha256, True) if record.metadata_sha256
+                 else "true")
         parts += (
             ' data-core-metadata="', value,
             '" data-dist-info-metadata="', value, '"',
         )
-    parts += (
-        ' data-size="', str(int(record.size)),
-        '" data-upload-time="', _upload_time_iso(record),
-        '">', escape(record.filename, True), "</a><br />\n",
-    )
+    # Size and upload time are unknown for some upstream files (HTML pages).
+    if record.size is not None:
+        parts += (' data-size="', str(int(record.size)), '"')
+    if record.upload_time is not None:
+        parts += (' data-upload-time="', _upload_time_iso(record), '"')
+    parts += ('>', escape(record.filename, True), "</a><br />\n")
     return "".join(parts)
 
 
@@ -183,7 +186,10 @@ def project_html(project, files):
 
 def _json_file(record, url):
     """Return the PEP 691 / PEP 700 entry of one file."""
-    metadata = False if record.metadata_sha256 is None else {"sha256": record.metadata_sha256}
+    if record.metadata_sha256 is None:
+        metadata = False
+    else:
+        metadata = {"sha256": record.metadata_sha256} if record.metadata_sha256 else True
     entry = {
         "filename": record.filename,
         "url": url,
@@ -191,8 +197,10 @@ def _json_file(record, url):
     }
     if record.requires_python:
         entry["requires-python"] = record.requires_python
-    entry["size"] = record.size
-    entry["upload-time"] = _upload_time_iso(record)
+    if record.size is not None:
+        entry["size"] = record.size
+    if record.upload_time is not None:
+        entry["upload-time"] = _upload_time_iso(record)
     # PEP 592: true for an empty reason, the reason otherwise.
     entry["yanked"] = (record.yanked or True) if record.yanked is not None else False
     entry["core-metadata"] = metadata

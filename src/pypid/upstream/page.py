@@ -24,6 +24,7 @@ from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 import attrs
 
+from pypid.model import format_upload_time
 from pypid.names import InvalidName, is_valid_name, normalize, parse_filename
 
 #: Media types read as PEP 691 JSON. Plain C{application/json} is accepted
@@ -99,6 +100,11 @@ class UpstreamFile:
     metadata_sha256: str | None = None
     size: int | None = None
     upload_time: float | None = None
+
+    @property
+    def upload_time_iso(self):
+        """The upload time in PEP 700's format (for pages), or L{None}."""
+        return None if self.upload_time is None else format_upload_time(self.upload_time)
 
 
 @attrs.frozen(kw_only=True)
