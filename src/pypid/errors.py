@@ -67,6 +67,12 @@ class TooLarge(HTTPError):
     code = 413
 
 
+class BadGateway(HTTPError):
+    """The upstream index failed, or sent what its page did not promise (502)."""
+
+    code = 502
+
+
 class Unavailable(HTTPError):
     """The storage cannot take the request now; try again later (503)."""
 

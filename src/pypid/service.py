@@ -52,6 +52,7 @@ class IndexLoader:
     run: object
     clock: object
     writer: object = None
+    upstream: object = None
 
     async def load(self):
         """Load, reconcile, and report what was found."""
@@ -76,6 +77,10 @@ class IndexLoader:
         # The scan's tombstones are storage's: read from the records, or the
         # snapshot's own when the scan found nothing changed since it.
         self.index.load(result.records.values(), result.tombstones, serial)
+        if self.upstream is not None:
+            await self.upstream.load()
+            if snap is not None and snap.upstream_state is not None:
+                self.upstream.restore(snap.upstream_state)
         if result.settled is not None and self.writer is not None:
             # What the scan wrote beside imported files is newer than any
             # snapshot: save one after it, so the next start can trust it.

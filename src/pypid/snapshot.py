@@ -43,9 +43,11 @@ class Snapshot:
     serial: int = 0
     storage: str | None = None
     storage_state: object = None
+    upstream_state: object = None
 
 
-def encode(records, tombstones, saved_at, serial=0, storage=None, storage_state=None):
+def encode(records, tombstones, saved_at, serial=0, storage=None, storage_state=None,
+           upstream_state=None):
     """
     Serialise an index to the snapshot's bytes.
 
@@ -62,6 +64,8 @@ def encode(records, tombstones, saved_at, serial=0, storage=None, storage_state=
     }
     if storage_state is not None:
         data["storage_state"] = storage_state
+    if upstream_state is not None:
+        data["upstream_state"] = upstream_state
     return json.dumps(data, separators=(",", ":")).encode("utf-8")
 
 
@@ -87,7 +91,7 @@ def decode(data):
         if storage is not None and not isinstance(storage, str):
             raise SnapshotError("the storage is not a string")
         return Snapshot(float(obj["saved_at"]), records, tuple(obj["tombstones"]), serial,
-                        storage, obj.get("storage_state"))
+                        storage, obj.get("storage_state"), obj.get("upstream_state"))
     except SnapshotError:
         raise
     except (ValueError, KeyError, TypeError, AttributeError) as e:
@@ -179,6 +183,9 @@ class SnapshotWriter:
     #: an L{pypid.storage.interface.ISharedStorage}, whose state goes into the
     #: snapshot and which keeps a copy of it (without that state), or L{None}
     _shared: object = None
+    #: the L{pypid.upstream.proxy.UpstreamProxy}, whose cached pages go into
+    #: the snapshot, or L{None}
+    _upstream: object = None
     saved_serial: int = -1
     _wanted: bool = False
     _saving: object = None
@@ -196,8 +203,10 @@ class SnapshotWriter:
             return self._saving
         serial = self._index.serial
         shared = self._shared
+        upstream = self._upstream
         if (serial == self.saved_serial and not self._wanted
-                and not (shared is not None and shared.state_changed())):
+                and not (shared is not None and shared.state_changed())
+                and not (upstream is not None and upstream.state_changed())):
             return succeed(None)
         # Only URLs were signed: the copy for other servers is unchanged.
         keep_copy = serial != self.saved_serial or self._wanted
@@ -218,9 +227,11 @@ class SnapshotWriter:
             as_of = min(as_of, synced)
 
         state = shared.state() if shared is not None else None
+        upstream_state = upstream.state() if upstream is not None else None
 
         def save():
-            data = encode(records, tombstones, as_of, serial, self.storage, state)
+            data = encode(records, tombstones, as_of, serial, self.storage, state,
+                          upstream_state)
             write(self.path, data)
             if shared is None or not keep_copy:
                 return None

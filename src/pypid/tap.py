@@ -88,6 +88,8 @@ def build_service(config, reactor, exit_on_failure=False):
 
     storage = make_storage(config, run, reactor)
     index = Index(file_url_for(config.server.base_url))
+    upstream = (make_upstream(config, run, reactor, index)
+                if config.upstream.mode != "none" else None)
     policy = Policy(read=config.auth.read, upload=config.auth.upload)
     verifier = PasswordVerifier(config.users, reactor, hash_pool)
     access = Access(policy, verifier)
@@ -96,8 +98,8 @@ def build_service(config, reactor, exit_on_failure=False):
                    config.server.base_url)
     base = config.server.base_url or "/"
     root = RootResource(
-        SimpleResource(index, access, base),
-        FilesResource(index, storage, access),
+        SimpleResource(index, access, base, upstream),
+        FilesResource(index, storage, access, upstream),
         app.resource(),
     )
     site = PypidSite(root, config.server.max_upload_size, storage.temp_dir,
@@ -106,10 +108,10 @@ def build_service(config, reactor, exit_on_failure=False):
 
     shared = storage if ISharedStorage.providedBy(storage) else None
     writer = SnapshotWriter(index, config.server.snapshot, run, reactor, storage.identity(),
-                            app.busy_since, shared)
+                            app.busy_since, shared, upstream)
     snapshot_service = SnapshotService(writer, config.server.snapshot_interval, reactor)
     sync_service = SyncService(index, shared, reactor) if shared is not None else None
-    loader = IndexLoader(index, storage, config.server.snapshot, run, reactor, writer)
+    loader = IndexLoader(index, storage, config.server.snapshot, run, reactor, writer, upstream)
 
     listeners = []
     for description in config.server.listen:
@@ -154,3 +156,36 @@ def make_storage(config, run, reactor):
         buffer_time=s3.buffer_time, multipart_threshold=s3.multipart_threshold,
         sync_interval=s3.sync_interval, bucket_snapshot=s3.bucket_snapshot,
         max_import_size=config.server.max_upload_size, on_close=pool.closeCachedConnections)
+
+
+def make_upstream(config, run, reactor, index):
+    """
+    The upstream proxy: its page cache, its client, and the storage of the
+    files it fetched (beside the hosted ones, under C{.upstream}).
+    """
+    import os
+
+    import attrs
+    from twisted.internet.defer import ensureDeferred
+
+    from pypid.storage.s3client import make_http
+    from pypid.upstream.fetch import UpstreamClient
+    from pypid.upstream.pages import PageCache
+    from pypid.upstream.policy import UpstreamPolicy
+    from pypid.upstream.proxy import UpstreamProxy
+
+    up = config.upstream
+    cache_config = attrs.evolve(
+        config,
+        storage=attrs.evolve(config.storage,
+                             path=os.path.join(config.storage.path, ".upstream")),
+        s3=attrs.evolve(config.s3, prefix=config.s3.prefix + ".upstream/",
+                        bucket_snapshot=False))
+    storage = make_storage(cache_config, run, reactor)
+    http, _pool = make_http(reactor, up.timeout)
+    client = UpstreamClient(http, reactor, up.url, up.hosts, up.timeout, up.max_page_size)
+    pages = PageCache(lambda project: ensureDeferred(client.page(project)), reactor, up.ttl,
+                      up.offline)
+    policy = UpstreamPolicy(up.mode, up.private, up.merge, up.min_age, up.min_age_exempt)
+    return UpstreamProxy(up, policy, pages, client, storage, index, index.file_url, run,
+                         reactor, max_file_size=max(config.server.max_upload_size, 1 << 30))

@@ -16,6 +16,7 @@ from pypid.errors import Gone, HTTPError, NotAcceptable, NotFound
 from pypid.names import is_valid_name, normalize
 from pypid.negotiate import choose
 from pypid.storage.interface import LocalFile, MemoryFile, Redirect, RemoteBytes, RemoteFile
+from pypid.web import upstream
 from pypid.web.respond import (
     finish_later,
     send_bytes,
@@ -67,11 +68,12 @@ class SimpleResource(Resource):
 
     isLeaf = True
 
-    def __init__(self, index, access, base="/"):
+    def __init__(self, index, access, base="/", upstream=None):
         Resource.__init__(self)
         self._index = index
         self._access = access
         self._base = base
+        self._upstream = upstream
 
     def render_GET(self, request):
         """Serve a page of the simple index."""
@@ -97,6 +99,9 @@ class SimpleResource(Resource):
                 raise NotFound("no such project")
             project = self._index.project(name)
             if project is None:
+                if self._upstream is not None and self._index.project(normalize(name)) is None:
+                    return upstream.project_page(request, self._upstream, name, self._kind,
+                                                 self._redirect)
                 return self._redirect_or_404(request, name)
             return send_page(request, self._index.project_page(project, self._kind(request)))
         if post == [b""]:
@@ -143,11 +148,12 @@ class FilesResource(Resource):
 
     isLeaf = True
 
-    def __init__(self, index, storage, access):
+    def __init__(self, index, storage, access, upstream=None):
         Resource.__init__(self)
         self._index = index
         self._storage = storage
         self._access = access
+        self._upstream = upstream
 
     def render_GET(self, request):
         """Send a file or its metadata."""
@@ -175,6 +181,8 @@ class FilesResource(Resource):
                                   b'"%s"' % record.metadata_sha256.encode("ascii"))
         if self._index.is_deleted(filename):
             raise Gone("this file was deleted")
+        if self._upstream is not None and self._index.project(project) is None:
+            return upstream.file(request, self._upstream, project, filename, self._send)
         raise NotFound("no such file")
 
     def _send(self, request, record, location, etag):

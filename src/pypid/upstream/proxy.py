@@ -1,0 +1,359 @@
+"""
+Serving projects that are not hosted here from the upstream index.
+
+In C{cache} mode an upstream project's page is fetched (through the
+L{PageCache}: one request per miss, stale pages while refreshing), shown
+as pypid's own page in both forms with file links to pypid, and a file is
+fetched on its first download, checked against the page's sha256 (and
+size), kept in the cache storage, and served from there ever after. Only
+files listed by a cached page are ever fetched, from the upstream's hosts
+only (L{pypid.upstream.fetch}). What may be asked upstream at all is
+decided by L{pypid.upstream.policy}.
+"""
+
+import hashlib
+import os
+import secrets
+
+import attrs
+from twisted.internet.defer import Deferred, ensureDeferred, succeed
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.client import ResponseDone
+from twisted.web.http import PotentialDataLoss
+
+from pypid import bodies, render
+from pypid.distribution import file_digests, inspect
+from pypid.index import CONTENT_TYPES, HTML, Page, version_key
+from pypid.metadata import InvalidDistribution
+from pypid.names import InvalidName, normalize
+from pypid.storage.interface import FileExists
+from pypid.upstream.fetch import UpstreamError
+
+log = Logger()
+
+#: Upstream core metadata kept in memory (bytes, all files together).
+METADATA_MEMORY = 32 << 20
+
+#: The most bytes of upstream core metadata read for one file.
+METADATA_LIMIT = 16 << 20
+
+
+class VerifyError(UpstreamError):
+    """What the upstream sent is not what its page promised; nothing is kept."""
+
+
+def _open_temp(folder):
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, f"upstream-{secrets.token_hex(8)}")
+    return path, open(path, "wb")
+
+
+def _unlink(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+class _ToFile(Protocol):
+    """
+    Writes a body to a file in the thread pool, in order, pausing the
+    transfer while too much waits to be written, with an idle deadline.
+    """
+
+    def __init__(self, f, run, clock, idle, limit, done, high=4 << 20):
+        self._f = f
+        self._run = run
+        self._clock = clock
+        self._idle = idle
+        self._limit = limit
+        self._done = done
+        self._high = high
+        self._queued = 0
+        self._size = 0
+        self._paused = False
+        self._chain = None
+        self._error = None
+        self._timer = None
+
+    def connectionMade(self):
+        self._chain = succeed(None)
+        self._arm()
+
+    def dataReceived(self, data):
+        if self._error is not None:
+            return
+        self._size += len(data)
+        if self._size > self._limit:
+            self._fail(VerifyError(f"the upstream sent more than {self._limit} bytes"))
+            return
+        self._arm()
+        self._queued += len(data)
+        if self._queued > self._high and not self._paused:
+            self._paused = True
+            self.transport.pauseProducing()
+        self._chain.addCallback(lambda _: self._run(self._f.write, data))
+        self._chain.addCallback(self._written, len(data))
+
+    def _written(self, _, length):
+        self._queued -= length
+        if self._paused and self._queued < self._high // 4 and self._error is None:
+            self._paused = False
+            self.transport.resumeProducing()
+
+    def connectionLost(self, reason):
+        self._disarm()
+        if self._error is None and not reason.check(ResponseDone, PotentialDataLoss):
+            self._error = UpstreamError(f"the download was cut short: {reason.getErrorMessage()}")
+        error = self._error
+
+        def finished(_):
+            if error is not None:
+                raise error
+            return self._size
+        self._chain.addCallback(finished)
+        self._chain.chainDeferred(self._done)
+
+    def _fail(self, error):
+        self._error = error
+        self._disarm()
+        self.transport.stopProducing()
+
+    def _arm(self):
+        self._disarm()
+        self._timer = self._clock.callLater(self._idle, self._stalled)
+
+    def _disarm(self):
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def _stalled(self):
+        self._timer = None
+        self._fail(UpstreamError(f"the upstream sent nothing for {self._idle:g} s"))
+
+
+@attrs.define
+class UpstreamProxy:
+    """
+    The upstream side of the index.
+
+    @ivar config: the L{pypid.config.UpstreamConfig}.
+    @ivar policy: the L{pypid.upstream.policy.UpstreamPolicy}.
+    @ivar pages: the L{pypid.upstream.pages.PageCache}.
+    @ivar client: the L{pypid.upstream.fetch.UpstreamClient}.
+    @ivar storage: where fetched files are kept (an L{IStorage} of its own).
+    @ivar index: the hosted L{pypid.index.Index} (what is hosted is never
+        asked upstream).
+    @ivar file_url: C{file_url(record) -> str}, as for hosted files.
+    @ivar cached: C{{filename: FileRecord}} of the files kept in C{storage}.
+    """
+
+    config: object
+    policy: object
+    pages: object
+    client: object
+    storage: object
+    index: object
+    file_url: object
+    run: object
+    clock: object
+    max_file_size: int = 1 << 30
+    cached: dict = attrs.field(factory=dict)
+    _rendered: dict = attrs.field(factory=dict)
+    _downloads: dict = attrs.field(factory=dict)
+    _metadata: dict = attrs.field(factory=dict)
+    _metadata_bytes: int = 0
+
+    @property
+    def mode(self):
+        """C{none}, C{redirect} or C{cache}."""
+        return self.config.mode
+
+    def decide(self, name):
+        """May the upstream be asked about C{name}? (a L{Decision})"""
+        hosted = self.index.project(normalize(name)) is not None
+        return self.policy.decide(name, hosted)
+
+    # -- pages ---------------------------------------------------------------------
+
+    async def project_page(self, project, kind):
+        """
+        The page of an upstream project, rendered as pypid's own.
+
+        @return: C{(Page, age in seconds, stale)}, or L{None} when the
+            upstream has no such project.
+        @raise UpstreamError: not cached and the upstream failed.
+        @raise pypid.upstream.pages.Offline: not cached, offline.
+        """
+        entry, stale = await self.pages.get(project)
+        if entry.page is None:
+            return None
+        return (self._render(project, entry, kind),
+                max(self.clock.seconds() - entry.fetched_at, 0.0), stale)
+
+    def _render(self, project, entry, kind):
+        memo = self._rendered.get(project)
+        if memo is None or memo[0] is not entry:
+            memo = self._rendered[project] = (entry, {}, self._shown(entry))
+        page = memo[1].get(kind)
+        if page is None:
+            files = [(f, self.file_url(f)) for f in memo[2].values()]
+            if kind == HTML:
+                body = render.project_html(project, files)
+            else:
+                versions = sorted({f.version for f in memo[2].values()}, key=version_key)
+                body = render.project_json(project, files, versions)
+            page = memo[1][kind] = Page.of(body, CONTENT_TYPES[kind])
+        return page
+
+    def _shown(self, entry):
+        """The files of an entry clients see, by filename, in page order."""
+        kept, hidden = self.policy.visible(entry.page, self.clock.seconds())
+        if hidden:
+            log.info("Hiding {count} files of {project} uploaded upstream less than "
+                     "{min_age:g} s ago (min_age): {names}", count=len(hidden),
+                     project=entry.page.project, min_age=self.policy.min_age,
+                     names=" ".join(f.filename for f in hidden))
+        ordered = sorted(kept, key=lambda f: (version_key(f.version), f.filename))
+        return {f.filename: f for f in ordered}
+
+    def listed(self, project, filename):
+        """The upstream file C{filename} if a cached page of C{project} shows it."""
+        entry = self.pages.entries.get(project)
+        if entry is None or entry.page is None:
+            return None
+        memo = self._rendered.get(project)
+        if memo is None or memo[0] is not entry:
+            memo = self._rendered[project] = (entry, {}, self._shown(entry))
+        return memo[2].get(filename)
+
+    # -- files ---------------------------------------------------------------------
+
+    def fetch(self, upstream_file):
+        """
+        The stored record of an upstream file, fetching it first if needed:
+        one download per file however many ask at once.
+
+        @rtype: L{Deferred} firing with a L{FileRecord}
+        """
+        stored = self.cached.get(upstream_file.filename)
+        if stored is not None:
+            return succeed(stored)
+        d = Deferred()
+        waiting = self._downloads.get(upstream_file.filename)
+        if waiting is not None:
+            waiting.append(d)
+            return d
+        self._downloads[upstream_file.filename] = [d]
+        done = ensureDeferred(self._download(upstream_file))
+        done.addBoth(self._downloaded, upstream_file.filename)
+        return d
+
+    def _downloaded(self, result, filename):
+        for d in self._downloads.pop(filename):
+            if isinstance(result, Failure):
+                d.errback(result)
+            else:
+                d.callback(result)
+
+    async def _download(self, f):
+        limit = f.size if f.size is not None else self.max_file_size
+        response = await self.client.open(f.url)
+        temp, handle = await self.run(_open_temp, self.storage.temp_dir)
+        try:
+            try:
+                done = Deferred()
+                response.deliverBody(_ToFile(handle, self.run, self.clock,
+                                             self.config.timeout, limit, done))
+                await done
+            finally:
+                await self.run(handle.close)
+            digests = await self.run(file_digests, temp)
+            size, sha256 = digests[0], digests[1]
+            if sha256 != f.sha256 or (f.size is not None and size != f.size):
+                log.warn("Not keeping {filename} from the upstream: it has sha256 {got} "
+                         "and {size} bytes, its page said {want}", filename=f.filename,
+                         got=sha256, size=size, want=f.sha256)
+                raise VerifyError(f"{f.filename} from the upstream does not match the "
+                                  "hash its page gives")
+            upload_time = f.upload_time if f.upload_time is not None else self.clock.seconds()
+            try:
+                record, metadata = await self.run(inspect, temp, f.filename, f.filename,
+                                                  upload_time, digests, True)
+            except (InvalidName, InvalidDistribution) as e:
+                raise VerifyError(f"{f.filename} from the upstream is not a valid "
+                                  f"distribution: {e}")
+            record = attrs.evolve(record, yanked=f.yanked)
+            try:
+                stored = await self.storage.publish(temp, record, metadata)
+            except FileExists:
+                stored = record
+            self.cached[f.filename] = stored
+            log.info("Cached {filename} from the upstream ({size} bytes)",
+                     filename=f.filename, size=size)
+            return stored
+        finally:
+            await self.run(_unlink, temp)
+
+    async def metadata(self, project, upstream_file):
+        """
+        The core metadata of an upstream file: from the stored file when it
+        was fetched, else the upstream's C{.metadata}, checked against the
+        page's hash and kept in memory.
+
+        @return: bytes, or L{None} when the upstream offers none.
+        """
+        stored = self.cached.get(upstream_file.filename)
+        if stored is not None and stored.metadata_sha256 is not None:
+            data = await self.storage.read_metadata(stored)
+            if upstream_file.metadata_sha256 in ("", hashlib.sha256(data).hexdigest()):
+                return data
+        if upstream_file.metadata_sha256 is None:
+            return None
+        data = self._metadata.get(upstream_file.filename)
+        if data is not None:
+            return data
+        response = await self.client.open(upstream_file.url + ".metadata")
+        try:
+            data = await bodies.read_body(response, METADATA_LIMIT, self.clock,
+                                          self.config.timeout)
+        except bodies.BodyError as e:
+            raise UpstreamError(f"the upstream's metadata of {upstream_file.filename} was {e}")
+        if (upstream_file.metadata_sha256
+                and hashlib.sha256(data).hexdigest() != upstream_file.metadata_sha256):
+            raise VerifyError(f"the upstream's metadata of {upstream_file.filename} does not "
+                              "match the hash its page gives")
+        self._keep_metadata(upstream_file.filename, data)
+        return data
+
+    def _keep_metadata(self, filename, data):
+        while self._metadata and self._metadata_bytes + len(data) > METADATA_MEMORY:
+            oldest = next(iter(self._metadata))
+            self._metadata_bytes -= len(self._metadata.pop(oldest))
+        self._metadata[filename] = data
+        self._metadata_bytes += len(data)
+
+    # -- start-up and the snapshot ------------------------------------------------
+
+    async def load(self):
+        """Prepare the cache storage and learn what it holds."""
+        await self.storage.prepare()
+        result = await self.storage.scan({}, 0.0, ())
+        self.cached = dict(result.records)
+        log.info("Upstream cache: {count} files kept", count=len(self.cached))
+
+    def state(self):
+        """The cached pages, JSON-ready, for the snapshot."""
+        self.pages.changed = False
+        return self.pages.to_json()
+
+    def state_changed(self):
+        """Whether pages were fetched since the last L{state}."""
+        return self.pages.changed
+
+    def restore(self, state):
+        """Take back the pages of a snapshot."""
+        self.pages.load_json(state)
