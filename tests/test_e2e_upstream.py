@@ -1,0 +1,127 @@
+"""
+End-to-end tests of the upstream proxy: the real daemon in front of a local
+upstream index (L{tests.upstream_server}, run as a process of its own),
+driven by real pip and uv.
+"""
+
+import os
+import time
+
+from tests.distributions import make_wheel
+from tests.e2e import DaemonTestCase, file_url, files_by_name, http, installed, upload
+from tests.upstream_server import UpstreamProcess
+
+
+class UpstreamCacheTests(DaemonTestCase):
+    """C{mode = cache}: projects that exist only upstream, through pypid."""
+
+    upstream = None
+
+    @property
+    def settings(self):
+        cls = type(self)
+        if cls.upstream is None:
+            folder = os.path.abspath(os.path.join("e2e-shared", "upstream-cache"))
+            cls.upstream = UpstreamProcess(folder)
+            cls.upstream.add_wheel("up-app", "1.0", requires_dist=["up-lib>=1"])
+            cls.upstream.add_wheel("up-lib", "0.9")
+            cls.upstream.add_wheel("up-lib", "1.0")
+            cls.upstream.add_wheel("shadowed", "2.0")
+            cls.upstream.add_wheel("acme-secret", "1.0")
+            cls.upstream.start()
+        return {"upstream.mode": "cache", "upstream.url": cls.upstream.url,
+                "upstream.private": "acme-*", "upstream.ttl": "1h",
+                "upstream.timeout": "3"}
+
+    def setUp(self):
+        super().setUp()
+        self.daemon
+        if not self.upstream.running():
+            self.upstream.start()
+        self.upstream.clear()
+
+    def target(self):
+        """A new folder to install into."""
+        return os.path.abspath(self.mktemp())
+
+    def test_pip_installs_from_upstream_then_offline(self):
+        """pip installs a project and its dependency from upstream; again with the upstream down."""
+        target = self.target()
+        self.clients.pip_install(target, self.daemon.index_url, "up-app")
+        self.assertEqual(installed(target), {"up-app": "1.0", "up-lib": "1.0"})
+        self.upstream.stop()
+        again = self.target()
+        self.clients.pip_install(again, self.daemon.index_url, "up-app")
+        self.assertEqual(installed(again), {"up-app": "1.0", "up-lib": "1.0"})
+
+    def test_uv_installs_from_upstream(self):
+        """uv installs through pypid too."""
+        target = self.target()
+        self.clients.uv_install(target, self.daemon.index_url, "up-app")
+        self.assertEqual(installed(target), {"up-app": "1.0", "up-lib": "1.0"})
+
+    def test_page_links_to_pypid(self):
+        """The upstream project's page is pypid's own: links to pypid, hashes kept."""
+        files = files_by_name(self.daemon, "up-lib")
+        self.assertEqual(sorted(files), ["up_lib-0.9-py3-none-any.whl",
+                                         "up_lib-1.0-py3-none-any.whl"])
+        for entry in files.values():
+            self.assertTrue(file_url(self.daemon, "up-lib", entry["filename"]).startswith(
+                self.daemon.url + "files/up-lib/"))
+            self.assertEqual(len(entry["hashes"]["sha256"]), 64)
+
+    def test_one_upstream_request_per_file(self):
+        """Downloading a file twice fetches it from upstream once."""
+        url = file_url(self.daemon, "up-lib", "up_lib-0.9-py3-none-any.whl")
+        first = http("GET", url)
+        second = http("GET", url)
+        self.assertEqual(first.status, 200)
+        self.assertEqual(first.body, second.body)
+        self.assertEqual(self.upstream.count("/files/up_lib-0.9-py3-none-any.whl"), 1)
+
+    def test_hosted_name_shadows_upstream(self):
+        """A hosted project never shows (or asks for) the upstream's files."""
+        self.upstream.clear_requests()
+        answer = upload(self.daemon, *make_wheel("shadowed", "1.0"))
+        self.assertEqual(answer.status, 200, answer.body)
+        for spelling in ("shadowed", "Shadowed", "SHADOWED"):
+            files = files_by_name(self.daemon, spelling.lower())
+            self.assertEqual(sorted(files), ["shadowed-1.0-py3-none-any.whl"])
+        target = self.target()
+        self.clients.pip_install(target, self.daemon.index_url, "shadowed")
+        self.assertEqual(installed(target), {"shadowed": "1.0"})
+        direct = http("GET", self.daemon.url + "files/shadowed/shadowed-2.0-py3-none-any.whl")
+        self.assertEqual(direct.status, 404)
+        self.assertEqual(self.upstream.count("/simple/shadowed/"), 0)
+
+    def test_private_names_never_asked(self):
+        """A name matching a private pattern is 404 and never sent upstream."""
+        self.upstream.clear_requests()
+        for spelling in ("acme-secret", "ACME_secret", "acme.secret"):
+            self.assertEqual(http("GET", self.daemon.index_url + spelling + "/").status, 404)
+        self.assertEqual([r for r in self.upstream.requests() if "acme" in r["path"]], [])
+
+    def test_wrong_bytes_not_cached(self):
+        """A file whose bytes do not match the page is not served or kept; a retry works."""
+        filename = self.upstream.add_wheel("up-flaky", "1.0")
+        url = file_url(self.daemon, "up-flaky", filename)
+        self.upstream.fail("/files/" + filename, "wrong_bytes")
+        answer = http("GET", url)
+        self.assertEqual(answer.status, 502, answer.body)
+        self.assertIn(b"does not match", answer.body)
+        self.upstream.clear()
+        again = http("GET", url)
+        self.assertEqual(again.status, 200)
+
+    def test_unknown_project_upstream_down(self):
+        """An uncached project with the upstream down: 502 with a reason, within seconds."""
+        self.upstream.stop()
+        started = time.monotonic()
+        answer = http("GET", self.daemon.index_url + "never-seen/")
+        self.assertEqual(answer.status, 502, answer.body)
+        self.assertIn(b"upstream", answer.body)
+        self.assertLess(time.monotonic() - started, 8)
+
+    def test_not_upstream_either(self):
+        """A project neither here nor upstream is 404."""
+        self.assertEqual(http("GET", self.daemon.index_url + "nowhere-at-all/").status, 404)
