@@ -6,9 +6,18 @@ driven by real pip and uv.
 
 import os
 import time
+from http.client import IncompleteRead, RemoteDisconnected
 
 from tests.distributions import make_wheel
-from tests.e2e import DaemonTestCase, file_url, files_by_name, http, installed, upload
+from tests.e2e import (
+    DaemonTestCase,
+    file_url,
+    files_by_name,
+    http,
+    installed,
+    sha256,
+    upload,
+)
 from tests.upstream_server import UpstreamProcess
 
 
@@ -106,12 +115,33 @@ class UpstreamCacheTests(DaemonTestCase):
         filename = self.upstream.add_wheel("up-flaky", "1.0")
         url = file_url(self.daemon, "up-flaky", filename)
         self.upstream.fail("/files/" + filename, "wrong_bytes")
-        answer = http("GET", url)
+        # The first client is fed while the file is fetched: its download is
+        # broken off before the end. Later ones get a 502 until it is right.
+        with self.assertRaises((IncompleteRead, RemoteDisconnected)):
+            http("GET", url)
+        answer = http("GET", url, headers={"Range": "bytes=0-"})
         self.assertEqual(answer.status, 502, answer.body)
         self.assertIn(b"does not match", answer.body)
         self.upstream.clear()
         again = http("GET", url)
         self.assertEqual(again.status, 200)
+        self.assertEqual(self.upstream.count("/files/" + filename), 3)
+
+    def test_first_download_streams(self):
+        """A large file trickling from upstream reaches the first client whole, and is kept."""
+        name, data = make_wheel("up-big", "1.0",
+                                extra_files=[("up_big/blob.bin", os.urandom(2 << 20))])
+        self.upstream.add(name, data)
+        url = file_url(self.daemon, "up-big", name)
+        self.upstream.fail("/files/" + name, "slow:0.02:262144")
+        first = http("GET", url)
+        self.assertEqual(first.status, 200)
+        self.assertEqual(sha256(first.body), sha256(data))
+        self.assertEqual(first.header("etag"), f'"{sha256(data)}"')
+        self.upstream.clear()
+        second = http("GET", url, headers={"Range": "bytes=10-19"})
+        self.assertEqual((second.status, second.body), (206, data[10:20]))
+        self.assertEqual(self.upstream.count("/files/" + name), 1)
 
     def test_unknown_project_upstream_down(self):
         """An uncached project with the upstream down: 502 with a reason, within seconds."""

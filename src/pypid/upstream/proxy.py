@@ -63,7 +63,9 @@ class _ToFile(Protocol):
     transfer while too much waits to be written, with an idle deadline.
     """
 
-    def __init__(self, f, run, clock, idle, limit, done, high=4 << 20):
+    def __init__(self, f, run, clock, idle, limit, done, high=4 << 20, tee=None):
+        self._tee = tee
+        self._holds = set()
         self._f = f
         self._run = run
         self._clock = clock
@@ -81,6 +83,8 @@ class _ToFile(Protocol):
     def connectionMade(self):
         self._chain = succeed(None)
         self._arm()
+        if self._tee is not None:
+            self._tee.start(self)
 
     def dataReceived(self, data):
         if self._error is not None:
@@ -90,17 +94,33 @@ class _ToFile(Protocol):
             self._fail(VerifyError(f"the upstream sent more than {self._limit} bytes"))
             return
         self._arm()
+        if self._tee is not None:
+            self._tee.write(data)
         self._queued += len(data)
-        if self._queued > self._high and not self._paused:
-            self._paused = True
-            self.transport.pauseProducing()
+        if self._queued > self._high:
+            self.hold("disk")
         self._chain.addCallback(lambda _: self._run(self._f.write, data))
         self._chain.addCallback(self._written, len(data))
 
     def _written(self, _, length):
         self._queued -= length
-        if self._paused and self._queued < self._high // 4 and self._error is None:
-            self._paused = False
+        if self._queued < self._high // 4:
+            self.release("disk")
+
+    def hold(self, reason):
+        """Pause the transfer (the disk, or the client being fed, is behind)."""
+        if not self._holds and self._error is None:
+            self._disarm()
+            self.transport.pauseProducing()
+        self._holds.add(reason)
+
+    def release(self, reason):
+        """Let the transfer go on once nothing holds it."""
+        if reason not in self._holds:
+            return
+        self._holds.discard(reason)
+        if not self._holds and self._error is None:
+            self._arm()
             self.transport.resumeProducing()
 
     def connectionLost(self, reason):
@@ -232,11 +252,16 @@ class UpstreamProxy:
 
     # -- files ---------------------------------------------------------------------
 
-    def fetch(self, upstream_file):
+    def fetch(self, upstream_file, tee=None):
         """
         The stored record of an upstream file, fetching it first if needed:
         one download per file however many ask at once.
 
+        @param tee: when this call starts the download, the bytes are also
+            given to C{tee} as they arrive (see L{pypid.web.upstream}): the
+            first client is served while the file is fetched. Its C{start},
+            C{write}, C{finish} and C{abort} are called; C{started} says
+            whether it was used.
         @rtype: L{Deferred} firing with a L{FileRecord}
         """
         stored = self.cached.get(upstream_file.filename)
@@ -248,7 +273,7 @@ class UpstreamProxy:
             waiting.append(d)
             return d
         self._downloads[upstream_file.filename] = [d]
-        done = ensureDeferred(self._download(upstream_file))
+        done = ensureDeferred(self._download(upstream_file, tee))
         done.addBoth(self._downloaded, upstream_file.filename)
         return d
 
@@ -259,7 +284,18 @@ class UpstreamProxy:
             else:
                 d.callback(result)
 
-    async def _download(self, f):
+    async def _download(self, f, tee=None):
+        try:
+            stored = await self._download_to_storage(f, tee)
+        except BaseException:
+            if tee is not None and tee.started:
+                tee.abort()
+            raise
+        if tee is not None and tee.started:
+            tee.finish()
+        return stored
+
+    async def _download_to_storage(self, f, tee):
         limit = f.size if f.size is not None else self.max_file_size
         response = await self.client.open(f.url)
         temp, handle = await self.run(_open_temp, self.storage.temp_dir)
@@ -267,7 +303,7 @@ class UpstreamProxy:
             try:
                 done = Deferred()
                 response.deliverBody(_ToFile(handle, self.run, self.clock,
-                                             self.config.timeout, limit, done))
+                                             self.config.timeout, limit, done, tee=tee))
                 await done
             finally:
                 await self.run(handle.close)

@@ -145,7 +145,7 @@ def finish_later(request, answer):
     return NOT_DONE_YET
 
 
-def _connected(request):
+def connected(request):
     """Whether the client is still there: Twisted drops a lost request's channel."""
     return getattr(request, "channel", True) is not None
 
@@ -156,7 +156,7 @@ def _error_answer(failure, request):
 
 
 def _write_answer(body, request):
-    if body is NOT_DONE_YET or not _connected(request):
+    if body is NOT_DONE_YET or not connected(request):
         return
     # (a 304 has no body of its own, so no length to give)
     if request.code != 304 and not request.responseHeaders.hasHeader(b"content-length"):
@@ -166,7 +166,7 @@ def _write_answer(body, request):
 
 
 def _answer_failed(failure, request):
-    if not _connected(request):
+    if not connected(request):
         log.failure("Failed to answer {uri}, whose client has gone", failure, uri=request.uri)
         return
     request.processingFailed(failure)
@@ -322,7 +322,7 @@ def send_remote(request, remote, etag, content_type=FILE_CONTENT_TYPE):
     request.responseHeaders.setRawHeaders(b"content-length", [b"%d" % length])
     if request.method == b"HEAD" or length == 0:
         return b""
-    if not _connected(request):
+    if not connected(request):
         # Gone while a read gate was checked: nothing to fetch for.
         return NOT_DONE_YET
     return _Relay(request, length).start(remote.fetch, start)

@@ -10,12 +10,20 @@ never looked up upstream (L{pypid.upstream.policy}).
 import hashlib
 
 from twisted.internet.defer import ensureDeferred
+from twisted.web.server import NOT_DONE_YET
 
 from pypid.errors import BadGateway, NotFound
 from pypid.names import is_valid_name, normalize
 from pypid.upstream.fetch import UpstreamError
 from pypid.upstream.pages import Offline
-from pypid.web.respond import finish_later, send_bytes, send_page
+from pypid.web.respond import (
+    FILE_CACHE_CONTROL,
+    FILE_CONTENT_TYPE,
+    connected,
+    finish_later,
+    send_bytes,
+    send_page,
+)
 
 #: Offered by a page served stale (RFC 9111's Warning is obsolete, but
 #: proxies and people still read it; Age says how stale).
@@ -107,8 +115,95 @@ async def _file(request, proxy, project, filename, send):
         if stored is None:
             if listed is None:
                 raise NotFound("no such file")
-            stored = await proxy.fetch(listed)
+            tee = _ClientTee(request, listed) if _plain_get(request) else None
+            try:
+                stored = await proxy.fetch(listed, tee)
+            except UpstreamError:
+                if tee is not None and tee.started:
+                    return NOT_DONE_YET  # the answer was broken off already
+                raise
+            if tee is not None and tee.started:
+                return NOT_DONE_YET
     except UpstreamError as e:
         raise BadGateway(f"the upstream index failed: {e}")
     return send(request, stored, proxy.storage.locate(stored),
                 b'"%s"' % stored.sha256.encode("ascii"))
+
+
+def _plain_get(request):
+    """A whole-file GET (ranges and conditions are answered once the file is kept)."""
+    headers = request.requestHeaders
+    return (request.method == b"GET" and not headers.hasHeader(b"range")
+            and not headers.hasHeader(b"if-none-match"))
+
+
+class _ClientTee:
+    """
+    Feeds the client that started a download while the file is fetched
+    and checked. The answer is finished only when the bytes matched the
+    page's sha256; otherwise the connection is closed before the end, so
+    the client sees a broken download, never a wrong file. A slow client
+    holds the transfer back; a client that leaves does not stop it (the
+    file is still kept).
+    """
+
+    def __init__(self, request, upstream_file):
+        self._request = request
+        self._file = upstream_file
+        self._transfer = None
+        self._held = None
+        self.started = False
+
+    def start(self, transfer):
+        """The first bytes are coming: send the headers, follow the client's pace."""
+        self._transfer = transfer
+        self.started = True
+        request = self._request
+        if not connected(request):
+            return
+        headers = request.responseHeaders
+        headers.setRawHeaders(b"content-type", [FILE_CONTENT_TYPE])
+        headers.setRawHeaders(b"etag", [b'"%s"' % self._file.sha256.encode("ascii")])
+        headers.setRawHeaders(b"cache-control", [FILE_CACHE_CONTROL])
+        if self._file.size is not None:
+            headers.setRawHeaders(b"content-length", [b"%d" % self._file.size])
+        request.registerProducer(self, True)
+
+    def write(self, data):
+        """
+        Pass bytes on to the client, if it is still there, always holding
+        the latest piece back: it goes out only once the whole file matched
+        its hash, so a client never receives every byte of a wrong file.
+        """
+        held, self._held = self._held, data
+        if held is not None and connected(self._request) and not self._request.finished:
+            self._request.write(held)
+
+    def pauseProducing(self):
+        """The client reads slowly: hold the transfer."""
+        self._transfer.hold("client")
+
+    def resumeProducing(self):
+        """The client caught up."""
+        self._transfer.release("client")
+
+    def stopProducing(self):
+        """The client left: the transfer goes on for the cache."""
+        self._transfer.release("client")
+
+    def finish(self):
+        """The bytes were right: send the last piece and end the answer."""
+        request = self._request
+        held, self._held = self._held, None
+        if connected(request) and not request.finished:
+            request.unregisterProducer()
+            if held is not None:
+                request.write(held)
+            request.finish()
+
+    def abort(self):
+        """The bytes were wrong or cut short: break the answer."""
+        request = self._request
+        if connected(request) and not request.finished:
+            request.unregisterProducer()
+            request.loseConnection()
