@@ -21,6 +21,10 @@ from tests.e2e import (
 from tests.upstream_server import UpstreamProcess
 
 
+#: The upstream's own build of mixed 1.0: other bytes than the hosted one.
+MIXED_UPSTREAM_1 = make_wheel("mixed", "1.0", module_text="ORIGIN = 'upstream'\n")
+
+
 class UpstreamCacheTests(DaemonTestCase):
     """C{mode = cache}: projects that exist only upstream, through pypid."""
 
@@ -37,9 +41,12 @@ class UpstreamCacheTests(DaemonTestCase):
             cls.upstream.add_wheel("up-lib", "1.0")
             cls.upstream.add_wheel("shadowed", "2.0")
             cls.upstream.add_wheel("acme-secret", "1.0")
+            cls.upstream.add(*MIXED_UPSTREAM_1)
+            cls.upstream.add_wheel("mixed", "2.0")
             cls.upstream.start()
         return {"upstream.mode": "cache", "upstream.url": cls.upstream.url,
-                "upstream.private": "acme-*", "upstream.ttl": "1h",
+                "upstream.private": "acme-*", "upstream.merge": "mixed",
+                "upstream.ttl": "1h",
                 "upstream.timeout": "3"}
 
     def setUp(self):
@@ -102,6 +109,21 @@ class UpstreamCacheTests(DaemonTestCase):
         direct = http("GET", self.daemon.url + "files/shadowed/shadowed-2.0-py3-none-any.whl")
         self.assertEqual(direct.status, 404)
         self.assertEqual(self.upstream.count("/simple/shadowed/"), 0)
+
+    def test_merge_allow_list(self):
+        """A hosted project in C{merge} shows upstream files too; a local file wins."""
+        hosted = make_wheel("mixed", "1.0", module_text="ORIGIN = 'hosted'\n")
+        self.assertEqual(hosted[0], MIXED_UPSTREAM_1[0])
+        self.assertEqual(upload(self.daemon, *hosted).status, 200)
+        files = files_by_name(self.daemon, "mixed")
+        self.assertEqual(sorted(files), ["mixed-1.0-py3-none-any.whl",
+                                         "mixed-2.0-py3-none-any.whl"])
+        self.assertEqual(files["mixed-1.0-py3-none-any.whl"]["hashes"]["sha256"],
+                         sha256(hosted[1]))
+        self.assertEqual(http("GET", file_url(self.daemon, "mixed", hosted[0])).body, hosted[1])
+        target = self.target()
+        self.clients.pip_install(target, self.daemon.index_url, "mixed")
+        self.assertEqual(installed(target), {"mixed": "2.0"})
 
     def test_private_names_never_asked(self):
         """A name matching a private pattern is 404 and never sent upstream."""

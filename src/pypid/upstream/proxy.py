@@ -30,6 +30,8 @@ from pypid.metadata import InvalidDistribution
 from pypid.names import InvalidName, normalize
 from pypid.storage.interface import FileExists
 from pypid.upstream.fetch import UpstreamError
+from pypid.upstream.pages import Offline
+from pypid.upstream.policy import merged
 
 log = Logger()
 
@@ -186,11 +188,20 @@ class UpstreamProxy:
     _downloads: dict = attrs.field(factory=dict)
     _metadata: dict = attrs.field(factory=dict)
     _metadata_bytes: int = 0
+    _merges: dict = attrs.field(factory=dict)
 
     @property
     def mode(self):
         """C{none}, C{redirect} or C{cache}."""
         return self.config.mode
+
+    def merges(self, project):
+        """Whether the hosted C{project} shows upstream files too (C{merge})."""
+        found = self._merges.get(project)
+        if found is None:
+            found = self._merges[project] = (self.mode == "cache"
+                                             and self.policy.decide(project, True).merge)
+        return found
 
     def decide(self, name):
         """May the upstream be asked about C{name}? (a L{Decision})"""
@@ -213,6 +224,48 @@ class UpstreamProxy:
             return None
         return (self._render(project, entry, kind),
                 max(self.clock.seconds() - entry.fetched_at, 0.0), stale)
+
+    async def merged_page(self, hosted, kind):
+        """
+        The page of a hosted project that C{merge} allows upstream files
+        into: the hosted files, and the upstream files that no hosted file
+        shadows (same filename, or the same distribution spelled otherwise).
+        While the upstream cannot be reached, the hosted files alone.
+
+        @param hosted: the hosted L{pypid.index.Project}.
+        @return: C{(Page, stale)}.
+        """
+        try:
+            entry, stale = await self.pages.get(hosted.name)
+        except (UpstreamError, Offline) as e:
+            log.warn("Showing {project} without its upstream files: {error}",
+                     project=hosted.name, error=str(e))
+            entry, stale = None, True
+        key = ("merged", kind, id(entry))
+        page = self.index.extra_page(hosted, key)
+        if page is not None and (entry is None or page[1] is entry):
+            return page[0], stale
+        records = hosted.sorted_files()
+        extra = ()
+        if entry is not None and entry.page is not None:
+            shown = self._shown_of(hosted.name, entry)
+            extra = merged(records, shown.values())
+        files = sorted([*records, *extra], key=lambda f: (version_key(f.version), f.filename))
+        pairs = [(f, self.file_url(f)) for f in files]
+        if kind == HTML:
+            body = render.project_html(hosted.name, pairs)
+        else:
+            versions = sorted({f.version for f in files}, key=version_key)
+            body = render.project_json(hosted.name, pairs, versions)
+        page = Page.of(body, CONTENT_TYPES[kind])
+        self.index.keep_page(hosted, key, (page, entry))
+        return page, stale
+
+    def _shown_of(self, project, entry):
+        memo = self._rendered.get(project)
+        if memo is None or memo[0] is not entry:
+            memo = self._rendered[project] = (entry, {}, self._shown(entry))
+        return memo[2]
 
     def _render(self, project, entry, kind):
         memo = self._rendered.get(project)
@@ -245,10 +298,12 @@ class UpstreamProxy:
         entry = self.pages.entries.get(project)
         if entry is None or entry.page is None:
             return None
-        memo = self._rendered.get(project)
-        if memo is None or memo[0] is not entry:
-            memo = self._rendered[project] = (entry, {}, self._shown(entry))
-        return memo[2].get(filename)
+        found = self._shown_of(project, entry).get(filename)
+        hosted = self.index.project(project)
+        if found is not None and hosted is not None and not merged(hosted.files.values(),
+                                                                   [found]):
+            return None  # a hosted file wins
+        return found
 
     # -- files ---------------------------------------------------------------------
 

@@ -103,6 +103,9 @@ class SimpleResource(Resource):
                     return upstream.project_page(request, self._upstream, name, self._kind,
                                                  self._redirect)
                 return self._redirect_or_404(request, name)
+            if self._upstream is not None and self._upstream.merges(project.name):
+                return upstream.merged_page(request, self._upstream, project,
+                                            self._kind(request))
             return send_page(request, self._index.project_page(project, self._kind(request)))
         if post == [b""]:
             return send_page(request, self._index.root_page(self._kind(request)))
@@ -181,7 +184,7 @@ class FilesResource(Resource):
                                   b'"%s"' % record.metadata_sha256.encode("ascii"))
         if self._index.is_deleted(filename):
             raise Gone("this file was deleted")
-        if self._upstream is not None and self._index.project(project) is None:
+        if self._upstream is not None:
             return upstream.file(request, self._upstream, project, filename, self._send)
         raise NotFound("no such file")
 

@@ -74,6 +74,17 @@ async def _page(request, proxy, project, kind):
     return body
 
 
+def merged_page(request, proxy, hosted, kind):
+    """Answer C{/simple/<project>/} for a hosted project with upstream files merged in."""
+    async def answer():
+        page, stale = await proxy.merged_page(hosted, kind)
+        body = send_page(request, page)
+        if stale:
+            request.responseHeaders.setRawHeaders(b"warning", [_STALE_WARNING])
+        return body
+    return finish_later(request, ensureDeferred(answer()))
+
+
 def file(request, proxy, project, filename, send):
     """
     Answer C{/files/<project>/<filename>} (or its C{.metadata}) from the
