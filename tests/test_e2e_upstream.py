@@ -10,6 +10,8 @@ from http.client import IncompleteRead, RemoteDisconnected
 
 from tests.distributions import make_wheel
 from tests.e2e import (
+    PASSWORD,
+    USER,
     DaemonTestCase,
     file_url,
     files_by_name,
@@ -43,6 +45,11 @@ class UpstreamCacheTests(DaemonTestCase):
             cls.upstream.add_wheel("acme-secret", "1.0")
             cls.upstream.add(*MIXED_UPSTREAM_1)
             cls.upstream.add_wheel("mixed", "2.0")
+            cls.upstream.add_wheel("pre-app", "1.0", requires_dist=["pre-lib==2.0"])
+            cls.upstream.add_wheel("pre-lib", "2.0")
+            cls.upstream.add_sdist("pre-lib", "2.0")
+            cls.upstream.add_wheel("pre-lib", "3.0")
+            cls.upstream.add_wheel("refresh-me", "1.0")
             cls.upstream.start()
         return {"upstream.mode": "cache", "upstream.url": cls.upstream.url,
                 "upstream.private": "acme-*", "upstream.merge": "mixed",
@@ -164,6 +171,53 @@ class UpstreamCacheTests(DaemonTestCase):
         second = http("GET", url, headers={"Range": "bytes=10-19"})
         self.assertEqual((second.status, second.body), (206, data[10:20]))
         self.assertEqual(self.upstream.count("/files/" + name), 1)
+
+    def test_precache_then_offline_install(self):
+        """POST /requirements.txt fetches what it pins; pip then installs with the upstream down."""
+        body = b"pre-app==1.0\npre-lib==2.0  # the dependency\nacme-secret==1.0\n"
+        answer = http("POST", self.daemon.url + "requirements.txt",
+                      {"Content-Type": "text/plain"}, body, auth=(USER, PASSWORD))
+        self.assertEqual(answer.status, 200, answer.body)
+        report = {(f["project"], f.get("filename")): f for f in answer.json()["files"]}
+        self.assertEqual(report["pre-app", "pre_app-1.0-py3-none-any.whl"]["status"], "cached")
+        self.assertEqual(report["pre-lib", "pre_lib-2.0-py3-none-any.whl"]["status"], "cached")
+        self.assertEqual(report["pre-lib", "pre_lib-2.0.tar.gz"]["status"], "cached")
+        self.assertNotIn(("pre-lib", "pre_lib-3.0-py3-none-any.whl"), report)
+        self.assertEqual(report["acme-secret", None]["status"], "refused")
+        again = http("POST", self.daemon.url + "requirements.txt",
+                     {"Content-Type": "text/plain"}, b"pre-app==1.0\n", auth=(USER, PASSWORD))
+        self.assertEqual(again.json()["files"][0]["status"], "kept")
+        self.upstream.stop()
+        target = self.target()
+        self.clients.pip_install(target, self.daemon.index_url, "pre-app==1.0", "pre-lib==2.0")
+        self.assertEqual(installed(target), {"pre-app": "1.0", "pre-lib": "2.0"})
+
+    def test_precache_needs_credentials(self):
+        """Pre-caching is for users who may upload; bad input is a 400 naming the line."""
+        anonymous = http("POST", self.daemon.url + "requirements.txt",
+                         {"Content-Type": "text/plain"}, b"pre-app==1.0\n")
+        self.assertEqual(anonymous.status, 401)
+        bad = http("POST", self.daemon.url + "requirements.txt",
+                   {"Content-Type": "text/plain"}, b"pre-app>=1.0\n", auth=(USER, PASSWORD))
+        self.assertEqual(bad.status, 400)
+        self.assertIn(b"line 1", bad.body)
+
+    def test_forced_refresh(self):
+        """An admin's refresh shows a new upstream release at once, within the TTL."""
+        self.assertEqual(sorted(files_by_name(self.daemon, "refresh-me")),
+                         ["refresh_me-1.0-py3-none-any.whl"])
+        self.upstream.add_wheel("refresh-me", "1.1")
+        self.assertNotIn("refresh_me-1.1-py3-none-any.whl",
+                         files_by_name(self.daemon, "refresh-me"))
+        answer = http("POST", self.daemon.url + "api/upstream/Refresh_Me/refresh",
+                      auth=(USER, PASSWORD))
+        self.assertEqual(answer.status, 200, answer.body)
+        self.assertEqual(answer.json()["files"], 2)
+        self.assertIn("refresh_me-1.1-py3-none-any.whl",
+                      files_by_name(self.daemon, "refresh-me"))
+        private = http("POST", self.daemon.url + "api/upstream/acme-secret/refresh",
+                       auth=(USER, PASSWORD))
+        self.assertEqual(private.status, 404)
 
     def test_unknown_project_upstream_down(self):
         """An uncached project with the upstream down: 502 with a reason, within seconds."""

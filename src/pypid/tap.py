@@ -95,7 +95,7 @@ def build_service(config, reactor, exit_on_failure=False):
     access = Access(policy, verifier)
 
     app = PypidApp(index, storage, access, run, reactor, config.server.max_upload_size,
-                   config.server.base_url)
+                   config.server.base_url, upstream)
     base = config.server.base_url or "/"
     root = RootResource(
         SimpleResource(index, access, base, upstream),

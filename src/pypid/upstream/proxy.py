@@ -32,6 +32,7 @@ from pypid.storage.interface import FileExists
 from pypid.upstream.fetch import UpstreamError
 from pypid.upstream.pages import Offline
 from pypid.upstream.policy import merged
+from pypid.upstream.requirements import select
 
 log = Logger()
 
@@ -426,6 +427,62 @@ class UpstreamProxy:
             self._metadata_bytes -= len(self._metadata.pop(oldest))
         self._metadata[filename] = data
         self._metadata_bytes += len(data)
+
+    # -- pre-caching and refreshing -------------------------------------------------
+
+    async def refresh(self, project):
+        """
+        Fetch a project's page again now (an administrator asked).
+
+        @return: the new L{Entry}.
+        @raise UpstreamError: the upstream failed (the old page stays).
+        """
+        return await self.pages.refresh(project)
+
+    async def precache(self, pins):
+        """
+        Fetch into the cache every file the pins select (and with it its
+        metadata), checking hashes as for any download.
+
+        @param pins: L{pypid.upstream.requirements.Pin}s.
+        @return: a report: one dict per project or file, with C{status}
+            C{cached} (fetched now), C{kept} (cached before), C{refused},
+            C{missing} or C{failed}, and a C{reason} for the last three.
+        """
+        report = []
+        for pin in pins:
+            decision = self.decide(pin.project)
+            if not decision.allowed:
+                report.append({"project": pin.project, "status": "refused",
+                               "reason": decision.reason})
+                continue
+            try:
+                entry, _ = await self.pages.get(pin.project)
+            except (UpstreamError, Offline) as e:
+                report.append({"project": pin.project, "status": "failed",
+                               "reason": str(e) or "the server is offline"})
+                continue
+            if entry.page is None:
+                report.append({"project": pin.project, "status": "missing",
+                               "reason": "the upstream has no such project"})
+                continue
+            chosen = select(pin, list(self._shown_of(pin.project, entry).values()))
+            if not chosen:
+                report.append({"project": pin.project, "status": "missing",
+                               "reason": "no upstream file matches "
+                               + (f"version {pin.version}" if pin.version else "it")})
+                continue
+            for f in chosen:
+                known = f.filename in self.cached
+                try:
+                    await self.fetch(f)
+                except UpstreamError as e:
+                    report.append({"project": pin.project, "filename": f.filename,
+                                   "status": "failed", "reason": str(e)})
+                    continue
+                report.append({"project": pin.project, "filename": f.filename,
+                               "status": "kept" if known else "cached"})
+        return report
 
     # -- start-up and the snapshot ------------------------------------------------
 

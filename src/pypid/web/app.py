@@ -19,6 +19,7 @@ from twisted.logger import Logger
 
 from pypid.distribution import inspect
 from pypid.errors import (
+    BadGateway,
     BadRequest,
     HTTPError,
     MethodNotAllowed,
@@ -40,6 +41,9 @@ from pypid.names import (
 from pypid import render
 from pypid.storage.interface import FileExists, FilenameDeleted, StorageError
 from pypid.upload import validate_upload
+from pypid.upstream import requirements
+from pypid.upstream.fetch import UpstreamError
+from pypid.upstream.pages import Offline
 from pypid.service import file_url_for
 from pypid.web.respond import (
     RETRY_AFTER,
@@ -82,6 +86,8 @@ class PypidApp:
     _clock: object
     _max_upload_size: int
     _base_url: str | None = None
+    #: the L{pypid.upstream.proxy.UpstreamProxy}, or L{None}
+    _upstream: object = None
     _landing: tuple | None = attrs.field(default=None, init=False)
     _locks: KeyedLock = attrs.field(init=False)
     # Absolute file links (the JSON API and pages for people are not under
@@ -405,6 +411,68 @@ class PypidApp:
         await self._storage_call(self._storage.delete, record)
         self._index.remove(record.filename)
         log.info("{user} deleted {filename}", user=identity.name, filename=record.filename)
+
+    # -- the upstream cache ------------------------------------------------------------
+
+    @app.route("/requirements.txt", methods=["POST"])
+    def precache(self, request):
+        """
+        Pre-cache what a requirements file (or, with C{Content-Type:
+        application/toml}, a C{pylock.toml}) pins: every selected upstream
+        file is fetched, checked and kept. Answers a JSON report.
+        """
+        return ensureDeferred(self._precache(request))
+
+    async def _precache(self, request):
+        await self._access.gate_upload(request)
+        proxy = self._cache_mode()
+        ctype = request.requestHeaders.getRawHeaders(b"content-type", [b""])[0].lower()
+        try:
+            text = request.content.read().decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadRequest("the requirements are not UTF-8 text")
+        try:
+            if b"toml" in ctype:
+                pins = requirements.parse_pylock(text)
+            else:
+                pins = requirements.parse_requirements(text)
+        except requirements.RequirementsError as e:
+            raise BadRequest(f"requirements: {e}")
+        report = await proxy.precache(pins)
+        request.setHeader(b"content-type", b"application/json")
+        request.setHeader(b"cache-control", b"no-store")
+        return json.dumps({"files": report}).encode("utf-8")
+
+    @app.route("/api/upstream/<string:name>/refresh", methods=["POST"])
+    def refresh_upstream(self, request, name):
+        """Fetch an upstream project's page again now."""
+        return ensureDeferred(self._refresh(request, name))
+
+    async def _refresh(self, request, name):
+        await self._access.gate_upload(request)
+        proxy = self._cache_mode()
+        if not is_valid_name(name):
+            raise NotFound("no such project")
+        decision = proxy.decide(name)
+        if not decision.allowed:
+            raise NotFound(f"not an upstream project here: {decision.reason}")
+        try:
+            entry = await proxy.refresh(normalize(name))
+        except UpstreamError as e:
+            raise BadGateway(f"the upstream index failed: {e}")
+        except Offline:
+            raise Unavailable("the server is offline: nothing is fetched")
+        if entry.page is None:
+            raise NotFound("the upstream has no such project")
+        request.setHeader(b"content-type", b"application/json")
+        request.setHeader(b"cache-control", b"no-store")
+        return json.dumps({"project": entry.page.project, "files": len(entry.page.files),
+                           "fetched_at": entry.fetched_at}).encode("utf-8")
+
+    def _cache_mode(self):
+        if self._upstream is None or self._upstream.mode != "cache":
+            raise NotFound("no upstream cache is configured ([upstream] mode = cache)")
+        return self._upstream
 
     # -- the legacy JSON API ------------------------------------------------------
 

@@ -1,0 +1,172 @@
+"""
+What to pre-cache: requirements files, lock files and lists of names read
+into pins, and the upstream files each pin selects. Pure logic, no I/O.
+
+pypicache's C{POST /requirements.txt} fills a cache ahead of an outage or
+of a disconnected build; here the same input (and PEP 751's C{pylock.toml},
+and plain names) says which upstream files to fetch.
+"""
+
+import tomllib
+
+import attrs
+from packaging.requirements import InvalidRequirement, Requirement
+
+from pypid.index import version_key
+from pypid.names import InvalidName, canonical_version, is_valid_name, normalize
+
+
+class RequirementsError(ValueError):
+    """The input cannot be read; the message names the line."""
+
+
+@attrs.frozen
+class Pin:
+    """
+    One project to pre-cache.
+
+    @ivar version: the pinned version (normalized), or L{None} for the
+        latest the upstream offers.
+    @ivar hashes: sha256 digests the files must have (from C{--hash} or a
+        lock file); empty for every file of the version.
+    """
+
+    project: str
+    version: str | None = None
+    hashes: frozenset = frozenset()
+
+
+def parse_requirements(text):
+    """
+    Read a requirements file: C{name==version} lines (with C{--hash=sha256:}
+    options and environment markers), or bare names.
+
+    Comments, blank lines and options such as C{--index-url} are skipped;
+    includes (C{-r}), editable and URL requirements cannot be pre-cached and
+    are refused with the line named.
+
+    @rtype: list of L{Pin}
+    @raise RequirementsError: for a line that cannot be read.
+    """
+    pins = []
+    for number, line in _logical_lines(text):
+        words = line.split()
+        if not words:
+            continue
+        if words[0].startswith("-"):
+            if words[0] in ("-r", "--requirement", "-c", "--constraint", "-e", "--editable"):
+                raise RequirementsError(f"line {number}: {words[0]} cannot be pre-cached")
+            continue
+        spec = []
+        hashes = set()
+        for word in words:
+            if word.startswith("--hash="):
+                algorithm, _, digest = word[len("--hash="):].partition(":")
+                if algorithm == "sha256" and len(digest) == 64:
+                    hashes.add(digest.lower())
+            elif word.startswith("-"):
+                continue
+            else:
+                spec.append(word)
+        pins.append(_pin(" ".join(spec), hashes, number))
+    return pins
+
+
+def _logical_lines(text):
+    """Lines without comments, backslash continuations joined, numbered from 1."""
+    pending, start = "", None
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.split(" #", 1)[0] if not raw.lstrip().startswith("#") else ""
+        if start is None:
+            start = number
+        if line.rstrip().endswith("\\"):
+            pending += line.rstrip()[:-1] + " "
+            continue
+        yield start, (pending + line).strip()
+        pending, start = "", None
+    if pending:
+        yield start, pending.strip()
+
+
+def _pin(spec, hashes, number):
+    try:
+        requirement = Requirement(spec)
+    except InvalidRequirement as e:
+        raise RequirementsError(f"line {number}: not a requirement: {e}")
+    if requirement.url:
+        raise RequirementsError(f"line {number}: a URL requirement cannot be pre-cached")
+    version = None
+    specifiers = list(requirement.specifier)
+    if len(specifiers) == 1 and specifiers[0].operator in ("==", "===") \
+            and "*" not in specifiers[0].version:
+        try:
+            version = canonical_version(specifiers[0].version)
+        except InvalidName as e:
+            raise RequirementsError(f"line {number}: {e}")
+    elif specifiers:
+        raise RequirementsError(
+            f"line {number}: {spec!r}: pin an exact version (==) or give the name alone")
+    return Pin(normalize(requirement.name), version, frozenset(hashes))
+
+
+def parse_names(names):
+    """Bare project names (the latest version of each)."""
+    pins = []
+    for name in names:
+        if not is_valid_name(name):
+            raise RequirementsError(f"{name!r} is not a project name")
+        pins.append(Pin(normalize(name)))
+    return pins
+
+
+def parse_pylock(text):
+    """
+    Read a PEP 751 lock file: every package's name, version and the sha256
+    digests of its sdist and wheels.
+    """
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise RequirementsError(f"not a TOML file: {e}")
+    packages = data.get("packages")
+    if not isinstance(packages, list):
+        raise RequirementsError("a lock file needs a [[packages]] list")
+    pins = []
+    for number, package in enumerate(packages, 1):
+        if not isinstance(package, dict) or not is_valid_name(str(package.get("name", ""))):
+            raise RequirementsError(f"package {number}: no valid name")
+        version = package.get("version")
+        hashes = set()
+        artifacts = list(package.get("wheels") or [])
+        if isinstance(package.get("sdist"), dict):
+            artifacts.append(package["sdist"])
+        for artifact in artifacts:
+            digest = (artifact.get("hashes") or {}).get("sha256") if isinstance(
+                artifact, dict) else None
+            if isinstance(digest, str) and len(digest) == 64:
+                hashes.add(digest.lower())
+        try:
+            version = canonical_version(str(version)) if version else None
+        except InvalidName as e:
+            raise RequirementsError(f"package {number}: {e}")
+        pins.append(Pin(normalize(package["name"]), version, frozenset(hashes)))
+    return pins
+
+
+def select(pin, files):
+    """
+    The upstream files a pin asks for: those of its version (or of the
+    latest version with a file not yanked), narrowed to its hashes if any.
+
+    @param files: the project's visible L{pypid.upstream.page.UpstreamFile}s.
+    """
+    version = pin.version
+    if version is None:
+        live = [f.version for f in files if f.yanked is None]
+        if not live:
+            return ()
+        version = max(live, key=version_key)
+    chosen = [f for f in files if f.version == version]
+    if pin.hashes:
+        chosen = [f for f in chosen if f.sha256 in pin.hashes]
+    return tuple(chosen)
