@@ -11,6 +11,7 @@ import tomllib
 
 import attrs
 from packaging.requirements import InvalidRequirement, Requirement
+from packaging.version import InvalidVersion, Version
 
 from pypid.index import version_key
 from pypid.names import InvalidName, canonical_version, is_valid_name, normalize
@@ -166,7 +167,15 @@ def select(pin, files):
         if not live:
             return ()
         version = max(live, key=version_key)
-    chosen = [f for f in files if f.version == version]
+    chosen = [f for f in files if _same_version(f.version, version)]
     if pin.hashes:
         chosen = [f for f in chosen if f.sha256 in pin.hashes]
     return tuple(chosen)
+
+
+def _same_version(a, b):
+    """Whether two versions are equal under PEP 440 (C{1.0} is C{1.0.0})."""
+    try:
+        return Version(a) == Version(b)
+    except InvalidVersion:
+        return a == b
