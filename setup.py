@@ -35,7 +35,10 @@ setup(
         "test": ["pip>=25", "twine>=6", "uv>=0.5", "setuptools", "wheel", "moto[server]>=5.1"],
     },
     entry_points={
-        "console_scripts": ["pypid-passwd = pypid.passwd:main"],
+        "console_scripts": [
+            "pypid-passwd = pypid.passwd:main",
+            "pypid-upstream = pypid.upstream.cli:main",
+        ],
     },
     classifiers=[
         "Framework :: Twisted",

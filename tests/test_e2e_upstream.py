@@ -50,6 +50,8 @@ class UpstreamCacheTests(DaemonTestCase):
             cls.upstream.add_sdist("pre-lib", "2.0")
             cls.upstream.add_wheel("pre-lib", "3.0")
             cls.upstream.add_wheel("refresh-me", "1.0")
+            cls.upstream.add_wheel("cli-app", "1.0")
+            cls.upstream.add_wheel("cli-app", "2.0")
             cls.upstream.start()
         return {"upstream.mode": "cache", "upstream.url": cls.upstream.url,
                 "upstream.private": "acme-*", "upstream.merge": "mixed",
@@ -218,6 +220,31 @@ class UpstreamCacheTests(DaemonTestCase):
         private = http("POST", self.daemon.url + "api/upstream/acme-secret/refresh",
                        auth=(USER, PASSWORD))
         self.assertEqual(private.status, 404)
+
+    def run_cli(self, *args):
+        """Run C{pypid-upstream} against the daemon; return (status, output)."""
+        import subprocess
+        import sys
+        env = dict(os.environ, PYPID_PASSWORD=PASSWORD)
+        done = subprocess.run(
+            [sys.executable, "-m", "pypid.upstream.cli", "--server", self.daemon.url,
+             "--user", USER, *args], capture_output=True, text=True, env=env, timeout=120)
+        return done.returncode, done.stdout, done.stderr
+
+    def test_cli_precache_and_refresh(self):
+        """The command line pre-caches names with a progress bar, and refreshes a project."""
+        status, out, err = self.run_cli("precache", "cli-app")
+        self.assertEqual(status, 0, out + err)
+        self.assertIn("cached cli_app-2.0-py3-none-any.whl", out)
+        self.assertIn("1 files cached, 0 failed", out)
+        self.assertIn("1/1", err)
+        self.assertEqual(self.upstream.count("/files/cli_app-2.0-py3-none-any.whl"), 1)
+        status, out, err = self.run_cli("refresh", "cli-app")
+        self.assertEqual(status, 0, out + err)
+        self.assertIn("cli-app: 2 files upstream", out)
+        status, out, err = self.run_cli("precache", "no-such-project-anywhere")
+        self.assertEqual(status, 1)
+        self.assertIn("FAILED no-such-project-anywhere", out)
 
     def test_unknown_project_upstream_down(self):
         """An uncached project with the upstream down: 502 with a reason, within seconds."""

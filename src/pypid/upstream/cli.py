@@ -1,0 +1,172 @@
+"""
+C{pypid-upstream}: drive a server's upstream cache from the command line.
+
+  - C{pypid-upstream precache -r requirements.txt} (or C{--lock
+    pylock.toml}, or project names) downloads through the server every file
+    the input pins, so that the server keeps them (checked against their
+    hashes) and can serve them with the upstream down; a progress bar shows
+    on standard error, and a summary says what was cached.
+  - C{pypid-upstream refresh PROJECT} makes the server fetch a project's
+    upstream page again now.
+
+This is a client: it makes blocking HTTP requests, which is fine outside
+the server. The password comes from C{PYPID_PASSWORD}, or is asked for.
+"""
+
+import argparse
+import base64
+import getpass
+import hashlib
+import json
+import os
+import sys
+import urllib.error
+import urllib.request
+from urllib.parse import quote, urljoin
+
+from pypid.upstream.page import UpstreamPageError, parse_page
+from pypid.upstream.requirements import (
+    RequirementsError,
+    parse_names,
+    parse_pylock,
+    parse_requirements,
+    select,
+)
+
+ACCEPT_JSON = "application/vnd.pypi.simple.v1+json"
+
+
+class CliError(Exception):
+    """A failure to report in one line."""
+
+
+class Server:
+    """One pypid server, asked with blocking requests."""
+
+    def __init__(self, url, user=None, password=None, timeout=300):
+        self.url = url.rstrip("/") + "/"
+        self._auth = None
+        if user:
+            token = base64.b64encode(f"{user}:{password or ''}".encode()).decode()
+            self._auth = "Basic " + token
+        self._timeout = timeout
+
+    def request(self, method, path_or_url, headers=None, body=None):
+        """Make a request; return the response (the caller reads it)."""
+        url = urljoin(self.url, path_or_url)
+        request = urllib.request.Request(url, data=body, method=method,
+                                         headers=dict(headers or {}))
+        if self._auth:
+            request.add_header("Authorization", self._auth)
+        try:
+            return urllib.request.urlopen(request, timeout=self._timeout)
+        except urllib.error.HTTPError as e:
+            reason = e.read(500).decode("utf-8", "replace").strip() or e.reason
+            raise CliError(f"{method} {url}: {e.code} {reason}")
+        except (urllib.error.URLError, OSError) as e:
+            raise CliError(f"cannot reach {url}: {getattr(e, 'reason', e)}")
+
+
+def _progress(done, total, name, out):
+    width = 30
+    filled = int(width * done / total) if total else width
+    line = f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {name[:40]:<40}"
+    out.write(line)
+    out.flush()
+
+
+def precache(server, pins, out=sys.stderr):
+    """
+    Download through the server every file the pins select.
+
+    @return: C{(cached, failed)} lists of filenames and of C{(name, reason)}.
+    """
+    chosen, failed = [], []
+    for pin in pins:
+        page_url = f"simple/{quote(pin.project)}/"
+        try:
+            with server.request("GET", page_url, {"Accept": ACCEPT_JSON}) as response:
+                body = response.read()
+                ctype = response.headers.get("Content-Type", "")
+            page = parse_page(body, ctype, urljoin(server.url, page_url), pin.project)
+        except (CliError, UpstreamPageError) as e:
+            failed.append((pin.project, str(e)))
+            continue
+        files = select(pin, page.files)
+        if not files:
+            failed.append((pin.project, "no file matches " + (
+                f"version {pin.version}" if pin.version else "it")))
+        chosen.extend(files)
+    cached = []
+    for number, f in enumerate(chosen, 1):
+        _progress(number - 1, len(chosen), f.filename, out)
+        try:
+            digest = hashlib.sha256()
+            with server.request("GET", f.url, {"Accept-Encoding": "identity"}) as response:
+                while data := response.read(1 << 16):
+                    digest.update(data)
+            if digest.hexdigest() != f.sha256:
+                raise CliError("the bytes do not match the page's sha256")
+            if f.metadata_sha256 is not None:
+                with server.request("GET", f.url + ".metadata") as response:
+                    response.read()
+        except CliError as e:
+            failed.append((f.filename, str(e)))
+            continue
+        cached.append(f.filename)
+    _progress(len(chosen), len(chosen), "done", out)
+    out.write("\n")
+    return cached, failed
+
+
+def main(argv=None, out=sys.stdout, err=sys.stderr):
+    """Run the command line; return the exit status."""
+    parser = argparse.ArgumentParser(prog="pypid-upstream", description=__doc__.splitlines()[1])
+    parser.add_argument("--server", default=os.environ.get("PYPID_URL", "http://127.0.0.1:8080/"),
+                        help="the pypid server's URL (default: $PYPID_URL or the local one)")
+    parser.add_argument("--user", default=os.environ.get("PYPID_USER"),
+                        help="a user who may upload (password: $PYPID_PASSWORD or asked)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    pre = commands.add_parser("precache", help="fetch pinned files into the server's cache")
+    pre.add_argument("-r", "--requirement", help="a requirements file")
+    pre.add_argument("--lock", help="a pylock.toml (PEP 751) file")
+    pre.add_argument("names", nargs="*", help="project names (their latest versions)")
+    refresh = commands.add_parser("refresh", help="fetch a project's upstream page again now")
+    refresh.add_argument("project")
+    options = parser.parse_args(argv)
+    password = None
+    if options.user:
+        password = os.environ.get("PYPID_PASSWORD")
+        if password is None:
+            password = getpass.getpass(f"Password for {options.user}: ")
+    server = Server(options.server, options.user, password)
+    try:
+        if options.command == "refresh":
+            with server.request("POST", f"api/upstream/{quote(options.project)}/refresh") as r:
+                answer = json.loads(r.read())
+            out.write(f"{answer['project']}: {answer['files']} files upstream\n")
+            return 0
+        pins = []
+        if options.requirement:
+            with open(options.requirement, encoding="utf-8") as f:
+                pins += parse_requirements(f.read())
+        if options.lock:
+            with open(options.lock, encoding="utf-8") as f:
+                pins += parse_pylock(f.read())
+        pins += parse_names(options.names)
+        if not pins:
+            raise CliError("nothing to pre-cache: give -r, --lock or names")
+        cached, failed = precache(server, pins, err)
+    except (CliError, RequirementsError, OSError) as e:
+        err.write(f"pypid-upstream: {e}\n")
+        return 1
+    for name in cached:
+        out.write(f"cached {name}\n")
+    for name, reason in failed:
+        out.write(f"FAILED {name}: {reason}\n")
+    out.write(f"{len(cached)} files cached, {len(failed)} failed\n")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
