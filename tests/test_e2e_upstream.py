@@ -258,3 +258,30 @@ class UpstreamCacheTests(DaemonTestCase):
     def test_not_upstream_either(self):
         """A project neither here nor upstream is 404."""
         self.assertEqual(http("GET", self.daemon.index_url + "nowhere-at-all/").status, 404)
+
+
+class CooldownTests(DaemonTestCase):
+    """C{min_age}: upstream files younger than the cooldown are not offered."""
+
+    def test_cooldown(self):
+        """A release uploaded upstream an hour ago is hidden; pip gets the older one; exempt projects see all."""
+        upstream = UpstreamProcess(os.path.abspath(self.mktemp()))
+        now = time.time()
+        upstream.add_wheel("calm", "1.0", upload_time=now - 30 * 86400)
+        upstream.add_wheel("calm", "2.0", upload_time=now - 3600)
+        upstream.add_wheel("trusted", "1.0", upload_time=now - 30 * 86400)
+        upstream.add_wheel("trusted", "2.0", upload_time=now - 3600)
+        upstream.start()
+        self.addCleanup(upstream.kill)
+        daemon = self.new_daemon(settings={
+            "upstream.mode": "cache", "upstream.url": upstream.url,
+            "upstream.min_age": "7d", "upstream.min_age_exempt": "trusted"})
+        self.assertEqual(sorted(files_by_name(daemon, "calm")), ["calm-1.0-py3-none-any.whl"])
+        self.assertEqual(http("GET", daemon.url + "files/calm/calm-2.0-py3-none-any.whl").status,
+                         404)
+        target = os.path.abspath(self.mktemp())
+        self.clients.pip_install(target, daemon.index_url, "calm")
+        self.assertEqual(installed(target), {"calm": "1.0"})
+        self.assertEqual(sorted(files_by_name(daemon, "trusted")),
+                         ["trusted-1.0-py3-none-any.whl", "trusted-2.0-py3-none-any.whl"])
+        self.assertIn("Hiding 1 files of calm", daemon.log_text())

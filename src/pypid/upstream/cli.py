@@ -121,7 +121,10 @@ def precache(server, pins, out=sys.stderr):
 
 def main(argv=None, out=sys.stdout, err=sys.stderr):
     """Run the command line; return the exit status."""
-    parser = argparse.ArgumentParser(prog="pypid-upstream", description=__doc__.splitlines()[1])
+    parser = argparse.ArgumentParser(
+        prog="pypid-upstream",
+        description="Drive a pypid server's upstream cache: pre-cache pinned files, or "
+                    "refresh a project's upstream page.")
     parser.add_argument("--server", default=os.environ.get("PYPID_URL", "http://127.0.0.1:8080/"),
                         help="the pypid server's URL (default: $PYPID_URL or the local one)")
     parser.add_argument("--user", default=os.environ.get("PYPID_USER"),
