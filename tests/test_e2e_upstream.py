@@ -141,22 +141,22 @@ class UpstreamCacheTests(DaemonTestCase):
             self.assertEqual(http("GET", self.daemon.index_url + spelling + "/").status, 404)
         self.assertEqual([r for r in self.upstream.requests() if "acme" in r["path"]], [])
 
-    def test_wrong_bytes_not_cached(self):
-        """A file whose bytes do not match the page is not served or kept; a retry works."""
-        filename = self.upstream.add_wheel("up-flaky", "1.0")
-        url = file_url(self.daemon, "up-flaky", filename)
-        self.upstream.fail("/files/" + filename, "wrong_bytes")
-        # The first client is fed while the file is fetched: its download is
-        # broken off before the end. Later ones get a 502 until it is right.
-        with self.assertRaises((IncompleteRead, RemoteDisconnected)):
-            http("GET", url)
-        answer = http("GET", url, headers={"Range": "bytes=0-"})
-        self.assertEqual(answer.status, 502, answer.body)
-        self.assertIn(b"does not match", answer.body)
-        self.upstream.clear()
-        again = http("GET", url)
-        self.assertEqual(again.status, 200)
-        self.assertEqual(self.upstream.count("/files/" + filename), 3)
+    def test_bad_downloads_not_cached(self):
+        """Wrong bytes, a truncated body, an HTML error page: nothing kept; a retry works."""
+        for number, mode in enumerate(("wrong_bytes", "truncate", "error_page")):
+            filename = self.upstream.add_wheel(f"up-flaky-{number}", "1.0")
+            url = file_url(self.daemon, f"up-flaky-{number}", filename)
+            self.upstream.fail("/files/" + filename, mode)
+            # The first client is fed while the file is fetched: its download
+            # is broken off before the end. Later ones get a 502 until it is right.
+            with self.assertRaises((IncompleteRead, RemoteDisconnected), msg=mode):
+                http("GET", url)
+            answer = http("GET", url, headers={"Range": "bytes=0-"})
+            self.assertEqual(answer.status, 502, (mode, answer.body))
+            self.upstream.clear()
+            again = http("GET", url)
+            self.assertEqual(again.status, 200, mode)
+            self.assertEqual(self.upstream.count("/files/" + filename), 3, mode)
 
     def test_first_download_streams(self):
         """A large file trickling from upstream reaches the first client whole, and is kept."""
@@ -285,3 +285,44 @@ class CooldownTests(DaemonTestCase):
         self.assertEqual(sorted(files_by_name(daemon, "trusted")),
                          ["trusted-1.0-py3-none-any.whl", "trusted-2.0-py3-none-any.whl"])
         self.assertIn("Hiding 1 files of calm", daemon.log_text())
+
+
+class RedirectModeTests(DaemonTestCase):
+    """C{mode = redirect}: unknown projects are sent to the upstream's page."""
+
+    def test_redirect(self):
+        """An unknown project answers 302 to the upstream's page; hosted and private names do not."""
+        daemon = self.new_daemon(settings={
+            "upstream.mode": "redirect", "upstream.url": "http://127.0.0.1:9/simple/",
+            "upstream.private": "acme-*"})
+        answer = http("GET", daemon.index_url + "somewhere-else/")
+        self.assertEqual(answer.status, 302)
+        self.assertEqual(answer.header("location"), "http://127.0.0.1:9/simple/somewhere-else/")
+        self.assertEqual(http("GET", daemon.index_url + "acme-tools/").status, 404)
+        self.assertEqual(upload(daemon, *make_wheel("mine", "1.0")).status, 200)
+        self.assertEqual(http("GET", daemon.index_url + "mine/").status, 200)
+
+
+class RestartTests(DaemonTestCase):
+    """What was fetched survives a restart, with the upstream down."""
+
+    def test_restart_offline(self):
+        """Pages and files come back from the snapshot and the cache storage after a restart."""
+        upstream = UpstreamProcess(os.path.abspath(self.mktemp()))
+        upstream.add_wheel("kept-app", "1.0")
+        upstream.start()
+        self.addCleanup(upstream.kill)
+        daemon = self.new_daemon(settings={"upstream.mode": "cache", "upstream.url": upstream.url,
+                                           "upstream.ttl": "1s"})
+        target = os.path.abspath(self.mktemp())
+        self.clients.pip_install(target, daemon.index_url, "kept-app")
+        daemon.stop_cleanly()
+        upstream.stop()
+        daemon.start()
+        self.assertEqual(sorted(files_by_name(daemon, "kept-app")),
+                         ["kept_app-1.0-py3-none-any.whl"])
+        again = os.path.abspath(self.mktemp())
+        self.clients.pip_install(again, daemon.index_url, "kept-app")
+        self.assertEqual(installed(again), {"kept-app": "1.0"})
+        page = http("GET", daemon.index_url + "kept-app/")
+        self.assertTrue(page.header("warning"), "a stale page says so")

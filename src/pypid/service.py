@@ -78,9 +78,7 @@ class IndexLoader:
         # snapshot's own when the scan found nothing changed since it.
         self.index.load(result.records.values(), result.tombstones, serial)
         if self.upstream is not None:
-            await self.upstream.load()
-            if snap is not None and snap.upstream_state is not None:
-                self.upstream.restore(snap.upstream_state)
+            await self.upstream.load(snap.upstream_state if snap is not None else None, since)
         if result.settled is not None and self.writer is not None:
             # What the scan wrote beside imported files is newer than any
             # snapshot: save one after it, so the next start can trust it.

@@ -27,6 +27,7 @@ from pypid import bodies, render
 from pypid.distribution import file_digests, inspect
 from pypid.index import CONTENT_TYPES, HTML, Page, version_key
 from pypid.metadata import InvalidDistribution
+from pypid.model import FileRecord
 from pypid.names import InvalidName, normalize
 from pypid.storage.interface import FileExists
 from pypid.upstream.fetch import UpstreamError
@@ -190,6 +191,7 @@ class UpstreamProxy:
     _metadata: dict = attrs.field(factory=dict)
     _metadata_bytes: int = 0
     _merges: dict = attrs.field(factory=dict)
+    _cached_count: int = 0
 
     @property
     def mode(self):
@@ -486,22 +488,34 @@ class UpstreamProxy:
 
     # -- start-up and the snapshot ------------------------------------------------
 
-    async def load(self):
-        """Prepare the cache storage and learn what it holds."""
+    async def load(self, state=None, since=0.0):
+        """
+        Prepare the cache storage and learn what it holds, starting from the
+        records and pages of a snapshot's C{state} (storage stays the truth:
+        what changed since C{since} is read again).
+        """
+        known = {}
+        if isinstance(state, dict):
+            self.pages.load_json(state.get("pages"))
+            for data in state.get("files") or ():
+                try:
+                    record = FileRecord.from_json(data)
+                except (TypeError, ValueError):
+                    continue
+                known[record.filename] = record
         await self.storage.prepare()
-        result = await self.storage.scan({}, 0.0, ())
+        result = await self.storage.scan(known, since if known else 0.0, ())
         self.cached = dict(result.records)
         log.info("Upstream cache: {count} files kept", count=len(self.cached))
 
     def state(self):
-        """The cached pages, JSON-ready, for the snapshot."""
+        """The cached pages and files, JSON-ready, for the snapshot."""
         self.pages.changed = False
-        return self.pages.to_json()
+        self._cached_count = len(self.cached)
+        return {"pages": self.pages.to_json(),
+                "files": [record.to_json() for record in self.cached.values()]}
 
     def state_changed(self):
-        """Whether pages were fetched since the last L{state}."""
-        return self.pages.changed
+        """Whether pages or files were fetched since the last L{state}."""
+        return self.pages.changed or len(self.cached) != self._cached_count
 
-    def restore(self, state):
-        """Take back the pages of a snapshot."""
-        self.pages.load_json(state)
