@@ -215,7 +215,7 @@ class PageCacheTests(SynchronousTestCase):
         self.assertEqual(len(self.calls), 2)
 
     def test_snapshot_round_trip(self):
-        """Cached pages (and cached absences) survive the snapshot's JSON."""
+        """Cached pages survive the snapshot's JSON; cached absences are left out."""
         self.answers["holy-grail"] = page(upstream_file(
             "holy_grail-1.0-py3-none-any.whl", requires_python=">=3.8", yanked="bad",
             metadata_sha256="c" * 64, size=123))
@@ -226,7 +226,7 @@ class PageCacheTests(SynchronousTestCase):
         data = json.loads(json.dumps(cache.to_json()))
         restored = self.cache()
         restored.load_json(data)
-        self.assertEqual(restored.entries, cache.entries)
+        self.assertEqual(restored.entries, {"holy-grail": cache.entries["holy-grail"]})
 
     def test_snapshot_bad_entry_skipped(self):
         """An unreadable cached page in a snapshot is skipped, the others kept."""
@@ -237,3 +237,34 @@ class PageCacheTests(SynchronousTestCase):
         restored = self.cache()
         restored.load_json(data)
         self.assertEqual(list(restored.entries), ["holy-grail"])
+
+
+class PageCacheLimitTests(SynchronousTestCase):
+    """What clients cannot make the page cache do."""
+
+    def test_bounded(self):
+        """The cache keeps at most MAX_ENTRIES projects, dropping the oldest fetched."""
+        from pypid.upstream import pages
+        self.patch(pages, "MAX_ENTRIES", 3)
+        clock = Clock()
+        cache = PageCache(lambda project: succeed(page(project=project)), clock, 60.0)
+        for name in ("a", "b", "c", "d"):
+            self.successResultOf(ensureDeferred(cache.get(name)))
+        self.assertEqual(list(cache.entries), ["b", "c", "d"])
+
+    def test_failure_remembered(self):
+        """A failed miss is answered at once for a while, then asked again."""
+        from pypid.upstream import pages
+        clock = Clock()
+        calls = []
+
+        def fetch(project):
+            calls.append(project)
+            return fail(UpstreamError("down"))
+        cache = PageCache(fetch, clock, 60.0)
+        self.failureResultOf(ensureDeferred(cache.get("a")), UpstreamError)
+        self.failureResultOf(ensureDeferred(cache.get("a")), UpstreamError)
+        self.assertEqual(calls, ["a"])
+        clock.advance(pages.FAILURE_MEMORY)
+        self.failureResultOf(ensureDeferred(cache.get("a")), UpstreamError)
+        self.assertEqual(calls, ["a", "a"])

@@ -68,7 +68,9 @@ class UpstreamClient:
     @ivar hosts: where files (and redirects) may lead.
     """
 
-    def __init__(self, http, clock, index_url, hosts, timeout=10.0, max_page_size=20 << 20):
+    def __init__(self, http, clock, index_url, hosts, timeout=10.0, max_page_size=20 << 20,
+                 run=None):
+        self._run = run
         self._http = http
         self._clock = clock
         self.index_url = index_url
@@ -98,9 +100,12 @@ class UpstreamClient:
         except bodies.BodyError as e:
             raise UpstreamError(f"the upstream's page of {project} was {e}")
         content_type = _header(response, b"content-type") or ""
+        serial = _header(response, b"x-pypi-last-serial")
         try:
-            return parse_page(body, content_type, final, project,
-                              _header(response, b"x-pypi-last-serial"))
+            if self._run is not None:
+                # A large page takes a while to parse: not on the reactor thread.
+                return await self._run(parse_page, body, content_type, final, project, serial)
+            return parse_page(body, content_type, final, project, serial)
         except UpstreamPageError as e:
             raise UpstreamError(f"the upstream's page of {project} is unusable: {e}")
 
@@ -169,9 +174,14 @@ def _header(response, name):
 
 
 async def _discard(response):
-    """Read and drop a small answer's body, so the connection can be reused."""
+    """
+    Drop an answer's body unread: the transfer is stopped (the connection is
+    not reused), so a server that stalls after its headers costs nothing.
+    """
+    d = bodies.read_body(response, 0)
+    d.cancel()
     try:
-        await bodies.read_body(response, 64 << 10)
-    except bodies.BodyError:
+        await d
+    except Exception:
         pass
 

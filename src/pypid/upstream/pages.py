@@ -41,6 +41,15 @@ class Entry:
         return 0 <= now - self.fetched_at < ttl
 
 
+#: The most projects kept (the oldest fetched go first): names are chosen
+#: by clients, so the cache must not grow with whatever they ask for.
+MAX_ENTRIES = 20000
+
+#: After a failed fetch of a project that is not cached, answer the same
+#: failure at once for this long rather than wait for the upstream again.
+FAILURE_MEMORY = 15.0
+
+
 class PageCache:
     """
     Upstream project pages, by normalized name.
@@ -55,6 +64,7 @@ class PageCache:
         self._offline = offline
         self.entries = {}
         self._inflight = {}
+        self._failures = {}
         self.changed = False
 
     async def get(self, project):
@@ -72,6 +82,9 @@ class PageCache:
             return entry, False
         if self._offline:
             raise Offline(project)
+        failed = self._failures.get(project)
+        if entry is None and failed is not None and 0 <= now - failed[0] < FAILURE_MEMORY:
+            raise failed[1]
         if entry is not None:
             # Served as it is; the refresh goes on behind (and a failure of it
             # leaves the stale entry in place).
@@ -112,9 +125,17 @@ class PageCache:
     def _loaded(self, result, project):
         waiting = self._inflight.pop(project)
         if isinstance(result, Entry):
+            self._failures.pop(project, None)
+            self.entries.pop(project, None)
             self.entries[project] = result
+            while len(self.entries) > MAX_ENTRIES:
+                del self.entries[next(iter(self.entries))]
             self.changed = True
         else:
+            if result.check(UpstreamError):
+                self._failures[project] = (self._clock.seconds(), result.value)
+                if len(self._failures) > MAX_ENTRIES:
+                    self._failures.clear()
             if not result.check(UpstreamError):
                 log.failure("Fetching {project} from the upstream failed", result,
                             project=project)
@@ -129,7 +150,9 @@ class PageCache:
 
     def to_json(self):
         """The cached pages, JSON-ready, for the snapshot."""
-        return {project: entry_to_json(entry) for project, entry in self.entries.items()}
+        # ("no such project" answers are not worth a restart's memory)
+        return {project: entry_to_json(entry) for project, entry in self.entries.items()
+                if entry.page is not None}
 
     def load_json(self, data):
         """Take back the pages of a snapshot (unreadable entries are skipped)."""

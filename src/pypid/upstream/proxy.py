@@ -16,7 +16,7 @@ import os
 import secrets
 
 import attrs
-from twisted.internet.defer import Deferred, ensureDeferred, succeed
+from twisted.internet.defer import Deferred, ensureDeferred, fail, succeed
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -29,8 +29,8 @@ from pypid.index import CONTENT_TYPES, HTML, Page, version_key
 from pypid.metadata import InvalidDistribution
 from pypid.model import FileRecord
 from pypid.names import InvalidName, normalize
-from pypid.storage.interface import FileExists
-from pypid.upstream.fetch import UpstreamError
+from pypid.storage.interface import FileExists, StorageError
+from pypid.upstream.fetch import UpstreamError, UpstreamNotFound
 from pypid.upstream.pages import Offline
 from pypid.upstream.policy import merged
 from pypid.upstream.requirements import select
@@ -54,6 +54,12 @@ def _open_temp(folder):
     return path, open(path, "wb")
 
 
+def _metadata_url(url):
+    """PEP 658: the metadata is at the file's URL plus C{.metadata} (before any query)."""
+    path, sep, query = url.partition("?")
+    return path + ".metadata" + sep + query
+
+
 def _unlink(path):
     try:
         os.unlink(path)
@@ -70,6 +76,7 @@ class _ToFile(Protocol):
     def __init__(self, f, run, clock, idle, limit, done, high=4 << 20, tee=None):
         self._tee = tee
         self._holds = set()
+        self._client_timer = None
         self._f = f
         self._run = run
         self._clock = clock
@@ -117,9 +124,25 @@ class _ToFile(Protocol):
             self._disarm()
             self.transport.pauseProducing()
         self._holds.add(reason)
+        if reason == "client" and self._client_timer is None:
+            # The download is shared (the cache, other clients wait for it):
+            # a client that stops reading is dropped after a while.
+            self._client_timer = self._clock.callLater(self._idle, self._drop_client)
+
+    def _drop_client(self):
+        self._client_timer = None
+        tee, self._tee = self._tee, None
+        if tee is not None:
+            log.warn("Dropping a client that stopped reading while its file was fetched")
+            tee.abort()
+        self.release("client")
 
     def release(self, reason):
         """Let the transfer go on once nothing holds it."""
+        if reason == "client" and self._client_timer is not None:
+            if self._client_timer.active():
+                self._client_timer.cancel()
+            self._client_timer = None
         if reason not in self._holds:
             return
         self._holds.discard(reason)
@@ -129,8 +152,12 @@ class _ToFile(Protocol):
 
     def connectionLost(self, reason):
         self._disarm()
+        if self._client_timer is not None and self._client_timer.active():
+            self._client_timer.cancel()
+        self._client_timer = None
         if self._error is None and not reason.check(ResponseDone, PotentialDataLoss):
-            self._error = UpstreamError(f"the download was cut short: {reason.getErrorMessage()}")
+            self._error = UpstreamError(
+                f"the download was cut short: {bodies.describe(reason.value)}")
         error = self._error
 
         def finished(_):
@@ -206,6 +233,16 @@ class UpstreamProxy:
                                              and self.policy.decide(project, True).merge)
         return found
 
+    def may_serve(self, record):
+        """
+        Whether a kept upstream file may be served now: its project is not
+        hosted, or merges upstream files and no hosted file shadows it.
+        """
+        hosted = self.index.project(record.project)
+        if hosted is None:
+            return self.decide(record.project).allowed
+        return self.merges(record.project) and bool(merged(hosted.files.values(), [record]))
+
     def decide(self, name):
         """May the upstream be asked about C{name}? (a L{Decision})"""
         hosted = self.index.project(normalize(name)) is not None
@@ -244,9 +281,9 @@ class UpstreamProxy:
             log.warn("Showing {project} without its upstream files: {error}",
                      project=hosted.name, error=str(e))
             entry, stale = None, True
-        key = ("merged", kind, id(entry))
+        key = ("merged", kind)
         page = self.index.extra_page(hosted, key)
-        if page is not None and (entry is None or page[1] is entry):
+        if page is not None and page[1] is entry:
             return page[0], stale
         records = hosted.sorted_files()
         extra = ()
@@ -325,6 +362,8 @@ class UpstreamProxy:
         stored = self.cached.get(upstream_file.filename)
         if stored is not None:
             return succeed(stored)
+        if self.config.offline:
+            return fail(Offline(upstream_file.filename))
         d = Deferred()
         waiting = self._downloads.get(upstream_file.filename)
         if waiting is not None:
@@ -346,17 +385,23 @@ class UpstreamProxy:
         try:
             stored = await self._download_to_storage(f, tee)
         except BaseException:
-            if tee is not None and tee.started:
+            if tee is not None:
                 tee.abort()
             raise
-        if tee is not None and tee.started:
+        if tee is not None:
             tee.finish()
         return stored
 
     async def _download_to_storage(self, f, tee):
         limit = f.size if f.size is not None else self.max_file_size
         response = await self.client.open(f.url)
-        temp, handle = await self.run(_open_temp, self.storage.temp_dir)
+        try:
+            temp, handle = await self.run(_open_temp, self.storage.temp_dir)
+        except BaseException:
+            d = bodies.read_body(response, 0)
+            d.cancel()
+            d.addErrback(lambda _: None)
+            raise
         try:
             try:
                 done = Deferred()
@@ -410,7 +455,9 @@ class UpstreamProxy:
         data = self._metadata.get(upstream_file.filename)
         if data is not None:
             return data
-        response = await self.client.open(upstream_file.url + ".metadata")
+        if self.config.offline:
+            raise Offline(upstream_file.filename)
+        response = await self.client.open(_metadata_url(upstream_file.url))
         try:
             data = await bodies.read_body(response, METADATA_LIMIT, self.clock,
                                           self.config.timeout)
@@ -468,7 +515,11 @@ class UpstreamProxy:
                 report.append({"project": pin.project, "status": "missing",
                                "reason": "the upstream has no such project"})
                 continue
-            chosen = select(pin, list(self._shown_of(pin.project, entry).values()))
+            shown = list(self._shown_of(pin.project, entry).values())
+            hosted = self.index.project(pin.project)
+            if hosted is not None:
+                shown = list(merged(hosted.files.values(), shown))
+            chosen = select(pin, shown)
             if not chosen:
                 report.append({"project": pin.project, "status": "missing",
                                "reason": "no upstream file matches "
@@ -478,7 +529,7 @@ class UpstreamProxy:
                 known = f.filename in self.cached
                 try:
                     await self.fetch(f)
-                except UpstreamError as e:
+                except (UpstreamError, UpstreamNotFound, StorageError, Offline) as e:
                     report.append({"project": pin.project, "filename": f.filename,
                                    "status": "failed", "reason": str(e)})
                     continue

@@ -12,13 +12,15 @@ import hashlib
 from twisted.internet.defer import ensureDeferred
 from twisted.web.server import NOT_DONE_YET
 
-from pypid.errors import BadGateway, NotFound
+from pypid.errors import BadGateway, NotFound, Unavailable
 from pypid.names import is_valid_name, normalize
-from pypid.upstream.fetch import UpstreamError
+from pypid.storage.interface import StorageError
+from pypid.upstream.fetch import UpstreamError, UpstreamNotFound
 from pypid.upstream.pages import Offline
 from pypid.web.respond import (
     FILE_CACHE_CONTROL,
     FILE_CONTENT_TYPE,
+    RETRY_AFTER,
     connected,
     finish_later,
     send_bytes,
@@ -102,6 +104,17 @@ def file(request, proxy, project, filename, send):
 
 
 async def _file(request, proxy, project, filename, send):
+    try:
+        return await _file_answer(request, proxy, project, filename, send)
+    except UpstreamNotFound:
+        raise NotFound("no such file upstream")
+    except Offline:
+        raise NotFound("no such file in the cache (the server is offline)")
+    except StorageError as e:
+        raise Unavailable(f"the storage is unavailable: {e}", [(b"retry-after", RETRY_AFTER)])
+
+
+async def _file_answer(request, proxy, project, filename, send):
     metadata = filename.endswith(".metadata")
     name = filename[: -len(".metadata")] if metadata else filename
     listed = proxy.listed(project, name)
@@ -113,7 +126,7 @@ async def _file(request, proxy, project, filename, send):
             pass
         listed = proxy.listed(project, name)
     stored = proxy.cached.get(name)
-    if stored is not None and stored.project != project:
+    if stored is not None and (stored.project != project or not proxy.may_serve(stored)):
         stored = None
     try:
         if metadata:
@@ -163,12 +176,12 @@ class _ClientTee:
         self._file = upstream_file
         self._transfer = None
         self._held = None
+        self._registered = self._registered_once = False
         self.started = False
 
     def start(self, transfer):
-        """The first bytes are coming: send the headers, follow the client's pace."""
+        """The first bytes are coming: set the headers, follow the client's pace."""
         self._transfer = transfer
-        self.started = True
         request = self._request
         if not connected(request):
             return
@@ -179,6 +192,7 @@ class _ClientTee:
         if self._file.size is not None:
             headers.setRawHeaders(b"content-length", [b"%d" % self._file.size])
         request.registerProducer(self, True)
+        self._registered = self._registered_once = True
 
     def write(self, data):
         """
@@ -188,6 +202,7 @@ class _ClientTee:
         """
         held, self._held = self._held, data
         if held is not None and connected(self._request) and not self._request.finished:
+            self.started = True
             self._request.write(held)
 
     def pauseProducing(self):
@@ -206,15 +221,34 @@ class _ClientTee:
         """The bytes were right: send the last piece and end the answer."""
         request = self._request
         held, self._held = self._held, None
+        self._unregister()
+        if not self._registered_once:
+            return  # never fed: the caller answers from the kept file
         if connected(request) and not request.finished:
-            request.unregisterProducer()
             if held is not None:
                 request.write(held)
+            self.started = True
             request.finish()
+        else:
+            self.started = True  # nothing more to answer
 
     def abort(self):
-        """The bytes were wrong or cut short: break the answer."""
+        """
+        The bytes were wrong or cut short: break the answer off. Before any
+        byte went out, leave it to the caller, which answers 502.
+        """
         request = self._request
+        self._held = None
+        self._unregister()
         if connected(request) and not request.finished:
-            request.unregisterProducer()
-            request.loseConnection()
+            if self.started:
+                request.loseConnection()
+            else:
+                for name in (b"content-length", b"etag", b"cache-control"):
+                    request.responseHeaders.removeHeader(name)
+
+    def _unregister(self):
+        if self._registered:
+            self._registered = False
+            if connected(self._request) and not self._request.finished:
+                self._request.unregisterProducer()
