@@ -183,7 +183,8 @@ def make_upstream(config, run, reactor, index):
                         bucket_snapshot=False))
     storage = make_storage(cache_config, run, reactor)
     http, _pool = make_http(reactor, up.timeout)
-    client = UpstreamClient(http, reactor, up.url, up.hosts, up.timeout, up.max_page_size)
+    client = UpstreamClient(http, reactor, up.url, up.hosts, up.timeout, up.max_page_size,
+                            run=run)
     pages = PageCache(lambda project: ensureDeferred(client.page(project)), reactor, up.ttl,
                       up.offline)
     policy = UpstreamPolicy(up.mode, up.private, up.merge, up.min_age, up.min_age_exempt)
