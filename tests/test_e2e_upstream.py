@@ -52,6 +52,8 @@ class UpstreamCacheTests(DaemonTestCase):
             cls.upstream.add_wheel("refresh-me", "1.0")
             cls.upstream.add_wheel("cli-app", "1.0")
             cls.upstream.add_wheel("cli-app", "2.0")
+            cls.upstream.add_wheel("up-yanked", "1.0", requires_python=">=3.8",
+                                   yanked="broken build", upload_time="2024-05-06T07:08:09Z")
             cls.upstream.start()
         return {"upstream.mode": "cache", "upstream.url": cls.upstream.url,
                 "upstream.private": "acme-*", "upstream.merge": "mixed",
@@ -94,6 +96,31 @@ class UpstreamCacheTests(DaemonTestCase):
             self.assertTrue(file_url(self.daemon, "up-lib", entry["filename"]).startswith(
                 self.daemon.url + "files/up-lib/"))
             self.assertEqual(len(entry["hashes"]["sha256"]), 64)
+
+    def test_everything_passed_through(self):
+        """Hashes, requires-python, the yank and its reason, metadata, size and upload time."""
+        entry = files_by_name(self.daemon, "up-yanked")["up_yanked-1.0-py3-none-any.whl"]
+        self.assertEqual(entry["requires-python"], ">=3.8")
+        self.assertEqual(entry["yanked"], "broken build")
+        self.assertEqual(entry["upload-time"], "2024-05-06T07:08:09.000000Z")
+        self.assertIsInstance(entry["size"], int)
+        metadata = http("GET", file_url(self.daemon, "up-yanked", entry["filename"]) + ".metadata")
+        self.assertEqual(metadata.status, 200)
+        self.assertEqual(sha256(metadata.body), entry["core-metadata"]["sha256"])
+
+    def test_concurrent_downloads_one_fetch(self):
+        """Clients asking for one file at once cause one upstream request, and all get it."""
+        from concurrent.futures import ThreadPoolExecutor
+        name, data = make_wheel("up-popular", "1.0",
+                                extra_files=[("up_popular/blob.bin", os.urandom(1 << 20))])
+        self.upstream.add(name, data)
+        url = file_url(self.daemon, "up-popular", name)
+        self.upstream.fail("/files/" + name, "slow:0.02:131072")
+        with ThreadPoolExecutor(6) as pool:
+            answers = list(pool.map(lambda _: http("GET", url), range(6)))
+        for answer in answers:
+            self.assertEqual((answer.status, sha256(answer.body)), (200, sha256(data)))
+        self.assertEqual(self.upstream.count("/files/" + name), 1)
 
     def test_one_upstream_request_per_file(self):
         """Downloading a file twice fetches it from upstream once."""
