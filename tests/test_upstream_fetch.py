@@ -175,6 +175,14 @@ class ClientTests(SynchronousTestCase):
         self.assertIn("evil.example", str(failure.value))
         self.assertEqual(len(self.upstream.requests), 1)
 
+    def test_no_downgrade(self):
+        """A redirect from https to plain http is refused, even on an allowed host."""
+        self.route(INDEX + "holy-grail/", status=302,
+                   headers={b"location": b"http://upstream.example/simple/holy-grail/"})
+        failure = self.failureResultOf(self.result(self.client.page("holy-grail")),
+                                       UpstreamError)
+        self.assertIn("plain http", str(failure.value))
+
     def test_open_file(self):
         """A file on an allowed host is opened, its body left to the caller."""
         url = f"https://files.upstream.example/f/{WHEEL[0]}"

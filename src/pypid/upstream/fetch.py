@@ -142,7 +142,10 @@ class UpstreamClient:
             await _discard(response)
             if not location:
                 raise UpstreamError(f"the upstream answered {response.code} with no Location")
-            url = urljoin(url, location)
+            target = urljoin(url, location)
+            if url.startswith("https:") and not target.startswith("https:"):
+                raise UpstreamError("the upstream redirected from https to plain http")
+            url = target
         raise UpstreamError("the upstream redirected too many times")
 
     async def _request(self, url, headers):
