@@ -176,7 +176,41 @@ def wait_for(predicate, timeout, message, interval=0.02):
 # -- the daemon ------------------------------------------------------------------------
 
 
-class Daemon:
+class ChildProcess:
+    """
+    A process the tests start and must stop (it is also killed when the
+    test process exits, see L{_live}).
+
+    @ivar what: what to call it in failures.
+    """
+
+    what = "process"
+    process = None
+
+    def stop(self, timeout=STOP_TIMEOUT):
+        """Stop it with SIGTERM (SIGKILL after C{timeout} s); return its exit code."""
+        if self.process is None or self.process.poll() is not None:
+            _live.discard(self)
+            return None if self.process is None else self.process.returncode
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout)
+            raise E2EFailure(f"the {self.what} did not stop within {timeout} s of SIGTERM")
+        finally:
+            _live.discard(self)
+
+    def kill(self):
+        """Kill it with SIGKILL, as a crash would."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(STOP_TIMEOUT)
+        _live.discard(self)
+
+
+class Daemon(ChildProcess):
     """
     One pypid server run by C{twistd} in a folder of its own.
 
@@ -186,6 +220,8 @@ class Daemon:
     @ivar settings: C{{"section.key": value}} passed as C{--set} arguments.
     @ivar port: the port of the running (or last) server.
     """
+
+    what = "server"
 
     def __init__(self, directory, settings=None, users=None, config_text=None):
         """
@@ -317,26 +353,6 @@ class Daemon:
                 raise E2EFailure(f"the server did not answer /health within {timeout} s")
             time.sleep(0.03)
 
-    def stop(self, timeout=STOP_TIMEOUT):
-        """Stop the server with SIGTERM (SIGKILL after C{timeout} s); return its exit code."""
-        if self.process is None or self.process.poll() is not None:
-            return None if self.process is None else self.process.returncode
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout)
-            raise E2EFailure(f"the server did not stop within {timeout} s of SIGTERM")
-        finally:
-            _live.discard(self)
-
-    def kill(self):
-        """Kill the server with SIGKILL, as a crash would."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(STOP_TIMEOUT)
-        _live.discard(self)
 
     def stop_cleanly(self):
         """
@@ -414,6 +430,8 @@ class Daemon:
 
 
 #: Daemons that may still run, stopped at exit whatever happens.
+#: Child processes (daemons, upstreams) that may still run, killed at exit
+#: whatever happens.
 _live = set()
 
 

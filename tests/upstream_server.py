@@ -22,7 +22,6 @@ Everything listens on 127.0.0.1 only.
 """
 
 import argparse
-import atexit
 import base64
 import collections
 import datetime
@@ -32,7 +31,6 @@ import io
 import json
 import os
 import re
-import signal
 import socket
 import struct
 import subprocess
@@ -58,7 +56,15 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
 from tests.distributions import make_sdist, make_wheel
-from tests.e2e import CHECKOUT, E2EFailure, _die_with_parent, clean_env, http
+from tests.e2e import (
+    CHECKOUT,
+    ChildProcess,
+    E2EFailure,
+    _die_with_parent,
+    _live,
+    clean_env,
+    http,
+)
 
 HOST = "127.0.0.1"
 
@@ -1126,20 +1132,7 @@ def main(argv=None):
     return outcome["code"]
 
 
-#: Upstream processes that may still run, killed at exit whatever happens.
-_live = set()
-
-
-@atexit.register
-def _kill_all():
-    for process in list(_live):
-        try:
-            process.kill()
-        except Exception:
-            pass
-
-
-class UpstreamProcess:
+class UpstreamProcess(ChildProcess):
     """
     The upstream run as a child process serving the distributions in
     C{directory} (its log is C{upstream.log} there), driven with blocking
@@ -1148,6 +1141,8 @@ class UpstreamProcess:
     Faults and the request log live in the process: a restart forgets them,
     while added files stay in the folder and are served again.
     """
+
+    what = "upstream"
 
     def __init__(self, directory, links="absolute", files_url=None, port=None):
         self.directory = os.path.abspath(directory)
@@ -1219,27 +1214,6 @@ class UpstreamProcess:
                                  f"{self.log_since_start()}")
             time.sleep(0.02)
 
-    def stop(self, timeout=STOP_TIMEOUT):
-        """Stop the process with SIGTERM (SIGKILL after C{timeout} s); return its exit code."""
-        if self.process is None or self.process.poll() is not None:
-            _live.discard(self)
-            return None if self.process is None else self.process.returncode
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout)
-            raise E2EFailure(f"the upstream did not stop within {timeout} s of SIGTERM")
-        finally:
-            _live.discard(self)
-
-    def kill(self):
-        """Kill the process with SIGKILL."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(STOP_TIMEOUT)
-        _live.discard(self)
 
     def log_since_start(self):
         """What the process wrote since its last start."""

@@ -27,21 +27,50 @@ class BodyStalled(BodyError):
     """Nothing arrived for the idle deadline; the transfer was stopped."""
 
 
+class Deadline:
+    """
+    A deadline that moves: C{expired()} is called when C{seconds} pass
+    after the last L{arm} without a L{disarm} (no clock: it never fires).
+    """
+
+    def __init__(self, clock, seconds, expired):
+        self._clock = clock
+        self._seconds = seconds
+        self._expired = expired
+        self._timer = None
+
+    def arm(self):
+        """Start (or restart) the wait."""
+        if self._clock is None or self._seconds is None:
+            return
+        self.disarm()
+        self._timer = self._clock.callLater(self._seconds, self._fire)
+
+    def disarm(self):
+        """Stop waiting."""
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def _fire(self):
+        self._timer = None
+        self._expired()
+
+
 class _Collect(Protocol):
     """Collects a body up to a limit, watching for silence."""
 
     def __init__(self, limit, done, clock, idle):
         self._limit = limit
         self._done = done
-        self._clock = clock
         self._idle = idle
-        self._timer = None
+        self._deadline = Deadline(clock, idle, self._stalled)
         self._parts = []
         self._size = 0
         self._error = None
 
     def connectionMade(self):
-        self._arm()
+        self._deadline.arm()
 
     def dataReceived(self, data):
         if self._error is not None:
@@ -51,10 +80,10 @@ class _Collect(Protocol):
             self._stop(BodyTooLarge(f"more than {self._limit} bytes"))
             return
         self._parts.append(data)
-        self._arm()
+        self._deadline.arm()
 
     def connectionLost(self, reason):
-        self._disarm()
+        self._deadline.disarm()
         if self._done.called:
             return
         if self._error is not None:
@@ -66,22 +95,10 @@ class _Collect(Protocol):
 
     def _stop(self, error):
         self._error = error
-        self._disarm()
+        self._deadline.disarm()
         self.transport.stopProducing()
 
-    def _arm(self):
-        if self._clock is None or self._idle is None:
-            return
-        self._disarm()
-        self._timer = self._clock.callLater(self._idle, self._stalled)
-
-    def _disarm(self):
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
-
     def _stalled(self):
-        self._timer = None
         self._stop(BodyStalled(f"nothing for {self._idle:g} s"))
 
 
@@ -99,7 +116,7 @@ def read_body(response, limit, clock=None, idle=None):
 
     def cancel(d):
         if collector is not None and collector.transport is not None:
-            collector._disarm()
+            collector._deadline.disarm()
             collector.transport.stopProducing()
 
     done = Deferred(cancel)

@@ -39,6 +39,7 @@ from twisted.internet.defer import DeferredList, DeferredLock, ensureDeferred, g
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from pypid.bodies import Deadline
 from pypid.distribution import inspect
 from pypid.metadata import InvalidDistribution
 from pypid.names import InvalidName
@@ -919,49 +920,38 @@ class _IdleProtocol:
 
     def __init__(self, inner, clock, timeout):
         self._inner = inner
-        self._clock = clock
         self._timeout = timeout
-        self._timer = None
+        self._deadline = Deadline(clock, timeout, self._expired)
         self.transport = None
 
     def makeConnection(self, transport):
         self.transport = transport
         self._inner.makeConnection(self)
-        self._arm()
+        self._deadline.arm()
 
     def dataReceived(self, data):
-        self._arm()
+        self._deadline.arm()
         self._inner.dataReceived(data)
 
     def connectionLost(self, reason):
-        self._disarm()
+        self._deadline.disarm()
         self._inner.connectionLost(reason)
 
     # The transport the inner protocol sees: pauses stop the watch.
 
     def pauseProducing(self):
-        self._disarm()
+        self._deadline.disarm()
         self.transport.pauseProducing()
 
     def resumeProducing(self):
-        self._arm()
+        self._deadline.arm()
         self.transport.resumeProducing()
 
     def stopProducing(self):
-        self._disarm()
+        self._deadline.disarm()
         self.transport.stopProducing()
 
-    def _arm(self):
-        self._disarm()
-        self._timer = self._clock.callLater(self._timeout, self._expired)
-
-    def _disarm(self):
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
-
     def _expired(self):
-        self._timer = None
         log.warn("S3 sent nothing for {seconds} s: cutting the download short",
                  seconds=self._timeout)
         self.transport.stopProducing()

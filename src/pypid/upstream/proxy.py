@@ -89,11 +89,11 @@ class _ToFile(Protocol):
         self._paused = False
         self._chain = None
         self._error = None
-        self._timer = None
+        self._deadline = bodies.Deadline(clock, idle, self._stalled)
 
     def connectionMade(self):
         self._chain = succeed(None)
-        self._arm()
+        self._deadline.arm()
         if self._tee is not None:
             self._tee.start(self)
 
@@ -104,7 +104,7 @@ class _ToFile(Protocol):
         if self._size > self._limit:
             self._fail(VerifyError(f"the upstream sent more than {self._limit} bytes"))
             return
-        self._arm()
+        self._deadline.arm()
         if self._tee is not None:
             self._tee.write(data)
         self._queued += len(data)
@@ -121,7 +121,7 @@ class _ToFile(Protocol):
     def hold(self, reason):
         """Pause the transfer (the disk, or the client being fed, is behind)."""
         if not self._holds and self._error is None:
-            self._disarm()
+            self._deadline.disarm()
             self.transport.pauseProducing()
         self._holds.add(reason)
         if reason == "client" and self._client_timer is None:
@@ -147,11 +147,11 @@ class _ToFile(Protocol):
             return
         self._holds.discard(reason)
         if not self._holds and self._error is None:
-            self._arm()
+            self._deadline.arm()
             self.transport.resumeProducing()
 
     def connectionLost(self, reason):
-        self._disarm()
+        self._deadline.disarm()
         if self._client_timer is not None and self._client_timer.active():
             self._client_timer.cancel()
         self._client_timer = None
@@ -169,20 +169,10 @@ class _ToFile(Protocol):
 
     def _fail(self, error):
         self._error = error
-        self._disarm()
+        self._deadline.disarm()
         self.transport.stopProducing()
 
-    def _arm(self):
-        self._disarm()
-        self._timer = self._clock.callLater(self._idle, self._stalled)
-
-    def _disarm(self):
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
-
     def _stalled(self):
-        self._timer = None
         self._fail(UpstreamError(f"the upstream sent nothing for {self._idle:g} s"))
 
 
