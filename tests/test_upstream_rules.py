@@ -201,7 +201,9 @@ class PageCacheTests(SynchronousTestCase):
         offline = self.cache(offline=True)
         offline.load_json(online.to_json())
         self.clock.advance(10 * DAY)
-        self.assertEqual(self.successResultOf(self.get(offline))[0].page, page())
+        entry, stale = self.successResultOf(self.get(offline))
+        self.assertEqual(entry.page, page())
+        self.assertTrue(stale, "an old page is served offline, marked stale")
         self.failureResultOf(self.get(offline, "other"), Offline)
         self.assertEqual(self.calls, ["holy-grail"])
 

@@ -280,6 +280,8 @@ class PypidService(MultiService):
         d.addCallback(save)
 
         def close(result):
+            if self._loader.upstream is not None:
+                self._loader.upstream.close()
             closing = maybeDeferred(self._loader.storage.close)
             closing.addErrback(lambda f: log.warn("Cannot close the storage cleanly: {error}",
                                                   error=f.getErrorMessage()))

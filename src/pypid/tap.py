@@ -182,11 +182,12 @@ def make_upstream(config, run, reactor, index):
         s3=attrs.evolve(config.s3, prefix=config.s3.prefix + ".upstream/",
                         bucket_snapshot=False))
     storage = make_storage(cache_config, run, reactor)
-    http, _pool = make_http(reactor, up.timeout)
+    http, pool = make_http(reactor, up.timeout)
     client = UpstreamClient(http, reactor, up.url, up.hosts, up.timeout, up.max_page_size,
                             run=run)
     pages = PageCache(lambda project: ensureDeferred(client.page(project)), reactor, up.ttl,
                       up.offline)
     policy = UpstreamPolicy(up.mode, up.private, up.merge, up.min_age, up.min_age_exempt)
     return UpstreamProxy(up, policy, pages, client, storage, index, index.file_url, run,
-                         reactor, max_file_size=max(config.server.max_upload_size, 1 << 30))
+                         reactor, max_file_size=max(config.server.max_upload_size, 1 << 30),
+                         on_close=pool.closeCachedConnections)

@@ -78,7 +78,9 @@ class PageCache:
         """
         entry = self.entries.get(project)
         now = self._clock.seconds()
-        if entry is not None and (self._offline or entry.fresh(now, self._ttl)):
+        if entry is not None and self._offline:
+            return entry, not entry.fresh(now, self._ttl)
+        if entry is not None and entry.fresh(now, self._ttl):
             return entry, False
         if self._offline:
             raise Offline(project)

@@ -40,6 +40,9 @@ log = Logger()
 #: Upstream core metadata kept in memory (bytes, all files together).
 METADATA_MEMORY = 32 << 20
 
+#: How often, with a cooldown, what a cached page shows is worked out again.
+RECHECK = 60.0
+
 #: The most bytes of upstream core metadata read for one file.
 METADATA_LIMIT = 16 << 20
 
@@ -202,12 +205,15 @@ class UpstreamProxy:
     run: object
     clock: object
     max_file_size: int = 1 << 30
+    on_close: object = None
     cached: dict = attrs.field(factory=dict)
     _rendered: dict = attrs.field(factory=dict)
     _downloads: dict = attrs.field(factory=dict)
     _metadata: dict = attrs.field(factory=dict)
     _metadata_bytes: int = 0
     _merges: dict = attrs.field(factory=dict)
+    # project -> the filenames the cooldown hid when last logged
+    _hidden: dict = attrs.field(factory=dict)
     _cached_count: int = 0
 
     @property
@@ -222,6 +228,11 @@ class UpstreamProxy:
             found = self._merges[project] = (self.mode == "cache"
                                              and self.policy.decide(project, True).merge)
         return found
+
+    def close(self):
+        """Drop the connections to the upstream (at the end of the service's life)."""
+        if self.on_close is not None:
+            self.on_close()
 
     def may_serve(self, record):
         """
@@ -292,15 +303,23 @@ class UpstreamProxy:
         return page, stale
 
     def _shown_of(self, project, entry):
+        return self._memo(project, entry)[2]
+
+    def _memo(self, project, entry):
+        """
+        The files of an entry clients see, and its rendered pages; worked
+        out again for a new entry, and every minute with a cooldown (a file
+        becomes visible once it is old enough, not only at a refresh).
+        """
         memo = self._rendered.get(project)
-        if memo is None or memo[0] is not entry:
-            memo = self._rendered[project] = (entry, {}, self._shown(entry))
-        return memo[2]
+        now = self.clock.seconds()
+        if (memo is None or memo[0] is not entry
+                or (self.policy.min_age and now - memo[3] >= RECHECK)):
+            memo = self._rendered[project] = (entry, {}, self._shown(entry), now)
+        return memo
 
     def _render(self, project, entry, kind):
-        memo = self._rendered.get(project)
-        if memo is None or memo[0] is not entry:
-            memo = self._rendered[project] = (entry, {}, self._shown(entry))
+        memo = self._memo(project, entry)
         page = memo[1].get(kind)
         if page is None:
             files = [(f, self.file_url(f)) for f in memo[2].values()]
@@ -315,7 +334,9 @@ class UpstreamProxy:
     def _shown(self, entry):
         """The files of an entry clients see, by filename, in page order."""
         kept, hidden = self.policy.visible(entry.page, self.clock.seconds())
-        if hidden:
+        names = frozenset(f.filename for f in hidden)
+        if hidden and self._hidden.get(entry.page.project) != names:
+            self._hidden[entry.page.project] = names
             log.info("Hiding {count} files of {project} uploaded upstream less than "
                      "{min_age:g} s ago (min_age): {names}", count=len(hidden),
                      project=entry.page.project, min_age=self.policy.min_age,
