@@ -1,0 +1,168 @@
+"""
+Who may read and who may write which project: users, groups and per-project
+rules, in the manner of pypicloud's access control. Pure logic, no I/O.
+
+The configuration gives the defaults (C{[auth] read} and C{upload}), the
+groups (C{[groups] dev = alice bob}), the admins (C{[auth] admins}), and
+rules for projects by name or glob (C{[acl] acme-* = group:dev rw, user:ci
+r}). A project's rule is the one whose pattern names it most exactly: its
+exact name first, then the glob with the most literal characters, then the
+first in the file. A project that a rule covers is open to the principals
+the rule lists and to admins, and to no one else; other projects follow the
+defaults. Admins may do everything.
+
+Principals: C{user:NAME}, C{group:NAME}, and the built-in groups
+C{everyone} (anonymous clients too) and C{authenticated}.
+"""
+
+import re
+from fnmatch import fnmatchcase
+
+import attrs
+
+from pypid.names import normalize
+
+READ, WRITE = "r", "w"
+
+_GRANT = re.compile(r"^(user:[^\s,]+|group:[^\s,]+|everyone|authenticated)\s+(rw|wr|r|w)$")
+_PATTERN = re.compile(r"^[A-Za-z0-9._*?\[\]-]+$")
+
+
+class RuleError(ValueError):
+    """A rule cannot be read; the message says why."""
+
+
+@attrs.frozen
+class Rule:
+    """
+    The grants of the projects a pattern names.
+
+    @ivar pattern: a normalized project name, or a glob over normalized names.
+    @ivar grants: C{((principal, frozenset of "r"/"w"), ...)} in file order.
+    @ivar order: the rule's place in the file (ties between patterns).
+    """
+
+    pattern: str
+    grants: tuple
+    order: int = 0
+
+    @property
+    def exact(self):
+        """Whether the pattern is a plain name."""
+        return not any(c in self.pattern for c in "*?[")
+
+    def specificity(self):
+        """Sort key: exact names first, then more literal characters, then file order."""
+        literal = len(re.sub(r"\[[^\]]*\]|[*?]", "", self.pattern))
+        return (0 if self.exact else 1, -literal, self.order)
+
+
+def normalize_pattern(pattern):
+    """Normalize a project name or glob like a project name, keeping C{*?[]}."""
+    pattern = pattern.strip()
+    if not pattern or not _PATTERN.match(pattern):
+        raise RuleError(f"{pattern!r} is not a project name or glob")
+    return re.sub(r"[-_.]+", "-", pattern).lower()
+
+
+def parse_rule(pattern, text, order=0):
+    """
+    Read one C{[acl]} line: C{pattern = grant, grant, ...} where a grant is
+    a principal and C{r}, C{w} or C{rw}.
+
+    @raise RuleError: naming the part that cannot be read.
+    """
+    grants = []
+    for part in text.split(","):
+        part = " ".join(part.split())
+        if not part:
+            continue
+        match = _GRANT.match(part)
+        if not match:
+            raise RuleError(
+                f"{part!r}: expected a principal (user:NAME, group:NAME, everyone or "
+                "authenticated) and r, w or rw")
+        grants.append((match.group(1), frozenset(match.group(2))))
+    if not grants:
+        raise RuleError("a rule needs at least one grant, such as 'group:dev rw'")
+    return Rule(normalize_pattern(pattern), tuple(grants), order)
+
+
+@attrs.frozen
+class AccessModel:
+    """
+    The permissions of one configuration.
+
+    @ivar read: C{"everyone"} or C{"authenticated"}: who reads projects no
+        rule covers.
+    @ivar upload: C{"authenticated"}: who writes projects no rule covers.
+    @ivar groups: C{{group: frozenset of user names}}.
+    @ivar admins: user names that may do everything.
+    @ivar rules: L{Rule}s.
+    """
+
+    read: str = "everyone"
+    upload: str = "authenticated"
+    groups: dict = attrs.field(factory=dict)
+    admins: frozenset = frozenset()
+    rules: tuple = ()
+    _rule_memo: dict = attrs.field(factory=dict, eq=False, repr=False)
+
+    def principals(self, user):
+        """Every principal C{user} (L{None}: anonymous) stands for."""
+        found = {"everyone"}
+        if user is not None:
+            found |= {"authenticated", f"user:{user}"}
+            found |= {f"group:{group}" for group, members in self.groups.items()
+                      if user in members}
+        return found
+
+    def is_admin(self, user):
+        """Whether C{user} may do everything."""
+        return user is not None and user in self.admins
+
+    def rule_for(self, project):
+        """The L{Rule} that governs C{project} (a normalized name), or L{None}."""
+        try:
+            return self._rule_memo[project]
+        except KeyError:
+            pass
+        matching = [rule for rule in self.rules if fnmatchcase(project, rule.pattern)]
+        rule = min(matching, key=Rule.specificity) if matching else None
+        if len(self._rule_memo) < 100_000:
+            self._rule_memo[project] = rule
+        return rule
+
+    def allowed(self, user, project, permission):
+        """Whether C{user} has C{permission} (C{"r"} or C{"w"}) on C{project}."""
+        if self.is_admin(user):
+            return True
+        project = normalize(project)
+        rule = self.rule_for(project)
+        if rule is None:
+            default = self.read if permission == READ else self.upload
+            return default == "everyone" or user is not None
+        principals = self.principals(user)
+        return any(permission in perms for principal, perms in rule.grants
+                   if principal in principals)
+
+    def may_read(self, user, project):
+        """Whether C{user} may see C{project} (others get 404)."""
+        return self.allowed(user, project, READ)
+
+    def may_write(self, user, project):
+        """Whether C{user} may upload to, yank or delete in C{project}."""
+        return self.allowed(user, project, WRITE)
+
+    def reads_everything(self, user):
+        """
+        Whether C{user} may read every project (so pages need no filtering):
+        the common case, served from the pre-rendered pages.
+        """
+        if self.is_admin(user):
+            return True
+        if self.read != "everyone" and user is None:
+            return False
+        principals = self.principals(user)
+        return all(any(READ in perms for principal, perms in rule.grants
+                       if principal in principals) for rule in self.rules)

@@ -1,0 +1,112 @@
+"""Tests of L{pypid.acl}: users, groups, admins and per-project rules."""
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from pypid.acl import AccessModel, RuleError, normalize_pattern, parse_rule
+
+
+def model(**kwargs):
+    """The model of the issue's example configuration, with overrides."""
+    options = dict(
+        read="everyone", upload="authenticated",
+        groups={"dev": frozenset({"alice", "bob"}), "ops": frozenset({"carol"})},
+        admins=frozenset({"root"}),
+        rules=(parse_rule("acme-*", "group:dev rw, user:ci r", 0),
+               parse_rule("acme-public", "everyone r, group:dev rw", 1),
+               parse_rule("Secret_Thing", "user:carol rw", 2)),
+    )
+    options.update(kwargs)
+    return AccessModel(**options)
+
+
+class ParseTests(SynchronousTestCase):
+    """Reading rules."""
+
+    def test_rule(self):
+        """Grants are read in order; permissions in either order."""
+        rule = parse_rule("Acme.*", "group:dev rw, user:ci r ,everyone  wr")
+        self.assertEqual(rule.pattern, "acme-*")
+        self.assertEqual(rule.grants, (("group:dev", frozenset("rw")),
+                                       ("user:ci", frozenset("r")),
+                                       ("everyone", frozenset("rw"))))
+
+    def test_errors(self):
+        """Bad grants and patterns are refused with what is wrong."""
+        for pattern, text, words in (("acme", "group:dev x", "'group:dev x'"),
+                                     ("acme", "dev rw", "expected a principal"),
+                                     ("acme", " , ", "at least one grant"),
+                                     ("a b", "everyone r", "not a project name")):
+            with self.assertRaises(RuleError) as caught:
+                parse_rule(pattern, text)
+            self.assertIn(words, str(caught.exception))
+
+    def test_pattern(self):
+        """Patterns are normalized like project names, globs kept."""
+        self.assertEqual(normalize_pattern("Corp_.*"), "corp-*")
+        self.assertEqual(normalize_pattern("x[ab]?"), "x[ab]?")
+
+
+class ModelTests(SynchronousTestCase):
+    """Who may read and write what."""
+
+    def test_defaults(self):
+        """A project no rule covers: everyone reads, authenticated users write."""
+        m = model()
+        self.assertTrue(m.may_read(None, "holy-grail"))
+        self.assertFalse(m.may_write(None, "holy-grail"))
+        self.assertTrue(m.may_write("dave", "holy-grail"))
+        closed = model(read="authenticated")
+        self.assertFalse(closed.may_read(None, "holy-grail"))
+        self.assertTrue(closed.may_read("dave", "holy-grail"))
+
+    def test_glob_rule(self):
+        """A glob rule opens its projects to its principals only."""
+        m = model()
+        self.assertTrue(m.may_write("alice", "acme-tools"))
+        self.assertTrue(m.may_read("ci", "acme-tools"))
+        self.assertFalse(m.may_write("ci", "acme-tools"))
+        self.assertFalse(m.may_read("dave", "acme-tools"))
+        self.assertFalse(m.may_read(None, "Acme_Tools"))
+
+    def test_most_exact_rule(self):
+        """An exact name beats a glob: acme-public is readable by everyone."""
+        m = model()
+        self.assertTrue(m.may_read(None, "acme-public"))
+        self.assertFalse(m.may_write("dave", "acme-public"), "the glob's grants do not apply")
+        self.assertTrue(m.may_write("bob", "acme.public"))
+
+    def test_longer_glob_wins(self):
+        """Between globs, the one with more literal characters decides."""
+        m = model(rules=(parse_rule("a*", "everyone r", 0),
+                         parse_rule("acme-*", "user:ci r", 1)))
+        self.assertFalse(m.may_read(None, "acme-x"))
+        self.assertTrue(m.may_read(None, "abc"))
+
+    def test_admins(self):
+        """Admins may do everything."""
+        m = model()
+        for project in ("acme-tools", "secret-thing", "anything"):
+            self.assertTrue(m.may_read("root", project))
+            self.assertTrue(m.may_write("root", project))
+
+    def test_user_rule(self):
+        """A user grant on an exact name (any spelling)."""
+        m = model()
+        self.assertTrue(m.may_write("carol", "secret.thing"))
+        self.assertFalse(m.may_read("alice", "secret-thing"))
+
+    def test_builtin_groups(self):
+        """C{authenticated} covers every known user, not anonymous clients."""
+        m = model(rules=(parse_rule("x", "authenticated r", 0),))
+        self.assertTrue(m.may_read("dave", "x"))
+        self.assertFalse(m.may_read(None, "x"))
+
+    def test_reads_everything(self):
+        """Whether pages need filtering for a user."""
+        m = model()
+        self.assertTrue(m.reads_everything("root"))
+        self.assertFalse(m.reads_everything("dave"))
+        self.assertFalse(m.reads_everything(None))
+        open_model = model(rules=(parse_rule("x-*", "everyone r", 0),))
+        self.assertTrue(open_model.reads_everything(None))
+        self.assertFalse(model(read="authenticated", rules=()).reads_everything(None))
