@@ -29,6 +29,7 @@ from pypid.multipart import (
     UploadTooLarge,
     boundary_from_content_type,
 )
+from pypid.web.channel import ConnectionCounter, PypidChannel
 from pypid.web.spool import ThreadedSink
 
 log = Logger()
@@ -107,9 +108,8 @@ class PypidRequest(server.Request):
         self.upload_credentials = credentials
         sink = FormSink(boundary, site.spool_dir, max_file_size=limit)
         if site.run is not None:
-            transport = self.channel.transport
-            sink = ThreadedSink(sink, site.run, transport.pauseProducing,
-                                transport.resumeProducing, self._sink_failed)
+            pause, resume = _reading_controls(self.channel)
+            sink = ThreadedSink(sink, site.run, pause, resume, self._sink_failed)
         self.content = sink
         if site.access is not None:
             self._verify_before_body(site.access.gate_upload(self, credentials), length)
@@ -121,15 +121,15 @@ class PypidRequest(server.Request):
         credentials are cached, so for twine and uv this costs nothing after
         the first upload.
         """
-        transport = self.channel.transport
+        pause, resume = _reading_controls(self.channel)
         paused = not verified.called
         if paused:
-            transport.pauseProducing()
+            pause()
 
         def verified_ok(identity):
             self.upload_identity = identity
             if paused and not self.early_answer:
-                transport.resumeProducing()
+                resume()
 
         def refused(failure):
             failure.trap(HTTPError)
@@ -141,7 +141,7 @@ class PypidRequest(server.Request):
             self._answer_early(length, failure.value.code, failure.value.message,
                                www=failure.value.code == 401)
             if paused and self.channel.transport is not None:
-                transport.resumeProducing()
+                resume()
 
         verified.addCallbacks(verified_ok, refused)
         verified.addErrback(lambda f: log.failure("Verifying upload credentials", f))
@@ -241,6 +241,18 @@ class PypidRequest(server.Request):
         server.Request.connectionLost(self, reason)
 
 
+def _reading_controls(channel):
+    """
+    How to pause and resume reading a request body: through the channel
+    when it keeps time of pauses (L{PypidChannel}: they do not count against
+    the client's rate), else on the transport.
+    """
+    if isinstance(channel, PypidChannel):
+        return channel.pause_reading, channel.resume_reading
+    transport = channel.transport
+    return transport.pauseProducing, transport.resumeProducing
+
+
 def _origin_form(target):
     """
     The path of a request target, without its query, whether it came in
@@ -277,17 +289,26 @@ class PypidSite(server.Site):
     """
 
     requestFactory = PypidRequest
+    protocol = PypidChannel
     displayTracebacks = False
 
     def __init__(self, resource, max_upload_size, spool_dir, access_log=None, reactor=None,
-                 access=None, run=None):
+                 access=None, run=None, counter=None):
         server.Site.__init__(self, resource, logPath=access_log, reactor=reactor)
+        self.counter = counter if counter is not None else ConnectionCounter()
         self.max_upload_size = max_upload_size
         self.spool_dir = spool_dir
         self.access = access
         self.run = run
         self._access_log = access_log
         self._date = (None, b"")
+
+    def buildProtocol(self, addr):
+        """A new connection, unless its address holds too many already."""
+        channel = server.Site.buildProtocol(self, addr)
+        if not self.counter.opened(channel, addr):
+            return None
+        return channel
 
     def date_header(self):
         """The current time as an HTTP date, formatted at most once a second."""

@@ -1,0 +1,177 @@
+"""
+The HTTP connection, hardened against clients that hold it open.
+
+Twisted's own idle timeout is reset by every byte, so a client that sends
+its headers a byte at a time, or its upload at a few bytes a second, keeps
+a connection (and whatever the request holds) for ever. Here:
+
+  - a request's line and headers must all arrive within C{header_timeout}
+    of the connection opening, or of the previous answer on a kept-alive
+    connection (a slow client gets C{408} and the connection is closed);
+  - a body must arrive at C{min_body_rate} bytes a second at least, over
+    each C{rate_window}, not counting the time the server itself paused
+    reading (to check credentials, or while the spool catches up);
+  - one client address may hold at most C{max_per_address} connections
+    (L{ConnectionCounter}): more are closed at once.
+"""
+
+from twisted.logger import Logger
+from twisted.web.http import HTTPChannel
+
+log = Logger()
+
+#: Seconds a request's line and headers have to arrive.
+HEADER_TIMEOUT = 30.0
+
+#: The slowest body accepted, in bytes a second over each window.
+MIN_BODY_RATE = 1024
+RATE_WINDOW = 30.0
+
+#: Connections one client address may hold at once.
+MAX_PER_ADDRESS = 128
+
+
+class PypidChannel(HTTPChannel):
+    """An L{HTTPChannel} with the deadlines described in the module."""
+
+    header_timeout = HEADER_TIMEOUT
+    min_body_rate = MIN_BODY_RATE
+    rate_window = RATE_WINDOW
+
+    _header_timer = None
+    _rate_timer = None
+    _body_bytes = 0
+    _paused = False
+
+    def connectionMade(self):
+        """Start the clock for the first request's headers."""
+        HTTPChannel.connectionMade(self)
+        self._arm_headers()
+
+    def allHeadersReceived(self):
+        """Headers are in: stop their clock, start watching the body."""
+        self._cancel("_header_timer")
+        HTTPChannel.allHeadersReceived(self)
+        # A body follows when a length was given, or chunks (no length).
+        if self.length or (self.length is None and self._transferDecoder is not None):
+            self._body_bytes = 0
+            self._rate_timer = self.callLater(self.rate_window, self._check_rate)
+
+    def rawDataReceived(self, data):
+        """Body bytes: count them for the rate check."""
+        self._body_bytes += len(data)
+        HTTPChannel.rawDataReceived(self, data)
+
+    def allContentReceived(self):
+        """The body is in: stop watching its rate."""
+        self._cancel("_rate_timer")
+        HTTPChannel.allContentReceived(self)
+
+    def requestDone(self, request):
+        """An answer went out: the next request's headers have their own deadline."""
+        HTTPChannel.requestDone(self, request)
+        if not self._handlingRequest and self.transport is not None \
+                and not getattr(self.transport, "disconnecting", False):
+            self._arm_headers()
+
+    def connectionLost(self, reason):
+        """Stop every clock, and give the client address its place back."""
+        self._cancel("_header_timer")
+        self._cancel("_rate_timer")
+        counter = getattr(self, "counter", None)
+        if counter is not None:
+            counter.closed(self)
+        HTTPChannel.connectionLost(self, reason)
+
+    # -- reading paused by the server ----------------------------------------------
+
+    def pause_reading(self):
+        """Stop reading the request body (the server is busy with it)."""
+        self._paused = True
+        if self.transport is not None:
+            self.transport.pauseProducing()
+
+    def resume_reading(self):
+        """Read the body again; its rate is measured afresh from now."""
+        self._paused = False
+        self._body_bytes = 0
+        if self._rate_timer is not None and self._rate_timer.active():
+            self._rate_timer.reset(self.rate_window)
+        if self.transport is not None:
+            self.transport.resumeProducing()
+
+    # -- the clocks --------------------------------------------------------------------
+
+    def _arm_headers(self):
+        self._cancel("_header_timer")
+        self._header_timer = self.callLater(self.header_timeout, self._headers_late)
+
+    def _cancel(self, name):
+        timer = getattr(self, name)
+        if timer is not None and timer.active():
+            timer.cancel()
+        setattr(self, name, None)
+
+    def _headers_late(self):
+        self._header_timer = None
+        log.info("Closing a connection whose request headers took over {seconds:g} s",
+                 seconds=self.header_timeout)
+        self._refuse(b"408 Request Timeout", b"the request headers came too slowly\n")
+
+    def _check_rate(self):
+        self._rate_timer = None
+        if not self._paused and self._body_bytes < self.min_body_rate * self.rate_window:
+            log.info("Closing a connection whose request body came at {rate:.0f} bytes/s",
+                     rate=self._body_bytes / self.rate_window)
+            self.transport.abortConnection()
+            return
+        self._body_bytes = 0
+        self._rate_timer = self.callLater(self.rate_window, self._check_rate)
+
+    def _refuse(self, status, body):
+        """Answer outside any request (none is complete) and close."""
+        if self.transport is None:
+            return
+        self.transport.write(b"HTTP/1.1 " + status + b"\r\nContent-Type: text/plain; "
+                             b"charset=utf-8\r\nContent-Length: %d\r\nConnection: close"
+                             b"\r\n\r\n" % len(body) + body)
+        self.transport.loseConnection()
+
+
+class ConnectionCounter:
+    """Counts connections per client address, refusing past a limit."""
+
+    def __init__(self, limit=MAX_PER_ADDRESS):
+        self.limit = limit
+        self._open = {}
+
+    def opened(self, channel, addr):
+        """
+        Count a new connection from C{addr}.
+
+        @return: whether it may stay.
+        """
+        host = getattr(addr, "host", None)
+        if host is None:
+            return True
+        count = self._open.get(host, 0)
+        if count >= self.limit:
+            log.warn("Refusing a connection from {host}: it holds {count} already",
+                     host=host, count=count)
+            return False
+        self._open[host] = count + 1
+        channel.counter = self
+        channel.counted_host = host
+        return True
+
+    def closed(self, channel):
+        """A counted connection ended."""
+        host = getattr(channel, "counted_host", None)
+        if host is None:
+            return
+        count = self._open.get(host, 0) - 1
+        if count > 0:
+            self._open[host] = count
+        else:
+            self._open.pop(host, None)
+        channel.counted_host = None
