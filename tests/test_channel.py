@@ -57,6 +57,13 @@ class ChannelTests(SynchronousTestCase):
         self.assertIn(b"200 OK", self.transport.value())
         self.assertFalse(self.transport.disconnecting)
 
+    def test_security_headers(self):
+        """Every answer carries nosniff and a strict Content-Security-Policy."""
+        self.channel.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = self.transport.value().lower()
+        self.assertIn(b"x-content-type-options: nosniff", answer)
+        self.assertIn(b"content-security-policy: default-src 'none'", answer)
+
     def test_keep_alive_deadline(self):
         """On a kept-alive connection, the next request's headers have their own deadline."""
         self.channel.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")

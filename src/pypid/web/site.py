@@ -34,6 +34,10 @@ from pypid.web.spool import ThreadedSink
 
 log = Logger()
 
+_NOSNIFF = [b"nosniff"]
+_CSP = [b"default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; "
+        b"base-uri 'none'; form-action 'none'"]
+
 #: Paths that take twine uploads.
 UPLOAD_PATHS = frozenset([b"/", b"/legacy", b"/legacy/"])
 
@@ -211,7 +215,12 @@ class PypidRequest(server.Request):
     def process(self):
         """Like L{server.Request.process}, with cheaper, quieter headers."""
         self.site = site = self.channel.site
-        self.setHeader(b"Date", site.date_header())
+        headers = self.responseHeaders
+        headers.setRawHeaders(b"date", [site.date_header()])
+        # Whatever is answered, a browser must not guess another type for it
+        # or run anything in it (the pages for people use inline style only).
+        headers.setRawHeaders(b"x-content-type-options", _NOSNIFF)
+        headers.setRawHeaders(b"content-security-policy", _CSP)
         self.prepath = []
         self.postpath = list(map(unquote, self.path[1:].split(b"/")))
         try:
