@@ -67,6 +67,12 @@ class TooLarge(HTTPError):
     code = 413
 
 
+class TooManyRequests(HTTPError):
+    """Too many failed attempts; wait (429, with Retry-After)."""
+
+    code = 429
+
+
 class BadGateway(HTTPError):
     """The upstream index failed, or sent what its page did not promise (502)."""
 

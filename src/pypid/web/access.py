@@ -10,7 +10,7 @@ import attrs
 from twisted.internet.defer import fail, succeed
 
 from pypid.auth import Busy, MalformedCredentials, parse_basic
-from pypid.errors import Unauthorized, Unavailable
+from pypid.errors import TooManyRequests, Unauthorized, Unavailable
 
 
 @attrs.define
@@ -22,6 +22,8 @@ class Access:
 
     policy: object
     _verifier: object
+    #: a L{pypid.throttle.LoginThrottle}, or L{None}
+    _throttle: object = None
 
     def identify(self, request, credentials=None):
         """
@@ -40,7 +42,27 @@ class Access:
                 return fail(Unauthorized(f"Authorization: {e}"))
             if credentials is None:
                 return succeed(None)
+        throttle = self._throttle
+        if throttle is None:
+            d = self._verifier.authenticate(*credentials)
+            d.addCallbacks(_known, _busy)
+            return d
+        user = credentials[0]
+        address = _address(request)
+        wait = throttle.wait(user, address)
+        if wait:
+            return fail(TooManyRequests(
+                f"too many failed logins for {user!r} from this address; try again later",
+                [(b"retry-after", b"%d" % int(wait))]))
+
+        def checked(identity):
+            if identity is None:
+                throttle.failed(user, address)
+            else:
+                throttle.succeeded(user, address)
+            return identity
         d = self._verifier.authenticate(*credentials)
+        d.addCallback(checked)
         d.addCallbacks(_known, _busy)
         return d
 
@@ -66,6 +88,11 @@ class Access:
         if not allowed(identity):
             raise Unauthorized(message)
         return identity
+
+
+def _address(request):
+    peer = request.getClientAddress()
+    return getattr(peer, "host", None)
 
 
 def _busy(failure):
