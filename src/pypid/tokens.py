@@ -1,0 +1,209 @@
+"""
+API tokens: scoped, expiring, revocable credentials for machines (CI).
+
+A token is used as the password with the user name C{__token__}, as twine
+does with the public index. It reads C{pypid-<id>-<secret>}: the id finds
+its record, and only the SHA-256 of the secret is kept (a token has 256
+bits of randomness, so a slow password hash would add nothing but cost).
+Each token acts for the admin or user who issued it, limited to its actions
+(C{read}, C{upload}) and projects (names or globs), until it expires or is
+revoked; a revoked token stops working at once.
+
+The records live in a JSON file created with mode 0600; the in-memory
+L{TokenBook} is the truth while the server runs, written back (in a worker
+thread) after each change.
+"""
+
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import tempfile
+from fnmatch import fnmatchcase
+
+import attrs
+
+from pypid.acl import RuleError, normalize_pattern
+from pypid.names import normalize
+
+TOKEN_USER = "__token__"
+ACTIONS = frozenset({"read", "upload"})
+_PREFIX = "pypid-"
+
+
+class TokenError(ValueError):
+    """A token request or file cannot be used; the message says why."""
+
+
+def _digest(secret):
+    return hashlib.sha256(secret.encode("ascii")).hexdigest()
+
+
+@attrs.frozen
+class Token:
+    """
+    One token's record (never its secret).
+
+    @ivar user: who issued it; the token acts for them, within its scope.
+    @ivar actions: subset of L{ACTIONS}.
+    @ivar projects: normalized names or globs; empty for every project.
+    @ivar expires: POSIX time, or L{None} for never.
+    """
+
+    id: str
+    digest: str = attrs.field(repr=False)
+    user: str
+    actions: frozenset
+    projects: tuple = ()
+    expires: float | None = None
+    created: float = 0.0
+    description: str = ""
+
+    def covers(self, action, project=None):
+        """Whether the token's scope includes C{action} (on C{project})."""
+        if action not in self.actions:
+            return False
+        if project is None or not self.projects:
+            return True
+        name = normalize(project)
+        return any(fnmatchcase(name, pattern) for pattern in self.projects)
+
+    def to_json(self):
+        """The record as JSON-ready data (the digest included: it is not the secret)."""
+        return {"id": self.id, "digest": self.digest, "user": self.user,
+                "actions": sorted(self.actions), "projects": list(self.projects),
+                "expires": self.expires, "created": self.created,
+                "description": self.description}
+
+    def public(self):
+        """What listing shows: everything but the digest."""
+        data = self.to_json()
+        del data["digest"]
+        return data
+
+    @classmethod
+    def from_json(cls, data):
+        """The token a record describes."""
+        try:
+            actions = frozenset(data["actions"])
+            if not actions or not actions <= ACTIONS:
+                raise TokenError(f"unknown actions {sorted(actions)}")
+            return cls(id=str(data["id"]), digest=str(data["digest"]), user=str(data["user"]),
+                       actions=actions, projects=tuple(data.get("projects") or ()),
+                       expires=data.get("expires"), created=float(data.get("created", 0)),
+                       description=str(data.get("description", "")))
+        except (KeyError, TypeError, ValueError) as e:
+            raise TokenError(f"not a token record: {e}")
+
+
+@attrs.define
+class TokenBook:
+    """
+    The tokens, by id.
+
+    @ivar clock: provides C{seconds()}.
+    """
+
+    clock: object
+    tokens: dict = attrs.field(factory=dict)
+
+    def issue(self, user, actions, projects=(), lifetime=None, description=""):
+        """
+        Make a token.
+
+        @param lifetime: seconds until it expires, or L{None} for never.
+        @return: C{(token string, L{Token})}; the string is shown once.
+        """
+        actions = frozenset(actions)
+        if not actions or not actions <= ACTIONS:
+            raise TokenError("actions: expected read, upload or both")
+        patterns = []
+        for project in projects:
+            try:
+                patterns.append(normalize_pattern(project))
+            except RuleError as e:
+                raise TokenError(f"projects: {e}")
+        if lifetime is not None and lifetime <= 0:
+            raise TokenError("expires: a token must live a positive time")
+        now = self.clock.seconds()
+        token_id = secrets.token_hex(6)
+        secret = secrets.token_urlsafe(32)
+        token = Token(id=token_id, digest=_digest(secret), user=user, actions=actions,
+                      projects=tuple(patterns),
+                      expires=None if lifetime is None else now + lifetime, created=now,
+                      description=description[:200])
+        self.tokens[token_id] = token
+        return f"{_PREFIX}{token_id}-{secret}", token
+
+    def revoke(self, token_id):
+        """Revoke a token; whether there was one."""
+        return self.tokens.pop(token_id, None) is not None
+
+    def verify(self, presented):
+        """
+        The live L{Token} a presented string is, or L{None}.
+        """
+        if not presented.startswith(_PREFIX):
+            return None
+        token_id, sep, secret = presented[len(_PREFIX):].partition("-")
+        token = self.tokens.get(token_id)
+        if not sep or token is None or not secret.isascii():
+            return None
+        if not hmac.compare_digest(token.digest, _digest(secret)):
+            return None
+        if token.expires is not None and self.clock.seconds() >= token.expires:
+            return None
+        return token
+
+    def listing(self, user=None):
+        """The tokens (of C{user}, or all), without digests, oldest first."""
+        return [t.public() for t in sorted(self.tokens.values(), key=lambda t: t.created)
+                if user is None or t.user == user]
+
+    # -- the file ------------------------------------------------------------------
+
+    def dumps(self):
+        """The file's bytes."""
+        return json.dumps({"tokens": [t.to_json() for t in self.tokens.values()]},
+                          indent=1, sort_keys=True).encode("utf-8")
+
+    def loads(self, data):
+        """Take the tokens of a file's bytes."""
+        try:
+            records = json.loads(data)["tokens"]
+        except (ValueError, KeyError, TypeError) as e:
+            raise TokenError(f"not a token file: {e}")
+        self.tokens = {}
+        for record in records:
+            token = Token.from_json(record)
+            self.tokens[token.id] = token
+
+
+def read_file(path):
+    """The bytes of a token file, or L{None} when there is none (blocking)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
+def write_file(path, data):
+    """Write a token file atomically, readable by its owner only (blocking)."""
+    folder = os.path.dirname(path) or "."
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tokens-", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

@@ -1,0 +1,76 @@
+"""Tests of L{pypid.tokens}: issuing, verifying, scoping, revoking and keeping tokens."""
+
+import os
+import stat
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from pypid.tokens import TokenBook, TokenError, read_file, write_file
+
+
+class TokenBookTests(SynchronousTestCase):
+    """The tokens in memory."""
+
+    def setUp(self):
+        self.clock = Clock()
+        self.clock.advance(1_800_000_000)
+        self.book = TokenBook(self.clock)
+
+    def test_issue_and_verify(self):
+        """An issued token verifies; the stored record has no secret."""
+        text, token = self.book.issue("alice", {"upload"}, ["acme-*"], 3600, "CI")
+        self.assertTrue(text.startswith("pypid-" + token.id + "-"))
+        self.assertEqual(self.book.verify(text), token)
+        self.assertNotIn(text.rsplit("-", 1)[1], self.book.dumps().decode())
+        self.assertNotIn("digest", self.book.listing()[0])
+
+    def test_wrong_secret(self):
+        """Another secret, a made-up id or another form: not a token."""
+        text, token = self.book.issue("alice", {"read"})
+        self.assertIsNone(self.book.verify(text[:-1] + ("A" if text[-1] != "A" else "B")))
+        self.assertIsNone(self.book.verify("pypid-000000000000-x"))
+        self.assertIsNone(self.book.verify("not a token"))
+        self.assertIsNone(self.book.verify("pypid-" + token.id))
+
+    def test_expiry(self):
+        """A token stops working when it expires."""
+        text, _ = self.book.issue("alice", {"read"}, lifetime=60)
+        self.clock.advance(59)
+        self.assertIsNotNone(self.book.verify(text))
+        self.clock.advance(1)
+        self.assertIsNone(self.book.verify(text))
+
+    def test_revoke(self):
+        """A revoked token stops working at once."""
+        text, token = self.book.issue("alice", {"read"})
+        self.assertTrue(self.book.revoke(token.id))
+        self.assertIsNone(self.book.verify(text))
+        self.assertFalse(self.book.revoke(token.id))
+
+    def test_scope(self):
+        """Actions and project patterns limit what a token covers."""
+        _, token = self.book.issue("alice", {"upload"}, ["Acme_*", "tool"])
+        self.assertTrue(token.covers("upload", "acme-x"))
+        self.assertTrue(token.covers("upload", "Tool"))
+        self.assertFalse(token.covers("upload", "other"))
+        self.assertFalse(token.covers("read", "acme-x"))
+        _, everywhere = self.book.issue("alice", {"read", "upload"})
+        self.assertTrue(everywhere.covers("read", "anything"))
+
+    def test_refused(self):
+        """Unknown actions, bad patterns and non-positive lifetimes are refused."""
+        for args in (({"delete"},), (set(),), ({"read"}, ["a b"]), ({"read"}, (), 0)):
+            self.assertRaises(TokenError, self.book.issue, "alice", *args)
+
+    def test_file_round_trip(self):
+        """The file keeps every token; its mode is 0600."""
+        text, token = self.book.issue("alice", {"upload"}, ["acme-*"], 3600, "CI")
+        path = os.path.join(self.mktemp(), "tokens.json")
+        write_file(path, self.book.dumps())
+        self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
+        other = TokenBook(self.clock)
+        other.loads(read_file(path))
+        self.assertEqual(other.verify(text), token)
+        self.assertIsNone(read_file(path + ".missing"))
+        self.assertRaises(TokenError, other.loads, b"{}")
