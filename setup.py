@@ -20,7 +20,9 @@ setup(
         "klein>=24.8",
         "treq>=24.9",
         "attrs>=23.1",
-        "pyopenssl>=24",
+        # 24.3: the first to take the cryptography package's certificates and keys.
+        "pyopenssl>=24.3",
+        "cryptography>=42",
         "service-identity>=24",
         "packaging>=24.2",
         "argon2-cffi>=23.1",

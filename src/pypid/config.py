@@ -124,6 +124,27 @@ class UpstreamConfig:
 
 
 @attrs.frozen
+class TLSConfig:
+    """
+    The C{[tls]} section: the PEM files of the C{https:} listeners.
+
+    Every path is L{None} when the section is absent; when an C{https:}
+    listener is configured, C{certificate} and C{key} are set.
+    """
+
+    #: the certificate, possibly followed by its chain (certbot's fullchain.pem)
+    certificate: str | None
+    #: its private key, unencrypted
+    key: str | None
+    #: intermediate certificates sent after the certificate, or L{None}
+    chain: str | None
+
+
+def _no_tls():
+    return TLSConfig(certificate=None, key=None, chain=None)
+
+
+@attrs.frozen
 class Config:
     """The whole configuration, as the services are built from it."""
 
@@ -134,6 +155,7 @@ class Config:
     auth: AuthConfig
     upstream: UpstreamConfig
     users: Mapping[str, str] = attrs.field(factory=dict, converter=MappingProxyType)
+    tls: TLSConfig = attrs.field(factory=_no_tls)
 
 
 _SIZE = re.compile(r"^\s*(\d+)\s*([kmgt]?)(i?b)?\s*$", re.IGNORECASE)
@@ -181,11 +203,94 @@ def parse_duration(value):
     return seconds
 
 
+#: The C{[pypid] listen} forms pypid reads itself; any other line is a
+#: Twisted endpoint string, handed to Twisted as it is.
+HTTPS = "https"
+HTTP_REDIRECT = "http-redirect"
+
+
+@attrs.frozen
+class ListenAddress:
+    """
+    One line of C{[pypid] listen}, as pypid reads it.
+
+    @ivar kind: C{"endpoint"} (a Twisted endpoint string, in C{description}),
+        L{HTTPS} (TLS with the C{[tls]} files) or L{HTTP_REDIRECT} (plain HTTP
+        that only redirects to HTTPS).
+    @ivar port: the TCP port of an L{HTTPS} or L{HTTP_REDIRECT} line.
+    @ivar interface: the address to listen on; C{""} for every IPv4 address.
+    """
+
+    kind: str
+    description: str
+    port: int | None = None
+    interface: str = ""
+    backlog: int = 50
+
+
+def _split_escaped(text):
+    """Split on C{:} as Twisted endpoint strings do: C{\\:} is a literal colon."""
+    parts, current, chars = [], [], iter(text)
+    for char in chars:
+        if char == "\\":
+            current.append(next(chars, "\\"))
+        elif char == ":":
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    parts.append("".join(current))
+    return parts
+
+
+def parse_listen_address(description):
+    """
+    Read one line of C{[pypid] listen}: C{https:PORT} or
+    C{http-redirect:PORT}, each with optional C{:interface=ADDRESS} and
+    C{:backlog=N}, or else a Twisted endpoint string (checked by Twisted when
+    the server is built).
+
+    @rtype: L{ListenAddress}
+    @raise ValueError: a bad C{https:} or C{http-redirect:} line, with the forms.
+    """
+    kind, colon, rest = description.partition(":")
+    if kind not in (HTTPS, HTTP_REDIRECT):
+        return ListenAddress("endpoint", description)
+    example = "https:8443" if kind == HTTPS else "http-redirect:8080"
+    forms = (f"expected {kind}:PORT with optional :interface=ADDRESS and :backlog=N, "
+             f"such as {example} or {example}:interface=0.0.0.0")
+    port, options = None, {}
+    for part in _split_escaped(rest) if colon else []:
+        name, equals, value = part.partition("=")
+        if not equals and port is None:
+            port = part
+        elif name in ("interface", "backlog") and name not in options:
+            options[name] = value
+        elif not equals:
+            raise ValueError(f"{description!r}: {forms} (to write an IPv6 address, "
+                             "escape each of its colons: interface=\\:\\:)")
+        else:
+            raise ValueError(f"{description!r}: unknown or repeated option {name!r}; {forms}")
+    if port is None or not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+        raise ValueError(f"{description!r}: {forms}; PORT is a number from 1 to 65535")
+    interface = options.get("interface", "")
+    if interface and not _is_ip_address(interface):
+        raise ValueError(f"{description!r}: the interface must be an IP address, such as "
+                         "0.0.0.0, 127.0.0.1 or \\:\\: (escape each colon of an IPv6 address)")
+    backlog = options.get("backlog", "50")
+    if not (backlog.isascii() and backlog.isdigit() and 1 <= int(backlog) <= 65535):
+        raise ValueError(f"{description!r}: the backlog must be a number from 1 to 65535")
+    return ListenAddress(kind, description, int(port), interface, int(backlog))
+
+
 def _listen(value):
     lines = tuple(line.strip() for line in value.splitlines() if line.strip())
     if not lines:
         raise ValueError("expected one or more Twisted endpoint strings, one per line, "
-                         "such as tcp:8080:interface=127.0.0.1")
+                         "such as tcp:8080:interface=127.0.0.1, or pypid's https:PORT and "
+                         "http-redirect:PORT")
+    for line in lines:
+        parse_listen_address(line)
     return lines
 
 
@@ -535,6 +640,11 @@ SCHEMA = {
         "timeout": ("10s", parse_duration),
         "max_page_size": ("20M", parse_size),
     },
+    "tls": {
+        "certificate": ("", _optional_path),
+        "key": ("", _optional_path),
+        "chain": ("", _optional_path),
+    },
 }
 
 #: Sections whose keys are names chosen by the administrator.
@@ -642,6 +752,7 @@ def load_config(path, overrides=(), listen=()):
 
     _check_s3(values, fail)
     _check_upstream(values, fail)
+    _check_tls(values, fail)
 
     def section(name, cls):
         return cls(**{key: values[name, key] for key in SCHEMA[name]})
@@ -654,6 +765,7 @@ def load_config(path, overrides=(), listen=()):
         auth=section("auth", AuthConfig),
         upstream=section("upstream", UpstreamConfig),
         users=users,
+        tls=section("tls", TLSConfig),
     )
 
 
@@ -737,3 +849,47 @@ def _check_upstream(values, fail):
     if url is not None:
         own = urlsplit(url).netloc
         values["upstream", "hosts"] = (own, *(h for h in upstream("hosts") if h != own))
+
+
+def _check_tls(values, fail):
+    """
+    Check C{[tls]} against the listeners: an C{https:} listener needs a
+    certificate and key, and is the only kind of listener beside
+    C{http-redirect:} ones, so credentials never go over plain HTTP; C{[tls]}
+    without an C{https:} listener, and a redirect with nowhere to go, are
+    mistakes.
+    """
+    listen = ("pypid", "listen")
+    addresses = [parse_listen_address(line) for line in values[listen]]
+    https = [address for address in addresses if address.kind == HTTPS]
+    if not https:
+        for key in SCHEMA["tls"]:
+            if values["tls", key] is not None:
+                fail("tls", key, "set, but no https: listener in [pypid] listen uses it: add "
+                     "one such as https:8443, or leave [tls] out", [listen])
+        for address in addresses:
+            if address.kind == HTTP_REDIRECT:
+                fail("pypid", "listen", f"{address.description!r} redirects to an https: "
+                     "listener, and there is none: add one such as https:8443")
+        return
+    first = https[0].description
+    for key in ("certificate", "key"):
+        if values["tls", key] is None:
+            fail("tls", key, f"required by the https listener {first!r} in [pypid] listen: "
+                 "set [tls] certificate and [tls] key to the PEM files of its certificate "
+                 "and private key", [listen])
+    for address in addresses:
+        if address.kind != "endpoint":
+            continue
+        if address.description.startswith("ssl:"):
+            fail("pypid", "listen", f"{address.description!r} is a Twisted TLS endpoint, "
+                 f"with Twisted's default ciphers and no reload on SIGHUP, beside the https "
+                 f"listener {first!r}: serve HTTPS with https: listeners only")
+        fail("pypid", "listen", f"{address.description!r} would serve plain HTTP beside the "
+             f"https listener {first!r}, and passwords sent to it would cross the network "
+             "unencrypted: use http-redirect:PORT for plain HTTP (it only redirects to HTTPS)")
+    base_url = values["pypid", "base_url"]
+    if base_url is not None and not base_url.startswith("https://"):
+        fail("pypid", "base_url", f"must be an https:// URL when pypid serves HTTPS ({first!r} "
+             "in [pypid] listen): http:// links would send clients, and their passwords, to "
+             "plain HTTP", [listen])

@@ -19,6 +19,7 @@ from twisted.logger import Logger
 
 from pypid import snapshot as snapshots
 from pypid.storage.interface import Changed, ISharedStorage, StorageError
+from pypid.tls import TLSError
 
 log = Logger()
 
@@ -320,16 +321,41 @@ class ListenerService(Service):
         fails with L{ListenFailed}.
     """
 
-    def __init__(self, endpoint, description, factory):
+    def __init__(self, endpoint, description, factory, prepare=None, after=()):
+        """
+        @param prepare: called before listening, such as
+            L{pypid.tls.ServerTLS.load}; a L{TLSError} it raises fails
+            C{listening} with its message, and nothing listens.
+        @param after: the C{listening} L{Deferred}s of listeners this one
+            waits for: it opens only once they all listen, and never if one
+            fails (a redirect to HTTPS never opens without the HTTPS listener).
+        """
         self.endpoint = endpoint
         self.description = description
         self.factory = factory
+        self._prepare = prepare
+        self._after = list(after)
         self._port = None
         self.listening = Deferred()
 
     def startService(self):
-        """Start listening."""
+        """Prepare, wait for the listeners this one comes after, then start listening."""
         Service.startService(self)
+        if self._prepare is not None:
+            try:
+                self._prepare()
+            except TLSError as e:
+                self.listening.errback(ListenFailed(self.description, str(e)))
+                return
+        if not self._after:
+            self._listen()
+            return
+        ready = DeferredList(self._after, fireOnOneErrback=True)
+        ready.addCallbacks(lambda _: self._listen(), lambda _: None)
+
+    def _listen(self):
+        if not self.running:
+            return
         d = self.endpoint.listen(self.factory)
         d.addCallbacks(self._listened, self._failed)
 

@@ -3,28 +3,41 @@ C{twistd pypid}: command-line options and the composition root.
 
 L{makeService} is the one place that reaches for the global reactor (inside
 the function, only when none is given) and builds every collaborator: the
-thread pools, the storage, the index, the web site and the services.
-C{pypid.tac} calls the same function.
+thread pools, the storage, the index, the web site and the services, and,
+for a real process with C{https:} listeners, the C{SIGHUP} handler that
+reloads their certificate.  C{pypid.tac} calls the same function.
 """
 
+import signal
 from functools import partial
 
-from twisted.internet.endpoints import serverFromString
+from twisted.internet.endpoints import SSL4ServerEndpoint, TCP4ServerEndpoint, serverFromString
+from twisted.logger import Logger
 from twisted.internet.threads import deferToThreadPool
 from twisted.python import usage
 from twisted.python.threadpool import ThreadPool
 
 from pypid.auth import PasswordVerifier, Policy
-from pypid.config import ConfigError, load_config, parse_override
+from pypid.config import (
+    HTTP_REDIRECT,
+    HTTPS,
+    ConfigError,
+    load_config,
+    parse_listen_address,
+    parse_override,
+)
 from pypid.index import Index
 from pypid.service import IndexLoader, ListenerService, PypidService, SyncService, file_url_for
 from pypid.snapshot import SnapshotService, SnapshotWriter
 from pypid.storage.interface import ISharedStorage
 from pypid.storage.local import LocalStorage
+from pypid.tls import Redirect, RedirectSite, ServerTLS
 from pypid.web.access import Access
 from pypid.web.app import PypidApp
 from pypid.web.simple import FilesResource, RootResource, SimpleResource
 from pypid.web.site import PypidSite
+
+log = Logger()
 
 
 class Options(usage.Options):
@@ -72,7 +85,22 @@ def makeService(options, reactor=None):
     if reactor is None:
         from twisted.internet import reactor
     config = options["config_obj"]
-    return build_service(config, reactor, exit_on_failure)
+    service = build_service(config, reactor, exit_on_failure)
+    if exit_on_failure and service.tls is not None:
+        reload_on_hangup(reactor, service.tls.reload)
+    return service
+
+
+def reload_on_hangup(reactor, reload, signals=signal):
+    """
+    Run C{reload} on the reactor's thread at every C{SIGHUP}.
+
+    Only for a real process (L{makeService} without a given reactor): the
+    signal handler belongs to the whole process.
+    """
+    def hangup(signum, frame):
+        reactor.callFromThread(reload)
+    signals.signal(signals.SIGHUP, hangup)
 
 
 def build_service(config, reactor, exit_on_failure=False):
@@ -113,19 +141,56 @@ def build_service(config, reactor, exit_on_failure=False):
     sync_service = SyncService(index, shared, reactor) if shared is not None else None
     loader = IndexLoader(index, storage, config.server.snapshot, run, reactor, writer, upstream)
 
-    listeners = []
-    for description in config.server.listen:
-        try:
-            endpoint = serverFromString(reactor, description)
-        except (ValueError, TypeError, KeyError) as e:
-            raise SystemExit(f"pypid: {config.source}: [pypid] listen: "
-                             f"invalid endpoint {description!r}: {e}")
-        listeners.append(ListenerService(endpoint, description, site))
+    listeners, tls = make_listeners(config, reactor, site)
     service = PypidService(loader, listeners, snapshot_service, [pool, hash_pool], reactor,
                            exit_on_failure, sync_service)
     service.index = index
     service.site = site
+    service.tls = tls
     return service
+
+
+def make_listeners(config, reactor, site):
+    """
+    The listener services of C{[pypid] listen}, and the L{ServerTLS} of the
+    C{https:} ones (L{None} without any).
+
+    C{https:} listeners come first and read the C{[tls]} files as they
+    start; C{http-redirect:} listeners open only once every C{https:} one
+    listens; any other line is a Twisted endpoint serving C{site}.
+    """
+    addresses = [parse_listen_address(description) for description in config.server.listen]
+    https = [address for address in addresses if address.kind == HTTPS]
+    tls = (ServerTLS(config.tls.certificate, config.tls.key, config.tls.chain, reactor)
+           if https else None)
+    secure = [ListenerService(SSL4ServerEndpoint(reactor, address.port, tls, address.backlog,
+                                                 address.interface),
+                              address.description, site, prepare=tls.load)
+              for address in https]
+    others = []
+    redirect_site = None
+    for address in addresses:
+        if address.kind == HTTP_REDIRECT:
+            if redirect_site is None:
+                redirect_site = RedirectSite(Redirect(config.server.base_url, https[0].port),
+                                             reactor)
+            endpoint = TCP4ServerEndpoint(reactor, address.port, address.backlog,
+                                          address.interface)
+            others.append(ListenerService(endpoint, address.description, redirect_site,
+                                          after=[listener.listening for listener in secure]))
+        elif address.kind != HTTPS:
+            description = address.description
+            try:
+                endpoint = serverFromString(reactor, description)
+            except (ValueError, TypeError, KeyError) as e:
+                raise SystemExit(f"pypid: {config.source}: [pypid] listen: "
+                                 f"invalid endpoint {description!r}: {e}")
+            if description.startswith("ssl:"):
+                log.warn("{endpoint} uses Twisted's default TLS settings, which allow ciphers "
+                         "without forward secrecy, and is not reloaded on SIGHUP: use an "
+                         "https: listener with [tls] instead", endpoint=description)
+            others.append(ListenerService(endpoint, description, site))
+    return secure + others, tls
 
 
 

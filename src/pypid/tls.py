@@ -1,0 +1,439 @@
+"""
+Native HTTPS: the TLS side of the C{https:} listeners, and the plain-HTTP
+C{http-redirect:} listener that only sends clients over to them.
+
+L{ServerTLS} reads the certificate, chain and private key named in C{[tls]},
+checks them against each other and builds the pyOpenSSL context each new
+connection uses: TLS 1.2 at least, forward-secret AEAD ciphers only, the
+whole chain sent.  L{ServerTLS.reload} (run on C{SIGHUP}) builds a new
+context from the files as they are then.  A connection keeps the context it
+started with, so none is dropped, and files that cannot be used leave the
+old context in service.
+
+L{RedirectSite} answers every request with a redirect to the same path over
+HTTPS, without reading the body first and without ever handing the request
+to the index.  Credentials sent to it in clear are never checked or used.
+
+TODO(issue 5, "Outbound calls"): the clients of the upstream index and of
+S3 keep their own TLS settings; verifying those servers against a private
+CA bundle is a separate change, not made here.
+"""
+
+import re
+from urllib.parse import quote
+
+import attrs
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from OpenSSL import SSL
+from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
+from twisted.logger import Logger
+from twisted.web import http, resource, server
+from zope.interface import implementer
+
+log = Logger()
+
+#: The TLS 1.2 cipher suites, in the server's order of preference: ECDHE key
+#: exchange (forward secrecy) with an AEAD cipher (AES-GCM or
+#: ChaCha20-Poly1305).  Set explicitly: Twisted's defaults still allow CBC
+#: suites such as C{AES128-SHA}.  DHE suites are left out: they need DH
+#: parameters, and every client pypid serves (pip, uv, twine, curl) speaks
+#: ECDHE.
+CIPHERS = ":".join([
+    "ECDHE-ECDSA-AES128-GCM-SHA256",
+    "ECDHE-RSA-AES128-GCM-SHA256",
+    "ECDHE-ECDSA-AES256-GCM-SHA384",
+    "ECDHE-RSA-AES256-GCM-SHA384",
+    "ECDHE-ECDSA-CHACHA20-POLY1305",
+    "ECDHE-RSA-CHACHA20-POLY1305",
+])
+
+#: The TLS 1.3 cipher suites: all of TLS 1.3's are AEAD with forward secrecy.
+TLS13_CIPHERSUITES = "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
+
+
+class TLSError(Exception):
+    """The TLS files cannot be used; the message is one line naming the file."""
+
+
+def read_file(path, what):
+    """
+    The bytes of one of the TLS files.
+
+    @param what: what the file is, for the message (C{"certificate"}, ...).
+    @raise TLSError: naming the file and the reason.
+    """
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise TLSError(f"cannot read the TLS {what} {path}: {e.strerror or e}") from None
+
+
+@attrs.frozen
+class TLSMaterial:
+    """A certificate, the chain sent after it, and its private key, checked to match."""
+
+    certificate: x509.Certificate
+    chain: tuple
+    key: object = attrs.field(repr=False)
+
+
+def _certificates(path, data, what):
+    try:
+        certificates = x509.load_pem_x509_certificates(data)
+    except ValueError:
+        certificates = []
+    if not certificates:
+        hint = (" (it holds a private key: are certificate and key swapped?)"
+                if b"PRIVATE KEY-----" in data else "")
+        raise TLSError(f"cannot use the TLS {what} {path}: it holds no PEM certificate{hint}")
+    return certificates
+
+
+def _private_key(path, data):
+    try:
+        return serialization.load_pem_private_key(data, password=None)
+    except TypeError:
+        raise TLSError(f"cannot use the TLS key {path}: it is encrypted with a passphrase; "
+                       "pypid needs the key without one") from None
+    except UnsupportedAlgorithm:
+        raise TLSError(f"cannot use the TLS key {path}: its key type is not supported") from None
+    except ValueError:
+        hint = (" (it holds a certificate: are certificate and key swapped?)"
+                if b"CERTIFICATE-----" in data else "")
+        raise TLSError(f"cannot use the TLS key {path}: it holds no PEM private key{hint}") \
+            from None
+
+
+def _public_bytes(public_key):
+    return public_key.public_bytes(serialization.Encoding.DER,
+                                   serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def read_material(certificate_path, key_path, chain_path=None, read=read_file):
+    """
+    Read and check the TLS files.
+
+    The certificate file may hold the chain after the certificate (certbot's
+    C{fullchain.pem}); the chain file, if any, is sent after that.
+
+    @param read: C{read(path, what) -> bytes}, raising L{TLSError}.
+    @rtype: L{TLSMaterial}
+    @raise TLSError: a file is missing, unreadable or not PEM, the key is
+        encrypted, or the key does not belong to the certificate.
+    """
+    certificates = _certificates(certificate_path, read(certificate_path, "certificate"),
+                                 "certificate")
+    certificate, chain = certificates[0], certificates[1:]
+    if chain_path is not None:
+        chain += _certificates(chain_path, read(chain_path, "chain"), "chain")
+    key = _private_key(key_path, read(key_path, "key"))
+    try:
+        matches = _public_bytes(key.public_key()) == _public_bytes(certificate.public_key())
+    except (ValueError, UnsupportedAlgorithm):
+        matches = False
+    if not matches:
+        raise TLSError(f"the TLS key {key_path} does not match the certificate "
+                       f"{certificate_path}")
+    return TLSMaterial(certificate, tuple(chain), key)
+
+
+def _openssl_reason(error):
+    """The reasons in a pyOpenSSL error, such as C{ee key too small}."""
+    entries = error.args[0] if error.args and isinstance(error.args[0], list) else []
+    return "; ".join(str(entry[-1]) for entry in entries if entry) or str(error)
+
+
+def make_context(material, certificate_path="the certificate"):
+    """
+    The server context for L{TLSMaterial}: at least TLS 1.2, the cipher
+    suites of L{CIPHERS} (and TLS 1.3's), the server's order of preference,
+    no compression or renegotiation, and the chain sent after the certificate.
+
+    @raise TLSError: OpenSSL refuses the certificate or key (too weak a key,
+        say), naming C{certificate_path}.
+    """
+    try:
+        context = SSL.Context(SSL.TLS_SERVER_METHOD)
+        context.set_min_proto_version(SSL.TLS1_2_VERSION)
+        context.set_options(SSL.OP_NO_COMPRESSION | SSL.OP_CIPHER_SERVER_PREFERENCE
+                            | SSL.OP_NO_RENEGOTIATION)
+        context.set_cipher_list(CIPHERS.encode("ascii"))
+        # Older pyOpenSSL lacks this; OpenSSL's TLS 1.3 defaults are the same suites.
+        set_tls13 = getattr(context, "set_tls13_ciphersuites", None)
+        if set_tls13 is not None:
+            set_tls13(TLS13_CIPHERSUITES.encode("ascii"))
+        context.use_certificate(material.certificate)
+        for certificate in material.chain:
+            context.add_extra_chain_cert(certificate)
+        context.use_privatekey(material.key)
+        context.check_privatekey()
+    except SSL.Error as e:
+        raise TLSError(f"cannot use the TLS certificate {certificate_path}: "
+                       f"{_openssl_reason(e)}") from None
+    return context
+
+
+def describe(certificate):
+    """A short description of a certificate for the log: its names, serial and expiry."""
+    try:
+        names = certificate.extensions.get_extension_for_class(
+            x509.SubjectAlternativeName).value
+        hosts = [str(n) for n in names.get_values_for_type(x509.DNSName)]
+        hosts += [str(n) for n in names.get_values_for_type(x509.IPAddress)]
+    except x509.ExtensionNotFound:
+        hosts = [a.value for a in certificate.subject.get_attributes_for_oid(
+            x509.NameOID.COMMON_NAME)]
+    return (f"for {', '.join(hosts) or 'no host name'}, serial {certificate.serial_number:x}, "
+            f"valid until {certificate.not_valid_after_utc:%Y-%m-%d %H:%M} UTC")
+
+
+@implementer(IOpenSSLServerConnectionCreator)
+class ServerTLS:
+    """
+    The TLS side of every C{https:} listener: one context built from the
+    C{[tls]} files, replaced as a whole on reload.
+
+    @ivar material: the L{TLSMaterial} in use, L{None} until loaded.
+    """
+
+    def __init__(self, certificate, key, chain, clock, read=read_file):
+        """
+        @param certificate: the path of the PEM certificate (and maybe chain).
+        @param key: the path of the PEM private key, unencrypted.
+        @param chain: the path of the PEM intermediate certificates, or L{None}.
+        @param clock: gives the time, to warn about an expired certificate.
+        @param read: C{read(path, what) -> bytes}, raising L{TLSError}.
+        """
+        self.certificate_path = certificate
+        self.key_path = key
+        self.chain_path = chain
+        self._clock = clock
+        self._read = read
+        self._context = None
+        self.material = None
+
+    @property
+    def context(self):
+        """The pyOpenSSL context new connections get, or L{None} before L{load}."""
+        return self._context
+
+    def _build(self):
+        material = read_material(self.certificate_path, self.key_path, self.chain_path,
+                                 self._read)
+        return material, make_context(material, self.certificate_path)
+
+    def _install(self, built, how):
+        self.material, self._context = built
+        certificate = self.material.certificate
+        log.info("{how} the TLS certificate {path}: {description}", how=how,
+                 path=self.certificate_path, description=describe(certificate))
+        now = self._clock.seconds()
+        if certificate.not_valid_after_utc.timestamp() < now:
+            log.warn("The TLS certificate {path} has expired ({date} UTC): clients will "
+                     "refuse it", path=self.certificate_path,
+                     date=f"{certificate.not_valid_after_utc:%Y-%m-%d %H:%M}")
+        elif certificate.not_valid_before_utc.timestamp() > now:
+            log.warn("The TLS certificate {path} is not valid before {date} UTC: clients "
+                     "will refuse it until then", path=self.certificate_path,
+                     date=f"{certificate.not_valid_before_utc:%Y-%m-%d %H:%M}")
+
+    def load(self):
+        """
+        Read the files and build the context, unless already done.
+
+        @raise TLSError: with one line naming the file at fault.
+        """
+        if self._context is None:
+            self._install(self._build(), "Using")
+
+    def reload(self):
+        """
+        Build a new context from the files as they are now, for new
+        connections; open ones keep theirs.  Files that cannot be used are
+        logged in one line and the old context stays in use.
+
+        @return: whether the new files are in use.
+        """
+        if self._context is None:
+            return False  # not listening yet: the listener loads them when it starts
+        try:
+            built = self._build()
+        except TLSError as e:
+            log.warn("Cannot reload TLS, still using the certificate loaded before: {error}",
+                     error=str(e))
+            return False
+        self._install(built, "Reloaded")
+        return True
+
+    def serverConnectionForTLS(self, tlsProtocol):
+        """A new server-side connection on the current context."""
+        return SSL.Connection(self._context, None)
+
+
+# -- the plain-HTTP listener that only redirects -------------------------------------
+
+#: How much of a request body the redirect listener reads and throws away
+#: after answering, so that the client reads the answer rather than a reset
+#: connection; past this, the connection is closed.
+REDIRECT_DISCARD_LIMIT = 64 << 20
+
+_HOST = re.compile(rb"^(?:(?P<name>[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?)"
+                   rb"|(?P<ipv6>\[[0-9A-Fa-f:.]{2,45}\]))(?::[0-9]{1,5})?$")
+
+#: What may stay unquoted in a redirect's path and query (RFC 3986's
+#: reserved and unreserved characters, and "%" of escapes already there).
+_URL_SAFE = "/?[]@!$&'()*+,;=:%~"
+
+
+_ABSOLUTE_FORM = re.compile(rb"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*(.*)$", re.DOTALL)
+
+
+def _origin_form(target):
+    """The path and query of a request target, whether in origin or absolute form."""
+    if target.startswith(b"/"):
+        return target
+    match = _ABSOLUTE_FORM.match(target)
+    if match is None:
+        return b"/"  # "*", or nonsense
+    rest = match.group(1)
+    return rest if rest.startswith(b"/") else b"/" + rest
+
+
+@attrs.frozen
+class Redirect:
+    """
+    Where the C{http-redirect:} listener sends clients.
+
+    @ivar base_url: C{[pypid] base_url} (an C{https://} URL), or L{None}: then
+        the host of the request's C{Host} header, on C{https_port}.
+    @ivar https_port: the port of the (first) C{https:} listener.
+    """
+
+    base_url: str | None
+    https_port: int
+
+    def location(self, target, host):
+        """
+        The HTTPS URL for a request target (C{bytes}), given its C{Host}
+        header (C{bytes} or L{None}); L{None} when there is no base URL and
+        no usable C{Host}.
+        """
+        path = quote(_origin_form(target), safe=_URL_SAFE)
+        if self.base_url is not None:
+            return self.base_url + path[1:]
+        match = _HOST.match(host or b"")
+        if match is None:
+            return None
+        name = (match.group("name") or match.group("ipv6")).decode("ascii").lower()
+        port = "" if self.https_port == 443 else f":{self.https_port}"
+        return f"https://{name}{port}{path}"
+
+    def answer(self, method, target, host, has_credentials):
+        """
+        C{(status, location, body)}: 301 for GET and HEAD, 308 (which keeps
+        the method) for the others, or 400 without a usable C{Host}.
+        """
+        location = self.location(target, host)
+        if location is None:
+            return 400, None, ("This server answers over HTTPS only, and this request has "
+                               "no usable Host header to redirect it with.\n")
+        status = 301 if method in (b"GET", b"HEAD") else 308
+        body = f"This server answers over HTTPS only: {location}\n"
+        if has_credentials:
+            body += ("The credentials sent with this request were not used: they crossed the "
+                     "network unencrypted. Use the https:// URL (and consider the password "
+                     "exposed).\n")
+        return status, location, body
+
+
+class _Discarded:
+    """A request body that is counted and forgotten."""
+
+    def __init__(self):
+        self.received = 0
+
+    def write(self, data):
+        self.received += len(data)
+
+    def tell(self):
+        return 0
+
+    def seek(self, offset, whence=0):
+        pass
+
+    def read(self, size=-1):
+        return b""
+
+    def close(self):
+        pass
+
+
+_REASONS = {301: b"Moved Permanently", 308: b"Permanent Redirect", 400: b"Bad Request"}
+
+
+class RedirectRequest(http.Request):
+    """
+    A request that is answered with its redirect as soon as its headers are
+    in, before any body, and then closed: it never reaches a resource.
+    """
+
+    _parsePOSTFormSubmission = False
+
+    def gotLength(self, length):
+        """Answer now; throw the body away (and close past the discard limit)."""
+        self.content = _Discarded()
+        channel = self.channel
+        # No "100 Continue" after the final answer.
+        self.requestHeaders.removeHeader(b"expect")
+        method = getattr(channel, "_command", b"GET")
+        target = getattr(channel, "_path", b"/")
+        host = self.requestHeaders.getRawHeaders(b"host", [None])[0]
+        has_credentials = self.requestHeaders.hasHeader(b"authorization")
+        status, location, body = channel.site.redirect.answer(method, target, host,
+                                                              has_credentials)
+        if has_credentials:
+            peer = channel.transport.getPeer()
+            log.warn("Refused credentials sent over plain HTTP by {client}: redirected to "
+                     "HTTPS", client=getattr(peer, "host", str(peer)))
+        data = body.encode("utf-8")
+        lines = [b"HTTP/1.1 %d %s" % (status, _REASONS[status])]
+        if location is not None:
+            lines.append(b"Location: " + location.encode("ascii"))
+        lines += [b"Content-Type: text/plain; charset=utf-8",
+                  b"Content-Length: %d" % len(data), b"Connection: close"]
+        payload = b"\r\n".join(lines) + b"\r\n\r\n" + (b"" if method == b"HEAD" else data)
+        channel.transport.write(payload)
+        channel.persistent = False
+        if length is not None and length > REDIRECT_DISCARD_LIMIT:
+            channel.transport.loseConnection()
+
+    def handleContentChunk(self, data):
+        """Count and forget; close once past the discard limit."""
+        self.content.write(data)
+        if self.content.received > REDIRECT_DISCARD_LIMIT:
+            self.channel.transport.loseConnection()
+
+    def requestReceived(self, command, path, version):
+        """The answer is out and the body read: close."""
+        self.channel.transport.loseConnection()
+
+
+class RedirectSite(server.Site):
+    """
+    The C{http-redirect:} listener's factory: every request gets a redirect
+    to HTTPS (see L{Redirect}) and nothing else; no request reaches the index.
+    """
+
+    requestFactory = RedirectRequest
+    displayTracebacks = False
+    noisy = False
+
+    def __init__(self, redirect, reactor=None):
+        server.Site.__init__(self, resource.NoResource(), reactor=reactor)
+        self.redirect = redirect
+
+    def log(self, request):
+        """No access log: nothing is served here."""

@@ -1,0 +1,382 @@
+"""
+End-to-end tests of native HTTPS: the real daemon on an C{https:} listener
+(and an C{http-redirect:} one) with certificates from a test CA, checked
+with pip and twine (C{--cert}), Python's C{ssl} module, C{kill -HUP} and
+start-ups that must fail.
+"""
+
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import time
+from functools import cache
+from http import client as httpclient
+from types import SimpleNamespace
+from urllib.parse import urlsplit
+
+from tests.distributions import make_wheel
+from tests.e2e import (
+    HOST,
+    HTTP_TIMEOUT,
+    PASSWORD,
+    USER,
+    Daemon,
+    DaemonTestCase,
+    E2EFailure,
+    Response,
+    _die_with_parent,
+    _live,
+    basic,
+    clean_env,
+    free_port,
+    http,
+    installed,
+    run,
+    upload_form,
+    wait_for,
+    watch,
+)
+from tests.tlsca import TestCA, serial_of
+
+# -- the test CA and HTTPS clients ------------------------------------------------------------
+
+
+@cache
+def shared_ca():
+    """One CA for the module, kept under trial's temporary folder."""
+    folder = os.path.abspath("e2e-tls-ca")
+    shutil.rmtree(folder, ignore_errors=True)
+    return TestCA(folder)
+
+
+def client_context(minimum=None, maximum=None, ciphers=None):
+    """
+    A client context that trusts only the test root CA and checks host names.
+
+    @param ciphers: an OpenSSL cipher string for TLS 1.2; security level 0
+        is added, so the client itself offers old protocols and weak suites
+        and a refusal can only come from the server.
+    """
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.load_verify_locations(shared_ca().root_path)
+    context.set_ciphers((ciphers or "DEFAULT") + ":@SECLEVEL=0")
+    if minimum is not None:
+        context.minimum_version = minimum
+    if maximum is not None:
+        context.maximum_version = maximum
+    return context
+
+
+def connect(port, context=None, host="localhost"):
+    """A TLS connection to the daemon, handshake done; the caller closes it."""
+    sock = socket.create_connection((HOST, port), timeout=HTTP_TIMEOUT)
+    try:
+        return (context or client_context()).wrap_socket(sock, server_hostname=host)
+    except BaseException:
+        sock.close()
+        raise
+
+
+def https(method, url, headers=None, body=None, auth=None, connection=None):
+    """
+    Make one HTTPS request trusting the test CA; redirects are not followed.
+
+    @param connection: an open L{httpclient.HTTPSConnection} to reuse.
+    """
+    parts = urlsplit(url)
+    conn = connection or httpclient.HTTPSConnection(parts.hostname, parts.port,
+                                                    context=client_context(),
+                                                    timeout=HTTP_TIMEOUT)
+    headers = dict(headers or {})
+    if auth is not None:
+        headers["Authorization"] = basic(*auth)
+    try:
+        conn.request(method, parts.path + (f"?{parts.query}" if parts.query else ""),
+                     body=body, headers=headers)
+        resp = conn.getresponse()
+        return Response(resp.status, resp.reason, resp.headers, resp.read())
+    finally:
+        if connection is None:
+            conn.close()
+
+
+# -- the daemon ------------------------------------------------------------------------------
+
+
+class TLSDaemon(Daemon):
+    """
+    A pypid server listening on C{https:PORT} with C{[tls]} files (and on
+    C{http-redirect:} when given a redirect port), instead of plain HTTP.
+    """
+
+    def __init__(self, directory, files, redirect_port=None, settings=None, **kwargs):
+        """
+        @param files: the L{tests.tlsca.ServerFiles} to serve.
+        @param redirect_port: the port of an C{http-redirect:} listener, or L{None}.
+        """
+        tls = {"tls.certificate": files.certificate, "tls.key": files.key,
+               "tls.chain": files.chain}
+        super().__init__(directory, settings={**tls, **(settings or {})}, **kwargs)
+        self.files = files
+        self.redirect_port = redirect_port
+
+    @property
+    def url(self):
+        """The server's https root URL."""
+        return f"https://{HOST}:{self.port}/"
+
+    @property
+    def redirect_url(self):
+        """The root URL of the redirect listener."""
+        return f"http://{HOST}:{self.redirect_port}/"
+
+    def command(self, port):
+        """The argv: the https listener (and the redirect one) in place of plain HTTP."""
+        argv = super().command(port)
+        at = argv.index("--listen")
+        argv[at + 1] = f"https:{port}:interface={HOST}"
+        if self.redirect_port is not None:
+            argv[at + 2:at + 2] = ["--listen",
+                                   f"http-redirect:{self.redirect_port}:interface={HOST}"]
+        return argv
+
+    def _start_once(self, port, timeout):
+        """Start, and wait until C{/health} answers over HTTPS (the base waits for plain HTTP)."""
+        self.port = port
+        self.starts += 1
+        with open(self.log_path, "ab") as log:
+            log.write(f"==== e2e: start #{self.starts} on port {port} (https) ====\n".encode())
+            self._log_offset = log.tell()
+            self.process = subprocess.Popen(
+                self.command(port), cwd=self.directory, stdin=subprocess.DEVNULL,
+                stdout=log, stderr=subprocess.STDOUT,
+                env=clean_env(self.home, PYTHONUNBUFFERED="1"),
+                start_new_session=True, preexec_fn=_die_with_parent,
+            )
+        _live.add(self)
+        deadline = time.monotonic() + timeout
+        listening = f"Listening on https:{port}:".encode()
+        while True:
+            if self.process.poll() is not None:
+                if b"Address already in use" in self.log_since_start():
+                    if self.redirect_port is not None:
+                        self.redirect_port = free_port()
+                    return False
+                raise E2EFailure(
+                    f"the server exited with code {self.process.returncode} during start-up")
+            if listening in self.log_since_start():
+                try:
+                    if https("GET", self.url + "health").status == 200:
+                        return True
+                except OSError:
+                    pass
+            if time.monotonic() > deadline:
+                self.kill()
+                raise E2EFailure(f"the server did not answer /health within {timeout} s")
+            time.sleep(0.03)
+
+    def run_to_exit(self, timeout=30):
+        """Run the server in the foreground until it exits; return the finished process."""
+        watch(self)
+        return run(self.command(free_port()), cwd=self.directory, env=clean_env(self.home),
+                   timeout=timeout, check=False, what="twistd")
+
+
+class TLSDaemonTestCase(DaemonTestCase):
+    """A L{DaemonTestCase} whose shared daemon serves HTTPS and a redirect listener."""
+
+    @property
+    def daemon(self):
+        """The shared HTTPS daemon of this class, started on first use."""
+        state = type(self).__dict__["_shared"]
+        if state["error"] is not None:
+            raise E2EFailure(f"the shared daemon could not be started: {state['error']}")
+        if state["daemon"] is None:
+            cls = type(self)
+            folder = os.path.abspath(os.path.join("e2e-shared", f"{cls.__module__}.{cls.__name__}"))
+            shutil.rmtree(folder, ignore_errors=True)
+            files = shared_ca().issue("shared", kind="rsa", folder=os.path.join(folder, "tls"))
+            daemon = state["daemon"] = TLSDaemon(folder, files, redirect_port=free_port())
+            try:
+                daemon.start()
+            except BaseException as e:
+                state["error"] = str(e).splitlines()[0] if str(e) else repr(e)
+                raise
+        daemon = state["daemon"]
+        watch(daemon)
+        if not daemon.running():
+            raise E2EFailure("the shared daemon is not running")
+        return daemon
+
+    def new_tls_daemon(self, files=None, start=True, **kwargs):
+        """An HTTPS daemon of this test alone (with its own certificate), stopped at the end."""
+        folder = os.path.abspath(self.mktemp())
+        files = files or shared_ca().issue("server", kind="ec", folder=os.path.join(folder, "tls"))
+        daemon = TLSDaemon(folder, files, **kwargs)
+        watch(daemon)
+        self.addCleanup(daemon.kill)
+        if start:
+            daemon.start()
+        return daemon
+
+
+# -- the tests -------------------------------------------------------------------------------
+
+
+class HTTPSTests(TLSDaemonTestCase):
+    """One daemon on https: (RSA certificate, intermediate CA) and http-redirect:."""
+
+    def test_twine_and_pip(self):
+        """twine uploads and pip installs over HTTPS, trusting the test CA with --cert."""
+        wheel = make_wheel("tls-wheel", "1.0")
+        self.clients.twine_upload(self.daemon, self.dist_dir(wheel), "--cert",
+                                  shared_ca().root_path)
+        self.assertIn(wheel[0], self.daemon.stored_names())
+        target = os.path.abspath(self.mktemp())
+        self.clients.pip_install(target, self.daemon.index_url, "--cert", shared_ca().root_path,
+                                 "tls-wheel")
+        self.assertEqual(installed(target), {"tls-wheel": "1.0"})
+
+    def test_pip_refuses_unknown_ca(self):
+        """Without --cert, pip does not trust the server: nothing is installed."""
+        target = os.path.abspath(self.mktemp())
+        done = self.clients.pip_install(target, self.daemon.index_url, "--retries", "0",
+                                        "tls-anything", check=False)
+        self.assertNotEqual(done.returncode, 0)
+        self.assertIn("CERTIFICATE_VERIFY_FAILED", done.output)
+
+    def test_protocol_versions(self):
+        """TLS 1.1 is refused by the server; TLS 1.2 and 1.3 are served."""
+        port = self.daemon.port
+        with self.assertRaises(ssl.SSLError) as refused:
+            connect(port, client_context(ssl.TLSVersion.TLSv1_1, ssl.TLSVersion.TLSv1_1)).close()
+        self.assertEqual(refused.exception.reason, "TLSV1_ALERT_PROTOCOL_VERSION")
+        for version, name in ((ssl.TLSVersion.TLSv1_2, "TLSv1.2"),
+                              (ssl.TLSVersion.TLSv1_3, "TLSv1.3")):
+            with connect(port, client_context(version, version)) as sock:
+                self.assertEqual(sock.version(), name)
+                cipher = sock.cipher()[0]
+                self.assertTrue(cipher.startswith("ECDHE-") or cipher.startswith("TLS_"), cipher)
+                self.assertTrue("GCM" in cipher or "CHACHA20" in cipher, cipher)
+
+    def test_weak_ciphers_refused(self):
+        """Over TLS 1.2, suites without AEAD or forward secrecy get no handshake."""
+        for suite in ("AES128-SHA", "ECDHE-RSA-AES128-SHA", "AES256-GCM-SHA384"):
+            context = client_context(ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_2, suite)
+            with self.assertRaises(ssl.SSLError, msg=suite) as refused:
+                connect(self.daemon.port, context).close()
+            self.assertEqual(refused.exception.reason, "SSLV3_ALERT_HANDSHAKE_FAILURE", suite)
+
+    def test_full_chain(self):
+        """The intermediate is sent: a client trusting only the root verifies both host names."""
+        for host in ("localhost", "127.0.0.1"):
+            with connect(self.daemon.port, host=host) as sock:
+                self.assertEqual(serial_of(sock.getpeercert(binary_form=True)),
+                                 self.daemon.files.serial)
+
+    def test_no_plain_http_on_https_port(self):
+        """Plain HTTP sent to the https port gets no HTTP answer."""
+        with self.assertRaises((httpclient.HTTPException, OSError)):
+            http("GET", f"http://{HOST}:{self.daemon.port}/health", timeout=5)
+
+    def test_redirect(self):
+        """The redirect listener answers 301 to the same path on the https port."""
+        daemon = self.daemon
+        resp = http("GET", daemon.redirect_url + "simple/some-project/?x=1")
+        self.assertEqual(resp.status, 301)
+        self.assertEqual(resp.header("Location"),
+                         f"https://{HOST}:{daemon.port}/simple/some-project/?x=1")
+        self.assertEqual(https("GET", resp.header("Location")).status, 404)
+
+    def test_redirect_refuses_upload(self):
+        """An upload with credentials to the redirect listener gets 308 and stores nothing; twine stops at the redirect."""
+        daemon = self.daemon
+        wheel = make_wheel("sent-in-clear", "1.0")
+        ctype, body = upload_form(*wheel)
+        resp = http("POST", daemon.redirect_url + "legacy/", {"Content-Type": ctype}, body,
+                    auth=(USER, PASSWORD))
+        self.assertEqual(resp.status, 308)
+        self.assertEqual(resp.header("Location"), f"https://{HOST}:{daemon.port}/legacy/")
+        self.assertIn(b"were not used", resp.body)
+        self.assertNotIn(wheel[0], daemon.stored_names())
+        self.assertEqual(https("GET", daemon.index_url + "sent-in-clear/").status, 404)
+        self.assertIn("Refused credentials sent over plain HTTP", daemon.log_text())
+        self.assertNotIn(PASSWORD, daemon.log_text())
+        done = self.clients.twine_upload(SimpleNamespace(url=daemon.redirect_url),
+                                         self.dist_dir(wheel), check=False)
+        self.assertNotEqual(done.returncode, 0, done.output)
+        self.assertIn("RedirectDetected", done.output)
+        self.assertNotIn(wheel[0], daemon.stored_names())
+
+
+class ReloadTests(TLSDaemonTestCase):
+    """kill -HUP reloads the certificate for new connections, keeping the process and its connections."""
+
+    def test_hangup_reloads(self):
+        """A renewed certificate is served after SIGHUP; bad files then keep it in service."""
+        daemon = self.new_tls_daemon()
+        pid, old = daemon.pid, daemon.files.serial
+        kept = httpclient.HTTPSConnection(HOST, daemon.port, context=client_context(),
+                                          timeout=HTTP_TIMEOUT)
+        self.addCleanup(kept.close)
+        self.assertEqual(https("GET", daemon.url + "health", connection=kept).status, 200)
+        kept_socket = kept.sock
+
+        renewed = shared_ca().issue("server", kind="ec", folder=os.path.dirname(daemon.files.key))
+        self.assertNotEqual(renewed.serial, old)
+        os.kill(pid, signal.SIGHUP)
+        wait_for(lambda: b"Reloaded the TLS certificate" in daemon.log_since_start(), 10,
+                 "the server did not log the reload")
+        with connect(daemon.port) as sock:
+            self.assertEqual(serial_of(sock.getpeercert(binary_form=True)), renewed.serial)
+        self.assertEqual(https("GET", daemon.url + "health", connection=kept).status, 200)
+        self.assertIs(kept.sock, kept_socket)
+        self.assertEqual(serial_of(kept.sock.getpeercert(binary_form=True)), old)
+        self.assertTrue(daemon.running())
+        self.assertEqual(daemon.pid, pid)
+
+        shutil.copy(shared_ca().stray_key(folder=self.mktemp()), daemon.files.key)
+        os.kill(pid, signal.SIGHUP)
+        wait_for(lambda: b"Cannot reload TLS" in daemon.log_since_start(), 10,
+                 "the server did not log the failed reload")
+        with connect(daemon.port) as sock:
+            self.assertEqual(serial_of(sock.getpeercert(binary_form=True)), renewed.serial)
+        self.assertTrue(daemon.running())
+        lines = [line for line in daemon.log_since_start().decode().splitlines()
+                 if "Cannot reload TLS" in line]
+        self.assertEqual(len(lines), 1)
+        self.assertIn(f"the TLS key {daemon.files.key} does not match", lines[0])
+
+
+class StartupTests(TLSDaemonTestCase):
+    """Unusable TLS files stop start-up with one line and exit status 1, never plain HTTP."""
+
+    def assert_one_critical_line(self, done, *words):
+        """The server exited with status 1 after one critical line holding C{words}."""
+        self.assertEqual(done.returncode, 1, done.output)
+        self.assertNotIn("Traceback", done.output)
+        self.assertNotIn("Listening on", done.output)
+        critical = [line for line in done.output.splitlines() if "#critical]" in line]
+        self.assertEqual(len(critical), 1, done.output)
+        for word in words:
+            self.assertIn(word, critical[0])
+
+    def test_bad_key(self):
+        """A key that is not the certificate's: one line naming it, status 1, nothing listens."""
+        daemon = self.new_tls_daemon(start=False, redirect_port=free_port())
+        stray = shared_ca().stray_key(folder=os.path.dirname(daemon.files.key))
+        daemon.settings["tls.key"] = stray
+        done = daemon.run_to_exit()
+        self.assert_one_critical_line(done, "Cannot listen on https:", f"the TLS key {stray} "
+                                      f"does not match the certificate {daemon.files.certificate}")
+
+    def test_missing_certificate(self):
+        """A missing certificate: one line naming it, status 1."""
+        daemon = self.new_tls_daemon(start=False)
+        os.remove(daemon.files.certificate)
+        done = daemon.run_to_exit()
+        self.assert_one_critical_line(done, f"cannot read the TLS certificate "
+                                      f"{daemon.files.certificate}: No such file or directory")

@@ -1,0 +1,772 @@
+"""
+Tests for native HTTPS: L{pypid.tls} (the server context, its reload, the
+redirect listener), the C{[tls]} section and the C{https:} and
+C{http-redirect:} forms of C{[pypid] listen} in L{pypid.config}, and how
+L{pypid.tap} builds the listeners, all in memory: handshakes run between two
+pyOpenSSL connections over memory BIOs, and listeners on a memory reactor.
+"""
+
+import atexit
+import os
+import shutil
+import signal
+import tempfile
+import textwrap
+import time
+from functools import cache
+
+from cryptography.hazmat.primitives import serialization
+from OpenSSL import SSL
+from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.logger import LogLevel, capturedLogs, formatEvent
+from twisted.trial.unittest import SynchronousTestCase
+
+from pypid import tap
+from pypid.config import ConfigError, ListenAddress, load_config, parse_listen_address
+from pypid.tap import Options, makeService, reload_on_hangup
+from pypid.tls import (
+    CIPHERS,
+    Redirect,
+    RedirectSite,
+    ServerTLS,
+    TLSError,
+    read_material,
+)
+from pypid.web.site import PypidSite
+from tests.fakes import run_now
+from tests.test_tap import FakeThreadPool
+from tests.tlsca import TestCA, write
+
+# -- fixtures ---------------------------------------------------------------------------------
+
+
+@cache
+def shared_ca():
+    """One CA for the whole module, in a folder removed at exit."""
+    folder = tempfile.mkdtemp(prefix="pypid-tls-tests-")
+    atexit.register(shutil.rmtree, folder, True)
+    return TestCA(folder)
+
+
+@cache
+def rsa_server():
+    """One RSA server certificate for the tests that only read it."""
+    return shared_ca().issue("rsa-server", kind="rsa")
+
+
+def now_clock():
+    """A clock at the current time, so fresh certificates are valid."""
+    clock = Clock()
+    clock.advance(time.time())
+    return clock
+
+
+def loaded(files, chain=True, certificate=None):
+    """A loaded L{ServerTLS} for issued C{files}."""
+    tls = ServerTLS(certificate or files.certificate, files.key,
+                    files.chain if chain else None, now_clock())
+    tls.load()
+    return tls
+
+
+def client_context(minimum=None, maximum=None, ciphers=None, verify=True):
+    """
+    A client context trusting only the test root CA.
+
+    @param ciphers: an OpenSSL cipher string; security level 0 is added so
+        that the client itself offers old protocols and weak suites, and the
+        refusal can only come from the server.
+    """
+    context = SSL.Context(SSL.TLS_CLIENT_METHOD)
+    if minimum is not None:
+        context.set_min_proto_version(minimum)
+    if maximum is not None:
+        context.set_max_proto_version(maximum)
+    context.set_cipher_list(((ciphers or "DEFAULT") + ":@SECLEVEL=0").encode("ascii"))
+    if verify:
+        context.load_verify_locations(shared_ca().root_path)
+        context.set_verify(SSL.VERIFY_PEER, lambda conn, cert, errno, depth, ok: bool(ok))
+    return context
+
+
+def _move(source, destination):
+    try:
+        data = source.bio_read(1 << 16)
+    except SSL.WantReadError:
+        return 0
+    destination.bio_write(data)
+    return len(data)
+
+
+def handshake(tls, context, host=b"localhost"):
+    """
+    Run a TLS handshake between C{tls}'s server side and a client on
+    C{context}, in memory.
+
+    @return: C{(client, server, errors)}: the two connections and
+        C{{"client": SSL.Error, "server": SSL.Error}} for the sides that failed.
+    """
+    server = tls.serverConnectionForTLS(None)
+    server.set_accept_state()
+    client = SSL.Connection(context, None)
+    client.set_tlsext_host_name(host)
+    client.set_connect_state()
+    errors = {}
+    for _ in range(50):
+        for name, connection in (("client", client), ("server", server)):
+            if name in errors:
+                continue
+            try:
+                connection.do_handshake()
+            except SSL.WantReadError:
+                pass
+            except SSL.Error as e:
+                errors[name] = e
+        if not _move(client, server) + _move(server, client):
+            break
+    return client, server, errors
+
+
+def exchange(client, server, data=b"ping"):
+    """Send C{data} from the client to the server over an established connection."""
+    client.send(data)
+    _move(client, server)
+    return server.recv(1 << 16)
+
+
+def reasons(error):
+    """The OpenSSL reasons in an L{SSL.Error}, as one string."""
+    return " ".join(str(entry[-1]) for entry in error.args[0])
+
+
+# -- the server context ------------------------------------------------------------------------
+
+
+class ContextTests(SynchronousTestCase):
+    """Tests for the context L{ServerTLS} builds: protocols, ciphers, chain."""
+
+    def test_tls_1_1_refused(self):
+        """A client that speaks at most TLS 1.1 is refused by the server."""
+        _, _, errors = handshake(loaded(rsa_server()),
+                                 client_context(SSL.TLS1_VERSION, SSL.TLS1_1_VERSION))
+        self.assertIn("server", errors)
+        self.assertIn("unsupported protocol", reasons(errors["server"]))
+        self.assertIn("client", errors)
+
+    def test_tls_1_2_and_1_3_accepted(self):
+        """TLS 1.2 and TLS 1.3 clients are served, with an ECDHE AEAD suite or a TLS 1.3 one."""
+        tls = loaded(rsa_server())
+        for version, name in ((SSL.TLS1_2_VERSION, "TLSv1.2"), (SSL.TLS1_3_VERSION, "TLSv1.3")):
+            client, _, errors = handshake(tls, client_context(version, version))
+            self.assertEqual(errors, {})
+            self.assertEqual(client.get_protocol_version_name(), name)
+            cipher = client.get_cipher_name()
+            if name == "TLSv1.2":
+                self.assertIn(cipher, CIPHERS.split(":"))
+            else:
+                self.assertTrue(cipher.startswith("TLS_"), cipher)
+
+    def test_cipher_list(self):
+        """Every suite offered is forward-secret and AEAD; CBC and plain-RSA ones are not there."""
+        names = loaded(rsa_server()).serverConnectionForTLS(None).get_cipher_list()
+        tls12 = [n for n in names if not n.startswith("TLS_")]
+        self.assertEqual(sorted(tls12), sorted(CIPHERS.split(":")))
+        for name in tls12:
+            self.assertTrue(name.startswith("ECDHE-"), name)
+            self.assertTrue("-GCM-" in name or "CHACHA20-POLY1305" in name, name)
+        for weak in ("AES128-SHA", "AES256-SHA", "ECDHE-RSA-AES128-SHA", "AES128-GCM-SHA256",
+                     "DES-CBC3-SHA"):
+            self.assertNotIn(weak, names)
+
+    def test_non_aead_suites_refused(self):
+        """A TLS 1.2 client offering only AES128-SHA (or ECDHE with CBC) gets no handshake."""
+        tls = loaded(rsa_server())
+        for suite in ("AES128-SHA", "ECDHE-RSA-AES128-SHA", "AES128-GCM-SHA256"):
+            _, _, errors = handshake(tls, client_context(SSL.TLS1_2_VERSION, SSL.TLS1_2_VERSION,
+                                                         suite))
+            self.assertIn("no shared cipher", reasons(errors["server"]), suite)
+
+    def test_chain_served(self):
+        """The intermediate goes out after the certificate: a client trusting only the root verifies."""
+        files = rsa_server()
+        client, _, errors = handshake(loaded(files), client_context())
+        self.assertEqual(errors, {})
+        chain = client.get_peer_cert_chain(as_cryptography=True)
+        self.assertEqual([c.serial_number for c in chain],
+                         [files.serial, shared_ca().intermediate.serial_number])
+
+    def test_fullchain_file(self):
+        """A certificate file holding the chain too (certbot's fullchain.pem) serves it all."""
+        files = rsa_server()
+        tls = ServerTLS(files.fullchain, files.key, None, now_clock())
+        tls.load()
+        client, _, errors = handshake(tls, client_context())
+        self.assertEqual(errors, {})
+        self.assertEqual(len(client.get_peer_cert_chain(as_cryptography=True)), 2)
+
+    def test_without_chain_unverifiable(self):
+        """Without the chain the same client cannot verify: the chain test is not vacuous."""
+        _, _, errors = handshake(loaded(rsa_server(), chain=False), client_context())
+        self.assertIn("certificate verify failed", reasons(errors["client"]))
+
+    def test_ec_certificate(self):
+        """An ECDSA certificate is served too."""
+        files = shared_ca().issue("ec", kind="ec", folder=self.mktemp())
+        client, _, errors = handshake(loaded(files), client_context(SSL.TLS1_2_VERSION,
+                                                                    SSL.TLS1_2_VERSION))
+        self.assertEqual(errors, {})
+        self.assertTrue(client.get_cipher_name().startswith("ECDHE-ECDSA-"))
+
+
+class LoadTests(SynchronousTestCase):
+    """Tests for reading the TLS files: every problem is one line naming the file."""
+
+    def assert_refused(self, certificate, key, chain=None):
+        """L{ServerTLS.load} fails with one line; return it."""
+        tls = ServerTLS(certificate, key, chain, now_clock())
+        e = self.assertRaises(TLSError, tls.load)
+        self.assertNotIn("\n", str(e))
+        self.assertIsNone(tls.context)
+        return str(e)
+
+    def test_key_mismatch(self):
+        """A key that is not the certificate's is named, with the certificate."""
+        files = rsa_server()
+        stray = shared_ca().stray_key(folder=self.mktemp())
+        self.assertEqual(self.assert_refused(files.certificate, stray),
+                         f"the TLS key {stray} does not match the certificate "
+                         f"{files.certificate}")
+
+    def test_key_of_another_type(self):
+        """An EC key beside an RSA certificate is a mismatch too."""
+        stray = shared_ca().stray_key(kind="ec", folder=self.mktemp())
+        self.assertIn("does not match", self.assert_refused(rsa_server().certificate, stray))
+
+    def test_missing_files(self):
+        """A missing certificate, key or chain is named with the reason."""
+        files = rsa_server()
+        missing = os.path.abspath(self.mktemp())
+        self.assertEqual(self.assert_refused(missing, files.key),
+                         f"cannot read the TLS certificate {missing}: No such file or directory")
+        self.assertEqual(self.assert_refused(files.certificate, missing),
+                         f"cannot read the TLS key {missing}: No such file or directory")
+        self.assertEqual(self.assert_refused(files.certificate, files.key, missing),
+                         f"cannot read the TLS chain {missing}: No such file or directory")
+
+    def test_unreadable(self):
+        """A path that cannot be read (here, a folder) is named with the reason."""
+        folder = os.path.abspath(self.mktemp())
+        os.makedirs(folder)
+        self.assertEqual(self.assert_refused(rsa_server().certificate, folder),
+                         f"cannot read the TLS key {folder}: Is a directory")
+
+    def test_not_pem(self):
+        """A file that is not PEM is named."""
+        junk = write(os.path.abspath(self.mktemp()), b"not a certificate\n")
+        files = rsa_server()
+        self.assertEqual(self.assert_refused(junk, files.key),
+                         f"cannot use the TLS certificate {junk}: it holds no PEM certificate")
+        self.assertEqual(self.assert_refused(files.certificate, junk),
+                         f"cannot use the TLS key {junk}: it holds no PEM private key")
+        self.assertIn(f"the TLS chain {junk}: it holds no PEM certificate",
+                      self.assert_refused(files.certificate, files.key, junk))
+
+    def test_swapped(self):
+        """Certificate and key given the other way round are pointed out."""
+        files = rsa_server()
+        message = self.assert_refused(files.key, files.certificate)
+        self.assertIn("are certificate and key swapped?", message)
+
+    def test_encrypted_key(self):
+        """A key encrypted with a passphrase is refused, saying why."""
+        with open(rsa_server().key, "rb") as f:
+            key = serialization.load_pem_private_key(f.read(), None)
+        encrypted = write(os.path.abspath(self.mktemp()), key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"passphrase")))
+        self.assertEqual(self.assert_refused(rsa_server().certificate, encrypted),
+                         f"cannot use the TLS key {encrypted}: it is encrypted with a "
+                         "passphrase; pypid needs the key without one")
+
+    def test_material(self):
+        """The material holds the certificate, then the chain, and the key."""
+        files = rsa_server()
+        material = read_material(files.certificate, files.key, files.chain)
+        self.assertEqual(material.certificate.serial_number, files.serial)
+        self.assertEqual([c.serial_number for c in material.chain],
+                         [shared_ca().intermediate.serial_number])
+        self.assertNotIn("PRIVATE", repr(material))
+
+    def test_load_logs_certificate(self):
+        """Loading logs one line with the file, the host names and the serial."""
+        files = rsa_server()
+        with capturedLogs() as events:
+            loaded(files)
+        lines = [formatEvent(e) for e in events]
+        self.assertEqual(len(lines), 1, lines)
+        self.assertIn(files.certificate, lines[0])
+        self.assertIn("localhost, 127.0.0.1", lines[0])
+        self.assertIn(f"serial {files.serial:x}", lines[0])
+
+    def test_expired_warning(self):
+        """A certificate that has expired loads, with a warning."""
+        files = rsa_server()
+        clock = now_clock()
+        clock.advance(400 * 24 * 3600)
+        with capturedLogs() as events:
+            ServerTLS(files.certificate, files.key, files.chain, clock).load()
+        warnings = [formatEvent(e) for e in events if e["log_level"] == LogLevel.warn]
+        self.assertEqual(len(warnings), 1)
+        self.assertIn("has expired", warnings[0])
+
+    def test_load_once(self):
+        """Loading again (a second https listener) keeps the same context."""
+        tls = loaded(rsa_server())
+        context = tls.context
+        tls.load()
+        self.assertIs(tls.context, context)
+
+
+class ReloadTests(SynchronousTestCase):
+    """Tests for L{ServerTLS.reload}: new connections get new files, bad files change nothing."""
+
+    def setUp(self):
+        self.folder = os.path.abspath(self.mktemp())
+        self.files = shared_ca().issue("server", kind="ec", folder=self.folder)
+        self.tls = ServerTLS(self.files.certificate, self.files.key, self.files.chain,
+                             now_clock())
+        self.tls.load()
+
+    def serial_seen(self):
+        """The serial of the certificate a new connection gets."""
+        client, _, errors = handshake(self.tls, client_context())
+        self.assertEqual(errors, {})
+        return client.get_peer_certificate(as_cryptography=True).serial_number
+
+    def test_new_files_for_new_connections(self):
+        """After a reload new connections get the new certificate; an open one keeps working."""
+        old_client, old_server, _ = handshake(self.tls, client_context())
+        renewed = shared_ca().issue("server", kind="ec", folder=self.folder)
+        self.assertNotEqual(renewed.serial, self.files.serial)
+        with capturedLogs() as events:
+            self.assertTrue(self.tls.reload())
+        self.assertEqual(self.serial_seen(), renewed.serial)
+        self.assertEqual(exchange(old_client, old_server), b"ping")
+        lines = [formatEvent(e) for e in events]
+        self.assertEqual(len(lines), 1)
+        self.assertIn(f"Reloaded the TLS certificate {self.files.certificate}", lines[0])
+        self.assertIn(f"serial {renewed.serial:x}", lines[0])
+
+    def test_bad_files_keep_old_context(self):
+        """A key that does not match keeps the old context in use, with one warning line."""
+        context = self.tls.context
+        shared_ca().issue("other", kind="ec", folder=self.folder)
+        shutil.copy(os.path.join(self.folder, "other.key"), self.files.key)
+        with capturedLogs() as events:
+            self.assertFalse(self.tls.reload())
+        self.assertIs(self.tls.context, context)
+        self.assertEqual(self.serial_seen(), self.files.serial)
+        lines = [formatEvent(e) for e in events]
+        self.assertEqual(len(lines), 1)
+        self.assertEqual(events[0]["log_level"], LogLevel.warn)
+        self.assertIn("still using the certificate loaded before", lines[0])
+        self.assertIn(f"the TLS key {self.files.key} does not match", lines[0])
+
+    def test_missing_files_keep_old_context(self):
+        """A certificate removed (half-way through a renewal) keeps the old context."""
+        os.remove(self.files.certificate)
+        with capturedLogs():
+            self.assertFalse(self.tls.reload())
+        self.assertEqual(self.serial_seen(), self.files.serial)
+
+    def test_reload_before_load(self):
+        """A reload before the listener loaded anything does nothing (the listener will)."""
+        tls = ServerTLS(self.files.certificate, self.files.key, None, now_clock())
+        self.assertFalse(tls.reload())
+        self.assertIsNone(tls.context)
+
+
+# -- the redirect listener ---------------------------------------------------------------------
+
+
+class RedirectTests(SynchronousTestCase):
+    """Tests for L{Redirect}: where plain-HTTP requests are sent."""
+
+    def test_host_and_port(self):
+        """Without a base URL, the Host header's name on the https port; 443 is left out."""
+        redirect = Redirect(None, 8443)
+        self.assertEqual(redirect.location(b"/simple/x/?a=1", b"Pypi.Example:8080"),
+                         "https://pypi.example:8443/simple/x/?a=1")
+        self.assertEqual(Redirect(None, 443).location(b"/", b"pypi.example"),
+                         "https://pypi.example/")
+        self.assertEqual(redirect.location(b"/", b"[::1]:8080"), "https://[::1]:8443/")
+        self.assertEqual(redirect.location(b"/", b"10.0.0.5"), "https://10.0.0.5:8443/")
+
+    def test_base_url(self):
+        """With a base URL, that URL and the path, whatever the Host header says."""
+        redirect = Redirect("https://pypi.example/python/", 8443)
+        self.assertEqual(redirect.location(b"/simple/x/", b"evil.example"),
+                         "https://pypi.example/python/simple/x/")
+        self.assertEqual(redirect.location(b"/", None), "https://pypi.example/python/")
+
+    def test_bad_host(self):
+        """A missing or malformed Host gives no location."""
+        redirect = Redirect(None, 8443)
+        for host in (None, b"", b"evil.example/x", b"a b", b"evil\r\nX: y", b"user@host",
+                     b"host:port"):
+            self.assertIsNone(redirect.location(b"/", host), host)
+
+    def test_path_quoted(self):
+        """Bytes that may not stand in a URL are escaped; escapes already there are kept."""
+        redirect = Redirect(None, 8443)
+        self.assertEqual(redirect.location(b"/a b/\xc3\xa9/%2e%2e/\\x", b"h"),
+                         "https://h:8443/a%20b/%C3%A9/%2e%2e/%5Cx")
+        self.assertEqual(redirect.location(b"//evil.example/", b"h"),
+                         "https://h:8443//evil.example/")
+
+    def test_absolute_form(self):
+        """A request target in absolute form keeps only its path and query."""
+        redirect = Redirect(None, 8443)
+        self.assertEqual(redirect.location(b"http://other/simple/?q", b"h"),
+                         "https://h:8443/simple/?q")
+        self.assertEqual(redirect.location(b"http://other", b"h"), "https://h:8443/")
+        self.assertEqual(redirect.location(b"*", b"h"), "https://h:8443/")
+
+    def test_answers(self):
+        """301 for GET and HEAD, 308 for the rest, 400 without a Host; credentials are called out."""
+        redirect = Redirect(None, 8443)
+        self.assertEqual(redirect.answer(b"GET", b"/", b"h", False)[:2],
+                         (301, "https://h:8443/"))
+        self.assertEqual(redirect.answer(b"HEAD", b"/", b"h", False)[0], 301)
+        status, _, body = redirect.answer(b"POST", b"/legacy/", b"h", True)
+        self.assertEqual(status, 308)
+        self.assertIn("credentials sent with this request were not used", body)
+        self.assertEqual(redirect.answer(b"GET", b"/", None, False)[:2], (400, None))
+
+
+class RedirectSiteTests(SynchronousTestCase):
+    """Tests for L{RedirectSite} over a memory transport: it answers, and nothing else."""
+
+    def connect(self, redirect=Redirect(None, 8443)):
+        """A connection to a redirect site; return its transport."""
+        site = RedirectSite(redirect, reactor=MemoryReactorClock())
+        protocol = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 4321))
+        transport = StringTransport(peerAddress=IPv4Address("TCP", "10.1.2.3", 5555))
+        protocol.makeConnection(transport)
+        self.addCleanup(protocol.connectionLost, None)
+        return protocol, transport
+
+    def test_get(self):
+        """A GET gets a 301 to the https URL of the same path, and the connection closes."""
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"GET /simple/x/?a=1 HTTP/1.1\r\nHost: pypi.example:8080\r\n\r\n")
+        head, _, body = transport.value().partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        self.assertEqual(lines[0], b"HTTP/1.1 301 Moved Permanently")
+        self.assertIn(b"Location: https://pypi.example:8443/simple/x/?a=1", lines)
+        self.assertIn(b"Connection: close", lines)
+        self.assertIn(b"https://pypi.example:8443/simple/x/?a=1", body)
+        self.assertTrue(transport.disconnecting)
+
+    def test_upload_with_credentials(self):
+        """An upload with credentials gets a 308 before its body, is logged without secrets, and goes nowhere."""
+        protocol, transport = self.connect()
+        body = b"--b\r\nContent-Disposition: form-data; name=\"x\"\r\n\r\ny\r\n--b--\r\n"
+        request = (b"POST /legacy/ HTTP/1.1\r\nHost: pypi.example\r\n"
+                   b"Authorization: Basic dXBsb2FkZXI6czNjcmV0\r\nExpect: 100-continue\r\n"
+                   b"Content-Type: multipart/form-data; boundary=b\r\n"
+                   b"Content-Length: %d\r\n\r\n" % len(body))
+        with capturedLogs() as events:
+            protocol.dataReceived(request)
+            self.assertTrue(transport.value().startswith(b"HTTP/1.1 308 Permanent Redirect\r\n"))
+            self.assertFalse(transport.disconnecting)
+            protocol.dataReceived(body)
+        answer = transport.value()
+        self.assertEqual(answer.count(b"HTTP/1.1"), 1)
+        self.assertNotIn(b"100 Continue", answer)
+        self.assertIn(b"Location: https://pypi.example:8443/legacy/\r\n", answer)
+        self.assertIn(b"were not used", answer)
+        self.assertTrue(transport.disconnecting)
+        lines = [formatEvent(e) for e in events]
+        self.assertEqual(len(lines), 1)
+        self.assertIn("Refused credentials sent over plain HTTP by 10.1.2.3", lines[0])
+        self.assertNotIn("dXBsb2FkZXI6czNjcmV0", lines[0])
+        self.assertNotIn("s3cret", lines[0])
+
+    def test_large_body_closed(self):
+        """A body declared over the discard limit is answered and the connection closed at once."""
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: %d\r\n\r\n"
+                              % (1 << 30))
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 308 "))
+        self.assertTrue(transport.disconnecting)
+
+    def test_head(self):
+        """A HEAD gets the headers only."""
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"HEAD / HTTP/1.1\r\nHost: h\r\n\r\n")
+        self.assertTrue(transport.value().endswith(b"Connection: close\r\n\r\n"))
+
+    def test_no_host(self):
+        """An HTTP/1.0 request without a Host gets 400 and no Location."""
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"GET / HTTP/1.0\r\n\r\n")
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 400 Bad Request\r\n"))
+        self.assertNotIn(b"Location", transport.value())
+
+
+# -- configuration -----------------------------------------------------------------------------
+
+
+class ConfigTests(SynchronousTestCase):
+    """Tests for C{[tls]} and the C{https:} and C{http-redirect:} lines of C{[pypid] listen}."""
+
+    def load(self, text, **kwargs):
+        """Load C{text} (dedented) from a file of its own."""
+        path = os.path.abspath(self.mktemp())
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(textwrap.dedent(text))
+        return path, load_config(path, **kwargs)
+
+    def refused(self, text, **kwargs):
+        """The configuration is refused with one line; return it."""
+        path = os.path.abspath(self.mktemp())
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(textwrap.dedent(text))
+        e = self.assertRaises(ConfigError, load_config, path, **kwargs)
+        self.assertNotIn("\n", str(e))
+        return str(e).replace(path, "<file>")
+
+    def test_defaults(self):
+        """Without a [tls] section nothing is set, and the default listener is plain."""
+        config = load_config(None)
+        self.assertEqual((config.tls.certificate, config.tls.key, config.tls.chain),
+                         (None, None, None))
+
+    def test_https(self):
+        """An https listener with its files: paths made absolute, lines kept as written."""
+        _, config = self.load("""
+            [pypid]
+            listen =
+                https:8443:interface=0.0.0.0
+                https:8443:interface=\\:\\::backlog=100
+                http-redirect:8080
+            [tls]
+            certificate = tls/fullchain.pem
+            key = /etc/pypid/key.pem
+            chain = /etc/pypid/chain.pem
+            """)
+        self.assertEqual(config.tls.certificate, os.path.abspath("tls/fullchain.pem"))
+        self.assertEqual(config.tls.key, "/etc/pypid/key.pem")
+        self.assertEqual(config.tls.chain, "/etc/pypid/chain.pem")
+        self.assertEqual(config.server.listen[0], "https:8443:interface=0.0.0.0")
+        self.assertEqual([parse_listen_address(line) for line in config.server.listen], [
+            ListenAddress("https", "https:8443:interface=0.0.0.0", 8443, "0.0.0.0", 50),
+            ListenAddress("https", "https:8443:interface=\\:\\::backlog=100", 8443, "::", 100),
+            ListenAddress("http-redirect", "http-redirect:8080", 8080, "", 50),
+        ])
+
+    def test_twisted_strings(self):
+        """Other lines are Twisted endpoint strings, left to Twisted."""
+        self.assertEqual(parse_listen_address("tcp:8080:interface=127.0.0.1"),
+                         ListenAddress("endpoint", "tcp:8080:interface=127.0.0.1"))
+        self.assertEqual(load_config(None, listen=["tcp:1", "unix:/tmp/s"]).server.listen,
+                         ("tcp:1", "unix:/tmp/s"))
+
+    def test_bad_forms(self):
+        """A malformed https: or http-redirect: line is named, with the forms allowed."""
+        cases = {
+            "https": "expected https:PORT with optional :interface=ADDRESS and :backlog=N",
+            "https:": "PORT is a number from 1 to 65535",
+            "https:0": "PORT is a number from 1 to 65535",
+            "https:eighty": "PORT is a number from 1 to 65535",
+            "http-redirect:99999": "PORT is a number from 1 to 65535",
+            "https:8443:colour=red": "unknown or repeated option 'colour'",
+            "https:8443:interface=a:interface=b": "unknown or repeated option 'interface'",
+            "https:8443:interface=localhost": "the interface must be an IP address",
+            "https:8443:interface=::": "escape each of its colons",
+            "https:8443:backlog=many": "the backlog must be a number",
+        }
+        for line, expected in cases.items():
+            message = self.refused("[pypid]\n", listen=[line])
+            self.assertIn(f"[pypid] listen: {line!r}", message)
+            self.assertIn(expected, message)
+
+    def test_https_needs_files(self):
+        """An https listener without [tls] certificate and key names both keys."""
+        message = self.refused("[pypid]\nlisten = https:8443\n")
+        self.assertEqual(message, "<file>: [tls] certificate: required by the https listener "
+                         "'https:8443' in [pypid] listen: set [tls] certificate and [tls] key "
+                         "to the PEM files of its certificate and private key")
+        message = self.refused("[pypid]\nlisten = https:8443\n[tls]\ncertificate = c.pem\n")
+        self.assertIn("[tls] key: required by the https listener", message)
+
+    def test_blamed_on_listen(self):
+        """An https listener from --listen without files is blamed on --listen."""
+        message = self.refused("[pypid]\n", listen=["https:8443"])
+        self.assertTrue(message.startswith("--listen pypid.listen: [tls] certificate: "), message)
+
+    def test_files_without_https(self):
+        """[tls] files with no https listener to use them are a mistake."""
+        message = self.refused("[tls]\ncertificate = c.pem\nkey = k.pem\n")
+        self.assertIn("[tls] certificate: set, but no https: listener in [pypid] listen uses "
+                      "it", message)
+
+    def test_plain_beside_https(self):
+        """Beside an https listener, a plain (or ssl:) listener is refused: passwords would go in clear."""
+        tls = "[tls]\ncertificate = c.pem\nkey = k.pem\n"
+        for line in ("tcp:8080", "unix:/tmp/pypid.sock", "tcp6:8080:interface=\\:\\:1"):
+            message = self.refused(f"[pypid]\nlisten =\n  https:8443\n  {line}\n{tls}")
+            self.assertIn(f"[pypid] listen: {line!r} would serve plain HTTP beside the https "
+                          "listener 'https:8443'", message)
+            self.assertIn("use http-redirect:PORT", message)
+        message = self.refused("[pypid]\nlisten =\n  https:8443\n"
+                               f"  ssl:8444:privateKey=k.pem\n{tls}")
+        self.assertIn("is a Twisted TLS endpoint", message)
+
+    def test_redirect_needs_https(self):
+        """An http-redirect listener with no https listener has nowhere to send clients."""
+        message = self.refused("[pypid]\nlisten = http-redirect:8080\n")
+        self.assertIn("'http-redirect:8080' redirects to an https: listener, and there is none",
+                      message)
+
+    def test_base_url_must_be_https(self):
+        """With https listeners, an http:// base_url is refused; an https:// one is kept."""
+        text = "[pypid]\nlisten = https:8443\nbase_url = {}\n[tls]\ncertificate = c\nkey = k\n"
+        message = self.refused(text.format("http://pypi.example/"))
+        self.assertIn("[pypid] base_url: must be an https:// URL when pypid serves HTTPS",
+                      message)
+        _, config = self.load(text.format("https://pypi.example/"))
+        self.assertEqual(config.server.base_url, "https://pypi.example/")
+
+
+# -- building the listeners ---------------------------------------------------------------------
+
+
+class ListenerTests(SynchronousTestCase):
+    """Tests for the listeners L{makeService} builds, on a memory reactor."""
+
+    def setUp(self):
+        self.patch(tap, "deferToThreadPool", lambda reactor, pool, f, *args: run_now(f, *args))
+        self.patch(tap, "ThreadPool", lambda **kwargs: FakeThreadPool(**kwargs))
+        self.folder = os.path.abspath(self.mktemp())
+        self.reactor = MemoryReactorClock()
+        self.files = rsa_server()
+
+    def service(self, *argv, key=None):
+        """Build the service with TLS files and C{argv}; stop it at the end."""
+        options = Options()
+        options.parseOptions([
+            "--set", f"storage.path={self.folder}/packages",
+            "--set", f"pypid.snapshot={self.folder}/index.json",
+            "--set", f"tls.certificate={self.files.certificate}",
+            "--set", f"tls.key={key or self.files.key}",
+            "--set", f"tls.chain={self.files.chain}",
+            *argv,
+        ])
+        service = makeService(options, reactor=self.reactor)
+
+        def stop():
+            if service.running:
+                return service.stopService()
+        self.addCleanup(stop)
+        return service
+
+    def test_https_and_redirect(self):
+        """https listeners serve the site over TLS; the redirect listener serves only redirects."""
+        service = self.service("--listen", "http-redirect:8080:interface=127.0.0.1",
+                               "--listen", "https:8443:interface=127.0.0.1:backlog=7")
+        self.assertIsInstance(service.tls, ServerTLS)
+        self.assertIsNone(service.tls.context)
+        service.startService()
+        self.successResultOf(service.ready)
+        self.assertIsNotNone(service.tls.context)
+        [(port, factory, creator, backlog, interface)] = self.reactor.sslServers
+        self.assertEqual((port, backlog, interface), (8443, 7, "127.0.0.1"))
+        self.assertIs(factory, service.site)
+        self.assertIs(creator, service.tls)
+        [(port, factory, _, interface)] = self.reactor.tcpServers
+        self.assertEqual((port, interface), (8080, "127.0.0.1"))
+        self.assertIsInstance(factory, RedirectSite)
+        self.assertNotIsInstance(factory, PypidSite)
+        self.assertEqual(factory.redirect, Redirect(None, 8443))
+
+    def test_redirect_to_base_url(self):
+        """The redirect listener sends clients to base_url when it is set."""
+        service = self.service("--listen", "https:8443", "--listen", "http-redirect:8080",
+                               "--set", "pypid.base_url=https://pypi.example/")
+        service.startService()
+        self.successResultOf(service.ready)
+        self.assertEqual(self.reactor.tcpServers[0][1].redirect,
+                         Redirect("https://pypi.example/", 8443))
+
+    def test_bad_key_stops(self):
+        """A key that does not match stops start-up with one critical line; nothing listens."""
+        stray = shared_ca().stray_key(folder=self.mktemp())
+        self.reactor.running = True
+        service = self.service("--listen", "https:8443", "--listen", "http-redirect:8080",
+                               key=stray)
+        with capturedLogs() as events:
+            service.startService()
+        self.assertTrue(self.reactor.hasStopped)
+        self.assertTrue(service.failed)
+        self.assertEqual(self.reactor.sslServers, [])
+        self.assertEqual(self.reactor.tcpServers, [])
+        critical = [formatEvent(e) for e in events if e["log_level"] == LogLevel.critical]
+        self.assertEqual(critical, [
+            f"Cannot listen on https:8443: the TLS key {stray} does not match the certificate "
+            f"{self.files.certificate}"])
+        self.assertFalse([e for e in events if "log_failure" in e])
+        self.assertFalse([e for e in events if "Listening on" in e.get("log_format", "")])
+
+    def test_no_tls_without_https(self):
+        """Without https listeners there is no TLS object and no hangup handler."""
+        options = Options()
+        options.parseOptions(["--set", f"storage.path={self.folder}/packages",
+                              "--listen", "tcp:8080"])
+        before = signal.getsignal(signal.SIGHUP)
+        self.assertIsNone(makeService(options, reactor=self.reactor).tls)
+        self.assertIs(signal.getsignal(signal.SIGHUP), before)
+
+    def test_no_hangup_handler_in_tests(self):
+        """makeService given a reactor (tests) leaves SIGHUP alone."""
+        before = signal.getsignal(signal.SIGHUP)
+        self.service("--listen", "https:8443")
+        self.assertIs(signal.getsignal(signal.SIGHUP), before)
+
+    def test_reload_on_hangup(self):
+        """The SIGHUP handler runs the reload on the reactor's thread."""
+        installed, called = {}, []
+
+        class Signals:
+            SIGHUP = signal.SIGHUP
+
+            @staticmethod
+            def signal(number, handler):
+                installed[number] = handler
+
+        class Reactor:
+            @staticmethod
+            def callFromThread(f, *args):
+                called.append(f)
+
+        def reload():
+            """Stand-in for L{ServerTLS.reload}."""
+        reload_on_hangup(Reactor(), reload, signals=Signals)
+        self.assertEqual(called, [])
+        installed[signal.SIGHUP](signal.SIGHUP, None)
+        self.assertEqual(called, [reload])
+
+    def test_ssl_endpoint_warns(self):
+        """A Twisted ssl: endpoint still works, with a warning pointing to https:."""
+        options = Options()
+        options.parseOptions(["--set", f"storage.path={self.folder}/packages", "--listen",
+                              f"ssl:8443:privateKey={self.files.key}:"
+                              f"certKey={self.files.certificate}"])
+        with capturedLogs() as events:
+            makeService(options, reactor=self.reactor)
+        warnings = [formatEvent(e) for e in events if e["log_level"] == LogLevel.warn]
+        self.assertEqual(len(warnings), 1)
+        self.assertIn("use an https: listener with [tls] instead", warnings[0])
