@@ -320,6 +320,17 @@ class Daemon(ChildProcess):
                 return self
         raise E2EFailure("could not find a free port for the server")
 
+    def listening_line(self, port):
+        """What the log says once the server listens on C{port}."""
+        return f"Listening on tcp:{port}:".encode()
+
+    def health(self):
+        """The status of C{/health} now."""
+        return http("GET", self.url + "health", timeout=1).status
+
+    def port_taken(self):
+        """A port was in use: another start follows (with another port)."""
+
     def _start_once(self, port, timeout):
         self.port = port
         self.starts += 1
@@ -334,17 +345,18 @@ class Daemon(ChildProcess):
             )
         _live.add(self)
         deadline = time.monotonic() + timeout
-        listening = f"Listening on tcp:{port}:".encode()
+        listening = self.listening_line(port)
         while True:
             if self.process.poll() is not None:
                 text = self.log_since_start()
                 if b"Cannot listen" in text and b"Address already in use" in text:
+                    self.port_taken()
                     return False
                 raise E2EFailure(
                     f"the server exited with code {self.process.returncode} during start-up")
             if listening in self.log_since_start():
                 try:
-                    if http("GET", self.url + "health", timeout=1).status == 200:
+                    if self.health() == 200:
                         return True
                 except OSError:
                     pass

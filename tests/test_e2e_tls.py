@@ -10,8 +10,6 @@ import shutil
 import signal
 import socket
 import ssl
-import subprocess
-import time
 from functools import cache
 from http import client as httpclient
 from types import SimpleNamespace
@@ -27,8 +25,6 @@ from tests.e2e import (
     DaemonTestCase,
     E2EFailure,
     Response,
-    _die_with_parent,
-    _live,
     basic,
     clean_env,
     free_port,
@@ -143,40 +139,18 @@ class TLSDaemon(Daemon):
                                    f"http-redirect:{self.redirect_port}:interface={HOST}"]
         return argv
 
-    def _start_once(self, port, timeout):
-        """Start, and wait until C{/health} answers over HTTPS (the base waits for plain HTTP)."""
-        self.port = port
-        self.starts += 1
-        with open(self.log_path, "ab") as log:
-            log.write(f"==== e2e: start #{self.starts} on port {port} (https) ====\n".encode())
-            self._log_offset = log.tell()
-            self.process = subprocess.Popen(
-                self.command(port), cwd=self.directory, stdin=subprocess.DEVNULL,
-                stdout=log, stderr=subprocess.STDOUT,
-                env=clean_env(self.home, PYTHONUNBUFFERED="1"),
-                start_new_session=True, preexec_fn=_die_with_parent,
-            )
-        _live.add(self)
-        deadline = time.monotonic() + timeout
-        listening = f"Listening on https:{port}:".encode()
-        while True:
-            if self.process.poll() is not None:
-                if b"Address already in use" in self.log_since_start():
-                    if self.redirect_port is not None:
-                        self.redirect_port = free_port()
-                    return False
-                raise E2EFailure(
-                    f"the server exited with code {self.process.returncode} during start-up")
-            if listening in self.log_since_start():
-                try:
-                    if https("GET", self.url + "health").status == 200:
-                        return True
-                except OSError:
-                    pass
-            if time.monotonic() > deadline:
-                self.kill()
-                raise E2EFailure(f"the server did not answer /health within {timeout} s")
-            time.sleep(0.03)
+    def listening_line(self, port):
+        """The https listener's log line."""
+        return f"Listening on https:{port}:".encode()
+
+    def health(self):
+        """C{/health} over HTTPS, trusting the test CA."""
+        return https("GET", self.url + "health").status
+
+    def port_taken(self):
+        """Either port may have been taken: the redirect one moves too."""
+        if self.redirect_port is not None:
+            self.redirect_port = free_port()
 
     def run_to_exit(self, timeout=30):
         """Run the server in the foreground until it exits; return the finished process."""
