@@ -129,3 +129,22 @@ class PrivateIndexTests(DaemonTestCase):
         resp = http("GET", self.daemon.url + "health")
         self.assertEqual(resp.status, 200)
         self.assertEqual(resp.json()["status"], "ok")
+
+
+class ThrottleTests(DaemonTestCase):
+    """Repeated failed logins for one user from one address are throttled."""
+
+    users = {USER: PASSWORD, "other": "other-password"}
+
+    def test_throttled_after_failures(self):
+        """Ten wrong passwords, then 429 with Retry-After for that user only."""
+        wheel = make_wheel("throttled", "1.0")
+        for attempt in range(10):
+            self.assertEqual(upload(self.daemon, *wheel, auth=(USER, "guess")).status, 401,
+                             attempt)
+        answer = upload(self.daemon, *wheel, auth=(USER, PASSWORD))
+        self.assertEqual(answer.status, 429)
+        self.assertTrue(int(answer.header("retry-after")) > 0)
+        other = upload(self.daemon, *wheel, auth=("other", "other-password"))
+        self.assertEqual(other.status, 200)
+        self.assertNotIn("guess", self.daemon.log_text())

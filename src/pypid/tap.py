@@ -30,6 +30,7 @@ from pypid.index import Index
 from pypid.service import IndexLoader, ListenerService, PypidService, SyncService, file_url_for
 from pypid.snapshot import SnapshotService, SnapshotWriter
 from pypid.storage.interface import ISharedStorage
+from pypid.throttle import LoginThrottle
 from pypid.storage.local import LocalStorage
 from pypid.tls import Redirect, RedirectSite, ServerTLS
 from pypid.web.access import Access
@@ -120,7 +121,7 @@ def build_service(config, reactor, exit_on_failure=False):
                 if config.upstream.mode != "none" else None)
     policy = Policy(read=config.auth.read, upload=config.auth.upload)
     verifier = PasswordVerifier(config.users, reactor, hash_pool)
-    access = Access(policy, verifier)
+    access = Access(policy, verifier, LoginThrottle(reactor))
 
     app = PypidApp(index, storage, access, run, reactor, config.server.max_upload_size,
                    config.server.base_url, upstream)

@@ -229,8 +229,12 @@ class PypidApp:
         try:
             # Verified already when the site checked the credentials before
             # the body (PypidRequest); otherwise verified here.
-            identity = getattr(request, "upload_identity", None) or await self._access.gate_upload(
-                request, getattr(request, "upload_credentials", None))
+            check = getattr(request, "upload_check", None)
+            if check is not None:
+                identity = await check
+            else:
+                identity = await self._access.gate_upload(
+                    request, getattr(request, "upload_credentials", None))
             if form.get(":action") == "remove_pkg":
                 return await self._remove_release(request, form, identity)
             upload = validate_upload(form)

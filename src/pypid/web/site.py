@@ -15,6 +15,7 @@ wrong (reading pauses until they are verified), is answered at once and its
 body discarded. Other requests may not carry more than 1 MiB of body.
 """
 
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import server
@@ -78,7 +79,7 @@ class PypidRequest(server.Request):
     #: C{(user, password)} from the Authorization header of an upload, parsed early
     upload_credentials = None
     #: the uploader's L{pypid.auth.Identity}, once verified before the body
-    upload_identity = None
+    upload_check = None
 
     def gotLength(self, length):
         """Choose where the body goes, before any of it arrives."""
@@ -130,20 +131,27 @@ class PypidRequest(server.Request):
         if paused:
             pause()
 
+        # The upload route waits for this check rather than making its own
+        # (the body may be in before it is done): credentials are checked,
+        # and failures counted, once.
+        self.upload_check = check = Deferred()
+
         def verified_ok(identity):
-            self.upload_identity = identity
+            check.callback(identity)
             if paused and not self.early_answer:
                 resume()
 
         def refused(failure):
             failure.trap(HTTPError)
+            check.errback(failure)
             if self._body_done:
                 return  # the upload route answers it
+            check.addErrback(lambda _: None)  # answered here; no route will wait
             content = self.content
             if isinstance(content, (FormSink, ThreadedSink)):
                 content.close()
             self._answer_early(length, failure.value.code, failure.value.message,
-                               www=failure.value.code == 401)
+                               www=failure.value.code == 401, extra=failure.value.headers)
             if paused and self.channel.transport is not None:
                 resume()
 
@@ -168,7 +176,7 @@ class PypidRequest(server.Request):
             self.content.close()
             self._answer_early(None, 413, too_large_message(self.channel.site.max_upload_size))
 
-    def _answer_early(self, length, code, message, www=False):
+    def _answer_early(self, length, code, message, www=False, extra=()):
         """
         Answer now, before the body, and then close the connection: after the
         discarded body when it is small, at once when it is large.
@@ -187,6 +195,8 @@ class PypidRequest(server.Request):
         ]
         if www:
             headers.append(b"WWW-Authenticate: " + www_authenticate_header())
+        # (the values are the server's own: Retry-After, say)
+        headers.extend(name + b": " + value for name, value in extra)
         transport = self.channel.transport
         transport.write(b"\r\n".join(headers) + b"\r\n\r\n" + body)
         self.channel.persistent = False
