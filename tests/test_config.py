@@ -1255,3 +1255,37 @@ class UpstreamCrossKeyTests(_ConfigMixin, SynchronousTestCase):
                                ).upstream
         self.assertEqual((upstream.mode, upstream.url, upstream.hosts),
                          ("redirect", "http://127.0.0.1:8081/simple/", ("127.0.0.1:8081",)))
+
+
+class AccessConfigTests(SynchronousTestCase):
+    """[groups], [acl] and [auth] admins."""
+
+    USERS = "[users]\nalice = {h}\nbob = {h}\n"
+
+    def load(self, text):
+        """Load a configuration holding two users and C{text}."""
+        h = hash_password("pw", FAST)
+        path = self.mktemp()
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(self.USERS.format(h=h) + text)
+        return load_config(path)
+
+    def test_parsed(self):
+        """Groups, admins and rules are read, patterns normalized."""
+        config = self.load("[groups]\ndev = alice bob\n[auth]\nadmins = alice\n"
+                           "[acl]\nAcme.* = group:dev rw, everyone r\n")
+        self.assertEqual(dict(config.groups), {"dev": frozenset({"alice", "bob"})})
+        self.assertEqual(config.auth.admins, ("alice",))
+        [rule] = config.acl
+        self.assertEqual(rule.pattern, "acme-*")
+
+    def test_unknown_names(self):
+        """Unknown users and groups are errors naming the section and key."""
+        for text, where in (("[groups]\ndev = carol\n", "[groups] dev"),
+                            ("[auth]\nadmins = carol\n", "[auth] admins"),
+                            ("[acl]\nx = user:carol r\n", "[acl] x"),
+                            ("[acl]\nx = group:ops r\n", "[acl] x"),
+                            ("[acl]\nx = nobody r\n", "[acl] x")):
+            with self.assertRaises(ConfigError) as caught:
+                self.load(text)
+            self.assertIn(where, str(caught.exception))

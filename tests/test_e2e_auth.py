@@ -148,3 +148,54 @@ class ThrottleTests(DaemonTestCase):
         other = upload(self.daemon, *wheel, auth=("other", "other-password"))
         self.assertEqual(other.status, 200)
         self.assertNotIn("guess", self.daemon.log_text())
+
+
+class AccessControlTests(DaemonTestCase):
+    """Groups, admins and per-project rules ([groups], [auth] admins, [acl])."""
+
+    users = {USER: PASSWORD, "alice": "alice-pw", "bob": "bob-pw", "ci": "ci-pw",
+             "root": "root-pw"}
+
+    def prepare(self, daemon):
+        with open(daemon.config_path, "a", encoding="utf-8") as f:
+            f.write("[groups]\ndev = alice\n[acl]\nacme-* = group:dev rw, user:ci r\n")
+        daemon.settings["auth.admins"] = "root"
+        daemon.restart()
+        answer = upload(daemon, *make_wheel("acme-tools", "1.0"), auth=("alice", "alice-pw"))
+        self.assertEqual(answer.status, 200, answer.body)
+        self.assertEqual(upload(daemon, *make_wheel("open-tool", "1.0")).status, 200)
+
+    def test_upload_rights(self):
+        """The rule decides who writes acme-*: others get 403 naming them, anonymous 401."""
+        wheel = make_wheel("acme-tools", "2.0")
+        answer = upload(self.daemon, *wheel, auth=("bob", "bob-pw"))
+        self.assertEqual(answer.status, 403)
+        self.assertIn("bob", answer.reason)
+        self.assertIn("acme-tools", answer.reason)
+        self.assertEqual(upload(self.daemon, *wheel, auth=None).status, 401)
+        self.assertEqual(upload(self.daemon, *wheel, auth=("ci", "ci-pw")).status, 403)
+        self.assertEqual(upload(self.daemon, *wheel, auth=("root", "root-pw")).status, 200)
+        self.assertEqual(upload(self.daemon, *make_wheel("bob-tool", "1.0"),
+                                auth=("bob", "bob-pw")).status, 200, "other projects: defaults")
+
+    def test_read_rights(self):
+        """Those the rule does not name see no acme-* project: 404, and not in the list."""
+        for auth in (None, ("bob", "bob-pw")):
+            self.assertEqual(http("GET", self.daemon.index_url + "acme-tools/", auth=auth).status,
+                             404)
+            listing = http("GET", self.daemon.index_url, auth=auth).body
+            self.assertNotIn(b"acme-tools", listing)
+            self.assertIn(b"open-tool", listing)
+            self.assertEqual(http("GET", self.daemon.url + "files/acme-tools/"
+                                  "acme_tools-1.0-py3-none-any.whl", auth=auth).status, 404)
+        for auth in (("ci", "ci-pw"), ("alice", "alice-pw"), ("root", "root-pw")):
+            self.assertEqual(http("GET", self.daemon.index_url + "acme-tools/", auth=auth).status,
+                             200, auth)
+            self.assertIn(b"acme-tools", http("GET", self.daemon.index_url, auth=auth).body)
+
+    def test_pip_with_rights(self):
+        """pip installs a restricted project with the credentials of a user who may read it."""
+        target = os.path.abspath(self.mktemp())
+        self.clients.pip_install(target, self.daemon.authed_index_url("ci", "ci-pw"),
+                                 "acme-tools")
+        self.assertEqual(installed(target), {"acme-tools": "1.0"})

@@ -4,6 +4,7 @@ from twisted.internet.defer import succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from pypid.auth import Policy
 from pypid.errors import TooManyRequests, Unauthorized
 from pypid.throttle import LoginThrottle
 from pypid.web.access import Access
@@ -78,7 +79,7 @@ class AccessThrottleTests(SynchronousTestCase):
     def test_429(self):
         """Wrong passwords: 401s, then 429 without even checking the password."""
         verifier = _Verifier()
-        access = Access(None, verifier, LoginThrottle(Clock(), max_failures=2, window=60))
+        access = Access(Policy(), verifier, LoginThrottle(Clock(), max_failures=2, window=60))
         for _ in range(2):
             self.failureResultOf(access.identify(_Request("wrong")), Unauthorized)
         failure = self.failureResultOf(access.identify(_Request("right")), TooManyRequests)

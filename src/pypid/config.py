@@ -83,10 +83,11 @@ class S3Config:
 
 @attrs.frozen
 class AuthConfig:
-    """The C{[auth]} section: who may read and who may upload."""
+    """The C{[auth]} section: who may read and who may upload, and the admins."""
 
     read: str
     upload: str
+    admins: tuple[str, ...] = ()
 
 
 @attrs.frozen
@@ -156,6 +157,10 @@ class Config:
     upstream: UpstreamConfig
     users: Mapping[str, str] = attrs.field(factory=dict, converter=MappingProxyType)
     tls: TLSConfig = attrs.field(factory=_no_tls)
+    #: C{[groups]}: group name -> frozenset of user names
+    groups: Mapping[str, frozenset] = attrs.field(factory=dict, converter=MappingProxyType)
+    #: C{[acl]}: L{pypid.acl.Rule}s in file order
+    acl: tuple = ()
 
 
 _SIZE = re.compile(r"^\s*(\d+)\s*([kmgt]?)(i?b)?\s*$", re.IGNORECASE)
@@ -590,6 +595,18 @@ def _choice(*allowed):
     return parse
 
 
+def _names(value):
+    """Whitespace-separated user (or group) names."""
+    names = tuple(value.split())
+    for name in names:
+        if not _NAME.match(name):
+            raise ValueError(f"{name!r}: a name is 1 to 64 letters, digits, '.', '_', '@' or '-'")
+    return names
+
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+
+
 # section -> key -> (default, parser).  A default of None means "no default".
 SCHEMA = {
     "pypid": {
@@ -626,6 +643,7 @@ SCHEMA = {
     "auth": {
         "read": ("everyone", _choice("everyone", "authenticated")),
         "upload": ("authenticated", _choice("authenticated")),
+        "admins": ("", _names),
     },
     "upstream": {
         "mode": ("none", _choice("none", "redirect", "cache")),
@@ -648,11 +666,12 @@ SCHEMA = {
 }
 
 #: Sections whose keys are names chosen by the administrator.
-FREE_SECTIONS = {"users"}
+FREE_SECTIONS = {"users", "groups", "acl"}
+
 
 
 def _user(name, value):
-    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$", name):
+    if not _NAME.match(name):
         raise ValueError("a user name is 1 to 64 letters, digits, '.', '_', '@' or '-'")
     check_hash_format(value.strip())
     return value.strip()
@@ -750,6 +769,39 @@ def load_config(path, overrides=(), listen=()):
             except ValueError as e:
                 fail("users", name, str(e))
 
+    groups = {}
+    if parser.has_section("groups"):
+        for name, value in parser.items("groups"):
+            try:
+                if not _NAME.match(name):
+                    raise ValueError("a group name is 1 to 64 letters, digits, '.', '_', "
+                                     "'@' or '-'")
+                members = _names(value)
+                for member in members:
+                    if member not in users:
+                        raise ValueError(f"{member!r} is not a user of [users]")
+                groups[name] = frozenset(members)
+            except ValueError as e:
+                fail("groups", name, str(e))
+    for admin in values["auth", "admins"]:
+        if admin not in users:
+            fail("auth", "admins", f"{admin!r} is not a user of [users]")
+    rules = []
+    if parser.has_section("acl"):
+        from pypid.acl import RuleError, parse_rule
+        for order, (pattern, value) in enumerate(parser.items("acl")):
+            try:
+                rule = parse_rule(pattern, value, order)
+                for principal, _ in rule.grants:
+                    kind, _, who = principal.partition(":")
+                    if kind == "user" and who not in users:
+                        raise ValueError(f"{principal}: {who!r} is not a user of [users]")
+                    if kind == "group" and who not in groups:
+                        raise ValueError(f"{principal}: {who!r} is not a group of [groups]")
+            except (RuleError, ValueError) as e:
+                fail("acl", pattern, str(e))
+            rules.append(rule)
+
     _check_s3(values, fail)
     _check_upstream(values, fail)
     _check_tls(values, fail)
@@ -766,6 +818,8 @@ def load_config(path, overrides=(), listen=()):
         upstream=section("upstream", UpstreamConfig),
         users=users,
         tls=section("tls", TLSConfig),
+        groups=groups,
+        acl=tuple(rules),
     )
 
 

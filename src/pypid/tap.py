@@ -17,6 +17,7 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.python import usage
 from twisted.python.threadpool import ThreadPool
 
+from pypid.acl import AccessModel
 from pypid.auth import PasswordVerifier, Policy
 from pypid.config import (
     HTTP_REDIRECT,
@@ -121,7 +122,10 @@ def build_service(config, reactor, exit_on_failure=False):
                 if config.upstream.mode != "none" else None)
     policy = Policy(read=config.auth.read, upload=config.auth.upload)
     verifier = PasswordVerifier(config.users, reactor, hash_pool)
-    access = Access(policy, verifier, LoginThrottle(reactor))
+    model = AccessModel(read=config.auth.read, upload=config.auth.upload,
+                        groups=dict(config.groups), admins=frozenset(config.auth.admins),
+                        rules=config.acl)
+    access = Access(policy, verifier, LoginThrottle(reactor), model)
 
     app = PypidApp(index, storage, access, run, reactor, config.server.max_upload_size,
                    config.server.base_url, upstream)

@@ -24,6 +24,37 @@ class Access:
     _verifier: object
     #: a L{pypid.throttle.LoginThrottle}, or L{None}
     _throttle: object = None
+    #: the L{pypid.acl.AccessModel}; by default the policy's defaults alone
+    model: object = None
+    _open_reads: bool = attrs.field(init=False, default=True)
+
+    def __attrs_post_init__(self):
+        if self.model is None:
+            from pypid.acl import AccessModel
+            self.model = AccessModel(read=self.policy.read, upload=self.policy.upload)
+        # Whether anonymous clients read every project: then reads need no
+        # credentials at all, and pages no filtering (the hot path).
+        self._open_reads = self.model.reads_everything(None)
+
+    # -- per project ---------------------------------------------------------------
+
+    @staticmethod
+    def user(request):
+        """The name the request was authenticated as (by a gate), or L{None}."""
+        identity = getattr(request, "pypid_identity", None)
+        return identity.name if identity is not None else None
+
+    def may_read(self, request, project):
+        """Whether the request may see C{project} (others answer 404)."""
+        return self._open_reads or self.model.may_read(self.user(request), project)
+
+    def may_write(self, identity, project):
+        """Whether C{identity} may upload to, yank or delete in C{project}."""
+        return self.model.may_write(identity.name if identity is not None else None, project)
+
+    def reads_everything(self, request):
+        """Whether the request may see every project (pages need no filtering)."""
+        return self._open_reads or self.model.reads_everything(self.user(request))
 
     def identify(self, request, credentials=None):
         """
@@ -71,16 +102,18 @@ class Access:
         L{None} when anyone may read; otherwise a L{Deferred} that fails with
         L{Unauthorized} unless the request carries valid credentials.
         """
-        if not self.policy.needs_auth_for_read():
+        if self._open_reads:
             return None
         d = self.identify(request)
         d.addCallback(self._may, self.policy.may_read, "authentication is required to read this index")
+        d.addCallback(_remember, request)
         return d
 
     def gate_upload(self, request, credentials=None):
         """A L{Deferred} firing with the uploader's identity, or failing with L{Unauthorized}."""
         d = self.identify(request, credentials)
         d.addCallback(self._may, self.policy.may_upload, "authentication is required to upload")
+        d.addCallback(_remember, request)
         return d
 
     @staticmethod
@@ -88,6 +121,12 @@ class Access:
         if not allowed(identity):
             raise Unauthorized(message)
         return identity
+
+
+def _remember(identity, request):
+    """Keep who the request is, for the per-project checks that follow."""
+    request.pypid_identity = identity
+    return identity
 
 
 def _address(request):

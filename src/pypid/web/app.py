@@ -21,6 +21,7 @@ from pypid.distribution import inspect
 from pypid.errors import (
     BadGateway,
     BadRequest,
+    Forbidden,
     HTTPError,
     MethodNotAllowed,
     NotFound,
@@ -37,6 +38,7 @@ from pypid.names import (
     filename_key,
     is_valid_name,
     normalize,
+    parse_filename,
 )
 from pypid import render
 from pypid.storage.interface import FileExists, FilenameDeleted, StorageError
@@ -52,7 +54,7 @@ from pypid.web.respond import (
     send_text,
     storage_unavailable,
 )
-from pypid.web.site import too_large_message
+from pypid.web.site import SECURITY_HEADERS, too_large_message
 from pypid.web.spool import ThreadedSink
 from pypid.index import Page
 
@@ -140,11 +142,13 @@ class PypidApp:
     @app.route("/project/<string:name>/", methods=["GET", "HEAD"])
     def project_page(self, request, name):
         """A page for people about one project: its releases and files."""
-        return ensureDeferred(self._human_page(request, lambda: self._project_page(name)))
+        return ensureDeferred(self._human_page(request,
+                                               lambda: self._project_page(request, name)))
 
     async def _human_page(self, request, make):
-        request.setHeader(b"x-content-type-options", b"nosniff")
-        request.setHeader(b"content-security-policy", _CSP)
+        # (set by the site for every answer too; here for any other server)
+        for name, value in SECURITY_HEADERS:
+            request.responseHeaders.setRawHeaders(name, value)
         gate = self._access.gate_read(request)
         if gate is not None:
             await gate
@@ -175,8 +179,8 @@ class PypidApp:
             self._landing = (serial, Page.of(body, _HTML))
         return self._landing[1]
 
-    async def _project_page(self, name):
-        if not is_valid_name(name):
+    async def _project_page(self, request, name):
+        if not is_valid_name(name) or not self._access.may_read(request, name):
             raise NotFound("no such project")
         project = self._index.project(normalize(name))
         if project is None:
@@ -262,6 +266,9 @@ class PypidApp:
         # One distribution at a time: the checks below and the work in the
         # storage thread must not interleave with another upload of the same
         # distribution (any spelling) or with a yank or delete of it.
+        project = _project_of(upload.filename)
+        if project is not None and not self._access.may_write(identity, project):
+            raise Forbidden(f"{identity.name} may not upload to {project}")
         key = filename_key(upload.filename) or upload.filename
         return await self._locks.run(key, self._store_locked, request, upload, identity)
 
@@ -378,8 +385,11 @@ class PypidApp:
     async def _apply(self, filenames, change, argument, identity):
         for filename in filenames:
             record = self._index.get_file(filename)
-            if record is None:
+            if record is None or not self._access.model.may_read(
+                    identity.name if identity else None, record.project):
                 raise NotFound(f"no such file: {filename}")
+            if not self._access.may_write(identity, record.project):
+                raise Forbidden(f"{identity.name} may not change {record.project}")
             key = distribution_key(record.project, record.version, record.packagetype,
                                    record.filename)
             await self._locks.run(key, self._apply_locked, filename, change, argument, identity)
@@ -494,7 +504,7 @@ class PypidApp:
         gate = self._access.gate_read(request)
         if gate is not None:
             await gate
-        if not is_valid_name(name):
+        if not is_valid_name(name) or not self._access.may_read(request, name):
             raise NotFound("no such project")
         project = self._index.project(normalize(name))
         if project is None or not project.files:
@@ -571,6 +581,14 @@ class PypidApp:
         }).encode("utf-8")
 
 
+def _project_of(filename):
+    """The normalized project a distribution filename names, or L{None}."""
+    try:
+        return parse_filename(filename, legacy=True).project
+    except InvalidName:
+        return None
+
+
 def _deleted(filename):
     return BadRequest(
         f"File already exists ('{filename}'): this filename was previously "
@@ -597,7 +615,6 @@ def _reason(request):
 
 
 _HTML = b"text/html; charset=utf-8"
-_CSP = b"default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
 
 _PROJECT = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{name} - pypid</title>

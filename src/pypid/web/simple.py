@@ -12,7 +12,9 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
 from twisted.web.resource import Resource
 
+from pypid import render
 from pypid.errors import Gone, HTTPError, NotAcceptable, NotFound
+from pypid.index import CONTENT_TYPES, HTML, Page
 from pypid.names import is_valid_name, normalize
 from pypid.negotiate import choose
 from pypid.storage.interface import LocalFile, MemoryFile, Redirect, RemoteBytes, RemoteFile
@@ -74,6 +76,8 @@ class SimpleResource(Resource):
         self._access = access
         self._base = base
         self._upstream = upstream
+        # (user, kind) -> (index serial, the project list that user sees)
+        self._roots = {}
 
     def render_GET(self, request):
         """Serve a page of the simple index."""
@@ -97,6 +101,8 @@ class SimpleResource(Resource):
                 name = post[0].decode("utf-8")
             except UnicodeDecodeError:
                 raise NotFound("no such project")
+            if not self._access.may_read(request, name):
+                raise NotFound("no such project")
             project = self._index.project(name)
             if project is None:
                 if self._upstream is not None and self._index.project(normalize(name)) is None:
@@ -108,7 +114,10 @@ class SimpleResource(Resource):
                                             self._kind(request))
             return send_page(request, self._index.project_page(project, self._kind(request)))
         if post == [b""]:
-            return send_page(request, self._index.root_page(self._kind(request)))
+            kind = self._kind(request)
+            if self._access.reads_everything(request):
+                return send_page(request, self._index.root_page(kind))
+            return send_page(request, self._root_for(request, kind))
         if not post:
             return self._redirect(request, "simple/")
         if len(post) == 1:
@@ -119,6 +128,25 @@ class SimpleResource(Resource):
             if is_valid_name(name) and self._index.project(normalize(name)) is not None:
                 return self._redirect(request, f"simple/{normalize(name)}/")
         raise NotFound("no such project")
+
+    def _root_for(self, request, kind):
+        """
+        The project list as one user may see it (rules hide some projects),
+        rendered once per user and index state.
+        """
+        user = self._access.user(request)
+        key = (user, kind)
+        cached = self._roots.get(key)
+        if cached is not None and cached[0] == self._index.serial:
+            return cached[1]
+        pairs = [(p.name, p.display_name) for p in self._index.projects()
+                 if self._access.may_read(request, p.name)]
+        body = render.root_html(pairs) if kind == HTML else render.root_json(pairs)
+        page = Page.of(body, CONTENT_TYPES[kind])
+        if len(self._roots) > 1000:
+            self._roots.clear()
+        self._roots[key] = (self._index.serial, page)
+        return page
 
     def _redirect_or_404(self, request, name):
         if is_valid_name(name):
@@ -171,6 +199,8 @@ class FilesResource(Resource):
         try:
             project, filename = post[0].decode("utf-8"), post[1].decode("utf-8")
         except UnicodeDecodeError:
+            raise NotFound("no such file")
+        if not self._access.may_read(request, project):
             raise NotFound("no such file")
         record = self._index.get_file(filename)
         if record is not None and record.project == project:

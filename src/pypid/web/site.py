@@ -35,9 +35,14 @@ from pypid.web.spool import ThreadedSink
 
 log = Logger()
 
-_NOSNIFF = [b"nosniff"]
-_CSP = [b"default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; "
-        b"base-uri 'none'; form-action 'none'"]
+#: On every answer: a browser must not guess another type for it, nor run
+#: anything in it (the pages for people use inline style only).
+SECURITY_HEADERS = (
+    (b"x-content-type-options", [b"nosniff"]),
+    (b"content-security-policy", [b"default-src 'none'; style-src 'unsafe-inline'; "
+                                  b"frame-ancestors 'none'; base-uri 'none'; "
+                                  b"form-action 'none'"]),
+)
 
 #: Paths that take twine uploads.
 UPLOAD_PATHS = frozenset([b"/", b"/legacy", b"/legacy/"])
@@ -227,10 +232,8 @@ class PypidRequest(server.Request):
         self.site = site = self.channel.site
         headers = self.responseHeaders
         headers.setRawHeaders(b"date", [site.date_header()])
-        # Whatever is answered, a browser must not guess another type for it
-        # or run anything in it (the pages for people use inline style only).
-        headers.setRawHeaders(b"x-content-type-options", _NOSNIFF)
-        headers.setRawHeaders(b"content-security-policy", _CSP)
+        for name, value in SECURITY_HEADERS:
+            headers.setRawHeaders(name, value)
         self.prepath = []
         self.postpath = list(map(unquote, self.path[1:].split(b"/")))
         try:
