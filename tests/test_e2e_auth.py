@@ -3,7 +3,9 @@ End-to-end tests of authentication: who may upload, yank and delete, and
 a private index whose every read needs credentials.
 """
 
+import json
 import os
+import stat
 
 from tests.distributions import make_wheel
 from tests.e2e import (
@@ -11,6 +13,7 @@ from tests.e2e import (
     USER,
     DaemonTestCase,
     files_by_name,
+    form,
     http,
     installed,
     upload,
@@ -199,3 +202,66 @@ class AccessControlTests(DaemonTestCase):
         self.clients.pip_install(target, self.daemon.authed_index_url("ci", "ci-pw"),
                                  "acme-tools")
         self.assertEqual(installed(target), {"acme-tools": "1.0"})
+
+
+class TokenTests(DaemonTestCase):
+    """API tokens: issued by an admin, used as __token__, scoped, revoked at once."""
+
+    users = {USER: PASSWORD, "root": "root-pw"}
+    settings = {"auth.admins": "root", "auth.read": "authenticated"}
+
+    def issue(self, **fields):
+        """Issue a token as the admin; return its JSON."""
+        headers, body = form(**fields)
+        answer = http("POST", self.daemon.url + "api/tokens", headers, body,
+                      auth=("root", "root-pw"))
+        self.assertEqual(answer.status, 200, answer.body)
+        return answer.json()
+
+    def test_scoped_upload_then_revoked(self):
+        """A token for uploads to ci-* works with twine for ci-* only, until revoked."""
+        token = self.issue(actions="upload", projects="ci-*", expires="1d",
+                           description="CI")
+        self.assertTrue(token["token"].startswith("pypid-"))
+        done = self.clients.twine_upload(self.daemon, self.dist_dir(make_wheel("ci-app", "1.0")),
+                                         user="__token__", password=token["token"])
+        self.assertEqual(done.returncode, 0, done.output)
+        other = upload(self.daemon, *make_wheel("not-ci", "1.0"),
+                       auth=("__token__", token["token"]))
+        self.assertEqual(other.status, 403)
+        listed = http("GET", self.daemon.url + "api/tokens", auth=("root", "root-pw")).json()
+        self.assertIn(token["id"], [t["id"] for t in listed["tokens"]])
+        self.assertNotIn(token["token"], json.dumps(listed))
+        answer = http("DELETE", self.daemon.url + f"api/tokens/{token['id']}",
+                      auth=("root", "root-pw"))
+        self.assertEqual(answer.status, 200)
+        again = upload(self.daemon, *make_wheel("ci-app", "2.0"),
+                       auth=("__token__", token["token"]))
+        self.assertEqual(again.status, 401)
+        path = os.path.join(self.daemon.directory, "var", "tokens.json")
+        self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
+        self.assertNotIn(token["token"], open(path).read())
+        self.assertNotIn(token["token"], self.daemon.log_text())
+
+    def test_only_admins_issue(self):
+        """A user who is not an admin gets 403; bad fields get 400."""
+        headers, body = form(actions="upload")
+        answer = http("POST", self.daemon.url + "api/tokens", headers, body,
+                      auth=(USER, PASSWORD))
+        self.assertEqual(answer.status, 403)
+        headers, body = form(actions="delete")
+        bad = http("POST", self.daemon.url + "api/tokens", headers, body,
+                   auth=("root", "root-pw"))
+        self.assertEqual(bad.status, 400)
+
+    def test_read_token_with_pip(self):
+        """A read token lets pip install from a private index."""
+        self.assertEqual(upload(self.daemon, *make_wheel("tok-lib", "1.0")).status, 200)
+        token = self.issue(actions="read")
+        self.assertEqual(http("GET", self.daemon.index_url + "tok-lib/").status, 401)
+        self.assertEqual(http("GET", self.daemon.index_url + "tok-lib/",
+                              auth=("__token__", token["token"])).status, 200)
+        target = os.path.abspath(self.mktemp())
+        self.clients.pip_install(target, self.daemon.authed_index_url("__token__",
+                                                                      token["token"]), "tok-lib")
+        self.assertEqual(installed(target), {"tok-lib": "1.0"})

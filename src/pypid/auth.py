@@ -334,9 +334,13 @@ class Identity:
     added without changing every caller.
 
     @ivar name: the user's name, as it appears in C{[users]}.
+    @ivar token: the L{pypid.tokens.Token} the request used (with the user
+        name C{__token__}), whose scope limits what the user may do; or
+        L{None} for a password.
     """
 
     name: str
+    token: object = None
 
 
 def _non_negative(instance, attribute, value):

@@ -88,6 +88,8 @@ class AuthConfig:
     read: str
     upload: str
     admins: tuple[str, ...] = ()
+    #: where API tokens are kept (their digests; mode 0600)
+    tokens: str = "var/tokens.json"
 
 
 @attrs.frozen
@@ -644,6 +646,7 @@ SCHEMA = {
         "read": ("everyone", _choice("everyone", "authenticated")),
         "upload": ("authenticated", _choice("authenticated")),
         "admins": ("", _names),
+        "tokens": ("var/tokens.json", _path),
     },
     "upstream": {
         "mode": ("none", _choice("none", "redirect", "cache")),

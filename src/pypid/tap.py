@@ -125,7 +125,8 @@ def build_service(config, reactor, exit_on_failure=False):
     model = AccessModel(read=config.auth.read, upload=config.auth.upload,
                         groups=dict(config.groups), admins=frozenset(config.auth.admins),
                         rules=config.acl)
-    access = Access(policy, verifier, LoginThrottle(reactor), model)
+    tokens = load_tokens(config, reactor)
+    access = Access(policy, verifier, LoginThrottle(reactor), model, tokens)
 
     app = PypidApp(index, storage, access, run, reactor, config.server.max_upload_size,
                    config.server.base_url, upstream)
@@ -261,3 +262,21 @@ def make_upstream(config, run, reactor, index):
     return UpstreamProxy(up, policy, pages, client, storage, index, index.file_url, run,
                          reactor, max_file_size=max(config.server.max_upload_size, 1 << 30),
                          on_close=pool.closeCachedConnections)
+
+
+def load_tokens(config, clock):
+    """
+    The API tokens, read once at start-up (a small file); an unreadable one
+    stops start-up with one line.
+    """
+    from pypid.tokens import TokenBook, TokenError, read_file
+    book = TokenBook(clock)
+    path = config.auth.tokens
+    try:
+        data = read_file(path)
+        if data is not None:
+            book.loads(data)
+    except (OSError, TokenError) as e:
+        raise SystemExit(f"pypid: {config.source}: [auth] tokens: cannot use {path}: {e}")
+    book.path = path
+    return book

@@ -107,6 +107,8 @@ class TokenBook:
 
     clock: object
     tokens: dict = attrs.field(factory=dict)
+    #: the file the tokens are kept in, or L{None}
+    path: str | None = None
 
     def issue(self, user, actions, projects=(), lifetime=None, description=""):
         """

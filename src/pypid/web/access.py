@@ -9,7 +9,8 @@ answers L{None} at once and no header is even parsed.
 import attrs
 from twisted.internet.defer import fail, succeed
 
-from pypid.auth import Busy, MalformedCredentials, parse_basic
+from pypid.auth import Busy, Identity, MalformedCredentials, parse_basic
+from pypid.tokens import TOKEN_USER
 from pypid.errors import TooManyRequests, Unauthorized, Unavailable
 
 
@@ -26,6 +27,8 @@ class Access:
     _throttle: object = None
     #: the L{pypid.acl.AccessModel}; by default the policy's defaults alone
     model: object = None
+    #: the L{pypid.tokens.TokenBook}, or L{None} when tokens are not used
+    tokens: object = None
     _open_reads: bool = attrs.field(init=False, default=True)
 
     def __attrs_post_init__(self):
@@ -46,15 +49,35 @@ class Access:
 
     def may_read(self, request, project):
         """Whether the request may see C{project} (others answer 404)."""
-        return self._open_reads or self.model.may_read(self.user(request), project)
+        if self._open_reads:
+            return True
+        identity = getattr(request, "pypid_identity", None)
+        if identity is not None and identity.token is not None \
+                and not identity.token.covers("read", project):
+            return False
+        return self.model.may_read(self.user(request), project)
 
     def may_write(self, identity, project):
         """Whether C{identity} may upload to, yank or delete in C{project}."""
+        if identity is not None and identity.token is not None \
+                and not identity.token.covers("upload", project):
+            return False
         return self.model.may_write(identity.name if identity is not None else None, project)
 
     def reads_everything(self, request):
         """Whether the request may see every project (pages need no filtering)."""
-        return self._open_reads or self.model.reads_everything(self.user(request))
+        if self._open_reads:
+            return True
+        identity = getattr(request, "pypid_identity", None)
+        if identity is not None and identity.token is not None \
+                and identity.token.projects:
+            return False
+        return self.model.reads_everything(self.user(request))
+
+    def is_admin(self, identity):
+        """Whether C{identity} is an admin (with a password: tokens never are)."""
+        return (identity is not None and identity.token is None
+                and self.model.is_admin(identity.name))
 
     def identify(self, request, credentials=None):
         """
@@ -75,7 +98,7 @@ class Access:
                 return succeed(None)
         throttle = self._throttle
         if throttle is None:
-            d = self._verifier.authenticate(*credentials)
+            d = self._authenticate(*credentials)
             d.addCallbacks(_known, _busy)
             return d
         user = credentials[0]
@@ -92,10 +115,20 @@ class Access:
             else:
                 throttle.succeeded(user, address)
             return identity
-        d = self._verifier.authenticate(*credentials)
+        d = self._authenticate(*credentials)
         d.addCallback(checked)
         d.addCallbacks(_known, _busy)
         return d
+
+    def _authenticate(self, user, password):
+        """
+        Check a password, or a token given as the password of C{__token__}
+        (a token check is a digest comparison: no thread, no wait).
+        """
+        if user == TOKEN_USER:
+            token = self.tokens.verify(password) if self.tokens is not None else None
+            return succeed(Identity(token.user, token) if token is not None else None)
+        return self._verifier.authenticate(user, password)
 
     def gate_read(self, request):
         """

@@ -42,6 +42,8 @@ from pypid.names import (
 )
 from pypid import render
 from pypid.storage.interface import FileExists, FilenameDeleted, StorageError
+from pypid import tokens
+from pypid.config import parse_duration
 from pypid.upload import validate_upload
 from pypid.upstream import requirements
 from pypid.upstream.fetch import UpstreamError
@@ -426,6 +428,82 @@ class PypidApp:
         self._index.remove(record.filename)
         log.info("{user} deleted {filename}", user=identity.name, filename=record.filename)
 
+    # -- API tokens -------------------------------------------------------------------
+
+    @app.route("/api/tokens", methods=["POST"])
+    def issue_token(self, request):
+        """
+        Issue a token (admins only). Form fields: C{actions} (C{read},
+        C{upload}, or both, space-separated), C{projects} (names or globs,
+        space-separated; none for all), C{expires} (a duration such as
+        C{90d}; none for never), C{description}. Answers the token once.
+        """
+        return ensureDeferred(self._issue_token(request))
+
+    async def _issue_token(self, request):
+        identity = await self._admin(request)
+        fields = _form_fields(request)
+        try:
+            lifetime = parse_duration(fields["expires"]) if fields.get("expires") else None
+            text, token = self._tokens().issue(
+                identity.name, fields.get("actions", "").split(),
+                fields.get("projects", "").split(), lifetime, fields.get("description", ""))
+        except ValueError as e:
+            raise BadRequest(str(e))
+        await self._save_tokens()
+        log.info("{user} issued token {id} ({actions} on {projects})", user=identity.name,
+                 id=token.id, actions=" ".join(sorted(token.actions)),
+                 projects=" ".join(token.projects) or "every project")
+        request.setHeader(b"content-type", b"application/json")
+        request.setHeader(b"cache-control", b"no-store")
+        return json.dumps(dict(token.public(), token=text)).encode("utf-8")
+
+    @app.route("/api/tokens", methods=["GET"])
+    def list_tokens(self, request):
+        """List the tokens, without their secrets (admins only)."""
+        return ensureDeferred(self._list_tokens(request))
+
+    async def _list_tokens(self, request):
+        await self._admin(request)
+        request.setHeader(b"content-type", b"application/json")
+        request.setHeader(b"cache-control", b"no-store")
+        return json.dumps({"tokens": self._tokens().listing()}).encode("utf-8")
+
+    @app.route("/api/tokens/<string:token_id>", methods=["DELETE"])
+    def revoke_token(self, request, token_id):
+        """Revoke a token at once (admins only)."""
+        return ensureDeferred(self._revoke_token(request, token_id))
+
+    async def _revoke_token(self, request, token_id):
+        identity = await self._admin(request)
+        if not self._tokens().revoke(token_id):
+            raise NotFound(f"no such token: {token_id}")
+        await self._save_tokens()
+        log.info("{user} revoked token {id}", user=identity.name, id=token_id)
+        return send_text(request, 200, "OK: revoked")
+
+    async def _admin(self, request):
+        identity = await self._access.gate_upload(request)
+        if not self._access.is_admin(identity):
+            raise Forbidden(f"{identity.name} is not an admin")
+        return identity
+
+    def _tokens(self):
+        if self._access.tokens is None:
+            raise NotFound("tokens are not enabled")
+        return self._access.tokens
+
+    async def _save_tokens(self):
+        book = self._tokens()
+        if book.path is not None:
+            try:
+                await self._run(tokens.write_file, book.path, book.dumps())
+            except OSError as e:
+                log.error("Cannot keep the tokens in {path}: {error}", path=book.path,
+                          error=e.strerror)
+                raise Unavailable("the tokens cannot be saved now",
+                                  [(b"retry-after", RETRY_AFTER)])
+
     # -- the upstream cache ------------------------------------------------------------
 
     @app.route("/requirements.txt", methods=["POST"])
@@ -604,14 +682,25 @@ def _version(text):
         raise NotFound(f"no such version: {text!r} is not a valid version")
 
 
-def _reason(request):
-    values = request.args.get(b"reason")
+def _field(request, name):
+    """A form field (urlencoded body or query) as text, or C{""}."""
+    values = request.args.get(name.encode("ascii"))
     if not values:
         return ""
     try:
         return values[0].decode("utf-8").strip()
     except UnicodeDecodeError:
-        raise BadRequest("reason: not valid UTF-8")
+        raise BadRequest(f"{name}: not valid UTF-8")
+
+
+def _reason(request):
+    return _field(request, "reason")
+
+
+def _form_fields(request):
+    """The fields of a token request."""
+    return {name: _field(request, name)
+            for name in ("actions", "projects", "expires", "description")}
 
 
 _HTML = b"text/html; charset=utf-8"
