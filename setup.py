@@ -40,6 +40,7 @@ setup(
         "console_scripts": [
             "pypid-passwd = pypid.passwd:main",
             "pypid-upstream = pypid.upstream.cli:main",
+            "pypid-token = pypid.tokencli:main",
         ],
     },
     classifiers=[

@@ -265,3 +265,41 @@ class TokenTests(DaemonTestCase):
         self.clients.pip_install(target, self.daemon.authed_index_url("__token__",
                                                                       token["token"]), "tok-lib")
         self.assertEqual(installed(target), {"tok-lib": "1.0"})
+
+
+class TokenCliTests(DaemonTestCase):
+    """pypid-token drives the token endpoints."""
+
+    users = {USER: PASSWORD, "root": "root-pw"}
+    settings = {"auth.admins": "root"}
+
+    def cli(self, *args):
+        """Run pypid-token as the admin; return (status, out, err)."""
+        import subprocess
+        import sys
+        env = dict(os.environ, PYPID_PASSWORD="root-pw")
+        done = subprocess.run([sys.executable, "-m", "pypid.tokencli", "--server", self.daemon.url,
+                               "--user", "root", *args], capture_output=True, text=True,
+                              env=env, timeout=60)
+        return done.returncode, done.stdout, done.stderr
+
+    def test_issue_list_revoke(self):
+        """Issue prints the token once; list shows it without the secret; revoke stops it."""
+        status, out, err = self.cli("issue", "--actions", "upload", "--projects", "cli-*",
+                                    "--expires", "1d", "--description", "ci")
+        self.assertEqual(status, 0, err)
+        token = out.strip()
+        self.assertEqual(upload(self.daemon, *make_wheel("cli-app", "1.0"),
+                                auth=("__token__", token)).status, 200)
+        status, out, err = self.cli("list")
+        self.assertEqual(status, 0, err)
+        token_id = token.split("-")[1]
+        self.assertIn(token_id, out)
+        self.assertNotIn(token, out)
+        status, out, err = self.cli("revoke", token_id)
+        self.assertEqual(status, 0, err)
+        self.assertEqual(upload(self.daemon, *make_wheel("cli-app", "2.0"),
+                                auth=("__token__", token)).status, 401)
+        status, out, err = self.cli("revoke", token_id)
+        self.assertEqual(status, 1)
+        self.assertIn("404", err)

@@ -14,15 +14,12 @@ the server. The password comes from C{PYPID_PASSWORD}, or is asked for.
 """
 
 import argparse
-import base64
-import getpass
 import hashlib
 import json
-import os
 import sys
-import urllib.error
-import urllib.request
 from urllib.parse import quote, urljoin
+
+from pypid.client import CliError, add_server_options, server_from
 
 from pypid.upstream.page import UpstreamPageError, parse_page
 from pypid.upstream.requirements import (
@@ -34,37 +31,6 @@ from pypid.upstream.requirements import (
 )
 
 ACCEPT_JSON = "application/vnd.pypi.simple.v1+json"
-
-
-class CliError(Exception):
-    """A failure to report in one line."""
-
-
-class Server:
-    """One pypid server, asked with blocking requests."""
-
-    def __init__(self, url, user=None, password=None, timeout=300):
-        self.url = url.rstrip("/") + "/"
-        self._auth = None
-        if user:
-            token = base64.b64encode(f"{user}:{password or ''}".encode()).decode()
-            self._auth = "Basic " + token
-        self._timeout = timeout
-
-    def request(self, method, path_or_url, headers=None, body=None):
-        """Make a request; return the response (the caller reads it)."""
-        url = urljoin(self.url, path_or_url)
-        request = urllib.request.Request(url, data=body, method=method,
-                                         headers=dict(headers or {}))
-        if self._auth:
-            request.add_header("Authorization", self._auth)
-        try:
-            return urllib.request.urlopen(request, timeout=self._timeout)
-        except urllib.error.HTTPError as e:
-            reason = e.read(500).decode("utf-8", "replace").strip() or e.reason
-            raise CliError(f"{method} {url}: {e.code} {reason}")
-        except (urllib.error.URLError, OSError) as e:
-            raise CliError(f"cannot reach {url}: {getattr(e, 'reason', e)}")
 
 
 def _progress(done, total, name, out):
@@ -125,10 +91,7 @@ def main(argv=None, out=sys.stdout, err=sys.stderr):
         prog="pypid-upstream",
         description="Drive a pypid server's upstream cache: pre-cache pinned files, or "
                     "refresh a project's upstream page.")
-    parser.add_argument("--server", default=os.environ.get("PYPID_URL", "http://127.0.0.1:8080/"),
-                        help="the pypid server's URL (default: $PYPID_URL or the local one)")
-    parser.add_argument("--user", default=os.environ.get("PYPID_USER"),
-                        help="a user who may upload (password: $PYPID_PASSWORD or asked)")
+    add_server_options(parser)
     commands = parser.add_subparsers(dest="command", required=True)
     pre = commands.add_parser("precache", help="fetch pinned files into the server's cache")
     pre.add_argument("-r", "--requirement", help="a requirements file")
@@ -137,12 +100,7 @@ def main(argv=None, out=sys.stdout, err=sys.stderr):
     refresh = commands.add_parser("refresh", help="fetch a project's upstream page again now")
     refresh.add_argument("project")
     options = parser.parse_args(argv)
-    password = None
-    if options.user:
-        password = os.environ.get("PYPID_PASSWORD")
-        if password is None:
-            password = getpass.getpass(f"Password for {options.user}: ")
-    server = Server(options.server, options.user, password)
+    server = server_from(options)
     try:
         if options.command == "refresh":
             with server.request("POST", f"api/upstream/{quote(options.project)}/refresh") as r:

@@ -1,0 +1,61 @@
+"""
+The blocking HTTP client of a pypid server that the command-line tools
+(C{pypid-upstream}, C{pypid-token}) share. Blocking is fine here: these run
+outside the server.
+"""
+
+import base64
+import getpass
+import os
+import urllib.error
+import urllib.request
+from urllib.parse import urljoin
+
+
+class CliError(Exception):
+    """A failure to report in one line."""
+
+
+class Server:
+    """One pypid server, asked with blocking requests."""
+
+    def __init__(self, url, user=None, password=None, timeout=300):
+        self.url = url.rstrip("/") + "/"
+        self._auth = None
+        if user:
+            token = base64.b64encode(f"{user}:{password or ''}".encode()).decode()
+            self._auth = "Basic " + token
+        self._timeout = timeout
+
+    def request(self, method, path_or_url, headers=None, body=None):
+        """Make a request; return the response (the caller reads it)."""
+        url = urljoin(self.url, path_or_url)
+        request = urllib.request.Request(url, data=body, method=method,
+                                         headers=dict(headers or {}))
+        if self._auth:
+            request.add_header("Authorization", self._auth)
+        try:
+            return urllib.request.urlopen(request, timeout=self._timeout)
+        except urllib.error.HTTPError as e:
+            reason = e.read(500).decode("utf-8", "replace").strip() or e.reason
+            raise CliError(f"{method} {url}: {e.code} {reason}")
+        except (urllib.error.URLError, OSError) as e:
+            raise CliError(f"cannot reach {url}: {getattr(e, 'reason', e)}")
+
+
+def add_server_options(parser):
+    """The options every tool takes: the server, and who to act as."""
+    parser.add_argument("--server", default=os.environ.get("PYPID_URL", "http://127.0.0.1:8080/"),
+                        help="the pypid server's URL (default: $PYPID_URL or the local one)")
+    parser.add_argument("--user", default=os.environ.get("PYPID_USER"),
+                        help="the user to act as (password: $PYPID_PASSWORD, or asked)")
+
+
+def server_from(options):
+    """The L{Server} the parsed options name, asking for the password if needed."""
+    password = None
+    if options.user:
+        password = os.environ.get("PYPID_PASSWORD")
+        if password is None:
+            password = getpass.getpass(f"Password for {options.user}: ")
+    return Server(options.server, options.user, password)

@@ -1,0 +1,64 @@
+"""
+C{pypid-token}: issue, list and revoke a server's API tokens (as an admin).
+
+  - C{pypid-token issue --actions upload --projects 'acme-*' --expires 90d}
+    prints the new token once: give it to CI as the password of
+    C{__token__} (C{TWINE_USERNAME=__token__ TWINE_PASSWORD=<token>}).
+  - C{pypid-token list} shows every token, never a secret.
+  - C{pypid-token revoke ID} stops a token at once.
+"""
+
+import argparse
+import json
+import sys
+from urllib.parse import quote, urlencode
+
+from pypid.client import CliError, add_server_options, server_from
+
+
+def main(argv=None, out=sys.stdout, err=sys.stderr):
+    """Run the command line; return the exit status."""
+    parser = argparse.ArgumentParser(
+        prog="pypid-token", description="Issue, list and revoke a pypid server's API tokens.")
+    add_server_options(parser)
+    commands = parser.add_subparsers(dest="command", required=True)
+    issue = commands.add_parser("issue", help="issue a token (printed once)")
+    issue.add_argument("--actions", default="upload", help="read, upload, or 'read upload'")
+    issue.add_argument("--projects", default="", help="names or globs; none for all")
+    issue.add_argument("--expires", default="", help="a duration such as 90d; none for never")
+    issue.add_argument("--description", default="")
+    commands.add_parser("list", help="list the tokens")
+    revoke = commands.add_parser("revoke", help="revoke a token at once")
+    revoke.add_argument("id")
+    options = parser.parse_args(argv)
+    server = server_from(options)
+    try:
+        if options.command == "issue":
+            body = urlencode({"actions": options.actions, "projects": options.projects,
+                              "expires": options.expires,
+                              "description": options.description}).encode()
+            with server.request("POST", "api/tokens", {
+                    "Content-Type": "application/x-www-form-urlencoded"}, body) as response:
+                token = json.loads(response.read())
+            out.write(f"{token['token']}\n")
+            err.write(f"token {token['id']}: {' '.join(token['actions'])} on "
+                      f"{' '.join(token['projects']) or 'every project'}; shown only now\n")
+        elif options.command == "list":
+            with server.request("GET", "api/tokens") as response:
+                listed = json.loads(response.read())["tokens"]
+            for token in listed:
+                out.write(f"{token['id']}  {token['user']}  {' '.join(token['actions'])}  "
+                          f"{' '.join(token['projects']) or '*'}  "
+                          f"expires={token['expires'] or 'never'}  {token['description']}\n")
+        else:
+            with server.request("DELETE", f"api/tokens/{quote(options.id)}") as response:
+                response.read()
+            out.write(f"revoked {options.id}\n")
+    except CliError as e:
+        err.write(f"pypid-token: {e}\n")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
