@@ -26,6 +26,8 @@ setup(
         "service-identity>=24",
         "packaging>=24.2",
         "argon2-cffi>=23.1",
+        # bcrypt hashes of htpasswd files (users moving from pypiserver)
+        "bcrypt>=4",
         # Only botocore's SigV4 signer, presigner and endpoint data: pure
         # computation. Requests to S3 are sent with treq, never by botocore.
         "botocore>=1.34",

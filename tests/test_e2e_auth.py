@@ -303,3 +303,35 @@ class TokenCliTests(DaemonTestCase):
         status, out, err = self.cli("revoke", token_id)
         self.assertEqual(status, 1)
         self.assertIn("404", err)
+
+
+class HtpasswdTests(DaemonTestCase):
+    """Users from pypiserver's htpasswd file."""
+
+    def test_bcrypt_user_uploads(self):
+        """A bcrypt user of an htpasswd file uploads with twine."""
+        import bcrypt
+        folder = os.path.abspath(self.mktemp())
+        os.makedirs(folder)
+        path = os.path.join(folder, "users.htpasswd")
+        with open(path, "w") as f:
+            f.write("pete:" + bcrypt.hashpw(b"pete-pw", bcrypt.gensalt(4)).decode() + "\n")
+        daemon = self.new_daemon(settings={"auth.htpasswd": path})
+        done = self.clients.twine_upload(daemon, self.dist_dir(make_wheel("pete-pkg", "1.0")),
+                                         user="pete", password="pete-pw")
+        self.assertEqual(done.returncode, 0, done.output)
+
+    def test_weak_entry_stops_startup(self):
+        """A weak entry stops start-up with the file and line named."""
+        folder = os.path.abspath(self.mktemp())
+        os.makedirs(folder)
+        path = os.path.join(folder, "users.htpasswd")
+        with open(path, "w") as f:
+            f.write("old:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=\n")
+        import subprocess
+        daemon = self.new_daemon(settings={"auth.htpasswd": path}, start=False)
+        done = subprocess.run(daemon.command(0), capture_output=True, text=True,
+                              cwd=daemon.directory, timeout=60)
+        self.assertNotEqual(done.returncode, 0)
+        self.assertIn(f"{path}:1: user 'old': SHA-1 hashes are too weak", done.stdout + done.stderr)
+        self.assertNotIn("W6ph5Mm5", done.stdout + done.stderr)

@@ -32,6 +32,7 @@ import secrets
 from collections.abc import Mapping
 
 import attrs
+import bcrypt
 from argon2 import Parameters, PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from twisted.internet.defer import Deferred, fail, succeed
@@ -297,7 +298,8 @@ def _dummy_shape(hashes):
     Return the most common cost among C{hashes} (the default when there are
     none), so an unknown user costs what a typical known one does.
     """
-    counts = collections.Counter(_parse_hash(value) for value in hashes)
+    counts = collections.Counter(_parse_hash(value) for value in hashes
+                                 if not is_bcrypt(value))
     if counts:
         return counts.most_common(1)[0][0]
     p = DEFAULT_PARAMETERS
@@ -310,12 +312,33 @@ _MISMATCH = "mismatch"
 _BROKEN = "broken"
 
 
+_BCRYPT = re.compile(r"^\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}$")
+
+
+def is_bcrypt(value):
+    """Whether C{value} is a well-formed bcrypt hash (htpasswd files have them)."""
+    return bool(_BCRYPT.match(value))
+
+
+def _make_dummy_bcrypt(cost):
+    """A well-formed bcrypt hash of nothing: checking it costs what a real one does."""
+    alphabet = "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+    return f"$2b${cost:02d}$" + "".join(secrets.choice(alphabet) for _ in range(53))
+
+
 def _verify_hash(stored_hash, password):
     """
     Verify C{password} against C{stored_hash} (slow: call it in a thread) and
     return L{_MATCH}, L{_MISMATCH} or L{_BROKEN}, never raising for a wrong
     password or an unusable hash.
     """
+    if stored_hash.startswith("$2"):
+        try:
+            # bcrypt reads 72 bytes at most (Apache's htpasswd cuts the rest).
+            ok = bcrypt.checkpw(password.encode("utf-8")[:72], stored_hash.encode("ascii"))
+        except ValueError:
+            return _BROKEN
+        return _MATCH if ok else _MISMATCH
     try:
         PasswordHasher().verify(stored_hash, password)
     except VerifyMismatchError:
@@ -394,11 +417,21 @@ class PasswordVerifier:
 
     def __attrs_post_init__(self):
         for name, value in self._users.items():
+            if is_bcrypt(value):
+                continue  # from an htpasswd file (pypid.htpasswd checked it)
             try:
                 check_hash_format(value)
             except ValueError as e:
                 raise ValueError(f"user {name!r}: {e}") from None
-        self._dummy_hash = _make_dummy_hash(_dummy_shape(self._users.values()))
+        hashes = list(self._users.values())
+        bcrypts = [h for h in hashes if is_bcrypt(h)]
+        if bcrypts and len(bcrypts) * 2 > len(hashes):
+            # Mostly bcrypt (users moved from pypiserver): an unknown user
+            # costs a bcrypt check of the common cost.
+            cost = collections.Counter(int(h[4:6]) for h in bcrypts).most_common(1)[0][0]
+            self._dummy_hash = _make_dummy_bcrypt(cost)
+        else:
+            self._dummy_hash = _make_dummy_hash(_dummy_shape(hashes))
 
     def _digest(self, user, password):
         """

@@ -90,6 +90,8 @@ class AuthConfig:
     admins: tuple[str, ...] = ()
     #: where API tokens are kept (their digests; mode 0600)
     tokens: str = "var/tokens.json"
+    #: an htpasswd file of more users (bcrypt or argon2id), or L{None}
+    htpasswd: str | None = None
 
 
 @attrs.frozen
@@ -647,6 +649,7 @@ SCHEMA = {
         "upload": ("authenticated", _choice("authenticated")),
         "admins": ("", _names),
         "tokens": ("var/tokens.json", _path),
+        "htpasswd": ("", _optional_path),
     },
     "upstream": {
         "mode": ("none", _choice("none", "redirect", "cache")),
@@ -772,6 +775,22 @@ def load_config(path, overrides=(), listen=()):
             except ValueError as e:
                 fail("users", name, str(e))
 
+    htpasswd = values["auth", "htpasswd"]
+    if htpasswd is not None:
+        from pypid.htpasswd import parse_htpasswd
+        try:
+            with open(htpasswd, encoding="utf-8") as f:
+                more = parse_htpasswd(f.read(), htpasswd)
+        except OSError as e:
+            fail("auth", "htpasswd", f"cannot read {htpasswd}: {e.strerror}")
+        except UnicodeDecodeError:
+            fail("auth", "htpasswd", f"{htpasswd} is not UTF-8 text")
+        except ValueError as e:
+            fail("auth", "htpasswd", str(e))
+        for name in more:
+            if name in users:
+                fail("auth", "htpasswd", f"user {name!r} is both in [users] and in {htpasswd}")
+        users.update(more)
     groups = {}
     if parser.has_section("groups"):
         for name, value in parser.items("groups"):

@@ -1,0 +1,70 @@
+"""
+Reading an htpasswd file, so that pypiserver's users can move over as they
+are. Pure logic (the caller reads the file).
+
+bcrypt (C{$2y$}, C{$2b$}, C{$2a$}) and argon2id entries are accepted. The
+weak schemes htpasswd can also write are refused, with the line named, so
+the administrator re-hashes those passwords: plaintext, DES crypt, MD5
+(C{$apr1$}, C{$1$}), SHA-1 (C{{SHA}}), and the SHA-2 crypt schemes
+(C{$5$}, C{$6$}), which are fast enough to guess offline.
+"""
+
+import re
+
+from pypid.auth import check_hash_format, is_bcrypt
+
+_WEAK = (
+    ("$apr1$", "Apache MD5"),
+    ("$1$", "MD5 crypt"),
+    ("{SHA}", "SHA-1"),
+    ("$5$", "SHA-256 crypt"),
+    ("$6$", "SHA-512 crypt"),
+)
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+
+
+def parse_htpasswd(text, source):
+    """
+    The users of an htpasswd file: C{{name: hash}}.
+
+    @param source: the file's name, for messages.
+    @raise ValueError: naming the file, the line and the user (never the
+        hash) of the first entry that cannot be used.
+    """
+    users = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, value = line.partition(":")
+        where = f"{source}:{number}"
+        if not sep or not _NAME.match(name):
+            raise ValueError(f"{where}: expected user:hash, with a user name of 1 to 64 "
+                             "letters, digits, '.', '_', '@' or '-'")
+        if name in users:
+            raise ValueError(f"{where}: user {name!r} is listed twice")
+        users[name] = _check(value.strip(), f"{where}: user {name!r}")
+    return users
+
+
+def _check(value, where):
+    if is_bcrypt(value):
+        return value
+    for prefix, scheme in _WEAK:
+        if value.startswith(prefix):
+            raise ValueError(f"{where}: {scheme} hashes are too weak; set the password again "
+                             "with htpasswd -B (bcrypt) or pypid-passwd (argon2id)")
+    if value.startswith("$argon2"):
+        try:
+            check_hash_format(value)
+        except ValueError as e:
+            raise ValueError(f"{where}: {e}") from None
+        return value
+    if value.startswith("$2"):
+        raise ValueError(f"{where}: not a well-formed bcrypt hash")
+    if len(value) == 13 and re.match(r"^[./A-Za-z0-9]{13}$", value):
+        raise ValueError(f"{where}: DES crypt hashes are too weak; set the password again "
+                         "with htpasswd -B (bcrypt) or pypid-passwd (argon2id)")
+    raise ValueError(f"{where}: a plaintext password or an unknown scheme is never accepted; "
+                     "use htpasswd -B (bcrypt) or pypid-passwd (argon2id)")

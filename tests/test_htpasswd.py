@@ -1,0 +1,60 @@
+"""Tests of L{pypid.htpasswd} and of htpasswd users logging in."""
+
+import bcrypt
+from twisted.python.threadpool import ThreadPool
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from pypid.auth import PasswordVerifier, hash_password
+from pypid.htpasswd import parse_htpasswd
+from tests.fakes import FAST
+
+BCRYPT = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(4)).decode().replace("$2b$", "$2y$", 1)
+
+
+class ParseTests(SynchronousTestCase):
+    """Reading htpasswd files."""
+
+    def test_accepted(self):
+        """bcrypt (any prefix) and argon2id entries; comments and blank lines skipped."""
+        argon = hash_password("pw", FAST)
+        text = f"# users\n\nalice:{BCRYPT}\nbob:{argon}\n"
+        self.assertEqual(parse_htpasswd(text, "users.htpasswd"),
+                         {"alice": BCRYPT, "bob": argon})
+
+    def test_weak_refused(self):
+        """Weak schemes are refused with the file, line and user named, never the hash."""
+        for value, words in (("$apr1$abcdefgh$0123456789abcdefghijkl", "Apache MD5"),
+                             ("{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=", "SHA-1"),
+                             ("$1$abc$def", "MD5 crypt"),
+                             ("$6$salt$hash", "SHA-512 crypt"),
+                             ("abJnggxhB/yWI", "DES crypt"),
+                             ("hunter2", "plaintext"),
+                             ("$2y$10$short", "bcrypt")):
+            with self.assertRaises(ValueError) as caught:
+                parse_htpasswd(f"ok:{BCRYPT}\ncarol:{value}\n", "users.htpasswd")
+            message = str(caught.exception)
+            self.assertIn("users.htpasswd:2: user 'carol'", message)
+            self.assertIn(words, message)
+            self.assertNotIn(value, message)
+
+    def test_malformed(self):
+        """Lines without a colon, bad names and repeated users are refused."""
+        for text in ("nocolon\n", "bad name:x\n", f"a:{BCRYPT}\na:{BCRYPT}\n"):
+            self.assertRaises(ValueError, parse_htpasswd, text, "f")
+
+
+class BcryptLoginTests(TestCase):
+    """A bcrypt user logs in through the verifier (in its thread pool)."""
+
+    def setUp(self):
+        self.pool = ThreadPool(1, 1)
+        self.pool.start()
+        self.addCleanup(self.pool.stop)
+
+    async def test_login(self):
+        """The right password matches; a wrong one and an unknown user do not."""
+        from twisted.internet import reactor
+        verifier = PasswordVerifier({"alice": BCRYPT}, reactor, self.pool)
+        self.assertIsNotNone(await verifier.authenticate("alice", "s3cret"))
+        self.assertIsNone(await verifier.authenticate("alice", "wrong"))
+        self.assertIsNone(await verifier.authenticate("nobody", "s3cret"))
