@@ -312,6 +312,10 @@ _MISMATCH = "mismatch"
 _BROKEN = "broken"
 
 
+#: What a user (or group) name may be: 1 to 64 letters, digits, '.', '_',
+#: '@' or '-', starting with a letter or digit.
+USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+
 _BCRYPT = re.compile(r"^\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}$")
 
 

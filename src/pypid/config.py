@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from pypid.auth import check_hash_format
+from pypid.auth import USER_NAME, check_hash_format
 
 
 class ConfigError(Exception):
@@ -603,12 +603,10 @@ def _names(value):
     """Whitespace-separated user (or group) names."""
     names = tuple(value.split())
     for name in names:
-        if not _NAME.match(name):
+        if not USER_NAME.match(name):
             raise ValueError(f"{name!r}: a name is 1 to 64 letters, digits, '.', '_', '@' or '-'")
     return names
 
-
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 
 
 # section -> key -> (default, parser).  A default of None means "no default".
@@ -677,7 +675,7 @@ FREE_SECTIONS = {"users", "groups", "acl"}
 
 
 def _user(name, value):
-    if not _NAME.match(name):
+    if not USER_NAME.match(name):
         raise ValueError("a user name is 1 to 64 letters, digits, '.', '_', '@' or '-'")
     check_hash_format(value.strip())
     return value.strip()
@@ -795,7 +793,7 @@ def load_config(path, overrides=(), listen=()):
     if parser.has_section("groups"):
         for name, value in parser.items("groups"):
             try:
-                if not _NAME.match(name):
+                if not USER_NAME.match(name):
                     raise ValueError("a group name is 1 to 64 letters, digits, '.', '_', "
                                      "'@' or '-'")
                 members = _names(value)

@@ -11,7 +11,7 @@ the administrator re-hashes those passwords: plaintext, DES crypt, MD5
 
 import re
 
-from pypid.auth import check_hash_format, is_bcrypt
+from pypid.auth import USER_NAME, check_hash_format, is_bcrypt
 
 _WEAK = (
     ("$apr1$", "Apache MD5"),
@@ -20,8 +20,6 @@ _WEAK = (
     ("$5$", "SHA-256 crypt"),
     ("$6$", "SHA-512 crypt"),
 )
-
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 
 
 def parse_htpasswd(text, source):
@@ -39,7 +37,7 @@ def parse_htpasswd(text, source):
             continue
         name, sep, value = line.partition(":")
         where = f"{source}:{number}"
-        if not sep or not _NAME.match(name):
+        if not sep or not USER_NAME.match(name):
             raise ValueError(f"{where}: expected user:hash, with a user name of 1 to 64 "
                              "letters, digits, '.', '_', '@' or '-'")
         if name in users:
