@@ -39,6 +39,14 @@ class ServerConfig:
     max_upload_size: int
     threads: int
     access_log: str | None
+    #: seconds a request's line and headers have to arrive
+    header_timeout: float = 30.0
+    #: bytes a second a request body must arrive at, at least
+    min_upload_rate: int = 1024
+    max_connections_per_address: int = 128
+    #: PEM CA certificates trusted for outbound HTTPS (S3, upstream) instead
+    #: of the system's (a private CA); L{None} for the system's
+    ca_bundle: str | None = None
 
 
 @attrs.frozen
@@ -609,6 +617,16 @@ def _names(value):
 
 
 
+def _connections(value):
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if not 1 <= number <= 100_000:
+        raise ValueError("expected a whole number from 1 to 100000")
+    return number
+
+
 # section -> key -> (default, parser).  A default of None means "no default".
 SCHEMA = {
     "pypid": {
@@ -619,6 +637,10 @@ SCHEMA = {
         "max_upload_size": ("100M", parse_size),
         "threads": ("4", _threads),
         "access_log": ("", _optional_path),
+        "header_timeout": ("30s", parse_duration),
+        "min_upload_rate": ("1K", parse_size),
+        "max_connections_per_address": ("128", _connections),
+        "ca_bundle": ("", _optional_path),
     },
     "storage": {
         "backend": ("local", _choice("local", "s3")),

@@ -37,6 +37,7 @@ from pypid.tls import Redirect, RedirectSite, ServerTLS
 from pypid.web.access import Access
 from pypid.web.app import PypidApp
 from pypid.web.simple import FilesResource, RootResource, SimpleResource
+from pypid.web.channel import ConnectionCounter
 from pypid.web.site import PypidSite
 
 log = Logger()
@@ -138,7 +139,10 @@ def build_service(config, reactor, exit_on_failure=False):
     )
     site = PypidSite(root, config.server.max_upload_size, storage.temp_dir,
                      access_log=config.server.access_log, reactor=reactor, access=access,
-                     run=run)
+                     run=run,
+                     counter=ConnectionCounter(config.server.max_connections_per_address),
+                     header_timeout=config.server.header_timeout,
+                     min_body_rate=config.server.min_upload_rate)
 
     shared = storage if ISharedStorage.providedBy(storage) else None
     writer = SnapshotWriter(index, config.server.snapshot, run, reactor, storage.identity(),
@@ -217,7 +221,7 @@ def make_storage(config, run, reactor):
     static = (Credentials(s3.access_key, s3.secret_key, s3.session_token)
               if s3.access_key else None)
     credentials = CredentialSource(static, run, reactor)
-    http, pool = make_http(reactor, s3.timeout)
+    http, pool = make_http(reactor, s3.timeout, policy=outbound_policy(config))
     client = S3Client(Bucket(endpoint, s3.bucket, s3.region, s3.addressing), credentials,
                       http, reactor, s3.timeout)
     return S3Storage(
@@ -253,7 +257,7 @@ def make_upstream(config, run, reactor, index):
         s3=attrs.evolve(config.s3, prefix=config.s3.prefix + ".upstream/",
                         bucket_snapshot=False))
     storage = make_storage(cache_config, run, reactor)
-    http, pool = make_http(reactor, up.timeout)
+    http, pool = make_http(reactor, up.timeout, policy=outbound_policy(config))
     client = UpstreamClient(http, reactor, up.url, up.hosts, up.timeout, up.max_page_size,
                             run=run)
     pages = PageCache(lambda project: ensureDeferred(client.page(project)), reactor, up.ttl,
@@ -280,3 +284,12 @@ def load_tokens(config, clock):
         raise SystemExit(f"pypid: {config.source}: [auth] tokens: cannot use {path}: {e}")
     book.path = path
     return book
+
+
+def outbound_policy(config):
+    """How outbound HTTPS is verified ([pypid] ca_bundle); a bad bundle stops start-up."""
+    from pypid.storage.s3client import https_policy
+    try:
+        return https_policy(config.server.ca_bundle)
+    except ValueError as e:
+        raise SystemExit(f"pypid: {config.source}: [pypid] ca_bundle: {e}")

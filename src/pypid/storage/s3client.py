@@ -10,13 +10,20 @@ Errors come out as L{S3Error} (the store refused: a 4xx) or L{S3Unavailable}
 L{StorageError}s, which the web layer answers with 503.
 """
 
+import re
 import xml.etree.ElementTree as ET
 from hashlib import sha256
 from urllib.parse import unquote
 
 import attrs
 from twisted.internet.defer import CancelledError, Deferred, DeferredSemaphore, ensureDeferred
-from twisted.web.client import Agent, HTTPConnectionPool, _HTTP11ClientFactory
+from twisted.internet.ssl import Certificate, trustRootFromCertificates
+from twisted.web.client import (
+    Agent,
+    BrowserLikePolicyForHTTPS,
+    HTTPConnectionPool,
+    _HTTP11ClientFactory,
+)
 from twisted.web.iweb import IBodyProducer
 from zope.interface import implementer
 
@@ -234,17 +241,46 @@ class _QuietFactory(_HTTP11ClientFactory):
     noisy = False
 
 
-def make_http(reactor, timeout, connections=16):
+def https_policy(ca_bundle=None):
     """
-    The treq client for S3: persistent connections (enough for the parallel
-    calls of a rebuild), a connect timeout, certificates verified.
+    How outbound HTTPS is checked: certificates and host names verified
+    (service-identity), against the system's trust roots, or only those of
+    C{ca_bundle} (a PEM file of CA certificates: a private CA).
+
+    @raise ValueError: when the bundle cannot be read or holds no certificate.
+    """
+    if ca_bundle is None:
+        return BrowserLikePolicyForHTTPS()
+    try:
+        with open(ca_bundle, "rb") as f:
+            pem = f.read()
+    except OSError as e:
+        raise ValueError(f"cannot read {ca_bundle}: {e.strerror}")
+    blocks = re.findall(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", pem,
+                        re.DOTALL)
+    try:
+        certificates = [Certificate.loadPEM(block) for block in blocks]
+    except Exception as e:
+        raise ValueError(f"{ca_bundle} holds an unreadable certificate: {e}")
+    if not certificates:
+        raise ValueError(f"{ca_bundle} holds no PEM certificate")
+    return BrowserLikePolicyForHTTPS(trustRoot=trustRootFromCertificates(certificates))
+
+
+def make_http(reactor, timeout, connections=16, policy=None):
+    """
+    The treq client for outbound calls (S3, the upstream): persistent
+    connections (enough for the parallel calls of a rebuild), a connect
+    timeout, certificates verified (see L{https_policy}).
     """
     import treq.client
     pool = HTTPConnectionPool(reactor, persistent=True)
     pool.maxPersistentPerHost = connections
     pool.cachedConnectionTimeout = 60
     pool._factory = _QuietFactory
-    return treq.client.HTTPClient(Agent(reactor, pool=pool, connectTimeout=timeout)), pool
+    agent = Agent(reactor, contextFactory=policy or BrowserLikePolicyForHTTPS(), pool=pool,
+                  connectTimeout=timeout)
+    return treq.client.HTTPClient(agent), pool
 
 
 class S3Client:

@@ -315,9 +315,12 @@ class PypidSite(server.Site):
     displayTracebacks = False
 
     def __init__(self, resource, max_upload_size, spool_dir, access_log=None, reactor=None,
-                 access=None, run=None, counter=None):
+                 access=None, run=None, counter=None, header_timeout=None,
+                 min_body_rate=None):
         server.Site.__init__(self, resource, logPath=access_log, reactor=reactor)
         self.counter = counter if counter is not None else ConnectionCounter()
+        self.header_timeout = header_timeout
+        self.min_body_rate = min_body_rate
         self.max_upload_size = max_upload_size
         self.spool_dir = spool_dir
         self.access = access
@@ -330,6 +333,10 @@ class PypidSite(server.Site):
         channel = server.Site.buildProtocol(self, addr)
         if not self.counter.opened(channel, addr):
             return None
+        if self.header_timeout is not None:
+            channel.header_timeout = self.header_timeout
+        if self.min_body_rate is not None:
+            channel.min_body_rate = self.min_body_rate
         return channel
 
     def date_header(self):
