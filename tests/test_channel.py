@@ -12,7 +12,7 @@ from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
 
-from pypid.web.channel import ConnectionCounter, PypidChannel
+from pypid.web.channel import ConnectionCounter, PypidChannel, Refused
 from pypid.web.site import PypidSite
 
 
@@ -118,7 +118,11 @@ class CounterTests(SynchronousTestCase):
         first, second = site.buildProtocol(one), site.buildProtocol(one)
         self.assertIsNotNone(first)
         self.assertIsNotNone(second)
-        self.assertIsNone(site.buildProtocol(one))
+        refused = site.buildProtocol(one)
+        self.assertIsInstance(refused, Refused, "a protocol that drops it (TLS would wrap None)")
+        transport = StringTransport()
+        refused.makeConnection(transport)
+        self.assertTrue(transport.disconnecting)
         self.assertIsNotNone(site.buildProtocol(IPv4Address("TCP", "10.0.0.2", 1)))
         first.makeConnection(StringTransport())
         first.connectionLost(None)

@@ -196,6 +196,14 @@ class AccessControlTests(DaemonTestCase):
                              200, auth)
             self.assertIn(b"acme-tools", http("GET", self.daemon.index_url, auth=auth).body)
 
+    def test_nothing_given_away(self):
+        """Release deletes and slash-less URLs answer alike whether a hidden project exists."""
+        for path in ("api/projects/acme-tools/1.0", "api/projects/acme-nothing/1.0"):
+            answer = http("DELETE", self.daemon.url + path, auth=("bob", "bob-pw"))
+            self.assertEqual((answer.status, answer.body), (404, b"no such file or release\n"))
+        self.assertEqual(http("GET", self.daemon.index_url + "acme-tools").status, 404)
+        self.assertEqual(http("GET", self.daemon.index_url + "open-tool").status, 301)
+
     def test_pip_with_rights(self):
         """pip installs a restricted project with the credentials of a user who may read it."""
         target = os.path.abspath(self.mktemp())
@@ -242,6 +250,22 @@ class TokenTests(DaemonTestCase):
         self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
         self.assertNotIn(token["token"], open(path).read())
         self.assertNotIn(token["token"], self.daemon.log_text())
+
+    def test_scoped_tokens_see_their_own_lists(self):
+        """Two tokens of one admin, scoped to different projects, see different lists."""
+        for name in ("scope-a", "scope-b"):
+            self.assertEqual(upload(self.daemon, *make_wheel(name, "1.0")).status, 200)
+        first = self.issue(actions="read", projects="scope-a")["token"]
+        second = self.issue(actions="read", projects="scope-b")["token"]
+        one = http("GET", self.daemon.index_url, auth=("__token__", first)).body
+        two = http("GET", self.daemon.index_url, auth=("__token__", second)).body
+        self.assertIn(b"scope-a", one)
+        self.assertNotIn(b"scope-b", one)
+        self.assertIn(b"scope-b", two)
+        self.assertNotIn(b"scope-a", two)
+        upload_only = self.issue(actions="upload")["token"]
+        self.assertEqual(http("GET", self.daemon.index_url + "scope-a/",
+                              auth=("__token__", upload_only)).status, 404)
 
     def test_only_admins_issue(self):
         """A user who is not an admin gets 403; bad fields get 400."""

@@ -51,6 +51,14 @@ class BcryptLoginTests(TestCase):
         self.pool.start()
         self.addCleanup(self.pool.stop)
 
+    def test_dummy_is_a_real_hash(self):
+        """With mostly bcrypt users, an unknown user is checked against a real bcrypt hash."""
+        from twisted.internet import reactor
+        verifier = PasswordVerifier({"alice": BCRYPT}, reactor, self.pool)
+        dummy = verifier._dummy_hash
+        self.assertTrue(dummy.startswith("$2b$04$"))
+        self.assertFalse(bcrypt.checkpw(b"anything", dummy.encode()))
+
     async def test_login(self):
         """The right password matches; a wrong one and an unknown user do not."""
         from twisted.internet import reactor

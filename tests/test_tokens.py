@@ -74,3 +74,37 @@ class TokenBookTests(SynchronousTestCase):
         self.assertEqual(other.verify(text), token)
         self.assertIsNone(read_file(path + ".missing"))
         self.assertRaises(TokenError, other.loads, b"{}")
+
+
+class TokenAccessTests(SynchronousTestCase):
+    """Tokens at the gate: __token__ with a token acts for its issuer while they exist."""
+
+    def test_issuer_must_exist(self):
+        """A token of a user who is no longer a user is refused."""
+        import base64
+
+        from twisted.web.http_headers import Headers
+
+        from pypid.auth import Policy
+        from pypid.errors import Unauthorized
+        from pypid.web.access import Access
+
+        class Verifier:
+            users = {"alice"}
+
+            def knows(self, user):
+                return user in self.users
+
+        class Request:
+            def __init__(self, token):
+                value = base64.b64encode(f"__token__:{token}".encode())
+                self.requestHeaders = Headers({b"authorization": [b"Basic " + value]})
+
+        book = TokenBook(Clock())
+        text, _ = book.issue("alice", {"read"})
+        verifier = Verifier()
+        access = Access(Policy(), verifier, tokens=book)
+        identity = self.successResultOf(access.identify(Request(text)))
+        self.assertEqual((identity.name, identity.token.user), ("alice", "alice"))
+        verifier.users = set()
+        self.failureResultOf(access.identify(Request(text)), Unauthorized)

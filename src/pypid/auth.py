@@ -325,9 +325,13 @@ def is_bcrypt(value):
 
 
 def _make_dummy_bcrypt(cost):
-    """A well-formed bcrypt hash of nothing: checking it costs what a real one does."""
-    alphabet = "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
-    return f"$2b${cost:02d}$" + "".join(secrets.choice(alphabet) for _ in range(53))
+    """
+    A bcrypt hash of a random secret: checking any password against it
+    costs what a real check does, and fails. Made once, at start-up (one
+    bcrypt computation), because a hash with random characters is usually
+    refused by bcrypt at once, which would give unknown users away.
+    """
+    return bcrypt.hashpw(secrets.token_bytes(16), bcrypt.gensalt(cost)).decode("ascii")
 
 
 def _verify_hash(stored_hash, password):
@@ -436,6 +440,10 @@ class PasswordVerifier:
             self._dummy_hash = _make_dummy_bcrypt(cost)
         else:
             self._dummy_hash = _make_dummy_hash(_dummy_shape(hashes))
+
+    def knows(self, user):
+        """Whether C{user} is a user (of [users] or the htpasswd file)."""
+        return user in self._users
 
     def _digest(self, user, password):
         """

@@ -9,7 +9,7 @@ import getpass
 import os
 import urllib.error
 import urllib.request
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 
 class CliError(Exception):
@@ -22,6 +22,9 @@ class Server:
     def __init__(self, url, user=None, password=None, timeout=300):
         self.url = url.rstrip("/") + "/"
         self._auth = None
+        if user and not _safe_for_credentials(self.url):
+            raise CliError(f"{self.url}: credentials are only sent over https:// (or to this "
+                           "machine over http://)")
         if user:
             token = base64.b64encode(f"{user}:{password or ''}".encode()).decode()
             self._auth = "Basic " + token
@@ -35,12 +38,29 @@ class Server:
         if self._auth:
             request.add_header("Authorization", self._auth)
         try:
-            return urllib.request.urlopen(request, timeout=self._timeout)
+            return _OPENER.open(request, timeout=self._timeout)
         except urllib.error.HTTPError as e:
             reason = e.read(500).decode("utf-8", "replace").strip() or e.reason
             raise CliError(f"{method} {url}: {e.code} {reason}")
         except (urllib.error.URLError, OSError) as e:
             raise CliError(f"cannot reach {url}: {getattr(e, 'reason', e)}")
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """Redirects are not followed: they would carry the credentials elsewhere."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
+def _safe_for_credentials(url):
+    """Whether credentials may go to C{url}: https, or plain http to this machine."""
+    parts = urlsplit(url)
+    return parts.scheme == "https" or (
+        parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost", "::1"))
 
 
 def add_server_options(parser):

@@ -32,6 +32,8 @@ from twisted.logger import Logger
 from twisted.web import http, resource, server
 from zope.interface import implementer
 
+from pypid.web.channel import PypidChannel
+
 log = Logger()
 
 #: The TLS 1.2 cipher suites, in the server's order of preference: ECDHE key
@@ -428,6 +430,8 @@ class RedirectSite(server.Site):
     """
 
     requestFactory = RedirectRequest
+    # The same deadlines on headers and bodies as the main listeners.
+    protocol = PypidChannel
     displayTracebacks = False
     noisy = False
 

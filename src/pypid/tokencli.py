@@ -31,8 +31,8 @@ def main(argv=None, out=sys.stdout, err=sys.stderr):
     revoke = commands.add_parser("revoke", help="revoke a token at once")
     revoke.add_argument("id")
     options = parser.parse_args(argv)
-    server = server_from(options)
     try:
+        server = server_from(options)
         if options.command == "issue":
             body = urlencode({"actions": options.actions, "projects": options.projects,
                               "expires": options.expires,

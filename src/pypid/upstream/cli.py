@@ -100,8 +100,8 @@ def main(argv=None, out=sys.stdout, err=sys.stderr):
     refresh = commands.add_parser("refresh", help="fetch a project's upstream page again now")
     refresh.add_argument("project")
     options = parser.parse_args(argv)
-    server = server_from(options)
     try:
+        server = server_from(options)
         if options.command == "refresh":
             with server.request("POST", f"api/upstream/{quote(options.project)}/refresh") as r:
                 answer = json.loads(r.read())

@@ -51,11 +51,21 @@ class Access:
         """Whether the request may see C{project} (others answer 404)."""
         if self._open_reads:
             return True
-        identity = getattr(request, "pypid_identity", None)
+        return self.identity_may_read(getattr(request, "pypid_identity", None), project)
+
+    def identity_may_read(self, identity, project):
+        """Whether C{identity} (L{None}: anonymous) may see C{project}, token scope included."""
         if identity is not None and identity.token is not None \
                 and not identity.token.covers("read", project):
             return False
-        return self.model.may_read(self.user(request), project)
+        return self.model.may_read(identity.name if identity is not None else None, project)
+
+    def cache_key(self, request):
+        """What the project list a request sees depends on: its user, and its token."""
+        identity = getattr(request, "pypid_identity", None)
+        if identity is None:
+            return None
+        return (identity.name, identity.token.id if identity.token is not None else None)
 
     def may_write(self, identity, project):
         """Whether C{identity} may upload to, yank or delete in C{project}."""
@@ -69,8 +79,8 @@ class Access:
         if self._open_reads:
             return True
         identity = getattr(request, "pypid_identity", None)
-        if identity is not None and identity.token is not None \
-                and identity.token.projects:
+        if identity is not None and identity.token is not None and (
+                identity.token.projects or "read" not in identity.token.actions):
             return False
         return self.model.reads_everything(self.user(request))
 
@@ -127,7 +137,10 @@ class Access:
         """
         if user == TOKEN_USER:
             token = self.tokens.verify(password) if self.tokens is not None else None
-            return succeed(Identity(token.user, token) if token is not None else None)
+            # A token acts for its issuer only while the issuer is a user.
+            if token is None or not self._verifier.knows(token.user):
+                return succeed(None)
+            return succeed(Identity(token.user, token))
         return self._verifier.authenticate(user, password)
 
     def gate_read(self, request):

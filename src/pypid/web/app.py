@@ -14,7 +14,7 @@ from urllib.parse import quote
 import attrs
 import werkzeug.exceptions
 from klein import Klein
-from twisted.internet.defer import ensureDeferred
+from twisted.internet.defer import DeferredLock, ensureDeferred
 from twisted.logger import Logger
 
 from pypid.distribution import inspect
@@ -94,6 +94,7 @@ class PypidApp:
     _upstream: object = None
     _landing: tuple | None = attrs.field(default=None, init=False)
     _locks: KeyedLock = attrs.field(init=False)
+    _token_writes: DeferredLock = attrs.field(init=False, factory=DeferredLock)
     # Absolute file links (the JSON API and pages for people are not under
     # /simple/<project>/, so the index's relative links would not do).
     _file_url: object = attrs.field(init=False)
@@ -372,7 +373,7 @@ class PypidApp:
         entry = self._index.project(normalize(project)) if is_valid_name(project) else None
         files = [r.filename for r in (entry.files.values() if entry else ()) if r.version == version]
         if not files:
-            raise NotFound(f"no files of {project} {version}")
+            raise NotFound(_NO_SUCH_RELEASE)
         return files
 
     async def _change(self, request, filenames, change, argument):
@@ -387,9 +388,9 @@ class PypidApp:
     async def _apply(self, filenames, change, argument, identity):
         for filename in filenames:
             record = self._index.get_file(filename)
-            if record is None or not self._access.model.may_read(
-                    identity.name if identity else None, record.project):
-                raise NotFound(f"no such file: {filename}")
+            if record is None or not self._access.identity_may_read(identity, record.project):
+                # (one answer whether it exists or may not be seen)
+                raise NotFound(_NO_SUCH_RELEASE)
             if not self._access.may_write(identity, record.project):
                 raise Forbidden(f"{identity.name} may not change {record.project}")
             key = distribution_key(record.project, record.version, record.packagetype,
@@ -482,6 +483,13 @@ class PypidApp:
         log.info("{user} revoked token {id}", user=identity.name, id=token_id)
         return send_text(request, 200, "OK: revoked")
 
+    async def _uploader(self, request):
+        """A user who may upload: with a password, or a token that may upload."""
+        identity = await self._access.gate_upload(request)
+        if identity.token is not None and "upload" not in identity.token.actions:
+            raise Forbidden("this token may not upload")
+        return identity
+
     async def _admin(self, request):
         identity = await self._access.gate_upload(request)
         if not self._access.is_admin(identity):
@@ -497,7 +505,10 @@ class PypidApp:
         book = self._tokens()
         if book.path is not None:
             try:
-                await self._run(tokens.write_file, book.path, book.dumps())
+                # One write at a time, each of the state as it is when it
+                # starts: an older state never lands after a newer one.
+                await self._token_writes.run(
+                    lambda: self._run(tokens.write_file, book.path, book.dumps()))
             except OSError as e:
                 log.error("Cannot keep the tokens in {path}: {error}", path=book.path,
                           error=e.strerror)
@@ -516,7 +527,7 @@ class PypidApp:
         return ensureDeferred(self._precache(request))
 
     async def _precache(self, request):
-        await self._access.gate_upload(request)
+        identity = await self._uploader(request)
         proxy = self._cache_mode()
         ctype = request.requestHeaders.getRawHeaders(b"content-type", [b""])[0].lower()
         try:
@@ -530,7 +541,11 @@ class PypidApp:
                 pins = requirements.parse_requirements(text)
         except requirements.RequirementsError as e:
             raise BadRequest(f"requirements: {e}")
-        report = await proxy.precache(pins)
+        allowed = [pin for pin in pins if self._access.identity_may_read(identity, pin.project)]
+        report = [{"project": pin.project, "status": "refused",
+                   "reason": "not an upstream project here"}
+                  for pin in pins if pin not in allowed]
+        report += await proxy.precache(allowed)
         request.setHeader(b"content-type", b"application/json")
         request.setHeader(b"cache-control", b"no-store")
         return json.dumps({"files": report}).encode("utf-8")
@@ -541,13 +556,12 @@ class PypidApp:
         return ensureDeferred(self._refresh(request, name))
 
     async def _refresh(self, request, name):
-        await self._access.gate_upload(request)
+        identity = await self._uploader(request)
         proxy = self._cache_mode()
-        if not is_valid_name(name):
-            raise NotFound("no such project")
-        decision = proxy.decide(name)
-        if not decision.allowed:
-            raise NotFound(f"not an upstream project here: {decision.reason}")
+        if not is_valid_name(name) or not self._access.identity_may_read(identity, name):
+            raise NotFound("not an upstream project here")
+        if not proxy.decide(name).allowed:
+            raise NotFound("not an upstream project here")
         try:
             entry = await proxy.refresh(normalize(name))
         except UpstreamError as e:
@@ -657,6 +671,9 @@ class PypidApp:
             "files": len(self._index),
             "serial": self._index.serial,
         }).encode("utf-8")
+
+
+_NO_SUCH_RELEASE = "no such file or release"
 
 
 def _project_of(filename):

@@ -15,6 +15,7 @@ a connection (and whatever the request holds) for ever. Here:
     (L{ConnectionCounter}): more are closed at once.
 """
 
+from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.web.http import HTTPChannel
 
@@ -175,3 +176,10 @@ class ConnectionCounter:
         else:
             self._open.pop(host, None)
         channel.counted_host = None
+
+
+class Refused(Protocol):
+    """A connection refused on arrival (too many from its address): dropped at once."""
+
+    def connectionMade(self):
+        self.transport.abortConnection()

@@ -125,7 +125,8 @@ class SimpleResource(Resource):
                 name = post[0].decode("utf-8")
             except UnicodeDecodeError:
                 raise NotFound("no such project")
-            if is_valid_name(name) and self._index.project(normalize(name)) is not None:
+            if (is_valid_name(name) and self._index.project(normalize(name)) is not None
+                    and self._access.may_read(request, name)):
                 return self._redirect(request, f"simple/{normalize(name)}/")
         raise NotFound("no such project")
 
@@ -134,8 +135,7 @@ class SimpleResource(Resource):
         The project list as one user may see it (rules hide some projects),
         rendered once per user and index state.
         """
-        user = self._access.user(request)
-        key = (user, kind)
+        key = (self._access.cache_key(request), kind)
         cached = self._roots.get(key)
         if cached is not None and cached[0] == self._index.serial:
             return cached[1]

@@ -30,7 +30,7 @@ from pypid.multipart import (
     UploadTooLarge,
     boundary_from_content_type,
 )
-from pypid.web.channel import ConnectionCounter, PypidChannel
+from pypid.web.channel import ConnectionCounter, PypidChannel, Refused
 from pypid.web.spool import ThreadedSink
 
 log = Logger()
@@ -332,7 +332,8 @@ class PypidSite(server.Site):
         """A new connection, unless its address holds too many already."""
         channel = server.Site.buildProtocol(self, addr)
         if not self.counter.opened(channel, addr):
-            return None
+            # Not None: under TLS, Twisted would wrap it and keep the socket.
+            return Refused()
         if self.header_timeout is not None:
             channel.header_timeout = self.header_timeout
         if self.min_body_rate is not None:
