@@ -35,6 +35,25 @@ class ThrottleTests(SynchronousTestCase):
         self.clock.advance(30)
         self.assertEqual(self.throttle.wait("alice", "a"), 0)
 
+    def test_concurrent_guesses(self):
+        """Checks under way count: a burst of guesses is held back before any fails."""
+        for _ in range(3):
+            self.assertEqual(self.throttle.wait("alice", "a"), 0)
+            self.throttle.started("alice", "a")
+        self.assertGreater(self.throttle.wait("alice", "a"), 0)
+        self.throttle.abandoned("alice", "a")
+        self.assertEqual(self.throttle.wait("alice", "a"), 0)
+
+    def test_spraying(self):
+        """One address failing for many users is held back as a whole."""
+        throttle = LoginThrottle(self.clock, max_failures=3, window=60,
+                                 max_address_failures=5)
+        for number in range(5):
+            throttle.started(f"user{number}", "a")
+            throttle.failed(f"user{number}", "a")
+        self.assertGreater(throttle.wait("someone-else", "a"), 0)
+        self.assertEqual(throttle.wait("someone-else", "b"), 0)
+
     def test_success_clears(self):
         """A good login forgets the failures."""
         for _ in range(2):
@@ -53,6 +72,13 @@ class _Verifier:
     def authenticate(self, user, password):
         self.calls += 1
         return succeed(object() if password == "right" else None)
+
+
+class _RememberingVerifier(_Verifier):
+    """Has verified the right password lately (it is in its cache)."""
+
+    def remembers(self, user, password):
+        return password == "right"
 
 
 class _Peer:
@@ -85,3 +111,11 @@ class AccessThrottleTests(SynchronousTestCase):
         failure = self.failureResultOf(access.identify(_Request("right")), TooManyRequests)
         self.assertEqual(dict(failure.value.headers)[b"retry-after"], b"60")
         self.assertEqual(verifier.calls, 2)
+
+    def test_known_client_not_locked_out(self):
+        """A client whose password was verified lately is not held back by others' guesses."""
+        verifier = _RememberingVerifier()
+        access = Access(Policy(), verifier, LoginThrottle(Clock(), max_failures=2, window=60))
+        for _ in range(3):
+            self.failureResultOf(access.identify(_Request("wrong")))
+        self.assertIsNotNone(self.successResultOf(access.identify(_Request("right"))))

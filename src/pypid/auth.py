@@ -445,6 +445,13 @@ class PasswordVerifier:
         """Whether C{user} is a user (of [users] or the htpasswd file)."""
         return user in self._users
 
+    def remembers(self, user, password):
+        """
+        Whether these credentials were verified lately (and are cached): a
+        client already known to hold them is not held back by the throttle.
+        """
+        return self._cached(self._digest(user, password), self._clock.seconds())
+
     def _digest(self, user, password):
         """
         Return the cache key of C{(user, password)}: an HMAC, so the cache

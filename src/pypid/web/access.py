@@ -8,6 +8,7 @@ answers L{None} at once and no header is even parsed.
 
 import attrs
 from twisted.internet.defer import fail, succeed
+from twisted.python.failure import Failure
 
 from pypid.auth import Busy, Identity, MalformedCredentials, parse_basic
 from pypid.tokens import TOKEN_USER
@@ -111,24 +112,32 @@ class Access:
             d = self._authenticate(*credentials)
             d.addCallbacks(_known, _busy)
             return d
-        user = credentials[0]
+        user, password = credentials
         address = _address(request)
-        wait = throttle.wait(user, address)
+        wait = 0 if self._remembered(user, password) else throttle.wait(user, address)
         if wait:
             return fail(TooManyRequests(
                 f"too many failed logins for {user!r} from this address; try again later",
                 [(b"retry-after", b"%d" % int(wait))]))
 
         def checked(identity):
-            if identity is None:
+            if isinstance(identity, Failure):
+                throttle.abandoned(user, address)  # (the check could not run: Busy)
+            elif identity is None:
                 throttle.failed(user, address)
             else:
                 throttle.succeeded(user, address)
             return identity
+        throttle.started(user, address)
         d = self._authenticate(*credentials)
-        d.addCallback(checked)
+        d.addBoth(checked)
         d.addCallbacks(_known, _busy)
         return d
+
+    def _remembered(self, user, password):
+        """Whether the password was verified lately (a known client is not throttled)."""
+        remembers = getattr(self._verifier, "remembers", None)
+        return user != TOKEN_USER and remembers is not None and remembers(user, password)
 
     def _authenticate(self, user, password):
         """
