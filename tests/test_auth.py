@@ -345,6 +345,16 @@ class PasswordVerifierTests(SynchronousTestCase):
             self.assertIs(self.verify(verifier, "alice", ALICE_PASSWORD), True)
         self.assertEqual(len(pool.calls), 1)
 
+    def test_remembers(self):
+        """Credentials verified lately are remembered (the throttle lets them through)."""
+        verifier, clock, pool = make_verifier(self, cache_ttl=300)
+        self.assertFalse(verifier.remembers("alice", ALICE_PASSWORD))
+        self.verify(verifier, "alice", ALICE_PASSWORD)
+        self.assertTrue(verifier.remembers("alice", ALICE_PASSWORD))
+        self.assertFalse(verifier.remembers("alice", "wrong"))
+        clock.advance(300)
+        self.assertFalse(verifier.remembers("alice", ALICE_PASSWORD))
+
     def test_cache_expiry(self):
         """A cached success is forgotten once the TTL has passed."""
         verifier, clock, pool = make_verifier(self, cache_ttl=300)

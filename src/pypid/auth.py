@@ -450,7 +450,7 @@ class PasswordVerifier:
         Whether these credentials were verified lately (and are cached): a
         client already known to hold them is not held back by the throttle.
         """
-        return self._cached(self._digest(user, password), self._clock.seconds())
+        return self._cached(self._digest(user, password), self._reactor.seconds())
 
     def _digest(self, user, password):
         """
