@@ -145,6 +145,10 @@ class Index:
         """Whether the filename belonged to a deleted file (never to be reused)."""
         return filename in self._tombstones
 
+    def deleted_from(self, filename):
+        """The project a deleted filename belonged to, or L{None} (not deleted, or unknown)."""
+        return self._tombstones.get(filename)
+
     def same_distribution(self, filename):
         """
         The stored or deleted filename that names the same distribution as

@@ -212,7 +212,7 @@ class FilesResource(Resource):
                     and record.metadata_sha256 is not None):
                 return self._send(request, record, self._storage.locate_metadata(record),
                                   b'"%s"' % record.metadata_sha256.encode("ascii"))
-        if self._index.is_deleted(filename):
+        if self._index.deleted_from(filename) == project:
             raise Gone("this file was deleted")
         if self._upstream is not None:
             return upstream.file(request, self._upstream, project, filename, self._send)
