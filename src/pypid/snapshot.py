@@ -9,13 +9,13 @@ list of records taken on the reactor thread.
 
 import json
 import os
-import tempfile
 
 import attrs
 from twisted.application.internet import TimerService
 from twisted.internet.defer import succeed
 from twisted.logger import Logger
 
+from pypid.files import write_atomically
 from pypid.model import FileRecord
 
 FORMAT = 1
@@ -141,22 +141,8 @@ def read(path):
 
 
 def write(path, data):
-    """Write the snapshot bytes atomically: temporary file, fsync, rename."""
-    folder = os.path.dirname(path) or "."
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".index-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    """Write the snapshot bytes atomically (see L{write_atomically})."""
+    write_atomically(path, data, prefix=".index-")
 
 
 @attrs.define

@@ -17,14 +17,13 @@ thread) after each change.
 import hashlib
 import hmac
 import json
-import os
 import secrets
-import tempfile
 from fnmatch import fnmatchcase
 
 import attrs
 
 from pypid.acl import RuleError, normalize_pattern
+from pypid.files import write_atomically
 from pypid.names import normalize
 
 TOKEN_USER = "__token__"
@@ -193,19 +192,4 @@ def read_file(path):
 
 def write_file(path, data):
     """Write a token file atomically, readable by its owner only (blocking)."""
-    folder = os.path.dirname(path) or "."
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tokens-", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    write_atomically(path, data, prefix=".tokens-")

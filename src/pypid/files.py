@@ -1,0 +1,29 @@
+"""Writing small state files (the snapshot, the tokens) safely: blocking, for a worker thread."""
+
+import os
+import tempfile
+
+
+def write_atomically(path, data, prefix=".tmp-"):
+    """
+    Replace C{path} with C{data} all at once: a temporary file beside it
+    (created readable by its owner only, mode 0600), fsynced, then renamed
+    over it. A crash leaves the old file or the new one, never half of one;
+    a temporary file left by a crash starts with C{prefix} and ends in
+    C{.tmp}.
+    """
+    folder = os.path.dirname(path) or "."
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
