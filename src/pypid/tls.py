@@ -32,7 +32,7 @@ from twisted.logger import Logger
 from twisted.web import http, resource, server
 from zope.interface import implementer
 
-from pypid.web.channel import PypidChannel
+from pypid.web.channel import ConnectionCounter, GuardedSite, PypidChannel
 
 log = Logger()
 
@@ -423,7 +423,7 @@ class RedirectRequest(http.Request):
         self.channel.transport.loseConnection()
 
 
-class RedirectSite(server.Site):
+class RedirectSite(GuardedSite, server.Site):
     """
     The C{http-redirect:} listener's factory: every request gets a redirect
     to HTTPS (see L{Redirect}) and nothing else; no request reaches the index.
@@ -435,9 +435,12 @@ class RedirectSite(server.Site):
     displayTracebacks = False
     noisy = False
 
-    def __init__(self, redirect, reactor=None):
+    def __init__(self, redirect, reactor=None, counter=None):
         server.Site.__init__(self, resource.NoResource(), reactor=reactor)
         self.redirect = redirect
+        # The same guards as the main listeners: the per-address limit and
+        # the header deadline.
+        self.counter = counter if counter is not None else ConnectionCounter()
 
     def log(self, request):
         """No access log: nothing is served here."""

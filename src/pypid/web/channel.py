@@ -16,6 +16,7 @@ a connection (and whatever the request holds) for ever. Here:
 """
 
 from twisted.internet.protocol import Protocol
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.web.http import HTTPChannel
 
@@ -39,7 +40,10 @@ class PypidChannel(HTTPChannel):
     min_body_rate = MIN_BODY_RATE
     rate_window = RATE_WINDOW
 
-    _header_timer = None
+    #: since when the channel waits for a request's headers (or L{None});
+    #: L{ConnectionCounter.sweep} closes it when that is too long ago. A
+    #: timestamp rather than a timer per request: this is the hot path.
+    waiting_since = None
     _rate_timer = None
     _body_bytes = 0
     _paused = False
@@ -47,11 +51,11 @@ class PypidChannel(HTTPChannel):
     def connectionMade(self):
         """Start the clock for the first request's headers."""
         HTTPChannel.connectionMade(self)
-        self._arm_headers()
+        self._wait_for_headers()
 
     def allHeadersReceived(self):
         """Headers are in: stop their clock, start watching the body."""
-        self._cancel("_header_timer")
+        self.waiting_since = None
         HTTPChannel.allHeadersReceived(self)
         # A body follows when a length was given, or chunks (no length).
         if self.length or (self.length is None and self._transferDecoder is not None):
@@ -73,11 +77,11 @@ class PypidChannel(HTTPChannel):
         HTTPChannel.requestDone(self, request)
         if not self._handlingRequest and self.transport is not None \
                 and not getattr(self.transport, "disconnecting", False):
-            self._arm_headers()
+            self._wait_for_headers()
 
     def connectionLost(self, reason):
         """Stop every clock, and give the client address its place back."""
-        self._cancel("_header_timer")
+        self.waiting_since = None
         self._cancel("_rate_timer")
         counter = getattr(self, "counter", None)
         if counter is not None:
@@ -103,9 +107,13 @@ class PypidChannel(HTTPChannel):
 
     # -- the clocks --------------------------------------------------------------------
 
-    def _arm_headers(self):
-        self._cancel("_header_timer")
-        self._header_timer = self.callLater(self.header_timeout, self._headers_late)
+    def _wait_for_headers(self):
+        self.waiting_since = self.site.reactor.seconds()
+
+    def check_headers(self, now):
+        """Close the connection if its headers are overdue (called by the sweep)."""
+        if self.waiting_since is not None and now - self.waiting_since >= self.header_timeout:
+            self._headers_late()
 
     def _cancel(self, name):
         timer = getattr(self, name)
@@ -114,7 +122,7 @@ class PypidChannel(HTTPChannel):
         setattr(self, name, None)
 
     def _headers_late(self):
-        self._header_timer = None
+        self.waiting_since = None
         log.info("Closing a connection whose request headers took over {seconds:g} s",
                  seconds=self.header_timeout)
         self._refuse(b"408 Request Timeout", b"the request headers came too slowly\n")
@@ -140,11 +148,20 @@ class PypidChannel(HTTPChannel):
 
 
 class ConnectionCounter:
-    """Counts connections per client address, refusing past a limit."""
+    """
+    The open connections of a site: counted per client address, refusing
+    past a limit, and swept (L{sweep}) for overdue request headers.
+    """
 
     def __init__(self, limit=MAX_PER_ADDRESS):
         self.limit = limit
         self._open = {}
+        self._channels = set()
+
+    def sweep(self, now):
+        """Close every connection whose request headers are overdue."""
+        for channel in list(self._channels):
+            channel.check_headers(now)
 
     def opened(self, channel, addr):
         """
@@ -154,6 +171,8 @@ class ConnectionCounter:
         """
         host = getattr(addr, "host", None)
         if host is None:
+            self._channels.add(channel)
+            channel.counter = self
             return True
         count = self._open.get(host, 0)
         if count >= self.limit:
@@ -161,12 +180,14 @@ class ConnectionCounter:
                      host=host, count=count)
             return False
         self._open[host] = count + 1
+        self._channels.add(channel)
         channel.counter = self
         channel.counted_host = host
         return True
 
     def closed(self, channel):
         """A counted connection ended."""
+        self._channels.discard(channel)
         host = getattr(channel, "counted_host", None)
         if host is None:
             return
@@ -183,3 +204,38 @@ class Refused(Protocol):
 
     def connectionMade(self):
         self.transport.abortConnection()
+
+
+class GuardedSite:
+    """
+    What a site mixes in (before L{twisted.web.server.Site}) to guard its
+    connections: the per-address limit (refused connections are dropped),
+    and a sweep each second for request headers that are overdue.
+
+    @ivar counter: the L{ConnectionCounter}.
+    """
+
+    counter = None
+    _sweeper = None
+
+    def buildProtocol(self, addr):
+        """A new connection's channel, or a protocol that drops it."""
+        channel = super().buildProtocol(addr)
+        if not self.counter.opened(channel, addr):
+            # Not None: under TLS, Twisted would wrap it and keep the socket.
+            return Refused()
+        return channel
+
+    def startFactory(self):
+        """Start the header sweep."""
+        super().startFactory()
+        self._sweeper = LoopingCall(lambda: self.counter.sweep(self.reactor.seconds()))
+        self._sweeper.clock = self.reactor
+        self._sweeper.start(1.0, now=False)
+
+    def stopFactory(self):
+        """Stop the header sweep."""
+        if self._sweeper is not None and self._sweeper.running:
+            self._sweeper.stop()
+        self._sweeper = None
+        super().stopFactory()

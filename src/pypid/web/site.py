@@ -30,7 +30,7 @@ from pypid.multipart import (
     UploadTooLarge,
     boundary_from_content_type,
 )
-from pypid.web.channel import ConnectionCounter, PypidChannel, Refused
+from pypid.web.channel import ConnectionCounter, GuardedSite, PypidChannel, Refused
 from pypid.web.spool import ThreadedSink
 
 log = Logger()
@@ -296,7 +296,7 @@ def too_large_message(limit):
     return f"content: the upload is larger than the limit of {limit} bytes"
 
 
-class PypidSite(server.Site):
+class PypidSite(GuardedSite, server.Site):
     """
     The site: our request class, no access log unless configured, and a
     C{Date} header formatted once a second.
@@ -330,10 +330,9 @@ class PypidSite(server.Site):
 
     def buildProtocol(self, addr):
         """A new connection, unless its address holds too many already."""
-        channel = server.Site.buildProtocol(self, addr)
-        if not self.counter.opened(channel, addr):
-            # Not None: under TLS, Twisted would wrap it and keep the socket.
-            return Refused()
+        channel = super().buildProtocol(addr)
+        if isinstance(channel, Refused):
+            return channel
         if self.header_timeout is not None:
             channel.header_timeout = self.header_timeout
         if self.min_body_rate is not None:
