@@ -120,3 +120,27 @@ def multipart_body(fields, files=(), boundary=BOUNDARY):
         )
     out.append(b"--" + b + b"--\r\n")
     return b"multipart/form-data; boundary=" + b, b"".join(out)
+
+
+class FakeBodyTransport:
+    """
+    The transport a remote response gives its body protocol: it records
+    what the relay asks of the store's connection.
+
+    @ivar calls: C{"pause"}, C{"resume"} and C{"stop"}, in order.
+    """
+
+    def __init__(self):
+        self.calls = []
+
+    def pauseProducing(self):
+        """Record a pause."""
+        self.calls.append("pause")
+
+    def resumeProducing(self):
+        """Record a resume."""
+        self.calls.append("resume")
+
+    def stopProducing(self):
+        """Record a stop."""
+        self.calls.append("stop")

@@ -65,17 +65,22 @@ def wait_for(check, timeout=15.0, step=0.05):
     raise E2EFailure(f"not true within {timeout} s: {check.__doc__ or check}")
 
 
-class RedirectTests(DaemonTestCase):
-    """The default download mode: pypid redirects to presigned URLs of the bucket."""
+class BucketTestCase(DaemonTestCase):
+    """A shared daemon on a bucket of its own, with C{options} for C{[s3]}."""
 
     bucket = None
+    options = {}
 
     @property
     def settings(self):
         cls = type(self)
-        if cls.bucket is None:
+        if cls.__dict__.get("bucket") is None:
             cls.bucket = s3server.new_bucket()
-        return s3_settings(cls.bucket)
+        return s3_settings(cls.bucket, **self.options)
+
+
+class RedirectTests(BucketTestCase):
+    """The default download mode: pypid redirects to presigned URLs of the bucket."""
 
     def prepare(self, daemon):
         paths = self.dist_dir(APP, LIB, LIB_SDIST)
@@ -150,17 +155,10 @@ class RedirectTests(DaemonTestCase):
         self.assertEqual(answer.json()["storage"], "ok")
 
 
-class StreamTests(DaemonTestCase):
+class StreamTests(BucketTestCase):
     """C{download = stream}: pypid relays the objects itself."""
 
-    bucket = None
-
-    @property
-    def settings(self):
-        cls = type(self)
-        if cls.bucket is None:
-            cls.bucket = s3server.new_bucket()
-        return s3_settings(cls.bucket, download="stream", multipart_threshold="5M")
+    options = {"download": "stream", "multipart_threshold": "5M"}
 
     def prepare(self, daemon):
         for dist in (APP, LIB):

@@ -39,32 +39,9 @@ from pypid.web.respond import (
     send_remote,
     send_text,
 )
+from tests.fakes import FakeBodyTransport
 
 TAG = b'"abc123"'
-
-
-class FakeBodyTransport:
-    """
-    The transport a remote response gives its body protocol: it records
-    what the relay asks of the store's connection.
-
-    @ivar calls: C{"pause"}, C{"resume"} and C{"stop"}, in order.
-    """
-
-    def __init__(self):
-        self.calls = []
-
-    def pauseProducing(self):
-        """Record a pause."""
-        self.calls.append("pause")
-
-    def resumeProducing(self):
-        """Record a resume."""
-        self.calls.append("resume")
-
-    def stopProducing(self):
-        """Record a stop."""
-        self.calls.append("stop")
 
 
 class FakeResponse:

@@ -14,23 +14,7 @@ from twisted.web.client import ResponseDone, ResponseFailed
 
 from pypid.upstream.fetch import UpstreamError
 from pypid.upstream.proxy import VerifyError, _ToFile
-from tests.fakes import run_now
-
-
-class Transport:
-    """Records pause, resume and stop."""
-
-    def __init__(self):
-        self.calls = []
-
-    def pauseProducing(self):
-        self.calls.append("pause")
-
-    def resumeProducing(self):
-        self.calls.append("resume")
-
-    def stopProducing(self):
-        self.calls.append("stop")
+from tests.fakes import FakeBodyTransport, run_now
 
 
 class Tee:
@@ -58,7 +42,7 @@ class ToFileTests(SynchronousTestCase):
         self.clock = Clock()
         self.file = io.BytesIO()
         self.done = Deferred()
-        self.transport = Transport()
+        self.transport = FakeBodyTransport()
 
     def make(self, limit=100, high=10, tee=None):
         """A connected writer."""

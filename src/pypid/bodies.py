@@ -125,6 +125,16 @@ def read_body(response, limit, clock=None, idle=None):
     return done
 
 
+def discard(response):
+    """
+    Drop an answer's body unread: the transfer is stopped (the connection
+    is not reused), so a server that stalls after its headers costs nothing.
+    """
+    d = read_body(response, 0)
+    d.cancel()
+    d.addErrback(lambda _: None)
+
+
 def describe(error):
     """A short reason for a failed request (Twisted's client wraps the causes)."""
     reasons = getattr(error, "reasons", None)

@@ -29,7 +29,6 @@ import json
 import os
 import secrets
 import uuid
-import xml.etree.ElementTree as ET
 import zlib
 from functools import partial
 from urllib.parse import quote
@@ -55,7 +54,14 @@ from pypid.storage.interface import (
     ScanResult,
     StorageError,
 )
-from pypid.storage.s3client import FileRangeProducer, S3Error, S3Unavailable, complete_body
+from pypid.storage.s3client import (
+    FileRangeProducer,
+    S3Error,
+    S3Unavailable,
+    complete_body,
+    parse_error,
+    parse_upload_id,
+)
 from pypid.storage.s3layout import (
     Change,
     changes_start_after,
@@ -365,7 +371,7 @@ class S3Storage:
         client = self._client
         created = await client.call("POST", key, params=[("uploads", "")], headers=headers,
                                     retry=False)
-        upload_id = _xml_value(created.body, "UploadId")
+        upload_id = parse_upload_id(created.body)
         if not upload_id:
             raise S3Unavailable("S3 gave no upload id for a multipart upload")
         ident = [("uploadId", upload_id)]
@@ -394,7 +400,7 @@ class S3Storage:
             # S3 may answer 200 and put the error in the body.
             if response.code == 200 and b"<Error>" in response.body:
                 raise S3Unavailable("S3 could not complete the multipart upload: "
-                                    + (_xml_value(response.body, "Code") or "unknown error"))
+                                    + parse_error(200, response.body)[0])
         except BaseException:
             try:
                 await client.call("DELETE", key, params=ident, ok=(200, 204, 404))
@@ -969,14 +975,3 @@ class _Serial:
             return await f(*args)
         finally:
             self._lock.release()
-
-
-def _xml_value(body, name):
-    try:
-        root = ET.fromstring(body)
-    except ET.ParseError:
-        return None
-    for element in root.iter():
-        if element.tag == name or element.tag.endswith("}" + name):
-            return element.text
-    return None

@@ -128,6 +128,11 @@ def parse_list(body):
     return ListPage(tuple(keys), prefixes, token)
 
 
+def parse_upload_id(body):
+    """The C{UploadId} of a C{CreateMultipartUpload} answer (L{None} if none)."""
+    return _text(_parse(body, "a multipart upload"), "UploadId")
+
+
 def complete_body(etags):
     """The body of C{CompleteMultipartUpload} for the parts' ETags, in order."""
     root = ET.Element("CompleteMultipartUpload", xmlns=_S3_NS.strip("{}"))

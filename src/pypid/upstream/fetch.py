@@ -89,10 +89,10 @@ class UpstreamClient:
         url = self.index_url + project + "/"
         response, final = await self.get(url, {"Accept": ACCEPT})
         if response.code in (404, 410):
-            await _discard(response)
+            bodies.discard(response)
             raise UpstreamNotFound(project)
         if response.code != 200:
-            await _discard(response)
+            bodies.discard(response)
             raise UpstreamError(f"the upstream answered {response.code} for {project}")
         try:
             body = await bodies.read_body(response, self._max_page_size, self._clock,
@@ -119,10 +119,10 @@ class UpstreamClient:
         """
         response, _ = await self.get(url, {"Accept-Encoding": "identity"})
         if response.code in (404, 410):
-            await _discard(response)
+            bodies.discard(response)
             raise UpstreamNotFound(url)
         if response.code != 200:
-            await _discard(response)
+            bodies.discard(response)
             raise UpstreamError(f"the upstream answered {response.code} for a file")
         return response
 
@@ -139,7 +139,7 @@ class UpstreamClient:
             if response.code not in _REDIRECTS:
                 return response, url
             location = _header(response, b"location")
-            await _discard(response)
+            bodies.discard(response)
             if not location:
                 raise UpstreamError(f"the upstream answered {response.code} with no Location")
             target = urljoin(url, location)
@@ -174,17 +174,3 @@ def _host(url):
 def _header(response, name):
     values = response.headers.getRawHeaders(name)
     return values[0].decode("latin-1") if values else None
-
-
-async def _discard(response):
-    """
-    Drop an answer's body unread: the transfer is stopped (the connection is
-    not reused), so a server that stalls after its headers costs nothing.
-    """
-    d = bodies.read_body(response, 0)
-    d.cancel()
-    try:
-        await d
-    except Exception:
-        pass
-

@@ -409,9 +409,7 @@ class UpstreamProxy:
         try:
             temp, handle = await self.run(_open_temp, self.storage.temp_dir)
         except BaseException:
-            d = bodies.read_body(response, 0)
-            d.cancel()
-            d.addErrback(lambda _: None)
+            bodies.discard(response)
             raise
         try:
             try:
