@@ -13,7 +13,9 @@ setup(
     package_dir={"": "src"},
     # "twisted.plugins" is listed explicitly: find_packages() would drop the
     # dropin from wheels (it is a namespace without an __init__.py on purpose).
-    packages=["pypid", "pypid.storage", "pypid.upstream", "pypid.web", "twisted.plugins"],
+    packages=["pypid", "pypid.auth", "pypid.cli", "pypid.config", "pypid.core", "pypid.http",
+              "pypid.storage", "pypid.storage.s3", "pypid.upstream", "pypid.web",
+              "twisted.plugins"],
     package_data={"twisted.plugins": ["pypid_plugin.py"]},
     install_requires=[
         "twisted>=24.7",
@@ -40,9 +42,9 @@ setup(
     },
     entry_points={
         "console_scripts": [
-            "pypid-passwd = pypid.passwd:main",
-            "pypid-upstream = pypid.upstream.cli:main",
-            "pypid-token = pypid.tokencli:main",
+            "pypid-passwd = pypid.cli.passwd:main",
+            "pypid-upstream = pypid.cli.upstream:main",
+            "pypid-token = pypid.cli.token:main",
         ],
     },
     classifiers=[

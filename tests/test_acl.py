@@ -1,8 +1,8 @@
-"""Tests of L{pypid.acl}: users, groups, admins and per-project rules."""
+"""Tests of L{pypid.auth.policy}: users, groups, admins and per-project rules."""
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.acl import AccessModel, RuleError, normalize_pattern, parse_rule
+from pypid.auth.policy import AccessModel, RuleError, normalize_pattern, parse_rule
 
 
 def model(**kwargs):

@@ -1,5 +1,5 @@
 """
-Tests for L{pypid.auth}: Basic credential parsing, argon2id hashes, the
+Tests for L{pypid.auth.verifier}: Basic credential parsing, argon2id hashes, the
 password verifier and its cache, and the access policy.
 """
 
@@ -14,8 +14,8 @@ from twisted.logger import capturedLogs, formatEvent
 from twisted.python.threadpool import ThreadPool
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from pypid import auth
-from pypid.auth import (
+from pypid.auth import verifier as auth
+from pypid.auth.verifier import (
     AUTHENTICATED,
     EVERYONE,
     MAX_PASSWORD_BYTES,

@@ -1,4 +1,4 @@
-"""Tests of L{pypid.bodies}: reading other servers' answers within limits."""
+"""Tests of L{pypid.http.bodies}: reading other servers' answers within limits."""
 
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
@@ -6,7 +6,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.client import ResponseDone, ResponseFailed
 from twisted.web.http import PotentialDataLoss
 
-from pypid.bodies import BodyCutShort, BodyStalled, BodyTooLarge, read_body
+from pypid.http.bodies import BodyCutShort, BodyStalled, BodyTooLarge, read_body
 
 
 class _Transport:

@@ -1,5 +1,5 @@
 """
-Tests for L{pypid.distribution}: a file on disk turned into its record and
+Tests for L{pypid.core.distribution}: a file on disk turned into its record and
 the core metadata to serve beside it.
 """
 
@@ -8,10 +8,10 @@ import os
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.distribution import file_digests, inspect
-from pypid.metadata import InvalidDistribution
-from pypid.model import FileRecord
-from pypid.names import InvalidName
+from pypid.core.distribution import file_digests, inspect
+from pypid.core.metadata import InvalidDistribution
+from pypid.core.model import FileRecord
+from pypid.core.names import InvalidName
 from tests.distributions import make_sdist, make_sdist_zip, make_tarball, make_wheel, metadata_text
 from tests.fakes import write_file
 

@@ -302,7 +302,7 @@ class TokenCliTests(DaemonTestCase):
         import subprocess
         import sys
         env = dict(os.environ, PYPID_PASSWORD="root-pw")
-        done = subprocess.run([sys.executable, "-m", "pypid.tokencli", "--server", self.daemon.url,
+        done = subprocess.run([sys.executable, "-m", "pypid.cli.token", "--server", self.daemon.url,
                                "--user", "root", *args], capture_output=True, text=True,
                               env=env, timeout=60)
         return done.returncode, done.stdout, done.stderr

@@ -260,7 +260,7 @@ class UpstreamCacheTests(DaemonTestCase):
         import sys
         env = dict(os.environ, PYPID_PASSWORD=PASSWORD)
         done = subprocess.run(
-            [sys.executable, "-m", "pypid.upstream.cli", "--server", self.daemon.url,
+            [sys.executable, "-m", "pypid.cli.upstream", "--server", self.daemon.url,
              "--user", USER, *args], capture_output=True, text=True, env=env, timeout=120)
         return done.returncode, done.stdout, done.stderr
 

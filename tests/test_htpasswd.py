@@ -1,11 +1,11 @@
-"""Tests of L{pypid.htpasswd} and of htpasswd users logging in."""
+"""Tests of L{pypid.auth.htpasswd} and of htpasswd users logging in."""
 
 import bcrypt
 from twisted.python.threadpool import ThreadPool
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from pypid.auth import PasswordVerifier, hash_password
-from pypid.htpasswd import parse_htpasswd
+from pypid.auth.verifier import PasswordVerifier, hash_password
+from pypid.auth.htpasswd import parse_htpasswd
 from tests.fakes import FAST
 
 BCRYPT = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(4)).decode().replace("$2b$", "$2y$", 1)

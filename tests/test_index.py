@@ -1,5 +1,5 @@
 """
-Tests for L{pypid.index}: the in-memory index of projects, files and
+Tests for L{pypid.core.index}: the in-memory index of projects, files and
 tombstones, and the pages it keeps rendered.
 """
 
@@ -9,9 +9,9 @@ import json
 import attrs
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid import render
-from pypid.index import CONTENT_TYPES, HTML, JSON, Index, Page, Project, version_key
-from pypid.model import FileRecord
+from pypid.core import render
+from pypid.core.index import CONTENT_TYPES, HTML, JSON, Index, Page, Project, version_key
+from pypid.core.model import FileRecord
 
 
 def file_url(record):

@@ -1,9 +1,9 @@
-"""Tests for L{pypid.locks}."""
+"""Tests for L{pypid.web.locks}."""
 
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.locks import KeyedLock
+from pypid.web.locks import KeyedLock
 
 
 class KeyedLockTests(SynchronousTestCase):

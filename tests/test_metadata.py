@@ -1,5 +1,5 @@
 """
-Tests for L{pypid.metadata}: core metadata out of real wheels and sdists, and
+Tests for L{pypid.core.metadata}: core metadata out of real wheels and sdists, and
 bounded refusal of damaged or hostile archives.
 """
 
@@ -14,14 +14,14 @@ import zipfile
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.metadata import (
+from pypid.core.metadata import (
     CoreMetadata,
     Extracted,
     InvalidDistribution,
     extract,
     parse_metadata,
 )
-from pypid.names import parse_filename
+from pypid.core.names import parse_filename
 from tests.distributions import (
     ZeroFill,
     make_sdist,
@@ -670,7 +670,7 @@ class HeaderReaderTests(SynchronousTestCase):
         import email.parser
         import email.policy
 
-        from pypid.metadata import _Headers
+        from pypid.core.metadata import _Headers
 
         for text in self.TEXTS:
             expected = email.parser.Parser(policy=email.policy.compat32).parsestr(

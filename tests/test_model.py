@@ -1,5 +1,5 @@
 """
-Tests for L{pypid.model}: file records, their JSON form and PEP 700 times.
+Tests for L{pypid.core.model}: file records, their JSON form and PEP 700 times.
 """
 
 import json
@@ -8,7 +8,7 @@ import re
 import attrs
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.model import FileRecord, format_upload_time
+from pypid.core.model import FileRecord, format_upload_time
 
 SHA = "a" * 64
 PEP700 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z\Z")

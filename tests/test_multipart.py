@@ -1,5 +1,5 @@
 """
-Tests for L{pypid.multipart}.
+Tests for L{pypid.web.multipart}.
 """
 
 import hashlib
@@ -9,7 +9,7 @@ import stat
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.multipart import (
+from pypid.web.multipart import (
     Form,
     FormSink,
     MultipartError,

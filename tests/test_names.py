@@ -1,12 +1,12 @@
 """
-Tests for L{pypid.names}: PEP 503 normalisation, project name validity and
+Tests for L{pypid.core.names}: PEP 503 normalisation, project name validity and
 the parsing of wheel and sdist filenames, strict (uploads) and legacy
 (existing package folders).
 """
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.names import (
+from pypid.core.names import (
     MAX_FILENAME_LENGTH,
     SDIST,
     WHEEL,

@@ -1,11 +1,11 @@
 """
-Tests for L{pypid.negotiate}.
+Tests for L{pypid.core.negotiate}.
 """
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid import negotiate
-from pypid.negotiate import accepts_gzip, choose
+from pypid.core import negotiate
+from pypid.core.negotiate import accepts_gzip, choose
 
 PIP = (
     b"application/vnd.pypi.simple.v1+json, "

@@ -1,5 +1,5 @@
 """
-Tests for L{pypid.passwd}, the C{pypid-passwd} command.
+Tests for L{pypid.cli.passwd}, the C{pypid-passwd} command.
 """
 
 import io
@@ -7,8 +7,9 @@ import io
 from argon2 import PasswordHasher
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid import auth, passwd
-from pypid.auth import MAX_PASSWORD_BYTES, check_hash_format
+from pypid.auth import verifier as auth
+from pypid.cli import passwd
+from pypid.auth.verifier import MAX_PASSWORD_BYTES, check_hash_format
 
 from tests.test_auth import FAST
 

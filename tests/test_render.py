@@ -1,5 +1,5 @@
 """
-Tests for L{pypid.render}.
+Tests for L{pypid.core.render}.
 """
 
 import json
@@ -8,16 +8,9 @@ from html.parser import HTMLParser
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid import render
-from pypid.model import FileRecord
-from pypid.render import (
-    etag,
-    project_html,
-    project_json,
-    pypi_json,
-    root_html,
-    root_json,
-)
+from pypid.core import render
+from pypid.core.model import FileRecord
+from pypid.core.render import etag, project_html, project_json, pypi_json, root_html, root_json
 
 SHA = "a" * 64
 META_SHA = "b" * 64

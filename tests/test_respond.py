@@ -23,8 +23,8 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 from twisted.web.test.requesthelper import DummyRequest
 
-from pypid.errors import BadRequest, HTTPError, Unauthorized
-from pypid.index import Page
+from pypid.core.errors import BadRequest, HTTPError, Unauthorized
+from pypid.core.index import Page
 from pypid.storage.interface import RemoteFile, StorageError
 from pypid.web.respond import (
     FILE_CACHE_CONTROL,

@@ -18,8 +18,8 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 from twisted.trial.unittest import TestCase
 
-from pypid import snapshot as snapshots
-from pypid.distribution import inspect
+from pypid.storage import snapshot as snapshots
+from pypid.core.distribution import inspect
 from pypid.storage.interface import (
     FileExists,
     ISharedStorage,
@@ -28,12 +28,12 @@ from pypid.storage.interface import (
     RemoteFile,
     StorageError,
 )
-from pypid.storage import s3
-from pypid.storage.s3 import S3Storage
-from pypid.storage.s3client import S3Client, make_http
-from pypid.storage.s3credentials import CredentialSource
-from pypid.storage.s3layout import Layout
-from pypid.storage.s3sign import Bucket, Credentials
+from pypid.storage.s3 import storage as s3
+from pypid.storage.s3.storage import S3Storage
+from pypid.storage.s3.client import S3Client, make_http
+from pypid.storage.s3.credentials import CredentialSource
+from pypid.storage.s3.layout import Layout
+from pypid.storage.s3.sign import Bucket, Credentials
 from tests import s3server
 from tests.distributions import make_wheel
 from tests.fakes import write_file

@@ -1,8 +1,8 @@
 """
 Fast, in-memory tests of the pieces the S3 storage is built from: request
-addressing and signing (L{pypid.storage.s3sign}), the bucket layout
-(L{pypid.storage.s3layout}), the treq-based client (L{pypid.storage.s3client})
-and the credential source (L{pypid.storage.s3credentials}).
+addressing and signing (L{pypid.storage.s3.sign}), the bucket layout
+(L{pypid.storage.s3.layout}), the treq-based client (L{pypid.storage.s3.client})
+and the credential source (L{pypid.storage.s3.credentials}).
 
 No network and no S3 server: a small twisted.web resource plays the store
 behind L{StubTreq}, time is a L{Clock}, and thread-pool work runs at once.
@@ -24,10 +24,10 @@ from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
 
-from pypid.model import FileRecord
-from pypid.storage import s3client
+from pypid.core.model import FileRecord
+from pypid.storage.s3 import client as s3client
 from pypid.storage.interface import StorageError
-from pypid.storage.s3client import (
+from pypid.storage.s3.client import (
     RETRY_DELAYS,
     FileRangeProducer,
     Listed,
@@ -38,8 +38,8 @@ from pypid.storage.s3client import (
     parse_error,
     parse_list,
 )
-from pypid.storage.s3credentials import REFRESH_AHEAD, CredentialSource
-from pypid.storage.s3layout import (
+from pypid.storage.s3.credentials import REFRESH_AHEAD, CredentialSource
+from pypid.storage.s3.layout import (
     METADATA_SUFFIX,
     Change,
     Layout,
@@ -49,7 +49,7 @@ from pypid.storage.s3layout import (
     yank_body,
     yank_reason,
 )
-from pypid.storage.s3sign import (
+from pypid.storage.s3.sign import (
     EMPTY_SHA256,
     Bucket,
     Credentials,

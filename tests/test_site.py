@@ -12,7 +12,7 @@ from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
 
-from pypid.multipart import FormSink
+from pypid.web.multipart import FormSink
 from pypid.web.site import MAX_OTHER_BODY, PypidSite, _origin_form
 
 AUTH = b"Authorization: Basic " + base64.b64encode(b"alice:secret") + b"\r\n"
@@ -175,7 +175,7 @@ class VerifyBeforeBodyTests(SynchronousTestCase):
 
     def test_refused_before_body(self):
         """Wrong credentials get 401 before any of the body is spooled."""
-        from pypid.errors import Unauthorized
+        from pypid.core.errors import Unauthorized
         self.channel.dataReceived(self.headers(length=512 << 10, expect=True))
         [(_, d)] = self.gate.pending
         d.errback(Unauthorized("wrong user name or password"))

@@ -1,5 +1,5 @@
 """
-Tests for L{pypid.snapshot}: the snapshot's bytes, reading and atomic
+Tests for L{pypid.storage.snapshot}: the snapshot's bytes, reading and atomic
 writing, the writer that saves only what changed, and the periodic service.
 """
 
@@ -11,10 +11,10 @@ from twisted.internet.task import Clock
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid import snapshot
-from pypid.index import Index
-from pypid.model import FileRecord
-from pypid.snapshot import (
+from pypid.storage import snapshot
+from pypid.core.index import Index
+from pypid.core.model import FileRecord
+from pypid.storage.snapshot import (
     FORMAT,
     Snapshot,
     SnapshotError,

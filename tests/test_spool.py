@@ -1,12 +1,12 @@
-"""Tests for L{pypid.web.spool}: an upload body fed to its sink in worker jobs."""
+"""Tests for L{pypid.web.body}: an upload body fed to its sink in worker jobs."""
 
 import hashlib
 import os
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.multipart import FormSink, UploadTooLarge
-from pypid.web.spool import ThreadedSink
+from pypid.web.multipart import FormSink, UploadTooLarge
+from pypid.web.body import ThreadedSink
 from tests.fakes import QueuedRun
 
 BOUNDARY = b"xyz"

@@ -14,8 +14,8 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
-from pypid.distribution import inspect
-from pypid.model import FileRecord
+from pypid.core.distribution import inspect
+from pypid.core.model import FileRecord
 from pypid.storage.interface import (
     FileExists,
     FilenameDeleted,

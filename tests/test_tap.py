@@ -13,7 +13,8 @@ from twisted.python import usage
 from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid import snapshot, tap
+from pypid import tap
+from pypid.storage import snapshot
 from pypid.config import Config
 from pypid.service import PypidService
 from pypid.tap import Options, makeService

@@ -1,12 +1,12 @@
-"""Tests of L{pypid.throttle} and its use by L{pypid.web.access.Access}."""
+"""Tests of L{pypid.auth.throttle} and its use by L{pypid.web.access.Access}."""
 
 from twisted.internet.defer import succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.auth import Policy
-from pypid.errors import TooManyRequests, Unauthorized
-from pypid.throttle import LoginThrottle
+from pypid.auth.verifier import Policy
+from pypid.core.errors import TooManyRequests, Unauthorized
+from pypid.auth.throttle import LoginThrottle
 from pypid.web.access import Access
 
 

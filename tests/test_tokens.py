@@ -1,4 +1,4 @@
-"""Tests of L{pypid.tokens}: issuing, verifying, scoping, revoking and keeping tokens."""
+"""Tests of L{pypid.auth.tokens}: issuing, verifying, scoping, revoking and keeping tokens."""
 
 import os
 import stat
@@ -6,7 +6,7 @@ import stat
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.tokens import TokenBook, TokenError, read_file, write_file
+from pypid.auth.tokens import TokenBook, TokenError, read_file, write_file
 
 
 class TokenBookTests(SynchronousTestCase):
@@ -87,8 +87,8 @@ class TokenAccessTests(SynchronousTestCase):
 
         from twisted.web.http_headers import Headers
 
-        from pypid.auth import Policy
-        from pypid.errors import Unauthorized
+        from pypid.auth.verifier import Policy
+        from pypid.core.errors import Unauthorized
         from pypid.web.access import Access
 
         class Verifier:

@@ -1,5 +1,5 @@
 """
-Tests for L{pypid.upload.validate_upload}: every rule of the legacy upload
+Tests for L{pypid.core.upload.validate_upload}: every rule of the legacy upload
 form, each refusal naming its field.
 """
 
@@ -7,9 +7,9 @@ import hashlib
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.errors import BadRequest
-from pypid.multipart import FilePart, Form
-from pypid.upload import UploadRequest, validate_upload
+from pypid.core.errors import BadRequest
+from pypid.web.multipart import FilePart, Form
+from pypid.core.upload import UploadRequest, validate_upload
 
 DATA = b"pretend this is a wheel"
 WHEEL_NAME = "holy_grail-1.0-py3-none-any.whl"

@@ -1,5 +1,5 @@
 """
-Tests for L{pypid.upstream.page}: reading an upstream project page, in its
+Tests for L{pypid.upstream.parser}: reading an upstream project page, in its
 PEP 691 JSON and PEP 503 HTML forms, into checked values, and the cooldown
 that hides recent uploads.
 """
@@ -10,10 +10,10 @@ import json
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.model import FileRecord, format_upload_time
-from pypid.names import SDIST, WHEEL
-from pypid.render import project_html, project_json
-from pypid.upstream.page import (
+from pypid.core.model import FileRecord, format_upload_time
+from pypid.core.names import SDIST, WHEEL
+from pypid.core.render import project_html, project_json
+from pypid.upstream.parser import (
     UpstreamFile,
     UpstreamPage,
     UpstreamPageError,

@@ -1,6 +1,6 @@
 """
 Tests of the upstream rules (L{pypid.upstream.policy}) and the page cache
-(L{pypid.upstream.pages}): pure logic, with a clock and a fake fetch.
+(L{pypid.upstream.cache}): pure logic, with a clock and a fake fetch.
 """
 
 import json
@@ -9,10 +9,10 @@ from twisted.internet.defer import Deferred, ensureDeferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.model import FileRecord
+from pypid.core.model import FileRecord
 from pypid.upstream.fetch import UpstreamError, UpstreamNotFound
-from pypid.upstream.page import UpstreamFile, UpstreamPage
-from pypid.upstream.pages import Offline, PageCache
+from pypid.upstream.parser import UpstreamFile, UpstreamPage
+from pypid.upstream.cache import Offline, PageCache
 from pypid.upstream.policy import UpstreamPolicy, matches, merged
 
 NOW = 1_800_000_000.0
@@ -246,7 +246,7 @@ class PageCacheLimitTests(SynchronousTestCase):
 
     def test_bounded(self):
         """The cache keeps at most MAX_ENTRIES projects, dropping the oldest fetched."""
-        from pypid.upstream import pages
+        from pypid.upstream import cache as pages
         self.patch(pages, "MAX_ENTRIES", 3)
         clock = Clock()
         cache = PageCache(lambda project: succeed(page(project=project)), clock, 60.0)
@@ -256,7 +256,7 @@ class PageCacheLimitTests(SynchronousTestCase):
 
     def test_failure_remembered(self):
         """A failed miss is answered at once for a while, then asked again."""
-        from pypid.upstream import pages
+        from pypid.upstream import cache as pages
         clock = Clock()
         calls = []
 

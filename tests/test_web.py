@@ -22,8 +22,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.client import ResponseFailed
 from twisted.web.http_headers import Headers
 
-from pypid.auth import PasswordVerifier, Policy, hash_password
-from pypid.index import Index
+from pypid.auth.verifier import PasswordVerifier, Policy, hash_password
+from pypid.core.index import Index
 from pypid.service import file_url_for
 from pypid.storage import local
 from pypid.storage.interface import Redirect, RemoteBytes, StorageError

@@ -17,7 +17,7 @@ from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, DeferredList, ensureDeferred, maybeDeferred
 from twisted.logger import Logger
 
-from pypid import snapshot as snapshots
+from pypid.storage import snapshot as snapshots
 from pypid.storage.interface import Changed, ISharedStorage, StorageError
 from pypid.tls import TLSError
 

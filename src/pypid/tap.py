@@ -17,8 +17,8 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.python import usage
 from twisted.python.threadpool import ThreadPool
 
-from pypid.acl import AccessModel
-from pypid.auth import PasswordVerifier, Policy
+from pypid.auth.policy import AccessModel
+from pypid.auth.verifier import PasswordVerifier, Policy
 from pypid.config import (
     HTTP_REDIRECT,
     HTTPS,
@@ -27,11 +27,11 @@ from pypid.config import (
     parse_listen_address,
     parse_override,
 )
-from pypid.index import Index
+from pypid.core.index import Index
 from pypid.service import IndexLoader, ListenerService, PypidService, SyncService, file_url_for
-from pypid.snapshot import SnapshotService, SnapshotWriter
+from pypid.storage.snapshot import SnapshotService, SnapshotWriter
 from pypid.storage.interface import ISharedStorage
-from pypid.throttle import LoginThrottle
+from pypid.auth.throttle import LoginThrottle
 from pypid.storage.local import LocalStorage
 from pypid.tls import Redirect, RedirectSite, ServerTLS
 from pypid.web.access import Access
@@ -210,11 +210,11 @@ def make_storage(config, run, reactor):
         return LocalStorage(config.storage.path, run, reactor)
     import os
 
-    from pypid.storage.s3 import S3Storage
-    from pypid.storage.s3client import S3Client, make_http
-    from pypid.storage.s3credentials import CredentialSource
-    from pypid.storage.s3layout import Layout
-    from pypid.storage.s3sign import Bucket, Credentials, aws_endpoint
+    from pypid.storage.s3.storage import S3Storage
+    from pypid.storage.s3.client import S3Client, make_http
+    from pypid.storage.s3.credentials import CredentialSource
+    from pypid.storage.s3.layout import Layout
+    from pypid.storage.s3.sign import Bucket, Credentials, aws_endpoint
 
     s3 = config.s3
     endpoint = s3.endpoint_url or aws_endpoint(s3.region)
@@ -243,9 +243,9 @@ def make_upstream(config, run, reactor, index):
     import attrs
     from twisted.internet.defer import ensureDeferred
 
-    from pypid.storage.s3client import make_http
+    from pypid.storage.s3.client import make_http
     from pypid.upstream.fetch import UpstreamClient
-    from pypid.upstream.pages import PageCache
+    from pypid.upstream.cache import PageCache
     from pypid.upstream.policy import UpstreamPolicy
     from pypid.upstream.proxy import UpstreamProxy
 
@@ -273,7 +273,7 @@ def load_tokens(config, clock):
     The API tokens, read once at start-up (a small file); an unreadable one
     stops start-up with one line.
     """
-    from pypid.tokens import TokenBook, TokenError, read_file
+    from pypid.auth.tokens import TokenBook, TokenError, read_file
     book = TokenBook(clock)
     path = config.auth.tokens
     try:
@@ -288,7 +288,7 @@ def load_tokens(config, clock):
 
 def outbound_policy(config):
     """How outbound HTTPS is verified ([pypid] ca_bundle); a bad bundle stops start-up."""
-    from pypid.storage.s3client import https_policy
+    from pypid.storage.s3.client import https_policy
     try:
         return https_policy(config.server.ca_bundle)
     except ValueError as e:

@@ -34,10 +34,10 @@ from twisted.internet.defer import succeed
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from pypid.distribution import file_digests, inspect
-from pypid.metadata import InvalidDistribution
-from pypid.model import FileRecord
-from pypid.names import InvalidName
+from pypid.core.distribution import file_digests, inspect
+from pypid.core.metadata import InvalidDistribution
+from pypid.core.model import FileRecord
+from pypid.core.names import InvalidName
 from pypid.storage.interface import (
     FileExists,
     FilenameDeleted,

@@ -7,7 +7,7 @@ hostile upstream costs a bounded wait and bounded memory. Files are fetched
 only from the configured hosts, so pypid never becomes an open proxy (which
 URL may be fetched at all is decided by the cache: only URLs its pages
 listed). Redirects are followed by hand, a few at most, and only to allowed
-hosts. Parsing is in L{pypid.upstream.page}, which does no I/O.
+hosts. Parsing is in L{pypid.upstream.parser}, which does no I/O.
 """
 
 from urllib.parse import urljoin, urlsplit
@@ -15,8 +15,8 @@ from urllib.parse import urljoin, urlsplit
 from twisted.internet.defer import CancelledError
 from twisted.logger import Logger
 
-from pypid import bodies
-from pypid.upstream.page import UpstreamPageError, parse_page
+from pypid.http import bodies
+from pypid.upstream.parser import UpstreamPageError, parse_page
 
 log = Logger()
 
@@ -82,7 +82,7 @@ class UpstreamClient:
         """
         The upstream's page of a (normalized) project.
 
-        @rtype: L{pypid.upstream.page.UpstreamPage}
+        @rtype: L{pypid.upstream.parser.UpstreamPage}
         @raise UpstreamNotFound: the upstream answered 404 (or 410).
         @raise UpstreamError: for anything else that is not a usable page.
         """

@@ -14,8 +14,8 @@ from fnmatch import fnmatchcase
 
 import attrs
 
-from pypid.names import filename_key, normalize
-from pypid.upstream.page import effective_files
+from pypid.core.names import filename_key, normalize
+from pypid.upstream.parser import effective_files
 
 
 def matches(name, patterns):
@@ -86,8 +86,8 @@ def merged(hosted, upstream):
     a local file wins over an upstream one with the same filename, or that
     names the same distribution in another spelling.
 
-    @param hosted: L{pypid.model.FileRecord}s.
-    @param upstream: L{pypid.upstream.page.UpstreamFile}s.
+    @param hosted: L{pypid.core.model.FileRecord}s.
+    @param upstream: L{pypid.upstream.parser.UpstreamFile}s.
     @return: the upstream files to show beside the hosted ones.
     """
     names = {record.filename for record in hosted}

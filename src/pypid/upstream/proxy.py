@@ -23,15 +23,16 @@ from twisted.python.failure import Failure
 from twisted.web.client import ResponseDone
 from twisted.web.http import PotentialDataLoss
 
-from pypid import bodies, render
-from pypid.distribution import file_digests, inspect
-from pypid.index import CONTENT_TYPES, HTML, Page, version_key
-from pypid.metadata import InvalidDistribution
-from pypid.model import FileRecord
-from pypid.names import InvalidName, normalize
+from pypid.http import bodies
+from pypid.core import render
+from pypid.core.distribution import file_digests, inspect
+from pypid.core.index import CONTENT_TYPES, HTML, Page, version_key
+from pypid.core.metadata import InvalidDistribution
+from pypid.core.model import FileRecord
+from pypid.core.names import InvalidName, normalize
 from pypid.storage.interface import FileExists, StorageError
 from pypid.upstream.fetch import UpstreamError, UpstreamNotFound
-from pypid.upstream.pages import Offline
+from pypid.upstream.cache import Offline
 from pypid.upstream.policy import merged
 from pypid.upstream.requirements import select
 
@@ -186,10 +187,10 @@ class UpstreamProxy:
 
     @ivar config: the L{pypid.config.UpstreamConfig}.
     @ivar policy: the L{pypid.upstream.policy.UpstreamPolicy}.
-    @ivar pages: the L{pypid.upstream.pages.PageCache}.
+    @ivar pages: the L{pypid.upstream.cache.PageCache}.
     @ivar client: the L{pypid.upstream.fetch.UpstreamClient}.
     @ivar storage: where fetched files are kept (an L{IStorage} of its own).
-    @ivar index: the hosted L{pypid.index.Index} (what is hosted is never
+    @ivar index: the hosted L{pypid.core.index.Index} (what is hosted is never
         asked upstream).
     @ivar file_url: C{file_url(record) -> str}, as for hosted files.
     @ivar cached: C{{filename: FileRecord}} of the files kept in C{storage}.
@@ -258,7 +259,7 @@ class UpstreamProxy:
         @return: C{(Page, age in seconds, stale)}, or L{None} when the
             upstream has no such project.
         @raise UpstreamError: not cached and the upstream failed.
-        @raise pypid.upstream.pages.Offline: not cached, offline.
+        @raise pypid.upstream.cache.Offline: not cached, offline.
         """
         entry, stale = await self.pages.get(project)
         if entry.page is None:
@@ -273,7 +274,7 @@ class UpstreamProxy:
         shadows (same filename, or the same distribution spelled otherwise).
         While the upstream cannot be reached, the hosted files alone.
 
-        @param hosted: the hosted L{pypid.index.Project}.
+        @param hosted: the hosted L{pypid.core.index.Project}.
         @return: C{(Page, stale)}.
         """
         try:

@@ -13,8 +13,8 @@ import attrs
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.version import InvalidVersion, Version
 
-from pypid.index import version_key
-from pypid.names import InvalidName, canonical_version, is_valid_name, normalize
+from pypid.core.index import version_key
+from pypid.core.names import InvalidName, canonical_version, is_valid_name, normalize
 
 
 class RequirementsError(ValueError):
@@ -159,7 +159,7 @@ def select(pin, files):
     The upstream files a pin asks for: those of its version (or of the
     latest version with a file not yanked), narrowed to its hashes if any.
 
-    @param files: the project's visible L{pypid.upstream.page.UpstreamFile}s.
+    @param files: the project's visible L{pypid.upstream.parser.UpstreamFile}s.
     """
     version = pin.version
     if version is None:

@@ -1,6 +1,6 @@
 """
 Who may do what, applied to requests: the bridge from HTTP Basic headers to
-L{pypid.auth}'s verifier and policy.
+L{pypid.auth.verifier}'s verifier and policy.
 
 Reads are the hot path: when the policy lets everyone read, L{Access.gate_read}
 answers L{None} at once and no header is even parsed.
@@ -10,31 +10,31 @@ import attrs
 from twisted.internet.defer import fail, succeed
 from twisted.python.failure import Failure
 
-from pypid.auth import Busy, Identity, MalformedCredentials, parse_basic
-from pypid.tokens import TOKEN_USER
-from pypid.errors import TooManyRequests, Unauthorized, Unavailable
+from pypid.auth.verifier import Busy, Identity, MalformedCredentials, parse_basic
+from pypid.auth.tokens import TOKEN_USER
+from pypid.core.errors import TooManyRequests, Unauthorized, Unavailable
 
 
 @attrs.define
 class Access:
     """
-    @ivar policy: the L{pypid.auth.Policy} of the configuration.
-    @ivar _verifier: a L{pypid.auth.PasswordVerifier}.
+    @ivar policy: the L{pypid.auth.verifier.Policy} of the configuration.
+    @ivar _verifier: a L{pypid.auth.verifier.PasswordVerifier}.
     """
 
     policy: object
     _verifier: object
-    #: a L{pypid.throttle.LoginThrottle}, or L{None}
+    #: a L{pypid.auth.throttle.LoginThrottle}, or L{None}
     _throttle: object = None
-    #: the L{pypid.acl.AccessModel}; by default the policy's defaults alone
+    #: the L{pypid.auth.policy.AccessModel}; by default the policy's defaults alone
     model: object = None
-    #: the L{pypid.tokens.TokenBook}, or L{None} when tokens are not used
+    #: the L{pypid.auth.tokens.TokenBook}, or L{None} when tokens are not used
     tokens: object = None
     _open_reads: bool = attrs.field(init=False, default=True)
 
     def __attrs_post_init__(self):
         if self.model is None:
-            from pypid.acl import AccessModel
+            from pypid.auth.policy import AccessModel
             self.model = AccessModel(read=self.policy.read, upload=self.policy.upload)
         # Whether anonymous clients read every project: then reads need no
         # credentials at all, and pages no filtering (the hot path).
@@ -95,7 +95,7 @@ class Access:
         Find who sent the request.
 
         @param credentials: C{(user, password)} already parsed, if any.
-        @return: L{Deferred} firing with an L{pypid.auth.Identity}, or L{None}
+        @return: L{Deferred} firing with an L{pypid.auth.verifier.Identity}, or L{None}
             for an anonymous request; failing with L{Unauthorized} for
             malformed or wrong credentials.
         """

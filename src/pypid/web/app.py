@@ -4,7 +4,7 @@ The Klein application: everything but the hot path.
 Uploads (the legacy API that twine and C{uv publish} speak), the legacy
 JSON API, health, yank/unyank/delete, and the pages for people. Routes are
 methods of an attrs object holding its collaborators; errors are
-L{pypid.errors.HTTPError}s, answered in one place.
+L{pypid.core.errors.HTTPError}s, answered in one place.
 """
 
 import html
@@ -17,8 +17,8 @@ from klein import Klein
 from twisted.internet.defer import DeferredLock, ensureDeferred
 from twisted.logger import Logger
 
-from pypid.distribution import inspect
-from pypid.errors import (
+from pypid.core.distribution import inspect
+from pypid.core.errors import (
     BadGateway,
     BadRequest,
     Forbidden,
@@ -28,10 +28,15 @@ from pypid.errors import (
     TooLarge,
     Unavailable,
 )
-from pypid.metadata import InvalidDistribution, parse_metadata
-from pypid.multipart import FormSink, MultipartError, UploadTooLarge, boundary_from_content_type
-from pypid.locks import KeyedLock
-from pypid.names import (
+from pypid.core.metadata import InvalidDistribution, parse_metadata
+from pypid.web.multipart import (
+    FormSink,
+    MultipartError,
+    UploadTooLarge,
+    boundary_from_content_type,
+)
+from pypid.web.locks import KeyedLock
+from pypid.core.names import (
     InvalidName,
     canonical_version,
     distribution_key,
@@ -40,14 +45,14 @@ from pypid.names import (
     normalize,
     parse_filename,
 )
-from pypid import render
+from pypid.core import render
 from pypid.storage.interface import FileExists, FilenameDeleted, StorageError
-from pypid import tokens
+from pypid.auth import tokens
 from pypid.config import parse_duration
-from pypid.upload import validate_upload
+from pypid.core.upload import validate_upload
 from pypid.upstream import requirements
 from pypid.upstream.fetch import UpstreamError
-from pypid.upstream.pages import Offline
+from pypid.upstream.cache import Offline
 from pypid.service import file_url_for
 from pypid.web.respond import (
     RETRY_AFTER,
@@ -57,8 +62,8 @@ from pypid.web.respond import (
     storage_unavailable,
 )
 from pypid.web.site import SECURITY_HEADERS, too_large_message
-from pypid.web.spool import ThreadedSink
-from pypid.index import Page
+from pypid.web.body import ThreadedSink
+from pypid.core.index import Page
 
 log = Logger()
 
@@ -74,7 +79,7 @@ class PypidApp:
     """
     The routes of the server other than C{/simple/} and C{/files/}.
 
-    @ivar _index: the L{pypid.index.Index}.
+    @ivar _index: the L{pypid.core.index.Index}.
     @ivar _storage: the L{pypid.storage.interface.IStorage}.
     @ivar _access: the L{pypid.web.access.Access} gate.
     @ivar _run: C{run(f, *args) -> Deferred} for blocking work.

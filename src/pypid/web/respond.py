@@ -23,9 +23,9 @@ from twisted.web.server import NOT_DONE_YET
 from twisted.web.static import NoRangeStaticProducer, SingleRangeStaticProducer
 from zope.interface import implementer
 
-from pypid.auth import www_authenticate_header
-from pypid.errors import HTTPError, NotFound, Unauthorized, Unavailable, reason_phrase
-from pypid.negotiate import accepts_gzip
+from pypid.auth.verifier import www_authenticate_header
+from pypid.core.errors import HTTPError, NotFound, Unauthorized, Unavailable, reason_phrase
+from pypid.core.negotiate import accepts_gzip
 from pypid.storage.interface import StorageError
 
 log = Logger()
@@ -66,7 +66,7 @@ def etag_matches(header_values, etag):
 
 def send_page(request, page):
     """
-    Answer with a pre-rendered L{pypid.index.Page}: gzip when the client takes
+    Answer with a pre-rendered L{pypid.core.index.Page}: gzip when the client takes
     it, 304 when it has this version already.
 
     @return: the body to return from C{render}.

@@ -12,11 +12,11 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
 from twisted.web.resource import Resource
 
-from pypid import render
-from pypid.errors import Gone, HTTPError, NotAcceptable, NotFound
-from pypid.index import CONTENT_TYPES, HTML, Page
-from pypid.names import is_valid_name, normalize
-from pypid.negotiate import choose
+from pypid.core import render
+from pypid.core.errors import Gone, HTTPError, NotAcceptable, NotFound
+from pypid.core.index import CONTENT_TYPES, HTML, Page
+from pypid.core.names import is_valid_name, normalize
+from pypid.core.negotiate import choose
 from pypid.storage.interface import LocalFile, MemoryFile, Redirect, RemoteBytes, RemoteFile
 from pypid.web import upstream
 from pypid.web.respond import (
@@ -62,7 +62,7 @@ class SimpleResource(Resource):
     """
     C{/simple/} and C{/simple/<project>/}, in HTML or JSON (PEP 503, 691).
 
-    @ivar _index: the L{pypid.index.Index}.
+    @ivar _index: the L{pypid.core.index.Index}.
     @ivar _access: the L{pypid.web.access.Access} gate.
     @ivar _base: prefix of absolute redirect targets: the configured base
         URL, or C{"/"}, so a redirect never leaves this server's origin.

@@ -4,8 +4,8 @@ The HTTP site: a L{Site} whose requests stream upload bodies to disk.
 Twisted's L{Request} keeps a body in memory (or a temporary file) and then
 parses a C{multipart/form-data} body into C{request.args} all at once,
 dropping the part's filename. For uploads this request class instead hands
-each chunk of the body, as it arrives, to a L{pypid.multipart.FormSink}
-(through L{pypid.web.spool.ThreadedSink}, in a worker thread), which writes
+each chunk of the body, as it arrives, to a L{pypid.web.multipart.FormSink}
+(through L{pypid.web.body.ThreadedSink}, in a worker thread), which writes
 the file part to the storage's spool folder and hashes it on the way; memory
 stays flat whatever the file size.
 
@@ -21,9 +21,9 @@ from twisted.python.failure import Failure
 from twisted.web import server
 from twisted.web.http import datetimeToString, unquote
 
-from pypid.auth import MalformedCredentials, parse_basic, www_authenticate_header
-from pypid.errors import HTTPError, reason_phrase
-from pypid.multipart import (
+from pypid.auth.verifier import MalformedCredentials, parse_basic, www_authenticate_header
+from pypid.core.errors import HTTPError, reason_phrase
+from pypid.web.multipart import (
     FormSink,
     MultipartError,
     UnkeptBody,
@@ -31,7 +31,7 @@ from pypid.multipart import (
     boundary_from_content_type,
 )
 from pypid.web.channel import ConnectionCounter, GuardedSite, PypidChannel, Refused
-from pypid.web.spool import ThreadedSink
+from pypid.web.body import ThreadedSink
 
 log = Logger()
 
@@ -83,7 +83,7 @@ class PypidRequest(server.Request):
     _body_done = False
     #: C{(user, password)} from the Authorization header of an upload, parsed early
     upload_credentials = None
-    #: the uploader's L{pypid.auth.Identity}, once verified before the body
+    #: the uploader's L{pypid.auth.verifier.Identity}, once verified before the body
     upload_check = None
 
     def gotLength(self, length):
@@ -307,7 +307,7 @@ class PypidSite(GuardedSite, server.Site):
         credentials before its body is read; L{None} to leave it to the route.
     @ivar run: C{run(f, *args) -> Deferred} running C{f} in a worker thread,
         where upload bodies are parsed, hashed and written (see
-        L{pypid.web.spool}); L{None} to do that on the reactor thread.
+        L{pypid.web.body}); L{None} to do that on the reactor thread.
     """
 
     requestFactory = PypidRequest

@@ -12,11 +12,11 @@ import hashlib
 from twisted.internet.defer import ensureDeferred
 from twisted.web.server import NOT_DONE_YET
 
-from pypid.errors import BadGateway, NotFound, Unavailable
-from pypid.names import is_valid_name, normalize
+from pypid.core.errors import BadGateway, NotFound, Unavailable
+from pypid.core.names import is_valid_name, normalize
 from pypid.storage.interface import StorageError
 from pypid.upstream.fetch import UpstreamError, UpstreamNotFound
-from pypid.upstream.pages import Offline
+from pypid.upstream.cache import Offline
 from pypid.web.respond import (
     FILE_CACHE_CONTROL,
     FILE_CONTENT_TYPE,

@@ -14,7 +14,7 @@ import hashlib
 import json
 from html import escape
 
-from pypid.names import SDIST, InvalidName, parse_filename
+from pypid.core.names import SDIST, InvalidName, parse_filename
 
 #: The simple API version announced in both serializations: PEP 700's fields
 #: are served, provenance (1.3) and status markers (1.4) are not.

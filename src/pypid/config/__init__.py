@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from pypid.auth import USER_NAME, check_hash_format
+from pypid.auth.verifier import USER_NAME, check_hash_format
 
 
 class ConfigError(Exception):
@@ -171,7 +171,7 @@ class Config:
     tls: TLSConfig = attrs.field(factory=_no_tls)
     #: C{[groups]}: group name -> frozenset of user names
     groups: Mapping[str, frozenset] = attrs.field(factory=dict, converter=MappingProxyType)
-    #: C{[acl]}: L{pypid.acl.Rule}s in file order
+    #: C{[acl]}: L{pypid.auth.policy.Rule}s in file order
     acl: tuple = ()
 
 
@@ -797,7 +797,7 @@ def load_config(path, overrides=(), listen=()):
 
     htpasswd = values["auth", "htpasswd"]
     if htpasswd is not None:
-        from pypid.htpasswd import parse_htpasswd
+        from pypid.auth.htpasswd import parse_htpasswd
         try:
             with open(htpasswd, encoding="utf-8") as f:
                 more = parse_htpasswd(f.read(), htpasswd)
@@ -830,7 +830,7 @@ def load_config(path, overrides=(), listen=()):
             fail("auth", "admins", f"{admin!r} is not a user of [users]")
     rules = []
     if parser.has_section("acl"):
-        from pypid.acl import RuleError, parse_rule
+        from pypid.auth.policy import RuleError, parse_rule
         for order, (pattern, value) in enumerate(parser.items("acl")):
             try:
                 rule = parse_rule(pattern, value, order)

@@ -365,7 +365,7 @@ class Identity:
     added without changing every caller.
 
     @ivar name: the user's name, as it appears in C{[users]}.
-    @ivar token: the L{pypid.tokens.Token} the request used (with the user
+    @ivar token: the L{pypid.auth.tokens.Token} the request used (with the user
         name C{__token__}), whose scope limits what the user may do; or
         L{None} for a password.
     """
@@ -426,7 +426,7 @@ class PasswordVerifier:
     def __attrs_post_init__(self):
         for name, value in self._users.items():
             if is_bcrypt(value):
-                continue  # from an htpasswd file (pypid.htpasswd checked it)
+                continue  # from an htpasswd file (pypid.auth.htpasswd checked it)
             try:
                 check_hash_format(value)
             except ValueError as e:

@@ -24,8 +24,8 @@ from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 import attrs
 
-from pypid.model import format_upload_time
-from pypid.names import InvalidName, is_valid_name, normalize, parse_filename
+from pypid.core.model import format_upload_time
+from pypid.core.names import InvalidName, is_valid_name, normalize, parse_filename
 
 #: Media types read as PEP 691 JSON. Plain C{application/json} is accepted
 #: because some proxies and older servers label the same body that way.
@@ -64,7 +64,7 @@ class UpstreamFile:
     """
     One file an upstream page lists, checked and ready to be cached.
 
-    The fields are those of L{pypid.model.FileRecord} that an upstream can
+    The fields are those of L{pypid.core.model.FileRecord} that an upstream can
     tell us before the file is fetched, so that pypid can serve the page
     again with nothing lost, and check the bytes against C{sha256} when the
     file is first downloaded.
@@ -76,7 +76,7 @@ class UpstreamFile:
         since a file that cannot be checked must not be cached.
     @ivar requires_python: the file's C{Requires-Python}, or L{None}.
     @ivar yanked: L{None} when not yanked, otherwise the reason (possibly
-        empty), as in L{pypid.model.FileRecord.yanked}; PEP 592 forbids
+        empty), as in L{pypid.core.model.FileRecord.yanked}; PEP 592 forbids
         mirroring a yanked file without its flag.
     @ivar metadata_sha256: L{None} when the upstream offers no separate core
         metadata, C{""} when it offers it without a sha256, otherwise the
@@ -86,7 +86,7 @@ class UpstreamFile:
         upstream does not say (or says it unreadably).
     @ivar project: the normalized project name, read from the filename.
     @ivar version: the normalized version, read from the filename.
-    @ivar packagetype: L{pypid.names.WHEEL} or L{pypid.names.SDIST}.
+    @ivar packagetype: L{pypid.core.names.WHEEL} or L{pypid.core.names.SDIST}.
     """
 
     filename: str

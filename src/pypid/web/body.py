@@ -1,5 +1,5 @@
 """
-Feeding an upload's body to its L{pypid.multipart.FormSink} off the reactor
+Feeding an upload's body to its L{pypid.web.multipart.FormSink} off the reactor
 thread.
 
 Parsing, hashing (sha256, blake2b and md5) and writing an upload to its
@@ -17,7 +17,7 @@ runs, and by the reactor only when no job runs.
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
-from pypid.multipart import UnkeptBody
+from pypid.web.multipart import UnkeptBody
 
 log = Logger()
 
@@ -27,7 +27,7 @@ class ThreadedSink(UnkeptBody):
     A request body file-like object (what Twisted calls C{request.content})
     that feeds a L{FormSink} in a worker thread.
 
-    @ivar sink: the L{pypid.multipart.FormSink}.
+    @ivar sink: the L{pypid.web.multipart.FormSink}.
     """
 
     def __init__(self, sink, run, pause, resume, on_error, high=4 << 20, low=1 << 20):

@@ -15,8 +15,8 @@ import gzip
 import attrs
 from packaging.version import InvalidVersion, Version
 
-from pypid import render
-from pypid.names import InvalidName, distribution_key, filename_key, normalize, parse_filename
+from pypid.core import render
+from pypid.core.names import InvalidName, distribution_key, filename_key, normalize, parse_filename
 
 HTML = "html"
 JSON = "json"

@@ -3,7 +3,7 @@ Storage in an S3 bucket (or an S3-compatible store: MinIO, Ceph, moto).
 
 The bucket is the only state that must be kept safe: each file object
 carries its record in its user metadata, and yanks and deletes are marker
-objects (see L{pypid.storage.s3layout}). A server with an empty disk lists the
+objects (see L{pypid.storage.s3.layout}). A server with an empty disk lists the
 bucket and serves a complete index; with a snapshot it only reads what the
 listing shows changed since.
 
@@ -38,10 +38,10 @@ from twisted.internet.defer import DeferredList, DeferredLock, ensureDeferred, g
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from pypid.bodies import Deadline
-from pypid.distribution import inspect
-from pypid.metadata import InvalidDistribution
-from pypid.names import InvalidName
+from pypid.http.bodies import Deadline
+from pypid.core.distribution import inspect
+from pypid.core.metadata import InvalidDistribution
+from pypid.core.names import InvalidName
 from pypid.storage.interface import (
     Changed,
     FileExists,
@@ -54,7 +54,7 @@ from pypid.storage.interface import (
     ScanResult,
     StorageError,
 )
-from pypid.storage.s3client import (
+from pypid.storage.s3.client import (
     FileRangeProducer,
     S3Error,
     S3Unavailable,
@@ -62,7 +62,7 @@ from pypid.storage.s3client import (
     parse_error,
     parse_upload_id,
 )
-from pypid.storage.s3layout import (
+from pypid.storage.s3.layout import (
     Change,
     changes_start_after,
     metadata_headers,
@@ -70,7 +70,7 @@ from pypid.storage.s3layout import (
     yank_body,
     yank_reason,
 )
-from pypid.storage.s3sign import presign
+from pypid.storage.s3.sign import presign
 
 log = Logger()
 
@@ -162,9 +162,9 @@ class S3Storage:
     """
     Files in a bucket, under a prefix.
 
-    @ivar _client: the L{pypid.storage.s3client.S3Client}.
-    @ivar _layout: the L{pypid.storage.s3layout.Layout} of the prefix.
-    @ivar _credentials: the L{pypid.storage.s3credentials.CredentialSource}.
+    @ivar _client: the L{pypid.storage.s3.client.S3Client}.
+    @ivar _layout: the L{pypid.storage.s3.layout.Layout} of the prefix.
+    @ivar _credentials: the L{pypid.storage.s3.credentials.CredentialSource}.
     @ivar _run: C{run(f, *args) -> Deferred} for blocking work.
     @ivar _clock: provides C{seconds()} and C{callLater}; wall-clock time in
         production, since marker names and S3's times are compared with it.

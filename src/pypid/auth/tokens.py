@@ -22,9 +22,9 @@ from fnmatch import fnmatchcase
 
 import attrs
 
-from pypid.acl import RuleError, normalize_pattern
-from pypid.files import write_atomically
-from pypid.names import normalize
+from pypid.auth.policy import RuleError, normalize_pattern
+from pypid.storage.atomic import write_atomically
+from pypid.core.names import normalize
 
 TOKEN_USER = "__token__"
 ACTIONS = frozenset({"read", "upload"})

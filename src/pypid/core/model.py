@@ -11,7 +11,7 @@ import datetime
 
 import attrs
 
-from pypid.names import SDIST, WHEEL
+from pypid.core.names import SDIST, WHEEL
 
 
 def format_upload_time(when):

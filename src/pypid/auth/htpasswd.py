@@ -11,7 +11,7 @@ the administrator re-hashes those passwords: plaintext, DES crypt, MD5
 
 import re
 
-from pypid.auth import USER_NAME, check_hash_format, is_bcrypt
+from pypid.auth.verifier import USER_NAME, check_hash_format, is_bcrypt
 
 _WEAK = (
     ("$apr1$", "Apache MD5"),

@@ -32,7 +32,7 @@ import zlib
 import attrs
 from packaging.version import InvalidVersion, Version
 
-from pypid.names import WHEEL, normalize
+from pypid.core.names import WHEEL, normalize
 
 #: Largest METADATA / PKG-INFO accepted, in bytes.
 DEFAULT_MAX_METADATA_SIZE = 4 << 20
@@ -393,7 +393,7 @@ class Extracted:
     @property
     def metadata_sha256(self):
         """
-        The value for L{pypid.model.FileRecord.metadata_sha256}: the
+        The value for L{pypid.core.model.FileRecord.metadata_sha256}: the
         metadata's hex sha256 when it is served, else L{None}.
         """
         return self.metadata.sha256 if self.serve else None
@@ -413,7 +413,7 @@ def extract(source, parsed, filename, *, max_metadata_size=DEFAULT_MAX_METADATA_
 
     @param source: the path of the file, or a seekable binary file object
         (read from its start, left open).
-    @param parsed: what L{pypid.names.parse_filename} made of C{filename}.
+    @param parsed: what L{pypid.core.names.parse_filename} made of C{filename}.
     @param filename: the file's name; its extension chooses the archive
         format.
     @param max_metadata_size: largest METADATA / PKG-INFO accepted.

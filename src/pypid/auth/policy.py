@@ -20,7 +20,7 @@ from fnmatch import fnmatchcase
 
 import attrs
 
-from pypid.names import normalize
+from pypid.core.names import normalize
 
 READ, WRITE = "r", "w"
 

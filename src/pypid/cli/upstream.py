@@ -19,9 +19,9 @@ import json
 import sys
 from urllib.parse import quote, urljoin
 
-from pypid.client import CliError, add_server_options, server_from
+from pypid.cli.client import CliError, add_server_options, server_from
 
-from pypid.upstream.page import UpstreamPageError, parse_page
+from pypid.upstream.parser import UpstreamPageError, parse_page
 from pypid.upstream.requirements import (
     RequirementsError,
     parse_names,

@@ -31,8 +31,8 @@ from urllib.parse import quote, unquote
 
 import attrs
 
-from pypid.model import FileRecord, format_upload_time
-from pypid.names import InvalidName, normalize, parse_filename
+from pypid.core.model import FileRecord, format_upload_time
+from pypid.core.names import InvalidName, normalize, parse_filename
 
 _INTERNAL = ".pypid/"
 METADATA_SUFFIX = ".metadata"

@@ -15,7 +15,7 @@ from twisted.internet.defer import ensureDeferred
 from twisted.logger import Logger
 
 from pypid.storage.interface import StorageError
-from pypid.storage.s3sign import Credentials
+from pypid.storage.s3.sign import Credentials
 
 log = Logger()
 

@@ -2,7 +2,7 @@
 The S3 calls pypid makes, sent with treq: never blocking, each with a
 deadline and a bounded answer.
 
-Requests are signed by L{pypid.storage.s3sign}. Bodies are streamed from
+Requests are signed by L{pypid.storage.s3.sign}. Bodies are streamed from
 files by L{FileRangeProducer}, which reads in the thread pool; answers are
 read with a size cap, so a misbehaving store cannot grow the server's memory.
 Errors come out as L{S3Error} (the store refused: a 4xx) or L{S3Unavailable}
@@ -27,9 +27,9 @@ from twisted.web.client import (
 from twisted.web.iweb import IBodyProducer
 from zope.interface import implementer
 
-from pypid import bodies
+from pypid.http import bodies
 from pypid.storage.interface import StorageError
-from pypid.storage.s3sign import EMPTY_SHA256, sign
+from pypid.storage.s3.sign import EMPTY_SHA256, sign
 
 #: Error answers are read up to this size (S3's are a few hundred bytes).
 _ERROR_BODY_LIMIT = 64 << 10
@@ -292,7 +292,7 @@ class S3Client:
     """
     Signed calls to one bucket.
 
-    @ivar bucket: the L{pypid.storage.s3sign.Bucket}.
+    @ivar bucket: the L{pypid.storage.s3.sign.Bucket}.
     @ivar _credentials: has C{current()} returning L{Credentials}.
     @ivar _http: a treq C{HTTPClient}.
     @ivar _clock: provides C{seconds()} and C{callLater}.

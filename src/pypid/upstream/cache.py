@@ -14,7 +14,7 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.logger import Logger
 
 from pypid.upstream.fetch import UpstreamError, UpstreamNotFound
-from pypid.upstream.page import UpstreamFile, UpstreamPage
+from pypid.upstream.parser import UpstreamFile, UpstreamPage
 
 log = Logger()
 

@@ -15,8 +15,8 @@ from twisted.application.internet import TimerService
 from twisted.internet.defer import succeed
 from twisted.logger import Logger
 
-from pypid.files import write_atomically
-from pypid.model import FileRecord
+from pypid.storage.atomic import write_atomically
+from pypid.core.model import FileRecord
 
 FORMAT = 1
 
@@ -150,7 +150,7 @@ class SnapshotWriter:
     """
     Saves the index when it changed since the last save.
 
-    @ivar _index: the L{pypid.index.Index}.
+    @ivar _index: the L{pypid.core.index.Index}.
     @ivar path: where the snapshot lives.
     @ivar _run: C{run(f, *args) -> Deferred} running blocking work in a thread.
     @ivar _clock: provides C{seconds()}.

@@ -9,8 +9,8 @@ import re
 
 import attrs
 
-from pypid.errors import BadRequest
-from pypid.names import (
+from pypid.core.errors import BadRequest
+from pypid.core.names import (
     SDIST,
     WHEEL,
     InvalidName,
@@ -71,7 +71,7 @@ def validate_upload(form):
     """
     Check the form of a C{file_upload} action and the uploaded file part.
 
-    @param form: a L{pypid.multipart.Form}.
+    @param form: a L{pypid.web.multipart.Form}.
     @rtype: L{UploadRequest}
     @raise BadRequest: naming the field and the problem.
     """

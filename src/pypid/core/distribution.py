@@ -9,9 +9,9 @@ a worker thread.
 
 import hashlib
 
-from pypid.metadata import extract
-from pypid.model import FileRecord
-from pypid.names import parse_filename
+from pypid.core.metadata import extract
+from pypid.core.model import FileRecord
+from pypid.core.names import parse_filename
 
 _CHUNK = 1 << 20
 
@@ -42,8 +42,8 @@ def inspect(path, filename, key, upload_time, digests=None, legacy=False):
     @param digests: C{(size, sha256, blake2_256, md5)} when already known.
     @param legacy: accept old filename forms found in existing folders.
     @return: C{(record, metadata_bytes_or_None)}.
-    @raise pypid.names.InvalidName: for a filename that is not a distribution.
-    @raise pypid.metadata.InvalidDistribution: for a broken archive.
+    @raise pypid.core.names.InvalidName: for a filename that is not a distribution.
+    @raise pypid.core.metadata.InvalidDistribution: for a broken archive.
     """
     parsed = parse_filename(filename, legacy=legacy)
     extracted = extract(path, parsed, filename)
