@@ -34,7 +34,7 @@ from argon2 import Parameters, Type
 from packaging.utils import parse_sdist_filename, parse_wheel_filename
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.auth.verifier import hash_password
+from pypid.auth.hashes import hash_password
 
 VENV_BIN = os.path.dirname(sys.executable)
 TWISTD = os.path.join(VENV_BIN, "twistd")

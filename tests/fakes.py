@@ -11,7 +11,7 @@ import os
 import attrs
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
 
-from pypid.auth.verifier import DEFAULT_PARAMETERS
+from pypid.auth.hashes import DEFAULT_PARAMETERS
 
 #: The cheapest argon2id cost there is, so the tests hash and verify fast.
 FAST = dataclasses.replace(DEFAULT_PARAMETERS, time_cost=1, memory_cost=8, parallelism=1)

@@ -14,20 +14,16 @@ from twisted.logger import capturedLogs, formatEvent
 from twisted.python.threadpool import ThreadPool
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from pypid.auth import verifier as auth
-from pypid.auth.verifier import (
-    AUTHENTICATED,
-    EVERYONE,
+from pypid.auth import credentials, hashes, verifier as auth
+from pypid.auth.credentials import (
     MAX_PASSWORD_BYTES,
-    Identity,
     MalformedCredentials,
-    PasswordVerifier,
-    Policy,
-    check_hash_format,
-    hash_password,
     parse_basic,
     www_authenticate_header,
 )
+from pypid.auth.hashes import check_hash_format, hash_password
+from pypid.auth.policy import AUTHENTICATED, EVERYONE, Policy
+from pypid.auth.verifier import Identity, PasswordVerifier
 from tests.fakes import FAST
 
 
@@ -133,7 +129,7 @@ class ParseBasicTests(SynchronousTestCase):
 
     def test_long_user(self):
         """A user name over the limit is refused."""
-        self.assert_malformed(basic(b"u" * (auth.MAX_USER_BYTES + 1) + b":secret"))
+        self.assert_malformed(basic(b"u" * (credentials.MAX_USER_BYTES + 1) + b":secret"))
 
     def test_huge_token(self):
         """A header far over the limits is refused without decoding it."""
@@ -147,8 +143,8 @@ class HashTests(SynchronousTestCase):
         """A hash verifies its own password and no other."""
         hashed = hash_password("s3cret", FAST)
         self.assertTrue(PasswordHasher().verify(hashed, "s3cret"))
-        self.assertEqual(auth._verify_hash(hashed, "s3cret"), auth._MATCH)
-        self.assertEqual(auth._verify_hash(hashed, "S3cret"), auth._MISMATCH)
+        self.assertEqual(hashes.verify_hash(hashed, "s3cret"), hashes.MATCH)
+        self.assertEqual(hashes.verify_hash(hashed, "S3cret"), hashes.MISMATCH)
 
     def test_salted(self):
         """Two hashes of the same password differ."""
@@ -313,8 +309,8 @@ class PasswordVerifierTests(SynchronousTestCase):
         [(dummy, password)] = pool.calls
         self.assertNotIn(dummy, USERS.values())
         check_hash_format(dummy)
-        self.assertEqual(auth._parse_hash(dummy), auth._parse_hash(USERS["alice"]))
-        self.assertEqual(auth._verify_hash(dummy, password), auth._MISMATCH)
+        self.assertEqual(hashes._parse_hash(dummy), hashes._parse_hash(USERS["alice"]))
+        self.assertEqual(hashes.verify_hash(dummy, password), hashes.MISMATCH)
 
     def test_unknown_user_default_cost(self):
         """With no users, the dummy hash has the default cost."""
@@ -496,7 +492,7 @@ class PasswordVerifierTests(SynchronousTestCase):
     def test_unusable_hash(self):
         """A hash argon2 cannot use gives False and an error log without secrets."""
         verifier, clock, _ = make_verifier(
-            self, run_in_pool=lambda *args: succeed(auth._BROKEN)
+            self, run_in_pool=lambda *args: succeed(hashes.BROKEN)
         )
         with capturedLogs() as events:
             self.assertIs(self.verify(verifier, "alice", ALICE_PASSWORD), False)
@@ -505,7 +501,7 @@ class PasswordVerifierTests(SynchronousTestCase):
         text = formatEvent(event)
         self.assertIn("alice", text)
         self.assertNotIn(ALICE_PASSWORD, text)
-        self.assertEqual(auth._verify_hash("$argon2id$garbage", "x"), auth._BROKEN)
+        self.assertEqual(hashes.verify_hash("$argon2id$garbage", "x"), hashes.BROKEN)
 
     def test_logs_have_no_secrets(self):
         """Failed attempts are logged without the password or an unknown name."""

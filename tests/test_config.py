@@ -11,7 +11,7 @@ import attrs
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.auth.verifier import hash_password
+from pypid.auth.hashes import hash_password
 from pypid.config import (
     SCHEMA,
     Config,

@@ -4,7 +4,8 @@ import bcrypt
 from twisted.python.threadpool import ThreadPool
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from pypid.auth.verifier import PasswordVerifier, hash_password
+from pypid.auth.hashes import hash_password
+from pypid.auth.verifier import PasswordVerifier
 from pypid.auth.htpasswd import parse_htpasswd
 from tests.fakes import FAST
 

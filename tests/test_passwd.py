@@ -7,9 +7,10 @@ import io
 from argon2 import PasswordHasher
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.auth import verifier as auth
+from pypid.auth import credentials, hashes
 from pypid.cli import passwd
-from pypid.auth.verifier import MAX_PASSWORD_BYTES, check_hash_format
+from pypid.auth.credentials import MAX_PASSWORD_BYTES
+from pypid.auth.hashes import check_hash_format
 
 from tests.test_auth import FAST
 
@@ -33,7 +34,7 @@ class PasswdTests(SynchronousTestCase):
     """Tests for L{passwd.main}."""
 
     def setUp(self):
-        self.patch(passwd, "hash_password", lambda p: auth.hash_password(p, FAST))
+        self.patch(passwd, "hash_password", lambda p: hashes.hash_password(p, FAST))
         self.stdout = io.StringIO()
         self.stderr = io.StringIO()
 
@@ -69,7 +70,7 @@ class PasswdTests(SynchronousTestCase):
         """Bytes that are not UTF-8 are decoded as latin-1, as the server does."""
         self.assertEqual(self.run_main(FakeBinaryStdin(b"p\xe4ss\n")), 0)
         self.assert_hash_of("p\xe4ss")
-        self.assertEqual(auth.parse_basic(b"Basic YWxpY2U6cORzcw==")[1], "p\xe4ss")
+        self.assertEqual(credentials.parse_basic(b"Basic YWxpY2U6cORzcw==")[1], "p\xe4ss")
 
     def test_pipe_utf8_bytes(self):
         """UTF-8 bytes on standard input are decoded as UTF-8."""

@@ -4,7 +4,7 @@ from twisted.internet.defer import succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.auth.verifier import Policy
+from pypid.auth.policy import Policy
 from pypid.core.errors import TooManyRequests, Unauthorized
 from pypid.auth.throttle import LoginThrottle
 from pypid.web.access import Access

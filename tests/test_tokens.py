@@ -87,7 +87,7 @@ class TokenAccessTests(SynchronousTestCase):
 
         from twisted.web.http_headers import Headers
 
-        from pypid.auth.verifier import Policy
+        from pypid.auth.policy import Policy
         from pypid.core.errors import Unauthorized
         from pypid.web.access import Access
 

@@ -22,7 +22,9 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.client import ResponseFailed
 from twisted.web.http_headers import Headers
 
-from pypid.auth.verifier import PasswordVerifier, Policy, hash_password
+from pypid.auth.hashes import hash_password
+from pypid.auth.policy import Policy
+from pypid.auth.verifier import PasswordVerifier
 from pypid.core.index import Index
 from pypid.service import file_url_for
 from pypid.storage import local

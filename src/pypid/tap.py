@@ -18,7 +18,8 @@ from twisted.python import usage
 from twisted.python.threadpool import ThreadPool
 
 from pypid.auth.policy import AccessModel
-from pypid.auth.verifier import PasswordVerifier, Policy
+from pypid.auth.policy import Policy
+from pypid.auth.verifier import PasswordVerifier
 from pypid.config import (
     HTTP_REDIRECT,
     HTTPS,

@@ -11,7 +11,8 @@ the administrator re-hashes those passwords: plaintext, DES crypt, MD5
 
 import re
 
-from pypid.auth.verifier import USER_NAME, check_hash_format, is_bcrypt
+from pypid.auth.credentials import USER_NAME
+from pypid.auth.hashes import check_hash_format, is_bcrypt
 
 _WEAK = (
     ("$apr1$", "Apache MD5"),

@@ -20,6 +20,7 @@ from fnmatch import fnmatchcase
 
 import attrs
 
+from pypid.auth.verifier import Identity
 from pypid.core.names import normalize
 
 READ, WRITE = "r", "w"
@@ -166,3 +167,50 @@ class AccessModel:
         principals = self.principals(user)
         return all(any(READ in perms for principal, perms in rule.grants
                        if principal in principals) for rule in self.rules)
+
+#: L{Policy.read} value: anyone, authenticated or not, may read.
+EVERYONE = "everyone"
+#: L{Policy.read} and L{Policy.upload} value: only an L{Identity} may.
+AUTHENTICATED = "authenticated"
+
+
+@attrs.frozen
+class Policy:
+    """
+    Which actions need an authenticated user: the C{[auth]} section.
+
+    It only answers questions; the HTTP layer decides statuses (401 with
+    L{www_authenticate_header} when credentials are missing or wrong).
+
+    @ivar read: L{EVERYONE} or L{AUTHENTICATED}: who may list and download.
+    @ivar upload: L{AUTHENTICATED}: who may upload.
+    """
+
+    read: str = attrs.field(
+        default=EVERYONE, validator=attrs.validators.in_((EVERYONE, AUTHENTICATED))
+    )
+    upload: str = attrs.field(
+        default=AUTHENTICATED, validator=attrs.validators.in_((AUTHENTICATED,))
+    )
+
+    def needs_auth_for_read(self) -> bool:
+        """Whether listing and downloading need an authenticated user."""
+        return self.read == AUTHENTICATED
+
+    def needs_auth_for_upload(self) -> bool:
+        """Whether uploading needs an authenticated user (always, for now)."""
+        return self.upload == AUTHENTICATED
+
+    def may_read(self, identity: Identity | None) -> bool:
+        """
+        Whether C{identity} (L{None} for an anonymous request) may list and
+        download.
+        """
+        return identity is not None or not self.needs_auth_for_read()
+
+    def may_upload(self, identity: Identity | None) -> bool:
+        """
+        Whether C{identity} (L{None} for an anonymous request) may upload.
+        """
+        return identity is not None or not self.needs_auth_for_upload()
+

@@ -11,7 +11,8 @@ import argparse
 import sys
 from getpass import getpass
 
-from pypid.auth.verifier import MAX_PASSWORD_BYTES, decode_password, hash_password
+from pypid.auth.credentials import MAX_PASSWORD_BYTES, decode_password
+from pypid.auth.hashes import hash_password
 
 _DESCRIPTION = """\
 Print an argon2id hash of a password, for the [users] section of pypid's

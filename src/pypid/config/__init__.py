@@ -21,7 +21,8 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from pypid.auth.verifier import USER_NAME, check_hash_format
+from pypid.auth.credentials import USER_NAME
+from pypid.auth.hashes import check_hash_format
 
 
 class ConfigError(Exception):

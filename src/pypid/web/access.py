@@ -10,7 +10,8 @@ import attrs
 from twisted.internet.defer import fail, succeed
 from twisted.python.failure import Failure
 
-from pypid.auth.verifier import Busy, Identity, MalformedCredentials, parse_basic
+from pypid.auth.credentials import MalformedCredentials, parse_basic
+from pypid.auth.verifier import Busy, Identity
 from pypid.auth.tokens import TOKEN_USER
 from pypid.core.errors import TooManyRequests, Unauthorized, Unavailable
 

@@ -23,7 +23,7 @@ from twisted.web.server import NOT_DONE_YET
 from twisted.web.static import NoRangeStaticProducer, SingleRangeStaticProducer
 from zope.interface import implementer
 
-from pypid.auth.verifier import www_authenticate_header
+from pypid.auth.credentials import www_authenticate_header
 from pypid.core.errors import HTTPError, NotFound, Unauthorized, Unavailable, reason_phrase
 from pypid.core.negotiate import accepts_gzip
 from pypid.storage.interface import StorageError

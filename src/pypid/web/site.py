@@ -21,7 +21,7 @@ from twisted.python.failure import Failure
 from twisted.web import server
 from twisted.web.http import datetimeToString, unquote
 
-from pypid.auth.verifier import MalformedCredentials, parse_basic, www_authenticate_header
+from pypid.auth.credentials import MalformedCredentials, parse_basic, www_authenticate_header
 from pypid.core.errors import HTTPError, reason_phrase
 from pypid.web.multipart import (
     FormSink,
