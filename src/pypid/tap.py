@@ -34,7 +34,8 @@ from pypid.storage.snapshot import SnapshotService, SnapshotWriter
 from pypid.storage.interface import ISharedStorage
 from pypid.auth.throttle import LoginThrottle
 from pypid.storage.local import LocalStorage
-from pypid.tls import Redirect, RedirectSite, ServerTLS
+from pypid.tls import ServerTLS
+from pypid.web.redirect import HTTPSRedirect, RedirectSite
 from pypid.web.access import Access
 from pypid.web.app import PypidApp
 from pypid.web.simple import FilesResource, RootResource, SimpleResource
@@ -183,7 +184,7 @@ def make_listeners(config, reactor, site):
     for address in addresses:
         if address.kind == HTTP_REDIRECT:
             if redirect_site is None:
-                redirect_site = RedirectSite(Redirect(config.server.base_url, https[0].port),
+                redirect_site = RedirectSite(HTTPSRedirect(config.server.base_url, https[0].port),
                                              reactor)
             endpoint = TCP4ServerEndpoint(reactor, address.port, address.backlog,
                                           address.interface)

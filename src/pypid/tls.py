@@ -1,6 +1,7 @@
 """
-Native HTTPS: the TLS side of the C{https:} listeners, and the plain-HTTP
-C{http-redirect:} listener that only sends clients over to them.
+Native HTTPS: the certificate material and TLS policy of the C{https:}
+listeners (the listener that redirects plain HTTP to them is
+L{pypid.web.redirect}).
 
 L{ServerTLS} reads the certificate, chain and private key named in C{[tls]},
 checks them against each other and builds the pyOpenSSL context each new
@@ -9,18 +10,7 @@ whole chain sent.  L{ServerTLS.reload} (run on C{SIGHUP}) builds a new
 context from the files as they are then.  A connection keeps the context it
 started with, so none is dropped, and files that cannot be used leave the
 old context in service.
-
-L{RedirectSite} answers every request with a redirect to the same path over
-HTTPS, without reading the body first and without ever handing the request
-to the index.  Credentials sent to it in clear are never checked or used.
-
-TODO(issue 5, "Outbound calls"): the clients of the upstream index and of
-S3 keep their own TLS settings; verifying those servers against a private
-CA bundle is a separate change, not made here.
 """
-
-import re
-from urllib.parse import quote
 
 import attrs
 from cryptography import x509
@@ -29,10 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from OpenSSL import SSL
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
 from twisted.logger import Logger
-from twisted.web import http, resource, server
 from zope.interface import implementer
-
-from pypid.web.channel import ConnectionCounter, GuardedSite, PypidChannel
 
 log = Logger()
 
@@ -273,174 +260,3 @@ class ServerTLS:
     def serverConnectionForTLS(self, tlsProtocol):
         """A new server-side connection on the current context."""
         return SSL.Connection(self._context, None)
-
-
-# -- the plain-HTTP listener that only redirects -------------------------------------
-
-#: How much of a request body the redirect listener reads and throws away
-#: after answering, so that the client reads the answer rather than a reset
-#: connection; past this, the connection is closed.
-REDIRECT_DISCARD_LIMIT = 64 << 20
-
-_HOST = re.compile(rb"^(?:(?P<name>[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?)"
-                   rb"|(?P<ipv6>\[[0-9A-Fa-f:.]{2,45}\]))(?::[0-9]{1,5})?$")
-
-#: What may stay unquoted in a redirect's path and query (RFC 3986's
-#: reserved and unreserved characters, and "%" of escapes already there).
-_URL_SAFE = "/?[]@!$&'()*+,;=:%~"
-
-
-_ABSOLUTE_FORM = re.compile(rb"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*(.*)$", re.DOTALL)
-
-
-def _origin_form(target):
-    """The path and query of a request target, whether in origin or absolute form."""
-    if target.startswith(b"/"):
-        return target
-    match = _ABSOLUTE_FORM.match(target)
-    if match is None:
-        return b"/"  # "*", or nonsense
-    rest = match.group(1)
-    return rest if rest.startswith(b"/") else b"/" + rest
-
-
-@attrs.frozen
-class Redirect:
-    """
-    Where the C{http-redirect:} listener sends clients.
-
-    @ivar base_url: C{[pypid] base_url} (an C{https://} URL), or L{None}: then
-        the host of the request's C{Host} header, on C{https_port}.
-    @ivar https_port: the port of the (first) C{https:} listener.
-    """
-
-    base_url: str | None
-    https_port: int
-
-    def location(self, target, host):
-        """
-        The HTTPS URL for a request target (C{bytes}), given its C{Host}
-        header (C{bytes} or L{None}); L{None} when there is no base URL and
-        no usable C{Host}.
-        """
-        path = quote(_origin_form(target), safe=_URL_SAFE)
-        if self.base_url is not None:
-            return self.base_url + path[1:]
-        match = _HOST.match(host or b"")
-        if match is None:
-            return None
-        name = (match.group("name") or match.group("ipv6")).decode("ascii").lower()
-        port = "" if self.https_port == 443 else f":{self.https_port}"
-        return f"https://{name}{port}{path}"
-
-    def answer(self, method, target, host, has_credentials):
-        """
-        C{(status, location, body)}: 301 for GET and HEAD, 308 (which keeps
-        the method) for the others, or 400 without a usable C{Host}.
-        """
-        location = self.location(target, host)
-        if location is None:
-            return 400, None, ("This server answers over HTTPS only, and this request has "
-                               "no usable Host header to redirect it with.\n")
-        status = 301 if method in (b"GET", b"HEAD") else 308
-        body = f"This server answers over HTTPS only: {location}\n"
-        if has_credentials:
-            body += ("The credentials sent with this request were not used: they crossed the "
-                     "network unencrypted. Use the https:// URL (and consider the password "
-                     "exposed).\n")
-        return status, location, body
-
-
-class _Discarded:
-    """A request body that is counted and forgotten."""
-
-    def __init__(self):
-        self.received = 0
-
-    def write(self, data):
-        self.received += len(data)
-
-    def tell(self):
-        return 0
-
-    def seek(self, offset, whence=0):
-        pass
-
-    def read(self, size=-1):
-        return b""
-
-    def close(self):
-        pass
-
-
-_REASONS = {301: b"Moved Permanently", 308: b"Permanent Redirect", 400: b"Bad Request"}
-
-
-class RedirectRequest(http.Request):
-    """
-    A request that is answered with its redirect as soon as its headers are
-    in, before any body, and then closed: it never reaches a resource.
-    """
-
-    _parsePOSTFormSubmission = False
-
-    def gotLength(self, length):
-        """Answer now; throw the body away (and close past the discard limit)."""
-        self.content = _Discarded()
-        channel = self.channel
-        # No "100 Continue" after the final answer.
-        self.requestHeaders.removeHeader(b"expect")
-        method = getattr(channel, "_command", b"GET")
-        target = getattr(channel, "_path", b"/")
-        host = self.requestHeaders.getRawHeaders(b"host", [None])[0]
-        has_credentials = self.requestHeaders.hasHeader(b"authorization")
-        status, location, body = channel.site.redirect.answer(method, target, host,
-                                                              has_credentials)
-        if has_credentials:
-            peer = channel.transport.getPeer()
-            log.warn("Refused credentials sent over plain HTTP by {client}: redirected to "
-                     "HTTPS", client=getattr(peer, "host", str(peer)))
-        data = body.encode("utf-8")
-        lines = [b"HTTP/1.1 %d %s" % (status, _REASONS[status])]
-        if location is not None:
-            lines.append(b"Location: " + location.encode("ascii"))
-        lines += [b"Content-Type: text/plain; charset=utf-8",
-                  b"Content-Length: %d" % len(data), b"Connection: close"]
-        payload = b"\r\n".join(lines) + b"\r\n\r\n" + (b"" if method == b"HEAD" else data)
-        channel.transport.write(payload)
-        channel.persistent = False
-        if length is not None and length > REDIRECT_DISCARD_LIMIT:
-            channel.transport.loseConnection()
-
-    def handleContentChunk(self, data):
-        """Count and forget; close once past the discard limit."""
-        self.content.write(data)
-        if self.content.received > REDIRECT_DISCARD_LIMIT:
-            self.channel.transport.loseConnection()
-
-    def requestReceived(self, command, path, version):
-        """The answer is out and the body read: close."""
-        self.channel.transport.loseConnection()
-
-
-class RedirectSite(GuardedSite, server.Site):
-    """
-    The C{http-redirect:} listener's factory: every request gets a redirect
-    to HTTPS (see L{Redirect}) and nothing else; no request reaches the index.
-    """
-
-    requestFactory = RedirectRequest
-    # The same deadlines on headers and bodies as the main listeners.
-    protocol = PypidChannel
-    displayTracebacks = False
-    noisy = False
-
-    def __init__(self, redirect, reactor=None, counter=None):
-        server.Site.__init__(self, resource.NoResource(), reactor=reactor)
-        self.redirect = redirect
-        # The same guards as the main listeners: the per-address limit and
-        # the header deadline.
-        self.counter = counter if counter is not None else ConnectionCounter()
-
-    def log(self, request):
-        """No access log: nothing is served here."""
