@@ -22,7 +22,7 @@ from pypid.auth.credentials import (
     www_authenticate_header,
 )
 from pypid.auth.hashes import check_hash_format, hash_password
-from pypid.auth.policy import AUTHENTICATED, EVERYONE, Policy
+from pypid.auth.policy import AUTHENTICATED, EVERYONE, READ, WRITE, AccessModel
 from pypid.auth.verifier import Identity, PasswordVerifier
 from tests.fakes import FAST
 
@@ -546,29 +546,26 @@ class PasswordVerifierThreadTests(TestCase):
         self.assertIs(await self.verifier.verify("alice", ALICE_PASSWORD), True)
 
 
-class PolicyTests(SynchronousTestCase):
-    """Tests for L{Policy} and the challenge header."""
+class EnterTests(SynchronousTestCase):
+    """Tests for L{AccessModel.may_enter} (the C{[auth]} defaults) and the challenge header."""
 
     def test_default(self):
         """By default anyone may read and only an authenticated user may upload."""
-        policy = Policy()
-        self.assertFalse(policy.needs_auth_for_read())
-        self.assertTrue(policy.needs_auth_for_upload())
-        self.assertTrue(policy.may_read(None))
-        self.assertFalse(policy.may_upload(None))
-        self.assertTrue(policy.may_upload(Identity("alice")))
+        model = AccessModel()
+        self.assertTrue(model.may_enter(None, READ))
+        self.assertFalse(model.may_enter(None, WRITE))
+        self.assertTrue(model.may_enter(Identity("alice"), WRITE))
 
     def test_private_read(self):
         """With C{read = authenticated} anonymous reads are refused."""
-        policy = Policy(read=AUTHENTICATED)
-        self.assertTrue(policy.needs_auth_for_read())
-        self.assertFalse(policy.may_read(None))
-        self.assertTrue(policy.may_read(Identity("alice")))
+        model = AccessModel(read=AUTHENTICATED)
+        self.assertFalse(model.may_enter(None, READ))
+        self.assertTrue(model.may_enter(Identity("alice"), READ))
 
     def test_invalid_values(self):
         """Values other than the documented ones are refused."""
-        self.assertRaises(ValueError, Policy, read="nobody")
-        self.assertRaises(ValueError, Policy, upload=EVERYONE)
+        self.assertRaises(ValueError, AccessModel, read="nobody")
+        self.assertRaises(ValueError, AccessModel, upload=EVERYONE)
 
     def test_www_authenticate(self):
         """The challenge asks for Basic credentials in the pypid realm."""

@@ -12,7 +12,7 @@ from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
 
-from pypid.web.channel import ConnectionCounter, PypidChannel, Refused
+from pypid.web.channel import ConnectionCounter, PypidChannel, Refused, origin_form
 from pypid.web.site import PypidSite
 
 
@@ -127,3 +127,15 @@ class CounterTests(SynchronousTestCase):
         first.makeConnection(StringTransport())
         first.connectionLost(None)
         self.assertIsNotNone(site.buildProtocol(one), "a closed connection frees its place")
+
+
+class OriginFormTests(SynchronousTestCase):
+    """Tests for L{origin_form}."""
+
+    def test_forms(self):
+        """Origin and absolute forms give the path and query; anything else gives C{/}."""
+        self.assertEqual(origin_form(b"/legacy/?a=b"), b"/legacy/?a=b")
+        self.assertEqual(origin_form(b"http://host:8080/legacy/?a"), b"/legacy/?a")
+        self.assertEqual(origin_form(b"https://host"), b"/")
+        self.assertEqual(origin_form(b"https://host?x"), b"/?x")
+        self.assertEqual(origin_form(b"*"), b"/")

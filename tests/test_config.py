@@ -12,17 +12,9 @@ import attrs
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.auth.hashes import hash_password
-from pypid.config import (
-    SCHEMA,
-    Config,
-    ConfigError,
-    S3Config,
-    UpstreamConfig,
-    load_config,
-    parse_duration,
-    parse_override,
-    parse_size,
-)
+from pypid.config import SCHEMA, Config, ConfigError, load_config, parse_override
+from pypid.config.s3 import S3Config
+from pypid.config.upstream import UpstreamConfig
 from tests.fakes import FAST
 
 ALICE_HASH = hash_password("secret", FAST)
@@ -424,33 +416,6 @@ class ErrorTests(_ConfigMixin, SynchronousTestCase):
         self.assertIn("[users] al ice: a user name is 1 to 64", message)
 
 
-class ParseSizeTests(SynchronousTestCase):
-    """Tests for L{parse_size}."""
-
-    def test_forms(self):
-        """Plain bytes and binary units, with or without B or iB, in any case."""
-        cases = {
-            "1048576": 1 << 20,
-            "1": 1,
-            "100M": 100 << 20,
-            "100m": 100 << 20,
-            "1G": 1 << 30,
-            "2T": 2 << 40,
-            "512KiB": 512 << 10,
-            "512kb": 512 << 10,
-            " 3 MB ": 3 << 20,
-            "10B": 10,
-        }
-        for text, size in cases.items():
-            self.assertEqual(parse_size(text), size, text)
-
-    def test_refused(self):
-        """Anything else raises L{ValueError} with the allowed forms."""
-        for text in ("", "M", "1.5G", "-1", "0", "0K", "10 X", "1 PB", "ten"):
-            e = self.assertRaises(ValueError, parse_size, text)
-            self.assertIn("expected a size", str(e))
-
-
 class ParseOverrideTests(SynchronousTestCase):
     """Tests for L{parse_override}."""
 
@@ -488,45 +453,6 @@ class CommandLineBlameTests(SynchronousTestCase):
         """A bad --listen is reported as --listen."""
         e = self.assertRaises(ConfigError, load_config, None, (), ["  "])
         self.assertTrue(str(e).startswith("--listen pypid.listen:"), str(e))
-
-
-class ParseDurationTests(SynchronousTestCase):
-    """Tests for L{parse_duration}."""
-
-    def test_forms(self):
-        """Seconds, or a number with s, m, h or d, in any case and with optional spaces."""
-        cases = {
-            "30": 30.0,
-            "30s": 30.0,
-            "30S": 30.0,
-            "2.5": 2.5,
-            ".5": 0.5,
-            "5m": 300.0,
-            "5M": 300.0,
-            "12h": 43200.0,
-            "1.5h": 5400.0,
-            "7d": 604800.0,
-            " 7 D ": 604800.0,
-            "10 m": 600.0,
-        }
-        for text, seconds in cases.items():
-            result = parse_duration(text)
-            self.assertEqual(result, seconds, text)
-            self.assertIsInstance(result, float)
-
-    def test_refused(self):
-        """Anything else raises L{ValueError} with the allowed forms."""
-        for text in ("", "s", "-1", "-5m", "1w", "1.5.5", "ten", "1h30m", "5 min", "1e3",
-                     "1,5h", "inf", "nan", "+5", "1.", "9" * 400):
-            e = self.assertRaises(ValueError, parse_duration, text)
-            self.assertEqual(str(e), "expected a duration such as 30 (seconds), 30s, 5m, "
-                                     "12h, 7d or 1.5h", text)
-
-    def test_zero_refused(self):
-        """A duration of zero is refused: it must be greater than 0."""
-        for text in ("0", "0s", "0.0h", "00d"):
-            e = self.assertRaises(ValueError, parse_duration, text)
-            self.assertEqual(str(e), "expected a duration greater than 0", text)
 
 
 class S3Tests(_ConfigMixin, SynchronousTestCase):

@@ -13,7 +13,7 @@ from twisted.trial.unittest import TestCase
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
-from pypid.storage.s3.client import https_policy, make_http
+from pypid.http.client import https_policy, make_http
 from pypid.tls import ServerTLS
 from tests.tlsca import TestCA
 

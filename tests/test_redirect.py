@@ -101,7 +101,7 @@ class RedirectSiteTests(SynchronousTestCase):
                    b"Content-Length: %d\r\n\r\n" % len(body))
         with capturedLogs() as events:
             protocol.dataReceived(request)
-            self.assertTrue(transport.value().startswith(b"HTTP/1.1 308 Permanent HTTPSRedirect\r\n"))
+            self.assertTrue(transport.value().startswith(b"HTTP/1.1 308 Permanent Redirect\r\n"))
             self.assertFalse(transport.disconnecting)
             protocol.dataReceived(body)
         answer = transport.value()

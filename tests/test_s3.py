@@ -30,7 +30,8 @@ from pypid.storage.interface import (
 )
 from pypid.storage.s3 import storage as s3
 from pypid.storage.s3.storage import S3Storage
-from pypid.storage.s3.client import S3Client, make_http
+from pypid.http.client import make_http
+from pypid.storage.s3.client import S3Client
 from pypid.storage.s3.credentials import CredentialSource
 from pypid.storage.s3.layout import Layout
 from pypid.storage.s3.sign import Bucket, Credentials

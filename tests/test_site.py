@@ -12,8 +12,9 @@ from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
 
-from pypid.web.multipart import FormSink
-from pypid.web.site import MAX_OTHER_BODY, PypidSite, _origin_form
+from pypid.web.access import IRequestAuth
+from pypid.web.body import MAX_PLAIN_BODY, PlainBody, SpooledForm
+from pypid.web.site import PypidSite
 
 AUTH = b"Authorization: Basic " + base64.b64encode(b"alice:secret") + b"\r\n"
 MULTIPART = b"Content-Type: multipart/form-data; boundary=xyz\r\n"
@@ -31,8 +32,8 @@ class _Recorder(Resource):
     def render(self, request):
         self.seen.append(request)
         self.content = request.content
-        if isinstance(request.content, FormSink) or hasattr(request.content, "sink"):
-            self.form = request.content.finish()
+        if isinstance(request.content, SpooledForm):
+            self.form = request.content.form()
         return b"rendered"
 
 
@@ -75,20 +76,20 @@ class SiteTests(SynchronousTestCase):
         self.assertEqual(self.resource.seen, [])
 
     def test_upload_streams(self):
-        """An upload's body goes to a L{FormSink}, also for an absolute-form target."""
+        """An upload's body goes to a L{SpooledForm}, also for an absolute-form target."""
         body = b"--xyz\r\nContent-Disposition: form-data; name=a\r\n\r\n1\r\n--xyz--\r\n"
         self.send(b"POST http://x/legacy/ HTTP/1.1\r\nHost: x\r\n" + AUTH + MULTIPART +
                   b"Content-Length: %d\r\n\r\n" % len(body) + body)
         [request] = self.resource.seen
-        self.assertIsInstance(self.resource.content, FormSink)
-        self.assertEqual(request.upload_credentials, ("alice", "secret"))
+        self.assertIsInstance(self.resource.content, SpooledForm)
+        self.assertEqual(IRequestAuth(request).credentials, ("alice", "secret"))
         self.assertEqual(self.resource.form.get("a"), "1")
 
     def test_other_body_too_large_declared(self):
         """A non-upload request declaring a body over 1 MiB gets 413 before the body."""
         self.send(b"POST /api/files/x/yank HTTP/1.1\r\nHost: x\r\n"
                   b"Content-Type: application/x-www-form-urlencoded\r\n"
-                  b"Content-Length: %d\r\n\r\n" % (MAX_OTHER_BODY + 1))
+                  b"Content-Length: %d\r\n\r\n" % (MAX_PLAIN_BODY + 1))
         self.assertTrue(self.transport.value().startswith(b"HTTP/1.1 413 "))
         self.assertEqual(self.resource.seen, [])
 
@@ -109,6 +110,7 @@ class SiteTests(SynchronousTestCase):
                   b"Content-Type: application/x-www-form-urlencoded\r\n"
                   b"Content-Length: 8\r\n\r\nreason=x")
         [request] = self.resource.seen
+        self.assertIsInstance(self.resource.content, PlainBody)
         self.assertEqual(request.args, {b"reason": [b"x"]})
 
     def test_quiet_headers(self):
@@ -117,17 +119,6 @@ class SiteTests(SynchronousTestCase):
         answer = self.transport.value()
         self.assertIn(b"\r\nDate: ", answer)
         self.assertNotIn(b"\r\nServer: ", answer)
-
-
-class OriginFormTests(SynchronousTestCase):
-    """Tests for L{_origin_form}."""
-
-    def test_forms(self):
-        """Origin and absolute forms give the path without the query."""
-        self.assertEqual(_origin_form(b"/legacy/?a=b"), b"/legacy/")
-        self.assertEqual(_origin_form(b"http://host:8080/legacy/?a"), b"/legacy/")
-        self.assertEqual(_origin_form(b"https://host"), b"/")
-        self.assertEqual(_origin_form(b"*"), b"*")
 
 
 class _Gate:

@@ -1,9 +1,11 @@
 """
 Tests for the storage backends: one contract that every L{IStorage} passes
-(L{StorageContractMixin}), run here against L{LocalStorage}, plus what only
-the local backend promises (hard links, sidecar files).
+(L{StorageContractMixin}), run here against L{LocalStorage} and
+L{MemoryStorage}, plus what only the local backend promises (hard links,
+sidecar files) and what only the memory one does (no disk but the spool).
 """
 
+import ast
 import hashlib
 import json
 import os
@@ -14,6 +16,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
+import pypid
 from pypid.core.distribution import inspect
 from pypid.core.model import FileRecord
 from pypid.storage.interface import (
@@ -22,10 +25,12 @@ from pypid.storage.interface import (
     IStorage,
     LocalFile,
     MemoryFile,
+    RemoteBytes,
     ScanResult,
     StorageError,
 )
 from pypid.storage.local import LocalStorage
+from pypid.storage.memory import MemoryStorage
 from tests.distributions import (
     make_sdist,
     make_tarball,
@@ -44,8 +49,10 @@ class StorageContractMixin:
     A test case mixing this in provides L{make_storage} (a new, empty storage
     whose Deferreds fire before the call returns), L{put_foreign} (put a file
     into the backend the way an existing package folder holds it, bypassing
-    the storage) and, for backends that do not hand out L{LocalFile}s,
-    L{read_location}.
+    the storage) and, for backends that do not hand out L{LocalFile}s or
+    L{MemoryFile}s, L{read_location}. A backend whose clock is not the wall
+    clock also provides L{now} and L{pass_time}, so that the times given to
+    C{scan} are on the clock the backend dates its changes with.
     """
 
     def make_storage(self):
@@ -62,6 +69,14 @@ class StorageContractMixin:
             return location.data
         self.assertIsInstance(location, LocalFile)
         return read_file(location.path)
+
+    def now(self):
+        """Return the time by the clock the backend dates its changes with."""
+        return time.time()
+
+    def pass_time(self, seconds):
+        """Let C{seconds} go by on the backend's clock."""
+        time.sleep(seconds)
 
     # -- helpers ---------------------------------------------------------------
 
@@ -326,8 +341,8 @@ class StorageContractMixin:
         storage = await self.ready()
         stored, _ = await self.published(storage, *make_wheel("holy-grail", "1.0"))
         known = {stored.filename: attrs.evolve(stored, upload_time=1.0)}
-        time.sleep(0.01)
-        result = await self.scanned(storage, known, since=time.time())
+        self.pass_time(0.01)
+        result = await self.scanned(storage, known, since=self.now())
         self.assertIs(result.records[stored.filename], known[stored.filename])
 
     async def test_scan_rereads_changed(self):
@@ -341,7 +356,7 @@ class StorageContractMixin:
         """A file deleted after the snapshot is a tombstone, whatever C{known} says."""
         storage = await self.ready()
         stored, _ = await self.published(storage, *make_wheel("holy-grail", "1.0"))
-        since = time.time() - 3600
+        since = self.now() - 3600
         await storage.delete(stored)
         result = await self.scanned(storage, {stored.filename: stored}, since=since)
         self.assertEqual(result.records, {})
@@ -352,8 +367,30 @@ class StorageContractMixin:
         storage = await self.ready()
         filename, data = make_wheel("holy-grail", "1.0")
         record, _ = inspect(self.spool(storage, data), filename, filename, UPLOAD_TIME)
-        result = await self.scanned(storage, {filename: record}, since=time.time() + 3600)
+        result = await self.scanned(storage, {filename: record}, since=self.now() + 3600)
         self.assertEqual(result.records, {})
+
+    async def test_tombstone_hides_file_put_back(self):
+        """A file put back by other means under a deleted name is not served."""
+        storage = await self.ready()
+        filename, data = make_wheel("holy-grail", "1.0")
+        stored, _ = await self.published(storage, filename, data)
+        await storage.delete(stored)
+        self.put_foreign(storage, filename, data)
+        result = await self.scanned(storage)
+        self.assertEqual(result.records, {})
+        self.assertEqual(result.tombstones, frozenset([filename]))
+
+    async def test_no_update_over_tombstone(self):
+        """A record is never written over a tombstone: update() fails with L{FilenameDeleted}."""
+        storage = await self.ready()
+        stored, _ = await self.published(storage, *make_wheel("holy-grail", "1.0"))
+        await storage.delete(stored)
+        await self.assertFailure(storage.update(attrs.evolve(stored, yanked="x")),
+                                 FilenameDeleted)
+        result = await self.scanned(storage)
+        self.assertEqual(result.records, {})
+        self.assertEqual(result.tombstones, frozenset([stored.filename]))
 
 
 class LocalStorageTests(StorageContractMixin, TestCase):
@@ -467,17 +504,6 @@ class LocalStorageTests(StorageContractMixin, TestCase):
         self.assertIs(tombstone["deleted"], True)
         self.assertEqual(tombstone["deleted_at"], self.clock.seconds())
         self.assertEqual(tombstone["sha256"], stored.sha256)
-
-    def test_tombstone_hides_file_put_back(self):
-        """A file put back by hand under a deleted name is not served."""
-        storage = self.prepared()
-        filename, data = make_wheel("holy-grail", "1.0")
-        stored, _ = self.publish(storage, filename, data)
-        self.successResultOf(storage.delete(stored))
-        self.put_foreign(storage, filename, data)
-        result = self.scan(storage)
-        self.assertEqual(result.records, {})
-        self.assertEqual(result.tombstones, frozenset([filename]))
 
     def test_scan_writes_sidecars(self):
         """A scan keeps a record and metadata beside each foreign file it read."""
@@ -710,14 +736,6 @@ class LocalStorageGuardTests(SynchronousTestCase):
         record, metadata = inspect(spooled, filename, filename, 1767225600.0)
         self.record = self.successResultOf(self.storage.publish(spooled, record, metadata))
 
-    def test_no_update_over_tombstone(self):
-        """A record is never written over a tombstone: a delete is final."""
-        self.successResultOf(self.storage.delete(self.record))
-        self.failureResultOf(self.storage.update(attrs.evolve(self.record, yanked="x")),
-                             FilenameDeleted)
-        self.assertEqual(self.successResultOf(self.storage.scan({}, 0)).tombstones,
-                         frozenset([self.record.filename]))
-
     def test_os_errors_are_storage_errors(self):
         """An operating-system failure on update or delete is a L{StorageError}."""
         os.rename(self.storage.root, self.storage.root + ".away")
@@ -725,3 +743,200 @@ class LocalStorageGuardTests(SynchronousTestCase):
         self.failureResultOf(self.storage.update(attrs.evolve(self.record, yanked="x")),
                              StorageError)
         self.failureResultOf(self.storage.delete(self.record), StorageError)
+
+
+class MemoryStorageContractTests(StorageContractMixin, TestCase):
+    """The storage contract, for L{MemoryStorage} on a fake clock."""
+
+    def setUp(self):
+        self.clock = Clock()
+        self.clock.advance(1767225700)
+
+    def make_storage(self):
+        """A L{MemoryStorage} spooling into a new folder, dating its changes by the test's clock."""
+        return MemoryStorage(os.path.abspath(self.mktemp()), self.clock)
+
+    def put_foreign(self, storage, key, data):
+        """Put bytes among the storage's objects directly, as a file copied into a folder."""
+        storage.objects[key] = data
+
+    def now(self):
+        """The fake clock's time, which the memory backend dates its changes with."""
+        return self.clock.seconds()
+
+    def pass_time(self, seconds):
+        """Advance the fake clock: no test waits for the wall clock."""
+        self.clock.advance(seconds)
+
+
+class MemoryStorageTests(SynchronousTestCase):
+    """
+    What only the memory backend promises: every answer comes from memory and
+    has fired when the call returns, and no disk is used but the spool folder.
+    """
+
+    def setUp(self):
+        self.clock = Clock()
+        self.clock.advance(1767225700)
+        self.parent = os.path.abspath(self.mktemp())
+        self.storage = MemoryStorage(os.path.join(self.parent, "spool"), self.clock)
+        self.assertIsNone(self.successResultOf(self.storage.prepare()))
+
+    def spooled(self, filename, data):
+        """Spool C{data} and return C{(temp path, record, metadata)} for publishing it."""
+        temp = write_file(os.path.join(self.storage.temp_dir, "upload"), data)
+        record, metadata = inspect(temp, filename, filename, UPLOAD_TIME)
+        return temp, record, metadata
+
+    def publish(self, filename, data):
+        """Publish C{data} as C{filename} and return the stored record and the metadata."""
+        temp, record, metadata = self.spooled(filename, data)
+        return self.successResultOf(self.storage.publish(temp, record, metadata)), metadata
+
+    def read_fails(self, location, exception):
+        """Assert that C{location} is read through a call that fails with C{exception}."""
+        self.assertIsInstance(location, RemoteBytes)
+        self.failureResultOf(location.read(), exception)
+
+    def test_answers_from_memory(self):
+        """locate() and locate_metadata() hand the web layer the bytes, as L{MemoryFile}s."""
+        filename, data = make_wheel("holy-grail", "1.0")
+        stored, metadata = self.publish(filename, data)
+        self.assertEqual(self.storage.locate(stored), MemoryFile(data))
+        self.assertEqual(self.storage.locate_metadata(stored), MemoryFile(metadata))
+
+    def test_missing_bytes_not_found(self):
+        """Bytes or metadata that are not there read as a missing file: L{FileNotFoundError}."""
+        filename, data = make_wheel("holy-grail", "1.0")
+        stored, _ = self.publish(filename, data)
+        del self.storage.objects[stored.path]
+        self.read_fails(self.storage.locate(stored), FileNotFoundError)
+        sdist, _ = self.publish(*make_sdist("holy-grail", "1.0", metadata_version="2.1"))
+        self.assertIsNone(sdist.metadata_sha256)
+        self.read_fails(self.storage.locate_metadata(sdist), FileNotFoundError)
+
+    def test_delete_forgets_bytes(self):
+        """A delete drops the file's bytes and metadata from memory, not just hides them."""
+        stored, _ = self.publish(*make_wheel("holy-grail", "1.0"))
+        self.successResultOf(self.storage.delete(stored))
+        self.assertEqual(self.storage.objects, {})
+        self.read_fails(self.storage.locate(stored), FileNotFoundError)
+        self.read_fails(self.storage.locate_metadata(stored), FileNotFoundError)
+
+    def test_only_the_spool_on_disk(self):
+        """
+        A storage's whole life (publish, import, yank, delete) leaves nothing
+        on disk but an empty spool folder.
+        """
+        stored, _ = self.publish(*make_wheel("holy-grail", "1.0"))
+        name, data = make_sdist("holy-grail", "1.0")
+        self.storage.objects["nested/" + name] = data
+        imported = self.successResultOf(self.storage.scan({}, 0.0)).records[name]
+        self.successResultOf(self.storage.read_metadata(imported))
+        self.successResultOf(self.storage.update(attrs.evolve(stored, yanked="broken")))
+        self.successResultOf(self.storage.delete(stored))
+        self.assertTrue(self.successResultOf(self.storage.check()))
+        self.assertIsNone(self.storage.close())
+        self.assertEqual(os.listdir(self.parent), ["spool"])
+        self.assertEqual(os.listdir(self.storage.temp_dir), [])
+
+    def test_exists_gives_stored_record(self):
+        """L{FileExists} for a stored name carries its digest and its record, yank included."""
+        filename, data = make_wheel("holy-grail", "1.0")
+        stored, _ = self.publish(filename, data)
+        yanked = attrs.evolve(stored, yanked="broken")
+        self.successResultOf(self.storage.update(yanked))
+        for other in (data, make_wheel("holy-grail", "1.0", module_text="X = 2\n")[1]):
+            failure = self.failureResultOf(
+                self.storage.publish(*self.spooled(filename, other)), FileExists)
+            self.assertEqual((failure.value.sha256, failure.value.record),
+                             (stored.sha256, yanked))
+        self.assertEqual(self.storage.objects, {filename: data})
+
+    def test_exists_without_record(self):
+        """L{FileExists} for bytes put there directly and not yet scanned has their digest only."""
+        filename, data = make_wheel("holy-grail", "1.0")
+        self.storage.objects[filename] = data
+        _, other = make_wheel("holy-grail", "1.0", module_text="X = 3\n")
+        failure = self.failureResultOf(self.storage.publish(*self.spooled(filename, other)),
+                                       FileExists)
+        self.assertEqual(failure.value.sha256, hashlib.sha256(data).hexdigest())
+        self.assertIsNone(failure.value.record)
+        self.assertIs(self.storage.objects[filename], data)
+
+    def test_exists_under_another_key(self):
+        """A filename stored in a folder is taken: publishing it at the top is L{FileExists}."""
+        filename, data = make_wheel("holy-grail", "1.0")
+        self.storage.objects["nested/" + filename] = data
+        imported = self.successResultOf(self.storage.scan({}, 0.0)).records[filename]
+        failure = self.failureResultOf(self.storage.publish(*self.spooled(filename, data)),
+                                       FileExists)
+        self.assertEqual(failure.value.record, imported)
+        self.assertEqual(list(self.storage.objects), ["nested/" + filename])
+
+    def test_seeded_objects_imported(self):
+        """Objects given at construction are read by the first scan, dated by the clock, kept."""
+        filename, data = make_wheel("holy-grail", "1.0", requires_python=">=3.9")
+        storage = MemoryStorage(self.storage.temp_dir, self.clock, {"a/" + filename: data})
+        record = self.successResultOf(storage.scan({}, 0.0)).records[filename]
+        self.assertEqual((record.path, record.upload_time, record.requires_python),
+                         ("a/" + filename, self.clock.seconds(), ">=3.9"))
+        self.clock.advance(60)
+        self.assertEqual(self.successResultOf(storage.scan({}, 0.0)).records, {filename: record})
+        metadata = self.successResultOf(storage.read_metadata(record))
+        self.assertEqual(hashlib.sha256(metadata).hexdigest(), record.metadata_sha256)
+
+    def test_clock_went_back(self):
+        """A snapshot dated after the clock's now is not trusted: the stored records are given."""
+        stored, _ = self.publish(*make_wheel("holy-grail", "1.0"))
+        marked = attrs.evolve(stored, yanked="only in the snapshot")
+        result = self.successResultOf(
+            self.storage.scan({stored.filename: marked}, self.clock.seconds() + 3600))
+        self.assertEqual(result.records, {stored.filename: stored})
+
+    def test_identity(self):
+        """Each storage names its own data: a snapshot of another (or earlier) one is never used."""
+        other = MemoryStorage(self.storage.temp_dir, self.clock)
+        self.assertTrue(self.storage.identity().startswith("memory:"))
+        self.assertEqual(self.storage.identity(), self.storage.identity())
+        self.assertNotEqual(self.storage.identity(), other.identity())
+
+    def test_unreadable_spool_file(self):
+        """A spooled upload that cannot be read is a L{StorageError}, and nothing is stored."""
+        filename, data = make_wheel("holy-grail", "1.0")
+        temp, record, metadata = self.spooled(filename, data)
+        os.unlink(temp)
+        self.failureResultOf(self.storage.publish(temp, record, metadata), StorageError)
+        self.assertEqual(self.successResultOf(self.storage.scan({}, 0.0)).records, {})
+        self.failureResultOf(self.storage.read_metadata(record), FileNotFoundError)
+
+    def test_unusable_spool_folder(self):
+        """prepare() fails with a L{StorageError} naming the spool folder when it cannot be made."""
+        path = write_file(os.path.join(self.parent, "a-file"), b"")
+        storage = MemoryStorage(path, self.clock)
+        failure = self.failureResultOf(storage.prepare(), StorageError)
+        self.assertIn(path, str(failure.value))
+
+    def test_not_imported_by_the_server(self):
+        """No module of the server imports the memory backend, so it costs production nothing."""
+        root = os.path.dirname(os.path.abspath(pypid.__file__))
+        own = os.path.join(root, "storage", "memory.py")
+        importers = []
+        for folder, _, names in os.walk(root):
+            for name in names:
+                path = os.path.join(folder, name)
+                if not name.endswith(".py") or path == own:
+                    continue
+                with open(path, "rb") as f:
+                    tree = ast.parse(f.read(), path)
+                for node in ast.walk(tree):
+                    if isinstance(node, ast.Import):
+                        modules = [alias.name for alias in node.names]
+                    elif isinstance(node, ast.ImportFrom) and node.module:
+                        modules = [node.module] + [f"{node.module}.{alias.name}"
+                                                   for alias in node.names]
+                    else:
+                        continue
+                    if "pypid.storage.memory" in modules:
+                        importers.append(os.path.relpath(path, root))
+        self.assertEqual(importers, [])

@@ -13,11 +13,10 @@ from twisted.python import usage
 from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid import tap
 from pypid.storage import snapshot
 from pypid.config import Config
 from pypid.service import PypidService
-from pypid.tap import Options, makeService
+from pypid.tap import Options, ThreadPools, makeService
 from pypid.web.site import PypidSite
 from tests.distributions import make_wheel
 from tests.fakes import run_now, write_file
@@ -41,6 +40,12 @@ class FakeThreadPool:
         """Say the pool is stopped."""
         self.started = False
         self.stops += 1
+
+
+def fake_pools(io=None, hashing=None):
+    """L{ThreadPools} that start no thread and do the blocking work at once."""
+    return ThreadPools(io or FakeThreadPool(name="io"), hashing or FakeThreadPool(name="hash"),
+                       run_now)
 
 
 @attrs.define
@@ -146,15 +151,7 @@ class MakeServiceTests(SynchronousTestCase):
     """Tests for L{makeService} on a memory reactor, with blocking work done at once."""
 
     def setUp(self):
-        self.patch(tap, "deferToThreadPool", lambda reactor, pool, f, *args: run_now(f, *args))
-        self.pools = []
-
-        def pool(**kwargs):
-            made = FakeThreadPool(**kwargs)
-            self.pools.append(made)
-            return made
-
-        self.patch(tap, "ThreadPool", pool)
+        self.pools = [FakeThreadPool(name="io"), FakeThreadPool(name="hash")]
         self.folder = os.path.abspath(self.mktemp())
         self.reactor = PortRecordingReactor()
 
@@ -170,7 +167,8 @@ class MakeServiceTests(SynchronousTestCase):
 
     def service(self, *argv, reactor=None):
         """Build the service and stop it at the end of the test if it was started."""
-        service = makeService(self.options(*argv), reactor=reactor or self.reactor)
+        service = makeService(self.options(*argv), reactor=reactor or self.reactor,
+                              pools=fake_pools(*self.pools))
 
         def stop():
             if service.running:
@@ -196,9 +194,10 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertEqual(service.site.spool_dir, os.path.join(self.folder, "packages", ".pypid", "tmp"))
 
     def test_pool_size(self):
-        """The I/O pool has as many threads as configured."""
-        self.service("--set", "pypid.threads=7")
-        self.assertIn(7, [p.maxthreads for p in self.pools])
+        """New pools: the I/O pool has as many threads as configured, none started."""
+        pools = ThreadPools.create(self.reactor, 7)
+        self.assertEqual((pools.io.max, pools.hashing.max), (7, 2))
+        self.assertFalse(pools.io.started or pools.hashing.started)
 
     def test_listens_after_start(self):
         """Once started and loaded, the service listens on each endpoint with the site."""

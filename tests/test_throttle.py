@@ -4,7 +4,7 @@ from twisted.internet.defer import succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.auth.policy import Policy
+from pypid.auth.policy import AccessModel
 from pypid.core.errors import TooManyRequests, Unauthorized
 from pypid.auth.throttle import LoginThrottle
 from pypid.web.access import Access
@@ -105,7 +105,7 @@ class AccessThrottleTests(SynchronousTestCase):
     def test_429(self):
         """Wrong passwords: 401s, then 429 without even checking the password."""
         verifier = _Verifier()
-        access = Access(Policy(), verifier, LoginThrottle(Clock(), max_failures=2, window=60))
+        access = Access(AccessModel(), verifier, LoginThrottle(Clock(), max_failures=2, window=60))
         for _ in range(2):
             self.failureResultOf(access.identify(_Request("wrong")), Unauthorized)
         failure = self.failureResultOf(access.identify(_Request("right")), TooManyRequests)
@@ -115,7 +115,7 @@ class AccessThrottleTests(SynchronousTestCase):
     def test_known_client_not_locked_out(self):
         """A client whose password was verified lately is not held back by others' guesses."""
         verifier = _RememberingVerifier()
-        access = Access(Policy(), verifier, LoginThrottle(Clock(), max_failures=2, window=60))
+        access = Access(AccessModel(), verifier, LoginThrottle(Clock(), max_failures=2, window=60))
         for _ in range(3):
             self.failureResultOf(access.identify(_Request("wrong")))
         self.assertIsNotNone(self.successResultOf(access.identify(_Request("right"))))

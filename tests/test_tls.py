@@ -21,8 +21,8 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid import tap
-from pypid.config import ConfigError, ListenAddress, load_config, parse_listen_address
+from pypid.config import ConfigError, load_config
+from pypid.config.server import ListenAddress, parse_listen_address
 from pypid.tap import Options, makeService, reload_on_hangup
 from pypid.tls import (
     CIPHERS,
@@ -32,8 +32,7 @@ from pypid.tls import (
 )
 from pypid.web.redirect import HTTPSRedirect, RedirectSite
 from pypid.web.site import PypidSite
-from tests.fakes import run_now
-from tests.test_tap import FakeThreadPool
+from tests.test_tap import fake_pools
 from tests.tlsca import TestCA, write
 
 # -- fixtures ---------------------------------------------------------------------------------
@@ -517,8 +516,6 @@ class ListenerTests(SynchronousTestCase):
     """Tests for the listeners L{makeService} builds, on a memory reactor."""
 
     def setUp(self):
-        self.patch(tap, "deferToThreadPool", lambda reactor, pool, f, *args: run_now(f, *args))
-        self.patch(tap, "ThreadPool", lambda **kwargs: FakeThreadPool(**kwargs))
         self.folder = os.path.abspath(self.mktemp())
         self.reactor = MemoryReactorClock()
         self.files = rsa_server()
@@ -534,7 +531,7 @@ class ListenerTests(SynchronousTestCase):
             "--set", f"tls.chain={self.files.chain}",
             *argv,
         ])
-        service = makeService(options, reactor=self.reactor)
+        service = makeService(options, reactor=self.reactor, pools=fake_pools())
 
         def stop():
             if service.running:
@@ -595,7 +592,7 @@ class ListenerTests(SynchronousTestCase):
         options.parseOptions(["--set", f"storage.path={self.folder}/packages",
                               "--listen", "tcp:8080"])
         before = signal.getsignal(signal.SIGHUP)
-        self.assertIsNone(makeService(options, reactor=self.reactor).tls)
+        self.assertIsNone(makeService(options, reactor=self.reactor, pools=fake_pools()).tls)
         self.assertIs(signal.getsignal(signal.SIGHUP), before)
 
     def test_no_hangup_handler_in_tests(self):
@@ -634,7 +631,7 @@ class ListenerTests(SynchronousTestCase):
                               f"ssl:8443:privateKey={self.files.key}:"
                               f"certKey={self.files.certificate}"])
         with capturedLogs() as events:
-            makeService(options, reactor=self.reactor)
+            makeService(options, reactor=self.reactor, pools=fake_pools())
         warnings = [formatEvent(e) for e in events if e["log_level"] == LogLevel.warn]
         self.assertEqual(len(warnings), 1)
         self.assertIn("use an https: listener with [tls] instead", warnings[0])

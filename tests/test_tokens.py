@@ -87,7 +87,7 @@ class TokenAccessTests(SynchronousTestCase):
 
         from twisted.web.http_headers import Headers
 
-        from pypid.auth.policy import Policy
+        from pypid.auth.policy import AccessModel
         from pypid.core.errors import Unauthorized
         from pypid.web.access import Access
 
@@ -105,7 +105,7 @@ class TokenAccessTests(SynchronousTestCase):
         book = TokenBook(Clock())
         text, _ = book.issue("alice", {"read"})
         verifier = Verifier()
-        access = Access(Policy(), verifier, tokens=book)
+        access = Access(AccessModel(), verifier, tokens=book)
         identity = self.successResultOf(access.identify(Request(text)))
         self.assertEqual((identity.name, identity.token.user), ("alice", "alice"))
         verifier.users = set()

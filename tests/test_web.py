@@ -11,7 +11,6 @@ import json
 import os
 
 import treq
-from treq.testing import RequestTraversalAgent, StubTreq
 from twisted.internet import _producer_helpers
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ConnectionLost
@@ -23,16 +22,15 @@ from twisted.web.client import ResponseFailed
 from twisted.web.http_headers import Headers
 
 from pypid.auth.hashes import hash_password
-from pypid.auth.policy import Policy
+from pypid.auth.policy import AccessModel
 from pypid.auth.verifier import PasswordVerifier
 from pypid.core.index import Index
-from pypid.service import file_url_for
+from pypid.core.render import file_url_for
 from pypid.storage import local
 from pypid.storage.interface import Redirect, RemoteBytes, StorageError
 from pypid.storage.local import LocalStorage
 from pypid.web.access import Access
-from pypid.web.app import PypidApp
-from pypid.web.simple import FilesResource, RootResource, SimpleResource
+from pypid.web.app import build_web
 from tests.distributions import make_sdist, make_sdist_zip, make_wheel, metadata_text
 from tests.fakes import (
     FAST,
@@ -41,6 +39,8 @@ from tests.fakes import (
     read_file,
     run_in_pool_now,
     run_now,
+    site_agent,
+    site_treq,
     twine_fields,
     write_file,
 )
@@ -64,7 +64,7 @@ def basic(user="alice", password=PASSWORD):
 
 
 class _ServerMixin:
-    """Builds the resource tree the way C{pypid.tap.build_service} does, in memory."""
+    """Builds the resource tree and site with L{build_web}, as the server does, in memory."""
 
     read = "everyone"
     base_url = None
@@ -80,16 +80,12 @@ class _ServerMixin:
         self.successResultOf(prepared)
         self.index = Index(file_url_for(self.base_url))
         verifier = PasswordVerifier(USERS, self.clock, None, run_in_pool=run_in_pool_now)
-        self.access = Access(Policy(read=self.read), verifier)
+        self.access = Access(AccessModel(read=self.read), verifier)
         served = self.served_storage(self.storage)
-        self.app = PypidApp(self.index, served, self.access, run_now, self.clock,
-                            self.max_upload_size, self.base_url)
-        self.root = RootResource(
-            SimpleResource(self.index, self.access, self.base_url or "/"),
-            FilesResource(self.index, served, self.access),
-            self.app.resource(),
-        )
-        self.client = StubTreq(self.root)
+        self.web = build_web(self.index, served, self.access, run_now, self.clock,
+                             max_upload_size=self.max_upload_size, base_url=self.base_url)
+        self.root = self.web.root
+        self.client = site_treq(self.web.site)
 
     def make_storage_run(self):
         """The storage's C{run(f, *args)}: synchronous unless a test needs otherwise."""
@@ -120,7 +116,7 @@ class _ServerMixin:
         Make a request exactly as given and return C{(response, body)}: unlike
         treq, no C{Accept-Encoding: gzip} is added and nothing is decompressed.
         """
-        agent = RequestTraversalAgent(self.root)
+        agent = site_agent(self.web.site)
         headers = Headers({k.encode(): [v.encode()] for k, v in (headers or {}).items()})
         response = self.successResultOf(
             agent.request(method.encode(), (ORIGIN + path).encode(), headers))

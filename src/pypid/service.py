@@ -9,7 +9,6 @@ client never sees a half-empty index; the snapshot timer starts after that.
 import atexit
 import os
 import sys
-from urllib.parse import quote
 
 import attrs
 from twisted.application.internet import TimerService
@@ -22,22 +21,6 @@ from pypid.storage.interface import Changed, ISharedStorage, StorageError
 from pypid.tls import TLSError
 
 log = Logger()
-
-
-def file_url_for(base_url):
-    """
-    Return C{file_url(record)}: the link a project page gives a file.
-
-    Without a base URL the link is relative to C{/simple/<project>/}, so pages
-    are right behind any proxy and never depend on the request's C{Host}.
-    """
-    if base_url:
-        def file_url(record):
-            return f"{base_url}files/{record.project}/{quote(record.filename)}"
-    else:
-        def file_url(record):
-            return f"../../files/{record.project}/{quote(record.filename)}"
-    return file_url
 
 
 @attrs.define
@@ -206,8 +189,17 @@ class PypidService(MultiService):
     """
 
     def __init__(self, loader, listeners, snapshot_service, threadpools, reactor,
-                 exit_on_failure=False, sync_service=None):
+                 exit_on_failure=False, sync_service=None, index=None, site=None, tls=None):
+        """
+        @param index: the L{pypid.core.index.Index} the server serves.
+        @param site: the L{pypid.web.site.PypidSite} of its listeners.
+        @param tls: the L{pypid.tls.ServerTLS} of its C{https:} listeners
+            (reloaded on C{SIGHUP}), or L{None}.
+        """
         MultiService.__init__(self)
+        self.index = index
+        self.site = site
+        self.tls = tls
         self._sync_service = sync_service
         self._exit_on_failure = exit_on_failure
         self._loader = loader

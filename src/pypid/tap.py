@@ -9,6 +9,8 @@ reloads their certificate.  C{pypid.tac} calls the same function.
 """
 
 import signal
+
+import attrs
 from functools import partial
 
 from twisted.internet.endpoints import SSL4ServerEndpoint, TCP4ServerEndpoint, serverFromString
@@ -18,18 +20,12 @@ from twisted.python import usage
 from twisted.python.threadpool import ThreadPool
 
 from pypid.auth.policy import AccessModel
-from pypid.auth.policy import Policy
 from pypid.auth.verifier import PasswordVerifier
-from pypid.config import (
-    HTTP_REDIRECT,
-    HTTPS,
-    ConfigError,
-    load_config,
-    parse_listen_address,
-    parse_override,
-)
+from pypid.config import ConfigError, load_config, parse_override
+from pypid.config.server import HTTP_REDIRECT, HTTPS, parse_listen_address
 from pypid.core.index import Index
-from pypid.service import IndexLoader, ListenerService, PypidService, SyncService, file_url_for
+from pypid.core.render import file_url_for
+from pypid.service import IndexLoader, ListenerService, PypidService, SyncService
 from pypid.storage.snapshot import SnapshotService, SnapshotWriter
 from pypid.storage.interface import ISharedStorage
 from pypid.auth.throttle import LoginThrottle
@@ -37,10 +33,8 @@ from pypid.storage.local import LocalStorage
 from pypid.tls import ServerTLS
 from pypid.web.redirect import HTTPSRedirect, RedirectSite
 from pypid.web.access import Access
-from pypid.web.app import PypidApp
-from pypid.web.simple import FilesResource, RootResource, SimpleResource
+from pypid.web.app import build_web
 from pypid.web.channel import ConnectionCounter
-from pypid.web.site import PypidSite
 
 log = Logger()
 
@@ -84,13 +78,17 @@ class Options(usage.Options):
             raise SystemExit(f"pypid: {e}")
 
 
-def makeService(options, reactor=None):
-    """Build the whole server from parsed L{Options}."""
+def makeService(options, reactor=None, pools=None):
+    """
+    Build the whole server from parsed L{Options}.
+
+    @param pools: the L{ThreadPools} to use; by default new ones.
+    """
     exit_on_failure = reactor is None
     if reactor is None:
         from twisted.internet import reactor
     config = options["config_obj"]
-    service = build_service(config, reactor, exit_on_failure)
+    service = build_service(config, reactor, exit_on_failure, pools)
     if exit_on_failure and service.tls is not None:
         reload_on_hangup(reactor, service.tls.reload)
     return service
@@ -108,58 +106,68 @@ def reload_on_hangup(reactor, reload, signals=signal):
     signals.signal(signals.SIGHUP, hangup)
 
 
-def build_service(config, reactor, exit_on_failure=False):
+@attrs.frozen
+class ThreadPools:
+    """
+    The server's thread pools, started and stopped with it.
+
+    @ivar io: storage, spooling and inspection work (C{[pypid] threads}).
+    @ivar hashing: password verification (bounded: each check holds 19 MiB).
+    @ivar run: C{run(f, *args) -> Deferred}, running C{f} in C{io}.
+    """
+
+    io: object
+    hashing: object
+    run: object
+
+    @classmethod
+    def create(cls, reactor, threads):
+        """New pools, not started, for a server with C{threads} I/O threads."""
+        io = ThreadPool(minthreads=1, maxthreads=threads, name="pypid-io")
+        hashing = ThreadPool(minthreads=0, maxthreads=2, name="pypid-hash")
+        return cls(io, hashing, partial(deferToThreadPool, reactor, io))
+
+
+def build_service(config, reactor, exit_on_failure=False, pools=None):
     """
     Build the service tree for a L{pypid.config.Config}.
 
     @param exit_on_failure: make the process exit with status 1 after a fatal
         start-up error (only for a real process, never inside tests).
+    @param pools: the L{ThreadPools}; by default new ones.
     """
-    pool = ThreadPool(minthreads=1, maxthreads=config.server.threads, name="pypid-io")
-    hash_pool = ThreadPool(minthreads=0, maxthreads=2, name="pypid-hash")
-    run = partial(deferToThreadPool, reactor, pool)
+    if pools is None:
+        pools = ThreadPools.create(reactor, config.server.threads)
+    run = pools.run
 
     storage = make_storage(config, run, reactor)
     index = Index(file_url_for(config.server.base_url))
     upstream = (make_upstream(config, run, reactor, index)
                 if config.upstream.mode != "none" else None)
-    policy = Policy(read=config.auth.read, upload=config.auth.upload)
-    verifier = PasswordVerifier(config.users, reactor, hash_pool)
+    verifier = PasswordVerifier(config.users, reactor, pools.hashing)
     model = AccessModel(read=config.auth.read, upload=config.auth.upload,
                         groups=dict(config.groups), admins=frozenset(config.auth.admins),
                         rules=config.acl)
     tokens = load_tokens(config, reactor)
-    access = Access(policy, verifier, LoginThrottle(reactor), model, tokens)
+    access = Access(model, verifier, LoginThrottle(reactor), tokens)
 
-    app = PypidApp(index, storage, access, run, reactor, config.server.max_upload_size,
-                   config.server.base_url, upstream)
-    base = config.server.base_url or "/"
-    root = RootResource(
-        SimpleResource(index, access, base, upstream),
-        FilesResource(index, storage, access, upstream),
-        app.resource(),
-    )
-    site = PypidSite(root, config.server.max_upload_size, storage.temp_dir,
-                     access_log=config.server.access_log, reactor=reactor, access=access,
-                     run=run,
-                     counter=ConnectionCounter(config.server.max_connections_per_address),
-                     header_timeout=config.server.header_timeout,
-                     min_body_rate=config.server.min_upload_rate)
+    server = config.server
+    web = build_web(index, storage, access, run, reactor,
+                    max_upload_size=server.max_upload_size, base_url=server.base_url,
+                    upstream=upstream, access_log=server.access_log,
+                    counter=ConnectionCounter(server.max_connections_per_address),
+                    header_timeout=server.header_timeout, min_upload_rate=server.min_upload_rate)
 
     shared = storage if ISharedStorage.providedBy(storage) else None
-    writer = SnapshotWriter(index, config.server.snapshot, run, reactor, storage.identity(),
-                            app.busy_since, shared, upstream)
-    snapshot_service = SnapshotService(writer, config.server.snapshot_interval, reactor)
+    writer = SnapshotWriter(index, server.snapshot, run, reactor, storage.identity(),
+                            web.app.publish.busy_since, shared, upstream)
+    snapshot_service = SnapshotService(writer, server.snapshot_interval, reactor)
     sync_service = SyncService(index, shared, reactor) if shared is not None else None
-    loader = IndexLoader(index, storage, config.server.snapshot, run, reactor, writer, upstream)
+    loader = IndexLoader(index, storage, server.snapshot, run, reactor, writer, upstream)
 
-    listeners, tls = make_listeners(config, reactor, site)
-    service = PypidService(loader, listeners, snapshot_service, [pool, hash_pool], reactor,
-                           exit_on_failure, sync_service)
-    service.index = index
-    service.site = site
-    service.tls = tls
-    return service
+    listeners, tls = make_listeners(config, reactor, web.site)
+    return PypidService(loader, listeners, snapshot_service, [pools.io, pools.hashing], reactor,
+                        exit_on_failure, sync_service, index=index, site=web.site, tls=tls)
 
 
 def make_listeners(config, reactor, site):
@@ -213,7 +221,8 @@ def make_storage(config, run, reactor):
     import os
 
     from pypid.storage.s3.storage import S3Storage
-    from pypid.storage.s3.client import S3Client, make_http
+    from pypid.http.client import make_http
+    from pypid.storage.s3.client import S3Client
     from pypid.storage.s3.credentials import CredentialSource
     from pypid.storage.s3.layout import Layout
     from pypid.storage.s3.sign import Bucket, Credentials, aws_endpoint
@@ -245,7 +254,7 @@ def make_upstream(config, run, reactor, index):
     import attrs
     from twisted.internet.defer import ensureDeferred
 
-    from pypid.storage.s3.client import make_http
+    from pypid.http.client import make_http
     from pypid.upstream.fetch import UpstreamClient
     from pypid.upstream.cache import PageCache
     from pypid.upstream.policy import UpstreamPolicy
@@ -290,7 +299,7 @@ def load_tokens(config, clock):
 
 def outbound_policy(config):
     """How outbound HTTPS is verified ([pypid] ca_bundle); a bad bundle stops start-up."""
-    from pypid.storage.s3.client import https_policy
+    from pypid.http.client import https_policy
     try:
         return https_policy(config.server.ca_bundle)
     except ValueError as e:

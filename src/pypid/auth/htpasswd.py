@@ -1,6 +1,7 @@
 """
 Reading an htpasswd file, so that pypiserver's users can move over as they
-are. Pure logic (the caller reads the file).
+are. L{parse_htpasswd} is pure logic over the text; L{read_htpasswd} reads
+the file first (the configuration calls it once, at start-up).
 
 bcrypt (C{$2y$}, C{$2b$}, C{$2a$}) and argon2id entries are accepted. The
 weak schemes htpasswd can also write are refused, with the line named, so
@@ -45,6 +46,23 @@ def parse_htpasswd(text, source):
             raise ValueError(f"{where}: user {name!r} is listed twice")
         users[name] = _check(value.strip(), f"{where}: user {name!r}")
     return users
+
+
+def read_htpasswd(path):
+    """
+    Read the htpasswd file at C{path} and return its users: C{{name: hash}}.
+
+    @raise ValueError: when the file cannot be read or is not UTF-8 text,
+        or as L{parse_htpasswd} does; the message names the file.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise ValueError(f"cannot read {path}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is not UTF-8 text") from None
+    return parse_htpasswd(text, path)
 
 
 def _check(value, where):

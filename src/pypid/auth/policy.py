@@ -89,10 +89,21 @@ def parse_rule(pattern, text, order=0):
     return Rule(normalize_pattern(pattern), tuple(grants), order)
 
 
+#: C{[auth] read} value: anyone, authenticated or not, may read.
+EVERYONE = "everyone"
+#: C{[auth] read} and C{upload} value: only an authenticated user may.
+AUTHENTICATED = "authenticated"
+
+
 @attrs.frozen
 class AccessModel:
     """
-    The permissions of one configuration.
+    The permissions of one configuration: who must log in at all (the
+    C{[auth]} defaults), and who may read and write which project.
+
+    It only answers questions; the HTTP layer decides statuses (401 with a
+    Basic challenge when credentials are missing or wrong, 404 or 403 per
+    project).
 
     @ivar read: C{"everyone"} or C{"authenticated"}: who reads projects no
         rule covers.
@@ -102,18 +113,29 @@ class AccessModel:
     @ivar rules: L{Rule}s.
     """
 
-    read: str = "everyone"
-    upload: str = "authenticated"
+    read: str = attrs.field(default=EVERYONE,
+                            validator=attrs.validators.in_((EVERYONE, AUTHENTICATED)))
+    upload: str = attrs.field(default=AUTHENTICATED,
+                              validator=attrs.validators.in_((AUTHENTICATED,)))
     groups: dict = attrs.field(factory=dict)
     admins: frozenset = frozenset()
     rules: tuple = ()
     _rule_memo: dict = attrs.field(factory=dict, eq=False, repr=False)
 
+    def may_enter(self, identity: Identity | None, permission) -> bool:
+        """
+        Whether C{identity} (L{None} for an anonymous request) may read the
+        index at all (C{permission} L{READ}) or upload at all (L{WRITE}),
+        before any project is named.
+        """
+        default = self.read if permission == READ else self.upload
+        return identity is not None or default == EVERYONE
+
     def principals(self, user):
         """Every principal C{user} (L{None}: anonymous) stands for."""
-        found = {"everyone"}
+        found = {EVERYONE}
         if user is not None:
-            found |= {"authenticated", f"user:{user}"}
+            found |= {AUTHENTICATED, f"user:{user}"}
             found |= {f"group:{group}" for group, members in self.groups.items()
                       if user in members}
         return found
@@ -142,7 +164,7 @@ class AccessModel:
         rule = self.rule_for(project)
         if rule is None:
             default = self.read if permission == READ else self.upload
-            return default == "everyone" or user is not None
+            return default == EVERYONE or user is not None
         principals = self.principals(user)
         return any(permission in perms for principal, perms in rule.grants
                    if principal in principals)
@@ -162,55 +184,8 @@ class AccessModel:
         """
         if self.is_admin(user):
             return True
-        if self.read != "everyone" and user is None:
+        if self.read != EVERYONE and user is None:
             return False
         principals = self.principals(user)
         return all(any(READ in perms for principal, perms in rule.grants
                        if principal in principals) for rule in self.rules)
-
-#: L{Policy.read} value: anyone, authenticated or not, may read.
-EVERYONE = "everyone"
-#: L{Policy.read} and L{Policy.upload} value: only an L{Identity} may.
-AUTHENTICATED = "authenticated"
-
-
-@attrs.frozen
-class Policy:
-    """
-    Which actions need an authenticated user: the C{[auth]} section.
-
-    It only answers questions; the HTTP layer decides statuses (401 with
-    L{www_authenticate_header} when credentials are missing or wrong).
-
-    @ivar read: L{EVERYONE} or L{AUTHENTICATED}: who may list and download.
-    @ivar upload: L{AUTHENTICATED}: who may upload.
-    """
-
-    read: str = attrs.field(
-        default=EVERYONE, validator=attrs.validators.in_((EVERYONE, AUTHENTICATED))
-    )
-    upload: str = attrs.field(
-        default=AUTHENTICATED, validator=attrs.validators.in_((AUTHENTICATED,))
-    )
-
-    def needs_auth_for_read(self) -> bool:
-        """Whether listing and downloading need an authenticated user."""
-        return self.read == AUTHENTICATED
-
-    def needs_auth_for_upload(self) -> bool:
-        """Whether uploading needs an authenticated user (always, for now)."""
-        return self.upload == AUTHENTICATED
-
-    def may_read(self, identity: Identity | None) -> bool:
-        """
-        Whether C{identity} (L{None} for an anonymous request) may list and
-        download.
-        """
-        return identity is not None or not self.needs_auth_for_read()
-
-    def may_upload(self, identity: Identity | None) -> bool:
-        """
-        Whether C{identity} (L{None} for an anonymous request) may upload.
-        """
-        return identity is not None or not self.needs_auth_for_upload()
-

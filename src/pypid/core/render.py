@@ -13,6 +13,7 @@ Requires-Python and yank reasons all come from uploaders.
 import hashlib
 import json
 from html import escape
+from urllib.parse import quote
 
 from pypid.core.names import SDIST, InvalidName, parse_filename
 
@@ -338,3 +339,19 @@ def pypi_json(
     out["vulnerabilities"] = []
     out["ownership"] = {"organization": None, "roles": []}
     return _dumps(out)
+
+
+def file_url_for(base_url):
+    """
+    Return C{file_url(record)}: the link a project page gives a file.
+
+    Without a base URL the link is relative to C{/simple/<project>/}, so pages
+    are right behind any proxy and never depend on the request's C{Host}.
+    """
+    if base_url:
+        def file_url(record):
+            return f"{base_url}files/{record.project}/{quote(record.filename)}"
+    else:
+        def file_url(record):
+            return f"../../files/{record.project}/{quote(record.filename)}"
+    return file_url

@@ -185,7 +185,7 @@ class UpstreamProxy:
     """
     The upstream side of the index.
 
-    @ivar config: the L{pypid.config.UpstreamConfig}.
+    @ivar config: the L{pypid.config.upstream.UpstreamConfig}.
     @ivar policy: the L{pypid.upstream.policy.UpstreamPolicy}.
     @ivar pages: the L{pypid.upstream.cache.PageCache}.
     @ivar client: the L{pypid.upstream.fetch.UpstreamClient}.
@@ -245,6 +245,18 @@ class UpstreamProxy:
             return self.decide(record.project).allowed
         return self.merges(record.project) and bool(merged(hosted.files.values(), [record]))
 
+    def redirect_url(self, project):
+        """Where C{redirect} mode sends a client for C{project}'s page."""
+        return f"{self.client.index_url}{project}/"
+
+    def kept(self, filename):
+        """The L{FileRecord} of an upstream file kept in the cache, or L{None}."""
+        return self.cached.get(filename)
+
+    def locate(self, record):
+        """Where a kept file is served from (see L{IStorage.locate})."""
+        return self.storage.locate(record)
+
     def decide(self, name):
         """May the upstream be asked about C{name}? (a L{Decision})"""
         hosted = self.index.project(normalize(name)) is not None
@@ -252,7 +264,7 @@ class UpstreamProxy:
 
     # -- pages ---------------------------------------------------------------------
 
-    async def project_page(self, project, kind):
+    async def upstream_page(self, project, kind):
         """
         The page of an upstream project, rendered as pypid's own.
 

@@ -7,36 +7,68 @@ answers L{None} at once and no header is even parsed.
 """
 
 import attrs
-from twisted.internet.defer import fail, succeed
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.python.components import registerAdapter
 from twisted.python.failure import Failure
+from twisted.web.server import Request
+from zope.interface import Interface
 
 from pypid.auth.credentials import MalformedCredentials, parse_basic
 from pypid.auth.verifier import Busy, Identity
+from pypid.auth.policy import READ, WRITE, AccessModel
 from pypid.auth.tokens import TOKEN_USER
-from pypid.core.errors import TooManyRequests, Unauthorized, Unavailable
+from pypid.core.errors import Forbidden, TooManyRequests, Unauthorized, Unavailable
+
+
+class IRequestAuth(Interface):
+    """What is known of who sent a request: its L{RequestAuth} component."""
+
+
+@attrs.define
+class RequestAuth:
+    """
+    Who sent a request, as far as the server found out: kept on the request
+    as its L{IRequestAuth} component (C{IRequestAuth(request)}), so the site,
+    the gates and the routes read and write one typed place.
+
+    @ivar credentials: C{(user, password)} of an upload, parsed by the site
+        from its C{Authorization} header before the body.
+    @ivar verified: a L{Deferred} of the upload's L{Identity}, when the site
+        began verifying the credentials before the body; the upload route
+        waits for it rather than checking (and counting failures) twice.
+    @ivar identity: the verified L{Identity}, once a gate let the request
+        through; L{None} for an anonymous request.
+    """
+
+    credentials: tuple | None = None
+    verified: Deferred | None = None
+    identity: Identity | None = None
+
+
+registerAdapter(lambda request: RequestAuth(), Request, IRequestAuth)
+
+
+def identity_of(request):
+    """The L{Identity} a gate verified for C{request}, or L{None}."""
+    return IRequestAuth(request).identity
 
 
 @attrs.define
 class Access:
     """
-    @ivar policy: the L{pypid.auth.verifier.Policy} of the configuration.
     @ivar _verifier: a L{pypid.auth.verifier.PasswordVerifier}.
     """
 
-    policy: object
+    #: the L{pypid.auth.policy.AccessModel}
+    model: AccessModel
     _verifier: object
     #: a L{pypid.auth.throttle.LoginThrottle}, or L{None}
     _throttle: object = None
-    #: the L{pypid.auth.policy.AccessModel}; by default the policy's defaults alone
-    model: object = None
     #: the L{pypid.auth.tokens.TokenBook}, or L{None} when tokens are not used
     tokens: object = None
     _open_reads: bool = attrs.field(init=False, default=True)
 
     def __attrs_post_init__(self):
-        if self.model is None:
-            from pypid.auth.policy import AccessModel
-            self.model = AccessModel(read=self.policy.read, upload=self.policy.upload)
         # Whether anonymous clients read every project: then reads need no
         # credentials at all, and pages no filtering (the hot path).
         self._open_reads = self.model.reads_everything(None)
@@ -46,14 +78,14 @@ class Access:
     @staticmethod
     def user(request):
         """The name the request was authenticated as (by a gate), or L{None}."""
-        identity = getattr(request, "pypid_identity", None)
+        identity = identity_of(request)
         return identity.name if identity is not None else None
 
     def may_read(self, request, project):
         """Whether the request may see C{project} (others answer 404)."""
         if self._open_reads:
             return True
-        return self.identity_may_read(getattr(request, "pypid_identity", None), project)
+        return self.identity_may_read(identity_of(request), project)
 
     def identity_may_read(self, identity, project):
         """Whether C{identity} (L{None}: anonymous) may see C{project}, token scope included."""
@@ -64,7 +96,7 @@ class Access:
 
     def cache_key(self, request):
         """What the project list a request sees depends on: its user, and its token."""
-        identity = getattr(request, "pypid_identity", None)
+        identity = identity_of(request)
         if identity is None:
             return None
         return (identity.name, identity.token.id if identity.token is not None else None)
@@ -80,7 +112,7 @@ class Access:
         """Whether the request may see every project (pages need no filtering)."""
         if self._open_reads:
             return True
-        identity = getattr(request, "pypid_identity", None)
+        identity = identity_of(request)
         if identity is not None and identity.token is not None and (
                 identity.token.projects or "read" not in identity.token.actions):
             return False
@@ -161,27 +193,40 @@ class Access:
         if self._open_reads:
             return None
         d = self.identify(request)
-        d.addCallback(self._may, self.policy.may_read, "authentication is required to read this index")
+        d.addCallback(self._may, READ, "authentication is required to read this index")
         d.addCallback(_remember, request)
         return d
 
     def gate_upload(self, request, credentials=None):
         """A L{Deferred} firing with the uploader's identity, or failing with L{Unauthorized}."""
         d = self.identify(request, credentials)
-        d.addCallback(self._may, self.policy.may_upload, "authentication is required to upload")
+        d.addCallback(self._may, WRITE, "authentication is required to upload")
         d.addCallback(_remember, request)
         return d
 
-    @staticmethod
-    def _may(identity, allowed, message):
-        if not allowed(identity):
+    async def uploader(self, request):
+        """A user who may upload: with a password, or a token that may upload."""
+        identity = await self.gate_upload(request)
+        if identity.token is not None and "upload" not in identity.token.actions:
+            raise Forbidden("this token may not upload")
+        return identity
+
+    async def admin(self, request):
+        """An admin (with a password), or L{Forbidden}."""
+        identity = await self.gate_upload(request)
+        if not self.is_admin(identity):
+            raise Forbidden(f"{identity.name} is not an admin")
+        return identity
+
+    def _may(self, identity, permission, message):
+        if not self.model.may_enter(identity, permission):
             raise Unauthorized(message)
         return identity
 
 
 def _remember(identity, request):
     """Keep who the request is, for the per-project checks that follow."""
-    request.pypid_identity = identity
+    IRequestAuth(request).identity = identity
     return identity
 
 

@@ -1,31 +1,173 @@
 """
-Feeding an upload's body to its L{pypid.web.multipart.FormSink} off the reactor
-thread.
+Where a request's body goes while it arrives, and how to answer before it.
 
-Parsing, hashing (sha256, blake2b and md5) and writing an upload to its
-spool file cost about half a millisecond of CPU per 64 KiB; on the reactor
-thread a large upload would take that time from every other client. Here
-the reactor only queues the chunks as they arrive; one job at a time, in a
-worker thread, feeds what is queued to the sink, in order. When more than a
-few MiB wait, reading from the connection pauses until the worker catches
-up, so memory stays flat whatever the client's speed.
+Twisted writes a request body into C{request.content} chunk by chunk, then
+rewinds it and hands the request to its resource. pypid never lets Twisted
+pick that object: L{pypid.web.site.PypidRequest} chooses one of three bodies
+when the headers are in, and they all provide L{IRequestBody}, so the
+request feeds, limits, drains and closes them the same way:
 
-The sink is touched by one thread at a time: by the worker while a job
-runs, and by the reactor only when no job runs.
+  - L{PlainBody}: a small body kept in memory (a yank reason, a token
+    request, a requirements file), refused past L{MAX_PLAIN_BODY};
+  - L{SpooledForm}: an upload's C{multipart/form-data} body, parsed by a
+    L{pypid.web.multipart.FormSink} in a worker thread as it arrives (the
+    file part goes to the storage's spool folder and is hashed on the way),
+    so memory stays flat whatever the file size;
+  - L{DiscardedBody}: a body that is counted and forgotten, after an answer
+    was sent before it (L{answer_before_body}).
+
+Why a worker thread for uploads: parsing, hashing (sha256, blake2b and md5)
+and writing cost about half a millisecond of CPU per 64 KiB; on the reactor
+thread a large upload would take that time from every other client. The
+reactor only queues the chunks; one job at a time, in a worker thread, feeds
+what is queued to the sink, in order. When more than a few MiB wait, reading
+from the connection pauses until the worker catches up. The sink is touched
+by one thread at a time: by the worker while a job runs, and by the reactor
+only when no job runs.
 """
+
+import io
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
+from zope.interface import Attribute, Interface, implementer
 
-from pypid.web.multipart import UnkeptBody
+from pypid.core.errors import reason_phrase
+from pypid.web.multipart import MultipartError
 
 log = Logger()
 
+#: Largest body of any request other than an upload (a yank reason, say):
+#: Twisted would parse such a body, multipart or form, in memory whole.
+MAX_PLAIN_BODY = 1 << 20
+PLAIN_TOO_LARGE = "the request body is larger than 1 MiB"
 
-class ThreadedSink(UnkeptBody):
+#: Why a body that is not C{multipart/form-data} is no upload.
+NOT_A_FORM = "Content-Type: expected multipart/form-data with a boundary"
+
+
+class IRequestBody(Interface):
     """
-    A request body file-like object (what Twisted calls C{request.content})
-    that feeds a L{FormSink} in a worker thread.
+    What a request's body is written into while it arrives (Twisted's
+    C{request.content}).
+
+    Twisted also calls C{seek} and C{read} on it before the resource runs;
+    bodies that keep nothing rewind to nothing and read as empty.
+    """
+
+    received = Attribute("How many body bytes were written so far.")
+
+    def write(data):
+        """Take the next chunk of the body; never raises."""
+
+    def drained():
+        """A L{Deferred} that fires once every written byte was taken in."""
+
+    def close():
+        """Forget the body and remove whatever it spooled; safe to call twice."""
+
+    def form():
+        """
+        The body parsed as an upload's L{pypid.web.multipart.Form}, once
+        drained; the caller then owns its spooled files.
+
+        @raise pypid.web.multipart.MultipartError: the body is not a
+            well-formed form within the limits (L{UploadTooLarge} past the
+            size limit).
+        @raise OSError: the spool folder failed.
+        """
+
+
+class _Unkept:
+    """The file-like side Twisted asks of a body that keeps nothing to read back."""
+
+    received = 0
+
+    def form(self):
+        """Not an upload form: only L{SpooledForm} parses one."""
+        raise MultipartError(NOT_A_FORM)
+
+    def tell(self):
+        """The number of body bytes received so far."""
+        return self.received
+
+    def seek(self, offset, whence=0):
+        """Do nothing: Twisted rewinds its content, but nothing is kept."""
+
+    def read(self, n=-1):
+        """Nothing: the body is not kept."""
+        return b""
+
+
+@implementer(IRequestBody)
+class DiscardedBody(_Unkept):
+    """
+    A body that is counted and forgotten (answered before it arrived).
+
+    @ivar _too_much: called once when more than C{limit} bytes came (to
+        close the connection rather than read on); L{None} to read it all.
+    """
+
+    def __init__(self, limit=None, too_much=None):
+        self._limit = limit
+        self._too_much = too_much
+
+    def write(self, data):
+        """Count the chunk and forget it."""
+        self.received += len(data)
+        if self._too_much is not None and self.received > self._limit:
+            too_much, self._too_much = self._too_much, None
+            too_much()
+
+    def drained(self):
+        """Nothing is ever pending."""
+        return succeed(None)
+
+    def close(self):
+        """Nothing to remove."""
+
+
+@implementer(IRequestBody)
+class PlainBody(io.BytesIO):
+    """
+    A small body kept in memory, for Twisted to parse into C{request.args}.
+
+    @ivar _too_large: called once when the body passes C{limit}; the body
+        then keeps nothing more.
+    """
+
+    def __init__(self, too_large, limit=MAX_PLAIN_BODY):
+        io.BytesIO.__init__(self)
+        self._too_large = too_large
+        self._limit = limit
+        self.received = 0
+
+    def write(self, data):
+        """Keep the chunk, or refuse the body once it passes the limit."""
+        self.received += len(data)
+        if self._too_large is None:
+            return 0
+        if self.received > self._limit:
+            refuse, self._too_large = self._too_large, None
+            self.truncate(0)
+            refuse()
+            return 0
+        return io.BytesIO.write(self, data)
+
+    def drained(self):
+        """Everything written is in memory already."""
+        return succeed(None)
+
+    def form(self):
+        """Not an upload form: only L{SpooledForm} parses one."""
+        raise MultipartError(NOT_A_FORM)
+
+
+@implementer(IRequestBody)
+class SpooledForm(_Unkept):
+    """
+    An upload body, fed to a L{pypid.web.multipart.FormSink} in a worker
+    thread as it arrives (see the module docstring).
 
     @ivar sink: the L{pypid.web.multipart.FormSink}.
     """
@@ -49,14 +191,12 @@ class ThreadedSink(UnkeptBody):
         self._low = low
         self._queue = []
         self._queued = 0
-        self._received = 0
+        self.received = 0
         self._busy = False
         self._paused = False
         self._closed = False
         self._reported = False
         self._waiters = []
-
-    # -- what Twisted calls ------------------------------------------------------
 
     def write(self, data):
         """Queue a chunk of the body; start a job if none runs."""
@@ -64,7 +204,7 @@ class ThreadedSink(UnkeptBody):
             return
         self._queue.append(data)
         self._queued += len(data)
-        self._received += len(data)
+        self.received += len(data)
         if not self._busy:
             self._start()
         if self._queued > self._high and not self._paused:
@@ -79,8 +219,6 @@ class ThreadedSink(UnkeptBody):
         if not self._busy:
             self.sink.close()
 
-    # -- for the request and the upload route ---------------------------------------
-
     @property
     def error(self):
         """The sink's first error (only meaningful once drained)."""
@@ -94,11 +232,9 @@ class ThreadedSink(UnkeptBody):
         self._waiters.append(d)
         return d
 
-    def finish(self):
-        """The sink's L{Form}; call it once L{drained} fired."""
+    def form(self):
+        """The sink's L{pypid.web.multipart.Form}; call it once L{drained} fired."""
         return self.sink.finish()
-
-    # -- the worker ---------------------------------------------------------------------
 
     def _start(self):
         batch, self._queue = self._queue, []
@@ -133,3 +269,29 @@ def _feed(sink, batch):
     """Feed a batch of chunks to the sink, in a worker thread."""
     for chunk in batch:
         sink.write(chunk)
+
+
+def answer_before_body(transport, code, message, headers=(), reason=None, send_body=True):
+    """
+    Write a whole plain-text answer straight to C{transport}, outside any
+    request's own answer: before its body was read, or when no request is
+    complete at all. The answer says C{Connection: close}; closing is the
+    caller's choice (after a small body is read and thrown away, a client
+    reads the answer rather than a reset connection).
+
+    @param message: the body's text.
+    @param headers: C{(name, value)} byte pairs of the server's own making
+        (C{Location}, C{Retry-After}, C{WWW-Authenticate}).
+    @param reason: the status line's reason phrase; by default the message,
+        cleaned by L{reason_phrase} (twine shows the reason phrase, and
+        C{--skip-existing} reads it).
+    @param send_body: L{False} for an answer to C{HEAD}.
+    """
+    body = message.encode("utf-8")
+    if not body.endswith(b"\n"):
+        body += b"\n"
+    lines = [b"HTTP/1.1 %d %s" % (code, reason or reason_phrase(message.rstrip("\n")))]
+    lines += [name + b": " + value for name, value in headers]
+    lines += [b"Content-Type: text/plain; charset=utf-8",
+              b"Content-Length: %d" % len(body), b"Connection: close"]
+    transport.write(b"\r\n".join(lines) + b"\r\n\r\n" + (body if send_body else b""))

@@ -15,10 +15,14 @@ a connection (and whatever the request holds) for ever. Here:
     (L{ConnectionCounter}): more are closed at once.
 """
 
+import re
+
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.web.http import HTTPChannel
+
+from pypid.web.body import answer_before_body
 
 log = Logger()
 
@@ -125,7 +129,7 @@ class PypidChannel(HTTPChannel):
         self.waiting_since = None
         log.info("Closing a connection whose request headers took over {seconds:g} s",
                  seconds=self.header_timeout)
-        self._refuse(b"408 Request Timeout", b"the request headers came too slowly\n")
+        self._refuse(408, b"Request Timeout", "the request headers came too slowly")
 
     def _check_rate(self):
         self._rate_timer = None
@@ -137,14 +141,30 @@ class PypidChannel(HTTPChannel):
         self._body_bytes = 0
         self._rate_timer = self.callLater(self.rate_window, self._check_rate)
 
-    def _refuse(self, status, body):
+    def _refuse(self, code, reason, message):
         """Answer outside any request (none is complete) and close."""
         if self.transport is None:
             return
-        self.transport.write(b"HTTP/1.1 " + status + b"\r\nContent-Type: text/plain; "
-                             b"charset=utf-8\r\nContent-Length: %d\r\nConnection: close"
-                             b"\r\n\r\n" % len(body) + body)
+        answer_before_body(self.transport, code, message, reason=reason)
         self.transport.loseConnection()
+
+
+def origin_form(target):
+    """
+    The path and query of a request target, whether it came in origin form
+    (C{/legacy/?x}) or absolute form (C{http://host/legacy/?x}); C{/} for a
+    target with neither (C{*}, or nonsense).
+    """
+    if target.startswith(b"/"):
+        return target
+    match = _ABSOLUTE_FORM.match(target)
+    if match is None:
+        return b"/"
+    rest = match.group(1)
+    return rest if rest.startswith(b"/") else b"/" + rest
+
+
+_ABSOLUTE_FORM = re.compile(rb"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*(.*)$", re.DOTALL)
 
 
 class ConnectionCounter:

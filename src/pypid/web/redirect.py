@@ -15,7 +15,8 @@ import attrs
 from twisted.logger import Logger
 from twisted.web import http, resource, server
 
-from pypid.web.channel import ConnectionCounter, GuardedSite, PypidChannel
+from pypid.web.body import DiscardedBody, answer_before_body
+from pypid.web.channel import ConnectionCounter, GuardedSite, PypidChannel, origin_form
 
 log = Logger()
 
@@ -30,20 +31,6 @@ _HOST = re.compile(rb"^(?:(?P<name>[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9]
 #: What may stay unquoted in a redirect's path and query (RFC 3986's
 #: reserved and unreserved characters, and "%" of escapes already there).
 _URL_SAFE = "/?[]@!$&'()*+,;=:%~"
-
-
-_ABSOLUTE_FORM = re.compile(rb"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*(.*)$", re.DOTALL)
-
-
-def _origin_form(target):
-    """The path and query of a request target, whether in origin or absolute form."""
-    if target.startswith(b"/"):
-        return target
-    match = _ABSOLUTE_FORM.match(target)
-    if match is None:
-        return b"/"  # "*", or nonsense
-    rest = match.group(1)
-    return rest if rest.startswith(b"/") else b"/" + rest
 
 
 @attrs.frozen
@@ -65,7 +52,7 @@ class HTTPSRedirect:
         header (C{bytes} or L{None}); L{None} when there is no base URL and
         no usable C{Host}.
         """
-        path = quote(_origin_form(target), safe=_URL_SAFE)
+        path = quote(origin_form(target), safe=_URL_SAFE)
         if self.base_url is not None:
             return self.base_url + path[1:]
         match = _HOST.match(host or b"")
@@ -93,29 +80,7 @@ class HTTPSRedirect:
         return status, location, body
 
 
-class _Discarded:
-    """A request body that is counted and forgotten."""
-
-    def __init__(self):
-        self.received = 0
-
-    def write(self, data):
-        self.received += len(data)
-
-    def tell(self):
-        return 0
-
-    def seek(self, offset, whence=0):
-        pass
-
-    def read(self, size=-1):
-        return b""
-
-    def close(self):
-        pass
-
-
-_REASONS = {301: b"Moved Permanently", 308: b"Permanent HTTPSRedirect", 400: b"Bad Request"}
+_REASONS = {301: b"Moved Permanently", 308: b"Permanent Redirect", 400: b"Bad Request"}
 
 
 class RedirectRequest(http.Request):
@@ -128,8 +93,8 @@ class RedirectRequest(http.Request):
 
     def gotLength(self, length):
         """Answer now; throw the body away (and close past the discard limit)."""
-        self.content = _Discarded()
         channel = self.channel
+        self.content = DiscardedBody(REDIRECT_DISCARD_LIMIT, channel.transport.loseConnection)
         # No "100 Continue" after the final answer.
         self.requestHeaders.removeHeader(b"expect")
         method = getattr(channel, "_command", b"GET")
@@ -142,23 +107,16 @@ class RedirectRequest(http.Request):
             peer = channel.transport.getPeer()
             log.warn("Refused credentials sent over plain HTTP by {client}: redirected to "
                      "HTTPS", client=getattr(peer, "host", str(peer)))
-        data = body.encode("utf-8")
-        lines = [b"HTTP/1.1 %d %s" % (status, _REASONS[status])]
-        if location is not None:
-            lines.append(b"Location: " + location.encode("ascii"))
-        lines += [b"Content-Type: text/plain; charset=utf-8",
-                  b"Content-Length: %d" % len(data), b"Connection: close"]
-        payload = b"\r\n".join(lines) + b"\r\n\r\n" + (b"" if method == b"HEAD" else data)
-        channel.transport.write(payload)
+        headers = [(b"Location", location.encode("ascii"))] if location is not None else []
+        answer_before_body(channel.transport, status, body, headers, reason=_REASONS[status],
+                           send_body=method != b"HEAD")
         channel.persistent = False
         if length is not None and length > REDIRECT_DISCARD_LIMIT:
             channel.transport.loseConnection()
 
     def handleContentChunk(self, data):
-        """Count and forget; close once past the discard limit."""
+        """Count and forget (the body closes the connection past the discard limit)."""
         self.content.write(data)
-        if self.content.received > REDIRECT_DISCARD_LIMIT:
-            self.channel.transport.loseConnection()
 
     def requestReceived(self, command, path, version):
         """The answer is out and the body read: close."""

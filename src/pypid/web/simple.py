@@ -106,11 +106,11 @@ class SimpleResource(Resource):
             project = self._index.project(name)
             if project is None:
                 if self._upstream is not None and self._index.project(normalize(name)) is None:
-                    return upstream.project_page(request, self._upstream, name, self._kind,
+                    return upstream.answer_page(request, self._upstream, name, self._kind,
                                                  self._redirect)
                 return self._redirect_or_404(request, name)
             if self._upstream is not None and self._upstream.merges(project.name):
-                return upstream.merged_page(request, self._upstream, project,
+                return upstream.answer_merged_page(request, self._upstream, project,
                                             self._kind(request))
             return send_page(request, self._index.project_page(project, self._kind(request)))
         if post == [b""]:
@@ -215,7 +215,7 @@ class FilesResource(Resource):
         if self._index.deleted_from(filename) == project:
             raise Gone("this file was deleted")
         if self._upstream is not None:
-            return upstream.file(request, self._upstream, project, filename, self._send)
+            return upstream.answer_file(request, self._upstream, project, filename, self._send)
         raise NotFound("no such file")
 
     def _send(self, request, record, location, etag):

@@ -1,13 +1,14 @@
 """
-The HTTP site: a L{Site} whose requests stream upload bodies to disk.
+The HTTP site: a L{Site} whose requests choose where their body goes before
+it arrives.
 
 Twisted's L{Request} keeps a body in memory (or a temporary file) and then
 parses a C{multipart/form-data} body into C{request.args} all at once,
-dropping the part's filename. For uploads this request class instead hands
-each chunk of the body, as it arrives, to a L{pypid.web.multipart.FormSink}
-(through L{pypid.web.body.ThreadedSink}, in a worker thread), which writes
-the file part to the storage's spool folder and hashes it on the way; memory
-stays flat whatever the file size.
+dropping the part's filename. This request class instead gives every body
+one of the L{pypid.web.body.IRequestBody} implementations: an upload streams
+to a L{pypid.web.body.SpooledForm} (parsed, hashed and written to the
+storage's spool folder in a worker thread), anything else is a small
+L{pypid.web.body.PlainBody}, and a refused body is discarded.
 
 It also decides before the body is read whether to read it at all: an upload
 whose declared length is over the limit, or whose credentials are missing or
@@ -15,23 +16,25 @@ wrong (reading pauses until they are verified), is answered at once and its
 body discarded. Other requests may not carry more than 1 MiB of body.
 """
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import server
 from twisted.web.http import datetimeToString, unquote
 
 from pypid.auth.credentials import MalformedCredentials, parse_basic, www_authenticate_header
-from pypid.core.errors import HTTPError, reason_phrase
-from pypid.web.multipart import (
-    FormSink,
-    MultipartError,
-    UnkeptBody,
-    UploadTooLarge,
-    boundary_from_content_type,
+from pypid.core.errors import HTTPError
+from pypid.web.access import IRequestAuth
+from pypid.web.body import (
+    MAX_PLAIN_BODY,
+    PLAIN_TOO_LARGE,
+    DiscardedBody,
+    PlainBody,
+    SpooledForm,
+    answer_before_body,
 )
-from pypid.web.channel import ConnectionCounter, GuardedSite, PypidChannel, Refused
-from pypid.web.body import ThreadedSink
+from pypid.web.channel import ConnectionCounter, GuardedSite, PypidChannel, Refused, origin_form
+from pypid.web.multipart import FormSink, MultipartError, UploadTooLarge, boundary_from_content_type
 
 log = Logger()
 
@@ -50,25 +53,10 @@ UPLOAD_PATHS = frozenset([b"/", b"/legacy", b"/legacy/"])
 #: How much of a refused body is read and thrown away so that the client
 #: reads the answer rather than a reset connection; past this, the connection
 #: is closed right after the answer.
-_DISCARD_LIMIT = 64 << 20
-
-#: Largest body of any request other than an upload (a yank reason, say).
-#: Twisted would read such a body, multipart or form, into memory whole.
-MAX_OTHER_BODY = 1 << 20
-_OTHER_TOO_LARGE = "the request body is larger than 1 MiB"
+DISCARD_LIMIT = 64 << 20
 
 #: What an upload body may hold beyond the file: its text fields and framing.
 _FIELDS_ALLOWANCE = 9 << 20
-
-
-class _Discard(UnkeptBody):
-    """A request body sink that counts and forgets (for refused uploads)."""
-
-    def write(self, data):
-        self._received += len(data)
-
-    def close(self):
-        pass
 
 
 class PypidRequest(server.Request):
@@ -81,28 +69,28 @@ class PypidRequest(server.Request):
     early_answer = False
     #: set once the whole body arrived and the request went to its resource
     _body_done = False
-    #: C{(user, password)} from the Authorization header of an upload, parsed early
-    upload_credentials = None
-    #: the uploader's L{pypid.auth.verifier.Identity}, once verified before the body
-    upload_check = None
 
     def gotLength(self, length):
         """Choose where the body goes, before any of it arrives."""
         channel = self.channel
+        self._parsePOSTFormSubmission = False
         command = getattr(channel, "_command", None)
-        path = _origin_form(getattr(channel, "_path", b""))
+        path = origin_form(getattr(channel, "_path", b"")).split(b"?", 1)[0]
         if command != b"POST" or path not in UPLOAD_PATHS:
-            if length is not None and length > MAX_OTHER_BODY:
-                return self._answer_early(length, 413, _OTHER_TOO_LARGE)
-            return server.Request.gotLength(self, length)
+            if length is not None and length > MAX_PLAIN_BODY:
+                return self._answer_early(length, 413, PLAIN_TOO_LARGE)
+            # Small forms (a yank reason, a token request) are parsed into
+            # request.args by Twisted, from memory.
+            self._parsePOSTFormSubmission = True
+            self.content = PlainBody(self._plain_too_large)
+            return
         site = channel.site
         ctype = self.requestHeaders.getRawHeaders(b"content-type", [b""])[0]
-        self._parsePOSTFormSubmission = False
         try:
             boundary = boundary_from_content_type(ctype)
         except MultipartError:
             # Not a form: the upload route answers 400 with the reason.
-            self.content = _Discard()
+            self.content = DiscardedBody()
             return
         try:
             credentials = parse_basic(self.requestHeaders.getRawHeaders(b"authorization", [None])[0])
@@ -115,12 +103,11 @@ class PypidRequest(server.Request):
         # bounded by the parser (FormSink's max_fields_total, 8 MiB).
         if length is not None and length > limit + _FIELDS_ALLOWANCE:
             return self._answer_early(length, 413, too_large_message(limit))
-        self.upload_credentials = credentials
-        sink = FormSink(boundary, site.spool_dir, max_file_size=limit)
-        if site.run is not None:
-            pause, resume = _reading_controls(self.channel)
-            sink = ThreadedSink(sink, site.run, pause, resume, self._sink_failed)
-        self.content = sink
+        auth = IRequestAuth(self)
+        auth.credentials = credentials
+        pause, resume = _reading_controls(self.channel)
+        self.content = SpooledForm(FormSink(boundary, site.spool_dir, max_file_size=limit),
+                                   site.run, pause, resume, self._sink_failed)
         if site.access is not None:
             self._verify_before_body(site.access.gate_upload(self, credentials), length)
 
@@ -139,7 +126,7 @@ class PypidRequest(server.Request):
         # The upload route waits for this check rather than making its own
         # (the body may be in before it is done): credentials are checked,
         # and failures counted, once.
-        self.upload_check = check = Deferred()
+        IRequestAuth(self).verified = check = Deferred()
 
         def verified_ok(identity):
             check.callback(identity)
@@ -152,9 +139,7 @@ class PypidRequest(server.Request):
             if self._body_done:
                 return  # the upload route answers it
             check.addErrback(lambda _: None)  # answered here; no route will wait
-            content = self.content
-            if isinstance(content, (FormSink, ThreadedSink)):
-                content.close()
+            self.content.close()
             self._answer_early(length, failure.value.code, failure.value.message,
                                www=failure.value.code == 401, extra=failure.value.headers)
             if paused and self.channel.transport is not None:
@@ -164,16 +149,12 @@ class PypidRequest(server.Request):
         verified.addErrback(lambda f: log.failure("Verifying upload credentials", f))
 
     def handleContentChunk(self, data):
-        """Feed the body on; answer 413 as soon as a body passes its limit."""
-        content = self.content
-        content.write(data)
-        kind = type(content)
-        if kind is FormSink:
-            if isinstance(content.error, UploadTooLarge):
-                self._sink_failed(content.error)
-        elif kind is not _Discard and kind is not ThreadedSink and content.tell() > MAX_OTHER_BODY:
-            content.close()
-            self._answer_early(None, 413, _OTHER_TOO_LARGE)
+        """Feed the body on (each body enforces its own limit)."""
+        self.content.write(data)
+
+    def _plain_too_large(self):
+        """A small body passed its limit: answer 413 at once."""
+        self._answer_early(None, 413, PLAIN_TOO_LARGE)
 
     def _sink_failed(self, error):
         """An upload's sink found an error while the body arrives: answer 413 at once."""
@@ -186,42 +167,32 @@ class PypidRequest(server.Request):
         Answer now, before the body, and then close the connection: after the
         discarded body when it is small, at once when it is large.
         """
-        self.content = _Discard()
+        transport = self.channel.transport
+        self.content = DiscardedBody(DISCARD_LIMIT, transport.loseConnection)
         self.early_answer = True
         # No "100 Continue" after a final answer (Twisted sends one after
         # gotLength when the client asked for it).
         self.requestHeaders.removeHeader(b"expect")
-        body = message.encode("utf-8") + b"\n"
-        headers = [
-            b"HTTP/1.1 %d %s" % (code, reason_phrase(message)),
-            b"Content-Type: text/plain; charset=utf-8",
-            b"Content-Length: %d" % len(body),
-            b"Connection: close",
-        ]
-        if www:
-            headers.append(b"WWW-Authenticate: " + www_authenticate_header())
         # (the values are the server's own: Retry-After, say)
-        headers.extend(name + b": " + value for name, value in extra)
-        transport = self.channel.transport
-        transport.write(b"\r\n".join(headers) + b"\r\n\r\n" + body)
+        headers = [(b"WWW-Authenticate", www_authenticate_header())] if www else []
+        answer_before_body(transport, code, message, headers + list(extra))
         self.channel.persistent = False
-        if length is None or length > _DISCARD_LIMIT:
+        if length is None or length > DISCARD_LIMIT:
             transport.loseConnection()
 
     def requestReceived(self, command, path, version):
-        """Hand a finished body to the resource, unless it was answered already."""
+        """Hand a finished body to the resource once it is drained, unless answered already."""
         self._body_done = True
         if self.early_answer:
             self.channel.transport.loseConnection()
             return
-        content = self.content
-        if type(content) is ThreadedSink:
-            # The route sees the body once the worker has fed all of it.
-            d = content.drained()
-            d.addCallback(lambda _: self._received(command, path, version))
-            d.addErrback(self.processingFailed)
+        d = self.content.drained()
+        if d.called:
+            server.Request.requestReceived(self, command, path, version)
             return
-        server.Request.requestReceived(self, command, path, version)
+        # The route sees the body once the worker has fed all of it.
+        d.addCallback(lambda _: self._received(command, path, version))
+        d.addErrback(self.processingFailed)
 
     def _received(self, command, path, version):
         if self.channel is not None and not self.early_answer:
@@ -257,9 +228,8 @@ class PypidRequest(server.Request):
 
     def connectionLost(self, reason):
         """Remove a half-received upload's spooled file."""
-        content = self.content
-        if isinstance(content, (FormSink, ThreadedSink)):
-            content.close()
+        if self.content is not None:  # (None until the headers are in)
+            self.content.close()
         server.Request.connectionLost(self, reason)
 
 
@@ -273,19 +243,6 @@ def _reading_controls(channel):
         return channel.pause_reading, channel.resume_reading
     transport = channel.transport
     return transport.pauseProducing, transport.resumeProducing
-
-
-def _origin_form(target):
-    """
-    The path of a request target, without its query, whether it came in
-    origin form (C{/legacy/?x}) or absolute form (C{http://host/legacy/}).
-    """
-    path = target.split(b"?", 1)[0]
-    if path[:1] != b"/" and b"://" in path:
-        rest = path.split(b"://", 1)[1]
-        slash = rest.find(b"/")
-        path = rest[slash:] if slash >= 0 else b"/"
-    return path
 
 
 def too_large_message(limit):
@@ -307,7 +264,8 @@ class PypidSite(GuardedSite, server.Site):
         credentials before its body is read; L{None} to leave it to the route.
     @ivar run: C{run(f, *args) -> Deferred} running C{f} in a worker thread,
         where upload bodies are parsed, hashed and written (see
-        L{pypid.web.body}); L{None} to do that on the reactor thread.
+        L{pypid.web.body}); by default on the reactor thread, for tests of
+        the same body path with no threads.
     """
 
     requestFactory = PypidRequest
@@ -324,7 +282,7 @@ class PypidSite(GuardedSite, server.Site):
         self.max_upload_size = max_upload_size
         self.spool_dir = spool_dir
         self.access = access
-        self.run = run
+        self.run = run if run is not None else maybeDeferred
         self._access_log = access_log
         self._date = (None, b"")
 

@@ -32,7 +32,7 @@ from pypid.web.respond import (
 _STALE_WARNING = b'110 pypid "Response is Stale"'
 
 
-def project_page(request, proxy, name, kind, redirect):
+def answer_page(request, proxy, name, kind, redirect):
     """
     Answer C{/simple/<name>/} from the upstream.
 
@@ -49,7 +49,7 @@ def project_page(request, proxy, name, kind, redirect):
     if project != name:
         return redirect(request, f"simple/{project}/")
     if proxy.mode == "redirect":
-        target = f"{proxy.client.index_url}{project}/".encode("ascii")
+        target = proxy.redirect_url(project).encode("ascii")
         request.setResponseCode(302)
         request.responseHeaders.setRawHeaders(b"location", [target])
         request.responseHeaders.setRawHeaders(b"cache-control", [b"no-store"])
@@ -61,7 +61,7 @@ def project_page(request, proxy, name, kind, redirect):
 
 async def _page(request, proxy, project, kind):
     try:
-        found = await proxy.project_page(project, kind)
+        found = await proxy.upstream_page(project, kind)
     except Offline:
         raise NotFound("no such project in the cache (the server is offline)")
     except UpstreamError as e:
@@ -76,7 +76,7 @@ async def _page(request, proxy, project, kind):
     return body
 
 
-def merged_page(request, proxy, hosted, kind):
+def answer_merged_page(request, proxy, hosted, kind):
     """Answer C{/simple/<project>/} for a hosted project with upstream files merged in."""
     async def answer():
         page, stale = await proxy.merged_page(hosted, kind)
@@ -87,7 +87,7 @@ def merged_page(request, proxy, hosted, kind):
     return finish_later(request, ensureDeferred(answer()))
 
 
-def file(request, proxy, project, filename, send):
+def answer_file(request, proxy, project, filename, send):
     """
     Answer C{/files/<project>/<filename>} (or its C{.metadata}) from the
     upstream cache, fetching the file on its first download.
@@ -118,14 +118,14 @@ async def _file_answer(request, proxy, project, filename, send):
     metadata = filename.endswith(".metadata")
     name = filename[: -len(".metadata")] if metadata else filename
     listed = proxy.listed(project, name)
-    if listed is None and proxy.cached.get(name) is None:
+    if listed is None and proxy.kept(name) is None:
         # Not seen yet (a client with an old copy of the page): look again.
         try:
-            await proxy.project_page(project, "json")
+            await proxy.upstream_page(project, "json")
         except (Offline, UpstreamError):
             pass
         listed = proxy.listed(project, name)
-    stored = proxy.cached.get(name)
+    stored = proxy.kept(name)
     if stored is not None and (stored.project != project or not proxy.may_serve(stored)):
         stored = None
     try:
@@ -150,7 +150,7 @@ async def _file_answer(request, proxy, project, filename, send):
                 return NOT_DONE_YET
     except UpstreamError as e:
         raise BadGateway(f"the upstream index failed: {e}")
-    return send(request, stored, proxy.storage.locate(stored),
+    return send(request, stored, proxy.locate(stored),
                 b'"%s"' % stored.sha256.encode("ascii"))
 
 

@@ -10,20 +10,12 @@ Errors come out as L{S3Error} (the store refused: a 4xx) or L{S3Unavailable}
 L{StorageError}s, which the web layer answers with 503.
 """
 
-import re
 import xml.etree.ElementTree as ET
 from hashlib import sha256
 from urllib.parse import unquote
 
 import attrs
 from twisted.internet.defer import CancelledError, Deferred, DeferredSemaphore, ensureDeferred
-from twisted.internet.ssl import Certificate, trustRootFromCertificates
-from twisted.web.client import (
-    Agent,
-    BrowserLikePolicyForHTTPS,
-    HTTPConnectionPool,
-    _HTTP11ClientFactory,
-)
 from twisted.web.iweb import IBodyProducer
 from zope.interface import implementer
 
@@ -238,54 +230,6 @@ def read_body(response, limit):
             raise S3Unavailable(f"S3 sent more than {limit} bytes")
         raise S3Unavailable(f"the answer from S3 was {failure.getErrorMessage()}")
     return d.addErrback(failed)
-
-
-class _QuietFactory(_HTTP11ClientFactory):
-    """Connections to S3 come and go: no log line for each."""
-
-    noisy = False
-
-
-def https_policy(ca_bundle=None):
-    """
-    How outbound HTTPS is checked: certificates and host names verified
-    (service-identity), against the system's trust roots, or only those of
-    C{ca_bundle} (a PEM file of CA certificates: a private CA).
-
-    @raise ValueError: when the bundle cannot be read or holds no certificate.
-    """
-    if ca_bundle is None:
-        return BrowserLikePolicyForHTTPS()
-    try:
-        with open(ca_bundle, "rb") as f:
-            pem = f.read()
-    except OSError as e:
-        raise ValueError(f"cannot read {ca_bundle}: {e.strerror}")
-    blocks = re.findall(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", pem,
-                        re.DOTALL)
-    try:
-        certificates = [Certificate.loadPEM(block) for block in blocks]
-    except Exception as e:
-        raise ValueError(f"{ca_bundle} holds an unreadable certificate: {e}")
-    if not certificates:
-        raise ValueError(f"{ca_bundle} holds no PEM certificate")
-    return BrowserLikePolicyForHTTPS(trustRoot=trustRootFromCertificates(certificates))
-
-
-def make_http(reactor, timeout, connections=16, policy=None):
-    """
-    The treq client for outbound calls (S3, the upstream): persistent
-    connections (enough for the parallel calls of a rebuild), a connect
-    timeout, certificates verified (see L{https_policy}).
-    """
-    import treq.client
-    pool = HTTPConnectionPool(reactor, persistent=True)
-    pool.maxPersistentPerHost = connections
-    pool.cachedConnectionTimeout = 60
-    pool._factory = _QuietFactory
-    agent = Agent(reactor, contextFactory=policy or BrowserLikePolicyForHTTPS(), pool=pool,
-                  connectTimeout=timeout)
-    return treq.client.HTTPClient(agent), pool
 
 
 class S3Client:

@@ -74,8 +74,10 @@ from pypid.storage.s3.sign import presign
 
 log = Logger()
 
-#: S3's smallest part (but the last) of a multipart upload, and most parts.
+#: S3's smallest part (but the last) of a multipart upload, its largest part
+#: (and single PUT), and most parts.
 MIN_PART = 5 << 20
+MAX_PART_SIZE = 5 << 30
 MAX_PARTS = 10000
 
 #: The snapshot kept in the bucket is read up to this size (compressed).

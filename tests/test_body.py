@@ -6,7 +6,7 @@ import os
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.web.multipart import FormSink, UploadTooLarge
-from pypid.web.body import ThreadedSink
+from pypid.web.body import SpooledForm
 from tests.fakes import QueuedRun
 
 BOUNDARY = b"xyz"
@@ -19,8 +19,8 @@ def body(content):
             b"Content-Type: application/octet-stream\r\n\r\n" + content + b"\r\n--xyz--\r\n")
 
 
-class ThreadedSinkTests(SynchronousTestCase):
-    """Tests for L{ThreadedSink}."""
+class SpooledFormTests(SynchronousTestCase):
+    """Tests for L{SpooledForm}."""
 
     def setUp(self):
         self.spool = os.path.abspath(self.mktemp())
@@ -31,7 +31,7 @@ class ThreadedSinkTests(SynchronousTestCase):
 
     def make(self, max_file_size=1 << 20, high=1000, low=100):
         sink = FormSink(BOUNDARY, self.spool, max_file_size=max_file_size)
-        return ThreadedSink(sink, self.run, lambda: self.events.append("pause"),
+        return SpooledForm(sink, self.run, lambda: self.events.append("pause"),
                             lambda: self.events.append("resume"), self.errors.append,
                             high=high, low=low)
 
@@ -49,7 +49,7 @@ class ThreadedSinkTests(SynchronousTestCase):
         self.assertNoResult(drained)
         self.run.run_all()
         self.successResultOf(drained)
-        form = threaded.finish()
+        form = threaded.form()
         self.addCleanup(form.discard)
         self.assertEqual(form.get("name"), "holy")
         self.assertEqual(form.files["content"].sha256, hashlib.sha256(content).hexdigest())
@@ -63,7 +63,7 @@ class ThreadedSinkTests(SynchronousTestCase):
         self.run.run_all()
         self.assertEqual(self.events, ["pause", "resume"])
         self.successResultOf(threaded.drained())
-        threaded.finish().discard()
+        threaded.form().discard()
 
     def test_too_large_reported(self):
         """A file over the limit is reported as soon as a job finds it, and its file removed."""

@@ -1,0 +1,119 @@
+"""
+The C{[auth]}, C{[users]}, C{[groups]} and C{[acl]} sections: who may read
+and upload, the users (with those of an htpasswd file), their groups, the
+admins and the per-project rules.
+
+C{[users]}, C{[groups]} and C{[acl]} have no fixed keys: their keys are the
+names the administrator chooses.  L{read_principals} reads them and checks
+every name they and C{[auth] admins} mention against the others.
+"""
+
+import attrs
+
+from pypid.auth.credentials import USER_NAME
+from pypid.auth.hashes import check_hash_format
+from pypid.auth.htpasswd import read_htpasswd
+from pypid.auth.policy import RuleError, parse_rule
+from pypid.config.values import choice, parse_optional_path, parse_path
+
+
+@attrs.frozen
+class AuthConfig:
+    """The C{[auth]} section: who may read and who may upload, and the admins."""
+
+    read: str
+    upload: str
+    admins: tuple[str, ...] = ()
+    #: where API tokens are kept (their digests; mode 0600)
+    tokens: str = "var/tokens.json"
+    #: an htpasswd file of more users (bcrypt or argon2id), or L{None}
+    htpasswd: str | None = None
+
+
+def _names(value):
+    """Whitespace-separated user (or group) names."""
+    names = tuple(value.split())
+    for name in names:
+        if not USER_NAME.match(name):
+            raise ValueError(f"{name!r}: a name is 1 to 64 letters, digits, '.', '_', '@' or '-'")
+    return names
+
+
+#: key -> (default, parser)
+AUTH_KEYS = {
+    "read": ("everyone", choice("everyone", "authenticated")),
+    "upload": ("authenticated", choice("authenticated")),
+    "admins": ("", _names),
+    "tokens": ("var/tokens.json", parse_path),
+    "htpasswd": ("", parse_optional_path),
+}
+
+#: Sections whose keys are names chosen by the administrator.
+FREE_SECTIONS = {"users", "groups", "acl"}
+
+
+def _user(name, value):
+    if not USER_NAME.match(name):
+        raise ValueError("a user name is 1 to 64 letters, digits, '.', '_', '@' or '-'")
+    check_hash_format(value.strip())
+    return value.strip()
+
+
+def read_principals(items, values, fail):
+    """
+    Read C{[users]} (and C{[auth] htpasswd}'s file), C{[groups]} and C{[acl]},
+    each name checked against the others and C{[auth] admins} against the
+    users, and return C{(users, groups, rules)}.
+
+    @param items: C{items(section)} gives a free section's C{(key, value)}
+        pairs in file order, none when the section is absent.
+    @param values: the parsed C{(section, key) -> value} of the fixed sections.
+    @param fail: C{fail(section, key, message)} raises the configuration error.
+    """
+    users = {}
+    for name, value in items("users"):
+        try:
+            users[name] = _user(name, value)
+        except ValueError as e:
+            fail("users", name, str(e))
+
+    htpasswd = values["auth", "htpasswd"]
+    if htpasswd is not None:
+        try:
+            more = read_htpasswd(htpasswd)
+        except ValueError as e:
+            fail("auth", "htpasswd", str(e))
+        for name in more:
+            if name in users:
+                fail("auth", "htpasswd", f"user {name!r} is both in [users] and in {htpasswd}")
+        users.update(more)
+    groups = {}
+    for name, value in items("groups"):
+        try:
+            if not USER_NAME.match(name):
+                raise ValueError("a group name is 1 to 64 letters, digits, '.', '_', "
+                                 "'@' or '-'")
+            members = _names(value)
+            for member in members:
+                if member not in users:
+                    raise ValueError(f"{member!r} is not a user of [users]")
+            groups[name] = frozenset(members)
+        except ValueError as e:
+            fail("groups", name, str(e))
+    for admin in values["auth", "admins"]:
+        if admin not in users:
+            fail("auth", "admins", f"{admin!r} is not a user of [users]")
+    rules = []
+    for order, (pattern, value) in enumerate(items("acl")):
+        try:
+            rule = parse_rule(pattern, value, order)
+            for principal, _ in rule.grants:
+                kind, _, who = principal.partition(":")
+                if kind == "user" and who not in users:
+                    raise ValueError(f"{principal}: {who!r} is not a user of [users]")
+                if kind == "group" and who not in groups:
+                    raise ValueError(f"{principal}: {who!r} is not a group of [groups]")
+        except (RuleError, ValueError) as e:
+            fail("acl", pattern, str(e))
+        rules.append(rule)
+    return users, groups, rules

@@ -1,0 +1,218 @@
+"""
+The C{[s3]} section: the bucket, prefix, endpoint and credentials of the S3
+backend, and how its downloads are served.
+
+S3's own limits (presigned URL lifetime, part sizes and counts) are those of
+the S3 code that enforces them, imported from there; L{check_s3} checks the
+keys against each other and against C{[storage] backend} and C{[pypid]
+max_upload_size}.
+"""
+
+import re
+from urllib.parse import urlsplit
+
+import attrs
+
+from pypid.config.values import (
+    choice,
+    has_control_characters,
+    is_ip_address,
+    optional_choice,
+    optional_url,
+    parse_boolean,
+)
+from pypid.core.units import parse_duration, parse_size
+from pypid.storage.s3.sign import MAX_PRESIGN_SECONDS
+from pypid.storage.s3.storage import MAX_PART_SIZE, MAX_PARTS, MIN_PART
+
+
+def _redacted(value):
+    """Show whether a secret is set, never the secret itself."""
+    return "None" if value is None else "'<hidden>'"
+
+
+@attrs.frozen
+class S3Config:
+    """
+    The C{[s3]} section: where and how the S3 backend keeps packages.
+
+    Always present, holding the defaults when C{[storage] backend} is not
+    C{s3}.  C{secret_key} and C{session_token} never appear in its C{repr}.
+    """
+
+    bucket: str
+    prefix: str
+    region: str
+    endpoint_url: str | None
+    addressing: str
+    access_key: str | None
+    secret_key: str | None = attrs.field(repr=_redacted)
+    session_token: str | None = attrs.field(repr=_redacted)
+    expire_after: float
+    buffer_time: float
+    download: str
+    public_url: str | None
+    sync_interval: float
+    multipart_threshold: int
+    timeout: float
+    bucket_snapshot: bool
+
+
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+def _bucket(value):
+    value = value.strip()
+    if not value:
+        return ""
+    if not _BUCKET.match(value) or ".." in value:
+        raise ValueError("expected an S3 bucket name: 3 to 63 lowercase letters, digits, "
+                         "'.' and '-', starting and ending with a letter or digit, "
+                         "without two '.' in a row")
+    if is_ip_address(value):
+        raise ValueError("a bucket name cannot be an IP address")
+    return value
+
+
+def _prefix(value):
+    value = value.strip()
+    if has_control_characters(value):
+        raise ValueError("control characters (and line breaks) are not allowed in a key prefix")
+    value = value.removeprefix("/").removesuffix("/")
+    if not value:
+        return ""
+    segments = value.split("/")
+    if "" in segments:
+        raise ValueError("empty segments (a//b) are not allowed in a key prefix")
+    if "." in segments or ".." in segments:
+        raise ValueError("'.' and '..' segments are not allowed in a key prefix")
+    return value + "/"
+
+
+def _region(value):
+    value = value.strip()
+    if not re.match(r"^[a-z0-9-]+$", value):
+        raise ValueError("expected a region name such as us-east-1: "
+                         "lowercase letters, digits and '-'")
+    return value
+
+
+def _endpoint_url(value):
+    value = value.strip()
+    if not value:
+        return None
+    message = ("expected an http:// or https:// URL with a host and no query, fragment, "
+               "user name or password, such as http://127.0.0.1:9000")
+    if has_control_characters(value) or " " in value or "?" in value or "#" in value:
+        raise ValueError(message)
+    try:
+        parts = urlsplit(value)
+        parts.port
+    except ValueError:  # a bad port or a bad [IPv6] host
+        raise ValueError(message) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
+        raise ValueError(message)
+    return value.rstrip("/")
+
+
+def _credential(value):
+    value = value.strip()
+    if not value:
+        return None
+    if has_control_characters(value) or any(c.isspace() for c in value):
+        # The value may be a secret: never repeat it.
+        raise ValueError("spaces and control characters are not allowed")
+    return value
+
+
+def _expire_after(value):
+    seconds = parse_duration(value)
+    if seconds > MAX_PRESIGN_SECONDS:
+        raise ValueError(f"expected at most 7d ({MAX_PRESIGN_SECONDS} seconds), "
+                         "the longest a presigned URL can be valid")
+    if seconds < 1:
+        raise ValueError("expected at least 1 second")
+    return seconds
+
+
+def _multipart_threshold(value):
+    size = parse_size(value)
+    if not MIN_PART <= size <= MAX_PART_SIZE:
+        raise ValueError("expected a size from 5M (S3's smallest part) to 5G (its largest)")
+    return size
+
+
+#: key -> (default, parser)
+S3_KEYS = {
+    "bucket": ("", _bucket),
+    "prefix": ("", _prefix),
+    "region": ("us-east-1", _region),
+    "endpoint_url": ("", _endpoint_url),
+    "addressing": ("", optional_choice("path", "virtual")),
+    "access_key": ("", _credential),
+    "secret_key": ("", _credential),
+    "session_token": ("", _credential),
+    "expire_after": ("1d", _expire_after),
+    "buffer_time": ("10m", parse_duration),
+    "download": ("redirect", choice("redirect", "stream")),
+    "public_url": ("", optional_url("https://downloads.internal.example/pypid/")),
+    "sync_interval": ("30s", parse_duration),
+    "multipart_threshold": ("64M", _multipart_threshold),
+    "timeout": ("30s", parse_duration),
+    "bucket_snapshot": ("yes", parse_boolean),
+}
+
+
+def check_s3(values, fail):
+    """
+    Check the C{[s3]} keys against each other (and C{[storage] backend}), and
+    resolve an automatic C{addressing} in C{values}.
+    """
+    def s3(key):
+        return values["s3", key]
+
+    backend = ("storage", "backend")
+    using_s3 = values[backend] == "s3"
+    if using_s3 and not s3("bucket"):
+        fail("s3", "bucket", "required for backend = s3 ([storage] backend): "
+             "set it to the name of the bucket that holds the packages", [backend])
+
+    keys = [("s3", "access_key"), ("s3", "secret_key"), ("s3", "session_token")]
+    if s3("access_key") and not s3("secret_key"):
+        fail("s3", "secret_key", "required when access_key is set; or leave both empty "
+             "for the standard credentials (environment, shared files, instance role)", keys)
+    if s3("secret_key") and not s3("access_key"):
+        fail("s3", "access_key", "required when secret_key is set; or leave both empty "
+             "for the standard credentials (environment, shared files, instance role)", keys)
+    if s3("session_token") and not s3("access_key"):
+        fail("s3", "session_token", "only allowed with access_key and secret_key", keys)
+
+    if s3("buffer_time") >= s3("expire_after"):
+        fail("s3", "buffer_time", f"must be less than expire_after "
+             f"({s3('expire_after'):g} seconds)", [("s3", "expire_after")])
+
+    threshold = s3("multipart_threshold")
+    largest = values["pypid", "max_upload_size"]
+    if using_s3 and threshold * MAX_PARTS < largest:
+        fail("s3", "multipart_threshold", f"too small for [pypid] max_upload_size: S3 allows "
+             f"at most {MAX_PARTS} parts, so it must be at least "
+             f"{-(-largest // MAX_PARTS)} bytes", [("pypid", "max_upload_size"), backend])
+
+    endpoint = s3("endpoint_url")
+    automatic = s3("addressing") is None
+    addressing = ("path" if endpoint else "virtual") if automatic else s3("addressing")
+    values["s3", "addressing"] = addressing
+    if addressing == "virtual":
+        how = ("addressing is virtual (the automatic choice without an endpoint_url)"
+               if automatic else "addressing = virtual")
+        causes = [("s3", "bucket"), ("s3", "endpoint_url")]
+        host = urlsplit(endpoint).hostname if endpoint else None
+        https = endpoint is None or endpoint.startswith("https:")
+        if "." in s3("bucket") and https:
+            fail("s3", "addressing", f"{how} puts the bucket name in the host name, and a "
+                 "bucket with '.' in its name then fails TLS certificate checks over https: "
+                 "set addressing = path, or use a bucket without '.'", causes)
+        if host is not None and is_ip_address(host):
+            fail("s3", "addressing", f"{how} puts the bucket name in the host name, which "
+                 "an endpoint_url with an IP address cannot have: set addressing = path",
+                 causes)

@@ -1,0 +1,148 @@
+"""
+The C{[pypid]} section: what the server listens on, where it keeps its
+snapshot and log, and the limits it puts on clients.
+
+C{listen} lines are Twisted endpoint strings, or pypid's own C{https:PORT}
+and C{http-redirect:PORT} (L{parse_listen_address}); whether they fit with
+C{[tls]} is checked by L{pypid.config.tls.check_tls}.
+"""
+
+import attrs
+
+from pypid.config.values import (
+    is_ip_address,
+    optional_url,
+    parse_optional_path,
+    parse_path,
+    parse_positive_number,
+    whole_number,
+)
+from pypid.core.units import parse_duration, parse_size
+
+
+@attrs.frozen
+class ServerConfig:
+    """The C{[pypid]} section."""
+
+    listen: tuple[str, ...]
+    base_url: str | None
+    snapshot: str
+    snapshot_interval: float
+    max_upload_size: int
+    threads: int
+    access_log: str | None
+    #: seconds a request's line and headers have to arrive
+    header_timeout: float = 30.0
+    #: bytes a second a request body must arrive at, at least
+    min_upload_rate: int = 1024
+    max_connections_per_address: int = 128
+    #: PEM CA certificates trusted for outbound HTTPS (S3, upstream) instead
+    #: of the system's (a private CA); L{None} for the system's
+    ca_bundle: str | None = None
+
+
+#: The C{[pypid] listen} forms pypid reads itself; any other line is a
+#: Twisted endpoint string, handed to Twisted as it is.
+HTTPS = "https"
+HTTP_REDIRECT = "http-redirect"
+
+
+@attrs.frozen
+class ListenAddress:
+    """
+    One line of C{[pypid] listen}, as pypid reads it.
+
+    @ivar kind: C{"endpoint"} (a Twisted endpoint string, in C{description}),
+        L{HTTPS} (TLS with the C{[tls]} files) or L{HTTP_REDIRECT} (plain HTTP
+        that only redirects to HTTPS).
+    @ivar port: the TCP port of an L{HTTPS} or L{HTTP_REDIRECT} line.
+    @ivar interface: the address to listen on; C{""} for every IPv4 address.
+    """
+
+    kind: str
+    description: str
+    port: int | None = None
+    interface: str = ""
+    backlog: int = 50
+
+
+def _split_escaped(text):
+    """Split on C{:} as Twisted endpoint strings do: C{\\:} is a literal colon."""
+    parts, current, chars = [], [], iter(text)
+    for char in chars:
+        if char == "\\":
+            current.append(next(chars, "\\"))
+        elif char == ":":
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    parts.append("".join(current))
+    return parts
+
+
+def parse_listen_address(description):
+    """
+    Read one line of C{[pypid] listen}: C{https:PORT} or
+    C{http-redirect:PORT}, each with optional C{:interface=ADDRESS} and
+    C{:backlog=N}, or else a Twisted endpoint string (checked by Twisted when
+    the server is built).
+
+    @rtype: L{ListenAddress}
+    @raise ValueError: a bad C{https:} or C{http-redirect:} line, with the forms.
+    """
+    kind, colon, rest = description.partition(":")
+    if kind not in (HTTPS, HTTP_REDIRECT):
+        return ListenAddress("endpoint", description)
+    example = "https:8443" if kind == HTTPS else "http-redirect:8080"
+    forms = (f"expected {kind}:PORT with optional :interface=ADDRESS and :backlog=N, "
+             f"such as {example} or {example}:interface=0.0.0.0")
+    port, options = None, {}
+    for part in _split_escaped(rest) if colon else []:
+        name, equals, value = part.partition("=")
+        if not equals and port is None:
+            port = part
+        elif name in ("interface", "backlog") and name not in options:
+            options[name] = value
+        elif not equals:
+            raise ValueError(f"{description!r}: {forms} (to write an IPv6 address, "
+                             "escape each of its colons: interface=\\:\\:)")
+        else:
+            raise ValueError(f"{description!r}: unknown or repeated option {name!r}; {forms}")
+    if port is None or not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+        raise ValueError(f"{description!r}: {forms}; PORT is a number from 1 to 65535")
+    interface = options.get("interface", "")
+    if interface and not is_ip_address(interface):
+        raise ValueError(f"{description!r}: the interface must be an IP address, such as "
+                         "0.0.0.0, 127.0.0.1 or \\:\\: (escape each colon of an IPv6 address)")
+    backlog = options.get("backlog", "50")
+    if not (backlog.isascii() and backlog.isdigit() and 1 <= int(backlog) <= 65535):
+        raise ValueError(f"{description!r}: the backlog must be a number from 1 to 65535")
+    return ListenAddress(kind, description, int(port), interface, int(backlog))
+
+
+def _listen(value):
+    lines = tuple(line.strip() for line in value.splitlines() if line.strip())
+    if not lines:
+        raise ValueError("expected one or more Twisted endpoint strings, one per line, "
+                         "such as tcp:8080:interface=127.0.0.1, or pypid's https:PORT and "
+                         "http-redirect:PORT")
+    for line in lines:
+        parse_listen_address(line)
+    return lines
+
+
+#: key -> (default, parser)
+SERVER_KEYS = {
+    "listen": ("tcp:8080:interface=127.0.0.1", _listen),
+    "base_url": ("", optional_url("https://pypi.internal.example/")),
+    "snapshot": ("var/index.json", parse_path),
+    "snapshot_interval": ("30", parse_positive_number),
+    "max_upload_size": ("100M", parse_size),
+    "threads": ("4", whole_number(1, 64)),
+    "access_log": ("", parse_optional_path),
+    "header_timeout": ("30s", parse_duration),
+    "min_upload_rate": ("1K", parse_size),
+    "max_connections_per_address": ("128", whole_number(1, 100_000)),
+    "ca_bundle": ("", parse_optional_path),
+}

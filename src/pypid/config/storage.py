@@ -1,0 +1,23 @@
+"""
+The C{[storage]} section: which backend keeps the packages, and the local
+folder (the packages themselves with C{local}, temporary files with C{s3}).
+"""
+
+import attrs
+
+from pypid.config.values import choice, parse_path
+
+
+@attrs.frozen
+class StorageConfig:
+    """The C{[storage]} section."""
+
+    backend: str
+    path: str
+
+
+#: key -> (default, parser)
+STORAGE_KEYS = {
+    "backend": ("local", choice("local", "s3")),
+    "path": ("var/packages", parse_path),
+}

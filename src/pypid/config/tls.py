@@ -1,0 +1,86 @@
+"""
+The C{[tls]} section: the PEM files of the C{https:} listeners.
+
+L{check_tls} holds the rules that keep passwords off plain HTTP: which
+listeners may stand beside an C{https:} one, and that C{[pypid] base_url}
+is then an https:// URL.
+"""
+
+import attrs
+
+from pypid.config.server import HTTP_REDIRECT, HTTPS, parse_listen_address
+from pypid.config.values import parse_optional_path
+
+
+@attrs.frozen
+class TLSConfig:
+    """
+    The C{[tls]} section: the PEM files of the C{https:} listeners.
+
+    Every path is L{None} when the section is absent; when an C{https:}
+    listener is configured, C{certificate} and C{key} are set.
+    """
+
+    #: the certificate, possibly followed by its chain (certbot's fullchain.pem)
+    certificate: str | None
+    #: its private key, unencrypted
+    key: str | None
+    #: intermediate certificates sent after the certificate, or L{None}
+    chain: str | None
+
+
+def no_tls():
+    """Return the C{[tls]} section of a configuration without one: every path L{None}."""
+    return TLSConfig(certificate=None, key=None, chain=None)
+
+
+#: key -> (default, parser)
+TLS_KEYS = {
+    "certificate": ("", parse_optional_path),
+    "key": ("", parse_optional_path),
+    "chain": ("", parse_optional_path),
+}
+
+
+def check_tls(values, fail):
+    """
+    Check C{[tls]} against the listeners: an C{https:} listener needs a
+    certificate and key, and is the only kind of listener beside
+    C{http-redirect:} ones, so credentials never go over plain HTTP; C{[tls]}
+    without an C{https:} listener, and a redirect with nowhere to go, are
+    mistakes.
+    """
+    listen = ("pypid", "listen")
+    addresses = [parse_listen_address(line) for line in values[listen]]
+    https = [address for address in addresses if address.kind == HTTPS]
+    if not https:
+        for key in TLS_KEYS:
+            if values["tls", key] is not None:
+                fail("tls", key, "set, but no https: listener in [pypid] listen uses it: add "
+                     "one such as https:8443, or leave [tls] out", [listen])
+        for address in addresses:
+            if address.kind == HTTP_REDIRECT:
+                fail("pypid", "listen", f"{address.description!r} redirects to an https: "
+                     "listener, and there is none: add one such as https:8443")
+        return
+    first = https[0].description
+    for key in ("certificate", "key"):
+        if values["tls", key] is None:
+            fail("tls", key, f"required by the https listener {first!r} in [pypid] listen: "
+                 "set [tls] certificate and [tls] key to the PEM files of its certificate "
+                 "and private key", [listen])
+    for address in addresses:
+        if address.kind != "endpoint":
+            continue
+        if address.description.startswith("ssl:"):
+            fail("pypid", "listen", f"{address.description!r} is a Twisted TLS endpoint, "
+                 f"with Twisted's default ciphers and no reload on SIGHUP, beside the https "
+                 f"listener {first!r}: serve HTTPS with https: listeners only")
+        fail("pypid", "listen", f"{address.description!r} would serve plain HTTP beside the "
+             f"https listener {first!r}, and passwords sent to it would cross the network "
+             "unencrypted: use http-redirect:PORT for plain HTTP (it only redirects to HTTPS)")
+    base_url = values["pypid", "base_url"]
+    if base_url is not None and not base_url.startswith("https://"):
+        fail("pypid", "base_url", f"must be an https:// URL when pypid serves HTTPS ({first!r} "
+             "in [pypid] listen): http:// links would send clients, and their passwords, to "
+             "plain HTTP", [listen])

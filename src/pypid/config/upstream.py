@@ -1,0 +1,201 @@
+"""
+The C{[upstream]} section: the index pypid falls back on for projects it
+does not host, the hosts its files may come from, and the project patterns
+that keep hosted names safe from it.
+
+L{check_upstream} checks the keys against each other and puts the host of
+C{url} first in C{hosts}.
+"""
+
+import ipaddress
+import re
+from urllib.parse import urlsplit
+
+import attrs
+
+from pypid.config.values import choice, has_control_characters, parse_boolean
+from pypid.core.units import DURATION_FORMS, is_zero_duration, parse_duration, parse_size
+
+
+@attrs.frozen
+class UpstreamConfig:
+    """
+    The C{[upstream]} section: the index pypid falls back on for projects it
+    does not host, and the rules that keep hosted names safe from it.
+
+    Always present, holding the defaults (C{mode} C{"none"}) when the section
+    is absent.  Durations are seconds, sizes bytes.  Project patterns
+    (C{private}, C{merge}, C{min_age_exempt}) are L{fnmatch} globs already
+    normalized like project names (PEP 503), so they are matched against
+    normalized names with C{fnmatch.fnmatchcase}.
+    """
+
+    #: C{"none"}, C{"redirect"} or C{"cache"}.
+    mode: str
+    #: The upstream's simple index root, with exactly one trailing slash;
+    #: L{None} only when C{mode} is C{"none"}.
+    url: str | None
+    ttl: float
+    offline: bool
+    private: tuple[str, ...]
+    merge: tuple[str, ...]
+    #: 0.0 when off.
+    min_age: float
+    min_age_exempt: tuple[str, ...]
+    #: Lowercase C{host} or C{host:port} entries files may be fetched from;
+    #: the host (and port, if the URL names one) of C{url} comes first.  An
+    #: entry without a port stands for the default port of the file URL's
+    #: scheme (443 for https, 80 for http).
+    hosts: tuple[str, ...]
+    timeout: float
+    max_page_size: int
+
+
+_HOST_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+_HOST_FORMS = ("expected a host name of letters, digits, '.' and '-', or an IPv4 address, "
+               "with an optional :port from 1 to 65535")
+
+
+def _host_port(text):
+    """
+    Check one C{host} or C{host:port} (a host name or an IPv4 address) and
+    return it lowercased.
+
+    @raise ValueError: naming what is allowed.
+    """
+    text = text.lower()
+    host, colon, port = text.partition(":")
+    if colon and not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+        raise ValueError(_HOST_FORMS)
+    labels = host.split(".")
+    if len(host) > 253 or not all(_HOST_LABEL.match(label) for label in labels):
+        raise ValueError(_HOST_FORMS)
+    if labels[-1].isdigit():
+        # A name whose last part is a number is read as an IPv4 address.
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            raise ValueError(_HOST_FORMS) from None
+    return f"{host}:{int(port)}" if colon else host
+
+
+def _hosts(value):
+    hosts = []
+    for entry in value.split():
+        if "@" in entry or "/" in entry:
+            raise ValueError("expected host names (with an optional :port), not URLs; "
+                             "user names and passwords are not allowed")
+        try:
+            host = _host_port(entry)
+        except ValueError as e:
+            raise ValueError(f"{entry!r}: {e}") from None
+        if host not in hosts:
+            hosts.append(host)
+    return tuple(hosts)
+
+
+_UPSTREAM_URL_FORMS = ("expected the upstream's simple index root: an http:// or https:// URL "
+                       "with a host and no query or fragment, such as "
+                       "https://upstream.example/simple/")
+
+
+def _upstream_url(value):
+    value = value.strip()
+    if not value:
+        return None
+    if has_control_characters(value) or any(c.isspace() for c in value):
+        raise ValueError(_UPSTREAM_URL_FORMS)
+    parts = urlsplit(value)
+    if "@" in parts.netloc:
+        # The value holds a secret: never repeat it.
+        raise ValueError("a user name or password in the URL is not allowed: it would "
+                         "show in logs and error messages; give the URL without it")
+    if (parts.scheme not in ("http", "https") or not parts.netloc or "?" in value
+            or "#" in value):
+        raise ValueError(_UPSTREAM_URL_FORMS)
+    try:
+        netloc = _host_port(parts.netloc)
+    except ValueError as e:
+        raise ValueError(f"{_UPSTREAM_URL_FORMS}; its host: {e}") from None
+    return f"{parts.scheme}://{netloc}{parts.path.rstrip('/')}/"
+
+
+_PATTERN_CHARACTERS = re.compile(r"^[A-Za-z0-9._*?\[\]-]+$")
+_PATTERN = re.compile(r"^(?:[a-z0-9*?-]|\[[^\[\]]+\])+$")
+
+
+def _patterns(value):
+    """
+    Parse whitespace-separated project names or globs into a tuple of
+    patterns normalized like project names (PEP 503), without repeats.
+
+    C{corp.*}, C{Corp_*} and C{corp-*} all become C{corp-*}.
+    """
+    patterns = []
+    for entry in value.split():
+        if not _PATTERN_CHARACTERS.match(entry):
+            raise ValueError(f"{entry!r}: expected project names or patterns of letters, "
+                             "digits, '-', '_', '.' and the glob characters '*', '?' and "
+                             "'[...]', separated by spaces or lines")
+        pattern = re.sub(r"[-_.]+", "-", entry).lower()
+        if not _PATTERN.match(pattern):
+            raise ValueError(f"{entry!r}: every '[' must be closed by a ']', "
+                             "with at least one character between them")
+        if not re.search(r"[a-z0-9*?[]", pattern):
+            raise ValueError(f"{entry!r}: not a project name or pattern: only '-', '_' "
+                             "and '.', which are nothing once normalized")
+        if pattern not in patterns:
+            patterns.append(pattern)
+    return tuple(patterns)
+
+
+def _min_age(value):
+    if not value.strip() or is_zero_duration(value):
+        return 0.0
+    try:
+        return parse_duration(value)
+    except ValueError:
+        raise ValueError(f"{DURATION_FORMS}; or 0 (or empty) for off") from None
+
+
+#: key -> (default, parser)
+UPSTREAM_KEYS = {
+    "mode": ("none", choice("none", "redirect", "cache")),
+    "url": ("", _upstream_url),
+    "ttl": ("10m", parse_duration),
+    "offline": ("no", parse_boolean),
+    "private": ("", _patterns),
+    "merge": ("", _patterns),
+    "min_age": ("0", _min_age),
+    "min_age_exempt": ("", _patterns),
+    "hosts": ("", _hosts),
+    "timeout": ("10s", parse_duration),
+    "max_page_size": ("20M", parse_size),
+}
+
+
+def check_upstream(values, fail):
+    """
+    Check the C{[upstream]} keys against each other, and resolve C{hosts} in
+    C{values} to include the host of C{url}.
+    """
+    def upstream(key):
+        return values["upstream", key]
+
+    mode = upstream("mode")
+    url = upstream("url")
+    if mode != "none" and url is None:
+        fail("upstream", "url", f"required for mode = {mode}: set it to the upstream's simple "
+             "index root, such as https://upstream.example/simple/, or set mode = none",
+             [("upstream", "mode")])
+
+    merged = set(upstream("merge"))
+    for pattern in upstream("private"):
+        if pattern in merged:
+            fail("upstream", "merge", f"{pattern!r} is also in [upstream] private: a private "
+                 "name never shows upstream files, so it cannot be merged; remove it from "
+                 "one of the two", [("upstream", "private")])
+
+    if url is not None:
+        own = urlsplit(url).netloc
+        values["upstream", "hosts"] = (own, *(h for h in upstream("hosts") if h != own))

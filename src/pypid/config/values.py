@@ -1,0 +1,119 @@
+"""
+The kinds of value the configuration's sections are made of: paths, yes/no,
+numbers, one word of a list, an optional URL.
+
+Each parser takes the text of one key and returns its value, or raises
+L{ValueError} with a message that says what is allowed (the caller adds the
+file, the section and the key).  Parsers that know one section's rules (a
+bucket name, a listen line, a host list) live with that section; sizes and
+durations are L{pypid.core.units}'.
+"""
+
+import ipaddress
+import os
+from urllib.parse import urlsplit
+
+
+def parse_path(value):
+    """Parse a path, made absolute against the working directory (C{~} expanded)."""
+    value = value.strip()
+    if not value:
+        raise ValueError("expected a path")
+    return os.path.abspath(os.path.expanduser(value))
+
+
+def parse_optional_path(value):
+    """Parse a path like L{parse_path}, or L{None} when the value is empty."""
+    value = value.strip()
+    return parse_path(value) if value else None
+
+
+def parse_positive_number(value):
+    """Parse a number of seconds greater than 0, as a L{float}."""
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1
+    if not number > 0:
+        raise ValueError("expected a number of seconds greater than 0")
+    return number
+
+
+def whole_number(lowest, highest):
+    """Return a parser of a whole number from C{lowest} to C{highest}."""
+    def parse(value):
+        try:
+            number = int(value)
+        except ValueError:
+            number = lowest - 1
+        if not lowest <= number <= highest:
+            raise ValueError(f"expected a whole number from {lowest} to {highest}")
+        return number
+    return parse
+
+
+def parse_boolean(value):
+    """Parse yes or no (or true/false, on/off, 1/0, in any case) into a L{bool}."""
+    value = value.strip().lower()
+    if value in ("yes", "true", "on", "1"):
+        return True
+    if value in ("no", "false", "off", "0"):
+        return False
+    raise ValueError("expected yes or no (or true/false, on/off, 1/0)")
+
+
+def choice(*allowed):
+    """Return a parser of one of the words C{allowed}, in any case, lowercased."""
+    def parse(value):
+        value = value.strip().lower()
+        if value not in allowed:
+            raise ValueError("expected one of: " + ", ".join(allowed))
+        return value
+    return parse
+
+
+def optional_choice(*allowed):
+    """Return a parser like L{choice}'s that reads an empty value as L{None} (automatic)."""
+    parse_choice = choice(*allowed)
+
+    def parse(value):
+        if not value.strip():
+            return None
+        try:
+            return parse_choice(value)
+        except ValueError as e:
+            raise ValueError(f"{e}; or empty for automatic") from None
+    return parse
+
+
+def optional_url(example):
+    """
+    Return a parser of an http:// or https:// URL without a query, given
+    with exactly one trailing slash, or L{None} when empty; C{example} is
+    shown in its message.
+    """
+    def parse(value):
+        value = value.strip()
+        if not value:
+            return None
+        parts = urlsplit(value)
+        if (parts.scheme not in ("http", "https") or not parts.netloc or parts.query
+                or parts.fragment):
+            raise ValueError("expected an http:// or https:// URL with no query, "
+                             f"such as {example}")
+        return value.rstrip("/") + "/"
+    return parse
+
+
+def has_control_characters(value):
+    """Tell whether C{value} holds a C0 or C1 control character (a line break, say)."""
+    return any(ord(c) < 0x20 or 0x7f <= ord(c) < 0xa0 for c in value)
+
+
+def is_ip_address(text):
+    """Tell whether C{text} is an IPv4 or IPv6 address."""
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,287 @@
+"""
+Storage in memory: the reference implementation of L{IStorage}, and the
+backend of fast tests of the web layer.
+
+It keeps what any backend keeps (each file's bytes under its key, its record,
+its core metadata, the tombstones of deleted filenames) in dicts, and does
+every operation at once on the calling thread, so each Deferred it returns
+has fired before the call returns: a test needs neither a thread pool nor a
+reactor. The only disk it touches is the spool folder it is given, where the
+web layer writes an upload before L{MemoryStorage.publish} reads it back.
+
+Its semantics are the local backend's (the contract in C{tests/test_storage.py}
+runs against both, and against S3), without what only a disk needs: no
+folder lock, no fsync, no records written in the background after a scan.
+Nothing in the server imports this module, so it costs production nothing.
+"""
+
+import hashlib
+import io
+import os
+import uuid
+
+import attrs
+from twisted.internet.defer import fail, maybeDeferred, succeed
+from zope.interface import implementer
+
+from pypid.core.distribution import inspect
+from pypid.core.metadata import InvalidDistribution
+from pypid.core.names import InvalidName
+from pypid.storage.interface import (
+    FileExists,
+    FilenameDeleted,
+    IStorage,
+    MemoryFile,
+    RemoteBytes,
+    ScanResult,
+    StorageError,
+)
+
+
+def _digests(data):
+    """C{(size, sha256, blake2_256, md5)} of C{data}, as L{inspect} takes them."""
+    return (len(data), hashlib.sha256(data).hexdigest(),
+            hashlib.blake2b(data, digest_size=32).hexdigest(),
+            hashlib.md5(data, usedforsecurity=False).hexdigest())
+
+
+def _unlink(path):
+    """Remove a file, if it is still there."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _missing(name):
+    """A C{read()} for L{RemoteBytes} that fails as a missing file on disk does."""
+    return lambda: fail(FileNotFoundError(name))
+
+
+def _hidden(key):
+    """Whether a key is outside what a scan reads (a dot name, as on disk)."""
+    return any(part.startswith(".") for part in key.split("/"))
+
+
+@implementer(IStorage)
+@attrs.define(eq=False)
+class MemoryStorage:
+    """
+    Files in dicts, for tests and as the reference backend; see the module.
+
+    @ivar temp_dir: the local folder where uploads are spooled before
+        L{publish}; L{prepare} creates it and sweeps it.
+    @ivar _clock: provides C{seconds()}: when each change happened (which
+        L{scan}'s C{since} is compared with) and the upload time of files
+        found by a scan.
+    @ivar objects: the stored bytes by key (the path relative to the root),
+        this backend's folder. Putting bytes there directly is what copying a
+        file into a package folder is on disk: no record, and the next scan
+        reads the file and describes it (a test seeds a storage this way).
+    """
+
+    temp_dir: str
+    _clock: object
+    objects: dict = attrs.field(factory=dict)
+    # What the local backend keeps in .pypid/files/, by filename: records,
+    # metadata, tombstones (the time of the delete), and when each name last
+    # changed through this storage (for scan's trust of a snapshot).
+    _records: dict = attrs.field(factory=dict, init=False)
+    _metadata: dict = attrs.field(factory=dict, init=False)
+    _tombstones: dict = attrs.field(factory=dict, init=False)
+    _changed: dict = attrs.field(factory=dict, init=False)
+    # The data lives as long as this object: a snapshot of another storage
+    # (another process, or another test) must never be taken for this one's.
+    _name: str = attrs.field(factory=lambda: uuid.uuid4().hex, init=False)
+
+    # -- the interface ---------------------------------------------------------------
+
+    def prepare(self):
+        """Create the spool folder and remove the files a crash left in it."""
+        return maybeDeferred(self._prepare_sync)
+
+    def close(self):
+        """Nothing to release: no lock is held and no connection is open."""
+
+    def check(self):
+        """Memory always answers."""
+        return succeed(True)
+
+    def identity(self):
+        """A name of this object's data alone, since nothing outlives it."""
+        return f"memory:{self._name}"
+
+    def publish(self, temp_path, record, metadata):
+        """Keep the spooled upload's bytes under C{record.path}, never over anything stored."""
+        return maybeDeferred(self._publish_sync, temp_path, record, metadata)
+
+    def update(self, record):
+        """Replace a file's record (a yank or an unyank); never after a delete."""
+        return maybeDeferred(self._update_sync, record)
+
+    def delete(self, record):
+        """Remove a file and its metadata, keeping a tombstone for its name."""
+        return maybeDeferred(self._delete_sync, record)
+
+    def scan(self, known=None, since=0.0, tombstones=()):
+        """
+        What the storage holds, reading objects put there directly; see
+        L{IStorage.scan}. Its own tombstones are always exact, so the
+        snapshot's are not needed.
+        """
+        return maybeDeferred(self._scan_sync, known or {}, since)
+
+    def locate(self, record):
+        """
+        Files are sent from memory; one whose bytes are gone is read as a
+        missing file, so the server answers 404 as it does for the local
+        backend.
+        """
+        data = self.objects.get(record.path)
+        if data is None:
+            return RemoteBytes(_missing(record.path))
+        return MemoryFile(data)
+
+    def locate_metadata(self, record):
+        """Metadata is sent from memory, or read as a missing file when there is none."""
+        data = self._metadata.get(record.filename)
+        if data is None:
+            return RemoteBytes(_missing(record.path + ".metadata"))
+        return MemoryFile(data)
+
+    def read_metadata(self, record):
+        """A file's metadata, or L{FileNotFoundError} when none is kept."""
+        data = self._metadata.get(record.filename)
+        if data is None:
+            return fail(FileNotFoundError(record.path + ".metadata"))
+        return succeed(data)
+
+    # -- the work, done at once --------------------------------------------------------
+
+    def _prepare_sync(self):
+        """Make the spool folder and sweep its files (folders a person put there stay)."""
+        try:
+            os.makedirs(self.temp_dir, exist_ok=True)
+            for entry in os.scandir(self.temp_dir):
+                if entry.is_file(follow_symlinks=False):
+                    _unlink(entry.path)
+        except OSError as e:
+            raise StorageError(f"cannot use {self.temp_dir} as the spool folder: {e.strerror}")
+
+    def _publish_sync(self, temp_path, record, metadata):
+        """Take the spooled bytes in, consuming the spooled file whatever happens."""
+        try:
+            if record.filename in self._tombstones:
+                raise FilenameDeleted(record.filename)
+            self._refuse_taken(record)
+            with open(temp_path, "rb") as f:
+                data = f.read()
+        except OSError as e:
+            raise StorageError(f"cannot read the spooled upload: {e.strerror}")
+        finally:
+            _unlink(temp_path)
+        self.objects[record.path] = data
+        if metadata is not None:
+            self._metadata[record.filename] = metadata
+        else:
+            self._metadata.pop(record.filename, None)
+        self._records[record.filename] = record
+        self._changed[record.filename] = self._clock.seconds()
+        return record
+
+    def _refuse_taken(self, record):
+        """
+        Raise L{FileExists} when C{record.path} holds bytes, or when the
+        filename is stored under another key: publishing would overwrite a
+        file or the record of another.
+        """
+        stored = self._records.get(record.filename)
+        key = record.path
+        if key not in self.objects:
+            if stored is None or stored.path not in self.objects:
+                return
+            key = stored.path
+        data = self.objects[key]
+        if stored is not None and stored.path == key and stored.size == len(data):
+            raise FileExists(record.filename, stored.sha256, stored)
+        # Bytes put there directly and not read by a scan yet: no record.
+        raise FileExists(record.filename, hashlib.sha256(data).hexdigest())
+
+    def _update_sync(self, record):
+        """Keep a new record, unless its name is a tombstone (a delete is final)."""
+        if record.filename in self._tombstones:
+            raise FilenameDeleted(record.filename)
+        self._records[record.filename] = record
+        self._changed[record.filename] = self._clock.seconds()
+
+    def _delete_sync(self, record):
+        """Keep the tombstone, then forget the bytes, metadata and record."""
+        now = self._clock.seconds()
+        self._tombstones[record.filename] = now
+        self._changed[record.filename] = now
+        self.objects.pop(record.path, None)
+        self._metadata.pop(record.filename, None)
+        self._records.pop(record.filename, None)
+
+    def _scan_sync(self, known, since):
+        """List every object once, under the name a tombstone does not hide."""
+        now = self._clock.seconds()
+        # A snapshot from the future means the clock went back: trust no time.
+        if since > now:
+            since = 0.0
+        records, skipped = {}, []
+        for key in sorted(self.objects, key=self._listing_order):
+            if _hidden(key):
+                continue
+            filename = key.rpartition("/")[2]
+            if filename in self._tombstones:
+                continue
+            if filename in records:
+                skipped.append((key, f"another file named {filename} is already listed"))
+                continue
+            record = self._record_for(key, filename, known, since, now)
+            if isinstance(record, str):
+                skipped.append((key, record))
+            else:
+                records[filename] = record
+        return ScanResult(records=records, tombstones=frozenset(self._tombstones),
+                          skipped=tuple(skipped))
+
+    def _listing_order(self, key):
+        """Keys in order, but a stored record's own key before another of its name."""
+        stored = self._records.get(key.rpartition("/")[2])
+        return (stored is None or stored.path != key, key)
+
+    def _record_for(self, key, filename, known, since, now):
+        """
+        The record of the bytes under C{key}: C{known}'s when the name did not
+        change since C{since}, else the stored one, else what the bytes say
+        (kept, so the next scan gives the same record); or why they are
+        skipped. A record whose size is not the bytes' describes other bytes.
+        """
+        size = len(self.objects[key])
+        previous = known.get(filename)
+        changed = self._changed.get(filename)
+        if (previous is not None and changed is not None and changed < since
+                and previous.path == key and previous.size == size):
+            return previous
+        stored = self._records.get(filename)
+        if stored is not None and stored.size == size:
+            return stored if stored.path == key else attrs.evolve(stored, path=key)
+        return self._import(key, filename, now)
+
+    def _import(self, key, filename, now):
+        """Describe bytes put there directly, with the time they were found as upload time."""
+        data = self.objects[key]
+        try:
+            record, metadata = inspect(io.BytesIO(data), filename, key, now, _digests(data),
+                                       legacy=True)
+        except (InvalidName, InvalidDistribution) as e:
+            return str(e)
+        self._records[filename] = record
+        if metadata is not None:
+            self._metadata[filename] = metadata
+        else:
+            self._metadata.pop(filename, None)
+        self._changed[filename] = now
+        return record

@@ -1,0 +1,82 @@
+"""
+The upstream cache's own routes: pre-caching what a requirements file (or a
+C{pylock.toml}) pins, and refreshing a project's page now. Open to users who
+may upload; the cache itself is L{pypid.upstream.proxy.UpstreamProxy}.
+"""
+
+import attrs
+from klein import Klein
+
+from pypid.core.errors import BadGateway, BadRequest, NotFound, Unavailable
+from pypid.core.names import is_valid_name, normalize
+from pypid.upstream import requirements
+from pypid.upstream.cache import Offline
+from pypid.upstream.fetch import UpstreamError
+from pypid.web.routes import answer_errors, send_json
+
+
+@attrs.define(slots=False)
+class CacheAdmin:
+    """
+    @ivar _access: the L{pypid.web.access.Access} gate.
+    @ivar _upstream: the L{pypid.upstream.proxy.UpstreamProxy}, or L{None}.
+    """
+
+    _access: object
+    _upstream: object = None
+
+    app = Klein()
+    answer_errors(app)
+
+    @app.route("/requirements.txt", methods=["POST"])
+    async def precache(self, request):
+        """
+        Pre-cache what a requirements file (or, with C{Content-Type:
+        application/toml}, a C{pylock.toml}) pins: every selected upstream
+        file is fetched, checked and kept. Answers a JSON report.
+        """
+        identity = await self._access.uploader(request)
+        proxy = self._cache_mode()
+        ctype = request.requestHeaders.getRawHeaders(b"content-type", [b""])[0].lower()
+        try:
+            text = request.content.read().decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadRequest("the requirements are not UTF-8 text")
+        try:
+            if b"toml" in ctype:
+                pins = requirements.parse_pylock(text)
+            else:
+                pins = requirements.parse_requirements(text)
+        except requirements.RequirementsError as e:
+            raise BadRequest(f"requirements: {e}")
+        allowed = [pin for pin in pins if self._access.identity_may_read(identity, pin.project)]
+        report = [{"project": pin.project, "status": "refused",
+                   "reason": "not an upstream project here"}
+                  for pin in pins if pin not in allowed]
+        report += await proxy.precache(allowed)
+        return send_json(request, {"files": report})
+
+    @app.route("/api/upstream/<string:name>/refresh", methods=["POST"])
+    async def refresh(self, request, name):
+        """Fetch an upstream project's page again now."""
+        identity = await self._access.uploader(request)
+        proxy = self._cache_mode()
+        if not is_valid_name(name) or not self._access.identity_may_read(identity, name):
+            raise NotFound("not an upstream project here")
+        if not proxy.decide(name).allowed:
+            raise NotFound("not an upstream project here")
+        try:
+            entry = await proxy.refresh(normalize(name))
+        except UpstreamError as e:
+            raise BadGateway(f"the upstream index failed: {e}")
+        except Offline:
+            raise Unavailable("the server is offline: nothing is fetched")
+        if entry.page is None:
+            raise NotFound("the upstream has no such project")
+        return send_json(request, {"project": entry.page.project, "files": len(entry.page.files),
+                                   "fetched_at": entry.fetched_at})
+
+    def _cache_mode(self):
+        if self._upstream is None or self._upstream.mode != "cache":
+            raise NotFound("no upstream cache is configured ([upstream] mode = cache)")
+        return self._upstream

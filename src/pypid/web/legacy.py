@@ -1,0 +1,117 @@
+"""
+The legacy JSON API: C{/pypi/<project>/json} and
+C{/pypi/<project>/<version>/json}, as tools written for the public index's
+JSON API read it (the latest release and every release, or one release).
+"""
+
+from urllib.parse import quote
+
+import attrs
+from klein import Klein
+from twisted.logger import Logger
+
+from pypid.core import render
+from pypid.core.errors import NotFound
+from pypid.core.index import Page
+from pypid.core.metadata import parse_metadata
+from pypid.core.names import is_valid_name, normalize
+from pypid.core.render import file_url_for
+from pypid.storage.interface import StorageError
+from pypid.web.respond import send_page, storage_unavailable
+from pypid.web.routes import answer_errors, kept_page, requested_version
+
+log = Logger()
+
+
+@attrs.define(slots=False)
+class LegacyJSON:
+    """
+    @ivar _index: the L{pypid.core.index.Index}.
+    @ivar _storage: the L{pypid.storage.interface.IStorage}, for stored metadata.
+    @ivar _access: the L{pypid.web.access.Access} gate.
+    @ivar _base_url: the configured public URL, or L{None}.
+    """
+
+    _index: object
+    _storage: object
+    _access: object
+    _base_url: str | None = None
+    # Absolute file links (this API is not under /simple/<project>/).
+    _file_url: object = attrs.field(init=False)
+
+    @_file_url.default
+    def _make_file_url(self):
+        return file_url_for(self._base_url or "/")
+
+    app = Klein()
+    answer_errors(app)
+
+    @app.route("/pypi/<string:name>/json", methods=["GET", "HEAD"])
+    async def project_json(self, request, name):
+        """C{/pypi/<project>/json}: the latest release, and every release."""
+        return await self._pypi_json(request, name, None)
+
+    @app.route("/pypi/<string:name>/<string:version>/json", methods=["GET", "HEAD"])
+    async def release_json(self, request, name, version):
+        """C{/pypi/<project>/<version>/json}: one release."""
+        return await self._pypi_json(request, name, version)
+
+    async def _pypi_json(self, request, name, version):
+        gate = self._access.gate_read(request)
+        if gate is not None:
+            await gate
+        if not is_valid_name(name) or not self._access.may_read(request, name):
+            raise NotFound("no such project")
+        project = self._index.project(normalize(name))
+        if project is None or not project.files:
+            raise NotFound("no such project")
+        shown = requested_version(version) if version is not None else None
+        if project.name != name or shown != version:
+            # Built from the normalized name and version only: no client text.
+            suffix = f"{quote(shown)}/json" if shown is not None else "json"
+            request.setResponseCode(301)
+            request.setHeader(b"location", f"{self._prefix()}pypi/{project.name}/{suffix}".encode())
+            request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+            return b"Moved\n"
+        page = await kept_page(self._index, project, ("pypi-json", shown),
+                                     lambda: self._render_pypi_json(project, shown))
+        return send_page(request, page)
+
+    async def _render_pypi_json(self, project, version):
+        """Render the legacy JSON of a release (the latest, when C{version} is L{None})."""
+        releases = {}
+        for record in project.sorted_files():
+            releases.setdefault(record.version, []).append((record, self._file_url(record)))
+        shown = version if version is not None else project.latest_version()
+        if shown not in releases:
+            raise NotFound("no such version")
+        info = await self._info(releases[shown])
+        body = render.pypi_json(project.display_name, project.name, info, releases, shown,
+                                self._index.serial, include_releases=version is None,
+                                base_url=(self._base_url or "/").rstrip("/"))
+        return Page.of(body, b"application/json")
+
+    async def _info(self, files):
+        """
+        The release's metadata, read from its stored .metadata (wheels
+        first); a file whose metadata is missing is passed over.
+        """
+        for record, _url in sorted(files, key=lambda f: not f[0].is_wheel):
+            if record.metadata_sha256 is None:
+                continue
+            try:
+                raw = await self._storage.read_metadata(record)
+            except FileNotFoundError:
+                log.warn("The stored metadata of {filename} is missing", filename=record.filename)
+                continue
+            except StorageError as e:
+                log.error("Cannot read the metadata of {filename}: {error}",
+                          filename=record.filename, error=str(e))
+                raise storage_unavailable(e)
+            return parse_metadata(raw).to_json_info()
+        record = files[0][0]
+        return {"requires_python": record.requires_python}
+
+    def _prefix(self):
+        return self._base_url or "/"
+

@@ -1,0 +1,293 @@
+"""
+Publishing: uploads (the legacy API that twine and C{uv publish} speak, and
+pypiserver's C{remove_pkg}), and yank, unyank and delete of files and
+releases.
+
+Every change to one distribution (a filename, and every other spelling of
+it) holds that distribution's lock from its checks to its last write, so an
+upload never interleaves with another upload, a yank or a delete of it.
+"""
+
+import attrs
+from klein import Klein
+from twisted.logger import Logger
+
+from pypid.core.distribution import inspect
+from pypid.core.errors import BadRequest, Forbidden, NotFound, TooLarge, Unavailable
+from pypid.core.metadata import InvalidDistribution
+from pypid.core.names import (
+    InvalidName,
+    distribution_key,
+    filename_key,
+    is_valid_name,
+    normalize,
+    parse_filename,
+)
+from pypid.core.upload import validate_upload
+from pypid.storage.interface import FileExists, FilenameDeleted, StorageError
+from pypid.web.access import IRequestAuth
+from pypid.web.locks import KeyedLock
+from pypid.web.multipart import MultipartError, UploadTooLarge
+from pypid.web.respond import RETRY_AFTER, send_text, storage_unavailable
+from pypid.web.routes import answer_errors, form_field, requested_version
+from pypid.web.site import too_large_message
+
+log = Logger()
+
+_NO_SUCH_RELEASE = "no such file or release"
+
+
+@attrs.define(slots=False)
+class Publish:
+    """
+    Uploads, yanks and deletes.
+
+    @ivar _index: the L{pypid.core.index.Index}.
+    @ivar _storage: the L{pypid.storage.interface.IStorage}.
+    @ivar _access: the L{pypid.web.access.Access} gate.
+    @ivar _run: C{run(f, *args) -> Deferred} for blocking work.
+    @ivar _clock: provides C{seconds()}.
+    @ivar _max_upload_size: bytes.
+    """
+
+    _index: object
+    _storage: object
+    _access: object
+    _run: object
+    _clock: object
+    _max_upload_size: int
+    _locks: KeyedLock = attrs.field(init=False)
+
+    @_locks.default
+    def _make_locks(self):
+        return KeyedLock(self._clock)
+
+    def busy_since(self):
+        """
+        Since when a change to the stored files has been under way, or
+        L{None}: a snapshot taken now stands for storage as of then.
+        """
+        return self._locks.oldest()
+
+    app = Klein()
+    answer_errors(app)
+
+    # -- uploads ---------------------------------------------------------------
+
+    @app.route("/", methods=["POST"])
+    @app.route("/legacy", methods=["POST"])
+    @app.route("/legacy/", methods=["POST"])
+    async def upload(self, request):
+        """Take a twine upload (C{:action=file_upload}) or a pypiserver C{remove_pkg}."""
+        try:
+            form = request.content.form()
+        except UploadTooLarge:
+            raise TooLarge(too_large_message(self._max_upload_size))
+        except MultipartError as e:
+            raise BadRequest(str(e))
+        except OSError as e:
+            log.error("Cannot spool an upload: {error}", error=e.strerror)
+            raise Unavailable("cannot receive the upload now: the spool folder is unavailable",
+                              [(b"retry-after", RETRY_AFTER)])
+        try:
+            # Verified already when the site checked the credentials before
+            # the body; otherwise verified here.
+            auth = IRequestAuth(request)
+            if auth.verified is not None:
+                identity = await auth.verified
+            else:
+                identity = await self._access.gate_upload(request, auth.credentials)
+            if form.get(":action") == "remove_pkg":
+                return await self._remove_release(request, form, identity)
+            upload = validate_upload(form)
+            return await self._store(request, upload, identity)
+        finally:
+            form.discard()
+
+    async def _store(self, request, upload, identity):
+        # One distribution at a time: the checks below and the work in the
+        # storage thread must not interleave with another upload of the same
+        # distribution (any spelling) or with a yank or delete of it.
+        project = _project_of(upload.filename)
+        if project is not None and not self._access.may_write(identity, project):
+            raise Forbidden(f"{identity.name} may not upload to {project}")
+        key = filename_key(upload.filename) or upload.filename
+        return await self._locks.run(key, self._store_locked, request, upload, identity)
+
+    async def _store_locked(self, request, upload, identity):
+        part = upload.part
+        existing = self._index.get_file(upload.filename)
+        if existing is not None:
+            return self._same_or_conflict(request, existing.sha256, upload)
+        other = self._index.same_distribution(upload.filename)
+        if other is not None:
+            raise BadRequest(
+                f"File already exists ('{other}'): it names the same distribution as "
+                f"'{upload.filename}'; a release may have one sdist, and one file per wheel tag"
+            )
+        if self._index.is_deleted(upload.filename):
+            raise _deleted(upload.filename)
+        try:
+            record, metadata = await self._run(
+                inspect, part.path, upload.filename, upload.filename, self._clock.seconds(),
+                (part.size, part.sha256, part.blake2_256, part.md5),
+            )
+        except InvalidDistribution as e:
+            raise BadRequest(f"content: {e}")
+        try:
+            stored = await self._storage.publish(part.path, record, metadata)
+        except FileExists as e:
+            if e.sha256 != part.sha256:
+                raise BadRequest(_exists_message(upload.filename, e.sha256))
+            if e.record is not None:
+                # Stored through another server: index it as storage has it.
+                stored = e.record
+            else:
+                # The same bytes are stored but not indexed (put there by hand
+                # while the server ran): keep their record, then index them.
+                stored = record
+                await self._storage_call(self._storage.update, record)
+        except FilenameDeleted:
+            raise _deleted(upload.filename)
+        except StorageError as e:
+            log.error("Upload of {filename} failed: {error}", filename=upload.filename, error=str(e))
+            raise storage_unavailable(e)
+        self._index.add(stored)
+        log.info("{user} uploaded {filename} ({size} bytes)",
+                 user=identity.name, filename=stored.filename, size=stored.size)
+        return send_text(request, 200, "OK")
+
+    @staticmethod
+    def _same_or_conflict(request, sha256, upload):
+        if sha256 == upload.part.sha256:
+            return send_text(request, 200, "OK: this file was already uploaded with the same content")
+        raise BadRequest(_exists_message(upload.filename, sha256))
+
+    async def _remove_release(self, request, form, identity):
+        name, version = (form.get("name") or "").strip(), (form.get("version") or "").strip()
+        if not is_valid_name(name):
+            raise BadRequest("name: a valid project name is required")
+        filenames = self._release(name, version)
+        await self._apply(filenames, self._delete, None, identity)
+        return send_text(request, 200, f"Removed {len(filenames)} files of {name} {version}")
+
+    # -- yank, unyank, delete ------------------------------------------------------
+
+    @app.route("/api/files/<string:filename>/yank", methods=["POST"])
+    def yank_file(self, request, filename):
+        """Yank one file (PEP 592), with an optional C{reason} form field."""
+        return self._change(request, lambda: [filename], self._yank, _reason(request))
+
+    @app.route("/api/files/<string:filename>/unyank", methods=["POST"])
+    def unyank_file(self, request, filename):
+        """Undo a yank of one file."""
+        return self._change(request, lambda: [filename], self._yank, None)
+
+    @app.route("/api/files/<string:filename>", methods=["DELETE"])
+    def delete_file(self, request, filename):
+        """Delete one file for good; its name can never be used again."""
+        return self._change(request, lambda: [filename], self._delete, None)
+
+    @app.route("/api/projects/<string:project>/<string:version>/yank", methods=["POST"])
+    def yank_release(self, request, project, version):
+        """Yank every file of a release, as the public index does."""
+        return self._change(request, lambda: self._release(project, version),
+                            self._yank, _reason(request))
+
+    @app.route("/api/projects/<string:project>/<string:version>/unyank", methods=["POST"])
+    def unyank_release(self, request, project, version):
+        """Undo the yank of a release."""
+        return self._change(request, lambda: self._release(project, version),
+                            self._yank, None)
+
+    @app.route("/api/projects/<string:project>/<string:version>", methods=["DELETE"])
+    def delete_release(self, request, project, version):
+        """Delete every file of a release."""
+        return self._change(request, lambda: self._release(project, version),
+                            self._delete, None)
+
+    def _release(self, project, version):
+        version = requested_version(version)
+        entry = self._index.project(normalize(project)) if is_valid_name(project) else None
+        files = [r.filename for r in (entry.files.values() if entry else ()) if r.version == version]
+        if not files:
+            raise NotFound(_NO_SUCH_RELEASE)
+        return files
+
+    async def _change(self, request, filenames, change, argument):
+        """
+        Authenticate, then apply C{change} to the files C{filenames()} names:
+        what exists is looked up only for those allowed to change it.
+        """
+        identity = await self._access.gate_upload(request)
+        await self._apply(filenames(), change, argument, identity)
+        return send_text(request, 200, "OK")
+
+    async def _apply(self, filenames, change, argument, identity):
+        for filename in filenames:
+            record = self._index.get_file(filename)
+            if record is None or not self._access.identity_may_read(identity, record.project):
+                # (one answer whether it exists or may not be seen)
+                raise NotFound(_NO_SUCH_RELEASE)
+            if not self._access.may_write(identity, record.project):
+                raise Forbidden(f"{identity.name} may not change {record.project}")
+            key = distribution_key(record.project, record.version, record.packagetype,
+                                   record.filename)
+            await self._locks.run(key, self._apply_locked, filename, change, argument, identity)
+
+    async def _apply_locked(self, filename, change, argument, identity):
+        # Looked up again: a change that held the lock before may have
+        # deleted the file meanwhile.
+        record = self._index.get_file(filename)
+        if record is None:
+            raise NotFound(f"no such file: {filename}")
+        await change(record, argument, identity)
+
+    async def _storage_call(self, operation, record):
+        try:
+            return await operation(record)
+        except FilenameDeleted:
+            raise NotFound(f"no such file: {record.filename}")
+        except StorageError as e:
+            log.error("Storage failed on {filename}: {error}", filename=record.filename,
+                      error=str(e))
+            raise storage_unavailable(e)
+
+    async def _yank(self, record, reason, identity):
+        changed = attrs.evolve(record, yanked=reason)
+        if changed == record:
+            return
+        await self._storage_call(self._storage.update, changed)
+        self._index.add(changed)
+        log.info("{user} {action} {filename}", user=identity.name,
+                 action="yanked" if reason is not None else "unyanked", filename=record.filename)
+
+    async def _delete(self, record, _argument, identity):
+        await self._storage_call(self._storage.delete, record)
+        self._index.remove(record.filename)
+        log.info("{user} deleted {filename}", user=identity.name, filename=record.filename)
+
+
+def _project_of(filename):
+    """The normalized project a distribution filename names, or L{None}."""
+    try:
+        return parse_filename(filename, legacy=True).project
+    except InvalidName:
+        return None
+
+
+def _exists_message(filename, sha256):
+    # twine's --skip-existing (up to 6.1) looks for a 400 whose reason starts
+    # with "File already exists": keep these words first.
+    return f"File already exists ('{filename}', with sha256 hash '{sha256}')."
+
+
+def _deleted(filename):
+    return BadRequest(
+        f"File already exists ('{filename}'): this filename was previously "
+        "used by a file that has since been deleted"
+    )
+
+
+def _reason(request):
+    return form_field(request, "reason")

@@ -1,0 +1,85 @@
+"""
+What every small Klein app of L{pypid.web} shares: errors answered in one
+way, and the few ways a route reads its request.
+
+Each area (pages for people, publishing, tokens, the upstream cache, the
+legacy JSON API, health) is an attrs object holding its own C{app = Klein()}
+and its collaborators; L{pypid.web.app} composes them. They all answer
+errors alike because they all call L{answer_errors} on their Klein app.
+"""
+
+import json
+
+import werkzeug.exceptions
+
+from pypid.core.errors import BadRequest, HTTPError, MethodNotAllowed, NotFound
+from pypid.core.names import InvalidName, canonical_version
+from pypid.web.respond import send_error
+
+
+def answer_errors(app):
+    """
+    Make the Klein app C{app} answer every L{HTTPError} (and a path or a
+    method it has no route for) in plain text with the right status.
+    """
+
+    @app.handle_errors(HTTPError)
+    def http_error(_area, request, failure):
+        return send_error(request, failure.value)
+
+    @app.handle_errors(werkzeug.exceptions.NotFound)
+    def no_route(_area, request, failure):
+        return send_error(request, NotFound("no such page"))
+
+    @app.handle_errors(werkzeug.exceptions.MethodNotAllowed)
+    def wrong_method(_area, request, failure):
+        return send_error(request, wrong_method_error(request, failure.value.valid_methods))
+
+
+def wrong_method_error(request, allowed):
+    """The L{MethodNotAllowed} for C{request}, naming the methods C{allowed}."""
+    allowed = ", ".join(allowed or ())
+    return MethodNotAllowed(
+        f"this URL does not take {request.method.decode('ascii', 'replace')}; "
+        f"it takes {allowed}", [(b"allow", allowed.encode("ascii"))])
+
+
+def send_json(request, value):
+    """Answer C{value} as JSON that no cache keeps (it is about now, or a secret)."""
+    request.setHeader(b"content-type", b"application/json")
+    request.setHeader(b"cache-control", b"no-store")
+    return json.dumps(value).encode("utf-8")
+
+
+def form_field(request, name):
+    """A form field (urlencoded body or query) as text, or C{""}."""
+    values = request.args.get(name.encode("ascii"))
+    if not values:
+        return ""
+    try:
+        return values[0].decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise BadRequest(f"{name}: not valid UTF-8")
+
+
+def requested_version(text):
+    """The normalized form of a version from a request (C{1.00} finds C{1.0})."""
+    try:
+        return canonical_version(text)
+    except InvalidName:
+        raise NotFound(f"no such version: {text!r} is not a valid version")
+
+
+async def kept_page(index, project, key, render_page):
+    """
+    The page C{key} about C{project}: rendered by C{render_page()} (a
+    coroutine) once, then kept with the project's index pages until the
+    project changes. A page rendered while the index changed is not kept.
+    """
+    page = index.extra_page(project, key)
+    if page is None:
+        serial = index.serial
+        page = await render_page()
+        if index.serial == serial:
+            index.keep_page(project, key, page)
+    return page

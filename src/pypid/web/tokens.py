@@ -1,0 +1,94 @@
+"""
+Token administration over HTTP (admins only): issue, list and revoke the
+API tokens that CI uses as the password of C{__token__}.
+"""
+
+import attrs
+from klein import Klein
+from twisted.internet.defer import DeferredLock
+from twisted.logger import Logger
+
+from pypid.auth import tokens
+from pypid.core.errors import BadRequest, NotFound, Unavailable
+from pypid.core.units import parse_duration
+from pypid.web.respond import RETRY_AFTER, send_text
+from pypid.web.routes import answer_errors, form_field, send_json
+
+log = Logger()
+
+
+@attrs.define(slots=False)
+class TokenAdmin:
+    """
+    The token routes.
+
+    @ivar _access: the L{pypid.web.access.Access} gate, which holds the
+        L{pypid.auth.tokens.TokenBook} (or L{None} when tokens are not used).
+    @ivar _run: C{run(f, *args) -> Deferred} for the blocking file write.
+    """
+
+    _access: object
+    _run: object
+    _writes: DeferredLock = attrs.field(init=False, factory=DeferredLock)
+
+    app = Klein()
+    answer_errors(app)
+
+    @app.route("/api/tokens", methods=["POST"])
+    async def issue(self, request):
+        """
+        Issue a token (admins only). Form fields: C{actions} (C{read},
+        C{upload}, or both, space-separated), C{projects} (names or globs,
+        space-separated; none for all), C{expires} (a duration such as
+        C{90d}; none for never), C{description}. Answers the token once.
+        """
+        identity = await self._access.admin(request)
+        fields = {name: form_field(request, name)
+                  for name in ("actions", "projects", "expires", "description")}
+        try:
+            lifetime = parse_duration(fields["expires"]) if fields.get("expires") else None
+            text, token = self._book().issue(
+                identity.name, fields.get("actions", "").split(),
+                fields.get("projects", "").split(), lifetime, fields.get("description", ""))
+        except ValueError as e:
+            raise BadRequest(str(e))
+        await self._save()
+        log.info("{user} issued token {id} ({actions} on {projects})", user=identity.name,
+                 id=token.id, actions=" ".join(sorted(token.actions)),
+                 projects=" ".join(token.projects) or "every project")
+        return send_json(request, dict(token.public(), token=text))
+
+    @app.route("/api/tokens", methods=["GET"])
+    async def listing(self, request):
+        """List the tokens, without their secrets (admins only)."""
+        await self._access.admin(request)
+        return send_json(request, {"tokens": self._book().listing()})
+
+    @app.route("/api/tokens/<string:token_id>", methods=["DELETE"])
+    async def revoke(self, request, token_id):
+        """Revoke a token at once (admins only)."""
+        identity = await self._access.admin(request)
+        if not self._book().revoke(token_id):
+            raise NotFound(f"no such token: {token_id}")
+        await self._save()
+        log.info("{user} revoked token {id}", user=identity.name, id=token_id)
+        return send_text(request, 200, "OK: revoked")
+
+    def _book(self):
+        if self._access.tokens is None:
+            raise NotFound("tokens are not enabled")
+        return self._access.tokens
+
+    async def _save(self):
+        book = self._book()
+        if book.path is not None:
+            try:
+                # One write at a time, each of the state as it is when it
+                # starts: an older state never lands after a newer one.
+                await self._writes.run(
+                    lambda: self._run(tokens.write_file, book.path, book.dumps()))
+            except OSError as e:
+                log.error("Cannot keep the tokens in {path}: {error}", path=book.path,
+                          error=e.strerror)
+                raise Unavailable("the tokens cannot be saved now",
+                                  [(b"retry-after", RETRY_AFTER)])
