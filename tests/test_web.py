@@ -27,8 +27,9 @@ from pypid.auth.verifier import PasswordVerifier
 from pypid.core.index import Index
 from pypid.core.render import file_url_for
 from pypid.storage import local
-from pypid.storage.interface import Redirect, RemoteBytes, StorageError
+from pypid.storage.interface import MemoryFile, Redirect, RemoteBytes, StorageError
 from pypid.storage.local import LocalStorage
+from pypid.storage.memory import MemoryStorage
 from pypid.web.access import Access
 from pypid.web.app import build_web
 from tests.distributions import make_sdist, make_sdist_zip, make_wheel, metadata_text
@@ -69,12 +70,18 @@ class _ServerMixin:
     read = "everyone"
     base_url = None
     max_upload_size = 10 << 20
+    #: whether the test needs the local disk backend (its folder, its thread
+    #: pool, its failures); others run on the in-memory storage
+    on_disk = False
 
     def setUp(self):
         self.clock = Clock()
         self.clock.advance(1767225600)
-        self.storage = LocalStorage(os.path.abspath(self.mktemp()), self.make_storage_run(),
-                                    self.clock)
+        folder = os.path.abspath(self.mktemp())
+        if self.on_disk:
+            self.storage = LocalStorage(folder, self.make_storage_run(), self.clock)
+        else:
+            self.storage = MemoryStorage(os.path.join(folder, "spool"), self.clock)
         prepared = self.storage.prepare()
         self.finish_storage_work()
         self.successResultOf(prepared)
@@ -90,6 +97,11 @@ class _ServerMixin:
     def make_storage_run(self):
         """The storage's C{run(f, *args)}: synchronous unless a test needs otherwise."""
         return run_now
+
+    def stored(self, record):
+        """The bytes the storage keeps for C{record}, whichever backend it is."""
+        location = self.storage.locate(record)
+        return location.data if isinstance(location, MemoryFile) else read_file(location.path)
 
     def finish_storage_work(self):
         """Complete whatever storage work L{make_storage_run}'s runner holds back."""
@@ -167,7 +179,7 @@ class UploadTests(_ServerMixin, SynchronousTestCase):
         self.assertEqual(record.upload_time, self.clock.seconds())
         self.assertEqual(record.metadata_sha256,
                          hashlib.sha256(WHEEL_META.encode()).hexdigest())
-        self.assertEqual(read_file(self.storage.locate(record).path), WHEEL)
+        self.assertEqual(self.stored(record), WHEEL)
         self.assertEqual(os.listdir(self.storage.temp_dir), [])
         scanned = self.successResultOf(self.storage.scan({}, 0)).records
         self.assertEqual(scanned, {WHEEL_NAME: record})
@@ -226,7 +238,7 @@ class UploadTests(_ServerMixin, SynchronousTestCase):
         self.assertTrue(response.phrase.startswith(b"File already exists"), response.phrase)
         self.assertTrue(body.startswith(b"File already exists"), body)
         self.assertIn(sha.encode(), body)
-        self.assertEqual(read_file(self.storage.locate(self.index.get_file(WHEEL_NAME)).path),
+        self.assertEqual(self.stored(self.index.get_file(WHEEL_NAME)),
                          WHEEL)
         self.assertEqual(os.listdir(self.storage.temp_dir), [])
 
@@ -501,6 +513,8 @@ class UploadLimitTests(_ServerMixin, SynchronousTestCase):
 class LargeFileTests(_ServerMixin, SynchronousTestCase):
     """Tests for files large enough to be streamed by a producer."""
 
+    on_disk = True
+
     def setUp(self):
         super().setUp()
         # Twisted drives a pull producer (what streams a large file) with the
@@ -549,10 +563,17 @@ class LargeFileTests(_ServerMixin, SynchronousTestCase):
 class ImportedFolderTests(_ServerMixin, SynchronousTestCase):
     """Tests for files found in the storage folder, served before their sidecars are written."""
 
+    on_disk = True
+
     def make_storage_run(self):
         """Storage work waits until the test runs it."""
         self.run = QueuedRun()
         return self.run
+
+    def stored(self, record):
+        """The bytes the storage keeps for C{record}, whichever backend it is."""
+        location = self.storage.locate(record)
+        return location.data if isinstance(location, MemoryFile) else read_file(location.path)
 
     def finish_storage_work(self):
         """Run the storage work queued so far."""
@@ -901,6 +922,8 @@ class LegacyJsonTests(_ServerMixin, SynchronousTestCase):
 class MiscTests(_ServerMixin, SynchronousTestCase):
     """Tests for C{/health} and the landing page."""
 
+    on_disk = True
+
     def test_health(self):
         """C{/health} says the server is up and what it serves, uncached."""
         self.uploaded()
@@ -1015,10 +1038,17 @@ class ConcurrencyTests(_ServerMixin, SynchronousTestCase):
     until the test runs it, so the test decides how the work interleaves.
     """
 
+    on_disk = True
+
     def make_storage_run(self):
         """Storage work waits until the test runs it."""
         self.run = QueuedRun()
         return self.run
+
+    def stored(self, record):
+        """The bytes the storage keeps for C{record}, whichever backend it is."""
+        location = self.storage.locate(record)
+        return location.data if isinstance(location, MemoryFile) else read_file(location.path)
 
     def finish_storage_work(self):
         """Run the storage work queued so far."""
@@ -1084,6 +1114,8 @@ class ConcurrencyTests(_ServerMixin, SynchronousTestCase):
 
 class StorageFailureTests(_ServerMixin, SynchronousTestCase):
     """Tests for storage failures: 503 with Retry-After, and nothing half done."""
+
+    on_disk = True
 
     def break_record_writes(self):
         """Make record writes fail as on a full disk, until the returned undo is called."""
@@ -1157,6 +1189,8 @@ class RemoteFilesTests(_ServerMixin, SynchronousTestCase):
     Tests for C{/files/} when the storage keeps files elsewhere: redirects to
     them, relays from them, and metadata fetched before it is sent.
     """
+
+    on_disk = True
 
     SIGNED = "https://bucket.example/{}?X-Amz-Expires=300&X-Amz-Signature=0ff1ce"
 

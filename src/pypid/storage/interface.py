@@ -184,7 +184,8 @@ class IStorage(Interface):
         """
         Say how to send a stored file to a client.
 
-        @rtype: L{LocalFile}, L{Redirect} or L{RemoteFile}
+        @rtype: L{LocalFile}, L{MemoryFile}, L{Redirect}, L{RemoteFile} or
+            L{RemoteBytes}
         """
 
     def locate_metadata(record):
