@@ -37,6 +37,7 @@ def endpoint():
             import logging
 
             from moto.server import ThreadedMotoServer
+
             # One line per request on stderr would bury the test output.
             logging.getLogger("werkzeug").setLevel(logging.ERROR)
             port = _free_port()

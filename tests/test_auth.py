@@ -14,7 +14,8 @@ from twisted.logger import capturedLogs, formatEvent
 from twisted.python.threadpool import ThreadPool
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from pypid.auth import credentials, hashes, verifier as auth
+from pypid.auth import credentials, hashes
+from pypid.auth import verifier as auth
 from pypid.auth.credentials import (
     MAX_PASSWORD_BYTES,
     MalformedCredentials,
@@ -25,7 +26,6 @@ from pypid.auth.hashes import check_hash_format, hash_password
 from pypid.auth.policy import AUTHENTICATED, EVERYONE, READ, WRITE, AccessModel
 from pypid.auth.verifier import Identity, PasswordVerifier
 from tests.fakes import FAST
-
 
 ALICE_PASSWORD = "correct horse battery staple"
 BOB_PASSWORD = "hunter2:with:colons"

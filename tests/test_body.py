@@ -1,12 +1,20 @@
-"""Tests for L{pypid.web.body}: an upload body fed to its sink in worker jobs."""
+"""Tests for L{pypid.web.body}: the request bodies, and answers written before a body."""
 
 import hashlib
 import os
 
+from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.web.multipart import FormSink, UploadTooLarge
-from pypid.web.body import SpooledForm
+from pypid.web.body import (
+    NOT_A_FORM,
+    DiscardedBody,
+    IRequestBody,
+    PlainBody,
+    SpooledForm,
+    answer_before_body,
+)
+from pypid.web.multipart import FormSink, MultipartError, UploadTooLarge
 from tests.fakes import QueuedRun
 
 BOUNDARY = b"xyz"
@@ -87,3 +95,70 @@ class SpooledFormTests(SynchronousTestCase):
     def test_drained_when_idle(self):
         """With nothing queued, the body counts as drained at once."""
         self.successResultOf(self.make().drained())
+
+
+class PlainBodyTests(SynchronousTestCase):
+    """Tests for L{PlainBody}: a small body kept in memory."""
+
+    def test_kept(self):
+        """A body under the limit is kept for Twisted to read back."""
+        refused = []
+        plain = PlainBody(lambda: refused.append(True), limit=10)
+        plain.write(b"reason=")
+        plain.write(b"x")
+        plain.seek(0)
+        self.assertEqual((plain.read(), plain.received, refused), (b"reason=x", 8, []))
+        self.assertTrue(plain.drained().called)
+
+    def test_too_large(self):
+        """Past the limit the body is refused once and nothing more is kept."""
+        refused = []
+        plain = PlainBody(lambda: refused.append(True), limit=10)
+        plain.write(b"x" * 8)
+        plain.write(b"y" * 8)
+        plain.write(b"z" * 8)
+        plain.seek(0)
+        self.assertEqual((plain.read(), refused, plain.received), (b"", [True], 24))
+
+    def test_no_form(self):
+        """A plain body is no upload form."""
+        error = self.assertRaises(MultipartError, PlainBody(None).form)
+        self.assertEqual(str(error), NOT_A_FORM)
+
+
+class DiscardedBodyTests(SynchronousTestCase):
+    """Tests for L{DiscardedBody}: counted and forgotten."""
+
+    def test_counted(self):
+        """Bytes are counted, never kept, and the limit is reported once."""
+        over = []
+        body = DiscardedBody(10, lambda: over.append(True))
+        for _ in range(3):
+            body.write(b"x" * 6)
+        body.seek(0)
+        self.assertEqual((body.received, body.tell(), body.read(), over), (18, 18, b"", [True]))
+        self.assertRaises(MultipartError, body.form)
+        self.assertTrue(IRequestBody.providedBy(body))
+
+
+class AnswerBeforeBodyTests(SynchronousTestCase):
+    """Tests for L{answer_before_body}."""
+
+    def test_bytes(self):
+        """A whole plain-text answer that closes the connection, the message as reason."""
+        transport = StringTransport()
+        answer_before_body(transport, 401, "authentication is required to upload",
+                           [(b"WWW-Authenticate", b'Basic realm="pypid"')])
+        self.assertEqual(transport.value(), (
+            b"HTTP/1.1 401 authentication is required to upload\r\n"
+            b'WWW-Authenticate: Basic realm="pypid"\r\n'
+            b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: 37\r\n"
+            b"Connection: close\r\n\r\nauthentication is required to upload\n"))
+
+    def test_head(self):
+        """An answer to HEAD has its length but no body; a reason may be given."""
+        transport = StringTransport()
+        answer_before_body(transport, 301, "elsewhere", reason=b"Moved Permanently",
+                           send_body=False)
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 301 Moved Permanently\r\n"))
+        self.assertTrue(transport.value().endswith(b"Content-Length: 10\r\nConnection: close\r\n\r\n"))

@@ -8,7 +8,6 @@ import re
 import textwrap
 
 import attrs
-
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.auth.hashes import hash_password

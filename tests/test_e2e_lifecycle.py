@@ -11,9 +11,9 @@ from tests.distributions import make_sdist, make_wheel, metadata_text
 from tests.e2e import (
     HOST,
     PASSWORD,
+    TWISTD,
     USER,
     DaemonTestCase,
-    TWISTD,
     anchors,
     basic,
     clean_env,

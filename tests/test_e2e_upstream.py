@@ -22,7 +22,6 @@ from tests.e2e import (
 )
 from tests.upstream_server import UpstreamProcess
 
-
 #: The upstream's own build of mixed 1.0: other bytes than the hosted one.
 MIXED_UPSTREAM_1 = make_wheel("mixed", "1.0", module_text="ORIGIN = 'upstream'\n")
 

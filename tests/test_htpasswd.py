@@ -5,9 +5,9 @@ from twisted.python.threadpool import ThreadPool
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from pypid.auth.hashes import hash_password
+from pypid.auth.htpasswd import parse_htpasswd, read_htpasswd
 from pypid.auth.verifier import PasswordVerifier
-from pypid.auth.htpasswd import parse_htpasswd
-from tests.fakes import FAST
+from tests.fakes import FAST, write_file
 
 BCRYPT = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(4)).decode().replace("$2b$", "$2y$", 1)
 
@@ -42,6 +42,26 @@ class ParseTests(SynchronousTestCase):
         """Lines without a colon, bad names and repeated users are refused."""
         for text in ("nocolon\n", "bad name:x\n", f"a:{BCRYPT}\na:{BCRYPT}\n"):
             self.assertRaises(ValueError, parse_htpasswd, text, "f")
+
+
+class ReadTests(SynchronousTestCase):
+    """Reading an htpasswd file from disk."""
+
+    def test_read(self):
+        """The users of a readable UTF-8 file, with its path named in errors."""
+        path = write_file(self.mktemp(), f"alice:{BCRYPT}\n".encode())
+        self.assertEqual(read_htpasswd(path), {"alice": BCRYPT})
+        write_file(path, b"alice\n")
+        self.assertIn(path, str(self.assertRaises(ValueError, read_htpasswd, path)))
+
+    def test_unreadable(self):
+        """A missing file, or one that is not UTF-8, is a ValueError naming the file."""
+        missing = self.mktemp()
+        self.assertIn(f"cannot read {missing}",
+                      str(self.assertRaises(ValueError, read_htpasswd, missing)))
+        binary = write_file(self.mktemp(), b"alice:\xff\n")
+        self.assertEqual(str(self.assertRaises(ValueError, read_htpasswd, binary)),
+                         f"{binary} is not UTF-8 text")
 
 
 class BcryptLoginTests(TestCase):

@@ -8,10 +8,9 @@ from argon2 import PasswordHasher
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.auth import credentials, hashes
-from pypid.cli import passwd
 from pypid.auth.credentials import MAX_PASSWORD_BYTES
 from pypid.auth.hashes import check_hash_format
-
+from pypid.cli import passwd
 from tests.test_auth import FAST
 
 

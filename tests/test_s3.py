@@ -18,8 +18,9 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 from twisted.trial.unittest import TestCase
 
-from pypid.storage import snapshot as snapshots
 from pypid.core.distribution import inspect
+from pypid.http.client import make_http
+from pypid.storage import snapshot as snapshots
 from pypid.storage.interface import (
     FileExists,
     ISharedStorage,
@@ -29,12 +30,11 @@ from pypid.storage.interface import (
     StorageError,
 )
 from pypid.storage.s3 import storage as s3
-from pypid.storage.s3.storage import S3Storage
-from pypid.http.client import make_http
 from pypid.storage.s3.client import S3Client
 from pypid.storage.s3.credentials import CredentialSource
 from pypid.storage.s3.layout import Layout
 from pypid.storage.s3.sign import Bucket, Credentials
+from pypid.storage.s3.storage import S3Storage
 from tests import s3server
 from tests.distributions import make_wheel
 from tests.fakes import write_file
@@ -82,11 +82,11 @@ class S3Case(TestCase):
                                            self.run_in_thread, reactor)
         client = S3Client(Bucket(endpoint or s3server.endpoint(), bucket or self.bucket,
                                  s3server.REGION), credentials, http, reactor, timeout)
+        # Exact times: moto runs on this machine's clock.
+        options.setdefault("clock_margin", 0.0)
+        options.setdefault("replay_window", 0.0)
         storage = S3Storage(client, Layout(PREFIX), credentials, self.run_in_thread,
                             clock or reactor, os.path.abspath(self.mktemp()), **options)
-        # Exact times: moto runs on this machine's clock.
-        storage.clock_margin = 0.0
-        storage.replay_window = 0.0
         self.addCleanup(storage.settle)
         return storage
 
@@ -331,13 +331,14 @@ class S3StorageTests(S3Case):
         temp, record, metadata, _ = self.spool_wheel(one)
         await one.publish(temp, record, metadata)
         await one.settle()
-        original = two._state_of
+        feed = two._feed
+        original = feed._state_of
 
         async def failing(*args):
             raise StorageError("S3 failed: 503 SlowDown")
-        two._state_of = failing
+        feed._state_of = failing
         await self.assertFailure(two.poll(), StorageError)
-        two._state_of = original
+        feed._state_of = original
         [change] = await two.poll()
         self.assertEqual(change.record, record)
 

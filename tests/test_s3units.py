@@ -25,8 +25,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
 
 from pypid.core.model import FileRecord
-from pypid.storage.s3 import client as s3client
 from pypid.storage.interface import StorageError
+from pypid.storage.s3 import client as s3client
 from pypid.storage.s3.client import (
     RETRY_DELAYS,
     FileRangeProducer,

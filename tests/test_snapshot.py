@@ -11,9 +11,9 @@ from twisted.internet.task import Clock
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.storage import snapshot
 from pypid.core.index import Index
 from pypid.core.model import FileRecord
+from pypid.storage import snapshot
 from pypid.storage.snapshot import (
     FORMAT,
     Snapshot,

@@ -9,13 +9,13 @@ import attrs
 from twisted.application.service import IService
 from twisted.internet.error import CannotListenError
 from twisted.internet.testing import MemoryReactorClock
-from twisted.python import usage
 from twisted.logger import LogLevel, capturedLogs, formatEvent
+from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.storage import snapshot
 from pypid.config import Config
 from pypid.service import PypidService
+from pypid.storage import snapshot
 from pypid.tap import Options, ThreadPools, makeService
 from pypid.web.site import PypidSite
 from tests.distributions import make_wheel

@@ -5,8 +5,8 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.auth.policy import AccessModel
-from pypid.core.errors import TooManyRequests, Unauthorized
 from pypid.auth.throttle import LoginThrottle
+from pypid.core.errors import TooManyRequests, Unauthorized
 from pypid.web.access import Access
 
 

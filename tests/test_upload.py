@@ -8,8 +8,8 @@ import hashlib
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.core.errors import BadRequest
-from pypid.web.multipart import FilePart, Form
 from pypid.core.upload import UploadRequest, validate_upload
+from pypid.web.multipart import FilePart, Form
 
 DATA = b"pretend this is a wheel"
 WHEEL_NAME = "holy_grail-1.0-py3-none-any.whl"

@@ -5,11 +5,11 @@ played by a Twisted resource through treq's in-memory StubTreq.
 
 import json
 
+from treq.testing import StubTreq
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
-from treq.testing import StubTreq
 
 from pypid.upstream.fetch import (
     ACCEPT,

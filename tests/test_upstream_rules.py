@@ -10,9 +10,9 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.core.model import FileRecord
+from pypid.upstream.cache import Offline, PageCache
 from pypid.upstream.fetch import UpstreamError, UpstreamNotFound
 from pypid.upstream.parser import UpstreamFile, UpstreamPage
-from pypid.upstream.cache import Offline, PageCache
 from pypid.upstream.policy import UpstreamPolicy, matches, merged
 
 NOW = 1_800_000_000.0

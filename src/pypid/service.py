@@ -76,7 +76,6 @@ class IndexLoader:
             seconds=self.clock.seconds() - started,
         )
 
-
     def _same_storage(self, snap):
         """The snapshot, if it describes this storage's data."""
         if snap is not None and snap.storage not in (None, self.storage.identity()):

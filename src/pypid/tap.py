@@ -9,32 +9,31 @@ reloads their certificate.  C{pypid.tac} calls the same function.
 """
 
 import signal
-
-import attrs
 from functools import partial
 
+import attrs
 from twisted.internet.endpoints import SSL4ServerEndpoint, TCP4ServerEndpoint, serverFromString
-from twisted.logger import Logger
 from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.threadpool import ThreadPool
 
 from pypid.auth.policy import AccessModel
+from pypid.auth.throttle import LoginThrottle
 from pypid.auth.verifier import PasswordVerifier
 from pypid.config import ConfigError, load_config, parse_override
 from pypid.config.server import HTTP_REDIRECT, HTTPS, parse_listen_address
 from pypid.core.index import Index
 from pypid.core.render import file_url_for
 from pypid.service import IndexLoader, ListenerService, PypidService, SyncService
-from pypid.storage.snapshot import SnapshotService, SnapshotWriter
 from pypid.storage.interface import ISharedStorage
-from pypid.auth.throttle import LoginThrottle
 from pypid.storage.local import LocalStorage
+from pypid.storage.snapshot import SnapshotService, SnapshotWriter
 from pypid.tls import ServerTLS
-from pypid.web.redirect import HTTPSRedirect, RedirectSite
 from pypid.web.access import Access
 from pypid.web.app import build_web
 from pypid.web.channel import ConnectionCounter
+from pypid.web.redirect import HTTPSRedirect, RedirectSite
 
 log = Logger()
 
@@ -213,19 +212,18 @@ def make_listeners(config, reactor, site):
     return secure + others, tls
 
 
-
 def make_storage(config, run, reactor):
     """The storage backend the configuration names."""
     if config.storage.backend != "s3":
         return LocalStorage(config.storage.path, run, reactor)
     import os
 
-    from pypid.storage.s3.storage import S3Storage
     from pypid.http.client import make_http
     from pypid.storage.s3.client import S3Client
     from pypid.storage.s3.credentials import CredentialSource
     from pypid.storage.s3.layout import Layout
     from pypid.storage.s3.sign import Bucket, Credentials, aws_endpoint
+    from pypid.storage.s3.storage import S3Storage
 
     s3 = config.s3
     endpoint = s3.endpoint_url or aws_endpoint(s3.region)
@@ -255,8 +253,8 @@ def make_upstream(config, run, reactor, index):
     from twisted.internet.defer import ensureDeferred
 
     from pypid.http.client import make_http
-    from pypid.upstream.fetch import UpstreamClient
     from pypid.upstream.cache import PageCache
+    from pypid.upstream.fetch import UpstreamClient
     from pypid.upstream.policy import UpstreamPolicy
     from pypid.upstream.proxy import UpstreamProxy
 

@@ -35,6 +35,7 @@ _MAX_BASIC_TOKEN = 4 * -(-(MAX_USER_BYTES + 1 + MAX_PASSWORD_BYTES) // 3)
 # without forging log lines, and so "user\0password" keys stay unambiguous.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
+
 class MalformedCredentials(ValueError):
     """
     An C{Authorization} header that is not usable HTTP Basic credentials.
@@ -113,4 +114,3 @@ def decode_password(raw: bytes) -> str:
 #: What a user (or group) name may be: 1 to 64 letters, digits, '.', '_',
 #: '@' or '-', starting with a letter or digit.
 USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
-

@@ -236,5 +236,3 @@ def verify_hash(stored_hash, password):
     except (InvalidHashError, VerificationError):
         return BROKEN
     return MATCH
-
-

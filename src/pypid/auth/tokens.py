@@ -23,8 +23,8 @@ from fnmatch import fnmatchcase
 import attrs
 
 from pypid.auth.policy import RuleError, normalize_pattern
-from pypid.storage.atomic import write_atomically
 from pypid.core.names import normalize
+from pypid.storage.disk import write_atomically
 
 TOKEN_USER = "__token__"
 ACTIONS = frozenset({"read", "upload"})

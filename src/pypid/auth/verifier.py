@@ -23,8 +23,6 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-log = Logger()
-
 from pypid.auth.hashes import (
     BROKEN,
     MATCH,
@@ -35,6 +33,9 @@ from pypid.auth.hashes import (
     make_dummy_hash,
     verify_hash,
 )
+
+log = Logger()
+
 
 class Busy(Exception):
     """Too many password verifications are under way; try again shortly."""
@@ -244,5 +245,3 @@ class PasswordVerifier:
         return self.verify(user, password).addCallback(
             lambda ok: Identity(user) if ok else None
         )
-
-

@@ -20,7 +20,6 @@ import sys
 from urllib.parse import quote, urljoin
 
 from pypid.cli.client import CliError, add_server_options, server_from
-
 from pypid.upstream.parser import UpstreamPageError, parse_page
 from pypid.upstream.requirements import (
     RequirementsError,

@@ -22,8 +22,7 @@ from pypid.config.values import (
     parse_boolean,
 )
 from pypid.core.units import parse_duration, parse_size
-from pypid.storage.s3.sign import MAX_PRESIGN_SECONDS
-from pypid.storage.s3.storage import MAX_PART_SIZE, MAX_PARTS, MIN_PART
+from pypid.storage.s3.limits import MAX_PART_SIZE, MAX_PARTS, MAX_PRESIGN_SECONDS, MIN_PART_SIZE
 
 
 def _redacted(value):
@@ -137,7 +136,7 @@ def _expire_after(value):
 
 def _multipart_threshold(value):
     size = parse_size(value)
-    if not MIN_PART <= size <= MAX_PART_SIZE:
+    if not MIN_PART_SIZE <= size <= MAX_PART_SIZE:
         raise ValueError("expected a size from 5M (S3's smallest part) to 5G (its largest)")
     return size
 

@@ -129,4 +129,3 @@ def validate_upload(form):
         packagetype=parsed.packagetype,
         part=part,
     )
-

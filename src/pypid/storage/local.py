@@ -38,6 +38,7 @@ from pypid.core.distribution import file_digests, inspect
 from pypid.core.metadata import InvalidDistribution
 from pypid.core.model import FileRecord
 from pypid.core.names import InvalidName
+from pypid.storage.disk import remove_file
 from pypid.storage.interface import (
     FileExists,
     FilenameDeleted,
@@ -78,15 +79,8 @@ def _write_atomic(path, data, tmp_dir, durable=True):
                 os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        _unlink(tmp)
+        remove_file(tmp)
         raise
-
-
-def _unlink(path):
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 def _record_bytes(record):
@@ -230,7 +224,7 @@ class LocalStorage:
         swept = 0
         for entry in os.scandir(self.temp_dir):
             if entry.is_file(follow_symlinks=False):
-                _unlink(entry.path)
+                remove_file(entry.path)
                 swept += 1
         if swept:
             log.info("Removed {count} temporary files left by an earlier run", count=swept)
@@ -306,8 +300,8 @@ class LocalStorage:
             except BaseException:
                 # Not published after all: take the file back, so a retry
                 # publishes it again rather than finding it half there.
-                _unlink(final)
-                _unlink(self._metadata_path(record.filename))
+                remove_file(final)
+                remove_file(self._metadata_path(record.filename))
                 raise
             return record
         except (FileExists, FilenameDeleted, StorageError):
@@ -315,7 +309,7 @@ class LocalStorage:
         except OSError as e:
             raise _storage_error(e)
         finally:
-            _unlink(temp_path)
+            remove_file(temp_path)
 
     def _existing_sha256(self, record, final):
         sidecar = self._read_sidecar(record.filename)
@@ -338,8 +332,8 @@ class LocalStorage:
         with _storage_errors(), self._sidecar_lock:
             _write_atomic(self._record_path(record.filename), _record_bytes(tombstone),
                           self.temp_dir)
-            _unlink(self._file_path(record.path))
-            _unlink(self._metadata_path(record.filename))
+            remove_file(self._file_path(record.path))
+            remove_file(self._metadata_path(record.filename))
             _fsync_dir(self._files_dir)
 
     def _now(self):

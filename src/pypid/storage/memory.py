@@ -27,6 +27,7 @@ from zope.interface import implementer
 from pypid.core.distribution import inspect
 from pypid.core.metadata import InvalidDistribution
 from pypid.core.names import InvalidName
+from pypid.storage.disk import remove_file
 from pypid.storage.interface import (
     FileExists,
     FilenameDeleted,
@@ -43,14 +44,6 @@ def _digests(data):
     return (len(data), hashlib.sha256(data).hexdigest(),
             hashlib.blake2b(data, digest_size=32).hexdigest(),
             hashlib.md5(data, usedforsecurity=False).hexdigest())
-
-
-def _unlink(path):
-    """Remove a file, if it is still there."""
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 def _missing(name):
@@ -164,7 +157,7 @@ class MemoryStorage:
             os.makedirs(self.temp_dir, exist_ok=True)
             for entry in os.scandir(self.temp_dir):
                 if entry.is_file(follow_symlinks=False):
-                    _unlink(entry.path)
+                    remove_file(entry.path)
         except OSError as e:
             raise StorageError(f"cannot use {self.temp_dir} as the spool folder: {e.strerror}")
 
@@ -179,7 +172,7 @@ class MemoryStorage:
         except OSError as e:
             raise StorageError(f"cannot read the spooled upload: {e.strerror}")
         finally:
-            _unlink(temp_path)
+            remove_file(temp_path)
         self.objects[record.path] = data
         if metadata is not None:
             self._metadata[record.filename] = metadata

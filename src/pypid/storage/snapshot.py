@@ -15,8 +15,8 @@ from twisted.application.internet import TimerService
 from twisted.internet.defer import succeed
 from twisted.logger import Logger
 
-from pypid.storage.atomic import write_atomically
 from pypid.core.model import FileRecord
+from pypid.storage.disk import write_atomically
 
 FORMAT = 1
 

@@ -23,16 +23,17 @@ from twisted.python.failure import Failure
 from twisted.web.client import ResponseDone
 from twisted.web.http import PotentialDataLoss
 
-from pypid.http import bodies
 from pypid.core import render
 from pypid.core.distribution import file_digests, inspect
 from pypid.core.index import CONTENT_TYPES, HTML, Page, version_key
 from pypid.core.metadata import InvalidDistribution
 from pypid.core.model import FileRecord
 from pypid.core.names import InvalidName, normalize
+from pypid.http import bodies
+from pypid.storage.disk import remove_file
 from pypid.storage.interface import FileExists, StorageError
-from pypid.upstream.fetch import UpstreamError, UpstreamNotFound
 from pypid.upstream.cache import Offline
+from pypid.upstream.fetch import UpstreamError, UpstreamNotFound
 from pypid.upstream.policy import merged
 from pypid.upstream.requirements import select
 
@@ -62,13 +63,6 @@ def _metadata_url(url):
     """PEP 658: the metadata is at the file's URL plus C{.metadata} (before any query)."""
     path, sep, query = url.partition("?")
     return path + ".metadata" + sep + query
-
-
-def _unlink(path):
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 class _ToFile(Protocol):
@@ -457,7 +451,7 @@ class UpstreamProxy:
                      filename=f.filename, size=size)
             return stored
         finally:
-            await self.run(_unlink, temp)
+            await self.run(remove_file, temp)
 
     async def metadata(self, project, upstream_file):
         """
@@ -591,4 +585,3 @@ class UpstreamProxy:
     def state_changed(self):
         """Whether pages or files were fetched since the last L{state}."""
         return self.pages.changed or len(self.cached) != self._cached_count
-

@@ -14,9 +14,9 @@ from twisted.web.server import Request
 from zope.interface import Interface
 
 from pypid.auth.credentials import MalformedCredentials, parse_basic
-from pypid.auth.verifier import Busy, Identity
 from pypid.auth.policy import READ, WRITE, AccessModel
 from pypid.auth.tokens import TOKEN_USER
+from pypid.auth.verifier import Busy, Identity
 from pypid.core.errors import Forbidden, TooManyRequests, Unauthorized, Unavailable
 
 

@@ -22,6 +22,7 @@ import attrs
 from twisted.web.resource import Resource
 
 from pypid.core.errors import NotFound
+from pypid.core.render import file_url_for
 from pypid.web.cache_admin import CacheAdmin
 from pypid.web.channel import ConnectionCounter
 from pypid.web.health import Health
@@ -137,12 +138,14 @@ def build_web(index, storage, access, run, clock, *, max_upload_size, base_url=N
     @param upstream: the L{pypid.upstream.proxy.UpstreamProxy}, or L{None}.
     @param counter: the L{ConnectionCounter} limiting connections per address.
     """
+    # Absolute file links, for the pages not under /simple/<project>/.
+    absolute_file_url = file_url_for(base_url or "/")
     app = PypidApp(
-        people=PeoplePages(index, access, base_url),
+        people=PeoplePages(index, access, absolute_file_url, base_url),
         publish=Publish(index, storage, access, run, clock, max_upload_size),
         tokens=TokenAdmin(access, run),
         cache=CacheAdmin(access, upstream),
-        legacy=LegacyJSON(index, storage, access, base_url),
+        legacy=LegacyJSON(index, storage, access, absolute_file_url, base_url),
         health=Health(index, storage),
     )
     root = RootResource(

@@ -15,7 +15,6 @@ from pypid.core.errors import NotFound
 from pypid.core.index import Page
 from pypid.core.metadata import parse_metadata
 from pypid.core.names import is_valid_name, normalize
-from pypid.core.render import file_url_for
 from pypid.storage.interface import StorageError
 from pypid.web.respond import send_page, storage_unavailable
 from pypid.web.routes import answer_errors, kept_page, requested_version
@@ -35,13 +34,10 @@ class LegacyJSON:
     _index: object
     _storage: object
     _access: object
+    #: C{file_url(record)}: a file's absolute link (these pages are not
+    #: under C{/simple/<project>/}, so the index's relative links would not do)
+    _file_url: object
     _base_url: str | None = None
-    # Absolute file links (this API is not under /simple/<project>/).
-    _file_url: object = attrs.field(init=False)
-
-    @_file_url.default
-    def _make_file_url(self):
-        return file_url_for(self._base_url or "/")
 
     app = Klein()
     answer_errors(app)
@@ -74,7 +70,7 @@ class LegacyJSON:
             request.setHeader(b"content-type", b"text/plain; charset=utf-8")
             return b"Moved\n"
         page = await kept_page(self._index, project, ("pypi-json", shown),
-                                     lambda: self._render_pypi_json(project, shown))
+                               lambda: self._render_pypi_json(project, shown))
         return send_page(request, page)
 
     async def _render_pypi_json(self, project, version):
@@ -114,4 +110,3 @@ class LegacyJSON:
 
     def _prefix(self):
         return self._base_url or "/"
-

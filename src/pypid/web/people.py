@@ -14,7 +14,6 @@ from klein import Klein
 from pypid.core.errors import NotFound
 from pypid.core.index import Page
 from pypid.core.names import is_valid_name, normalize
-from pypid.core.render import file_url_for
 from pypid.web.respond import send_page
 from pypid.web.routes import answer_errors, kept_page
 from pypid.web.site import SECURITY_HEADERS
@@ -34,15 +33,11 @@ class PeoplePages:
 
     _index: object
     _access: object
+    #: C{file_url(record)}: a file's absolute link (these pages are not
+    #: under C{/simple/<project>/}, so the index's relative links would not do)
+    _file_url: object
     _base_url: str | None = None
     _landing: tuple | None = attrs.field(default=None, init=False)
-    # Absolute file links (these pages are not under /simple/<project>/, so
-    # the index's relative links would not do).
-    _file_url: object = attrs.field(init=False)
-
-    @_file_url.default
-    def _make_file_url(self):
-        return file_url_for(self._base_url or "/")
 
     app = Klein()
     answer_errors(app)
@@ -105,6 +100,7 @@ class PeoplePages:
             rows="\n".join(rows) or '<tr><td colspan="5">No files.</td></tr>',
         ).encode("utf-8")
         return Page.of(body, _HTML)
+
 
 _PROJECT = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{name} - pypid</title>

@@ -24,11 +24,30 @@ from twisted.web.static import NoRangeStaticProducer, SingleRangeStaticProducer
 from zope.interface import implementer
 
 from pypid.auth.credentials import www_authenticate_header
-from pypid.core.errors import HTTPError, NotFound, Unauthorized, Unavailable, reason_phrase
-from pypid.core.negotiate import accepts_gzip
-from pypid.storage.interface import StorageError
+from pypid.core.errors import (
+    HTTPError,
+    NotAcceptable,
+    NotFound,
+    Unauthorized,
+    Unavailable,
+    reason_phrase,
+)
+from pypid.core.negotiate import accepts_gzip, choose
+from pypid.storage.interface import (
+    LocalFile,
+    MemoryFile,
+    Redirect,
+    RemoteBytes,
+    RemoteFile,
+    StorageError,
+)
 
 log = Logger()
+
+NOT_ACCEPTABLE = (
+    "Accept: none of the requested media types can be served; this index serves "
+    "text/html, application/vnd.pypi.simple.v1+html and application/vnd.pypi.simple.v1+json"
+)
 
 PAGE_CACHE_CONTROL = b"max-age=0, must-revalidate"
 FILE_CACHE_CONTROL = b"max-age=365000000, immutable"
@@ -440,3 +459,60 @@ class _Relay(Protocol):
             self.transport.stopProducing()
         elif self._fetching is not None:
             self._fetching.cancel()
+
+
+def page_kind(request):
+    """
+    The kind of page (HTML or JSON) a request for a simple index page asks
+    for, by its C{Accept} header or C{?format=}; L{NotAcceptable} if none.
+    """
+    fmt = request.args.get(b"format")
+    # A "+" typed into a query string arrives decoded as a space.
+    kind = choose(request.requestHeaders.getRawHeaders(b"accept", (None,))[0],
+                  fmt[0].replace(b" ", b"+") if fmt else None)
+    if kind is None:
+        raise NotAcceptable(NOT_ACCEPTABLE)
+    return kind
+
+
+def send_moved(request, base, path):
+    """
+    A permanent redirect to one of our own paths (C{base} + C{path}; a
+    normalized name only ever holds [a-z0-9-]), keeping the query
+    (C{?format=}).
+    """
+    target = base + path
+    query = request.uri.partition(b"?")[2]
+    location = target.encode("ascii") + (b"?" + query if query else b"")
+    request.setResponseCode(301)
+    request.responseHeaders.setRawHeaders(b"location", [location])
+    request.responseHeaders.setRawHeaders(b"content-type", [b"text/plain; charset=utf-8"])
+    return b"Moved to " + target.encode("ascii") + b"\n"
+
+
+def send_stored(request, record, location, etag):
+    """
+    Send a stored object wherever the storage keeps it.
+
+    @return: the body, L{NOT_DONE_YET}, or a L{Deferred} for
+        L{finish_later} when the object comes from a remote store.
+    """
+    if isinstance(location, LocalFile):
+        try:
+            return send_file(request, location.path, etag)
+        except FileNotFoundError:
+            log.error("Stored file {filename} is missing at {path}",
+                      filename=record.filename, path=location.path)
+            raise NotFound("the stored file is missing")
+    if isinstance(location, MemoryFile):
+        return send_bytes(request, location.data, etag)
+    if isinstance(location, Redirect):
+        return send_redirect(request, location.url)
+    if isinstance(location, RemoteFile):
+        return send_remote(request, location, etag)
+    if isinstance(location, RemoteBytes):
+        d = maybeDeferred(location.read)
+        d.addCallbacks(lambda data: send_bytes(request, data, etag), storage_failure,
+                       errbackArgs=(request,))
+        return d
+    raise NotFound("no such file")

@@ -8,35 +8,27 @@ Each request does one dict lookup, content negotiation (memoized on the
 Accept header), and sets a handful of headers on bytes rendered earlier.
 """
 
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.web.resource import Resource
 
 from pypid.core import render
-from pypid.core.errors import Gone, HTTPError, NotAcceptable, NotFound
+from pypid.core.errors import Gone, HTTPError, NotFound
 from pypid.core.index import CONTENT_TYPES, HTML, Page
 from pypid.core.names import is_valid_name, normalize
-from pypid.core.negotiate import choose
-from pypid.storage.interface import LocalFile, MemoryFile, Redirect, RemoteBytes, RemoteFile
 from pypid.web import upstream
 from pypid.web.respond import (
     finish_later,
-    send_bytes,
+    page_kind,
     send_error,
-    send_file,
+    send_moved,
     send_page,
-    send_redirect,
-    send_remote,
-    storage_failure,
+    send_stored,
 )
 
 log = Logger()
 
 _METADATA_SUFFIX = ".metadata"
-_NOT_ACCEPTABLE = (
-    "Accept: none of the requested media types can be served; this index serves "
-    "text/html, application/vnd.pypi.simple.v1+html and application/vnd.pypi.simple.v1+json"
-)
 
 
 def _gated(access, request, answer):
@@ -85,15 +77,6 @@ class SimpleResource(Resource):
 
     render_HEAD = render_GET
 
-    def _kind(self, request):
-        fmt = request.args.get(b"format")
-        # A "+" typed into a query string arrives decoded as a space.
-        kind = choose(request.requestHeaders.getRawHeaders(b"accept", (None,))[0],
-                      fmt[0].replace(b" ", b"+") if fmt else None)
-        if kind is None:
-            raise NotAcceptable(_NOT_ACCEPTABLE)
-        return kind
-
     def _answer(self, request):
         post = request.postpath
         if len(post) == 2 and not post[1]:
@@ -106,20 +89,19 @@ class SimpleResource(Resource):
             project = self._index.project(name)
             if project is None:
                 if self._upstream is not None and self._index.project(normalize(name)) is None:
-                    return upstream.answer_page(request, self._upstream, name, self._kind,
-                                                 self._redirect)
+                    return upstream.answer_page(request, self._upstream, name, self._base)
                 return self._redirect_or_404(request, name)
             if self._upstream is not None and self._upstream.merges(project.name):
                 return upstream.answer_merged_page(request, self._upstream, project,
-                                            self._kind(request))
-            return send_page(request, self._index.project_page(project, self._kind(request)))
+                                                   page_kind(request))
+            return send_page(request, self._index.project_page(project, page_kind(request)))
         if post == [b""]:
-            kind = self._kind(request)
+            kind = page_kind(request)
             if self._access.reads_everything(request):
                 return send_page(request, self._index.root_page(kind))
             return send_page(request, self._root_for(request, kind))
         if not post:
-            return self._redirect(request, "simple/")
+            return send_moved(request, self._base, "simple/")
         if len(post) == 1:
             try:
                 name = post[0].decode("utf-8")
@@ -127,7 +109,7 @@ class SimpleResource(Resource):
                 raise NotFound("no such project")
             if (is_valid_name(name) and self._index.project(normalize(name)) is not None
                     and self._access.may_read(request, name)):
-                return self._redirect(request, f"simple/{normalize(name)}/")
+                return send_moved(request, self._base, f"simple/{normalize(name)}/")
         raise NotFound("no such project")
 
     def _root_for(self, request, kind):
@@ -152,21 +134,8 @@ class SimpleResource(Resource):
         if is_valid_name(name):
             normalized = normalize(name)
             if normalized != name and self._index.project(normalized) is not None:
-                return self._redirect(request, f"simple/{normalized}/")
+                return send_moved(request, self._base, f"simple/{normalized}/")
         raise NotFound("no such project")
-
-    def _redirect(self, request, path):
-        """
-        A permanent redirect to one of our own paths (a normalized name only
-        ever holds [a-z0-9-]), keeping the query (C{?format=}).
-        """
-        target = self._base + path
-        query = request.uri.partition(b"?")[2]
-        location = target.encode("ascii") + (b"?" + query if query else b"")
-        request.setResponseCode(301)
-        request.responseHeaders.setRawHeaders(b"location", [location])
-        request.responseHeaders.setRawHeaders(b"content-type", [b"text/plain; charset=utf-8"])
-        return b"Moved to " + target.encode("ascii") + b"\n"
 
 
 class FilesResource(Resource):
@@ -204,45 +173,18 @@ class FilesResource(Resource):
             raise NotFound("no such file")
         record = self._index.get_file(filename)
         if record is not None and record.project == project:
-            return self._send(request, record, self._storage.locate(record),
-                              b'"%s"' % record.sha256.encode("ascii"))
+            return send_stored(request, record, self._storage.locate(record),
+                               b'"%s"' % record.sha256.encode("ascii"))
         if filename.endswith(_METADATA_SUFFIX):
             record = self._index.get_file(filename[: -len(_METADATA_SUFFIX)])
             if (record is not None and record.project == project
                     and record.metadata_sha256 is not None):
-                return self._send(request, record, self._storage.locate_metadata(record),
-                                  b'"%s"' % record.metadata_sha256.encode("ascii"))
+                return send_stored(request, record, self._storage.locate_metadata(record),
+                                   b'"%s"' % record.metadata_sha256.encode("ascii"))
         if self._index.deleted_from(filename) == project:
             raise Gone("this file was deleted")
         if self._upstream is not None:
-            return upstream.answer_file(request, self._upstream, project, filename, self._send)
-        raise NotFound("no such file")
-
-    def _send(self, request, record, location, etag):
-        """
-        Send a stored object wherever the storage keeps it.
-
-        @return: the body, L{NOT_DONE_YET}, or a L{Deferred} for
-            L{finish_later} when the object comes from a remote store.
-        """
-        if isinstance(location, LocalFile):
-            try:
-                return send_file(request, location.path, etag)
-            except FileNotFoundError:
-                log.error("Stored file {filename} is missing at {path}",
-                          filename=record.filename, path=location.path)
-                raise NotFound("the stored file is missing")
-        if isinstance(location, MemoryFile):
-            return send_bytes(request, location.data, etag)
-        if isinstance(location, Redirect):
-            return send_redirect(request, location.url)
-        if isinstance(location, RemoteFile):
-            return send_remote(request, location, etag)
-        if isinstance(location, RemoteBytes):
-            d = maybeDeferred(location.read)
-            d.addCallbacks(lambda data: send_bytes(request, data, etag), storage_failure,
-                           errbackArgs=(request,))
-            return d
+            return upstream.answer_file(request, self._upstream, project, filename)
         raise NotFound("no such file")
 
 

@@ -34,7 +34,12 @@ from pypid.web.body import (
     answer_before_body,
 )
 from pypid.web.channel import ConnectionCounter, GuardedSite, PypidChannel, Refused, origin_form
-from pypid.web.multipart import FormSink, MultipartError, UploadTooLarge, boundary_from_content_type
+from pypid.web.multipart import (
+    FormSink,
+    MultipartError,
+    UploadTooLarge,
+    boundary_from_content_type,
+)
 
 log = Logger()
 
@@ -308,4 +313,3 @@ class PypidSite(GuardedSite, server.Site):
         """Write an access log line only when an access log is configured."""
         if self._access_log is not None:
             server.Site.log(self, request)
-

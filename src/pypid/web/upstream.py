@@ -15,16 +15,19 @@ from twisted.web.server import NOT_DONE_YET
 from pypid.core.errors import BadGateway, NotFound, Unavailable
 from pypid.core.names import is_valid_name, normalize
 from pypid.storage.interface import StorageError
-from pypid.upstream.fetch import UpstreamError, UpstreamNotFound
 from pypid.upstream.cache import Offline
+from pypid.upstream.fetch import UpstreamError, UpstreamNotFound
 from pypid.web.respond import (
     FILE_CACHE_CONTROL,
     FILE_CONTENT_TYPE,
     RETRY_AFTER,
     connected,
     finish_later,
+    page_kind,
     send_bytes,
+    send_moved,
     send_page,
+    send_stored,
 )
 
 #: Offered by a page served stale (RFC 9111's Warning is obsolete, but
@@ -32,12 +35,12 @@ from pypid.web.respond import (
 _STALE_WARNING = b'110 pypid "Response is Stale"'
 
 
-def answer_page(request, proxy, name, kind, redirect):
+def answer_page(request, proxy, name, base):
     """
     Answer C{/simple/<name>/} from the upstream.
 
-    @param kind: C{kind()} -> the negotiated page kind (raises 406).
-    @param redirect: C{redirect(request, path)} answers 301 to one of our paths.
+    @param base: the root our own redirects point under (C{[pypid] base_url}
+        or C{/}).
     @return: the body, or L{NOT_DONE_YET}.
     """
     if not is_valid_name(name):
@@ -47,7 +50,7 @@ def answer_page(request, proxy, name, kind, redirect):
         raise NotFound("no such project")
     project = normalize(name)
     if project != name:
-        return redirect(request, f"simple/{project}/")
+        return send_moved(request, base, f"simple/{project}/")
     if proxy.mode == "redirect":
         target = proxy.redirect_url(project).encode("ascii")
         request.setResponseCode(302)
@@ -55,7 +58,7 @@ def answer_page(request, proxy, name, kind, redirect):
         request.responseHeaders.setRawHeaders(b"cache-control", [b"no-store"])
         request.responseHeaders.setRawHeaders(b"content-type", [b"text/plain; charset=utf-8"])
         return b"Found at the upstream index\n"
-    wanted = kind(request)
+    wanted = page_kind(request)
     return finish_later(request, ensureDeferred(_page(request, proxy, project, wanted)))
 
 
@@ -87,25 +90,23 @@ def answer_merged_page(request, proxy, hosted, kind):
     return finish_later(request, ensureDeferred(answer()))
 
 
-def answer_file(request, proxy, project, filename, send):
+def answer_file(request, proxy, project, filename):
     """
     Answer C{/files/<project>/<filename>} (or its C{.metadata}) from the
     upstream cache, fetching the file on its first download.
 
-    @param send: C{send(request, record, location, etag)}, the hosted
-        files' sender.
     @return: the body, L{NOT_DONE_YET}, or raises L{NotFound}.
     """
     if proxy.mode != "cache" or not is_valid_name(project) or normalize(project) != project:
         raise NotFound("no such file")
     if not proxy.decide(project).allowed:
         raise NotFound("no such file")
-    return finish_later(request, ensureDeferred(_file(request, proxy, project, filename, send)))
+    return finish_later(request, ensureDeferred(_file(request, proxy, project, filename)))
 
 
-async def _file(request, proxy, project, filename, send):
+async def _file(request, proxy, project, filename):
     try:
-        return await _file_answer(request, proxy, project, filename, send)
+        return await _file_answer(request, proxy, project, filename)
     except UpstreamNotFound:
         raise NotFound("no such file upstream")
     except Offline:
@@ -114,7 +115,7 @@ async def _file(request, proxy, project, filename, send):
         raise Unavailable(f"the storage is unavailable: {e}", [(b"retry-after", RETRY_AFTER)])
 
 
-async def _file_answer(request, proxy, project, filename, send):
+async def _file_answer(request, proxy, project, filename):
     metadata = filename.endswith(".metadata")
     name = filename[: -len(".metadata")] if metadata else filename
     listed = proxy.listed(project, name)
@@ -150,8 +151,8 @@ async def _file_answer(request, proxy, project, filename, send):
                 return NOT_DONE_YET
     except UpstreamError as e:
         raise BadGateway(f"the upstream index failed: {e}")
-    return send(request, stored, proxy.locate(stored),
-                b'"%s"' % stored.sha256.encode("ascii"))
+    return send_stored(request, stored, proxy.locate(stored),
+                       b'"%s"' % stored.sha256.encode("ascii"))
 
 
 def _plain_get(request):

@@ -403,4 +403,3 @@ async def _sleep(clock, seconds):
     d = Deferred()
     clock.callLater(seconds, d.callback, None)
     await d
-

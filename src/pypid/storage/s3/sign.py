@@ -21,8 +21,6 @@ from botocore.credentials import ReadOnlyCredentials
 #: SHA-256 of the empty string: the payload hash of a request without a body.
 EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
-#: The longest validity SigV4 allows a presigned URL (7 days).
-MAX_PRESIGN_SECONDS = 604800
 
 
 @attrs.frozen

@@ -28,7 +28,6 @@ import hashlib
 import json
 import os
 import secrets
-import uuid
 import zlib
 from functools import partial
 from urllib.parse import quote
@@ -38,10 +37,11 @@ from twisted.internet.defer import DeferredList, DeferredLock, ensureDeferred, g
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from pypid.http.bodies import Deadline
 from pypid.core.distribution import inspect
 from pypid.core.metadata import InvalidDistribution
 from pypid.core.names import InvalidName
+from pypid.http.bodies import Deadline
+from pypid.storage.disk import remove_file
 from pypid.storage.interface import (
     Changed,
     FileExists,
@@ -63,38 +63,23 @@ from pypid.storage.s3.client import (
     parse_upload_id,
 )
 from pypid.storage.s3.layout import (
-    Change,
-    changes_start_after,
     metadata_headers,
     record_from_headers,
     yank_body,
     yank_reason,
 )
+from pypid.storage.s3.limits import MAX_PARTS, MIN_PART_SIZE
 from pypid.storage.s3.sign import presign
+from pypid.storage.s3.sync import LOOKBACK, MARKER_RETENTION, ChangeFeed
 
 log = Logger()
 
-#: S3's smallest part (but the last) of a multipart upload, its largest part
-#: (and single PUT), and most parts.
-MIN_PART = 5 << 20
-MAX_PART_SIZE = 5 << 30
-MAX_PARTS = 10000
 
 #: The snapshot kept in the bucket is read up to this size (compressed).
 SNAPSHOT_LIMIT = 256 << 20
 
 #: Core metadata objects are read up to this size.
 METADATA_LIMIT = 16 << 20
-
-#: How far back each poll for change markers looks beyond the last one:
-#: markers are named by their writer's clock and become visible when their
-#: PUT completes, so a marker can appear late by the writer's request time
-#: and the clocks' disagreement.
-LOOKBACK = 120.0
-
-#: Change markers older than this are removed (by any instance); an
-#: instance that could not poll for half of it lists the whole bucket again.
-MARKER_RETENTION = 24 * 3600.0
 
 #: A listed object modified this close to the snapshot's time is read again
 #: rather than trusted (the store's clock and ours may disagree).
@@ -111,13 +96,6 @@ def _gunzip(data, limit):
     if inflater.unconsumed_tail:
         raise ValueError(f"more than {limit} bytes once decompressed")
     return out
-
-
-def _unlink(path):
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 def _sha256_range(path, offset, length):
@@ -143,7 +121,7 @@ def _sweep(folder):
     os.makedirs(folder, exist_ok=True)
     for entry in os.scandir(folder):
         if entry.is_file(follow_symlinks=False):
-            _unlink(entry.path)
+            remove_file(entry.path)
 
 
 def parse_time(text):
@@ -156,7 +134,7 @@ def parse_time(text):
 
 def part_size(size, threshold):
     """The part size for a multipart upload of C{size} bytes."""
-    return max(threshold, MIN_PART, -(-size // MAX_PARTS))
+    return max(threshold, MIN_PART_SIZE, -(-size // MAX_PARTS))
 
 
 @implementer(IStorage, ISharedStorage)
@@ -176,7 +154,16 @@ class S3Storage:
     def __init__(self, client, layout, credentials, run, clock, temp_dir, *,
                  download="redirect", public_url=None, expire_after=86400.0,
                  buffer_time=600.0, multipart_threshold=64 << 20, sync_interval=30.0,
-                 bucket_snapshot=True, max_import_size=1 << 30, on_close=None):
+                 bucket_snapshot=True, max_import_size=1 << 30, on_close=None,
+                 clock_margin=CLOCK_MARGIN, replay_window=None):
+        """
+        @param clock_margin: how far to distrust the store's times near a
+            snapshot's (servers' clocks differ; 0 only where the store runs
+            on this machine's clock, as in tests).
+        @param replay_window: how far before a snapshot's time start-up
+            replays change markers; by default C{sync_interval} plus the
+            look-back of a poll.
+        """
         self._client = client
         self._layout = layout
         self._credentials = credentials
@@ -197,25 +184,14 @@ class S3Storage:
         # key -> (url, usable until)
         self._urls = {}
         self._urls_changed = False
-        self.instance = uuid.uuid4().hex[:12]
-        self._numbers = iter(range(1, 1 << 62))
-        # Change markers: where the next poll looks from (ms), and those seen
-        # within the look-back window (by key).
-        self._cursor = None
-        self._seen = {}
-        self._last_poll = None
-        self._last_cleanup = None
-        # Set when the index came from a snapshot and markers only: since
-        # when a full listing must check it (see reconcile).
-        self._reconcile_since = None
-        #: how far to distrust the store's times near the snapshot's
-        self.clock_margin = CLOCK_MARGIN
-        #: how far before a snapshot's time start-up replays change markers
-        self.replay_window = sync_interval + LOOKBACK
-        # Background writes (change markers) not finished yet, and the
-        # files whose markers could not be written.
+        self._feed = ChangeFeed(client, layout, clock, self._state_of, self._background)
+        self.instance = self._feed.instance
+        self._clock_margin = clock_margin
+        self._replay_window = (sync_interval + LOOKBACK if replay_window is None
+                               else replay_window)
+        # Background writes (change markers, the bucket's snapshot) not
+        # finished yet: a clean stop waits for them.
         self._pending = set()
-        self._unannounced = set()
 
     # -- life ------------------------------------------------------------------------
 
@@ -233,7 +209,7 @@ class S3Storage:
         bucket = self._client.bucket
         try:
             await self._client.call("GET", "", params=[("list-type", "2"), ("max-keys", "1"),
-                                                        ("prefix", self._layout.prefix)])
+                                                       ("prefix", self._layout.prefix)])
         except S3Error as e:
             if e.code == "NoSuchBucket" or e.status == 404:
                 raise StorageError(f"the bucket {bucket.name} does not exist at {bucket.endpoint}")
@@ -341,10 +317,10 @@ class S3Storage:
                 current = await self._state_of(record.filename, record.path)
                 raise FileExists(record.filename, record.sha256, current.record)
             self._paths_put(record)
-            self._announce(record.filename)
+            self._feed.announce(record.filename)
             return record
         finally:
-            await self._run(_unlink, temp_path)
+            await self._run(remove_file, temp_path)
 
     def _paths_put(self, record):
         if record.path != record.filename:
@@ -432,7 +408,7 @@ class S3Storage:
                              {"content-type": "application/json"})
         else:
             await client.delete(layout.yanked_key(record.filename))
-        self._announce(record.filename)
+        self._feed.announce(record.filename)
 
     def delete(self, record):
         """Keep a tombstone first, then remove the file, its metadata and marker."""
@@ -447,7 +423,7 @@ class S3Storage:
         # The tombstone is the delete: from here on the file is not served
         # by any server. The objects go next; one that cannot be removed now
         # is hidden by the tombstone, and removed by the next full check.
-        self._announce(record.filename)
+        self._feed.announce(record.filename)
         for key in (layout.file_key(record.path), layout.metadata_key(record.path),
                     layout.yanked_key(record.filename)):
             try:
@@ -612,12 +588,11 @@ class S3Storage:
         # The snapshot holds other servers' changes up to its writer's last
         # poll, up to a sync interval before it was taken; and markers appear
         # late by up to LOOKBACK.
-        self._cursor = since - self.replay_window + LOOKBACK
-        self._last_poll = now
+        self._feed.start_from_snapshot(since, self._replay_window)
         records, deleted = dict(known), set(tombstones)
         for record in records.values():
             self._paths_put(record)
-        for change in await self._poll(starting=True):
+        for change in await self._feed.poll(starting=True):
             if change.deleted:
                 records.pop(change.filename, None)
                 deleted.add(change.filename)
@@ -625,7 +600,6 @@ class S3Storage:
                 records.pop(change.filename, None)
             else:
                 records[change.filename] = change.record
-        self._reconcile_since = since
         return ScanResult(records=records, tombstones=frozenset(deleted))
 
     def reconcile(self, known, tombstones):
@@ -639,8 +613,7 @@ class S3Storage:
         return ensureDeferred(self._reconcile(dict(known)))
 
     async def _reconcile(self, known):
-        since = self._reconcile_since or 0.0
-        result = await self._scan(known, since)
+        result = await self._scan(known, self._feed.reconcile_since())
         records = dict(result.records)
         for filename, record in known.items():
             listed = records.get(filename)
@@ -653,7 +626,7 @@ class S3Storage:
                 records[filename] = state.record
             else:
                 records.pop(filename, None)
-        self._reconcile_since = None
+        self._feed.reconciled()
         return attrs.evolve(result, records=records)
 
     async def _listing(self, prefix, start_after=None):
@@ -665,7 +638,7 @@ class S3Storage:
     async def _scan(self, known, since):
         started = self._clock.seconds()
         layout = self._layout
-        trusted_before = since - self.clock_margin if since else 0.0
+        trusted_before = since - self._clock_margin if since else 0.0
         deleted = {item.key[len(layout.deleted_prefix):]
                    for item in await self._listing(layout.deleted_prefix)}
         yanked = {item.key[len(layout.yanked_prefix):]: item
@@ -697,9 +670,7 @@ class S3Storage:
         await self._apply_yanks(records, yanked, known, trusted_before)
         for record in records.values():
             self._paths_put(record)
-        if self._cursor is None:
-            self._cursor = started
-        self._last_poll = self._last_poll or started
+        self._feed.listed(started)
         return ScanResult(records=records, tombstones=frozenset(deleted), skipped=tuple(skipped))
 
     async def _read_all(self, to_read):
@@ -743,7 +714,7 @@ class S3Storage:
         except (InvalidName, InvalidDistribution) as e:
             return str(e)
         finally:
-            await self._run(_unlink, temp)
+            await self._run(remove_file, temp)
         try:
             if metadata is not None:
                 await self._client.put(self._layout.metadata_key(path), metadata,
@@ -784,25 +755,6 @@ class S3Storage:
 
     # -- changes by other instances -----------------------------------------------------
 
-    def _announce(self, filename):
-        """
-        Leave a change marker for the other instances (in the background).
-        A marker that cannot be written is tried again at the next poll.
-        """
-        change = Change(int(self._clock.seconds() * 1000), self.instance,
-                        next(self._numbers), filename)
-        key = change.key(self._layout)
-
-        def failed(failure):
-            self._unannounced.add(filename)
-            log.warn("Cannot tell other instances yet that {filename} changed: {error}",
-                     filename=filename, error=failure.getErrorMessage())
-
-        d = self._background(self._client.put(
-            key, b"", {"content-type": "application/octet-stream"}))
-        d.addErrback(failed)
-        return d
-
     def settle(self):
         """A L{Deferred} that fires once the background writes under way are done."""
         return DeferredList(list(self._pending))
@@ -815,57 +767,15 @@ class S3Storage:
             instance was out of touch for so long that markers may have been
             removed, L{reconcile_due} says so.
         """
-        return ensureDeferred(self._poll())
+        return ensureDeferred(self._feed.poll())
 
     def reconcile_due(self):
         """Whether the index must be checked against a full listing (see L{reconcile})."""
-        return self._reconcile_since is not None
-
-    async def _poll(self, starting=False):
-        now = self._clock.seconds()
-        if self._cursor is None:
-            self._cursor = now
-        if self._last_poll is not None and now - self._last_poll > MARKER_RETENTION / 2:
-            # Markers may be gone: the bucket must be listed again, trusting
-            # what did not change since the last good look.
-            self._reconcile_since = self._last_poll
-            self._cursor = now
-            self._seen.clear()
-        for filename in sorted(self._unannounced):
-            self._unannounced.discard(filename)
-            await self._announce(filename)
-        layout = self._layout
-        start = int((self._cursor - LOOKBACK) * 1000)
-        seen, changed = {}, set()
-        keys = await self._listing(layout.changes_prefix, changes_start_after(layout, start))
-        for item in keys:
-            if item.key in self._seen and not starting:
-                continue
-            change = Change.parse(layout, item.key)
-            if change is None:
-                continue
-            seen[item.key] = change.when
-            # This server's own changes count too: reading the state again
-            # after a change corrects a poll that read it just before.
-            changed.add(change.filename)
-        results = []
-        for filename in sorted(changed):
-            results.append(await self._state_of(filename))
-        # Only now is the look complete: a failure above leaves the cursor
-        # where it was, so the next poll reads the same markers again.
-        self._seen.update(seen)
-        self._cursor = now
-        self._last_poll = now
-        horizon = (now - 2 * LOOKBACK) * 1000
-        self._seen = {k: when for k, when in self._seen.items() if when >= horizon}
-        if self._last_cleanup is None or now - self._last_cleanup >= 3600:
-            self._last_cleanup = now
-            self._background(self._clean(now))
-        return results
+        return self._feed.reconcile_due()
 
     def synced_at(self):
         """When the index last took in every change in the bucket (L{None}: never)."""
-        return self._last_poll
+        return self._feed.synced_at()
 
     def _background(self, coroutine):
         d = ensureDeferred(coroutine)
@@ -889,20 +799,6 @@ class S3Storage:
         if marker is not None:
             record = attrs.evolve(record, yanked=yank_reason(marker))
         return Changed(filename, record, False)
-
-    async def _clean(self, now):
-        """Remove change markers past their retention (about once an hour)."""
-        cutoff = int((now - MARKER_RETENTION) * 1000)
-        layout = self._layout
-        try:
-            async for page in self._client.list(layout.changes_prefix):
-                for item in page.keys:
-                    change = Change.parse(layout, item.key)
-                    if change is None or change.when >= cutoff:
-                        return
-                    await self._client.delete(item.key)
-        except StorageError as e:
-            log.warn("Cannot remove old change markers: {error}", error=str(e))
 
 
 class _IdleGuard:

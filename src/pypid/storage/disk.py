@@ -1,4 +1,8 @@
-"""Writing small state files (the snapshot, the tokens) safely: blocking, for a worker thread."""
+"""
+The small file-system operations every user of the disk shares: writing a
+state file (the snapshot, the tokens) atomically, and removing a file that
+may be gone already. Blocking: for a worker thread.
+"""
 
 import os
 import tempfile
@@ -27,3 +31,11 @@ def write_atomically(path, data, prefix=".tmp-"):
         except OSError:
             pass
         raise
+
+
+def remove_file(path):
+    """Remove the file at C{path}, if it is still there."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

@@ -1,0 +1,190 @@
+"""
+How several pypid servers on one bucket learn of each other's changes.
+
+Every change (an upload, a yank, a delete) leaves an empty marker object
+C{.pypid/changes/<ms>.<instance>.<n>.<filename>} (L{ChangeFeed.announce}).
+Each server lists the markers from a little before its last look
+(L{LOOKBACK}, since an object listing may show a new key late) and reads
+again the state of every file they name (L{ChangeFeed.poll}): one request
+when nothing changed, whatever the size of the bucket. Markers older than
+L{MARKER_RETENTION} are removed about once an hour; a server out of touch
+for half that long cannot trust the markers and asks for a full listing
+(L{ChangeFeed.reconcile_due}).
+
+The feed holds only this bookkeeping; what a file's state is, and where the
+background writes are kept track of, stay with L{pypid.storage.s3.storage.S3Storage},
+which passes them in.
+"""
+
+import uuid
+
+from twisted.logger import Logger
+
+from pypid.storage.interface import StorageError
+from pypid.storage.s3.layout import Change, changes_start_after
+
+log = Logger()
+
+#: How far back each poll for change markers looks beyond the last one:
+#: markers are named by their writer's clock and become visible when their
+#: PUT completes, so a marker can appear late by the writer's request time
+#: and the clocks' disagreement.
+LOOKBACK = 120.0
+
+#: Change markers older than this are removed (by any instance); an
+#: instance that could not poll for half of it lists the whole bucket again.
+MARKER_RETENTION = 24 * 3600.0
+
+
+class ChangeFeed:
+    """
+    This server's view of the change markers in the bucket.
+
+    @ivar instance: this server's name in its markers (random per start).
+    """
+
+    def __init__(self, client, layout, clock, state_of, background):
+        """
+        @param client: the L{pypid.storage.s3.client.S3Client}.
+        @param layout: the L{pypid.storage.s3.layout.Layout} of the bucket.
+        @param clock: provides C{seconds()}.
+        @param state_of: C{async state_of(filename)} -> the file's
+            L{pypid.storage.interface.Changed} as the bucket holds it now.
+        @param background: C{background(coroutine) -> Deferred}: runs work
+            that a clean stop waits for.
+        """
+        self._client = client
+        self._layout = layout
+        self._clock = clock
+        self._state_of = state_of
+        self._background = background
+        self.instance = uuid.uuid4().hex[:12]
+        self._numbers = iter(range(1, 1 << 62))
+        # Where the next poll looks from (s), and the markers seen within the
+        # look-back window (by key).
+        self._cursor = None
+        self._seen = {}
+        self._last_poll = None
+        self._last_cleanup = None
+        # Set when the view came from a snapshot and markers only, or after
+        # too long out of touch: since when a full listing must check it.
+        self._reconcile_since = None
+        # Files whose markers could not be written yet.
+        self._unannounced = set()
+
+    def announce(self, filename):
+        """
+        Leave a change marker for the other instances (in the background).
+        A marker that cannot be written is tried again at the next poll.
+        """
+        change = Change(int(self._clock.seconds() * 1000), self.instance,
+                        next(self._numbers), filename)
+        key = change.key(self._layout)
+
+        def failed(failure):
+            self._unannounced.add(filename)
+            log.warn("Cannot tell other instances yet that {filename} changed: {error}",
+                     filename=filename, error=failure.getErrorMessage())
+
+        d = self._background(self._client.put(
+            key, b"", {"content-type": "application/octet-stream"}))
+        d.addErrback(failed)
+        return d
+
+    def start_from_snapshot(self, since, replay_window):
+        """
+        Start from a snapshot taken at C{since}: the next poll replays the
+        markers from C{replay_window} before it, and a full listing is due
+        afterwards (see L{reconcile_due}).
+        """
+        self._cursor = since - replay_window + LOOKBACK
+        self._last_poll = self._clock.seconds()
+        self._reconcile_since = since
+
+    def listed(self, started):
+        """A full listing that began at C{started} is done: polls go on from there."""
+        if self._cursor is None:
+            self._cursor = started
+        self._last_poll = self._last_poll or started
+
+    def reconcile_due(self):
+        """Whether the index must be checked against a full listing."""
+        return self._reconcile_since is not None
+
+    def reconcile_since(self):
+        """Since when the view is not known to be complete (0 when not known)."""
+        return self._reconcile_since or 0.0
+
+    def reconciled(self):
+        """A full listing checked the view: no more is due."""
+        self._reconcile_since = None
+
+    def synced_at(self):
+        """When the view last took in every change in the bucket (L{None}: never)."""
+        return self._last_poll
+
+    async def poll(self, starting=False):
+        """
+        The state of every file that changed since the last poll, as a
+        list of L{pypid.storage.interface.Changed}.
+
+        @param starting: the first poll after a snapshot: markers seen
+            before count again.
+        """
+        now = self._clock.seconds()
+        if self._cursor is None:
+            self._cursor = now
+        if self._last_poll is not None and now - self._last_poll > MARKER_RETENTION / 2:
+            # Markers may be gone: the bucket must be listed again, trusting
+            # what did not change since the last good look.
+            self._reconcile_since = self._last_poll
+            self._cursor = now
+            self._seen.clear()
+        for filename in sorted(self._unannounced):
+            self._unannounced.discard(filename)
+            await self.announce(filename)
+        layout = self._layout
+        start = int((self._cursor - LOOKBACK) * 1000)
+        seen, changed = {}, set()
+        keys = []
+        async for page in self._client.list(layout.changes_prefix,
+                                            changes_start_after(layout, start)):
+            keys.extend(page.keys)
+        for item in keys:
+            if item.key in self._seen and not starting:
+                continue
+            change = Change.parse(layout, item.key)
+            if change is None:
+                continue
+            seen[item.key] = change.when
+            # This server's own changes count too: reading the state again
+            # after a change corrects a poll that read it just before.
+            changed.add(change.filename)
+        results = []
+        for filename in sorted(changed):
+            results.append(await self._state_of(filename))
+        # Only now is the look complete: a failure above leaves the cursor
+        # where it was, so the next poll reads the same markers again.
+        self._seen.update(seen)
+        self._cursor = now
+        self._last_poll = now
+        horizon = (now - 2 * LOOKBACK) * 1000
+        self._seen = {k: when for k, when in self._seen.items() if when >= horizon}
+        if self._last_cleanup is None or now - self._last_cleanup >= 3600:
+            self._last_cleanup = now
+            self._background(self._clean(now))
+        return results
+
+    async def _clean(self, now):
+        """Remove change markers past their retention (about once an hour)."""
+        cutoff = int((now - MARKER_RETENTION) * 1000)
+        layout = self._layout
+        try:
+            async for page in self._client.list(layout.changes_prefix):
+                for item in page.keys:
+                    change = Change.parse(layout, item.key)
+                    if change is None or change.when >= cutoff:
+                        return
+                    await self._client.delete(item.key)
+        except StorageError as e:
+            log.warn("Cannot remove old change markers: {error}", error=str(e))
