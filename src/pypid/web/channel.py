@@ -23,6 +23,7 @@ from twisted.logger import Logger
 from twisted.web.http import HTTPChannel
 
 from pypid.web.body import answer_before_body
+from pypid.web.twisted_http import body_follows, handling_request
 
 log = Logger()
 
@@ -62,7 +63,7 @@ class PypidChannel(HTTPChannel):
         self.waiting_since = None
         HTTPChannel.allHeadersReceived(self)
         # A body follows when a length was given, or chunks (no length).
-        if self.length or (self.length is None and self._transferDecoder is not None):
+        if body_follows(self):
             self._body_bytes = 0
             self._rate_timer = self.callLater(self.rate_window, self._check_rate)
 
@@ -79,7 +80,7 @@ class PypidChannel(HTTPChannel):
     def requestDone(self, request):
         """An answer went out: the next request's headers have their own deadline."""
         HTTPChannel.requestDone(self, request)
-        if not self._handlingRequest and self.transport is not None \
+        if not handling_request(self) and self.transport is not None \
                 and not getattr(self.transport, "disconnecting", False):
             self._wait_for_headers()
 

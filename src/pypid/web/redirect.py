@@ -17,6 +17,7 @@ from twisted.web import http, resource, server
 
 from pypid.web.body import DiscardedBody, answer_before_body
 from pypid.web.channel import ConnectionCounter, GuardedSite, PypidChannel, origin_form
+from pypid.web.twisted_http import parse_form_body, request_line
 
 log = Logger()
 
@@ -89,16 +90,14 @@ class RedirectRequest(http.Request):
     in, before any body, and then closed: it never reaches a resource.
     """
 
-    _parsePOSTFormSubmission = False
-
     def gotLength(self, length):
         """Answer now; throw the body away (and close past the discard limit)."""
         channel = self.channel
+        parse_form_body(self, False)
         self.content = DiscardedBody(REDIRECT_DISCARD_LIMIT, channel.transport.loseConnection)
         # No "100 Continue" after the final answer.
         self.requestHeaders.removeHeader(b"expect")
-        method = getattr(channel, "_command", b"GET")
-        target = getattr(channel, "_path", b"/")
+        method, target = request_line(channel, b"GET", b"/")
         host = self.requestHeaders.getRawHeaders(b"host", [None])[0]
         has_credentials = self.requestHeaders.hasHeader(b"authorization")
         status, location, body = channel.site.redirect.answer(method, target, host,

@@ -40,6 +40,7 @@ from pypid.web.multipart import (
     UploadTooLarge,
     boundary_from_content_type,
 )
+from pypid.web.twisted_http import parse_form_body, request_line
 
 log = Logger()
 
@@ -78,15 +79,15 @@ class PypidRequest(server.Request):
     def gotLength(self, length):
         """Choose where the body goes, before any of it arrives."""
         channel = self.channel
-        self._parsePOSTFormSubmission = False
-        command = getattr(channel, "_command", None)
-        path = origin_form(getattr(channel, "_path", b"")).split(b"?", 1)[0]
+        parse_form_body(self, False)
+        command, target = request_line(channel)
+        path = origin_form(target).split(b"?", 1)[0]
         if command != b"POST" or path not in UPLOAD_PATHS:
             if length is not None and length > MAX_PLAIN_BODY:
                 return self._answer_early(length, 413, PLAIN_TOO_LARGE)
             # Small forms (a yank reason, a token request) are parsed into
             # request.args by Twisted, from memory.
-            self._parsePOSTFormSubmission = True
+            parse_form_body(self, True)
             self.content = PlainBody(self._plain_too_large)
             return
         site = channel.site

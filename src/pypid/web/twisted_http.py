@@ -1,0 +1,37 @@
+"""
+What pypid reads and sets inside Twisted's HTTP server that Twisted does not
+make public.
+
+A request's body is chosen in C{gotLength}, before Twisted hands the
+request to a resource; at that moment the request line is known only to
+the channel, as private attributes. Whether a body follows the headers, and
+whether the channel still handles a request, are private too, and so is the
+switch that makes Twisted parse a form body into C{request.args}. This
+module is the one place that touches them (checked with Twisted 24.7 to
+26.10); the rest of L{pypid.web} calls these functions.
+"""
+
+
+def request_line(channel, default_method=None, default_target=b""):
+    """
+    The method and target of the request whose headers C{channel} has just
+    read, before the request itself knows them.
+    """
+    return (getattr(channel, "_command", default_method),
+            getattr(channel, "_path", default_target))
+
+
+def body_follows(channel):
+    """Whether a body follows the headers just read: a length, or chunks."""
+    return bool(channel.length) or (channel.length is None
+                                    and channel._transferDecoder is not None)
+
+
+def handling_request(channel):
+    """Whether C{channel} is still answering a request."""
+    return channel._handlingRequest
+
+
+def parse_form_body(request, parse):
+    """Whether Twisted parses C{request}'s form body into C{request.args}."""
+    request._parsePOSTFormSubmission = parse
