@@ -35,6 +35,14 @@ def _record_hash(data):
     return "sha256=" + digest.decode("ascii")
 
 
+def wheel_text(tag="py3-none-any"):
+    """The WHEEL file of a wheel whose filename carries C{tag} (expanded, one Tag line each)."""
+    python, abi, platform = tag.split("-")
+    tags = "".join(f"Tag: {p}-{a}-{pl}\n" for p in python.split(".") for a in abi.split(".")
+                   for pl in platform.split("."))
+    return f"Wheel-Version: 1.0\nGenerator: pypid-tests\nRoot-Is-Purelib: true\n{tags}"
+
+
 def make_wheel(name, version, requires_python=None, requires_dist=(), tag="py3-none-any",
                metadata=None, extra_files=(), module_text=None):
     """
@@ -54,8 +62,7 @@ def make_wheel(name, version, requires_python=None, requires_dist=(), tag="py3-n
         (f"{dist}/__init__.py", module),
         *extra_files,
         (f"{distinfo}/METADATA", meta_bytes),
-        (f"{distinfo}/WHEEL",
-         f"Wheel-Version: 1.0\nGenerator: pypid-tests\nRoot-Is-Purelib: true\nTag: {tag}\n".encode()),
+        (f"{distinfo}/WHEEL", wheel_text(tag).encode()),
     ]
     record = "".join(f"{arc},{_record_hash(data)},{len(data)}\n" for arc, data in files)
     record += f"{distinfo}/RECORD,,\n"

@@ -8,8 +8,15 @@ import hashlib
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.core.errors import BadRequest
-from pypid.core.upload import UploadRequest, validate_upload
-from pypid.web.multipart import FilePart, Form
+from pypid.core.upload import (
+    DEFAULT_FIELD_LIMIT,
+    FIELD_LIMITS,
+    MAX_VALUES,
+    MAX_VALUES_PER_FIELD,
+    UploadRequest,
+    validate_upload,
+)
+from pypid.web.multipart import FilePart, Form, InlineFile
 
 DATA = b"pretend this is a wheel"
 WHEEL_NAME = "holy_grail-1.0-py3-none-any.whl"
@@ -94,11 +101,14 @@ class ValidateUploadTests(SynchronousTestCase):
         """The form's version is compared in its normalized form."""
         self.assertEqual(validate_upload(make_form(version="01.0")).version, "1.0")
 
-    def test_whitespace_stripped(self):
-        """Surrounding whitespace in fields is ignored."""
-        upload = validate_upload(make_form(name=" holy-grail\r\n", version=" 1.0 ",
-                                           sha256_digest=SHA256 + "\n"))
-        self.assertEqual(upload.project, "holy-grail")
+    def test_whitespace_refused(self):
+        """Surrounding whitespace in the name or version is refused, not stripped."""
+        for field, value in (("name", " holy-grail"), ("name", "holy-grail "),
+                             ("version", " 1.0"), ("version", "1.0\u00a0")):
+            message = self.refused(make_form(**{field: value}), field)
+            self.assertIn("leading or trailing whitespace", message)
+        self.assertIn("one line", self.refused(make_form(sha256_digest=SHA256 + "\n"),
+                                               "sha256_digest"))
 
     def test_optional_fields(self):
         """protocol_version and filetype may be left out."""
@@ -123,12 +133,13 @@ class ValidateUploadTests(SynchronousTestCase):
     def test_missing_name(self):
         """The name is required."""
         self.refused(make_form(drop=("name",)), "name")
-        self.refused(make_form(name="  "), "name")
+        self.refused(make_form(name=""), "name")
 
     def test_invalid_name(self):
         """A name that is not a valid project name is refused."""
-        for name in ("-holy", "holy grail", "holy-grail\x00"):
+        for name in ("-holy", "holy grail", "holy\u017fgrail"):
             self.assertIn("not a valid project name", self.refused(make_form(name=name), "name"))
+        self.assertIn("NUL", self.refused(make_form(name="holy-grail\x00"), "name"))
 
     def test_missing_version(self):
         """The version is required."""
@@ -221,3 +232,117 @@ class ValidateUploadTests(SynchronousTestCase):
         """Problems are reported in the public index's order: the action before the name."""
         self.refused(make_form(**{":action": "nope", "name": "-bad"}), ":action")
         self.refused(make_form(name="-bad", version="bad version"), "name")
+
+
+def form_with(pairs, part=None, inline=()):
+    """A form of L{make_form}'s fields, with C{pairs} (name, value) added in order."""
+    form = make_form(part)
+    for name, value in pairs:
+        form.fields.setdefault(name, []).append(value)
+    for name, data in inline:
+        form.inline_files.setdefault(name, []).append(InlineFile(name, "x.txt", "text/plain", data))
+    return form
+
+
+class FormRulesTests(SynchronousTestCase):
+    """Tests for L{check_form}: the rules on the form as a whole."""
+
+    def refused(self, form, field):
+        """Assert C{form} is refused naming C{field} first; return the message."""
+        e = self.assertRaises(BadRequest, validate_upload, form)
+        self.assertTrue(e.message.startswith(field + ": ") or field == "", e.message)
+        return e.message
+
+    def test_twine_form(self):
+        """Every field twine and uv send, repeatable ones repeated, is accepted."""
+        form = form_with([
+            ("summary", "The Holy Grail"), ("description", "# Title\r\n\tIndented\n"),
+            ("description_content_type", "text/markdown"), ("keywords", "grail, quest"),
+            ("author", "Arthur"), ("author_email", "arthur@camelot.example"),
+            ("license", "Line one\nline two"), ("license_expression", "MIT"),
+            ("requires_python", ">=3.9"), ("home_page", "https://camelot.example/"),
+            ("classifiers", "Programming Language :: Python :: 3"),
+            ("classifiers", "License :: OSI Approved :: MIT License"),
+            ("requires_dist", "attrs>=23"), ("requires_dist", 'pytest; extra == "test"'),
+            ("provides_extra", "test"), ("project_urls", "Source, https://camelot.example/src"),
+            ("project_urls", "Issues, https://camelot.example/issues"),
+            ("license_file", "LICENSE"), ("license_file", "NOTICE"), ("dynamic", "Classifier"),
+            ("platform", "linux"), ("supported_platform", "x86_64"),
+            ("comment", "built by CI"), ("attestations", "[]"),
+        ], inline=[("gpg_signature", b"-----BEGIN PGP SIGNATURE-----")])
+        self.assertEqual(validate_upload(form).project, "holy-grail")
+
+    def test_single_field_repeated_with_different_values(self):
+        """A single-use field sent twice with different values is refused, naming it."""
+        for field, other in (("name", "other"), ("version", "2.0"), ("summary", "b"),
+                             ("sha256_digest", "0" * 64), (":action", "remove_pkg"),
+                             ("metadata_version", "2.4")):
+            form = make_form()
+            form.fields.setdefault(field, ["a"])
+            form.fields[field].append(other)
+            message = self.refused(form, field)
+            self.assertIn("sent more than once with different values", message)
+
+    def test_single_field_repeated_with_same_value(self):
+        """A single-use field repeated with the same value changes nothing and is accepted."""
+        form = make_form()
+        form.fields["name"].append("holy-grail")
+        form.fields["version"].append("1.0")
+        self.assertEqual(validate_upload(form).version, "1.0")
+
+    def test_file_part_for_a_text_field(self):
+        """A text field sent as a file part is refused, and so is any unknown file part."""
+        for field in ("name", "version", "summary", "sha256_digest", "description", "attachment"):
+            form = form_with([], inline=[(field, b"x")])
+            self.assertIn("expected a text field, not a file part", self.refused(form, field))
+
+    def test_metadata_version(self):
+        """metadata_version is required and must be one the index supports."""
+        self.assertIn("required", self.refused(make_form(metadata_version=None), "metadata_version"))
+        for bad in ("3.0", "2.7", "1.3", "2", "latest"):
+            message = self.refused(make_form(metadata_version=bad), "metadata_version")
+            self.assertIn("not a metadata version the index supports", message)
+        for good in ("1.0", "1.1", "1.2", "2.0", "2.1", "2.2", "2.3", "2.4", "2.5"):
+            validate_upload(make_form(metadata_version=good))
+
+    def test_nul_and_controls(self):
+        """NUL and other control characters are refused in every field, description included."""
+        for field in ("summary", "description", "license", "author", "classifiers", "unknown_field"):
+            for bad in ("a\x00b", "a\x1bb", "a\x7fb", "a\x85b", "a\x0bb", "a\x0cb"):
+                self.refused(form_with([(field, bad)]), field)
+
+    def test_line_breaks_only_where_allowed(self):
+        """TAB, LF and CR are taken in description (and license), and refused elsewhere."""
+        for field in ("summary", "author", "keywords", "requires_dist", "classifiers", "home_page"):
+            for bad in ("a\nb", "a\rb", "a\tb"):
+                self.assertIn("one line", self.refused(form_with([(field, bad)]), field))
+        for field in ("description", "license"):
+            validate_upload(form_with([(field, "a\r\n\tb\n")]))
+
+    def test_summary_length(self):
+        """summary may have 512 characters, not 513."""
+        validate_upload(form_with([("summary", "\u00e9" * 512)]))
+        message = self.refused(form_with([("summary", "x" * 513)]), "summary")
+        self.assertIn("longer than 512 characters", message)
+
+    def test_field_caps(self):
+        """Every field has a cap: the defaults, and the larger ones of long fields."""
+        self.refused(form_with([("author", "x" * (DEFAULT_FIELD_LIMIT + 1))]), "author")
+        self.refused(form_with([("made_up", "x" * (DEFAULT_FIELD_LIMIT + 1))]), "made_up")
+        validate_upload(form_with([("description", "x" * 100_000)]))
+        self.refused(form_with([("license", "x" * (FIELD_LIMITS["license"] + 1))]), "license")
+
+    def test_number_of_values(self):
+        """A multi-use field has at most MAX_VALUES_PER_FIELD values, and a form MAX_VALUES."""
+        validate_upload(form_with([("classifiers", f"C :: {i}") for i in range(MAX_VALUES_PER_FIELD)]))
+        self.refused(form_with([("classifiers", f"C :: {i}") for i in range(MAX_VALUES_PER_FIELD + 1)]),
+                     "classifiers")
+        pairs = [(f"f{i}", "v") for i in range(MAX_VALUES)]
+        self.assertIn(f"more than {MAX_VALUES} fields", self.refused(form_with(pairs), ""))
+
+    def test_field_name_shown_safely(self):
+        """A hostile field name is shown short and without control characters."""
+        message = self.refused(form_with([("evil\r\nname" + "x" * 100, "a\x00")]), "")
+        self.assertNotIn("\r", message)
+        self.assertNotIn("\n", message)
+        self.assertLess(len(message), 120)

@@ -40,13 +40,15 @@ def inspect(path, filename, key, upload_time, digests=None, legacy=False):
     @param key: the storage path recorded in the record.
     @param upload_time: POSIX time to record as its upload time.
     @param digests: C{(size, sha256, blake2_256, md5)} when already known.
-    @param legacy: accept old filename forms found in existing folders.
+    @param legacy: accept old filename forms found in existing folders, and
+        apply only the checks that make a file safe to serve, not the
+        stricter upload rules (L{pypid.core.metadata.extract}'s C{strict}).
     @return: C{(record, metadata_bytes_or_None)}.
     @raise pypid.core.names.InvalidName: for a filename that is not a distribution.
     @raise pypid.core.metadata.InvalidDistribution: for a broken archive.
     """
     parsed = parse_filename(filename, legacy=legacy)
-    extracted = extract(path, parsed, filename)
+    extracted = extract(path, parsed, filename, strict=not legacy)
     size, sha256, blake2, md5 = digests if digests else file_digests(path)
     meta = extracted.metadata
     served = meta.raw if extracted.serve else None

@@ -17,12 +17,25 @@ file has a size limit, zip archives a limit on entries, and tarballs a limit
 on members and on the bytes decompressed while scanning them. Nothing is ever
 extracted to disk, so member names such as C{../x} or C{/etc/passwd} are
 harmless.
+
+Uploads are checked more strictly (C{strict=True}) than files found in an
+existing folder, which the index serves as they are: an upload is refused
+when installers could read it differently from the index, or differently
+from one another. For wheels and zip sdists that means the structural checks
+of L{pypid.core.zipcheck} and a C{WHEEL} file whose tags are the filename's
+(L{pypid.core.wheelfile}); for tarballs, one C{<name>-<version>/} directory
+holding every member, no device files, no links leaving that directory, no
+member named twice, and an archive that ends with its end-of-archive marker
+followed by nothing but zeros (tarfile itself stops quietly at a damaged
+header, so data hidden after one would otherwise pass). Either way the
+metadata's C{Metadata-Version} must be one the index supports.
 """
 
 import bz2
 import gzip
 import hashlib
 import lzma
+import posixpath
 import re
 import struct
 import tarfile
@@ -33,6 +46,13 @@ import attrs
 from packaging.version import InvalidVersion, Version
 
 from pypid.core.names import WHEEL, normalize
+from pypid.core.wheelfile import (
+    MAX_WHEEL_FILE_SIZE,
+    InvalidWheelFile,
+    check_matches_filename,
+    parse_wheel_file,
+)
+from pypid.core.zipcheck import UnsafeZip, check_zip
 
 #: Largest METADATA / PKG-INFO accepted, in bytes.
 DEFAULT_MAX_METADATA_SIZE = 4 << 20
@@ -42,6 +62,15 @@ DEFAULT_MAX_SCAN_BYTES = 256 << 20
 
 #: Most entries of a zip file, or members of a tarball, looked at.
 DEFAULT_MAX_MEMBERS = 100_000
+
+#: Metadata versions the index reads (core metadata 1.0 to 2.6; 2.0 was never
+#: specified, but old tools wrote it and the public index takes it).
+SUPPORTED_METADATA_VERSIONS = frozenset(
+    {"1.0", "1.1", "1.2", "2.0", "2.1", "2.2", "2.3", "2.4", "2.5", "2.6"}
+)
+
+# The end-of-archive marker of a tarball: two zero blocks (POSIX).
+_TAR_END_MARKER = 1024
 
 # Largest tar extension header (pax, GNU long name) accepted. tarfile reads
 # these whole into memory before we see the member they describe, so without
@@ -400,7 +429,8 @@ class Extracted:
 
 
 def extract(source, parsed, filename, *, max_metadata_size=DEFAULT_MAX_METADATA_SIZE,
-            max_scan_bytes=DEFAULT_MAX_SCAN_BYTES, max_members=DEFAULT_MAX_MEMBERS):
+            max_scan_bytes=DEFAULT_MAX_SCAN_BYTES, max_members=DEFAULT_MAX_MEMBERS,
+            strict=False):
     """
     Check that a distribution file is what its name says and return its core
     metadata.
@@ -419,6 +449,7 @@ def extract(source, parsed, filename, *, max_metadata_size=DEFAULT_MAX_METADATA_
     @param max_metadata_size: largest METADATA / PKG-INFO accepted.
     @param max_scan_bytes: most bytes decompressed while scanning a tarball.
     @param max_members: most entries in a zip, or members in a tarball.
+    @param strict: apply the upload rules of the module docstring too.
     @rtype: L{Extracted}
     @raise InvalidDistribution: with a short message for the uploader.
     @raise OSError: if C{source} is a path that cannot be opened.
@@ -426,13 +457,13 @@ def extract(source, parsed, filename, *, max_metadata_size=DEFAULT_MAX_METADATA_
     if isinstance(source, (str, bytes)) or hasattr(source, "__fspath__"):
         with open(source, "rb") as f:
             return _extract(f, parsed, filename, max_metadata_size, max_scan_bytes,
-                            max_members)
+                            max_members, strict)
     source.seek(0)
     return _extract(source, parsed, filename, max_metadata_size, max_scan_bytes,
-                    max_members)
+                    max_members, strict)
 
 
-def _extract(f, parsed, filename, max_metadata_size, max_scan_bytes, max_members):
+def _extract(f, parsed, filename, max_metadata_size, max_scan_bytes, max_members, strict):
     """L{extract} on an open binary file positioned at its start."""
     is_wheel = parsed.packagetype == WHEEL
     if filename.endswith((".whl", ".zip")):
@@ -448,20 +479,29 @@ def _extract(f, parsed, filename, max_metadata_size, max_scan_bytes, max_members
 
     try:
         if kind == "zip":
+            if strict:
+                try:
+                    check_zip(f, max_entries=max_members)
+                except UnsafeZip as e:
+                    raise InvalidDistribution(str(e)) from None
             _check_zip_entry_count(f, max_members)
             f.seek(0)
             with zipfile.ZipFile(f) as zf:
                 if is_wheel:
-                    raw = _wheel_metadata(zf, parsed, max_metadata_size)
+                    raw = _wheel_metadata(zf, parsed, max_metadata_size,
+                                          filename if strict else None)
                 else:
-                    raw = _zip_sdist_metadata(zf, max_metadata_size)
+                    raw = _zip_sdist_metadata(zf, max_metadata_size,
+                                              _SdistLayout(parsed if strict else None))
         else:
             with opener(f) as stream:
                 raw = _tar_sdist_metadata(
                     _BoundedReader(stream, max_scan_bytes), max_metadata_size,
-                    max_members,
+                    max_members, _SdistLayout(parsed if strict else None), strict,
                 )
     except _LimitExceeded as e:
+        raise InvalidDistribution(str(e)) from None
+    except InvalidWheelFile as e:
         raise InvalidDistribution(str(e)) from None
     except InvalidDistribution:
         raise
@@ -471,6 +511,11 @@ def _extract(f, parsed, filename, max_metadata_size, max_scan_bytes, max_members
         ) from None
 
     metadata = parse_metadata(raw)
+    if strict and metadata.metadata_version not in SUPPORTED_METADATA_VERSIONS:
+        raise InvalidDistribution(
+            f"the metadata's Metadata-Version {_show(metadata.metadata_version)} is not "
+            "one the index supports", field="metadata.Metadata-Version",
+        )
     _check_identity(metadata, parsed)
     return Extracted(metadata=metadata, serve=is_wheel or metadata.is_reliable_for_sdist())
 
@@ -567,7 +612,14 @@ def _dist_info_matches(directory, parsed):
     filename's project and version (trying each dash as the separator, so
     that unescaped legacy names still match).
     """
-    stem = directory[: -len(".dist-info")]
+    return _is_named_for(directory[: -len(".dist-info")], parsed)
+
+
+def _is_named_for(stem, parsed):
+    """
+    Whether C{<name>-<version>} names the filename's project and version,
+    whichever dash separates them.
+    """
     for i, char in enumerate(stem):
         if char != "-":
             continue
@@ -580,8 +632,11 @@ def _dist_info_matches(directory, parsed):
     return False
 
 
-def _wheel_metadata(zf, parsed, limit):
-    """Return the bytes of a wheel's METADATA after checking its layout."""
+def _wheel_metadata(zf, parsed, limit, filename=None):
+    """
+    Return the bytes of a wheel's METADATA after checking its layout, and,
+    given the C{filename} (uploads), its C{WHEEL} file against that name.
+    """
     names = zf.namelist()
     _refuse_duplicates(names)
     # The same rule as pip's wheel_dist_info_dir: top-level names ending in
@@ -600,11 +655,17 @@ def _wheel_metadata(zf, parsed, limit):
             f"the wheel's {_show(info_dir)} directory does not match the "
             f"filename's project {parsed.project!r} and version {parsed.version!r}"
         )
-    for required in ("METADATA", "RECORD"):
-        if f"{info_dir}/{required}" not in names:
+    required = ("METADATA", "RECORD", "WHEEL") if filename is not None else ("METADATA", "RECORD")
+    for member in required:
+        if f"{info_dir}/{member}" not in names:
             raise InvalidDistribution(
-                f"the wheel has no {_escape(info_dir)}/{required}"
+                f"the wheel has no {_escape(info_dir)}/{member}"
             )
+    if filename is not None:
+        member = f"{info_dir}/WHEEL"
+        raw = _read_zip_member(zf, zf.getinfo(member), MAX_WHEEL_FILE_SIZE)
+        info = parse_wheel_file(raw, _escape(member))
+        check_matches_filename(info, filename, _escape(member))
     return _read_zip_member(zf, zf.getinfo(f"{info_dir}/METADATA"), limit)
 
 
@@ -637,11 +698,16 @@ class _SdistLayout:
     """
     Follows an sdist's members in order: they must share one top-level
     directory, in which a single PKG-INFO is the metadata.
+
+    Given the parsed filename (uploads), the directory must also be named
+    for the filename's project and version, and no path may appear twice.
     """
 
-    def __init__(self):
+    def __init__(self, expected=None):
         self.top = None
         self.pkg_info_seen = False
+        self._expected = expected
+        self._seen = set() if expected is not None else None
 
     def add(self, name):
         """
@@ -652,11 +718,25 @@ class _SdistLayout:
             return False
         if self.top is None:
             self.top = parts[0]
+            if self._expected is not None and not _is_named_for(self.top, self._expected):
+                raise InvalidDistribution(
+                    f"the sdist's top-level directory {_show(self.top)} is not named "
+                    f"<name>-<version> for {self._expected.project!r} "
+                    f"{self._expected.version!r}"
+                )
         elif parts[0] != self.top:
             raise InvalidDistribution(
                 "an sdist must hold a single top-level directory, found "
                 f"{_show(self.top)} and {_show(parts[0])}"
             )
+        if self._seen is not None:
+            # (the spelling an extractor writes: no empty or "." parts)
+            path = "/".join(p for p in parts if p not in ("", "."))
+            if path in self._seen:
+                raise InvalidDistribution(
+                    f"the sdist holds {_show(path)} more than once"
+                )
+            self._seen.add(path)
         if parts[1:] != ["PKG-INFO"]:
             return False
         if self.pkg_info_seen:
@@ -672,11 +752,10 @@ class _SdistLayout:
             )
 
 
-def _zip_sdist_metadata(zf, limit):
+def _zip_sdist_metadata(zf, limit, layout):
     """Return the bytes of a zip sdist's PKG-INFO after checking its layout."""
     infos = zf.infolist()
     _refuse_duplicates([info.filename for info in infos])
-    layout = _SdistLayout()
     found = None
     for info in infos:
         if layout.add(info.filename):
@@ -701,17 +780,29 @@ class _BoundedReader:
         self._stream = stream
         self._budget = budget
         self._left = budget
+        #: Where the last byte that is not zero ends: what follows the
+        #: end-of-archive marker must be zeros only.
+        self.data_end = 0
+
+    @property
+    def position(self):
+        """How many bytes have come out so far."""
+        return self._budget - self._left
 
     def read(self, size=-1):
         """Read up to C{size} bytes, never more than one past the budget."""
         if size is None or size < 0 or size > self._left + 1:
             size = self._left + 1
+        start = self.position
         data = self._stream.read(size)
         self._left -= len(data)
         if self._left < 0:
             raise _LimitExceeded(
                 f"the archive expands to more than {self._budget} bytes"
             )
+        kept = len(data.rstrip(b"\0"))
+        if kept:
+            self.data_end = start + kept
         return data
 
 
@@ -737,15 +828,16 @@ class _BoundedTarInfo(tarfile.TarInfo):
         return info
 
 
-def _tar_sdist_metadata(reader, limit, max_members):
+def _tar_sdist_metadata(reader, limit, max_members, layout, strict=False):
     """
     Scan a decompressed tar stream from start to end and return the bytes of
     its PKG-INFO after checking its layout.
 
     The whole stream is read (within the reader's budget) so that a
     truncated or corrupt compressed file is refused rather than half-read.
+    With C{strict}, member types and links are checked too, and the stream
+    must end with the end-of-archive marker and zeros.
     """
-    layout = _SdistLayout()
     raw = None
     count = 0
     with tarfile.open(fileobj=reader, mode="r|", tarinfo=_BoundedTarInfo) as tf:
@@ -757,7 +849,10 @@ def _tar_sdist_metadata(reader, limit, max_members):
                 raise InvalidDistribution(
                     f"the sdist has more than {max_members} members"
                 )
-            if not layout.add(member.name):
+            is_pkg_info = layout.add(member.name)
+            if strict:
+                _check_tar_member(member, layout.top)
+            if not is_pkg_info:
                 continue
             if not member.isreg():
                 raise InvalidDistribution("the sdist's PKG-INFO is not a regular file")
@@ -766,9 +861,46 @@ def _tar_sdist_metadata(reader, limit, max_members):
             raw = tf.extractfile(member).read(limit + 1)
             if len(raw) > limit:
                 raise _too_large("PKG-INFO", limit)
+        end = tf.offset
     layout.require_pkg_info()
     # Read what follows the end-of-archive marker so that the compressed
     # stream's own end (and its checksum) is reached.
     while reader.read(1 << 16):
         pass
+    if strict:
+        if reader.data_end > end:
+            raise InvalidDistribution(
+                "the sdist has data after its end-of-archive marker, or a damaged "
+                "member header"
+            )
+        if reader.position - end < _TAR_END_MARKER:
+            raise InvalidDistribution("the sdist is truncated: it has no end-of-archive marker")
     return raw
+
+
+def _check_tar_member(member, top):
+    """
+    Refuse a tarball member that an installer could not unpack safely: a
+    device file or FIFO, or a link whose target is outside the sdist's
+    top-level directory.
+    """
+    if member.isreg() or member.isdir():
+        return
+    if member.issym() or member.islnk():
+        target = member.linkname
+        if member.issym():
+            if target.startswith("/"):
+                raise InvalidDistribution(
+                    f"the sdist's link {_show(member.name)} points outside its directory"
+                )
+            target = posixpath.join(posixpath.dirname(member.name.rstrip("/")), target)
+        resolved = posixpath.normpath(target)
+        parts = resolved.split("/")
+        if resolved.startswith("/") or parts[0] in ("..", ".") or parts[0] != top:
+            raise InvalidDistribution(
+                f"the sdist's link {_show(member.name)} points outside its directory"
+            )
+        return
+    raise InvalidDistribution(
+        f"the sdist's member {_show(member.name)} is not a file, a directory or a link"
+    )

@@ -18,7 +18,9 @@ from packaging.utils import (
 )
 from packaging.version import InvalidVersion, Version
 
-_VALID_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])\Z", re.IGNORECASE)
+# re.ASCII: with IGNORECASE alone, [A-Z] also matches U+017F and U+212A
+# (lookalikes of s and k), and PEP 508 names are ASCII.
+_VALID_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])\Z", re.IGNORECASE | re.ASCII)
 _SEPARATORS = re.compile(r"[-_.]+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 

@@ -1,7 +1,26 @@
 """
 Validation of the legacy upload form (what twine and C{uv publish} send), as
-the public index applies it. Pure: it reads the parsed form and the upload's
-digests, and returns what to store or raises L{BadRequest} naming the field.
+the public index applies it, and a little past it. Pure: it reads the parsed
+form and the upload's digests, and returns what to store or raises
+L{BadRequest} naming the field.
+
+The form is checked as a whole before anything else, because what the index
+keeps must not depend on which of two copies of a field a reader takes:
+
+  - every single-use field appears at most once (twice with the same value
+    is harmless and accepted, as requests-based clients may repeat one);
+    the multi-use fields are those of the core metadata that may repeat;
+  - no text field arrives as a file part, and no file part but C{content}
+    (and the old C{gpg_signature}) is sent;
+  - every value is text without NUL or control characters; line breaks and
+    tabs only where core metadata allows several lines (C{description}, and
+    C{license}, which older tools fill with a whole licence text);
+  - C{summary} is one line of at most 512 characters, as on the public
+    index, and every other field has a cap (L{FIELD_LIMITS});
+  - C{name} and C{version} are sent exactly: no surrounding whitespace.
+
+The archive is checked afterwards (L{pypid.core.metadata.extract}), and its
+metadata must name the same project and version as the form.
 """
 
 import hmac
@@ -10,6 +29,7 @@ import re
 import attrs
 
 from pypid.core.errors import BadRequest
+from pypid.core.metadata import SUPPORTED_METADATA_VERSIONS
 from pypid.core.names import (
     SDIST,
     WHEEL,
@@ -22,6 +42,88 @@ from pypid.core.names import (
 
 _HEX64 = re.compile(r"^[0-9a-fA-F]{64}\Z")
 _HEX32 = re.compile(r"^[0-9a-fA-F]{32}\Z")
+
+#: Form fields that may be sent more than once: the repeatable core metadata
+#: fields, under the names twine and uv send them.
+MULTI_USE_FIELDS = frozenset({
+    "classifiers", "platform", "supported_platform", "requires", "provides",
+    "obsoletes", "requires_dist", "provides_dist", "obsoletes_dist",
+    "requires_external", "project_urls", "provides_extra", "dynamic",
+    "license_file", "import_name", "import_namespace",
+})
+
+#: Fields whose values may hold line breaks and tabs.
+MULTI_LINE_FIELDS = frozenset({"description", "license"})
+
+#: File parts accepted besides the distribution itself (twine < 6 could
+#: send a detached GPG signature; it is ignored).
+_IGNORED_FILE_PARTS = frozenset({"gpg_signature"})
+
+#: Longest value of a field, in characters; others get L{DEFAULT_FIELD_LIMIT}.
+FIELD_LIMITS = {
+    "name": 200,
+    "version": 128,
+    "summary": 512,
+    "description": 1 << 20,
+    "license": 64 << 10,
+    "keywords": 4096,
+    "attestations": 1 << 20,
+}
+
+#: Longest value of any other field.
+DEFAULT_FIELD_LIMIT = 2048
+
+#: Most values of one multi-use field, and of the whole form.
+MAX_VALUES_PER_FIELD = 500
+MAX_VALUES = 1000
+
+# C0 controls and DEL, and the C1 controls; TAB, LF and CR are told apart.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_LINE_BREAK_OR_TAB = re.compile(r"[\t\n\r]")
+
+
+def _show_name(name):
+    """A field name from the client, safe and short for a message."""
+    name = name[:60]
+    return "".join(c if c.isprintable() else "?" for c in name)
+
+
+def check_form(form):
+    """
+    Refuse a form whose fields are repeated, misplaced, oversized or not
+    plain text (the rules of the module docstring).
+
+    @param form: a L{pypid.web.multipart.Form}.
+    @raise BadRequest: naming the field.
+    """
+    for name, parts in form.inline_files.items():
+        if name not in _IGNORED_FILE_PARTS:
+            raise BadRequest(f"{_show_name(name)}: expected a text field, not a file part")
+    total = 0
+    for name, values in form.fields.items():
+        shown = _show_name(name)
+        total += len(values)
+        if total > MAX_VALUES:
+            raise BadRequest(f"the form has more than {MAX_VALUES} fields")
+        if name in MULTI_USE_FIELDS:
+            if len(values) > MAX_VALUES_PER_FIELD:
+                raise BadRequest(f"{shown}: more than {MAX_VALUES_PER_FIELD} values")
+        elif len(set(values)) > 1:
+            raise BadRequest(f"{shown}: sent more than once with different values")
+        limit = FIELD_LIMITS.get(name, DEFAULT_FIELD_LIMIT)
+        for value in values:
+            if len(value) > limit:
+                raise BadRequest(f"{shown}: longer than {limit} characters")
+            if "\x00" in value:
+                raise BadRequest(f"{shown}: contains a NUL character")
+            if _CONTROL.search(value):
+                raise BadRequest(f"{shown}: contains a control character")
+            if name not in MULTI_LINE_FIELDS and _LINE_BREAK_OR_TAB.search(value):
+                raise BadRequest(f"{shown}: must be one line, without tabs")
+    for name in ("name", "version"):
+        value = form.get(name)
+        if value is not None and value != value.strip():
+            raise BadRequest(f"{name}: has leading or trailing whitespace")
 
 
 @attrs.frozen
@@ -75,12 +177,19 @@ def validate_upload(form):
     @rtype: L{UploadRequest}
     @raise BadRequest: naming the field and the problem.
     """
+    check_form(form)
     action = _field(form, ":action")
     if action != "file_upload":
         raise BadRequest(f":action: unsupported action {action!r}; expected file_upload")
     protocol = _field(form, "protocol_version", required=False)
     if protocol not in (None, "1"):
         raise BadRequest("protocol_version: unknown protocol version; expected 1")
+    metadata_version = _field(form, "metadata_version")
+    if metadata_version not in SUPPORTED_METADATA_VERSIONS:
+        raise BadRequest(
+            f"metadata_version: {metadata_version[:20]!r} is not a metadata version the index "
+            f"supports ({', '.join(sorted(SUPPORTED_METADATA_VERSIONS))})"
+        )
     name = _field(form, "name")
     if not is_valid_name(name):
         raise BadRequest(f"name: {name!r} is not a valid project name")

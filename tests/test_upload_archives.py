@@ -1,0 +1,286 @@
+"""
+Tests for the upload rules of L{pypid.core.metadata.extract} (C{strict=True}):
+wheels that are wheels, with a C{WHEEL} that matches their name, and sdists
+that unpack into one C{<name>-<version>/} directory and nothing else. Each
+rule is checked against an archive the test builds, and each refusal names
+the member concerned; files already in a folder (C{strict=False}) keep the
+old, lenient reading.
+"""
+
+import gzip
+import io
+import tarfile
+import zipfile
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from pypid.core.metadata import InvalidDistribution, extract
+from pypid.core.names import parse_filename
+from tests.distributions import (
+    make_sdist,
+    make_sdist_zip,
+    make_wheel,
+    make_zip,
+    metadata_text,
+    wheel_text,
+)
+
+
+def check(filename, data, strict=True):
+    """Run L{extract} on C{data} named C{filename}."""
+    return extract(io.BytesIO(data), parse_filename(filename, legacy=not strict), filename,
+                   strict=strict)
+
+
+def wheel_members(dist="holy_grail", version="1.0", wheel=None, metadata=None, skip=()):
+    """The members of a valid wheel, with C{WHEEL} or C{METADATA} replaced."""
+    info = f"{dist}-{version}.dist-info"
+    members = [
+        (f"{dist}/__init__.py", b""),
+        (f"{info}/METADATA", metadata or metadata_text("holy-grail", version).encode()),
+        (f"{info}/WHEEL", wheel if wheel is not None else wheel_text().encode()),
+        (f"{info}/RECORD", b""),
+    ]
+    return [(name, data) for name, data in members if name.rsplit("/", 1)[-1] not in skip]
+
+
+def tarball(members, trailer=b"", gz=True):
+    """
+    A tarball of C{members}: C{(TarInfo, bytes or None)} pairs; C{trailer}
+    is appended to the tar stream before compression.
+    """
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        for info, data in members:
+            tf.addfile(info, io.BytesIO(data) if data is not None else None)
+    raw = buf.getvalue() + trailer
+    return gzip.compress(raw, mtime=0) if gz else raw
+
+
+def member(name, data=b"", type=tarfile.REGTYPE, linkname=""):
+    """One tar member."""
+    info = tarfile.TarInfo(name)
+    info.type = type
+    info.linkname = linkname
+    info.size = len(data) if type == tarfile.REGTYPE else 0
+    return info, (data if type == tarfile.REGTYPE else None)
+
+
+def sdist(*extra, top="holy_grail-1.0", metadata=None):
+    """A valid sdist of holy-grail 1.0 with C{extra} members added."""
+    pkg_info = metadata or metadata_text("holy-grail", "1.0", metadata_version="2.2").encode()
+    return [member(f"{top}/PKG-INFO", pkg_info), member(f"{top}/setup.py", b"#\n"), *extra]
+
+
+WHEEL = "holy_grail-1.0-py3-none-any.whl"
+SDIST = "holy_grail-1.0.tar.gz"
+
+
+class StrictWheelTests(SynchronousTestCase):
+    """The upload rules for wheels."""
+
+    def refused(self, data, *words, filename=WHEEL):
+        """Assert the upload rules refuse C{data}, with C{words} in the message."""
+        e = self.assertRaises(InvalidDistribution, check, filename, data)
+        for word in words:
+            self.assertIn(word, str(e))
+        return e
+
+    def test_valid(self):
+        """The tests' own wheels pass, single- and multi-tag."""
+        check(*make_wheel("holy-grail", "1.0"))
+        check(*make_wheel("holy-grail", "1.0", tag="py2.py3-none-any"))
+        check(*make_wheel("holy-grail", "1.0", tag="cp312-cp312-manylinux_2_17_x86_64"))
+
+    def test_no_wheel_file(self):
+        """A wheel without WHEEL is refused on upload and still read from a folder."""
+        data = make_zip(wheel_members(skip=("WHEEL",)))
+        self.refused(data, "no holy_grail-1.0.dist-info/WHEEL")
+        check(WHEEL, data, strict=False)
+
+    def test_tags_differ(self):
+        """A WHEEL whose tags are not the filename's is refused, naming the member and the tags."""
+        data = make_zip(wheel_members(wheel=wheel_text("cp312-cp312-win_amd64").encode()))
+        self.refused(data, "holy_grail-1.0.dist-info/WHEEL", "do not match the filename",
+                     "cp312-cp312-win_amd64")
+        check(WHEEL, data, strict=False)
+
+    def test_fewer_tags_than_the_filename(self):
+        """A py2.py3 filename over a WHEEL that lists only py3 is refused."""
+        data = make_zip(wheel_members(wheel=wheel_text("py3-none-any").encode()))
+        self.refused(data, "py2-none-any not in", filename="holy_grail-1.0-py2.py3-none-any.whl")
+
+    def test_wheel_version_2(self):
+        """A WHEEL of Wheel-Version 2.0 is refused."""
+        data = make_zip(wheel_members(wheel=wheel_text().replace("1.0", "2.0").encode()))
+        self.refused(data, "Wheel-Version", "not supported")
+
+    def test_wheel_not_key_value(self):
+        """A WHEEL that is free text is refused."""
+        self.refused(make_zip(wheel_members(wheel=b"just some text\n")), "Key: Value")
+
+    def test_build_tag(self):
+        """A build tag in the filename needs the same Build line in WHEEL."""
+        name = "holy_grail-1.0-1-py3-none-any.whl"
+        self.refused(make_zip(wheel_members()), "Build", filename=name)
+        check(name, make_zip(wheel_members(wheel=(wheel_text() + "Build: 1\n").encode())))
+
+    def test_text_file(self):
+        """A text file named .whl is refused as not a zip."""
+        self.refused(b"this is a text file, not a wheel\n" * 10, "zip")
+
+    def test_tar_named_whl(self):
+        """An sdist renamed to .whl is refused as not a zip."""
+        self.refused(make_sdist("holy-grail", "1.0")[1], "zip")
+
+    def test_unsupported_metadata_version(self):
+        """METADATA of a Metadata-Version the index does not know is refused on upload only."""
+        meta = metadata_text("holy-grail", "1.0", metadata_version="3.0").encode()
+        data = make_zip(wheel_members(metadata=meta))
+        self.refused(data, "Metadata-Version", "'3.0'")
+        check(WHEEL, data, strict=False)
+
+    def test_dist_info_of_another_project(self):
+        """A dist-info directory named for another project is refused."""
+        data = make_zip(wheel_members(dist="other"))
+        self.refused(data, "other-1.0.dist-info", "does not match")
+
+
+class StrictSdistTests(SynchronousTestCase):
+    """The upload rules for tarball sdists."""
+
+    def refused(self, data, *words, filename=SDIST):
+        """Assert the upload rules refuse C{data}, with C{words} in the message."""
+        e = self.assertRaises(InvalidDistribution, check, filename, data)
+        for word in words:
+            self.assertIn(word, str(e))
+        return e
+
+    def test_valid(self):
+        """The tests' own sdists pass, and so do directories, inner links and hard links."""
+        check(*make_sdist("holy-grail", "1.0"))
+        check(SDIST, tarball(sdist(
+            member("holy_grail-1.0/pkg", type=tarfile.DIRTYPE),
+            member("holy_grail-1.0/pkg/link.py", type=tarfile.SYMTYPE, linkname="../setup.py"),
+            member("holy_grail-1.0/pkg/hard.py", type=tarfile.LNKTYPE,
+                   linkname="holy_grail-1.0/setup.py"),
+        )))
+
+    def test_top_directory_spellings(self):
+        """The top directory may spell the name as older tools did."""
+        for top in ("holy-grail-1.0", "Holy.Grail-1.0", "holy_grail-1.0.0"):
+            check(SDIST, tarball(sdist(top=top)))
+
+    def test_top_directory_of_another_project(self):
+        """A top directory named for another project or version is refused, naming it."""
+        for top in ("other-1.0", "holy_grail-2.0", "holy_grail", "src"):
+            self.refused(tarball(sdist(top=top)), repr(top), "<name>-<version>")
+            check(SDIST, tarball(sdist(top=top)), strict=False)
+
+    def test_members_outside(self):
+        """Absolute and parent paths are refused, naming the member."""
+        for name in ("/etc/passwd", "holy_grail-1.0/../../x", "../x"):
+            self.refused(tarball(sdist(member(name, b"x"))), "outside")
+
+    def test_device_files(self):
+        """Character and block devices and FIFOs are refused, naming the member."""
+        for kind in (tarfile.CHRTYPE, tarfile.BLKTYPE, tarfile.FIFOTYPE):
+            self.refused(tarball(sdist(member("holy_grail-1.0/dev", type=kind))),
+                         "'holy_grail-1.0/dev'", "not a file, a directory or a link")
+
+    def test_links_outside(self):
+        """Symbolic and hard links that leave the top directory are refused, naming the link."""
+        for link in (
+            member("holy_grail-1.0/a", type=tarfile.SYMTYPE, linkname="/etc/passwd"),
+            member("holy_grail-1.0/a", type=tarfile.SYMTYPE, linkname="../other"),
+            member("holy_grail-1.0/d/a", type=tarfile.SYMTYPE, linkname="../../x"),
+            member("holy_grail-1.0/a", type=tarfile.SYMTYPE, linkname=".."),
+            member("holy_grail-1.0/a", type=tarfile.LNKTYPE, linkname="/etc/passwd"),
+            member("holy_grail-1.0/a", type=tarfile.LNKTYPE, linkname="other-1.0/x"),
+            member("holy_grail-1.0/a", type=tarfile.LNKTYPE, linkname="holy_grail-1.0/../x"),
+        ):
+            e = self.assertRaises(InvalidDistribution, check, SDIST, tarball(sdist(link)))
+            self.assertIn("holy_grail-1.0/", str(e))
+            self.assertTrue("points outside" in str(e) or "outside its directory" in str(e), str(e))
+
+    def test_member_twice(self):
+        """A path that appears twice (in any spelling) is refused, naming it."""
+        for second in ("holy_grail-1.0/setup.py", "./holy_grail-1.0/setup.py",
+                       "holy_grail-1.0//setup.py"):
+            self.refused(tarball(sdist(member(second, b"evil"))), "more than once")
+
+    def test_data_after_end_of_archive(self):
+        """Bytes other than zeros after the end-of-archive marker are refused (a hidden zip, say)."""
+        hidden = make_zip([("x", b"hidden")])
+        self.refused(tarball(sdist(), trailer=hidden), "after its end-of-archive marker")
+        check(SDIST, tarball(sdist(), trailer=bytes(4096)))
+
+    def test_damaged_header_hides_the_rest(self):
+        """A damaged member header, after which tarfile would stop quietly, is refused."""
+        raw = bytearray(tarball(sdist(member("holy_grail-1.0/late.py", b"late")), gz=False))
+        # The third member's header starts after two headers and two data blocks
+        # (plus the pax headers PAX_FORMAT writes only when needed: none here).
+        at = raw.find(b"holy_grail-1.0/late.py")
+        raw[at + 148:at + 156] = b"garbage!"  # its checksum
+        self.refused(gzip.compress(bytes(raw)), "after its end-of-archive marker")
+        check(SDIST, gzip.compress(bytes(raw)), strict=False)
+
+    def test_no_end_of_archive_marker(self):
+        """A tar stream that stops after its last member, without the end marker, is truncated."""
+        raw = tarball(sdist(), gz=False)
+        last_data = raw.find(b"#\n")
+        end = last_data - last_data % 512 + 512
+        self.assertEqual(raw[end:end + 1024], bytes(1024))
+        self.refused(gzip.compress(raw[:end]), "truncated")
+        self.refused(gzip.compress(raw[:end + 512]), "truncated")
+        check(SDIST, gzip.compress(raw[:end + 1024]))
+
+    def test_truncated_gzip(self):
+        """A gzip stream cut short is refused."""
+        data = tarball(sdist())
+        self.refused(data[:len(data) // 2], "not a valid tar.gz")
+
+    def test_zero_bytes(self):
+        """An empty file is refused."""
+        self.refused(b"", "not a valid tar.gz")
+
+    def test_zip_named_tar_gz(self):
+        """A zip named .tar.gz is refused."""
+        self.refused(make_zip([("holy_grail-1.0/PKG-INFO", b"x")]), "not a valid tar.gz")
+
+    def test_zip_sdist(self):
+        """A .zip sdist follows the same layout rules."""
+        check(*make_sdist_zip("holy-grail", "1.0"))
+        data = make_zip([("other-1.0/PKG-INFO",
+                          metadata_text("holy-grail", "1.0", metadata_version="2.2").encode())])
+        e = self.assertRaises(InvalidDistribution, check, "holy_grail-1.0.zip", data)
+        self.assertIn("'other-1.0'", str(e))
+
+    def test_metadata_version(self):
+        """PKG-INFO of an unsupported Metadata-Version is refused on upload."""
+        meta = metadata_text("holy-grail", "1.0", metadata_version="9.9").encode()
+        self.refused(tarball(sdist(metadata=meta)), "Metadata-Version")
+
+
+class ArchiveFormTests(SynchronousTestCase):
+    """The archive's metadata and the upload form name the same project and version."""
+
+    def test_metadata_names_another_project(self):
+        """METADATA naming another project than the filename (and so the form) is refused."""
+        meta = metadata_text("other", "1.0").encode()
+        e = self.assertRaises(InvalidDistribution, check, WHEEL,
+                              make_zip(wheel_members(metadata=meta)))
+        self.assertEqual(e.field, "metadata.Name")
+
+    def test_metadata_names_another_version(self):
+        """METADATA of another version is refused."""
+        meta = metadata_text("holy-grail", "1.1").encode()
+        e = self.assertRaises(InvalidDistribution, check, WHEEL,
+                              make_zip(wheel_members(metadata=meta)))
+        self.assertEqual(e.field, "metadata.Version")
+
+    def test_archive_spelling_is_served(self):
+        """The archive's own spelling of the name is what the index keeps."""
+        meta = metadata_text("Holy.Grail", "1.0").encode()
+        extracted = check(WHEEL, make_zip(wheel_members(metadata=meta)))
+        self.assertEqual(extracted.metadata.name, "Holy.Grail")
