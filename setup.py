@@ -38,7 +38,9 @@ setup(
         # pip itself too: the end-to-end tests drive a current pip, not the
         # one a new virtualenv happens to bundle.
         # moto's server is the S3 the tests talk to, over loopback HTTP.
-        "test": ["pip>=25", "twine>=6", "uv>=0.5", "setuptools", "wheel", "moto[server]>=5.1"],
+        # hypothesis drives the property-based upload suite.
+        "test": ["pip>=25", "twine>=6", "uv>=0.5", "setuptools", "wheel", "moto[server]>=5.1",
+                 "hypothesis>=6.100"],
     },
     entry_points={
         "console_scripts": [

@@ -1,0 +1,220 @@
+"""
+Tests that C{docs/configuration.rst} documents exactly what the configuration
+parser accepts.
+
+The sections and keys come from the parser's own table (L{pypid.config.SCHEMA},
+with which L{pypid.config.load_config} refuses unknown keys, and
+L{pypid.config.FREE_SECTIONS}, the sections whose keys are names), never from
+a list written here, so a key added to the parser without its documentation
+fails these tests, naming the key.
+
+The document's convention, which these tests read: each section has a
+heading C{``[section]``: what it is} underlined with C{-}, and each key is a
+definition-list term at the start of a line, C{``key``} (or several,
+C{``a``, ``b``}), whose indented definition has a C{:Default:} field; the
+C{Reference} section holds an C{ini} block of every key with its default.
+"""
+
+import configparser
+import os
+import re
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from pypid.config import FREE_SECTIONS, SCHEMA, ConfigError, load_config
+
+CONFIGURATION = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                             "docs", "configuration.rst")
+
+_SECTION_HEADING = re.compile(r"^``\[([a-z0-9_]+)\]``: \S")
+_KEY_TERM = re.compile(r"^``[a-z0-9_]+``(?:, ``[a-z0-9_]+``)*$")
+_UNDERLINES = "=-~"
+
+
+def _is_underline(line, title):
+    """Whether C{line} underlines C{title} as a reStructuredText heading."""
+    return (bool(line) and line[0] in _UNDERLINES and line == line[0] * len(line)
+            and bool(title.strip()) and not title[0].isspace() and len(line) >= len(title))
+
+
+def documented_keys(text):
+    """
+    Read the key reference of C{docs/configuration.rst}: C{{section: {key:
+    definition}}} for every C{``[section]``: ...} heading, each key with the
+    text of its definition (a term naming several keys gives each the same).
+    """
+    lines = text.splitlines()
+    sections = {}
+    current = None
+    keys = []
+    for number, line in enumerate(lines):
+        following = lines[number + 1] if number + 1 < len(lines) else ""
+        if _is_underline(following, line):
+            if following[0] in "=-":
+                match = _SECTION_HEADING.match(line)
+                current = match.group(1) if match and following[0] == "-" else None
+                if current is not None:
+                    sections.setdefault(current, {})
+            keys = []
+            continue
+        if current is None or not line or line[0].isspace():
+            if keys and line.strip():
+                for key in keys:
+                    sections[current][key] += line.strip() + "\n"
+            continue
+        keys = []
+        if _KEY_TERM.match(line) and following.startswith(" "):
+            keys = re.findall(r"``([a-z0-9_]+)``", line)
+            for key in keys:
+                sections[current][key] = ""
+    return sections
+
+
+def reference_block(text):
+    """The C{ini} block of the C{Reference} section, read by C{configparser}."""
+    match = re.search(r"^Reference\n=+\n.*?^\.\. code-block:: ini\n\n((?:   [^\n]*\n|\n)+)", text,
+                      re.MULTILINE | re.DOTALL)
+    if match is None:
+        raise AssertionError("docs/configuration.rst has no ini block under 'Reference'")
+    block = "\n".join(line[3:] for line in match.group(1).splitlines())
+    parser = configparser.ConfigParser(interpolation=None, strict=True)
+    parser.optionxform = str
+    parser.read_string(block, source="the Reference block of docs/configuration.rst")
+    return parser
+
+
+def undocumented(documented):
+    """Every C{[section] key} the parser accepts that C{documented} lacks."""
+    return [f"[{section}] {key}" for section, keys in SCHEMA.items() for key in keys
+            if key not in documented.get(section, {})]
+
+
+def refused(documented):
+    """Every C{[section]} or C{[section] key} in C{documented} that the parser refuses."""
+    found = []
+    for section, keys in documented.items():
+        if section not in SCHEMA and section not in FREE_SECTIONS:
+            found.append(f"[{section}]")
+        else:
+            found += [f"[{section}] {key}" for key in keys if key not in SCHEMA.get(section, {})]
+    return found
+
+
+def _read_configuration():
+    with open(CONFIGURATION, encoding="utf-8") as f:
+        return f.read()
+
+
+class ConfigurationDocsTests(SynchronousTestCase):
+    """C{docs/configuration.rst} against the parser's table of sections and keys."""
+
+    def setUp(self):
+        self.text = _read_configuration()
+        self.documented = documented_keys(self.text)
+
+    def test_every_accepted_key_documented(self):
+        """Every key the parser accepts has a term under its section's heading."""
+        missing = undocumented(self.documented)
+        self.assertEqual(missing, [], "accepted by the configuration parser but not documented "
+                         "in docs/configuration.rst (a ``key`` term under the "
+                         "``[section]``: heading): " + ", ".join(missing))
+
+    def test_every_section_documented(self):
+        """Every section the parser accepts, free ones included, has its own heading."""
+        missing = [f"[{section}]" for section in [*SCHEMA, *sorted(FREE_SECTIONS)]
+                   if section not in self.documented]
+        self.assertEqual(missing, [], "sections accepted by the configuration parser without "
+                         "a ``[section]``: heading in docs/configuration.rst: "
+                         + ", ".join(missing))
+
+    def test_nothing_documented_that_is_refused(self):
+        """Every documented section and key is one the parser accepts."""
+        unknown = refused(self.documented)
+        self.assertEqual(unknown, [], "documented in docs/configuration.rst but refused by "
+                         "the configuration parser: " + ", ".join(unknown))
+
+    def test_defaults_documented(self):
+        """Each key's C{:Default:} field gives the parser's default (or says empty or none)."""
+        wrong = []
+        for section, keys in SCHEMA.items():
+            for key, (default, _parse) in keys.items():
+                definition = self.documented.get(section, {}).get(key)
+                if definition is None:
+                    continue  # reported by test_every_accepted_key_documented
+                found = re.search(r"^:Default: (.*)$", definition, re.MULTILINE)
+                shown = found.group(1) if found else None
+                if default.strip():
+                    ok = shown is not None and shown.startswith(f"``{default.strip()}``")
+                else:
+                    ok = shown is not None and shown.startswith(("empty", "none"))
+                if not ok:
+                    wrong.append(f"[{section}] {key} (the parser's default: {default!r}; "
+                                 f"documented: {shown!r})")
+        self.assertEqual(wrong, [], "defaults in docs/configuration.rst that are not the "
+                         "parser's: " + "; ".join(wrong))
+
+    def test_reference_block(self):
+        """The Reference block lists every section and every key, with the parser's defaults."""
+        parser = reference_block(self.text)
+        self.assertEqual(sorted(parser.sections()), sorted([*SCHEMA, *FREE_SECTIONS]))
+        for section, keys in SCHEMA.items():
+            shown = dict(parser.items(section))
+            expected = {key: default.strip() for key, (default, _parse) in keys.items()}
+            differences = [f"[{section}] {key} (the parser's: {expected.get(key)!r}; the "
+                           f"block's: {shown.get(key)!r})"
+                           for key in sorted(set(shown) | set(expected))
+                           if shown.get(key) != expected.get(key)]
+            self.assertEqual(differences, [], "the Reference block of docs/configuration.rst "
+                             "differs from the parser's keys and defaults: "
+                             + "; ".join(differences))
+        for section in FREE_SECTIONS:
+            self.assertEqual(parser.items(section), [],
+                             f"[{section}] has no default entries")
+
+    def test_unknown_key_and_section_messages(self):
+        """The documented messages for an unknown key and section are the parser's own."""
+        folder = self.mktemp()
+        os.makedirs(folder)
+        for text in ("[pypid]\nbogus = 1\n", "[foo]\n"):
+            path = os.path.join(folder, "pypid.ini")
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(text)
+            with self.assertRaises(ConfigError) as caught:
+                load_config(path)
+            message = str(caught.exception)
+            self.assertTrue(message.startswith(path))
+            line = "pypid: etc/pypid.ini" + message[len(path):]
+            self.assertIn(line, [shown.strip() for shown in self.text.splitlines()],
+                          "docs/configuration.rst does not show the parser's message")
+
+
+class DocumentedKeysTests(SynchronousTestCase):
+    """L{documented_keys} reads the document's convention, and misses nothing it should see."""
+
+    def test_reads_terms_and_definitions(self):
+        """Terms under a section heading are keys; other headings and indented terms are not."""
+        text = ("Reference\n=========\n\n"
+                "``[pypid]``: the server\n-----------------------\n\n"
+                "``listen``\n   Where.\n\n   :Default: ``tcp:1``\n\n"
+                "``a``, ``b``\n   Both.\n\n   ``nested``\n      Not a key.\n\n"
+                "``https:PORT``\n   Not a key either.\n\n"
+                "Sub\n~~~\n\n``c``\n   Still [pypid].\n\n"
+                "Elsewhere\n=========\n\n``d``\n   Outside any section.\n")
+        documented = documented_keys(text)
+        self.assertEqual(sorted(documented), ["pypid"])
+        self.assertEqual(sorted(documented["pypid"]), ["a", "b", "c", "listen"])
+        self.assertIn(":Default: ``tcp:1``", documented["pypid"]["listen"])
+
+    def test_misspelt_key_is_named(self):
+        """A key misspelt in the document is named both as missing and as refused."""
+        text = _read_configuration().replace("\n``ca_bundle``\n", "\n``ca_bundlx``\n", 1)
+        documented = documented_keys(text)
+        self.assertEqual(undocumented(documented), ["[pypid] ca_bundle"])
+        self.assertEqual(refused(documented), ["[pypid] ca_bundlx"])
+
+    def test_missing_section_is_named(self):
+        """A free section whose heading is gone is reported, and its keys are not needed."""
+        text = _read_configuration().replace("``[groups]``: groups of users",
+                                             "Groups of users", 1)
+        self.assertNotIn("groups", documented_keys(text))
+        self.assertEqual(undocumented(documented_keys(text)), [])
