@@ -341,16 +341,6 @@ class PasswordVerifierTests(SynchronousTestCase):
             self.assertIs(self.verify(verifier, "alice", ALICE_PASSWORD), True)
         self.assertEqual(len(pool.calls), 1)
 
-    def test_remembers(self):
-        """Credentials verified lately are remembered (the throttle lets them through)."""
-        verifier, clock, pool = make_verifier(self, cache_ttl=300)
-        self.assertFalse(verifier.remembers("alice", ALICE_PASSWORD))
-        self.verify(verifier, "alice", ALICE_PASSWORD)
-        self.assertTrue(verifier.remembers("alice", ALICE_PASSWORD))
-        self.assertFalse(verifier.remembers("alice", "wrong"))
-        clock.advance(300)
-        self.assertFalse(verifier.remembers("alice", ALICE_PASSWORD))
-
     def test_cache_expiry(self):
         """A cached success is forgotten once the TTL has passed."""
         verifier, clock, pool = make_verifier(self, cache_ttl=300)
@@ -468,6 +458,29 @@ class PasswordVerifierTests(SynchronousTestCase):
         self.assertIs(self.successResultOf(second), True)
         self.assertIs(self.successResultOf(other), False)
         self.assertEqual(verifier._in_flight, {})
+
+    def test_needs_new_check(self):
+        """
+        Credentials need a new check (the login throttle's business) unless
+        the same ones are being checked or were verified lately; a distinct
+        password of the same user always does.
+        """
+        pool = PendingPool()
+        verifier, clock, _ = make_verifier(self, run_in_pool=pool, cache_ttl=300)
+        self.assertTrue(verifier.needs_new_check("alice", ALICE_PASSWORD))
+        burst = [verifier.verify("alice", ALICE_PASSWORD) for _ in range(50)]
+        self.assertFalse(verifier.needs_new_check("alice", ALICE_PASSWORD))
+        self.assertTrue(verifier.needs_new_check("alice", ALICE_PASSWORD + "x"))
+        self.assertTrue(verifier.needs_new_check("bob", ALICE_PASSWORD))
+        self.assertEqual(len(pool.pending), 1)
+        pool.finish()
+        self.assertEqual([self.successResultOf(d) for d in burst], [True] * 50)
+        self.assertFalse(verifier.needs_new_check("alice", ALICE_PASSWORD))
+        clock.advance(300)
+        self.assertTrue(verifier.needs_new_check("alice", ALICE_PASSWORD))
+        verifier.verify("alice", "wrong")
+        pool.finish()
+        self.assertTrue(verifier.needs_new_check("alice", "wrong"))
 
     def test_cancel_one_waiter(self):
         """Cancelling one waiting request does not disturb the others."""

@@ -1,17 +1,42 @@
-"""Tests of L{pypid.auth.throttle} and its use by L{pypid.web.access.Access}."""
+"""
+Tests of L{pypid.auth.throttle} and its use by L{pypid.web.access.Access}:
+guessers are held back, a burst of the right password never is.
 
-from twisted.internet.defer import succeed
+The gate is tested with the real L{PasswordVerifier}, its hashing pool
+replaced by one the test completes when it chooses (so checks are seen
+while under way, and hashes counted), on a L{Clock}.
+"""
+
+import base64
+import os
+
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.http_headers import Headers
 
+from pypid.auth import throttle as throttling
+from pypid.auth.hashes import hash_password
 from pypid.auth.policy import AccessModel
 from pypid.auth.throttle import LoginThrottle
-from pypid.core.errors import TooManyRequests, Unauthorized
+from pypid.auth.tokens import TokenBook
+from pypid.auth.verifier import Identity, PasswordVerifier
+from pypid.core.errors import TooManyRequests, Unauthorized, Unavailable
+from pypid.core.index import Index
+from pypid.core.render import file_url_for
+from pypid.storage.memory import MemoryStorage
 from pypid.web.access import Access
+from pypid.web.app import build_web
+from tests.distributions import make_wheel
+from tests.fakes import FAST, multipart_body, run_now, site_treq, twine_fields
+from tests.test_auth import PendingPool, SynchronousPool
+
+PASSWORD = "correct horse"
+USERS = {"alice": hash_password(PASSWORD, FAST), "bob": hash_password("bob's", FAST)}
+ORIGIN = "http://pypi.test"
 
 
 class ThrottleTests(SynchronousTestCase):
-    """Counting failures per user and address."""
+    """Counting failures, and checks under way, per user and address."""
 
     def setUp(self):
         self.clock = Clock()
@@ -21,6 +46,7 @@ class ThrottleTests(SynchronousTestCase):
         """Past the allowed failures the pair waits; others do not."""
         for _ in range(3):
             self.assertEqual(self.throttle.wait("alice", "10.0.0.1"), 0)
+            self.throttle.started("alice", "10.0.0.1")
             self.throttle.failed("alice", "10.0.0.1")
         self.assertEqual(self.throttle.wait("alice", "10.0.0.1"), 60)
         self.assertEqual(self.throttle.wait("alice", "10.0.0.2"), 0)
@@ -29,6 +55,7 @@ class ThrottleTests(SynchronousTestCase):
     def test_window_passes(self):
         """Old failures stop counting."""
         for _ in range(3):
+            self.throttle.started("alice", "a")
             self.throttle.failed("alice", "a")
             self.clock.advance(10)
         self.assertEqual(self.throttle.wait("alice", "a"), 30)
@@ -36,13 +63,40 @@ class ThrottleTests(SynchronousTestCase):
         self.assertEqual(self.throttle.wait("alice", "a"), 0)
 
     def test_concurrent_guesses(self):
-        """Checks under way count: a burst of guesses is held back before any fails."""
+        """
+        Distinct checks under way hold back another one before any fails, for
+        a second only (they may all succeed); an abandoned check frees its place.
+        """
         for _ in range(3):
             self.assertEqual(self.throttle.wait("alice", "a"), 0)
             self.throttle.started("alice", "a")
-        self.assertGreater(self.throttle.wait("alice", "a"), 0)
+        self.assertEqual(self.throttle.wait("alice", "a"), throttling.PENDING_WAIT)
         self.throttle.abandoned("alice", "a")
         self.assertEqual(self.throttle.wait("alice", "a"), 0)
+
+    def test_checks_under_way_are_not_failures(self):
+        """Checks that end well leave nothing behind: only failed checks count."""
+        for _ in range(3):
+            self.throttle.started("alice", "a")
+        for _ in range(3):
+            self.throttle.succeeded("alice", "a")
+        self.assertEqual(self.throttle.wait("alice", "a"), 0)
+        for _ in range(2):
+            self.throttle.started("alice", "a")
+            self.throttle.failed("alice", "a")
+        self.assertEqual(self.throttle.wait("alice", "a"), 0)
+        self.assertEqual(self.throttle._pending, {})
+
+    def test_last_place_under_way(self):
+        """With the last allowed failure under way the wait is short; once it fails, a window."""
+        for _ in range(2):
+            self.throttle.started("alice", "a")
+            self.throttle.failed("alice", "a")
+        self.throttle.started("alice", "a")
+        self.assertEqual(self.throttle.wait("alice", "a"), throttling.PENDING_WAIT)
+        self.clock.advance(5)
+        self.throttle.failed("alice", "a")
+        self.assertEqual(self.throttle.wait("alice", "a"), 55)
 
     def test_spraying(self):
         """One address failing for many users is held back as a whole."""
@@ -54,31 +108,28 @@ class ThrottleTests(SynchronousTestCase):
         self.assertGreater(throttle.wait("someone-else", "a"), 0)
         self.assertEqual(throttle.wait("someone-else", "b"), 0)
 
+    def test_spraying_at_once(self):
+        """Checks under way for many users from one address are bounded before any fails."""
+        throttle = LoginThrottle(self.clock, max_failures=3, window=60,
+                                 max_address_failures=5)
+        admitted = 0
+        for number in range(1000):
+            if throttle.wait(f"user{number}", "a") == 0:
+                throttle.started(f"user{number}", "a")
+                admitted += 1
+        self.assertEqual(admitted, 5)
+        self.assertEqual(throttle.wait("someone-else", "b"), 0)
+
     def test_success_clears(self):
         """A good login forgets the failures."""
         for _ in range(2):
+            self.throttle.started("alice", "a")
             self.throttle.failed("alice", "a")
+        self.throttle.started("alice", "a")
         self.throttle.succeeded("alice", "a")
+        self.throttle.started("alice", "a")
         self.throttle.failed("alice", "a")
         self.assertEqual(self.throttle.wait("alice", "a"), 0)
-
-
-class _Verifier:
-    """Knows one password."""
-
-    def __init__(self):
-        self.calls = 0
-
-    def authenticate(self, user, password):
-        self.calls += 1
-        return succeed(object() if password == "right" else None)
-
-
-class _RememberingVerifier(_Verifier):
-    """Has verified the right password lately (it is in its cache)."""
-
-    def remembers(self, user, password):
-        return password == "right"
 
 
 class _Peer:
@@ -88,11 +139,8 @@ class _Peer:
 class _Request:
     """Just enough of a request: its Authorization header and address."""
 
-    def __init__(self, password):
-        import base64
-
-        from twisted.web.http_headers import Headers
-        token = base64.b64encode(f"alice:{password}".encode())
+    def __init__(self, password, user="alice"):
+        token = base64.b64encode(f"{user}:{password}".encode())
         self.requestHeaders = Headers({b"authorization": [b"Basic " + token]})
 
     def getClientAddress(self):
@@ -100,22 +148,193 @@ class _Request:
 
 
 class AccessThrottleTests(SynchronousTestCase):
-    """The gate answers 429 once a user guessed wrong too often from one address."""
+    """The gate: guessers get 429, bursts of the right credentials are one check."""
+
+    def gate(self, pool, **throttle_args):
+        """An L{Access} over the real verifier (hashing through C{pool}) and a throttle."""
+        max_pending = throttle_args.pop("max_pending", 64)
+        self.clock = Clock()
+        self.throttle = LoginThrottle(self.clock, **throttle_args)
+        verifier = PasswordVerifier(USERS, self.clock, object(), run_in_pool=pool,
+                                    max_pending=max_pending)
+        self.tokens = TokenBook(self.clock)
+        return Access(AccessModel(), verifier, self.throttle, self.tokens)
 
     def test_429(self):
         """Wrong passwords: 401s, then 429 without even checking the password."""
-        verifier = _Verifier()
-        access = Access(AccessModel(), verifier, LoginThrottle(Clock(), max_failures=2, window=60))
+        pool = SynchronousPool()
+        access = self.gate(pool, max_failures=2, window=60)
         for _ in range(2):
             self.failureResultOf(access.identify(_Request("wrong")), Unauthorized)
-        failure = self.failureResultOf(access.identify(_Request("right")), TooManyRequests)
+        failure = self.failureResultOf(access.identify(_Request(PASSWORD)), TooManyRequests)
         self.assertEqual(dict(failure.value.headers)[b"retry-after"], b"60")
-        self.assertEqual(verifier.calls, 2)
+        self.assertEqual(len(pool.calls), 2)
 
     def test_known_client_not_locked_out(self):
         """A client whose password was verified lately is not held back by others' guesses."""
-        verifier = _RememberingVerifier()
-        access = Access(AccessModel(), verifier, LoginThrottle(Clock(), max_failures=2, window=60))
+        pool = SynchronousPool()
+        access = self.gate(pool, max_failures=2, window=60)
+        self.successResultOf(access.identify(_Request(PASSWORD)))
         for _ in range(3):
             self.failureResultOf(access.identify(_Request("wrong")))
-        self.assertIsNotNone(self.successResultOf(access.identify(_Request("right"))))
+        self.assertEqual(self.successResultOf(access.identify(_Request(PASSWORD))),
+                         Identity("alice"))
+
+    def test_burst_of_right_credentials_on_cold_verifier(self):
+        """Fifty identical right credentials at once on a cold verifier: one hash, no 429, fifty identities."""
+        pool = PendingPool()
+        access = self.gate(pool)
+        burst = [access.identify(_Request(PASSWORD)) for _ in range(50)]
+        self.assertEqual(len(pool.pending), 1)
+        for d in burst:
+            self.assertNoResult(d)
+        pool.finish()
+        self.assertEqual([self.successResultOf(d) for d in burst], [Identity("alice")] * 50)
+        self.assertEqual(self.throttle._pending, {})
+        self.assertEqual(self.throttle._failures, {})
+
+    def test_burst_joins_check_under_guesses(self):
+        """
+        Once the right password is being checked, more requests with it join
+        that check even while guesses from the same address fill the
+        throttle's places: identical right credentials are never refused.
+        """
+        pool = PendingPool()
+        access = self.gate(pool, max_failures=3, window=60)
+        first = access.identify(_Request(PASSWORD))
+        guesses = [access.identify(_Request(f"guess {n}")) for n in range(2)]
+        self.failureResultOf(access.identify(_Request("guess 3")), TooManyRequests)
+        burst = [access.identify(_Request(PASSWORD)) for _ in range(20)]
+        self.assertEqual(len(pool.pending), 3)
+        pool.finish()
+        for d in [first, *burst]:
+            self.assertEqual(self.successResultOf(d), Identity("alice"))
+        for d in guesses:
+            self.failureResultOf(d, Unauthorized)
+
+    def test_burst_of_one_wrong_password_is_one_failure(self):
+        """The same wrong password sent fifty times at once is one check and one failure."""
+        pool = PendingPool()
+        access = self.gate(pool, max_failures=2, window=60)
+        burst = [access.identify(_Request("wrong")) for _ in range(50)]
+        self.assertEqual(len(pool.pending), 1)
+        pool.finish()
+        for d in burst:
+            self.failureResultOf(d, Unauthorized)
+        self.assertEqual(self.throttle.wait("alice", _Peer.host), 0)
+        again = access.identify(_Request("wrong"))
+        pool.finish()
+        self.failureResultOf(again, Unauthorized)
+        self.failureResultOf(access.identify(_Request(PASSWORD)), TooManyRequests)
+
+    def test_distinct_guesses_at_once_are_bounded(self):
+        """
+        A thousand distinct passwords sent at once: only C{max_failures} are
+        hashed, the rest get 429 (Retry-After 1 while those are under way);
+        once they fail, the user is throttled from that address for the
+        window, the right password included, and other users are not.
+        """
+        pool = PendingPool()
+        access = self.gate(pool)
+        guesses = [access.identify(_Request(f"guess {n}")) for n in range(1000)]
+        self.assertEqual(len(pool.pending), throttling.MAX_FAILURES)
+        held = [self.failureResultOf(d, TooManyRequests) for d in guesses[throttling.MAX_FAILURES:]]
+        self.assertEqual({dict(f.value.headers)[b"retry-after"] for f in held}, {b"1"})
+        pool.finish()
+        for d in guesses[:throttling.MAX_FAILURES]:
+            self.failureResultOf(d, Unauthorized)
+        self.clock.advance(1)
+        refused = self.failureResultOf(access.identify(_Request(PASSWORD)), TooManyRequests)
+        self.assertEqual(dict(refused.value.headers)[b"retry-after"], b"299")
+        self.failureResultOf(access.identify(_Request("guess 1000")), TooManyRequests)
+        self.assertEqual(pool.pending, [])
+        bob = access.identify(_Request("bob's", user="bob"))
+        pool.finish()
+        self.assertEqual(self.successResultOf(bob), Identity("bob"))
+
+    def test_busy_counts_for_nothing(self):
+        """A check refused as busy (503) takes no place and records no failure."""
+        pool = PendingPool()
+        access = self.gate(pool, max_failures=2, window=60, max_pending=1)
+        first = access.identify(_Request("guess 1", user="bob"))
+        self.failureResultOf(access.identify(_Request("guess 2")), Unavailable)
+        self.assertEqual(self.throttle.wait("alice", _Peer.host), 0)
+        right = access.identify(_Request(PASSWORD))
+        self.failureResultOf(right, Unavailable)
+        pool.finish()
+        self.failureResultOf(first, Unauthorized)
+        right = access.identify(_Request(PASSWORD))
+        pool.finish()
+        self.assertEqual(self.successResultOf(right), Identity("alice"))
+
+    def test_token_failures_throttled(self):
+        """Wrong API tokens are counted like wrong passwords, for the name C{__token__}."""
+        access = self.gate(SynchronousPool(), max_failures=2, window=60)
+        for _ in range(2):
+            self.failureResultOf(access.identify(_Request("pypid-wrong", user="__token__")),
+                                 Unauthorized)
+        text, _ = self.tokens.issue("alice", {"read"})
+        self.failureResultOf(access.identify(_Request(text, user="__token__")), TooManyRequests)
+
+
+class WebBurstTests(SynchronousTestCase):
+    """Bursts through the whole web side (L{build_web}), with the server's throttle."""
+
+    def setUp(self):
+        self.clock = Clock()
+        self.clock.advance(1767225600)
+        self.storage = MemoryStorage(os.path.abspath(self.mktemp()), self.clock)
+        self.successResultOf(self.storage.prepare())
+        self.index = Index(file_url_for(None))
+        self.pool = PendingPool()
+        verifier = PasswordVerifier(USERS, self.clock, None, run_in_pool=self.pool)
+        access = Access(AccessModel(read="authenticated"), verifier, LoginThrottle(self.clock))
+        web = build_web(self.index, self.storage, access, run_now, self.clock,
+                        max_upload_size=10 << 20)
+        self.client = site_treq(web.site)
+
+    def start_upload(self, number, password=PASSWORD):
+        """Begin uploading a distinct wheel as alice; return the response's L{Deferred}."""
+        filename, data = make_wheel(f"burst-{number}", "1.0")
+        ctype, body = multipart_body(twine_fields(f"burst-{number}", "1.0", data),
+                                     [("content", filename, data)])
+        token = base64.b64encode(f"alice:{password}".encode())
+        return self.client.request("POST", ORIGIN + "/legacy/", data=body,
+                                   headers={"Content-Type": ctype,
+                                            "Authorization": b"Basic " + token})
+
+    def codes(self, requests):
+        """The statuses of finished responses."""
+        self.client.flush()
+        responses = [self.successResultOf(d) for d in requests]
+        for response in responses:
+            self.successResultOf(response.content())
+        return [response.code for response in responses]
+
+    def test_twenty_simultaneous_uploads(self):
+        """Twenty uploads by one user at once on a cold server: one hash, and all twenty stored."""
+        uploads = [self.start_upload(number) for number in range(20)]
+        self.client.flush()
+        self.assertEqual(len(self.pool.pending), 1)
+        self.pool.finish()
+        self.assertEqual(self.codes(uploads), [200] * 20)
+        self.assertEqual(len(self.index), 20)
+
+    def test_parallel_distinct_wrong_passwords(self):
+        """Twenty uploads with distinct wrong passwords at once: ten are checked (401), ten get 429."""
+        uploads = [self.start_upload(number, f"guess {number}") for number in range(20)]
+        self.client.flush()
+        self.assertEqual(len(self.pool.pending), throttling.MAX_FAILURES)
+        self.pool.finish()
+        self.assertEqual(sorted(self.codes(uploads)), [401] * 10 + [429] * 10)
+        self.assertEqual(len(self.index), 0)
+
+    def test_fifty_reads_of_private_index(self):
+        """Fifty authenticated reads of a private index at once on a cold server: one hash, fifty 200s."""
+        token = base64.b64encode(f"alice:{PASSWORD}".encode())
+        reads = [self.client.get(ORIGIN + "/simple/", headers={"Authorization": b"Basic " + token})
+                 for _ in range(50)]
+        self.client.flush()
+        self.assertEqual(len(self.pool.pending), 1)
+        self.pool.finish()
+        self.assertEqual(self.codes(reads), [200] * 50)

@@ -2,6 +2,26 @@
 Throttling repeated failed logins, per user name and client address: a
 guesser is slowed down (C{429}) while the user's other clients, and other
 users, are not affected. Pure logic with an injected clock.
+
+The rule, in the order the gate (L{pypid.web.access.Access.identify})
+applies it:
+
+ 1. Credentials verified lately (the verifier's cache) are never held back.
+ 2. Identical credentials (same user, same password: the verifier compares
+    keyed digests) whose check is already under way join that check and
+    share its result: one hash, and one place here, however many requests
+    wait for it. So a burst of the right password (C{uv pip install} of
+    thirty projects, parallel uploads from CI) is one check, and never
+    refused because of itself.
+ 3. Only a new check of distinct credentials asks L{LoginThrottle.wait}.
+    Only checks that failed are recorded as failures. A check under way
+    reserves one of the failures still allowed until it ends (then it is
+    either a failure or forgotten): without that, a guesser sending a
+    thousand different passwords at once would have them all checked
+    before the first failure is counted. With it, at most C{max_failures}
+    distinct guesses per user and address are ever checked in a window,
+    however they are sent.
+ 4. A check that could not run (the verifier was busy) counts for nothing.
 """
 
 import attrs
@@ -20,11 +40,20 @@ MAX_ADDRESS_FAILURES = 100
 #: made-up names cannot grow memory.
 MAX_KEYS = 100_000
 
+#: Seconds a client held back only by checks under way is asked to wait:
+#: they end in well under a second, and then its turn may have come.
+PENDING_WAIT = 1.0
+
 
 @attrs.define
 class LoginThrottle:
     """
-    Counts recent failures per C{(user, address)}.
+    Counts recent failures, and distinct checks under way, per
+    C{(user, address)} and per address.
+
+    The caller (the gate) calls L{started} only for a check of credentials
+    not already being checked, and then exactly one of L{failed},
+    L{succeeded} or L{abandoned}.
 
     @ivar clock: provides C{seconds()}.
     """
@@ -33,41 +62,43 @@ class LoginThrottle:
     max_failures: int = MAX_FAILURES
     window: float = WINDOW
     max_address_failures: int = MAX_ADDRESS_FAILURES
+    # (user, address) or (None, address) -> times of recent failures
     _failures: dict = attrs.field(factory=dict)
-    # checks under way per (user, address): they count as failures until
-    # they end, so guesses sent all at once are held back too
+    # (user, address) or (None, address) -> distinct checks under way; each
+    # holds one of the failures still allowed until it ends. Bounded by the
+    # verifier's cap on checks under way.
     _pending: dict = attrs.field(factory=dict)
 
     def wait(self, user, address):
         """
-        Seconds C{user} from C{address} must wait before trying again, or 0.
+        Seconds C{user} from C{address} must wait before a new check of
+        distinct credentials may start, or 0.
         """
-        recent = self._recent(user, address)
-        pending = self._pending.get((user, address), 0)
-        if len(recent) + pending >= self.max_failures:
-            oldest = recent[0] if recent else self.clock.seconds()
-            return max(oldest + self.window - self.clock.seconds(), 1.0)
-        spread = self._recent(None, address)
-        if len(spread) >= self.max_address_failures:
-            return max(spread[0] + self.window - self.clock.seconds(), 1.0)
+        for key, limit in (((user, address), self.max_failures),
+                           ((None, address), self.max_address_failures)):
+            recent = self._recent(*key)
+            if len(recent) >= limit:
+                return max(recent[0] + self.window - self.clock.seconds(), 1.0)
+            if len(recent) + self._pending.get(key, 0) >= limit:
+                return PENDING_WAIT
         return 0.0
 
     def started(self, user, address):
-        """A check begins."""
-        key = (user, address)
-        self._pending[key] = self._pending.get(key, 0) + 1
+        """A check of credentials not already being checked begins."""
+        for key in ((user, address), (None, address)):
+            self._pending[key] = self._pending.get(key, 0) + 1
 
     def abandoned(self, user, address):
         """A check that could not run (the server was busy): it counts for nothing."""
         self._ended(user, address)
 
     def _ended(self, user, address):
-        key = (user, address)
-        left = self._pending.get(key, 0) - 1
-        if left > 0:
-            self._pending[key] = left
-        else:
-            self._pending.pop(key, None)
+        for key in ((user, address), (None, address)):
+            left = self._pending.get(key, 0) - 1
+            if left > 0:
+                self._pending[key] = left
+            else:
+                self._pending.pop(key, None)
 
     def failed(self, user, address):
         """Count one failed login (for the user, and for the address)."""

@@ -5,7 +5,13 @@ L{PasswordVerifier} runs the slow hash verification in a thread pool, never
 on the reactor thread, makes an unknown user cost as much as a wrong
 password, and remembers recent successes (by keyed digest, never the
 password itself) so that C{pip install} of fifty packages costs one
-verification. The verified user is an L{Identity}.
+verification. Concurrent checks of identical credentials (compared by the
+same keyed digest) are one check whose result every waiter shares: a cold
+server hit by fifty requests with the right password hashes once. The
+login throttle (L{pypid.auth.throttle}) is consulted only for a new check
+(L{PasswordVerifier.needs_new_check}), so requests that join a check under
+way, or hit the cache, are never held back by it. The verified user is an
+L{Identity}.
 
 Nothing here imports the global reactor: the reactor (for its clock and to get
 results back from threads) and the thread pool come in through constructors.
@@ -130,12 +136,15 @@ class PasswordVerifier:
         """Whether C{user} is a user (of [users] or the htpasswd file)."""
         return user in self._users
 
-    def remembers(self, user, password):
+    def needs_new_check(self, user, password):
         """
-        Whether these credentials were verified lately (and are cached): a
-        client already known to hold them is not held back by the throttle.
+        Whether verifying these credentials now would start a new hash check:
+        not when they were verified lately, nor when a check of the very same
+        credentials is under way (L{verify} joins it and shares its result).
+        Only a new check is the login throttle's business.
         """
-        return self._cached(self._digest(user, password), self._reactor.seconds())
+        digest = self._digest(user, password)
+        return digest not in self._in_flight and not self._cached(digest, self._reactor.seconds())
 
     def _digest(self, user, password):
         """
@@ -181,12 +190,15 @@ class PasswordVerifier:
         """
         Return a L{Deferred} that fires with C{True} if C{password} is
         C{user}'s password and C{False} otherwise, including for an unknown
-        user, which costs the same full hash verification.
+        user, which costs the same full hash verification. Calls with the
+        same credentials while their check is under way wait for that check
+        and get its result; they never fail with L{Busy}.
 
         @type user: L{str}
         @type password: L{str}
-        @rtype: L{Deferred} firing with L{bool}; it fails only if the thread
-            pool does something unexpected.
+        @rtype: L{Deferred} firing with L{bool}; it fails with L{Busy} past
+            C{max_pending} checks under way, or if the thread pool does
+            something unexpected.
         """
         digest = self._digest(user, password)
         if self._cached(digest, self._reactor.seconds()):

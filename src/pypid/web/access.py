@@ -4,6 +4,12 @@ L{pypid.auth.verifier}'s verifier and policy.
 
 Reads are the hot path: when the policy lets everyone read, L{Access.gate_read}
 answers L{None} at once and no header is even parsed.
+
+Only credentials that need a check of their own meet the login throttle:
+those verified lately, and those identical to credentials being checked
+(which share that check's result), pass straight to the verifier, so a burst
+of the right password never throttles itself; see L{pypid.auth.throttle}
+for the whole rule.
 """
 
 import attrs
@@ -140,17 +146,21 @@ class Access:
                 return fail(Unauthorized(f"Authorization: {e}"))
             if credentials is None:
                 return succeed(None)
+        user, password = credentials
         throttle = self._throttle
-        if throttle is None:
-            d = self._authenticate(*credentials)
+        if throttle is None or not self._needs_new_check(user, password):
+            # Verified lately, or the very same credentials are being checked
+            # (a burst of the right password): join, with no throttle
+            # accounting, so such a burst is never held back by itself.
+            d = self._authenticate(user, password)
             d.addCallbacks(_known, _busy)
             return d
-        user, password = credentials
         address = _address(request)
-        wait = 0 if self._remembered(user, password) else throttle.wait(user, address)
+        wait = throttle.wait(user, address)
         if wait:
             return fail(TooManyRequests(
-                f"too many failed logins for {user!r} from this address; try again later",
+                f"too many failed or unfinished logins for {user!r} from this address; "
+                "try again later",
                 [(b"retry-after", b"%d" % int(wait))]))
 
         def checked(identity):
@@ -162,15 +172,18 @@ class Access:
                 throttle.succeeded(user, address)
             return identity
         throttle.started(user, address)
-        d = self._authenticate(*credentials)
+        d = self._authenticate(user, password)
         d.addBoth(checked)
         d.addCallbacks(_known, _busy)
         return d
 
-    def _remembered(self, user, password):
-        """Whether the password was verified lately (a known client is not throttled)."""
-        remembers = getattr(self._verifier, "remembers", None)
-        return user != TOKEN_USER and remembers is not None and remembers(user, password)
+    def _needs_new_check(self, user, password):
+        """
+        Whether the credentials need a check of their own, which the throttle
+        may hold back: a token always (its check is instant); a password
+        unless it was verified lately or the same one is being checked.
+        """
+        return user == TOKEN_USER or self._verifier.needs_new_check(user, password)
 
     def _authenticate(self, user, password):
         """
