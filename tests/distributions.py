@@ -141,6 +141,12 @@ def make_zip(members, compresslevel=1):
     return buf.getvalue()
 
 
+def zip_members(data):
+    """The C{(arcname, bytes)} members of zip bytes, in order."""
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        return [(info.filename, zf.read(info)) for info in zf.infolist()]
+
+
 def set_zip_member_size(data, arcname, file_size):
     """
     Return zip bytes in which member C{arcname} declares C{file_size} as its

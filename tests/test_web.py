@@ -32,7 +32,14 @@ from pypid.storage.local import LocalStorage
 from pypid.storage.memory import MemoryStorage
 from pypid.web.access import Access
 from pypid.web.app import build_web
-from tests.distributions import make_sdist, make_sdist_zip, make_wheel, metadata_text
+from tests.distributions import (
+    make_sdist,
+    make_sdist_zip,
+    make_wheel,
+    make_zip,
+    metadata_text,
+    zip_members,
+)
 from tests.fakes import (
     FAST,
     QueuedRun,
@@ -281,6 +288,34 @@ class UploadTests(_ServerMixin, SynchronousTestCase):
         for field, extra in cases:
             response, body = self.upload(**extra)
             self.assertRefused(response, body, field)
+
+    def test_upload_rules_through_the_site(self):
+        """The upload rules (form, archive, WHEEL) answer 400 naming the field or member, and store nothing."""
+        wrong_tags = make_zip([(name, data.replace(b"Tag: py3-none-any", b"Tag: py3-none-xyz"))
+                               for name, data in zip_members(WHEEL)])
+        commented = WHEEL[:-2] + b"\x02\x00hi"
+        cases = [
+            ("content", {"data": wrong_tags}, b"WHEEL: the Tag lines do not match"),
+            ("content", {"data": commented}, b"comment"),
+            ("content", {"data": WHEEL + b"appended"}, b""),
+            ("metadata_version", {"metadata_version": "3.0"}, b"not a metadata version"),
+            ("summary", {"summary": "two\nlines"}, b"one line"),
+            ("summary", {"summary": "x" * 513}, b"512"),
+            ("name", {"name": "Holy.Grail "}, b"whitespace"),
+            ("author", {"author": "nul\x00"}, b"NUL"),
+        ]
+        for field, extra, words in cases:
+            data = extra.pop("data", WHEEL)
+            fields = twine_fields("Holy.Grail", "1.0", data, **extra)
+            response, body = self.upload(data=data, fields=fields)
+            self.assertRefused(response, body, field)
+            self.assertIn(words, body)
+            self.assertNothingStored()
+        fields = twine_fields("Holy.Grail", "1.0", WHEEL) + [("version", "2.0")]
+        response, body = self.upload(fields=fields)
+        self.assertRefused(response, body, "version")
+        self.assertIn(b"sent more than once with different values", body)
+        self.assertNothingStored()
 
     def test_bad_filenames(self):
         """Filenames with separators or foreign extensions are refused naming C{content}."""
