@@ -1,19 +1,44 @@
 """
 Tests for L{pypid.web.channel}: the deadlines on request headers and bodies,
-and the limit on connections per client address, through a real channel
-over a L{StringTransport} with a L{Clock}.
+the limits on request heads, the limit on connections per client address,
+and closing after a refusal, through a real channel over a
+L{StringTransport} with a L{Clock}, and over a real TLS layer in memory.
 """
 
 import os
 
 from twisted.internet.address import IPv4Address
+from twisted.internet.interfaces import IPushProducer
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.ssl import Certificate, optionsForClientTLS
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.test.iosim import FakeTransport, connect
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
+from zope.interface import alsoProvides
 
-from pypid.web.channel import ConnectionCounter, PypidChannel, Refused, origin_form
+from pypid.web.channel import (
+    CLOSE_TIMEOUT,
+    HEADER_TIMEOUT,
+    ConnectionCounter,
+    PypidChannel,
+    Refused,
+    origin_form,
+)
 from pypid.web.site import PypidSite
+from tests.test_tls import loaded, rsa_server, shared_ca
+
+#: The client address of the in-memory connections.
+PEER = IPv4Address("TCP", "127.0.0.1", 1234)
+
+#: A request whose Authorization header is one line of 64 KiB.
+LONG_HEADER = (b"GET / HTTP/1.1\r\nHost: x\r\nAuthorization: Basic " + b"A" * (64 << 10)
+               + b"\r\n\r\n")
+
+#: The answer to a request head over the limit.
+TOO_LARGE = b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
 
 
 class _Hello(Resource):
@@ -23,6 +48,43 @@ class _Hello(Resource):
 
     def render(self, request):
         return b"hello"
+
+
+class _Client(Protocol):
+    """The client's side of a connection: what it received, and how the connection ended."""
+
+    def __init__(self):
+        self.received = b""
+        self.lost = None
+
+    def dataReceived(self, data):
+        self.received += data
+
+    def connectionLost(self, reason):
+        self.lost = reason
+
+
+def tls_connection(site, clock):
+    """
+    Connect a client to C{site} over real TLS in memory (L{ServerTLS} on the
+    server's side, a client trusting the test CA), the handshake done.
+
+    @return: C{(client, server_io, pump)}: the client's L{_Client}, the
+        server's L{FakeTransport} and the L{IOPump} that moves the bytes.
+    """
+    server = TLSMemoryBIOFactory(loaded(rsa_server()), False, site, clock).buildProtocol(PEER)
+    with open(shared_ca().root_path, "rb") as f:
+        root = Certificate.loadPEM(f.read())
+    client = TLSMemoryBIOFactory(optionsForClientTLS("localhost", trustRoot=root), True,
+                                 Factory.forProtocol(_Client), clock).buildProtocol(PEER)
+    server_io = FakeTransport(server, isServer=True, peerAddress=PEER)
+    # As a TCP transport does (FakeTransport has the methods but does not
+    # say so): the TLS layer then provides it too, and HTTPChannel registers
+    # itself as the TLS layer's producer, as it does in a real server.
+    alsoProvides(server_io, IPushProducer)
+    pump = connect(server, server_io, client, FakeTransport(client, isServer=False),
+                   greet=True, clock=clock)
+    return client.wrappedProtocol, server_io, pump
 
 
 class ChannelTests(SynchronousTestCase):
@@ -103,6 +165,150 @@ class ChannelTests(SynchronousTestCase):
         self.assertEqual(self.transport.producerState, "producing")
         self.clock.advance(self.channel.rate_window)
         self.assertTrue(self.transport.disconnecting, "after resuming, the rate counts again")
+
+
+class HeadLimitTests(SynchronousTestCase):
+    """Request heads over Twisted's limits get an answer, and the connection closes."""
+
+    def setUp(self):
+        self.clock = Clock()
+        spool = os.path.abspath(self.mktemp())
+        os.makedirs(spool)
+        self.site = PypidSite(_Hello(), 1 << 20, spool, reactor=self.clock)
+        self.site.startFactory()
+        self.addCleanup(self.site.stopFactory)
+        self.channel = self.site.buildProtocol(PEER)
+        self.transport = StringTransport()
+        self.channel.makeConnection(self.transport)
+        self.addCleanup(self.channel.connectionLost, None)
+
+    def assert_refused(self, status, message):
+        """The one answer is C{status} with the plain-text C{message}, and the connection closes."""
+        answer = self.transport.value()
+        self.assertTrue(answer.startswith(status), answer[:100])
+        self.assertIn(b"\r\nContent-Type: text/plain; charset=utf-8\r\n", answer)
+        self.assertIn(b"\r\nConnection: close\r\n", answer)
+        self.assertTrue(answer.endswith(b"\r\n\r\n" + message), answer[-100:])
+        self.assertTrue(self.transport.disconnecting)
+        # Closed through the channel: it let go of the transport first, as a
+        # TLS transport with a producer registered never closes.
+        self.assertIsNone(self.transport.producer)
+
+    def test_long_header_line(self):
+        """A 64 KiB header line gets 431 (Twisted alone closes with no answer)."""
+        self.channel.dataReceived(LONG_HEADER)
+        self.assert_refused(TOO_LARGE, b"the request headers are larger than 16 KiB\n")
+
+    def test_header_line_in_pieces(self):
+        """A long header line arriving in small pieces is refused as soon as it passes the limit."""
+        self.channel.dataReceived(b"GET / HTTP/1.1\r\nAuthorization: Basic ")
+        for _ in range(20):
+            self.channel.dataReceived(b"A" * 1024)
+        self.assert_refused(TOO_LARGE, b"the request headers are larger than 16 KiB\n")
+
+    def test_many_headers(self):
+        """Headers over 16 KiB in total get 431 rather than Twisted's bare 400."""
+        headers = b"".join(b"X-Filler-%d: %s\r\n" % (i, b"a" * 1000) for i in range(20))
+        self.channel.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n")
+        self.assert_refused(TOO_LARGE, b"the request headers are larger than 16 KiB\n")
+
+    def test_long_request_line(self):
+        """A request line over 16 KiB gets 414."""
+        self.channel.dataReceived(b"GET /" + b"a" * (20 << 10) + b" HTTP/1.1\r\n\r\n")
+        self.assert_refused(b"HTTP/1.1 414 URI Too Long\r\n",
+                            b"the request line is longer than 16 KiB\n")
+
+    def test_limit_per_request(self):
+        """On a kept-alive connection each request's head is measured on its own."""
+        head = b"GET / HTTP/1.1\r\nHost: x\r\nX-Filler: " + b"a" * (12 << 10) + b"\r\n\r\n"
+        self.channel.dataReceived(head)
+        self.channel.dataReceived(head)
+        self.assertEqual(self.transport.value().count(b"HTTP/1.1 200 OK\r\n"), 2)
+        self.assertFalse(self.transport.disconnecting)
+
+    def test_rest_ignored(self):
+        """After the refusal, whatever else the client sends is thrown away unanswered."""
+        self.channel.dataReceived(LONG_HEADER)
+        self.transport.clear()
+        self.channel.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 3)
+        self.clock.advance(self.channel.header_timeout + 1)
+        self.assertEqual(self.transport.value(), b"")
+
+    def test_dropped_if_still_open(self):
+        """A refused connection still open after the close timeout is aborted."""
+        self.channel.dataReceived(LONG_HEADER)
+        self.clock.advance(CLOSE_TIMEOUT - 0.1)
+        self.assertFalse(self.transport.disconnected)
+        self.clock.advance(0.1)
+        self.assertTrue(self.transport.disconnected)
+
+    def test_header_timeout_closes_through_channel(self):
+        """The 408 of the header deadline closes through the channel too."""
+        self.channel.dataReceived(b"GET / HTTP/1.1\r\n")
+        self.clock.advance(self.channel.header_timeout + 1)
+        self.assert_refused(b"HTTP/1.1 408 Request Timeout\r\n",
+                            b"the request headers came too slowly\n")
+
+
+class OverTLSTests(SynchronousTestCase):
+    """Refusals over a real TLS layer: the answer arrives and the connection closes at once."""
+
+    def setUp(self):
+        self.clock = Clock()
+        spool = os.path.abspath(self.mktemp())
+        os.makedirs(spool)
+        self.site = PypidSite(_Hello(), 1 << 20, spool, reactor=self.clock,
+                              counter=ConnectionCounter(limit=1))
+        self.site.startFactory()
+        self.addCleanup(self.site.stopFactory)
+
+    def test_header_too_large(self):
+        """A 64 KiB or 1 MiB header gets 431 and a closed connection, with no time passing."""
+        for size in (64 << 10, 1 << 20):
+            client, server_io, pump = tls_connection(self.site, self.clock)
+            client.transport.write(b"GET / HTTP/1.1\r\nHost: x\r\nAuthorization: Basic "
+                                   + b"A" * size + b"\r\n\r\n")
+            pump.flush()
+            self.assertTrue(client.received.startswith(TOO_LARGE), client.received[:100])
+            self.assertTrue(client.received.endswith(b"larger than 16 KiB\n"))
+            self.assertIsNotNone(client.lost, "the client saw the connection close")
+            self.assertTrue(server_io.disconnecting)
+            self.assertEqual(self.clock.seconds(), 0)
+            # The address's one place is free again.
+            probe = self.site.buildProtocol(PEER)
+            self.assertNotIsInstance(probe, Refused)
+            probe.makeConnection(StringTransport())
+            probe.connectionLost(None)
+
+    def test_header_timeout(self):
+        """The header deadline's 408 arrives and the connection closes."""
+        client, server_io, pump = tls_connection(self.site, self.clock)
+        client.transport.write(b"GET / HTTP/1.1\r\n")
+        pump.flush()
+        self.clock.advance(HEADER_TIMEOUT + 1)
+        pump.flush()
+        self.assertTrue(client.received.startswith(b"HTTP/1.1 408 Request Timeout\r\n"))
+        self.assertIsNotNone(client.lost)
+
+    def test_silent_client_dropped(self):
+        """A client that neither reads the answer nor closes is dropped after the close timeout."""
+        client, server_io, pump = tls_connection(self.site, self.clock)
+        client.transport.write(LONG_HEADER)
+        pump.pump()
+        self.assertFalse(server_io.disconnecting, "TLS waits for the client's close_notify")
+        self.clock.advance(CLOSE_TIMEOUT - 0.1)
+        self.assertFalse(server_io.disconnecting)
+        self.clock.advance(0.1)
+        self.assertTrue(server_io.disconnecting)
+
+    def test_normal_request(self):
+        """An ordinary request over the same TLS layer is answered and the connection kept."""
+        client, server_io, pump = tls_connection(self.site, self.clock)
+        client.transport.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        pump.flush()
+        self.assertTrue(client.received.startswith(b"HTTP/1.1 200 OK\r\n"))
+        self.assertTrue(client.received.endswith(b"hello"))
+        self.assertIsNone(client.lost)
 
 
 class CounterTests(SynchronousTestCase):

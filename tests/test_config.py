@@ -194,7 +194,7 @@ class FileTests(_ConfigMixin, SynchronousTestCase):
             [pypid]
             listen =
                 tcp:8080:interface=127.0.0.1
-                ssl:8443:privateKey=key.pem:certKey=cert.pem
+                unix:/run/pypid/http.sock:mode=660
             base_url = https://pypi.internal.example
             snapshot = /srv/pypid/index.json
             snapshot_interval = 2.5
@@ -218,7 +218,7 @@ class FileTests(_ConfigMixin, SynchronousTestCase):
         self.assertEqual(config.source, path)
         self.assertEqual(config.server.listen, (
             "tcp:8080:interface=127.0.0.1",
-            "ssl:8443:privateKey=key.pem:certKey=cert.pem",
+            "unix:/run/pypid/http.sock:mode=660",
         ))
         self.assertEqual(config.server.base_url, "https://pypi.internal.example/")
         self.assertEqual(config.server.snapshot, "/srv/pypid/index.json")
@@ -364,6 +364,35 @@ class ErrorTests(_ConfigMixin, SynchronousTestCase):
         message = self.refused("[pypid]\nlisten =\n")
         self.assertIn("[pypid] listen: expected one or more Twisted endpoint strings", message)
         self.assertIn("tcp:8080:interface=127.0.0.1", message)
+
+    def test_twisted_tls_endpoints(self):
+        """Twisted's TLS endpoints, however spelt, are refused with one line pointing at https:."""
+        message = self.refused("[pypid]\nlisten = ssl:8443:privateKey=k.pem:certKey=c.pem\n")
+        self.assertEqual(message.split(": ", 1)[1],
+                         "[pypid] listen: 'ssl:8443:privateKey=k.pem:certKey=c.pem' is "
+                         "Twisted's TLS endpoint, with its default ciphers (AES128-SHA among "
+                         "them): serve HTTPS with an https:PORT listener and [tls] certificate "
+                         "and key")
+        # Twisted reads each of these as ssl: or tls: (plugins match in any
+        # case; an escape or a leading option changes nothing; haproxy: wraps).
+        for line in ("SSL:8443", "Ssl:8443", "s\\sl:8443", "interface=127.0.0.1:ssl:8443",
+                     "tls:/etc/pypid/certs", "TLS:/etc/pypid/certs:port=8443",
+                     "haproxy:ssl:8443", "HAProxy:tls:/etc/pypid/certs"):
+            message = self.refused(f"[pypid]\nlisten =\n  tcp:8080\n  {line}\n")
+            self.assertIn(f"[pypid] listen: {line!r} is Twisted's TLS endpoint", message)
+            self.assertIn("serve HTTPS with an https:PORT listener", message)
+        for line in ("le:/srv/certs:tcp:443", "LETS:/srv/certs:tcp:443"):
+            message = self.refused(f"[pypid]\nlisten = {line}\n")
+            self.assertIn(f"[pypid] listen: {line!r} is txacme's TLS endpoint", message)
+        e = self.assertRaises(ConfigError, load_config, None, (), ["ssl:8443"])
+        self.assertTrue(str(e).startswith("--listen pypid.listen: [pypid] listen: 'ssl:8443' "
+                                          "is Twisted's TLS endpoint"), str(e))
+
+    def test_plain_endpoints_kept(self):
+        """Only the endpoint type is read: a socket named ssl, or haproxy: over tcp:, is plain."""
+        lines = ("unix:ssl", "tcp:8443:interface=127.0.0.1", "haproxy:tcp:8080",
+                 "systemd:domain=INET:index=0")
+        self.assertEqual(load_config(None, listen=list(lines)).server.listen, lines)
 
     def test_bad_base_url(self):
         """A base_url that is not an http(s) URL without a query is refused with an example."""

@@ -1,8 +1,8 @@
 """
 End-to-end tests of native HTTPS: the real daemon on an C{https:} listener
 (and an C{http-redirect:} one) with certificates from a test CA, checked
-with pip and twine (C{--cert}), Python's C{ssl} module, C{kill -HUP} and
-start-ups that must fail.
+with pip and twine (C{--cert}), Python's C{ssl} module (raw requests over
+TLS too), C{kill -HUP} and start-ups that must fail.
 """
 
 import os
@@ -10,11 +10,13 @@ import shutil
 import signal
 import socket
 import ssl
+import time
 from functools import cache
 from http import client as httpclient
 from types import SimpleNamespace
 from urllib.parse import urlsplit
 
+from pypid.web.channel import CLOSE_TIMEOUT
 from tests.distributions import make_wheel
 from tests.e2e import (
     HOST,
@@ -74,6 +76,16 @@ def connect(port, context=None, host="localhost"):
     except BaseException:
         sock.close()
         raise
+
+
+def read_to_close(sock):
+    """Everything C{sock} receives until the server closes (TLS close_notify or EOF)."""
+    received = []
+    while True:
+        data = sock.recv(65536)
+        if not data:
+            return b"".join(received)
+        received.append(data)
 
 
 def https(method, url, headers=None, body=None, auth=None, connection=None):
@@ -256,6 +268,42 @@ class HTTPSTests(TLSDaemonTestCase):
         with self.assertRaises((httpclient.HTTPException, OSError)):
             http("GET", f"http://{HOST}:{self.daemon.port}/health", timeout=5)
 
+    def test_oversized_headers(self):
+        """A 64 KiB or 1 MiB Authorization header: 431 and a close within 1 s, then service."""
+        for size in (64 << 10, 1 << 20):
+            with connect(self.daemon.port) as sock:
+                started = time.monotonic()
+                sock.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\n"
+                             b"Authorization: Basic " + b"A" * size + b"\r\n\r\n")
+                answer = read_to_close(sock)
+                elapsed = time.monotonic() - started
+            self.assertTrue(answer.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n"),
+                            answer[:100])
+            self.assertTrue(
+                answer.endswith(b"\r\n\r\nthe request headers are larger than 16 KiB\n"),
+                answer[-100:])
+            self.assertLess(elapsed, 1.0, f"{size} bytes: answered, closed after {elapsed:.2f} s")
+        self.assertEqual(https("GET", self.daemon.url + "health").status, 200)
+        self.assertNotIn("AAAA", self.daemon.log_text(), "no header goes to the log")
+
+    def test_refused_connection_freed(self):
+        """A client that reads the 431 but never closes is dropped by the server soon after."""
+        with connect(self.daemon.port) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nX-Big: " + b"b" * (64 << 10)
+                         + b"\r\n\r\n")
+            self.assertTrue(read_to_close(sock).startswith(b"HTTP/1.1 431 "))
+            # The TLS session is over; below it, the TCP connection stays
+            # open until the server drops it.
+            started = time.monotonic()
+            with socket.socket(fileno=os.dup(sock.fileno())) as raw:
+                raw.settimeout(CLOSE_TIMEOUT + 5)
+                try:
+                    self.assertEqual(raw.recv(1), b"")
+                except ConnectionResetError:
+                    pass
+            elapsed = time.monotonic() - started
+        self.assertLess(elapsed, CLOSE_TIMEOUT + 1.5)
+
     def test_redirect(self):
         """The redirect listener answers 301 to the same path on the https port."""
         daemon = self.daemon
@@ -346,6 +394,24 @@ class StartupTests(TLSDaemonTestCase):
         done = daemon.run_to_exit()
         self.assert_one_critical_line(done, "Cannot listen on https:", f"the TLS key {stray} "
                                       f"does not match the certificate {daemon.files.certificate}")
+
+    def test_ssl_endpoint_refused(self):
+        """Twisted's ssl: endpoint stops start-up: one line pointing at https:, status 1."""
+        folder = os.path.abspath(self.mktemp())
+        files = shared_ca().issue("server", kind="ec", folder=os.path.join(folder, "tls"))
+        daemon = Daemon(folder)
+        watch(daemon)
+        argv = daemon.command(free_port())
+        at = argv.index("--listen") + 1
+        argv[at] = (f"ssl:{free_port()}:interface={HOST}:privateKey={files.key}:"
+                    f"certKey={files.certificate}")
+        done = run(argv, cwd=daemon.directory, env=clean_env(daemon.home), timeout=30,
+                   check=False, what="twistd")
+        self.assertEqual(done.returncode, 1, done.output)
+        self.assertEqual(done.output.strip().splitlines(), [
+            f"pypid: --listen pypid.listen: [pypid] listen: {argv[at]!r} is Twisted's TLS "
+            "endpoint, with its default ciphers (AES128-SHA among them): serve HTTPS with an "
+            "https:PORT listener and [tls] certificate and key"])
 
     def test_missing_certificate(self):
         """A missing certificate: one line naming it, status 1."""

@@ -15,6 +15,7 @@ from twisted.web.resource import Resource
 from pypid.web.access import IRequestAuth
 from pypid.web.body import MAX_PLAIN_BODY, PlainBody, SpooledForm
 from pypid.web.site import PypidSite
+from tests.test_channel import tls_connection
 
 AUTH = b"Authorization: Basic " + base64.b64encode(b"alice:secret") + b"\r\n"
 MULTIPART = b"Content-Type: multipart/form-data; boundary=xyz\r\n"
@@ -119,6 +120,49 @@ class SiteTests(SynchronousTestCase):
         answer = self.transport.value()
         self.assertIn(b"\r\nDate: ", answer)
         self.assertNotIn(b"\r\nServer: ", answer)
+
+
+class EarlyAnswerOverTLSTests(SynchronousTestCase):
+    """Answers before the body, over a real TLS layer: they arrive and the connection closes."""
+
+    def setUp(self):
+        self.clock = Clock()
+        self.spool = os.path.abspath(self.mktemp())
+        os.makedirs(self.spool)
+        self.resource = _Recorder()
+        self.site = PypidSite(self.resource, 1 << 20, self.spool, reactor=self.clock)
+        self.site.startFactory()
+        self.addCleanup(self.site.stopFactory)
+
+    def exchange(self, data):
+        """Send C{data} over a new TLS connection; return the client once all is moved."""
+        client, _, pump = tls_connection(self.site, self.clock)
+        client.transport.write(data)
+        pump.flush()
+        return client
+
+    def test_upload_without_credentials(self):
+        """A 401 before a small body: the body is read, then the connection closes."""
+        client = self.exchange(b"POST /legacy/ HTTP/1.1\r\nHost: x\r\n" + MULTIPART +
+                               b"Content-Length: 10\r\n\r\n0123456789")
+        self.assertTrue(client.received.startswith(b"HTTP/1.1 401 "), client.received[:80])
+        self.assertIsNotNone(client.lost)
+
+    def test_upload_too_large_declared(self):
+        """A 413 for a declared length over the limit: the connection closes at once."""
+        client = self.exchange(b"POST /legacy/ HTTP/1.1\r\nHost: x\r\n" + AUTH + MULTIPART +
+                               b"Content-Length: %d\r\n\r\n" % (200 << 20))
+        self.assertTrue(client.received.startswith(b"HTTP/1.1 413 "), client.received[:80])
+        self.assertIsNotNone(client.lost)
+        self.assertEqual(self.resource.seen, [])
+
+    def test_other_body_too_large_declared(self):
+        """A 413 for a non-upload body over 1 MiB: the body is thrown away, then the close."""
+        length = MAX_PLAIN_BODY + 1
+        client = self.exchange(b"POST /api/files/x/yank HTTP/1.1\r\nHost: x\r\n"
+                               b"Content-Length: %d\r\n\r\n" % length + b"x" * length)
+        self.assertTrue(client.received.startswith(b"HTTP/1.1 413 "), client.received[:80])
+        self.assertIsNotNone(client.lost)
 
 
 class _Gate:

@@ -482,7 +482,7 @@ class ConfigTests(SynchronousTestCase):
                       "it", message)
 
     def test_plain_beside_https(self):
-        """Beside an https listener, a plain (or ssl:) listener is refused: passwords would go in clear."""
+        """Beside an https listener, plain listeners (passwords in clear) and ssl: are refused."""
         tls = "[tls]\ncertificate = c.pem\nkey = k.pem\n"
         for line in ("tcp:8080", "unix:/tmp/pypid.sock", "tcp6:8080:interface=\\:\\:1"):
             message = self.refused(f"[pypid]\nlisten =\n  https:8443\n  {line}\n{tls}")
@@ -491,7 +491,8 @@ class ConfigTests(SynchronousTestCase):
             self.assertIn("use http-redirect:PORT", message)
         message = self.refused("[pypid]\nlisten =\n  https:8443\n"
                                f"  ssl:8444:privateKey=k.pem\n{tls}")
-        self.assertIn("is a Twisted TLS endpoint", message)
+        self.assertIn("[pypid] listen: 'ssl:8444:privateKey=k.pem' is Twisted's TLS endpoint",
+                      message)
 
     def test_redirect_needs_https(self):
         """An http-redirect listener with no https listener has nowhere to send clients."""
@@ -624,14 +625,13 @@ class ListenerTests(SynchronousTestCase):
         installed[signal.SIGHUP](signal.SIGHUP, None)
         self.assertEqual(called, [reload])
 
-    def test_ssl_endpoint_warns(self):
-        """A Twisted ssl: endpoint still works, with a warning pointing to https:."""
+    def test_ssl_endpoint_refused(self):
+        """A Twisted ssl: endpoint on its own stops start-up with one line pointing at https:."""
+        line = f"ssl:8443:privateKey={self.files.key}:certKey={self.files.certificate}"
         options = Options()
-        options.parseOptions(["--set", f"storage.path={self.folder}/packages", "--listen",
-                              f"ssl:8443:privateKey={self.files.key}:"
-                              f"certKey={self.files.certificate}"])
-        with capturedLogs() as events:
-            makeService(options, reactor=self.reactor, pools=fake_pools())
-        warnings = [formatEvent(e) for e in events if e["log_level"] == LogLevel.warn]
-        self.assertEqual(len(warnings), 1)
-        self.assertIn("use an https: listener with [tls] instead", warnings[0])
+        e = self.assertRaises(SystemExit, options.parseOptions,
+                              ["--set", f"storage.path={self.folder}/packages", "--listen", line])
+        self.assertEqual(str(e), f"pypid: --listen pypid.listen: [pypid] listen: {line!r} is "
+                         "Twisted's TLS endpoint, with its default ciphers (AES128-SHA among "
+                         "them): serve HTTPS with an https:PORT listener and [tls] certificate "
+                         "and key")

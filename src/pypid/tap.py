@@ -14,7 +14,6 @@ from functools import partial
 import attrs
 from twisted.internet.endpoints import SSL4ServerEndpoint, TCP4ServerEndpoint, serverFromString
 from twisted.internet.threads import deferToThreadPool
-from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.threadpool import ThreadPool
 
@@ -34,8 +33,6 @@ from pypid.web.access import Access
 from pypid.web.app import build_web
 from pypid.web.channel import ConnectionCounter
 from pypid.web.redirect import HTTPSRedirect, RedirectSite
-
-log = Logger()
 
 
 class Options(usage.Options):
@@ -176,7 +173,8 @@ def make_listeners(config, reactor, site):
 
     C{https:} listeners come first and read the C{[tls]} files as they
     start; C{http-redirect:} listeners open only once every C{https:} one
-    listens; any other line is a Twisted endpoint serving C{site}.
+    listens; any other line is a Twisted endpoint serving C{site} (never
+    one of Twisted's TLS endpoints: the configuration refuses those).
     """
     addresses = [parse_listen_address(description) for description in config.server.listen]
     https = [address for address in addresses if address.kind == HTTPS]
@@ -204,10 +202,6 @@ def make_listeners(config, reactor, site):
             except (ValueError, TypeError, KeyError) as e:
                 raise SystemExit(f"pypid: {config.source}: [pypid] listen: "
                                  f"invalid endpoint {description!r}: {e}")
-            if description.startswith("ssl:"):
-                log.warn("{endpoint} uses Twisted's default TLS settings, which allow ciphers "
-                         "without forward secrecy, and is not reloaded on SIGHUP: use an "
-                         "https: listener with [tls] instead", endpoint=description)
             others.append(ListenerService(endpoint, description, site))
     return secure + others, tls
 

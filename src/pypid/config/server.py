@@ -4,7 +4,10 @@ snapshot and log, and the limits it puts on clients.
 
 C{listen} lines are Twisted endpoint strings, or pypid's own C{https:PORT}
 and C{http-redirect:PORT} (L{parse_listen_address}); whether they fit with
-C{[tls]} is checked by L{pypid.config.tls.check_tls}.
+C{[tls]} is checked by L{pypid.config.tls.check_tls}.  Twisted's TLS
+endpoints (and txacme's) are refused: they serve TLS settings pypid does not
+choose (Twisted's default ciphers accept C{AES128-SHA}) and are not
+reloaded on C{SIGHUP}.
 """
 
 import attrs
@@ -66,6 +69,47 @@ class ListenAddress:
     backlog: int = 50
 
 
+_TWISTED_DEFAULTS = "Twisted's TLS endpoint, with its default ciphers (AES128-SHA among them)"
+_TXACME = "txacme's TLS endpoint, with TLS settings pypid does not choose"
+
+#: Endpoint types (compared in lower case, as Twisted matches plugins) that
+#: serve TLS with settings other than pypid's, and what they are: Twisted's
+#: C{ssl:} and C{tls:} (both Twisted's default C{CertificateOptions}), and
+#: txacme's C{le:} and C{lets:}.  C{haproxy:} wraps another endpoint string,
+#: which is checked in turn.
+TWISTED_TLS_ENDPOINTS = {"ssl": _TWISTED_DEFAULTS, "tls": _TWISTED_DEFAULTS,
+                         "le": _TXACME, "lets": _TXACME}
+_WRAPPING_ENDPOINTS = frozenset(["haproxy"])
+
+
+def _endpoint_type(description):
+    """
+    The endpoint type Twisted's C{serverFromString} reads in C{description},
+    in lower case, looking through wrapping types (C{haproxy:ssl:...} is an
+    C{ssl} endpoint): the first field with no unescaped C{=}, its escapes
+    resolved (Twisted reads C{s\\sl:443} and C{a=b:ssl:443} as C{ssl}).
+    """
+    positional, field, keyword = [], [], False
+    chars = iter(description)
+    for char in chars:
+        if char == "\\":
+            field.append(next(chars, ""))
+        elif char == ":":
+            if not keyword:
+                positional.append("".join(field))
+            field, keyword = [], False
+        elif char == "=":
+            keyword = True
+        else:
+            field.append(char)
+    if not keyword:
+        positional.append("".join(field))
+    types = [kind.strip().lower() for kind in positional]
+    while len(types) > 1 and types[0] in _WRAPPING_ENDPOINTS:
+        types = types[1:]
+    return types[0] if types else ""
+
+
 def _split_escaped(text):
     """Split on C{:} as Twisted endpoint strings do: C{\\:} is a literal colon."""
     parts, current, chars = [], [], iter(text)
@@ -86,13 +130,19 @@ def parse_listen_address(description):
     Read one line of C{[pypid] listen}: C{https:PORT} or
     C{http-redirect:PORT}, each with optional C{:interface=ADDRESS} and
     C{:backlog=N}, or else a Twisted endpoint string (checked by Twisted when
-    the server is built).
+    the server is built) other than Twisted's TLS ones.
 
     @rtype: L{ListenAddress}
-    @raise ValueError: a bad C{https:} or C{http-redirect:} line, with the forms.
+    @raise ValueError: a bad C{https:} or C{http-redirect:} line, with the
+        forms; a Twisted TLS endpoint (L{TWISTED_TLS_ENDPOINTS}), pointing at
+        C{https:}.
     """
     kind, colon, rest = description.partition(":")
     if kind not in (HTTPS, HTTP_REDIRECT):
+        what = TWISTED_TLS_ENDPOINTS.get(_endpoint_type(description))
+        if what is not None:
+            raise ValueError(f"{description!r} is {what}: serve HTTPS with an https:PORT "
+                             "listener and [tls] certificate and key")
         return ListenAddress("endpoint", description)
     example = "https:8443" if kind == HTTPS else "http-redirect:8080"
     forms = (f"expected {kind}:PORT with optional :interface=ADDRESS and :backlog=N, "

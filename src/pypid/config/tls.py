@@ -72,10 +72,6 @@ def check_tls(values, fail):
     for address in addresses:
         if address.kind != "endpoint":
             continue
-        if address.description.startswith("ssl:"):
-            fail("pypid", "listen", f"{address.description!r} is a Twisted TLS endpoint, "
-                 f"with Twisted's default ciphers and no reload on SIGHUP, beside the https "
-                 f"listener {first!r}: serve HTTPS with https: listeners only")
         fail("pypid", "listen", f"{address.description!r} would serve plain HTTP beside the "
              f"https listener {first!r}, and passwords sent to it would cross the network "
              "unencrypted: use http-redirect:PORT for plain HTTP (it only redirects to HTTPS)")

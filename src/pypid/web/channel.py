@@ -12,7 +12,20 @@ a connection (and whatever the request holds) for ever. Here:
     each C{rate_window}, not counting the time the server itself paused
     reading (to check credentials, or while the spool catches up);
   - one client address may hold at most C{max_per_address} connections
-    (L{ConnectionCounter}): more are closed at once.
+    (L{ConnectionCounter}): more are closed at once;
+  - a request line or header block over Twisted's limits (16 KiB) gets
+    C{414} or C{431} rather than a silent close.
+
+Every answer written outside a request's own (those above, and the early
+answers of L{pypid.web.site}) ends with L{PypidChannel.close_after_answer}.
+It closes through the channel, which first unregisters itself as its
+transport's producer: a TLS transport with a producer registered never sends
+its close_notify, so a bare C{transport.loseConnection()} left an C{https:}
+client waiting until its own timeout (measured before this was fixed: no
+answer at all to a 64 KiB header, and the 401, 408 or 413 but no close
+after it, over TLS; plain HTTP closed at once).  What the client still
+sends is thrown away, and a connection still open L{CLOSE_TIMEOUT} seconds
+later (a client that neither reads nor closes) is dropped.
 """
 
 import re
@@ -23,7 +36,7 @@ from twisted.logger import Logger
 from twisted.web.http import HTTPChannel
 
 from pypid.web.body import answer_before_body
-from pypid.web.twisted_http import body_follows, handling_request
+from pypid.web.twisted_http import body_follows, handling_request, request_line
 
 log = Logger()
 
@@ -37,6 +50,10 @@ RATE_WINDOW = 30.0
 #: Connections one client address may hold at once.
 MAX_PER_ADDRESS = 128
 
+#: Seconds a connection answered outside a request (a refusal) has to take
+#: its short answer and close before it is dropped.
+CLOSE_TIMEOUT = 2.0
+
 
 class PypidChannel(HTTPChannel):
     """An L{HTTPChannel} with the deadlines described in the module."""
@@ -44,6 +61,7 @@ class PypidChannel(HTTPChannel):
     header_timeout = HEADER_TIMEOUT
     min_body_rate = MIN_BODY_RATE
     rate_window = RATE_WINDOW
+    close_timeout = CLOSE_TIMEOUT
 
     #: since when the channel waits for a request's headers (or L{None});
     #: L{ConnectionCounter.sweep} closes it when that is too long ago. A
@@ -52,11 +70,41 @@ class PypidChannel(HTTPChannel):
     _rate_timer = None
     _body_bytes = 0
     _paused = False
+    #: bytes of the request line and headers read so far
+    _head_bytes = 0
+    #: set by L{close_after_answer}: what arrives from then on is thrown away
+    _closing = False
+    _close_timer = None
 
     def connectionMade(self):
         """Start the clock for the first request's headers."""
         HTTPChannel.connectionMade(self)
         self._wait_for_headers()
+
+    def dataReceived(self, data):
+        """Bytes from the client: parsed, or thrown away once the connection is closing."""
+        if self._closing:
+            return
+        HTTPChannel.dataReceived(self, data)
+
+    def lineReceived(self, line):
+        """
+        The request line or a header line: past C{totalHeadersSize} bytes of
+        them, C{431} (Twisted would answer a bare C{400}).
+        """
+        self._head_bytes += len(line)
+        if self._head_bytes > self.totalHeadersSize:
+            self._head_too_large(self.totalHeadersSize)
+            return
+        HTTPChannel.lineReceived(self, line)
+
+    def lineLengthExceeded(self, line):
+        """
+        One line past C{MAX_LENGTH} (a 64 KiB C{Authorization} header, say):
+        C{414} for the request line, C{431} for a header (Twisted closes the
+        transport with no answer, and under TLS not even that).
+        """
+        self._head_too_large(self.MAX_LENGTH)
 
     def allHeadersReceived(self):
         """Headers are in: stop their clock, start watching the body."""
@@ -73,8 +121,9 @@ class PypidChannel(HTTPChannel):
         HTTPChannel.rawDataReceived(self, data)
 
     def allContentReceived(self):
-        """The body is in: stop watching its rate."""
+        """The body is in: stop watching its rate; the next request's head is counted afresh."""
         self._cancel("_rate_timer")
+        self._head_bytes = 0
         HTTPChannel.allContentReceived(self)
 
     def requestDone(self, request):
@@ -88,6 +137,7 @@ class PypidChannel(HTTPChannel):
         """Stop every clock, and give the client address its place back."""
         self.waiting_since = None
         self._cancel("_rate_timer")
+        self._cancel("_close_timer")
         counter = getattr(self, "counter", None)
         if counter is not None:
             counter.closed(self)
@@ -142,12 +192,52 @@ class PypidChannel(HTTPChannel):
         self._body_bytes = 0
         self._rate_timer = self.callLater(self.rate_window, self._check_rate)
 
+    def _head_too_large(self, limit):
+        if request_line(self)[0] is None:
+            log.info("Refusing a request line over {limit} bytes", limit=limit)
+            self._refuse(414, b"URI Too Long",
+                         f"the request line is longer than {limit >> 10} KiB")
+        else:
+            # (never the headers themselves: one may be an Authorization header)
+            log.info("Refusing request headers over {limit} bytes", limit=limit)
+            self._refuse(431, b"Request Header Fields Too Large",
+                         f"the request headers are larger than {limit >> 10} KiB")
+
     def _refuse(self, code, reason, message):
         """Answer outside any request (none is complete) and close."""
-        if self.transport is None:
+        if self.transport is None or self._closing:
             return
         answer_before_body(self.transport, code, message, reason=reason)
-        self.transport.loseConnection()
+        self.close_after_answer()
+
+    # -- closing after an answer outside a request ----------------------------------------
+
+    def close_after_answer(self):
+        """
+        Close the connection once the answer already written has gone out:
+        stop parsing (what the client still sends is thrown away), send the
+        TLS close_notify or TCP FIN, and drop the connection if it is still
+        open after C{close_timeout} seconds.
+        """
+        if self._closing or self.transport is None:
+            return
+        self._closing = True
+        self.waiting_since = None
+        self._cancel("_rate_timer")
+        if self._paused:
+            # Under TLS the client's close_notify must still be read.
+            self._paused = False
+            self.transport.resumeProducing()
+        self._close_timer = self.callLater(self.close_timeout, self._close_overdue)
+        # HTTPChannel.loseConnection: unregisters the channel as the
+        # transport's producer first (see the module docstring).
+        self.loseConnection()
+
+    def _close_overdue(self):
+        self._close_timer = None
+        log.info("Dropping a connection still open {seconds:g} s after its answer",
+                 seconds=self.close_timeout)
+        self.transport.abortConnection()
 
 
 def origin_form(target):

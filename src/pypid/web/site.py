@@ -174,7 +174,8 @@ class PypidRequest(server.Request):
         discarded body when it is small, at once when it is large.
         """
         transport = self.channel.transport
-        self.content = DiscardedBody(DISCARD_LIMIT, transport.loseConnection)
+        close = _closer(self.channel)
+        self.content = DiscardedBody(DISCARD_LIMIT, close)
         self.early_answer = True
         # No "100 Continue" after a final answer (Twisted sends one after
         # gotLength when the client asked for it).
@@ -184,13 +185,13 @@ class PypidRequest(server.Request):
         answer_before_body(transport, code, message, headers + list(extra))
         self.channel.persistent = False
         if length is None or length > DISCARD_LIMIT:
-            transport.loseConnection()
+            close()
 
     def requestReceived(self, command, path, version):
         """Hand a finished body to the resource once it is drained, unless answered already."""
         self._body_done = True
         if self.early_answer:
-            self.channel.transport.loseConnection()
+            _closer(self.channel)()
             return
         d = self.content.drained()
         if d.called:
@@ -249,6 +250,17 @@ def _reading_controls(channel):
         return channel.pause_reading, channel.resume_reading
     transport = channel.transport
     return transport.pauseProducing, transport.resumeProducing
+
+
+def _closer(channel):
+    """
+    How to close the connection after an early answer: through the channel
+    (L{PypidChannel.close_after_answer}), never the bare transport, which
+    under TLS stays open while the channel is registered as its producer.
+    """
+    if isinstance(channel, PypidChannel):
+        return channel.close_after_answer
+    return channel.loseConnection
 
 
 def too_large_message(limit):
