@@ -140,6 +140,26 @@ class StrictWheelTests(SynchronousTestCase):
         self.refused(data, "Metadata-Version", "'3.0'")
         check(WHEEL, data, strict=False)
 
+    def test_damaged_member_data(self):
+        """A member whose bytes no longer match its CRC is refused on upload, naming it."""
+        members = wheel_members()
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+            for name, content in members:
+                zf.writestr(name, content if name != "holy_grail/__init__.py" else b"X = 1\n")
+        data = bytearray(buf.getvalue())
+        at = data.find(b"X = 1\n")
+        data[at] = ord("Y")
+        self.refused(bytes(data), "member 'holy_grail/__init__.py': damaged data", "CRC")
+        check(WHEEL, bytes(data), strict=False)
+
+    def test_expansion_cap(self):
+        """A zip that would expand past the cap is refused before anything is inflated."""
+        from tests.distributions import ZeroFill
+        data = make_zip(wheel_members() + [("holy_grail/zeros", ZeroFill(300 << 20))], compresslevel=9)
+        self.assertLess(len(data), 1 << 20)
+        self.refused(data, "expands to", "20 times its size")
+
     def test_dist_info_of_another_project(self):
         """A dist-info directory named for another project is refused."""
         data = make_zip(wheel_members(dist="other"))

@@ -23,7 +23,10 @@ existing folder, which the index serves as they are: an upload is refused
 when installers could read it differently from the index, or differently
 from one another. For wheels and zip sdists that means the structural checks
 of L{pypid.core.zipcheck} and a C{WHEEL} file whose tags are the filename's
-(L{pypid.core.wheelfile}); for tarballs, one C{<name>-<version>/} directory
+(L{pypid.core.wheelfile}), and every member's data read through once, so
+that a damaged member (a wrong CRC, a broken deflate stream) is refused
+now rather than found by every installer later: a filename, once taken, can
+never be given other bytes. For tarballs, one C{<name>-<version>/} directory
 holding every member, no device files, no links leaving that directory, no
 member named twice, and an archive that ends with its end-of-archive marker
 followed by nothing but zeros (tarfile itself stops quietly at a damaged
@@ -71,6 +74,11 @@ SUPPORTED_METADATA_VERSIONS = frozenset(
 
 # The end-of-archive marker of a tarball: two zero blocks (POSIX).
 _TAR_END_MARKER = 1024
+
+#: An uploaded zip may expand to this many times its own size, and to
+#: L{DEFAULT_MAX_SCAN_BYTES} whatever its size: real wheels expand two to
+#: five times, a zip bomb a thousand.
+MAX_EXPANSION_RATIO = 20
 
 # Largest tar extension header (pax, GNU long name) accepted. tarfile reads
 # these whole into memory before we see the member they describe, so without
@@ -493,6 +501,8 @@ def _extract(f, parsed, filename, max_metadata_size, max_scan_bytes, max_members
                 else:
                     raw = _zip_sdist_metadata(zf, max_metadata_size,
                                               _SdistLayout(parsed if strict else None))
+                if strict:
+                    _read_every_member(zf, f.seek(0, 2), max_scan_bytes)
         else:
             with opener(f) as stream:
                 raw = _tar_sdist_metadata(
@@ -594,6 +604,33 @@ def _read_zip_member(zf, info, limit):
     if len(data) > limit:
         raise _too_large(_escape(info.filename), limit)
     return data
+
+
+def _read_every_member(zf, archive_size, floor):
+    """
+    Read every member of a zip through once, so that C{zipfile} checks each
+    one's CRC and size; the declared sizes are added up first, and an archive
+    that would expand past L{MAX_EXPANSION_RATIO} times its size (and past
+    C{floor}) is refused before anything is inflated.
+    """
+    infos = zf.infolist()
+    declared = sum(info.file_size for info in infos)
+    limit = max(floor, MAX_EXPANSION_RATIO * archive_size)
+    if declared > limit:
+        raise InvalidDistribution(
+            f"the archive expands to {declared} bytes, more than {limit} "
+            f"({MAX_EXPANSION_RATIO} times its size)"
+        )
+    for info in infos:
+        try:
+            with zf.open(info) as member:
+                while member.read(1 << 20):
+                    pass
+        except _ARCHIVE_ERRORS as e:
+            raise InvalidDistribution(
+                f"member {_show(info.filename)}: damaged data "
+                f"({_escape(str(e) or type(e).__name__)})"
+            ) from None
 
 
 def _refuse_duplicates(names):
