@@ -158,7 +158,8 @@ TAR_EXTRAS = st.lists(st.tuples(_NAMES, st.binary(max_size=20), _TYPES, _LINKS),
 # zip members an attacker would add to a wheel
 _ZIP_NAMES = st.sampled_from([
     "holy_grail/__init__.py", "holy_grail-1.0.dist-info/WHEEL", "holy_grail-1.0.dist-info/METADATA",
-    "../evil.py", "/abs.py", "holy_grail\\win.py", "x\x00y", "other-1.0.dist-info/METADATA",
+    # (no NUL: zipfile cuts a name there when writing; tests/test_zipcheck.py has one)
+    "../evil.py", "/abs.py", "holy_grail\\win.py", "other-1.0.dist-info/METADATA",
     "HOLY_GRAIL/__init__.py", "holy_grail/__init__.py/",
 ])
 WHEEL_TEXTS = st.sampled_from([
