@@ -87,8 +87,8 @@ def tls_connection(site, clock):
     return client.wrappedProtocol, server_io, pump
 
 
-class ChannelTests(SynchronousTestCase):
-    """Header and body deadlines."""
+class _ChannelMixin:
+    """A site on a Clock, and one of its channels connected to a StringTransport."""
 
     def setUp(self):
         self.clock = Clock()
@@ -97,11 +97,15 @@ class ChannelTests(SynchronousTestCase):
         self.site = PypidSite(_Hello(), 1 << 20, spool, reactor=self.clock)
         self.site.startFactory()
         self.addCleanup(self.site.stopFactory)
-        self.channel = self.site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1234))
+        self.channel = self.site.buildProtocol(PEER)
         self.assertIsInstance(self.channel, PypidChannel)
         self.transport = StringTransport()
         self.channel.makeConnection(self.transport)
         self.addCleanup(self.channel.connectionLost, None)
+
+
+class ChannelTests(_ChannelMixin, SynchronousTestCase):
+    """Header and body deadlines."""
 
     def test_trickled_headers(self):
         """Headers sent a byte at a time past the deadline: 408, and the connection closes."""
@@ -167,20 +171,8 @@ class ChannelTests(SynchronousTestCase):
         self.assertTrue(self.transport.disconnecting, "after resuming, the rate counts again")
 
 
-class HeadLimitTests(SynchronousTestCase):
+class HeadLimitTests(_ChannelMixin, SynchronousTestCase):
     """Request heads over Twisted's limits get an answer, and the connection closes."""
-
-    def setUp(self):
-        self.clock = Clock()
-        spool = os.path.abspath(self.mktemp())
-        os.makedirs(spool)
-        self.site = PypidSite(_Hello(), 1 << 20, spool, reactor=self.clock)
-        self.site.startFactory()
-        self.addCleanup(self.site.stopFactory)
-        self.channel = self.site.buildProtocol(PEER)
-        self.transport = StringTransport()
-        self.channel.makeConnection(self.transport)
-        self.addCleanup(self.channel.connectionLost, None)
 
     def assert_refused(self, status, message):
         """The one answer is C{status} with the plain-text C{message}, and the connection closes."""
