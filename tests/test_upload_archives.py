@@ -223,6 +223,35 @@ class StrictSdistTests(SynchronousTestCase):
             self.assertIn("holy_grail-1.0/", str(e))
             self.assertTrue("points outside" in str(e) or "outside its directory" in str(e), str(e))
 
+    def test_link_chains(self):
+        """Links that each stay inside as text but lead out together are refused (found by a hostile run)."""
+        chain = [
+            member("holy_grail-1.0/a", type=tarfile.DIRTYPE),
+            member("holy_grail-1.0/a/b", type=tarfile.DIRTYPE),
+            member("holy_grail-1.0/a/b/up", type=tarfile.SYMTYPE, linkname=".."),
+            member("holy_grail-1.0/a/b/up/up", type=tarfile.SYMTYPE, linkname=".."),
+            member("holy_grail-1.0/a/b/up/up/up", type=tarfile.SYMTYPE, linkname=".."),
+            member("holy_grail-1.0/a/b/up/up/up/ESCAPED.txt", b"outside"),
+        ]
+        self.refused(tarball(sdist(*chain)), "lies under the link 'holy_grail-1.0/a/b/up'")
+        through = [
+            member("holy_grail-1.0/here", type=tarfile.SYMTYPE, linkname="."),
+            member("holy_grail-1.0/out", type=tarfile.SYMTYPE, linkname="here/../x"),
+        ]
+        self.refused(tarball(sdist(*through)), "'holy_grail-1.0/out' leads through another link")
+        hard = [
+            member("holy_grail-1.0/here", type=tarfile.SYMTYPE, linkname="."),
+            member("holy_grail-1.0/h", type=tarfile.LNKTYPE, linkname="holy_grail-1.0/here/../x"),
+        ]
+        self.refused(tarball(sdist(*hard)), "'holy_grail-1.0/h' leads through another link")
+        # a link to a link is fine: each is checked on its own
+        check(SDIST, tarball(sdist(
+            member("holy_grail-1.0/one", type=tarfile.SYMTYPE, linkname="setup.py"),
+            member("holy_grail-1.0/two", type=tarfile.SYMTYPE, linkname="one"),
+            member("holy_grail-1.0/d", type=tarfile.DIRTYPE),
+            member("holy_grail-1.0/d/three", type=tarfile.SYMTYPE, linkname="../two"),
+        )))
+
     def test_member_twice(self):
         """A path that appears twice (in any spelling) is refused, naming it."""
         for second in ("holy_grail-1.0/setup.py", "./holy_grail-1.0/setup.py",

@@ -745,6 +745,11 @@ class _SdistLayout:
         self.pkg_info_seen = False
         self._expected = expected
         self._seen = set() if expected is not None else None
+        # symbolic links by path, and hard links as (path, target)
+        self._symlinks = {}
+        self._hardlinks = []
+        #: the path of the member last added, as an extractor writes it
+        self.path = None
 
     def add(self, name):
         """
@@ -752,6 +757,7 @@ class _SdistLayout:
         """
         parts = _split_member_name(name)
         if not parts:
+            self.path = None
             return False
         if self.top is None:
             self.top = parts[0]
@@ -774,6 +780,7 @@ class _SdistLayout:
                     f"the sdist holds {_show(path)} more than once"
                 )
             self._seen.add(path)
+            self.path = path
         if parts[1:] != ["PKG-INFO"]:
             return False
         if self.pkg_info_seen:
@@ -787,6 +794,72 @@ class _SdistLayout:
             raise InvalidDistribution(
                 "the sdist has no PKG-INFO in its top-level directory"
             )
+
+    def add_link(self, member, symbolic):
+        """
+        Account for a link (the member L{add} took last): an absolute target
+        is refused now, the rest once every link is known (L{check_links}).
+        """
+        target = member.linkname
+        if not target or target.startswith("/") or "\x00" in target:
+            raise _link_outside(member.name)
+        if symbolic:
+            self._symlinks[self.path] = target
+        else:
+            self._hardlinks.append((self.path, target))
+
+    def check_links(self):
+        """
+        Refuse links that an extractor would follow out of the top-level
+        directory.
+
+        Checking each link's target as text is not enough: C{a/up -> ..}
+        and C{a/up/up -> ..} each stay inside, yet a member written under
+        C{a/up/up/up/} lands outside, because the extractor follows the
+        links in its path. So no member may lie under a symbolic link, and
+        a link's target may not pass through another link on its way (only
+        its last step may be one): then the text of every path is where it
+        really leads, and a target that stays inside as text stays inside.
+        """
+        links = self._symlinks
+        if not links and not self._hardlinks:
+            return
+        for path in sorted(self._seen):
+            parent = path.rpartition("/")[0]
+            while parent:
+                if parent in links:
+                    raise InvalidDistribution(
+                        f"the sdist's member {_show(path)} lies under the link {_show(parent)}"
+                    )
+                parent = parent.rpartition("/")[0]
+        for path, target in links.items():
+            self._follow(path, path.rpartition("/")[0].split("/"), target)
+        for path, target in self._hardlinks:
+            self._follow(path, [], target)
+
+    def _follow(self, path, start, target):
+        """Walk C{target} from the directory C{start}, as the link C{path} leads."""
+        parts = list(start)
+        steps = [step for step in target.split("/") if step not in ("", ".")]
+        for index, step in enumerate(steps):
+            if step == "..":
+                if len(parts) <= 1:
+                    raise _link_outside(path)
+                parts.pop()
+                continue
+            parts.append(step)
+            if parts[0] != self.top:
+                raise _link_outside(path)
+            if index < len(steps) - 1 and "/".join(parts) in self._symlinks:
+                raise InvalidDistribution(
+                    f"the sdist's link {_show(path)} leads through another link"
+                )
+        if len(parts) < 2 and not (parts and parts[0] == self.top):
+            raise _link_outside(path)
+
+
+def _link_outside(name):
+    return InvalidDistribution(f"the sdist's link {_show(name)} points outside its directory")
 
 
 def _zip_sdist_metadata(zf, limit, layout):
@@ -888,7 +961,7 @@ def _tar_sdist_metadata(reader, limit, max_members, layout, strict=False):
                 )
             is_pkg_info = layout.add(member.name)
             if strict:
-                _check_tar_member(member, layout.top)
+                _check_tar_member(member, layout)
             if not is_pkg_info:
                 continue
             if not member.isreg():
@@ -905,6 +978,7 @@ def _tar_sdist_metadata(reader, limit, max_members, layout, strict=False):
     while reader.read(1 << 16):
         pass
     if strict:
+        layout.check_links()
         if reader.data_end > end:
             raise InvalidDistribution(
                 "the sdist has data after its end-of-archive marker, or a damaged "
@@ -915,28 +989,16 @@ def _tar_sdist_metadata(reader, limit, max_members, layout, strict=False):
     return raw
 
 
-def _check_tar_member(member, top):
+def _check_tar_member(member, layout):
     """
     Refuse a tarball member that an installer could not unpack safely: a
-    device file or FIFO, or a link whose target is outside the sdist's
-    top-level directory.
+    device file or FIFO, or a link that leaves the sdist's top-level
+    directory (L{_SdistLayout.check_links}).
     """
     if member.isreg() or member.isdir():
         return
-    if member.issym() or member.islnk():
-        target = member.linkname
-        if member.issym():
-            if target.startswith("/"):
-                raise InvalidDistribution(
-                    f"the sdist's link {_show(member.name)} points outside its directory"
-                )
-            target = posixpath.join(posixpath.dirname(member.name.rstrip("/")), target)
-        resolved = posixpath.normpath(target)
-        parts = resolved.split("/")
-        if resolved.startswith("/") or parts[0] in ("..", ".") or parts[0] != top:
-            raise InvalidDistribution(
-                f"the sdist's link {_show(member.name)} points outside its directory"
-            )
+    if (member.issym() or member.islnk()) and layout.path is not None:
+        layout.add_link(member, member.issym())
         return
     raise InvalidDistribution(
         f"the sdist's member {_show(member.name)} is not a file, a directory or a link"
