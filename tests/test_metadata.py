@@ -663,6 +663,10 @@ class HeaderReaderTests(SynchronousTestCase):
         "\n\nName: a\n",
         "Key With Space: x\nName: a\n",
         "Name: a\nProject-URL: Home, https://example.invalid/\n \n continued\n",
+        # characters str.splitlines breaks at, but email does not
+        "Name: a\nSummary: hi\x1cRequires-Python: >=99\nVersion: 1\n",
+        "Name: a\nSummary: hi\x0bVersion: 6\x85Version: 7\u2028Version: 8\u2029x\nVersion: 1\n",
+        "Name: a\nX-Pad: a\x1dVersion: 1.0\x1e\x0cVersion: 2\nVersion: 6.6.6\n",
     ]
 
     def test_same_as_email(self):

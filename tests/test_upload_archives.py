@@ -252,6 +252,15 @@ class StrictSdistTests(SynchronousTestCase):
             member("holy_grail-1.0/d/three", type=tarfile.SYMTYPE, linkname="../two"),
         )))
 
+    def test_pax_size_differs(self):
+        """A pax size that contradicts the member's header size is refused (readers disagree on the next header)."""
+        info, data = member("holy_grail-1.0/setup.py", b"x" * 600)
+        info.pax_headers = {"size": "1024"}
+        self.refused(tarball([*sdist()[:1], (info, data)]),
+                     "pax size (1024) that differs from its header's (600)")
+        info.pax_headers = {"size": "600"}
+        check(SDIST, tarball([*sdist()[:1], (info, data)]))
+
     def test_member_twice(self):
         """A path that appears twice (in any spelling) is refused, naming it."""
         for second in ("holy_grail-1.0/setup.py", "./holy_grail-1.0/setup.py",
@@ -333,3 +342,54 @@ class ArchiveFormTests(SynchronousTestCase):
         meta = metadata_text("Holy.Grail", "1.0").encode()
         extracted = check(WHEEL, make_zip(wheel_members(metadata=meta)))
         self.assertEqual(extracted.metadata.name, "Holy.Grail")
+
+
+class StrictMetadataTests(SynchronousTestCase):
+    """The upload rules for the metadata file itself."""
+
+    def refused(self, metadata, *words):
+        """Assert a wheel with this METADATA is refused, with C{words} in the message."""
+        e = self.assertRaises(InvalidDistribution, check, WHEEL,
+                              make_zip(wheel_members(metadata=metadata)))
+        for word in words:
+            self.assertIn(word, str(e))
+        return e
+
+    def test_hidden_header(self):
+        """A separator that str.splitlines breaks at hides no header, and is refused on upload (found by a hostile run)."""
+        for separator in ("\x1c", "\x0b", "\x85", "\u2028", "\x0c"):
+            meta = (f"Metadata-Version: 2.1\nName: holy-grail\nVersion: 1.0\n"
+                    f"Summary: hi{separator}Requires-Python: >=99\n\nbody\n").encode()
+            extracted = check(WHEEL, make_zip(wheel_members(metadata=meta)), strict=False)
+            self.assertIsNone(extracted.metadata.requires_python)
+            if separator in ("\u2028",):
+                # not a control character: readable, harmless once lines split as email splits them
+                check(WHEEL, make_zip(wheel_members(metadata=meta)))
+                continue
+            e = self.refused(meta, "Summary field contains a control character")
+            self.assertEqual(e.field, "metadata.Summary")
+
+    def test_hidden_version(self):
+        """A Version hidden behind a separator, beside the real one, is not read as the version."""
+        meta = (b"Metadata-Version: 2.1\nName: holy-grail\nX-Pad: a\x1cVersion: 1.0\n"
+                b"Version: 6.6.6\n")
+        e = self.assertRaises(InvalidDistribution, check, WHEEL,
+                              make_zip(wheel_members(metadata=meta)), strict=False)
+        self.assertEqual(e.field, "metadata.Version")
+
+    def test_repeated_single_use_field(self):
+        """Name, Version or Requires-Python twice is refused, naming the field."""
+        for field, value in (("Name", "holy-grail"), ("Version", "1.0"), ("Requires-Python", ">=3")):
+            meta = metadata_text("holy-grail", "1.0", requires_python=">=3").encode()
+            meta = meta.replace(b"\n\n", f"\n{field}: {value}\n\n".encode(), 1)
+            self.refused(meta, f"more than one {field} field")
+        # repeatable ones repeat
+        check(WHEEL, make_zip(wheel_members(metadata=metadata_text(
+            "holy-grail", "1.0", requires_dist=["a", "b"]).encode())))
+
+    def test_not_utf8_or_nul(self):
+        """Metadata that is not UTF-8, or holds a NUL, is refused on upload."""
+        meta = metadata_text("holy-grail", "1.0").encode()
+        self.refused(meta.replace(b"A test project", b"A test \xff project"), "not valid UTF-8")
+        self.refused(meta.replace(b"A test project", b"A test \x00 project"), "NUL")
+        check(WHEEL, make_zip(wheel_members(metadata=b"\xef\xbb\xbf" + meta)))

@@ -380,6 +380,26 @@ class UploadTests(_ServerMixin, SynchronousTestCase):
         self.assertTrue(self.index.is_deleted(WHEEL_NAME))
         self.assertTrue(self.index.is_deleted(SDIST_NAME))
 
+    def test_remove_pkg_form_rules(self):
+        """remove_pkg follows the form rules too: a repeated action, name or version, or a NUL, deletes nothing."""
+        self.uploaded()
+        for fields, field in (
+            ([(":action", "remove_pkg"), (":action", "file_upload"), ("name", "holy.grail"),
+              ("version", "1.0")], ":action"),
+            ([(":action", "remove_pkg"), ("name", "holy.grail"), ("name", "innocent"),
+              ("version", "1.0")], "name"),
+            ([(":action", "remove_pkg"), ("name", "holy.grail"), ("version", "1.0"),
+              ("version", "2.0")], "version"),
+            ([(":action", "remove_pkg"), ("name", "holy.grail"), ("version", "1.0"),
+              ("summary", "a\x00b")], "summary"),
+        ):
+            ctype, body = multipart_body(fields)
+            response, body = self.request("POST", "/", headers={"Content-Type": ctype}, auth=True,
+                                          data=body)
+            self.assertEqual(response.code, 400, body)
+            self.assertTrue(body.startswith(field.encode() + b": "), body)
+            self.assertIsNotNone(self.index.get_file(WHEEL_NAME))
+
 
 class SimplePageTests(_ServerMixin, SynchronousTestCase):
     """Tests for C{/simple/} and C{/simple/<project>/}."""

@@ -93,6 +93,19 @@ _RESOLVER_FIELDS = frozenset({"requires-dist", "requires-python", "provides-extr
 
 _PIPE_CONTINUATION = re.compile(r"^[ \t]*\|")
 
+# Lines end at CR, LF or CRLF only, as the email parser that pip and
+# packaging use splits them: str.splitlines also breaks at \x0b, \x0c,
+# \x1c-\x1e, \x85, U+2028 and U+2029, which would let a header value
+# hide a header ("Summary: hi\x1cRequires-Python: >=99") that only the
+# index sees.
+_LINE_END = re.compile(r"\r\n|\r|\n")
+_LINE_WITH_END = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
+
+
+def _lines(text):
+    """C{text} split at CR, LF and CRLF only (see L{_LINE_END})."""
+    return _LINE_END.split(text)
+
 # What the decompressors and archive readers raise on damaged input.
 _ARCHIVE_ERRORS = (
     zipfile.BadZipFile,
@@ -264,7 +277,7 @@ def _unfold(value):
     """
     Join a folded header onto one line, as every field but Description is.
     """
-    return " ".join(part.strip() for part in str(value).splitlines()).strip()
+    return " ".join(part.strip() for part in _lines(str(value))).strip()
 
 
 def _unfold_description(value):
@@ -276,7 +289,7 @@ def _unfold_description(value):
     is recognised only when every continuation line has it, so that a
     space-folded Markdown table keeps its leading C{|}.
     """
-    first, *rest = str(value).splitlines() or [""]
+    first, *rest = _lines(str(value).rstrip("\r\n")) or [""]
     if rest and all(_PIPE_CONTINUATION.match(line) for line in rest):
         rest = [_PIPE_CONTINUATION.sub("", line, count=1) for line in rest]
     else:
@@ -304,7 +317,7 @@ class _Headers:
 
     def __init__(self, text):
         self._values = {}
-        lines = text.splitlines(keepends=True)
+        lines = _LINE_WITH_END.findall(text)
         current = None
         for index, line in enumerate(lines):
             if line[:1] in (" ", "\t"):
@@ -337,6 +350,55 @@ class _Headers:
     def get_payload(self):
         """The text after the headers."""
         return self.payload
+
+    def names(self):
+        """The lower-cased names of the headers, each once, in no set order."""
+        return self._values.keys()
+
+
+#: Core metadata fields that may appear once (the others, such as
+#: Classifier or Requires-Dist, repeat).
+_SINGLE_USE_FIELDS = frozenset({
+    "metadata-version", "name", "version", "summary", "description",
+    "description-content-type", "keywords", "home-page", "download-url",
+    "author", "author-email", "maintainer", "maintainer-email", "license",
+    "license-expression", "requires-python",
+})
+
+# Control characters but TAB, LF and CR (C0, DEL, C1).
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def check_metadata_text(raw):
+    """
+    Refuse metadata that readers could take differently (the upload rules):
+    bytes that are not UTF-8, a NUL anywhere, a control character in a
+    header, or a single-use field (L{_SINGLE_USE_FIELDS}) given twice, of
+    which pip and the index might read different copies.
+
+    @raise InvalidDistribution: naming the field.
+    """
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise InvalidDistribution(
+            f"the metadata is not valid UTF-8 (at byte {e.start})", field="metadata"
+        ) from None
+    if "\x00" in text:
+        raise InvalidDistribution("the metadata contains a NUL character", field="metadata")
+    headers = _Headers(text)
+    for name in headers.names():
+        values = headers.get_all(name)
+        if name in _SINGLE_USE_FIELDS and len(values) > 1:
+            raise InvalidDistribution(
+                f"the metadata has more than one {_escape(name.title())} field",
+                field=f"metadata.{_escape(name.title())}",
+            )
+        if any(_CONTROL.search(value) for value in values):
+            raise InvalidDistribution(
+                f"the metadata's {_escape(name.title())} field contains a control character",
+                field=f"metadata.{_escape(name.title())}",
+            )
 
 
 def parse_metadata(raw):
@@ -520,6 +582,8 @@ def _extract(f, parsed, filename, max_metadata_size, max_scan_bytes, max_members
             f"not a valid {kind} file: {_escape(str(e) or type(e).__name__)}"
         ) from None
 
+    if strict:
+        check_metadata_text(raw)
     metadata = parse_metadata(raw)
     if strict and metadata.metadata_version not in SUPPORTED_METADATA_VERSIONS:
         raise InvalidDistribution(
@@ -919,7 +983,11 @@ class _BoundedReader:
 class _BoundedTarInfo(tarfile.TarInfo):
     """
     A TarInfo that refuses an oversized pax or GNU long-name header before
-    tarfile reads it whole into memory.
+    tarfile reads it whole into memory, and a pax C{size} that contradicts
+    the member's own header: tarfile and GNU tar take the pax size, readers
+    that trust the ustar size (the bug class of CVE-2025-62518) step to a
+    different next header, and so see members the index never saw. Writers
+    set the ustar size to the real size, or to 0 when it does not fit.
     """
 
     _EXTENSION_TYPES = frozenset(
@@ -936,6 +1004,17 @@ class _BoundedTarInfo(tarfile.TarInfo):
                 f"the archive has a tar header larger than {_MAX_TAR_HEADER_SIZE} bytes"
             )
         return info
+
+    def _apply_pax_info(self, pax_headers, encoding, errors):
+        # (tarfile's private hook, which its pax reading calls on the member
+        # a pax header describes; present from Python 3.2 to 3.14)
+        own_size = self.size
+        super()._apply_pax_info(pax_headers, encoding, errors)
+        if "size" in pax_headers and own_size not in (0, self.size):
+            raise _LimitExceeded(
+                f"the member {_show(self.name)} has a pax size ({self.size}) that differs "
+                f"from its header's ({own_size})"
+            )
 
 
 def _tar_sdist_metadata(reader, limit, max_members, layout, strict=False):

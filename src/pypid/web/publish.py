@@ -23,7 +23,7 @@ from pypid.core.names import (
     normalize,
     parse_filename,
 )
-from pypid.core.upload import validate_upload
+from pypid.core.upload import check_form, validate_upload
 from pypid.storage.interface import FileExists, FilenameDeleted, StorageError
 from pypid.web.access import IRequestAuth
 from pypid.web.locks import KeyedLock
@@ -97,6 +97,9 @@ class Publish:
                 identity = await auth.verified
             else:
                 identity = await self._access.gate_upload(request, auth.credentials)
+            # The form rules first, for every action: which copy of a
+            # repeated :action, name or version is read must not matter.
+            check_form(form)
             if form.get(":action") == "remove_pkg":
                 return await self._remove_release(request, form, identity)
             upload = validate_upload(form)
@@ -164,7 +167,7 @@ class Publish:
         raise BadRequest(_exists_message(upload.filename, sha256))
 
     async def _remove_release(self, request, form, identity):
-        name, version = (form.get("name") or "").strip(), (form.get("version") or "").strip()
+        name, version = form.get("name") or "", form.get("version") or ""
         if not is_valid_name(name):
             raise BadRequest("name: a valid project name is required")
         filenames = self._release(name, version)
