@@ -267,6 +267,8 @@ class FormRulesTests(SynchronousTestCase):
             ("provides_extra", "test"), ("project_urls", "Source, https://camelot.example/src"),
             ("project_urls", "Issues, https://camelot.example/issues"),
             ("license_file", "LICENSE"), ("license_file", "NOTICE"), ("dynamic", "Classifier"),
+            ("import_names", "grail"), ("import_names", "holy"), ("import_namespaces", "ns"),
+            ("import_namespaces", "ns2"),
             ("platform", "linux"), ("supported_platform", "x86_64"),
             ("comment", "built by CI"), ("attestations", "[]"),
         ], inline=[("gpg_signature", b"-----BEGIN PGP SIGNATURE-----")])
@@ -308,7 +310,7 @@ class FormRulesTests(SynchronousTestCase):
     def test_nul_and_controls(self):
         """NUL and other control characters are refused in every field, description included."""
         for field in ("summary", "description", "license", "author", "classifiers", "unknown_field"):
-            for bad in ("a\x00b", "a\x1bb", "a\x7fb", "a\x85b", "a\x0bb", "a\x0cb"):
+            for bad in ("a\x00b", "a\x1bb", "a\x7fb", "a\x85b", "a\x0bb"):
                 self.refused(form_with([(field, bad)]), field)
 
     def test_line_breaks_only_where_allowed(self):
@@ -317,7 +319,8 @@ class FormRulesTests(SynchronousTestCase):
             for bad in ("a\nb", "a\rb", "a\tb"):
                 self.assertIn("one line", self.refused(form_with([(field, bad)]), field))
         for field in ("description", "license"):
-            validate_upload(form_with([(field, "a\r\n\tb\n")]))
+            validate_upload(form_with([(field, "a\r\n\tb\n\x0c\n")]))
+        self.refused(form_with([("summary", "a\x0cb")]), "summary")
 
     def test_summary_length(self):
         """summary may have 512 characters, not 513."""
@@ -330,6 +333,7 @@ class FormRulesTests(SynchronousTestCase):
         self.refused(form_with([("author", "x" * (DEFAULT_FIELD_LIMIT + 1))]), "author")
         self.refused(form_with([("made_up", "x" * (DEFAULT_FIELD_LIMIT + 1))]), "made_up")
         validate_upload(form_with([("description", "x" * 100_000)]))
+        validate_upload(form_with([("license", "x" * 80_000)]))
         self.refused(form_with([("license", "x" * (FIELD_LIMITS["license"] + 1))]), "license")
 
     def test_number_of_values(self):

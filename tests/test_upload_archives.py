@@ -261,6 +261,42 @@ class StrictSdistTests(SynchronousTestCase):
         info.pax_headers = {"size": "600"}
         check(SDIST, tarball([*sdist()[:1], (info, data)]))
 
+    def test_tar_zip_polyglot(self):
+        """A tar.gz that also reads as a zip (a zip stored as its last member) is refused."""
+        hidden = make_zip([("demo/evil.py", b"evil")])
+        raw = tarball(sdist(member("holy_grail-1.0/z", hidden)), gz=False)
+        data = gzip.compress(raw, compresslevel=0)
+        self.assertTrue(zipfile.is_zipfile(io.BytesIO(data)))
+        self.refused(data, "reads as a zip archive")
+
+    def test_second_gzip_member(self):
+        """A second gzip member after the first (which some readers never read) is refused."""
+        data = tarball(sdist()) + gzip.compress(b"more")
+        self.refused(data, "data after its gzip stream")
+        self.refused(tarball(sdist()) + b"\0" * 10, "data after its gzip stream")
+        check(SDIST, tarball(sdist()) + gzip.compress(b"more"), strict=False)
+
+    def test_sparse_members(self):
+        """GNU sparse members (old-style, damaged) are refused, never a 500 (found by a review)."""
+        raw = bytearray(tarball(sdist(), gz=False))
+        info = tarfile.TarInfo("holy_grail-1.0/sparse")
+        info.type = tarfile.GNUTYPE_SPARSE
+        header = bytearray(info.tobuf(format=tarfile.GNU_FORMAT))
+        header[482] = 1  # "extended": more sparse headers follow (none do)
+        header[148:156] = b"        "
+        header[148:155] = b"%06o\0" % sum(header)
+        # two members, each a header and one data block, then the sparse header
+        data = bytes(raw[:2048]) + bytes(header)
+        for blob in (gzip.compress(data), gzip.compress(data + bytes(1024))):
+            self.refused(blob, "")
+            self.assertRaises(InvalidDistribution, check, SDIST, blob, strict=False)
+
+    def test_huge_pax_header(self):
+        """A pax header over 8 KiB is refused before tarfile parses it (quadratic before 3.11.10)."""
+        info, data = member("holy_grail-1.0/setup.py", b"x")
+        info.pax_headers = {"comment": "1" * 20000}
+        self.refused(tarball([*sdist()[:1], (info, data)]), "tar header larger than")
+
     def test_member_twice(self):
         """A path that appears twice (in any spelling) is refused, naming it."""
         for second in ("holy_grail-1.0/setup.py", "./holy_grail-1.0/setup.py",
@@ -368,6 +404,15 @@ class StrictMetadataTests(SynchronousTestCase):
                 continue
             e = self.refused(meta, "Summary field contains a control character")
             self.assertEqual(e.field, "metadata.Summary")
+
+    def test_header_caps(self):
+        """A Summary over 512 characters, or an escape sequence in it, is refused on upload."""
+        meta = metadata_text("holy-grail", "1.0", summary="A" * 513).encode()
+        self.refused(meta, "Summary field is longer than 512")
+        meta = metadata_text("holy-grail", "1.0", summary="\x1b[2J\x1b[31mpwned\x07").encode()
+        self.refused(meta, "control character")
+        check(WHEEL, make_zip(wheel_members(metadata=metadata_text(
+            "holy-grail", "1.0", summary="\u00e9" * 512).encode())))
 
     def test_hidden_version(self):
         """A Version hidden behind a separator, beside the real one, is not read as the version."""

@@ -89,15 +89,27 @@ class ParseWheelFileTests(SynchronousTestCase):
         """A WHEEL without Tag lines is refused."""
         self.refused(b"Wheel-Version: 1.0\nRoot-Is-Purelib: true\n", "no Tag line")
 
-    def test_compressed_or_malformed_tag(self):
-        """Tag lines must be single expanded tags."""
-        for bad in (b"py2.py3-none-any", b"py3-none", b"py3-none-any-x", b"py3--any", b"py3-none-an y"):
-            self.refused(GOOD.replace(b"py3-none-any", bad), "is not one expanded")
+    def test_malformed_tag(self):
+        """Tag lines must be python-abi-platform tags."""
+        for bad in (b"py3-none", b"py3-none-any-x", b"py3--any", b"py3-none-an y", b"py3..py2-none-any"):
+            self.refused(GOOD.replace(b"py3-none-any", bad), "is not a python-abi-platform tag")
+
+    def test_compressed_tags_expanded(self):
+        """A compressed Tag line (poetry-core, pdm-backend, maturin write them) is read expanded."""
+        info = parse_wheel_file(GOOD.replace(b"py3-none-any", b"py2.py3-none-any"))
+        self.assertEqual(info.tags, {"py2-none-any", "py3-none-any"})
+        info = parse_wheel_file(GOOD.replace(
+            b"py3-none-any", b"cp39-abi3-manylinux_2_17_x86_64.manylinux2014_x86_64"))
+        self.assertEqual(info.tags, {"cp39-abi3-manylinux_2_17_x86_64",
+                                     "cp39-abi3-manylinux2014_x86_64"})
 
     def test_too_many_tags(self):
-        """More than MAX_TAGS Tag lines are refused."""
+        """More than MAX_TAGS Tag lines, or tags once expanded, are refused."""
         raw = GOOD + b"Tag: py3-none-any\n" * MAX_TAGS
         self.refused(raw, f"more than {MAX_TAGS} Tag lines")
+        many = b".".join(b"p%d" % i for i in range(40))
+        self.refused(GOOD.replace(b"py3-none-any", many + b"-" + many + b"-any"),
+                     f"more than {MAX_TAGS} tags")
 
     def test_too_large(self):
         """A WHEEL over the size cap is refused before it is decoded."""
@@ -134,6 +146,18 @@ class MatchesFilenameTests(SynchronousTestCase):
                           self.info("py3-none-any"), "demo-1.0-py2.py3-none-any.whl")
         self.assertRaises(InvalidWheelFile, check_matches_filename,
                           self.info("py2-none-any", "py3-none-any"), "demo-1.0-py3-none-any.whl")
+
+    def test_messages_stay_short(self):
+        """Long tags and build values are cut short in the message."""
+        e = self.assertRaises(InvalidWheelFile, check_matches_filename,
+                              self.info(*(f"py3-none-{'x' * 500}{i}" for i in range(50)),
+                                        build="9" * 10000),
+                              "demo-1.0-py3-none-any.whl")
+        self.assertLess(len(str(e)), 1000)
+        e = self.assertRaises(InvalidWheelFile, check_matches_filename,
+                              self.info("py3-none-any", build="9" * 10000),
+                              "demo-1.0-py3-none-any.whl")
+        self.assertLess(len(str(e)), 200)
 
     def test_build(self):
         """The Build line and the filename's build tag must agree, both ways."""

@@ -82,10 +82,11 @@ MAX_EXPANSION_RATIO = 20
 
 # Largest tar extension header (pax, GNU long name) accepted. tarfile reads
 # these whole into memory before we see the member they describe, so without
-# this a single header could make it allocate up to the scan limit.
-_MAX_TAR_HEADER_SIZE = 1 << 20
-
-# Every entry zipfile builds from a central directory starts with this.
+# this a single header could make it allocate up to the scan limit; and
+# Python before 3.11.10 parses pax headers in quadratic time (CVE-2024-6232:
+# measured on 3.11.7, 7.5 s for 64 KiB, 22 s for 128 KiB; 8 KiB takes 0.1 s).
+# Real ones hold a long path and a few times: well under 8 KiB.
+_MAX_TAR_HEADER_SIZE = 8 << 10
 
 # Core metadata fields whose being dynamic makes an sdist's metadata
 # unreliable for a resolver (PEP 643), and so unfit to serve as PEP 658.
@@ -118,6 +119,8 @@ _ARCHIVE_ERRORS = (
     RuntimeError,  # zipfile: "File ... is encrypted, password required"
     ValueError,  # a bad name encoding, a negative offset...
     struct.error,
+    LookupError,  # tarfile: IndexError and KeyError from damaged extension headers
+    OverflowError,
 )
 
 
@@ -368,6 +371,11 @@ _SINGLE_USE_FIELDS = frozenset({
 # Control characters but TAB, LF and CR (C0, DEL, C1).
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
+#: Longest value of a metadata header, in characters, on upload (the same
+#: caps as the upload form's fields); others get L{DEFAULT_HEADER_LIMIT}.
+HEADER_LIMITS = {"summary": 512, "description": 1 << 20, "license": 1 << 20, "keywords": 4096}
+DEFAULT_HEADER_LIMIT = 2048
+
 
 def check_metadata_text(raw):
     """
@@ -397,6 +405,12 @@ def check_metadata_text(raw):
         if any(_CONTROL.search(value) for value in values):
             raise InvalidDistribution(
                 f"the metadata's {_escape(name.title())} field contains a control character",
+                field=f"metadata.{_escape(name.title())}",
+            )
+        limit = HEADER_LIMITS.get(name, DEFAULT_HEADER_LIMIT)
+        if any(len(value) > limit for value in values):
+            raise InvalidDistribution(
+                f"the metadata's {_escape(name.title())} field is longer than {limit} characters",
                 field=f"metadata.{_escape(name.title())}",
             )
 
@@ -566,6 +580,16 @@ def _extract(f, parsed, filename, max_metadata_size, max_scan_bytes, max_members
                 if strict:
                     _read_every_member(zf, f.seek(0, 2), max_scan_bytes)
         else:
+            if strict:
+                if zipfile.is_zipfile(f):
+                    # (a tar/zip polyglot: tar readers and zip readers would
+                    # see two different archives)
+                    raise InvalidDistribution(
+                        f"not a valid {kind} file: it reads as a zip archive"
+                    )
+                f.seek(0)
+                if kind == "tar.gz":
+                    opener = _OneGzipMember
             with opener(f) as stream:
                 raw = _tar_sdist_metadata(
                     _BoundedReader(stream, max_scan_bytes), max_metadata_size,
@@ -980,6 +1004,44 @@ class _BoundedReader:
         return data
 
 
+class _OneGzipMember:
+    """
+    The decompressed bytes of a file that must be exactly one gzip member:
+    C{gzip.GzipFile} reads on through any members that follow, where other
+    readers stop after the first, so two readers could see two archives.
+    Reads return at most 1 MiB, so a bomb never allocates more.
+    """
+
+    def __init__(self, raw):
+        self._raw = raw
+        self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        return False
+
+    def read(self, size=-1):
+        """Up to C{size} (at most 1 MiB) more bytes, or C{b""} at the end."""
+        if size is None or size < 0 or size > 1 << 20:
+            size = 1 << 20
+        inflate = self._inflate
+        while not inflate.eof:
+            data = inflate.unconsumed_tail or self._raw.read(1 << 16)
+            if not data:
+                raise EOFError("the gzip stream is truncated")
+            out = inflate.decompress(data, size)
+            if out:
+                return out
+        if inflate.unused_data or self._raw.read(1):
+            raise _LimitExceeded(
+                "the file has data after its gzip stream (another gzip member, or another "
+                "archive)"
+            )
+        return b""
+
+
 class _BoundedTarInfo(tarfile.TarInfo):
     """
     A TarInfo that refuses an oversized pax or GNU long-name header before
@@ -1010,11 +1072,22 @@ class _BoundedTarInfo(tarfile.TarInfo):
         # a pax header describes; present from Python 3.2 to 3.14)
         own_size = self.size
         super()._apply_pax_info(pax_headers, encoding, errors)
-        if "size" in pax_headers and own_size not in (0, self.size):
+        # A pax size is only needed past the 8 GiB an ustar header holds,
+        # far beyond what the index reads; below that, both must agree.
+        if "size" in pax_headers and own_size != self.size:
             raise _LimitExceeded(
                 f"the member {_show(self.name)} has a pax size ({self.size}) that differs "
                 f"from its header's ({own_size})"
             )
+
+    # GNU sparse members (old-style and the pax forms): no sdist has one,
+    # the public index refuses them, and tarfile's reading of their maps
+    # costs unbounded memory and time, or fails with an IndexError.
+
+    def _refuse_sparse(self, *args):
+        raise _LimitExceeded(f"the member {_show(self.name)} is a sparse file")
+
+    _proc_sparse = _proc_gnusparse_00 = _proc_gnusparse_01 = _proc_gnusparse_10 = _refuse_sparse
 
 
 def _tar_sdist_metadata(reader, limit, max_members, layout, strict=False):

@@ -12,9 +12,10 @@ keeps must not depend on which of two copies of a field a reader takes:
     the multi-use fields are those of the core metadata that may repeat;
   - no text field arrives as a file part, and no file part but C{content}
     (and the old C{gpg_signature}) is sent;
-  - every value is text without NUL or control characters; line breaks and
-    tabs only where core metadata allows several lines (C{description}, and
-    C{license}, which older tools fill with a whole licence text);
+  - every value is text without NUL or control characters; line breaks,
+    tabs and form feeds only where core metadata allows several lines
+    (C{description}, and C{license}, which older tools fill with a whole
+    licence text);
   - C{summary} is one line of at most 512 characters, as on the public
     index, and every other field has a cap (L{FIELD_LIMITS});
   - C{name} and C{version} are sent exactly: no surrounding whitespace.
@@ -49,7 +50,9 @@ MULTI_USE_FIELDS = frozenset({
     "classifiers", "platform", "supported_platform", "requires", "provides",
     "obsoletes", "requires_dist", "provides_dist", "obsoletes_dist",
     "requires_external", "project_urls", "provides_extra", "dynamic",
-    "license_file", "import_name", "import_namespace",
+    # twine says license_file, uv import_names and import_namespaces
+    "license_file", "license_files", "import_name", "import_names",
+    "import_namespace", "import_namespaces",
 })
 
 #: Fields whose values may hold line breaks and tabs.
@@ -65,7 +68,8 @@ FIELD_LIMITS = {
     "version": 128,
     "summary": 512,
     "description": 1 << 20,
-    "license": 64 << 10,
+    # (pandas and matplotlib send over 64 KiB of licence texts)
+    "license": 1 << 20,
     "keywords": 4096,
     "attestations": 1 << 20,
 }
@@ -77,8 +81,11 @@ DEFAULT_FIELD_LIMIT = 2048
 MAX_VALUES_PER_FIELD = 500
 MAX_VALUES = 1000
 
-# C0 controls and DEL, and the C1 controls; TAB, LF and CR are told apart.
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# C0 controls and DEL, and the C1 controls; TAB, LF and CR are told apart,
+# and so is the form feed, a page break that old README and licence files
+# hold (docutils' README does) and no reader takes for anything else.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f]")
+_CONTROL_OR_FORM_FEED = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _LINE_BREAK_OR_TAB = re.compile(r"[\t\n\r]")
 
 
@@ -116,7 +123,8 @@ def check_form(form):
                 raise BadRequest(f"{shown}: longer than {limit} characters")
             if "\x00" in value:
                 raise BadRequest(f"{shown}: contains a NUL character")
-            if _CONTROL.search(value):
+            control = _CONTROL if name in MULTI_LINE_FIELDS else _CONTROL_OR_FORM_FEED
+            if control.search(value):
                 raise BadRequest(f"{shown}: contains a control character")
             if name not in MULTI_LINE_FIELDS and _LINE_BREAK_OR_TAB.search(value):
                 raise BadRequest(f"{shown}: must be one line, without tabs")

@@ -1,12 +1,14 @@
 """
-The C{WHEEL} file of a wheel, read as strictly as the public index reads it.
+The C{WHEEL} file of a wheel, read strictly, and held to the filename.
 
 Installers trust C{WHEEL}, not the filename: pip and uv pick a wheel by the
 tags in its name, then install it by what C{WHEEL} says (C{Root-Is-Purelib}
 decides where files go, C{Wheel-Version} whether the installer may try at
 all). A wheel whose C{Tag} lines differ from its filename's tags is chosen
-for one platform and describes itself as built for another; the public index
-refuses such uploads, and so does pypid.
+for one platform and describes itself as built for another: pypid refuses
+such uploads. The tags are compared as sets once expanded: C{Tag} lines
+may be compressed (poetry-core, pdm-backend and maturin write
+C{py2.py3-none-any} on one line), as filenames are.
 
 The format is a small subset of RFC 822 headers: one C{Key: Value} per line,
 no continuation lines, no body. Anything else is refused rather than read
@@ -47,7 +49,7 @@ class WheelInfo:
 
     @ivar wheel_version: C{(major, minor)}.
     @ivar root_is_purelib: where an installer puts the root of the wheel.
-    @ivar tags: the expanded tags, lower case, as C{"py3-none-any"} strings.
+    @ivar tags: the tags, expanded and lower case, as C{"py3-none-any"} strings.
     @ivar build: the C{Build} value, or L{None}.
     """
 
@@ -109,17 +111,22 @@ def parse_wheel_file(raw, member="WHEEL"):
         raise InvalidWheelFile(f"{member}: Root-Is-Purelib must be true or false")
     if not tags:
         raise InvalidWheelFile(f"{member} has no Tag line")
+    expanded = set()
     for tag in tags:
         parts = tag.split("-")
-        if len(parts) != 3 or not all(_TAG_PART.match(p) for p in parts):
+        if len(parts) != 3 or not all(_TAG_PART.match(p) for part in parts
+                                      for p in part.split(".")):
             raise InvalidWheelFile(
-                f"{member}: Tag {tag[:60]!r} is not one expanded "
-                "python-abi-platform tag"
+                f"{member}: Tag {tag[:60]!r} is not a python-abi-platform tag"
             )
+        python, abi, platform = (part.lower().split(".") for part in parts)
+        expanded.update(f"{x}-{y}-{z}" for x in python for y in abi for z in platform)
+        if len(expanded) > MAX_TAGS:
+            raise InvalidWheelFile(f"{member} has more than {MAX_TAGS} tags")
     return WheelInfo(
         wheel_version=(int(parsed.group(1)), int(parsed.group(2))),
         root_is_purelib=purelib == "true",
-        tags=frozenset(t.lower() for t in tags),
+        tags=frozenset(expanded),
         build=fields.get("build") or None,
     )
 
@@ -142,15 +149,22 @@ def check_matches_filename(info, filename, member="WHEEL"):
         extra = sorted(info.tags - expected)
         detail = "; ".join(
             part for part in (
-                f"the filename's {', '.join(missing[:5])} not in {member}" if missing else "",
-                f"{member}'s {', '.join(extra[:5])} not in the filename" if extra else "",
+                f"the filename's {_few(missing)} not in {member}" if missing else "",
+                f"{member}'s {_few(extra)} not in the filename" if extra else "",
             ) if part
         )
         raise InvalidWheelFile(f"{member}: the Tag lines do not match the filename ({detail})")
     parts = filename[: -len(".whl")].split("-")
     filename_build = parts[2] if len(parts) == 6 else None
     if (info.build or None) != filename_build:
+        shown = info.build[:40] if info.build else info.build
         raise InvalidWheelFile(
-            f"{member}: Build {info.build!r} does not match the filename's build tag "
+            f"{member}: Build {shown!r} does not match the filename's build tag "
             f"{filename_build!r}"
         )
+
+
+def _few(tags):
+    """A few of C{tags}, each cut short, for a message."""
+    shown = ", ".join(tag[:60] for tag in tags[:5])
+    return shown + (f" and {len(tags) - 5} more" if len(tags) > 5 else "")

@@ -134,6 +134,7 @@ Measured (Python 3.11, on 2 shared cores):
 import re
 import struct
 import unicodedata
+import zlib
 
 import attrs
 
@@ -204,17 +205,29 @@ _S_IFLNK = 0o120000
 
 _CHUNK = 64 << 10
 
-# The control characters (Unicode category Cc), which no name may hold.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# The most bytes of a member's data read, or inflated, at once.
+_DATA_CHUNK = 1 << 20
+
+# What each kind of character that str.isprintable() refuses is, by Unicode
+# category: those refused in names.
+_UNPRINTABLE = {
+    "Cc": "a NUL or another control character",
+    "Cf": "an invisible format character",
+    "Cs": "a lone surrogate (an undecodable byte)",
+    "Co": "a private-use character",
+    "Cn": f"a character unassigned in Unicode {unicodedata.unidata_version}",
+    "Zl": "a line separator",
+    "Zp": "a paragraph separator",
+    "Zs": "a space other than U+0020",
+}
 
 # The dots and spaces that end a component, which Windows drops.
 _TRAILING_DOTS = re.compile(r"[. ]+(?=/|\Z)")
 
 
-class UnsafeZip(ValueError):
+class UnsafeArchive(ValueError):
     """
-    A zip archive that zip readers could read differently, or that is not
-    a zip archive at all.
+    An archive, or a member name, that readers could read differently.
 
     C{str()} of the exception is a short message fit for a 400 response
     body; it names the member concerned, if any.
@@ -226,15 +239,23 @@ class UnsafeZip(ValueError):
     def __init__(self, message, member=None):
         """
         @param message: what is wrong.
-        @param member: the member's name, as text or as the raw bytes of
-            the archive (escaped here), or L{None}.
+        @param member: the member's name, as text or as raw bytes (either
+            escaped here), or L{None}.
         """
-        if isinstance(member, bytes):
-            member = _show_name(member)
+        if isinstance(member, str):
+            member = _encode_name(member)
         if member is not None:
+            member = _show_name(member)
             message = f"member '{member}': {message}"
         super().__init__(message)
         self.member = member
+
+
+class UnsafeZip(UnsafeArchive):
+    """
+    A zip archive that zip readers could read differently, or that is not
+    a zip archive at all.
+    """
 
 
 @attrs.frozen
@@ -303,8 +324,12 @@ def check_zip(f, *, max_entries=DEFAULT_MAX_ENTRIES,
         raise UnsafeZip(f"the archive has {count} entries, more than the {max_entries} allowed")
     if cd_size < count * _CENTRAL_HEADER.size:
         raise UnsafeZip(f"the central directory is too small for its {count} entries")
-    if cd_size > count * (_CENTRAL_HEADER.size + max_name_length + max_extra_length):
-        raise UnsafeZip(f"the central directory is larger than its {count} entries can be")
+    largest = count * (_CENTRAL_HEADER.size + max_name_length + max_extra_length)
+    if cd_size > largest:
+        raise UnsafeZip(
+            f"the central directory is {cd_size} bytes, more than its {count} entries can "
+            f"take ({largest})"
+        )
     _refuse_tar_header(f, size)
     centrals = _read_central_directory(
         f, count, cd_offset, cd_size, max_name_length, max_extra_length,
@@ -326,6 +351,109 @@ def check_zip(f, *, max_entries=DEFAULT_MAX_ENTRIES,
         )
         for i, c in enumerate(centrals)
     )
+
+
+def check_zip_data(f, entries, *, max_expanded):
+    """
+    Inflate every member of an archive L{check_zip} accepted, refusing one
+    whose data readers could read differently (see the module docstring).
+
+    The declared sizes are added up first, so an archive that would expand
+    past C{max_expanded} is refused before anything is inflated; and no
+    member is inflated past its declared size, so that bound holds whatever
+    the data says.
+
+    @param f: the seekable binary file object L{check_zip} read; it is left
+        at an unspecified position.
+    @param entries: the entries L{check_zip} returned for it.
+    @param max_expanded: most bytes the members may hold in all.
+    @raise UnsafeZip: if the archive is refused.
+    """
+    expanded = sum(entry.file_size for entry in entries)
+    if expanded > max_expanded:
+        raise UnsafeZip(f"the archive expands to {expanded} bytes, more than {max_expanded}")
+    # In file order, so that the reads are sequential.
+    for entry in sorted(entries, key=lambda entry: entry.data_offset):
+        raw = _encode_name(entry.name)
+        if entry.method == _STORED:
+            if entry.compressed_size != entry.file_size:
+                raise UnsafeZip(
+                    f"the member is stored, but its compressed size ({entry.compressed_size}) "
+                    f"is not its size ({entry.file_size})", raw,
+                )
+            crc = 0
+            for chunk in _data_chunks(f, entry):
+                crc = zlib.crc32(chunk, crc)
+            size = entry.file_size
+        elif entry.is_dir and not entry.compressed_size:
+            # A deflated directory with no data: check_zip checked the
+            # sizes and CRC are 0, and no reader inflates a directory.
+            continue
+        else:
+            size, crc = _inflate(f, entry, raw)
+        if size != entry.file_size:
+            raise UnsafeZip(
+                f"the member inflates to {size} bytes, not its declared {entry.file_size}", raw,
+            )
+        if crc != entry.crc:
+            raise UnsafeZip(
+                f"the member's data has CRC-32 {crc:#010x}, not its declared {entry.crc:#010x}",
+                raw,
+            )
+
+
+def _data_chunks(f, entry):
+    """Yield a member's compressed bytes in chunks of at most L{_DATA_CHUNK}."""
+    position = entry.data_offset
+    end = position + entry.compressed_size
+    while position < end:
+        length = min(_DATA_CHUNK, end - position)
+        yield _read_at(f, position, length, "a member's data")
+        position += length
+
+
+def _inflate(f, entry, raw):
+    """
+    Inflate a deflated member, whose stream must end at its last compressed
+    byte, and return the size and CRC-32 of its data; no more than
+    L{_DATA_CHUNK} bytes past its declared size are ever inflated.
+    """
+    inflater = zlib.decompressobj(-15)
+    size = crc = 0
+    left = entry.compressed_size
+    for chunk in _data_chunks(f, entry):
+        left -= len(chunk)
+        data = chunk
+        while True:
+            try:
+                out = inflater.decompress(data, _DATA_CHUNK)
+            except zlib.error as e:
+                raise UnsafeZip(f"the deflate stream is broken ({e})", raw) from None
+            size += len(out)
+            if size > entry.file_size:
+                raise UnsafeZip(
+                    f"the member inflates to more than its declared {entry.file_size} bytes",
+                    raw,
+                )
+            crc = zlib.crc32(out, crc)
+            if inflater.eof:
+                after = len(inflater.unused_data) + left
+                if after:
+                    raise UnsafeZip(
+                        f"the deflate stream ends {after} bytes before the member's "
+                        "compressed size does: readers differ on those bytes", raw,
+                    )
+                return size, crc
+            # Output capped at max_length leaves input in unconsumed_tail,
+            # or (all input taken) output still inside zlib: ask again
+            # until the call gives nothing, then read more. (zlib leaves
+            # input only when the output is full: the error cannot happen.)
+            data = inflater.unconsumed_tail
+            if not out:
+                if data:
+                    raise UnsafeZip("the deflate stream is broken (it stalls)", raw)
+                break
+    raise UnsafeZip("the deflate stream does not end within the member's compressed size", raw)
 
 
 def _read_at(f, offset, length, what):
@@ -635,29 +763,62 @@ def _decode_name(raw, flags):
     return raw.decode("ascii")
 
 
-def _check_name(name, raw):
+def check_member_name(name, *, max_name_length=DEFAULT_MAX_NAME_LENGTH):
+    """
+    Refuse a member name, of a tar member say, that the rules for zip
+    member names refuse (see the module docstring).
+
+    A directory's name may end with C{/}; a leading C{./} is the caller's
+    to strip.
+
+    @param name: the decoded name (lone surrogates, as C{surrogateescape}
+        leaves for undecodable bytes, are refused).
+    @param max_name_length: longest name accepted, in bytes of UTF-8.
+    @raise UnsafeArchive: if the name is refused.
+    """
+    raw = _encode_name(name)
+    if len(raw) > max_name_length:
+        raise UnsafeArchive(f"the name is longer than {max_name_length} bytes", raw)
+    _check_name(name, raw, UnsafeArchive)
+
+
+def _encode_name(name):
+    """
+    Return the bytes of a decoded name, undoing C{surrogateescape}, so that
+    it can be measured and shown.
+    """
+    try:
+        return name.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return name.encode("utf-8", "surrogatepass")
+
+
+def _check_name(name, raw, error=UnsafeZip):
     """
     Refuse a name that readers or file systems could take for another
-    path, or that points outside the folder it is extracted to.
+    path, that points outside the folder it is extracted to, or that holds
+    characters not shown as themselves.
     """
     if not name:
-        raise UnsafeZip("the name is empty", raw)
+        raise error("the name is empty", raw)
     if "\\" in name:
-        raise UnsafeZip("the name holds a backslash", raw)
+        raise error("the name holds a backslash", raw)
     if ":" in name:
-        raise UnsafeZip("the name holds a colon (a drive letter or a Windows stream)", raw)
-    # isprintable() is false for every control character (and for some
-    # allowed ones, format characters say), so it spares most names the
-    # search.
-    if not name.isprintable() and _CONTROL.search(name):
-        raise UnsafeZip("the name holds a NUL or another control character", raw)
+        raise error("the name holds a colon (a drive letter or a Windows stream)", raw)
+    # isprintable() is false for exactly the characters refused, and runs
+    # in C: the loop only runs to say which one it is.
+    if not name.isprintable():
+        for c in name:
+            if not c.isprintable():
+                what = _UNPRINTABLE[unicodedata.category(c)]
+                raise error(f"the name holds {what} (U+{ord(c):04X})", raw)
     if name.startswith("/"):
-        raise UnsafeZip("the name is an absolute path", raw)
+        raise error("the name is an absolute path", raw)
     body = "/" + (name[:-1] if name.endswith("/") else name) + "/"
     if "//" in body or "/./" in body or "/../" in body:
-        raise UnsafeZip("the name has an empty, '.' or '..' component", raw)
+        raise error("the name has an empty, '.' or '..' component", raw)
     if len(raw) > _MAX_COMPONENT_LENGTH and max(map(len, raw.split(b"/"))) > _MAX_COMPONENT_LENGTH:
-        raise UnsafeZip(
+        raise error(
             f"a component of the name is longer than {_MAX_COMPONENT_LENGTH} bytes", raw,
         )
 
@@ -762,6 +923,40 @@ def _check_kind(is_dir, host, external, method, crc, compressed_size, file_size,
             raise UnsafeZip("the directory entry has content", raw)
 
 
+class MemberNames:
+    """
+    The names of an archive's members (a tar's, say), to refuse two that
+    name one file on some file system, and a name that is both a file and
+    a directory, as L{check_zip} does for zip members.
+
+    Names are compared as L{check_zip} compares them: equal, or equal once
+    case-folded, NFC-normalized and stripped of trailing dots and spaces
+    per component and of a trailing slash. Check each name with
+    L{check_member_name} before adding it.
+
+    Memory: one tuple per name holding its folded key and its bytes, about
+    200 bytes plus three times the name's length (case folding can triple
+    a character, as U+0390 does); so at most the caller's member limit
+    times that, with names of at most C{max_name_length} bytes. Checking
+    sorts the keys once, at the end: O(n log n) comparisons, in C.
+    """
+
+    def __init__(self):
+        self._names = _NameSet(UnsafeArchive)
+
+    def add(self, name, is_dir):
+        """Record the member C{name}, a directory if C{is_dir}."""
+        self._names.add(name, is_dir, _encode_name(name))
+
+    def check(self):
+        """
+        Refuse the first collision among the names added, if any.
+
+        @raise UnsafeArchive: naming one of the two members.
+        """
+        self._names.check()
+
+
 class _NameSet:
     """
     The names of the central directory, to refuse two entries that name
@@ -774,26 +969,28 @@ class _NameSet:
     grows with the names' length, not with their depth.
     """
 
-    def __init__(self):
+    def __init__(self, error=UnsafeZip):
         self._keys = []
+        self._error = error
 
     def add(self, name, is_dir, raw):
-        """Record C{name}, the name of a directory if C{is_dir}."""
+        """Record C{name} (whose bytes are C{raw}), the name of a directory if C{is_dir}."""
         self._keys.append((_fold(name.rstrip("/")), is_dir, raw))
 
     def check(self):
         """Refuse the first collision, if any."""
+        error = self._error
         self._keys.sort(key=lambda key: key[0])
         for (key, is_dir, raw), (next_key, _, next_raw) in zip(self._keys, self._keys[1:]):
             if next_key == key:
                 if next_raw == raw:
-                    raise UnsafeZip("the name appears twice", raw)
-                raise UnsafeZip(
+                    raise error("the name appears twice", raw)
+                raise error(
                     f"the name collides with '{_show_name(raw)}' on case-insensitive or "
                     "normalizing file systems", next_raw,
                 )
             if not is_dir and next_key.startswith(key + "\0"):
-                raise UnsafeZip(
+                raise error(
                     f"the name puts a file under '{_show_name(raw)}', which is a file",
                     next_raw,
                 )
