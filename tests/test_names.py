@@ -234,9 +234,75 @@ class DistributionKeyTests(SynchronousTestCase):
         """Every sdist of a release shares a key, whatever its extension."""
         self.assertEqual(filename_key("demo_pkg-1.0.tar.gz"), filename_key("Demo-Pkg-1.0.zip"))
 
+    def test_release_spellings_share_a_key(self):
+        """C{1.0} and C{1.0.0} are one release, for wheels and sdists, as the public index holds."""
+        self.assertEqual(filename_key("sp01-1.0-py3-none-any.whl"),
+                         filename_key("sp01-1.0.0-py3-none-any.whl"))
+        self.assertEqual(filename_key("sp05-1.0.tar.gz"), filename_key("sp05-1.0.0.tar.gz"))
+        self.assertEqual(filename_key("sp05-1.0.tar.gz"), filename_key("sp05-1.zip"))
+        self.assertEqual(filename_key("sp05-1.0a1.tar.gz"), filename_key("sp05-1.0.0a1.tar.gz"))
+        self.assertEqual(filename_key("sp05-1.0+local.tar.gz"),
+                         filename_key("sp05-1.0.0+local.tar.gz"))
+        self.assertEqual(filename_key("sp05-1!2.0.tar.gz"), filename_key("sp05-1!2.0.0.tar.gz"))
+
+    def test_other_releases_differ(self):
+        """An epoch, a local version or another suffix makes another release."""
+        key = filename_key("sp05-1.0.tar.gz")
+        for other in ("sp05-1!1.0.tar.gz", "sp05-1.0+local.tar.gz", "sp05-1.0.post0.tar.gz",
+                      "sp05-1.0.0.1.tar.gz", "sp05-1.0rc1.tar.gz", "sp05-1.0.dev0.tar.gz"):
+            self.assertNotEqual(filename_key(other), key, other)
+        self.assertNotEqual(filename_key("sp05-1.0+local.tar.gz"),
+                            filename_key("sp05-1.0+local.0.tar.gz"))
+
+    def test_tag_order_shares_a_key(self):
+        """A compressed tag set is one set, whatever the order of its parts."""
+        self.assertEqual(filename_key("sp03-1.0-py2.py3-none-any.whl"),
+                         filename_key("sp03-1.0-py3.py2-none-any.whl"))
+        self.assertEqual(
+            filename_key("x-1.0-cp311-cp311-manylinux1_x86_64.manylinux_2_5_x86_64.whl"),
+            filename_key("x-1.0-cp311-cp311-manylinux_2_5_x86_64.manylinux1_x86_64.whl"))
+
+    def test_other_tags_or_builds_differ(self):
+        """Another tag set, even an overlapping one, or another build number makes another key."""
+        key = filename_key("sp04-1.0-py3-none-any.whl")
+        for other in ("sp04-1.0-py2.py3-none-any.whl", "sp04-1.0-py3-abi3-any.whl",
+                      "sp04-1.0-1-py3-none-any.whl", "sp04-1.0-py3-none-linux_x86_64.whl"):
+            self.assertNotEqual(filename_key(other), key, other)
+        self.assertNotEqual(filename_key("sp04-1.0-1-py3-none-any.whl"),
+                            filename_key("sp04-1.0-2-py3-none-any.whl"))
+        self.assertNotEqual(filename_key("sp04-1.0-1-py3-none-any.whl"),
+                            filename_key("sp04-1.0-1a-py3-none-any.whl"))
+
+    def test_agrees_with_packaging(self):
+        """
+        Wheel filenames share a key exactly when packaging reads the same
+        project, release, build number and tag set from them.
+        """
+        from itertools import product
+
+        from packaging.utils import canonicalize_version, parse_wheel_filename
+        parts = product(
+            ("demo_pkg", "Demo.Pkg", "other"),
+            ("1", "1.0", "1.0.0", "1!1.0", "1.0+loc", "1.0.0+loc", "1.0.post0", "1.0a1"),
+            ("", "1-", "01-", "2-", "1x-"),
+            ("py3-none-any", "py2.py3-none-any", "py3.py2-none-any", "PY3-none-any",
+             "cp311-abi3.none-any", "cp311-none.abi3-any"))
+        names = [f"{project}-{version}-{build}{tags}.whl" for project, version, build, tags in parts]
+        by_key, by_reading = {}, {}
+        for filename in names:
+            project, version, build, tags = parse_wheel_filename(filename)
+            reading = (project, canonicalize_version(version), build, tags)
+            by_key.setdefault(filename_key(filename), set()).add(reading)
+            by_reading.setdefault(reading, set()).add(filename_key(filename))
+        # one reading per key, one key per reading
+        self.assertEqual([r for r in by_key.values() if len(r) > 1], [])
+        self.assertEqual([k for k in by_reading.values() if len(k) > 1], [])
+        self.assertLess(len(by_key), len(names))
+
     def test_record_form_agrees(self):
         """The key from a record's known fields equals the key parsed from its filename."""
-        for filename in ("Demo_Pkg-1.0-1-py2.py3-none-any.whl", "demo_pkg-1.0.tar.gz"):
+        for filename in ("Demo_Pkg-1.0-1-py2.py3-none-any.whl", "demo_pkg-1.0.tar.gz",
+                         "demo_pkg-1.0.0-01-py3.py2-none-any.whl", "demo_pkg-1!1.0.0+x.zip"):
             parsed = parse_filename(filename)
             self.assertEqual(
                 distribution_key(parsed.project, parsed.version, parsed.packagetype, filename),

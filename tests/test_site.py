@@ -7,6 +7,7 @@ L{StringTransport}.
 import base64
 import os
 
+from twisted.internet.defer import succeed
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
@@ -19,6 +20,7 @@ from tests.test_channel import tls_connection
 
 AUTH = b"Authorization: Basic " + base64.b64encode(b"alice:secret") + b"\r\n"
 MULTIPART = b"Content-Type: multipart/form-data; boundary=xyz\r\n"
+FORM = b"--xyz\r\nContent-Disposition: form-data; name=a\r\n\r\n1\r\n--xyz--\r\n"
 
 
 class _Recorder(Resource):
@@ -209,13 +211,14 @@ class VerifyBeforeBodyTests(SynchronousTestCase):
         self.assertEqual(self.transport.producerState, "producing")
 
     def test_refused_before_body(self):
-        """Wrong credentials get 401 before any of the body is spooled."""
+        """Wrong credentials get 401 alone (no C{100 Continue}) before any of the body is spooled."""
         from pypid.core.errors import Unauthorized
         self.channel.dataReceived(self.headers(length=512 << 10, expect=True))
         [(_, d)] = self.gate.pending
+        self.assertEqual(self.transport.value(), b"")
         d.errback(Unauthorized("wrong user name or password"))
         answer = self.transport.value()
-        self.assertIn(b"HTTP/1.1 401 wrong user name or password", answer)
+        self.assertTrue(answer.startswith(b"HTTP/1.1 401 wrong user name or password"), answer)
         self.assertIn(b'WWW-Authenticate: Basic realm="pypid"', answer)
         # The small body is read and thrown away, then the connection closed.
         self.channel.dataReceived(b"x" * (512 << 10))
@@ -231,6 +234,104 @@ class VerifyBeforeBodyTests(SynchronousTestCase):
         answer = self.transport.value()
         self.assertTrue(answer.startswith(b"HTTP/1.1 401 "), answer)
         self.assertNotIn(b"100 Continue", answer)
+
+
+    def test_continue_once_verified(self):
+        """C{100 Continue} goes out when the credentials pass, not before, and the body is read."""
+        self.channel.dataReceived(self.headers(length=len(FORM), expect=True))
+        [(_, d)] = self.gate.pending
+        self.assertEqual(self.transport.value(), b"")
+        d.callback(object())
+        self.assertEqual(self.transport.value(), b"HTTP/1.1 100 Continue\r\n\r\n")
+        self.assertEqual(self.transport.producerState, "producing")
+        self.channel.dataReceived(FORM)
+        self.assertEqual(self.resource.form.get("a"), "1")
+
+    def test_continue_at_once_when_verified_at_once(self):
+        """Credentials verified before the headers are done (cached) get C{100 Continue} at once."""
+        self.gate.gate_upload = lambda request, credentials: succeed(object())
+        self.channel.dataReceived(self.headers(length=10, expect=True))
+        self.assertEqual(self.transport.value(), b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def test_no_continue_without_expectation(self):
+        """A client that did not ask for C{100 Continue} gets none when its credentials pass."""
+        self.channel.dataReceived(self.headers(length=10))
+        [(_, d)] = self.gate.pending
+        d.callback(object())
+        self.assertEqual(self.transport.value(), b"")
+
+    def test_no_continue_for_http10(self):
+        """An HTTP/1.0 request's expectation is ignored, as RFC 9110 requires."""
+        self.channel.dataReceived(self.headers(length=10, expect=True).replace(
+            b"HTTP/1.1", b"HTTP/1.0", 1))
+        [(_, d)] = self.gate.pending
+        d.callback(object())
+        self.assertNotIn(b"100 Continue", self.transport.value())
+
+    def test_no_continue_after_the_body(self):
+        """A body that came whole with the headers is answered without a late C{100 Continue}."""
+        self.channel.dataReceived(self.headers(length=len(FORM), expect=True) + FORM)
+        [(_, d)] = self.gate.pending
+        d.callback(object())
+        answer = self.transport.value()
+        self.assertNotIn(b"100 Continue", answer)
+        self.assertEqual(self.resource.form.get("a"), "1")
+
+
+class ExpectContinueTests(SynchronousTestCase):
+    """
+    C{Expect: 100-continue} against the real credential check (L{Access}
+    over a L{PasswordVerifier} whose hashing the test completes).
+    """
+
+    def setUp(self):
+        from pypid.auth.hashes import hash_password
+        from pypid.auth.policy import AccessModel
+        from pypid.auth.throttle import LoginThrottle
+        from pypid.auth.verifier import PasswordVerifier
+        from pypid.web.access import Access
+        from tests.fakes import FAST
+        from tests.test_auth import PendingPool
+        clock = Clock()
+        self.pool = PendingPool()
+        verifier = PasswordVerifier({"alice": hash_password("secret", FAST)}, clock, object(),
+                                    run_in_pool=self.pool)
+        access = Access(AccessModel(), verifier, LoginThrottle(clock))
+        self.resource = _Recorder()
+        self.spool = os.path.abspath(self.mktemp())
+        os.makedirs(self.spool)
+        self.site = PypidSite(self.resource, 1 << 20, self.spool, reactor=clock, access=access)
+        self.site.startFactory()
+        self.addCleanup(self.site.stopFactory)
+
+    def upload_headers(self, password):
+        """Send an upload's headers with C{Expect: 100-continue}; return the client's transport."""
+        channel = self.site.buildProtocol(None)
+        transport = StringTransport()
+        channel.makeConnection(transport)
+        auth = b"Authorization: Basic " + base64.b64encode(b"alice:" + password) + b"\r\n"
+        channel.dataReceived(b"POST /legacy/ HTTP/1.1\r\nHost: x\r\n" + auth + MULTIPART +
+                             b"Expect: 100-continue\r\nContent-Length: 100000\r\n\r\n")
+        return transport
+
+    def test_wrong_password(self):
+        """A wrong password gets the 401 alone, no C{100 Continue} before or after it."""
+        transport = self.upload_headers(b"wrong")
+        self.assertEqual(transport.value(), b"")
+        self.pool.finish()
+        answer = transport.value()
+        self.assertTrue(answer.startswith(b"HTTP/1.1 401 wrong user name or password"), answer)
+        self.assertNotIn(b"100 Continue", answer)
+
+    def test_right_password(self):
+        """The right password gets C{100 Continue} once verified, and at once when cached."""
+        transport = self.upload_headers(b"secret")
+        self.assertEqual(transport.value(), b"")
+        self.pool.finish()
+        self.assertEqual(transport.value(), b"HTTP/1.1 100 Continue\r\n\r\n")
+        again = self.upload_headers(b"secret")
+        self.assertEqual(self.pool.pending, [])
+        self.assertEqual(again.value(), b"HTTP/1.1 100 Continue\r\n\r\n")
 
 
 class ThreadedBodyTests(SynchronousTestCase):

@@ -1483,3 +1483,52 @@ class _Authenticated:
         """GET with credentials."""
         return self._client.get(url, headers=dict(headers or {}, Authorization=basic()),
                                 **kwargs)
+
+
+class ReleaseSpellingTests(_ServerMixin, SynchronousTestCase):
+    """
+    A second file for a stored distribution under another spelling of its
+    version or of its wheel tags is refused, naming the stored file.
+    """
+
+    def send(self, version, name_and_data, sdist=False):
+        """Upload C{(filename, bytes)} of Holy.Grail C{version} and return C{(response, body)}."""
+        filename, data = name_and_data
+        extra = {"filetype": "sdist", "pyversion": "source"} if sdist else {}
+        return self.upload(filename, data, fields=twine_fields("Holy.Grail", version, data, **extra))
+
+    def assertRefusedFor(self, stored, response, body):
+        """Assert a 400 that names C{stored} as the same distribution, with one file indexed."""
+        self.assertEqual(response.code, 400, body)
+        self.assertTrue(body.startswith(
+            f"File already exists ('{stored}'): it names the same distribution ".encode()), body)
+        self.assertEqual([r.filename for r in self.index.records()], [stored])
+        self.assertEqual(os.listdir(self.storage.temp_dir), [])
+
+    def test_wheel_version_spelling(self):
+        """A wheel for 1.0.0 is refused beside the stored wheel for 1.0."""
+        stored = make_wheel("Holy.Grail", "1.0")
+        self.assertEqual(self.send("1.0", stored)[0].code, 200)
+        self.assertRefusedFor(stored[0], *self.send("1.0.0", make_wheel("Holy.Grail", "1.0.0")))
+
+    def test_wheel_tag_order(self):
+        """A C{py3.py2} wheel is refused beside the stored C{py2.py3} one: the same tag set."""
+        stored = make_wheel("Holy.Grail", "1.0", tag="py2.py3-none-any")
+        self.assertEqual(self.send("1.0", stored)[0].code, 200)
+        self.assertRefusedFor(stored[0], *self.send(
+            "1.0", make_wheel("Holy.Grail", "1.0", tag="py3.py2-none-any")))
+
+    def test_sdist_version_spelling(self):
+        """An sdist for 1.0.0 is refused beside the stored sdist for 1.0: one sdist a release."""
+        stored = make_sdist("Holy.Grail", "1.0")
+        self.assertEqual(self.send("1.0", stored, sdist=True)[0].code, 200)
+        self.assertRefusedFor(stored[0], *self.send("1.0.0", make_sdist("Holy.Grail", "1.0.0"),
+                                                    sdist=True))
+
+    def test_other_tags_accepted(self):
+        """A wheel with another tag set for the same release, even an overlapping one, is stored."""
+        self.assertEqual(self.send("1.0", make_wheel("Holy.Grail", "1.0"))[0].code, 200)
+        for tag in ("py2.py3-none-any", "py3-none-linux_x86_64"):
+            response, body = self.send("1.0.0", make_wheel("Holy.Grail", "1.0.0", tag=tag))
+            self.assertEqual(response.code, 200, (tag, body))
+        self.assertEqual(len(self.index), 3)

@@ -14,6 +14,13 @@ It also decides before the body is read whether to read it at all: an upload
 whose declared length is over the limit, or whose credentials are missing or
 wrong (reading pauses until they are verified), is answered at once and its
 body discarded. Other requests may not carry more than 1 MiB of body.
+
+A client that sent C{Expect: 100-continue} is invited to send an upload's
+body only once its credentials passed: Twisted answers C{100 Continue} as
+soon as the headers are in (measured against the daemon: a wrong password
+got C{100 Continue} and then the C{401}), so the expectation is held back
+while the check is under way and answered when it succeeds; a refused
+client gets the final answer alone.
 """
 
 from twisted.internet.defer import Deferred, maybeDeferred
@@ -40,7 +47,7 @@ from pypid.web.multipart import (
     UploadTooLarge,
     boundary_from_content_type,
 )
-from pypid.web.twisted_http import parse_form_body, request_line
+from pypid.web.twisted_http import parse_form_body, request_line, request_version
 
 log = Logger()
 
@@ -126,6 +133,9 @@ class PypidRequest(server.Request):
         """
         pause, resume = _reading_controls(self.channel)
         paused = not verified.called
+        # (a check already done: Twisted answers the expectation, or the
+        # refusal removes it)
+        invite = paused and self._hold_continue()
         if paused:
             pause()
 
@@ -135,6 +145,9 @@ class PypidRequest(server.Request):
         IRequestAuth(self).verified = check = Deferred()
 
         def verified_ok(identity):
+            if invite:
+                # Before the route may run and answer (the body may be in).
+                self._send_continue()
             check.callback(identity)
             if paused and not self.early_answer:
                 resume()
@@ -153,6 +166,27 @@ class PypidRequest(server.Request):
 
         verified.addCallbacks(verified_ok, refused)
         verified.addErrback(lambda f: log.failure("Verifying upload credentials", f))
+
+    def _hold_continue(self):
+        """
+        Take away an C{Expect: 100-continue} that Twisted would answer as
+        soon as L{gotLength} returns; whether there was one to answer later.
+        """
+        expect = self.requestHeaders.getRawHeaders(b"expect")
+        if not expect or expect[0].lower() != b"100-continue" \
+                or request_version(self.channel) != b"HTTP/1.1":
+            return False  # (no expectation to meet: RFC 9110 10.1.1)
+        self.requestHeaders.removeHeader(b"expect")
+        return True
+
+    def _send_continue(self):
+        """Invite the body held back by L{_hold_continue}, unless it is too late for that."""
+        if self.early_answer or self._body_done:
+            return
+        channel = getattr(self, "channel", None)  # (gone once a request is answered)
+        if channel is None or channel.transport is None:
+            return
+        channel.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def handleContentChunk(self, data):
         """Feed the body on (each body enforces its own limit)."""

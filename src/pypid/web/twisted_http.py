@@ -21,6 +21,11 @@ def request_line(channel, default_method=None, default_target=b""):
             getattr(channel, "_path", default_target))
 
 
+def request_version(channel):
+    """The HTTP version of the request whose headers C{channel} has just read."""
+    return getattr(channel, "_version", None)
+
+
 def body_follows(channel):
     """Whether a body follows the headers just read: a length, or chunks."""
     return bool(channel.length) or (channel.length is None
