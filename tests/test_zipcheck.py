@@ -13,7 +13,15 @@ import zlib
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.core.zipcheck import UnsafeZip, ZipEntry, check_zip
+from pypid.core.zipcheck import (
+    MemberNames,
+    UnsafeArchive,
+    UnsafeZip,
+    ZipEntry,
+    check_member_name,
+    check_zip,
+    check_zip_data,
+)
 from tests.distributions import make_sdist_zip, make_wheel
 
 U32 = 0xFFFFFFFF
@@ -561,13 +569,30 @@ class LimitTests(CheckTestsMixin, SynchronousTestCase):
         """
         f = self.huge(10, 4 << 30)
         error = self.assertRaises(UnsafeZip, check_zip, f)
-        self.assertIn("the central directory is larger than its 10 entries can be", str(error))
+        self.assertEqual(str(error), "the central directory is 4294967296 bytes, more than its "
+                                     "10 entries can take (20940)")
         self.assertLess(f.bytes_read, 1024)
 
     def test_max_entries(self):
         """The entry limit is the caller's."""
         self.assertRefused(small_zip(), "2 entries, more than the 1 allowed", max_entries=1)
         self.assertAccepted(small_zip(), max_entries=2)
+
+    def test_many_long_names(self):
+        """
+        30,004 entries of 174-byte names are accepted: the count the end record gives is
+        checked, not the directory's size divided by the smallest entry.
+        """
+        names = [f"pkg/{'sub/' * 40}m{i:06d}.py" for i in range(30_000)]
+        members = [Member(name, b"") for name in names]
+        members += [Member(f"pkg/extra{i}.py", b"x") for i in range(4)]
+        data = build_zip(members)
+        cd_size = struct.unpack("<L", data[-10:-6])[0]
+        self.assertGreater(cd_size // 46, 100_000)
+        entries = check_zip(io.BytesIO(data))
+        self.assertEqual(len(entries), 30_004)
+        self.assertEqual(entries[0].name, names[0])
+        check_zip_data(io.BytesIO(data), entries, max_expanded=4)
 
     def test_central_directory_too_small(self):
         """A central directory too small for its announced entries is refused."""
@@ -821,6 +846,23 @@ class NameTests(CheckTestsMixin, SynchronousTestCase):
         self.refuse_name("a\x85b", "control character", "a\\x85b")
         self.refuse_name("a\nb", "control character", "a\\nb")
 
+    def test_format_characters(self):
+        """
+        Invisible and lookalike characters (bidi controls, zero-width characters, a byte order
+        mark, line separators, other spaces, private use) are refused, named by code point.
+        """
+        for char, what in (("\u202e", "invisible format character"),
+                           ("\u2066", "invisible format character"),
+                           ("\u200b", "invisible format character"),
+                           ("\ufeff", "invisible format character"),
+                           ("\u2028", "line separator"), ("\u2029", "paragraph separator"),
+                           ("\u00a0", "space other than U+0020"),
+                           ("\ue000", "private-use character")):
+            name = f"pkg/a{char}b.py"
+            shown = name.encode("unicode_escape").decode("ascii")
+            self.refuse_name(name, f"the name holds an {what} (U+{ord(char):04X})"
+                             if what[0] == "i" else f"the name holds a {what}", shown)
+
     def test_empty_name(self):
         """An empty name is refused."""
         self.refuse_name("", "the name is empty")
@@ -1069,3 +1111,269 @@ class DataDescriptorTests(CheckTestsMixin, SynchronousTestCase):
         member = self.member()
         member.local["compressed_size"] = len(member.compressed)
         self.assertAccepted(build_zip([member]), allow_data_descriptors=True)
+
+
+class CountingFile(io.BytesIO):
+    """An in-memory file counting the bytes read from it."""
+
+    bytes_read = 0
+
+    def read(self, n=-1):
+        """Return up to C{n} bytes, counting them."""
+        data = super().read(n)
+        self.bytes_read += len(data)
+        return data
+
+
+class DataTests(SynchronousTestCase):
+    """L{check_zip_data}: every member's bytes are the ones every reader reads."""
+
+    def check(self, data, max_expanded=1 << 30):
+        """Check C{data} with L{check_zip}, then L{check_zip_data}; return the entries."""
+        entries = check_zip(io.BytesIO(data))
+        check_zip_data(io.BytesIO(data), entries, max_expanded=max_expanded)
+        return entries
+
+    def assertRefused(self, data, reason, member, max_expanded=1 << 30):
+        """
+        Assert that L{check_zip} accepts C{data} but L{check_zip_data} refuses it for C{reason},
+        naming C{member}.
+        """
+        entries = check_zip(io.BytesIO(data))
+        error = self.assertRaises(UnsafeZip, check_zip_data, io.BytesIO(data), entries,
+                                  max_expanded=max_expanded)
+        self.assertIn(reason, str(error))
+        self.assertEqual(error.member, member)
+        if member is not None:
+            self.assertTrue(str(error).startswith(f"member '{member}': "), str(error))
+        return error
+
+    def zipfile_archive(self, compression):
+        """Return an archive written by C{zipfile}: a directory, an empty file, two others."""
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", compression) as zf:
+            zf.writestr("pkg/", b"")
+            zf.writestr("pkg/__init__.py", b"")
+            zf.writestr("pkg/text.py", b"x = 1\n" * 1000)
+            zf.writestr("pkg/data.bin", bytes(range(256)) * 9000)
+        return buf.getvalue()
+
+    def test_accepted(self):
+        """Stored and deflated archives written by zipfile, and the test wheels, are accepted."""
+        self.check(self.zipfile_archive(zipfile.ZIP_STORED))
+        self.check(self.zipfile_archive(zipfile.ZIP_DEFLATED))
+        self.check(make_wheel("demo", "1.0")[1])
+        self.check(make_sdist_zip("demo", "1.0")[1])
+
+    def test_large_members(self):
+        """
+        Members read and inflated over many chunks are accepted: incompressible data larger
+        than a chunk, and a stream inflating to many chunks from few bytes.
+        """
+        noise = b"".join(zlib.crc32(b"seed", i).to_bytes(4, "little") for i in range(700_000))
+        zeros = bytes(5 << 20)
+        data = build_zip([Member("noise.bin", noise, method=8),
+                          Member("zeros.bin", zeros, method=8), Member("stored.bin", noise)])
+        self.assertGreater(len(deflate(noise)), 2 << 20)
+        self.assertLess(len(deflate(zeros)), 1 << 20)
+        self.check(data)
+
+    def test_directories(self):
+        """
+        Directory entries with no data, stored or deflated, or with the empty deflate stream, are
+        accepted.
+        """
+        self.check(build_zip([Member("a/"), Member("b/", method=8),
+                              Member("c/", method=8, compressed=b"")]))
+
+    def test_hidden_bytes_after_stored_data(self):
+        """
+        A stored member whose compressed size covers bytes after its data, which zipfile never
+        reads, is refused.
+        """
+        data = build_zip([Member("pkg/a.py", b"x = 1\n", compressed=b"x = 1\nHIDDEN",
+                                 central={"file_size": 6}, local={"file_size": 6})])
+        self.assertEqual(zipfile_members(data), [("pkg/a.py", b"x = 1\n")])
+        self.assertRefused(data, "the member is stored, but its compressed size (12) is not its "
+                                 "size (6)", "pkg/a.py")
+
+    def test_stored_empty_file_with_data(self):
+        """A stored empty file whose compressed size covers ten bytes is refused."""
+        data = build_zip([Member("pkg/x.py", b"", compressed=b"Z" * 10)])
+        self.assertEqual(zipfile_members(data), [("pkg/x.py", b"")])
+        self.assertRefused(data, "compressed size (10) is not its size (0)", "pkg/x.py")
+
+    def test_junk_after_deflate_stream(self):
+        """
+        A deflate stream ending before the member's compressed size, the rest hidden from zipfile,
+        is refused.
+        """
+        payload = b"x = 1\n"
+        hidden = b"import os; os.system('id')\n"
+        data = build_zip([Member("pkg/a.py", payload, method=8,
+                                 compressed=deflate(payload) + hidden)])
+        self.assertEqual(zipfile_members(data), [("pkg/a.py", payload)])
+        self.assertRefused(data, f"the deflate stream ends {len(hidden)} bytes before the member's "
+                                 "compressed size does", "pkg/a.py")
+
+    def test_junk_after_deflate_stream_past_a_chunk(self):
+        """Bytes after a deflate stream are refused when they lie in a later chunk of reading."""
+        payload = b"x = 1\n"
+        hidden = bytes(1 << 20)
+        data = build_zip([Member("a.py", payload, method=8, compressed=deflate(payload) + hidden)])
+        self.assertRefused(data, f"the deflate stream ends {1 << 20} bytes before", "a.py")
+
+    def test_unfinished_deflate_stream(self):
+        """A deflate stream cut before its final block is refused."""
+        payload = bytes(range(256)) * 40
+        stream = deflate(payload)
+        data = build_zip([Member("a.bin", payload, method=8, compressed=stream[:-5])])
+        self.assertRefused(data, "the deflate stream does not end within the member's compressed "
+                                 "size", "a.bin")
+        data = build_zip([Member("b.bin", b"", method=8, compressed=b"")])
+        self.assertRefused(data, "the deflate stream does not end", "b.bin")
+
+    def test_broken_deflate_stream(self):
+        """Bytes that are no deflate stream are refused."""
+        data = build_zip([Member("a.py", b"x", method=8, compressed=b"\xff\xff\xff")])
+        self.assertRefused(data, "the deflate stream is broken", "a.py")
+
+    def test_stream_shorter_than_size(self):
+        """A deflate stream ending (at the last byte) before the declared size is refused."""
+        payload = b"x = 1\n"
+        sizes = {"file_size": 100}
+        data = build_zip([Member("a.py", payload, method=8, central=sizes, local=sizes)])
+        self.assertRefused(data, "the member inflates to 6 bytes, not its declared 100", "a.py")
+
+    def test_stream_longer_than_size(self):
+        """
+        A deflate stream inflating past the declared size is refused without inflating it all.
+        """
+        sizes = {"file_size": 100}
+        data = build_zip([Member("a.bin", bytes(8 << 20), method=8, central=sizes, local=sizes)])
+        self.assertRefused(data, "the member inflates to more than its declared 100 bytes",
+                           "a.bin")
+
+    def test_wrong_crc(self):
+        """A member whose data does not have its declared CRC-32 is refused, stored or deflated."""
+        for method in (0, 8):
+            crc = {"crc": zlib.crc32(b"x = 2\n")}
+            data = build_zip([Member("a.py", b"x = 1\n", method=method, central=crc, local=crc)])
+            error = self.assertRefused(data, "the member's data has CRC-32 ", "a.py")
+            self.assertIn(f"not its declared {crc['crc']:#010x}", str(error))
+
+    def test_bomb_refused_before_inflating(self):
+        """
+        An archive whose declared sizes add up past C{max_expanded} is refused before any of its
+        data is read.
+        """
+        data = build_zip([Member("a.bin", bytes(600_000), method=8),
+                          Member("b.bin", bytes(500_000), method=8)])
+        entries = check_zip(io.BytesIO(data))
+        f = CountingFile(data)
+        error = self.assertRaises(UnsafeZip, check_zip_data, f, entries, max_expanded=1_000_000)
+        self.assertEqual(str(error), "the archive expands to 1100000 bytes, more than 1000000")
+        self.assertIsNone(error.member)
+        self.assertEqual(f.bytes_read, 0)
+        check_zip_data(io.BytesIO(data), entries, max_expanded=1_100_000)
+
+
+class MemberNameTests(SynchronousTestCase):
+    """L{check_member_name}: the zip name rules, for names from other archives."""
+
+    def refuse(self, name, reason, shown=None, **kwargs):
+        """Assert that C{name} is refused for C{reason}, naming it as C{shown}."""
+        error = self.assertRaises(UnsafeArchive, check_member_name, name, **kwargs)
+        self.assertNotIsInstance(error, UnsafeZip)
+        self.assertIn(reason, str(error))
+        self.assertEqual(error.member, name if shown is None else shown)
+        return error
+
+    def test_accepted(self):
+        """Ordinary file and directory names, with spaces, dots and non-ASCII letters, pass."""
+        for name in ("demo-1.0/setup.py", "demo-1.0/", "demo-1.0/src/pkg/", "demo-1.0/.hidden",
+                     "demo-1.0/a b.txt", "demo-1.0/données.txt", "demo-1.0/" + "a" * 255):
+            self.assertIsNone(check_member_name(name))
+
+    def test_refused_characters(self):
+        """BEL, newline, NUL, backslash, colon and U+202E (once accepted in tars) are refused."""
+        self.refuse("demo/a\x07b", "control character (U+0007)", "demo/a\\x07b")
+        self.refuse("demo/a\nb", "control character (U+000A)", "demo/a\\nb")
+        self.refuse("demo/a\x00b", "control character (U+0000)", "demo/a\\x00b")
+        self.refuse("demo\\..\\x", "the name holds a backslash", "demo\\\\..\\\\x")
+        self.refuse("demo/a:b", "holds a colon")
+        self.refuse("demo/\u202eyp.txt", "invisible format character (U+202E)",
+                    "demo/\\u202eyp.txt")
+
+    def test_undecodable(self):
+        """A name holding bytes that were not UTF-8 (surrogate escapes) is refused, escaped."""
+        name = b"demo/caf\xe9".decode("utf-8", "surrogateescape")
+        self.refuse(name, "lone surrogate (an undecodable byte)", "demo/caf\\\\xe9")
+
+    def test_paths(self):
+        """Absolute names and empty, '.' or '..' components are refused; a trailing slash is not."""
+        self.refuse("/etc/passwd", "the name is an absolute path")
+        for name in ("demo/../x", "../x", "demo/./x", "demo//x", "demo/..", "./demo", "demo//"):
+            self.refuse(name, "the name has an empty, '.' or '..' component")
+        self.refuse("", "the name is empty")
+
+    def test_lengths(self):
+        """Names longer than the limit, and components over 255 bytes, are refused."""
+        self.refuse("demo/" + "a" * 30, "the name is longer than 20 bytes", max_name_length=20)
+        self.refuse("demo/" + "é" * 128, "a component of the name is longer than 255 bytes",
+                    "demo/" + "é" * 115 + "...")
+        self.refuse("d/" * 600, "the name is longer than 1024 bytes", "d/" * 60 + "...")
+
+    def test_exceptions(self):
+        """UnsafeZip is a kind of UnsafeArchive, so one handler catches either."""
+        self.assertTrue(issubclass(UnsafeZip, UnsafeArchive))
+        self.assertTrue(issubclass(UnsafeArchive, ValueError))
+
+
+class MemberNamesTests(SynchronousTestCase):
+    """L{MemberNames}: the zip rules against two names for one file, for other archives."""
+
+    def refused(self, *names):
+        """Return the error L{MemberNames} raises for C{names}, (name, is_dir) pairs."""
+        member_names = MemberNames()
+        for name, is_dir in names:
+            member_names.add(name, is_dir)
+        error = self.assertRaises(UnsafeArchive, member_names.check)
+        self.assertNotIsInstance(error, UnsafeZip)
+        return error
+
+    def test_distinct(self):
+        """Distinct names, directories holding files, and no names at all pass."""
+        member_names = MemberNames()
+        member_names.check()
+        for name, is_dir in (("demo", True), ("demo/setup.py", False), ("demo/pkg/", True),
+                             ("demo/pkg/a.py", False), ("demo/setup.cfg", False),
+                             ("demo/a-b", False)):
+            member_names.add(name, is_dir)
+        self.assertIsNone(member_names.check())
+
+    def test_duplicate(self):
+        """The same name twice, which a tar extracts twice, keeping the last, is refused."""
+        error = self.refused(("demo/a.py", False), ("demo/x", False), ("demo/a.py", False))
+        self.assertEqual(str(error), "member 'demo/a.py': the name appears twice")
+
+    def test_case(self):
+        """setup.py beside SETUP.py, one file on case-insensitive file systems, is refused."""
+        error = self.refused(("demo/setup.py", False), ("demo/SETUP.py", False))
+        self.assertEqual(error.member, "demo/SETUP.py")
+        self.assertIn("collides with 'demo/setup.py' on case-insensitive", str(error))
+
+    def test_normalization_and_trailing_dots(self):
+        """Names equal once NFC-normalized, or but for trailing dots and spaces, are refused."""
+        composed = unicodedata.normalize("NFC", "demo/caf\u00e9")
+        self.refused((composed, False), (unicodedata.normalize("NFD", composed), False))
+        self.refused(("demo/a.py", False), ("demo/a.py. ", False))
+        self.refused(("demo/pkg", True), ("demo/pkg /a", False), ("demo/PKG/a", False))
+
+    def test_file_and_directory(self):
+        """A name used for a file and a directory, or for a file and a parent, is refused."""
+        error = self.refused(("demo/pkg", False), ("demo/pkg/", True))
+        self.assertIn("collides with 'demo/pkg'", str(error))
+        error = self.refused(("demo/pkg/a.py", False), ("demo/pkg", False))
+        self.assertEqual(str(error), "member 'demo/pkg/a.py': the name puts a file under "
+                                     "'demo/pkg', which is a file")

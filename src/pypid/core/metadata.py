@@ -55,7 +55,13 @@ from pypid.core.wheelfile import (
     check_matches_filename,
     parse_wheel_file,
 )
-from pypid.core.zipcheck import UnsafeZip, check_zip
+from pypid.core.zipcheck import (
+    MemberNames,
+    UnsafeArchive,
+    check_member_name,
+    check_zip,
+    check_zip_data,
+)
 
 #: Largest METADATA / PKG-INFO accepted, in bytes.
 DEFAULT_MAX_METADATA_SIZE = 4 << 20
@@ -564,11 +570,21 @@ def _extract(f, parsed, filename, max_metadata_size, max_scan_bytes, max_members
     try:
         if kind == "zip":
             if strict:
+                # The structure first, then every member's data (its CRC,
+                # sizes and deflate stream), with the expansion capped at
+                # MAX_EXPANSION_RATIO times the file before anything is
+                # inflated: a damaged member is refused now rather than
+                # found by every installer later, as a filename once taken
+                # can never be given other bytes.
+                size = f.seek(0, 2)
                 try:
-                    check_zip(f, max_entries=max_members)
-                except UnsafeZip as e:
+                    entries = check_zip(f, max_entries=max_members)
+                    check_zip_data(f, entries, max_expanded=max(
+                        max_scan_bytes, MAX_EXPANSION_RATIO * size))
+                except UnsafeArchive as e:
                     raise InvalidDistribution(str(e)) from None
-            _check_zip_entry_count(f, max_members)
+            else:
+                _check_zip_entry_count(f, max_members)
             f.seek(0)
             with zipfile.ZipFile(f) as zf:
                 if is_wheel:
@@ -577,8 +593,6 @@ def _extract(f, parsed, filename, max_metadata_size, max_scan_bytes, max_members
                 else:
                     raw = _zip_sdist_metadata(zf, max_metadata_size,
                                               _SdistLayout(parsed if strict else None))
-                if strict:
-                    _read_every_member(zf, f.seek(0, 2), max_scan_bytes)
         else:
             if strict:
                 if zipfile.is_zipfile(f):
@@ -694,33 +708,6 @@ def _read_zip_member(zf, info, limit):
     return data
 
 
-def _read_every_member(zf, archive_size, floor):
-    """
-    Read every member of a zip through once, so that C{zipfile} checks each
-    one's CRC and size; the declared sizes are added up first, and an archive
-    that would expand past L{MAX_EXPANSION_RATIO} times its size (and past
-    C{floor}) is refused before anything is inflated.
-    """
-    infos = zf.infolist()
-    declared = sum(info.file_size for info in infos)
-    limit = max(floor, MAX_EXPANSION_RATIO * archive_size)
-    if declared > limit:
-        raise InvalidDistribution(
-            f"the archive expands to {declared} bytes, more than {limit} "
-            f"({MAX_EXPANSION_RATIO} times its size)"
-        )
-    for info in infos:
-        try:
-            with zf.open(info) as member:
-                while member.read(1 << 20):
-                    pass
-        except _ARCHIVE_ERRORS as e:
-            raise InvalidDistribution(
-                f"member {_show(info.filename)}: damaged data "
-                f"({_escape(str(e) or type(e).__name__)})"
-            ) from None
-
-
 def _refuse_duplicates(names):
     """
     Refuse an archive that names one path twice: which copy a reader sees
@@ -833,6 +820,8 @@ class _SdistLayout:
         self.pkg_info_seen = False
         self._expected = expected
         self._seen = set() if expected is not None else None
+        # the names as a file system would take them (case, Unicode forms)
+        self._names = MemberNames() if expected is not None else None
         # symbolic links by path, and hard links as (path, target)
         self._symlinks = {}
         self._hardlinks = []
@@ -882,6 +871,29 @@ class _SdistLayout:
             raise InvalidDistribution(
                 "the sdist has no PKG-INFO in its top-level directory"
             )
+
+    def check_name(self, name, is_dir):
+        """
+        Apply the zip name rules of L{pypid.core.zipcheck} to a tarball
+        member's name (uploads): printable, no backslash or colon, capped
+        in length, and not a second name for one file.
+        """
+        while name.startswith("./"):
+            name = name[2:]
+        if name in ("", "."):
+            return
+        try:
+            check_member_name(name)
+            self._names.add(name, is_dir)
+        except UnsafeArchive as e:
+            raise InvalidDistribution(f"the sdist's {e}") from None
+
+    def check_names(self):
+        """Refuse two names for one file, once every name is known."""
+        try:
+            self._names.check()
+        except UnsafeArchive as e:
+            raise InvalidDistribution(f"the sdist's {e}") from None
 
     def add_link(self, member, symbolic):
         """
@@ -1111,6 +1123,8 @@ def _tar_sdist_metadata(reader, limit, max_members, layout, strict=False):
                 raise InvalidDistribution(
                     f"the sdist has more than {max_members} members"
                 )
+            if strict:
+                layout.check_name(member.name, member.isdir())
             is_pkg_info = layout.add(member.name)
             if strict:
                 _check_tar_member(member, layout)
@@ -1130,6 +1144,7 @@ def _tar_sdist_metadata(reader, limit, max_members, layout, strict=False):
     while reader.read(1 << 16):
         pass
     if strict:
+        layout.check_names()
         layout.check_links()
         if reader.data_end > end:
             raise InvalidDistribution(
