@@ -316,8 +316,9 @@ class FormRulesTests(SynchronousTestCase):
     def test_line_breaks_only_where_allowed(self):
         """TAB, LF and CR are taken in description (and license), and refused elsewhere."""
         for field in ("summary", "author", "keywords", "requires_dist", "classifiers", "home_page"):
-            for bad in ("a\nb", "a\rb", "a\tb"):
+            for bad in ("a\nb", "a\rb", "a\tb", "a\u2028b", "a\u202eb", "a\u2066b"):
                 self.assertIn("one line", self.refused(form_with([(field, bad)]), field))
+        validate_upload(form_with([("summary", "\u05e9\u05dc\u05d5\u05dd \u200f\U0001f468\u200d\U0001f4bb")]))
         for field in ("description", "license"):
             validate_upload(form_with([(field, "a\r\n\tb\n\x0c\n")]))
         self.refused(form_with([("summary", "a\x0cb")]), "summary")

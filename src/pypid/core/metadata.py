@@ -374,8 +374,10 @@ _SINGLE_USE_FIELDS = frozenset({
     "license-expression", "requires-python",
 })
 
-# Control characters but TAB, LF and CR (C0, DEL, C1).
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# Control characters but TAB, LF and CR (C0, DEL, C1), the Unicode line
+# and paragraph separators and the bidirectional embedding, override and
+# isolate controls: none belongs in a header ("Trojan Source").
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 #: Longest value of a metadata header, in characters, on upload (the same
 #: caps as the upload form's fields); others get L{DEFAULT_HEADER_LIMIT}.

@@ -86,7 +86,11 @@ MAX_VALUES = 1000
 # hold (docutils' README does) and no reader takes for anything else.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f]")
 _CONTROL_OR_FORM_FEED = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
-_LINE_BREAK_OR_TAB = re.compile(r"[\t\n\r]")
+# Breaks and tabs, with the Unicode line and paragraph separators (which
+# str.splitlines breaks at too) and the bidirectional embedding, override
+# and isolate controls, which make one line read as another ("Trojan
+# Source"); none belongs on one line of metadata.
+_LINE_BREAK_OR_TAB = re.compile(r"[\t\n\r\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
 def _show_name(name):
@@ -127,7 +131,9 @@ def check_form(form):
             if control.search(value):
                 raise BadRequest(f"{shown}: contains a control character")
             if name not in MULTI_LINE_FIELDS and _LINE_BREAK_OR_TAB.search(value):
-                raise BadRequest(f"{shown}: must be one line, without tabs")
+                raise BadRequest(
+                    f"{shown}: must be one line, without tabs or bidirectional controls"
+                )
     for name in ("name", "version"):
         value = form.get(name)
         if value is not None and value != value.strip():
