@@ -1,0 +1,81 @@
+"""
+Measure how long a search of the pages for people takes at a given number of
+projects (default 20,000): building the index, and queries of each kind
+(exact name, prefix, substring, summary words, no match), median and worst
+of many runs.
+
+Not a test (trial loads only C{test_*.py}); run it by hand::
+
+    .venv/bin/python tests/bench_search.py [--projects 20000]
+"""
+
+import argparse
+import os
+import random
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from pypid.core.search import Entry, SearchIndex  # noqa: E402
+
+WORDS = ("http client server async json yaml parser toolkit data stream cloud storage "
+         "plugin test framework fast simple secure crypto image audio graph queue cache "
+         "config logging metrics tracing web api sdk cli utils core types stubs").split()
+
+
+def corpus(count, seed=658):
+    """C{count} projects with names and summaries made of common words."""
+    rng = random.Random(seed)
+    entries, seen = [], set()
+    while len(entries) < count:
+        name = "-".join(rng.sample(WORDS, rng.randint(1, 3))) + f"-{rng.randrange(10000)}"
+        if name in seen:
+            continue
+        seen.add(name)
+        summary = " ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 12))).capitalize()
+        entries.append(Entry(name, name, summary))
+    return entries
+
+
+def timed(function, runs):
+    """Median and worst seconds of C{runs} calls."""
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times), max(times)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    parser.add_argument("--projects", type=int, default=20_000)
+    parser.add_argument("--runs", type=int, default=200)
+    options = parser.parse_args()
+    entries = corpus(options.projects)
+    built = []
+    median, worst = timed(lambda: built.append(SearchIndex(entries)), 5)
+    index = built[-1]
+    print(f"{options.projects} projects: build {median * 1e3:.1f} ms (worst {worst * 1e3:.1f})")
+    hidden = {e.project for e in entries[::3]}
+    queries = {
+        "exact name": entries[12345 % len(entries)].project,
+        "prefix": "http",
+        "substring": "lient",
+        "summary words": "secure storage",
+        "one letter": "a",
+        "no match": "zzzzzz",
+    }
+    for label, query in queries.items():
+        median, worst = timed(lambda: index.search(query), options.runs)
+        total = index.search(query).total
+        hmedian, hworst = timed(lambda: index.search(query, hidden.__contains__), options.runs)
+        print(f"{label:>14} {query!r:>30}: {total:6} hits, median {median * 1e3:5.2f} ms, "
+              f"worst {worst * 1e3:5.2f} ms; with an access filter median "
+              f"{hmedian * 1e3:5.2f} ms, worst {hworst * 1e3:5.2f} ms")
+
+
+if __name__ == "__main__":
+    main()
