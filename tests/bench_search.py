@@ -50,6 +50,7 @@ def timed(function, runs):
 
 
 def main():
+    """Build the index and time each kind of query."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--projects", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=200)
