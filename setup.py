@@ -33,6 +33,10 @@ setup(
         # Only botocore's SigV4 signer, presigner and endpoint data: pure
         # computation. Requests to S3 are sent with treq, never by botocore.
         "botocore>=1.34",
+        # The public index's own README renderer (Markdown via cmark-gfm,
+        # reStructuredText via docutils, sanitized by nh3), for the pages
+        # for people; imported only when a description is rendered.
+        "readme_renderer[md]>=44",
     ],
     extras_require={
         # pip itself too: the end-to-end tests drive a current pip, not the

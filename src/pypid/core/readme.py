@@ -1,0 +1,103 @@
+"""
+A project's description rendered to HTML as the public index renders it,
+for the pages for people: Markdown (GitHub's or CommonMark), reStructuredText
+or plain text by C{Description-Content-Type}, with C{readme_renderer} (the
+public index's own renderer), whose output is sanitized by C{nh3}: no
+script, no event attribute, no C{javascript:} link, no style, and
+C{rel="nofollow"} on every link.
+
+It is meant to run once per upload, in a worker thread (a large README
+takes a moment), and the HTML kept with the file's record; never at request
+time. The renderer is imported on first use, so a server that never renders
+does not load docutils and Pygments.
+
+As on the public index, a description without a content type is
+reStructuredText, and one that does not render as such (invalid markup, or
+a directive the renderer refuses, such as C{raw}) is shown as plain text;
+an unknown content type is plain text too. The HTML of plain text is
+escaped text in a C{<pre>}, never markup.
+
+Pure: text in, a L{RenderedDescription} out.
+"""
+
+import html
+
+import attrs
+
+#: Content types and the renderer each one takes.
+MARKDOWN, RST, PLAIN = "text/markdown", "text/x-rst", "text/plain"
+
+#: Markdown variants readme_renderer knows; GFM is the default, as on the
+#: public index.
+_VARIANTS = {"gfm": "GFM", "commonmark": "CommonMark"}
+
+
+@attrs.frozen
+class RenderedDescription:
+    """
+    A description as HTML.
+
+    @ivar html: sanitized HTML, a fragment for inside an C{<article>}.
+    @ivar renderer: what rendered it: L{MARKDOWN}, L{RST} or L{PLAIN}.
+    @ivar fell_back: whether the content type asked for another renderer
+        that could not render it (shown as plain text instead).
+    """
+
+    html: str
+    renderer: str
+    fell_back: bool = False
+
+
+def parse_content_type(value):
+    """
+    The renderer and the Markdown variant a C{Description-Content-Type}
+    asks for: C{(renderer, variant)}.
+
+    >>> parse_content_type("text/markdown; charset=UTF-8; variant=CommonMark")
+    ('text/markdown', 'CommonMark')
+    """
+    if not value:
+        return RST, None
+    kind, _, rest = value.partition(";")
+    kind = kind.strip().lower()
+    params = {}
+    for part in rest.split(";"):
+        key, _, val = part.partition("=")
+        params[key.strip().lower()] = val.strip().strip('"')
+    if kind == MARKDOWN:
+        return MARKDOWN, _VARIANTS.get(params.get("variant", "gfm").lower(), "GFM")
+    if kind == RST:
+        return RST, None
+    return PLAIN, None
+
+
+def render_description(text, content_type=None):
+    """
+    Render a description as the public index does.
+
+    @param text: the description (the metadata's body or Description).
+    @param content_type: its C{Description-Content-Type}, or L{None}.
+    @rtype: L{RenderedDescription}
+    """
+    if text is None or not text.strip():
+        return RenderedDescription("", PLAIN)
+    renderer, variant = parse_content_type(content_type)
+    if renderer == MARKDOWN:
+        from readme_renderer.markdown import render
+
+        rendered = render(text, variant=variant)
+    elif renderer == RST:
+        from readme_renderer.rst import render
+
+        rendered = render(text)  # (docutils' warnings go to a string it drops)
+    else:
+        rendered = None
+    if rendered is not None:
+        return RenderedDescription(rendered, renderer)
+    return RenderedDescription(_plain(text), PLAIN, fell_back=renderer != PLAIN)
+
+
+def _plain(text):
+    """Plain text as HTML: escaped, in a C{<pre>}, line breaks kept."""
+    return f'<pre class="description-text">{html.escape(text)}</pre>'
+

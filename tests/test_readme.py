@@ -1,0 +1,131 @@
+"""
+Tests for L{pypid.core.readme}: descriptions rendered as the public index
+renders them, and hostile ones made inert.
+"""
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from pypid.core.readme import (
+    MARKDOWN,
+    PLAIN,
+    RST,
+    RenderedDescription,
+    parse_content_type,
+    render_description,
+)
+
+README = """# Holy Grail
+
+Install it:
+
+```python
+import grail
+grail.seek()
+```
+
+See [the docs](https://docs.example/grail/).
+"""
+
+HOSTILE = [
+    "<script>alert('x')</script>",
+    "[click](javascript:alert(1))",
+    '<a href="javascript:alert(1)">click</a>',
+    '<img src="x" onerror="alert(1)">',
+    '<div onclick="alert(1)" style="position:fixed;top:0;left:0;width:100%;height:100%">cover</div>',
+    "<style>body { display: none }</style>",
+    '<iframe src="https://evil.example/"></iframe>',
+    '<a href="data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==">data</a>',
+    '<svg><script>alert(1)</script></svg>',
+    '<form action="https://evil.example/"><input name="password"></form>',
+    '<object data="x.swf"></object><embed src="x.swf">',
+    '<meta http-equiv="refresh" content="0; url=https://evil.example/">',
+    '<link rel="stylesheet" href="https://evil.example/x.css">',
+]
+
+
+class ContentTypeTests(SynchronousTestCase):
+    """Tests for L{parse_content_type}."""
+
+    def test_types(self):
+        """Each content type picks its renderer; parameters and case are read."""
+        self.assertEqual(parse_content_type(None), (RST, None))
+        self.assertEqual(parse_content_type(""), (RST, None))
+        self.assertEqual(parse_content_type("text/markdown"), (MARKDOWN, "GFM"))
+        self.assertEqual(parse_content_type("Text/Markdown; charset=UTF-8; variant=CommonMark"),
+                         (MARKDOWN, "CommonMark"))
+        self.assertEqual(parse_content_type('text/markdown; variant="gfm"'), (MARKDOWN, "GFM"))
+        self.assertEqual(parse_content_type("text/markdown; variant=unknown"), (MARKDOWN, "GFM"))
+        self.assertEqual(parse_content_type("text/x-rst; charset=UTF-8"), (RST, None))
+        self.assertEqual(parse_content_type("text/plain"), (PLAIN, None))
+        self.assertEqual(parse_content_type("application/pdf"), (PLAIN, None))
+
+
+class RenderTests(SynchronousTestCase):
+    """Tests for L{render_description}."""
+
+    def test_markdown(self):
+        """Markdown gives a heading, a highlighted code block and a nofollow link."""
+        rendered = render_description(README, "text/markdown")
+        self.assertEqual(rendered.renderer, MARKDOWN)
+        self.assertFalse(rendered.fell_back)
+        self.assertIn("<h1", rendered.html)
+        self.assertIn(">Holy Grail<", rendered.html)
+        self.assertIn("<pre", rendered.html)
+        self.assertIn("grail", rendered.html)
+        self.assertIn('href="https://docs.example/grail/"', rendered.html)
+        self.assertIn('rel="nofollow"', rendered.html)
+
+    def test_rst(self):
+        """reStructuredText, also when no content type is given."""
+        text = "Holy Grail\n==========\n\nSee `the docs <https://docs.example/>`_.\n"
+        for content_type in ("text/x-rst", None):
+            rendered = render_description(text, content_type)
+            self.assertEqual(rendered.renderer, RST)
+            self.assertIn("Holy Grail", rendered.html)
+            self.assertIn('href="https://docs.example/"', rendered.html)
+
+    def test_invalid_rst_falls_back(self):
+        """A description that does not render as reStructuredText is shown as plain text."""
+        rendered = render_description("`unclosed <b>bold</b>", "text/x-rst")
+        self.assertEqual((rendered.renderer, rendered.fell_back), (PLAIN, True))
+        self.assertIn("&lt;b&gt;bold&lt;/b&gt;", rendered.html)
+        self.assertTrue(rendered.html.startswith("<pre"))
+
+    def test_rst_raw_directive(self):
+        """The raw directive is refused by the renderer: plain text, escaped."""
+        text = "Title\n=====\n\n.. raw:: html\n\n   <script>alert(1)</script>\n"
+        rendered = render_description(text, "text/x-rst")
+        self.assertEqual(rendered.renderer, PLAIN)
+        self.assertNotIn("<script", rendered.html)
+
+    def test_plain(self):
+        """Plain text is escaped in a <pre>, whatever it holds."""
+        rendered = render_description("a < b & <script>x</script>\n  indented", "text/plain")
+        self.assertEqual(rendered, RenderedDescription(
+            '<pre class="description-text">a &lt; b &amp; &lt;script&gt;x&lt;/script&gt;\n'
+            '  indented</pre>', PLAIN))
+
+    def test_empty(self):
+        """No description renders to nothing."""
+        self.assertEqual(render_description(None), RenderedDescription("", PLAIN))
+        self.assertEqual(render_description("  \n", "text/markdown"), RenderedDescription("", PLAIN))
+
+    def test_hostile_markdown_is_inert(self):
+        """Scripts, event attributes, javascript: and data: links, styles, frames and forms are removed."""
+        for snippet in HOSTILE:
+            rendered = render_description(f"# Title\n\n{snippet}\n", "text/markdown").html.lower()
+            for bad in ("<script", "javascript:", "onerror", "onclick", "<style", "style=",
+                        "<iframe", "data:text", "<form", "name=", "<object", "<embed",
+                        "<meta", "<link"):
+                self.assertNotIn(bad, rendered, (snippet, rendered))
+            # (GFM task lists keep a disabled checkbox, and nothing else of a form)
+            self.assertNotRegex(rendered, r"<input(?![^>]*disabled)")
+
+    def test_hostile_rst_is_inert(self):
+        """The same in reStructuredText links and substitutions."""
+        text = ("Title\n=====\n\n`click <javascript:alert(1)>`_\n\n"
+                ".. image:: javascript:alert(1)\n\n"
+                "`data <data:text/html;base64,PHNjcmlwdD4=>`_\n")
+        rendered = render_description(text, "text/x-rst").html.lower()
+        self.assertNotRegex(rendered, r"(href|src)=\"(javascript|data):")
+        self.assertIn('<a rel="nofollow">click</a>', rendered)
