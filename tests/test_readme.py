@@ -129,3 +129,19 @@ class RenderTests(SynchronousTestCase):
         rendered = render_description(text, "text/x-rst").html.lower()
         self.assertNotRegex(rendered, r"(href|src)=\"(javascript|data):")
         self.assertIn('<a rel="nofollow">click</a>', rendered)
+
+
+class ImportCostTests(SynchronousTestCase):
+    """The renderer costs a server nothing until it renders."""
+
+    def test_server_does_not_load_the_renderer(self):
+        """Loading the whole server (pypid.tap) imports neither readme_renderer nor docutils."""
+        import subprocess
+        import sys
+
+        code = ("import sys, pypid.tap; "
+                "print(sorted(m for m in ('readme_renderer', 'docutils', 'pygments', 'nh3') "
+                "if m in sys.modules))")
+        output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                check=True).stdout
+        self.assertEqual(output.strip(), "[]")

@@ -86,25 +86,10 @@ def _endpoint_type(description):
     """
     The endpoint type Twisted's C{serverFromString} reads in C{description},
     in lower case, looking through wrapping types (C{haproxy:ssl:...} is an
-    C{ssl} endpoint): the first field with no unescaped C{=}, its escapes
+    C{ssl} endpoint): the first field that is not C{key=value}, its escapes
     resolved (Twisted reads C{s\\sl:443} and C{a=b:ssl:443} as C{ssl}).
     """
-    positional, field, keyword = [], [], False
-    chars = iter(description)
-    for char in chars:
-        if char == "\\":
-            field.append(next(chars, ""))
-        elif char == ":":
-            if not keyword:
-                positional.append("".join(field))
-            field, keyword = [], False
-        elif char == "=":
-            keyword = True
-        else:
-            field.append(char)
-    if not keyword:
-        positional.append("".join(field))
-    types = [kind.strip().lower() for kind in positional]
+    types = [part.strip().lower() for part in _split_escaped(description) if "=" not in part]
     while len(types) > 1 and types[0] in _WRAPPING_ENDPOINTS:
         types = types[1:]
     return types[0] if types else ""

@@ -165,10 +165,11 @@ def _show(text, limit=80):
     return repr(text)
 
 
-def _escape(text, limit=120):
+def escape_text(text, limit=120):
     """
     Make client-supplied text safe for an error message: short, with
-    control and other unprintable characters backslash-escaped.
+    control and other unprintable characters backslash-escaped (also for
+    the upload form's field names, L{pypid.core.upload}).
     """
     if len(text) > limit:
         text = text[:limit] + "..."
@@ -379,20 +380,19 @@ _SINGLE_USE_FIELDS = frozenset({
 # isolate controls: none belongs in a header ("Trojan Source").
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
-#: Longest value of a metadata header, in characters, on upload (the same
-#: caps as the upload form's fields); others get L{DEFAULT_HEADER_LIMIT}.
+#: Longest value of a metadata header, in characters, on upload; others get
+#: L{DEFAULT_HEADER_LIMIT}. The upload form's fields share these caps
+#: (L{pypid.core.upload.FIELD_LIMITS}). (pandas and matplotlib carry over
+#: 64 KiB of licence texts.)
 HEADER_LIMITS = {"summary": 512, "description": 1 << 20, "license": 1 << 20, "keywords": 4096}
 DEFAULT_HEADER_LIMIT = 2048
 
 
-def check_metadata_text(raw):
+def _strict_text(raw):
     """
-    Refuse metadata that readers could take differently (the upload rules):
-    bytes that are not UTF-8, a NUL anywhere, a control character in a
-    header, or a single-use field (L{_SINGLE_USE_FIELDS}) given twice, of
-    which pip and the index might read different copies.
+    The text of metadata under the upload rules: UTF-8 without a NUL.
 
-    @raise InvalidDistribution: naming the field.
+    @raise InvalidDistribution: otherwise.
     """
     try:
         text = raw.decode("utf-8-sig")
@@ -402,28 +402,39 @@ def check_metadata_text(raw):
         ) from None
     if "\x00" in text:
         raise InvalidDistribution("the metadata contains a NUL character", field="metadata")
-    headers = _Headers(text)
+    return text
+
+
+def _check_headers(headers):
+    """
+    Refuse headers that readers could take differently (the upload rules):
+    a control character in a header, a value over its cap, or a single-use
+    field (L{_SINGLE_USE_FIELDS}) given twice, of which pip and the index
+    might read different copies.
+
+    @raise InvalidDistribution: naming the field.
+    """
     for name in headers.names():
         values = headers.get_all(name)
         if name in _SINGLE_USE_FIELDS and len(values) > 1:
             raise InvalidDistribution(
-                f"the metadata has more than one {_escape(name.title())} field",
-                field=f"metadata.{_escape(name.title())}",
+                f"the metadata has more than one {escape_text(name.title())} field",
+                field=f"metadata.{escape_text(name.title())}",
             )
         if any(_CONTROL.search(value) for value in values):
             raise InvalidDistribution(
-                f"the metadata's {_escape(name.title())} field contains a control character",
-                field=f"metadata.{_escape(name.title())}",
+                f"the metadata's {escape_text(name.title())} field contains a control character",
+                field=f"metadata.{escape_text(name.title())}",
             )
         limit = HEADER_LIMITS.get(name, DEFAULT_HEADER_LIMIT)
         if any(len(value) > limit for value in values):
             raise InvalidDistribution(
-                f"the metadata's {_escape(name.title())} field is longer than {limit} characters",
-                field=f"metadata.{_escape(name.title())}",
+                f"the metadata's {escape_text(name.title())} field is longer than {limit} characters",
+                field=f"metadata.{escape_text(name.title())}",
             )
 
 
-def parse_metadata(raw):
+def parse_metadata(raw, strict=False):
     """
     Parse core metadata (a wheel's METADATA or an sdist's PKG-INFO).
 
@@ -431,12 +442,18 @@ def parse_metadata(raw):
     given.
 
     @type raw: L{bytes}
+    @param strict: apply the upload rules (L{_strict_text},
+        L{_check_headers}) too.
     @rtype: L{CoreMetadata}
     @raise InvalidDistribution: if Metadata-Version, Name or Version is
-        missing.
+        missing, or with C{strict}, if the rules refuse it.
     """
-    text = raw.decode("utf-8-sig", errors="replace")
-    message = _Headers(text)
+    if strict:
+        text = _strict_text(raw)
+        message = _Headers(text)
+        _check_headers(message)
+    else:
+        message = _Headers(raw.decode("utf-8-sig", errors="replace"))
 
     def one(name):
         value = message.get(name)
@@ -619,12 +636,10 @@ def _extract(f, parsed, filename, max_metadata_size, max_scan_bytes, max_members
         raise
     except _ARCHIVE_ERRORS as e:
         raise InvalidDistribution(
-            f"not a valid {kind} file: {_escape(str(e) or type(e).__name__)}"
+            f"not a valid {kind} file: {escape_text(str(e) or type(e).__name__)}"
         ) from None
 
-    if strict:
-        check_metadata_text(raw)
-    metadata = parse_metadata(raw)
+    metadata = parse_metadata(raw, strict)
     if strict and metadata.metadata_version not in SUPPORTED_METADATA_VERSIONS:
         raise InvalidDistribution(
             f"the metadata's Metadata-Version {_show(metadata.metadata_version)} is not "
@@ -702,11 +717,11 @@ def _read_zip_member(zf, info, limit):
     the declared size and checks the CRC).
     """
     if info.file_size > limit:
-        raise _too_large(_escape(info.filename), limit)
+        raise _too_large(escape_text(info.filename), limit)
     with zf.open(info) as member:
         data = member.read(limit + 1)
     if len(data) > limit:
-        raise _too_large(_escape(info.filename), limit)
+        raise _too_large(escape_text(info.filename), limit)
     return data
 
 
@@ -773,13 +788,13 @@ def _wheel_metadata(zf, parsed, limit, filename=None):
     for member in required:
         if f"{info_dir}/{member}" not in names:
             raise InvalidDistribution(
-                f"the wheel has no {_escape(info_dir)}/{member}"
+                f"the wheel has no {escape_text(info_dir)}/{member}"
             )
     if filename is not None:
         member = f"{info_dir}/WHEEL"
         raw = _read_zip_member(zf, zf.getinfo(member), MAX_WHEEL_FILE_SIZE)
-        info = parse_wheel_file(raw, _escape(member))
-        check_matches_filename(info, filename, _escape(member))
+        info = parse_wheel_file(raw, escape_text(member))
+        check_matches_filename(info, filename, escape_text(member))
     return _read_zip_member(zf, zf.getinfo(f"{info_dir}/METADATA"), limit)
 
 
@@ -918,22 +933,14 @@ class _SdistLayout:
         Checking each link's target as text is not enough: C{a/up -> ..}
         and C{a/up/up -> ..} each stay inside, yet a member written under
         C{a/up/up/up/} lands outside, because the extractor follows the
-        links in its path. So no member may lie under a symbolic link, and
-        a link's target may not pass through another link on its way (only
-        its last step may be one): then the text of every path is where it
-        really leads, and a target that stays inside as text stays inside.
+        links in its path. So no member may lie under a symbolic link (a
+        link is a file to L{check_names}, which refuses a name under a
+        file, and runs first), and a link's target may not pass through
+        another link on its way (only its last step may be one): then the
+        text of every path is where it really leads, and a target that
+        stays inside as text stays inside.
         """
         links = self._symlinks
-        if not links and not self._hardlinks:
-            return
-        for path in sorted(self._seen):
-            parent = path.rpartition("/")[0]
-            while parent:
-                if parent in links:
-                    raise InvalidDistribution(
-                        f"the sdist's member {_show(path)} lies under the link {_show(parent)}"
-                    )
-                parent = parent.rpartition("/")[0]
         for path, target in links.items():
             self._follow(path, path.rpartition("/")[0].split("/"), target)
         for path, target in self._hardlinks:

@@ -237,6 +237,13 @@ def _wheel_tags(tail):
         build = ""
     else:
         return tail  # (not a wheel name the index serves; kept as spelled)
-    pythons, abis, platforms = (part.split(".") for part in parts)
-    tags = sorted({f"{p}-{a}-{pl}" for p in pythons for a in abis for pl in platforms})
-    return f"{build}|{','.join(tags)}"
+    return f"{build}|{','.join(sorted(expand_tags(*parts)))}"
+
+
+def expand_tags(python, abi, platform):
+    """
+    The tags a compressed tag set stands for (PEP 425): C{("py2.py3",
+    "none", "any")} gives C{{"py2-none-any", "py3-none-any"}}.
+    """
+    return {f"{p}-{a}-{pl}" for p in python.split(".") for a in abi.split(".")
+            for pl in platform.split(".")}

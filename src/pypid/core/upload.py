@@ -30,7 +30,12 @@ import re
 import attrs
 
 from pypid.core.errors import BadRequest
-from pypid.core.metadata import SUPPORTED_METADATA_VERSIONS
+from pypid.core.metadata import (
+    DEFAULT_HEADER_LIMIT,
+    HEADER_LIMITS,
+    SUPPORTED_METADATA_VERSIONS,
+    escape_text,
+)
 from pypid.core.names import (
     SDIST,
     WHEEL,
@@ -62,20 +67,13 @@ MULTI_LINE_FIELDS = frozenset({"description", "license"})
 #: send a detached GPG signature; it is ignored).
 _IGNORED_FILE_PARTS = frozenset({"gpg_signature"})
 
-#: Longest value of a field, in characters; others get L{DEFAULT_FIELD_LIMIT}.
-FIELD_LIMITS = {
-    "name": 200,
-    "version": 128,
-    "summary": 512,
-    "description": 1 << 20,
-    # (pandas and matplotlib send over 64 KiB of licence texts)
-    "license": 1 << 20,
-    "keywords": 4096,
-    "attestations": 1 << 20,
-}
+#: Longest value of a field, in characters: the caps of the metadata
+#: headers the fields come from, and a few of the form's own; others get
+#: L{DEFAULT_FIELD_LIMIT}.
+FIELD_LIMITS = {**HEADER_LIMITS, "name": 200, "version": 128, "attestations": 1 << 20}
 
 #: Longest value of any other field.
-DEFAULT_FIELD_LIMIT = 2048
+DEFAULT_FIELD_LIMIT = DEFAULT_HEADER_LIMIT
 
 #: Most values of one multi-use field, and of the whole form.
 MAX_VALUES_PER_FIELD = 500
@@ -93,12 +91,6 @@ _CONTROL_OR_FORM_FEED = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _LINE_BREAK_OR_TAB = re.compile(r"[\t\n\r\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
-def _show_name(name):
-    """A field name from the client, safe and short for a message."""
-    name = name[:60]
-    return "".join(c if c.isprintable() else "?" for c in name)
-
-
 def check_form(form):
     """
     Refuse a form whose fields are repeated, misplaced, oversized or not
@@ -109,10 +101,10 @@ def check_form(form):
     """
     for name, parts in form.inline_files.items():
         if name not in _IGNORED_FILE_PARTS:
-            raise BadRequest(f"{_show_name(name)}: expected a text field, not a file part")
+            raise BadRequest(f"{escape_text(name, 60)}: expected a text field, not a file part")
     total = 0
     for name, values in form.fields.items():
-        shown = _show_name(name)
+        shown = escape_text(name, 60)
         total += len(values)
         if total > MAX_VALUES:
             raise BadRequest(f"the form has more than {MAX_VALUES} fields")

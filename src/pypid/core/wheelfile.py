@@ -23,6 +23,8 @@ import re
 import attrs
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
+from pypid.core.names import expand_tags
+
 #: Largest WHEEL file accepted: real ones are a few hundred bytes.
 MAX_WHEEL_FILE_SIZE = 64 << 10
 
@@ -119,8 +121,7 @@ def parse_wheel_file(raw, member="WHEEL"):
             raise InvalidWheelFile(
                 f"{member}: Tag {tag[:60]!r} is not a python-abi-platform tag"
             )
-        python, abi, platform = (part.lower().split(".") for part in parts)
-        expanded.update(f"{x}-{y}-{z}" for x in python for y in abi for z in platform)
+        expanded.update(expand_tags(*tag.lower().split("-")))
         if len(expanded) > MAX_TAGS:
             raise InvalidWheelFile(f"{member} has more than {MAX_TAGS} tags")
     return WheelInfo(

@@ -682,7 +682,7 @@ def _read_central_directory(f, count, cd_offset, cd_size, max_name_length, max_e
     must fill exactly C{cd_size} bytes, and return them as L{_Central}.
     """
     reader = _ChunkReader(f, cd_offset, cd_offset + cd_size)
-    names = _NameSet()
+    names = MemberNames(UnsafeZip)
     centrals = []
     for index in range(count):
         header = reader.take(_CENTRAL_HEADER.size)
@@ -971,14 +971,17 @@ def _check_kind(is_dir, host, external, method, crc, compressed_size, file_size,
 
 class MemberNames:
     """
-    The names of an archive's members (a tar's, say), to refuse two that
-    name one file on some file system, and a name that is both a file and
-    a directory, as L{check_zip} does for zip members.
+    The names of an archive's members, to refuse two that name one file on
+    some file system, and a name that is both a file and a directory:
+    L{check_zip} uses it for the central directory, and a caller can for
+    another archive's members (a tar's, say), after L{check_member_name}.
 
-    Names are compared as L{check_zip} compares them: equal, or equal once
-    case-folded, NFC-normalized and stripped of trailing dots and spaces
-    per component and of a trailing slash. Check each name with
-    L{check_member_name} before adding it.
+    Names are compared equal, or equal once case-folded, NFC-normalized
+    and stripped of trailing dots and spaces per component and of a
+    trailing slash (L{_fold}), with NUL, the smallest character, for their
+    slashes; once sorted, equal keys are neighbours, and so are a name and
+    the first name under it. Folding and sorting run in C, so the cost
+    grows with the names' length, not with their depth.
 
     Memory: one tuple per name holding its folded key and its bytes, about
     200 bytes plus three times the name's length (case folding can triple
@@ -987,12 +990,21 @@ class MemberNames:
     sorts the keys once, at the end: O(n log n) comparisons, in C.
     """
 
-    def __init__(self):
-        self._names = _NameSet(UnsafeArchive)
+    def __init__(self, error=UnsafeArchive):
+        """
+        @param error: the exception L{check} raises (L{UnsafeZip} for zips).
+        """
+        self._keys = []
+        self._error = error
 
-    def add(self, name, is_dir):
-        """Record the member C{name}, a directory if C{is_dir}."""
-        self._names.add(name, is_dir, _encode_name(name))
+    def add(self, name, is_dir, raw=None):
+        """
+        Record the member C{name} (whose bytes are C{raw}, when known), a
+        directory if C{is_dir}.
+        """
+        if raw is None:
+            raw = _encode_name(name)
+        self._keys.append((_fold(name.rstrip("/")), is_dir, raw))
 
     def check(self):
         """
@@ -1000,31 +1012,6 @@ class MemberNames:
 
         @raise UnsafeArchive: naming one of the two members.
         """
-        self._names.check()
-
-
-class _NameSet:
-    """
-    The names of the central directory, to refuse two entries that name
-    one file on some file system, and a name that is both a file and a
-    directory.
-
-    Each name is folded (L{_fold}) with NUL, the smallest character, for
-    its slashes; once sorted, equal keys are neighbours, and so are a name
-    and the first name under it. Folding and sorting run in C, so the cost
-    grows with the names' length, not with their depth.
-    """
-
-    def __init__(self, error=UnsafeZip):
-        self._keys = []
-        self._error = error
-
-    def add(self, name, is_dir, raw):
-        """Record C{name} (whose bytes are C{raw}), the name of a directory if C{is_dir}."""
-        self._keys.append((_fold(name.rstrip("/")), is_dir, raw))
-
-    def check(self):
-        """Refuse the first collision, if any."""
         error = self._error
         self._keys.sort(key=lambda key: key[0])
         for (key, is_dir, raw), (next_key, _, next_raw) in zip(self._keys, self._keys[1:]):

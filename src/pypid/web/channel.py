@@ -36,7 +36,7 @@ from twisted.logger import Logger
 from twisted.web.http import HTTPChannel
 
 from pypid.web.body import answer_before_body
-from pypid.web.twisted_http import body_follows, handling_request, request_line
+from pypid.web.twisted_http import body_follows, handling_request, head_bytes, request_line
 
 log = Logger()
 
@@ -70,8 +70,6 @@ class PypidChannel(HTTPChannel):
     _rate_timer = None
     _body_bytes = 0
     _paused = False
-    #: bytes of the request line and headers read so far
-    _head_bytes = 0
     #: set by L{close_after_answer}: what arrives from then on is thrown away
     _closing = False
     _close_timer = None
@@ -92,8 +90,8 @@ class PypidChannel(HTTPChannel):
         The request line or a header line: past C{totalHeadersSize} bytes of
         them, C{431} (Twisted would answer a bare C{400}).
         """
-        self._head_bytes += len(line)
-        if self._head_bytes > self.totalHeadersSize:
+        # (Twisted counts the same bytes, and answers a bare 400 past it)
+        if head_bytes(self) + len(line) > self.totalHeadersSize:
             self._head_too_large(self.totalHeadersSize)
             return
         HTTPChannel.lineReceived(self, line)
@@ -121,9 +119,8 @@ class PypidChannel(HTTPChannel):
         HTTPChannel.rawDataReceived(self, data)
 
     def allContentReceived(self):
-        """The body is in: stop watching its rate; the next request's head is counted afresh."""
+        """The body is in: stop watching its rate."""
         self._cancel("_rate_timer")
-        self._head_bytes = 0
         HTTPChannel.allContentReceived(self)
 
     def requestDone(self, request):

@@ -97,9 +97,6 @@ class Publish:
                 identity = await auth.verified
             else:
                 identity = await self._access.gate_upload(request, auth.credentials)
-            # The form rules first, for every action: which copy of a
-            # repeated :action, name or version is read must not matter.
-            check_form(form)
             if form.get(":action") == "remove_pkg":
                 return await self._remove_release(request, form, identity)
             upload = validate_upload(form)
@@ -167,6 +164,10 @@ class Publish:
         raise BadRequest(_exists_message(upload.filename, sha256))
 
     async def _remove_release(self, request, form, identity):
+        # The form rules first, as validate_upload applies them to uploads:
+        # which copy of a repeated :action, name or version is read must
+        # not matter.
+        check_form(form)
         name, version = form.get("name") or "", form.get("version") or ""
         if not is_valid_name(name):
             raise BadRequest("name: a valid project name is required")

@@ -292,9 +292,7 @@ def _closer(channel):
     (L{PypidChannel.close_after_answer}), never the bare transport, which
     under TLS stays open while the channel is registered as its producer.
     """
-    if isinstance(channel, PypidChannel):
-        return channel.close_after_answer
-    return channel.loseConnection
+    return getattr(channel, "close_after_answer", channel.loseConnection)
 
 
 def too_large_message(limit):

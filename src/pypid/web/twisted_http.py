@@ -4,8 +4,9 @@ make public.
 
 A request's body is chosen in C{gotLength}, before Twisted hands the
 request to a resource; at that moment the request line is known only to
-the channel, as private attributes. Whether a body follows the headers, and
-whether the channel still handles a request, are private too, and so is the
+the channel, as private attributes. Whether a body follows the headers,
+how many bytes of a request's head the channel has counted, and whether
+the channel still handles a request, are private too, and so is the
 switch that makes Twisted parse a form body into C{request.args}. This
 module is the one place that touches them (checked with Twisted 24.7 to
 26.10); the rest of L{pypid.web} calls these functions.
@@ -24,6 +25,11 @@ def request_line(channel, default_method=None, default_target=b""):
 def request_version(channel):
     """The HTTP version of the request whose headers C{channel} has just read."""
     return getattr(channel, "_version", None)
+
+
+def head_bytes(channel):
+    """How many bytes of the current request line and headers C{channel} has counted."""
+    return channel._receivedHeaderSize
 
 
 def body_follows(channel):
