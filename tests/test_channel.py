@@ -204,6 +204,11 @@ class HeadLimitTests(_ChannelMixin, SynchronousTestCase):
         self.channel.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n")
         self.assert_refused(TOO_LARGE, b"the request headers are larger than 16 KiB\n")
 
+    def test_malformed_head(self):
+        """Twisted's other refusals of a head (a line without a colon) get 400 with a reason, closed through the channel."""
+        self.channel.dataReceived(b"GET / HTTP/1.1\r\nno colon here\r\nHost: x\r\n\r\n")
+        self.assert_refused(b"HTTP/1.1 400 ", b"the request's head is malformed\n")
+
     def test_long_request_line(self):
         """A request line over 16 KiB gets 414."""
         self.channel.dataReceived(b"GET /" + b"a" * (20 << 10) + b" HTTP/1.1\r\n\r\n")

@@ -32,6 +32,18 @@ def head_bytes(channel):
     return channel._receivedHeaderSize
 
 
+class BadRequestHook:
+    """
+    A mixin for an C{HTTPChannel} subclass: Twisted's answer to a request
+    head it cannot take (too large in all, a malformed line, too many
+    headers, a bad length or chunk) is a private method, a bare C{400}
+    with no reason; this makes it call the subclass's C{bad_request()}.
+    """
+
+    def _respondToBadRequestAndDisconnect(self):
+        self.bad_request()
+
+
 def body_follows(channel):
     """Whether a body follows the headers just read: a length, or chunks."""
     return bool(channel.length) or (channel.length is None
