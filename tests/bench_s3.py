@@ -79,7 +79,8 @@ def fill(endpoint, bucket, packages, threads=8):
 
     def put(filename):
         path = os.path.join(packages, filename)
-        record, metadata = inspect(path, filename, filename, time.time())
+        inspected = inspect(path, filename, filename, time.time())
+        record, metadata = inspected.record, inspected.metadata
         meta = {k[len("x-amz-meta-"):]: v for k, v in metadata_headers(record).items()}
         with open(path, "rb") as f:
             client.put_object(Bucket=bucket, Key="packages/" + filename, Body=f.read(),

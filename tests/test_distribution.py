@@ -50,7 +50,8 @@ class InspectTests(SynchronousTestCase):
         metadata = metadata_text("Holy.Grail", "1.0", requires_python=">=3.8",
                                  requires_dist=["attrs"])
         filename, data = make_wheel("Holy.Grail", "1.0", metadata=metadata)
-        record, served = inspect(self.put(data), filename, "h/" + filename, WHEN)
+        inspected = inspect(self.put(data), filename, "h/" + filename, WHEN)
+        record, served = inspected.record, inspected.metadata
         self.assertEqual(served, metadata.encode("utf-8"))
         self.assertEqual(record, FileRecord(
             filename=filename,
@@ -66,12 +67,15 @@ class InspectTests(SynchronousTestCase):
             upload_time=WHEN,
             requires_python=">=3.8",
             metadata_sha256=hashlib.sha256(metadata.encode("utf-8")).hexdigest(),
+            summary="Test project Holy.Grail",
         ))
+        self.assertIsNone(inspected.details)
 
     def test_sdist_reliable(self):
         """An sdist with Metadata 2.2 and nothing dynamic serves its PKG-INFO."""
         filename, data = make_sdist("holy-grail", "2.0", requires_python=">=3.9")
-        record, served = inspect(self.put(data), filename, filename, WHEN)
+        inspected = inspect(self.put(data), filename, filename, WHEN)
+        record, served = inspected.record, inspected.metadata
         self.assertEqual(record.packagetype, "sdist")
         self.assertEqual(record.version, "2.0")
         self.assertEqual(record.requires_python, ">=3.9")
@@ -82,7 +86,8 @@ class InspectTests(SynchronousTestCase):
     def test_sdist_unreliable(self):
         """An sdist with older metadata is described but its metadata is not served."""
         filename, data = make_sdist("holy-grail", "2.0", metadata_version="2.1")
-        record, served = inspect(self.put(data), filename, filename, WHEN)
+        inspected = inspect(self.put(data), filename, filename, WHEN)
+        record, served = inspected.record, inspected.metadata
         self.assertIsNone(served)
         self.assertIsNone(record.metadata_sha256)
         self.assertEqual(record.sha256, hashlib.sha256(data).hexdigest())
@@ -90,7 +95,8 @@ class InspectTests(SynchronousTestCase):
     def test_zip_sdist(self):
         """A C{.zip} sdist is read too."""
         filename, data = make_sdist_zip("holy-grail", "1.0")
-        record, _ = inspect(self.put(data), filename, filename, WHEN)
+        inspected = inspect(self.put(data), filename, filename, WHEN)
+        record = inspected.record
         self.assertEqual((record.project, record.version, record.packagetype),
                          ("holy-grail", "1.0", "sdist"))
 
@@ -98,14 +104,16 @@ class InspectTests(SynchronousTestCase):
         """Digests given by the caller (computed while uploading) are used as they are."""
         filename, data = make_wheel("holy-grail", "1.0")
         digests = (12345, "1" * 64, "2" * 64, "3" * 32)
-        record, _ = inspect(self.put(data), filename, filename, WHEN, digests)
+        inspected = inspect(self.put(data), filename, filename, WHEN, digests)
+        record = inspected.record
         self.assertEqual((record.size, record.sha256, record.blake2_256, record.md5), digests)
 
     def test_digests_computed(self):
         """Without digests, they are computed from the file."""
         filename, data = make_wheel("holy-grail", "1.0")
         path = self.put(data)
-        record, _ = inspect(path, filename, filename, WHEN)
+        inspected = inspect(path, filename, filename, WHEN)
+        record = inspected.record
         self.assertEqual((record.size, record.sha256, record.blake2_256, record.md5),
                          file_digests(path))
 
@@ -115,8 +123,9 @@ class InspectTests(SynchronousTestCase):
         data = make_tarball([("my-project-1.0/PKG-INFO", meta)], mode="w:bz2")
         path = self.put(data)
         self.assertRaises(InvalidName, inspect, path, "my-project-1.0.tar.bz2", "k", WHEN)
-        record, _ = inspect(path, "my-project-1.0.tar.bz2", "old/my-project-1.0.tar.bz2",
+        inspected = inspect(path, "my-project-1.0.tar.bz2", "old/my-project-1.0.tar.bz2",
                             WHEN, legacy=True)
+        record = inspected.record
         self.assertEqual((record.project, record.version, record.path),
                          ("my-project", "1.0", "old/my-project-1.0.tar.bz2"))
 

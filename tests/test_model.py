@@ -8,7 +8,7 @@ import re
 import attrs
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.core.model import FileRecord, format_upload_time
+from pypid.core.model import SUMMARY_BYTES, FileRecord, cut_text, format_upload_time
 
 SHA = "a" * 64
 PEP700 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z\Z")
@@ -145,3 +145,29 @@ class FileRecordTests(SynchronousTestCase):
         """An upload time that is not a number is refused."""
         for when in ("2026-01-01", None):
             self.assertRefused(dict(make_record().to_json(), upload_time=when))
+
+
+class CutTextTests(SynchronousTestCase):
+    """L{cut_text} keeps a record's summary and uploader within their byte caps."""
+
+    def test_short_kept(self):
+        """Text within the cap is kept as it is; empty text is no text."""
+        self.assertEqual(cut_text("A grail finder", 300), "A grail finder")
+        self.assertIsNone(cut_text("", 300))
+        self.assertIsNone(cut_text(None, 300))
+
+    def test_cut_on_a_character(self):
+        """Long text is cut to the cap in UTF-8 bytes, on a character, with an ellipsis."""
+        for text in ("x" * 400, "\u00e9" * 400, "\U0001f40d" * 400, "a\u00e9" * 300):
+            cut = cut_text(text, SUMMARY_BYTES)
+            self.assertLessEqual(len(cut.encode("utf-8")), SUMMARY_BYTES)
+            self.assertTrue(cut.endswith("\u2026"), cut[-3:])
+            self.assertTrue(text.startswith(cut[:-1]))
+            self.assertGreater(len(cut.encode("utf-8")), SUMMARY_BYTES - 8)
+
+    def test_record_round_trip(self):
+        """The summary and the uploader are kept in a record's JSON."""
+        record = FileRecord(filename="a-1.0.tar.gz", project="a", name="a", version="1.0",
+                            packagetype="sdist", path="a-1.0.tar.gz", size=1, sha256="0" * 64,
+                            upload_time=1.0, summary="S\u00fcmmary", uploader="arthur")
+        self.assertEqual(FileRecord.from_json(record.to_json()), record)

@@ -100,7 +100,8 @@ class S3Case(TestCase):
         """Spool a new wheel; return C{(temp path, record, metadata, bytes)}."""
         filename, data = make_wheel(name, version, **kwargs)
         temp = write_file(os.path.join(storage.temp_dir, "up-" + os.urandom(4).hex()), data)
-        record, metadata = inspect(temp, filename, filename, UPLOAD_TIME)
+        inspected = inspect(temp, filename, filename, UPLOAD_TIME)
+        record, metadata = inspected.record, inspected.metadata
         return temp, record, metadata, data
 
     def keys(self, prefix=PREFIX):

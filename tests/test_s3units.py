@@ -24,7 +24,7 @@ from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
 
-from pypid.core.model import FileRecord
+from pypid.core.model import SUMMARY_BYTES, UPLOADER_BYTES, FileRecord, cut_text
 from pypid.storage.interface import StorageError
 from pypid.storage.s3 import client as s3client
 from pypid.storage.s3.client import (
@@ -481,6 +481,20 @@ class MetadataHeadersTests(SynchronousTestCase):
                              version="2.0", packagetype="sdist", path="thing-2.0.tar.gz")
         headers = metadata_headers(record)
         self.assertEqual(record_from_headers(record.path, record.size, headers), record)
+
+    def test_summary_and_uploader(self):
+        """
+        The summary and the uploader round-trip, quoted to ASCII, and a
+        record's largest (its caps, in characters that quote longest) fits
+        in the 2 KB S3 allows for user metadata.
+        """
+        record = make_record(summary=cut_text("Gr\u00e4l \u2603 <%> " * 100, SUMMARY_BYTES),
+                             uploader=cut_text("\u00e9" * 200, UPLOADER_BYTES))
+        headers = metadata_headers(record)
+        self.assertTrue(all(v.isascii() for v in headers.values()))
+        self.assertEqual(record_from_headers(record.path, record.size, headers), record)
+        self.assertLess(sum(len(k) - len("x-amz-meta-") + len(v) for k, v in headers.items()),
+                        2048)
 
     def test_not_yanked(self):
         """The yank state is not kept in the headers: the record comes back not yanked."""

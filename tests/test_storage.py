@@ -17,6 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
 import pypid
+from pypid.core.details import Details
 from pypid.core.distribution import inspect
 from pypid.core.model import FileRecord
 from pypid.storage.interface import (
@@ -93,13 +94,14 @@ class StorageContractMixin:
     def describe(self, storage, filename, data):
         """Spool C{data} and return C{(temp path, record, metadata)} for publishing it."""
         temp = self.spool(storage, data, "describe-" + filename)
-        record, metadata = inspect(temp, filename, filename, UPLOAD_TIME)
+        inspected = inspect(temp, filename, filename, UPLOAD_TIME)
+        record, metadata = inspected.record, inspected.metadata
         return temp, record, metadata
 
-    async def published(self, storage, filename, data):
+    async def published(self, storage, filename, data, details=None):
         """Publish C{data} as C{filename} and return the stored record and the metadata."""
         temp, record, metadata = self.describe(storage, filename, data)
-        stored = await storage.publish(temp, record, metadata)
+        stored = await storage.publish(temp, record, metadata, details)
         return stored, metadata
 
     async def scanned(self, storage, known=None, since=0.0):
@@ -171,6 +173,43 @@ class StorageContractMixin:
         sdist, sdist_metadata = await self.published(storage, *make_sdist("holy-grail", "1.0"))
         self.assertIsNotNone(sdist_metadata)
         self.assertEqual((await storage.read_metadata(sdist)), sdist_metadata)
+
+    async def test_details(self):
+        """
+        read_details() gives the details published with a file, for an sdist
+        whose metadata is not served too; none for a file published without
+        them, nor once the file is deleted.
+        """
+        storage = await self.ready()
+        wheel, _ = await self.published(storage, *make_wheel("holy-grail", "1.0"),
+                                        details=b'{"info": {"name": "holy-grail"}}')
+        sdist, _ = await self.published(
+            storage, *make_sdist("holy-grail", "1.0", metadata_version="2.1"),
+            details=b'{"info": {"name": "Holy-Grail"}}')
+        bare, _ = await self.published(storage, *make_wheel("holy-grail", "2.0"))
+        self.assertEqual((await storage.read_details(wheel)), b'{"info": {"name": "holy-grail"}}')
+        self.assertEqual((await storage.read_details(sdist)), b'{"info": {"name": "Holy-Grail"}}')
+        self.assertIsNone((await storage.read_details(bare)))
+        await storage.delete(wheel)
+        self.assertIsNone((await storage.read_details(wheel)))
+        self.assertEqual((await storage.read_details(sdist)), b'{"info": {"name": "Holy-Grail"}}')
+
+    async def test_scan_foreign_details(self):
+        """A file put there by other means gets its details, rendered once the import settles."""
+        storage = await self.ready()
+        metadata = metadata_text("holy-grail", "1.0", summary="Finds grails",
+                                 extra_headers=["Description-Content-Type: text/markdown"])
+        filename, data = make_wheel("holy-grail", "1.0",
+                                    metadata=metadata.replace("A test project.", "# Grail\n"))
+        self.put_foreign(storage, filename, data)
+        result = await self.scanned(storage)
+        if result.settled is not None:
+            await result.settled
+        record = result.records[filename]
+        self.assertEqual(record.summary, "Finds grails")
+        details = Details.from_bytes((await storage.read_details(record)))
+        self.assertEqual(details.get("summary"), "Finds grails")
+        self.assertIn(">Grail<", details.html)
 
     async def test_read_metadata_deleted(self):
         """The metadata of a deleted file fails to read with L{FileNotFoundError}."""
@@ -366,7 +405,8 @@ class StorageContractMixin:
         """A known file that is no longer stored is not listed."""
         storage = await self.ready()
         filename, data = make_wheel("holy-grail", "1.0")
-        record, _ = inspect(self.spool(storage, data), filename, filename, UPLOAD_TIME)
+        inspected = inspect(self.spool(storage, data), filename, filename, UPLOAD_TIME)
+        record = inspected.record
         result = await self.scanned(storage, {filename: record}, since=self.now() + 3600)
         self.assertEqual(result.records, {})
 
@@ -649,7 +689,8 @@ class LocalStorageSnapshotTrustTests(SynchronousTestCase):
         filename, data = make_wheel("holy-grail", "1.0")
         spooled = os.path.join(self.storage.temp_dir, "upload")
         write_file(spooled, data)
-        record, metadata = inspect(spooled, filename, filename, 1767225600.0)
+        inspected = inspect(spooled, filename, filename, 1767225600.0)
+        record, metadata = inspected.record, inspected.metadata
         self.record = self.successResultOf(self.storage.publish(spooled, record, metadata))
         # What only the snapshot says: the scan returns it only when it trusts the snapshot.
         self.marked = attrs.evolve(self.record, yanked="only in the snapshot")
@@ -733,7 +774,8 @@ class LocalStorageGuardTests(SynchronousTestCase):
         self.addCleanup(self.storage.close)
         filename, data = make_wheel("holy-grail", "1.0")
         spooled = write_file(os.path.join(self.storage.temp_dir, "upload"), data)
-        record, metadata = inspect(spooled, filename, filename, 1767225600.0)
+        inspected = inspect(spooled, filename, filename, 1767225600.0)
+        record, metadata = inspected.record, inspected.metadata
         self.record = self.successResultOf(self.storage.publish(spooled, record, metadata))
 
     def test_os_errors_are_storage_errors(self):
@@ -785,7 +827,8 @@ class MemoryStorageTests(SynchronousTestCase):
     def spooled(self, filename, data):
         """Spool C{data} and return C{(temp path, record, metadata)} for publishing it."""
         temp = write_file(os.path.join(self.storage.temp_dir, "upload"), data)
-        record, metadata = inspect(temp, filename, filename, UPLOAD_TIME)
+        inspected = inspect(temp, filename, filename, UPLOAD_TIME)
+        record, metadata = inspected.record, inspected.metadata
         return temp, record, metadata
 
     def publish(self, filename, data):

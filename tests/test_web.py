@@ -24,6 +24,7 @@ from twisted.web.http_headers import Headers
 from pypid.auth.hashes import hash_password
 from pypid.auth.policy import AccessModel
 from pypid.auth.verifier import PasswordVerifier
+from pypid.core.details import Details
 from pypid.core.index import Index
 from pypid.core.render import file_url_for
 from pypid.storage import local
@@ -190,6 +191,18 @@ class UploadTests(_ServerMixin, SynchronousTestCase):
         self.assertEqual(os.listdir(self.storage.temp_dir), [])
         scanned = self.successResultOf(self.storage.scan({}, 0)).records
         self.assertEqual(scanned, {WHEEL_NAME: record})
+
+    def test_uploader_summary_and_details(self):
+        """
+        An upload keeps who sent it and its summary in its record, and its
+        details, the description rendered, beside it.
+        """
+        self.uploaded()
+        record = self.index.get_file(WHEEL_NAME)
+        self.assertEqual((record.uploader, record.summary), ("alice", "The grail"))
+        details = Details.from_bytes(self.successResultOf(self.storage.read_details(record)))
+        self.assertEqual(details.get("requires_dist"), ["attrs"])
+        self.assertIn("A test project.", details.html)
 
     def test_sdist(self):
         """An sdist upload is accepted too."""

@@ -9,8 +9,11 @@ a worker thread.
 
 import hashlib
 
+import attrs
+
+from pypid.core.details import describe
 from pypid.core.metadata import extract
-from pypid.core.model import FileRecord
+from pypid.core.model import SUMMARY_BYTES, FileRecord, cut_text
 from pypid.core.names import parse_filename
 
 _CHUNK = 1 << 20
@@ -31,7 +34,24 @@ def file_digests(path):
     return size, sha256.hexdigest(), blake2.hexdigest(), md5.hexdigest()
 
 
-def inspect(path, filename, key, upload_time, digests=None, legacy=False):
+@attrs.frozen
+class Inspected:
+    """
+    What L{inspect} learnt about a file.
+
+    @ivar record: its L{FileRecord}.
+    @ivar metadata: its core metadata bytes when they are served (PEP 658),
+        else L{None}.
+    @ivar details: its L{pypid.core.details.Details} as sidecar bytes, when
+        asked for.
+    """
+
+    record: FileRecord
+    metadata: bytes | None
+    details: bytes | None = None
+
+
+def inspect(path, filename, key, upload_time, digests=None, legacy=False, details=False):
     """
     Validate a distribution file and describe it.
 
@@ -43,7 +63,9 @@ def inspect(path, filename, key, upload_time, digests=None, legacy=False):
     @param legacy: accept old filename forms found in existing folders, and
         apply only the checks that make a file safe to serve, not the
         stricter upload rules (L{pypid.core.metadata.extract}'s C{strict}).
-    @return: C{(record, metadata_bytes_or_None)}.
+    @param details: also render the file's details for the pages for people
+        (L{pypid.core.details.describe}; slower, a README is rendered).
+    @rtype: L{Inspected}
     @raise pypid.core.names.InvalidName: for a filename that is not a distribution.
     @raise pypid.core.metadata.InvalidDistribution: for a broken archive.
     """
@@ -66,5 +88,6 @@ def inspect(path, filename, key, upload_time, digests=None, legacy=False):
         upload_time=upload_time,
         requires_python=meta.requires_python,
         metadata_sha256=hashlib.sha256(served).hexdigest() if served is not None else None,
+        summary=cut_text(meta.summary, SUMMARY_BYTES),
     )
-    return record, served
+    return Inspected(record, served, describe(meta).to_bytes() if details else None)

@@ -27,6 +27,27 @@ def _optional_str(value):
     return None if value is None else str(value)
 
 
+#: The most UTF-8 bytes of a summary or an uploader's name a record keeps:
+#: records are held in memory for every file, kept in the snapshot and, on
+#: S3, in an object's user metadata, which is 2 KB in all.
+SUMMARY_BYTES = 300
+UPLOADER_BYTES = 100
+
+
+def cut_text(text, limit):
+    """
+    C{text} cut to at most C{limit} UTF-8 bytes on a character boundary,
+    ending in an ellipsis when cut; L{None} and "" stay L{None}.
+    """
+    if not text:
+        return None
+    data = text.encode("utf-8")
+    if len(data) <= limit:
+        return text
+    ellipsis = "\N{HORIZONTAL ELLIPSIS}"
+    return data[: limit - len(ellipsis.encode("utf-8"))].decode("utf-8", "ignore") + ellipsis
+
+
 @attrs.frozen
 class FileRecord:
     """
@@ -48,6 +69,10 @@ class FileRecord:
         empty), as PEP 592 defines it.
     @ivar metadata_sha256: hex digest of the core metadata served at
         C{<file URL>.metadata}, or L{None} when none is served.
+    @ivar summary: the metadata's C{Summary}, cut to L{SUMMARY_BYTES}
+        (for search and lists; the project page shows it whole), or L{None}.
+    @ivar uploader: who uploaded the file (cut to L{UPLOADER_BYTES}), or
+        L{None} for a file imported from a folder or another server.
     """
 
     filename: str
@@ -64,6 +89,8 @@ class FileRecord:
     requires_python: str | None = attrs.field(default=None, converter=_optional_str)
     yanked: str | None = attrs.field(default=None, converter=_optional_str)
     metadata_sha256: str | None = None
+    summary: str | None = attrs.field(default=None, converter=_optional_str)
+    uploader: str | None = attrs.field(default=None, converter=_optional_str)
 
     @property
     def is_wheel(self):

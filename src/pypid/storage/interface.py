@@ -136,11 +136,13 @@ class IStorage(Interface):
         @rtype: L{Deferred} firing with a L{bool}
         """
 
-    def publish(temp_path, record, metadata):
+    def publish(temp_path, record, metadata, details=None):
         """
         Store the spooled file at C{temp_path} under C{record.path}, with its
-        record and its core metadata bytes (or L{None}), durably and without
-        overwriting anything. The temporary file is consumed either way.
+        record, its core metadata bytes (or L{None}) and its details for the
+        pages for people (L{pypid.core.details.Details} bytes, or L{None}),
+        durably and without overwriting anything. The temporary file is
+        consumed either way.
 
         @rtype: L{Deferred} firing with the stored L{FileRecord}, or failing
             with L{FileExists}, L{FilenameDeleted} or L{StorageError}.
@@ -155,8 +157,8 @@ class IStorage(Interface):
 
     def delete(record):
         """
-        Remove a stored file and its metadata, and keep a tombstone so the
-        filename is never reused.
+        Remove a stored file, its metadata and its details, and keep a
+        tombstone so the filename is never reused.
 
         @rtype: L{Deferred} firing with L{None}
         """
@@ -201,6 +203,16 @@ class IStorage(Interface):
 
         @rtype: L{Deferred} firing with the bytes, or failing with
             L{FileNotFoundError} or L{StorageError}
+        """
+
+    def read_details(record):
+        """
+        Read a stored file's details (for the pages for people). A file
+        imported from a folder has them once the import's background work
+        has rendered them (see L{ScanResult.settled}).
+
+        @rtype: L{Deferred} firing with the bytes, or L{None} when none are
+            kept; or failing with L{StorageError}
         """
 
 

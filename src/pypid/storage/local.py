@@ -7,6 +7,9 @@ Layout under the root folder::
                                      nested folders of an existing tree are read too)
     .pypid/files/<filename>.json     the file's record (upload time, yank state ...)
     .pypid/files/<filename>.metadata its PEP 658 core metadata
+    .pypid/files/<filename>.details  what the pages for people show of it
+                                     (L{pypid.core.details}); for an imported
+                                     file, rendered in the background
     .pypid/files/<filename>.json with "deleted": true   a tombstone
     .pypid/tmp/                      uploads being received; swept at start-up
 
@@ -52,6 +55,7 @@ from pypid.storage.interface import (
 _META_DIR = ".pypid"
 _RECORD = ".json"
 _METADATA = ".metadata"
+_DETAILS = ".details"
 
 log = Logger()
 
@@ -144,6 +148,9 @@ class LocalStorage:
     def _metadata_path(self, filename):
         return os.path.join(self._files_dir, filename + _METADATA)
 
+    def _details_path(self, filename):
+        return os.path.join(self._files_dir, filename + _DETAILS)
+
     def _file_path(self, key):
         return os.path.join(self.root, *key.split("/"))
 
@@ -153,9 +160,9 @@ class LocalStorage:
         """Create the folders and sweep temporary files left by a crash."""
         return self._run(self._prepare_sync)
 
-    def publish(self, temp_path, record, metadata):
+    def publish(self, temp_path, record, metadata, details=None):
         """Link the spooled upload into place without overwriting; see the module."""
-        return self._run(self._publish_sync, temp_path, record, metadata)
+        return self._run(self._publish_sync, temp_path, record, metadata, details)
 
     def update(self, record):
         """Rewrite a file's record (a yank or an unyank)."""
@@ -207,6 +214,10 @@ class LocalStorage:
         if data is not None:
             return succeed(data)
         return self._run(self._read_metadata_sync, record.filename)
+
+    def read_details(self, record):
+        """A file's details from their sidecar, or L{None} when there is none (yet)."""
+        return self._run(self._read_details_sync, record.filename)
 
     # -- blocking work, run in the thread pool ------------------------------
 
@@ -275,7 +286,16 @@ class LocalStorage:
         except OSError as e:
             raise StorageError(f"cannot read the metadata of {filename}: {e.strerror}")
 
-    def _publish_sync(self, temp_path, record, metadata):
+    def _read_details_sync(self, filename):
+        try:
+            with open(self._details_path(filename), "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            raise StorageError(f"cannot read the details of {filename}: {e.strerror}")
+
+    def _publish_sync(self, temp_path, record, metadata, details):
         try:
             sidecar = self._read_sidecar(record.filename)
             if sidecar is not None and sidecar.get("deleted"):
@@ -290,6 +310,10 @@ class LocalStorage:
             try:
                 if metadata is not None:
                     _write_atomic(self._metadata_path(record.filename), metadata, self.temp_dir)
+                if details is not None:
+                    # (derived from the file: the directory's fsync below is enough)
+                    _write_atomic(self._details_path(record.filename), details, self.temp_dir,
+                                  durable=False)
                 # The tombstone check was made before the link, and the app
                 # changes one distribution at a time: no second read here.
                 with self._sidecar_lock:
@@ -302,6 +326,7 @@ class LocalStorage:
                 # publishes it again rather than finding it half there.
                 remove_file(final)
                 remove_file(self._metadata_path(record.filename))
+                remove_file(self._details_path(record.filename))
                 raise
             return record
         except (FileExists, FilenameDeleted, StorageError):
@@ -334,6 +359,7 @@ class LocalStorage:
                           self.temp_dir)
             remove_file(self._file_path(record.path))
             remove_file(self._metadata_path(record.filename))
+            remove_file(self._details_path(record.filename))
             _fsync_dir(self._files_dir)
 
     def _now(self):
@@ -434,8 +460,13 @@ class LocalStorage:
         return result, imported
 
     def _write_imported_sync(self, imported):
-        """Keep imported records and metadata beside their files."""
+        """
+        Keep imported records and metadata beside their files, and their
+        details, rendered here rather than during the scan (a README takes
+        milliseconds; a folder of thousands would hold start-up for minutes).
+        """
         for record, metadata, seen in imported:
+            details = self._describe_imported(record)
             try:
                 with self._sidecar_lock:
                     current = self._read_sidecar(record.filename)
@@ -448,12 +479,27 @@ class LocalStorage:
                     if current == seen:
                         _write_atomic(self._record_path(record.filename), _record_bytes(record),
                                       self.temp_dir, durable=False)
+                    if details is not None and not deleted:
+                        _write_atomic(self._details_path(record.filename), details,
+                                      self.temp_dir, durable=False)
             except OSError as e:
                 log.warn("Cannot keep the record of {filename}: {error}",
                          filename=record.filename, error=e.strerror)
             finally:
                 self._unwritten.pop(record.filename, None)
         log.info("Kept the records of {count} imported files", count=len(imported))
+
+    def _describe_imported(self, record):
+        """The details of an imported file, or L{None} when it cannot be read now."""
+        try:
+            return inspect(self._file_path(record.path), record.filename, record.path,
+                           record.upload_time,
+                           (record.size, record.sha256, record.blake2_256, record.md5),
+                           legacy=True, details=True).details
+        except (InvalidName, InvalidDistribution, OSError) as e:
+            log.warn("Cannot describe {filename}: {error}", filename=record.filename,
+                     error=str(e))
+            return None
 
     def _record_for(self, key, filename, entry, known, fresh, imported):
         """
@@ -477,13 +523,14 @@ class LocalStorage:
                 if record is not None and record.size == stat.st_size:
                     return attrs.evolve(record, path=key) if record.path != key else record
         try:
-            record, metadata = inspect(entry.path, filename, key, stat.st_mtime, legacy=True)
+            inspected = inspect(entry.path, filename, key, stat.st_mtime, legacy=True)
         except (InvalidName, InvalidDistribution) as e:
             return str(e)
         except OSError as e:
             return f"cannot read: {e.strerror}"
         # Keep what was learnt beside the file (later, see scan), so the next
         # scan is cheap and the upload time stays what it was today.
+        record, metadata = inspected.record, inspected.metadata
         if metadata is not None:
             self._unwritten[filename] = metadata
         imported.append((record, metadata, data))

@@ -81,6 +81,7 @@ class MemoryStorage:
     # changed through this storage (for scan's trust of a snapshot).
     _records: dict = attrs.field(factory=dict, init=False)
     _metadata: dict = attrs.field(factory=dict, init=False)
+    _details: dict = attrs.field(factory=dict, init=False)
     _tombstones: dict = attrs.field(factory=dict, init=False)
     _changed: dict = attrs.field(factory=dict, init=False)
     # The data lives as long as this object: a snapshot of another storage
@@ -104,16 +105,16 @@ class MemoryStorage:
         """A name of this object's data alone, since nothing outlives it."""
         return f"memory:{self._name}"
 
-    def publish(self, temp_path, record, metadata):
+    def publish(self, temp_path, record, metadata, details=None):
         """Keep the spooled upload's bytes under C{record.path}, never over anything stored."""
-        return maybeDeferred(self._publish_sync, temp_path, record, metadata)
+        return maybeDeferred(self._publish_sync, temp_path, record, metadata, details)
 
     def update(self, record):
         """Replace a file's record (a yank or an unyank); never after a delete."""
         return maybeDeferred(self._update_sync, record)
 
     def delete(self, record):
-        """Remove a file and its metadata, keeping a tombstone for its name."""
+        """Remove a file, its metadata and details, keeping a tombstone for its name."""
         return maybeDeferred(self._delete_sync, record)
 
     def scan(self, known=None, since=0.0, tombstones=()):
@@ -149,6 +150,10 @@ class MemoryStorage:
             return fail(FileNotFoundError(record.path + ".metadata"))
         return succeed(data)
 
+    def read_details(self, record):
+        """A file's details, or L{None} when none are kept."""
+        return succeed(self._details.get(record.filename))
+
     # -- the work, done at once --------------------------------------------------------
 
     def _prepare_sync(self):
@@ -161,7 +166,7 @@ class MemoryStorage:
         except OSError as e:
             raise StorageError(f"cannot use {self.temp_dir} as the spool folder: {e.strerror}")
 
-    def _publish_sync(self, temp_path, record, metadata):
+    def _publish_sync(self, temp_path, record, metadata, details):
         """Take the spooled bytes in, consuming the spooled file whatever happens."""
         try:
             if record.filename in self._tombstones:
@@ -174,10 +179,7 @@ class MemoryStorage:
         finally:
             remove_file(temp_path)
         self.objects[record.path] = data
-        if metadata is not None:
-            self._metadata[record.filename] = metadata
-        else:
-            self._metadata.pop(record.filename, None)
+        self._keep(record.filename, metadata, details)
         self._records[record.filename] = record
         self._changed[record.filename] = self._clock.seconds()
         return record
@@ -214,6 +216,7 @@ class MemoryStorage:
         self._changed[record.filename] = now
         self.objects.pop(record.path, None)
         self._metadata.pop(record.filename, None)
+        self._details.pop(record.filename, None)
         self._records.pop(record.filename, None)
 
     def _scan_sync(self, known, since):
@@ -267,14 +270,19 @@ class MemoryStorage:
         """Describe bytes put there directly, with the time they were found as upload time."""
         data = self.objects[key]
         try:
-            record, metadata = inspect(io.BytesIO(data), filename, key, now, _digests(data),
-                                       legacy=True)
+            inspected = inspect(io.BytesIO(data), filename, key, now, _digests(data),
+                                legacy=True, details=True)
         except (InvalidName, InvalidDistribution) as e:
             return str(e)
-        self._records[filename] = record
-        if metadata is not None:
-            self._metadata[filename] = metadata
-        else:
-            self._metadata.pop(filename, None)
+        self._records[filename] = inspected.record
+        self._keep(filename, inspected.metadata, inspected.details)
         self._changed[filename] = now
-        return record
+        return inspected.record
+
+    def _keep(self, filename, metadata, details):
+        """Keep a file's metadata and details, forgetting older ones it has not."""
+        for kept, data in ((self._metadata, metadata), (self._details, details)):
+            if data is not None:
+                kept[filename] = data
+            else:
+                kept.pop(filename, None)

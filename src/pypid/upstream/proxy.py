@@ -436,14 +436,17 @@ class UpstreamProxy:
                                   "hash its page gives")
             upload_time = f.upload_time if f.upload_time is not None else self.clock.seconds()
             try:
-                record, metadata = await self.run(inspect, temp, f.filename, f.filename,
-                                                  upload_time, digests, True)
+                # (with its details: the page of an upstream project shows
+                # the description of the files the cache keeps)
+                inspected = await self.run(inspect, temp, f.filename, f.filename,
+                                           upload_time, digests, True, True)
             except (InvalidName, InvalidDistribution) as e:
                 raise VerifyError(f"{f.filename} from the upstream is not a valid "
                                   f"distribution: {e}")
-            record = attrs.evolve(record, yanked=f.yanked)
+            record = attrs.evolve(inspected.record, yanked=f.yanked)
             try:
-                stored = await self.storage.publish(temp, record, metadata)
+                stored = await self.storage.publish(temp, record, inspected.metadata,
+                                                    inspected.details)
             except FileExists:
                 stored = record
             self.cached[f.filename] = stored

@@ -15,6 +15,7 @@ from twisted.logger import Logger
 from pypid.core.distribution import inspect
 from pypid.core.errors import BadRequest, Forbidden, NotFound, TooLarge, Unavailable
 from pypid.core.metadata import InvalidDistribution
+from pypid.core.model import UPLOADER_BYTES, cut_text
 from pypid.core.names import (
     InvalidName,
     distribution_key,
@@ -128,14 +129,17 @@ class Publish:
         if self._index.is_deleted(upload.filename):
             raise _deleted(upload.filename)
         try:
-            record, metadata = await self._run(
+            inspected = await self._run(
                 inspect, part.path, upload.filename, upload.filename, self._clock.seconds(),
-                (part.size, part.sha256, part.blake2_256, part.md5),
+                (part.size, part.sha256, part.blake2_256, part.md5), False, True,
             )
         except InvalidDistribution as e:
             raise BadRequest(f"content: {e}")
+        record = attrs.evolve(inspected.record,
+                              uploader=cut_text(identity.name, UPLOADER_BYTES))
         try:
-            stored = await self._storage.publish(part.path, record, metadata)
+            stored = await self._storage.publish(part.path, record, inspected.metadata,
+                                                 inspected.details)
         except FileExists as e:
             if e.sha256 != part.sha256:
                 raise BadRequest(_exists_message(upload.filename, e.sha256))

@@ -9,6 +9,8 @@ Under the configured prefix C{P}::
                                        time, Requires-Python
     P<filename>.metadata               its PEP 658 core metadata (a sibling, so
                                        a public URL of the file works for it too)
+    P.pypid/details/<filename>         what the pages for people show of it
+                                       (L{pypid.core.details}); not served
     P.pypid/yanked/<filename>          exists while the file is yanked; holds
                                        the reason (JSON)
     P.pypid/deleted/<filename>         a tombstone: the name is never reused
@@ -76,6 +78,10 @@ class Layout:
         """The snapshot kept in the bucket."""
         return self.prefix + _INTERNAL + "snapshot.json.gz"
 
+    def details_key(self, filename):
+        """The details of C{filename}, for the pages for people."""
+        return self.prefix + _INTERNAL + "details/" + filename
+
     def yanked_key(self, filename):
         """The yank marker of C{filename}."""
         return self.yanked_prefix + filename
@@ -126,6 +132,10 @@ def metadata_headers(record):
         "metadata-sha256": record.metadata_sha256,
         "requires-python": (quote(record.requires_python, safe="")
                             if record.requires_python is not None else None),
+        # (each at most 3 x its cap in the record once quoted: well inside
+        # the 2 KB S3 allows for user metadata)
+        "summary": quote(record.summary, safe="") if record.summary is not None else None,
+        "uploader": quote(record.uploader, safe="") if record.uploader is not None else None,
     }
     for name, value in optional.items():
         if value is not None:
@@ -148,7 +158,8 @@ def record_from_headers(path, size, headers):
     try:
         parsed = parse_filename(filename, legacy=True)
         name = unquote(headers[_META + "name"])
-        requires = headers.get(_META + "requires-python")
+        requires, summary, uploader = (headers.get(_META + name) for name in
+                                       ("requires-python", "summary", "uploader"))
         upload_time = float(headers[_META + "upload-time"])
         format_upload_time(upload_time)  # refuses nan, inf and times out of range
         return FileRecord.from_json({
@@ -165,6 +176,8 @@ def record_from_headers(path, size, headers):
             "md5": headers.get(_META + "md5"),
             "requires_python": unquote(requires) if requires is not None else None,
             "metadata_sha256": headers.get(_META + "metadata-sha256"),
+            "summary": unquote(summary) if summary is not None else None,
+            "uploader": unquote(uploader) if uploader is not None else None,
         })
     except (InvalidName, KeyError, ValueError, OverflowError, OSError):
         return None

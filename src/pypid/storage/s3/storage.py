@@ -81,6 +81,10 @@ SNAPSHOT_LIMIT = 256 << 20
 #: Core metadata objects are read up to this size.
 METADATA_LIMIT = 16 << 20
 
+#: Details objects (a rendered README, highlighted, is a few times the
+#: 1 MiB description it came from) are read up to this size.
+DETAILS_LIMIT = 32 << 20
+
 #: A listed object modified this close to the snapshot's time is read again
 #: rather than trusted (the store's clock and ours may disagree).
 CLOCK_MARGIN = 60.0
@@ -270,11 +274,11 @@ class S3Storage:
 
     # -- writes ----------------------------------------------------------------------
 
-    def publish(self, temp_path, record, metadata):
-        """Write the file, conditionally, then its metadata; see the module."""
-        return ensureDeferred(self._publish(temp_path, record, metadata))
+    def publish(self, temp_path, record, metadata, details=None):
+        """Write the file, conditionally, then its metadata and details; see the module."""
+        return ensureDeferred(self._publish(temp_path, record, metadata, details))
 
-    async def _publish(self, temp_path, record, metadata):
+    async def _publish(self, temp_path, record, metadata, details):
         layout, client = self._layout, self._client
         key = layout.file_key(record.path)
         try:
@@ -299,9 +303,7 @@ class S3Storage:
                 # Written again for the same bytes too: they may be this
                 # upload's own first attempt, whose answer was lost before
                 # its metadata was written (the content is the same).
-                if metadata is not None:
-                    await client.put(layout.metadata_key(record.path), metadata,
-                                     {"content-type": "application/octet-stream"})
+                await self._keep_beside(record, metadata, details)
                 # A delete through another server may have come between the
                 # first tombstone check and the write: the name stays dead.
                 if written and await client.head(layout.deleted_key(record.filename)):
@@ -321,6 +323,15 @@ class S3Storage:
             return record
         finally:
             await self._run(remove_file, temp_path)
+
+    async def _keep_beside(self, record, metadata, details):
+        """Write a file's metadata sibling and its details, those it has."""
+        if metadata is not None:
+            await self._client.put(self._layout.metadata_key(record.path), metadata,
+                                   {"content-type": "application/octet-stream"})
+        if details is not None:
+            await self._client.put(self._layout.details_key(record.filename), details,
+                                   {"content-type": "application/json"})
 
     def _paths_put(self, record):
         if record.path != record.filename:
@@ -425,7 +436,7 @@ class S3Storage:
         # is hidden by the tombstone, and removed by the next full check.
         self._feed.announce(record.filename)
         for key in (layout.file_key(record.path), layout.metadata_key(record.path),
-                    layout.yanked_key(record.filename)):
+                    layout.details_key(record.filename), layout.yanked_key(record.filename)):
             try:
                 await client.delete(key)
             except StorageError as e:
@@ -461,6 +472,11 @@ class S3Storage:
                 raise FileNotFoundError(record.path + ".metadata")
             return data
         return ensureDeferred(read())
+
+    def read_details(self, record):
+        """The details object's bytes, or L{None} when there is none."""
+        return ensureDeferred(self._client.get(self._layout.details_key(record.filename),
+                                               limit=DETAILS_LIMIT))
 
     def _fetch(self, key, size, start, length):
         async def fetch():
@@ -709,16 +725,15 @@ class S3Storage:
         temp = os.path.join(self.temp_dir, f"import-{secrets.token_hex(8)}")
         await self._run(_write_new, temp, data)
         try:
-            record, metadata = await self._run(inspect, temp, filename, path,
-                                               parse_time(item.last_modified), None, True)
+            inspected = await self._run(inspect, temp, filename, path,
+                                        parse_time(item.last_modified), None, True, True)
         except (InvalidName, InvalidDistribution) as e:
             return str(e)
         finally:
             await self._run(remove_file, temp)
+        record = inspected.record
         try:
-            if metadata is not None:
-                await self._client.put(self._layout.metadata_key(path), metadata,
-                                       {"content-type": "application/octet-stream"})
+            await self._keep_beside(record, inspected.metadata, inspected.details)
             bucket = self._client.bucket
             headers = metadata_headers(record)
             headers.update({
