@@ -13,10 +13,11 @@ setup(
     package_dir={"": "src"},
     # "twisted.plugins" is listed explicitly: find_packages() would drop the
     # dropin from wheels (it is a namespace without an __init__.py on purpose).
-    packages=["pypid", "pypid.auth", "pypid.cli", "pypid.config", "pypid.core", "pypid.http",
-              "pypid.storage", "pypid.storage.s3", "pypid.upstream", "pypid.web",
+    packages=["pypid", "pypid.auth", "pypid.cli", "pypid.config", "pypid.core", "pypid.export",
+              "pypid.http", "pypid.storage", "pypid.storage.s3", "pypid.upstream", "pypid.web",
               "twisted.plugins"],
-    package_data={"twisted.plugins": ["pypid_plugin.py"]},
+    # The pages for people's stylesheet and script, served by pypid itself.
+    package_data={"twisted.plugins": ["pypid_plugin.py"], "pypid.web": ["static/*"]},
     install_requires=[
         "twisted>=24.7",
         "klein>=24.8",
@@ -43,14 +44,17 @@ setup(
         # one a new virtualenv happens to bundle.
         # moto's server is the S3 the tests talk to, over loopback HTTP.
         # hypothesis drives the property-based upload suite.
+        # playwright drives the distribution's Chromium in the browser tests
+        # (its own browser downloads are never used).
         "test": ["pip>=25", "twine>=6", "uv>=0.5", "setuptools", "wheel", "moto[server]>=5.1",
-                 "hypothesis>=6.100"],
+                 "hypothesis>=6.100", "playwright>=1.40"],
     },
     entry_points={
         "console_scripts": [
             "pypid-passwd = pypid.cli.passwd:main",
             "pypid-upstream = pypid.cli.upstream:main",
             "pypid-token = pypid.cli.token:main",
+            "pypid-export = pypid.cli.export:main",
         ],
     },
     classifiers=[

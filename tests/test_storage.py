@@ -194,6 +194,25 @@ class StorageContractMixin:
         self.assertIsNone((await storage.read_details(wheel)))
         self.assertEqual((await storage.read_details(sdist)), b'{"info": {"name": "Holy-Grail"}}')
 
+    async def test_describe(self):
+        """
+        describe() renders the details of a file stored without them, from
+        the file, and keeps them; a deleted file is not described.
+        """
+        storage = await self.ready()
+        metadata = metadata_text("holy-grail", "1.0", summary="Finds grails",
+                                 extra_headers=["Description-Content-Type: text/markdown"])
+        filename, data = make_wheel("holy-grail", "1.0",
+                                    metadata=metadata.replace("A test project.", "# Grail\n"))
+        stored, _ = await self.published(storage, filename, data)
+        self.assertIsNone((await storage.read_details(stored)))
+        described = await storage.describe(stored)
+        self.assertIn(">Grail<", Details.from_bytes(described).html)
+        self.assertEqual((await storage.read_details(stored)), described)
+        await storage.delete(stored)
+        self.assertIsNone((await storage.describe(stored)))
+        self.assertIsNone((await storage.read_details(stored)))
+
     async def test_scan_foreign_details(self):
         """A file put there by other means gets its details, rendered once the import settles."""
         storage = await self.ready()

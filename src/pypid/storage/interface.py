@@ -215,6 +215,18 @@ class IStorage(Interface):
             kept; or failing with L{StorageError}
         """
 
+    def describe(record):
+        """
+        Render a stored file's details from the file itself and keep them
+        (for a file stored before details were kept, or whose import has
+        not got to it yet). Slow: the file is read and its description
+        rendered, in a worker thread.
+
+        @rtype: L{Deferred} firing with the bytes, or L{None} when the file
+            cannot be described (it is gone, or not a distribution any
+            more); or failing with L{StorageError}
+        """
+
 
 @attrs.frozen
 class Changed:

@@ -219,6 +219,10 @@ class LocalStorage:
         """A file's details from their sidecar, or L{None} when there is none (yet)."""
         return self._run(self._read_details_sync, record.filename)
 
+    def describe(self, record):
+        """Render a file's details from the file and keep them in their sidecar."""
+        return self._run(self._describe_sync, record)
+
     # -- blocking work, run in the thread pool ------------------------------
 
     def check(self):
@@ -466,7 +470,7 @@ class LocalStorage:
         milliseconds; a folder of thousands would hold start-up for minutes).
         """
         for record, metadata, seen in imported:
-            details = self._describe_imported(record)
+            details = self._details_of(record)
             try:
                 with self._sidecar_lock:
                     current = self._read_sidecar(record.filename)
@@ -489,8 +493,19 @@ class LocalStorage:
                 self._unwritten.pop(record.filename, None)
         log.info("Kept the records of {count} imported files", count=len(imported))
 
-    def _describe_imported(self, record):
-        """The details of an imported file, or L{None} when it cannot be read now."""
+    def _describe_sync(self, record):
+        details = self._details_of(record)
+        if details is not None:
+            with _storage_errors(), self._sidecar_lock:
+                current = self._read_sidecar(record.filename)
+                if current is not None and current.get("deleted"):
+                    return None
+                _write_atomic(self._details_path(record.filename), details, self.temp_dir,
+                              durable=False)
+        return details
+
+    def _details_of(self, record):
+        """The details of a stored file, or L{None} when it cannot be read now."""
         try:
             return inspect(self._file_path(record.path), record.filename, record.path,
                            record.upload_time,

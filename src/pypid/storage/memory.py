@@ -154,6 +154,20 @@ class MemoryStorage:
         """A file's details, or L{None} when none are kept."""
         return succeed(self._details.get(record.filename))
 
+    def describe(self, record):
+        """Render and keep a file's details from its bytes."""
+        data = self.objects.get(record.path)
+        if data is None or record.filename not in self._records:
+            return succeed(None)
+        try:
+            details = inspect(io.BytesIO(data), record.filename, record.path,
+                              record.upload_time, _digests(data), legacy=True,
+                              details=True).details
+        except (InvalidName, InvalidDistribution):
+            return succeed(None)
+        self._details[record.filename] = details
+        return succeed(details)
+
     # -- the work, done at once --------------------------------------------------------
 
     def _prepare_sync(self):

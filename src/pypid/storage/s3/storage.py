@@ -478,6 +478,32 @@ class S3Storage:
         return ensureDeferred(self._client.get(self._layout.details_key(record.filename),
                                                limit=DETAILS_LIMIT))
 
+    def describe(self, record):
+        """Fetch the file, render its details in a worker thread, and keep them."""
+        return ensureDeferred(self._describe(record))
+
+    async def _describe(self, record):
+        if record.size > self._max_import_size:
+            return None  # (read whole, as an import reads a file: bounded alike)
+        data = await self._client.get(self._layout.file_key(record.path),
+                                      limit=self._max_import_size, expect=record.size)
+        if data is None:
+            return None
+        temp = os.path.join(self.temp_dir, f"describe-{secrets.token_hex(8)}")
+        await self._run(_write_new, temp, data)
+        try:
+            details = (await self._run(
+                inspect, temp, record.filename, record.path, record.upload_time,
+                (record.size, record.sha256, record.blake2_256, record.md5), True, True,
+            )).details
+        except (InvalidName, InvalidDistribution):
+            return None
+        finally:
+            await self._run(remove_file, temp)
+        await self._client.put(self._layout.details_key(record.filename), details,
+                               {"content-type": "application/json"})
+        return details
+
     def _fetch(self, key, size, start, length):
         async def fetch():
             headers = {}

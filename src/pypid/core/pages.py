@@ -1,0 +1,542 @@
+"""
+The pages for people as HTML: the landing page, search results, and a page
+per project and per version. The server renders them once per change and
+keeps the bytes (see L{pypid.web.people}); the static export writes the same
+bytes to files (see L{pypid.export}).
+
+Every link is relative to the page (C{root} is the way back to the site's
+root from it), so the same pages work behind any proxy path, from a static
+copy, and never depend on the request's C{Host}. An install snippet needs an
+absolute URL: it is the configured base URL, or, without one, the page's
+script writes the browser's own origin into it (the browser knows where it
+is; the server cannot trust a C{Host} header to tell it).
+
+Everything shown comes from uploaders and is escaped; the description is
+HTML that L{pypid.core.readme} sanitized when the file arrived. Pages carry
+no inline script or style, so they work under a Content-Security-Policy of
+C{script-src 'self'; style-src 'self'} (see L{pypid.web.people.PEOPLE_CSP}).
+
+Pure: data in, bytes out.
+"""
+
+import datetime
+from html import escape
+from urllib.parse import quote
+
+import attrs
+
+from pypid.core.index import version_key
+from pypid.core.names import WHEEL, normalize
+
+
+@attrs.frozen
+class Chrome:
+    """
+    What every page shares: where its assets are and how search and
+    snippets reach the server.
+
+    @ivar css: the stylesheet's path from the site's root.
+    @ivar js: the script's path from the site's root.
+    @ivar base_url: the absolute URL of the site's root for snippets
+        (C{https://pypi.internal.example/}), or L{None} to let the script
+        fill in the browser's origin.
+    @ivar files_url: the absolute URL files are linked under (C{<url><project>/<filename>}),
+        or L{None} for C{files/} under the site's root.
+    @ivar search: the search page's path from the root (C{search}, or
+        C{search/} in a static copy).
+    @ivar suggest: where the script finds results as one types, from the
+        root: a URL it asks (C{api/search}), or a C{.json} list of every
+        project it searches itself (a static copy's C{packages.json}).
+    @ivar title: the site's name in titles and the header.
+    """
+
+    css: str
+    js: str
+    base_url: str | None = None
+    files_url: str | None = None
+    search: str = "search"
+    suggest: str = "api/search"
+    title: str = "pypid"
+
+    def file_url(self, file, root):
+        """The link to a file from a page whose way back to the root is C{root}."""
+        base = self.files_url if self.files_url is not None else root + "files/"
+        return f"{base}{quote(file.project)}/{quote(file.filename)}"
+
+
+@attrs.frozen
+class Upload:
+    """A line of the landing page's recent uploads."""
+
+    project: str
+    display_name: str
+    version: str
+    uploader: str | None
+    upload_time: float
+
+
+@attrs.frozen
+class Release:
+    """
+    One version of a project as the pages show it.
+
+    @ivar files: its files (L{pypid.core.model.FileRecord}s, or the
+        upstream's L{pypid.upstream.parser.UpstreamFile}s), by filename.
+    @ivar yanked: the reason when every file is yanked (possibly C{""}),
+        else L{None}.
+    @ivar uploaded: the earliest upload time of its files, or L{None}.
+    """
+
+    version: str
+    files: tuple
+    prerelease: bool
+    yanked: str | None
+    uploaded: float | None
+
+
+@attrs.frozen
+class ProjectView:
+    """
+    What a project page shows.
+
+    @ivar releases: every L{Release}, newest first.
+    @ivar current: the release the page is about.
+    @ivar latest: the version installers pick by default (no pre-release
+        when there is a final one, no yanked one), or L{None}.
+    @ivar details: the L{pypid.core.details.Details} of the current
+        release, or L{None} when none are kept.
+    @ivar upstream: when the upstream's page was fetched, for a project the
+        cache knows from the upstream; L{None} for a hosted one.
+    @ivar summary: the current release's summary (from its records, when
+        no details are kept).
+    """
+
+    name: str
+    display_name: str
+    releases: tuple
+    current: Release
+    latest: str | None
+    details: object = None
+    upstream: float | None = None
+    summary: str | None = None
+
+
+def _is_prerelease(version):
+    key = version_key(version)
+    return key[0] == 0 or key[1].is_prerelease
+
+
+def releases_of(files):
+    """The L{Release}s of a project's files, newest first."""
+    by_version = {}
+    for f in files:
+        by_version.setdefault(f.version, []).append(f)
+    releases = []
+    for version in sorted(by_version, key=version_key, reverse=True):
+        group = tuple(sorted(by_version[version], key=lambda f: f.filename))
+        reasons = [f.yanked for f in group]
+        times = [f.upload_time for f in group if f.upload_time is not None]
+        releases.append(Release(
+            version=version, files=group, prerelease=_is_prerelease(version),
+            yanked=reasons[0] if all(r is not None for r in reasons) else None,
+            uploaded=min(times) if times else None,
+        ))
+    return tuple(releases)
+
+
+def latest_of(releases):
+    """The version installers pick by default, as L{Project.latest_version} does."""
+    finals = [r for r in releases if not r.prerelease] or list(releases)
+    for release in finals:
+        if release.yanked is None:
+            return release.version
+    return finals[0].version if finals else None
+
+
+def project_view(name, display_name, files, version=None, details=None, upstream=None):
+    """
+    The L{ProjectView} of a project's files, about C{version} (the latest
+    when L{None}); L{None} when there is no such version.
+    """
+    releases = releases_of(files)
+    latest = latest_of(releases)
+    wanted = latest if version is None else version
+    current = next((r for r in releases if r.version == wanted), None)
+    if current is None:
+        return None
+    summary = next((f.summary for f in current.files if getattr(f, "summary", None)), None)
+    return ProjectView(name, display_name, releases, current, latest, details, upstream,
+                       summary)
+
+
+# -- formatting ------------------------------------------------------------------------
+
+
+def _when(timestamp):
+    """A C{<time>} element: UTC, to the minute."""
+    if timestamp is None:
+        return "unknown"
+    try:
+        dt = datetime.datetime.fromtimestamp(timestamp, tz=datetime.timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return "unknown"
+    return (f'<time datetime="{dt.strftime("%Y-%m-%dT%H:%M:%SZ")}">'
+            f'{dt.strftime("%Y-%m-%d %H:%M")}\N{NO-BREAK SPACE}UTC</time>')
+
+
+def _size(size):
+    """A size for people (C{1.2 MB}), with the exact bytes in a tooltip."""
+    if size is None:
+        return "unknown"
+    value, unit = float(size), "bytes"
+    for next_unit in ("kB", "MB", "GB"):
+        if value < 1000:
+            break
+        value, unit = value / 1000, next_unit
+    text = f"{size} bytes" if unit == "bytes" else f"{value:.1f}\N{NO-BREAK SPACE}{unit}"
+    return f'<span title="{size} bytes">{text}</span>'
+
+
+def _http_link(url, text):
+    """A link for a URL from metadata: only http and https become links."""
+    if url.lower().startswith(("https://", "http://")):
+        return f'<a href="{escape(url)}" rel="nofollow noopener noreferrer">{escape(text)}</a>'
+    return escape(text)
+
+
+def _base(chrome):
+    """The site's absolute root in a snippet, or the element the script fills in."""
+    if chrome.base_url:
+        return escape(chrome.base_url)
+    return '<span data-base="">http://&lt;this server&gt;/</span>'
+
+
+def _snippet(label, text_html):
+    return (f'<div class="snippet"><p class="snippet-label">{label}</p>'
+            f'<pre data-copy=""><code>{text_html}</code></pre></div>')
+
+
+# -- the frame -------------------------------------------------------------------------
+
+
+def _frame(chrome, root, title, main, *, search_box=True, query=""):
+    """A whole page around C{main}: head, header with search, footer."""
+    search = ""
+    if search_box:
+        search = (
+            f'<form class="search" role="search" action="{escape(root + chrome.search)}" '
+            f'method="get"><label class="visually-hidden" for="q">Search projects</label>'
+            f'<input id="q" name="q" type="search" value="{escape(query)}" '
+            f'placeholder="Search projects" autocomplete="off" maxlength="200" '
+            f'data-suggest="{escape(root + chrome.suggest)}" aria-controls="suggestions">'
+            f'<button type="submit">Search</button></form>'
+            f'<div id="suggestions" class="suggestions" aria-live="polite"></div>'
+        )
+    return (
+        f'<!DOCTYPE html>\n<html lang="en" data-root="{escape(root)}"><head>'
+        f'<meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f'<meta name="color-scheme" content="light dark">'
+        f'<title>{escape(title)}</title>'
+        f'<link rel="stylesheet" href="{escape(root + chrome.css)}">'
+        f'<script src="{escape(root + chrome.js)}" defer></script></head>\n'
+        f'<body><a class="skip" href="#main">Skip to the content</a>'
+        f'<header class="site"><nav aria-label="Site">'
+        f'<a class="brand" href="{escape(root or "./")}">{escape(chrome.title)}</a>'
+        f'<a href="{escape(root)}simple/">Simple index</a></nav>{search}</header>\n'
+        f'<main id="main" tabindex="-1">{main}</main>\n'
+        f'<footer class="site"><p>A private Python package index, served by pypid.</p>'
+        f'</footer></body></html>\n'
+    ).encode("utf-8")
+
+
+# -- the landing page ------------------------------------------------------------------
+
+
+def landing_page(chrome, projects, files, recent):
+    """
+    C{/}: what this index holds, its latest uploads, and how to use it.
+
+    @param projects: how many projects the reader may see.
+    @param files: how many files they hold.
+    @param recent: the latest L{Upload}s the reader may see, newest first.
+    """
+    root = ""
+    rows = "".join(
+        f'<tr><td><a href="project/{quote(u.project)}/">{escape(u.display_name)}</a></td>'
+        f'<td><a href="project/{quote(u.project)}/{quote(u.version)}/">{escape(u.version)}</a></td>'
+        f'<td>{escape(u.uploader) if u.uploader else "<span class=muted>imported</span>"}</td>'
+        f'<td>{_when(u.upload_time)}</td></tr>'
+        for u in recent
+    )
+    uploads = (
+        '<table class="uploads"><caption class="visually-hidden">Recent uploads</caption>'
+        '<thead><tr><th scope="col">Project</th><th scope="col">Version</th>'
+        '<th scope="col">By</th><th scope="col">When</th></tr></thead>'
+        f'<tbody>{rows}</tbody></table>'
+    ) if rows else '<p class="muted">Nothing has been uploaded yet.</p>'
+    base = _base(chrome)
+    plural = "" if projects == 1 else "s"
+    main = (
+        '<section class="hero" aria-labelledby="title">'
+        f'<h1 id="title">Python packages</h1>'
+        f'<p class="lead">{projects} project{plural}, {files} file{"" if files == 1 else "s"} '
+        f'on this private index.</p>'
+        f'<form class="search search-big" role="search" action="{escape(chrome.search)}" '
+        f'method="get"><label class="visually-hidden" for="q">Search projects</label>'
+        f'<input id="q" name="q" type="search" placeholder="Search projects" '
+        f'autocomplete="off" maxlength="200" data-suggest="{escape(chrome.suggest)}" '
+        f'aria-controls="suggestions"><button type="submit">Search</button></form>'
+        f'<div id="suggestions" class="suggestions" aria-live="polite"></div></section>'
+        '<section aria-labelledby="recent"><h2 id="recent">Recent uploads</h2>'
+        f'{uploads}</section>'
+        '<section class="howto" aria-labelledby="install"><h2 id="install">Install</h2>'
+        + _snippet("pip", f"pip install --index-url {base}simple/ PROJECT")
+        + _snippet("uv", f"uv pip install --index-url {base}simple/ PROJECT")
+        + _snippet("uv, in a project", f"uv add --index {base}simple/ PROJECT")
+        + '</section><section class="howto" aria-labelledby="publish">'
+        '<h2 id="publish">Publish</h2>'
+        + _snippet("twine", f"twine upload --repository-url {base} dist/*")
+        + _snippet("uv", f"uv publish --publish-url {base} --check-url {base}simple/ dist/*")
+        + '</section>'
+    )
+    return _frame(chrome, root, chrome.title + " package index", main, search_box=False)
+
+
+# -- search ------------------------------------------------------------------------------
+
+
+def search_page(chrome, results, versions, root=""):
+    """
+    C{/search?q=}: one page of results.
+
+    @param results: the L{pypid.core.search.Results}, or L{None} for a page
+        the script fills in (a static copy) or before any query.
+    @param versions: C{{project: latest version}} of the projects shown.
+    """
+    query = results.query if results is not None else ""
+    form = (
+        f'<form class="search search-big" role="search" action="{escape(root + chrome.search)}" '
+        f'method="get"><label for="q">Search projects by name or summary</label>'
+        f'<input id="q" name="q" type="search" value="{escape(query)}" autocomplete="off" '
+        f'maxlength="200" data-suggest="{escape(root + chrome.suggest)}" '
+        f'data-results="results"><button type="submit">Search</button></form>'
+    )
+    if results is None or not results.query:
+        body = ('<div id="results" aria-live="polite">'
+                '<p class="muted">Type part of a project\'s name, or words of its summary.</p>'
+                '</div>')
+        if chrome.suggest.endswith(".json"):
+            body += ('<noscript><p>Searching this copy of the index needs JavaScript; '
+                     f'the <a href="{escape(root)}simple/">simple index</a> lists every '
+                     'project.</p></noscript>')
+        title = "Search"
+    else:
+        count = f'{results.total} project{"" if results.total == 1 else "s"}'
+        items = "".join(_hit(hit.entry, versions.get(hit.entry.project), root)
+                        for hit in results.hits)
+        body = (f'<div id="results" aria-live="polite"><p class="count" role="status">'
+                f'{count} match \N{LEFT DOUBLE QUOTATION MARK}{escape(results.query)}'
+                f'\N{RIGHT DOUBLE QUOTATION MARK}</p>'
+                f'<ol class="results">{items}</ol>{_pager(chrome, results, root)}</div>')
+        title = f"{results.query} - Search"
+    main = f'<h1>Search</h1>{form}{body}'
+    return _frame(chrome, root, f"{title} - {chrome.title}", main, search_box=False)
+
+
+def _hit(entry, version, root):
+    summary = f'<p>{escape(entry.summary)}</p>' if entry.summary else ""
+    version_html = f' <span class="version">{escape(version)}</span>' if version else ""
+    return (f'<li><a href="{escape(root)}project/{quote(entry.project)}/">'
+            f'{escape(entry.display_name)}</a>{version_html}{summary}</li>')
+
+
+def _pager(chrome, results, root):
+    """Previous and next links, and the page numbers around this one."""
+    if results.pages <= 1:
+        return ""
+    q = quote(results.query, safe="")
+    link = f"{escape(root + chrome.search)}?q={q}&amp;page="
+    parts = []
+    if results.page > 1:
+        parts.append(f'<a rel="prev" href="{link}{results.page - 1}">Previous</a>')
+    first = max(1, results.page - 3)
+    for n in range(first, min(results.pages, first + 6) + 1):
+        if n == results.page:
+            parts.append(f'<span aria-current="page">{n}</span>')
+        else:
+            parts.append(f'<a href="{link}{n}">{n}</a>')
+    if results.page < results.pages:
+        parts.append(f'<a rel="next" href="{link}{results.page + 1}">Next</a>')
+    return f'<nav class="pager" aria-label="Result pages">{" ".join(parts)}</nav>'
+
+
+# -- a project ---------------------------------------------------------------------------
+
+
+def project_page(chrome, view, root):
+    """
+    C{/project/<name>/} (about the latest version) or
+    C{/project/<name>/<version>/}.
+
+    @param root: the way back to the site's root: C{../../} or C{../../../}.
+    """
+    current, details = view.current, view.details
+    name_q = quote(view.name)
+    summary = (details.get("summary") if details is not None else None) or view.summary
+    badges = []
+    if current.prerelease:
+        badges.append('<span class="badge badge-pre">pre-release</span>')
+    if current.yanked is not None:
+        reason = f": {escape(current.yanked)}" if current.yanked else ""
+        badges.append(f'<span class="badge badge-yanked">yanked{reason}</span>')
+    if view.latest is not None and current.version != view.latest:
+        badges.append(f'<span class="badge">the latest version is '
+                      f'<a href="{escape(root)}project/{name_q}/">{escape(view.latest)}</a>'
+                      f'</span>')
+    upstream = ""
+    if view.upstream is not None:
+        upstream = (
+            '<p class="notice" role="note">This project is not hosted here: it is what '
+            "this index's cache knows of it from the upstream index, as listed there "
+            f"on {_when(view.upstream)}.</p>"
+        )
+    base = _base(chrome)
+    pin = f"{view.name}=={current.version}"
+    head = (
+        f'{upstream}<div class="project-head"><h1>{escape(view.display_name)} '
+        f'<span class="version">{escape(current.version)}</span></h1>'
+        + (f'<p class="summary">{escape(summary)}</p>' if summary else "")
+        + (f'<p class="badges">{" ".join(badges)}</p>' if badges else "")
+        + '</div>'
+    )
+    install = (
+        '<section class="howto" aria-labelledby="install"><h2 id="install">Install</h2>'
+        + _snippet("pip", f"pip install --index-url {base}simple/ {escape(pin)}")
+        + _snippet("uv", f"uv add --index {base}simple/ {escape(pin)}")
+        + '</section>'
+    )
+    if details is not None and details.html:
+        fell_back = ('<p class="muted">This description did not render as its content type '
+                     'asks; it is shown as plain text.</p>') if details.fell_back else ""
+        description = (f'<article class="description" aria-labelledby="about">'
+                       f'<h2 id="about" class="visually-hidden">Description</h2>'
+                       f'{fell_back}{details.html}</article>')
+    else:
+        why = ("This index has not fetched a file of this version from the upstream yet."
+               if view.upstream is not None else "This version has no description.")
+        description = (f'<article class="description" aria-labelledby="about">'
+                       f'<h2 id="about" class="visually-hidden">Description</h2>'
+                       f'<p class="muted">{why}</p></article>')
+    body = (
+        head + install
+        + f'<div class="columns">{description}{_about(details, current)}</div>'
+        + _files(chrome, view, root) + _history(view, root)
+    )
+    title = f"{view.display_name} {current.version} - {chrome.title}"
+    return _frame(chrome, root, title, body)
+
+
+def _about(details, current):
+    """The side column: licence, Python, people, links, dependencies, classifiers."""
+    rows = []
+
+    def row(label, value_html):
+        if value_html:
+            rows.append(f"<dt>{label}</dt><dd>{value_html}</dd>")
+
+    info = details.info if details is not None else {}
+    requires_python = info.get("requires_python") or next(
+        (f.requires_python for f in current.files if f.requires_python), None)
+    row("Requires Python", escape(requires_python) if requires_python else "")
+    licence = info.get("license_expression") or info.get("license")
+    if licence:
+        row("Licence", f'<span class="licence">{escape(str(licence))}</span>')
+    for who, email in (("author", "author_email"), ("maintainer", "maintainer_email")):
+        parts = [escape(str(info[k])) for k in (who, email) if info.get(k)]
+        row(who.capitalize(), " ".join(parts))
+    if info.get("keywords"):
+        row("Keywords", escape(str(info["keywords"])))
+    links = []
+    urls = info.get("project_urls") or {}
+    if isinstance(urls, dict):
+        links.extend((str(label), str(url)) for label, url in urls.items())
+    for label, key in (("Homepage", "home_page"), ("Download", "download_url")):
+        if info.get(key):
+            links.append((label, str(info[key])))
+    if links:
+        row("Links", "<ul>" + "".join(f"<li>{_http_link(url, label)}</li>"
+                                      for label, url in links) + "</ul>")
+    parts = ['<aside class="about" aria-labelledby="meta"><h2 id="meta">About</h2>']
+    parts.append(f"<dl>{''.join(rows)}</dl>" if rows
+                 else '<p class="muted">No metadata is kept for this version.</p>')
+    for title, key in (("Dependencies", "requires_dist"), ("Classifiers", "classifiers")):
+        values = info.get(key) or []
+        if values:
+            items = "".join(f"<li><code>{escape(str(v))}</code></li>" if key == "requires_dist"
+                            else f"<li>{escape(str(v))}</li>" for v in values)
+            parts.append(f'<h3>{title}</h3><ul class="{key}">{items}</ul>')
+    parts.append("</aside>")
+    return "".join(parts)
+
+
+def _files(chrome, view, root):
+    rows = []
+    for f in view.current.files:
+        kind = "wheel" if f.packagetype == WHEEL else "sdist"
+        yanked = ""
+        if f.yanked is not None and view.current.yanked is None:
+            reason = f": {escape(f.yanked)}" if f.yanked else ""
+            yanked = f' <span class="badge badge-yanked">yanked{reason}</span>'
+        uploader = getattr(f, "uploader", None)
+        who = escape(uploader) if uploader else (
+            '<span class="muted">upstream</span>' if view.upstream is not None
+            else '<span class="muted">imported</span>')
+        rows.append(
+            f'<tr><td><a href="{escape(chrome.file_url(f, root))}" download>'
+            f'{escape(f.filename)}</a>{yanked}</td><td>{kind}</td><td>{_size(f.size)}</td>'
+            f'<td>{_when(f.upload_time)}</td><td>{who}</td>'
+            f'<td><code class="hash" data-copy="">{escape(f.sha256)}</code></td></tr>'
+        )
+    return (
+        '<section aria-labelledby="files"><h2 id="files">Files</h2>'
+        '<div class="table-scroll"><table class="files">'
+        '<caption class="visually-hidden">Files of this version</caption>'
+        '<thead><tr><th scope="col">File</th><th scope="col">Type</th>'
+        '<th scope="col">Size</th><th scope="col">Uploaded</th><th scope="col">By</th>'
+        '<th scope="col">SHA-256</th></tr></thead>'
+        f'<tbody>{"".join(rows)}</tbody></table></div></section>'
+    )
+
+
+def _history(view, root):
+    items = []
+    for r in view.releases:
+        marks = []
+        if r.version == view.latest:
+            marks.append('<span class="badge badge-latest">latest</span>')
+        if r.prerelease:
+            marks.append('<span class="badge badge-pre">pre-release</span>')
+        if r.yanked is not None:
+            reason = f": {escape(r.yanked)}" if r.yanked else ""
+            marks.append(f'<span class="badge badge-yanked">yanked{reason}</span>')
+        current = ' aria-current="page"' if r is view.current else ""
+        items.append(
+            f'<li><a href="{escape(root)}project/{quote(view.name)}/{quote(r.version)}/"'
+            f'{current}>{escape(r.version)}</a> {_when(r.uploaded)} {" ".join(marks)}</li>'
+        )
+    return ('<section aria-labelledby="history"><h2 id="history">Release history</h2>'
+            f'<ol class="releases">{"".join(items)}</ol></section>')
+
+
+def search_entry_json(entry, version, root=""):
+    """One project as the script's results list shows it (JSON-ready)."""
+    return {"name": entry.project, "display_name": entry.display_name,
+            "summary": entry.summary, "version": version,
+            "url": f"{root}project/{quote(entry.project)}/"}
+
+
+def project_path(name, version=None):
+    """A project's (or a version's) page, from the site's root."""
+    path = f"project/{quote(normalize(name))}/"
+    return path + f"{quote(version)}/" if version is not None else path

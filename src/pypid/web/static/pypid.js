@@ -1,0 +1,217 @@
+/* The pages for people's one script: results as one types, copy buttons,
+   and the browser's own origin in the install snippets.  Every page works
+   without it.  It builds the DOM with textContent only, never HTML from
+   data, and is served by pypid (Content-Security-Policy: script-src 'self'). */
+(function () {
+  "use strict";
+
+  var root = document.documentElement.getAttribute("data-root") || "";
+  var MIN_SUBSTRING = 3;
+  var SHOWN = 8;
+
+  /* The site's absolute root, for snippets: the browser knows where it is. */
+  function siteRoot() {
+    return new URL(root || "./", window.location.href).href;
+  }
+
+  function fillBase() {
+    var base = siteRoot();
+    document.querySelectorAll("[data-base]").forEach(function (el) {
+      el.textContent = base;
+    });
+  }
+
+  function addCopyButtons() {
+    if (!navigator.clipboard) { return; }
+    document.querySelectorAll("[data-copy]").forEach(function (el) {
+      var button = document.createElement("button");
+      button.type = "button";
+      button.className = "copy";
+      button.textContent = "Copy";
+      var what = el.classList.contains("hash") ? "the SHA-256" : "the command";
+      button.setAttribute("aria-label", "Copy " + what);
+      button.addEventListener("click", function () {
+        navigator.clipboard.writeText(el.textContent.trim()).then(function () {
+          button.textContent = "Copied";
+          window.setTimeout(function () { button.textContent = "Copy"; }, 1500);
+        }, function () { button.textContent = "Select and copy"; });
+      });
+      el.insertAdjacentElement("afterend", button);
+    });
+  }
+
+  /* -- search in the browser, over a static copy's packages.json ------------- */
+
+  function normalize(name) {
+    return name.toLowerCase().replace(/[-_.]+/g, "-");
+  }
+
+  /* The ranking of pypid.core.search: exact name, prefix, word prefix,
+     substring, then every word in the summary. */
+  function rank(packages, query) {
+    var name = normalize(query.trim().replace(/\s+/g, "-")).replace(/^-+|-+$/g, "");
+    var words = (query.toLowerCase().match(/\w+/g) || []);
+    var longest = words.reduce(function (n, w) { return Math.max(n, w.length); }, 0);
+    var hits = [];
+    packages.forEach(function (p) {
+      var r = -1;
+      if (name) {
+        if (p.name === name) { r = 0; }
+        else if (p.name.indexOf(name) === 0) { r = 1; }
+        else if (name.length >= MIN_SUBSTRING && p.name.indexOf("-" + name) >= 0) { r = 2; }
+        else if (name.length >= MIN_SUBSTRING && p.name.indexOf(name) >= 0) { r = 3; }
+      }
+      if (r < 0 && longest >= MIN_SUBSTRING && p.summary) {
+        var text = p.summary.toLowerCase();
+        if (words.every(function (w) { return text.indexOf(w) >= 0; })) { r = 4; }
+      }
+      if (r >= 0) { hits.push([r, p]); }
+    });
+    hits.sort(function (a, b) {
+      return a[0] - b[0] || a[1].name.length - b[1].name.length ||
+        (a[1].name < b[1].name ? -1 : a[1].name > b[1].name ? 1 : 0);
+    });
+    return hits.map(function (h) {
+      var p = h[1];
+      return {name: p.name, display_name: p.display_name, summary: p.summary,
+              version: p.version, url: "project/" + encodeURIComponent(p.name) + "/"};
+    });
+  }
+
+  var packages = null;
+
+  function staticSearch(source, query) {
+    var ready = packages ? Promise.resolve(packages) :
+      fetch(source, {credentials: "same-origin"}).then(function (r) {
+        if (!r.ok) { throw new Error("packages.json: " + r.status); }
+        return r.json();
+      }).then(function (list) { packages = list; return list; });
+    return ready.then(function (list) {
+      var hits = rank(list, query);
+      return {query: query, total: hits.length, hits: hits};
+    });
+  }
+
+  function serverSearch(source, query, size) {
+    var url = source + "?q=" + encodeURIComponent(query) + "&size=" + size;
+    return fetch(url, {credentials: "same-origin",
+                       headers: {"Accept": "application/json"}}).then(function (r) {
+      if (!r.ok) { throw new Error("search: " + r.status); }
+      return r.json();
+    });
+  }
+
+  function search(source, query, size) {
+    if (/\.json$/.test(source)) { return staticSearch(source, query); }
+    return serverSearch(source, query, size);
+  }
+
+  function hitItem(hit) {
+    var li = document.createElement("li");
+    var a = document.createElement("a");
+    a.href = root + hit.url;  /* (every url is from the site's root) */
+    a.textContent = hit.display_name;
+    li.appendChild(a);
+    if (hit.version) {
+      var v = document.createElement("span");
+      v.className = "version";
+      v.textContent = " " + hit.version;
+      li.appendChild(v);
+    }
+    return li;
+  }
+
+  function showSuggestions(box, result) {
+    box.textContent = "";
+    if (!result.query) { return; }
+    var list = document.createElement("ul");
+    list.setAttribute("aria-label", "Matching projects");
+    result.hits.slice(0, SHOWN).forEach(function (hit) {
+      var li = hitItem(hit);
+      if (hit.summary) {
+        var s = document.createElement("span");
+        s.textContent = hit.summary;
+        li.appendChild(s);
+      }
+      list.appendChild(li);
+    });
+    if (!result.hits.length) {
+      var none = document.createElement("li");
+      none.textContent = "No project matches.";
+      list.appendChild(none);
+    }
+    box.appendChild(list);
+  }
+
+  /* The results list of the search page, filled in a static copy. */
+  function showResults(box, result) {
+    box.textContent = "";
+    var count = document.createElement("p");
+    count.className = "count";
+    count.setAttribute("role", "status");
+    count.textContent = result.total + (result.total === 1 ? " project" : " projects") +
+      " match \u201c" + result.query + "\u201d";
+    box.appendChild(count);
+    var list = document.createElement("ol");
+    list.className = "results";
+    result.hits.slice(0, 100).forEach(function (hit) {
+      var li = hitItem(hit);
+      if (hit.summary) {
+        var p = document.createElement("p");
+        p.textContent = hit.summary;
+        li.appendChild(p);
+      }
+      list.appendChild(li);
+    });
+    box.appendChild(list);
+  }
+
+  function wireSearch(input) {
+    var source = input.getAttribute("data-suggest");
+    var resultsId = input.getAttribute("data-results");
+    var results = resultsId ? document.getElementById(resultsId) : null;
+    var live = results && /\.json$/.test(source) ? results : null;
+    var box = live ? null : document.getElementById("suggestions");
+    var timer = null;
+    var asked = 0;
+
+    function run() {
+      var query = input.value.trim();
+      var mine = ++asked;
+      if (!query) {
+        if (box) { box.textContent = ""; }
+        return;
+      }
+      search(source, query, SHOWN).then(function (result) {
+        if (mine !== asked) { return; }
+        if (live) { showResults(live, result); } else if (box) { showSuggestions(box, result); }
+      }, function () {
+        if (box) { box.textContent = ""; }
+      });
+    }
+
+    input.addEventListener("input", function () {
+      window.clearTimeout(timer);
+      timer = window.setTimeout(run, 120);
+    });
+    input.addEventListener("keydown", function (event) {
+      if (event.key === "Escape" && box) { box.textContent = ""; }
+    });
+    if (live) {
+      var q = new URLSearchParams(window.location.search).get("q");
+      if (q) { input.value = q; run(); }
+    }
+  }
+
+  function start() {
+    fillBase();
+    addCopyButtons();
+    document.querySelectorAll("input[data-suggest]").forEach(wireSearch);
+  }
+
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", start);
+  } else {
+    start();
+  }
+}());
