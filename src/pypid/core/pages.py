@@ -37,6 +37,7 @@ class Chrome:
 
     @ivar css: the stylesheet's path from the site's root.
     @ivar js: the script's path from the site's root.
+    @ivar icon: the icon's path from the site's root.
     @ivar base_url: the absolute URL of the site's root for snippets
         (C{https://pypi.internal.example/}), or L{None} to let the script
         fill in the browser's origin.
@@ -52,6 +53,7 @@ class Chrome:
 
     css: str
     js: str
+    icon: str
     base_url: str | None = None
     files_url: str | None = None
     search: str = "search"
@@ -238,6 +240,7 @@ def _frame(chrome, root, title, main, *, search_box=True, query=""):
         f'<meta name="viewport" content="width=device-width, initial-scale=1">'
         f'<meta name="color-scheme" content="light dark">'
         f'<title>{escape(title)}</title>'
+        f'<link rel="icon" href="{escape(root + chrome.icon)}" type="image/svg+xml">'
         f'<link rel="stylesheet" href="{escape(root + chrome.css)}">'
         f'<script src="{escape(root + chrome.js)}" defer></script></head>\n'
         f'<body><a class="skip" href="#main">Skip to the content</a>'
@@ -290,6 +293,7 @@ def landing_page(chrome, projects, files, recent):
         f'<div id="suggestions" class="suggestions" aria-live="polite"></div></section>'
         '<section aria-labelledby="recent"><h2 id="recent">Recent uploads</h2>'
         f'{uploads}</section>'
+        '<div class="howto-grid">'
         '<section class="howto" aria-labelledby="install"><h2 id="install">Install</h2>'
         + _snippet("pip", f"pip install --index-url {base}simple/ PROJECT")
         + _snippet("uv", f"uv pip install --index-url {base}simple/ PROJECT")
@@ -298,7 +302,7 @@ def landing_page(chrome, projects, files, recent):
         '<h2 id="publish">Publish</h2>'
         + _snippet("twine", f"twine upload --repository-url {base} dist/*")
         + _snippet("uv", f"uv publish --publish-url {base} --check-url {base}simple/ dist/*")
-        + '</section>'
+        + '</section></div>'
     )
     return _frame(chrome, root, chrome.title + " package index", main, search_box=False)
 
@@ -332,11 +336,12 @@ def search_page(chrome, results, versions, root=""):
                      'project.</p></noscript>')
         title = "Search"
     else:
-        count = f'{results.total} project{"" if results.total == 1 else "s"}'
+        count = (f'1 project matches' if results.total == 1
+                 else f'{results.total} projects match')
         items = "".join(_hit(hit.entry, versions.get(hit.entry.project), root)
                         for hit in results.hits)
         body = (f'<div id="results" aria-live="polite"><p class="count" role="status">'
-                f'{count} match \N{LEFT DOUBLE QUOTATION MARK}{escape(results.query)}'
+                f'{count} \N{LEFT DOUBLE QUOTATION MARK}{escape(results.query)}'
                 f'\N{RIGHT DOUBLE QUOTATION MARK}</p>'
                 f'<ol class="results">{items}</ol>{_pager(chrome, results, root)}</div>')
         title = f"{results.query} - Search"

@@ -111,6 +111,10 @@ class SearchIndex:
     def __len__(self):
         return len(self._entries)
 
+    def entry(self, project):
+        """The L{Entry} of a normalized project name (L{KeyError} when unknown)."""
+        return self._entries[self._by_project[project]]
+
     def search(self, query, visible=None, page=1, page_size=DEFAULT_PAGE_SIZE):
         """
         Find the projects matching C{query}, ranked.

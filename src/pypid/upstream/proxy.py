@@ -351,6 +351,19 @@ class UpstreamProxy:
         ordered = sorted(kept, key=lambda f: (version_key(f.version), f.filename))
         return {f.filename: f for f in ordered}
 
+    def known(self, project):
+        """
+        What the cache knows of an upstream project, without asking the
+        upstream (for the pages for people): C{(entry, files)}, the files
+        clients are shown of the cached page, or L{None}.
+        """
+        if self.mode != "cache":
+            return None
+        entry = self.pages.entries.get(project)
+        if entry is None or entry.page is None:
+            return None
+        return entry, tuple(self._shown_of(project, entry).values())
+
     def listed(self, project, filename):
         """The upstream file C{filename} if a cached page of C{project} shows it."""
         entry = self.pages.entries.get(project)

@@ -2,10 +2,12 @@
 Everything but the hot path, composed of one small Klein app per area.
 
 L{pypid.web.simple} serves C{/simple/} and C{/files/} as plain Twisted
-resources (the hot path); every other path goes to L{PypidApp}, which hands
-the request to the area that owns its first segments:
+resources (the hot path), as L{pypid.web.project_pages} serves
+C{/project/...} and L{pypid.web.assets} C{/static/...}; every other path
+goes to L{PypidApp}, which hands the request to the area that owns its
+first segments:
 
-  - L{pypid.web.people.PeoplePages}: C{GET /}, C{/project/<name>/};
+  - L{pypid.web.people.PeoplePages}: C{GET /}, C{/search}, C{/api/search};
   - L{pypid.web.publish.Publish}: C{POST /} and C{/legacy/} (uploads),
     C{/api/files/...} and C{/api/projects/...} (yank, unyank, delete);
   - L{pypid.web.tokens.TokenAdmin}: C{/api/tokens};
@@ -22,12 +24,15 @@ import attrs
 from twisted.web.resource import Resource
 
 from pypid.core.errors import NotFound
+from pypid.core.pages import Chrome
 from pypid.core.render import file_url_for
+from pypid.web.assets import Assets, AssetsResource
 from pypid.web.cache_admin import CacheAdmin
 from pypid.web.channel import ConnectionCounter
 from pypid.web.health import Health
 from pypid.web.legacy import LegacyJSON
 from pypid.web.people import PeoplePages
+from pypid.web.project_pages import ProjectPages
 from pypid.web.publish import Publish
 from pypid.web.respond import send_error
 from pypid.web.routes import wrong_method_error
@@ -39,7 +44,7 @@ from pypid.web.tokens import TokenAdmin
 #: second); C{/} itself is split by method in L{_Areas.render}.
 _AREAS = {
     b"legacy": "publish",
-    b"project": "people",
+    b"search": "people",
     b"requirements.txt": "cache",
     b"pypi": "legacy",
     b"health": "health",
@@ -47,6 +52,7 @@ _AREAS = {
 _API_AREAS = {
     b"files": "publish",
     b"projects": "publish",
+    b"search": "people",
     b"tokens": "tokens",
     b"upstream": "cache",
 }
@@ -140,8 +146,11 @@ def build_web(index, storage, access, run, clock, *, max_upload_size, base_url=N
     """
     # Absolute file links, for the pages not under /simple/<project>/.
     absolute_file_url = file_url_for(base_url or "/")
+    assets = Assets.load()
+    chrome = Chrome(css=assets.css, js=assets.js, icon=assets.icon, base_url=base_url,
+                    files_url=base_url + "files/" if base_url else None)
     app = PypidApp(
-        people=PeoplePages(index, access, absolute_file_url, base_url),
+        people=PeoplePages(index, access, chrome),
         publish=Publish(index, storage, access, run, clock, max_upload_size),
         tokens=TokenAdmin(access, run),
         cache=CacheAdmin(access, upstream),
@@ -152,6 +161,8 @@ def build_web(index, storage, access, run, clock, *, max_upload_size, base_url=N
         SimpleResource(index, access, base_url or "/", upstream),
         FilesResource(index, storage, access, upstream),
         app.resource(),
+        project=ProjectPages(index, storage, access, chrome, base_url or "/", upstream),
+        static=AssetsResource(assets),
     )
     site = PypidSite(root, max_upload_size, storage.temp_dir, access_log=access_log,
                      reactor=clock, access=access, run=run,

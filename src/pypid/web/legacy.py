@@ -10,10 +10,9 @@ import attrs
 from klein import Klein
 from twisted.logger import Logger
 
-from pypid.core import render
+from pypid.core import legacy
 from pypid.core.errors import NotFound
 from pypid.core.index import Page
-from pypid.core.metadata import parse_metadata
 from pypid.core.names import is_valid_name, normalize
 from pypid.storage.interface import StorageError
 from pypid.web.respond import send_page, storage_unavailable
@@ -75,16 +74,13 @@ class LegacyJSON:
 
     async def _render_pypi_json(self, project, version):
         """Render the legacy JSON of a release (the latest, when C{version} is L{None})."""
-        releases = {}
-        for record in project.sorted_files():
-            releases.setdefault(record.version, []).append((record, self._file_url(record)))
+        releases = legacy.releases(project, self._file_url)
         shown = version if version is not None else project.latest_version()
         if shown not in releases:
             raise NotFound("no such version")
         info = await self._info(releases[shown])
-        body = render.pypi_json(project.display_name, project.name, info, releases, shown,
-                                self._index.serial, include_releases=version is None,
-                                base_url=(self._base_url or "/").rstrip("/"))
+        body = legacy.render_json(project, releases, shown, info, self._index.serial,
+                                  version is None, self._base_url)
         return Page.of(body, b"application/json")
 
     async def _info(self, files):
@@ -92,9 +88,7 @@ class LegacyJSON:
         The release's metadata, read from its stored .metadata (wheels
         first); a file whose metadata is missing is passed over.
         """
-        for record, _url in sorted(files, key=lambda f: not f[0].is_wheel):
-            if record.metadata_sha256 is None:
-                continue
+        for record in legacy.info_sources(files):
             try:
                 raw = await self._storage.read_metadata(record)
             except FileNotFoundError:
@@ -104,9 +98,8 @@ class LegacyJSON:
                 log.error("Cannot read the metadata of {filename}: {error}",
                           filename=record.filename, error=str(e))
                 raise storage_unavailable(e)
-            return parse_metadata(raw).to_json_info()
-        record = files[0][0]
-        return {"requires_python": record.requires_python}
+            return legacy.info_from(raw, files)
+        return legacy.info_from(None, files)
 
     def _prefix(self):
         return self._base_url or "/"

@@ -1,131 +1,144 @@
 """
-The pages for people: what a browser shows at C{/} and C{/project/<name>/}.
+The pages for people that are not about one project: the landing page at
+C{/}, search at C{/search?q=}, and C{/api/search}, what the pages' script
+asks as one types. (A project's pages are L{pypid.web.project_pages}.)
 
-Installers never read these; they are rendered on the first request and
-kept with the project's index pages (see L{pypid.web.routes.kept_page}), so
-a browser costs what a page of the simple index does.
+Access rules apply as on the index: a project a reader may not read is not
+counted, listed among the recent uploads, or found. The landing page is
+rendered once per reader's view of the rules and index state, like the
+simple index's root; search is answered from the in-memory
+L{pypid.core.search.SearchIndex}, a few milliseconds at 20,000 projects.
 """
-
-import html
 
 import attrs
 from klein import Klein
 
-from pypid.core.errors import NotFound
+from pypid.core import pages
+from pypid.core.catalog import Catalog, visible_counts
+from pypid.core.errors import BadRequest
 from pypid.core.index import Page
-from pypid.core.names import is_valid_name, normalize
 from pypid.web.respond import send_page
-from pypid.web.routes import answer_errors, kept_page
-from pypid.web.site import SECURITY_HEADERS
+from pypid.web.routes import answer_errors, form_field, send_json
 
-_HTML = b"text/html; charset=utf-8"
+HTML = b"text/html; charset=utf-8"
+
+#: The policy of the pages for people: their own script and stylesheet
+#: only, images of descriptions from anywhere on HTTPS (a README's badges),
+#: forms and script requests to this server only.
+PEOPLE_CSP = (b"default-src 'none'; script-src 'self'; style-src 'self'; "
+              b"img-src 'self' https: data:; connect-src 'self'; form-action 'self'; "
+              b"base-uri 'none'; frame-ancestors 'none'")
+
+#: Results a page of C{/search} shows, and the most C{/api/search} gives.
+PAGE_SIZE = 20
+MAX_API_SIZE = 50
+
+#: Readers' views of the landing page kept at once (one per user).
+_MAX_LANDINGS = 1000
+
+
+def people_headers(request):
+    """The headers every page for people carries (the site sets the rest)."""
+    headers = request.responseHeaders
+    headers.setRawHeaders(b"content-security-policy", [PEOPLE_CSP])
+    headers.setRawHeaders(b"referrer-policy", [b"no-referrer"])
+    headers.setRawHeaders(b"x-content-type-options", [b"nosniff"])
+
+
+def query_number(request, name, default, largest):
+    """A query's whole-number field, from 1 to C{largest}, or C{default}."""
+    text = form_field(request, name)
+    if not text:
+        return default
+    if not text.isascii() or not text.isdigit() or len(text) > 9 or int(text) < 1:
+        raise BadRequest(f"{name}: must be a whole number from 1")
+    return min(int(text), largest)
 
 
 @attrs.define(slots=False)
 class PeoplePages:
     """
-    The landing page and a page per project.
+    The landing page and search.
 
     @ivar _index: the L{pypid.core.index.Index}.
     @ivar _access: the L{pypid.web.access.Access} gate.
-    @ivar _base_url: the configured public URL, or L{None}.
+    @ivar _chrome: the L{pypid.core.pages.Chrome} of every page.
+    @ivar _catalog: the L{Catalog} of the index, shared with whoever
+        else reads it.
     """
 
     _index: object
     _access: object
-    #: C{file_url(record)}: a file's absolute link (these pages are not
-    #: under C{/simple/<project>/}, so the index's relative links would not do)
-    _file_url: object
-    _base_url: str | None = None
-    _landing: tuple | None = attrs.field(default=None, init=False)
+    _chrome: object
+    _catalog: Catalog = None
+    _landings: dict = attrs.field(factory=dict, init=False)
+
+    def __attrs_post_init__(self):
+        if self._catalog is None:
+            self._catalog = Catalog(self._index)
 
     app = Klein()
     answer_errors(app)
 
     @app.route("/", methods=["GET", "HEAD"])
     async def landing(self, request):
-        """A page saying what this server is and how to use it."""
-        return await self._human_page(request, self._landing_page)
+        """What this index holds, its latest uploads, and how to use it."""
+        await self._gate(request)
+        return send_page(request, self._landing(request))
 
-    @app.route("/project/<string:name>/", methods=["GET", "HEAD"])
-    async def project(self, request, name):
-        """A page about one project: its releases and files."""
-        return await self._human_page(request, lambda: self._project_page(request, name))
+    @app.route("/search", methods=["GET", "HEAD"])
+    async def search(self, request):
+        """One page of results, for a browser without script too."""
+        await self._gate(request)
+        results, versions = self._search(request, query_number(request, "page", 1, 10**6),
+                                         PAGE_SIZE)
+        body = pages.search_page(self._chrome, results, versions)
+        return send_page(request, Page.of(body, HTML))
 
-    async def _human_page(self, request, make):
-        # (set by the site for every answer too; here for any other server)
-        for header, value in SECURITY_HEADERS:
-            request.responseHeaders.setRawHeaders(header, value)
+    @app.route("/api/search", methods=["GET", "HEAD"])
+    async def api_search(self, request):
+        """Results as JSON, for the pages' script as one types."""
+        await self._gate(request)
+        results, versions = self._search(request, query_number(request, "page", 1, 10**6),
+                                         query_number(request, "size", PAGE_SIZE, MAX_API_SIZE))
+        return send_json(request, {
+            "query": results.query, "total": results.total, "page": results.page,
+            "pages": results.pages,
+            "hits": [pages.search_entry_json(hit.entry, versions.get(hit.entry.project))
+                     for hit in results.hits],
+        })
+
+    async def _gate(self, request):
+        people_headers(request)
         gate = self._access.gate_read(request)
         if gate is not None:
             await gate
-        return send_page(request, await make())
 
-    async def _landing_page(self):
-        serial = self._index.serial
-        if self._landing is None or self._landing[0] != serial:
-            body = _LANDING.format(
-                base=html.escape(self._base_url or "http://<this server>/"),
-                projects=len(self._index.projects()),
-                files=len(self._index),
-            ).encode("utf-8")
-            self._landing = (serial, Page.of(body, _HTML))
-        return self._landing[1]
+    def _visible(self, request):
+        """The reader's C{visible(project)}, or L{None} when they may read every project."""
+        if self._access.reads_everything(request):
+            return None
+        return lambda project: self._access.may_read(request, project)
 
-    async def _project_page(self, request, name):
-        if not is_valid_name(name) or not self._access.may_read(request, name):
-            raise NotFound("no such project")
-        project = self._index.project(normalize(name))
-        if project is None:
-            raise NotFound("no such project")
-        return await kept_page(self._index, project, ("people",),
-                               lambda: self._render_project(project))
+    def _search(self, request, page, size):
+        query = form_field(request, "q")
+        results = self._catalog.search_index().search(query, self._visible(request), page,
+                                                      size)
+        versions = {hit.entry.project: self._catalog.latest(hit.entry.project)
+                    for hit in results.hits}
+        return results, versions
 
-    async def _render_project(self, project):
-        rows = []
-        for record in reversed(project.sorted_files()):
-            yanked = (f' <em>yanked{": " + html.escape(record.yanked) if record.yanked else ""}</em>'
-                      if record.yanked is not None else "")
-            rows.append(
-                f'<tr><td>{html.escape(record.version)}</td>'
-                f'<td><a href="{html.escape(self._file_url(record))}">'
-                f'{html.escape(record.filename)}</a>{yanked}</td>'
-                f'<td>{record.size}</td><td>{html.escape(record.upload_time_iso[:19])}</td>'
-                f'<td><code>{record.sha256}</code></td></tr>'
-            )
-        body = _PROJECT.format(
-            name=html.escape(project.display_name),
-            normalized=html.escape(project.name),
-            base=html.escape(self._base_url or "http://<this server>/"),
-            rows="\n".join(rows) or '<tr><td colspan="5">No files.</td></tr>',
-        ).encode("utf-8")
-        return Page.of(body, _HTML)
-
-
-_PROJECT = """<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{name} - pypid</title>
-<style>body{{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em}}
-table{{border-collapse:collapse}}td,th{{padding:.2em .6em;text-align:left;border-bottom:1px solid #ddd}}
-code{{font-size:.8em}}pre{{background:#f4f4f4;padding:.6em}}</style></head>
-<body><p><a href="../../">pypid</a></p><h1>{name}</h1>
-<pre>pip install --index-url {base}simple/ {normalized}</pre>
-<table><tr><th>version</th><th>file</th><th>bytes</th><th>uploaded (UTC)</th><th>sha256</th></tr>
-{rows}
-</table></body></html>
-"""
-
-_LANDING = """<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>pypid package index</title>
-<style>body{{font-family:sans-serif;max-width:46em;margin:2em auto;padding:0 1em;line-height:1.5}}
-pre{{background:#f4f4f4;padding:.6em;overflow-x:auto}}</style></head>
-<body><h1>pypid</h1>
-<p>This is a private Python package index: {projects} projects, {files} files.
-Browse the <a href="simple/">simple index</a>.</p>
-<h2>Install with pip or uv</h2>
-<pre>pip install --index-url {base}simple/ PROJECT
-uv pip install --index-url {base}simple/ PROJECT</pre>
-<h2>Publish with twine or uv</h2>
-<pre>twine upload --repository-url {base} dist/*
-uv publish --publish-url {base} --check-url {base}simple/ dist/*</pre>
-</body></html>
-"""
+    def _landing(self, request):
+        key = self._access.cache_key(request)
+        kept = self._landings.get(key)
+        if kept is not None and kept[0] == self._index.serial:
+            return kept[1]
+        visible = self._visible(request)
+        projects, files = visible_counts(self._index, visible)
+        body = pages.landing_page(self._chrome, projects, files,
+                                  self._catalog.recent(visible))
+        page = Page.of(body, HTML)
+        if len(self._landings) >= _MAX_LANDINGS:
+            self._landings.clear()
+        self._landings[key] = (self._index.serial, page)
+        return page

@@ -14,7 +14,7 @@ completed by L{finish_later}.
 import os
 import re
 
-from twisted.internet.defer import maybeDeferred
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
@@ -162,6 +162,25 @@ def finish_later(request, answer):
     answer.addCallback(_write_answer, request)
     answer.addErrback(_answer_failed, request)
     return NOT_DONE_YET
+
+
+def answer_gated(access, request, answer):
+    """
+    Run C{answer(request)} once the read gate allows it, turning
+    L{HTTPError}s into answers. The answer is the body, L{NOT_DONE_YET}, or
+    a L{Deferred} of either (a file relayed from a remote store, a page
+    rendered from storage): then the request is finished when it fires.
+    """
+    gate = access.gate_read(request)
+    if gate is None:
+        try:
+            body = answer(request)
+        except HTTPError as e:
+            return send_error(request, e)
+        if isinstance(body, Deferred):
+            return finish_later(request, body)
+        return body
+    return finish_later(request, gate.addCallback(lambda _: answer(request)))
 
 
 def connected(request):

@@ -8,19 +8,17 @@ Each request does one dict lookup, content negotiation (memoized on the
 Accept header), and sets a handful of headers on bytes rendered earlier.
 """
 
-from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.web.resource import Resource
 
 from pypid.core import render
-from pypid.core.errors import Gone, HTTPError, NotFound
+from pypid.core.errors import Gone, NotFound
 from pypid.core.index import CONTENT_TYPES, HTML, Page
 from pypid.core.names import is_valid_name, normalize
 from pypid.web import upstream
 from pypid.web.respond import (
-    finish_later,
+    answer_gated,
     page_kind,
-    send_error,
     send_moved,
     send_page,
     send_stored,
@@ -29,25 +27,6 @@ from pypid.web.respond import (
 log = Logger()
 
 _METADATA_SUFFIX = ".metadata"
-
-
-def _gated(access, request, answer):
-    """
-    Run C{answer(request)} once the read gate allows it, turning
-    L{HTTPError}s into answers. The answer is the body, L{NOT_DONE_YET}, or
-    a L{Deferred} of either (a file relayed from a remote store): then the
-    request is finished when it fires.
-    """
-    gate = access.gate_read(request)
-    if gate is None:
-        try:
-            body = answer(request)
-        except HTTPError as e:
-            return send_error(request, e)
-        if isinstance(body, Deferred):
-            return finish_later(request, body)
-        return body
-    return finish_later(request, gate.addCallback(lambda _: answer(request)))
 
 
 class SimpleResource(Resource):
@@ -73,7 +52,7 @@ class SimpleResource(Resource):
 
     def render_GET(self, request):
         """Serve a page of the simple index."""
-        return _gated(self._access, request, self._answer)
+        return answer_gated(self._access, request, self._answer)
 
     render_HEAD = render_GET
 
@@ -157,7 +136,7 @@ class FilesResource(Resource):
 
     def render_GET(self, request):
         """Send a file or its metadata."""
-        return _gated(self._access, request, self._answer)
+        return answer_gated(self._access, request, self._answer)
 
     render_HEAD = render_GET
 
@@ -190,22 +169,24 @@ class FilesResource(Resource):
 
 class RootResource(Resource):
     """
-    Dispatches C{/simple} and C{/files} to the hot-path resources and
+    Dispatches C{/simple}, C{/files} and the other plain resources (the
+    pages of projects, the pages' assets) by their first segment, and
     everything else to the Klein application.
+
+    @ivar _children: C{{first segment: resource}}.
     """
 
-    def __init__(self, simple, files, app):
+    def __init__(self, simple, files, app, **others):
         Resource.__init__(self)
-        self._simple = simple
-        self._files = files
+        self._children = {b"simple": simple, b"files": files}
+        self._children.update((name.encode("ascii"), child) for name, child in others.items())
         self._app = app
 
     def getChildWithDefault(self, name, request):
         """Pick the resource for the first path segment."""
-        if name == b"simple":
-            return self._simple
-        if name == b"files":
-            return self._files
+        child = self._children.get(name)
+        if child is not None:
+            return child
         request.postpath.insert(0, request.prepath.pop())
         return self._app
 

@@ -36,7 +36,15 @@
           window.setTimeout(function () { button.textContent = "Copy"; }, 1500);
         }, function () { button.textContent = "Select and copy"; });
       });
-      el.insertAdjacentElement("afterend", button);
+      if (el.tagName === "PRE") {
+        var wrap = document.createElement("div");
+        wrap.className = "copy-wrap";
+        el.parentNode.insertBefore(wrap, el);
+        wrap.appendChild(el);
+        wrap.appendChild(button);
+      } else {
+        el.insertAdjacentElement("afterend", button);
+      }
     });
   }
 
@@ -149,8 +157,8 @@
     var count = document.createElement("p");
     count.className = "count";
     count.setAttribute("role", "status");
-    count.textContent = result.total + (result.total === 1 ? " project" : " projects") +
-      " match \u201c" + result.query + "\u201d";
+    count.textContent = (result.total === 1 ? "1 project matches" :
+      result.total + " projects match") + " \u201c" + result.query + "\u201d";
     box.appendChild(count);
     var list = document.createElement("ol");
     list.className = "results";

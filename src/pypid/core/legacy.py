@@ -1,0 +1,70 @@
+"""
+What the legacy JSON API (C{/pypi/<project>/json} and
+C{/pypi/<project>/<version>/json}) shows of a project, chosen from its
+records: the releases with their links, which stored core metadata fills
+C{info}, and the bytes.
+
+Pure, so that the server (L{pypid.web.legacy}) and the static export
+(L{pypid.export}) give the same answer; reading the metadata from storage is
+theirs: they read the records of L{info_sources} in order and hand the first
+bytes they get to L{info_from}.
+"""
+
+from pypid.core import render
+from pypid.core.metadata import parse_metadata
+
+
+def releases(project, file_url):
+    """
+    A project's files by version, in the order its pages list them.
+
+    @param project: a L{pypid.core.index.Project}.
+    @param file_url: C{file_url(record) -> str}, each file's link.
+    @return: version -> list of C{(record, url)}.
+    """
+    found = {}
+    for record in project.sorted_files():
+        found.setdefault(record.version, []).append((record, file_url(record)))
+    return found
+
+
+def info_sources(files):
+    """
+    The records of a release whose stored metadata may fill C{info}, in the
+    order to try them: wheels first (their metadata is the built one), and
+    only files that have metadata.
+
+    @param files: the release's C{(record, url)} pairs.
+    """
+    return [record for record, _url in sorted(files, key=lambda f: not f[0].is_wheel)
+            if record.metadata_sha256 is not None]
+
+
+def info_from(metadata, files):
+    """
+    The metadata part of C{info}: from the first stored metadata that could
+    be read (C{metadata}, bytes), or, when none could (L{None}), only what the
+    records know.
+    """
+    if metadata is not None:
+        return parse_metadata(metadata).to_json_info()
+    return {"requires_python": files[0][0].requires_python}
+
+
+def render_json(project, found, shown, info, serial, include_releases, base_url):
+    """
+    The legacy JSON's bytes.
+
+    @param project: the L{pypid.core.index.Project}.
+    @param found: what L{releases} gave.
+    @param shown: the version rendered in C{info} and C{urls} (a key of C{found}).
+    @param info: what L{info_from} gave for that release.
+    @param serial: the C{last_serial} to announce.
+    @param include_releases: whether to add the C{releases} map (the
+        project endpoint) or not (a version's endpoint).
+    @param base_url: the public URL of the server, or L{None}: the prefix of
+        the C{project_url} links.
+    """
+    return render.pypi_json(project.display_name, project.name, info, found, shown, serial,
+                            include_releases=include_releases,
+                            base_url=(base_url or "/").rstrip("/"))

@@ -1,0 +1,82 @@
+"""
+The stylesheet and the script of the pages for people, served by pypid
+itself under names that carry their digest (C{static/pypid.1a2b3c4d.css}),
+so a browser keeps them for a year and a new release is fetched at once.
+
+Nothing comes from elsewhere: the pages work offline and under a policy
+of C{script-src 'self'; style-src 'self'}.
+"""
+
+import hashlib
+from importlib import resources
+
+import attrs
+from twisted.web.resource import Resource
+
+from pypid.core.errors import NotFound
+from pypid.core.index import Page
+from pypid.web.respond import FILE_CACHE_CONTROL, send_error, send_page
+
+#: The assets, by their name in the package, and their content types.
+_ASSETS = {
+    "pypid.css": b"text/css; charset=utf-8",
+    "pypid.js": b"text/javascript; charset=utf-8",
+    "pypid.svg": b"image/svg+xml",
+}
+
+
+@attrs.frozen
+class Assets:
+    """
+    The assets as served.
+
+    @ivar css: the stylesheet's path from the site's root.
+    @ivar js: the script's path from the site's root.
+    @ivar icon: the icon's path from the site's root.
+    @ivar pages: C{{served name: Page}}.
+    """
+
+    css: str
+    js: str
+    icon: str
+    pages: dict
+
+    @classmethod
+    def load(cls):
+        """Read the assets from the package (once, at start-up)."""
+        pages, paths = {}, {}
+        folder = resources.files("pypid.web").joinpath("static")
+        for name, content_type in _ASSETS.items():
+            data = folder.joinpath(name).read_bytes()
+            stem, _, ext = name.rpartition(".")
+            served = f"{stem}.{hashlib.sha256(data).hexdigest()[:12]}.{ext}"
+            pages[served] = Page.of(data, content_type)
+            paths[ext] = "static/" + served
+        return cls(css=paths["css"], js=paths["js"], icon=paths["svg"], pages=pages)
+
+    def files(self):
+        """C{(path from the site's root, bytes)} of every asset, for a static copy."""
+        return [("static/" + name, page.body) for name, page in sorted(self.pages.items())]
+
+
+class AssetsResource(Resource):
+    """C{/static/<name>}: an asset, cached for good (its name changes with it)."""
+
+    isLeaf = True
+
+    def __init__(self, assets):
+        Resource.__init__(self)
+        self._assets = assets
+
+    def render_GET(self, request):
+        """Send an asset, or 404."""
+        post = request.postpath
+        page = self._assets.pages.get(post[0].decode("ascii", "replace")) if len(post) == 1 \
+            else None
+        if page is None:
+            return send_error(request, NotFound("no such file"))
+        body = send_page(request, page)
+        request.responseHeaders.setRawHeaders(b"cache-control", [FILE_CACHE_CONTROL])
+        return body
+
+    render_HEAD = render_GET
