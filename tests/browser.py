@@ -13,8 +13,10 @@ uncaught exception, failed request and CSP violation, so that
 L{assert_clean} can fail naming all of them at once. L{tab_order} and
 L{focusable_links} walk the keyboard path; L{screenshot} keeps PNGs in
 L{artifacts_dir} for a person to look at after the run.
-L{BrowserTestCase} shares one browser among the tests of a class (launching
-it costs about 0.6 s, a new context a few milliseconds).
+L{BrowserTestCase} shares one browser among the tests of a class: starting
+playwright's driver and Chromium takes about 0.5 s here, a new page in a
+context of its own about 0.2 s (most of it Chromium starting the page's
+renderer), so a test that loads and checks one page costs 0.2 to 0.4 s.
 
 Chromium comes from Debian's C{chromium} package through
 L{tests.system.require}; playwright never downloads a browser of its own.
@@ -50,7 +52,8 @@ CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: Seconds a navigation or an action (click, fill, wait) may take: a hung
 #: page fails the test quickly instead of waiting for trial's timeout.
 ACTION_TIMEOUT = 15.0
-#: Seconds Chromium gets to start (it starts in about 0.3 s once cached).
+#: Seconds Chromium gets to start (the driver and Chromium take about 0.5 s
+#: once the binaries are in the page cache).
 LAUNCH_TIMEOUT = 30.0
 #: Tab presses after which L{tab_order} gives up: no page of ours has as many
 #: focusable elements, so reaching it means focus is trapped in a loop that
@@ -63,8 +66,10 @@ MAX_TABS = 500
 #: is what the screenshots show anyway. The others stop the calls home
 #: (QUIC probes, component and variation updates, sync, first-run
 #: promotions): on a closed network they are refused connections retried
-#: for the whole run. C{--no-proxy-server}: a developer's proxy variables
-#: must not route loopback requests.
+#: for the whole run. Some services call home all the same (measured with
+#: strace: DNS queries for an update host and an accounts host at every
+#: start), hence L{resolver_rules}. C{--no-proxy-server}: a developer's
+#: proxy variables must not route loopback requests.
 CHROMIUM_ARGS = (
     "--no-sandbox",
     "--disable-gpu",
@@ -188,6 +193,18 @@ def chromium_path():
     """
     wrapper = require({"chromium": "chromium"})["chromium"]
     return DEBIAN_BINARY if os.access(DEBIAN_BINARY, os.X_OK) else wrapper
+
+
+def resolver_rules(hosts=None):
+    """
+    The value of Chromium's C{--host-resolver-rules}: the names of C{hosts}
+    (C{{name: loopback address}}, for a certificate's name, say) go to their
+    address, C{localhost} and loopback addresses stay as they are, and every
+    other name is "not found" at once, without a DNS query.
+    """
+    rules = [f"MAP {name} {address}" for name, address in sorted((hosts or {}).items())]
+    rules += ["MAP * ~NOTFOUND", "EXCLUDE localhost", "EXCLUDE 127.*", "EXCLUDE [::1]"]
+    return ", ".join(rules)
 
 
 def artifacts_dir():
@@ -453,9 +470,12 @@ class Browser:
     _home: str
 
     @classmethod
-    def launch(cls, executable=None):
+    def launch(cls, executable=None, hosts=None):
         """
         Start playwright's driver and Chromium.
+
+        @param hosts: names Chromium may resolve, to loopback addresses (see
+            L{resolver_rules}); no other name resolves.
 
         @raise SkipTest: when Chromium cannot be installed here.
         @raise RuntimeError: when an asyncio loop runs in this thread, where
@@ -476,7 +496,8 @@ class Browser:
         playwright = sync_playwright().start()
         try:
             browser = playwright.chromium.launch(
-                executable_path=executable, headless=True, args=list(CHROMIUM_ARGS),
+                executable_path=executable, headless=True,
+                args=[*CHROMIUM_ARGS, f"--host-resolver-rules={resolver_rules(hosts)}"],
                 env=env, timeout=LAUNCH_TIMEOUT * 1000)
         except BaseException:
             playwright.stop()
@@ -627,7 +648,10 @@ class BrowserTestCase(SynchronousTestCase):
     its C{setUp} calls the next one's.
     """
 
+    #: The viewport of the pages L{open_page} opens.
     viewport = DESKTOP
+    #: Names the browser may resolve (see L{resolver_rules}).
+    hosts = None
 
     def setUp(self):
         super().setUp()
@@ -647,7 +671,7 @@ class BrowserTestCase(SynchronousTestCase):
             self.fail(f"the shared browser could not be launched: {state['error']}")
         if state["browser"] is None:
             try:
-                state["browser"] = Browser.launch()
+                state["browser"] = Browser.launch(hosts=self.hosts)
             except SkipTest:
                 raise  # not kept: require() remembers it, and every test skips
             except Exception as e:

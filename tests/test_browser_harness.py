@@ -13,6 +13,7 @@ import asyncio
 import os
 import struct
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -98,18 +99,23 @@ def png_size(path):
     return struct.unpack(">II", head[16:24])
 
 
+def serve(testcase):
+    """Serve L{PAGES} on a loopback port until C{testcase} ends; the port."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                              daemon=True)
+    thread.start()
+    testcase.addCleanup(server.server_close)
+    testcase.addCleanup(server.shutdown)
+    return server.server_address[1]
+
+
 class HarnessTests(BrowserTestCase):
     """The harness against pages served with a strict policy."""
 
     def setUp(self):
         super().setUp()
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                                  daemon=True)
-        thread.start()
-        self.addCleanup(server.server_close)
-        self.addCleanup(server.shutdown)
-        self.base = f"http://127.0.0.1:{server.server_address[1]}"
+        self.base = f"http://127.0.0.1:{serve(self)}"
 
     def test_clean_page(self):
         """Our own script and stylesheet work under the policy, and the page passes."""
@@ -223,7 +229,7 @@ class HarnessTests(BrowserTestCase):
 
 
 class LifecycleTests(SynchronousTestCase):
-    """The browser's own life."""
+    """The browser's own life and its resolver."""
 
     def test_close_leaves_no_loop(self):
         """
@@ -236,3 +242,18 @@ class LifecycleTests(SynchronousTestCase):
             page = browser.new_page()
             self.assertEqual(page.page.evaluate("() => 6 * 7"), 42)
         self.assertRaises(RuntimeError, asyncio.get_running_loop)
+
+    def test_names_resolve_only_as_mapped(self):
+        """
+        A name given to the browser reaches its loopback address; any other
+        name fails at once, without a DNS query.
+        """
+        port = serve(self)
+        with Browser.launch(hosts={"pypi.example": "127.0.0.1"}) as browser:
+            page = browser.new_page()
+            page.goto(f"http://pypi.example:{port}/clean")
+            self.assertEqual(page.page.text_content("#marker"), "external script ran")
+            started = time.monotonic()
+            error = self.assertRaises(Exception, page.goto, f"http://other.example:{port}/clean")
+            self.assertIn("net::ERR_NAME_NOT_RESOLVED", str(error))
+            self.assertLess(time.monotonic() - started, 1.0)

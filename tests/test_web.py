@@ -95,12 +95,16 @@ class _ServerMixin:
         self.successResultOf(prepared)
         self.index = Index(file_url_for(self.base_url))
         verifier = PasswordVerifier(USERS, self.clock, None, run_in_pool=run_in_pool_now)
-        self.access = Access(AccessModel(read=self.read), verifier)
+        self.access = Access(self.access_model(), verifier)
         served = self.served_storage(self.storage)
         self.web = build_web(self.index, served, self.access, run_now, self.clock,
                              max_upload_size=self.max_upload_size, base_url=self.base_url)
         self.root = self.web.root
         self.client = site_treq(self.web.site)
+
+    def access_model(self):
+        """Who may do what: C{read} for everyone, unless a test needs otherwise."""
+        return AccessModel(read=self.read)
 
     def make_storage_run(self):
         """The storage's C{run(f, *args)}: synchronous unless a test needs otherwise."""

@@ -111,6 +111,8 @@ class ProjectView:
         cache knows from the upstream; L{None} for a hosted one.
     @ivar summary: the current release's summary (from its records, when
         no details are kept).
+    @ivar pending: whether the details are being rendered now (the page
+        says so, and is not kept).
     """
 
     name: str
@@ -121,6 +123,7 @@ class ProjectView:
     details: object = None
     upstream: float | None = None
     summary: str | None = None
+    pending: bool = False
 
 
 def _is_prerelease(version):
@@ -336,7 +339,7 @@ def search_page(chrome, results, versions, root=""):
                      'project.</p></noscript>')
         title = "Search"
     else:
-        count = (f'1 project matches' if results.total == 1
+        count = ('1 project matches' if results.total == 1
                  else f'{results.total} projects match')
         items = "".join(_hit(hit.entry, versions.get(hit.entry.project), root)
                         for hit in results.hits)
@@ -428,8 +431,12 @@ def project_page(chrome, view, root):
                        f'<h2 id="about" class="visually-hidden">Description</h2>'
                        f'{fell_back}{details.html}</article>')
     else:
-        why = ("This index has not fetched a file of this version from the upstream yet."
-               if view.upstream is not None else "This version has no description.")
+        if view.pending:
+            why = "The description is being prepared: reload the page in a moment."
+        elif view.upstream is not None:
+            why = "This index has not fetched a file of this version from the upstream yet."
+        else:
+            why = "This version has no description."
         description = (f'<article class="description" aria-labelledby="about">'
                        f'<h2 id="about" class="visually-hidden">Description</h2>'
                        f'<p class="muted">{why}</p></article>')

@@ -114,11 +114,16 @@ class ProjectPages(Resource):
         if view is None:
             raise NotFound("no such version")
         details, final = await self._details(view.current.files)
-        root = "../../" if version is None else "../../../"
-        page = Page.of(pages.project_page(self._chrome, attrs.evolve(view, details=details), root), HTML)
+        page = self._page_of(view, version, details, final)
         if final and self._index.serial == serial:
             self._index.keep_page(project, ("people", version), page)
         return send_page(request, page)
+
+    def _page_of(self, view, version, details, final):
+        """The page of C{view} with its details (being rendered, unless C{final})."""
+        root = "../../" if version is None else "../../../"
+        view = attrs.evolve(view, details=details, pending=not final)
+        return Page.of(pages.project_page(self._chrome, view, root), HTML)
 
     async def _details(self, files, storage=None, stored=lambda f: f):
         """
@@ -179,8 +184,7 @@ class ProjectPages(Resource):
             raise NotFound("no such version")
         details, final = await self._details(view.current.files, self._upstream.storage,
                                              lambda f: self._upstream.kept(f.filename))
-        root = "../../" if version is None else "../../../"
-        page = Page.of(pages.project_page(self._chrome, attrs.evolve(view, details=details), root), HTML)
+        page = self._page_of(view, version, details, final)
         if final:
             if len(self._upstream_pages) >= _MAX_UPSTREAM_PAGES:
                 self._upstream_pages.clear()

@@ -1,0 +1,525 @@
+"""
+What a static export writes and deletes: pure functions over records, with
+no I/O, so that the whole of what makes an export incremental is tested
+without a disk.
+
+An export is a tree of files that a plain web server (nginx, a bucket, a
+CDN) serves as the daemon serves its read API::
+
+    simple/index.html, simple/index.json          the project list (PEP 503, PEP 691)
+    simple/<project>/index.html, index.json       each project's page, the daemon's bytes
+    files/<project>/<filename>                    each file (unless --files-url)
+    files/<project>/<filename>.metadata           its core metadata (PEP 658)
+    pypi/<project>/json                           the legacy JSON API
+    packages.json                                 the project list for a search page
+    ...                                           the pages for people (L{People})
+    .pypid-export.json                            the L{Manifest} of the export
+
+The L{Manifest} remembers, per project, a fingerprint of its records and the
+paths written for it with their sha256, so the next export renders only the
+projects whose fingerprint changed (L{plan}), skips writing what is already
+there with the same bytes (L{Manifest.written_sha256}), and removes what no
+longer belongs (L{stale_paths}).  Fingerprinting 20,000 records takes about
+50 ms; rendering them all, seconds.
+"""
+
+import hashlib
+import json
+import re
+from urllib.parse import quote
+
+import attrs
+
+from pypid.core import legacy
+from pypid.core.index import HTML, JSON, Index
+
+#: The manifest's file name in DEST, and the format it is written in.
+MANIFEST = ".pypid-export.json"
+FORMAT = 1
+#: The paths an export in progress is writing, kept until its manifest is
+#: written: after a crash they are suspect (rewritten, or removed).
+PENDING = ".pypid-export-pending.json"
+
+#: Bumped whenever an export writes other bytes for the same records (a
+#: change of the page markup, say): every project is then rendered again.
+RENDER_VERSION = 1
+
+HTML_TYPE = "text/html; charset=utf-8"
+SIMPLE_JSON_TYPE = "application/vnd.pypi.simple.v1+json"
+JSON_TYPE = "application/json"
+BINARY_TYPE = "application/octet-stream"
+
+#: The Content-Type of a page for people, by its path's extension.
+_PEOPLE_TYPES = {
+    ".html": HTML_TYPE,
+    ".css": "text/css; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".json": JSON_TYPE,
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".ico": "image/x-icon",
+    ".txt": "text/plain; charset=utf-8",
+    ".xml": "application/xml",
+}
+
+#: Where the export's own outputs live: the pages for people may not write there.
+_RESERVED = ("simple/", "files/", "pypi/")
+_ROOT_PATHS = ("simple/index.html", "simple/index.json", "packages.json")
+
+_SEGMENT = re.compile(r"^[^\x00-\x1f\x7f/\\]+\Z")
+
+
+class ExportError(Exception):
+    """The export cannot go on; the message is one line for a person."""
+
+
+@attrs.frozen
+class People:
+    """
+    The seam for the pages for people (the landing page, the search page,
+    a page per project, their assets).
+
+    @ivar site: C{site(index) -> iterable of (path, bytes)}: what belongs to
+        the whole site; called at every export with the whole
+        L{pypid.core.index.Index}.
+    @ivar project: C{project(index, project, details) -> iterable of (path,
+        bytes)}: what belongs to one project; called only for the projects
+        whose records changed since the last export (and for every project
+        on the first one, or when L{version} changes), with the
+        L{pypid.core.index.Project} and C{details}, a dict of each of its
+        filenames to what C{storage.read_details} gave (bytes, or L{None}).
+    @ivar version: names the pages' markup; an export with another version
+        than the last one renders every project again.
+
+    Paths are relative to DEST, C{/}-separated, without C{.} or C{..}
+    segments and outside C{simple/}, C{files/} and C{pypi/}; a path a
+    project gave and gives no more is removed, as are all of a project's
+    paths when it goes. Links in the index are relative to a page two levels
+    down (C{simple/<project>/}, so C{project/<project>/} too), or absolute
+    under C{--files-url}.
+    """
+
+    site: object
+    project: object
+    version: str = ""
+
+
+@attrs.frozen
+class Settings:
+    """
+    How the export is made; a change renders every project again.
+
+    @ivar files_url: the absolute URL the files are served under (as
+        C{<files_url><project>/<filename>}, with C{.metadata} beside each),
+        or L{None} to write the files into the export.
+    @ivar base_url: the public URL of the export, for the legacy JSON's
+        absolute links, or L{None} for links from the host's root.
+    @ivar people: the L{People} version, or L{None} without pages for people.
+    """
+
+    files_url: str | None = None
+    base_url: str | None = None
+    people: str | None = None
+
+    def key(self):
+        """What the manifest keeps of these settings, to tell a change."""
+        return {"format": FORMAT, "render": RENDER_VERSION, "files_url": self.files_url,
+                "base_url": self.base_url, "people": self.people}
+
+    @property
+    def writes_files(self):
+        """Whether the files and their metadata are written into the export."""
+        return self.files_url is None
+
+    def page_file_url(self):
+        """
+        C{file_url(record)} of the simple pages: relative to
+        C{simple/<project>/} (the daemon's own links), or under L{files_url}.
+        """
+        if self.files_url is None:
+            def file_url(record):
+                return f"../../files/{record.project}/{quote(record.filename)}"
+        else:
+            prefix = self.files_url
+
+            def file_url(record):
+                return f"{prefix}{record.project}/{quote(record.filename)}"
+        return file_url
+
+    def legacy_file_url(self):
+        """
+        C{file_url(record)} of the legacy JSON, whose links are absolute
+        (tools do not resolve them): under L{files_url}, else under
+        L{base_url}, else from the host's root, as the daemon's.
+        """
+        if self.files_url is not None:
+            return self.page_file_url()
+        prefix = (self.base_url or "/") + "files/"
+
+        def file_url(record):
+            return f"{prefix}{record.project}/{quote(record.filename)}"
+        return file_url
+
+
+@attrs.frozen
+class Output:
+    """
+    One path to write: a page's bytes (C{data}), or a stored file (C{record}).
+
+    @ivar sha256: hex sha256 of what the path holds once written.
+    """
+
+    path: str
+    content_type: str
+    sha256: str
+    data: bytes | None = None
+    record: object = None
+
+    @classmethod
+    def page(cls, path, data, content_type):
+        """A path holding C{data}."""
+        return cls(path, content_type, hashlib.sha256(data).hexdigest(), data)
+
+
+# -- paths ------------------------------------------------------------------------------
+
+
+def check_path(path):
+    """
+    Refuse a relative path that could leave DEST or hide in it.
+
+    @raise ExportError: for an absolute path, an empty, C{.} or C{..}
+        segment, a segment starting with C{.} or holding a backslash or a
+        control character.
+    """
+    if not isinstance(path, str) or not path or path.startswith("/"):
+        raise ExportError(f"not a relative path: {path!r}")
+    for segment in path.split("/"):
+        if not _SEGMENT.match(segment) or segment.startswith("."):
+            raise ExportError(f"not an allowed path: {path!r}")
+    return path
+
+
+def people_type(path):
+    """The Content-Type of a page for people, from its extension."""
+    dot = path.rfind(".")
+    slash = path.rfind("/")
+    if dot > slash:
+        return _PEOPLE_TYPES.get(path[dot:].lower(), BINARY_TYPE)
+    return BINARY_TYPE
+
+
+def people_outputs(pairs):
+    """
+    The L{Output}s of what a L{People} callable gave.
+
+    @raise ExportError: for a path that L{check_path} refuses, one under the
+        export's own folders, or one given twice.
+    """
+    outputs, seen = [], set()
+    for path, data in pairs:
+        check_path(path)
+        if path.startswith(_RESERVED) or path in _ROOT_PATHS:
+            raise ExportError(f"the pages for people may not write {path!r}")
+        if path in seen:
+            raise ExportError(f"the pages for people give {path!r} twice")
+        if not isinstance(data, bytes):
+            raise ExportError(f"the pages for people give {path!r} as "
+                              f"{type(data).__name__}, not bytes")
+        seen.add(path)
+        outputs.append(Output.page(path, data, people_type(path)))
+    return outputs
+
+
+# -- the index ---------------------------------------------------------------------------
+
+
+def build_index(records, tombstones, file_url):
+    """
+    The L{Index} of the export, filled in a fixed order (oldest upload
+    first), so that a project's display name is the same at every export.
+    """
+    index = Index(file_url)
+    index.load(sorted(records, key=lambda r: (r.upload_time, r.filename)), tombstones)
+    return index
+
+
+def fingerprint(project):
+    """
+    A digest of everything of a project that its outputs show: its display
+    name and each file's record but where storage keeps it.
+    """
+    digest = hashlib.blake2b(project.display_name.encode("utf-8"), digest_size=16)
+    for filename in sorted(project.files):
+        r = project.files[filename]
+        digest.update(repr((
+            r.filename, r.name, r.version, r.packagetype, r.size, r.sha256, r.upload_time,
+            r.blake2_256, r.md5, r.requires_python, r.yanked, r.metadata_sha256, r.summary,
+            r.uploader)).encode("utf-8", "replace"))
+    return digest.hexdigest()
+
+
+def package_entry(project, version):
+    """
+    The project's line in C{packages.json} (name, display name, summary,
+    latest version), or L{None} for a project without files.
+
+    @param version: the project's latest version (L{None} without files).
+    """
+    if version is None:
+        return None
+    files = project.files.values()
+    latest = sorted((r for r in files if r.version == version), key=lambda r: not r.is_wheel)
+    summary = next((r.summary for r in latest if r.summary), None)
+    if summary is None:
+        summary = next((r.summary for r in sorted(files, key=lambda r: -r.upload_time)
+                        if r.summary), None)
+    return {"name": project.name, "display_name": project.display_name,
+            "summary": summary, "version": version}
+
+
+# -- outputs -------------------------------------------------------------------------------
+
+
+def file_outputs(project, metadata):
+    """
+    The files of a project and their core metadata, to write under
+    C{files/<project>/}.
+
+    @param metadata: filename -> the metadata bytes to write beside it; a
+        file missing here gets no C{.metadata} (and its record, none
+        announced: see L{announced}).
+    """
+    outputs = []
+    for record in project.sorted_files():
+        base = f"files/{project.name}/{record.filename}"
+        outputs.append(Output(base, BINARY_TYPE, record.sha256, record=record))
+        data = metadata.get(record.filename)
+        if data is not None:
+            outputs.append(Output.page(base + ".metadata", data, BINARY_TYPE))
+    return outputs
+
+
+def announced(record, metadata):
+    """
+    The record as the pages show it: PEP 658 metadata is announced only
+    where it is written (L{file_outputs}) with the digest announced.
+    """
+    if record.metadata_sha256 is None:
+        return record
+    data = metadata.get(record.filename)
+    if data is not None and hashlib.sha256(data).hexdigest() == record.metadata_sha256:
+        return record
+    return attrs.evolve(record, metadata_sha256=None)
+
+
+def project_outputs(index, project, settings, serial, latest, info):
+    """
+    A project's pages: its simple pages (the daemon's bytes) and, when it
+    has files, its legacy JSON.
+
+    @param serial: the C{last_serial} the legacy JSON announces (the export
+        at which the project last changed).
+    @param latest: the project's latest version.
+    @param info: what L{legacy_info} gave (ignored without files).
+    """
+    outputs = [
+        Output.page(f"simple/{project.name}/index.html",
+                    index.project_page(project, HTML).body, HTML_TYPE),
+        Output.page(f"simple/{project.name}/index.json",
+                    index.project_page(project, JSON).body, SIMPLE_JSON_TYPE),
+    ]
+    if project.files:
+        found = legacy.releases(project, settings.legacy_file_url())
+        body = legacy.render_json(project, found, latest, info, serial, True,
+                                  settings.base_url)
+        outputs.append(Output.page(f"pypi/{project.name}/json", body, JSON_TYPE))
+    return outputs
+
+
+def _release(project, version):
+    return [(record, "") for record in project.sorted_files() if record.version == version]
+
+
+def legacy_info_sources(project, latest):
+    """
+    The records whose metadata may fill the legacy JSON's C{info}, in the
+    order to try them (L{pypid.core.legacy.info_sources}).
+    """
+    return legacy.info_sources(_release(project, latest)) if latest is not None else []
+
+
+def legacy_info(project, latest, metadata):
+    """
+    C{info} of the legacy JSON: from C{metadata}, the bytes of the first of
+    L{legacy_info_sources} that could be read, or L{None}.
+    """
+    return legacy.info_from(metadata, _release(project, latest))
+
+
+def root_outputs(index, entries):
+    """
+    The project list in both forms, and C{packages.json}.
+
+    @param entries: each project's L{package_entry} (L{None}s left out).
+    """
+    packages = [entries[name] for name in sorted(entries) if entries[name] is not None]
+    return [
+        Output.page("simple/index.html", index.root_page(HTML).body, HTML_TYPE),
+        Output.page("simple/index.json", index.root_page(JSON).body, SIMPLE_JSON_TYPE),
+        Output.page("packages.json",
+                    json.dumps(packages, separators=(",", ":"), ensure_ascii=False)
+                    .encode("utf-8", "replace"), JSON_TYPE),
+    ]
+
+
+# -- the manifest ---------------------------------------------------------------------
+
+
+@attrs.define
+class ProjectState:
+    """
+    What the manifest keeps of one project.
+
+    @ivar fingerprint: L{fingerprint} of its records at the export that
+        wrote it ("" to have it rendered again: a file could not be taken).
+    @ivar serial: the export at which it last changed.
+    @ivar entry: its L{package_entry}.
+    @ivar paths: every path written for it -> sha256.
+    """
+
+    fingerprint: str
+    serial: int
+    entry: dict | None
+    paths: dict
+
+
+@attrs.define
+class Manifest:
+    """
+    What an export wrote, kept in DEST as L{MANIFEST} for the next one.
+
+    @ivar settings: L{Settings.key} of the export.
+    @ivar serial: counts the exports that changed something.
+    @ivar projects: name -> L{ProjectState}.
+    @ivar root: the site's own paths (L{root_outputs}, L{People.site}) -> sha256.
+    """
+
+    settings: dict
+    serial: int = 0
+    projects: dict = attrs.field(factory=dict)
+    root: dict = attrs.field(factory=dict)
+
+    def to_bytes(self):
+        """The manifest as compact JSON."""
+        return json.dumps({
+            "format": FORMAT,
+            "settings": self.settings,
+            "serial": self.serial,
+            "root": self.root,
+            "projects": {name: [s.fingerprint, s.serial, s.entry, s.paths]
+                         for name, s in self.projects.items()},
+        }, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+    @classmethod
+    def from_bytes(cls, data):
+        """
+        Read a manifest.
+
+        @raise ExportError: when the bytes are not a manifest of this format.
+        """
+        try:
+            obj = json.loads(data)
+            if obj.get("format") != FORMAT:
+                raise ExportError(f"it has format {obj.get('format')!r}, not {FORMAT}")
+            projects = {}
+            for name, (fp, serial, entry, paths) in obj["projects"].items():
+                if not isinstance(paths, dict) or not isinstance(serial, int):
+                    raise ValueError(f"bad entry for {name!r}")
+                projects[name] = ProjectState(str(fp), serial, entry, paths)
+            root = obj["root"]
+            if not isinstance(root, dict) or not isinstance(obj["serial"], int):
+                raise ValueError("bad root")
+            return cls(obj["settings"], obj["serial"], projects, root)
+        except ExportError:
+            raise
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise ExportError(f"it is not a valid manifest: {e}")
+
+    def written_sha256(self, owner, path):
+        """
+        The sha256 the manifest says C{path} holds, L{None} when unknown.
+
+        @param owner: the project's name, or L{None} for the site's paths.
+        """
+        if owner is None:
+            return self.root.get(path)
+        state = self.projects.get(owner)
+        return state.paths.get(path) if state is not None else None
+
+
+# -- the plan --------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Plan:
+    """
+    What an export renders.
+
+    @ivar changed: the names of the projects to render, sorted.
+    @ivar removed: the names of the projects the last export wrote that are gone.
+    @ivar fingerprints: name -> L{fingerprint}, of every project.
+    @ivar serial: the serial of this export (the manifest's next one).
+    @ivar rebuild: whether every project is rendered (no usable manifest,
+        other settings, or asked for).
+    """
+
+    changed: tuple
+    removed: tuple
+    fingerprints: dict
+    serial: int
+    rebuild: bool
+
+
+def plan(index, previous, settings, full=False):
+    """
+    Which projects to render: those whose fingerprint differs from the
+    manifest's, or all of them without a manifest, with other settings, or
+    when C{full}.
+
+    @param previous: the last export's L{Manifest}, or L{None}.
+    """
+    rebuild = full or previous is None or previous.settings != settings.key()
+    known = previous.projects if previous is not None else {}
+    fingerprints = {p.name: fingerprint(p) for p in index.projects()}
+    if rebuild:
+        changed = sorted(fingerprints)
+    else:
+        changed = sorted(name for name, fp in fingerprints.items()
+                         if name not in known or known[name].fingerprint != fp)
+    removed = sorted(name for name in known if name not in fingerprints)
+    serial = (previous.serial if previous is not None else 0) + 1
+    return Plan(tuple(changed), tuple(removed), fingerprints, serial, rebuild)
+
+
+def stale_paths(previous, current, suspect=()):
+    """
+    The paths to remove: what the last export wrote that this one did not
+    write again, and what an interrupted export may have written (C{suspect})
+    that this one did not write.
+
+    @param previous: the last L{Manifest}, or L{None}.
+    @param current: this export's L{Manifest}.
+    """
+    # A path may pass from one owner to another (a page for people), so
+    # what stays is judged against every path written, not the owner's own.
+    owned = set(current.root)
+    for state in current.projects.values():
+        owned.update(state.paths)
+    stale = {path for path in suspect if path not in owned}
+    if previous is not None:
+        stale.update(path for path in previous.root if path not in owned)
+        for name, state in previous.projects.items():
+            if current.projects.get(name) is not state:
+                stale.update(path for path in state.paths if path not in owned)
+    return sorted(stale)

@@ -1,0 +1,351 @@
+"""
+Where an export is written: a local folder (L{LocalTarget}) or a bucket
+under a prefix (L{S3Target}), behind one small interface (L{ITarget}) that
+the exporter uses alone, and that one contract test checks for both.
+
+Every write replaces its path all at once: a web server or a bucket never
+serves half a page. On disk, that is a temporary file in DEST's own hidden
+folder renamed over the path (a distribution file is hard-linked from the
+storage where it can be, and copied otherwise); in a bucket, a PUT, which S3
+applies whole.
+"""
+
+import errno
+import fcntl
+import hashlib
+import os
+import shutil
+import tempfile
+from functools import partial
+
+from twisted.internet.defer import ensureDeferred, maybeDeferred
+from zope.interface import Attribute, Interface, implementer
+
+from pypid.export.plan import BINARY_TYPE, ExportError
+from pypid.storage.disk import remove_file
+from pypid.storage.interface import StorageError
+from pypid.storage.s3.client import FileRangeProducer, S3Error
+
+#: The Cache-Control of what never changes under its path: files and their
+#: metadata (pypid never gives a filename other bytes).
+IMMUTABLE = "max-age=365000000, immutable"
+#: The Cache-Control of pages, which change at the next export.
+REVALIDATE = "max-age=0, must-revalidate"
+
+#: How big a manifest may be read back (20,000 files make about 5 MB).
+_MANIFEST_LIMIT = 1 << 30
+
+
+class FileMismatch(Exception):
+    """A file's bytes are not those its record's sha256 names."""
+
+
+class ITarget(Interface):
+    """The place an export is written to."""
+
+    parallel = Attribute("How many writes the exporter may have under way at once.")
+
+    def describe():
+        """The target as a person names it (a folder, C{s3://bucket/prefix})."""
+
+    def open():
+        """
+        Make the target ready (and, where it can, hold it so that no other
+        export writes it at the same time).
+
+        @rtype: L{Deferred} firing with L{None}
+        @raise ExportError: when it cannot be used.
+        """
+
+    def close():
+        """Release what L{open} took."""
+
+    def read(path):
+        """
+        The bytes at C{path}, or L{None} when there are none.
+
+        @rtype: L{Deferred}
+        """
+
+    def write(path, data, content_type):
+        """
+        Replace C{path} with C{data}, all at once.
+
+        @rtype: L{Deferred} firing with L{None}
+        """
+
+    def spool():
+        """A new local path where bytes fetched from elsewhere may be put for L{put_file}."""
+
+    def put_file(path, source, sha256, consume):
+        """
+        Replace C{path} with the bytes of the local file C{source}, all at once.
+
+        @param sha256: the hex sha256 the bytes must have; a target checks
+            it where it reads the bytes anyway, and fails with
+            L{FileMismatch} when they differ.
+        @param consume: whether C{source} is a L{spool} file, which the
+            target takes (it is gone afterwards); otherwise it is a file of
+            the storage, which is never changed (and may be hard-linked).
+        @rtype: L{Deferred} firing with L{None}
+        """
+
+    def remove(path):
+        """
+        Remove C{path} (there being nothing is no error).
+
+        @rtype: L{Deferred} firing with L{None}
+        """
+
+
+def _copy_checked(source, destination, sha256):
+    """Copy a file, hashing it on the way; L{FileMismatch} when it is not C{sha256}."""
+    digest = hashlib.sha256()
+    with open(source, "rb") as src, open(destination, "wb") as dst:
+        while chunk := src.read(1 << 20):
+            digest.update(chunk)
+            dst.write(chunk)
+    if digest.hexdigest() != sha256:
+        raise FileMismatch(f"its bytes have sha256 {digest.hexdigest()}, not {sha256}")
+
+
+@implementer(ITarget)
+class LocalTarget:
+    """
+    A folder, served by a web server from its files.
+
+    Its hidden entries belong to the export: the manifest, C{.pypid-export.lock}
+    (held while an export runs) and C{.pypid-export-tmp/} (temporary files,
+    on the same filesystem so that a rename puts them in place).
+
+    @ivar root: the folder (absolute).
+    @ivar links: C{"auto"}: hard-link storage files when the folder is on
+        the same filesystem and the file is readable by everyone (so that a
+        web server running as another user can send it); C{"always"}: link
+        whenever possible; C{"never"}: always copy.
+    """
+
+    parallel = 1
+
+    def __init__(self, root, links="auto"):
+        self.root = os.path.abspath(root)
+        self.links = links
+        self._tmp = os.path.join(self.root, ".pypid-export-tmp")
+        self._lock_fd = None
+        self._made = set()
+        self._counter = 0
+
+    def describe(self):
+        """The folder's path."""
+        return self.root
+
+    def open(self):
+        """Create the folder, hold its lock, and sweep what a crash left."""
+        return maybeDeferred(self._open_sync)
+
+    def _open_sync(self):
+        try:
+            os.makedirs(self._tmp, exist_ok=True)
+            fd = os.open(os.path.join(self.root, ".pypid-export.lock"),
+                         os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise ExportError(f"cannot write to {self.root}: {e.strerror}")
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise ExportError(f"{self.root} is being written by another pypid-export")
+        self._lock_fd = fd
+        for entry in os.scandir(self._tmp):
+            if entry.is_file(follow_symlinks=False):
+                remove_file(entry.path)
+
+    def close(self):
+        """Release the lock."""
+        if self._lock_fd is not None:
+            fd, self._lock_fd = self._lock_fd, None
+            os.close(fd)
+
+    def _path(self, path):
+        return os.path.join(self.root, *path.split("/"))
+
+    def _temp(self):
+        self._counter += 1
+        return os.path.join(self._tmp, f"{os.getpid()}-{self._counter}.part")
+
+    def _parent(self, full):
+        folder = os.path.dirname(full)
+        if folder not in self._made:
+            os.makedirs(folder, exist_ok=True)
+            self._made.add(folder)
+
+    def read(self, path):
+        """The file's bytes, or L{None}."""
+        def read():
+            try:
+                with open(self._path(path), "rb") as f:
+                    return f.read()
+            except FileNotFoundError:
+                return None
+        return maybeDeferred(read)
+
+    def write(self, path, data, content_type):
+        """A temporary file renamed over the path (the web server types it)."""
+        def write():
+            full = self._path(path)
+            self._parent(full)
+            temp = self._temp()
+            try:
+                with open(temp, "wb") as f:
+                    f.write(data)
+                os.replace(temp, full)
+            except BaseException:
+                remove_file(temp)
+                raise
+        return maybeDeferred(write)
+
+    def spool(self):
+        """A temporary file's path in the folder's own hidden folder."""
+        return self._temp()
+
+    def put_file(self, path, source, sha256, consume):
+        """A spool file is renamed into place; a storage file linked or copied."""
+        return maybeDeferred(self._put_file_sync, path, source, sha256, consume)
+
+    def _put_file_sync(self, path, source, sha256, consume):
+        full = self._path(path)
+        self._parent(full)
+        if consume:
+            os.replace(source, full)
+            return
+        temp = self._temp()
+        try:
+            if not self._link(source, temp):
+                _copy_checked(source, temp, sha256)
+            os.replace(temp, full)
+        except BaseException:
+            remove_file(temp)
+            raise
+
+    def _link(self, source, temp):
+        """Hard-link C{source} to C{temp} when allowed and possible; whether it was."""
+        if self.links == "never":
+            return False
+        if self.links == "auto" and not os.stat(source).st_mode & 0o004:
+            return False
+        try:
+            os.link(source, temp)
+        except OSError as e:
+            if e.errno in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+                return False
+            raise
+        return True
+
+    def remove(self, path):
+        """Remove the file, and the folders it leaves empty."""
+        def remove():
+            full = self._path(path)
+            remove_file(full)
+            folder = os.path.dirname(full)
+            while folder != self.root and folder.startswith(self.root):
+                try:
+                    os.rmdir(folder)
+                except OSError:
+                    break
+                self._made.discard(folder)
+                folder = os.path.dirname(folder)
+        return maybeDeferred(remove)
+
+
+@implementer(ITarget)
+class S3Target:
+    """
+    A bucket (or a prefix of one), served by the bucket's website endpoint
+    or a CDN. Each object carries its Content-Type and a Cache-Control:
+    L{IMMUTABLE} for files and their metadata, L{REVALIDATE} for pages.
+    There is no lock: two exports must not write one prefix at once.
+
+    @ivar _client: the L{pypid.storage.s3.client.S3Client} of the bucket.
+    @ivar prefix: the key prefix ("" or ending in C{/}).
+    @ivar _run: C{run(f, *args) -> Deferred} for blocking work (file reads).
+    @ivar _on_close: called by L{close} (stops credentials, drops connections).
+    """
+
+    parallel = 16
+
+    def __init__(self, client, prefix, run, on_close=None):
+        self._client = client
+        self.prefix = prefix
+        self._run = run
+        self._on_close = on_close
+        self._spool_dir = None
+        self._counter = 0
+
+    def describe(self):
+        """C{s3://bucket/prefix}."""
+        return f"s3://{self._client.bucket.name}/{self.prefix}"
+
+    def open(self):
+        """A local folder for downloads; the bucket is checked by the first read."""
+        self._spool_dir = tempfile.mkdtemp(prefix="pypid-export-")
+        return maybeDeferred(lambda: None)
+
+    def close(self):
+        """Remove the download folder; let go of the connections."""
+        if self._spool_dir is not None:
+            shutil.rmtree(self._spool_dir, ignore_errors=True)
+            self._spool_dir = None
+        if self._on_close is not None:
+            return self._on_close()
+
+    def _key(self, path):
+        return self.prefix + path
+
+    def read(self, path):
+        """The object's bytes, or L{None}."""
+        return self._call(self._client.get(self._key(path), limit=_MANIFEST_LIMIT))
+
+    def write(self, path, data, content_type):
+        """One PUT."""
+        cache = IMMUTABLE if path.startswith("files/") else REVALIDATE
+        return self._call(self._client.put(self._key(path), data, {
+            "content-type": content_type, "cache-control": cache}))
+
+    def spool(self):
+        """A path in the local download folder."""
+        self._counter += 1
+        return os.path.join(self._spool_dir, f"{self._counter}.part")
+
+    def put_file(self, path, source, sha256, consume):
+        """One PUT streamed from the file, its sha256 checked by S3."""
+        async def put():
+            try:
+                size = os.stat(source).st_size
+                await self._client.call(
+                    "PUT", self._key(path),
+                    headers={"content-type": BINARY_TYPE, "cache-control": IMMUTABLE},
+                    body=partial(FileRangeProducer, source, 0, size, self._run),
+                    payload_sha256=sha256)
+            except S3Error as e:
+                if e.code in ("XAmzContentSHA256Mismatch", "BadDigest"):
+                    raise FileMismatch(f"its bytes are not those of sha256 {sha256}")
+                raise
+            finally:
+                if consume:
+                    remove_file(source)
+        return self._call(put())
+
+    def remove(self, path):
+        """One DELETE."""
+        return self._call(self._client.delete(self._key(path)))
+
+    @staticmethod
+    def _call(coroutine):
+        d = ensureDeferred(coroutine)
+
+        def failed(failure):
+            failure.trap(StorageError)
+            if failure.check(S3Error) and failure.value.status in (401, 403, 404):
+                raise ExportError(f"S3 refused: {failure.getErrorMessage()}")
+            return failure
+        return d.addErrback(failed)
