@@ -210,11 +210,16 @@ def resolver_rules(hosts=None):
 def artifacts_dir():
     """
     The folder screenshots go to, created: C{$PYPID_ARTIFACTS}, or
-    C{_trial_temp/artifacts} in the checkout, which trial only wipes when
-    the next run starts, so the pictures of a run can be looked at after it.
+    C{artifacts} in this run's trial folder of the checkout (C{_trial_temp},
+    or C{_trial_temp-1} while another run holds that one), which trial only
+    wipes when the next run starts: the pictures of a run can be looked at
+    after it.
     """
-    folder = os.environ.get("PYPID_ARTIFACTS") or os.path.join(CHECKOUT, "_trial_temp",
-                                                                "artifacts")
+    folder = os.environ.get("PYPID_ARTIFACTS")
+    if not folder:
+        top = os.path.relpath(os.getcwd(), CHECKOUT).split(os.sep)[0]
+        folder = os.path.join(CHECKOUT, top if top.startswith("_trial_temp") else "_trial_temp",
+                              "artifacts")
     os.makedirs(folder, exist_ok=True)
     return folder
 
@@ -354,12 +359,15 @@ class WatchedPage:
     @ivar failed_requests: requests that got no response.
     @ivar siblings: the pages opened for screenshots at other widths, whose
         problems count as this page's.
+    @ivar context_options: the options its context was made with besides
+        the viewport's (credentials, certificate errors), for its siblings.
     """
 
     page: object
     context: object
     viewport: Viewport
     browser: "Browser"
+    context_options: dict = attrs.Factory(dict)
     console: list = attrs.Factory(list)
     errors: list = attrs.Factory(list)
     failed_requests: list = attrs.Factory(list)
@@ -519,13 +527,15 @@ class Browser:
         from before its first script runs.
 
         @param context_options: more options of C{Browser.new_context}, as
-            C{ignore_https_errors=True} or C{storage_state}.
+            C{http_credentials}, C{ignore_https_errors=True} or
+            C{storage_state}.
         """
         context = self._browser.new_context(**viewport.context_options(), **context_options)
         context.set_default_timeout(ACTION_TIMEOUT * 1000)
         context.set_default_navigation_timeout(ACTION_TIMEOUT * 1000)
         try:
-            watched = WatchedPage(page=None, context=context, viewport=viewport, browser=self)
+            watched = WatchedPage(page=None, context=context, viewport=viewport, browser=self,
+                                  context_options=context_options)
             context.expose_binding(CSP_BINDING, watched._on_csp)
             context.add_init_script(script=_CSP_SCRIPT)
             context.on("page", watched.watch)
@@ -576,6 +586,11 @@ def tab_order(page, limit=MAX_TABS):
     The elements the Tab key reaches, from the top of the page, until focus
     leaves the document or comes back to an element already reached.
 
+    The walk moves the focus (and puts a throwaway element at the top of
+    the body for an instant, to start from there). An C{iframe} counts as
+    one stop and ends the walk when focus moves inside it: pypid's pages
+    have none.
+
     @raise AssertionError: after C{limit} presses without an end.
     """
     page.page.evaluate(_RESET_FOCUS)
@@ -609,16 +624,17 @@ def screenshot(page, name, width=None):
     L{artifacts_dir}, as C{<name>-<width>.png}; return its path.
 
     At another width than the page's own, the page's URL is loaded in a
-    new page of that viewport (same cookies and storage), whose problems
-    then count as C{page}'s: a layout can break, or a script fail, at one
-    width only.
+    new page of that viewport (same context options, cookies and storage),
+    whose problems then count as C{page}'s: a layout can break, or a script
+    fail, at one width only.
     """
     viewport = page.viewport if width in (None, page.viewport.width) else viewport_for(width)
     path = os.path.join(artifacts_dir(), f"{_safe(name)}-{viewport.width}.png")
     if viewport == page.viewport:
         page.page.screenshot(path=path, full_page=True, animations="disabled", caret="hide")
         return path
-    sibling = page.browser.new_page(viewport, storage_state=page.context.storage_state())
+    options = dict(page.context_options, storage_state=page.context.storage_state())
+    sibling = page.browser.new_page(viewport, **options)
     try:
         sibling.goto(page.page.url)
         sibling.page.screenshot(path=path, full_page=True, animations="disabled", caret="hide")

@@ -6,10 +6,12 @@ Content-Security-Policy, and the distribution's Chromium loads them.
 They prove what the page tests will lean on: a clean page passes, and an
 inline script blocked by the policy, an exception, a request without an
 answer each fail it; the keyboard walk reaches links in order; screenshots
-come out at both widths.
+come out at both widths, logged in as the page was; only the names given to
+the browser resolve; closing it leaves trial's thread as it found it.
 """
 
 import asyncio
+import base64
 import os
 import struct
 import threading
@@ -42,6 +44,10 @@ def _html(body, head=""):
             f"</head>\n<body>\n{body}\n</body></html>\n")
 
 
+def _script(path):
+    return f'<script src="{path}" defer></script>'
+
+
 PAGES = {
     "/style.css": ("text/css", "#styled { color: rgb(0, 128, 0); }\n"
                                ".hidden { display: none; }\n"
@@ -53,13 +59,14 @@ PAGES = {
     "/narrow.js": ("text/javascript",
                    'if (window.innerWidth < 600) { throw new Error("narrow only"); }\n'),
     "/clean": ("text/html", _html('<p id="marker">not run</p>\n<p id="styled">styled</p>',
-                                  head='<script src="/clean.js" defer></script>')),
+                                  head=_script("/clean.js"))),
     "/inline": ("text/html", _html(
         '<p id="marker">not run</p>\n'
         '<script>document.getElementById("marker").textContent = "inline script ran";</script>')),
-    "/throws": ("text/html", _html("<p>throws</p>", head='<script src="/throws.js" defer></script>')),
-    "/narrow": ("text/html", _html("<p>narrow</p>", head='<script src="/narrow.js" defer></script>')),
-    "/broken": ("text/html", _html("<p>broken</p>", head='<script src="/broken.js" defer></script>')),
+    "/throws": ("text/html", _html("<p>throws</p>", head=_script("/throws.js"))),
+    "/narrow": ("text/html", _html("<p>narrow</p>", head=_script("/narrow.js"))),
+    "/broken": ("text/html", _html("<p>broken</p>", head=_script("/broken.js"))),
+    "/private": ("text/html", _html("<p>private</p>")),
     "/links": ("text/html", _html(
         '<nav><a href="/one">One</a> <button type="button">Menu</button>'
         ' <a href="/two">Two</a> <a class="hidden" href="/hidden">Hidden</a>'
@@ -70,10 +77,24 @@ PAGES = {
 }
 
 
+#: The credentials C{/private} asks for.
+CREDENTIALS = {"username": "reader", "password": "pässword"}
+PRIVATE_AUTH = "Basic " + base64.b64encode("reader:pässword".encode("utf-8")).decode("ascii")
+
+
 class _Handler(BaseHTTPRequestHandler):
-    """Serves L{PAGES} with the policy; C{/broken.js} gets no answer at all."""
+    """
+    Serves L{PAGES} with the policy; C{/private} only with L{PRIVATE_AUTH},
+    and C{/broken.js} gets no answer at all.
+    """
 
     def do_GET(self):
+        if self.path == "/private" and self.headers.get("Authorization") != PRIVATE_AUTH:
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="harness"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         if self.path == "/broken.js":
             self.close_connection = True
             return
@@ -182,7 +203,8 @@ class HarnessTests(BrowserTestCase):
         """
         page = self.open_page(self.base + "/links")
         links = focusable_links(page)
-        self.assertEqual(links, [Focused("a", "/one", "One", None), Focused("a", "/two", "Two", None),
+        self.assertEqual(links, [Focused("a", "/one", "One", None),
+                                 Focused("a", "/two", "Two", None),
                                  Focused("a", "/three", "Three", "last")])
         order = tab_order(page)
         self.assertEqual([(f.tag, f.text) for f in order],
@@ -217,6 +239,14 @@ class HarnessTests(BrowserTestCase):
         self.assertEqual(phone_width, 780)
         self.assertGreater(phone_height, 6000)
         self.assertEqual([s.viewport for s in page.siblings], [PHONE])
+        self.assert_clean(page)
+
+    def test_phone_page_keeps_credentials(self):
+        """The phone page of a screenshot logs in as the page did, so it loads cleanly."""
+        page = self.open_page(self.base + "/private", http_credentials=CREDENTIALS)
+        self.assertEqual(page.page.text_content("p"), "private")
+        screenshot(page, "harness private", PHONE.width)
+        self.assertEqual(len(page.siblings), 1)
         self.assert_clean(page)
 
     def test_phone_problems_count(self):
