@@ -49,6 +49,8 @@ class Chrome:
         root: a URL it asks (C{api/search}), or a C{.json} list of every
         project it searches itself (a static copy's C{packages.json}).
     @ivar title: the site's name in titles and the header.
+    @ivar login: the path from the root that asks a browser for
+        credentials, or L{None} where there is none (a static copy).
     """
 
     css: str
@@ -59,6 +61,7 @@ class Chrome:
     search: str = "search"
     suggest: str = "api/search"
     title: str = "pypid"
+    login: str | None = "login"
 
     def file_url(self, file, root):
         """The link to a file from a page whose way back to the root is C{root}."""
@@ -237,6 +240,8 @@ def _frame(chrome, root, title, main, *, search_box=True, query=""):
             f'<button type="submit">Search</button></form>'
             f'<div id="suggestions" class="suggestions" aria-live="polite"></div>'
         )
+    login = (f'<a href="{escape(root + chrome.login)}">Log in</a>'
+             if chrome.login is not None else "")
     return (
         f'<!DOCTYPE html>\n<html lang="en" data-root="{escape(root)}"><head>'
         f'<meta charset="utf-8">'
@@ -249,7 +254,7 @@ def _frame(chrome, root, title, main, *, search_box=True, query=""):
         f'<body><a class="skip" href="#main">Skip to the content</a>'
         f'<header class="site"><nav aria-label="Site">'
         f'<a class="brand" href="{escape(root or "./")}">{escape(chrome.title)}</a>'
-        f'<a href="{escape(root)}simple/">Simple index</a></nav>{search}</header>\n'
+        f'<a href="{escape(root)}simple/">Simple index</a>{login}</nav>{search}</header>\n'
         f'<main id="main" tabindex="-1">{main}</main>\n'
         f'<footer class="site"><p>A private Python package index, served by pypid.</p>'
         f'</footer></body></html>\n'

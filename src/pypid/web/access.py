@@ -210,6 +210,17 @@ class Access:
         d.addCallback(_remember, request)
         return d
 
+    def log_in(self, request):
+        """
+        A L{Deferred} firing with the request's identity, or failing with
+        L{Unauthorized} (and so a Basic challenge) when it carries none: a
+        browser, which sends credentials only once asked, is asked here.
+        """
+        d = self.identify(request)
+        d.addCallback(_logged_in)
+        d.addCallback(_remember, request)
+        return d
+
     def gate_upload(self, request, credentials=None):
         """A L{Deferred} firing with the uploader's identity, or failing with L{Unauthorized}."""
         d = self.identify(request, credentials)
@@ -235,6 +246,12 @@ class Access:
         if not self.model.may_enter(identity, permission):
             raise Unauthorized(message)
         return identity
+
+
+def _logged_in(identity):
+    if identity is None:
+        raise Unauthorized("log in with your user name and password")
+    return identity
 
 
 def _remember(identity, request):

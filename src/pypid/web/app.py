@@ -7,7 +7,8 @@ C{/project/...} and L{pypid.web.assets} C{/static/...}; every other path
 goes to L{PypidApp}, which hands the request to the area that owns its
 first segments:
 
-  - L{pypid.web.people.PeoplePages}: C{GET /}, C{/search}, C{/api/search};
+  - L{pypid.web.people.PeoplePages}: C{GET /}, C{/search}, C{/api/search},
+    C{/login};
   - L{pypid.web.publish.Publish}: C{POST /} and C{/legacy/} (uploads),
     C{/api/files/...} and C{/api/projects/...} (yank, unyank, delete);
   - L{pypid.web.tokens.TokenAdmin}: C{/api/tokens};
@@ -45,6 +46,7 @@ from pypid.web.tokens import TokenAdmin
 _AREAS = {
     b"legacy": "publish",
     b"search": "people",
+    b"login": "people",
     b"requirements.txt": "cache",
     b"pypi": "legacy",
     b"health": "health",

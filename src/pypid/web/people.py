@@ -108,6 +108,24 @@ class PeoplePages:
                      for hit in results.hits],
         })
 
+    @app.route("/login", methods=["GET", "HEAD"])
+    async def login(self, request):
+        """
+        Ask a browser for credentials, then send it to the landing page.
+
+        Where anonymous readers may read, a browser is never asked for a
+        password, so a reader with more rights would never be seen as
+        themselves; once asked here (at the site's root folder), the
+        browser sends its credentials with every page.
+        """
+        people_headers(request)
+        identity = await self._access.log_in(request)
+        request.setResponseCode(303)
+        request.responseHeaders.setRawHeaders(b"location", [b"./"])
+        request.responseHeaders.setRawHeaders(b"cache-control", [b"no-store"])
+        request.responseHeaders.setRawHeaders(b"content-type", [b"text/plain; charset=utf-8"])
+        return f"Logged in as {identity.name}\n".encode("utf-8")
+
     async def _gate(self, request):
         people_headers(request)
         gate = self._access.gate_read(request)
