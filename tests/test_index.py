@@ -10,7 +10,16 @@ import attrs
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.core import render
-from pypid.core.index import CONTENT_TYPES, HTML, JSON, Index, Page, Project, version_key
+from pypid.core.index import (
+    CONTENT_TYPES,
+    HTML,
+    JSON,
+    Index,
+    Page,
+    Project,
+    newest_per_project,
+    version_key,
+)
 from pypid.core.model import FileRecord
 
 
@@ -382,3 +391,15 @@ class SameDistributionTests(SynchronousTestCase):
         index = Index(lambda r: r.filename)
         index.load([], (), serial=41)
         self.assertEqual(index.serial, 42)
+
+
+class NewestPerProjectTests(SynchronousTestCase):
+    """L{newest_per_project} picks the file worth describing ahead of a view."""
+
+    def test_newest_version_wheel_first(self):
+        """One file a project: of its newest version, a wheel before an sdist."""
+        records = [make_record("a", "1.0"), make_record("a", "2.0"),
+                   make_record("a", "2.0", kind="sdist"), make_record("a", "10.0rc1"),
+                   make_record("b", "0.1", kind="sdist")]
+        self.assertEqual(newest_per_project(records),
+                         {"a-10.0rc1-py3-none-any.whl", "b-0.1.tar.gz"})

@@ -69,6 +69,19 @@ def version_key(version):
         return (0, None, version)
 
 
+def newest_per_project(records):
+    """
+    The filename of one file of each project's newest version (a wheel
+    rather than an sdist): what is worth describing ahead of a first view.
+    """
+    best = {}
+    for record in records:
+        key = (version_key(record.version), record.is_wheel, record.filename)
+        if record.project not in best or key > best[record.project][0]:
+            best[record.project] = (key, record.filename)
+    return {filename for _, filename in best.values()}
+
+
 @attrs.define
 class Project:
     """

@@ -38,6 +38,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from pypid.core.distribution import file_digests, inspect
+from pypid.core.index import newest_per_project
 from pypid.core.metadata import InvalidDistribution
 from pypid.core.model import FileRecord
 from pypid.core.names import InvalidName
@@ -465,12 +466,15 @@ class LocalStorage:
 
     def _write_imported_sync(self, imported):
         """
-        Keep imported records and metadata beside their files, and their
-        details, rendered here rather than during the scan (a README takes
-        milliseconds; a folder of thousands would hold start-up for minutes).
+        Keep imported records and metadata beside their files, and the
+        details of each project's newest file, rendered here rather than
+        during the scan (a README takes milliseconds: a folder of thousands
+        would hold start-up for minutes). Older versions are described when
+        their page is first asked for (L{describe}).
         """
+        described = newest_per_project(record for record, _, _ in imported)
         for record, metadata, seen in imported:
-            details = self._details_of(record)
+            details = self._details_of(record) if record.filename in described else None
             try:
                 with self._sidecar_lock:
                     current = self._read_sidecar(record.filename)
