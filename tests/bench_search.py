@@ -2,7 +2,9 @@
 Measure how long a search of the pages for people takes at a given number of
 projects (default 20,000): building the index, and queries of each kind
 (exact name, prefix, substring, summary words, no match), median and worst
-of many runs.
+of many runs; then the whole work of the server for C{/search?q=}: the
+catalog of a real L{Index} (rebuilt after a change), the search, the
+page's HTML and its gzip copy.
 
 Not a test (trial loads only C{test_*.py}); run it by hand::
 
@@ -16,8 +18,13 @@ import statistics
 import sys
 import time
 
+import attrs
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from pypid.core import pages  # noqa: E402
+from pypid.core.catalog import Catalog  # noqa: E402
+from pypid.core.index import HTML, Index, Page  # noqa: E402
+from pypid.core.model import FileRecord  # noqa: E402
 from pypid.core.search import Entry, SearchIndex  # noqa: E402
 
 WORDS = ("http client server async json yaml parser toolkit data stream cloud storage "
@@ -76,6 +83,39 @@ def main():
         print(f"{label:>14} {query!r:>30}: {total:6} hits, median {median * 1e3:5.2f} ms, "
               f"worst {worst * 1e3:5.2f} ms; with an access filter median "
               f"{hmedian * 1e3:5.2f} ms, worst {hworst * 1e3:5.2f} ms")
+    whole_page(entries, queries, options.runs)
+
+
+def whole_page(entries, queries, runs):
+    """Time what the server does for C{/search?q=}, from an index of records."""
+    index = Index(lambda r: r.filename)
+    index.load([FileRecord(filename=f"{e.project.replace('-', '_')}-1.0-py3-none-any.whl",
+                           project=e.project, name=e.display_name, version="1.0",
+                           packagetype="bdist_wheel", path="x", size=1, sha256="0" * 64,
+                           upload_time=1.0, summary=e.summary) for e in entries])
+    catalog = Catalog(index)
+    chrome = pages.Chrome(css="static/a.css", js="static/a.js", icon="static/a.svg")
+    started = time.perf_counter()
+    catalog.search_index()
+    print(f"catalog of {len(entries)} projects, first: "
+          f"{(time.perf_counter() - started) * 1e3:.1f} ms")
+    index.add(attrs.evolve(index.records()[0], version="2.0",
+                           filename=index.records()[0].filename.replace("1.0", "2.0")))
+    started = time.perf_counter()
+    catalog.search_index()
+    print(f"catalog after one project changed: "
+          f"{(time.perf_counter() - started) * 1e3:.1f} ms")
+
+    def answer(query):
+        results = catalog.search_index().search(query, None, 1, 20)
+        versions = {hit.entry.project: catalog.latest(hit.entry.project)
+                    for hit in results.hits}
+        return Page.of(pages.search_page(chrome, results, versions), HTML)
+
+    for label, query in queries.items():
+        median, worst = timed(lambda: answer(query), runs)
+        print(f"{label:>14} {query!r:>30}: whole /search answer median "
+              f"{median * 1e3:5.2f} ms, worst {worst * 1e3:5.2f} ms")
 
 
 if __name__ == "__main__":
