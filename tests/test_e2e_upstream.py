@@ -96,6 +96,31 @@ class UpstreamCacheTests(DaemonTestCase):
                 self.daemon.url + "files/up-lib/"))
             self.assertEqual(len(entry["hashes"]["sha256"]), 64)
 
+    def test_page_for_people(self):
+        """
+        An upstream project's page for people shows what the cache knows,
+        marked as the upstream's: nothing before an installer asked for it,
+        its files after, its description once a file was fetched; the
+        upstream is never asked for it.
+        """
+        page = self.daemon.url + "project/up-yanked/"
+        self.assertEqual(http("GET", page).status, 404)
+        self.assertEqual(self.upstream.requests(), [])
+        files_by_name(self.daemon, "up-yanked")
+        answer = http("GET", page)
+        self.assertEqual(answer.status, 200, answer.body)
+        self.assertIn(b"from the upstream index", answer.body)
+        self.assertIn(b"up_yanked-1.0-py3-none-any.whl", answer.body)
+        self.assertIn(b"yanked: broken build", answer.body)
+        self.assertIn(b"2024-05-06 07:08", answer.body)
+        self.assertIn(b"has not fetched a file of this version", answer.body)
+        self.assertEqual(http("GET", file_url(self.daemon, "up-yanked",
+                                              "up_yanked-1.0-py3-none-any.whl")).status, 200)
+        answer = http("GET", page)
+        self.assertIn(b"A test project.", answer.body)
+        self.assertIn(b"<dt>Requires Python</dt><dd>&gt;=3.8</dd>", answer.body)
+        self.assertEqual(http("GET", self.daemon.url + "project/acme-secret/").status, 404)
+
     def test_everything_passed_through(self):
         """Hashes, requires-python, the yank and its reason, metadata, size and upload time."""
         entry = files_by_name(self.daemon, "up-yanked")["up_yanked-1.0-py3-none-any.whl"]

@@ -68,7 +68,7 @@ class ProjectPages(Resource):
         self._describing = {}
         # filenames describe() could not describe: not asked again
         self._undescribable = set()
-        # (project, version) -> (cache entry, Page)
+        # (project, version) -> (cache entry, filenames fetched, Page)
         self._upstream_pages = {}
 
     def render_GET(self, request):
@@ -175,9 +175,12 @@ class ProjectPages(Resource):
         if known is None:
             raise NotFound(_NO_PROJECT)
         entry, files = known
+        # (a page is about the cache entry and the files fetched so far: the
+        # first download of one brings its description)
+        fetched = frozenset(f.filename for f in files if self._upstream.kept(f.filename))
         kept = self._upstream_pages.get((project, version))
-        if kept is not None and kept[0] is entry:
-            return send_page(request, kept[1])
+        if kept is not None and kept[0] is entry and kept[1] == fetched:
+            return send_page(request, kept[2])
         view = pages.project_view(project, entry.page.name or project, files, version,
                                   upstream=entry.fetched_at)
         if view is None:
@@ -188,5 +191,5 @@ class ProjectPages(Resource):
         if final:
             if len(self._upstream_pages) >= _MAX_UPSTREAM_PAGES:
                 self._upstream_pages.clear()
-            self._upstream_pages[(project, version)] = (entry, page)
+            self._upstream_pages[(project, version)] = (entry, fetched, page)
         return send_page(request, page)
