@@ -53,6 +53,8 @@ class UpstreamCacheTests(DaemonTestCase):
             cls.upstream.add_wheel("cli-app", "2.0")
             cls.upstream.add_wheel("up-yanked", "1.0", requires_python=">=3.8",
                                    yanked="broken build", upload_time="2024-05-06T07:08:09Z")
+            cls.upstream.add_wheel("up-people", "1.0", requires_python=">=3.8",
+                                   yanked="broken build", upload_time="2024-05-06T07:08:09Z")
             cls.upstream.start()
         return {"upstream.mode": "cache", "upstream.url": cls.upstream.url,
                 "upstream.private": "acme-*", "upstream.merge": "mixed",
@@ -103,19 +105,19 @@ class UpstreamCacheTests(DaemonTestCase):
         its files after, its description once a file was fetched; the
         upstream is never asked for it.
         """
-        page = self.daemon.url + "project/up-yanked/"
+        page = self.daemon.url + "project/up-people/"
         self.assertEqual(http("GET", page).status, 404)
         self.assertEqual(self.upstream.requests(), [])
-        files_by_name(self.daemon, "up-yanked")
+        files_by_name(self.daemon, "up-people")
         answer = http("GET", page)
         self.assertEqual(answer.status, 200, answer.body)
         self.assertIn(b"from the upstream index", answer.body)
-        self.assertIn(b"up_yanked-1.0-py3-none-any.whl", answer.body)
+        self.assertIn(b"up_people-1.0-py3-none-any.whl", answer.body)
         self.assertIn(b"yanked: broken build", answer.body)
         self.assertIn(b"2024-05-06 07:08", answer.body)
         self.assertIn(b"has not fetched a file of this version", answer.body)
-        self.assertEqual(http("GET", file_url(self.daemon, "up-yanked",
-                                              "up_yanked-1.0-py3-none-any.whl")).status, 200)
+        self.assertEqual(http("GET", file_url(self.daemon, "up-people",
+                                              "up_people-1.0-py3-none-any.whl")).status, 200)
         answer = http("GET", page)
         self.assertIn(b"A test project.", answer.body)
         self.assertIn(b"<dt>Requires Python</dt><dd>&gt;=3.8</dd>", answer.body)

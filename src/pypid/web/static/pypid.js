@@ -114,7 +114,9 @@
     return serverSearch(source, query, size);
   }
 
-  function hitItem(hit) {
+  /* A result as a list item: its link, its version, and its summary in a
+     "span" (suggestions) or a "p" (the results page). */
+  function hitItem(hit, summaryTag) {
     var li = document.createElement("li");
     var a = document.createElement("a");
     a.href = root + hit.url;  /* (every url is from the site's root) */
@@ -126,6 +128,11 @@
       v.textContent = " " + hit.version;
       li.appendChild(v);
     }
+    if (hit.summary) {
+      var summary = document.createElement(summaryTag);
+      summary.textContent = hit.summary;
+      li.appendChild(summary);
+    }
     return li;
   }
 
@@ -135,13 +142,7 @@
     var list = document.createElement("ul");
     list.setAttribute("aria-label", "Matching projects");
     result.hits.slice(0, SHOWN).forEach(function (hit) {
-      var li = hitItem(hit);
-      if (hit.summary) {
-        var s = document.createElement("span");
-        s.textContent = hit.summary;
-        li.appendChild(s);
-      }
-      list.appendChild(li);
+      list.appendChild(hitItem(hit, "span"));
     });
     if (!result.hits.length) {
       var none = document.createElement("li");
@@ -163,13 +164,7 @@
     var list = document.createElement("ol");
     list.className = "results";
     result.hits.slice(0, 100).forEach(function (hit) {
-      var li = hitItem(hit);
-      if (hit.summary) {
-        var p = document.createElement("p");
-        p.textContent = hit.summary;
-        li.appendChild(p);
-      }
-      list.appendChild(li);
+      list.appendChild(hitItem(hit, "p"));
     });
     box.appendChild(list);
   }
