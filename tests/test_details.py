@@ -92,3 +92,16 @@ class DescribeTests(SynchronousTestCase):
         """Bytes that are not a sidecar raise L{ValueError}."""
         for data in (b"", b"\xff", b"[]", b'{"info": 3}', b'{"info": {}, "html": 3}'):
             self.assertRaises(ValueError, Details.from_bytes, data)
+
+
+class ReadBackTests(SynchronousTestCase):
+    """A sidecar is read with care: it comes from storage."""
+
+    def test_wrong_shapes_dropped(self):
+        """A field of the wrong shape is dropped, not shown; unknown fields are ignored."""
+        details = Details.from_bytes(
+            b'{"info": {"requires_dist": 5, "classifiers": ["a", 3], "summary": ["x"],'
+            b' "project_urls": {"a": 1}, "license": "MIT", "evil": "x"}, "html": ""}')
+        self.assertEqual(details.get("license"), "MIT")
+        for field in ("requires_dist", "classifiers", "summary", "project_urls", "evil"):
+            self.assertIsNone(details.get(field), field)

@@ -6,13 +6,19 @@ browser: C{tests/test_e2e_browser.py}.)
 """
 
 import json
+import random
 import re
 from html.parser import HTMLParser
 
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.auth.policy import AccessModel, parse_rule
+from pypid.core.index import Page
+from pypid.storage.interface import StorageError
 from pypid.web.people import PEOPLE_CSP
+from pypid.web.project_pages import Describer, KeptPages
 from tests.distributions import make_sdist, make_wheel, metadata_text
 from tests.fakes import twine_fields
 from tests.test_web import _ServerMixin, basic
@@ -250,6 +256,13 @@ class SearchTests(_PeopleMixin, SynchronousTestCase):
         self.assertEqual(len(re.findall(rb"<li><a href=\"project/", body)), 5)
         self.assertIn(b'rel="prev"', body)
 
+    def test_huge_page_numbers(self):
+        """A page past the last is the last; a size past 50 is 50, however long."""
+        _, body = self.page("/search?q=grail&page=99999999999999999999")
+        self.assertIn(b"3 projects match", body)
+        found = json.loads(self.page("/api/search?q=grail&size=99999999999999")[1])
+        self.assertEqual(found["total"], 3)
+
     def test_bad_page(self):
         """A page number that is not one is a 400 naming the field."""
         for value in ("abc", "0", "-1", "1e3", "\u0661"):
@@ -365,6 +378,42 @@ class ProjectPageTests(_PeopleMixin, SynchronousTestCase):
             self.assertEqual(response.code, 404, path)
             self.assertEqual(self.header(response, "Content-Type"), b"text/plain; charset=utf-8")
 
+    def test_redirects_only_for_what_exists(self):
+        """
+        A name or version that does not exist gets 404 whatever its spelling,
+        so a redirect never tells that a name exists.
+        """
+        for path in ("/project/No_Such/", "/project/no-such", "/project/Holy.Grail/9.00/",
+                     "/project/holy-grail/9.9"):
+            self.assertEqual(self.get(path)[0].code, 404, path)
+
+    def test_no_name(self):
+        """C{/project} and C{/project/} are 404 in plain text, for GET and HEAD."""
+        for method in ("GET", "HEAD"):
+            for path in ("/project", "/project/"):
+                response, _ = self.request(method, path)
+                self.assertEqual(response.code, 404, (method, path))
+
+    def test_other_methods(self):
+        """Other methods get a plain-text 405 naming GET and HEAD, as the other areas do."""
+        for path in ("/project/holy-grail/", "/static/x", "/simple/", "/files/a/b"):
+            response, body = self.request("POST", path)
+            self.assertEqual(response.code, 405, path)
+            self.assertEqual(self.header(response, "Allow"), b"GET, HEAD")
+            self.assertEqual(self.header(response, "Content-Type"), b"text/plain; charset=utf-8")
+            self.assertTrue(body.startswith(b"this URL does not take POST"), body)
+
+    def test_deleted_project(self):
+        """A project whose files are all deleted is not counted, found or shown."""
+        response, _ = self.request("DELETE", "/api/projects/holy-grail/1.0", auth=True)
+        self.assertEqual(response.code, 200)
+        for version in ("1.1", "2.0rc1"):
+            self.assertEqual(self.request("DELETE", f"/api/projects/holy-grail/{version}",
+                                          auth=True)[0].code, 200)
+        self.assertEqual(json.loads(self.page("/api/search?q=holy")[1])["total"], 0)
+        self.assertIn(b"0 projects, 0 files", self.page("/")[1])
+        self.page("/project/holy-grail/", code=404)
+
     def test_kept_until_changed(self):
         """The page is rendered once, kept as bytes, and rendered again after a change."""
         response, body = self.page("/project/holy-grail/")
@@ -417,6 +466,30 @@ class ProjectPageTests(_PeopleMixin, SynchronousTestCase):
         self.assertIn("Holy Grail", description(body))
 
 
+class LoginTests(_PeopleMixin, SynchronousTestCase):
+    """C{/login}: a browser asked for credentials, then sent home."""
+
+    def test_asks_then_sends_home(self):
+        """Without credentials a Basic challenge; with them, 303 to the landing page."""
+        response, _ = self.get("/login")
+        self.assertEqual(response.code, 401)
+        self.assertEqual(self.header(response, "WWW-Authenticate"), b'Basic realm="pypid"')
+        response, body = self.get("/login", auth=True)
+        self.assertEqual(response.code, 303)
+        self.assertEqual(self.header(response, "Location"), b"./")
+        self.assertEqual(body, b"Logged in as alice\n")
+        self.assertEqual(self.get("/login", auth=basic(password="nope"))[0].code, 401)
+
+    def test_not_from_a_resource(self):
+        """An image or a script pointing at it (a README's) gets no password prompt."""
+        for dest in ("image", "script", "iframe", "empty"):
+            response, _ = self.get("/login", headers={"Sec-Fetch-Dest": dest})
+            self.assertEqual(response.code, 403, dest)
+            self.assertIsNone(self.header(response, "WWW-Authenticate"))
+        response, _ = self.get("/login", headers={"Sec-Fetch-Dest": "document"})
+        self.assertEqual(response.code, 401)
+
+
 class HiddenProjectTests(_PeopleMixin, SynchronousTestCase):
     """A project a reader may not read is never shown, counted or found."""
 
@@ -447,6 +520,12 @@ class HiddenProjectTests(_PeopleMixin, SynchronousTestCase):
         self.page("/project/secret-sauce/1.0/", code=404)
         self.page("/project/Secret.Sauce/", code=404)
 
+    def test_no_redirect_oracle(self):
+        """Another spelling of a hidden name, and of a name that does not exist, alike: 404."""
+        for path in ("/project/Secret.Sauce/", "/project/Secret_Nothing/", "/project/No.Such/",
+                     "/project/secret-sauce", "/project/secret-sauce/1.00/"):
+            self.assertEqual(self.get(path)[0].code, 404, path)
+
     def test_shown_to_a_reader(self):
         """Alice, who may read it, sees it everywhere."""
         auth = basic()
@@ -456,3 +535,79 @@ class HiddenProjectTests(_PeopleMixin, SynchronousTestCase):
         _, body = self.page("/search?q=recipe", auth=auth)
         self.assertIn(b'href="project/secret-sauce/"', body)
         self.page("/project/secret-sauce/", auth=auth)
+
+
+class KeptPagesTests(SynchronousTestCase):
+    """L{KeptPages}: pages kept up to a size, each while its project's token holds."""
+
+    def page(self, size):
+        return Page.of(b"x" * size, b"text/html")
+
+    def test_token(self):
+        """A page is answered for its token only."""
+        kept, token = KeptPages(), object()
+        page = self.page(10)
+        kept.put(("a", None), token, page)
+        self.assertIs(kept.get(("a", None), token), page)
+        self.assertIsNone(kept.get(("a", None), object()))
+        self.assertIsNone(kept.get(("b", None), token))
+
+    def test_size(self):
+        """The least recently asked for go first past the limit; a huge page is not kept."""
+        kept = KeptPages(limit=8000)
+        for name in "abc":
+            kept.put((name, None), 1, self.page(100))
+        kept.get(("a", None), 1)
+        kept.put(("d", None), 1, self.page(900))  # (gzipped: far smaller)
+        for name in "abcd":
+            self.assertIsNotNone(kept.get((name, None), 1), name)
+        big = Page.of(bytes(range(256)) * 8, b"text/html")  # 2 KiB that do not compress
+        kept.put(("e", None), 1, big)
+        self.assertIsNone(kept.get(("e", None), 1))
+        for n in range(30):
+            kept.put((f"f{n}", None), 1, Page.of(random.Random(n).randbytes(400), b"text/html"))
+        self.assertIsNone(kept.get(("a", None), 1))
+        self.assertIsNotNone(kept.get(("f29", None), 1))
+        self.assertLessEqual(kept._bytes, 8000)
+
+
+class DescriberTests(SynchronousTestCase):
+    """L{Describer}: one description at a time, bounded, with a pause after a failure."""
+
+    def setUp(self):
+        self.clock = Clock()
+        self.calls = []
+        self.describer = Describer(self.clock, limit=2, retry=60.0)
+
+    def describe(self, record):
+        d = Deferred()
+        self.calls.append((record, d))
+        return d
+
+    def test_one_at_a_time_and_bounded(self):
+        """The second waits for the first; past the limit, asks are dropped until later."""
+        storage = type("S", (), {"describe": lambda _, r: self.describe(r)})()
+        records = [type("R", (), {"filename": f"f{n}"})() for n in range(3)]
+        for record in records:
+            self.describer.ask(storage, record)
+        self.describer.ask(storage, records[0])
+        self.assertEqual([r.filename for r, _ in self.calls], ["f0"])
+        self.calls[0][1].callback(b"{}")
+        self.assertEqual([r.filename for r, _ in self.calls], ["f0", "f1"])
+        self.calls[1][1].callback(None)
+        self.assertTrue(self.describer.undescribable(storage, records[1]))
+        self.describer.ask(storage, records[2])
+        self.assertEqual([r.filename for r, _ in self.calls], ["f0", "f1", "f2"])
+
+    def test_retry_after_a_failure(self):
+        """A failure is tried again only after C{retry} seconds."""
+        storage = type("S", (), {"describe": lambda _, r: self.describe(r)})()
+        record = type("R", (), {"filename": "f"})()
+        self.describer.ask(storage, record)
+        self.calls[0][1].errback(StorageError("disk full"))
+        self.flushLoggedErrors()
+        self.describer.ask(storage, record)
+        self.assertEqual(len(self.calls), 1)
+        self.clock.advance(61)
+        self.describer.ask(storage, record)
+        self.assertEqual(len(self.calls), 2)

@@ -145,3 +145,17 @@ class ImportCostTests(SynchronousTestCase):
         output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                 check=True).stdout
         self.assertEqual(output.strip(), "[]")
+
+
+class IdTests(SynchronousTestCase):
+    """A README's ids stay in its own namespace."""
+
+    def test_raw_ids_prefixed(self):
+        """Raw HTML's ids and names take the prefix the renderer gives its own; text is left."""
+        html = render_description('<div id="files">x</div> <a id="q" name="meta">y</a> '
+                                  'id="z"\n\n# Title\n', "text/markdown").html
+        self.assertIn('<div id="user-content-files">', html)
+        self.assertIn('id="user-content-q"', html)
+        self.assertIn('id="z"', html)
+        self.assertIn('<h1 id="user-content-title">', html)
+        self.assertNotIn('id="files"', html)

@@ -80,9 +80,28 @@ class Details:
         if (not isinstance(doc, dict) or not isinstance(doc.get("info"), dict)
                 or not isinstance(doc.get("html", ""), str)):
             raise ValueError("not a details sidecar")
-        return cls(info=doc["info"], html=doc.get("html", ""),
+        # Kept in storage, so read with care: a field of the wrong shape
+        # (an old or a tampered sidecar) is dropped rather than shown.
+        info = {field: _checked(field, doc["info"].get(field)) for field in _INFO_FIELDS}
+        return cls(info=info, html=doc.get("html", ""),
                    renderer=str(doc.get("renderer", PLAIN)),
                    fell_back=bool(doc.get("fell_back", False)))
+
+
+#: The fields that are lists of text, and the one that maps text to text.
+_LISTS = frozenset({"classifiers", "requires_dist", "provides_extra"})
+_MAPPING = "project_urls"
+
+
+def _checked(field, value):
+    """C{value} when it has its field's shape (text, a list of text, a map of text), else L{None}."""
+    if field in _LISTS:
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+    elif field == _MAPPING:
+        ok = isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
+    else:
+        ok = isinstance(value, str)
+    return value if ok else None
 
 
 def describe(metadata):

@@ -188,8 +188,9 @@ def _when(timestamp):
         dt = datetime.datetime.fromtimestamp(timestamp, tz=datetime.timezone.utc)
     except (OverflowError, OSError, ValueError):
         return "unknown"
-    return (f'<time datetime="{dt.strftime("%Y-%m-%dT%H:%M:%SZ")}">'
-            f'{dt.strftime("%Y-%m-%d %H:%M")}\N{NO-BREAK SPACE}UTC</time>')
+    iso = dt.isoformat(timespec="seconds")[:19]  # (the year always in 4 digits)
+    return (f'<time datetime="{iso}Z">'
+            f'{iso[:10]} {iso[11:16]}\N{NO-BREAK SPACE}UTC</time>')
 
 
 def _size(size):

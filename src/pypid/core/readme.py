@@ -21,6 +21,7 @@ Pure: text in, a L{RenderedDescription} out.
 """
 
 import html
+import re
 
 import attrs
 
@@ -93,8 +94,24 @@ def render_description(text, content_type=None):
     else:
         rendered = None
     if rendered is not None:
-        return RenderedDescription(rendered, renderer)
+        return RenderedDescription(_own_ids(rendered), renderer)
     return RenderedDescription(_plain(text), PLAIN, fell_back=renderer != PLAIN)
+
+
+#: A start tag of sanitized HTML (text has its C{<} escaped), and in it an
+#: C{id} or C{name} attribute not yet in the README's own namespace (the
+#: renderer prefixes the ids it makes, not those of raw HTML).
+_TAG = re.compile(r"<[A-Za-z][^>]*>")
+_FOREIGN_ID = re.compile(r'(\s(?:id|name)=")(?!user-content-)')
+
+
+def _own_ids(html_text):
+    """
+    The README's ids moved into its namespace, C{user-content-}, as GitHub
+    and the public index do: an id of the page itself (C{files},
+    C{suggestions}) taken by a README would take its links and labels.
+    """
+    return _TAG.sub(lambda tag: _FOREIGN_ID.sub(r"\1user-content-", tag.group()), html_text)
 
 
 def _plain(text):

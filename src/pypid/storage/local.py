@@ -474,7 +474,14 @@ class LocalStorage:
         """
         described = newest_per_project(record for record, _, _ in imported)
         for record, metadata, seen in imported:
-            details = self._details_of(record) if record.filename in described else None
+            details = None
+            if record.filename in described:
+                try:
+                    details = self._details_of(record)
+                except OSError as e:
+                    # (described on its first view instead)
+                    log.warn("Cannot describe {filename}: {error}",
+                             filename=record.filename, error=e.strerror)
             try:
                 with self._sidecar_lock:
                     current = self._read_sidecar(record.filename)
@@ -498,7 +505,12 @@ class LocalStorage:
         log.info("Kept the records of {count} imported files", count=len(imported))
 
     def _describe_sync(self, record):
-        details = self._details_of(record)
+        try:
+            details = self._details_of(record)
+        except FileNotFoundError:
+            return None  # (deleted meanwhile)
+        except OSError as e:
+            raise _storage_error(e)
         if details is not None:
             with _storage_errors(), self._sidecar_lock:
                 current = self._read_sidecar(record.filename)
@@ -509,13 +521,18 @@ class LocalStorage:
         return details
 
     def _details_of(self, record):
-        """The details of a stored file, or L{None} when it cannot be read now."""
+        """
+        The details of a stored file, or L{None} when it is not a
+        distribution any more.
+
+        @raise OSError: when the file cannot be read now.
+        """
         try:
             return inspect(self._file_path(record.path), record.filename, record.path,
                            record.upload_time,
                            (record.size, record.sha256, record.blake2_256, record.md5),
                            legacy=True, details=True).details
-        except (InvalidName, InvalidDistribution, OSError) as e:
+        except (InvalidName, InvalidDistribution) as e:
             log.warn("Cannot describe {filename}: {error}", filename=record.filename,
                      error=str(e))
             return None

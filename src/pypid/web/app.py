@@ -35,8 +35,7 @@ from pypid.web.legacy import LegacyJSON
 from pypid.web.people import PeoplePages
 from pypid.web.project_pages import ProjectPages
 from pypid.web.publish import Publish
-from pypid.web.respond import send_error
-from pypid.web.routes import wrong_method_error
+from pypid.web.respond import send_error, wrong_method_error
 from pypid.web.simple import FilesResource, RootResource, SimpleResource
 from pypid.web.site import PypidSite
 from pypid.web.tokens import TokenAdmin
@@ -163,7 +162,7 @@ def build_web(index, storage, access, run, clock, *, max_upload_size, base_url=N
         SimpleResource(index, access, base_url or "/", upstream),
         FilesResource(index, storage, access, upstream),
         app.resource(),
-        project=ProjectPages(index, storage, access, chrome, base_url or "/", upstream),
+        project=ProjectPages(index, storage, access, chrome, clock, base_url or "/", upstream),
         static=AssetsResource(assets),
     )
     site = PypidSite(root, max_upload_size, storage.temp_dir, access_log=access_log,

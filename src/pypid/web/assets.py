@@ -11,11 +11,10 @@ import hashlib
 from importlib import resources
 
 import attrs
-from twisted.web.resource import Resource
 
 from pypid.core.errors import NotFound
 from pypid.core.index import Page
-from pypid.web.respond import FILE_CACHE_CONTROL, send_error, send_page
+from pypid.web.respond import FILE_CACHE_CONTROL, ReadResource, send_error, send_page
 
 #: The assets, by their name in the package, and their content types.
 _ASSETS = {
@@ -59,13 +58,11 @@ class Assets:
         return [("static/" + name, page.body) for name, page in sorted(self.pages.items())]
 
 
-class AssetsResource(Resource):
+class AssetsResource(ReadResource):
     """C{/static/<name>}: an asset, cached for good (its name changes with it)."""
 
-    isLeaf = True
-
     def __init__(self, assets):
-        Resource.__init__(self)
+        ReadResource.__init__(self)
         self._assets = assets
 
     def render_GET(self, request):
@@ -79,4 +76,3 @@ class AssetsResource(Resource):
         request.responseHeaders.setRawHeaders(b"cache-control", [FILE_CACHE_CONTROL])
         return body
 
-    render_HEAD = render_GET

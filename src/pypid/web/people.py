@@ -15,7 +15,7 @@ from klein import Klein
 
 from pypid.core import pages
 from pypid.core.catalog import Catalog, visible_counts
-from pypid.core.errors import BadRequest
+from pypid.core.errors import BadRequest, Forbidden
 from pypid.core.index import Page
 from pypid.web.respond import send_page
 from pypid.web.routes import answer_errors, form_field, send_json
@@ -50,9 +50,9 @@ def query_number(request, name, default, largest):
     text = form_field(request, name)
     if not text:
         return default
-    if not text.isascii() or not text.isdigit() or len(text) > 9 or int(text) < 1:
+    if not text.isascii() or not text.isdigit() or int(text) < 1:
         raise BadRequest(f"{name}: must be a whole number from 1")
-    return min(int(text), largest)
+    return largest if len(text) > 9 else min(int(text), largest)
 
 
 @attrs.define(slots=False)
@@ -119,6 +119,11 @@ class PeoplePages:
         browser sends its credentials with every page.
         """
         people_headers(request)
+        # Only a page the reader opens asks: an image or a script of a
+        # README that points here must not raise a password prompt.
+        dest = request.requestHeaders.getRawHeaders(b"sec-fetch-dest", [b"document"])[0]
+        if dest != b"document":
+            raise Forbidden("log in from a page of your own browsing, not from a resource")
         identity = await self._access.log_in(request)
         request.setResponseCode(303)
         request.responseHeaders.setRawHeaders(b"location", [b"./"])

@@ -3,25 +3,28 @@ C{/project/<name>/} and C{/project/<name>/<version>/}: a project's page
 for people, about its latest version or about one.
 
 A plain Twisted resource, like the simple index (L{pypid.web.simple}), and
-for the same reason: once rendered, a page is kept with the project's index
-pages (L{pypid.core.index.Index.keep_page}) until the project changes, and a
-request costs a dict lookup and a few headers, as C{/simple/<name>/} does.
+for the same reason: once rendered, a page is kept as bytes, and a request
+costs a few dict lookups and headers, as C{/simple/<name>/} does. Pages are
+kept up to a total size (L{KeptPages}; a README can make a page of
+megabytes, and a crawler asks for every version), each until its project
+changes.
 
 Rendering reads the release's details from storage (the description was
 rendered when the file arrived). A file stored without details (before they
-were kept, or not reached yet by its import) gets them rendered in the
-background (L{IStorage.describe}); meanwhile its page is shown without a
-description and not kept, so the next request after that finds them.
+were kept, or not reached yet by its import) is described in the background
+(L{Describer}: one at a time, so readers cannot crowd out uploads);
+meanwhile its page says so and is not kept, so a later view finds them.
 
 A project that is not hosted but that the upstream cache knows is shown as
 the cache knows it, marked as coming from the upstream; the upstream is
 never asked for a page for people.
 """
 
+from collections import OrderedDict
+
 import attrs
-from twisted.internet.defer import ensureDeferred
+from twisted.internet.defer import DeferredSemaphore, ensureDeferred
 from twisted.logger import Logger
-from twisted.web.resource import Resource
 
 from pypid.core import pages
 from pypid.core.details import Details
@@ -30,19 +33,107 @@ from pypid.core.index import Page
 from pypid.core.names import WHEEL, is_valid_name, normalize
 from pypid.storage.interface import StorageError
 from pypid.web.people import HTML, people_headers
-from pypid.web.respond import answer_gated, send_moved, send_page
+from pypid.web.respond import ReadResource, answer_gated, send_moved, send_page
 from pypid.web.routes import requested_version
 
 log = Logger()
 
-#: Upstream projects' pages kept at once (their cache entry may change
-#: without the index's serial moving, so they are kept apart).
-_MAX_UPSTREAM_PAGES = 2000
-
 _NO_PROJECT = "no such project"
 
+#: Where a hosted project's token is kept with its pages (see L{KeptPages}).
+_TOKEN = ("people-token",)
 
-class ProjectPages(Resource):
+
+class KeptPages:
+    """
+    Rendered pages by C{(project, version)}, up to C{limit} bytes in all
+    (the least recently asked for go first). Each is kept with a token of
+    its project's state and answered only while the token is still the
+    project's: a change makes a new token, and so every older page stale.
+    """
+
+    def __init__(self, limit=64 << 20):
+        self._limit = limit
+        self._pages = OrderedDict()
+        self._bytes = 0
+
+    @staticmethod
+    def _size(page):
+        return len(page.body) + len(page.gzipped or b"")
+
+    def get(self, key, token):
+        """The page kept under C{key} for C{token}, or L{None}."""
+        kept = self._pages.get(key)
+        if kept is None or kept[0] != token:
+            return None
+        self._pages.move_to_end(key)
+        return kept[1]
+
+    def put(self, key, token, page):
+        """Keep a page, dropping the oldest to make room (a page over an eighth is not kept)."""
+        self._drop(key)
+        size = self._size(page)
+        if size > self._limit // 8:
+            return
+        while self._pages and self._bytes + size > self._limit:
+            self._drop(next(iter(self._pages)))
+        self._pages[key] = (token, page)
+        self._bytes += size
+
+    def _drop(self, key):
+        kept = self._pages.pop(key, None)
+        if kept is not None:
+            self._bytes -= self._size(kept[1])
+
+
+@attrs.define
+class Describer:
+    """
+    Renders the details of files stored without them, in the background,
+    one at a time (each reads a whole file and renders its README in the
+    storage's threads, which uploads use too), with at most C{limit}
+    waiting; a file that failed is tried again after C{retry} seconds, and
+    one that cannot be described is not tried again.
+
+    @ivar _clock: provides C{seconds()}.
+    """
+
+    _clock: object
+    limit: int = 32
+    retry: float = 60.0
+    _lock: DeferredSemaphore = attrs.field(factory=lambda: DeferredSemaphore(1))
+    _waiting: dict = attrs.field(factory=dict)
+    _failed: dict = attrs.field(factory=dict)
+    _undescribable: set = attrs.field(factory=set)
+
+    def undescribable(self, storage, record):
+        """Whether C{record} was found to have no details to give."""
+        return (id(storage), record.filename) in self._undescribable
+
+    def ask(self, storage, record):
+        """Describe C{record} in the background, unless that is under way or must wait."""
+        key = (id(storage), record.filename)
+        failed = self._failed.get(key)
+        if (key in self._waiting or key in self._undescribable or len(self._waiting) >= self.limit
+                or (failed is not None and self._clock.seconds() - failed < self.retry)):
+            return
+        self._failed.pop(key, None)
+
+        def done(details):
+            if details is None:
+                self._undescribable.add(key)
+
+        def failed_(failure):
+            self._failed[key] = self._clock.seconds()
+            log.warn("Cannot describe {filename}: {error}", filename=record.filename,
+                     error=failure.getErrorMessage())
+
+        d = self._waiting[key] = self._lock.run(storage.describe, record)
+        d.addCallbacks(done, failed_)
+        d.addBoth(lambda _: self._waiting.pop(key, None))
+
+
+class ProjectPages(ReadResource):
     """
     The pages of projects.
 
@@ -50,39 +141,33 @@ class ProjectPages(Resource):
     @ivar _storage: the L{pypid.storage.interface.IStorage} of hosted files.
     @ivar _access: the L{pypid.web.access.Access} gate.
     @ivar _chrome: the L{pypid.core.pages.Chrome}.
+    @ivar _clock: provides C{seconds()}.
     @ivar _base: prefix of absolute redirect targets (C{[pypid] base_url} or C{/}).
     @ivar _upstream: the L{pypid.upstream.proxy.UpstreamProxy}, or L{None}.
     """
 
-    isLeaf = True
-
-    def __init__(self, index, storage, access, chrome, base="/", upstream=None):
-        Resource.__init__(self)
+    def __init__(self, index, storage, access, chrome, clock, base="/", upstream=None,
+                 kept=None):
+        ReadResource.__init__(self)
         self._index = index
         self._storage = storage
         self._access = access
         self._chrome = chrome
         self._base = base
         self._upstream = upstream
-        # filename -> Deferred of a describe() under way
-        self._describing = {}
-        # filenames describe() could not describe: not asked again
-        self._undescribable = set()
-        # (project, version) -> (cache entry, filenames fetched, Page)
-        self._upstream_pages = {}
+        self._kept = kept if kept is not None else KeptPages()
+        self._describer = Describer(clock)
 
     def render_GET(self, request):
         """Send a project's page."""
         people_headers(request)
         return answer_gated(self._access, request, self._answer)
 
-    render_HEAD = render_GET
-
     def _answer(self, request):
         post = request.postpath
         # <name>/ and <name>/<version>/ are pages; without their last slash,
         # a redirect to them
-        slash = not post[-1] and len(post) in (2, 3)
+        slash = len(post) in (2, 3) and not post[-1]
         parts = post[:-1] if slash else post
         if len(parts) not in (1, 2) or not all(parts):
             raise NotFound("no such page")
@@ -95,42 +180,69 @@ class ProjectPages(Resource):
         normalized = normalize(name)
         version = rest[0] if rest else None
         canonical = requested_version(version) if version is not None else None
+        found = self._find(normalized)
+        if found is None:
+            raise NotFound(_NO_PROJECT)
+        display_name, files, token, upstream = found
+        key = (normalized, canonical)
+        if slash and normalized == name and canonical == version:
+            page = self._kept.get(key, token)
+            if page is not None:
+                return send_page(request, page)
+        files = files()
+        if canonical is not None and not any(f.version == canonical for f in files):
+            raise NotFound("no such version")
+        # Only now, for a project this reader may see: a redirect for a
+        # name that does not exist would tell a hidden one from none.
         if not slash or normalized != name or canonical != version:
             return send_moved(request, self._base, pages.project_path(normalized, canonical))
-        project = self._index.project(normalized)
-        if project is None or not project.files:
-            if self._upstream is None:
-                raise NotFound(_NO_PROJECT)
-            return ensureDeferred(self._upstream_page(request, normalized, version))
-        page = self._index.extra_page(project, ("people", version))
-        if page is not None:
-            return send_page(request, page)
-        return ensureDeferred(self._hosted_page(request, project, version))
+        view = pages.project_view(normalized, display_name, files, canonical,
+                                  upstream=upstream)
+        return ensureDeferred(self._render(request, key, token, view))
 
-    async def _hosted_page(self, request, project, version):
+    def _find(self, name):
+        """
+        C{(display name, files(), token, upstream time)} of a hosted project
+        with files, or of an upstream project the cache knows; L{None}.
+        """
+        project = self._index.project(name)
+        if project is not None and project.files:
+            token = self._index.extra_page(project, _TOKEN)
+            if token is None:
+                token = object()
+                self._index.keep_page(project, _TOKEN, token)
+            return project.display_name, lambda: list(project.files.values()), token, None
+        if self._upstream is None or not self._upstream.decide(name).allowed:
+            return None
+        known = self._upstream.known(name)
+        if known is None:
+            return None
+        entry, files = known
+        # (the entry, the files shown of it, which a cooldown changes, and
+        # those fetched, whose descriptions the page shows)
+        fetched = frozenset(f.filename for f in files if self._upstream.kept(f.filename))
+        token = (entry.fetched_at, tuple(f.filename for f in files), fetched)
+        return entry.page.name or name, lambda: files, token, entry.fetched_at
+
+    async def _render(self, request, key, token, view):
         serial = self._index.serial
-        view = pages.project_view(project.name, project.display_name,
-                                  project.files.values(), version)
-        if view is None:
-            raise NotFound("no such version")
-        details, final = await self._details(view.current.files)
-        page = self._page_of(view, version, details, final)
+        if view.upstream is None:
+            details, final = await self._details(view.current.files, self._storage)
+        else:
+            details, final = await self._details(view.current.files, self._upstream.storage,
+                                                 lambda f: self._upstream.kept(f.filename))
+        root = "../../" if key[1] is None else "../../../"
+        view = attrs.evolve(view, details=details, pending=not final)
+        page = Page.of(pages.project_page(self._chrome, view, root), HTML)
         if final and self._index.serial == serial:
-            self._index.keep_page(project, ("people", version), page)
+            self._kept.put(key, token, page)
         return send_page(request, page)
 
-    def _page_of(self, view, version, details, final):
-        """The page of C{view} with its details (being rendered, unless C{final})."""
-        root = "../../" if version is None else "../../../"
-        view = attrs.evolve(view, details=details, pending=not final)
-        return Page.of(pages.project_page(self._chrome, view, root), HTML)
-
-    async def _details(self, files, storage=None, stored=lambda f: f):
+    async def _details(self, files, storage, stored=lambda f: f):
         """
         The L{Details} of a release: of its first wheel that has them, else
         its sdist's; and whether they are final (not being rendered now).
         """
-        storage = storage or self._storage
         ordered = sorted(files, key=lambda f: (f.packagetype != WHEEL, f.filename))
         records = [r for r in (stored(f) for f in ordered) if r is not None]
         for record in records:
@@ -146,50 +258,8 @@ class ProjectPages(Resource):
                 except ValueError as e:
                     log.warn("Unreadable details of {filename}: {error}",
                              filename=record.filename, error=str(e))
-        pending = [r for r in records if r.filename not in self._undescribable]
+        pending = [r for r in records if not self._describer.undescribable(storage, r)]
         if not pending:
             return None, True
-        self._describe(storage, pending[0])
+        self._describer.ask(storage, pending[0])
         return None, False
-
-    def _describe(self, storage, record):
-        """Render a file's details in the background, once at a time."""
-        if record.filename in self._describing:
-            return
-
-        def done(details):
-            if details is None:
-                self._undescribable.add(record.filename)
-
-        def failed(failure):
-            log.warn("Cannot describe {filename}: {error}", filename=record.filename,
-                     error=failure.getErrorMessage())
-
-        d = self._describing[record.filename] = storage.describe(record)
-        d.addCallbacks(done, failed)
-        d.addBoth(lambda _: self._describing.pop(record.filename, None))
-
-    async def _upstream_page(self, request, project, version):
-        decision = self._upstream.decide(project)
-        known = self._upstream.known(project) if decision.allowed else None
-        if known is None:
-            raise NotFound(_NO_PROJECT)
-        entry, files = known
-        # (a page is about the cache entry and the files fetched so far: the
-        # first download of one brings its description)
-        fetched = frozenset(f.filename for f in files if self._upstream.kept(f.filename))
-        kept = self._upstream_pages.get((project, version))
-        if kept is not None and kept[0] is entry and kept[1] == fetched:
-            return send_page(request, kept[2])
-        view = pages.project_view(project, entry.page.name or project, files, version,
-                                  upstream=entry.fetched_at)
-        if view is None:
-            raise NotFound("no such version")
-        details, final = await self._details(view.current.files, self._upstream.storage,
-                                             lambda f: self._upstream.kept(f.filename))
-        page = self._page_of(view, version, details, final)
-        if final:
-            if len(self._upstream_pages) >= _MAX_UPSTREAM_PAGES:
-                self._upstream_pages.clear()
-            self._upstream_pages[(project, version)] = (entry, fetched, page)
-        return send_page(request, page)

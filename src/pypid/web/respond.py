@@ -19,6 +19,7 @@ from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.web.client import ResponseDone
+from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 from twisted.web.static import NoRangeStaticProducer, SingleRangeStaticProducer
 from zope.interface import implementer
@@ -26,6 +27,7 @@ from zope.interface import implementer
 from pypid.auth.credentials import www_authenticate_header
 from pypid.core.errors import (
     HTTPError,
+    MethodNotAllowed,
     NotAcceptable,
     NotFound,
     Unauthorized,
@@ -162,6 +164,30 @@ def finish_later(request, answer):
     answer.addCallback(_write_answer, request)
     answer.addErrback(_answer_failed, request)
     return NOT_DONE_YET
+
+
+def wrong_method_error(request, allowed):
+    """The L{MethodNotAllowed} for C{request}, naming the methods C{allowed}."""
+    allowed = ", ".join(allowed or ())
+    return MethodNotAllowed(
+        f"this URL does not take {request.method.decode('ascii', 'replace')}; "
+        f"it takes {allowed}", [(b"allow", allowed.encode("ascii"))])
+
+
+class ReadResource(Resource):
+    """
+    A leaf resource that is only read: C{GET} and C{HEAD} go to
+    C{render_GET}, anything else gets a plain-text 405 like every other
+    error of pypid's (Twisted's own would be an HTML page).
+    """
+
+    isLeaf = True
+
+    def render(self, request):
+        """Dispatch by method."""
+        if request.method in (b"GET", b"HEAD"):
+            return self.render_GET(request)
+        return send_error(request, wrong_method_error(request, ["GET", "HEAD"]))
 
 
 def answer_gated(access, request, answer):

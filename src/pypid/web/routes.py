@@ -12,9 +12,9 @@ import json
 
 import werkzeug.exceptions
 
-from pypid.core.errors import BadRequest, HTTPError, MethodNotAllowed, NotFound
+from pypid.core.errors import BadRequest, HTTPError, NotFound
 from pypid.core.names import InvalidName, canonical_version
-from pypid.web.respond import send_error
+from pypid.web.respond import send_error, wrong_method_error
 
 
 def answer_errors(app):
@@ -34,14 +34,6 @@ def answer_errors(app):
     @app.handle_errors(werkzeug.exceptions.MethodNotAllowed)
     def wrong_method(_area, request, failure):
         return send_error(request, wrong_method_error(request, failure.value.valid_methods))
-
-
-def wrong_method_error(request, allowed):
-    """The L{MethodNotAllowed} for C{request}, naming the methods C{allowed}."""
-    allowed = ", ".join(allowed or ())
-    return MethodNotAllowed(
-        f"this URL does not take {request.method.decode('ascii', 'replace')}; "
-        f"it takes {allowed}", [(b"allow", allowed.encode("ascii"))])
 
 
 def send_json(request, value):

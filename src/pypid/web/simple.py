@@ -17,6 +17,7 @@ from pypid.core.index import CONTENT_TYPES, HTML, Page
 from pypid.core.names import is_valid_name, normalize
 from pypid.web import upstream
 from pypid.web.respond import (
+    ReadResource,
     answer_gated,
     page_kind,
     send_moved,
@@ -29,7 +30,7 @@ log = Logger()
 _METADATA_SUFFIX = ".metadata"
 
 
-class SimpleResource(Resource):
+class SimpleResource(ReadResource):
     """
     C{/simple/} and C{/simple/<project>/}, in HTML or JSON (PEP 503, 691).
 
@@ -39,10 +40,8 @@ class SimpleResource(Resource):
         URL, or C{"/"}, so a redirect never leaves this server's origin.
     """
 
-    isLeaf = True
-
     def __init__(self, index, access, base="/", upstream=None):
-        Resource.__init__(self)
+        ReadResource.__init__(self)
         self._index = index
         self._access = access
         self._base = base
@@ -53,8 +52,6 @@ class SimpleResource(Resource):
     def render_GET(self, request):
         """Serve a page of the simple index."""
         return answer_gated(self._access, request, self._answer)
-
-    render_HEAD = render_GET
 
     def _answer(self, request):
         post = request.postpath
@@ -117,7 +114,7 @@ class SimpleResource(Resource):
         raise NotFound("no such project")
 
 
-class FilesResource(Resource):
+class FilesResource(ReadResource):
     """
     C{/files/<project>/<filename>} and its PEP 658 C{.metadata}.
 
@@ -125,10 +122,8 @@ class FilesResource(Resource):
     request: the path comes from the stored record.
     """
 
-    isLeaf = True
-
     def __init__(self, index, storage, access, upstream=None):
-        Resource.__init__(self)
+        ReadResource.__init__(self)
         self._index = index
         self._storage = storage
         self._access = access
@@ -137,8 +132,6 @@ class FilesResource(Resource):
     def render_GET(self, request):
         """Send a file or its metadata."""
         return answer_gated(self._access, request, self._answer)
-
-    render_HEAD = render_GET
 
     def _answer(self, request):
         post = request.postpath

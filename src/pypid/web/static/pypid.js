@@ -58,7 +58,8 @@
      substring, then every word in the summary. */
   function rank(packages, query) {
     var name = normalize(query.trim().replace(/\s+/g, "-")).replace(/^-+|-+$/g, "");
-    var words = (query.toLowerCase().match(/\w+/g) || []);
+    /* (\w as Python's: letters and digits of every script) */
+    var words = (query.toLowerCase().match(/[\p{L}\p{N}_]+/gu) || []);
     var longest = words.reduce(function (n, w) { return Math.max(n, w.length); }, 0);
     var hits = [];
     packages.forEach(function (p) {
@@ -175,6 +176,7 @@
     var results = resultsId ? document.getElementById(resultsId) : null;
     var live = results && /\.json$/.test(source) ? results : null;
     var box = live ? null : document.getElementById("suggestions");
+    if (!live && !box) { return; }  /* (the server's results page: the form is enough) */
     var timer = null;
     var asked = 0;
 
