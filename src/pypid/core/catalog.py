@@ -30,7 +30,7 @@ class Catalog:
         self._serial = None
         self._search = None
         self._latest = {}
-        self._recent = None
+        self._recent = None  # (serial, releases' newest records, newest first)
 
     def _refresh(self):
         if self._serial == self._index.serial:
@@ -56,7 +56,6 @@ class Catalog:
             latest[project.name] = kept[1]
         self._search = SearchIndex(entries)
         self._latest = latest
-        self._recent = None
 
     def search_index(self):
         """The L{SearchIndex} of every project."""
@@ -81,16 +80,17 @@ class Catalog:
         allows (every project when L{None}), newest first: one line per
         release, at the time of its newest file.
         """
-        self._refresh()
-        if self._recent is None:
+        # (apart from the search entries: a landing page needs none of them)
+        if self._recent is None or self._recent[0] != self._index.serial:
             newest = {}
             for record in self._index.records():
                 key = (record.project, record.version)
                 if key not in newest or record.upload_time > newest[key].upload_time:
                     newest[key] = record
-            self._recent = sorted(newest.values(), key=lambda r: (-r.upload_time, r.filename))
+            self._recent = (self._index.serial,
+                            sorted(newest.values(), key=lambda r: (-r.upload_time, r.filename)))
         shown = []
-        for record in self._recent:
+        for record in self._recent[1]:
             if visible is not None and not visible(record.project):
                 continue
             project = self._index.project(record.project)

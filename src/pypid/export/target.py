@@ -24,7 +24,6 @@ from zope.interface import Attribute, Interface, implementer
 from pypid.export.plan import BINARY_TYPE, ExportError
 from pypid.storage.disk import remove_file
 from pypid.storage.interface import StorageError
-from pypid.storage.s3.client import FileRangeProducer, S3Error
 
 #: The Cache-Control of what never changes under its path: files and their
 #: metadata (pypid never gives a filename other bytes).
@@ -268,15 +267,18 @@ class S3Target:
     @ivar _client: the L{pypid.storage.s3.client.S3Client} of the bucket.
     @ivar prefix: the key prefix ("" or ending in C{/}).
     @ivar _run: C{run(f, *args) -> Deferred} for blocking work (file reads).
-    @ivar _on_close: called by L{close} (stops credentials, drops connections).
+    @ivar _credentials: the L{pypid.storage.s3.credentials.CredentialSource}
+        the client signs with, started by L{open} and stopped by L{close}.
+    @ivar _on_close: called by L{close} (drops the connections).
     """
 
     parallel = 16
 
-    def __init__(self, client, prefix, run, on_close=None):
+    def __init__(self, client, prefix, run, credentials=None, on_close=None):
         self._client = client
         self.prefix = prefix
         self._run = run
+        self._credentials = credentials
         self._on_close = on_close
         self._spool_dir = None
         self._counter = 0
@@ -286,15 +288,25 @@ class S3Target:
         return f"s3://{self._client.bucket.name}/{self.prefix}"
 
     def open(self):
-        """A local folder for downloads; the bucket is checked by the first read."""
-        self._spool_dir = tempfile.mkdtemp(prefix="pypid-export-")
-        return maybeDeferred(lambda: None)
+        """
+        Find the credentials, check that the bucket answers to them, and make
+        a local folder for downloads.
+        """
+        async def open_():
+            if self._credentials is not None:
+                await self._credentials.start()
+            await self._client.call("GET", "", params=[
+                ("list-type", "2"), ("max-keys", "1"), ("prefix", self.prefix)])
+            self._spool_dir = tempfile.mkdtemp(prefix="pypid-export-")
+        return self._call(open_())
 
     def close(self):
-        """Remove the download folder; let go of the connections."""
+        """Remove the download folder; let go of the credentials and connections."""
         if self._spool_dir is not None:
             shutil.rmtree(self._spool_dir, ignore_errors=True)
             self._spool_dir = None
+        if self._credentials is not None:
+            self._credentials.stop()
         if self._on_close is not None:
             return self._on_close()
 
@@ -318,6 +330,8 @@ class S3Target:
 
     def put_file(self, path, source, sha256, consume):
         """One PUT streamed from the file, its sha256 checked by S3."""
+        from pypid.storage.s3.client import FileRangeProducer, S3Error
+
         async def put():
             try:
                 size = os.stat(source).st_size
@@ -339,13 +353,14 @@ class S3Target:
         """One DELETE."""
         return self._call(self._client.delete(self._key(path)))
 
-    @staticmethod
-    def _call(coroutine):
+    def _call(self, coroutine):
+        from pypid.storage.s3.client import S3Error
         d = ensureDeferred(coroutine)
 
         def failed(failure):
             failure.trap(StorageError)
             if failure.check(S3Error) and failure.value.status in (401, 403, 404):
-                raise ExportError(f"S3 refused: {failure.getErrorMessage()}")
+                raise ExportError(f"cannot write the export to {self.describe()}: "
+                                  f"{failure.getErrorMessage()}")
             return failure
         return d.addErrback(failed)

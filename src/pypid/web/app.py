@@ -3,7 +3,7 @@ Everything but the hot path, composed of one small Klein app per area.
 
 L{pypid.web.simple} serves C{/simple/} and C{/files/} as plain Twisted
 resources (the hot path), as L{pypid.web.project_pages} serves
-C{/project/...} and L{pypid.web.assets} C{/static/...}; every other path
+C{/project/...} and L{pypid.web.people.AssetsResource} C{/static/...}; every other path
 goes to L{PypidApp}, which hands the request to the area that owns its
 first segments:
 
@@ -27,12 +27,12 @@ from twisted.web.resource import Resource
 from pypid.core.errors import NotFound
 from pypid.core.pages import Chrome
 from pypid.core.render import file_url_for
-from pypid.web.assets import Assets, AssetsResource
+from pypid.web.assets import Assets
 from pypid.web.cache_admin import CacheAdmin
 from pypid.web.channel import ConnectionCounter
 from pypid.web.health import Health
 from pypid.web.legacy import LegacyJSON
-from pypid.web.people import PeoplePages
+from pypid.web.people import AssetsResource, PeoplePages
 from pypid.web.project_pages import ProjectPages
 from pypid.web.publish import Publish
 from pypid.web.respond import send_error, wrong_method_error

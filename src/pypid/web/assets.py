@@ -4,7 +4,9 @@ itself under names that carry their digest (C{static/pypid.1a2b3c4d.css}),
 so a browser keeps them for a year and a new release is fetched at once.
 
 Nothing comes from elsewhere: the pages work offline and under a policy
-of C{script-src 'self'; style-src 'self'}.
+of C{script-src 'self'; style-src 'self'}. This module only reads them (the
+static export writes the same files); L{pypid.web.people.AssetsResource}
+serves them.
 """
 
 import hashlib
@@ -12,9 +14,7 @@ from importlib import resources
 
 import attrs
 
-from pypid.core.errors import NotFound
 from pypid.core.index import Page
-from pypid.web.respond import FILE_CACHE_CONTROL, ReadResource, send_error, send_page
 
 #: The assets, by their name in the package, and their content types.
 _ASSETS = {
@@ -56,23 +56,3 @@ class Assets:
     def files(self):
         """C{(path from the site's root, bytes)} of every asset, for a static copy."""
         return [("static/" + name, page.body) for name, page in sorted(self.pages.items())]
-
-
-class AssetsResource(ReadResource):
-    """C{/static/<name>}: an asset, cached for good (its name changes with it)."""
-
-    def __init__(self, assets):
-        ReadResource.__init__(self)
-        self._assets = assets
-
-    def render_GET(self, request):
-        """Send an asset, or 404."""
-        post = request.postpath
-        page = self._assets.pages.get(post[0].decode("ascii", "replace")) if len(post) == 1 \
-            else None
-        if page is None:
-            return send_error(request, NotFound("no such file"))
-        body = send_page(request, page)
-        request.responseHeaders.setRawHeaders(b"cache-control", [FILE_CACHE_CONTROL])
-        return body
-

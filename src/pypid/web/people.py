@@ -1,7 +1,8 @@
 """
 The pages for people that are not about one project: the landing page at
-C{/}, search at C{/search?q=}, and C{/api/search}, what the pages' script
-asks as one types. (A project's pages are L{pypid.web.project_pages}.)
+C{/}, search at C{/search?q=}, C{/api/search}, what the pages' script
+asks as one types, C{/login}, and the pages' assets at C{/static/}. (A
+project's pages are L{pypid.web.project_pages}.)
 
 Access rules apply as on the index: a project a reader may not read is not
 counted, listed among the recent uploads, or found. The landing page is
@@ -15,9 +16,9 @@ from klein import Klein
 
 from pypid.core import pages
 from pypid.core.catalog import Catalog, visible_counts
-from pypid.core.errors import BadRequest, Forbidden
+from pypid.core.errors import BadRequest, Forbidden, NotFound
 from pypid.core.index import Page
-from pypid.web.respond import send_page
+from pypid.web.respond import FILE_CACHE_CONTROL, ReadResource, send_error, send_page
 from pypid.web.routes import answer_errors, form_field, send_json
 
 HTML = b"text/html; charset=utf-8"
@@ -165,3 +166,26 @@ class PeoplePages:
             self._landings.clear()
         self._landings[key] = (self._index.serial, page)
         return page
+
+
+class AssetsResource(ReadResource):
+    """
+    C{/static/<name>}: an asset of L{pypid.web.assets.Assets}, cached for
+    good (its name changes with it).
+    """
+
+    def __init__(self, assets):
+        ReadResource.__init__(self)
+        self._assets = assets
+
+    def render_GET(self, request):
+        """Send an asset, or 404."""
+        post = request.postpath
+        page = self._assets.pages.get(post[0].decode("ascii", "replace")) if len(post) == 1 \
+            else None
+        if page is None:
+            return send_error(request, NotFound("no such file"))
+        body = send_page(request, page)
+        request.responseHeaders.setRawHeaders(b"cache-control", [FILE_CACHE_CONTROL])
+        return body
+

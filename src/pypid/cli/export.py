@@ -1,0 +1,382 @@
+"""
+C{pypid-export}: write the whole index as static files, for a web server,
+a bucket or a CDN to serve without the daemon.
+
+  - C{pypid-export /srv/pypi --config /etc/pypid/pypid.ini} writes (or
+    brings up to date) the tree that L{pypid.export.plan} describes; the
+    second time, it renders only the projects that changed.
+  - C{pypid-export s3://bucket/prefix ...} (or C{--s3-bucket}) writes it to
+    a bucket, with the C{[s3]} section's endpoint and credentials.
+  - C{--files-url URL} links the files there instead of copying them.
+
+It reads the server's storage as the daemon does at start-up (its snapshot,
+then a scan) and never starts the server; a daemon may run on the same
+storage meanwhile. This module is the tool's composition root: it reads the
+command line and the configuration, builds the storage and the target, and
+runs one L{pypid.export.exporter.Exporter} under the real reactor.
+
+A bad command line is one line and exit status 2; a failure, one line and
+exit status 1; never a traceback.
+"""
+
+import argparse
+import os
+import sys
+import tempfile
+
+import attrs
+from twisted.internet.defer import ensureDeferred, maybeDeferred
+from twisted.logger import LogLevel, formatEvent, globalLogBeginner
+
+from pypid.config import ConfigError, load_config, parse_override
+from pypid.config.s3 import S3_KEYS
+from pypid.config.values import optional_url
+from pypid.export.exporter import Exporter
+from pypid.export.plan import ExportError, Settings
+from pypid.export.target import LocalTarget, S3Target
+from pypid.storage.interface import StorageError
+
+_DESCRIPTION = """\
+Write the whole index as static files (PEP 503 and PEP 691 pages, the files
+and their .metadata, the legacy JSON API, packages.json) to a folder or an
+S3 bucket, for nginx, a bucket or a CDN to serve without the daemon. A
+second run rewrites only what changed and removes what is gone.
+"""
+
+_EPILOG = """\
+DEST is a folder, or s3://BUCKET/PREFIX. The storage and its snapshot are
+those of the configuration file (the daemon may keep running). A bucket is
+reached with the [s3] section's endpoint and credentials, or the standard
+AWS ones; --s3-endpoint and --s3-region override them.
+"""
+
+
+class UsageError(Exception):
+    """A command line that cannot be run; the message is one line."""
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    """Raises L{UsageError} instead of printing and exiting."""
+
+    def error(self, message):
+        """Raise rather than exit, so that L{main} writes to its own streams."""
+        raise UsageError(message)
+
+
+def _parser():
+    parser = _ArgumentParser(prog="pypid-export", description=_DESCRIPTION, epilog=_EPILOG,
+                             formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("dest", nargs="?", metavar="DEST",
+                        help="the folder, or s3://BUCKET/PREFIX, to write")
+    parser.add_argument("-c", "--config", help="the server's configuration file (INI)")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override one configuration key (repeatable)")
+    parser.add_argument("--files-url", metavar="URL",
+                        help="link each file as URL<project>/<filename> (with .metadata "
+                             "beside it, as the daemon's /files/ serves them) instead of "
+                             "writing the files")
+    parser.add_argument("--base-url", metavar="URL",
+                        help="the URL DEST is served at, for the absolute links of the "
+                             "legacy JSON API (default: links from the host's root)")
+    parser.add_argument("--full", action="store_true",
+                        help="render and write everything again, whatever the last "
+                             "export wrote")
+    parser.add_argument("--links", choices=("auto", "always", "never"),
+                        help="hard-link files from a local storage on the same filesystem: "
+                             "auto (the default) when they are readable by everyone, always, "
+                             "or never (copy)")
+    parser.add_argument("--s3-bucket", metavar="BUCKET", help="write to this bucket")
+    parser.add_argument("--s3-prefix", metavar="PREFIX", default=None,
+                        help="under this key prefix of the bucket")
+    parser.add_argument("--s3-endpoint", metavar="URL",
+                        help="the bucket's S3 endpoint (default: [s3] endpoint_url, or AWS)")
+    parser.add_argument("--s3-region", metavar="REGION",
+                        help="the bucket's region (default: [s3] region)")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="say what is read and written")
+    return parser
+
+
+@attrs.frozen
+class Options:
+    """A checked command line."""
+
+    dest: str | None
+    bucket: str | None
+    prefix: str
+    config: str | None
+    overrides: tuple
+    files_url: str | None
+    base_url: str | None
+    full: bool
+    links: str
+    endpoint: str | None
+    region: str | None
+    verbose: bool
+
+    @property
+    def s3(self):
+        """Whether the export goes to a bucket."""
+        return self.bucket is not None
+
+
+def _check(parse, value, what):
+    try:
+        return parse(value)
+    except ValueError as e:
+        raise UsageError(f"{what}: {e}")
+
+
+def parse_options(argv):
+    """
+    Read and check the command line.
+
+    @rtype: L{Options}
+    @raise UsageError: naming the argument and what is wrong with it.
+    """
+    args = _parser().parse_args(argv)
+    bucket, prefix, dest = None, "", args.dest
+    if dest is not None and dest.startswith("s3://"):
+        if args.s3_bucket is not None:
+            raise UsageError("give the bucket once: as DEST (s3://BUCKET/PREFIX) or "
+                             "with --s3-bucket")
+        bucket, _, prefix = dest[len("s3://"):].partition("/")
+        if args.s3_prefix is not None:
+            raise UsageError("give the prefix once: in DEST (s3://BUCKET/PREFIX) or "
+                             "with --s3-prefix")
+        dest = None
+    elif args.s3_bucket is not None:
+        if dest is not None:
+            raise UsageError("give either DEST or --s3-bucket, not both")
+        bucket, prefix = args.s3_bucket, args.s3_prefix or ""
+    elif dest is None:
+        raise UsageError("say where to write: DEST (a folder, or s3://BUCKET/PREFIX) "
+                         "or --s3-bucket")
+    elif not dest.strip():
+        raise UsageError("DEST is empty")
+    if bucket is None:
+        for name in ("s3_prefix", "s3_endpoint", "s3_region"):
+            if getattr(args, name) is not None:
+                raise UsageError(f"--{name.replace('_', '-')} is for an export to a bucket")
+    else:
+        if args.links is not None:
+            raise UsageError("--links is for an export to a folder")
+        bucket = _check(S3_KEYS["bucket"][1], bucket, "the bucket")
+        if not bucket:
+            raise UsageError("the bucket name is empty")
+        prefix = _check(S3_KEYS["prefix"][1], prefix, "the prefix")
+    try:
+        overrides = tuple(parse_override(text) for text in args.set)
+    except ValueError as e:
+        raise UsageError(str(e))
+    url = optional_url("https://pypi.example/files/")
+    return Options(
+        dest=dest, bucket=bucket, prefix=prefix, config=args.config, overrides=overrides,
+        files_url=_check(url, args.files_url or "", "--files-url"),
+        base_url=_check(optional_url("https://pypi.example/"), args.base_url or "",
+                        "--base-url"),
+        full=args.full, links=args.links or "auto",
+        endpoint=(_check(S3_KEYS["endpoint_url"][1], args.s3_endpoint, "--s3-endpoint")
+                  if args.s3_endpoint is not None else None),
+        region=(_check(S3_KEYS["region"][1], args.s3_region, "--s3-region")
+                if args.s3_region is not None else None),
+        verbose=args.verbose,
+    )
+
+
+def main(argv=None, out=None, err=None):
+    """
+    Run C{pypid-export}: 0 when the export is complete, 1 when it failed (or
+    left files out), 2 for a bad command line.
+    """
+    argv = sys.argv[1:] if argv is None else argv
+    out = sys.stdout if out is None else out
+    err = sys.stderr if err is None else err
+    try:
+        options = parse_options(argv)
+    except UsageError as e:
+        _parser().print_usage(err)
+        err.write(f"pypid-export: error: {e}\n")
+        return 2
+    from twisted.internet import reactor, task
+
+    globalLogBeginner.beginLoggingTo([_observer(err, options.verbose)],
+                                     redirectStandardIO=False)
+
+    async def run(reactor):
+        code = await export_command(options, reactor, out, err)
+        if code:
+            raise SystemExit(code)
+
+    task.react(run, _reactor=reactor)
+
+
+def _observer(err, verbose):
+    """Log events as C{pypid-export: ...} lines: warnings, and more with C{--verbose}."""
+    lowest = LogLevel.info if verbose else LogLevel.warn
+
+    def observe(event):
+        level = event.get("log_level", LogLevel.info)
+        if level < lowest:
+            return
+        # (Twisted's own news, "Main loop terminated." and the like, is not ours)
+        if level < LogLevel.warn and not event.get("log_namespace", "").startswith("pypid"):
+            return
+        text = formatEvent(event)
+        failure = event.get("log_failure")
+        if failure is not None:
+            text = f"{text}: {failure.getErrorMessage()}"
+        err.write(f"pypid-export: {text}\n")
+    return observe
+
+
+def _run(f, *args):
+    """Blocking work, done at once: this is a command, not a server."""
+    return maybeDeferred(f, *args)
+
+
+async def export_command(options, reactor, out, err):
+    """
+    Run one export for checked L{Options}.
+
+    @return: the exit status.
+    """
+    closing = []
+    try:
+        config = load_config(options.config, options.overrides)
+        if config.auth.read != "everyone" or config.acl:
+            err.write("pypid-export: warning: the server limits who may read ([auth] read, "
+                      "[acl]); the export has no access control and holds every project: "
+                      "serve it only to those who may read them all\n")
+        storage = await _open_storage(config, options, reactor, closing)
+        target = (_s3_target(config, options, reactor) if options.s3
+                  else LocalTarget(options.dest, options.links))
+        settings = Settings(files_url=options.files_url, base_url=options.base_url)
+        exporter = Exporter(storage, target, settings, _run, config.server.snapshot,
+                            people=_people(options), full=options.full)
+        report = await exporter.export()
+    except (ConfigError, ExportError, StorageError) as e:
+        err.write(f"pypid-export: {e}\n")
+        return 1
+    except OSError as e:
+        where = f" {e.filename}" if e.filename else ""
+        err.write(f"pypid-export: cannot use{where}: {e.strerror or e}\n")
+        return 1
+    except Exception as e:  # a bug: still one line, as promised
+        err.write(f"pypid-export: unexpected error: {type(e).__name__}: {e}\n")
+        return 1
+    finally:
+        for close in reversed(closing):
+            try:
+                await ensureDeferred(_wait(close()))
+            except Exception:
+                pass
+    for problem in report.problems:
+        err.write(f"pypid-export: left out {problem}\n")
+    out.write(report.summary(target.describe()) + "\n")
+    return 1 if report.problems else 0
+
+
+async def _wait(result):
+    if result is not None and hasattr(result, "addCallback"):
+        await result
+
+
+def _people(options):
+    """The pages for people to export (a L{pypid.export.plan.People})."""
+    from pypid.export.people import make_people
+
+    return make_people(options.base_url, options.files_url)
+
+
+async def _open_storage(config, options, reactor, closing):
+    """
+    The server's storage, ready to read (see L{pypid.export.source}: never
+    C{prepare()}d).
+    """
+    from pypid.storage.local import LocalStorage
+
+    if config.storage.backend != "s3":
+        root = config.storage.path
+        if not os.path.isdir(root):
+            raise ExportError(f"the storage folder {root} does not exist "
+                              f"({config.source}: [storage] path)")
+        if options.dest is not None:
+            _check_apart(root, options.dest)
+        return LocalStorage(root, _run, reactor)
+    from pypid.storage.s3.credentials import CredentialSource
+    from pypid.storage.s3.layout import Layout
+    from pypid.storage.s3.storage import S3Storage
+
+    s3 = config.s3
+    credentials = CredentialSource(_static_credentials(s3), _run, reactor)
+    client, on_close = _s3_client(config, reactor, credentials, s3.bucket,
+                                  s3.endpoint_url, s3.region, s3.addressing)
+    spool = tempfile.mkdtemp(prefix="pypid-export-")
+    storage = S3Storage(
+        client, Layout(s3.prefix), credentials, _run, reactor, spool,
+        download="stream", public_url=None, sync_interval=s3.sync_interval,
+        bucket_snapshot=s3.bucket_snapshot, max_import_size=config.server.max_upload_size,
+        on_close=on_close)
+    closing.append(lambda: _rmtree(spool))
+    closing.append(storage.close)
+    await credentials.start()
+    return storage
+
+
+def _rmtree(path):
+    import shutil
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _check_apart(storage_root, dest):
+    """Refuse a DEST inside the storage folder (the scan would read it) or around it."""
+    storage_root = os.path.realpath(storage_root)
+    dest = os.path.realpath(dest)
+    if os.path.commonpath([storage_root, dest]) in (storage_root, dest):
+        raise ExportError(f"DEST {dest} and the storage folder {storage_root} must not be "
+                          "inside one another")
+
+
+def _static_credentials(s3):
+    from pypid.storage.s3.sign import Credentials
+    return (Credentials(s3.access_key, s3.secret_key, s3.session_token)
+            if s3.access_key else None)
+
+
+def _s3_client(config, reactor, credentials, bucket, endpoint, region, addressing):
+    """An S3 client of one bucket, as the server makes it (deadlines, TLS policy)."""
+    from pypid.http.client import https_policy, make_http
+    from pypid.storage.s3.client import S3Client
+    from pypid.storage.s3.sign import Bucket, aws_endpoint
+
+    try:
+        policy = https_policy(config.server.ca_bundle)
+        where = endpoint or aws_endpoint(region)
+    except ValueError as e:
+        raise ExportError(str(e))
+    http, pool = make_http(reactor, config.s3.timeout, policy=policy)
+    client = S3Client(Bucket(where, bucket, region, addressing), credentials, http, reactor,
+                      config.s3.timeout)
+    return client, pool.closeCachedConnections
+
+
+def _s3_target(config, options, reactor):
+    """The bucket to write: the [s3] section's endpoint and credentials, or the options'."""
+    from pypid.storage.s3.credentials import CredentialSource
+
+    s3 = config.s3
+    endpoint = options.endpoint or s3.endpoint_url
+    region = options.region or s3.region
+    if endpoint == s3.endpoint_url:
+        addressing = s3.addressing
+    else:
+        addressing = "path" if endpoint else "virtual"
+    credentials = CredentialSource(_static_credentials(s3), _run, reactor)
+    client, on_close = _s3_client(config, reactor, credentials, options.bucket, endpoint,
+                                  region, addressing)
+    return S3Target(client, options.prefix, _run, credentials, on_close)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,395 @@
+"""
+One export, from the storage to a target: the orchestration of
+L{pypid.export.plan} (what to write) with L{pypid.export.source} (the
+storage) and L{pypid.export.target} (where).
+
+The order is what keeps a served export consistent at every moment: the
+projects that changed are written a batch at a time, each batch's files and
+metadata before its pages; then the project list, C{packages.json} and the
+site's pages for people; then what is gone is removed (after no page links
+to it any more); and the manifest last. Before each batch is written, the
+paths it writes are kept in L{plan.PENDING}, so that an export cut short is
+mended by the next one: those paths are written again, or removed.
+"""
+
+import json
+import time
+
+import attrs
+from twisted.internet.defer import DeferredSemaphore, ensureDeferred, gatherResults
+from twisted.logger import Logger
+
+from pypid.export import plan as plans
+from pypid.export import source
+from pypid.export.plan import ExportError, Manifest, ProjectState
+
+log = Logger()
+
+#: Projects rendered, then written, together: the pages of a batch are held
+#: in memory until they are written.
+BATCH = 250
+
+
+@attrs.define
+class Report:
+    """
+    What an export did.
+
+    @ivar projects: the projects in the export.
+    @ivar changed: those rendered again.
+    @ivar removed: those removed.
+    @ivar written: paths written.
+    @ivar kept: paths rendered again but already holding the same bytes.
+    @ivar deleted: paths removed.
+    @ivar problems: one line per file left out (its project is rendered
+        again at the next export).
+    @ivar rebuilt: whether every project was rendered.
+    @ivar seconds: how long it took.
+    """
+
+    projects: int = 0
+    changed: int = 0
+    removed: int = 0
+    written: int = 0
+    kept: int = 0
+    deleted: int = 0
+    problems: list = attrs.field(factory=list)
+    rebuilt: bool = False
+    seconds: float = 0.0
+
+    def summary(self, target):
+        """One line for a person."""
+        how = "every project rendered" if self.rebuilt else f"{self.changed} changed"
+        return (f"Exported {self.projects} projects to {target} ({how}, {self.removed} "
+                f"removed): {self.written} paths written, {self.deleted} removed, "
+                f"in {self.seconds:.2f} s")
+
+
+@attrs.define
+class Exporter:
+    """
+    Writes the static export of a storage to a target, once.
+
+    @ivar _storage: the L{pypid.storage.interface.IStorage} to read.
+    @ivar _target: the L{pypid.export.target.ITarget} to write.
+    @ivar _settings: the L{pypid.export.plan.Settings}.
+    @ivar _run: C{run(f, *args) -> Deferred} for blocking work.
+    @ivar _snapshot: the daemon's snapshot file, or L{None}.
+    @ivar _people: the L{pypid.export.plan.People} pages, or L{None}.
+    @ivar _full: render and write everything, whatever the manifest says.
+    @ivar _clock: C{clock() -> float}, for the report's duration.
+    """
+
+    _storage: object
+    _target: object
+    _settings: object
+    _run: object
+    _snapshot: str | None = None
+    _people: object = None
+    _full: bool = False
+    _clock: object = time.monotonic
+    _previous: Manifest | None = attrs.field(default=None, init=False)
+    _suspect: frozenset = attrs.field(default=frozenset(), init=False)
+    _pending: set = attrs.field(factory=set, init=False)
+    _claimed: dict | None = attrs.field(default=None, init=False)
+    _report: Report = attrs.field(factory=Report, init=False)
+
+    def export(self):
+        """
+        Export once.
+
+        @rtype: L{Deferred} firing with a L{Report}, or failing with
+            L{ExportError} or L{pypid.storage.interface.StorageError}
+        """
+        return ensureDeferred(self._export())
+
+    async def _export(self):
+        started = self._clock()
+        people = self._people
+        self._settings = attrs.evolve(self._settings,
+                                      people=people.version if people is not None else None)
+        target = self._target
+        try:
+            await target.open()
+            await self._read_previous()
+            result = await source.load_records(self._storage, self._snapshot, self._run)
+            index = plans.build_index(result.records.values(), result.tombstones,
+                                      self._settings.page_file_url())
+            plan = plans.plan(index, self._previous, self._settings, self._full)
+            changed = self._with_suspects(plan)
+            log.info("Read {files} files of {projects} projects from the storage; rendering "
+                     "{changed} projects into {target}", files=len(result.records),
+                     projects=len(plan.fingerprints), changed=len(changed),
+                     target=target.describe())
+            report = self._report
+            report.projects = len(plan.fingerprints)
+            report.changed, report.removed = len(changed), len(plan.removed)
+            report.rebuilt = plan.rebuild
+            if self._people is not None:
+                self._claim_unchanged(changed)
+            states = {}
+            for start in range(0, len(changed), BATCH):
+                batch = changed[start:start + BATCH]
+                taken = await self._files(index, batch)
+                states.update(await self._pages(index, plan, batch, taken))
+            current = self._manifest(plan, states)
+            current.root = await self._root(index, current)
+            stale = plans.stale_paths(self._previous, current, self._suspect)
+            await self._each(stale, self._remove)
+            report.deleted = len(stale)
+            if report.written or stale or changed or plan.removed or self._previous is None:
+                await target.write(plans.MANIFEST, current.to_bytes(), plans.JSON_TYPE)
+            if self._pending or self._suspect:
+                await target.remove(plans.PENDING)
+        finally:
+            await _maybe(target.close())
+        report.seconds = self._clock() - started
+        return report
+
+    # -- what the last export left ----------------------------------------------------------
+
+    async def _read_previous(self):
+        where = f"{self._target.describe().rstrip('/')}/{plans.MANIFEST}"
+        data = await self._target.read(plans.MANIFEST)
+        if data is not None:
+            try:
+                self._previous = Manifest.from_bytes(data)
+            except ExportError as e:
+                if not self._full:
+                    raise ExportError(
+                        f"cannot use {where}: {e}; export again with --full (paths only "
+                        "the old export wrote are then left in place)")
+                log.warn("Not using {where}: {error}", where=where, error=str(e))
+        pending = await self._target.read(plans.PENDING)
+        if pending is not None:
+            try:
+                paths = json.loads(pending)
+                self._suspect = frozenset(p for p in paths if _allowed(p))
+            except (ValueError, TypeError):
+                self._suspect = frozenset()
+            log.warn("The last export to {target} was cut short: rewriting or removing the "
+                     "{count} paths it was writing", target=self._target.describe(),
+                     count=len(self._suspect))
+
+    def _with_suspects(self, plan):
+        """The projects to render: the plan's, and any a cut-short export was writing."""
+        if not self._suspect or plan.rebuild:
+            return list(plan.changed)
+        changed = set(plan.changed)
+        for name, state in self._previous.projects.items() if self._previous else ():
+            if name in plan.fingerprints and not self._suspect.isdisjoint(state.paths):
+                changed.add(name)
+        for path in self._suspect:
+            parts = path.split("/")
+            if len(parts) > 2 and parts[0] in ("simple", "files", "pypi"):
+                if parts[1] in plan.fingerprints:
+                    changed.add(parts[1])
+        return sorted(changed)
+
+    def _claim_unchanged(self, changed):
+        """Note the paths for people of the projects not rendered now (see L{_claim})."""
+        self._claimed = {}
+        if self._previous is None:
+            return
+        rendering = set(changed)
+        for name, state in self._previous.projects.items():
+            if name not in rendering:
+                for path in state.paths:
+                    if not path.startswith(("simple/", "files/", "pypi/")):
+                        self._claimed[path] = name
+
+    def _claim(self, owner, outputs):
+        """Refuse a page for people that another project (or the site) writes."""
+        for output in outputs:
+            other = self._claimed.setdefault(output.path, owner)
+            if other != owner:
+                raise ExportError(f"the pages for people write {output.path!r} for "
+                                  f"{owner or 'the site'} and for {other or 'the site'}")
+
+    # -- writing --------------------------------------------------------------------------------
+
+    def _needed(self, owner, output):
+        """Whether C{output} must be written: it is not known to be there already."""
+        if self._full or output.path in self._suspect or self._previous is None:
+            return True
+        return self._previous.written_sha256(owner, output.path) != output.sha256
+
+    async def _journal(self, outputs):
+        """Keep the paths about to be written in L{plans.PENDING}, before writing them."""
+        fresh = {output.path for output in outputs} - self._pending
+        if fresh:
+            self._pending |= fresh
+            await self._target.write(plans.PENDING, json.dumps(sorted(self._pending)).encode(),
+                                     plans.JSON_TYPE)
+
+    async def _write_pages(self, owned):
+        """
+        Write the pages among C{owned} (C{(owner, output)} pairs) that are
+        not there already, after noting them in L{plans.PENDING}.
+        """
+        todo = [(owner, output) for owner, output in owned if self._needed(owner, output)]
+        await self._journal([output for _, output in todo])
+        await self._each(todo, lambda item: self._target.write(
+            item[1].path, item[1].data, item[1].content_type))
+        self._report.written += len(todo)
+        self._report.kept += len(owned) - len(todo)
+
+    async def _files(self, index, names):
+        """
+        Put the files of the projects C{names} and their metadata in place;
+        leave out of the index the files that cannot be taken, and announce
+        metadata only where it is written.
+
+        @return: name -> C{(metadata by filename, problems)}.
+        """
+        taken = {}
+        planned = {}
+
+        async def read(name):
+            project = index.project(name)
+            metadata = {}
+            if self._settings.writes_files:
+                for record in project.sorted_files():
+                    data = await source.read_metadata(self._storage, record)
+                    if data is not None:
+                        metadata[record.filename] = data
+                planned[name] = [o for o in plans.file_outputs(project, metadata)
+                                 if self._needed(name, o)]
+            taken[name] = (metadata, [])
+        await self._each(list(names), read)
+        await self._journal([o for outputs in planned.values() for o in outputs])
+
+        async def put(name):
+            project = index.project(name)
+            metadata, problems = taken[name]
+            failed = set()
+            for output in planned.get(name, ()):
+                filename = output.path.rpartition("/")[2]
+                if output.record is None:
+                    if filename[: -len(".metadata")] in failed:
+                        continue
+                    await self._target.write(output.path, output.data, output.content_type)
+                else:
+                    try:
+                        await source.put_file(self._storage, output.record, self._target,
+                                              output.path)
+                    except source.FileUnavailable as e:
+                        failed.add(filename)
+                        problems.append(f"{filename}: {e}")
+                        continue
+                self._report.written += 1
+            for filename in failed:
+                # Left out as a deleted file is: its project keeps its name
+                # in the list (uv then never looks for it on another index).
+                index.remove(filename)
+                metadata.pop(filename, None)
+            if self._settings.writes_files and project is not None:
+                for record in list(project.files.values()):
+                    shown = plans.announced(record, metadata)
+                    if shown is not record:
+                        index.add(shown)
+            self._report.problems.extend(problems)
+        await self._each(list(names), put)
+        return taken
+
+    async def _pages(self, index, plan, names, taken):
+        """Render and write the pages of the projects C{names}; return their states."""
+        owned, states = [], {}
+
+        async def render(name):
+            project = index.project(name)
+            if project is None:
+                return
+            metadata, problems = taken[name]
+            latest = project.latest_version()
+            raw = None
+            for record in plans.legacy_info_sources(project, latest):
+                raw = (metadata.get(record.filename) if self._settings.writes_files
+                       else await source.read_metadata(self._storage, record))
+                if raw is not None:
+                    break
+            info = plans.legacy_info(project, latest, raw) if latest is not None else None
+            outputs = plans.project_outputs(index, project, self._settings, plan.serial,
+                                            latest, info)
+            if self._people is not None:
+                details = {}
+                for record in project.sorted_files():
+                    details[record.filename] = await self._storage.read_details(record)
+                people = plans.people_outputs(self._people.project(index, project, details))
+                self._claim(name, people)
+                outputs += people
+            paths = {}
+            if self._settings.writes_files:
+                for output in plans.file_outputs(project, metadata):
+                    paths[output.path] = output.sha256
+            for output in outputs:
+                paths[output.path] = output.sha256
+                owned.append((name, output))
+            states[name] = ProjectState("" if problems else plan.fingerprints[name],
+                                        plan.serial, plans.package_entry(project, latest),
+                                        paths)
+        await self._each(list(names), render)
+        await self._write_pages(owned)
+        return states
+
+    def _manifest(self, plan, states):
+        """This export's manifest, but for its root (see L{_root})."""
+        previous = self._previous
+        projects = {}
+        for name in plan.fingerprints:
+            if name in states:
+                projects[name] = states[name]
+            elif previous is not None and name in previous.projects and name not in states:
+                # Not rendered: unchanged (or gone from the index after its
+                # every file failed, when it is rendered but has no state).
+                state = previous.projects[name]
+                if plan.fingerprints[name] == state.fingerprint:
+                    projects[name] = state
+        serial = plan.serial if states or plan.removed else (previous.serial if previous else 0)
+        return Manifest(self._settings.key(), serial, projects)
+
+    async def _root(self, index, current):
+        """Write the project list, C{packages.json} and the site's pages; return their paths."""
+        entries = {name: state.entry for name, state in current.projects.items()}
+        outputs = plans.root_outputs(index, entries)
+        if self._people is not None:
+            site = plans.people_outputs(self._people.site(index))
+            self._claim(None, site)
+            outputs += site
+        await self._write_pages([(None, output) for output in outputs])
+        return {output.path: output.sha256 for output in outputs}
+
+    async def _remove(self, path):
+        await self._target.remove(path)
+
+    async def _each(self, items, work):
+        """Run C{work(item)} for each item, up to the target's parallelism at once."""
+        parallel = self._target.parallel
+        if parallel <= 1:
+            for item in items:
+                await work(item)
+            return
+        limit = DeferredSemaphore(parallel)
+        await gatherResults(
+            [limit.run(lambda item=item: ensureDeferred(_coroutine(work, item)))
+             for item in items], consumeErrors=True,
+        ).addErrback(lambda failure: failure.value.subFailure)
+
+
+async def _coroutine(work, item):
+    return await work(item)
+
+
+async def _maybe(result):
+    """Wait for C{result} if it is a Deferred."""
+    if result is not None and hasattr(result, "addCallback"):
+        await result
+
+
+def _allowed(path):
+    try:
+        plans.check_path(path)
+    except ExportError:
+        return False
+    return True
+

@@ -1,0 +1,87 @@
+"""
+The pages for people in a static export: the daemon's own pages
+(L{pypid.core.pages}), written as files, with search in the browser over
+the export's C{packages.json} instead of the server's C{/api/search}::
+
+    index.html                              the landing page
+    search/index.html                       search (filled by the script)
+    project/<project>/index.html            a project's latest version
+    project/<project>/<version>/index.html  each version
+    static/pypid.<digest>.css, .js, .svg    the pages' assets
+
+Links are relative, so the tree can be served under any path. There is no
+C{/login} (a static copy has no access control) and nothing is described
+in the background: a file stored without details gets a page without its
+description until the daemon has described it and the project is exported
+again.
+
+The assets come from the daemon's package (L{pypid.web.assets}): the same
+files, under the same digest names.
+"""
+
+import hashlib
+
+from pypid.core import pages
+from pypid.core.catalog import Catalog
+from pypid.core.details import Details
+from pypid.core.names import WHEEL
+from pypid.export.plan import People
+from pypid.web.assets import Assets
+
+
+def make_people(base_url=None, files_url=None, assets=None):
+    """
+    The L{People} of an export.
+
+    @param base_url: the export's public URL, for the install snippets, or
+        L{None} to let the pages' script write the browser's own.
+    @param files_url: where the files are served when not in the export.
+    """
+    assets = assets or Assets.load()
+    chrome = pages.Chrome(css=assets.css, js=assets.js, icon=assets.icon, base_url=base_url,
+                          files_url=files_url, search="search/", suggest="packages.json",
+                          login=None)
+    # The markup's version: the module that writes it and the assets it
+    # links; another one renders every project again.
+    with open(pages.__file__, "rb") as f:
+        version = hashlib.sha256(f.read() + repr(chrome).encode("utf-8")).hexdigest()[:16]
+
+    def site(index):
+        catalog = Catalog(index)
+        projects = [p for p in index.projects() if p.files]
+        landing = pages.landing_page(chrome, len(projects),
+                                     sum(len(p.files) for p in projects), catalog.recent())
+        return [("index.html", landing),
+                ("search/index.html", pages.search_page(chrome, None, {}, "../")),
+                *assets.files()]
+
+    def project(index, project, details):
+        if not project.files:
+            return []
+        files = list(project.files.values())
+        outputs = []
+        latest_view = pages.project_view(project.name, project.display_name, files)
+        for release in latest_view.releases:
+            view = pages.project_view(project.name, project.display_name, files,
+                                      release.version, details=_details_of(release, details))
+            # (folders named as the URL reads once decoded: "1.0+local")
+            outputs.append((f"project/{project.name}/{release.version}/index.html",
+                            pages.project_page(chrome, view, "../../../")))
+            if release.version == latest_view.current.version:
+                outputs.append((f"project/{project.name}/index.html",
+                                pages.project_page(chrome, view, "../../")))
+        return outputs
+
+    return People(site=site, project=project, version=version)
+
+
+def _details_of(release, details):
+    """The L{Details} of a release's first wheel that has them, else its sdist's."""
+    for f in sorted(release.files, key=lambda f: (f.packagetype != WHEEL, f.filename)):
+        data = details.get(f.filename)
+        if data is not None:
+            try:
+                return Details.from_bytes(data)
+            except ValueError:
+                continue
+    return None
