@@ -222,6 +222,14 @@ class BrowserTests(BrowserTestCase, DaemonTestCase):
             self.assertEqual(first.text.strip(), "Skip to the content", path)
             self.assert_clean(page)
 
+    def test_contrast(self):
+        """Every text on the pages, light or dark, has a contrast of 4.5:1 at least (WCAG AA)."""
+        for scheme in ("light", "dark"):
+            for path in ("", "search?q=grail", "project/holy-grail/", "project/holy-grail/1.0/"):
+                page = self.open_page(self.daemon.url + path, color_scheme=scheme)
+                worst = page.page.evaluate(_CONTRAST)
+                self.assertGreaterEqual(worst[0], 4.5, (scheme, path, worst))
+
     def test_phone_width(self):
         """At a phone's width no page is wider than the screen (tables and code scroll)."""
         for path in ("", "search?q=grail", "project/holy-grail/", "project/trap/"):
@@ -247,3 +255,31 @@ def _luminance(css_colour):
     values = [int(v) / 255 for v in css_colour[css_colour.index("(") + 1:-1].split(",")[:3]]
     linear = [v / 12.92 if v <= 0.03928 else ((v + 0.055) / 1.055) ** 2.4 for v in values]
     return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+#: The lowest contrast of a page's visible text against the background it
+#: sits on (the nearest opaque one up the tree), with the text and colours.
+_CONTRAST = """() => {
+  const rgb = c => c.match(/[\\d.]+/g).map(Number);
+  const lum = ([r, g, b]) => [r, g, b].map(v => v / 255)
+    .map(v => v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4))
+    .reduce((s, v, i) => s + v * [0.2126, 0.7152, 0.0722][i], 0);
+  const background = el => {
+    for (; el; el = el.parentElement) {
+      const c = rgb(getComputedStyle(el).backgroundColor);
+      if (c.length < 4 || c[3] > 0) return c.slice(0, 3);
+    }
+    return [255, 255, 255];
+  };
+  let worst = [99, "", "", ""];
+  for (const el of document.querySelectorAll("body *")) {
+    const own = [...el.childNodes].some(n => n.nodeType === 3 && n.textContent.trim());
+    const box = el.getBoundingClientRect();
+    if (!own || !box.width || !box.height || el.closest(".visually-hidden")) continue;
+    const fg = rgb(getComputedStyle(el).color).slice(0, 3), bg = background(el);
+    const [a, b] = [lum(fg), lum(bg)].sort((x, y) => y - x);
+    const ratio = (a + 0.05) / (b + 0.05);
+    if (ratio < worst[0]) worst = [ratio, el.textContent.trim().slice(0, 40), String(fg), String(bg)];
+  }
+  return worst;
+}"""

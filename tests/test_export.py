@@ -75,6 +75,13 @@ def index_of(*records, tombstones=()):
     return plans.build_index(records, tombstones, Settings().page_file_url())
 
 
+async def run_command(*argv):
+    """Run C{pypid-export} with C{argv} in this process: C{(status, stdout, stderr)}."""
+    out, err = io.StringIO(), io.StringIO()
+    code = await cli.export_command(cli.parse_options(list(argv)), reactor, out, err)
+    return code, out.getvalue(), err.getvalue()
+
+
 # -- the plan -------------------------------------------------------------------------
 
 
@@ -850,10 +857,7 @@ class CommandTests(TestCase):
         write_file(path, text.encode())
         return path
 
-    async def command(self, *argv):
-        out, err = io.StringIO(), io.StringIO()
-        code = await cli.export_command(cli.parse_options(list(argv)), reactor, out, err)
-        return code, out.getvalue(), err.getvalue()
+    command = staticmethod(run_command)
 
     async def test_folder_to_folder(self):
         """A storage folder is exported, and the summary says so."""
@@ -925,10 +929,7 @@ class S3ExportTests(S3Case):
         write_file(path, text.encode())
         return path
 
-    async def command(self, *argv):
-        out, err = io.StringIO(), io.StringIO()
-        code = await cli.export_command(cli.parse_options(list(argv)), reactor, out, err)
-        return code, out.getvalue(), err.getvalue()
+    command = staticmethod(run_command)
 
     async def test_folder_to_bucket(self):
         """A storage folder is exported to s3://bucket/prefix, each object typed."""
