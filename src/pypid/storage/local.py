@@ -476,12 +476,18 @@ class LocalStorage:
         for record, metadata, seen in imported:
             details = None
             if record.filename in described:
+                started = time.perf_counter()
                 try:
                     details = self._details_of(record)
                 except OSError as e:
                     # (described on its first view instead)
                     log.warn("Cannot describe {filename}: {error}",
                              filename=record.filename, error=e.strerror)
+                # Rendering holds the interpreter's lock: resting as long
+                # as it took leaves the server half of it, so pages are
+                # served at about the usual rate meanwhile (at full speed
+                # this work halved it).
+                time.sleep(time.perf_counter() - started)
             try:
                 with self._sidecar_lock:
                     current = self._read_sidecar(record.filename)
