@@ -20,6 +20,7 @@ Pure: data in, bytes out.
 """
 
 import datetime
+import functools
 from html import escape
 from urllib.parse import quote
 
@@ -161,12 +162,16 @@ def latest_of(releases):
     return finals[0].version if finals else None
 
 
-def project_view(name, display_name, files, version=None, details=None, upstream=None):
+def project_view(name, display_name, files, version=None, details=None, upstream=None,
+                 releases=None):
     """
     The L{ProjectView} of a project's files, about C{version} (the latest
     when L{None}); L{None} when there is no such version.
+
+    @param releases: C{releases_of(files)}, when the caller has them
+        already (a view per version of one project).
     """
-    releases = releases_of(files)
+    releases = releases if releases is not None else releases_of(files)
     latest = latest_of(releases)
     wanted = latest if version is None else version
     current = next((r for r in releases if r.version == wanted), None)
@@ -180,6 +185,7 @@ def project_view(name, display_name, files, version=None, details=None, upstream
 # -- formatting ------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _when(timestamp):
     """A C{<time>} element: UTC, to the minute."""
     if timestamp is None:
@@ -527,7 +533,14 @@ def _files(chrome, view, root):
     )
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _quoted(text):
+    """C{quote(text)}, remembered: every version page lists every version."""
+    return quote(text)
+
+
 def _history(view, root):
+    name_q = quote(view.name)
     items = []
     for r in view.releases:
         marks = []
@@ -540,7 +553,7 @@ def _history(view, root):
             marks.append(f'<span class="badge badge-yanked">yanked{reason}</span>')
         current = ' aria-current="page"' if r is view.current else ""
         items.append(
-            f'<li><a href="{escape(root)}project/{quote(view.name)}/{quote(r.version)}/"'
+            f'<li><a href="{escape(root)}project/{name_q}/{_quoted(r.version)}/"'
             f'{current}>{escape(r.version)}</a> {_when(r.uploaded)} {" ".join(marks)}</li>'
         )
     return ('<section aria-labelledby="history"><h2 id="history">Release history</h2>'

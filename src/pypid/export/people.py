@@ -60,10 +60,13 @@ def make_people(base_url=None, files_url=None, assets=None):
             return []
         files = list(project.files.values())
         outputs = []
-        latest_view = pages.project_view(project.name, project.display_name, files)
-        for release in latest_view.releases:
+        releases = pages.releases_of(files)
+        latest_view = pages.project_view(project.name, project.display_name, files,
+                                         releases=releases)
+        for release in releases:
             view = pages.project_view(project.name, project.display_name, files,
-                                      release.version, details=_details_of(release, details))
+                                      release.version, details=_details_of(release, details),
+                                      releases=releases)
             # (folders named as the URL reads once decoded: "1.0+local")
             outputs.append((f"project/{project.name}/{release.version}/index.html",
                             pages.project_page(chrome, view, "../../../")))
