@@ -493,7 +493,7 @@ def _about(details, current):
                                       for label, url in links) + "</ul>")
     parts = ['<aside class="about" aria-labelledby="meta"><h2 id="meta">About</h2>']
     parts.append(f"<dl>{''.join(rows)}</dl>" if rows
-                 else '<p class="muted">No metadata is kept for this version.</p>')
+                 else '<p class="muted">Its metadata gives nothing more.</p>')
     for title, key in (("Dependencies", "requires_dist"), ("Classifiers", "classifiers")):
         values = info.get(key) or []
         if values:
