@@ -106,6 +106,20 @@ class BrowserTests(BrowserTestCase, DaemonTestCase):
                          ["shrubbery"])
         self.assert_clean(page)
 
+    def test_search_page_as_you_type(self):
+        """On the search page, its results follow the query as one types, and its URL too."""
+        page = self.open_page(self.daemon.url + "search?q=grail")
+        self.assertEqual(page.page.locator("ol.results li > a").all_inner_texts(),
+                         ["Holy.Grail"])
+        page.page.locator("#q").fill("")
+        page.page.locator("#q").press_sequentially("expens", delay=20)
+        page.page.wait_for_function(
+            "() => document.querySelector('.count').textContent.includes('expens')")
+        self.assertEqual(page.page.locator("ol.results li > a").all_inner_texts(),
+                         ["shrubbery"])
+        self.assertTrue(page.page.url.endswith("search?q=expens"), page.page.url)
+        self.assert_clean(page)
+
     def test_search_without_script(self):
         """With script turned off the search form still works, as a GET."""
         page = self.open_page(self.daemon.url, java_script_enabled=False)

@@ -8,6 +8,7 @@
   var root = document.documentElement.getAttribute("data-root") || "";
   var MIN_SUBSTRING = 3;
   var SHOWN = 8;
+  var PAGE = 20;
 
   /* The site's absolute root, for snippets: the browser knows where it is. */
   function siteRoot() {
@@ -153,8 +154,8 @@
     box.appendChild(list);
   }
 
-  /* The results list of the search page, filled in a static copy. */
-  function showResults(box, result) {
+  /* The results list of the search page, replaced as one types. */
+  function showResults(box, result, limit, hint) {
     box.textContent = "";
     var count = document.createElement("p");
     count.className = "count";
@@ -164,19 +165,29 @@
     box.appendChild(count);
     var list = document.createElement("ol");
     list.className = "results";
-    result.hits.slice(0, 100).forEach(function (hit) {
+    result.hits.slice(0, limit).forEach(function (hit) {
       list.appendChild(hitItem(hit, "p"));
     });
     box.appendChild(list);
+    if (result.total > limit) {
+      var more = document.createElement("p");
+      more.className = "muted";
+      more.textContent = "The first " + limit + " are shown" + hint;
+      box.appendChild(more);
+    }
   }
 
+  /* The search box of a page: suggestions under it as one types, or, on
+     the search page, its results replaced as one types (the first page of
+     them; Enter gives the server's pages). A static copy's search page is
+     filled from its query on load, as it has no server to render it. */
   function wireSearch(input) {
     var source = input.getAttribute("data-suggest");
+    var staticCopy = /\.json$/.test(source);
     var resultsId = input.getAttribute("data-results");
-    var results = resultsId ? document.getElementById(resultsId) : null;
-    var live = results && /\.json$/.test(source) ? results : null;
+    var live = resultsId ? document.getElementById(resultsId) : null;
     var box = live ? null : document.getElementById("suggestions");
-    if (!live && !box) { return; }  /* (the server's results page: the form is enough) */
+    if (!live && !box) { return; }
     var timer = null;
     var asked = 0;
 
@@ -187,9 +198,15 @@
         if (box) { box.textContent = ""; }
         return;
       }
-      search(source, query, SHOWN).then(function (result) {
+      search(source, query, live ? PAGE : SHOWN).then(function (result) {
         if (mine !== asked) { return; }
-        if (live) { showResults(live, result); } else if (box) { showSuggestions(box, result); }
+        if (live) {
+          if (staticCopy) { showResults(live, result, 100, "."); }
+          else { showResults(live, result, PAGE, ": press Enter for every page of them."); }
+          window.history.replaceState(null, "", "?q=" + encodeURIComponent(query));
+        } else {
+          showSuggestions(box, result);
+        }
       }, function () {
         if (box) { box.textContent = ""; }
       });
@@ -202,7 +219,7 @@
     input.addEventListener("keydown", function (event) {
       if (event.key === "Escape" && box) { box.textContent = ""; }
     });
-    if (live) {
+    if (live && staticCopy) {
       var q = new URLSearchParams(window.location.search).get("q");
       if (q) { input.value = q; run(); }
     }
