@@ -5,6 +5,7 @@ existing pypiserver folder, and configurations that must stop start-up.
 """
 
 import os
+import signal
 import socket
 
 from tests.distributions import make_sdist, make_wheel, metadata_text
@@ -78,6 +79,20 @@ class RestartTests(DaemonTestCase):
         daemon.start(port=daemon.port)
         self.assertIn(b"from the snapshot and storage", daemon.log_since_start())
         self.assert_served(daemon, "restart-snap", page, dists)
+
+    def test_hangup_keeps_serving(self):
+        """
+        SIGHUP (systemd's reload) does not stop a server without an https:
+        listener: it says so, and goes on serving what it held.
+        """
+        daemon, page, dists = self.populated("hangup")
+        pid = daemon.pid
+        os.kill(pid, signal.SIGHUP)
+        wait_for(lambda: b"Received SIGHUP" in daemon.log_since_start(), 10,
+                 "the server did not log the signal")
+        self.assertTrue(daemon.running())
+        self.assertEqual(daemon.pid, pid)
+        self.assert_served(daemon, "hangup", page, dists)
 
     def test_rebuild_without_snapshot(self):
         """With the snapshot deleted, the index is rebuilt from storage with the same upload times and yanks."""

@@ -242,6 +242,17 @@ class PypidService(MultiService):
             log.failure("Cannot load the index", failure)
             self.fatal("Cannot load the index: stopping")
 
+    def reload(self):
+        """
+        What C{SIGHUP} (C{systemctl reload}) does: read the C{[tls]} files
+        again when the server serves HTTPS. Whatever the server serves, the
+        signal never stops it.
+        """
+        if self.tls is not None:
+            self.tls.reload()
+        else:
+            log.info("Received SIGHUP: nothing to reload (no https: listener)")
+
     def fatal(self, message):
         """
         Stop the process after an error at start-up, with one critical log

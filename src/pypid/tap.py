@@ -4,8 +4,9 @@ C{twistd pypid}: command-line options and the composition root.
 L{makeService} is the one place that reaches for the global reactor (inside
 the function, only when none is given) and builds every collaborator: the
 thread pools, the storage, the index, the web site and the services, and,
-for a real process with C{https:} listeners, the C{SIGHUP} handler that
-reloads their certificate.  C{pypid.tac} calls the same function.
+for a real process, the C{SIGHUP} handler (L{PypidService.reload}: the
+certificate of C{https:} listeners is read again; the signal never stops
+the server).  C{pypid.tac} calls the same function.
 """
 
 import signal
@@ -85,8 +86,10 @@ def makeService(options, reactor=None, pools=None):
         from twisted.internet import reactor
     config = options["config_obj"]
     service = build_service(config, reactor, exit_on_failure, pools)
-    if exit_on_failure and service.tls is not None:
-        reload_on_hangup(reactor, service.tls.reload)
+    if exit_on_failure:
+        # (in every real process: Python's default for SIGHUP would stop it
+        # at once, without its last snapshot)
+        reload_on_hangup(reactor, service.reload)
     return service
 
 
