@@ -309,6 +309,8 @@ async def _open_storage(config, options, reactor, closing):
     from pypid.storage.s3.storage import S3Storage
 
     s3 = config.s3
+    if options.s3:
+        _check_apart_in_bucket(s3, options)
     credentials = CredentialSource(_static_credentials(s3), _run, reactor)
     client, on_close = _s3_client(config, reactor, credentials, s3.bucket,
                                   s3.endpoint_url, s3.region, s3.addressing)
@@ -336,6 +338,20 @@ def _check_apart(storage_root, dest):
     if os.path.commonpath([storage_root, dest]) in (storage_root, dest):
         raise ExportError(f"DEST {dest} and the storage folder {storage_root} must not be "
                           "inside one another")
+
+
+def _check_apart_in_bucket(s3, options):
+    """
+    Refuse an export into the storage's own bucket under a prefix that
+    holds the storage's or is held by it: the daemon's scans would read the
+    export's objects as its files.
+    """
+    same_endpoint = (options.endpoint or s3.endpoint_url) == s3.endpoint_url
+    if same_endpoint and options.bucket == s3.bucket and (
+            options.prefix.startswith(s3.prefix) or s3.prefix.startswith(options.prefix)):
+        raise ExportError(
+            f"s3://{options.bucket}/{options.prefix} and the storage's "
+            f"s3://{s3.bucket}/{s3.prefix} must not be inside one another")
 
 
 def _static_credentials(s3):

@@ -91,6 +91,7 @@ class Exporter:
     _previous: Manifest | None = attrs.field(default=None, init=False)
     _suspect: frozenset = attrs.field(default=frozenset(), init=False)
     _pending: set = attrs.field(factory=set, init=False)
+    _had_pending: bool = attrs.field(default=False, init=False)
     _claimed: dict | None = attrs.field(default=None, init=False)
     _report: Report = attrs.field(factory=Report, init=False)
 
@@ -113,10 +114,15 @@ class Exporter:
             await target.open()
             await self._read_previous()
             result = await source.load_records(self._storage, self._snapshot, self._run)
-            index = plans.build_index(result.records.values(), result.tombstones,
+            records, unsafe = plans.safe_records(result.records.values())
+            for record, reason in unsafe:
+                log.warn("Not exporting {filename}: {reason}", filename=record.filename,
+                         reason=reason)
+                self._report.problems.append(f"{record.filename}: {reason}")
+            index = plans.build_index(records, result.tombstones,
                                       self._settings.page_file_url())
             plan = plans.plan(index, self._previous, self._settings, self._full)
-            changed = self._with_suspects(plan)
+            changed = await self._described_since(index, plan, self._with_suspects(plan))
             log.info("Read {files} files of {projects} projects from the storage; rendering "
                      "{changed} projects into {target}", files=len(result.records),
                      projects=len(plan.fingerprints), changed=len(changed),
@@ -135,11 +141,14 @@ class Exporter:
             current = self._manifest(plan, states)
             current.root = await self._root(index, current)
             stale = plans.stale_paths(self._previous, current, self._suspect)
+            # (noted first: cut short, the next export knows what it was
+            # removing, and writes again what is still wanted)
+            await self._journal(stale)
             await self._each(stale, self._remove)
             report.deleted = len(stale)
             if report.written or stale or changed or plan.removed or self._previous is None:
                 await target.write(plans.MANIFEST, current.to_bytes(), plans.JSON_TYPE)
-            if self._pending or self._suspect:
+            if self._pending or self._had_pending:
                 await target.remove(plans.PENDING)
         finally:
             await _maybe(target.close())
@@ -151,6 +160,11 @@ class Exporter:
     async def _read_previous(self):
         where = f"{self._target.describe().rstrip('/')}/{plans.MANIFEST}"
         data = await self._target.read(plans.MANIFEST)
+        if data is None and not self._full and (
+                await self._target.read("simple/index.html")) is not None:
+            raise ExportError(
+                f"{where} is missing, but an export is there: export again with --full "
+                "(paths only the old export wrote are then left in place)")
         if data is not None:
             try:
                 self._previous = Manifest.from_bytes(data)
@@ -162,11 +176,15 @@ class Exporter:
                 log.warn("Not using {where}: {error}", where=where, error=str(e))
         pending = await self._target.read(plans.PENDING)
         if pending is not None:
+            self._had_pending = True
             try:
                 paths = json.loads(pending)
                 self._suspect = frozenset(p for p in paths if _allowed(p))
             except (ValueError, TypeError):
                 self._suspect = frozenset()
+            # Still suspect until this export is done: cut short in turn, it
+            # must hand them on to the next one with its own.
+            self._pending = set(self._suspect)
             log.warn("The last export to {target} was cut short: rewriting or removing the "
                      "{count} paths it was writing", target=self._target.describe(),
                      count=len(self._suspect))
@@ -185,6 +203,22 @@ class Exporter:
                 if parts[1] in plan.fingerprints:
                     changed.add(parts[1])
         return sorted(changed)
+
+    async def _described_since(self, index, plan, changed):
+        """
+        C{changed}, and the projects whose pages for people lack a
+        description the storage has now (the daemon describes a file on its
+        first view): a window of them is looked at per export.
+        """
+        if self._people is None or plan.rebuild:
+            return changed
+        found = set(changed)
+        for name, filename in plans.undescribed_files(self._previous, found, plan.serial):
+            record = index.get_file(filename)
+            if (name not in found and record is not None and record.project == name
+                    and await self._storage.read_details(record) is not None):
+                found.add(name)
+        return sorted(found)
 
     def _claim_unchanged(self, changed):
         """Note the paths for people of the projects not rendered now (see L{_claim})."""
@@ -215,8 +249,11 @@ class Exporter:
         return self._previous.written_sha256(owner, output.path) != output.sha256
 
     async def _journal(self, outputs):
-        """Keep the paths about to be written in L{plans.PENDING}, before writing them."""
-        fresh = {output.path for output in outputs} - self._pending
+        """
+        Keep the paths about to be written or removed (L{Output}s, or
+        paths) in L{plans.PENDING}, before touching them.
+        """
+        fresh = {getattr(o, "path", o) for o in outputs} - self._pending
         if fresh:
             self._pending |= fresh
             await self._target.write(plans.PENDING, json.dumps(sorted(self._pending)).encode(),
@@ -311,6 +348,7 @@ class Exporter:
             info = plans.legacy_info(project, latest, raw) if latest is not None else None
             outputs = plans.project_outputs(index, project, self._settings, plan.serial,
                                             latest, info)
+            undescribed = ()
             if self._people is not None:
                 details = {}
                 for record in project.sorted_files():
@@ -318,6 +356,7 @@ class Exporter:
                 people = plans.people_outputs(self._people.project(index, project, details))
                 self._claim(name, people)
                 outputs += people
+                undescribed = tuple(sorted(f for f, d in details.items() if d is None))
             paths = {}
             if self._settings.writes_files:
                 for output in plans.file_outputs(project, metadata):
@@ -327,7 +366,7 @@ class Exporter:
                 owned.append((name, output))
             states[name] = ProjectState("" if problems else plan.fingerprints[name],
                                         plan.serial, plans.package_entry(project, latest),
-                                        paths)
+                                        paths, undescribed)
         await self._each(list(names), render)
         await self._write_pages(owned)
         return states

@@ -32,6 +32,7 @@ import attrs
 
 from pypid.core import legacy
 from pypid.core.index import HTML, JSON, Index
+from pypid.core.names import InvalidName, is_valid_name, normalize, parse_filename
 
 #: The manifest's file name in DEST, and the format it is written in.
 MANIFEST = ".pypid-export.json"
@@ -43,6 +44,9 @@ PENDING = ".pypid-export-pending.json"
 #: Bumped whenever an export writes other bytes for the same records (a
 #: change of the page markup, say): every project is then rendered again.
 RENDER_VERSION = 1
+
+#: Files rendered without details looked at again, at most, per export.
+PROBES = 500
 
 HTML_TYPE = "text/html; charset=utf-8"
 SIMPLE_JSON_TYPE = "application/vnd.pypi.simple.v1+json"
@@ -169,7 +173,7 @@ class Output:
     @ivar sha256: hex sha256 of what the path holds once written.
     """
 
-    path: str
+    path: str = attrs.field(validator=lambda _, __, path: check_path(path))
     content_type: str
     sha256: str
     data: bytes | None = None
@@ -232,6 +236,38 @@ def people_outputs(pairs):
 
 
 # -- the index ---------------------------------------------------------------------------
+
+
+def safe_records(records):
+    """
+    C{(records, [(record, reason)])}: the records whose project and
+    filename are what a distribution's are (a normalized name, a filename
+    of that project), and those left out. A record is read from storage,
+    and its fields become paths in DEST: a tampered one must not lead out
+    of it.
+    """
+    kept, left = [], []
+    for record in records:
+        reason = None
+        try:
+            parsed = parse_filename(record.filename, legacy=True)
+        except InvalidName as e:
+            reason = f"not a distribution's filename: {e}"
+        else:
+            if not is_valid_name(record.project) or normalize(record.project) != record.project:
+                reason = f"not a normalized project name: {record.project!r}"
+            elif parsed.project != record.project:
+                reason = f"a file of {parsed.project!r}, recorded as {record.project!r}'s"
+        if reason is None:
+            try:
+                check_path(f"files/{record.project}/{record.filename}")
+            except ExportError as e:
+                reason = str(e)
+        if reason is None:
+            kept.append(record)
+        else:
+            left.append((record, reason))
+    return kept, left
 
 
 def build_index(records, tombstones, file_url):
@@ -386,12 +422,16 @@ class ProjectState:
     @ivar serial: the export at which it last changed.
     @ivar entry: its L{package_entry}.
     @ivar paths: every path written for it -> sha256.
+    @ivar undescribed: the filenames its pages for people were rendered
+        without details for (the daemon describes them later: a later
+        export looks again, see L{undescribed_files}).
     """
 
     fingerprint: str
     serial: int
     entry: dict | None
     paths: dict
+    undescribed: tuple = ()
 
 
 @attrs.define
@@ -417,7 +457,8 @@ class Manifest:
             "settings": self.settings,
             "serial": self.serial,
             "root": self.root,
-            "projects": {name: [s.fingerprint, s.serial, s.entry, s.paths]
+            "projects": {name: [s.fingerprint, s.serial, s.entry, s.paths,
+                                *([list(s.undescribed)] if s.undescribed else [])]
                          for name, s in self.projects.items()},
         }, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
@@ -433,13 +474,19 @@ class Manifest:
             if obj.get("format") != FORMAT:
                 raise ExportError(f"it has format {obj.get('format')!r}, not {FORMAT}")
             projects = {}
-            for name, (fp, serial, entry, paths) in obj["projects"].items():
+            for name, (fp, serial, entry, paths, *rest) in obj["projects"].items():
                 if not isinstance(paths, dict) or not isinstance(serial, int):
                     raise ValueError(f"bad entry for {name!r}")
-                projects[name] = ProjectState(str(fp), serial, entry, paths)
+                undescribed = tuple(str(f) for f in rest[0]) if rest else ()
+                projects[name] = ProjectState(str(fp), serial, entry, paths, undescribed)
             root = obj["root"]
             if not isinstance(root, dict) or not isinstance(obj["serial"], int):
                 raise ValueError("bad root")
+            # (an edited manifest must not name a path outside DEST: the
+            # next export removes what it lists)
+            for paths in (root, *(state.paths for state in projects.values())):
+                for path in paths:
+                    check_path(path)
             return cls(obj["settings"], obj["serial"], projects, root)
         except ExportError:
             raise
@@ -522,4 +569,25 @@ def stale_paths(previous, current, suspect=()):
         for name, state in previous.projects.items():
             if current.projects.get(name) is not state:
                 stale.update(path for path in state.paths if path not in owned)
-    return sorted(stale)
+    # Pages first, files last: no page links a file already gone.
+    return sorted(stale, key=lambda path: (path.startswith("files/"), path))
+
+
+def undescribed_files(previous, rendering, serial, limit=None):
+    """
+    C{(project, filename)} of files the last exports rendered pages for
+    people without details, of projects not rendered now: at most
+    C{limit} (L{PROBES}), a window that moves with C{serial}, so every file
+    is looked at again within a few exports whatever their number.
+    """
+    limit = PROBES if limit is None else limit
+    if previous is None:
+        return []
+    pairs = sorted((name, filename) for name, state in previous.projects.items()
+                   if name not in rendering for filename in state.undescribed)
+    if len(pairs) <= limit:
+        return pairs
+    start = (serial * limit) % len(pairs)
+    return (pairs + pairs)[start:start + limit]
+
+

@@ -15,6 +15,7 @@ import fcntl
 import hashlib
 import os
 import shutil
+import stat
 import tempfile
 from functools import partial
 
@@ -24,6 +25,11 @@ from zope.interface import Attribute, Interface, implementer
 from pypid.export.plan import BINARY_TYPE, ExportError
 from pypid.storage.disk import remove_file
 from pypid.storage.interface import StorageError
+
+#: The modes of what a folder target writes: a tree for a web server to
+#: read, whatever the umask of the one who runs the export.
+PUBLIC_FILE = 0o644
+PUBLIC_DIR = 0o755
 
 #: The Cache-Control of what never changes under its path: files and their
 #: metadata (pypid never gives a filename other bytes).
@@ -128,6 +134,7 @@ class LocalTarget:
 
     def __init__(self, root, links="auto"):
         self.root = os.path.abspath(root)
+        self._real_root = os.path.realpath(self.root)
         self.links = links
         self._tmp = os.path.join(self.root, ".pypid-export-tmp")
         self._lock_fd = None
@@ -176,7 +183,10 @@ class LocalTarget:
         folder = os.path.dirname(full)
         if folder not in self._made:
             os.makedirs(folder, exist_ok=True)
-            self._made.add(folder)
+            while folder not in self._made and folder.startswith(self.root + os.sep):
+                os.chmod(folder, PUBLIC_DIR)
+                self._made.add(folder)
+                folder = os.path.dirname(folder)
 
     def read(self, path):
         """The file's bytes, or L{None}."""
@@ -197,6 +207,9 @@ class LocalTarget:
             try:
                 with open(temp, "wb") as f:
                     f.write(data)
+                # Readable by the web server whatever the umask: this tree
+                # is for serving.
+                os.chmod(temp, PUBLIC_FILE)
                 os.replace(temp, full)
             except BaseException:
                 remove_file(temp)
@@ -207,33 +220,44 @@ class LocalTarget:
         """A temporary file's path in the folder's own hidden folder."""
         return self._temp()
 
-    def put_file(self, path, source, sha256, consume):
+    def put_file(self, path, source, sha256, consume, size=None):
         """A spool file is renamed into place; a storage file linked or copied."""
-        return maybeDeferred(self._put_file_sync, path, source, sha256, consume)
+        return maybeDeferred(self._put_file_sync, path, source, sha256, consume, size)
 
-    def _put_file_sync(self, path, source, sha256, consume):
+    def _put_file_sync(self, path, source, sha256, consume, size):
         full = self._path(path)
         self._parent(full)
         if consume:
+            os.chmod(source, PUBLIC_FILE)
             os.replace(source, full)
             return
         temp = self._temp()
         try:
-            if not self._link(source, temp):
+            if not self._link(source, temp, size):
                 _copy_checked(source, temp, sha256)
+                os.chmod(temp, PUBLIC_FILE)
             os.replace(temp, full)
         except BaseException:
             remove_file(temp)
             raise
 
-    def _link(self, source, temp):
-        """Hard-link C{source} to C{temp} when allowed and possible; whether it was."""
+    def _link(self, source, temp, size):
+        """
+        Hard-link C{source} to C{temp} when allowed and possible; whether it
+        was. A link is to the file itself, never to a symbolic link (which
+        would publish whatever it points to, later), and only to a file of
+        the recorded size; anything else is copied, and so checked.
+        """
         if self.links == "never":
             return False
-        if self.links == "auto" and not os.stat(source).st_mode & 0o004:
+        info = os.stat(source)
+        if not stat.S_ISREG(info.st_mode) or (size is not None and info.st_size != size):
+            return False
+        if self.links == "auto" and not info.st_mode & 0o004:
             return False
         try:
-            os.link(source, temp)
+            # (link() itself does not follow a symbolic link on Linux)
+            os.link(os.path.realpath(source), temp)
         except OSError as e:
             if e.errno in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
                 return False
@@ -244,6 +268,10 @@ class LocalTarget:
         """Remove the file, and the folders it leaves empty."""
         def remove():
             full = self._path(path)
+            # (never through a link out of the folder: a path is checked,
+            # but a folder in it may have been replaced by hand)
+            if not os.path.realpath(full).startswith(self._real_root + os.sep):
+                raise ExportError(f"not removing {path!r}: it leads out of {self.root}")
             remove_file(full)
             folder = os.path.dirname(full)
             while folder != self.root and folder.startswith(self.root):
@@ -319,7 +347,8 @@ class S3Target:
 
     def write(self, path, data, content_type):
         """One PUT."""
-        cache = IMMUTABLE if path.startswith("files/") else REVALIDATE
+        # (the pages' assets are named by their digest: never other bytes)
+        cache = IMMUTABLE if path.startswith(("files/", "static/")) else REVALIDATE
         return self._call(self._client.put(self._key(path), data, {
             "content-type": content_type, "cache-control": cache}))
 
