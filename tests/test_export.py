@@ -27,6 +27,7 @@ from pypid.auth.policy import AccessModel
 from pypid.auth.verifier import PasswordVerifier
 from pypid.cli import export as cli
 from pypid.core.details import Details
+from pypid.core.distribution import inspect
 from pypid.core.index import Index
 from pypid.core.render import file_url_for
 from pypid.export import plan as plans
@@ -143,8 +144,36 @@ class PlanTests(SynchronousTestCase):
             "b": attrs.evolve(kept_b, paths={"files/b/y": "s", "shared.html": "t"}),
         }, {"simple/index.html": "t"})
         self.assertEqual(plans.stale_paths(previous, current, {"files/a/ghost", "files/a/z"}),
-                         ["files/a/ghost", "files/a/x", "old.css", "simple/gone/index.html"])
+                         # (pages first: none links a file already gone)
+                         ["old.css", "simple/gone/index.html", "files/a/ghost", "files/a/x"])
         self.assertEqual(plans.stale_paths(None, current), [])
+
+    def test_no_path_outside(self):
+        """An output, or a manifest's path, that would leave DEST is refused."""
+        for path in ("../victim.txt", "/etc/passwd", "files/../../x", "a/./b", ".hidden"):
+            self.assertRaises(ExportError, plans.Output.page, path, b"x", "text/plain")
+            data = Manifest({}, 1, {}, {path: "s"}).to_bytes()
+            self.assertRaises(ExportError, Manifest.from_bytes, data)
+            data = Manifest({}, 1, {"a": plans.ProjectState("f", 1, None, {path: "s"})},
+                            {}).to_bytes()
+            self.assertRaises(ExportError, Manifest.from_bytes, data)
+
+    def test_undescribed(self):
+        """Files rendered without details are kept, and looked at again a window at a time."""
+        previous = Manifest({}, 3, {
+            name: plans.ProjectState("f", 1, None, {}, tuple(f"{name}-{n}.whl" for n in range(3)))
+            for name in ("a", "b", "c")}, {})
+        again = Manifest.from_bytes(previous.to_bytes())
+        self.assertEqual(again.projects["a"].undescribed, ("a-0.whl", "a-1.whl", "a-2.whl"))
+        self.assertEqual(plans.undescribed_files(again, {"b"}, 1),
+                         [(n, f"{n}-{i}.whl") for n in "ac" for i in range(3)])
+        seen = set()
+        for serial in range(4):
+            window = plans.undescribed_files(again, set(), serial, limit=4)
+            self.assertEqual(len(window), 4)
+            seen.update(window)
+        self.assertEqual(len(seen), 9)
+        self.assertEqual(plans.undescribed_files(None, set(), 1), [])
 
     def test_manifest_round_trip(self):
         """A manifest reads back as it was written; anything else is refused."""
@@ -486,6 +515,8 @@ class ExportCase(SynchronousTestCase):
         storage = MemoryStorage(os.path.abspath(self.mktemp()), self.clock)
         for filename, data in files:
             storage.objects[filename] = data
+        # (read once, as the daemon would: the export's own scan writes nothing)
+        self.successResultOf(storage.scan())
         return storage
 
     def folder(self, *files, mode=0o644):
@@ -956,8 +987,9 @@ class S3ExportTests(S3Case):
 
     async def test_bucket_to_folder(self):
         """
-        An S3 storage is read from the daemon's snapshot and the bucket's
-        change markers, and its files are downloaded into the export.
+        An S3 storage is read from the daemon's snapshot and a listing of
+        the bucket (which writes nothing there), and its files are
+        downloaded into the export.
         """
         http, pool = make_http(reactor, 10.0)
         self.addCleanup(pool.closeCachedConnections)
@@ -970,14 +1002,12 @@ class S3ExportTests(S3Case):
                             spool, clock_margin=0.0, replay_window=0.0)
         await storage.prepare()
         self.addCleanup(storage.close)
-        from pypid.core.distribution import inspect
-
         async def publish(filename, data):
             temp = write_file(os.path.join(spool, "up-" + filename), data)
             inspected = inspect(temp, filename, filename, 1767225600.0)
             return await storage.publish(temp, inspected.record, inspected.metadata)
         # The daemon's snapshot knows beta; alpha came after it, through
-        # another server: the export finds it by the bucket's change markers.
+        # another server: the export finds it by listing the bucket.
         beta = await publish(*BETA_WHEEL)
         snapshot = os.path.abspath(self.mktemp())
         snapshots.write(snapshot, snapshots.encode([beta], [], reactor.seconds(),
@@ -1014,3 +1044,76 @@ class DocumentationTests(SynchronousTestCase):
             conf = f.read()
         self.assertIn("index $pypid_simple_index;", conf)
         self.assertIn("application/vnd.pypi.simple.v1+json  json;", conf)
+
+
+class StorageLeftAsItWasTests(ExportCase, TestCase):
+    """
+    An export only reads the storage: a folder of files copied in by hand
+    (no records beside them) is exported without a byte written into it,
+    even where nothing can be (a read-only mount).
+    """
+
+    def copied_in(self, *files, extra=()):
+        """A storage folder holding C{files} (and C{extra}) as copied in by hand."""
+        from tests.test_storage import folder_state
+        root = os.path.abspath(self.mktemp())
+        for filename, data in (*files, *extra):
+            write_file(os.path.join(root, filename), data)
+        return root, folder_state(root)
+
+    def same_folder(self, root, before):
+        """Assert that the storage folder is exactly as it was."""
+        from tests.test_storage import folder_state
+        self.assertEqual(folder_state(root), before)
+
+    def test_copied_in_folder_left_as_it_was(self):
+        """
+        Exporting a folder of wheels copied in by hand exports every file
+        and its metadata, makes no .pypid/ in the folder and writes nothing
+        there; the next export neither. Their descriptions come once the
+        daemon has kept them (its own scan).
+        """
+        root, before = self.copied_in(*FILES)
+        people = SmallPeople()
+        report = self.export(LocalStorage(root, run_now, self.clock), people=people.seam())
+        self.assertEqual((report.projects, report.problems), (2, []))
+        self.same_folder(root, before)
+        self.assertFalse(os.path.exists(os.path.join(root, ".pypid")))
+        for filename, data in FILES:
+            project = "beta" if filename.startswith("beta") else "alpha"
+            self.assertEqual(self.read(f"files/{project}/{filename}"), data)
+        metadata = self.read(f"files/alpha/{ALPHA_WHEEL[0]}.metadata")
+        self.assertIn(b"Requires-Python: >=3.8", metadata)
+        page = self.read("simple/alpha/index.html").decode()
+        self.assertIn(f'data-core-metadata="sha256={hashlib.sha256(metadata).hexdigest()}"',
+                      page)
+        self.assertEqual(self.read("project/beta/index.html"), b"<h1>beta</h1><p></p>")
+
+        self.export(LocalStorage(root, run_now, self.clock), people=people.seam())
+        self.same_folder(root, before)
+
+        # The daemon's scan keeps the records and describes the newest
+        # files: the next export finds the same records, and the description.
+        daemon = self.successResultOf(LocalStorage(root, run_now, self.clock).scan())
+        self.successResultOf(daemon.settled)
+        report = self.export(LocalStorage(root, run_now, self.clock), people=people.seam())
+        self.assertEqual(report.problems, [])
+        self.assertEqual(self.read("project/beta/index.html"),
+                         b"<h1>beta</h1><p>Test project beta</p>")
+        self.assertEqual(self.read(f"files/alpha/{ALPHA_WHEEL[0]}.metadata"), metadata)
+
+    async def test_where_nothing_can_be_written(self):
+        """
+        pypid-export reads a storage folder where .pypid/ cannot be made (a
+        read-only mount; here a file in its place, which stops root too),
+        and exits 0 with the folder as it was.
+        """
+        root, before = self.copied_in(BETA_WHEEL, extra=[(".pypid", b"not a folder")])
+        config = os.path.abspath(self.mktemp())
+        write_file(config, f"[storage]\npath = {root}\n".encode())
+        code, out, err = await run_command(self.dest, "--config", config)
+        self.assertEqual((code, err), (0, ""))
+        self.assertIn("Exported 1 projects", out)
+        self.assertEqual(self.read(f"files/beta/{BETA_WHEEL[0]}"), BETA_WHEEL[1])
+        self.assertTrue(self.exists(f"files/beta/{BETA_WHEEL[0]}.metadata"))
+        self.same_folder(root, before)

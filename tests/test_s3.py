@@ -24,6 +24,7 @@ from pypid.storage import snapshot as snapshots
 from pypid.storage.interface import (
     FileExists,
     ISharedStorage,
+    MemoryFile,
     Redirect,
     RemoteBytes,
     RemoteFile,
@@ -59,6 +60,15 @@ class _Collect:
 
     def connectionLost(self, reason):
         self.done.callback(b"".join(self.parts))
+
+
+def bucket_state(bucket):
+    """Every object of C{bucket} (any prefix): key, ETag, size, time and user metadata."""
+    client = s3server.client()
+    listed = client.list_objects_v2(Bucket=bucket).get("Contents", ())
+    return {item["Key"]: (item["ETag"], item["Size"], item["LastModified"],
+                          client.head_object(Bucket=bucket, Key=item["Key"])["Metadata"])
+            for item in listed}
 
 
 class S3Case(TestCase):
@@ -119,7 +129,13 @@ class S3ContractTests(StorageContractMixin, S3Case):
     def put_foreign(self, storage, key, data):
         s3server.client().put_object(Bucket=self.bucket, Key=PREFIX + key, Body=data)
 
+    def holding(self, storage):
+        """Every object of the bucket: its key, ETag, size, time and user metadata."""
+        return bucket_state(self.bucket)
+
     async def read_location(self, location):
+        if isinstance(location, MemoryFile):
+            return location.data
         if isinstance(location, Redirect):
             response = await treq.get(location.url)
             self.assertEqual(response.code, 200)
@@ -418,6 +434,53 @@ class S3StorageTests(S3Case):
         for change in await starting.poll():
             self.assertEqual(change.record, reconciled.records[change.filename],
                              "a marker read again reports the state as it is")
+
+    async def test_scan_without_persist_from_snapshot(self):
+        """
+        A scan that does not persist, from a snapshot, lists the bucket now
+        (finding an object put there by hand, which the change markers do
+        not name), trusts the snapshot for objects unchanged since, and
+        only reads: no write, no copy, no marker removed, nothing left in
+        the background.
+        """
+        writer = await self.ready_storage()
+        temp, old, metadata, _ = self.spool_wheel(writer, version="1.0")
+        await writer.publish(temp, old, metadata)
+        await writer.settle()
+        known = (await writer.scan({}, 0.0)).records
+        since = time.time()
+        time.sleep(0.01)
+        temp, newer, metadata, _ = self.spool_wheel(writer, version="2.0")
+        await writer.publish(temp, newer, metadata)
+        await writer.settle()
+        foreign_name, foreign = make_wheel("by-hand", "1.0", requires_python=">=3.9")
+        s3server.client().put_object(Bucket=self.bucket, Key=PREFIX + foreign_name, Body=foreign)
+        before = bucket_state(self.bucket)
+
+        reader = self.storage_on(download="stream")  # (as pypid-export makes it: not prepared)
+        calls = []
+        original = reader._client.call
+
+        async def recording(method, key, *args, **kwargs):
+            calls.append((method, key))
+            return await original(method, key, *args, **kwargs)
+        reader._client.call = recording
+        result = await reader.scan(known, since, (), persist=False)
+        await reader.settle()
+        self.assertEqual(sorted(result.records), sorted([old.filename, newer.filename,
+                                                         foreign_name]))
+        self.assertEqual(result.records[old.filename], old)
+        self.assertEqual(result.records[newer.filename], newer)
+        self.assertIsNone(result.settled)
+        self.assertEqual(sorted({method for method, _ in calls}), ["GET", "HEAD"])
+        self.assertNotIn(("HEAD", PREFIX + old.filename), calls, "trusted from the snapshot")
+        record = result.records[foreign_name]
+        data = await reader.read_metadata(record)
+        self.assertIn(b"Requires-Python: >=3.9", data)
+        self.assertEqual(reader.locate_metadata(record), MemoryFile(data))
+        self.assertIsInstance(reader.locate_metadata(newer), RemoteBytes)
+        self.assertEqual(await reader.read_metadata(newer), metadata)
+        self.assertEqual(bucket_state(self.bucket), before)
 
     async def test_store_without_conditional_writes_refused(self):
         """A store that ignores If-None-Match stops prepare() with a clear StorageError."""

@@ -9,6 +9,7 @@ import ast
 import hashlib
 import json
 import os
+import stat
 import time
 
 import attrs
@@ -23,6 +24,7 @@ from pypid.core.model import FileRecord
 from pypid.storage.interface import (
     FileExists,
     FilenameDeleted,
+    ISharedStorage,
     IStorage,
     LocalFile,
     MemoryFile,
@@ -43,6 +45,23 @@ from tests.fakes import QueuedRun, read_file, run_now, write_file
 UPLOAD_TIME = 1767225600.25
 
 
+def folder_state(root):
+    """
+    Everything under C{root}, dot names included: each entry's kind, inode
+    and modification time (a rewrite, or a file made and removed in a
+    folder, changes them), and each file's bytes.
+    """
+    state = {".": os.lstat(root).st_mtime_ns}
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = os.path.join(folder, name)
+            info = os.lstat(path)
+            data = read_file(path) if stat.S_ISREG(info.st_mode) else None
+            state[os.path.relpath(path, root)] = (stat.S_IFMT(info.st_mode), info.st_ino,
+                                                  info.st_mtime_ns, data)
+    return state
+
+
 class StorageContractMixin:
     """
     What every storage backend must do, whatever it keeps files on.
@@ -53,8 +72,13 @@ class StorageContractMixin:
     the storage) and, for backends that do not hand out L{LocalFile}s or
     L{MemoryFile}s, L{read_location}. A backend whose clock is not the wall
     clock also provides L{now} and L{pass_time}, so that the times given to
-    C{scan} are on the clock the backend dates its changes with.
+    C{scan} are on the clock the backend dates its changes with. L{holding}
+    gives what the backend keeps, to compare before and after a read.
     """
+
+    def holding(self, storage):
+        """Return a comparable picture of everything the backend keeps (to see it unchanged)."""
+        raise NotImplementedError()
 
     def make_storage(self):
         """Return a new, empty storage, not yet prepared."""
@@ -109,6 +133,11 @@ class StorageContractMixin:
         result = await storage.scan(known or {}, since)
         self.assertIsInstance(result, ScanResult)
         return result
+
+    async def settle(self, storage):
+        """Wait for the storage's background writes (a shared one's change markers)."""
+        if ISharedStorage.providedBy(storage):
+            await storage.settle()
 
     # -- the contract ------------------------------------------------------------
 
@@ -440,6 +469,50 @@ class StorageContractMixin:
         self.assertEqual(result.records, {})
         self.assertEqual(result.tombstones, frozenset([filename]))
 
+    async def test_scan_without_persist(self):
+        """
+        A scan that does not persist gives the records, tombstones and
+        skipped files a persisting one does, serves the metadata of the
+        files it read from memory, renders no details, and leaves what the
+        backend keeps exactly as it was.
+        """
+        storage = await self.ready()
+        kept, _ = await self.published(storage, *make_wheel("holy-grail", "0.9"))
+        gone, _ = await self.published(storage, *make_wheel("holy-grail", "0.8"))
+        await storage.delete(gone)
+        wheel_name, wheel = make_wheel("holy-grail", "1.0", requires_python=">=3.9")
+        sdist_name, sdist = make_sdist("holy-grail", "1.0")
+        self.put_foreign(storage, wheel_name, wheel)
+        self.put_foreign(storage, "nested/" + sdist_name, sdist)
+        self.put_foreign(storage, "README.txt", b"hello")
+        await self.settle(storage)
+        before = self.holding(storage)
+        result = await storage.scan({}, 0.0, (), persist=False)
+        self.assertIsInstance(result, ScanResult)
+        self.assertIsNone(result.settled)
+        await self.settle(storage)
+        self.assertEqual(self.holding(storage), before)
+        for filename in (wheel_name, sdist_name):
+            record = result.records[filename]
+            metadata = await storage.read_metadata(record)
+            self.assertEqual(hashlib.sha256(metadata).hexdigest(), record.metadata_sha256)
+            self.assertEqual((await self.read_location(storage.locate_metadata(record))),
+                             metadata)
+            self.assertIsNone((await storage.read_details(record)))
+        self.assertIn(b"Requires-Python: >=3.9",
+                      (await storage.read_metadata(result.records[wheel_name])))
+        self.assertEqual(self.holding(storage), before)
+        persisted = await self.scanned(storage)
+        if persisted.settled is not None:
+            await persisted.settled
+        self.assertEqual(
+            (result.records, result.tombstones, sorted(result.skipped)),
+            (persisted.records, persisted.tombstones, sorted(persisted.skipped)))
+        self.assertEqual(sorted(result.records), sorted([kept.filename, sdist_name, wheel_name]))
+        self.assertEqual(result.tombstones, frozenset([gone.filename]))
+        self.assertEqual([path for path, _ in result.skipped], ["README.txt"])
+        self.assertNotEqual(self.holding(storage), before, "a persisting scan keeps records")
+
     async def test_no_update_over_tombstone(self):
         """A record is never written over a tombstone: update() fails with L{FilenameDeleted}."""
         storage = await self.ready()
@@ -498,6 +571,75 @@ class LocalStorageTests(StorageContractMixin, TestCase):
     def sidecar(self, storage, filename, suffix=".json"):
         """The path of a file kept beside C{filename} in C{.pypid/files/}."""
         return os.path.join(storage.root, ".pypid", "files", filename + suffix)
+
+    def holding(self, storage):
+        """The folder's tree, with every file's bytes."""
+        return folder_state(storage.root)
+
+    def copied_in(self, *files):
+        """A folder holding C{files} as copied in by hand (no .pypid/), and its storage."""
+        root = os.path.abspath(self.mktemp())
+        os.makedirs(root)
+        for key, data in files:
+            write_file(os.path.join(root, *key.split("/")), data)
+        return LocalStorage(root, run_now, self.clock)
+
+    def check_read_only_scan(self, storage, filenames):
+        """
+        Scan C{storage} without persisting: assert that the folder is left as
+        it was, and that each of C{filenames} is listed with its metadata
+        served; return the result.
+        """
+        before = folder_state(storage.root)
+        result = self.successResultOf(storage.scan({}, 0.0, (), persist=False))
+        self.assertEqual(sorted(result.records), sorted(filenames))
+        for filename in filenames:
+            record = result.records[filename]
+            metadata = self.successResultOf(storage.read_metadata(record))
+            self.assertEqual(hashlib.sha256(metadata).hexdigest(), record.metadata_sha256)
+            self.assertEqual(self.read_located(storage.locate_metadata(record)), metadata)
+            self.assertIsNone(self.successResultOf(storage.read_details(record)))
+        self.assertEqual(folder_state(storage.root), before)
+        return result
+
+    def test_scan_without_persist_unprepared(self):
+        """
+        A scan that does not persist reads a folder never prepared (no
+        .pypid/: no records) and makes nothing in it; its records are those
+        the daemon's scan then keeps.
+        """
+        wheel = make_wheel("holy-grail", "1.0")
+        sdist = make_sdist("holy-grail", "1.0")
+        storage = self.copied_in(wheel, ("nested/" + sdist[0], sdist[1]))
+        result = self.check_read_only_scan(storage, [wheel[0], sdist[0]])
+        self.assertFalse(os.path.exists(os.path.join(storage.root, ".pypid")))
+        again = self.successResultOf(storage.scan({}, 0.0, (), persist=False))
+        self.assertEqual(again.records, result.records)
+        daemon = LocalStorage(storage.root, run_now, self.clock)
+        self.assertEqual(self.scan(daemon).records, result.records)
+        self.assertTrue(os.path.exists(self.sidecar(storage, wheel[0])))
+
+    def test_scan_without_persist_where_pypid_cannot_be_made(self):
+        """
+        A scan that does not persist works on a folder where .pypid/ cannot
+        be made (a read-only mount; here a file in its place, which stops
+        root too), where a persisting scan fails.
+        """
+        wheel = make_wheel("holy-grail", "1.0")
+        storage = self.copied_in(wheel, (".pypid", b"not a folder"))
+        self.failureResultOf(LocalStorage(storage.root, run_now, self.clock).scan(),
+                             NotADirectoryError)
+        result = self.check_read_only_scan(storage, [wheel[0]])
+        # A record the daemon's snapshot has, whose sidecars cannot be there.
+        known = attrs.evolve(result.records[wheel[0]], upload_time=UPLOAD_TIME)
+        reader = LocalStorage(storage.root, run_now, self.clock)
+        before = folder_state(storage.root)
+        rescanned = self.successResultOf(reader.scan({wheel[0]: known}, time.time(), (),
+                                                     persist=False))
+        self.assertEqual(rescanned.records, {wheel[0]: known})
+        self.failureResultOf(reader.read_metadata(known), FileNotFoundError)
+        self.assertIsNone(self.successResultOf(reader.read_details(known)))
+        self.assertEqual(folder_state(storage.root), before)
 
     def test_layout(self):
         """Files are kept flat under the root, with their record and metadata in C{.pypid}."""
@@ -820,6 +962,11 @@ class MemoryStorageContractTests(StorageContractMixin, TestCase):
     def put_foreign(self, storage, key, data):
         """Put bytes among the storage's objects directly, as a file copied into a folder."""
         storage.objects[key] = data
+
+    def holding(self, storage):
+        """Copies of the dicts the memory backend keeps its data in."""
+        return {name: dict(getattr(storage, name)) for name in (
+            "objects", "_records", "_metadata", "_details", "_tombstones", "_changed")}
 
     def now(self):
         """The fake clock's time, which the memory backend dates its changes with."""

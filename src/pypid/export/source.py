@@ -6,7 +6,13 @@ file's bytes, its core metadata and its details.
 
 Nothing here calls C{storage.prepare()}: on a local folder it takes the
 lock the running daemon holds, and it sweeps the daemon's spool folder; on
-a bucket it writes a probe object. The snapshot is read as bytes, not with
+a bucket it writes a probe object. The scan does not persist (see
+L{pypid.storage.interface.IStorage.scan}): a daemon's scan keeps what it
+learns of files copied in without a record beside them (C{.pypid/} files,
+a bucket's metadata objects and copies), which here would write into a
+storage that may be read-only, owned by the daemon's user, or changing
+under the daemon; the export keeps their metadata in memory instead, and
+leaves their details to the daemon. The snapshot is read as bytes, not with
 L{pypid.storage.snapshot.read}, which sweeps the daemon's temporary files
 beside it and moves a damaged snapshot aside.
 """
@@ -64,11 +70,11 @@ async def load_records(storage, snapshot_path, run):
     """
     What the storage holds now, as the daemon learns it at start-up: its
     snapshot's records as the known ones (a snapshot of other data is not
-    used), then a scan, which reads again only what changed since.
+    used), then a scan, which reads again only what changed since and
+    writes nothing.
 
     @param run: C{run(f, *args) -> Deferred} for blocking work.
-    @rtype: L{pypid.storage.interface.ScanResult}, once the scan's own
-        background work is done
+    @rtype: L{pypid.storage.interface.ScanResult}
     """
     snap = await run(read_snapshot, snapshot_path)
     if snap is not None and snap.storage not in (None, storage.identity()):
@@ -86,11 +92,10 @@ async def load_records(storage, snapshot_path, run):
         known, since, tombstones = {}, 0.0, ()
     else:
         known, since, tombstones = snap.records, snap.saved_at, snap.tombstones
-    result = await storage.scan(known, since, tombstones)
+    # (persist=False, positional: so a wrapping storage passing *args along works)
+    result = await storage.scan(known, since, tombstones, False)
     for path, reason in result.skipped:
         log.warn("Not exporting {path}: {error}", path=path, error=reason)
-    if result.settled is not None:
-        await result.settled
     return result
 
 
@@ -134,7 +139,7 @@ async def put_file(storage, record, target, path):
     location = storage.locate(record)
     try:
         if isinstance(location, LocalFile):
-            await target.put_file(path, location.path, record.sha256, False)
+            await target.put_file(path, location.path, record.sha256, False, record.size)
         elif isinstance(location, MemoryFile):
             await target.write(path, _check(location.data, record), BINARY_TYPE)
         elif isinstance(location, RemoteBytes):

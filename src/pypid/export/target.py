@@ -82,9 +82,10 @@ class ITarget(Interface):
     def spool():
         """A new local path where bytes fetched from elsewhere may be put for L{put_file}."""
 
-    def put_file(path, source, sha256, consume):
+    def put_file(path, source, sha256, consume, size=None):
         """
         Replace C{path} with the bytes of the local file C{source}, all at once.
+        C{size} is the size its record gives, when known.
 
         @param sha256: the hex sha256 the bytes must have; a target checks
             it where it reads the bytes anyway, and fails with
@@ -357,7 +358,7 @@ class S3Target:
         self._counter += 1
         return os.path.join(self._spool_dir, f"{self._counter}.part")
 
-    def put_file(self, path, source, sha256, consume):
+    def put_file(self, path, source, sha256, consume, size=None):
         """One PUT streamed from the file, its sha256 checked by S3."""
         from pypid.storage.s3.client import FileRangeProducer, S3Error
 

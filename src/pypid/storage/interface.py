@@ -169,9 +169,13 @@ class IStorage(Interface):
         kept in the snapshot so a snapshot of other data is never used.
         """
 
-    def scan(known, since, tombstones):
+    def scan(known, since, tombstones, persist=True):
         """
         List what the backend holds.
+
+        A file found without a record (copied in by other means) is read and
+        described; by default what was learnt is kept beside it, so that the
+        next scan is cheap and gives the same record.
 
         @param known: L{FileRecord}s by filename from a snapshot; a backend may
             trust an entry whose file is unchanged instead of reading it again.
@@ -179,6 +183,17 @@ class IStorage(Interface):
             what changed after it is read again.
         @param tombstones: the snapshot's deleted filenames, which a backend
             may return as they are when it can tell nothing changed.
+        @param persist: L{False} for a reader that must not disturb the
+            storage (C{pypid-export}, beside a running daemon, perhaps on a
+            read-only mount): the backend then writes nothing at all (no
+            folders, records, metadata or details, no objects, in the
+            background neither), and serves the metadata of the files it
+            read through L{read_metadata} and L{locate_metadata} from memory
+            for the rest of its life; their details are not rendered, so
+            L{read_details} gives L{None} for them. A backend that was never
+            prepared is read as it is (no folder of records: no records).
+            The records are those a persisting scan gives (the daemon keeps
+            them when it next scans), and C{settled} is L{None}.
         @rtype: L{Deferred} firing with a L{ScanResult}
         """
 

@@ -20,6 +20,10 @@ a half-written file. The record is written after the link and the directory
 fsynced before the upload is acknowledged; a crash in between leaves a file
 without a record, which the next scan rebuilds from the file itself.
 
+A reader that must leave the folder as it is (C{pypid-export}) scans with
+C{persist=False}: no C{.pypid/} is made and nothing is written, and what is
+learnt about files without a record stays in memory.
+
 The methods named C{_*_sync} do the blocking work; the public ones run them in
 the thread pool given at construction, never on the reactor thread.
 """
@@ -126,7 +130,8 @@ class LocalStorage:
     _run: object
     _clock: object = None
     # Metadata of files imported by the last scan whose sidecars are not
-    # written yet (filename -> bytes); served from here until they are.
+    # written yet (filename -> bytes); served from here until they are, or
+    # for good after a scan that does not persist (which writes none).
     _unwritten: dict = attrs.field(factory=dict)
     _lock_fd: int | None = attrs.field(default=None, init=False, repr=False, eq=False)
     # Held while a record sidecar is written, so that the background write of
@@ -177,14 +182,20 @@ class LocalStorage:
         """The folder's path: a snapshot of another folder is not used."""
         return f"local:{self.root}"
 
-    def scan(self, known=None, since=0.0, tombstones=()):
+    def scan(self, known=None, since=0.0, tombstones=(), persist=True):
         """
         Walk the folder; see L{IStorage.scan}. What was learnt about files
         that had no record (an imported folder) is written beside them in the
         background, after the scan answers, so that start-up is not held up.
+        Without C{persist}, nothing is written, not even C{.pypid/}: the
+        imported files' metadata stays in memory (the folder may be
+        read-only, or belong to the running daemon's user).
         """
-        d = self._run(self._scan_sync, known or {}, since, frozenset(tombstones))
-        d.addCallback(self._persist_imported)
+        d = self._run(self._scan_sync, known or {}, since, frozenset(tombstones), persist)
+        if persist:
+            d.addCallback(self._persist_imported)
+        else:
+            d.addCallback(lambda scanned: scanned[0])
         return d
 
     def _persist_imported(self, scanned):
@@ -200,7 +211,10 @@ class LocalStorage:
         return LocalFile(self._file_path(record.path))
 
     def locate_metadata(self, record):
-        """Metadata is sent from its sidecar file (or memory, just after an import)."""
+        """
+        Metadata is sent from its sidecar file (or memory, just after an
+        import, or after a scan that did not persist).
+        """
         data = self._unwritten.get(record.filename)
         if data is not None:
             return MemoryFile(data)
@@ -208,8 +222,8 @@ class LocalStorage:
 
     def read_metadata(self, record):
         """
-        A file's metadata: from memory just after an import, else from its
-        sidecar, read in the thread pool.
+        A file's metadata: from memory just after an import (or after a scan
+        that did not persist), else from its sidecar, read in the thread pool.
         """
         data = self._unwritten.get(record.filename)
         if data is not None:
@@ -270,7 +284,8 @@ class LocalStorage:
         try:
             with open(self._record_path(filename), "rb") as f:
                 data = json.loads(f.read())
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
+            # (no .pypid/files/ at all, when a scan did not persist)
             return None
         except (OSError, ValueError) as e:
             log.warn("Ignoring unreadable record for {filename}: {error}",
@@ -288,6 +303,8 @@ class LocalStorage:
                 return f.read()
         except FileNotFoundError:
             raise
+        except NotADirectoryError:
+            raise FileNotFoundError(self._metadata_path(filename))
         except OSError as e:
             raise StorageError(f"cannot read the metadata of {filename}: {e.strerror}")
 
@@ -295,7 +312,7 @@ class LocalStorage:
         try:
             with open(self._details_path(filename), "rb") as f:
                 return f.read()
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as e:
             raise StorageError(f"cannot read the details of {filename}: {e.strerror}")
@@ -422,20 +439,25 @@ class LocalStorage:
             return False
         return True
 
-    def _scan_sync(self, known, since, known_tombstones=frozenset()):
+    def _scan_sync(self, known, since, known_tombstones=frozenset(), persist=True):
         # Wall-clock time, on purpose: it is compared with the times the
         # filesystem gives files, not with the reactor's (or a test's) clock.
         started = time.time()
-        os.makedirs(self._files_dir, exist_ok=True)
-        # Sidecars of files read during the scan are written through it.
-        os.makedirs(self.temp_dir, exist_ok=True)
+        if persist:
+            os.makedirs(self._files_dir, exist_ok=True)
+            # Sidecars of files read during the scan are written through it.
+            os.makedirs(self.temp_dir, exist_ok=True)
         # A snapshot from the future means the clock went back: trust no time.
         if since > started:
             since = 0.0
         if since and known and self._unchanged_since(since) and self._same_sizes(known):
             return ScanResult(records=dict(known), tombstones=known_tombstones), []
         sidecars = {}
-        for entry in os.scandir(self._files_dir):
+        try:
+            entries = list(os.scandir(self._files_dir))
+        except (FileNotFoundError, NotADirectoryError):
+            entries = []  # (not made: a scan that does not persist makes none)
+        for entry in entries:
             if entry.name.endswith(_RECORD):
                 sidecars[entry.name[: -len(_RECORD)]] = entry
         tombstones = set()

@@ -12,6 +12,9 @@ web layer writes an upload before L{MemoryStorage.publish} reads it back.
 Its semantics are the local backend's (the contract in C{tests/test_storage.py}
 runs against both, and against S3), without what only a disk needs: no
 folder lock, no fsync, no records written in the background after a scan.
+A scan with C{persist=False} changes none of the dicts below: what it reads
+of objects without a record stays in a dict of its own, as the local
+backend's does in memory.
 Nothing in the server imports this module, so it costs production nothing.
 """
 
@@ -84,6 +87,9 @@ class MemoryStorage:
     _details: dict = attrs.field(factory=dict, init=False)
     _tombstones: dict = attrs.field(factory=dict, init=False)
     _changed: dict = attrs.field(factory=dict, init=False)
+    # Metadata of objects without a record read by a scan that did not
+    # persist (filename -> bytes): the local backend's memory of them.
+    _unwritten: dict = attrs.field(factory=dict, init=False)
     # The data lives as long as this object: a snapshot of another storage
     # (another process, or another test) must never be taken for this one's.
     _name: str = attrs.field(factory=lambda: uuid.uuid4().hex, init=False)
@@ -117,13 +123,13 @@ class MemoryStorage:
         """Remove a file, its metadata and details, keeping a tombstone for its name."""
         return maybeDeferred(self._delete_sync, record)
 
-    def scan(self, known=None, since=0.0, tombstones=()):
+    def scan(self, known=None, since=0.0, tombstones=(), persist=True):
         """
         What the storage holds, reading objects put there directly; see
         L{IStorage.scan}. Its own tombstones are always exact, so the
         snapshot's are not needed.
         """
-        return maybeDeferred(self._scan_sync, known or {}, since)
+        return maybeDeferred(self._scan_sync, known or {}, since, persist)
 
     def locate(self, record):
         """
@@ -138,17 +144,22 @@ class MemoryStorage:
 
     def locate_metadata(self, record):
         """Metadata is sent from memory, or read as a missing file when there is none."""
-        data = self._metadata.get(record.filename)
+        data = self._metadata_of(record.filename)
         if data is None:
             return RemoteBytes(_missing(record.path + ".metadata"))
         return MemoryFile(data)
 
     def read_metadata(self, record):
         """A file's metadata, or L{FileNotFoundError} when none is kept."""
-        data = self._metadata.get(record.filename)
+        data = self._metadata_of(record.filename)
         if data is None:
             return fail(FileNotFoundError(record.path + ".metadata"))
         return succeed(data)
+
+    def _metadata_of(self, filename):
+        """A file's metadata: what a scan that did not persist read first, as it is newer."""
+        data = self._unwritten.get(filename)
+        return data if data is not None else self._metadata.get(filename)
 
     def read_details(self, record):
         """A file's details, or L{None} when none are kept."""
@@ -230,10 +241,11 @@ class MemoryStorage:
         self._changed[record.filename] = now
         self.objects.pop(record.path, None)
         self._metadata.pop(record.filename, None)
+        self._unwritten.pop(record.filename, None)
         self._details.pop(record.filename, None)
         self._records.pop(record.filename, None)
 
-    def _scan_sync(self, known, since):
+    def _scan_sync(self, known, since, persist=True):
         """List every object once, under the name a tombstone does not hide."""
         now = self._clock.seconds()
         # A snapshot from the future means the clock went back: trust no time.
@@ -249,7 +261,7 @@ class MemoryStorage:
             if filename in records:
                 skipped.append((key, f"another file named {filename} is already listed"))
                 continue
-            record = self._record_for(key, filename, known, since, now)
+            record = self._record_for(key, filename, known, since, now, persist)
             if isinstance(record, str):
                 skipped.append((key, record))
             else:
@@ -262,12 +274,13 @@ class MemoryStorage:
         stored = self._records.get(key.rpartition("/")[2])
         return (stored is None or stored.path != key, key)
 
-    def _record_for(self, key, filename, known, since, now):
+    def _record_for(self, key, filename, known, since, now, persist=True):
         """
         The record of the bytes under C{key}: C{known}'s when the name did not
         change since C{since}, else the stored one, else what the bytes say
-        (kept, so the next scan gives the same record); or why they are
-        skipped. A record whose size is not the bytes' describes other bytes.
+        (kept when C{persist}, so the next scan gives the same record); or why
+        they are skipped. A record whose size is not the bytes' describes
+        other bytes.
         """
         size = len(self.objects[key])
         previous = known.get(filename)
@@ -278,16 +291,26 @@ class MemoryStorage:
         stored = self._records.get(filename)
         if stored is not None and stored.size == size:
             return stored if stored.path == key else attrs.evolve(stored, path=key)
-        return self._import(key, filename, now)
+        return self._import(key, filename, now, persist)
 
-    def _import(self, key, filename, now):
-        """Describe bytes put there directly, with the time they were found as upload time."""
+    def _import(self, key, filename, now, persist=True):
+        """
+        Describe bytes put there directly, with the time they were found as
+        upload time; without C{persist}, only their metadata is kept, aside
+        (and no details are rendered).
+        """
         data = self.objects[key]
         try:
             inspected = inspect(io.BytesIO(data), filename, key, now, _digests(data),
-                                legacy=True, details=True)
+                                legacy=True, details=persist)
         except (InvalidName, InvalidDistribution) as e:
             return str(e)
+        if not persist:
+            if inspected.metadata is not None:
+                self._unwritten[filename] = inspected.metadata
+            else:
+                self._unwritten.pop(filename, None)
+            return inspected.record
         self._records[filename] = inspected.record
         self._keep(filename, inspected.metadata, inspected.details)
         self._changed[filename] = now
@@ -295,6 +318,7 @@ class MemoryStorage:
 
     def _keep(self, filename, metadata, details):
         """Keep a file's metadata and details, forgetting older ones it has not."""
+        self._unwritten.pop(filename, None)
         for kept, data in ((self._metadata, metadata), (self._details, details)):
             if data is not None:
                 kept[filename] = data

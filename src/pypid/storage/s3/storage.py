@@ -25,6 +25,7 @@ until shortly before they expire), relays of the object through the server
 import datetime
 import gzip
 import hashlib
+import io
 import json
 import os
 import secrets
@@ -33,7 +34,13 @@ from functools import partial
 from urllib.parse import quote
 
 import attrs
-from twisted.internet.defer import DeferredList, DeferredLock, ensureDeferred, gatherResults
+from twisted.internet.defer import (
+    DeferredList,
+    DeferredLock,
+    ensureDeferred,
+    gatherResults,
+    succeed,
+)
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -48,6 +55,7 @@ from pypid.storage.interface import (
     FilenameDeleted,
     ISharedStorage,
     IStorage,
+    MemoryFile,
     Redirect,
     RemoteBytes,
     RemoteFile,
@@ -119,6 +127,18 @@ def _write_new(path, data):
     with open(path, "wb") as f:
         f.write(data)
     return path
+
+
+def _inspect_bytes(data, filename, path, upload_time):
+    """
+    L{inspect} a file read from the bucket, from memory (not through the
+    spool folder, which a reader that does not persist may not have made),
+    without rendering its details.
+    """
+    digests = (len(data), hashlib.sha256(data).hexdigest(),
+               hashlib.blake2b(data, digest_size=32).hexdigest(),
+               hashlib.md5(data, usedforsecurity=False).hexdigest())
+    return inspect(io.BytesIO(data), filename, path, upload_time, digests, True, False)
 
 
 def _sweep(folder):
@@ -196,6 +216,9 @@ class S3Storage:
         # Background writes (change markers, the bucket's snapshot) not
         # finished yet: a clean stop waits for them.
         self._pending = set()
+        # Metadata of objects without a record read by a scan that did not
+        # persist (filename -> bytes), served from here: none is written.
+        self._unwritten = {}
 
     # -- life ------------------------------------------------------------------------
 
@@ -455,7 +478,13 @@ class S3Storage:
         return Redirect(self.presigned(key))
 
     def locate_metadata(self, record):
-        """Like L{locate}, for the metadata sibling."""
+        """
+        Like L{locate}, for the metadata sibling; from memory for an object
+        read by a scan that did not persist (the bucket has no sibling).
+        """
+        data = self._unwritten.get(record.filename)
+        if data is not None:
+            return MemoryFile(data)
         key = self._layout.metadata_key(record.path)
         if self._public_url is not None:
             return Redirect(self._public_url + quote(record.path + ".metadata", safe="/~"))
@@ -464,7 +493,11 @@ class S3Storage:
         return Redirect(self.presigned(key))
 
     def read_metadata(self, record):
-        """The metadata sibling's bytes."""
+        """The metadata sibling's bytes (see L{locate_metadata})."""
+        data = self._unwritten.get(record.filename)
+        if data is not None:
+            return succeed(data)
+
         async def read():
             data = await self._client.get(self._layout.metadata_key(record.path),
                                           limit=METADATA_LIMIT)
@@ -612,7 +645,7 @@ class S3Storage:
 
     # -- the full listing ----------------------------------------------------------------
 
-    def scan(self, known=None, since=0.0, tombstones=()):
+    def scan(self, known=None, since=0.0, tombstones=(), persist=True):
         """
         What the bucket holds; see L{IStorage.scan}.
 
@@ -622,10 +655,19 @@ class S3Storage:
         catches what changed behind pypid's back (objects copied in by
         hand) then runs in the background: the first L{poll} asks for it
         (see L{reconcile}). Otherwise the bucket is listed now.
-        """
-        return ensureDeferred(self._start(known or {}, since, frozenset(tombstones)))
 
-    async def _start(self, known, since, tombstones):
+        Without C{persist}, the bucket is always listed now, trusting the
+        snapshot's records for objects unchanged since: a reader has no
+        later poll to reconcile for it, and a poll removes old markers.
+        Objects without a record are read (in memory, not through the
+        spool folder), but nothing is written back (no metadata sibling, no
+        details, no copy in place): their metadata is kept in memory.
+        """
+        return ensureDeferred(self._start(known or {}, since, frozenset(tombstones), persist))
+
+    async def _start(self, known, since, tombstones, persist=True):
+        if not persist:
+            return await self._scan(known, since, persist=False)
         now = self._clock.seconds()
         if not (known and since and 0 <= now - since < MARKER_RETENTION / 2):
             return await self._scan(known, since)
@@ -679,7 +721,7 @@ class S3Storage:
             found.extend(page.keys)
         return found
 
-    async def _scan(self, known, since):
+    async def _scan(self, known, since, persist=True):
         started = self._clock.seconds()
         layout = self._layout
         trusted_before = since - self._clock_margin if since else 0.0
@@ -705,7 +747,7 @@ class S3Storage:
                 records[filename] = previous
             else:
                 to_read.append((filename, path, item))
-        results = await self._read_all(to_read)
+        results = await self._read_all(to_read, persist)
         for (filename, path, _item), outcome in zip(to_read, results):
             if isinstance(outcome, str):
                 skipped.append((path, outcome))
@@ -717,7 +759,7 @@ class S3Storage:
         self._feed.listed(started)
         return ScanResult(records=records, tombstones=frozenset(deleted), skipped=tuple(skipped))
 
-    async def _read_all(self, to_read):
+    async def _read_all(self, to_read, persist=True):
         limit = self._client.limit
         imports = _Serial()
 
@@ -728,18 +770,19 @@ class S3Storage:
             record = record_from_headers(path, item.size, headers)
             if record is not None:
                 return record
-            return await imports.run(self._import, filename, path, item)
+            return await imports.run(self._import, filename, path, item, persist)
 
         return await gatherResults([
             limit.run(lambda args=args: ensureDeferred(read(*args))) for args in to_read
         ], consumeErrors=True).addErrback(lambda f: f.value.subFailure)
 
-    async def _import(self, filename, path, item):
+    async def _import(self, filename, path, item, persist=True):
         """
         Describe a file that another tool put in the bucket: read it once,
         then keep what was learnt in the bucket (its metadata sibling, and the
         record as the object's own metadata, copied in place only if the
-        object did not change meanwhile).
+        object did not change meanwhile); without C{persist}, keep only its
+        metadata, in memory, and render no details.
         """
         if item.size > self._max_import_size:
             return f"larger than the largest upload ({item.size} bytes)"
@@ -750,6 +793,15 @@ class S3Storage:
             return f"cannot read it from the bucket now: {e}"
         if data is None:
             return "removed while the bucket was listed"
+        if not persist:
+            try:
+                inspected = await self._run(_inspect_bytes, data, filename, path,
+                                            parse_time(item.last_modified))
+            except (InvalidName, InvalidDistribution) as e:
+                return str(e)
+            if inspected.metadata is not None:
+                self._unwritten[filename] = inspected.metadata
+            return inspected.record
         temp = os.path.join(self.temp_dir, f"import-{secrets.token_hex(8)}")
         await self._run(_write_new, temp, data)
         try:
