@@ -11,7 +11,6 @@ applies whole.
 """
 
 import errno
-import fcntl
 import hashlib
 import os
 import shutil
@@ -23,7 +22,7 @@ from twisted.internet.defer import ensureDeferred, maybeDeferred
 from zope.interface import Attribute, Interface, implementer
 
 from pypid.export.plan import BINARY_TYPE, ExportError
-from pypid.storage.disk import remove_file
+from pypid.storage.disk import exclusive_lock, remove_file
 from pypid.storage.interface import StorageError
 
 #: The modes of what a folder target writes: a tree for a web server to
@@ -153,14 +152,10 @@ class LocalTarget:
     def _open_sync(self):
         try:
             os.makedirs(self._tmp, exist_ok=True)
-            fd = os.open(os.path.join(self.root, ".pypid-export.lock"),
-                         os.O_RDWR | os.O_CREAT, 0o644)
+            fd = exclusive_lock(os.path.join(self.root, ".pypid-export.lock"), 0o644)
         except OSError as e:
             raise ExportError(f"cannot write to {self.root}: {e.strerror}")
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
+        if fd is None:
             raise ExportError(f"{self.root} is being written by another pypid-export")
         self._lock_fd = fd
         for entry in os.scandir(self._tmp):

@@ -1,11 +1,28 @@
 """
 The small file-system operations every user of the disk shares: writing a
-state file (the snapshot, the tokens) atomically, and removing a file that
-may be gone already. Blocking: for a worker thread.
+state file (the snapshot, the tokens) atomically, removing a file that may
+be gone already, and holding a folder for one process. Blocking: for a
+worker thread.
 """
 
+import fcntl
 import os
 import tempfile
+
+
+def exclusive_lock(path, mode=0o600):
+    """
+    Open C{path} (created if missing) and take its exclusive lock without
+    waiting: the open descriptor, held until it is closed, or L{None} when
+    another process holds the lock.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, mode)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
 
 
 def write_atomically(path, data, prefix=".tmp-"):

@@ -30,7 +30,6 @@ the thread pool given at construction, never on the reactor thread.
 
 import contextlib
 import errno
-import fcntl
 import json
 import os
 import threading
@@ -46,7 +45,7 @@ from pypid.core.index import newest_per_project
 from pypid.core.metadata import InvalidDistribution
 from pypid.core.model import FileRecord
 from pypid.core.names import InvalidName
-from pypid.storage.disk import remove_file
+from pypid.storage.disk import exclusive_lock, remove_file
 from pypid.storage.interface import (
     FileExists,
     FilenameDeleted,
@@ -266,11 +265,8 @@ class LocalStorage:
         """
         if self._lock_fd is not None:
             return
-        fd = os.open(os.path.join(self.root, _META_DIR, "lock"), os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
+        fd = exclusive_lock(os.path.join(self.root, _META_DIR, "lock"))
+        if fd is None:
             raise StorageError(f"{self.root} is in use by another pypid process")
         self._lock_fd = fd
 
