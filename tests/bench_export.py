@@ -143,7 +143,10 @@ def main():
               f"({report.written} paths written)")
         print(f"  the command:          {command(config, dest):6.3f} s")
 
+        # (the daemon, changing its storage between exports; the exports
+        # themselves never prepare it, nor write into it)
         storage = LocalStorage(storage_root, run_now)
+        done(storage.prepare())
         by_name = {r.filename: r for r in records}
         cases = []
         for run in range(options.runs):
