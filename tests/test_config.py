@@ -310,6 +310,44 @@ class OverrideTests(_ConfigMixin, SynchronousTestCase):
         self.assertEqual(config.server.listen, ("tcp:2",))
 
 
+class EnvironmentTests(_ConfigMixin, SynchronousTestCase):
+    """Tests for C{PYPID_<SECTION>_<KEY>} environment variables."""
+
+    def test_over_the_file_under_set(self):
+        """The environment wins over the file, and C{--set} over the environment."""
+        path = self.write("[pypid]\nthreads = 2\n[auth]\nread = everyone\n")
+        environ = {"PYPID_PYPID_THREADS": "6", "PYPID_AUTH_READ": "authenticated",
+                   "PYPID_PYPID_BASE_URL": "https://pypi.internal.example/"}
+        config = load_config(path, environ=environ)
+        self.assertEqual((config.server.threads, config.auth.read, config.server.base_url),
+                         (6, "authenticated", "https://pypi.internal.example/"))
+        config = load_config(path, overrides=[("pypid", "threads", "8")], environ=environ)
+        self.assertEqual(config.server.threads, 8)
+        self.assertEqual(load_config(path).server.threads, 2)
+
+    def test_others_left_alone(self):
+        """Variables of no section (C{PYPID_CONFIG}, tools' own) are not the configuration's."""
+        environ = {"PYPID_CONFIG": "x.ini", "PYPID_ARTIFACTS": "/tmp", "PYPID_AUTH": "a:b",
+                   "PYPID_USERS_ALICE": ALICE_HASH, "PATH": "/bin"}
+        config = load_config(None, environ=environ)
+        self.assertEqual(config.users, {})
+
+    def test_errors_name_the_variable(self):
+        """A bad value or an unknown key is blamed on its variable, in one line."""
+        e = self.assertRaises(ConfigError, load_config, None,
+                              environ={"PYPID_PYPID_THREADS": "lots"})
+        self.assertEqual(str(e), "environment PYPID_PYPID_THREADS: [pypid] threads: "
+                                 "expected a whole number from 1 to 64")
+        e = self.assertRaises(ConfigError, load_config, None,
+                              environ={"PYPID_STORAGE_PAHT": "/srv"})
+        self.assertTrue(str(e).startswith("environment PYPID_STORAGE_PAHT: [storage] paht: "
+                                          "unknown key"), str(e))
+        e = self.assertRaises(ConfigError, load_config, None,
+                              overrides=[("pypid", "threads", "lots")],
+                              environ={"PYPID_PYPID_THREADS": "lots"})
+        self.assertTrue(str(e).startswith("--set pypid.threads:"), str(e))
+
+
 class ErrorTests(_ConfigMixin, SynchronousTestCase):
     """Every problem is one L{ConfigError} line naming the file, section and key."""
 

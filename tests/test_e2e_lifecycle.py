@@ -312,7 +312,7 @@ class PypiserverFolderTests(DaemonTestCase):
 class ConfigurationTests(DaemonTestCase):
     """A bad configuration stops start-up with one line naming file, section and key."""
 
-    def start_with(self, text=None, args=(), config="pypid.ini"):
+    def start_with(self, text=None, args=(), config="pypid.ini", environ=None):
         """Run the server with this configuration text; return (exit code, output)."""
         folder = os.path.abspath(self.mktemp())
         os.makedirs(folder)
@@ -322,7 +322,8 @@ class ConfigurationTests(DaemonTestCase):
                 f.write(text)
         done = run([TWISTD, "-n", "--pidfile=", "pypid", "--config", path,
                     "--listen", f"tcp:{free_port()}:interface={HOST}", *args],
-                   cwd=folder, env=clean_env(folder), timeout=30, check=False, what="twistd")
+                   cwd=folder, env=clean_env(folder, **(environ or {})), timeout=30,
+                   check=False, what="twistd")
         return done.returncode, done.output, path
 
     def assert_one_line(self, code, output, *words):
@@ -354,6 +355,12 @@ class ConfigurationTests(DaemonTestCase):
         """A bad C{--set} value stops start-up the same way."""
         code, output, path = self.start_with("[pypid]\n", args=["--set", "auth.read=nobody"])
         self.assert_one_line(code, output, "[auth] read", "everyone")
+
+    def test_bad_value_from_the_environment(self):
+        """A bad C{PYPID_<SECTION>_<KEY>} stops start-up the same way, naming the variable."""
+        code, output, path = self.start_with("[pypid]\n",
+                                             environ={"PYPID_AUTH_READ": "nobody"})
+        self.assert_one_line(code, output, "PYPID_AUTH_READ", "[auth] read", "everyone")
 
     def test_missing_file(self):
         """A configuration file that does not exist is named."""

@@ -9,6 +9,7 @@ certificate of C{https:} listeners is read again; the signal never stops
 the server).  C{pypid.tac} calls the same function.
 """
 
+import os
 import signal
 from functools import partial
 
@@ -70,7 +71,8 @@ class Options(usage.Options):
         naming the file, section and key (no usage text, no traceback).
         """
         try:
-            self["config_obj"] = load_config(self["config"], self["set"], self["listen"])
+            self["config_obj"] = load_config(self["config"], self["set"], self["listen"],
+                                             os.environ)
         except ConfigError as e:
             raise SystemExit(f"pypid: {e}")
 

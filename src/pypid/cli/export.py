@@ -243,7 +243,7 @@ async def export_command(options, reactor, out, err):
     """
     closing = []
     try:
-        config = load_config(options.config, options.overrides)
+        config = load_config(options.config, options.overrides, environ=os.environ)
         if config.auth.read != "everyone" or config.acl:
             err.write("pypid-export: warning: the server limits who may read ([auth] read, "
                       "[acl]); the export has no access control and holds every project: "

@@ -8,7 +8,9 @@ file and the command line, runs their parsers and checks, and assembles the
 L{Config}.  So an unknown key, a misspelt section or a bad value stops
 start-up with a single line naming the file (or the command-line option),
 the section and the key, and saying what is allowed.  C{etc/pypid.ini}
-documents every key for people.
+documents every key for people.  A key may also come from the environment
+(C{PYPID_<SECTION>_<KEY>}, L{environment_overrides}): over the file, under
+C{--set}.
 
 Relative paths are made absolute against the directory the server is started
 in, so C{etc/pypid.ini} works from a checkout with C{./var/}.
@@ -74,13 +76,43 @@ def parse_override(text):
     return section.lower(), key.strip(), value
 
 
-def load_config(path, overrides=(), listen=()):
+#: What an environment variable of the configuration starts with:
+#: C{PYPID_<SECTION>_<KEY>}, upper case (C{PYPID_AUTH_READ}).
+ENV_PREFIX = "PYPID_"
+
+
+def environment_overrides(environ):
+    """
+    C{(section, key, value, variable)} of the variables of C{environ} that
+    name a key of a section of L{SCHEMA} (C{PYPID_PYPID_BASE_URL} is
+    C{[pypid] base_url}). A variable whose section is not one of them
+    (C{PYPID_CONFIG}, say) is not the configuration's and is left alone;
+    one whose section is but whose key is not is returned all the same, so
+    that its name is refused like a misspelt key in the file. C{[users]},
+    C{[groups]} and C{[acl]} come from the file only: their keys are names
+    an environment variable cannot spell faithfully.
+    """
+    found = []
+    for variable, value in sorted(environ.items()):
+        if not variable.startswith(ENV_PREFIX):
+            continue
+        section, _, key = variable[len(ENV_PREFIX):].partition("_")
+        section = section.lower()
+        if section in SCHEMA and key:
+            found.append((section, key.lower(), value, variable))
+    return found
+
+
+def load_config(path, overrides=(), listen=(), environ=None):
     """
     Read, validate and freeze the configuration.
 
     @param path: the INI file, or L{None} for the embedded defaults.
     @param overrides: C{(section, key, value)} triples from C{--set}; they
-        win over the file.
+        win over the file and the environment.
+    @param environ: the process's environment (L{os.environ}), whose
+        C{PYPID_<SECTION>_<KEY>} variables win over the file (see
+        L{environment_overrides}); L{None} for none.
     @param listen: endpoint strings from C{--listen}; when given they replace
         C{[pypid] listen}.
     @rtype: L{Config}
@@ -102,6 +134,12 @@ def load_config(path, overrides=(), listen=()):
             message = " ".join(str(e).split())
             raise ConfigError(f"{path}: not a valid INI file: {message}")
     file_sections = set(parser.sections())
+    from_environment = {}
+    for section, key, value, variable in environment_overrides(environ or {}):
+        if not parser.has_section(section):
+            parser.add_section(section)
+        parser.set(section, key, value)
+        from_environment[section, key] = variable
     for section, key, value in overrides:
         if not parser.has_section(section):
             parser.add_section(section)
@@ -126,6 +164,9 @@ def load_config(path, overrides=(), listen=()):
             if blamed in from_command_line:
                 option = "--listen" if blamed == ("pypid", "listen") and listen else "--set"
                 raise ConfigError(f"{option} {blamed[0]}.{blamed[1]}: {where}: {message}")
+        for blamed in [(section, key), *causes]:
+            if blamed in from_environment:
+                raise ConfigError(f"environment {from_environment[blamed]}: {where}: {message}")
         raise ConfigError(f"{source}: {where}: {message}")
 
     for section in parser.sections():
