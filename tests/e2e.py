@@ -239,6 +239,8 @@ class Daemon(ChildProcess):
         self.home = os.path.join(self.directory, "home")
         os.makedirs(self.home, exist_ok=True)
         self.settings = dict(settings or {})
+        #: more environment variables of the server's process
+        self.environ = {}
         self.users = {USER: PASSWORD} if users is None else dict(users)
         self.process = None
         self.port = None
@@ -340,7 +342,7 @@ class Daemon(ChildProcess):
             self.process = subprocess.Popen(
                 self.command(port), cwd=self.directory, stdin=subprocess.DEVNULL,
                 stdout=log, stderr=subprocess.STDOUT,
-                env=clean_env(self.home, PYTHONUNBUFFERED="1"),
+                env=clean_env(self.home, PYTHONUNBUFFERED="1", **self.environ),
                 start_new_session=True, preexec_fn=_die_with_parent,
             )
         _live.add(self)

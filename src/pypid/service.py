@@ -14,6 +14,7 @@ import attrs
 from twisted.application.internet import TimerService
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, DeferredList, ensureDeferred, maybeDeferred
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from pypid.storage import snapshot as snapshots
@@ -188,12 +189,15 @@ class PypidService(MultiService):
     """
 
     def __init__(self, loader, listeners, snapshot_service, threadpools, reactor,
-                 exit_on_failure=False, sync_service=None, index=None, site=None, tls=None):
+                 exit_on_failure=False, sync_service=None, index=None, site=None, tls=None,
+                 notifier=None):
         """
         @param index: the L{pypid.core.index.Index} the server serves.
         @param site: the L{pypid.web.site.PypidSite} of its listeners.
         @param tls: the L{pypid.tls.ServerTLS} of its C{https:} listeners
             (reloaded on C{SIGHUP}), or L{None}.
+        @param notifier: the L{pypid.systemd.Notifier} of a C{Type=notify}
+            unit, or L{None}.
         """
         MultiService.__init__(self)
         self.index = index
@@ -206,6 +210,8 @@ class PypidService(MultiService):
         self._snapshot_service = snapshot_service
         self._threadpools = threadpools
         self._reactor = reactor
+        self._notifier = notifier
+        self._watchdog = None
         self.ready = Deferred()
         self.failed = False
 
@@ -228,6 +234,14 @@ class PypidService(MultiService):
         self._snapshot_service.setServiceParent(self)
         if self._sync_service is not None:
             self._sync_service.setServiceParent(self)
+        notifier = self._notifier
+        if notifier is not None:
+            files = len(self.index) if self.index is not None else 0
+            notifier.send("READY=1", f"STATUS=Serving {files} files")
+            if notifier.watchdog:
+                self._watchdog = LoopingCall(notifier.send, "WATCHDOG=1")
+                self._watchdog.clock = self._reactor
+                self._watchdog.start(notifier.watchdog, now=True)
         self.ready.callback(None)
 
     def _listen_failed(self, failure):
@@ -272,6 +286,10 @@ class PypidService(MultiService):
         change a client could still make), then stop the thread pools.
         """
         Service.stopService(self)
+        if self._notifier is not None:
+            self._notifier.send("STOPPING=1")
+            if self._watchdog is not None and self._watchdog.running:
+                self._watchdog.stop()
         if self._sync_service is not None and self._sync_service.running:
             self._sync_service.stopService()
         d = DeferredList([maybeDeferred(listener.stopService)

@@ -87,7 +87,11 @@ def makeService(options, reactor=None, pools=None):
     if reactor is None:
         from twisted.internet import reactor
     config = options["config_obj"]
-    service = build_service(config, reactor, exit_on_failure, pools)
+    notifier = None
+    if exit_on_failure:
+        from pypid.systemd import Notifier
+        notifier = Notifier.from_environ(os.environ)
+    service = build_service(config, reactor, exit_on_failure, pools, notifier)
     if exit_on_failure:
         # (in every real process: Python's default for SIGHUP would stop it
         # at once, without its last snapshot)
@@ -129,13 +133,15 @@ class ThreadPools:
         return cls(io, hashing, partial(deferToThreadPool, reactor, io))
 
 
-def build_service(config, reactor, exit_on_failure=False, pools=None):
+def build_service(config, reactor, exit_on_failure=False, pools=None, notifier=None):
     """
     Build the service tree for a L{pypid.config.Config}.
 
     @param exit_on_failure: make the process exit with status 1 after a fatal
         start-up error (only for a real process, never inside tests).
     @param pools: the L{ThreadPools}; by default new ones.
+    @param notifier: the L{pypid.systemd.Notifier} of a C{Type=notify} unit,
+        or L{None}.
     """
     if pools is None:
         pools = ThreadPools.create(reactor, config.server.threads)
@@ -168,7 +174,8 @@ def build_service(config, reactor, exit_on_failure=False, pools=None):
 
     listeners, tls = make_listeners(config, reactor, web.site)
     return PypidService(loader, listeners, snapshot_service, [pools.io, pools.hashing], reactor,
-                        exit_on_failure, sync_service, index=index, site=web.site, tls=tls)
+                        exit_on_failure, sync_service, index=index, site=web.site, tls=tls,
+                        notifier=notifier)
 
 
 def make_listeners(config, reactor, site):

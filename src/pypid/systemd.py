@@ -1,0 +1,64 @@
+"""
+systemd's service notifications, for C{Type=notify} units: C{READY=1} once
+the index is loaded and every listener is up (so C{systemctl start}, and a
+unit ordered after pypid's, wait for a server that answers), C{STOPPING=1}
+when it stops, and C{WATCHDOG=1} at half the unit's C{WatchdogSec}, so
+systemd restarts a server whose reactor is stuck.
+
+The protocol is one datagram per message to the C{AF_UNIX} socket that
+C{NOTIFY_SOCKET} names (an address starting with C{@} is in the abstract
+namespace), with C{KEY=value} lines; it needs no library. Outside systemd
+there is no C{NOTIFY_SOCKET}, and nothing is sent.
+"""
+
+import os
+import socket
+
+import attrs
+from twisted.logger import Logger
+
+log = Logger()
+
+
+@attrs.define
+class Notifier:
+    """
+    Sends notifications to the service manager.
+
+    @ivar address: the socket's address, as C{sendto} takes it.
+    @ivar watchdog: seconds between two C{WATCHDOG=1}, or L{None} when the
+        unit has no watchdog.
+    """
+
+    address: object
+    watchdog: float | None = None
+
+    @classmethod
+    def from_environ(cls, environ, pid=None):
+        """
+        The notifier the environment asks for, or L{None}: C{NOTIFY_SOCKET},
+        and C{WATCHDOG_USEC} when C{WATCHDOG_PID} is unset or this process.
+        """
+        name = environ.get("NOTIFY_SOCKET")
+        if not name:
+            return None
+        address = "\0" + name[1:] if name.startswith("@") else name
+        watchdog = None
+        usec = environ.get("WATCHDOG_USEC", "")
+        owner = environ.get("WATCHDOG_PID", "")
+        if usec.isdigit() and int(usec) > 0 and owner in ("", str(pid or os.getpid())):
+            watchdog = int(usec) / 1e6 / 2
+        return cls(address, watchdog)
+
+    def send(self, *states):
+        """
+        Send C{states} (C{"READY=1"}, ...) in one datagram. A manager that
+        is gone is logged, never raised: the server goes on without it.
+        """
+        message = "\n".join(states).encode("utf-8")
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+                sock.sendto(message, self.address)
+        except OSError as e:
+            log.warn("Cannot notify systemd ({states}): {error}", states=", ".join(states),
+                     error=e.strerror)
