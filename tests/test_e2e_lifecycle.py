@@ -7,6 +7,7 @@ existing pypiserver folder, and configurations that must stop start-up.
 import os
 import signal
 import socket
+import time
 
 from tests.distributions import make_sdist, make_wheel, metadata_text
 from tests.e2e import (
@@ -93,6 +94,36 @@ class RestartTests(DaemonTestCase):
         self.assertTrue(daemon.running())
         self.assertEqual(daemon.pid, pid)
         self.assert_served(daemon, "hangup", page, dists)
+
+    def test_stop_finishes_an_upload_in_flight(self):
+        """
+        SIGTERM in the middle of an upload's body: the server stops
+        listening, takes the rest of the body, stores the file, answers 200,
+        saves it in the last snapshot, then exits.
+        """
+        daemon = self.new_daemon()
+        filename, data = make_wheel("in-flight", "1.0")
+        content_type, body = upload_form(filename, data)
+        head = (f"POST / HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: {content_type}\r\n"
+                f"Content-Length: {len(body)}\r\nAuthorization: {basic()}\r\n"
+                "Connection: close\r\n\r\n").encode()
+        sock = socket.create_connection((HOST, daemon.port), timeout=30)
+        self.addCleanup(sock.close)
+        sock.sendall(head + body[: len(body) // 2])
+        time.sleep(0.3)
+        daemon.process.send_signal(signal.SIGTERM)
+        wait_for(lambda: b"requests in flight" in daemon.log_since_start(), 10,
+                 "the server did not wait for the upload")
+        with self.assertRaises(ConnectionRefusedError, msg="still listening after SIGTERM"):
+            socket.create_connection((HOST, daemon.port), timeout=5).close()
+        sock.sendall(body[len(body) // 2:])
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200 "), answer[:200])
+        daemon.process.wait(timeout=15)
+        daemon.start(port=daemon.port)
+        self.assertEqual(list(files_by_name(daemon, "in-flight")), [filename])
 
     def test_rebuild_without_snapshot(self):
         """With the snapshot deleted, the index is rebuilt from storage with the same upload times and yanks."""

@@ -14,7 +14,7 @@ import attrs
 from twisted.application.internet import TimerService
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, DeferredList, ensureDeferred, maybeDeferred
-from twisted.internet.task import LoopingCall
+from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 
 from pypid.storage import snapshot as snapshots
@@ -180,6 +180,12 @@ class SyncService(TimerService):
                  count=len(changes))
 
 
+#: How long a stopping server waits for the requests in flight (seconds):
+#: under the shipped unit's TimeoutStopSec, with time left for the snapshot.
+DRAIN_TIMEOUT = 20.0
+DRAIN_POLL = 0.05
+
+
 class PypidService(MultiService):
     """
     The whole server. The listeners start once the index is loaded, and the
@@ -267,6 +273,24 @@ class PypidService(MultiService):
         else:
             log.info("Received SIGHUP: nothing to reload (no https: listener)")
 
+    async def _drain(self):
+        """
+        Wait, with a deadline (L{DRAIN_TIMEOUT}), for the requests under way
+        when the server stopped listening: an upload or a download in flight
+        is finished rather than cut, and then in the last snapshot.
+        """
+        counter = getattr(self.site, "counter", None)
+        if counter is None or not counter.in_flight():
+            return
+        log.info("Stopped listening; finishing {count} requests in flight",
+                 count=counter.in_flight())
+        deadline = self._reactor.seconds() + DRAIN_TIMEOUT
+        while counter.in_flight() and self._reactor.seconds() < deadline:
+            await deferLater(self._reactor, DRAIN_POLL, lambda: None)
+        if counter.in_flight():
+            log.warn("Stopping with {count} requests still in flight after {timeout:g} s",
+                     count=counter.in_flight(), timeout=DRAIN_TIMEOUT)
+
     def fatal(self, message):
         """
         Stop the process after an error at start-up, with one critical log
@@ -282,8 +306,9 @@ class PypidService(MultiService):
 
     def stopService(self):
         """
-        Stop listening first, then take the last snapshot (so it holds every
-        change a client could still make), then stop the thread pools.
+        Stop listening first, then finish the requests in flight (with a
+        deadline), then take the last snapshot (so it holds every change a
+        client could still make), then stop the thread pools.
         """
         Service.stopService(self)
         if self._notifier is not None:
@@ -294,6 +319,7 @@ class PypidService(MultiService):
             self._sync_service.stopService()
         d = DeferredList([maybeDeferred(listener.stopService)
                           for listener in self._listeners if listener.running])
+        d.addCallback(lambda _: ensureDeferred(self._drain()))
 
         def save(_):
             if self._snapshot_service.running:

@@ -302,6 +302,13 @@ class ConnectionCounter:
         channel.counted_host = host
         return True
 
+    def in_flight(self):
+        """
+        How many connections have a request under way: its head or body
+        being read, or its answer being written.
+        """
+        return sum(1 for channel in self._channels if channel.requests)
+
     def closed(self, channel):
         """A counted connection ended."""
         self._channels.discard(channel)
