@@ -276,20 +276,29 @@ class PypidService(MultiService):
     async def _drain(self):
         """
         Wait, with a deadline (L{DRAIN_TIMEOUT}), for the requests under way
-        when the server stopped listening: an upload or a download in flight
-        is finished rather than cut, and then in the last snapshot.
+        when the server stopped listening, and for those a client is about to
+        send on a connection it just opened or was just answered on: an
+        upload or a download in flight is finished rather than cut (and an
+        upload then in the last snapshot), and a connection accepted just
+        before the stop is answered, not dropped. Behind a socket that
+        outlives the server (systemd's socket activation), no client sees a
+        restart.
         """
         counter = getattr(self.site, "counter", None)
-        if counter is None or not counter.in_flight():
+        clock = self._reactor
+
+        def in_flight():
+            return counter.in_flight(clock.seconds())
+
+        if counter is None or not in_flight():
             return
-        log.info("Stopped listening; finishing {count} requests in flight",
-                 count=counter.in_flight())
-        deadline = self._reactor.seconds() + DRAIN_TIMEOUT
-        while counter.in_flight() and self._reactor.seconds() < deadline:
-            await deferLater(self._reactor, DRAIN_POLL, lambda: None)
-        if counter.in_flight():
+        log.info("Stopped listening; finishing {count} requests in flight", count=in_flight())
+        deadline = clock.seconds() + DRAIN_TIMEOUT
+        while in_flight() and clock.seconds() < deadline:
+            await deferLater(clock, DRAIN_POLL, lambda: None)
+        if in_flight():
             log.warn("Stopping with {count} requests still in flight after {timeout:g} s",
-                     count=counter.in_flight(), timeout=DRAIN_TIMEOUT)
+                     count=in_flight(), timeout=DRAIN_TIMEOUT)
 
     def fatal(self, message):
         """

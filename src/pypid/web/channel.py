@@ -302,12 +302,16 @@ class ConnectionCounter:
         channel.counted_host = host
         return True
 
-    def in_flight(self):
+    def in_flight(self, now, grace=1.0):
         """
-        How many connections have a request under way: its head or body
-        being read, or its answer being written.
+        How many connections have a request under way (its head or body
+        being read, or its answer being written), or may be about to send
+        one: opened, or answered, less than C{grace} seconds before C{now}
+        (a client connects, or reuses its connection, then writes).
         """
-        return sum(1 for channel in self._channels if channel.requests)
+        return sum(1 for channel in self._channels
+                   if channel.requests or (channel.waiting_since is not None
+                                           and now - channel.waiting_since < grace))
 
     def closed(self, channel):
         """A counted connection ended."""
