@@ -5,6 +5,7 @@ shared bucket promises (conditional writes, multipart uploads, presigned
 URLs, change markers, signatures checked by the server, failures).
 """
 
+import hashlib
 import os
 import time
 import urllib.parse
@@ -393,25 +394,36 @@ class S3StorageTests(S3Case):
         self.assertEqual(len(changes), 0)
         self.assertEqual(calls, ["GET"])
 
-    async def test_start_from_snapshot(self):
+    async def snapshot_then_changes(self, versions, later, **foreign):
         """
-        From a recent snapshot, start-up reads only what the change markers
-        name; the first poll then asks for a full reconcile, which finds
-        what was put in the bucket by hand.
+        Publish C{versions}, take their records as a snapshot would, then
+        publish C{later} through pypid and put a wheel in the bucket by
+        hand: C{(snapshot records, its time, the later record, the foreign
+        wheel's filename)}.
         """
         writer = await self.ready_storage()
-        for version in ("1.0", "2.0"):
+        for version in versions:
             temp, record, metadata, _ = self.spool_wheel(writer, version=version)
             await writer.publish(temp, record, metadata)
         await writer.settle()
         known = (await writer.scan({}, 0.0)).records
         since = time.time()
         time.sleep(0.01)
-        temp, newer, metadata, _ = self.spool_wheel(writer, version="3.0")
+        temp, newer, metadata, _ = self.spool_wheel(writer, version=later)
         await writer.publish(temp, newer, metadata)
         await writer.settle()
-        foreign_name, foreign = make_wheel("by-hand", "1.0")
-        s3server.client().put_object(Bucket=self.bucket, Key=PREFIX + foreign_name, Body=foreign)
+        foreign_name, data = make_wheel("by-hand", "1.0", **foreign)
+        s3server.client().put_object(Bucket=self.bucket, Key=PREFIX + foreign_name, Body=data)
+        return known, since, newer, foreign_name
+
+    async def test_start_from_snapshot(self):
+        """
+        From a recent snapshot, start-up reads only what the change markers
+        name; the first poll then asks for a full reconcile, which finds
+        what was put in the bucket by hand.
+        """
+        known, since, newer, foreign_name = await self.snapshot_then_changes(("1.0", "2.0"),
+                                                                             "3.0")
 
         starting = self.storage_on()
         await starting.prepare()
@@ -443,18 +455,9 @@ class S3StorageTests(S3Case):
         only reads: no write, no copy, no marker removed, nothing left in
         the background.
         """
-        writer = await self.ready_storage()
-        temp, old, metadata, _ = self.spool_wheel(writer, version="1.0")
-        await writer.publish(temp, old, metadata)
-        await writer.settle()
-        known = (await writer.scan({}, 0.0)).records
-        since = time.time()
-        time.sleep(0.01)
-        temp, newer, metadata, _ = self.spool_wheel(writer, version="2.0")
-        await writer.publish(temp, newer, metadata)
-        await writer.settle()
-        foreign_name, foreign = make_wheel("by-hand", "1.0", requires_python=">=3.9")
-        s3server.client().put_object(Bucket=self.bucket, Key=PREFIX + foreign_name, Body=foreign)
+        known, since, newer, foreign_name = await self.snapshot_then_changes(
+            ("1.0",), "2.0", requires_python=">=3.9")
+        [old] = known.values()
         before = bucket_state(self.bucket)
 
         reader = self.storage_on(download="stream")  # (as pypid-export makes it: not prepared)
@@ -479,7 +482,8 @@ class S3StorageTests(S3Case):
         self.assertIn(b"Requires-Python: >=3.9", data)
         self.assertEqual(reader.locate_metadata(record), MemoryFile(data))
         self.assertIsInstance(reader.locate_metadata(newer), RemoteBytes)
-        self.assertEqual(await reader.read_metadata(newer), metadata)
+        self.assertEqual(hashlib.sha256(await reader.read_metadata(newer)).hexdigest(),
+                         newer.metadata_sha256)
         self.assertEqual(bucket_state(self.bucket), before)
 
     async def test_store_without_conditional_writes_refused(self):
