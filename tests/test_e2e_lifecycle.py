@@ -23,6 +23,7 @@ from tests.e2e import (
     files_by_name,
     free_port,
     http,
+    password_hash,
     project_json,
     run,
     sha256,
@@ -89,11 +90,54 @@ class RestartTests(DaemonTestCase):
         daemon, page, dists = self.populated("hangup")
         pid = daemon.pid
         os.kill(pid, signal.SIGHUP)
-        wait_for(lambda: b"Received SIGHUP" in daemon.log_since_start(), 10,
+        wait_for(lambda: b"Reloaded the configuration" in daemon.log_since_start(), 10,
                  "the server did not log the signal")
         self.assertTrue(daemon.running())
         self.assertEqual(daemon.pid, pid)
         self.assert_served(daemon, "hangup", page, dists)
+
+    def test_hangup_reloads_users_and_rules(self):
+        """
+        SIGHUP takes the file's new users and rules: a removed user is
+        refused at once (though her password was checked a moment before),
+        a new one may upload, a new rule hides a project from the list; a
+        configuration that cannot be used is logged and the one in use stays.
+        """
+        daemon = self.new_daemon(users={USER: PASSWORD, "alice": "alice-pw"})
+        self.assertEqual(upload(daemon, *make_wheel("shown", "1.0"),
+                                auth=("alice", "alice-pw")).status, 200)
+        self.assertEqual(upload(daemon, *make_wheel("secret-thing", "1.0")).status, 200)
+        with open(daemon.config_path, encoding="utf-8") as f:
+            original = f.read()
+        head = original.split("[users]")[0]
+        changed = (head + "[users]\n" + f"{USER} = {password_hash()}\n"
+                   + f"bob = {password_hash('bob-pw')}\n" + "[acl]\nsecret-* = user:bob rw\n")
+
+        def hangup(expected):
+            before = daemon.log_since_start().count(expected)
+            os.kill(daemon.pid, signal.SIGHUP)
+            wait_for(lambda: daemon.log_since_start().count(expected) > before, 10,
+                     f"no {expected!r} in the log")
+
+        with open(daemon.config_path, "w", encoding="utf-8") as f:
+            f.write(changed)
+        hangup(b"Reloaded the configuration: 2 users")
+        self.assertEqual(upload(daemon, *make_wheel("shown", "2.0"),
+                                auth=("alice", "alice-pw")).status, 401)
+        self.assertEqual(upload(daemon, *make_wheel("shown", "3.0"),
+                                auth=("bob", "bob-pw")).status, 200)
+        listing = http("GET", daemon.index_url).body
+        self.assertIn(b"shown", listing)
+        self.assertNotIn(b"secret-thing", listing)
+        self.assertIn(b"secret-thing", http("GET", daemon.index_url,
+                                            auth=("bob", "bob-pw")).body)
+        with open(daemon.config_path, "w", encoding="utf-8") as f:
+            f.write(changed.replace("[auth]\n", "[auth]\nread = nobody\n"))
+        hangup(b"Not reloading the configuration")
+        self.assertIn(b"[auth] read", daemon.log_since_start())
+        self.assertEqual(upload(daemon, *make_wheel("shown", "4.0"),
+                                auth=("bob", "bob-pw")).status, 200)
+        self.assertTrue(daemon.running())
 
     def test_stop_finishes_an_upload_in_flight(self):
         """

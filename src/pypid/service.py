@@ -17,6 +17,7 @@ from twisted.internet.defer import Deferred, DeferredList, ensureDeferred, maybe
 from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 
+from pypid.config import ConfigError
 from pypid.storage import snapshot as snapshots
 from pypid.storage.interface import Changed, ISharedStorage, StorageError
 from pypid.tls import TLSError
@@ -196,7 +197,7 @@ class PypidService(MultiService):
 
     def __init__(self, loader, listeners, snapshot_service, threadpools, reactor,
                  exit_on_failure=False, sync_service=None, index=None, site=None, tls=None,
-                 notifier=None):
+                 notifier=None, reconfigure=None):
         """
         @param index: the L{pypid.core.index.Index} the server serves.
         @param site: the L{pypid.web.site.PypidSite} of its listeners.
@@ -204,6 +205,9 @@ class PypidService(MultiService):
             (reloaded on C{SIGHUP}), or L{None}.
         @param notifier: the L{pypid.systemd.Notifier} of a C{Type=notify}
             unit, or L{None}.
+        @param reconfigure: C{reconfigure(config) -> str}, taking a reloaded
+            configuration's users and rules (and saying what it took), or
+            L{None}.
         """
         MultiService.__init__(self)
         self.index = index
@@ -218,6 +222,10 @@ class PypidService(MultiService):
         self._reactor = reactor
         self._notifier = notifier
         self._watchdog = None
+        self._reconfigure = reconfigure
+        #: C{load_config() -> Config}, reading the configuration as start-up
+        #: did (set by the composition root), or L{None}
+        self.load_config = None
         self.ready = Deferred()
         self.failed = False
 
@@ -264,13 +272,28 @@ class PypidService(MultiService):
 
     def reload(self):
         """
-        What C{SIGHUP} (C{systemctl reload}) does: read the C{[tls]} files
-        again when the server serves HTTPS. Whatever the server serves, the
-        signal never stops it.
+        What C{SIGHUP} (C{systemctl reload}) does: read the configuration
+        again and take its users, groups, admins, C{[acl]} rules, htpasswd
+        file and token file, and read the C{[tls]} files again when the
+        server serves HTTPS. Connections and uploads in flight go on. A
+        configuration that cannot be used is logged as start-up would say
+        it, and the one in use stays. The signal never stops the server.
         """
+        if self.load_config is not None and self._reconfigure is not None:
+            try:
+                took = self._reconfigure(self.load_config())
+            except ConfigError as e:
+                log.error("Not reloading the configuration, still using the one loaded "
+                          "before: {error}", error=str(e))
+            except SystemExit as e:  # (a token file start-up would refuse)
+                log.error("Not reloading the configuration, still using the one loaded "
+                          "before: {error}", error=str(e).removeprefix("pypid: "))
+            else:
+                log.info("Reloaded the configuration: {took} (listeners, storage and the "
+                         "other keys change at the next restart)", took=took)
         if self.tls is not None:
             self.tls.reload()
-        else:
+        elif self.load_config is None:
             log.info("Received SIGHUP: nothing to reload (no https: listener)")
 
     async def _drain(self):

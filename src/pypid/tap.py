@@ -92,6 +92,9 @@ def makeService(options, reactor=None, pools=None):
         from pypid.systemd import Notifier
         notifier = Notifier.from_environ(os.environ)
     service = build_service(config, reactor, exit_on_failure, pools, notifier)
+    # SIGHUP reads the configuration again, as start-up read it
+    service.load_config = partial(load_config, options["config"], options["set"],
+                                  options["listen"], os.environ)
     if exit_on_failure:
         # (in every real process: Python's default for SIGHUP would stop it
         # at once, without its last snapshot)
@@ -151,11 +154,7 @@ def build_service(config, reactor, exit_on_failure=False, pools=None, notifier=N
     index = Index(file_url_for(config.server.base_url))
     upstream = (make_upstream(config, run, reactor, index)
                 if config.upstream.mode != "none" else None)
-    verifier = PasswordVerifier(config.users, reactor, pools.hashing)
-    model = AccessModel(read=config.auth.read, upload=config.auth.upload,
-                        groups=dict(config.groups), admins=frozenset(config.auth.admins),
-                        rules=config.acl)
-    tokens = load_tokens(config, reactor)
+    model, verifier, tokens = make_access_parts(config, reactor, pools)
     access = Access(model, verifier, LoginThrottle(reactor), tokens)
 
     server = config.server
@@ -173,9 +172,32 @@ def build_service(config, reactor, exit_on_failure=False, pools=None, notifier=N
     loader = IndexLoader(index, storage, server.snapshot, run, reactor, writer, upstream)
 
     listeners, tls = make_listeners(config, reactor, web.site)
+    def reconfigure(new):
+        """Take a reloaded configuration's users, groups, admins, rules and tokens."""
+        access.reconfigure(*make_access_parts(new, reactor, pools))
+        # (the pages kept per reader's view of the rules are judged by it)
+        index.serial += 1
+        return (f"{len(new.users)} users, {len(new.groups)} groups, "
+                f"{len(new.auth.admins)} admins, {len(new.acl)} rules")
+
     return PypidService(loader, listeners, snapshot_service, [pools.io, pools.hashing], reactor,
                         exit_on_failure, sync_service, index=index, site=web.site, tls=tls,
-                        notifier=notifier)
+                        notifier=notifier, reconfigure=reconfigure)
+
+
+def make_access_parts(config, reactor, pools):
+    """
+    What the access gate is made of, from a configuration: the
+    L{AccessModel} of its rules, a new L{PasswordVerifier} of its users
+    (an empty cache), and its tokens.
+
+    @raise SystemExit: when the token file cannot be used (one line).
+    """
+    verifier = PasswordVerifier(config.users, reactor, pools.hashing)
+    model = AccessModel(read=config.auth.read, upload=config.auth.upload,
+                        groups=dict(config.groups), admins=frozenset(config.auth.admins),
+                        rules=config.acl)
+    return model, verifier, load_tokens(config, reactor)
 
 
 def make_listeners(config, reactor, site):

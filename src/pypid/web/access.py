@@ -79,6 +79,18 @@ class Access:
         # credentials at all, and pages no filtering (the hot path).
         self._open_reads = self.model.reads_everything(None)
 
+    def reconfigure(self, model, verifier, tokens):
+        """
+        Take a reloaded configuration's rules, users and tokens (C{SIGHUP}).
+        The verifier is new, so no credentials checked before are trusted
+        any more: a removed user, or a changed password, is refused at
+        once. Requests under way finish with what they were given.
+        """
+        self.model = model
+        self._verifier = verifier
+        self.tokens = tokens
+        self._open_reads = model.reads_everything(None)
+
     # -- per project ---------------------------------------------------------------
 
     @staticmethod
