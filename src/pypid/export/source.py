@@ -26,7 +26,7 @@ from twisted.logger import Logger
 from pypid.export.plan import BINARY_TYPE
 from pypid.export.target import FileMismatch
 from pypid.storage import snapshot as snapshots
-from pypid.storage.disk import remove_file
+from pypid.storage.disk import read_if_present, remove_file
 from pypid.storage.interface import (
     ISharedStorage,
     LocalFile,
@@ -52,12 +52,11 @@ def read_snapshot(path):
     if not path:
         return None
     try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
-        return None
+        data = read_if_present(path)
     except OSError as e:
         log.warn("Not using the snapshot {path}: {error}", path=path, error=e.strerror)
+        return None
+    if data is None:
         return None
     try:
         return snapshots.decode(data)

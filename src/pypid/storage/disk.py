@@ -10,6 +10,19 @@ import os
 import tempfile
 
 
+def read_if_present(path):
+    """
+    The bytes of the file at C{path}, or L{None} when there is none.
+
+    @raise OSError: when it is there but cannot be read.
+    """
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
 def exclusive_lock(path, mode=0o600):
     """
     Open C{path} (created if missing) and take its exclusive lock without

@@ -16,7 +16,7 @@ from twisted.internet.defer import succeed
 from twisted.logger import Logger
 
 from pypid.core.model import FileRecord
-from pypid.storage.disk import write_atomically
+from pypid.storage.disk import read_if_present, write_atomically
 
 FORMAT = 1
 
@@ -123,12 +123,11 @@ def read(path):
     """
     sweep(path)
     try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
-        return None
+        data = read_if_present(path)
     except OSError as e:
         raise SnapshotError(f"cannot read {path}: {e.strerror}")
+    if data is None:
+        return None
     try:
         return decode(data)
     except SnapshotError as e:
