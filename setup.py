@@ -55,6 +55,7 @@ setup(
             "pypid-upstream = pypid.cli.upstream:main",
             "pypid-token = pypid.cli.token:main",
             "pypid-export = pypid.cli.export:main",
+            "pypid-admin = pypid.cli.admin:main",
         ],
     },
     classifiers=[

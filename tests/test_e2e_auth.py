@@ -359,3 +359,55 @@ class HtpasswdTests(DaemonTestCase):
         self.assertNotEqual(done.returncode, 0)
         self.assertIn(f"{path}:1: user 'old': SHA-1 hashes are too weak", done.stdout + done.stderr)
         self.assertNotIn("W6ph5Mm5", done.stdout + done.stderr)
+
+
+class AdminCliTests(DaemonTestCase):
+    """pypid-admin lists and changes packages over the HTTP API."""
+
+    def cli(self, *args, user=USER, password=PASSWORD):
+        """Run pypid-admin; return (status, out, err)."""
+        import subprocess
+        import sys
+        env = dict(os.environ, PYPID_PASSWORD=password)
+        done = subprocess.run([sys.executable, "-m", "pypid.cli.admin", "--server",
+                               self.daemon.url, "--user", user, *args], capture_output=True,
+                              text=True, env=env, timeout=60)
+        return done.returncode, done.stdout, done.stderr
+
+    def prepare(self, daemon):
+        for version in ("1.0", "2.0"):
+            self.assertEqual(upload(daemon, *make_wheel("admin-app", version)).status, 200)
+
+    def test_list_yank_unyank_delete(self):
+        """Projects and files are listed; a file yanked with its reason, unyanked, deleted."""
+        status, out, err = self.cli("projects")
+        self.assertEqual((status, out), (0, "admin-app\n"), err)
+        wheel = "admin_app-1.0-py3-none-any.whl"
+        status, out, err = self.cli("yank", wheel, "--reason", "broken build")
+        self.assertEqual(status, 0, err)
+        status, out, err = self.cli("files", "admin-app")
+        self.assertEqual(status, 0, err)
+        lines = out.splitlines()
+        self.assertEqual(len(lines), 2)
+        self.assertTrue(lines[0].startswith(wheel + "  1.0  "), lines[0])
+        self.assertTrue(lines[0].endswith("yanked: broken build"), lines[0])
+        self.assertNotIn("yanked", lines[1])
+        self.assertEqual(self.cli("unyank", wheel)[0], 0)
+        self.assertNotIn("yanked", self.cli("files", "admin-app")[1])
+        status, out, err = self.cli("delete", "admin-app", "2.0")
+        self.assertEqual(status, 2)
+        self.assertIn("--yes", err)
+        status, out, err = self.cli("delete", "admin-app", "2.0", "--yes")
+        self.assertEqual(status, 0, err)
+        self.assertEqual(len(self.cli("files", "admin-app")[1].splitlines()), 1)
+
+    def test_refused(self):
+        """A wrong password, or a file that is not there: one line, exit 1."""
+        status, out, err = self.cli("yank", "nothing-1.0-py3-none-any.whl")
+        self.assertEqual(status, 1)
+        self.assertTrue(err.startswith("pypid-admin: POST "), err)
+        self.assertIn("404", err)
+        status, out, err = self.cli("yank", "admin_app-1.0-py3-none-any.whl", password="nope")
+        self.assertEqual(status, 1)
+        self.assertIn("401", err)
+

@@ -1,0 +1,105 @@
+"""
+C{pypid-admin}: look after a running server's packages over its HTTP API,
+with the same credentials rules as C{pypid-token} (C{--server}, C{--user},
+C{$PYPID_PASSWORD}; credentials only over https, or to this machine).
+
+  - C{pypid-admin projects} lists the projects the user may read;
+  - C{pypid-admin files PROJECT} lists a project's files: version, size,
+    upload time, yank state;
+  - C{pypid-admin yank FILENAME} or C{yank PROJECT VERSION} (C{--reason}),
+    C{unyank} likewise;
+  - C{pypid-admin delete FILENAME --yes} or C{delete PROJECT VERSION --yes}:
+    for good (a deleted filename is never used again), so it asks for
+    C{--yes}.
+"""
+
+import argparse
+import json
+import sys
+from urllib.parse import quote, urlencode
+
+from pypid.cli.client import CliError, add_server_options, server_from
+from pypid.core.names import InvalidName, parse_filename
+
+#: What the simple index answers in JSON (PEP 691).
+_JSON = {"Accept": "application/vnd.pypi.simple.v1+json"}
+
+
+def main(argv=None, out=sys.stdout, err=sys.stderr):
+    """Run the command line; return the exit status."""
+    parser = argparse.ArgumentParser(
+        prog="pypid-admin", description="Look after a pypid server's packages.")
+    add_server_options(parser)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("projects", help="list the projects")
+    files = commands.add_parser("files", help="list a project's files")
+    files.add_argument("project")
+    for name, what in (("yank", "yank a file, or every file of a release"),
+                       ("unyank", "undo a yank"),
+                       ("delete", "delete a file, or a release, for good")):
+        command = commands.add_parser(name, help=what)
+        command.add_argument("target", metavar="FILENAME|PROJECT")
+        command.add_argument("version", nargs="?", help="with a project: the release")
+        if name == "yank":
+            command.add_argument("--reason", default="")
+        if name == "delete":
+            command.add_argument("--yes", action="store_true",
+                                 help="really delete: the filenames can never be used again")
+    options = parser.parse_args(argv)
+    if options.command == "delete" and not options.yes:
+        parser.error("delete is for good: add --yes")
+    try:
+        server = server_from(options)
+        if options.command == "projects":
+            for project in _get(server, "simple/")["projects"]:
+                out.write(f"{project['name']}\n")
+        elif options.command == "files":
+            _files(server, options.project, out)
+        else:
+            _change(server, options, out)
+    except CliError as e:
+        err.write(f"pypid-admin: {e}\n")
+        return 1
+    return 0
+
+
+def _get(server, path):
+    with server.request("GET", path, _JSON) as response:
+        return json.loads(response.read())
+
+
+def _files(server, project, out):
+    """One line a file: filename, version, size, upload time, yank state."""
+    page = _get(server, f"simple/{quote(project)}/")
+    for f in page["files"]:
+        yanked = f.get("yanked", False)
+        state = "" if yanked is False else (
+            f"  yanked: {yanked}" if isinstance(yanked, str) and yanked else "  yanked")
+        try:
+            version = parse_filename(f["filename"], legacy=True).version
+        except InvalidName:
+            version = "?"
+        out.write(f"{f['filename']}  {version}  {f.get('size', '?')} bytes  "
+                  f"{f.get('upload-time', '?')}{state}\n")
+
+
+def _change(server, options, out):
+    """Yank, unyank or delete a file or a release."""
+    if options.version is None:
+        path = f"api/files/{quote(options.target, safe='')}"
+    else:
+        path = f"api/projects/{quote(options.target, safe='')}/{quote(options.version, safe='')}"
+    if options.command == "delete":
+        method, body, headers = "DELETE", None, {}
+    else:
+        path += f"/{options.command}"
+        fields = {"reason": options.reason} if options.command == "yank" else {}
+        method, body = "POST", urlencode(fields).encode()
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    with server.request(method, path, headers, body) as response:
+        answer = response.read().decode("utf-8", "replace").strip()
+    out.write(f"{answer}\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
