@@ -17,7 +17,7 @@ from pypid.core.index import (
     Index,
     Page,
     Project,
-    newest_per_project,
+    latest_per_project,
     version_key,
 )
 from pypid.core.model import FileRecord
@@ -393,13 +393,28 @@ class SameDistributionTests(SynchronousTestCase):
         self.assertEqual(index.serial, 42)
 
 
-class NewestPerProjectTests(SynchronousTestCase):
-    """L{newest_per_project} picks the file worth describing ahead of a view."""
+class LatestPerProjectTests(SynchronousTestCase):
+    """L{latest_per_project} picks the file worth describing ahead of a view."""
 
-    def test_newest_version_wheel_first(self):
-        """One file a project: of its newest version, a wheel before an sdist."""
+    def test_latest_version_wheel_first(self):
+        """
+        One file a project: of the version its page shows first (the
+        latest final release, not a newer pre-release; a yanked one only
+        when nothing else is there), a wheel before an sdist.
+        """
         records = [make_record("a", "1.0"), make_record("a", "2.0"),
                    make_record("a", "2.0", kind="sdist"), make_record("a", "10.0rc1"),
-                   make_record("b", "0.1", kind="sdist")]
-        self.assertEqual(newest_per_project(records),
-                         {"a-10.0rc1-py3-none-any.whl", "b-0.1.tar.gz"})
+                   make_record("b", "0.1", kind="sdist"), make_record("c", "1.0"),
+                   make_record("c", "1.1", yanked="bad"), make_record("d", "1.0a1")]
+        self.assertEqual(latest_per_project(records),
+                         {"a-2.0-py3-none-any.whl", "b-0.1.tar.gz", "c-1.0-py3-none-any.whl",
+                          "d-1.0a1-py3-none-any.whl"})
+
+    def test_same_rule_as_the_project(self):
+        """The version chosen is the one L{Project.latest_version} gives."""
+        index = Index(lambda r: r.filename)
+        records = [make_record("a", v, yanked=y) for v, y in
+                   (("1.0", None), ("1.1", "x"), ("2.0b1", None))]
+        index.load(records)
+        self.assertEqual(index.project("a").latest_version(), "1.0")
+        self.assertEqual(latest_per_project(records), {"a-1.0-py3-none-any.whl"})

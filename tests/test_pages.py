@@ -179,9 +179,12 @@ class CatalogTests(SynchronousTestCase):
 
     def test_entries(self):
         """Each project with its latest version's summary (not a pre-release's)."""
-        self.assertEqual(self.catalog.entries(), [
+        index = self.catalog.search_index()
+        self.assertEqual([(index.entry(name), self.catalog.latest(name))
+                          for name in ("holy-grail", "shrubbery")], [
             (Entry("holy-grail", "holy-grail", "New summary"), "1.1"),
             (Entry("shrubbery", "shrubbery", "Nice"), "0.3")])
+        self.assertEqual(len(index), 2)
         self.assertEqual(self.catalog.search_index().search("nice").total, 1)
 
     def test_recent(self):

@@ -46,11 +46,8 @@ class Catalog:
             kept = index.extra_page(project, _KEY)
             if kept is None:
                 version = project.latest_version()
-                summary = None
-                if version is not None:
-                    summary = next((r.summary for r in project.files.values()
-                                    if r.version == version and r.summary), None)
-                kept = (Entry(project.name, project.display_name, summary), version)
+                kept = (Entry(project.name, project.display_name,
+                              summary_of(project, version)), version)
                 index.keep_page(project, _KEY, kept)
             entries.append(kept[0])
             latest[project.name] = kept[1]
@@ -66,13 +63,6 @@ class Catalog:
         """The latest version of C{project} (a normalized name), or L{None}."""
         self._refresh()
         return self._latest.get(project)
-
-    def entries(self):
-        """C{(Entry, latest version)} of every project, by name."""
-        self._refresh()
-        index = self._search
-        return sorted(((index.entry(name), self._latest.get(name)) for name in self._latest),
-                      key=lambda pair: pair[0].project)
 
     def recent(self, visible=None, count=10):
         """
@@ -99,6 +89,18 @@ class Catalog:
             if len(shown) == count:
                 break
         return shown
+
+
+def summary_of(project, version):
+    """
+    The summary that stands for a project (in search, and in a static
+    copy's C{packages.json}): its latest version's, a wheel's first; else
+    the newest upload's that has one; L{None} without any.
+    """
+    files = project.files.values()
+    latest = sorted((r for r in files if r.version == version), key=lambda r: not r.is_wheel)
+    return next((r.summary for r in latest if r.summary), None) or next(
+        (r.summary for r in sorted(files, key=lambda r: -r.upload_time) if r.summary), None)
 
 
 def visible_counts(index, visible=None):

@@ -69,17 +69,41 @@ def version_key(version):
         return (0, None, version)
 
 
-def newest_per_project(records):
+def is_prerelease(version):
+    """Whether C{version} is a pre-release (one packaging cannot read counts as one)."""
+    key = version_key(version)
+    return key[0] == 0 or key[1].is_prerelease
+
+
+def choose_latest(versions, yanked):
     """
-    The filename of one file of each project's newest version (a wheel
-    rather than an sdist): what is worth describing ahead of a first view.
+    The version installers pick by default among C{versions}: the newest
+    final release that is not wholly yanked; without one, the newest final
+    release; with no final release, the same among pre-releases. L{None}
+    for no versions.
+
+    @param yanked: C{yanked(version)}: whether every file of it is yanked.
     """
-    best = {}
+    ordered = sorted(versions, key=version_key, reverse=True)
+    finals = [v for v in ordered if not is_prerelease(v)] or ordered
+    return next((v for v in finals if not yanked(v)), finals[0] if finals else None)
+
+
+def latest_per_project(records):
+    """
+    The filename of one file of each project's latest version (a wheel
+    rather than an sdist): the page a person opens first, worth describing
+    ahead of that view.
+    """
+    by_project = {}
     for record in records:
-        key = (version_key(record.version), record.is_wheel, record.filename)
-        if record.project not in best or key > best[record.project][0]:
-            best[record.project] = (key, record.filename)
-    return {filename for _, filename in best.values()}
+        by_project.setdefault(record.project, []).append(record)
+    chosen = set()
+    for files in by_project.values():
+        alive = {r.version for r in files if r.yanked is None}
+        latest = choose_latest({r.version for r in files}, lambda v: v not in alive)
+        chosen.add(min((not r.is_wheel, r.filename) for r in files if r.version == latest)[1])
+    return chosen
 
 
 @attrs.define
@@ -105,21 +129,10 @@ class Project:
         return sorted({r.version for r in self.files.values()}, key=version_key)
 
     def latest_version(self):
-        """The newest version that is not a pre-release where a final exists, or L{None}."""
-        versions = self.versions()
-        if not versions:
-            return None
-        finals = [v for v in versions if not _is_prerelease(v)]
-        unyanked = [v for v in (finals or versions)
-                    if any(r.version == v and r.yanked is None for r in self.files.values())]
-        return (unyanked or finals or versions)[-1]
-
-
-def _is_prerelease(version):
-    try:
-        return Version(version).is_prerelease
-    except InvalidVersion:
-        return True
+        """The version installers pick by default (L{choose_latest}), or L{None}."""
+        alive = {r.version for r in self.files.values() if r.yanked is None}
+        return choose_latest({r.version for r in self.files.values()},
+                             lambda v: v not in alive)
 
 
 @attrs.define

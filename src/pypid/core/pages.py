@@ -26,7 +26,7 @@ from urllib.parse import quote
 
 import attrs
 
-from pypid.core.index import version_key
+from pypid.core.index import choose_latest, is_prerelease, version_key
 from pypid.core.names import WHEEL, normalize
 
 
@@ -130,11 +130,6 @@ class ProjectView:
     pending: bool = False
 
 
-def _is_prerelease(version):
-    key = version_key(version)
-    return key[0] == 0 or key[1].is_prerelease
-
-
 def releases_of(files):
     """The L{Release}s of a project's files, newest first."""
     by_version = {}
@@ -146,7 +141,7 @@ def releases_of(files):
         reasons = [f.yanked for f in group]
         times = [f.upload_time for f in group if f.upload_time is not None]
         releases.append(Release(
-            version=version, files=group, prerelease=_is_prerelease(version),
+            version=version, files=group, prerelease=is_prerelease(version),
             yanked=reasons[0] if all(r is not None for r in reasons) else None,
             uploaded=min(times) if times else None,
         ))
@@ -154,12 +149,9 @@ def releases_of(files):
 
 
 def latest_of(releases):
-    """The version installers pick by default, as L{Project.latest_version} does."""
-    finals = [r for r in releases if not r.prerelease] or list(releases)
-    for release in finals:
-        if release.yanked is None:
-            return release.version
-    return finals[0].version if finals else None
+    """The version installers pick by default (L{choose_latest}) among L{Release}s."""
+    yanked = {r.version for r in releases if r.yanked is not None}
+    return choose_latest([r.version for r in releases], yanked.__contains__)
 
 
 def project_view(name, display_name, files, version=None, details=None, upstream=None,
@@ -560,11 +552,11 @@ def _history(view, root):
             f'<ol class="releases">{"".join(items)}</ol></section>')
 
 
-def search_entry_json(entry, version, root=""):
-    """One project as the script's results list shows it (JSON-ready)."""
+def search_entry_json(entry, version):
+    """One project as the script's results list shows it (JSON-ready; its url from the root)."""
     return {"name": entry.project, "display_name": entry.display_name,
             "summary": entry.summary, "version": version,
-            "url": f"{root}project/{quote(entry.project)}/"}
+            "url": project_path(entry.project)}
 
 
 def project_path(name, version=None):

@@ -31,6 +31,7 @@ from urllib.parse import quote
 import attrs
 
 from pypid.core import legacy
+from pypid.core.catalog import summary_of
 from pypid.core.index import HTML, JSON, Index
 from pypid.core.names import InvalidName, is_valid_name, normalize, parse_filename
 
@@ -304,14 +305,8 @@ def package_entry(project, version):
     """
     if version is None:
         return None
-    files = project.files.values()
-    latest = sorted((r for r in files if r.version == version), key=lambda r: not r.is_wheel)
-    summary = next((r.summary for r in latest if r.summary), None)
-    if summary is None:
-        summary = next((r.summary for r in sorted(files, key=lambda r: -r.upload_time)
-                        if r.summary), None)
     return {"name": project.name, "display_name": project.display_name,
-            "summary": summary, "version": version}
+            "summary": summary_of(project, version), "version": version}
 
 
 # -- outputs -------------------------------------------------------------------------------
