@@ -3,6 +3,7 @@ Tests for L{pypid.core.readme}: descriptions rendered as the public index
 renders them, and hostile ones made inert.
 """
 
+from readme_renderer.rst import render
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.core.readme import (
@@ -10,6 +11,8 @@ from pypid.core.readme import (
     PLAIN,
     RST,
     RenderedDescription,
+    _own_ids,
+    _render_rst,
     parse_content_type,
     render_description,
 )
@@ -159,3 +162,24 @@ class IdTests(SynchronousTestCase):
         self.assertIn('id="z"', html)
         self.assertIn('<h1 id="user-content-title">', html)
         self.assertNotIn('id="files"', html)
+
+
+class SameAsTheRendererTests(SynchronousTestCase):
+    """reStructuredText renders exactly as C{readme_renderer.rst.render} does."""
+
+    def test_samples(self):
+        """Prose, markup, code, a raw directive, broken markup and a field list alike."""
+        samples = [
+            "Just a line.", "Title\n=====\n\n*emphasis* and ``code``.\n",
+            ".. code:: python\n\n   import grail\n", ".. raw:: html\n\n   <b>x</b>\n",
+            "Broken `link\n", ":Author: Arthur\n:Version: 1.0\n\nText.\n",
+            "`a link <https://docs.example/>`_ and <script>x</script>\n", "",
+        ]
+        for text in samples:
+            expected = render(text)
+            rendered = render_description(text).html
+            if expected is None:
+                self.assertEqual(render_description(text).renderer, PLAIN, text)
+            else:
+                self.assertEqual(_render_rst(text), expected, text)
+                self.assertEqual(rendered, _own_ids(expected), text)
