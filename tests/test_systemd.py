@@ -5,8 +5,10 @@ end from the real daemon.
 """
 
 import os
+import shutil
 import signal
 import socket
+import tempfile
 
 from twisted.logger import LogLevel, capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
@@ -31,6 +33,17 @@ class Listener:
         self.sock.close()
 
 
+def socket_path(case):
+    """
+    A fresh path for a socket, in a short directory of its own: an
+    C{AF_UNIX} address holds at most 107 bytes, which the trial temp
+    directory of a deep checkout exceeds.
+    """
+    directory = tempfile.mkdtemp(prefix="pypid-")
+    case.addCleanup(shutil.rmtree, directory, True)
+    return os.path.join(directory, "notify")
+
+
 class NotifierTests(SynchronousTestCase):
     """Reading the environment, and sending."""
 
@@ -51,7 +64,7 @@ class NotifierTests(SynchronousTestCase):
 
     def test_send(self):
         """The states go in one datagram, a line each, to a path or an abstract name."""
-        path = os.path.abspath(self.mktemp())
+        path = socket_path(self)
         listener = Listener(path)
         self.addCleanup(listener.close)
         Notifier(path).send("READY=1", "STATUS=Serving 3 files")
@@ -65,7 +78,7 @@ class NotifierTests(SynchronousTestCase):
     def test_manager_gone(self):
         """A socket that is not there is logged, not raised."""
         with capturedLogs() as events:
-            Notifier(os.path.abspath(self.mktemp())).send("READY=1")
+            Notifier(socket_path(self)).send("READY=1")
         self.assertEqual([e["log_level"] for e in events], [LogLevel.warn])
 
 
@@ -74,7 +87,7 @@ class DaemonNotifiesTests(DaemonTestCase):
 
     def test_ready_watchdog_stopping(self):
         """READY=1 once it serves, WATCHDOG=1 at half the period, STOPPING=1 on SIGTERM."""
-        path = os.path.abspath(self.mktemp())
+        path = socket_path(self)
         listener = Listener(path)
         self.addCleanup(listener.close)
         daemon = self.new_daemon(start=False)
