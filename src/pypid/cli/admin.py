@@ -15,6 +15,7 @@ C{$PYPID_PASSWORD}; credentials only over https, or to this machine).
 
 import argparse
 import json
+import os
 import sys
 from urllib.parse import quote, urlencode
 
@@ -30,6 +31,11 @@ def main(argv=None, out=sys.stdout, err=sys.stderr):
     parser = argparse.ArgumentParser(
         prog="pypid-admin", description="Look after a pypid server's packages.")
     add_server_options(parser)
+    parser.add_argument("--config", metavar="FILE",
+                        help="the server's configuration, for the commands that work on its "
+                             "storage directly (export, import, audit verify)")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override a key of --config, as the daemon's --set does")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("projects", help="list the projects")
     files = commands.add_parser("files", help="list a project's files")
@@ -61,6 +67,26 @@ def main(argv=None, out=sys.stdout, err=sys.stderr):
         err.write(f"pypid-admin: {e}\n")
         return 1
     return 0
+
+
+def config_from(options):
+    """
+    The configuration of C{--config} (with C{--set} and the
+    C{PYPID_<SECTION>_<KEY>} environment, as the daemon reads it), for a
+    command that works on the storage directly.
+
+    @raise CliError: without C{--config}, or when it cannot be used.
+    """
+    from pypid.config import ConfigError, load_config, parse_override
+
+    if options.config is None:
+        raise CliError(f"{options.command} works on the storage directly: give the server's "
+                       "configuration with --config FILE")
+    try:
+        overrides = tuple(parse_override(text) for text in options.set)
+        return load_config(options.config, overrides, environ=os.environ)
+    except (ValueError, ConfigError) as e:
+        raise CliError(str(e))
 
 
 def _get(server, path):
