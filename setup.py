@@ -38,6 +38,9 @@ setup(
         # reStructuredText via docutils, sanitized by nh3), for the pages
         # for people; imported only when a description is rendered.
         "readme_renderer[md]>=44",
+        # Only to write the exposition format of /metrics; the counting is
+        # pypid's own (pypid.core.metrics).
+        "prometheus_client>=0.20",
     ],
     extras_require={
         # pip itself too: the end-to-end tests drive a current pip, not the

@@ -524,6 +524,35 @@ class StorageContractMixin:
         self.assertEqual(result.records, {})
         self.assertEqual(result.tombstones, frozenset([stored.filename]))
 
+    async def test_add_tombstone(self):
+        """
+        A tombstone added for a name never stored here is kept (twice is no
+        error), listed by a scan, and the name can no longer be published.
+        """
+        storage = await self.ready()
+        filename, data = make_wheel("holy-grail", "1.0")
+        self.assertIsNone((await storage.add_tombstone(filename)))
+        self.assertIsNone((await storage.add_tombstone(filename)))
+        await self.settle(storage)
+        result = await self.scanned(storage)
+        self.assertEqual((result.records, result.tombstones), ({}, frozenset([filename])))
+        temp, record, metadata = self.describe(storage, filename, data)
+        await self.assertFailure(storage.publish(temp, record, metadata), FilenameDeleted)
+
+    async def test_add_tombstone_over_stored_file(self):
+        """A tombstone is refused with L{FileExists} for a name whose file is stored, which stays."""
+        storage = await self.ready()
+        stored, _ = await self.published(storage, *make_wheel("holy-grail", "1.0"))
+        failure = await self.assertFailure(storage.add_tombstone(stored.filename), FileExists)
+        self.assertEqual(failure.sha256, stored.sha256)
+        foreign_name, foreign = make_wheel("holy-grail", "2.0")
+        self.put_foreign(storage, foreign_name, foreign)
+        await self.assertFailure(storage.add_tombstone(foreign_name), FileExists)
+        await self.settle(storage)
+        result = await self.scanned(storage)
+        self.assertEqual(sorted(result.records), sorted([stored.filename, foreign_name]))
+        self.assertEqual(result.tombstones, frozenset())
+
 
 class LocalStorageTests(StorageContractMixin, TestCase):
     """The storage contract and the local extras, for L{LocalStorage}."""

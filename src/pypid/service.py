@@ -197,7 +197,7 @@ class PypidService(MultiService):
 
     def __init__(self, loader, listeners, snapshot_service, threadpools, reactor,
                  exit_on_failure=False, sync_service=None, index=None, site=None, tls=None,
-                 notifier=None, reconfigure=None):
+                 notifier=None, reconfigure=None, audit=None):
         """
         @param index: the L{pypid.core.index.Index} the server serves.
         @param site: the L{pypid.web.site.PypidSite} of its listeners.
@@ -208,6 +208,8 @@ class PypidService(MultiService):
         @param reconfigure: C{reconfigure(config) -> str}, taking a reloaded
             configuration's users and rules (and saying what it took), or
             L{None}.
+        @param audit: the L{pypid.web.audit.AuditTrail}, written out at the
+            stop, or L{None}.
         """
         MultiService.__init__(self)
         self.index = index
@@ -223,6 +225,7 @@ class PypidService(MultiService):
         self._notifier = notifier
         self._watchdog = None
         self._reconfigure = reconfigure
+        self._audit = audit
         #: C{load_config() -> Config}, reading the configuration as start-up
         #: did (set by the composition root), or L{None}
         self.load_config = None
@@ -357,6 +360,16 @@ class PypidService(MultiService):
             if self._snapshot_service.running:
                 return self._snapshot_service.stopService()
         d.addCallback(save)
+
+        def audit(result):
+            # (after the requests in flight, whose changes it records; before
+            # the thread pools, which write it)
+            if self._audit is None:
+                return result
+            closing = maybeDeferred(self._audit.close)
+            closing.addErrback(lambda f: log.failure("Cannot write the audit log", f))
+            return closing.addCallback(lambda _: result)
+        d.addBoth(audit)
 
         def close(result):
             if self._loader.upstream is not None:

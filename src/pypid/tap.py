@@ -29,10 +29,12 @@ from pypid.core.render import file_url_for
 from pypid.service import IndexLoader, ListenerService, PypidService, SyncService
 from pypid.storage.interface import ISharedStorage
 from pypid.storage.local import LocalStorage
+from pypid.storage.measured import MeasuredStorage
 from pypid.storage.snapshot import SnapshotService, SnapshotWriter
 from pypid.tls import ServerTLS
 from pypid.web.access import Access
 from pypid.web.app import build_web
+from pypid.web.audit import AuditTrail
 from pypid.web.channel import ConnectionCounter
 from pypid.web.redirect import HTTPSRedirect, RedirectSite
 
@@ -150,31 +152,39 @@ def build_service(config, reactor, exit_on_failure=False, pools=None, notifier=N
         pools = ThreadPools.create(reactor, config.server.threads)
     run = pools.run
 
-    storage = make_storage(config, run, reactor)
+    # (timed for /metrics)
+    storage = MeasuredStorage(make_storage(config, run, reactor), reactor.seconds)
     index = Index(file_url_for(config.server.base_url))
     upstream = (make_upstream(config, run, reactor, index)
                 if config.upstream.mode != "none" else None)
     model, verifier, tokens = make_access_parts(config, reactor, pools)
-    access = Access(model, verifier, LoginThrottle(reactor), tokens)
+    audit = AuditTrail(make_audit_log(config, run, reactor), reactor)
+    access = Access(model, verifier, LoginThrottle(reactor), tokens, audit=audit)
 
     server = config.server
     web = build_web(index, storage, access, run, reactor,
                     max_upload_size=server.max_upload_size, base_url=server.base_url,
                     upstream=upstream, access_log=server.access_log,
                     counter=ConnectionCounter(server.max_connections_per_address),
-                    header_timeout=server.header_timeout, min_upload_rate=server.min_upload_rate)
+                    header_timeout=server.header_timeout, min_upload_rate=server.min_upload_rate,
+                    metrics=config.metrics, audit=audit)
 
     shared = storage if ISharedStorage.providedBy(storage) else None
     writer = SnapshotWriter(index, server.snapshot, run, reactor, storage.identity(),
                             web.app.publish.busy_since, shared, upstream)
     snapshot_service = SnapshotService(writer, server.snapshot_interval, reactor)
+    web.app.metrics.sources.snapshot = writer
     sync_service = SyncService(index, shared, reactor) if shared is not None else None
     loader = IndexLoader(index, storage, server.snapshot, run, reactor, writer, upstream)
 
     listeners, tls = make_listeners(config, reactor, web.site)
     def reconfigure(new):
-        """Take a reloaded configuration's users, groups, admins, rules and tokens."""
+        """
+        Take a reloaded configuration's users, groups, admins, rules and
+        tokens, and who may scrape C{/metrics}.
+        """
         access.reconfigure(*make_access_parts(new, reactor, pools))
+        web.app.metrics.policy = new.metrics
         # (the pages kept per reader's view of the rules are judged by it)
         index.serial += 1
         return (f"{len(new.users)} users, {len(new.groups)} groups, "
@@ -182,7 +192,7 @@ def build_service(config, reactor, exit_on_failure=False, pools=None, notifier=N
 
     return PypidService(loader, listeners, snapshot_service, [pools.io, pools.hashing], reactor,
                         exit_on_failure, sync_service, index=index, site=web.site, tls=tls,
-                        notifier=notifier, reconfigure=reconfigure)
+                        notifier=notifier, reconfigure=reconfigure, audit=audit)
 
 
 def make_access_parts(config, reactor, pools):
@@ -270,6 +280,37 @@ def make_storage(config, run, reactor):
         max_import_size=config.server.max_upload_size, on_close=pool.closeCachedConnections)
 
 
+def make_audit_log(config, run, reactor):
+    """
+    The audit log kept with the storage the configuration names: daily
+    files in C{<path>/.pypid/audit/}, or objects under the bucket's
+    C{<prefix>.pypid/audit/} (written with a client of its own).
+    """
+    import os
+
+    from pypid.storage.audit import LocalAuditLog, S3AuditLog
+
+    if config.storage.backend != "s3":
+        return LocalAuditLog(os.path.join(config.storage.path, ".pypid", "audit"), run, reactor)
+    from pypid.http.client import make_http
+    from pypid.storage.s3.client import S3Client
+    from pypid.storage.s3.credentials import CredentialSource
+    from pypid.storage.s3.sign import Bucket, Credentials, aws_endpoint
+
+    s3 = config.s3
+    static = (Credentials(s3.access_key, s3.secret_key, s3.session_token)
+              if s3.access_key else None)
+    credentials = CredentialSource(static, run, reactor)
+    http, pool = make_http(reactor, s3.timeout, policy=outbound_policy(config))
+    client = S3Client(Bucket(s3.endpoint_url or aws_endpoint(s3.region), s3.bucket, s3.region,
+                             s3.addressing), credentials, http, reactor, s3.timeout)
+
+    def closed():
+        credentials.stop()
+        pool.closeCachedConnections()
+    return S3AuditLog(client, s3.prefix, reactor, prepare=credentials.start, on_close=closed)
+
+
 def make_upstream(config, run, reactor, index):
     """
     The upstream proxy: its page cache, its client, and the storage of the
@@ -293,7 +334,7 @@ def make_upstream(config, run, reactor, index):
                              path=os.path.join(config.storage.path, ".upstream")),
         s3=attrs.evolve(config.s3, prefix=config.s3.prefix + ".upstream/",
                         bucket_snapshot=False))
-    storage = make_storage(cache_config, run, reactor)
+    storage = MeasuredStorage(make_storage(cache_config, run, reactor), reactor.seconds)
     http, pool = make_http(reactor, up.timeout, policy=outbound_policy(config))
     client = UpstreamClient(http, reactor, up.url, up.hosts, up.timeout, up.max_page_size,
                             run=run)

@@ -291,8 +291,27 @@ def _people(options):
 
 async def _open_storage(config, options, reactor, closing):
     """
-    The server's storage, ready to read (see L{pypid.export.source}: never
-    C{prepare()}d).
+    The server's storage, ready to read (see L{open_storage}), once DEST is
+    known not to overlap it.
+    """
+    if config.storage.backend != "s3":
+        if options.dest is not None:
+            _check_apart(config.storage.path, options.dest)
+    elif options.s3:
+        _check_apart_in_bucket(config.s3, options)
+    return await open_storage(config, reactor, closing)
+
+
+async def open_storage(config, reactor, closing):
+    """
+    The server's storage, ready to read beside a daemon that may be running
+    on it (see L{pypid.export.source}: never C{prepare()}d, so no lock is
+    taken and nothing is swept). Shared by C{pypid-export} and
+    C{pypid-admin export}.
+
+    @param closing: a list; what must be called (and waited for) once the
+        storage is no longer used is appended to it.
+    @raise ExportError: when the storage folder does not exist.
     """
     from pypid.storage.local import LocalStorage
 
@@ -301,16 +320,12 @@ async def _open_storage(config, options, reactor, closing):
         if not os.path.isdir(root):
             raise ExportError(f"the storage folder {root} does not exist "
                               f"({config.source}: [storage] path)")
-        if options.dest is not None:
-            _check_apart(root, options.dest)
         return LocalStorage(root, _run, reactor)
     from pypid.storage.s3.credentials import CredentialSource
     from pypid.storage.s3.layout import Layout
     from pypid.storage.s3.storage import S3Storage
 
     s3 = config.s3
-    if options.s3:
-        _check_apart_in_bucket(s3, options)
     credentials = CredentialSource(_static_credentials(s3), _run, reactor)
     client, on_close = _s3_client(config, reactor, credentials, s3.bucket,
                                   s3.endpoint_url, s3.region, s3.addressing)

@@ -3,7 +3,7 @@ The configuration file: an INI file parsed once into frozen attrs values.
 
 Every section and key is declared, with its default and its parser, by the
 module of its section (L{server}, L{storage}, L{s3}, L{auth}, L{upstream},
-L{tls}), which also checks it against the other keys; this module reads the
+L{tls}, L{metrics}), which also checks it against the other keys; this module reads the
 file and the command line, runs their parsers and checks, and assembles the
 L{Config}.  So an unknown key, a misspelt section or a bad value stops
 start-up with a single line naming the file (or the command-line option),
@@ -23,6 +23,7 @@ from types import MappingProxyType
 import attrs
 
 from pypid.config.auth import AUTH_KEYS, FREE_SECTIONS, AuthConfig, read_principals
+from pypid.config.metrics import METRICS_KEYS, MetricsConfig, check_metrics
 from pypid.config.s3 import S3_KEYS, S3Config, check_s3
 from pypid.config.server import SERVER_KEYS, ServerConfig
 from pypid.config.storage import STORAGE_KEYS, StorageConfig
@@ -50,6 +51,7 @@ class Config:
     groups: Mapping[str, frozenset] = attrs.field(factory=dict, converter=MappingProxyType)
     #: C{[acl]}: L{pypid.auth.policy.Rule}s in file order
     acl: tuple = ()
+    metrics: MetricsConfig = attrs.field(factory=MetricsConfig)
 
 
 #: section -> key -> (default, parser), in the order the sections are read.
@@ -60,6 +62,7 @@ SCHEMA = {
     "auth": AUTH_KEYS,
     "upstream": UPSTREAM_KEYS,
     "tls": TLS_KEYS,
+    "metrics": METRICS_KEYS,
 }
 
 
@@ -194,6 +197,7 @@ def load_config(path, overrides=(), listen=(), environ=None):
     check_s3(values, fail)
     check_upstream(values, fail)
     check_tls(values, fail)
+    check_metrics(values, groups, fail)
 
     def section(name, cls):
         return cls(**{key: values[name, key] for key in SCHEMA[name]})
@@ -209,4 +213,5 @@ def load_config(path, overrides=(), listen=(), environ=None):
         tls=section("tls", TLSConfig),
         groups=groups,
         acl=tuple(rules),
+        metrics=section("metrics", MetricsConfig),
     )

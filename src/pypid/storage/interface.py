@@ -163,6 +163,16 @@ class IStorage(Interface):
         @rtype: L{Deferred} firing with L{None}
         """
 
+    def add_tombstone(filename):
+        """
+        Keep a tombstone for a filename that no stored file has (a delete
+        made on another server, carried over by C{pypid-admin import}), so
+        that the name is never used. A tombstone already there is no error.
+
+        @rtype: L{Deferred} firing with L{None}, or failing with
+            L{FileExists} when a file of that name is stored (it stays).
+        """
+
     def identity():
         """
         A string naming this backend's data (a folder, a bucket and prefix),

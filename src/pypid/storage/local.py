@@ -177,6 +177,10 @@ class LocalStorage:
         """Remove a file, keeping a tombstone for its name."""
         return self._run(self._delete_sync, record)
 
+    def add_tombstone(self, filename):
+        """Keep a tombstone for a name no stored file has; see L{IStorage.add_tombstone}."""
+        return self._run(self._add_tombstone_sync, filename)
+
     def identity(self):
         """The folder's path: a snapshot of another folder is not used."""
         return f"local:{self.root}"
@@ -378,6 +382,25 @@ class LocalStorage:
             remove_file(self._file_path(record.path))
             remove_file(self._metadata_path(record.filename))
             remove_file(self._details_path(record.filename))
+            _fsync_dir(self._files_dir)
+
+    def _add_tombstone_sync(self, filename):
+        """
+        Write a tombstone sidecar (the name and the time, without a record:
+        there is none here), unless a file of that name is stored, with a
+        record or copied in without one.
+        """
+        with _storage_errors(), self._sidecar_lock:
+            current = self._read_sidecar(filename)
+            if current is not None and current.get("deleted"):
+                return
+            paths = {self._file_path(filename)}
+            if current is not None and isinstance(current.get("path"), str):
+                paths.add(self._file_path(current["path"]))
+            if any(os.path.exists(path) for path in paths):
+                raise FileExists(filename, (current or {}).get("sha256"))
+            tombstone = {"filename": filename, "deleted": True, "deleted_at": self._now()}
+            _write_atomic(self._record_path(filename), _record_bytes(tombstone), self.temp_dir)
             _fsync_dir(self._files_dir)
 
     def _now(self):

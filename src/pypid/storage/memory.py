@@ -123,6 +123,10 @@ class MemoryStorage:
         """Remove a file, its metadata and details, keeping a tombstone for its name."""
         return maybeDeferred(self._delete_sync, record)
 
+    def add_tombstone(self, filename):
+        """Keep a tombstone for a name no stored file has; see L{IStorage.add_tombstone}."""
+        return maybeDeferred(self._add_tombstone_sync, filename)
+
     def scan(self, known=None, since=0.0, tombstones=(), persist=True):
         """
         What the storage holds, reading objects put there directly; see
@@ -244,6 +248,23 @@ class MemoryStorage:
         self._unwritten.pop(record.filename, None)
         self._details.pop(record.filename, None)
         self._records.pop(record.filename, None)
+
+    def _add_tombstone_sync(self, filename):
+        """
+        Keep the tombstone, unless bytes of that name are held (with a
+        record or put there directly, under any key).
+        """
+        if filename in self._tombstones:
+            return
+        for key, data in self.objects.items():
+            if not _hidden(key) and key.rpartition("/")[2] == filename:
+                stored = self._records.get(filename)
+                raise FileExists(filename, stored.sha256 if stored is not None
+                                 else hashlib.sha256(data).hexdigest(), stored)
+        now = self._clock.seconds()
+        self._tombstones[filename] = now
+        self._changed[filename] = now
+        self._records.pop(filename, None)
 
     def _scan_sync(self, known, since, persist=True):
         """List every object once, under the name a tombstone does not hide."""

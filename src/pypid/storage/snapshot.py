@@ -174,6 +174,13 @@ class SnapshotWriter:
     saved_serial: int = -1
     _wanted: bool = False
     _saving: object = None
+    #: when the last save finished (the clock's time), L{None} before one
+    saved_at: float | None = None
+    #: how long the last save took, in seconds (encoding and writing)
+    duration: float | None = None
+    #: saves made, and saves that failed (for C{/metrics})
+    saves: int = 0
+    failures: int = 0
 
     def want_save(self):
         """Save at the next tick even if the index did not change (storage did)."""
@@ -224,8 +231,13 @@ class SnapshotWriter:
             return data if state is None else encode(records, tombstones, as_of, serial,
                                                      self.storage)
 
+        started = self._clock.seconds()
+
         def saved(copy):
             self.saved_serial = serial
+            self.saved_at = now = self._clock.seconds()
+            self.duration = now - started
+            self.saves += 1
             log.debug("Snapshot saved: {count} files", count=len(records))
             if copy is not None:
                 kept = shared.keep_snapshot(copy)
@@ -235,6 +247,7 @@ class SnapshotWriter:
                         error=f.getErrorMessage()))
 
         def failed(failure):
+            self.failures += 1
             log.failure("Cannot save the snapshot to {path}", failure, path=self.path)
 
         def done(_):

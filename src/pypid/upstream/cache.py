@@ -13,6 +13,7 @@ import attrs
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.logger import Logger
 
+from pypid.core.metrics import Timings
 from pypid.upstream.fetch import UpstreamError, UpstreamNotFound
 from pypid.upstream.parser import UpstreamFile, UpstreamPage
 
@@ -66,6 +67,13 @@ class PageCache:
         self._inflight = {}
         self._failures = {}
         self.changed = False
+        #: how pages were served, for C{/metrics}: C{hit} (fresh from the
+        #: cache), C{stale} (the cached page while a refresh runs, the
+        #: upstream fails, or offline), C{miss} (fetched while the client
+        #: waited), C{unavailable} (not cached, and no upstream to ask)
+        self.served = {"hit": 0, "stale": 0, "miss": 0, "unavailable": 0}
+        #: the upstream fetches of pages: count, failures, latency
+        self.timings = Timings()
 
     async def get(self, project):
         """
@@ -78,20 +86,28 @@ class PageCache:
         """
         entry = self.entries.get(project)
         now = self._clock.seconds()
+        served = self.served
         if entry is not None and self._offline:
-            return entry, not entry.fresh(now, self._ttl)
+            stale = not entry.fresh(now, self._ttl)
+            served["stale" if stale else "hit"] += 1
+            return entry, stale
         if entry is not None and entry.fresh(now, self._ttl):
+            served["hit"] += 1
             return entry, False
         if self._offline:
+            served["unavailable"] += 1
             raise Offline(project)
         failed = self._failures.get(project)
         if entry is None and failed is not None and 0 <= now - failed[0] < FAILURE_MEMORY:
+            served["unavailable"] += 1
             raise failed[1]
         if entry is not None:
             # Served as it is; the refresh goes on behind (and a failure of it
             # leaves the stale entry in place).
+            served["stale"] += 1
             self._refresh(project).addErrback(lambda _: None)
             return entry, True
+        served["miss"] += 1
         return await self._refresh(project), False
 
     def refresh(self, project):
@@ -118,11 +134,17 @@ class PageCache:
         return d
 
     async def _load(self, project):
+        started = self._clock.seconds()
         try:
             page = await self._fetch(project)
         except UpstreamNotFound:
             page = None
-        return Entry(page, self._clock.seconds())
+        except BaseException:
+            self.timings.record("page", self._clock.seconds() - started, failed=True)
+            raise
+        now = self._clock.seconds()
+        self.timings.record("page", now - started)
+        return Entry(page, now)
 
     def _loaded(self, result, project):
         waiting = self._inflight.pop(project)

@@ -27,6 +27,7 @@ from pypid.core import render
 from pypid.core.distribution import file_digests, inspect
 from pypid.core.index import CONTENT_TYPES, HTML, Page, version_key
 from pypid.core.metadata import InvalidDistribution
+from pypid.core.metrics import Timings
 from pypid.core.model import FileRecord
 from pypid.core.names import InvalidName, normalize
 from pypid.http import bodies
@@ -210,6 +211,11 @@ class UpstreamProxy:
     # project -> the filenames the cooldown hid when last logged
     _hidden: dict = attrs.field(factory=dict)
     _cached_count: int = 0
+    #: how files were served, for C{/metrics}: C{hit} (kept already),
+    #: C{miss} (fetched from the upstream), C{unavailable} (offline)
+    files_served: dict = attrs.field(factory=lambda: {"hit": 0, "miss": 0, "unavailable": 0})
+    #: the upstream fetches of files: count, failures, latency
+    timings: Timings = attrs.field(factory=Timings)
 
     @property
     def mode(self):
@@ -392,9 +398,12 @@ class UpstreamProxy:
         """
         stored = self.cached.get(upstream_file.filename)
         if stored is not None:
+            self.files_served["hit"] += 1
             return succeed(stored)
         if self.config.offline:
+            self.files_served["unavailable"] += 1
             return fail(Offline(upstream_file.filename))
+        self.files_served["miss"] += 1
         d = Deferred()
         waiting = self._downloads.get(upstream_file.filename)
         if waiting is not None:
@@ -413,12 +422,15 @@ class UpstreamProxy:
                 d.callback(result)
 
     async def _download(self, f, tee=None):
+        started = self.clock.seconds()
         try:
             stored = await self._download_to_storage(f, tee)
         except BaseException:
+            self.timings.record("file", self.clock.seconds() - started, failed=True)
             if tee is not None:
                 tee.abort()
             raise
+        self.timings.record("file", self.clock.seconds() - started)
         if tee is not None:
             tee.finish()
         return stored

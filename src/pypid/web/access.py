@@ -72,6 +72,9 @@ class Access:
     _throttle: object = None
     #: the L{pypid.auth.tokens.TokenBook}, or L{None} when tokens are not used
     tokens: object = None
+    #: the L{pypid.web.audit.AuditTrail} that failed and throttled logins
+    #: are recorded in, or L{None}
+    audit: object = None
     _open_reads: bool = attrs.field(init=False, default=True)
 
     def __attrs_post_init__(self):
@@ -165,11 +168,13 @@ class Access:
             # (a burst of the right password): join, with no throttle
             # accounting, so such a burst is never held back by itself.
             d = self._authenticate(user, password)
+            d.addCallback(self._audit_failure, request, user, password)
             d.addCallbacks(_known, _busy)
             return d
-        address = _address(request)
+        address = client_address(request)
         wait = throttle.wait(user, address)
         if wait:
+            self._audit_failure(None, request, user, password, throttled=True)
             return fail(TooManyRequests(
                 f"too many failed or unfinished logins for {user!r} from this address; "
                 "try again later",
@@ -186,8 +191,26 @@ class Access:
         throttle.started(user, address)
         d = self._authenticate(user, password)
         d.addBoth(checked)
+        d.addCallback(self._audit_failure, request, user, password)
         d.addCallbacks(_known, _busy)
         return d
+
+    def _audit_failure(self, identity, request, user, password, throttled=False):
+        """
+        Record a failed (C{identity} L{None}) or throttled login in the audit
+        log: the user name only when it is a user's (people type passwords
+        into the user field), the token id only when it is a token's.
+        """
+        if identity is None and self.audit is not None:
+            token = None
+            if user == TOKEN_USER:
+                token_id = password.removeprefix("pypid-").partition("-")[0]
+                if self.tokens is not None and token_id in self.tokens.tokens:
+                    token = token_id
+            elif not self._verifier.knows(user):
+                user = None
+            self.audit.login_failed(user, client_address(request), token, throttled)
+        return identity
 
     def _needs_new_check(self, user, password):
         """
@@ -272,7 +295,11 @@ def _remember(identity, request):
     return identity
 
 
-def _address(request):
+def client_address(request):
+    """
+    The client's address, as the login throttle counts it and the audit
+    log records it (the peer's host; L{None} when it has none).
+    """
     peer = request.getClientAddress()
     return getattr(peer, "host", None)
 

@@ -15,7 +15,9 @@ first segments:
   - L{pypid.web.cache_admin.CacheAdmin}: C{/requirements.txt},
     C{/api/upstream/...};
   - L{pypid.web.legacy.LegacyJSON}: C{/pypi/...};
-  - L{pypid.web.health.Health}: C{/health}.
+  - L{pypid.web.health.Health}: C{/health};
+  - L{pypid.web.metrics.Metrics}: C{/metrics};
+  - L{pypid.web.audit.AuditAdmin}: C{/api/audit}.
 
 Each area's routes are written with their whole paths, so a route reads as
 the URL a client sends; the table below only says which area to ask.
@@ -24,14 +26,19 @@ the URL a client sends; the table below only says which area to ask.
 import attrs
 from twisted.web.resource import Resource
 
+from pypid.config.metrics import MetricsConfig
 from pypid.core.errors import NotFound
 from pypid.core.pages import Chrome
 from pypid.core.render import file_url_for
+from pypid.storage.audit import MemoryAuditLog
 from pypid.web.assets import Assets
+from pypid.web.audit import AuditAdmin, AuditTrail
 from pypid.web.cache_admin import CacheAdmin
 from pypid.web.channel import ConnectionCounter
 from pypid.web.health import Health
+from pypid.storage.measured import MeasuredStorage
 from pypid.web.legacy import LegacyJSON
+from pypid.web.metrics import Metrics, Sources
 from pypid.web.people import AssetsResource, PeoplePages
 from pypid.web.project_pages import ProjectPages
 from pypid.web.publish import Publish
@@ -49,6 +56,7 @@ _AREAS = {
     b"requirements.txt": "cache",
     b"pypi": "legacy",
     b"health": "health",
+    b"metrics": "metrics",
 }
 _API_AREAS = {
     b"files": "publish",
@@ -56,6 +64,7 @@ _API_AREAS = {
     b"search": "people",
     b"tokens": "tokens",
     b"upstream": "cache",
+    b"audit": "audit",
 }
 _ROOT_METHODS = {b"GET": "people", b"HEAD": "people", b"POST": "publish"}
 
@@ -71,6 +80,8 @@ class PypidApp:
     @ivar cache: the L{pypid.web.cache_admin.CacheAdmin}.
     @ivar legacy: the L{pypid.web.legacy.LegacyJSON}.
     @ivar health: the L{pypid.web.health.Health}.
+    @ivar metrics: the L{pypid.web.metrics.Metrics}.
+    @ivar audit: the L{pypid.web.audit.AuditAdmin}.
     """
 
     people: object
@@ -79,11 +90,14 @@ class PypidApp:
     cache: object
     legacy: object
     health: object
+    metrics: object
+    audit: object
 
     def resource(self):
         """The Twisted resource that dispatches to the areas."""
         return _Areas({name: getattr(self, name).app.resource()
-                       for name in ("people", "publish", "tokens", "cache", "legacy", "health")})
+                       for name in ("people", "publish", "tokens", "cache", "legacy", "health",
+                                    "metrics", "audit")})
 
 
 class _Areas(Resource):
@@ -130,7 +144,7 @@ class Web:
 
 def build_web(index, storage, access, run, clock, *, max_upload_size, base_url=None,
               upstream=None, access_log=None, counter=None, header_timeout=None,
-              min_upload_rate=None):
+              min_upload_rate=None, metrics=None, audit=None):
     """
     Build the resource tree and the site, the one way both the server
     (L{pypid.tap.build_service}) and the tests wire them.
@@ -144,7 +158,14 @@ def build_web(index, storage, access, run, clock, *, max_upload_size, base_url=N
     @param clock: the reactor, or a L{twisted.internet.task.Clock}.
     @param upstream: the L{pypid.upstream.proxy.UpstreamProxy}, or L{None}.
     @param counter: the L{ConnectionCounter} limiting connections per address.
+    @param metrics: the L{pypid.config.metrics.MetricsConfig} of who may
+        scrape C{/metrics} (by default: loopback clients). The storage is
+        timed there when it is a L{pypid.storage.measured.MeasuredStorage}.
+    @param audit: the L{pypid.web.audit.AuditTrail} changes are recorded
+        in (by default, one over a log in memory).
     """
+    if audit is None:
+        audit = AuditTrail(MemoryAuditLog(clock), clock)
     # Absolute file links, for the pages not under /simple/<project>/.
     absolute_file_url = file_url_for(base_url or "/")
     assets = Assets.load()
@@ -152,11 +173,14 @@ def build_web(index, storage, access, run, clock, *, max_upload_size, base_url=N
                     files_url=base_url + "files/" if base_url else None)
     app = PypidApp(
         people=PeoplePages(index, access, chrome),
-        publish=Publish(index, storage, access, run, clock, max_upload_size),
-        tokens=TokenAdmin(access, run),
-        cache=CacheAdmin(access, upstream),
+        publish=Publish(index, storage, access, run, clock, max_upload_size, audit=audit),
+        tokens=TokenAdmin(access, run, audit=audit),
+        cache=CacheAdmin(access, upstream, audit=audit),
         legacy=LegacyJSON(index, storage, access, absolute_file_url, base_url),
         health=Health(index, storage),
+        metrics=Metrics(access, metrics if metrics is not None else MetricsConfig(),
+                        Sources(index=index), clock),
+        audit=AuditAdmin(access, audit),
     )
     root = RootResource(
         SimpleResource(index, access, base_url or "/", upstream),
@@ -169,4 +193,9 @@ def build_web(index, storage, access, run, clock, *, max_upload_size, base_url=N
                      reactor=clock, access=access, run=run,
                      counter=counter if counter is not None else ConnectionCounter(),
                      header_timeout=header_timeout, min_body_rate=min_upload_rate)
+    sources = app.metrics.sources
+    sources.site = site
+    sources.upstream = upstream
+    if isinstance(storage, MeasuredStorage):
+        sources.storage = storage
     return Web(root, site, app)

@@ -4,6 +4,8 @@ C{pylock.toml}) pins, and refreshing a project's page now. Open to users who
 may upload; the cache itself is L{pypid.upstream.proxy.UpstreamProxy}.
 """
 
+from collections import Counter
+
 import attrs
 from klein import Klein
 
@@ -12,6 +14,7 @@ from pypid.core.names import is_valid_name, normalize
 from pypid.upstream import requirements
 from pypid.upstream.cache import Offline
 from pypid.upstream.fetch import UpstreamError
+from pypid.web.audit import AuditTrail
 from pypid.web.routes import answer_errors, send_json
 
 
@@ -20,21 +23,27 @@ class CacheAdmin:
     """
     @ivar _access: the L{pypid.web.access.Access} gate.
     @ivar _upstream: the L{pypid.upstream.proxy.UpstreamProxy}, or L{None}.
+    @ivar _audit: the L{pypid.web.audit.AuditTrail} refreshes and
+        pre-caching are recorded in.
     """
 
     _access: object
     _upstream: object = None
+    _audit: AuditTrail = attrs.field(kw_only=True)
 
     app = Klein()
     answer_errors(app)
 
     @app.route("/requirements.txt", methods=["POST"])
-    async def precache(self, request):
+    def precache(self, request):
         """
         Pre-cache what a requirements file (or, with C{Content-Type:
         application/toml}, a C{pylock.toml}) pins: every selected upstream
         file is fetched, checked and kept. Answers a JSON report.
         """
+        return self._audit.refusals(request, "precache", self._precache(request))
+
+    async def _precache(self, request):
         identity = await self._access.uploader(request)
         proxy = self._cache_mode()
         ctype = request.requestHeaders.getRawHeaders(b"content-type", [b""])[0].lower()
@@ -54,11 +63,19 @@ class CacheAdmin:
                    "reason": "not an upstream project here"}
                   for pin in pins if pin not in allowed]
         report += await proxy.precache(allowed)
+        statuses = Counter(str(item.get("status")) for item in report)
+        self._audit.record(request, identity, "precache", detail=", ".join(
+            f"{count} {status}" for status, count in sorted(statuses.items())) or "nothing")
         return send_json(request, {"files": report})
 
     @app.route("/api/upstream/<string:name>/refresh", methods=["POST"])
-    async def refresh(self, request, name):
+    def refresh(self, request, name):
         """Fetch an upstream project's page again now."""
+        project = normalize(name) if is_valid_name(name) else name
+        return self._audit.refusals(request, "refresh", self._refresh(request, name),
+                                    project=project)
+
+    async def _refresh(self, request, name):
         identity = await self._access.uploader(request)
         proxy = self._cache_mode()
         if not is_valid_name(name) or not self._access.identity_may_read(identity, name):
@@ -73,6 +90,8 @@ class CacheAdmin:
             raise Unavailable("the server is offline: nothing is fetched")
         if entry.page is None:
             raise NotFound("the upstream has no such project")
+        self._audit.record(request, identity, "refresh", project=entry.page.project,
+                           detail=f"{len(entry.page.files)} files")
         return send_json(request, {"project": entry.page.project, "files": len(entry.page.files),
                                    "fetched_at": entry.fetched_at})
 

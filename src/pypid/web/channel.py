@@ -274,6 +274,13 @@ class ConnectionCounter:
         self.limit = limit
         self._open = {}
         self._channels = set()
+        #: connections refused for their address's limit (for C{/metrics})
+        self.refused = 0
+
+    @property
+    def open(self):
+        """How many connections are open now."""
+        return len(self._channels)
 
     def sweep(self, now):
         """Close every connection whose request headers are overdue."""
@@ -293,6 +300,7 @@ class ConnectionCounter:
             return True
         count = self._open.get(host, 0)
         if count >= self.limit:
+            self.refused += 1
             log.warn("Refusing a connection from {host}: it holds {count} already",
                      host=host, count=count)
             return False

@@ -6,6 +6,10 @@ releases.
 Every change to one distribution (a filename, and every other spelling of
 it) holds that distribution's lock from its checks to its last write, so an
 upload never interleaves with another upload, a yank or a delete of it.
+
+Every change, and every change refused to a user who logged in, is recorded
+in the audit log (L{pypid.web.audit.AuditTrail}), after the change is
+stored: recording never waits, and never fails the change.
 """
 
 import attrs
@@ -27,6 +31,7 @@ from pypid.core.names import (
 from pypid.core.upload import check_form, validate_upload
 from pypid.storage.interface import FileExists, FilenameDeleted, StorageError
 from pypid.web.access import IRequestAuth
+from pypid.web.audit import facts_of
 from pypid.web.locks import KeyedLock
 from pypid.web.multipart import MultipartError, UploadTooLarge
 from pypid.web.respond import RETRY_AFTER, send_text, storage_unavailable
@@ -49,6 +54,7 @@ class Publish:
     @ivar _run: C{run(f, *args) -> Deferred} for blocking work.
     @ivar _clock: provides C{seconds()}.
     @ivar _max_upload_size: bytes.
+    @ivar _audit: the L{pypid.web.audit.AuditTrail}.
     """
 
     _index: object
@@ -57,6 +63,7 @@ class Publish:
     _run: object
     _clock: object
     _max_upload_size: int
+    _audit: object = attrs.field(kw_only=True)
     _locks: KeyedLock = attrs.field(init=False)
 
     @_locks.default
@@ -99,11 +106,20 @@ class Publish:
             else:
                 identity = await self._access.gate_upload(request, auth.credentials)
             if form.get(":action") == "remove_pkg":
-                return await self._remove_release(request, form, identity)
-            upload = validate_upload(form)
-            return await self._store(request, upload, identity)
+                return await self._audit.refusals(
+                    request, "delete", self._remove_release(request, form, identity),
+                    identity=identity, project=_named(form.get("name") or ""),
+                    version=form.get("version"))
+            part = form.files.get("content")
+            return await self._audit.refusals(
+                request, "upload", self._upload(request, form, identity), identity=identity,
+                filename=part.filename if part is not None else None)
         finally:
             form.discard()
+
+    async def _upload(self, request, form, identity):
+        upload = validate_upload(form)
+        return await self._store(request, upload, identity)
 
     async def _store(self, request, upload, identity):
         # One distribution at a time: the checks below and the work in the
@@ -157,6 +173,7 @@ class Publish:
             log.error("Upload of {filename} failed: {error}", filename=upload.filename, error=str(e))
             raise storage_unavailable(e)
         self._index.add(stored)
+        self._audit.record(request, identity, "upload", **facts_of(stored))
         log.info("{user} uploaded {filename} ({size} bytes)",
                  user=identity.name, filename=stored.filename, size=stored.size)
         return send_text(request, 200, "OK")
@@ -176,7 +193,7 @@ class Publish:
         if not is_valid_name(name):
             raise BadRequest("name: a valid project name is required")
         filenames = self._release(name, version)
-        await self._apply(filenames, self._delete, None, identity)
+        await self._apply(request, filenames, self._delete, None, identity)
         return send_text(request, 200, f"Removed {len(filenames)} files of {name} {version}")
 
     # -- yank, unyank, delete ------------------------------------------------------
@@ -184,35 +201,37 @@ class Publish:
     @app.route("/api/files/<string:filename>/yank", methods=["POST"])
     def yank_file(self, request, filename):
         """Yank one file (PEP 592), with an optional C{reason} form field."""
-        return self._change(request, lambda: [filename], self._yank, _reason(request))
+        return self._change(request, lambda: [filename], self._yank, _reason(request),
+                            filename=filename)
 
     @app.route("/api/files/<string:filename>/unyank", methods=["POST"])
     def unyank_file(self, request, filename):
         """Undo a yank of one file."""
-        return self._change(request, lambda: [filename], self._yank, None)
+        return self._change(request, lambda: [filename], self._yank, None, filename=filename)
 
     @app.route("/api/files/<string:filename>", methods=["DELETE"])
     def delete_file(self, request, filename):
         """Delete one file for good; its name can never be used again."""
-        return self._change(request, lambda: [filename], self._delete, None)
+        return self._change(request, lambda: [filename], self._delete, None, filename=filename)
 
     @app.route("/api/projects/<string:project>/<string:version>/yank", methods=["POST"])
     def yank_release(self, request, project, version):
         """Yank every file of a release, as the public index does."""
         return self._change(request, lambda: self._release(project, version),
-                            self._yank, _reason(request))
+                            self._yank, _reason(request), project=_named(project),
+                            version=version)
 
     @app.route("/api/projects/<string:project>/<string:version>/unyank", methods=["POST"])
     def unyank_release(self, request, project, version):
         """Undo the yank of a release."""
         return self._change(request, lambda: self._release(project, version),
-                            self._yank, None)
+                            self._yank, None, project=_named(project), version=version)
 
     @app.route("/api/projects/<string:project>/<string:version>", methods=["DELETE"])
     def delete_release(self, request, project, version):
         """Delete every file of a release."""
         return self._change(request, lambda: self._release(project, version),
-                            self._delete, None)
+                            self._delete, None, project=_named(project), version=version)
 
     def _release(self, project, version):
         version = requested_version(version)
@@ -222,16 +241,22 @@ class Publish:
             raise NotFound(_NO_SUCH_RELEASE)
         return files
 
-    async def _change(self, request, filenames, change, argument):
+    async def _change(self, request, filenames, change, argument, **facts):
         """
         Authenticate, then apply C{change} to the files C{filenames()} names:
-        what exists is looked up only for those allowed to change it.
+        what exists is looked up only for those allowed to change it. A
+        refusal is recorded with C{facts}: what the request named.
         """
         identity = await self._access.gate_upload(request)
-        await self._apply(filenames(), change, argument, identity)
+        event = ("delete" if change == self._delete
+                 else "yank" if argument is not None else "unyank")
+
+        async def apply():
+            await self._apply(request, filenames(), change, argument, identity)
+        await self._audit.refusals(request, event, apply(), identity=identity, **facts)
         return send_text(request, 200, "OK")
 
-    async def _apply(self, filenames, change, argument, identity):
+    async def _apply(self, request, filenames, change, argument, identity):
         for filename in filenames:
             record = self._index.get_file(filename)
             if record is None or not self._access.identity_may_read(identity, record.project):
@@ -241,15 +266,16 @@ class Publish:
                 raise Forbidden(f"{identity.name} may not change {record.project}")
             key = distribution_key(record.project, record.version, record.packagetype,
                                    record.filename)
-            await self._locks.run(key, self._apply_locked, filename, change, argument, identity)
+            await self._locks.run(key, self._apply_locked, request, filename, change, argument,
+                                  identity)
 
-    async def _apply_locked(self, filename, change, argument, identity):
+    async def _apply_locked(self, request, filename, change, argument, identity):
         # Looked up again: a change that held the lock before may have
         # deleted the file meanwhile.
         record = self._index.get_file(filename)
         if record is None:
             raise NotFound(f"no such file: {filename}")
-        await change(record, argument, identity)
+        await change(request, record, argument, identity)
 
     async def _storage_call(self, operation, record):
         try:
@@ -261,19 +287,27 @@ class Publish:
                       error=str(e))
             raise storage_unavailable(e)
 
-    async def _yank(self, record, reason, identity):
+    async def _yank(self, request, record, reason, identity):
         changed = attrs.evolve(record, yanked=reason)
         if changed == record:
             return
         await self._storage_call(self._storage.update, changed)
         self._index.add(changed)
+        self._audit.record(request, identity, "yank" if reason is not None else "unyank",
+                           detail=reason or None, **facts_of(record))
         log.info("{user} {action} {filename}", user=identity.name,
                  action="yanked" if reason is not None else "unyanked", filename=record.filename)
 
-    async def _delete(self, record, _argument, identity):
+    async def _delete(self, request, record, _argument, identity):
         await self._storage_call(self._storage.delete, record)
         self._index.remove(record.filename)
+        self._audit.record(request, identity, "delete", **facts_of(record))
         log.info("{user} deleted {filename}", user=identity.name, filename=record.filename)
+
+
+def _named(project):
+    """A project name from a request, normalized when it is valid (as entries keep it)."""
+    return normalize(project) if is_valid_name(project) else project
 
 
 def _project_of(filename):

@@ -31,6 +31,7 @@ from twisted.web.http import datetimeToString, unquote
 
 from pypid.auth.credentials import MalformedCredentials, parse_basic, www_authenticate_header
 from pypid.core.errors import HTTPError
+from pypid.core.metrics import RequestStats
 from pypid.web.access import IRequestAuth
 from pypid.web.body import (
     MAX_PLAIN_BODY,
@@ -82,13 +83,22 @@ class PypidRequest(server.Request):
     early_answer = False
     #: set once the whole body arrived and the request went to its resource
     _body_done = False
+    #: when the request's headers were in (the site's C{timer}), for its latency
+    started = None
+    #: request body bytes received so far
+    received = 0
+    #: the request line's method and path (origin form, no query), read
+    #: once the headers are in
+    _line = (b"", b"/")
 
     def gotLength(self, length):
         """Choose where the body goes, before any of it arrives."""
         channel = self.channel
+        self.started = channel.site.timer()
         parse_form_body(self, False)
         command, target = request_line(channel)
         path = origin_form(target).split(b"?", 1)[0]
+        self._line = (command, path)
         if command != b"POST" or path not in UPLOAD_PATHS:
             if length is not None and length > MAX_PLAIN_BODY:
                 return self._answer_early(length, 413, PLAIN_TOO_LARGE)
@@ -190,6 +200,7 @@ class PypidRequest(server.Request):
 
     def handleContentChunk(self, data):
         """Feed the body on (each body enforces its own limit)."""
+        self.received += len(data)
         self.content.write(data)
 
     def _plain_too_large(self):
@@ -217,6 +228,7 @@ class PypidRequest(server.Request):
         # (the values are the server's own: Retry-After, say)
         headers = [(b"WWW-Authenticate", www_authenticate_header())] if www else []
         answer_before_body(transport, code, message, headers + list(extra))
+        self.channel.site.count(self, code, 0)
         self.channel.persistent = False
         if length is None or length > DISCARD_LIMIT:
             close()
@@ -268,9 +280,13 @@ class PypidRequest(server.Request):
         return reason
 
     def connectionLost(self, reason):
-        """Remove a half-received upload's spooled file."""
+        """Remove a half-received upload's spooled file; count the request as abandoned."""
         if self.content is not None:  # (None until the headers are in)
             self.content.close()
+        if not self.finished and not self.early_answer and self.started is not None:
+            site = getattr(self.channel, "site", None)
+            if site is not None:
+                site.count(self, None, self.sentLength)
         server.Request.connectionLost(self, reason)
 
 
@@ -324,8 +340,13 @@ class PypidSite(GuardedSite, server.Site):
 
     def __init__(self, resource, max_upload_size, spool_dir, access_log=None, reactor=None,
                  access=None, run=None, counter=None, header_timeout=None,
-                 min_body_rate=None):
+                 min_body_rate=None, timer=None):
         server.Site.__init__(self, resource, logPath=access_log, reactor=reactor)
+        #: what was answered, for C{/metrics}
+        self.stats = RequestStats()
+        #: C{timer() -> seconds}, a monotonic clock for latencies (the
+        #: reactor's C{seconds} by default, so a test's L{Clock} works)
+        self.timer = timer if timer is not None else self.reactor.seconds
         self.counter = counter if counter is not None else ConnectionCounter()
         self.header_timeout = header_timeout
         self.min_body_rate = min_body_rate
@@ -355,6 +376,20 @@ class PypidSite(GuardedSite, server.Site):
         return self._date[1]
 
     def log(self, request):
-        """Write an access log line only when an access log is configured."""
+        """
+        Count a finished request (L{Request.finish} calls this), and write an
+        access log line when an access log is configured.
+        """
+        self.count(request, request.code, request.sentLength)
         if self._access_log is not None:
             server.Site.log(self, request)
+
+    def count(self, request, status, sent):
+        """Count an answered request, or one abandoned (C{status} L{None})."""
+        started = getattr(request, "started", None)
+        if started is None:
+            return  # (not ours: a test's bare request)
+        method, path = request._line
+        self.stats.record(method, path, status, self.timer() - started, sent,
+                          request.received,
+                          request.requestHeaders.hasHeader(b"authorization"))

@@ -25,23 +25,29 @@ class TokenAdmin:
     @ivar _access: the L{pypid.web.access.Access} gate, which holds the
         L{pypid.auth.tokens.TokenBook} (or L{None} when tokens are not used).
     @ivar _run: C{run(f, *args) -> Deferred} for the blocking file write.
+    @ivar _audit: the L{pypid.web.audit.AuditTrail} tokens issued and
+        revoked are recorded in.
     """
 
     _access: object
     _run: object
+    _audit: object = attrs.field(kw_only=True)
     _writes: DeferredLock = attrs.field(init=False, factory=DeferredLock)
 
     app = Klein()
     answer_errors(app)
 
     @app.route("/api/tokens", methods=["POST"])
-    async def issue(self, request):
+    def issue(self, request):
         """
         Issue a token (admins only). Form fields: C{actions} (C{read},
         C{upload}, or both, space-separated), C{projects} (names or globs,
         space-separated; none for all), C{expires} (a duration such as
         C{90d}; none for never), C{description}. Answers the token once.
         """
+        return self._audit.refusals(request, "token-issued", self._issue(request))
+
+    async def _issue(self, request):
         identity = await self._access.admin(request)
         fields = {name: form_field(request, name)
                   for name in ("actions", "projects", "expires", "description")}
@@ -53,9 +59,11 @@ class TokenAdmin:
         except ValueError as e:
             raise BadRequest(str(e))
         await self._save()
-        log.info("{user} issued token {id} ({actions} on {projects})", user=identity.name,
-                 id=token.id, actions=" ".join(sorted(token.actions)),
-                 projects=" ".join(token.projects) or "every project")
+        scope = (f"{' '.join(sorted(token.actions))} on "
+                 f"{' '.join(token.projects) or 'every project'}")
+        self._audit.record(request, identity, "token-issued", target=token.id, detail=scope)
+        log.info("{user} issued token {id} ({scope})", user=identity.name, id=token.id,
+                 scope=scope)
         return send_json(request, dict(token.public(), token=text))
 
     @app.route("/api/tokens", methods=["GET"])
@@ -65,12 +73,17 @@ class TokenAdmin:
         return send_json(request, {"tokens": self._book().listing()})
 
     @app.route("/api/tokens/<string:token_id>", methods=["DELETE"])
-    async def revoke(self, request, token_id):
+    def revoke(self, request, token_id):
         """Revoke a token at once (admins only)."""
+        return self._audit.refusals(request, "token-revoked", self._revoke(request, token_id),
+                                    target=token_id)
+
+    async def _revoke(self, request, token_id):
         identity = await self._access.admin(request)
         if not self._book().revoke(token_id):
             raise NotFound(f"no such token: {token_id}")
         await self._save()
+        self._audit.record(request, identity, "token-revoked", target=token_id)
         log.info("{user} revoked token {id}", user=identity.name, id=token_id)
         return send_text(request, 200, "OK: revoked")
 

@@ -19,6 +19,7 @@ from twisted.internet.defer import CancelledError, Deferred, DeferredSemaphore, 
 from twisted.web.iweb import IBodyProducer
 from zope.interface import implementer
 
+from pypid.core.metrics import Timings
 from pypid.http import bodies
 from pypid.storage.interface import StorageError
 from pypid.storage.s3.sign import EMPTY_SHA256, sign
@@ -251,6 +252,9 @@ class S3Client:
         self._clock = clock
         self._timeout = timeout
         self.limit = DeferredSemaphore(parallel)
+        #: every request to the store, by method: counted, failures and
+        #: latency (retries are requests of their own), for C{/metrics}
+        self.timings = Timings()
 
     @property
     def timeout(self):
@@ -277,11 +281,20 @@ class S3Client:
         """
         delays = RETRY_DELAYS if retry else ()
         attempt = 0
+        seconds, record = self._clock.seconds, self.timings.record
         while True:
+            started = seconds()
             try:
-                return await self._call_once(method, key, params, headers, body,
-                                             payload_sha256, ok, limit, stream, expect)
+                response = await self._call_once(method, key, params, headers, body,
+                                                 payload_sha256, ok, limit, stream, expect)
+                record(method, seconds() - started)
+                return response
+            except S3Error:
+                # (an answer the call did not expect: a 403, say)
+                record(method, seconds() - started, failed=True)
+                raise
             except S3Unavailable:
+                record(method, seconds() - started, failed=True)
                 if attempt >= len(delays):
                     raise
                 await _sleep(self._clock, delays[attempt])

@@ -208,6 +208,9 @@ class S3Storage:
         # key -> (url, usable until)
         self._urls = {}
         self._urls_changed = False
+        #: downloads answered from the presigned URL cache, and signed anew
+        #: (for C{/metrics})
+        self.presign_hits = self.presign_misses = 0
         self._feed = ChangeFeed(client, layout, clock, self._state_of, self._background)
         self.instance = self._feed.instance
         self._clock_margin = clock_margin
@@ -466,6 +469,28 @@ class S3Storage:
                 log.warn("Deleted {filename}, but cannot remove {key} yet: {error}",
                          filename=record.filename, key=key, error=str(e))
 
+    def add_tombstone(self, filename):
+        """
+        Keep a tombstone for a name no stored file has (its marker, like a
+        delete's, so the other servers learn it); see
+        L{IStorage.add_tombstone}.
+        """
+        return ensureDeferred(self._add_tombstone(filename))
+
+    async def _add_tombstone(self, filename):
+        layout, client = self._layout, self._client
+        if await client.head(layout.deleted_key(filename)) is not None:
+            return
+        for path in {filename, self._paths.get(filename, filename)}:
+            existing = await client.head(layout.file_key(path))
+            if existing is not None:
+                raise FileExists(filename, existing.get("x-amz-meta-sha256"))
+        tombstone = {"filename": filename, "deleted": True, "deleted_at": self._clock.seconds()}
+        await client.put(layout.deleted_key(filename),
+                         json.dumps(tombstone, sort_keys=True).encode("utf-8"),
+                         {"content-type": "application/json"})
+        self._feed.announce(filename)
+
     # -- reads -----------------------------------------------------------------------
 
     def locate(self, record):
@@ -551,6 +576,11 @@ class S3Storage:
             return _IdleGuard(response.stream, self._clock, self._client.timeout)
         return ensureDeferred(fetch())
 
+    @property
+    def presigned_cached(self):
+        """How many presigned URLs the cache holds."""
+        return len(self._urls)
+
     def presigned(self, key):
         """
         A presigned GET URL for C{key}, from the cache while it has at least
@@ -560,7 +590,9 @@ class S3Storage:
         now = self._clock.seconds()
         cached = self._urls.get(key)
         if cached is not None and cached[1] > now:
+            self.presign_hits += 1
             return cached[0]
+        self.presign_misses += 1
         credentials = self._credentials.current()
         expires = self._expire_after
         if credentials.expiry is not None:

@@ -1,0 +1,174 @@
+"""
+A storage into a bundle (C{pypid-admin export}), beside a daemon that may
+be running on it.
+
+The storage is read as C{pypid-export} reads it (L{pypid.export.source}):
+the daemon's snapshot as what is known, then a scan that writes nothing,
+takes no lock and sweeps nothing. The bundle is the storage as that scan
+found it: the records it gave, each file's bytes checked against its
+record's sha256 as they are copied, so a copy is never half of an upload
+or another file's bytes. A daemon may upload, yank or delete meanwhile:
+an upload after the scan is not in the bundle, a yank after it is not
+either, and a file deleted before it is copied is left out and reported
+(the run then exits 1, and a second run gives the bundle as it is then).
+
+Members are written file by file: each file, then its metadata and
+details (nothing of a file left out stays behind), then the records, the
+tombstones and the manifest.
+"""
+
+import os
+import tempfile
+
+import attrs
+from twisted.logger import Logger
+
+from pypid.bundle.manifest import (
+    AUDIT,
+    RECORDS,
+    TOMBSTONES,
+    Manifest,
+    classify,
+    details_member,
+    file_member,
+    metadata_member,
+    records_bytes,
+    tombstones_bytes,
+)
+from pypid.core.model import format_upload_time
+from pypid.export.plan import BINARY_TYPE
+from pypid.export.source import FileUnavailable, load_records, put_file, read_metadata
+from pypid.storage.disk import remove_file
+
+log = Logger()
+
+
+async def audit_members(storage, run):
+    """
+    The audit log's files to carry in a bundle, as C{(name, bytes)} pairs,
+    C{name} relative to the log's folder (C{<storage>/.pypid/audit/} on
+    disk, C{<prefix>.pypid/audit/} in a bucket); they are written under
+    C{audit/} in the bundle and named in its manifest.
+
+    This is the place for the audit log, once it is stored: it gives
+    nothing yet. (Reading it must not disturb the daemon: no lock, no
+    write.)
+    """
+    return []
+
+
+@attrs.define
+class ExportReport:
+    """
+    What an export wrote.
+
+    @ivar problems: C{(filename, why)} of the files left out.
+    """
+
+    files: int = 0
+    bytes: int = 0
+    metadata: int = 0
+    details: int = 0
+    tombstones: int = 0
+    audit: int = 0
+    problems: list = attrs.field(factory=list)
+
+    def summary(self, where):
+        """One line for people."""
+        return (f"Exported {self.files} files ({self.bytes} bytes), {self.metadata} metadata, "
+                f"{self.details} details, {self.tombstones} tombstones and {self.audit} "
+                f"audit log files to {where}")
+
+
+@attrs.frozen
+class _WriterTarget:
+    """
+    The part of L{pypid.export.target.ITarget} that
+    L{pypid.export.source.put_file} uses, over a bundle writer.
+    """
+
+    _writer: object
+    _run: object
+    _spool_dir: str
+
+    def spool(self):
+        """A new path in the export's own spool folder."""
+        fd, path = tempfile.mkstemp(dir=self._spool_dir, prefix="file-")
+        os.close(fd)
+        return path
+
+    def write(self, path, data, content_type=BINARY_TYPE):
+        """Add C{data} as the member C{path}."""
+        return self._run(self._writer.add_bytes, path, data)
+
+    def put_file(self, path, source, sha256, consume, size=None):
+        """
+        Add the local file C{source} as the member C{path}; a spooled one
+        was checked as it was fetched, a storage file is checked here.
+        """
+        d = self._run(self._writer.add_file, path, source, None if consume else sha256)
+        if consume:
+            d.addBoth(lambda result: (remove_file(source), result)[1])
+        return d
+
+
+async def export_bundle(storage, writer, snapshot_path, run, clock):
+    """
+    Write the storage's files, records, metadata, details, tombstones and
+    audit log into C{writer} (see L{pypid.bundle.archive.open_writer}),
+    then its manifest. The writer is not finished when a file was left out
+    either: what was taken makes a consistent bundle.
+
+    @param run: C{run(f, *args) -> Deferred}, for blocking work.
+    @param clock: provides C{seconds()}, for the manifest's date.
+    @rtype: L{ExportReport}
+    @raise pypid.storage.interface.StorageError: the storage failed.
+    """
+    report = ExportReport()
+    scanned = await load_records(storage, snapshot_path, run)
+    spool_dir = await run(tempfile.mkdtemp, None, "pypid-bundle-")
+    target = _WriterTarget(writer, run, spool_dir)
+    taken = []
+    try:
+        for filename in sorted(scanned.records):
+            record = scanned.records[filename]
+            metadata = await read_metadata(storage, record)
+            details = await storage.read_details(record)
+            try:
+                await put_file(storage, record, target, file_member(filename))
+            except FileUnavailable as e:
+                log.warn("Not exporting {filename}: {error}", filename=filename, error=str(e))
+                report.problems.append((filename, str(e)))
+                continue
+            if metadata is not None:
+                await target.write(metadata_member(filename), metadata)
+            if details is not None:
+                await target.write(details_member(filename), details)
+            taken.append(record)
+            report.files += 1
+            report.bytes += record.size
+            report.metadata += metadata is not None
+            report.details += details is not None
+        for name, data in await audit_members(storage, run):
+            await target.write(AUDIT + name, data)
+            report.audit += 1
+        await target.write(RECORDS, records_bytes(taken))
+        await target.write(TOMBSTONES, tombstones_bytes(scanned.tombstones))
+        report.tombstones = len(scanned.tombstones)
+    finally:
+        await run(_remove_tree, spool_dir)
+    files, members = {}, {}
+    for name, digest in writer.entries.items():
+        member = classify(name)
+        if member.kind == "file":
+            files[member.filename] = digest
+        else:
+            members[name] = digest
+    manifest = Manifest(files, members, format_upload_time(clock.seconds()), storage.identity())
+    await run(writer.finish, manifest.to_bytes())
+    return report
+
+
+def _remove_tree(path):
+    import shutil
+    shutil.rmtree(path, ignore_errors=True)

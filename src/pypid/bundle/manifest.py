@@ -1,0 +1,320 @@
+"""
+What a bundle is made of, and its manifest: pure functions over names and
+bytes, so that the whole format is tested without a disk.
+
+A bundle is a folder, or a tar file of the same members (plain, or gzipped
+when its name ends in C{.tar.gz} or C{.tgz})::
+
+    metadata/<filename>.metadata   a file's core metadata (PEP 658), when served
+    details/<filename>.details     what the pages for people show of it, when kept
+    files/<filename>               the distribution file
+    records.json                   {"records": [FileRecord.to_json(), ...]}: upload
+                                   time, uploader, yank state, summary ...
+    tombstones.json                {"tombstones": [filename, ...]}: deleted names,
+                                   never to be used again
+    audit/...                      the audit log's files (reserved; see
+                                   L{pypid.bundle.export.audit_members})
+    manifest.json                  written last: the format and its version,
+                                   and the sha256 and size of every other member
+
+Every member but the manifest is named in it, distribution files under
+C{files}, the others under C{members}; a reader refuses a member it does
+not name, a name outside this layout, and bytes other than those it names.
+The manifest is written last, so a folder without one is an export that
+did not finish.
+"""
+
+import json
+import re
+
+import attrs
+
+from pypid.core.model import FileRecord
+from pypid.core.names import InvalidName, check_filename_characters, parse_filename
+
+#: The format's name and version in the manifest; a reader refuses other
+#: names, and versions it does not know.
+FORMAT = "pypid-bundle"
+VERSION = 1
+
+MANIFEST = "manifest.json"
+RECORDS = "records.json"
+TOMBSTONES = "tombstones.json"
+_FILES = "files/"
+_METADATA = "metadata/"
+_DETAILS = "details/"
+#: Where the audit log's files go in a bundle (kept as they are stored).
+AUDIT = "audit/"
+
+#: The most bytes a JSON member (manifest, records, tombstones) may have:
+#: 20,000 records make about 10 MB.
+JSON_LIMIT = 256 << 20
+#: The most bytes of a core metadata member (the storage reads no more).
+METADATA_LIMIT = 16 << 20
+#: The most bytes of a details member (the storage reads no more).
+DETAILS_LIMIT = 32 << 20
+#: The most bytes of one audit log file.
+AUDIT_LIMIT = 1 << 30
+#: The most members a bundle may have (four per file, and the audit log).
+MAX_MEMBERS = 1 << 22
+
+_SHA256 = re.compile(r"[0-9a-f]{64}\Z")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\\]")
+
+
+class BundleError(Exception):
+    """A bundle that cannot be read or written; the message is one line."""
+
+
+def file_member(filename):
+    """The member holding the distribution file C{filename}."""
+    return _FILES + filename
+
+
+def metadata_member(filename):
+    """The member holding C{filename}'s core metadata."""
+    return _METADATA + filename + ".metadata"
+
+
+def details_member(filename):
+    """The member holding C{filename}'s details."""
+    return _DETAILS + filename + ".details"
+
+
+@attrs.frozen
+class Member:
+    """
+    What a member's name says it is.
+
+    @ivar kind: C{"manifest"}, C{"records"}, C{"tombstones"}, C{"file"},
+        C{"metadata"}, C{"details"} or C{"audit"}.
+    @ivar filename: the distribution file it belongs to (file, metadata and
+        details), else L{None}.
+    """
+
+    name: str
+    kind: str
+    filename: str | None = None
+
+
+def _filename_in(name, prefix, suffix=""):
+    filename = name[len(prefix): len(name) - len(suffix)]
+    try:
+        check_filename_characters(filename)
+    except InvalidName as e:
+        raise BundleError(f"the member {name!r} is not a file of a bundle: {e}")
+    return filename
+
+
+def classify(name):
+    """
+    What the member C{name} is.
+
+    @rtype: L{Member}
+    @raise BundleError: for a name outside the layout (an absolute path,
+        C{..}, a folder a bundle does not have, a name that is no filename).
+    """
+    for fixed, kind in ((MANIFEST, "manifest"), (RECORDS, "records"),
+                        (TOMBSTONES, "tombstones")):
+        if name == fixed:
+            return Member(name, kind)
+    if name.startswith(_FILES):
+        return Member(name, "file", _filename_in(name, _FILES))
+    if name.startswith(_METADATA) and name.endswith(".metadata"):
+        return Member(name, "metadata", _filename_in(name, _METADATA, ".metadata"))
+    if name.startswith(_DETAILS) and name.endswith(".details"):
+        return Member(name, "details", _filename_in(name, _DETAILS, ".details"))
+    if name.startswith(AUDIT):
+        parts = name[len(AUDIT):].split("/")
+        if (len(parts) <= 4 and all(parts) and not _CONTROL.search(name)
+                and not any(part.startswith(".") for part in parts)):
+            return Member(name, "audit")
+    raise BundleError(f"the member {name!r} is not a file of a bundle")
+
+
+def is_folder(name):
+    """Whether C{name} (without a trailing slash) is a folder a bundle may have."""
+    name = name.rstrip("/")
+    if name in ("files", "metadata", "details", "audit"):
+        return True
+    if name.startswith(AUDIT):
+        parts = name[len(AUDIT):].split("/")
+        return (len(parts) < 4 and all(parts) and not _CONTROL.search(name)
+                and not any(part.startswith(".") for part in parts))
+    return False
+
+
+def limit_of(member, max_file_size):
+    """The most bytes the member may have; C{max_file_size} for distribution files."""
+    return {"manifest": JSON_LIMIT, "records": JSON_LIMIT, "tombstones": JSON_LIMIT,
+            "file": max_file_size, "metadata": METADATA_LIMIT, "details": DETAILS_LIMIT,
+            "audit": AUDIT_LIMIT}[member.kind]
+
+
+@attrs.frozen
+class Digest:
+    """A member's sha256 (hex) and size in bytes."""
+
+    sha256: str
+    size: int
+
+    def to_json(self):
+        """The JSON-ready form kept in the manifest."""
+        return {"sha256": self.sha256, "size": self.size}
+
+    @classmethod
+    def from_json(cls, data, where):
+        """
+        @raise BundleError: naming C{where} when C{data} is not a digest.
+        """
+        if not isinstance(data, dict):
+            raise BundleError(f"{where}: not an object with sha256 and size")
+        sha256, size = data.get("sha256"), data.get("size")
+        if not isinstance(sha256, str) or not _SHA256.match(sha256):
+            raise BundleError(f"{where}: sha256 is not 64 lowercase hex digits")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise BundleError(f"{where}: size is not a number of bytes")
+        return cls(sha256, size)
+
+
+def _json_object(data, what):
+    if len(data) > JSON_LIMIT:
+        raise BundleError(f"{what}: more than {JSON_LIMIT} bytes")
+    try:
+        value = json.loads(data)
+    except (ValueError, RecursionError) as e:
+        raise BundleError(f"{what}: not JSON: {e}")
+    if not isinstance(value, dict):
+        raise BundleError(f"{what}: not a JSON object")
+    return value
+
+
+@attrs.frozen
+class Manifest:
+    """
+    The manifest of a bundle.
+
+    @ivar files: L{Digest}s of the distribution files, by filename.
+    @ivar members: L{Digest}s of every other member (but the manifest), by name.
+    @ivar created: when the bundle was written (PEP 700's format), for people.
+    @ivar source: the storage it was written from (C{local:/srv/...},
+        C{s3://bucket/prefix}), for people.
+    """
+
+    files: dict
+    members: dict
+    created: str = ""
+    source: str | None = None
+
+    def to_bytes(self):
+        """The manifest's bytes, keys sorted (the same bundle gives the same bytes)."""
+        data = {
+            "format": FORMAT,
+            "version": VERSION,
+            "created": self.created,
+            "source": self.source,
+            "files": {name: digest.to_json() for name, digest in sorted(self.files.items())},
+            "members": {name: digest.to_json()
+                        for name, digest in sorted(self.members.items())},
+        }
+        return json.dumps(data, indent=1, sort_keys=True).encode("utf-8") + b"\n"
+
+    def digest_of(self, name):
+        """The L{Digest} the manifest gives the member C{name}, or L{None}."""
+        member = classify(name)
+        if member.kind == "file":
+            return self.files.get(member.filename)
+        return self.members.get(name)
+
+    @classmethod
+    def parse(cls, data):
+        """
+        Read a manifest.
+
+        @raise BundleError: naming what is wrong (not a bundle, a version
+            this pypid does not read, a bad entry).
+        """
+        value = _json_object(data, MANIFEST)
+        if value.get("format") != FORMAT:
+            raise BundleError(f"{MANIFEST}: not a pypid bundle (format is "
+                              f"{value.get('format')!r}, not {FORMAT!r})")
+        version = value.get("version")
+        if version != VERSION:
+            raise BundleError(f"{MANIFEST}: bundle format version {version!r}; this pypid "
+                              f"reads version {VERSION}")
+        files, members = value.get("files"), value.get("members")
+        if not isinstance(files, dict) or not isinstance(members, dict):
+            raise BundleError(f"{MANIFEST}: files and members must be JSON objects")
+        parsed_files = {}
+        for filename, digest in files.items():
+            member = classify(file_member(filename))
+            parsed_files[member.filename] = Digest.from_json(digest, f"{MANIFEST}: files: "
+                                                                     f"{filename!r}")
+        parsed_members = {}
+        for name, digest in members.items():
+            if classify(name).kind in ("file", "manifest"):
+                raise BundleError(f"{MANIFEST}: members: {name!r} belongs under files")
+            parsed_members[name] = Digest.from_json(digest, f"{MANIFEST}: members: {name!r}")
+        created, source = value.get("created", ""), value.get("source")
+        return cls(parsed_files, parsed_members,
+                   created if isinstance(created, str) else "",
+                   source if isinstance(source, str) else None)
+
+
+def records_bytes(records):
+    """The bytes of C{records.json} for an iterable of L{FileRecord}s."""
+    data = {"records": [record.to_json()
+                        for record in sorted(records, key=lambda r: r.filename)]}
+    return json.dumps(data, indent=0, sort_keys=True).encode("utf-8") + b"\n"
+
+
+def parse_records(data):
+    """
+    The records of C{records.json}, by filename.
+
+    @raise BundleError: naming the record that is not valid.
+    """
+    value = _json_object(data, RECORDS).get("records")
+    if not isinstance(value, list):
+        raise BundleError(f"{RECORDS}: records must be a list")
+    records = {}
+    for number, item in enumerate(value, 1):
+        where = f"{RECORDS}: record {number}"
+        if not isinstance(item, dict):
+            raise BundleError(f"{where}: not a JSON object")
+        try:
+            record = FileRecord.from_json(item)
+            parse_filename(record.filename, legacy=True)
+        except (ValueError, TypeError) as e:
+            raise BundleError(f"{where}: {e}")
+        if record.filename in records:
+            raise BundleError(f"{where}: a second record of {record.filename}")
+        records[record.filename] = record
+    return records
+
+
+def tombstones_bytes(filenames):
+    """The bytes of C{tombstones.json} for an iterable of deleted filenames."""
+    data = {"tombstones": sorted(filenames)}
+    return json.dumps(data, indent=0).encode("utf-8") + b"\n"
+
+
+def parse_tombstones(data):
+    """
+    The deleted filenames of C{tombstones.json}.
+
+    @raise BundleError: naming an entry that is not a filename.
+    """
+    value = _json_object(data, TOMBSTONES).get("tombstones")
+    if not isinstance(value, list):
+        raise BundleError(f"{TOMBSTONES}: tombstones must be a list")
+    names = set()
+    for number, name in enumerate(value, 1):
+        if not isinstance(name, str):
+            raise BundleError(f"{TOMBSTONES}: entry {number} is not a filename")
+        try:
+            check_filename_characters(name)
+        except InvalidName as e:
+            raise BundleError(f"{TOMBSTONES}: entry {number}: {e}")
+        names.add(name)
+    return frozenset(names)

@@ -1,0 +1,88 @@
+"""
+The C{[metrics]} section: who may scrape C{/metrics}.
+
+By default only this machine (loopback addresses): the metrics tell how
+busy the server is, what it holds and how its storage behaves, which is
+for its operators. C{allow} widens that to addresses or networks (a
+Prometheus server on another host), C{group} to the users of a group with
+their credentials (a Prometheus C{basic_auth}, or a token).
+"""
+
+import ipaddress
+
+import attrs
+
+from pypid.auth.credentials import USER_NAME
+
+
+def parse_networks(value):
+    """
+    Whitespace-separated IP addresses or networks (C{10.0.0.0/8},
+    C{2001:db8::/32}, C{192.0.2.7}) as L{ipaddress} networks.
+    """
+    networks = []
+    for word in value.split():
+        try:
+            networks.append(ipaddress.ip_network(word, strict=False))
+        except ValueError:
+            raise ValueError(f"{word!r} is not an IP address or network (such as 10.0.0.0/8 "
+                             "or 2001:db8::/32)")
+    return tuple(networks)
+
+
+#: Who may scrape by default: this machine.
+DEFAULT_ALLOW = "127.0.0.0/8 ::1"
+
+
+@attrs.frozen
+class MetricsConfig:
+    """The C{[metrics]} section."""
+
+    #: the networks whose clients may scrape without credentials
+    allow: tuple = parse_networks(DEFAULT_ALLOW)
+    #: a group of C{[groups]} whose users may scrape with credentials, or L{None}
+    group: str | None = None
+
+
+def _group(value):
+    value = value.strip()
+    if not value:
+        return None
+    if not USER_NAME.match(value):
+        raise ValueError(f"{value!r}: a group name is 1 to 64 letters, digits, '.', '_', '@' "
+                         "or '-'")
+    return value
+
+
+#: key -> (default, parser)
+METRICS_KEYS = {
+    "allow": (DEFAULT_ALLOW, parse_networks),
+    "group": ("", _group),
+}
+
+
+def check_metrics(values, groups, fail):
+    """C{[metrics] group} must be a group of C{[groups]}."""
+    group = values["metrics", "group"]
+    if group is not None and group not in groups:
+        known = ", ".join(sorted(groups)) or "none"
+        fail("metrics", "group", f"{group!r} is not a group of [groups] (the groups: {known})")
+
+
+def address_allowed(networks, host):
+    """
+    Whether the client address C{host} (text) is in one of C{networks}; an
+    IPv4 client seen through an IPv6 socket (C{::ffff:127.0.0.1}) counts as
+    its IPv4 address.
+    """
+    if host is None:
+        return False
+    try:
+        address = ipaddress.ip_address(host.partition("%")[0])
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    if mapped is not None:
+        address = mapped
+    return any(address.version == network.version and address in network
+               for network in networks)

@@ -1,0 +1,85 @@
+"""
+A storage that counts and times what is asked of the one it wraps, for
+C{/metrics}: every call that returns a L{Deferred} (the calls that touch
+the backend) is counted by operation, with its errors and its latency.
+
+The synchronous calls (C{locate}, C{identity}, C{state}...) pass through
+untouched: they answer from memory, and C{locate} is on the path of every
+download, where a timer would cost more than the call.
+"""
+
+from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
+from zope.interface import directlyProvides, providedBy
+
+from pypid.core.metrics import Timings
+from pypid.storage.interface import FileExists, FilenameDeleted
+
+#: The backend calls that are timed: the methods of L{IStorage} and
+#: L{ISharedStorage} that return a L{Deferred}.
+TIMED = frozenset([
+    "prepare", "check", "publish", "update", "delete", "scan", "read_metadata",
+    "read_details", "describe", "poll", "reconcile", "keep_snapshot", "load_snapshot",
+])
+
+
+class MeasuredStorage:
+    """
+    The storage C{inner}, its backend calls counted in C{timings} (a
+    L{Timings} keyed by operation name), timed with C{timer}.
+
+    It provides whatever interfaces C{inner} provides, so
+    C{ISharedStorage.providedBy} answers for it as for the backend.
+    """
+
+    def __init__(self, inner, timer, timings=None):
+        self._inner = inner
+        self._timer = timer
+        self.timings = timings if timings is not None else Timings()
+        directlyProvides(self, providedBy(inner))
+        for name in TIMED:
+            method = getattr(inner, name, None)
+            if method is not None:
+                setattr(self, name, self._timed(name, method))
+
+    @property
+    def inner(self):
+        """The storage that does the work."""
+        return self._inner
+
+    def __getattr__(self, name):
+        # (only for what __init__ did not set: untimed calls and attributes)
+        return getattr(self._inner, name)
+
+    def _timed(self, name, method):
+        timer, record = self._timer, self.timings.record
+
+        def timed(*args, **kwargs):
+            started = timer()
+            try:
+                result = method(*args, **kwargs)
+            except BaseException:
+                record(name, timer() - started, failed=True)
+                raise
+            if not isinstance(result, Deferred):
+                record(name, timer() - started)
+                return result
+
+            def done(value):
+                record(name, timer() - started, failed=not _succeeded(value))
+                return value
+            return result.addBoth(done)
+
+        timed.__name__ = name
+        timed.__doc__ = method.__doc__
+        return timed
+
+
+def _succeeded(value):
+    """
+    Whether a call's result is a success. A file that already exists or
+    was deleted is the backend answering, not failing.
+    """
+    if not isinstance(value, Failure):
+        return True
+    return value.check(FileExists, FilenameDeleted, FileNotFoundError) is not None

@@ -1,0 +1,164 @@
+"""
+The audit log, as the web layer writes and shows it.
+
+L{AuditTrail} turns what a request did into L{pypid.core.audit.Entry}s: who
+(the user, and the token when one was used), from where (the address the
+login throttle counts), what and with which outcome; failed and throttled
+logins go through L{pypid.core.audit.LoginFailures}, so a flood of them
+writes a bounded number of entries. The log itself
+(L{pypid.storage.audit.IAuditLog}) buffers: recording never waits.
+
+L{AuditAdmin} is C{GET /api/audit}, for admins.
+"""
+
+import attrs
+from klein import Klein
+from twisted.logger import Logger
+
+from pypid.core.audit import (
+    FAILED,
+    OK,
+    REFUSED,
+    AuditError,
+    Entry,
+    LoginFailures,
+    format_time,
+    make_query,
+)
+from pypid.core.errors import BadRequest, HTTPError
+from pypid.storage.interface import StorageError
+from pypid.web.access import client_address, identity_of
+from pypid.web.respond import storage_unavailable
+from pypid.web.routes import answer_errors, form_field, send_json
+
+log = Logger()
+
+
+def outcome_of(error):
+    """The outcome an L{pypid.core.errors.HTTPError} stands for: refused (4xx) or failed."""
+    return REFUSED if error.code < 500 else FAILED
+
+
+def facts_of(record):
+    """What an entry says of a file: its project, version, filename and sha256."""
+    return {"project": record.project, "version": record.version,
+            "filename": record.filename, "sha256": record.sha256}
+
+
+@attrs.define
+class AuditTrail:
+    """
+    Records changes and failed logins into an audit log.
+
+    @ivar log: the L{pypid.storage.audit.IAuditLog}.
+    @ivar _clock: provides C{seconds()} (wall-clock time) and C{callLater}.
+    """
+
+    log: object
+    _clock: object
+    _logins: LoginFailures = attrs.field(factory=LoginFailures)
+    _window_end: object = None
+
+    def record(self, request, identity, event, outcome=OK, **facts):
+        """
+        Record that C{identity} (an L{pypid.auth.verifier.Identity}) did
+        C{event} through C{request}.
+
+        @param facts: C{project}, C{version}, C{filename}, C{sha256},
+            C{target}, C{detail}, as they apply.
+        """
+        token = identity.token if identity is not None else None
+        self.log.append(Entry(
+            time=format_time(self._clock.seconds()), event=event, outcome=outcome,
+            user=identity.name if identity is not None else None,
+            token=token.id if token is not None else None,
+            address=client_address(request), **facts))
+
+    def refused(self, request, identity, event, error, **facts):
+        """Record that C{event} was refused, or failed, with C{error} (an C{HTTPError})."""
+        self.record(request, identity, event, outcome_of(error), detail=error.message, **facts)
+
+    async def refusals(self, request, event, work, identity=None, **facts):
+        """
+        Await C{work}, a change C{event}; when it is refused (or fails),
+        record that, then let the error answer as before. Only refusals to
+        someone who logged in (C{identity}, or the request's) are recorded:
+        the others are failed logins, recorded as such, or anonymous.
+        """
+        try:
+            return await work
+        except HTTPError as e:
+            who = identity if identity is not None else identity_of(request)
+            if who is not None:
+                self.refused(request, who, event, e, **facts)
+            raise
+
+    def login_failed(self, user, address, token=None, throttled=False):
+        """
+        Record a failed (or throttled) login of C{user} (L{None}: a name that
+        is no user's) from C{address}, folded per minute.
+        """
+        event = "login-throttled" if throttled else "login-failed"
+        for entry in self._logins.add(self._clock.seconds(), event, user, address, token):
+            self.log.append(entry)
+        end = self._logins.ends_at()
+        if end is not None and (self._window_end is None or not self._window_end.active()):
+            self._window_end = self._clock.callLater(
+                max(end - self._clock.seconds(), 0.0), self._window_ended)
+
+    def _window_ended(self):
+        self._window_end = None
+        for entry in self._logins.due(self._clock.seconds()):
+            self.log.append(entry)
+
+    def close(self):
+        """Write everything, the failed logins of this minute too (the server stops)."""
+        if self._window_end is not None and self._window_end.active():
+            self._window_end.cancel()
+        self._window_end = None
+        for entry in self._logins.drain():
+            self.log.append(entry)
+        return self.log.close()
+
+
+@attrs.define(slots=False)
+class AuditAdmin:
+    """
+    C{GET /api/audit} (admins only).
+
+    @ivar _access: the L{pypid.web.access.Access} gate.
+    @ivar _trail: the L{AuditTrail}.
+    """
+
+    _access: object
+    _trail: AuditTrail
+
+    app = Klein()
+    answer_errors(app)
+
+    @app.route("/api/audit", methods=["GET", "HEAD"])
+    async def audit(self, request):
+        """
+        The audit entries, oldest first, as JSON: C{since} (a date or time,
+        ISO 8601, UTC unless it says otherwise) gives the entries from then
+        on, at most C{limit} (default 1000, at most 10000), and C{next}, the
+        C{since} of the following page; without C{since}, the newest
+        C{limit}. C{project}, C{user} and C{event} keep only the entries
+        that name them.
+        """
+        await self._access.admin(request)
+        try:
+            query = make_query(**{name: form_field(request, name) or None
+                                  for name in ("since", "project", "user", "event", "limit")})
+        except AuditError as e:
+            raise BadRequest(str(e))
+        audit_log = self._trail.log
+        # What was recorded a moment ago is shown too.
+        await audit_log.flush()
+        try:
+            entries, following = await audit_log.read(query)
+        except (StorageError, OSError) as e:
+            log.error("Cannot read the audit log: {error}", error=str(e))
+            raise storage_unavailable(e)
+        return send_json(request, {"entries": [e.public() for e in entries],
+                                   "next": following})
