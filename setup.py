@@ -13,7 +13,7 @@ setup(
     package_dir={"": "src"},
     # "twisted.plugins" is listed explicitly: find_packages() would drop the
     # dropin from wheels (it is a namespace without an __init__.py on purpose).
-    packages=["pypid", "pypid.auth", "pypid.cli", "pypid.config", "pypid.core", "pypid.export",
+    packages=["pypid", "pypid.auth", "pypid.bundle", "pypid.cli", "pypid.config", "pypid.core", "pypid.export",
               "pypid.http", "pypid.storage", "pypid.storage.s3", "pypid.upstream", "pypid.web",
               "twisted.plugins"],
     # The pages for people's stylesheet and script, served by pypid itself.

@@ -100,7 +100,8 @@ class RestartTests(DaemonTestCase):
         """
         SIGHUP takes the file's new users and rules: a removed user is
         refused at once (though her password was checked a moment before),
-        a new one may upload, a new rule hides a project from the list; a
+        a new one may upload, a new rule hides a project from the list, and
+        C{/metrics} is for the new group only; a
         configuration that cannot be used is logged and the one in use stays.
         """
         daemon = self.new_daemon(users={USER: PASSWORD, "alice": "alice-pw"})
@@ -111,7 +112,8 @@ class RestartTests(DaemonTestCase):
             original = f.read()
         head = original.split("[users]")[0]
         changed = (head + "[users]\n" + f"{USER} = {password_hash()}\n"
-                   + f"bob = {password_hash('bob-pw')}\n" + "[acl]\nsecret-* = user:bob rw\n")
+                   + f"bob = {password_hash('bob-pw')}\n" + "[acl]\nsecret-* = user:bob rw\n"
+                   + "[groups]\nops = bob\n[metrics]\nallow =\ngroup = ops\n")
 
         def hangup(expected):
             before = daemon.log_since_start().count(expected)
@@ -131,6 +133,10 @@ class RestartTests(DaemonTestCase):
         self.assertNotIn(b"secret-thing", listing)
         self.assertIn(b"secret-thing", http("GET", daemon.index_url,
                                             auth=("bob", "bob-pw")).body)
+        # (who may scrape /metrics: no address any more, bob by his group)
+        self.assertEqual(http("GET", daemon.url + "metrics").status, 401)
+        self.assertEqual(http("GET", daemon.url + "metrics", auth=(USER, PASSWORD)).status, 403)
+        self.assertEqual(http("GET", daemon.url + "metrics", auth=("bob", "bob-pw")).status, 200)
         with open(daemon.config_path, "w", encoding="utf-8") as f:
             f.write(changed.replace("[auth]\n", "[auth]\nread = nobody\n"))
         hangup(b"Not reloading the configuration")

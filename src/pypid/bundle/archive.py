@@ -445,6 +445,7 @@ class TarReader(_Reader):
         if not info.isreg():
             kind = "a link" if (info.issym() or info.islnk()) else "not a regular file"
             raise BundleError(f"the member {info.name!r} is {kind}; a bundle holds files only")
+        classify(name)
         try:
             tarfile.data_filter(info, "/nonexistent-bundle-root")
         except tarfile.FilterError as e:

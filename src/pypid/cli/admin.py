@@ -10,7 +10,12 @@ C{$PYPID_PASSWORD}; credentials only over https, or to this machine).
     C{unyank} likewise;
   - C{pypid-admin delete FILENAME --yes} or C{delete PROJECT VERSION --yes}:
     for good (a deleted filename is never used again), so it asks for
-    C{--yes}.
+    C{--yes};
+  - C{pypid-admin audit} shows the audit log, and C{pypid-admin --config
+    FILE audit verify} checks it in the storage (L{pypid.cli.audit});
+  - C{pypid-admin --config FILE export --to DIR|FILE.tar} and C{import
+    SOURCE} move packages out and in, as bundles or from devpi, pypiserver
+    and pypicloud (L{pypid.cli.bundle}).
 """
 
 import argparse
@@ -19,6 +24,8 @@ import os
 import sys
 from urllib.parse import quote, urlencode
 
+from pypid.cli import audit as audit_command
+from pypid.cli import bundle as bundle_commands
 from pypid.cli.client import CliError, add_server_options, server_from
 from pypid.core.names import InvalidName, parse_filename
 
@@ -51,10 +58,16 @@ def main(argv=None, out=sys.stdout, err=sys.stderr):
         if name == "delete":
             command.add_argument("--yes", action="store_true",
                                  help="really delete: the filenames can never be used again")
+    audit_command.add_parser(commands)
+    bundle_commands.add_commands(commands)
     options = parser.parse_args(argv)
     if options.command == "delete" and not options.yes:
         parser.error("delete is for good: add --yes")
     try:
+        if options.command == "audit":
+            return audit_command.run(options, server_from, config_from, out, err)
+        if options.command in bundle_commands.COMMANDS:
+            return bundle_commands.run_command(options, config_from, out, err)
         server = server_from(options)
         if options.command == "projects":
             for project in _get(server, "simple/")["projects"]:

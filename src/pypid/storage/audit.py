@@ -16,9 +16,10 @@ and every instance on a shared bucket writes to the same place.
 Pure parts (the entry, the chain, its check, queries) are in
 L{pypid.core.audit}. Every implementation buffers: L{IAuditLog.append}
 never waits and never fails; the entries are written within
-L{FLUSH_DELAY}, or at the stop. A write that fails is logged as an error
-and tried again, the entries kept in order, so an upload already stored is
-never failed by its audit entry, and an entry is never dropped silently.
+L{FLUSH_DELAY} (L{S3_FLUSH_DELAY}), or at the stop. A write that fails is
+logged as an error and tried again, the entries kept in order, so an
+upload already stored is never failed by its audit entry, and an entry is
+never dropped silently.
 
 Under C{.pypid/}, these names are internal: the local scan skips dot
 folders, and an S3 listing of files starts after every C{.pypid/} key
@@ -58,8 +59,11 @@ from pypid.storage.interface import StorageError
 
 log = Logger()
 
-#: Seconds an entry waits to be written with the others that follow it.
+#: Seconds an entry waits to be written with the others that follow it;
+#: on S3, where each batch is an object (and a request), a second: at most
+#: one object a second per server.
 FLUSH_DELAY = 0.5
+S3_FLUSH_DELAY = 1.0
 
 #: Seconds before a failed write is tried again, doubled each time up to
 #: L{MAX_RETRY_DELAY}.
@@ -395,7 +399,7 @@ class LocalAuditLog:
                 os.close(fd)
 
     def _append_sync(self, path, entries):
-        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             size = os.fstat(fd).st_size
@@ -516,7 +520,8 @@ class S3AuditLog:
         self._reads = DeferredSemaphore(parallel)
         # day -> (next batch number, link to the last line written)
         self._heads = {}
-        self._buffer = AuditBuffer(lambda entries: ensureDeferred(self._write(entries)), clock)
+        self._buffer = AuditBuffer(lambda entries: ensureDeferred(self._write(entries)), clock,
+                                   delay=S3_FLUSH_DELAY)
 
     def append(self, entry):
         """Queue an entry."""

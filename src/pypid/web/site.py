@@ -91,6 +91,10 @@ class PypidRequest(server.Request):
     #: once the headers are in
     _line = (b"", b"/")
 
+    def has_credentials(self):
+        """Whether the request carried an C{Authorization} header."""
+        return self.requestHeaders.hasHeader(b"authorization")
+
     def gotLength(self, length):
         """Choose where the body goes, before any of it arrives."""
         channel = self.channel
@@ -391,5 +395,4 @@ class PypidSite(GuardedSite, server.Site):
             return  # (not ours: a test's bare request)
         method, path = request._line
         self.stats.record(method, path, status, self.timer() - started, sent,
-                          request.received,
-                          request.requestHeaders.hasHeader(b"authorization"))
+                          request.received, request.has_credentials)

@@ -1,0 +1,225 @@
+"""
+Reading a devpi export (C{devpi-export DIR}, C{devpi-server --export DIR}
+before devpi-server 6): its C{dataindex.json} and the files beside it.
+
+The export holds one entry per index (C{user/name}) with the index's
+configuration and a list of files, each with its path in the export, its
+digests, the time it was stored (C{last_modified}) and a log of who did
+what to it, in UTC (C{{"what": "upload", "who": "alice", "when": [2026,
+11, 22, 23, 21, 53], "dst": "alice/dev"}}). What is taken from it:
+
+  - release files only: documentation zips and tox results are no
+    distributions, and are reported as ignored;
+  - the indexes of type C{stage} (or those named with C{--index}); a
+    mirror's files are cached copies of another index, taken only when
+    named;
+  - the upload time and the uploader from the log's first upload (or
+    push), else the file's C{last_modified};
+  - the sha256 devpi recorded, checked against the bytes.
+
+devpi keeps no yank state for its own indexes ("PEP 592 isn't supported
+for private stages yet", devpi-server 6.20), and a delete leaves no trace
+in its export: the files come across as not yanked, and no tombstone.
+
+pypid serves one flat index: a filename that two devpi indexes both hold
+comes across once when the bytes are the same, and is reported as a
+conflict when they differ (the first index, in name order, wins).
+"""
+
+import calendar
+import email.utils
+import os
+import re
+
+import attrs
+
+from pypid.bundle.ingest import Arrival, Unavailable
+from pypid.bundle.manifest import BundleError
+from pypid.bundle.sources import Offer, local_fetch, open_regular, read_json_file
+
+#: The most bytes of C{dataindex.json} read (it holds every release's metadata).
+DATAINDEX_LIMIT = 1 << 30
+
+_SHA256 = re.compile(r"[0-9a-f]{64}\Z")
+
+
+@attrs.frozen
+class DevpiFile:
+    """One release file of a devpi export."""
+
+    index: str
+    relpath: str
+    filename: str
+    sha256: str | None
+    upload_time: float | None
+    uploader: str | None
+
+
+def _when(value):
+    """POSIX time of a log entry's C{when} (UTC fields), or L{None}."""
+    if (not isinstance(value, (list, tuple)) or len(value) < 6
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in value[:6])):
+        return None
+    try:
+        return float(calendar.timegm(tuple(value[:6]) + (0, 0, 0)))
+    except (ValueError, OverflowError):
+        return None
+
+
+def _last_modified(value):
+    """POSIX time of an HTTP date (C{Sun, 22 Nov 2026 23:21:53 GMT}), or L{None}."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
+def _sha256(entry):
+    """The sha256 devpi recorded for a file, or L{None}."""
+    mapping = entry.get("entrymapping")
+    if not isinstance(mapping, dict):
+        return None
+    hashes = mapping.get("hashes")
+    if isinstance(hashes, dict) and isinstance(hashes.get("sha256"), str):
+        value = hashes["sha256"].lower()
+        return value if _SHA256.match(value) else None
+    spec = mapping.get("hash_spec")
+    if isinstance(spec, str) and spec.startswith("sha256="):
+        value = spec[len("sha256="):].lower()
+        return value if _SHA256.match(value) else None
+    return None
+
+
+def _upload(entry):
+    """C{(time, who)} of a file's first upload (or push) in its log."""
+    log = entry.get("log")
+    if isinstance(log, list):
+        for wanted in ("upload", "push"):
+            for item in log:
+                if isinstance(item, dict) and item.get("what") == wanted:
+                    who = item.get("who")
+                    return _when(item.get("when")), who if isinstance(who, str) else None
+    return None, None
+
+
+def _safe_relpath(relpath):
+    """Whether a path from the export stays inside it."""
+    if not isinstance(relpath, str) or not relpath or "\\" in relpath or "\x00" in relpath:
+        return False
+    if relpath.startswith("/"):
+        return False
+    return all(part not in ("", ".", "..") for part in relpath.split("/"))
+
+
+def parse_dataindex(data, wanted=None):
+    """
+    The release files of a devpi export's C{dataindex.json}, and what is
+    left out.
+
+    @param data: the parsed JSON.
+    @param wanted: the indexes (C{user/name}) to take, or L{None} for every
+        stage index.
+    @return: C{(files, ignored, refused)}: L{DevpiFile}s in index-name
+        order, and C{(origin, why)} pairs.
+    @raise BundleError: when it is not a devpi export, or names an index
+        that is not in it.
+    """
+    if not isinstance(data, dict) or not isinstance(data.get("indexes"), dict):
+        raise BundleError("dataindex.json: not a devpi export (no indexes)")
+    indexes = data["indexes"]
+    if wanted:
+        missing = [name for name in wanted if name not in indexes]
+        if missing:
+            raise BundleError(f"the devpi export has no index {', '.join(missing)} "
+                              f"(it has: {', '.join(sorted(indexes)) or 'none'})")
+    files, ignored, refused = [], [], []
+    for name in sorted(indexes):
+        index = indexes[name]
+        if not isinstance(index, dict):
+            refused.append((name, "not an index"))
+            continue
+        config = index.get("indexconfig") if isinstance(index.get("indexconfig"), dict) else {}
+        if wanted and name not in wanted:
+            continue
+        if not wanted and config.get("type") == "mirror":
+            ignored.append((name, "a mirror of another index: name it with --index to take "
+                                  "the files it cached"))
+            continue
+        entries = index.get("files", [])
+        if not isinstance(entries, list):
+            refused.append((name, "its list of files is not a list"))
+            continue
+        for entry in entries:
+            if not isinstance(entry, dict):
+                refused.append((name, "a file entry that is not an object"))
+                continue
+            relpath = entry.get("relpath")
+            origin = relpath if isinstance(relpath, str) else name
+            kind = entry.get("type")
+            if kind == "doczip":
+                ignored.append((origin, "documentation (a doc zip), not a distribution"))
+                continue
+            if kind == "toxresult":
+                ignored.append((origin, "a tox result, not a distribution"))
+                continue
+            if kind != "releasefile":
+                ignored.append((origin, f"a {kind!r} entry, not a release file"))
+                continue
+            if not _safe_relpath(relpath):
+                refused.append((origin, "its path leaves the export"))
+                continue
+            when, who = _upload(entry)
+            if when is None:
+                mapping = entry.get("entrymapping")
+                when = _last_modified(mapping.get("last_modified")
+                                      if isinstance(mapping, dict) else None)
+            files.append(DevpiFile(name, relpath, relpath.rpartition("/")[2], _sha256(entry),
+                                   when, who))
+    return files, ignored, refused
+
+
+class DevpiSource:
+    """A devpi export folder; see the module."""
+
+    kind = "devpi"
+
+    def __init__(self, path, run, indexes=None):
+        self._path = os.path.abspath(path)
+        self._run = run
+        self._indexes = tuple(indexes) if indexes else None
+
+    async def read(self):
+        """The export's L{Offer}."""
+        data = await self._run(read_json_file, os.path.join(self._path, "dataindex.json"),
+                               DATAINDEX_LIMIT)
+        if data is None:
+            raise BundleError(f"{self._path} has no readable dataindex.json: not a devpi "
+                              "export")
+        files, ignored, refused = parse_dataindex(data, self._indexes)
+        arrivals = []
+        for item in files:
+            path = os.path.join(self._path, *item.relpath.split("/"))
+            when = item.upload_time
+            if when is None:
+                try:
+                    when = (await self._run(os.stat, path)).st_mtime
+                except OSError:
+                    when = 0.0
+            arrivals.append(Arrival(
+                item.filename, item.relpath,
+                local_fetch(self._run, lambda path=path: _open_inside(self._path, path)),
+                when, sha256=item.sha256, uploader=item.uploader))
+        return Offer(tuple(arrivals), ignored=tuple(ignored), refused=tuple(refused))
+
+    def close(self):
+        """Nothing is held open."""
+
+
+def _open_inside(root, path):
+    """Open a file of the export, refusing one that a link leads out of it."""
+    real = os.path.realpath(path)
+    if os.path.commonpath([os.path.realpath(root), real]) != os.path.realpath(root):
+        raise Unavailable("a link leads out of the export")
+    return open_regular(real)

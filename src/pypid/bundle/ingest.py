@@ -1,0 +1,308 @@
+"""
+Files from any source into a storage (C{pypid-admin import}), each taken as
+an upload is, and a report of what happened to each.
+
+A source (L{pypid.bundle.sources}) offers L{Arrival}s: a filename, a way to
+copy its bytes, and what the source says of it (its sha256, upload time,
+uploader, yank state). Whatever the source, every file is:
+
+  1. checked against what is stored already: the same bytes under its name
+     are I{already there} (nothing is written); other bytes, or a name
+     deleted here (a tombstone), are a I{conflict}, and nothing is ever
+     overwritten;
+  2. copied into the storage's spool folder, hashed on the way and bounded
+     by C{[pypid] max_upload_size}; bytes other than the sha256 or size
+     the source gives are I{refused};
+  3. inspected as an upload is (L{pypid.core.distribution.inspect}): a
+     filename that is not a distribution's, or a broken or hostile archive,
+     is I{refused} with the reason, never indexed. The record, the core
+     metadata and the details come from the file itself; only the upload
+     time, the uploader and the yank state come from the source;
+  4. published (L{IStorage.publish}, which never overwrites: a file that
+     arrived meanwhile under that name is a conflict too), then yanked when
+     the source says so.
+
+Tombstones (deleted names) are kept with L{IStorage.add_tombstone}, unless a
+file of that name is stored here: that is a conflict, and the file stays.
+
+A storage failure stops the import (the report says what was done before
+it); running it again takes up where it stopped, since what is there is
+I{already there}.
+"""
+
+import math
+import os
+import secrets
+
+import attrs
+from twisted.logger import Logger
+
+from pypid.bundle.archive import TooLarge
+from pypid.core.distribution import inspect
+from pypid.core.metadata import InvalidDistribution
+from pypid.core.model import UPLOADER_BYTES, cut_text, format_upload_time
+from pypid.core.names import InvalidName, parse_filename
+from pypid.storage.disk import remove_file
+from pypid.storage.interface import FileExists, FilenameDeleted
+
+log = Logger()
+
+
+class Unavailable(Exception):
+    """A source cannot give a file's bytes; the message says why."""
+
+
+@attrs.frozen
+class Arrival:
+    """
+    One file a source offers.
+
+    @ivar filename: the name it is to be served under.
+    @ivar origin: where it is in the source, for the report.
+    @ivar fetch: C{fetch(path, limit) -> Deferred} that copies the bytes to
+        a new file at C{path} and fires with C{(size, sha256, blake2_256,
+        md5)}; it fails with L{pypid.bundle.archive.TooLarge} past C{limit}
+        bytes, and with L{Unavailable} or L{OSError} when it cannot.
+    @ivar upload_time: POSIX time of the upload, as the source keeps it.
+    @ivar sha256: the hex digest the source gives for the bytes, or L{None}.
+    @ivar size: the size the source gives, or L{None}.
+    @ivar uploader: who uploaded it, when the source says.
+    @ivar yanked: the yank state (L{None}, or the reason), when
+        C{yank_known}: a source that keeps none (devpi, pypiserver,
+        pypicloud) says nothing about it.
+    @ivar refused: why the source itself cannot offer the file (a member
+        of a bundle that does not match its manifest), or L{None}.
+    """
+
+    filename: str
+    origin: str
+    fetch: object
+    upload_time: float
+    sha256: str | None = None
+    size: int | None = None
+    uploader: str | None = None
+    yanked: str | None = None
+    yank_known: bool = False
+    refused: str | None = None
+
+
+@attrs.define
+class Report:
+    """
+    What an import did, for people; L{failed} when anything was refused or
+    in conflict.
+
+    @ivar imported: filenames published.
+    @ivar present: filenames already stored with the same bytes.
+    @ivar conflicts: C{(filename, why)}: not taken, and nothing overwritten.
+    @ivar refused: C{(origin, why)}: not taken.
+    @ivar ignored: C{(origin, why)}: what a source holds that is not a
+        distribution by design (documentation, test results); not failures.
+    @ivar buried: tombstones added.
+    @ivar buried_present: tombstones that were there already.
+    """
+
+    imported: list = attrs.field(factory=list)
+    present: list = attrs.field(factory=list)
+    conflicts: list = attrs.field(factory=list)
+    refused: list = attrs.field(factory=list)
+    ignored: list = attrs.field(factory=list)
+    buried: list = attrs.field(factory=list)
+    buried_present: int = 0
+
+    @property
+    def failed(self):
+        """Whether anything was refused or in conflict (the exit status is then 1)."""
+        return bool(self.conflicts or self.refused)
+
+    def lines(self, verbose=False):
+        """The report as lines of text."""
+        out = [f"imported: {len(self.imported)}"]
+        if verbose:
+            out += [f"  {name}" for name in self.imported]
+        out.append(f"already there: {len(self.present)}")
+        if verbose:
+            out += [f"  {name}" for name in self.present]
+        out.append(f"conflicts: {len(self.conflicts)}")
+        out += [f"  {name}: {why}" for name, why in self.conflicts]
+        out.append(f"refused: {len(self.refused)}")
+        out += [f"  {origin}: {why}" for origin, why in self.refused]
+        if self.ignored:
+            out.append(f"ignored: {len(self.ignored)}")
+            out += [f"  {origin}: {why}" for origin, why in self.ignored]
+        out.append(f"tombstones: {len(self.buried)} added, {self.buried_present} already there")
+        return out
+
+
+def _valid_time(when):
+    """Whether C{when} is a POSIX time an index can show (PEP 700)."""
+    if not isinstance(when, (int, float)) or isinstance(when, bool) or not math.isfinite(when):
+        return False
+    try:
+        format_upload_time(when)
+    except (ValueError, OverflowError, OSError):
+        return False
+    return True
+
+
+@attrs.define
+class Ingest:
+    """
+    Takes L{Arrival}s and tombstones into a storage; see the module.
+
+    @ivar _storage: the L{pypid.storage.interface.IStorage}, prepared.
+    @ivar _run: C{run(f, *args) -> Deferred}, for blocking work.
+    @ivar _max_size: the most bytes a file may have.
+    @ivar _records: L{FileRecord}s by filename: what the storage holds (from
+        a scan), and what this import published.
+    @ivar _tombstones: the storage's deleted filenames.
+    """
+
+    _storage: object
+    _run: object
+    _max_size: int
+    _records: dict = attrs.field(converter=dict)
+    _tombstones: set = attrs.field(converter=set)
+    report: Report = attrs.field(factory=Report)
+    # filename -> origin, of what this import took or found, for the report
+    # of a second file of that name in the same source
+    _seen: dict = attrs.field(factory=dict)
+
+    async def take(self, arrival):
+        """Take one file in, or say in the report why not."""
+        report, filename = self.report, arrival.filename
+        if arrival.refused is not None:
+            report.refused.append((arrival.origin, arrival.refused))
+            return
+        try:
+            parse_filename(filename, legacy=True)
+        except InvalidName as e:
+            report.refused.append((arrival.origin, f"not a distribution: {e}"))
+            return
+        if not _valid_time(arrival.upload_time):
+            report.refused.append((arrival.origin,
+                                   f"its upload time {arrival.upload_time!r} is not a time"))
+            return
+        if filename in self._tombstones:
+            report.conflicts.append((filename, "it was deleted here, and a deleted "
+                                               "filename is never used again"))
+            return
+        existing = self._records.get(filename)
+        if existing is not None and arrival.sha256 is not None:
+            self._compare(arrival, existing, arrival.sha256)
+            return
+        spool = os.path.join(self._storage.temp_dir, f"import-{secrets.token_hex(8)}")
+        try:
+            await self._take_spooled(arrival, existing, spool)
+        finally:
+            await self._run(remove_file, spool)
+
+    def _compare(self, arrival, existing, sha256):
+        """Report a file whose name is taken: the same bytes, or a conflict."""
+        report, filename = self.report, arrival.filename
+        first = self._seen.get(filename)
+        if sha256 != existing.sha256:
+            where = f" (from {first})" if first is not None else " here"
+            report.conflicts.append((filename, f"another file of that name is stored{where}, "
+                                               f"sha256 {existing.sha256}; this one, from "
+                                               f"{arrival.origin}, has {sha256}"))
+        elif arrival.yank_known and arrival.yanked != existing.yanked and first is None:
+            report.conflicts.append((filename, f"already here, but {_yank_text(existing)} "
+                                               f"here and {_yank_text(arrival)} in the source: "
+                                               "this server's state is kept"))
+        else:
+            report.present.append(filename)
+
+    async def _take_spooled(self, arrival, existing, spool):
+        report, filename, run = self.report, arrival.filename, self._run
+        try:
+            digests = await arrival.fetch(spool, self._max_size)
+        except Exception as e:
+            if isinstance(e, TooLarge):
+                why = f"{e} ([pypid] max_upload_size)"
+            elif isinstance(e, OSError):
+                why = f"cannot read it: {e.strerror or e}"
+            elif isinstance(e, Unavailable):
+                why = str(e)
+            else:
+                raise
+            report.refused.append((arrival.origin, why))
+            return
+        size, sha256 = digests[0], digests[1]
+        if arrival.sha256 is not None and sha256 != arrival.sha256:
+            report.refused.append((arrival.origin, f"its bytes have sha256 {sha256}, but the "
+                                                   f"source says {arrival.sha256}"))
+            return
+        if arrival.size is not None and size != arrival.size:
+            report.refused.append((arrival.origin, f"it has {size} bytes, but the source "
+                                                   f"says {arrival.size}"))
+            return
+        if existing is not None:
+            self._compare(arrival, existing, sha256)
+            return
+        try:
+            inspected = await run(inspect, spool, filename, filename, arrival.upload_time,
+                                  digests, True, True)
+        except (InvalidName, InvalidDistribution) as e:
+            report.refused.append((arrival.origin, str(e)))
+            return
+        record = attrs.evolve(inspected.record, uploader=cut_text(arrival.uploader,
+                                                                  UPLOADER_BYTES),
+                              yanked=arrival.yanked if arrival.yank_known else None)
+        try:
+            stored = await self._storage.publish(spool, record, inspected.metadata,
+                                                 inspected.details)
+        except FileExists as e:
+            # (stored meanwhile, by a daemon on a shared bucket, say)
+            if e.sha256 == sha256:
+                report.present.append(filename)
+            else:
+                report.conflicts.append((filename, f"another file of that name was stored "
+                                                   f"meanwhile, sha256 {e.sha256}"))
+            return
+        except FilenameDeleted:
+            report.conflicts.append((filename, "it was deleted here meanwhile, and a deleted "
+                                               "filename is never used again"))
+            return
+        if record.yanked is not None:
+            await self._storage.update(record)
+        self._records[filename] = stored if stored is not None else record
+        self._seen[filename] = arrival.origin
+        report.imported.append(filename)
+
+    async def bury(self, filename):
+        """Keep a tombstone the source has, or say in the report why not."""
+        report = self.report
+        if filename in self._tombstones:
+            report.buried_present += 1
+            return
+        if filename in self._records:
+            report.conflicts.append((filename, "deleted in the source, but a file of that name "
+                                               "is stored here: it stays"))
+            return
+        try:
+            await self._storage.add_tombstone(filename)
+        except FileExists:
+            report.conflicts.append((filename, "deleted in the source, but a file of that name "
+                                               "is stored here: it stays"))
+            return
+        self._tombstones.add(filename)
+        report.buried.append(filename)
+
+
+async def carry_audit(storage, members, report, run):
+    """
+    The place where a bundle's audit log files join the storage's own
+    audit log (C{<storage>/.pypid/audit/}, C{<prefix>.pypid/audit/}), once
+    pypid stores one: C{members} are C{(name, opener)} pairs, each checked
+    against the bundle's manifest already. Until then they are reported as
+    ignored.
+    """
+    for name, _opener in members:
+        report.ignored.append((name, "an audit log file: audit logs are not imported yet"))
+
+
+def _yank_text(holder):
+    if holder.yanked is None:
+        return "not yanked"
+    return f"yanked ({holder.yanked})" if holder.yanked else "yanked"

@@ -1,0 +1,172 @@
+"""
+Reading what pypicloud stores (checked against pypicloud 1.3's
+C{pypicloud/storage/s3.py}, C{object_store.py} and C{files.py}):
+
+  - in a bucket, each file is the object C{<prefix><name>/<filename>}, or
+    C{<prefix><hash>/<name>/<filename>} with C{storage.prepend_hash} (the
+    default: four hex digits of the filename's md5), whose user metadata
+    holds C{name}, C{version}, and where known C{summary},
+    C{requires-python}, C{hash-sha256}, C{hash-md5} and C{uploader} (the
+    logged-in user who uploaded it); its C{LastModified} is the upload time;
+  - on disk (C{storage.dir}), each file is C{<dir>/<name>/<version>/<filename>}
+    with a C{<filename>.meta} JSON object beside it holding the same
+    fields (C{hash_sha256}, C{uploader} ...); the file's modification time
+    is the upload time.
+
+pypicloud keeps no yank state and no tombstones. Each file's record is
+learnt from the file itself (inspected as an upload is); what is taken
+from pypicloud is the upload time, the uploader and the sha256, which is
+checked against the bytes.
+
+A pypid server whose own bucket prefix holds pypicloud's objects already
+serves them in place (its scan reads any distribution key); this import is
+for moving them into another storage, with a report.
+"""
+
+import hashlib
+import os
+import re
+
+from twisted.internet.defer import ensureDeferred, gatherResults
+
+from pypid.bundle.archive import TooLarge
+from pypid.bundle.ingest import Arrival, Unavailable
+from pypid.bundle.manifest import BundleError
+from pypid.bundle.sources import Offer, local_fetch, open_regular, read_json_file, walk_files
+from pypid.storage.s3.storage import parse_time
+
+#: The most bytes of a C{.meta} file read.
+META_LIMIT = 1 << 20
+
+_SHA256 = re.compile(r"[0-9a-f]{64}\Z")
+
+
+def _sha256(value):
+    return value.lower() if isinstance(value, str) and _SHA256.match(value.lower()) else None
+
+
+def _text(value):
+    return value if isinstance(value, str) and value else None
+
+
+def parse_bucket_url(url):
+    """
+    C{(bucket, prefix)} of C{s3://bucket/prefix}.
+
+    @raise BundleError: when there is no bucket.
+    """
+    bucket, _, prefix = url[len("s3://"):].partition("/")
+    if not bucket:
+        raise BundleError(f"{url}: name the bucket, as s3://BUCKET/PREFIX")
+    return bucket, prefix
+
+
+class PypicloudFolderSource:
+    """A pypicloud C{storage.dir}; see the module."""
+
+    kind = "pypicloud"
+
+    def __init__(self, path, run):
+        self._path = path
+        self._run = run
+
+    async def read(self):
+        """The folder's L{Offer}."""
+        if not os.path.isdir(self._path):
+            raise BundleError(f"{self._path} is not a folder")
+        found = await self._run(self._scan)
+        arrivals = []
+        for relative, path, info, meta in found:
+            filename = os.path.basename(path)
+            if info is None:
+                arrivals.append(Arrival(filename, relative, None, 0.0,
+                                        refused="not a regular file"))
+                continue
+            arrivals.append(Arrival(
+                filename, relative, local_fetch(self._run, lambda path=path: open_regular(path)),
+                info.st_mtime, sha256=_sha256(meta.get("hash_sha256")), size=info.st_size,
+                uploader=_text(meta.get("uploader"))))
+        return Offer(tuple(arrivals))
+
+    def _scan(self):
+        found = []
+        for relative, path, info in walk_files(self._path):
+            if path.endswith(".meta"):
+                continue
+            meta = read_json_file(path + ".meta", META_LIMIT) or {}
+            found.append((relative, path, info, meta))
+        return found
+
+    def close(self):
+        """Nothing is held open."""
+
+
+def _write_hashed(data, path):
+    with open(path, "xb") as f:
+        f.write(data)
+    return (len(data), hashlib.sha256(data).hexdigest(),
+            hashlib.blake2b(data, digest_size=32).hexdigest(),
+            hashlib.md5(data, usedforsecurity=False).hexdigest())
+
+
+class PypicloudBucketSource:
+    """
+    A pypicloud bucket under a prefix; see the module. Each file is read
+    whole into memory (one at a time, at most C{[pypid] max_upload_size}),
+    as the server reads a file it finds in its own bucket.
+
+    @ivar _client: an L{pypid.storage.s3.client.S3Client} of the bucket.
+    """
+
+    kind = "pypicloud"
+
+    def __init__(self, client, prefix, run):
+        self._client = client
+        self._prefix = prefix
+        self._run = run
+
+    def describe(self):
+        """The bucket and prefix, as a person names them."""
+        return f"s3://{self._client.bucket.name}/{self._prefix}"
+
+    async def read(self):
+        """The bucket's L{Offer}."""
+        listed = []
+        async for page in self._client.list(self._prefix):
+            for item in page.keys:
+                path = item.key[len(self._prefix):]
+                if (not path or path.endswith("/")
+                        or any(part.startswith(".") for part in path.split("/"))):
+                    continue
+                listed.append(item)
+        limit = self._client.limit
+        heads = await gatherResults([
+            limit.run(lambda item=item: ensureDeferred(self._client.head(item.key)))
+            for item in listed
+        ], consumeErrors=True).addErrback(lambda f: f.value.subFailure)
+        arrivals = []
+        for item, headers in zip(listed, heads):
+            filename = item.key.rpartition("/")[2]
+            origin = f"s3://{self._client.bucket.name}/{item.key}"
+            if headers is None:
+                arrivals.append(Arrival(filename, origin, None, 0.0,
+                                        refused="removed from the bucket while it was listed"))
+                continue
+            arrivals.append(Arrival(
+                filename, origin, self._fetcher(item), parse_time(item.last_modified),
+                sha256=_sha256(headers.get("x-amz-meta-hash-sha256")), size=item.size,
+                uploader=_text(headers.get("x-amz-meta-uploader"))))
+        return Offer(tuple(arrivals))
+
+    def _fetcher(self, item):
+        async def fetch(path, limit):
+            if item.size > limit:
+                raise TooLarge(f"larger than {limit} bytes")
+            data = await self._client.get(item.key, limit=limit, expect=item.size)
+            if data is None:
+                raise Unavailable("removed from the bucket while it was read")
+            return await self._run(_write_hashed, data, path)
+        return lambda path, limit: ensureDeferred(fetch(path, limit))
+
+    def close(self):
+        """Nothing is held open here (the client's connections are closed by its owner)."""

@@ -1,0 +1,299 @@
+"""
+What an import reads: a pypid bundle or a pypiserver folder (here), a devpi
+export (L{pypid.bundle.devpi}), a pypicloud bucket or folder
+(L{pypid.bundle.pypicloud}); and which of them a path is (L{detect}).
+
+Every source gives an L{Offer}: the files as L{Arrival}s for
+L{pypid.bundle.ingest.Ingest}, the deleted names it knows, and what it
+holds that is not a distribution by design. A source never trusts a file
+more than its kind deserves: a bundle's files must match its manifest,
+and a devpi or pypicloud sha256 is checked against the bytes; the file is
+then inspected like an upload by the ingest, whatever the source.
+"""
+
+import json
+import os
+import stat
+
+import attrs
+
+from pypid.bundle.archive import copy_hashed, open_reader
+from pypid.bundle.ingest import Arrival, Unavailable
+from pypid.bundle.manifest import (
+    MANIFEST,
+    RECORDS,
+    TOMBSTONES,
+    BundleError,
+    Manifest,
+    classify,
+    parse_records,
+    parse_tombstones,
+)
+
+#: The kinds of source C{pypid-admin import --from} takes.
+KINDS = ("bundle", "devpi", "pypiserver", "pypicloud")
+
+#: How each kind is named in what the import says.
+DESCRIPTIONS = {
+    "bundle": "a pypid bundle",
+    "devpi": "a devpi export",
+    "pypiserver": "a pypiserver folder",
+    "pypicloud": "a pypicloud storage",
+}
+
+
+@attrs.frozen
+class Offer:
+    """
+    What a source holds.
+
+    @ivar arrivals: the files, as L{Arrival}s, in the order best read in.
+    @ivar tombstones: deleted filenames the source keeps (a bundle's).
+    @ivar ignored: C{(origin, why)} of what is not imported by design.
+    @ivar refused: C{(origin, why)} of what the source holds but cannot
+        offer, not tied to one file (a bundle's audit log file that does
+        not match its manifest).
+    @ivar audit: C{(name, opener)} of the bundle's audit log members,
+        checked against its manifest (see L{pypid.bundle.ingest.carry_audit}).
+    """
+
+    arrivals: tuple
+    tombstones: frozenset = frozenset()
+    ignored: tuple = ()
+    refused: tuple = ()
+    audit: tuple = ()
+
+
+def detect(path):
+    """
+    The kind of source at C{path}: C{s3://...} is a pypicloud bucket; a
+    file is a bundle (a tar file); a folder with a C{manifest.json} is a
+    bundle, with a C{dataindex.json} a devpi export, with C{.meta} files
+    beside the distributions a pypicloud storage, and otherwise a
+    pypiserver folder.
+
+    @raise BundleError: when nothing is there.
+    """
+    if path.startswith("s3://"):
+        return "pypicloud"
+    if os.path.isfile(path):
+        return "bundle"
+    if not os.path.isdir(path):
+        raise BundleError(f"{path} does not exist")
+    if os.path.isfile(os.path.join(path, MANIFEST)):
+        return "bundle"
+    if os.path.isfile(os.path.join(path, "dataindex.json")):
+        return "devpi"
+    for folder, dirs, files in os.walk(path):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        if any(name.endswith(".meta") and not name.startswith(".") for name in files):
+            return "pypicloud"
+    return "pypiserver"
+
+
+def open_regular(path):
+    """
+    Open a file for reading, refusing anything but a regular file (a
+    device or a FIFO would block or never end).
+
+    @raise Unavailable: when it is not a regular file.
+    """
+    f = open(path, "rb")
+    if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+        f.close()
+        raise Unavailable("not a regular file")
+    return f
+
+
+def _copy(opener, path, limit):
+    with opener() as source:
+        return copy_hashed(source, path, limit)
+
+
+def local_fetch(run, opener):
+    """
+    An L{Arrival.fetch} copying what C{opener()} (a file object) gives, in
+    a worker thread.
+    """
+    return lambda path, limit: run(_copy, opener, path, limit)
+
+
+def walk_files(root):
+    """
+    Yield C{(relative path, absolute path, stat)} of every file under
+    C{root}, skipping names that start with a dot (as pypid and pypiserver
+    do) and never following a link to a folder.
+    """
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if name.startswith("."):
+                continue
+            path = os.path.join(folder, name)
+            try:
+                info = os.stat(path)
+            except OSError:
+                info = None
+            yield os.path.relpath(path, root), path, info
+
+
+# -- a pypid bundle ---------------------------------------------------------------------
+
+
+class BundleSource:
+    """
+    A bundle (L{pypid.bundle.manifest}), folder or tar file. Reading it
+    checks it whole before anything is offered: a bundle with a member
+    outside its layout, without a manifest, or whose records or
+    tombstones do not match the manifest, is refused entirely
+    (L{BundleError}); a file whose bytes, metadata or details do not
+    match, or that has no record, is refused alone.
+    """
+
+    kind = "bundle"
+
+    def __init__(self, path, max_size, run):
+        self._path = path
+        self._max_size = max_size
+        self._run = run
+        self._reader = None
+
+    async def read(self):
+        """The bundle's L{Offer}."""
+        self._reader = reader = await self._run(open_reader, self._path, self._max_size)
+        kept = reader.kept
+        if MANIFEST not in kept:
+            raise BundleError(f"{self._path} has no {MANIFEST}: it is not a pypid bundle, "
+                              "or an export that did not finish")
+        manifest = Manifest.parse(kept[MANIFEST])
+        for name in (RECORDS, TOMBSTONES):
+            if name not in kept:
+                raise BundleError(f"{self._path} has no {name}")
+            expected, found = manifest.members.get(name), reader.digests[name]
+            if expected != found:
+                raise BundleError(f"{name} {_differs(found, expected)}: the bundle was changed")
+        records = parse_records(kept[RECORDS])
+        tombstones = parse_tombstones(kept[TOMBSTONES])
+        problems, refused, audit = {}, [], []
+        for name, found in sorted(reader.digests.items()):
+            member = classify(name)
+            if member.kind in ("manifest", "records", "tombstones"):
+                continue
+            expected = manifest.members.get(name)
+            if expected == found:
+                if member.kind == "audit":
+                    audit.append((name, lambda name=name: reader.open(name)))
+                continue
+            why = (f"{name} is in the bundle but not in its manifest" if expected is None
+                   else f"{name} {_differs(found, expected)}")
+            if member.filename is not None:
+                problems.setdefault(member.filename, why)
+            else:
+                refused.append((name, why))
+        for name in sorted(manifest.members):
+            if name not in reader.digests:
+                member = classify(name)
+                why = f"{name} is named in the manifest but missing from the bundle"
+                if member.filename is not None:
+                    problems.setdefault(member.filename, why)
+                else:
+                    refused.append((name, why))
+        arrivals, offered = [], set()
+        for name in reader.files:
+            filename = classify(name).filename
+            offered.add(filename)
+            arrivals.append(self._arrival(name, filename, manifest, records,
+                                          problems.get(filename)))
+        for filename in sorted((set(manifest.files) | set(records)) - offered):
+            arrivals.append(Arrival(filename, f"files/{filename}", None, 0.0,
+                                    refused="missing from the bundle"))
+        return Offer(tuple(arrivals), tombstones, (), tuple(refused), tuple(audit))
+
+    def _arrival(self, name, filename, manifest, records, problem):
+        expected = manifest.files.get(filename)
+        record = records.get(filename)
+        if problem is None:
+            if expected is None:
+                problem = f"{name} is in the bundle but not in its manifest"
+            elif record is None:
+                problem = f"it has no record in {RECORDS}"
+            elif record.sha256 != expected.sha256 or record.size != expected.size:
+                problem = f"its record in {RECORDS} and the manifest disagree"
+            elif self._reader.sizes[name] != expected.size:
+                problem = (f"it has {self._reader.sizes[name]} bytes; the manifest says "
+                           f"{expected.size}")
+        if problem is not None:
+            return Arrival(filename, name, None, 0.0, refused=problem)
+        reader = self._reader
+        return Arrival(
+            filename, name, local_fetch(self._run, lambda: reader.open(name)),
+            record.upload_time, sha256=expected.sha256, size=expected.size,
+            uploader=record.uploader, yanked=record.yanked, yank_known=True)
+
+    def close(self):
+        """Close the bundle (a tar file is held open while it is read)."""
+        if self._reader is not None:
+            self._reader.close()
+
+
+def _differs(found, expected):
+    return (f"has sha256 {found.sha256} ({found.size} bytes); the manifest says "
+            f"{expected.sha256} ({expected.size} bytes)")
+
+
+# -- a pypiserver folder ------------------------------------------------------------------
+
+
+class PypiserverSource:
+    """
+    A folder pypiserver serves: distribution files, flat or in nested
+    folders. pypiserver keeps nothing but the files, so each one's upload
+    time is its modification time, and every file goes through the
+    ingest's inspection (a file that is no distribution is refused there,
+    with the reason).
+    """
+
+    kind = "pypiserver"
+
+    def __init__(self, path, run):
+        self._path = path
+        self._run = run
+
+    async def read(self):
+        """The folder's L{Offer}."""
+        if not os.path.isdir(self._path):
+            raise BundleError(f"{self._path} is not a folder")
+        found = await self._run(lambda: list(walk_files(self._path)))
+        arrivals = []
+        for relative, path, info in found:
+            filename = os.path.basename(path)
+            if info is None or not stat.S_ISREG(info.st_mode):
+                arrivals.append(Arrival(filename, relative, None, 0.0,
+                                        refused="not a regular file"))
+                continue
+            arrivals.append(Arrival(filename, relative,
+                                    local_fetch(self._run, lambda path=path: open_regular(path)),
+                                    info.st_mtime, size=info.st_size))
+        return Offer(tuple(arrivals))
+
+    def close(self):
+        """Nothing is held open."""
+
+
+def read_json_file(path, limit):
+    """
+    The JSON object in a small file at C{path}, or L{None} when it is
+    missing, too big or not a JSON object (blocking).
+    """
+    try:
+        with open_regular(path) as f:
+            data = f.read(limit + 1)
+    except (OSError, Unavailable):
+        return None
+    if len(data) > limit:
+        return None
+    try:
+        value = json.loads(data)
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None

@@ -1,0 +1,557 @@
+"""
+Tests of the bundle (L{pypid.bundle}): the manifest and the layout's names,
+writing and reading bundles as folders and tar files (hostile archives
+included), and a storage exported to a bundle and imported into another,
+in memory, with every outcome of an import: imported, already there,
+conflicts, refused.
+"""
+
+import hashlib
+import io
+import json
+import os
+import tarfile
+
+import attrs
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from pypid.bundle import manifest as m
+from pypid.bundle.archive import (
+    FileMismatch,
+    TooLarge,
+    copy_hashed,
+    open_reader,
+    open_writer,
+)
+from pypid.bundle.export import export_bundle
+from pypid.bundle.ingest import Arrival, Ingest
+from pypid.bundle.sources import BundleSource, detect
+from pypid.core.distribution import inspect
+from pypid.storage.memory import MemoryStorage
+from tests.distributions import make_sdist, make_wheel
+from tests.fakes import run_now, write_file
+
+UPLOAD_TIME = 1767225600.5
+MAX = 1 << 20
+
+
+def digest(data):
+    """The L{m.Digest} of C{data}."""
+    return m.Digest(hashlib.sha256(data).hexdigest(), len(data))
+
+
+class ManifestTests(SynchronousTestCase):
+    """The manifest and the names of the layout."""
+
+    def test_round_trip(self):
+        """A manifest reads back as it was written, and its bytes do not depend on order."""
+        manifest = m.Manifest({"a-1.0.tar.gz": digest(b"a")},
+                              {m.RECORDS: digest(b"r"), "audit/2026-11-22.jsonl": digest(b"x")},
+                              "2026-11-22T00:00:00.000000Z", "local:/srv/pypid")
+        data = manifest.to_bytes()
+        self.assertEqual(m.Manifest.parse(data), manifest)
+        self.assertEqual(json.loads(data)["format"], "pypid-bundle")
+        self.assertEqual(json.loads(data)["version"], 1)
+        self.assertEqual(manifest.digest_of("files/a-1.0.tar.gz"), digest(b"a"))
+        self.assertEqual(manifest.digest_of(m.RECORDS), digest(b"r"))
+
+    def test_parse_errors(self):
+        """A manifest that is not one is refused, naming what is wrong."""
+        good = json.loads(m.Manifest({}, {}).to_bytes())
+        cases = [
+            (b"[", "not JSON"),
+            (b"[]", "not a JSON object"),
+            (dict(good, format="other"), "not a pypid bundle"),
+            (dict(good, version=2), "bundle format version 2"),
+            (dict(good, files=[]), "files and members must be JSON objects"),
+            (dict(good, files={"a-1.0.tar.gz": {"sha256": "AB", "size": 1}}), "sha256 is not"),
+            (dict(good, files={"a-1.0.tar.gz": {"sha256": "a" * 64, "size": -1}}),
+             "size is not"),
+            (dict(good, files={"../x": {"sha256": "a" * 64, "size": 1}}), "not a file"),
+            (dict(good, members={"files/x.whl": {"sha256": "a" * 64, "size": 1}}),
+             "belongs under files"),
+        ]
+        for data, message in cases:
+            if isinstance(data, dict):
+                data = json.dumps(data).encode()
+            with self.assertRaises(m.BundleError) as caught:
+                m.Manifest.parse(data)
+            self.assertIn(message, str(caught.exception))
+
+    def test_classify(self):
+        """Names of the layout say what they are; anything else is refused."""
+        self.assertEqual(m.classify("files/a-1.0.tar.gz"),
+                         m.Member("files/a-1.0.tar.gz", "file", "a-1.0.tar.gz"))
+        self.assertEqual(m.classify("metadata/a-1.0-py3-none-any.whl.metadata").filename,
+                         "a-1.0-py3-none-any.whl")
+        self.assertEqual(m.classify("details/a-1.0.tar.gz.details").kind, "details")
+        self.assertEqual(m.classify("audit/2026/11.jsonl").kind, "audit")
+        for name in ("/etc/passwd", "../x", "files/../x", "files/sub/x.whl", "files/.x",
+                     "files/", "other/x", "audit/../x", "audit/.hidden", "metadata/x.json",
+                     "manifest.json/x", "files/a\x01b.whl", "audit/a\\b"):
+            with self.assertRaises(m.BundleError, msg=name):
+                m.classify(name)
+
+    def test_records_round_trip(self):
+        """Records come back as they were, yank state, uploader and time included."""
+        filename, data = make_wheel("holy-grail", "1.0")
+        path = write_file(self.mktemp(), data)
+        record = attrs.evolve(inspect(path, filename, filename, UPLOAD_TIME).record,
+                              yanked="broken", uploader="alice")
+        self.assertEqual(m.parse_records(m.records_bytes([record])), {filename: record})
+        self.assertEqual(m.parse_tombstones(m.tombstones_bytes(["b", "a"])),
+                         frozenset(["a", "b"]))
+
+    def test_records_errors(self):
+        """A record that is not valid is refused, naming it."""
+        for data, message in [
+            (b'{"records": {}}', "records must be a list"),
+            (b'{"records": [1]}', "record 1: not a JSON object"),
+            (b'{"records": [{"filename": "x"}]}', "record 1: not a file record"),
+        ]:
+            with self.assertRaises(m.BundleError) as caught:
+                m.parse_records(data)
+            self.assertIn(message, str(caught.exception))
+        for data in (b'{"tombstones": "x"}', b'{"tombstones": [1]}',
+                     b'{"tombstones": ["a/b"]}'):
+            self.assertRaises(m.BundleError, m.parse_tombstones, data)
+
+
+def _tar(path, members, mode="w"):
+    """Write a tar file of C{(TarInfo, bytes or None)} pairs."""
+    with tarfile.open(path, mode) as tar:
+        for info, data in members:
+            if data is not None:
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+            else:
+                tar.addfile(info)
+    return path
+
+
+def _member(name, kind=tarfile.REGTYPE, **fields):
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    for key, value in fields.items():
+        setattr(info, key, value)
+    return info
+
+
+class ArchiveTests(SynchronousTestCase):
+    """Writing bundles, and reading them without trusting them."""
+
+    def written(self, name):
+        """Write a small bundle at C{name} (in the test's folder); return its path."""
+        path = os.path.join(os.path.abspath(self.mktemp()), name)
+        os.makedirs(os.path.dirname(path))
+        writer = open_writer(path)
+        source = write_file(self.mktemp(), b"wheel bytes")
+        writer.add_file("files/a-1.0-py3-none-any.whl", source, hashlib.sha256(b"wheel bytes")
+                        .hexdigest())
+        writer.add_bytes(m.RECORDS, b"{}")
+        writer.finish(b'{"manifest": true}')
+        return path
+
+    def test_round_trips(self):
+        """A folder, a tar file and a gzipped one read back the same members and digests."""
+        for name in ("bundle", "bundle.tar", "bundle.tar.gz", "bundle.tgz"):
+            path = self.written(name)
+            reader = open_reader(path, MAX)
+            self.addCleanup(reader.close)
+            self.assertEqual(reader.files, ["files/a-1.0-py3-none-any.whl"], name)
+            self.assertEqual(reader.kept, {m.RECORDS: b"{}", m.MANIFEST: b'{"manifest": true}'})
+            self.assertEqual(reader.digests[m.RECORDS], digest(b"{}"))
+            with reader.open("files/a-1.0-py3-none-any.whl") as f:
+                self.assertEqual(f.read(), b"wheel bytes")
+            folder = os.path.dirname(path)
+            self.assertEqual(sorted(os.listdir(folder)), [name], "no temporary file is left")
+        with open(self.written("plain.tar"), "rb") as f:
+            self.assertEqual(f.read(2), b"fi", "a .tar is not compressed")
+        with open(self.written("packed.tar.gz"), "rb") as f:
+            self.assertEqual(f.read(2), b"\x1f\x8b")
+
+    def test_mismatch_leaves_nothing(self):
+        """A file whose bytes are not the sha256 asked for is refused and leaves no member."""
+        for name in ("bundle", "bundle.tar"):
+            path = os.path.join(os.path.abspath(self.mktemp()), name)
+            os.makedirs(os.path.dirname(path))
+            writer = open_writer(path)
+            source = write_file(self.mktemp(), b"other bytes")
+            self.assertRaises(FileMismatch, writer.add_file, "files/a-1.0.tar.gz", source,
+                              "0" * 64)
+            writer.finish(b"{}")
+            self.assertEqual(open_reader(path, MAX).files, [])
+
+    def test_folder_must_be_empty(self):
+        """A folder bundle is written only into a new or empty folder."""
+        path = self.mktemp()
+        os.makedirs(path)
+        write_file(os.path.join(path, "x"), b"")
+        self.assertRaises(m.BundleError, open_writer, path)
+
+    def test_abort(self):
+        """An aborted tar bundle leaves no file; an aborted folder bundle, no folder."""
+        for name in ("bundle", "bundle.tar.gz"):
+            folder = os.path.abspath(self.mktemp())
+            os.makedirs(folder)
+            writer = open_writer(os.path.join(folder, name))
+            writer.add_bytes(m.RECORDS, b"{}")
+            writer.abort()
+            self.assertEqual(os.listdir(folder), [])
+
+    def test_hostile_tar(self):
+        """Links, devices, paths out of the layout, duplicates and huge members are refused."""
+        cases = [
+            ([(_member("files/a-1.0.tar.gz", tarfile.SYMTYPE, linkname="/etc/passwd"), None)],
+             "a link"),
+            ([(_member("files/a-1.0.tar.gz", tarfile.LNKTYPE, linkname=m.RECORDS), None)],
+             "a link"),
+            ([(_member("files/a-1.0.tar.gz", tarfile.CHRTYPE), None)], "not a regular file"),
+            ([(_member("files/a-1.0.tar.gz", tarfile.FIFOTYPE), None)], "not a regular file"),
+            ([(_member("/etc/cron.d/x"), b"x")], "not a file of a bundle"),
+            ([(_member("../../x"), b"x")], "not a file of a bundle"),
+            ([(_member("files/../../x"), b"x")], "not a file of a bundle"),
+            ([(_member("elsewhere", tarfile.DIRTYPE), None)], "not a folder of a bundle"),
+            ([(_member(m.RECORDS), b"{}"), (_member("./" + m.RECORDS), b"{}")],
+             "two members are named"),
+            ([(_member("files/a-1.0.tar.gz"), b"x" * (MAX + 1))], "may have at most"),
+            ([(_member("metadata/a-1.0.tar.gz.metadata"), b"x" * (m.METADATA_LIMIT + 1))],
+             "may have at most"),
+        ]
+        for members, message in cases:
+            path = _tar(os.path.abspath(self.mktemp()) + ".tar", members)
+            with self.assertRaises(m.BundleError, msg=message) as caught:
+                open_reader(path, MAX)
+            self.assertIn(message, str(caught.exception))
+
+    def test_not_a_tar(self):
+        """A file that is no tar archive is refused in one line."""
+        path = write_file(self.mktemp(), b"not a tar file at all" * 100)
+        with self.assertRaises(m.BundleError) as caught:
+            open_reader(path, MAX)
+        self.assertIn("not a readable tar file", str(caught.exception))
+
+    def test_dot_prefix_and_folders(self):
+        """Members named C{./...} and folder entries of the layout, as tar(1) writes them, are read."""
+        path = _tar(os.path.abspath(self.mktemp()) + ".tar", [
+            (_member(".", tarfile.DIRTYPE), None),
+            (_member("./files", tarfile.DIRTYPE), None),
+            (_member("./files/a-1.0.tar.gz"), b"sdist"),
+            (_member("./records.json"), b"{}"),
+        ])
+        reader = open_reader(path, MAX)
+        self.addCleanup(reader.close)
+        self.assertEqual(reader.files, ["files/a-1.0.tar.gz"])
+        with reader.open("files/a-1.0.tar.gz") as f:
+            self.assertEqual(f.read(), b"sdist")
+
+    def test_hostile_folder(self):
+        """A folder bundle holding a link, or a name outside the layout, is refused."""
+        path = os.path.abspath(self.mktemp())
+        os.makedirs(os.path.join(path, "files"))
+        os.symlink("/etc/passwd", os.path.join(path, "files", "a-1.0.tar.gz"))
+        with self.assertRaises(m.BundleError) as caught:
+            open_reader(path, MAX)
+        self.assertIn("symbolic link", str(caught.exception))
+        other = os.path.abspath(self.mktemp())
+        os.makedirs(other)
+        os.symlink("/etc", os.path.join(other, "files"))
+        self.assertRaises(m.BundleError, open_reader, other, MAX)
+        third = os.path.abspath(self.mktemp())
+        os.makedirs(os.path.join(third, "files"))
+        write_file(os.path.join(third, "files", ".sneaky"), b"x")
+        self.assertRaises(m.BundleError, open_reader, third, MAX)
+
+    def test_copy_hashed(self):
+        """A copy gives the digests an upload has, and stops past its limit."""
+        destination = self.mktemp()
+        digests = copy_hashed(io.BytesIO(b"abc"), destination, 3)
+        self.assertEqual(digests[:2], (3, hashlib.sha256(b"abc").hexdigest()))
+        self.assertRaises(TooLarge, copy_hashed, io.BytesIO(b"abcd"), self.mktemp(), 3)
+
+    def test_detect(self):
+        """A tar file and a folder with a manifest are bundles."""
+        self.assertEqual(detect(self.written("b.tar")), "bundle")
+        self.assertEqual(detect(self.written("folder")), "bundle")
+        self.assertRaises(m.BundleError, detect, self.mktemp())
+
+
+class RoundTripTests(TestCase):
+    """A storage exported to a bundle and imported into another, in memory."""
+
+    def setUp(self):
+        self.clock = Clock()
+        self.clock.advance(UPLOAD_TIME + 1000)
+
+    def storage(self):
+        """A new, prepared memory storage."""
+        storage = MemoryStorage(os.path.abspath(self.mktemp()), self.clock)
+        storage.prepare()
+        return storage
+
+    async def publish(self, storage, filename, data, **fields):
+        """Publish C{data} as an upload does; return the record."""
+        temp = write_file(os.path.join(storage.temp_dir, "up-" + filename), data)
+        inspected = inspect(temp, filename, filename, UPLOAD_TIME, details=True)
+        record = attrs.evolve(inspected.record, **fields)
+        stored = await storage.publish(temp, record, inspected.metadata, inspected.details)
+        if record.yanked is not None:
+            await storage.update(record)
+        return stored
+
+    async def source_storage(self):
+        """A storage with a yanked file, a plain one, an sdist, and a deleted one."""
+        storage = self.storage()
+        self.yanked = await self.publish(storage, *make_wheel("holy-grail", "1.0"),
+                                         uploader="alice", yanked="broken")
+        self.plain = await self.publish(storage, *make_wheel("holy-grail", "2.0"),
+                                        uploader="bob")
+        self.sdist = await self.publish(storage, *make_sdist("holy-grail", "2.0"))
+        gone = await self.publish(storage, *make_wheel("holy-grail", "0.9"))
+        await storage.delete(gone)
+        self.gone = gone.filename
+        return storage
+
+    async def exported(self, storage, name="bundle.tar.gz"):
+        """Export C{storage} to a bundle; return its path and the report."""
+        path = os.path.join(os.path.abspath(self.mktemp()), name)
+        os.makedirs(os.path.dirname(path))
+        writer = open_writer(path)
+        report = await export_bundle(storage, writer, None, run_now, self.clock)
+        return path, report
+
+    async def imported(self, path, storage, max_size=MAX):
+        """Import the bundle at C{path} into C{storage}; return the ingest's report."""
+        source = BundleSource(path, max_size, run_now)
+        try:
+            offer = await source.read()
+            scanned = await storage.scan({}, 0.0, (), False)
+            ingest = Ingest(storage, run_now, max_size, scanned.records, scanned.tombstones)
+            ingest.report.refused.extend(offer.refused)
+            for arrival in offer.arrivals:
+                await ingest.take(arrival)
+            for filename in sorted(offer.tombstones):
+                await ingest.bury(filename)
+        finally:
+            source.close()
+        return ingest.report
+
+    async def test_everything_comes_across(self):
+        """
+        Files, records (yank state, uploader, upload time), metadata, details
+        and tombstones come across; a second import changes nothing.
+        """
+        source = await self.source_storage()
+        for name in ("bundle", "bundle.tar", "bundle.tar.gz"):
+            path, exported = await self.exported(source, name)
+            self.assertEqual((exported.files, exported.tombstones, exported.metadata,
+                              exported.details, exported.problems), (3, 1, 3, 3, []))
+            target = self.storage()
+            report = await self.imported(path, target)
+            self.assertEqual(sorted(report.imported), sorted(
+                [self.yanked.filename, self.plain.filename, self.sdist.filename]))
+            self.assertEqual((report.buried, report.failed), ([self.gone], False))
+            before = await source.scan({}, 0.0, (), False)
+            after = await target.scan({}, 0.0, (), False)
+            self.assertEqual(after.records, before.records)
+            self.assertEqual(after.tombstones, frozenset([self.gone]))
+            self.assertEqual(after.records[self.yanked.filename].yanked, "broken")
+            self.assertEqual(after.records[self.yanked.filename].uploader, "alice")
+            self.assertEqual(after.records[self.plain.filename].upload_time, UPLOAD_TIME)
+            for record in after.records.values():
+                self.assertEqual((await target.read_metadata(record)),
+                                 (await source.read_metadata(record)))
+                self.assertEqual((await target.read_details(record)),
+                                 (await source.read_details(record)))
+                self.assertEqual(target.objects[record.path], source.objects[record.path])
+            again = await self.imported(path, target)
+            self.assertEqual((again.imported, sorted(again.present), again.buried,
+                              again.buried_present, again.failed),
+                             ([], sorted(before.records), [], 1, False))
+            self.assertEqual((await target.scan({}, 0.0, (), False)).records, before.records)
+
+    async def test_flipped_byte(self):
+        """A file whose bytes were changed in the bundle is refused; the others come across."""
+        path, _ = await self.exported(await self.source_storage(), "bundle")
+        victim = os.path.join(path, "files", self.plain.filename)
+        with open(victim, "r+b") as f:
+            first = f.read(1)
+            f.seek(0)
+            f.write(bytes([first[0] ^ 1]))
+        target = self.storage()
+        report = await self.imported(path, target)
+        self.assertTrue(report.failed)
+        self.assertEqual([origin for origin, _ in report.refused],
+                         [f"files/{self.plain.filename}"])
+        self.assertIn("but the source says", report.refused[0][1])
+        self.assertEqual(len(report.imported), 2)
+        self.assertNotIn(self.plain.filename, (await target.scan({}, 0.0, (), False)).records)
+
+    async def test_tampered_metadata(self):
+        """A file whose metadata member was changed is refused with it."""
+        path, _ = await self.exported(await self.source_storage(), "bundle")
+        write_file(os.path.join(path, "metadata", self.sdist.filename + ".metadata"), b"x")
+        report = await self.imported(path, self.storage())
+        self.assertEqual([origin for origin, _ in report.refused],
+                         [f"files/{self.sdist.filename}"])
+        self.assertIn("the manifest says", report.refused[0][1])
+
+    async def test_extra_member(self):
+        """A file slipped into the bundle, not in its manifest, is refused."""
+        path, _ = await self.exported(await self.source_storage(), "bundle")
+        filename, data = make_wheel("intruder", "1.0")
+        write_file(os.path.join(path, "files", filename), data)
+        target = self.storage()
+        report = await self.imported(path, target)
+        self.assertEqual(report.refused, [(f"files/{filename}",
+                                           f"files/{filename} is in the bundle but not in "
+                                           "its manifest")])
+        self.assertNotIn(filename, (await target.scan({}, 0.0, (), False)).records)
+
+    async def test_tampered_records(self):
+        """Records that do not match the manifest refuse the whole bundle: nothing is taken."""
+        path, _ = await self.exported(await self.source_storage(), "bundle")
+        records = os.path.join(path, m.RECORDS)
+        with open(records, "rb") as f:
+            data = f.read().replace(b'"broken"', b'"fixed!"')
+        write_file(records, data)
+        target = self.storage()
+        with self.assertRaises(m.BundleError) as caught:
+            await self.imported(path, target)
+        self.assertIn("records.json has sha256", str(caught.exception))
+        self.assertEqual(target.objects, {})
+
+    async def test_unfinished_folder(self):
+        """A folder without its manifest (an export that did not finish) is refused."""
+        path, _ = await self.exported(await self.source_storage(), "bundle")
+        os.unlink(os.path.join(path, m.MANIFEST))
+        with self.assertRaises(m.BundleError) as caught:
+            await self.imported(path, self.storage())
+        self.assertIn("did not finish", str(caught.exception))
+
+    async def test_conflicts(self):
+        """
+        Other bytes under a filename, a name deleted here, and a tombstone
+        for a stored file are conflicts: nothing is overwritten.
+        """
+        path, _ = await self.exported(await self.source_storage())
+        target = self.storage()
+        other_bytes = make_wheel("holy-grail", "2.0", module_text="X = 1\n")[1]
+        kept = await self.publish(target, self.plain.filename, other_bytes)
+        deleted = await self.publish(target, *make_sdist("holy-grail", "2.0"))
+        await target.delete(deleted)
+        stays = await self.publish(target, *make_wheel("holy-grail", "0.9"))
+        report = await self.imported(path, target)
+        self.assertEqual(sorted(name for name, _ in report.conflicts),
+                         sorted([self.plain.filename, self.sdist.filename, self.gone]))
+        self.assertEqual(report.imported, [self.yanked.filename])
+        after = await target.scan({}, 0.0, (), False)
+        self.assertEqual(after.records[self.plain.filename], kept)
+        self.assertEqual(after.records[stays.filename], stays)
+        self.assertEqual(after.tombstones, frozenset([deleted.filename]))
+
+    async def test_yank_state_differs(self):
+        """A file already here whose yank state differs is reported, and this server's state kept."""
+        source = await self.source_storage()
+        path, _ = await self.exported(source)
+        target = self.storage()
+        await self.imported(path, target)
+        unyanked = attrs.evolve(self.yanked, yanked=None)
+        await target.update(unyanked)
+        report = await self.imported(path, target)
+        self.assertEqual([name for name, _ in report.conflicts], [self.yanked.filename])
+        self.assertIn("not yanked here and yanked (broken) in the source",
+                      report.conflicts[0][1])
+        self.assertIsNone((await target.scan({}, 0.0, (), False))
+                          .records[self.yanked.filename].yanked)
+
+    async def test_too_large(self):
+        """A file bigger than the largest upload is refused, naming the setting."""
+        path, _ = await self.exported(await self.source_storage())
+        source = BundleSource(path, 1 << 30, run_now)
+        self.addCleanup(source.close)
+        offer = await source.read()
+        target = self.storage()
+        ingest = Ingest(target, run_now, 100, {}, ())
+        for arrival in offer.arrivals:
+            await ingest.take(arrival)
+        self.assertEqual(len(ingest.report.refused), 3)
+        self.assertIn("max_upload_size", ingest.report.refused[0][1])
+
+    async def test_left_out_file(self):
+        """A file gone from the storage when it is copied is left out; the bundle is whole."""
+        storage = await self.source_storage()
+        scanned = await storage.scan({}, 0.0, (), False)
+        del storage.objects[self.plain.path]
+
+        path, report = await self.exported(_ScannedBefore(storage, scanned), "bundle.tar")
+        self.assertEqual([name for name, _ in report.problems], [self.plain.filename])
+        imported = await self.imported(path, self.storage())
+        self.assertEqual((len(imported.imported), imported.failed), (2, False))
+
+
+class _ScannedBefore:
+    """A storage whose scan gives what it held before (a delete came after the scan)."""
+
+    def __init__(self, storage, scanned):
+        self._storage = storage
+        self._scanned = scanned
+
+    def __getattr__(self, name):
+        return getattr(self._storage, name)
+
+    async def scan(self, *args):
+        return self._scanned
+
+
+class IngestTests(TestCase):
+    """What the ingest refuses, whatever the source."""
+
+    def setUp(self):
+        self.clock = Clock()
+        self.storage = MemoryStorage(os.path.abspath(self.mktemp()), self.clock)
+        self.storage.prepare()
+        self.ingest = Ingest(self.storage, run_now, MAX, {}, ())
+
+    def arrival(self, filename, data, **fields):
+        """An arrival of C{data} from memory."""
+        def fetch(path, limit):
+            return run_now(copy_hashed, io.BytesIO(data), path, limit)
+        fields.setdefault("upload_time", UPLOAD_TIME)
+        return Arrival(filename, "origin/" + filename, fetch, **fields)
+
+    async def test_refused(self):
+        """A broken archive, a name that is no distribution's, and a bad time are refused."""
+        await self.ingest.take(self.arrival("holy_grail-1.0-py3-none-any.whl", b"not a zip"))
+        await self.ingest.take(self.arrival("README.txt", b"hello"))
+        await self.ingest.take(self.arrival(*make_wheel("holy-grail", "2.0"),
+                                            upload_time=float("nan")))
+        await self.ingest.take(self.arrival(*make_wheel("holy-grail", "3.0"),
+                                            sha256="0" * 64))
+        reasons = [why for _, why in self.ingest.report.refused]
+        self.assertEqual(len(reasons), 4)
+        self.assertIn("not a distribution", reasons[1])
+        self.assertIn("is not a time", reasons[2])
+        self.assertIn("but the source says", reasons[3])
+        self.assertEqual(self.storage.objects, {})
+        self.assertEqual(os.listdir(self.storage.temp_dir), [], "no spooled file is left")
+
+    async def test_same_name_twice(self):
+        """A source holding one filename twice: the same bytes once, other bytes a conflict."""
+        filename, data = make_wheel("holy-grail", "1.0")
+        other = make_wheel("holy-grail", "1.0", module_text="X = 2\n")[1]
+        await self.ingest.take(self.arrival(filename, data))
+        await self.ingest.take(self.arrival(filename, data))
+        await self.ingest.take(self.arrival(filename, other))
+        report = self.ingest.report
+        self.assertEqual((report.imported, report.present), ([filename], [filename]))
+        self.assertEqual([name for name, _ in report.conflicts], [filename])
+        self.assertIn(f"(from origin/{filename})", report.conflicts[0][1])
+
+    async def test_uploader_cut(self):
+        """An uploader's name is cut as an upload's record cuts it."""
+        filename, data = make_wheel("holy-grail", "1.0")
+        await self.ingest.take(self.arrival(filename, data, uploader="x" * 500))
+        record = (await self.storage.scan({}, 0.0, (), False)).records[filename]
+        self.assertLessEqual(len(record.uploader.encode()), 100)
