@@ -210,6 +210,38 @@ class ChildProcess:
         _live.discard(self)
 
 
+def start_on_free_port(child, launch, ready, log, timeout=30, attempts=5):
+    """
+    Start a server a test runs (nginx, Prometheus) on a free loopback port,
+    trying another port when the one chosen was taken meanwhile.
+
+    @param child: the L{ChildProcess}; its C{process} and C{port} are set.
+    @param launch: C{launch(port) -> Popen}.
+    @param ready: C{ready() -> bool}, whether it answers (an L{OSError} is
+        a no).
+    @param log: C{log() -> str}, what it wrote, for the failure.
+    @return: C{child}, serving.
+    """
+    for _attempt in range(attempts):
+        port = free_port()
+        child.process = launch(port)
+        _live.add(child)
+        child.port = port
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and child.process.poll() is None:
+            try:
+                if ready():
+                    return child
+            except OSError:
+                pass
+            time.sleep(0.05)
+        text = log()
+        child.kill()
+        if "address already in use" not in text.lower():
+            raise E2EFailure(f"{child.what} did not start:\n{text[-3000:]}")
+    raise E2EFailure(f"could not find a free port for {child.what}")
+
+
 class Daemon(ChildProcess):
     """
     One pypid server run by C{twistd} in a folder of its own.

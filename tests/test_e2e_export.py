@@ -16,7 +16,6 @@ import re
 import signal
 import stat
 import subprocess
-import time
 
 from tests import e2e
 from tests.browser import BrowserTestCase, screenshot
@@ -101,31 +100,20 @@ class Nginx(e2e.ChildProcess):
         return path
 
     def start(self):
-        for _attempt in range(5):
-            port = e2e.free_port()
+        def launch(port):
             config = self.write_config(port)
-            self.process = subprocess.Popen(
+            return subprocess.Popen(
                 [self.program, "-p", self.directory + "/", "-c", config,
                  "-e", os.path.join(self.directory, "logs", "error.log")],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 stderr=subprocess.STDOUT, start_new_session=True,
                 preexec_fn=e2e._die_with_parent)
-            e2e._live.add(self)
-            self.port = port
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:
-                if self.process.poll() is not None:
-                    break
-                try:
-                    e2e.http("GET", self.url + "simple/", timeout=1)
-                    return self
-                except OSError:
-                    time.sleep(0.05)
-            log = self.error_log()
-            self.kill()
-            if "Address already in use" not in log:
-                raise e2e.E2EFailure(f"nginx did not start:\n{log}")
-        raise e2e.E2EFailure("could not find a free port for nginx")
+
+        def ready():
+            e2e.http("GET", self.url + "simple/", timeout=1)
+            return True
+
+        return e2e.start_on_free_port(self, launch, ready, self.error_log, timeout=10)
 
     def kill(self):
         """

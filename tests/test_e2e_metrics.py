@@ -7,7 +7,6 @@ counts of what was done.
 import json
 import os
 import subprocess
-import time
 from urllib.parse import urlencode
 
 from tests import e2e
@@ -48,31 +47,19 @@ class Prometheus(e2e.ChildProcess):
 
     def start(self):
         config = self.write_config()
-        for _attempt in range(5):
-            port = e2e.free_port()
-            log = open(os.path.join(self.directory, "log"), "wb")
-            self.process = subprocess.Popen(
-                [self.program, f"--config.file={config}",
-                 f"--storage.tsdb.path={self.directory}/data",
-                 f"--web.listen-address={e2e.HOST}:{port}"],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True, preexec_fn=e2e._die_with_parent)
-            log.close()
-            e2e._live.add(self)
-            self.port = port
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and self.process.poll() is None:
-                try:
-                    if e2e.http("GET", self.url + "-/ready", timeout=1).status == 200:
-                        return self
-                except OSError:
-                    pass
-                time.sleep(0.1)
-            text = self.log()
-            self.kill()
-            if "address already in use" not in text:
-                raise e2e.E2EFailure(f"prometheus did not start:\n{text[-3000:]}")
-        raise e2e.E2EFailure("could not find a free port for prometheus")
+
+        def launch(port):
+            with open(os.path.join(self.directory, "log"), "wb") as log:
+                return subprocess.Popen(
+                    [self.program, f"--config.file={config}",
+                     f"--storage.tsdb.path={self.directory}/data",
+                     f"--web.listen-address={e2e.HOST}:{port}"],
+                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                    start_new_session=True, preexec_fn=e2e._die_with_parent)
+
+        return e2e.start_on_free_port(
+            self, launch, lambda: e2e.http("GET", self.url + "-/ready", timeout=1).status == 200,
+            self.log)
 
     def log(self):
         with open(os.path.join(self.directory, "log"), encoding="utf-8",

@@ -279,7 +279,7 @@ class MetricsPageTests(_ServerMixin, SynchronousTestCase):
                 self.assertNotIn("no-such", value, (name, label))
 
     def test_formats(self):
-        """OpenMetrics when asked for; gzip when accepted; never cached."""
+        """OpenMetrics when asked for; gzip when accepted (not with q=0); never cached."""
         response, body = self.raw("GET", "/metrics", {
             "Accept": "application/openmetrics-text; version=1.0.0,text/plain;q=0.5",
             "Accept-Encoding": "gzip"})
@@ -289,7 +289,8 @@ class MetricsPageTests(_ServerMixin, SynchronousTestCase):
         self.assertEqual(self.header(response, "content-encoding"), b"gzip")
         self.assertEqual(self.header(response, "cache-control"), b"no-store")
         self.assertTrue(gzip.decompress(body).rstrip().endswith(b"# EOF"))
-        response, body = self.raw("GET", "/metrics")
+        response, body = self.raw("GET", "/metrics", {"Accept-Encoding": "gzip;q=0"})
+        self.assertIsNone(self.header(response, "content-encoding"))
         self.assertTrue(self.header(response, "content-type").startswith(b"text/plain"))
         self.assertIn(b"# TYPE pypid_http_requests_total counter", body)
 

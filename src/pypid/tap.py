@@ -11,6 +11,7 @@ the server).  C{pypid.tac} calls the same function.
 
 import os
 import signal
+import time
 from functools import partial
 
 import attrs
@@ -153,12 +154,12 @@ def build_service(config, reactor, exit_on_failure=False, pools=None, notifier=N
     run = pools.run
 
     # (timed for /metrics)
-    storage = MeasuredStorage(make_storage(config, run, reactor), reactor.seconds)
+    storage = MeasuredStorage(make_storage(config, run, reactor), time.monotonic)
     index = Index(file_url_for(config.server.base_url))
     upstream = (make_upstream(config, run, reactor, index)
                 if config.upstream.mode != "none" else None)
     model, verifier, tokens = make_access_parts(config, reactor, pools)
-    audit = AuditTrail(make_audit_log(config, run, reactor), reactor)
+    audit = AuditTrail(make_audit_log(config, run, reactor, storage), reactor)
     access = Access(model, verifier, LoginThrottle(reactor), tokens, audit=audit)
 
     server = config.server
@@ -167,7 +168,7 @@ def build_service(config, reactor, exit_on_failure=False, pools=None, notifier=N
                     upstream=upstream, access_log=server.access_log,
                     counter=ConnectionCounter(server.max_connections_per_address),
                     header_timeout=server.header_timeout, min_upload_rate=server.min_upload_rate,
-                    metrics=config.metrics, audit=audit)
+                    metrics=config.metrics, audit=audit, timer=time.monotonic)
 
     shared = storage if ISharedStorage.providedBy(storage) else None
     writer = SnapshotWriter(index, server.snapshot, run, reactor, storage.identity(),
@@ -256,42 +257,32 @@ def make_storage(config, run, reactor):
         return LocalStorage(config.storage.path, run, reactor)
     import os
 
-    from pypid.http.client import make_http
-    from pypid.storage.s3.client import S3Client
-    from pypid.storage.s3.credentials import CredentialSource
     from pypid.storage.s3.layout import Layout
-    from pypid.storage.s3.sign import Bucket, Credentials, aws_endpoint
     from pypid.storage.s3.storage import S3Storage
 
     s3 = config.s3
-    endpoint = s3.endpoint_url or aws_endpoint(s3.region)
-    static = (Credentials(s3.access_key, s3.secret_key, s3.session_token)
-              if s3.access_key else None)
-    credentials = CredentialSource(static, run, reactor)
-    http, pool = make_http(reactor, s3.timeout, policy=outbound_policy(config))
-    client = S3Client(Bucket(endpoint, s3.bucket, s3.region, s3.addressing), credentials,
-                      http, reactor, s3.timeout)
+    client, credentials, close = make_s3_client(config, run, reactor)
     return S3Storage(
         client, Layout(s3.prefix), credentials, run, reactor,
         os.path.join(config.storage.path, ".pypid", "tmp"),
         download=s3.download, public_url=s3.public_url, expire_after=s3.expire_after,
         buffer_time=s3.buffer_time, multipart_threshold=s3.multipart_threshold,
         sync_interval=s3.sync_interval, bucket_snapshot=s3.bucket_snapshot,
-        max_import_size=config.server.max_upload_size, on_close=pool.closeCachedConnections)
+        max_import_size=config.server.max_upload_size, on_close=close)
 
 
-def make_audit_log(config, run, reactor):
+def make_s3_client(config, run, reactor, timings=None):
     """
-    The audit log kept with the storage the configuration names: daily
-    files in C{<path>/.pypid/audit/}, or objects under the bucket's
-    C{<prefix>.pypid/audit/} (written with a client of its own).
+    A client of the C{[s3]} bucket (its endpoint, credentials, deadline and
+    the outbound TLS policy), with a connection pool of its own.
+
+    @param timings: the L{pypid.core.metrics.Timings} its requests are
+        counted in, to share one with another client of the bucket.
+    @return: C{(client, credentials, close)}: the
+        L{pypid.storage.s3.client.S3Client}, its
+        L{pypid.storage.s3.credentials.CredentialSource} (to C{start} and
+        C{stop}), and C{close()} closing the pool's connections.
     """
-    import os
-
-    from pypid.storage.audit import LocalAuditLog, S3AuditLog
-
-    if config.storage.backend != "s3":
-        return LocalAuditLog(os.path.join(config.storage.path, ".pypid", "audit"), run, reactor)
     from pypid.http.client import make_http
     from pypid.storage.s3.client import S3Client
     from pypid.storage.s3.credentials import CredentialSource
@@ -304,11 +295,33 @@ def make_audit_log(config, run, reactor):
     http, pool = make_http(reactor, s3.timeout, policy=outbound_policy(config))
     client = S3Client(Bucket(s3.endpoint_url or aws_endpoint(s3.region), s3.bucket, s3.region,
                              s3.addressing), credentials, http, reactor, s3.timeout)
+    if timings is not None:
+        client.timings = timings
+    return client, credentials, pool.closeCachedConnections
+
+
+def make_audit_log(config, run, reactor, storage=None):
+    """
+    The audit log kept with the storage the configuration names: daily
+    files in C{<path>/.pypid/audit/}, or objects under the bucket's
+    C{<prefix>.pypid/audit/} (written with a client of its own, whose
+    requests count in the storage's S3 metrics when C{storage}, the
+    packages' L{pypid.storage.measured.MeasuredStorage}, is given).
+    """
+    import os
+
+    from pypid.storage.audit import LocalAuditLog, S3AuditLog
+
+    if config.storage.backend != "s3":
+        return LocalAuditLog(os.path.join(config.storage.path, ".pypid", "audit"), run, reactor)
+    shared = getattr(getattr(getattr(storage, "inner", None), "_client", None), "timings", None)
+    client, credentials, close = make_s3_client(config, run, reactor, shared)
 
     def closed():
         credentials.stop()
-        pool.closeCachedConnections()
-    return S3AuditLog(client, s3.prefix, reactor, prepare=credentials.start, on_close=closed)
+        close()
+    return S3AuditLog(client, config.s3.prefix, reactor, prepare=credentials.start,
+                      on_close=closed)
 
 
 def make_upstream(config, run, reactor, index):
@@ -334,7 +347,7 @@ def make_upstream(config, run, reactor, index):
                              path=os.path.join(config.storage.path, ".upstream")),
         s3=attrs.evolve(config.s3, prefix=config.s3.prefix + ".upstream/",
                         bucket_snapshot=False))
-    storage = MeasuredStorage(make_storage(cache_config, run, reactor), reactor.seconds)
+    storage = MeasuredStorage(make_storage(cache_config, run, reactor), time.monotonic)
     http, pool = make_http(reactor, up.timeout, policy=outbound_policy(config))
     client = UpstreamClient(http, reactor, up.url, up.hosts, up.timeout, up.max_page_size,
                             run=run)

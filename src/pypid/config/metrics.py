@@ -3,9 +3,9 @@ The C{[metrics]} section: who may scrape C{/metrics}.
 
 By default only this machine (loopback addresses): the metrics tell how
 busy the server is, what it holds and how its storage behaves, which is
-for its operators. C{allow} widens that to addresses or networks (a
-Prometheus server on another host), C{group} to the users of a group with
-their credentials (a Prometheus C{basic_auth}, or a token).
+for its operators. C{allow} replaces that list of addresses or networks
+(a Prometheus server on another host), and C{group} lets the users of a
+group in with their credentials (a Prometheus C{basic_auth}, or a token).
 """
 
 import ipaddress

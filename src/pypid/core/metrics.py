@@ -159,7 +159,11 @@ class Timings:
     latency: dict = attrs.Factory(dict)
 
     def record(self, key, seconds, failed=False):
-        """Count one call of C{key} that took C{seconds}."""
+        """
+        Count one call of C{key} that took C{seconds} (never less than 0:
+        a wall clock, which some callers time with, can step back).
+        """
+        seconds = max(seconds, 0.0)
         self.calls[key] = self.calls.get(key, 0) + 1
         if failed:
             self.errors[key] = self.errors.get(key, 0) + 1

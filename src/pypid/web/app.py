@@ -31,12 +31,12 @@ from pypid.core.errors import NotFound
 from pypid.core.pages import Chrome
 from pypid.core.render import file_url_for
 from pypid.storage.audit import MemoryAuditLog
+from pypid.storage.measured import MeasuredStorage
 from pypid.web.assets import Assets
 from pypid.web.audit import AuditAdmin, AuditTrail
 from pypid.web.cache_admin import CacheAdmin
 from pypid.web.channel import ConnectionCounter
 from pypid.web.health import Health
-from pypid.storage.measured import MeasuredStorage
 from pypid.web.legacy import LegacyJSON
 from pypid.web.metrics import Metrics, Sources
 from pypid.web.people import AssetsResource, PeoplePages
@@ -144,7 +144,7 @@ class Web:
 
 def build_web(index, storage, access, run, clock, *, max_upload_size, base_url=None,
               upstream=None, access_log=None, counter=None, header_timeout=None,
-              min_upload_rate=None, metrics=None, audit=None):
+              min_upload_rate=None, metrics=None, audit=None, timer=None):
     """
     Build the resource tree and the site, the one way both the server
     (L{pypid.tap.build_service}) and the tests wire them.
@@ -161,6 +161,8 @@ def build_web(index, storage, access, run, clock, *, max_upload_size, base_url=N
     @param metrics: the L{pypid.config.metrics.MetricsConfig} of who may
         scrape C{/metrics} (by default: loopback clients). The storage is
         timed there when it is a L{pypid.storage.measured.MeasuredStorage}.
+    @param timer: C{timer() -> seconds}, the monotonic clock latencies are
+        measured with (the C{clock}'s C{seconds} by default, for tests).
     @param audit: the L{pypid.web.audit.AuditTrail} changes are recorded
         in (by default, one over a log in memory).
     """
@@ -192,7 +194,8 @@ def build_web(index, storage, access, run, clock, *, max_upload_size, base_url=N
     site = PypidSite(root, max_upload_size, storage.temp_dir, access_log=access_log,
                      reactor=clock, access=access, run=run,
                      counter=counter if counter is not None else ConnectionCounter(),
-                     header_timeout=header_timeout, min_body_rate=min_upload_rate)
+                     header_timeout=header_timeout, min_body_rate=min_upload_rate,
+                     timer=timer)
     sources = app.metrics.sources
     sources.site = site
     sources.upstream = upstream

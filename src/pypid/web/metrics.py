@@ -32,6 +32,7 @@ from prometheus_client.utils import floatToGoString
 
 from pypid.config.metrics import address_allowed
 from pypid.core.errors import Forbidden, Unauthorized
+from pypid.core.negotiate import accepts_gzip
 from pypid.web.routes import answer_errors
 
 #: Headers a proxy adds to a request it relays.
@@ -267,8 +268,7 @@ class Metrics:
         request.setHeader(b"content-type", content_type.encode("ascii"))
         request.setHeader(b"cache-control", b"no-store")
         request.setHeader(b"vary", b"accept, accept-encoding")
-        encodings = request.getHeader(b"accept-encoding") or b""
-        if b"gzip" in encodings.lower():
+        if accepts_gzip(request.getHeader(b"accept-encoding")):
             body = gzip.compress(body, 1)
             request.setHeader(b"content-encoding", b"gzip")
         return body

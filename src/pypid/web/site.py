@@ -348,8 +348,9 @@ class PypidSite(GuardedSite, server.Site):
         server.Site.__init__(self, resource, logPath=access_log, reactor=reactor)
         #: what was answered, for C{/metrics}
         self.stats = RequestStats()
-        #: C{timer() -> seconds}, a monotonic clock for latencies (the
-        #: reactor's C{seconds} by default, so a test's L{Clock} works)
+        #: C{timer() -> seconds}, the clock of latencies: C{time.monotonic}
+        #: in the server (L{pypid.tap}), the reactor's C{seconds} by default,
+        #: so that a test's L{Clock} works
         self.timer = timer if timer is not None else self.reactor.seconds
         self.counter = counter if counter is not None else ConnectionCounter()
         self.header_timeout = header_timeout
@@ -384,7 +385,11 @@ class PypidSite(GuardedSite, server.Site):
         Count a finished request (L{Request.finish} calls this), and write an
         access log line when an access log is configured.
         """
-        self.count(request, request.code, request.sentLength)
+        started = request.started
+        if started is not None:  # (inlined L{count}: this runs for every request)
+            method, path = request._line
+            self.stats.record(method, path, request.code, self.timer() - started,
+                              request.sentLength, request.received, request.has_credentials)
         if self._access_log is not None:
             server.Site.log(self, request)
 
