@@ -115,6 +115,7 @@ class ChannelTests(_ChannelMixin, SynchronousTestCase):
             self.clock.advance(2)
         self.assertIn(b"408 Request Timeout", self.transport.value())
         self.assertTrue(self.transport.disconnecting)
+        self.assertEqual(self.site.stats.refusals, {"headers_timeout": 1})
 
     def test_headers_in_time(self):
         """Headers in time are answered, and no clock is left running but the next request's."""
@@ -147,6 +148,7 @@ class ChannelTests(_ChannelMixin, SynchronousTestCase):
         self.channel.dataReceived(b"x" * 1000)
         self.clock.advance(self.channel.rate_window)
         self.assertTrue(self.transport.disconnecting)
+        self.assertEqual(self.site.stats.refusals, {"slow_body": 1})
 
     def test_steady_body(self):
         """A body arriving fast enough is read to its end."""
@@ -208,12 +210,14 @@ class HeadLimitTests(_ChannelMixin, SynchronousTestCase):
         """Twisted's other refusals of a head (a line without a colon) get 400 with a reason, closed through the channel."""
         self.channel.dataReceived(b"GET / HTTP/1.1\r\nno colon here\r\nHost: x\r\n\r\n")
         self.assert_refused(b"HTTP/1.1 400 ", b"the request's head is malformed\n")
+        self.assertEqual(self.site.stats.refusals, {"bad_request": 1})
 
     def test_long_request_line(self):
         """A request line over 16 KiB gets 414."""
         self.channel.dataReceived(b"GET /" + b"a" * (20 << 10) + b" HTTP/1.1\r\n\r\n")
         self.assert_refused(b"HTTP/1.1 414 URI Too Long\r\n",
                             b"the request line is longer than 16 KiB\n")
+        self.assertEqual(self.site.stats.refusals, {"uri_too_long": 1})
 
     def test_limit_per_request(self):
         """On a kept-alive connection each request's head is measured on its own."""

@@ -67,6 +67,11 @@ _OUTCOMES = {200: "ok", 201: "ok", 204: "ok", 401: "denied", 403: "denied", 404:
              409: "conflict", 413: "too_large", 429: "throttled"}
 
 
+#: The reasons of L{RequestStats.refused}.
+_REFUSALS = {400: "bad_request", 408: "headers_timeout", 414: "uri_too_long",
+             431: "headers_too_large", "slow_body": "slow_body"}
+
+
 def route_of(method, path):
     """
     The route family of a request, for the C{route} label.
@@ -201,12 +206,24 @@ class RequestStats:
     @ivar login_failures: answers of 401 to requests that carried
         credentials (wrong ones, or for a user who may not).
     @ivar throttled: answers of 429 (too many failed logins).
+    @ivar refusals: C{{reason: count}} of connections refused outside any
+        request (L{refused}).
     """
 
     _routes: dict = attrs.Factory(dict)
     changes: dict = attrs.Factory(dict)
     login_failures: int = 0
     throttled: int = 0
+    refusals: dict = attrs.Factory(dict)
+
+    def refused(self, why):
+        """
+        Count a connection answered and closed outside any request: C{why}
+        is the status (400 a malformed head, 408 headers too slow, 414,
+        431) or C{slow_body} (an upload under the minimum rate, dropped).
+        """
+        reason = _REFUSALS.get(why, "other")
+        self.refusals[reason] = self.refusals.get(reason, 0) + 1
 
     def record(self, method, path, status, seconds, sent, received, credentials):
         """

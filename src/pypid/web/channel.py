@@ -185,6 +185,7 @@ class PypidChannel(BadRequestHook, HTTPChannel):
         if not self._paused and self._body_bytes < self.min_body_rate * self.rate_window:
             log.info("Closing a connection whose request body came at {rate:.0f} bytes/s",
                      rate=self._body_bytes / self.rate_window)
+            self._count_refusal("slow_body")
             self.transport.abortConnection()
             return
         self._body_bytes = 0
@@ -205,8 +206,15 @@ class PypidChannel(BadRequestHook, HTTPChannel):
         """Answer outside any request (none is complete) and close."""
         if self.transport is None or self._closing:
             return
+        self._count_refusal(code)
         answer_before_body(self.transport, code, message, reason=reason)
         self.close_after_answer()
+
+    def _count_refusal(self, why):
+        """Count a connection refused outside any request, for C{/metrics}."""
+        stats = getattr(self.site, "stats", None)
+        if stats is not None:
+            stats.refused(why)
 
     # -- closing after an answer outside a request ----------------------------------------
 

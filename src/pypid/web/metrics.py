@@ -153,6 +153,10 @@ def _requests(stats):
                    stats.login_failures)
     yield _counter("pypid_throttled_requests", "Logins held back after too many failures "
                    "(429).", stats.throttled)
+    yield _counter("pypid_http_refused", "Connections answered and closed outside any "
+                   "request, by reason (bad_request, headers_timeout, uri_too_long, "
+                   "headers_too_large, slow_body).", None, ("reason",),
+                   [((k,), v) for k, v in sorted(stats.refusals.items())])
 
 
 def _connections(counter):
