@@ -28,6 +28,7 @@ from pypid.bundle.export import export_bundle
 from pypid.bundle.ingest import Arrival, Ingest
 from pypid.bundle.sources import BundleSource, detect
 from pypid.core.distribution import inspect
+from pypid.storage.interface import StorageError
 from pypid.storage.memory import MemoryStorage
 from tests.distributions import make_sdist, make_wheel
 from tests.fakes import run_now, write_file
@@ -157,7 +158,7 @@ class ArchiveTests(SynchronousTestCase):
         """A folder, a tar file and a gzipped one read back the same members and digests."""
         for name in ("bundle", "bundle.tar", "bundle.tar.gz", "bundle.tgz"):
             path = self.written(name)
-            reader = open_reader(path, MAX)
+            reader = open_reader(path)
             self.addCleanup(reader.close)
             self.assertEqual(reader.files, ["files/a-1.0-py3-none-any.whl"], name)
             self.assertEqual(reader.kept, {m.RECORDS: b"{}", m.MANIFEST: b'{"manifest": true}'})
@@ -181,7 +182,7 @@ class ArchiveTests(SynchronousTestCase):
             self.assertRaises(FileMismatch, writer.add_file, "files/a-1.0.tar.gz", source,
                               "0" * 64)
             writer.finish(b"{}")
-            self.assertEqual(open_reader(path, MAX).files, [])
+            self.assertEqual(open_reader(path).files, [])
 
     def test_folder_must_be_empty(self):
         """A folder bundle is written only into a new or empty folder."""
@@ -215,22 +216,21 @@ class ArchiveTests(SynchronousTestCase):
             ([(_member("elsewhere", tarfile.DIRTYPE), None)], "not a folder of a bundle"),
             ([(_member(m.RECORDS), b"{}"), (_member("./" + m.RECORDS), b"{}")],
              "two members are named"),
-            ([(_member("files/a-1.0.tar.gz"), b"x" * (MAX + 1))], "may have at most"),
             ([(_member("metadata/a-1.0.tar.gz.metadata"), b"x" * (m.METADATA_LIMIT + 1))],
              "may have at most"),
         ]
         for members, message in cases:
             path = _tar(os.path.abspath(self.mktemp()) + ".tar", members)
             with self.assertRaises(m.BundleError, msg=message) as caught:
-                open_reader(path, MAX)
+                open_reader(path)
             self.assertIn(message, str(caught.exception))
 
     def test_not_a_tar(self):
         """A file that is no tar archive is refused in one line."""
         path = write_file(self.mktemp(), b"not a tar file at all" * 100)
         with self.assertRaises(m.BundleError) as caught:
-            open_reader(path, MAX)
-        self.assertIn("not a readable tar file", str(caught.exception))
+            open_reader(path)
+        self.assertIn("neither a bundle folder nor a tar file", str(caught.exception))
 
     def test_dot_prefix_and_folders(self):
         """Members named C{./...} and folder entries of the layout, as tar(1) writes them, are read."""
@@ -240,7 +240,7 @@ class ArchiveTests(SynchronousTestCase):
             (_member("./files/a-1.0.tar.gz"), b"sdist"),
             (_member("./records.json"), b"{}"),
         ])
-        reader = open_reader(path, MAX)
+        reader = open_reader(path)
         self.addCleanup(reader.close)
         self.assertEqual(reader.files, ["files/a-1.0.tar.gz"])
         with reader.open("files/a-1.0.tar.gz") as f:
@@ -252,16 +252,16 @@ class ArchiveTests(SynchronousTestCase):
         os.makedirs(os.path.join(path, "files"))
         os.symlink("/etc/passwd", os.path.join(path, "files", "a-1.0.tar.gz"))
         with self.assertRaises(m.BundleError) as caught:
-            open_reader(path, MAX)
+            open_reader(path)
         self.assertIn("symbolic link", str(caught.exception))
         other = os.path.abspath(self.mktemp())
         os.makedirs(other)
         os.symlink("/etc", os.path.join(other, "files"))
-        self.assertRaises(m.BundleError, open_reader, other, MAX)
+        self.assertRaises(m.BundleError, open_reader, other)
         third = os.path.abspath(self.mktemp())
         os.makedirs(os.path.join(third, "files"))
         write_file(os.path.join(third, "files", ".sneaky"), b"x")
-        self.assertRaises(m.BundleError, open_reader, third, MAX)
+        self.assertRaises(m.BundleError, open_reader, third)
 
     def test_copy_hashed(self):
         """A copy gives the digests an upload has, and stops past its limit."""
@@ -323,14 +323,13 @@ class RoundTripTests(TestCase):
 
     async def imported(self, path, storage, max_size=MAX):
         """Import the bundle at C{path} into C{storage}; return the ingest's report."""
-        source = BundleSource(path, max_size, run_now)
+        source = BundleSource(path, run_now)
         try:
             offer = await source.read()
             scanned = await storage.scan({}, 0.0, (), False)
             ingest = Ingest(storage, run_now, max_size, scanned.records, scanned.tombstones)
             ingest.report.refused.extend(offer.refused)
-            for arrival in offer.arrivals:
-                await ingest.take(arrival)
+            await ingest.take_all(offer.arrivals)
             for filename in sorted(offer.tombstones):
                 await ingest.bury(filename)
         finally:
@@ -467,17 +466,33 @@ class RoundTripTests(TestCase):
                           .records[self.yanked.filename].yanked)
 
     async def test_too_large(self):
-        """A file bigger than the largest upload is refused, naming the setting."""
+        """
+        A file bigger than the largest upload is refused alone, naming the
+        setting: from the size the bundle gives, before it is read, or
+        while it is read when the source gives none.
+        """
         path, _ = await self.exported(await self.source_storage())
-        source = BundleSource(path, 1 << 30, run_now)
+        source = BundleSource(path, run_now)
         self.addCleanup(source.close)
         offer = await source.read()
         target = self.storage()
-        ingest = Ingest(target, run_now, 100, {}, ())
+        ingest = Ingest(target, run_now, 500, {}, ())
+        fetched = []
         for arrival in offer.arrivals:
+            if arrival.size > 500:
+                arrival = attrs.evolve(arrival, fetch=lambda *args: fetched.append(args))
             await ingest.take(arrival)
-        self.assertEqual(len(ingest.report.refused), 3)
+        big = [a.filename for a in offer.arrivals if a.size > 500]
+        self.assertEqual((len(big), fetched), (2, []))
+        self.assertEqual(sorted(o for o, _ in ingest.report.refused),
+                         sorted(f"files/{name}" for name in big))
         self.assertIn("max_upload_size", ingest.report.refused[0][1])
+        unsized = attrs.evolve(next(a for a in offer.arrivals if a.size > 500), size=None,
+                                sha256=None)
+        await ingest.take(unsized)
+        self.assertIn("larger than 500 bytes ([pypid] max_upload_size)",
+                      ingest.report.refused[-1][1])
+        self.assertEqual(os.listdir(target.temp_dir), [])
 
     async def test_left_out_file(self):
         """A file gone from the storage when it is copied is left out; the bundle is whole."""
@@ -503,6 +518,14 @@ class _ScannedBefore:
 
     async def scan(self, *args):
         return self._scanned
+
+
+class _Publishing(_ScannedBefore):
+    """A storage whose publish() is another function."""
+
+    def __init__(self, storage, publish):
+        self._storage = storage
+        self.publish = publish
 
 
 class IngestTests(TestCase):
@@ -548,6 +571,40 @@ class IngestTests(TestCase):
         self.assertEqual((report.imported, report.present), ([filename], [filename]))
         self.assertEqual([name for name, _ in report.conflicts], [filename])
         self.assertIn(f"(from origin/{filename})", report.conflicts[0][1])
+
+    async def test_take_all(self):
+        """
+        Taking a source's files several at a time reads them in the source's
+        order (a second file of a name once the first is taken), and gives
+        the report a one-by-one import gives.
+        """
+        names = [make_wheel("holy-grail", f"1.{n}") for n in range(6)]
+        twice = make_wheel("holy-grail", "1.0", module_text="X = 2\n")[1]
+        read, arrivals = [], []
+        for filename, data in names + [(names[0][0], twice)]:
+            arrival = self.arrival(filename, data)
+            arrivals.append(attrs.evolve(arrival, fetch=lambda path, limit, arrival=arrival: (
+                read.append(arrival.filename), arrival.fetch(path, limit))[1]))
+        await self.ingest.take_all(arrivals)
+        report = self.ingest.report
+        self.assertEqual(sorted(read), sorted(a.filename for a in arrivals))
+        self.assertEqual(list(dict.fromkeys(read)), [name for name, _ in names],
+                         "new names are read in the source's order")
+        self.assertEqual(sorted(report.imported), sorted(name for name, _ in names))
+        self.assertEqual([name for name, _ in report.conflicts], [names[0][0]])
+
+    async def test_take_all_stops(self):
+        """When the storage fails, no more files are begun and the failure is raised."""
+        published = []
+
+        def failing(temp, record, metadata, details=None):
+            published.append(record.filename)
+            raise StorageError("the storage is full")
+        self.ingest = Ingest(_Publishing(self.storage, failing), run_now, MAX, {}, ())
+        arrivals = [self.arrival(*make_wheel("holy-grail", f"1.{n}")) for n in range(10)]
+        with self.assertRaises(StorageError):
+            await self.ingest.take_all(arrivals, parallel=2)
+        self.assertLessEqual(len(published), 2)
 
     async def test_uploader_cut(self):
         """An uploader's name is cut as an upload's record cuts it."""

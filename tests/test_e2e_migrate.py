@@ -416,3 +416,38 @@ class PypiserverTests(e2e.DaemonTestCase):
                                           ("pps-nested", nested)):
             files = e2e.files_by_name(target, project)
             self.assertEqual(files[filename]["hashes"]["sha256"], e2e.sha256(data))
+
+
+class PypicloudTests(e2e.DaemonTestCase):
+    """A bucket laid out as pypicloud writes it, imported by the real command."""
+
+    def test_pypicloud_bucket(self):
+        """
+        Objects of a pypicloud bucket come across with their uploader, into
+        a local folder; the storage's own prefix of its own bucket is refused
+        as a source.
+        """
+        bucket = s3server.new_bucket()
+        client = s3server.client()
+        app, lib = make_wheel("cloud-app", "1.0"), make_sdist("cloud-lib", "1.0")
+        for key, (filename, data), uploader in (("pypi/9a1e/cloud-app/", app, "erin"),
+                                                 ("pypi/cloud-lib/", lib, "frank")):
+            client.put_object(Bucket=bucket, Key=key + filename, Body=data, Metadata={
+                "name": filename.split("-")[0], "version": "1.0", "uploader": uploader,
+                "hash-sha256": e2e.sha256(data)})
+        target = self.new_daemon(start=False, settings={
+            "s3.access_key": s3server.ACCESS_KEY, "s3.secret_key": s3server.SECRET_KEY,
+            "s3.region": s3server.REGION})
+        done = admin(target, "import", f"s3://{bucket}/pypi/", "--s3-endpoint",
+                     s3server.endpoint())
+        self.assertIn("as a pypicloud storage (detected", done.output)
+        self.assertEqual(counts(done.output)["imported"], 2)
+        with open(os.path.join(target.storage, ".pypid", "files", app[0] + ".json")) as f:
+            self.assertEqual(json.load(f)["uploader"], "erin")
+        target.start()
+        self.assertEqual(e2e.files_by_name(target, "cloud-lib")[lib[0]]["hashes"]["sha256"],
+                         e2e.sha256(lib[1]))
+        on_bucket = self.new_daemon(start=False, settings=s3_settings(bucket))
+        refused = admin(on_bucket, "import", f"s3://{bucket}/packages/sub/", check=False)
+        self.assertEqual(refused.returncode, 1)
+        self.assertIn("must not be inside one another", refused.output)

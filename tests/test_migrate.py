@@ -83,8 +83,7 @@ async def ingested(storage, source, run=run_now):
     ingest = Ingest(storage, run, MAX, scanned.records, scanned.tombstones)
     ingest.report.refused.extend(offer.refused)
     ingest.report.ignored.extend(offer.ignored)
-    for arrival in offer.arrivals:
-        await ingest.take(arrival)
+    await ingest.take_all(offer.arrivals)
     return ingest.report
 
 

@@ -315,8 +315,7 @@ class _Reader:
         are best read in.
     """
 
-    def __init__(self, max_file_size):
-        self._max_file_size = max_file_size
+    def __init__(self):
         self.sizes = {}
         self.digests = {}
         self.kept = {}
@@ -329,8 +328,8 @@ class _Reader:
         if name in self.sizes:
             raise BundleError(f"two members are named {name!r}")
         member = classify(name)
-        limit = limit_of(member, self._max_file_size)
-        if size > limit:
+        limit = limit_of(member)
+        if limit is not None and size > limit:
             raise BundleError(f"the member {name!r} has {size} bytes; a {member.kind} "
                               f"member may have at most {limit}")
         self.sizes[name] = size
@@ -354,8 +353,8 @@ class _Reader:
 class FolderReader(_Reader):
     """A bundle that is a folder."""
 
-    def __init__(self, path, max_file_size):
-        super().__init__(max_file_size)
+    def __init__(self, path):
+        super().__init__()
         self.path = os.path.abspath(path)
 
     def describe(self):
@@ -412,8 +411,8 @@ class TarReader(_Reader):
     is decompressed twice in all, never once per member.
     """
 
-    def __init__(self, path, max_file_size):
-        super().__init__(max_file_size)
+    def __init__(self, path):
+        super().__init__()
         self.path = os.path.abspath(path)
         self._infos = {}
         self._tar = None
@@ -428,10 +427,14 @@ class TarReader(_Reader):
             self._tar = tarfile.open(self.path, "r:*")
             for info in self._tar:
                 self._take_info(info)
+        except tarfile.ReadError:
+            raise BundleError(f"{self.path} is neither a bundle folder nor a tar file "
+                              "(plain, gzip, bzip2 or xz) that can be read")
         except (tarfile.TarError, EOFError, OSError, ValueError) as e:
             if isinstance(e, OSError) and e.filename:
                 raise
-            raise BundleError(f"{self.path} is not a readable tar file: {e}")
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise BundleError(f"{self.path} is not a readable tar file: {first}")
         return self
 
     def _take_info(self, info):
@@ -463,19 +466,18 @@ class TarReader(_Reader):
             self._tar.close()
 
 
-def open_reader(path, max_file_size):
+def open_reader(path):
     """
     The bundle at C{path}, a folder or a tar file, opened (every member
     checked, the small ones hashed).
 
-    @param max_file_size: the most bytes a distribution file may have.
     @raise BundleError: when it is not a bundle that can be read safely.
     """
     if os.path.isdir(path):
-        return FolderReader(path, max_file_size).scan()
+        return FolderReader(path).scan()
     if not os.path.exists(path):
         raise BundleError(f"{path} does not exist")
-    reader = TarReader(path, max_file_size)
+    reader = TarReader(path)
     try:
         return reader.scan()
     except BaseException:

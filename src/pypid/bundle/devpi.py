@@ -1,6 +1,7 @@
 """
-Reading a devpi export (C{devpi-export DIR}, C{devpi-server --export DIR}
-before devpi-server 6): its C{dataindex.json} and the files beside it.
+Reading a devpi export (C{devpi-export DIR}; older devpi-server versions
+write the same with C{devpi-server --export DIR}): its C{dataindex.json}
+and the files beside it. Tested with devpi-server 6.20.3.
 
 The export holds one entry per index (C{user/name}) with the index's
 configuration and a list of files, each with its path in the export, its

@@ -144,10 +144,13 @@ def is_folder(name):
     return False
 
 
-def limit_of(member, max_file_size):
-    """The most bytes the member may have; C{max_file_size} for distribution files."""
+def limit_of(member):
+    """
+    The most bytes the member may have, or L{None} for a distribution file,
+    which the import bounds by C{[pypid] max_upload_size} file by file.
+    """
     return {"manifest": JSON_LIMIT, "records": JSON_LIMIT, "tombstones": JSON_LIMIT,
-            "file": max_file_size, "metadata": METADATA_LIMIT, "details": DETAILS_LIMIT,
+            "file": None, "metadata": METADATA_LIMIT, "details": DETAILS_LIMIT,
             "audit": AUDIT_LIMIT}[member.kind]
 
 

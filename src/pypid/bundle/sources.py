@@ -152,15 +152,14 @@ class BundleSource:
 
     kind = "bundle"
 
-    def __init__(self, path, max_size, run):
+    def __init__(self, path, run):
         self._path = path
-        self._max_size = max_size
         self._run = run
         self._reader = None
 
     async def read(self):
         """The bundle's L{Offer}."""
-        self._reader = reader = await self._run(open_reader, self._path, self._max_size)
+        self._reader = reader = await self._run(open_reader, self._path)
         kept = reader.kept
         if MANIFEST not in kept:
             raise BundleError(f"{self._path} has no {MANIFEST}: it is not a pypid bundle, "

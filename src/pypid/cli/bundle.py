@@ -102,7 +102,7 @@ def run_command(options, config_from, out, err):
         return 1
     from twisted.internet import reactor, task
 
-    globalLogBeginner.beginLoggingTo([_observer(err, options.verbose)],
+    globalLogBeginner.beginLoggingTo([_observer(err, options.verbose, options.command)],
                                      redirectStandardIO=False)
     codes = []
 
@@ -125,17 +125,24 @@ def _check_options(options):
         if getattr(options, name) and not options.source.startswith("s3://"):
             raise CliError(f"--{name.replace('_', '-')} is for a pypicloud bucket "
                            "(s3://BUCKET/PREFIX)")
-    if options.index and options.kind not in (None, "devpi"):
-        raise CliError("--index is for a devpi export")
 
 
-def _observer(err, verbose):
-    """Log events as C{pypid-admin: ...} lines: warnings, and more with C{--verbose}."""
+def _observer(err, verbose, command):
+    """
+    Log events as C{pypid-admin: ...} lines: warnings, and more with
+    C{--verbose}. An import does not repeat what the scan of its
+    destination says of files there that are no distributions
+    (C{Not exporting ...}, from the reader it shares with the exports):
+    they are not its business.
+    """
     lowest = LogLevel.info if verbose else LogLevel.warn
 
     def observe(event):
         level = event.get("log_level", LogLevel.info)
         if level < lowest:
+            return
+        if (command == "import" and event.get("log_namespace") == "pypid.export.source"
+                and str(event.get("log_format", "")).startswith("Not exporting")):
             return
         if level < LogLevel.warn and not event.get("log_namespace", "").startswith("pypid"):
             return
@@ -218,14 +225,6 @@ async def _failed(err, run, writer, message):
 # -- import ---------------------------------------------------------------------------------
 
 
-@attrs.frozen
-class _Destination:
-    """The storage an import writes to, prepared, and its configuration."""
-
-    storage: object
-    config: object
-
-
 async def import_command(config, options, reactor, out, err):
     """Load the source into the storage; return the exit status."""
     from pypid.bundle.ingest import Ingest, carry_audit
@@ -241,16 +240,14 @@ async def import_command(config, options, reactor, out, err):
             out.write(f"Reading {options.source} as {DESCRIPTIONS[kind]} (detected; "
                       "name another with --from)\n")
         source = await _source(kind, config, options, reactor, run, closing)
-        destination = await _prepare(config, reactor, run, closing)
-        storage = destination.storage
+        storage = await _prepare(config, reactor, run, closing)
         offer = await source.read()
         scanned = await load_records(storage, config.server.snapshot, run)
         ingest = Ingest(storage, run, config.server.max_upload_size, scanned.records,
                         scanned.tombstones)
         ingest.report.refused.extend(offer.refused)
         ingest.report.ignored.extend(offer.ignored)
-        for arrival in offer.arrivals:
-            await ingest.take(arrival)
+        await ingest.take_all(offer.arrivals)
         for filename in sorted(offer.tombstones):
             await ingest.bury(filename)
         await carry_audit(storage, offer.audit, ingest.report, run)
@@ -309,7 +306,7 @@ async def _prepare(config, reactor, run, closing):
                                "(or import into a bucket, which a server may share)")
         raise
     closing.append(storage.close)
-    return _Destination(storage, config)
+    return storage
 
 
 def _remove_tree(path):
@@ -335,7 +332,7 @@ async def _source(kind, config, options, reactor, run, closing):
         raise CliError(f"{path} and the storage folder {config.storage.path} must not be "
                        "inside one another")
     if kind == "bundle":
-        return BundleSource(path, config.server.max_upload_size, run)
+        return BundleSource(path, run)
     if kind == "devpi":
         return DevpiSource(path, run, options.index)
     if kind == "pypiserver":
@@ -349,9 +346,7 @@ async def _bucket_source(config, options, reactor, run, closing):
     standard AWS ones) and endpoint, or C{--s3-endpoint}/C{--s3-region}.
     """
     from pypid.bundle.pypicloud import PypicloudBucketSource, parse_bucket_url
-    from pypid.cli.export import _s3_client, _static_credentials
-    from pypid.export.plan import ExportError
-    from pypid.storage.s3.credentials import CredentialSource
+    from pypid.tap import make_s3_client
 
     bucket, prefix = parse_bucket_url(options.source)
     s3 = config.s3
@@ -366,12 +361,10 @@ async def _bucket_source(config, options, reactor, run, closing):
         addressing = s3.addressing
     else:
         addressing = "path" if endpoint else "virtual"
-    credentials = CredentialSource(_static_credentials(s3), run, reactor)
-    try:
-        client, on_close = _s3_client(config, reactor, credentials, bucket, endpoint, region,
-                                      addressing)
-    except ExportError as e:
-        raise CliError(str(e))
+    source = attrs.evolve(config, s3=attrs.evolve(
+        s3, bucket=bucket, prefix=prefix, endpoint_url=endpoint, region=region,
+        addressing=addressing))
+    client, credentials, on_close = make_s3_client(source, run, reactor)
     closing.append(on_close)
     await credentials.start()
     closing.append(credentials.stop)
