@@ -20,6 +20,7 @@ from pypid.storage.interface import FileExists, FilenameDeleted
 TIMED = frozenset([
     "prepare", "check", "publish", "update", "delete", "scan", "read_metadata",
     "read_details", "describe", "poll", "reconcile", "keep_snapshot", "load_snapshot",
+    "add_tombstone",
 ])
 
 
