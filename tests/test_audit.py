@@ -5,8 +5,12 @@ server); the buffer in front of their writes; what the web layer records
 and C{GET /api/audit}, through L{treq.testing.StubTreq}.
 """
 
+import argparse
 import base64
+import contextlib
+import fcntl
 import hashlib
+import io
 import json
 import os
 from functools import partial
@@ -14,7 +18,8 @@ from urllib.parse import urlencode
 
 import attrs
 from twisted.internet import reactor
-from twisted.internet.task import Clock
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock, deferLater
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import LogLevel, capturedLogs
 from twisted.python.threadpool import ThreadPool
@@ -41,10 +46,12 @@ from pypid.core.index import Index
 from pypid.core.render import file_url_for
 from pypid.http.client import make_http
 from pypid.storage.audit import (
-    AuditBuffer,
+    BATCH_ENTRIES,
+    BufferedAuditLog,
     IAuditLog,
     LocalAuditLog,
     MemoryAuditLog,
+    PartlyWritten,
     S3AuditLog,
 )
 from pypid.storage.interface import StorageError
@@ -69,6 +76,11 @@ def entry(offset=0.0, event="upload", **fields):
     """An entry at C{T0 + offset}."""
     fields.setdefault("user", "alice")
     return Entry(time=format_time(T0 + offset), event=event, **fields)
+
+
+def entries_time(offset):
+    """The time of an entry at C{T0 + offset}."""
+    return format_time(T0 + offset)
 
 
 def lines_of(entries, head=None):
@@ -220,31 +232,166 @@ class QueryTests(SynchronousTestCase):
     def test_pages(self):
         """With C{since}: oldest first, C{limit} at a time, ties kept together, none missed."""
         entries = [entry(i // 2, filename=f"f{i}") for i in range(9)]  # pairs share a time
-        days = [("2026-01-01", list(reversed(entries)))]
+        days = {"2026-01-01": list(reversed(entries))}
         seen, since = [], format_time(T0)
         while since is not None:
-            page, since = select(make_query(since=since, limit="3"), days)
-            self.assertLessEqual(len(page), 4)
-            seen += page
+            page = select(make_query(since=since, limit="3"), days, days.get)
+            self.assertLessEqual(len(page.entries), 4)
+            seen += page.entries
+            since = page.next
         self.assertEqual([e.time for e in seen], [e.time for e in entries])
         self.assertEqual(sorted(e.filename for e in seen), [e.filename for e in entries])
 
     def test_newest(self):
         """Without C{since}: the newest, oldest first, reading days newest first."""
-        days = [("2026-01-02", [entry(86400 + i, filename=f"b{i}") for i in range(3)]),
-                ("2026-01-01", [entry(i, filename=f"a{i}") for i in range(3)])]
-        page, following = select(make_query(limit="4"), days)
-        self.assertEqual([e.filename for e in page], ["a2", "b0", "b1", "b2"])
-        self.assertIsNone(following)
+        days = {"2026-01-02": [entry(86400 + i, filename=f"b{i}") for i in range(3)],
+                "2026-01-01": [entry(i, filename=f"a{i}") for i in range(3)]}
+        page = select(make_query(limit="4"), days, days.get)
+        self.assertEqual([e.filename for e in page.entries], ["a2", "b0", "b1", "b2"])
+        self.assertIsNone(page.next)
+        self.assertEqual(page.before, entries_time(2))
+        older = select(make_query(limit="4", before=page.before), days, days.get)
+        self.assertEqual([e.filename for e in older.entries], ["a0", "a1"])
+        self.assertIsNone(older.before)
 
     def test_filters(self):
         """Project, user and event keep only the entries that name them."""
         entries = [entry(0, project="a"), entry(1, project="b", user="bob"),
                    entry(2, project="b", event="yank")]
-        pick = lambda **q: [e.time for e in select(make_query(**q), [("d", entries)])[0]]
+        days = {"2026-01-01": entries}
+        pick = lambda **q: [e.time for e in select(make_query(**q), days, days.get).entries]
         self.assertEqual(pick(project="B"), [entries[1].time, entries[2].time])
         self.assertEqual(pick(user="bob"), [entries[1].time])
         self.assertEqual(pick(event="yank"), [entries[2].time])
+
+
+class TimeValueTests(SynchronousTestCase):
+    """C{since} and C{before} values out of the range of entries are refused, not crashes."""
+
+    def test_out_of_range(self):
+        """
+        Years before 1970, and times an offset moves past year 1 or 9999,
+        are refused naming the value, where they raised OverflowError (a
+        500) or matched nothing (C{0999}: a three-digit year).
+        """
+        for text in ("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "0999-01-01",
+                     "1969-12-31T23:59:59Z", "0001-01-01"):
+            for name in ("since", "before"):
+                with self.assertRaises(AuditError) as caught:
+                    make_query(**{name: text})
+                self.assertEqual(str(caught.exception),
+                                 f"{name}: expected a time from 1970 to 9999, not {text!r}")
+
+    def test_edges(self):
+        """1970 and 9999 are taken, written with four-digit years."""
+        self.assertEqual(make_query(since="1970-01-01").since, "1970-01-01T00:00:00.000000Z")
+        self.assertEqual(make_query(since="9999-12-31T23:59:59Z").since,
+                         "9999-12-31T23:59:59.000000Z")
+
+
+class DayChainTests(SynchronousTestCase):
+    """The chain through a writer's daily files, checked by L{verify_files}."""
+
+    def setUp(self):
+        self.days = []
+        head = None
+        for day in range(3):
+            lines, head = chain([entry(day * 86400 + i, filename=f"d{day}-{i}")
+                                 for i in range(2)], head)
+            self.days.append((f"2026-01-0{day + 1}.jsonl",
+                              b"".join(line + b"\n" for line in lines)))
+
+    def check(self, files):
+        """The broken links and notes of C{files}, as text."""
+        report = audit.verify_files(files)
+        return [str(b) for b in report.broken], [str(n) for n in report.notes]
+
+    def test_intact(self):
+        """A day's first entry links to the last of the day before; all checks clean."""
+        self.assertEqual(self.check(self.days), ([], []))
+        self.assertEqual(audit.first_entry(self.days[1][1]).prev,
+                         audit.link(self.days[0][1].splitlines()[-1]))
+
+    def test_middle_day_removed(self):
+        """A day's file removed from the middle breaks the next day's first link."""
+        self.assertEqual(self.check([self.days[0], self.days[2]]), ([
+            "2026-01-03.jsonl: line 1: does not follow the last entry of 2026-01-01.jsonl: "
+            "entries at its end were removed or edited, or what came between them was "
+            "removed"], []))
+
+    def test_end_of_day_cut_or_edited(self):
+        """The last line of a day, cut or edited, breaks the next day's first link."""
+        name, data = self.days[0]
+        lines = data.splitlines(keepends=True)
+        for changed in (lines[0], lines[0] + lines[1].replace(b"d0-1", b"xx-1")):
+            broken, _ = self.check([(name, changed)] + self.days[1:])
+            self.assertEqual(len(broken), 1)
+            self.assertTrue(broken[0].startswith("2026-01-02.jsonl: line 1: does not follow "
+                                                 "the last entry of 2026-01-01.jsonl"), broken)
+
+    def test_oldest_pruned(self):
+        """The oldest days removed are a note (their link cannot be checked), not an error."""
+        self.assertEqual(self.check(self.days[1:]), ([], [
+            "2026-01-02.jsonl: entries before 2026-01-02T00:00:00.000000Z are not kept "
+            "(pruned)"]))
+
+
+class SelectionBoundTests(SynchronousTestCase):
+    """A query reads a bounded number of days and entries, and says where to go on."""
+
+    def setUp(self):
+        # 40 days of one entry each, from 2026-01-01
+        self.days = {format_time(T0 + d * 86400)[:10]: [entry(d * 86400, filename=f"f{d}")]
+                     for d in range(40)}
+        self.reads = []
+
+    def entries_of(self, day):
+        """A day's entries, counting the reads."""
+        self.reads.append(day)
+        return self.days[day]
+
+    def test_nothing_matches_since(self):
+        """With C{since}, a filter matching nothing reads 31 days, then gives C{next}."""
+        page = select(make_query(since="2026-01-01", project="nothing"), self.days,
+                      self.entries_of)
+        self.assertEqual((page.entries, page.next), ([], "2026-02-01T00:00:00.000000Z"))
+        self.assertEqual(len(self.reads), audit.MAX_DAYS_READ)
+        page = select(make_query(since=page.next, project="nothing"), self.days,
+                      self.entries_of)
+        self.assertEqual((page.entries, page.next), ([], None))
+        self.assertEqual(len(self.reads), 40)
+
+    def test_nothing_matches_newest(self):
+        """Without C{since}, the same, newest first, with C{before}."""
+        page = select(make_query(project="nothing"), self.days, self.entries_of)
+        self.assertEqual((page.entries, page.before), ([], "2026-01-10T00:00:00.000000Z"))
+        page = select(make_query(project="nothing", before=page.before), self.days,
+                      self.entries_of)
+        self.assertEqual((page.entries, page.before), ([], None))
+        self.assertEqual(sorted(self.reads), sorted(self.days))
+
+    def test_found_across_the_bound(self):
+        """What the bound cut off is in the following pages: every entry, once."""
+        wanted = [e for d in self.days.values() for e in d]
+        seen, since = [], "2026-01-01"
+        while since is not None:
+            page = select(make_query(since=since, limit="100"), self.days, self.days.get)
+            seen += page.entries
+            since = page.next
+        self.assertEqual(seen, wanted)
+
+    def test_entries_bound(self):
+        """Past the entries bound, reading stops after the day that passed it."""
+        selection = audit.Selection(make_query(since="2026-01-01", project="nothing"),
+                                    max_entries=5)
+        self.assertTrue(selection.take("2026-01-01", [entry(i) for i in range(6)]))
+        self.assertEqual(selection.result(more=True).next, "2026-01-02T00:00:00.000000Z")
+
+    def test_limit_reached_at_a_day_end(self):
+        """A page that fills exactly at a day's end still leads to the days after it."""
+        page = select(make_query(since="2026-01-01", limit="2"), self.days, self.days.get)
+        self.assertEqual([e.filename for e in page.entries], ["f0", "f1"])
+        self.assertEqual(page.next, "2026-01-03T00:00:00.000000Z")
 
 
 class LoginFailuresTests(SynchronousTestCase):
@@ -261,8 +408,9 @@ class LoginFailuresTests(SynchronousTestCase):
                                         "192.0.2.1"), [])
         self.assertEqual(folded.due(T0 + 59), [])
         due = folded.due(T0 + 60)
+        # (timed when written, like every entry: a writer's entries come in order)
         self.assertEqual([(e.user, e.count, e.time) for e in due],
-                         [("alice", 500, format_time(T0 + 1))])
+                         [("alice", 500, format_time(T0 + 60))])
         self.assertIsNone(folded.ends_at())
 
     def test_flood_bounded(self):
@@ -272,7 +420,7 @@ class LoginFailuresTests(SynchronousTestCase):
         for i in range(10000):
             written += folded.add(T0 + i / 1000, "login-failed", f"user{i % 3000}",
                                   f"198.51.100.{i % 7}")
-        written += folded.drain()
+        written += folded.drain(T0 + 10)
         self.assertLessEqual(len(written), 102)
         self.assertEqual(sum(e.count for e in written), 10000)
         overflow = [e for e in written if e.user is None]
@@ -308,7 +456,7 @@ class BufferTests(SynchronousTestCase):
         self.assertEqual(self.written(), [])
         self.clock.advance(0.5)
         self.assertEqual(len(self.written()), 2)
-        self.assertEqual(self.log.pending(), 0)
+        self.assertEqual(self.log.pending, 0)
 
     def test_failure_retried_not_lost(self):
         """A failed write is logged as an error and tried again; nothing is lost or reordered."""
@@ -321,7 +469,7 @@ class BufferTests(SynchronousTestCase):
         errors = [e for e in events if e["log_level"] == LogLevel.error]
         self.assertEqual(len(errors), 1)
         self.assertIn("Cannot write 1 audit entries", errors[0]["log_format"].format(**errors[0]))
-        self.assertEqual(self.log.pending(), 2)
+        self.assertEqual(self.log.pending, 2)
         self.log.fail = False
         self.clock.advance(2)
         self.assertEqual([e.time for e in self.written()],
@@ -338,13 +486,111 @@ class BufferTests(SynchronousTestCase):
         self.assertEqual([e["log_level"] for e in events], [LogLevel.error])
 
     def test_bounded(self):
-        """Past its bound, a failing log counts what it refuses, with an error."""
-        buffer = AuditBuffer(lambda entries: None, self.clock, max_pending=3)
+        """Past its bound, a failing log counts what it refuses as lost, with an error."""
+        self.log.max_pending = 3
         with capturedLogs() as events:
             for i in range(5):
-                buffer.append(entry(i))
-        self.assertEqual(buffer.pending(), 3)
+                self.log.append(entry(i))
+        self.assertEqual((self.log.pending, self.log.lost), (3, 2))
         self.assertEqual(len([e for e in events if e["log_level"] == LogLevel.error]), 1)
+
+
+class _GatedLog(BufferedAuditLog):
+    """
+    A buffered log whose writes end when the test says: each batch's
+    L{Deferred} is kept in C{gates}, to fire (written) or fail.
+    """
+
+    def __init__(self, clock):
+        super().__init__(clock)
+        self.batches = []
+        self.gates = []
+
+    def _write_batch(self, entries):
+        self.batches.append([e.filename for e in entries])
+        self.gates.append(Deferred())
+        return self.gates[-1]
+
+
+class DurableWriteTests(SynchronousTestCase):
+    """
+    L{IAuditLog.write}: a change's entry is written at once, and its
+    L{Deferred} fires when that attempt ends; writes stay batched.
+    """
+
+    def setUp(self):
+        self.clock = Clock()
+        self.log = _GatedLog(self.clock)
+
+    def test_written_at_once(self):
+        """A written entry does not wait for the flush delay; an appended one does."""
+        self.log.append(entry(0, filename="appended"))
+        self.assertEqual(self.log.batches, [])
+        done = self.log.write(entry(1, filename="written"))
+        self.assertEqual(self.log.batches, [["appended", "written"]])
+        self.assertNoResult(done)
+        self.assertEqual(self.log.pending, 2)
+        self.log.gates[0].callback(None)
+        self.assertTrue(self.successResultOf(done))
+        self.assertEqual((self.log.pending, self.log.written, self.log.write_failures),
+                         (0, 2, 0))
+
+    def test_batched_during_a_write(self):
+        """Entries arriving during a write are the next write, one for all of them."""
+        first = self.log.write(entry(0, filename="a"))
+        later = [self.log.write(entry(1, filename="b")), self.log.write(entry(2, filename="c"))]
+        self.log.append(entry(3, filename="d"))
+        self.assertEqual(self.log.batches, [["a"]])
+        self.log.gates[0].callback(None)
+        self.assertTrue(self.successResultOf(first))
+        self.assertEqual(self.log.batches, [["a"], ["b", "c", "d"]])
+        for done in later:
+            self.assertNoResult(done)
+        self.log.gates[1].callback(None)
+        self.assertEqual([self.successResultOf(d) for d in later], [True, True])
+        self.assertEqual((self.log.pending, self.log.written), (0, 4))
+
+    def test_failed_attempt_answers_and_keeps_the_entry(self):
+        """
+        A failed first attempt fires with L{False} (nobody waits for the
+        retries), is logged, and the entry stays queued and is retried.
+        """
+        done = self.log.write(entry(0, filename="a"))
+        with capturedLogs() as events:
+            self.log.gates[0].errback(StorageError("the disk is full"))
+        self.assertFalse(self.successResultOf(done))
+        self.assertEqual([e["log_level"] for e in events], [LogLevel.error])
+        self.assertEqual((self.log.pending, self.log.written, self.log.write_failures),
+                         (1, 0, 1))
+        self.clock.advance(2)
+        self.assertEqual(self.log.batches, [["a"], ["a"]])
+        self.log.gates[1].callback(None)
+        self.assertEqual((self.log.pending, self.log.written), (0, 1))
+
+    def test_partly_written(self):
+        """A write that failed after a first part requeues the rest only."""
+        for name in "abc":
+            self.log.append(entry(0, filename=name))
+        done = self.log.flush()
+        with capturedLogs():
+            self.log.gates[0].errback(PartlyWritten(2, StorageError("down")))
+        self.assertFalse(self.successResultOf(done))
+        self.assertEqual((self.log.pending, self.log.written), (1, 2))
+        self.clock.advance(2)
+        self.assertEqual(self.log.batches, [["a", "b", "c"], ["c"]])
+
+    def test_lost_counted(self):
+        """Entries past the bound, after the stop, and unwritten at the stop count as lost."""
+        self.log.max_pending = 2
+        with capturedLogs():
+            for i in range(3):
+                self.log.append(entry(i))
+            closing = self.log.close()
+            self.log.gates[0].errback(StorageError("down"))
+            self.log.append(entry(9))
+        self.assertFalse(self.successResultOf(closing))
+        self.assertEqual((self.log.pending, self.log.written, self.log.lost), (0, 0, 4))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
 
 
 # -- the contract ------------------------------------------------------------------------------
@@ -382,7 +628,7 @@ class AuditLogContractMixin:
     async def test_empty(self):
         """A new log reads and checks empty."""
         log = self.make_log()
-        self.assertEqual(await log.read(make_query()), ([], None))
+        self.assertEqual(await log.read(make_query()), audit.Page([]))
         self.assertEqual((await log.verify()).broken, ())
 
     async def test_read_back(self):
@@ -392,7 +638,8 @@ class AuditLogContractMixin:
                       token="t1", address="192.0.2.7")
         await self.written(log, first, entry(1, event="yank", detail="broken"))
         await self.written(log, entry(2, event="delete"))
-        entries, following = await log.read(make_query(since="2026-01-01"))
+        page = await log.read(make_query(since="2026-01-01"))
+        entries, following = page.entries, page.next
         self.assertEqual([e.event for e in entries], ["upload", "yank", "delete"])
         self.assertEqual(attrs.evolve(entries[0], prev=None), first)
         self.assertIsNone(following)
@@ -408,9 +655,9 @@ class AuditLogContractMixin:
         self.assertEqual([name.count("2026-01-0") for name in names], [1, 1, 1])
         for day, name in zip(("2026-01-01", "2026-01-02", "2026-01-03"), names):
             self.assertIn(day, name)
-        entries, _ = await log.read(make_query(since="2026-01-02"))
+        entries = (await log.read(make_query(since="2026-01-02"))).entries
         self.assertEqual([e.filename for e in entries], ["day2", "day3"])
-        newest, _ = await log.read(make_query(limit="1"))
+        newest = (await log.read(make_query(limit="1"))).entries
         self.assertEqual([e.filename for e in newest], ["day3"])
         self.assertEqual((await log.verify()).files, 3)
 
@@ -419,11 +666,11 @@ class AuditLogContractMixin:
         log = self.make_log()
         await self.written(log, *[entry(i, project="a" if i % 2 else "b", user=f"u{i % 3}")
                                   for i in range(10)])
-        entries, following = await log.read(make_query(since="2026-01-01", limit="2",
-                                                        project="a"))
+        page = await log.read(make_query(since="2026-01-01", limit="2", project="a"))
+        entries, following = page.entries, page.next
         self.assertEqual([e.time for e in entries], [format_time(T0 + 1), format_time(T0 + 3)])
         self.assertEqual(following, "2026-01-01T00:00:03.000001Z")
-        entries, _ = await log.read(make_query(user="u0"))
+        entries = (await log.read(make_query(user="u0"))).entries
         self.assertEqual(len(entries), 4)
 
     async def test_chain_across_batches(self):
@@ -475,16 +722,143 @@ class AuditLogContractMixin:
 class AppendedFileMixin:
     """What a log of appended files (not S3's objects) does too."""
 
-    async def test_goes_on_after_tampering(self):
+    async def test_tail_cut_while_running(self):
         """
-        A log whose file was changed behind its back goes on from what is
-        there: the entries it writes next link to the file's last line.
+        The newest entry cut behind the running server's back: it warns
+        before it appends, and links the next entry to the one it wrote, so
+        verify reports the cut.
         """
         log = self.make_log()
         await self.written(log, entry(0), entry(1))
         [(name, data)] = (await self.files(log)).items()
         await self.put(log, name, data.splitlines(keepends=True)[0])
-        await self.written(log, entry(2))
+        with capturedLogs() as events:
+            await self.written(log, entry(2))
+        [warning] = [e for e in events if e["log_level"] == LogLevel.warn]
+        self.assertIn("was changed behind the server's back", warning["log_format"])
+        self.assertEqual([str(b) for b in (await log.verify()).broken], [
+            f"{name}: line 2: does not follow line 1: line 1 was edited, or entries between "
+            "them were removed, or entries were moved"])
+
+    async def test_tail_edited_while_running(self):
+        """The newest entry edited (same length) behind its back is reported the same way."""
+        log = self.make_log()
+        await self.written(log, entry(0, user="alice"))
+        [(name, data)] = (await self.files(log)).items()
+        await self.put(log, name, data.replace(b'"alice"', b'"mally"'))
+        with capturedLogs():
+            await self.written(log, entry(1))
+        self.assertEqual(len((await log.verify()).broken), 1)
+
+    async def test_appended_by_another_writer(self):
+        """
+        Lines another writer chained after this writer's go on: the next
+        batch follows them, and nothing is reported.
+        """
+        log = self.make_log()
+        await self.written(log, entry(0))
+        [(name, data)] = (await self.files(log)).items()
+        more = lines_of([entry(1, user="other")], audit.link(data.splitlines()[-1]))
+        await self.put(log, name, data + more)
+        with capturedLogs() as events:
+            await self.written(log, entry(2))
+        self.assertEqual([e for e in events if e["log_level"] >= LogLevel.warn], [])
+        checked = await log.verify()
+        self.assertEqual((checked.entries, checked.broken), (3, ()))
+
+
+    async def three_days(self, log):
+        """Write two entries a day for three days; the names of the files, oldest first."""
+        for day in range(3):
+            await self.written(log, *[entry(day * 86400 + i, filename=f"d{day}-{i}")
+                                      for i in range(2)])
+        return sorted(await self.files(log))
+
+    async def test_chain_across_days(self):
+        """A day's first entry links to the last entry of the day before."""
+        log = self.make_log()
+        names = await self.three_days(log)
+        files = await self.files(log)
+        for before, name in zip(names, names[1:]):
+            self.assertEqual(audit.first_entry(files[name]).prev,
+                             audit.link(files[before].splitlines()[-1]))
+        checked = await log.verify()
+        self.assertEqual((checked.files, checked.entries, checked.broken, checked.notes),
+                         (3, 6, (), ()))
+
+    async def test_middle_day_removed(self):
+        """A whole day's file removed from the middle is reported."""
+        log = self.make_log()
+        names = await self.three_days(log)
+        await self.put(log, names[1], None)
+        self.assertEqual([str(b) for b in (await log.verify()).broken], [
+            f"{names[2]}: line 1: does not follow the last entry of {names[0]}: entries at its "
+            "end were removed or edited, or what came between them was removed"])
+
+    async def test_last_line_of_a_day(self):
+        """The last line of a day (not the newest) edited, or cut, is reported."""
+        log = self.make_log()
+        names = await self.three_days(log)
+        data = (await self.files(log))[names[0]]
+        for changed in (data.replace(b"d0-1", b"dX-1"), data.splitlines(keepends=True)[0]):
+            await self.put(log, names[0], changed)
+            broken = [str(b) for b in (await log.verify()).broken]
+            self.assertEqual(len(broken), 1, broken)
+            self.assertTrue(broken[0].startswith(f"{names[1]}: line 1: does not follow the "
+                                                 f"last entry of {names[0]}"), broken)
+
+    async def test_oldest_days_pruned(self):
+        """The oldest days removed (retention) are a note, and the chain checks clean."""
+        log = self.make_log()
+        names = await self.three_days(log)
+        await self.put(log, names[0], None)
+        checked = await log.verify()
+        self.assertEqual(checked.broken, ())
+        self.assertEqual([str(n) for n in checked.notes], [
+            f"{names[1]}: entries before 2026-01-02T00:00:00.000000Z are not kept (pruned)"])
+
+    async def test_newest_day_removed_while_running(self):
+        """
+        The newest day's file removed behind the running server's back: it
+        warns, and its next entry still links to the last one it wrote.
+        """
+        log = self.make_log()
+        names = await self.three_days(log)
+        await self.put(log, names[2], None)
+        with capturedLogs() as events:
+            await self.written(log, entry(3 * 86400, filename="d3-0"))
+        self.assertEqual(len([e for e in events if e["log_level"] == LogLevel.warn]), 1)
+        broken = [str(b) for b in (await log.verify()).broken]
+        self.assertEqual(len(broken), 1)
+        self.assertIn("line 1: does not follow the last entry of", broken[0])
+
+    async def test_partial_write_not_repeated(self):
+        """
+        A batch across midnight whose second day cannot be written: the
+        first day's part, written, is not written again (/tmp/review/t5.py).
+        """
+        log = self.make_log()
+        await self.written(log, entry(-0.9, filename="start"))
+        block = self.block_file(log, "2026-01-01.jsonl")
+        for i, offset in enumerate((-0.5, -0.1, 0.5)):
+            log.append(entry(offset, filename=f"f{i}"))
+        with capturedLogs():
+            self.assertFalse(await log.flush())
+        block()
+        self.assertTrue(await log.flush())
+        entries = (await log.read(make_query(since="2025-12-31"))).entries
+        self.assertEqual([e.filename for e in entries], ["start", "f0", "f1", "f2"])
+        self.assertEqual((await log.verify()).broken, ())
+        self.assertEqual((log.pending, log.written, log.write_failures), (0, 4, 1))
+
+    async def test_clock_set_back(self):
+        """An entry of a day before the newest written goes on in the newest day's file."""
+        log = self.make_log()
+        await self.written(log, entry(86400, filename="tomorrow"))
+        await self.written(log, entry(0, filename="today"))
+        names = sorted(await self.files(log))
+        self.assertEqual(len(names), 1)
+        self.assertIn("2026-01-02", names[0])
         self.assertEqual((await log.verify()).broken, ())
 
 
@@ -505,6 +879,11 @@ class MemoryAuditLogTests(AuditLogContractMixin, AppendedFileMixin, TestCase):
             del log.files[name]
         else:
             log.files[name] = data
+
+    def block_file(self, log, name):
+        """Make appends to the file C{name} fail; return what unblocks it."""
+        log.fail_files.add(name)
+        return lambda: log.fail_files.discard(name)
 
 
 class LocalAuditLogTests(AuditLogContractMixin, AppendedFileMixin, TestCase):
@@ -538,6 +917,45 @@ class LocalAuditLogTests(AuditLogContractMixin, AppendedFileMixin, TestCase):
             with open(name, "wb") as f:
                 f.write(data)
 
+    def block_file(self, log, name):
+        """Put a folder where the file C{name} would be; return what removes it."""
+        path = os.path.join(log.folder, name)
+        os.makedirs(path)
+        return lambda: os.rmdir(path)
+
+    async def test_restart_goes_on(self):
+        """A server started again goes on with the chain of the newest file, across days."""
+        log = self.make_log()
+        await self.written(log, entry(0))
+        again = LocalAuditLog(log.folder, self.run_in_pool, Clock())
+        await self.written(again, entry(86400))
+        checked = await again.verify()
+        self.assertEqual((checked.files, checked.broken, checked.notes), (2, (), ()))
+
+    async def test_verify_waits_for_an_append(self):
+        """
+        Verify reads a file under a shared lock: an append under way (the
+        writer's exclusive lock) is read whole, not as a cut-short line.
+        """
+        log = self.make_log()
+        await self.written(log, entry(0))
+        path = os.path.join(log.folder, "2026-01-01.jsonl")
+        with open(path, "rb") as f:
+            head = audit.link(f.read().splitlines()[-1])
+        more = lines_of([entry(1)], head)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            os.write(fd, more[:20])
+            verifying = log.verify()
+            await deferLater(reactor, 0.2, lambda: None)
+            self.assertFalse(verifying.called)
+            os.write(fd, more[20:])
+        finally:
+            os.close(fd)
+        checked = await verifying
+        self.assertEqual((checked.entries, checked.broken), (2, ()))
+
     async def test_file_names(self):
         """The files are <folder>/YYYY-MM-DD.jsonl, appended to."""
         log = self.make_log()
@@ -559,7 +977,7 @@ class LocalAuditLogTests(AuditLogContractMixin, AppendedFileMixin, TestCase):
         broken = [str(b) for b in (await log2.verify()).broken]
         self.assertEqual(len(broken), 1)
         self.assertIn("line 2: not an audit entry", broken[0])
-        entries, _ = await log2.read(make_query(since="2026-01-01"))
+        entries = (await log2.read(make_query(since="2026-01-01"))).entries
         self.assertEqual(len(entries), 2)
 
     async def test_verify_command(self):
@@ -583,6 +1001,21 @@ class LocalAuditLogTests(AuditLogContractMixin, AppendedFileMixin, TestCase):
         self.assertEqual(err.getvalue(),
                          "pypid-admin: audit verify: 1 files, 2 entries: 1 broken links\n")
 
+    async def test_verify_command_notes_pruning(self):
+        """C{audit verify} says where the kept chain begins, and exits 0: pruning is no error."""
+        from io import StringIO
+
+        from pypid.cli.audit import check
+
+        log = self.make_log()
+        names = await self.three_days(log)
+        os.unlink(names[0])
+        out, err = StringIO(), StringIO()
+        self.assertEqual(await check(log, out, err), 0)
+        self.assertEqual(out.getvalue().splitlines(), [
+            f"note: {names[1]}: entries before 2026-01-02T00:00:00.000000Z are not kept "
+            "(pruned)", "2 files, 4 entries: every chain is intact"])
+
     async def test_write_failure(self):
         """A folder that cannot be written fails the flush, which is tried again."""
         log = self.make_log()
@@ -591,11 +1024,11 @@ class LocalAuditLogTests(AuditLogContractMixin, AppendedFileMixin, TestCase):
         log.append(entry(0))
         with capturedLogs() as events:
             self.assertFalse(await log.flush())
-        self.assertEqual(log.pending(), 1)
+        self.assertEqual(log.pending, 1)
         self.assertTrue([e for e in events if e["log_level"] == LogLevel.error])
         os.unlink(log.folder)
         self.assertTrue(await log.flush())
-        self.assertEqual(log.pending(), 0)
+        self.assertEqual(log.pending, 0)
 
 
 class S3AuditLogTests(AuditLogContractMixin, TestCase):
@@ -655,7 +1088,7 @@ class S3AuditLogTests(AuditLogContractMixin, TestCase):
         await self.written(one, entry(0, user="one"))
         await self.written(two, entry(1, user="two"))
         await self.written(one, entry(2, user="one"))
-        entries, _ = await one.read(make_query(since="2026-01-01"))
+        entries = (await one.read(make_query(since="2026-01-01"))).entries
         self.assertEqual([e.user for e in entries], ["one", "two", "one"])
         checked = await two.verify()
         self.assertEqual((checked.files, checked.entries, checked.broken), (3, 3, ()))
@@ -670,14 +1103,83 @@ class S3AuditLogTests(AuditLogContractMixin, TestCase):
         self.assertEqual(broken, ["pkgs/.pypid/audit/2026-01-01/abc/000001.jsonl: missing: "
                                   "this batch was removed"])
 
+    async def test_chain_across_days(self):
+        """An instance's first batch of a day links to its last batch of the day before."""
+        log = self.make_log(instance="abc")
+        await self.written(log, entry(0))
+        await self.written(log, entry(1))
+        await self.written(log, entry(86400))
+        files = await self.files(log)
+        self.assertEqual(
+            audit.first_entry(files[log.key("2026-01-02", "abc", 0)]).prev,
+            audit.link(files[log.key("2026-01-01", "abc", 1)].splitlines()[-1]))
+        checked = await log.verify()
+        self.assertEqual((checked.files, checked.broken, checked.notes), (3, (), ()))
+
+    async def test_last_batch_of_a_day_removed(self):
+        """An instance's last batch of a day, removed before a later day's, is reported."""
+        log = self.make_log(instance="abc")
+        for offset in (0, 1, 86400):
+            await self.written(log, entry(offset))
+        await self.put(log, log.key("2026-01-01", "abc", 1), None)
+        self.assertEqual([str(b) for b in (await log.verify()).broken], [
+            f"{log.key('2026-01-02', 'abc', 0)}: line 1: does not follow the last entry of "
+            f"{log.key('2026-01-01', 'abc', 0)}: entries at its end were removed or edited, "
+            "or what came between them was removed"])
+
+    async def test_instance_day_removed(self):
+        """All of an instance's batches of a day, removed between two others, are reported."""
+        one, two = self.make_log(instance="one"), self.make_log(instance="two")
+        for day in range(3):
+            await self.written(one, entry(day * 86400, user="one"))
+            await self.written(two, entry(day * 86400 + 1, user="two"))
+        await self.put(two, two.key("2026-01-02", "two", 0), None)
+        broken = [str(b) for b in (await one.verify()).broken]
+        self.assertEqual(len(broken), 1)
+        self.assertTrue(broken[0].startswith(f"{two.key('2026-01-03', 'two', 0)}: line 1: "
+                                             "does not follow"), broken)
+
+    async def test_oldest_pruned(self):
+        """An instance's oldest batches removed (retention) are a note, not an error."""
+        log = self.make_log(instance="abc")
+        for offset in (0, 1, 86400):
+            await self.written(log, entry(offset))
+        await self.put(log, log.key("2026-01-01", "abc", 0), None)
+        checked = await log.verify()
+        self.assertEqual(checked.broken, ())
+        self.assertEqual([str(n) for n in checked.notes], [
+            f"{log.key('2026-01-01', 'abc', 1)}: entries before 2026-01-01T00:00:01.000000Z "
+            "are not kept (pruned)"])
+
+    async def test_partial_write_not_repeated(self):
+        """
+        A batch of more than one object whose second object fails: the
+        first, written, is not written again when the rest is retried.
+        """
+        log = self.make_log(instance="abc")
+        taken = log.key("2026-01-01", "abc", 1)
+        await self.put(log, taken, b"in the way\n")
+        for i in range(BATCH_ENTRIES + 5):
+            log.append(entry(i / 1000, filename=f"f{i}"))
+        with capturedLogs():
+            self.assertFalse(await log.flush())
+        await self.put(log, taken, None)
+        self.assertTrue(await log.flush())
+        entries = (await log.read(make_query(since="2026-01-01", limit="10000"))).entries
+        self.assertEqual([e.filename for e in entries],
+                         [f"f{i}" for i in range(BATCH_ENTRIES + 5)])
+        self.assertEqual((await log.verify()).broken, ())
+        self.assertEqual((log.pending, log.written, log.write_failures),
+                         (0, BATCH_ENTRIES + 5, 1))
+
     async def test_lost_answer(self):
         """A batch written by an attempt whose answer was lost is not written twice."""
         log = self.make_log(instance="abc")
         await self.written(log, entry(0))
         # The same batch again, as if the first answer had been lost.
-        log._heads["2026-01-01"] = (0, None)
+        log._numbers["2026-01-01"], log._head = 0, None
         await self.written(log, entry(0), entry(1))
-        entries, _ = await log.read(make_query(since="2026-01-01"))
+        entries = (await log.read(make_query(since="2026-01-01"))).entries
         self.assertEqual(len(entries), 2)
         self.assertEqual((await log.verify()).broken, ())
 
@@ -713,7 +1215,7 @@ class S3AuditLogTests(AuditLogContractMixin, TestCase):
         log.append(entry(0))
         with capturedLogs():
             self.assertFalse(await log.flush())
-        self.assertEqual(log.pending(), 1)
+        self.assertEqual(log.pending, 1)
 
 
 # -- the web layer -----------------------------------------------------------------------------
@@ -727,8 +1229,8 @@ def basic(user, password=PASSWORD):
     return b"Basic " + base64.b64encode(f"{user}:{password}".encode())
 
 
-class WebAuditTests(SynchronousTestCase):
-    """What requests record, and C{GET /api/audit}, through the real resource tree."""
+class _WebCase(SynchronousTestCase):
+    """The real resource tree, with an audit log in memory, and its requests."""
 
     def setUp(self):
         self.clock = Clock()
@@ -770,6 +1272,10 @@ class WebAuditTests(SynchronousTestCase):
         response, body = self.request("GET", "/api/audit?" + urlencode(query), "admin")
         self.assertEqual(response.code, 200, body)
         return json.loads(body)["entries"]
+
+
+class WebAuditTests(_WebCase):
+    """What requests record, and C{GET /api/audit}, through the real resource tree."""
 
     def test_changes_recorded(self):
         """Uploads, yanks, unyanks, deletes and tokens are recorded with who, what and where."""
@@ -862,14 +1368,22 @@ class WebAuditTests(SynchronousTestCase):
                           ("login-throttled", 29)])
 
     def test_admins_only(self):
-        """A user who is not an admin gets 403; no credentials get 401."""
+        """
+        A user who is not an admin gets 403; no credentials get 401, saying
+        what for (not "to upload").
+        """
         self.assertEqual(self.request("GET", "/api/audit", "alice")[0].code, 403)
-        self.assertEqual(self.request("GET", "/api/audit")[0].code, 401)
+        response, body = self.request("GET", "/api/audit")
+        self.assertEqual((response.code, body),
+                         (401, b"authentication is required to read the audit log\n"))
 
     def test_bad_values(self):
         """A query value that cannot be used is a 400 naming its parameter."""
         for query, name in (("since=soon", b"since:"), ("limit=-1", b"limit:"),
-                            ("event=dance", b"event:")):
+                            ("event=dance", b"event:"),
+                            ("since=0001-01-01T00:00:00%2B01:00", b"since:"),
+                            ("since=9999-12-31T23:59:59-01:00", b"since:"),
+                            ("since=0999-01-01", b"since:"), ("before=1969-01-01", b"before:")):
             response, body = self.request("GET", "/api/audit?" + query, "admin")
             self.assertEqual(response.code, 400)
             self.assertTrue(body.startswith(name), body)
@@ -901,10 +1415,106 @@ class WebAuditTests(SynchronousTestCase):
             self.clock.advance(1)
         self.assertEqual(response.code, 200)
         self.assertIsNotNone(self.index.get_file(filename))
-        self.assertEqual(self.log.pending(), 1)
+        self.assertEqual((self.log.pending, self.log.written, self.log.write_failures),
+                         (1, 0, 1))
         self.log.fail = False
         self.clock.advance(5)
         self.assertEqual([e["event"] for e in self.audit()], ["upload"])
+
+    def written(self):
+        """The entries in the log's files now."""
+        return [e for data in self.log.files.values() for e in verify_lines("", data).entries]
+
+    def test_answered_once_written(self):
+        """
+        A change is answered once its entry is written, with no delay to
+        wait for: a crash right after the answer cannot lose it.
+        """
+        response, filename, _ = self.upload()
+        self.assertEqual(response.code, 200)
+        self.assertEqual([(e.event, e.filename) for e in self.written()],
+                         [("upload", filename)])
+        form = {"Content-Type": "application/x-www-form-urlencoded"}
+        response, _ = self.request("POST", f"/api/files/{filename}/yank", "alice",
+                                   headers=form, data=b"reason=broken")
+        self.assertEqual(response.code, 200)
+        response, _ = self.request("POST", "/api/tokens", "admin", headers=form,
+                                   data=b"actions=upload")
+        self.assertEqual(response.code, 200)
+        self.assertEqual([e.event for e in self.written()],
+                         ["upload", "yank", "token-issued"])
+
+    def test_answer_waits_for_the_write(self):
+        """
+        The answer waits for the entry's write attempt; when it fails, the
+        change is still answered as done, and the entry waits for a retry.
+        """
+        gated = self.trail.log = _GatedLog(self.clock)
+        filename, data = make_wheel("holy-grail", "1.0")
+        ctype, body = multipart_body(twine_fields("holy-grail", "1.0", data),
+                                     [("content", filename, data)])
+        answered = self.client.post(ORIGIN + "/legacy/", data=body, headers={
+            "Content-Type": ctype, "Authorization": basic("alice")})
+        self.assertEqual(gated.batches, [[filename]])
+        self.assertNoResult(answered)
+        with capturedLogs():
+            gated.gates[0].errback(StorageError("the disk is full"))
+        self.client.flush()
+        self.assertEqual(self.successResultOf(answered).code, 200)
+        self.assertEqual((gated.pending, gated.write_failures), (1, 1))
+
+    def test_refusals_named(self):
+        """
+        A refused upload or yank names the project and version its
+        filename (or the form) names, so C{?project=} finds it; a yank
+        refused for a reason that is not UTF-8 is recorded too.
+        """
+        self.upload()
+        other_name, other = make_wheel("holy-grail", "1.0", module_text="different = 1\n")
+        ctype, body = multipart_body(twine_fields("Holy_Grail", "1.0", other),
+                                     [("content", other_name, other)])
+        response, _ = self.request("POST", "/legacy/", "alice",
+                                   headers={"Content-Type": ctype}, data=body)
+        self.assertEqual(response.code, 400)
+        response, body = self.request(
+            "POST", f"/api/files/{other_name}/yank", "alice", data=b"reason=%FF",
+            headers={"Content-Type": "application/x-www-form-urlencoded"})
+        self.assertEqual((response.code, body), (400, b"reason: not valid UTF-8\n"))
+        response, _ = self.request("POST", "/api/files/nothing-2.0.tar.gz/yank", "alice")
+        self.assertEqual(response.code, 404)
+        refused = self.audit(project="Holy.Grail", since="2026-01-01")[1:]
+        self.assertEqual([(e["event"], e["outcome"], e["project"], e["version"])
+                          for e in refused],
+                         [("upload", "refused", "holy-grail", "1.0"),
+                          ("yank", "refused", "holy-grail", "1.0")])
+        self.assertEqual(refused[1]["detail"], "reason: not valid UTF-8")
+        [nothing] = self.audit(project="nothing")
+        self.assertEqual((nothing["version"], nothing["filename"]), ("2.0", "nothing-2.0.tar.gz"))
+
+    def test_form_names_a_bad_filename(self):
+        """An upload refused for its filename names the form's project and version."""
+        ctype, body = multipart_body(twine_fields("Holy_Grail", "3.0", b"x"),
+                                     [("content", "not-a-distribution.txt", b"x")])
+        response, _ = self.request("POST", "/legacy/", "alice",
+                                   headers={"Content-Type": ctype}, data=body)
+        self.assertEqual(response.code, 400)
+        [refused] = self.audit(project="holy-grail")
+        self.assertEqual((refused["outcome"], refused["version"]), ("refused", "3.0"))
+
+    def test_bounded_read(self):
+        """
+        A filter that matches nothing reads at most 31 days a request, and
+        answers the cursor of the rest.
+        """
+        for day in range(40):
+            self.log.append(entry(day * 86400))
+        response, body = self.request("GET", "/api/audit?since=2026-01-01&user=nobody",
+                                      "admin")
+        self.assertEqual(json.loads(body), {"entries": [], "before": None,
+                                            "next": "2026-02-01T00:00:00.000000Z"})
+        response, body = self.request("GET", "/api/audit?user=nobody", "admin")
+        self.assertEqual(json.loads(body), {"entries": [], "next": None,
+                                            "before": "2026-01-10T00:00:00.000000Z"})
 
     def test_close_writes_the_minute(self):
         """At the stop, the failed logins counted this minute are written too."""
@@ -914,6 +1524,98 @@ class WebAuditTests(SynchronousTestCase):
         counted = [e for data in self.log.files.values()
                    for e in verify_lines("", data).entries]
         self.assertEqual([e.count for e in counted], [1, 2])
+
+
+class _ApiServer:
+    """
+    C{pypid-admin}'s blocking server, answered by the real web resource in
+    memory (a SynchronousTestCase's requests complete at once).
+    """
+
+    def __init__(self, case, client):
+        self._case = case
+        self._client = client
+        self.paths = []
+
+    def request(self, method, path, headers=None):
+        """Make the request as the admin; a response to read."""
+        self.paths.append(path)
+        response = self._case.successResultOf(self._client.request(
+            method, ORIGIN + "/" + path, headers={"Authorization": basic("admin")}))
+        self._case.assertEqual(response.code, 200)
+        return contextlib.nullcontext(io.BytesIO(
+            self._case.successResultOf(response.content())))
+
+
+class CommandTests(_WebCase):
+    """C{pypid-admin audit}: what it prints, and the values it refuses."""
+
+    def options(self, **values):
+        """The parsed options of C{pypid-admin audit} with C{values}."""
+        defaults = {"action": "show", "since": None, "project": None, "audit_user": None,
+                    "event": None, "limit": None, "json": False}
+        return argparse.Namespace(**dict(defaults, **values))
+
+    def show(self, **values):
+        """Run C{audit} against the server in memory; C{(status, printed lines, paths)}."""
+        from pypid.cli.audit import run
+
+        server = _ApiServer(self, self.client)
+        out, err = io.StringIO(), io.StringIO()
+        status = run(self.options(**values), lambda options: server, None, out, err)
+        return status, out.getvalue().splitlines(), server.paths
+
+    def test_client_text_escaped(self):
+        """
+        Text a client chose (a yank reason) cannot forge a line or send an
+        escape sequence: controls, DEL, C1, U+2028/2029 and the backslash are
+        shown escaped.
+        """
+        from pypid.cli.audit import format_entry
+
+        reason = "broken\n2026-01-01T00:00:00.000000Z  delete  ok  mallory\x1b[2J\x7f\x9b\u2028\\"
+        line = format_entry(entry(0, event="yank", detail=reason).public())
+        self.assertEqual(line.splitlines(), [line])
+        self.assertTrue(line.endswith("(broken\\n2026-01-01T00:00:00.000000Z  delete  ok  "
+                                      "mallory\\x1b[2J\\x7f\\x9b\\u2028\\\\)"), line)
+        self.assertEqual(format_entry(entry(0, user="jürgen").public()).split("  ")[3],
+                         "jürgen")
+
+    def test_bad_since(self):
+        """A C{--since} that cannot be used is one line and status 2, not a traceback."""
+        from pypid.cli.admin import main
+
+        for since, why in (("999999999d", "999999999d ago is before 1970"),
+                           ("0999-01-01", "expected a time from 1970 to 9999")):
+            out, err = io.StringIO(), io.StringIO()
+            status = main(["--server", "http://127.0.0.1:9/", "audit", "--since", since],
+                          out, err)
+            self.assertEqual(status, 2)
+            [line] = err.getvalue().splitlines()
+            self.assertTrue(line.startswith("pypid-admin: audit: --since: "), line)
+            self.assertIn(why, line)
+
+    def test_newest_across_the_read_bound(self):
+        """
+        Without C{--since}, the newest C{--limit} entries, even when one
+        request reads fewer days than they span (it follows C{before}).
+        """
+        for day in range(40):
+            self.log.append(entry(day * 86400, filename=f"f{day}"))
+        status, lines, paths = self.show(limit=35)
+        self.assertEqual(status, 0)
+        self.assertEqual([line.split("  ")[5] for line in lines],
+                         [f"f{day}" for day in range(5, 40)])
+        self.assertEqual(len(paths), 2)
+
+    def test_since_across_the_read_bound(self):
+        """With C{--since}, every entry from then on, page after page."""
+        for day in range(40):
+            self.log.append(entry(day * 86400, filename=f"f{day}"))
+        status, lines, _ = self.show(since="2026-01-01")
+        self.assertEqual(len(lines), 40)
+        status, lines, _ = self.show(since="2026-01-01", limit=33)
+        self.assertEqual(len(lines), 33)
 
 
 class StorageErrorTests(SynchronousTestCase):
@@ -1020,7 +1722,7 @@ class CacheAuditTests(SynchronousTestCase):
             ORIGIN + "/requirements.txt", data=b"attrs==24.2.0\nidna==3.10\n", headers=auth))
         self.assertEqual(response.code, 200)
         self.successResultOf(log.flush())
-        entries, _ = self.successResultOf(log.read(make_query()))
+        entries = self.successResultOf(log.read(make_query())).entries
         self.assertEqual([(e.event, e.outcome, e.project, e.detail) for e in entries], [
             ("refresh", "ok", "some-thing", "2 files"),
             ("refresh", "refused", "private", "not an upstream project here"),

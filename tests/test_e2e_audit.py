@@ -54,7 +54,9 @@ class AuditTests(DaemonTestCase):
         done = self.clients.twine_upload(daemon, self.dist_dir(wheel))
         self.assertEqual(done.returncode, 0, done.output)
         self.assertEqual(upload(daemon, *sdist).status, 200)
-        yank = http("POST", daemon.url + f"api/files/{wheel[0]}/yank", *form(reason="broken"),
+        # (a reason that tries to forge a line and clear the screen of whoever reads it)
+        reason = "broken\n2026-01-01T00:00:00.000000Z  delete  ok  mallory\x1b[2J"
+        yank = http("POST", daemon.url + f"api/files/{wheel[0]}/yank", *form(reason=reason),
                     auth=(USER, PASSWORD))
         self.assertEqual(yank.status, 200, yank.body)
         gone = http("DELETE", daemon.url + f"api/files/{sdist[0]}", auth=(USER, PASSWORD))
@@ -79,7 +81,7 @@ class AuditTests(DaemonTestCase):
                               "version": "1.0", "sha256": sha256(data)})
         self.assertEqual([e["filename"] for e in entries[:4]],
                          [wheel[0], sdist[0], wheel[0], sdist[0]])
-        self.assertEqual(entries[2]["detail"], "broken")
+        self.assertEqual(entries[2]["detail"], reason)
         self.assertEqual((entries[4]["user"], entries[4]["target"]),
                          (ADMIN, issued.json()["id"]))
         self.assertEqual((entries[5]["user"], entries[5]["address"]), (USER, "127.0.0.1"))
@@ -100,6 +102,9 @@ class AuditTests(DaemonTestCase):
         lines = out.splitlines()
         self.assertEqual(len(lines), 4, out)
         self.assertIn(f"  upload  ok  {USER}  127.0.0.1  audited 1.0 {wheel[0]}", lines[0])
+        self.assertNotIn("\x1b", out)
+        self.assertTrue(lines[2].endswith("(broken\\n2026-01-01T00:00:00.000000Z  delete  ok  "
+                                          "mallory\\x1b[2J)"), lines[2])
 
         status, out, err = self.admin_cli("audit", "verify", config=True)
         self.assertEqual(status, 0, err)
@@ -118,12 +123,28 @@ class AuditTests(DaemonTestCase):
             "between them were removed, or entries were moved"])
         self.assertIn("1 broken links", err)
 
-    def test_written_at_stop(self):
-        """An entry recorded just before the daemon stops is on disk after it."""
+    def test_killed_and_stopped(self):
+        """
+        An upload answered, then C{kill -9} at once: its entry is on disk
+        (a change is answered once its entry is written). Started again,
+        the daemon goes on with the chain; a failed login (buffered) just
+        before a clean stop is on disk after it; the chain verifies.
+        """
         daemon = self.new_daemon(users=self.users)
         self.assertEqual(upload(daemon, *make_wheel("last-one", "1.0")).status, 200)
-        daemon.stop()
+        daemon.kill()
         with open(audit_files(daemon)[-1], "rb") as f:
             entries = [json.loads(line) for line in f]
         self.assertEqual([(e["event"], e["filename"]) for e in entries],
                          [("upload", "last_one-1.0-py3-none-any.whl")])
+        daemon.start()
+        wrong = upload(daemon, *make_wheel("last-one", "2.0"), auth=(USER, "wrong"))
+        self.assertEqual(wrong.status, 401)
+        daemon.stop()
+        with open(audit_files(daemon)[-1], "rb") as f:
+            entries = [json.loads(line) for line in f]
+        self.assertEqual([e["event"] for e in entries], ["upload", "login-failed"])
+        argv = [sys.executable, "-m", "pypid.cli.admin", "--config", daemon.config_path,
+                "audit", "verify"]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        self.assertEqual(done.returncode, 0, done.stdout + done.stderr)

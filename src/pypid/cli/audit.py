@@ -4,18 +4,30 @@ C{pypid-admin audit}: the audit log on the command line.
   - C{pypid-admin audit [--since WHEN] [--project P] [--user U] [--event E]}
     reads C{GET /api/audit} of a running server, as an admin, and prints
     one line an entry, oldest first (with C{--since}, every entry since
-    then, page after page; without, the newest C{--limit});
+    then, page after page; without, the newest C{--limit}), with the
+    characters a terminal acts on escaped (text a client chose, such as a
+    yank reason, cannot forge a line or send an escape sequence);
   - C{pypid-admin --config FILE audit verify} reads the log where the
     server keeps it (its storage folder, or its bucket) and checks every
     chain: exit status 1, and a line per broken link, when an entry was
-    removed, edited or moved.
+    removed, edited or moved; a note says where a chain's kept part begins
+    (older days pruned).
 """
 
-import datetime
 import json
+import re
+import time
 from urllib.parse import urlencode
 
 from pypid.cli.client import CliError
+from pypid.core.audit import (
+    DEFAULT_LIMIT,
+    FIRST_YEAR,
+    MAX_LIMIT,
+    AuditError,
+    format_time,
+    parse_time,
+)
 
 #: What C{verify} says when it cannot read the log.
 _CANNOT = "cannot read the audit log"
@@ -42,7 +54,8 @@ def add_parser(commands):
 
 def run(options, server_from, config_from, out, err):
     """
-    Run C{pypid-admin audit} for parsed C{options}; the exit status.
+    Run C{pypid-admin audit} for parsed C{options}; the exit status (2, and
+    one line, for a C{--since} that cannot be used).
 
     @param server_from: C{server_from(options) -> Server}.
     @param config_from: C{config_from(options) -> Config}.
@@ -50,47 +63,114 @@ def run(options, server_from, config_from, out, err):
     """
     if options.action == "verify":
         return verify(config_from(options), out, err)
-    show(server_from(options), options, out)
+    try:
+        since = since_value(options.since, time.time()) if options.since else None
+    except AuditError as e:
+        err.write(f"pypid-admin: audit: --since: {escaped(str(e))}\n")
+        return 2
+    if options.limit is not None and options.limit < 1:
+        err.write("pypid-admin: audit: --limit: expected a number from 1\n")
+        return 2
+    show(server_from(options), options, out, since)
     return 0
 
 
 def since_value(text, now):
     """
     The C{since} to send for C{--since}: a duration (C{7d}) counts back from
-    C{now}; anything else goes as it is (the server checks it).
+    C{now}; anything else must be a date or time (ISO 8601).
+
+    @raise AuditError: when it is neither, or names a time before 1970 or
+        after 9999.
     """
     from pypid.core.units import parse_duration
 
     try:
         seconds = parse_duration(text)
     except ValueError:
-        return text
-    when = datetime.datetime.fromtimestamp(now - seconds, tz=datetime.timezone.utc)
-    return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return parse_time(text)
+    if not seconds <= now:
+        raise AuditError(f"{text} ago is before {FIRST_YEAR}: expected a shorter duration, "
+                         "or a date or time such as 2026-01-31")
+    return format_time(now - seconds)
 
 
-def show(server, options, out, now=None):
-    """Print the entries the options ask for, page after page."""
-    import time
+def show(server, options, out, since=None):
+    """
+    Print the entries the options ask for, oldest first: with C{since},
+    page after page (following C{next}); without, the newest C{--limit}
+    (following C{before} while a page, cut short by the days one request
+    reads, holds fewer).
+    """
+    query = {"project": options.project, "user": options.audit_user, "event": options.event}
+    wanted = options.limit
 
-    query = {"project": options.project, "user": options.audit_user, "event": options.event,
-             "limit": options.limit}
-    if options.since:
-        query["since"] = since_value(options.since, time.time() if now is None else now)
-    while True:
-        path = "api/audit?" + urlencode({k: v for k, v in query.items() if v is not None})
+    def page_of(values):
+        path = "api/audit?" + urlencode({k: v for k, v in values.items() if v is not None})
         with server.request("GET", path, {"Accept": "application/json"}) as response:
-            page = json.loads(response.read())
-        for entry in page["entries"]:
-            out.write((json.dumps(entry, sort_keys=True) if options.json
-                       else format_entry(entry)) + "\n")
-        if not page.get("next") or options.limit is not None:
-            return
-        query["since"] = page["next"]
+            return json.loads(response.read())
+
+    def shown(entry):
+        return (json.dumps(entry, sort_keys=True) if options.json
+                else format_entry(entry)) + "\n"
+
+    if since is not None:
+        query["since"] = since
+        printed = 0
+        while True:
+            page = page_of(dict(query, limit=None if wanted is None
+                                else min(wanted - printed, MAX_LIMIT)))
+            entries = page["entries"]
+            if wanted is not None:
+                entries = entries[:wanted - printed]
+            for entry in entries:
+                out.write(shown(entry))
+            printed += len(entries)
+            if not page.get("next") or (wanted is not None and printed >= wanted):
+                return
+            query["since"] = page["next"]
+    wanted = DEFAULT_LIMIT if wanted is None else wanted
+    found = []
+    while len(found) < wanted:
+        page = page_of(dict(query, limit=min(wanted - len(found), MAX_LIMIT)))
+        found[:0] = page["entries"]
+        if not page.get("before"):
+            break
+        query["before"] = page["before"]
+    for entry in found[-wanted:] if len(found) > wanted else found:
+        out.write(shown(entry))
+
+
+#: Characters a terminal may act on, shown escaped: C0 and C1 controls, DEL,
+#: the line and paragraph separators, and the marks that reorder text
+#: (bidirectional controls), and the backslash that escapes them.
+_UNSAFE = re.compile(r"[\\\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u061c"
+                     r"\u202a-\u202e\u2066-\u2069]")
+
+
+def escaped(text):
+    """
+    C{text} with every character a terminal may act on written as an
+    escape (C{\\n}, C{\\x1b}, C{\\u2028}, C{\\\\}): one entry is one line,
+    and text a client chose sends no escape sequence.
+    """
+    def escape(match):
+        char = match.group()
+        if char in _NAMED:
+            return _NAMED[char]
+        code = ord(char)
+        return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    return _UNSAFE.sub(escape, text)
+
+
+_NAMED = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 def format_entry(entry):
-    """One line for a person: when, what, outcome, who (token), where, about what, why."""
+    """
+    One line for a person: when, what, outcome, who (token), where, about
+    what, why; what a client chose is escaped (L{escaped}).
+    """
     who = entry.get("user") or "-"
     if entry.get("token"):
         who += f" (token {entry['token']})"
@@ -103,7 +183,7 @@ def format_entry(entry):
         parts.append(f"x{entry['count']}")
     if entry.get("detail"):
         parts.append(f"({entry['detail']})")
-    return "  ".join(parts)
+    return escaped("  ".join(str(part) for part in parts))
 
 
 def verify(config, out, err):
@@ -140,7 +220,8 @@ def verify(config, out, err):
 async def check(log, out, err):
     """
     Check the chains of C{log} (an L{pypid.storage.audit.IAuditLog}), then
-    close it; print a line per broken link and a summary.
+    close it; print a line per note (where a chain's kept part begins), a
+    line per broken link, and a summary.
 
     @return: the exit status: 0 when every chain is intact, 1 when not.
     @raise CliError: when the log cannot be read.
@@ -153,8 +234,10 @@ async def check(log, out, err):
         raise CliError(f"{_CANNOT}: {e}")
     finally:
         await log.close()
+    for note in verified.notes:
+        out.write(f"note: {escaped(str(note))}\n")
     for broken in verified.broken:
-        out.write(f"{broken}\n")
+        out.write(f"{escaped(str(broken))}\n")
     summary = f"{verified.files} files, {verified.entries} entries"
     if verified.broken:
         err.write(f"pypid-admin: audit verify: {summary}: {len(verified.broken)} broken "

@@ -1,17 +1,20 @@
 """
-The audit log's pure parts: what an entry says, how the entries of one file
-are chained, how a chain is checked, which entries a query wants, and how a
+The audit log's pure parts: what an entry says, how a writer's entries are
+chained, how a chain is checked, which entries a query wants, and how a
 flood of failed logins is folded into a bounded number of entries.
 
 An entry is one line of JSON (sorted keys, ASCII only, so the bytes of a
 line are the same on every machine). Each line carries, in C{prev}, the
-SHA-256 of the bytes of the line before it in the same file (L{None} for
-the first line of a file). So an entry removed, edited, or moved breaks a
-link that L{verify_lines} names. A chain without a secret key is evidence
-against slips and clumsy edits, not against someone who rewrites every
-line after the one they changed; and the last lines of a file can be cut
-without a trace in the file itself (the running server notices when it
-writes next: L{pypid.storage.audit}).
+SHA-256 of the bytes of the entry its writer wrote before it: the line
+before in the same file, or, for a day's first line, the last line of the
+writer's previous day (L{None} only for the writer's very first entry).
+So an entry removed, edited or moved, a day's file removed, or lines cut
+from the end of a day that has a successor, breaks a link that
+L{verify_lines} and L{verify_files} name. A chain without a secret key is
+evidence against slips and clumsy edits, not against someone who rewrites
+every entry after the one they changed; and nothing links to a chain's
+newest entry, so it can be cut without a trace in the files (the running
+server notices when it writes next: L{pypid.storage.audit}).
 
 Times are kept as text, C{yyyy-mm-ddThh:mm:ss.ffffffZ} in UTC (the form of
 PEP 700's upload times), which sorts as the times do: queries compare them
@@ -59,10 +62,21 @@ def format_time(seconds):
     return format_upload_time(seconds)
 
 
+#: The first year a query may name: no entry is older than POSIX time 0,
+#: and an older year would not be written with four digits everywhere.
+FIRST_YEAR = 1970
+
+
+def _canonical(when):
+    """The canonical text of an aware UTC C{datetime} (four-digit year, always)."""
+    return (f"{when.year:04d}-{when.month:02d}-{when.day:02d}T{when.hour:02d}:"
+            f"{when.minute:02d}:{when.second:02d}.{when.microsecond:06d}Z")
+
+
 def parse_time(text):
     """
     The canonical text of a time given as ISO 8601 (a date, or a date and a
-    time; without an offset it is UTC).
+    time; without an offset it is UTC), from 1970 to 9999.
 
     @raise AuditError: when C{text} is not such a time.
     """
@@ -73,13 +87,36 @@ def parse_time(text):
                          f"2026-01-31T12:00:00Z, not {text!r}") from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=datetime.timezone.utc)
-    return when.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    try:
+        when = when.astimezone(datetime.timezone.utc)
+    except (OverflowError, ValueError):
+        when = None
+    if when is None or when.year < FIRST_YEAR:
+        raise AuditError(f"expected a time from {FIRST_YEAR} to 9999, not {text!r}")
+    return _canonical(when)
+
+
+def _parse_canonical(time_text):
+    return datetime.datetime.strptime(time_text, "%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def after(time_text):
     """The time one microsecond after C{time_text} (where a next page starts)."""
-    when = datetime.datetime.strptime(time_text, "%Y-%m-%dT%H:%M:%S.%fZ")
-    return (when + datetime.timedelta(microseconds=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return _canonical(_parse_canonical(time_text) + datetime.timedelta(microseconds=1))
+
+
+def start_of(day):
+    """The first time of C{day} (C{yyyy-mm-dd})."""
+    return f"{day}T00:00:00.000000Z"
+
+
+def _day_before(day):
+    return (datetime.date.fromisoformat(day) - datetime.timedelta(days=1)).isoformat()
+
+
+def day_after(day):
+    """The day after C{day} (C{yyyy-mm-dd})."""
+    return (datetime.date.fromisoformat(day) + datetime.timedelta(days=1)).isoformat()
 
 
 def day_of(time_text):
@@ -238,6 +275,20 @@ class Broken:
 
 
 @attrs.frozen
+class Note:
+    """
+    Something a check of a chain found that is not a broken link: where a
+    chain's kept part begins (the entries before it were pruned).
+    """
+
+    name: str
+    text: str
+
+    def __str__(self):
+        return f"{self.name}: {self.text}"
+
+
+@attrs.frozen
 class Checked:
     """What L{verify_lines} found in one file (or object) of a chain."""
 
@@ -257,7 +308,7 @@ def split_lines(data):
     return lines
 
 
-def verify_lines(name, data, head=None):
+def verify_lines(name, data, head=None, before=None):
     """
     Check the chain of one file's bytes (or of one object continuing a
     chain whose last link is C{head}).
@@ -267,6 +318,8 @@ def verify_lines(name, data, head=None):
     the chain goes on from its bytes, so one torn or mangled line is one
     report, not a cascade.
 
+    @param before: the name of the file (or object) whose last line C{head}
+        links to, or L{None}: it names the place in a report.
     @return: a L{Checked}.
     """
     entries, broken = [], []
@@ -279,22 +332,84 @@ def verify_lines(name, data, head=None):
         else:
             entries.append(entry)
             if entry.prev != head:
-                broken.append(Broken(name, number, _unlinked(number, head)))
+                broken.append(Broken(name, number, _unlinked(number, head, before)))
         head = link(line)
     if data and not data.endswith(b"\n"):
         broken.append(Broken(name, number, "the last line is cut short"))
     return Checked(entries, broken, head)
 
 
-def _unlinked(number, head):
+def _unlinked(number, head, before):
     if number == 1:
+        if before is not None:
+            return (f"does not follow the last entry of {before}: entries at its end were "
+                    "removed or edited, or what came between them was removed")
         if head is None:
             return ("the first entry of the file names an entry before it: "
                     "the file's first entries were removed")
         return "does not follow the object before it: an object was removed or edited"
-    before = number - 1
-    return (f"does not follow line {before}: line {before} was edited, or entries "
+    before_line = number - 1
+    return (f"does not follow line {before_line}: line {before_line} was edited, or entries "
             f"between them were removed, or entries were moved")
+
+
+def first_entry(data):
+    """The first entry of a file's bytes, or L{None} (empty, or not an entry)."""
+    lines = split_lines(data)
+    if lines:
+        try:
+            return decode(lines[0])
+        except AuditError:
+            pass
+    return None
+
+
+def pruned(name, data):
+    """
+    The L{Note} for the oldest kept file (or object) of a chain when its
+    first entry links to one that is not kept (the oldest days were
+    removed: pruning, or a removal that cannot be told from it), else
+    L{None}.
+    """
+    first = first_entry(data)
+    if first is None or first.prev is None:
+        return None
+    return Note(name, f"entries before {first.time} are not kept (pruned)")
+
+
+@attrs.frozen
+class ChainReport:
+    """What L{verify_files} found: entries read, broken links, notes."""
+
+    entries: int
+    broken: list
+    notes: list
+
+
+def verify_files(files):
+    """
+    Check one writer's chain through its files, oldest first: C{files} is an
+    iterable of C{(name, bytes)}. Each file's first entry must link to the
+    last line of the file before it; the oldest file's first link cannot be
+    checked (what it names is not kept), and is a L{Note} when it names one.
+
+    @return: a L{ChainReport}.
+    """
+    entries, broken, notes = 0, [], []
+    head, before = None, None
+    for number, (name, data) in enumerate(files):
+        if number == 0:
+            note = pruned(name, data)
+            if note is not None:
+                notes.append(note)
+                head = first_entry(data).prev
+        checked = verify_lines(name, data, head, before)
+        entries += len(checked.entries)
+        broken += checked.broken
+        head = checked.head
+        if data:
+            before = name
+    return ChainReport(entries, broken, notes)
 
 
 # -- queries ---------------------------------------------------------------------------------
@@ -304,6 +419,13 @@ def _unlinked(number, head):
 MAX_LIMIT = 10000
 DEFAULT_LIMIT = 1000
 
+#: The most days' files (on S3: days' batches) one query reads, and the
+#: most entries: past either (checked after each day), a query answers
+#: what it found, with the cursor of the rest (C{next} or C{before}), so a
+#: filter that matches nothing never reads years of log in one request.
+MAX_DAYS_READ = 31
+MAX_ENTRIES_READ = 100_000
+
 
 @attrs.frozen
 class Query:
@@ -312,6 +434,7 @@ class Query:
 
     @ivar since: the canonical time from which (inclusive), or L{None}: then
         the newest C{limit} entries.
+    @ivar before: the canonical time before which (exclusive), or L{None}.
     @ivar project: a normalized project name, or L{None}.
     @ivar user: a user name, or L{None}.
     @ivar event: one of L{EVENTS}, or L{None}.
@@ -320,23 +443,38 @@ class Query:
     """
 
     since: str | None = None
+    before: str | None = None
     project: str | None = None
     user: str | None = None
     event: str | None = None
     limit: int = DEFAULT_LIMIT
 
     def wants(self, entry):
-        """Whether C{entry} is one of those asked for (C{since} aside)."""
-        return ((self.project is None or entry.project == self.project)
+        """Whether C{entry} is one of those asked for."""
+        return ((self.since is None or entry.time >= self.since)
+                and (self.before is None or entry.time < self.before)
+                and (self.project is None or entry.project == self.project)
                 and (self.user is None or entry.user == self.user)
                 and (self.event is None or entry.event == self.event))
 
-    def first_day(self):
-        """The first day whose file may hold a wanted entry, or L{None} for all."""
-        return day_of(self.since) if self.since is not None else None
+    def days(self, days):
+        """
+        Of C{days} (C{yyyy-mm-dd} of the files there are), those that may
+        hold a wanted entry, in the order they are read: oldest first with
+        C{since}, newest first without.
+        """
+        first = day_of(self.since) if self.since is not None else None
+        last = None
+        if self.before is not None:
+            last = day_of(self.before)
+            if self.before == start_of(last):
+                last = _day_before(last)
+        kept = sorted(d for d in set(days)
+                      if (first is None or d >= first) and (last is None or d <= last))
+        return kept if self.since is not None else kept[::-1]
 
 
-def make_query(since=None, project=None, user=None, event=None, limit=None):
+def make_query(since=None, project=None, user=None, event=None, limit=None, before=None):
     """
     A L{Query} from text values (of a URL or a command line), checked.
 
@@ -344,11 +482,12 @@ def make_query(since=None, project=None, user=None, event=None, limit=None):
         C{"name: why"}.
     """
     values = {}
-    if since:
-        try:
-            values["since"] = parse_time(since)
-        except AuditError as e:
-            raise AuditError(f"since: {e}") from None
+    for name, text in (("since", since), ("before", before)):
+        if text:
+            try:
+                values[name] = parse_time(text)
+            except AuditError as e:
+                raise AuditError(f"{name}: {e}") from None
     if project:
         values["project"] = normalize(project)
     if user:
@@ -367,54 +506,74 @@ def make_query(since=None, project=None, user=None, event=None, limit=None):
     return Query(**values)
 
 
+@attrs.frozen
+class Page:
+    """
+    The answer to a L{Query}: C{entries}, oldest first; C{next}, the
+    C{since} of the following page (with C{since}), and C{before}, the
+    C{before} of the page of older entries (without): L{None} when there
+    is nothing more to ask for.
+    """
+
+    entries: list
+    next: str | None = None
+    before: str | None = None
+
+
 @attrs.define
 class Selection:
     """
-    Gathers the entries a L{Query} asks for, one day's file at a time: with
-    C{since}, days oldest first; without, newest first. L{take} says when
-    enough are found, so a reader stops reading days.
+    Gathers the entries a L{Query} asks for, one day's file at a time, in
+    the order of L{Query.days}. L{take} says when to stop reading: enough
+    entries found, or L{MAX_DAYS_READ} days (L{MAX_ENTRIES_READ} entries)
+    read.
     """
 
     query: Query
+    max_days: int = MAX_DAYS_READ
+    max_entries: int = MAX_ENTRIES_READ
     _found: list = attrs.field(factory=list)
+    _days: list = attrs.field(factory=list)
+    _read: int = 0
 
-    def take(self, entries):
-        """Take one day's entries (in any order); whether enough are found now."""
+    def take(self, day, entries):
+        """Take C{day}'s entries (in any order); whether to stop reading now."""
+        self._days.append(day)
+        self._read += len(entries)
+        self._found += [e for e in entries if self.query.wants(e)]
+        return (len(self._found) >= self.query.limit or len(self._days) >= self.max_days
+                or self._read >= self.max_entries)
+
+    def result(self, more):
+        """
+        The L{Page}; C{more} says whether days that may hold wanted entries
+        were left unread.
+        """
         query = self.query
-        wanted = sorted((e for e in entries if query.wants(e)
-                         and (query.since is None or e.time >= query.since)),
-                        key=lambda e: e.time)
-        if query.since is None:
-            self._found[:0] = wanted
-        else:
-            self._found += wanted
-        return len(self._found) >= query.limit
-
-    def result(self):
-        """
-        C{(entries oldest first, next)}: C{next} is the C{since} of the
-        following page, or L{None} when there is none to ask for.
-        """
-        query, found = self.query, self._found
-        if query.since is None:
-            return found[-query.limit:], None
-        if len(found) <= query.limit:
-            return found, None
-        last = found[query.limit - 1].time
-        return [e for e in found if e.time <= last], after(last)
+        found = sorted(self._found, key=lambda e: e.time)
+        if query.since is not None:
+            if len(found) > query.limit:
+                last = found[query.limit - 1].time
+                return Page([e for e in found if e.time <= last], next=after(last))
+            return Page(found, next=start_of(day_after(self._days[-1])) if more else None)
+        if len(found) > query.limit:
+            first = found[-query.limit].time
+            return Page([e for e in found if e.time >= first], before=first)
+        return Page(found, before=start_of(self._days[-1]) if more else None)
 
 
-def select(query, days):
+def select(query, days, entries_of):
     """
-    The entries C{query} asks for from C{days}, an iterable of C{(day,
-    entries)} pairs in L{Selection}'s order (read lazily: it stops once
-    enough are found); see L{Selection.result}.
+    The L{Page} C{query} asks for from the files of C{days}
+    (C{yyyy-mm-dd}), reading a day's entries with C{entries_of(day)} in
+    L{Query.days}' order, and no more days than needed.
     """
     selection = Selection(query)
-    for _day, entries in days:
-        if selection.take(entries):
-            break
-    return selection.result()
+    order = query.days(days)
+    for number, day in enumerate(order, 1):
+        if selection.take(day, entries_of(day)):
+            return selection.result(more=number < len(order))
+    return selection.result(more=False)
 
 
 # -- failed logins, folded ----------------------------------------------------------------
@@ -439,22 +598,26 @@ class LoginFailures:
     in a minute, the failures of further keys are one entry per event
     (no user, no address) with their count. So a minute writes at most
     C{2 * max_keys + 2} login entries, whatever arrives.
+
+    A folded entry's time is when it is made (the minute's end, or the
+    stop), like every other entry's: so a writer's entries come in the
+    order of their times, and a day's file holds that day's entries.
     """
 
     window: float = LOGIN_WINDOW
     max_keys: int = MAX_LOGIN_KEYS
     _start: float | None = None
-    # key -> [time of the first repeat, repeats]
+    # key -> repeats
     _repeats: dict = attrs.field(factory=dict)
-    # event -> [time of the first, count]
+    # event -> count
     _overflow: dict = attrs.field(factory=dict)
 
     def add(self, now, event, user, address, token=None):
         """
         Count one failure at C{now}.
 
-        @return: the entries to write now (the first of a key, and those of
-            a window that has ended).
+        @return: the entries to write now (those of a window that has
+            ended, and the first of a key).
         """
         due = self.due(now)
         if self._start is None:
@@ -462,16 +625,13 @@ class LoginFailures:
         key = (event, user, token, address)
         repeats = self._repeats.get(key)
         if repeats is not None:
-            if repeats[1] == 0:
-                repeats[0] = now
-            repeats[1] += 1
+            self._repeats[key] = repeats + 1
         elif len(self._repeats) < self.max_keys:
-            self._repeats[key] = [now, 0]
+            self._repeats[key] = 0
             due.append(Entry(time=format_time(now), event=event, outcome=REFUSED, user=user,
                              token=token, address=address))
         else:
-            folded = self._overflow.setdefault(event, [now, 0])
-            folded[1] += 1
+            self._overflow[event] = self._overflow.get(event, 0) + 1
         return due
 
     def ends_at(self):
@@ -483,23 +643,22 @@ class LoginFailures:
         end = self.ends_at()
         if end is None or now < end:
             return []
-        return self.drain()
+        return self.drain(now)
 
-    def drain(self):
-        """The entries of the window now, ended early (at a stop)."""
+    def drain(self, now):
+        """The entries of the window at C{now}, ended early (at a stop) or on time."""
         entries = []
-        for (event, user, token, address), (first, repeats) in self._repeats.items():
+        when = format_time(now)
+        for (event, user, token, address), repeats in self._repeats.items():
             if repeats:
-                entries.append(Entry(time=format_time(first), event=event, outcome=REFUSED,
-                                     user=user, token=token, address=address, count=repeats,
+                entries.append(Entry(time=when, event=event, outcome=REFUSED, user=user,
+                                     token=token, address=address, count=repeats,
                                      detail="repeats within the minute"))
-        for event, (first, count) in self._overflow.items():
-            entries.append(Entry(time=format_time(first), event=event, outcome=REFUSED,
-                                 count=count,
+        for event, count in self._overflow.items():
+            entries.append(Entry(time=when, event=event, outcome=REFUSED, count=count,
                                  detail=f"more than {self.max_keys} distinct users and "
                                         "addresses within the minute"))
         self._start = None
         self._repeats.clear()
         self._overflow.clear()
-        entries.sort(key=lambda e: e.time)
         return entries

@@ -25,6 +25,9 @@ from pypid.auth.tokens import TOKEN_USER
 from pypid.auth.verifier import Busy, Identity
 from pypid.core.errors import Forbidden, TooManyRequests, Unauthorized, Unavailable
 
+#: What a change (an upload, a yank, a delete) answers without credentials.
+UPLOAD_LOGIN = "authentication is required to upload"
+
 
 class IRequestAuth(Interface):
     """What is known of who sent a request: its L{RequestAuth} component."""
@@ -256,10 +259,14 @@ class Access:
         d.addCallback(_remember, request)
         return d
 
-    def gate_upload(self, request, credentials=None):
-        """A L{Deferred} firing with the uploader's identity, or failing with L{Unauthorized}."""
+    def gate_upload(self, request, credentials=None, needed=UPLOAD_LOGIN):
+        """
+        A L{Deferred} firing with the uploader's identity, or failing with
+        L{Unauthorized} (saying C{needed} when the request has no
+        credentials).
+        """
         d = self.identify(request, credentials)
-        d.addCallback(self._may, WRITE, "authentication is required to upload")
+        d.addCallback(self._may, WRITE, needed)
         d.addCallback(_remember, request)
         return d
 
@@ -270,9 +277,12 @@ class Access:
             raise Forbidden("this token may not upload")
         return identity
 
-    async def admin(self, request):
-        """An admin (with a password), or L{Forbidden}."""
-        identity = await self.gate_upload(request)
+    async def admin(self, request, needed=UPLOAD_LOGIN):
+        """
+        An admin (with a password), or L{Forbidden}; without credentials,
+        L{Unauthorized} saying C{needed} (what the route is for).
+        """
+        identity = await self.gate_upload(request, needed=needed)
         if not self.is_admin(identity):
             raise Forbidden(f"{identity.name} is not an admin")
         return identity

@@ -3,10 +3,12 @@ The audit log, as the web layer writes and shows it.
 
 L{AuditTrail} turns what a request did into L{pypid.core.audit.Entry}s: who
 (the user, and the token when one was used), from where (the address the
-login throttle counts), what and with which outcome; failed and throttled
-logins go through L{pypid.core.audit.LoginFailures}, so a flood of them
-writes a bounded number of entries. The log itself
-(L{pypid.storage.audit.IAuditLog}) buffers: recording never waits.
+login throttle counts), what and with which outcome. A change's entry is
+written before the request is answered (L{AuditTrail.recorded}): an
+acknowledged change is in the log even if the server is killed the moment
+after. Failed and throttled logins go through
+L{pypid.core.audit.LoginFailures}, so a flood of them writes a bounded
+number of entries, and nobody waits for them to be written.
 
 L{AuditAdmin} is C{GET /api/audit}, for admins.
 """
@@ -14,6 +16,9 @@ L{AuditAdmin} is C{GET /api/audit}, for admins.
 import attrs
 from klein import Klein
 from twisted.logger import Logger
+from twisted.python.components import registerAdapter
+from twisted.web.server import Request
+from zope.interface import Interface
 
 from pypid.core.audit import (
     FAILED,
@@ -26,12 +31,16 @@ from pypid.core.audit import (
     make_query,
 )
 from pypid.core.errors import BadRequest, HTTPError
+from pypid.core.names import InvalidName, is_valid_name, normalize, parse_filename
 from pypid.storage.interface import StorageError
 from pypid.web.access import client_address, identity_of
 from pypid.web.respond import storage_unavailable
 from pypid.web.routes import answer_errors, form_field, send_json
 
 log = Logger()
+
+#: What C{GET /api/audit} answers without credentials.
+AUDIT_LOGIN = "authentication is required to read the audit log"
 
 
 def outcome_of(error):
@@ -43,6 +52,45 @@ def facts_of(record):
     """What an entry says of a file: its project, version, filename and sha256."""
     return {"project": record.project, "version": record.version,
             "filename": record.filename, "sha256": record.sha256}
+
+
+def named(facts):
+    """
+    The facts a request named, with the project and version its filename
+    names (else those it gave, the project normalized when it is a valid
+    name), so that C{?project=} finds a refused change too.
+    """
+    facts = dict(facts)
+    filename = facts.get("filename")
+    if filename:
+        try:
+            parsed = parse_filename(filename, legacy=True)
+        except InvalidName:
+            pass
+        else:
+            facts["project"], facts["version"] = parsed.project, parsed.version
+    project = facts.get("project")
+    if project and is_valid_name(project):
+        facts["project"] = normalize(project)
+    return facts
+
+
+class IAuditWrites(Interface):
+    """The writes of the audit entries a request recorded: its L{AuditWrites} component."""
+
+
+@attrs.define
+class AuditWrites:
+    """
+    The writes of the entries a request recorded (L{Deferred}s firing when
+    each entry's first write attempt ended), which the request awaits
+    before it answers.
+    """
+
+    waiting: list = attrs.field(factory=list)
+
+
+registerAdapter(lambda request: AuditWrites(), Request, IAuditWrites)
 
 
 @attrs.define
@@ -62,41 +110,66 @@ class AuditTrail:
     def record(self, request, identity, event, outcome=OK, **facts):
         """
         Record that C{identity} (an L{pypid.auth.verifier.Identity}) did
-        C{event} through C{request}.
+        C{event} through C{request}: the entry's write starts now, and
+        L{written} (which L{recorded} calls) waits for it.
 
         @param facts: C{project}, C{version}, C{filename}, C{sha256},
             C{target}, C{detail}, as they apply.
+        @return: a L{Deferred} firing, once the entry's first write attempt
+            ended, with whether it was written; it never fails.
         """
         token = identity.token if identity is not None else None
-        self.log.append(Entry(
+        writing = self.log.write(Entry(
             time=format_time(self._clock.seconds()), event=event, outcome=outcome,
             user=identity.name if identity is not None else None,
             token=token.id if token is not None else None,
             address=client_address(request), **facts))
+        IAuditWrites(request).waiting.append(writing)
+        return writing
 
     def refused(self, request, identity, event, error, **facts):
         """Record that C{event} was refused, or failed, with C{error} (an C{HTTPError})."""
-        self.record(request, identity, event, outcome_of(error), detail=error.message, **facts)
+        return self.record(request, identity, event, outcome_of(error), detail=error.message,
+                           **named(facts))
 
-    async def refusals(self, request, event, work, identity=None, **facts):
+    async def written(self, request):
         """
-        Await C{work}, a change C{event}; when it is refused (or fails),
-        record that, then let the error answer as before. Only refusals to
-        someone who logged in (C{identity}, or the request's) are recorded:
-        the others are failed logins, recorded as such, or anonymous.
+        Wait until the first write attempt of every entry C{request}
+        recorded has ended (an entry that failed is logged, and tried again
+        without anyone waiting).
+        """
+        writes = IAuditWrites(request)
+        while writes.waiting:
+            await writes.waiting.pop(0)
+
+    async def recorded(self, request, event, work, identity=None, **facts):
+        """
+        Await C{work}, a change C{event}, then its entries' writes (see
+        L{written}), so the answer comes once they are on disk. When it is
+        refused (or fails), record that, then let the error answer as
+        before. Only refusals to someone who logged in (C{identity}, or the
+        request's) are recorded: the others are failed logins, recorded as
+        such, or anonymous.
+
+        @param facts: what the request named (its filename, project,
+            version, target), for a refusal's entry.
         """
         try:
-            return await work
+            result = await work
         except HTTPError as e:
             who = identity if identity is not None else identity_of(request)
             if who is not None:
                 self.refused(request, who, event, e, **facts)
+            await self.written(request)
             raise
+        await self.written(request)
+        return result
 
     def login_failed(self, user, address, token=None, throttled=False):
         """
         Record a failed (or throttled) login of C{user} (L{None}: a name that
-        is no user's) from C{address}, folded per minute.
+        is no user's) from C{address}, folded per minute; nobody waits for
+        its write.
         """
         event = "login-throttled" if throttled else "login-failed"
         for entry in self._logins.add(self._clock.seconds(), event, user, address, token):
@@ -116,7 +189,7 @@ class AuditTrail:
         if self._window_end is not None and self._window_end.active():
             self._window_end.cancel()
         self._window_end = None
-        for entry in self._logins.drain():
+        for entry in self._logins.drain(self._clock.seconds()):
             self.log.append(entry)
         return self.log.close()
 
@@ -143,22 +216,26 @@ class AuditAdmin:
         ISO 8601, UTC unless it says otherwise) gives the entries from then
         on, at most C{limit} (default 1000, at most 10000), and C{next}, the
         C{since} of the following page; without C{since}, the newest
-        C{limit}. C{project}, C{user} and C{event} keep only the entries
-        that name them.
+        C{limit} (before C{before}, if given), and C{before}, the C{before}
+        of the page of older ones. C{project}, C{user} and C{event} keep
+        only the entries that name them. One request reads at most
+        L{pypid.core.audit.MAX_DAYS_READ} days: past them, it answers what
+        it found, and the cursor of the rest.
         """
-        await self._access.admin(request)
+        await self._access.admin(request, AUDIT_LOGIN)
         try:
             query = make_query(**{name: form_field(request, name) or None
-                                  for name in ("since", "project", "user", "event", "limit")})
+                                  for name in ("since", "before", "project", "user", "event",
+                                               "limit")})
         except AuditError as e:
             raise BadRequest(str(e))
         audit_log = self._trail.log
         # What was recorded a moment ago is shown too.
         await audit_log.flush()
         try:
-            entries, following = await audit_log.read(query)
+            page = await audit_log.read(query)
         except (StorageError, OSError) as e:
             log.error("Cannot read the audit log: {error}", error=str(e))
             raise storage_unavailable(e)
-        return send_json(request, {"entries": [e.public() for e in entries],
-                                   "next": following})
+        return send_json(request, {"entries": [e.public() for e in page.entries],
+                                   "next": page.next, "before": page.before})

@@ -41,7 +41,7 @@ class CacheAdmin:
         application/toml}, a C{pylock.toml}) pins: every selected upstream
         file is fetched, checked and kept. Answers a JSON report.
         """
-        return self._audit.refusals(request, "precache", self._precache(request))
+        return self._audit.recorded(request, "precache", self._precache(request))
 
     async def _precache(self, request):
         identity = await self._access.uploader(request)
@@ -72,7 +72,7 @@ class CacheAdmin:
     def refresh(self, request, name):
         """Fetch an upstream project's page again now."""
         project = normalize(name) if is_valid_name(name) else name
-        return self._audit.refusals(request, "refresh", self._refresh(request, name),
+        return self._audit.recorded(request, "refresh", self._refresh(request, name),
                                     project=project)
 
     async def _refresh(self, request, name):

@@ -9,7 +9,9 @@ upload never interleaves with another upload, a yank or a delete of it.
 
 Every change, and every change refused to a user who logged in, is recorded
 in the audit log (L{pypid.web.audit.AuditTrail}), after the change is
-stored: recording never waits, and never fails the change.
+stored; the answer waits for the entry's first write attempt (so an
+acknowledged change has its entry on disk), but an entry that cannot be
+written never fails the change.
 """
 
 import attrs
@@ -106,14 +108,15 @@ class Publish:
             else:
                 identity = await self._access.gate_upload(request, auth.credentials)
             if form.get(":action") == "remove_pkg":
-                return await self._audit.refusals(
+                return await self._audit.recorded(
                     request, "delete", self._remove_release(request, form, identity),
                     identity=identity, project=_named(form.get("name") or ""),
                     version=form.get("version"))
             part = form.files.get("content")
-            return await self._audit.refusals(
+            return await self._audit.recorded(
                 request, "upload", self._upload(request, form, identity), identity=identity,
-                filename=part.filename if part is not None else None)
+                filename=part.filename if part is not None else None,
+                project=form.get("name"), version=form.get("version"))
         finally:
             form.discard()
 
@@ -201,37 +204,39 @@ class Publish:
     @app.route("/api/files/<string:filename>/yank", methods=["POST"])
     def yank_file(self, request, filename):
         """Yank one file (PEP 592), with an optional C{reason} form field."""
-        return self._change(request, lambda: [filename], self._yank, _reason(request),
-                            filename=filename)
+        return self._change(request, "yank", lambda: [filename], self._yank,
+                            lambda: _reason(request), filename=filename)
 
     @app.route("/api/files/<string:filename>/unyank", methods=["POST"])
     def unyank_file(self, request, filename):
         """Undo a yank of one file."""
-        return self._change(request, lambda: [filename], self._yank, None, filename=filename)
+        return self._change(request, "unyank", lambda: [filename], self._yank,
+                            filename=filename)
 
     @app.route("/api/files/<string:filename>", methods=["DELETE"])
     def delete_file(self, request, filename):
         """Delete one file for good; its name can never be used again."""
-        return self._change(request, lambda: [filename], self._delete, None, filename=filename)
+        return self._change(request, "delete", lambda: [filename], self._delete,
+                            filename=filename)
 
     @app.route("/api/projects/<string:project>/<string:version>/yank", methods=["POST"])
     def yank_release(self, request, project, version):
         """Yank every file of a release, as the public index does."""
-        return self._change(request, lambda: self._release(project, version),
-                            self._yank, _reason(request), project=_named(project),
+        return self._change(request, "yank", lambda: self._release(project, version),
+                            self._yank, lambda: _reason(request), project=_named(project),
                             version=version)
 
     @app.route("/api/projects/<string:project>/<string:version>/unyank", methods=["POST"])
     def unyank_release(self, request, project, version):
         """Undo the yank of a release."""
-        return self._change(request, lambda: self._release(project, version),
-                            self._yank, None, project=_named(project), version=version)
+        return self._change(request, "unyank", lambda: self._release(project, version),
+                            self._yank, project=_named(project), version=version)
 
     @app.route("/api/projects/<string:project>/<string:version>", methods=["DELETE"])
     def delete_release(self, request, project, version):
         """Delete every file of a release."""
-        return self._change(request, lambda: self._release(project, version),
-                            self._delete, None, project=_named(project), version=version)
+        return self._change(request, "delete", lambda: self._release(project, version),
+                            self._delete, project=_named(project), version=version)
 
     def _release(self, project, version):
         version = requested_version(version)
@@ -241,19 +246,20 @@ class Publish:
             raise NotFound(_NO_SUCH_RELEASE)
         return files
 
-    async def _change(self, request, filenames, change, argument, **facts):
+    async def _change(self, request, event, filenames, change, argument=None, **facts):
         """
-        Authenticate, then apply C{change} to the files C{filenames()} names:
-        what exists is looked up only for those allowed to change it. A
-        refusal is recorded with C{facts}: what the request named.
+        Authenticate, then apply C{change} to the files C{filenames()} names,
+        with C{argument()} (the yank reason; L{None}: none): what exists is
+        looked up only for those allowed to change it. A refusal, a bad
+        reason too, is recorded as C{event} with C{facts}: what the request
+        named.
         """
         identity = await self._access.gate_upload(request)
-        event = ("delete" if change == self._delete
-                 else "yank" if argument is not None else "unyank")
 
         async def apply():
-            await self._apply(request, filenames(), change, argument, identity)
-        await self._audit.refusals(request, event, apply(), identity=identity, **facts)
+            await self._apply(request, filenames(), change,
+                              argument() if argument is not None else None, identity)
+        await self._audit.recorded(request, event, apply(), identity=identity, **facts)
         return send_text(request, 200, "OK")
 
     async def _apply(self, request, filenames, change, argument, identity):

@@ -45,7 +45,7 @@ class TokenAdmin:
         space-separated; none for all), C{expires} (a duration such as
         C{90d}; none for never), C{description}. Answers the token once.
         """
-        return self._audit.refusals(request, "token-issued", self._issue(request))
+        return self._audit.recorded(request, "token-issued", self._issue(request))
 
     async def _issue(self, request):
         identity = await self._access.admin(request)
@@ -75,7 +75,7 @@ class TokenAdmin:
     @app.route("/api/tokens/<string:token_id>", methods=["DELETE"])
     def revoke(self, request, token_id):
         """Revoke a token at once (admins only)."""
-        return self._audit.refusals(request, "token-revoked", self._revoke(request, token_id),
+        return self._audit.recorded(request, "token-revoked", self._revoke(request, token_id),
                                     target=token_id)
 
     async def _revoke(self, request, token_id):
