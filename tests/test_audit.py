@@ -209,6 +209,39 @@ class ChainTests(SynchronousTestCase):
                       str(verify_lines("next", more).broken[0]))
 
 
+class ImportedChainTests(SynchronousTestCase):
+    """L{audit.verify_writers}: another server's files, as a bundle carries them."""
+
+    def lines(self, *entries, head=None):
+        lines, _ = audit.chain(list(entries), head)
+        return b"".join(line + b"\n" for line in lines)
+
+    def test_local_days(self):
+        """A local log's day files are one chain; an edited line breaks it."""
+        first = self.lines(entry(0, filename="a"), entry(1, filename="b"))
+        second = self.lines(entry(86400, filename="c"),
+                            head=audit.link(first.splitlines()[-1]))
+        report = audit.verify_writers([("2026-01-02.jsonl", second),
+                                       ("2026-01-01.jsonl", first)])
+        self.assertEqual((report.entries, report.broken), (3, []))
+        report = audit.verify_writers([("2026-01-01.jsonl", first.replace(b'"a"', b'"x"')),
+                                       ("2026-01-02.jsonl", second)])
+        self.assertEqual(len(report.broken), 1)
+
+    def test_s3_instances(self):
+        """An S3 log's batches are one chain per instance, in day and number order."""
+        one = self.lines(entry(0, filename="a"))
+        two = self.lines(entry(1, filename="b"), head=audit.link(one.rstrip(b"\n")))
+        other = self.lines(entry(2, filename="c"))
+        report = audit.verify_writers([("2026-01-01/bbb/000000.jsonl", other),
+                                       ("2026-01-01/aaa/000001.jsonl", two),
+                                       ("2026-01-01/aaa/000000.jsonl", one)])
+        self.assertEqual((report.entries, report.broken), (3, []))
+        report = audit.verify_writers([("2026-01-01/aaa/000001.jsonl", two)])
+        self.assertEqual(report.broken, [])
+        self.assertEqual(len(report.notes), 1)  # (its first batch: not kept)
+
+
 class QueryTests(SynchronousTestCase):
     """Query values, and the selection of entries."""
 
@@ -607,6 +640,10 @@ class AuditLogContractMixin:
         """A new, empty log."""
         raise NotImplementedError()
 
+    def make_other_log(self):
+        """A new, empty log of another storage (another folder, another prefix)."""
+        return self.make_log()
+
     async def files(self, log):
         """C{{name: bytes}} of every file (or object) the log keeps."""
         raise NotImplementedError()
@@ -645,6 +682,32 @@ class AuditLogContractMixin:
         self.assertIsNone(following)
         checked = await log.verify()
         self.assertEqual((checked.entries, checked.broken), (3, ()))
+
+    async def test_stored_files_and_imported(self):
+        """
+        The stored files, as they are, carry to another log whose chain, check
+        and queries never see them; the same file kept twice is written once.
+        """
+        log = self.make_log()
+        await self.written(log, entry(0, filename="day1"), entry(86400, filename="day2"))
+        stored = await log.stored_files()
+        self.assertEqual(len(stored), 2)
+        self.assertEqual([n for n, _ in stored], sorted(n for n, _ in stored))
+        self.assertTrue(all(data.endswith(b"\n") for _, data in stored))
+        checked = audit.verify_writers(stored)
+        self.assertEqual((checked.entries, checked.broken), (2, []))
+        other = self.make_other_log()
+        await self.written(other, entry(5, filename="own"))
+        for name, data in stored:
+            self.assertTrue(await other.keep_imported(f"abc/{name}", data))
+        self.assertFalse(await other.keep_imported(f"abc/{stored[0][0]}", stored[0][1]))
+        checked = await other.verify()
+        self.assertEqual((checked.entries, checked.broken), (1, ()))
+        self.assertEqual([e.filename for e in (await other.read(make_query())).entries],
+                         ["own"])
+        self.assertEqual(len(await other.stored_files()), 1)
+        with self.assertRaises(ValueError):
+            await other.keep_imported("../escape.jsonl", b"")
 
     async def test_days(self):
         """Each day has files of its own; queries read the days they need."""
@@ -1054,6 +1117,10 @@ class S3AuditLogTests(AuditLogContractMixin, TestCase):
     def make_log(self, instance=None):
         """A log writing batches of its own in the bucket."""
         return S3AuditLog(self.client(), self.prefix, Clock(), instance=instance)
+
+    def make_other_log(self):
+        """A log of another storage in the same bucket (another prefix)."""
+        return S3AuditLog(self.client(), "other/", Clock())
 
     async def files(self, log):
         """Every audit object, by key."""

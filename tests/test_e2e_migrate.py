@@ -231,12 +231,27 @@ class BundleTests(e2e.DaemonTestCase):
         self.assertEqual(counts(first.output), {"imported": 3, "already there": 0,
                                                 "conflicts": 0, "refused": 0,
                                                 "tombstones": (1, 0)})
+        # The source's audit log came too, kept apart and checked; the
+        # import is in the destination's own log, whose chain holds.
+        self.assertRegex(first.output, r"audit log of the source: 1 files, [0-9]+ entries, "
+                                       r"kept under imported/[0-9a-f]{16}/; its chain is intact")
+        own = os.path.join(target.storage, ".pypid", "audit")
+        days = [name for name in os.listdir(own) if name.endswith(".jsonl")]
+        with open(os.path.join(own, days[0]), encoding="ascii") as f:
+            imports = [json.loads(line) for line in f]
+        self.assertEqual([e["event"] for e in imports], ["import"] * 5)
+        self.assertEqual(sorted(e.get("filename", "") for e in imports),
+                         sorted(["", YANKED[0], PLAIN[0], SDIST[0], DELETED[0]]))
+        self.assertIn("(pypid-admin)", imports[0]["detail"])
+        self.assertIn("0 broken", imports[-1]["detail"])
         before = folder_state(target.storage)
         second = admin(target, "import", bundle)
         self.assertEqual(counts(second.output), {"imported": 0, "already there": 3,
                                                  "conflicts": 0, "refused": 0,
                                                  "tombstones": (0, 1)})
+        self.assertIn("already kept under imported/", second.output)
         self.assertEqual(folder_state(target.storage), before)
+        self.assertIn("every chain is intact", admin(target, "audit", "verify").output)
         target.start()
         self.check_served(target)
         installed = os.path.abspath(self.mktemp())

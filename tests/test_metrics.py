@@ -263,6 +263,10 @@ class MetricsPageTests(_ServerMixin, SynchronousTestCase):
         self.assertEqual(found["pypid_storage_errors_total",
                                (("operation", "publish"), ("store", "packages"))], 0)
         self.assertIn(("process_cpu_seconds_total", ()), found)
+        # (the uploads, the yank and the refused upload are in the audit log)
+        self.assertEqual(found["pypid_audit_pending", ()], 0)
+        self.assertGreaterEqual(found["pypid_audit_written_total", ()], 4)
+        self.assertEqual(found["pypid_audit_lost_total", ()], 0)
         # The scrape itself is counted by the next one.
         self.assertEqual(self.scrape()["pypid_http_requests_total", (
             ("code", "200"), ("method", "GET"), ("route", "metrics"))], 1)

@@ -43,20 +43,6 @@ from pypid.storage.disk import remove_file
 log = Logger()
 
 
-async def audit_members(storage, run):
-    """
-    The audit log's files to carry in a bundle, as C{(name, bytes)} pairs,
-    C{name} relative to the log's folder (C{<storage>/.pypid/audit/} on
-    disk, C{<prefix>.pypid/audit/} in a bucket); they are written under
-    C{audit/} in the bundle and named in its manifest.
-
-    This is the place for the audit log, once it is stored: it gives
-    nothing yet. (Reading it must not disturb the daemon: no lock, no
-    write.)
-    """
-    return []
-
-
 @attrs.define
 class ExportReport:
     """
@@ -112,7 +98,7 @@ class _WriterTarget:
         return d
 
 
-async def export_bundle(storage, writer, snapshot_path, run, clock):
+async def export_bundle(storage, writer, snapshot_path, run, clock, audit=None):
     """
     Write the storage's files, records, metadata, details, tombstones and
     audit log into C{writer} (see L{pypid.bundle.archive.open_writer}),
@@ -121,6 +107,10 @@ async def export_bundle(storage, writer, snapshot_path, run, clock):
 
     @param run: C{run(f, *args) -> Deferred}, for blocking work.
     @param clock: provides C{seconds()}, for the manifest's date.
+    @param audit: the storage's L{pypid.storage.audit.IAuditLog}, whose
+        files go under C{audit/} as they are stored (so their chains can
+        still be checked), or L{None}. Reading them takes each file's
+        shared lock for a moment, never the daemon's.
     @rtype: L{ExportReport}
     @raise pypid.storage.interface.StorageError: the storage failed.
     """
@@ -149,7 +139,7 @@ async def export_bundle(storage, writer, snapshot_path, run, clock):
             report.bytes += record.size
             report.metadata += metadata is not None
             report.details += details is not None
-        for name, data in await audit_members(storage, run):
+        for name, data in (await audit.stored_files() if audit is not None else ()):
             await target.write(AUDIT + name, data)
             report.audit += 1
         await target.write(RECORDS, records_bytes(taken))

@@ -36,6 +36,7 @@ a time, 55 s eight at a time (the rest is inspection and rendering, which
 hold the interpreter's lock).
 """
 
+import hashlib
 import math
 import os
 import secrets
@@ -45,11 +46,14 @@ from twisted.internet.defer import DeferredList, DeferredLock, DeferredSemaphore
 from twisted.logger import Logger
 
 from pypid.bundle.archive import TooLarge
+from pypid.bundle.manifest import AUDIT
+from pypid.core.audit import Entry, verify_writers
 from pypid.core.distribution import inspect
 from pypid.core.metadata import InvalidDistribution
 from pypid.core.model import UPLOADER_BYTES, cut_text, format_upload_time
 from pypid.core.names import InvalidName, parse_filename
 from pypid.storage.disk import remove_file
+from pypid.storage.audit import IMPORTED
 from pypid.storage.interface import FileExists, FilenameDeleted
 
 log = Logger()
@@ -111,6 +115,15 @@ class Report:
         distribution by design (documentation, test results); not failures.
     @ivar buried: tombstones added.
     @ivar buried_present: tombstones that were there already.
+    @ivar audit_kept: where the source's audit log files were kept (under
+        the destination log's C{imported/}), or L{None} when it had none.
+    @ivar audit_files: how many of them.
+    @ivar audit_entries: the entries their chains hold.
+    @ivar audit_broken: the broken links of their chains (the source's, as
+        it was exported: reported, not refused).
+    @ivar audit_notes: what else their check said (pruned days).
+    @ivar audit_new: whether any of them was not kept already (by an
+        import of the same bundle before).
     """
 
     imported: list = attrs.field(factory=list)
@@ -120,6 +133,12 @@ class Report:
     ignored: list = attrs.field(factory=list)
     buried: list = attrs.field(factory=list)
     buried_present: int = 0
+    audit_kept: str | None = None
+    audit_files: int = 0
+    audit_entries: int = 0
+    audit_broken: list = attrs.field(factory=list)
+    audit_notes: list = attrs.field(factory=list)
+    audit_new: bool = False
 
     @property
     def failed(self):
@@ -142,6 +161,13 @@ class Report:
             out.append(f"ignored: {len(self.ignored)}")
             out += [f"  {origin}: {why}" for origin, why in self.ignored]
         out.append(f"tombstones: {len(self.buried)} added, {self.buried_present} already there")
+        if self.audit_kept is not None:
+            state = ("its chain is intact" if not self.audit_broken
+                     else f"its chain has {len(self.audit_broken)} broken links")
+            kept = "kept" if self.audit_new else "already kept"
+            out.append(f"audit log of the source: {self.audit_files} files, "
+                       f"{self.audit_entries} entries, {kept} under {self.audit_kept}; {state}")
+            out += [f"  {line}" for line in [*self.audit_broken, *self.audit_notes]]
         return out
 
 
@@ -168,6 +194,16 @@ class Ingest:
         a scan), and what this import published.
     @ivar _tombstones: the storage's deleted filenames.
     """
+
+    @property
+    def records(self):
+        """L{FileRecord}s by filename: the storage's, and those this import published."""
+        return self._records
+
+    @property
+    def origins(self):
+        """Where in the source each file this import took (or found) came from."""
+        return self._seen
 
     _storage: object
     _run: object
@@ -341,16 +377,67 @@ class Ingest:
         report.buried.append(filename)
 
 
-async def carry_audit(storage, members, report, run):
+async def carry_audit(audit, members, report, run):
     """
-    The place where a bundle's audit log files join the storage's own
-    audit log (C{<storage>/.pypid/audit/}, C{<prefix>.pypid/audit/}), once
-    pypid stores one: C{members} are C{(name, opener)} pairs, each checked
-    against the bundle's manifest already. Until then they are reported as
-    ignored.
+    Keep a bundle's audit log files (the source server's log, each checked
+    against the manifest already) as they are, under the destination log's
+    C{imported/<digest>/}, where its own chain never looks, after checking
+    their chains: a chain the source's server broke is reported, since it
+    is evidence as it came, not refused. C{<digest>} names the set by its
+    content, so the same bundle imported twice keeps it once.
+
+    @param audit: the destination's L{pypid.storage.audit.IAuditLog}.
+    @param members: C{(name, opener)} of the bundle's C{audit/} members.
     """
-    for name, _opener in members:
-        report.ignored.append((name, "an audit log file: audit logs are not imported yet"))
+    if not members:
+        return
+    files = []
+    digest = hashlib.sha256()
+    for name, opener in sorted(members):
+        data = await run(_read_member, opener)
+        files.append((name[len(AUDIT):], data))
+        digest.update(b"%d:%s%d:" % (len(name), name.encode("utf-8"), len(data)) + data)
+    checked = verify_writers(files)
+    stamp = digest.hexdigest()[:16]
+    written = [await audit.keep_imported(f"{stamp}/{name}", data) for name, data in files]
+    report.audit_new = any(written)
+    report.audit_kept = f"{IMPORTED}{stamp}/"
+    report.audit_files = len(files)
+    report.audit_entries = checked.entries
+    report.audit_broken = [str(broken) for broken in checked.broken]
+    report.audit_notes = [str(note) for note in checked.notes]
+
+
+def _read_member(opener):
+    with opener() as f:
+        return f.read()
+
+
+def import_entries(ingest, when, who):
+    """
+    The destination's audit entries of an import: one C{import} entry per
+    file published and per tombstone added, naming where it came from and
+    who ran the import (the account of C{pypid-admin}: no pypid user is
+    involved), and one for the source's audit log kept.
+
+    @param when: the entries' time (L{pypid.core.audit.format_time}).
+    """
+    report = ingest.report
+    entries = []
+    for filename in report.imported:
+        record = ingest.records[filename]
+        entries.append(Entry(time=when, event="import", project=record.project,
+                             version=record.version, filename=filename, sha256=record.sha256,
+                             detail=f"from {ingest.origins.get(filename, '?')}, by {who}"))
+    for filename in report.buried:
+        entries.append(Entry(time=when, event="import", filename=filename,
+                             detail=f"a tombstone, by {who}"))
+    if report.audit_new:
+        entries.append(Entry(time=when, event="import", target=report.audit_kept,
+                             detail=f"the source's audit log: {report.audit_files} files, "
+                                    f"{report.audit_entries} entries, "
+                                    f"{len(report.audit_broken)} broken links, by {who}"))
+    return entries
 
 
 def _yank_text(holder):

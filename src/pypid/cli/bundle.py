@@ -33,6 +33,7 @@ from twisted.logger import LogLevel, formatEvent, globalLogBeginner
 
 from pypid.bundle.manifest import BundleError
 from pypid.cli.client import CliError
+from pypid.core.audit import format_time
 from pypid.storage.interface import StorageError
 
 #: The sub-commands of C{pypid-admin} this module runs.
@@ -195,7 +196,8 @@ async def export_command(config, options, reactor, out, err):
                               f"{config.storage.path} must not be inside one another")
         storage = await open_storage(config, reactor, closing)
         writer = await run(open_writer, options.to)
-        report = await export_bundle(storage, writer, config.server.snapshot, run, reactor)
+        report = await export_bundle(storage, writer, config.server.snapshot, run, reactor,
+                                     _audit_log(config, run, reactor, closing))
     except (BundleError, ExportError, StorageError) as e:
         return await _failed(err, run, writer, str(e))
     except OSError as e:
@@ -227,7 +229,7 @@ async def _failed(err, run, writer, message):
 
 async def import_command(config, options, reactor, out, err):
     """Load the source into the storage; return the exit status."""
-    from pypid.bundle.ingest import Ingest, carry_audit
+    from pypid.bundle.ingest import Ingest, carry_audit, import_entries
     from pypid.bundle.sources import DESCRIPTIONS, detect
     from pypid.export.source import load_records
 
@@ -250,7 +252,13 @@ async def import_command(config, options, reactor, out, err):
         await ingest.take_all(offer.arrivals)
         for filename in sorted(offer.tombstones):
             await ingest.bury(filename)
-        await carry_audit(storage, offer.audit, ingest.report, run)
+        audit = _audit_log(config, run, reactor, closing)
+        await carry_audit(audit, offer.audit, ingest.report, run)
+        for entry in import_entries(ingest, format_time(reactor.seconds()), _operator()):
+            audit.append(entry)
+        if not await audit.flush():
+            raise StorageError("the import is done, but its audit log entries could not be "
+                               "written (see the messages above)")
     except (BundleError, StorageError, CliError) as e:
         return await _import_failed(out, err, ingest, options, str(e))
     except OSError as e:
@@ -272,6 +280,27 @@ async def import_command(config, options, reactor, out, err):
     for line in ingest.report.lines(options.verbose):
         out.write(line + "\n")
     return 1 if ingest.report.failed else 0
+
+
+def _audit_log(config, run, reactor, closing):
+    """The audit log of the configuration's storage, closed with the rest."""
+    from pypid.tap import make_audit_log
+
+    audit = make_audit_log(config, run, reactor)
+    closing.append(audit.close)
+    return audit
+
+
+def _operator():
+    """Who runs the command, for the audit log: the account, and the machine."""
+    import getpass
+    import socket
+
+    try:
+        who = getpass.getuser()
+    except (KeyError, OSError):
+        who = f"uid {os.getuid()}"
+    return f"{who}@{socket.gethostname()} (pypid-admin)"
 
 
 async def _import_failed(out, err, ingest, options, message):

@@ -34,9 +34,11 @@ from pypid.core.names import normalize
 #: The kinds of entry. Changes: C{upload}, C{yank}, C{unyank}, C{delete},
 #: C{token-issued}, C{token-revoked}, C{refresh} (an upstream page fetched
 #: again on request), C{precache} (upstream files pinned by a requirements
-#: file); logins: C{login-failed}, C{login-throttled}.
+#: file), C{import} (a file or a tombstone brought in by C{pypid-admin
+#: import}, or another server's audit log kept with it); logins:
+#: C{login-failed}, C{login-throttled}.
 EVENTS = ("upload", "yank", "unyank", "delete", "token-issued", "token-revoked", "refresh",
-          "precache", "login-failed", "login-throttled")
+          "precache", "import", "login-failed", "login-throttled")
 LOGIN_EVENTS = ("login-failed", "login-throttled")
 
 #: Outcomes: done; refused (a 4xx: not allowed, not found, a conflict);
@@ -409,6 +411,33 @@ def verify_files(files):
         head = checked.head
         if data:
             before = name
+    return ChainReport(entries, broken, notes)
+
+
+def verify_writers(files):
+    """
+    Check the files of another server's log as a bundle carries them
+    (C{(name, bytes)}, names relative to its folder): the day files of a
+    local log (C{YYYY-MM-DD.jsonl}) are one writer's chain; the batches of
+    an S3 log (C{YYYY-MM-DD/<instance>/<n>.jsonl}) are one chain per
+    instance, in day and number order.
+
+    @return: a L{ChainReport} of all of them.
+    """
+    writers = {}
+    for name, data in files:
+        parts = name.split("/")
+        if len(parts) == 3 and parts[2][:-len(".jsonl")].isdigit():
+            day, instance, number = parts[0], parts[1], int(parts[2][:-len(".jsonl")])
+            writers.setdefault(instance, []).append(((day, number), name, data))
+        else:
+            writers.setdefault(None, []).append((name, name, data))
+    entries, broken, notes = 0, [], []
+    for _writer, found in sorted(writers.items(), key=lambda item: item[0] or ""):
+        report = verify_files((name, data) for _key, name, data in sorted(found))
+        entries += report.entries
+        broken += report.broken
+        notes += report.notes
     return ChainReport(entries, broken, notes)
 
 

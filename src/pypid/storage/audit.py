@@ -79,6 +79,7 @@ from pypid.core.audit import (
     verify_files,
     verify_lines,
 )
+from pypid.storage.disk import read_if_present, write_atomically
 from pypid.storage.interface import StorageError
 
 log = Logger()
@@ -162,6 +163,38 @@ class IAuditLog(Interface):
 
     def close():
         """Write what is queued (the server is stopping); a L{Deferred}."""
+
+    def stored_files():
+        """
+        The log's own files as they are stored (for a bundle), oldest
+        first, each read whole under the lock a reader takes: a
+        L{Deferred} firing with C{[(name, bytes)]}, C{name} relative to
+        the log's folder (C{YYYY-MM-DD.jsonl}, or on S3
+        C{YYYY-MM-DD/<instance>/<n>.jsonl}).
+        """
+
+    def keep_imported(name, data):
+        """
+        Keep a file of another server's log (from a bundle) as it is, under
+        L{IMPORTED} C{+ name} in this log's folder, where this log's own
+        chain, queries and check never look.
+
+        @return: a L{Deferred} firing with L{True}, or L{False} when that
+            file was there already with these very bytes (nothing written).
+        """
+
+
+#: Where the audit files of imported bundles are kept, in the log's folder:
+#: C{imported/<when the bundle was made>/<their own names>}.
+IMPORTED = "imported/"
+
+
+def _imported_name(name):
+    """C{name} under L{IMPORTED}, refused when it could leave that folder."""
+    parts = name.split("/")
+    if not name or name.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise ValueError(f"{name!r} is not the name of an audit file")
+    return IMPORTED + name
 
 
 @attrs.frozen
@@ -561,6 +594,14 @@ class _DayFiles(BufferedAuditLog):
         report = verify_files((self._shown(n), self._read_file(n)) for n in names)
         return Verified(len(names), report.entries, tuple(report.broken), tuple(report.notes))
 
+    def stored_files(self):
+        """The day files, oldest first (see L{IAuditLog.stored_files})."""
+        return self._call(lambda: [(n, self._read_file(n)) for n in self._day_names()])
+
+    def keep_imported(self, name, data):
+        """Keep another log's file under C{imported/} (see L{IAuditLog.keep_imported})."""
+        return self._call(self._keep_sync, _imported_name(name), data)
+
 
 @attrs.define
 class _MemoryFile:
@@ -597,6 +638,8 @@ class MemoryAuditLog(_DayFiles):
     def __init__(self, clock):
         super().__init__(clock)
         self.files = {}
+        #: the files kept by L{keep_imported}, by their name under the folder
+        self.imported = {}
         self.fail = False
         self.fail_files = set()
 
@@ -625,6 +668,12 @@ class MemoryAuditLog(_DayFiles):
 
     def _shown(self, name):
         return name
+
+    def _keep_sync(self, name, data):
+        if self.imported.get(name) == data:
+            return False
+        self.imported[name] = data
+        return True
 
 
 @attrs.define
@@ -710,6 +759,13 @@ class LocalAuditLog(_DayFiles):
             yield _LocalFile(fd)
         finally:
             os.close(fd)
+
+    def _keep_sync(self, name, data):
+        path = os.path.join(self.folder, *name.split("/"))
+        if read_if_present(path) == data:
+            return False
+        write_atomically(path, data)
+        return True
 
     def _created(self):
         fd = os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY)
@@ -860,6 +916,29 @@ class S3AuditLog(BufferedAuditLog):
                 return selection.result(more=number < len(days))
         return selection.result(more=False)
 
+    def stored_files(self):
+        """Every instance's batches, in key order (see L{IAuditLog.stored_files})."""
+        return ensureDeferred(self._stored_files())
+
+    async def _stored_files(self):
+        await self._ready()
+        keys, _ = await self._list(self.folder)
+        keys = [k for k in keys if self._parse(k) is not None]
+        bodies = await gatherResults([ensureDeferred(self._get(k)) for k in keys],
+                                     consumeErrors=True)
+        return [(k[len(self.folder):], body) for k, body in zip(keys, bodies)]
+
+    def keep_imported(self, name, data):
+        """Keep another log's file under C{imported/} (see L{IAuditLog.keep_imported})."""
+        return ensureDeferred(self._keep_imported(self.folder + _imported_name(name), data))
+
+    async def _keep_imported(self, key, data):
+        await self._ready()
+        if await self._client.get(key, limit=OBJECT_LIMIT) == data:
+            return False
+        await self._client.put(key, data, {"content-type": "application/x-ndjson"})
+        return True
+
     def verify(self):
         """Check every instance's chain: its batches of each day, in order, across days."""
         return ensureDeferred(self._verify())
@@ -869,6 +948,8 @@ class S3AuditLog(BufferedAuditLog):
         keys, _ = await self._list(self.folder)
         writers, broken, notes = {}, [], []
         for key in keys:
+            if key.startswith(self.folder + IMPORTED):
+                continue  # (other servers' logs, kept as they came)
             parsed = self._parse(key)
             if parsed is None:
                 broken.append(Broken(key, 0, "not the name of an audit object"))

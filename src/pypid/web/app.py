@@ -199,6 +199,7 @@ def build_web(index, storage, access, run, clock, *, max_upload_size, base_url=N
     sources = app.metrics.sources
     sources.site = site
     sources.upstream = upstream
+    sources.audit = getattr(audit, "log", None)
     if isinstance(storage, MeasuredStorage):
         sources.storage = storage
     return Web(root, site, app)

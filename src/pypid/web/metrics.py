@@ -51,6 +51,8 @@ class Sources:
     @ivar storage: the L{pypid.storage.measured.MeasuredStorage} of the packages.
     @ivar upstream: the L{pypid.upstream.proxy.UpstreamProxy}.
     @ivar snapshot: the L{pypid.storage.snapshot.SnapshotWriter}.
+    @ivar audit: the audit log (L{pypid.storage.audit.BufferedAuditLog}:
+        its C{pending}, C{written}, C{write_failures} and C{lost}).
     """
 
     index: object = None
@@ -58,6 +60,7 @@ class Sources:
     storage: object = None
     upstream: object = None
     snapshot: object = None
+    audit: object = None
 
 
 @attrs.define(eq=False)
@@ -87,6 +90,8 @@ class Collector:
             yield from _storage(s.storage, s.upstream)
         if s.upstream is not None:
             yield from _upstream(s.upstream)
+        if s.audit is not None:
+            yield from _audit(s.audit)
 
     def _index(self, index):
         serial = index.serial
@@ -113,6 +118,16 @@ class Collector:
         yield _counter("pypid_snapshot_saves", "Index snapshots saved.", writer.saves)
         yield _counter("pypid_snapshot_failures", "Index snapshot saves that failed.",
                        writer.failures)
+
+
+def _audit(log):
+    yield GaugeMetricFamily("pypid_audit_pending", "Audit log entries waiting to be written.",
+                            value=log.pending)
+    yield _counter("pypid_audit_written", "Audit log entries written.", log.written)
+    yield _counter("pypid_audit_write_failures", "Audit log writes that failed (retried).",
+                   log.write_failures)
+    yield _counter("pypid_audit_lost", "Audit log entries dropped: more than the most that "
+                   "may wait, or unwritten at the stop.", log.lost)
 
 
 def _counter(name, documentation, value, labels=(), samples=None):
