@@ -152,6 +152,7 @@ def _histogram(name, documentation, label, histograms):
 
 
 def _requests(stats):
+    stats.settle()
     yield _counter("pypid_http_requests", "HTTP requests answered, by route family, method "
                    "and status (aborted: the client left before the answer).", None,
                    ("route", "method", "code"), sorted(stats.requests.items()))

@@ -31,7 +31,7 @@ from twisted.web.http import datetimeToString, unquote
 
 from pypid.auth.credentials import MalformedCredentials, parse_basic, www_authenticate_header
 from pypid.core.errors import HTTPError
-from pypid.core.metrics import RequestStats
+from pypid.core.metrics import BATCH, RequestStats
 from pypid.web.access import IRequestAuth
 from pypid.web.body import (
     MAX_PLAIN_BODY,
@@ -348,6 +348,7 @@ class PypidSite(GuardedSite, server.Site):
         server.Site.__init__(self, resource, logPath=access_log, reactor=reactor)
         #: what was answered, for C{/metrics}
         self.stats = RequestStats()
+        self._batch = self.stats.batch
         #: C{timer() -> seconds}, the clock of latencies: C{time.monotonic}
         #: in the server (L{pypid.tap}), the reactor's C{seconds} by default,
         #: so that a test's L{Clock} works
@@ -386,10 +387,17 @@ class PypidSite(GuardedSite, server.Site):
         access log line when an access log is configured.
         """
         started = request.started
-        if started is not None:  # (inlined L{count}: this runs for every request)
+        if started is not None:
+            # (L{RequestStats.record}, inlined: this runs for every request)
             method, path = request._line
-            self.stats.record(method, path, request.code, self.timer() - started,
-                              request.sentLength, request.received, request.has_credentials)
+            status = request.code
+            batch = self._batch
+            batch.append((method, path, status, self.timer() - started, request.sentLength,
+                          request.received))
+            if status == 401 and request.has_credentials():
+                self.stats.login_failures += 1
+            if len(batch) >= BATCH:
+                self.stats.settle()
         if self._access_log is not None:
             server.Site.log(self, request)
 
