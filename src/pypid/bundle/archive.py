@@ -38,6 +38,7 @@ from pypid.bundle.manifest import (
     limit_of,
 )
 from pypid.export.target import FileMismatch
+from pypid.storage.disk import fsync_folder
 
 __all__ = ["FileMismatch", "FolderReader", "FolderWriter", "TarReader", "TarWriter",
            "TooLarge", "copy_hashed", "open_reader", "open_writer"]
@@ -55,14 +56,6 @@ class TooLarge(Exception):
 def is_tar_name(path):
     """Whether a bundle at C{path} is written as a tar file (by its suffix)."""
     return path.endswith((".tar", ".tar.gz", ".tgz"))
-
-
-def _fsync_dir(path):
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _sha256_of(path):
@@ -177,14 +170,14 @@ class FolderWriter:
     def finish(self, manifest):
         """Write the manifest (the bundle is then complete) and make it all durable."""
         for folder in sorted(self._folders, reverse=True):
-            _fsync_dir(folder)
+            fsync_folder(folder)
         temp = os.path.join(self.path, MANIFEST + ".part")
         with open(temp, "wb") as f:
             f.write(manifest)
             f.flush()
             os.fsync(f.fileno())
         os.replace(temp, os.path.join(self.path, MANIFEST))
-        _fsync_dir(self.path)
+        fsync_folder(self.path)
 
     def abort(self):
         """Remove what was written (the folder too, when this writer made it)."""
@@ -280,7 +273,7 @@ class TarWriter:
         os.fsync(self._file.fileno())
         self._file.close()
         os.replace(self._temp, self.path)
-        _fsync_dir(os.path.dirname(self.path))
+        fsync_folder(os.path.dirname(self.path))
 
     def abort(self):
         """Drop the temporary file."""

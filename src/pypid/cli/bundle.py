@@ -29,10 +29,10 @@ from functools import partial
 
 import attrs
 from twisted.internet.defer import ensureDeferred
-from twisted.logger import LogLevel, formatEvent, globalLogBeginner
+from twisted.logger import globalLogBeginner
 
 from pypid.bundle.manifest import BundleError
-from pypid.cli.client import CliError
+from pypid.cli.client import CliError, log_lines
 from pypid.core.audit import format_time
 from pypid.storage.interface import StorageError
 
@@ -130,29 +130,15 @@ def _check_options(options):
 
 def _observer(err, verbose, command):
     """
-    Log events as C{pypid-admin: ...} lines: warnings, and more with
-    C{--verbose}. An import does not repeat what the scan of its
-    destination says of files there that are no distributions
-    (C{Not exporting ...}, from the reader it shares with the exports):
-    they are not its business.
+    Log events as C{pypid-admin: ...} lines (L{log_lines}). An import does
+    not repeat what the scan of its destination says of files there that
+    are no distributions (C{Not exporting ...}, from the reader it shares
+    with the exports): they are not its business.
     """
-    lowest = LogLevel.info if verbose else LogLevel.warn
-
-    def observe(event):
-        level = event.get("log_level", LogLevel.info)
-        if level < lowest:
-            return
-        if (command == "import" and event.get("log_namespace") == "pypid.export.source"
-                and str(event.get("log_format", "")).startswith("Not exporting")):
-            return
-        if level < LogLevel.warn and not event.get("log_namespace", "").startswith("pypid"):
-            return
-        text = formatEvent(event)
-        failure = event.get("log_failure")
-        if failure is not None:
-            text = f"{text}: {failure.getErrorMessage()}"
-        err.write(f"pypid-admin: {text}\n")
-    return observe
+    def ignore(event):
+        return (command == "import" and event.get("log_namespace") == "pypid.export.source"
+                and str(event.get("log_format", "")).startswith("Not exporting"))
+    return log_lines(err, "pypid-admin", verbose, ignore)
 
 
 def _runner(reactor):

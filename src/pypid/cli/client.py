@@ -79,3 +79,29 @@ def server_from(options):
         if password is None:
             password = getpass.getpass(f"Password for {options.user}: ")
     return Server(options.server, options.user, password)
+
+
+def log_lines(err, prog, verbose, ignore=None):
+    """
+    A log observer writing events as C{<prog>: ...} lines to C{err}:
+    warnings and worse, and pypid's own news too with C{verbose} (never
+    Twisted's, "Main loop terminated." and the like), a failure's message
+    after its event's; an event for which C{ignore(event)} is true is not
+    written.
+    """
+    from twisted.logger import LogLevel, formatEvent
+
+    lowest = LogLevel.info if verbose else LogLevel.warn
+
+    def observe(event):
+        level = event.get("log_level", LogLevel.info)
+        if level < lowest or (ignore is not None and ignore(event)):
+            return
+        if level < LogLevel.warn and not event.get("log_namespace", "").startswith("pypid"):
+            return
+        text = formatEvent(event)
+        failure = event.get("log_failure")
+        if failure is not None:
+            text = f"{text}: {failure.getErrorMessage()}"
+        err.write(f"{prog}: {text}\n")
+    return observe

@@ -26,8 +26,9 @@ import tempfile
 
 import attrs
 from twisted.internet.defer import ensureDeferred, maybeDeferred
-from twisted.logger import LogLevel, formatEvent, globalLogBeginner
+from twisted.logger import globalLogBeginner
 
+from pypid.cli.client import log_lines
 from pypid.config import ConfigError, load_config, parse_override
 from pypid.config.s3 import S3_KEYS
 from pypid.config.values import optional_url
@@ -200,7 +201,7 @@ def main(argv=None, out=None, err=None):
         return 2
     from twisted.internet import reactor, task
 
-    globalLogBeginner.beginLoggingTo([_observer(err, options.verbose)],
+    globalLogBeginner.beginLoggingTo([log_lines(err, "pypid-export", options.verbose)],
                                      redirectStandardIO=False)
 
     async def run(reactor):
@@ -209,25 +210,6 @@ def main(argv=None, out=None, err=None):
             raise SystemExit(code)
 
     task.react(run, _reactor=reactor)
-
-
-def _observer(err, verbose):
-    """Log events as C{pypid-export: ...} lines: warnings, and more with C{--verbose}."""
-    lowest = LogLevel.info if verbose else LogLevel.warn
-
-    def observe(event):
-        level = event.get("log_level", LogLevel.info)
-        if level < lowest:
-            return
-        # (Twisted's own news, "Main loop terminated." and the like, is not ours)
-        if level < LogLevel.warn and not event.get("log_namespace", "").startswith("pypid"):
-            return
-        text = formatEvent(event)
-        failure = event.get("log_failure")
-        if failure is not None:
-            text = f"{text}: {failure.getErrorMessage()}"
-        err.write(f"pypid-export: {text}\n")
-    return observe
 
 
 def _run(f, *args):

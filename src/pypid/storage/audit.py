@@ -79,7 +79,7 @@ from pypid.core.audit import (
     verify_files,
     verify_lines,
 )
-from pypid.storage.disk import read_if_present, write_atomically
+from pypid.storage.disk import fsync_folder, read_if_present, write_atomically
 from pypid.storage.interface import StorageError
 
 log = Logger()
@@ -768,11 +768,7 @@ class LocalAuditLog(_DayFiles):
         return True
 
     def _created(self):
-        fd = os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_folder(self.folder)
 
 
 # -- S3 ---------------------------------------------------------------------------------------

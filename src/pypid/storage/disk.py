@@ -63,6 +63,18 @@ def write_atomically(path, data, prefix=".tmp-"):
         raise
 
 
+def fsync_folder(path):
+    """
+    Make a folder's entries durable (a file created, renamed or removed in
+    it): a rename is only safe from a crash once its folder is synced.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def remove_file(path):
     """Remove the file at C{path}, if it is still there."""
     try:

@@ -45,7 +45,7 @@ from pypid.core.index import latest_per_project
 from pypid.core.metadata import InvalidDistribution
 from pypid.core.model import FileRecord
 from pypid.core.names import InvalidName
-from pypid.storage.disk import exclusive_lock, remove_file
+from pypid.storage.disk import exclusive_lock, fsync_folder, remove_file
 from pypid.storage.interface import (
     FileExists,
     FilenameDeleted,
@@ -62,14 +62,6 @@ _METADATA = ".metadata"
 _DETAILS = ".details"
 
 log = Logger()
-
-
-def _fsync_dir(path):
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _write_atomic(path, data, tmp_dir, durable=True):
@@ -341,8 +333,8 @@ class LocalStorage:
                 with self._sidecar_lock:
                     _write_atomic(self._record_path(record.filename), _record_bytes(record),
                                   self.temp_dir)
-                _fsync_dir(self._files_dir)
-                _fsync_dir(os.path.dirname(final))
+                fsync_folder(self._files_dir)
+                fsync_folder(os.path.dirname(final))
             except BaseException:
                 # Not published after all: take the file back, so a retry
                 # publishes it again rather than finding it half there.
@@ -372,7 +364,7 @@ class LocalStorage:
                 raise FilenameDeleted(record.filename)
             _write_atomic(self._record_path(record.filename), _record_bytes(record),
                           self.temp_dir)
-            _fsync_dir(self._files_dir)
+            fsync_folder(self._files_dir)
 
     def _delete_sync(self, record):
         tombstone = dict(record.to_json(), deleted=True, deleted_at=self._now())
@@ -382,7 +374,7 @@ class LocalStorage:
             remove_file(self._file_path(record.path))
             remove_file(self._metadata_path(record.filename))
             remove_file(self._details_path(record.filename))
-            _fsync_dir(self._files_dir)
+            fsync_folder(self._files_dir)
 
     def _add_tombstone_sync(self, filename):
         """
@@ -401,7 +393,7 @@ class LocalStorage:
                 raise FileExists(filename, (current or {}).get("sha256"))
             tombstone = {"filename": filename, "deleted": True, "deleted_at": self._now()}
             _write_atomic(self._record_path(filename), _record_bytes(tombstone), self.temp_dir)
-            _fsync_dir(self._files_dir)
+            fsync_folder(self._files_dir)
 
     def _now(self):
         return self._clock.seconds() if self._clock is not None else time.time()
