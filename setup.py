@@ -41,6 +41,12 @@ setup(
         # Only to write the exposition format of /metrics; the counting is
         # pypid's own (pypid.core.metrics).
         "prometheus_client>=0.20",
+        # [ldap]: Twisted's LDAP protocol (its BER codec and client only;
+        # pypid.auth.ldap says why this library); 21.2 is the release tested.
+        "ldaptor>=21.2",
+        # Trusted publishing's JWT checks (pypid.auth.oidc says why this
+        # library); 1.8 is the release tested.
+        "joserfc>=1.8",
     ],
     extras_require={
         # pip itself too: the end-to-end tests drive a current pip, not the

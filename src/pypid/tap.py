@@ -24,6 +24,7 @@ from pypid.auth.policy import AccessModel
 from pypid.auth.throttle import LoginThrottle
 from pypid.auth.verifier import PasswordVerifier
 from pypid.config import ConfigError, load_config, parse_override
+from pypid.config.auth import admin_users_and_groups
 from pypid.config.server import HTTP_REDIRECT, HTTPS, parse_listen_address
 from pypid.core.index import Index
 from pypid.core.render import file_url_for
@@ -160,7 +161,9 @@ def build_service(config, reactor, exit_on_failure=False, pools=None, notifier=N
                 if config.upstream.mode != "none" else None)
     model, verifier, tokens = make_access_parts(config, reactor, pools)
     audit = AuditTrail(make_audit_log(config, run, reactor, storage), reactor)
-    access = Access(model, verifier, LoginThrottle(reactor), tokens, audit=audit)
+    publishing = make_publishing(config, reactor)
+    access = Access(model, verifier, LoginThrottle(reactor), tokens, audit=audit,
+                    publishers=publishing.tokens)
 
     server = config.server
     web = build_web(index, storage, access, run, reactor,
@@ -168,7 +171,8 @@ def build_service(config, reactor, exit_on_failure=False, pools=None, notifier=N
                     upstream=upstream, access_log=server.access_log,
                     counter=ConnectionCounter(server.max_connections_per_address),
                     header_timeout=server.header_timeout, min_upload_rate=server.min_upload_rate,
-                    metrics=config.metrics, audit=audit, timer=time.monotonic)
+                    metrics=config.metrics, audit=audit, timer=time.monotonic,
+                    publishing=publishing)
 
     shared = storage if ISharedStorage.providedBy(storage) else None
     writer = SnapshotWriter(index, server.snapshot, run, reactor, storage.identity(),
@@ -179,17 +183,26 @@ def build_service(config, reactor, exit_on_failure=False, pools=None, notifier=N
     loader = IndexLoader(index, storage, server.snapshot, run, reactor, writer, upstream)
 
     listeners, tls = make_listeners(config, reactor, web.site)
+    config_in_use = [config]
     def reconfigure(new):
         """
         Take a reloaded configuration's users, groups, admins, rules and
-        tokens, and who may scrape C{/metrics}.
+        tokens, who may scrape C{/metrics}, and the trusted publishers.
         """
+        http = None
+        if _oidc_client_settings(new) != _oidc_client_settings(config_in_use[0]):
+            http = make_oidc_http(new, reactor)
         access.reconfigure(*make_access_parts(new, reactor, pools))
+        # (a change of the issuers, audience or rules revokes minted tokens)
+        revoked = publishing.reconfigure(new.oidc.settings(new.publishers), http)
+        config_in_use[0] = new
         web.app.metrics.policy = new.metrics
         # (the pages kept per reader's view of the rules are judged by it)
         index.serial += 1
         return (f"{len(new.users)} users, {len(new.groups)} groups, "
-                f"{len(new.auth.admins)} admins, {len(new.acl)} rules")
+                f"{len(new.auth.admins)} admins, {len(new.acl)} rules, "
+                f"{len(new.publishers)} publishers"
+                + (f" ({revoked} publisher tokens revoked)" if revoked else ""))
 
     return PypidService(loader, listeners, snapshot_service, [pools.io, pools.hashing], reactor,
                         exit_on_failure, sync_service, index=index, site=web.site, tls=tls,
@@ -200,15 +213,59 @@ def make_access_parts(config, reactor, pools):
     """
     What the access gate is made of, from a configuration: the
     L{AccessModel} of its rules, a new L{PasswordVerifier} of its users
-    (an empty cache), and its tokens.
+    (an empty cache; with the directory of C{[ldap]}, if any), and its
+    tokens.
 
-    @raise SystemExit: when the token file cannot be used (one line).
+    @raise SystemExit: when the token file or C{[ldap] ca_bundle} cannot be
+        used (one line).
     """
-    verifier = PasswordVerifier(config.users, reactor, pools.hashing)
+    directory = None
+    if config.ldap.url:
+        from pypid.auth.ldap import make_directory
+        try:
+            directory = make_directory(config.ldap, reactor, config.server.ca_bundle)
+        except ValueError as e:
+            key = "[ldap] ca_bundle" if config.ldap.ca_bundle else "[pypid] ca_bundle"
+            raise SystemExit(f"pypid: {config.source}: {key}: {e}")
+    verifier = PasswordVerifier(config.users, reactor, pools.hashing, directory=directory)
+    admins, admin_groups = admin_users_and_groups(config.auth.admins)
     model = AccessModel(read=config.auth.read, upload=config.auth.upload,
-                        groups=dict(config.groups), admins=frozenset(config.auth.admins),
+                        groups=dict(config.groups), admins=admins, admin_groups=admin_groups,
                         rules=config.acl)
     return model, verifier, load_tokens(config, reactor)
+
+
+def make_publishing(config, reactor):
+    """
+    Trusted publishing (C{[oidc]}, C{[publishers]}): the ID token checks,
+    the issuers' keys, fetched with a client of its own, and the minted
+    tokens.
+    """
+    from pypid.auth.oidc import TrustedPublishing
+    return TrustedPublishing(config.oidc.settings(config.publishers),
+                             make_oidc_http(config, reactor), reactor)
+
+
+def _oidc_client_settings(config):
+    return (config.oidc.ca_bundle, config.server.ca_bundle, config.oidc.timeout)
+
+
+def make_oidc_http(config, reactor):
+    """
+    The treq client the issuers' keys are fetched with: C{[oidc] ca_bundle},
+    else C{[pypid] ca_bundle}, else the system's roots; a bad bundle stops
+    start-up (and a reload) with one line.
+    """
+    from pypid.http.client import https_policy, make_http
+    bundle = config.oidc.ca_bundle
+    if bundle is None:
+        return make_http(reactor, config.oidc.timeout, connections=2,
+                         policy=outbound_policy(config))[0]
+    try:
+        policy = https_policy(bundle)
+    except ValueError as e:
+        raise SystemExit(f"pypid: {config.source}: [oidc] ca_bundle: {e}")
+    return make_http(reactor, config.oidc.timeout, connections=2, policy=policy)[0]
 
 
 def make_listeners(config, reactor, site):

@@ -13,6 +13,11 @@ defaults. Admins may do everything.
 
 Principals: C{user:NAME}, C{group:NAME}, and the built-in groups
 C{everyone} (anonymous clients too) and C{authenticated}.
+
+A group is one of C{[groups]}, or one the directory (C{[ldap]}) says a user
+is in: those are per user and change, so they come with each request's
+L{Identity} (C{groups}), and every check takes them as C{groups}; without
+a directory they are empty, and cost nothing.
 """
 
 import re
@@ -111,6 +116,8 @@ class AccessModel:
     @ivar groups: C{{group: frozenset of user names}}.
     @ivar admins: user names that may do everything.
     @ivar rules: L{Rule}s.
+    @ivar admin_groups: groups (of C{[groups]} or the directory) whose users
+        may do everything (C{[auth] admins = group:NAME}).
     """
 
     read: str = attrs.field(default=EVERYONE,
@@ -120,6 +127,7 @@ class AccessModel:
     groups: dict = attrs.field(factory=dict)
     admins: frozenset = frozenset()
     rules: tuple = ()
+    admin_groups: frozenset = frozenset()
     _rule_memo: dict = attrs.field(factory=dict, eq=False, repr=False)
 
     def may_enter(self, identity: Identity | None, permission) -> bool:
@@ -131,18 +139,31 @@ class AccessModel:
         default = self.read if permission == READ else self.upload
         return identity is not None or default == EVERYONE
 
-    def principals(self, user):
-        """Every principal C{user} (L{None}: anonymous) stands for."""
+    def principals(self, user, groups=frozenset()):
+        """
+        Every principal C{user} (L{None}: anonymous) stands for, with the
+        directory C{groups} it is in.
+        """
         found = {EVERYONE}
         if user is not None:
             found |= {AUTHENTICATED, f"user:{user}"}
             found |= {f"group:{group}" for group, members in self.groups.items()
                       if user in members}
+            found |= {f"group:{group}" for group in groups}
         return found
 
-    def is_admin(self, user):
-        """Whether C{user} may do everything."""
-        return user is not None and user in self.admins
+    def in_group(self, user, group, groups=frozenset()):
+        """Whether C{user} is in C{group}: of C{[groups]}, or of its directory C{groups}."""
+        return user is not None and (group in groups or user in self.groups.get(group, ()))
+
+    def is_admin(self, user, groups=frozenset()):
+        """Whether C{user} (in the directory C{groups}) may do everything."""
+        if user is None:
+            return False
+        if user in self.admins:
+            return True
+        return bool(self.admin_groups) and any(
+            self.in_group(user, group, groups) for group in self.admin_groups)
 
     def rule_for(self, project):
         """The L{Rule} that governs C{project} (a normalized name), or L{None}."""
@@ -156,36 +177,43 @@ class AccessModel:
             self._rule_memo[project] = rule
         return rule
 
-    def allowed(self, user, project, permission):
-        """Whether C{user} has C{permission} (C{"r"} or C{"w"}) on C{project}."""
-        if self.is_admin(user):
+    def allowed(self, user, project, permission, groups=frozenset()):
+        """
+        Whether C{user} (in the directory C{groups}) has C{permission}
+        (C{"r"} or C{"w"}) on C{project}.
+        """
+        if self.is_admin(user, groups):
             return True
         project = normalize(project)
         rule = self.rule_for(project)
         if rule is None:
             default = self.read if permission == READ else self.upload
             return default == EVERYONE or user is not None
-        principals = self.principals(user)
+        principals = self.principals(user, groups)
         return any(permission in perms for principal, perms in rule.grants
                    if principal in principals)
 
-    def may_read(self, user, project):
-        """Whether C{user} may see C{project} (others get 404)."""
-        return self.allowed(user, project, READ)
+    def may_read(self, user, project, groups=frozenset()):
+        """Whether C{user} (in the directory C{groups}) may see C{project} (others get 404)."""
+        return self.allowed(user, project, READ, groups)
 
-    def may_write(self, user, project):
-        """Whether C{user} may upload to, yank or delete in C{project}."""
-        return self.allowed(user, project, WRITE)
+    def may_write(self, user, project, groups=frozenset()):
+        """
+        Whether C{user} (in the directory C{groups}) may upload to, yank or
+        delete in C{project}.
+        """
+        return self.allowed(user, project, WRITE, groups)
 
-    def reads_everything(self, user):
+    def reads_everything(self, user, groups=frozenset()):
         """
-        Whether C{user} may read every project (so pages need no filtering):
-        the common case, served from the pre-rendered pages.
+        Whether C{user} (in the directory C{groups}) may read every project
+        (so pages need no filtering): the common case, served from the
+        pre-rendered pages.
         """
-        if self.is_admin(user):
+        if self.is_admin(user, groups):
             return True
         if self.read != EVERYONE and user is None:
             return False
-        principals = self.principals(user)
+        principals = self.principals(user, groups)
         return all(any(READ in perms for principal, perms in rule.grants
                        if principal in principals) for rule in self.rules)

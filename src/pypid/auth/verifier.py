@@ -11,7 +11,9 @@ server hit by fifty requests with the right password hashes once. The
 login throttle (L{pypid.auth.throttle}) is consulted only for a new check
 (L{PasswordVerifier.needs_new_check}), so requests that join a check under
 way, or hit the cache, are never held back by it. The verified user is an
-L{Identity}.
+L{Identity}. A name that is not a user here may be checked in a directory
+(C{[ldap]}, L{pypid.auth.ldap}) instead, by the same cache, merging and
+cap, with the dummy hash still computed beside it.
 
 Nothing here imports the global reactor: the reactor (for its clock and to get
 results back from threads) and the thread pool come in through constructors.
@@ -24,7 +26,7 @@ import secrets
 from collections.abc import Mapping
 
 import attrs
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred, fail, gatherResults, succeed
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -47,6 +49,17 @@ class Busy(Exception):
     """Too many password verifications are under way; try again shortly."""
 
 
+class DirectoryUnavailable(Exception):
+    """
+    The directory that checks users outside C{[users]} (C{[ldap]}) cannot
+    be reached; try again in C{retry_after} seconds.
+    """
+
+    def __init__(self, retry_after=5):
+        super().__init__(retry_after)
+        self.retry_after = retry_after
+
+
 @attrs.frozen
 class Identity:
     """
@@ -59,10 +72,14 @@ class Identity:
     @ivar token: the L{pypid.auth.tokens.Token} the request used (with the user
         name C{__token__}), whose scope limits what the user may do; or
         L{None} for a password.
+    @ivar groups: the groups the directory (C{[ldap]}) says the user is in,
+        looked up with the password and remembered as long as it; those of
+        C{[groups]} are the L{pypid.auth.policy.AccessModel}'s.
     """
 
     name: str
     token: object = None
+    groups: frozenset = frozenset()
 
 
 def _non_negative(instance, attribute, value):
@@ -95,6 +112,11 @@ class PasswordVerifier:
         behind a flood of made-up passwords.
     @ivar _run_in_pool: a L{deferToThreadPool}-compatible callable; tests
         replace it to run synchronously and count verifications.
+    @ivar _directory: a L{pypid.auth.ldap.Directory} that checks the names
+        that are not users here (the dummy hash is still computed, beside
+        it, so that such names cost at least what a user's check does), or
+        L{None}. Its successes are remembered for the shorter of the two
+        TTLs, with the user's directory groups.
     """
 
     _users: Mapping = attrs.field(converter=dict, repr=False)
@@ -104,12 +126,15 @@ class PasswordVerifier:
     _cache_size: int = attrs.field(default=1024, validator=_non_negative)
     _max_pending: int = attrs.field(default=64, kw_only=True, validator=_non_negative)
     _run_in_pool: object = attrs.field(default=deferToThreadPool, kw_only=True, repr=False)
+    _directory: object = attrs.field(default=None, kw_only=True, repr=False)
     # Per-process key for the cache's digests: a leaked cache (a core dump,
     # say) cannot be brute-forced offline without it, and is useless after
     # a restart.
     _cache_key: bytes = attrs.field(init=False, repr=False, factory=lambda: secrets.token_bytes(32))
     # digest -> expiry (reactor seconds), oldest first.
     _cache: collections.OrderedDict = attrs.field(init=False, repr=False, factory=collections.OrderedDict)
+    # digest -> directory groups, for the directory users of _cache.
+    _groups: dict = attrs.field(init=False, repr=False, factory=dict)
     # digest -> Deferreds waiting for the verification already under way.
     _in_flight: dict = attrs.field(init=False, repr=False, factory=dict)
     _dummy_hash: str = attrs.field(init=False, repr=False, default="")
@@ -144,7 +169,8 @@ class PasswordVerifier:
         Only a new check is the login throttle's business.
         """
         digest = self._digest(user, password)
-        return digest not in self._in_flight and not self._cached(digest, self._reactor.seconds())
+        return (digest not in self._in_flight
+                and self._cached(digest, self._reactor.seconds()) is None)
 
     def _digest(self, user, password):
         """
@@ -163,28 +189,40 @@ class PasswordVerifier:
         return hmac.new(self._cache_key, message, hashlib.sha256).digest()
 
     def _cached(self, digest, now):
-        """Whether C{digest} is a success remembered and not yet expired."""
+        """
+        The directory groups (empty for a user of C{[users]}) of C{digest}'s
+        success, remembered and not yet expired; or L{None}.
+        """
         expiry = self._cache.get(digest)
         if expiry is None:
-            return False
+            return None
         if expiry <= now:
             del self._cache[digest]
-            return False
-        return True
+            self._groups.pop(digest, None)
+            return None
+        return self._groups.get(digest, frozenset())
 
-    def _remember(self, digest, now):
-        """Remember a success until C{now} plus the TTL, within the size bound."""
-        if self._cache_ttl <= 0 or self._cache_size <= 0:
+    def _remember(self, digest, now, groups=frozenset(), ttl=None):
+        """
+        Remember a success (with the user's directory C{groups}) until C{now}
+        plus the TTL (or C{ttl} when shorter), within the size bound.
+        """
+        ttl = self._cache_ttl if ttl is None else min(ttl, self._cache_ttl)
+        if ttl <= 0 or self._cache_size <= 0:
             return
-        # Expiries are appended in time order, so expired entries are at the
-        # front; drop them, then the oldest until there is room.
+        # Expiries are appended in time order (but for directory users' shorter
+        # TTL), so expired entries are at the front; drop them, then the
+        # oldest until there is room.
         while self._cache:
             oldest, expiry = next(iter(self._cache.items()))
             if expiry > now and len(self._cache) < self._cache_size:
                 break
             del self._cache[oldest]
-        self._cache[digest] = now + self._cache_ttl
+            self._groups.pop(oldest, None)
+        self._cache[digest] = now + ttl
         self._cache.move_to_end(digest)
+        if groups:
+            self._groups[digest] = groups
 
     def verify(self, user: str, password: str) -> Deferred:
         """
@@ -200,9 +238,19 @@ class PasswordVerifier:
             C{max_pending} checks under way, or if the thread pool does
             something unexpected.
         """
+        return self._check(user, password).addCallback(lambda groups: groups is not None)
+
+    def _check(self, user, password):
+        """
+        L{verify}, but firing with the user's directory groups (an empty
+        frozenset for a user of C{[users]}) on success, L{None} otherwise;
+        failing with L{DirectoryUnavailable} when the directory was needed
+        and could not be asked.
+        """
         digest = self._digest(user, password)
-        if self._cached(digest, self._reactor.seconds()):
-            return succeed(True)
+        groups = self._cached(digest, self._reactor.seconds())
+        if groups is not None:
+            return succeed(groups)
         result = Deferred()
         waiting = self._in_flight.get(digest)
         if waiting is not None:
@@ -220,15 +268,39 @@ class PasswordVerifier:
             stored if known else self._dummy_hash,
             password,
         )
-        work.addCallback(self._verified, user, known, digest)
+        if known or self._directory is None:
+            work.addCallback(self._verified, user, known, digest)
+        else:
+            work = self._ask_directory(work, user, password, digest)
         work.addBoth(self._deliver, digest)
         return result
 
+    def _ask_directory(self, hashed, user, password, digest):
+        """
+        Check a name that is not a user here in the directory, while the
+        dummy hash (C{hashed}) runs: the answer comes when both are done,
+        so such a name never costs less than a user's check.
+        """
+        both = gatherResults([hashed, self._directory.check(user, password)],
+                             consumeErrors=True)
+
+        def checked(results):
+            groups = results[1]
+            if groups is not None:
+                self._remember(digest, self._reactor.seconds(), groups,
+                               self._directory.cache_ttl)
+            return groups
+        both.addCallbacks(checked, lambda failure: failure.value.subFailure)
+        return both
+
     def _verified(self, outcome, user, known, digest):
-        """Turn a verification's outcome into a bool, log it, and cache a success."""
+        """
+        Turn a verification's outcome into the user's directory groups (none
+        here) or L{None}, log it, and cache a success.
+        """
         if outcome == MATCH and known:
             self._remember(digest, self._reactor.seconds())
-            return True
+            return frozenset()
         if outcome == BROKEN:
             log.error("The password hash of user {user!r} cannot be used", user=user)
         elif known:
@@ -236,7 +308,7 @@ class PasswordVerifier:
         else:
             # Not the name: people type passwords into the user field.
             log.info("Authentication attempt for an unknown user name")
-        return False
+        return None
 
     def _deliver(self, result, digest):
         """Fire every Deferred waiting for this verification with C{result}."""
@@ -254,6 +326,6 @@ class PasswordVerifier:
 
         @rtype: L{Deferred} firing with L{Identity} or L{None}
         """
-        return self.verify(user, password).addCallback(
-            lambda ok: Identity(user) if ok else None
+        return self._check(user, password).addCallback(
+            lambda groups: Identity(user, groups=groups) if groups is not None else None
         )

@@ -3,9 +3,9 @@ The configuration file: an INI file parsed once into frozen attrs values.
 
 Every section and key is declared, with its default and its parser, by the
 module of its section (L{server}, L{storage}, L{s3}, L{auth}, L{upstream},
-L{tls}, L{metrics}), which also checks it against the other keys; this module reads the
-file and the command line, runs their parsers and checks, and assembles the
-L{Config}.  So an unknown key, a misspelt section or a bad value stops
+L{tls}, L{metrics}, L{ldap}, L{oidc}), which also checks it against the
+other keys; this module reads the file and the command line, runs their
+parsers and checks, and assembles the L{Config}.  So an unknown key, a misspelt section or a bad value stops
 start-up with a single line naming the file (or the command-line option),
 the section and the key, and saying what is allowed.  C{etc/pypid.ini}
 documents every key for people.  A key may also come from the environment
@@ -23,7 +23,9 @@ from types import MappingProxyType
 import attrs
 
 from pypid.config.auth import AUTH_KEYS, FREE_SECTIONS, AuthConfig, read_principals
+from pypid.config.ldap import LDAP_KEYS, LDAPConfig, check_ldap
 from pypid.config.metrics import METRICS_KEYS, MetricsConfig, check_metrics
+from pypid.config.oidc import OIDC_KEYS, PUBLISHERS, OIDCConfig, read_publishers
 from pypid.config.s3 import S3_KEYS, S3Config, check_s3
 from pypid.config.server import SERVER_KEYS, ServerConfig
 from pypid.config.storage import STORAGE_KEYS, StorageConfig
@@ -52,6 +54,11 @@ class Config:
     #: C{[acl]}: L{pypid.auth.policy.Rule}s in file order
     acl: tuple = ()
     metrics: MetricsConfig = attrs.field(factory=MetricsConfig)
+    #: C{[ldap]}: the directory of more users and groups (none without C{url})
+    ldap: LDAPConfig = attrs.field(factory=LDAPConfig)
+    oidc: OIDCConfig = attrs.field(factory=OIDCConfig)
+    #: C{[publishers]}: L{pypid.auth.oidc.PublisherRule}s in file order
+    publishers: tuple = ()
 
 
 #: section -> key -> (default, parser), in the order the sections are read.
@@ -63,7 +70,13 @@ SCHEMA = {
     "upstream": UPSTREAM_KEYS,
     "tls": TLS_KEYS,
     "metrics": METRICS_KEYS,
+    "ldap": LDAP_KEYS,
+    "oidc": OIDC_KEYS,
 }
+
+#: Sections whose keys are names chosen by the administrator (C{[publishers]}
+#: too: its keys are projects, read by L{pypid.config.oidc}).
+FREE_SECTIONS = FREE_SECTIONS | {PUBLISHERS}
 
 
 def parse_override(text):
@@ -198,6 +211,8 @@ def load_config(path, overrides=(), listen=(), environ=None):
     check_upstream(values, fail)
     check_tls(values, fail)
     check_metrics(values, groups, fail)
+    check_ldap(values, fail)
+    publishers = read_publishers(items, values, fail)
 
     def section(name, cls):
         return cls(**{key: values[name, key] for key in SCHEMA[name]})
@@ -214,4 +229,7 @@ def load_config(path, overrides=(), listen=(), environ=None):
         groups=groups,
         acl=tuple(rules),
         metrics=section("metrics", MetricsConfig),
+        ldap=section("ldap", LDAPConfig),
+        oidc=section("oidc", OIDCConfig),
+        publishers=tuple(publishers),
     )

@@ -23,6 +23,7 @@ class AuthConfig:
 
     read: str
     upload: str
+    #: user names, and C{group:NAME} for the users of a group
     admins: tuple[str, ...] = ()
     #: where API tokens are kept (their digests; mode 0600)
     tokens: str = "var/tokens.json"
@@ -39,11 +40,29 @@ def _names(value):
     return names
 
 
+def _admins(value):
+    """User names, and C{group:NAME} for every user of a group."""
+    admins = tuple(value.split())
+    for admin in admins:
+        if not USER_NAME.match(admin.removeprefix("group:")):
+            raise ValueError(f"{admin!r}: an admin is a user name or group:NAME, a name being "
+                             "1 to 64 letters, digits, '.', '_', '@' or '-'")
+    return admins
+
+
+def admin_users_and_groups(admins):
+    """C{[auth] admins} split into C{(user names, group names)}."""
+    users = frozenset(admin for admin in admins if not admin.startswith("group:"))
+    groups = frozenset(admin.removeprefix("group:") for admin in admins
+                       if admin.startswith("group:"))
+    return users, groups
+
+
 #: key -> (default, parser)
 AUTH_KEYS = {
     "read": ("everyone", choice("everyone", "authenticated")),
     "upload": ("authenticated", choice("authenticated")),
-    "admins": ("", _names),
+    "admins": ("", _admins),
     "tokens": ("var/tokens.json", parse_path),
     "htpasswd": ("", parse_optional_path),
 }
@@ -69,7 +88,11 @@ def read_principals(items, values, fail):
         pairs in file order, none when the section is absent.
     @param values: the parsed C{(section, key) -> value} of the fixed sections.
     @param fail: C{fail(section, key, message)} raises the configuration error.
+
+    With a directory (C{[ldap] url}), a C{group:NAME} that C{[groups]} does
+    not define is one of the directory's, which only the directory knows.
     """
+    directory = bool(values.get(("ldap", "url")))
     users = {}
     for name, value in items("users"):
         try:
@@ -101,7 +124,12 @@ def read_principals(items, values, fail):
         except ValueError as e:
             fail("groups", name, str(e))
     for admin in values["auth", "admins"]:
-        if admin not in users:
+        group = admin.removeprefix("group:")
+        if group != admin:
+            if group not in groups and not directory:
+                fail("auth", "admins", f"{admin}: {group!r} is not a group of [groups] (nor "
+                     "of a directory: [ldap] url is empty)")
+        elif admin not in users:
             fail("auth", "admins", f"{admin!r} is not a user of [users]")
     rules = []
     for order, (pattern, value) in enumerate(items("acl")):
@@ -111,7 +139,7 @@ def read_principals(items, values, fail):
                 kind, _, who = principal.partition(":")
                 if kind == "user" and who not in users:
                     raise ValueError(f"{principal}: {who!r} is not a user of [users]")
-                if kind == "group" and who not in groups:
+                if kind == "group" and who not in groups and not directory:
                     raise ValueError(f"{principal}: {who!r} is not a group of [groups]")
         except (RuleError, ValueError) as e:
             fail("acl", pattern, str(e))

@@ -62,9 +62,12 @@ METRICS_KEYS = {
 
 
 def check_metrics(values, groups, fail):
-    """C{[metrics] group} must be a group of C{[groups]}."""
+    """
+    C{[metrics] group} must be a group of C{[groups]}, or, with a directory
+    (C{[ldap] url}), may be one of its groups, which only it knows.
+    """
     group = values["metrics", "group"]
-    if group is not None and group not in groups:
+    if group is not None and group not in groups and not values["ldap", "url"]:
         known = ", ".join(sorted(groups)) or "none"
         fail("metrics", "group", f"{group!r} is not a group of [groups] (the groups: {known})")
 

@@ -20,10 +20,12 @@ from twisted.web.server import Request
 from zope.interface import Interface
 
 from pypid.auth.credentials import MalformedCredentials, parse_basic
+from pypid.auth.oidc import is_publisher
 from pypid.auth.policy import READ, WRITE, AccessModel
 from pypid.auth.tokens import TOKEN_USER
-from pypid.auth.verifier import Busy, Identity
+from pypid.auth.verifier import Busy, DirectoryUnavailable, Identity
 from pypid.core.errors import Forbidden, TooManyRequests, Unauthorized, Unavailable
+
 
 #: What a change (an upload, a yank, a delete) answers without credentials.
 UPLOAD_LOGIN = "authentication is required to upload"
@@ -78,6 +80,8 @@ class Access:
     #: the L{pypid.web.audit.AuditTrail} that failed and throttled logins
     #: are recorded in, or L{None}
     audit: object = None
+    #: the L{pypid.auth.oidc.PublisherTokens} trusted publishing minted, or L{None}
+    publishers: object = None
     _open_reads: bool = attrs.field(init=False, default=True)
 
     def __attrs_post_init__(self):
@@ -116,21 +120,31 @@ class Access:
         if identity is not None and identity.token is not None \
                 and not identity.token.covers("read", project):
             return False
-        return self.model.may_read(identity.name if identity is not None else None, project)
+        if identity is None:
+            return self.model.may_read(None, project)
+        return self.model.may_read(identity.name, project, identity.groups)
 
     def cache_key(self, request):
-        """What the project list a request sees depends on: its user, and its token."""
+        """
+        What the project list a request sees depends on: its user, its token,
+        and its directory groups.
+        """
         identity = identity_of(request)
         if identity is None:
             return None
-        return (identity.name, identity.token.id if identity.token is not None else None)
+        return (identity.name, identity.token.id if identity.token is not None else None,
+                identity.groups)
 
     def may_write(self, identity, project):
         """Whether C{identity} may upload to, yank or delete in C{project}."""
-        if identity is not None and identity.token is not None \
-                and not identity.token.covers("upload", project):
-            return False
-        return self.model.may_write(identity.name if identity is not None else None, project)
+        if identity is not None and identity.token is not None:
+            if not identity.token.covers("upload", project):
+                return False
+            if is_publisher(identity.name):
+                return True  # (its [publishers] rules are its grant, whatever [acl] says)
+        if identity is None:
+            return self.model.may_write(None, project)
+        return self.model.may_write(identity.name, project, identity.groups)
 
     def reads_everything(self, request):
         """Whether the request may see every project (pages need no filtering)."""
@@ -140,12 +154,18 @@ class Access:
         if identity is not None and identity.token is not None and (
                 identity.token.projects or "read" not in identity.token.actions):
             return False
-        return self.model.reads_everything(self.user(request))
+        if identity is None:
+            return self.model.reads_everything(None)
+        return self.model.reads_everything(identity.name, identity.groups)
+
+    def is_local_user(self, name):
+        """Whether C{name} is a user of C{[users]} or the htpasswd file (not the directory's)."""
+        return self._verifier.knows(name)
 
     def is_admin(self, identity):
         """Whether C{identity} is an admin (with a password: tokens never are)."""
         return (identity is not None and identity.token is None
-                and self.model.is_admin(identity.name))
+                and self.model.is_admin(identity.name, identity.groups))
 
     def identify(self, request, credentials=None):
         """
@@ -231,9 +251,11 @@ class Access:
         if user == TOKEN_USER:
             token = self.tokens.verify(password) if self.tokens is not None else None
             # A token acts for its issuer only while the issuer is a user.
-            if token is None or not self._verifier.knows(token.user):
-                return succeed(None)
-            return succeed(Identity(token.user, token))
+            if token is not None and self._verifier.knows(token.user):
+                return succeed(Identity(token.user, token))
+            # A token trusted publishing minted acts for its publisher.
+            minted = self.publishers.verify(password) if self.publishers is not None else None
+            return succeed(Identity(minted.user, minted) if minted is not None else None)
         return self._verifier.authenticate(user, password)
 
     def gate_read(self, request):
@@ -315,6 +337,11 @@ def client_address(request):
 
 
 def _busy(failure):
+    if failure.check(DirectoryUnavailable):
+        # (never 401: clients would forget good credentials)
+        raise Unavailable("the directory that checks this user cannot be reached; try "
+                          "again shortly",
+                          [(b"retry-after", b"%d" % failure.value.retry_after)])
     failure.trap(Busy)
     raise Unavailable("too many logins are being checked; try again shortly",
                       [(b"retry-after", b"5")])

@@ -17,7 +17,9 @@ first segments:
   - L{pypid.web.legacy.LegacyJSON}: C{/pypi/...};
   - L{pypid.web.health.Health}: C{/health};
   - L{pypid.web.metrics.Metrics}: C{/metrics};
-  - L{pypid.web.audit.AuditAdmin}: C{/api/audit}.
+  - L{pypid.web.audit.AuditAdmin}: C{/api/audit};
+  - L{pypid.web.oidc.TrustedPublishingArea}: C{/api/oidc/...} (trusted
+    publishing's token exchange).
 
 Each area's routes are written with their whole paths, so a route reads as
 the URL a client sends; the table below only says which area to ask.
@@ -39,6 +41,7 @@ from pypid.web.channel import ConnectionCounter
 from pypid.web.health import Health
 from pypid.web.legacy import LegacyJSON
 from pypid.web.metrics import Metrics, Sources
+from pypid.web.oidc import TrustedPublishingArea
 from pypid.web.people import AssetsResource, PeoplePages
 from pypid.web.project_pages import ProjectPages
 from pypid.web.publish import Publish
@@ -65,6 +68,7 @@ _API_AREAS = {
     b"tokens": "tokens",
     b"upstream": "cache",
     b"audit": "audit",
+    b"oidc": "oidc",
 }
 _ROOT_METHODS = {b"GET": "people", b"HEAD": "people", b"POST": "publish"}
 
@@ -82,6 +86,7 @@ class PypidApp:
     @ivar health: the L{pypid.web.health.Health}.
     @ivar metrics: the L{pypid.web.metrics.Metrics}.
     @ivar audit: the L{pypid.web.audit.AuditAdmin}.
+    @ivar oidc: the L{pypid.web.oidc.TrustedPublishingArea}.
     """
 
     people: object
@@ -92,12 +97,14 @@ class PypidApp:
     health: object
     metrics: object
     audit: object
+    oidc: object = None
 
     def resource(self):
         """The Twisted resource that dispatches to the areas."""
         return _Areas({name: getattr(self, name).app.resource()
                        for name in ("people", "publish", "tokens", "cache", "legacy", "health",
-                                    "metrics", "audit")})
+                                    "metrics", "audit", "oidc")
+                       if getattr(self, name) is not None})
 
 
 class _Areas(Resource):
@@ -121,7 +128,7 @@ class _Areas(Resource):
             name = _API_AREAS.get(segments[1])
         else:
             name = _AREAS.get(first)
-        if name is None:
+        if name is None or name not in self._areas:
             return send_error(request, NotFound("no such page"))
         return self._areas[name].render(request)
 
@@ -144,7 +151,7 @@ class Web:
 
 def build_web(index, storage, access, run, clock, *, max_upload_size, base_url=None,
               upstream=None, access_log=None, counter=None, header_timeout=None,
-              min_upload_rate=None, metrics=None, audit=None, timer=None):
+              min_upload_rate=None, metrics=None, audit=None, timer=None, publishing=None):
     """
     Build the resource tree and the site, the one way both the server
     (L{pypid.tap.build_service}) and the tests wire them.
@@ -165,6 +172,8 @@ def build_web(index, storage, access, run, clock, *, max_upload_size, base_url=N
         measured with (the C{clock}'s C{seconds} by default, for tests).
     @param audit: the L{pypid.web.audit.AuditTrail} changes are recorded
         in (by default, one over a log in memory).
+    @param publishing: the L{pypid.auth.oidc.TrustedPublishing} of
+        C{/api/oidc/mint-token}, or L{None} (that route then answers 404).
     """
     if audit is None:
         audit = AuditTrail(MemoryAuditLog(clock), clock)
@@ -183,6 +192,7 @@ def build_web(index, storage, access, run, clock, *, max_upload_size, base_url=N
         metrics=Metrics(access, metrics if metrics is not None else MetricsConfig(),
                         Sources(index=index), clock),
         audit=AuditAdmin(access, audit),
+        oidc=TrustedPublishingArea(publishing, audit, clock),
     )
     root = RootResource(
         SimpleResource(index, access, base_url or "/", upstream),

@@ -305,5 +305,5 @@ class Metrics:
         identity = await self._access.identify(request)
         if identity is None:
             raise Unauthorized(f"metrics: log in as a user of the group {policy.group!r}")
-        if identity.name not in self._access.model.groups.get(policy.group, ()):
+        if not self._access.model.in_group(identity.name, policy.group, identity.groups):
             raise Forbidden(f"metrics: {identity.name} is not in the group {policy.group!r}")

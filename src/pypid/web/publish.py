@@ -18,6 +18,7 @@ import attrs
 from klein import Klein
 from twisted.logger import Logger
 
+from pypid.auth.oidc import is_publisher
 from pypid.core.distribution import inspect
 from pypid.core.errors import BadRequest, Forbidden, NotFound, TooLarge, Unavailable
 from pypid.core.metadata import InvalidDistribution
@@ -263,6 +264,9 @@ class Publish:
         return send_text(request, 200, "OK")
 
     async def _apply(self, request, filenames, change, argument, identity):
+        if is_publisher(identity.name):
+            # (its grant, [publishers], is to publish: a release stays as CI made it)
+            raise Forbidden("a trusted publisher's token may only upload")
         for filename in filenames:
             record = self._index.get_file(filename)
             if record is None or not self._access.identity_may_read(identity, record.project):

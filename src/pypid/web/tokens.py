@@ -9,7 +9,7 @@ from twisted.internet.defer import DeferredLock
 from twisted.logger import Logger
 
 from pypid.auth import tokens
-from pypid.core.errors import BadRequest, NotFound, Unavailable
+from pypid.core.errors import BadRequest, Forbidden, NotFound, Unavailable
 from pypid.core.units import parse_duration
 from pypid.web.respond import RETRY_AFTER, send_text
 from pypid.web.routes import answer_errors, form_field, send_json
@@ -49,6 +49,11 @@ class TokenAdmin:
 
     async def _issue(self, request):
         identity = await self._access.admin(request)
+        if not self._access.is_local_user(identity.name):
+            # (a token acts for its issuer only while the issuer is a user of
+            # [users]: a directory's cannot be checked without a password)
+            raise Forbidden(f"{identity.name} logs in through the directory; tokens are "
+                            "issued to users of [users] and the htpasswd file only")
         fields = {name: form_field(request, name)
                   for name in ("actions", "projects", "expires", "description")}
         try:

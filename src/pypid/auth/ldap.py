@@ -1,0 +1,676 @@
+"""
+Directory users: passwords checked, and groups read, in an LDAP directory
+(OpenLDAP, Active Directory), without blocking the reactor.
+
+A user name that is not in C{[users]} (nor the htpasswd file) is looked up
+in the directory of C{[ldap]}: a search for its entry (as the service
+account of C{bind_dn}, or anonymously), a bind as that entry with the
+password, and a search of its groups, whose names (C{group_name_attribute})
+become the pypid groups of the L{pypid.auth.verifier.Identity}. The
+verifier (L{pypid.auth.verifier.PasswordVerifier}) asks L{Directory.check}
+only for checks its cache cannot answer, and merges identical ones, as it
+does for hashes; the login throttle and the cost of unknown names are its
+business, unchanged.
+
+Which library: ldaptor, Twisted's own LDAP protocol (pure Python), so a
+check is a few Deferreds on the reactor and a directory that hangs holds no
+thread. Measured before choosing it (ldaptor 21.2.0 on Twisted 26.10 and
+Python 3.11.7, against Debian's slapd 2.5.13 on loopback): StartTLS, a
+service bind, a user search, a user bind and a group search all work
+unchanged; a whole check on a new connection takes a median 7.2 ms with
+StartTLS, 6.8 ms with ldaps and 2.5 ms without TLS (100 in a row; see
+C{docs/performance.rst}), the reactor free meanwhile. It is little
+maintained (its last release is of 2021, its last change of 2022), so only
+its stable core is used: the BER codec and C{LDAPClient}'s matching of
+answers to requests (C{pureber}, C{pureldap}, C{ldapclient}); not its
+filter parser, which uses pyparsing's deprecated names (warnings today,
+errors when they go) and decodes an escaped UTF-8 sequence byte by byte as
+Latin-1 (L{parse_filter} is pypid's own, building ldaptor's filter
+objects), nor its C{startTLS}, which calls the global reactor and does not
+wait for the handshake (L{_start_tls}). The alternative, python-ldap, has
+no wheel for Linux (pip finds none of 3.4.8 here: it needs a C compiler and
+the OpenLDAP and SASL headers on every machine that installs pypid), and
+would hold a thread of the pool for each check, for the whole timeout when
+the directory hangs.
+
+A user name enters the search filter escaped by ldaptor's C{escape}, the
+RFC 4515 escaping of C{*}, C{(}, C{)}, C{\\} and NUL (other characters,
+non-ASCII ones included, are allowed as they are in a filter's value), and
+the filter is then parsed by L{parse_filter}: so a name is only ever one
+assertion value, never filter syntax (C{alic*} matches no one but a user
+called C{alic*}).
+
+A directory that cannot be reached (connection refused, timed out, TLS
+failed, the service account refused) makes the check fail with
+L{pypid.auth.verifier.DirectoryUnavailable}, which the gate answers with
+C{503} and C{Retry-After}: never C{401}, which would make clients forget
+good credentials. A server that failed is left alone for
+L{RETRY_AFTER} seconds (the next URL is tried instead; with none left,
+checks fail at once), so an outage does not hold a check, and a place
+among the verifier's pending checks, for the whole timeout per request.
+"""
+
+import math
+import re
+from urllib.parse import unquote, urlsplit
+
+import attrs
+from ldaptor.protocols import pureldap
+from ldaptor.protocols.ldap.ldaperrors import LDAPException
+from twisted.internet.defer import CancelledError, Deferred, TimeoutError, succeed
+from twisted.internet.error import ConnectError, ConnectionDone, ConnectionLost
+from twisted.logger import Logger
+
+from pypid.auth.verifier import DirectoryUnavailable
+
+log = Logger()
+
+#: Seconds a server that failed is not asked again (others are, first).
+RETRY_AFTER = 5.0
+
+#: LDAP result codes (RFC 4511, appendix A).
+SUCCESS = 0
+SIZE_LIMIT_EXCEEDED = 4
+INVALID_CREDENTIALS = 49
+
+#: Result codes that say the server cannot answer now, rather than "no".
+_UNAVAILABLE_CODES = {
+    3,   # timeLimitExceeded
+    11,  # adminLimitExceeded
+    51,  # busy
+    52,  # unavailable
+    80,  # other
+}
+
+DEFAULT_PORTS = {"ldap": 389, "ldaps": 636}
+
+
+# -- filters (RFC 4515) ----------------------------------------------------------------------
+
+
+class FilterError(ValueError):
+    """A search filter cannot be read; the message says where and why."""
+
+
+def escape_filter_value(value: str) -> str:
+    """
+    Escape C{value} for an LDAP filter's assertion value (RFC 4515 section
+    3): C{\\}, C{*}, C{(}, C{)} and NUL become C{\\5c}, C{\\2a}, C{\\28},
+    C{\\29} and C{\\00}; every other character, non-ASCII ones included,
+    may stand as it is. This is ldaptor's C{pureldap.escape}.
+    """
+    return pureldap.escape(value)
+
+
+# RFC 4512: descr (keystring) or numericoid, then ";options".
+_OID = r"(?:[A-Za-z][A-Za-z0-9-]*|[0-9]+(?:\.[0-9]+)+)"
+_ATTRIBUTE = re.compile(_OID + r"(?:;[A-Za-z0-9-]+)*\Z")
+_ITEM = re.compile(
+    r"(?P<attr>[^:=~<>]*)(?P<dn>:dn)?(?::(?P<rule>" + _OID + r"))?(?P<op>:=|~=|>=|<=|=)",
+    re.IGNORECASE)
+_HEX = re.compile(r"[0-9A-Fa-f]{2}")
+
+
+def _decode_value(text, where):
+    """
+    The octets of an assertion value: C{\\XX} escapes decoded, other
+    characters as UTF-8; C{*} is the caller's (substrings) business.
+    """
+    out = bytearray()
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if c == "\\":
+            if not _HEX.match(text, i + 1):
+                raise FilterError(f"at {where + i}: '\\' must be followed by two hex digits "
+                                  "(RFC 4515 escapes '*' as \\2a, '(' as \\28, ')' as \\29, "
+                                  "'\\' as \\5c)")
+            out.append(int(text[i + 1:i + 3], 16))
+            i += 3
+            continue
+        if c == "\0":
+            raise FilterError(f"at {where + i}: NUL must be escaped as \\00")
+        out += c.encode("utf-8", "surrogatepass")
+        i += 1
+    return bytes(out)
+
+
+class _FilterParser:
+    """A recursive-descent reader of one RFC 4515 filter."""
+
+    def __init__(self, text):
+        self.text = text
+        self.pos = 0
+
+    def fail(self, message):
+        raise FilterError(f"at {self.pos}: {message}")
+
+    def filter(self):
+        if self.text[self.pos:self.pos + 1] != "(":
+            self.fail("expected '('")
+        self.pos += 1
+        kind = self.text[self.pos:self.pos + 1]
+        if kind in ("&", "|"):
+            self.pos += 1
+            parts = []
+            while self.text[self.pos:self.pos + 1] == "(":
+                parts.append(self.filter())
+            if not parts:
+                self.fail(f"'{kind}' needs at least one filter")
+            result = (pureldap.LDAPFilter_and if kind == "&" else pureldap.LDAPFilter_or)(parts)
+        elif kind == "!":
+            self.pos += 1
+            result = pureldap.LDAPFilter_not(self.filter())
+        else:
+            end = self.text.find(")", self.pos)
+            if end < 0:
+                self.fail("')' missing")
+            inner = self.text.find("(", self.pos, end)
+            if inner >= 0:
+                self.pos = inner
+                self.fail("'(' inside a value must be escaped as \\28")
+            result = self.item(self.text[self.pos:end])
+            self.pos = end
+        if self.text[self.pos:self.pos + 1] != ")":
+            self.fail("expected ')'")
+        self.pos += 1
+        return result
+
+    def item(self, text):
+        start = self.pos
+        match = _ITEM.match(text)
+        if match is None:
+            self.fail("expected an attribute, an operator (=, ~=, >=, <= or :=) and a value")
+        attr, op = match.group("attr"), match.group("op")
+        value = text[match.end():]
+        where = start + match.end()
+        if attr and not _ATTRIBUTE.match(attr):
+            self.fail(f"{attr!r} is not an attribute description")
+        if op == ":=":
+            if not attr and not match.group("rule"):
+                self.fail("an extensible match needs an attribute or a matching rule")
+            if "*" in value:
+                self.fail("'*' in an extensible match's value must be escaped as \\2a")
+            return pureldap.LDAPFilter_extensibleMatch(
+                matchingRule=match.group("rule"), type=attr or None,
+                matchValue=_decode_value(value, where),
+                dnAttributes=True if match.group("dn") else None)
+        if match.group("dn") or match.group("rule") or not attr:
+            self.fail("expected an attribute before the operator")
+        description = pureldap.LDAPAttributeDescription(value=attr)
+        if op != "=":
+            if "*" in value:
+                self.fail(f"'*' after '{op}' must be escaped as \\2a")
+            kind = {"~=": pureldap.LDAPFilter_approxMatch,
+                    ">=": pureldap.LDAPFilter_greaterOrEqual,
+                    "<=": pureldap.LDAPFilter_lessOrEqual}[op]
+            return kind(attributeDesc=description,
+                        assertionValue=pureldap.LDAPAssertionValue(_decode_value(value, where)))
+        if value == "*":
+            return pureldap.LDAPFilter_present(attr)
+        if "*" not in value:
+            return pureldap.LDAPFilter_equalityMatch(
+                attributeDesc=description,
+                assertionValue=pureldap.LDAPAssertionValue(_decode_value(value, where)))
+        parts = value.split("*")
+        substrings = []
+        if parts[0]:
+            substrings.append(pureldap.LDAPFilter_substrings_initial(
+                _decode_value(parts[0], where)))
+        offset = where + len(parts[0]) + 1
+        for part in parts[1:-1]:
+            if part:
+                substrings.append(pureldap.LDAPFilter_substrings_any(
+                    _decode_value(part, offset)))
+            offset += len(part) + 1
+        if parts[-1]:
+            substrings.append(pureldap.LDAPFilter_substrings_final(
+                _decode_value(parts[-1], offset)))
+        if not substrings:
+            # (RFC 4515's grammar allows it, but RFC 4511's SubstringFilter
+            # needs at least one part: a server would refuse the search)
+            self.fail(f"a substring assertion needs at least one part between its '*'s "
+                      f"(RFC 4511); ({attr}=*) asks whether {attr} is present")
+        return pureldap.LDAPFilter_substrings(type=attr, substrings=substrings)
+
+
+def parse_filter(text: str):
+    """
+    Read an RFC 4515 search filter (C{(&(objectClass=person)(uid=alice))})
+    into ldaptor's filter objects, ready to be sent.
+
+    @raise FilterError: naming the position and what is wrong.
+    """
+    parser = _FilterParser(text)
+    result = parser.filter()
+    if parser.pos != len(text):
+        parser.fail("text after the filter's closing ')'")
+    return result
+
+
+#: What a configured filter may refer to: the user name, and the user's DN.
+PLACEHOLDERS = ("{user}", "{dn}")
+_PLACEHOLDER = re.compile(r"\{(user|dn)\}")
+
+# A value with every character a filter must escape, and a non-ASCII one:
+# a placeholder outside a value cannot survive it.
+_PROBE = "x*(y)\\\0é"
+
+
+def fill_filter(template: str, **values):
+    """
+    The filter C{template} with each C{{name}} replaced by C{values[name]},
+    escaped (L{escape_filter_value}), and parsed (L{parse_filter}).
+
+    @raise FilterError: when the template is not a filter.
+    """
+    # (in one pass: a value that spells a placeholder stays a value)
+    text = _PLACEHOLDER.sub(
+        lambda match: escape_filter_value(values[match.group(1)])
+        if match.group(1) in values else match.group(0), template)
+    return parse_filter(text)
+
+
+def check_filter_template(template: str, needed: tuple):
+    """
+    Check a configured filter: that it uses at least one of C{needed}
+    (C{"{user}"}, C{"{dn}"}), no other C{{...}} placeholder, and is a
+    filter whatever the placeholders are replaced with.
+
+    @raise ValueError: saying what is wrong, for the configuration's message.
+    """
+    if not any(placeholder in template for placeholder in needed):
+        raise ValueError("must contain " + " or ".join(needed) + ", such as (uid={user})")
+    for placeholder in re.findall(r"\{[^{}]*\}", template):
+        if placeholder not in needed:
+            raise ValueError(f"{placeholder} is not a placeholder here; use "
+                             + " or ".join(needed))
+    try:
+        parsed = parse_filter(template.replace("{user}", _MARKS["{user}"])
+                              .replace("{dn}", _MARKS["{dn}"]))
+    except FilterError as e:
+        raise ValueError(f"not an LDAP filter (RFC 4515): {e}") from None
+    try:
+        fill_filter(template, user=_PROBE, dn=_PROBE)
+    except FilterError:
+        raise ValueError("a placeholder must stand inside a value, as in (uid={user})") \
+            from None
+    for item in _items(parsed):
+        if isinstance(item, pureldap.LDAPFilter_substrings) and any(
+                mark.encode() in part.value for part in item.substrings
+                for mark in _MARKS.values()):
+            raise ValueError("a placeholder must not stand next to an unescaped '*' (a "
+                             "substring assertion): (uid={user}*) would find every name "
+                             "that starts with the one typed; write (uid={user})")
+
+
+# What stands for each placeholder while a template is checked: letters only
+# (one value wherever the placeholder stands), of its length (an error's
+# position is the template's).
+_MARKS = {"{user}": "QzUsrQ", "{dn}": "QzDn"}
+
+
+def _items(parsed):
+    """Every filter item of C{parsed}, inside and, or and not too."""
+    if isinstance(parsed, (pureldap.LDAPFilter_and, pureldap.LDAPFilter_or)):
+        for part in parsed.data:
+            yield from _items(part)
+    elif isinstance(parsed, pureldap.LDAPFilter_not):
+        yield from _items(parsed.value)
+    else:
+        yield parsed
+
+
+# -- servers -----------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class LDAPServer:
+    """One C{[ldap] url}: C{ldap://} (with StartTLS) or C{ldaps://}."""
+
+    scheme: str
+    host: str
+    port: int
+
+    @property
+    def secure(self):
+        """Whether the connection is TLS from its first byte (C{ldaps://})."""
+        return self.scheme == "ldaps"
+
+    def __str__(self):
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}"
+
+
+def parse_ldap_url(text: str) -> LDAPServer:
+    """
+    Read C{ldap://host[:port]} or C{ldaps://host[:port]} (no DN, attributes
+    or filter: those are the other keys of C{[ldap]}).
+
+    @raise ValueError: saying what is allowed.
+    """
+    example = "such as ldaps://ldap.corp.example or ldap://ldap.corp.example:389"
+    try:
+        parts = urlsplit(text.strip())
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"{text!r} is not an LDAP URL, {example}") from None
+    if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
+        raise ValueError(f"{text!r}: expected ldap:// or ldaps:// and a host, {example}")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+        raise ValueError(f"{text!r}: only a scheme, a host and a port, {example}; the base "
+                         "DNs and filters are user_base, user_filter, group_base and "
+                         "group_filter")
+    return LDAPServer(parts.scheme, unquote(parts.hostname), port or DEFAULT_PORTS[parts.scheme])
+
+
+# -- checking a user ---------------------------------------------------------------------------
+
+
+class _Refused(Exception):
+    """An LDAP operation was answered with a result code other than success."""
+
+    def __init__(self, code, message):
+        super().__init__(code, message)
+        self.code = code
+        self.message = message
+
+
+def _expected():
+    """
+    What a server that cannot be used fails with (logged as a warning, no
+    traceback). (pyOpenSSL is imported on first use, not by the
+    configuration's checks.)
+    """
+    from OpenSSL.SSL import Error as TLSError
+    return (ConnectError, ConnectionLost, ConnectionDone, TimeoutError, CancelledError,
+            TLSError, LDAPException, OSError, _Refused)
+
+
+@attrs.define
+class Directory:
+    """
+    Check a user's password by binding as their entry, and read their
+    groups, in the directory of C{[ldap]}.
+
+    @ivar _settings: the L{pypid.config.ldap.LDAPConfig}.
+    @ivar _reactor: the reactor: its clock, and the connections.
+    @ivar _tls: C{tls(host, port)} returns the client TLS connection
+        creator of a server: certificates and host names verified against
+        C{ca_bundle} (see L{pypid.http.client.https_policy}).
+    @ivar _connect: C{connect(server) -> Deferred} of a connected ldaptor
+        C{LDAPClient} (TLS already wrapped for C{ldaps://}); by default
+        L{_connect_endpoint}, through Twisted's endpoints.
+    """
+
+    _settings: object = attrs.field(repr=False)
+    _reactor: object = attrs.field(repr=False)
+    _tls: object = attrs.field(repr=False)
+    _connect: object = attrs.field(default=None, kw_only=True, repr=False)
+    # LDAPServer -> reactor seconds until which it is not asked
+    _down_until: dict = attrs.field(init=False, factory=dict, repr=False)
+
+    def __attrs_post_init__(self):
+        if self._connect is None:
+            self._connect = self._connect_endpoint
+
+    @property
+    def cache_ttl(self):
+        """Seconds a directory user's check (password and groups) is remembered."""
+        return self._settings.cache_ttl
+
+    def check(self, user: str, password: str) -> Deferred:
+        """
+        Check C{password} as the directory's user C{user}.
+
+        @return: a L{Deferred} firing with the user's directory groups (a
+            frozenset of names) when the password is theirs, or L{None}
+            when it is not or no such user is found; failing with
+            L{DirectoryUnavailable} when no server could answer.
+        """
+        if not password:
+            # An LDAP bind with a DN and no password is an "unauthenticated
+            # bind" (RFC 4513 5.1.2), which many servers answer with success.
+            return succeed(None)
+        return Deferred.fromCoroutine(self._check(user, password))
+
+    async def _check(self, user, password):
+        now = self._reactor.seconds()
+        servers = [server for server in self._settings.url
+                   if self._down_until.get(server, 0) <= now]
+        if not servers:
+            wait = min(self._down_until.values()) - now
+            raise DirectoryUnavailable(max(1, math.ceil(wait)))
+        for server in servers:
+            attempt = Deferred.fromCoroutine(self._check_on(server, user, password))
+            attempt.addTimeout(self._settings.timeout, self._reactor)
+            try:
+                result = await attempt
+            except _expected() as e:
+                self._down_until[server] = self._reactor.seconds() + RETRY_AFTER
+                log.warn("The LDAP server {server} cannot be used: {reason}",
+                         server=str(server), reason=_describe(e, self._settings.timeout))
+                continue
+            except Exception:
+                self._down_until[server] = self._reactor.seconds() + RETRY_AFTER
+                log.failure("The LDAP server {server} failed", server=str(server))
+                continue
+            self._down_until.pop(server, None)
+            return result
+        raise DirectoryUnavailable(math.ceil(RETRY_AFTER))
+
+    async def _check_on(self, server, user, password):
+        """
+        The whole check on one new connection to C{server}: the user's
+        groups, or L{None}. The connection is closed at once after (no
+        unbind, no TLS goodbye to wait for: RFC 4511 lets a client just
+        close).
+        """
+        client = await self._connect(server)
+        try:
+            return await self._converse(client, server, user, password)
+        finally:
+            if client.transport is not None:
+                client.transport.abortConnection()
+
+    async def _converse(self, client, server, user, password):
+        """StartTLS, the service bind, the user's search and bind, the group search."""
+        settings = self._settings
+        if not server.secure and settings.starttls:
+            await _start_tls(client, self._tls(server.host, server.port))
+        await self._bind_service(client)
+        found = await _search(client, settings.user_base,
+                              fill_filter(settings.user_filter, user=user),
+                              [settings.user_name_attribute], 2)
+        if len(found) > 1:
+            log.warn("More than one directory entry matches a user name; refused "
+                     "(make [ldap] user_filter match one entry per name)")
+        # The directory matches names ignoring case, spaces and width (ALICE,
+        # " alice", full-width letters all find alice): only the entry's own
+        # spelling is a login, so that each user has one name (throttle,
+        # audit, rules); any other spelling is an unknown name.
+        if len(found) != 1 or user not in _values(found[0][1], settings.user_name_attribute):
+            # (a bind as no one, so that an unknown name costs what a
+            # wrong password does)
+            await _bind(client, "cn=pypid-no-such-user," + settings.user_base, password)
+            log.info("Directory authentication attempt for an unknown user name")
+            return None
+        dn = found[0][0]
+        if not dn:
+            return None
+        if not await _bind(client, dn, password):
+            log.info("Wrong password for directory user {user!r}", user=user)
+            return None
+        if settings.group_base is None:
+            return frozenset()
+        await self._bind_service(client, again=True)
+        entries = await _search(client, settings.group_base,
+                                fill_filter(settings.group_filter, user=user, dn=dn),
+                                [settings.group_name_attribute], 0)
+        return frozenset(_group_names(entries, settings.group_name_attribute))
+
+    async def _bind_service(self, client, again=False):
+        """
+        Bind as the service account; without one, stay anonymous (or become
+        anonymous C{again} after a user's bind).
+        """
+        settings = self._settings
+        if settings.bind_dn is None:
+            if again:
+                await _bind(client, "", "")
+            return
+        if not await _bind(client, settings.bind_dn, settings.bind_password):
+            raise _Refused(INVALID_CREDENTIALS,
+                           "the service account of [ldap] bind_dn was refused (wrong "
+                           "bind_dn or bind_password)")
+
+    def _connect_endpoint(self, server):
+        """Connect to C{server} through Twisted's endpoints (TLS from the start for ldaps)."""
+        from ldaptor.protocols.ldap.ldapclient import LDAPClient
+        from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+        from twisted.internet.protocol import ClientFactory
+        endpoint = HostnameEndpoint(self._reactor, server.host, server.port,
+                                    timeout=self._settings.timeout)
+        if server.secure:
+            endpoint = wrapClientTLS(self._tls(server.host, server.port), endpoint)
+        factory = ClientFactory.forProtocol(LDAPClient)
+        factory.noisy = False  # (no "Starting factory" line per login)
+        return endpoint.connect(factory)
+
+
+async def _start_tls(client, creator):
+    """
+    StartTLS (RFC 4511 4.14): ask, then start TLS on the connection. The
+    handshake completes with the next request, whose failure (a certificate
+    that is not trusted, a wrong host name) fails the check.
+    """
+    response = await client.send(pureldap.LDAPStartTLSRequest())
+    if response.resultCode != SUCCESS:
+        raise _Refused(response.resultCode, "StartTLS refused: " + _text(response.errorMessage))
+    client.transport.startTLS(creator)
+
+
+async def _bind(client, dn, password):
+    """
+    A simple bind: C{True} on success, C{False} for wrong credentials.
+
+    @raise _Refused: for any other answer (the server is busy, say).
+    """
+    response = await client.send(pureldap.LDAPBindRequest(dn=dn, auth=password))
+    if response.resultCode == SUCCESS:
+        return True
+    if response.resultCode in _UNAVAILABLE_CODES:
+        raise _Refused(response.resultCode, "bind: " + _text(response.errorMessage))
+    return False
+
+
+async def _search(client, base, search_filter, attributes, size_limit):
+    """
+    A whole-subtree search: C{[(dn, [(attribute, [values])])]}, referrals
+    left aside.
+
+    @raise _Refused: when the search ends with an error (a base DN that
+        does not exist, say).
+    """
+    entries = []
+    done = Deferred()
+
+    def handle(message):
+        if isinstance(message, pureldap.LDAPSearchResultEntry):
+            entries.append((_text(message.objectName), message.attributes))
+            return False
+        if isinstance(message, pureldap.LDAPSearchResultDone):
+            done.callback(message)
+            return True
+        return False  # a search result reference: another server's part of the tree
+
+    request = pureldap.LDAPSearchRequest(
+        baseObject=base, scope=pureldap.LDAP_SCOPE_wholeSubtree,
+        derefAliases=pureldap.LDAP_DEREF_neverDerefAliases, sizeLimit=size_limit,
+        filter=search_filter, attributes=attributes)
+    # (that Deferred fires only if the connection is lost)
+    client.send_multiResponse(request, handle).addErrback(
+        lambda failure: None if done.called else done.errback(failure))
+    result = await done
+    if result.resultCode == SIZE_LIMIT_EXCEEDED:
+        if not size_limit:
+            # (the server's own limit: Active Directory's is 1,000 entries)
+            log.warn("The directory returned only {count} entries under {base!r}: its "
+                     "size limit", count=len(entries), base=base)
+        return entries
+    if result.resultCode != SUCCESS:
+        raise _Refused(result.resultCode, f"search under {base!r}: "
+                       + _text(result.errorMessage))
+    return entries
+
+
+def _group_names(entries, attribute):
+    """The values of C{attribute} (any case) of the group entries found."""
+    for _dn, attributes in entries:
+        yield from _values(attributes, attribute)
+
+
+def _values(attributes, attribute):
+    """
+    The values, as text, of C{attribute} (its name in any case) among an
+    entry's C{attributes}; values that are not UTF-8 are left out.
+    """
+    wanted = attribute.lower()
+    result = []
+    for name, values in attributes:
+        if _text(name).lower() == wanted:
+            for value in values:
+                try:
+                    result.append(value.decode("utf-8") if isinstance(value, bytes) else value)
+                except UnicodeDecodeError:
+                    continue
+    return result
+
+
+def _text(value):
+    """An LDAP string (bytes on the wire) as text."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value or ""
+
+
+def _describe(error, timeout):
+    """What went wrong with a server, in a few words for the log."""
+    if isinstance(error, (TimeoutError, CancelledError)):
+        return f"no answer within {timeout:g} s"
+    if isinstance(error, _Refused):
+        return f"{error.message} (LDAP result {error.code})"
+    from OpenSSL.SSL import Error as TLSError
+    if isinstance(error, TLSError):
+        return f"TLS failed: {error}"
+    return str(error) or type(error).__name__
+
+
+def tls_creators(ca_bundle):
+    """
+    C{tls(host, port)}: the client TLS settings of a directory server,
+    certificates and host names verified against C{ca_bundle} (or the
+    system's roots when L{None}).
+
+    @raise ValueError: when the bundle cannot be used.
+    """
+    from pypid.http.client import https_policy
+    policy = https_policy(ca_bundle)
+
+    def tls(host, port):
+        return policy.creatorForNetloc(host.encode("idna") if not host.isascii()
+                                       else host.encode("ascii"), port)
+    return tls
+
+
+def make_directory(settings, reactor, fallback_ca=None):
+    """
+    The L{Directory} of a C{[ldap]} section, or L{None} without C{url}.
+
+    @param fallback_ca: C{[pypid] ca_bundle}, used when C{[ldap] ca_bundle}
+        is empty.
+    @raise ValueError: when the CA bundle cannot be used.
+    """
+    if not settings.url:
+        return None
+    return Directory(settings, reactor, tls_creators(settings.ca_bundle or fallback_ca))

@@ -1,0 +1,869 @@
+"""
+Trusted publishing: a CI job trades the OIDC ID token its CI system signs
+for it (GitHub Actions, GitLab CI, any OpenID Connect issuer) for a pypid
+upload token that lives 15 minutes, so no long-lived upload secret is
+stored in CI at all.
+
+The exchange (C{POST /api/oidc/mint-token}, L{pypid.web.oidc}) trusts a
+token only when:
+
+  - it is a JWS signed with an asymmetric algorithm (L{ALGORITHMS}): C{none}
+    and every HMAC algorithm are refused by name before anything else, so
+    the classic confusion (an C{HS256} token whose secret is the issuer's
+    public key) never reaches a key;
+  - its C{iss} is exactly one of C{[oidc] issuers}, and its C{kid} names a
+    key of that issuer's JWKS (L{IssuerKeys}: the discovery document's
+    C{jwks_uri}, fetched with the injected treq client, under a deadline
+    and a size bound, cached, and fetched again for an unknown C{kid} at
+    most once per C{jwks_min_refresh}, so a flood of made-up key ids costs
+    the issuer nothing);
+  - the signature verifies with that key, and C{aud} (C{[oidc] audience}),
+    C{exp}, C{nbf} and C{iat} (with C{[oidc] leeway}) are right; C{jti}
+    and C{sub} are present;
+  - its claims match a C{[publishers]} rule (L{PublisherRule}: every claim
+    the rule names equals the token's exactly), which gives the projects;
+  - its C{jti} was not seen before (L{ReplayCache}, until the token
+    expires).
+
+The JWT library is joserfc (by the author of Authlib), not PyJWT: its keys
+are typed, so an algorithm only ever verifies with a key of its own type
+and curve (an C{HS256} token cannot meet an RSA key even if it were
+allowed, a P-384 key cannot check an C{ES256} signature), a JWK's own
+C{alg} and C{use} are enforced, C{none} is refused unless named, and
+C{crit} headers are checked; its claim validators take the time as an
+argument, so the tests drive them with a L{twisted.internet.task.Clock}.
+PyJWT (which PyPI itself uses) would do, with more of that left to the
+caller. Like PyJWT, joserfc builds on C{cryptography}, which pypid already
+uses.
+
+The minted tokens (L{PublisherTokens}) are kept in memory only, never in
+C{[auth] tokens}' file: they live 15 minutes, so a restart that forgets
+them costs a CI job one more exchange, while writing them would put
+thousands of dead records (and their digests) on disk and make every mint
+wait for a file write. Each acts as its publisher, C{publisher:<issuer
+name>:<sub>} (a name no user can have: user names hold no colon), upload
+only, on the projects its rules named; the access rules treat that as the
+grant (L{pypid.web.access.Access.may_write}), whatever C{[acl]} says.
+
+Nothing here blocks. Verifying a token whose issuer's keys are cached
+takes 0.13 ms (RS256), 0.20 ms (ES256) or 0.23 ms (EdDSA), and minting
+0.02 ms more (one core of the 2-core test machine, 2,000 tokens each): the
+reactor thread can afford it for an exchange that happens once per CI
+job, and junk (a bad shape, C{none}, HMAC, an unknown issuer) is refused
+before any signature check.
+"""
+
+import base64
+import datetime
+import heapq
+import json
+import re
+import shlex
+from fnmatch import fnmatchcase
+from urllib.parse import urlsplit
+
+import attrs
+from joserfc import errors as jose_errors
+from joserfc import jwt
+from joserfc.jwk import import_key
+from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from pypid.auth.policy import RuleError, normalize_pattern
+from pypid.auth.tokens import TokenBook
+from pypid.core.names import normalize
+from pypid.http import bodies
+
+log = Logger()
+
+#: The signature algorithms accepted: RSA (PKCS#1 v1.5 and PSS), ECDSA and
+#: EdDSA; public keys only. C{none} and C{HS*} never.
+ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512",
+              "EdDSA", "Ed25519")
+#: The key types a JWKS may hold that pypid uses (C{oct}, a shared secret, never).
+KEY_TYPES = ("RSA", "EC", "OKP")
+#: The smallest RSA key trusted.
+MIN_RSA_BITS = 2048
+
+#: What a minted token's identity starts with (user names hold no colon).
+PUBLISHER_PREFIX = "publisher:"
+
+#: Claims pypid checks itself: a rule may not name them.
+RESERVED_CLAIMS = frozenset({"iss", "aud", "exp", "nbf", "iat", "jti"})
+
+#: The largest ID token accepted (GitHub's and GitLab's are 1 to 2 KiB).
+MAX_TOKEN_SIZE = 16 << 10
+#: The largest discovery document and JWKS read from an issuer.
+MAX_DISCOVERY_SIZE = 64 << 10
+MAX_JWKS_SIZE = 256 << 10
+#: The most keys of one JWKS kept.
+MAX_KEYS = 100
+
+_BASE64URL = re.compile(r"^[A-Za-z0-9_-]*$")
+_CLAIM_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+_ISSUER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+class TokenRefused(ValueError):
+    """The ID token is not one pypid trusts (401); the message says why."""
+
+
+class NoPublisher(TokenRefused):
+    """The ID token is genuine, but no C{[publishers]} rule lets it publish (403)."""
+
+
+class IssuerUnavailable(Exception):
+    """The issuer's keys cannot be had now (503); the message says why."""
+
+
+class TooMany(IssuerUnavailable):
+    """Too many minted tokens or remembered C{jti}s are live at once (503)."""
+
+
+def _short(value, limit=100):
+    text = value if isinstance(value, str) else json.dumps(value)
+    text = "".join(c if " " <= c <= "~" else "?" for c in text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def format_time(seconds):
+    """A POSIX time as ISO 8601 in UTC, to the second (C{2026-01-31T12:00:00Z})."""
+    try:
+        when = datetime.datetime.fromtimestamp(int(seconds), tz=datetime.timezone.utc)
+    except (OverflowError, ValueError, OSError):
+        return str(seconds)
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# -- the configuration's parts (pure) ----------------------------------------------------
+
+
+def parse_issuers(value):
+    """
+    Read C{[oidc] issuers}: one C{NAME URL} per line, the URL being the
+    issuer exactly as its tokens' C{iss} say it (C{https://} only).
+
+    @return: C{((name, url), ...)} in file order.
+    @raise ValueError: naming the line that cannot be used.
+    """
+    issuers = []
+    for line in value.splitlines():
+        words = line.split()
+        if not words:
+            continue
+        if len(words) != 2:
+            raise ValueError(f"{line.strip()!r}: expected a name and the issuer's URL, such as "
+                             "'ci https://token.ci.example'")
+        name, url = words
+        if not _ISSUER_NAME.match(name):
+            raise ValueError(f"{name!r}: an issuer name is 1 to 64 letters, digits, '.', '_' "
+                             "or '-'")
+        parts = urlsplit(url)
+        if parts.scheme != "https" or not parts.hostname or parts.query or parts.fragment \
+                or parts.username or parts.password:
+            raise ValueError(f"{url!r}: an issuer is an https:// URL with no query, as its "
+                             "tokens' iss claim says it")
+        for other, other_url in issuers:
+            if other == name:
+                raise ValueError(f"{name!r} names two issuers")
+            if other_url == url:
+                raise ValueError(f"{url!r} is given twice ({other} and {name})")
+        issuers.append((name, url))
+    return tuple(issuers)
+
+
+@attrs.frozen
+class PublisherRule:
+    """
+    One publisher of C{[publishers]}: the projects a token of C{issuer}
+    whose claims equal C{claims} may publish.
+
+    @ivar pattern: a normalized project name, or a glob over normalized names.
+    @ivar issuer: the issuer's name in C{[oidc] issuers}.
+    @ivar claims: C{((claim, value), ...)}, each to be equal exactly.
+    @ivar order: the rule's place in the file.
+    """
+
+    pattern: str
+    issuer: str
+    claims: tuple
+    order: int = 0
+
+    def mismatches(self, claims):
+        """The names of this rule's claims that C{claims} (a token's) lacks or differs in."""
+        return [name for name, wanted in self.claims
+                if _claim_text(claims.get(name)) != wanted]
+
+    def covers(self, project):
+        """Whether the rule names C{project} (any spelling)."""
+        return fnmatchcase(normalize(project), self.pattern)
+
+
+def _claim_text(value):
+    """A claim as the text a rule compares: strings as they are, whole numbers as digits."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def parse_publishers(pattern, text, order=0):
+    """
+    Read one C{[publishers]} entry: C{project-or-glob = issuer:NAME
+    CLAIM:VALUE ...}. Each C{issuer:} word starts a publisher, so an entry
+    may hold several, and a long one may go on over the value's following
+    lines; a value holding spaces is quoted (C{environment:"prod east"}).
+
+    @return: a list of L{PublisherRule}s.
+    @raise RuleError: naming the part that cannot be read.
+    """
+    normalized = normalize_pattern(pattern)
+    try:
+        words = shlex.split(text, comments=False, posix=True)
+    except ValueError as e:
+        raise RuleError(f"{' '.join(text.split())!r}: {e}")
+    publishers = []
+    for word in words:
+        name, sep, value = word.partition(":")
+        if not sep or not name or not value:
+            raise RuleError(f"{word!r}: expected issuer:NAME or CLAIM:VALUE")
+        if name == "issuer":
+            publishers.append((value, []))
+            continue
+        if not publishers:
+            raise RuleError(f"{word!r}: a publisher starts with issuer:NAME, the name of an "
+                            "[oidc] issuer")
+        claims = publishers[-1][1]
+        if not _CLAIM_NAME.match(name):
+            raise RuleError(f"{name!r} is not a claim name")
+        if name in RESERVED_CLAIMS:
+            raise RuleError(f"{name}: pypid checks that claim itself "
+                            "([oidc] issuers and audience, the times, replays)")
+        if any(name == other for other, _ in claims):
+            raise RuleError(f"{name}: the claim is named twice")
+        claims.append((name, value))
+    if not publishers:
+        raise RuleError("expected issuer:NAME and CLAIM:VALUE words")
+    rules = []
+    for issuer, claims in publishers:
+        if not claims:
+            raise RuleError(f"issuer:{issuer}: a publisher needs at least one CLAIM:VALUE "
+                            "(without one, every token of the issuer could publish)")
+        rules.append(PublisherRule(normalized, issuer, tuple(claims), order))
+    return rules
+
+
+def match_publishers(rules, issuer, claims):
+    """
+    The projects (patterns, in file order, no duplicates) that the rules of
+    C{issuer} matching C{claims} name.
+
+    @raise NoPublisher: when none matches, saying which claims of the
+        closest rule differ (never the values the rule wants).
+    """
+    mine = [rule for rule in rules if rule.issuer == issuer]
+    if not mine:
+        raise NoPublisher(f"no [publishers] rule names the issuer {issuer}")
+    projects = []
+    closest = None
+    for rule in mine:
+        missing = rule.mismatches(claims)
+        if not missing:
+            if rule.pattern not in projects:
+                projects.append(rule.pattern)
+        elif closest is None or len(missing) < len(closest):
+            closest = missing
+    if projects:
+        return tuple(projects)
+    reasons = []
+    for name in closest:
+        value = claims.get(name)
+        if value is None:
+            reasons.append(f"the token has no {name} claim")
+        else:
+            reasons.append(f"its {name} is {_short(value)!r}, not the one the rule names")
+    raise NoPublisher("no [publishers] rule matches this token: for the closest rule, "
+                      + "; ".join(reasons))
+
+
+# -- replays (pure) ------------------------------------------------------------------
+
+
+@attrs.define
+class ReplayCache:
+    """
+    The C{jti}s of the tokens already exchanged, each kept until its token
+    expires (then it could not be replayed anyway).
+
+    @ivar limit: the most kept at once; past it, new exchanges are refused
+        (L{TooMany}) rather than old entries forgotten early.
+    """
+
+    limit: int = 100_000
+    _until: dict = attrs.field(factory=dict)
+    _expiry: list = attrs.field(factory=list)
+
+    def __len__(self):
+        return len(self._until)
+
+    def _forget_expired(self, now):
+        while self._expiry and self._expiry[0][0] <= now:
+            until, key = heapq.heappop(self._expiry)
+            if self._until.get(key) == until:
+                del self._until[key]
+
+    def seen(self, key, now):
+        """Whether C{key} (C{(issuer, jti)}) was exchanged and its token is still live."""
+        until = self._until.get(key)
+        return until is not None and until > now
+
+    def add(self, key, until, now):
+        """Remember C{key} until C{until} (POSIX time)."""
+        self._forget_expired(now)
+        if len(self._until) >= self.limit:
+            raise TooMany("too many tokens were exchanged lately; try again later")
+        self._until[key] = until
+        heapq.heappush(self._expiry, (until, key))
+
+
+# -- the minted tokens ----------------------------------------------------------------
+
+
+@attrs.define
+class PublisherTokens:
+    """
+    The upload tokens minted for publishers: a L{TokenBook} kept in memory
+    only (see the module docstring), whose expired tokens are dropped as
+    new ones come.
+
+    @ivar clock: provides C{seconds()}.
+    @ivar limit: the most live tokens at once.
+    """
+
+    clock: object
+    limit: int = 10_000
+    book: TokenBook = attrs.field(default=None)
+
+    def __attrs_post_init__(self):
+        if self.book is None:
+            self.book = TokenBook(self.clock)
+
+    def __len__(self):
+        return len(self.book.tokens)
+
+    def issue(self, publisher, projects, lifetime, description):
+        """
+        A token of C{publisher} that may upload to C{projects}, for C{lifetime} seconds.
+
+        @return: C{(token string, L{pypid.auth.tokens.Token})}.
+        """
+        now = self.clock.seconds()
+        tokens = self.book.tokens
+        if len(tokens) >= self.limit // 2:
+            for token_id in [t.id for t in tokens.values() if t.expires <= now]:
+                del tokens[token_id]
+        if len(tokens) >= self.limit:
+            raise TooMany("too many publisher tokens are live; try again later")
+        return self.book.issue(publisher, {"upload"}, projects, lifetime, description)
+
+    def verify(self, presented):
+        """The live minted token C{presented} is, or L{None}."""
+        return self.book.verify(presented)
+
+    def revoke_all(self):
+        """Forget every minted token (the rules that minted them changed)."""
+        count = len(self.book.tokens)
+        self.book.tokens = {}
+        return count
+
+
+def is_publisher(name):
+    """Whether an identity's name is a publisher's (a minted token's)."""
+    return name.startswith(PUBLISHER_PREFIX)
+
+
+# -- an issuer's keys -----------------------------------------------------------------
+
+
+def import_jwks(data):
+    """
+    The signature keys of a JWKS document, by C{kid}: keys without a
+    C{kid}, meant for encryption, of a type pypid does not use (C{oct}
+    above all) or too weak, and entries that are not keys, are left out.
+
+    @raise ValueError: when C{data} is no JWKS at all.
+    """
+    if not isinstance(data, dict) or not isinstance(data.get("keys"), list):
+        raise ValueError("not a JWKS (an object with a list of keys)")
+    keys = {}
+    for entry in data["keys"][:MAX_KEYS]:
+        if not isinstance(entry, dict) or entry.get("kty") not in KEY_TYPES:
+            continue
+        kid = entry.get("kid")
+        if not isinstance(kid, str) or not kid or entry.get("use", "sig") != "sig":
+            continue
+        public = {name: value for name, value in entry.items()
+                  if name not in ("d", "p", "q", "dp", "dq", "qi", "oth")}
+        try:
+            key = import_key(public)
+        except (jose_errors.JoseError, ValueError, TypeError) as e:
+            log.warn("Skipping the key {kid} of a JWKS: {error}", kid=_short(kid), error=e)
+            continue
+        if entry["kty"] == "RSA" and key.raw_value.key_size < MIN_RSA_BITS:
+            continue
+        keys[kid] = key
+    return keys
+
+
+@attrs.define
+class IssuerKeys:
+    """
+    One issuer's signature keys: its discovery document
+    (C{URL/.well-known/openid-configuration}) gives C{jwks_uri}, whose JWKS
+    is kept for C{ttl} seconds. An unknown C{kid} fetches them again (the
+    issuer rotated its keys), but no fetch starts less than C{min_refresh}
+    seconds after the last one, and concurrent needs share one fetch; when
+    a fetch fails, the keys already known are used.
+
+    @ivar name: the issuer's name in C{[oidc] issuers}.
+    @ivar url: the issuer, as its tokens' C{iss} say it.
+    """
+
+    name: str
+    url: str
+    _http: object
+    _clock: object
+    timeout: float = 10.0
+    ttl: float = 3600.0
+    min_refresh: float = 30.0
+    keys: dict = attrs.field(factory=dict)
+    #: when the keys were last fetched (L{None}: never)
+    fetched: float | None = None
+    #: how many fetches were started (for the tests and the logs)
+    fetches: int = 0
+    _started: float | None = None
+    _error: str | None = None
+    _waiters: list = attrs.field(factory=list)
+
+    @property
+    def discovery_url(self):
+        """Where the issuer's discovery document is (OpenID Connect Discovery 1.0, 4)."""
+        return self.url.rstrip("/") + "/.well-known/openid-configuration"
+
+    async def key(self, kid):
+        """
+        The key C{kid}, fetching the JWKS when needed and allowed.
+
+        @raise TokenRefused: the issuer publishes no such key.
+        @raise IssuerUnavailable: its keys cannot be had.
+        """
+        now = self._clock.seconds()
+        stale = self.fetched is None or now - self.fetched >= self.ttl
+        if stale or kid not in self.keys:
+            try:
+                await self._refresh(now)
+            except IssuerUnavailable:
+                if kid not in self.keys:
+                    raise
+                log.warn("Using the keys of {issuer} fetched earlier: {error}", issuer=self.name,
+                         error=self._error)
+        key = self.keys.get(kid)
+        if key is None:
+            raise TokenRefused(f"the token is signed with a key ({_short(kid)!r}) that the "
+                               f"issuer {self.name} does not publish")
+        return key
+
+    def _refresh(self, now):
+        """
+        A L{Deferred} firing once the keys were fetched again (or failing
+        with L{IssuerUnavailable}), or at once when a fetch started less than
+        C{min_refresh} ago.
+        """
+        if self._waiters:
+            waiter = Deferred()
+            self._waiters.append(waiter)
+            return waiter
+        if self._started is not None and now - self._started < self.min_refresh:
+            if not self.keys and self._error is not None:
+                raise IssuerUnavailable(self._error)
+            return _done()
+        waiter = Deferred()
+        self._waiters.append(waiter)
+        self._started = now
+        self.fetches += 1
+        fetch = ensureDeferred(self._fetch())
+        fetch.addBoth(self._fetched)
+        return waiter
+
+    def _fetched(self, result):
+        waiters, self._waiters = self._waiters, []
+        if isinstance(result, Failure):
+            if not result.check(IssuerUnavailable):
+                log.failure("Fetching the keys of {issuer}", result, issuer=self.name)
+                result = Failure(IssuerUnavailable(
+                    f"the keys of the issuer {self.name} cannot be read"))
+            self._error = result.value.args[0]
+            log.warn("Cannot fetch the keys of {issuer}: {error}", issuer=self.name,
+                     error=self._error)
+        else:
+            self._error = None
+        for waiter in waiters:
+            if isinstance(result, Failure):
+                waiter.errback(result)
+            else:
+                waiter.callback(None)
+
+    async def _fetch(self):
+        discovery = await self._get_json(self.discovery_url, MAX_DISCOVERY_SIZE,
+                                         "discovery document")
+        if discovery.get("issuer") != self.url:
+            raise IssuerUnavailable(
+                f"the discovery document of the issuer {self.name} names another issuer "
+                f"({_short(discovery.get('issuer'))})")
+        jwks_uri = discovery.get("jwks_uri")
+        if not isinstance(jwks_uri, str) or urlsplit(jwks_uri).scheme != "https":
+            raise IssuerUnavailable(f"the discovery document of the issuer {self.name} has no "
+                                    "https jwks_uri")
+        if urlsplit(jwks_uri).netloc.lower() != urlsplit(self.url).netloc.lower():
+            # (the issuer is trusted, but a document that sends pypid to
+            # another host would make it a client of any address it names)
+            raise IssuerUnavailable(f"the jwks_uri of the issuer {self.name} is not on its "
+                                    f"host ({_short(jwks_uri)})")
+        document = await self._get_json(jwks_uri, MAX_JWKS_SIZE, "JWKS")
+        try:
+            keys = import_jwks(document)
+        except ValueError as e:
+            raise IssuerUnavailable(f"the JWKS of the issuer {self.name} is {e}")
+        self.keys = keys
+        self.fetched = self._clock.seconds()
+        log.info("Fetched {count} keys of the issuer {issuer}", count=len(keys),
+                 issuer=self.name)
+
+    async def _get_json(self, url, limit, what):
+        """GET a JSON object, the whole exchange within C{timeout} seconds."""
+        where = f"the {what} of the issuer {self.name}"
+        current = self._http.request("GET", url, headers={"Accept": ["application/json"]},
+                                     allow_redirects=False, unbuffered=True)
+        holder = [current]
+        timer = self._clock.callLater(self.timeout, lambda: holder[0].cancel())
+        try:
+            try:
+                response = await current
+            except Exception as e:
+                if timer.called:
+                    raise IssuerUnavailable(f"{where} did not answer within {self.timeout:g} s")
+                raise IssuerUnavailable(f"cannot reach {where}: {bodies.describe(e)}")
+            if response.code != 200:
+                bodies.discard(response)
+                raise IssuerUnavailable(f"{where} answered {response.code}")
+            holder[0] = reading = bodies.read_body(response, limit, self._clock, self.timeout)
+            try:
+                body = await reading
+            except (CancelledError, bodies.BodyError) as e:
+                if timer.called:
+                    raise IssuerUnavailable(f"{where} did not arrive within {self.timeout:g} s")
+                raise IssuerUnavailable(f"{where} could not be read: {e}")
+        finally:
+            if timer.active():
+                timer.cancel()
+        try:
+            data = json.loads(body)
+        except (ValueError, RecursionError):
+            raise IssuerUnavailable(f"{where} is not JSON")
+        if not isinstance(data, dict):
+            raise IssuerUnavailable(f"{where} is not a JSON object")
+        return data
+
+
+def _done():
+    d = Deferred()
+    d.callback(None)
+    return d
+
+
+# -- verifying and minting -----------------------------------------------------------
+
+
+@attrs.frozen
+class Settings:
+    """
+    What trusted publishing is configured with (C{[oidc]} and C{[publishers]}).
+
+    @ivar issuers: C{((name, url), ...)}.
+    @ivar rules: the L{PublisherRule}s, in file order.
+    """
+
+    audience: str = "pypid"
+    issuers: tuple = ()
+    rules: tuple = ()
+    leeway: float = 60.0
+    lifetime: float = 900.0
+    jwks_ttl: float = 3600.0
+    jwks_min_refresh: float = 30.0
+    timeout: float = 10.0
+
+    def trust(self):
+        """What a token's trust depends on: a change of it revokes minted tokens."""
+        return (self.audience, self.issuers, self.rules)
+
+
+@attrs.frozen
+class Verified:
+    """
+    A genuine ID token.
+
+    @ivar issuer: the issuer's name.
+    @ivar claims: the token's claims.
+    """
+
+    issuer: str
+    claims: dict
+
+    @property
+    def publisher(self):
+        """The identity the minted token acts as: C{publisher:<issuer>:<sub>}."""
+        return f"{PUBLISHER_PREFIX}{self.issuer}:{self.claims['sub']}"
+
+
+@attrs.frozen
+class Minted:
+    """A minted upload token: its text (shown once), record and projects."""
+
+    text: str
+    token: object
+    projects: tuple
+    publisher: str
+
+
+def _read_unverified(text):
+    """
+    The header and claims of a compact JWS, before any signature check
+    (only to choose the issuer and key: nothing else is believed yet).
+    """
+    parts = text.split(".") if isinstance(text, str) and len(text) <= MAX_TOKEN_SIZE else []
+    if len(parts) != 3 or not parts[0] or not parts[1] \
+            or not all(_BASE64URL.match(part) for part in parts):
+        raise TokenRefused("not a JSON Web Token (three base64url parts separated by dots)")
+    try:
+        header, claims = (json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+                          for part in parts[:2])
+    except (ValueError, TypeError, RecursionError):
+        raise TokenRefused("not a JSON Web Token (its header or claims cannot be read)")
+    if not isinstance(header, dict) or not isinstance(claims, dict):
+        raise TokenRefused("not a JSON Web Token (its header or claims are not JSON objects)")
+    return header, claims
+
+
+def check_algorithm(header):
+    """
+    The token's C{alg}, when it is one of L{ALGORITHMS}.
+
+    @raise TokenRefused: for C{none}, any HMAC algorithm, or anything else.
+    """
+    alg = header.get("alg")
+    if not isinstance(alg, str) or not alg:
+        raise TokenRefused("the token names no algorithm (alg)")
+    if alg.lower() == "none":
+        raise TokenRefused("unsigned tokens (alg none) are refused")
+    if alg.upper().startswith("HS"):
+        raise TokenRefused(f"tokens signed with a shared secret (alg {_short(alg)}) are "
+                           "refused: only an issuer's public-key signatures are accepted")
+    if alg not in ALGORITHMS:
+        raise TokenRefused(f"the algorithm {_short(alg)} is not accepted (accepted: "
+                           f"{', '.join(ALGORITHMS)})")
+    return alg
+
+
+def check_claims(claims, url, audience, now, leeway):
+    """
+    Check the signed claims: C{iss}, C{aud}, C{exp}, C{nbf} and C{iat} (with
+    C{leeway} seconds), and that C{jti} and C{sub} are there; in that
+    order, so the message does not depend on the token's key order.
+
+    @raise TokenRefused: saying which claim is wrong.
+    """
+    registry = jwt.JWTClaimsRegistry(now=int(now), leeway=int(leeway),
+                                     iss={"essential": True, "value": url},
+                                     aud={"essential": True, "value": audience})
+    needed = {"iss": "the token names no issuer (iss)",
+              "aud": "the token names no audience (aud)",
+              "exp": "the token has no expiry (exp)",
+              "iat": "the token does not say when it was issued (iat)",
+              "jti": "the token has no jti claim (pypid needs it to refuse replays)",
+              "sub": "the token has no sub claim"}
+    exp, iat = claims.get("exp"), claims.get("iat")
+    if _number(exp) and _number(iat) and exp - iat > MAX_ID_TOKEN_LIFETIME:
+        raise TokenRefused(f"the token is valid for {int(exp - iat)} s; pypid takes ID tokens "
+                           f"valid for {MAX_ID_TOKEN_LIFETIME} s at most")
+    if _number(iat) and now - iat > MAX_ID_TOKEN_LIFETIME + leeway:
+        raise TokenRefused(f"the token was issued at {format_time(iat)}, more than "
+                           f"{MAX_ID_TOKEN_LIFETIME} s ago")
+    for name in ("iss", "aud", "exp", "nbf", "iat", "jti", "sub"):
+        value = claims.get(name)
+        if value is None:
+            if name in needed:
+                raise TokenRefused(needed[name])
+            continue
+        try:
+            if name == "sub":
+                if not isinstance(value, str) or not value or len(value) > 255 \
+                        or not value.isprintable():
+                    raise TokenRefused("the token's sub claim is not a short printable text")
+                continue
+            getattr(registry, "validate_" + name)(value)
+        except jose_errors.ExpiredTokenError:
+            raise TokenRefused(f"the token expired at {format_time(value)}")
+        except jose_errors.JoseError:
+            raise TokenRefused(_claim_refusal(name, value, audience))
+
+
+#: The longest an ID token may be valid (C{exp - iat}), and the oldest
+#: (C{iat}) it may be: CI systems' tokens live minutes (GitHub's) to the
+#: length of a job (GitLab's, an hour by default). The replay cache is
+#: per process (see L{ReplayCache}), so this bounds how long a stolen token
+#: could be used again after a restart or on another instance.
+MAX_ID_TOKEN_LIFETIME = 2 * 3600
+
+
+def _number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _claim_refusal(name, value, audience):
+    if name == "aud":
+        return (f"the token is meant for another audience ({_short(value)}); "
+                f"this index accepts {audience!r}")
+    if name == "iss":
+        return f"the token's issuer {_short(value)} is not the one its key belongs to"
+    if name == "nbf" and isinstance(value, (int, float)):
+        return f"the token is not valid before {format_time(value)}"
+    if name == "iat" and isinstance(value, (int, float)):
+        return f"the token says it was issued in the future ({format_time(value)})"
+    if name == "jti":
+        return "the token's jti claim is not a text"
+    return f"the token's {name} claim is not valid"
+
+
+@attrs.define
+class TrustedPublishing:
+    """
+    Verifies OIDC ID tokens and mints upload tokens for the publishers
+    they prove to be.
+
+    @ivar settings: the L{Settings}.
+    @ivar tokens: the L{PublisherTokens} minted (the access gate checks them).
+    @ivar _http: the treq client the issuers' keys are fetched with.
+    @ivar _clock: provides C{seconds()} and C{callLater}.
+    """
+
+    settings: Settings
+    _http: object
+    _clock: object
+    tokens: PublisherTokens = attrs.field(default=None)
+    replays: ReplayCache = attrs.field(factory=ReplayCache)
+    #: issuer URL -> L{IssuerKeys}
+    issuers: dict = attrs.field(factory=dict)
+
+    def __attrs_post_init__(self):
+        if self.tokens is None:
+            self.tokens = PublisherTokens(self._clock)
+        self.issuers = self._issuer_keys(self.settings, {})
+
+    @property
+    def enabled(self):
+        """Whether any issuer is configured."""
+        return bool(self.settings.issuers)
+
+    def _issuer_keys(self, settings, known):
+        found = {}
+        for name, url in settings.issuers:
+            keys = known.get(url)
+            if keys is None or keys.name != name:
+                keys = IssuerKeys(name, url, self._http, self._clock)
+            keys.timeout = settings.timeout
+            keys.ttl = settings.jwks_ttl
+            keys.min_refresh = settings.jwks_min_refresh
+            found[url] = keys
+        return found
+
+    def reconfigure(self, settings, http=None):
+        """
+        Take a reloaded configuration. The keys of issuers that stay are
+        kept; when the audience, the issuers or the rules changed, every
+        minted token is revoked (a removed publisher must stop at once).
+
+        @return: how many minted tokens were revoked.
+        """
+        if http is not None:
+            self._http = http
+            self.issuers = {}
+        revoked = 0
+        if settings.trust() != self.settings.trust():
+            revoked = self.tokens.revoke_all()
+        self.settings = settings
+        self.issuers = self._issuer_keys(settings, self.issuers)
+        return revoked
+
+    async def verify(self, text):
+        """
+        The L{Verified} token C{text} is.
+
+        @raise TokenRefused: it is not one to trust.
+        @raise IssuerUnavailable: its issuer's keys cannot be had now.
+        """
+        header, unverified = _read_unverified(text)
+        alg = check_algorithm(header)
+        iss = unverified.get("iss")
+        if not isinstance(iss, str):
+            raise TokenRefused("the token names no issuer (iss)")
+        issuer = self.issuers.get(iss)
+        if issuer is None:
+            raise TokenRefused(f"the token's issuer {_short(iss)} is not one of this index's "
+                               "trusted issuers")
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise TokenRefused("the token names no signing key (kid)")
+        key = await issuer.key(kid)
+        try:
+            token = jwt.decode(text, key, algorithms=[alg])
+        except jose_errors.BadSignatureError:
+            raise TokenRefused("the token's signature is not valid")
+        except (jose_errors.InvalidKeyTypeError, jose_errors.InvalidKeyCurveError,
+                jose_errors.UnsupportedKeyAlgorithmError,
+                jose_errors.UnsupportedKeyUseError) as e:
+            raise TokenRefused(f"the key {_short(kid)!r} cannot check an {alg} signature "
+                               f"({e.description or e.error})")
+        except jose_errors.JoseError as e:
+            raise TokenRefused(f"the token cannot be read ({e.description or e.error})")
+        settings = self.settings
+        check_claims(token.claims, iss, settings.audience, self._clock.seconds(),
+                     settings.leeway)
+        return Verified(issuer.name, token.claims)
+
+    def mint(self, verified):
+        """
+        Mint the upload token of a verified ID token.
+
+        @rtype: L{Minted}
+        @raise NoPublisher: no rule lets it publish.
+        @raise TokenRefused: it was exchanged before (its C{jti}).
+        @raise TooMany: too many tokens are live.
+        """
+        claims = verified.claims
+        projects = match_publishers(self.settings.rules, verified.issuer, claims)
+        now = self._clock.seconds()
+        key = (verified.issuer, claims["jti"])
+        if self.replays.seen(key, now):
+            raise TokenRefused("this token was already exchanged (its jti was seen before): "
+                               "ask the CI system for a new one")
+        description = f"trusted publishing, {verified.issuer} jti {_short(claims['jti'], 60)}"
+        text, token = self.tokens.issue(verified.publisher, projects, self.settings.lifetime,
+                                        description)
+        try:
+            self.replays.add(key, claims["exp"] + self.settings.leeway, now)
+        except TooMany:
+            self.tokens.book.revoke(token.id)
+            raise
+        return Minted(text, token, projects, verified.publisher)

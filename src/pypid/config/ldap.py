@@ -1,0 +1,145 @@
+"""
+The C{[ldap]} section: the directory (OpenLDAP, Active Directory) whose
+users may log in beside those of C{[users]}, and whose groups are pypid
+groups.
+
+Without C{url} there is no directory, and the other keys must stay unset.
+L{check_ldap} holds the rules that keep a directory password off the
+network in clear (C{ldap://} to another host needs StartTLS) and that keep
+a service account from binding with an empty password (an LDAP
+"unauthenticated bind", which servers answer as anonymous).
+"""
+
+import attrs
+
+from pypid.auth.ldap import PLACEHOLDERS, check_filter_template, parse_ldap_url
+from pypid.config.values import is_ip_address, parse_boolean, parse_optional_path
+from pypid.core.units import is_zero_duration, parse_duration
+
+
+@attrs.frozen
+class LDAPConfig:
+    """The C{[ldap]} section (see C{docs/configuration.rst})."""
+
+    #: the servers, tried in order (L{pypid.auth.ldap.LDAPServer}s); none: no directory
+    url: tuple = ()
+    #: StartTLS on C{ldap://} servers
+    starttls: bool = True
+    #: the service account that searches, or L{None} to search anonymously
+    bind_dn: str | None = None
+    bind_password: str = attrs.field(default="", repr=False)
+    user_base: str | None = None
+    user_filter: str = "(uid={user})"
+    #: the attribute of a user's entry that must equal the typed name exactly
+    user_name_attribute: str = "uid"
+    #: where groups are searched; L{None}: no directory groups
+    group_base: str | None = None
+    group_filter: str = "(|(member={dn})(uniqueMember={dn}))"
+    group_name_attribute: str = "cn"
+    ca_bundle: str | None = None
+    timeout: float = 5.0
+    cache_ttl: float = 300.0
+
+
+def _urls(value):
+    """One or more C{ldap://} or C{ldaps://} URLs, separated by spaces or lines."""
+    return tuple(parse_ldap_url(word) for word in value.split())
+
+
+def _dn(value):
+    """A distinguished name (C{ou=people,dc=corp,dc=example}), or L{None} when empty."""
+    value = value.strip()
+    if not value:
+        return None
+    if "=" not in value or any(c in value for c in "\0\r\n"):
+        raise ValueError(f"{value!r} is not a distinguished name, such as "
+                         "ou=people,dc=corp,dc=example")
+    return value
+
+
+def _text(value):
+    return value.strip()
+
+
+def _attribute(value):
+    value = value.strip()
+    if not value or not value.replace("-", "").replace(";", "").isalnum() \
+            or not value[0].isalpha() or not value.isascii():
+        raise ValueError(f"{value!r} is not an attribute name, such as cn")
+    return value
+
+
+def _cache_ttl(value):
+    """A duration, or 0 to check with the directory at every request."""
+    if is_zero_duration(value):
+        return 0.0
+    return parse_duration(value)
+
+
+#: key -> (default, parser)
+LDAP_KEYS = {
+    "url": ("", _urls),
+    "starttls": ("yes", parse_boolean),
+    "bind_dn": ("", _dn),
+    "bind_password": ("", lambda value: value),
+    "user_base": ("", _dn),
+    "user_filter": ("(uid={user})", _text),
+    "user_name_attribute": ("uid", _attribute),
+    "group_base": ("", _dn),
+    "group_filter": ("(|(member={dn})(uniqueMember={dn}))", _text),
+    "group_name_attribute": ("cn", _attribute),
+    "ca_bundle": ("", parse_optional_path),
+    "timeout": ("5s", parse_duration),
+    "cache_ttl": ("5m", _cache_ttl),
+}
+
+_LOOPBACK_NAMES = ("localhost", "ip6-localhost")
+
+
+def _is_loopback(host):
+    if host.lower() in _LOOPBACK_NAMES:
+        return True
+    if not is_ip_address(host):
+        return False
+    import ipaddress
+    return ipaddress.ip_address(host).is_loopback
+
+
+def check_ldap(values, fail):
+    """
+    Check C{[ldap]} as a whole: without C{url}, nothing else is set; with
+    it, C{user_base} is, the filters are filters with their placeholders
+    inside values, a service account has a password, and no password
+    would cross the network unencrypted.
+    """
+    servers = values["ldap", "url"]
+    if not servers:
+        for key, (default, parse) in LDAP_KEYS.items():
+            if key != "url" and values["ldap", key] != parse(default):
+                fail("ldap", key, "set, but [ldap] url is empty: set url to the directory "
+                     "(such as ldaps://ldap.corp.example), or leave [ldap] out",
+                     [("ldap", "url")])
+        return
+    if values["ldap", "user_base"] is None:
+        fail("ldap", "user_base", "required with [ldap] url: the DN under which users are "
+             "searched, such as ou=people,dc=corp,dc=example", [("ldap", "url")])
+    bind_dn, password = values["ldap", "bind_dn"], values["ldap", "bind_password"]
+    if bind_dn is not None and not password:
+        fail("ldap", "bind_password", "empty, but bind_dn is set: a bind with a DN and no "
+             "password is an unauthenticated bind, which servers treat as anonymous; set "
+             "the service account's password, or empty bind_dn to search anonymously",
+             [("ldap", "bind_dn")])
+    if bind_dn is None and password:
+        fail("ldap", "bind_password", "set, but bind_dn is empty: set bind_dn to the "
+             "service account's DN", [("ldap", "bind_dn")])
+    for key, needed in (("user_filter", ("{user}",)), ("group_filter", PLACEHOLDERS)):
+        try:
+            check_filter_template(values["ldap", key], needed)
+        except ValueError as e:
+            fail("ldap", key, str(e))
+    if not values["ldap", "starttls"]:
+        for server in servers:
+            if not server.secure and not _is_loopback(server.host):
+                fail("ldap", "starttls", f"no, but {server} is reached over the network "
+                     "with plain LDAP: passwords would cross it unencrypted; use StartTLS "
+                     "(starttls = yes) or an ldaps:// URL", [("ldap", "url")])
