@@ -124,6 +124,20 @@ class DirectoryTests(_SharedSlapd, TestCase):
         text = "\n".join(formatEvent(e) for e in events)
         self.assertIn("TLS failed", text)
 
+    async def test_host_name_mismatch(self):
+        """A certificate for another host: unavailable, logged as such, without a traceback."""
+        from pypid.auth.ldap import Directory, tls_creators
+        settings = LDAPConfig(url=(parse_ldap_url(self.server.tls_url),), user_base=PEOPLE,
+                              timeout=5.0, bind_dn=SERVICE, bind_password=SERVICE_PASSWORD)
+        tls = tls_creators(self.server.ca.root_path)
+        directory = Directory(settings, reactor, lambda host, port: tls("wrong.example", port))
+        with capturedLogs() as events:
+            await self.assertFailure(directory.check("alice", password_of("alice")),
+                                     DirectoryUnavailable)
+        self.assertIn("TLS failed: the certificate is not for 127.0.0.1",
+                      "\n".join(formatEvent(e) for e in events))
+        self.assertFalse([e for e in events if "log_failure" in e])
+
     async def test_wrong_service_password(self):
         """A service account the server refuses makes the directory unavailable."""
         directory = self.directory(bind_password="wrong")
@@ -222,6 +236,12 @@ class LDAPDaemonTests(_LDAPDaemonTestCase):
         response = self.get("api/tokens", "alice", password_of("alice"))
         self.assertEqual(response.status, 403)
         self.assertIn(b"alice is not an admin", response.body)
+        # A token acts for a user of [users]: a directory admin gets none.
+        issued = http("POST", self.daemon.url + "api/tokens",
+                      {"Content-Type": "application/x-www-form-urlencoded"},
+                      b"actions=upload", auth=("bob", password_of("bob")))
+        self.assertEqual(issued.status, 403, issued.body)
+        self.assertIn(b"bob logs in through the directory", issued.body)
 
     def test_injection_attempts(self):
         """Names with filter syntax never log in as someone else; odd real names do."""

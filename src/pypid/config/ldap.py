@@ -69,11 +69,20 @@ def _attribute(value):
     return value
 
 
+#: The most C{cache_ttl} may be: the credential cache's own TTL
+#: (L{pypid.auth.verifier.PasswordVerifier}), which bounds it.
+MAX_CACHE_TTL = 300.0
+
+
 def _cache_ttl(value):
-    """A duration, or 0 to check with the directory at every request."""
+    """A duration of at most 5 minutes, or 0 to check with the directory at every request."""
     if is_zero_duration(value):
         return 0.0
-    return parse_duration(value)
+    seconds = parse_duration(value)
+    if seconds > MAX_CACHE_TTL:
+        raise ValueError(f"{value.strip()!r} is longer than the most, 5m (the credential "
+                         "cache keeps a login 5 minutes at most)")
+    return seconds
 
 
 #: key -> (default, parser)
