@@ -22,6 +22,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from tests.bench_auth import install  # noqa: E402
 from tests.distributions import make_wheel  # noqa: E402
 from tests.e2e import Clients, Daemon, upload  # noqa: E402
 from tests.slapd import (  # noqa: E402
@@ -61,14 +62,6 @@ def check_latency(slapd, checks, report):
         report(results)
 
     task.react(lambda reactor: defer.ensureDeferred(measure(reactor)))
-
-
-def install(clients, index_url, names, folder):
-    """Time one isolated C{pip install} of every name into a new folder."""
-    shutil.rmtree(folder, ignore_errors=True)
-    started = time.monotonic()
-    clients.pip_install(folder, index_url, *names)
-    return time.monotonic() - started
 
 
 def main():

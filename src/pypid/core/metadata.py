@@ -38,7 +38,6 @@ import bz2
 import gzip
 import hashlib
 import lzma
-import posixpath
 import re
 import struct
 import tarfile
