@@ -100,6 +100,17 @@ MAX_JWKS_SIZE = 256 << 10
 #: The most keys of one JWKS kept.
 MAX_KEYS = 100
 
+#: The most exchanged C{jti}s remembered at once (each until its token
+#: expires, two hours at most): about 270 bytes each, 27 MiB when full. Past it new exchanges
+#: are refused (L{TooMany}, a 503 with Retry-After) rather than a live C{jti} forgotten, which
+#: would let its token be exchanged again.
+MAX_REPLAYS = 100_000
+
+#: The most live minted tokens at once (15 minutes each by default); past
+#: it minting is refused (L{TooMany}) until some expire: a publisher's token
+#: is never dropped early under a CI job that uses it.
+MAX_MINTED = 10_000
+
 _BASE64URL = re.compile(r"^[A-Za-z0-9_-]*$")
 _CLAIM_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 _ISSUER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -301,7 +312,7 @@ class ReplayCache:
         (L{TooMany}) rather than old entries forgotten early.
     """
 
-    limit: int = 100_000
+    limit: int = MAX_REPLAYS
     _until: dict = attrs.field(factory=dict)
     _expiry: list = attrs.field(factory=list)
 
@@ -343,7 +354,7 @@ class PublisherTokens:
     """
 
     clock: object
-    limit: int = 10_000
+    limit: int = MAX_MINTED
     book: TokenBook = attrs.field(default=None)
 
     def __attrs_post_init__(self):

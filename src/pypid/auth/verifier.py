@@ -44,6 +44,17 @@ from pypid.auth.hashes import (
 
 log = Logger()
 
+#: The most successful checks remembered (the oldest go first): only
+#: successes enter, so filling it takes valid credentials, and 1,024 is more
+#: distinct (user, password) pairs than a team uses within the TTL. An entry
+#: is a 32-byte digest and its expiry: some 150 KiB in all. A pair forgotten
+#: early is only checked again (one hash).
+CACHE_SIZE = 1024
+
+#: The most distinct checks waiting or running at once; past it a new one
+#: fails at once with L{Busy} (a 503 with Retry-After) rather than queue.
+MAX_PENDING = 64
+
 
 class Busy(Exception):
     """Too many password verifications are under way; try again shortly."""
@@ -123,8 +134,9 @@ class PasswordVerifier:
     _reactor: object = attrs.field(repr=False)
     _threadpool: object = attrs.field(repr=False)
     _cache_ttl: float = attrs.field(default=300.0, validator=_non_negative)
-    _cache_size: int = attrs.field(default=1024, validator=_non_negative)
-    _max_pending: int = attrs.field(default=64, kw_only=True, validator=_non_negative)
+    _cache_size: int = attrs.field(default=CACHE_SIZE, validator=_non_negative)
+    _max_pending: int = attrs.field(default=MAX_PENDING, kw_only=True,
+                                    validator=_non_negative)
     _run_in_pool: object = attrs.field(default=deferToThreadPool, kw_only=True, repr=False)
     _directory: object = attrs.field(default=None, kw_only=True, repr=False)
     # Per-process key for the cache's digests: a leaked cache (a core dump,

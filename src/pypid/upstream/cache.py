@@ -43,7 +43,10 @@ class Entry:
 
 
 #: The most projects kept (the oldest fetched go first): names are chosen
-#: by clients, so the cache must not grow with whatever they ask for.
+#: by clients, so the cache must not grow with whatever they ask for. A
+#: forgotten page is fetched again at its next request. The same cap bounds
+#: the failures remembered (L{FAILURE_MEMORY}): past it they are all
+#: forgotten, which only means asking the upstream again.
 MAX_ENTRIES = 20000
 
 #: After a failed fetch of a project that is not cached, answer the same
@@ -188,6 +191,8 @@ class PageCache:
             except (KeyError, TypeError, ValueError) as e:
                 log.warn("Ignoring the cached upstream page of {project}: {error}",
                          project=project, error=str(e))
+        while len(self.entries) > MAX_ENTRIES:
+            del self.entries[next(iter(self.entries))]
 
 
 def entry_to_json(entry):

@@ -49,6 +49,28 @@ RECHECK = 60.0
 #: The most bytes of upstream core metadata read for one file.
 METADATA_LIMIT = 16 << 20
 
+#: The most upstream projects whose rendered pages (and the files they show)
+#: are kept; past it the oldest rendered is forgotten, and rendered again
+#: from its cached entry when asked. Clients choose the
+#: names, so without a cap this grew with every project ever asked for, and
+#: kept pages alive after the L{PageCache} had dropped their entries.
+MAX_RENDERED = 2000
+
+#: The most bytes of rendered upstream pages kept (both forms and their
+#: gzip copies, all projects together): a few big projects' pages are
+#: megabytes each, so the count alone does not bound the memory.
+RENDERED_MEMORY = 64 << 20
+
+
+def _held(filename, data):
+    """What one kept metadata file costs against L{METADATA_MEMORY}."""
+    return len(data) + len(filename) + 200
+
+
+def _page_bytes(page):
+    """The bytes a rendered L{Page} holds (its body and its gzip copy)."""
+    return len(page.body) + (len(page.gzipped) if page.gzipped is not None else 0)
+
 
 class VerifyError(UpstreamError):
     """What the upstream sent is not what its page promised; nothing is kept."""
@@ -203,7 +225,9 @@ class UpstreamProxy:
     max_file_size: int = 1 << 30
     on_close: object = None
     cached: dict = attrs.field(factory=dict)
+    # project -> (entry, {kind: Page}, shown files, when worked out), oldest first
     _rendered: dict = attrs.field(factory=dict)
+    _rendered_bytes: int = 0
     _downloads: dict = attrs.field(factory=dict)
     _metadata: dict = attrs.field(factory=dict)
     _metadata_bytes: int = 0
@@ -328,8 +352,17 @@ class UpstreamProxy:
         now = self.clock.seconds()
         if (memo is None or memo[0] is not entry
                 or (self.policy.min_age and now - memo[3] >= RECHECK)):
+            if memo is not None:
+                self._forget_rendered(project)
             memo = self._rendered[project] = (entry, {}, self._shown(entry), now)
+            while len(self._rendered) > MAX_RENDERED:
+                self._forget_rendered(next(iter(self._rendered)))
         return memo
+
+    def _forget_rendered(self, project):
+        """Drop the rendered pages of C{project} (L{MAX_RENDERED}, L{RENDERED_MEMORY})."""
+        memo = self._rendered.pop(project)
+        self._rendered_bytes -= sum(_page_bytes(page) for page in memo[1].values())
 
     def _render(self, project, entry, kind):
         memo = self._memo(project, entry)
@@ -342,6 +375,12 @@ class UpstreamProxy:
                 versions = sorted({f.version for f in memo[2].values()}, key=version_key)
                 body = render.project_json(project, files, versions)
             page = memo[1][kind] = Page.of(body, CONTENT_TYPES[kind])
+            self._rendered_bytes += _page_bytes(page)
+            while self._rendered_bytes > RENDERED_MEMORY:
+                oldest = next(iter(self._rendered))
+                if oldest == project:
+                    break  # (the page just rendered is kept, however big)
+                self._forget_rendered(oldest)
         return page
 
     def _shown(self, entry):
@@ -349,7 +388,11 @@ class UpstreamProxy:
         kept, hidden = self.policy.visible(entry.page, self.clock.seconds())
         names = frozenset(f.filename for f in hidden)
         if hidden and self._hidden.get(entry.page.project) != names:
+            self._hidden.pop(entry.page.project, None)
             self._hidden[entry.page.project] = names
+            # (a project forgotten here only logs its hidden files once more)
+            while len(self._hidden) > MAX_RENDERED:
+                del self._hidden[next(iter(self._hidden))]
             log.info("Hiding {count} files of {project} uploaded upstream less than "
                      "{min_age:g} s ago (min_age): {names}", count=len(hidden),
                      project=entry.page.project, min_age=self.policy.min_age,
@@ -515,11 +558,15 @@ class UpstreamProxy:
         return data
 
     def _keep_metadata(self, filename, data):
-        while self._metadata and self._metadata_bytes + len(data) > METADATA_MEMORY:
+        # (each entry costs its dictionary slot and name too, so that many
+        # tiny metadata files cannot grow the count without bound)
+        while self._metadata and self._metadata_bytes + _held(filename, data) > METADATA_MEMORY:
             oldest = next(iter(self._metadata))
-            self._metadata_bytes -= len(self._metadata.pop(oldest))
+            self._metadata_bytes -= _held(oldest, self._metadata.pop(oldest))
+        if filename in self._metadata:
+            self._metadata_bytes -= _held(filename, self._metadata.pop(filename))
         self._metadata[filename] = data
-        self._metadata_bytes += len(data)
+        self._metadata_bytes += _held(filename, data)
 
     # -- pre-caching and refreshing -------------------------------------------------
 

@@ -100,6 +100,13 @@ CLOCK_MARGIN = 60.0
 #: How many objects a rebuild reads at once.
 PARALLEL_READS = 16
 
+#: The most presigned URLs kept (the oldest signed go first). A URL and its
+#: key are about 600 bytes (measured), so this is some 30 MiB at most; past it, a file
+#: whose URL was forgotten is signed again at its next download (tens of
+#: microseconds), so a bucket of a million files does not hold a URL for
+#: each one that was ever downloaded.
+MAX_PRESIGNED = 50_000
+
 
 def _gunzip(data, limit):
     """Decompress gzip C{data}, refusing more than C{limit} bytes of output."""
@@ -601,8 +608,11 @@ class S3Storage:
                       max(int(expires), 1))
         usable_until = now + expires - self._buffer_time
         if usable_until > now:
+            self._urls.pop(key, None)
             self._urls[key] = (url, usable_until)
             self._urls_changed = True
+            while len(self._urls) > MAX_PRESIGNED:
+                del self._urls[next(iter(self._urls))]
         return url
 
     # -- the snapshot ------------------------------------------------------------------
@@ -641,7 +651,8 @@ class S3Storage:
             return
         for key, value in presigned.items():
             if (isinstance(value, list) and len(value) == 2 and isinstance(value[0], str)
-                    and isinstance(value[1], (int, float)) and value[1] > now):
+                    and isinstance(value[1], (int, float)) and value[1] > now
+                    and len(self._urls) < MAX_PRESIGNED):
                 self._urls[key] = (value[0], float(value[1]))
 
     def keep_snapshot(self, data):

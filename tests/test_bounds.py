@@ -1,0 +1,379 @@
+"""
+Every cache and table that clients can grow has a cap: each test fills one
+well past its cap through its own API, checks that its size stays at the
+cap, and that the memory it holds (traced by C{tracemalloc}) after twice as
+many more entries is what it was after the first round, within a margin.
+
+Caps in the hundreds of thousands are lowered for the test (the module
+constant is patched): the code that keeps the cap is the same.
+"""
+
+import gc
+import hashlib
+import tracemalloc
+
+from twisted.internet.defer import ensureDeferred, fail, succeed
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from pypid.auth import oidc, throttle, verifier
+from pypid.auth.hashes import hash_password
+from pypid.auth.oidc import PublisherTokens, ReplayCache, TooMany
+from pypid.auth.throttle import LoginThrottle
+from pypid.auth.verifier import PasswordVerifier
+from pypid.core import metrics
+from pypid.core.audit import LoginFailures
+from pypid.core.index import HTML, JSON
+from pypid.core.metrics import RequestStats
+from pypid.storage.s3 import storage as s3
+from pypid.storage.s3.client import S3Client
+from pypid.storage.s3.credentials import CredentialSource
+from pypid.storage.s3.layout import Layout
+from pypid.storage.s3.sign import Bucket, Credentials
+from pypid.storage.s3.storage import S3Storage
+from pypid.upstream import cache, proxy
+from pypid.upstream.cache import PageCache
+from pypid.upstream.fetch import UpstreamError
+from pypid.upstream.parser import UpstreamFile, UpstreamPage
+from pypid.upstream.policy import UpstreamPolicy
+from pypid.upstream.proxy import UpstreamProxy
+from pypid.web.channel import ConnectionCounter
+from tests.fakes import FAST
+
+
+def upstream_page(project, files=1, upload_time=None):
+    """An upstream page of C{project} listing C{files} wheels."""
+    listed = tuple(
+        UpstreamFile(filename=f"{project}-1.{i}-py3-none-any.whl",
+                     url=f"https://files.upstream.example/{project}-1.{i}-py3-none-any.whl",
+                     sha256=hashlib.sha256(f"{project} {i}".encode()).hexdigest(),
+                     project=project, version=f"1.{i}", packagetype="bdist_wheel",
+                     upload_time=upload_time)
+        for i in range(files))
+    return UpstreamPage(project=project, name=project, files=listed)
+
+
+class _Config:
+    """The few L{pypid.config.upstream.UpstreamConfig} values pages need."""
+
+    mode = "cache"
+    offline = False
+    timeout = 10.0
+
+
+class _NoIndex:
+    """A hosted index holding nothing (every project is upstream)."""
+
+    def project(self, name):
+        return None
+
+
+class _Channel:
+    """What L{ConnectionCounter} keeps of a connection."""
+
+
+class _Address:
+    def __init__(self, host):
+        self.host = host
+
+
+def _sync_pool(reactor, threadpool, f, *args):
+    return succeed(f(*args))
+
+
+class BoundsTests(SynchronousTestCase):
+    """Each structure stays at its cap, and its memory stays flat, however much comes."""
+
+    def assert_flat(self, fill, size, cap, rounds=(1, 2)):
+        """
+        Fill a structure with C{fill(start, stop)} (distinct keys) to its cap,
+        then measure the memory traced after one and after two more caps'
+        worth of new keys: it must not grow past a small margin, and
+        C{size()} must stay at most C{cap}.
+        """
+        fill(0, cap)
+        gc.collect()
+        tracemalloc.start()
+        try:
+            fill(cap, 2 * cap)
+            gc.collect()
+            once = tracemalloc.get_traced_memory()[0]
+            self.assertLessEqual(size(), cap)
+            fill(2 * cap, 4 * cap)
+            gc.collect()
+            twice = tracemalloc.get_traced_memory()[0]
+        finally:
+            tracemalloc.stop()
+        self.assertLessEqual(size(), cap)
+        self.assertLessEqual(twice, once + max(once // 10, 64 << 10),
+                             f"memory grew from {once} to {twice} bytes")
+        return once, twice
+
+    # -- the upstream --------------------------------------------------------------------
+
+    def make_proxy(self, fetch=None, policy=None):
+        clock = Clock()
+        clock.advance(1_000_000)
+        pages = PageCache(fetch or (lambda project: succeed(upstream_page(project))),
+                          clock, 900.0)
+        return UpstreamProxy(_Config(), policy or UpstreamPolicy("cache"), pages, None,
+                             None, _NoIndex(), lambda f: f"/files/{f.filename}", None,
+                             clock)
+
+    def test_page_cache(self):
+        """The upstream page cache keeps at most L{cache.MAX_ENTRIES} projects."""
+        self.patch(cache, "MAX_ENTRIES", 500)
+        pages = self.make_proxy().pages
+
+        def fill(start, stop):
+            for i in range(start, stop):
+                self.successResultOf(ensureDeferred(pages.get(f"project-{i}")))
+        self.assert_flat(fill, lambda: len(pages.entries), 500)
+        self.assertEqual(len(pages.entries), 500)
+        self.assertIn("project-1999", pages.entries)
+        self.assertNotIn("project-0", pages.entries)
+
+    def test_page_cache_failures(self):
+        """Failed fetches remembered are at most L{cache.MAX_ENTRIES}."""
+        self.patch(cache, "MAX_ENTRIES", 500)
+        pages = self.make_proxy(fetch=lambda project: fail(UpstreamError("down"))).pages
+
+        def fill(start, stop):
+            for i in range(start, stop):
+                self.failureResultOf(ensureDeferred(pages.get(f"project-{i}")), UpstreamError)
+        self.assert_flat(fill, lambda: len(pages._failures), 500)
+
+    def test_page_cache_snapshot(self):
+        """A snapshot of more pages than the cap is loaded down to the cap."""
+        self.patch(cache, "MAX_ENTRIES", 50)
+        pages = self.make_proxy().pages
+        data = {f"project-{i}": cache.entry_to_json(cache.Entry(upstream_page(f"project-{i}"), 1.0))
+                for i in range(120)}
+        pages.load_json(data)
+        self.assertEqual(len(pages.entries), 50)
+
+    def test_rendered_pages(self):
+        """The rendered upstream pages are kept for at most L{proxy.MAX_RENDERED} projects."""
+        self.patch(cache, "MAX_ENTRIES", 300)
+        self.patch(proxy, "MAX_RENDERED", 300)
+        upstream = self.make_proxy()
+
+        def fill(start, stop):
+            for i in range(start, stop):
+                for kind in (HTML, JSON):
+                    self.successResultOf(ensureDeferred(
+                        upstream.upstream_page(f"project-{i}", kind)))
+        self.assert_flat(fill, lambda: len(upstream._rendered), 300)
+        self.assertEqual(len(upstream._rendered), 300)
+        # (the bytes counted are those of the pages kept)
+        self.assertEqual(upstream._rendered_bytes, sum(
+            proxy._page_bytes(page) for memo in upstream._rendered.values()
+            for page in memo[1].values()))
+
+    def test_rendered_memory(self):
+        """Big pages are kept within L{proxy.RENDERED_MEMORY} bytes, the newest always."""
+        upstream = self.make_proxy(fetch=lambda project: succeed(upstream_page(project, 200)))
+        page = self.successResultOf(ensureDeferred(upstream.upstream_page("big-0", HTML)))[0]
+        one = proxy._page_bytes(page)
+        self.patch(proxy, "RENDERED_MEMORY", one * 5)
+        for i in range(1, 40):
+            self.successResultOf(ensureDeferred(upstream.upstream_page(f"big-{i}", HTML)))
+            self.assertLessEqual(upstream._rendered_bytes, one * 5 + one // 10)
+        self.assertIn("big-39", upstream._rendered)
+        self.assertLessEqual(len(upstream._rendered), 5)
+        # A page larger than the whole budget is still served, and kept alone.
+        self.patch(proxy, "RENDERED_MEMORY", one // 2)
+        self.successResultOf(ensureDeferred(upstream.upstream_page("big-40", HTML)))
+        self.assertEqual(list(upstream._rendered), ["big-40"])
+
+    def test_hidden_files_log(self):
+        """The projects whose hidden files were logged are at most L{proxy.MAX_RENDERED}."""
+        self.patch(cache, "MAX_ENTRIES", 200)
+        self.patch(proxy, "MAX_RENDERED", 200)
+        upstream = self.make_proxy(
+            fetch=lambda project: succeed(upstream_page(project, 1, upload_time=999_990.0)),
+            policy=UpstreamPolicy("cache", min_age=3600.0))
+
+        def fill(start, stop):
+            for i in range(start, stop):
+                self.successResultOf(ensureDeferred(upstream.upstream_page(f"new-{i}", HTML)))
+        self.assert_flat(fill, lambda: len(upstream._hidden), 200)
+        self.assertEqual(len(upstream._hidden), 200)
+
+    def test_metadata_memory(self):
+        """Upstream metadata in memory stays within L{proxy.METADATA_MEMORY}, tiny files too."""
+        self.patch(proxy, "METADATA_MEMORY", 100_000)
+        upstream = self.make_proxy()
+
+        def fill(start, stop):
+            for i in range(start, stop):
+                upstream._keep_metadata(f"f-{i}.whl", b"" if i % 2 else b"M" * 300)
+        # (each entry costs at least 200 bytes: no more than 500 are kept)
+        self.assert_flat(fill, lambda: len(upstream._metadata), 500)
+        self.assertLessEqual(upstream._metadata_bytes, 100_000)
+        self.assertEqual(upstream._metadata_bytes, sum(
+            proxy._held(name, data) for name, data in upstream._metadata.items()))
+
+    # -- S3 ------------------------------------------------------------------------------
+
+    def test_presigned_urls(self):
+        """The presigned URL cache holds at most L{s3.MAX_PRESIGNED} URLs."""
+        self.patch(s3, "MAX_PRESIGNED", 500)
+        clock = Clock()
+        clock.advance(1_700_000_000)
+        credentials = CredentialSource(Credentials("AKIDEXAMPLE", "secret"), None, clock)
+        client = S3Client(Bucket("http://127.0.0.1:9", "bucket", "us-east-1"), credentials,
+                          None, clock)
+        storage = S3Storage(client, Layout("pkgs/"), credentials, None, clock,
+                            self.mktemp())
+
+        def fill(start, stop):
+            for i in range(start, stop):
+                storage.presigned(f"pkgs/file-{i}.whl")
+        self.assert_flat(fill, lambda: storage.presigned_cached, 500)
+        self.assertEqual(storage.presigned_cached, 500)
+        # A snapshot's URLs are taken back within the cap too.
+        state = storage.state()
+        state["presigned"].update({f"pkgs/more-{i}.whl": [f"u{i}", clock.seconds() + 3600]
+                                   for i in range(300)})
+        again = S3Storage(client, Layout("pkgs/"), credentials, None, clock, self.mktemp())
+        again.restore_state(state)
+        self.assertEqual(again.presigned_cached, 500)
+
+    # -- logins --------------------------------------------------------------------------
+
+    def test_credential_cache(self):
+        """The credential cache remembers at most C{cache_size} successes."""
+        users = {f"user-{i}": hash_password(f"password-{i}", FAST) for i in range(160)}
+        clock = Clock()
+        checker = PasswordVerifier(users, clock, object(), cache_size=40,
+                                   run_in_pool=_sync_pool)
+
+        def fill(start, stop):
+            for i in range(start, stop):
+                self.assertTrue(self.successResultOf(
+                    checker.verify(f"user-{i}", f"password-{i}")))
+        self.assert_flat(fill, lambda: len(checker._cache), 40)
+        self.assertEqual(len(checker._cache), 40)
+        self.assertEqual(verifier.CACHE_SIZE, PasswordVerifier(users, clock, object())._cache_size)
+
+    def test_throttle_table(self):
+        """The login throttle remembers at most L{throttle.MAX_KEYS} keys."""
+        self.patch(throttle, "MAX_KEYS", 1000)
+        clock = Clock()
+        table = LoginThrottle(clock)
+
+        def fill(start, stop):
+            for i in range(start, stop):
+                user, address = f"user-{i}", f"10.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}"
+                table.started(user, address)
+                table.failed(user, address)
+                clock.advance(0.001)
+        self.assert_flat(fill, lambda: len(table._failures), 1000)
+        self.assertEqual(len(table._failures), 1000)
+        self.assertEqual(table._pending, {})
+
+    def test_throttle_forgets_expired_first(self):
+        """Past the cap, pairs whose failures left the window go before live ones."""
+        self.patch(throttle, "MAX_KEYS", 100)
+        clock = Clock()
+        table = LoginThrottle(clock, max_failures=3)
+        for i in range(30):
+            table.started("old", f"10.0.0.{i}")
+            table.failed("old", f"10.0.0.{i}")
+        clock.advance(throttle.WINDOW + 1)
+        for _ in range(3):
+            table.started("victim", "10.9.9.9")
+            table.failed("victim", "10.9.9.9")
+        for i in range(30):
+            table.started("new", f"10.1.0.{i}")
+            table.failed("new", f"10.1.0.{i}")
+        self.assertEqual(len(table._failures), 100)
+        self.assertGreater(table.wait("victim", "10.9.9.9"), 0)
+        self.assertNotIn(("old", "10.0.0.0"), table._failures)
+
+    def test_replays(self):
+        """Past C{limit} live jtis, exchanges are refused; none is forgotten before it expires."""
+        clock = Clock()
+        replays = ReplayCache(limit=500)
+        counter = iter(range(10**9))
+
+        def fill(start, stop):
+            for i in range(start, stop):
+                key = ("ci", f"jti-{next(counter)}")
+                try:
+                    replays.add(key, clock.seconds() + 60, clock.seconds())
+                except TooMany:
+                    # Live ones are kept: wait for them to expire.
+                    self.assertTrue(replays.seen(("ci", "jti-0"), clock.seconds())
+                                    or len(replays) == 500)
+                    clock.advance(61)
+                    replays.add(key, clock.seconds() + 60, clock.seconds())
+        self.assert_flat(fill, lambda: len(replays), 500)
+        self.assertEqual(len(replays._expiry), len(replays))
+        self.assertEqual(oidc.MAX_REPLAYS, ReplayCache().limit)
+
+    def test_minted_tokens(self):
+        """Past C{limit} live minted tokens, minting is refused until some expire."""
+        clock = Clock()
+        tokens = PublisherTokens(clock, limit=200)
+
+        def fill(start, stop):
+            for i in range(start, stop):
+                try:
+                    tokens.issue("publisher:ci", ["project"], 60, f"token {i}")
+                except TooMany:
+                    clock.advance(61)
+                    tokens.issue("publisher:ci", ["project"], 60, f"token {i}")
+        self.assert_flat(fill, lambda: len(tokens), 200)
+        self.assertEqual(oidc.MAX_MINTED, PublisherTokens(clock).limit)
+
+    def test_login_failures(self):
+        """The audit log's failed-login folding keeps at most C{max_keys} keys a minute."""
+        folding = LoginFailures()
+        now = [0.0]
+
+        def fill(start, stop):
+            for i in range(start, stop):
+                folding.add(now[0], "login-failed", f"user-{i}", f"10.0.{i // 256 % 256}.{i % 256}")
+                now[0] += 0.001
+        cap = folding.max_keys
+        self.assert_flat(fill, lambda: len(folding._repeats), cap * 20)
+        self.assertEqual(len(folding._repeats), cap)
+        self.assertEqual(list(folding._overflow), ["login-failed"])
+
+    # -- the web -------------------------------------------------------------------------
+
+    def test_connections_per_address(self):
+        """Addresses are counted only while they hold a connection, and each up to the limit."""
+        counter = ConnectionCounter(limit=4)
+        held = []
+
+        def fill(start, stop):
+            for i in range(start, stop):
+                address = _Address(f"10.0.{i // 256 % 256}.{i % 256}")
+                for _ in range(6):
+                    channel = _Channel()
+                    if counter.opened(channel, address):
+                        held.append(channel)
+                while len(held) > 400:
+                    counter.closed(held.pop(0))
+        self.assert_flat(fill, lambda: len(counter._open), 100)
+        self.assertEqual(counter.open, 400)
+        self.assertTrue(all(count <= 4 for count in counter._open.values()))
+        for channel in held:
+            counter.closed(channel)
+        self.assertEqual(counter._open, {})
+
+    def test_route_memo(self):
+        """The metrics' route memo keeps at most its cap of paths, whatever clients ask."""
+        self.patch(metrics, "_ROUTE_MEMO", 1000)
+        stats = RequestStats()
+
+        def fill(start, stop):
+            for i in range(start, stop):
+                stats.record(b"GET", f"/simple/project-{i}/".encode(), 200, 0.001, 100, 0,
+                             lambda: False)
+            stats.settle()
+        self.assert_flat(fill, lambda: len(stats._memo), 1000)
+        self.assertLessEqual(len(stats._routes), len(metrics.ROUTES))
