@@ -228,12 +228,17 @@ class MakeServiceTests(SynchronousTestCase):
         first = self.service("--listen", "tcp:8081")
         first.startService()
         self.successResultOf(first.stopService())
+        path = os.path.join(self.folder, "index.json")
+        written = os.stat(path).st_ino
         second = self.service("--listen", "tcp:8082")
         with capturedLogs() as events:
             second.startService()
         self.successResultOf(second.ready)
         self.assertEqual([r.filename for r in second.index.records()], [filename])
         self.assertIn("from the snapshot and storage", [e.get("how") for e in events])
+        # Nothing changed since: the snapshot is not written again.
+        self.assertEqual(os.stat(path).st_ino, written)
+        self.assertNotIn("Snapshot saved: {count} files", [e.get("log_format") for e in events])
 
     def test_snapshot_of_other_storage(self):
         """A snapshot that describes another storage folder is not used."""

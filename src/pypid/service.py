@@ -25,6 +25,23 @@ from pypid.tls import TLSError
 log = Logger()
 
 
+def _unchanged(known, tombstones, result):
+    """
+    Whether a scan found storage as the snapshot described it: the same
+    records (most often the very ones it was given: a backend returns them
+    as they are when nothing changed since the snapshot, and compares
+    nothing then) and the same tombstones.
+    """
+    records = result.records
+    if len(records) != len(known) or frozenset(result.tombstones) != frozenset(tombstones):
+        return False
+    for filename, record in known.items():
+        found = records.get(filename)
+        if found is not record and found != record:
+            return False
+    return True
+
+
 @attrs.define
 class IndexLoader:
     """
@@ -63,6 +80,12 @@ class IndexLoader:
         # The scan's tombstones are storage's: read from the records, or the
         # snapshot's own when the scan found nothing changed since it.
         self.index.load(result.records.values(), result.tombstones, serial)
+        if snap is not None and self.writer is not None \
+                and _unchanged(known, tombstones, result):
+            # The snapshot says what the index now holds: writing it again
+            # at once would only cost a second copy of every record (tens
+            # of megabytes at 100,000 files) and a write of all of it.
+            self.writer.saved_serial = self.index.serial
         if self.upstream is not None:
             await self.upstream.load(snap.upstream_state if snap is not None else None, since)
         if result.settled is not None and self.writer is not None:
