@@ -60,24 +60,6 @@ class FileRecordTests(SynchronousTestCase):
         self.assertEqual(record.yanked, "")
         self.assertIsNone(record.requires_python)
 
-    def test_shared_text_kept_once(self):
-        """
-        Records read from JSON share one string for a project's name, version,
-        package type, Requires-Python, summary and uploader; the data read is
-        left as it was.
-        """
-        data = make_record(requires_python=">=3.8", summary="The grail",
-                           uploader="arthur").to_json()
-        first, second = (FileRecord.from_json(json.loads(json.dumps(data))) for _ in range(2))
-        for name in ("project", "name", "version", "packagetype", "requires_python", "summary",
-                     "uploader"):
-            self.assertIs(getattr(first, name), getattr(second, name), name)
-        self.assertEqual(first, second)
-        copy = json.loads(json.dumps(data))
-        FileRecord.from_json(copy)
-        self.assertEqual(copy, data)
-        self.assertRaises(ValueError, FileRecord.from_json, ["not", "a", "dict"])
-
     def test_frozen(self):
         """Records cannot be changed in place; a change makes a new record."""
         record = make_record()
