@@ -5,10 +5,22 @@ The snapshot is only a cache: storage stays the source of truth, and start-up
 reconciles the two. Saving is atomic (temporary file, fsync, rename); the
 serialisation and the write happen in a worker thread, from an immutable
 list of records taken on the reactor thread.
+
+It is written with orjson, read with the standard library. A serialiser
+holds Python's lock for the whole document, during which the reactor
+answers nothing: for 100,001 files, encoding took 0.96 s with
+C{json.dumps} and 0.30 s with orjson, most of it now in making each
+record's dict (Python code, which lets the reactor in every few
+milliseconds). For reading, orjson was not faster enough to be worth a
+second reader (0.35-0.68 s against 0.49-0.71 s). The bytes are the same
+JSON either way (UTF-8 rather than C{\\u} escapes for non-ASCII text,
+which both read).
 """
 
 import json
 import os
+
+import orjson
 
 import attrs
 from twisted.application.internet import TimerService
@@ -66,7 +78,7 @@ def encode(records, tombstones, saved_at, serial=0, storage=None, storage_state=
         data["storage_state"] = storage_state
     if upstream_state is not None:
         data["upstream_state"] = upstream_state
-    return json.dumps(data, separators=(",", ":")).encode("utf-8")
+    return orjson.dumps(data)
 
 
 def decode(data):
