@@ -32,7 +32,14 @@ from twisted.internet.defer import ensureDeferred, gatherResults
 from pypid.bundle.archive import TooLarge
 from pypid.bundle.ingest import Arrival, Unavailable
 from pypid.bundle.manifest import BundleError
-from pypid.bundle.sources import Offer, local_fetch, open_regular, read_json_file, walk_files
+from pypid.bundle.sources import (
+    FolderSource,
+    Offer,
+    local_fetch,
+    open_regular,
+    read_json_file,
+    walk_files,
+)
 from pypid.storage.s3.storage import parse_time
 
 #: The most bytes of a C{.meta} file read.
@@ -61,20 +68,14 @@ def parse_bucket_url(url):
     return bucket, prefix
 
 
-class PypicloudFolderSource:
+class PypicloudFolderSource(FolderSource):
     """A pypicloud C{storage.dir}; see the module."""
 
     kind = "pypicloud"
 
-    def __init__(self, path, run):
-        self._path = path
-        self._run = run
-
     async def read(self):
         """The folder's L{Offer}."""
-        if not os.path.isdir(self._path):
-            raise BundleError(f"{self._path} is not a folder")
-        found = await self._run(self._scan)
+        found = await self._listed(self._scan)
         arrivals = []
         for relative, path, info, meta in found:
             filename = os.path.basename(path)

@@ -243,7 +243,24 @@ def _differs(found, expected):
 # -- a pypiserver folder ------------------------------------------------------------------
 
 
-class PypiserverSource:
+class FolderSource:
+    """
+    A source that is a folder of files (pypiserver's, pypicloud's
+    C{storage.dir}): its path, and C{run} for its blocking reads.
+    """
+
+    def __init__(self, path, run):
+        self._path = path
+        self._run = run
+
+    async def _listed(self, scan):
+        """What C{scan()} finds in the folder, read in the I/O pool."""
+        if not os.path.isdir(self._path):
+            raise BundleError(f"{self._path} is not a folder")
+        return await self._run(scan)
+
+
+class PypiserverSource(FolderSource):
     """
     A folder pypiserver serves: distribution files, flat or in nested
     folders. pypiserver keeps nothing but the files, so each one's upload
@@ -254,15 +271,9 @@ class PypiserverSource:
 
     kind = "pypiserver"
 
-    def __init__(self, path, run):
-        self._path = path
-        self._run = run
-
     async def read(self):
         """The folder's L{Offer}."""
-        if not os.path.isdir(self._path):
-            raise BundleError(f"{self._path} is not a folder")
-        found = await self._run(lambda: list(walk_files(self._path)))
+        found = await self._listed(lambda: list(walk_files(self._path)))
         arrivals = []
         for relative, path, info in found:
             filename = os.path.basename(path)
