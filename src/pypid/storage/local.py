@@ -518,10 +518,12 @@ class LocalStorage:
                              filename=record.filename, error=e.strerror)
                 # Rendering holds the interpreter's lock: resting as long
                 # as it took leaves the server half of it, so pages are
-                # served at 0.6x the usual rate meanwhile, not 0.45x. (This
-                # runs in the I/O pool, like every _*_sync method, never on
-                # the reactor's thread: see scan.)
-                time.sleep(time.perf_counter() - started)
+                # served at 0.6x the usual rate meanwhile, not 0.45x. This
+                # runs in the I/O pool (see scan); with a runner that works
+                # on the calling thread (a command, a test), the main
+                # thread, where the reactor runs, never rests.
+                if threading.current_thread() is not threading.main_thread():
+                    time.sleep(time.perf_counter() - started)
             try:
                 with self._sidecar_lock:
                     current = self._read_sidecar(record.filename)
