@@ -151,7 +151,7 @@ def main():
         cases = []
         for run in range(options.runs):
             def yank(target=records[(run * 7919) % len(records)], run=run):
-                done(storage.update(attrs.evolve(target, yanked=f"bad {run}")))
+                done(storage.update(target.replace(yanked=f"bad {run}")))
             cases.append(("a yank", yank))
 
             def upload(run=run, project=records[(run * 104729) % len(records)].name):
@@ -181,7 +181,7 @@ def main():
                   f"{max(seconds):.3f} worst ({runs[0][1]} written, {runs[0][2]} removed)")
         walls = []
         for run in range(options.runs):
-            done(storage.update(attrs.evolve(records[-1 - run], yanked=f"cmd {run}")))
+            done(storage.update(records[-1 - run].replace(yanked=f"cmd {run}")))
             walls.append(command(config, dest))
         print(f"a yank, the command:    {statistics.median(walls):6.3f} s median, "
               f"{max(walls):.3f} worst (interpreter start and imports included)")

@@ -99,7 +99,7 @@ def whole_page(entries, queries, runs):
     catalog.search_index()
     print(f"catalog of {len(entries)} projects, first: "
           f"{(time.perf_counter() - started) * 1e3:.1f} ms")
-    index.add(attrs.evolve(index.records()[0], version="2.0",
+    index.add(index.records()[0].replace(version="2.0",
                            filename=index.records()[0].filename.replace("1.0", "2.0")))
     started = time.perf_counter()
     catalog.search_index()

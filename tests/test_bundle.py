@@ -98,7 +98,7 @@ class ManifestTests(SynchronousTestCase):
         """Records come back as they were, yank state, uploader and time included."""
         filename, data = make_wheel("holy-grail", "1.0")
         path = write_file(self.mktemp(), data)
-        record = attrs.evolve(inspect(path, filename, filename, UPLOAD_TIME).record,
+        record = inspect(path, filename, filename, UPLOAD_TIME).record.replace(
                               yanked="broken", uploader="alice")
         self.assertEqual(m.parse_records(m.records_bytes([record])), {filename: record})
         self.assertEqual(m.parse_tombstones(m.tombstones_bytes(["b", "a"])),
@@ -294,7 +294,7 @@ class RoundTripTests(TestCase):
         """Publish C{data} as an upload does; return the record."""
         temp = write_file(os.path.join(storage.temp_dir, "up-" + filename), data)
         inspected = inspect(temp, filename, filename, UPLOAD_TIME, details=True)
-        record = attrs.evolve(inspected.record, **fields)
+        record = inspected.record.replace(**fields)
         stored = await storage.publish(temp, record, inspected.metadata, inspected.details)
         if record.yanked is not None:
             await storage.update(record)
@@ -456,7 +456,7 @@ class RoundTripTests(TestCase):
         path, _ = await self.exported(source)
         target = self.storage()
         await self.imported(path, target)
-        unyanked = attrs.evolve(self.yanked, yanked=None)
+        unyanked = self.yanked.replace(yanked=None)
         await target.update(unyanked)
         report = await self.imported(path, target)
         self.assertEqual([name for name, _ in report.conflicts], [self.yanked.filename])

@@ -93,8 +93,8 @@ class PlanTests(SynchronousTestCase):
         """A yank changes a project's fingerprint; where storage keeps a file does not."""
         record = make_record("alpha-1.0-py3-none-any.whl")
         base = plans.fingerprint(index_of(record).project("alpha"))
-        yanked = plans.fingerprint(index_of(attrs.evolve(record, yanked="")).project("alpha"))
-        moved = plans.fingerprint(index_of(attrs.evolve(record, path="sub/x")).project("alpha"))
+        yanked = plans.fingerprint(index_of(record.replace(yanked="")).project("alpha"))
+        moved = plans.fingerprint(index_of(record.replace(path="sub/x")).project("alpha"))
         self.assertNotEqual(base, yanked)
         self.assertEqual(base, moved)
 
@@ -614,7 +614,7 @@ class ExporterTests(ExportCase):
                   for path in ("simple/beta/index.html", "simple/index.html", "packages.json",
                                f"files/alpha/{ALPHA_OLD[0]}")}
         record = self.records(storage)[ALPHA_OLD[0]]
-        self.successResultOf(storage.update(attrs.evolve(record, yanked="broken")))
+        self.successResultOf(storage.update(record.replace(yanked="broken")))
         report = self.export(storage)
         self.assertEqual((report.changed, report.written, report.deleted), (1, 3, 0))
         self.assertIn(b'data-yanked="broken"', self.read("simple/alpha/index.html"))
@@ -765,7 +765,7 @@ class ExporterTests(ExportCase):
         storage = self.folder(*FILES)
         records = self.records(storage)
         snapshot = os.path.abspath(self.mktemp())
-        yanked = attrs.evolve(records[BETA_WHEEL[0]], yanked="old state")
+        yanked = records[BETA_WHEEL[0]].replace(yanked="old state")
         snapshots.write(snapshot, snapshots.encode(
             [*[r for r in records.values() if r.filename != BETA_WHEEL[0]], yanked], [],
             self.clock.seconds() - 3600, storage=storage.identity()))
@@ -787,7 +787,7 @@ class PeopleSeamTests(ExportCase):
         self.assertEqual(self.read("project/beta/index.html"),
                          b"<h1>beta</h1><p>Test project beta</p>")
         record = self.records(storage)[BETA_WHEEL[0]]
-        self.successResultOf(storage.update(attrs.evolve(record, yanked="")))
+        self.successResultOf(storage.update(record.replace(yanked="")))
         report = self.export(storage, people=people.seam())
         self.assertEqual(people.projects, ["alpha", "beta", "beta"])
         self.assertEqual(people.sites, 2)

@@ -80,7 +80,7 @@ class IndexChangeTests(SynchronousTestCase):
         """Adding an evolved record replaces the old one (that is how a yank is made)."""
         record = make_record()
         self.index.add(record)
-        yanked = attrs.evolve(record, yanked="broken")
+        yanked = record.replace(yanked="broken")
         self.index.add(yanked)
         self.assertEqual(self.index.serial, 2)
         self.assertIs(self.index.get_file(record.filename), yanked)
@@ -304,7 +304,7 @@ class PageTests(SynchronousTestCase):
         pages = [self.index.project_page(project, JSON)]
         sdist = make_record(kind="sdist")
         for change in (lambda: self.index.add(sdist),
-                       lambda: self.index.add(attrs.evolve(sdist, yanked="oops")),
+                       lambda: self.index.add(sdist.replace(yanked="oops")),
                        lambda: self.index.remove(sdist.filename)):
             change()
             page = self.index.project_page(project, JSON)
@@ -385,6 +385,29 @@ class SameDistributionTests(SynchronousTestCase):
         index.add(make_record("demo-pkg", kind="sdist"))
         index.remove("demo_pkg-1.0.tar.gz")
         self.assertEqual(index.same_distribution("Demo-Pkg-1.0.tar.gz"), "demo_pkg-1.0.tar.gz")
+
+    def test_keys_made_on_first_question(self):
+        """
+        A loaded index keeps no keys until an upload asks about a project,
+        and then only that project's; a project's keys follow its changes
+        after that (adds, deletions, files another server rolled back).
+        """
+        index = Index(lambda r: r.filename)
+        index.load([make_record("demo-pkg"), make_record("other")],
+                   ["demo_pkg-0.9.tar.gz", "gone-1.0.tar.gz"])
+        self.assertEqual([p._keys for p in index.projects()], [None, None, None])
+        self.assertEqual(index.same_distribution("Demo.Pkg-0.9.0.tar.gz"), "demo_pkg-0.9.tar.gz")
+        self.assertIsNone(index.project("other")._keys)
+        self.assertIsNone(index.same_distribution("unknown-1.0.tar.gz"))
+        self.assertIsNone(index.same_distribution("not a distribution"))
+        index.add(make_record("demo-pkg", "2.0", kind="sdist"))
+        self.assertEqual(index.same_distribution("DEMO_PKG-2.0.0.tar.gz"), "demo_pkg-2.0.tar.gz")
+        index.discard("demo_pkg-2.0.tar.gz")
+        self.assertIsNone(index.same_distribution("DEMO_PKG-2.0.0.tar.gz"))
+        index.remove("demo_pkg-1.0-py3-none-any.whl")
+        self.assertEqual(index.same_distribution("Demo.Pkg-1.0-py3-none-any.whl"),
+                         "demo_pkg-1.0-py3-none-any.whl")
+        self.assertEqual(index.same_distribution("Gone-1.0.0.tar.gz"), "gone-1.0.tar.gz")
 
     def test_serial_continues(self):
         """Loading with a saved serial continues counting from it."""

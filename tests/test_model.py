@@ -5,7 +5,6 @@ Tests for L{pypid.core.model}: file records, their JSON form and PEP 700 times.
 import json
 import re
 
-import attrs
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.core.model import SUMMARY_BYTES, FileRecord, cut_text, format_upload_time
@@ -63,8 +62,42 @@ class FileRecordTests(SynchronousTestCase):
     def test_frozen(self):
         """Records cannot be changed in place; a change makes a new record."""
         record = make_record()
-        self.assertRaises(attrs.exceptions.FrozenInstanceError, setattr, record, "yanked", "x")
-        self.assertEqual(attrs.evolve(record, yanked="bad").yanked, "bad")
+        self.assertRaises(AttributeError, setattr, record, "yanked", "x")
+        self.assertRaises(AttributeError, setattr, record, "other", "x")
+        changed = record.replace(yanked="bad", md5="c" * 32)
+        self.assertEqual((changed.yanked, changed.md5, changed.sha256), ("bad", "c" * 32, SHA))
+        self.assertEqual((record.yanked, record.md5), (None, None))
+        self.assertRaises(TypeError, record.replace, colour="blue")
+        self.assertRaises(ValueError, record.replace, sha256="not hex")
+
+    def test_compact(self):
+        """
+        Digests are held as raw bytes and given out as hex; a path that is
+        the filename is not held twice; the record is a plain tuple of its
+        values (no per-instance dict), which L{FileRecord.of_values} takes
+        back as a snapshot keeps them.
+        """
+        record = make_record(blake2_256="B" * 64, metadata_sha256="d" * 64)
+        self.assertEqual(record.sha256, SHA)
+        self.assertEqual(record.blake2_256, "b" * 64)  # (hex is given out lowercase)
+        values = record.values()
+        self.assertEqual(values[7], bytes.fromhex(SHA))
+        self.assertIsNone(values[5])
+        self.assertEqual(record.path, record.filename)
+        self.assertFalse(hasattr(record, "__dict__"))
+        self.assertEqual(FileRecord.of_values(values), record)
+        moved = record.replace(path="sub/" + record.filename)
+        self.assertEqual(moved.path, "sub/" + record.filename)
+        self.assertEqual(moved.replace(path=record.filename), record)
+
+    def test_copies(self):
+        """A record pickles and copies as itself (process pools pass them)."""
+        import copy
+        import pickle
+        record = make_record(md5="c" * 32, yanked="")
+        self.assertEqual(pickle.loads(pickle.dumps(record)), record)
+        self.assertEqual(copy.deepcopy(record), record)
+        self.assertIn("sha256='" + SHA, repr(record))
 
     def test_to_json_minimal(self):
         """Unset optional fields are left out of the JSON form."""
@@ -109,6 +142,14 @@ class FileRecordTests(SynchronousTestCase):
     def test_not_a_dict(self):
         """Lists, strings and L{None} are not records."""
         for data in ([], "record", None, 3):
+            self.assertRefused(data)
+
+    def test_bad_digest(self):
+        """A digest that is not hex of its size is refused."""
+        for field, value in (("sha256", "a" * 63), ("sha256", "z" * 64), ("md5", "a" * 64),
+                             ("blake2_256", 7), ("metadata_sha256", "")):
+            data = make_record().to_json()
+            data[field] = value
             self.assertRefused(data)
 
     def test_missing_field(self):

@@ -332,7 +332,7 @@ class S3StorageTests(S3Case):
                          "a server reads its own changes again, to correct a poll that "
                          "overtook them")
         self.assertEqual(await one.poll(), [])
-        await one.update(attrs.evolve(record, yanked="bad"))
+        await one.update(record.replace(yanked="bad"))
         await one.settle()
         [change] = await two.poll()
         self.assertEqual(change.record.yanked, "bad")
@@ -365,12 +365,12 @@ class S3StorageTests(S3Case):
         one = await self.ready_storage()
         temp, record, metadata, data = self.spool_wheel(one)
         await one.publish(temp, record, metadata)
-        await one.update(attrs.evolve(record, yanked="bad"))
+        await one.update(record.replace(yanked="bad"))
         two = await self.ready_storage()
         again = write_file(os.path.join(two.temp_dir, "again"), data)
         error = await self.assertFailure(two.publish(again, record, metadata), FileExists)
         self.assertEqual(error.sha256, record.sha256)
-        self.assertEqual(error.record, attrs.evolve(record, yanked="bad"))
+        self.assertEqual(error.record, record.replace(yanked="bad"))
 
     async def test_poll_cost(self):
         """A poll with nothing new makes one request, however many files the bucket holds."""
@@ -538,7 +538,7 @@ class SignatureTests(S3Case):
                                            secret_key=self.secret_key)
         temp, record, metadata, _ = self.spool_wheel(storage, requires_python=">=3.9")
         await storage.publish(temp, record, metadata)
-        await storage.update(attrs.evolve(record, yanked="a reason with spaces & more"))
+        await storage.update(record.replace(yanked="a reason with spaces & more"))
         scanned = await storage.scan({}, 0.0)
         self.assertEqual(scanned.records[record.filename].yanked, "a reason with spaces & more")
         self.assertEqual(await storage.read_metadata(record), metadata)

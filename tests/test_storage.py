@@ -334,7 +334,7 @@ class StorageContractMixin:
         storage = await self.ready()
         filename, data = make_wheel("holy-grail", "1.0")
         stored, _ = await self.published(storage, filename, data)
-        yanked = attrs.evolve(stored, yanked="broken build")
+        yanked = stored.replace(yanked="broken build")
         self.assertIsNone((await storage.update(yanked)))
         self.assertEqual((await self.scanned(storage)).records[filename].yanked, "broken build")
         await storage.update(stored)
@@ -344,7 +344,7 @@ class StorageContractMixin:
         """A yank without a reason stays a yank (empty string, not L{None})."""
         storage = await self.ready()
         stored, _ = await self.published(storage, *make_wheel("holy-grail", "1.0"))
-        await storage.update(attrs.evolve(stored, yanked=""))
+        await storage.update(stored.replace(yanked=""))
         self.assertEqual((await self.scanned(storage)).records[stored.filename].yanked, "")
 
     async def test_scan_foreign_files(self):
@@ -388,7 +388,7 @@ class StorageContractMixin:
         self.put_foreign(storage, filename, data)
         first = (await self.scanned(storage)).records
         self.assertEqual((await self.scanned(storage)).records, first)
-        yanked = attrs.evolve(first[filename], yanked="")
+        yanked = first[filename].replace(yanked="")
         await storage.update(yanked)
         self.assertEqual((await self.scanned(storage)).records, {filename: yanked})
 
@@ -427,7 +427,7 @@ class StorageContractMixin:
         """An entry of C{known} whose file did not change since C{since} is taken as it is."""
         storage = await self.ready()
         stored, _ = await self.published(storage, *make_wheel("holy-grail", "1.0"))
-        known = {stored.filename: attrs.evolve(stored, upload_time=1.0)}
+        known = {stored.filename: stored.replace(upload_time=1.0)}
         self.pass_time(0.01)
         result = await self.scanned(storage, known, since=self.now())
         self.assertIs(result.records[stored.filename], known[stored.filename])
@@ -436,7 +436,7 @@ class StorageContractMixin:
         """What changed after C{since} is read again rather than taken from C{known}."""
         storage = await self.ready()
         stored, _ = await self.published(storage, *make_wheel("holy-grail", "1.0"))
-        known = {stored.filename: attrs.evolve(stored, upload_time=1.0)}
+        known = {stored.filename: stored.replace(upload_time=1.0)}
         self.assertEqual((await self.scanned(storage, known, since=0.0)).records, {stored.filename: stored})
 
     async def test_scan_known_deleted(self):
@@ -518,7 +518,7 @@ class StorageContractMixin:
         storage = await self.ready()
         stored, _ = await self.published(storage, *make_wheel("holy-grail", "1.0"))
         await storage.delete(stored)
-        await self.assertFailure(storage.update(attrs.evolve(stored, yanked="x")),
+        await self.assertFailure(storage.update(stored.replace(yanked="x")),
                                  FilenameDeleted)
         result = await self.scanned(storage)
         self.assertEqual(result.records, {})
@@ -660,7 +660,7 @@ class LocalStorageTests(StorageContractMixin, TestCase):
                              NotADirectoryError)
         result = self.check_read_only_scan(storage, [wheel[0]])
         # A record the daemon's snapshot has, whose sidecars cannot be there.
-        known = attrs.evolve(result.records[wheel[0]], upload_time=UPLOAD_TIME)
+        known = result.records[wheel[0]].replace(upload_time=UPLOAD_TIME)
         reader = LocalStorage(storage.root, run_now, self.clock)
         before = folder_state(storage.root)
         rescanned = self.successResultOf(reader.scan({wheel[0]: known}, time.time(), (),
@@ -688,7 +688,7 @@ class LocalStorageTests(StorageContractMixin, TestCase):
         """A record's path with folders is located under the root."""
         storage = self.prepared()
         stored, _ = self.publish(storage, *make_wheel("holy-grail", "1.0"))
-        moved = attrs.evolve(stored, path="a/b/" + stored.filename)
+        moved = stored.replace(path="a/b/" + stored.filename)
         self.assertEqual(storage.locate(moved).path,
                          os.path.join(storage.root, "a", "b", stored.filename))
 
@@ -709,7 +709,7 @@ class LocalStorageTests(StorageContractMixin, TestCase):
         """Publishing, yanking and deleting leave nothing in the spool folder."""
         storage = self.prepared()
         stored, _ = self.publish(storage, *make_wheel("holy-grail", "1.0"))
-        self.successResultOf(storage.update(attrs.evolve(stored, yanked="x")))
+        self.successResultOf(storage.update(stored.replace(yanked="x")))
         self.successResultOf(storage.delete(stored))
         self.assertEqual(os.listdir(storage.temp_dir), [])
 
@@ -846,7 +846,7 @@ class LocalStorageTests(StorageContractMixin, TestCase):
     def test_yank_during_import_kept(self):
         """A yank stored while the scan's imported records are still being written is kept."""
         storage, run, record = self.scan_with_import_pending()
-        done = storage.update(attrs.evolve(record, yanked="broken"))
+        done = storage.update(record.replace(yanked="broken"))
         run.run(-1)
         self.successResultOf(done)
         run.run_all()
@@ -905,7 +905,7 @@ class LocalStorageSnapshotTrustTests(SynchronousTestCase):
         record, metadata = inspected.record, inspected.metadata
         self.record = self.successResultOf(self.storage.publish(spooled, record, metadata))
         # What only the snapshot says: the scan returns it only when it trusts the snapshot.
-        self.marked = attrs.evolve(self.record, yanked="only in the snapshot")
+        self.marked = self.record.replace(yanked="only in the snapshot")
 
     def scan(self, since):
         return self.successResultOf(
@@ -994,7 +994,7 @@ class LocalStorageGuardTests(SynchronousTestCase):
         """An operating-system failure on update or delete is a L{StorageError}."""
         os.rename(self.storage.root, self.storage.root + ".away")
         self.addCleanup(os.rename, self.storage.root + ".away", self.storage.root)
-        self.failureResultOf(self.storage.update(attrs.evolve(self.record, yanked="x")),
+        self.failureResultOf(self.storage.update(self.record.replace(yanked="x")),
                              StorageError)
         self.failureResultOf(self.storage.delete(self.record), StorageError)
 
@@ -1093,7 +1093,7 @@ class MemoryStorageTests(SynchronousTestCase):
         self.storage.objects["nested/" + name] = data
         imported = self.successResultOf(self.storage.scan({}, 0.0)).records[name]
         self.successResultOf(self.storage.read_metadata(imported))
-        self.successResultOf(self.storage.update(attrs.evolve(stored, yanked="broken")))
+        self.successResultOf(self.storage.update(stored.replace(yanked="broken")))
         self.successResultOf(self.storage.delete(stored))
         self.assertTrue(self.successResultOf(self.storage.check()))
         self.assertIsNone(self.storage.close())
@@ -1104,7 +1104,7 @@ class MemoryStorageTests(SynchronousTestCase):
         """L{FileExists} for a stored name carries its digest and its record, yank included."""
         filename, data = make_wheel("holy-grail", "1.0")
         stored, _ = self.publish(filename, data)
-        yanked = attrs.evolve(stored, yanked="broken")
+        yanked = stored.replace(yanked="broken")
         self.successResultOf(self.storage.update(yanked))
         for other in (data, make_wheel("holy-grail", "1.0", module_text="X = 2\n")[1]):
             failure = self.failureResultOf(
@@ -1149,7 +1149,7 @@ class MemoryStorageTests(SynchronousTestCase):
     def test_clock_went_back(self):
         """A snapshot dated after the clock's now is not trusted: the stored records are given."""
         stored, _ = self.publish(*make_wheel("holy-grail", "1.0"))
-        marked = attrs.evolve(stored, yanked="only in the snapshot")
+        marked = stored.replace(yanked="only in the snapshot")
         result = self.successResultOf(
             self.storage.scan({stored.filename: marked}, self.clock.seconds() + 3600))
         self.assertEqual(result.records, {stored.filename: stored})

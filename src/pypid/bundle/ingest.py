@@ -333,7 +333,7 @@ class Ingest:
         except (InvalidName, InvalidDistribution) as e:
             report.refused.append((arrival.origin, str(e)))
             return
-        record = attrs.evolve(inspected.record, uploader=cut_text(arrival.uploader,
+        record = inspected.record.replace(uploader=cut_text(arrival.uploader,
                                                                   UPLOADER_BYTES),
                               yanked=arrival.yanked if arrival.yank_known else None)
         try:

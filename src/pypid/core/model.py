@@ -4,12 +4,12 @@ The values the index is made of.
 A L{FileRecord} is everything the index knows about one stored distribution
 file; it is what the storage keeps beside the file (so the index can be
 rebuilt from storage alone), what the snapshot holds, and what the pages are
-rendered from. Records are frozen: a change (a yank, say) makes a new record.
+rendered from. Records are immutable: a change (a yank, say) makes a new
+record (L{FileRecord.replace}).
 """
 
 import datetime
-
-import attrs
+import operator
 
 from pypid.core.names import SDIST, WHEEL
 
@@ -48,8 +48,41 @@ def cut_text(text, limit):
     return data[: limit - len(ellipsis.encode("utf-8"))].decode("utf-8", "ignore") + ellipsis
 
 
-@attrs.frozen
-class FileRecord:
+#: The fields of a L{FileRecord}, in the order its tuple holds them.
+FIELDS = ("filename", "project", "name", "version", "packagetype", "path", "size",
+          "sha256", "upload_time", "blake2_256", "md5", "requires_python", "yanked",
+          "metadata_sha256", "summary", "uploader")
+#: The fields kept as raw bytes and given out as hex, with their sizes.
+DIGESTS = {"sha256": 32, "blake2_256": 32, "md5": 16, "metadata_sha256": 32}
+_OPTIONAL_TEXT = ("requires_python", "yanked", "summary", "uploader")
+_SLOT = {name: i for i, name in enumerate(FIELDS)}
+
+
+def _digest(value, size, name):
+    """The raw bytes of a hex digest (L{None} stays L{None})."""
+    if value is None:
+        return None
+    try:
+        raw = bytes.fromhex(value)
+    except (ValueError, TypeError):
+        raise ValueError(f"a file record's {name} must be a hex digest")
+    if len(raw) != size:
+        raise ValueError(f"a file record's {name} must be {size * 2} hex digits")
+    return raw
+
+
+def _hex(slot):
+    def get(self):
+        raw = tuple.__getitem__(self, slot)
+        return None if raw is None else raw.hex()
+    return property(get)
+
+
+def _plain(slot):
+    return property(operator.itemgetter(slot))
+
+
+class FileRecord(tuple):
     """
     One distribution file in the index.
 
@@ -73,34 +106,101 @@ class FileRecord:
         (for search and lists; the project page shows it whole), or L{None}.
     @ivar uploader: who uploaded the file (cut to L{UPLOADER_BYTES}), or
         L{None} for a file imported from a folder or another server.
+
+    A tuple, not an attrs class as the rest of the model is: an index holds
+    one for every file, a million of them for a cache of the public index,
+    and start-up makes them all. Measured on CPython 3.11: 0.18 us to make
+    one from its values against 1.7 us for the frozen attrs class (2.3 us
+    with keywords), at the same 168 bytes. Digests are kept as raw bytes
+    (65 bytes for a sha256 rather than 113 for its hex text; 176 bytes a
+    file for the four) and given out as hex, which costs 0.1 us an access:
+    the pages that show them are rendered once and kept. The path is kept
+    only when it is not the filename (an upload's path is its filename).
+    A change makes a new record: L{replace}.
     """
 
-    filename: str
-    project: str
-    name: str
-    version: str
-    packagetype: str
-    path: str
-    size: int
-    sha256: str
-    upload_time: float
-    blake2_256: str | None = None
-    md5: str | None = None
-    requires_python: str | None = attrs.field(default=None, converter=_optional_str)
-    yanked: str | None = attrs.field(default=None, converter=_optional_str)
-    metadata_sha256: str | None = None
-    summary: str | None = attrs.field(default=None, converter=_optional_str)
-    uploader: str | None = attrs.field(default=None, converter=_optional_str)
+    __slots__ = ()
+
+    def __new__(cls, filename, project, name, version, packagetype, path, size, sha256,
+                upload_time, blake2_256=None, md5=None, requires_python=None, yanked=None,
+                metadata_sha256=None, summary=None, uploader=None):
+        return tuple.__new__(cls, (
+            filename, project, name, version, packagetype,
+            None if path == filename else path, size,
+            _digest(sha256, 32, "sha256"), upload_time,
+            _digest(blake2_256, 32, "blake2_256"), _digest(md5, 16, "md5"),
+            _optional_str(requires_python), _optional_str(yanked),
+            _digest(metadata_sha256, 32, "metadata_sha256"),
+            _optional_str(summary), _optional_str(uploader),
+        ))
+
+    @classmethod
+    def of_values(cls, values):
+        """
+        A record from its 16 values in L{FIELDS} order, as a snapshot keeps
+        them: digests as raw bytes, the path L{None} when it is the filename.
+        Nothing is checked: the caller has.
+        """
+        return tuple.__new__(cls, values)
+
+    def __getnewargs__(self):
+        # (for pickle and copy: the arguments of __new__, in the public form)
+        return tuple(getattr(self, name) for name in FIELDS)
+
+    def values(self):
+        """The 16 values as L{of_values} takes them."""
+        return tuple(self)
+
+    filename = _plain(0)
+    project = _plain(1)
+    name = _plain(2)
+    version = _plain(3)
+    packagetype = _plain(4)
+
+    @property
+    def path(self):
+        return tuple.__getitem__(self, 5) or tuple.__getitem__(self, 0)
+
+    size = _plain(6)
+    sha256 = _hex(7)
+    upload_time = _plain(8)
+    blake2_256 = _hex(9)
+    md5 = _hex(10)
+    requires_python = _plain(11)
+    yanked = _plain(12)
+    metadata_sha256 = _hex(13)
+    summary = _plain(14)
+    uploader = _plain(15)
+
+    def __repr__(self):
+        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in FIELDS)
+        return f"FileRecord({shown})"
+
+    def replace(self, **changes):
+        """This record with some fields changed (as C{attrs.evolve} would)."""
+        values = list(self)
+        for name, value in changes.items():
+            slot = _SLOT.get(name)
+            if slot is None:
+                raise TypeError(f"a file record has no field {name!r}")
+            if name in DIGESTS:
+                value = _digest(value, DIGESTS[name], name)
+            elif name in _OPTIONAL_TEXT:
+                value = _optional_str(value)
+            values[slot] = value
+        if values[5] == values[0]:
+            values[5] = None
+        return tuple.__new__(FileRecord, values)
 
     @property
     def is_wheel(self):
         """Whether this file is a wheel."""
-        return self.packagetype == WHEEL
+        return tuple.__getitem__(self, 4) == WHEEL
 
     @property
     def upload_time_iso(self):
         """The upload time in PEP 700's format."""
-        return format_upload_time(self.upload_time)
+        return format_upload_time(tuple.__getitem__(self, 8))
 
     def to_json(self):
         """
@@ -108,10 +208,10 @@ class FileRecord:
         that are set, so that snapshots and sidecars stay small.
         """
         out = {}
-        for field in attrs.fields(FileRecord):
-            value = getattr(self, field.name)
+        for name in FIELDS:
+            value = getattr(self, name)
             if value is not None:
-                out[field.name] = value
+                out[name] = value
         return out
 
     @classmethod
@@ -121,19 +221,31 @@ class FileRecord:
 
         @raise ValueError: if the dict does not describe a valid record.
         """
+        if not isinstance(data, dict):
+            raise ValueError("not a file record: not an object")
         try:
             record = cls(**data)
         except TypeError as e:
             raise ValueError(f"not a file record: {e}")
-        if record.packagetype not in (WHEEL, SDIST):
-            raise ValueError(f"unknown package type {record.packagetype!r}")
-        for name in ("filename", "project", "name", "version", "path"):
-            if not isinstance(getattr(record, name), str):
-                raise ValueError(f"a file record's {name} must be a string")
-        if (not isinstance(record.size, int) or isinstance(record.size, bool)
-                or not isinstance(record.sha256, str) or len(record.sha256) != 64):
-            raise ValueError("a file record needs an integer size and a sha256")
-        if (not isinstance(record.upload_time, (int, float))
-                or isinstance(record.upload_time, bool)):
-            raise ValueError("a file record's upload_time must be a number")
+        check(record)
         return record
+
+
+def check(record):
+    """
+    Raise L{ValueError} unless C{record}'s values have the types a record's
+    must (what a sidecar, a snapshot or a bundle says is not trusted).
+    """
+    if record.packagetype not in (WHEEL, SDIST):
+        raise ValueError(f"unknown package type {record.packagetype!r}")
+    for name in ("filename", "project", "name", "version", "path"):
+        if not isinstance(getattr(record, name), str):
+            raise ValueError(f"a file record's {name} must be a string")
+    size = tuple.__getitem__(record, 6)
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise ValueError("a file record needs a whole, positive size")
+    if tuple.__getitem__(record, 7) is None:
+        raise ValueError("a file record needs a sha256")
+    when = tuple.__getitem__(record, 8)
+    if not isinstance(when, (int, float)) or isinstance(when, bool):
+        raise ValueError("a file record's upload_time must be a number")

@@ -341,7 +341,7 @@ def announced(record, metadata):
     data = metadata.get(record.filename)
     if data is not None and hashlib.sha256(data).hexdigest() == record.metadata_sha256:
         return record
-    return attrs.evolve(record, metadata_sha256=None)
+    return record.replace(metadata_sha256=None)
 
 
 def project_outputs(index, project, settings, serial, latest, info):

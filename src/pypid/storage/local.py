@@ -599,7 +599,7 @@ class LocalStorage:
                 except ValueError:
                     record = None
                 if record is not None and record.size == stat.st_size:
-                    return attrs.evolve(record, path=key) if record.path != key else record
+                    return record.replace(path=key) if record.path != key else record
         try:
             inspected = inspect(entry.path, filename, key, stat.st_mtime, legacy=True)
         except (InvalidName, InvalidDistribution) as e:

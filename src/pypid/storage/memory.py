@@ -311,7 +311,7 @@ class MemoryStorage:
             return previous
         stored = self._records.get(filename)
         if stored is not None and stored.size == size:
-            return stored if stored.path == key else attrs.evolve(stored, path=key)
+            return stored if stored.path == key else stored.replace(path=key)
         return self._import(key, filename, now, persist)
 
     def _import(self, key, filename, now, persist=True):

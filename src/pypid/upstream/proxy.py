@@ -511,7 +511,7 @@ class UpstreamProxy:
             except (InvalidName, InvalidDistribution) as e:
                 raise VerifyError(f"{f.filename} from the upstream is not a valid "
                                   f"distribution: {e}")
-            record = attrs.evolve(inspected.record, yanked=f.yanked)
+            record = inspected.record.replace(yanked=f.yanked)
             try:
                 stored = await self.storage.publish(temp, record, inspected.metadata,
                                                     inspected.details)

@@ -155,7 +155,7 @@ class Publish:
             )
         except InvalidDistribution as e:
             raise BadRequest(f"content: {e}")
-        record = attrs.evolve(inspected.record,
+        record = inspected.record.replace(
                               uploader=cut_text(identity.name, UPLOADER_BYTES))
         try:
             stored = await self._storage.publish(part.path, record, inspected.metadata,
@@ -298,7 +298,7 @@ class Publish:
             raise storage_unavailable(e)
 
     async def _yank(self, request, record, reason, identity):
-        changed = attrs.evolve(record, yanked=reason)
+        changed = record.replace(yanked=reason)
         if changed == record:
             return
         await self._storage_call(self._storage.update, changed)

@@ -877,7 +877,7 @@ class S3Storage:
             item = yanked.get(filename)
             if item is None:
                 if record.yanked is not None:
-                    records[filename] = attrs.evolve(record, yanked=None)
+                    records[filename] = record.replace(yanked=None)
                 continue
             previous = known.get(filename)
             if (previous is not None and previous.yanked is not None
@@ -889,7 +889,7 @@ class S3Storage:
                     continue
                 reason = yank_reason(body)
             if record.yanked != reason:
-                records[filename] = attrs.evolve(record, yanked=reason)
+                records[filename] = record.replace(yanked=reason)
 
     # -- changes by other instances -----------------------------------------------------
 
@@ -935,7 +935,7 @@ class S3Storage:
             return Changed(filename, None, False)
         marker = await client.get(layout.yanked_key(filename))
         if marker is not None:
-            record = attrs.evolve(record, yanked=yank_reason(marker))
+            record = record.replace(yanked=yank_reason(marker))
         return Changed(filename, record, False)
 
 
