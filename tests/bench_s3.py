@@ -165,14 +165,154 @@ def convergence(one, two, rounds, prefix, interval):
     return times
 
 
+def fill_synthetic(endpoint, bucket, count, threads=16):
+    """
+    Put C{count} tiny objects carrying pypid's record in their user metadata
+    (as an upload leaves them), each with its C{.metadata} sibling, straight
+    through the S3 API: the objects a scale test needs, without wheels.
+    """
+    import hashlib
+    client = s3client(endpoint)
+    client.create_bucket(Bucket=bucket)
+    now = repr(time.time() - 3600)
+
+    def put(i):
+        filename = f"p{i:07d}-1.0-py3-none-any.whl"
+        meta = {"sha256": hashlib.sha256(filename.encode()).hexdigest(),
+                "name": f"p{i:07d}", "version": "1.0", "upload-time": now}
+        client.put_object(Bucket=bucket, Key="packages/" + filename, Body=b"w", Metadata=meta)
+        client.put_object(Bucket=bucket, Key="packages/" + filename + ".metadata", Body=b"m")
+
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        list(pool.map(put, range(count)))
+
+
+def _counting(client):
+    """Count C{client}'s requests by kind (LIST is a GET of the bucket) from now on."""
+    counts = {}
+    original = client.call
+
+    async def call(method, key="", *args, **kwargs):
+        kind = "LIST" if method == "GET" and key == "" else method
+        counts[kind] = counts.get(kind, 0) + 1
+        return await original(method, key, *args, **kwargs)
+    client.call = call
+    return counts
+
+
+async def _measure_scale(reactor, endpoint, bucket, rate, work):
+    from functools import partial
+
+    from twisted.internet.threads import deferToThreadPool
+
+    from pypid.http.client import make_http
+    from pypid.storage import snapshot as snapshots
+    from pypid.storage.s3.client import S3Client
+    from pypid.storage.s3.credentials import CredentialSource
+    from pypid.storage.s3.layout import Layout
+    from pypid.storage.s3.sign import Bucket, Credentials
+    from pypid.storage.s3.storage import S3Storage
+
+    run = partial(deferToThreadPool, reactor, reactor.getThreadPool())
+    http, pool = make_http(reactor, 120.0)
+    results = {}
+
+    def storage(**options):
+        credentials = CredentialSource(Credentials(ACCESS, SECRET), run, reactor)
+        client = S3Client(Bucket(endpoint, bucket, "us-east-1"), credentials, http, reactor,
+                          120.0)
+        made = S3Storage(client, Layout("packages/"), credentials, run, reactor,
+                         tempfile.mkdtemp(dir=work), clock_margin=0.0, **options)
+        return made, client
+
+    async def phase(name, client, work):
+        counts = _counting(client)
+        started = time.monotonic()
+        result = await work()
+        results[name] = {"seconds": round(time.monotonic() - started, 2),
+                         "requests": dict(sorted(counts.items()))}
+        return result
+
+    cold, client = storage()
+    await cold.prepare()
+    scanned = await phase("no_snapshot_full_listing", client, lambda: cold.scan({}, 0.0))
+    since = time.time()
+    data = snapshots.encode(scanned.records.values(), (), since, 0, cold.identity())
+    await cold.keep_snapshot(data)
+    await cold.settle()
+
+    warm, client = storage(check_rate=rate)
+    await warm.prepare()
+    packed = await phase("snapshot_get", client, warm.load_snapshot)
+    results["snapshot_bytes"] = len(packed)
+    snap = snapshots.decode(packed)
+    started = await phase("start_from_bucket_snapshot", client, lambda: warm.scan(
+        snap.records, snap.saved_at, snap.tombstones))
+    results["start_from_bucket_snapshot"]["reconcile_due"] = warm.reconcile_due()
+    await phase(f"background_check_paced_{rate:g}_per_s", client,
+                lambda: warm.reconcile(started.records, started.tombstones))
+
+    free, client = storage(check_rate=0)
+    await free.prepare()
+    await free.scan(snap.records, snap.saved_at, snap.tombstones)
+    await phase("background_check_unpaced", client,
+                lambda: free.reconcile(started.records, started.tombstones))
+    for made in (cold, warm, free):
+        await made.settle()
+    await pool.closeCachedConnections()
+    results["files"] = len(scanned.records)
+    return results
+
+
+def scale(count, rate, work):
+    """Fill a moto bucket with C{count} files (and siblings), then time start-up and the check."""
+    from twisted.internet.defer import ensureDeferred
+    from twisted.internet.task import react
+
+    port = free_port()
+    moto = start_moto(port)
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        started = time.monotonic()
+        fill_synthetic(endpoint, "scale", count)
+        filled = round(time.monotonic() - started, 1)
+        out = {}
+
+        def go(reactor):
+            async def measure():
+                out.update(await _measure_scale(reactor, endpoint, "scale", rate, work))
+            return ensureDeferred(measure())
+        try:
+            react(go)
+        except SystemExit as e:
+            if e.code:
+                raise
+        out["fill_seconds"] = filled
+    finally:
+        moto.terminate()
+        moto.wait()
+    return out
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    parser.add_argument("--scale", type=int, default=0, metavar="FILES",
+                        help="only measure start-up requests and the full check with this "
+                             "many synthetic files (each with a .metadata sibling)")
+    parser.add_argument("--check-rate", type=float, default=10.0)
     parser.add_argument("--projects", type=int, default=4000)
     parser.add_argument("--versions", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--work", default=None)
     options = parser.parse_args()
     work = options.work or tempfile.mkdtemp(prefix="pypid-s3-bench-")
+    if options.scale:
+        try:
+            print(json.dumps(scale(options.scale, options.check_rate, work), indent=2))
+        finally:
+            if options.work is None:
+                shutil.rmtree(work, ignore_errors=True)
+        return
     corpus = os.path.join(work, "corpus")
     if not os.path.isdir(os.path.join(corpus, "packages")):
         subprocess.check_call([sys.executable, CORPUS, corpus, "-n", str(options.projects),

@@ -180,7 +180,7 @@ def run_case(case, rep, source, work, projects):
     loaded = daemon.logged(LOADED)
     if loaded:
         result["load_s"] = float(loaded.group(3))
-    if case == "snapshot":
+    if case == "snapshot" and os.path.exists(snapshot):
         result["snapshot_mb"] = round(os.path.getsize(snapshot) / 1e6, 1)
     daemon.stop(timeout=5 if case == "bare" else 300)
     if case == "bare":

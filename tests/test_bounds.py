@@ -23,7 +23,7 @@ from pypid.auth.throttle import LoginThrottle
 from pypid.auth.verifier import PasswordVerifier
 from pypid.core import metrics
 from pypid.core.audit import LoginFailures
-from pypid.core.index import HTML, JSON
+from pypid.core.index import HTML, JSON, Index, page_bytes
 from pypid.core.metrics import RequestStats
 from pypid.storage.s3 import storage as s3
 from pypid.storage.s3.client import S3Client
@@ -39,6 +39,7 @@ from pypid.upstream.policy import UpstreamPolicy
 from pypid.upstream.proxy import UpstreamProxy
 from pypid.web.channel import ConnectionCounter
 from tests.fakes import FAST
+from tests.test_index import make_record
 
 
 def upstream_page(project, files=1, upload_time=None):
@@ -377,3 +378,29 @@ class BoundsTests(SynchronousTestCase):
             stats.settle()
         self.assert_flat(fill, lambda: len(stats._memo), 1000)
         self.assertLessEqual(len(stats._routes), len(metrics.ROUTES))
+
+    def test_project_pages(self):
+        """
+        The projects' rendered pages stay within C{[pypid] page_cache_size}
+        however many projects a crawler walks, and the memory they hold is
+        flat; the project list is kept apart.
+        """
+        index = Index(lambda record: record.filename)
+        for i in range(1200):
+            for version in ("1.0", "1.1", "2.0"):
+                index.add(make_record(project=f"project-{i:05}", version=version))
+        projects = [index.project(f"project-{i:05}") for i in range(1200)]
+        one = sum(page_bytes(index.project_page(projects[0], kind)) for kind in (HTML, JSON))
+        index.page_cache_size = 300 * one + one // 2  # (gzip sizes differ a little)
+        index.root_page(HTML)
+
+        def fill(start, stop):
+            for project in projects[start:stop]:
+                for kind in (HTML, JSON):
+                    index.project_page(project, kind)
+        self.assert_flat(fill, lambda: index.page_cache_projects, 300)
+        self.assertEqual(index.page_cache_projects, 300)
+        self.assertLessEqual(index.page_cache_bytes, index.page_cache_size)
+        self.assertEqual(index.page_cache_bytes, sum(
+            page_bytes(value) for project in projects for value in project._pages.values()))
+        self.assertIs(index.root_page(HTML), index.root_page(HTML))

@@ -1281,3 +1281,34 @@ class AccessConfigTests(SynchronousTestCase):
             with self.assertRaises(ConfigError) as caught:
                 self.load(text)
             self.assertIn(where, str(caught.exception))
+
+
+class PageCacheSizeTests(_ConfigMixin, SynchronousTestCase):
+    """C{[pypid] page_cache_size}: the bytes of rendered project pages kept."""
+
+    def test_default(self):
+        """Without the key, 64 MiB, the index's own default."""
+        from pypid.core.index import PAGE_CACHE_SIZE
+        self.assertEqual(load_config(None).server.page_cache_size, 64 << 20)
+        self.assertEqual(load_config(None).server.page_cache_size, PAGE_CACHE_SIZE)
+
+    def test_sizes(self):
+        """Sizes read as the other size keys do, and C{0} (keep none) is allowed."""
+        for value, size in (("256M", 256 << 20), ("1G", 1 << 30), ("512KiB", 512 << 10),
+                            ("1048576", 1 << 20), (" 0 ", 0)):
+            path = self.write(f"[pypid]\npage_cache_size = {value}\n")
+            self.assertEqual(load_config(path).server.page_cache_size, size)
+
+    def test_bad(self):
+        """A bad value names the key and the forms allowed, 0 among them."""
+        for value in ("lots", "-1", "64X", "1.5G", ""):
+            message = self.refused(f"[pypid]\npage_cache_size = {value}\n")
+            self.assertIn("[pypid] page_cache_size: expected a size such as 64M", message)
+            self.assertIn("or 0 to keep none", message)
+
+    def test_override_blamed(self):
+        """A bad value from C{--set} is reported under that option."""
+        e = self.assertRaises(ConfigError, load_config, None,
+                              [("pypid", "page_cache_size", "big")])
+        self.assertTrue(str(e).startswith("--set pypid.page_cache_size: "
+                                          "[pypid] page_cache_size: expected"), str(e))

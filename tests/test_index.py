@@ -14,10 +14,12 @@ from pypid.core.index import (
     CONTENT_TYPES,
     HTML,
     JSON,
+    PAGE_CACHE_SIZE,
     Index,
     Page,
     Project,
     latest_per_project,
+    page_bytes,
     version_key,
 )
 from pypid.core.model import FileRecord
@@ -441,3 +443,225 @@ class LatestPerProjectTests(SynchronousTestCase):
         index.load(records)
         self.assertEqual(index.project("a").latest_version(), "1.0")
         self.assertEqual(latest_per_project(records), {"a-1.0-py3-none-any.whl"})
+
+
+def kept_bytes(index):
+    """The bytes of the pages every project of C{index} holds, counted afresh."""
+    return sum(page_bytes(value) for project in index.projects()
+               for value in project._pages.values())
+
+
+class PageBudgetTests(SynchronousTestCase):
+    """
+    The projects' rendered pages are kept within L{Index.page_cache_size}
+    bytes, the least recently asked for evicted first, and rendered again
+    the same when asked for again.
+    """
+
+    def setUp(self):
+        self.index = Index(file_url)
+        for i in range(40):
+            for version in ("1.0", "1.1", "2.0"):
+                self.index.add(make_record(project=f"project-{i:03}", version=version))
+        # (every project's pages are the same size: names of one length)
+        first = self.index.project("project-000")
+        self.one = sum(page_bytes(self.index.project_page(first, kind)) for kind in (HTML, JSON))
+        self.index.page_cache_size = 0
+
+    def fit(self, count):
+        """A budget that holds the pages of C{count} projects (their gzip sizes differ a little)."""
+        return count * self.one + self.one // 2
+
+    def ask(self, *numbers, kinds=(HTML, JSON)):
+        """Ask for both pages of each project, in order; return the last page."""
+        for number in numbers:
+            project = self.index.project(f"project-{number:03}")
+            for kind in kinds:
+                page = self.index.project_page(project, kind)
+        return page
+
+    def kept(self, number, key=HTML):
+        """The value kept under C{key} with project C{number}'s pages, or L{None}."""
+        return self.index.project(f"project-{number:03}")._pages.get(key)
+
+    def assert_within(self, budget):
+        """The counted bytes are those the projects hold, and within C{budget}."""
+        self.assertEqual(self.index.page_cache_bytes, kept_bytes(self.index))
+        self.assertLessEqual(self.index.page_cache_bytes, budget)
+
+    def test_default(self):
+        """A new index keeps 64 MiB of pages, the default of the configuration."""
+        self.assertEqual(Index(file_url).page_cache_size, 64 << 20)
+        self.assertEqual(PAGE_CACHE_SIZE, 64 << 20)
+
+    def test_fill_past_budget(self):
+        """Past the budget the counted bytes stay within it, at as many projects as fit."""
+        budget = self.fit(10)
+        self.index.page_cache_size = budget
+        for number in range(40):
+            self.ask(number)
+            self.assert_within(budget)
+        self.assertEqual(self.index.page_cache_projects, 10)
+        self.assertGreater(self.index.page_cache_bytes, budget - self.one)
+        self.assertEqual([n for n in range(40) if self.kept(n) is not None], list(range(30, 40)))
+
+    def test_evicted_rendered_again_the_same(self):
+        """An evicted page is rendered again at its next request, to the same bytes and ETags."""
+        self.index.page_cache_size = self.fit(3)
+        first = {kind: self.ask(0, kinds=[kind]) for kind in (HTML, JSON)}
+        self.ask(1, 2, 3, 4)
+        self.assertIsNone(self.kept(0))
+        for kind, page in first.items():
+            again = self.ask(0, kinds=[kind])
+            self.assertIsNot(again, page)
+            self.assertEqual(again, page)  # (body, gzipped, ETags, type)
+        self.assertIsNotNone(self.kept(0))
+        self.assert_within(self.fit(3))
+
+    def test_recently_used_survives(self):
+        """A project asked for again moves behind the others, which go first."""
+        self.index.page_cache_size = self.fit(3)
+        self.ask(0, 1, 2)
+        self.ask(0, kinds=[JSON])  # (one kind is enough: the project's pages go together)
+        self.ask(3)
+        self.assertIsNone(self.kept(1))
+        self.assertIsNotNone(self.kept(0))
+        self.ask(4)
+        self.assertIsNone(self.kept(2))
+        self.assertIsNotNone(self.kept(0))
+
+    def test_change_drops_pages(self):
+        """An upload, a yank, a delete and a discard each drop the project's pages, uncounted."""
+        self.index.page_cache_size = self.fit(5)
+        self.ask(0, 1)
+        other = sum(page_bytes(self.kept(0, kind)) for kind in (HTML, JSON))
+        sdist = make_record(project="project-001", kind="sdist")
+        for change in (lambda: self.index.add(sdist),
+                       lambda: self.index.add(sdist.replace(yanked="bad")),
+                       lambda: self.index.remove(sdist.filename),
+                       lambda: self.index.discard("project_001-1.0-py3-none-any.whl")):
+            before = self.ask(1)
+            change()
+            self.assertIsNone(self.kept(1))
+            self.assertEqual(self.index.page_cache_bytes, other)
+            self.assert_within(self.fit(5))
+            self.assertNotEqual(self.ask(1).body, before.body)
+        self.assertIsNotNone(self.kept(0))
+
+    def test_discarded_project(self):
+        """A project that goes with its last file takes its counted pages with it."""
+        self.index.add(make_record(project="brief"))
+        self.index.page_cache_size = self.fit(5)
+        project = self.index.project("brief")
+        self.index.project_page(project, HTML)
+        self.index.discard("brief-1.0-py3-none-any.whl")
+        self.assertIsNone(self.index.project("brief"))
+        self.assertEqual(self.index.page_cache_bytes, 0)
+        self.assertEqual(self.index.page_cache_projects, 0)
+
+    def test_load_forgets(self):
+        """Loading new content forgets every kept page."""
+        self.index.page_cache_size = self.fit(5)
+        self.ask(0, 1)
+        self.index.load([make_record(project="project-000")])
+        self.assertEqual(self.index.page_cache_bytes, 0)
+        self.assertEqual(self.index.page_cache_projects, 0)
+        self.assertNotIn(b"2.0", self.ask(0, kinds=[HTML]).body)
+
+    def test_extra_page_evicted_with_its_project(self):
+        """A legacy JSON page counts with its project's pages, and goes when they go."""
+        self.index.page_cache_size = self.fit(3)
+        project = self.index.project("project-000")
+        legacy = Page.of(b'{"info": {}}' * 40, b"application/json")
+        self.index.keep_page(project, ("legacy", None), legacy)
+        self.assertIs(self.index.extra_page(project, ("legacy", None)), legacy)
+        self.assertEqual(self.index.page_cache_bytes, page_bytes(legacy))
+        self.ask(0)
+        self.assertEqual(self.index.page_cache_bytes, page_bytes(legacy) + self.one)
+        self.ask(1, 2, 3)
+        self.assertIsNone(self.index.extra_page(project, ("legacy", None)))
+        self.assert_within(self.fit(3))
+        # Kept again, it goes with the project's next change.
+        self.index.keep_page(project, ("legacy", None), legacy)
+        self.index.add(make_record(project="project-000", version="3.0"))
+        self.assertIsNone(self.index.extra_page(project, ("legacy", None)))
+        self.assert_within(self.fit(3))
+
+    def test_extra_page_keeps_recent(self):
+        """Asking for a kept extra page (the proxy's C{(page, entry)} too) marks it used."""
+        self.index.page_cache_size = self.fit(3)
+        project = self.index.project("project-000")
+        merged = (Page.of(b"merged", b"text/html"), object())
+        self.index.keep_page(project, ("merged", HTML), merged)
+        self.ask(0, 1, 2)
+        self.assertIs(self.index.extra_page(project, ("merged", HTML)), merged)
+        self.ask(3)
+        self.assertIs(self.index.extra_page(project, ("merged", HTML)), merged)
+        self.assertIsNone(self.kept(1))
+
+    def test_other_values_not_evicted(self):
+        """A value that is no page (a search entry, a token) survives eviction, not a change."""
+        self.index.page_cache_size = self.fit(1)
+        project = self.index.project("project-000")
+        token = object()
+        self.index.keep_page(project, ("people-token",), token)
+        self.assertEqual(self.index.page_cache_projects, 0)
+        self.ask(0, 1, 2)
+        self.assertIsNone(self.kept(0))
+        self.assertIs(self.index.extra_page(project, ("people-token",)), token)
+        self.index.add(make_record(project="project-000", version="3.0"))
+        self.assertIsNone(self.index.extra_page(project, ("people-token",)))
+
+    def test_zero_keeps_nothing(self):
+        """With a budget of 0 every request renders its page (the same bytes); the root is kept."""
+        self.assertEqual(self.index.page_cache_size, 0)
+        project = self.index.project("project-000")
+        page = self.index.project_page(project, HTML)
+        again = self.index.project_page(project, HTML)
+        self.assertIsNot(again, page)
+        self.assertEqual(again, page)
+        self.index.keep_page(project, ("legacy", None), page)
+        self.assertIsNone(self.index.extra_page(project, ("legacy", None)))
+        self.assertEqual((self.index.page_cache_bytes, self.index.page_cache_projects), (0, 0))
+        self.assertIs(self.index.root_page(HTML), self.index.root_page(HTML))
+
+    def test_page_over_budget_served_not_kept(self):
+        """A project whose pages exceed the whole budget is served, and not kept."""
+        self.index.page_cache_size = self.fit(2)
+        self.ask(0)
+        for version in range(100):
+            self.index.add(make_record(project="project-001", version=f"3.{version}"))
+        page = self.ask(1, kinds=[HTML])
+        self.assertIn(b"3.99", page.body)
+        self.assertIsNone(self.kept(1))
+        self.assertIsNotNone(self.kept(0))
+        self.assert_within(self.fit(2))
+
+    def test_smaller_budget_evicts_at_once(self):
+        """Lowering the budget (a reload) evicts down to it at once; a negative one is refused."""
+        self.index.page_cache_size = self.fit(10)
+        self.ask(*range(10))
+        self.index.page_cache_size = self.fit(4)
+        self.assert_within(self.fit(4))
+        self.assertEqual([n for n in range(10) if self.kept(n) is not None], [6, 7, 8, 9])
+        self.assertRaises(ValueError, setattr, self.index, "page_cache_size", -1)
+        self.assertEqual(self.index.page_cache_size, self.fit(4))
+        self.assertRaises(ValueError, Index, file_url, page_cache_size=-1)
+
+    def test_replaced_project_object(self):
+        """Pages kept for a project the index replaced are counted apart, then evicted."""
+        self.index.page_cache_size = self.fit(5)
+        self.index.add(make_record(project="brief"))
+        old = self.index.project("brief")
+        self.index.discard("brief-1.0-py3-none-any.whl")
+        self.index.add(make_record(project="brief", version="2.0"))
+        new = self.index.project("brief")
+        self.assertIsNot(old, new)
+        self.index.project_page(new, HTML)
+        # (a render that began before the change ends after it)
+        self.index.project_page(old, HTML)
+        self.assertIsNone(new._pages.get(HTML))
+        self.index.project_page(new, HTML)
+        self.assertEqual(self.index.page_cache_bytes,
+                         sum(page_bytes(v) for v in new._pages.values()))
+        self.assertEqual(self.index.page_cache_projects, 1)

@@ -447,6 +447,121 @@ class S3StorageTests(S3Case):
             self.assertEqual(change.record, reconciled.records[change.filename],
                              "a marker read again reports the state as it is")
 
+    async def test_paced_full_check(self):
+        """
+        From a recent snapshot, start-up makes one request (the listing of
+        the change markers) however many objects the bucket holds; the
+        background full check, paced at C{check_rate}, then finds the
+        object put in the bucket by hand and drops the one removed by hand,
+        and makes its requests no faster than the cap.
+        """
+        writer = await self.ready_storage()
+        records = []
+        for version in ("1.0", "2.0", "3.0", "4.0"):
+            temp, record, metadata, _ = self.spool_wheel(writer, version=version)
+            records.append(await writer.publish(temp, record, metadata))
+        await writer.settle()
+        known = (await writer.scan({}, 0.0)).records
+        since = time.time()
+        time.sleep(0.01)
+        foreign_name, data = make_wheel("by-hand", "1.0")
+        bucket = s3server.client()
+        bucket.put_object(Bucket=self.bucket, Key=PREFIX + foreign_name, Body=data)
+        removed = records[0].filename
+        bucket.delete_object(Bucket=self.bucket, Key=PREFIX + removed)
+
+        rate = 20.0
+        starting = await self.ready_storage(check_rate=rate)
+        calls = []
+        original = starting._client.call
+
+        async def counting(method, key="", *args, **kwargs):
+            calls.append((method, key, dict(kwargs.get("params", ())).get("prefix")))
+            return await original(method, key, *args, **kwargs)
+        starting._client.call = counting
+        result = await starting.scan(known, since, ())
+        await starting.settle()
+        # (the second: the hourly removal of old markers, which stops at the
+        # first marker younger than a day)
+        changes = Layout(PREFIX).changes_prefix
+        self.assertEqual(calls, [("GET", "", changes)] * 2,
+                         "only the change markers are listed")
+        self.assertEqual(result.records, known)
+        self.assertTrue(starting.reconcile_due())
+
+        del calls[:]
+        started = time.monotonic()
+        reconciled = await starting.reconcile(result.records, result.tombstones)
+        took = time.monotonic() - started
+        self.assertEqual(sorted(reconciled.records),
+                         sorted({*known, foreign_name} - {removed}))
+        self.assertGreaterEqual(len(calls), 6)
+        self.assertGreaterEqual(took, (len(calls) - 1) / rate)
+        self.assertFalse(starting.reconcile_due())
+
+    async def test_old_local_snapshot_newer_in_bucket(self):
+        """
+        A local snapshot too old for the change markers (the server was
+        stopped for a day) does not cost a listing of the bucket when
+        another instance kept a recent snapshot there: start-up reads that
+        one (a HEAD and a GET) and the markers since, and lists no file.
+        """
+        writer = await self.ready_storage()
+        published = []
+        for version in ("1.0", "2.0"):
+            temp, record, metadata, _ = self.spool_wheel(writer, version=version)
+            published.append(await writer.publish(temp, record, metadata))
+        await writer.settle()
+        records = (await writer.scan({}, 0.0)).records
+        await writer.keep_snapshot(snapshots.encode(records.values(), ["gone.whl"], time.time(),
+                                                    0, writer.identity()))
+        old = {published[0].filename: published[0]}
+
+        starting = await self.ready_storage()
+        calls = []
+        original = starting._client.call
+
+        async def counting(method, key="", *args, **kwargs):
+            calls.append((method, key, dict(kwargs.get("params", ())).get("prefix")))
+            return await original(method, key, *args, **kwargs)
+        starting._client.call = counting
+        result = await starting.scan(old, time.time() - 86400, ())
+        await starting.settle()
+        layout = Layout(PREFIX)
+        self.assertEqual(calls[:2], [("HEAD", layout.snapshot_key, None),
+                                     ("GET", layout.snapshot_key, None)])
+        self.assertEqual(set(calls[2:]), {("GET", "", layout.changes_prefix)})
+        self.assertEqual(result.records, records)
+        self.assertEqual(result.tombstones, frozenset(["gone.whl"]))
+        self.assertTrue(starting.reconcile_due())
+
+    async def test_old_snapshots_list_the_bucket(self):
+        """
+        When the snapshot in the bucket is as old as the local one (both too
+        old for the markers), it is not used: start-up lists the bucket.
+        """
+        writer = await self.ready_storage()
+        temp, record, metadata, _ = self.spool_wheel(writer)
+        await writer.publish(temp, record, metadata)
+        await writer.settle()
+        records = (await writer.scan({}, 0.0)).records
+        since = time.time() - 86400
+        await writer.keep_snapshot(snapshots.encode(records.values(), ["gone.whl"], since, 0,
+                                                    writer.identity()))
+        starting = await self.ready_storage()
+        calls = []
+        original = starting._client.call
+
+        async def counting(method, key="", *args, **kwargs):
+            calls.append((method, key, dict(kwargs.get("params", ())).get("prefix")))
+            return await original(method, key, *args, **kwargs)
+        starting._client.call = counting
+        result = await starting.scan(records, since, ())
+        self.assertEqual(result.records, records)
+        self.assertEqual(result.tombstones, frozenset(), "the bucket's snapshot is not used")
+        self.assertIn(("GET", "", PREFIX), calls, "the files are listed")
+        self.assertFalse(starting.reconcile_due())
+
     async def test_scan_without_persist_from_snapshot(self):
         """
         A scan that does not persist, from a snapshot, lists the bucket now

@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import botocore.auth
 from treq.testing import StubTreq
-from twisted.internet.defer import Deferred, ensureDeferred, fail
+from twisted.internet.defer import CancelledError, Deferred, ensureDeferred, fail
 from twisted.internet.task import Clock
 from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
@@ -27,10 +27,12 @@ from twisted.web.resource import Resource
 from pypid.core.model import SUMMARY_BYTES, UPLOADER_BYTES, FileRecord, cut_text
 from pypid.storage.interface import StorageError
 from pypid.storage.s3 import client as s3client
+from pypid.config import ConfigError, load_config
 from pypid.storage.s3.client import (
     RETRY_DELAYS,
     FileRangeProducer,
     Listed,
+    PacedClient,
     S3Client,
     S3Error,
     S3Unavailable,
@@ -49,6 +51,7 @@ from pypid.storage.s3.layout import (
     yank_body,
     yank_reason,
 )
+from pypid.storage.s3.limits import CHECK_RATE
 from pypid.storage.s3.sign import (
     EMPTY_SHA256,
     Bucket,
@@ -58,6 +61,8 @@ from pypid.storage.s3.sign import (
     query_string,
     sign,
 )
+from pypid.storage.s3.storage import S3Storage
+from pypid.storage.s3.sync import Pacer
 from tests.fakes import QueuedRun, run_now, write_file
 
 S3_NS = "http://s3.amazonaws.com/doc/2006-03-01/"
@@ -1317,3 +1322,223 @@ class CredentialSourceTests(SynchronousTestCase):
             run.run_all()
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
+
+
+# -- the paced full check ------------------------------------------------------------
+
+
+def run_clock(clock, limit=3600.0):
+    """
+    Advance C{clock} to each of its timers in turn (exactly, so that the
+    times seen are those scheduled) until none is left before C{limit}
+    seconds from now.
+    """
+    end = clock.seconds() + limit
+    while clock.getDelayedCalls():
+        due = min(call.getTime() for call in clock.getDelayedCalls())
+        if due > end:
+            return
+        clock.advance(max(due - clock.seconds(), 0.0))
+
+
+class PacerTests(SynchronousTestCase):
+    """L{Pacer} spaces requests on the injected clock."""
+
+    def fired_at(self, clock, waits):
+        """The clock times at which C{waits} fire."""
+        times = []
+        for d in waits:
+            d.addCallback(lambda _: times.append(clock.seconds()))
+        run_clock(clock)
+        return times
+
+    def test_spaced(self):
+        """N requests asked for at once start 1/rate apart: N take (N - 1)/rate seconds."""
+        clock = Clock()
+        pacer = Pacer(clock, 4.0)
+        times = self.fired_at(clock, [pacer.wait() for _ in range(9)])
+        self.assertEqual(len(times), 9)
+        self.assertEqual(times[0], 0.0)
+        for before, after in zip(times, times[1:]):
+            self.assertGreaterEqual(after - before, 0.25 - 1e-9)
+        self.assertGreaterEqual(times[-1] - times[0], (9 - 1) / 4.0 - 1e-9)
+
+    def test_no_burst_after_a_pause(self):
+        """A pause saves up no slots: after it, the next requests are spaced again."""
+        clock = Clock()
+        pacer = Pacer(clock, 10.0)
+        self.successResultOf(pacer.wait())
+        clock.advance(60)
+        times = self.fired_at(clock, [pacer.wait() for _ in range(3)])
+        self.assertEqual([round(t - 60, 9) for t in times], [0.0, 0.1, 0.2])
+
+    def test_no_cap(self):
+        """A rate of 0 makes nobody wait, and schedules nothing."""
+        clock = Clock()
+        pacer = Pacer(clock, 0)
+        for _ in range(100):
+            self.successResultOf(pacer.wait())
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_cancel(self):
+        """Cancelling a wait (a stopped check) cancels its timer."""
+        clock = Clock()
+        pacer = Pacer(clock, 1.0)
+        self.successResultOf(pacer.wait())
+        waiting = pacer.wait()
+        self.assertEqual(len(clock.getDelayedCalls()), 1)
+        waiting.cancel()
+        self.failureResultOf(waiting, CancelledError)
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+
+def _wheel(i):
+    return f"p{i}-1.0-py3-none-any.whl"
+
+
+class ListedBucket:
+    """
+    A FakeS3 answer: a bucket of C{count} pypid files under C{pkgs/}, listed
+    C{page} keys at a time, each object describing itself (HEAD); notes the
+    clock time of every request.
+    """
+
+    def __init__(self, clock, count, page=2):
+        self.clock = clock
+        self.names = [_wheel(i) for i in range(count)]
+        self.page = page
+        self.times = []
+
+    def __call__(self, seen):
+        self.times.append(self.clock.seconds())
+        path = urlsplit(seen.uri.decode("ascii")).path
+        if seen.method == "HEAD":
+            filename = path.rsplit("/", 1)[1]
+            record = make_record(filename=filename, name=filename.split("-")[0],
+                                 project=filename.split("-")[0], path=filename, size=1)
+            return 200, dict(metadata_headers(record), **{"content-length": "1"}), b""
+        prefix = seen.args[b"prefix"][0].decode()
+        if prefix != "pkgs/":
+            return 200, {}, list_xml()
+        token = seen.args.get(b"continuation-token", [b"0"])[0]
+        start = int(token)
+        keys = [("pkgs/" + name, 1) for name in self.names[start:start + self.page]]
+        more = start + self.page < len(self.names)
+        return 200, {}, list_xml(keys, truncated=more,
+                                 token=str(start + self.page) if more else None)
+
+
+class PacedCheckTests(SynchronousTestCase):
+    """The background full check keeps to C{check_rate}; nothing else waits for it."""
+
+    def setUp(self):
+        self.clock = Clock()
+
+    def client(self, store):
+        return S3Client(Bucket(ENDPOINT, "bkt", "eu-west-1"), StaticCredentials(),
+                        StubTreq(store), self.clock)
+
+    def test_paced_listing(self):
+        """
+        A listing through a L{PacedClient} asks for its pages no faster than
+        the rate, while a call made directly meanwhile (an upload's, a
+        download's) is answered at once.
+        """
+        bucket = ListedBucket(self.clock, 10, page=1)
+        store = FakeS3(answer=bucket)
+        client = self.client(store)
+        paced = PacedClient(client, Pacer(self.clock, 5.0))
+
+        async def listing():
+            return [key.key async for page in paced.list("pkgs/") for key in page.keys]
+        d = ensureDeferred(listing())
+        self.assertNoResult(d)
+        self.assertEqual(len(store.seen), 1)
+        # (an answer with no clock advance: it was not queued behind the check)
+        self.successResultOf(ensureDeferred(client.head("pkgs/" + _wheel(0))))
+        self.assertEqual(len(store.seen), 2)
+        run_clock(self.clock)
+        self.assertEqual(self.successResultOf(d), ["pkgs/" + name for name in bucket.names])
+        pages = [t for t, seen in zip(bucket.times, store.seen) if seen.method == "GET"]
+        self.assertEqual(len(pages), 10)
+        self.assertGreaterEqual(pages[-1] - pages[0], (10 - 1) / 5.0 - 1e-9)
+
+    def storage(self, store, rate):
+        return S3Storage(self.client(store), Layout("pkgs/"), StaticCredentials(), run_now,
+                         self.clock, self.mktemp(), check_rate=rate)
+
+    def test_reconcile_paced(self):
+        """
+        A full check that must read every object (nothing known) makes
+        its listings and per-object reads no faster than C{check_rate} on
+        the storage's clock, and finds every file.
+        """
+        bucket = ListedBucket(self.clock, 6)
+        store = FakeS3(answer=bucket)
+        storage = self.storage(store, 4.0)
+        d = storage.reconcile({}, ())
+        self.assertNoResult(d)
+        run_clock(self.clock)
+        result = self.successResultOf(d)
+        self.assertEqual(sorted(result.records), sorted(bucket.names))
+        methods = [seen.method for seen in store.seen]
+        # deleted/, yanked/, then three pages of files, then a HEAD per file
+        self.assertEqual(methods, ["GET"] * 5 + ["HEAD"] * 6)
+        for before, after in zip(bucket.times, bucket.times[1:]):
+            self.assertGreaterEqual(after - before, 0.25 - 1e-9)
+        self.assertGreaterEqual(bucket.times[-1] - bucket.times[0], (11 - 1) / 4.0 - 1e-9)
+
+    def test_reconcile_unpaced(self):
+        """C{check_rate} 0: the same check runs at once, on no clock time."""
+        bucket = ListedBucket(self.clock, 6)
+        store = FakeS3(answer=bucket)
+        result = self.successResultOf(self.storage(store, 0).reconcile({}, ()))
+        self.assertEqual(len(result.records), 6)
+        self.assertEqual(set(bucket.times), {0.0})
+
+    def test_scan_at_start_unpaced(self):
+        """A scan at start-up (the server is not answering yet) is never paced."""
+        bucket = ListedBucket(self.clock, 6)
+        store = FakeS3(answer=bucket)
+        result = self.successResultOf(self.storage(store, 1.0).scan({}, 0.0))
+        self.assertEqual(len(result.records), 6)
+        self.assertEqual(set(bucket.times), {0.0})
+
+    def test_stop_during_check(self):
+        """A check cancelled while it waits for its turn leaves no timer behind."""
+        bucket = ListedBucket(self.clock, 6)
+        storage = self.storage(FakeS3(answer=bucket), 1.0)
+        d = storage.reconcile({}, ())
+        self.assertNoResult(d)
+        d.cancel()
+        self.failureResultOf(d, CancelledError)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+class CheckRateConfigTests(SynchronousTestCase):
+    """C{[s3] check_rate}: requests a second, 0 for no cap, refused clearly otherwise."""
+
+    def load(self, text):
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("[s3]\n" + text)
+        return load_config(path).s3
+
+    def test_default(self):
+        """Unset, the check makes at most L{CHECK_RATE} (10) requests a second."""
+        self.assertEqual(self.load("").check_rate, CHECK_RATE)
+        self.assertEqual(CHECK_RATE, 10.0)
+
+    def test_values(self):
+        """Whole and decimal numbers, and 0 (no cap), are taken."""
+        for text, rate in (("25", 25.0), ("2.5", 2.5), ("0", 0.0), (" 5000 ", 5000.0)):
+            self.assertEqual(self.load(f"check_rate = {text}\n").check_rate, rate, text)
+
+    def test_refused(self):
+        """A negative, huge or non-numeric rate is refused, naming the key."""
+        for text in ("-1", "5001", "fast", "nan", "inf", "10/s"):
+            with self.assertRaises(ConfigError) as caught:
+                self.load(f"check_rate = {text}\n")
+            message = str(caught.exception)
+            self.assertIn("[s3] check_rate: expected a number of requests a second", message)
+            self.assertNotIn("Traceback", message)

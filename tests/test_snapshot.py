@@ -16,12 +16,14 @@ from pypid.core.model import FileRecord
 from pypid.storage import snapshot
 from pypid.storage.snapshot import (
     FORMAT,
+    REQUIRED,
     Snapshot,
     SnapshotError,
     SnapshotService,
     SnapshotWriter,
     decode,
     encode,
+    lines,
     read,
     write,
 )
@@ -62,33 +64,148 @@ class EncodingTests(SynchronousTestCase):
         self.assertEqual(decode(encode([], [], 0)), Snapshot(0.0, {}, ()))
 
     def test_format(self):
-        """The bytes are compact JSON carrying the format number."""
-        obj = json.loads(encode([make_record()], [], 5))
-        self.assertEqual(obj["format"], FORMAT)
-        self.assertEqual(obj["files"], [make_record().to_json()])
-        self.assertNotIn(b" ", encode([], [], 5))
+        """
+        The bytes are JSON Lines: a first line naming the format, a line a
+        project with its files as columns (hex digests; a column of nulls
+        left out, and so is the name when the line's is every file's; the
+        path null when it is the filename), the deleted filenames, and a
+        last line counting what came before.
+        """
+        moved = make_record("2.0", path="sub/holy_grail-2.0-py3-none-any.whl", md5="c" * 32,
+                            name="holy-grail")
+        data = encode([make_record(), moved], ["x-1.0.tar.gz"], 5)
+        self.assertNotIn(b" ", data)
+        first, project, deleted, end = [json.loads(line) for line in data.splitlines()]
+        self.assertEqual(first, {"format": FORMAT, "saved_at": 5, "serial": 0, "storage": None})
+        self.assertEqual(project, {"project": "holy-grail", "name": "Holy.Grail", "files": {
+            "filename": ["holy_grail-1.0-py3-none-any.whl", "holy_grail-2.0-py3-none-any.whl"],
+            "name": ["Holy.Grail", "holy-grail"],
+            "version": ["1.0", "2.0"],
+            "packagetype": ["bdist_wheel", "bdist_wheel"],
+            "path": [None, "sub/holy_grail-2.0-py3-none-any.whl"],
+            "size": [10, 10],
+            "sha256": ["a" * 64, "a" * 64],
+            "upload_time": [1767225600.5, 1767225600.5],
+            "md5": [None, "c" * 32],
+        }})
+        self.assertEqual(deleted, {"tombstones": ["x-1.0.tar.gz"]})
+        self.assertEqual(end, {"end": {"projects": 1, "files": 2}})
+        self.assertEqual(decode(data).records[moved.filename], moved)
+        one = json.loads(encode([make_record()], [], 5).splitlines()[1])
+        self.assertEqual(sorted(one["files"]), sorted(REQUIRED))
+
+    def test_shared_strings(self):
+        """
+        Files read from one snapshot share one copy of the text they have in
+        common (a project, a version, a summary): what a file costs in
+        memory is what is its own.
+        """
+        records = [make_record(v, summary="The Holy Grail", requires_python=">=3.9",
+                               filename=f"holy_grail-{v}-{tag}-none-any.whl")
+                   for v in ("1.0", "2.0") for tag in ("py2", "py3")]
+        read = list(decode(encode(records, [], 5)).records.values())
+        self.assertEqual(read, records)
+        for field in ("project", "name", "version", "summary", "requires_python"):
+            self.assertIs(getattr(read[0], field), getattr(read[1], field), field)
+        self.assertIs(read[0].summary, read[3].summary)
+
+    def test_reads_format_1(self):
+        """
+        A snapshot the former version wrote (format 1: one JSON document, a
+        dict a file) is still read, so that an upgrade starts from it.
+        """
+        records = [make_record(), make_record("2.0", yanked="")]
+        old = json.dumps({"format": 1, "saved_at": 4.0, "serial": 3, "storage": "s",
+                          "files": [r.to_json() for r in records],
+                          "tombstones": ["gone-1.0.tar.gz"]}, indent=1).encode()
+        self.assertEqual(decode(old), Snapshot(4.0, {r.filename: r for r in records},
+                                               ("gone-1.0.tar.gz",), 3, "s", format=1))
+        path = os.path.join(self.mktemp(), "index.json")
+        write(path, old)
+        self.assertEqual(read(path), decode(old))
 
     def test_decode_errors(self):
-        """Anything but a snapshot of this format raises L{SnapshotError}."""
-        good = json.loads(encode([make_record()], [], 5))
+        """Anything but a snapshot of a format this version reads raises L{SnapshotError}."""
+        good = encode([make_record()], ["x-1.0.tar.gz"], 5).splitlines()
+        first, project, deleted, end = [json.loads(line) for line in good]
+        files = project["files"]
+
+        def snap(first=first, project=project, deleted=deleted, end=end, extra=()):
+            parts = [first, project, deleted, end, *extra]
+            return b"\n".join(json.dumps(part).encode() for part in parts if part is not None)
+
+        def with_files(**changes):
+            changed = dict(files, **changes)
+            return dict(project, files={k: v for k, v in changed.items() if v is not None})
+
         cases = [
             b"",
             b"{not json",
             b"\xff\xfe",
             b"[]",
             b"null",
-            json.dumps(dict(good, format=2)).encode(),
-            json.dumps({k: v for k, v in good.items() if k != "format"}).encode(),
-            json.dumps({k: v for k, v in good.items() if k != "files"}).encode(),
-            json.dumps({k: v for k, v in good.items() if k != "tombstones"}).encode(),
-            json.dumps(dict(good, saved_at="yesterday")).encode(),
-            json.dumps(dict(good, files=[{"filename": "x"}])).encode(),
-            json.dumps(dict(good, files=[dict(good["files"][0], packagetype="egg")])).encode(),
-            json.dumps(dict(good, files=[42])).encode(),
-            json.dumps(dict(good, files=None)).encode(),
+            snap(first=dict(first, format=3)),
+            snap(first={k: v for k, v in first.items() if k != "format"}),
+            snap(first=dict(first, saved_at="yesterday")),
+            snap(first=dict(first, serial="7")),
+            snap(end=None),
+            snap(end={"end": {"projects": 1, "files": 3}}),
+            snap(deleted=None),
+            snap(deleted={"tombstones": [1]}),
+            snap(extra=[{"end": {}}]),
+            snap(extra=[{"colour": "blue"}]),
+            b"\n".join([good[0], good[1][:40], *good[2:]]),
+            snap(project=dict(project, files=[42])),
+            snap(project=dict(project, files=None)),
+            snap(project=dict(project, name=None)),
+            snap(project=dict(project, project=7)),
+            snap(project=with_files(colour=["blue"])),
+            snap(project=with_files(size=None)),
+            snap(project=with_files(size=[10, 10])),
+            snap(project=with_files(size="10")),
+            snap(project=with_files(filename=None)),
+            snap(project=with_files(filename=[3])),
+            snap(project=with_files(packagetype=["egg"])),
+            snap(project=with_files(packagetype=[["bdist_wheel"]])),
+            snap(project=with_files(size=[-1])),
+            snap(project=with_files(size=[True])),
+            snap(project=with_files(size=["10"])),
+            snap(project=with_files(sha256=["a" * 63])),
+            snap(project=with_files(sha256=[None])),
+            snap(project=with_files(sha256=["g" * 64])),
+            snap(project=with_files(sha256=[7])),
+            snap(project=with_files(md5=["c" * 64])),
+            snap(project=with_files(md5=[7])),
+            snap(project=with_files(metadata_sha256=[None, "a" * 64])),
+            snap(project=with_files(upload_time=["now"])),
+            snap(project=with_files(version=[1.0])),
+            snap(project=with_files(yanked=[False])),
+            snap(project=with_files(path=[["x"]])),
+            snap(project=with_files(name=[None])),
+            snap(project=with_files(summary=[{}])),
         ]
+        self.assertEqual(decode(snap()).records, {files["filename"][0]: make_record()})
+        self.assertEqual(decode(snap(project=with_files(md5=[None], yanked=[""]))).records,
+                         {files["filename"][0]: make_record(yanked="")})
         for data in cases:
             self.assertRaises(SnapshotError, decode, data)
+
+    def test_written_as_it_is_made(self):
+        """
+        L{write} takes the lines as they come: the writer never holds the
+        whole snapshot (only a copy for a shared storage is made whole).
+        """
+        taken = []
+
+        def parts():
+            for line in lines([make_record()], [], 5):
+                taken.append(line)
+                yield line
+        path = os.path.join(self.mktemp(), "index.json")
+        write(path, parts())
+        self.assertEqual(len(taken), 4)
+        self.assertEqual(read_file(path), b"".join(taken))
+        self.assertEqual(read(path), decode(b"".join(taken)))
 
     def test_unknown_format_named(self):
         """A snapshot from another format says which format it is."""
@@ -348,3 +465,92 @@ class SnapshotServiceTests(SynchronousTestCase):
         self.successResultOf(d)
         self.assertEqual(len(read(self.path).records), 2)
         self.assertEqual(self.writer.saved_serial, self.index.serial)
+
+
+class UpgradeTests(SynchronousTestCase):
+    """A snapshot of an older format is used, then written again in this one."""
+
+    def start(self, root, path, clock):
+        """
+        Load an index from the storage folder C{root} and the snapshot at
+        C{path}, as start-up does, then save as the first tick would;
+        whether that wrote the snapshot.
+        """
+        from pypid.service import IndexLoader
+        from pypid.storage.local import LocalStorage
+
+        index = Index(lambda r: r.filename)
+        writer = SnapshotWriter(index, path, run_now, clock)
+        storage = LocalStorage(root, run_now, clock)
+        self.successResultOf(IndexLoader(index, storage, path, run_now, clock, writer).load())
+        storage.close()
+        before = os.stat(path).st_mtime_ns if os.path.exists(path) else None
+        self.successResultOf(writer.save_if_changed())
+        self.loaded = index
+        return before != os.stat(path).st_mtime_ns
+
+    def test_rewritten_after_start(self):
+        """
+        Start-up from a format 1 snapshot that storage agrees with loads it
+        and then writes it again in format 2 (where a current snapshot that
+        storage agrees with is not written again).
+        """
+        import time
+        import types
+
+        from tests.distributions import make_wheel
+
+        clock = types.SimpleNamespace(seconds=time.time)
+        root = os.path.abspath(self.mktemp())
+        os.makedirs(root)
+        filename, data = make_wheel("holy-grail", "1.0")
+        write_file(os.path.join(root, filename), data)
+        path = os.path.join(os.path.abspath(self.mktemp()), "index.json")
+        self.assertTrue(self.start(root, path, clock))
+        time.sleep(0.02)
+        self.assertFalse(self.start(root, path, clock))
+        current = read(path)
+        write(path, json.dumps({
+            "format": 1, "saved_at": current.saved_at, "serial": 5,
+            "storage": current.storage, "tombstones": [],
+            "files": [r.to_json() for r in current.records.values()]}).encode())
+        time.sleep(0.02)
+        self.assertTrue(self.start(root, path, clock))
+        self.assertEqual(self.loaded.serial, 6)
+        written = read_file(path)
+        self.assertEqual(json.loads(written.splitlines()[0])["format"], FORMAT)
+        self.assertEqual(read(path).serial, 6)
+
+    def test_rewritten_after_storage_changed(self):
+        """
+        A start that had to read records again (storage changed after the
+        snapshot, even if back to what it held) writes the snapshot again,
+        dated now, so that the next start trusts it without reading
+        anything; a start that read nothing writes nothing.
+        """
+        import time
+        import types
+
+        from tests.distributions import make_wheel
+
+        # (the clock of the times storage compares with the files': real time)
+        clock = types.SimpleNamespace(seconds=time.time)
+        root = os.path.abspath(self.mktemp())
+        os.makedirs(root)
+        filename, data = make_wheel("holy-grail", "1.0")
+        write_file(os.path.join(root, filename), data)
+        path = os.path.join(os.path.abspath(self.mktemp()), "index.json")
+
+        def start():
+            time.sleep(0.02)
+            changed = self.start(root, path, clock)
+            self.assertEqual([r.filename for r in self.loaded.records()], [filename])
+            return changed
+
+        self.assertTrue(start())
+        self.assertFalse(start())
+        # A file copied in and taken out again: the folder changed since.
+        write_file(os.path.join(root, "stray.txt"), b"x")
+        os.unlink(os.path.join(root, "stray.txt"))
+        self.assertTrue(start())
+        self.assertFalse(start())

@@ -1,9 +1,16 @@
 """
 Tests for L{pypid.tap}: the command-line options and the composition root,
-built on a L{MemoryReactorClock} so nothing listens, runs threads or sleeps.
+built on a L{MemoryReactorClock} so nothing listens, runs threads or sleeps;
+and, in a fresh interpreter each, which libraries building the server
+imports (L{LazyImportTests}).
 """
 
+import json
 import os
+import subprocess
+import sys
+import textwrap
+import time
 
 import attrs
 from twisted.application.service import IService
@@ -16,9 +23,16 @@ from twisted.trial.unittest import SynchronousTestCase
 from pypid.config import Config
 from pypid.service import PypidService
 from pypid.storage import snapshot
-from pypid.tap import Options, ThreadPools, makeService
+from pypid.tap import (
+    Options,
+    ThreadPools,
+    makeService,
+    make_oidc_http,
+    reloaded_oidc_http,
+)
 from pypid.web.site import PypidSite
 from tests.distributions import make_wheel
+from tests.e2e import clean_env
 from tests.fakes import run_now, write_file
 
 
@@ -222,19 +236,33 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertEqual(list(saved.records), [filename])
 
     def test_loads_snapshot(self):
-        """A snapshot left by an earlier run is used and reconciled with storage."""
+        """
+        A snapshot left by an earlier run is used and reconciled with
+        storage; written again when storage had to be read against it (the
+        first run kept records beside the files after it), and not when
+        storage was found as it describes.
+        """
         filename, data = make_wheel("holy-grail", "1.0")
         write_file(os.path.join(self.folder, "packages", filename), data)
-        first = self.service("--listen", "tcp:8081")
-        first.startService()
-        self.successResultOf(first.stopService())
         path = os.path.join(self.folder, "index.json")
+
+        def run(port):
+            # (storage compares the snapshot's time with the files': real time)
+            time.sleep(0.02)
+            self.reactor.advance(time.time() - self.reactor.seconds())
+            service = self.service("--listen", f"tcp:{port}")
+            with capturedLogs() as events:
+                service.startService()
+            self.successResultOf(service.ready)
+            self.assertEqual([r.filename for r in service.index.records()], [filename])
+            self.successResultOf(service.stopService())
+            return events
+
+        run(8081)
+        events = run(8082)
+        self.assertIn("from the snapshot and storage", [e.get("how") for e in events])
         written = os.stat(path).st_ino
-        second = self.service("--listen", "tcp:8082")
-        with capturedLogs() as events:
-            second.startService()
-        self.successResultOf(second.ready)
-        self.assertEqual([r.filename for r in second.index.records()], [filename])
+        events = run(8083)
         self.assertIn("from the snapshot and storage", [e.get("how") for e in events])
         # Nothing changed since: the snapshot is not written again.
         self.assertEqual(os.stat(path).st_ino, written)
@@ -324,3 +352,137 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertIn("cannot use", critical[0])
         self.assertIn(os.path.join(self.folder, "packages"), critical[0])
         self.assertFalse([e for e in events if "log_failure" in e])
+
+
+#: What a server without the sections that use them must not import, by the
+#: section that does (measured import time on the 2-core test machine).
+LAZY = {
+    "oidc": ("joserfc",),                       # 19 ms: [oidc] issuers' tokens
+    "http": ("treq", "pypid.http.client"),      # 11 ms: the issuers' keys' client
+    "metrics": ("prometheus_client",),          # 13 ms: the first scrape of /metrics
+    "upstream": ("pypid.upstream.fetch", "pypid.upstream.cache",  # 24 ms: [upstream]
+                 "pypid.upstream.requirements", "packaging.requirements", "tomllib"),
+}
+
+#: Run by a fresh interpreter: build the server as C{twistd pypid} does
+#: (L{makeService}, real reactor, nothing started) with the C{--set}s given
+#: as JSON in argv[1], and say which of argv[2]'s modules were imported;
+#: then scrape C{/metrics} once, and read a JWKS, saying again.
+_PROBE = textwrap.dedent("""
+    import base64, json, sys
+    from twisted.internet import reactor
+    from pypid.tap import Options, makeService
+    sets, watched = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+    def loaded():
+        return sorted(name for name in watched if name in sys.modules)
+    options = Options()
+    options.parseOptions([arg for item in sets for arg in ("--set", item)])
+    service = makeService(options, reactor=reactor)
+    report = {"built": loaded()}
+
+    from treq.testing import StubTreq
+    stub = StubTreq(service.site.resource)
+    answers = []
+    stub.get("http://127.0.0.1/metrics").addCallback(
+        lambda r: r.content().addCallback(lambda body: answers.append((r.code, body))))
+    stub.flush()
+    code, body = answers[0]
+    report["metrics"] = [code, "pypid_index_files 0.0" in body.decode()]
+    report["scraped"] = loaded()
+
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from pypid.auth.oidc import import_jwks
+    numbers = ec.generate_private_key(ec.SECP256R1()).public_key().public_numbers()
+    def b64(n):
+        return base64.urlsafe_b64encode(n.to_bytes(32, "big")).rstrip(b"=").decode()
+    jwk = {"kty": "EC", "crv": "P-256", "kid": "k1", "x": b64(numbers.x), "y": b64(numbers.y)}
+    report["jwks"] = sorted(import_jwks({"keys": [jwk]}))
+    report["read"] = loaded()
+    print(json.dumps(report))
+""")
+
+
+class LazyImportTests(SynchronousTestCase):
+    """
+    A server started without C{[oidc]} issuers, C{[upstream]} or a scrape
+    of C{/metrics} never imports the libraries only those need (issue 14:
+    the time to readiness); with the section, they load and work.
+    """
+
+    def probe(self, *sets):
+        """Run L{_PROBE} in the venv's interpreter with C{sets}; its report."""
+        folder = os.path.abspath(self.mktemp())
+        os.makedirs(folder)
+        sets = (f"storage.path={folder}/packages", f"pypid.snapshot={folder}/index.json",
+                *sets)
+        watched = sorted(name for names in LAZY.values() for name in names)
+        done = subprocess.run([sys.executable, "-c", _PROBE, json.dumps(sets),
+                               json.dumps(watched)], cwd=folder, env=clean_env(folder),
+                              capture_output=True, text=True, timeout=60)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        return json.loads(done.stdout)
+
+    def test_default(self):
+        """
+        The default configuration imports none of them; the first scrape of
+        C{/metrics} loads C{prometheus_client} and answers the counters,
+        and reading a JWKS loads joserfc.
+        """
+        report = self.probe()
+        self.assertEqual(report["built"], [])
+        self.assertEqual(report["metrics"], [200, True])
+        # (the probe's StubTreq imported treq itself)
+        self.assertEqual(report["scraped"], ["prometheus_client", "treq"])
+        self.assertEqual(report["jwks"], ["k1"])
+        self.assertEqual(report["read"], ["joserfc", "prometheus_client", "treq"])
+
+    def test_sections(self):
+        """
+        With C{[oidc] issuers} the issuers' client is built (treq), and with
+        C{[upstream]} its proxy (fetch, cache, requirements) at start; the
+        token library waits for the first JWKS all the same.
+        """
+        report = self.probe("oidc.issuers=ci https://token.ci.example",
+                            "upstream.mode=cache", "upstream.url=http://127.0.0.1:9/simple/")
+        expected = sorted(LAZY["http"] + LAZY["upstream"])
+        self.assertEqual(report["built"], expected)
+        self.assertEqual(report["metrics"], [200, True])
+        self.assertEqual(report["read"], sorted(expected + ["joserfc", "prometheus_client"]))
+
+
+class OIDCClientTests(SynchronousTestCase):
+    """The treq client of trusted publishing, made only when it can be used."""
+
+    def config(self, *sets):
+        """The configuration of the defaults and C{sets}."""
+        options = Options()
+        options.parseOptions([arg for item in sets for arg in ("--set", item)])
+        return options["config_obj"]
+
+    def test_none_without_issuers(self):
+        """Without issuers or a CA bundle, there is no client; with an issuer, one."""
+        reactor = MemoryReactorClock()
+        self.assertIsNone(make_oidc_http(self.config(), reactor))
+        with_issuer = self.config("oidc.issuers=ci https://token.ci.example")
+        self.assertTrue(callable(make_oidc_http(with_issuer, reactor).get))
+
+    def test_bad_bundle_without_issuers(self):
+        """A C{[pypid] ca_bundle} that cannot be read stops start-up, issuers or not."""
+        path = write_file(os.path.abspath(self.mktemp()), b"no certificate here")
+        e = self.assertRaises(SystemExit, make_oidc_http,
+                              self.config(f"pypid.ca_bundle={path}"), MemoryReactorClock())
+        self.assertIn("[pypid] ca_bundle", str(e.code))
+
+    def test_reload(self):
+        """
+        A reload that adds the first issuer gives trusted publishing a
+        client; one that keeps the client's settings keeps its client.
+        """
+        reactor = MemoryReactorClock()
+        default = self.config()
+        with_issuer = self.config("oidc.issuers=ci https://token.ci.example")
+        other_issuer = self.config("oidc.issuers=ci https://other.ci.example")
+        self.assertIsNone(reloaded_oidc_http(default, default, reactor))
+        self.assertIsNotNone(reloaded_oidc_http(default, with_issuer, reactor))
+        self.assertIsNone(reloaded_oidc_http(with_issuer, other_issuer, reactor))
+        self.assertIsNone(reloaded_oidc_http(with_issuer, default, reactor))

@@ -156,7 +156,8 @@ def build_service(config, reactor, exit_on_failure=False, pools=None, notifier=N
 
     # (timed for /metrics)
     storage = MeasuredStorage(make_storage(config, run, reactor), time.monotonic)
-    index = Index(file_url_for(config.server.base_url))
+    index = Index(file_url_for(config.server.base_url),
+                  page_cache_size=config.server.page_cache_size)
     upstream = (make_upstream(config, run, reactor, index)
                 if config.upstream.mode != "none" else None)
     model, verifier, tokens = make_access_parts(config, reactor, pools)
@@ -187,16 +188,16 @@ def build_service(config, reactor, exit_on_failure=False, pools=None, notifier=N
     def reconfigure(new):
         """
         Take a reloaded configuration's users, groups, admins, rules and
-        tokens, who may scrape C{/metrics}, and the trusted publishers.
+        tokens, who may scrape C{/metrics}, the trusted publishers, and
+        C{[pypid] page_cache_size}.
         """
-        http = None
-        if _oidc_client_settings(new) != _oidc_client_settings(config_in_use[0]):
-            http = make_oidc_http(new, reactor)
+        http = reloaded_oidc_http(config_in_use[0], new, reactor)
         access.reconfigure(*make_access_parts(new, reactor, pools))
         # (a change of the issuers, audience or rules revokes minted tokens)
         revoked = publishing.reconfigure(new.oidc.settings(new.publishers), http)
         config_in_use[0] = new
         web.app.metrics.policy = new.metrics
+        index.page_cache_size = new.server.page_cache_size
         # (the pages kept per reader's view of the rules are judged by it)
         index.serial += 1
         return (f"{len(new.users)} users, {len(new.groups)} groups, "
@@ -250,12 +251,36 @@ def _oidc_client_settings(config):
     return (config.oidc.ca_bundle, config.server.ca_bundle, config.oidc.timeout)
 
 
+def reloaded_oidc_http(old, new, reactor):
+    """
+    The client trusted publishing takes on a reload from the configuration
+    C{old} to C{new}: a new one when its settings changed, or when C{old}
+    needed none (L{make_oidc_http} made none) and C{new} may; else L{None},
+    to keep the one it has.
+    """
+    if _oidc_client_settings(new) != _oidc_client_settings(old) or not _oidc_http_needed(old):
+        return make_oidc_http(new, reactor)
+    return None
+
+
+def _oidc_http_needed(config):
+    """Whether trusted publishing has issuers to fetch keys from, or a bundle to check."""
+    return (bool(config.oidc.issuers) or config.oidc.ca_bundle is not None
+            or config.server.ca_bundle is not None)
+
+
 def make_oidc_http(config, reactor):
     """
     The treq client the issuers' keys are fetched with: C{[oidc] ca_bundle},
     else C{[pypid] ca_bundle}, else the system's roots; a bad bundle stops
     start-up (and a reload) with one line.
+
+    @return: the client, or L{None} when there is no issuer and no bundle
+        (nothing would use it or could fail: treq stays unimported, 11 ms
+        of the start).
     """
+    if not _oidc_http_needed(config):
+        return None
     from pypid.http.client import https_policy, make_http
     bundle = config.oidc.ca_bundle
     if bundle is None:
@@ -325,7 +350,8 @@ def make_storage(config, run, reactor):
         download=s3.download, public_url=s3.public_url, expire_after=s3.expire_after,
         buffer_time=s3.buffer_time, multipart_threshold=s3.multipart_threshold,
         sync_interval=s3.sync_interval, bucket_snapshot=s3.bucket_snapshot,
-        max_import_size=config.server.max_upload_size, on_close=close)
+        check_rate=s3.check_rate, max_import_size=config.server.max_upload_size,
+        on_close=close)
 
 
 def make_s3_client(config, run, reactor, timings=None):

@@ -34,7 +34,9 @@ C{crit} headers are checked; its claim validators take the time as an
 argument, so the tests drive them with a L{twisted.internet.task.Clock}.
 PyJWT (which PyPI itself uses) would do, with more of that left to the
 caller. Like PyJWT, joserfc builds on C{cryptography}, which pypid already
-uses.
+uses. It is imported where keys and tokens are read, not with this module
+(which the configuration needs): 19 ms and 52 modules that a server with
+no C{[oidc] issuers} never loads.
 
 The minted tokens (L{PublisherTokens}) are kept in memory only, never in
 C{[auth] tokens}' file: they live 15 minutes, so a restart that forgets
@@ -63,9 +65,6 @@ from fnmatch import fnmatchcase
 from urllib.parse import urlsplit
 
 import attrs
-from joserfc import errors as jose_errors
-from joserfc import jwt
-from joserfc.jwk import import_key
 from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -406,6 +405,10 @@ def import_jwks(data):
 
     @raise ValueError: when C{data} is no JWKS at all.
     """
+    # (imported here, not with the module: see the module's docstring)
+    from joserfc import errors as jose_errors
+    from joserfc.jwk import import_key
+
     if not isinstance(data, dict) or not isinstance(data.get("keys"), list):
         raise ValueError("not a JWKS (an object with a list of keys)")
     keys = {}
@@ -695,6 +698,9 @@ def check_claims(claims, url, audience, now, leeway):
 
     @raise TokenRefused: saying which claim is wrong.
     """
+    from joserfc import errors as jose_errors
+    from joserfc import jwt
+
     registry = jwt.JWTClaimsRegistry(now=int(now), leeway=int(leeway),
                                      iss={"essential": True, "value": url},
                                      aud={"essential": True, "value": audience})
@@ -765,7 +771,8 @@ class TrustedPublishing:
 
     @ivar settings: the L{Settings}.
     @ivar tokens: the L{PublisherTokens} minted (the access gate checks them).
-    @ivar _http: the treq client the issuers' keys are fetched with.
+    @ivar _http: the treq client the issuers' keys are fetched with (L{None}
+        while no issuer is configured: L{reconfigure} gives one with the first).
     @ivar _clock: provides C{seconds()} and C{callLater}.
     """
 
@@ -837,6 +844,8 @@ class TrustedPublishing:
         if not isinstance(kid, str) or not kid:
             raise TokenRefused("the token names no signing key (kid)")
         key = await issuer.key(kid)
+        from joserfc import errors as jose_errors
+        from joserfc import jwt
         try:
             token = jwt.decode(text, key, algorithms=[alg])
         except jose_errors.BadSignatureError:

@@ -8,6 +8,7 @@ keys against each other and against C{[storage] backend} and C{[pypid]
 max_upload_size}.
 """
 
+import math
 import re
 from urllib.parse import urlsplit
 
@@ -22,7 +23,13 @@ from pypid.config.values import (
     parse_boolean,
 )
 from pypid.core.units import parse_duration, parse_size
-from pypid.storage.s3.limits import MAX_PART_SIZE, MAX_PARTS, MAX_PRESIGN_SECONDS, MIN_PART_SIZE
+from pypid.storage.s3.limits import (
+    CHECK_RATE,
+    MAX_PART_SIZE,
+    MAX_PARTS,
+    MAX_PRESIGN_SECONDS,
+    MIN_PART_SIZE,
+)
 
 
 def _redacted(value):
@@ -55,6 +62,8 @@ class S3Config:
     multipart_threshold: int
     timeout: float
     bucket_snapshot: bool
+    # (last, with a default, so that a Config built by hand need not name it)
+    check_rate: float = CHECK_RATE
 
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -134,6 +143,23 @@ def _expire_after(value):
     return seconds
 
 
+#: The highest C{check_rate} taken: S3 serves 5,500 reads a second per
+#: prefix, and a check faster than a few thousand a second is no check
+#: "in the background" any more.
+_MAX_CHECK_RATE = 5000.0
+
+
+def _check_rate(value):
+    try:
+        rate = float(value.strip())
+    except ValueError:
+        rate = math.nan
+    if not 0 <= rate <= _MAX_CHECK_RATE:
+        raise ValueError(f"expected a number of requests a second from 0 (no cap) to "
+                         f"{_MAX_CHECK_RATE:g}, such as 10 or 2.5")
+    return rate
+
+
 def _multipart_threshold(value):
     size = parse_size(value)
     if not MIN_PART_SIZE <= size <= MAX_PART_SIZE:
@@ -159,6 +185,7 @@ S3_KEYS = {
     "multipart_threshold": ("64M", _multipart_threshold),
     "timeout": ("30s", parse_duration),
     "bucket_snapshot": ("yes", parse_boolean),
+    "check_rate": (f"{CHECK_RATE:g}", _check_rate),
 }
 
 

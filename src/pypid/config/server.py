@@ -20,6 +20,7 @@ from pypid.config.values import (
     parse_positive_number,
     whole_number,
 )
+from pypid.core.index import PAGE_CACHE_SIZE
 from pypid.core.units import parse_duration, parse_size
 
 
@@ -42,6 +43,8 @@ class ServerConfig:
     #: PEM CA certificates trusted for outbound HTTPS (S3, upstream) instead
     #: of the system's (a private CA); L{None} for the system's
     ca_bundle: str | None = None
+    #: bytes of rendered project pages kept (L{pypid.core.index.Index.page_cache_size})
+    page_cache_size: int = PAGE_CACHE_SIZE
 
 
 #: The C{[pypid] listen} forms pypid reads itself; any other line is a
@@ -167,6 +170,22 @@ def _listen(value):
     return lines
 
 
+def parse_page_cache_size(value):
+    """
+    Read C{[pypid] page_cache_size}: a size such as C{64M}, or C{0} to
+    keep no project page rendered (each request renders its page).
+
+    @raise ValueError: with the forms allowed.
+    """
+    try:
+        return parse_size(value)
+    except ValueError:
+        if value.strip() == "0":
+            return 0
+        raise ValueError("expected a size such as 64M, 256M or 1G (bytes of rendered "
+                         "project pages kept), or 0 to keep none") from None
+
+
 #: key -> (default, parser)
 SERVER_KEYS = {
     "listen": ("tcp:8080:interface=127.0.0.1", _listen),
@@ -180,4 +199,5 @@ SERVER_KEYS = {
     "min_upload_rate": ("1K", parse_size),
     "max_connections_per_address": ("128", whole_number(1, 100_000)),
     "ca_bundle": ("", parse_optional_path),
+    "page_cache_size": ("64M", parse_page_cache_size),
 }

@@ -44,14 +44,18 @@ def write_atomically(path, data, prefix=".tmp-"):
     (created readable by its owner only, mode 0600), fsynced, then renamed
     over it. A crash leaves the old file or the new one, never half of one;
     a temporary file left by a crash starts with C{prefix} and ends in
-    C{.tmp}.
+    C{.tmp}. C{data} is bytes, or an iterable of bytes written as they come.
     """
     folder = os.path.dirname(path) or "."
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            if isinstance(data, (bytes, bytearray, memoryview)):
+                f.write(data)
+            else:
+                for chunk in data:
+                    f.write(chunk)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

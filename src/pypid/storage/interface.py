@@ -50,12 +50,18 @@ class ScanResult:
     @ivar skipped: C{(path, reason)} for files that are not valid distributions.
     @ivar settled: L{None}, or a L{Deferred} that fires when work the scan
         left running (keeping what it learnt beside imported files) is done.
+    @ivar current: whether the scan found, without reading anything, that
+        storage is as the snapshot it was given describes it: that snapshot
+        need not be written again. (After a scan that read anything, even
+        records equal to the snapshot's, it is written again, dated now, so
+        that the next start need not read them.)
     """
 
     records: dict
     tombstones: frozenset
     skipped: tuple = ()
     settled: object = None
+    current: bool = False
 
 
 @attrs.frozen

@@ -462,7 +462,8 @@ class LocalStorage:
         if since > started:
             since = 0.0
         if since and known and self._unchanged_since(since) and self._same_sizes(known):
-            return ScanResult(records=dict(known), tombstones=known_tombstones), []
+            return ScanResult(records=dict(known), tombstones=known_tombstones,
+                              current=True), []
         sidecars = {}
         try:
             entries = list(os.scandir(self._files_dir))

@@ -2,6 +2,11 @@
 The upstream cache's own routes: pre-caching what a requirements file (or a
 C{pylock.toml}) pins, and refreshing a project's page now. Open to users who
 may upload; the cache itself is L{pypid.upstream.proxy.UpstreamProxy}.
+
+The upstream's modules are imported only once a cache is found configured
+(they are loaded already then): without C{[upstream]}, the requirements
+parser, C{tomllib} and C{packaging.requirements} would cost every start
+24 ms.
 """
 
 from collections import Counter
@@ -11,9 +16,6 @@ from klein import Klein
 
 from pypid.core.errors import BadGateway, BadRequest, NotFound, Unavailable
 from pypid.core.names import is_valid_name, normalize
-from pypid.upstream import requirements
-from pypid.upstream.cache import Offline
-from pypid.upstream.fetch import UpstreamError
 from pypid.web.audit import AuditTrail
 from pypid.web.routes import answer_errors, send_json
 
@@ -46,6 +48,7 @@ class CacheAdmin:
     async def _precache(self, request):
         identity = await self._access.uploader(request)
         proxy = self._cache_mode()
+        from pypid.upstream import requirements
         ctype = request.requestHeaders.getRawHeaders(b"content-type", [b""])[0].lower()
         try:
             text = request.content.read().decode("utf-8")
@@ -78,6 +81,8 @@ class CacheAdmin:
     async def _refresh(self, request, name):
         identity = await self._access.uploader(request)
         proxy = self._cache_mode()
+        from pypid.upstream.cache import Offline
+        from pypid.upstream.fetch import UpstreamError
         if not is_valid_name(name) or not self._access.identity_may_read(identity, name):
             raise NotFound("not an upstream project here")
         if not proxy.decide(name).allowed:

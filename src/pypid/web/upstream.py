@@ -5,6 +5,10 @@ C{/files/<project>/<filename>} answer for a project that is not hosted here.
 Called by the hot-path resources only when the index has no such project
 (or file), so hosted projects never pay for the upstream; a hosted name is
 never looked up upstream (L{pypid.upstream.policy}).
+
+The upstream's own modules are imported by the functions that are given a
+proxy (which loaded them already), not with this module, which the hot
+path imports: 24 ms of every start without C{[upstream]}.
 """
 
 import hashlib
@@ -15,8 +19,6 @@ from twisted.web.server import NOT_DONE_YET
 from pypid.core.errors import BadGateway, NotFound, Unavailable
 from pypid.core.names import is_valid_name, normalize
 from pypid.storage.interface import StorageError
-from pypid.upstream.cache import Offline
-from pypid.upstream.fetch import UpstreamError, UpstreamNotFound
 from pypid.web.respond import (
     FILE_CACHE_CONTROL,
     FILE_CONTENT_TYPE,
@@ -63,6 +65,8 @@ def answer_page(request, proxy, name, base):
 
 
 async def _page(request, proxy, project, kind):
+    from pypid.upstream.cache import Offline
+    from pypid.upstream.fetch import UpstreamError
     try:
         found = await proxy.upstream_page(project, kind)
     except Offline:
@@ -105,6 +109,8 @@ def answer_file(request, proxy, project, filename):
 
 
 async def _file(request, proxy, project, filename):
+    from pypid.upstream.cache import Offline
+    from pypid.upstream.fetch import UpstreamNotFound
     try:
         return await _file_answer(request, proxy, project, filename)
     except UpstreamNotFound:
@@ -116,6 +122,8 @@ async def _file(request, proxy, project, filename):
 
 
 async def _file_answer(request, proxy, project, filename):
+    from pypid.upstream.cache import Offline
+    from pypid.upstream.fetch import UpstreamError
     metadata = filename.endswith(".metadata")
     name = filename[: -len(".metadata")] if metadata else filename
     listed = proxy.listed(project, name)

@@ -412,6 +412,37 @@ class S3Client:
             token = page.next_token
 
 
+class PacedClient:
+    """
+    The calls of an L{S3Client}, each started no sooner than a
+    L{pypid.storage.s3.sync.Pacer} allows: what the background full check
+    lists and reads the bucket with. The client's other users (uploads,
+    downloads, polls) call it directly, so they never wait behind the check.
+    """
+
+    def __init__(self, client, pacer):
+        self._client = client
+        self._pacer = pacer
+        self.bucket = client.bucket
+        self.limit = client.limit
+
+    @property
+    def timeout(self):
+        """The deadline of one call, in seconds."""
+        return self._client.timeout
+
+    async def call(self, *args, **kwargs):
+        """L{S3Client.call}, once the pacer gives it a slot (its retries included)."""
+        await self._pacer.wait()
+        return await self._client.call(*args, **kwargs)
+
+    head = S3Client.head
+    get = S3Client.get
+    put = S3Client.put
+    delete = S3Client.delete
+    list = S3Client.list
+
+
 async def _sleep(clock, seconds):
     d = Deferred()
     clock.callLater(seconds, d.callback, None)

@@ -30,6 +30,7 @@ import json
 import os
 import secrets
 import zlib
+from email.utils import parsedate_to_datetime
 from functools import partial
 from urllib.parse import quote
 
@@ -48,6 +49,7 @@ from pypid.core.distribution import inspect
 from pypid.core.metadata import InvalidDistribution
 from pypid.core.names import InvalidName
 from pypid.http.bodies import Deadline
+from pypid.storage import snapshot as snapshots
 from pypid.storage.disk import remove_file
 from pypid.storage.interface import (
     Changed,
@@ -64,6 +66,7 @@ from pypid.storage.interface import (
 )
 from pypid.storage.s3.client import (
     FileRangeProducer,
+    PacedClient,
     S3Error,
     S3Unavailable,
     complete_body,
@@ -76,9 +79,9 @@ from pypid.storage.s3.layout import (
     yank_body,
     yank_reason,
 )
-from pypid.storage.s3.limits import MAX_PARTS, MIN_PART_SIZE
+from pypid.storage.s3.limits import CHECK_RATE, MAX_PARTS, MIN_PART_SIZE
 from pypid.storage.s3.sign import presign
-from pypid.storage.s3.sync import LOOKBACK, MARKER_RETENTION, ChangeFeed
+from pypid.storage.s3.sync import LOOKBACK, MARKER_RETENTION, ChangeFeed, Pacer
 
 log = Logger()
 
@@ -163,6 +166,15 @@ def parse_time(text):
         return 0.0
 
 
+def _catches_up(since, now):
+    """
+    Whether a view of the bucket taken at C{since} can be brought up to
+    date from the change markers alone (they are kept for
+    L{MARKER_RETENTION}; half of it leaves a wide margin).
+    """
+    return 0 <= now - since < MARKER_RETENTION / 2
+
+
 def part_size(size, threshold):
     """The part size for a multipart upload of C{size} bytes."""
     return max(threshold, MIN_PART_SIZE, -(-size // MAX_PARTS))
@@ -186,8 +198,10 @@ class S3Storage:
                  download="redirect", public_url=None, expire_after=86400.0,
                  buffer_time=600.0, multipart_threshold=64 << 20, sync_interval=30.0,
                  bucket_snapshot=True, max_import_size=1 << 30, on_close=None,
-                 clock_margin=CLOCK_MARGIN, replay_window=None):
+                 clock_margin=CLOCK_MARGIN, replay_window=None, check_rate=CHECK_RATE):
         """
+        @param check_rate: the most requests a second the background full
+            check (L{reconcile}) makes; 0 for no cap.
         @param clock_margin: how far to distrust the store's times near a
             snapshot's (servers' clocks differ; 0 only where the store runs
             on this machine's clock, as in tests).
@@ -221,6 +235,7 @@ class S3Storage:
         self._feed = ChangeFeed(client, layout, clock, self._state_of, self._background)
         self.instance = self._feed.instance
         self._clock_margin = clock_margin
+        self._check_rate = check_rate
         self._replay_window = (sync_interval + LOOKBACK if replay_window is None
                                else replay_window)
         # Background writes (change markers, the bucket's snapshot) not
@@ -357,14 +372,15 @@ class S3Storage:
         finally:
             await self._run(remove_file, temp_path)
 
-    async def _keep_beside(self, record, metadata, details):
+    async def _keep_beside(self, record, metadata, details, client=None):
         """Write a file's metadata sibling and its details, those it has."""
+        client = client or self._client
         if metadata is not None:
-            await self._client.put(self._layout.metadata_key(record.path), metadata,
-                                   {"content-type": "application/octet-stream"})
+            await client.put(self._layout.metadata_key(record.path), metadata,
+                             {"content-type": "application/octet-stream"})
         if details is not None:
-            await self._client.put(self._layout.details_key(record.filename), details,
-                                   {"content-type": "application/json"})
+            await client.put(self._layout.details_key(record.filename), details,
+                             {"content-type": "application/json"})
 
     def _paths_put(self, record):
         if record.path != record.filename:
@@ -712,7 +728,11 @@ class S3Storage:
         if not persist:
             return await self._scan(known, since, persist=False)
         now = self._clock.seconds()
-        if not (known and since and 0 <= now - since < MARKER_RETENTION / 2):
+        if known and since and not _catches_up(since, now):
+            newer = await self._newer_bucket_snapshot(since, now)
+            if newer is not None:
+                known, since, tombstones = newer.records, newer.saved_at, newer.tombstones
+        if not (known and since and _catches_up(since, now)):
             return await self._scan(known, since)
         # The snapshot holds other servers' changes up to its writer's last
         # poll, up to a sync interval before it was taken; and markers appear
@@ -731,6 +751,41 @@ class S3Storage:
                 records[change.filename] = change.record
         return ScanResult(records=records, tombstones=frozenset(deleted))
 
+    async def _newer_bucket_snapshot(self, since, now):
+        """
+        The snapshot kept in the bucket, when the local one (taken at
+        C{since}) is too old to catch up from change markers and another
+        instance kept a newer one that is not: starting from it costs a
+        C{HEAD} and a C{GET}, where the listing of a million files is
+        2,000 requests before the server can answer. L{None} otherwise.
+        """
+        if not self._bucket_snapshot:
+            return None
+        try:
+            headers = await self._client.head(self._layout.snapshot_key)
+            if headers is None:
+                return None
+            try:
+                written = parsedate_to_datetime(headers.get("last-modified", "")).timestamp()
+            except (TypeError, ValueError):
+                return None
+            # By the store's clock, which the margin allows for: a snapshot
+            # written just after the local one's time is that one's copy.
+            margin = self._clock_margin
+            if written <= since + margin or now - written >= MARKER_RETENTION / 2 + margin:
+                return None
+            data = await self.load_snapshot()
+            snap = await self._run(snapshots.decode, data) if data is not None else None
+        except (StorageError, snapshots.SnapshotError) as e:
+            log.warn("Not using the snapshot kept in the bucket: {error}", error=str(e))
+            return None
+        if (snap is None or snap.storage not in (None, self.identity())
+                or snap.saved_at <= since or not _catches_up(snap.saved_at, now)):
+            return None
+        log.info("The local snapshot is too old to catch up from the change markers: "
+                 "starting from the newer one kept in the bucket")
+        return snap
+
     def reconcile(self, known, tombstones):
         """
         List the whole bucket and say what it holds, trusting C{known} for
@@ -742,7 +797,10 @@ class S3Storage:
         return ensureDeferred(self._reconcile(dict(known)))
 
     async def _reconcile(self, known):
-        result = await self._scan(known, self._feed.reconcile_since())
+        # Paced: the check runs while the server answers, and must cost
+        # neither a burst on the cloud bill nor the uploads' turn.
+        client = PacedClient(self._client, Pacer(self._clock, self._check_rate))
+        result = await self._scan(known, self._feed.reconcile_since(), client=client)
         records = dict(result.records)
         for filename, record in known.items():
             listed = records.get(filename)
@@ -750,7 +808,7 @@ class S3Storage:
                 continue
             if listed is not None and listed.yanked == record.yanked:
                 continue
-            state = await self._state_of(filename, record.path)
+            state = await self._state_of(filename, record.path, client)
             if state.record is not None:
                 records[filename] = state.record
             else:
@@ -758,68 +816,84 @@ class S3Storage:
         self._feed.reconciled()
         return attrs.evolve(result, records=records)
 
-    async def _listing(self, prefix, start_after=None):
+    async def _listing(self, prefix, start_after=None, client=None):
         found = []
-        async for page in self._client.list(prefix, start_after):
+        async for page in (client or self._client).list(prefix, start_after):
             found.extend(page.keys)
         return found
 
-    async def _scan(self, known, since, persist=True):
+    async def _scan(self, known, since, persist=True, client=None):
+        """
+        List the bucket: the records of its files, trusting C{known} for
+        objects unchanged since C{since}, and reading the others.
+
+        The files are taken in a page (1,000 keys) at a time, so a bucket
+        of a million files never holds its whole listing in memory (some
+        300 bytes a key), only the records and the few objects to read.
+
+        @param client: the client to list and read with (a
+            L{PacedClient} for the background check); this storage's own
+            by default.
+        """
+        client = client or self._client
         started = self._clock.seconds()
         layout = self._layout
         trusted_before = since - self._clock_margin if since else 0.0
         deleted = {item.key[len(layout.deleted_prefix):]
-                   for item in await self._listing(layout.deleted_prefix)}
+                   for item in await self._listing(layout.deleted_prefix, client=client)}
         yanked = {item.key[len(layout.yanked_prefix):]: item
-                  for item in await self._listing(layout.yanked_prefix)}
-        records, skipped, to_read, seen = {}, [], [], set()
-        for item in await self._listing(layout.prefix, layout.files_start_after):
-            path = layout.path_of(item.key)
-            if path is None:
-                continue
-            filename = path.rpartition("/")[2]
-            if filename in deleted:
-                continue
-            if filename in seen:
-                skipped.append((path, f"another file named {filename} is already listed"))
-                continue
-            seen.add(filename)
-            previous = known.get(filename)
-            if (previous is not None and previous.path == path and previous.size == item.size
-                    and parse_time(item.last_modified) < trusted_before):
-                records[filename] = previous
-            else:
-                to_read.append((filename, path, item))
-        results = await self._read_all(to_read, persist)
+                  for item in await self._listing(layout.yanked_prefix, client=client)}
+        records, skipped, to_read, reading = {}, [], [], set()
+        async for page in client.list(layout.prefix, layout.files_start_after):
+            for item in page.keys:
+                path = layout.path_of(item.key)
+                if path is None:
+                    continue
+                filename = path.rpartition("/")[2]
+                if filename in deleted:
+                    continue
+                if filename in records or filename in reading:
+                    skipped.append((path, f"another file named {filename} is already listed"))
+                    continue
+                previous = known.get(filename)
+                if (previous is not None and previous.path == path
+                        and previous.size == item.size
+                        and parse_time(item.last_modified) < trusted_before):
+                    records[previous.filename] = previous
+                else:
+                    reading.add(filename)
+                    to_read.append((filename, path, item))
+        results = await self._read_all(to_read, persist, client)
         for (filename, path, _item), outcome in zip(to_read, results):
             if isinstance(outcome, str):
                 skipped.append((path, outcome))
             else:
                 records[filename] = outcome
-        await self._apply_yanks(records, yanked, known, trusted_before)
+        await self._apply_yanks(records, yanked, known, trusted_before, client)
         for record in records.values():
             self._paths_put(record)
         self._feed.listed(started)
         return ScanResult(records=records, tombstones=frozenset(deleted), skipped=tuple(skipped))
 
-    async def _read_all(self, to_read, persist=True):
-        limit = self._client.limit
+    async def _read_all(self, to_read, persist=True, client=None):
+        client = client or self._client
+        limit = client.limit
         imports = _Serial()
 
         async def read(filename, path, item):
-            headers = await self._client.head(self._layout.file_key(path))
+            headers = await client.head(self._layout.file_key(path))
             if headers is None:
                 return "removed while the bucket was listed"
             record = record_from_headers(path, item.size, headers)
             if record is not None:
                 return record
-            return await imports.run(self._import, filename, path, item, persist)
+            return await imports.run(self._import, filename, path, item, persist, client)
 
         return await gatherResults([
             limit.run(lambda args=args: ensureDeferred(read(*args))) for args in to_read
         ], consumeErrors=True).addErrback(lambda f: f.value.subFailure)
 
-    async def _import(self, filename, path, item, persist=True):
+    async def _import(self, filename, path, item, persist=True, client=None):
         """
         Describe a file that another tool put in the bucket: read it once,
         then keep what was learnt in the bucket (its metadata sibling, and the
@@ -827,10 +901,11 @@ class S3Storage:
         object did not change meanwhile); without C{persist}, keep only its
         metadata, in memory, and render no details.
         """
+        client = client or self._client
         if item.size > self._max_import_size:
             return f"larger than the largest upload ({item.size} bytes)"
         try:
-            data = await self._client.get(self._layout.file_key(path),
+            data = await client.get(self._layout.file_key(path),
                                           limit=self._max_import_size, expect=item.size)
         except StorageError as e:
             return f"cannot read it from the bucket now: {e}"
@@ -856,8 +931,8 @@ class S3Storage:
             await self._run(remove_file, temp)
         record = inspected.record
         try:
-            await self._keep_beside(record, inspected.metadata, inspected.details)
-            bucket = self._client.bucket
+            await self._keep_beside(record, inspected.metadata, inspected.details, client)
+            bucket = client.bucket
             headers = metadata_headers(record)
             headers.update({
                 "content-type": "application/octet-stream",
@@ -866,13 +941,13 @@ class S3Storage:
                 "x-amz-metadata-directive": "REPLACE",
                 "x-amz-copy-source-if-match": item.etag,
             })
-            await self._client.call("PUT", self._layout.file_key(path), headers=headers)
+            await client.call("PUT", self._layout.file_key(path), headers=headers)
         except StorageError as e:
             log.warn("Cannot keep the record of {path} in the bucket: {error}",
                      path=path, error=str(e))
         return record
 
-    async def _apply_yanks(self, records, yanked, known, trusted_before):
+    async def _apply_yanks(self, records, yanked, known, trusted_before, client=None):
         for filename, record in list(records.items()):
             item = yanked.get(filename)
             if item is None:
@@ -884,7 +959,7 @@ class S3Storage:
                     and parse_time(item.last_modified) < trusted_before):
                 reason = previous.yanked
             else:
-                body = await self._client.get(item.key)
+                body = await (client or self._client).get(item.key)
                 if body is None:
                     continue
                 reason = yank_reason(body)
@@ -921,9 +996,9 @@ class S3Storage:
         d.addBoth(lambda _: self._pending.discard(d))
         return d
 
-    async def _state_of(self, filename, path=None):
-        """A file's state as the bucket holds it now."""
-        layout, client = self._layout, self._client
+    async def _state_of(self, filename, path=None, client=None):
+        """A file's state as the bucket holds it now (read with C{client}, or this storage's)."""
+        layout, client = self._layout, client or self._client
         if await client.head(layout.deleted_key(filename)) is not None:
             return Changed(filename, None, True)
         path = path or self._paths.get(filename, filename)

@@ -18,6 +18,7 @@ which passes them in.
 
 import uuid
 
+from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
 from pypid.storage.interface import StorageError
@@ -188,3 +189,39 @@ class ChangeFeed:
                     await self._client.delete(item.key)
         except StorageError as e:
             log.warn("Cannot remove old change markers: {error}", error=str(e))
+
+
+class Pacer:
+    """
+    Spaces requests at most C{rate} a second on an injected clock, for the
+    background full check (see L{pypid.storage.s3.client.PacedClient}):
+    each caller waits for a slot of its own, the first at once, the next
+    C{1 / rate} seconds after the one before it, and no slot is saved up
+    while nobody asks (no burst after a pause).
+    """
+
+    def __init__(self, clock, rate):
+        """
+        @param clock: provides C{seconds()} and C{callLater}.
+        @param rate: the most requests a second; 0 for no cap.
+        """
+        self._clock = clock
+        self._interval = 1.0 / rate if rate else 0.0
+        self._next = None
+
+    def wait(self):
+        """
+        A L{Deferred} that fires when the next request may start; cancelling
+        it cancels its timer (a stopped check leaves nothing scheduled).
+        """
+        if not self._interval:
+            return succeed(None)
+        now = self._clock.seconds()
+        slot = now if self._next is None else max(now, self._next)
+        self._next = slot + self._interval
+        if slot <= now:
+            return succeed(None)
+        timer = []
+        d = Deferred(lambda _: timer[0].cancel() if timer[0].active() else None)
+        timer.append(self._clock.callLater(slot - now, d.callback, None))
+        return d
