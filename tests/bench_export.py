@@ -27,8 +27,6 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import attrs  # noqa: E402
-
 from pypid.export.people import make_people  # noqa: E402
 from twisted.internet.defer import maybeDeferred  # noqa: E402
 

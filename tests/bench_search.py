@@ -18,7 +18,6 @@ import statistics
 import sys
 import time
 
-import attrs
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from pypid.core import pages  # noqa: E402

@@ -430,6 +430,18 @@ class Daemon(ChildProcess):
         except FileNotFoundError:
             return b""
 
+    def wait_for_log(self, needle, timeout=30.0):
+        """Wait until the log since the last start holds C{needle}; return that log."""
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.log_since_start()
+            if needle in text:
+                return text
+            if time.monotonic() > deadline:
+                raise E2EFailure(f"{needle!r} not logged within {timeout} s:\n"
+                                 + self.log_context())
+            time.sleep(0.02)
+
     def log_text(self):
         """The whole log."""
         with open(self.log_path, "rb") as f:

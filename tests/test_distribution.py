@@ -4,10 +4,13 @@ the core metadata to serve beside it.
 """
 
 import hashlib
+import io
 import os
+import random
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from pypid.core import distribution
 from pypid.core.distribution import file_digests, inspect
 from pypid.core.metadata import InvalidDistribution
 from pypid.core.model import FileRecord
@@ -143,3 +146,110 @@ class InspectTests(SynchronousTestCase):
         _, data = make_wheel("other", "1.0")
         self.assertRaises(InvalidDistribution, inspect, self.put(data),
                           "holy_grail-1.0-py3-none-any.whl", "k", WHEN)
+
+
+def _outcome(function, *args, **kwargs):
+    """
+    What C{function} returns, or the type, field and text of what it raises;
+    of the text, what comes before the first C{": "} only, as the reason a
+    reader gives may differ between a file and memory (a negative seek: an
+    C{OSError} from a file, a C{ValueError} from L{io.BytesIO}).
+    """
+    try:
+        return function(*args, **kwargs)
+    except (InvalidName, InvalidDistribution) as e:
+        return type(e), getattr(e, "field", None), str(e).split(": ")[0]
+
+
+class InMemoryTests(SynchronousTestCase):
+    """
+    Tests that L{inspect} gives the same answer whether it reads a file
+    whole into memory (up to L{IN_MEMORY_LIMIT}) or streams it.
+    """
+
+    def put(self, data):
+        """Write C{data} to a new file and return its path."""
+        return write_file(os.path.abspath(self.mktemp()), data)
+
+    def both(self, data, filename, **kwargs):
+        """L{inspect}'s outcome for C{data} read whole, and streamed."""
+        path = self.put(data)
+        whole = _outcome(inspect, path, filename, "k/" + filename, WHEN, **kwargs)
+        self.patch(distribution, "IN_MEMORY_LIMIT", -1)
+        streamed = _outcome(inspect, path, filename, "k/" + filename, WHEN, **kwargs)
+        self.patch(distribution, "IN_MEMORY_LIMIT", len(data))
+        return whole, streamed
+
+    def test_same_records(self):
+        """Wheels, sdists and zip sdists, legacy or strict, are described alike."""
+        for filename, data in (make_wheel("holy-grail", "1.0", requires_python=">=3"),
+                               make_sdist("holy-grail", "2.0"),
+                               make_sdist_zip("holy-grail", "3.0")):
+            for legacy in (True, False):
+                whole, streamed = self.both(data, filename, legacy=legacy)
+                self.assertIsInstance(whole, distribution.Inspected)
+                self.assertEqual(whole, streamed, (filename, legacy))
+                self.assertEqual(whole.record.sha256, hashlib.sha256(data).hexdigest())
+
+    def test_same_refusals(self):
+        """Damaged archives are refused with the same message either way."""
+        rng = random.Random(14)
+        for filename, data in (make_wheel("demo", "1.0"), make_sdist_zip("demo", "1.0"),
+                               make_sdist("demo", "1.0")):
+            refused = 0
+            for _ in range(60):
+                damaged = bytearray(data)
+                for _ in range(rng.randint(1, 4)):
+                    damaged[rng.randrange(len(damaged))] = rng.randrange(256)
+                for legacy in (True, False):
+                    whole, streamed = self.both(bytes(damaged), filename, legacy=legacy)
+                    self.assertEqual(whole, streamed, (filename, legacy, bytes(damaged)))
+                    refused += isinstance(whole, tuple)
+            self.assertGreater(refused, 0, filename)
+
+    def test_limit(self):
+        """A file of exactly the limit is read whole, one byte more is streamed."""
+        filename, data = make_wheel("holy-grail", "1.0")
+        path = self.put(data)
+        fd = os.open(path, os.O_RDONLY)
+        self.addCleanup(os.close, fd)
+        self.assertEqual(distribution._read_small(fd, len(data)), data)
+        os.lseek(fd, 0, os.SEEK_SET)
+        self.assertIsNone(distribution._read_small(fd, len(data) - 1))
+
+    def test_larger_than_it_said(self):
+        """A file that grew after its size was read is read to its end, or streamed."""
+        path = self.put(b"x" * 10)
+        fd = os.open(path, os.O_RDONLY)
+        self.addCleanup(os.close, fd)
+        real_fstat = os.fstat
+        self.patch(distribution.os, "fstat",
+                   lambda fd: os.stat_result((0,) * 6 + (5,) + (0,) * 3))
+        self.assertEqual(distribution._read_small(fd, 10), b"x" * 10)
+        os.lseek(fd, 0, os.SEEK_SET)
+        self.assertIsNone(distribution._read_small(fd, 9))
+        self.patch(distribution.os, "fstat", real_fstat)
+
+    def test_file_object(self):
+        """A file object with no digests given is hashed from its start."""
+        filename, data = make_wheel("holy-grail", "1.0")
+        source = io.BytesIO(data)
+        source.seek(7)
+        record = inspect(source, filename, filename, WHEN).record
+        self.assertEqual((record.size, record.sha256, record.blake2_256, record.md5),
+                         distribution.data_digests(data))
+
+    def test_data_digests(self):
+        """L{distribution.data_digests} of bytes are L{file_digests} of a file holding them."""
+        data = os.urandom(100_000)
+        self.assertEqual(distribution.data_digests(data), file_digests(self.put(data)))
+
+    def test_large_wheel(self):
+        """A wheel over the limit is streamed: same record, same digests."""
+        filename, data = make_wheel("holy-grail", "1.0",
+                                    extra_files=[("holy_grail/blob.bin", os.urandom(300_000))])
+        self.patch(distribution, "IN_MEMORY_LIMIT", 100_000)
+        path = self.put(data)
+        record = inspect(path, filename, filename, WHEN).record
+        self.assertEqual((record.size, record.sha256, record.blake2_256, record.md5),
+                         file_digests(path))

@@ -9,6 +9,7 @@ import signal
 import socket
 import time
 
+from pypid.core.names import normalize
 from tests.distributions import make_sdist, make_wheel, metadata_text
 from tests.e2e import (
     HOST,
@@ -79,7 +80,8 @@ class RestartTests(DaemonTestCase):
         daemon.stop_cleanly()
         self.assertTrue(os.path.exists(daemon.snapshot), "no snapshot saved on SIGTERM")
         daemon.start(port=daemon.port)
-        self.assertIn(b"from the snapshot and storage", daemon.log_since_start())
+        self.assertIn(b"Index loaded: ", daemon.log_since_start())
+        self.assertIn(b"(from the snapshot; ", daemon.log_since_start())
         self.assert_served(daemon, "restart-snap", page, dists)
 
     def test_hangup_keeps_serving(self):
@@ -212,7 +214,11 @@ class RestartTests(DaemonTestCase):
         # As "cp -p" or rsync would leave it: older than the snapshot.
         os.utime(path, (1500000000, 1500000000))
         daemon.start(port=daemon.port)
-        self.assertIn(b"from the snapshot and storage", daemon.log_since_start())
+        # Served from the snapshot at once; storage is checked right after.
+        self.assertIn(b"(from the snapshot; storage is checked against it now)",
+                      daemon.log_since_start())
+        self.assertIn(b"files added 1, changed 0, gone 1",
+                      daemon.wait_for_log(b"Storage checked against the snapshot"))
         entries = files_by_name(daemon, "by-hand")
         self.assertEqual(sorted(entries), sorted([kept[0], added[0]]))
         self.assertEqual(entries[added[0]]["hashes"]["sha256"], sha256(added[1]))
@@ -234,7 +240,8 @@ class RestartTests(DaemonTestCase):
         wait_for(saved, 10, "the snapshot was not saved within 10 s")
         page = project_json(daemon, "periodic")
         daemon.restart(clean=False)
-        self.assertIn(b"from the snapshot and storage", daemon.log_since_start())
+        self.assertIn(b"Index loaded: ", daemon.log_since_start())
+        self.assertIn(b"(from the snapshot; ", daemon.log_since_start())
         self.assertEqual(project_json(daemon, "periodic"), page)
 
     def test_corrupt_snapshot_is_kept_aside(self):
@@ -251,7 +258,8 @@ class RestartTests(DaemonTestCase):
         self.assertIn(b"Snapshot unusable", daemon.log_since_start())
         # The next clean stop writes a good snapshot again, and the next start uses it.
         daemon.restart()
-        self.assertIn(b"from the snapshot and storage", daemon.log_since_start())
+        self.assertIn(b"Index loaded: ", daemon.log_since_start())
+        self.assertIn(b"(from the snapshot; ", daemon.log_since_start())
         self.assert_served(daemon, "restart-corrupt", page, dists)
 
     def test_crash_keeps_changes_made_after_the_snapshot(self):
@@ -349,6 +357,12 @@ class PypiserverFolderTests(DaemonTestCase):
             "nested-pkg": [nested_wheel, nested_sdist],
             "legacy-pkg": [legacy],
         }
+        # Listed at once from the filenames, as they spell the projects...
+        root = anchors(http("GET", daemon.index_url).body)
+        self.assertEqual(sorted(normalize(name) for name in root),
+                         ["flat-pkg", "legacy-pkg", "nested-pkg"])
+        # ... and as the files' metadata does once they are read.
+        daemon.wait_for_log(b"Described 5 files (1 not distributions)")
         root = anchors(http("GET", daemon.index_url).body)
         self.assertEqual(sorted(root), sorted(["flat-pkg", "nested-pkg", "Legacy-Pkg"]))
         for project, dists in expected.items():

@@ -6,7 +6,6 @@ tombstones, and the pages it keeps rendered.
 import gzip
 import json
 
-import attrs
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.core import render

@@ -685,3 +685,213 @@ class HeaderReaderTests(SynchronousTestCase):
                 self.assertEqual(got.get_all(name), expected.get_all(name), (text, name))
                 self.assertEqual(got.get(name), expected.get(name), (text, name))
             self.assertEqual(got.get_payload(), expected.get_payload(), text)
+
+    def test_nameless_header_line(self):
+        """
+        A line starting with a colon does not end the headers: what follows
+        is read as pip reads it (a Requires-Python after it applies).
+        """
+        from pypid.core.metadata import _Headers
+
+        headers = _Headers("Name: a\n: x\n more\nRequires-Python: >=99\n\nbody")
+        self.assertEqual(headers.get_all("name"), ["a"])
+        self.assertEqual(headers.get_all("requires-python"), [">=99"])
+        self.assertEqual(headers.get_payload(), "body")
+
+    def test_random_same_as_email(self):
+        """
+        Random header blocks (continuations, blank lines, every line end, and
+        the characters that str.splitlines but not email breaks at, lines
+        starting with a colon, which email drops with what continues them
+        and reads on) read as email reads them.
+        """
+        import email.parser
+        import email.policy
+
+        from pypid.core.metadata import _Headers
+
+        pieces = ["Name", "name", "Version", "Summary", "X:Y", "Key With Space", "a", " ",
+                  "\t", "  cont", "\tcont", "1.0", "\u00e9", "\x1c", "\x0b", "\x85",
+                  "\u2028", "|", "-", ": ", ":\t"]
+        ends = ["\n", "\r\n", "\r", "", "\n\n", "\r\r\n"]
+        rng = random.Random(14)
+        parser = email.parser.Parser(policy=email.policy.compat32)
+        for _ in range(4000):
+            lines = []
+            for _ in range(rng.randint(0, 8)):
+                line = rng.choice(pieces) + (rng.choice(pieces) if rng.random() < 0.5 else "")
+                lines.append(line + rng.choice(ends))
+            text = "".join(lines)
+            expected = parser.parsestr(text, headersonly=True)
+            got = _Headers(text)
+            for name in set(got.names()) | {"name", "version"}:
+                self.assertEqual(got.get_all(name), expected.get_all(name), (text, name))
+            self.assertEqual(got.get_payload(), expected.get_payload(), text)
+
+
+class ParseFieldsTests(SynchronousTestCase):
+    """Tests for how L{parse_metadata} reads each field from its headers."""
+
+    def test_first_value_empty_values_and_folding(self):
+        """
+        A single-valued field takes its first value, unfolded, and is L{None}
+        when that is blank; repeated fields keep their non-blank values in
+        order; Keywords join with commas; any spelling of a name counts.
+        """
+        meta = parse_metadata(
+            b"metadata-version: 2.1\nNAME: a\nVersion: 1\n"
+            b"Summary:   \nSummary: second\n"
+            b"Author: Jane\n  Doe\n"
+            b"Classifier: A\nclassifier:  \nCLASSIFIER: B\n  more\n"
+            b"Keywords: x\nKeywords: \nKeywords: y, z\n"
+            b"Project-URL: ,nothing\nProject-URL: Home , https://example.invalid/ \n"
+            b"License-Expression: MIT\nRequires-Dist: c\nRequires-Dist: d ; extra == 'e'\n"
+            b"Provides-Extra: e\nPlatform: any\nLicense-File: L\nDynamic: Requires-Dist\n"
+            b"Home-page: https://example.invalid/h\nDownload-URL: https://example.invalid/d\n"
+            b"Maintainer: M\nMaintainer-email: m@example.invalid\n"
+            b"Author-email: j@example.invalid\nDescription-Content-Type: text/plain\n"
+            b"Requires-Python: >=3\nLicense: L1\n"
+        )
+        self.assertEqual(
+            (meta.metadata_version, meta.name, meta.version, meta.summary, meta.author),
+            ("2.1", "a", "1", None, "Jane Doe"),
+        )
+        self.assertEqual(meta.classifiers, ("A", "B more"))
+        self.assertEqual(meta.keywords, "x,y, z")
+        self.assertEqual(meta.project_urls, (("Home", "https://example.invalid/"),))
+        self.assertEqual(
+            (meta.license_expression, meta.requires_dist, meta.provides_extra, meta.platforms,
+             meta.license_files, meta.dynamic, meta.home_page, meta.download_url,
+             meta.maintainer, meta.maintainer_email, meta.author_email,
+             meta.description_content_type, meta.requires_python, meta.license,
+             meta.description),
+            ("MIT", ("c", "d ; extra == 'e'"), ("e",), ("any",), ("L",), ("Requires-Dist",),
+             "https://example.invalid/h", "https://example.invalid/d", "M",
+             "m@example.invalid", "j@example.invalid", "text/plain", ">=3", "L1", None),
+        )
+
+    def test_absent_fields(self):
+        """Fields without a header are L{None}, or empty tuples for repeated ones."""
+        meta = parse_metadata(b"Metadata-Version: 2.1\nName: a\nVersion: 1\nKeywords: \n")
+        self.assertEqual(meta, CoreMetadata(raw=meta.raw, metadata_version="2.1", name="a",
+                                            version="1"))
+
+    def test_blank_required_field(self):
+        """A blank Name is a missing one."""
+        e = self.assertRaises(InvalidDistribution, parse_metadata,
+                              b"Metadata-Version: 2.1\nName:  \nVersion: 1\n")
+        self.assertEqual(e.field, "metadata.Name")
+
+
+def _zipfile_read(zf, info):
+    """What C{zipfile} reads of a member, or the type of what it raises."""
+    try:
+        return zf.read(info)
+    except Exception as e:
+        return type(e)
+
+
+class InMemoryMemberTests(SynchronousTestCase):
+    """
+    Tests for the reading of zip members held in memory: it answers only
+    with what C{zipfile} itself reads, and leaves every other case to it.
+    """
+
+    def both(self, data):
+        """
+        For each member of C{data} that C{zipfile} lists: what the in-memory
+        reader gives (L{None} when it leaves the member to zipfile), and what
+        C{zipfile} reads (or the type of what it raises).
+        """
+        from pypid.core.metadata import _read_member_in_memory
+
+        try:
+            zf = zipfile.ZipFile(io.BytesIO(data))
+        except Exception:
+            return []  # (what zipfile cannot open is never read at all)
+        return [(_read_member_in_memory(data, info), _zipfile_read(zf, info))
+                for info in zf.infolist()]
+
+    def test_clean_members(self):
+        """Stored, deflated, empty and UTF-8-named members are read here, exactly."""
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as zf:
+            zf.writestr("stored.txt", b"plain bytes", compress_type=zipfile.ZIP_STORED)
+            zf.writestr("deflated.txt", b"abc" * 1000, compress_type=zipfile.ZIP_DEFLATED)
+            zf.writestr("empty.txt", b"", compress_type=zipfile.ZIP_DEFLATED)
+            zf.writestr("\u00e9t\u00e9.txt", b"utf-8 name", compress_type=zipfile.ZIP_DEFLATED)
+        results = self.both(buf.getvalue())
+        self.assertEqual(len(results), 4)
+        for fast, expected in results:
+            self.assertEqual(fast, expected)
+
+    def test_left_to_zipfile(self):
+        """
+        Other methods, encryption flags, a lying CRC, size or offset, a name
+        the local header does not have: zipfile refuses them, and the
+        in-memory reader leaves them to it. (A compressed size one byte short
+        still holds the whole deflate stream but its padding: both read it.)
+        """
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as zf:
+            zf.writestr("bzip2.txt", b"x" * 100, compress_type=zipfile.ZIP_BZIP2)
+        self.assertEqual([fast for fast, _ in self.both(buf.getvalue())], [None])
+        _, data = make_wheel("demo", "1.0")
+        zf = zipfile.ZipFile(io.BytesIO(data))
+        info = zf.getinfo("demo-1.0.dist-info/METADATA")
+        from pypid.core.metadata import _read_member_in_memory
+
+        left = []
+        for attribute, value in (("flag_bits", info.flag_bits | 1),
+                                 ("flag_bits", info.flag_bits | 0x20),
+                                 ("flag_bits", info.flag_bits | 0x40),
+                                 ("CRC", info.CRC ^ 1),
+                                 ("file_size", info.file_size - 1),
+                                 ("file_size", info.file_size + 1),
+                                 ("compress_size", info.compress_size - 1),
+                                 ("compress_size", info.compress_size - 5),
+                                 ("compress_type", zipfile.ZIP_STORED),
+                                 ("header_offset", info.header_offset + 1),
+                                 ("orig_filename", info.orig_filename + "x")):
+            changed = zipfile.ZipInfo(info.orig_filename)
+            for name in ("flag_bits", "CRC", "file_size", "compress_size", "header_offset",
+                         "compress_type", "orig_filename"):
+                setattr(changed, name, getattr(info, name))
+            setattr(changed, attribute, value)
+            fast, expected = _read_member_in_memory(data, changed), _zipfile_read(zf, changed)
+            if fast is None:
+                left.append(attribute)
+            else:
+                self.assertEqual(fast, expected, attribute)
+        self.assertEqual(len(left), 10)
+        self.assertEqual(_read_member_in_memory(data, info), zf.read(info))
+
+    def test_damaged(self):
+        """In damaged archives the in-memory reader answers only as zipfile does."""
+        rng = random.Random(14)
+        answered = 0
+        for filename, data in (make_wheel("demo", "1.0", requires_dist=["a"]),
+                               make_sdist_zip("demo", "1.0")):
+            for _ in range(300):
+                damaged = bytearray(data)
+                for _ in range(rng.randint(1, 3)):
+                    damaged[rng.randrange(len(damaged))] = rng.randrange(256)
+                for fast, expected in self.both(bytes(damaged)):
+                    if fast is not None:
+                        answered += 1
+                        self.assertEqual(fast, expected)
+        self.assertGreater(answered, 100)
+
+    def test_extract_same_from_memory_and_file(self):
+        """L{extract} gives the same metadata from a file and from its bytes."""
+        for filename, data in (make_wheel("demo", "1.0", requires_dist=["a"]),
+                               make_sdist_zip("demo", "1.0")):
+            directory = self.mktemp()
+            os.makedirs(directory)
+            path = os.path.join(directory, filename)
+            with open(path, "wb") as f:
+                f.write(data)
+            parsed = parse_filename(filename, legacy=True)
+            for strict in (False, True):
+                self.assertEqual(extract(io.BytesIO(data), parsed, filename, strict=strict),
+                                 extract(path, parsed, filename, strict=strict))

@@ -115,6 +115,58 @@ class ParseWheelFilenameTests(SynchronousTestCase):
         self.assertEqual(parse_filename(filename, legacy=True), parse_filename(filename))
 
 
+    def test_remembered_parts(self):
+        """
+        Names whose parts were seen in other names parse as they do the
+        first time, and a valid part never makes an invalid name pass.
+        """
+        from pypid.core import names
+
+        filenames = [
+            "Foo.Bar-1.0-py3-none-any.whl", "foo_bar-1.0-py3-none-any.whl",
+            "foo_bar-2.0-py3-none-any.whl", "Foo.Bar-2.0-py3-none-any.whl",
+            "baz-1.0-py3-none-any.whl", "baz-2.0-1b-py2.py3-none-any.whl",
+            "foo_bar-2.0-1b-py2.py3-none-any.whl", "foo_bar-01.0-cp311-abi3-linux_x86_64.whl",
+            "foo__bar-1.0-py3-none-any.whl", "foo bar-1.0-py3-none-any.whl",
+            "baz-notaversion!-py3-none-any.whl", "baz-1.0-py3-none.whl",
+            "baz-1.0-x-py3-none-any.whl", "baz-1.0-py3-none-any-extra.whl",
+            "-1.0-py3-none-any.whl", "baz.whl", "baz-1.0-3py-none-any.whl",
+            "baz-1.0-py3..py2-none-any.whl",
+        ]
+
+        def outcome(filename):
+            try:
+                return parse_filename(filename)
+            except InvalidName as e:
+                return str(e)
+
+        fresh = {}
+        for filename in filenames:
+            names._wheel_projects.clear()
+            names._wheel_rests.clear()
+            fresh[filename] = outcome(filename)
+        self.assertIsInstance(fresh["foo_bar-2.0-1b-py2.py3-none-any.whl"], ParsedFilename)
+        self.assertIsInstance(fresh["foo__bar-1.0-py3-none-any.whl"], str)
+        for order in (filenames, filenames[::-1], filenames * 2):
+            names._wheel_projects.clear()
+            names._wheel_rests.clear()
+            for filename in order:
+                self.assertEqual(outcome(filename), fresh[filename], filename)
+        self.assertIn("foo_bar", names._wheel_projects)
+        self.assertIn("2.0-1b-py2.py3-none-any.whl", names._wheel_rests)
+
+    def test_remembered_parts_bounded(self):
+        """Each table of remembered parts is emptied when full."""
+        from pypid.core import names
+
+        self.patch(names, "_WHEEL_PARTS", 3)
+        names._wheel_projects.clear()
+        for i in range(7):
+            parse_filename(f"p{i}-1.{i}-py3-none-any.whl")
+            self.assertLessEqual(len(names._wheel_projects), 3)
+            self.assertLessEqual(len(names._wheel_rests), 3)
+
+
 class ParseSdistFilenameTests(SynchronousTestCase):
     """Tests for L{parse_filename} on sdists."""
 

@@ -11,7 +11,6 @@ import time
 import urllib.parse
 from functools import partial
 
-import attrs
 import treq
 from twisted.internet import reactor
 from twisted.internet.task import Clock

@@ -6,7 +6,7 @@ writing, the writer that saves only what changed, and the periodic service.
 import json
 import os
 
-from twisted.internet.defer import fail
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
@@ -554,3 +554,142 @@ class UpgradeTests(SynchronousTestCase):
         os.unlink(os.path.join(root, "stray.txt"))
         self.assertTrue(start())
         self.assertFalse(start())
+
+
+class HeldScanStorage:
+    """
+    A storage of this server's own whose scan answers when the test says
+    (L{answer}), with what the test says: the window between the index
+    served from the snapshot and the check of storage against it.
+    """
+
+    def __init__(self):
+        self.scans = []
+
+    def prepare(self):
+        return succeed(None)
+
+    def identity(self):
+        return "held:"
+
+    def scan(self, known=None, since=0.0, tombstones=()):
+        d = Deferred()
+        self.scans.append((known, since, tombstones, d))
+        return d
+
+    def answer(self, records, tombstones=(), current=False):
+        from pypid.storage.interface import ScanResult
+        self.scans[-1][3].callback(ScanResult({r.filename: r for r in records},
+                                              frozenset(tombstones), current=current))
+
+
+class BackgroundCheckTests(SynchronousTestCase):
+    """
+    L{pypid.service.IndexLoader} serves a snapshot at once and checks
+    storage against it after; what changed through the server meanwhile
+    wins over what the check saw.
+    """
+
+    def setUp(self):
+        from pypid.service import IndexLoader
+
+        self.clock = Clock()
+        self.clock.advance(2000)
+        self.path = os.path.join(os.path.abspath(self.mktemp()), "index.json")
+        self.kept, self.yanked_later, self.gone_later, self.deleted_later = (
+            make_record(v) for v in ("1.0", "2.0", "3.0", "4.0"))
+        write(self.path, encode([self.kept, self.yanked_later, self.gone_later,
+                                 self.deleted_later], ["holy_grail-0.1.tar.gz"], 1500.0, 9,
+                                "held:"))
+        self.index = Index(lambda r: r.filename)
+        self.storage = HeldScanStorage()
+        self.writer = SnapshotWriter(self.index, self.path, run_now, self.clock, "held:")
+        self.loader = IndexLoader(self.index, self.storage, self.path, run_now, self.clock,
+                                  self.writer)
+        self.successResultOf(self.loader.load())
+
+    def test_served_before_the_check(self):
+        """The index holds the snapshot before storage answers; the scan is given it."""
+        self.assertEqual(len(self.index), 4)
+        self.assertTrue(self.index.is_deleted("holy_grail-0.1.tar.gz"))
+        [(known, since, tombstones, _)] = self.storage.scans
+        self.assertEqual((len(known), since, tombstones),
+                         (4, 1500.0, ("holy_grail-0.1.tar.gz",)))
+        self.assertNoResult(self.loader.checked)
+
+    def test_merge(self):
+        """
+        Files copied in or removed by hand come and go, records changed in
+        storage are taken; but not where the index changed meanwhile: an
+        upload, a yank and a deletion through the server stay as they are.
+        """
+        uploaded = make_record("5.0")
+        self.index.add(uploaded)
+        self.index.add(self.yanked_later.replace(yanked="through the server"))
+        self.index.remove(self.deleted_later.filename)
+        by_hand = make_record("6.0")
+        changed = self.kept.replace(yanked="in storage")
+        # What the scan saw: the snapshot's files as they were (not the
+        # server's changes, made after it looked), one changed, one copied
+        # in, one gone by hand.
+        self.storage.answer([changed, self.yanked_later, self.deleted_later, by_hand])
+        self.successResultOf(self.loader.checked)
+        files = {r.filename: r for r in self.index.records()}
+        self.assertEqual(files, {
+            changed.filename: changed,
+            self.yanked_later.filename: self.yanked_later.replace(yanked="through the server"),
+            uploaded.filename: uploaded,
+            by_hand.filename: by_hand,
+        })
+        self.assertTrue(self.index.is_deleted(self.deleted_later.filename))
+        self.assertFalse(self.index.is_deleted(self.gone_later.filename))
+
+    def test_tombstone_in_storage(self):
+        """A file storage holds a tombstone for is removed, and stays deleted."""
+        self.storage.answer([self.kept, self.yanked_later, self.deleted_later],
+                            ["holy_grail-0.1.tar.gz", self.gone_later.filename,
+                             "holy_grail-7.0.tar.gz"])
+        self.successResultOf(self.loader.checked)
+        self.assertIsNone(self.index.get_file(self.gone_later.filename))
+        self.assertTrue(self.index.is_deleted(self.gone_later.filename))
+        self.assertTrue(self.index.is_deleted("holy_grail-7.0.tar.gz"))
+
+    def test_saves_dated_before_the_check(self):
+        """
+        A save while the check runs is dated as the snapshot served (storage
+        is known only as of then); after a check that found nothing to read
+        (current), no save is due; after one that read storage, one is.
+        """
+        self.index.add(make_record("5.0"))
+        self.clock.advance(10)
+        self.successResultOf(self.writer.save_if_changed())
+        self.assertEqual(read(self.path).saved_at, 1500.0)
+        self.storage.answer(list(read(self.path).records.values()), current=True)
+        self.successResultOf(self.loader.checked)
+        self.assertIsNone(self.writer.unchecked_since)
+        self.clock.advance(10)
+        before = read_file(self.path)
+        self.successResultOf(self.writer.save_if_changed())
+        self.assertEqual(read_file(self.path), before)
+        self.index.add(make_record("6.0"))
+        self.successResultOf(self.writer.save_if_changed())
+        self.assertEqual(read(self.path).saved_at, 2020.0)
+
+    def test_not_current_saved_again(self):
+        """A check that had to read storage asks for a save, dated now."""
+        self.storage.answer([self.kept, self.yanked_later, self.gone_later,
+                             self.deleted_later])
+        self.successResultOf(self.loader.checked)
+        self.assertEqual(len(self.index), 4)
+        self.successResultOf(self.writer.save_if_changed())
+        self.assertEqual(read(self.path).saved_at, 2000.0)
+
+    def test_check_fails(self):
+        """A storage error in the check is logged; the snapshot's index is served."""
+        from pypid.storage.interface import StorageError
+        with capturedLogs() as events:
+            self.storage.scans[-1][3].errback(StorageError("disk gone"))
+            self.successResultOf(self.loader.checked)
+        self.assertEqual(len(self.index), 4)
+        self.assertIn("disk gone", " ".join(str(e.get("error")) for e in events))
+        self.assertIsNone(self.writer.unchecked_since)

@@ -260,10 +260,12 @@ class MakeServiceTests(SynchronousTestCase):
 
         run(8081)
         events = run(8082)
-        self.assertIn("from the snapshot and storage", [e.get("how") for e in events])
+        self.assertIn("from the snapshot; storage is checked against it now",
+                      [e.get("how") for e in events])
         written = os.stat(path).st_ino
         events = run(8083)
-        self.assertIn("from the snapshot and storage", [e.get("how") for e in events])
+        self.assertIn("from the snapshot; storage is checked against it now",
+                      [e.get("how") for e in events])
         # Nothing changed since: the snapshot is not written again.
         self.assertEqual(os.stat(path).st_ino, written)
         self.assertNotIn("Snapshot saved: {count} files", [e.get("log_format") for e in events])

@@ -28,6 +28,7 @@ from pypid.config.auth import admin_users_and_groups
 from pypid.config.server import HTTP_REDIRECT, HTTPS, parse_listen_address
 from pypid.core.index import Index
 from pypid.core.render import file_url_for
+from pypid.describer import Describer
 from pypid.service import IndexLoader, ListenerService, PypidService, SyncService
 from pypid.storage.interface import ISharedStorage
 from pypid.storage.local import LocalStorage
@@ -167,13 +168,18 @@ def build_service(config, reactor, exit_on_failure=False, pools=None, notifier=N
                     publishers=publishing.tokens)
 
     server = config.server
+    # A folder's files found without a record are described after the
+    # server answers (a shared storage imports what it finds its own way).
+    describer = (Describer(index, storage, reactor)
+                 if hasattr(storage, "describe_pending") and not ISharedStorage.providedBy(storage)
+                 else None)
     web = build_web(index, storage, access, run, reactor,
                     max_upload_size=server.max_upload_size, base_url=server.base_url,
                     upstream=upstream, access_log=server.access_log,
                     counter=ConnectionCounter(server.max_connections_per_address),
                     header_timeout=server.header_timeout, min_upload_rate=server.min_upload_rate,
                     metrics=config.metrics, audit=audit, timer=time.monotonic,
-                    publishing=publishing)
+                    publishing=publishing, describer=describer)
 
     shared = storage if ISharedStorage.providedBy(storage) else None
     writer = SnapshotWriter(index, server.snapshot, run, reactor, storage.identity(),
@@ -181,7 +187,8 @@ def build_service(config, reactor, exit_on_failure=False, pools=None, notifier=N
     snapshot_service = SnapshotService(writer, server.snapshot_interval, reactor)
     web.app.metrics.sources.snapshot = writer
     sync_service = SyncService(index, shared, reactor) if shared is not None else None
-    loader = IndexLoader(index, storage, server.snapshot, run, reactor, writer, upstream)
+    loader = IndexLoader(index, storage, server.snapshot, run, reactor, writer, upstream,
+                         describer=describer)
 
     listeners, tls = make_listeners(config, reactor, web.site)
     config_in_use = [config]

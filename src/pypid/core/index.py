@@ -148,6 +148,9 @@ class Project:
     _pages: dict = attrs.field(factory=dict)
     #: the deleted filenames that belonged to it
     deleted: set = attrs.field(factory=set)
+    #: how many of its stored files are still to be described (found
+    #: without a record: L{pypid.core.pending}); its pages wait for them
+    pending: int = 0
     #: distribution key -> filename, for its live and deleted files; made
     #: when an upload first asks (L{Index.same_distribution}), not at load:
     #: 150 bytes and 0.7 us a file that most projects of a large index,
@@ -416,6 +419,34 @@ class Index:
 
     # -- changing ------------------------------------------------------------
 
+    def add_pending(self, name, count, display=None):
+        """
+        Note C{count} stored files of the project C{name} (normalized) that
+        are not described yet: the project is listed from now on (as
+        C{display} spells it, until a file's metadata says), and its pages
+        are not served until L{described} says they are.
+        """
+        project = self._projects.get(name)
+        if project is None:
+            project = self._projects[name] = Project(name, display or name)
+            self._root_pages.clear()
+        project.pending += count
+
+    def described(self, name, count):
+        """
+        C{count} files of the project C{name} noted by L{add_pending} were
+        described (and those that were distributions added); a project
+        left with nothing in it (its files were not distributions) is
+        forgotten.
+        """
+        project = self._projects.get(name)
+        if project is None:
+            return
+        project.pending = max(0, project.pending - count)
+        if not project.pending and not project.files and not project.deleted:
+            del self._projects[name]
+            self._root_pages.clear()
+
     def load(self, records, tombstones=(), serial=0):
         """
         Replace the whole content with these records and deleted filenames.
@@ -429,8 +460,20 @@ class Index:
         self._tombstones.clear()
         for filename in tombstones:
             self._tombstone(filename)
+        # What _put does, for a whole index at once: every page is gone
+        # already, and no project has keys yet (0.5 rather than 2.4 us a
+        # file; 100,001 files in 0.05 s).
+        projects, files = self._projects, self._files
         for record in records:
-            self._put(record)
+            filename, name, display = record.filename, record.project, record.name
+            project = projects.get(name)
+            if project is None:
+                project = projects[name] = Project(name, display)
+            elif display != project.display_name and project.display_name == name \
+                    and normalize(display) == name:
+                project.display_name = display
+            project.files[filename] = record
+            files[filename] = record
         self._root_pages.clear()
         self.serial = max(self.serial, serial) + 1
 
@@ -463,7 +506,7 @@ class Index:
         del project.files[filename]
         self._drop_pages(project)
         project._gone(filename, _key_of(record))
-        if not project.files and not project.deleted:
+        if not project.files and not project.deleted and not project.pending:
             del self._projects[record.project]
             self._root_pages.clear()
         self.serial += 1
@@ -492,7 +535,10 @@ class Index:
         if project is None:
             project = self._projects[record.project] = Project(record.project, record.name)
             self._root_pages.clear()
-        elif project.display_name == project.name and record.name != project.name:
+        elif record.name != project.display_name and (project.display_name == project.name
+                                                      or not project.files):
+            # (the name a file's metadata spells, over the normalized one or
+            # one read from a filename before any file was described)
             if normalize(record.name) == project.name:
                 project.display_name = record.name
                 self._root_pages.clear()

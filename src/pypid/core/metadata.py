@@ -35,8 +35,10 @@ metadata's C{Metadata-Version} must be one the index supports.
 """
 
 import bz2
+import functools
 import gzip
 import hashlib
+import io
 import lzma
 import re
 import struct
@@ -96,6 +98,8 @@ _MAX_TAR_HEADER_SIZE = 8 << 10
 # Core metadata fields whose being dynamic makes an sdist's metadata
 # unreliable for a resolver (PEP 643), and so unfit to serve as PEP 658.
 _RESOLVER_FIELDS = frozenset({"requires-dist", "requires-python", "provides-extra"})
+
+_METADATA_2_2 = Version("2.2")
 
 _PIPE_CONTINUATION = re.compile(r"^[ \t]*\|")
 
@@ -179,6 +183,8 @@ def escape_text(text, limit=120):
 
 
 def _tuple_of_str(values):
+    if values == ():
+        return ()
     return tuple(str(v) for v in values)
 
 
@@ -242,10 +248,8 @@ class CoreMetadata:
         metadata: PEP 643 makes it binding only from Metadata-Version 2.2 on,
         and only for fields not listed in C{Dynamic}.
         """
-        try:
-            if Version(self.metadata_version) < Version("2.2"):
-                return False
-        except InvalidVersion:
+        version = _version(self.metadata_version)
+        if version is None or version < _METADATA_2_2:
             return False
         return not _RESOLVER_FIELDS.intersection(d.lower() for d in self.dynamic)
 
@@ -286,6 +290,8 @@ def _unfold(value):
     """
     Join a folded header onto one line, as every field but Description is.
     """
+    if type(value) is str and "\n" not in value and "\r" not in value:
+        return value.strip()  # (one line, as most are: the same, faster)
     return " ".join(part.strip() for part in _lines(str(value))).strip()
 
 
@@ -306,7 +312,8 @@ def _unfold_description(value):
     return "\n".join([first.strip(), *rest]).rstrip()
 
 
-_HEADER = re.compile(r"([\x21-\x39\x3b-\x7e]+):")
+# A header's first line: its name, and the rest of the line with its end.
+_HEADER_LINE = re.compile(r"([\x21-\x39\x3b-\x7e]+):([^\r\n]*(?:\r\n|\r|\n)?)")
 
 
 class _Headers:
@@ -320,29 +327,55 @@ class _Headers:
         (and is ignored before the first one);
       - a line C{Name: value} starts a header (names are case-insensitive,
         and may repeat);
+      - a line starting with C{:} (a header without a name) is dropped,
+        and so are the lines continuing it;
       - an empty line ends the headers, and so does any other line, which
         then starts the body.
+
+    With L{parse_metadata} reading only the headers present, each once:
+    measured per METADATA, 38 to 44 us before and 17 to 23 us now for the
+    six headers of a bench corpus wheel, 172 to 186 us before and 112 to
+    121 us now for those of 44 real wheels (4.4 KB on average).
     """
 
     def __init__(self, text):
-        self._values = {}
-        lines = _LINE_WITH_END.findall(text)
+        # Line by line from the start, and no further than the headers: the
+        # body (a README, often most of the text) is sliced off whole. A
+        # header line is matched with its end in one step.
+        values = self._values = {}
+        header_line = _HEADER_LINE.match
+        next_line = _LINE_WITH_END.match
         current = None
-        for index, line in enumerate(lines):
-            if line[:1] in (" ", "\t"):
+        position = 0
+        end = len(text)
+        while position < end:
+            match = header_line(text, position)
+            if match is not None:
+                current = [match.group(2).lstrip(" \t")]
+                name = match.group(1).lower()
+                if name in values:
+                    values[name].append(current)
+                else:
+                    values[name] = [current]
+                position = match.end()
+                continue
+            line = next_line(text, position).group()
+            if line[0] == ":":
+                # A header with no name is dropped, with what continues it,
+                # and the headers go on, as email does (pip reads them so).
+                current = None
+                position += len(line)
+                continue
+            if line[0] in " \t":
                 if current is not None:
                     current.append(line)
                 # A continuation before any header is ignored, as email does.
+                position += len(line)
                 continue
-            match = _HEADER.match(line)
-            if match is None:
-                start = index + 1 if not line.rstrip("\r\n") else index
-                self.payload = "".join(lines[start:])
-                break
-            current = [line[match.end():].lstrip(" \t")]
-            self._values.setdefault(match.group(1).lower(), []).append(current)
-        else:
-            self.payload = ""
+            # An empty line ends the headers; any other line starts the body.
+            self.payload = text[position + len(line) if not line.rstrip("\r\n") else position:]
+            return
+        self.payload = ""
 
     def get_all(self, name):
         """Every value of a header, continuation lines kept, or L{None}."""
@@ -454,24 +487,28 @@ def parse_metadata(raw, strict=False):
     else:
         message = _Headers(raw.decode("utf-8-sig", errors="replace"))
 
-    def one(name):
-        value = message.get(name)
-        if value is None:
-            return None
-        return _unfold(value) or None
-
-    def many(name):
-        values = (_unfold(v) for v in message.get_all(name) or ())
-        return tuple(v for v in values if v)
-
+    # Only the headers present are looked at, each once (this runs for every
+    # file of a folder being imported): the first value of a single-valued
+    # field, every non-empty value of a repeated one, unfolded.
     fields = {}
+    for name, values in message._values.items():
+        key = _ONE_VALUE_FIELDS.get(name)
+        if key is not None:
+            parts = values[0]
+            value = _unfold((parts[0] if len(parts) == 1 else "".join(parts)).rstrip("\r\n"))
+            if value:
+                fields[key] = value
+            continue
+        key = _MANY_VALUE_FIELDS.get(name)
+        if key is not None:
+            unfolded = [_unfold("".join(parts).rstrip("\r\n")) for parts in values]
+            fields[key] = tuple(value for value in unfolded if value)
     for header, key in (
         ("Metadata-Version", "metadata_version"),
         ("Name", "name"),
         ("Version", "version"),
     ):
-        fields[key] = one(header)
-        if fields[key] is None:
+        if key not in fields:
             raise InvalidDistribution(
                 f"the metadata has no {header}", field=f"metadata.{header}"
             )
@@ -480,37 +517,49 @@ def parse_metadata(raw, strict=False):
     if not isinstance(body, str) or not body.strip():
         header = message.get("Description")
         body = _unfold_description(header) if header is not None else None
-    keywords = many("Keywords")
+    fields["description"] = body or None
+    keywords = fields.pop("keywords", None)
+    if keywords:
+        fields["keywords"] = ",".join(keywords)
     project_urls = []
-    for spec in many("Project-URL"):
+    for spec in fields.pop("project_urls", ()):
         label, _, url = spec.partition(",")
         if label.strip() and url.strip():
             project_urls.append((label.strip(), url.strip()))
+    if project_urls:
+        fields["project_urls"] = tuple(project_urls)
+    return CoreMetadata(raw=raw, **fields)
 
-    return CoreMetadata(
-        raw=raw,
-        requires_python=one("Requires-Python"),
-        dynamic=many("Dynamic"),
-        summary=one("Summary"),
-        description=body or None,
-        description_content_type=one("Description-Content-Type"),
-        keywords=",".join(keywords) or None,
-        author=one("Author"),
-        author_email=one("Author-email"),
-        maintainer=one("Maintainer"),
-        maintainer_email=one("Maintainer-email"),
-        license=one("License"),
-        license_expression=one("License-Expression"),
-        license_files=many("License-File"),
-        classifiers=many("Classifier"),
-        requires_dist=many("Requires-Dist"),
-        provides_extra=many("Provides-Extra"),
-        project_urls=project_urls,
-        home_page=one("Home-page"),
-        download_url=one("Download-URL"),
-        platforms=many("Platform"),
-        **fields,
-    )
+
+# The fields of L{CoreMetadata} by the lower-cased header that gives them:
+# those read from a header's first value, and those from all its values
+# (Keywords and Project-URL are made into a text and pairs afterwards).
+_ONE_VALUE_FIELDS = {
+    "metadata-version": "metadata_version",
+    "name": "name",
+    "version": "version",
+    "requires-python": "requires_python",
+    "summary": "summary",
+    "description-content-type": "description_content_type",
+    "author": "author",
+    "author-email": "author_email",
+    "maintainer": "maintainer",
+    "maintainer-email": "maintainer_email",
+    "license": "license",
+    "license-expression": "license_expression",
+    "home-page": "home_page",
+    "download-url": "download_url",
+}
+_MANY_VALUE_FIELDS = {
+    "keywords": "keywords",
+    "project-url": "project_urls",
+    "dynamic": "dynamic",
+    "license-file": "license_files",
+    "classifier": "classifiers",
+    "requires-dist": "requires_dist",
+    "provides-extra": "provides_extra",
+    "platform": "platforms",
+}
 
 
 @attrs.frozen
@@ -659,15 +708,15 @@ def _check_identity(metadata, parsed):
             f"filename's project {parsed.project!r}",
             field="metadata.Name",
         )
-    try:
-        same = Version(metadata.version) == Version(parsed.version)
-    except InvalidVersion:
+    version = _version(metadata.version)
+    expected = _version(parsed.version)
+    if version is None or expected is None:
         raise InvalidDistribution(
             f"the metadata Version {_show(metadata.version)} is not a valid "
             "PEP 440 version",
             field="metadata.Version",
-        ) from None
-    if not same:
+        )
+    if version != expected:
         raise InvalidDistribution(
             f"the metadata Version {_show(metadata.version)} does not match "
             f"the filename's version {parsed.version!r}",
@@ -717,11 +766,78 @@ def _read_zip_member(zf, info, limit):
     """
     if info.file_size > limit:
         raise _too_large(escape_text(info.filename), limit)
+    if type(zf.fp) is io.BytesIO:
+        data = _read_member_in_memory(zf.fp.getvalue(), info)
+        if data is not None:
+            return data
     with zf.open(info) as member:
         data = member.read(limit + 1)
     if len(data) > limit:
         raise _too_large(escape_text(info.filename), limit)
     return data
+
+
+_LOCAL_HEADER = struct.Struct("<4s5H3L2H")
+
+# The flag bits with which zipfile.ZipFile.open refuses a member, or asks
+# for a password: encryption, compressed patched data, strong encryption.
+_UNREADABLE_FLAGS = 0x1 | 0x20 | 0x40
+_UTF8_NAME = 0x800
+
+
+def _read_member_in_memory(data, info):
+    """
+    The bytes of a zip member of an archive held in memory, when
+    C{zipfile.ZipFile.open} would give exactly them; else L{None}, and the
+    caller asks C{zipfile}.
+
+    C{zipfile}'s member reading is a stack of Python objects (a shared file,
+    a C{ZipExtFile}, its buffering): 27 us for a 200-byte C{METADATA}, a
+    tenth of describing a small wheel, against 3 us here. So the common case
+    is read here, with every check C{zipfile} makes on it: a local header
+    with its signature, a name equal to the central directory's (decoded
+    as C{zipfile} decodes it), no encryption, patch or strong encryption
+    flag, the stored or deflate method, data within the archive (and, where
+    C{zipfile} has it, the overlap check against the next member), exactly
+    the declared size out and the declared CRC-32. Anything else, every
+    error included, takes C{zipfile}'s own path, which raises what it
+    always raised.
+    """
+    method = info.compress_type
+    if info.flag_bits & _UNREADABLE_FLAGS or method not in (zipfile.ZIP_STORED,
+                                                             zipfile.ZIP_DEFLATED):
+        return None
+    offset = info.header_offset
+    header = data[offset:offset + _LOCAL_HEADER.size]
+    if len(header) != _LOCAL_HEADER.size:
+        return None
+    (signature, _, flags, _, _, _, _, _, _, name_length,
+     extra_length) = _LOCAL_HEADER.unpack(header)
+    if signature != b"PK\x03\x04":
+        return None
+    start = offset + _LOCAL_HEADER.size
+    try:
+        name = data[start:start + name_length].decode(
+            "utf-8" if flags & _UTF8_NAME else "cp437")
+    except UnicodeDecodeError:
+        return None
+    if name != info.orig_filename:
+        return None
+    start += name_length + extra_length
+    end = start + info.compress_size
+    end_offset = getattr(info, "_end_offset", None)  # (Python 3.12 on, 3.11.8 on)
+    if end > len(data) or end_offset is not None and end > end_offset:
+        return None
+    if method == zipfile.ZIP_STORED:
+        out = data[start:end]
+    else:
+        try:
+            out = zlib.decompressobj(-15).decompress(data[start:end], info.file_size + 1)
+        except zlib.error:
+            return None
+    if len(out) != info.file_size or zlib.crc32(out) != info.CRC:
+        return None
+    return out
 
 
 def _refuse_duplicates(names):
@@ -748,16 +864,41 @@ def _is_named_for(stem, parsed):
     Whether C{<name>-<version>} names the filename's project and version,
     whichever dash separates them.
     """
-    for i, char in enumerate(stem):
-        if char != "-":
-            continue
-        name, version = stem[:i], stem[i + 1:]
-        try:
-            if normalize(name) == parsed.project and Version(version) == Version(parsed.version):
-                return True
-        except InvalidVersion:
-            continue
+    expected = _version(parsed.version)
+    if expected is None:
+        return False
+    i = stem.find("-")
+    while i >= 0:
+        if normalize(stem[:i]) == parsed.project and _version(stem[i + 1:]) == expected:
+            return True
+        i = stem.find("-", i + 1)
     return False
+
+
+# The longest version spelling remembered by _version (real ones are short;
+# a hostile one could be megabytes long).
+_MAX_CACHED_VERSION = 64
+
+
+def _version(spelling):
+    """
+    The L{Version} a spelling stands for, or L{None} if it is not a valid
+    PEP 440 version. A folder's files share a few versions, and parsing one
+    costs 3 us: short spellings are remembered.
+    """
+    if len(spelling) > _MAX_CACHED_VERSION:
+        return _parse_version(spelling)
+    return _cached_version(spelling)
+
+
+def _parse_version(spelling):
+    try:
+        return Version(spelling)
+    except InvalidVersion:
+        return None
+
+
+_cached_version = functools.lru_cache(maxsize=4096)(_parse_version)
 
 
 def _wheel_metadata(zf, parsed, limit, filename=None):

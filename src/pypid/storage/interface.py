@@ -62,6 +62,9 @@ class ScanResult:
     skipped: tuple = ()
     settled: object = None
     current: bool = False
+    #: L{pypid.core.pending.PendingFile}s: files without a record, left to
+    #: describe later, when the scan was asked to (C{later})
+    pending: tuple = ()
 
 
 @attrs.frozen

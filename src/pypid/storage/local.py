@@ -45,6 +45,7 @@ from pypid.core.index import latest_per_project
 from pypid.core.metadata import InvalidDistribution
 from pypid.core.model import FileRecord
 from pypid.core.names import InvalidName
+from pypid.core.pending import PendingFile
 from pypid.storage.disk import exclusive_lock, fsync_folder, remove_file
 from pypid.storage.interface import (
     FileExists,
@@ -177,7 +178,7 @@ class LocalStorage:
         """The folder's path: a snapshot of another folder is not used."""
         return f"local:{self.root}"
 
-    def scan(self, known=None, since=0.0, tombstones=(), persist=True):
+    def scan(self, known=None, since=0.0, tombstones=(), persist=True, later=False):
         """
         Walk the folder; see L{IStorage.scan}. What was learnt about files
         that had no record (an imported folder) is written beside them in the
@@ -185,8 +186,14 @@ class LocalStorage:
         Without C{persist}, nothing is written, not even C{.pypid/}: the
         imported files' metadata stays in memory (the folder may be
         read-only, or belong to the running daemon's user).
+
+        @param later: leave files without a record undescribed, in the
+            result's C{pending}, for L{describe_pending}: the scan then
+            reads no file, only folders (0.5 s rather than 40 s for a bare
+            folder of 100,000 files).
         """
-        d = self._run(self._scan_sync, known or {}, since, frozenset(tombstones), persist)
+        d = self._run(self._scan_sync, known or {}, since, frozenset(tombstones), persist,
+                      later)
         if persist:
             d.addCallback(self._persist_imported)
         else:
@@ -450,7 +457,39 @@ class LocalStorage:
             return False
         return True
 
-    def _scan_sync(self, known, since, known_tombstones=frozenset(), persist=True):
+    def describe_pending(self, pending, persist=True):
+        """
+        Describe files a scan left C{pending} (L{pypid.core.pending.PendingFile}s),
+        and keep their records beside them (with C{persist}).
+
+        @return: a L{Deferred} of C{[(PendingFile, FileRecord or reason)]}.
+        """
+        return self._run(self._describe_pending_sync, pending, persist)
+
+    def _describe_pending_sync(self, pending, persist):
+        results, imported = [], []
+        for item in pending:
+            path = self._file_path(item.key)
+            try:
+                mtime = item.mtime if item.mtime is not None else os.stat(path).st_mtime
+                inspected = inspect(path, item.filename, item.key, mtime, legacy=True)
+            except (InvalidName, InvalidDistribution) as e:
+                results.append((item, str(e)))
+                continue
+            except OSError as e:
+                results.append((item, f"cannot read: {e.strerror}"))
+                continue
+            record, metadata = inspected.record, inspected.metadata
+            if metadata is not None:
+                self._unwritten[item.filename] = metadata
+            imported.append((record, metadata, None))
+            results.append((item, record))
+        if persist and imported:
+            self._write_imported_sync(imported, quiet=True)
+        return results
+
+    def _scan_sync(self, known, since, known_tombstones=frozenset(), persist=True,
+                   later=False):
         # Wall-clock time, on purpose: it is compared with the times the
         # filesystem gives files, not with the reactor's (or a test's) clock.
         started = time.time()
@@ -484,21 +523,25 @@ class LocalStorage:
             data = fresh[filename] = self._read_sidecar(filename)
             if data is not None and data.get("deleted"):
                 tombstones.add(filename)
+        pending = {}
         for key, filename, entry in self._walk():
-            if filename in records or filename in tombstones:
-                if filename in records:
+            if filename in records or filename in tombstones or filename in pending:
+                if filename in records or filename in pending:
                     skipped.append((key, f"another file named {filename} is already listed"))
                 continue
-            record = self._record_for(key, filename, entry, known, fresh, imported)
+            record = self._record_for(key, filename, entry, known, fresh, imported, later,
+                                      filename in sidecars)
             if isinstance(record, str):
                 skipped.append((key, record))
+            elif isinstance(record, PendingFile):
+                pending[filename] = record
             else:
                 records[filename] = record
         result = ScanResult(records=records, tombstones=frozenset(tombstones),
-                            skipped=tuple(skipped))
+                            skipped=tuple(skipped), pending=tuple(pending.values()))
         return result, imported
 
-    def _write_imported_sync(self, imported):
+    def _write_imported_sync(self, imported, quiet=False):
         """
         Keep imported records and metadata beside their files, and the
         details of each project's latest file, rendered here rather than
@@ -545,7 +588,8 @@ class LocalStorage:
                          filename=record.filename, error=e.strerror)
             finally:
                 self._unwritten.pop(record.filename, None)
-        log.info("Kept the records of {count} imported files", count=len(imported))
+        if not quiet:
+            log.info("Kept the records of {count} imported files", count=len(imported))
 
     def _describe_sync(self, record):
         try:
@@ -580,18 +624,27 @@ class LocalStorage:
                      error=str(e))
             return None
 
-    def _record_for(self, key, filename, entry, known, fresh, imported):
+    def _record_for(self, key, filename, entry, known, fresh, imported, later=False,
+                    listed=True):
         """
         The record of one file: from the snapshot when neither the file nor
-        its sidecar changed since, else from its sidecar, else from the file.
+        its sidecar changed since, else from its sidecar, else from the file
+        (or, C{later}, a L{PendingFile} to describe it from).
+
+        @param listed: whether the listing of the records' folder named a
+            sidecar for it: one it did not is not looked for (an open that
+            fails costs 10 us, 1 s for a bare folder of 100,000 files).
         """
-        stat = entry.stat()
         previous = known.get(filename)
+        if later and not listed and previous is None and filename not in fresh:
+            # (nothing to compare: the file is looked at when described)
+            return PendingFile(filename, key)
+        stat = entry.stat()
         if (previous is not None and filename not in fresh and previous.path == key
                 and previous.size == stat.st_size):
             return previous
         data = fresh.get(filename)
-        if data is None and filename not in fresh:
+        if data is None and filename not in fresh and listed:
             data = self._read_sidecar(filename)
         if data is not None:
             if not data.get("deleted"):
@@ -601,6 +654,8 @@ class LocalStorage:
                     record = None
                 if record is not None and record.size == stat.st_size:
                     return record.replace(path=key) if record.path != key else record
+        if later and data is None:
+            return PendingFile(filename, key, stat.st_size, stat.st_mtime)
         try:
             inspected = inspect(entry.path, filename, key, stat.st_mtime, legacy=True)
         except (InvalidName, InvalidDistribution) as e:

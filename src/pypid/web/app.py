@@ -151,7 +151,8 @@ class Web:
 
 def build_web(index, storage, access, run, clock, *, max_upload_size, base_url=None,
               upstream=None, access_log=None, counter=None, header_timeout=None,
-              min_upload_rate=None, metrics=None, audit=None, timer=None, publishing=None):
+              min_upload_rate=None, metrics=None, audit=None, timer=None, publishing=None,
+              describer=None):
     """
     Build the resource tree and the site, the one way both the server
     (L{pypid.tap.build_service}) and the tests wire them.
@@ -174,6 +175,8 @@ def build_web(index, storage, access, run, clock, *, max_upload_size, base_url=N
         in (by default, one over a log in memory).
     @param publishing: the L{pypid.auth.oidc.TrustedPublishing} of
         C{/api/oidc/mint-token}, or L{None} (that route then answers 404).
+    @param describer: the L{pypid.describer.Describer} of files found
+        without a record, whose projects' pages wait for it, or L{None}.
     """
     if audit is None:
         audit = AuditTrail(MemoryAuditLog(clock), clock)
@@ -195,8 +198,8 @@ def build_web(index, storage, access, run, clock, *, max_upload_size, base_url=N
         oidc=TrustedPublishingArea(publishing, audit, clock),
     )
     root = RootResource(
-        SimpleResource(index, access, base_url or "/", upstream),
-        FilesResource(index, storage, access, upstream),
+        SimpleResource(index, access, base_url or "/", upstream, describer),
+        FilesResource(index, storage, access, upstream, describer),
         app.resource(),
         project=ProjectPages(index, storage, access, chrome, clock, base_url or "/", upstream),
         static=AssetsResource(assets),

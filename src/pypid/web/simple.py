@@ -12,7 +12,7 @@ from twisted.logger import Logger
 from twisted.web.resource import Resource
 
 from pypid.core import render
-from pypid.core.errors import Gone, NotFound
+from pypid.core.errors import Gone, NotFound, Unavailable
 from pypid.core.index import CONTENT_TYPES, HTML, Page
 from pypid.core.names import is_valid_name, normalize
 from pypid.web import upstream
@@ -40,12 +40,13 @@ class SimpleResource(ReadResource):
         URL, or C{"/"}, so a redirect never leaves this server's origin.
     """
 
-    def __init__(self, index, access, base="/", upstream=None):
+    def __init__(self, index, access, base="/", upstream=None, describer=None):
         ReadResource.__init__(self)
         self._index = index
         self._access = access
         self._base = base
         self._upstream = upstream
+        self._describer = describer
         # (user, kind) -> (index serial, the project list that user sees)
         self._roots = {}
 
@@ -67,6 +68,8 @@ class SimpleResource(ReadResource):
                 if self._upstream is not None and self._index.project(normalize(name)) is None:
                     return upstream.answer_page(request, self._upstream, name, self._base)
                 return self._redirect_or_404(request, name)
+            if project.pending and self._describer is not None:
+                return _when_described(self._describer, project.name, self._answer, request)
             if self._upstream is not None and self._upstream.merges(project.name):
                 return upstream.answer_merged_page(request, self._upstream, project,
                                                    page_kind(request))
@@ -122,12 +125,13 @@ class FilesResource(ReadResource):
     request: the path comes from the stored record.
     """
 
-    def __init__(self, index, storage, access, upstream=None):
+    def __init__(self, index, storage, access, upstream=None, describer=None):
         ReadResource.__init__(self)
         self._index = index
         self._storage = storage
         self._access = access
         self._upstream = upstream
+        self._describer = describer
 
     def render_GET(self, request):
         """Send a file or its metadata."""
@@ -155,9 +159,25 @@ class FilesResource(ReadResource):
                                    b'"%s"' % record.metadata_sha256.encode("ascii"))
         if self._index.deleted_from(filename) == project:
             raise Gone("this file was deleted")
+        if self._describer is not None and self._describer.is_pending(project):
+            return _when_described(self._describer, project, self._answer, request)
         if self._upstream is not None:
             return upstream.answer_file(request, self._upstream, project, filename)
         raise NotFound("no such file")
+
+
+def _when_described(describer, project, answer, request):
+    """
+    Answer once the files of C{project} found without a record are
+    described (see L{pypid.describer}), or 503 after the describer's wait:
+    never a page without the hashes.
+    """
+    def described(done):
+        if not done:
+            raise Unavailable(f"the files of {project} are still being read; "
+                              "try again in a few seconds", [(b"retry-after", b"5")])
+        return answer(request)
+    return describer.when_described(project).addCallback(described)
 
 
 class RootResource(Resource):

@@ -1,0 +1,177 @@
+"""
+Describe, in the background, the files a start-up scan found without a
+record (a bare folder: a pypiserver folder, files copied in by hand), so
+that the server answers at once from their names and fills in their hashes
+and metadata as it goes, a project at a time, the project a client asks for
+first.
+
+A project's pages wait until its files are described, up to
+L{WAIT_LIMIT}, then answer 503 with C{Retry-After}: they are never served
+without the hashes. pip checks a file against the hash its page gives (and
+C{--require-hashes} refuses a file without one), uv keeps the hashes in its
+lock file, and a page without them, once fetched, could end up there; pip
+and uv both retry a 503.
+"""
+
+import time
+
+import attrs
+from twisted.internet.defer import Deferred, ensureDeferred, succeed
+from twisted.logger import Logger
+
+from pypid.core.model import FileRecord
+from pypid.core.pending import DescribeQueue, project_of
+
+log = Logger()
+
+#: how long a page waits for its project's files to be described (seconds)
+WAIT_LIMIT = 10.0
+#: what the queue calls the files whose project their name does not tell
+#: (described last; listed once described, if they are distributions)
+_UNNAMED = ""
+
+
+@attrs.define
+class Describer:
+    """
+    Describes pending files (L{pypid.core.pending.PendingFile}) through the
+    storage's C{describe_pending}, and adds their records to the index.
+
+    @ivar _index: the L{pypid.core.index.Index}.
+    @ivar _storage: a storage with C{describe_pending(files) -> Deferred}.
+    @ivar _clock: provides C{seconds()} and C{callLater}.
+    """
+
+    _index: object
+    _storage: object
+    _clock: object
+    _done: object = None
+    wait_limit: float = WAIT_LIMIT
+    #: how many files a call to the storage describes at most: a project's
+    #: files, or this many at a time of a large one
+    batch: int = 50
+    _queue: DescribeQueue = attrs.field(factory=DescribeQueue)
+    _current: str | None = None
+    _in_hand: int = 0
+    _waiters: dict = attrs.field(factory=dict)
+    _running: object = None
+    #: files described, and files that were not distributions (for /metrics)
+    described: int = 0
+    refused: int = 0
+    #: when the describing began and ended (the clock's time), or L{None}
+    started_at: float | None = None
+    finished_at: float | None = None
+
+    @property
+    def remaining(self):
+        """Files still to describe."""
+        return self._queue.files + self._in_hand
+
+    def start(self, pending, done=None):
+        """
+        Note the projects of C{pending} in the index, and describe them all;
+        then call C{done()}, if given.
+        """
+        self._done = done
+        groups, spelt = {}, {}
+        # (by name: a project's files together, described in that order)
+        for item in sorted(pending, key=_filename):
+            found = project_of(item.filename)
+            if found is None:
+                groups.setdefault(_UNNAMED, []).append(item)
+            else:
+                groups.setdefault(found[0], []).append(item)
+                spelt.setdefault(found[0], found[1])
+        unnamed = groups.pop(_UNNAMED, None)
+        for name, files in groups.items():
+            self._index.add_pending(name, len(files), spelt.get(name))
+            self._queue.add(name, files)
+        if unnamed:
+            self._queue.add(_UNNAMED, unnamed)
+        if not self._queue:
+            if done is not None:
+                done()
+            return
+        self.started_at = self._clock.seconds()
+        log.info("Describing {files} files of {projects} projects found without a record "
+                 "(their pages answer once they are)", files=self._queue.files,
+                 projects=len(self._queue))
+        if self._running is None:
+            self._running = ensureDeferred(self._work())
+
+    def is_pending(self, name):
+        """Whether files of the project C{name} are still to be described."""
+        return name == self._current or name in self._queue
+
+    def when_described(self, name):
+        """
+        A L{Deferred} that fires with C{True} once the project's files are
+        described (describing it next), or C{False} after L{wait_limit}.
+        """
+        if not self.is_pending(name):
+            return succeed(True)
+        self._queue.first(name)
+        d = Deferred()
+        self._waiters.setdefault(name, []).append(d)
+
+        def too_long():
+            waiters = self._waiters.get(name, [])
+            if d in waiters:
+                waiters.remove(d)
+                d.callback(False)
+        d.addBoth(_cancel_timer, self._clock.callLater(self.wait_limit, too_long))
+        return d
+
+    async def _work(self):
+        wall = time.monotonic()
+        try:
+            while True:
+                item = self._queue.take()
+                if item is None:
+                    break
+                name, files = item
+                self._current, self._in_hand = name, len(files)
+                for start in range(0, len(files), self.batch):
+                    await self._describe(name, files[start:start + self.batch])
+                    self._in_hand -= len(files[start:start + self.batch])
+                self._current = None
+                for d in self._waiters.pop(name, ()):
+                    d.callback(True)
+        finally:
+            self._current, self._in_hand = None, 0
+            self._running = None
+        self.finished_at = self._clock.seconds()
+        log.info("Described {described} files ({refused} not distributions) in {seconds:.1f} s",
+                 described=self.described, refused=self.refused,
+                 seconds=time.monotonic() - wall)
+        if self._done is not None:
+            self._done()
+
+    async def _describe(self, name, files):
+        try:
+            results = await self._storage.describe_pending(files)
+        except Exception:
+            log.failure("Cannot describe {count} files of {project}", count=len(files),
+                        project=name)
+            results = [(item, "cannot be read now") for item in files]
+        index = self._index
+        for item, result in results:
+            if isinstance(result, FileRecord):
+                if index.get_file(item.filename) is None and not index.is_deleted(item.filename):
+                    index.add(result)
+                self.described += 1
+            else:
+                self.refused += 1
+                log.warn("Not serving {path}: {reason}", path=item.key, reason=result)
+        if name != _UNNAMED:
+            index.described(name, len(files))
+
+
+def _filename(item):
+    return item.filename
+
+
+def _cancel_timer(result, timer):
+    if timer.active():
+        timer.cancel()
+    return result

@@ -1,0 +1,263 @@
+"""
+Tests for answering a bare folder from its filenames at once and describing
+its files in the background: L{pypid.core.pending}, L{pypid.describer}, the
+local storage's C{later} scan and C{describe_pending}, and the pages that
+wait for a project's files.
+"""
+
+import json
+import os
+
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from pypid.core.index import Index
+from pypid.core.pending import DescribeQueue, PendingFile, project_of
+from pypid.describer import Describer
+from pypid.storage.local import LocalStorage
+from tests.distributions import make_sdist, make_wheel
+from tests.fakes import run_now, write_file
+
+
+class ProjectOfTests(SynchronousTestCase):
+    """L{project_of} reads the project from a filename alone."""
+
+    def test_names(self):
+        """Wheels and sdists, old and new spellings; not other files."""
+        cases = {
+            "Demo.Pkg-1.0-py3-none-any.whl": ("demo-pkg", "Demo.Pkg"),
+            "demo_pkg-2.0.tar.gz": ("demo-pkg", "demo_pkg"),
+            "my-old-project-1.0.zip": ("my-old-project", "my-old-project"),
+            "name-v2.0.tar.gz": ("name", "name"),
+            "notes.txt": None,
+            "noversion.tar.gz": None,
+            "-1.0.tar.gz": None,
+            "bad name-1.0-py3-none-any.whl": None,
+        }
+        for filename, expected in cases.items():
+            self.assertEqual(project_of(filename), expected, filename)
+
+
+class DescribeQueueTests(SynchronousTestCase):
+    """L{DescribeQueue} describes in order found, the project asked for first."""
+
+    def test_order(self):
+        queue = DescribeQueue()
+        for name in ("a", "b", "c"):
+            queue.add(name, [PendingFile(f"{name}-1.0.tar.gz", "k", 1, 0.0)] * 2)
+        self.assertEqual((queue.files, len(queue), queue.of("b")), (6, 3, 2))
+        queue.first("c")
+        queue.first("unknown")
+        self.assertEqual([queue.take()[0] for _ in range(3)], ["c", "a", "b"])
+        self.assertIsNone(queue.take())
+        self.assertEqual(queue.files, 0)
+
+
+class HeldStorage:
+    """A storage whose C{describe_pending} answers when the test says."""
+
+    def __init__(self, records):
+        self.records = records
+        self.asked = []
+
+    def describe_pending(self, files):
+        d = Deferred()
+        self.asked.append((files, d))
+        return d
+
+    def answer(self):
+        files, d = self.asked.pop(0)
+        d.callback([(f, self.records.get(f.filename, "not a distribution")) for f in files])
+
+
+def pending(filename):
+    return PendingFile(filename, filename, 10, 1767225600.0)
+
+
+class DescriberTests(SynchronousTestCase):
+    """L{Describer} fills the index a project at a time."""
+
+    def setUp(self):
+        from pypid.core.distribution import inspect
+        self.clock = Clock()
+        self.index = Index(lambda r: r.filename)
+        folder = self.mktemp()
+        os.makedirs(folder)
+        self.records = {}
+        for name, version in (("alpha", "1.0"), ("alpha", "2.0"), ("beta", "1.0"),
+                              ("gamma", "1.0")):
+            filename, data = make_wheel(name, version)
+            path = os.path.join(folder, filename)
+            write_file(path, data)
+            self.records[filename] = inspect(path, filename, filename, 1767225600.0).record
+        self.storage = HeldStorage(self.records)
+        self.finished = []
+        self.describer = Describer(self.index, self.storage, self.clock, wait_limit=10.0)
+        self.describer.start([pending(f) for f in self.records] + [pending("junk-1.0.tar.gz"),
+                                                                   pending("readme.txt")],
+                             lambda: self.finished.append(True))
+
+    def test_listed_at_once(self):
+        """Every project a filename names is listed before any file is described."""
+        self.assertEqual([p.name for p in self.index.projects()],
+                         ["alpha", "beta", "gamma", "junk"])
+        self.assertEqual(len(self.index), 0)
+        self.assertEqual(self.describer.remaining, 6)
+        self.assertTrue(self.describer.is_pending("beta"))
+        self.assertFalse(self.describer.is_pending("delta"))
+
+    def test_asked_for_first(self):
+        """
+        A page asked for waits for its project, which goes first; then it
+        is served with what was described, and the rest follows.
+        """
+        files, _ = self.storage.asked[0]
+        self.assertEqual([f.filename for f in files][0], "alpha-1.0-py3-none-any.whl")
+        waited = self.describer.when_described("gamma")
+        self.assertNoResult(waited)
+        self.storage.answer()  # (alpha, already asked for)
+        self.assertNoResult(waited)
+        self.assertEqual([f.filename for f in self.storage.asked[0][0]],
+                         ["gamma-1.0-py3-none-any.whl"])
+        self.storage.answer()
+        self.assertTrue(self.successResultOf(waited))
+        self.assertEqual(self.index.project("gamma").pending, 0)
+        self.assertEqual(len(self.index.project("gamma").files), 1)
+        self.assertEqual(self.index.project("beta").pending, 1)
+        self.assertTrue(self.successResultOf(self.describer.when_described("alpha")))
+        while self.storage.asked:
+            self.storage.answer()
+        self.assertEqual(self.finished, [True])
+        self.assertEqual(sorted(r.filename for r in self.index.records()),
+                         sorted(self.records))
+        self.assertIsNone(self.index.project("junk"))
+        self.assertEqual((self.describer.described, self.describer.refused), (4, 2))
+        self.assertEqual(self.describer.remaining, 0)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_wait_limit(self):
+        """A page waits L{Describer.wait_limit} at most, then is told so (no timer left)."""
+        waited = self.describer.when_described("beta")
+        self.clock.advance(9.9)
+        self.assertNoResult(waited)
+        self.clock.advance(0.2)
+        self.assertFalse(self.successResultOf(waited))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_changes_meanwhile_win(self):
+        """
+        A file uploaded or deleted through the server while it waited to be
+        described is left as the server made it.
+        """
+        first = sorted(self.records)[0]
+        self.index.remove(first)
+        self.storage.answer()
+        self.assertIsNone(self.index.get_file(first))
+        self.assertTrue(self.index.is_deleted(first))
+
+
+class PagesWaitTests(SynchronousTestCase):
+    """
+    A pending project's page and files wait for its files to be described,
+    or answer 503 with C{Retry-After} after the limit; the project list
+    does not wait.
+    """
+
+    def setUp(self):
+        from pypid.auth.policy import AccessModel
+        from pypid.auth.verifier import PasswordVerifier
+        from pypid.core.distribution import inspect
+        from pypid.core.render import file_url_for
+        from pypid.storage.memory import MemoryStorage
+        from pypid.web.access import Access
+        from pypid.web.app import build_web
+        from tests.fakes import run_in_pool_now, site_treq
+
+        self.clock = Clock()
+        self.index = Index(file_url_for(None))
+        folder = self.mktemp()
+        os.makedirs(folder)
+        filename, data = make_wheel("alpha", "1.0")
+        write_file(os.path.join(folder, filename), data)
+        record = inspect(os.path.join(folder, filename), filename, filename, 1.0).record
+        self.storage = HeldStorage({filename: record})
+        self.describer = Describer(self.index, self.storage, self.clock, wait_limit=5.0)
+        self.describer.start([pending(filename)])
+        verifier = PasswordVerifier({}, self.clock, None, run_in_pool=run_in_pool_now)
+        web = build_web(self.index, MemoryStorage(self.mktemp(), self.clock),
+                        Access(AccessModel(read="everyone"), verifier), run_now, self.clock,
+                        max_upload_size=1 << 20, describer=self.describer)
+        self.client = site_treq(web.site)
+        self.sha256 = record.sha256
+        self.filename = filename
+
+    def get(self, path):
+        return self.client.get("http://pypi.example" + path,
+                               headers={"accept": "application/vnd.pypi.simple.v1+json"})
+
+    def test_list_does_not_wait(self):
+        response = self.successResultOf(self.get("/simple/"))
+        self.assertEqual(response.code, 200)
+        listed = json.loads(self.successResultOf(response.content()))
+        self.assertEqual([p["name"] for p in listed["projects"]], ["alpha"])
+
+    def test_waits_then_served_with_hashes(self):
+        answered = self.get("/simple/alpha/")
+        self.assertNoResult(answered)
+        self.storage.answer()
+        self.client.flush()
+        response = self.successResultOf(answered)
+        self.assertEqual(response.code, 200)
+        page = json.loads(self.successResultOf(response.content()))
+        self.assertEqual(page["files"][0]["hashes"], {"sha256": self.sha256})
+
+    def test_file_waits(self):
+        answered = self.get(f"/files/alpha/{self.filename}")
+        self.assertNoResult(answered)
+        self.storage.answer()
+        self.client.flush()
+        # (the web's storage holds no bytes: described, the file is looked
+        # for there, where a real folder has it)
+        self.assertEqual(self.successResultOf(answered).code, 404)
+        self.assertEqual(self.index.get_file(self.filename).sha256, self.sha256)
+
+    def test_unavailable_after_the_limit(self):
+        answered = self.get("/simple/alpha/")
+        self.clock.advance(5.1)
+        self.client.flush()
+        response = self.successResultOf(answered)
+        self.assertEqual(response.code, 503)
+        self.assertEqual(response.headers.getRawHeaders("retry-after"), ["5"])
+        self.assertIn(b"still being read", self.successResultOf(response.content()))
+
+
+class LaterScanTests(SynchronousTestCase):
+    """The local storage's C{later} scan reads no file; C{describe_pending} does."""
+
+    def test_later(self):
+        root = os.path.abspath(self.mktemp())
+        os.makedirs(root)
+        wheel, sdist = make_wheel("alpha", "1.0"), make_sdist("beta", "2.0")
+        for filename, data in (wheel, sdist):
+            write_file(os.path.join(root, filename), data)
+        write_file(os.path.join(root, "notes.txt"), b"not a distribution")
+        storage = LocalStorage(root, run_now)
+        self.addCleanup(storage.close)
+        self.successResultOf(storage.prepare())
+        result = self.successResultOf(storage.scan({}, 0.0, (), later=True))
+        self.assertEqual(result.records, {})
+        found = sorted(result.pending, key=lambda p: p.filename)
+        # (only listed: no file is even looked at before it is described)
+        self.assertEqual([(p.filename, p.key, p.size) for p in found],
+                         [(f, f, None) for f in sorted([wheel[0], sdist[0], "notes.txt"])])
+        described = dict(self.successResultOf(storage.describe_pending(found)))
+        by_name = {p.filename: r for p, r in described.items()}
+        self.assertEqual(by_name[wheel[0]].project, "alpha")
+        self.assertEqual(by_name[sdist[0]].version, "2.0")
+        self.assertIsInstance(by_name["notes.txt"], str)
+        # Kept beside the files: the next scan reads the records, nothing pending.
+        again = self.successResultOf(storage.scan({}, 0.0, (), later=True))
+        self.assertEqual(sorted(again.records), sorted([wheel[0], sdist[0]]))
+        self.assertEqual([p.filename for p in again.pending], ["notes.txt"])
+        self.assertEqual(again.records[wheel[0]], by_name[wheel[0]])
