@@ -53,7 +53,6 @@ LABELS = {
     "snapshot": "from the snapshot",
 }
 LOADED = re.compile(rb"Index loaded: (\d+) files in (\d+) projects .* in ([0-9.]+) s")
-KEPT = re.compile(rb"Kept the records of (\d+) imported files")
 CHECKED = re.compile(rb"Storage checked against the snapshot in ([0-9.]+) s")
 DESCRIBED = re.compile(rb"Described (\d+) files \((\d+) not distributions\) in ([0-9.]+) s")
 
@@ -206,8 +205,8 @@ def run_case(case, rep, source, work, projects):
 def prepare_kept(source, work, projects):
     """
     The copy the C{records} and C{snapshot} cases share: served once until
-    every imported file's record is kept beside it, then stopped, which
-    saves the snapshot. Returns the seconds that took.
+    every file is described and its record kept beside it, then stopped,
+    which saves the snapshot. Returns the seconds that took.
     """
     storage = os.path.join(work, "kept", "packages")
     snapshot = os.path.join(work, "kept", "index.json")
@@ -217,8 +216,8 @@ def prepare_kept(source, work, projects):
     link_copy(source, storage)
     daemon = Daemon(storage, snapshot, os.path.join(work, "kept", "prepare.log"))
     daemon.start(projects)
-    if not daemon.logged(KEPT, timeout=3600):
-        raise SystemExit(f"the records were not kept; see {daemon.log}")
+    if not daemon.logged(DESCRIBED, timeout=7200):
+        raise SystemExit(f"the files were not described; see {daemon.log}")
     daemon.stop()
     return time.monotonic() - started
 

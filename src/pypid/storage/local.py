@@ -36,6 +36,7 @@ import threading
 import time
 
 import attrs
+import orjson
 from twisted.internet.defer import succeed
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -279,10 +280,10 @@ class LocalStorage:
             fd, self._lock_fd = self._lock_fd, None
             os.close(fd)
 
-    def _read_sidecar(self, filename):
+    def _read_sidecar(self, filename, path=None):
         try:
-            with open(self._record_path(filename), "rb") as f:
-                data = json.loads(f.read())
+            with open(path or self._record_path(filename), "rb") as f:
+                data = orjson.loads(f.read())
         except (FileNotFoundError, NotADirectoryError):
             # (no .pypid/files/ at all, when a scan did not persist)
             return None
@@ -485,7 +486,9 @@ class LocalStorage:
             imported.append((record, metadata, None))
             results.append((item, record))
         if persist and imported:
-            self._write_imported_sync(imported, quiet=True)
+            # (no details: a README takes 1 to 3 ms to render, more than the
+            # rest of describing a file; a person's first view renders it)
+            self._write_imported_sync(imported, quiet=True, details=False)
         return results
 
     def _scan_sync(self, known, since, known_tombstones=frozenset(), persist=True,
@@ -520,9 +523,18 @@ class LocalStorage:
             # ctime, not mtime: a restore or touch can set mtime back.
             if filename in known and entry.stat().st_ctime < since:
                 continue
-            data = fresh[filename] = self._read_sidecar(filename)
+            data = self._read_sidecar(filename, entry.path)
             if data is not None and data.get("deleted"):
                 tombstones.add(filename)
+            elif data is not None:
+                # Kept as the record, not the dict it was read from: 100,000
+                # of those held at once made the records' start peak at 540
+                # MiB.
+                try:
+                    data = FileRecord.from_json(data)
+                except ValueError:
+                    pass
+            fresh[filename] = data
         pending = {}
         for key, filename, entry in self._walk():
             if filename in records or filename in tombstones or filename in pending:
@@ -541,15 +553,17 @@ class LocalStorage:
                             skipped=tuple(skipped), pending=tuple(pending.values()))
         return result, imported
 
-    def _write_imported_sync(self, imported, quiet=False):
+    def _write_imported_sync(self, imported, quiet=False, details=True):
         """
         Keep imported records and metadata beside their files, and the
         details of each project's latest file, rendered here rather than
         during the scan (a README takes milliseconds: a folder of thousands
         would hold start-up for minutes). Older versions are described when
-        their page is first asked for (L{describe}).
+        their page is first asked for (L{describe}); so are all, without
+        C{details}.
         """
-        described = latest_per_project(record for record, _, _ in imported)
+        described = (latest_per_project(record for record, _, _ in imported)
+                     if details else ())
         for record, metadata, seen in imported:
             details = None
             if record.filename in described:
@@ -646,7 +660,11 @@ class LocalStorage:
         data = fresh.get(filename)
         if data is None and filename not in fresh and listed:
             data = self._read_sidecar(filename)
-        if data is not None:
+        if isinstance(data, FileRecord):
+            if data.size == stat.st_size:
+                return data.replace(path=key) if data.path != key else data
+            data = data.to_json()  # (as read: the sidecar an import may replace)
+        elif data is not None:
             if not data.get("deleted"):
                 try:
                     record = FileRecord.from_json(data)
