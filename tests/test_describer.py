@@ -136,6 +136,20 @@ class DescriberTests(SynchronousTestCase):
         self.assertEqual(self.describer.remaining, 0)
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
+    def test_metrics(self):
+        """C{/metrics} tells how many files are still to be read, and how many were."""
+        from pypid.web.metrics import Collector, Sources
+
+        def values():
+            return {family.name: family.samples[0].value
+                    for family in Collector(Sources(describer=self.describer), self.clock).collect()}
+        self.assertEqual(values(), {"pypid_files_to_describe": 6, "pypid_files_described": 0,
+                                    "pypid_files_not_distributions": 0})
+        while self.storage.asked:
+            self.storage.answer()
+        self.assertEqual(values(), {"pypid_files_to_describe": 0, "pypid_files_described": 4,
+                                    "pypid_files_not_distributions": 2})
+
     def test_wait_limit(self):
         """A page waits L{Describer.wait_limit} at most, then is told so (no timer left)."""
         waited = self.describer.when_described("beta")

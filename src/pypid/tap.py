@@ -186,6 +186,7 @@ def build_service(config, reactor, exit_on_failure=False, pools=None, notifier=N
                             web.app.publish.busy_since, shared, upstream)
     snapshot_service = SnapshotService(writer, server.snapshot_interval, reactor)
     web.app.metrics.sources.snapshot = writer
+    web.app.metrics.sources.describer = describer
     sync_service = SyncService(index, shared, reactor) if shared is not None else None
     loader = IndexLoader(index, storage, server.snapshot, run, reactor, writer, upstream,
                          describer=describer)

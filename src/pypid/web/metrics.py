@@ -48,6 +48,8 @@ class Sources:
     @ivar snapshot: the L{pypid.storage.snapshot.SnapshotWriter}.
     @ivar audit: the audit log (L{pypid.storage.audit.BufferedAuditLog}:
         its C{pending}, C{written}, C{write_failures} and C{lost}).
+    @ivar describer: the L{pypid.describer.Describer} of files found
+        without a record.
     """
 
     index: object = None
@@ -56,6 +58,7 @@ class Sources:
     upstream: object = None
     snapshot: object = None
     audit: object = None
+    describer: object = None
 
 
 @attrs.define(eq=False)
@@ -87,6 +90,8 @@ class Collector:
             yield from _upstream(s.upstream)
         if s.audit is not None:
             yield from _audit(s.audit)
+        if s.describer is not None:
+            yield from _describer(s.describer)
 
     def _index(self, index):
         from prometheus_client.core import GaugeMetricFamily
@@ -103,6 +108,12 @@ class Collector:
                                 value=size)
         yield GaugeMetricFamily("pypid_index_serial",
                                 "The index's serial: it moves at every change.", value=serial)
+        yield GaugeMetricFamily("pypid_page_cache_bytes",
+                                "Bytes of rendered project pages kept (page_cache_size).",
+                                value=index.page_cache_bytes)
+        yield GaugeMetricFamily("pypid_page_cache_projects",
+                                "Projects whose rendered pages are kept.",
+                                value=index.page_cache_projects)
 
     def _snapshot(self, writer):
         from prometheus_client.core import GaugeMetricFamily
@@ -117,6 +128,18 @@ class Collector:
         yield _counter("pypid_snapshot_saves", "Index snapshots saved.", writer.saves)
         yield _counter("pypid_snapshot_failures", "Index snapshot saves that failed.",
                        writer.failures)
+
+
+def _describer(describer):
+    from prometheus_client.core import GaugeMetricFamily
+
+    yield GaugeMetricFamily("pypid_files_to_describe",
+                            "Files found without a record, still to be read.",
+                            value=describer.remaining)
+    yield _counter("pypid_files_described", "Files found without a record and read since "
+                   "the start.", describer.described)
+    yield _counter("pypid_files_not_distributions", "Files found without a record that "
+                   "were not distributions (not served).", describer.refused)
 
 
 def _audit(log):
