@@ -44,6 +44,21 @@ from tests.test_storage import UPLOAD_TIME, StorageContractMixin
 PREFIX = "pkgs/"
 
 
+
+def count_calls(storage):
+    """
+    The list C{storage}'s S3 client records its requests in from now on,
+    as C{(method, key, prefix listed)}.
+    """
+    calls = []
+    original = storage._client.call
+
+    async def counting(method, key="", *args, **kwargs):
+        calls.append((method, key, dict(kwargs.get("params", ())).get("prefix")))
+        return await original(method, key, *args, **kwargs)
+    storage._client.call = counting
+    return calls
+
 class _Collect:
     """Collects what a relayed body delivers."""
 
@@ -471,13 +486,7 @@ class S3StorageTests(S3Case):
 
         rate = 20.0
         starting = await self.ready_storage(check_rate=rate)
-        calls = []
-        original = starting._client.call
-
-        async def counting(method, key="", *args, **kwargs):
-            calls.append((method, key, dict(kwargs.get("params", ())).get("prefix")))
-            return await original(method, key, *args, **kwargs)
-        starting._client.call = counting
+        calls = count_calls(starting)
         result = await starting.scan(known, since, ())
         await starting.settle()
         # (the second: the hourly removal of old markers, which stops at the
@@ -517,13 +526,7 @@ class S3StorageTests(S3Case):
         old = {published[0].filename: published[0]}
 
         starting = await self.ready_storage()
-        calls = []
-        original = starting._client.call
-
-        async def counting(method, key="", *args, **kwargs):
-            calls.append((method, key, dict(kwargs.get("params", ())).get("prefix")))
-            return await original(method, key, *args, **kwargs)
-        starting._client.call = counting
+        calls = count_calls(starting)
         result = await starting.scan(old, time.time() - 86400, ())
         await starting.settle()
         layout = Layout(PREFIX)
@@ -548,13 +551,7 @@ class S3StorageTests(S3Case):
         await writer.keep_snapshot(snapshots.encode(records.values(), ["gone.whl"], since, 0,
                                                     writer.identity()))
         starting = await self.ready_storage()
-        calls = []
-        original = starting._client.call
-
-        async def counting(method, key="", *args, **kwargs):
-            calls.append((method, key, dict(kwargs.get("params", ())).get("prefix")))
-            return await original(method, key, *args, **kwargs)
-        starting._client.call = counting
+        calls = count_calls(starting)
         result = await starting.scan(records, since, ())
         self.assertEqual(result.records, records)
         self.assertEqual(result.tombstones, frozenset(), "the bucket's snapshot is not used")

@@ -5,6 +5,7 @@ writing, the writer that saves only what changed, and the periodic service.
 
 import json
 import os
+import time
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
@@ -470,6 +471,23 @@ class SnapshotServiceTests(SynchronousTestCase):
 class UpgradeTests(SynchronousTestCase):
     """A snapshot of an older format is used, then written again in this one."""
 
+    def folder(self):
+        """
+        A real-time clock (storage compares the snapshot's time with the
+        files'), a storage folder holding one wheel, the wheel's name, and
+        where the snapshot goes.
+        """
+        import types
+
+        from tests.distributions import make_wheel
+
+        clock = types.SimpleNamespace(seconds=time.time)
+        root = os.path.abspath(self.mktemp())
+        os.makedirs(root)
+        filename, data = make_wheel("holy-grail", "1.0")
+        write_file(os.path.join(root, filename), data)
+        return clock, root, filename, os.path.join(os.path.abspath(self.mktemp()), "index.json")
+
     def start(self, root, path, clock):
         """
         Load an index from the storage folder C{root} and the snapshot at
@@ -495,17 +513,7 @@ class UpgradeTests(SynchronousTestCase):
         and then writes it again in format 2 (where a current snapshot that
         storage agrees with is not written again).
         """
-        import time
-        import types
-
-        from tests.distributions import make_wheel
-
-        clock = types.SimpleNamespace(seconds=time.time)
-        root = os.path.abspath(self.mktemp())
-        os.makedirs(root)
-        filename, data = make_wheel("holy-grail", "1.0")
-        write_file(os.path.join(root, filename), data)
-        path = os.path.join(os.path.abspath(self.mktemp()), "index.json")
+        clock, root, filename, path = self.folder()
         self.assertTrue(self.start(root, path, clock))
         time.sleep(0.02)
         self.assertFalse(self.start(root, path, clock))
@@ -528,18 +536,7 @@ class UpgradeTests(SynchronousTestCase):
         dated now, so that the next start trusts it without reading
         anything; a start that read nothing writes nothing.
         """
-        import time
-        import types
-
-        from tests.distributions import make_wheel
-
-        # (the clock of the times storage compares with the files': real time)
-        clock = types.SimpleNamespace(seconds=time.time)
-        root = os.path.abspath(self.mktemp())
-        os.makedirs(root)
-        filename, data = make_wheel("holy-grail", "1.0")
-        write_file(os.path.join(root, filename), data)
-        path = os.path.join(os.path.abspath(self.mktemp()), "index.json")
+        clock, root, filename, path = self.folder()
 
         def start():
             time.sleep(0.02)
