@@ -506,24 +506,32 @@ class LocalStorage:
         if since and known and self._unchanged_since(since) and self._same_sizes(known):
             return ScanResult(records=dict(known), tombstones=known_tombstones,
                               current=True), []
-        sidecars = {}
+        # The names only: a listing kept as DirEntry objects (three a file:
+        # record, metadata, details) held 60 MB more at 100,000 files.
+        sidecars = set()
         try:
-            entries = list(os.scandir(self._files_dir))
+            with os.scandir(self._files_dir) as listing:
+                for entry in listing:
+                    if entry.name.endswith(_RECORD):
+                        sidecars.add(entry.name[: -len(_RECORD)])
         except (FileNotFoundError, NotADirectoryError):
-            entries = []  # (not made: a scan that does not persist makes none)
-        for entry in entries:
-            if entry.name.endswith(_RECORD):
-                sidecars[entry.name[: -len(_RECORD)]] = entry
+            pass  # (not made: a scan that does not persist makes none)
         tombstones = set()
         records = {}
         skipped = []
         imported = []
         fresh = {}
-        for filename, entry in sidecars.items():
+        folder = self._files_dir + os.sep
+        for filename in sidecars:
+            path = folder + filename + _RECORD
             # ctime, not mtime: a restore or touch can set mtime back.
-            if filename in known and entry.stat().st_ctime < since:
-                continue
-            data = self._read_sidecar(filename, entry.path)
+            if filename in known:
+                try:
+                    if os.stat(path).st_ctime < since:
+                        continue
+                except OSError:
+                    continue
+            data = self._read_sidecar(filename, path)
             if data is not None and data.get("deleted"):
                 tombstones.add(filename)
             elif data is not None:
