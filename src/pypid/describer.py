@@ -13,8 +13,6 @@ lock file, and a page without them, once fetched, could end up there; pip
 and uv both retry a 503.
 """
 
-import time
-
 import attrs
 from twisted.internet.defer import Deferred, ensureDeferred, succeed
 from twisted.logger import Logger
@@ -45,22 +43,19 @@ class Describer:
     _index: object
     _storage: object
     _clock: object
-    _done: object = None
     wait_limit: float = WAIT_LIMIT
     #: how many files a call to the storage describes at most: a project's
     #: files, or this many at a time of a large one
     batch: int = 50
     _queue: DescribeQueue = attrs.field(factory=DescribeQueue)
     _current: str | None = None
+    _done: object = None
     _in_hand: int = 0
     _waiters: dict = attrs.field(factory=dict)
     _running: object = None
     #: files described, and files that were not distributions (for /metrics)
     described: int = 0
     refused: int = 0
-    #: when the describing began and ended (the clock's time), or L{None}
-    started_at: float | None = None
-    finished_at: float | None = None
 
     @property
     def remaining(self):
@@ -92,7 +87,6 @@ class Describer:
             if done is not None:
                 done()
             return
-        self.started_at = self._clock.seconds()
         log.info("Describing {files} files of {projects} projects found without a record "
                  "(their pages answer once they are)", files=self._queue.files,
                  projects=len(self._queue))
@@ -123,7 +117,7 @@ class Describer:
         return d
 
     async def _work(self):
-        wall = time.monotonic()
+        started = self._clock.seconds()
         try:
             while True:
                 item = self._queue.take()
@@ -132,18 +126,18 @@ class Describer:
                 name, files = item
                 self._current, self._in_hand = name, len(files)
                 for start in range(0, len(files), self.batch):
-                    await self._describe(name, files[start:start + self.batch])
-                    self._in_hand -= len(files[start:start + self.batch])
+                    some = files[start:start + self.batch]
+                    await self._describe(name, some)
+                    self._in_hand -= len(some)
                 self._current = None
                 for d in self._waiters.pop(name, ()):
                     d.callback(True)
         finally:
             self._current, self._in_hand = None, 0
             self._running = None
-        self.finished_at = self._clock.seconds()
         log.info("Described {described} files ({refused} not distributions) in {seconds:.1f} s",
                  described=self.described, refused=self.refused,
-                 seconds=time.monotonic() - wall)
+                 seconds=self._clock.seconds() - started)
         if self._done is not None:
             self._done()
 

@@ -57,8 +57,8 @@ class IndexLoader:
     #: after the load is done (L{None} before the load, or without one)
     checked: object = None
     #: the L{pypid.describer.Describer} of files found without a record,
-    #: for a storage that can leave them to it (or L{None}: they are
-    #: described before the server answers)
+    #: given for a storage of this server's own that can leave them to it
+    #: (or L{None}: they are described before the server answers)
     describer: object = None
 
     async def load(self):
@@ -108,7 +108,7 @@ class IndexLoader:
             self.checked = ensureDeferred(self._check(snap))
             how = "from the snapshot; storage is checked against it now"
         else:
-            if self.describer is not None and shared is None:
+            if self.describer is not None:
                 result = await self.storage.scan(known, since, tombstones, later=True)
             else:
                 result = await self.storage.scan(known, since, tombstones)

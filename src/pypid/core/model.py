@@ -59,8 +59,13 @@ _SLOT = {name: i for i, name in enumerate(FIELDS)}
 _FIELD_SET = frozenset(FIELDS)
 
 
-def _digest(value, size, name):
-    """The raw bytes of a hex digest (L{None} stays L{None})."""
+def raw_digest(value, size, name):
+    """
+    The raw bytes of the hex digest C{value} of C{size} bytes (L{None}
+    stays L{None}).
+
+    @raise ValueError: naming C{name}, for anything else.
+    """
     if value is None:
         return None
     try:
@@ -128,10 +133,10 @@ class FileRecord(tuple):
         return tuple.__new__(cls, (
             filename, project, name, version, packagetype,
             None if path == filename else path, size,
-            _digest(sha256, 32, "sha256"), upload_time,
-            _digest(blake2_256, 32, "blake2_256"), _digest(md5, 16, "md5"),
+            raw_digest(sha256, 32, "sha256"), upload_time,
+            raw_digest(blake2_256, 32, "blake2_256"), raw_digest(md5, 16, "md5"),
             _optional_str(requires_python), _optional_str(yanked),
-            _digest(metadata_sha256, 32, "metadata_sha256"),
+            raw_digest(metadata_sha256, 32, "metadata_sha256"),
             _optional_str(summary), _optional_str(uploader),
         ))
 
@@ -185,7 +190,7 @@ class FileRecord(tuple):
             if slot is None:
                 raise TypeError(f"a file record has no field {name!r}")
             if name in DIGESTS:
-                value = _digest(value, DIGESTS[name], name)
+                value = raw_digest(value, DIGESTS[name], name)
             elif name in _OPTIONAL_TEXT:
                 value = _optional_str(value)
             values[slot] = value
@@ -234,15 +239,15 @@ class FileRecord(tuple):
             values = (
                 filename, data["project"], data["name"], data["version"], data["packagetype"],
                 None if path == filename else path, data["size"],
-                _digest(data["sha256"], 32, "sha256"), data["upload_time"],
+                raw_digest(data["sha256"], 32, "sha256"), data["upload_time"],
             )
         except KeyError as e:
             raise ValueError(f"not a file record: no {e.args[0]}")
         get = data.get
         record = tuple.__new__(cls, values + (
-            _digest(get("blake2_256"), 32, "blake2_256"), _digest(get("md5"), 16, "md5"),
+            raw_digest(get("blake2_256"), 32, "blake2_256"), raw_digest(get("md5"), 16, "md5"),
             _optional_str(get("requires_python")), _optional_str(get("yanked")),
-            _digest(get("metadata_sha256"), 32, "metadata_sha256"),
+            raw_digest(get("metadata_sha256"), 32, "metadata_sha256"),
             _optional_str(get("summary")), _optional_str(get("uploader")),
         ))
         check(record)

@@ -473,23 +473,37 @@ class LocalStorage:
             path = self._file_path(item.key)
             try:
                 mtime = item.mtime if item.mtime is not None else os.stat(path).st_mtime
-                inspected = inspect(path, item.filename, item.key, mtime, legacy=True)
-            except (InvalidName, InvalidDistribution) as e:
-                results.append((item, str(e)))
-                continue
             except OSError as e:
                 results.append((item, f"cannot read: {e.strerror}"))
                 continue
-            record, metadata = inspected.record, inspected.metadata
-            if metadata is not None:
-                self._unwritten[item.filename] = metadata
-            imported.append((record, metadata, None))
-            results.append((item, record))
+            results.append((item, self._import(path, item.filename, item.key, mtime, None,
+                                               imported)))
         if persist and imported:
             # (no details: a README takes 1 to 3 ms to render, more than the
             # rest of describing a file; a person's first view renders it)
             self._write_imported_sync(imported, quiet=True, details=False)
         return results
+
+    def _import(self, path, filename, key, mtime, seen, imported):
+        """
+        Describe a file that has no usable record: its record (added to
+        C{imported}, with C{seen}, the sidecar as read, for the write that
+        keeps it beside the file, L{_write_imported_sync}), or why it is
+        not served.
+        """
+        try:
+            inspected = inspect(path, filename, key, mtime, legacy=True)
+        except (InvalidName, InvalidDistribution) as e:
+            return str(e)
+        except OSError as e:
+            return f"cannot read: {e.strerror}"
+        # Kept beside the file (later), so the next scan is cheap and the
+        # upload time stays what it was today.
+        record, metadata = inspected.record, inspected.metadata
+        if metadata is not None:
+            self._unwritten[filename] = metadata
+        imported.append((record, metadata, seen))
+        return record
 
     def _scan_sync(self, known, since, known_tombstones=frozenset(), persist=True,
                    later=False):
@@ -682,16 +696,4 @@ class LocalStorage:
                     return record.replace(path=key) if record.path != key else record
         if later and data is None:
             return PendingFile(filename, key, stat.st_size, stat.st_mtime)
-        try:
-            inspected = inspect(entry.path, filename, key, stat.st_mtime, legacy=True)
-        except (InvalidName, InvalidDistribution) as e:
-            return str(e)
-        except OSError as e:
-            return f"cannot read: {e.strerror}"
-        # Keep what was learnt beside the file (later, see scan), so the next
-        # scan is cheap and the upload time stays what it was today.
-        record, metadata = inspected.record, inspected.metadata
-        if metadata is not None:
-            self._unwritten[filename] = metadata
-        imported.append((record, metadata, data))
-        return record
+        return self._import(entry.path, filename, key, stat.st_mtime, data, imported)
