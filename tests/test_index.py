@@ -664,3 +664,118 @@ class PageBudgetTests(SynchronousTestCase):
         self.assertEqual(self.index.page_cache_bytes,
                          sum(page_bytes(v) for v in new._pages.values()))
         self.assertEqual(self.index.page_cache_projects, 1)
+
+
+class LoadLaterTests(SynchronousTestCase):
+    """
+    Projects given to L{Index.load} as C{later} are listed, counted and
+    found by filename at once, and their records made the first time
+    anything asks for them.
+    """
+
+    def setUp(self):
+        self.index = Index(file_url)
+        self.made = []
+        self.grail = [make_record("holy-grail", v, name="Holy.Grail") for v in ("1.0", "2.0")]
+        self.spam = [make_record("spam", "0.1")]
+        self.index.load([make_record("eager", "1.0")], ["spam-0.0.tar.gz"], 3, [
+            self.later("holy-grail", "Holy.Grail", self.grail),
+            self.later("spam", "Spam", self.spam),
+        ])
+
+    def later(self, name, display, records, gives=None):
+        """A C{later} entry whose source notes that it was called."""
+        def source():
+            self.made.append(name)
+            return list(records if gives is None else gives)
+        return name, display, [r.filename for r in records], source
+
+    def test_listed_and_counted(self):
+        """Every project is listed and every file counted before a record is made."""
+        self.assertEqual(len(self.index), 4)
+        self.assertEqual([(p.name, p.display_name) for p in self.index.projects()],
+                         [("eager", "eager"), ("holy-grail", "Holy.Grail"), ("spam", "Spam")])
+        self.assertIn(b"Holy.Grail", self.index.root_page(HTML).body)
+        self.assertEqual(sorted(self.index.later()), ["holy-grail", "spam"])
+        self.assertEqual(self.made, [])
+        self.assertEqual(self.index.serial, 4)
+
+    def test_file_found_through_its_project(self):
+        """A file's lookup makes its project's records only."""
+        self.assertEqual(self.index.get_file(self.grail[1].filename), self.grail[1])
+        self.assertEqual(self.made, ["holy-grail"])
+        self.assertEqual(self.index.later(), ["spam"])
+        self.assertIsNone(self.index.get_file("holy_grail-9.0-py3-none-any.whl"))
+        self.assertEqual(self.made, ["holy-grail"])
+
+    def test_page_made_once(self):
+        """A project's page makes its records once; a second page does not again."""
+        project = self.index.project("holy-grail")
+        self.assertFalse(project.loaded)
+        self.assertIn(self.grail[0].filename.encode(),
+                      self.index.project_page(project, HTML).body)
+        self.index.project_page(project, JSON)
+        self.assertTrue(project.loaded)
+        self.assertEqual(self.made, ["holy-grail"])
+
+    def test_records_make_all(self):
+        """L{Index.records} makes every project's; L{Index.load_later} does it ahead."""
+        self.index.load_later(["spam"])
+        self.assertEqual(self.made, ["spam"])
+        self.assertEqual(sorted(r.filename for r in self.index.records()),
+                         sorted(r.filename for r in [make_record("eager", "1.0"),
+                                                     *self.grail, *self.spam]))
+        self.assertEqual(self.made, ["spam", "holy-grail"])
+        self.assertEqual(self.index.later(), [])
+
+    def test_changes_to_a_project_not_made_yet(self):
+        """Adding to, yanking in, removing from and discarding from such a project work."""
+        new = make_record("holy-grail", "3.0", name="Holy.Grail")
+        self.index.add(new)
+        self.assertEqual(len(self.index.project("holy-grail").files), 3)
+        self.index.remove(self.spam[0].filename)
+        self.assertIsNone(self.index.get_file(self.spam[0].filename))
+        self.assertTrue(self.index.is_deleted(self.spam[0].filename))
+        self.index.discard(self.grail[0].filename)
+        self.assertEqual(len(self.index), 3)
+        self.assertFalse(self.index.is_deleted(self.grail[0].filename))
+        self.assertEqual(self.index.same_distribution("Holy_Grail-3.0-py3-none-any.whl"),
+                         new.filename)
+
+    def test_tombstone_of_a_later_project(self):
+        """A project first made for a deleted filename takes the spelling given later."""
+        project = self.index.project("spam")
+        self.assertEqual(project.display_name, "Spam")
+        self.assertEqual(project.deleted, {"spam-0.0.tar.gz"})
+
+    def test_source_gives_fewer(self):
+        """A file the source does not give (a damaged line) is forgotten then."""
+        index = Index(file_url)
+        index.load([], later=[self.later("holy-grail", "Holy.Grail", self.grail,
+                                         gives=self.grail[:1])])
+        self.assertEqual(len(index), 2)
+        self.assertIsNone(index.get_file(self.grail[1].filename))
+        self.assertEqual(len(index), 1)
+        self.assertEqual(index.records(), self.grail[:1])
+
+    def test_file_in_two_projects(self):
+        """A filename two projects give is the last one's, as a load of records has it."""
+        index = Index(file_url)
+        odd = self.grail[0].replace(project="spam", name="spam")
+        index.load([], later=[self.later("holy-grail", "Holy.Grail", self.grail),
+                              self.later("spam", "spam", [odd])])
+        self.assertEqual(len(index), 2)
+        self.assertIs(index.get_file(odd.filename), odd)
+        self.assertEqual(list(index.project("holy-grail").files), [self.grail[1].filename])
+
+    def test_given_twice(self):
+        """A project given both as records and later is refused."""
+        index = Index(file_url)
+        self.assertRaises(ValueError, index.load, self.grail,
+                          later=[self.later("holy-grail", "Holy.Grail", self.grail)])
+
+    def test_load_again_forgets(self):
+        """A new load forgets what waited to be made."""
+        self.index.load([make_record("eager", "1.0")])
+        self.assertEqual(self.index.later(), [])
+        self.assertEqual(len(self.index), 1)

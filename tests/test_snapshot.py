@@ -262,6 +262,98 @@ class ReadWriteTests(SynchronousTestCase):
         self.assertRaises(SnapshotError, read, self.path)
 
 
+class LaterTests(SynchronousTestCase):
+    """
+    L{decode} and L{read} with C{later}: a project's line parsed for its
+    name and filenames only, its records made by C{source()}.
+    """
+
+    def setUp(self):
+        self.records = [make_record(), make_record("2.0", yanked="bad", md5="c" * 32),
+                        make_record("0.1", project="spam", name="Spam",
+                                    filename="spam-0.1.tar.gz", path="spam-0.1.tar.gz",
+                                    packagetype="sdist")]
+        self.data = encode(self.records, ["gone-1.0.tar.gz"], 5.0, serial=4)
+
+    def made(self, snap):
+        """Every record the snapshot's C{later} entries make, by filename."""
+        return {r.filename: r for entry in snap.later for r in entry[3]()}
+
+    def test_same_records(self):
+        """The sources make the records a whole read makes; nothing else is read now."""
+        snap = decode(self.data, later=True)
+        self.assertEqual(snap.records, {})
+        self.assertEqual([entry[:3] for entry in snap.later], [
+            ("holy-grail", "Holy.Grail", [self.records[0].filename, self.records[1].filename]),
+            ("spam", "Spam", ["spam-0.1.tar.gz"])])
+        self.assertEqual((snap.tombstones, snap.serial, snap.saved_at),
+                         (("gone-1.0.tar.gz",), 4, 5.0))
+        self.assertEqual(self.made(snap), decode(self.data).records)
+
+    def test_read(self):
+        """L{read} takes it too, from a file."""
+        path = os.path.join(os.path.abspath(self.mktemp()), "index.json")
+        write(path, self.data)
+        self.assertEqual(self.made(read(path, later=True)), decode(self.data).records)
+
+    def test_damaged_line_gives_none(self):
+        """A line whose other columns are damaged gives no records, said in a warning."""
+        data = self.data.replace(b'"' + b"a" * 64 + b'"', b'"zz"', 1)
+        snap = decode(data, later=True)
+        with capturedLogs() as events:
+            self.assertEqual(snap.later[0][3](), [])
+        self.assertIn("holy-grail", " ".join(str(e.get("project")) for e in events))
+        self.assertEqual(len(snap.later[1][3]()), 1)
+        self.assertRaises(SnapshotError, decode, data)
+
+    def test_other_layout(self):
+        """A line laid out otherwise (keys in another order, by hand) is parsed whole."""
+        first, *rest = self.data.splitlines()
+        line = json.loads(rest[0])
+        mended = json.dumps({"files": line["files"], "name": line["name"],
+                             "project": line["project"]}).encode()
+        data = b"\n".join([first, mended, *rest[1:]]) + b"\n"
+        self.assertEqual(self.made(decode(data, later=True)), decode(self.data).records)
+
+    def test_bracket_in_a_filename(self):
+        """
+        A filename holding a C{]} (no distribution's does) ends the quick
+        read of the filenames early; the line is then parsed whole.
+        """
+        odd = self.records[2].replace(filename="spam-0.1].tar.gz", path="spam-0.1].tar.gz")
+        data = encode([odd], [], 5.0)
+        snap = decode(data, later=True)
+        self.assertEqual(snap.later[0][2], ["spam-0.1].tar.gz"])
+        self.assertEqual(self.made(snap), {odd.filename: odd})
+
+    def test_filenames_changed(self):
+        """A line whose whole parse names other files than its quick read gives none."""
+        snap = decode(self.data, later=True)
+        snap.later[0][2].append("holy_grail-9.0-py3-none-any.whl")
+        with capturedLogs():
+            self.assertEqual(snap.later[0][3](), [])
+
+    def test_cut_short(self):
+        """A snapshot whose last line is missing is refused, read later or not."""
+        cut = b"".join(self.data.splitlines(keepends=True)[:-1])
+        self.assertRaises(SnapshotError, decode, cut, later=True)
+
+    def test_bad_filenames(self):
+        """A project line whose filenames are not strings is refused at once."""
+        first, *rest = self.data.splitlines()
+        line = json.loads(rest[0])
+        line["files"]["filename"][0] = 7
+        data = b"\n".join([first, json.dumps(line).encode(), *rest[1:]]) + b"\n"
+        self.assertRaises(SnapshotError, decode, data, later=True)
+
+    def test_format_1_read_whole(self):
+        """A format 1 snapshot is read whole: nothing left for later."""
+        data = json.dumps({"format": 1, "saved_at": 5.0, "serial": 4, "tombstones": [],
+                           "files": [r.to_json() for r in self.records]}).encode()
+        snap = decode(data, later=True)
+        self.assertEqual((snap.later, snap.records), ((), decode(self.data).records))
+
+
 class SnapshotWriterTests(SynchronousTestCase):
     """Tests for L{SnapshotWriter}."""
 
@@ -313,6 +405,24 @@ class SnapshotWriterTests(SynchronousTestCase):
         os.unlink(self.path)
         self.successResultOf(writer.save_if_changed())
         self.assertFalse(os.path.exists(self.path))
+
+    def test_waits_for_projects_loaded_later(self):
+        """
+        While projects loaded later wait for their records, a tick saves
+        nothing (the start's check makes them a batch at a time); a final
+        save makes them all and saves.
+        """
+        writer = self.writer()
+        record = make_record()
+        self.index.load([], later=[("holy-grail", "Holy.Grail", [record.filename],
+                                    lambda: [record])])
+        self.index.add(make_record("2.0"))
+        self.index.load([], later=[("holy-grail", "Holy.Grail", [record.filename],
+                                    lambda: [record])])
+        self.successResultOf(writer.save_if_changed())
+        self.assertFalse(os.path.exists(self.path))
+        self.successResultOf(writer.save_if_changed(final=True))
+        self.assertEqual(read(self.path).records, {record.filename: record})
 
     def test_saves_again_after_change(self):
         """Each later change is saved by the next call."""
@@ -604,6 +714,37 @@ class BackgroundCheckTests(SynchronousTestCase):
         self.loader = IndexLoader(self.index, self.storage, self.path, run_now, self.clock,
                                   self.writer)
         self.successResultOf(self.loader.load())
+
+    def test_later_a_batch_a_turn(self):
+        """
+        The projects the snapshot left for later have their records made
+        a batch a turn of the reactor before the scan starts; the scan is
+        given them, and requests in between find them all the same.
+        """
+        from pypid import service
+        from pypid.service import IndexLoader
+
+        self.patch(service, "LATER_BATCH", 2)
+        others = [make_record("1.0", project=f"p{i}", name=f"P{i}", filename=f"p{i}-1.0.tar.gz",
+                              path=f"p{i}-1.0.tar.gz", packagetype="sdist") for i in range(5)]
+        write(self.path, encode([self.kept, *others], [], 1500.0, 9, "held:"))
+        index = Index(lambda r: r.filename)
+        storage = HeldScanStorage()
+        loader = IndexLoader(index, storage, self.path, run_now, self.clock,
+                             SnapshotWriter(index, self.path, run_now, self.clock, "held:"))
+        self.successResultOf(loader.load())
+        self.assertEqual(len(index.later()), 4)
+        self.assertEqual(storage.scans, [])
+        self.assertEqual(index.get_file("p4-1.0.tar.gz"), others[4])
+        self.assertEqual(len(index.later()), 3)
+        # (Clock.advance runs the calls made while it runs that are due too)
+        self.clock.advance(0)
+        self.assertEqual(index.later(), [])
+        [(known, since, _, _)] = storage.scans
+        self.assertEqual(known, {r.filename: r for r in [self.kept, *others]})
+        storage.answer([self.kept, *others], current=True)
+        self.successResultOf(loader.checked)
+        self.assertEqual(len(index), 6)
 
     def test_served_before_the_check(self):
         """The index holds the snapshot before storage answers; the scan is given it."""

@@ -10,6 +10,11 @@ least recently asked for dropped first (see L{Index.page_cache_size}).
 
 Every change bumps L{Index.serial}; the snapshot service saves when the serial
 moved since its last save.
+
+A project can be loaded I{later} (L{Index.load}'s C{later}): listed, counted
+and found by its filenames at once, its records made the first time
+anything asks for them (L{Project.files}). A start from a large snapshot
+so answers before a record is made (see L{pypid.storage.snapshot}).
 """
 
 import gzip
@@ -144,7 +149,7 @@ class Project:
 
     name: str
     display_name: str
-    files: dict = attrs.field(factory=dict)
+    _files: dict = attrs.field(factory=dict)
     _pages: dict = attrs.field(factory=dict)
     #: the deleted filenames that belonged to it
     deleted: set = attrs.field(factory=set)
@@ -156,6 +161,22 @@ class Project:
     #: 150 bytes and 0.7 us a file that most projects of a large index,
     #: never uploaded to again, would not use
     _keys: dict | None = None
+    #: C{source() -> dict} of its files, for a project loaded later
+    #: (L{Index.load}): called once, the first time they are asked for
+    _source: object = attrs.field(default=None, init=False, eq=False, repr=False)
+
+    @property
+    def files(self):
+        """Its live files: L{FileRecord}s by filename."""
+        if self._source is not None:
+            source, self._source = self._source, None
+            self._files = source()
+        return self._files
+
+    @property
+    def loaded(self):
+        """Whether its records are made (not waiting to be: L{files})."""
+        return self._source is None
 
     def sorted_files(self):
         """The files in the order the pages list them: by version, then name."""
@@ -213,6 +234,9 @@ class Index:
     _files: dict = attrs.field(factory=dict)
     _tombstones: dict = attrs.field(factory=dict)
     _root_pages: dict = attrs.field(factory=dict)
+    #: the projects loaded later whose records may not be made yet, by name
+    #: (in C{_files}, their filenames lead to the L{Project} until they are)
+    _later: dict = attrs.field(factory=dict, init=False)
     #: the budget of the projects' rendered pages (L{page_cache_size})
     _page_cache_size: int = attrs.field(default=PAGE_CACHE_SIZE, kw_only=True,
                                         validator=attrs.validators.ge(0))
@@ -233,7 +257,11 @@ class Index:
 
     def get_file(self, filename):
         """The L{FileRecord} of a live file, or L{None}."""
-        return self._files.get(filename)
+        record = self._files.get(filename)
+        if type(record) is Project:
+            # (a project loaded later: its records are made now)
+            record = record.files.get(filename)
+        return record
 
     def is_deleted(self, filename):
         """Whether the filename belonged to a deleted file (never to be reused)."""
@@ -257,8 +285,24 @@ class Index:
         return other if other != filename else None
 
     def records(self):
-        """Every live L{FileRecord}."""
+        """Every live L{FileRecord} (every project loaded later is loaded now)."""
+        if self._later:
+            self.load_later()
         return list(self._files.values())
+
+    def later(self):
+        """The names of the projects loaded later whose records are not made yet."""
+        return list(self._later)
+
+    def load_later(self, names=None):
+        """
+        Make the records of the projects loaded later (of C{names}, or all):
+        what asking for their files would, ahead of the asking.
+        """
+        for name in list(self._later) if names is None else names:
+            project = self._later.get(name)
+            if project is not None:
+                project.files  # noqa: B018 (made by the property)
 
     def tombstones(self):
         """Every deleted filename."""
@@ -447,16 +491,21 @@ class Index:
             del self._projects[name]
             self._root_pages.clear()
 
-    def load(self, records, tombstones=(), serial=0):
+    def load(self, records, tombstones=(), serial=0, later=()):
         """
         Replace the whole content with these records and deleted filenames.
 
         @param serial: the serial the content had when saved; the index goes
             on counting from there, so C{last_serial} never goes back.
+        @param later: projects whose records are made when first asked for:
+            C{(name, display_name, filenames, source)} each, where
+            C{source()} gives the records of those filenames (one that it
+            does not give is forgotten then, as storage may still have it).
         """
         self._drop_all_pages()
         self._projects.clear()
         self._files.clear()
+        self._later.clear()
         self._tombstones.clear()
         for filename in tombstones:
             self._tombstone(filename)
@@ -472,10 +521,37 @@ class Index:
             elif display != project.display_name and project.display_name == name \
                     and normalize(display) == name:
                 project.display_name = display
-            project.files[filename] = record
+            project._files[filename] = record
             files[filename] = record
+        for name, display, filenames, source in later:
+            project = projects.get(name)
+            if project is None:
+                project = projects[name] = Project(name, display)
+            elif project._files or not project.loaded:
+                raise ValueError(f"project {name!r} given twice")
+            else:
+                project.display_name = display  # (made for a tombstone of it)
+            project._source = self._loader(project, filenames, source)
+            self._later[name] = project
+            files.update(dict.fromkeys(filenames, project))
         self._root_pages.clear()
         self.serial = max(self.serial, serial) + 1
+
+    def _loader(self, project, filenames, source):
+        """C{project}'s L{Project._source}: its records made, and put where its filenames are."""
+        def load():
+            made = {record.filename: record for record in source()}
+            files = self._files
+            for filename in filenames:
+                if files.get(filename) is project:
+                    if filename in made:
+                        files[filename] = made[filename]
+                    else:
+                        del files[filename]
+            self._later.pop(project.name, None)
+            return {filename: record for filename, record in made.items()
+                    if files.get(filename) is record}
+        return load
 
     def add(self, record):
         """Add a new file, or replace the record of an existing one (a yank)."""
@@ -484,7 +560,8 @@ class Index:
 
     def remove(self, filename):
         """Delete a file, keeping its name as a tombstone."""
-        record = self._files.pop(filename, None)
+        record = self.get_file(filename)
+        self._files.pop(filename, None)
         if record is not None:
             project = self._projects[record.project]
             del project.files[filename]
@@ -499,7 +576,8 @@ class Index:
         through the index (an upload another server rolled back): no
         tombstone, so its name stays free.
         """
-        record = self._files.pop(filename, None)
+        record = self.get_file(filename)
+        self._files.pop(filename, None)
         if record is None:
             return
         project = self._projects[record.project]

@@ -96,6 +96,10 @@ class Snapshot:
     upstream_state: object = None
     #: the format it was read from: an older one is written again at once
     format: int = FORMAT
+    #: read with C{later} (L{decode}): the projects whose records are made
+    #: when first asked for, as L{pypid.core.index.Index.load} takes them
+    #: (C{records} then holds none of theirs)
+    later: tuple = ()
 
 
 def _line(obj):
@@ -235,12 +239,95 @@ def _project(line, shared):
         summaries, uploaders))
 
 
-def _decode_lines(first, rest):
+#: what comes between a project line's name and its filenames, as L{lines}
+#: writes it (the filename column first)
+_FILENAMES = b',"files":{"filename":['
+
+
+def _head(raw):
+    """
+    C{(project, name, filenames)} of a project line's bytes as L{lines}
+    writes it, parsed without the rest of the line (its other columns, a
+    digest as a 113-byte string a file, are what takes the time), or
+    L{None} for a line laid out otherwise (parsed whole, then). Where the
+    filenames end is found by the first C{]}: one in a filename (none in a
+    distribution's) ends them early, and the parse either fails or gives
+    other filenames, which the line's whole parse later finds out
+    (L{_source}).
+    """
+    start = raw.find(_FILENAMES)
+    if start < 0:
+        return None
+    end = raw.find(b"]", start + len(_FILENAMES))
+    try:
+        head = orjson.loads(raw[:start] + b"}")
+        filenames = orjson.loads(raw[start + len(_FILENAMES) - 1:end + 1])
+    except orjson.JSONDecodeError:
+        return None
+    if type(head) is not dict or head.keys() != {"project", "name"}:
+        return None
+    project, name = head["project"], head["name"]
+    if type(project) is not str or type(name) is not str or type(filenames) is not list \
+            or not _TEXT.issuperset(map(type, filenames)):
+        return None
+    return project, name, filenames
+
+
+def _source(project, name, raw, filenames, shared):
+    """
+    C{source()}: the records of a project's line read with C{later} (its
+    bytes C{raw}, whose filenames were C{filenames}), parsed again, made
+    and checked whole the first time it is called. A line found damaged
+    then gives none (said in a warning): the index forgets its files, and
+    the check of storage against the snapshot that follows a start finds
+    them again beside the files.
+    """
+    def source():
+        try:
+            line = orjson.loads(raw)
+            files = line["files"]
+            if line["project"] != project or line["name"] != name \
+                    or files["filename"] != filenames:
+                raise SnapshotError("it does not read as it did at start")
+            # (the strings the index already holds its filenames by)
+            files["filename"] = filenames
+            return list(_project(line, shared))
+        except (SnapshotError, ValueError, KeyError, TypeError, AttributeError) as e:
+            log.warn("The snapshot's line of the project {project} is damaged ({error}): "
+                     "its files are read from storage", project=project, error=str(e))
+            return []
+    return source
+
+
+def _later(line, raw, shared):
+    """
+    What L{pypid.core.index.Index.load} takes of a project's line read
+    with C{later} (C{line} parsed from its bytes C{raw}): its name,
+    spelling and filenames checked now (they are served before its
+    records are made), the rest when C{source()} makes them. The bytes are
+    kept rather than the parsed line, which holds every value as a Python
+    object (hex digests as 113-byte strings): 410 rather than 750 bytes a
+    file of the bench corpus until the records are made.
+    """
+    project, name, files = line["project"], line["name"], line["files"]
+    if type(project) is not str or type(name) is not str or type(files) is not dict:
+        raise SnapshotError("a project line needs a project, a name and files")
+    filenames = files.get("filename")
+    if type(filenames) is not list or not _TEXT.issuperset(map(type, filenames)):
+        raise SnapshotError(f"{project}: no filename column, or a filename not a string")
+    return project, name, filenames, _source(project, name, bytes(raw), filenames, shared)
+
+
+def _decode_lines(first, rest, later=False):
     """
     A L{Snapshot} from its first line (parsed) and an iterator of the
     others (bytes or memoryviews, each one JSON object).
+
+    @param later: whether each project's records are left to be made when
+        first asked for (L{Snapshot.later}).
     """
-    records, shared = {}, {}
+    records, shared, waiting = {}, {}, []
+    counted = 0
     tombstones = upstream_state = storage_state = end = None
     if not isinstance(first.get("serial", 0), int):
         raise SnapshotError("the serial is not a whole number")
@@ -251,13 +338,28 @@ def _decode_lines(first, rest):
     for raw in rest:
         if end is not None:
             raise SnapshotError("a line follows the last")
+        if later and raw[:11] == b'{"project":':
+            raw = bytes(raw)  # (kept: a memoryview of decode's would keep all the data)
+            head = _head(raw)
+            if head is not None:
+                project, name, filenames = head
+                waiting.append((project, name, filenames,
+                                _source(project, name, raw, filenames, shared)))
+                counted += len(filenames)
+                projects += 1
+                continue
         line = orjson.loads(raw)
         if type(line) is not dict:
             raise SnapshotError("a line is not a JSON object")
         project = line.get("project")
         if project is not None:
-            for record in _project(line, shared):
-                records[record[0]] = record
+            if later:
+                entry = _later(line, raw, shared)
+                waiting.append(entry)
+                counted += len(entry[2])
+            else:
+                for record in _project(line, shared):
+                    records[record[0]] = record
             projects += 1
         elif "tombstones" in line:
             tombstones = line["tombstones"]
@@ -269,13 +371,14 @@ def _decode_lines(first, rest):
             end = line["end"]
         else:
             raise SnapshotError(f"an unknown line: {sorted(line)[:3]}")
-    if end != {"projects": projects, "files": len(records)}:
+    if end != {"projects": projects, "files": len(records) + counted}:
         raise SnapshotError("the snapshot is cut short (its last line is not there, "
                             "or does not count what came before)")
     if type(tombstones) is not list or not all(type(t) is str for t in tombstones):
         raise SnapshotError("the deleted filenames are not a list of strings")
     return Snapshot(float(first["saved_at"]), records, tuple(tombstones),
-                    first.get("serial", 0), storage, storage_state, upstream_state)
+                    first.get("serial", 0), storage, storage_state, upstream_state,
+                    later=tuple(waiting))
 
 
 def _decode_format_1(obj):
@@ -293,11 +396,11 @@ def _decode_format_1(obj):
                     storage, obj.get("storage_state"), obj.get("upstream_state"), 1)
 
 
-def _decode(first_line, rest, whole):
+def _decode(first_line, rest, whole, later=False):
     """
     Parse a snapshot given its first line, an iterator of the other lines,
     and C{whole()}, the whole bytes (for a format 1 snapshot, one document
-    that may span lines).
+    that may span lines); C{later} as L{decode} takes it.
     """
     try:
         try:
@@ -311,7 +414,7 @@ def _decode(first_line, rest, whole):
             raise SnapshotError(f"unknown snapshot format {found!r}")
         if found == 1:
             return _decode_format_1(first)
-        return _decode_lines(first, rest)
+        return _decode_lines(first, rest, later)
     except SnapshotError:
         raise
     except (ValueError, KeyError, TypeError, AttributeError) as e:
@@ -331,16 +434,20 @@ def _split(data):
         start = end + 1
 
 
-def decode(data):
+def decode(data, later=False):
     """
     Parse a snapshot's bytes.
 
+    @param later: leave each project's records to be made when first asked
+        for (L{Snapshot.later}; a format 1 snapshot is read whole anyway):
+        only its line is parsed now and its filenames checked. At 100,001
+        files, XXX.
     @rtype: L{Snapshot}
     @raise SnapshotError: when the bytes are not a snapshot this version reads.
     """
     lines = _split(data)
     first = next(lines, b"")
-    return _decode(first, lines, lambda: data)
+    return _decode(first, lines, lambda: data, later)
 
 
 def sweep(path):
@@ -358,10 +465,10 @@ def sweep(path):
                 pass
 
 
-def read(path):
+def read(path, later=False):
     """
     Read the snapshot at C{path} a line at a time, or return L{None} when
-    there is none.
+    there is none; C{later} as L{decode} takes it.
 
     An unreadable one is moved aside (C{<path>.bad}) and reported with
     L{SnapshotError}, so that it is kept for a person to look at and the
@@ -381,8 +488,10 @@ def read(path):
                 return f.read()
             try:
                 first = f.readline()
-                rest = (line for line in f if line.strip())
-                return _decode(first, rest, whole)
+                # (a line starting with a printable byte is not blank:
+                # stripping each copied the whole file again)
+                rest = (line for line in f if line[0] > 32 or line.strip())
+                return _decode(first, rest, whole, later)
             except OSError as e:
                 raise SnapshotError(f"cannot read {path}: {e.strerror}")
     except SnapshotError as e:
@@ -449,13 +558,21 @@ class SnapshotWriter:
         """Save at the next tick even if the index did not change (storage did)."""
         self._wanted = True
 
-    def save_if_changed(self):
+    def save_if_changed(self, final=False):
         """
         Save when the serial moved; never raises (a failed save is logged and
         retried at the next tick), so the timer loop keeps running.
+
+        While projects loaded later still wait for their records (the
+        start's check is making them, L{pypid.service.IndexLoader}), a tick
+        waits for the next rather than make them all at once, which would
+        hold the reactor (seconds, at a million files); a C{final} save, as
+        the server stops, does not wait.
         """
         if self._saving is not None:
             return self._saving
+        if not final and self._index.later():
+            return succeed(None)
         serial = self._index.serial
         shared = self._shared
         upstream = self._upstream
@@ -536,5 +653,5 @@ class SnapshotService(TimerService):
     def stopService(self):
         """Stop the timer, then save what changed since the last tick."""
         d = TimerService.stopService(self) or succeed(None)
-        d.addCallback(lambda _: self._writer.save_if_changed())
+        d.addCallback(lambda _: self._writer.save_if_changed(final=True))
         return d
