@@ -779,3 +779,29 @@ class LoadLaterTests(SynchronousTestCase):
         self.index.load([make_record("eager", "1.0")])
         self.assertEqual(self.index.later(), [])
         self.assertEqual(len(self.index), 1)
+
+    def test_count_and_loaded_records(self):
+        """
+        A project's count and the records made so far are known without
+        making the others.
+        """
+        self.assertEqual([p.count for p in self.index.projects()], [1, 2, 1])
+        self.assertEqual(self.index.loaded_records(), [make_record("eager", "1.0")])
+        self.index.get_file(self.spam[0].filename)
+        self.assertEqual(len(self.index.loaded_records()), 2)
+        self.assertEqual(self.made, ["spam"])
+
+    def test_catalog_while_waiting(self):
+        """
+        The landing page's counts and recent uploads make no project's
+        records while they wait (those made so far are shown), and are
+        whole once every one is made.
+        """
+        from pypid.core.catalog import Catalog, visible_counts
+
+        catalog = Catalog(self.index)
+        self.assertEqual(visible_counts(self.index), (3, 4))
+        self.assertEqual([u.project for u in catalog.recent()], ["eager"])
+        self.assertEqual(self.made, [])
+        self.index.load_later()
+        self.assertEqual(sorted(u.version for u in catalog.recent()), ["0.1", "1.0", "1.0", "2.0"])

@@ -227,6 +227,29 @@ class MetricsPageTests(_ServerMixin, SynchronousTestCase):
         self.assertEqual(response.code, 200, body)
         return scrape(body)
 
+    def test_index_loaded_later(self):
+        """
+        While projects a start loaded later wait for their records, a
+        scrape counts them and their files without making them, and leaves
+        the bytes out until they are made.
+        """
+        self.uploaded()
+        records = self.index.records()
+        made = []
+
+        def source():
+            made.append(True)
+            return records
+        self.index.load([], later=[("holy-grail", "Holy-Grail", [r.filename for r in records],
+                                    source)])
+        found = self.scrape()
+        self.assertEqual((found["pypid_index_files", ()], found["pypid_index_projects", ()]),
+                         (1, 1))
+        self.assertNotIn(("pypid_index_bytes", ()), found)
+        self.assertEqual(made, [])
+        self.index.load_later()
+        self.assertEqual(self.scrape()["pypid_index_bytes", ()], records[0].size)
+
     def test_counts(self):
         """After uploads and installs, the counters say what happened."""
         self.uploaded()

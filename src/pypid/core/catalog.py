@@ -72,15 +72,24 @@ class Catalog:
         """
         # (apart from the search entries: a landing page needs none of them)
         if self._recent is None or self._recent[0] != self._index.serial:
+            # While the projects a start loaded later wait for their records
+            # (a few seconds), the uploads among those made so far, worked
+            # out again each time: making them all at once for a landing
+            # page would hold every other request (seconds at a million files).
+            waiting = bool(self._index.later())
             newest = {}
-            for record in self._index.records():
+            for record in self._index.loaded_records():
                 key = (record.project, record.version)
                 if key not in newest or record.upload_time > newest[key].upload_time:
                     newest[key] = record
-            self._recent = (self._index.serial,
-                            sorted(newest.values(), key=lambda r: (-r.upload_time, r.filename)))
+            recent = (self._index.serial,
+                      sorted(newest.values(), key=lambda r: (-r.upload_time, r.filename)))
+            if not waiting:
+                self._recent = recent
+        else:
+            recent = self._recent
         shown = []
-        for record in self._recent[1]:
+        for record in recent[1]:
             if visible is not None and not visible(record.project):
                 continue
             project = self._index.project(record.project)
@@ -110,7 +119,9 @@ def visible_counts(index, visible=None):
     """
     projects = files = 0
     for project in index.projects():
-        if project.files and (visible is None or visible(project.name)):
+        # (its count: a project whose records are not made yet is not made for it)
+        count = project.count
+        if count and (visible is None or visible(project.name)):
             projects += 1
-            files += len(project.files)
+            files += count
     return projects, files

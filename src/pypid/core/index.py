@@ -164,6 +164,8 @@ class Project:
     #: C{source() -> dict} of its files, for a project loaded later
     #: (L{Index.load}): called once, the first time they are asked for
     _source: object = attrs.field(default=None, init=False, eq=False, repr=False)
+    #: how many files it was loaded later with (L{count} until they are made)
+    _count: int = attrs.field(default=0, init=False, eq=False, repr=False)
 
     @property
     def files(self):
@@ -177,6 +179,11 @@ class Project:
     def loaded(self):
         """Whether its records are made (not waiting to be: L{files})."""
         return self._source is None
+
+    @property
+    def count(self):
+        """How many live files it has, its records made or not."""
+        return len(self._files) if self._source is None else self._count
 
     def sorted_files(self):
         """The files in the order the pages list them: by version, then name."""
@@ -289,6 +296,16 @@ class Index:
         if self._later:
             self.load_later()
         return list(self._files.values())
+
+    def loaded_records(self):
+        """
+        Every live L{FileRecord} made so far: all of them, but those of the
+        projects loaded later still waiting (L{later}), which are not made
+        for it.
+        """
+        if not self._later:
+            return list(self._files.values())
+        return [r for r in self._files.values() if type(r) is not Project]
 
     def later(self):
         """The names of the projects loaded later whose records are not made yet."""
@@ -532,6 +549,7 @@ class Index:
             else:
                 project.display_name = display  # (made for a tombstone of it)
             project._source = self._loader(project, filenames, source)
+            project._count = len(filenames)
             self._later[name] = project
             files.update(dict.fromkeys(filenames, project))
         self._root_pages.clear()

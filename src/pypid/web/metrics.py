@@ -97,15 +97,22 @@ class Collector:
         from prometheus_client.core import GaugeMetricFamily
 
         serial = index.serial
-        if self._sizes[0] != serial:
-            records = index.records()
-            self._sizes = (serial, len(index.projects()), len(records),
-                           sum(record.size for record in records))
-        _, projects, files, size = self._sizes
+        if index.later():
+            # The projects a start loaded later still wait for their records
+            # (a few seconds): their sizes are not known without making
+            # them all at once, which would hold every request meanwhile.
+            projects, files, size = len(index.projects()), len(index), None
+        else:
+            if self._sizes[0] != serial:
+                records = index.records()
+                self._sizes = (serial, len(index.projects()), len(records),
+                               sum(record.size for record in records))
+            _, projects, files, size = self._sizes
         yield GaugeMetricFamily("pypid_index_projects", "Projects hosted.", value=projects)
         yield GaugeMetricFamily("pypid_index_files", "Distribution files hosted.", value=files)
-        yield GaugeMetricFamily("pypid_index_bytes", "Bytes of the distribution files hosted.",
-                                value=size)
+        if size is not None:
+            yield GaugeMetricFamily("pypid_index_bytes",
+                                    "Bytes of the distribution files hosted.", value=size)
         yield GaugeMetricFamily("pypid_index_serial",
                                 "The index's serial: it moves at every change.", value=serial)
         yield GaugeMetricFamily("pypid_page_cache_bytes",
