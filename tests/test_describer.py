@@ -15,6 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from pypid.core.index import Index
 from pypid.core.pending import DescribeQueue, PendingFile, project_of
 from pypid.describer import Describer
+from pypid.storage import local
 from pypid.storage.local import LocalStorage
 from tests.distributions import make_sdist, make_wheel
 from tests.fakes import run_now, write_file
@@ -270,8 +271,46 @@ class LaterScanTests(SynchronousTestCase):
         self.assertEqual(by_name[wheel[0]].project, "alpha")
         self.assertEqual(by_name[sdist[0]].version, "2.0")
         self.assertIsInstance(by_name["notes.txt"], str)
-        # Kept beside the files: the next scan reads the records, nothing pending.
+        # Kept beside the files: the next scan leaves them to be read from
+        # their records (the others described again), and reads no file.
         again = self.successResultOf(storage.scan({}, 0.0, (), later=True))
-        self.assertEqual(sorted(again.records), sorted([wheel[0], sdist[0]]))
-        self.assertEqual([p.filename for p in again.pending], ["notes.txt"])
-        self.assertEqual(again.records[wheel[0]], by_name[wheel[0]])
+        self.assertEqual(again.records, {})
+        self.assertEqual(sorted((p.filename, p.recorded) for p in again.pending),
+                         [(wheel[0], True), (sdist[0], True), ("notes.txt", False)])
+        self.patch(local, "inspect", lambda *a, **k: self.fail("a recorded file inspected"))
+        read_back = dict(self.successResultOf(storage.describe_pending(
+            [p for p in again.pending if p.recorded])))
+        self.assertEqual({p.filename: r for p, r in read_back.items()},
+                         {wheel[0]: by_name[wheel[0]], sdist[0]: by_name[sdist[0]]})
+
+    def test_later_records(self):
+        """
+        A later scan leaves files with a record to be read from it; a
+        record that says deleted is a tombstone at once when its file is
+        gone, and refuses its file when not; a record of another size is
+        not used (the file is described again).
+        """
+        root = os.path.abspath(self.mktemp())
+        os.makedirs(root)
+        files = [make_wheel("alpha", "1.0"), make_wheel("beta", "1.0"), make_wheel("gamma", "1.0")]
+        for filename, data in files:
+            write_file(os.path.join(root, filename), data)
+        storage = LocalStorage(root, run_now)
+        self.addCleanup(storage.close)
+        self.successResultOf(storage.prepare())
+        first = self.successResultOf(storage.scan({}, 0.0, ()))
+        alpha, beta, gamma = (first.records[f] for f, _ in files)
+        self.successResultOf(storage.delete(alpha))
+        self.successResultOf(storage.delete(beta))
+        write_file(os.path.join(root, beta.filename), files[1][1])  # (back, by hand)
+        write_file(os.path.join(root, gamma.filename), files[2][1] + b"x")
+        result = self.successResultOf(storage.scan({}, 0.0, (), later=True))
+        self.assertEqual(result.tombstones, frozenset([alpha.filename]))
+        self.assertEqual(sorted(p.filename for p in result.pending),
+                         [beta.filename, gamma.filename])
+        read_back = {p.filename: r for p, r in self.successResultOf(
+            storage.describe_pending(result.pending))}
+        self.assertIn("deleted", read_back[beta.filename])
+        # (described again from the file: its size and hashes, not the record's)
+        self.assertEqual(read_back[gamma.filename].size, gamma.size + 1)
+        self.assertNotEqual(read_back[gamma.filename].sha256, gamma.sha256)

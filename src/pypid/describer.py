@@ -87,9 +87,15 @@ class Describer:
             if done is not None:
                 done()
             return
-        log.info("Describing {files} files of {projects} projects found without a record "
-                 "(their pages answer once they are)", files=self._queue.files,
-                 projects=len(self._queue))
+        recorded = sum(1 for item in pending if item.recorded)
+        if recorded:
+            log.info("Reading {files} files of {projects} projects, {recorded} of them from "
+                     "the records beside them (their pages answer once they are)",
+                     files=self._queue.files, projects=len(self._queue), recorded=recorded)
+        else:
+            log.info("Describing {files} files of {projects} projects found without a "
+                     "record (their pages answer once they are)", files=self._queue.files,
+                     projects=len(self._queue))
         if self._running is None:
             self._running = ensureDeferred(self._work())
 

@@ -40,12 +40,16 @@ class PendingFile:
         scan that only lists a folder leaves that to the describing).
     @ivar mtime: its modification time, which becomes its upload time, or
         L{None} likewise.
+    @ivar recorded: whether a record was seen beside it (not read yet: a
+        start without a snapshot reads them in the background too, its
+        file described only when the record is not usable).
     """
 
     filename: str
     key: str
     size: int | None = None
     mtime: float | None = None
+    recorded: bool = False
 
 
 def project_of(filename):

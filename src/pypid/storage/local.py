@@ -472,11 +472,30 @@ class LocalStorage:
         for item in pending:
             path = self._file_path(item.key)
             try:
-                mtime = item.mtime if item.mtime is not None else os.stat(path).st_mtime
+                if item.recorded or item.mtime is None:
+                    stat = os.stat(path)
+                    size, mtime = stat.st_size, stat.st_mtime
+                else:
+                    size, mtime = item.size, item.mtime
             except OSError as e:
                 results.append((item, f"cannot read: {e.strerror}"))
                 continue
-            results.append((item, self._import(path, item.filename, item.key, mtime, None,
+            seen = None
+            if item.recorded:
+                seen = self._read_sidecar(item.filename)
+                if seen is not None and seen.get("deleted"):
+                    results.append((item, "deleted (its record is a tombstone)"))
+                    continue
+                if seen is not None:
+                    try:
+                        record = FileRecord.from_json(seen)
+                    except ValueError:
+                        record = None
+                    if record is not None and record.size == size:
+                        results.append((item, record.replace(path=item.key)
+                                        if record.path != item.key else record))
+                        continue
+            results.append((item, self._import(path, item.filename, item.key, mtime, seen,
                                                imported)))
         if persist and imported:
             # (no details: a README takes 1 to 3 ms to render, more than the
@@ -545,6 +564,10 @@ class LocalStorage:
                         continue
                 except OSError:
                     continue
+            elif later:
+                # (read when its file is described, or below when no file
+                # has its name: a tombstone)
+                continue
             data = self._read_sidecar(filename, path)
             if data is not None and data.get("deleted"):
                 tombstones.add(filename)
@@ -571,6 +594,16 @@ class LocalStorage:
                 pending[filename] = record
             else:
                 records[filename] = record
+        if later:
+            # The records no file has the name of: tombstones (read now, so
+            # that a deleted name is never served or taken again), or left
+            # behind.
+            for filename in sidecars:
+                if filename not in known and filename not in records \
+                        and filename not in pending:
+                    data = self._read_sidecar(filename)
+                    if data is not None and data.get("deleted"):
+                        tombstones.add(filename)
         result = ScanResult(records=records, tombstones=frozenset(tombstones),
                             skipped=tuple(skipped), pending=tuple(pending.values()))
         return result, imported
@@ -672,9 +705,10 @@ class LocalStorage:
             fails costs 10 us, 1 s for a bare folder of 100,000 files).
         """
         previous = known.get(filename)
-        if later and not listed and previous is None and filename not in fresh:
-            # (nothing to compare: the file is looked at when described)
-            return PendingFile(filename, key)
+        if later and previous is None and filename not in fresh:
+            # (nothing to compare: the file, and its record, are looked at
+            # when described)
+            return PendingFile(filename, key, recorded=listed)
         stat = entry.stat()
         if (previous is not None and filename not in fresh and previous.path == key
                 and previous.size == stat.st_size):
