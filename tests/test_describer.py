@@ -314,3 +314,63 @@ class LaterScanTests(SynchronousTestCase):
         # (described again from the file: its size and hashes, not the record's)
         self.assertEqual(read_back[gamma.filename].size, gamma.size + 1)
         self.assertNotEqual(read_back[gamma.filename].sha256, gamma.sha256)
+
+
+class StoppedWhileReadingTests(SynchronousTestCase):
+    """
+    A start without a snapshot that is stopped before every record is
+    read saves a snapshot that the next start does not take as whole.
+    """
+
+    def test_next_start_reads_again(self):
+        import time
+        import types
+
+        from pypid.service import IndexLoader
+        from pypid.storage.snapshot import SnapshotWriter, read
+
+        clock = types.SimpleNamespace(seconds=time.time)
+        root = os.path.abspath(self.mktemp())
+        os.makedirs(root)
+        files = [make_wheel("alpha", "1.0"), make_wheel("beta", "1.0")]
+        for filename, data in files:
+            write_file(os.path.join(root, filename), data)
+        path = os.path.join(os.path.abspath(self.mktemp()), "index.json")
+
+        def start(describer):
+            index = Index(lambda r: r.filename)
+            writer = SnapshotWriter(index, path, run_now, clock)
+            storage = LocalStorage(root, run_now, clock)
+            loader = IndexLoader(index, storage, path, run_now, clock, writer,
+                                 describer=describer(index, storage))
+            self.successResultOf(loader.load())
+            if loader.checked is not None:
+                self.successResultOf(loader.checked)
+            storage.close()  # (its lock: the next start is another server's)
+            return index, writer
+
+        # Records made beside the files (no snapshot saved).
+        index, writer = start(lambda index, storage: Describer(index, storage, Clock()))
+        self.assertEqual(len(index.records()), 2)
+        self.assertFalse(os.path.exists(path))
+        time.sleep(0.02)
+
+        class Stopped:
+            """A describer stopped before it read anything."""
+            def __init__(self, index, storage):
+                self.index = index
+
+            def start(self, pending, done=None):
+                self.index.add_pending("alpha", 1)
+                self.index.add_pending("beta", 1)
+
+        index, writer = start(Stopped)
+        self.assertEqual(index.records(), [])
+        self.successResultOf(writer.save_if_changed(final=True))
+        self.assertEqual(read(path).saved_at, 0.0)
+        time.sleep(0.02)
+        # The next start serves that snapshot (nothing in it) and its check
+        # reads every record again, though no folder changed since.
+        index, _ = start(lambda index, storage: None)
+        self.assertEqual(sorted(r.filename for r in index.records()),
+                         sorted(f for f, _ in files))

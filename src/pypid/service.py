@@ -128,7 +128,7 @@ class IndexLoader:
             self._scanned(snap, result)
             how = "from the snapshot and storage" if snap is not None else "from storage"
             if result.pending:
-                self._describe(result.pending, started)
+                self._describe(result.pending)
         if self.upstream is not None:
             await self.upstream.load(snap.upstream_state if snap is not None else None, since)
         log.info(
@@ -137,13 +137,17 @@ class IndexLoader:
             seconds=self.clock.seconds() - started,
         )
 
-    def _describe(self, pending, started):
+    def _describe(self, pending):
         """Leave the files found without a record to the describer."""
         writer = self.writer
         if writer is not None:
-            # Until they are described, a snapshot stands for storage as of
-            # before the scan: the next start then looks for them again.
-            writer.unchecked_since = started
+            # Until they are described, a snapshot stands for no time at
+            # all: the next start reads every record again. Dated as of the
+            # scan, it would be taken as whole by a start that finds no
+            # folder changed since, and the files still to be read (their
+            # records there already: nothing is written for them) would be
+            # missing from it.
+            writer.unchecked_since = 0.0
 
         def done():
             if writer is not None:
