@@ -94,10 +94,35 @@ class DescriberTests(SynchronousTestCase):
             self.records[filename] = inspect(path, filename, filename, 1767225600.0).record
         self.storage = HeldStorage(self.records)
         self.finished = []
-        self.describer = Describer(self.index, self.storage, self.clock, wait_limit=10.0)
-        self.describer.start([pending(f) for f in self.records] + [pending("junk-1.0.tar.gz"),
-                                                                   pending("readme.txt")],
-                             lambda: self.finished.append(True))
+        self.describer = self.start(workers=1)
+
+    def start(self, workers):
+        """A describer of C{workers} at once, started on the files."""
+        describer = Describer(self.index, self.storage, self.clock, wait_limit=10.0,
+                              workers=workers)
+        describer.start([pending(f) for f in self.records] + [pending("junk-1.0.tar.gz"),
+                                                              pending("readme.txt")],
+                        lambda: self.finished.append(True))
+        return describer
+
+    def test_two_at_a_time(self):
+        """
+        Two workers describe two projects at once; the work ends (and is
+        said to) once both are done with the queue.
+        """
+        self.storage.asked.clear()
+        self.index = Index(lambda r: r.filename)
+        self.describer = self.start(workers=2)
+        self.assertEqual([[f.filename for f in files][0] for files, _ in self.storage.asked],
+                         ["alpha-1.0-py3-none-any.whl", "beta-1.0-py3-none-any.whl"])
+        self.assertTrue(self.describer.is_pending("alpha"))
+        self.assertTrue(self.describer.is_pending("beta"))
+        self.assertEqual(self.describer.remaining, 6)
+        while self.storage.asked:
+            self.storage.answer()
+        self.assertEqual(self.finished, [True])
+        self.assertEqual(len(self.index), 4)
+        self.assertEqual(self.describer.remaining, 0)
 
     def test_listed_at_once(self):
         """Every project a filename names is listed before any file is described."""

@@ -701,12 +701,29 @@ class LoadLaterTests(SynchronousTestCase):
         self.assertEqual(self.index.serial, 4)
 
     def test_file_found_through_its_project(self):
-        """A file's lookup makes its project's records only."""
+        """
+        A file's lookup makes the records of its project only: the one
+        given (a file's URL names it), else the one its name tells. A file
+        not found there is not looked for further when the project was
+        given; when not, every project's records are made, once.
+        """
         self.assertEqual(self.index.get_file(self.grail[1].filename), self.grail[1])
         self.assertEqual(self.made, ["holy-grail"])
         self.assertEqual(self.index.later(), ["spam"])
-        self.assertIsNone(self.index.get_file("holy_grail-9.0-py3-none-any.whl"))
+        self.assertIsNone(self.index.get_file("holy_grail-9.0-py3-none-any.whl", "holy-grail"))
+        self.assertIsNone(self.index.get_file("spam-9.0.tar.gz", "eager"))
         self.assertEqual(self.made, ["holy-grail"])
+        self.assertEqual(self.index.get_file(self.spam[0].filename, "spam"), self.spam[0])
+        self.assertEqual(self.made, ["holy-grail", "spam"])
+
+    def test_odd_name_makes_all(self):
+        """A file whose name tells another project is found all the same."""
+        odd = self.spam[0].replace(filename="SPAM_legacy-0.1.zip", path="SPAM_legacy-0.1.zip")
+        index = Index(file_url)
+        index.load([], later=[self.later("spam", "Spam", [odd]),
+                              self.later("holy-grail", "Holy.Grail", self.grail)])
+        self.assertIs(index.get_file(odd.filename), odd)
+        self.assertEqual(index.later(), [])
 
     def test_page_made_once(self):
         """A project's page makes its records once; a second page does not again."""
@@ -759,14 +776,15 @@ class LoadLaterTests(SynchronousTestCase):
         self.assertEqual(index.records(), self.grail[:1])
 
     def test_file_in_two_projects(self):
-        """A filename two projects give is the last one's, as a load of records has it."""
+        """A filename two projects give is the one first made's, never both's."""
         index = Index(file_url)
         odd = self.grail[0].replace(project="spam", name="spam")
         index.load([], later=[self.later("holy-grail", "Holy.Grail", self.grail),
                               self.later("spam", "spam", [odd])])
-        self.assertEqual(len(index), 2)
-        self.assertIs(index.get_file(odd.filename), odd)
+        self.assertEqual(len(index), 3)  # (counted twice until made)
+        self.assertIs(index.get_file(odd.filename, "spam"), odd)
         self.assertEqual(list(index.project("holy-grail").files), [self.grail[1].filename])
+        self.assertEqual(len(index), 2)
 
     def test_given_twice(self):
         """A project given both as records and later is refused."""

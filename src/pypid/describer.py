@@ -14,7 +14,7 @@ and uv both retry a 503.
 """
 
 import attrs
-from twisted.internet.defer import Deferred, ensureDeferred, succeed
+from twisted.internet.defer import Deferred, DeferredList, ensureDeferred, succeed
 from twisted.logger import Logger
 
 from pypid.core.model import FileRecord
@@ -47,12 +47,19 @@ class Describer:
     #: how many files a call to the storage describes at most: a project's
     #: files, or this many at a time of a large one
     batch: int = 50
+    #: how many projects are described at once: a file's description waits
+    #: on the disk (reading it, writing its record and metadata) as much as
+    #: it computes, so two at a time keep the disk and the processor busy
+    #: together (XXX)
+    workers: int = 2
     _queue: DescribeQueue = attrs.field(factory=DescribeQueue)
-    _current: str | None = None
+    #: the projects being described now
+    _current: set = attrs.field(factory=set)
     _done: object = None
     _in_hand: int = 0
     _waiters: dict = attrs.field(factory=dict)
     _running: object = None
+    _started: float | None = None
     #: files described, and files that were not distributions (for /metrics)
     described: int = 0
     refused: int = 0
@@ -97,11 +104,14 @@ class Describer:
                      "record (their pages answer once they are)", files=self._queue.files,
                      projects=len(self._queue))
         if self._running is None:
-            self._running = ensureDeferred(self._work())
+            self._started = self._clock.seconds()
+            self._running = DeferredList([ensureDeferred(self._work())
+                                          for _ in range(self.workers)])
+            self._running.addCallback(self._finished)
 
     def is_pending(self, name):
         """Whether files of the project C{name} are still to be described."""
-        return name == self._current or name in self._queue
+        return name in self._current or name in self._queue
 
     def when_described(self, name):
         """
@@ -123,27 +133,30 @@ class Describer:
         return d
 
     async def _work(self):
-        started = self._clock.seconds()
-        try:
-            while True:
-                item = self._queue.take()
-                if item is None:
-                    break
-                name, files = item
-                self._current, self._in_hand = name, len(files)
+        """One worker: takes the next project from the queue until it is empty."""
+        while True:
+            item = self._queue.take()
+            if item is None:
+                break
+            name, files = item
+            self._current.add(name)
+            self._in_hand += len(files)
+            try:
                 for start in range(0, len(files), self.batch):
                     some = files[start:start + self.batch]
                     await self._describe(name, some)
                     self._in_hand -= len(some)
-                self._current = None
-                for d in self._waiters.pop(name, ()):
-                    d.callback(True)
-        finally:
-            self._current, self._in_hand = None, 0
-            self._running = None
+            finally:
+                self._current.discard(name)
+            for d in self._waiters.pop(name, ()):
+                d.callback(True)
+
+    def _finished(self, _):
+        self._running = None
+        self._in_hand = 0
         log.info("Described {described} files ({refused} not distributions) in {seconds:.1f} s",
                  described=self.described, refused=self.refused,
-                 seconds=self._clock.seconds() - started)
+                 seconds=self._clock.seconds() - self._started)
         if self._done is not None:
             self._done()
 

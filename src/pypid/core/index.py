@@ -25,6 +25,7 @@ from packaging.version import InvalidVersion, Version
 
 from pypid.core import render
 from pypid.core.names import InvalidName, distribution_key, filename_key, normalize, parse_filename
+from pypid.core.pending import project_of
 
 HTML = "html"
 JSON = "json"
@@ -241,9 +242,10 @@ class Index:
     _files: dict = attrs.field(factory=dict)
     _tombstones: dict = attrs.field(factory=dict)
     _root_pages: dict = attrs.field(factory=dict)
-    #: the projects loaded later whose records may not be made yet, by name
-    #: (in C{_files}, their filenames lead to the L{Project} until they are)
+    #: the projects loaded later whose records are not made yet, by name,
+    #: and how many files they hold (not in C{_files} until they are made)
     _later: dict = attrs.field(factory=dict, init=False)
+    _later_count: int = attrs.field(default=0, init=False)
     #: the budget of the projects' rendered pages (L{page_cache_size})
     _page_cache_size: int = attrs.field(default=PAGE_CACHE_SIZE, kw_only=True,
                                         validator=attrs.validators.ge(0))
@@ -262,13 +264,38 @@ class Index:
         """All projects, sorted by normalized name."""
         return [self._projects[name] for name in sorted(self._projects)]
 
-    def get_file(self, filename):
-        """The L{FileRecord} of a live file, or L{None}."""
+    def get_file(self, filename, project=None):
+        """
+        The L{FileRecord} of a live file, or L{None}.
+
+        @param project: the project the file must belong to (a file's URL
+            names it), or L{None}. While projects loaded later wait for
+            their records, a file not found among those made is looked for
+            in its project's: the one given, else the one its name tells;
+            without one given, a file not found there makes them all.
+        """
         record = self._files.get(filename)
-        if type(record) is Project:
-            # (a project loaded later: its records are made now)
-            record = record.files.get(filename)
+        if record is None and self._later:
+            record = self._later_file(filename, project)
         return record
+
+    def _later_file(self, filename, project):
+        named = project
+        if named is None:
+            found = project_of(filename)
+            named = found[0] if found is not None else None
+        waiting = self._later.get(named)
+        if waiting is not None:
+            waiting.files  # noqa: B018 (made by the property)
+            record = self._files.get(filename)
+            if record is not None:
+                return record
+        if project is not None:
+            return None  # (not that project's, whatever another holds)
+        # A name that does not tell its project (a legacy sdist's, spelt
+        # otherwise than its project): every record is made now, once.
+        self.load_later()
+        return self._files.get(filename)
 
     def is_deleted(self, filename):
         """Whether the filename belonged to a deleted file (never to be reused)."""
@@ -303,9 +330,7 @@ class Index:
         projects loaded later still waiting (L{later}), which are not made
         for it.
         """
-        if not self._later:
-            return list(self._files.values())
-        return [r for r in self._files.values() if type(r) is not Project]
+        return list(self._files.values())
 
     def later(self):
         """The names of the projects loaded later whose records are not made yet."""
@@ -326,7 +351,7 @@ class Index:
         return sorted(self._tombstones)
 
     def __len__(self):
-        return len(self._files)
+        return len(self._files) + self._later_count
 
     # -- pages ---------------------------------------------------------------
 
@@ -523,6 +548,7 @@ class Index:
         self._projects.clear()
         self._files.clear()
         self._later.clear()
+        self._later_count = 0
         self._tombstones.clear()
         for filename in tombstones:
             self._tombstone(filename)
@@ -548,27 +574,28 @@ class Index:
                 raise ValueError(f"project {name!r} given twice")
             else:
                 project.display_name = display  # (made for a tombstone of it)
-            project._source = self._loader(project, filenames, source)
+            project._source = self._loader(project, len(filenames), source)
             project._count = len(filenames)
             self._later[name] = project
-            files.update(dict.fromkeys(filenames, project))
+            self._later_count += len(filenames)
         self._root_pages.clear()
         self.serial = max(self.serial, serial) + 1
 
-    def _loader(self, project, filenames, source):
-        """C{project}'s L{Project._source}: its records made, and put where its filenames are."""
+    def _loader(self, project, count, source):
+        """
+        C{project}'s L{Project._source}: its records made, and found by
+        filename from then on. (Its C{count} files are not in C{_files}
+        before: a dict of a million filenames took 0.75 s of a start.) A
+        filename the index holds already (another project's, given twice)
+        stays as it is.
+        """
         def load():
-            made = {record.filename: record for record in source()}
             files = self._files
-            for filename in filenames:
-                if files.get(filename) is project:
-                    if filename in made:
-                        files[filename] = made[filename]
-                    else:
-                        del files[filename]
+            made = {r.filename: r for r in source() if r.filename not in files}
+            files.update(made)
             self._later.pop(project.name, None)
-            return {filename: record for filename, record in made.items()
-                    if files.get(filename) is record}
+            self._later_count -= count
+            return made
         return load
 
     def add(self, record):

@@ -147,12 +147,13 @@ class FilesResource(ReadResource):
             raise NotFound("no such file")
         if not self._access.may_read(request, project):
             raise NotFound("no such file")
-        record = self._index.get_file(filename)
+        # (the project the URL names: a file of another is not this URL's)
+        record = self._index.get_file(filename, project)
         if record is not None and record.project == project:
             return send_stored(request, record, self._storage.locate(record),
                                b'"%s"' % record.sha256.encode("ascii"))
         if filename.endswith(_METADATA_SUFFIX):
-            record = self._index.get_file(filename[: -len(_METADATA_SUFFIX)])
+            record = self._index.get_file(filename[: -len(_METADATA_SUFFIX)], project)
             if (record is not None and record.project == project
                     and record.metadata_sha256 is not None):
                 return send_stored(request, record, self._storage.locate_metadata(record),
