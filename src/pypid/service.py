@@ -31,9 +31,11 @@ log = Logger()
 FREEZE_AT = 10_000
 
 #: how many projects loaded later (L{IndexLoader}) have their records made
-#: in one turn of the reactor before the check: a few milliseconds of work
-#: between requests (2,500 files of the bench corpus: about 15 ms)
-LATER_BATCH = 500
+#: in one turn of the reactor before the check: about 1.5 ms of work (250
+#: files of the bench corpus) between two turns. A turn also sends what a
+#: socket takes of an answer: with 500 projects (15 ms) a turn, the 11 MB
+#: C{/simple/} of a million files took 1.5 to 2 s to send
+LATER_BATCH = 50
 
 
 @attrs.define
