@@ -8,7 +8,8 @@ real daemon started on a corpus of C{--projects} x C{--versions} wheels
     no snapshot): answered from the filenames, every file then opened and
     hashed in the background (C{describe_s}, from the log);
   - C{records}: the records kept beside the files (C{.pypid/files/}), the
-    snapshot deleted;
+    snapshot deleted: answered from the filenames too, every record read
+    in the background (C{describe_s});
   - C{snapshot}: from the snapshot, with the records beside the files,
     checked against storage after the server answers (C{check_s}).
 
@@ -190,8 +191,9 @@ def run_case(case, rep, source, work, projects):
         if checked:
             result["check_s"] = float(checked.group(1))
             result["peak_rss_checked_mib"] = round(status_of(daemon.process.pid, "VmHWM"), 1)
-    if case == "bare":
-        # (answered from the filenames; every file described in the background)
+    if case in ("bare", "records"):
+        # (answered from the filenames; every file described, or its record
+        # read, in the background: a daemon stopped before saves no snapshot)
         described = daemon.logged(DESCRIBED, timeout=3600)
         if described:
             result["describe_s"] = float(described.group(3))

@@ -344,7 +344,7 @@ class LaterScanTests(SynchronousTestCase):
 class StoppedWhileReadingTests(SynchronousTestCase):
     """
     A start without a snapshot that is stopped before every record is
-    read saves a snapshot that the next start does not take as whole.
+    read saves no snapshot: the next start reads them all again.
     """
 
     def test_next_start_reads_again(self):
@@ -392,10 +392,13 @@ class StoppedWhileReadingTests(SynchronousTestCase):
         index, writer = start(Stopped)
         self.assertEqual(index.records(), [])
         self.successResultOf(writer.save_if_changed(final=True))
-        self.assertEqual(read(path).saved_at, 0.0)
+        self.assertFalse(os.path.exists(path))
         time.sleep(0.02)
-        # The next start serves that snapshot (nothing in it) and its check
+        # The next start has no snapshot to trust: it lists the storage and
         # reads every record again, though no folder changed since.
-        index, _ = start(lambda index, storage: None)
+        index, writer = start(lambda index, storage: Describer(index, storage, Clock()))
         self.assertEqual(sorted(r.filename for r in index.records()),
                          sorted(f for f, _ in files))
+        self.assertFalse(writer.holding)
+        self.successResultOf(writer.save_if_changed())
+        self.assertEqual(len(read(path).records), 2)

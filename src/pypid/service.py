@@ -143,17 +143,20 @@ class IndexLoader:
         """Leave the files found without a record to the describer."""
         writer = self.writer
         if writer is not None:
-            # Until they are described, a snapshot stands for no time at
-            # all: the next start reads every record again. Dated as of the
-            # scan, it would be taken as whole by a start that finds no
-            # folder changed since, and the files still to be read (their
-            # records there already: nothing is written for them) would be
-            # missing from it.
-            writer.unchecked_since = 0.0
+            # Until they are all read, no snapshot is saved, not even at a
+            # stop: the next start lists the storage again and reads what
+            # it holds, a record at a time in the background, as this one
+            # does. A snapshot of part of them would be worse: dated as of
+            # this start, it would be taken as whole by a start that finds
+            # no folder changed since, and the files still to be read
+            # (their records there already: nothing is written for them)
+            # would be missing; dated earlier, that start would answer only
+            # once its check had read every record.
+            writer.holding = True
 
         def done():
             if writer is not None:
-                writer.unchecked_since = None
+                writer.holding = False
                 writer.want_save()
         self.describer.start(pending, done)
 

@@ -561,6 +561,9 @@ class SnapshotWriter:
     #: time: a save then stands for storage as of it, no later, so that a
     #: start after it checks storage again; L{None} otherwise
     unchecked_since: float | None = None
+    #: while the index does not hold every stored file yet (a start
+    #: without a snapshot reads them in the background), nothing is saved
+    holding: bool = False
 
     def want_save(self):
         """Save at the next tick even if the index did not change (storage did)."""
@@ -579,7 +582,7 @@ class SnapshotWriter:
         """
         if self._saving is not None:
             return self._saving
-        if not final and self._index.later():
+        if self.holding or (not final and self._index.later()):
             return succeed(None)
         serial = self._index.serial
         shared = self._shared
