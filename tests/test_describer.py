@@ -105,6 +105,22 @@ class DescriberTests(SynchronousTestCase):
                         lambda: self.finished.append(True))
         return describer
 
+    def test_waits_for_after(self):
+        """
+        Given a L{Deferred} to wait for (the server listening), the
+        projects are listed at once and the describing begins when it fires.
+        """
+        self.storage.asked.clear()
+        self.index = Index(lambda r: r.filename)
+        listening = Deferred()
+        describer = Describer(self.index, self.storage, self.clock)
+        describer.start([pending(f) for f in self.records], None, listening)
+        self.assertEqual(len(self.index.projects()), 3)
+        self.assertEqual(self.storage.asked, [])
+        self.assertTrue(describer.is_pending("alpha"))
+        listening.callback(None)
+        self.assertEqual(len(self.storage.asked), 2)
+
     def test_two_at_a_time(self):
         """
         Two workers describe two projects at once; the work ends (and is
@@ -374,10 +390,12 @@ class StoppedWhileReadingTests(SynchronousTestCase):
             storage.close()  # (its lock: the next start is another server's)
             return index, writer
 
-        # Records made beside the files (no snapshot saved).
+        # Records made beside the files, and saved in a snapshot once all
+        # were described; then the snapshot deleted.
         index, writer = start(lambda index, storage: Describer(index, storage, Clock()))
         self.assertEqual(len(index.records()), 2)
-        self.assertFalse(os.path.exists(path))
+        self.assertEqual(len(read(path).records), 2)
+        os.unlink(path)
         time.sleep(0.02)
 
         class Stopped:
@@ -385,7 +403,7 @@ class StoppedWhileReadingTests(SynchronousTestCase):
             def __init__(self, index, storage):
                 self.index = index
 
-            def start(self, pending, done=None):
+            def start(self, pending, done=None, after=None):
                 self.index.add_pending("alpha", 1)
                 self.index.add_pending("beta", 1)
 
@@ -400,5 +418,4 @@ class StoppedWhileReadingTests(SynchronousTestCase):
         self.assertEqual(sorted(r.filename for r in index.records()),
                          sorted(f for f, _ in files))
         self.assertFalse(writer.holding)
-        self.successResultOf(writer.save_if_changed())
         self.assertEqual(len(read(path).records), 2)

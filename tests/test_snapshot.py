@@ -746,6 +746,20 @@ class BackgroundCheckTests(SynchronousTestCase):
         self.successResultOf(loader.checked)
         self.assertEqual(len(index), 6)
 
+    def test_check_waits_for_listening(self):
+        """The check begins once the server listens, when told what to wait for."""
+        from pypid.service import IndexLoader
+
+        index = Index(lambda r: r.filename)
+        storage = HeldScanStorage()
+        loader = IndexLoader(index, storage, self.path, run_now, self.clock)
+        loader.listening = Deferred()
+        self.successResultOf(loader.load())
+        self.assertEqual(len(index), 4)
+        self.assertEqual(storage.scans, [])
+        loader.listening.callback(None)
+        self.assertEqual(len(storage.scans), 1)
+
     def test_served_before_the_check(self):
         """The index holds the snapshot before storage answers; the scan is given it."""
         self.assertEqual(len(self.index), 4)

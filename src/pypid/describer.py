@@ -69,10 +69,14 @@ class Describer:
         """Files still to describe."""
         return self._queue.files + self._in_hand
 
-    def start(self, pending, done=None):
+    def start(self, pending, done=None, after=None):
         """
         Note the projects of C{pending} in the index, and describe them all;
         then call C{done()}, if given.
+
+        @param after: a L{Deferred} the describing waits for (the server
+            listening: its first answers are not slowed by two threads
+            reading files), or L{None} to begin at once.
         """
         self._done = done
         groups, spelt = {}, {}
@@ -103,6 +107,12 @@ class Describer:
             log.info("Describing {files} files of {projects} projects found without a "
                      "record (their pages answer once they are)", files=self._queue.files,
                      projects=len(self._queue))
+        if after is None:
+            self._begin()
+        else:
+            after.addCallback(lambda _: self._begin())
+
+    def _begin(self):
         if self._running is None:
             self._started = self._clock.seconds()
             self._running = DeferredList([ensureDeferred(self._work())

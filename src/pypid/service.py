@@ -14,7 +14,7 @@ import sys
 import attrs
 from twisted.application.internet import TimerService
 from twisted.application.service import MultiService, Service
-from twisted.internet.defer import Deferred, DeferredList, ensureDeferred, maybeDeferred
+from twisted.internet.defer import Deferred, DeferredList, ensureDeferred, maybeDeferred, succeed
 from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 
@@ -67,6 +67,11 @@ class IndexLoader:
     #: given for a storage of this server's own that can leave them to it
     #: (or L{None}: they are described before the server answers)
     describer: object = None
+    #: a L{Deferred} that fires once the server listens (the service's
+    #: C{ready}), which the work after the load waits for: the check and
+    #: the describing hold Python's lock in part, and the first answers
+    #: come first; L{None} to begin it at once
+    listening: object = None
 
     async def load(self):
         """Load, reconcile (or start reconciling), and report what was found."""
@@ -156,9 +161,24 @@ class IndexLoader:
 
         def done():
             if writer is not None:
+                # (saved now, not at the next tick: until it is, a start
+                # would read every record again)
                 writer.holding = False
                 writer.want_save()
-        self.describer.start(pending, done)
+                writer.save_if_changed()
+        self.describer.start(pending, done, self._after_listening())
+
+    def _after_listening(self):
+        """A L{Deferred} that fires once the server listens (at once without L{listening})."""
+        if self.listening is None:
+            return succeed(None)
+        d = Deferred()
+
+        def fire(result):
+            d.callback(None)
+            return result
+        self.listening.addCallback(fire)
+        return d
 
     def _scanned(self, snap, result):
         """What follows a scan: saves it calls for, files it could not serve."""
@@ -208,6 +228,7 @@ class IndexLoader:
 
     async def _check(self, snap):
         """Scan storage against the snapshot the index was loaded from, then merge."""
+        await self._after_listening()
         started = self.clock.seconds()
         try:
             snap = await self._load_later(snap)

@@ -213,9 +213,11 @@ def build_service(config, reactor, exit_on_failure=False, pools=None, notifier=N
                 f"{len(new.publishers)} publishers"
                 + (f" ({revoked} publisher tokens revoked)" if revoked else ""))
 
-    return PypidService(loader, listeners, snapshot_service, [pools.io, pools.hashing], reactor,
-                        exit_on_failure, sync_service, index=index, site=web.site, tls=tls,
-                        notifier=notifier, reconfigure=reconfigure, audit=audit)
+    service = PypidService(loader, listeners, snapshot_service, [pools.io, pools.hashing],
+                           reactor, exit_on_failure, sync_service, index=index, site=web.site,
+                           tls=tls, notifier=notifier, reconfigure=reconfigure, audit=audit)
+    loader.listening = service.ready
+    return service
 
 
 def make_access_parts(config, reactor, pools):
