@@ -786,6 +786,21 @@ class LoadLaterTests(SynchronousTestCase):
         self.assertEqual(list(index.project("holy-grail").files), [self.grail[1].filename])
         self.assertEqual(len(index), 2)
 
+    def test_source_fails(self):
+        """
+        A source that raises leaves its project empty and no longer
+        waiting: nothing is left to make, and the index counts no file of it.
+        """
+        index = Index(file_url)
+
+        def broken():
+            raise RuntimeError("disk on fire")
+        index.load([], later=[("spam", "Spam", ["spam-0.1.tar.gz"], broken)])
+        self.assertRaises(RuntimeError, index.get_file, "spam-0.1.tar.gz", "spam")
+        self.assertEqual((index.later(), len(index)), ([], 0))
+        self.assertEqual(index.project("spam").files, {})
+        self.assertEqual(index.records(), [])
+
     def test_given_twice(self):
         """A project given both as records and later is refused."""
         index = Index(file_url)

@@ -590,11 +590,16 @@ class Index:
         stays as it is.
         """
         def load():
+            try:
+                records = source()
+            finally:
+                # (a source that fails leaves the project empty, and waiting
+                # for nothing: the check finds its files in storage)
+                self._later.pop(project.name, None)
+                self._later_count -= count
             files = self._files
-            made = {r.filename: r for r in source() if r.filename not in files}
+            made = {r.filename: r for r in records if r.filename not in files}
             files.update(made)
-            self._later.pop(project.name, None)
-            self._later_count -= count
             return made
         return load
 
