@@ -639,6 +639,31 @@ class UpgradeTests(SynchronousTestCase):
         self.assertEqual(json.loads(written.splitlines()[0])["format"], FORMAT)
         self.assertEqual(read(path).serial, 6)
 
+    def test_damaged_line_read_from_storage(self):
+        """
+        A project line damaged past its filenames (a digest) is found so
+        when its records are made; the check then reads every record,
+        though no folder changed since the snapshot, and the file is
+        served; the snapshot is written again whole.
+        """
+        from tests.distributions import make_wheel
+
+        clock, root, filename, path = self.folder()
+        other, data = make_wheel("spam", "1.0")
+        write_file(os.path.join(root, other), data)
+        self.start(root, path, clock)
+        time.sleep(0.02)
+        self.assertFalse(self.start(root, path, clock))  # (nothing read: trusted whole)
+        good = read(path).records[filename].sha256.encode()
+        write_file(path, read_file(path).replace(good, b"zz" * 32))
+        time.sleep(0.02)
+        with capturedLogs() as events:
+            self.assertTrue(self.start(root, path, clock))
+        self.assertIn("damaged", " ".join(str(e.get("log_format")) for e in events))
+        self.assertEqual(sorted(r.filename for r in self.loaded.records()),
+                         sorted([filename, other]))
+        self.assertEqual(read(path).records[filename].sha256, good.decode())
+
     def test_rewritten_after_storage_changed(self):
         """
         A start that had to read records again (storage changed after the

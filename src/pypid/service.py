@@ -232,7 +232,10 @@ class IndexLoader:
         started = self.clock.seconds()
         try:
             snap = await self._load_later(snap)
-            result = await self.storage.scan(snap.records, snap.saved_at, snap.tombstones)
+            # (a line found damaged lost its files from the records made:
+            # every record is read again, however unchanged the folders)
+            since = 0.0 if snap.damaged else snap.saved_at
+            result = await self.storage.scan(snap.records, since, snap.tombstones)
         except StorageError as e:
             log.error("Cannot check storage against the snapshot (serving the index the "
                       "snapshot holds): {error}", error=str(e))

@@ -106,6 +106,9 @@ class Snapshot:
     #: when first asked for, as L{pypid.core.index.Index.load} takes them
     #: (C{records} then holds none of theirs)
     later: tuple = ()
+    #: the projects whose line a C{later} source found damaged, as they are
+    #: found: the check after the start then trusts no time of the snapshot
+    damaged: list = attrs.field(factory=list, eq=False)
 
 
 def _line(obj):
@@ -279,14 +282,15 @@ def _head(raw):
     return project, name, filenames
 
 
-def _source(project, name, raw, filenames, shared):
+def _source(project, name, raw, filenames, shared, damaged):
     """
     C{source()}: the records of a project's line read with C{later} (its
     bytes C{raw}, whose filenames were C{filenames}), parsed again, made
     and checked whole the first time it is called. A line found damaged
     then gives none (said in a warning): the index forgets its files, and
     the check of storage against the snapshot that follows a start finds
-    them again beside the files.
+    them again beside the files (the project is added to C{damaged}, which
+    tells it to read every record).
     """
     def source():
         try:
@@ -301,11 +305,12 @@ def _source(project, name, raw, filenames, shared):
         except (SnapshotError, ValueError, KeyError, TypeError, AttributeError) as e:
             log.warn("The snapshot's line of the project {project} is damaged ({error}): "
                      "its files are read from storage", project=project, error=str(e))
+            damaged.append(project)
             return []
     return source
 
 
-def _later(line, raw, shared):
+def _later(line, raw, shared, damaged):
     """
     What L{pypid.core.index.Index.load} takes of a project's line read
     with C{later} (C{line} parsed from its bytes C{raw}): its name,
@@ -321,7 +326,8 @@ def _later(line, raw, shared):
     filenames = files.get("filename")
     if type(filenames) is not list or not _TEXT.issuperset(map(type, filenames)):
         raise SnapshotError(f"{project}: no filename column, or a filename not a string")
-    return project, name, filenames, _source(project, name, bytes(raw), filenames, shared)
+    return project, name, filenames, _source(project, name, bytes(raw), filenames, shared,
+                                             damaged)
 
 
 def _decode_lines(first, rest, later=False):
@@ -332,7 +338,7 @@ def _decode_lines(first, rest, later=False):
     @param later: whether each project's records are left to be made when
         first asked for (L{Snapshot.later}).
     """
-    records, shared, waiting = {}, {}, []
+    records, shared, waiting, damaged, named = {}, {}, [], [], set()
     counted = 0
     tombstones = upstream_state = storage_state = end = None
     if not isinstance(first.get("serial", 0), int):
@@ -349,8 +355,11 @@ def _decode_lines(first, rest, later=False):
             head = _head(raw)
             if head is not None:
                 project, name, filenames = head
+                if project in named:
+                    raise SnapshotError(f"the project {project} has two lines")
+                named.add(project)
                 waiting.append((project, name, filenames,
-                                _source(project, name, raw, filenames, shared)))
+                                _source(project, name, raw, filenames, shared, damaged)))
                 counted += len(filenames)
                 projects += 1
                 continue
@@ -360,7 +369,10 @@ def _decode_lines(first, rest, later=False):
         project = line.get("project")
         if project is not None:
             if later:
-                entry = _later(line, raw, shared)
+                entry = _later(line, raw, shared, damaged)
+                if entry[0] in named:
+                    raise SnapshotError(f"the project {entry[0]} has two lines")
+                named.add(entry[0])
                 waiting.append(entry)
                 counted += len(entry[2])
             else:
@@ -384,7 +396,7 @@ def _decode_lines(first, rest, later=False):
         raise SnapshotError("the deleted filenames are not a list of strings")
     return Snapshot(float(first["saved_at"]), records, tuple(tombstones),
                     first.get("serial", 0), storage, storage_state, upstream_state,
-                    later=tuple(waiting))
+                    later=tuple(waiting), damaged=damaged)
 
 
 def _decode_format_1(obj):
