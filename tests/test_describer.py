@@ -352,6 +352,13 @@ class LaterScanTests(SynchronousTestCase):
         read_back = {p.filename: r for p, r in self.successResultOf(
             storage.describe_pending(result.pending))}
         self.assertIn("deleted", read_back[beta.filename])
+        # The describer keeps its name deleted, as the scan does a
+        # tombstone without its file.
+        index = Index(lambda r: r.filename)
+        describer = Describer(index, storage, Clock())
+        describer.start([p for p in result.pending if p.filename == beta.filename])
+        self.assertTrue(index.is_deleted(beta.filename))
+        self.assertIsNone(index.get_file(beta.filename))
         # (described again from the file: its size and hashes, not the record's)
         self.assertEqual(read_back[gamma.filename].size, gamma.size + 1)
         self.assertNotEqual(read_back[gamma.filename].sha256, gamma.sha256)

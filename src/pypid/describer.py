@@ -18,7 +18,7 @@ from twisted.internet.defer import Deferred, DeferredList, ensureDeferred, succe
 from twisted.logger import Logger
 
 from pypid.core.model import FileRecord
-from pypid.core.pending import DescribeQueue, project_of
+from pypid.core.pending import DELETED, DescribeQueue, project_of
 
 log = Logger()
 
@@ -186,6 +186,10 @@ class Describer:
             else:
                 self.refused += 1
                 log.warn("Not serving {path}: {reason}", path=item.key, reason=result)
+                if result == DELETED and index.get_file(item.filename) is None \
+                        and not index.is_deleted(item.filename):
+                    # (its name stays taken, as any deleted file's)
+                    index.remove(item.filename)
         if name != _UNNAMED:
             index.described(name, len(files))
 

@@ -71,25 +71,21 @@ class Catalog:
         release, at the time of its newest file.
         """
         # (apart from the search entries: a landing page needs none of them)
-        if self._recent is None or self._recent[0] != self._index.serial:
-            # While the projects a start loaded later wait for their records
-            # (a few seconds), the uploads among those made so far, worked
-            # out again each time: making them all at once for a landing
-            # page would hold every other request (seconds at a million files).
-            waiting = bool(self._index.later())
+        # While the projects a start loaded later wait for their records (a
+        # few seconds), the uploads among those made so far, worked out again
+        # as more are made: making them all at once for a landing page would
+        # hold every other request (seconds at a million files).
+        version = (self._index.serial, self._index.waiting)
+        if self._recent is None or self._recent[0] != version:
             newest = {}
             for record in self._index.loaded_records():
                 key = (record.project, record.version)
                 if key not in newest or record.upload_time > newest[key].upload_time:
                     newest[key] = record
-            recent = (self._index.serial,
-                      sorted(newest.values(), key=lambda r: (-r.upload_time, r.filename)))
-            if not waiting:
-                self._recent = recent
-        else:
-            recent = self._recent
+            self._recent = (version,
+                            sorted(newest.values(), key=lambda r: (-r.upload_time, r.filename)))
         shown = []
-        for record in recent[1]:
+        for record in self._recent[1]:
             if visible is not None and not visible(record.project):
                 continue
             project = self._index.project(record.project)

@@ -336,6 +336,11 @@ class Index:
         """The names of the projects loaded later whose records are not made yet."""
         return list(self._later)
 
+    @property
+    def waiting(self):
+        """How many projects loaded later are not made yet (L{later}, counted)."""
+        return len(self._later)
+
     def load_later(self, names=None):
         """
         Make the records of the projects loaded later (of C{names}, or all):

@@ -53,6 +53,11 @@ class PendingFile(NamedTuple):
     recorded: bool = False
 
 
+#: what describing a file whose record says it was deleted gives (a stop
+#: between the record's tombstone and the file's removal left it there)
+DELETED = "deleted (its record is a tombstone)"
+
+
 def project_of(filename):
     """
     C{(normalized project, name as spelt)} of a distribution filename, read

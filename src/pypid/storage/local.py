@@ -46,7 +46,7 @@ from pypid.core.index import latest_per_project
 from pypid.core.metadata import InvalidDistribution
 from pypid.core.model import FileRecord
 from pypid.core.names import InvalidName
-from pypid.core.pending import PendingFile
+from pypid.core.pending import DELETED, PendingFile
 from pypid.storage.disk import exclusive_lock, fsync_folder, remove_file
 from pypid.storage.interface import (
     FileExists,
@@ -484,7 +484,7 @@ class LocalStorage:
             if item.recorded:
                 seen = self._read_sidecar(item.filename)
                 if seen is not None and seen.get("deleted"):
-                    results.append((item, "deleted (its record is a tombstone)"))
+                    results.append((item, DELETED))
                     continue
                 if seen is not None:
                     try:

@@ -594,7 +594,7 @@ class SnapshotWriter:
         """
         if self._saving is not None:
             return self._saving
-        if self.holding or (not final and self._index.later()):
+        if self.holding or (not final and self._index.waiting):
             return succeed(None)
         serial = self._index.serial
         shared = self._shared

@@ -97,7 +97,7 @@ class Collector:
         from prometheus_client.core import GaugeMetricFamily
 
         serial = index.serial
-        if index.later():
+        if index.waiting:
             # The projects a start loaded later still wait for their records
             # (a few seconds): their sizes are not known without making
             # them all at once, which would hold every request meanwhile.

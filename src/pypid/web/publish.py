@@ -137,7 +137,10 @@ class Publish:
 
     async def _store_locked(self, request, upload, identity):
         part = upload.part
-        existing = self._index.get_file(upload.filename)
+        # (looked for in its own project: while the projects a start loaded
+        # later wait, one not found there does not make them all; a file of
+        # that name stored under another project is the storage's to refuse)
+        existing = self._index.get_file(upload.filename, _project_of(upload.filename))
         if existing is not None:
             return self._same_or_conflict(request, existing.sha256, upload)
         other = self._index.same_distribution(upload.filename)
