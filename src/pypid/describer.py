@@ -48,9 +48,11 @@ class Describer:
     #: files, or this many at a time of a large one
     batch: int = 50
     #: how many projects are described at once: a file's description waits
-    #: on the disk (reading it, writing its record and metadata) as much as
-    #: it computes, so two at a time keep the disk and the processor busy
-    #: together (XXX)
+    #: on the disk (reading it, writing its record and metadata) as well as
+    #: computing, so two at a time keep the disk and the processor busy
+    #: together (the bench corpus's 100,001 files: 56 to 126 s over five
+    #: runs with two, against 111 s in the one run with one: this machine's
+    #: disk varies more than that; C{docs/performance.rst})
     workers: int = 2
     _queue: DescribeQueue = attrs.field(factory=DescribeQueue)
     #: the projects being described now
