@@ -191,7 +191,7 @@ def build_web(index, storage, access, run, clock, *, max_upload_size, base_url=N
         tokens=TokenAdmin(access, run, audit=audit),
         cache=CacheAdmin(access, upstream, audit=audit),
         legacy=LegacyJSON(index, storage, access, absolute_file_url, base_url),
-        health=Health(index, storage),
+        health=Health(storage),
         metrics=Metrics(access, metrics if metrics is not None else MetricsConfig(),
                         Sources(index=index), clock),
         audit=AuditAdmin(access, audit),
