@@ -1041,6 +1041,24 @@ class MiscTests(_ServerMixin, SynchronousTestCase):
         self.assertEqual(response.code, 503)
         self.assertEqual(json.loads(body)["storage"], "down")
 
+    def test_redirects_ignore_host(self):
+        """
+        A URL without its last slash, or naming a project otherwise than
+        normalized, redirects within this server, whatever C{Host} says
+        (issue 15, 6: C{/project/x} was said to answer with C{Host}'s URL).
+        """
+        self.uploaded()
+        evil = {"Host": "evil.example"}
+        for path, target in (("/project/holy-grail", b"/project/holy-grail/"),
+                             ("/project/Holy.Grail/", b"/project/holy-grail/"),
+                             ("/project/holy-grail/1.0", b"/project/holy-grail/1.0/"),
+                             ("/simple", b"/simple/"),
+                             ("/simple/holy-grail", b"/simple/holy-grail/"),
+                             ("/simple/Holy_Grail/", b"/simple/holy-grail/")):
+            response, _ = self.get(path, headers=evil)
+            self.assertEqual((response.code, self.header(response, "Location")), (301, target),
+                             path)
+
     def test_project_page(self):
         """C{/project/<p>/} shows people the project's files, escaped, with its own CSP."""
         self.uploaded()
