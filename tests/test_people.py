@@ -520,6 +520,19 @@ class HiddenProjectTests(_PeopleMixin, SynchronousTestCase):
         self.page("/project/secret-sauce/1.0/", code=404)
         self.page("/project/Secret.Sauce/", code=404)
 
+    def test_private_upload_unseen(self):
+        """
+        An upload to a hidden project changes nothing an anonymous reader
+        gets of the landing page, not even its ETag (issue 15, 1).
+        """
+        response, before = self.page("/")
+        etag = self.header(response, "ETag")
+        self.publish("secret-sauce", "2.0", "The grail recipe, again")
+        response, after = self.page("/")
+        self.assertEqual((after, self.header(response, "ETag")), (before, etag))
+        response, _ = self.get("/", headers={"If-None-Match": etag.decode()})
+        self.assertEqual(response.code, 304)
+
     def test_no_redirect_oracle(self):
         """Another spelling of a hidden name, and of a name that does not exist, alike: 404."""
         for path in ("/project/Secret.Sauce/", "/project/Secret_Nothing/", "/project/No.Such/",
