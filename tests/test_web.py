@@ -57,7 +57,7 @@ from tests.test_respond import FakeRemote
 
 ORIGIN = "http://pypi.test"
 PASSWORD = "correct horse"
-USERS = {"alice": hash_password(PASSWORD, FAST)}
+USERS = {name: hash_password(PASSWORD, FAST) for name in ("alice", "dave", "eve")}
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 PIP_ACCEPT = ("application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; "
               "q=0.1, text/html; q=0.01")
@@ -989,6 +989,61 @@ class LegacyJsonTests(_ServerMixin, SynchronousTestCase):
         self.request("DELETE", "/api/projects/holy-grail/2.0b1", auth=True)
         response, _ = self.get("/pypi/holy-grail/json")
         self.assertEqual(response.code, 404)
+
+
+class WriteOnlyTests(_ServerMixin, SynchronousTestCase):
+    """
+    A write grant without read (issue 15, 3 and 7): dave may upload to,
+    yank, unyank and delete in holy-grail without reading it; eve may do
+    neither, and is refused alike whether what she names exists or not,
+    before anything is looked up.
+    """
+
+    def access_model(self):
+        from pypid.auth.policy import parse_rule
+        return AccessModel(read=self.read, rules=(parse_rule("holy-grail", "user:dave w"),))
+
+    def setUp(self):
+        super().setUp()
+        response, body = self.upload(auth=basic("dave"))
+        self.assertEqual(response.code, 200, body)
+
+    def test_writer_changes_without_read(self):
+        """Yank, unyank and delete, of a file and of a release, answer 200 for dave."""
+        dave = basic("dave")
+        self.assertEqual(self.get("/simple/holy-grail/", auth=dave)[0].code, 404)
+        for method, path in (("POST", f"/api/files/{WHEEL_NAME}/yank"),
+                             ("POST", f"/api/files/{WHEEL_NAME}/unyank"),
+                             ("POST", "/api/projects/holy-grail/1.0/yank"),
+                             ("POST", "/api/projects/holy-grail/1.0/unyank"),
+                             ("DELETE", "/api/projects/holy-grail/1.0")):
+            response, body = self.request(method, path, auth=dave)
+            self.assertEqual(response.code, 200, (path, body))
+        self.assertTrue(self.index.is_deleted(WHEEL_NAME))
+        # (a writer learns whether what it names exists)
+        self.assertEqual(self.request("DELETE", "/api/projects/holy-grail/1.0",
+                                      auth=dave)[0].code, 404)
+
+    def test_neither_refused_alike(self):
+        """
+        eve gets the same 404 for a file or release that exists and one
+        that does not, and the index is not asked (so the time does not
+        tell them apart either).
+        """
+        eve = basic("eve")
+        asked = []
+        self.patch(Index, "get_file", lambda *a, **k: asked.append(a[1:]))
+        self.patch(Index, "project", lambda *a, **k: asked.append(a[1:]))
+        answers = set()
+        for method, path in (("POST", f"/api/files/{WHEEL_NAME}/yank"),
+                             ("POST", "/api/files/holy_grail-9.9-py3-none-any.whl/yank"),
+                             ("DELETE", "/api/projects/holy-grail/1.0"),
+                             ("DELETE", "/api/projects/holy-grail/9.9"),
+                             ("POST", "/api/projects/holy-grail/1.0/unyank")):
+            response, body = self.request(method, path, auth=eve)
+            answers.add((response.code, body))
+        self.assertEqual(answers, {(404, b"no such file or release\n")})
+        self.assertEqual(asked, [])
 
 
 class MiscTests(_ServerMixin, SynchronousTestCase):

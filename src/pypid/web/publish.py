@@ -199,6 +199,7 @@ class Publish:
         name, version = form.get("name") or "", form.get("version") or ""
         if not is_valid_name(name):
             raise BadRequest("name: a valid project name is required")
+        self._may_touch(identity, normalize(name))
         filenames = self._release(name, version)
         await self._apply(request, filenames, self._delete, None, identity)
         return send_text(request, 200, f"Removed {len(filenames)} files of {name} {version}")
@@ -208,39 +209,52 @@ class Publish:
     @app.route("/api/files/<string:filename>/yank", methods=["POST"])
     def yank_file(self, request, filename):
         """Yank one file (PEP 592), with an optional C{reason} form field."""
-        return self._change(request, "yank", lambda: [filename], self._yank,
-                            lambda: _reason(request), filename=filename)
+        return self._change(request, "yank", _project_of(filename), lambda: [filename],
+                            self._yank, lambda: _reason(request), filename=filename)
 
     @app.route("/api/files/<string:filename>/unyank", methods=["POST"])
     def unyank_file(self, request, filename):
         """Undo a yank of one file."""
-        return self._change(request, "unyank", lambda: [filename], self._yank,
-                            filename=filename)
+        return self._change(request, "unyank", _project_of(filename), lambda: [filename],
+                            self._yank, filename=filename)
 
     @app.route("/api/files/<string:filename>", methods=["DELETE"])
     def delete_file(self, request, filename):
         """Delete one file for good; its name can never be used again."""
-        return self._change(request, "delete", lambda: [filename], self._delete,
-                            filename=filename)
+        return self._change(request, "delete", _project_of(filename), lambda: [filename],
+                            self._delete, filename=filename)
 
     @app.route("/api/projects/<string:project>/<string:version>/yank", methods=["POST"])
     def yank_release(self, request, project, version):
         """Yank every file of a release, as the public index does."""
-        return self._change(request, "yank", lambda: self._release(project, version),
-                            self._yank, lambda: _reason(request), project=_named(project),
-                            version=version)
+        return self._change(request, "yank", _normalized(project),
+                            lambda: self._release(project, version), self._yank,
+                            lambda: _reason(request), project=_named(project), version=version)
 
     @app.route("/api/projects/<string:project>/<string:version>/unyank", methods=["POST"])
     def unyank_release(self, request, project, version):
         """Undo the yank of a release."""
-        return self._change(request, "unyank", lambda: self._release(project, version),
-                            self._yank, project=_named(project), version=version)
+        return self._change(request, "unyank", _normalized(project),
+                            lambda: self._release(project, version), self._yank,
+                            project=_named(project), version=version)
 
     @app.route("/api/projects/<string:project>/<string:version>", methods=["DELETE"])
     def delete_release(self, request, project, version):
         """Delete every file of a release."""
-        return self._change(request, "delete", lambda: self._release(project, version),
-                            self._delete, project=_named(project), version=version)
+        return self._change(request, "delete", _normalized(project),
+                            lambda: self._release(project, version), self._delete,
+                            project=_named(project), version=version)
+
+    def _may_touch(self, identity, project):
+        """
+        Refuse, as if nothing were there, an identity that may neither see
+        nor change C{project} (a normalized name, or L{None} for a name that
+        is not a project's): before anything is looked up, so that the
+        refusal takes as long whether the file or release exists or not.
+        """
+        if project is None or not (self._access.may_write(identity, project)
+                                   or self._access.identity_may_read(identity, project)):
+            raise NotFound(_NO_SUCH_RELEASE)
 
     def _release(self, project, version):
         version = requested_version(version)
@@ -250,17 +264,20 @@ class Publish:
             raise NotFound(_NO_SUCH_RELEASE)
         return files
 
-    async def _change(self, request, event, filenames, change, argument=None, **facts):
+    async def _change(self, request, event, target, filenames, change, argument=None,
+                      **facts):
         """
         Authenticate, then apply C{change} to the files C{filenames()} names,
         with C{argument()} (the yank reason; L{None}: none): what exists is
-        looked up only for those allowed to change it. A refusal, a bad
+        looked up only for those who may see or change C{target} (the
+        normalized project the URL gives, L{None} for none). A refusal, a bad
         reason too, is recorded as C{event} with C{facts}: what the request
         named.
         """
         identity = await self._access.gate_upload(request)
 
         async def apply():
+            self._may_touch(identity, target)
             await self._apply(request, filenames(), change,
                               argument() if argument is not None else None, identity)
         await self._audit.recorded(request, event, apply(), identity=identity, **facts)
@@ -272,10 +289,15 @@ class Publish:
             raise Forbidden("a trusted publisher's token may only upload")
         for filename in filenames:
             record = self._index.get_file(filename)
-            if record is None or not self._access.identity_may_read(identity, record.project):
-                # (one answer whether it exists or may not be seen)
+            # A write grant is enough to change a file, without read (w:
+            # upload, yank, unyank, delete): such a writer learns whether
+            # what it names exists. Whoever may do neither gets the one
+            # answer whether it exists or not.
+            writes = record is not None and self._access.may_write(identity, record.project)
+            if record is None or not (writes or self._access.identity_may_read(
+                    identity, record.project)):
                 raise NotFound(_NO_SUCH_RELEASE)
-            if not self._access.may_write(identity, record.project):
+            if not writes:
                 raise Forbidden(f"{identity.name} may not change {record.project}")
             key = distribution_key(record.project, record.version, record.packagetype,
                                    record.filename)
@@ -321,6 +343,11 @@ class Publish:
 def _named(project):
     """A project name from a request, normalized when it is valid (as entries keep it)."""
     return normalize(project) if is_valid_name(project) else project
+
+
+def _normalized(project):
+    """The normalized name a URL's project segment gives, or L{None}."""
+    return normalize(project) if is_valid_name(project) else None
 
 
 def _project_of(filename):
