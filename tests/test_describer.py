@@ -35,6 +35,11 @@ class ProjectOfTests(SynchronousTestCase):
             "noversion.tar.gz": None,
             "-1.0.tar.gz": None,
             "bad name-1.0-py3-none-any.whl": None,
+            # (ASCII only: lookalikes of names an [acl] rule may cover)
+            "\u017fecret-1.0.tar.gz": None,
+            "\u212aey-1.0-py3-none-any.whl": None,
+            "name\n-1.0.tar.gz": None,
+            "name-\u0661.0.tar.gz": None,
         }
         for filename, expected in cases.items():
             self.assertEqual(project_of(filename), expected, filename)

@@ -1046,6 +1046,53 @@ class WriteOnlyTests(_ServerMixin, SynchronousTestCase):
         self.assertEqual(asked, [])
 
 
+#: names no project may have, to send every route (issue 15, 4): lookalikes of
+#: ASCII letters, other scripts, invisible and control characters, and URL tricks
+CONFUSABLE_NAMES = (
+    "\u017fecret-thing", "\u212aey", "caf\u00e9", "\uff21\uff22", "a\u200bb", "\u0130x",
+    "x\u0661", "holy\u2010grail", "holy\u00adgrail", "\U0001d5c1oly", "a\x00b", "a\r\nb",
+    "..", ".", "-", "_x_", "x" * 300, "a/b", "a%2fb", "holy grail",
+)
+
+
+class HostileNameTests(_ServerMixin, SynchronousTestCase):
+    """Every route given names no project may have answers 4xx, never 5xx."""
+
+    def setUp(self):
+        super().setUp()
+        self.uploaded()
+
+    def test_every_route(self):
+        from urllib.parse import quote
+        answers = {}
+        for name in CONFUSABLE_NAMES:
+            q = quote(name, safe="")
+            for method, path in (
+                    ("GET", f"/simple/{q}/"), ("GET", f"/simple/{q}"),
+                    ("GET", f"/project/{q}/"), ("GET", f"/project/{q}"),
+                    ("GET", f"/project/{q}/1.0/"), ("GET", f"/pypi/{q}/json"),
+                    ("GET", f"/pypi/{q}/1.0/json"), ("GET", f"/files/{q}/{q}-1.0.tar.gz"),
+                    ("GET", f"/files/holy-grail/{q}-1.0.tar.gz.metadata"),
+                    ("GET", f"/search?q={q}"), ("GET", f"/api/search?q={q}"),
+                    ("POST", f"/api/projects/{q}/1.0/yank"),
+                    ("DELETE", f"/api/projects/{q}/1.0"),
+                    ("POST", f"/api/files/{q}-1.0.tar.gz/yank")):
+                response, body = self.request(method, path, auth=method != "GET")
+                answers[(method, path)] = response.code
+                self.assertLess(response.code, 500, (method, path, body[:200]))
+            # An upload under such a name is refused, saying why.
+            filename = f"{name.replace('/', '_')}-1.0.tar.gz"
+            fields = twine_fields(name, "1.0", SDIST, filetype="sdist", pyversion="source")
+            ctype, body = multipart_body(fields, [("content", filename, SDIST)])
+            response, body = self.request("POST", "/legacy/", headers={"Content-Type": ctype},
+                                          auth=True, data=body)
+            self.assertEqual(response.code, 400, (name, body))
+        self.assertEqual(len(self.index), 1)
+        # (the searches answer 200, with nothing found; everything else is 4xx)
+        self.assertEqual({code for (_, path), code in answers.items()
+                          if "search" not in path} - {400, 404, 405}, set())
+
+
 class MiscTests(_ServerMixin, SynchronousTestCase):
     """Tests for C{/health} and the landing page."""
 

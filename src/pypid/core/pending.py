@@ -26,8 +26,10 @@ from pypid.core.names import normalize
 
 _SDIST_SUFFIXES = (".tar.gz", ".zip")
 # A version starts with a digit (or a "v" and a digit, which PEP 440 allows).
-_SDIST_SPLIT = re.compile(r"-(?=v?\d)")
-_VALID = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
+# (ASCII only, as every name: "ſ" and "K" match [A-Z] case-insensitively
+# otherwise, and "\d" any script's digits)
+_SDIST_SPLIT = re.compile(r"-(?=v?\d)", re.ASCII)
+_VALID = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])\Z", re.IGNORECASE | re.ASCII)
 
 
 class PendingFile(NamedTuple):
