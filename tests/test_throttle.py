@@ -268,13 +268,48 @@ class AccessThrottleTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(right), Identity("alice"))
 
     def test_token_failures_throttled(self):
-        """Wrong API tokens are counted like wrong passwords, for the name C{__token__}."""
-        access = self.gate(SynchronousPool(), max_failures=2, window=60)
-        for _ in range(2):
+        """
+        Wrong API tokens never hold back a good one from the same address
+        (issue 15, 5): tokens the server never issued count against the
+        address only, whose ceiling is higher; a wrong secret for a token
+        it issued holds back that token only.
+        """
+        access = self.gate(SynchronousPool(), max_failures=2, window=60,
+                           max_address_failures=5)
+        good, _ = self.tokens.issue("alice", {"read"})
+        stale, _ = self.tokens.issue("alice", {"read"})
+        for _ in range(4):
             self.failureResultOf(access.identify(_Request("pypid-wrong", user="__token__")),
                                  Unauthorized)
-        text, _ = self.tokens.issue("alice", {"read"})
-        self.failureResultOf(access.identify(_Request(text, user="__token__")), TooManyRequests)
+        self.assertEqual(self.successResultOf(access.identify(
+            _Request(good, user="__token__"))).name, "alice")
+        wrong = stale[:-4] + ("aaaa" if not stale.endswith("aaaa") else "bbbb")
+        for _ in range(2):
+            self.failureResultOf(access.identify(_Request(wrong, user="__token__")),
+                                 Unauthorized)
+        self.failureResultOf(access.identify(_Request(wrong, user="__token__")),
+                             TooManyRequests)
+        self.assertEqual(self.successResultOf(access.identify(
+            _Request(good, user="__token__"))).name, "alice")
+        # Made-up tokens are held back by address, past its own ceiling.
+        self.failureResultOf(access.identify(_Request("pypid-wrong", user="__token__")),
+                             Unauthorized)
+        self.failureResultOf(access.identify(_Request("pypid-wrong", user="__token__")),
+                             TooManyRequests)
+
+    def test_known_user_not_held_back_by_sprayed_names(self):
+        """
+        An address that sprayed made-up user names is held back for those,
+        not for a user of the server's own (issue 15, 5).
+        """
+        pool = SynchronousPool()
+        access = self.gate(pool, max_failures=2, window=60, max_address_failures=3)
+        for number in range(3):
+            self.failureResultOf(access.identify(_Request("x", user=f"nobody{number}")),
+                                 Unauthorized)
+        self.failureResultOf(access.identify(_Request("x", user="nobody9")), TooManyRequests)
+        self.assertEqual(self.successResultOf(access.identify(_Request(PASSWORD))),
+                         Identity("alice"))
 
 
 class WebBurstTests(SynchronousTestCase):

@@ -22,6 +22,14 @@ applies it:
     distinct guesses per user and address are ever checked in a window,
     however they are sent.
  4. A check that could not run (the verifier was busy) counts for nothing.
+ 5. Failures that name an identity the server knows (a user of its own, an
+    API token by its id: C{named}) count against that identity from that
+    address only; the others (unknown names, unknown tokens, the
+    directory's users, which it cannot tell from made-up ones) also count
+    against the address, whose ceiling is ten times higher. So a
+    misconfigured CI job behind a NAT, failing with an old token, holds
+    back that token alone, never the good tokens and users sharing the
+    address; a guesser spraying made-up names is held back as a whole.
 """
 
 import attrs
@@ -77,13 +85,25 @@ class LoginThrottle:
     # verifier's cap on checks under way.
     _pending: dict = attrs.field(factory=dict)
 
-    def wait(self, user, address):
+    def _keys(self, user, address, named):
+        """The counters an attempt counts against, with their limits (rule 5)."""
+        if user is None:
+            return (((None, address), self.max_address_failures),)
+        if named:
+            return (((user, address), self.max_failures),)
+        return (((user, address), self.max_failures),
+                ((None, address), self.max_address_failures))
+
+    def wait(self, user, address, named=False):
         """
         Seconds C{user} from C{address} must wait before a new check of
         distinct credentials may start, or 0.
+
+        @param user: the identity the credentials name (a user name, a
+            token's id), or L{None} for none (counted by address only).
+        @param named: whether the server knows that identity (rule 5).
         """
-        for key, limit in (((user, address), self.max_failures),
-                           ((None, address), self.max_address_failures)):
+        for key, limit in self._keys(user, address, named):
             recent = self._recent(*key)
             if len(recent) >= limit:
                 return max(recent[0] + self.window - self.clock.seconds(), 1.0)
@@ -91,29 +111,28 @@ class LoginThrottle:
                 return PENDING_WAIT
         return 0.0
 
-    def started(self, user, address):
+    def started(self, user, address, named=False):
         """A check of credentials not already being checked begins."""
-        for key in ((user, address), (None, address)):
+        for key, _ in self._keys(user, address, named):
             self._pending[key] = self._pending.get(key, 0) + 1
 
-    def abandoned(self, user, address):
+    def abandoned(self, user, address, named=False):
         """A check that could not run (the server was busy): it counts for nothing."""
-        self._ended(user, address)
+        self._ended(user, address, named)
 
-    def _ended(self, user, address):
-        for key in ((user, address), (None, address)):
+    def _ended(self, user, address, named):
+        for key, _ in self._keys(user, address, named):
             left = self._pending.get(key, 0) - 1
             if left > 0:
                 self._pending[key] = left
             else:
                 self._pending.pop(key, None)
 
-    def failed(self, user, address):
-        """Count one failed login (for the user, and for the address)."""
-        self._ended(user, address)
+    def failed(self, user, address, named=False):
+        """Count one failed login (for the user, and for the address: rule 5)."""
+        self._ended(user, address, named)
         now = self.clock.seconds()
-        for key, keep in (((user, address), self.max_failures),
-                          ((None, address), self.max_address_failures)):
+        for key, keep in self._keys(user, address, named):
             recent = self._recent(*key)
             recent.append(now)
             del recent[:-keep]
@@ -122,10 +141,11 @@ class LoginThrottle:
         while len(self._failures) > MAX_KEYS:
             del self._failures[next(iter(self._failures))]
 
-    def succeeded(self, user, address):
+    def succeeded(self, user, address, named=False):
         """A good login clears the user's count (not the address's)."""
-        self._ended(user, address)
-        self._failures.pop((user, address), None)
+        self._ended(user, address, named)
+        if user is not None:
+            self._failures.pop((user, address), None)
 
     def _recent(self, user, address):
         now = self.clock.seconds()

@@ -195,28 +195,45 @@ class Access:
             d.addCallbacks(_known, _busy)
             return d
         address = client_address(request)
-        wait = throttle.wait(user, address)
+        key, named = self._throttle_key(user, password)
+        wait = throttle.wait(key, address, named)
         if wait:
             self._audit_failure(None, request, user, password, throttled=True)
+            who = "this token" if user == TOKEN_USER else repr(user)
             return fail(TooManyRequests(
-                f"too many failed or unfinished logins for {user!r} from this address; "
+                f"too many failed or unfinished logins for {who} from this address; "
                 "try again later",
                 [(b"retry-after", b"%d" % int(wait))]))
 
         def checked(identity):
             if isinstance(identity, Failure):
-                throttle.abandoned(user, address)  # (the check could not run: Busy)
+                throttle.abandoned(key, address, named)  # (the check could not run: Busy)
             elif identity is None:
-                throttle.failed(user, address)
+                throttle.failed(key, address, named)
             else:
-                throttle.succeeded(user, address)
+                throttle.succeeded(key, address, named)
             return identity
-        throttle.started(user, address)
+        throttle.started(key, address, named)
         d = self._authenticate(user, password)
         d.addBoth(checked)
         d.addCallback(self._audit_failure, request, user, password)
         d.addCallbacks(_known, _busy)
         return d
+
+    def _throttle_key(self, user, password):
+        """
+        C{(key, named)}: what an attempt is throttled as
+        (L{pypid.auth.throttle}, rule 5). A token by its id when the server
+        issued a token of that id (a wrong or stale secret holds back that
+        token only), else by address only (C{None}); a user by name, known
+        when it is one of the server's own.
+        """
+        if user == TOKEN_USER:
+            token_id = password.removeprefix("pypid-").partition("-")[0]
+            if self.tokens is not None and token_id in self.tokens.tokens:
+                return f"{TOKEN_USER}:{token_id}", True
+            return None, False
+        return user, self._verifier.knows(user)
 
     def _audit_failure(self, identity, request, user, password, throttled=False):
         """
