@@ -1,0 +1,310 @@
+"""
+Every route of C{docs/http-api.rst} against every kind of identity, under
+C{[auth] read = everyone} and C{read = authenticated}: the answer expected
+in each cell is in L{TABLE}, which the test reads; a documented route
+without a row there fails it (issue 15).
+
+The index holds a public project (C{holy-grail}) and one an C{[acl]} rule
+keeps to carol (C{secret-sauce}); each route that names a project is asked
+about both, and about one that does not exist (C{no-such}). The
+identities: anonymous; alice, a user; carol, the secret project's; an
+admin; a wrong password; API tokens of alice's (read, upload, read scoped
+to another project, expired, revoked) and of carol's (upload).
+
+The table was written from the answers the site gave, each read and
+judged (a hidden project answers exactly as one that does not exist, to
+everyone who may not see it; a writer without read is refused before
+anything is looked up); a changed answer is a change to judge again, and
+to write here. C{/metrics} answers everyone: the test's client is on the
+loopback address, which its default rule lets scrape.
+"""
+
+import base64
+import os
+import re
+from urllib.parse import quote
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from pypid.auth.hashes import hash_password
+from pypid.auth.policy import AccessModel, parse_rule
+from pypid.auth.tokens import TokenBook
+from pypid.auth.verifier import PasswordVerifier
+from pypid.core.index import Index
+from pypid.core.render import file_url_for
+from pypid.storage.memory import MemoryStorage
+from pypid.web.access import Access
+from pypid.web.app import build_web
+from tests.distributions import make_wheel
+from tests.fakes import FAST, multipart_body, run_in_pool_now, run_now, site_treq, twine_fields
+
+ORIGIN = "http://pypi.test"
+PASSWORD = "correct horse"
+DOCS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs",
+                    "http-api.rst")
+
+#: the identities, in the order of L{TABLE}'s columns
+IDENTITIES = ("anon", "alice", "carol", "admin", "wrong", "t-read", "t-upload", "t-other",
+              "t-expired", "t-revoked", "t-carol")
+
+
+def basic(user, password=PASSWORD):
+    return b"Basic " + base64.b64encode(f"{user}:{password}".encode())
+
+
+class AccessTableTests(SynchronousTestCase):
+    """Each cell of L{TABLE}, asked of the real site (in memory)."""
+
+    def build(self, read):
+        self.clock = Clock()
+        self.clock.advance(1767225600)
+        folder = os.path.abspath(self.mktemp())
+        self.storage = MemoryStorage(os.path.join(folder, "spool"), self.clock)
+        self.successResultOf(self.storage.prepare())
+        self.index = Index(file_url_for(None))
+        users = {name: hash_password(PASSWORD, FAST) for name in ("alice", "carol", "root")}
+        verifier = PasswordVerifier(users, self.clock, None, run_in_pool=run_in_pool_now)
+        model = AccessModel(read=read, admins=frozenset({"root"}),
+                            rules=(parse_rule("secret-*", "user:carol rw", 0),))
+        self.tokens = TokenBook(self.clock)
+        access = Access(model, verifier, None, self.tokens)
+        web = build_web(self.index, self.storage, access, run_now, self.clock,
+                        max_upload_size=10 << 20)
+        self.client = site_treq(web.site)
+        t = self.tokens.issue
+        revoked, token = t("alice", {"read", "upload"})
+        self.tokens.revoke(token.id)
+        self.auth = {
+            "anon": None, "alice": basic("alice"), "carol": basic("carol"),
+            "admin": basic("root"), "wrong": basic("alice", "wrong"),
+            "t-read": basic("__token__", t("alice", {"read"})[0]),
+            "t-upload": basic("__token__", t("alice", {"upload"})[0]),
+            "t-other": basic("__token__", t("alice", {"read", "upload"}, ["other-*"])[0]),
+            "t-expired": basic("__token__", t("alice", {"read", "upload"}, lifetime=60)[0]),
+            "t-revoked": basic("__token__", revoked),
+            "t-carol": basic("__token__", t("carol", {"read", "upload"})[0]),
+        }
+        for user, name in (("alice", "holy-grail"), ("carol", "secret-sauce")):
+            for version in ("1.0", "2.0"):
+                code = self.upload(basic(user), name, version)
+                self.assertEqual(code, 200, (user, name, version))
+        self.clock.advance(120)  # (the expired token's lifetime is over)
+
+    def upload(self, auth, name, version, path="/legacy/"):
+        filename, data = make_wheel(name, version)
+        ctype, body = multipart_body(twine_fields(name, version, data),
+                                     [("content", filename, data)])
+        return self.request("POST", path, auth, body, {"Content-Type": ctype})
+
+    def request(self, method, path, auth, data=None, headers=None):
+        headers = dict(headers or {})
+        if auth is not None:
+            headers["Authorization"] = auth
+        response = self.successResultOf(self.client.request(
+            method, ORIGIN + path, headers=headers, data=data, allow_redirects=False))
+        self.successResultOf(response.content())
+        return response.code
+
+    def matrix(self, read):
+        """
+        C{[(method, path, project, codes)]}: every row's concrete requests,
+        with the status each identity got.
+        """
+        self.build(read)
+        found = []
+        for method, template, projects in ROWS:
+            for project in projects:
+                path = template.format(p=project, f=filename_of(project), q=quote(project))
+                codes = []
+                for who in IDENTITIES:
+                    upload = method == "POST" and path in UPLOADS
+                    if method == "DELETE" or upload:
+                        # (a delete is final, an upload too: each identity
+                        # asks a server as it was)
+                        self.build(read)
+                    if upload:
+                        codes.append(self.upload(self.auth[who], project, "3.0", path))
+                    else:
+                        codes.append(self.request(method, path, self.auth[who]))
+                found.append((method, template, project, tuple(codes)))
+        return found
+
+    def test_table(self):
+        """Every cell answers as L{TABLE} says."""
+        expected = read_table(TABLE)
+        for read in ("everyone", "authenticated"):
+            for method, template, project, codes in self.matrix(read):
+                want = expected.get((read, method, template, project))
+                self.assertIsNotNone(want, f"no row in TABLE for {read} {method} {template} "
+                                           f"{project or '-'}")
+                self.assertEqual(dict(zip(IDENTITIES, codes)), dict(zip(IDENTITIES, want)),
+                                 f"{read} {method} {template} {project or '-'}")
+
+    def test_every_documented_route(self):
+        """Every route and method of C{docs/http-api.rst} has rows (HEAD as GET)."""
+        covered = {(method, shape(template)) for method, template, _ in ROWS}
+        missing = sorted(pair for pair in documented_routes() if pair not in covered)
+        self.assertEqual(missing, [])
+
+
+def filename_of(project):
+    return f"{project.replace('-', '_')}-1.0-py3-none-any.whl"
+
+
+P3 = ("holy-grail", "secret-sauce", "no-such")
+
+#: the rows whose request is an upload (of the project's version 3.0)
+UPLOADS = ("/", "/legacy", "/legacy/")
+
+#: (method, path template, projects): {p} the project, {f} its 1.0 wheel's
+#: filename, {q} the project as a query; "" for a route that names none
+ROWS = (
+    ("GET", "/", ("",)),
+    ("POST", "/", P3),
+    ("POST", "/legacy", P3),
+    ("POST", "/legacy/", P3),
+    ("GET", "/simple", ("",)),
+    ("GET", "/simple/", ("",)),
+    ("GET", "/simple/{p}/", P3),
+    ("GET", "/files/{p}/{f}", P3),
+    ("GET", "/files/{p}/{f}.metadata", P3),
+    ("GET", "/pypi/{p}/json", P3),
+    ("GET", "/pypi/{p}/1.0/json", P3),
+    ("GET", "/project/{p}/", P3),
+    ("GET", "/project/{p}/1.0/", P3),
+    ("GET", "/search?q={q}", P3),
+    ("GET", "/api/search?q={q}", P3),
+    ("GET", "/login", ("",)),
+    ("GET", "/static/nothing.css", ("",)),
+    ("GET", "/health", ("",)),
+    ("GET", "/metrics", ("",)),
+    ("GET", "/api/tokens", ("",)),
+    ("POST", "/api/tokens", ("",)),
+    ("DELETE", "/api/tokens/nosuchid", ("",)),
+    ("GET", "/api/audit", ("",)),
+    ("POST", "/api/files/{f}/yank", P3),
+    ("POST", "/api/files/{f}/unyank", P3),
+    ("POST", "/api/projects/{p}/1.0/yank", P3),
+    ("POST", "/api/projects/{p}/1.0/unyank", P3),
+    ("DELETE", "/api/files/{f}", P3),
+    ("DELETE", "/api/projects/{p}/2.0", P3),
+    ("POST", "/api/upstream/{p}/refresh", P3),
+    ("POST", "/requirements.txt", ("",)),
+    ("POST", "/api/oidc/mint-token", ("",)),
+)
+
+
+def shape(path):
+    """A route's shape, as the docs and L{ROWS} both give it: no query, every variable C{*}."""
+    path = path.partition("?")[0]
+    path = re.sub(r"<[^>]*>|\{[a-z]\}", "*", path)
+    path = re.sub(r"/(?:\d+(?:\.\d+)*|nosuchid|nothing\.css)(?=/|$)", "/*", path)
+    return path
+
+
+def documented_routes():
+    """C{{(method, shape)}} of the route table of C{docs/http-api.rst} (HEAD left out)."""
+    with open(DOCS, encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    routes = set()
+    for number, line in enumerate(lines):
+        if line.startswith("   * - ``/"):
+            paths = re.findall(r"``([^`]+)``", line)
+            methods = lines[number + 1].strip().lstrip("- ").split(", ")
+            for path in paths:
+                for method in methods:
+                    if method != "HEAD":
+                        routes.add((method, shape(path)))
+    return routes
+
+
+def read_table(text):
+    """
+    L{TABLE} as C{{(read, method, template, project): codes}}: a line
+    C{METHOD TEMPLATE PROJECT | codes (read = everyone) | codes (authenticated)}.
+    """
+    table = {}
+    for line in text.strip().splitlines():
+        head, everyone, authenticated = line.split("|")
+        method, template, project = head.split()
+        project = "" if project == "-" else project
+        for read, codes in (("everyone", everyone), ("authenticated", authenticated)):
+            table[(read, method, template, project)] = tuple(int(c) for c in codes.split())
+    return table
+
+
+#: what each identity gets (columns in L{IDENTITIES} order), with [auth]
+#: read = everyone, then read = authenticated
+TABLE = """
+GET    /                            -            | 200 200 200 200 401 200 200 200 401 401 200 | 401 200 200 200 401 200 200 200 401 401 200
+POST   /                            holy-grail   | 401 200 200 200 401 403 200 403 401 401 200 | 401 200 200 200 401 403 200 403 401 401 200
+POST   /                            secret-sauce | 401 403 200 200 401 403 403 403 401 401 200 | 401 403 200 200 401 403 403 403 401 401 200
+POST   /                            no-such      | 401 200 200 200 401 403 200 403 401 401 200 | 401 200 200 200 401 403 200 403 401 401 200
+POST   /legacy                      holy-grail   | 401 200 200 200 401 403 200 403 401 401 200 | 401 200 200 200 401 403 200 403 401 401 200
+POST   /legacy                      secret-sauce | 401 403 200 200 401 403 403 403 401 401 200 | 401 403 200 200 401 403 403 403 401 401 200
+POST   /legacy                      no-such      | 401 200 200 200 401 403 200 403 401 401 200 | 401 200 200 200 401 403 200 403 401 401 200
+POST   /legacy/                     holy-grail   | 401 200 200 200 401 403 200 403 401 401 200 | 401 200 200 200 401 403 200 403 401 401 200
+POST   /legacy/                     secret-sauce | 401 403 200 200 401 403 403 403 401 401 200 | 401 403 200 200 401 403 403 403 401 401 200
+POST   /legacy/                     no-such      | 401 200 200 200 401 403 200 403 401 401 200 | 401 200 200 200 401 403 200 403 401 401 200
+GET    /simple                      -            | 301 301 301 301 401 301 301 301 401 401 301 | 401 301 301 301 401 301 301 301 401 401 301
+GET    /simple/                     -            | 200 200 200 200 401 200 200 200 401 401 200 | 401 200 200 200 401 200 200 200 401 401 200
+GET    /simple/{p}/                 holy-grail   | 200 200 200 200 401 200 404 404 401 401 200 | 401 200 200 200 401 200 404 404 401 401 200
+GET    /simple/{p}/                 secret-sauce | 404 404 200 200 401 404 404 404 401 401 200 | 401 404 200 200 401 404 404 404 401 401 200
+GET    /simple/{p}/                 no-such      | 200 200 200 200 401 200 404 404 401 401 200 | 401 200 200 200 401 200 404 404 401 401 200
+GET    /files/{p}/{f}               holy-grail   | 200 200 200 200 401 200 404 404 401 401 200 | 401 200 200 200 401 200 404 404 401 401 200
+GET    /files/{p}/{f}               secret-sauce | 404 404 200 200 401 404 404 404 401 401 200 | 401 404 200 200 401 404 404 404 401 401 200
+GET    /files/{p}/{f}               no-such      | 404 404 404 404 401 404 404 404 401 401 404 | 401 404 404 404 401 404 404 404 401 401 404
+GET    /files/{p}/{f}.metadata      holy-grail   | 200 200 200 200 401 200 404 404 401 401 200 | 401 200 200 200 401 200 404 404 401 401 200
+GET    /files/{p}/{f}.metadata      secret-sauce | 404 404 200 200 401 404 404 404 401 401 200 | 401 404 200 200 401 404 404 404 401 401 200
+GET    /files/{p}/{f}.metadata      no-such      | 404 404 404 404 401 404 404 404 401 401 404 | 401 404 404 404 401 404 404 404 401 401 404
+GET    /pypi/{p}/json               holy-grail   | 200 200 200 200 401 200 404 404 401 401 200 | 401 200 200 200 401 200 404 404 401 401 200
+GET    /pypi/{p}/json               secret-sauce | 404 404 200 200 401 404 404 404 401 401 200 | 401 404 200 200 401 404 404 404 401 401 200
+GET    /pypi/{p}/json               no-such      | 200 200 200 200 401 200 404 404 401 401 200 | 401 200 200 200 401 200 404 404 401 401 200
+GET    /pypi/{p}/1.0/json           holy-grail   | 200 200 200 200 401 200 404 404 401 401 200 | 401 200 200 200 401 200 404 404 401 401 200
+GET    /pypi/{p}/1.0/json           secret-sauce | 404 404 200 200 401 404 404 404 401 401 200 | 401 404 200 200 401 404 404 404 401 401 200
+GET    /pypi/{p}/1.0/json           no-such      | 404 404 404 404 401 404 404 404 401 401 404 | 401 404 404 404 401 404 404 404 401 401 404
+GET    /project/{p}/                holy-grail   | 200 200 200 200 401 200 404 404 401 401 200 | 401 200 200 200 401 200 404 404 401 401 200
+GET    /project/{p}/                secret-sauce | 404 404 200 200 401 404 404 404 401 401 200 | 401 404 200 200 401 404 404 404 401 401 200
+GET    /project/{p}/                no-such      | 200 200 200 200 401 200 404 404 401 401 200 | 401 200 200 200 401 200 404 404 401 401 200
+GET    /project/{p}/1.0/            holy-grail   | 200 200 200 200 401 200 404 404 401 401 200 | 401 200 200 200 401 200 404 404 401 401 200
+GET    /project/{p}/1.0/            secret-sauce | 404 404 200 200 401 404 404 404 401 401 200 | 401 404 200 200 401 404 404 404 401 401 200
+GET    /project/{p}/1.0/            no-such      | 404 404 404 404 401 404 404 404 401 401 404 | 401 404 404 404 401 404 404 404 401 401 404
+GET    /search?q={q}                holy-grail   | 200 200 200 200 401 200 200 200 401 401 200 | 401 200 200 200 401 200 200 200 401 401 200
+GET    /search?q={q}                secret-sauce | 200 200 200 200 401 200 200 200 401 401 200 | 401 200 200 200 401 200 200 200 401 401 200
+GET    /search?q={q}                no-such      | 200 200 200 200 401 200 200 200 401 401 200 | 401 200 200 200 401 200 200 200 401 401 200
+GET    /api/search?q={q}            holy-grail   | 200 200 200 200 401 200 200 200 401 401 200 | 401 200 200 200 401 200 200 200 401 401 200
+GET    /api/search?q={q}            secret-sauce | 200 200 200 200 401 200 200 200 401 401 200 | 401 200 200 200 401 200 200 200 401 401 200
+GET    /api/search?q={q}            no-such      | 200 200 200 200 401 200 200 200 401 401 200 | 401 200 200 200 401 200 200 200 401 401 200
+GET    /login                       -            | 401 303 303 303 401 303 303 303 401 401 303 | 401 303 303 303 401 303 303 303 401 401 303
+GET    /static/nothing.css          -            | 404 404 404 404 404 404 404 404 404 404 404 | 404 404 404 404 404 404 404 404 404 404 404
+GET    /health                      -            | 200 200 200 200 200 200 200 200 200 200 200 | 200 200 200 200 200 200 200 200 200 200 200
+GET    /metrics                     -            | 200 200 200 200 200 200 200 200 200 200 200 | 200 200 200 200 200 200 200 200 200 200 200
+GET    /api/tokens                  -            | 401 403 403 200 401 403 403 403 401 401 403 | 401 403 403 200 401 403 403 403 401 401 403
+POST   /api/tokens                  -            | 401 403 403 400 401 403 403 403 401 401 403 | 401 403 403 400 401 403 403 403 401 401 403
+DELETE /api/tokens/nosuchid         -            | 401 403 403 404 401 403 403 403 401 401 403 | 401 403 403 404 401 403 403 403 401 401 403
+GET    /api/audit                   -            | 401 403 403 200 401 403 403 403 401 401 403 | 401 403 403 200 401 403 403 403 401 401 403
+POST   /api/files/{f}/yank          holy-grail   | 401 200 200 200 401 403 200 404 401 401 200 | 401 200 200 200 401 403 200 404 401 401 200
+POST   /api/files/{f}/yank          secret-sauce | 401 404 200 200 401 404 404 404 401 401 200 | 401 404 200 200 401 404 404 404 401 401 200
+POST   /api/files/{f}/yank          no-such      | 401 404 404 404 401 404 404 404 401 401 404 | 401 404 404 404 401 404 404 404 401 401 404
+POST   /api/files/{f}/unyank        holy-grail   | 401 200 200 200 401 403 200 404 401 401 200 | 401 200 200 200 401 403 200 404 401 401 200
+POST   /api/files/{f}/unyank        secret-sauce | 401 404 200 200 401 404 404 404 401 401 200 | 401 404 200 200 401 404 404 404 401 401 200
+POST   /api/files/{f}/unyank        no-such      | 401 404 404 404 401 404 404 404 401 401 404 | 401 404 404 404 401 404 404 404 401 401 404
+POST   /api/projects/{p}/1.0/yank   holy-grail   | 401 200 200 200 401 403 200 404 401 401 200 | 401 200 200 200 401 403 200 404 401 401 200
+POST   /api/projects/{p}/1.0/yank   secret-sauce | 401 404 200 200 401 404 404 404 401 401 200 | 401 404 200 200 401 404 404 404 401 401 200
+POST   /api/projects/{p}/1.0/yank   no-such      | 401 404 404 404 401 404 404 404 401 401 404 | 401 404 404 404 401 404 404 404 401 401 404
+POST   /api/projects/{p}/1.0/unyank holy-grail   | 401 200 200 200 401 403 200 404 401 401 200 | 401 200 200 200 401 403 200 404 401 401 200
+POST   /api/projects/{p}/1.0/unyank secret-sauce | 401 404 200 200 401 404 404 404 401 401 200 | 401 404 200 200 401 404 404 404 401 401 200
+POST   /api/projects/{p}/1.0/unyank no-such      | 401 404 404 404 401 404 404 404 401 401 404 | 401 404 404 404 401 404 404 404 401 401 404
+DELETE /api/files/{f}               holy-grail   | 401 200 200 200 401 403 200 404 401 401 200 | 401 200 200 200 401 403 200 404 401 401 200
+DELETE /api/files/{f}               secret-sauce | 401 404 200 200 401 404 404 404 401 401 200 | 401 404 200 200 401 404 404 404 401 401 200
+DELETE /api/files/{f}               no-such      | 401 404 404 404 401 404 404 404 401 401 404 | 401 404 404 404 401 404 404 404 401 401 404
+DELETE /api/projects/{p}/2.0        holy-grail   | 401 200 200 200 401 403 200 404 401 401 200 | 401 200 200 200 401 403 200 404 401 401 200
+DELETE /api/projects/{p}/2.0        secret-sauce | 401 404 200 200 401 404 404 404 401 401 200 | 401 404 200 200 401 404 404 404 401 401 200
+DELETE /api/projects/{p}/2.0        no-such      | 401 404 404 404 401 404 404 404 401 401 404 | 401 404 404 404 401 404 404 404 401 401 404
+POST   /api/upstream/{p}/refresh    holy-grail   | 401 404 404 404 401 403 404 404 401 401 404 | 401 404 404 404 401 403 404 404 401 401 404
+POST   /api/upstream/{p}/refresh    secret-sauce | 401 404 404 404 401 403 404 404 401 401 404 | 401 404 404 404 401 403 404 404 401 401 404
+POST   /api/upstream/{p}/refresh    no-such      | 401 404 404 404 401 403 404 404 401 401 404 | 401 404 404 404 401 403 404 404 401 401 404
+POST   /requirements.txt            -            | 401 404 404 404 401 403 404 404 401 401 404 | 401 404 404 404 401 403 404 404 401 401 404
+POST   /api/oidc/mint-token         -            | 404 404 404 404 404 404 404 404 404 404 404 | 404 404 404 404 404 404 404 404 404 404 404
+"""
