@@ -22,12 +22,15 @@ loopback address, which its default rule lets scrape.
 import base64
 import os
 import re
+
+import bcrypt
 from urllib.parse import quote
 
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.auth.hashes import hash_password
+from pypid.auth.htpasswd import parse_htpasswd
 from pypid.auth.policy import AccessModel, parse_rule
 from pypid.auth.tokens import TokenBook
 from pypid.auth.verifier import PasswordVerifier
@@ -49,6 +52,12 @@ IDENTITIES = ("anon", "alice", "carol", "admin", "wrong", "t-read", "t-upload", 
               "t-expired", "t-revoked", "t-carol")
 
 
+#: the users as an htpasswd file (bcrypt, cost 4: the cheapest, for speed)
+HTPASSWD = "".join(
+    f"{name}:{bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode()}\n"
+    for name in ("alice", "carol", "root"))
+
+
 def basic(user, password=PASSWORD):
     return b"Basic " + base64.b64encode(f"{user}:{password}".encode())
 
@@ -56,21 +65,29 @@ def basic(user, password=PASSWORD):
 class AccessTableTests(SynchronousTestCase):
     """Each cell of L{TABLE}, asked of the real site (in memory)."""
 
+    #: how the server is set up beyond the table's rules: C{None}, or
+    #: C{"base_url"} (a base URL set), C{"htpasswd"} (the users read from an
+    #: htpasswd file of bcrypt hashes, as pypiserver's)
+    variant = None
+
     def build(self, read):
         self.clock = Clock()
         self.clock.advance(1767225600)
         folder = os.path.abspath(self.mktemp())
         self.storage = MemoryStorage(os.path.join(folder, "spool"), self.clock)
         self.successResultOf(self.storage.prepare())
-        self.index = Index(file_url_for(None))
+        base_url = "https://pypi.example/" if self.variant == "base_url" else None
+        self.index = Index(file_url_for(base_url))
         users = {name: hash_password(PASSWORD, FAST) for name in ("alice", "carol", "root")}
+        if self.variant == "htpasswd":
+            users = parse_htpasswd(HTPASSWD, "users.htpasswd")
         verifier = PasswordVerifier(users, self.clock, None, run_in_pool=run_in_pool_now)
         model = AccessModel(read=read, admins=frozenset({"root"}),
                             rules=(parse_rule("secret-*", "user:carol rw", 0),))
         self.tokens = TokenBook(self.clock)
         access = Access(model, verifier, None, self.tokens)
         web = build_web(self.index, self.storage, access, run_now, self.clock,
-                        max_upload_size=10 << 20)
+                        max_upload_size=10 << 20, base_url=base_url)
         self.client = site_treq(web.site)
         t = self.tokens.issue
         revoked, token = t("alice", {"read", "upload"})
@@ -140,6 +157,16 @@ class AccessTableTests(SynchronousTestCase):
                                            f"{project or '-'}")
                 self.assertEqual(dict(zip(IDENTITIES, codes)), dict(zip(IDENTITIES, want)),
                                  f"{read} {method} {template} {project or '-'}")
+
+    def test_same_with_base_url(self):
+        """A base URL changes no answer."""
+        self.variant = "base_url"
+        self.test_table()
+
+    def test_same_with_htpasswd_users(self):
+        """Users of an htpasswd file (bcrypt, as pypiserver's) get the same answers."""
+        self.variant = "htpasswd"
+        self.test_table()
 
     def test_every_documented_route(self):
         """Every route and method of C{docs/http-api.rst} has rows (HEAD as GET)."""
