@@ -1,9 +1,10 @@
 """
 The route x identity table of L{tests.test_access_table} holds for the real
-daemon on S3 (moto's server, files relayed: C{[s3] download = stream}),
-with every identity's read of every row sent at once (issue 15): the
-rows that only read, as they are the ones many clients send together, and
-the identities with a password (a token acts for the admin who issues it
+daemon, on S3 (moto's server, files relayed: C{[s3] download = stream})
+and behind an C{https:} listener with its C{http-redirect:} one, with
+every identity's read of every row sent at once (issue 15): the rows that
+only read, as they are the ones many clients send together, and the
+identities with a password (a token acts for the admin who issues it
 through the API, so the table's tokens of other users are checked in
 process only).
 """
@@ -13,11 +14,24 @@ from urllib.parse import quote
 
 from tests import s3server
 from tests.distributions import make_wheel
-from tests.e2e import DaemonTestCase, http, upload
+from tests.e2e import DaemonTestCase, free_port, http, upload_form
 from tests.test_access_table import IDENTITIES, ROWS, TABLE, filename_of, read_table
 from tests.test_e2e_s3 import s3_settings
+from tests.test_e2e_tls import TLSDaemonTestCase, https
 
 USERS = {"alice": "alice-pw", "carol": "carol-pw", "root": "root-pw"}
+
+
+def fill(daemon, request):
+    """Upload the table's projects, as their owners, with C{request(method, url, ...)}."""
+    for user, name in (("alice", "holy-grail"), ("carol", "secret-sauce")):
+        for version in ("1.0", "2.0"):
+            ctype, body = upload_form(*make_wheel(name, version))
+            answer = request("POST", daemon.url, {"Content-Type": ctype}, body,
+                             auth=(user, USERS[user]))
+            if answer.status != 200:
+                raise AssertionError(f"{user} could not upload {name} {version}: "
+                                     f"{answer.status} {answer.body!r}")
 
 
 class _TableOverS3:
@@ -35,44 +49,48 @@ class _TableOverS3:
                 "auth.admins": "root", "acl.secret-*": "user:carol rw"}
 
     def prepare(self, daemon):
-        for user, name in (("alice", "holy-grail"), ("carol", "secret-sauce")):
-            for version in ("1.0", "2.0"):
-                answer = upload(daemon, *make_wheel(name, version), auth=(user, USERS[user]))
-                if answer.status != 200:
-                    raise AssertionError(f"{user} could not upload {name} {version}: "
-                                         f"{answer.status} {answer.body!r}")
+        fill(daemon, http)
 
     def test_reads_at_once(self):
         """Every identity's read of every row, sent at once, answers as the table says."""
-        daemon = self.daemon
-        auth = {"anon": None, "alice": ("alice", "alice-pw"), "carol": ("carol", "carol-pw"),
-                "admin": ("root", "root-pw"), "wrong": ("alice", "wrong")}
-        expected = read_table(TABLE)
-        asks = []
-        for method, template, projects in ROWS:
-            if method != "GET" or template in ("/metrics",):
-                continue  # (/metrics: the daemon's own rule, not the table's)
-            for project in projects:
-                path = template.format(p=project, f=filename_of(project), q=quote(project))
-                want = expected[(self.read, method, template, project)]
-                for who, code in zip(IDENTITIES, want):
-                    if who in auth:
-                        asks.append((path, who, code))
-        # (each ask twice, all at once: a second request must not find a
-        # different answer cached by the first of another identity)
-        asks = asks * 2
+        self.assertEqual(reads_at_once(self.daemon.url, self.read, http), [])
 
-        def ask(item):
-            path, who, code = item
-            return item, http("GET", daemon.url + path.lstrip("/"), auth=auth[who]).status
-        with ThreadPoolExecutor(16) as pool:
-            got = list(pool.map(ask, asks))
-        # (a wrong password is throttled after ten: 429 where the table,
-        # asked without the throttle, says 401)
-        wrong = [(path, who, want, status) for (path, who, want), status in got
-                 if status != want and not (who == "wrong" and (want, status) == (401, 429))]
-        self.assertEqual(wrong, [])
-        self.assertGreater(len(got), 300)
+
+#: the identities with a password, as HTTP Basic credentials
+PASSWORDS = {"anon": None, "alice": ("alice", "alice-pw"), "carol": ("carol", "carol-pw"),
+             "admin": ("root", "root-pw"), "wrong": ("alice", "wrong")}
+
+
+def reads_at_once(url, read, request):
+    """
+    Send every password identity's read of every row of the table to the
+    server at C{url}, twice and all at once (16 at a time), with
+    C{request(method, url, auth=...)}; the answers that are not the table's.
+    """
+    expected = read_table(TABLE)
+    asks = []
+    for method, template, projects in ROWS:
+        if method != "GET" or template == "/metrics":
+            continue  # (/metrics: the daemon's own rule, not the table's)
+        for project in projects:
+            path = template.format(p=project, f=filename_of(project), q=quote(project))
+            want = expected[(read, method, template, project)]
+            asks += [(path, who, code) for who, code in zip(IDENTITIES, want)
+                     if who in PASSWORDS]
+    # (each ask twice: a second request must not find an answer kept for
+    # another identity)
+    asks = asks * 2
+
+    def ask(item):
+        path, who, _ = item
+        return item, request("GET", url + path.lstrip("/"), auth=PASSWORDS[who]).status
+    with ThreadPoolExecutor(16) as pool:
+        got = list(pool.map(ask, asks))
+    assert len(got) > 300, len(got)
+    # (a wrong password is throttled after ten: 429 where the table, asked
+    # without the throttle, says 401)
+    return [(path, who, want, status) for (path, who, want), status in got
+            if status != want and not (who == "wrong" and (want, status) == (401, 429))]
 
 
 class ReadEveryoneTests(_TableOverS3, DaemonTestCase):
@@ -81,3 +99,28 @@ class ReadEveryoneTests(_TableOverS3, DaemonTestCase):
 
 class ReadAuthenticatedTests(_TableOverS3, DaemonTestCase):
     read = "authenticated"
+
+
+class OverTLSTests(TLSDaemonTestCase):
+    """
+    The table over an C{https:} listener (local disk, C{read =
+    authenticated}); its C{http-redirect:} listener answers every read of
+    every identity with a redirect to the same path over HTTPS, and reads
+    nothing: no project is told from another there.
+    """
+
+    def test_reads_at_once(self):
+        daemon = self.new_tls_daemon(start=False, redirect_port=free_port(), users=USERS,
+                                     settings={"auth.read": "authenticated",
+                                               "auth.admins": "root",
+                                               "acl.secret-*": "user:carol rw"})
+        daemon.start()
+        fill(daemon, https)
+        self.assertEqual(reads_at_once(daemon.url, "authenticated", https), [])
+        answers = set()
+        for path in ("simple/secret-sauce/", "simple/no-such/", "project/secret-sauce/",
+                     "files/secret-sauce/" + filename_of("secret-sauce")):
+            for who in PASSWORDS:
+                answer = http("GET", daemon.redirect_url + path, auth=PASSWORDS[who])
+                answers.add((answer.status, answer.header("location") == daemon.url + path))
+        self.assertEqual(answers, {(301, True)})
