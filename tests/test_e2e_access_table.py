@@ -124,3 +124,28 @@ class OverTLSTests(TLSDaemonTestCase):
                 answer = http("GET", daemon.redirect_url + path, auth=PASSWORDS[who])
                 answers.add((answer.status, answer.header("location") == daemon.url + path))
         self.assertEqual(answers, {(301, True)})
+
+
+class UpstreamRedirectTests(DaemonTestCase):
+    """
+    With C{[upstream] mode = redirect}, a name the reader may not see
+    answers as a missing one of the same C{[acl]} namespace: C{404} both,
+    never a redirect for one and not the other. (Outside every rule, an
+    unknown name is sent upstream, and no hidden project can be there.)
+    """
+
+    def test_hidden_like_missing(self):
+        daemon = self.new_daemon(users=USERS, settings={
+            "upstream.mode": "redirect", "upstream.url": "http://127.0.0.1:9/simple/",
+            "auth.admins": "root", "acl.secret-*": "user:carol rw"})
+        fill(daemon, http)
+        for who in ("anon", "alice"):
+            answers = {path: http("GET", daemon.url + path, auth=PASSWORDS[who]).status
+                       for path in ("simple/secret-sauce/", "simple/secret-nothing/",
+                                    "simple/Secret.Sauce/", "simple/Secret.Nothing/")}
+            self.assertEqual(set(answers.values()), {404}, (who, answers))
+            answer = http("GET", daemon.url + "simple/no-such/", auth=PASSWORDS[who])
+            self.assertEqual((answer.status, answer.header("location")),
+                             (302, "http://127.0.0.1:9/simple/no-such/"))
+        self.assertEqual(http("GET", daemon.url + "simple/secret-sauce/",
+                              auth=PASSWORDS["carol"]).status, 200)
