@@ -168,14 +168,14 @@ class BoundsTests(SynchronousTestCase):
         self.assertEqual(len(upstream._rendered), 300)
         # (the bytes counted are those of the pages kept)
         self.assertEqual(upstream._rendered_bytes, sum(
-            proxy._page_bytes(page) for memo in upstream._rendered.values()
+            page_bytes(page) for memo in upstream._rendered.values()
             for page in memo[1].values()))
 
     def test_rendered_memory(self):
         """Big pages are kept within L{proxy.RENDERED_MEMORY} bytes, the newest always."""
         upstream = self.make_proxy(fetch=lambda project: succeed(upstream_page(project, 200)))
         page = self.successResultOf(ensureDeferred(upstream.upstream_page("big-0", HTML)))[0]
-        one = proxy._page_bytes(page)
+        one = page_bytes(page)
         self.patch(proxy, "RENDERED_MEMORY", one * 5)
         for i in range(1, 40):
             self.successResultOf(ensureDeferred(upstream.upstream_page(f"big-{i}", HTML)))

@@ -2,14 +2,17 @@
 The service tree: storage preparation, index loading, listeners, snapshots.
 
 Start-up order matters: the listeners open only once the index is loaded
-(from the snapshot, reconciled with storage, or rebuilt from storage), so a
-client never sees a half-empty index; the snapshot timer starts after that.
+(from the snapshot, or listed from storage), so a client never sees a
+half-empty index; what follows the load (the check of storage against the
+snapshot, reading records and describing files) begins once they are
+open, and the snapshot timer with them.
 """
 
 import atexit
 import gc
 import os
 import sys
+from contextlib import contextmanager
 
 import attrs
 from twisted.application.internet import TimerService
@@ -36,6 +39,23 @@ FREEZE_AT = 10_000
 #: socket takes of an answer: with 500 projects (15 ms) a turn, the 11 MB
 #: C{/simple/} of a million files took 1.5 to 2 s to send
 LATER_BATCH = 50
+
+
+@contextmanager
+def _collector_off(index):
+    """
+    The garbage collector off while records are made, and what was made
+    frozen out of its sight after, for a large index (see L{IndexLoader.load}).
+    """
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if len(index) >= FREEZE_AT:
+            gc.freeze()
+        if collecting:
+            gc.enable()
 
 
 @attrs.define
@@ -82,15 +102,8 @@ class IndexLoader:
         # they are frozen out of the collector's sight for good
         # (gc.freeze), so that no later collection goes over a million
         # records either.
-        collecting = gc.isenabled()
-        gc.disable()
-        try:
+        with _collector_off(self.index):
             await self._load()
-        finally:
-            if len(self.index) >= FREEZE_AT:
-                gc.freeze()
-            if collecting:
-                gc.enable()
 
     async def _load(self):
         started = self.clock.seconds()
@@ -98,15 +111,14 @@ class IndexLoader:
         # A storage of this server's own is served from the snapshot before
         # it is checked: each project's records are made when first asked
         # for, or by the check (L{_load_later}), not before the listeners open.
-        later = not ISharedStorage.providedBy(self.storage)
+        shared = self.storage if ISharedStorage.providedBy(self.storage) else None
         try:
-            snap = await self.run(snapshots.read, self.snapshot_path, later)
+            snap = await self.run(snapshots.read, self.snapshot_path, shared is None)
         except snapshots.SnapshotError as e:
             log.warn("Snapshot unusable, rebuilding the index from storage: {error}", error=str(e))
             snap = None
         snap = self._same_storage(snap)
         await self.storage.prepare()
-        shared = self.storage if ISharedStorage.providedBy(self.storage) else None
         if snap is None and shared is not None:
             snap = self._same_storage(await self._shared_snapshot(shared))
         if snap is not None:
@@ -213,18 +225,10 @@ class IndexLoader:
         for first in range(0, len(names), LATER_BATCH):
             if first:
                 await deferLater(self.clock, 0, lambda: None)
-            collecting = gc.isenabled()
-            gc.disable()
-            try:
+            with _collector_off(index):
                 index.load_later(names[first:first + LATER_BATCH])
-            finally:
-                if collecting:
-                    gc.enable()
-        if len(index) >= FREEZE_AT:
-            gc.freeze()
-        records = dict(snap.records)
-        records.update((r.filename, r) for r in index.records() if r.filename not in records)
-        return attrs.evolve(snap, records=records)
+        # (a snapshot read with later holds no records of its own)
+        return attrs.evolve(snap, records={r.filename: r for r in index.records()})
 
     async def _check(self, snap):
         """Scan storage against the snapshot the index was loaded from, then merge."""

@@ -616,11 +616,11 @@ class LocalStorage:
         described = (latest_per_project(record for record, _, _ in imported)
                      if details else ())
         for record, metadata, seen in imported:
-            details = None
+            rendered = None
             if record.filename in described:
                 started = time.perf_counter()
                 try:
-                    details = self._details_of(record)
+                    rendered = self._details_of(record)
                 except OSError as e:
                     # (described on its first view instead)
                     log.warn("Cannot describe {filename}: {error}",
@@ -645,8 +645,8 @@ class LocalStorage:
                     if current == seen:
                         _write_atomic(self._record_path(record.filename), _record_bytes(record),
                                       self.temp_dir, durable=False)
-                    if details is not None and not deleted:
-                        _write_atomic(self._details_path(record.filename), details,
+                    if rendered is not None and not deleted:
+                        _write_atomic(self._details_path(record.filename), rendered,
                                       self.temp_dir, durable=False)
             except OSError as e:
                 log.warn("Cannot keep the record of {filename}: {error}",

@@ -310,15 +310,10 @@ def _source(project, name, raw, filenames, shared, damaged):
     return source
 
 
-def _later(line, raw, shared, damaged):
+def _head_of(line):
     """
-    What L{pypid.core.index.Index.load} takes of a project's line read
-    with C{later} (C{line} parsed from its bytes C{raw}): its name,
-    spelling and filenames checked now (they are served before its
-    records are made), the rest when C{source()} makes them. The bytes are
-    kept rather than the parsed line, which holds every value as a Python
-    object (hex digests as 113-byte strings): 410 rather than 750 bytes a
-    file of the bench corpus until the records are made.
+    C{(project, name, filenames)} of a project's line parsed whole (laid
+    out otherwise than L{_head} reads), checked as L{_head} checks them.
     """
     project, name, files = line["project"], line["name"], line["files"]
     if type(project) is not str or type(name) is not str or type(files) is not dict:
@@ -326,8 +321,7 @@ def _later(line, raw, shared, damaged):
     filenames = files.get("filename")
     if type(filenames) is not list or not _TEXT.issuperset(map(type, filenames)):
         raise SnapshotError(f"{project}: no filename column, or a filename not a string")
-    return project, name, filenames, _source(project, name, bytes(raw), filenames, shared,
-                                             damaged)
+    return project, name, filenames
 
 
 def _decode_lines(first, rest, later=False):
@@ -347,6 +341,22 @@ def _decode_lines(first, rest, later=False):
     if storage is not None and not isinstance(storage, str):
         raise SnapshotError("the storage is not a string")
     projects = 0
+
+    def wait(head, raw):
+        # A project's line read with later: its name and filenames now, its
+        # bytes kept rather than the parsed line, which holds every value
+        # as a Python object (hex digests as 113-byte strings): 410 rather
+        # than 750 bytes a file of the bench corpus until its records are made.
+        nonlocal counted, projects
+        project, name, filenames = head
+        if project in named:
+            raise SnapshotError(f"the project {project} has two lines")
+        named.add(project)
+        waiting.append((project, name, filenames,
+                        _source(project, name, raw, filenames, shared, damaged)))
+        counted += len(filenames)
+        projects += 1
+
     for raw in rest:
         if end is not None:
             raise SnapshotError("a line follows the last")
@@ -354,14 +364,7 @@ def _decode_lines(first, rest, later=False):
             raw = bytes(raw)  # (kept: a memoryview of decode's would keep all the data)
             head = _head(raw)
             if head is not None:
-                project, name, filenames = head
-                if project in named:
-                    raise SnapshotError(f"the project {project} has two lines")
-                named.add(project)
-                waiting.append((project, name, filenames,
-                                _source(project, name, raw, filenames, shared, damaged)))
-                counted += len(filenames)
-                projects += 1
+                wait(head, raw)
                 continue
         line = orjson.loads(raw)
         if type(line) is not dict:
@@ -369,15 +372,10 @@ def _decode_lines(first, rest, later=False):
         project = line.get("project")
         if project is not None:
             if later:
-                entry = _later(line, raw, shared, damaged)
-                if entry[0] in named:
-                    raise SnapshotError(f"the project {entry[0]} has two lines")
-                named.add(entry[0])
-                waiting.append(entry)
-                counted += len(entry[2])
-            else:
-                for record in _project(line, shared):
-                    records[record[0]] = record
+                wait(_head_of(line), bytes(raw))
+                continue
+            for record in _project(line, shared):
+                records[record[0]] = record
             projects += 1
         elif "tombstones" in line:
             tombstones = line["tombstones"]

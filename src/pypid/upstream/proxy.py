@@ -25,7 +25,7 @@ from twisted.web.http import PotentialDataLoss
 
 from pypid.core import render
 from pypid.core.distribution import file_digests, inspect
-from pypid.core.index import CONTENT_TYPES, HTML, Page, version_key
+from pypid.core.index import CONTENT_TYPES, HTML, Page, page_bytes, version_key
 from pypid.core.metadata import InvalidDistribution
 from pypid.core.metrics import Timings
 from pypid.core.model import FileRecord
@@ -65,11 +65,6 @@ RENDERED_MEMORY = 64 << 20
 def _held(filename, data):
     """What one kept metadata file costs against L{METADATA_MEMORY}."""
     return len(data) + len(filename) + 200
-
-
-def _page_bytes(page):
-    """The bytes a rendered L{Page} holds (its body and its gzip copy)."""
-    return len(page.body) + (len(page.gzipped) if page.gzipped is not None else 0)
 
 
 class VerifyError(UpstreamError):
@@ -362,7 +357,7 @@ class UpstreamProxy:
     def _forget_rendered(self, project):
         """Drop the rendered pages of C{project} (L{MAX_RENDERED}, L{RENDERED_MEMORY})."""
         memo = self._rendered.pop(project)
-        self._rendered_bytes -= sum(_page_bytes(page) for page in memo[1].values())
+        self._rendered_bytes -= sum(page_bytes(page) for page in memo[1].values())
 
     def _render(self, project, entry, kind):
         memo = self._memo(project, entry)
@@ -375,7 +370,7 @@ class UpstreamProxy:
                 versions = sorted({f.version for f in memo[2].values()}, key=version_key)
                 body = render.project_json(project, files, versions)
             page = memo[1][kind] = Page.of(body, CONTENT_TYPES[kind])
-            self._rendered_bytes += _page_bytes(page)
+            self._rendered_bytes += page_bytes(page)
             while self._rendered_bytes > RENDERED_MEMORY:
                 oldest = next(iter(self._rendered))
                 if oldest == project:

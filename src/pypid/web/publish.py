@@ -199,9 +199,10 @@ class Publish:
         name, version = form.get("name") or "", form.get("version") or ""
         if not is_valid_name(name):
             raise BadRequest("name: a valid project name is required")
-        self._may_touch(identity, normalize(name))
+        project = normalize(name)
+        self._may_touch(identity, project)
         filenames = self._release(name, version)
-        await self._apply(request, filenames, self._delete, None, identity)
+        await self._apply(request, project, filenames, self._delete, None, identity)
         return send_text(request, 200, f"Removed {len(filenames)} files of {name} {version}")
 
     # -- yank, unyank, delete ------------------------------------------------------
@@ -278,17 +279,19 @@ class Publish:
 
         async def apply():
             self._may_touch(identity, target)
-            await self._apply(request, filenames(), change,
+            await self._apply(request, target, filenames(), change,
                               argument() if argument is not None else None, identity)
         await self._audit.recorded(request, event, apply(), identity=identity, **facts)
         return send_text(request, 200, "OK")
 
-    async def _apply(self, request, filenames, change, argument, identity):
+    async def _apply(self, request, project, filenames, change, argument, identity):
         if is_publisher(identity.name):
             # (its grant, [publishers], is to publish: a release stays as CI made it)
             raise Forbidden("a trusted publisher's token may only upload")
         for filename in filenames:
-            record = self._index.get_file(filename)
+            # (in the project the URL names, as uploads look: a miss while
+            # the projects a start loaded later wait makes none of theirs)
+            record = self._index.get_file(filename, project)
             # A write grant is enough to change a file, without read (w:
             # upload, yank, unyank, delete): such a writer learns whether
             # what it names exists. Whoever may do neither gets the one
@@ -340,14 +343,14 @@ class Publish:
         log.info("{user} deleted {filename}", user=identity.name, filename=record.filename)
 
 
-def _named(project):
-    """A project name from a request, normalized when it is valid (as entries keep it)."""
-    return normalize(project) if is_valid_name(project) else project
-
-
 def _normalized(project):
     """The normalized name a URL's project segment gives, or L{None}."""
     return normalize(project) if is_valid_name(project) else None
+
+
+def _named(project):
+    """A project name from a request, normalized when it is valid (as entries keep it)."""
+    return _normalized(project) or project
 
 
 def _project_of(filename):
