@@ -12,6 +12,8 @@ import gc
 import hashlib
 import tracemalloc
 
+import attrs
+
 from twisted.internet.defer import ensureDeferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
@@ -22,6 +24,7 @@ from pypid.auth.oidc import PublisherTokens, ReplayCache, TooMany
 from pypid.auth.throttle import LoginThrottle
 from pypid.auth.verifier import PasswordVerifier
 from pypid.core import metrics
+from pypid.config import load_config
 from pypid.core.audit import LoginFailures
 from pypid.core.index import HTML, JSON, Index, page_bytes
 from pypid.core.metrics import RequestStats
@@ -54,12 +57,10 @@ def upstream_page(project, files=1, upload_time=None):
     return UpstreamPage(project=project, name=project, files=listed)
 
 
-class _Config:
-    """The few L{pypid.config.upstream.UpstreamConfig} values pages need."""
-
-    mode = "cache"
-    offline = False
-    timeout = 10.0
+def _Config():
+    """The defaults of L{pypid.config.upstream.UpstreamConfig}, in C{cache} mode."""
+    return attrs.evolve(load_config(None).upstream, mode="cache",
+                        url="https://upstream.example/simple/")
 
 
 class _NoIndex:

@@ -5,7 +5,7 @@ played by a Twisted resource through treq's in-memory StubTreq.
 
 import json
 
-from treq.testing import StubTreq
+from treq.testing import RequestTraversalAgent
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
@@ -92,7 +92,7 @@ class ClientTests(SynchronousTestCase):
 
     def setUp(self):
         self.upstream = Upstream()
-        self.stub = StubTreq(self.upstream)
+        self.stub = RequestTraversalAgent(self.upstream)
         self.clock = Clock()
         self.client = UpstreamClient(self.stub, self.clock, INDEX, HOSTS, timeout=5,
                                      max_page_size=1 << 16)

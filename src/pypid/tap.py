@@ -185,6 +185,10 @@ def build_service(config, reactor, exit_on_failure=False, pools=None, notifier=N
     writer = SnapshotWriter(index, server.snapshot, run, reactor, storage.identity(),
                             web.app.publish.busy_since, shared, upstream)
     snapshot_service = SnapshotService(writer, server.snapshot_interval, reactor)
+    if upstream is not None:
+        # (a page fetched or a file kept is saved within seconds, not at the
+        # next tick: a crash loses none of what the cache learnt)
+        upstream.watch(writer.soon)
     web.app.metrics.sources.snapshot = writer
     web.app.metrics.sources.describer = describer
     sync_service = SyncService(index, shared, reactor) if shared is not None else None
@@ -427,7 +431,7 @@ def make_upstream(config, run, reactor, index):
     import attrs
     from twisted.internet.defer import ensureDeferred
 
-    from pypid.http.client import make_http
+    from pypid.http.client import make_agent
     from pypid.upstream.cache import PageCache
     from pypid.upstream.fetch import UpstreamClient
     from pypid.upstream.policy import UpstreamPolicy
@@ -441,15 +445,14 @@ def make_upstream(config, run, reactor, index):
         s3=attrs.evolve(config.s3, prefix=config.s3.prefix + ".upstream/",
                         bucket_snapshot=False))
     storage = MeasuredStorage(make_storage(cache_config, run, reactor), time.monotonic)
-    http, pool = make_http(reactor, up.timeout, policy=outbound_policy(config))
-    client = UpstreamClient(http, reactor, up.url, up.hosts, up.timeout, up.max_page_size,
-                            run=run)
+    agent, pool = make_agent(reactor, up.timeout, policy=outbound_policy(config))
+    client = UpstreamClient(agent, reactor, up.url, up.hosts, up.timeout, up.max_page_size,
+                            run=run, deadline=up.fetch_deadline, max_entries=up.max_page_files)
     pages = PageCache(lambda project: ensureDeferred(client.page(project)), reactor, up.ttl,
-                      up.offline)
+                      up.offline, max_bytes=up.page_cache_size)
     policy = UpstreamPolicy(up.mode, up.private, up.merge, up.min_age, up.min_age_exempt)
     return UpstreamProxy(up, policy, pages, client, storage, index, index.file_url, run,
-                         reactor, max_file_size=max(config.server.max_upload_size, 1 << 30),
-                         on_close=pool.closeCachedConnections)
+                         reactor, on_close=pool.closeCachedConnections)
 
 
 def load_tokens(config, clock):

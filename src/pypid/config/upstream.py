@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from pypid.config.values import choice, has_control_characters, parse_boolean
+from pypid.config.values import choice, has_control_characters, parse_boolean, whole_number
 from pypid.core.units import DURATION_FORMS, is_zero_duration, parse_duration, parse_size
 
 
@@ -49,6 +49,20 @@ class UpstreamConfig:
     hosts: tuple[str, ...]
     timeout: float
     max_page_size: int
+    #: The most entries one page may list (files and refused entries alike).
+    max_page_files: int = 100_000
+    #: The memory budget of the cached pages (an estimate, bytes).
+    page_cache_size: int = 256 << 20
+    #: The largest upstream file fetched, whatever its page claims.
+    max_file_size: int = 1 << 30
+    #: File downloads at once; more wait their turn.
+    max_downloads: int = 4
+    #: Bytes reserved by the downloads under way, all together.
+    download_space: int = 2 << 30
+    #: Requests that must ask the upstream, per client address and minute.
+    max_misses_per_address: int = 600
+    #: The longest one fetch (a page, a file, its metadata) may take in all.
+    fetch_deadline: float = 600.0
 
 
 _HOST_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
@@ -171,6 +185,13 @@ UPSTREAM_KEYS = {
     "hosts": ("", _hosts),
     "timeout": ("10s", parse_duration),
     "max_page_size": ("20M", parse_size),
+    "max_page_files": ("100000", whole_number(1, 10_000_000)),
+    "page_cache_size": ("256M", parse_size),
+    "max_file_size": ("1G", parse_size),
+    "max_downloads": ("4", whole_number(1, 1000)),
+    "download_space": ("2G", parse_size),
+    "max_misses_per_address": ("600", whole_number(1, 1_000_000)),
+    "fetch_deadline": ("10m", parse_duration),
 }
 
 
@@ -195,6 +216,15 @@ def check_upstream(values, fail):
             fail("upstream", "merge", f"{pattern!r} is also in [upstream] private: a private "
                  "name never shows upstream files, so it cannot be merged; remove it from "
                  "one of the two", [("upstream", "private")])
+
+    if upstream("max_file_size") > upstream("download_space"):
+        fail("upstream", "download_space", "smaller than [upstream] max_file_size: a file "
+             "of that size could never be fetched; raise it or lower max_file_size",
+             [("upstream", "max_file_size")])
+    if upstream("fetch_deadline") < upstream("timeout"):
+        fail("upstream", "fetch_deadline", "shorter than [upstream] timeout: every fetch "
+             "would end before the upstream had to answer; make it longer",
+             [("upstream", "timeout")])
 
     if url is not None:
         own = urlsplit(url).netloc

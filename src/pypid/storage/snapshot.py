@@ -529,6 +529,10 @@ def write(path, data):
     write_atomically(path, data, prefix=".index-")
 
 
+#: The soonest a save that L{SnapshotWriter.soon} asks for is made.
+SOON = 5.0
+
+
 @attrs.define
 class SnapshotWriter:
     """
@@ -574,6 +578,28 @@ class SnapshotWriter:
     #: while the index does not hold every stored file yet (a start
     #: without a snapshot reads them in the background), nothing is saved
     holding: bool = False
+    _soon: object = None
+
+    def soon(self):
+        """
+        Save within L{SOON} seconds (or ten times the last save's time, if
+        longer): the upstream cache learnt something a crash should not
+        lose. Calls while one is due are folded into it.
+        """
+        if self._soon is not None:
+            return
+        delay = max(SOON, 10 * (self.duration or 0.0))
+
+        def due():
+            self._soon = None
+            self.save_if_changed()
+        self._soon = self._clock.callLater(delay, due)
+
+    def cancel_soon(self):
+        """Forget a save L{soon} asked for (the service stops)."""
+        if self._soon is not None and self._soon.active():
+            self._soon.cancel()
+        self._soon = None
 
     def want_save(self):
         """Save at the next tick even if the index did not change (storage did)."""
@@ -673,6 +699,7 @@ class SnapshotService(TimerService):
 
     def stopService(self):
         """Stop the timer, then save what changed since the last tick."""
+        self._writer.cancel_soon()
         d = TimerService.stopService(self) or succeed(None)
         d.addCallback(lambda _: self._writer.save_if_changed(final=True))
         return d

@@ -42,34 +42,75 @@ class Entry:
         return 0 <= now - self.fetched_at < ttl
 
 
-#: The most projects kept (the oldest fetched go first): names are chosen
-#: by clients, so the cache must not grow with whatever they ask for. A
-#: forgotten page is fetched again at its next request. The same cap bounds
-#: the failures remembered (L{FAILURE_MEMORY}): past it they are all
-#: forgotten, which only means asking the upstream again.
+#: The most projects whose pages are kept (the oldest fetched go first):
+#: names are chosen by clients, so the cache must not grow with whatever
+#: they ask for. A forgotten page is fetched again at its next request. The
+#: same cap bounds the failures remembered (L{FAILURE_MEMORY}): past it
+#: they are all forgotten, which only means asking the upstream again.
 MAX_ENTRIES = 20000
+
+#: The most "no such project" answers kept, apart from the pages: a client
+#: asking for names that exist nowhere fills only these, and never pushes
+#: a cached page out (20,001 such requests once emptied the whole cache,
+#: so that the next upstream outage served nothing).
+MAX_MISSING = 10000
+
+#: The longest a "no such project" answer is kept (at most C{ttl}): a name
+#: published upstream shows up this soon.
+MISSING_TTL = 300.0
 
 #: After a failed fetch of a project that is not cached, answer the same
 #: failure at once for this long rather than wait for the upstream again.
 FAILURE_MEMORY = 15.0
+
+#: What one file of a cached page costs in memory, besides its strings
+#: (its object, its slots, its tuple entry), and one page besides its files;
+#: measured with tracemalloc on pages of 1,000 to 50,000 files (850 to
+#: 1,300 bytes a file in all, with its strings).
+FILE_COST = 620
+PAGE_COST = 2000
+
+
+def page_cost(page):
+    """An estimate of the memory a cached L{UpstreamPage} holds, in bytes."""
+    if page is None:
+        return PAGE_COST
+    return PAGE_COST + sum(FILE_COST + len(f.filename) + len(f.url) + 64
+                           + len(f.requires_python or "") + len(f.yanked or "")
+                           for f in page.files)
 
 
 class PageCache:
     """
     Upstream project pages, by normalized name.
 
-    @ivar entries: C{{project: Entry}}.
+    Pages are bounded by count (L{MAX_ENTRIES}) and by their estimated
+    memory (C{max_bytes}, L{page_cost}). The oldest fetched go first, but
+    the pages of projects whose files are kept on disk (L{pin}) only after
+    every other: those are the pages that serve kept files while the
+    upstream is down. "No such project" answers are kept apart
+    (L{MAX_MISSING}, L{MISSING_TTL}).
+
+    @ivar entries: C{{project: Entry}} of the pages, oldest first.
+    @ivar on_change: called (without arguments) when a page was fetched,
+        so that the snapshot is saved soon; or L{None}.
     """
 
-    def __init__(self, fetch, clock, ttl, offline=False):
+    def __init__(self, fetch, clock, ttl, offline=False, max_bytes=256 << 20):
         self._fetch = fetch
         self._clock = clock
         self._ttl = ttl
         self._offline = offline
+        self._max_bytes = max_bytes
         self.entries = {}
+        self._costs = {}
+        self.bytes = 0
+        self._missing = {}
+        self._pinned = set()
         self._inflight = {}
         self._failures = {}
         self.changed = False
+        self.on_change = None
         #: how pages were served, for C{/metrics}: C{hit} (fresh from the
         #: cache), C{stale} (the cached page while a refresh runs, the
         #: upstream fails, or offline), C{miss} (fetched while the client
@@ -77,6 +118,38 @@ class PageCache:
         self.served = {"hit": 0, "stale": 0, "miss": 0, "unavailable": 0}
         #: the upstream fetches of pages: count, failures, latency
         self.timings = Timings()
+
+    def pin(self, project):
+        """
+        Keep C{project}'s page past every unpinned one: files of it are
+        kept on disk (a set as large as the projects of kept files).
+        """
+        self._pinned.add(project)
+
+    def cached(self, project):
+        """
+        What is known of C{project} without asking: its L{Entry} (a page, or
+        a kept "no such project"), or L{None}.
+        """
+        entry = self.entries.get(project)
+        if entry is None:
+            entry = self._missing.get(project)
+        return entry
+
+    def would_fetch(self, project):
+        """
+        Whether a request for C{project} now would ask the upstream while
+        the client waits: nothing kept of it, no fetch of it under way, no
+        failure remembered, not offline.
+        """
+        if self._offline or project in self._inflight or self.cached(project) is not None:
+            return False
+        failed = self._failures.get(project)
+        return failed is None or not 0 <= self._clock.seconds() - failed[0] < FAILURE_MEMORY
+
+    def _fresh(self, entry, now):
+        ttl = self._ttl if entry.page is not None else min(self._ttl, MISSING_TTL)
+        return entry.fresh(now, ttl)
 
     async def get(self, project):
         """
@@ -87,14 +160,14 @@ class PageCache:
         @raise UpstreamError: not cached, and the upstream failed.
         @raise Offline: not cached, and the server is offline.
         """
-        entry = self.entries.get(project)
+        entry = self.cached(project)
         now = self._clock.seconds()
         served = self.served
         if entry is not None and self._offline:
-            stale = not entry.fresh(now, self._ttl)
+            stale = not self._fresh(entry, now)
             served["stale" if stale else "hit"] += 1
             return entry, stale
-        if entry is not None and entry.fresh(now, self._ttl):
+        if entry is not None and self._fresh(entry, now):
             served["hit"] += 1
             return entry, False
         if self._offline:
@@ -153,11 +226,10 @@ class PageCache:
         waiting = self._inflight.pop(project)
         if isinstance(result, Entry):
             self._failures.pop(project, None)
-            self.entries.pop(project, None)
-            self.entries[project] = result
-            while len(self.entries) > MAX_ENTRIES:
-                del self.entries[next(iter(self.entries))]
+            self._keep(project, result)
             self.changed = True
+            if self.on_change is not None:
+                self.on_change()
         else:
             if result.check(UpstreamError):
                 self._failures[project] = (self._clock.seconds(), result.value)
@@ -166,12 +238,46 @@ class PageCache:
             if not result.check(UpstreamError):
                 log.failure("Fetching {project} from the upstream failed", result,
                             project=project)
-            previous = self.entries.get(project)
+            previous = self.cached(project)
             if previous is not None:
                 log.warn("Serving the cached page of {project}: {error}",
                          project=project, error=result.getErrorMessage())
         for d in waiting:
             d.callback(result) if isinstance(result, Entry) else d.errback(result)
+
+    def _keep(self, project, entry):
+        """Keep a fetched entry, the newest, within the caps."""
+        self._drop(project)
+        if entry.page is None:
+            self._missing[project] = entry
+            while len(self._missing) > MAX_MISSING:
+                del self._missing[next(iter(self._missing))]
+            return
+        self.entries[project] = entry
+        cost = self._costs[project] = page_cost(entry.page)
+        self.bytes += cost
+        self._shrink()
+
+    def _drop(self, project):
+        self._missing.pop(project, None)
+        if self.entries.pop(project, None) is not None:
+            self.bytes -= self._costs.pop(project)
+
+    def _shrink(self):
+        """
+        Forget the oldest pages until within the caps, pinned ones last:
+        a pinned page in the way is moved behind the others (once each),
+        so a pass costs no more than the pages it looks at.
+        """
+        entries = self.entries
+        passed = 0
+        while (len(entries) > MAX_ENTRIES or self.bytes > self._max_bytes) and len(entries) > 1:
+            project = next(iter(entries))
+            if project in self._pinned and passed < len(entries):
+                passed += 1
+                entries[project] = entries.pop(project)
+                continue
+            self._drop(project)
 
     # -- the snapshot ---------------------------------------------------------
 
@@ -187,12 +293,13 @@ class PageCache:
             return
         for project, value in data.items():
             try:
-                self.entries[project] = entry_from_json(value)
+                entry = entry_from_json(value)
             except (KeyError, TypeError, ValueError) as e:
                 log.warn("Ignoring the cached upstream page of {project}: {error}",
                          project=project, error=str(e))
-        while len(self.entries) > MAX_ENTRIES:
-            del self.entries[next(iter(self.entries))]
+                continue
+            if entry.page is not None:
+                self._keep(project, entry)
 
 
 def entry_to_json(entry):

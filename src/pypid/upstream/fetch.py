@@ -14,9 +14,11 @@ from urllib.parse import urljoin, urlsplit
 
 from twisted.internet.defer import CancelledError
 from twisted.logger import Logger
+from twisted.web.client import ContentDecoderAgent, GzipDecoder
+from twisted.web.http_headers import Headers
 
 from pypid.http import bodies
-from pypid.upstream.parser import UpstreamPageError, parse_page
+from pypid.upstream.parser import MAX_ENTRIES, UpstreamPageError, parse_page
 
 log = Logger()
 
@@ -44,12 +46,13 @@ def host_allowed(url, hosts):
     C{hosts} (C{"host:port"}, or C{"host"} for the scheme's default port,
     as C{[upstream] hosts} documents).
     """
-    parts = urlsplit(url)
-    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname or parts.username:
-        return False
     try:
-        port = parts.port or _DEFAULT_PORTS[parts.scheme]
+        parts = urlsplit(url)
+        port = parts.port or _DEFAULT_PORTS.get(parts.scheme)
     except ValueError:
+        return False
+    # (an empty user name, as in http://:pw@host/, is still credentials)
+    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname or "@" in parts.netloc:
         return False
     host = parts.hostname.lower()
     for entry in hosts:
@@ -68,15 +71,28 @@ class UpstreamClient:
     @ivar hosts: where files (and redirects) may lead.
     """
 
-    def __init__(self, http, clock, index_url, hosts, timeout=10.0, max_page_size=20 << 20,
-                 run=None):
+    def __init__(self, agent, clock, index_url, hosts, timeout=10.0, max_page_size=20 << 20,
+                 run=None, deadline=600.0, max_entries=MAX_ENTRIES):
+        """
+        @param agent: the L{IAgent} to ask with: no cookie jar (an index
+            needs none, and treq's kept every cookie an upstream set),
+            redirects followed here, within the allowed hosts.
+        @param timeout: the deadline for the headers of an answer, and the
+            longest its body may be silent.
+        @param deadline: the longest one fetch may take in all, however
+            steadily its body trickles in.
+        @param max_entries: the most entries one page may list.
+        """
         self._run = run
-        self._http = http
+        self._agent = agent
+        self._pages = ContentDecoderAgent(agent, [(b"gzip", GzipDecoder)])
         self._clock = clock
         self.index_url = index_url
         self.hosts = tuple(hosts)
-        self._timeout = timeout
+        self.timeout = timeout
+        self.deadline = deadline
         self._max_page_size = max_page_size
+        self._max_entries = max_entries
 
     async def page(self, project):
         """
@@ -86,38 +102,69 @@ class UpstreamClient:
         @raise UpstreamNotFound: the upstream answered 404 (or 410).
         @raise UpstreamError: for anything else that is not a usable page.
         """
+        started = self._clock.seconds()
         url = self.index_url + project + "/"
-        response, final = await self.get(url, {"Accept": ACCEPT})
+        response, final = await self.get(url, {b"accept": [ACCEPT.encode("ascii")]},
+                                         self._pages)
         if response.code in (404, 410):
             bodies.discard(response)
             raise UpstreamNotFound(project)
         if response.code != 200:
             bodies.discard(response)
             raise UpstreamError(f"the upstream answered {response.code} for {project}")
-        try:
-            body = await bodies.read_body(response, self._max_page_size, self._clock,
-                                          self._timeout)
-        except bodies.BodyError as e:
-            raise UpstreamError(f"the upstream's page of {project} was {e}")
+        body = await self.read(response, self._max_page_size, started,
+                               f"the upstream's page of {project}")
         content_type = _header(response, b"content-type") or ""
         serial = _header(response, b"x-pypi-last-serial")
         try:
             if self._run is not None:
                 # A large page takes a while to parse: not on the reactor thread.
-                return await self._run(parse_page, body, content_type, final, project, serial)
-            return parse_page(body, content_type, final, project, serial)
+                page = await self._run(parse_page, body, content_type, final, project, serial,
+                                       self._max_entries)
+            else:
+                page = parse_page(body, content_type, final, project, serial,
+                                  self._max_entries)
         except UpstreamPageError as e:
             raise UpstreamError(f"the upstream's page of {project} is unusable: {e}")
+        if page.refused:
+            log.info("The upstream's page of {project} has {count} entries pypid does not "
+                     "pass on, such as: {examples}", project=project, count=page.refused,
+                     examples="; ".join(f"{label}: {reason}"
+                                        for label, reason in page.skipped[:3]))
+        return page
+
+    async def read(self, response, limit, started, what):
+        """
+        Read a body whole, up to C{limit} bytes, with the idle deadline and
+        what is left of the whole fetch's (from C{started}).
+
+        @raise UpstreamError: naming C{what}.
+        """
+        left = max(self.deadline - (self._clock.seconds() - started), 0.0)
+        d = bodies.read_body(response, limit, self._clock, self.timeout)
+        timer = self._clock.callLater(left, d.cancel)
+        try:
+            return await d
+        except CancelledError:
+            raise UpstreamError(f"{what} took longer than {self.deadline:g} s "
+                                "([upstream] fetch_deadline)")
+        except bodies.BodyError as e:
+            raise UpstreamError(f"{what} was {e}")
+        finally:
+            if timer.active():
+                timer.cancel()
 
     async def open(self, url):
         """
         Start downloading a file: the response, status 200, body unread (the
-        caller reads it under its own idle deadline).
+        caller reads it under its own idle deadline). The file is asked for
+        as it is (C{Accept-Encoding: identity}): its bytes are checked
+        against the page's hash.
 
         @raise UpstreamNotFound: 404 or 410.
         @raise UpstreamError: a host not allowed, or any other failure.
         """
-        response, _ = await self.get(url, {"Accept-Encoding": "identity"})
+        response, _ = await self.get(url, {b"accept-encoding": [b"identity"]}, self._agent)
         if response.code in (404, 410):
             bodies.discard(response)
             raise UpstreamNotFound(url)
@@ -126,45 +173,61 @@ class UpstreamClient:
             raise UpstreamError(f"the upstream answered {response.code} for a file")
         return response
 
-    async def get(self, url, headers):
+    async def get(self, url, headers, agent=None):
         """
         GET C{url}, following a few redirects within the allowed hosts.
 
         @return: C{(response, final URL)}, the body unread.
         """
+        agent = self._agent if agent is None else agent
         for _ in range(4):
             if not host_allowed(url, self.hosts):
                 raise UpstreamError(f"{_host(url)} is not an upstream host pypid may use")
-            response = await self._request(url, headers)
+            response = await self._request(agent, url, headers)
             if response.code not in _REDIRECTS:
                 return response, url
             location = _header(response, b"location")
             bodies.discard(response)
             if not location:
                 raise UpstreamError(f"the upstream answered {response.code} with no Location")
-            target = urljoin(url, location)
+            try:
+                target = urljoin(url, location)
+                urlsplit(target).port  # (raises ValueError for a malformed one)
+            except ValueError:
+                raise UpstreamError("the upstream redirected to a malformed URL "
+                                    f"{_quote(location)}")
             if url.startswith("https:") and not target.startswith("https:"):
                 raise UpstreamError("the upstream redirected from https to plain http")
             url = target
         raise UpstreamError("the upstream redirected too many times")
 
-    async def _request(self, url, headers):
-        d = self._http.request("GET", url, headers=headers,
-                               allow_redirects=False, unbuffered=True)
-        timer = self._clock.callLater(self._timeout, d.cancel)
+    async def _request(self, agent, url, headers):
+        try:
+            target = url.encode("ascii")
+        except UnicodeEncodeError:
+            raise UpstreamError(f"the URL {_quote(url)} is not ASCII")
+        d = agent.request(b"GET", target, Headers(headers), None)
+        timer = self._clock.callLater(self.timeout, d.cancel)
         try:
             return await d
-        except CancelledError:
-            if timer.called:
-                raise UpstreamError(
-                    f"the upstream did not answer within {self._timeout:g} s")
-            raise
         except Exception as e:
+            if timer.called:
+                # (the agent wraps the cancellation: ResponseNeverReceived,
+                # ConnectingCancelledError)
+                raise UpstreamError(
+                    f"the upstream did not answer within {self.timeout:g} s")
+            if isinstance(e, CancelledError):
+                raise
             raise UpstreamError(f"cannot reach the upstream at {_host(url)}: "
                                 f"{bodies.describe(e)}")
         finally:
             if timer.active():
                 timer.cancel()
+
+
+def _quote(value, limit=80):
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _host(url):

@@ -6,10 +6,19 @@ L{parse_page} reads either form into one L{UpstreamPage}, so nothing past
 this module needs to know which one arrived. Both forms are untrusted input:
 every entry is checked on its own, and an entry this module will not pass on
 (a filename that is not a distribution, a file of another project, no usable
-sha256, a URL that is not http(s), a repeated filename) is listed in
-L{UpstreamPage.skipped} with a reason instead of failing the whole page, the
-way pip and uv ignore links they cannot use. Only a page that cannot be read
-at all raises L{UpstreamPageError}.
+sha256, a URL that is not http(s), a repeated filename) is counted in
+L{UpstreamPage.refused}, the first few with a reason in
+L{UpstreamPage.skipped}, instead of failing the whole page, the way pip and
+uv ignore links they cannot use. Only a page that cannot be read at all
+raises L{UpstreamPageError}.
+
+The work and memory of one page are bounded by the number of entries it may
+list (C{max_entries}), not only by its size: a 20 MB JSON page of ten
+million C{1}s made ten million refusals, kept for as long as the page was
+cached (2.3 GB). Before the JSON is decoded, its commas and brackets are
+counted (a few milliseconds for 20 MB), so a page whose values could not
+belong to that many entries is refused before it becomes millions of
+Python objects; the HTML reader stops at the anchor past the limit.
 
 Nothing here does I/O: the caller fetches the bytes, passes the response's
 content type, final URL and C{X-PyPI-Last-Serial} header, and decides what
@@ -37,6 +46,19 @@ HTML_TYPES = frozenset({"text/html", "application/vnd.pypi.simple.v1+html"})
 #: The only API major version understood; PEP 629 tells clients to refuse a
 #: higher one rather than guess at its meaning.
 API_MAJOR = 1
+
+#: The entries a page may list when the caller does not say
+#: (C{[upstream] max_page_files}).
+MAX_ENTRIES = 100_000
+
+#: The refused entries kept, with their reasons, as examples for the log.
+SKIPPED_EXAMPLES = 20
+
+#: JSON values (commas) and containers (brackets) one entry may take, at
+#: most: a PEP 691 file entry has about ten keys and three objects; the rest
+#: is slack for long C{requires-python} specifiers and keys to come.
+_VALUES_PER_ENTRY = 32
+_CONTAINERS_PER_ENTRY = 8
 
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 # Whitespace and control characters have no place in a URL; a server that
@@ -117,8 +139,10 @@ class UpstreamPage:
         the normalized name when the page does not say.
     @ivar files: the accepted L{UpstreamFile}s, sorted by filename so that
         two fetches of an unchanged page compare equal.
-    @ivar skipped: C{(filename or href, reason)} for each refused entry, in
-        page order, so the cache can log why a file is missing.
+    @ivar skipped: C{(filename or href, reason)} for the first
+        L{SKIPPED_EXAMPLES} refused entries, in page order, so the cache can
+        log why a file is missing.
+    @ivar refused: how many entries were refused in all.
     @ivar last_serial: the upstream's change serial (warehouse's
         C{_last-serial}), or L{None} when it gives none.
     """
@@ -127,6 +151,7 @@ class UpstreamPage:
     name: str
     files: tuple = ()
     skipped: tuple = ()
+    refused: int = 0
     last_serial: int | None = None
 
 
@@ -143,7 +168,8 @@ class _Refused(Exception):
     """An entry of the page that is not passed on; the message says why."""
 
 
-def parse_page(body, content_type, page_url, project, last_serial_header=None):
+def parse_page(body, content_type, page_url, project, last_serial_header=None,
+               max_entries=MAX_ENTRIES):
     """
     Parse an upstream project page in whichever form it arrived.
 
@@ -156,28 +182,38 @@ def parse_page(body, content_type, page_url, project, last_serial_header=None):
     @param project: the project the page was asked for.
     @param last_serial_header: the C{X-PyPI-Last-Serial} header, if any; a
         serial in the body itself wins.
+    @param max_entries: the most entries (files, refused ones included) the
+        page may list.
     @rtype: L{UpstreamPage}
     @raise UpstreamPageError: for an unsupported content type, an API major
-        version other than 1, or a body that cannot be read.
+        version other than 1, a body that cannot be read, or one that lists
+        more than C{max_entries} entries.
     """
     project = normalize(project)
     media_type, params = _split_content_type(content_type)
     if media_type in JSON_TYPES:
-        name, entries, serial = _read_json(body, page_url, project)
+        name, entries, serial = _read_json(body, page_url, project, max_entries)
     elif media_type in HTML_TYPES:
-        name, entries, serial = _read_html(body, params.get("charset"), page_url, project)
+        name, entries, serial = _read_html(body, params.get("charset"), page_url, project,
+                                           max_entries)
     else:
         raise UpstreamPageError(f"unsupported content type {_quote(content_type)}")
     if serial is None:
         serial = _serial(last_serial_header)
-    files, skipped = _check_entries(entries, project)
+    files, skipped, refused = _check_entries(entries, project)
     return UpstreamPage(
         project=project,
         name=name,
         files=tuple(sorted(files, key=lambda f: f.filename)),
         skipped=tuple(skipped),
+        refused=refused,
         last_serial=serial,
     )
+
+
+def _too_many(max_entries):
+    return UpstreamPageError(f"the page lists more than {max_entries} entries "
+                             "([upstream] max_page_files)")
 
 
 def effective_files(page, now, min_age):
@@ -293,20 +329,21 @@ def _upload_time(value):
     if match is None:
         return None
     year, month, day, hour, minute, second, fraction, zone = match.groups()
-    tz = datetime.timezone.utc
-    if zone and zone.upper() != "Z":
-        sign = -1 if zone[0] == "-" else 1
-        tz = datetime.timezone(
-            sign * datetime.timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6]))
-        )
     try:
+        tz = datetime.timezone.utc
+        if zone and zone.upper() != "Z":
+            sign = -1 if zone[0] == "-" else 1
+            # (an offset of a day or more, such as +99:00, raises ValueError)
+            tz = datetime.timezone(
+                sign * datetime.timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6]))
+            )
         when = datetime.datetime(
             int(year), int(month), int(day), int(hour), int(minute), int(second),
             int((fraction or "0")[:6].ljust(6, "0")), tzinfo=tz,
         )
-    except ValueError:
+        return when.timestamp()
+    except (ValueError, OverflowError):
         return None
-    return when.timestamp()
 
 
 def _size(value):
@@ -382,14 +419,21 @@ def _html_metadata(attributes):
     return None
 
 
-def _read_json(body, page_url, project):
+def _read_json(body, page_url, project, max_entries):
     """
     Read a PEP 691 project page.
 
     @return: the display name, the entries for L{_check_entries}, and the
         serial from C{meta._last-serial} (or L{None}).
-    @raise UpstreamPageError: if the body is not a PEP 691 v1 project page.
+    @raise UpstreamPageError: if the body is not a PEP 691 v1 project page,
+        or holds more values than C{max_entries} entries could.
     """
+    if isinstance(body, str):
+        body = body.encode("utf-8", "surrogatepass")
+    if (body.count(b",") > _VALUES_PER_ENTRY * max_entries + 64
+            or body.count(b"{") + body.count(b"[")
+            > _CONTAINERS_PER_ENTRY * max_entries + 64):
+        raise _too_many(max_entries)
     try:
         data = json.loads(body)
     except (ValueError, RecursionError) as e:
@@ -412,6 +456,8 @@ def _read_json(body, page_url, project):
     files = data.get("files")
     if not isinstance(files, list):
         raise UpstreamPageError("the page has no files list")
+    if len(files) > max_entries:
+        raise _too_many(max_entries)
     entries = [_json_entry(i, entry, page_url) for i, entry in enumerate(files)]
     return name, entries, serial
 
@@ -469,8 +515,9 @@ class _PageParser(HTMLParser):
     C{<!--SERIAL n-->} comment.
     """
 
-    def __init__(self):
+    def __init__(self, max_entries=MAX_ENTRIES):
         super().__init__(convert_charrefs=True)
+        self._max_entries = max_entries
         self.anchors = []
         self.base = None
         self.repository_version = None
@@ -487,6 +534,8 @@ class _PageParser(HTMLParser):
             # HTML gives the first of repeated attributes precedence.
             attributes.setdefault(key, value)
         if tag == "a" and "href" in attributes:
+            if len(self.anchors) >= self._max_entries:
+                raise _too_many(self._max_entries)
             self.anchors.append(attributes)
         elif tag == "base" and self.base is None and attributes.get("href") is not None:
             self.base = attributes["href"]
@@ -535,7 +584,7 @@ def _html_name(parser, project):
     return project
 
 
-def _read_html(body, charset, page_url, project):
+def _read_html(body, charset, page_url, project, max_entries):
     """
     Read a PEP 503 project page.
 
@@ -551,10 +600,12 @@ def _read_html(body, charset, page_url, project):
         raise UpstreamPageError(f"unknown charset {_quote(charset)}")
     except UnicodeDecodeError:
         raise UpstreamPageError(f"the page is not valid {_quote(charset)[1:-1]}")
-    parser = _PageParser()
+    parser = _PageParser(max_entries)
     try:
         parser.feed(text)
         parser.close()
+    except UpstreamPageError:
+        raise
     except (AssertionError, ValueError) as e:
         # html.parser still raises AssertionError on some broken markup
         # (an unknown marked section such as "<![foo[").
@@ -618,27 +669,36 @@ def _check_entries(entries, project):
 
     @param entries: C{(label, filename or None, fields or None, reason or
         None)} tuples in page order.
-    @return: C{(files, skipped)} lists.
+    @return: C{(files, skipped, refused)}: the files, the first
+        L{SKIPPED_EXAMPLES} refusals with their reasons, and how many entries
+        were refused.
     """
     files, skipped, seen = [], [], set()
+    refused = 0
+
+    def refuse(label, reason):
+        nonlocal refused
+        refused += 1
+        if len(skipped) < SKIPPED_EXAMPLES:
+            # (cut short: a label is the upstream's text, kept with the page)
+            skipped.append((label[:200], reason))
+
     for label, filename, fields, reason in entries:
         if filename is not None:
             if filename in seen:
-                skipped.append((label, "duplicate filename"))
+                refuse(label, "duplicate filename")
                 continue
             seen.add(filename)
         if reason is not None:
-            skipped.append((label, reason))
+            refuse(label, reason)
             continue
         try:
             parsed = parse_filename(filename, legacy=True)
         except InvalidName as e:
-            skipped.append((label, f"not a distribution filename: {e}"))
+            refuse(label, f"not a distribution filename: {e}")
             continue
         if parsed.project != project:
-            skipped.append(
-                (label, f"the file belongs to project {parsed.project!r}, not {project!r}")
-            )
+            refuse(label, f"the file belongs to project {parsed.project!r}, not {project!r}")
             continue
         files.append(
             UpstreamFile(
@@ -649,4 +709,4 @@ def _check_entries(entries, project):
                 **fields,
             )
         )
-    return files, skipped
+    return files, skipped, refused

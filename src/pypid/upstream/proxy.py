@@ -33,7 +33,9 @@ from pypid.core.names import InvalidName, normalize
 from pypid.http import bodies
 from pypid.storage.disk import remove_file
 from pypid.storage.interface import FileExists, StorageError
-from pypid.upstream.cache import Offline
+from pypid.upstream.admission import Admission
+from pypid.upstream.budget import MissBudget
+from pypid.upstream.cache import FAILURE_MEMORY, Offline
 from pypid.upstream.fetch import UpstreamError, UpstreamNotFound
 from pypid.upstream.policy import merged
 from pypid.upstream.requirements import select
@@ -191,6 +193,12 @@ class _ToFile(Protocol):
     def _stalled(self):
         self._fail(UpstreamError(f"the upstream sent nothing for {self._idle:g} s"))
 
+    def overdue(self, deadline):
+        """The whole download took too long, however steadily bytes came."""
+        if self._error is None and self.transport is not None:
+            self._fail(UpstreamError(f"the download took longer than {deadline:g} s "
+                                     "([upstream] fetch_deadline)"))
+
 
 @attrs.define
 class UpstreamProxy:
@@ -217,8 +225,10 @@ class UpstreamProxy:
     file_url: object
     run: object
     clock: object
-    max_file_size: int = 1 << 30
     on_close: object = None
+    #: called (without arguments) when a file was kept, so that the
+    #: snapshot is saved soon (see L{watch})
+    on_change: object = None
     cached: dict = attrs.field(factory=dict)
     # project -> (entry, {kind: Page}, shown files, when worked out), oldest first
     _rendered: dict = attrs.field(factory=dict)
@@ -227,6 +237,13 @@ class UpstreamProxy:
     _metadata: dict = attrs.field(factory=dict)
     _metadata_bytes: int = 0
     _merges: dict = attrs.field(factory=dict)
+    _admission: object = None
+    #: the per-address budget of requests that ask the upstream
+    misses: object = None
+    # filename -> (when, error) of downloads that failed (FAILURE_MEMORY)
+    _failed: dict = attrs.field(factory=dict)
+    # (filename, upstream sha256) whose change of hash was logged
+    _changed: dict = attrs.field(factory=dict)
     # project -> the filenames the cooldown hid when last logged
     _hidden: dict = attrs.field(factory=dict)
     _cached_count: int = 0
@@ -235,6 +252,36 @@ class UpstreamProxy:
     files_served: dict = attrs.field(factory=lambda: {"hit": 0, "miss": 0, "unavailable": 0})
     #: the upstream fetches of files: count, failures, latency
     timings: Timings = attrs.field(factory=Timings)
+
+    def __attrs_post_init__(self):
+        self._admission = Admission(self.config.max_downloads, self.config.download_space)
+        self.misses = MissBudget(self.clock, self.config.max_misses_per_address)
+
+    def charge(self, address, project, filename=None):
+        """
+        Charge C{address} for a request about C{project} (or its file
+        C{filename}) if answering it means asking the upstream now
+        (L{pypid.upstream.budget}).
+
+        @return: L{None}, or the seconds to wait before asking again.
+        """
+        if filename is None:
+            asks = self.pages.would_fetch(project)
+        else:
+            asks = (not self.config.offline and filename not in self.cached
+                    and filename not in self._downloads
+                    and (self.listed(project, filename) is not None
+                         or self.pages.would_fetch(project)))
+        return self.misses.charge(address) if asks else None
+
+    def watch(self, on_change):
+        """Call C{on_change} whenever a page was fetched or a file kept."""
+        self.on_change = self.pages.on_change = on_change
+
+    @property
+    def max_file_size(self):
+        """The largest upstream file fetched (C{[upstream] max_file_size})."""
+        return self.config.max_file_size
 
     @property
     def mode(self):
@@ -393,7 +440,36 @@ class UpstreamProxy:
                      project=entry.page.project, min_age=self.policy.min_age,
                      names=" ".join(f.filename for f in hidden))
         ordered = sorted(kept, key=lambda f: (version_key(f.version), f.filename))
-        return {f.filename: f for f in ordered}
+        return {f.filename: self._as_kept(f) for f in ordered}
+
+    def _as_kept(self, f):
+        """
+        A listed file as clients are shown it: when a file of that name is
+        kept with other bytes than the page now gives, the kept file's hash,
+        size and metadata, so that page and bytes always agree.
+
+        The bytes once checked and kept win over the upstream's new claim:
+        a file that changes under its name is what a compromised or
+        careless upstream does, and an index that followed it would pass a
+        replaced file to every client whose lock file did not pin it. The
+        change is logged as an error, once per new hash; an administrator
+        who forgets the kept file (L{forget}) takes the upstream's version.
+        """
+        stored = self.cached.get(f.filename)
+        if stored is None or stored.sha256 == f.sha256:
+            return f
+        key = (f.filename, f.sha256)
+        if key not in self._changed:
+            self._changed[key] = True
+            while len(self._changed) > MAX_RENDERED:
+                del self._changed[next(iter(self._changed))]
+            log.error("The upstream now gives {filename} the sha256 {new}, but the file kept "
+                      "here has {old}: serving the kept file, as checked when it was "
+                      "fetched. Remove the kept file to take the upstream's "
+                      "(DELETE /api/upstream/<project>/files/<filename>).",
+                      filename=f.filename, new=f.sha256, old=stored.sha256)
+        return attrs.evolve(f, sha256=stored.sha256, size=stored.size,
+                            metadata_sha256=stored.metadata_sha256)
 
     def known(self, project):
         """
@@ -447,12 +523,22 @@ class UpstreamProxy:
         if waiting is not None:
             waiting.append(d)
             return d
+        failed = self._failed.get(upstream_file.filename)
+        if failed is not None and 0 <= self.clock.seconds() - failed[0] < FAILURE_MEMORY:
+            # (a file that just failed its hash or its transfer is not asked
+            # for again at every request: each would stream the wrong bytes)
+            return fail(failed[1])
         self._downloads[upstream_file.filename] = [d]
         done = ensureDeferred(self._download(upstream_file, tee))
         done.addBoth(self._downloaded, upstream_file.filename)
         return d
 
     def _downloaded(self, result, filename):
+        if isinstance(result, Failure) and result.check(UpstreamError):
+            self._failed.pop(filename, None)
+            self._failed[filename] = (self.clock.seconds(), result.value)
+            while len(self._failed) > MAX_RENDERED:
+                del self._failed[next(iter(self._failed))]
         for d in self._downloads.pop(filename):
             if isinstance(result, Failure):
                 d.errback(result)
@@ -474,7 +560,21 @@ class UpstreamProxy:
         return stored
 
     async def _download_to_storage(self, f, tee):
+        # The cap is the smaller of the page's claim and max_file_size: a
+        # page claiming a terabyte once lifted it, and an endless body
+        # streamed gigabytes. A body longer than its claim is cut there.
+        if f.size is not None and f.size > self.max_file_size:
+            raise UpstreamError(f"{f.filename} is {f.size} bytes, more than [upstream] "
+                                f"max_file_size ({self.max_file_size})")
         limit = f.size if f.size is not None else self.max_file_size
+        await self._admission.acquire(limit)
+        try:
+            return await self._transfer(f, tee, limit)
+        finally:
+            self._admission.release(limit)
+
+    async def _transfer(self, f, tee, limit):
+        started = self.clock.seconds()
         response = await self.client.open(f.url)
         try:
             temp, handle = await self.run(_open_temp, self.storage.temp_dir)
@@ -484,9 +584,17 @@ class UpstreamProxy:
         try:
             try:
                 done = Deferred()
-                response.deliverBody(_ToFile(handle, self.run, self.clock,
-                                             self.config.timeout, limit, done, tee=tee))
-                await done
+                transfer = _ToFile(handle, self.run, self.clock, self.config.timeout, limit,
+                                   done, tee=tee)
+                left = max(self.config.fetch_deadline - (self.clock.seconds() - started), 0.0)
+                timer = self.clock.callLater(left, transfer.overdue,
+                                             self.config.fetch_deadline)
+                response.deliverBody(transfer)
+                try:
+                    await done
+                finally:
+                    if timer.active():
+                        timer.cancel()
             finally:
                 await self.run(handle.close)
             digests = await self.run(file_digests, temp)
@@ -512,7 +620,7 @@ class UpstreamProxy:
                                                     inspected.details)
             except FileExists:
                 stored = record
-            self.cached[f.filename] = stored
+            self._keep(stored)
             log.info("Cached {filename} from the upstream ({size} bytes)",
                      filename=f.filename, size=size)
             return stored
@@ -535,16 +643,17 @@ class UpstreamProxy:
         if upstream_file.metadata_sha256 is None:
             return None
         data = self._metadata.get(upstream_file.filename)
-        if data is not None:
+        if data is not None and upstream_file.metadata_sha256 in (
+                "", hashlib.sha256(data).hexdigest()):
+            # (kept under the hash its page gave then: a page that now gives
+            # another is answered with the metadata fetched anew)
             return data
         if self.config.offline:
             raise Offline(upstream_file.filename)
+        started = self.clock.seconds()
         response = await self.client.open(_metadata_url(upstream_file.url))
-        try:
-            data = await bodies.read_body(response, METADATA_LIMIT, self.clock,
-                                          self.config.timeout)
-        except bodies.BodyError as e:
-            raise UpstreamError(f"the upstream's metadata of {upstream_file.filename} was {e}")
+        data = await self.client.read(response, METADATA_LIMIT, started,
+                                      f"the upstream's metadata of {upstream_file.filename}")
         if (upstream_file.metadata_sha256
                 and hashlib.sha256(data).hexdigest() != upstream_file.metadata_sha256):
             raise VerifyError(f"the upstream's metadata of {upstream_file.filename} does not "
@@ -642,8 +751,17 @@ class UpstreamProxy:
                 known[record.filename] = record
         await self.storage.prepare()
         result = await self.storage.scan(known, since if known else 0.0, ())
-        self.cached = dict(result.records)
+        self.cached = {}
+        for record in result.records.values():
+            self._keep(record, announce=False)
         log.info("Upstream cache: {count} files kept", count=len(self.cached))
+
+    def _keep(self, record, announce=True):
+        """A file is kept: its page is kept past every other (L{PageCache.pin})."""
+        self.cached[record.filename] = record
+        self.pages.pin(record.project)
+        if announce and self.on_change is not None:
+            self.on_change()
 
     def state(self):
         """The cached pages and files, JSON-ready, for the snapshot."""

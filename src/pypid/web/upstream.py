@@ -12,13 +12,15 @@ path imports: 24 ms of every start without C{[upstream]}.
 """
 
 import hashlib
+import math
 
 from twisted.internet.defer import ensureDeferred
 from twisted.web.server import NOT_DONE_YET
 
-from pypid.core.errors import BadGateway, NotFound, Unavailable
+from pypid.core.errors import BadGateway, NotFound, TooManyRequests, Unavailable
 from pypid.core.names import is_valid_name, normalize
 from pypid.storage.interface import StorageError
+from pypid.web.access import client_address
 from pypid.web.respond import (
     FILE_CACHE_CONTROL,
     FILE_CONTENT_TYPE,
@@ -61,7 +63,20 @@ def answer_page(request, proxy, name, base):
         request.responseHeaders.setRawHeaders(b"content-type", [b"text/plain; charset=utf-8"])
         return b"Found at the upstream index\n"
     wanted = page_kind(request)
+    _charge(request, proxy, project)
     return finish_later(request, ensureDeferred(_page(request, proxy, project, wanted)))
+
+
+def _charge(request, proxy, project, filename=None):
+    """
+    Refuse (429) a request that would ask the upstream when its address
+    has used up its budget (C{[upstream] max_misses_per_address}).
+    """
+    wait = proxy.charge(client_address(request), project, filename)
+    if wait is not None:
+        raise TooManyRequests(
+            "too many requests for projects and files the cache does not hold from this "
+            "address; try again later", [(b"retry-after", b"%d" % max(1, math.ceil(wait)))])
 
 
 async def _page(request, proxy, project, kind):
@@ -105,6 +120,8 @@ def answer_file(request, proxy, project, filename):
         raise NotFound("no such file")
     if not proxy.decide(project).allowed:
         raise NotFound("no such file")
+    name = filename[: -len(".metadata")] if filename.endswith(".metadata") else filename
+    _charge(request, proxy, project, name)
     return finish_later(request, ensureDeferred(_file(request, proxy, project, filename)))
 
 
@@ -148,7 +165,8 @@ async def _file_answer(request, proxy, project, filename):
         if stored is None:
             if listed is None:
                 raise NotFound("no such file")
-            tee = _ClientTee(request, listed) if _plain_get(request) else None
+            tee = (_ClientTee(request, listed)
+                   if _plain_get(request) and _sees_cut_short(request, listed) else None)
             try:
                 stored = await proxy.fetch(listed, tee)
             except UpstreamError:
@@ -161,6 +179,18 @@ async def _file_answer(request, proxy, project, filename):
         raise BadGateway(f"the upstream index failed: {e}")
     return send_stored(request, stored, proxy.locate(stored),
                        b'"%s"' % stored.sha256.encode("ascii"))
+
+
+def _sees_cut_short(request, listed):
+    """
+    Whether the client can tell a body that was broken off from a whole one,
+    so that it may be fed while the file is fetched: HTTP/1.1 (the body is
+    chunked, or has a length), or a length known from the page. An HTTP/1.0
+    client without a length takes the end of the connection for the end of
+    the file, so a file that fails its hash would look whole to it: it is
+    answered once the bytes are checked.
+    """
+    return listed.size is not None or request.clientproto == b"HTTP/1.1"
 
 
 def _plain_get(request):
