@@ -1157,6 +1157,37 @@ class UpstreamTests(_ConfigMixin, SynchronousTestCase):
             message = self.refused_upstream("max_page_size", value)
             self.assertIn("expected a size", message)
 
+    def test_bounds(self):
+        """The bounds a hostile upstream meets: their defaults, forms and refusals."""
+        defaults = self.upstream("")
+        self.assertEqual((defaults.max_page_files, defaults.page_cache_size,
+                          defaults.max_file_size, defaults.max_downloads,
+                          defaults.download_space, defaults.max_misses_per_address,
+                          defaults.fetch_deadline),
+                         (100_000, 256 << 20, 1 << 30, 4, 2 << 30, 600, 600.0))
+        config = self.upstream("max_page_files = 5000\npage_cache_size = 64M\n"
+                               "max_file_size = 100M\nmax_downloads = 2\n"
+                               "download_space = 200M\nmax_misses_per_address = 30\n"
+                               "fetch_deadline = 2m\n")
+        self.assertEqual((config.max_page_files, config.page_cache_size, config.max_file_size,
+                          config.max_downloads, config.download_space,
+                          config.max_misses_per_address, config.fetch_deadline),
+                         (5000, 64 << 20, 100 << 20, 2, 200 << 20, 30, 120.0))
+        for key, value, expected in (
+                ("max_page_files", "0", "expected a whole number from 1 to 10000000"),
+                ("max_downloads", "many", "expected a whole number from 1 to 1000"),
+                ("max_misses_per_address", "-1", "expected a whole number"),
+                ("download_space", "lots", "expected a size"),
+                ("fetch_deadline", "forever", "expected a duration")):
+            self.assertIn(expected, self.refused_upstream(key, value))
+
+    def test_bounds_against_each_other(self):
+        """A file cap over the download space, or a deadline under the timeout, is refused."""
+        message = self.refused("[upstream]\nmax_file_size = 2G\ndownload_space = 1G\n")
+        self.assertIn("[upstream] download_space: smaller than [upstream] max_file_size", message)
+        message = self.refused("[upstream]\ntimeout = 30s\nfetch_deadline = 10s\n")
+        self.assertIn("[upstream] fetch_deadline: shorter than [upstream] timeout", message)
+
 
 class UpstreamCrossKeyTests(_ConfigMixin, SynchronousTestCase):
     """Tests for the checks between C{[upstream]} keys, blamed on the file or on C{--set}."""

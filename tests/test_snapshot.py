@@ -387,6 +387,27 @@ class SnapshotWriterTests(SynchronousTestCase):
         self.successResultOf(writer.save_if_changed())
         self.assertTrue(os.path.exists(self.path))
 
+    def test_soon(self):
+        """
+        L{SnapshotWriter.soon} saves within L{snapshot.SOON} seconds (the
+        upstream cache learnt something: a crash must not lose it), once
+        for many calls, and not while a stop cancelled it.
+        """
+        writer = self.writer()
+        self.index.add(make_record())
+        writer.soon()
+        writer.soon()
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+        self.clock.advance(snapshot.SOON - 0.1)
+        self.assertFalse(os.path.exists(self.path))
+        self.clock.advance(0.1)
+        self.assertTrue(os.path.exists(self.path))
+        writer.duration = 2.0  # (a save that takes long is not made every few seconds)
+        writer.soon()
+        self.assertEqual(self.clock.getDelayedCalls()[0].getTime(), self.clock.seconds() + 20)
+        writer.cancel_soon()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
     def test_saves_when_changed(self):
         """A changed index is saved with the time and serial of the call."""
         writer = self.writer()

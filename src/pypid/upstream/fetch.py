@@ -126,6 +126,11 @@ class UpstreamClient:
                                   self._max_entries)
         except UpstreamPageError as e:
             raise UpstreamError(f"the upstream's page of {project} is unusable: {e}")
+        except Exception:
+            # (a defect of the parser: logged in full once, answered 502 and
+            # remembered like any failure, rather than a 500 at every request)
+            log.failure("Reading the upstream's page of {project} failed", project=project)
+            raise UpstreamError(f"the upstream's page of {project} could not be read")
         if page.refused:
             log.info("The upstream's page of {project} has {count} entries pypid does not "
                      "pass on, such as: {examples}", project=project, count=page.refused,

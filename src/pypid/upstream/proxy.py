@@ -452,8 +452,10 @@ class UpstreamProxy:
         a file that changes under its name is what a compromised or
         careless upstream does, and an index that followed it would pass a
         replaced file to every client whose lock file did not pin it. The
-        change is logged as an error, once per new hash; an administrator
-        who forgets the kept file (L{forget}) takes the upstream's version.
+        change is logged as an error, once per new hash. A filename is never
+        reused on the public index either, so an upstream that does it is
+        broken or compromised; an operator who trusts the new bytes removes
+        the kept file from the cache's folder while pypid is stopped.
         """
         stored = self.cached.get(f.filename)
         if stored is None or stored.sha256 == f.sha256:
@@ -465,8 +467,7 @@ class UpstreamProxy:
                 del self._changed[next(iter(self._changed))]
             log.error("The upstream now gives {filename} the sha256 {new}, but the file kept "
                       "here has {old}: serving the kept file, as checked when it was "
-                      "fetched. Remove the kept file to take the upstream's "
-                      "(DELETE /api/upstream/<project>/files/<filename>).",
+                      "fetched (docs/operations.rst, \"A file that changes upstream\").",
                       filename=f.filename, new=f.sha256, old=stored.sha256)
         return attrs.evolve(f, sha256=stored.sha256, size=stored.size,
                             metadata_sha256=stored.metadata_sha256)
