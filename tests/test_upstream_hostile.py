@@ -475,23 +475,28 @@ class FailureTests(_Harness, SynchronousTestCase):
         self.upstream.page("holy-grail", [entry(*WHEEL)])
 
         def trickle(request):
+            gone = []
+            request.notifyFinish().addBoth(gone.append)
+
             def more(left):
-                if left:
+                if left and not gone:
                     request.write(b"x")
                     self.clock.callLater(1, more, left - 1)
             more(10_000)
             return NOT_DONE_YET
         self.upstream.routes[f"/files/{WHEEL[0]}"] = trickle
-        d = self.client.get(f"http://pypid.example/files/holy-grail/{WHEEL[0]}")
+        self.page_of("holy-grail")
+        d = self.proxy.fetch(self.proxy.listed("holy-grail", WHEEL[0]))
         for _ in range(40):
             self.clock.advance(1)
             self.settle()
-        self.assertEqual(self.clock.seconds() > 0, True)
+        failure = self.failureResultOf(d, UpstreamError)
+        self.assertIn("the download took longer than 30 s ([upstream] fetch_deadline)",
+                      str(failure.value))
         self.assertEqual(self.proxy.cached, {})
         self.assertEqual(self.proxy._downloads, {})
-        failed = self.proxy._failed[WHEEL[0]][1]
-        self.assertIn("longer than 30 s", str(failed))
-        d.addErrback(lambda _: None)
+        self.assertEqual(self.proxy.timings.errors.get("file"), 1)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
 
 
 class ClientTests(SynchronousTestCase):

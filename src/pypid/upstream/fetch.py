@@ -33,6 +33,14 @@ class UpstreamError(Exception):
     """The upstream could not give an answer (pypid answers 502 with the message)."""
 
 
+class TransferFailed(UpstreamError):
+    """
+    The upstream could not be reached, or an answer did not arrive whole in
+    time: worth asking again at once (a file that failed so is not
+    remembered as failed, so that a client's retries can succeed).
+    """
+
+
 class UpstreamNotFound(Exception):
     """The upstream has no such project (or file)."""
 
@@ -151,10 +159,12 @@ class UpstreamClient:
         try:
             return await d
         except CancelledError:
-            raise UpstreamError(f"{what} took longer than {self.deadline:g} s "
-                                "([upstream] fetch_deadline)")
-        except bodies.BodyError as e:
+            raise TransferFailed(f"{what} took longer than {self.deadline:g} s "
+                                 "([upstream] fetch_deadline)")
+        except bodies.BodyTooLarge as e:
             raise UpstreamError(f"{what} was {e}")
+        except bodies.BodyError as e:
+            raise TransferFailed(f"{what} was {e}")
         finally:
             if timer.active():
                 timer.cancel()
@@ -175,7 +185,8 @@ class UpstreamClient:
             raise UpstreamNotFound(url)
         if response.code != 200:
             bodies.discard(response)
-            raise UpstreamError(f"the upstream answered {response.code} for a file")
+            kind = TransferFailed if response.code >= 500 else UpstreamError
+            raise kind(f"the upstream answered {response.code} for a file")
         return response
 
     async def get(self, url, headers, agent=None):
@@ -219,12 +230,12 @@ class UpstreamClient:
             if timer.called:
                 # (the agent wraps the cancellation: ResponseNeverReceived,
                 # ConnectingCancelledError)
-                raise UpstreamError(
+                raise TransferFailed(
                     f"the upstream did not answer within {self.timeout:g} s")
             if isinstance(e, CancelledError):
                 raise
-            raise UpstreamError(f"cannot reach the upstream at {_host(url)}: "
-                                f"{bodies.describe(e)}")
+            raise TransferFailed(f"cannot reach the upstream at {_host(url)}: "
+                                 f"{bodies.describe(e)}")
         finally:
             if timer.active():
                 timer.cancel()

@@ -36,7 +36,7 @@ from pypid.storage.interface import FileExists, StorageError
 from pypid.upstream.admission import Admission
 from pypid.upstream.budget import MissBudget
 from pypid.upstream.cache import FAILURE_MEMORY, Offline
-from pypid.upstream.fetch import UpstreamError, UpstreamNotFound
+from pypid.upstream.fetch import TransferFailed, UpstreamError, UpstreamNotFound
 from pypid.upstream.policy import merged
 from pypid.upstream.requirements import select
 
@@ -174,7 +174,7 @@ class _ToFile(Protocol):
             self._client_timer.cancel()
         self._client_timer = None
         if self._error is None and not reason.check(ResponseDone, PotentialDataLoss):
-            self._error = UpstreamError(
+            self._error = TransferFailed(
                 f"the download was cut short: {bodies.describe(reason.value)}")
         error = self._error
 
@@ -191,13 +191,13 @@ class _ToFile(Protocol):
         self.transport.stopProducing()
 
     def _stalled(self):
-        self._fail(UpstreamError(f"the upstream sent nothing for {self._idle:g} s"))
+        self._fail(TransferFailed(f"the upstream sent nothing for {self._idle:g} s"))
 
     def overdue(self, deadline):
         """The whole download took too long, however steadily bytes came."""
         if self._error is None and self.transport is not None:
-            self._fail(UpstreamError(f"the download took longer than {deadline:g} s "
-                                     "([upstream] fetch_deadline)"))
+            self._fail(TransferFailed(f"the download took longer than {deadline:g} s "
+                                      "([upstream] fetch_deadline)"))
 
 
 @attrs.define
@@ -240,7 +240,8 @@ class UpstreamProxy:
     _admission: object = None
     #: the per-address budget of requests that ask the upstream
     misses: object = None
-    # filename -> (when, error) of downloads that failed (FAILURE_MEMORY)
+    # filename -> (when, error) of downloads that failed, but not on the way
+    # (FAILURE_MEMORY)
     _failed: dict = attrs.field(factory=dict)
     # (filename, upstream sha256) whose change of hash was logged
     _changed: dict = attrs.field(factory=dict)
@@ -535,7 +536,12 @@ class UpstreamProxy:
         return d
 
     def _downloaded(self, result, filename):
-        if isinstance(result, Failure) and result.check(UpstreamError):
+        if (isinstance(result, Failure) and result.check(UpstreamError)
+                and not result.check(TransferFailed)):
+            # (bytes that were wrong, more than allowed, or an answer that is
+            # not a file: asking again at once would stream them again; a
+            # transfer cut short or too slow is tried again at the next
+            # request, as pip's retries expect)
             self._failed.pop(filename, None)
             self._failed[filename] = (self.clock.seconds(), result.value)
             while len(self._failed) > MAX_RENDERED:
@@ -565,8 +571,8 @@ class UpstreamProxy:
         # page claiming a terabyte once lifted it, and an endless body
         # streamed gigabytes. A body longer than its claim is cut there.
         if f.size is not None and f.size > self.max_file_size:
-            raise UpstreamError(f"{f.filename} is {f.size} bytes, more than [upstream] "
-                                f"max_file_size ({self.max_file_size})")
+            raise VerifyError(f"{f.filename} is {f.size} bytes, more than [upstream] "
+                              f"max_file_size ({self.max_file_size})")
         limit = f.size if f.size is not None else self.max_file_size
         await self._admission.acquire(limit)
         try:
