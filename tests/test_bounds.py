@@ -34,9 +34,9 @@ from pypid.storage.s3.credentials import CredentialSource
 from pypid.storage.s3.layout import Layout
 from pypid.storage.s3.sign import Bucket, Credentials
 from pypid.storage.s3.storage import S3Storage
-from pypid.upstream import cache, proxy
+from pypid.upstream import budget, cache, proxy
 from pypid.upstream.cache import PageCache
-from pypid.upstream.fetch import UpstreamError
+from pypid.upstream.fetch import UpstreamError, UpstreamNotFound
 from pypid.upstream.parser import UpstreamFile, UpstreamPage
 from pypid.upstream.policy import UpstreamPolicy
 from pypid.upstream.proxy import UpstreamProxy
@@ -144,6 +144,66 @@ class BoundsTests(SynchronousTestCase):
             for i in range(start, stop):
                 self.failureResultOf(ensureDeferred(pages.get(f"project-{i}")), UpstreamError)
         self.assert_flat(fill, lambda: len(pages._failures), 500)
+
+    def test_missing_names(self):
+        """"No such project" answers are kept for at most L{cache.MAX_MISSING} names."""
+        self.patch(cache, "MAX_MISSING", 500)
+        pages = self.make_proxy(fetch=lambda project: fail(UpstreamNotFound(project))).pages
+
+        def fill(start, stop):
+            for i in range(start, stop):
+                self.successResultOf(ensureDeferred(pages.get(f"nothing-{i}")))
+        self.assert_flat(fill, lambda: len(pages._missing), 500)
+        self.assertEqual(pages.entries, {})
+
+    def test_page_bytes(self):
+        """The cached pages' estimated bytes stay within C{max_bytes}, and so does memory."""
+        pages = self.make_proxy().pages
+        pages._max_bytes = 200 * cache.page_cost(upstream_page("project-0000", files=5))
+
+        def fill(start, stop):
+            for i in range(start, stop):
+                page = upstream_page(f"project-{i:04}", files=5)
+                pages._keep(page.project, cache.Entry(page, 1.0))
+        self.assert_flat(fill, lambda: len(pages.entries), 200)
+        self.assertLessEqual(pages.bytes, pages._max_bytes)
+
+    def test_file_failures(self):
+        """Failed upstream files are remembered for at most L{proxy.MAX_RENDERED} names."""
+        self.patch(proxy, "MAX_RENDERED", 300)
+        upstream = self.make_proxy()
+        from twisted.python.failure import Failure
+
+        def fill(start, stop):
+            for i in range(start, stop):
+                name = f"f-{i}.whl"
+                upstream._downloads[name] = []
+                upstream._downloaded(Failure(proxy.VerifyError("wrong")), name)
+        self.assert_flat(fill, lambda: len(upstream._failed), 300)
+
+    def test_changed_hashes_log(self):
+        """Files whose upstream hash changed are logged once, for at most MAX_RENDERED names."""
+        self.patch(proxy, "MAX_RENDERED", 300)
+        upstream = self.make_proxy()
+        kept = upstream_page("project", files=1).files[0]
+
+        def fill(start, stop):
+            for i in range(start, stop):
+                name = f"f-{i}-1.0-py3-none-any.whl"
+                upstream.cached[name] = make_record(filename=name)
+                upstream._as_kept(attrs.evolve(kept, filename=name))
+                del upstream.cached[name]
+        self.assert_flat(fill, lambda: len(upstream._changed), 300)
+
+    def test_miss_budgets(self):
+        """Per-address budgets are kept for at most L{budget.MAX_ADDRESSES} addresses."""
+        self.patch(budget, "MAX_ADDRESSES", 500)
+        misses = self.make_proxy().misses
+
+        def fill(start, stop):
+            for i in range(start, stop):
+                misses.charge(f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}")
+        self.assert_flat(fill, lambda: len(misses._buckets), 500)
 
     def test_page_cache_snapshot(self):
         """A snapshot of more pages than the cap is loaded down to the cap."""
