@@ -15,8 +15,11 @@ The table was written from the answers the site gave, each read and
 judged (a hidden project answers exactly as one that does not exist, to
 everyone who may not see it; a writer without read is refused before
 anything is looked up); a changed answer is a change to judge again, and
-to write here. C{/metrics} answers everyone: the test's client is on the
-loopback address, which its default rule lets scrape.
+to write here. C{/metrics} answers everyone in L{TABLE}: the test's client
+is on the loopback address, which its default rule lets scrape; who may
+scrape from elsewhere, under each C{[metrics]} setting, is L{METRICS_TABLE}'s,
+written from C{docs/configuration.rst} and C{docs/http-api.rst} (the
+C{[metrics]} section, C{GET /metrics}).
 """
 
 import base64
@@ -26,6 +29,7 @@ import re
 import bcrypt
 from urllib.parse import quote
 
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -34,6 +38,7 @@ from pypid.auth.htpasswd import parse_htpasswd
 from pypid.auth.policy import AccessModel, parse_rule
 from pypid.auth.tokens import TokenBook
 from pypid.auth.verifier import PasswordVerifier
+from pypid.config.metrics import DEFAULT_ALLOW, MetricsConfig, parse_networks
 from pypid.core.index import Index
 from pypid.core.render import file_url_for
 from pypid.storage.memory import MemoryStorage
@@ -70,7 +75,12 @@ class AccessTableTests(SynchronousTestCase):
     #: htpasswd file of bcrypt hashes, as pypiserver's)
     variant = None
 
-    def build(self, read):
+    def build(self, read, metrics=None):
+        """
+        A server as the table says, with C{[auth] read = read}; C{metrics},
+        its C{[metrics]} (by default, the default). alice is in the group
+        C{monitoring}, which only C{[metrics] group} names.
+        """
         self.clock = Clock()
         self.clock.advance(1767225600)
         folder = os.path.abspath(self.mktemp())
@@ -83,11 +93,13 @@ class AccessTableTests(SynchronousTestCase):
             users = parse_htpasswd(HTPASSWD, "users.htpasswd")
         verifier = PasswordVerifier(users, self.clock, None, run_in_pool=run_in_pool_now)
         model = AccessModel(read=read, admins=frozenset({"root"}),
+                            groups={"monitoring": frozenset({"alice"})},
                             rules=(parse_rule("secret-*", "user:carol rw", 0),))
         self.tokens = TokenBook(self.clock)
         access = Access(model, verifier, None, self.tokens)
         web = build_web(self.index, self.storage, access, run_now, self.clock,
-                        max_upload_size=10 << 20, base_url=base_url)
+                        max_upload_size=10 << 20, base_url=base_url, metrics=metrics)
+        self.site = web.site
         self.client = site_treq(web.site)
         t = self.tokens.issue
         revoked, token = t("alice", {"read", "upload"})
@@ -176,6 +188,55 @@ class AccessTableTests(SynchronousTestCase):
         missing = sorted(pair for pair in documented_routes() if pair not in covered)
         self.assertEqual(missing, [])
 
+    def test_metrics_from_elsewhere(self):
+        """
+        Every cell of L{METRICS_TABLE}: C{/metrics} asked from another
+        address than the test client's loopback one (or relayed by a proxy,
+        which no address lets in), under C{[metrics] allow} and C{group}.
+        """
+        expected = read_metrics_table(METRICS_TABLE)
+        for (read, allow, group, client, via), want in expected.items():
+            self.build(read, MetricsConfig(
+                allow=parse_networks({"default": DEFAULT_ALLOW, "none": ""}.get(allow, allow)),
+                group=None if group == "-" else group))
+            self.client = site_treq_from(self.site, client)
+            headers = {} if via == "-" else {via: "192.0.2.1"}
+            got = [self.request("GET", "/metrics", self.auth[who], headers=headers)
+                   for who in IDENTITIES]
+            self.assertEqual(dict(zip(IDENTITIES, got)), dict(zip(IDENTITIES, want)),
+                             f"{read} allow={allow} group={group} from {client} via {via}")
+
+
+class _FromAddress:
+    """
+    A site as a client at another address reaches it: treq's in-memory
+    agent connects every request from 127.0.0.1 (its transport's peer),
+    and C{/metrics}, the login throttle and the connection limit read the
+    peer.
+    """
+
+    def __init__(self, site, address):
+        self._site = site
+        self._address = address
+
+    def buildProtocol(self, addr):
+        protocol = self._site.buildProtocol(self._address)
+        connect = protocol.makeConnection
+
+        def makeConnection(transport):
+            transport.peerAddress = self._address
+            connect(transport)
+        protocol.makeConnection = makeConnection
+        return protocol
+
+
+def site_treq_from(site, host):
+    """A L{site_treq} whose requests come from C{host} (an IPv4 or IPv6 address)."""
+    client = site_treq(site)
+    kind = IPv6Address if ":" in host else IPv4Address
+    client._agent._serverFactory = _FromAddress(site, kind("TCP", host, 40000))
+    return client
+
 
 def filename_of(project):
     return f"{project.replace('-', '_')}-1.0-py3-none-any.whl"
@@ -246,6 +307,21 @@ def documented_routes():
                     if method != "HEAD":
                         routes.add((method, shape(path)))
     return routes
+
+
+def read_metrics_table(text):
+    """
+    L{METRICS_TABLE} as C{{(read, allow, group, client, via): codes}}: a
+    line C{ALLOW GROUP CLIENT VIA | codes (read = everyone) | codes
+    (authenticated)}.
+    """
+    table = {}
+    for line in text.strip().splitlines():
+        head, everyone, authenticated = line.split("|")
+        allow, group, client, via = head.split()
+        for read, codes in (("everyone", everyone), ("authenticated", authenticated)):
+            table[(read, allow, group, client, via)] = tuple(int(c) for c in codes.split())
+    return table
 
 
 def read_table(text):
@@ -336,4 +412,38 @@ POST   /api/upstream/{p}/refresh    secret-sauce | 401 404 404 404 401 403 404 4
 POST   /api/upstream/{p}/refresh    no-such      | 401 404 404 404 401 403 404 404 401 401 404 | 401 404 404 404 401 403 404 404 401 401 404
 POST   /requirements.txt            -            | 401 404 404 404 401 403 404 404 401 401 404 | 401 404 404 404 401 403 404 404 401 401 404
 POST   /api/oidc/mint-token         -            | 404 404 404 404 404 404 404 404 404 404 404 | 404 404 404 404 404 404 404 404 404 404 404
+"""
+
+
+#: C{/metrics}, asked by each identity (columns in L{IDENTITIES} order),
+#: under C{[metrics] allow} (C{default}: C{127.0.0.0/8 ::1}; C{none}:
+#: empty) and C{group} (C{monitoring}: alice alone), from a client at
+#: CLIENT, through a proxy that adds the header VIA, or directly; with
+#: [auth] read = everyone, then read = authenticated. As the docs say:
+#: an allowed address scrapes without credentials, whatever they are; a
+#: request a proxy relayed is never let in by its address; the group's
+#: users scrape with their password or any token of theirs, whatever its
+#: actions and projects (alice's); anyone else gets 403, or 401 when
+#: C{group} is set and the request has no valid credentials (anonymous, a
+#: wrong password, an expired or revoked token). An admin is no member.
+METRICS_TABLE = """
+default     -          127.0.0.1   -               | 200 200 200 200 200 200 200 200 200 200 200 | 200 200 200 200 200 200 200 200 200 200 200
+default     -          ::1         -               | 200 200 200 200 200 200 200 200 200 200 200 | 200 200 200 200 200 200 200 200 200 200 200
+default     -          192.0.2.10  -               | 403 403 403 403 403 403 403 403 403 403 403 | 403 403 403 403 403 403 403 403 403 403 403
+default     -          2001:db8::7 -               | 403 403 403 403 403 403 403 403 403 403 403 | 403 403 403 403 403 403 403 403 403 403 403
+default     -          127.0.0.1   X-Forwarded-For | 403 403 403 403 403 403 403 403 403 403 403 | 403 403 403 403 403 403 403 403 403 403 403
+default     -          127.0.0.1   Forwarded       | 403 403 403 403 403 403 403 403 403 403 403 | 403 403 403 403 403 403 403 403 403 403 403
+default     -          127.0.0.1   X-Real-IP       | 403 403 403 403 403 403 403 403 403 403 403 | 403 403 403 403 403 403 403 403 403 403 403
+10.0.0.0/8  -          10.1.2.3    -               | 200 200 200 200 200 200 200 200 200 200 200 | 200 200 200 200 200 200 200 200 200 200 200
+10.0.0.0/8  -          192.0.2.10  -               | 403 403 403 403 403 403 403 403 403 403 403 | 403 403 403 403 403 403 403 403 403 403 403
+10.0.0.0/8  -          127.0.0.1   -               | 403 403 403 403 403 403 403 403 403 403 403 | 403 403 403 403 403 403 403 403 403 403 403
+10.0.0.0/8  -          10.1.2.3    X-Forwarded-For | 403 403 403 403 403 403 403 403 403 403 403 | 403 403 403 403 403 403 403 403 403 403 403
+none        -          127.0.0.1   -               | 403 403 403 403 403 403 403 403 403 403 403 | 403 403 403 403 403 403 403 403 403 403 403
+default     monitoring 127.0.0.1   -               | 200 200 200 200 200 200 200 200 200 200 200 | 200 200 200 200 200 200 200 200 200 200 200
+default     monitoring 192.0.2.10  -               | 401 200 403 403 401 200 200 200 401 401 403 | 401 200 403 403 401 200 200 200 401 401 403
+default     monitoring 2001:db8::7 -               | 401 200 403 403 401 200 200 200 401 401 403 | 401 200 403 403 401 200 200 200 401 401 403
+default     monitoring 127.0.0.1   X-Forwarded-For | 401 200 403 403 401 200 200 200 401 401 403 | 401 200 403 403 401 200 200 200 401 401 403
+10.0.0.0/8  monitoring 10.1.2.3    -               | 200 200 200 200 200 200 200 200 200 200 200 | 200 200 200 200 200 200 200 200 200 200 200
+10.0.0.0/8  monitoring 192.0.2.10  -               | 401 200 403 403 401 200 200 200 401 401 403 | 401 200 403 403 401 200 200 200 401 401 403
+none        monitoring 127.0.0.1   -               | 401 200 403 403 401 200 200 200 401 401 403 | 401 200 403 403 401 200 200 200 401 401 403
 """

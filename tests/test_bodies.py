@@ -5,8 +5,16 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.client import ResponseDone, ResponseFailed
 from twisted.web.http import PotentialDataLoss
+from twisted.web.iweb import UNKNOWN_LENGTH
 
-from pypid.http.bodies import BodyCutShort, BodyStalled, BodyTooLarge, read_body
+from pypid.http.bodies import (
+    DRAIN_LIMIT,
+    BodyCutShort,
+    BodyStalled,
+    BodyTooLarge,
+    discard,
+    read_body,
+)
 
 
 class _Transport:
@@ -94,3 +102,40 @@ class ReadBodyTests(SynchronousTestCase):
         self.assertTrue(response.transport.stopped)
         self.failureResultOf(d)
         self.assertEqual(clock.getDelayedCalls(), [])
+
+
+class DiscardTests(SynchronousTestCase):
+    """L{discard}: a short body is drained so its connection is reused; others are cut."""
+
+    def make(self, length):
+        response = _Response()
+        response.length = length
+        return response
+
+    def test_short_drained(self):
+        """
+        A short body of known length is read to its end: its connection
+        (back in the pool already) is not closed under the next request.
+        """
+        response = self.make(9)
+        discard(response, Clock(), 5.0)
+        response.protocol.dataReceived(b"not found")
+        response.end()
+        self.assertFalse(response.transport.stopped)
+
+    def test_short_stalled(self):
+        """A short body that never comes is stopped at the idle deadline."""
+        clock = Clock()
+        response = self.make(9)
+        discard(response, clock, 5.0)
+        clock.advance(5)
+        self.assertTrue(response.transport.stopped)
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_long_or_unknown_cut(self):
+        """A long body, one of unknown length, or no clock: the transfer is stopped."""
+        for length, clock in ((DRAIN_LIMIT + 1, Clock()), (UNKNOWN_LENGTH, Clock()),
+                              (9, None)):
+            response = self.make(length)
+            discard(response, clock, 5.0)
+            self.assertTrue(response.transport.stopped, length)

@@ -570,7 +570,7 @@ class IssuerKeys:
                     raise IssuerUnavailable(f"{where} did not answer within {self.timeout:g} s")
                 raise IssuerUnavailable(f"cannot reach {where}: {bodies.describe(e)}")
             if response.code != 200:
-                bodies.discard(response)
+                bodies.discard(response, self._clock, self.timeout)
                 raise IssuerUnavailable(f"{where} answered {response.code}")
             holder[0] = reading = bodies.read_body(response, limit, self._clock, self.timeout)
             try:

@@ -125,13 +125,32 @@ def read_body(response, limit, clock=None, idle=None):
     return done
 
 
-def discard(response):
+#: The largest body L{discard} reads to its end (with a clock) so that the
+#: connection goes back to the pool whole.
+DRAIN_LIMIT = 64 << 10
+
+
+def discard(response, clock=None, idle=None):
     """
-    Drop an answer's body unread: the transfer is stopped (the connection
-    is not reused), so a server that stalls after its headers costs nothing.
+    Drop an answer's body.
+
+    With a clock, a short body of known length (an error page, a redirect,
+    up to L{DRAIN_LIMIT}) is read to its end under the C{idle} deadline,
+    and the connection is reused. Stopping it instead closed a connection
+    that the agent had already put back in its pool when the body arrived
+    with the headers: a request sent on it at that moment got no answer,
+    and was sent again on another (the upstream saw 15 to 20% of the
+    requests made beside 404s twice). Otherwise the transfer is stopped
+    (the connection is not reused), so a server that stalls after its
+    headers, or sends a large body, costs nothing.
     """
-    d = read_body(response, 0)
-    d.cancel()
+    length = response.length
+    if (clock is not None and isinstance(length, int)
+            and length <= DRAIN_LIMIT):
+        d = read_body(response, DRAIN_LIMIT, clock, idle)
+    else:
+        d = read_body(response, 0)
+        d.cancel()
     d.addErrback(lambda _: None)
 
 

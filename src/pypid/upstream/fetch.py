@@ -115,10 +115,10 @@ class UpstreamClient:
         response, final = await self.get(url, {b"accept": [ACCEPT.encode("ascii")]},
                                          self._pages)
         if response.code in (404, 410):
-            bodies.discard(response)
+            bodies.discard(response, self._clock, self.timeout)
             raise UpstreamNotFound(project)
         if response.code != 200:
-            bodies.discard(response)
+            bodies.discard(response, self._clock, self.timeout)
             raise UpstreamError(f"the upstream answered {response.code} for {project}")
         body = await self.read(response, self._max_page_size, started,
                                f"the upstream's page of {project}")
@@ -181,10 +181,10 @@ class UpstreamClient:
         """
         response, _ = await self.get(url, {b"accept-encoding": [b"identity"]}, self._agent)
         if response.code in (404, 410):
-            bodies.discard(response)
+            bodies.discard(response, self._clock, self.timeout)
             raise UpstreamNotFound(url)
         if response.code != 200:
-            bodies.discard(response)
+            bodies.discard(response, self._clock, self.timeout)
             kind = TransferFailed if response.code >= 500 else UpstreamError
             raise kind(f"the upstream answered {response.code} for a file")
         return response
@@ -203,7 +203,7 @@ class UpstreamClient:
             if response.code not in _REDIRECTS:
                 return response, url
             location = _header(response, b"location")
-            bodies.discard(response)
+            bodies.discard(response, self._clock, self.timeout)
             if not location:
                 raise UpstreamError(f"the upstream answered {response.code} with no Location")
             try:

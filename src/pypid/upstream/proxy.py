@@ -586,7 +586,7 @@ class UpstreamProxy:
         try:
             temp, handle = await self.run(_open_temp, self.storage.temp_dir)
         except BaseException:
-            bodies.discard(response)
+            bodies.discard(response, self.clock, self.config.timeout)
             raise
         try:
             try:
