@@ -293,7 +293,9 @@ def _resolve_url(base, ref):
     if _BAD_URL_CHARACTERS.search(ref):
         raise _Refused("the URL contains whitespace or control characters")
     try:
-        parts = urlsplit(urljoin(base, ref))
+        # (an absolute URL, as most pages give, needs no join: urljoin is a
+        # quarter of the time of a 45,000-file page)
+        parts = urlsplit(ref if ref.startswith(("https://", "http://")) else urljoin(base, ref))
         parts.port  # raises ValueError for a malformed port
     except ValueError:
         raise _Refused("the URL is malformed")
