@@ -169,8 +169,8 @@ class BoundsTests(SynchronousTestCase):
         self.assertLessEqual(pages.bytes, pages._max_bytes)
 
     def test_file_failures(self):
-        """Failed upstream files are remembered for at most L{proxy.MAX_RENDERED} names."""
-        self.patch(proxy, "MAX_RENDERED", 300)
+        """Failed upstream files are remembered for at most L{proxy.MAX_FAILED_FILES} names."""
+        self.patch(proxy, "MAX_FAILED_FILES", 300)
         upstream = self.make_proxy()
         from twisted.python.failure import Failure
 
@@ -182,8 +182,8 @@ class BoundsTests(SynchronousTestCase):
         self.assert_flat(fill, lambda: len(upstream._failed), 300)
 
     def test_changed_hashes_log(self):
-        """Files whose upstream hash changed are logged once, for at most MAX_RENDERED names."""
-        self.patch(proxy, "MAX_RENDERED", 300)
+        """Files whose upstream hash changed are logged once, for at most MAX_CHANGES_LOGGED."""
+        self.patch(proxy, "MAX_CHANGES_LOGGED", 300)
         upstream = self.make_proxy()
         kept = upstream_page("project", files=1).files[0]
 
@@ -270,11 +270,11 @@ class BoundsTests(SynchronousTestCase):
         def fill(start, stop):
             for i in range(start, stop):
                 upstream._keep_metadata(f"f-{i}.whl", b"" if i % 2 else b"M" * 300)
-        # (each entry costs at least 200 bytes: no more than 500 are kept)
+        # (each entry costs at least 300 bytes: no more than 500 are kept)
         self.assert_flat(fill, lambda: len(upstream._metadata), 500)
         self.assertLessEqual(upstream._metadata_bytes, 100_000)
         self.assertEqual(upstream._metadata_bytes, sum(
-            proxy._held(name, data) for name, data in upstream._metadata.items()))
+            proxy._held(name, data) for name, (data, _) in upstream._metadata.items()))
 
     # -- S3 ------------------------------------------------------------------------------
 

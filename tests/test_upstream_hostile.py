@@ -27,7 +27,7 @@ from pypid.config import load_config
 from pypid.core.index import Index
 from pypid.core.render import file_url_for
 from pypid.storage.memory import MemoryStorage
-from pypid.upstream import cache
+from pypid.upstream import cache, fetch
 from pypid.upstream.admission import Admission
 from pypid.upstream.budget import MissBudget
 from pypid.upstream.cache import PageCache
@@ -37,6 +37,7 @@ from pypid.upstream.policy import UpstreamPolicy
 from pypid.upstream.proxy import UpstreamProxy
 from pypid.web.access import Access
 from pypid.web.app import build_web
+from pypid.web.respond import RETRY_AFTER
 from pypid.web.upstream import _sees_cut_short
 from tests.distributions import make_wheel
 from tests.fakes import run_in_pool_now, run_now, site_treq
@@ -245,14 +246,56 @@ class PageCacheBoundsTests(SynchronousTestCase):
         self.assertIn("p-1", pages.entries)
         self.assertEqual(len(pages.entries), 10)
 
+    def test_pinned_over_budget(self):
+        """
+        With pinned pages over the budget, a page just fetched is still
+        kept (its files are listed), and pinned pages go oldest first.
+        """
+        budget = 5 * (cache.PAGE_COST + len("p-99"))
+        pages = PageCache(self.fetch, self.clock, 600.0, max_bytes=budget)
+        for i in range(5):
+            pages.pin(f"p-{i}")
+            self.get(pages, f"p-{i}")
+        self.get(pages, "p-50")
+        self.assertIn("p-50", pages.entries)
+        self.assertNotIn("p-0", pages.entries)
+        self.assertEqual(sorted(pages.entries), ["p-1", "p-2", "p-3", "p-4", "p-50"])
+
     def test_bytes(self):
         """The pages' estimated memory stays within C{max_bytes}."""
-        pages = PageCache(self.fetch, self.clock, 600.0, max_bytes=10 * cache.PAGE_COST)
+        budget = 10 * (cache.PAGE_COST + len("p-99"))
+        pages = PageCache(self.fetch, self.clock, 600.0, max_bytes=budget)
         for i in range(100):
             self.get(pages, f"p-{i}")
         self.assertEqual(len(pages.entries), 10)
-        self.assertLessEqual(pages.bytes, 10 * cache.PAGE_COST)
+        self.assertLessEqual(pages.bytes, budget)
         self.assertEqual(pages.bytes, sum(cache.page_cost(e.page) for e in pages.entries.values()))
+
+    def test_failures_hold_no_frames(self):
+        """
+        A remembered failure keeps nothing of the stack it was raised
+        through: its traceback held the refused page's bytes (15 to 19 MB
+        each, growing RSS by 342 MiB after 18 refused pages).
+        """
+        import gc
+        import weakref
+
+        class Body:
+            pass
+        held = []
+
+        def fetch(project):
+            async def failing():
+                body = Body()
+                held.append(weakref.ref(body))
+                raise UpstreamError("the page is unusable")
+            return ensureDeferred(failing())
+        pages = PageCache(fetch, self.clock, 600.0)
+        self.failureResultOf(ensureDeferred(pages.get("huge")), UpstreamError)
+        gc.collect()
+        self.assertIsNone(held[0]())
+        failure = self.failureResultOf(ensureDeferred(pages.get("huge")), UpstreamError)
+        self.assertEqual(str(failure.value), "the page is unusable")
 
     def test_missing_expires(self):
         """A name that exists nowhere is asked again after L{cache.MISSING_TTL}."""
@@ -359,7 +402,7 @@ class FileBoundsTests(_Harness, SynchronousTestCase):
         code, _, _ = self.get(f"/files/holy-grail/{WHEEL[0]}")
         self.assertNotEqual(code, 200)
         self.assertEqual(self.proxy.cached, {})
-        self.assertIn(f"more than {1 << 20} bytes", str(self.proxy._failed[WHEEL[0]][1]))
+        self.assertIn(f"more than {1 << 20} bytes", str(cache.again(self.proxy._failed[WHEEL[0]][1])))
 
     def test_body_over_its_claim(self):
         """A body longer than its page's size is cut there."""
@@ -369,7 +412,7 @@ class FileBoundsTests(_Harness, SynchronousTestCase):
         self.assertNotEqual((code, body), (200, WHEEL[1] + b"tail"))
         self.assertEqual(self.proxy.cached, {})
         self.assertIn(f"more than {len(WHEEL[1])} bytes",
-                      str(self.proxy._failed[WHEEL[0]][1]))
+                      str(cache.again(self.proxy._failed[WHEEL[0]][1])))
 
     def test_accept_encoding(self):
         """Files are asked for as they are; pages may come compressed."""
@@ -392,6 +435,72 @@ class FileBoundsTests(_Harness, SynchronousTestCase):
         self.assertGreater(len(self.upstream.requests), 3)
         for path, headers in self.upstream.requests:
             self.assertNotIn(b"cookie", headers, path)
+
+
+class DownloadQueueTests(_Harness, SynchronousTestCase):
+    """Downloads wait their turn, and only so many wait."""
+
+    upstream_settings = {"max_downloads": 1}
+
+    def test_waiting_capped(self):
+        """Past ten waiting downloads a turn, a new one is refused (503, Retry-After)."""
+        files = [make_wheel("holy-grail", f"1.{i}") for i in range(13)]
+        self.upstream.page("holy-grail", [entry(*f) for f in files])
+        hanging = []
+
+        def hang(request):
+            hanging.append(request)
+            return NOT_DONE_YET
+        for name, _ in files:
+            self.upstream.routes[f"/files/{name}"] = hang
+        self.page_of("holy-grail")
+        fetches = [self.proxy.fetch(self.proxy.listed("holy-grail", name))
+                   for name, _ in files[:11]]
+        self.settle()
+        self.assertEqual(self.upstream.asked(f"/files/{files[0][0]}"), 1)
+        self.assertEqual(self.upstream.asked(f"/files/{files[1][0]}"), 0)
+        code, headers, body = self.get(f"/files/holy-grail/{files[12][0]}")
+        self.assertEqual(code, 503, body)
+        self.assertIn(b"10 upstream downloads are waiting already", body)
+        self.assertEqual(headers.getRawHeaders(b"retry-after"), [RETRY_AFTER])
+        for d in fetches:
+            self.assertNoResult(d)
+        # (each turn given in order: a 404 ends each download)
+        for _ in range(len(fetches)):
+            request = hanging.pop()
+            request.setResponseCode(404)
+            request.finish()
+            self.settle()
+        self.assertEqual(hanging, [])
+        for d in fetches:
+            self.failureResultOf(d)
+
+    def test_kept_elsewhere(self):
+        """
+        A file another server (or an earlier run) kept under the name with
+        other bytes: that file is the truth, on the page and in the bytes.
+        """
+        self.upstream.page("holy-grail", [entry(*WHEEL)])
+        self.upstream.file(*WHEEL)
+        other = UpstreamProxy(self.proxy.config, UpstreamPolicy("cache"),
+                              PageCache(lambda project: None, self.clock, 60.0), None,
+                              self.storage, self.index, self.index.file_url, run_now, self.clock)
+        self.upstream.file(WHEEL[0], OTHER[1])
+        self.upstream.page("holy-grail", [entry(WHEEL[0], OTHER[1])])
+        self.page_of("holy-grail")
+        self.successResultOf(self.proxy.fetch(self.proxy.listed("holy-grail", WHEEL[0])))
+        self.assertIsNot(other, self.proxy)
+        # (a second proxy on the same storage, that never saw the first's file)
+        self.make()
+        self.proxy.storage = other.storage
+        self.upstream.page("holy-grail", [entry(*WHEEL)])
+        self.upstream.file(*WHEEL)
+        self.page_of("holy-grail")
+        stored = self.successResultOf(self.proxy.fetch(self.proxy.listed("holy-grail",
+                                                                          WHEEL[0])))
+        self.assertEqual(stored.sha256, sha256(OTHER[1]))
+        page = self.page_of("holy-grail")
+        self.assertEqual(page["files"][0]["hashes"]["sha256"], sha256(OTHER[1]))
 
 
 class HashChangeTests(_Harness, SynchronousTestCase):
@@ -501,6 +610,79 @@ class FailureTests(_Harness, SynchronousTestCase):
 
 class ClientTests(SynchronousTestCase):
     """Small things of L{UpstreamClient} and L{host_allowed}."""
+
+    def test_redirect_to_spaces(self):
+        """
+        A redirect to a URL with a space or a control byte is percent-encoded,
+        as treq did (Twisted's agent refuses such a URI with a ValueError,
+        which was a 500).
+        """
+        from twisted.web.iweb import UNKNOWN_LENGTH
+        clock = Clock()
+        asked = []
+
+        class Response:
+            code = 302
+            length = UNKNOWN_LENGTH
+
+            def __init__(self, location):
+                from twisted.web.http_headers import Headers
+                self.headers = Headers({b"location": [location]})
+
+            def deliverBody(self, protocol):
+                protocol.makeConnection(None)
+
+        class Agent:
+            def request(self, method, uri, headers, body):
+                if b" " in uri or b"\x7f" in uri:
+                    raise ValueError("Invalid URI")
+                asked.append(uri)
+                if len(asked) == 1:
+                    from twisted.internet.defer import succeed
+                    return succeed(Response(b"/a b\x7f/"))
+                return Deferred()
+        client = UpstreamClient(Agent(), clock, INDEX, ("upstream.example",), timeout=5)
+        d = ensureDeferred(client.page("holy-grail"))
+        self.assertEqual(asked[-1], b"https://upstream.example/a%20b%7F/")
+        clock.advance(5)
+        self.failureResultOf(d, UpstreamError)
+
+    def test_agent_refusal(self):
+        """A URI the agent refuses is an L{UpstreamError}, not a 500."""
+        class Agent:
+            def request(self, *args):
+                raise ValueError("Invalid URI")
+        client = UpstreamClient(Agent(), Clock(), INDEX, ("upstream.example",))
+        failure = self.failureResultOf(ensureDeferred(client.page("holy-grail")),
+                                       UpstreamError)
+        self.assertIn("cannot be fetched: Invalid URI", str(failure.value))
+
+    def test_reads_at_once(self):
+        """Pages (and metadata) are read L{fetch.MAX_READS} at a time; more wait."""
+        asked, waiting = [], []
+
+        class Agent:
+            def request(self, method, uri, headers, body):
+                asked.append(uri)
+                waiting.append(Deferred())
+                return waiting[-1]
+        client = UpstreamClient(Agent(), Clock(), INDEX, ("upstream.example",))
+        pages = [ensureDeferred(client.page(f"p-{i}")) for i in range(fetch.MAX_READS + 3)]
+        self.assertEqual(len(asked), fetch.MAX_READS)
+        while waiting:
+            waiting.pop(0).errback(ConnectionError("gone"))
+        self.assertEqual(len(asked), fetch.MAX_READS + 3)
+        for d in pages:
+            self.failureResultOf(d, UpstreamError)
+
+    def test_long_display_name(self):
+        """A display name of millions of separators is replaced by the normalized name."""
+        body = json.dumps({"meta": {"api-version": "1.1"},
+                           "name": "holy" + "_" * 100_000 + "grail", "files": []}).encode()
+        page = parse_page(body, JSON_TYPE, INDEX + "holy-grail/", "holy-grail")
+        self.assertEqual(page.name, "holy-grail")
+        self.assertEqual(cache.page_cost(UpstreamPage(project="x", name="x" * 1000)),
+                         cache.PAGE_COST + 1000)
 
     def test_empty_user_with_password(self):
         """C{http://:pw@host/} carries credentials, and is refused."""

@@ -16,11 +16,13 @@ import zipfile
 
 import treq
 from twisted.internet import reactor
-from twisted.internet.defer import CancelledError
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import Agent, HTTPConnectionPool, ResponseFailed, ResponseNeverReceived
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import UNKNOWN_LENGTH
 
 from tests.distributions import make_sdist, make_wheel
 from tests.e2e import anchors
@@ -396,3 +398,186 @@ class ProcessTests(SynchronousTestCase):
         self.assertIn(filename.encode(), body)
         upstream.kill()
         self.assertFalse(upstream.running())
+
+
+class RawAndCookiesTests(TestCase):
+    """
+    Raw answers (any bytes for one exact path, made as they are sent),
+    cookies on every answer, the claimed size, and the headers the request
+    log keeps: in the test process's reactor, through treq (whose cookie
+    jar sends back what it is given).
+    """
+
+    timeout = 20
+
+    async def setUp(self):
+        self.index = sample_index()
+        self.server = await start_in_reactor(self.index, reactor)
+        self.addCleanup(self.settle)
+        self.addCleanup(self.server.stop)
+        pool = HTTPConnectionPool(reactor, persistent=False)
+        self.http = treq.client.HTTPClient(Agent(reactor, pool=pool))
+
+    def settle(self):
+        """Give the client ends of the connections cut by a stop a moment to close."""
+        return deferLater(reactor, 0.01, lambda: None)
+
+    def get(self, path, **kwargs):
+        """GET a path of the server, following no redirect."""
+        kwargs.setdefault("allow_redirects", False)
+        kwargs.setdefault("timeout", 10)
+        return self.http.get(self.server.base + path.lstrip("/"), **kwargs)
+
+    async def test_raw_exact_bytes(self):
+        """
+        A raw answer is sent as given (status, headers, body, no Content-Type
+        added) for its exact path only, logged as C{raw}, faults ignored.
+        """
+        self.server.answer_raw("/simple/eggs/", b"moved\n", status=302,
+                               headers=[("Location", "http://[x/")])
+        self.server.fail("/simple/eggs/", "status:500")
+        response = await self.get("/simple/eggs/")
+        self.assertEqual((response.code, response.headers.getRawHeaders("location"),
+                          response.headers.getRawHeaders("content-type"), response.length),
+                         (302, ["http://[x/"], None, 6))
+        self.assertEqual(await response.content(), b"moved\n")
+        self.assertEqual(self.server.log.entries[-1].fault, "raw")
+        self.assertEqual((await self.get("/simple/ham-spam/")).code, 200)
+        self.server.raw.clear("/simple/eggs/")
+        self.server.clear()
+        self.assertEqual((await self.get("/simple/eggs/")).code, 200)
+
+    async def test_raw_repeated_body(self):
+        """
+        Prefix, a piece repeated, suffix: 20 MB made on the fly, with its
+        Content-Length; a lying Content-Length given is sent instead.
+        """
+        piece = b"1," * 5000
+        self.server.answer_raw("/simple/big/", piece, prefix=b'{"files":[', suffix=b"1]}",
+                               repeat=2000, headers=[("Content-Type", V1_JSON)])
+        response = await self.get("/simple/big/")
+        body = await response.content()
+        self.assertEqual(response.length, 10 + 20_000_000 + 3)
+        self.assertEqual(len(json.loads(body)["files"]), 10_000_001)
+        self.server.answer_raw("/files/liar", b"abc", headers=[("Content-Length", "3000")])
+        response = await self.get("/files/liar", unbuffered=True)
+        self.assertEqual(response.length, 3000)
+        received = []
+        self.server.raw.clear("/files/liar")  # (cuts nothing: the body was sent)
+        d = treq.collect(response, received.append)
+        await deferLater(reactor, 0.1, lambda: None)
+        await self.server.stop()
+        with self.assertRaises(ResponseFailed):
+            await d
+        self.assertEqual(b"".join(received), b"abc")
+
+    async def test_raw_endless_cut(self):
+        """
+        An endless body keeps coming while the client reads; clearing its
+        path cuts it, and the server sends nothing more.
+        """
+        self.server.answer_raw("/files/endless", b"\0" * 65536, endless=True)
+        response = await self.get("/files/endless", unbuffered=True)
+        self.assertEqual(response.length, UNKNOWN_LENGTH)
+        received = []
+        enough = Deferred()
+
+        def got(data):
+            received.append(len(data))
+            if sum(received) > 8 << 20 and not enough.called:
+                enough.callback(None)
+
+        d = treq.collect(response, got)
+        await enough
+        self.assertEqual(self.server.raw.sending("/files/endless"), 1)
+        self.server.raw.clear("/files/endless")
+        with self.assertRaises(ResponseFailed):
+            await d
+        self.assertEqual(self.server.raw.sending(), 0)
+
+    async def test_raw_trickle(self):
+        """With an interval, the headers and prefix go at once, then a copy per interval."""
+        self.server.answer_raw("/files/slow", b"ab", prefix=b"<", suffix=b">", repeat=3,
+                               interval=0.1)
+        started = time.monotonic()
+        response = await self.get("/files/slow", unbuffered=True)
+        self.assertLess(time.monotonic() - started, 0.1)
+        self.assertEqual(await response.content(), b"<ababab>")
+        self.assertGreaterEqual(time.monotonic() - started, 0.29)
+
+    async def test_raw_http10(self):
+        """An HTTP/1.0 raw answer has no Content-Length and ends with the close."""
+        self.server.answer_raw("/files/old", b"x" * 1000, http10=True)
+        response = await self.get("/files/old")
+        self.assertEqual(response.version, (b"HTTP", 1, 0))
+        self.assertIsNone(response.headers.getRawHeaders("content-length"))
+        self.assertEqual(await response.content(), b"x" * 1000)
+
+    async def test_cookies_and_logged_headers(self):
+        """
+        With cookies on, every answer sets a fresh cookie of its own name;
+        the log keeps the length of the Cookie headers received (treq sends
+        back what it was given) and the Accept-Encoding; to_json shows both
+        only when asked for details.
+        """
+        self.server.cookies.on = True
+        first = await self.get("/simple/eggs/")
+        await first.content()
+        second = await self.get("/simple/eggs/")
+        await second.content()
+        (one,) = first.headers.getRawHeaders("set-cookie")
+        (two,) = second.headers.getRawHeaders("set-cookie")
+        self.assertNotEqual(one.split("=")[0], two.split("=")[0])
+        self.assertGreaterEqual(len(two.split("=", 1)[1].split(";")[0]), 500)
+        entries = self.server.log.entries
+        self.assertEqual(entries[0].cookie_length, 0)
+        self.assertGreater(entries[1].cookie_length, 500)
+        self.assertEqual(entries[1].accept_encoding, "gzip")  # (treq decodes gzip)
+        self.assertEqual(sorted(entries[1].to_json()), ["accept", "fault", "method", "path"])
+        self.assertEqual(entries[1].to_json(details=True)["cookie_length"],
+                         entries[1].cookie_length)
+        self.server.cookies.on = False
+        third = await Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False)).request(
+            b"GET", self.server.url.encode() + b"eggs/",
+            Headers({b"Accept-Encoding": [b"identity"]}))
+        await treq.content(third)
+        self.assertIsNone(third.headers.getRawHeaders("set-cookie"))
+        self.assertEqual((entries[2].cookie_length, entries[2].accept_encoding), (0, "identity"))
+
+    async def test_claimed_size(self):
+        """A file's JSON entry claims its size, another one, or none."""
+        self.index.add(*make_wheel("sizes", "1.0"), claimed_size=None)
+        self.index.add(*make_wheel("sizes", "2.0"), claimed_size=5)
+        page = await (await self.get("/simple/sizes/", headers=JSON_HEADERS)).json()
+        first, second = page["files"]
+        self.assertNotIn("size", first)
+        self.assertEqual(second["size"], 5)
+
+
+class RawProcessTests(SynchronousTestCase):
+    """Raw answers and cookies through the process's control API."""
+
+    def test_raw_and_cookies(self):
+        """raw() serves those bytes until clear_raw(); cookies() and requests(details=True)."""
+        upstream = UpstreamProcess(os.path.abspath(self.mktemp()))
+        self.addCleanup(upstream.kill)
+        upstream.add_wheel("eggs", "2.0", claimed_size=None)
+        upstream.start()
+        upstream.raw("/simple/odd/", b"1,", prefix=b"[", suffix=b"1]", repeat=100_000,
+                     headers=[("Content-Type", "application/json")])
+        status, headers, body = fetch(upstream.url + "odd/")
+        self.assertEqual((status, headers["Content-Type"], len(json.loads(body))),
+                         (200, "application/json", 100_001))
+        upstream.clear_raw("/simple/odd/")
+        self.assertEqual(fetch(upstream.url + "odd/")[0], 404)
+        self.assertNotIn("size", json.loads(fetch(upstream.url + "eggs/", V1_JSON)[2])
+                         ["files"][0])
+        upstream.cookies(True)
+        _, headers, _ = fetch(upstream.url + "eggs/")
+        self.assertTrue(headers["Set-Cookie"].startswith("c"))
+        upstream.cookies(False)
+        self.assertIsNone(fetch(upstream.url + "eggs/")[1]["Set-Cookie"])
+        last = upstream.requests(details=True)[-1]
+        self.assertEqual((last["path"], last["cookie_length"], last["accept_encoding"]),
+                         ("/simple/eggs/", 0, "identity"))
+        self.assertEqual(upstream.sending(), 0)

@@ -8,7 +8,10 @@ JSON, able to fail on demand.
   - L{UpstreamResource} serves it: C{/simple/}, C{/simple/<project>/},
     C{/files/<filename>} and C{/files/<filename>.metadata}; it records every
     request in a L{RequestLog} and applies the L{Faults} set for a path
-    (see L{Fault.parse} for the modes).
+    (see L{Fault.parse} for the modes). A L{RawAnswer} set for a path is
+    sent instead, byte for byte, for what no index would serve (a 20 MB
+    page, a body that never ends, a redirect to a URL that cannot be
+    parsed); with L{Cookies} on, every answer sets a fresh cookie.
   - L{start_in_reactor} runs it in the test process's reactor, for trial
     tests that wait on Deferreds; the L{UpstreamServer} it gives can stop and
     start its listener on the same port.
@@ -23,6 +26,7 @@ Everything listens on 127.0.0.1 only.
 
 import argparse
 import base64
+import binascii
 import collections
 import datetime
 import hashlib
@@ -31,6 +35,7 @@ import io
 import json
 import os
 import re
+import secrets
 import socket
 import struct
 import subprocess
@@ -51,9 +56,11 @@ from packaging.utils import (
 from packaging.version import InvalidVersion, Version
 from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.internet.interfaces import IPushProducer
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
+from zope.interface import implementer
 
 from tests.distributions import make_sdist, make_wheel
 from tests.e2e import (
@@ -190,6 +197,8 @@ class UpstreamFile:
         C{/files/} URL, or L{None}.
     @ivar claimed_sha256: the sha256 that pages give (normally L{sha256});
         C{""} gives none.
+    @ivar claimed_size: the size that JSON pages give (normally L{size}), or
+        L{None} to give none: pypid must then bound the download itself.
     """
 
     filename: str
@@ -203,6 +212,7 @@ class UpstreamFile:
     metadata: bytes | None = attrs.field(default=None, repr=False)
     url: str | None = None
     claimed_sha256: str = ""
+    claimed_size: int | None = None
 
     @property
     def size(self):
@@ -216,7 +226,8 @@ class UpstreamFile:
 
 
 def make_file(filename, data, *, project=None, requires_python=None, yanked=None,
-              upload_time=DEFAULT_UPLOAD_TIME, metadata=None, url=None, claimed_sha256=None):
+              upload_time=DEFAULT_UPLOAD_TIME, metadata=None, url=None, claimed_sha256=None,
+              claimed_size=True):
     """
     Build an L{UpstreamFile}, computing its sha256.
 
@@ -231,6 +242,8 @@ def make_file(filename, data, *, project=None, requires_python=None, yanked=None
     @param url: an absolute URL for pages to give instead of C{/files/...}.
     @param claimed_sha256: the sha256 for pages to claim, if not the real
         one; C{""} for none.
+    @param claimed_size: the size for JSON pages to claim: C{True} (the real
+        one), a number of bytes, or L{None} for none.
     """
     if project is None:
         project, version = _parse_filename(filename)
@@ -255,11 +268,17 @@ def make_file(filename, data, *, project=None, requires_python=None, yanked=None
     elif isinstance(metadata, str):
         metadata = metadata.encode("utf-8")
     digest = _sha256(data)
+    if claimed_size is True:
+        claimed_size = len(data)
+    elif claimed_size is not None and (isinstance(claimed_size, bool)
+                                       or not isinstance(claimed_size, int)):
+        raise TypeError(f"not a claimed size: {claimed_size!r}")
     return UpstreamFile(
         filename=filename, project=project, version=version, data=data, sha256=digest,
         requires_python=requires_python, yanked=yanked, upload_time=_utc(upload_time),
         metadata=metadata, url=url,
-        claimed_sha256=digest if claimed_sha256 is None else claimed_sha256)
+        claimed_sha256=digest if claimed_sha256 is None else claimed_sha256,
+        claimed_size=claimed_size)
 
 
 def _version_key(version):
@@ -426,8 +445,9 @@ def render_project(index, project, media_type, files_base):
                 "yanked": False if f.yanked is None else (f.yanked or True),
                 "core-metadata": metadata,
                 "dist-info-metadata": metadata,
-                "size": f.size,
             }
+            if f.claimed_size is not None:
+                entry["size"] = f.claimed_size
             if f.upload_time is not None:
                 entry["upload-time"] = iso_z(f.upload_time)
             entries.append(entry)
@@ -572,21 +592,330 @@ def wrong_bytes(data):
     return bytes(b ^ 0xFF for b in data)
 
 
+# -- raw answers and cookies ------------------------------------------------------------------
+
+
+#: Bytes of a repeated body written at once, at most (a block of whole copies).
+RAW_BLOCK = 256 << 10
+#: Bytes a raw answer writes per turn of the reactor, at most, so that a
+#: body sent as fast as the client reads still lets other requests (and the
+#: control API) in.
+RAW_TURN = 4 << 20
+#: The length of the value of the cookie set with L{Cookies} on.
+COOKIE_SIZE = 500
+
+
+def _raw_headers(headers):
+    """C{(name, value)} pairs of text or bytes as byte pairs (latin-1, as HTTP has it)."""
+    pairs = []
+    for pair in headers:
+        name, value = pair
+        name = name.encode("latin-1") if isinstance(name, str) else bytes(name)
+        value = value.encode("latin-1") if isinstance(value, str) else bytes(value)
+        pairs.append((name, value))
+    return tuple(pairs)
+
+
+@attrs.frozen
+class RawAnswer:
+    """
+    An answer for one exact path given as bytes, whatever the index holds:
+    the pages and files no well-behaved index serves, which pypid must
+    survive (a 20 MB page of ten million entries, a body that never ends, a
+    redirect to C{http://[x/}).
+
+    The body is C{prefix}, then C{body} C{repeat} times (or for ever when
+    C{endless}, until the client goes), then C{suffix}. It is made as it is
+    sent, a block of copies at a time, with the client's flow control, so
+    that a huge or endless body costs the server no memory.
+
+    @ivar headers: C{(name, value)} byte pairs, sent as they are; a
+        C{Content-Length} given is sent even when it is a lie. Without one,
+        the real length is sent, except when the body is endless or the
+        answer is HTTP/1.0 (then the close ends it). No C{Content-Type} is
+        added.
+    @ivar interval: seconds before each copy of C{body} (a trickle: the
+        status, headers and prefix go at once); C{0} sends as fast as the
+        client reads.
+    @ivar http10: answer as an HTTP/1.0 server does: that status line, no
+        chunked encoding, and the connection closed at the end.
+    """
+
+    status: int = 200
+    headers: tuple = attrs.field(default=(), converter=_raw_headers)
+    body: bytes = attrs.field(default=b"", repr=lambda body: f"<{len(body)} bytes>")
+    prefix: bytes = attrs.field(default=b"", repr=lambda data: f"<{len(data)} bytes>")
+    suffix: bytes = attrs.field(default=b"", repr=lambda data: f"<{len(data)} bytes>")
+    repeat: int = 1
+    endless: bool = False
+    interval: float = 0.0
+    http10: bool = False
+
+    def __attrs_post_init__(self):
+        if not 100 <= self.status <= 599:
+            raise ValueError(f"a status outside 100-599: {self.status}")
+        if self.repeat < 0 or self.interval < 0:
+            raise ValueError("a negative repeat or interval")
+
+    @property
+    def length(self):
+        """The bytes of the whole body, or L{None} when it is endless."""
+        if self.endless:
+            return None
+        return len(self.prefix) + len(self.body) * self.repeat + len(self.suffix)
+
+    def given(self, name):
+        """Whether the headers name C{name} (bytes, any case)."""
+        return any(n.lower() == name.lower() for n, _ in self.headers)
+
+    @classmethod
+    def from_json(cls, arguments):
+        """The answer the control API's C{POST raw} describes (bytes in base64)."""
+        def data(key):
+            return base64.b64decode(arguments.get(key) or "")
+        return cls(status=int(arguments.get("status", 200)),
+                   headers=[tuple(pair) for pair in arguments.get("headers") or ()],
+                   body=data("body"), prefix=data("prefix"), suffix=data("suffix"),
+                   repeat=int(arguments.get("repeat", 1)),
+                   endless=bool(arguments.get("endless", False)),
+                   interval=float(arguments.get("interval", 0.0)),
+                   http10=bool(arguments.get("http10", False)))
+
+    def to_json(self, path):
+        """The arguments of the control API's C{POST raw} for this answer at C{path}."""
+        def text(data):
+            return base64.b64encode(data).decode("ascii")
+        return {"path": path, "status": self.status,
+                "headers": [[n.decode("latin-1"), v.decode("latin-1")]
+                            for n, v in self.headers],
+                "body": text(self.body), "prefix": text(self.prefix),
+                "suffix": text(self.suffix), "repeat": self.repeat, "endless": self.endless,
+                "interval": self.interval, "http10": self.http10}
+
+
+class RawAnswers:
+    """
+    The L{RawAnswer}s set, by exact path (as faults match it: unquoted),
+    and the answers of each being sent, so that clearing a path also cuts
+    its bodies under way (an endless one would otherwise run until pypid
+    gives up on it, whether it does or not).
+    """
+
+    def __init__(self):
+        self._answers = {}
+        self._sending = collections.defaultdict(set)
+
+    def set(self, path, answer):
+        """Answer C{path} with C{answer} (a L{RawAnswer}) from now on."""
+        self._answers[path] = answer
+
+    def match(self, path):
+        """The L{RawAnswer} of C{path}, or L{None}."""
+        return self._answers.get(path)
+
+    def clear(self, path=None):
+        """Forget the answer of C{path} (or every one) and cut its answers under way."""
+        paths = list(self._answers) if path is None else [path]
+        for p in paths:
+            self._answers.pop(p, None)
+        for p in (list(self._sending) if path is None else [path]):
+            for sender in list(self._sending.pop(p, ())):
+                sender.cut()
+
+    def sending(self, path=None):
+        """How many answers of C{path} (or of every path) are being sent."""
+        if path is None:
+            return sum(len(senders) for senders in self._sending.values())
+        return len(self._sending.get(path, ()))
+
+    def send(self, request, path, answer, clock):
+        """Start sending C{answer} to C{request}."""
+        sender = _RawSender(request, answer, clock, lambda s: self._done(path, s))
+        self._sending[path].add(sender)
+        sender.start()
+
+    def _done(self, path, sender):
+        senders = self._sending.get(path)
+        if senders is not None:
+            senders.discard(sender)
+            if not senders:
+                del self._sending[path]
+
+
+@implementer(IPushProducer)
+class _RawSender:
+    """
+    Sends one L{RawAnswer}: a block of copies of its body at a time while
+    the client keeps up (paused when the connection's buffer is full), or
+    one copy every C{interval}; stops as soon as the client goes.
+    """
+
+    def __init__(self, request, answer, clock, done):
+        self.request = request
+        self.answer = answer
+        self._clock = clock
+        self._done = done
+        self._left = None if answer.endless else answer.repeat
+        copies = max(1, RAW_BLOCK // max(1, len(answer.body)))
+        self._copies = copies
+        self._block = answer.body * copies
+        self._paused = False
+        self._over = False
+        self._call = None
+        request.notifyFinish().addBoth(self._finished)
+
+    def start(self):
+        """Send the status, the headers and the prefix; the body follows."""
+        request, answer = self.request, self.answer
+        request.defaultContentType = None
+        request.setResponseCode(answer.status)
+        for name, value in answer.headers:
+            request.responseHeaders.addRawHeader(name, value)
+        if answer.http10:
+            request.clientproto = b"HTTP/1.0"
+            request.channel.persistent = False
+        elif answer.length is not None and not answer.given(b"content-length"):
+            request.setHeader(b"Content-Length", b"%d" % answer.length)
+        if request.method == b"HEAD":
+            request.write(b"")
+            self._end(suffix=False)
+            return
+        request.registerProducer(self, True)
+        request.write(answer.prefix)
+        self._schedule(answer.interval)
+
+    def _schedule(self, seconds):
+        if self._call is None and not self._over:
+            self._call = self._clock.callLater(seconds, self._pump)
+
+    def _pump(self):
+        self._call = None
+        if self._paused or self._over:
+            return
+        body = self.answer.body
+        if self._left == 0 or (not body and self._left is not None):
+            self._end()
+            return
+        if not body:
+            return  # an endless empty body: nothing to send, ever
+        if self.answer.interval:
+            self.request.write(body)
+            if self._left is not None:
+                self._left -= 1
+            self._schedule(self.answer.interval if self._left != 0 else 0)
+            return
+        written = 0
+        while not self._paused and not self._over and written < RAW_TURN:
+            if self._left == 0:
+                self._end()
+                return
+            copies = self._copies if self._left is None else min(self._copies, self._left)
+            data = self._block if copies == self._copies else body * copies
+            if self._left is not None:
+                self._left -= copies
+            written += len(data)
+            self.request.write(data)
+        if not self._paused:
+            self._schedule(0)
+
+    def _end(self, suffix=True):
+        if self._over:
+            return
+        self._over = True
+        request = self.request
+        if suffix and self.answer.suffix:
+            request.write(self.answer.suffix)
+        if request.producer is not None:
+            request.unregisterProducer()
+        request.finish()
+
+    def pauseProducing(self):
+        """The client is behind: wait."""
+        self._paused = True
+
+    def resumeProducing(self):
+        """The client caught up: go on (on the next turn, not within its write)."""
+        if self._paused:
+            self._paused = False
+            self._schedule(0)
+
+    def stopProducing(self):
+        """The connection is going: stop."""
+        self._stop()
+
+    def cut(self):
+        """Close the connection now, mid-body (the answer was cleared)."""
+        self._stop()
+        transport = self.request.channel.transport if self.request.channel else None
+        if transport is not None:
+            transport.abortConnection()
+
+    def _stop(self):
+        self._over = True
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+
+    def _finished(self, _):
+        self._stop()
+        self._done(self)
+
+
+class Cookies:
+    """
+    Whether every answer sets a cookie: each a fresh one, under a name of
+    its own and with a value of L{COOKIE_SIZE} characters, so that a client
+    that keeps cookies (as treq does by default) sends ever more of them
+    back to the upstream.
+    """
+
+    def __init__(self, on=False):
+        self.on = on
+        self.made = 0
+
+    def next(self):
+        """The C{Set-Cookie} value of the next answer, or L{None} when off."""
+        if not self.on:
+            return None
+        self.made += 1
+        return b"c%d=%s; Path=/" % (self.made, secrets.token_hex(COOKIE_SIZE // 2).encode())
+
+
 # -- the request log ----------------------------------------------------------------------------
+
+
+#: The fields of a L{LoggedRequest} that L{LoggedRequest.to_json} gives
+#: only when asked for details (the log's JSON form had four fields first).
+DETAILS = ("cookie_length", "accept_encoding")
 
 
 @attrs.frozen
 class LoggedRequest:
-    """One request as the upstream saw it; C{fault} is the failure mode applied, if any."""
+    """
+    One request as the upstream saw it; C{fault} is the failure mode applied,
+    if any (C{"raw"} for a L{RawAnswer}).
+
+    @ivar cookie_length: the length of the C{Cookie} headers received (all
+        together), 0 for none: a client that keeps the cookies an upstream
+        sets sends them back on every request, and they only grow.
+    @ivar accept_encoding: the C{Accept-Encoding} header received, or
+        L{None}: a file asked for compressed is not the file its page hashed.
+    """
 
     method: str
     path: str
     accept: str | None
     fault: str | None = None
+    cookie_length: int = 0
+    accept_encoding: str | None = None
 
-    def to_json(self):
-        """A JSON-ready dict."""
-        return attrs.asdict(self)
+    def to_json(self, details=False):
+        """A JSON-ready dict; with C{details}, the L{DETAILS} fields too."""
+        data = attrs.asdict(self)
+        if not details:
+            for name in DETAILS:
+                del data[name]
+        return data
 
 
 class RequestLog:
@@ -596,9 +925,9 @@ class RequestLog:
         self.entries = []
         self._echo = echo
 
-    def record(self, method, path, accept, fault=None):
+    def record(self, method, path, accept, fault=None, cookie_length=0, accept_encoding=None):
         """Note one request."""
-        entry = LoggedRequest(method, path, accept, fault)
+        entry = LoggedRequest(method, path, accept, fault, cookie_length, accept_encoding)
         self.entries.append(entry)
         if self._echo is not None:
             self._echo(entry)
@@ -620,9 +949,9 @@ class RequestLog:
         """Forget every request."""
         del self.entries[:]
 
-    def to_json(self):
-        """The entries as JSON-ready dicts."""
-        return [e.to_json() for e in self.entries]
+    def to_json(self, details=False):
+        """The entries as JSON-ready dicts (see L{LoggedRequest.to_json})."""
+        return [e.to_json(details) for e in self.entries]
 
 
 # -- the web resource -------------------------------------------------------------------------
@@ -687,7 +1016,8 @@ class UpstreamResource(Resource):
     The whole upstream site: C{/simple/} and project pages in HTML or JSON
     by C{Accept} (or C{?format=}), C{/files/<filename>} and its
     C{.metadata}, non-normalized project names redirected; every request is
-    logged and failed as L{Faults} say.
+    logged and failed as L{Faults} say, or answered with the L{RawAnswer}
+    set for its path (faults do not apply to those).
 
     @param links: C{"absolute"} (file and project URLs made from the
         server's own address, or C{files_url}) or C{"relative"}.
@@ -695,12 +1025,14 @@ class UpstreamResource(Resource):
         C{http://<this server>/files/}.
     @param clock: the reactor for delays; the global one when L{None}.
     @param control: a resource answering C{/_control/...}, or L{None}.
+    @param raw: the L{RawAnswers}; new ones when L{None}.
+    @param cookies: the L{Cookies}; off when L{None}.
     """
 
     isLeaf = True
 
     def __init__(self, index, log, faults=None, *, links="absolute", files_url=None,
-                 clock=None, control=None):
+                 clock=None, control=None, raw=None, cookies=None):
         super().__init__()
         if links not in ("absolute", "relative"):
             raise ValueError(f"links must be absolute or relative, not {links!r}")
@@ -711,6 +1043,8 @@ class UpstreamResource(Resource):
         self.files_url = files_url
         self._clock = clock
         self._control = control
+        self.raw = RawAnswers() if raw is None else raw
+        self.cookies = Cookies() if cookies is None else cookies
 
     def _reactor(self):
         if self._clock is None:
@@ -727,8 +1061,21 @@ class UpstreamResource(Resource):
         method = request.method.decode("ascii", "replace")
         accept = request.getHeader(b"accept")
         accept = None if accept is None else accept.decode("latin-1")
+        encoding = request.getHeader(b"accept-encoding")
+        encoding = None if encoding is None else encoding.decode("latin-1")
+        cookie_length = sum(len(value) for value in
+                            request.requestHeaders.getRawHeaders(b"cookie", []))
+        cookie = self.cookies.next()
+        if cookie is not None:
+            request.responseHeaders.addRawHeader(b"Set-Cookie", cookie)
+        raw = self.raw.match(path)
+        if raw is not None:
+            self.log.record(method, path, accept, "raw", cookie_length, encoding)
+            self.raw.send(request, path, raw, self._reactor())
+            return NOT_DONE_YET
         fault = self.faults.match(path)
-        self.log.record(method, path, accept, None if fault is None else fault.mode)
+        self.log.record(method, path, accept, None if fault is None else fault.mode,
+                        cookie_length, encoding)
         answer = self.answer(request, method, raw_path, accept)
         exchange = _Exchange(request, self._reactor() if fault is not None else None)
         if fault is None:
@@ -890,20 +1237,30 @@ class ControlResource(Resource):
       - C{GET health}: C{ok} once listening;
       - C{POST fail} C{{"path", "mode", "prefix"?, "times"?}};
       - C{POST clear} C{{"path"?}} (every path when absent);
-      - C{GET requests}: the request log; C{POST requests/clear} empties it;
+      - C{GET requests}: the request log (C{?details=1}: with the
+        L{DETAILS} fields); C{POST requests/clear} empties it;
       - C{POST add} C{{"filename", "data" (base64), "options"?}} adds a file
         (kept in the folder, so it survives a restart);
-      - C{POST remove} C{{"filename"}}.
+      - C{POST remove} C{{"filename"}};
+      - C{POST raw} C{{"path", "status"?, "headers"? ([[name, value], ...]),
+        "body"? (base64), "prefix"?, "suffix"?, "repeat"?, "endless"?,
+        "interval"?, "http10"?}} answers that exact path with those bytes
+        (see L{RawAnswer}; not kept in the folder: a restart forgets it);
+      - C{POST raw/clear} C{{"path"?}} forgets it (every one when absent) and
+        cuts its answers under way; C{GET raw/sending} counts those;
+      - C{POST cookies} C{{"on"}}: every answer sets a fresh cookie, or not.
     """
 
     isLeaf = True
 
-    def __init__(self, index, log, faults, directory=None):
+    def __init__(self, index, log, faults, directory=None, raw=None, cookies=None):
         super().__init__()
         self._index = index
         self._log = log
         self._faults = faults
         self._directory = directory
+        self._raw = RawAnswers() if raw is None else raw
+        self._cookies = Cookies() if cookies is None else cookies
 
     def render(self, request):
         """Answer one control request."""
@@ -918,7 +1275,10 @@ class ControlResource(Resource):
             if (method, action) == (b"GET", "health"):
                 return self._reply(request, 200, {"ok": True})
             if (method, action) == (b"GET", "requests"):
-                return self._reply(request, 200, self._log.to_json())
+                details = request.args.get(b"details", [b"0"])[0] not in (b"0", b"")
+                return self._reply(request, 200, self._log.to_json(details))
+            if (method, action) == (b"GET", "raw/sending"):
+                return self._reply(request, 200, {"sending": self._raw.sending()})
             if method != b"POST":
                 return self._reply(request, 404, {"error": f"no {action}"})
             if action == "fail":
@@ -937,6 +1297,12 @@ class ControlResource(Resource):
                 if self._directory is not None:
                     write_distribution(self._directory, filename, data, **options)
                 return self._reply(request, 200, {"sha256": entry.sha256})
+            elif action == "raw":
+                self._raw.set(arguments["path"], RawAnswer.from_json(arguments))
+            elif action == "raw/clear":
+                self._raw.clear(arguments.get("path"))
+            elif action == "cookies":
+                self._cookies.on = bool(arguments["on"])
             elif action == "remove":
                 self._index.remove(arguments["filename"])
                 if self._directory is not None:
@@ -946,7 +1312,7 @@ class ControlResource(Resource):
                             os.remove(path)
             else:
                 return self._reply(request, 404, {"error": f"no {action}"})
-        except (KeyError, TypeError, ValueError) as e:
+        except (KeyError, TypeError, ValueError, binascii.Error) as e:
             return self._reply(request, 400, {"error": f"{type(e).__name__}: {e}"})
         return self._reply(request, 200, {"ok": True})
 
@@ -1012,6 +1378,8 @@ class UpstreamServer:
     @ivar index: the L{UpstreamIndex} served; change it at any time.
     @ivar log: the L{RequestLog}.
     @ivar faults: the L{Faults}; see also L{fail} and L{clear}.
+    @ivar raw: the L{RawAnswers}; see also L{answer_raw}.
+    @ivar cookies: the L{Cookies}; set C{cookies.on}.
     """
 
     def __init__(self, index, reactor, resource, port=0):
@@ -1019,6 +1387,8 @@ class UpstreamServer:
         self.resource = resource
         self.log = resource.log
         self.faults = resource.faults
+        self.raw = resource.raw
+        self.cookies = resource.cookies
         self.port = port
         self._reactor = reactor
         self._factory = _ConnectionsFactory(_QuietSite(resource))
@@ -1046,6 +1416,10 @@ class UpstreamServer:
     def clear(self, path=None):
         """Stop failing C{path}, or every path."""
         self.faults.clear(path)
+
+    def answer_raw(self, path, body=b"", **options):
+        """Answer the exact C{path} with those bytes; see L{RawAnswer} for the options."""
+        self.raw.set(path, RawAnswer(body=body, **options))
 
     def start(self):
         """Listen (again, on the same port once it is known); the Deferred fires with self."""
@@ -1083,11 +1457,14 @@ def start_in_reactor(index, reactor, port=0, *, links="absolute", files_url=None
     """
     log = RequestLog() if log is None else log
     faults = Faults()
+    raw = RawAnswers()
+    cookies = Cookies()
     control_resource = None
     if control or control_directory is not None:
-        control_resource = ControlResource(index, log, faults, control_directory)
+        control_resource = ControlResource(index, log, faults, control_directory, raw, cookies)
     resource = UpstreamResource(index, log, faults, links=links, files_url=files_url,
-                                clock=reactor, control=control_resource)
+                                clock=reactor, control=control_resource, raw=raw,
+                                cookies=cookies)
     return UpstreamServer(index, reactor, resource, port).start()
 
 
@@ -1243,9 +1620,13 @@ class UpstreamProcess(ChildProcess):
         """Stop failing C{path}, or every path."""
         self._control("POST", "clear", {} if path is None else {"path": path})
 
-    def requests(self):
-        """The request log: dicts of C{method}, C{path}, C{accept}, C{fault}."""
-        return self._control("GET", "requests")
+    def requests(self, details=False):
+        """
+        The request log: dicts of C{method}, C{path}, C{accept}, C{fault};
+        with C{details}, also C{cookie_length} (of the C{Cookie} headers
+        received, 0 for none) and C{accept_encoding} (or L{None}).
+        """
+        return self._control("GET", "requests?details=1" if details else "requests")
 
     def count(self, path):
         """How many requests the upstream received for C{path}."""
@@ -1281,6 +1662,28 @@ class UpstreamProcess(ChildProcess):
                                     requires_dist=requires_dist)
         self.add(filename, data, requires_python=requires_python, **options)
         return filename
+
+    def raw(self, path, body=b"", **options):
+        """
+        Answer the exact C{path} with those bytes from now on (until
+        L{clear_raw} or a restart): see L{RawAnswer} for the options
+        (C{status}, C{headers} as C{(name, value)} pairs, C{prefix},
+        C{suffix}, C{repeat}, C{endless}, C{interval}, C{http10}).
+        """
+        answer = RawAnswer(body=body, **options)
+        self._control("POST", "raw", answer.to_json(path))
+
+    def clear_raw(self, path=None):
+        """Forget the raw answer of C{path} (or every one), cutting its answers under way."""
+        self._control("POST", "raw/clear", {} if path is None else {"path": path})
+
+    def sending(self):
+        """How many raw answers are being sent now."""
+        return self._control("GET", "raw/sending")["sending"]
+
+    def cookies(self, on=True):
+        """Set a fresh cookie on every answer from now on (or stop)."""
+        self._control("POST", "cookies", {"on": bool(on)})
 
     def remove(self, filename):
         """Stop serving a file and delete it from the folder."""

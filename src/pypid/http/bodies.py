@@ -148,6 +148,11 @@ def discard(response, clock=None, idle=None):
     if (clock is not None and isinstance(length, int)
             and length <= DRAIN_LIMIT):
         d = read_body(response, DRAIN_LIMIT, clock, idle)
+        if idle is not None:
+            # (in all, not only between pieces: a body that trickles a byte
+            # at a time would hold its connection for days)
+            timer = clock.callLater(idle, d.cancel)
+            d.addBoth(lambda result: (timer.active() and timer.cancel(), result)[1])
     else:
         d = read_body(response, 0)
         d.cancel()

@@ -592,6 +592,11 @@ class SnapshotWriter:
 
         def due():
             self._soon = None
+            if self._saving is not None:
+                # (a save under way took its state before this change: one
+                # more after it)
+                self._saving.addBoth(lambda result: (self.soon(), result)[1])
+                return
             self.save_if_changed()
         self._soon = self._clock.callLater(delay, due)
 

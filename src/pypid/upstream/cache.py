@@ -71,11 +71,31 @@ FILE_COST = 620
 PAGE_COST = 2000
 
 
+def remembered(error):
+    """
+    What is kept of a failure to answer again: its type and arguments, not
+    the exception, whose traceback holds the frames it went through (and
+    with them the refused page's bytes: 15 to 19 MB a failure, measured).
+    """
+    return type(error), error.args
+
+
+def again(kept):
+    """A new exception like the one L{remembered} kept."""
+    kind, args = kept
+    return kind(*args)
+
+
+def recent(then, now):
+    """Whether a failure at C{then} is still remembered at C{now} (L{FAILURE_MEMORY})."""
+    return 0 <= now - then < FAILURE_MEMORY
+
+
 def page_cost(page):
     """An estimate of the memory a cached L{UpstreamPage} holds, in bytes."""
     if page is None:
         return PAGE_COST
-    return PAGE_COST + sum(FILE_COST + len(f.filename) + len(f.url) + 64
+    return PAGE_COST + len(page.name) + sum(FILE_COST + len(f.filename) + len(f.url) + 64
                            + len(f.requires_python or "") + len(f.yanked or "")
                            for f in page.files)
 
@@ -88,8 +108,8 @@ class PageCache:
     memory (C{max_bytes}, L{page_cost}). The oldest fetched go first, but
     the pages of projects whose files are kept on disk (L{pin}) only after
     every other: those are the pages that serve kept files while the
-    upstream is down. "No such project" answers are kept apart
-    (L{MAX_MISSING}, L{MISSING_TTL}).
+    upstream is down. The page just fetched is always kept. "No such
+    project" answers are kept apart (L{MAX_MISSING}, L{MISSING_TTL}).
 
     @ivar entries: C{{project: Entry}} of the pages, oldest first.
     @ivar on_change: called (without arguments) when a page was fetched,
@@ -103,6 +123,8 @@ class PageCache:
         self._offline = offline
         self._max_bytes = max_bytes
         self.entries = {}
+        # the eviction order of pages not pinned, and of pinned ones (keys only)
+        self._order = {False: {}, True: {}}
         self._costs = {}
         self.bytes = 0
         self._missing = {}
@@ -111,6 +133,8 @@ class PageCache:
         self._failures = {}
         self.changed = False
         self.on_change = None
+        #: called with a project whose page was forgotten, or L{None}
+        self.on_drop = None
         #: how pages were served, for C{/metrics}: C{hit} (fresh from the
         #: cache), C{stale} (the cached page while a refresh runs, the
         #: upstream fails, or offline), C{miss} (fetched while the client
@@ -125,6 +149,8 @@ class PageCache:
         kept on disk (a set as large as the projects of kept files).
         """
         self._pinned.add(project)
+        if self._order[False].pop(project, 0) is None:
+            self._order[True][project] = None
 
     def cached(self, project):
         """
@@ -145,7 +171,7 @@ class PageCache:
         if self._offline or project in self._inflight or self.cached(project) is not None:
             return False
         failed = self._failures.get(project)
-        return failed is None or not 0 <= self._clock.seconds() - failed[0] < FAILURE_MEMORY
+        return failed is None or not recent(failed[0], self._clock.seconds())
 
     def _fresh(self, entry, now):
         ttl = self._ttl if entry.page is not None else min(self._ttl, MISSING_TTL)
@@ -174,9 +200,9 @@ class PageCache:
             served["unavailable"] += 1
             raise Offline(project)
         failed = self._failures.get(project)
-        if entry is None and failed is not None and 0 <= now - failed[0] < FAILURE_MEMORY:
+        if entry is None and failed is not None and recent(failed[0], now):
             served["unavailable"] += 1
-            raise failed[1]
+            raise again(failed[1])
         if entry is not None:
             # Served as it is; the refresh goes on behind (and a failure of it
             # leaves the stale entry in place).
@@ -227,12 +253,14 @@ class PageCache:
         if isinstance(result, Entry):
             self._failures.pop(project, None)
             self._keep(project, result)
-            self.changed = True
-            if self.on_change is not None:
-                self.on_change()
+            if result.page is not None:
+                # ("no such project" answers are not saved: no save for them)
+                self.changed = True
+                if self.on_change is not None:
+                    self.on_change()
         else:
             if result.check(UpstreamError):
-                self._failures[project] = (self._clock.seconds(), result.value)
+                self._failures[project] = (self._clock.seconds(), remembered(result.value))
                 if len(self._failures) > MAX_ENTRIES:
                     self._failures.clear()
             if not result.check(UpstreamError):
@@ -254,30 +282,38 @@ class PageCache:
                 del self._missing[next(iter(self._missing))]
             return
         self.entries[project] = entry
+        self._order[project in self._pinned][project] = None
         cost = self._costs[project] = page_cost(entry.page)
         self.bytes += cost
-        self._shrink()
+        self._shrink(project)
 
     def _drop(self, project):
         self._missing.pop(project, None)
         if self.entries.pop(project, None) is not None:
             self.bytes -= self._costs.pop(project)
+            self._order[project in self._pinned].pop(project, None)
+            if self.on_drop is not None:
+                self.on_drop(project)
 
-    def _shrink(self):
+    def _shrink(self, keep=None):
         """
-        Forget the oldest pages until within the caps, pinned ones last:
-        a pinned page in the way is moved behind the others (once each),
-        so a pass costs no more than the pages it looks at.
+        Forget the oldest pages until within the caps: pages not pinned
+        first, then pinned ones; never C{keep} (the page just fetched,
+        which its request is about to serve and list files from).
         """
-        entries = self.entries
-        passed = 0
-        while (len(entries) > MAX_ENTRIES or self.bytes > self._max_bytes) and len(entries) > 1:
-            project = next(iter(entries))
-            if project in self._pinned and passed < len(entries):
-                passed += 1
-                entries[project] = entries.pop(project)
-                continue
-            self._drop(project)
+        while len(self.entries) > MAX_ENTRIES or self.bytes > self._max_bytes:
+            victim = self._oldest(keep)
+            if victim is None:
+                return
+            self._drop(victim)
+
+    def _oldest(self, keep):
+        """The page to forget first, other than C{keep} (two looks at most an order)."""
+        for order in (self._order[False], self._order[True]):
+            for project in order:
+                if project != keep:
+                    return project
+        return None
 
     # -- the snapshot ---------------------------------------------------------
 

@@ -10,15 +10,15 @@ listed). Redirects are followed by hand, a few at most, and only to allowed
 hosts. Parsing is in L{pypid.upstream.parser}, which does no I/O.
 """
 
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
-from twisted.internet.defer import CancelledError
+from twisted.internet.defer import CancelledError, DeferredSemaphore
 from twisted.logger import Logger
 from twisted.web.client import ContentDecoderAgent, GzipDecoder
 from twisted.web.http_headers import Headers
 
 from pypid.http import bodies
-from pypid.upstream.parser import MAX_ENTRIES, UpstreamPageError, parse_page
+from pypid.upstream.parser import MAX_PAGE_ENTRIES, UpstreamPageError, parse_page
 
 log = Logger()
 
@@ -27,6 +27,11 @@ ACCEPT = ("application/vnd.pypi.simple.v1+json, "
           "application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.1")
 
 _REDIRECTS = (301, 302, 303, 307, 308)
+
+#: Pages and metadata files read from the upstream at once; more wait
+#: their turn. Each holds up to C{max_page_size} while read, and a page
+#: about ten times that while decoded.
+MAX_READS = 8
 
 
 class UpstreamError(Exception):
@@ -80,7 +85,7 @@ class UpstreamClient:
     """
 
     def __init__(self, agent, clock, index_url, hosts, timeout=10.0, max_page_size=20 << 20,
-                 run=None, deadline=600.0, max_entries=MAX_ENTRIES):
+                 run=None, deadline=600.0, max_entries=MAX_PAGE_ENTRIES):
         """
         @param agent: the L{IAgent} to ask with: no cookie jar (an index
             needs none, and treq's kept every cookie an upstream set),
@@ -101,6 +106,9 @@ class UpstreamClient:
         self.deadline = deadline
         self._max_page_size = max_page_size
         self._max_entries = max_entries
+        # Pages and metadata being read at once: each holds up to
+        # max_page_size (and its decoding) until it is parsed.
+        self._turns = DeferredSemaphore(MAX_READS)
 
     async def page(self, project):
         """
@@ -110,6 +118,29 @@ class UpstreamClient:
         @raise UpstreamNotFound: the upstream answered 404 (or 410).
         @raise UpstreamError: for anything else that is not a usable page.
         """
+        await self._turns.acquire()
+        try:
+            return await self._page(project)
+        finally:
+            self._turns.release()
+
+    async def small(self, url, limit, what):
+        """
+        A small file whole (a file's core metadata), up to C{limit} bytes,
+        taking a turn as pages do.
+
+        @raise UpstreamNotFound: 404 or 410.
+        @raise UpstreamError: naming C{what}.
+        """
+        await self._turns.acquire()
+        try:
+            started = self._clock.seconds()
+            response = await self.open(url)
+            return await self.read(response, limit, started, what)
+        finally:
+            self._turns.release()
+
+    async def _page(self, project):
         started = self._clock.seconds()
         url = self.index_url + project + "/"
         response, final = await self.get(url, {b"accept": [ACCEPT.encode("ascii")]},
@@ -218,11 +249,13 @@ class UpstreamClient:
         raise UpstreamError("the upstream redirected too many times")
 
     async def _request(self, agent, url, headers):
+        # (characters a URL may not hold, as a page or a redirect may give
+        # them, are percent-encoded as treq did: the agent refuses them)
+        target = quote(url, safe=_URL_SAFE).encode("ascii")
         try:
-            target = url.encode("ascii")
-        except UnicodeEncodeError:
-            raise UpstreamError(f"the URL {_quote(url)} is not ASCII")
-        d = agent.request(b"GET", target, Headers(headers), None)
+            d = agent.request(b"GET", target, Headers(headers), None)
+        except ValueError as e:
+            raise UpstreamError(f"the URL {_quote(url)} cannot be fetched: {e}")
         timer = self._clock.callLater(self.timeout, d.cancel)
         try:
             return await d
@@ -239,6 +272,10 @@ class UpstreamClient:
         finally:
             if timer.active():
                 timer.cancel()
+
+
+#: What L{quote} leaves of a URL: its delimiters, and escapes already made.
+_URL_SAFE = ":/?#[]@!$&'()*+,;=%~"
 
 
 def _quote(value, limit=80):

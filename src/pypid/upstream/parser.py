@@ -49,7 +49,12 @@ API_MAJOR = 1
 
 #: The entries a page may list when the caller does not say
 #: (C{[upstream] max_page_files}).
-MAX_ENTRIES = 100_000
+MAX_PAGE_ENTRIES = 100_000
+
+#: The longest display name taken from a page; a longer one (separators
+#: that normalize away) is replaced by the normalized name, which the page
+#: is kept and saved with.
+MAX_NAME_LENGTH = 200
 
 #: The refused entries kept, with their reasons, as examples for the log.
 SKIPPED_EXAMPLES = 20
@@ -169,7 +174,7 @@ class _Refused(Exception):
 
 
 def parse_page(body, content_type, page_url, project, last_serial_header=None,
-               max_entries=MAX_ENTRIES):
+               max_entries=MAX_PAGE_ENTRIES):
     """
     Parse an upstream project page in whichever form it arrived.
 
@@ -455,6 +460,8 @@ def _read_json(body, page_url, project, max_entries):
     if normalize(name) != project:
         # Every file would be refused anyway; saying so once is clearer.
         raise UpstreamPageError(f"the page is for project {_quote(name)}, not {project!r}")
+    if len(name) > MAX_NAME_LENGTH:
+        name = project  # ("holy" + "_" * 5_000_000 + "grail" normalizes to holy-grail)
     files = data.get("files")
     if not isinstance(files, list):
         raise UpstreamPageError("the page has no files list")
@@ -517,7 +524,7 @@ class _PageParser(HTMLParser):
     C{<!--SERIAL n-->} comment.
     """
 
-    def __init__(self, max_entries=MAX_ENTRIES):
+    def __init__(self, max_entries=MAX_PAGE_ENTRIES):
         super().__init__(convert_charrefs=True)
         self._max_entries = max_entries
         self.anchors = []
@@ -581,7 +588,8 @@ def _html_name(parser, project):
             continue
         match = _LINKS_FOR.fullmatch(text)
         candidate = match.group(1) if match else text.strip()
-        if is_valid_name(candidate) and normalize(candidate) == project:
+        if (len(candidate) <= MAX_NAME_LENGTH and is_valid_name(candidate)
+                and normalize(candidate) == project):
             return candidate
     return project
 

@@ -32,10 +32,10 @@ from pypid.core.model import FileRecord
 from pypid.core.names import InvalidName, normalize
 from pypid.http import bodies
 from pypid.storage.disk import remove_file
-from pypid.storage.interface import FileExists, StorageError
+from pypid.storage.interface import FileExists, FilenameDeleted, StorageError
 from pypid.upstream.admission import Admission
 from pypid.upstream.budget import MissBudget
-from pypid.upstream.cache import FAILURE_MEMORY, Offline
+from pypid.upstream.cache import Offline, again, recent, remembered
 from pypid.upstream.fetch import TransferFailed, UpstreamError, UpstreamNotFound
 from pypid.upstream.policy import merged
 from pypid.upstream.requirements import select
@@ -64,9 +64,25 @@ MAX_RENDERED = 2000
 RENDERED_MEMORY = 64 << 20
 
 
+#: The most upstream files whose failed download is remembered
+#: (L{pypid.upstream.cache.FAILURE_MEMORY}); past it the oldest are forgotten.
+MAX_FAILED_FILES = 2000
+
+#: The most changes of an upstream file's hash remembered as logged.
+MAX_CHANGES_LOGGED = 2000
+
+#: Downloads that may wait for a turn, per download allowed at once
+#: (C{[upstream] max_downloads}); past it a new one is answered 503.
+WAITING_PER_DOWNLOAD = 10
+
+
+class Busy(Exception):
+    """Too many upstream downloads wait already: try again shortly (503)."""
+
+
 def _held(filename, data):
-    """What one kept metadata file costs against L{METADATA_MEMORY}."""
-    return len(data) + len(filename) + 200
+    """What one kept metadata file (and its digest) costs against L{METADATA_MEMORY}."""
+    return len(data) + len(filename) + 300
 
 
 class VerifyError(UpstreamError):
@@ -237,9 +253,9 @@ class UpstreamProxy:
     _metadata: dict = attrs.field(factory=dict)
     _metadata_bytes: int = 0
     _merges: dict = attrs.field(factory=dict)
-    _admission: object = None
+    _admission: object = attrs.field(init=False, default=None)
     #: the per-address budget of requests that ask the upstream
-    misses: object = None
+    misses: object = attrs.field(init=False, default=None)
     # filename -> (when, error) of downloads that failed, but not on the way
     # (FAILURE_MEMORY)
     _failed: dict = attrs.field(factory=dict)
@@ -257,6 +273,12 @@ class UpstreamProxy:
     def __attrs_post_init__(self):
         self._admission = Admission(self.config.max_downloads, self.config.download_space)
         self.misses = MissBudget(self.clock, self.config.max_misses_per_address)
+        # (a page the cache forgot is not kept alive by its rendered forms)
+        self.pages.on_drop = self._dropped
+
+    def _dropped(self, project):
+        if project in self._rendered:
+            self._forget_rendered(project)
 
     def charge(self, address, project, filename=None):
         """
@@ -269,11 +291,19 @@ class UpstreamProxy:
         if filename is None:
             asks = self.pages.would_fetch(project)
         else:
+            failed = self._failed.get(filename)
             asks = (not self.config.offline and filename not in self.cached
                     and filename not in self._downloads
+                    and not (failed is not None and recent(failed[0], self.clock.seconds()))
                     and (self.listed(project, filename) is not None
                          or self.pages.would_fetch(project)))
         return self.misses.charge(address) if asks else None
+
+    def charge_metadata(self, address, project, filename):
+        """L{charge} for the C{.metadata} of C{filename}: free when it is kept or in memory."""
+        if filename in self._metadata:
+            return None
+        return self.charge(address, project, filename)
 
     def watch(self, on_change):
         """Call C{on_change} whenever a page was fetched or a file kept."""
@@ -464,7 +494,7 @@ class UpstreamProxy:
         key = (f.filename, f.sha256)
         if key not in self._changed:
             self._changed[key] = True
-            while len(self._changed) > MAX_RENDERED:
+            while len(self._changed) > MAX_CHANGES_LOGGED:
                 del self._changed[next(iter(self._changed))]
             log.error("The upstream now gives {filename} the sha256 {new}, but the file kept "
                       "here has {old}: serving the kept file, as checked when it was "
@@ -526,10 +556,13 @@ class UpstreamProxy:
             waiting.append(d)
             return d
         failed = self._failed.get(upstream_file.filename)
-        if failed is not None and 0 <= self.clock.seconds() - failed[0] < FAILURE_MEMORY:
-            # (a file that just failed its hash or its transfer is not asked
-            # for again at every request: each would stream the wrong bytes)
-            return fail(failed[1])
+        if failed is not None and recent(failed[0], self.clock.seconds()):
+            # (a file that just failed its hash is not asked for again at
+            # every request: each would stream the wrong bytes)
+            return fail(again(failed[1]))
+        if self._admission.waiting >= WAITING_PER_DOWNLOAD * self.config.max_downloads:
+            return fail(Busy(f"{self._admission.waiting} upstream downloads are waiting "
+                             "already; try again shortly"))
         self._downloads[upstream_file.filename] = [d]
         done = ensureDeferred(self._download(upstream_file, tee))
         done.addBoth(self._downloaded, upstream_file.filename)
@@ -543,8 +576,8 @@ class UpstreamProxy:
             # transfer cut short or too slow is tried again at the next
             # request, as pip's retries expect)
             self._failed.pop(filename, None)
-            self._failed[filename] = (self.clock.seconds(), result.value)
-            while len(self._failed) > MAX_RENDERED:
+            self._failed[filename] = (self.clock.seconds(), remembered(result.value))
+            while len(self._failed) > MAX_FAILED_FILES:
                 del self._failed[next(iter(self._failed))]
         for d in self._downloads.pop(filename):
             if isinstance(result, Failure):
@@ -625,8 +658,19 @@ class UpstreamProxy:
             try:
                 stored = await self.storage.publish(temp, record, inspected.metadata,
                                                     inspected.details)
-            except FileExists:
-                stored = record
+            except FileExists as e:
+                # (another server sharing the cache, or an earlier run, kept
+                # it: what storage holds is the truth, not these bytes)
+                if e.record is not None:
+                    stored = e.record
+                elif e.sha256 in (None, record.sha256):
+                    stored = record
+                else:
+                    raise VerifyError(f"another file named {f.filename} is kept already "
+                                      f"(sha256 {e.sha256})")
+            except FilenameDeleted:
+                raise VerifyError(f"{f.filename} was deleted from the cache's storage; "
+                                  "it is not kept again")
             self._keep(stored)
             log.info("Cached {filename} from the upstream ({size} bytes)",
                      filename=f.filename, size=size)
@@ -649,34 +693,31 @@ class UpstreamProxy:
                 return data
         if upstream_file.metadata_sha256 is None:
             return None
-        data = self._metadata.get(upstream_file.filename)
-        if data is not None and upstream_file.metadata_sha256 in (
-                "", hashlib.sha256(data).hexdigest()):
-            # (kept under the hash its page gave then: a page that now gives
-            # another is answered with the metadata fetched anew)
-            return data
+        kept = self._metadata.get(upstream_file.filename)
+        if kept is not None and upstream_file.metadata_sha256 in ("", kept[1]):
+            # (kept under the hash it has: a page that now gives another is
+            # answered with the metadata fetched anew)
+            return kept[0]
         if self.config.offline:
             raise Offline(upstream_file.filename)
-        started = self.clock.seconds()
-        response = await self.client.open(_metadata_url(upstream_file.url))
-        data = await self.client.read(response, METADATA_LIMIT, started,
-                                      f"the upstream's metadata of {upstream_file.filename}")
-        if (upstream_file.metadata_sha256
-                and hashlib.sha256(data).hexdigest() != upstream_file.metadata_sha256):
+        data = await self.client.small(_metadata_url(upstream_file.url), METADATA_LIMIT,
+                                       f"the upstream's metadata of {upstream_file.filename}")
+        digest = hashlib.sha256(data).hexdigest()
+        if upstream_file.metadata_sha256 and digest != upstream_file.metadata_sha256:
             raise VerifyError(f"the upstream's metadata of {upstream_file.filename} does not "
                               "match the hash its page gives")
-        self._keep_metadata(upstream_file.filename, data)
+        self._keep_metadata(upstream_file.filename, data, digest)
         return data
 
-    def _keep_metadata(self, filename, data):
+    def _keep_metadata(self, filename, data, digest=None):
         # (each entry costs its dictionary slot and name too, so that many
         # tiny metadata files cannot grow the count without bound)
         while self._metadata and self._metadata_bytes + _held(filename, data) > METADATA_MEMORY:
             oldest = next(iter(self._metadata))
-            self._metadata_bytes -= _held(oldest, self._metadata.pop(oldest))
+            self._metadata_bytes -= _held(oldest, self._metadata.pop(oldest)[0])
         if filename in self._metadata:
-            self._metadata_bytes -= _held(filename, self._metadata.pop(filename))
-        self._metadata[filename] = data
+            self._metadata_bytes -= _held(filename, self._metadata.pop(filename)[0])
+        self._metadata[filename] = (data, digest or hashlib.sha256(data).hexdigest())
         self._metadata_bytes += _held(filename, data)
 
     # -- pre-caching and refreshing -------------------------------------------------
@@ -731,7 +772,7 @@ class UpstreamProxy:
                 known = f.filename in self.cached
                 try:
                     await self.fetch(f)
-                except (UpstreamError, UpstreamNotFound, StorageError, Offline) as e:
+                except (UpstreamError, UpstreamNotFound, StorageError, Offline, Busy) as e:
                     report.append({"project": pin.project, "filename": f.filename,
                                    "status": "failed", "reason": str(e)})
                     continue
@@ -749,13 +790,15 @@ class UpstreamProxy:
         """
         known = {}
         if isinstance(state, dict):
-            self.pages.load_json(state.get("pages"))
             for data in state.get("files") or ():
                 try:
                     record = FileRecord.from_json(data)
                 except (TypeError, ValueError):
                     continue
                 known[record.filename] = record
+                # (before the pages: those of kept files are kept last)
+                self.pages.pin(record.project)
+            self.pages.load_json(state.get("pages"))
         await self.storage.prepare()
         result = await self.storage.scan(known, since if known else 0.0, ())
         self.cached = {}
@@ -767,6 +810,13 @@ class UpstreamProxy:
         """A file is kept: its page is kept past every other (L{PageCache.pin})."""
         self.cached[record.filename] = record
         self.pages.pin(record.project)
+        memo = self._rendered.get(record.project)
+        if memo is not None:
+            shown = memo[2].get(record.filename)
+            if shown is not None and shown.sha256 != record.sha256:
+                # (kept with other bytes than the page listed: the page
+                # shows what is kept from now on, L{_as_kept})
+                self._forget_rendered(record.project)
         if announce and self.on_change is not None:
             self.on_change()
 

@@ -67,12 +67,21 @@ def answer_page(request, proxy, name, base):
     return finish_later(request, ensureDeferred(_page(request, proxy, project, wanted)))
 
 
-def _charge(request, proxy, project, filename=None):
+def _file_of(filename):
+    """C{(name of the distribution, whether its .metadata is asked for)}."""
+    if filename.endswith(".metadata"):
+        return filename[: -len(".metadata")], True
+    return filename, False
+
+
+def _charge(request, proxy, project, filename=None, metadata=False):
     """
     Refuse (429) a request that would ask the upstream when its address
     has used up its budget (C{[upstream] max_misses_per_address}).
     """
-    wait = proxy.charge(client_address(request), project, filename)
+    address = client_address(request)
+    wait = (proxy.charge_metadata(address, project, filename) if metadata
+            else proxy.charge(address, project, filename))
     if wait is not None:
         raise TooManyRequests(
             "too many requests for projects and files the cache does not hold from this "
@@ -120,16 +129,18 @@ def answer_file(request, proxy, project, filename):
         raise NotFound("no such file")
     if not proxy.decide(project).allowed:
         raise NotFound("no such file")
-    name = filename[: -len(".metadata")] if filename.endswith(".metadata") else filename
-    _charge(request, proxy, project, name)
+    _charge(request, proxy, project, *_file_of(filename))
     return finish_later(request, ensureDeferred(_file(request, proxy, project, filename)))
 
 
 async def _file(request, proxy, project, filename):
     from pypid.upstream.cache import Offline
     from pypid.upstream.fetch import UpstreamNotFound
+    from pypid.upstream.proxy import Busy
     try:
         return await _file_answer(request, proxy, project, filename)
+    except Busy as e:
+        raise Unavailable(str(e), [(b"retry-after", RETRY_AFTER)])
     except UpstreamNotFound:
         raise NotFound("no such file upstream")
     except Offline:
@@ -141,8 +152,7 @@ async def _file(request, proxy, project, filename):
 async def _file_answer(request, proxy, project, filename):
     from pypid.upstream.cache import Offline
     from pypid.upstream.fetch import UpstreamError
-    metadata = filename.endswith(".metadata")
-    name = filename[: -len(".metadata")] if metadata else filename
+    name, metadata = _file_of(filename)
     listed = proxy.listed(project, name)
     if listed is None and proxy.kept(name) is None:
         # Not seen yet (a client with an old copy of the page): look again.
