@@ -1,5 +1,7 @@
 """Tests of L{pypid.http.bodies}: reading other servers' answers within limits."""
 
+import gzip
+
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
@@ -10,6 +12,7 @@ from twisted.web.iweb import UNKNOWN_LENGTH
 from pypid.http.bodies import (
     DRAIN_LIMIT,
     BodyCutShort,
+    BodyError,
     BodyStalled,
     BodyTooLarge,
     discard,
@@ -139,3 +142,48 @@ class DiscardTests(SynchronousTestCase):
             response = self.make(length)
             discard(response, clock, 5.0)
             self.assertTrue(response.transport.stopped, length)
+
+
+class GzipTests(SynchronousTestCase):
+    """L{read_body} with C{gzipped}: inflated a piece at a time, within the limit."""
+
+    def test_inflated(self):
+        data = b"holy grail " * 1000
+        response = _Response()
+        d = read_body(response, 1 << 20, gzipped=True)
+        packed = gzip.compress(data)
+        for i in range(0, len(packed), 100):
+            response.protocol.dataReceived(packed[i:i + 100])
+        response.end()
+        self.assertEqual(self.successResultOf(d), data)
+
+    def test_bomb(self):
+        """
+        100 MiB of zeros in 100 KiB of gzip, with a 1 MiB limit: stopped,
+        and no piece inflated past the limit (each was 64 MiB at once).
+        """
+        packed = gzip.compress(b"\0" * (100 << 20))
+        response = _Response()
+        d = read_body(response, 1 << 20, gzipped=True)
+        sizes = []
+        real = response.protocol._take
+        response.protocol._take = lambda out: (sizes.append(len(out)), real(out))
+        response.protocol.dataReceived(packed)
+        self.assertTrue(response.transport.stopped)
+        response.end(ResponseFailed)
+        self.failureResultOf(d, BodyTooLarge)
+        self.assertLessEqual(max(sizes), (1 << 20) + 1)
+
+    def test_broken(self):
+        """Bytes that are not gzip, or a gzip stream cut before its end, fail."""
+        response = _Response()
+        d = read_body(response, 1 << 20, gzipped=True)
+        response.protocol.dataReceived(b"not gzip at all")
+        self.assertTrue(response.transport.stopped)
+        response.end(ResponseFailed)
+        self.failureResultOf(d, BodyError)
+        response = _Response()
+        d = read_body(response, 1 << 20, gzipped=True)
+        response.protocol.dataReceived(gzip.compress(b"x" * 1000)[:-8])
+        response.end()
+        self.failureResultOf(d, BodyCutShort)

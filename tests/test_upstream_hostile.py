@@ -192,6 +192,23 @@ class PageBoundsTests(_Harness, SynchronousTestCase):
         self.assertEqual(kept.refused, 900)
         self.assertEqual(len(kept.skipped), 20)
 
+    def test_gzipped_page(self):
+        """A page sent gzipped is inflated (within max_page_size) and read."""
+        import gzip
+        self.upstream.routes["/simple/holy-grail/"] = (
+            200, {b"content-type": JSON_TYPE.encode(), b"content-encoding": b"gzip"},
+            gzip.compress(json_page("holy-grail", [entry(*WHEEL)])))
+        page = self.page_of("holy-grail")
+        self.assertEqual([f["filename"] for f in page["files"]], [WHEEL[0]])
+
+    def test_unasked_encoding(self):
+        """A page in an encoding pypid did not ask for is refused (502), not misread."""
+        self.upstream.routes["/simple/holy-grail/"] = (
+            200, {b"content-type": JSON_TYPE.encode(), b"content-encoding": b"br"}, b"\x00")
+        code, _, body = self.get("/simple/holy-grail/")
+        self.assertEqual(code, 502)
+        self.assertIn(b"an encoding pypid did not ask for ('br')", body)
+
     def test_html_anchors(self):
         """An HTML page stops at the anchor past the cap."""
         body = b"<html><body>" + b'<a href="x.whl">x</a>' * 1001 + b"</body></html>"

@@ -5,6 +5,8 @@ idle deadline, so one that stops sending midway cannot hold a request for
 ever (a deadline on the headers alone does not cover the body).
 """
 
+import zlib
+
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Protocol
 from twisted.web.client import ResponseDone
@@ -60,7 +62,7 @@ class Deadline:
 class _Collect(Protocol):
     """Collects a body up to a limit, watching for silence."""
 
-    def __init__(self, limit, done, clock, idle):
+    def __init__(self, limit, done, clock, idle, gzipped=False):
         self._limit = limit
         self._done = done
         self._idle = idle
@@ -68,11 +70,26 @@ class _Collect(Protocol):
         self._parts = []
         self._size = 0
         self._error = None
+        self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS) if gzipped else None
 
     def connectionMade(self):
         self._deadline.arm()
 
     def dataReceived(self, data):
+        if self._inflate is None:
+            self._take(data)
+            return
+        # Inflated a piece at a time, never more than the limit allows: a
+        # 64 KiB piece of a gzip bomb is 64 MiB at once otherwise.
+        try:
+            while data and self._error is None:
+                out = self._inflate.decompress(data, self._limit - self._size + 1)
+                data = self._inflate.unconsumed_tail
+                self._take(out)
+        except zlib.error as e:
+            self._stop(BodyError(f"not valid gzip: {e}"))
+
+    def _take(self, data):
         if self._error is not None:
             return
         self._size += len(data)
@@ -89,6 +106,9 @@ class _Collect(Protocol):
         if self._error is not None:
             self._done.errback(self._error)
         elif reason.check(ResponseDone, PotentialDataLoss):
+            if self._inflate is not None and not self._inflate.eof:
+                self._done.errback(BodyCutShort("cut short: the gzip stream did not end"))
+                return
             self._done.callback(b"".join(self._parts))
         else:
             self._done.errback(BodyCutShort(f"cut short: {reason.getErrorMessage()}"))
@@ -102,11 +122,12 @@ class _Collect(Protocol):
         self._stop(BodyStalled(f"nothing for {self._idle:g} s"))
 
 
-def read_body(response, limit, clock=None, idle=None):
+def read_body(response, limit, clock=None, idle=None, gzipped=False):
     """
     Read a response's body.
 
-    @param limit: the most bytes accepted.
+    @param limit: the most bytes accepted (once inflated, for C{gzipped}).
+    @param gzipped: inflate the body (its C{Content-Encoding} is C{gzip}).
     @param clock: with C{idle}, the clock of the idle deadline.
     @param idle: seconds without data after which the transfer is stopped.
     @return: a L{Deferred} firing with the bytes, or failing with a
@@ -120,7 +141,7 @@ def read_body(response, limit, clock=None, idle=None):
             collector.transport.stopProducing()
 
     done = Deferred(cancel)
-    collector = _Collect(limit, done, clock, idle)
+    collector = _Collect(limit, done, clock, idle, gzipped)
     response.deliverBody(collector)
     return done
 

@@ -14,7 +14,6 @@ from urllib.parse import quote, urljoin, urlsplit
 
 from twisted.internet.defer import CancelledError, DeferredSemaphore
 from twisted.logger import Logger
-from twisted.web.client import ContentDecoderAgent, GzipDecoder
 from twisted.web.http_headers import Headers
 
 from pypid.http import bodies
@@ -98,7 +97,6 @@ class UpstreamClient:
         """
         self._run = run
         self._agent = agent
-        self._pages = ContentDecoderAgent(agent, [(b"gzip", GzipDecoder)])
         self._clock = clock
         self.index_url = index_url
         self.hosts = tuple(hosts)
@@ -143,8 +141,8 @@ class UpstreamClient:
     async def _page(self, project):
         started = self._clock.seconds()
         url = self.index_url + project + "/"
-        response, final = await self.get(url, {b"accept": [ACCEPT.encode("ascii")]},
-                                         self._pages)
+        response, final = await self.get(url, {b"accept": [ACCEPT.encode("ascii")],
+                                               b"accept-encoding": [b"gzip"]})
         if response.code in (404, 410):
             bodies.discard(response, self._clock, self.timeout)
             raise UpstreamNotFound(project)
@@ -185,7 +183,13 @@ class UpstreamClient:
         @raise UpstreamError: naming C{what}.
         """
         left = max(self.deadline - (self._clock.seconds() - started), 0.0)
-        d = bodies.read_body(response, limit, self._clock, self.timeout)
+        encoding = (_header(response, b"content-encoding") or "identity").strip().lower()
+        if encoding not in ("identity", "gzip"):
+            bodies.discard(response, self._clock, self.timeout)
+            raise UpstreamError(f"{what} came in an encoding pypid did not ask for "
+                                f"({_quote(encoding)})")
+        d = bodies.read_body(response, limit, self._clock, self.timeout,
+                             gzipped=encoding == "gzip")
         timer = self._clock.callLater(left, d.cancel)
         try:
             return await d
@@ -210,7 +214,7 @@ class UpstreamClient:
         @raise UpstreamNotFound: 404 or 410.
         @raise UpstreamError: a host not allowed, or any other failure.
         """
-        response, _ = await self.get(url, {b"accept-encoding": [b"identity"]}, self._agent)
+        response, _ = await self.get(url, {b"accept-encoding": [b"identity"]})
         if response.code in (404, 410):
             bodies.discard(response, self._clock, self.timeout)
             raise UpstreamNotFound(url)
@@ -220,17 +224,16 @@ class UpstreamClient:
             raise kind(f"the upstream answered {response.code} for a file")
         return response
 
-    async def get(self, url, headers, agent=None):
+    async def get(self, url, headers):
         """
         GET C{url}, following a few redirects within the allowed hosts.
 
         @return: C{(response, final URL)}, the body unread.
         """
-        agent = self._agent if agent is None else agent
         for _ in range(4):
             if not host_allowed(url, self.hosts):
                 raise UpstreamError(f"{_host(url)} is not an upstream host pypid may use")
-            response = await self._request(agent, url, headers)
+            response = await self._request(url, headers)
             if response.code not in _REDIRECTS:
                 return response, url
             location = _header(response, b"location")
@@ -248,12 +251,12 @@ class UpstreamClient:
             url = target
         raise UpstreamError("the upstream redirected too many times")
 
-    async def _request(self, agent, url, headers):
+    async def _request(self, url, headers):
         # (characters a URL may not hold, as a page or a redirect may give
         # them, are percent-encoded as treq did: the agent refuses them)
         target = quote(url, safe=_URL_SAFE).encode("ascii")
         try:
-            d = agent.request(b"GET", target, Headers(headers), None)
+            d = self._agent.request(b"GET", target, Headers(headers), None)
         except ValueError as e:
             raise UpstreamError(f"the URL {_quote(url)} cannot be fetched: {e}")
         timer = self._clock.callLater(self.timeout, d.cancel)
