@@ -173,10 +173,6 @@ class PageCache:
         failed = self._failures.get(project)
         return failed is None or not recent(failed[0], self._clock.seconds())
 
-    def _fresh(self, entry, now):
-        ttl = self._ttl if entry.page is not None else min(self._ttl, MISSING_TTL)
-        return entry.fresh(now, ttl)
-
     async def get(self, project):
         """
         The entry of C{project}: fresh, or stale while a refresh runs (or
@@ -186,14 +182,19 @@ class PageCache:
         @raise UpstreamError: not cached, and the upstream failed.
         @raise Offline: not cached, and the server is offline.
         """
-        entry = self.cached(project)
+        # (inline: this is every request for an upstream page)
+        entry = self.entries.get(project)
+        ttl = self._ttl
+        if entry is None:
+            entry = self._missing.get(project)
+            ttl = min(ttl, MISSING_TTL)
         now = self._clock.seconds()
         served = self.served
         if entry is not None and self._offline:
-            stale = not self._fresh(entry, now)
+            stale = not entry.fresh(now, ttl)
             served["stale" if stale else "hit"] += 1
             return entry, stale
-        if entry is not None and self._fresh(entry, now):
+        if entry is not None and entry.fresh(now, ttl):
             served["hit"] += 1
             return entry, False
         if self._offline:

@@ -63,7 +63,9 @@ def answer_page(request, proxy, name, base):
         request.responseHeaders.setRawHeaders(b"content-type", [b"text/plain; charset=utf-8"])
         return b"Found at the upstream index\n"
     wanted = page_kind(request)
-    _charge(request, proxy, project)
+    if project not in proxy.pages.entries:
+        # (a page the cache holds is never asked for while the client waits)
+        _charge(request, proxy, project)
     return finish_later(request, ensureDeferred(_page(request, proxy, project, wanted)))
 
 
