@@ -202,7 +202,7 @@ class BoundsTests(SynchronousTestCase):
 
         def fill(start, stop):
             for i in range(start, stop):
-                misses.charge(f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}")
+                misses.charge(f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}", 1.0)
         self.assert_flat(fill, lambda: len(misses._buckets), 500)
 
     def test_page_cache_snapshot(self):

@@ -10,7 +10,7 @@ max_misses_per_address} such requests a minute, refilled steadily, so a
 burst of that size (a cold C{pip install} of a large lock file) passes at
 once. Requests the cache answers cost nothing.
 
-Pure bookkeeping: the clock is passed in.
+Pure bookkeeping: the time is passed in.
 """
 
 #: The most addresses remembered; past it the oldest are forgotten (which
@@ -28,21 +28,19 @@ class MissBudget:
     @ivar refused: requests refused, for C{/metrics}.
     """
 
-    def __init__(self, clock, per_minute):
-        self._clock = clock
+    def __init__(self, per_minute):
         self._size = float(per_minute)
         self._rate = per_minute / PERIOD
         # address -> (tokens, when counted), least recently charged first
         self._buckets = {}
         self.refused = 0
 
-    def charge(self, address):
+    def charge(self, address, now):
         """
-        Take one request from C{address}'s budget.
+        Take one request from C{address}'s budget at C{now} (seconds).
 
         @return: L{None} when it may go on, otherwise the seconds until it may.
         """
-        now = self._clock.seconds()
         tokens, then = self._buckets.pop(address, (self._size, now))
         tokens = min(self._size, tokens + max(now - then, 0.0) * self._rate)
         if tokens < 1.0:

@@ -272,7 +272,7 @@ class UpstreamProxy:
 
     def __attrs_post_init__(self):
         self._admission = Admission(self.config.max_downloads, self.config.download_space)
-        self.misses = MissBudget(self.clock, self.config.max_misses_per_address)
+        self.misses = MissBudget(self.config.max_misses_per_address)
         # (a page the cache forgot is not kept alive by its rendered forms)
         self.pages.on_drop = self._dropped
 
@@ -297,7 +297,7 @@ class UpstreamProxy:
                     and not (failed is not None and recent(failed[0], self.clock.seconds()))
                     and (self.listed(project, filename) is not None
                          or self.pages.would_fetch(project)))
-        return self.misses.charge(address) if asks else None
+        return self.misses.charge(address, self.clock.seconds()) if asks else None
 
     def charge_metadata(self, address, project, filename):
         """L{charge} for the C{.metadata} of C{filename}: free when it is kept or in memory."""
