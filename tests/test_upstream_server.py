@@ -132,10 +132,11 @@ class IndexTests(SynchronousTestCase):
         self.assertNotEqual(sha256(wrong_bytes(data)), sha256(data))
 
 
-class InReactorTests(TestCase):
-    """The upstream in the test process's reactor, through treq over loopback."""
+class _InReactor(TestCase):
+    """The upstream of L{sample_index} in the test process's reactor, and a treq client."""
 
-    timeout = 10
+    #: seconds a request may take
+    request_timeout = 5
 
     async def setUp(self):
         self.index = sample_index()
@@ -152,8 +153,15 @@ class InReactorTests(TestCase):
     def get(self, path, **kwargs):
         """GET a path of the server, following no redirect."""
         kwargs.setdefault("allow_redirects", False)
-        kwargs.setdefault("timeout", 5)
+        kwargs.setdefault("timeout", self.request_timeout)
         return self.http.get(self.server.base + path.lstrip("/"), **kwargs)
+
+
+class InReactorTests(_InReactor):
+    """The upstream in the test process's reactor, through treq over loopback."""
+
+    timeout = 10
+
 
     async def test_project_html(self):
         """The HTML page links every file with its sha256, requires-python, yanked and metadata."""
@@ -400,7 +408,7 @@ class ProcessTests(SynchronousTestCase):
         self.assertFalse(upstream.running())
 
 
-class RawAndCookiesTests(TestCase):
+class RawAndCookiesTests(_InReactor):
     """
     Raw answers (any bytes for one exact path, made as they are sent),
     cookies on every answer, the claimed size, and the headers the request
@@ -409,24 +417,8 @@ class RawAndCookiesTests(TestCase):
     """
 
     timeout = 20
+    request_timeout = 10
 
-    async def setUp(self):
-        self.index = sample_index()
-        self.server = await start_in_reactor(self.index, reactor)
-        self.addCleanup(self.settle)
-        self.addCleanup(self.server.stop)
-        pool = HTTPConnectionPool(reactor, persistent=False)
-        self.http = treq.client.HTTPClient(Agent(reactor, pool=pool))
-
-    def settle(self):
-        """Give the client ends of the connections cut by a stop a moment to close."""
-        return deferLater(reactor, 0.01, lambda: None)
-
-    def get(self, path, **kwargs):
-        """GET a path of the server, following no redirect."""
-        kwargs.setdefault("allow_redirects", False)
-        kwargs.setdefault("timeout", 10)
-        return self.http.get(self.server.base + path.lstrip("/"), **kwargs)
 
     async def test_raw_exact_bytes(self):
         """
