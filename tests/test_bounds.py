@@ -26,6 +26,7 @@ from pypid.auth.verifier import PasswordVerifier
 from pypid.core import metrics
 from pypid.config import load_config
 from pypid.core.audit import LoginFailures
+from pypid.core.bounded import put_newest
 from pypid.core.index import HTML, JSON, Index, page_bytes
 from pypid.core.metrics import RequestStats
 from pypid.storage.s3 import storage as s3
@@ -81,6 +82,20 @@ class _Address:
 
 def _sync_pool(reactor, threadpool, f, *args):
     return succeed(f(*args))
+
+
+class PutNewestTests(SynchronousTestCase):
+    """L{put_newest}: the table every bounded memory here is kept in."""
+
+    def test_order_and_cap(self):
+        """A touched key moves last; past the cap the least recently touched go."""
+        table = {}
+        for key in "abc":
+            put_newest(table, key, key.upper(), 3)
+        put_newest(table, "a", "A2", 3)
+        put_newest(table, "d", "D", 3)
+        self.assertEqual(table, {"c": "C", "a": "A2", "d": "D"})
+        self.assertEqual(list(table), ["c", "a", "d"])
 
 
 class BoundsTests(SynchronousTestCase):

@@ -34,6 +34,8 @@ applies it:
 
 import attrs
 
+from pypid.core.bounded import put_newest
+
 #: Failures allowed within the window before a (user, address) is throttled.
 MAX_FAILURES = 10
 
@@ -136,10 +138,7 @@ class LoginThrottle:
             recent = self._recent(*key)
             recent.append(now)
             del recent[:-keep]
-            self._failures.pop(key, None)
-            self._failures[key] = recent
-        while len(self._failures) > MAX_KEYS:
-            del self._failures[next(iter(self._failures))]
+            put_newest(self._failures, key, recent, MAX_KEYS)
 
     def succeeded(self, user, address, named=False):
         """A good login clears the user's count (not the address's)."""

@@ -173,7 +173,12 @@ def discard(response, clock=None, idle=None):
             # (in all, not only between pieces: a body that trickles a byte
             # at a time would hold its connection for days)
             timer = clock.callLater(idle, d.cancel)
-            d.addBoth(lambda result: (timer.active() and timer.cancel(), result)[1])
+
+            def ended(result):
+                if timer.active():
+                    timer.cancel()
+                return result
+            d.addBoth(ended)
     else:
         d = read_body(response, 0)
         d.cancel()

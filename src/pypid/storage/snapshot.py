@@ -595,9 +595,13 @@ class SnapshotWriter:
             if self._saving is not None:
                 # (a save under way took its state before this change: one
                 # more after it)
-                self._saving.addBoth(lambda result: (self.soon(), result)[1])
+                self._saving.addBoth(again)
                 return
             self.save_if_changed()
+
+        def again(result):
+            self.soon()
+            return result
         self._soon = self._clock.callLater(delay, due)
 
     def cancel_soon(self):

@@ -13,6 +13,8 @@ once. Requests the cache answers cost nothing.
 Pure bookkeeping: the time is passed in.
 """
 
+from pypid.core.bounded import put_newest
+
 #: The most addresses remembered; past it the oldest are forgotten (which
 #: only gives them a full budget again).
 MAX_ADDRESSES = 10000
@@ -47,7 +49,5 @@ class MissBudget:
             self._buckets[address] = (tokens, now)
             self.refused += 1
             return (1.0 - tokens) / self._rate
-        self._buckets[address] = (tokens - 1.0, now)
-        while len(self._buckets) > MAX_ADDRESSES:
-            del self._buckets[next(iter(self._buckets))]
+        put_newest(self._buckets, address, (tokens - 1.0, now), MAX_ADDRESSES)
         return None

@@ -13,6 +13,7 @@ import attrs
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.logger import Logger
 
+from pypid.core.bounded import put_newest
 from pypid.core.metrics import Timings
 from pypid.upstream.fetch import UpstreamError, UpstreamNotFound
 from pypid.upstream.parser import UpstreamFile, UpstreamPage
@@ -93,8 +94,6 @@ def recent(then, now):
 
 def page_cost(page):
     """An estimate of the memory a cached L{UpstreamPage} holds, in bytes."""
-    if page is None:
-        return PAGE_COST
     return PAGE_COST + len(page.name) + sum(FILE_COST + len(f.filename) + len(f.url) + 64
                            + len(f.requires_python or "") + len(f.yanked or "")
                            for f in page.files)
@@ -278,9 +277,7 @@ class PageCache:
         """Keep a fetched entry, the newest, within the caps."""
         self._drop(project)
         if entry.page is None:
-            self._missing[project] = entry
-            while len(self._missing) > MAX_MISSING:
-                del self._missing[next(iter(self._missing))]
+            put_newest(self._missing, project, entry, MAX_MISSING)
             return
         self.entries[project] = entry
         self._order[project in self._pinned][project] = None

@@ -17,7 +17,7 @@ from twisted.logger import Logger
 from twisted.web.http_headers import Headers
 
 from pypid.http import bodies
-from pypid.upstream.parser import MAX_PAGE_ENTRIES, UpstreamPageError, parse_page
+from pypid.upstream.parser import MAX_PAGE_ENTRIES, UpstreamPageError, parse_page, quoted
 
 log = Logger()
 
@@ -187,7 +187,7 @@ class UpstreamClient:
         if encoding not in ("identity", "gzip"):
             bodies.discard(response, self._clock, self.timeout)
             raise UpstreamError(f"{what} came in an encoding pypid did not ask for "
-                                f"({_quote(encoding)})")
+                                f"({quoted(encoding)})")
         d = bodies.read_body(response, limit, self._clock, self.timeout,
                              gzipped=encoding == "gzip")
         timer = self._clock.callLater(left, d.cancel)
@@ -245,7 +245,7 @@ class UpstreamClient:
                 urlsplit(target).port  # (raises ValueError for a malformed one)
             except ValueError:
                 raise UpstreamError("the upstream redirected to a malformed URL "
-                                    f"{_quote(location)}")
+                                    f"{quoted(location)}")
             if url.startswith("https:") and not target.startswith("https:"):
                 raise UpstreamError("the upstream redirected from https to plain http")
             url = target
@@ -258,7 +258,7 @@ class UpstreamClient:
         try:
             d = self._agent.request(b"GET", target, Headers(headers), None)
         except ValueError as e:
-            raise UpstreamError(f"the URL {_quote(url)} cannot be fetched: {e}")
+            raise UpstreamError(f"the URL {quoted(url)} cannot be fetched: {e}")
         timer = self._clock.callLater(self.timeout, d.cancel)
         try:
             return await d
@@ -279,11 +279,6 @@ class UpstreamClient:
 
 #: What L{quote} leaves of a URL: its delimiters, and escapes already made.
 _URL_SAFE = ":/?#[]@!$&'()*+,;=%~"
-
-
-def _quote(value, limit=80):
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _host(url):

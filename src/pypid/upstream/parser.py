@@ -160,7 +160,7 @@ class UpstreamPage:
     last_serial: int | None = None
 
 
-def _quote(value, limit=80):
+def quoted(value, limit=80):
     """
     Quote an upstream-supplied value for an error message, cut short: such
     messages end up in logs and 502 bodies, and the upstream controls them.
@@ -202,7 +202,7 @@ def parse_page(body, content_type, page_url, project, last_serial_header=None,
         name, entries, serial = _read_html(body, params.get("charset"), page_url, project,
                                            max_entries)
     else:
-        raise UpstreamPageError(f"unsupported content type {_quote(content_type)}")
+        raise UpstreamPageError(f"unsupported content type {quoted(content_type)}")
     if serial is None:
         serial = _serial(last_serial_header)
     files, skipped, refused = _check_entries(entries, project)
@@ -278,10 +278,10 @@ def _check_api_version(value, what):
     """
     match = _API_VERSION.fullmatch(value.strip()) if isinstance(value, str) else None
     if match is None:
-        raise UpstreamPageError(f"invalid {what} {_quote(value)}")
+        raise UpstreamPageError(f"invalid {what} {quoted(value)}")
     if int(match.group(1)) != API_MAJOR:
         raise UpstreamPageError(
-            f"unsupported {what} {_quote(value)}: only major version {API_MAJOR} is understood"
+            f"unsupported {what} {quoted(value)}: only major version {API_MAJOR} is understood"
         )
 
 
@@ -459,7 +459,7 @@ def _read_json(body, page_url, project, max_entries):
         raise UpstreamPageError("the page's name is not a string")
     if normalize(name) != project:
         # Every file would be refused anyway; saying so once is clearer.
-        raise UpstreamPageError(f"the page is for project {_quote(name)}, not {project!r}")
+        raise UpstreamPageError(f"the page is for project {quoted(name)}, not {project!r}")
     if len(name) > MAX_NAME_LENGTH:
         name = project  # ("holy" + "_" * 5_000_000 + "grail" normalizes to holy-grail)
     files = data.get("files")
@@ -607,9 +607,9 @@ def _read_html(body, charset, page_url, project, max_entries):
     try:
         text = body.decode(charset)
     except LookupError:
-        raise UpstreamPageError(f"unknown charset {_quote(charset)}")
+        raise UpstreamPageError(f"unknown charset {quoted(charset)}")
     except UnicodeDecodeError:
-        raise UpstreamPageError(f"the page is not valid {_quote(charset)[1:-1]}")
+        raise UpstreamPageError(f"the page is not valid {quoted(charset)[1:-1]}")
     parser = _PageParser(max_entries)
     try:
         parser.feed(text)

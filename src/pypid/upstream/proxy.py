@@ -27,6 +27,7 @@ from pypid.core import render
 from pypid.core.distribution import file_digests, inspect
 from pypid.core.index import CONTENT_TYPES, HTML, Page, page_bytes, version_key
 from pypid.core.metadata import InvalidDistribution
+from pypid.core.bounded import put_newest
 from pypid.core.metrics import Timings
 from pypid.core.model import FileRecord
 from pypid.core.names import InvalidName, normalize
@@ -280,39 +281,35 @@ class UpstreamProxy:
         if project in self._rendered:
             self._forget_rendered(project)
 
-    def charge(self, address, project, filename=None):
+    def charge(self, address, project, filename=None, metadata=False):
         """
         Charge C{address} for a request about C{project} (or its file
-        C{filename}) if answering it means asking the upstream now
-        (L{pypid.upstream.budget}).
+        C{filename}, or that file's C{metadata}) if answering it means
+        asking the upstream now (L{pypid.upstream.budget}).
 
         @return: L{None}, or the seconds to wait before asking again.
         """
         if filename is None:
             asks = self.pages.would_fetch(project)
         else:
-            failed = self._failed.get(filename)
             asks = (not self.config.offline and filename not in self.cached
+                    and not (metadata and filename in self._metadata)
                     and filename not in self._downloads
-                    and not (failed is not None and recent(failed[0], self.clock.seconds()))
+                    and self._failed_lately(filename) is None
                     and (self.listed(project, filename) is not None
                          or self.pages.would_fetch(project)))
         return self.misses.charge(address, self.clock.seconds()) if asks else None
 
-    def charge_metadata(self, address, project, filename):
-        """L{charge} for the C{.metadata} of C{filename}: free when it is kept or in memory."""
-        if filename in self._metadata:
-            return None
-        return self.charge(address, project, filename)
+    def _failed_lately(self, filename):
+        """The failure of C{filename}'s download still remembered (L{remembered}), or L{None}."""
+        failed = self._failed.get(filename)
+        if failed is not None and recent(failed[0], self.clock.seconds()):
+            return failed[1]
+        return None
 
     def watch(self, on_change):
         """Call C{on_change} whenever a page was fetched or a file kept."""
         self.on_change = self.pages.on_change = on_change
-
-    @property
-    def max_file_size(self):
-        """The largest upstream file fetched (C{[upstream] max_file_size})."""
-        return self.config.max_file_size
 
     @property
     def mode(self):
@@ -461,11 +458,8 @@ class UpstreamProxy:
         kept, hidden = self.policy.visible(entry.page, self.clock.seconds())
         names = frozenset(f.filename for f in hidden)
         if hidden and self._hidden.get(entry.page.project) != names:
-            self._hidden.pop(entry.page.project, None)
-            self._hidden[entry.page.project] = names
             # (a project forgotten here only logs its hidden files once more)
-            while len(self._hidden) > MAX_RENDERED:
-                del self._hidden[next(iter(self._hidden))]
+            put_newest(self._hidden, entry.page.project, names, MAX_RENDERED)
             log.info("Hiding {count} files of {project} uploaded upstream less than "
                      "{min_age:g} s ago (min_age): {names}", count=len(hidden),
                      project=entry.page.project, min_age=self.policy.min_age,
@@ -493,9 +487,7 @@ class UpstreamProxy:
             return f
         key = (f.filename, f.sha256)
         if key not in self._changed:
-            self._changed[key] = True
-            while len(self._changed) > MAX_CHANGES_LOGGED:
-                del self._changed[next(iter(self._changed))]
+            put_newest(self._changed, key, True, MAX_CHANGES_LOGGED)
             log.error("The upstream now gives {filename} the sha256 {new}, but the file kept "
                       "here has {old}: serving the kept file, as checked when it was "
                       "fetched (docs/operations.rst, \"A file that changes upstream\").",
@@ -555,11 +547,11 @@ class UpstreamProxy:
         if waiting is not None:
             waiting.append(d)
             return d
-        failed = self._failed.get(upstream_file.filename)
-        if failed is not None and recent(failed[0], self.clock.seconds()):
+        failed = self._failed_lately(upstream_file.filename)
+        if failed is not None:
             # (a file that just failed its hash is not asked for again at
             # every request: each would stream the wrong bytes)
-            return fail(again(failed[1]))
+            return fail(again(failed))
         if self._admission.waiting >= WAITING_PER_DOWNLOAD * self.config.max_downloads:
             return fail(Busy(f"{self._admission.waiting} upstream downloads are waiting "
                              "already; try again shortly"))
@@ -575,10 +567,8 @@ class UpstreamProxy:
             # not a file: asking again at once would stream them again; a
             # transfer cut short or too slow is tried again at the next
             # request, as pip's retries expect)
-            self._failed.pop(filename, None)
-            self._failed[filename] = (self.clock.seconds(), remembered(result.value))
-            while len(self._failed) > MAX_FAILED_FILES:
-                del self._failed[next(iter(self._failed))]
+            put_newest(self._failed, filename,
+                       (self.clock.seconds(), remembered(result.value)), MAX_FAILED_FILES)
         for d in self._downloads.pop(filename):
             if isinstance(result, Failure):
                 d.errback(result)
@@ -603,10 +593,11 @@ class UpstreamProxy:
         # The cap is the smaller of the page's claim and max_file_size: a
         # page claiming a terabyte once lifted it, and an endless body
         # streamed gigabytes. A body longer than its claim is cut there.
-        if f.size is not None and f.size > self.max_file_size:
+        most = self.config.max_file_size
+        if f.size is not None and f.size > most:
             raise VerifyError(f"{f.filename} is {f.size} bytes, more than [upstream] "
-                              f"max_file_size ({self.max_file_size})")
-        limit = f.size if f.size is not None else self.max_file_size
+                              f"max_file_size ({most})")
+        limit = f.size if f.size is not None else most
         await self._admission.acquire(limit)
         try:
             return await self._transfer(f, tee, limit)

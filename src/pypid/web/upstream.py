@@ -81,9 +81,7 @@ def _charge(request, proxy, project, filename=None, metadata=False):
     Refuse (429) a request that would ask the upstream when its address
     has used up its budget (C{[upstream] max_misses_per_address}).
     """
-    address = client_address(request)
-    wait = (proxy.charge_metadata(address, project, filename) if metadata
-            else proxy.charge(address, project, filename))
+    wait = proxy.charge(client_address(request), project, filename, metadata)
     if wait is not None:
         raise TooManyRequests(
             "too many requests for projects and files the cache does not hold from this "

@@ -45,6 +45,7 @@ from twisted.internet.defer import (
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from pypid.core.bounded import put_newest
 from pypid.core.distribution import inspect
 from pypid.core.metadata import InvalidDistribution
 from pypid.core.names import InvalidName
@@ -624,11 +625,8 @@ class S3Storage:
                       max(int(expires), 1))
         usable_until = now + expires - self._buffer_time
         if usable_until > now:
-            self._urls.pop(key, None)
-            self._urls[key] = (url, usable_until)
+            put_newest(self._urls, key, (url, usable_until), MAX_PRESIGNED)
             self._urls_changed = True
-            while len(self._urls) > MAX_PRESIGNED:
-                del self._urls[next(iter(self._urls))]
         return url
 
     # -- the snapshot ------------------------------------------------------------------

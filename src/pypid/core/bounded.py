@@ -1,0 +1,19 @@
+"""
+Tables that keep their newest entries, within a count.
+
+Many of the server's memories are keyed by what clients choose (project
+names, filenames, addresses, credentials), so each has a cap, and past it
+the entry touched longest ago goes: a plain dict keeps insertion order, so
+moving a key to its end on each touch makes it the order of last use.
+"""
+
+
+def put_newest(table, key, value, cap):
+    """
+    Put C{key} last in C{table} (a dict, oldest first) with C{value}, then
+    forget the oldest entries past C{cap}.
+    """
+    table.pop(key, None)
+    table[key] = value
+    while len(table) > cap:
+        del table[next(iter(table))]
