@@ -1,9 +1,9 @@
-"""Tests for L{pypid.web.locks}."""
+"""Tests for L{pypid.storage.locks}."""
 
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.web.locks import KeyedLock
+from pypid.storage.locks import KeyedLock
 
 
 class KeyedLockTests(SynchronousTestCase):

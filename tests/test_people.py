@@ -18,7 +18,7 @@ from pypid.auth.policy import AccessModel, parse_rule
 from pypid.core.index import Page
 from pypid.storage.interface import StorageError
 from pypid.web.people import PEOPLE_CSP
-from pypid.web.project_pages import Describer, KeptPages
+from pypid.web.project_pages import DetailsRenderer, KeptPages
 from tests.distributions import make_sdist, make_wheel, metadata_text
 from tests.fakes import twine_fields
 from tests.test_web import _ServerMixin, basic
@@ -584,13 +584,13 @@ class KeptPagesTests(SynchronousTestCase):
         self.assertLessEqual(kept._bytes, 8000)
 
 
-class DescriberTests(SynchronousTestCase):
-    """L{Describer}: one description at a time, bounded, with a pause after a failure."""
+class DetailsRendererTests(SynchronousTestCase):
+    """L{DetailsRenderer}: one description at a time, bounded, with a pause after a failure."""
 
     def setUp(self):
         self.clock = Clock()
         self.calls = []
-        self.describer = Describer(self.clock, limit=2, retry=60.0)
+        self.describer = DetailsRenderer(self.clock, limit=2, retry=60.0)
 
     def describe(self, record):
         d = Deferred()

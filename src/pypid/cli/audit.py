@@ -194,7 +194,7 @@ def verify(config, out, err):
     from twisted.internet import reactor, task
     from twisted.internet.defer import ensureDeferred, maybeDeferred
 
-    from pypid.tap import make_audit_log
+    from pypid.storage.factory import make_audit_log
 
     status = {}
 

@@ -32,6 +32,7 @@ from twisted.internet.defer import ensureDeferred
 from twisted.logger import globalLogBeginner
 
 from pypid.bundle.manifest import BundleError
+from pypid.config.errors import StartupError
 from pypid.cli.client import CliError, log_lines
 from pypid.core.audit import format_time
 from pypid.storage.interface import StorageError
@@ -251,8 +252,8 @@ async def import_command(config, options, reactor, out, err):
         where = f" {e.filename}" if e.filename else ""
         return await _import_failed(out, err, ingest, options,
                                     f"cannot use{where}: {e.strerror or e}")
-    except SystemExit as e:  # (an unusable [pypid] ca_bundle, from make_storage)
-        return await _import_failed(out, err, ingest, options, str(e.code))
+    except StartupError as e:  # (an unusable [pypid] ca_bundle, from make_storage)
+        return await _import_failed(out, err, ingest, options, str(e))
     except Exception as e:  # a bug: still one line, as promised
         return await _import_failed(out, err, ingest, options,
                                     f"unexpected error: {type(e).__name__}: {e}")
@@ -270,7 +271,7 @@ async def import_command(config, options, reactor, out, err):
 
 def _audit_log(config, run, reactor, closing):
     """The audit log of the configuration's storage, closed with the rest."""
-    from pypid.tap import make_audit_log
+    from pypid.storage.factory import make_audit_log
 
     audit = make_audit_log(config, run, reactor)
     closing.append(audit.close)
@@ -306,7 +307,7 @@ async def _prepare(config, reactor, run, closing):
     folder is one of the import's own, not the daemon's (which its
     C{prepare} sweeps).
     """
-    from pypid.tap import make_storage
+    from pypid.storage.factory import make_storage
 
     if config.storage.backend == "s3":
         spool = await run(tempfile.mkdtemp, None, "pypid-import-")
@@ -361,7 +362,7 @@ async def _bucket_source(config, options, reactor, run, closing):
     standard AWS ones) and endpoint, or C{--s3-endpoint}/C{--s3-region}.
     """
     from pypid.bundle.pypicloud import PypicloudBucketSource, parse_bucket_url
-    from pypid.tap import make_s3_client
+    from pypid.storage.factory import make_s3_client
 
     bucket, prefix = parse_bucket_url(options.source)
     s3 = config.s3

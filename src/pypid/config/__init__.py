@@ -22,6 +22,7 @@ from types import MappingProxyType
 
 import attrs
 
+from pypid.config.errors import ConfigError, StartupError
 from pypid.config.auth import AUTH_KEYS, FREE_SECTIONS, AuthConfig, read_principals
 from pypid.config.ldap import LDAP_KEYS, LDAPConfig, check_ldap
 from pypid.config.metrics import METRICS_KEYS, MetricsConfig, check_metrics
@@ -32,9 +33,7 @@ from pypid.config.storage import STORAGE_KEYS, StorageConfig
 from pypid.config.tls import TLS_KEYS, TLSConfig, check_tls, no_tls
 from pypid.config.upstream import UPSTREAM_KEYS, UpstreamConfig, check_upstream
 
-
-class ConfigError(Exception):
-    """The configuration cannot be used; the message is one line for a person."""
+__all__ = ["FREE_SECTIONS", "SCHEMA", "Config", "ConfigError", "StartupError", "load_config", "parse_override"]
 
 
 @attrs.frozen

@@ -440,6 +440,15 @@ class Index:
         self._page_cache_size = size
         self._shrink()
 
+    def reconfigure(self, page_cache_size):
+        """
+        Take a reloaded configuration (C{SIGHUP}): the budget of rendered
+        pages, and new access rules, by which the pages kept per reader's
+        view are judged again (the serial moves: every view is made anew).
+        """
+        self.page_cache_size = page_cache_size
+        self.serial += 1
+
     @property
     def page_cache_bytes(self):
         """The bytes the projects' kept pages count (at most L{page_cache_size})."""

@@ -322,3 +322,82 @@ class RequestStats:
         self.settle()
         return {route: stats.received for route, stats in self._routes.items()
                 if stats.received}
+
+
+# -- families: what a part offers /metrics ----------------------------------------
+
+GAUGE = "gauge"
+COUNTER = "counter"
+HISTOGRAM = "histogram"
+
+
+@attrs.frozen
+class Family:
+    """
+    One metric family as a part offers it (L{pypid.core.parts.IMetricsSource}):
+    plain values that C{/metrics} writes in the exposition format, so that no
+    part imports C{prometheus_client} and the collector knows no part's
+    internals. Families of one name from several parts are one family there
+    (their samples together), as the storage operations of the packages
+    and of the upstream cache are.
+
+    @ivar kind: L{GAUGE}, L{COUNTER} or L{HISTOGRAM}.
+    @ivar labels: the label names.
+    @ivar samples: C{((label values, value), ...)}; a histogram's value is
+        a L{Histogram}.
+    """
+
+    kind: str
+    name: str
+    help: str
+    labels: tuple[str, ...] = ()
+    samples: tuple[tuple[tuple[str, ...], object], ...] = ()
+
+
+def gauge(name: str, help: str, value: float) -> Family:
+    """A gauge of one value."""
+    return Family(GAUGE, name, help, (), (((), value),))
+
+
+def counter(name: str, help: str, value: float | None = None, labels: tuple[str, ...] = (),
+            samples=None) -> Family:
+    """A counter: one C{value}, or C{samples} of C{(label values, value)}."""
+    if samples is None:
+        return Family(COUNTER, name, help, (), (((), value),))
+    return Family(COUNTER, name, help, tuple(labels),
+                  tuple((tuple(values), sample) for values, sample in samples))
+
+
+def by_label(name: str, help: str, label: str, counts) -> Family:
+    """A counter of C{counts} (a dict) by one label's values, sorted."""
+    return counter(name, help, None, (label,), [((k,), v) for k, v in sorted(counts.items())])
+
+
+def histograms(name: str, help: str, label: str, by_value) -> Family:
+    """A histogram family of L{Histogram}s by one label's values, sorted."""
+    return Family(HISTOGRAM, name, help, (label,),
+                  tuple(((value,), histogram) for value, histogram in sorted(by_value.items())))
+
+
+def timing_families(names, what, label_names, sources) -> list[Family]:
+    """
+    The calls, errors and latency histogram of L{Timings}.
+
+    @param names: the three families' names: calls, errors, duration.
+    @param label_names: the labels, the last one the timings' own key.
+    @param sources: C{[(values of the other labels, Timings)]}.
+    """
+    calls_name, errors_name, duration_name = names
+    labels = tuple(label_names)
+    by = ", ".join(labels)
+    calls, errors, duration = [], [], []
+    for values, timings in sources:
+        for key, count in sorted(timings.calls.items()):
+            calls.append(((*values, key), count))
+            errors.append(((*values, key), timings.errors.get(key, 0)))
+        for key, histogram in sorted(timings.latency.items()):
+            duration.append(((*values, key), histogram))
+    return [Family(COUNTER, calls_name, f"{what}, by {by}.", labels, tuple(calls)),
+            Family(COUNTER, errors_name, f"{what} that failed, by {by}.", labels, tuple(errors)),
+            Family(HISTOGRAM, duration_name, f"How long {what.lower()} took, by {by}.", labels,
+                   tuple(duration))]

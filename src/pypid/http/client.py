@@ -15,6 +15,7 @@ import treq.client
 from twisted.internet.ssl import Certificate, trustRootFromCertificates
 from twisted.web.client import Agent, BrowserLikePolicyForHTTPS
 
+from pypid.config.errors import StartupError
 from pypid.http.pool import quiet_pool
 
 
@@ -42,6 +43,18 @@ def https_policy(ca_bundle=None):
     if not certificates:
         raise ValueError(f"{ca_bundle} holds no PEM certificate")
     return BrowserLikePolicyForHTTPS(trustRoot=trustRootFromCertificates(certificates))
+
+
+def outbound_policy(config):
+    """
+    How the server's outbound HTTPS is verified (C{[pypid] ca_bundle}).
+
+    @raise StartupError: when the bundle cannot be used.
+    """
+    try:
+        return https_policy(config.server.ca_bundle)
+    except ValueError as e:
+        raise StartupError(f"{config.source}: [pypid] ca_bundle: {e}")
 
 
 class _NoCookies(CookieJar):

@@ -79,6 +79,7 @@ from pypid.core.audit import (
     verify_files,
     verify_lines,
 )
+from pypid.core.metrics import counter, gauge
 from pypid.storage.disk import fsync_folder, read_if_present, write_atomically
 from pypid.storage.interface import StorageError
 
@@ -195,6 +196,16 @@ def _imported_name(name):
     if not name or name.startswith("/") or any(p in ("", ".", "..") for p in parts):
         raise ValueError(f"{name!r} is not the name of an audit file")
     return IMPORTED + name
+
+
+def audit_families(log):
+    """The C{/metrics} families of an L{IAuditLog}: entries waiting, written, failed and lost."""
+    yield gauge("pypid_audit_pending", "Audit log entries waiting to be written.", log.pending)
+    yield counter("pypid_audit_written", "Audit log entries written.", log.written)
+    yield counter("pypid_audit_write_failures", "Audit log writes that failed (retried).",
+                  log.write_failures)
+    yield counter("pypid_audit_lost", "Audit log entries dropped: more than the most that "
+                  "may wait, or unwritten at the stop.", log.lost)
 
 
 @attrs.frozen

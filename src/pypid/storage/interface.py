@@ -331,3 +331,21 @@ class ISharedStorage(Interface):
 
         @rtype: L{Deferred} firing with bytes or L{None}
         """
+
+
+class IBackfillStorage(Interface):
+    """
+    A storage of this server's own whose scan may leave the files it found
+    without a record to be described later (C{scan(..., later=True)} fills
+    L{ScanResult.pending}), by the backfill (L{pypid.state.backfill}), so
+    that the server answers at once from their names.
+    """
+
+    def describe_pending(pending, persist=True):
+        """
+        Describe files a scan left pending (L{pypid.core.pending.PendingFile}s),
+        and keep their records beside them (with C{persist}).
+
+        @return: a L{Deferred} of C{[(PendingFile, FileRecord or reason)]},
+            a reason (text) for a file that is not served.
+        """

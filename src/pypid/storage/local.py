@@ -51,6 +51,7 @@ from pypid.storage.disk import exclusive_lock, fsync_folder, remove_file
 from pypid.storage.interface import (
     FileExists,
     FilenameDeleted,
+    IBackfillStorage,
     IStorage,
     LocalFile,
     MemoryFile,
@@ -107,7 +108,7 @@ def _storage_errors():
         raise _storage_error(e)
 
 
-@implementer(IStorage)
+@implementer(IStorage, IBackfillStorage)
 @attrs.define
 class LocalStorage:
     """

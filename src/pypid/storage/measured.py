@@ -12,7 +12,7 @@ from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 from zope.interface import directlyProvides, providedBy
 
-from pypid.core.metrics import Timings
+from pypid.core.metrics import Timings, timing_families
 from pypid.storage.interface import FileExists, FilenameDeleted
 
 #: The backend calls that are timed: the methods of L{IStorage} and
@@ -55,6 +55,12 @@ class MeasuredStorage:
     def inner(self):
         """The storage that does the work."""
         return self._inner
+
+    def operation_families(self, store):
+        """The calls, errors and latency of the backend's operations, labelled C{store}."""
+        return timing_families(("pypid_storage_operations", "pypid_storage_errors",
+                                "pypid_storage_duration_seconds"), "Storage operations",
+                               ("store", "operation"), [((store,), self.timings)])
 
     def __getattr__(self, name):
         # (only for what __init__ did not set: untimed calls and attributes)

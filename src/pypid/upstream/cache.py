@@ -115,7 +115,7 @@ class PageCache:
         so that the snapshot is saved soon; or L{None}.
     """
 
-    def __init__(self, fetch, clock, ttl, offline=False, max_bytes=256 << 20):
+    def __init__(self, fetch, clock, ttl, offline=False, max_bytes=256 << 20, on_change=None):
         self._fetch = fetch
         self._clock = clock
         self._ttl = ttl
@@ -131,7 +131,7 @@ class PageCache:
         self._inflight = {}
         self._failures = {}
         self.changed = False
-        self.on_change = None
+        self.on_change = on_change
         #: called with a project whose page was forgotten, or L{None}
         self.on_drop = None
         #: how pages were served, for C{/metrics}: C{hit} (fresh from the

@@ -28,7 +28,7 @@ from pypid.core.distribution import file_digests, inspect
 from pypid.core.index import CONTENT_TYPES, HTML, Page, page_bytes, version_key
 from pypid.core.metadata import InvalidDistribution
 from pypid.core.bounded import put_newest
-from pypid.core.metrics import Timings
+from pypid.core.metrics import Timings, by_label, gauge, timing_families
 from pypid.core.model import FileRecord
 from pypid.core.names import InvalidName, normalize
 from pypid.http import bodies
@@ -244,7 +244,7 @@ class UpstreamProxy:
     clock: object
     on_close: object = None
     #: called (without arguments) when a file was kept, so that the
-    #: snapshot is saved soon (see L{watch})
+    #: snapshot is saved soon (the L{PageCache} is given the same)
     on_change: object = None
     cached: dict = attrs.field(factory=dict)
     # project -> (entry, {kind: Page}, shown files, when worked out), oldest first
@@ -306,10 +306,6 @@ class UpstreamProxy:
         if failed is not None and recent(failed[0], self.clock.seconds()):
             return failed[1]
         return None
-
-    def watch(self, on_change):
-        """Call C{on_change} whenever a page was fetched or a file kept."""
-        self.on_change = self.pages.on_change = on_change
 
     @property
     def mode(self):
@@ -817,6 +813,22 @@ class UpstreamProxy:
         self._cached_count = len(self.cached)
         return {"pages": self.pages.to_json(),
                 "files": [record.to_json() for record in self.cached.values()]}
+
+    def metric_families(self):
+        """Pages and files asked for and how they were served, what is kept, and the fetches."""
+        yield by_label("pypid_upstream_pages", "Upstream project pages asked for, by how they "
+                       "were served (hit, stale, miss, unavailable).", "result",
+                       self.pages.served)
+        yield by_label("pypid_upstream_files", "Upstream files asked for, by how they were "
+                       "served (hit: kept already, miss: fetched, unavailable: offline).",
+                       "result", self.files_served)
+        yield gauge("pypid_upstream_cached_pages", "Upstream project pages cached.",
+                    len(self.pages.entries))
+        yield gauge("pypid_upstream_cached_files", "Upstream files kept.", len(self.cached))
+        yield from timing_families(("pypid_upstream_fetches", "pypid_upstream_fetch_errors",
+                                    "pypid_upstream_fetch_duration_seconds"),
+                                   "Fetches from the upstream", ("kind",),
+                                   [((), self.pages.timings), ((), self.timings)])
 
     def state_changed(self):
         """Whether pages or files were fetched since the last L{state}."""

@@ -13,18 +13,21 @@ for the whole rule.
 """
 
 import attrs
+from twisted.application.service import Service
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.python.components import registerAdapter
 from twisted.python.failure import Failure
 from twisted.web.server import Request
-from zope.interface import Interface
+from zope.interface import Interface, implementer
 
 from pypid.auth.credentials import MalformedCredentials, parse_basic
+from pypid.auth.factory import make_access_parts, make_publishing, reloaded_oidc_http
 from pypid.auth.oidc import is_publisher
 from pypid.auth.policy import READ, WRITE, AccessModel
 from pypid.auth.tokens import TOKEN_USER
 from pypid.auth.verifier import Busy, DirectoryUnavailable, Identity
 from pypid.core.errors import Forbidden, TooManyRequests, Unauthorized, Unavailable
+from pypid.core.parts import IReloadable
 
 
 #: What a change (an upload, a yank, a delete) answers without credentials.
@@ -368,3 +371,58 @@ def _known(identity):
     if identity is None:
         raise Unauthorized("wrong user name or password")
     return identity
+
+
+@implementer(IReloadable)
+class AccessPart(Service):
+    """
+    Who may do what, as a part of the daemon: the access gate and trusted
+    publishing, built from the configuration. Nothing to start or stop;
+    on C{SIGHUP} it takes the users, groups, admins, rules, token file and
+    trusted publishers of the configuration read again.
+
+    @ivar access: the L{Access} gate.
+    @ivar publishing: the L{pypid.auth.oidc.TrustedPublishing}.
+    """
+
+    name = "access"
+
+    def __init__(self, config, reactor, hashing, audit):
+        """
+        @param hashing: the thread pool passwords are checked in.
+        @param audit: the L{pypid.web.audit.AuditTrail} failed logins go to.
+        @raise pypid.config.errors.StartupError: when the token file, or a
+            bundle of C{[ldap]} or C{[oidc]}, cannot be used.
+        """
+        from pypid.auth.throttle import LoginThrottle
+
+        self._config = config
+        self._reactor = reactor
+        self._hashing = hashing
+        parts = make_access_parts(config, reactor, hashing)
+        self.publishing = make_publishing(config, reactor)
+        self.access = Access(parts.model, parts.verifier, LoginThrottle(reactor), parts.tokens,
+                             audit=audit, publishers=self.publishing.tokens)
+
+    def prepare_reload(self, config):
+        """
+        Build what the configuration read again asks for (a token file or
+        a bundle that cannot be used refuses the whole reload), then take
+        it: the gate's verifier is new, so no credentials checked before
+        are trusted any more; a change of the issuers, audience or rules
+        revokes minted tokens.
+        """
+        if config is None:
+            return None
+        http = reloaded_oidc_http(self._config, config, self._reactor)
+        parts = make_access_parts(config, self._reactor, self._hashing)
+
+        def commit():
+            self._config = config
+            self.access.reconfigure(parts.model, parts.verifier, parts.tokens)
+            revoked = self.publishing.reconfigure(config.oidc.settings(config.publishers), http)
+            return (f"{len(config.users)} users, {len(config.groups)} groups, "
+                    f"{len(config.auth.admins)} admins, {len(config.acl)} rules, "
+                    f"{len(config.publishers)} publishers"
+                    + (f" ({revoked} publisher tokens revoked)" if revoked else ""))
+        return commit

@@ -26,21 +26,25 @@ the URL a client sends; the table below only says which area to ask.
 """
 
 import attrs
+from twisted.application.service import Service
 from twisted.web.resource import Resource
+from zope.interface import implementer
 
 from pypid.config.metrics import MetricsConfig
 from pypid.core.errors import NotFound
+from pypid.core.metrics import RequestStats
 from pypid.core.pages import Chrome
+from pypid.core.parts import IReloadable
 from pypid.core.render import file_url_for
 from pypid.storage.audit import MemoryAuditLog
-from pypid.storage.measured import MeasuredStorage
+from pypid.storage.locks import KeyedLock
 from pypid.web.assets import Assets
 from pypid.web.audit import AuditAdmin, AuditTrail
 from pypid.web.cache_admin import CacheAdmin
 from pypid.web.channel import ConnectionCounter
 from pypid.web.health import Health
 from pypid.web.legacy import LegacyJSON
-from pypid.web.metrics import Metrics, Sources
+from pypid.web.metrics import Metrics, SiteMetrics
 from pypid.web.oidc import TrustedPublishingArea
 from pypid.web.people import AssetsResource, PeoplePages
 from pypid.web.project_pages import ProjectPages
@@ -140,19 +144,18 @@ class Web:
 
     @ivar root: the root resource (C{/simple/}, C{/files/}, then L{PypidApp}).
     @ivar site: the L{pypid.web.site.PypidSite} serving C{root}.
-    @ivar app: the L{PypidApp}; C{app.publish.busy_since} tells the
-        snapshot writer since when a change to storage has been under way.
+    @ivar app: the L{PypidApp}.
     """
 
     root: object
-    site: object
+    site: PypidSite
     app: PypidApp
 
 
 def build_web(index, storage, access, run, clock, *, max_upload_size, base_url=None,
               upstream=None, access_log=None, counter=None, header_timeout=None,
               min_upload_rate=None, metrics=None, audit=None, timer=None, publishing=None,
-              describer=None):
+              backfill=None, locks=None, sources=()):
     """
     Build the resource tree and the site, the one way both the server
     (L{pypid.tap.build_service}) and the tests wire them.
@@ -167,19 +170,26 @@ def build_web(index, storage, access, run, clock, *, max_upload_size, base_url=N
     @param upstream: the L{pypid.upstream.proxy.UpstreamProxy}, or L{None}.
     @param counter: the L{ConnectionCounter} limiting connections per address.
     @param metrics: the L{pypid.config.metrics.MetricsConfig} of who may
-        scrape C{/metrics} (by default: loopback clients). The storage is
-        timed there when it is a L{pypid.storage.measured.MeasuredStorage}.
+        scrape C{/metrics} (by default: loopback clients).
     @param timer: C{timer() -> seconds}, the monotonic clock latencies are
         measured with (the C{clock}'s C{seconds} by default, for tests).
     @param audit: the L{pypid.web.audit.AuditTrail} changes are recorded
         in (by default, one over a log in memory).
     @param publishing: the L{pypid.auth.oidc.TrustedPublishing} of
         C{/api/oidc/mint-token}, or L{None} (that route then answers 404).
-    @param describer: the L{pypid.describer.Describer} of files found
+    @param backfill: the L{pypid.state.backfill.Backfill} of files found
         without a record, whose projects' pages wait for it, or L{None}.
+    @param locks: the L{pypid.storage.locks.KeyedLock} every change to a
+        distribution holds (the snapshot writer reads its oldest); by
+        default a new one.
+    @param sources: the L{pypid.core.parts.IMetricsSource}s C{/metrics}
+        exposes after the site's own.
     """
     if audit is None:
         audit = AuditTrail(MemoryAuditLog(clock), clock)
+    if counter is None:
+        counter = ConnectionCounter()
+    stats = RequestStats()
     # Absolute file links, for the pages not under /simple/<project>/.
     absolute_file_url = file_url_for(base_url or "/")
     assets = Assets.load()
@@ -187,32 +197,47 @@ def build_web(index, storage, access, run, clock, *, max_upload_size, base_url=N
                     files_url=base_url + "files/" if base_url else None)
     app = PypidApp(
         people=PeoplePages(index, access, chrome),
-        publish=Publish(index, storage, access, run, clock, max_upload_size, audit=audit),
+        publish=Publish(index, storage, access, run, clock, max_upload_size, audit=audit,
+                        locks=locks if locks is not None else KeyedLock(clock)),
         tokens=TokenAdmin(access, run, audit=audit),
         cache=CacheAdmin(access, upstream, audit=audit),
         legacy=LegacyJSON(index, storage, access, absolute_file_url, base_url),
         health=Health(storage),
         metrics=Metrics(access, metrics if metrics is not None else MetricsConfig(),
-                        Sources(index=index), clock),
+                        (SiteMetrics(stats, counter), *sources)),
         audit=AuditAdmin(access, audit),
         oidc=TrustedPublishingArea(publishing, audit, clock),
     )
     root = RootResource(
-        SimpleResource(index, access, base_url or "/", upstream, describer),
-        FilesResource(index, storage, access, upstream, describer),
+        SimpleResource(index, access, base_url or "/", upstream, backfill),
+        FilesResource(index, storage, access, upstream, backfill),
         app.resource(),
         project=ProjectPages(index, storage, access, chrome, clock, base_url or "/", upstream),
         static=AssetsResource(assets),
     )
     site = PypidSite(root, max_upload_size, storage.temp_dir, access_log=access_log,
-                     reactor=clock, access=access, run=run,
-                     counter=counter if counter is not None else ConnectionCounter(),
+                     reactor=clock, access=access, run=run, counter=counter,
                      header_timeout=header_timeout, min_body_rate=min_upload_rate,
-                     timer=timer)
-    sources = app.metrics.sources
-    sources.site = site
-    sources.upstream = upstream
-    sources.audit = getattr(audit, "log", None)
-    if isinstance(storage, MeasuredStorage):
-        sources.storage = storage
+                     timer=timer, stats=stats)
     return Web(root, site, app)
+
+
+@implementer(IReloadable)
+class WebPart(Service):
+    """
+    The HTTP side as a part of the daemon: nothing to start (the listeners
+    serve its site); on C{SIGHUP} it takes who may scrape C{/metrics}.
+
+    @ivar web: the L{Web}.
+    """
+
+    name = "web"
+
+    def __init__(self, web: Web):
+        self.web = web
+
+    def prepare_reload(self, config):
+        """Take C{[metrics]}."""
+        if config is None:
+            return None
+        return lambda: self.web.app.metrics.reconfigure(config.metrics)

@@ -17,8 +17,10 @@ import attrs
 from klein import Klein
 from twisted.logger import Logger
 from twisted.python.components import registerAdapter
+from twisted.application.service import Service
+from twisted.internet.defer import maybeDeferred
 from twisted.web.server import Request
-from zope.interface import Interface
+from zope.interface import Interface, implementer
 
 from pypid.core.audit import (
     FAILED,
@@ -32,6 +34,8 @@ from pypid.core.audit import (
 )
 from pypid.core.errors import BadRequest, HTTPError
 from pypid.core.names import InvalidName, is_valid_name, normalize, parse_filename
+from pypid.core.parts import IMetricsSource
+from pypid.storage.audit import audit_families
 from pypid.storage.interface import StorageError
 from pypid.web.access import client_address, identity_of
 from pypid.web.respond import storage_unavailable
@@ -192,6 +196,33 @@ class AuditTrail:
         for entry in self._logins.drain(self._clock.seconds()):
             self.log.append(entry)
         return self.log.close()
+
+
+@implementer(IMetricsSource)
+class AuditPart(Service):
+    """
+    The audit trail as a part of the daemon: written out as the server
+    stops, after the requests in flight (whose changes it records) and
+    before the storage and the thread pools (which write it).
+
+    @ivar trail: the L{AuditTrail}.
+    """
+
+    name = "audit"
+
+    def __init__(self, trail):
+        self.trail = trail
+
+    def stopService(self):
+        """Write everything still waiting; a failure is logged, never raised."""
+        Service.stopService(self)
+        closing = maybeDeferred(self.trail.close)
+        closing.addErrback(lambda f: log.failure("Cannot write the audit log", f))
+        return closing
+
+    def metric_families(self):
+        """The log's entries waiting, written, failed and lost."""
+        return audit_families(self.trail.log)
 
 
 @attrs.define(slots=False)

@@ -12,7 +12,7 @@ changes.
 Rendering reads the release's details from storage (the description was
 rendered when the file arrived). A file stored without details (before they
 were kept, or not reached yet by its import) is described in the background
-(L{Describer}: one at a time, so readers cannot crowd out uploads);
+(L{DetailsRenderer}: one at a time, so readers cannot crowd out uploads);
 meanwhile its page says so and is not kept, so a later view finds them.
 
 A project that is not hosted but that the upstream cache knows is shown as
@@ -87,7 +87,7 @@ class KeptPages:
 
 
 @attrs.define
-class Describer:
+class DetailsRenderer:
     """
     Renders the details of files stored without them, in the background,
     one at a time (each reads a whole file and renders its README in the
@@ -156,7 +156,7 @@ class ProjectPages(ReadResource):
         self._base = base
         self._upstream = upstream
         self._kept = kept if kept is not None else KeptPages()
-        self._describer = Describer(clock)
+        self._details = DetailsRenderer(clock)
 
     def render_GET(self, request):
         """Send a project's page."""
@@ -258,8 +258,8 @@ class ProjectPages(ReadResource):
                 except ValueError as e:
                     log.warn("Unreadable details of {filename}: {error}",
                              filename=record.filename, error=str(e))
-        pending = [r for r in records if not self._describer.undescribable(storage, r)]
+        pending = [r for r in records if not self._details.undescribable(storage, r)]
         if not pending:
             return None, True
-        self._describer.ask(storage, pending[0])
+        self._details.ask(storage, pending[0])
         return None, False

@@ -35,7 +35,7 @@ from pypid.core.upload import check_form, validate_upload
 from pypid.storage.interface import FileExists, FilenameDeleted, StorageError
 from pypid.web.access import IRequestAuth
 from pypid.web.audit import facts_of
-from pypid.web.locks import KeyedLock
+from pypid.storage.locks import KeyedLock
 from pypid.web.multipart import MultipartError, UploadTooLarge
 from pypid.web.respond import RETRY_AFTER, send_text, storage_unavailable
 from pypid.web.routes import answer_errors, form_field, requested_version
@@ -58,6 +58,9 @@ class Publish:
     @ivar _clock: provides C{seconds()}.
     @ivar _max_upload_size: bytes.
     @ivar _audit: the L{pypid.web.audit.AuditTrail}.
+    @ivar _locks: the L{KeyedLock} every change to one distribution holds
+        (shared with the snapshot writer, which dates a save by its oldest
+        change under way).
     """
 
     _index: object
@@ -67,18 +70,7 @@ class Publish:
     _clock: object
     _max_upload_size: int
     _audit: object = attrs.field(kw_only=True)
-    _locks: KeyedLock = attrs.field(init=False)
-
-    @_locks.default
-    def _make_locks(self):
-        return KeyedLock(self._clock)
-
-    def busy_since(self):
-        """
-        Since when a change to the stored files has been under way, or
-        L{None}: a snapshot taken now stands for storage as of then.
-        """
-        return self._locks.oldest()
+    _locks: KeyedLock = attrs.field(kw_only=True)
 
     app = Klein()
     answer_errors(app)

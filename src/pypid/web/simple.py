@@ -40,13 +40,13 @@ class SimpleResource(ReadResource):
         URL, or C{"/"}, so a redirect never leaves this server's origin.
     """
 
-    def __init__(self, index, access, base="/", upstream=None, describer=None):
+    def __init__(self, index, access, base="/", upstream=None, backfill=None):
         ReadResource.__init__(self)
         self._index = index
         self._access = access
         self._base = base
         self._upstream = upstream
-        self._describer = describer
+        self._backfill = backfill
         # (user, kind) -> (index serial, the project list that user sees)
         self._roots = {}
 
@@ -68,8 +68,8 @@ class SimpleResource(ReadResource):
                 if self._upstream is not None and self._index.project(normalize(name)) is None:
                     return upstream.answer_page(request, self._upstream, name, self._base)
                 return self._redirect_or_404(request, name)
-            if project.pending and self._describer is not None:
-                return _when_described(self._describer, project.name, self._answer, request)
+            if project.pending and self._backfill is not None:
+                return _when_described(self._backfill, project.name, self._answer, request)
             if self._upstream is not None and self._upstream.merges(project.name):
                 return upstream.answer_merged_page(request, self._upstream, project,
                                                    page_kind(request))
@@ -125,13 +125,13 @@ class FilesResource(ReadResource):
     request: the path comes from the stored record.
     """
 
-    def __init__(self, index, storage, access, upstream=None, describer=None):
+    def __init__(self, index, storage, access, upstream=None, backfill=None):
         ReadResource.__init__(self)
         self._index = index
         self._storage = storage
         self._access = access
         self._upstream = upstream
-        self._describer = describer
+        self._backfill = backfill
 
     def render_GET(self, request):
         """Send a file or its metadata."""
@@ -160,17 +160,17 @@ class FilesResource(ReadResource):
                                    b'"%s"' % record.metadata_sha256.encode("ascii"))
         if self._index.deleted_from(filename) == project:
             raise Gone("this file was deleted")
-        if self._describer is not None and self._describer.is_pending(project):
-            return _when_described(self._describer, project, self._answer, request)
+        if self._backfill is not None and self._backfill.is_pending(project):
+            return _when_described(self._backfill, project, self._answer, request)
         if self._upstream is not None:
             return upstream.answer_file(request, self._upstream, project, filename)
         raise NotFound("no such file")
 
 
-def _when_described(describer, project, answer, request):
+def _when_described(backfill, project, answer, request):
     """
     Answer once the files of C{project} found without a record are
-    described (see L{pypid.describer}), or 503 after the describer's wait:
+    described (see L{pypid.state.backfill}), or 503 after the backfill's wait:
     never a page without the hashes.
     """
     def described(done):
@@ -178,7 +178,7 @@ def _when_described(describer, project, answer, request):
             raise Unavailable(f"the files of {project} are still being read; "
                               "try again in a few seconds", [(b"retry-after", b"5")])
         return answer(request)
-    return describer.when_described(project).addCallback(described)
+    return backfill.when_described(project).addCallback(described)
 
 
 class RootResource(Resource):

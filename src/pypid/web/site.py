@@ -344,10 +344,10 @@ class PypidSite(GuardedSite, server.Site):
 
     def __init__(self, resource, max_upload_size, spool_dir, access_log=None, reactor=None,
                  access=None, run=None, counter=None, header_timeout=None,
-                 min_body_rate=None, timer=None):
+                 min_body_rate=None, timer=None, stats=None):
         server.Site.__init__(self, resource, logPath=access_log, reactor=reactor)
         #: what was answered, for C{/metrics}
-        self.stats = RequestStats()
+        self.stats = stats if stats is not None else RequestStats()
         self._batch = self.stats.batch
         #: C{timer() -> seconds}, the clock of latencies: C{time.monotonic}
         #: in the server (L{pypid.tap}), the reactor's C{seconds} by default,

@@ -243,18 +243,20 @@ class S3Client:
     @ivar _clock: provides C{seconds()} and C{callLater}.
     @ivar _timeout: deadline of one call, in seconds.
     @ivar _limit: how many calls may be in flight at once.
+    @ivar timings: every request to the store, by method: counted,
+        failures and latency (retries are requests of their own), for
+        C{/metrics}; given to share one with another client of the bucket.
     """
 
-    def __init__(self, bucket, credentials, http, clock, timeout=30.0, parallel=16):
+    def __init__(self, bucket, credentials, http, clock, timeout=30.0, parallel=16,
+                 timings=None):
         self.bucket = bucket
         self._credentials = credentials
         self._http = http
         self._clock = clock
         self._timeout = timeout
         self.limit = DeferredSemaphore(parallel)
-        #: every request to the store, by method: counted, failures and
-        #: latency (retries are requests of their own), for C{/metrics}
-        self.timings = Timings()
+        self.timings = timings if timings is not None else Timings()
 
     @property
     def timeout(self):

@@ -48,7 +48,9 @@ from zope.interface import implementer
 from pypid.core.bounded import put_newest
 from pypid.core.distribution import inspect
 from pypid.core.metadata import InvalidDistribution
+from pypid.core.metrics import counter, gauge, timing_families
 from pypid.core.names import InvalidName
+from pypid.core.parts import IMetricsSource
 from pypid.http.bodies import Deadline
 from pypid.storage import snapshot as snapshots
 from pypid.storage.disk import remove_file
@@ -181,7 +183,7 @@ def part_size(size, threshold):
     return max(threshold, MIN_PART_SIZE, -(-size // MAX_PARTS))
 
 
-@implementer(IStorage, ISharedStorage)
+@implementer(IStorage, ISharedStorage, IMetricsSource)
 class S3Storage:
     """
     Files in a bucket, under a prefix.
@@ -604,6 +606,17 @@ class S3Storage:
     def presigned_cached(self):
         """How many presigned URLs the cache holds."""
         return len(self._urls)
+
+    def metric_families(self):
+        """The requests to the bucket (the client's, shared with the audit log's) and the presigned URLs."""
+        yield from timing_families(("pypid_s3_requests", "pypid_s3_request_errors",
+                                    "pypid_s3_request_duration_seconds"), "Requests to S3",
+                                   ("method",), [((), self._client.timings)])
+        yield gauge("pypid_s3_presigned_urls", "Presigned download URLs cached.",
+                    self.presigned_cached)
+        yield counter("pypid_s3_presigned", "Downloads redirected to a presigned URL, by "
+                      "whether the URL came from the cache.", None, ("result",),
+                      [(("hit",), self.presign_hits), (("miss",), self.presign_misses)])
 
     def presigned(self, key):
         """

@@ -13,8 +13,11 @@ there is no C{NOTIFY_SOCKET}, and nothing is sent.
 
 import os
 import socket
+from collections.abc import Callable
 
 import attrs
+from twisted.application.service import Service
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 log = Logger()
@@ -62,3 +65,40 @@ class Notifier:
         except OSError as e:
             log.warn("Cannot notify systemd ({states}): {error}", states=", ".join(states),
                      error=e.strerror)
+
+
+class NotifierPart(Service):
+    """
+    systemd's notifications as the last part to start and the first to
+    stop: C{READY=1} (with the files served) once every other part started,
+    C{WATCHDOG=1} while running, C{STOPPING=1} as the stop begins.
+    """
+
+    name = "systemd"
+
+    def __init__(self, notifier: Notifier, clock, files: Callable[[], int]):
+        """
+        @param clock: provides C{callLater}, for the watchdog.
+        @param files: C{files() -> int}, what the status line counts.
+        """
+        self._notifier = notifier
+        self._clock = clock
+        self._files = files
+        self._watchdog = None
+
+    def startService(self) -> None:
+        """Say the server is ready, and begin the watchdog."""
+        Service.startService(self)
+        notifier = self._notifier
+        notifier.send("READY=1", f"STATUS=Serving {self._files()} files")
+        if notifier.watchdog:
+            self._watchdog = LoopingCall(notifier.send, "WATCHDOG=1")
+            self._watchdog.clock = self._clock
+            self._watchdog.start(notifier.watchdog, now=True)
+
+    def stopService(self) -> None:
+        """Say the server stops, and end the watchdog."""
+        Service.stopService(self)
+        self._notifier.send("STOPPING=1")
+        if self._watchdog is not None and self._watchdog.running:
+            self._watchdog.stop()

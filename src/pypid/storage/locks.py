@@ -1,7 +1,10 @@
 """
-Serialising work per key (a distribution): one L{DeferredLock} per key in
-use, dropped as soon as nobody holds or waits for it, so the table stays as
-small as the work in flight.
+Serialising changes to stored files per key (a distribution): one
+L{DeferredLock} per key in use, dropped as soon as nobody holds or waits for
+it, so the table stays as small as the work in flight. Since when the oldest
+change has been under way (L{KeyedLock.oldest}) is what the snapshot writer
+dates a save by, so one lock table is given to both the publishing area and
+the writer.
 """
 
 from twisted.internet.defer import DeferredLock

@@ -1,5 +1,5 @@
 """
-Describe, in the background, the files a start-up scan found without a
+Backfill: describe, in the background, the files a start-up scan found without a
 record (a bare folder: a pypiserver folder, files copied in by hand), so
 that the server answers at once from their names and fills in their hashes
 and metadata as it goes, a project at a time, the project a client asks for
@@ -16,8 +16,11 @@ and uv both retry a 503.
 import attrs
 from twisted.internet.defer import Deferred, DeferredList, ensureDeferred, succeed
 from twisted.logger import Logger
+from zope.interface import implementer
 
+from pypid.core.metrics import counter, gauge
 from pypid.core.model import FileRecord
+from pypid.core.parts import IMetricsSource
 from pypid.core.pending import DELETED, DescribeQueue, project_of
 
 log = Logger()
@@ -29,14 +32,15 @@ WAIT_LIMIT = 10.0
 _UNNAMED = ""
 
 
+@implementer(IMetricsSource)
 @attrs.define
-class Describer:
+class Backfill:
     """
     Describes pending files (L{pypid.core.pending.PendingFile}) through the
     storage's C{describe_pending}, and adds their records to the index.
 
     @ivar _index: the L{pypid.core.index.Index}.
-    @ivar _storage: a storage with C{describe_pending(files) -> Deferred}.
+    @ivar _storage: an L{pypid.storage.interface.IBackfillStorage}.
     @ivar _clock: provides C{seconds()} and C{callLater}.
     """
 
@@ -71,16 +75,11 @@ class Describer:
         """Files still to describe."""
         return self._queue.files + self._in_hand
 
-    def start(self, pending, done=None, after=None):
+    def note(self, pending):
         """
-        Note the projects of C{pending} in the index, and describe them all;
-        then call C{done()}, if given.
-
-        @param after: a L{Deferred} the describing waits for (the server
-            listening: its first answers are not slowed by two threads
-            reading files), or L{None} to begin at once.
+        Note the projects of C{pending} in the index (their pages wait for
+        them from now on) and queue them; L{begin} describes them.
         """
-        self._done = done
         groups, spelt = {}, {}
         # (by name: a project's files together, described in that order)
         for item in sorted(pending, key=_filename):
@@ -97,8 +96,6 @@ class Describer:
         if unnamed:
             self._queue.add(_UNNAMED, unnamed)
         if not self._queue:
-            if done is not None:
-                done()
             return
         recorded = sum(1 for item in pending if item.recorded)
         if recorded:
@@ -109,10 +106,24 @@ class Describer:
             log.info("Describing {files} files of {projects} projects found without a "
                      "record (their pages answer once they are)", files=self._queue.files,
                      projects=len(self._queue))
-        if after is None:
-            self._begin()
-        else:
-            after.addCallback(lambda _: self._begin())
+
+    def begin(self, done=None):
+        """
+        Describe every file L{note}d (once the server listens: its first
+        answers are not slowed by two threads reading files); then call
+        C{done()}, if given.
+        """
+        self._done = done
+        if not self._queue:
+            if done is not None:
+                done()
+            return
+        self._begin()
+
+    def start(self, pending, done=None):
+        """L{note} C{pending}, and L{begin} at once."""
+        self.note(pending)
+        self.begin(done)
 
     def _begin(self):
         if self._running is None:
@@ -194,6 +205,16 @@ class Describer:
                     index.remove(item.filename)
         if name != _UNNAMED:
             index.described(name, len(files))
+
+
+    def metric_families(self):
+        """The files still to describe, described, and refused."""
+        yield gauge("pypid_files_to_describe", "Files found without a record, still to be read.",
+                    self.remaining)
+        yield counter("pypid_files_described", "Files found without a record and read since "
+                      "the start.", self.described)
+        yield counter("pypid_files_not_distributions", "Files found without a record that "
+                      "were not distributions (not served).", self.refused)
 
 
 def _filename(item):

@@ -1,0 +1,189 @@
+"""
+The ordered container of the daemon's parts.
+
+Twisted's L{MultiService} starts its children all at once and in no
+promised order (it keeps them in a list, but does not wait for one before
+the next); pypid's start-up order matters: the listeners open only once the
+index is loaded (a client never sees a half-empty index), the snapshot
+timer and the sync begin once they listen, and a stop must close the
+listeners and finish the requests in flight before the last snapshot is
+taken, and that before the thread pools that write it stop. So the order
+is data: L{Parts} starts each part in turn, waiting for a part whose
+C{startService} returns a L{Deferred}, and stops the parts it started in
+reverse, each after the one started after it.
+
+A part is any L{IService}. Start-up failures are one line: a part raises
+(or fails with) L{StartupError} saying what went wrong, and L{Parts}
+logs it as the one critical line and stops the process with exit status
+1, so a supervisor such as systemd sees the failure. A part that fails in
+another way is a bug: its traceback is logged once, then the same line.
+
+C{SIGHUP} (L{Parts.reload}) reads the configuration again and offers it to
+every part that provides L{IReloadable}: all prepare first, then all take
+it, so a reload is taken whole or not at all.
+"""
+
+import atexit
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from twisted.application.service import IService, Service
+from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from pypid.config import Config
+from pypid.config.errors import StartupError
+from pypid.core.parts import IReloadable
+
+log = Logger()
+
+
+class Parts(Service):
+    """
+    Starts the parts in order and stops them in reverse.
+
+    @ivar ready: a L{Deferred} that fires once every part started (never,
+        after a start-up failure).
+    @ivar failed: whether start-up failed.
+    """
+
+    def __init__(self, parts: Sequence[IService], reactor, *, exit_on_failure: bool = False,
+                 load_config: Callable[[], Config] | None = None):
+        """
+        @param parts: the parts, in the order they start.
+        @param reactor: stopped after a start-up failure.
+        @param exit_on_failure: make the process exit with status 1 after
+            a start-up failure (a real process only, never inside tests).
+        @param load_config: C{load_config() -> Config}, reading the
+            configuration as start-up did, for L{reload}; L{None} when
+            nothing reloads.
+        """
+        self._parts = tuple(parts)
+        names = [part.name for part in self._parts if part.name is not None]
+        if len(names) != len(set(names)):
+            raise ValueError(f"two parts have one name: {names}")
+        self._reactor = reactor
+        self._exit_on_failure = exit_on_failure
+        self._load_config = load_config
+        self._started: list[IService] = []
+        self.ready: Deferred = Deferred()
+        self.failed = False
+
+    @property
+    def parts(self) -> tuple[IService, ...]:
+        """The parts, in the order they start."""
+        return self._parts
+
+    def getServiceNamed(self, name: str) -> IService:
+        """The part called C{name} (as L{IServiceCollection} names it)."""
+        for part in self._parts:
+            if part.name == name:
+                return part
+        raise KeyError(name)
+
+    def privilegedStartService(self) -> None:
+        """Let each part bind what needs privileges, in order."""
+        Service.privilegedStartService(self)
+        for part in self._parts:
+            part.privilegedStartService()
+
+    def startService(self) -> None:
+        """Start the parts one after the other; a failure stops the process (L{fatal})."""
+        Service.startService(self)
+        d = ensureDeferred(self._start())
+        d.addErrback(self._start_failed)
+
+    async def _start(self) -> None:
+        for part in self._parts:
+            if not self.running:
+                return
+            self._started.append(part)
+            await maybeDeferred(part.startService)
+        self.ready.callback(None)
+
+    def _start_failed(self, failure: Failure) -> None:
+        if failure.check(StartupError):
+            self.fatal(str(failure.value))
+            return
+        name = self._started[-1].name if self._started else "the server"
+        log.failure("Cannot start {part}", failure, part=name)
+        self.fatal(f"Cannot start {name}: stopping")
+
+    def stopService(self) -> Deferred:
+        """Stop the parts that started, in reverse order, each after the one after it."""
+        Service.stopService(self)
+        return ensureDeferred(self._stop())
+
+    async def _stop(self) -> None:
+        while self._started:
+            part = self._started.pop()
+            if not part.running:
+                continue
+            try:
+                await maybeDeferred(part.stopService)
+            except Exception:
+                log.failure("Cannot stop {part} cleanly", part=part.name)
+
+    def fatal(self, message: str) -> None:
+        """
+        Stop the process after an error at start-up, with one critical log
+        line and exit status 1 (twistd itself always exits with 0 after a
+        clean reactor stop, so the status is set once its cleanup is done).
+        """
+        self.failed = True
+        log.critical("{problem}", problem=message)
+        if self._exit_on_failure:
+            atexit.register(_exit_failed)
+        if self._reactor.running:
+            self._reactor.stop()
+
+    def reload(self) -> None:
+        """
+        What C{SIGHUP} (C{systemctl reload}) does: read the configuration
+        again and offer it to every part that takes something from it
+        (users, rules, tokens, publishers, who may scrape, the page cache's
+        size); the files a part read at the start (the C{[tls]} ones) are
+        read again even when the configuration cannot be used. Connections
+        and uploads in flight go on; the signal never stops the server.
+        """
+        config = None
+        if self._load_config is not None:
+            try:
+                config = self._load_config()
+            except StartupError as e:
+                _not_reloading(e)
+        commits = None
+        if config is not None:
+            try:
+                commits = self._prepare(config)
+            except StartupError as e:
+                _not_reloading(e)
+        took = [said for said in (commit() for commit in (
+            commits if commits is not None else self._prepare(None))) if said]
+        if commits is not None:
+            log.info("Reloaded the configuration: {took} (listeners, storage and the other "
+                     "keys change at the next restart)", took=", ".join(took))
+        elif self._load_config is None and not took:
+            log.info("Received SIGHUP: nothing to reload")
+
+    def _prepare(self, config: Config | None) -> list[Callable[[], str | None]]:
+        commits = []
+        for part in self._parts:
+            if IReloadable.providedBy(part):
+                commit = part.prepare_reload(config)
+                if commit is not None:
+                    commits.append(commit)
+        return commits
+
+
+def _not_reloading(error: StartupError) -> None:
+    log.error("Not reloading the configuration, still using the one loaded before: {error}",
+              error=str(error))
+
+
+def _exit_failed() -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(1)

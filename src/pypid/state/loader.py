@@ -1,0 +1,359 @@
+"""
+Filling the index at start-up: from the snapshot first when there is one,
+then the storage scan that reconciles it (or rebuilds from scratch).
+
+Start-up order matters: the listeners open only once the index is loaded
+(from the snapshot, or listed from storage), so a client never sees a
+half-empty index; what follows the load (the check of storage against the
+snapshot, or reading the files found without a record) begins once they
+are open: it holds Python's lock in part, and the first answers come
+first. So the loader is two parts of the daemon: L{IndexPart} before the
+listeners, L{FollowUp} after them.
+"""
+
+import gc
+from contextlib import contextmanager
+
+import attrs
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.task import deferLater
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from pypid.config.errors import StartupError
+from pypid.core.metrics import gauge
+from pypid.core.parts import IMetricsSource, IReloadable
+from pypid.state.merge import merge_scan
+from pypid.storage import snapshot as snapshots
+from pypid.storage.interface import ISharedStorage, StorageError
+
+log = Logger()
+
+
+#: the index size from which start-up freezes what it made (see
+#: L{IndexLoader.load}); below it, a collection is quick
+FREEZE_AT = 10_000
+
+#: how many projects loaded later (L{IndexLoader}) have their records made
+#: in one turn of the reactor before the check: about 1.5 ms of work (250
+#: files of the bench corpus) between two turns. A turn also sends what a
+#: socket takes of an answer: with 500 projects (15 ms) a turn, the 11 MB
+#: C{/simple/} of a million files took 1.5 to 2 s to send
+LATER_BATCH = 50
+
+
+@contextmanager
+def collector_off(index):
+    """
+    The garbage collector off while records are made, and what was made
+    frozen out of its sight after, for a large index (see L{IndexLoader.load}).
+    """
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if len(index) >= FREEZE_AT:
+            gc.freeze()
+        if collecting:
+            gc.enable()
+
+
+@attrs.define
+class IndexLoader:
+    """
+    Fill the index at start-up (L{load}), then do what the load left for
+    once the server listens (L{follow_up}).
+
+    With a snapshot of a storage of this server's own (not one shared with
+    other servers), the index is served from the snapshot at once and the
+    scan runs after (L{checked}): it reads every file's size and every
+    folder, 0.7 s at 100,000 files, more than the rest of the start, to
+    find files copied in or removed by hand while the server was stopped,
+    which appear (or go) when it ends. Changes made through the server
+    meanwhile win over what the scan saw (L{pypid.state.merge.merge_scan}).
+
+    @ivar _writer: the L{pypid.state.writer.SnapshotWriter}, told what the
+        load found (or L{None}: nothing is saved).
+    @ivar _upstream: the L{pypid.upstream.proxy.UpstreamProxy} whose cache
+        state the snapshot holds, or L{None}.
+    @ivar _backfill: the L{pypid.state.backfill.Backfill} of files found
+        without a record, given for a storage of this server's own that
+        can leave them to it (or L{None}: they are read before the server
+        answers).
+    """
+
+    _index: object
+    _storage: object
+    _snapshot_path: str
+    _run: object
+    _clock: object
+    _writer: object = None
+    _upstream: object = None
+    _backfill: object = None
+    #: fires when the check of storage against the snapshot that followed
+    #: the load is done (L{None} before the load, or without one)
+    checked: Deferred | None = None
+    #: what L{follow_up} begins: C{() -> Deferred | None}
+    _then: object = None
+
+    async def load(self):
+        """Load, and reconcile (or leave reconciling to L{follow_up}); report what was found."""
+        # Start-up makes every record and project at once: the collector,
+        # run every 700 allocations over all of them, took more than half
+        # the time of an index load (0.19 s rather than 0.07 at 100,001
+        # files). They live as long as the server does: after a large load
+        # they are frozen out of the collector's sight for good
+        # (gc.freeze), so that no later collection goes over a million
+        # records either.
+        with collector_off(self._index):
+            await self._load()
+
+    def follow_up(self):
+        """
+        Begin what the load left for once the server listens: the check of
+        storage against the snapshot (L{checked} fires when it is done), or
+        reading the files found without a record. Does not wait for it.
+        """
+        then, self._then = self._then, None
+        if then is not None:
+            then()
+
+    async def _load(self):
+        started = self._clock.seconds()
+        known, since, serial, tombstones = {}, 0.0, 0, ()
+        # A storage of this server's own is served from the snapshot before
+        # it is checked: each project's records are made when first asked
+        # for, or by the check (L{_load_later}), not before the listeners open.
+        shared = self._storage if ISharedStorage.providedBy(self._storage) else None
+        try:
+            snap = await self._run(snapshots.read, self._snapshot_path, shared is None)
+        except snapshots.SnapshotError as e:
+            log.warn("Snapshot unusable, rebuilding the index from storage: {error}", error=str(e))
+            snap = None
+        snap = self._same_storage(snap)
+        if snap is None and shared is not None:
+            snap = self._same_storage(await self._shared_snapshot(shared))
+        if snap is not None:
+            known, since, serial = snap.records, snap.saved_at, snap.serial
+            tombstones = snap.tombstones
+            if shared is not None and snap.storage_state is not None:
+                shared.restore_state(snap.storage_state)
+        if snap is not None and shared is None:
+            self._index.load(known.values(), tombstones, serial, snap.later)
+            checking = attrs.evolve(snap, later=())  # (held by the check: not its lines)
+            if self._writer is not None:
+                if snap.format == snapshots.FORMAT:
+                    # (saved again only if the check finds it must be)
+                    self._writer.loaded_as_saved()
+                self._writer.checking(since)
+            self.checked = Deferred()
+            self._then = lambda: ensureDeferred(self._check(checking)).chainDeferred(
+                self.checked)
+            how = "from the snapshot; storage is checked against it now"
+        else:
+            if self._backfill is not None:
+                result = await self._storage.scan(known, since, tombstones, later=True)
+            else:
+                result = await self._storage.scan(known, since, tombstones)
+            # The scan's tombstones are storage's: read from the records, or
+            # the snapshot's own when the scan found nothing changed since it.
+            self._index.load(result.records.values(), result.tombstones, serial)
+            self._scanned(snap, result)
+            how = "from the snapshot and storage" if snap is not None else "from storage"
+            if result.pending:
+                self._leave_to_backfill(result.pending)
+        if self._upstream is not None:
+            await self._upstream.load(snap.upstream_state if snap is not None else None, since)
+        log.info(
+            "Index loaded: {files} files in {projects} projects ({how}) in {seconds:.2f} s",
+            files=len(self._index), projects=len(self._index.projects()), how=how,
+            seconds=self._clock.seconds() - started,
+        )
+
+    def _leave_to_backfill(self, pending):
+        """Leave the files found without a record to the backfill, once the server listens."""
+        writer = self._writer
+        if writer is not None:
+            # Until they are all read, no snapshot is saved, not even at a
+            # stop: the next start lists the storage again and reads what
+            # it holds, a record at a time in the background, as this one
+            # does. A snapshot of part of them would be worse: dated as of
+            # this start, it would be taken as whole by a start that finds
+            # no folder changed since, and the files still to be read
+            # (their records there already: nothing is written for them)
+            # would be missing; dated earlier, that start would answer only
+            # once its check had read every record.
+            writer.hold()
+        # (its projects are known to wait at once: their pages wait for them)
+        self._backfill.note(pending)
+        done = writer.release if writer is not None else None
+        self._then = lambda: self._backfill.begin(done)
+
+    def _scanned(self, snap, result):
+        """What follows a scan: saves it calls for, files it could not serve."""
+        if self._writer is not None and (snap is None or snap.format != snapshots.FORMAT
+                                         or not result.current):
+            # A snapshot that storage had to be read against (however little
+            # changed) is written again, dated now, so that the next start
+            # need not read it again; so is one of an older format, in this
+            # version's. One that says what storage holds is not: that
+            # would only cost a write of all of it (40 MB and 0.2 s at
+            # 100,000 files).
+            self._writer.want_save()
+        if result.settled is not None and self._writer is not None:
+            # What the scan wrote beside imported files is newer than any
+            # snapshot: save one after it, so the next start can trust it.
+            result.settled.addCallback(lambda _: self._writer.want_save())
+        for path, reason in result.skipped:
+            log.warn("Not serving {path}: {reason}", path=path, reason=reason)
+
+    async def _load_later(self, snap):
+        """
+        Make the records of the projects the index loaded later, a batch
+        of L{LATER_BATCH} projects a turn of the reactor, and return the
+        snapshot with them: what the check compares storage with. Records
+        are the index's, as it holds them now, changes through the server
+        since the start included (L{merge_scan} tells them apart).
+        """
+        index = self._index
+        names = index.later()
+        if not names:
+            return snap
+        for first in range(0, len(names), LATER_BATCH):
+            if first:
+                await deferLater(self._clock, 0, lambda: None)
+            with collector_off(index):
+                index.load_later(names[first:first + LATER_BATCH])
+        # (a snapshot read with later holds no records of its own)
+        return attrs.evolve(snap, records={r.filename: r for r in index.records()})
+
+    async def _check(self, snap):
+        """Scan storage against the snapshot the index was loaded from, then merge."""
+        started = self._clock.seconds()
+        try:
+            snap = await self._load_later(snap)
+            # (a line found damaged lost its files from the records made:
+            # every record is read again, however unchanged the folders)
+            since = 0.0 if snap.damaged else snap.saved_at
+            result = await self._storage.scan(snap.records, since, snap.tombstones)
+        except StorageError as e:
+            log.error("Cannot check storage against the snapshot (serving the index the "
+                      "snapshot holds): {error}", error=str(e))
+            return
+        finally:
+            if self._writer is not None:
+                self._writer.checked()
+        counts = merge_scan(self._index, snap.records, frozenset(snap.tombstones),
+                            result.records, result.tombstones)
+        self._scanned(snap, result)
+        log.info("Storage checked against the snapshot in {seconds:.2f} s: files added "
+                 "{added}, changed {changed}, gone {gone}",
+                 seconds=self._clock.seconds() - started, **counts)
+
+    def _same_storage(self, snap):
+        """The snapshot, if it describes this storage's data."""
+        if snap is not None and snap.storage not in (None, self._storage.identity()):
+            log.warn("The snapshot describes {other}, not {this}: rebuilding the index "
+                     "from storage", other=snap.storage, this=self._storage.identity())
+            return None
+        return snap
+
+    async def _shared_snapshot(self, shared):
+        """The snapshot another server kept in the shared storage, if any."""
+        try:
+            data = await shared.load_snapshot()
+            if data is None:
+                return None
+            snap = await self._run(snapshots.decode, data)
+        except (StorageError, snapshots.SnapshotError) as e:
+            log.warn("Not using the snapshot kept in the storage: {error}", error=str(e))
+            return None
+        log.info("Starting from the snapshot kept in the storage")
+        return snap
+
+
+@implementer(IReloadable, IMetricsSource)
+class IndexPart(Service):
+    """
+    The index as a part of the daemon: loaded as the server starts, before
+    the listeners open (a failure stops start-up with one line,
+    C{Cannot load the index: ...}); on C{SIGHUP} it takes the new page
+    budget and access rules; for C{/metrics}, its size and page cache.
+
+    @ivar index: the L{pypid.core.index.Index}.
+    @ivar loader: its L{IndexLoader}.
+    """
+
+    name = "index"
+
+    def __init__(self, index, loader: IndexLoader):
+        self.index = index
+        self.loader = loader
+        self._sizes = (None, 0, 0, 0)
+
+    def startService(self):
+        """Load the index."""
+        Service.startService(self)
+        return ensureDeferred(self._load())
+
+    async def _load(self):
+        try:
+            await self.loader.load()
+        except StorageError as e:
+            raise StartupError(f"Cannot load the index: {e}")
+        except Exception:
+            log.failure("Cannot load the index")
+            raise StartupError("Cannot load the index: stopping")
+
+    def prepare_reload(self, config):
+        """Take C{[pypid] page_cache_size}, and judge the pages kept per reader's view again."""
+        if config is None:
+            return None
+        return lambda: self.index.reconfigure(config.server.page_cache_size)
+
+    def metric_families(self):
+        """The projects, files and bytes hosted, the serial, and the rendered pages kept."""
+        index = self.index
+        serial = index.serial
+        if index.waiting:
+            # The projects a start loaded later still wait for their records
+            # (a few seconds): their sizes are not known without making
+            # them all at once, which would hold every request meanwhile.
+            projects, files, size = len(index.projects()), len(index), None
+        else:
+            if self._sizes[0] != serial:
+                records = index.records()
+                self._sizes = (serial, len(index.projects()), len(records),
+                               sum(record.size for record in records))
+            _, projects, files, size = self._sizes
+        yield gauge("pypid_index_projects", "Projects hosted.", projects)
+        yield gauge("pypid_index_files", "Distribution files hosted.", files)
+        if size is not None:
+            yield gauge("pypid_index_bytes", "Bytes of the distribution files hosted.", size)
+        yield gauge("pypid_index_serial", "The index's serial: it moves at every change.", serial)
+        yield gauge("pypid_page_cache_bytes",
+                    "Bytes of rendered project pages kept (page_cache_size).",
+                    index.page_cache_bytes)
+        yield gauge("pypid_page_cache_projects", "Projects whose rendered pages are kept.",
+                    index.page_cache_projects)
+
+
+class FollowUp(Service):
+    """
+    What the load left for once the server listens (L{IndexLoader.follow_up}):
+    started after the listeners, it begins the check of storage against the
+    snapshot, or reading the files found without a record, and does not
+    wait for either.
+    """
+
+    name = "follow-up"
+
+    def __init__(self, loader: IndexLoader):
+        self._loader = loader
+
+    def startService(self):
+        """Begin the work the load left."""
+        Service.startService(self)
+        self._loader.follow_up()

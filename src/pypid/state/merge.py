@@ -1,0 +1,88 @@
+"""
+Bringing into the index what storage says, without undoing what the index
+learnt meanwhile: the one rule behind the start's check of storage against
+the snapshot (L{merge_scan}), the changes other servers made to a shared
+storage (L{apply_changes}) and the full check of a shared storage
+(L{differences}).
+
+Pure (no I/O): the index (L{pypid.core.index.Index}) is in memory, and what storage
+said is given.
+"""
+
+from pypid.storage.interface import Changed
+
+
+def merge_scan(index, known, deleted, records, tombstones):
+    """
+    Bring into C{index} what a scan found changed since the snapshot
+    C{known} (records by filename) and C{deleted} (its tombstones), except
+    where the index changed meanwhile (an upload, a yank, a deletion
+    through the server is newer than what the scan saw): a file is added
+    only where the index has no file and no tombstone of that name, and
+    changed or removed only where the index still holds the very record
+    the snapshot gave it.
+
+    @param records: the scan's records by filename.
+    @param tombstones: the scan's deleted filenames.
+    @return: C{{"added": n, "changed": n, "gone": n}}.
+    """
+    added = changed = gone = 0
+    for filename, record in records.items():
+        was = known.get(filename)
+        if was is record:
+            continue
+        now = index.get_file(filename)
+        if was is None:
+            if now is None and not index.is_deleted(filename):
+                index.add(record)
+                added += 1
+        elif now is was and record != was:
+            index.add(record)
+            changed += 1
+    for filename, was in known.items():
+        if filename not in records and index.get_file(filename) is was:
+            if filename in tombstones:
+                index.remove(filename)
+            else:
+                index.discard(filename)
+            gone += 1
+    for filename in tombstones:
+        if filename not in deleted and not index.is_deleted(filename) \
+                and index.get_file(filename) is None:
+            index.remove(filename)
+    return {"added": added, "changed": changed, "gone": gone}
+
+
+def apply_changes(index, changes):
+    """
+    Take into C{index} the L{Changed} states a shared storage reported:
+    a deletion, a file gone (no record), or a file's record as it is now.
+    """
+    for change in changes:
+        if change.deleted:
+            if index.get_file(change.filename) is not None or not index.is_deleted(
+                    change.filename):
+                index.remove(change.filename)
+        elif change.record is None:
+            index.discard(change.filename)
+        elif index.get_file(change.filename) != change.record:
+            index.add(change.record)
+
+
+def differences(index, known, records, tombstones):
+    """
+    The L{Changed} states that a full listing of a shared storage shows and
+    the index does not: files put there behind pypid's back, or changes
+    whose markers were missed. A file uploaded while the listing ran (not in
+    C{known}, the index's records when it began) is left alone.
+
+    @param records: the listing's records by filename, as they are now.
+    @param tombstones: the listing's deleted filenames.
+    """
+    changes = [Changed(filename, record, False) for filename, record in records.items()
+               if index.get_file(filename) != record and not index.is_deleted(filename)]
+    changes += [Changed(filename, None, True) for filename in tombstones
+                if not index.is_deleted(filename)]
+    changes += [Changed(filename, None, False) for filename in known
+                if filename not in records and filename not in tombstones]
+    return changes

@@ -1,0 +1,82 @@
+"""
+Bringing in the changes other servers on the same (shared) storage made:
+a look at the change markers every C{sync_interval}, and a full check of
+the storage when the storage says one is due.
+"""
+
+from twisted.application.internet import TimerService
+from twisted.internet.defer import ensureDeferred
+from twisted.logger import Logger
+
+from pypid.state.merge import apply_changes, differences
+
+log = Logger()
+
+
+class SyncService(TimerService):
+    """
+    Brings in the changes other servers on the same storage made, every
+    C{sync_interval}: new files, yanks, deletions.
+    """
+
+    name = "sync"
+
+    def __init__(self, index, storage, clock):
+        """
+        @param index: the L{pypid.core.index.Index}.
+        @param storage: the L{pypid.storage.interface.ISharedStorage}.
+        @param clock: provides C{seconds()} and C{callLater}.
+        """
+        TimerService.__init__(self, storage.sync_interval, self.sync)
+        self.clock = clock
+        self._index = index
+        self._storage = storage
+        self._reconciling = None
+
+    def sync(self):
+        """
+        Poll once, and start a full check in the background when one is due;
+        never fails (a failure is logged and the next tick tries again).
+        """
+        if self._reconciling is None and self._storage.reconcile_due():
+            self._reconciling = ensureDeferred(self._reconcile())
+            self._reconciling.addErrback(lambda f: log.warn(
+                "Cannot check the index against the storage: {error}",
+                error=f.getErrorMessage()))
+            self._reconciling.addBoth(self._reconciled)
+        d = ensureDeferred(self._sync())
+        d.addErrback(lambda f: log.warn("Cannot look for changes by other servers: {error}",
+                                        error=f.getErrorMessage()))
+        return d
+
+    def _reconciled(self, _):
+        self._reconciling = None
+
+    def stopService(self):
+        """Stop polling; a full check under way is abandoned."""
+        if self._reconciling is not None:
+            self._reconciling.cancel()
+        return TimerService.stopService(self)
+
+    async def _sync(self):
+        changes = await self._storage.poll()
+        apply_changes(self._index, changes)
+        if changes:
+            log.info("Took in {count} changes made by other servers", count=len(changes))
+
+    async def _reconcile(self):
+        """
+        Check the index against a full listing of the storage, and take in
+        what only the listing shows (L{differences}). The storage reads
+        again every file where the two disagree, so what is applied is the
+        state as it is now.
+        """
+        index = self._index
+        known = {record.filename: record for record in index.records()}
+        result = await self._storage.reconcile(known, index.tombstones())
+        changes = differences(index, known, result.records, result.tombstones)
+        for path, reason in result.skipped:
+            log.warn("Not serving {path}: {reason}", path=path, reason=reason)
+        apply_changes(index, changes)
+        log.info("Checked the index against the whole storage: {count} differences",
+                 count=len(changes))

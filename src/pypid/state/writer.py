@@ -1,0 +1,293 @@
+"""
+Saving the index's snapshot: when, and what it stands for.
+
+The snapshot (L{pypid.storage.snapshot}, its format) is only a cache of
+the index, so that a restart is instant; what makes it trustworthy is the
+time it stands for, which a start compares with storage's. This module is
+the one place that decides both:
+
+  - B{when} to save: at each tick of L{SnapshotTimer} if the index changed
+    (its serial moved), a shared storage's or the upstream cache's state
+    changed, or storage changed behind the index (L{SnapshotWriter.want_save});
+    within seconds when the upstream cache learnt something
+    (L{SnapshotWriter.soon}); once more as the server stops; never while
+    the index does not hold every stored file yet (L{SnapshotWriter.hold}).
+  - B{what time} a save stands for: now, or earlier when a change to
+    storage is under way (it may have written storage and not reached the
+    index yet), when a shared storage's changes were last taken in, or
+    while storage is still being checked against the snapshot the index
+    was loaded from (L{SnapshotWriter.checking}).
+
+The loader (L{pypid.state.loader}) tells the writer what it found through
+these intention-revealing calls; no one else sets its state.
+"""
+
+from collections.abc import Callable
+
+from twisted.application.internet import TimerService
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, succeed
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from pypid.core.metrics import counter, gauge
+from pypid.core.parts import IMetricsSource
+from pypid.storage.snapshot import encode, lines, write
+
+log = Logger()
+
+#: The soonest a save that L{SnapshotWriter.soon} asks for is made.
+SOON = 5.0
+
+
+@implementer(IMetricsSource)
+class SnapshotWriter(Service):
+    """
+    Saves the index when it changed since the last save; as a part of the
+    daemon, it takes the last snapshot as the server stops (after the
+    listeners closed and the requests in flight finished, before the audit
+    log and the storage close).
+
+    @ivar path: where the snapshot lives.
+    @ivar saved_at: when the last save finished (the clock's time), L{None}
+        before one.
+    @ivar duration: how long the last save took, in seconds (encoding and
+        writing).
+    @ivar saves: saves made (for C{/metrics}).
+    @ivar failures: saves that failed (for C{/metrics}).
+    """
+
+    name = "snapshot"
+
+    def __init__(self, index, path: str, run, clock, storage: str | None = None,
+                 busy_since: Callable[[], float | None] | None = None, shared=None,
+                 upstream=None, learnt=None):
+        """
+        @param index: the L{pypid.core.index.Index}.
+        @param run: C{run(f, *args) -> Deferred} running blocking work in a thread.
+        @param clock: provides C{seconds()} and C{callLater}.
+        @param storage: the storage's identity, kept in the snapshot so that
+            it is never used for other data.
+        @param busy_since: C{busy_since() -> float | None}: since when a
+            change to storage has been under way, if one is.
+        @param shared: an L{pypid.storage.interface.ISharedStorage}, whose
+            state goes into the snapshot and which keeps a copy of it
+            (without that state), or L{None}.
+        @param upstream: the L{pypid.upstream.proxy.UpstreamProxy}, whose
+            cached pages go into the snapshot, or L{None}.
+        @param learnt: a L{pypid.core.notice.Notice} of what the upstream
+            cache learnt: each is saved L{soon}.
+        """
+        self._index = index
+        self.path = path
+        self._run = run
+        self._clock = clock
+        self._storage = storage
+        self._busy_since = busy_since
+        self._shared = shared
+        self._upstream = upstream
+        self._saved_serial = -1
+        self._wanted = False
+        self._saving: Deferred | None = None
+        self._soon = None
+        self._unchecked_since: float | None = None
+        self._held = False
+        self.saved_at: float | None = None
+        self.duration: float | None = None
+        self.saves = 0
+        self.failures = 0
+        if learnt is not None:
+            learnt.listen(self.soon)
+
+    # -- what the loader found -------------------------------------------------
+
+    def loaded_as_saved(self) -> None:
+        """
+        The index was just loaded from a snapshot of this version's format:
+        it is saved again only when something changes (or the check after
+        the start finds it must be), not at once.
+        """
+        self._saved_serial = self._index.serial
+
+    def checking(self, since: float) -> None:
+        """
+        Storage is being checked against the snapshot of C{since} the index
+        was loaded from: until L{checked}, a save stands for storage as of
+        then, no later, so that a start after it checks storage again.
+        """
+        self._unchecked_since = since
+
+    def checked(self) -> None:
+        """The check of storage against the snapshot ended (L{checking})."""
+        self._unchecked_since = None
+
+    def hold(self) -> None:
+        """
+        The index does not hold every stored file yet (a start without a
+        snapshot reads them in the background): save nothing, not even at
+        a stop, until L{release}.
+        """
+        self._held = True
+
+    def release(self) -> Deferred:
+        """Every stored file is in the index again (L{hold}): save now, not at the next tick."""
+        self._held = False
+        self.want_save()
+        return self.save_if_changed()
+
+    def want_save(self) -> None:
+        """Save at the next tick even if the index did not change (storage did)."""
+        self._wanted = True
+
+    # -- saving --------------------------------------------------------------------
+
+    def soon(self) -> None:
+        """
+        Save within L{SOON} seconds (or ten times the last save's time, if
+        longer): the upstream cache learnt something a crash should not
+        lose. Calls while one is due are folded into it.
+        """
+        if self._soon is not None:
+            return
+        delay = max(SOON, 10 * (self.duration or 0.0))
+
+        def due():
+            self._soon = None
+            if self._saving is not None:
+                # (a save under way took its state before this change: one
+                # more after it)
+                self._saving.addBoth(again)
+                return
+            self.save_if_changed()
+
+        def again(result):
+            self.soon()
+            return result
+        self._soon = self._clock.callLater(delay, due)
+
+    def _cancel_soon(self) -> None:
+        if self._soon is not None and self._soon.active():
+            self._soon.cancel()
+        self._soon = None
+
+    def save_if_changed(self, final: bool = False) -> Deferred:
+        """
+        Save when the serial moved; never raises (a failed save is logged and
+        retried at the next tick), so the timer loop keeps running.
+
+        While projects loaded later still wait for their records (the
+        start's check is making them, L{pypid.state.loader.IndexLoader}), a tick
+        waits for the next rather than make them all at once, which would
+        hold the reactor (seconds, at a million files); a C{final} save, as
+        the server stops, does not wait.
+        """
+        if self._saving is not None:
+            return self._saving
+        if self._held or (not final and self._index.waiting):
+            return succeed(None)
+        serial = self._index.serial
+        shared = self._shared
+        upstream = self._upstream
+        if (serial == self._saved_serial and not self._wanted
+                and not (shared is not None and shared.state_changed())
+                and not (upstream is not None and upstream.state_changed())):
+            return succeed(None)
+        # Only URLs were signed: the copy for other servers is unchanged.
+        keep_copy = serial != self._saved_serial or self._wanted
+        self._wanted = False
+        records = self._index.records()
+        tombstones = self._index.tombstones()
+        as_of = self._stands_for()
+        state = shared.state() if shared is not None else None
+        upstream_state = upstream.state() if upstream is not None else None
+        identity = self._storage
+
+        def save():
+            write(self.path, lines(records, tombstones, as_of, serial, identity, state,
+                                   upstream_state))
+            if shared is None or not keep_copy:
+                return None
+            # The copy for other instances leaves out this one's state (and
+            # is the only time the snapshot is held whole: to be sent).
+            return encode(records, tombstones, as_of, serial, identity)
+
+        started = self._clock.seconds()
+
+        def saved(copy):
+            self._saved_serial = serial
+            self.saved_at = now = self._clock.seconds()
+            self.duration = now - started
+            self.saves += 1
+            log.debug("Snapshot saved: {count} files", count=len(records))
+            if copy is not None:
+                kept = shared.keep_snapshot(copy)
+                if kept is not None:
+                    kept.addErrback(lambda f: log.warn(
+                        "Cannot keep the snapshot in the storage: {error}",
+                        error=f.getErrorMessage()))
+
+        def failed(failure):
+            self.failures += 1
+            log.failure("Cannot save the snapshot to {path}", failure, path=self.path)
+
+        def done(_):
+            self._saving = None
+
+        # Set before the callbacks: a run that finishes at once (the Deferred
+        # has already fired) must still clear it, or no save would ever start again.
+        d = self._saving = self._run(save)
+        d.addCallbacks(saved, failed)
+        d.addBoth(done)
+        return d
+
+    def _stands_for(self) -> float:
+        """
+        The time a save made now stands for: the start of the oldest change
+        still under way (it may have written storage already and not reached
+        the index yet, so start-up must look at it again), a shared
+        storage's last look at other servers' changes, and the snapshot
+        storage is still being checked against, if earlier than now.
+        """
+        as_of = self._clock.seconds()
+        busy = self._busy_since() if self._busy_since is not None else None
+        if busy is not None:
+            as_of = min(as_of, busy)
+        synced = self._shared.synced_at() if self._shared is not None else None
+        if synced is not None:
+            as_of = min(as_of, synced)
+        if self._unchecked_since is not None:
+            as_of = min(as_of, self._unchecked_since)
+        return as_of
+
+    # -- as a part -------------------------------------------------------------------
+
+    def stopService(self) -> Deferred:
+        """Take the last snapshot: what changed since the last save, whatever the index waits for."""
+        Service.stopService(self)
+        self._cancel_soon()
+        return self.save_if_changed(final=True)
+
+    def metric_families(self):
+        """The snapshot's age, the last save's time, saves and failures."""
+        if self.saved_at is not None:
+            yield gauge("pypid_snapshot_age_seconds",
+                        "Seconds since the index snapshot was last saved.",
+                        max(self._clock.seconds() - self.saved_at, 0.0))
+            yield gauge("pypid_snapshot_duration_seconds", "How long the last snapshot save took.",
+                        self.duration)
+        yield counter("pypid_snapshot_saves", "Index snapshots saved.", self.saves)
+        yield counter("pypid_snapshot_failures", "Index snapshot saves that failed.",
+                      self.failures)
+
+
+class SnapshotTimer(TimerService):
+    """
+    Saves the snapshot every interval while the server listens (the last
+    save, as it stops, is the writer's own: L{SnapshotWriter.stopService}).
+    """
+
+    name = "snapshot-timer"
+
+    def __init__(self, writer: SnapshotWriter, interval: float, clock):
+        TimerService.__init__(self, interval, writer.save_if_changed)
+        self.clock = clock

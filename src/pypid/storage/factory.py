@@ -1,0 +1,161 @@
+"""
+Storage, the S3 client and the audit log, built from the configuration:
+the one place both the daemon (L{pypid.tap}) and the command-line tools
+(C{pypid-admin}, C{pypid-export}) get them from, so a tool opens a storage
+exactly as the server does.
+
+Also L{StoragePart}: the packages' storage as a part of the daemon,
+prepared first (a folder's lock taken, a bucket's credentials and
+conditional writes checked) and closed last but for the thread pools.
+"""
+
+import os
+import time
+
+from twisted.application.service import Service
+from twisted.internet.defer import ensureDeferred
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from pypid.config.errors import StartupError
+from pypid.core.metrics import Timings
+from pypid.core.parts import IMetricsSource
+from pypid.storage.interface import StorageError
+from pypid.storage.local import LocalStorage
+from pypid.storage.measured import MeasuredStorage
+
+log = Logger()
+
+
+def make_storage(config, run, reactor, s3_timings=None):
+    """
+    The storage backend the configuration names.
+
+    @param s3_timings: the L{Timings} a bucket's requests count in, to
+        share them with another client of the bucket (the audit log's).
+    @raise StartupError: when C{[pypid] ca_bundle} cannot be used.
+    """
+    if config.storage.backend != "s3":
+        return LocalStorage(config.storage.path, run, reactor)
+    from pypid.storage.s3.layout import Layout
+    from pypid.storage.s3.storage import S3Storage
+
+    s3 = config.s3
+    client, credentials, close = make_s3_client(config, run, reactor, s3_timings)
+    return S3Storage(
+        client, Layout(s3.prefix), credentials, run, reactor,
+        os.path.join(config.storage.path, ".pypid", "tmp"),
+        download=s3.download, public_url=s3.public_url, expire_after=s3.expire_after,
+        buffer_time=s3.buffer_time, multipart_threshold=s3.multipart_threshold,
+        sync_interval=s3.sync_interval, bucket_snapshot=s3.bucket_snapshot,
+        check_rate=s3.check_rate, max_import_size=config.server.max_upload_size,
+        on_close=close)
+
+
+def make_s3_client(config, run, reactor, timings=None):
+    """
+    A client of the C{[s3]} bucket (its endpoint, credentials, deadline and
+    the outbound TLS policy), with a connection pool of its own.
+
+    @param timings: the L{pypid.core.metrics.Timings} its requests are
+        counted in, to share one with another client of the bucket.
+    @return: C{(client, credentials, close)}: the
+        L{pypid.storage.s3.client.S3Client}, its
+        L{pypid.storage.s3.credentials.CredentialSource} (to C{start} and
+        C{stop}), and C{close()} closing the pool's connections.
+    @raise StartupError: when C{[pypid] ca_bundle} cannot be used.
+    """
+    from pypid.http.client import make_http, outbound_policy
+    from pypid.storage.s3.client import S3Client
+    from pypid.storage.s3.credentials import CredentialSource
+    from pypid.storage.s3.sign import Bucket, Credentials, aws_endpoint
+
+    s3 = config.s3
+    static = (Credentials(s3.access_key, s3.secret_key, s3.session_token)
+              if s3.access_key else None)
+    credentials = CredentialSource(static, run, reactor)
+    http, pool = make_http(reactor, s3.timeout, policy=outbound_policy(config))
+    client = S3Client(Bucket(s3.endpoint_url or aws_endpoint(s3.region), s3.bucket, s3.region,
+                             s3.addressing), credentials, http, reactor, s3.timeout,
+                      timings=timings)
+    return client, credentials, pool.closeCachedConnections
+
+
+def make_audit_log(config, run, reactor, s3_timings=None):
+    """
+    The audit log kept with the storage the configuration names: daily
+    files in C{<path>/.pypid/audit/}, or objects under the bucket's
+    C{<prefix>.pypid/audit/}, written with a client of its own.
+
+    @param s3_timings: the L{Timings} its requests to the bucket count in
+        (the packages' storage's, so C{/metrics} counts every request to
+        the bucket once).
+    """
+    from pypid.storage.audit import LocalAuditLog, S3AuditLog
+
+    if config.storage.backend != "s3":
+        return LocalAuditLog(os.path.join(config.storage.path, ".pypid", "audit"), run, reactor)
+    client, credentials, close = make_s3_client(config, run, reactor, s3_timings)
+
+    def closed():
+        credentials.stop()
+        close()
+    return S3AuditLog(client, config.s3.prefix, reactor, prepare=credentials.start,
+                      on_close=closed)
+
+
+@implementer(IMetricsSource)
+class StoragePart(Service):
+    """
+    The packages' storage, timed for C{/metrics}: prepared as the daemon
+    starts (a failure stops start-up: C{Cannot load the index: ...}, the
+    line operators know), closed as it stops.
+
+    @ivar storage: the L{MeasuredStorage} the rest of the server uses.
+    @ivar s3_timings: the bucket's request counts, for the other clients
+        of the bucket; L{None} on local disk.
+    """
+
+    name = "storage"
+
+    def __init__(self, storage, s3_timings=None):
+        self.storage = storage
+        self.s3_timings = s3_timings
+
+    @classmethod
+    def from_config(cls, config, run, reactor):
+        """The part for the configuration's storage, timed with the monotonic clock."""
+        timings = Timings() if config.storage.backend == "s3" else None
+        return cls(MeasuredStorage(make_storage(config, run, reactor, timings), time.monotonic),
+                   timings)
+
+    def startService(self):
+        """Prepare the storage; its failure is the start-up's one line."""
+        Service.startService(self)
+        return ensureDeferred(self._prepare())
+
+    async def _prepare(self):
+        try:
+            await self.storage.prepare()
+        except StorageError as e:
+            raise StartupError(f"Cannot load the index: {e}")
+
+    def stopService(self):
+        """Close the storage (a bucket's markers finished, its connections dropped)."""
+        Service.stopService(self)
+        closing = ensureDeferred(_maybe(self.storage.close))
+        closing.addErrback(lambda f: log.warn("Cannot close the storage cleanly: {error}",
+                                              error=f.getErrorMessage()))
+        return closing
+
+    def metric_families(self):
+        """The storage's operations, and its bucket's requests and presigned URLs."""
+        yield from self.storage.operation_families("packages")
+        if IMetricsSource.providedBy(self.storage):
+            yield from self.storage.metric_families()
+
+
+async def _maybe(f):
+    result = f()
+    if result is not None:
+        await result
