@@ -1256,7 +1256,7 @@ class S3AuditLogTests(AuditLogContractMixin, TestCase):
 
         from pypid.cli.audit import check
         from pypid.config import load_config
-        from pypid.tap import make_audit_log
+        from pypid.storage.factory import make_audit_log
 
         settings = {("storage", "backend"): "s3", ("s3", "bucket"): self.bucket,
                     ("s3", "prefix"): "packages/", ("s3", "endpoint_url"): s3server.endpoint(),
@@ -1719,7 +1719,7 @@ class ServiceTests(SynchronousTestCase):
         from twisted.internet.testing import MemoryReactorClock
 
         from pypid.tap import Options, makeService
-        from tests.test_tap import fake_pools
+        from tests.test_tap import fake_pools, site_of
 
         folder = os.path.abspath(self.mktemp())
         options = Options()
@@ -1731,7 +1731,7 @@ class ServiceTests(SynchronousTestCase):
         service = makeService(options, reactor=clock, pools=fake_pools())
         service.startService()
         self.successResultOf(service.ready)
-        response = self.successResultOf(site_treq(service.site).delete(
+        response = self.successResultOf(site_treq(site_of(service)).delete(
             ORIGIN + "/api/files/x", headers={"Authorization": basic("__token__", "pypid-a-b")}))
         self.assertEqual(response.code, 401)
         folder = os.path.join(folder, "packages", ".pypid", "audit")

@@ -35,6 +35,7 @@ from pypid.auth.policy import AccessModel, parse_rule
 from pypid.auth.throttle import LoginThrottle
 from pypid.auth.verifier import DirectoryUnavailable, Identity, PasswordVerifier
 from pypid.config import ConfigError, load_config
+from pypid.config.errors import StartupError
 from pypid.config.ldap import LDAPConfig
 from pypid.core.errors import TooManyRequests, Unauthorized, Unavailable
 from pypid.web.access import Access
@@ -803,7 +804,7 @@ class GateTests(SynchronousTestCase):
 
 
 class CompositionTests(SynchronousTestCase):
-    """L{pypid.tap.make_access_parts} with a C{[ldap]} section."""
+    """L{pypid.auth.factory.make_access_parts} with a C{[ldap]} section."""
 
     def config(self, text):
         path = os.path.abspath(self.mktemp())
@@ -814,7 +815,7 @@ class CompositionTests(SynchronousTestCase):
 
     def test_directory_and_admin_groups(self):
         """The verifier gets a directory; admins are split into users and groups."""
-        from pypid.tap import make_access_parts
+        from pypid.auth.factory import make_access_parts
         config = self.config(f"""\
             [users]
             root = {hash_password("x", FAST)}
@@ -825,18 +826,18 @@ class CompositionTests(SynchronousTestCase):
             user_base = ou=people,dc=corp,dc=example
             cache_ttl = 30s
             """)
-        pools = attrs.make_class("Pools", ["hashing"])(object())
-        model, verifier, _tokens = make_access_parts(config, Clock(), pools)
-        self.assertEqual((model.admins, model.admin_groups), ({"root"}, {"pypi-admins"}))
-        directory = verifier._directory
+        parts = make_access_parts(config, Clock(), object())
+        self.assertEqual((parts.model.admins, parts.model.admin_groups),
+                         ({"root"}, {"pypi-admins"}))
+        directory = parts.verifier._directory
         self.assertIsInstance(directory, Directory)
         self.assertEqual(directory.cache_ttl, 30.0)
         config = attrs.evolve(config, ldap=attrs.evolve(config.ldap, url=()))
-        self.assertIsNone(make_access_parts(config, Clock(), pools)[1]._directory)
+        self.assertIsNone(make_access_parts(config, Clock(), object()).verifier._directory)
 
     def test_bad_ca_bundle(self):
         """A CA bundle that cannot be read stops start-up with one line naming the key."""
-        from pypid.tap import make_access_parts
+        from pypid.auth.factory import make_access_parts
         missing = os.path.abspath(self.mktemp())
         config = self.config(f"""\
             [ldap]
@@ -844,8 +845,7 @@ class CompositionTests(SynchronousTestCase):
             user_base = ou=people,dc=corp,dc=example
             ca_bundle = {missing}
             """)
-        pools = attrs.make_class("Pools", ["hashing"])(object())
-        e = self.assertRaises(SystemExit, make_access_parts, config, Clock(), pools)
+        e = self.assertRaises(StartupError, make_access_parts, config, Clock(), object())
         self.assertIn("[ldap] ca_bundle: cannot read", str(e))
 
 

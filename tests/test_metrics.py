@@ -329,7 +329,7 @@ class MetricsPageTests(_ServerMixin, SynchronousTestCase):
 
     def test_address_refused(self):
         """A client outside C{allow} gets 403 with no group to log in to."""
-        self.web.app.metrics.policy = MetricsConfig(allow=parse_networks("10.0.0.0/8"))
+        self.web.app.metrics.reconfigure(MetricsConfig(allow=parse_networks("10.0.0.0/8")))
         response, body = self.get("/metrics")
         self.assertEqual(response.code, 403)
         self.assertIn(b"[metrics] allow", body)
@@ -343,11 +343,11 @@ class MetricsPageTests(_ServerMixin, SynchronousTestCase):
 
     def test_group(self):
         """With C{group}: its users may scrape with credentials; others get 401 or 403."""
-        self.web.app.metrics.policy = MetricsConfig(allow=(), group="ops")
+        self.web.app.metrics.reconfigure(MetricsConfig(allow=(), group="ops"))
         self.assertEqual(self.get("/metrics")[0].code, 401)
         self.assertEqual(self.get("/metrics", auth=basic("alice", "wrong"))[0].code, 401)
         self.assertEqual(self.get("/metrics", auth=True)[0].code, 200)
-        self.web.app.metrics.policy = MetricsConfig(allow=(), group="nobody")
+        self.web.app.metrics.reconfigure(MetricsConfig(allow=(), group="nobody"))
         response, body = self.get("/metrics", auth=True)
         self.assertEqual(response.code, 403)
         self.assertIn(b"not in the group 'nobody'", body)

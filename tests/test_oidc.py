@@ -833,15 +833,17 @@ class ReloadTests(SynchronousTestCase):
         from twisted.internet.testing import MemoryReactorClock
 
         from pypid.tap import build_service
-        from tests.test_tap import fake_pools
+        from tests.test_tap import fake_pools, site_of
 
         folder = os.path.abspath(self.mktemp())
         base = (f"[pypid]\nsnapshot = {folder}/index.json\n[storage]\npath = {folder}/p\n"
                 f"[oidc]\nissuers = github {GITHUB}\n")
         before = write_config(self, base + "[publishers]\nacme-* = issuer:github ref:main\n")
         after = write_config(self, base + "[publishers]\nacme-* = issuer:github ref:other\n")
-        service = build_service(load_config(before), MemoryReactorClock(), pools=fake_pools())
-        access = service.site.access
+        current = [before]
+        service = build_service(load_config(before), MemoryReactorClock(), pools=fake_pools(),
+                                load_config=lambda: load_config(current[0]))
+        access = site_of(service).access
         text, token = access.publishers.issue("publisher:github:x", ["acme-*"], 900, "")
         from twisted.web.test.requesthelper import DummyRequest
         identity = self.successResultOf(access.identify(DummyRequest([b""]),
@@ -849,9 +851,8 @@ class ReloadTests(SynchronousTestCase):
         self.assertEqual(identity.name, "publisher:github:x")
         self.assertTrue(access.may_write(identity, "acme-widgets"))
         self.assertFalse(access.may_write(identity, "other"))
-        service.load_config = lambda: load_config(before)
         service.reload()
         self.assertIsNotNone(access.publishers.verify(text))
-        service.load_config = lambda: load_config(after)
+        current[0] = after
         service.reload()
         self.assertIsNone(access.publishers.verify(text))

@@ -14,14 +14,15 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.core.index import Index
 from pypid.core.model import FileRecord
+from pypid.state import writer as snapshot_writer
+from pypid.state.loader import IndexLoader
+from pypid.state.writer import SnapshotTimer, SnapshotWriter
 from pypid.storage import snapshot
 from pypid.storage.snapshot import (
     FORMAT,
     REQUIRED,
     Snapshot,
     SnapshotError,
-    SnapshotService,
-    SnapshotWriter,
     decode,
     encode,
     lines,
@@ -389,7 +390,7 @@ class SnapshotWriterTests(SynchronousTestCase):
 
     def test_soon(self):
         """
-        L{SnapshotWriter.soon} saves within L{snapshot.SOON} seconds (the
+        L{SnapshotWriter.soon} saves within L{snapshot_writer.SOON} seconds (the
         upstream cache learnt something: a crash must not lose it), once
         for many calls, and not while a stop cancelled it.
         """
@@ -398,14 +399,14 @@ class SnapshotWriterTests(SynchronousTestCase):
         writer.soon()
         writer.soon()
         self.assertEqual(len(self.clock.getDelayedCalls()), 1)
-        self.clock.advance(snapshot.SOON - 0.1)
+        self.clock.advance(snapshot_writer.SOON - 0.1)
         self.assertFalse(os.path.exists(self.path))
         self.clock.advance(0.1)
         self.assertTrue(os.path.exists(self.path))
         writer.duration = 2.0  # (a save that takes long is not made every few seconds)
         writer.soon()
         self.assertEqual(self.clock.getDelayedCalls()[0].getTime(), self.clock.seconds() + 20)
-        writer.cancel_soon()
+        self.successResultOf(writer.stopService())
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
     def test_saves_when_changed(self):
@@ -520,20 +521,31 @@ class SnapshotWriterTests(SynchronousTestCase):
         self.assertNotEqual(writer.saved_serial, self.index.serial)
 
 
-class SnapshotServiceTests(SynchronousTestCase):
-    """Tests for L{SnapshotService}."""
+class SnapshotTimerTests(SynchronousTestCase):
+    """Tests for L{SnapshotTimer}, and the writer's last save as the server stops."""
 
     def setUp(self):
         self.clock = Clock()
         self.index = Index(lambda r: r.filename)
         self.path = os.path.join(os.path.abspath(self.mktemp()), "index.json")
         self.writer = SnapshotWriter(self.index, self.path, run_now, self.clock)
-        self.service = SnapshotService(self.writer, 30, self.clock)
+        self.service = SnapshotTimer(self.writer, 30, self.clock)
+
+    def start(self):
+        """Start the writer and its timer, as the server does."""
+        self.writer.startService()
+        self.service.startService()
+
+    def stop(self):
+        """Stop the timer, then the writer (its last save), as the server does."""
+        d = self.service.stopService()
+        d.addCallback(lambda _: self.writer.stopService())
+        return d
 
     def test_periodic(self):
         """The service saves on every tick at which the index changed."""
-        self.service.startService()
-        self.addCleanup(self.service.stopService)
+        self.start()
+        self.addCleanup(self.stop)
         self.index.add(make_record())
         self.clock.advance(30)
         self.assertEqual(len(read(self.path).records), 1)
@@ -553,9 +565,9 @@ class SnapshotServiceTests(SynchronousTestCase):
             return run_now(f, *args)
 
         self.writer = SnapshotWriter(self.index, self.path, run, self.clock)
-        self.service = SnapshotService(self.writer, 30, self.clock)
-        self.service.startService()
-        self.addCleanup(self.service.stopService)
+        self.service = SnapshotTimer(self.writer, 30, self.clock)
+        self.start()
+        self.addCleanup(self.stop)
         self.index.add(make_record())
         self.clock.advance(30)
         self.flushLoggedErrors(OSError)
@@ -565,11 +577,11 @@ class SnapshotServiceTests(SynchronousTestCase):
         self.assertEqual(len(read(self.path).records), 1)
 
     def test_saves_on_stop(self):
-        """Stopping the service saves what changed since the last tick."""
-        self.service.startService()
+        """Stopping saves what changed since the last tick."""
+        self.start()
         self.clock.advance(30)
         self.index.add(make_record())
-        self.successResultOf(self.service.stopService())
+        self.successResultOf(self.stop())
         self.assertEqual(len(read(self.path).records), 1)
         self.assertFalse(self.service.running)
         self.assertEqual(self.clock.getDelayedCalls(), [])
@@ -578,14 +590,14 @@ class SnapshotServiceTests(SynchronousTestCase):
         """Stopping while a save is under way waits for it, then saves the later changes."""
         run = QueuedRun()
         self.writer = SnapshotWriter(self.index, self.path, run, self.clock)
-        self.service = SnapshotService(self.writer, 30, self.clock)
-        self.service.startService()
+        self.service = SnapshotTimer(self.writer, 30, self.clock)
+        self.start()
         run.run_all()
         self.index.add(make_record())
         self.clock.advance(30)
         self.assertEqual(len(run.pending), 1)
         self.index.add(make_record("2.0"))
-        d = self.service.stopService()
+        d = self.stop()
         self.assertNoResult(d)
         run.run()
         self.assertNoResult(d)
@@ -622,13 +634,14 @@ class UpgradeTests(SynchronousTestCase):
         C{path}, as start-up does, then save as the first tick would;
         whether that wrote the snapshot.
         """
-        from pypid.service import IndexLoader
         from pypid.storage.local import LocalStorage
 
         index = Index(lambda r: r.filename)
         writer = SnapshotWriter(index, path, run_now, clock)
         storage = LocalStorage(root, run_now, clock)
-        self.successResultOf(IndexLoader(index, storage, path, run_now, clock, writer).load())
+        loader = IndexLoader(index, storage, path, run_now, clock, writer)
+        self.successResultOf(loader.load())
+        loader.follow_up()
         storage.close()
         before = os.stat(path).st_mtime_ns if os.path.exists(path) else None
         self.successResultOf(writer.save_if_changed())
@@ -735,13 +748,12 @@ class HeldScanStorage:
 
 class BackgroundCheckTests(SynchronousTestCase):
     """
-    L{pypid.service.IndexLoader} serves a snapshot at once and checks
+    L{pypid.state.loader.IndexLoader} serves a snapshot at once and checks
     storage against it after; what changed through the server meanwhile
     wins over what the check saw.
     """
 
     def setUp(self):
-        from pypid.service import IndexLoader
 
         self.clock = Clock()
         self.clock.advance(2000)
@@ -757,6 +769,7 @@ class BackgroundCheckTests(SynchronousTestCase):
         self.loader = IndexLoader(self.index, self.storage, self.path, run_now, self.clock,
                                   self.writer)
         self.successResultOf(self.loader.load())
+        self.loader.follow_up()
 
     def test_later_a_batch_a_turn(self):
         """
@@ -764,10 +777,9 @@ class BackgroundCheckTests(SynchronousTestCase):
         a batch a turn of the reactor before the scan starts; the scan is
         given them, and requests in between find them all the same.
         """
-        from pypid import service
-        from pypid.service import IndexLoader
+        from pypid.state import loader as loading
 
-        self.patch(service, "LATER_BATCH", 2)
+        self.patch(loading, "LATER_BATCH", 2)
         others = [make_record("1.0", project=f"p{i}", name=f"P{i}", filename=f"p{i}-1.0.tar.gz",
                               path=f"p{i}-1.0.tar.gz", packagetype="sdist") for i in range(5)]
         write(self.path, encode([self.kept, *others], [], 1500.0, 9, "held:"))
@@ -776,6 +788,7 @@ class BackgroundCheckTests(SynchronousTestCase):
         loader = IndexLoader(index, storage, self.path, run_now, self.clock,
                              SnapshotWriter(index, self.path, run_now, self.clock, "held:"))
         self.successResultOf(loader.load())
+        loader.follow_up()
         self.assertEqual(len(index.later()), 4)
         self.assertEqual(storage.scans, [])
         self.assertEqual(index.get_file("p4-1.0.tar.gz"), others[4])
@@ -799,17 +812,16 @@ class BackgroundCheckTests(SynchronousTestCase):
         self.assertEqual(len(index), 6)
 
     def test_check_waits_for_listening(self):
-        """The check begins once the server listens, when told what to wait for."""
-        from pypid.service import IndexLoader
-
+        """The check begins only when the load is followed up (the server listens)."""
         index = Index(lambda r: r.filename)
         storage = HeldScanStorage()
         loader = IndexLoader(index, storage, self.path, run_now, self.clock)
-        loader.listening = Deferred()
         self.successResultOf(loader.load())
         self.assertEqual(len(index), 4)
         self.assertEqual(storage.scans, [])
-        loader.listening.callback(None)
+        loader.follow_up()
+        self.assertEqual(len(storage.scans), 1)
+        loader.follow_up()
         self.assertEqual(len(storage.scans), 1)
 
     def test_served_before_the_check(self):
@@ -870,7 +882,6 @@ class BackgroundCheckTests(SynchronousTestCase):
         self.assertEqual(read(self.path).saved_at, 1500.0)
         self.storage.answer(list(read(self.path).records.values()), current=True)
         self.successResultOf(self.loader.checked)
-        self.assertIsNone(self.writer.unchecked_since)
         self.clock.advance(10)
         before = read_file(self.path)
         self.successResultOf(self.writer.save_if_changed())
@@ -896,4 +907,7 @@ class BackgroundCheckTests(SynchronousTestCase):
             self.successResultOf(self.loader.checked)
         self.assertEqual(len(self.index), 4)
         self.assertIn("disk gone", " ".join(str(e.get("error")) for e in events))
-        self.assertIsNone(self.writer.unchecked_since)
+        # (the check ended: a save stands for storage as of now again)
+        self.index.add(make_record("5.0"))
+        self.successResultOf(self.writer.save_if_changed())
+        self.assertEqual(read(self.path).saved_at, self.clock.seconds())

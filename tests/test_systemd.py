@@ -1,5 +1,5 @@
 """
-Tests of L{pypid.systemd}: the notifications of a C{Type=notify} unit,
+Tests of L{pypid.daemon.systemd}: the notifications of a C{Type=notify} unit,
 sent to a real datagram socket as systemd's would receive them, and end to
 end from the real daemon.
 """
@@ -13,7 +13,7 @@ import tempfile
 from twisted.logger import LogLevel, capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.systemd import Notifier
+from pypid.daemon.systemd import Notifier
 from tests.e2e import DaemonTestCase, wait_for
 
 

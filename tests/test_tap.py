@@ -20,16 +20,13 @@ from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
+from pypid.auth.factory import make_oidc_http, reloaded_oidc_http
 from pypid.config import Config
-from pypid.service import PypidService
+from pypid.config.errors import StartupError
+from pypid.daemon.container import Parts
+from pypid.daemon.pools import ThreadPools
 from pypid.storage import snapshot
-from pypid.tap import (
-    Options,
-    ThreadPools,
-    makeService,
-    make_oidc_http,
-    reloaded_oidc_http,
-)
+from pypid.tap import Options, makeService
 from pypid.web.site import PypidSite
 from tests.distributions import make_wheel
 from tests.e2e import clean_env
@@ -54,6 +51,16 @@ class FakeThreadPool:
         """Say the pool is stopped."""
         self.started = False
         self.stops += 1
+
+
+def index_of(service):
+    """The index the server serves."""
+    return service.getServiceNamed("index").index
+
+
+def site_of(service):
+    """The site the server's listeners serve."""
+    return service.getServiceNamed("web").web.site
 
 
 def fake_pools(io=None, hashing=None):
@@ -194,8 +201,8 @@ class MakeServiceTests(SynchronousTestCase):
         """makeService returns the service tree, not yet started, with nothing listening."""
         service = self.service("--listen", "tcp:8081", "--listen", r"tcp6:8082:interface=\:\:1")
         self.assertTrue(IService.providedBy(service))
-        self.assertIsInstance(service, PypidService)
-        self.assertIsInstance(service.site, PypidSite)
+        self.assertIsInstance(service, Parts)
+        self.assertIsInstance(site_of(service), PypidSite)
         self.assertFalse(service.running)
         self.assertEqual(self.reactor.tcpServers, [])
         self.assertEqual(len(self.pools), 2)
@@ -204,8 +211,8 @@ class MakeServiceTests(SynchronousTestCase):
     def test_site_settings(self):
         """The site takes its upload limit from the configuration and spools into the storage."""
         service = self.service("--set", "pypid.max_upload_size=5M")
-        self.assertEqual(service.site.max_upload_size, 5 << 20)
-        self.assertEqual(service.site.spool_dir, os.path.join(self.folder, "packages", ".pypid", "tmp"))
+        self.assertEqual(site_of(service).max_upload_size, 5 << 20)
+        self.assertEqual(site_of(service).spool_dir, os.path.join(self.folder, "packages", ".pypid", "tmp"))
 
     def test_pool_size(self):
         """New pools: the I/O pool has as many threads as configured, none started."""
@@ -222,7 +229,7 @@ class MakeServiceTests(SynchronousTestCase):
         listening = [(port, interface) for port, _, _, interface in self.reactor.tcpServers]
         self.assertEqual(sorted(listening), [(8081, ""), (8082, "127.0.0.2")])
         for _, factory, _, _ in self.reactor.tcpServers:
-            self.assertIs(factory, service.site)
+            self.assertIs(factory, site_of(service))
 
     def test_loads_storage(self):
         """Start-up loads what the storage holds into the index, then saves a snapshot."""
@@ -231,7 +238,7 @@ class MakeServiceTests(SynchronousTestCase):
         service = self.service("--listen", "tcp:8081")
         service.startService()
         self.successResultOf(service.ready)
-        self.assertEqual([r.filename for r in service.index.records()], [filename])
+        self.assertEqual([r.filename for r in index_of(service).records()], [filename])
         saved = snapshot.read(os.path.join(self.folder, "index.json"))
         self.assertEqual(list(saved.records), [filename])
 
@@ -254,7 +261,7 @@ class MakeServiceTests(SynchronousTestCase):
             with capturedLogs() as events:
                 service.startService()
             self.successResultOf(service.ready)
-            self.assertEqual([r.filename for r in service.index.records()], [filename])
+            self.assertEqual([r.filename for r in index_of(service).records()], [filename])
             self.successResultOf(service.stopService())
             return events
 
@@ -283,7 +290,7 @@ class MakeServiceTests(SynchronousTestCase):
         with capturedLogs() as events:
             second.startService()
         self.successResultOf(second.ready)
-        self.assertEqual(second.index.records(), [])
+        self.assertEqual(index_of(second).records(), [])
         self.assertIn("from storage", [e.get("how") for e in events])
         self.assertTrue([e for e in events if "describes" in e.get("log_format", "")])
 
@@ -293,13 +300,14 @@ class MakeServiceTests(SynchronousTestCase):
         service.startService()
         self.successResultOf(service.ready)
         seen = []
-        snapshot_service = service._snapshot_service
-        real = snapshot_service.stopService
+        writer = service.getServiceNamed("snapshot")
+        real = writer.stopService
+        listeners = service.getServiceNamed("listeners").listeners
 
         def stop_snapshot():
-            seen.append([listener.running for listener in service._listeners])
+            seen.append([listener.running for listener in listeners])
             return real()
-        snapshot_service.stopService = stop_snapshot
+        writer.stopService = stop_snapshot
         self.successResultOf(service.stopService())
         self.assertEqual(seen, [[False]])
 
@@ -309,7 +317,7 @@ class MakeServiceTests(SynchronousTestCase):
         service.startService()
         self.successResultOf(service.ready)
         self.assertEqual([p.stopped for p in self.reactor.ports], [False])
-        service.index.remove("gone_thing-1.0.tar.gz")
+        index_of(service).remove("gone_thing-1.0.tar.gz")
         self.successResultOf(service.stopService())
         self.assertFalse(service.running)
         self.assertEqual([p.stopped for p in self.reactor.ports], [True])
@@ -383,7 +391,7 @@ _PROBE = textwrap.dedent("""
     report = {"built": loaded()}
 
     from treq.testing import StubTreq
-    stub = StubTreq(service.site.resource)
+    stub = StubTreq(service.getServiceNamed("web").web.site.resource)
     answers = []
     stub.get("http://127.0.0.1/metrics").addCallback(
         lambda r: r.content().addCallback(lambda body: answers.append((r.code, body))))
@@ -471,9 +479,9 @@ class OIDCClientTests(SynchronousTestCase):
     def test_bad_bundle_without_issuers(self):
         """A C{[pypid] ca_bundle} that cannot be read stops start-up, issuers or not."""
         path = write_file(os.path.abspath(self.mktemp()), b"no certificate here")
-        e = self.assertRaises(SystemExit, make_oidc_http,
+        e = self.assertRaises(StartupError, make_oidc_http,
                               self.config(f"pypid.ca_bundle={path}"), MemoryReactorClock())
-        self.assertIn("[pypid] ca_bundle", str(e.code))
+        self.assertIn("[pypid] ca_bundle", str(e))
 
     def test_reload(self):
         """

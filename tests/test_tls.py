@@ -32,7 +32,7 @@ from pypid.tls import (
 )
 from pypid.web.redirect import HTTPSRedirect, RedirectSite
 from pypid.web.site import PypidSite
-from tests.test_tap import fake_pools
+from tests.test_tap import fake_pools, site_of
 from tests.tlsca import TestCA, write
 
 # -- fixtures ---------------------------------------------------------------------------------
@@ -544,15 +544,15 @@ class ListenerTests(SynchronousTestCase):
         """https listeners serve the site over TLS; the redirect listener serves only redirects."""
         service = self.service("--listen", "http-redirect:8080:interface=127.0.0.1",
                                "--listen", "https:8443:interface=127.0.0.1:backlog=7")
-        self.assertIsInstance(service.tls, ServerTLS)
-        self.assertIsNone(service.tls.context)
+        self.assertIsInstance(service.getServiceNamed("listeners").tls, ServerTLS)
+        self.assertIsNone(service.getServiceNamed("listeners").tls.context)
         service.startService()
         self.successResultOf(service.ready)
-        self.assertIsNotNone(service.tls.context)
+        self.assertIsNotNone(service.getServiceNamed("listeners").tls.context)
         [(port, factory, creator, backlog, interface)] = self.reactor.sslServers
         self.assertEqual((port, backlog, interface), (8443, 7, "127.0.0.1"))
-        self.assertIs(factory, service.site)
-        self.assertIs(creator, service.tls)
+        self.assertIs(factory, site_of(service))
+        self.assertIs(creator, service.getServiceNamed("listeners").tls)
         [(port, factory, _, interface)] = self.reactor.tcpServers
         self.assertEqual((port, interface), (8080, "127.0.0.1"))
         self.assertIsInstance(factory, RedirectSite)
@@ -593,7 +593,8 @@ class ListenerTests(SynchronousTestCase):
         options.parseOptions(["--set", f"storage.path={self.folder}/packages",
                               "--listen", "tcp:8080"])
         before = signal.getsignal(signal.SIGHUP)
-        self.assertIsNone(makeService(options, reactor=self.reactor, pools=fake_pools()).tls)
+        self.assertIsNone(makeService(options, reactor=self.reactor, pools=fake_pools()).getServiceNamed(
+            "listeners").tls)
         self.assertIs(signal.getsignal(signal.SIGHUP), before)
 
     def test_no_hangup_handler_in_tests(self):

@@ -27,12 +27,17 @@ from pypid.auth.verifier import PasswordVerifier
 from pypid.core.details import Details
 from pypid.core.index import Index
 from pypid.core.render import file_url_for
+from pypid.state.loader import IndexMetrics
 from pypid.storage import local
+from pypid.storage.audit import MemoryAuditLog
+from pypid.storage.factory import StoragePart
 from pypid.storage.interface import MemoryFile, Redirect, RemoteBytes, StorageError
 from pypid.storage.local import LocalStorage
+from pypid.storage.measured import MeasuredStorage
 from pypid.storage.memory import MemoryStorage
 from pypid.web.access import Access
 from pypid.web.app import build_web
+from pypid.web.audit import AuditPart, AuditTrail
 from tests.distributions import (
     make_sdist,
     make_sdist_zip,
@@ -97,10 +102,19 @@ class _ServerMixin:
         verifier = PasswordVerifier(USERS, self.clock, None, run_in_pool=run_in_pool_now)
         self.access = Access(self.access_model(), verifier)
         served = self.served_storage(self.storage)
+        audit = AuditTrail(MemoryAuditLog(self.clock), self.clock)
         self.web = build_web(self.index, served, self.access, run_now, self.clock,
-                             max_upload_size=self.max_upload_size, base_url=self.base_url)
+                             max_upload_size=self.max_upload_size, base_url=self.base_url,
+                             audit=audit, sources=self.metric_sources(served, audit))
         self.root = self.web.root
         self.client = site_treq(self.web.site)
+
+    def metric_sources(self, served, audit):
+        """What C{/metrics} exposes beside the site, as the server wires it."""
+        sources = [IndexMetrics(self.index), AuditPart(audit)]
+        if isinstance(served, MeasuredStorage):
+            sources.append(StoragePart(served))
+        return sources
 
     def access_model(self):
         """Who may do what: C{read} for everyone, unless a test needs otherwise."""

@@ -274,6 +274,46 @@ class IndexLoader:
         return snap
 
 
+@implementer(IMetricsSource)
+@attrs.define
+class IndexMetrics:
+    """
+    The index's numbers for C{/metrics}; its sizes are summed again only
+    when the serial moved.
+
+    @ivar _index: the L{pypid.core.index.Index}.
+    """
+
+    _index: object
+    _sizes: tuple = (None, 0, 0, 0)
+
+    def metric_families(self):
+        """The projects, files and bytes hosted, the serial, and the rendered pages kept."""
+        index = self._index
+        serial = index.serial
+        if index.waiting:
+            # The projects a start loaded later still wait for their records
+            # (a few seconds): their sizes are not known without making
+            # them all at once, which would hold every request meanwhile.
+            projects, files, size = len(index.projects()), len(index), None
+        else:
+            if self._sizes[0] != serial:
+                records = index.records()
+                self._sizes = (serial, len(index.projects()), len(records),
+                               sum(record.size for record in records))
+            _, projects, files, size = self._sizes
+        yield gauge("pypid_index_projects", "Projects hosted.", projects)
+        yield gauge("pypid_index_files", "Distribution files hosted.", files)
+        if size is not None:
+            yield gauge("pypid_index_bytes", "Bytes of the distribution files hosted.", size)
+        yield gauge("pypid_index_serial", "The index's serial: it moves at every change.", serial)
+        yield gauge("pypid_page_cache_bytes",
+                    "Bytes of rendered project pages kept (page_cache_size).",
+                    index.page_cache_bytes)
+        yield gauge("pypid_page_cache_projects", "Projects whose rendered pages are kept.",
+                    index.page_cache_projects)
+
+
 @implementer(IReloadable, IMetricsSource)
 class IndexPart(Service):
     """
@@ -291,7 +331,7 @@ class IndexPart(Service):
     def __init__(self, index, loader: IndexLoader):
         self.index = index
         self.loader = loader
-        self._sizes = (None, 0, 0, 0)
+        self._metrics = IndexMetrics(index)
 
     def startService(self):
         """Load the index."""
@@ -315,29 +355,7 @@ class IndexPart(Service):
 
     def metric_families(self):
         """The projects, files and bytes hosted, the serial, and the rendered pages kept."""
-        index = self.index
-        serial = index.serial
-        if index.waiting:
-            # The projects a start loaded later still wait for their records
-            # (a few seconds): their sizes are not known without making
-            # them all at once, which would hold every request meanwhile.
-            projects, files, size = len(index.projects()), len(index), None
-        else:
-            if self._sizes[0] != serial:
-                records = index.records()
-                self._sizes = (serial, len(index.projects()), len(records),
-                               sum(record.size for record in records))
-            _, projects, files, size = self._sizes
-        yield gauge("pypid_index_projects", "Projects hosted.", projects)
-        yield gauge("pypid_index_files", "Distribution files hosted.", files)
-        if size is not None:
-            yield gauge("pypid_index_bytes", "Bytes of the distribution files hosted.", size)
-        yield gauge("pypid_index_serial", "The index's serial: it moves at every change.", serial)
-        yield gauge("pypid_page_cache_bytes",
-                    "Bytes of rendered project pages kept (page_cache_size).",
-                    index.page_cache_bytes)
-        yield gauge("pypid_page_cache_projects", "Projects whose rendered pages are kept.",
-                    index.page_cache_projects)
+        return self._metrics.metric_families()
 
 
 class FollowUp(Service):

@@ -99,6 +99,11 @@ class SnapshotWriter(Service):
         if learnt is not None:
             learnt.listen(self.soon)
 
+    @property
+    def saved_serial(self) -> int:
+        """The index's serial as last saved (or loaded as saved); -1 before."""
+        return self._saved_serial
+
     # -- what the loader found -------------------------------------------------
 
     def loaded_as_saved(self) -> None:

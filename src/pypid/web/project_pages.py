@@ -156,7 +156,7 @@ class ProjectPages(ReadResource):
         self._base = base
         self._upstream = upstream
         self._kept = kept if kept is not None else KeptPages()
-        self._details = DetailsRenderer(clock)
+        self._renderer = DetailsRenderer(clock)
 
     def render_GET(self, request):
         """Send a project's page."""
@@ -258,8 +258,8 @@ class ProjectPages(ReadResource):
                 except ValueError as e:
                     log.warn("Unreadable details of {filename}: {error}",
                              filename=record.filename, error=str(e))
-        pending = [r for r in records if not self._details.undescribable(storage, r)]
+        pending = [r for r in records if not self._renderer.undescribable(storage, r)]
         if not pending:
             return None, True
-        self._details.ask(storage, pending[0])
+        self._renderer.ask(storage, pending[0])
         return None, False

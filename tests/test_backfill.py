@@ -1,6 +1,6 @@
 """
 Tests for answering a bare folder from its filenames at once and describing
-its files in the background: L{pypid.core.pending}, L{pypid.describer}, the
+its files in the background: L{pypid.core.pending}, L{pypid.state.backfill}, the
 local storage's C{later} scan and C{describe_pending}, and the pages that
 wait for a project's files.
 """
@@ -14,7 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.core.index import Index
 from pypid.core.pending import DescribeQueue, PendingFile, project_of
-from pypid.describer import Describer
+from pypid.state.backfill import Backfill
 from pypid.storage import local
 from pypid.storage.local import LocalStorage
 from tests.distributions import make_sdist, make_wheel
@@ -82,7 +82,7 @@ def pending(filename):
 
 
 class DescriberTests(SynchronousTestCase):
-    """L{Describer} fills the index a project at a time."""
+    """L{Backfill} fills the index a project at a time."""
 
     def setUp(self):
         from pypid.core.distribution import inspect
@@ -99,30 +99,31 @@ class DescriberTests(SynchronousTestCase):
             self.records[filename] = inspect(path, filename, filename, 1767225600.0).record
         self.storage = HeldStorage(self.records)
         self.finished = []
-        self.describer = self.start(workers=1)
+        self.backfill = self.start(workers=1)
 
     def start(self, workers):
-        """A describer of C{workers} at once, started on the files."""
-        describer = Describer(self.index, self.storage, self.clock, wait_limit=10.0,
+        """A backfill of C{workers} at once, started on the files."""
+        backfill = Backfill(self.index, self.storage, self.clock, wait_limit=10.0,
                               workers=workers)
-        describer.start([pending(f) for f in self.records] + [pending("junk-1.0.tar.gz"),
+        backfill.start([pending(f) for f in self.records] + [pending("junk-1.0.tar.gz"),
                                                               pending("readme.txt")],
                         lambda: self.finished.append(True))
-        return describer
+        return backfill
 
     def test_waits_for_after(self):
         """
-        Given a L{Deferred} to wait for (the server listening), the
-        projects are listed at once and the describing begins when it fires.
+        Noted (as the index loads), the projects are listed at once; the
+        describing begins only when told to (once the server listens).
         """
         self.storage.asked.clear()
         self.index = Index(lambda r: r.filename)
         listening = Deferred()
-        describer = Describer(self.index, self.storage, self.clock)
-        describer.start([pending(f) for f in self.records], None, listening)
+        backfill = Backfill(self.index, self.storage, self.clock)
+        backfill.note([pending(f) for f in self.records])
+        listening.addCallback(lambda _: backfill.begin())
         self.assertEqual(len(self.index.projects()), 3)
         self.assertEqual(self.storage.asked, [])
-        self.assertTrue(describer.is_pending("alpha"))
+        self.assertTrue(backfill.is_pending("alpha"))
         listening.callback(None)
         self.assertEqual(len(self.storage.asked), 2)
 
@@ -133,26 +134,26 @@ class DescriberTests(SynchronousTestCase):
         """
         self.storage.asked.clear()
         self.index = Index(lambda r: r.filename)
-        self.describer = self.start(workers=2)
+        self.backfill = self.start(workers=2)
         self.assertEqual([[f.filename for f in files][0] for files, _ in self.storage.asked],
                          ["alpha-1.0-py3-none-any.whl", "beta-1.0-py3-none-any.whl"])
-        self.assertTrue(self.describer.is_pending("alpha"))
-        self.assertTrue(self.describer.is_pending("beta"))
-        self.assertEqual(self.describer.remaining, 6)
+        self.assertTrue(self.backfill.is_pending("alpha"))
+        self.assertTrue(self.backfill.is_pending("beta"))
+        self.assertEqual(self.backfill.remaining, 6)
         while self.storage.asked:
             self.storage.answer()
         self.assertEqual(self.finished, [True])
         self.assertEqual(len(self.index), 4)
-        self.assertEqual(self.describer.remaining, 0)
+        self.assertEqual(self.backfill.remaining, 0)
 
     def test_listed_at_once(self):
         """Every project a filename names is listed before any file is described."""
         self.assertEqual([p.name for p in self.index.projects()],
                          ["alpha", "beta", "gamma", "junk"])
         self.assertEqual(len(self.index), 0)
-        self.assertEqual(self.describer.remaining, 6)
-        self.assertTrue(self.describer.is_pending("beta"))
-        self.assertFalse(self.describer.is_pending("delta"))
+        self.assertEqual(self.backfill.remaining, 6)
+        self.assertTrue(self.backfill.is_pending("beta"))
+        self.assertFalse(self.backfill.is_pending("delta"))
 
     def test_asked_for_first(self):
         """
@@ -161,7 +162,7 @@ class DescriberTests(SynchronousTestCase):
         """
         files, _ = self.storage.asked[0]
         self.assertEqual([f.filename for f in files][0], "alpha-1.0-py3-none-any.whl")
-        waited = self.describer.when_described("gamma")
+        waited = self.backfill.when_described("gamma")
         self.assertNoResult(waited)
         self.storage.answer()  # (alpha, already asked for)
         self.assertNoResult(waited)
@@ -172,24 +173,24 @@ class DescriberTests(SynchronousTestCase):
         self.assertEqual(self.index.project("gamma").pending, 0)
         self.assertEqual(len(self.index.project("gamma").files), 1)
         self.assertEqual(self.index.project("beta").pending, 1)
-        self.assertTrue(self.successResultOf(self.describer.when_described("alpha")))
+        self.assertTrue(self.successResultOf(self.backfill.when_described("alpha")))
         while self.storage.asked:
             self.storage.answer()
         self.assertEqual(self.finished, [True])
         self.assertEqual(sorted(r.filename for r in self.index.records()),
                          sorted(self.records))
         self.assertIsNone(self.index.project("junk"))
-        self.assertEqual((self.describer.described, self.describer.refused), (4, 2))
-        self.assertEqual(self.describer.remaining, 0)
+        self.assertEqual((self.backfill.described, self.backfill.refused), (4, 2))
+        self.assertEqual(self.backfill.remaining, 0)
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
     def test_metrics(self):
         """C{/metrics} tells how many files are still to be read, and how many were."""
-        from pypid.web.metrics import Collector, Sources
+        from pypid.web.metrics import Collector
 
         def values():
             return {family.name: family.samples[0].value
-                    for family in Collector(Sources(describer=self.describer), self.clock).collect()}
+                    for family in Collector((self.backfill,)).collect()}
         self.assertEqual(values(), {"pypid_files_to_describe": 6, "pypid_files_described": 0,
                                     "pypid_files_not_distributions": 0})
         while self.storage.asked:
@@ -198,8 +199,8 @@ class DescriberTests(SynchronousTestCase):
                                     "pypid_files_not_distributions": 2})
 
     def test_wait_limit(self):
-        """A page waits L{Describer.wait_limit} at most, then is told so (no timer left)."""
-        waited = self.describer.when_described("beta")
+        """A page waits L{Backfill.wait_limit} at most, then is told so (no timer left)."""
+        waited = self.backfill.when_described("beta")
         self.clock.advance(9.9)
         self.assertNoResult(waited)
         self.clock.advance(0.2)
@@ -243,12 +244,12 @@ class PagesWaitTests(SynchronousTestCase):
         write_file(os.path.join(folder, filename), data)
         record = inspect(os.path.join(folder, filename), filename, filename, 1.0).record
         self.storage = HeldStorage({filename: record})
-        self.describer = Describer(self.index, self.storage, self.clock, wait_limit=5.0)
-        self.describer.start([pending(filename)])
+        self.backfill = Backfill(self.index, self.storage, self.clock, wait_limit=5.0)
+        self.backfill.start([pending(filename)])
         verifier = PasswordVerifier({}, self.clock, None, run_in_pool=run_in_pool_now)
         web = build_web(self.index, MemoryStorage(self.mktemp(), self.clock),
                         Access(AccessModel(read="everyone"), verifier), run_now, self.clock,
-                        max_upload_size=1 << 20, describer=self.describer)
+                        max_upload_size=1 << 20, backfill=self.backfill)
         self.client = site_treq(web.site)
         self.sha256 = record.sha256
         self.filename = filename
@@ -357,11 +358,11 @@ class LaterScanTests(SynchronousTestCase):
         read_back = {p.filename: r for p, r in self.successResultOf(
             storage.describe_pending(result.pending))}
         self.assertIn("deleted", read_back[beta.filename])
-        # The describer keeps its name deleted, as the scan does a
+        # The backfill keeps its name deleted, as the scan does a
         # tombstone without its file.
         index = Index(lambda r: r.filename)
-        describer = Describer(index, storage, Clock())
-        describer.start([p for p in result.pending if p.filename == beta.filename])
+        backfill = Backfill(index, storage, Clock())
+        backfill.start([p for p in result.pending if p.filename == beta.filename])
         self.assertTrue(index.is_deleted(beta.filename))
         self.assertIsNone(index.get_file(beta.filename))
         # (described again from the file: its size and hashes, not the record's)
@@ -379,8 +380,9 @@ class StoppedWhileReadingTests(SynchronousTestCase):
         import time
         import types
 
-        from pypid.service import IndexLoader
-        from pypid.storage.snapshot import SnapshotWriter, read
+        from pypid.state.loader import IndexLoader
+        from pypid.state.writer import SnapshotWriter
+        from pypid.storage.snapshot import read
 
         clock = types.SimpleNamespace(seconds=time.time)
         root = os.path.abspath(self.mktemp())
@@ -390,13 +392,14 @@ class StoppedWhileReadingTests(SynchronousTestCase):
             write_file(os.path.join(root, filename), data)
         path = os.path.join(os.path.abspath(self.mktemp()), "index.json")
 
-        def start(describer):
+        def start(backfill):
             index = Index(lambda r: r.filename)
             writer = SnapshotWriter(index, path, run_now, clock)
             storage = LocalStorage(root, run_now, clock)
             loader = IndexLoader(index, storage, path, run_now, clock, writer,
-                                 describer=describer(index, storage))
+                                 backfill=backfill(index, storage))
             self.successResultOf(loader.load())
+            loader.follow_up()
             if loader.checked is not None:
                 self.successResultOf(loader.checked)
             storage.close()  # (its lock: the next start is another server's)
@@ -404,20 +407,23 @@ class StoppedWhileReadingTests(SynchronousTestCase):
 
         # Records made beside the files, and saved in a snapshot once all
         # were described; then the snapshot deleted.
-        index, writer = start(lambda index, storage: Describer(index, storage, Clock()))
+        index, writer = start(lambda index, storage: Backfill(index, storage, Clock()))
         self.assertEqual(len(index.records()), 2)
         self.assertEqual(len(read(path).records), 2)
         os.unlink(path)
         time.sleep(0.02)
 
         class Stopped:
-            """A describer stopped before it read anything."""
+            """A backfill stopped before it read anything."""
             def __init__(self, index, storage):
                 self.index = index
 
-            def start(self, pending, done=None, after=None):
+            def note(self, pending):
                 self.index.add_pending("alpha", 1)
                 self.index.add_pending("beta", 1)
+
+            def begin(self, done=None):
+                pass
 
         index, writer = start(Stopped)
         self.assertEqual(index.records(), [])
@@ -426,8 +432,7 @@ class StoppedWhileReadingTests(SynchronousTestCase):
         time.sleep(0.02)
         # The next start has no snapshot to trust: it lists the storage and
         # reads every record again, though no folder changed since.
-        index, writer = start(lambda index, storage: Describer(index, storage, Clock()))
+        index, writer = start(lambda index, storage: Backfill(index, storage, Clock()))
         self.assertEqual(sorted(r.filename for r in index.records()),
                          sorted(f for f, _ in files))
-        self.assertFalse(writer.holding)
         self.assertEqual(len(read(path).records), 2)
