@@ -168,23 +168,29 @@ def build_service(config, reactor, exit_on_failure=False, pools=None, notifier=N
         header_timeout=server.header_timeout, min_upload_rate=server.min_upload_rate,
         metrics=config.metrics, audit=audit.trail, timer=time.monotonic,
         publishing=access.publishing, backfill=backfill, locks=locks,
-        sources=_present(loaded, writer, storage, upstream, audit, backfill)))
+        sources=[source for source in (loaded, writer, storage, upstream, audit, backfill)
+                 if source is not None]))
     listeners = Listeners.from_config(config, reactor, web.web.site)
     return Parts(_present(
-        pools, storage, upstream, audit, access,
-        loaded,         # the listeners open once the index is loaded
-        writer,         # (the last snapshot: after the listeners closed and drained)
-        web, listeners,
-        SnapshotTimer(writer, server.snapshot_interval, reactor),
-        SyncService(index, shared, reactor) if shared is not None else None,
-        FollowUp(loader),   # the check of storage, or the backfill, once listening
-        _notifier_part(notifier, reactor, index),
+        ("threads", pools),
+        ("storage", storage),
+        ("upstream", upstream),
+        ("audit", audit),
+        ("access", access),
+        ("index", loaded),          # the listeners open once the index is loaded
+        ("snapshot", writer),       # the last snapshot, once the listeners drained
+        ("web", web),
+        ("listeners", listeners),
+        ("snapshot-timer", SnapshotTimer(writer, server.snapshot_interval, reactor)),
+        ("sync", SyncService(index, shared, reactor) if shared is not None else None),
+        ("follow-up", FollowUp(loader)),    # the check of storage, or the backfill
+        ("systemd", _notifier_part(notifier, reactor, index)),
     ), reactor, exit_on_failure=exit_on_failure, load_config=load_config)
 
 
 def _present(*parts):
     """The parts that are there (a part the configuration does not ask for is L{None})."""
-    return [part for part in parts if part is not None]
+    return [named for named in parts if named[1] is not None]
 
 
 def _notifier_part(notifier, reactor, index):

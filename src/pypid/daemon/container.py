@@ -49,10 +49,13 @@ class Parts(Service):
     @ivar failed: whether start-up failed.
     """
 
-    def __init__(self, parts: Sequence[IService], reactor, *, exit_on_failure: bool = False,
+    def __init__(self, parts: Sequence[tuple[str, IService]], reactor, *,
+                 exit_on_failure: bool = False,
                  load_config: Callable[[], Config] | None = None):
         """
-        @param parts: the parts, in the order they start.
+        @param parts: C{(name, part)} of each part, in the order they start;
+            a part's name is what the log says of it, and what
+            L{getServiceNamed} finds it by.
         @param reactor: stopped after a start-up failure.
         @param exit_on_failure: make the process exit with status 1 after
             a start-up failure (a real process only, never inside tests).
@@ -60,10 +63,11 @@ class Parts(Service):
             configuration as start-up did, for L{reload}; L{None} when
             nothing reloads.
         """
-        self._parts = tuple(parts)
-        names = [part.name for part in self._parts if part.name is not None]
-        if len(names) != len(set(names)):
-            raise ValueError(f"two parts have one name: {names}")
+        self._named = dict(parts)
+        if len(self._named) != len(parts):
+            raise ValueError(f"two parts have one name: {[name for name, _ in parts]}")
+        self._parts = tuple(part for _, part in parts)
+        self._names = {id(part): name for name, part in parts}
         self._reactor = reactor
         self._exit_on_failure = exit_on_failure
         self._load_config = load_config
@@ -78,10 +82,10 @@ class Parts(Service):
 
     def getServiceNamed(self, name: str) -> IService:
         """The part called C{name} (as L{IServiceCollection} names it)."""
-        for part in self._parts:
-            if part.name == name:
-                return part
-        raise KeyError(name)
+        return self._named[name]
+
+    def _name(self, part: IService) -> str:
+        return self._names[id(part)]
 
     def privilegedStartService(self) -> None:
         """Let each part bind what needs privileges, in order."""
@@ -107,7 +111,7 @@ class Parts(Service):
         if failure.check(StartupError):
             self.fatal(str(failure.value))
             return
-        name = self._started[-1].name if self._started else "the server"
+        name = self._name(self._started[-1]) if self._started else "the server"
         log.failure("Cannot start {part}", failure, part=name)
         self.fatal(f"Cannot start {name}: stopping")
 
@@ -124,7 +128,7 @@ class Parts(Service):
             try:
                 await maybeDeferred(part.stopService)
             except Exception:
-                log.failure("Cannot stop {part} cleanly", part=part.name)
+                log.failure("Cannot stop {part} cleanly", part=self._name(part))
 
     def fatal(self, message: str) -> None:
         """

@@ -119,8 +119,6 @@ class Listeners(Service):
     @ivar tls: the L{ServerTLS} of the C{https:} listeners, or L{None}.
     """
 
-    name = "listeners"
-
     def __init__(self, listeners, tls, counter, clock):
         """
         @param counter: the site's L{pypid.web.channel.ConnectionCounter},

@@ -17,8 +17,6 @@ class ThreadPools(Service):
     @ivar run: C{run(f, *args) -> Deferred}, running C{f} in C{io}.
     """
 
-    name = "threads"
-
     def __init__(self, io, hashing, run):
         self.io = io
         self.hashing = hashing

@@ -74,8 +74,6 @@ class NotifierPart(Service):
     C{WATCHDOG=1} while running, C{STOPPING=1} as the stop begins.
     """
 
-    name = "systemd"
-
     def __init__(self, notifier: Notifier, clock, files: Callable[[], int]):
         """
         @param clock: provides C{callLater}, for the watchdog.
@@ -84,7 +82,7 @@ class NotifierPart(Service):
         self._notifier = notifier
         self._clock = clock
         self._files = files
-        self._watchdog = None
+        self._watchdog: LoopingCall | None = None
 
     def startService(self) -> None:
         """Say the server is ready, and begin the watchdog."""
@@ -92,9 +90,9 @@ class NotifierPart(Service):
         notifier = self._notifier
         notifier.send("READY=1", f"STATUS=Serving {self._files()} files")
         if notifier.watchdog:
-            self._watchdog = LoopingCall(notifier.send, "WATCHDOG=1")
-            self._watchdog.clock = self._clock
-            self._watchdog.start(notifier.watchdog, now=True)
+            watchdog = self._watchdog = LoopingCall(notifier.send, "WATCHDOG=1")
+            watchdog.clock = self._clock
+            watchdog.start(notifier.watchdog, now=True)
 
     def stopService(self) -> None:
         """Say the server stops, and end the watchdog."""

@@ -326,8 +326,6 @@ class IndexPart(Service):
     @ivar loader: its L{IndexLoader}.
     """
 
-    name = "index"
-
     def __init__(self, index, loader: IndexLoader):
         self.index = index
         self.loader = loader
@@ -365,8 +363,6 @@ class FollowUp(Service):
     snapshot, or reading the files found without a record, and does not
     wait for either.
     """
-
-    name = "follow-up"
 
     def __init__(self, loader: IndexLoader):
         self._loader = loader

@@ -19,8 +19,6 @@ class SyncService(TimerService):
     C{sync_interval}: new files, yanks, deletions.
     """
 
-    name = "sync"
-
     def __init__(self, index, storage, clock):
         """
         @param index: the L{pypid.core.index.Index}.

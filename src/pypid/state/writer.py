@@ -57,8 +57,6 @@ class SnapshotWriter(Service):
     @ivar failures: saves that failed (for C{/metrics}).
     """
 
-    name = "snapshot"
-
     def __init__(self, index, path: str, run, clock, storage: str | None = None,
                  busy_since: Callable[[], float | None] | None = None, shared=None,
                  upstream=None, learnt=None):
@@ -290,8 +288,6 @@ class SnapshotTimer(TimerService):
     Saves the snapshot every interval while the server listens (the last
     save, as it stops, is the writer's own: L{SnapshotWriter.stopService}).
     """
-
-    name = "snapshot-timer"
 
     def __init__(self, writer: SnapshotWriter, interval: float, clock):
         TimerService.__init__(self, interval, writer.save_if_changed)

@@ -116,8 +116,6 @@ class StoragePart(Service):
         of the bucket; L{None} on local disk.
     """
 
-    name = "storage"
-
     def __init__(self, storage, s3_timings=None):
         self.storage = storage
         self.s3_timings = s3_timings

@@ -62,8 +62,6 @@ class UpstreamPart(Service):
     @ivar proxy: the L{pypid.upstream.proxy.UpstreamProxy}.
     """
 
-    name = "upstream"
-
     def __init__(self, proxy):
         self.proxy = proxy
 

@@ -385,8 +385,6 @@ class AccessPart(Service):
     @ivar publishing: the L{pypid.auth.oidc.TrustedPublishing}.
     """
 
-    name = "access"
-
     def __init__(self, config, reactor, hashing, audit):
         """
         @param hashing: the thread pool passwords are checked in.

@@ -231,8 +231,6 @@ class WebPart(Service):
     @ivar web: the L{Web}.
     """
 
-    name = "web"
-
     def __init__(self, web: Web):
         self.web = web
 

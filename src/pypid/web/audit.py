@@ -208,8 +208,6 @@ class AuditPart(Service):
     @ivar trail: the L{AuditTrail}.
     """
 
-    name = "audit"
-
     def __init__(self, trail):
         self.trail = trail
 
