@@ -22,7 +22,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.auth.factory import make_oidc_http, reloaded_oidc_http
 from pypid.config import Config
-from pypid.config.errors import StartupError
+from pypid.core.startup import StartupError
 from pypid.daemon.container import Parts
 from pypid.daemon.pools import ThreadPools
 from pypid.storage import snapshot

@@ -19,7 +19,7 @@ from functools import partial
 from twisted.python import usage
 
 from pypid.config import load_config, parse_override
-from pypid.config.errors import StartupError
+from pypid.core.startup import StartupError
 from pypid.core.index import Index
 from pypid.core.notice import Notice
 from pypid.core.render import file_url_for

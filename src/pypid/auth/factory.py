@@ -8,10 +8,9 @@ what the daemon builds at the start and again on C{SIGHUP}
 
 import attrs
 
-from pypid.auth.policy import AccessModel
+from pypid.auth.policy import AccessModel, admin_users_and_groups
 from pypid.auth.verifier import PasswordVerifier
-from pypid.config.auth import admin_users_and_groups
-from pypid.config.errors import StartupError
+from pypid.core.startup import StartupError
 
 
 @attrs.frozen

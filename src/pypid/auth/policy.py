@@ -217,3 +217,11 @@ class AccessModel:
         principals = self.principals(user, groups)
         return all(any(READ in perms for principal, perms in rule.grants
                        if principal in principals) for rule in self.rules)
+
+
+def admin_users_and_groups(admins):
+    """C{[auth] admins} split into C{(user names, group names)} (a group is C{group:<name>})."""
+    users = frozenset(admin for admin in admins if not admin.startswith("group:"))
+    groups = frozenset(admin.removeprefix("group:") for admin in admins
+                       if admin.startswith("group:"))
+    return users, groups

@@ -32,7 +32,7 @@ from twisted.internet.defer import ensureDeferred
 from twisted.logger import globalLogBeginner
 
 from pypid.bundle.manifest import BundleError
-from pypid.config.errors import StartupError
+from pypid.core.startup import StartupError
 from pypid.cli.client import CliError, log_lines
 from pypid.core.audit import format_time
 from pypid.storage.interface import StorageError

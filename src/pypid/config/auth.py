@@ -50,14 +50,6 @@ def _admins(value):
     return admins
 
 
-def admin_users_and_groups(admins):
-    """C{[auth] admins} split into C{(user names, group names)}."""
-    users = frozenset(admin for admin in admins if not admin.startswith("group:"))
-    groups = frozenset(admin.removeprefix("group:") for admin in admins
-                       if admin.startswith("group:"))
-    return users, groups
-
-
 #: key -> (default, parser)
 AUTH_KEYS = {
     "read": ("everyone", choice("everyone", "authenticated")),

@@ -1,18 +1,11 @@
 """
-The one error type of start-up: what the server (or a command-line tool)
-was given cannot be used.
-
-Every factory that builds a part from the configuration raises
-L{StartupError} with one line for a person, naming the file, the section
-and the key where there is one; the entry points (C{twistd pypid}'s
-L{pypid.tap}, each tool's C{main}) turn it into that line and an exit
-status, in one place each. L{ConfigError} is the kind raised while the
-file itself is read.
+The configuration's error type: a L{StartupError} raised while the file
+and the command line are read and checked.
 """
 
+from pypid.core.startup import StartupError
 
-class StartupError(Exception):
-    """The server cannot start with what it was given; the message is one line for a person."""
+__all__ = ["ConfigError", "StartupError"]
 
 
 class ConfigError(StartupError):

@@ -34,7 +34,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from pypid.config import Config
-from pypid.config.errors import StartupError
+from pypid.core.startup import StartupError
 from pypid.core.parts import IReloadable
 
 log = Logger()

@@ -15,7 +15,7 @@ import treq.client
 from twisted.internet.ssl import Certificate, trustRootFromCertificates
 from twisted.web.client import Agent, BrowserLikePolicyForHTTPS
 
-from pypid.config.errors import StartupError
+from pypid.core.startup import StartupError
 from pypid.http.pool import quiet_pool
 
 

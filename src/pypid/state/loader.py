@@ -21,7 +21,7 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from pypid.config.errors import StartupError
+from pypid.core.startup import StartupError
 from pypid.core.metrics import gauge
 from pypid.core.parts import IMetricsSource, IReloadable
 from pypid.state.merge import merge_scan

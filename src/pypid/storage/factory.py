@@ -17,7 +17,7 @@ from twisted.internet.defer import ensureDeferred
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from pypid.config.errors import StartupError
+from pypid.core.startup import StartupError
 from pypid.core.metrics import Timings
 from pypid.core.parts import IMetricsSource
 from pypid.storage.interface import StorageError
