@@ -18,6 +18,7 @@ tombstones and the manifest.
 """
 
 import os
+import shutil
 import tempfile
 
 import attrs
@@ -146,7 +147,7 @@ async def export_bundle(storage, writer, snapshot_path, run, clock, audit=None):
         await target.write(TOMBSTONES, tombstones_bytes(scanned.tombstones))
         report.tombstones = len(scanned.tombstones)
     finally:
-        await run(_remove_tree, spool_dir)
+        await run(shutil.rmtree, spool_dir, True)  # (ignore_errors: a spool left is no failure)
     files, members = {}, {}
     for name, digest in writer.entries.items():
         member = classify(name)
@@ -157,8 +158,3 @@ async def export_bundle(storage, writer, snapshot_path, run, clock, audit=None):
     manifest = Manifest(files, members, format_upload_time(clock.seconds()), storage.identity())
     await run(writer.finish, manifest.to_bytes())
     return report
-
-
-def _remove_tree(path):
-    import shutil
-    shutil.rmtree(path, ignore_errors=True)
