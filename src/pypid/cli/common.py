@@ -58,6 +58,17 @@ class ArgumentParser(argparse.ArgumentParser):
         """Raise rather than exit."""
         raise UsageError(message)
 
+    def refuse(self, err: TextIO, message: str) -> int:
+        """
+        Say why a command line cannot be run, as argparse would (the usage,
+        then C{<prog>: error: <message>}), on C{err}.
+
+        @return: 2, the exit status of a bad command line.
+        """
+        self.print_usage(err)
+        err.write(f"{self.prog}: error: {message}\n")
+        return 2
+
 
 def run_at_once(f: Callable[..., Any], *args: Any) -> Deferred:
     """

@@ -193,9 +193,7 @@ def main(argv=None, out=None, err=None):
     try:
         options = parse_options(argv)
     except UsageError as e:
-        _parser().print_usage(err)
-        err.write(f"pypid-export: error: {e}\n")
-        return 2
+        return _parser().refuse(err, str(e))
     globalLogBeginner.beginLoggingTo([log_lines(err, "pypid-export", options.verbose)],
                                      redirectStandardIO=False)
     return run_command(lambda reactor: export_command(options, reactor, out, err),
