@@ -109,7 +109,7 @@ def run(options, config_from, out, err):
         return 1
     globalLogBeginner.beginLoggingTo([_observer(err, options.verbose, options.command)],
                                      redirectStandardIO=False)
-    command = export_command if options.command == "export" else import_command
+    command = pack_command if options.command == "export" else import_command
     return run_command(lambda reactor: command(config, options, reactor, out, err),
                        prog="pypid-admin", err=err)
 
@@ -147,10 +147,10 @@ def _runner(reactor):
 # -- export ---------------------------------------------------------------------------------
 
 
-async def export_command(config, options, reactor, out, err):
+async def pack_command(config, options, reactor, out, err):
     """Write the bundle; return the exit status."""
     from pypid.bundle.archive import open_writer
-    from pypid.bundle.export import export_bundle
+    from pypid.bundle.pack import pack_bundle
     from pypid.export.plan import ExportError
 
     run = _runner(reactor)
@@ -161,7 +161,7 @@ async def export_command(config, options, reactor, out, err):
                               f"{config.storage.path} must not be inside one another")
         storage = await open_storage(config, reactor, run_at_once, closing, prepare=False)
         writer = await run(open_writer, options.to)
-        report = await export_bundle(storage, writer, config.server.snapshot, run, reactor,
+        report = await pack_bundle(storage, writer, config.server.snapshot, run, reactor,
                                      _audit_log(config, run, reactor, closing))
     except (BundleError, ExportError, StorageError, StartupError) as e:
         return await _failed(err, run, writer, str(e))

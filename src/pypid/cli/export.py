@@ -42,7 +42,7 @@ from pypid.config.errors import StartupError
 from pypid.config.s3 import S3_KEYS
 from pypid.config.values import optional_url
 from pypid.export.exporter import Exporter
-from pypid.export.plan import ExportError, Settings
+from pypid.export.plan import ExportError, ExportSettings
 from pypid.export.target import LocalTarget, S3Target
 from pypid.storage.interface import StorageError
 
@@ -96,7 +96,7 @@ def _parser():
 
 
 @attrs.frozen
-class Options:
+class ExportOptions:
     """A checked command line."""
 
     dest: str | None
@@ -129,7 +129,7 @@ def parse_options(argv):
     """
     Read and check the command line.
 
-    @rtype: L{Options}
+    @rtype: L{ExportOptions}
     @raise UsageError: naming the argument and what is wrong with it.
     """
     args = _parser().parse_args(argv)
@@ -168,7 +168,7 @@ def parse_options(argv):
     except ValueError as e:
         raise UsageError(str(e))
     url = optional_url("https://pypi.example/files/")
-    return Options(
+    return ExportOptions(
         dest=dest, bucket=bucket, prefix=prefix, config=args.config, overrides=overrides,
         files_url=_check(url, args.files_url or "", "--files-url"),
         base_url=_check(optional_url("https://pypi.example/"), args.base_url or "",
@@ -202,7 +202,7 @@ def main(argv=None, out=None, err=None):
 
 async def export_command(options, reactor, out, err):
     """
-    Run one export for checked L{Options}.
+    Run one export for checked L{ExportOptions}.
 
     @return: the exit status.
     """
@@ -216,7 +216,7 @@ async def export_command(options, reactor, out, err):
         storage = await _open_storage(config, options, reactor, closing)
         target = (_s3_target(config, options, reactor) if options.s3
                   else LocalTarget(options.dest, options.links))
-        settings = Settings(files_url=options.files_url, base_url=options.base_url)
+        settings = ExportSettings(files_url=options.files_url, base_url=options.base_url)
         exporter = Exporter(storage, target, settings, run_at_once, config.server.snapshot,
                             people=_people(options), full=options.full)
         report = await exporter.export()

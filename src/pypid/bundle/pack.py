@@ -28,7 +28,7 @@ from pypid.bundle.manifest import (
     AUDIT,
     RECORDS,
     TOMBSTONES,
-    Manifest,
+    BundleManifest,
     classify,
     details_member,
     file_member,
@@ -45,7 +45,7 @@ log = Logger()
 
 
 @attrs.define
-class ExportReport:
+class PackReport:
     """
     What an export wrote.
 
@@ -99,7 +99,7 @@ class _WriterTarget:
         return d
 
 
-async def export_bundle(storage, writer, snapshot_path, run, clock, audit=None):
+async def pack_bundle(storage, writer, snapshot_path, run, clock, audit=None):
     """
     Write the storage's files, records, metadata, details, tombstones and
     audit log into C{writer} (see L{pypid.bundle.archive.open_writer}),
@@ -112,10 +112,10 @@ async def export_bundle(storage, writer, snapshot_path, run, clock, audit=None):
         files go under C{audit/} as they are stored (so their chains can
         still be checked), or L{None}. Reading them takes each file's
         shared lock for a moment, never the daemon's.
-    @rtype: L{ExportReport}
+    @rtype: L{PackReport}
     @raise pypid.storage.interface.StorageError: the storage failed.
     """
-    report = ExportReport()
+    report = PackReport()
     scanned = await load_records(storage, snapshot_path, run)
     spool_dir = await run(tempfile.mkdtemp, None, "pypid-bundle-")
     target = _WriterTarget(writer, run, spool_dir)
@@ -155,6 +155,6 @@ async def export_bundle(storage, writer, snapshot_path, run, clock, audit=None):
             files[member.filename] = digest
         else:
             members[name] = digest
-    manifest = Manifest(files, members, format_upload_time(clock.seconds()), storage.identity())
+    manifest = BundleManifest(files, members, format_upload_time(clock.seconds()), storage.identity())
     await run(writer.finish, manifest.to_bytes())
     return report
