@@ -47,7 +47,7 @@ log = Logger()
 @attrs.define
 class PackReport:
     """
-    What an export wrote.
+    What packing a bundle wrote.
 
     @ivar problems: C{(filename, why)} of the files left out.
     """

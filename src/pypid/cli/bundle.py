@@ -30,14 +30,7 @@ from twisted.logger import globalLogBeginner
 
 from pypid.bundle.manifest import BundleError
 from pypid.cli.client import CliError, log_lines
-from pypid.cli.common import (
-    bucket_overlapping,
-    close_all,
-    open_storage,
-    overlapping,
-    run_at_once,
-    run_command,
-)
+from pypid.cli import common
 from pypid.config.errors import StartupError
 from pypid.core.audit import format_time
 from pypid.storage.interface import StorageError
@@ -110,8 +103,8 @@ def run(options, config_from, out, err):
     globalLogBeginner.beginLoggingTo([_observer(err, options.verbose, options.command)],
                                      redirectStandardIO=False)
     command = pack_command if options.command == "export" else import_command
-    return run_command(lambda reactor: command(config, options, reactor, out, err),
-                       prog="pypid-admin", err=err)
+    return common.run_command(lambda reactor: command(config, options, reactor, out, err),
+                              prog="pypid-admin", err=err)
 
 
 def _check_options(options):
@@ -156,10 +149,11 @@ async def pack_command(config, options, reactor, out, err):
     run = _runner(reactor)
     closing, writer = [], None
     try:
-        if config.storage.backend != "s3" and overlapping(config.storage.path, options.to):
+        if config.storage.backend != "s3" and common.overlapping(config.storage.path, options.to):
             raise BundleError(f"the bundle {options.to} and the storage folder "
                               f"{config.storage.path} must not be inside one another")
-        storage = await open_storage(config, reactor, run_at_once, closing, prepare=False)
+        storage = await common.open_storage(config, reactor, common.run_at_once, closing,
+                                            prepare=False)
         writer = await run(open_writer, options.to)
         report = await pack_bundle(storage, writer, config.server.snapshot, run, reactor,
                                      _audit_log(config, run, reactor, closing))
@@ -172,7 +166,7 @@ async def pack_command(config, options, reactor, out, err):
         return await _failed(err, run, writer,
                              f"unexpected error: {type(e).__name__}: {e}")
     finally:
-        await close_all(closing)
+        await common.close_all(closing)
     for filename, why in report.problems:
         err.write(f"pypid-admin: left out {filename}: {why}\n")
     out.write(report.summary(writer.describe()) + "\n")
@@ -207,7 +201,7 @@ async def import_command(config, options, reactor, out, err):
             out.write(f"Reading {options.source} as {DESCRIPTIONS[kind]} (detected; "
                       "name another with --from)\n")
         source = await _source(kind, config, options, reactor, run, closing)
-        storage = await open_storage(config, reactor, run, closing, prepare=True)
+        storage = await common.open_storage(config, reactor, run, closing, prepare=True)
         offer = await source.read()
         scanned = await load_records(storage, config.server.snapshot, run)
         ingest = Ingest(storage, run, config.server.max_upload_size, scanned.records,
@@ -241,7 +235,7 @@ async def import_command(config, options, reactor, out, err):
                 await run(source.close)
             except OSError:
                 pass
-        await close_all(closing)
+        await common.close_all(closing)
     for line in ingest.report.lines(options.verbose):
         out.write(line + "\n")
     return 1 if ingest.report.failed else 0
@@ -290,7 +284,7 @@ async def _source(kind, config, options, reactor, run, closing):
         if kind != "pypicloud":
             raise CliError("an s3:// source is a pypicloud bucket (--from pypicloud)")
         return await _bucket_source(config, options, reactor, run, closing)
-    if config.storage.backend != "s3" and os.path.isdir(path) and overlapping(
+    if config.storage.backend != "s3" and os.path.isdir(path) and common.overlapping(
             path, config.storage.path):
         raise CliError(f"{path} and the storage folder {config.storage.path} must not be "
                        "inside one another")
@@ -313,8 +307,8 @@ async def _bucket_source(config, options, reactor, run, closing):
 
     bucket, prefix = parse_bucket_url(options.source)
     s3 = config.s3
-    if config.storage.backend == "s3" and bucket_overlapping(s3, bucket, prefix,
-                                                             options.s3_endpoint):
+    if config.storage.backend == "s3" and common.bucket_overlapping(s3, bucket, prefix,
+                                                                    options.s3_endpoint):
         raise CliError(f"{options.source} and the storage's s3://{s3.bucket}/{s3.prefix} must "
                        "not be inside one another (pypid already serves what its own prefix "
                        "holds)")
