@@ -34,7 +34,7 @@ from pypid.core.distribution import inspect  # noqa: E402
 from pypid.core.metadata import parse_metadata  # noqa: E402
 from pypid.core.model import FileRecord  # noqa: E402
 from pypid.export.exporter import Exporter  # noqa: E402
-from pypid.export.plan import Settings  # noqa: E402
+from pypid.export.plan import ExportSettings  # noqa: E402
 from pypid.export.target import LocalTarget  # noqa: E402
 from pypid.storage import snapshot as snapshots  # noqa: E402
 from pypid.storage.local import LocalStorage  # noqa: E402
@@ -97,7 +97,7 @@ def export(storage_root, dest, snapshot):
     """One export in this process; its report."""
     storage = LocalStorage(storage_root, run_now)
     # (with the pages for people, as the command writes them)
-    exporter = Exporter(storage, LocalTarget(dest), Settings(), run_now, snapshot,
+    exporter = Exporter(storage, LocalTarget(dest), ExportSettings(), run_now, snapshot,
                         people=make_people())
     return done(exporter.export())
 

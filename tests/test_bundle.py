@@ -19,12 +19,12 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from pypid.bundle import manifest as m
 from pypid.bundle.archive import (
     FileMismatch,
-    TooLarge,
+    SourceTooLarge,
     copy_hashed,
     open_reader,
     open_writer,
 )
-from pypid.bundle.export import export_bundle
+from pypid.bundle.pack import pack_bundle
 from pypid.bundle.ingest import Arrival, Ingest
 from pypid.bundle.sources import BundleSource, detect
 from pypid.core.distribution import inspect
@@ -47,11 +47,11 @@ class ManifestTests(SynchronousTestCase):
 
     def test_round_trip(self):
         """A manifest reads back as it was written, and its bytes do not depend on order."""
-        manifest = m.Manifest({"a-1.0.tar.gz": digest(b"a")},
+        manifest = m.BundleManifest({"a-1.0.tar.gz": digest(b"a")},
                               {m.RECORDS: digest(b"r"), "audit/2026-11-22.jsonl": digest(b"x")},
                               "2026-11-22T00:00:00.000000Z", "local:/srv/pypid")
         data = manifest.to_bytes()
-        self.assertEqual(m.Manifest.parse(data), manifest)
+        self.assertEqual(m.BundleManifest.parse(data), manifest)
         self.assertEqual(json.loads(data)["format"], "pypid-bundle")
         self.assertEqual(json.loads(data)["version"], 1)
         self.assertEqual(manifest.digest_of("files/a-1.0.tar.gz"), digest(b"a"))
@@ -59,7 +59,7 @@ class ManifestTests(SynchronousTestCase):
 
     def test_parse_errors(self):
         """A manifest that is not one is refused, naming what is wrong."""
-        good = json.loads(m.Manifest({}, {}).to_bytes())
+        good = json.loads(m.BundleManifest({}, {}).to_bytes())
         cases = [
             (b"[", "not JSON"),
             (b"[]", "not a JSON object"),
@@ -77,7 +77,7 @@ class ManifestTests(SynchronousTestCase):
             if isinstance(data, dict):
                 data = json.dumps(data).encode()
             with self.assertRaises(m.BundleError) as caught:
-                m.Manifest.parse(data)
+                m.BundleManifest.parse(data)
             self.assertIn(message, str(caught.exception))
 
     def test_classify(self):
@@ -268,7 +268,7 @@ class ArchiveTests(SynchronousTestCase):
         destination = self.mktemp()
         digests = copy_hashed(io.BytesIO(b"abc"), destination, 3)
         self.assertEqual(digests[:2], (3, hashlib.sha256(b"abc").hexdigest()))
-        self.assertRaises(TooLarge, copy_hashed, io.BytesIO(b"abcd"), self.mktemp(), 3)
+        self.assertRaises(SourceTooLarge, copy_hashed, io.BytesIO(b"abcd"), self.mktemp(), 3)
 
     def test_detect(self):
         """A tar file and a folder with a manifest are bundles."""
@@ -318,7 +318,7 @@ class RoundTripTests(TestCase):
         path = os.path.join(os.path.abspath(self.mktemp()), name)
         os.makedirs(os.path.dirname(path))
         writer = open_writer(path)
-        report = await export_bundle(storage, writer, None, run_now, self.clock)
+        report = await pack_bundle(storage, writer, None, run_now, self.clock)
         return path, report
 
     async def imported(self, path, storage, max_size=MAX):

@@ -32,7 +32,7 @@ from pypid.core.index import Index
 from pypid.core.render import file_url_for
 from pypid.export import plan as plans
 from pypid.export.exporter import Exporter
-from pypid.export.plan import ExportError, Manifest, People, Settings
+from pypid.export.plan import ExportError, ExportManifest, People, ExportSettings
 from pypid.export.target import FileMismatch, LocalTarget, S3Target
 from pypid.http.client import make_http
 from pypid.storage import snapshot as snapshots
@@ -73,7 +73,7 @@ def make_record(filename, project="alpha", version="1.0", **fields):
 
 def index_of(*records, tombstones=()):
     """An export's index of C{records}."""
-    return plans.build_index(records, tombstones, Settings().page_file_url())
+    return plans.build_index(records, tombstones, ExportSettings().page_file_url())
 
 
 async def run_command(*argv):
@@ -102,7 +102,7 @@ class PlanTests(SynchronousTestCase):
         """Without a manifest every project is rendered, and none is removed."""
         index = index_of(make_record("alpha-1.0-py3-none-any.whl"),
                          make_record("beta-1.0-py3-none-any.whl", project="beta"))
-        plan = plans.plan(index, None, Settings())
+        plan = plans.plan(index, None, ExportSettings())
         self.assertEqual(plan.changed, ("alpha", "beta"))
         self.assertTrue(plan.rebuild)
         self.assertEqual(plan.serial, 1)
@@ -112,34 +112,34 @@ class PlanTests(SynchronousTestCase):
         alpha = make_record("alpha-1.0-py3-none-any.whl")
         beta = make_record("beta-1.0-py3-none-any.whl", project="beta")
         index = index_of(alpha, beta)
-        previous = Manifest(Settings().key(), 4, {
+        previous = ExportManifest(ExportSettings().key(), 4, {
             "alpha": plans.ProjectState(plans.fingerprint(index.project("alpha")), 4, None, {}),
             "beta": plans.ProjectState("other", 3, None, {}),
             "gamma": plans.ProjectState("x", 2, None, {}),
         })
-        plan = plans.plan(index, previous, Settings())
+        plan = plans.plan(index, previous, ExportSettings())
         self.assertEqual((plan.changed, plan.removed, plan.serial, plan.rebuild),
                          (("beta",), ("gamma",), 5, False))
 
     def test_plan_other_settings_render_all(self):
         """Another --files-url (or markup) makes every project rendered again."""
         index = index_of(make_record("alpha-1.0-py3-none-any.whl"))
-        previous = Manifest(Settings().key(), 1, {
+        previous = ExportManifest(ExportSettings().key(), 1, {
             "alpha": plans.ProjectState(plans.fingerprint(index.project("alpha")), 1, None, {})})
-        self.assertEqual(plans.plan(index, previous, Settings()).changed, ())
-        other = Settings(files_url="https://files.example/")
+        self.assertEqual(plans.plan(index, previous, ExportSettings()).changed, ())
+        other = ExportSettings(files_url="https://files.example/")
         self.assertEqual(plans.plan(index, previous, other).changed, ("alpha",))
-        self.assertEqual(plans.plan(index, previous, Settings(), full=True).changed, ("alpha",))
+        self.assertEqual(plans.plan(index, previous, ExportSettings(), full=True).changed, ("alpha",))
 
     def test_stale_paths(self):
         """What is no longer written goes, but not a path that passed to another owner."""
-        previous = Manifest({}, 1, {
+        previous = ExportManifest({}, 1, {
             "a": plans.ProjectState("1", 1, None, {"files/a/x": "s", "shared.html": "s"}),
             "b": plans.ProjectState("1", 1, None, {"files/b/y": "s"}),
             "gone": plans.ProjectState("1", 1, None, {"simple/gone/index.html": "s"}),
         }, {"simple/index.html": "s", "old.css": "s"})
         kept_b = previous.projects["b"]
-        current = Manifest({}, 2, {
+        current = ExportManifest({}, 2, {
             "a": plans.ProjectState("2", 2, None, {"files/a/z": "s"}),
             "b": attrs.evolve(kept_b, paths={"files/b/y": "s", "shared.html": "t"}),
         }, {"simple/index.html": "t"})
@@ -152,18 +152,18 @@ class PlanTests(SynchronousTestCase):
         """An output, or a manifest's path, that would leave DEST is refused."""
         for path in ("../victim.txt", "/etc/passwd", "files/../../x", "a/./b", ".hidden"):
             self.assertRaises(ExportError, plans.Output.page, path, b"x", "text/plain")
-            data = Manifest({}, 1, {}, {path: "s"}).to_bytes()
-            self.assertRaises(ExportError, Manifest.from_bytes, data)
-            data = Manifest({}, 1, {"a": plans.ProjectState("f", 1, None, {path: "s"})},
+            data = ExportManifest({}, 1, {}, {path: "s"}).to_bytes()
+            self.assertRaises(ExportError, ExportManifest.from_bytes, data)
+            data = ExportManifest({}, 1, {"a": plans.ProjectState("f", 1, None, {path: "s"})},
                             {}).to_bytes()
-            self.assertRaises(ExportError, Manifest.from_bytes, data)
+            self.assertRaises(ExportError, ExportManifest.from_bytes, data)
 
     def test_undescribed(self):
         """Files rendered without details are kept, and looked at again a window at a time."""
-        previous = Manifest({}, 3, {
+        previous = ExportManifest({}, 3, {
             name: plans.ProjectState("f", 1, None, {}, tuple(f"{name}-{n}.whl" for n in range(3)))
             for name in ("a", "b", "c")}, {})
-        again = Manifest.from_bytes(previous.to_bytes())
+        again = ExportManifest.from_bytes(previous.to_bytes())
         self.assertEqual(again.projects["a"].undescribed, ("a-0.whl", "a-1.whl", "a-2.whl"))
         self.assertEqual(plans.undescribed_files(again, {"b"}, 1),
                          [(n, f"{n}-{i}.whl") for n in "ac" for i in range(3)])
@@ -177,14 +177,14 @@ class PlanTests(SynchronousTestCase):
 
     def test_manifest_round_trip(self):
         """A manifest reads back as it was written; anything else is refused."""
-        manifest = Manifest(Settings().key(), 3, {
+        manifest = ExportManifest(ExportSettings().key(), 3, {
             "alpha": plans.ProjectState("f", 2, {"name": "alpha"}, {"files/alpha/x": "s"})},
             {"packages.json": "t"})
-        self.assertEqual(Manifest.from_bytes(manifest.to_bytes()), manifest)
+        self.assertEqual(ExportManifest.from_bytes(manifest.to_bytes()), manifest)
         for bad in (b"[]", b"{", json.dumps({"format": 99}).encode(),
                     json.dumps({"format": plans.FORMAT, "settings": {}, "serial": 1,
                                 "root": {}, "projects": {"a": [1, 2]}}).encode()):
-            self.assertRaises(ExportError, Manifest.from_bytes, bad)
+            self.assertRaises(ExportError, ExportManifest.from_bytes, bad)
 
     def test_check_path(self):
         """Paths that could leave DEST or hide in it are refused."""
@@ -210,13 +210,13 @@ class PlanTests(SynchronousTestCase):
     def test_links(self):
         """Simple pages link relatively (as the daemon does) or under --files-url."""
         record = make_record("alpha-1.0+local-py3-none-any.whl")
-        self.assertEqual(Settings().page_file_url()(record),
+        self.assertEqual(ExportSettings().page_file_url()(record),
                          "../../files/alpha/alpha-1.0%2Blocal-py3-none-any.whl")
-        self.assertEqual(Settings().legacy_file_url()(record),
+        self.assertEqual(ExportSettings().legacy_file_url()(record),
                          "/files/alpha/alpha-1.0%2Blocal-py3-none-any.whl")
-        self.assertEqual(Settings(base_url="https://pypi.example/").legacy_file_url()(record),
+        self.assertEqual(ExportSettings(base_url="https://pypi.example/").legacy_file_url()(record),
                          "https://pypi.example/files/alpha/alpha-1.0%2Blocal-py3-none-any.whl")
-        remote = Settings(files_url="https://files.example/f/")
+        remote = ExportSettings(files_url="https://files.example/f/")
         self.assertEqual(remote.page_file_url()(record),
                          "https://files.example/f/alpha/alpha-1.0%2Blocal-py3-none-any.whl")
         self.assertEqual(remote.legacy_file_url()(record), remote.page_file_url()(record))
@@ -533,7 +533,7 @@ class ExportCase(SynchronousTestCase):
 
     def exporter(self, storage, settings=None, people=None, full=False, links="auto",
                  snapshot=None):
-        return Exporter(storage, LocalTarget(self.dest, links), settings or Settings(),
+        return Exporter(storage, LocalTarget(self.dest, links), settings or ExportSettings(),
                         run_now, snapshot, people=people, full=full)
 
     def export(self, storage, **kwargs):
@@ -659,7 +659,7 @@ class ExporterTests(ExportCase):
 
     def test_files_url(self):
         """With --files-url no file is written and links (and metadata) point there."""
-        settings = Settings(files_url="https://files.example/pypi/")
+        settings = ExportSettings(files_url="https://files.example/pypi/")
         self.export(self.memory(*FILES), settings=settings)
         self.assertFalse(self.exists("files"))
         page = json.loads(self.read("simple/beta/index.json"))
@@ -674,13 +674,13 @@ class ExporterTests(ExportCase):
         """Files written by an export without --files-url go when it is given."""
         storage = self.memory(*FILES)
         self.export(storage)
-        report = self.export(storage, settings=Settings(files_url="https://files.example/"))
+        report = self.export(storage, settings=ExportSettings(files_url="https://files.example/"))
         self.assertTrue(report.rebuilt)
         self.assertFalse(self.exists("files"))
 
     def test_base_url(self):
         """--base-url makes the legacy JSON's links absolute; the simple pages stay relative."""
-        self.export(self.memory(BETA_WHEEL), settings=Settings(base_url="https://pypi.example/"))
+        self.export(self.memory(BETA_WHEEL), settings=ExportSettings(base_url="https://pypi.example/"))
         legacy = json.loads(self.read("pypi/beta/json"))
         self.assertEqual(legacy["urls"][0]["url"],
                          f"https://pypi.example/files/beta/{BETA_WHEEL[0]}")
@@ -758,7 +758,7 @@ class ExporterTests(ExportCase):
         self.assertIn("--full", str(failure.value))
         report = self.export(storage, full=True)
         self.assertTrue(report.rebuilt)
-        self.assertIsNotNone(Manifest.from_bytes(self.read(plans.MANIFEST)))
+        self.assertIsNotNone(ExportManifest.from_bytes(self.read(plans.MANIFEST)))
 
     def test_snapshot_used(self):
         """The daemon's snapshot gives the records; what changed since is read again."""

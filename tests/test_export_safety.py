@@ -22,7 +22,7 @@ from pypid.core.metadata import parse_metadata
 from pypid.export import plan as plans
 from pypid.export.exporter import Exporter
 from pypid.export.people import make_people
-from pypid.export.plan import ExportError, Settings
+from pypid.export.plan import ExportError, ExportSettings
 from pypid.export.target import LocalTarget
 from tests.distributions import make_wheel
 from tests.fakes import read_file, run_now, write_file
@@ -76,13 +76,13 @@ class CutShortTests(ExportCase):
     """Exports killed part of the way, then run again, end as a full export would."""
 
     def crashing(self, storage, n, settings=None):
-        exporter = Exporter(storage, CrashingTarget(self.dest, n), settings or Settings(),
+        exporter = Exporter(storage, CrashingTarget(self.dest, n), settings or ExportSettings(),
                             run_now, None)
         return exporter.export()
 
     def full_copy(self, storage):
         dest = os.path.abspath(self.mktemp())
-        self.successResultOf(Exporter(storage, LocalTarget(dest), Settings(), run_now, None,
+        self.successResultOf(Exporter(storage, LocalTarget(dest), ExportSettings(), run_now, None,
                                       full=True).export())
         return tree(dest)
 
@@ -124,7 +124,7 @@ class CutShortTests(ExportCase):
         storage = self.memory(*FILES)
         self.export(storage)
         wheel = "files/alpha/alpha-1.0-py3-none-any.whl"
-        elsewhere = Settings(files_url="https://files.example/f/")
+        elsewhere = ExportSettings(files_url="https://files.example/f/")
         for n in itertools.count(1):
             self.failureResultOf(self.crashing(storage, n, elsewhere), Crash)
             if not self.exists(wheel):
@@ -262,13 +262,13 @@ class LaterDescriptionTests(ExportCase):
         record = self.records(storage)["alpha-1.0-py3-none-any.whl"]
         storage._details.pop(record.filename, None)
         self.export(storage, people=people, full=True)
-        manifest = plans.Manifest.from_bytes(self.read(plans.MANIFEST))
+        manifest = plans.ExportManifest.from_bytes(self.read(plans.MANIFEST))
         self.assertIn(record.filename, manifest.projects["alpha"].undescribed)
         self.assertEqual(self.export(storage, people=people).changed, 0)
         data = storage.objects[record.path]
         storage._details[record.filename] = describe(parse_metadata(_metadata(data))).to_bytes()
         self.assertEqual(self.export(storage, people=people).changed, 1)
-        manifest = plans.Manifest.from_bytes(self.read(plans.MANIFEST))
+        manifest = plans.ExportManifest.from_bytes(self.read(plans.MANIFEST))
         self.assertNotIn(record.filename, manifest.projects["alpha"].undescribed)
 
 

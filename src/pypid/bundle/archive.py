@@ -41,7 +41,7 @@ from pypid.export.target import FileMismatch
 from pypid.storage.disk import fsync_folder
 
 __all__ = ["FileMismatch", "FolderReader", "FolderWriter", "TarReader", "TarWriter",
-           "TooLarge", "copy_hashed", "open_reader", "open_writer"]
+           "SourceTooLarge", "copy_hashed", "open_reader", "open_writer"]
 
 _CHUNK = 1 << 20
 #: The kinds of member read whole while a bundle is opened (small, and
@@ -49,7 +49,7 @@ _CHUNK = 1 << 20
 _KEPT = ("manifest", "records", "tombstones")
 
 
-class TooLarge(Exception):
+class SourceTooLarge(Exception):
     """A member or a file is bigger than it may be; the message says how big."""
 
 
@@ -484,7 +484,7 @@ def copy_hashed(source, destination, limit):
     it: C{(size, sha256, blake2_256, md5)} as L{pypid.core.distribution.inspect}
     takes them.
 
-    @raise TooLarge: past C{limit} bytes (the copy is removed).
+    @raise SourceTooLarge: past C{limit} bytes (the copy is removed).
     """
     sha256, blake2 = hashlib.sha256(), hashlib.blake2b(digest_size=32)
     md5 = hashlib.md5(usedforsecurity=False)
@@ -494,7 +494,7 @@ def copy_hashed(source, destination, limit):
             while chunk := source.read(_CHUNK):
                 size += len(chunk)
                 if size > limit:
-                    raise TooLarge(f"larger than {limit} bytes")
+                    raise SourceTooLarge(f"larger than {limit} bytes")
                 sha256.update(chunk)
                 blake2.update(chunk)
                 md5.update(chunk)

@@ -34,7 +34,7 @@ import re
 
 import attrs
 
-from pypid.bundle.ingest import Arrival, Unavailable
+from pypid.bundle.ingest import Arrival, SourceUnavailable
 from pypid.bundle.manifest import BundleError
 from pypid.bundle.sources import Offer, local_fetch, open_regular, read_json_file
 
@@ -222,5 +222,5 @@ def _open_inside(root, path):
     """Open a file of the export, refusing one that a link leads out of it."""
     real = os.path.realpath(path)
     if os.path.commonpath([os.path.realpath(root), real]) != os.path.realpath(root):
-        raise Unavailable("a link leads out of the export")
+        raise SourceUnavailable("a link leads out of the export")
     return open_regular(real)

@@ -45,7 +45,7 @@ import attrs
 from twisted.internet.defer import DeferredList, DeferredLock, DeferredSemaphore, ensureDeferred
 from twisted.logger import Logger
 
-from pypid.bundle.archive import TooLarge
+from pypid.bundle.archive import SourceTooLarge
 from pypid.bundle.manifest import AUDIT
 from pypid.core.audit import Entry, verify_writers
 from pypid.core.distribution import inspect
@@ -63,7 +63,7 @@ log = Logger()
 PARALLEL = 4
 
 
-class Unavailable(Exception):
+class SourceUnavailable(Exception):
     """A source cannot give a file's bytes; the message says why."""
 
 
@@ -76,8 +76,8 @@ class Arrival:
     @ivar origin: where it is in the source, for the report.
     @ivar fetch: C{fetch(path, limit) -> Deferred} that copies the bytes to
         a new file at C{path} and fires with C{(size, sha256, blake2_256,
-        md5)}; it fails with L{pypid.bundle.archive.TooLarge} past C{limit}
-        bytes, and with L{Unavailable} or L{OSError} when it cannot.
+        md5)}; it fails with L{pypid.bundle.archive.SourceTooLarge} past C{limit}
+        bytes, and with L{SourceUnavailable} or L{OSError} when it cannot.
     @ivar upload_time: POSIX time of the upload, as the source keeps it.
     @ivar sha256: the hex digest the source gives for the bytes, or L{None}.
     @ivar size: the size the source gives, or L{None}.
@@ -102,7 +102,7 @@ class Arrival:
 
 
 @attrs.define
-class Report:
+class ImportReport:
     """
     What an import did, for people; L{failed} when anything was refused or
     in conflict.
@@ -210,7 +210,7 @@ class Ingest:
     _max_size: int
     _records: dict = attrs.field(converter=dict)
     _tombstones: set = attrs.field(converter=set)
-    report: Report = attrs.field(factory=Report)
+    report: ImportReport = attrs.field(factory=ImportReport)
     # filename -> origin, of what this import took or found, for the report
     # of a second file of that name in the same source
     _seen: dict = attrs.field(factory=dict)
@@ -305,11 +305,11 @@ class Ingest:
         try:
             digests = await self._reading.run(arrival.fetch, spool, self._max_size)
         except Exception as e:
-            if isinstance(e, TooLarge):
+            if isinstance(e, SourceTooLarge):
                 why = f"{e} ([pypid] max_upload_size)"
             elif isinstance(e, OSError):
                 why = f"cannot read it: {e.strerror or e}"
-            elif isinstance(e, Unavailable):
+            elif isinstance(e, SourceUnavailable):
                 why = str(e)
             else:
                 raise

@@ -13,7 +13,7 @@ when its name ends in C{.tar.gz} or C{.tgz})::
     tombstones.json                {"tombstones": [filename, ...]}: deleted names,
                                    never to be used again
     audit/...                      the audit log's files (reserved; see
-                                   L{pypid.bundle.export.audit_members})
+                                   L{pypid.bundle.pack.audit_members})
     manifest.json                  written last: the format and its version,
                                    and the sha256 and size of every other member
 
@@ -193,7 +193,7 @@ def _json_object(data, what):
 
 
 @attrs.frozen
-class Manifest:
+class BundleManifest:
     """
     The manifest of a bundle.
 

@@ -29,8 +29,8 @@ import re
 
 from twisted.internet.defer import ensureDeferred, gatherResults
 
-from pypid.bundle.archive import TooLarge
-from pypid.bundle.ingest import Arrival, Unavailable
+from pypid.bundle.archive import SourceTooLarge
+from pypid.bundle.ingest import Arrival, SourceUnavailable
 from pypid.bundle.manifest import BundleError
 from pypid.bundle.sources import (
     FolderSource,
@@ -162,10 +162,10 @@ class PypicloudBucketSource:
     def _fetcher(self, item):
         async def fetch(path, limit):
             if item.size > limit:
-                raise TooLarge(f"larger than {limit} bytes")
+                raise SourceTooLarge(f"larger than {limit} bytes")
             data = await self._client.get(item.key, limit=limit, expect=item.size)
             if data is None:
-                raise Unavailable("removed from the bucket while it was read")
+                raise SourceUnavailable("removed from the bucket while it was read")
             return await self._run(_write_hashed, data, path)
         return lambda path, limit: ensureDeferred(fetch(path, limit))
 

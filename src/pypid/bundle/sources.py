@@ -18,13 +18,13 @@ import stat
 import attrs
 
 from pypid.bundle.archive import copy_hashed, open_reader
-from pypid.bundle.ingest import Arrival, Unavailable
+from pypid.bundle.ingest import Arrival, SourceUnavailable
 from pypid.bundle.manifest import (
     MANIFEST,
     RECORDS,
     TOMBSTONES,
     BundleError,
-    Manifest,
+    BundleManifest,
     classify,
     parse_records,
     parse_tombstones,
@@ -96,12 +96,12 @@ def open_regular(path):
     Open a file for reading, refusing anything but a regular file (a
     device or a FIFO would block or never end).
 
-    @raise Unavailable: when it is not a regular file.
+    @raise SourceUnavailable: when it is not a regular file.
     """
     f = open(path, "rb")
     if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
         f.close()
-        raise Unavailable("not a regular file")
+        raise SourceUnavailable("not a regular file")
     return f
 
 
@@ -164,7 +164,7 @@ class BundleSource:
         if MANIFEST not in kept:
             raise BundleError(f"{self._path} has no {MANIFEST}: it is not a pypid bundle, "
                               "or an export that did not finish")
-        manifest = Manifest.parse(kept[MANIFEST])
+        manifest = BundleManifest.parse(kept[MANIFEST])
         for name in (RECORDS, TOMBSTONES):
             if name not in kept:
                 raise BundleError(f"{self._path} has no {name}")
@@ -298,7 +298,7 @@ def read_json_file(path, limit):
     try:
         with open_regular(path) as f:
             data = f.read(limit + 1)
-    except (OSError, Unavailable):
+    except (OSError, SourceUnavailable):
         return None
     if len(data) > limit:
         return None

@@ -67,7 +67,7 @@ def main(argv=None, out=sys.stdout, err=sys.stderr):
         if options.command == "audit":
             return audit_command.run(options, server_from, config_from, out, err)
         if options.command in bundle_commands.COMMANDS:
-            return bundle_commands.run_command(options, config_from, out, err)
+            return bundle_commands.run(options, config_from, out, err)
         server = server_from(options)
         if options.command == "projects":
             for project in _get(server, "simple/")["projects"]:

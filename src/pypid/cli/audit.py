@@ -189,32 +189,19 @@ def format_entry(entry):
 def verify(config, out, err):
     """
     Check the chains of the log the configuration's storage holds, under
-    the reactor: 0 when intact, 1 (and a line per broken link) when not.
+    the reactor: 0 when intact, 1 (and a line per broken link) when not,
+    1 and one line when the log cannot be read.
     """
-    from twisted.internet import reactor, task
-    from twisted.internet.defer import ensureDeferred, maybeDeferred
+    from twisted.internet.defer import maybeDeferred
 
+    from pypid.cli.common import run_command
     from pypid.storage.factory import make_audit_log
 
-    status = {}
-
-    async def main(reactor):
-        # (blocking reads on the reactor's thread are fine: this is a
-        # command, not a server)
-        try:
-            status["code"] = await check(make_audit_log(config, maybeDeferred, reactor),
-                                         out, err)
-        except CliError as e:
-            status["error"] = e
-
-    try:
-        task.react(lambda reactor: ensureDeferred(main(reactor)), _reactor=reactor)
-    except SystemExit as e:
-        if "error" in status:
-            raise status["error"]
-        if "code" not in status:
-            raise CliError(f"{_CANNOT}: stopped with status {e.code}")
-    return status["code"]
+    # (blocking reads on the reactor's thread are fine: this is a command,
+    # not a server)
+    return run_command(
+        lambda reactor: check(make_audit_log(config, maybeDeferred, reactor), out, err),
+        prog="pypid-admin", err=err)
 
 
 async def check(log, out, err):

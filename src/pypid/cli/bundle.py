@@ -24,16 +24,14 @@ pool and the storage are made here. Failures are one line and exit status
 """
 
 import os
-import tempfile
 from functools import partial
 
-import attrs
-from twisted.internet.defer import ensureDeferred
 from twisted.logger import globalLogBeginner
 
 from pypid.bundle.manifest import BundleError
-from pypid.core.startup import StartupError
+from pypid.cli import common
 from pypid.cli.client import CliError, log_lines
+from pypid.core.startup import StartupError
 from pypid.core.audit import format_time
 from pypid.storage.interface import StorageError
 
@@ -88,7 +86,7 @@ def add_commands(commands):
                       help="list every file imported or already there")
 
 
-def run_command(options, config_from, out, err):
+def run(options, config_from, out, err):
     """
     Run C{export} or C{import} under the real reactor.
 
@@ -102,21 +100,11 @@ def run_command(options, config_from, out, err):
     except CliError as e:
         err.write(f"pypid-admin: {e}\n")
         return 1
-    from twisted.internet import reactor, task
-
     globalLogBeginner.beginLoggingTo([_observer(err, options.verbose, options.command)],
                                      redirectStandardIO=False)
-    codes = []
-
-    async def main(reactor):
-        command = export_command if options.command == "export" else import_command
-        codes.append(await command(config, options, reactor, out, err))
-
-    try:
-        task.react(lambda reactor: ensureDeferred(main(reactor)), _reactor=reactor)
-    except SystemExit:
-        pass
-    return codes[0] if codes else 1
+    command = pack_command if options.command == "export" else import_command
+    return common.run_command(lambda reactor: command(config, options, reactor, out, err),
+                              prog="pypid-admin", err=err)
 
 
 def _check_options(options):
@@ -149,43 +137,27 @@ def _runner(reactor):
     return partial(deferToThreadPool, reactor, reactor.getThreadPool())
 
 
-async def _close_all(closing):
-    for close in reversed(closing):
-        try:
-            result = close()
-            if result is not None and hasattr(result, "addCallback"):
-                await result
-        except Exception:
-            pass
-
-
-def _inside(a, b):
-    """Whether one of two paths is inside the other (or they are the same)."""
-    a, b = os.path.realpath(a), os.path.realpath(b)
-    return os.path.commonpath([a, b]) in (a, b)
-
-
 # -- export ---------------------------------------------------------------------------------
 
 
-async def export_command(config, options, reactor, out, err):
+async def pack_command(config, options, reactor, out, err):
     """Write the bundle; return the exit status."""
     from pypid.bundle.archive import open_writer
-    from pypid.bundle.export import export_bundle
-    from pypid.cli.export import open_storage
+    from pypid.bundle.pack import pack_bundle
     from pypid.export.plan import ExportError
 
     run = _runner(reactor)
     closing, writer = [], None
     try:
-        if config.storage.backend != "s3" and _inside(config.storage.path, options.to):
+        if config.storage.backend != "s3" and common.overlapping(config.storage.path, options.to):
             raise BundleError(f"the bundle {options.to} and the storage folder "
                               f"{config.storage.path} must not be inside one another")
-        storage = await open_storage(config, reactor, closing)
+        storage = await common.open_storage(config, reactor, common.run_at_once, closing,
+                                            prepare=False)
         writer = await run(open_writer, options.to)
-        report = await export_bundle(storage, writer, config.server.snapshot, run, reactor,
+        report = await pack_bundle(storage, writer, config.server.snapshot, run, reactor,
                                      _audit_log(config, run, reactor, closing))
-    except (BundleError, ExportError, StorageError) as e:
+    except (BundleError, ExportError, StorageError, StartupError) as e:
         return await _failed(err, run, writer, str(e))
     except OSError as e:
         where = f" {e.filename}" if e.filename else ""
@@ -194,7 +166,7 @@ async def export_command(config, options, reactor, out, err):
         return await _failed(err, run, writer,
                              f"unexpected error: {type(e).__name__}: {e}")
     finally:
-        await _close_all(closing)
+        await common.close_all(closing)
     for filename, why in report.problems:
         err.write(f"pypid-admin: left out {filename}: {why}\n")
     out.write(report.summary(writer.describe()) + "\n")
@@ -229,7 +201,7 @@ async def import_command(config, options, reactor, out, err):
             out.write(f"Reading {options.source} as {DESCRIPTIONS[kind]} (detected; "
                       "name another with --from)\n")
         source = await _source(kind, config, options, reactor, run, closing)
-        storage = await _prepare(config, reactor, run, closing)
+        storage = await common.open_storage(config, reactor, run, closing, prepare=True)
         offer = await source.read()
         scanned = await load_records(storage, config.server.snapshot, run)
         ingest = Ingest(storage, run, config.server.max_upload_size, scanned.records,
@@ -263,7 +235,7 @@ async def import_command(config, options, reactor, out, err):
                 await run(source.close)
             except OSError:
                 pass
-        await _close_all(closing)
+        await common.close_all(closing)
     for line in ingest.report.lines(options.verbose):
         out.write(line + "\n")
     return 1 if ingest.report.failed else 0
@@ -299,37 +271,6 @@ async def _import_failed(out, err, ingest, options, message):
     return 1
 
 
-async def _prepare(config, reactor, run, closing):
-    """
-    The storage of the configuration, prepared as the daemon prepares it:
-    a local folder's lock taken (refused while a daemon holds it), a
-    bucket's credentials and conditional writes checked. A bucket's spool
-    folder is one of the import's own, not the daemon's (which its
-    C{prepare} sweeps).
-    """
-    from pypid.storage.factory import make_storage
-
-    if config.storage.backend == "s3":
-        spool = await run(tempfile.mkdtemp, None, "pypid-import-")
-        closing.append(lambda: run(_remove_tree, spool))
-        config = attrs.evolve(config, storage=attrs.evolve(config.storage, path=spool))
-    storage = make_storage(config, run, reactor)
-    try:
-        await storage.prepare()
-    except StorageError as e:
-        if "in use by another pypid process" in str(e):
-            raise StorageError(f"{e}: stop the server before importing into its folder "
-                               "(or import into a bucket, which a server may share)")
-        raise
-    closing.append(storage.close)
-    return storage
-
-
-def _remove_tree(path):
-    import shutil
-    shutil.rmtree(path, ignore_errors=True)
-
-
 async def _source(kind, config, options, reactor, run, closing):
     """The source of the given kind at C{options.source}."""
     from pypid.bundle.devpi import DevpiSource
@@ -343,7 +284,7 @@ async def _source(kind, config, options, reactor, run, closing):
         if kind != "pypicloud":
             raise CliError("an s3:// source is a pypicloud bucket (--from pypicloud)")
         return await _bucket_source(config, options, reactor, run, closing)
-    if config.storage.backend != "s3" and os.path.isdir(path) and _inside(
+    if config.storage.backend != "s3" and os.path.isdir(path) and common.overlapping(
             path, config.storage.path):
         raise CliError(f"{path} and the storage folder {config.storage.path} must not be "
                        "inside one another")
@@ -366,21 +307,14 @@ async def _bucket_source(config, options, reactor, run, closing):
 
     bucket, prefix = parse_bucket_url(options.source)
     s3 = config.s3
-    endpoint = options.s3_endpoint or s3.endpoint_url
-    region = options.s3_region or s3.region
-    if config.storage.backend == "s3" and endpoint == s3.endpoint_url and bucket == s3.bucket \
-            and (prefix.startswith(s3.prefix) or s3.prefix.startswith(prefix)):
+    if config.storage.backend == "s3" and common.bucket_overlapping(s3, bucket, prefix,
+                                                                    options.s3_endpoint):
         raise CliError(f"{options.source} and the storage's s3://{s3.bucket}/{s3.prefix} must "
                        "not be inside one another (pypid already serves what its own prefix "
                        "holds)")
-    if endpoint == s3.endpoint_url:
-        addressing = s3.addressing
-    else:
-        addressing = "path" if endpoint else "virtual"
-    source = attrs.evolve(config, s3=attrs.evolve(
-        s3, bucket=bucket, prefix=prefix, endpoint_url=endpoint, region=region,
-        addressing=addressing))
-    client, credentials, on_close = make_s3_client(source, run, reactor)
+    client, credentials, on_close = make_s3_client(
+        config, run, reactor, bucket=bucket, endpoint=options.s3_endpoint,
+        region=options.s3_region)
     closing.append(on_close)
     await credentials.start()
     closing.append(credentials.stop)

@@ -22,18 +22,27 @@ exit status 1; never a traceback.
 import argparse
 import os
 import sys
-import tempfile
 
 import attrs
-from twisted.internet.defer import ensureDeferred, maybeDeferred
 from twisted.logger import globalLogBeginner
 
 from pypid.cli.client import log_lines
+from pypid.cli.common import (
+    ArgumentParser,
+    UsageError,
+    bucket_overlapping,
+    close_all,
+    open_storage,
+    overlapping,
+    run_at_once,
+    run_command,
+)
 from pypid.config import ConfigError, load_config, parse_override
+from pypid.config.errors import StartupError
 from pypid.config.s3 import S3_KEYS
 from pypid.config.values import optional_url
 from pypid.export.exporter import Exporter
-from pypid.export.plan import ExportError, Settings
+from pypid.export.plan import ExportError, ExportSettings
 from pypid.export.target import LocalTarget, S3Target
 from pypid.storage.interface import StorageError
 
@@ -52,20 +61,8 @@ AWS ones; --s3-endpoint and --s3-region override them.
 """
 
 
-class UsageError(Exception):
-    """A command line that cannot be run; the message is one line."""
-
-
-class _ArgumentParser(argparse.ArgumentParser):
-    """Raises L{UsageError} instead of printing and exiting."""
-
-    def error(self, message):
-        """Raise rather than exit, so that L{main} writes to its own streams."""
-        raise UsageError(message)
-
-
 def _parser():
-    parser = _ArgumentParser(prog="pypid-export", description=_DESCRIPTION, epilog=_EPILOG,
+    parser = ArgumentParser(prog="pypid-export", description=_DESCRIPTION, epilog=_EPILOG,
                              formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dest", nargs="?", metavar="DEST",
                         help="the folder, or s3://BUCKET/PREFIX, to write")
@@ -99,7 +96,7 @@ def _parser():
 
 
 @attrs.frozen
-class Options:
+class ExportOptions:
     """A checked command line."""
 
     dest: str | None
@@ -132,7 +129,7 @@ def parse_options(argv):
     """
     Read and check the command line.
 
-    @rtype: L{Options}
+    @rtype: L{ExportOptions}
     @raise UsageError: naming the argument and what is wrong with it.
     """
     args = _parser().parse_args(argv)
@@ -171,7 +168,7 @@ def parse_options(argv):
     except ValueError as e:
         raise UsageError(str(e))
     url = optional_url("https://pypi.example/files/")
-    return Options(
+    return ExportOptions(
         dest=dest, bucket=bucket, prefix=prefix, config=args.config, overrides=overrides,
         files_url=_check(url, args.files_url or "", "--files-url"),
         base_url=_check(optional_url("https://pypi.example/"), args.base_url or "",
@@ -196,30 +193,16 @@ def main(argv=None, out=None, err=None):
     try:
         options = parse_options(argv)
     except UsageError as e:
-        _parser().print_usage(err)
-        err.write(f"pypid-export: error: {e}\n")
-        return 2
-    from twisted.internet import reactor, task
-
+        return _parser().refuse(err, str(e))
     globalLogBeginner.beginLoggingTo([log_lines(err, "pypid-export", options.verbose)],
                                      redirectStandardIO=False)
-
-    async def run(reactor):
-        code = await export_command(options, reactor, out, err)
-        if code:
-            raise SystemExit(code)
-
-    task.react(run, _reactor=reactor)
-
-
-def _run(f, *args):
-    """Blocking work, done at once: this is a command, not a server."""
-    return maybeDeferred(f, *args)
+    return run_command(lambda reactor: export_command(options, reactor, out, err),
+                       prog="pypid-export", err=err)
 
 
 async def export_command(options, reactor, out, err):
     """
-    Run one export for checked L{Options}.
+    Run one export for checked L{ExportOptions}.
 
     @return: the exit status.
     """
@@ -233,11 +216,11 @@ async def export_command(options, reactor, out, err):
         storage = await _open_storage(config, options, reactor, closing)
         target = (_s3_target(config, options, reactor) if options.s3
                   else LocalTarget(options.dest, options.links))
-        settings = Settings(files_url=options.files_url, base_url=options.base_url)
-        exporter = Exporter(storage, target, settings, _run, config.server.snapshot,
+        settings = ExportSettings(files_url=options.files_url, base_url=options.base_url)
+        exporter = Exporter(storage, target, settings, run_at_once, config.server.snapshot,
                             people=_people(options), full=options.full)
         report = await exporter.export()
-    except (ConfigError, ExportError, StorageError) as e:
+    except (ConfigError, ExportError, StorageError, StartupError) as e:
         err.write(f"pypid-export: {e}\n")
         return 1
     except OSError as e:
@@ -248,20 +231,11 @@ async def export_command(options, reactor, out, err):
         err.write(f"pypid-export: unexpected error: {type(e).__name__}: {e}\n")
         return 1
     finally:
-        for close in reversed(closing):
-            try:
-                await ensureDeferred(_wait(close()))
-            except Exception:
-                pass
+        await close_all(closing)
     for problem in report.problems:
         err.write(f"pypid-export: left out {problem}\n")
     out.write(report.summary(target.describe()) + "\n")
     return 1 if report.problems else 0
-
-
-async def _wait(result):
-    if result is not None and hasattr(result, "addCallback"):
-        await result
 
 
 def _people(options):
@@ -273,68 +247,22 @@ def _people(options):
 
 async def _open_storage(config, options, reactor, closing):
     """
-    The server's storage, ready to read (see L{open_storage}), once DEST is
-    known not to overlap it.
+    The server's storage, ready to read beside a daemon that may be running
+    on it (L{open_storage}), once DEST is known not to overlap it.
     """
     if config.storage.backend != "s3":
         if options.dest is not None:
             _check_apart(config.storage.path, options.dest)
     elif options.s3:
         _check_apart_in_bucket(config.s3, options)
-    return await open_storage(config, reactor, closing)
-
-
-async def open_storage(config, reactor, closing):
-    """
-    The server's storage, ready to read beside a daemon that may be running
-    on it (see L{pypid.export.source}: never C{prepare()}d, so no lock is
-    taken and nothing is swept). Shared by C{pypid-export} and
-    C{pypid-admin export}.
-
-    @param closing: a list; what must be called (and waited for) once the
-        storage is no longer used is appended to it.
-    @raise ExportError: when the storage folder does not exist.
-    """
-    from pypid.storage.local import LocalStorage
-
-    if config.storage.backend != "s3":
-        root = config.storage.path
-        if not os.path.isdir(root):
-            raise ExportError(f"the storage folder {root} does not exist "
-                              f"({config.source}: [storage] path)")
-        return LocalStorage(root, _run, reactor)
-    from pypid.storage.s3.credentials import CredentialSource
-    from pypid.storage.s3.layout import Layout
-    from pypid.storage.s3.storage import S3Storage
-
-    s3 = config.s3
-    credentials = CredentialSource(_static_credentials(s3), _run, reactor)
-    client, on_close = _s3_client(config, reactor, credentials, s3.bucket,
-                                  s3.endpoint_url, s3.region, s3.addressing)
-    spool = tempfile.mkdtemp(prefix="pypid-export-")
-    storage = S3Storage(
-        client, Layout(s3.prefix), credentials, _run, reactor, spool,
-        download="stream", public_url=None, sync_interval=s3.sync_interval,
-        bucket_snapshot=s3.bucket_snapshot, max_import_size=config.server.max_upload_size,
-        on_close=on_close)
-    closing.append(lambda: _rmtree(spool))
-    closing.append(storage.close)
-    await credentials.start()
-    return storage
-
-
-def _rmtree(path):
-    import shutil
-    shutil.rmtree(path, ignore_errors=True)
+    return await open_storage(config, reactor, run_at_once, closing, prepare=False)
 
 
 def _check_apart(storage_root, dest):
     """Refuse a DEST inside the storage folder (the scan would read it) or around it."""
-    storage_root = os.path.realpath(storage_root)
-    dest = os.path.realpath(dest)
-    if os.path.commonpath([storage_root, dest]) in (storage_root, dest):
-        raise ExportError(f"DEST {dest} and the storage folder {storage_root} must not be "
-                          "inside one another")
+    if overlapping(storage_root, dest):
+        raise ExportError(f"DEST {os.path.realpath(dest)} and the storage folder "
+                          f"{os.path.realpath(storage_root)} must not be inside one another")
 
 
 def _check_apart_in_bucket(s3, options):
@@ -343,52 +271,20 @@ def _check_apart_in_bucket(s3, options):
     holds the storage's or is held by it: the daemon's scans would read the
     export's objects as its files.
     """
-    same_endpoint = (options.endpoint or s3.endpoint_url) == s3.endpoint_url
-    if same_endpoint and options.bucket == s3.bucket and (
-            options.prefix.startswith(s3.prefix) or s3.prefix.startswith(options.prefix)):
+    if bucket_overlapping(s3, options.bucket, options.prefix, options.endpoint):
         raise ExportError(
             f"s3://{options.bucket}/{options.prefix} and the storage's "
             f"s3://{s3.bucket}/{s3.prefix} must not be inside one another")
 
 
-def _static_credentials(s3):
-    from pypid.storage.s3.sign import Credentials
-    return (Credentials(s3.access_key, s3.secret_key, s3.session_token)
-            if s3.access_key else None)
-
-
-def _s3_client(config, reactor, credentials, bucket, endpoint, region, addressing):
-    """An S3 client of one bucket, as the server makes it (deadlines, TLS policy)."""
-    from pypid.http.client import https_policy, make_http
-    from pypid.storage.s3.client import S3Client
-    from pypid.storage.s3.sign import Bucket, aws_endpoint
-
-    try:
-        policy = https_policy(config.server.ca_bundle)
-        where = endpoint or aws_endpoint(region)
-    except ValueError as e:
-        raise ExportError(str(e))
-    http, pool = make_http(reactor, config.s3.timeout, policy=policy)
-    client = S3Client(Bucket(where, bucket, region, addressing), credentials, http, reactor,
-                      config.s3.timeout)
-    return client, pool.closeCachedConnections
-
-
 def _s3_target(config, options, reactor):
     """The bucket to write: the [s3] section's endpoint and credentials, or the options'."""
-    from pypid.storage.s3.credentials import CredentialSource
+    from pypid.storage.factory import make_s3_client
 
-    s3 = config.s3
-    endpoint = options.endpoint or s3.endpoint_url
-    region = options.region or s3.region
-    if endpoint == s3.endpoint_url:
-        addressing = s3.addressing
-    else:
-        addressing = "path" if endpoint else "virtual"
-    credentials = CredentialSource(_static_credentials(s3), _run, reactor)
-    client, on_close = _s3_client(config, reactor, credentials, options.bucket, endpoint,
-                                  region, addressing)
-    return S3Target(client, options.prefix, _run, credentials, on_close)
+    client, credentials, on_close = make_s3_client(
+        config, run_at_once, reactor, bucket=options.bucket, endpoint=options.endpoint,
+        region=options.region)
+    return S3Target(client, options.prefix, run_at_once, credentials, on_close)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from getpass import getpass
 
 from pypid.auth.credentials import MAX_PASSWORD_BYTES, decode_password
 from pypid.auth.hashes import hash_password
+from pypid.cli.common import ArgumentParser, UsageError
 
 _DESCRIPTION = """\
 Print an argon2id hash of a password, for the [users] section of pypid's
@@ -36,24 +37,9 @@ and restart pypid.
 """
 
 
-class _UsageError(Exception):
-    """A command line that argparse refused; carries argparse's message."""
-
-
-class _ArgumentParser(argparse.ArgumentParser):
-    """
-    An argument parser that raises instead of exiting, so L{main} can write
-    to the streams it was given and return an exit code.
-    """
-
-    def error(self, message):
-        """Raise L{_UsageError} rather than printing to C{sys.stderr} and exiting."""
-        raise _UsageError(message)
-
-
 def _parser():
     """Return the command line parser; C{--help} is handled by L{main}."""
-    parser = _ArgumentParser(
+    parser = ArgumentParser(
         prog="pypid-passwd",
         description=_DESCRIPTION,
         epilog=_EPILOG,
@@ -123,10 +109,8 @@ def main(argv=None, stdin=None, stdout=None, stderr=None) -> int:
     parser = _parser()
     try:
         options = parser.parse_args(argv)
-    except _UsageError as e:
-        parser.print_usage(stderr)
-        stderr.write(f"pypid-passwd: error: {e}\n")
-        return 2
+    except UsageError as e:
+        return parser.refuse(stderr, str(e))
     if options.help:
         parser.print_help(stdout)
         return 0

@@ -21,7 +21,7 @@ from twisted.logger import Logger
 
 from pypid.export import plan as plans
 from pypid.export import source
-from pypid.export.plan import ExportError, Manifest, ProjectState
+from pypid.export.plan import ExportError, ExportManifest, ProjectState
 
 log = Logger()
 
@@ -31,7 +31,7 @@ BATCH = 250
 
 
 @attrs.define
-class Report:
+class ExportReport:
     """
     What an export did.
 
@@ -72,7 +72,7 @@ class Exporter:
 
     @ivar _storage: the L{pypid.storage.interface.IStorage} to read.
     @ivar _target: the L{pypid.export.target.ITarget} to write.
-    @ivar _settings: the L{pypid.export.plan.Settings}.
+    @ivar _settings: the L{pypid.export.plan.ExportSettings}.
     @ivar _run: C{run(f, *args) -> Deferred} for blocking work.
     @ivar _snapshot: the daemon's snapshot file, or L{None}.
     @ivar _people: the L{pypid.export.plan.People} pages, or L{None}.
@@ -88,18 +88,18 @@ class Exporter:
     _people: object = None
     _full: bool = False
     _clock: object = time.monotonic
-    _previous: Manifest | None = attrs.field(default=None, init=False)
+    _previous: ExportManifest | None = attrs.field(default=None, init=False)
     _suspect: frozenset = attrs.field(default=frozenset(), init=False)
     _pending: set = attrs.field(factory=set, init=False)
     _had_pending: bool = attrs.field(default=False, init=False)
     _claimed: dict | None = attrs.field(default=None, init=False)
-    _report: Report = attrs.field(factory=Report, init=False)
+    _report: ExportReport = attrs.field(factory=ExportReport, init=False)
 
     def export(self):
         """
         Export once.
 
-        @rtype: L{Deferred} firing with a L{Report}, or failing with
+        @rtype: L{Deferred} firing with an L{ExportReport}, or failing with
             L{ExportError} or L{pypid.storage.interface.StorageError}
         """
         return ensureDeferred(self._export())
@@ -167,7 +167,7 @@ class Exporter:
                 "(paths only the old export wrote are then left in place)")
         if data is not None:
             try:
-                self._previous = Manifest.from_bytes(data)
+                self._previous = ExportManifest.from_bytes(data)
             except ExportError as e:
                 if not self._full:
                     raise ExportError(
@@ -385,7 +385,7 @@ class Exporter:
                 if plan.fingerprints[name] == state.fingerprint:
                     projects[name] = state
         serial = plan.serial if states or plan.removed else (previous.serial if previous else 0)
-        return Manifest(self._settings.key(), serial, projects)
+        return ExportManifest(self._settings.key(), serial, projects)
 
     async def _root(self, index, current):
         """Write the project list, C{packages.json} and the site's pages; return their paths."""

@@ -13,12 +13,12 @@ CDN) serves as the daemon serves its read API::
     pypi/<project>/json                           the legacy JSON API
     packages.json                                 the project list for a search page
     ...                                           the pages for people (L{People})
-    .pypid-export.json                            the L{Manifest} of the export
+    .pypid-export.json                            the L{ExportManifest} of the export
 
-The L{Manifest} remembers, per project, a fingerprint of its records and the
+The L{ExportManifest} remembers, per project, a fingerprint of its records and the
 paths written for it with their sha256, so the next export renders only the
 projects whose fingerprint changed (L{plan}), skips writing what is already
-there with the same bytes (L{Manifest.written_sha256}), and removes what no
+there with the same bytes (L{ExportManifest.written_sha256}), and removes what no
 longer belongs (L{stale_paths}).  Fingerprinting 20,000 records takes about
 50 ms; rendering them all, seconds.
 """
@@ -115,7 +115,7 @@ class People:
 
 
 @attrs.frozen
-class Settings:
+class ExportSettings:
     """
     How the export is made; a change renders every project again.
 
@@ -434,11 +434,11 @@ class ProjectState:
 
 
 @attrs.define
-class Manifest:
+class ExportManifest:
     """
     What an export wrote, kept in DEST as L{MANIFEST} for the next one.
 
-    @ivar settings: L{Settings.key} of the export.
+    @ivar settings: L{ExportSettings.key} of the export.
     @ivar serial: counts the exports that changed something.
     @ivar projects: name -> L{ProjectState}.
     @ivar root: the site's own paths (L{root_outputs}, L{People.site}) -> sha256.
@@ -533,7 +533,7 @@ def plan(index, previous, settings, full=False):
     manifest's, or all of them without a manifest, with other settings, or
     when C{full}.
 
-    @param previous: the last export's L{Manifest}, or L{None}.
+    @param previous: the last export's L{ExportManifest}, or L{None}.
     """
     rebuild = full or previous is None or previous.settings != settings.key()
     known = previous.projects if previous is not None else {}
@@ -554,8 +554,8 @@ def stale_paths(previous, current, suspect=()):
     write again, and what an interrupted export may have written (C{suspect})
     that this one did not write.
 
-    @param previous: the last L{Manifest}, or L{None}.
-    @param current: this export's L{Manifest}.
+    @param previous: the last L{ExportManifest}, or L{None}.
+    @param current: this export's L{ExportManifest}.
     """
     # A path may pass from one owner to another (a page for people), so
     # what stays is judged against every path written, not the owner's own.

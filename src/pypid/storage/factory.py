@@ -52,18 +52,28 @@ def make_storage(config, run, reactor, s3_timings=None):
         on_close=close)
 
 
-def make_s3_client(config, run, reactor, timings=None):
+def make_s3_client(config, run, reactor, timings=None, *, bucket=None, endpoint=None,
+                   region=None):
     """
     A client of the C{[s3]} bucket (its endpoint, credentials, deadline and
-    the outbound TLS policy), with a connection pool of its own.
+    the outbound TLS policy), with a connection pool of its own; or of
+    another bucket reached with the same credentials, deadline and policy
+    (the static export's destination, a pypicloud bucket to import).
 
     @param timings: the L{pypid.core.metrics.Timings} its requests are
         counted in, to share one with another client of the bucket.
+    @param bucket: the bucket's name, when not C{[s3] bucket}.
+    @param endpoint: its S3 endpoint, when not C{[s3] endpoint_url}; a
+        bucket at another endpoint is addressed by path (at AWS, without
+        one, virtual-host style), C{[s3] addressing} being the setting of
+        the configured endpoint only.
+    @param region: its region, when not C{[s3] region}.
     @return: C{(client, credentials, close)}: the
         L{pypid.storage.s3.client.S3Client}, its
         L{pypid.storage.s3.credentials.CredentialSource} (to C{start} and
         C{stop}), and C{close()} closing the pool's connections.
-    @raise StartupError: when C{[pypid] ca_bundle} cannot be used.
+    @raise StartupError: when C{[pypid] ca_bundle} cannot be used, or
+        botocore knows no endpoint for the region.
     """
     from pypid.http.client import make_http, outbound_policy
     from pypid.storage.s3.client import S3Client
@@ -71,13 +81,23 @@ def make_s3_client(config, run, reactor, timings=None):
     from pypid.storage.s3.sign import Bucket, Credentials, aws_endpoint
 
     s3 = config.s3
+    endpoint = endpoint or s3.endpoint_url
+    region = region or s3.region
+    if endpoint == s3.endpoint_url:
+        addressing = s3.addressing
+    else:
+        addressing = "path" if endpoint else "virtual"
+    policy = outbound_policy(config)
+    try:
+        where = endpoint or aws_endpoint(region)
+    except ValueError as e:
+        raise StartupError(str(e))
     static = (Credentials(s3.access_key, s3.secret_key, s3.session_token)
               if s3.access_key else None)
     credentials = CredentialSource(static, run, reactor)
-    http, pool = make_http(reactor, s3.timeout, policy=outbound_policy(config))
-    client = S3Client(Bucket(s3.endpoint_url or aws_endpoint(s3.region), s3.bucket, s3.region,
-                             s3.addressing), credentials, http, reactor, s3.timeout,
-                      timings=timings)
+    http, pool = make_http(reactor, s3.timeout, policy=policy)
+    client = S3Client(Bucket(where, bucket or s3.bucket, region, addressing), credentials, http,
+                      reactor, s3.timeout, timings=timings)
     return client, credentials, pool.closeCachedConnections
 
 

@@ -18,6 +18,7 @@ tombstones and the manifest.
 """
 
 import os
+import shutil
 import tempfile
 
 import attrs
@@ -27,7 +28,7 @@ from pypid.bundle.manifest import (
     AUDIT,
     RECORDS,
     TOMBSTONES,
-    Manifest,
+    BundleManifest,
     classify,
     details_member,
     file_member,
@@ -44,9 +45,9 @@ log = Logger()
 
 
 @attrs.define
-class ExportReport:
+class PackReport:
     """
-    What an export wrote.
+    What packing a bundle wrote.
 
     @ivar problems: C{(filename, why)} of the files left out.
     """
@@ -98,7 +99,7 @@ class _WriterTarget:
         return d
 
 
-async def export_bundle(storage, writer, snapshot_path, run, clock, audit=None):
+async def pack_bundle(storage, writer, snapshot_path, run, clock, audit=None):
     """
     Write the storage's files, records, metadata, details, tombstones and
     audit log into C{writer} (see L{pypid.bundle.archive.open_writer}),
@@ -111,10 +112,10 @@ async def export_bundle(storage, writer, snapshot_path, run, clock, audit=None):
         files go under C{audit/} as they are stored (so their chains can
         still be checked), or L{None}. Reading them takes each file's
         shared lock for a moment, never the daemon's.
-    @rtype: L{ExportReport}
+    @rtype: L{PackReport}
     @raise pypid.storage.interface.StorageError: the storage failed.
     """
-    report = ExportReport()
+    report = PackReport()
     scanned = await load_records(storage, snapshot_path, run)
     spool_dir = await run(tempfile.mkdtemp, None, "pypid-bundle-")
     target = _WriterTarget(writer, run, spool_dir)
@@ -146,7 +147,7 @@ async def export_bundle(storage, writer, snapshot_path, run, clock, audit=None):
         await target.write(TOMBSTONES, tombstones_bytes(scanned.tombstones))
         report.tombstones = len(scanned.tombstones)
     finally:
-        await run(_remove_tree, spool_dir)
+        await run(shutil.rmtree, spool_dir, True)  # (ignore_errors: a spool left is no failure)
     files, members = {}, {}
     for name, digest in writer.entries.items():
         member = classify(name)
@@ -154,11 +155,6 @@ async def export_bundle(storage, writer, snapshot_path, run, clock, audit=None):
             files[member.filename] = digest
         else:
             members[name] = digest
-    manifest = Manifest(files, members, format_upload_time(clock.seconds()), storage.identity())
+    manifest = BundleManifest(files, members, format_upload_time(clock.seconds()), storage.identity())
     await run(writer.finish, manifest.to_bytes())
     return report
-
-
-def _remove_tree(path):
-    import shutil
-    shutil.rmtree(path, ignore_errors=True)

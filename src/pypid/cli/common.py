@@ -1,0 +1,238 @@
+"""
+What the command-line tools that work on a storage (C{pypid-export},
+C{pypid-admin export}, C{import} and C{audit verify}) share, so that each
+is written once: running an asynchronous main under the reactor and
+turning it into an exit status (L{run_command}), opening the server's
+storage (L{open_storage}), refusing a destination that overlaps the
+storage (L{overlapping}, L{bucket_overlapping}), closing what was opened
+(L{close_all}), removing a spool folder (L{remove_tree}), and an argument
+parser that does not exit (L{ArgumentParser}).
+
+Nothing here imports the daemon's composition root (L{pypid.tap}), and
+nothing here exits: only the tools' C{main()} functions turn a status into
+the process's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TextIO
+
+import attrs
+from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred
+
+from pypid.cli.client import CliError
+from pypid.config.errors import StartupError
+from pypid.storage.interface import StorageError
+
+if TYPE_CHECKING:
+    from pypid.config import Config
+    from pypid.config.s3 import S3Config
+    from pypid.storage.interface import IStorage
+
+#: C{run(f, *args) -> Deferred}: how blocking work is done.
+Run = Callable[..., Deferred]
+
+#: What must be called (and, when it answers a L{Deferred}, waited for)
+#: once a command is done with what it opened, in the order opened.
+Closing = list[Callable[[], Any]]
+
+
+class UsageError(Exception):
+    """A command line that cannot be run; the message is one line."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """
+    An argument parser that raises L{UsageError} instead of printing and
+    exiting, so that a tool's C{main} writes to the streams it was given
+    and returns its exit status (which tests call it for).
+    """
+
+    def error(self, message: str) -> None:
+        """Raise rather than exit."""
+        raise UsageError(message)
+
+    def refuse(self, err: TextIO, message: str) -> int:
+        """
+        Say why a command line cannot be run, as argparse would (the usage,
+        then C{<prog>: error: <message>}), on C{err}.
+
+        @return: 2, the exit status of a bad command line.
+        """
+        self.print_usage(err)
+        err.write(f"{self.prog}: error: {message}\n")
+        return 2
+
+
+def run_at_once(f: Callable[..., Any], *args: Any) -> Deferred:
+    """
+    Blocking work, done at once: a command reading a storage beside a
+    daemon has nothing else to do meanwhile.
+    """
+    return maybeDeferred(f, *args)
+
+
+def run_command(main: Callable[[Any], Awaitable[int]], reactor: Any = None, *,
+                prog: str, err: TextIO | None = None) -> int:
+    """
+    Run C{main(reactor)} under the reactor until it finishes; the one place
+    that deals with C{task.react} (which ends by raising L{SystemExit}, and
+    logs what C{main} raised, traceback and all).
+
+    @param main: the command, returning its exit status.
+    @param reactor: the reactor to run; the global one by default.
+    @param prog: the tool's name, to begin its line with.
+    @param err: where a failure's one line goes; C{sys.stderr} by default.
+    @return: C{main}'s exit status; 1 when it raised L{CliError} or
+        L{StartupError} (its message the one line, C{<prog>: <message>}),
+        or the reactor's status when C{main} never finished.
+    """
+    from twisted.internet import task
+
+    if reactor is None:
+        from twisted.internet import reactor
+    err = sys.stderr if err is None else err
+    statuses: list[int] = []
+
+    async def guarded(reactor: Any) -> None:
+        try:
+            statuses.append(await main(reactor))
+        except (CliError, StartupError) as e:
+            err.write(f"{prog}: {e}\n")
+            statuses.append(1)
+
+    try:
+        task.react(lambda reactor: ensureDeferred(guarded(reactor)), _reactor=reactor)
+    except SystemExit as e:
+        if not statuses:
+            code = e.code if isinstance(e.code, int) and e.code else 1
+            err.write(f"{prog}: stopped with status {code}\n")
+            return code
+    return statuses[0] if statuses else 1
+
+
+async def open_storage(config: Config, reactor: Any, run: Run, closing: Closing, *,
+                       prepare: bool) -> IStorage:
+    """
+    The storage of the configuration, opened for one of the two uses the
+    tools have for it.
+
+    Without C{prepare}, to read beside a daemon that may be running on it
+    (C{pypid-export}, C{pypid-admin export}; see L{pypid.export.source}):
+    never C{prepare()}d, so no lock is taken and nothing is swept; files
+    from a bucket are streamed, never redirected to.
+
+    With C{prepare}, to write into it (C{pypid-admin import}), prepared as
+    the daemon prepares it: a local folder's lock taken (refused while a
+    daemon holds it), a bucket's credentials and conditional writes
+    checked.
+
+    A bucket's spool folder is the command's own, never the daemon's
+    (which C{prepare} sweeps), and is removed when closing.
+
+    @param run: C{run(f, *args) -> Deferred}, how the storage does its
+        blocking work.
+    @param closing: a list; what must be called (and waited for) once the
+        storage is no longer used is appended to it (see L{close_all}).
+    @raise ExportError: without C{prepare}, when the storage folder does
+        not exist.
+    @raise StorageError: when the storage cannot be prepared.
+    @raise StartupError: when C{[pypid] ca_bundle} cannot be used.
+    """
+    if prepare:
+        return await _prepared(config, reactor, run, closing)
+    from pypid.export.plan import ExportError
+    from pypid.storage.local import LocalStorage
+
+    if config.storage.backend != "s3":
+        root = config.storage.path
+        if not os.path.isdir(root):
+            raise ExportError(f"the storage folder {root} does not exist "
+                              f"({config.source}: [storage] path)")
+        return LocalStorage(root, run, reactor)
+    from pypid.storage.factory import make_s3_client
+    from pypid.storage.s3.layout import Layout
+    from pypid.storage.s3.storage import S3Storage
+
+    s3 = config.s3
+    client, credentials, on_close = make_s3_client(config, run, reactor)
+    spool = tempfile.mkdtemp(prefix="pypid-export-")
+    storage = S3Storage(
+        client, Layout(s3.prefix), credentials, run, reactor, spool,
+        download="stream", public_url=None, sync_interval=s3.sync_interval,
+        bucket_snapshot=s3.bucket_snapshot, max_import_size=config.server.max_upload_size,
+        on_close=on_close)
+    closing.append(lambda: remove_tree(spool))
+    closing.append(storage.close)
+    await credentials.start()
+    return storage
+
+
+async def _prepared(config: Config, reactor: Any, run: Run, closing: Closing) -> IStorage:
+    """The storage for an import: see L{open_storage}."""
+    from pypid.storage.factory import make_storage
+
+    if config.storage.backend == "s3":
+        spool = await run(tempfile.mkdtemp, None, "pypid-import-")
+        closing.append(lambda: run(remove_tree, spool))
+        config = attrs.evolve(config, storage=attrs.evolve(config.storage, path=spool))
+    storage = make_storage(config, run, reactor)
+    try:
+        await storage.prepare()
+    except StorageError as e:
+        if "in use by another pypid process" in str(e):
+            raise StorageError(f"{e}: stop the server before importing into its folder "
+                               "(or import into a bucket, which a server may share)")
+        raise
+    closing.append(storage.close)
+    return storage
+
+
+async def close_all(closing: Closing) -> None:
+    """
+    Call what L{open_storage} and the like left to close, newest first,
+    waiting for each: a failure to close is not the command's failure (its
+    status says what it did), so it is ignored.
+    """
+    for close in reversed(closing):
+        try:
+            result = close()
+            if result is not None and hasattr(result, "addCallback"):
+                await result
+        except Exception:
+            pass
+
+
+def overlapping(a: str, b: str) -> bool:
+    """
+    Whether one of two paths is inside the other, or they are the same
+    (links resolved): a destination or source there would be read or
+    written as part of the storage.
+    """
+    a, b = os.path.realpath(a), os.path.realpath(b)
+    return os.path.commonpath([a, b]) in (a, b)
+
+
+def bucket_overlapping(s3: S3Config, bucket: str, prefix: str, endpoint: str | None) -> bool:
+    """
+    Whether C{bucket} under C{prefix}, at C{endpoint} (L{None}: the
+    configured one), holds the storage's keys or is held by them: the
+    daemon's scans would read what is written there as its files.
+    """
+    return ((endpoint or s3.endpoint_url) == s3.endpoint_url and bucket == s3.bucket
+            and (prefix.startswith(s3.prefix) or s3.prefix.startswith(prefix)))
+
+
+def remove_tree(path: str) -> None:
+    """
+    Remove a folder the command made for itself (a spool), and whatever is
+    left in it; a failure leaves a temporary folder behind, which is no
+    reason to fail the command.
+    """
+    shutil.rmtree(path, ignore_errors=True)
