@@ -87,7 +87,14 @@ class ByteLRU(Generic[K, V]):
 
     def touch(self, key: K) -> bool:
         """Mark C{key} used (if kept); whether it is kept."""
-        for order in self._orders:
+        orders = self._orders
+        try:
+            # (the first tier at once: the hot path, where there is only one)
+            orders[0].move_to_end(key)
+            return True
+        except KeyError:
+            pass
+        for order in orders[1:]:
             if key in order:
                 order.move_to_end(key)
                 return True
