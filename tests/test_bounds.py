@@ -173,15 +173,16 @@ class BoundsTests(SynchronousTestCase):
 
     def test_page_bytes(self):
         """The cached pages' estimated bytes stay within C{max_bytes}, and so does memory."""
-        pages = self.make_proxy().pages
-        pages._max_bytes = 200 * cache.page_cost(upstream_page("project-0000", files=5))
+        budget = 200 * cache.page_cost(upstream_page("project-0000", files=5))
+        pages = PageCache(lambda project: succeed(upstream_page(project)), Clock(), 900.0,
+                          max_bytes=budget)
 
         def fill(start, stop):
             for i in range(start, stop):
                 page = upstream_page(f"project-{i:04}", files=5)
                 pages._keep(page.project, cache.Entry(page, 1.0))
         self.assert_flat(fill, lambda: len(pages.entries), 200)
-        self.assertLessEqual(pages.bytes, pages._max_bytes)
+        self.assertLessEqual(pages.bytes, budget)
 
     def test_file_failures(self):
         """Failed upstream files are remembered for at most L{proxy.MAX_FAILED_FILES} names."""
