@@ -173,15 +173,16 @@ class BoundsTests(SynchronousTestCase):
 
     def test_page_bytes(self):
         """The cached pages' estimated bytes stay within C{max_bytes}, and so does memory."""
-        pages = self.make_proxy().pages
-        pages._max_bytes = 200 * cache.page_cost(upstream_page("project-0000", files=5))
+        budget = 200 * cache.page_cost(upstream_page("project-0000", files=5))
+        pages = PageCache(lambda project: succeed(upstream_page(project)), Clock(), 900.0,
+                          max_bytes=budget)
 
         def fill(start, stop):
             for i in range(start, stop):
                 page = upstream_page(f"project-{i:04}", files=5)
                 pages._keep(page.project, cache.Entry(page, 1.0))
         self.assert_flat(fill, lambda: len(pages.entries), 200)
-        self.assertLessEqual(pages.bytes, pages._max_bytes)
+        self.assertLessEqual(pages.bytes, budget)
 
     def test_file_failures(self):
         """Failed upstream files are remembered for at most L{proxy.MAX_FAILED_FILES} names."""
@@ -243,8 +244,8 @@ class BoundsTests(SynchronousTestCase):
         self.assert_flat(fill, lambda: len(upstream._rendered), 300)
         self.assertEqual(len(upstream._rendered), 300)
         # (the bytes counted are those of the pages kept)
-        self.assertEqual(upstream._rendered_bytes, sum(
-            page_bytes(page) for memo in upstream._rendered.values()
+        self.assertEqual(upstream._rendered.bytes, sum(
+            page_bytes(page) for _, memo in upstream._rendered.items()
             for page in memo[1].values()))
 
     def test_rendered_memory(self):
@@ -252,14 +253,14 @@ class BoundsTests(SynchronousTestCase):
         upstream = self.make_proxy(fetch=lambda project: succeed(upstream_page(project, 200)))
         page = self.successResultOf(ensureDeferred(upstream.upstream_page("big-0", HTML)))[0]
         one = page_bytes(page)
-        self.patch(proxy, "RENDERED_MEMORY", one * 5)
+        upstream._rendered.max_bytes = one * 5
         for i in range(1, 40):
             self.successResultOf(ensureDeferred(upstream.upstream_page(f"big-{i}", HTML)))
-            self.assertLessEqual(upstream._rendered_bytes, one * 5 + one // 10)
+            self.assertLessEqual(upstream._rendered.bytes, one * 5 + one // 10)
         self.assertIn("big-39", upstream._rendered)
         self.assertLessEqual(len(upstream._rendered), 5)
         # A page larger than the whole budget is still served, and kept alone.
-        self.patch(proxy, "RENDERED_MEMORY", one // 2)
+        upstream._rendered.max_bytes = one // 2
         self.successResultOf(ensureDeferred(upstream.upstream_page("big-40", HTML)))
         self.assertEqual(list(upstream._rendered), ["big-40"])
 
@@ -287,8 +288,8 @@ class BoundsTests(SynchronousTestCase):
                 upstream._keep_metadata(f"f-{i}.whl", b"" if i % 2 else b"M" * 300)
         # (each entry costs at least 300 bytes: no more than 500 are kept)
         self.assert_flat(fill, lambda: len(upstream._metadata), 500)
-        self.assertLessEqual(upstream._metadata_bytes, 100_000)
-        self.assertEqual(upstream._metadata_bytes, sum(
+        self.assertLessEqual(upstream._metadata.bytes, 100_000)
+        self.assertEqual(upstream._metadata.bytes, sum(
             proxy._held(name, data) for name, (data, _) in upstream._metadata.items()))
 
     # -- S3 ------------------------------------------------------------------------------

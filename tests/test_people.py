@@ -581,7 +581,7 @@ class KeptPagesTests(SynchronousTestCase):
             kept.put((f"f{n}", None), 1, Page.of(random.Random(n).randbytes(400), b"text/html"))
         self.assertIsNone(kept.get(("a", None), 1))
         self.assertIsNotNone(kept.get(("f29", None), 1))
-        self.assertLessEqual(kept._bytes, 8000)
+        self.assertLessEqual(kept.bytes, 8000)
 
 
 class DetailsRendererTests(SynchronousTestCase):

@@ -14,6 +14,7 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.logger import Logger
 
 from pypid.core.bounded import put_newest
+from pypid.core.lru import ByteLRU
 from pypid.core.metrics import Timings
 from pypid.upstream.fetch import UpstreamError, UpstreamNotFound
 from pypid.upstream.parser import UpstreamFile, UpstreamPage
@@ -120,12 +121,11 @@ class PageCache:
         self._clock = clock
         self._ttl = ttl
         self._offline = offline
-        self._max_bytes = max_bytes
         self.entries = {}
-        # the eviction order of pages not pinned, and of pinned ones (keys only)
-        self._order = {False: {}, True: {}}
-        self._costs = {}
-        self.bytes = 0
+        # the pages' order of eviction, oldest fetched first, and their
+        # costs: pages not pinned (tier 0) before pinned ones (tier 1)
+        self._order = ByteLRU(max_bytes, max_entries=MAX_ENTRIES, tiers=2,
+                              on_evict=self._evicted)
         self._missing = {}
         self._pinned = set()
         self._inflight = {}
@@ -142,14 +142,18 @@ class PageCache:
         #: the upstream fetches of pages: count, failures, latency
         self.timings = Timings()
 
+    @property
+    def bytes(self):
+        """The estimated memory of the pages kept (L{page_cost}), within C{max_bytes}."""
+        return self._order.bytes
+
     def pin(self, project):
         """
         Keep C{project}'s page past every unpinned one: files of it are
         kept on disk (a set as large as the projects of kept files).
         """
         self._pinned.add(project)
-        if self._order[False].pop(project, 0) is None:
-            self._order[True][project] = None
+        self._order.retier(project, 1)
 
     def cached(self, project):
         """
@@ -274,44 +278,30 @@ class PageCache:
             d.callback(result) if isinstance(result, Entry) else d.errback(result)
 
     def _keep(self, project, entry):
-        """Keep a fetched entry, the newest, within the caps."""
+        """
+        Keep a fetched entry, the newest, within the caps: the oldest pages
+        are forgotten, not pinned first, then pinned ones; never this one
+        (which its request is about to serve and list files from).
+        """
         self._drop(project)
         if entry.page is None:
             put_newest(self._missing, project, entry, MAX_MISSING)
             return
         self.entries[project] = entry
-        self._order[project in self._pinned][project] = None
-        cost = self._costs[project] = page_cost(entry.page)
-        self.bytes += cost
-        self._shrink(project)
+        self._order.put(project, entry, page_cost(entry.page),
+                        tier=int(project in self._pinned), keep=True)
 
     def _drop(self, project):
         self._missing.pop(project, None)
-        if self.entries.pop(project, None) is not None:
-            self.bytes -= self._costs.pop(project)
-            self._order[project in self._pinned].pop(project, None)
-            if self.on_drop is not None:
-                self.on_drop(project)
+        if self.entries.get(project) is not None:
+            self._order.pop(project)
+            self._evicted(project)
 
-    def _shrink(self, keep=None):
-        """
-        Forget the oldest pages until within the caps: pages not pinned
-        first, then pinned ones; never C{keep} (the page just fetched,
-        which its request is about to serve and list files from).
-        """
-        while len(self.entries) > MAX_ENTRIES or self.bytes > self._max_bytes:
-            victim = self._oldest(keep)
-            if victim is None:
-                return
-            self._drop(victim)
-
-    def _oldest(self, keep):
-        """The page to forget first, other than C{keep} (two looks at most an order)."""
-        for order in (self._order[False], self._order[True]):
-            for project in order:
-                if project != keep:
-                    return project
-        return None
+    def _evicted(self, project, _entry=None):
+        """Forget C{project}'s page (its own or evicted by the caps), and say so."""
+        del self.entries[project]
+        if self.on_drop is not None:
+            self.on_drop(project)
 
     # -- the snapshot ---------------------------------------------------------
 

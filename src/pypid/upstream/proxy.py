@@ -26,6 +26,7 @@ from twisted.web.http import PotentialDataLoss
 from pypid.core import render
 from pypid.core.distribution import file_digests, inspect
 from pypid.core.index import CONTENT_TYPES, HTML, Page, page_bytes, version_key
+from pypid.core.lru import ByteLRU
 from pypid.core.metadata import InvalidDistribution
 from pypid.core.bounded import put_newest
 from pypid.core.metrics import Timings, by_label, gauge, timing_families
@@ -247,12 +248,13 @@ class UpstreamProxy:
     #: snapshot is saved soon (the L{PageCache} is given the same)
     on_change: object = None
     cached: dict = attrs.field(factory=dict)
-    # project -> (entry, {kind: Page}, shown files, when worked out), oldest first
-    _rendered: dict = attrs.field(factory=dict)
-    _rendered_bytes: int = 0
+    # project -> (entry, {kind: Page}, shown files, when worked out), the
+    # oldest worked out first, counted the bytes of its pages
+    _rendered: ByteLRU = attrs.field(
+        factory=lambda: ByteLRU(RENDERED_MEMORY, max_entries=MAX_RENDERED))
     _downloads: dict = attrs.field(factory=dict)
-    _metadata: dict = attrs.field(factory=dict)
-    _metadata_bytes: int = 0
+    # filename -> (metadata, its sha256), the oldest fetched first
+    _metadata: ByteLRU = attrs.field(factory=lambda: ByteLRU(METADATA_MEMORY))
     _merges: dict = attrs.field(factory=dict)
     _admission: object = attrs.field(init=False, default=None)
     #: the per-address budget of requests that ask the upstream
@@ -278,8 +280,7 @@ class UpstreamProxy:
         self.pages.on_drop = self._dropped
 
     def _dropped(self, project):
-        if project in self._rendered:
-            self._forget_rendered(project)
+        self._rendered.pop(project)
 
     def charge(self, address, project, filename=None, metadata=False):
         """
@@ -414,21 +415,14 @@ class UpstreamProxy:
         out again for a new entry, and every minute with a cooldown (a file
         becomes visible once it is old enough, not only at a refresh).
         """
-        memo = self._rendered.get(project)
+        memo = self._rendered.peek(project)
         now = self.clock.seconds()
         if (memo is None or memo[0] is not entry
                 or (self.policy.min_age and now - memo[3] >= RECHECK)):
-            if memo is not None:
-                self._forget_rendered(project)
-            memo = self._rendered[project] = (entry, {}, self._shown(entry), now)
-            while len(self._rendered) > MAX_RENDERED:
-                self._forget_rendered(next(iter(self._rendered)))
+            memo = (entry, {}, self._shown(entry), now)
+            # (the newest, past the oldest: L{MAX_RENDERED}, L{RENDERED_MEMORY})
+            self._rendered.put(project, memo, 0, keep=True)
         return memo
-
-    def _forget_rendered(self, project):
-        """Drop the rendered pages of C{project} (L{MAX_RENDERED}, L{RENDERED_MEMORY})."""
-        memo = self._rendered.pop(project)
-        self._rendered_bytes -= sum(page_bytes(page) for page in memo[1].values())
 
     def _render(self, project, entry, kind):
         memo = self._memo(project, entry)
@@ -441,12 +435,9 @@ class UpstreamProxy:
                 versions = sorted({f.version for f in memo[2].values()}, key=version_key)
                 body = render.project_json(project, files, versions)
             page = memo[1][kind] = Page.of(body, CONTENT_TYPES[kind])
-            self._rendered_bytes += page_bytes(page)
-            while self._rendered_bytes > RENDERED_MEMORY:
-                oldest = next(iter(self._rendered))
-                if oldest == project:
-                    break  # (the page just rendered is kept, however big)
-                self._forget_rendered(oldest)
+            # (counted where it stands; the page just rendered is kept, however big)
+            self._rendered.put(project, memo, sum(page_bytes(p) for p in memo[1].values()),
+                               keep=True, move=False)
         return page
 
     def _shown(self, entry):
@@ -680,7 +671,7 @@ class UpstreamProxy:
                 return data
         if upstream_file.metadata_sha256 is None:
             return None
-        kept = self._metadata.get(upstream_file.filename)
+        kept = self._metadata.peek(upstream_file.filename)
         if kept is not None and upstream_file.metadata_sha256 in ("", kept[1]):
             # (kept under the hash it has: a page that now gives another is
             # answered with the metadata fetched anew)
@@ -699,13 +690,8 @@ class UpstreamProxy:
     def _keep_metadata(self, filename, data, digest=None):
         # (each entry costs its dictionary slot and name too, so that many
         # tiny metadata files cannot grow the count without bound)
-        while self._metadata and self._metadata_bytes + _held(filename, data) > METADATA_MEMORY:
-            oldest = next(iter(self._metadata))
-            self._metadata_bytes -= _held(oldest, self._metadata.pop(oldest)[0])
-        if filename in self._metadata:
-            self._metadata_bytes -= _held(filename, self._metadata.pop(filename)[0])
-        self._metadata[filename] = (data, digest or hashlib.sha256(data).hexdigest())
-        self._metadata_bytes += _held(filename, data)
+        self._metadata.put(filename, (data, digest or hashlib.sha256(data).hexdigest()),
+                           _held(filename, data), keep=True)
 
     # -- pre-caching and refreshing -------------------------------------------------
 
@@ -797,13 +783,13 @@ class UpstreamProxy:
         """A file is kept: its page is kept past every other (L{PageCache.pin})."""
         self.cached[record.filename] = record
         self.pages.pin(record.project)
-        memo = self._rendered.get(record.project)
+        memo = self._rendered.peek(record.project)
         if memo is not None:
             shown = memo[2].get(record.filename)
             if shown is not None and shown.sha256 != record.sha256:
                 # (kept with other bytes than the page listed: the page
                 # shows what is kept from now on, L{_as_kept})
-                self._forget_rendered(record.project)
+                self._rendered.pop(record.project)
         if announce and self.on_change is not None:
             self.on_change()
 

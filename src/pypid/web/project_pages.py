@@ -20,8 +20,6 @@ the cache knows it, marked as coming from the upstream; the upstream is
 never asked for a page for people.
 """
 
-from collections import OrderedDict
-
 import attrs
 from twisted.internet.defer import DeferredSemaphore, ensureDeferred
 from twisted.logger import Logger
@@ -30,6 +28,7 @@ from pypid.core import pages
 from pypid.core.details import Details
 from pypid.core.errors import NotFound
 from pypid.core.index import Page
+from pypid.core.lru import ByteLRU
 from pypid.core.names import WHEEL, is_valid_name, normalize
 from pypid.storage.interface import StorageError
 from pypid.web.people import HTML, people_headers
@@ -47,43 +46,34 @@ _TOKEN = ("people-token",)
 class KeptPages:
     """
     Rendered pages by C{(project, version)}, up to C{limit} bytes in all
-    (the least recently asked for go first). Each is kept with a token of
-    its project's state and answered only while the token is still the
-    project's: a change makes a new token, and so every older page stale.
+    (the least recently asked for go first: a L{ByteLRU}). Each is kept
+    with a token of its project's state and answered only while the token
+    is still the project's: a change makes a new token, and so every older
+    page stale.
     """
 
     def __init__(self, limit=64 << 20):
-        self._limit = limit
-        self._pages = OrderedDict()
-        self._bytes = 0
+        self._pages = ByteLRU(limit)
 
-    @staticmethod
-    def _size(page):
-        return len(page.body) + len(page.gzipped or b"")
+    @property
+    def bytes(self):
+        """The bytes the pages kept count (body and gzipped body), at most C{limit}."""
+        return self._pages.bytes
 
     def get(self, key, token):
         """The page kept under C{key} for C{token}, or L{None}."""
-        kept = self._pages.get(key)
+        kept = self._pages.peek(key)
         if kept is None or kept[0] != token:
             return None
-        self._pages.move_to_end(key)
+        self._pages.touch(key)
         return kept[1]
 
     def put(self, key, token, page):
         """Keep a page, dropping the oldest to make room (a page over an eighth is not kept)."""
-        self._drop(key)
-        size = self._size(page)
-        if size > self._limit // 8:
-            return
-        while self._pages and self._bytes + size > self._limit:
-            self._drop(next(iter(self._pages)))
-        self._pages[key] = (token, page)
-        self._bytes += size
-
-    def _drop(self, key):
-        kept = self._pages.pop(key, None)
-        if kept is not None:
-            self._bytes -= self._size(kept[1])
+        self._pages.pop(key)
+        size = len(page.body) + len(page.gzipped or b"")
+        if size <= self._pages.max_bytes // 8:
+            self._pages.put(key, (token, page), size)
 
 
 @attrs.define
