@@ -26,9 +26,9 @@ the URL a client sends, and each path is written only there: which area
 owns which first segment (under C{/api/}, which second) is read from the
 areas' routes when the tree is built (L{_Areas}), not kept in a table of
 its own that could disagree with them. Mounting the areas under prefixes,
-with routes relative to them, would not answer alike: werkzeug redirects
-a mount's own path without its slash (C{/api/tokens}) to the path with
-it, where the whole-path route answers, and 404s C{/api/tokens/}.
+with routes relative to them, would not answer alike: the mount's own
+path (C{/api/tokens}) would reach the area as an empty path, which
+werkzeug redirects, and C{/api/tokens/}, now a 404, as that same route.
 """
 
 import attrs
