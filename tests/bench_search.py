@@ -24,7 +24,7 @@ from pypid.core import pages  # noqa: E402
 from pypid.core.catalog import Catalog  # noqa: E402
 from pypid.core.index import HTML, Index, Page  # noqa: E402
 from pypid.core.model import FileRecord  # noqa: E402
-from pypid.core.search import Entry, SearchIndex  # noqa: E402
+from pypid.core.search import SearchEntry, SearchIndex  # noqa: E402
 
 WORDS = ("http client server async json yaml parser toolkit data stream cloud storage "
          "plugin test framework fast simple secure crypto image audio graph queue cache "
@@ -41,7 +41,7 @@ def corpus(count, seed=658):
             continue
         seen.add(name)
         summary = " ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 12))).capitalize()
-        entries.append(Entry(name, name, summary))
+        entries.append(SearchEntry(name, name, summary))
     return entries
 
 

@@ -12,7 +12,7 @@ from pypid.core import pages
 from pypid.core.catalog import Catalog, visible_counts
 from pypid.core.details import Details
 from pypid.core.index import Index
-from pypid.core.search import Entry, Hit, Results
+from pypid.core.search import Hit, Results, SearchEntry
 from tests.test_index import make_record
 
 CHROME = pages.Chrome(css="static/p.css", js="static/p.js", icon="static/p.svg")
@@ -92,7 +92,7 @@ class EscapingTests(SynchronousTestCase):
 
     def test_search_page(self):
         """The query and the results' names and summaries are escaped."""
-        entry = Entry("x", EVIL, EVIL)
+        entry = SearchEntry("x", EVIL, EVIL)
         results = Results(EVIL, 1, (Hit(entry, 0),), 1, 3)
         body = text(pages.search_page(CHROME, results, {"x": EVIL}))
         self.assertEqual(body.count("<script"), 1)  # (its own script only)
@@ -182,8 +182,8 @@ class CatalogTests(SynchronousTestCase):
         index = self.catalog.search_index()
         self.assertEqual([(index.entry(name), self.catalog.latest(name))
                           for name in ("holy-grail", "shrubbery")], [
-            (Entry("holy-grail", "holy-grail", "New summary"), "1.1"),
-            (Entry("shrubbery", "shrubbery", "Nice"), "0.3")])
+            (SearchEntry("holy-grail", "holy-grail", "New summary"), "1.1"),
+            (SearchEntry("shrubbery", "shrubbery", "Nice"), "0.3")])
         self.assertEqual(len(index), 2)
         self.assertEqual(self.catalog.search_index().search("nice").total, 1)
 

@@ -12,18 +12,19 @@ from pypid.core.search import (
     SUBSTRING,
     SUMMARY,
     WORD_PREFIX,
-    Entry,
+    SearchEntry,
     SearchIndex,
 )
 
 ENTRIES = [
-    Entry("requests", "requests", "Python HTTP for Humans."),
-    Entry("requests-toolbelt", "requests-toolbelt", "A utility belt for advanced users of requests"),
-    Entry("types-requests", "types-requests", "Typing stubs for requests"),
-    Entry("httpx", "httpx", "The next generation HTTP client."),
-    Entry("acme-secret", "Acme.Secret", "Internal HTTP helpers"),
-    Entry("foo-bar", "Foo_Bar", None),
-    Entry("zrequestsz", "zrequestsz", "odd"),
+    SearchEntry("requests", "requests", "Python HTTP for Humans."),
+    SearchEntry("requests-toolbelt", "requests-toolbelt",
+                "A utility belt for advanced users of requests"),
+    SearchEntry("types-requests", "types-requests", "Typing stubs for requests"),
+    SearchEntry("httpx", "httpx", "The next generation HTTP client."),
+    SearchEntry("acme-secret", "Acme.Secret", "Internal HTTP helpers"),
+    SearchEntry("foo-bar", "Foo_Bar", None),
+    SearchEntry("zrequestsz", "zrequestsz", "odd"),
 ]
 
 
@@ -80,7 +81,7 @@ class SearchTests(SynchronousTestCase):
 
     def test_pages(self):
         """Results come in pages; a page past the end is the last one."""
-        index = SearchIndex([Entry(f"pkg-{i:03}", f"pkg-{i:03}") for i in range(45)])
+        index = SearchIndex([SearchEntry(f"pkg-{i:03}", f"pkg-{i:03}") for i in range(45)])
         first = index.search("pkg", page_size=20)
         self.assertEqual((first.total, first.pages, first.page, len(first.hits)), (45, 3, 1, 20))
         self.assertEqual(names(first)[0], "pkg-000")
@@ -91,12 +92,12 @@ class SearchTests(SynchronousTestCase):
 
     def test_one_hit_per_project(self):
         """A name holding the query twice is one result."""
-        index = SearchIndex([Entry("aa-aa", "aa-aa", "aa aa")])
+        index = SearchIndex([SearchEntry("aa-aa", "aa-aa", "aa aa")])
         self.assertEqual(index.search("aa").total, 1)
 
     def test_no_match_across_entries(self):
         """A query never matches the end of one name and the start of the next."""
-        index = SearchIndex([Entry("ab", "ab"), Entry("cd", "cd")])
+        index = SearchIndex([SearchEntry("ab", "ab"), SearchEntry("cd", "cd")])
         self.assertEqual(index.search("bc").total, 0)
         self.assertEqual(index.search("b c").total, 0)
 
@@ -115,6 +116,6 @@ class SearchTests(SynchronousTestCase):
 
     def test_summary_with_line_breaks(self):
         """A summary holding a line break is still one entry."""
-        index = SearchIndex([Entry("a", "a", "one\ntwo"), Entry("b", "b", "three")])
+        index = SearchIndex([SearchEntry("a", "a", "one\ntwo"), SearchEntry("b", "b", "three")])
         self.assertEqual(names(index.search("two")), ["a"])
         self.assertEqual(names(index.search("three")), ["b"])

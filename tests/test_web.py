@@ -10,7 +10,9 @@ import hashlib
 import json
 import os
 
+import attrs
 import treq
+from klein import Klein
 from twisted.internet import _producer_helpers
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ConnectionLost
@@ -36,7 +38,7 @@ from pypid.storage.local import LocalStorage
 from pypid.storage.measured import MeasuredStorage
 from pypid.storage.memory import MemoryStorage
 from pypid.web.access import Access
-from pypid.web.app import build_web
+from pypid.web.app import _Areas, build_web
 from pypid.web.audit import AuditPart, AuditTrail
 from tests.distributions import (
     make_sdist,
@@ -70,6 +72,13 @@ WHEEL_META = metadata_text("Holy.Grail", "1.0", requires_python=">=3.8",
                            requires_dist=["attrs"], summary="The grail")
 WHEEL_NAME, WHEEL = make_wheel("Holy.Grail", "1.0", metadata=WHEEL_META)
 SDIST_NAME, SDIST = make_sdist("Holy.Grail", "1.0")
+
+
+@attrs.frozen
+class _Area:
+    """An area of L{pypid.web.app} reduced to its Klein C{app}."""
+
+    app: Klein
 
 
 def basic(user="alice", password=PASSWORD):
@@ -1148,6 +1157,29 @@ class MiscTests(_ServerMixin, SynchronousTestCase):
         self.assertEqual(response.code, 405)
         self.assertEqual(self.header(response, "Content-Type"), b"text/plain; charset=utf-8")
         self.assertIn(b"GET", self.header(response, "Allow"))
+
+    def test_root_wrong_method(self):
+        """
+        C{/} is split between two areas by method; one neither takes is 405
+        naming the methods of both.
+        """
+        response, body = self.request("PUT", "/")
+        self.assertEqual(response.code, 405)
+        self.assertEqual(self.header(response, "Allow"), b"GET, HEAD, POST")
+        self.assertEqual(body, b"this URL does not take PUT; it takes GET, HEAD, POST\n")
+
+    def test_areas_claim_distinct_paths(self):
+        """
+        Two areas with routes under the same first segment, or a route
+        starting with a variable, cannot be dispatched: building the tree
+        says so rather than leaving a route nobody reaches.
+        """
+        first, second, variable = Klein(), Klein(), Klein()
+        first.route("/health/a")(lambda request: b"")
+        second.route("/health/b")(lambda request: b"")
+        variable.route("/<string:name>")(lambda request: b"")
+        for areas in ([first, second], [variable]):
+            self.assertRaises(ValueError, _Areas, [_Area(app) for app in areas])
 
     def test_health_storage_down(self):
         """When the storage folder is gone, C{/health} answers 503 and says so."""

@@ -12,7 +12,7 @@ Pure: no I/O and no clock.
 """
 
 from pypid.core.pages import Upload
-from pypid.core.search import Entry, SearchIndex
+from pypid.core.search import SearchEntry, SearchIndex
 
 #: Where a project's entry is kept with its pages (L{Index.keep_page}).
 _KEY = ("catalog",)
@@ -46,7 +46,7 @@ class Catalog:
             kept = index.extra_page(project, _KEY)
             if kept is None:
                 version = project.latest_version()
-                kept = (Entry(project.name, project.display_name,
+                kept = (SearchEntry(project.name, project.display_name,
                               summary_of(project, version)), version)
                 index.keep_page(project, _KEY, kept)
             entries.append(kept[0])

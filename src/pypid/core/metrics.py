@@ -30,7 +30,15 @@ import attrs
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
                    1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
-#: Route families, by the first segment of the path.
+#: The paths that take uploads (the legacy API that twine and C{uv publish}
+#: speak) by C{POST}: the root, and C{/legacy/} with or without its slash.
+#: Written once, here, for all that must agree on them: the upload route
+#: (L{pypid.web.publish}), the site that streams their bodies to disk
+#: (L{pypid.web.site}) and the C{upload} route family below.
+UPLOAD_PATHS = frozenset([b"/", b"/legacy", b"/legacy/"])
+
+#: Route families, by the first segment of the path; C{/} itself is split
+#: by method in L{route_of}.
 _FIRST_SEGMENT = {
     b"simple": "simple",
     b"files": "files",
@@ -38,7 +46,7 @@ _FIRST_SEGMENT = {
     b"static": "static",
     b"search": "search",
     b"login": "login",
-    b"legacy": "upload",
+    **dict.fromkeys({path.strip(b"/") for path in UPLOAD_PATHS} - {b""}, "upload"),
     b"pypi": "json",
     b"requirements.txt": "requirements",
     b"health": "health",

@@ -51,7 +51,7 @@ EXACT, PREFIX, WORD_PREFIX, SUBSTRING, SUMMARY = range(5)
 
 
 @attrs.frozen
-class Entry:
+class SearchEntry:
     """
     One project as search knows it.
 
@@ -69,7 +69,7 @@ class Entry:
 class Hit:
     """One result: the entry and how it matched (a rank of the module)."""
 
-    entry: Entry
+    entry: SearchEntry
     rank: int
 
 
@@ -101,7 +101,7 @@ class SearchIndex:
 
     def __init__(self, entries):
         """
-        @param entries: L{Entry}s, one per project.
+        @param entries: L{SearchEntry}s, one per project.
         """
         self._entries = sorted(entries, key=lambda e: (len(e.project), e.project))
         self._by_project = {e.project: i for i, e in enumerate(self._entries)}
@@ -112,7 +112,7 @@ class SearchIndex:
         return len(self._entries)
 
     def entry(self, project):
-        """The L{Entry} of a normalized project name (L{KeyError} when unknown)."""
+        """The L{SearchEntry} of a normalized project name (L{KeyError} when unknown)."""
         return self._entries[self._by_project[project]]
 
     def search(self, query, visible=None, page=1, page_size=DEFAULT_PAGE_SIZE):

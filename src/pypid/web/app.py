@@ -22,7 +22,13 @@ first segments:
     publishing's token exchange).
 
 Each area's routes are written with their whole paths, so a route reads as
-the URL a client sends; the table below only says which area to ask.
+the URL a client sends, and each path is written only there: which area
+owns which first segment (under C{/api/}, which second) is read from the
+areas' routes when the tree is built (L{_Areas}), not kept in a table of
+its own that could disagree with them. Mounting the areas under prefixes,
+with routes relative to them, would not answer alike: the mount's own
+path (C{/api/tokens}) would reach the area as an empty path, which
+werkzeug redirects, and C{/api/tokens/}, now a 404, as that same route.
 """
 
 import attrs
@@ -54,29 +60,6 @@ from pypid.web.simple import FilesResource, RootResource, SimpleResource
 from pypid.web.site import PypidSite
 from pypid.web.tokens import TokenAdmin
 
-#: Which area answers a path, by its first segment (and, under C{/api/}, its
-#: second); C{/} itself is split by method in L{_Areas.render}.
-_AREAS = {
-    b"legacy": "publish",
-    b"search": "people",
-    b"login": "people",
-    b"requirements.txt": "cache",
-    b"pypi": "legacy",
-    b"health": "health",
-    b"metrics": "metrics",
-}
-_API_AREAS = {
-    b"files": "publish",
-    b"projects": "publish",
-    b"search": "people",
-    b"tokens": "tokens",
-    b"upstream": "cache",
-    b"audit": "audit",
-    b"oidc": "oidc",
-}
-_ROOT_METHODS = {b"GET": "people", b"HEAD": "people", b"POST": "publish"}
-
-
 @attrs.define
 class PypidApp:
     """
@@ -105,36 +88,72 @@ class PypidApp:
 
     def resource(self):
         """The Twisted resource that dispatches to the areas."""
-        return _Areas({name: getattr(self, name).app.resource()
-                       for name in ("people", "publish", "tokens", "cache", "legacy", "health",
-                                    "metrics", "audit", "oidc")
-                       if getattr(self, name) is not None})
+        return _Areas([area for area in attrs.astuple(self, recurse=False) if area is not None])
 
 
 class _Areas(Resource):
-    """Hands each request, whole path untouched, to its area's Klein resource."""
+    """
+    Hands each request, whole path untouched, to the Klein resource of the
+    area whose routes start with the request's first segment (under
+    C{/api/}, its first two); C{/} itself goes by its method.
+
+    Which area owns which segments is read from the areas' own routes when
+    the tree is built, so that each path is written once, in its route; a
+    request then costs one dictionary lookup to find its area.
+
+    @ivar _root: C{{method: resource}} of the routes of C{/}.
+    @ivar _first: C{{first segment: resource}} of the other routes.
+    @ivar _api: C{{second segment: resource}} of the routes under C{/api/}.
+    @ivar _root_methods: the methods C{/} takes, for a 405's C{Allow}.
+    """
 
     isLeaf = True
 
     def __init__(self, areas):
+        """
+        @param areas: the areas (each with its Klein C{app}).
+
+        @raise ValueError: if two areas claim the same segment (or method
+            of C{/}), or a route starts with a variable: either would leave
+            a route that no request reaches.
+        """
         Resource.__init__(self)
-        self._areas = areas
+        self._root, self._first, self._api = {}, {}, {}
+        for area in areas:
+            resource = area.app.resource()
+            for rule in area.app.url_map.iter_rules():
+                for table, key in self._places(rule):
+                    if b"<" in key or table.setdefault(key, resource) is not resource:
+                        raise ValueError(f"route {rule.rule} cannot be dispatched to its area")
+        self._root_methods = sorted(method.decode("ascii") for method in self._root)
+
+    def _places(self, rule):
+        """
+        Where the werkzeug C{rule} is found: C{(table, key)} pairs, split
+        as L{render} splits a request's path.
+        """
+        segments = rule.rule.encode("ascii").split(b"/")[1:]
+        if segments == [b""]:
+            return [(self._root, method.encode("ascii")) for method in rule.methods]
+        if segments[0] == b"api" and len(segments) > 1:
+            return [(self._api, segments[1])]
+        return [(self._first, segments[0])]
 
     def render(self, request):
         """Render the request with the area that owns its path."""
         segments = request.postpath
         first = segments[0] if segments else b""
         if first == b"" and len(segments) <= 1:
-            name = _ROOT_METHODS.get(request.method)
-            if name is None:
-                return send_error(request, wrong_method_error(request, ["GET", "HEAD", "POST"]))
+            area = self._root.get(request.method)
+            if area is None:
+                return send_error(request, wrong_method_error(request, self._root_methods))
         elif first == b"api" and len(segments) > 1:
-            name = _API_AREAS.get(segments[1])
+            area = self._api.get(segments[1])
         else:
-            name = _AREAS.get(first)
-        if name is None or name not in self._areas:
+            area = self._first.get(first)
+        if area is None:
             return send_error(request, NotFound("no such page"))
-        return self._areas[name].render(request)
+        return area.render(request)
 
 
 @attrs.frozen

@@ -22,6 +22,7 @@ from pypid.auth.oidc import is_publisher
 from pypid.core.distribution import inspect
 from pypid.core.errors import BadRequest, Forbidden, NotFound, TooLarge, Unavailable
 from pypid.core.metadata import InvalidDistribution
+from pypid.core.metrics import UPLOAD_PATHS
 from pypid.core.model import UPLOADER_BYTES, cut_text
 from pypid.core.names import (
     InvalidName,
@@ -38,7 +39,7 @@ from pypid.web.audit import facts_of
 from pypid.storage.locks import KeyedLock
 from pypid.web.multipart import MultipartError, UploadTooLarge
 from pypid.web.respond import RETRY_AFTER, send_text, storage_unavailable
-from pypid.web.routes import answer_errors, form_field, requested_version
+from pypid.web.routes import answer_errors, form_field, requested_version, route_each
 from pypid.web.site import too_large_message
 
 log = Logger()
@@ -77,9 +78,7 @@ class Publish:
 
     # -- uploads ---------------------------------------------------------------
 
-    @app.route("/", methods=["POST"])
-    @app.route("/legacy", methods=["POST"])
-    @app.route("/legacy/", methods=["POST"])
+    @route_each(app, UPLOAD_PATHS, methods=["POST"])
     async def upload(self, request):
         """Take a twine upload (C{:action=file_upload}) or a pypiserver C{remove_pkg}."""
         try:

@@ -36,6 +36,22 @@ def answer_errors(app):
         return send_error(request, wrong_method_error(request, failure.value.valid_methods))
 
 
+def route_each(app, paths, **kwargs):
+    """
+    Route each of C{paths} (bytes, as the site compares them with a
+    request's, such as L{pypid.core.metrics.UPLOAD_PATHS}) to the decorated
+    function of the Klein app C{app}, with the same C{kwargs}: one
+    definition of a set of paths serves both.
+    """
+
+    def decorate(f):
+        for path in sorted(paths):
+            app.route(path.decode("ascii"), **kwargs)(f)
+        return f
+
+    return decorate
+
+
 def send_json(request, value):
     """Answer C{value} as JSON that no cache keeps (it is about now, or a secret)."""
     request.setHeader(b"content-type", b"application/json")

@@ -31,7 +31,7 @@ from twisted.web.http import datetimeToString, unquote
 
 from pypid.auth.credentials import MalformedCredentials, parse_basic, www_authenticate_header
 from pypid.core.errors import HTTPError
-from pypid.core.metrics import BATCH, RequestStats
+from pypid.core.metrics import BATCH, UPLOAD_PATHS, RequestStats
 from pypid.web.access import IRequestAuth
 from pypid.web.body import (
     MAX_PLAIN_BODY,
@@ -60,9 +60,6 @@ SECURITY_HEADERS = (
                                   b"frame-ancestors 'none'; base-uri 'none'; "
                                   b"form-action 'none'"]),
 )
-
-#: Paths that take twine uploads.
-UPLOAD_PATHS = frozenset([b"/", b"/legacy", b"/legacy/"])
 
 #: How much of a refused body is read and thrown away so that the client
 #: reads the answer rather than a reset connection; past this, the connection
