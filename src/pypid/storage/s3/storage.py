@@ -45,10 +45,9 @@ from twisted.internet.defer import (
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from pypid.core.bounded import put_newest
 from pypid.core.distribution import inspect
 from pypid.core.metadata import InvalidDistribution
-from pypid.core.metrics import counter, gauge, timing_families
+from pypid.core.metrics import timing_families
 from pypid.core.names import InvalidName
 from pypid.core.parts import IMetricsSource
 from pypid.http.bodies import Deadline
@@ -83,7 +82,7 @@ from pypid.storage.s3.layout import (
     yank_reason,
 )
 from pypid.storage.s3.limits import CHECK_RATE, MAX_PARTS, MIN_PART_SIZE
-from pypid.storage.s3.sign import presign
+from pypid.storage.s3.presign import PresignedURLs
 from pypid.storage.s3.sync import LOOKBACK, MARKER_RETENTION, ChangeFeed, Pacer
 
 log = Logger()
@@ -105,13 +104,6 @@ CLOCK_MARGIN = 60.0
 
 #: How many objects a rebuild reads at once.
 PARALLEL_READS = 16
-
-#: The most presigned URLs kept (the oldest signed go first). A URL and its
-#: key are about 600 bytes (measured), so this is some 30 MiB at most; past it, a file
-#: whose URL was forgotten is signed again at its next download (tens of
-#: microseconds), so a bucket of a million files does not hold a URL for
-#: each one that was ever downloaded.
-MAX_PRESIGNED = 50_000
 
 
 def _gunzip(data, limit):
@@ -195,6 +187,8 @@ class S3Storage:
     @ivar _clock: provides C{seconds()} and C{callLater}; wall-clock time in
         production, since marker names and S3's times are compared with it.
     @ivar temp_dir: the local folder where uploads are spooled.
+    @ivar _urls: the L{PresignedURLs} that redirected downloads go to
+        (and that the local snapshot keeps: see L{state}).
     """
 
     def __init__(self, client, layout, credentials, run, clock, temp_dir, *,
@@ -220,8 +214,6 @@ class S3Storage:
         self.temp_dir = temp_dir
         self._download = download
         self._public_url = public_url
-        self._expire_after = expire_after
-        self._buffer_time = buffer_time
         self._threshold = multipart_threshold
         self.sync_interval = sync_interval
         self._bucket_snapshot = bucket_snapshot
@@ -229,12 +221,7 @@ class S3Storage:
         self._on_close = on_close
         # filename -> path, for files not stored at the prefix's top (imports)
         self._paths = {}
-        # key -> (url, usable until)
-        self._urls = {}
-        self._urls_changed = False
-        #: downloads answered from the presigned URL cache, and signed anew
-        #: (for C{/metrics})
-        self.presign_hits = self.presign_misses = 0
+        self._urls = PresignedURLs(client, credentials, clock, expire_after, buffer_time)
         self._feed = ChangeFeed(client, layout, clock, self._state_of, self._background)
         self.instance = self._feed.instance
         self._clock_margin = clock_margin
@@ -526,7 +513,7 @@ class S3Storage:
             return Redirect(self._public_url + quote(record.path, safe="/~"))
         if self._download == "stream":
             return RemoteFile(record.size, partial(self._fetch, key, record.size))
-        return Redirect(self.presigned(key))
+        return Redirect(self._urls.url(key))
 
     def locate_metadata(self, record):
         """
@@ -541,7 +528,7 @@ class S3Storage:
             return Redirect(self._public_url + quote(record.path + ".metadata", safe="/~"))
         if self._download == "stream":
             return RemoteBytes(partial(self.read_metadata, record))
-        return Redirect(self.presigned(key))
+        return Redirect(self._urls.url(key))
 
     def read_metadata(self, record):
         """The metadata sibling's bytes (see L{locate_metadata})."""
@@ -612,75 +599,28 @@ class S3Storage:
         yield from timing_families(("pypid_s3_requests", "pypid_s3_request_errors",
                                     "pypid_s3_request_duration_seconds"), "Requests to S3",
                                    ("method",), [((), self._client.timings)])
-        yield gauge("pypid_s3_presigned_urls", "Presigned download URLs cached.",
-                    self.presigned_cached)
-        yield counter("pypid_s3_presigned", "Downloads redirected to a presigned URL, by "
-                      "whether the URL came from the cache.", None, ("result",),
-                      [(("hit",), self.presign_hits), (("miss",), self.presign_misses)])
+        yield from self._urls.metric_families()
 
     def presigned(self, key):
-        """
-        A presigned GET URL for C{key}, from the cache while it has at least
-        C{buffer_time} to live, else signed now (never valid beyond the
-        expiry of the credentials that sign it).
-        """
-        now = self._clock.seconds()
-        cached = self._urls.get(key)
-        if cached is not None and cached[1] > now:
-            self.presign_hits += 1
-            return cached[0]
-        self.presign_misses += 1
-        credentials = self._credentials.current()
-        expires = self._expire_after
-        if credentials.expiry is not None:
-            expires = min(expires, credentials.expiry - now)
-        url = presign(credentials, self._client.bucket.region, self._client.bucket.url(key),
-                      max(int(expires), 1))
-        usable_until = now + expires - self._buffer_time
-        if usable_until > now:
-            put_newest(self._urls, key, (url, usable_until), MAX_PRESIGNED)
-            self._urls_changed = True
-        return url
+        """A presigned GET URL for C{key}; see L{PresignedURLs.url}."""
+        return self._urls.url(key)
 
     # -- the snapshot ------------------------------------------------------------------
 
     def state(self):
         """What the local snapshot keeps for this backend: the presigned URL cache."""
-        now = self._clock.seconds()
-        try:
-            access_key = self._credentials.current().access_key
-        except StorageError:
-            return None
-        self._urls = {key: value for key, value in self._urls.items() if value[1] > now}
-        self._urls_changed = False
-        urls = {key: [url, until] for key, (url, until) in self._urls.items()}
-        return {"access_key": access_key, "presigned": urls}
+        return self._urls.state()
 
     def state_changed(self):
         """Whether URLs were signed since the last L{state}."""
-        return self._urls_changed
+        return self._urls.changed()
 
     def restore_state(self, state):
         """
         Take back the URL cache from a snapshot: only URLs signed with the
         credentials in use now, and not due for renewal.
         """
-        if not isinstance(state, dict):
-            return
-        try:
-            if state.get("access_key") != self._credentials.current().access_key:
-                return
-        except StorageError:
-            return
-        now = self._clock.seconds()
-        presigned = state.get("presigned")
-        if not isinstance(presigned, dict):
-            return
-        for key, value in presigned.items():
-            if (isinstance(value, list) and len(value) == 2 and isinstance(value[0], str)
-                    and isinstance(value[1], (int, float)) and value[1] > now
-                    and len(self._urls) < MAX_PRESIGNED):
-                self._urls[key] = (value[0], float(value[1]))
+        self._urls.restore(state)
 
     def keep_snapshot(self, data):
         """Keep a copy of the snapshot (without the URL cache) in the bucket."""
