@@ -5,16 +5,24 @@ L{pypid.storage.s3.storage.S3Storage}: the presigned URL cache
 record (L{pypid.storage.s3.imports}).
 """
 
+import hashlib
+import os
 from types import SimpleNamespace
 from urllib.parse import parse_qs, urlsplit
 
+from twisted.internet.defer import DeferredSemaphore, ensureDeferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.storage.interface import StorageError
 from pypid.storage.s3 import presign as presigning
+from pypid.storage.s3.client import Listed
+from pypid.storage.s3.imports import Importer
+from pypid.storage.s3.layout import Layout, metadata_headers
 from pypid.storage.s3.presign import PresignedURLs
 from pypid.storage.s3.sign import Bucket, Credentials
+from tests.distributions import make_wheel
+from tests.fakes import run_now
 
 CREDENTIALS = Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
 
@@ -146,3 +154,148 @@ class PresignedURLsTests(SynchronousTestCase):
         samples = {family.name: family.samples for family in urls.metric_families()}
         self.assertEqual(samples, {"pypid_s3_presigned_urls": (((), 1),),
                                    "pypid_s3_presigned": ((("hit",), 1), (("miss",), 1))})
+
+
+class FakeBucket:
+    """
+    An in-memory stand-in for L{pypid.storage.s3.client.S3Client}: objects
+    by key, with their headers, and the requests that reached them.
+    """
+
+    def __init__(self):
+        self.bucket = Bucket("http://s3.test:9000", "bkt", "eu-west-1")
+        self.limit = DeferredSemaphore(4)
+        self.objects = {}
+        self.gets = []
+
+    def add(self, key, data, headers=None):
+        """Store C{data} at C{key}, as another tool would."""
+        self.objects[key] = (data, dict(headers or {}, **{"content-length": str(len(data))}))
+
+    async def head(self, key):
+        """The object's headers, or L{None}."""
+        found = self.objects.get(key)
+        return None if found is None else dict(found[1])
+
+    async def get(self, key, limit=None, expect=None):
+        """The object's bytes, or L{None}."""
+        self.gets.append(key)
+        found = self.objects.get(key)
+        return None if found is None else found[0]
+
+    async def put(self, key, data, headers=None):
+        """Store an object."""
+        self.add(key, data, headers)
+
+    async def call(self, method, key, headers=None, **kw):
+        """A copy in place: the object keeps its bytes and takes the new headers."""
+        assert method == "PUT" and "x-amz-copy-source" in headers
+        data = self.objects[key][0]
+        self.add(key, data, {name: value for name, value in headers.items()
+                             if name.startswith("x-amz-meta-")})
+
+
+def listed(path, data, etag="e"):
+    """The listing's item for C{data} stored at C{path} under C{pkgs/}."""
+    return Listed("pkgs/" + path, len(data), etag, "2026-01-02T03:04:05.000Z")
+
+
+class ImporterTests(SynchronousTestCase):
+    """L{Importer} reads records from the bucket, and imports objects without one."""
+
+    def setUp(self):
+        self.bucket = FakeBucket()
+        self.layout = Layout("pkgs/")
+        self.beside = []
+        self.temp_dir = self.mktemp()
+        os.makedirs(self.temp_dir)
+        self.filename, self.data = make_wheel("demo", "1.0")
+
+    async def keep_beside(self, record, metadata, details, client=None):
+        """Record what the storage was asked to write beside a file."""
+        self.beside.append((record.filename, metadata is not None, details is not None))
+
+    def importer(self, **kw):
+        """An importer over the fake bucket."""
+        return Importer(self.bucket, self.layout, run_now, self.temp_dir, self.keep_beside,
+                        **kw)
+
+    def read_all(self, importer, items, persist=True):
+        """The outcome of L{Importer.read_all} for C{items}, at once."""
+        return self.successResultOf(ensureDeferred(importer.read_all(items, persist)))
+
+    def test_record_from_metadata(self):
+        """An object that carries its record is not read: its headers are the record."""
+        importer = self.importer()
+        self.bucket.add(self.layout.file_key(self.filename), self.data)
+        [imported] = self.read_all(importer, [(self.filename, self.filename,
+                                               listed(self.filename, self.data))], False)
+        self.bucket.gets.clear()
+        self.bucket.add(self.layout.file_key(self.filename), self.data,
+                        metadata_headers(imported))
+        [again] = self.read_all(importer, [(self.filename, self.filename,
+                                            listed(self.filename, self.data))])
+        self.assertEqual((again.sha256, self.bucket.gets), (imported.sha256, []))
+
+    def test_import_persists(self):
+        """An object without a record is described once, and its record kept on the object."""
+        self.bucket.add(self.layout.file_key("x/" + self.filename), self.data)
+        item = (self.filename, "x/" + self.filename, listed("x/" + self.filename, self.data))
+        [record] = self.read_all(self.importer(), [item])
+        self.assertEqual(record.sha256, hashlib.sha256(self.data).hexdigest())
+        self.assertEqual(self.beside, [(self.filename, True, True)])
+        headers = self.bucket.objects[self.layout.file_key("x/" + self.filename)][1]
+        self.assertEqual(headers["x-amz-meta-sha256"], record.sha256)
+
+    def test_import_without_persist(self):
+        """Without persist, an import writes nothing and keeps the metadata in memory."""
+        self.bucket.add(self.layout.file_key(self.filename), self.data)
+        importer = self.importer()
+        [record] = self.read_all(importer, [(self.filename, self.filename,
+                                             listed(self.filename, self.data))], persist=False)
+        self.assertEqual(record.filename, self.filename)
+        self.assertEqual(self.beside, [])
+        self.assertNotIn("x-amz-meta-sha256",
+                         self.bucket.objects[self.layout.file_key(self.filename)][1])
+        self.assertIn(b"Name: demo", importer.unwritten(self.filename))
+        self.assertIsNone(importer.unwritten("other-1.0.tar.gz"))
+
+    def test_reasons(self):
+        """An object too large, not a distribution, or gone is not served, with a reason."""
+        self.bucket.add(self.layout.file_key("big-1.0-py3-none-any.whl"), b"x" * 100)
+        self.bucket.add(self.layout.file_key("bad-1.0-py3-none-any.whl"), b"not a zip")
+        items = [(name, name, listed(name, data)) for name, data in (
+            ("big-1.0-py3-none-any.whl", b"x" * 100), ("bad-1.0-py3-none-any.whl", b"not a zip"),
+            ("gone-1.0-py3-none-any.whl", b"?"))]
+        big, bad, gone = self.read_all(self.importer(max_size=50), items)
+        self.assertIn("larger than the largest upload", big)
+        self.assertIsInstance(bad, str)
+        self.assertEqual(gone, "removed while the bucket was listed")
+
+    def test_paths(self):
+        """Where a file lives is remembered for files below the prefix's top only."""
+        importer = self.importer()
+        self.bucket.add(self.layout.file_key("x/" + self.filename), self.data)
+        [record] = self.read_all(importer, [
+            (self.filename, "x/" + self.filename, listed("x/" + self.filename, self.data))])
+        self.assertEqual(importer.path_of(self.filename), self.filename)
+        importer.remember(record)
+        self.assertEqual(importer.path_of(self.filename), "x/" + self.filename)
+        importer.remember(record.replace(path=self.filename))
+        self.assertEqual(importer.path_of(self.filename), self.filename)
+
+    def test_describe(self):
+        """Describing a stored file keeps its details beside it, unless it was deleted."""
+        self.bucket.add(self.layout.file_key(self.filename), self.data)
+        importer = self.importer()
+        [record] = self.read_all(importer, [(self.filename, self.filename,
+                                             listed(self.filename, self.data))], persist=False)
+        details = self.successResultOf(ensureDeferred(importer.describe(record)))
+        self.assertEqual(self.bucket.objects[self.layout.details_key(self.filename)][0],
+                         details)
+        self.bucket.add(self.layout.deleted_key(self.filename), b"{}")
+        del self.bucket.objects[self.layout.details_key(self.filename)]
+        self.assertIsNone(self.successResultOf(ensureDeferred(importer.describe(record))))
+        self.assertNotIn(self.layout.details_key(self.filename), self.bucket.objects)
+        self.assertIsNone(self.successResultOf(ensureDeferred(
+            self.importer(max_size=10).describe(record))))
