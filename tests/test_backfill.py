@@ -15,9 +15,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from pypid.core.index import Index
 from pypid.core.pending import DescribeQueue, PendingFile, project_of
 from pypid.state.backfill import Backfill
-from pypid.storage import local
 from pypid.storage.local import LocalStorage
-from tests.distributions import make_sdist, make_wheel
+from tests.distributions import make_wheel
 from tests.fakes import run_now, write_file
 
 
@@ -295,40 +294,11 @@ class PagesWaitTests(SynchronousTestCase):
 
 
 class LaterScanTests(SynchronousTestCase):
-    """The local storage's C{later} scan reads no file; C{describe_pending} does."""
-
-    def test_later(self):
-        root = os.path.abspath(self.mktemp())
-        os.makedirs(root)
-        wheel, sdist = make_wheel("alpha", "1.0"), make_sdist("beta", "2.0")
-        for filename, data in (wheel, sdist):
-            write_file(os.path.join(root, filename), data)
-        write_file(os.path.join(root, "notes.txt"), b"not a distribution")
-        storage = LocalStorage(root, run_now)
-        self.addCleanup(storage.close)
-        self.successResultOf(storage.prepare())
-        result = self.successResultOf(storage.scan({}, 0.0, (), later=True))
-        self.assertEqual(result.records, {})
-        found = sorted(result.pending, key=lambda p: p.filename)
-        # (only listed: no file is even looked at before it is described)
-        self.assertEqual([(p.filename, p.key, p.size) for p in found],
-                         [(f, f, None) for f in sorted([wheel[0], sdist[0], "notes.txt"])])
-        described = dict(self.successResultOf(storage.describe_pending(found)))
-        by_name = {p.filename: r for p, r in described.items()}
-        self.assertEqual(by_name[wheel[0]].project, "alpha")
-        self.assertEqual(by_name[sdist[0]].version, "2.0")
-        self.assertIsInstance(by_name["notes.txt"], str)
-        # Kept beside the files: the next scan leaves them to be read from
-        # their records (the others described again), and reads no file.
-        again = self.successResultOf(storage.scan({}, 0.0, (), later=True))
-        self.assertEqual(again.records, {})
-        self.assertEqual(sorted((p.filename, p.recorded) for p in again.pending),
-                         [(wheel[0], True), (sdist[0], True), ("notes.txt", False)])
-        self.patch(local, "inspect", lambda *a, **k: self.fail("a recorded file inspected"))
-        read_back = dict(self.successResultOf(storage.describe_pending(
-            [p for p in again.pending if p.recorded])))
-        self.assertEqual({p.filename: r for p, r in read_back.items()},
-                         {wheel[0]: by_name[wheel[0]], sdist[0]: by_name[sdist[0]]})
+    """
+    What the backfill takes from the local storage's C{later} scan (the
+    storage's side is the contract of
+    L{tests.test_storage.BackfillStorageContractMixin}).
+    """
 
     def test_later_records(self):
         """

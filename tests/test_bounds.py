@@ -29,7 +29,7 @@ from pypid.core.audit import LoginFailures
 from pypid.core.bounded import put_newest
 from pypid.core.index import HTML, JSON, Index, page_bytes
 from pypid.core.metrics import RequestStats
-from pypid.storage.s3 import storage as s3
+from pypid.storage.s3 import presign as presigning
 from pypid.storage.s3.client import S3Client
 from pypid.storage.s3.credentials import CredentialSource
 from pypid.storage.s3.layout import Layout
@@ -295,8 +295,8 @@ class BoundsTests(SynchronousTestCase):
     # -- S3 ------------------------------------------------------------------------------
 
     def test_presigned_urls(self):
-        """The presigned URL cache holds at most L{s3.MAX_PRESIGNED} URLs."""
-        self.patch(s3, "MAX_PRESIGNED", 500)
+        """The presigned URL cache holds at most L{presigning.MAX_PRESIGNED} URLs."""
+        self.patch(presigning, "MAX_PRESIGNED", 500)
         clock = Clock()
         clock.advance(1_700_000_000)
         credentials = CredentialSource(Credentials("AKIDEXAMPLE", "secret"), None, clock)

@@ -30,6 +30,7 @@ from pypid.storage.interface import (
     RemoteFile,
     StorageError,
 )
+from pypid.storage.s3 import presign as presigning
 from pypid.storage.s3 import storage as s3
 from pypid.storage.s3.client import S3Client
 from pypid.storage.s3.credentials import CredentialSource
@@ -236,12 +237,12 @@ class S3StorageTests(S3Case):
         clock.advance(time.time())
         storage = await self.ready_storage(clock=clock, expire_after=3600.0, buffer_time=600.0)
         signed = []
-        original = s3.presign
+        original = presigning.presign
 
         def presign(*args):
             signed.append(args)
             return original(*args)
-        self.patch(s3, "presign", presign)
+        self.patch(presigning, "presign", presign)
         first = storage.presigned(PREFIX + "a.whl")
         self.assertIn("X-Amz-Expires=3600", first)
         self.assertEqual(len(signed), 1)

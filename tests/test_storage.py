@@ -2,7 +2,9 @@
 Tests for the storage backends: one contract that every L{IStorage} passes
 (L{StorageContractMixin}), run here against L{LocalStorage} and
 L{MemoryStorage}, plus what only the local backend promises (hard links,
-sidecar files) and what only the memory one does (no disk but the spool).
+sidecar files) and what only the memory one does (no disk but the spool);
+and the contract of an L{IBackfillStorage} (L{BackfillStorageContractMixin}),
+run against L{LocalStorage}.
 """
 
 import ast
@@ -23,6 +25,7 @@ from pypid.core.model import FileRecord
 from pypid.storage.interface import (
     FileExists,
     FilenameDeleted,
+    IBackfillStorage,
     ISharedStorage,
     IStorage,
     LocalFile,
@@ -31,6 +34,7 @@ from pypid.storage.interface import (
     ScanResult,
     StorageError,
 )
+from pypid.storage import local
 from pypid.storage.local import LocalStorage
 from pypid.storage.memory import MemoryStorage
 from tests.distributions import (
@@ -551,6 +555,121 @@ class StorageContractMixin:
         result = await self.scanned(storage)
         self.assertEqual(sorted(result.records), sorted([stored.filename, foreign_name]))
         self.assertEqual(result.tombstones, frozenset())
+
+
+class BackfillStorageContractMixin:
+    """
+    What a storage that provides L{IBackfillStorage} must do: a C{later}
+    scan answers from the files' names and reads none, leaving the files
+    without a record in C{pending}; L{IBackfillStorage.describe_pending}
+    then describes them, and (with C{persist}) keeps their records beside
+    them, so that the next scan finds them recorded.
+
+    A test case mixing this in provides L{make_storage} and L{put_foreign},
+    as for L{StorageContractMixin}.
+    """
+
+    def make_storage(self):
+        """Return a new, empty storage, not yet prepared."""
+        raise NotImplementedError()
+
+    def put_foreign(self, storage, key, data):
+        """Store C{data} under C{key} behind the storage's back."""
+        raise NotImplementedError()
+
+    async def copied_in(self):
+        """
+        A prepared storage holding a wheel, an sdist and a file that is no
+        distribution, all put there behind its back; and the two
+        distributions' C{(filename, bytes)}.
+        """
+        storage = self.make_storage()
+        await storage.prepare()
+        wheel, sdist = make_wheel("alpha", "1.0"), make_sdist("beta", "2.0")
+        for key, data in (wheel, sdist, ("notes.txt", b"not a distribution")):
+            self.put_foreign(storage, key, data)
+        return storage, wheel, sdist
+
+    async def later(self, storage):
+        """The pending files of a C{later} scan, by filename (no record is given)."""
+        result = await storage.scan({}, 0.0, (), later=True)
+        self.assertEqual(result.records, {})
+        return {item.filename: item for item in result.pending}
+
+    async def test_provides(self):
+        """The backend says it provides L{IBackfillStorage}."""
+        self.assertTrue(IBackfillStorage.providedBy(self.make_storage()))
+
+    async def test_later_leaves_pending(self):
+        """A later scan gives no record, and leaves every file without one pending."""
+        storage, wheel, sdist = await self.copied_in()
+        pending = await self.later(storage)
+        self.assertEqual(sorted(pending), sorted([wheel[0], sdist[0], "notes.txt"]))
+        self.assertFalse(any(item.recorded for item in pending.values()))
+
+    async def test_describe_pending(self):
+        """Pending distributions are described into records; any other file gets a reason."""
+        storage, wheel, sdist = await self.copied_in()
+        pending = await self.later(storage)
+        described = {item.filename: outcome
+                     for item, outcome in await storage.describe_pending(list(pending.values()))}
+        self.assertEqual((described[wheel[0]].project, described[wheel[0]].version),
+                         ("alpha", "1.0"))
+        self.assertEqual(described[wheel[0]].sha256, hashlib.sha256(wheel[1]).hexdigest())
+        self.assertEqual((described[sdist[0]].project, described[sdist[0]].version),
+                         ("beta", "2.0"))
+        self.assertIsInstance(described["notes.txt"], str)
+
+    async def test_persist_keeps_records(self):
+        """Described with persist, the records are kept: the next later scan finds them, the same."""
+        storage, wheel, sdist = await self.copied_in()
+        first = {item.filename: outcome for item, outcome in
+                 await storage.describe_pending(list((await self.later(storage)).values()))}
+        again = await self.later(storage)
+        self.assertEqual({name: item.recorded for name, item in again.items()},
+                         {wheel[0]: True, sdist[0]: True, "notes.txt": False})
+        read_back = {item.filename: outcome for item, outcome in await storage.describe_pending(
+            [item for item in again.values() if item.recorded])}
+        self.assertEqual(read_back, {wheel[0]: first[wheel[0]], sdist[0]: first[sdist[0]]})
+
+    async def test_without_persist_nothing_kept(self):
+        """Described without persist, no record is kept: the next later scan finds none."""
+        storage, wheel, sdist = await self.copied_in()
+        await storage.describe_pending(list((await self.later(storage)).values()),
+                                       persist=False)
+        again = await self.later(storage)
+        self.assertFalse(any(item.recorded for item in again.values()))
+
+
+class LocalBackfillStorageTests(BackfillStorageContractMixin, TestCase):
+    """The backfill contract, for L{LocalStorage}; and what only it promises."""
+
+    def make_storage(self):
+        """A L{LocalStorage} in a new folder, running its work synchronously."""
+        return LocalStorage(os.path.abspath(self.mktemp()), run_now, Clock())
+
+    def put_foreign(self, storage, key, data):
+        """Write a file into the folder, as an existing pypiserver tree holds it."""
+        write_file(os.path.join(storage.root, *key.split("/")), data)
+
+    async def test_later_reads_no_file(self):
+        """A later scan only lists: it gives no size, and inspects no file."""
+        storage, wheel, sdist = await self.copied_in()
+        self.patch(local, "inspect", lambda *a, **k: self.fail("a file inspected"))
+        pending = await self.later(storage)
+        self.assertEqual({(item.key, item.size) for item in pending.values()},
+                         {(wheel[0], None), (sdist[0], None), ("notes.txt", None)})
+
+    async def test_recorded_not_inspected(self):
+        """A pending file with a record kept beside it is read from the record, not inspected."""
+        storage, wheel, sdist = await self.copied_in()
+        await storage.describe_pending(list((await self.later(storage)).values()))
+        again = await self.later(storage)
+        self.patch(local, "inspect", lambda *a, **k: self.fail("a recorded file inspected"))
+        read_back = await storage.describe_pending(
+            [item for item in again.values() if item.recorded])
+        self.assertEqual(sorted(item.filename for item, _ in read_back),
+                         sorted([wheel[0], sdist[0]]))
 
 
 class LocalStorageTests(StorageContractMixin, TestCase):

@@ -216,18 +216,18 @@ async def check(log, out, err):
     from pypid.storage.interface import StorageError
 
     try:
-        verified = await log.verify()
+        check = await log.verify()  # a ChainCheck
     except (StorageError, OSError) as e:
         raise CliError(f"{_CANNOT}: {e}")
     finally:
         await log.close()
-    for note in verified.notes:
+    for note in check.notes:
         out.write(f"note: {escaped(str(note))}\n")
-    for broken in verified.broken:
+    for broken in check.broken:
         out.write(f"{escaped(str(broken))}\n")
-    summary = f"{verified.files} files, {verified.entries} entries"
-    if verified.broken:
-        err.write(f"pypid-admin: audit verify: {summary}: {len(verified.broken)} broken "
+    summary = f"{check.files} files, {check.entries} entries"
+    if check.broken:
+        err.write(f"pypid-admin: audit verify: {summary}: {len(check.broken)} broken "
                   "links\n")
         return 1
     out.write(f"{summary}: every chain is intact\n")

@@ -159,7 +159,7 @@ class IAuditLog(Interface):
         """
         Check every chain.
 
-        @return: a L{Deferred} firing with a L{Verified}.
+        @return: a L{Deferred} firing with a L{ChainCheck}.
         """
 
     def close():
@@ -209,7 +209,7 @@ def audit_families(log):
 
 
 @attrs.frozen
-class Verified:
+class ChainCheck:
     """
     What L{IAuditLog.verify} found: how many files and entries, the broken
     links, and notes (where the kept part of a chain begins).
@@ -603,7 +603,7 @@ class _DayFiles(BufferedAuditLog):
     def _verify_sync(self):
         names = self._day_names()
         report = verify_files((self._shown(n), self._read_file(n)) for n in names)
-        return Verified(len(names), report.entries, tuple(report.broken), tuple(report.notes))
+        return ChainCheck(len(names), report.entries, tuple(report.broken), tuple(report.notes))
 
     def stored_files(self):
         """The day files, oldest first (see L{IAuditLog.stored_files})."""
@@ -992,4 +992,4 @@ class S3AuditLog(BufferedAuditLog):
                 entries += len(checked.entries)
                 broken += checked.broken
                 head, before = checked.head, key
-        return Verified(files, entries, tuple(broken), tuple(notes))
+        return ChainCheck(files, entries, tuple(broken), tuple(notes))

@@ -28,6 +28,7 @@ too: any key outside C{.pypid/} whose last segment is a distribution
 filename. Their records are learnt by reading the file once.
 """
 
+import datetime
 import json
 from urllib.parse import quote, unquote
 
@@ -181,6 +182,14 @@ def record_from_headers(path, size, headers):
         })
     except (InvalidName, KeyError, ValueError, OverflowError, OSError):
         return None
+
+
+def parse_time(text):
+    """POSIX time of an S3 timestamp (C{2026-11-21T10:00:00.000Z}); 0 when unreadable."""
+    try:
+        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
 
 
 def yank_body(reason):

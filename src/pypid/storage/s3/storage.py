@@ -22,34 +22,21 @@ until shortly before they expire), relays of the object through the server
 (C{download = stream}), or redirects to a public URL.
 """
 
-import datetime
 import gzip
 import hashlib
-import io
 import json
 import os
-import secrets
 import zlib
 from email.utils import parsedate_to_datetime
 from functools import partial
 from urllib.parse import quote
 
 import attrs
-from twisted.internet.defer import (
-    DeferredList,
-    DeferredLock,
-    ensureDeferred,
-    gatherResults,
-    succeed,
-)
+from twisted.internet.defer import DeferredList, ensureDeferred, succeed
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from pypid.core.bounded import put_newest
-from pypid.core.distribution import inspect
-from pypid.core.metadata import InvalidDistribution
-from pypid.core.metrics import counter, gauge, timing_families
-from pypid.core.names import InvalidName
+from pypid.core.metrics import timing_families
 from pypid.core.parts import IMetricsSource
 from pypid.http.bodies import Deadline
 from pypid.storage import snapshot as snapshots
@@ -76,14 +63,16 @@ from pypid.storage.s3.client import (
     parse_error,
     parse_upload_id,
 )
+from pypid.storage.s3.imports import Importer
 from pypid.storage.s3.layout import (
     metadata_headers,
+    parse_time,
     record_from_headers,
     yank_body,
     yank_reason,
 )
 from pypid.storage.s3.limits import CHECK_RATE, MAX_PARTS, MIN_PART_SIZE
-from pypid.storage.s3.sign import presign
+from pypid.storage.s3.presign import PresignedURLs
 from pypid.storage.s3.sync import LOOKBACK, MARKER_RETENTION, ChangeFeed, Pacer
 
 log = Logger()
@@ -105,13 +94,6 @@ CLOCK_MARGIN = 60.0
 
 #: How many objects a rebuild reads at once.
 PARALLEL_READS = 16
-
-#: The most presigned URLs kept (the oldest signed go first). A URL and its
-#: key are about 600 bytes (measured), so this is some 30 MiB at most; past it, a file
-#: whose URL was forgotten is signed again at its next download (tens of
-#: microseconds), so a bucket of a million files does not hold a URL for
-#: each one that was ever downloaded.
-MAX_PRESIGNED = 50_000
 
 
 def _gunzip(data, limit):
@@ -136,37 +118,11 @@ def _sha256_range(path, offset, length):
     return digest.hexdigest()
 
 
-def _write_new(path, data):
-    with open(path, "wb") as f:
-        f.write(data)
-    return path
-
-
-def _inspect_bytes(data, filename, path, upload_time):
-    """
-    L{inspect} a file read from the bucket, from memory (not through the
-    spool folder, which a reader that does not persist may not have made),
-    without rendering its details.
-    """
-    digests = (len(data), hashlib.sha256(data).hexdigest(),
-               hashlib.blake2b(data, digest_size=32).hexdigest(),
-               hashlib.md5(data, usedforsecurity=False).hexdigest())
-    return inspect(io.BytesIO(data), filename, path, upload_time, digests, True, False)
-
-
 def _sweep(folder):
     os.makedirs(folder, exist_ok=True)
     for entry in os.scandir(folder):
         if entry.is_file(follow_symlinks=False):
             remove_file(entry.path)
-
-
-def parse_time(text):
-    """POSIX time of an S3 timestamp (C{2026-11-21T10:00:00.000Z}); 0 when unreadable."""
-    try:
-        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return 0.0
 
 
 def _catches_up(since, now):
@@ -195,6 +151,10 @@ class S3Storage:
     @ivar _clock: provides C{seconds()} and C{callLater}; wall-clock time in
         production, since marker names and S3's times are compared with it.
     @ivar temp_dir: the local folder where uploads are spooled.
+    @ivar _urls: the L{PresignedURLs} that redirected downloads go to
+        (and that the local snapshot keeps: see L{state}).
+    @ivar _imports: the L{Importer} of objects listed without a record,
+        which knows where each file lives (L{Importer.path_of}).
     """
 
     def __init__(self, client, layout, credentials, run, clock, temp_dir, *,
@@ -220,21 +180,11 @@ class S3Storage:
         self.temp_dir = temp_dir
         self._download = download
         self._public_url = public_url
-        self._expire_after = expire_after
-        self._buffer_time = buffer_time
         self._threshold = multipart_threshold
         self.sync_interval = sync_interval
         self._bucket_snapshot = bucket_snapshot
-        self._max_import_size = max_import_size
         self._on_close = on_close
-        # filename -> path, for files not stored at the prefix's top (imports)
-        self._paths = {}
-        # key -> (url, usable until)
-        self._urls = {}
-        self._urls_changed = False
-        #: downloads answered from the presigned URL cache, and signed anew
-        #: (for C{/metrics})
-        self.presign_hits = self.presign_misses = 0
+        self._urls = PresignedURLs(client, credentials, clock, expire_after, buffer_time)
         self._feed = ChangeFeed(client, layout, clock, self._state_of, self._background)
         self.instance = self._feed.instance
         self._clock_margin = clock_margin
@@ -244,9 +194,8 @@ class S3Storage:
         # Background writes (change markers, the bucket's snapshot) not
         # finished yet: a clean stop waits for them.
         self._pending = set()
-        # Metadata of objects without a record read by a scan that did not
-        # persist (filename -> bytes), served from here: none is written.
-        self._unwritten = {}
+        self._imports = Importer(client, layout, run, temp_dir, self._keep_beside,
+                                 max_import_size)
 
     # -- life ------------------------------------------------------------------------
 
@@ -369,7 +318,7 @@ class S3Storage:
                 # bucket holds it (a yank made elsewhere is kept).
                 current = await self._state_of(record.filename, record.path)
                 raise FileExists(record.filename, record.sha256, current.record)
-            self._paths_put(record)
+            self._imports.remember(record)
             self._feed.announce(record.filename)
             return record
         finally:
@@ -384,12 +333,6 @@ class S3Storage:
         if details is not None:
             await client.put(self._layout.details_key(record.filename), details,
                              {"content-type": "application/json"})
-
-    def _paths_put(self, record):
-        if record.path != record.filename:
-            self._paths[record.filename] = record.path
-        else:
-            self._paths.pop(record.filename, None)
 
     def _producer(self, path, offset, length):
         return FileRangeProducer(path, offset, length, self._run)
@@ -507,7 +450,7 @@ class S3Storage:
         layout, client = self._layout, self._client
         if await client.head(layout.deleted_key(filename)) is not None:
             return
-        for path in {filename, self._paths.get(filename, filename)}:
+        for path in {filename, self._imports.path_of(filename)}:
             existing = await client.head(layout.file_key(path))
             if existing is not None:
                 raise FileExists(filename, existing.get("x-amz-meta-sha256"))
@@ -526,14 +469,14 @@ class S3Storage:
             return Redirect(self._public_url + quote(record.path, safe="/~"))
         if self._download == "stream":
             return RemoteFile(record.size, partial(self._fetch, key, record.size))
-        return Redirect(self.presigned(key))
+        return Redirect(self._urls.url(key))
 
     def locate_metadata(self, record):
         """
         Like L{locate}, for the metadata sibling; from memory for an object
         read by a scan that did not persist (the bucket has no sibling).
         """
-        data = self._unwritten.get(record.filename)
+        data = self._imports.unwritten(record.filename)
         if data is not None:
             return MemoryFile(data)
         key = self._layout.metadata_key(record.path)
@@ -541,11 +484,11 @@ class S3Storage:
             return Redirect(self._public_url + quote(record.path + ".metadata", safe="/~"))
         if self._download == "stream":
             return RemoteBytes(partial(self.read_metadata, record))
-        return Redirect(self.presigned(key))
+        return Redirect(self._urls.url(key))
 
     def read_metadata(self, record):
         """The metadata sibling's bytes (see L{locate_metadata})."""
-        data = self._unwritten.get(record.filename)
+        data = self._imports.unwritten(record.filename)
         if data is not None:
             return succeed(data)
 
@@ -564,31 +507,7 @@ class S3Storage:
 
     def describe(self, record):
         """Fetch the file, render its details in a worker thread, and keep them."""
-        return ensureDeferred(self._describe(record))
-
-    async def _describe(self, record):
-        if record.size > self._max_import_size:
-            return None  # (read whole, as an import reads a file: bounded alike)
-        data = await self._client.get(self._layout.file_key(record.path),
-                                      limit=self._max_import_size, expect=record.size)
-        if data is None:
-            return None
-        temp = os.path.join(self.temp_dir, f"describe-{secrets.token_hex(8)}")
-        await self._run(_write_new, temp, data)
-        try:
-            details = (await self._run(
-                inspect, temp, record.filename, record.path, record.upload_time,
-                (record.size, record.sha256, record.blake2_256, record.md5), True, True,
-            )).details
-        except (InvalidName, InvalidDistribution):
-            return None
-        finally:
-            await self._run(remove_file, temp)
-        if await self._client.head(self._layout.deleted_key(record.filename)) is not None:
-            return None  # (deleted meanwhile: no details left behind for it)
-        await self._client.put(self._layout.details_key(record.filename), details,
-                               {"content-type": "application/json"})
-        return details
+        return ensureDeferred(self._imports.describe(record))
 
     def _fetch(self, key, size, start, length):
         async def fetch():
@@ -612,75 +531,28 @@ class S3Storage:
         yield from timing_families(("pypid_s3_requests", "pypid_s3_request_errors",
                                     "pypid_s3_request_duration_seconds"), "Requests to S3",
                                    ("method",), [((), self._client.timings)])
-        yield gauge("pypid_s3_presigned_urls", "Presigned download URLs cached.",
-                    self.presigned_cached)
-        yield counter("pypid_s3_presigned", "Downloads redirected to a presigned URL, by "
-                      "whether the URL came from the cache.", None, ("result",),
-                      [(("hit",), self.presign_hits), (("miss",), self.presign_misses)])
+        yield from self._urls.metric_families()
 
     def presigned(self, key):
-        """
-        A presigned GET URL for C{key}, from the cache while it has at least
-        C{buffer_time} to live, else signed now (never valid beyond the
-        expiry of the credentials that sign it).
-        """
-        now = self._clock.seconds()
-        cached = self._urls.get(key)
-        if cached is not None and cached[1] > now:
-            self.presign_hits += 1
-            return cached[0]
-        self.presign_misses += 1
-        credentials = self._credentials.current()
-        expires = self._expire_after
-        if credentials.expiry is not None:
-            expires = min(expires, credentials.expiry - now)
-        url = presign(credentials, self._client.bucket.region, self._client.bucket.url(key),
-                      max(int(expires), 1))
-        usable_until = now + expires - self._buffer_time
-        if usable_until > now:
-            put_newest(self._urls, key, (url, usable_until), MAX_PRESIGNED)
-            self._urls_changed = True
-        return url
+        """A presigned GET URL for C{key}; see L{PresignedURLs.url}."""
+        return self._urls.url(key)
 
     # -- the snapshot ------------------------------------------------------------------
 
     def state(self):
         """What the local snapshot keeps for this backend: the presigned URL cache."""
-        now = self._clock.seconds()
-        try:
-            access_key = self._credentials.current().access_key
-        except StorageError:
-            return None
-        self._urls = {key: value for key, value in self._urls.items() if value[1] > now}
-        self._urls_changed = False
-        urls = {key: [url, until] for key, (url, until) in self._urls.items()}
-        return {"access_key": access_key, "presigned": urls}
+        return self._urls.state()
 
     def state_changed(self):
         """Whether URLs were signed since the last L{state}."""
-        return self._urls_changed
+        return self._urls.changed()
 
     def restore_state(self, state):
         """
         Take back the URL cache from a snapshot: only URLs signed with the
         credentials in use now, and not due for renewal.
         """
-        if not isinstance(state, dict):
-            return
-        try:
-            if state.get("access_key") != self._credentials.current().access_key:
-                return
-        except StorageError:
-            return
-        now = self._clock.seconds()
-        presigned = state.get("presigned")
-        if not isinstance(presigned, dict):
-            return
-        for key, value in presigned.items():
-            if (isinstance(value, list) and len(value) == 2 and isinstance(value[0], str)
-                    and isinstance(value[1], (int, float)) and value[1] > now
-                    and len(self._urls) < MAX_PRESIGNED):
-                self._urls[key] = (value[0], float(value[1]))
+        self._urls.restore(state)
 
     def keep_snapshot(self, data):
         """Keep a copy of the snapshot (without the URL cache) in the bucket."""
@@ -751,7 +623,7 @@ class S3Storage:
         self._feed.start_from_snapshot(since, self._replay_window)
         records, deleted = dict(known), set(tombstones)
         for record in records.values():
-            self._paths_put(record)
+            self._imports.remember(record)
         for change in await self._feed.poll(starting=True):
             if change.deleted:
                 records.pop(change.filename, None)
@@ -874,7 +746,7 @@ class S3Storage:
                 else:
                     reading.add(filename)
                     to_read.append((filename, path, item))
-        results = await self._read_all(to_read, persist, client)
+        results = await self._imports.read_all(to_read, persist, client)
         for (filename, path, _item), outcome in zip(to_read, results):
             if isinstance(outcome, str):
                 skipped.append((path, outcome))
@@ -882,81 +754,9 @@ class S3Storage:
                 records[filename] = outcome
         await self._apply_yanks(records, yanked, known, trusted_before, client)
         for record in records.values():
-            self._paths_put(record)
+            self._imports.remember(record)
         self._feed.listed(started)
         return ScanResult(records=records, tombstones=frozenset(deleted), skipped=tuple(skipped))
-
-    async def _read_all(self, to_read, persist=True, client=None):
-        client = client or self._client
-        limit = client.limit
-        imports = _Serial()
-
-        async def read(filename, path, item):
-            headers = await client.head(self._layout.file_key(path))
-            if headers is None:
-                return "removed while the bucket was listed"
-            record = record_from_headers(path, item.size, headers)
-            if record is not None:
-                return record
-            return await imports.run(self._import, filename, path, item, persist, client)
-
-        return await gatherResults([
-            limit.run(lambda args=args: ensureDeferred(read(*args))) for args in to_read
-        ], consumeErrors=True).addErrback(lambda f: f.value.subFailure)
-
-    async def _import(self, filename, path, item, persist=True, client=None):
-        """
-        Describe a file that another tool put in the bucket: read it once,
-        then keep what was learnt in the bucket (its metadata sibling, and the
-        record as the object's own metadata, copied in place only if the
-        object did not change meanwhile); without C{persist}, keep only its
-        metadata, in memory, and render no details.
-        """
-        client = client or self._client
-        if item.size > self._max_import_size:
-            return f"larger than the largest upload ({item.size} bytes)"
-        try:
-            data = await client.get(self._layout.file_key(path),
-                                          limit=self._max_import_size, expect=item.size)
-        except StorageError as e:
-            return f"cannot read it from the bucket now: {e}"
-        if data is None:
-            return "removed while the bucket was listed"
-        if not persist:
-            try:
-                inspected = await self._run(_inspect_bytes, data, filename, path,
-                                            parse_time(item.last_modified))
-            except (InvalidName, InvalidDistribution) as e:
-                return str(e)
-            if inspected.metadata is not None:
-                self._unwritten[filename] = inspected.metadata
-            return inspected.record
-        temp = os.path.join(self.temp_dir, f"import-{secrets.token_hex(8)}")
-        await self._run(_write_new, temp, data)
-        try:
-            inspected = await self._run(inspect, temp, filename, path,
-                                        parse_time(item.last_modified), None, True, True)
-        except (InvalidName, InvalidDistribution) as e:
-            return str(e)
-        finally:
-            await self._run(remove_file, temp)
-        record = inspected.record
-        try:
-            await self._keep_beside(record, inspected.metadata, inspected.details, client)
-            bucket = client.bucket
-            headers = metadata_headers(record)
-            headers.update({
-                "content-type": "application/octet-stream",
-                "x-amz-copy-source": quote(f"/{bucket.name}/{self._layout.file_key(path)}",
-                                           safe="/~"),
-                "x-amz-metadata-directive": "REPLACE",
-                "x-amz-copy-source-if-match": item.etag,
-            })
-            await client.call("PUT", self._layout.file_key(path), headers=headers)
-        except StorageError as e:
-            log.warn("Cannot keep the record of {path} in the bucket: {error}",
-                     path=path, error=str(e))
-        return record
 
     async def _apply_yanks(self, records, yanked, known, trusted_before, client=None):
         for filename, record in list(records.items()):
@@ -1012,7 +812,7 @@ class S3Storage:
         layout, client = self._layout, client or self._client
         if await client.head(layout.deleted_key(filename)) is not None:
             return Changed(filename, None, True)
-        path = path or self._paths.get(filename, filename)
+        path = path or self._imports.path_of(filename)
         headers = await client.head(layout.file_key(path))
         if headers is None:
             return Changed(filename, None, False)
@@ -1084,16 +884,3 @@ class _IdleProtocol:
                  seconds=self._timeout)
         self.transport.stopProducing()
 
-
-class _Serial:
-    """Runs one coroutine function at a time (imports hold a file in memory)."""
-
-    def __init__(self):
-        self._lock = DeferredLock()
-
-    async def run(self, f, *args):
-        await self._lock.acquire()
-        try:
-            return await f(*args)
-        finally:
-            self._lock.release()

@@ -1,0 +1,230 @@
+"""
+Objects in the bucket that pypid did not write.
+
+Another tool (C{aws s3 cp}, a migration) may put files in the bucket: a
+listing finds them without the record that pypid keeps in each object's
+user metadata. They are read once and described like an upload (the
+metadata sibling, the details, the record copied onto the object in place),
+so that the next listing finds them like any other; a reader that does not
+persist keeps what it learnt in memory and writes nothing. A file may sit
+below the prefix's top, so where each one lives is kept too.
+
+This is apart from L{pypid.storage.s3.storage.S3Storage} because it is
+the only part that reads whole files into memory and inspects them: its
+bounds (L{Importer._max_size}, one import at a time) are kept in one
+place.
+"""
+
+import hashlib
+import io
+import os
+import secrets
+from collections.abc import Awaitable, Callable
+from urllib.parse import quote
+
+import attrs
+from twisted.internet.defer import DeferredLock, ensureDeferred, gatherResults
+from twisted.logger import Logger
+
+from pypid.core.distribution import inspect
+from pypid.core.metadata import InvalidDistribution
+from pypid.core.model import FileRecord
+from pypid.core.names import InvalidName
+from pypid.storage.disk import remove_file
+from pypid.storage.interface import StorageError
+from pypid.storage.s3.client import Listed, S3Client
+from pypid.storage.s3.layout import (
+    Layout,
+    metadata_headers,
+    parse_time,
+    record_from_headers,
+)
+
+log = Logger()
+
+
+def _write_new(path, data):
+    with open(path, "wb") as f:
+        f.write(data)
+    return path
+
+
+def _inspect_bytes(data, filename, path, upload_time):
+    """
+    L{inspect} a file read from the bucket, from memory (not through the
+    spool folder, which a reader that does not persist may not have made),
+    without rendering its details.
+    """
+    digests = (len(data), hashlib.sha256(data).hexdigest(),
+               hashlib.blake2b(data, digest_size=32).hexdigest(),
+               hashlib.md5(data, usedforsecurity=False).hexdigest())
+    return inspect(io.BytesIO(data), filename, path, upload_time, digests, True, False)
+
+
+class _Serial:
+    """Runs one coroutine function at a time (imports hold a file in memory)."""
+
+    def __init__(self):
+        self._lock = DeferredLock()
+
+    async def run(self, f, *args):
+        await self._lock.acquire()
+        try:
+            return await f(*args)
+        finally:
+            self._lock.release()
+
+
+@attrs.define
+class Importer:
+    """
+    Reads the listed objects that carry no record, and describes them.
+
+    @ivar _client: the L{S3Client} (a scan may pass another, paced one).
+    @ivar _layout: the L{Layout} of the prefix.
+    @ivar _run: C{run(f, *args) -> Deferred} for blocking work (inspection).
+    @ivar _temp_dir: the local folder where a file is written to be inspected.
+    @ivar _keep_beside: C{async keep_beside(record, metadata, details,
+        client)}: writes a file's metadata sibling and details, as an
+        upload's are written (the storage's, so both write them alike).
+    @ivar _max_size: the largest object read whole (the largest upload):
+        a larger one is not served.
+    @ivar _paths: filename -> path, for files not stored at the prefix's
+        top (imports).
+    @ivar _unwritten: metadata of objects without a record read by a scan
+        that did not persist (filename -> bytes), served from here: none
+        is written.
+    """
+
+    _client: S3Client
+    _layout: Layout
+    _run: Callable[..., Awaitable]
+    _temp_dir: str
+    _keep_beside: Callable[..., Awaitable[None]]
+    _max_size: int = 1 << 30
+    _paths: dict[str, str] = attrs.field(factory=dict, init=False)
+    _unwritten: dict[str, bytes] = attrs.field(factory=dict, init=False)
+
+    def path_of(self, filename: str) -> str:
+        """Where C{filename} is stored under the prefix, as far as known."""
+        return self._paths.get(filename, filename)
+
+    def remember(self, record: FileRecord) -> None:
+        """Keep where C{record}'s file is stored (for L{path_of})."""
+        if record.path != record.filename:
+            self._paths[record.filename] = record.path
+        else:
+            self._paths.pop(record.filename, None)
+
+    def unwritten(self, filename: str) -> bytes | None:
+        """The metadata of C{filename} kept in memory by a scan that did not persist."""
+        return self._unwritten.get(filename)
+
+    async def read_all(self, to_read: list[tuple[str, str, Listed]], persist: bool = True,
+                       client: S3Client | None = None) -> list[FileRecord | str]:
+        """
+        The records of listed objects C{(filename, path, listed item)}, from
+        their user metadata, or by importing those that have none; a reason
+        (text) for an object that is not served. Reads run within the
+        client's limit; imports one at a time, since each holds a file in
+        memory.
+        """
+        client = client or self._client
+        limit = client.limit
+        imports = _Serial()
+
+        async def read(filename, path, item):
+            headers = await client.head(self._layout.file_key(path))
+            if headers is None:
+                return "removed while the bucket was listed"
+            record = record_from_headers(path, item.size, headers)
+            if record is not None:
+                return record
+            return await imports.run(self._import, filename, path, item, persist, client)
+
+        return await gatherResults([
+            limit.run(lambda args=args: ensureDeferred(read(*args))) for args in to_read
+        ], consumeErrors=True).addErrback(lambda f: f.value.subFailure)
+
+    async def _import(self, filename, path, item, persist=True, client=None):
+        """
+        Describe a file that another tool put in the bucket: read it once,
+        then keep what was learnt in the bucket (its metadata sibling, and the
+        record as the object's own metadata, copied in place only if the
+        object did not change meanwhile); without C{persist}, keep only its
+        metadata, in memory, and render no details.
+        """
+        client = client or self._client
+        if item.size > self._max_size:
+            return f"larger than the largest upload ({item.size} bytes)"
+        try:
+            data = await client.get(self._layout.file_key(path),
+                                    limit=self._max_size, expect=item.size)
+        except StorageError as e:
+            return f"cannot read it from the bucket now: {e}"
+        if data is None:
+            return "removed while the bucket was listed"
+        if not persist:
+            try:
+                inspected = await self._run(_inspect_bytes, data, filename, path,
+                                            parse_time(item.last_modified))
+            except (InvalidName, InvalidDistribution) as e:
+                return str(e)
+            if inspected.metadata is not None:
+                self._unwritten[filename] = inspected.metadata
+            return inspected.record
+        temp = os.path.join(self._temp_dir, f"import-{secrets.token_hex(8)}")
+        await self._run(_write_new, temp, data)
+        try:
+            inspected = await self._run(inspect, temp, filename, path,
+                                        parse_time(item.last_modified), None, True, True)
+        except (InvalidName, InvalidDistribution) as e:
+            return str(e)
+        finally:
+            await self._run(remove_file, temp)
+        record = inspected.record
+        try:
+            await self._keep_beside(record, inspected.metadata, inspected.details, client)
+            bucket = client.bucket
+            headers = metadata_headers(record)
+            headers.update({
+                "content-type": "application/octet-stream",
+                "x-amz-copy-source": quote(f"/{bucket.name}/{self._layout.file_key(path)}",
+                                           safe="/~"),
+                "x-amz-metadata-directive": "REPLACE",
+                "x-amz-copy-source-if-match": item.etag,
+            })
+            await client.call("PUT", self._layout.file_key(path), headers=headers)
+        except StorageError as e:
+            log.warn("Cannot keep the record of {path} in the bucket: {error}",
+                     path=path, error=str(e))
+        return record
+
+    async def describe(self, record: FileRecord) -> bytes | None:
+        """
+        Fetch a stored file, render its details in a worker thread, and
+        keep them in the bucket; L{None} when it cannot be (too large,
+        gone, not a distribution, or deleted meanwhile).
+        """
+        if record.size > self._max_size:
+            return None  # (read whole, as an import reads a file: bounded alike)
+        data = await self._client.get(self._layout.file_key(record.path),
+                                      limit=self._max_size, expect=record.size)
+        if data is None:
+            return None
+        temp = os.path.join(self._temp_dir, f"describe-{secrets.token_hex(8)}")
+        await self._run(_write_new, temp, data)
+        try:
+            details = (await self._run(
+                inspect, temp, record.filename, record.path, record.upload_time,
+                (record.size, record.sha256, record.blake2_256, record.md5), True, True,
+            )).details
+        except (InvalidName, InvalidDistribution):
+            return None
+        finally:
+            await self._run(remove_file, temp)
+        if await self._client.head(self._layout.deleted_key(record.filename)) is not None:
+            return None  # (deleted meanwhile: no details left behind for it)
+        await self._client.put(self._layout.details_key(record.filename), details,
+                               {"content-type": "application/json"})
+        return details

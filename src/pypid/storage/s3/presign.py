@@ -1,0 +1,143 @@
+"""
+The presigned download URLs of an S3 storage, cached.
+
+Signing a URL costs tens of microseconds, and a client that downloads the
+same file twice is better served by the same URL (a CDN or proxy in front
+of the store may cache by it). So a URL is kept until shortly before it
+expires (the buffer time: a client redirected just before the expiry must
+still have time to follow), and the cache goes into the local snapshot, so
+that a restart does not sign everything again. This is apart from
+L{pypid.storage.s3.storage.S3Storage} because none of it touches the
+bucket: it is bookkeeping over the credentials and a clock.
+"""
+
+import attrs
+from twisted.internet.interfaces import IReactorTime
+
+from pypid.core.bounded import put_newest
+from pypid.core.metrics import counter, gauge
+from pypid.storage.interface import StorageError
+from pypid.storage.s3.client import S3Client
+from pypid.storage.s3.credentials import CredentialSource
+from pypid.storage.s3.sign import presign
+
+#: The most presigned URLs kept (the oldest signed go first). A URL and its
+#: key are about 600 bytes (measured), so this is some 30 MiB at most; past it, a file
+#: whose URL was forgotten is signed again at its next download (tens of
+#: microseconds), so a bucket of a million files does not hold a URL for
+#: each one that was ever downloaded.
+MAX_PRESIGNED = 50_000
+
+
+@attrs.define
+class PresignedURLs:
+    """
+    Presigned C{GET} URLs by object key, reused while they have at least
+    the buffer time to live.
+
+    @ivar _client: the L{pypid.storage.s3.client.S3Client} whose bucket the
+        URLs point into.
+    @ivar _credentials: the L{pypid.storage.s3.credentials.CredentialSource}
+        that signs them; a URL never outlives the credentials it was signed
+        with, and a snapshot's URLs signed with other keys are dropped.
+    @ivar _clock: provides C{seconds()} (wall-clock time: expiries are).
+    @ivar _expire_after: how long a URL is valid for (s), at most.
+    @ivar _buffer_time: how long before its expiry a URL stops being
+        handed out (s).
+    @ivar _urls: key -> C{(url, usable until)}, oldest signed first.
+    @ivar _changed: whether URLs were signed since the last L{state}.
+    @ivar hits: URLs answered from the cache (for C{/metrics}).
+    @ivar misses: URLs signed anew (for C{/metrics}).
+    """
+
+    _client: S3Client
+    _credentials: CredentialSource
+    _clock: IReactorTime
+    _expire_after: float = 86400.0
+    _buffer_time: float = 600.0
+    _urls: dict[str, tuple[str, float]] = attrs.field(factory=dict, init=False)
+    _changed: bool = attrs.field(default=False, init=False)
+    hits: int = attrs.field(default=0, init=False)
+    misses: int = attrs.field(default=0, init=False)
+
+    def __len__(self) -> int:
+        """How many URLs the cache holds."""
+        return len(self._urls)
+
+    def url(self, key: str) -> str:
+        """
+        A presigned GET URL for C{key}, from the cache while it has at least
+        the buffer time to live, else signed now (never valid beyond the
+        expiry of the credentials that sign it).
+        """
+        now = self._clock.seconds()
+        cached = self._urls.get(key)
+        if cached is not None and cached[1] > now:
+            self.hits += 1
+            return cached[0]
+        self.misses += 1
+        credentials = self._credentials.current()
+        expires = self._expire_after
+        if credentials.expiry is not None:
+            expires = min(expires, credentials.expiry - now)
+        url = presign(credentials, self._client.bucket.region, self._client.bucket.url(key),
+                      max(int(expires), 1))
+        usable_until = now + expires - self._buffer_time
+        if usable_until > now:
+            put_newest(self._urls, key, (url, usable_until), MAX_PRESIGNED)
+            self._changed = True
+        return url
+
+    def metric_families(self):
+        """The cache's size, and how many URLs came from it or were signed anew."""
+        yield gauge("pypid_s3_presigned_urls", "Presigned download URLs cached.",
+                    len(self._urls))
+        yield counter("pypid_s3_presigned", "Downloads redirected to a presigned URL, by "
+                      "whether the URL came from the cache.", None, ("result",),
+                      [(("hit",), self.hits), (("miss",), self.misses)])
+
+    # -- the snapshot ------------------------------------------------------------------
+
+    def state(self) -> dict | None:
+        """
+        The cache for the local snapshot, without the URLs already due for
+        renewal, and the access key that signed it; L{None} while there
+        are no credentials.
+        """
+        now = self._clock.seconds()
+        try:
+            access_key = self._credentials.current().access_key
+        except StorageError:
+            return None
+        self._urls = {key: value for key, value in self._urls.items() if value[1] > now}
+        self._changed = False
+        urls = {key: [url, until] for key, (url, until) in self._urls.items()}
+        return {"access_key": access_key, "presigned": urls}
+
+    def changed(self) -> bool:
+        """Whether URLs were signed since the last L{state}."""
+        return self._changed
+
+    def restore(self, state: object) -> None:
+        """
+        Take back the cache from a snapshot's L{state}: only URLs signed
+        with the credentials in use now, not due for renewal, and within
+        L{MAX_PRESIGNED}. Anything malformed is ignored (a snapshot is a
+        cache, not a promise).
+        """
+        if not isinstance(state, dict):
+            return
+        try:
+            if state.get("access_key") != self._credentials.current().access_key:
+                return
+        except StorageError:
+            return
+        now = self._clock.seconds()
+        presigned = state.get("presigned")
+        if not isinstance(presigned, dict):
+            return
+        for key, value in presigned.items():
+            if (isinstance(value, list) and len(value) == 2 and isinstance(value[0], str)
+                    and isinstance(value[1], (int, float)) and value[1] > now
+                    and len(self._urls) < MAX_PRESIGNED):
+                self._urls[key] = (value[0], float(value[1]))
