@@ -13,7 +13,8 @@ setup(
     package_dir={"": "src"},
     # "twisted.plugins" is listed explicitly: find_packages() would drop the
     # dropin from wheels (it is a namespace without an __init__.py on purpose).
-    packages=["pypid", "pypid.auth", "pypid.bundle", "pypid.cli", "pypid.config", "pypid.core", "pypid.export",
+    packages=["pypid", "pypid.auth", "pypid.bundle", "pypid.cli", "pypid.config", "pypid.core",
+              "pypid.daemon", "pypid.export", "pypid.state",
               "pypid.http", "pypid.storage", "pypid.storage.s3", "pypid.upstream", "pypid.web",
               "twisted.plugins"],
     # The pages for people's stylesheet and script, served by pypid itself.
@@ -58,8 +59,11 @@ setup(
         # hypothesis drives the property-based upload suite.
         # playwright drives the distribution's Chromium in the browser tests
         # (its own browser downloads are never used).
+        # mypy (with zope.interface's plugin) and ruff: the type check and
+        # the linter CI runs before the tests (.ci/run).
         "test": ["pip>=25", "twine>=6", "uv>=0.5", "setuptools", "wheel", "moto[server]>=5.1",
-                 "hypothesis>=6.100", "playwright>=1.40"],
+                 "hypothesis>=6.100", "playwright>=1.40", "mypy>=1.10", "mypy-zope>=1.0.5",
+                 "ruff>=0.5"],
     },
     entry_points={
         "console_scripts": [

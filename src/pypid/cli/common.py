@@ -27,7 +27,7 @@ import attrs
 from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred
 
 from pypid.cli.client import CliError
-from pypid.config.errors import StartupError
+from pypid.core.startup import StartupError
 from pypid.storage.interface import StorageError
 
 if TYPE_CHECKING:

@@ -38,7 +38,7 @@ from pypid.cli.common import (
     run_command,
 )
 from pypid.config import ConfigError, load_config, parse_override
-from pypid.config.errors import StartupError
+from pypid.core.startup import StartupError
 from pypid.config.s3 import S3_KEYS
 from pypid.config.values import optional_url
 from pypid.export.exporter import Exporter

@@ -1,0 +1,182 @@
+"""
+The tree reads as the architecture (C{docs/architecture.rst}): imports
+point down the layers, nothing imports the composition root, C{core/} is
+pure, start-up errors are one type turned into an exit in the entry points
+only, and the composition finds no capability by probing attributes.
+Checked by reading the source, so a new module that breaks a rule fails here.
+"""
+
+import ast
+import os
+
+from twisted.trial.unittest import SynchronousTestCase
+
+SOURCE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+
+#: Each package of pypid by its layer: a module may import its own package
+#: and those of lower layers only.
+LAYERS = {
+    "core": 0,
+    "http": 1,
+    "storage": 2,
+    "auth": 3,
+    "upstream": 3,
+    "state": 4,
+    "config": 4,
+    "tls": 4,
+    "web": 5,
+    "export": 6,
+    "bundle": 7,
+    "daemon": 7,
+    "cli": 8,
+    "tap": 9,
+}
+
+#: Imports across the layers kept on purpose, each with its reason.
+ALLOWED = {
+    # the pages for people's stylesheet, script and icon, which the static
+    # export writes as the daemon serves them (web.assets imports nothing
+    # of Twisted's web)
+    ("export", "pypid.web.assets"),
+}
+
+
+def modules():
+    """C{(module name, path, syntax tree)} of every module of pypid."""
+    root = os.path.join(SOURCE, "pypid")
+    for folder, _, files in os.walk(root):
+        for name in sorted(files):
+            if name.endswith(".py"):
+                path = os.path.join(folder, name)
+                module = os.path.relpath(path, SOURCE)[:-3].replace(os.sep, ".")
+                with open(path, encoding="utf-8") as f:
+                    yield module.removesuffix(".__init__"), path, ast.parse(f.read())
+
+
+def imported(tree):
+    """The absolute names of the modules a syntax tree imports."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            yield node.module
+        elif isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+
+
+def package_of(module):
+    """The package (layer) of a module of pypid: C{pypid.web.app} -> C{web}."""
+    return module.split(".")[1]
+
+
+class LayerTests(SynchronousTestCase):
+    """The imports between pypid's packages."""
+
+    def test_every_package_has_a_layer(self):
+        """Every package and top-level module is placed in a layer."""
+        found = {package_of(module) for module, _, _ in modules() if module != "pypid"}
+        self.assertEqual(found - set(LAYERS), set())
+
+    def test_imports_point_down(self):
+        """A module imports its own package and lower layers only (and the listed exceptions)."""
+        wrong = []
+        for module, _, tree in modules():
+            if module == "pypid":
+                continue
+            mine = package_of(module)
+            for name in imported(tree):
+                if not name.startswith("pypid."):
+                    continue
+                theirs = package_of(name)
+                if theirs != mine and LAYERS[theirs] >= LAYERS[mine] \
+                        and (mine, name) not in ALLOWED:
+                    wrong.append(f"{module} imports {name}")
+        self.assertEqual(wrong, [])
+
+    def test_composition_root_not_imported(self):
+        """Only the dropin, pypid.tac and the tests import pypid.tap."""
+        wrong = [module for module, _, tree in modules()
+                 if any(name == "pypid.tap" or name.startswith("pypid.tap.")
+                        for name in imported(tree))]
+        self.assertEqual(wrong, [])
+
+    def test_core_is_pure(self):
+        """C{core/} imports no other package of pypid and nothing of Twisted's I/O."""
+        io = ("twisted.internet", "twisted.web", "twisted.application", "socket", "treq")
+        wrong = []
+        for module, _, tree in modules():
+            if not module.startswith("pypid.core"):
+                continue
+            for name in imported(tree):
+                if (name.startswith("pypid.") and not name.startswith("pypid.core")) \
+                        or name.startswith(io):
+                    wrong.append(f"{module} imports {name}")
+        self.assertEqual(wrong, [])
+
+
+class EntryPointTests(SynchronousTestCase):
+    """Start-up errors become an exit in the entry points only."""
+
+    def test_system_exit_only_in_entry_points(self):
+        """C{raise SystemExit} is in C{pypid.tap} and in the tools' C{main} functions only."""
+        wrong = []
+        for module, path, tree in modules():
+            for function, node in _raises(tree):
+                if not _raises_system_exit(node):
+                    continue
+                if module == "pypid.tap" or (module.startswith("pypid.cli.")
+                                             and function == "main"):
+                    continue
+                wrong.append(f"{path}:{node.lineno} (in {function})")
+        self.assertEqual(wrong, [])
+
+
+class CompositionTests(SynchronousTestCase):
+    """The composition declares what parts offer; it does not probe for it."""
+
+    def test_no_probing(self):
+        """The composition root and the container call no C{hasattr}, and no C{getattr} with a default."""
+        wrong = []
+        for module, path, tree in modules():
+            if module != "pypid.tap" and not module.startswith("pypid.daemon"):
+                continue
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and (
+                        node.func.id == "hasattr"
+                        or (node.func.id == "getattr" and len(node.args) == 3)):
+                    wrong.append(f"{path}:{node.lineno}")
+        self.assertEqual(wrong, [])
+
+
+def _raises(tree):
+    """C{(name of the enclosing function, Raise node)} of every raise in a tree."""
+    def visit(node, function):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                yield from visit(child, child.name)
+            else:
+                if isinstance(child, ast.Raise):
+                    yield function, child
+                yield from visit(child, function)
+    yield from visit(tree, "<module>")
+
+
+def _raises_system_exit(node):
+    exception = node.exc
+    if isinstance(exception, ast.Call):
+        exception = exception.func
+    return isinstance(exception, ast.Name) and exception.id == "SystemExit"
+
+
+class PackagingTests(SynchronousTestCase):
+    """Every package of the tree ships (setup.py lists them: find_packages would drop the dropin)."""
+
+    def test_every_package_listed(self):
+        """The packages setup.py lists are exactly the folders of src/pypid with an __init__.py."""
+        with open(os.path.join(os.path.dirname(SOURCE), "setup.py"), encoding="utf-8") as f:
+            tree = ast.parse(f.read())
+        [listed] = [keyword.value for node in ast.walk(tree) if isinstance(node, ast.Call)
+                    for keyword in node.keywords if keyword.arg == "packages"]
+        listed = {element.value for element in listed.elts}
+        found = {os.path.relpath(folder, SOURCE).replace(os.sep, ".")
+                 for folder, _, files in os.walk(os.path.join(SOURCE, "pypid"))
+                 if "__init__.py" in files}
+        self.assertEqual(listed - {"twisted.plugins"}, found)
