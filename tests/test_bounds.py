@@ -180,7 +180,7 @@ class BoundsTests(SynchronousTestCase):
         def fill(start, stop):
             for i in range(start, stop):
                 page = upstream_page(f"project-{i:04}", files=5)
-                pages._keep(page.project, cache.Entry(page, 1.0))
+                pages._keep(page.project, cache.CachedPage(page, 1.0))
         self.assert_flat(fill, lambda: len(pages.entries), 200)
         self.assertLessEqual(pages.bytes, budget)
 
@@ -225,7 +225,8 @@ class BoundsTests(SynchronousTestCase):
         """A snapshot of more pages than the cap is loaded down to the cap."""
         self.patch(cache, "MAX_ENTRIES", 50)
         pages = self.make_proxy().pages
-        data = {f"project-{i}": cache.entry_to_json(cache.Entry(upstream_page(f"project-{i}"), 1.0))
+        data = {f"project-{i}": cache.entry_to_json(
+                    cache.CachedPage(upstream_page(f"project-{i}"), 1.0))
                 for i in range(120)}
         pages.load_json(data)
         self.assertEqual(len(pages.entries), 50)

@@ -18,6 +18,7 @@ so answers before a record is made (see L{pypid.storage.snapshot}).
 """
 
 import gzip
+
 import attrs
 from packaging.version import InvalidVersion, Version
 
@@ -387,9 +388,9 @@ class Index:
         (O(1)): 160 to 170 ns a call against 100 ns for the lookup alone,
         before the budget (C{timeit}, 2,000 projects kept), so 50 to 70 ns
         of the 50 us it takes to serve the page; made through
-        L{ByteLRU.touch}, 20 to 40 ns more (a method call). One evicted is rendered
-        again: 60 us (HTML) and 140 us (JSON) for 5 files, 0.2 and 0.6 ms
-        for 30.
+        L{ByteLRU.touch}, 20 to 40 ns more (a method call). One evicted is
+        rendered again: 60 us (HTML) and 140 us (JSON) for 5 files, 0.2 and
+        0.6 ms for 30.
         """
         page = project._pages.get(kind)
         if page is not None:

@@ -27,7 +27,7 @@ class Offline(Exception):
 
 
 @attrs.frozen
-class Entry:
+class CachedPage:
     """
     What is known of one project upstream.
 
@@ -111,7 +111,7 @@ class PageCache:
     upstream is down. The page just fetched is always kept. "No such
     project" answers are kept apart (L{MAX_MISSING}, L{MISSING_TTL}).
 
-    @ivar entries: C{{project: Entry}} of the pages, oldest first.
+    @ivar entries: C{{project: CachedPage}} of the pages, oldest first.
     @ivar on_change: called (without arguments) when a page was fetched,
         so that the snapshot is saved soon; or L{None}.
     """
@@ -157,7 +157,7 @@ class PageCache:
 
     def cached(self, project):
         """
-        What is known of C{project} without asking: its L{Entry} (a page, or
+        What is known of C{project} without asking: its L{CachedPage} (a page, or
         a kept "no such project"), or L{None}.
         """
         entry = self.entries.get(project)
@@ -221,7 +221,7 @@ class PageCache:
         Fetch C{project} again now (an administrator asked for it), sharing
         a fetch already under way.
 
-        @rtype: L{Deferred} firing with the new L{Entry}
+        @rtype: L{Deferred} firing with the new L{CachedPage}
         """
         if self._offline:
             raise Offline(project)
@@ -250,11 +250,11 @@ class PageCache:
             raise
         now = self._clock.seconds()
         self.timings.record("page", now - started)
-        return Entry(page, now)
+        return CachedPage(page, now)
 
     def _loaded(self, result, project):
         waiting = self._inflight.pop(project)
-        if isinstance(result, Entry):
+        if isinstance(result, CachedPage):
             self._failures.pop(project, None)
             self._keep(project, result)
             if result.page is not None:
@@ -275,7 +275,7 @@ class PageCache:
                 log.warn("Serving the cached page of {project}: {error}",
                          project=project, error=result.getErrorMessage())
         for d in waiting:
-            d.callback(result) if isinstance(result, Entry) else d.errback(result)
+            d.callback(result) if isinstance(result, CachedPage) else d.errback(result)
 
     def _keep(self, project, entry):
         """
@@ -327,7 +327,7 @@ class PageCache:
 
 
 def entry_to_json(entry):
-    """One L{Entry} as JSON-ready data."""
+    """One L{CachedPage} as JSON-ready data."""
     page = entry.page
     return {
         "fetched_at": entry.fetched_at,
@@ -341,10 +341,10 @@ def entry_to_json(entry):
 
 
 def entry_from_json(data):
-    """The L{Entry} that L{entry_to_json} wrote."""
+    """The L{CachedPage} that L{entry_to_json} wrote."""
     page = data["page"]
     if page is not None:
         page = UpstreamPage(
             project=page["project"], name=page["name"], last_serial=page["last_serial"],
             files=tuple(UpstreamFile(**f) for f in page["files"]))
-    return Entry(page, float(data["fetched_at"]))
+    return CachedPage(page, float(data["fetched_at"]))

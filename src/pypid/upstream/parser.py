@@ -169,7 +169,7 @@ def quoted(value, limit=80):
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-class _Refused(Exception):
+class _Unusable(Exception):
     """An entry of the page that is not passed on; the message says why."""
 
 
@@ -292,20 +292,20 @@ def _resolve_url(base, ref):
     pypid will fetch.
 
     @return: the absolute URL without fragment, and the fragment.
-    @raise _Refused: for an unusable URL.
+    @raise _Unusable: for an unusable URL.
     """
     ref = ref.strip(_URL_STRIP)
     if _BAD_URL_CHARACTERS.search(ref):
-        raise _Refused("the URL contains whitespace or control characters")
+        raise _Unusable("the URL contains whitespace or control characters")
     try:
         # (an absolute URL, as most pages give, needs no join: urljoin is a
         # quarter of the time of a 45,000-file page)
         parts = urlsplit(ref if ref.startswith(("https://", "http://")) else urljoin(base, ref))
         parts.port  # raises ValueError for a malformed port
     except ValueError:
-        raise _Refused("the URL is malformed")
+        raise _Unusable("the URL is malformed")
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise _Refused("not an absolute http(s) URL")
+        raise _Unusable("not an absolute http(s) URL")
     return urlunsplit(parts._replace(fragment="")), parts.fragment
 
 
@@ -313,13 +313,13 @@ def _sha256(value):
     """
     Return a valid sha256 hex digest, lowercased.
 
-    @raise _Refused: when C{value} is missing or not 64 hex digits, since a
+    @raise _Unusable: when C{value} is missing or not 64 hex digits, since a
         file whose bytes cannot be checked must not be cached.
     """
     if value is None:
-        raise _Refused("no sha256 hash")
+        raise _Unusable("no sha256 hash")
     if not isinstance(value, str) or not _SHA256.fullmatch(value):
-        raise _Refused("the sha256 hash is not 64 hex digits")
+        raise _Unusable("the sha256 hash is not 64 hex digits")
     return value.lower()
 
 
@@ -378,7 +378,7 @@ def _metadata_digest(name, value):
     if name == "sha256":
         try:
             return _sha256(value)
-        except _Refused:
+        except _Unusable:
             return None
     return ""
 
@@ -486,23 +486,23 @@ def _json_entry(index, entry, page_url):
     try:
         url = entry.get("url")
         if not isinstance(url, str):
-            raise _Refused("the entry has no url")
+            raise _Unusable("the entry has no url")
         url, _fragment = _resolve_url(page_url, url)
         hashes = entry.get("hashes")
         if not isinstance(hashes, dict):
-            raise _Refused("the entry's hashes are not a JSON object")
+            raise _Unusable("the entry's hashes are not a JSON object")
         sha256 = _sha256(hashes.get("sha256"))
         requires_python = entry.get("requires-python")
         if requires_python is not None and not isinstance(requires_python, str):
-            raise _Refused("requires-python is not a string")
+            raise _Unusable("requires-python is not a string")
         yanked = entry.get("yanked", False)
         if yanked is True:
             yanked = ""
         elif yanked is False or yanked is None:
             yanked = None
         elif not isinstance(yanked, str):
-            raise _Refused("yanked is neither a boolean nor a string")
-    except _Refused as e:
+            raise _Unusable("yanked is neither a boolean nor a string")
+    except _Unusable as e:
         return filename, filename, None, str(e)
     fields = dict(
         url=url,
@@ -638,7 +638,7 @@ def _html_entry(attributes, base):
     href = attributes.get("href") or ""
     try:
         url, fragment = _resolve_url(base, href)
-    except _Refused as e:
+    except _Unusable as e:
         return href, None, None, str(e)
     filename = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
     if not filename:
@@ -652,7 +652,7 @@ def _html_entry(attributes, base):
             hashes.setdefault(key.lower(), value)
     try:
         sha256 = _sha256(hashes.get("sha256"))
-    except _Refused as e:
+    except _Unusable as e:
         return filename, filename, None, str(e)
     yanked = None
     if "data-yanked" in attributes:

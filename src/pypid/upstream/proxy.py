@@ -78,7 +78,7 @@ MAX_CHANGES_LOGGED = 2000
 WAITING_PER_DOWNLOAD = 10
 
 
-class Busy(Exception):
+class DownloadsBusy(Exception):
     """Too many upstream downloads wait already: try again shortly (503)."""
 
 
@@ -540,7 +540,7 @@ class UpstreamProxy:
             # every request: each would stream the wrong bytes)
             return fail(again(failed))
         if self._admission.waiting >= WAITING_PER_DOWNLOAD * self.config.max_downloads:
-            return fail(Busy(f"{self._admission.waiting} upstream downloads are waiting "
+            return fail(DownloadsBusy(f"{self._admission.waiting} upstream downloads are waiting "
                              "already; try again shortly"))
         self._downloads[upstream_file.filename] = [d]
         done = ensureDeferred(self._download(upstream_file, tee))
@@ -699,7 +699,7 @@ class UpstreamProxy:
         """
         Fetch a project's page again now (an administrator asked).
 
-        @return: the new L{Entry}.
+        @return: the new L{CachedPage}.
         @raise UpstreamError: the upstream failed (the old page stays).
         """
         return await self.pages.refresh(project)
@@ -745,7 +745,8 @@ class UpstreamProxy:
                 known = f.filename in self.cached
                 try:
                     await self.fetch(f)
-                except (UpstreamError, UpstreamNotFound, StorageError, Offline, Busy) as e:
+                except (UpstreamError, UpstreamNotFound, StorageError, Offline,
+                        DownloadsBusy) as e:
                     report.append({"project": pin.project, "filename": f.filename,
                                    "status": "failed", "reason": str(e)})
                     continue

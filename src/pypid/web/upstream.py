@@ -136,10 +136,10 @@ def answer_file(request, proxy, project, filename):
 async def _file(request, proxy, project, filename):
     from pypid.upstream.cache import Offline
     from pypid.upstream.fetch import UpstreamNotFound
-    from pypid.upstream.proxy import Busy
+    from pypid.upstream.proxy import DownloadsBusy
     try:
         return await _file_answer(request, proxy, project, filename)
-    except Busy as e:
+    except DownloadsBusy as e:
         raise Unavailable(str(e), [(b"retry-after", RETRY_AFTER)])
     except UpstreamNotFound:
         raise NotFound("no such file upstream")
