@@ -1,8 +1,9 @@
 """
 Fast, in-memory tests of the private collaborators of
 L{pypid.storage.s3.storage.S3Storage}: the presigned URL cache
-(L{pypid.storage.s3.presign}) and the import of objects found without a
-record (L{pypid.storage.s3.imports}).
+(L{pypid.storage.s3.presign}), the import of objects found without a
+record (L{pypid.storage.s3.imports}) and the full listing
+(L{pypid.storage.s3.listing}).
 """
 
 import hashlib
@@ -18,7 +19,8 @@ from pypid.storage.interface import StorageError
 from pypid.storage.s3 import presign as presigning
 from pypid.storage.s3.client import Listed
 from pypid.storage.s3.imports import Importer
-from pypid.storage.s3.layout import Layout, metadata_headers
+from pypid.storage.s3.layout import Layout, metadata_headers, parse_time, yank_body
+from pypid.storage.s3.listing import BucketListing
 from pypid.storage.s3.presign import PresignedURLs
 from pypid.storage.s3.sign import Bucket, Credentials
 from tests.distributions import make_wheel
@@ -187,6 +189,13 @@ class FakeBucket:
         """Store an object."""
         self.add(key, data, headers)
 
+    async def list(self, prefix, start_after=None):
+        """Every key under C{prefix} (after C{start_after}), in one page."""
+        keys = [Listed(key, len(data), "e", headers.get("last-modified", NOW_TEXT))
+                for key, (data, headers) in sorted(self.objects.items())
+                if key.startswith(prefix) and (start_after is None or key > start_after)]
+        yield SimpleNamespace(keys=keys)
+
     async def call(self, method, key, headers=None, **kw):
         """A copy in place: the object keeps its bytes and takes the new headers."""
         assert method == "PUT" and "x-amz-copy-source" in headers
@@ -195,9 +204,13 @@ class FakeBucket:
                              if name.startswith("x-amz-meta-")})
 
 
+#: The time every object in L{FakeBucket} was written, unless told.
+NOW_TEXT = "2026-01-02T03:04:05.000Z"
+
+
 def listed(path, data, etag="e"):
     """The listing's item for C{data} stored at C{path} under C{pkgs/}."""
-    return Listed("pkgs/" + path, len(data), etag, "2026-01-02T03:04:05.000Z")
+    return Listed("pkgs/" + path, len(data), etag, NOW_TEXT)
 
 
 class ImporterTests(SynchronousTestCase):
@@ -299,3 +312,63 @@ class ImporterTests(SynchronousTestCase):
         self.assertNotIn(self.layout.details_key(self.filename), self.bucket.objects)
         self.assertIsNone(self.successResultOf(ensureDeferred(
             self.importer(max_size=10).describe(record))))
+
+
+class BucketListingTests(SynchronousTestCase):
+    """L{BucketListing} turns the bucket's keys into records, tombstones and yanks."""
+
+    def setUp(self):
+        self.bucket = FakeBucket()
+        self.layout = Layout("pkgs/")
+        self.temp_dir = self.mktemp()
+        os.makedirs(self.temp_dir)
+        self.importer = Importer(self.bucket, self.layout, run_now, self.temp_dir,
+                                 self.keep_beside)
+        self.listing = BucketListing(self.bucket, self.layout, self.importer, 60.0)
+        self.files = [make_wheel("alpha", "1.0"), make_wheel("beta", "1.0")]
+        for filename, data in self.files:
+            self.bucket.add(self.layout.file_key(filename), data)
+        first = self.scan({}, 0.0)
+        self.records = first.records
+        for filename, data in self.files:
+            self.bucket.add(self.layout.file_key(filename), data,
+                            metadata_headers(self.records[filename]))
+
+    async def keep_beside(self, record, metadata, details, client=None):
+        """Write nothing beside an imported file (not under test here)."""
+
+    def scan(self, known, since):
+        """The listing's L{pypid.storage.interface.ScanResult}, at once."""
+        return self.successResultOf(ensureDeferred(self.listing.scan(known, since)))
+
+    def test_trusts_known_unchanged(self):
+        """A known record of an object unchanged well before C{since} is trusted: nothing is read."""
+        self.bucket.gets.clear()
+        known = {name: record.replace(summary="from the snapshot")
+                 for name, record in self.records.items()}
+        result = self.scan(known, parse_time(NOW_TEXT) + 61)
+        self.assertEqual(result.records, known)
+        self.assertEqual(self.bucket.gets, [])
+
+    def test_reads_within_margin(self):
+        """An object modified within the clock margin of C{since} is read again."""
+        known = {name: record.replace(summary="stale") for name, record in self.records.items()}
+        result = self.scan(known, parse_time(NOW_TEXT) + 59)
+        self.assertEqual(result.records, self.records)
+
+    def test_tombstones_and_yanks(self):
+        """A tombstone hides its file; a yank marker gives its reason."""
+        alpha, beta = (name for name, _ in self.files)
+        self.bucket.add(self.layout.deleted_key(alpha), b"{}")
+        self.bucket.add(self.layout.yanked_key(beta), yank_body("broken"))
+        result = self.scan({}, 0.0)
+        self.assertEqual(result.tombstones, frozenset([alpha]))
+        self.assertEqual(list(result.records), [beta])
+        self.assertEqual(result.records[beta].yanked, "broken")
+
+    def test_same_filename_twice(self):
+        """A second object of one filename is skipped, with a reason."""
+        filename, data = self.files[0]
+        self.bucket.add(self.layout.file_key("x/" + filename), data)
+        result = self.scan({}, 0.0)
+        self.assertEqual([path for path, _ in result.skipped], ["x/" + filename])

@@ -66,12 +66,13 @@ from pypid.storage.s3.client import (
 from pypid.storage.s3.imports import Importer
 from pypid.storage.s3.layout import (
     metadata_headers,
-    parse_time,
+    parse_time,  # noqa: F401  (imported from here by pypid.bundle.pypicloud)
     record_from_headers,
     yank_body,
     yank_reason,
 )
 from pypid.storage.s3.limits import CHECK_RATE, MAX_PARTS, MIN_PART_SIZE
+from pypid.storage.s3.listing import BucketListing
 from pypid.storage.s3.presign import PresignedURLs
 from pypid.storage.s3.sync import LOOKBACK, MARKER_RETENTION, ChangeFeed, Pacer
 
@@ -155,6 +156,8 @@ class S3Storage:
         (and that the local snapshot keeps: see L{state}).
     @ivar _imports: the L{Importer} of objects listed without a record,
         which knows where each file lives (L{Importer.path_of}).
+    @ivar _listing: the L{BucketListing} of the whole bucket (L{scan},
+        L{reconcile}).
     """
 
     def __init__(self, client, layout, credentials, run, clock, temp_dir, *,
@@ -196,6 +199,7 @@ class S3Storage:
         self._pending = set()
         self._imports = Importer(client, layout, run, temp_dir, self._keep_beside,
                                  max_import_size)
+        self._listing = BucketListing(client, layout, self._imports, clock_margin)
 
     # -- life ------------------------------------------------------------------------
 
@@ -699,83 +703,15 @@ class S3Storage:
         self._feed.reconciled()
         return attrs.evolve(result, records=records)
 
-    async def _listing(self, prefix, start_after=None, client=None):
-        found = []
-        async for page in (client or self._client).list(prefix, start_after):
-            found.extend(page.keys)
-        return found
-
     async def _scan(self, known, since, persist=True, client=None):
         """
-        List the bucket: the records of its files, trusting C{known} for
-        objects unchanged since C{since}, and reading the others.
-
-        The files are taken in a page (1,000 keys) at a time, so a bucket
-        of a million files never holds its whole listing in memory (some
-        300 bytes a key), only the records and the few objects to read.
-
-        @param client: the client to list and read with (a
-            L{PacedClient} for the background check); this storage's own
-            by default.
+        List the bucket (see L{BucketListing.scan}); polls go on from when
+        the listing began.
         """
-        client = client or self._client
         started = self._clock.seconds()
-        layout = self._layout
-        trusted_before = since - self._clock_margin if since else 0.0
-        deleted = {item.key[len(layout.deleted_prefix):]
-                   for item in await self._listing(layout.deleted_prefix, client=client)}
-        yanked = {item.key[len(layout.yanked_prefix):]: item
-                  for item in await self._listing(layout.yanked_prefix, client=client)}
-        records, skipped, to_read, reading = {}, [], [], set()
-        async for page in client.list(layout.prefix, layout.files_start_after):
-            for item in page.keys:
-                path = layout.path_of(item.key)
-                if path is None:
-                    continue
-                filename = path.rpartition("/")[2]
-                if filename in deleted:
-                    continue
-                if filename in records or filename in reading:
-                    skipped.append((path, f"another file named {filename} is already listed"))
-                    continue
-                previous = known.get(filename)
-                if (previous is not None and previous.path == path
-                        and previous.size == item.size
-                        and parse_time(item.last_modified) < trusted_before):
-                    records[previous.filename] = previous
-                else:
-                    reading.add(filename)
-                    to_read.append((filename, path, item))
-        results = await self._imports.read_all(to_read, persist, client)
-        for (filename, path, _item), outcome in zip(to_read, results):
-            if isinstance(outcome, str):
-                skipped.append((path, outcome))
-            else:
-                records[filename] = outcome
-        await self._apply_yanks(records, yanked, known, trusted_before, client)
-        for record in records.values():
-            self._imports.remember(record)
+        result = await self._listing.scan(known, since, persist, client)
         self._feed.listed(started)
-        return ScanResult(records=records, tombstones=frozenset(deleted), skipped=tuple(skipped))
-
-    async def _apply_yanks(self, records, yanked, known, trusted_before, client=None):
-        for filename, record in list(records.items()):
-            item = yanked.get(filename)
-            if item is None:
-                if record.yanked is not None:
-                    records[filename] = record.replace(yanked=None)
-                continue
-            previous = known.get(filename)
-            if (previous is not None and previous.yanked is not None
-                    and parse_time(item.last_modified) < trusted_before):
-                reason = previous.yanked
-            else:
-                body = await (client or self._client).get(item.key)
-                if body is None:
-                    continue
-                reason = yank_reason(body)
-            if record.yanked != reason:
-                records[filename] = record.replace(yanked=reason)
+        return result
 
     # -- changes by other instances -----------------------------------------------------
 

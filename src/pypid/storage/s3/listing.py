@@ -1,0 +1,123 @@
+"""
+The full listing of an S3 storage's bucket.
+
+A listing turns the bucket's keys into records: the files' (from their
+user metadata, or by import: see L{pypid.storage.s3.imports}), the
+tombstones, and the yank markers. It trusts a known record for an object
+the listing shows unchanged since a time (less a margin for the store's
+clock), so a listing of a bucket a snapshot already knows reads almost
+nothing. It is apart from L{pypid.storage.s3.storage.S3Storage} because
+it is the one read of the whole bucket, run both at start-up and by the
+background check (L{pypid.storage.s3.storage.S3Storage.reconcile}), with
+another, paced, client.
+"""
+
+import attrs
+
+from pypid.core.model import FileRecord
+from pypid.storage.interface import ScanResult
+from pypid.storage.s3.client import S3Client
+from pypid.storage.s3.imports import Importer
+from pypid.storage.s3.layout import Layout, parse_time, yank_reason
+
+
+@attrs.define
+class BucketListing:
+    """
+    Lists the files, tombstones and yank markers under a prefix.
+
+    @ivar _client: the L{S3Client} a listing uses unless given another.
+    @ivar _layout: the L{Layout} of the prefix.
+    @ivar _imports: the L{Importer} that reads what the listing cannot
+        trust, and learns where each listed file lives.
+    @ivar _clock_margin: how far to distrust the store's times near the
+        time a view was known complete (s).
+    """
+
+    _client: S3Client
+    _layout: Layout
+    _imports: Importer
+    _clock_margin: float
+
+    async def _keys(self, prefix, client):
+        """Every listed key under C{prefix} (the markers: a few, unlike the files)."""
+        found = []
+        async for page in client.list(prefix):
+            found.extend(page.keys)
+        return found
+
+    async def scan(self, known: dict[str, FileRecord], since: float, persist: bool = True,
+                   client: S3Client | None = None) -> ScanResult:
+        """
+        List the bucket: the records of its files, trusting C{known} for
+        objects unchanged since C{since}, and reading the others.
+
+        The files are taken in a page (1,000 keys) at a time, so a bucket
+        of a million files never holds its whole listing in memory (some
+        300 bytes a key), only the records and the few objects to read.
+
+        @param client: the client to list and read with (a
+            L{pypid.storage.s3.client.PacedClient} for the background
+            check); L{_client} by default.
+        """
+        client = client or self._client
+        layout = self._layout
+        trusted_before = since - self._clock_margin if since else 0.0
+        deleted = {item.key[len(layout.deleted_prefix):]
+                   for item in await self._keys(layout.deleted_prefix, client)}
+        yanked = {item.key[len(layout.yanked_prefix):]: item
+                  for item in await self._keys(layout.yanked_prefix, client)}
+        records, skipped, to_read, reading = {}, [], [], set()
+        async for page in client.list(layout.prefix, layout.files_start_after):
+            for item in page.keys:
+                path = layout.path_of(item.key)
+                if path is None:
+                    continue
+                filename = path.rpartition("/")[2]
+                if filename in deleted:
+                    continue
+                if filename in records or filename in reading:
+                    skipped.append((path, f"another file named {filename} is already listed"))
+                    continue
+                previous = known.get(filename)
+                if (previous is not None and previous.path == path
+                        and previous.size == item.size
+                        and parse_time(item.last_modified) < trusted_before):
+                    records[previous.filename] = previous
+                else:
+                    reading.add(filename)
+                    to_read.append((filename, path, item))
+        results = await self._imports.read_all(to_read, persist, client)
+        for (filename, path, _item), outcome in zip(to_read, results):
+            if isinstance(outcome, str):
+                skipped.append((path, outcome))
+            else:
+                records[filename] = outcome
+        await self._apply_yanks(records, yanked, known, trusted_before, client)
+        for record in records.values():
+            self._imports.remember(record)
+        return ScanResult(records=records, tombstones=frozenset(deleted), skipped=tuple(skipped))
+
+    async def _apply_yanks(self, records, yanked, known, trusted_before, client):
+        """
+        Give C{records} the yank state of their markers (C{yanked}: filename
+        -> listed marker), trusting C{known} for markers unchanged since
+        C{trusted_before}, reading the others.
+        """
+        for filename, record in list(records.items()):
+            item = yanked.get(filename)
+            if item is None:
+                if record.yanked is not None:
+                    records[filename] = record.replace(yanked=None)
+                continue
+            previous = known.get(filename)
+            if (previous is not None and previous.yanked is not None
+                    and parse_time(item.last_modified) < trusted_before):
+                reason = previous.yanked
+            else:
+                body = await client.get(item.key)
+                if body is None:
+                    continue
+                reason = yank_reason(body)
+            if record.yanked != reason:
+                records[filename] = record.replace(yanked=reason)
