@@ -25,10 +25,9 @@ C{[metrics]} section, C{GET /metrics}).
 import base64
 import os
 import re
-
-import bcrypt
 from urllib.parse import quote
 
+import bcrypt
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase

@@ -292,7 +292,8 @@ class QueryTests(SynchronousTestCase):
         entries = [entry(0, project="a"), entry(1, project="b", user="bob"),
                    entry(2, project="b", event="yank")]
         days = {"2026-01-01": entries}
-        pick = lambda **q: [e.time for e in select(make_query(**q), days, days.get).entries]
+        def pick(**q):
+            return [e.time for e in select(make_query(**q), days, days.get).entries]
         self.assertEqual(pick(project="B"), [entries[1].time, entries[2].time])
         self.assertEqual(pick(user="bob"), [entries[1].time])
         self.assertEqual(pick(event="yank"), [entries[2].time])

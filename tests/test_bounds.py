@@ -13,7 +13,6 @@ import hashlib
 import tracemalloc
 
 import attrs
-
 from twisted.internet.defer import ensureDeferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
@@ -23,8 +22,8 @@ from pypid.auth.hashes import hash_password
 from pypid.auth.oidc import PublisherTokens, ReplayCache, TooMany
 from pypid.auth.throttle import LoginThrottle
 from pypid.auth.verifier import PasswordVerifier
-from pypid.core import metrics
 from pypid.config import load_config
+from pypid.core import metrics
 from pypid.core.audit import LoginFailures
 from pypid.core.bounded import put_newest
 from pypid.core.index import HTML, JSON, Index, page_bytes

@@ -24,8 +24,8 @@ from pypid.bundle.archive import (
     open_reader,
     open_writer,
 )
-from pypid.bundle.pack import pack_bundle
 from pypid.bundle.ingest import Arrival, Ingest
+from pypid.bundle.pack import pack_bundle
 from pypid.bundle.sources import BundleSource, detect
 from pypid.core.distribution import inspect
 from pypid.storage.interface import StorageError

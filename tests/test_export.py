@@ -32,7 +32,7 @@ from pypid.core.index import Index
 from pypid.core.render import file_url_for
 from pypid.export import plan as plans
 from pypid.export.exporter import Exporter
-from pypid.export.plan import ExportError, ExportManifest, People, ExportSettings
+from pypid.export.plan import ExportError, ExportManifest, ExportSettings, People
 from pypid.export.target import FileMismatch, LocalTarget, S3Target
 from pypid.http.client import make_http
 from pypid.storage import snapshot as snapshots

@@ -24,10 +24,10 @@ from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
 
+from pypid.config import ConfigError, load_config
 from pypid.core.model import SUMMARY_BYTES, UPLOADER_BYTES, FileRecord, cut_text
 from pypid.storage.interface import StorageError
 from pypid.storage.s3 import client as s3client
-from pypid.config import ConfigError, load_config
 from pypid.storage.s3.client import (
     RETRY_DELAYS,
     FileRangeProducer,

@@ -22,6 +22,7 @@ import pypid
 from pypid.core.details import Details
 from pypid.core.distribution import inspect
 from pypid.core.model import FileRecord
+from pypid.storage import local
 from pypid.storage.interface import (
     FileExists,
     FilenameDeleted,
@@ -34,7 +35,6 @@ from pypid.storage.interface import (
     ScanResult,
     StorageError,
 )
-from pypid.storage import local
 from pypid.storage.local import LocalStorage
 from pypid.storage.memory import MemoryStorage
 from tests.distributions import (

@@ -228,6 +228,7 @@ class PageCacheBoundsTests(SynchronousTestCase):
 
         def fetch(project):
             from twisted.internet.defer import fail, succeed
+
             from pypid.upstream.fetch import UpstreamNotFound
             if project in self.missing:
                 return fail(UpstreamNotFound(project))

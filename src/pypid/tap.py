@@ -19,10 +19,10 @@ from functools import partial
 from twisted.python import usage
 
 from pypid.config import load_config, parse_override
-from pypid.core.startup import StartupError
 from pypid.core.index import Index
 from pypid.core.notice import Notice
 from pypid.core.render import file_url_for
+from pypid.core.startup import StartupError
 from pypid.daemon.container import Parts
 from pypid.daemon.listeners import Listeners
 from pypid.daemon.pools import ThreadPools

@@ -39,7 +39,7 @@ keeps these numbers): of 3,013 filters (RFC 4515's 17 examples, 78 edge cases,
 4,000 templates filled at random), 1,074 give the same BER octets and 1,665
 are refused by both; the 274 others are known disagreements, each
 confirmed by undoing it: 245 where ldaptor decodes escaped non-ASCII
-octets as Latin-1 (C{\c3\a9} sent as C{c3 83 c2 a9}), 3 of them with a
+octets as Latin-1 (C{\\c3\a9} sent as C{c3 83 c2 a9}), 3 of them with a
 C{**} run too; 7 where ldaptor sends the default C{dnAttributes FALSE}
 explicitly (allowed, not needed); 7 empty values (C{(seeAlso=)}), 5 C{**}
 runs (C{(uid=a**b)}: an empty any part, dropped), 3 numeric OID attributes

@@ -52,8 +52,8 @@ from pypid.core.distribution import inspect
 from pypid.core.metadata import InvalidDistribution
 from pypid.core.model import UPLOADER_BYTES, cut_text, format_upload_time
 from pypid.core.names import InvalidName, parse_filename
-from pypid.storage.disk import remove_file
 from pypid.storage.audit import IMPORTED
+from pypid.storage.disk import remove_file
 from pypid.storage.interface import FileExists, FilenameDeleted
 
 log = Logger()

@@ -21,7 +21,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 import attrs
 from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred
@@ -54,7 +54,7 @@ class ArgumentParser(argparse.ArgumentParser):
     and returns its exit status (which tests call it for).
     """
 
-    def error(self, message: str) -> None:
+    def error(self, message: str) -> NoReturn:
         """Raise rather than exit."""
         raise UsageError(message)
 

@@ -38,9 +38,9 @@ from pypid.cli.common import (
     run_command,
 )
 from pypid.config import ConfigError, load_config, parse_override
-from pypid.core.startup import StartupError
 from pypid.config.s3 import S3_KEYS
 from pypid.config.values import optional_url
+from pypid.core.startup import StartupError
 from pypid.export.exporter import Exporter
 from pypid.export.plan import ExportError, ExportSettings
 from pypid.export.target import LocalTarget, S3Target

@@ -22,8 +22,8 @@ from types import MappingProxyType
 
 import attrs
 
-from pypid.config.errors import ConfigError, StartupError
 from pypid.config.auth import AUTH_KEYS, FREE_SECTIONS, AuthConfig, read_principals
+from pypid.config.errors import ConfigError, StartupError
 from pypid.config.ldap import LDAP_KEYS, LDAPConfig, check_ldap
 from pypid.config.metrics import METRICS_KEYS, MetricsConfig, check_metrics
 from pypid.config.oidc import OIDC_KEYS, PUBLISHERS, OIDCConfig, read_publishers

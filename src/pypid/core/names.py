@@ -182,8 +182,8 @@ def _parse_wheel(filename):
 # name's dash; each at most _WHEEL_PARTS entries (a filename is at most
 # MAX_FILENAME_LENGTH bytes: a few MiB at worst).
 _WHEEL_PARTS = 4096
-_wheel_projects = {}
-_wheel_rests = {}
+_wheel_projects: dict = {}
+_wheel_rests: dict = {}
 
 
 def _remember(cache, key, value):

@@ -177,7 +177,7 @@ def _choose_uncached(accept):
     return best_kind
 
 
-_choose_memo = {}
+_choose_memo: dict = {}
 
 
 def choose(accept, format_param=None):
@@ -227,7 +227,7 @@ def _accepts_gzip_uncached(accept_encoding):
     return any_q is not None and any_q > 0
 
 
-_gzip_memo = {}
+_gzip_memo: dict = {}
 
 
 def accepts_gzip(accept_encoding):

@@ -73,7 +73,7 @@ _INFO_DEFAULTS = (
 # and the same files are rendered again after every change to their project,
 # so the formatted times are remembered, up to a bound.
 _ISO_MEMO_LIMIT = 65536
-_iso_memo = {}
+_iso_memo: dict = {}
 
 
 def _upload_time_iso(record):

@@ -34,8 +34,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from pypid.config import Config
-from pypid.core.startup import StartupError
 from pypid.core.parts import IReloadable
+from pypid.core.startup import StartupError
 
 log = Logger()
 

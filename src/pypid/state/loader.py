@@ -21,9 +21,9 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from pypid.core.startup import StartupError
 from pypid.core.metrics import gauge
 from pypid.core.parts import IMetricsSource, IReloadable
+from pypid.core.startup import StartupError
 from pypid.state.merge import merge_scan
 from pypid.storage import snapshot as snapshots
 from pypid.storage.interface import ISharedStorage, StorageError

@@ -17,9 +17,9 @@ from twisted.internet.defer import ensureDeferred
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from pypid.core.startup import StartupError
 from pypid.core.metrics import Timings
 from pypid.core.parts import IMetricsSource
+from pypid.core.startup import StartupError
 from pypid.storage.interface import StorageError
 from pypid.storage.local import LocalStorage
 from pypid.storage.measured import MeasuredStorage

@@ -47,9 +47,8 @@ import json
 import os
 from itertools import repeat
 
-import orjson
-
 import attrs
+import orjson
 from twisted.logger import Logger
 
 from pypid.core.model import DIGESTS, FileRecord, raw_digest

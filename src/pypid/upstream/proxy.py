@@ -24,11 +24,11 @@ from twisted.web.client import ResponseDone
 from twisted.web.http import PotentialDataLoss
 
 from pypid.core import render
+from pypid.core.bounded import put_newest
 from pypid.core.distribution import file_digests, inspect
 from pypid.core.index import CONTENT_TYPES, HTML, Page, page_bytes, version_key
 from pypid.core.lru import ByteLRU
 from pypid.core.metadata import InvalidDistribution
-from pypid.core.bounded import put_newest
 from pypid.core.metrics import Timings, by_label, gauge, timing_families
 from pypid.core.model import FileRecord
 from pypid.core.names import InvalidName, normalize

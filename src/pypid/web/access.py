@@ -29,7 +29,6 @@ from pypid.auth.verifier import Busy, DirectoryUnavailable, Identity
 from pypid.core.errors import Forbidden, TooManyRequests, Unauthorized, Unavailable
 from pypid.core.parts import IReloadable
 
-
 #: What a change (an upload, a yank, a delete) answers without credentials.
 UPLOAD_LOGIN = "authentication is required to upload"
 

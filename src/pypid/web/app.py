@@ -60,6 +60,7 @@ from pypid.web.simple import FilesResource, RootResource, SimpleResource
 from pypid.web.site import PypidSite
 from pypid.web.tokens import TokenAdmin
 
+
 @attrs.define
 class PypidApp:
     """

@@ -15,10 +15,10 @@ L{AuditAdmin} is C{GET /api/audit}, for admins.
 
 import attrs
 from klein import Klein
-from twisted.logger import Logger
-from twisted.python.components import registerAdapter
 from twisted.application.service import Service
 from twisted.internet.defer import maybeDeferred
+from twisted.logger import Logger
+from twisted.python.components import registerAdapter
 from twisted.web.server import Request
 from zope.interface import Interface, implementer
 

@@ -36,8 +36,8 @@ from pypid.core.metrics import (
     gauge,
     histograms,
 )
-from pypid.core.parts import IMetricsSource
 from pypid.core.negotiate import accepts_gzip
+from pypid.core.parts import IMetricsSource
 from pypid.web.routes import answer_errors
 
 #: Headers a proxy adds to a request it relays.

@@ -71,7 +71,7 @@ class PeoplePages:
     _index: object
     _access: object
     _chrome: object
-    _catalog: Catalog = None
+    _catalog: Catalog | None = None
     _landings: dict = attrs.field(factory=dict, init=False)
 
     def __attrs_post_init__(self):

@@ -34,9 +34,9 @@ from pypid.core.names import (
 )
 from pypid.core.upload import check_form, validate_upload
 from pypid.storage.interface import FileExists, FilenameDeleted, StorageError
+from pypid.storage.locks import KeyedLock
 from pypid.web.access import IRequestAuth
 from pypid.web.audit import facts_of
-from pypid.storage.locks import KeyedLock
 from pypid.web.multipart import MultipartError, UploadTooLarge
 from pypid.web.respond import RETRY_AFTER, send_text, storage_unavailable
 from pypid.web.routes import answer_errors, form_field, requested_version, route_each

@@ -122,15 +122,15 @@ class RedirectRequest(http.Request):
         self.channel.transport.loseConnection()
 
 
-class RedirectSite(GuardedSite, server.Site):
+class RedirectSite(GuardedSite, server.Site):  # type: ignore[misc]  # (counter: ours, not Site's)
     """
     The C{http-redirect:} listener's factory: every request gets a redirect
     to HTTPS (see L{HTTPSRedirect}) and nothing else; no request reaches the index.
     """
 
-    requestFactory = RedirectRequest
+    requestFactory = RedirectRequest  # type: ignore[assignment]  # (a Request of ours)
     # The same deadlines on headers and bodies as the main listeners.
-    protocol = PypidChannel
+    protocol = PypidChannel  # type: ignore[assignment]  # (an HTTPChannel of ours)
     displayTracebacks = False
     noisy = False
 

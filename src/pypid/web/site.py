@@ -320,7 +320,7 @@ def too_large_message(limit):
     return f"content: the upload is larger than the limit of {limit} bytes"
 
 
-class PypidSite(GuardedSite, server.Site):
+class PypidSite(GuardedSite, server.Site):  # type: ignore[misc]  # (counter: ours, not Site's)
     """
     The site: our request class, no access log unless configured, and a
     C{Date} header formatted once a second.
@@ -336,7 +336,7 @@ class PypidSite(GuardedSite, server.Site):
     """
 
     requestFactory = PypidRequest
-    protocol = PypidChannel
+    protocol = PypidChannel  # type: ignore[assignment]  # (an HTTPChannel of ours)
     displayTracebacks = False
 
     def __init__(self, resource, max_upload_size, spool_dir, access_log=None, reactor=None,
