@@ -280,6 +280,10 @@ class RestartTests(DaemonTestCase):
         before = project_json(daemon, "crash-changes")
 
         daemon.restart(clean=False)
+        # (the snapshot is served at once; what changed in storage since it
+        # shows once the check that follows the start ends)
+        wait_for(lambda: b"Storage checked against the snapshot" in daemon.log_since_start(),
+                 10, "storage was not checked against the snapshot within 10 s")
         self.assertEqual(project_json(daemon, "crash-changes"), before)
         entries = files_by_name(daemon, "crash-changes")
         self.assertEqual(entries[yanked[0]]["yanked"], "crash test")

@@ -63,34 +63,24 @@ class Parts(Service):
             configuration as start-up did, for L{reload}; L{None} when
             nothing reloads.
         """
-        self._named = dict(parts)
-        if len(self._named) != len(parts):
+        self._parts = tuple(parts)
+        if len(dict(self._parts)) != len(self._parts):
             raise ValueError(f"two parts have one name: {[name for name, _ in parts]}")
-        self._parts = tuple(part for _, part in parts)
-        self._names = {id(part): name for name, part in parts}
         self._reactor = reactor
         self._exit_on_failure = exit_on_failure
         self._load_config = load_config
-        self._started: list[IService] = []
+        self._started: list[tuple[str, IService]] = []
         self.ready: Deferred = Deferred()
         self.failed = False
 
-    @property
-    def parts(self) -> tuple[IService, ...]:
-        """The parts, in the order they start."""
-        return self._parts
-
     def getServiceNamed(self, name: str) -> IService:
         """The part called C{name} (as L{IServiceCollection} names it)."""
-        return self._named[name]
-
-    def _name(self, part: IService) -> str:
-        return self._names[id(part)]
+        return dict(self._parts)[name]
 
     def privilegedStartService(self) -> None:
         """Let each part bind what needs privileges, in order."""
         Service.privilegedStartService(self)
-        for part in self._parts:
+        for _, part in self._parts:
             part.privilegedStartService()
 
     def startService(self) -> None:
@@ -100,18 +90,18 @@ class Parts(Service):
         d.addErrback(self._start_failed)
 
     async def _start(self) -> None:
-        for part in self._parts:
+        for named in self._parts:
             if not self.running:
                 return
-            self._started.append(part)
-            await maybeDeferred(part.startService)
+            self._started.append(named)
+            await maybeDeferred(named[1].startService)
         self.ready.callback(None)
 
     def _start_failed(self, failure: Failure) -> None:
         if failure.check(StartupError):
             self.fatal(str(failure.value))
             return
-        name = self._name(self._started[-1]) if self._started else "the server"
+        name = self._started[-1][0] if self._started else "the server"
         log.failure("Cannot start {part}", failure, part=name)
         self.fatal(f"Cannot start {name}: stopping")
 
@@ -122,13 +112,13 @@ class Parts(Service):
 
     async def _stop(self) -> None:
         while self._started:
-            part = self._started.pop()
+            name, part = self._started.pop()
             if not part.running:
                 continue
             try:
                 await maybeDeferred(part.stopService)
             except Exception:
-                log.failure("Cannot stop {part} cleanly", part=self._name(part))
+                log.failure("Cannot stop {part} cleanly", part=name)
 
     def fatal(self, message: str) -> None:
         """
@@ -174,7 +164,7 @@ class Parts(Service):
 
     def _prepare(self, config: Config | None) -> list[Callable[[], str | None]]:
         commits = []
-        for part in self._parts:
+        for _, part in self._parts:
             if IReloadable.providedBy(part):
                 commit = part.prepare_reload(config)
                 if commit is not None:

@@ -179,7 +179,7 @@ class Listeners(Service):
         def in_flight():
             return counter.in_flight(clock.seconds())
 
-        if counter is None or not in_flight():
+        if not in_flight():
             return
         log.info("Stopped listening; finishing {count} requests in flight", count=in_flight())
         deadline = clock.seconds() + DRAIN_TIMEOUT

@@ -26,6 +26,7 @@ from pypid.core.parts import IMetricsSource, IReloadable
 from pypid.core.startup import StartupError
 from pypid.state.merge import merge_scan
 from pypid.storage import snapshot as snapshots
+from pypid.storage.factory import loading_index
 from pypid.storage.interface import ISharedStorage, StorageError
 
 log = Logger()
@@ -338,9 +339,9 @@ class IndexPart(Service):
 
     async def _load(self):
         try:
-            await self.loader.load()
-        except StorageError as e:
-            raise StartupError(f"Cannot load the index: {e}")
+            await loading_index(self.loader.load())
+        except StartupError:
+            raise
         except Exception:
             log.failure("Cannot load the index")
             raise StartupError("Cannot load the index: stopping")

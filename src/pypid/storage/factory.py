@@ -13,7 +13,7 @@ import os
 import time
 
 from twisted.application.service import Service
-from twisted.internet.defer import ensureDeferred
+from twisted.internet.defer import ensureDeferred, maybeDeferred
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -153,15 +153,12 @@ class StoragePart(Service):
         return ensureDeferred(self._prepare())
 
     async def _prepare(self):
-        try:
-            await self.storage.prepare()
-        except StorageError as e:
-            raise StartupError(f"Cannot load the index: {e}")
+        await loading_index(self.storage.prepare())
 
     def stopService(self):
         """Close the storage (a bucket's markers finished, its connections dropped)."""
         Service.stopService(self)
-        closing = ensureDeferred(_maybe(self.storage.close))
+        closing = maybeDeferred(self.storage.close)
         closing.addErrback(lambda f: log.warn("Cannot close the storage cleanly: {error}",
                                               error=f.getErrorMessage()))
         return closing
@@ -173,7 +170,13 @@ class StoragePart(Service):
             yield from self.storage.metric_families()
 
 
-async def _maybe(f):
-    result = f()
-    if result is not None:
-        await result
+async def loading_index(work):
+    """
+    Await C{work}, a step of loading the index at start-up (preparing its
+    storage, reading it); a L{StorageError} becomes the start-up's one line,
+    C{Cannot load the index: <reason>}, as operators know it.
+    """
+    try:
+        return await work
+    except StorageError as e:
+        raise StartupError(f"Cannot load the index: {e}")
