@@ -33,7 +33,7 @@ from pypid.core.distribution import inspect  # noqa: E402
 from pypid.core.metadata import parse_metadata  # noqa: E402
 from pypid.core.model import FileRecord  # noqa: E402
 from pypid.export.exporter import Exporter  # noqa: E402
-from pypid.export.people import make_people  # noqa: E402
+from pypid.export.people_files import make_people  # noqa: E402
 from pypid.export.plan import ExportSettings  # noqa: E402
 from pypid.export.target import LocalTarget  # noqa: E402
 from pypid.storage import snapshot as snapshots  # noqa: E402

@@ -43,7 +43,7 @@ def check_latency(slapd, checks, report):
     from twisted.internet import defer, task
 
     from pypid.auth.ldap import make_directory, parse_ldap_url
-    from pypid.config.ldap import LDAPConfig
+    from pypid.config.ldap_settings import LDAPConfig
 
     results = {}
 

@@ -207,7 +207,7 @@ async def _measure_scale(reactor, endpoint, bucket, rate, work):
 
     from pypid.http.client import make_http
     from pypid.storage import snapshot as snapshots
-    from pypid.storage.s3.client import S3Client
+    from pypid.storage.s3.api import S3Client
     from pypid.storage.s3.credentials import CredentialSource
     from pypid.storage.s3.layout import Layout
     from pypid.storage.s3.sign import Bucket, Credentials

@@ -37,7 +37,7 @@ from pypid.auth.htpasswd import parse_htpasswd
 from pypid.auth.policy import AccessModel, parse_rule
 from pypid.auth.tokens import TokenBook
 from pypid.auth.verifier import PasswordVerifier
-from pypid.config.metrics import DEFAULT_ALLOW, MetricsConfig, parse_networks
+from pypid.config.metrics_settings import DEFAULT_ALLOW, MetricsConfig, parse_networks
 from pypid.core.index import Index
 from pypid.core.render import file_url_for
 from pypid.storage.memory import MemoryStorage

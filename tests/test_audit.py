@@ -31,8 +31,8 @@ from pypid.auth.policy import AccessModel
 from pypid.auth.throttle import LoginThrottle
 from pypid.auth.tokens import TokenBook
 from pypid.auth.verifier import PasswordVerifier
-from pypid.core import audit
-from pypid.core.audit import (
+from pypid.core import audit_chain as audit
+from pypid.core.audit_chain import (
     AuditError,
     Entry,
     LoginFailures,
@@ -45,7 +45,7 @@ from pypid.core.audit import (
 from pypid.core.index import Index
 from pypid.core.render import file_url_for
 from pypid.http.client import make_http
-from pypid.storage.audit import (
+from pypid.storage.audit_log import (
     BATCH_ENTRIES,
     BufferedAuditLog,
     IAuditLog,
@@ -56,13 +56,13 @@ from pypid.storage.audit import (
 )
 from pypid.storage.interface import StorageError
 from pypid.storage.memory import MemoryStorage
-from pypid.storage.s3.client import S3Client
+from pypid.storage.s3.api import S3Client
 from pypid.storage.s3.credentials import CredentialSource
 from pypid.storage.s3.layout import Layout
 from pypid.storage.s3.sign import Bucket, Credentials
 from pypid.web.access import Access
 from pypid.web.app import build_web
-from pypid.web.audit import AuditTrail
+from pypid.web.audit_trail import AuditTrail
 from tests import s3server
 from tests.distributions import make_wheel
 from tests.fakes import FAST, multipart_body, run_in_pool_now, run_now, site_treq, twine_fields
@@ -666,7 +666,7 @@ class AuditLogContractMixin:
     async def test_empty(self):
         """A new log reads and checks empty."""
         log = self.make_log()
-        self.assertEqual(await log.read(make_query()), audit.Page([]))
+        self.assertEqual(await log.read(make_query()), audit.EntryPage([]))
         self.assertEqual((await log.verify()).broken, ())
 
     async def test_read_back(self):
@@ -1048,7 +1048,7 @@ class LocalAuditLogTests(AuditLogContractMixin, AppendedFileMixin, TestCase):
         """C{audit verify}'s check: a line per broken link, and status 1."""
         from io import StringIO
 
-        from pypid.cli.audit import check
+        from pypid.cli.admin_audit import check
 
         log = self.make_log()
         await self.written(log, *[entry(i) for i in range(3)])
@@ -1069,7 +1069,7 @@ class LocalAuditLogTests(AuditLogContractMixin, AppendedFileMixin, TestCase):
         """C{audit verify} says where the kept chain begins, and exits 0: pruning is no error."""
         from io import StringIO
 
-        from pypid.cli.audit import check
+        from pypid.cli.admin_audit import check
 
         log = self.make_log()
         names = await self.three_days(log)
@@ -1255,7 +1255,7 @@ class S3AuditLogTests(AuditLogContractMixin, TestCase):
         """The server's S3 log, as the configuration makes it, and C{audit verify}'s check."""
         from io import StringIO
 
-        from pypid.cli.audit import check
+        from pypid.cli.admin_audit import check
         from pypid.config import load_config
         from pypid.storage.factory import make_audit_log
 
@@ -1626,7 +1626,7 @@ class CommandTests(_WebCase):
 
     def show(self, **values):
         """Run C{audit} against the server in memory; C{(status, printed lines, paths)}."""
-        from pypid.cli.audit import run
+        from pypid.cli.admin_audit import run
 
         server = _ApiServer(self, self.client)
         out, err = io.StringIO(), io.StringIO()
@@ -1639,7 +1639,7 @@ class CommandTests(_WebCase):
         escape sequence: controls, DEL, C1, U+2028/2029 and the backslash are
         shown escaped.
         """
-        from pypid.cli.audit import format_entry
+        from pypid.cli.admin_audit import format_entry
 
         reason = "broken\n2026-01-01T00:00:00.000000Z  delete  ok  mallory\x1b[2J\x7f\x9b\u2028\\"
         line = format_entry(entry(0, event="yank", detail=reason).public())

@@ -14,9 +14,10 @@ from twisted.logger import capturedLogs, formatEvent
 from twisted.python.threadpool import ThreadPool
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from pypid.auth import credentials, hashes
+from pypid.auth import basic as credentials
+from pypid.auth import hashes
 from pypid.auth import verifier as auth
-from pypid.auth.credentials import (
+from pypid.auth.basic import (
     MAX_PASSWORD_BYTES,
     MalformedCredentials,
     parse_basic,

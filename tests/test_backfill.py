@@ -185,7 +185,7 @@ class DescriberTests(SynchronousTestCase):
 
     def test_metrics(self):
         """C{/metrics} tells how many files are still to be read, and how many were."""
-        from pypid.web.metrics import Collector
+        from pypid.web.exposition import Collector
 
         def values():
             return {family.name: family.samples[0].value

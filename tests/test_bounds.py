@@ -24,21 +24,21 @@ from pypid.auth.throttle import LoginThrottle
 from pypid.auth.verifier import PasswordVerifier
 from pypid.config import load_config
 from pypid.core import metrics
-from pypid.core.audit import LoginFailures
+from pypid.core.audit_chain import LoginFailures
 from pypid.core.bounded import put_newest
 from pypid.core.index import HTML, JSON, Index, page_bytes
 from pypid.core.metrics import RequestStats
 from pypid.storage.s3 import presign as presigning
-from pypid.storage.s3.client import S3Client
+from pypid.storage.s3.api import S3Client
 from pypid.storage.s3.credentials import CredentialSource
 from pypid.storage.s3.layout import Layout
 from pypid.storage.s3.sign import Bucket, Credentials
 from pypid.storage.s3.storage import S3Storage
 from pypid.upstream import budget, cache, proxy
 from pypid.upstream.cache import PageCache
+from pypid.upstream.confusion import UpstreamPolicy
 from pypid.upstream.fetch import UpstreamError, UpstreamNotFound
 from pypid.upstream.parser import UpstreamFile, UpstreamPage
-from pypid.upstream.policy import UpstreamPolicy
 from pypid.upstream.proxy import UpstreamProxy
 from pypid.web.channel import ConnectionCounter
 from tests.fakes import FAST
@@ -58,7 +58,7 @@ def upstream_page(project, files=1, upload_time=None):
 
 
 def _Config():
-    """The defaults of L{pypid.config.upstream.UpstreamConfig}, in C{cache} mode."""
+    """The defaults of L{pypid.config.upstream_settings.UpstreamConfig}, in C{cache} mode."""
     return attrs.evolve(load_config(None).upstream, mode="cache",
                         url="https://upstream.example/simple/")
 

@@ -12,8 +12,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.auth.hashes import hash_password
 from pypid.config import SCHEMA, Config, ConfigError, load_config, parse_override
-from pypid.config.s3 import S3Config
-from pypid.config.upstream import UpstreamConfig
+from pypid.config.s3_settings import S3Config
+from pypid.config.upstream_settings import UpstreamConfig
 from tests.fakes import FAST
 
 ALICE_HASH = hash_password("secret", FAST)

@@ -17,7 +17,7 @@ from twisted.trial.unittest import TestCase
 
 from pypid.auth.ldap import make_directory, parse_ldap_url
 from pypid.auth.verifier import DirectoryUnavailable
-from pypid.config.ldap import LDAPConfig
+from pypid.config.ldap_settings import LDAPConfig
 from tests.distributions import make_wheel
 from tests.e2e import (
     PASSWORD,

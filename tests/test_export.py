@@ -38,7 +38,7 @@ from pypid.http.client import make_http
 from pypid.storage import snapshot as snapshots
 from pypid.storage.local import LocalStorage
 from pypid.storage.memory import MemoryStorage
-from pypid.storage.s3.client import S3Client
+from pypid.storage.s3.api import S3Client
 from pypid.storage.s3.credentials import CredentialSource
 from pypid.storage.s3.layout import Layout
 from pypid.storage.s3.sign import Bucket, Credentials

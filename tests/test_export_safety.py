@@ -21,7 +21,7 @@ from pypid.core.details import describe
 from pypid.core.metadata import parse_metadata
 from pypid.export import plan as plans
 from pypid.export.exporter import Exporter
-from pypid.export.people import make_people
+from pypid.export.people_files import make_people
 from pypid.export.plan import ExportError, ExportSettings
 from pypid.export.target import LocalTarget
 from tests.distributions import make_wheel

@@ -166,6 +166,34 @@ def _raises_system_exit(node):
     return isinstance(exception, ast.Name) and exception.id == "SystemExit"
 
 
+#: Basenames that every package may have, each with one meaning wherever it
+#: appears: a package's factory (its parts and the objects the command-line
+#: tools share with the daemon).
+SHARED_BASENAMES = {"__init__.py", "factory.py"}
+
+
+class NameTests(SynchronousTestCase):
+    """One meaning per name: a feature spread over packages gets a distinct module in each."""
+
+    def test_module_basenames_unique(self):
+        """No two modules of pypid share a basename (but a package's C{factory.py})."""
+        seen = {}
+        for module, path, _ in modules():
+            name = os.path.basename(path)
+            if name not in SHARED_BASENAMES:
+                seen.setdefault(name, []).append(module)
+        self.assertEqual({name: found for name, found in seen.items() if len(found) > 1}, {})
+
+    def test_class_names_unique(self):
+        """No two classes of pypid share a name."""
+        seen = {}
+        for module, _, tree in modules():
+            for node in ast.walk(tree):
+                if isinstance(node, ast.ClassDef):
+                    seen.setdefault(node.name, []).append(module)
+        self.assertEqual({name: found for name, found in seen.items() if len(found) > 1}, {})
+
+
 class PackagingTests(SynchronousTestCase):
     """Every package of the tree ships (setup.py lists them: find_packages would drop the dropin)."""
 

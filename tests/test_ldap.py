@@ -35,8 +35,8 @@ from pypid.auth.policy import AccessModel, parse_rule
 from pypid.auth.throttle import LoginThrottle
 from pypid.auth.verifier import DirectoryUnavailable, Identity, PasswordVerifier
 from pypid.config import ConfigError, load_config
-from pypid.config.ldap import LDAPConfig
-from pypid.core.errors import TooManyRequests, Unauthorized, Unavailable
+from pypid.config.ldap_settings import LDAPConfig
+from pypid.core.http_errors import TooManyRequests, Unauthorized, Unavailable
 from pypid.core.startup import StartupError
 from pypid.web.access import Access
 from tests.fakes import FAST

@@ -1,7 +1,7 @@
 """
 Tests for C{/metrics}: the counting (L{pypid.core.metrics}), the timed
-storage (L{pypid.storage.measured}), who may scrape (L{pypid.config.metrics})
-and the exposition (L{pypid.web.metrics}), in memory through the real site.
+storage (L{pypid.storage.measured}), who may scrape (L{pypid.config.metrics_settings})
+and the exposition (L{pypid.web.exposition}), in memory through the real site.
 """
 
 import gzip
@@ -15,7 +15,7 @@ from zope.interface import implementer
 
 from pypid.auth.policy import AccessModel
 from pypid.config import ConfigError, load_config
-from pypid.config.metrics import MetricsConfig, address_allowed, parse_networks
+from pypid.config.metrics_settings import MetricsConfig, address_allowed, parse_networks
 from pypid.core.metrics import (
     ROUTES,
     Histogram,

@@ -31,7 +31,7 @@ from pypid.bundle.pypicloud import (
 from pypid.bundle.sources import PypiserverSource, detect
 from pypid.http.client import make_http
 from pypid.storage.memory import MemoryStorage
-from pypid.storage.s3.client import S3Client
+from pypid.storage.s3.api import S3Client
 from pypid.storage.s3.credentials import CredentialSource
 from pypid.storage.s3.sign import Bucket, Credentials
 from tests import s3server

@@ -1,8 +1,8 @@
 """
 Tests of trusted publishing: C{[oidc]} and C{[publishers]}
-(L{pypid.config.oidc}), the rules, the ID token checks and the issuers'
+(L{pypid.config.oidc_settings}), the rules, the ID token checks and the issuers'
 keys (L{pypid.auth.oidc}), and C{POST /api/oidc/mint-token} with the uploads
-its tokens make (L{pypid.web.oidc}, L{pypid.web.access}).
+its tokens make (L{pypid.web.token_exchange}, L{pypid.web.access}).
 
 The issuers are L{tests.oidc_issuer}'s, served in memory through
 L{treq.testing.StubTreq}, on a L{Clock}: real HTTP bytes, real signatures,
@@ -36,14 +36,14 @@ from pypid.auth.oidc import (
 from pypid.auth.policy import AccessModel, RuleError, parse_rule
 from pypid.auth.verifier import PasswordVerifier
 from pypid.config import ConfigError, load_config
-from pypid.core.audit import decode
+from pypid.core.audit_chain import decode
 from pypid.core.index import Index
 from pypid.core.render import file_url_for
-from pypid.storage.audit import MemoryAuditLog
+from pypid.storage.audit_log import MemoryAuditLog
 from pypid.storage.memory import MemoryStorage
 from pypid.web.access import Access
 from pypid.web.app import build_web
-from pypid.web.audit import AuditTrail
+from pypid.web.audit_trail import AuditTrail
 from tests.distributions import make_wheel
 from tests.fakes import FAST, multipart_body, run_in_pool_now, run_now, site_treq, twine_fields
 from tests.oidc_issuer import IssuerResource, Issuers, compact

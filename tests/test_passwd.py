@@ -7,8 +7,9 @@ import io
 from argon2 import PasswordHasher
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.auth import credentials, hashes
-from pypid.auth.credentials import MAX_PASSWORD_BYTES
+from pypid.auth import basic as credentials
+from pypid.auth import hashes
+from pypid.auth.basic import MAX_PASSWORD_BYTES
 from pypid.auth.hashes import check_hash_format
 from pypid.cli import passwd
 from tests.test_auth import FAST

@@ -23,7 +23,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 from twisted.web.test.requesthelper import DummyRequest
 
-from pypid.core.errors import BadRequest, HTTPError, Unauthorized
+from pypid.core.http_errors import BadRequest, HTTPError, Unauthorized
 from pypid.core.index import Page
 from pypid.storage.interface import RemoteFile, StorageError
 from pypid.web.respond import (

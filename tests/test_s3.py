@@ -32,7 +32,7 @@ from pypid.storage.interface import (
 )
 from pypid.storage.s3 import presign as presigning
 from pypid.storage.s3 import storage as s3
-from pypid.storage.s3.client import S3Client
+from pypid.storage.s3.api import S3Client
 from pypid.storage.s3.credentials import CredentialSource
 from pypid.storage.s3.layout import Layout
 from pypid.storage.s3.sign import Bucket, Credentials

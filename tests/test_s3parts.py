@@ -17,7 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.storage.interface import StorageError
 from pypid.storage.s3 import presign as presigning
-from pypid.storage.s3.client import Listed
+from pypid.storage.s3.api import Listed
 from pypid.storage.s3.imports import Importer
 from pypid.storage.s3.layout import Layout, metadata_headers, parse_time, yank_body
 from pypid.storage.s3.listing import BucketListing
@@ -160,7 +160,7 @@ class PresignedURLsTests(SynchronousTestCase):
 
 class FakeBucket:
     """
-    An in-memory stand-in for L{pypid.storage.s3.client.S3Client}: objects
+    An in-memory stand-in for L{pypid.storage.s3.api.S3Client}: objects
     by key, with their headers, and the requests that reached them.
     """
 

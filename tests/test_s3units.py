@@ -1,7 +1,7 @@
 """
 Fast, in-memory tests of the pieces the S3 storage is built from: request
 addressing and signing (L{pypid.storage.s3.sign}), the bucket layout
-(L{pypid.storage.s3.layout}), the treq-based client (L{pypid.storage.s3.client})
+(L{pypid.storage.s3.layout}), the treq-based client (L{pypid.storage.s3.api})
 and the credential source (L{pypid.storage.s3.credentials}).
 
 No network and no S3 server: a small twisted.web resource plays the store
@@ -27,8 +27,8 @@ from twisted.web.resource import Resource
 from pypid.config import ConfigError, load_config
 from pypid.core.model import SUMMARY_BYTES, UPLOADER_BYTES, FileRecord, cut_text
 from pypid.storage.interface import StorageError
-from pypid.storage.s3 import client as s3client
-from pypid.storage.s3.client import (
+from pypid.storage.s3 import api as s3client
+from pypid.storage.s3.api import (
     RETRY_DELAYS,
     FileRangeProducer,
     Listed,
@@ -52,6 +52,7 @@ from pypid.storage.s3.layout import (
     yank_reason,
 )
 from pypid.storage.s3.limits import CHECK_RATE
+from pypid.storage.s3.markers import Pacer
 from pypid.storage.s3.sign import (
     EMPTY_SHA256,
     Bucket,
@@ -62,7 +63,6 @@ from pypid.storage.s3.sign import (
     sign,
 )
 from pypid.storage.s3.storage import S3Storage
-from pypid.storage.s3.sync import Pacer
 from tests.fakes import QueuedRun, run_now, write_file
 
 S3_NS = "http://s3.amazonaws.com/doc/2006-03-01/"

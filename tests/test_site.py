@@ -212,7 +212,7 @@ class VerifyBeforeBodyTests(SynchronousTestCase):
 
     def test_refused_before_body(self):
         """Wrong credentials get 401 alone (no C{100 Continue}) before any of the body is spooled."""
-        from pypid.core.errors import Unauthorized
+        from pypid.core.http_errors import Unauthorized
         self.channel.dataReceived(self.headers(length=512 << 10, expect=True))
         [(_, d)] = self.gate.pending
         self.assertEqual(self.transport.value(), b"")

@@ -20,7 +20,7 @@ from pypid.auth.policy import AccessModel
 from pypid.auth.throttle import LoginThrottle
 from pypid.auth.tokens import TokenBook
 from pypid.auth.verifier import Identity, PasswordVerifier
-from pypid.core.errors import TooManyRequests, Unauthorized, Unavailable
+from pypid.core.http_errors import TooManyRequests, Unauthorized, Unavailable
 from pypid.core.index import Index
 from pypid.core.render import file_url_for
 from pypid.storage.memory import MemoryStorage

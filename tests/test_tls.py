@@ -22,7 +22,7 @@ from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.config import ConfigError, load_config
-from pypid.config.server import ListenAddress, parse_listen_address
+from pypid.config.server_settings import ListenAddress, parse_listen_address
 from pypid.tap import Options, makeService, reload_on_hangup
 from pypid.tls import (
     CIPHERS,

@@ -88,7 +88,7 @@ class TokenAccessTests(SynchronousTestCase):
         from twisted.web.http_headers import Headers
 
         from pypid.auth.policy import AccessModel
-        from pypid.core.errors import Unauthorized
+        from pypid.core.http_errors import Unauthorized
         from pypid.web.access import Access
 
         class Verifier:

@@ -7,7 +7,7 @@ import hashlib
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.core.errors import BadRequest
+from pypid.core.http_errors import BadRequest
 from pypid.core.upload import (
     DEFAULT_FIELD_LIMIT,
     FIELD_LIMITS,

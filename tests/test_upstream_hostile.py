@@ -31,14 +31,14 @@ from pypid.upstream import cache, fetch
 from pypid.upstream.admission import Admission
 from pypid.upstream.budget import MissBudget
 from pypid.upstream.cache import PageCache
+from pypid.upstream.confusion import UpstreamPolicy
 from pypid.upstream.fetch import UpstreamClient, UpstreamError, host_allowed
 from pypid.upstream.parser import UpstreamPage, UpstreamPageError, parse_page
-from pypid.upstream.policy import UpstreamPolicy
 from pypid.upstream.proxy import UpstreamProxy
 from pypid.web.access import Access
 from pypid.web.app import build_web
 from pypid.web.respond import RETRY_AFTER
-from pypid.web.upstream import _sees_cut_short
+from pypid.web.upstream_pages import _sees_cut_short
 from tests.distributions import make_wheel
 from tests.fakes import run_in_pool_now, run_now, site_treq
 

@@ -1,5 +1,5 @@
 """
-Tests of the upstream rules (L{pypid.upstream.policy}) and the page cache
+Tests of the upstream rules (L{pypid.upstream.confusion}) and the page cache
 (L{pypid.upstream.cache}): pure logic, with a clock and a fake fetch.
 """
 
@@ -11,9 +11,9 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.core.model import FileRecord
 from pypid.upstream.cache import Offline, PageCache
+from pypid.upstream.confusion import UpstreamPolicy, matches, merged
 from pypid.upstream.fetch import UpstreamError, UpstreamNotFound
 from pypid.upstream.parser import UpstreamFile, UpstreamPage
-from pypid.upstream.policy import UpstreamPolicy, matches, merged
 
 NOW = 1_800_000_000.0
 DAY = 86400.0

@@ -31,7 +31,7 @@ from pypid.core.index import Index
 from pypid.core.render import file_url_for
 from pypid.state.loader import IndexMetrics
 from pypid.storage import local
-from pypid.storage.audit import MemoryAuditLog
+from pypid.storage.audit_log import MemoryAuditLog
 from pypid.storage.factory import StoragePart
 from pypid.storage.interface import MemoryFile, Redirect, RemoteBytes, StorageError
 from pypid.storage.local import LocalStorage
@@ -39,7 +39,7 @@ from pypid.storage.measured import MeasuredStorage
 from pypid.storage.memory import MemoryStorage
 from pypid.web.access import Access
 from pypid.web.app import _Areas, build_web
-from pypid.web.audit import AuditPart, AuditTrail
+from pypid.web.audit_trail import AuditPart, AuditTrail
 from tests.distributions import (
     make_sdist,
     make_sdist_zip,

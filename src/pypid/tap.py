@@ -36,7 +36,7 @@ from pypid.storage.locks import KeyedLock
 from pypid.upstream.factory import UpstreamPart, make_upstream
 from pypid.web.access import AccessPart
 from pypid.web.app import WebPart, build_web
-from pypid.web.audit import AuditPart, AuditTrail
+from pypid.web.audit_trail import AuditPart, AuditTrail
 from pypid.web.channel import ConnectionCounter
 
 

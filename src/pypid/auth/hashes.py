@@ -21,7 +21,7 @@ from argon2 import Parameters, PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from twisted.logger import Logger
 
-from pypid.auth.credentials import MAX_PASSWORD_BYTES
+from pypid.auth.basic import MAX_PASSWORD_BYTES
 
 log = Logger()
 

@@ -12,7 +12,7 @@ the administrator re-hashes those passwords: plaintext, DES crypt, MD5
 
 import re
 
-from pypid.auth.credentials import USER_NAME
+from pypid.auth.basic import USER_NAME
 from pypid.auth.hashes import check_hash_format, is_bcrypt
 
 _WEAK = (

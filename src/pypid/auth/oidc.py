@@ -4,7 +4,7 @@ for it (GitHub Actions, GitLab CI, any OpenID Connect issuer) for a pypid
 upload token that lives 15 minutes, so no long-lived upload secret is
 stored in CI at all.
 
-The exchange (C{POST /api/oidc/mint-token}, L{pypid.web.oidc}) trusts a
+The exchange (C{POST /api/oidc/mint-token}, L{pypid.web.token_exchange}) trusts a
 token only when:
 
   - it is a JWS signed with an asymmetric algorithm (L{ALGORITHMS}): C{none}

@@ -47,12 +47,12 @@ from twisted.logger import Logger
 
 from pypid.bundle.archive import SourceTooLarge
 from pypid.bundle.manifest import AUDIT
-from pypid.core.audit import Entry, verify_writers
+from pypid.core.audit_chain import Entry, verify_writers
 from pypid.core.distribution import inspect
 from pypid.core.metadata import InvalidDistribution
 from pypid.core.model import UPLOADER_BYTES, cut_text, format_upload_time
 from pypid.core.names import InvalidName, parse_filename
-from pypid.storage.audit import IMPORTED
+from pypid.storage.audit_log import IMPORTED
 from pypid.storage.disk import remove_file
 from pypid.storage.interface import FileExists, FilenameDeleted
 
@@ -386,7 +386,7 @@ async def carry_audit(audit, members, report, run):
     is evidence as it came, not refused. C{<digest>} names the set by its
     content, so the same bundle imported twice keeps it once.
 
-    @param audit: the destination's L{pypid.storage.audit.IAuditLog}.
+    @param audit: the destination's L{pypid.storage.audit_log.IAuditLog}.
     @param members: C{(name, opener)} of the bundle's C{audit/} members.
     """
     if not members:
@@ -420,7 +420,7 @@ def import_entries(ingest, when, who):
     who ran the import (the account of C{pypid-admin}: no pypid user is
     involved), and one for the source's audit log kept.
 
-    @param when: the entries' time (L{pypid.core.audit.format_time}).
+    @param when: the entries' time (L{pypid.core.audit_chain.format_time}).
     """
     report = ingest.report
     entries = []

@@ -108,7 +108,7 @@ async def pack_bundle(storage, writer, snapshot_path, run, clock, audit=None):
 
     @param run: C{run(f, *args) -> Deferred}, for blocking work.
     @param clock: provides C{seconds()}, for the manifest's date.
-    @param audit: the storage's L{pypid.storage.audit.IAuditLog}, whose
+    @param audit: the storage's L{pypid.storage.audit_log.IAuditLog}, whose
         files go under C{audit/} as they are stored (so their chains can
         still be checked), or L{None}. Reading them takes each file's
         shared lock for a moment, never the daemon's.

@@ -116,7 +116,7 @@ class PypicloudBucketSource:
     whole into memory (one at a time, at most C{[pypid] max_upload_size}),
     as the server reads a file it finds in its own bucket.
 
-    @ivar _client: an L{pypid.storage.s3.client.S3Client} of the bucket.
+    @ivar _client: an L{pypid.storage.s3.api.S3Client} of the bucket.
     """
 
     kind = "pypicloud"

@@ -12,7 +12,7 @@ C{$PYPID_PASSWORD}; credentials only over https, or to this machine).
     for good (a deleted filename is never used again), so it asks for
     C{--yes};
   - C{pypid-admin audit} shows the audit log, and C{pypid-admin --config
-    FILE audit verify} checks it in the storage (L{pypid.cli.audit});
+    FILE audit verify} checks it in the storage (L{pypid.cli.admin_audit});
   - C{pypid-admin --config FILE export --to DIR|FILE.tar} and C{import
     SOURCE} move packages out and in, as bundles or from devpi, pypiserver
     and pypicloud (L{pypid.cli.bundle}).
@@ -24,9 +24,9 @@ import os
 import sys
 from urllib.parse import quote, urlencode
 
-from pypid.cli import audit as audit_command
+from pypid.cli import admin_audit as audit_command
 from pypid.cli import bundle as bundle_commands
-from pypid.cli.client import CliError, add_server_options, server_from
+from pypid.cli.server_client import CliError, add_server_options, server_from
 from pypid.core.names import InvalidName, parse_filename
 
 #: What the simple index answers in JSON (PEP 691).

@@ -30,8 +30,8 @@ from twisted.logger import globalLogBeginner
 
 from pypid.bundle.manifest import BundleError
 from pypid.cli import common
-from pypid.cli.client import CliError, log_lines
-from pypid.core.audit import format_time
+from pypid.cli.server_client import CliError, log_lines
+from pypid.core.audit_chain import format_time
 from pypid.core.startup import StartupError
 from pypid.storage.interface import StorageError
 

@@ -26,13 +26,13 @@ from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 import attrs
 from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred
 
-from pypid.cli.client import CliError
+from pypid.cli.server_client import CliError
 from pypid.core.startup import StartupError
 from pypid.storage.interface import StorageError
 
 if TYPE_CHECKING:
     from pypid.config import Config
-    from pypid.config.s3 import S3Config
+    from pypid.config.s3_settings import S3Config
     from pypid.storage.interface import IStorage
 
 #: C{run(f, *args) -> Deferred}: how blocking work is done.

@@ -26,7 +26,6 @@ import sys
 import attrs
 from twisted.logger import globalLogBeginner
 
-from pypid.cli.client import log_lines
 from pypid.cli.common import (
     ArgumentParser,
     UsageError,
@@ -37,8 +36,9 @@ from pypid.cli.common import (
     run_at_once,
     run_command,
 )
+from pypid.cli.server_client import log_lines
 from pypid.config import ConfigError, load_config, parse_override
-from pypid.config.s3 import S3_KEYS
+from pypid.config.s3_settings import S3_KEYS
 from pypid.config.values import optional_url
 from pypid.core.startup import StartupError
 from pypid.export.exporter import Exporter
@@ -240,7 +240,7 @@ async def export_command(options, reactor, out, err):
 
 def _people(options):
     """The pages for people to export (a L{pypid.export.plan.People})."""
-    from pypid.export.people import make_people
+    from pypid.export.people_files import make_people
 
     return make_people(options.base_url, options.files_url)
 

@@ -11,7 +11,7 @@ import argparse
 import sys
 from getpass import getpass
 
-from pypid.auth.credentials import MAX_PASSWORD_BYTES, decode_password
+from pypid.auth.basic import MAX_PASSWORD_BYTES, decode_password
 from pypid.auth.hashes import hash_password
 from pypid.cli.common import ArgumentParser, UsageError
 

@@ -13,7 +13,7 @@ import json
 import sys
 from urllib.parse import quote, urlencode
 
-from pypid.cli.client import CliError, add_server_options, server_from
+from pypid.cli.server_client import CliError, add_server_options, server_from
 
 
 def main(argv=None, out=sys.stdout, err=sys.stderr):

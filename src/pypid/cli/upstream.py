@@ -19,7 +19,7 @@ import json
 import sys
 from urllib.parse import quote, urljoin
 
-from pypid.cli.client import CliError, add_server_options, server_from
+from pypid.cli.server_client import CliError, add_server_options, server_from
 from pypid.upstream.parser import UpstreamPageError, parse_page
 from pypid.upstream.requirements import (
     RequirementsError,

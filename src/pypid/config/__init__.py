@@ -22,16 +22,16 @@ from types import MappingProxyType
 
 import attrs
 
-from pypid.config.auth import AUTH_KEYS, FREE_SECTIONS, AuthConfig, read_principals
+from pypid.config.auth_settings import AUTH_KEYS, FREE_SECTIONS, AuthConfig, read_principals
 from pypid.config.errors import ConfigError, StartupError
-from pypid.config.ldap import LDAP_KEYS, LDAPConfig, check_ldap
-from pypid.config.metrics import METRICS_KEYS, MetricsConfig, check_metrics
-from pypid.config.oidc import OIDC_KEYS, PUBLISHERS, OIDCConfig, read_publishers
-from pypid.config.s3 import S3_KEYS, S3Config, check_s3
-from pypid.config.server import SERVER_KEYS, ServerConfig
-from pypid.config.storage import STORAGE_KEYS, StorageConfig
-from pypid.config.tls import TLS_KEYS, TLSConfig, check_tls, no_tls
-from pypid.config.upstream import UPSTREAM_KEYS, UpstreamConfig, check_upstream
+from pypid.config.ldap_settings import LDAP_KEYS, LDAPConfig, check_ldap
+from pypid.config.metrics_settings import METRICS_KEYS, MetricsConfig, check_metrics
+from pypid.config.oidc_settings import OIDC_KEYS, PUBLISHERS, OIDCConfig, read_publishers
+from pypid.config.s3_settings import S3_KEYS, S3Config, check_s3
+from pypid.config.server_settings import SERVER_KEYS, ServerConfig
+from pypid.config.storage_settings import STORAGE_KEYS, StorageConfig
+from pypid.config.tls_settings import TLS_KEYS, TLSConfig, check_tls, no_tls
+from pypid.config.upstream_settings import UPSTREAM_KEYS, UpstreamConfig, check_upstream
 
 __all__ = ["FREE_SECTIONS", "SCHEMA", "Config", "ConfigError", "StartupError", "load_config", "parse_override"]
 
@@ -74,7 +74,7 @@ SCHEMA = {
 }
 
 #: Sections whose keys are names chosen by the administrator (C{[publishers]}
-#: too: its keys are projects, read by L{pypid.config.oidc}).
+#: too: its keys are projects, read by L{pypid.config.oidc_settings}).
 FREE_SECTIONS = FREE_SECTIONS | {PUBLISHERS}
 
 

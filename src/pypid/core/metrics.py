@@ -1,7 +1,7 @@
 """
 What the server counts for C{/metrics}: plain counters and histograms that
 cost a dictionary update on the hot path, and are turned into the
-Prometheus text format only when scraped (L{pypid.web.metrics}).
+Prometheus text format only when scraped (L{pypid.web.exposition}).
 
 Why not C{prometheus_client}'s own metric objects on the hot path: each of
 their updates takes a lock and, with labels, looks up a child object; ours
@@ -11,7 +11,7 @@ route, method and status, its latency and its bytes with
 C{prometheus_client}'s labelled C{Counter}s and C{Histogram} costs 6.0 us;
 L{RequestStats.record}, which does the same (and derives the changes and
 logins), 1.3 us. The library
-still writes the exposition format (L{pypid.web.metrics.Collector}), so the
+still writes the exposition format (L{pypid.web.exposition.Collector}), so the
 output is exactly what Prometheus expects.
 
 No label ever holds a project, a user or a filename: those are unbounded.

@@ -29,7 +29,7 @@ import re
 
 import attrs
 
-from pypid.core.errors import BadRequest
+from pypid.core.http_errors import BadRequest
 from pypid.core.metadata import (
     DEFAULT_HEADER_LIMIT,
     HEADER_LIMITS,

@@ -21,7 +21,7 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from pypid.config.server import HTTP_REDIRECT, HTTPS, parse_listen_address
+from pypid.config.server_settings import HTTP_REDIRECT, HTTPS, parse_listen_address
 from pypid.core.parts import IReloadable
 from pypid.core.startup import StartupError
 from pypid.tls import ServerTLS, TLSError

@@ -31,7 +31,7 @@ from urllib.parse import quote
 import attrs
 import orjson
 
-from pypid.core import legacy
+from pypid.core import legacy_info as legacy_json
 from pypid.core.catalog import summary_of
 from pypid.core.index import HTML, JSON, Index
 from pypid.core.names import InvalidName, is_valid_name, normalize, parse_filename
@@ -365,8 +365,8 @@ def project_outputs(index, project, settings, serial, latest, info):
                     index.project_page(project, JSON).body, SIMPLE_JSON_TYPE),
     ]
     if project.files:
-        found = legacy.releases(project, settings.legacy_file_url())
-        body = legacy.render_json(project, found, latest, info, serial, True,
+        found = legacy_json.releases(project, settings.legacy_file_url())
+        body = legacy_json.render_json(project, found, latest, info, serial, True,
                                   settings.base_url)
         outputs.append(Output.page(f"pypi/{project.name}/json", body, JSON_TYPE))
     return outputs
@@ -379,9 +379,9 @@ def _release(project, version):
 def legacy_info_sources(project, latest):
     """
     The records whose metadata may fill the legacy JSON's C{info}, in the
-    order to try them (L{pypid.core.legacy.info_sources}).
+    order to try them (L{pypid.core.legacy_info.info_sources}).
     """
-    return legacy.info_sources(_release(project, latest)) if latest is not None else []
+    return legacy_json.info_sources(_release(project, latest)) if latest is not None else []
 
 
 def legacy_info(project, latest, metadata):
@@ -389,7 +389,7 @@ def legacy_info(project, latest, metadata):
     C{info} of the legacy JSON: from C{metadata}, the bytes of the first of
     L{legacy_info_sources} that could be read, or L{None}.
     """
-    return legacy.info_from(metadata, _release(project, latest))
+    return legacy_json.info_from(metadata, _release(project, latest))
 
 
 def root_outputs(index, entries):

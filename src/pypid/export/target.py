@@ -288,7 +288,7 @@ class S3Target:
     L{IMMUTABLE} for files and their metadata, L{REVALIDATE} for pages.
     There is no lock: two exports must not write one prefix at once.
 
-    @ivar _client: the L{pypid.storage.s3.client.S3Client} of the bucket.
+    @ivar _client: the L{pypid.storage.s3.api.S3Client} of the bucket.
     @ivar prefix: the key prefix ("" or ending in C{/}).
     @ivar _run: C{run(f, *args) -> Deferred} for blocking work (file reads).
     @ivar _credentials: the L{pypid.storage.s3.credentials.CredentialSource}
@@ -355,7 +355,7 @@ class S3Target:
 
     def put_file(self, path, source, sha256, consume, size=None):
         """One PUT streamed from the file, its sha256 checked by S3."""
-        from pypid.storage.s3.client import FileRangeProducer, S3Error
+        from pypid.storage.s3.api import FileRangeProducer, S3Error
 
         async def put():
             try:
@@ -379,7 +379,7 @@ class S3Target:
         return self._call(self._client.delete(self._key(path)))
 
     def _call(self, coroutine):
-        from pypid.storage.s3.client import S3Error
+        from pypid.storage.s3.api import S3Error
         d = ensureDeferred(coroutine)
 
         def failed(failure):

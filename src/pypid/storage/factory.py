@@ -69,14 +69,14 @@ def make_s3_client(config, run, reactor, timings=None, *, bucket=None, endpoint=
         the configured endpoint only.
     @param region: its region, when not C{[s3] region}.
     @return: C{(client, credentials, close)}: the
-        L{pypid.storage.s3.client.S3Client}, its
+        L{pypid.storage.s3.api.S3Client}, its
         L{pypid.storage.s3.credentials.CredentialSource} (to C{start} and
         C{stop}), and C{close()} closing the pool's connections.
     @raise StartupError: when C{[pypid] ca_bundle} cannot be used, or
         botocore knows no endpoint for the region.
     """
     from pypid.http.client import make_http, outbound_policy
-    from pypid.storage.s3.client import S3Client
+    from pypid.storage.s3.api import S3Client
     from pypid.storage.s3.credentials import CredentialSource
     from pypid.storage.s3.sign import Bucket, Credentials, aws_endpoint
 
@@ -111,7 +111,7 @@ def make_audit_log(config, run, reactor, s3_timings=None):
         (the packages' storage's, so C{/metrics} counts every request to
         the bucket once).
     """
-    from pypid.storage.audit import LocalAuditLog, S3AuditLog
+    from pypid.storage.audit_log import LocalAuditLog, S3AuditLog
 
     if config.storage.backend != "s3":
         return LocalAuditLog(os.path.join(config.storage.path, ".pypid", "audit"), run, reactor)

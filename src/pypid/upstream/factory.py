@@ -30,8 +30,8 @@ def make_upstream(config, run, reactor, index, learnt=None):
     """
     from pypid.http.client import make_agent, outbound_policy
     from pypid.upstream.cache import PageCache
+    from pypid.upstream.confusion import UpstreamPolicy
     from pypid.upstream.fetch import UpstreamClient
-    from pypid.upstream.policy import UpstreamPolicy
     from pypid.upstream.proxy import UpstreamProxy
 
     up = config.upstream

@@ -8,7 +8,7 @@ fetched on its first download, checked against the page's sha256 (and
 size), kept in the cache storage, and served from there ever after. Only
 files listed by a cached page are ever fetched, from the upstream's hosts
 only (L{pypid.upstream.fetch}). What may be asked upstream at all is
-decided by L{pypid.upstream.policy}.
+decided by L{pypid.upstream.confusion}.
 """
 
 import hashlib
@@ -38,8 +38,8 @@ from pypid.storage.interface import FileExists, FilenameDeleted, StorageError
 from pypid.upstream.admission import Admission
 from pypid.upstream.budget import MissBudget
 from pypid.upstream.cache import Offline, again, recent, remembered
+from pypid.upstream.confusion import merged
 from pypid.upstream.fetch import TransferFailed, UpstreamError, UpstreamNotFound
-from pypid.upstream.policy import merged
 from pypid.upstream.requirements import select
 
 log = Logger()
@@ -223,8 +223,8 @@ class UpstreamProxy:
     """
     The upstream side of the index.
 
-    @ivar config: the L{pypid.config.upstream.UpstreamConfig}.
-    @ivar policy: the L{pypid.upstream.policy.UpstreamPolicy}.
+    @ivar config: the L{pypid.config.upstream_settings.UpstreamConfig}.
+    @ivar policy: the L{pypid.upstream.confusion.UpstreamPolicy}.
     @ivar pages: the L{pypid.upstream.cache.PageCache}.
     @ivar client: the L{pypid.upstream.fetch.UpstreamClient}.
     @ivar storage: where fetched files are kept (an L{IStorage} of its own).
@@ -515,7 +515,7 @@ class UpstreamProxy:
         one download per file however many ask at once.
 
         @param tee: when this call starts the download, the bytes are also
-            given to C{tee} as they arrive (see L{pypid.web.upstream}): the
+            given to C{tee} as they arrive (see L{pypid.web.upstream_pages}): the
             first client is served while the file is fetched. Its C{start},
             C{write}, C{finish} and C{abort} are called; C{started} says
             whether it was used.

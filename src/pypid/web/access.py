@@ -20,13 +20,13 @@ from twisted.python.failure import Failure
 from twisted.web.server import Request
 from zope.interface import Interface, implementer
 
-from pypid.auth.credentials import MalformedCredentials, parse_basic
+from pypid.auth.basic import MalformedCredentials, parse_basic
 from pypid.auth.factory import make_access_parts, make_publishing, reloaded_oidc_http
 from pypid.auth.oidc import is_publisher
 from pypid.auth.policy import READ, WRITE, AccessModel
 from pypid.auth.tokens import TOKEN_USER
 from pypid.auth.verifier import Busy, DirectoryUnavailable, Identity
-from pypid.core.errors import Forbidden, TooManyRequests, Unauthorized, Unavailable
+from pypid.core.http_errors import Forbidden, TooManyRequests, Unauthorized, Unavailable
 from pypid.core.parts import IReloadable
 
 #: What a change (an upload, a yank, a delete) answers without credentials.
@@ -79,7 +79,7 @@ class Access:
     _throttle: object = None
     #: the L{pypid.auth.tokens.TokenBook}, or L{None} when tokens are not used
     tokens: object = None
-    #: the L{pypid.web.audit.AuditTrail} that failed and throttled logins
+    #: the L{pypid.web.audit_trail.AuditTrail} that failed and throttled logins
     #: are recorded in, or L{None}
     audit: object = None
     #: the L{pypid.auth.oidc.PublisherTokens} trusted publishing minted, or L{None}
@@ -387,7 +387,7 @@ class AccessPart(Service):
     def __init__(self, config, reactor, hashing, audit):
         """
         @param hashing: the thread pool passwords are checked in.
-        @param audit: the L{pypid.web.audit.AuditTrail} failed logins go to.
+        @param audit: the L{pypid.web.audit_trail.AuditTrail} failed logins go to.
         @raise pypid.config.errors.StartupError: when the token file, or a
             bundle of C{[ldap]} or C{[oidc]}, cannot be used.
         """

@@ -11,14 +11,14 @@ first segments:
     C{/login};
   - L{pypid.web.publish.Publish}: C{POST /} and C{/legacy/} (uploads),
     C{/api/files/...} and C{/api/projects/...} (yank, unyank, delete);
-  - L{pypid.web.tokens.TokenAdmin}: C{/api/tokens};
+  - L{pypid.web.token_admin.TokenAdmin}: C{/api/tokens};
   - L{pypid.web.cache_admin.CacheAdmin}: C{/requirements.txt},
     C{/api/upstream/...};
   - L{pypid.web.legacy.LegacyJSON}: C{/pypi/...};
   - L{pypid.web.health.Health}: C{/health};
-  - L{pypid.web.metrics.Metrics}: C{/metrics};
-  - L{pypid.web.audit.AuditAdmin}: C{/api/audit};
-  - L{pypid.web.oidc.TrustedPublishingArea}: C{/api/oidc/...} (trusted
+  - L{pypid.web.exposition.Metrics}: C{/metrics};
+  - L{pypid.web.audit_trail.AuditAdmin}: C{/api/audit};
+  - L{pypid.web.token_exchange.TrustedPublishingArea}: C{/api/oidc/...} (trusted
     publishing's token exchange).
 
 Each area's routes are written with their whole paths, so a route reads as
@@ -36,29 +36,29 @@ from twisted.application.service import Service
 from twisted.web.resource import Resource
 from zope.interface import implementer
 
-from pypid.config.metrics import MetricsConfig
-from pypid.core.errors import NotFound
+from pypid.config.metrics_settings import MetricsConfig
+from pypid.core.http_errors import NotFound
 from pypid.core.metrics import RequestStats
 from pypid.core.pages import Chrome
 from pypid.core.parts import IReloadable
 from pypid.core.render import file_url_for
-from pypid.storage.audit import MemoryAuditLog
+from pypid.storage.audit_log import MemoryAuditLog
 from pypid.storage.locks import KeyedLock
 from pypid.web.assets import Assets
-from pypid.web.audit import AuditAdmin, AuditTrail
+from pypid.web.audit_trail import AuditAdmin, AuditTrail
 from pypid.web.cache_admin import CacheAdmin
 from pypid.web.channel import ConnectionCounter
+from pypid.web.exposition import Metrics, SiteMetrics
 from pypid.web.health import Health
 from pypid.web.legacy import LegacyJSON
-from pypid.web.metrics import Metrics, SiteMetrics
-from pypid.web.oidc import TrustedPublishingArea
 from pypid.web.people import AssetsResource, PeoplePages
 from pypid.web.project_pages import ProjectPages
 from pypid.web.publish import Publish
 from pypid.web.respond import send_error, wrong_method_error
 from pypid.web.simple import FilesResource, RootResource, SimpleResource
 from pypid.web.site import PypidSite
-from pypid.web.tokens import TokenAdmin
+from pypid.web.token_admin import TokenAdmin
+from pypid.web.token_exchange import TrustedPublishingArea
 
 
 @attrs.define
@@ -68,13 +68,13 @@ class PypidApp:
 
     @ivar people: the L{pypid.web.people.PeoplePages}.
     @ivar publish: the L{pypid.web.publish.Publish}.
-    @ivar tokens: the L{pypid.web.tokens.TokenAdmin}.
+    @ivar tokens: the L{pypid.web.token_admin.TokenAdmin}.
     @ivar cache: the L{pypid.web.cache_admin.CacheAdmin}.
     @ivar legacy: the L{pypid.web.legacy.LegacyJSON}.
     @ivar health: the L{pypid.web.health.Health}.
-    @ivar metrics: the L{pypid.web.metrics.Metrics}.
-    @ivar audit: the L{pypid.web.audit.AuditAdmin}.
-    @ivar oidc: the L{pypid.web.oidc.TrustedPublishingArea}.
+    @ivar metrics: the L{pypid.web.exposition.Metrics}.
+    @ivar audit: the L{pypid.web.audit_trail.AuditAdmin}.
+    @ivar oidc: the L{pypid.web.token_exchange.TrustedPublishingArea}.
     """
 
     people: object
@@ -189,11 +189,11 @@ def build_web(index, storage, access, run, clock, *, max_upload_size, base_url=N
     @param clock: the reactor, or a L{twisted.internet.task.Clock}.
     @param upstream: the L{pypid.upstream.proxy.UpstreamProxy}, or L{None}.
     @param counter: the L{ConnectionCounter} limiting connections per address.
-    @param metrics: the L{pypid.config.metrics.MetricsConfig} of who may
+    @param metrics: the L{pypid.config.metrics_settings.MetricsConfig} of who may
         scrape C{/metrics} (by default: loopback clients).
     @param timer: C{timer() -> seconds}, the monotonic clock latencies are
         measured with (the C{clock}'s C{seconds} by default, for tests).
-    @param audit: the L{pypid.web.audit.AuditTrail} changes are recorded
+    @param audit: the L{pypid.web.audit_trail.AuditTrail} changes are recorded
         in (by default, one over a log in memory).
     @param publishing: the L{pypid.auth.oidc.TrustedPublishing} of
         C{/api/oidc/mint-token}, or L{None} (that route then answers 404).

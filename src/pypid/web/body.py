@@ -32,7 +32,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from zope.interface import Attribute, Interface, implementer
 
-from pypid.core.errors import reason_phrase
+from pypid.core.http_errors import reason_phrase
 from pypid.web.multipart import MultipartError
 
 log = Logger()

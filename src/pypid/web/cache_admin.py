@@ -14,9 +14,9 @@ from collections import Counter
 import attrs
 from klein import Klein
 
-from pypid.core.errors import BadGateway, BadRequest, NotFound, Unavailable
+from pypid.core.http_errors import BadGateway, BadRequest, NotFound, Unavailable
 from pypid.core.names import is_valid_name, normalize
-from pypid.web.audit import AuditTrail
+from pypid.web.audit_trail import AuditTrail
 from pypid.web.routes import answer_errors, send_json
 
 
@@ -25,7 +25,7 @@ class CacheAdmin:
     """
     @ivar _access: the L{pypid.web.access.Access} gate.
     @ivar _upstream: the L{pypid.upstream.proxy.UpstreamProxy}, or L{None}.
-    @ivar _audit: the L{pypid.web.audit.AuditTrail} refreshes and
+    @ivar _audit: the L{pypid.web.audit_trail.AuditTrail} refreshes and
         pre-caching are recorded in.
     """
 

@@ -10,8 +10,8 @@ import attrs
 from klein import Klein
 from twisted.logger import Logger
 
-from pypid.core import legacy
-from pypid.core.errors import NotFound
+from pypid.core import legacy_info
+from pypid.core.http_errors import NotFound
 from pypid.core.index import Page
 from pypid.core.names import is_valid_name, normalize
 from pypid.storage.interface import StorageError
@@ -74,12 +74,12 @@ class LegacyJSON:
 
     async def _render_pypi_json(self, project, version):
         """Render the legacy JSON of a release (the latest, when C{version} is L{None})."""
-        releases = legacy.releases(project, self._file_url)
+        releases = legacy_info.releases(project, self._file_url)
         shown = version if version is not None else project.latest_version()
         if shown not in releases:
             raise NotFound("no such version")
         info = await self._info(releases[shown])
-        body = legacy.render_json(project, releases, shown, info, self._index.serial,
+        body = legacy_info.render_json(project, releases, shown, info, self._index.serial,
                                   version is None, self._base_url)
         return Page.of(body, b"application/json")
 
@@ -88,7 +88,7 @@ class LegacyJSON:
         The release's metadata, read from its stored .metadata (wheels
         first); a file whose metadata is missing is passed over.
         """
-        for record in legacy.info_sources(files):
+        for record in legacy_info.info_sources(files):
             try:
                 raw = await self._storage.read_metadata(record)
             except FileNotFoundError:
@@ -98,8 +98,8 @@ class LegacyJSON:
                 log.error("Cannot read the metadata of {filename}: {error}",
                           filename=record.filename, error=str(e))
                 raise storage_unavailable(e)
-            return legacy.info_from(raw, files)
-        return legacy.info_from(None, files)
+            return legacy_info.info_from(raw, files)
+        return legacy_info.info_from(None, files)
 
     def _prefix(self):
         return self._base_url or "/"

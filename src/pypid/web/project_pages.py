@@ -26,7 +26,7 @@ from twisted.logger import Logger
 
 from pypid.core import pages
 from pypid.core.details import Details
-from pypid.core.errors import NotFound
+from pypid.core.http_errors import NotFound
 from pypid.core.index import Page
 from pypid.core.lru import ByteLRU
 from pypid.core.names import WHEEL, is_valid_name, normalize

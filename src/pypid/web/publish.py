@@ -8,7 +8,7 @@ it) holds that distribution's lock from its checks to its last write, so an
 upload never interleaves with another upload, a yank or a delete of it.
 
 Every change, and every change refused to a user who logged in, is recorded
-in the audit log (L{pypid.web.audit.AuditTrail}), after the change is
+in the audit log (L{pypid.web.audit_trail.AuditTrail}), after the change is
 stored; the answer waits for the entry's first write attempt (so an
 acknowledged change has its entry on disk), but an entry that cannot be
 written never fails the change.
@@ -20,7 +20,7 @@ from twisted.logger import Logger
 
 from pypid.auth.oidc import is_publisher
 from pypid.core.distribution import inspect
-from pypid.core.errors import BadRequest, Forbidden, NotFound, TooLarge, Unavailable
+from pypid.core.http_errors import BadRequest, Forbidden, NotFound, TooLarge, Unavailable
 from pypid.core.metadata import InvalidDistribution
 from pypid.core.metrics import UPLOAD_PATHS
 from pypid.core.model import UPLOADER_BYTES, cut_text
@@ -36,7 +36,7 @@ from pypid.core.upload import check_form, validate_upload
 from pypid.storage.interface import FileExists, FilenameDeleted, StorageError
 from pypid.storage.locks import KeyedLock
 from pypid.web.access import IRequestAuth
-from pypid.web.audit import facts_of
+from pypid.web.audit_trail import facts_of
 from pypid.web.multipart import MultipartError, UploadTooLarge
 from pypid.web.respond import RETRY_AFTER, send_text, storage_unavailable
 from pypid.web.routes import answer_errors, form_field, requested_version, route_each
@@ -58,7 +58,7 @@ class Publish:
     @ivar _run: C{run(f, *args) -> Deferred} for blocking work.
     @ivar _clock: provides C{seconds()}.
     @ivar _max_upload_size: bytes.
-    @ivar _audit: the L{pypid.web.audit.AuditTrail}.
+    @ivar _audit: the L{pypid.web.audit_trail.AuditTrail}.
     @ivar _locks: the L{KeyedLock} every change to one distribution holds
         (shared with the snapshot writer, which dates a save by its oldest
         change under way).

@@ -24,8 +24,8 @@ from twisted.web.server import NOT_DONE_YET
 from twisted.web.static import NoRangeStaticProducer, SingleRangeStaticProducer
 from zope.interface import implementer
 
-from pypid.auth.credentials import www_authenticate_header
-from pypid.core.errors import (
+from pypid.auth.basic import www_authenticate_header
+from pypid.core.http_errors import (
     HTTPError,
     MethodNotAllowed,
     NotAcceptable,

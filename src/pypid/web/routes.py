@@ -12,7 +12,7 @@ import json
 
 import werkzeug.exceptions
 
-from pypid.core.errors import BadRequest, HTTPError, NotFound
+from pypid.core.http_errors import BadRequest, HTTPError, NotFound
 from pypid.core.names import InvalidName, canonical_version
 from pypid.web.respond import send_error, wrong_method_error
 

@@ -12,10 +12,10 @@ from twisted.logger import Logger
 from twisted.web.resource import Resource
 
 from pypid.core import render
-from pypid.core.errors import Gone, NotFound, Unavailable
+from pypid.core.http_errors import Gone, NotFound, Unavailable
 from pypid.core.index import CONTENT_TYPES, HTML, Page
 from pypid.core.names import is_valid_name, normalize
-from pypid.web import upstream
+from pypid.web import upstream_pages
 from pypid.web.respond import (
     ReadResource,
     answer_gated,
@@ -66,12 +66,12 @@ class SimpleResource(ReadResource):
             project = self._index.project(name)
             if project is None:
                 if self._upstream is not None and self._index.project(normalize(name)) is None:
-                    return upstream.answer_page(request, self._upstream, name, self._base)
+                    return upstream_pages.answer_page(request, self._upstream, name, self._base)
                 return self._redirect_or_404(request, name)
             if project.pending and self._backfill is not None:
                 return _when_described(self._backfill, project.name, self._answer, request)
             if self._upstream is not None and self._upstream.merges(project.name):
-                return upstream.answer_merged_page(request, self._upstream, project,
+                return upstream_pages.answer_merged_page(request, self._upstream, project,
                                                    page_kind(request))
             return send_page(request, self._index.project_page(project, page_kind(request)))
         if post == [b""]:
@@ -163,7 +163,7 @@ class FilesResource(ReadResource):
         if self._backfill is not None and self._backfill.is_pending(project):
             return _when_described(self._backfill, project, self._answer, request)
         if self._upstream is not None:
-            return upstream.answer_file(request, self._upstream, project, filename)
+            return upstream_pages.answer_file(request, self._upstream, project, filename)
         raise NotFound("no such file")
 
 

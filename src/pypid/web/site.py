@@ -29,8 +29,8 @@ from twisted.python.failure import Failure
 from twisted.web import server
 from twisted.web.http import datetimeToString, unquote
 
-from pypid.auth.credentials import MalformedCredentials, parse_basic, www_authenticate_header
-from pypid.core.errors import HTTPError
+from pypid.auth.basic import MalformedCredentials, parse_basic, www_authenticate_header
+from pypid.core.http_errors import HTTPError
 from pypid.core.metrics import BATCH, UPLOAD_PATHS, RequestStats
 from pypid.web.access import IRequestAuth
 from pypid.web.body import (

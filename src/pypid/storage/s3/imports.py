@@ -32,7 +32,7 @@ from pypid.core.model import FileRecord
 from pypid.core.names import InvalidName
 from pypid.storage.disk import remove_file
 from pypid.storage.interface import StorageError
-from pypid.storage.s3.client import Listed, S3Client
+from pypid.storage.s3.api import Listed, S3Client
 from pypid.storage.s3.layout import (
     Layout,
     metadata_headers,

@@ -16,7 +16,7 @@ import attrs
 
 from pypid.core.model import FileRecord
 from pypid.storage.interface import ScanResult
-from pypid.storage.s3.client import S3Client
+from pypid.storage.s3.api import S3Client
 from pypid.storage.s3.imports import Importer
 from pypid.storage.s3.layout import Layout, parse_time, yank_reason
 
@@ -57,7 +57,7 @@ class BucketListing:
         300 bytes a key), only the records and the few objects to read.
 
         @param client: the client to list and read with (a
-            L{pypid.storage.s3.client.PacedClient} for the background
+            L{pypid.storage.s3.api.PacedClient} for the background
             check); L{_client} by default.
         """
         client = client or self._client

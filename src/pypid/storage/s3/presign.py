@@ -17,7 +17,7 @@ from twisted.internet.interfaces import IReactorTime
 from pypid.core.bounded import put_newest
 from pypid.core.metrics import counter, gauge
 from pypid.storage.interface import StorageError
-from pypid.storage.s3.client import S3Client
+from pypid.storage.s3.api import S3Client
 from pypid.storage.s3.credentials import CredentialSource
 from pypid.storage.s3.sign import presign
 
@@ -35,7 +35,7 @@ class PresignedURLs:
     Presigned C{GET} URLs by object key, reused while they have at least
     the buffer time to live.
 
-    @ivar _client: the L{pypid.storage.s3.client.S3Client} whose bucket the
+    @ivar _client: the L{pypid.storage.s3.api.S3Client} whose bucket the
         URLs point into.
     @ivar _credentials: the L{pypid.storage.s3.credentials.CredentialSource}
         that signs them; a URL never outlives the credentials it was signed

@@ -4,7 +4,7 @@ Addressing and signing S3 requests: pure computation, no I/O.
 txaws, the Twisted S3 client, is Python 2 only, and boto3 blocks. So pypid
 builds each request's URL itself, signs it with botocore's AWS Signature
 Version 4 signer (which only computes: it opens no connection), and sends it
-with treq (L{pypid.storage.s3.client}). Presigned download URLs come from
+with treq (L{pypid.storage.s3.api}). Presigned download URLs come from
 botocore's query-string signer the same way.
 
 Nothing here names a host: the endpoint is the one configured, or the one

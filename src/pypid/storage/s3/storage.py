@@ -54,7 +54,7 @@ from pypid.storage.interface import (
     ScanResult,
     StorageError,
 )
-from pypid.storage.s3.client import (
+from pypid.storage.s3.api import (
     FileRangeProducer,
     PacedClient,
     S3Error,
@@ -73,8 +73,8 @@ from pypid.storage.s3.layout import (
 )
 from pypid.storage.s3.limits import CHECK_RATE, MAX_PARTS, MIN_PART_SIZE
 from pypid.storage.s3.listing import BucketListing
+from pypid.storage.s3.markers import LOOKBACK, MARKER_RETENTION, ChangeFeed, Pacer
 from pypid.storage.s3.presign import PresignedURLs
-from pypid.storage.s3.sync import LOOKBACK, MARKER_RETENTION, ChangeFeed, Pacer
 
 log = Logger()
 
@@ -145,7 +145,7 @@ class S3Storage:
     """
     Files in a bucket, under a prefix.
 
-    @ivar _client: the L{pypid.storage.s3.client.S3Client}.
+    @ivar _client: the L{pypid.storage.s3.api.S3Client}.
     @ivar _layout: the L{pypid.storage.s3.layout.Layout} of the prefix.
     @ivar _credentials: the L{pypid.storage.s3.credentials.CredentialSource}.
     @ivar _run: C{run(f, *args) -> Deferred} for blocking work.

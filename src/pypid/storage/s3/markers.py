@@ -46,7 +46,7 @@ class ChangeFeed:
 
     def __init__(self, client, layout, clock, state_of, background):
         """
-        @param client: the L{pypid.storage.s3.client.S3Client}.
+        @param client: the L{pypid.storage.s3.api.S3Client}.
         @param layout: the L{pypid.storage.s3.layout.Layout} of the bucket.
         @param clock: provides C{seconds()}.
         @param state_of: C{async state_of(filename)} -> the file's
@@ -194,7 +194,7 @@ class ChangeFeed:
 class Pacer:
     """
     Spaces requests at most C{rate} a second on an injected clock, for the
-    background full check (see L{pypid.storage.s3.client.PacedClient}):
+    background full check (see L{pypid.storage.s3.api.PacedClient}):
     each caller waits for a slot of its own, the first at once, the next
     C{1 / rate} seconds after the one before it, and no slot is saved up
     while nobody asks (no burst after a pause).

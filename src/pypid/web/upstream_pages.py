@@ -4,7 +4,7 @@ C{/files/<project>/<filename>} answer for a project that is not hosted here.
 
 Called by the hot-path resources only when the index has no such project
 (or file), so hosted projects never pay for the upstream; a hosted name is
-never looked up upstream (L{pypid.upstream.policy}).
+never looked up upstream (L{pypid.upstream.confusion}).
 
 The upstream's own modules are imported by the functions that are given a
 proxy (which loaded them already), not with this module, which the hot
@@ -17,7 +17,7 @@ import math
 from twisted.internet.defer import ensureDeferred
 from twisted.web.server import NOT_DONE_YET
 
-from pypid.core.errors import BadGateway, NotFound, TooManyRequests, Unavailable
+from pypid.core.http_errors import BadGateway, NotFound, TooManyRequests, Unavailable
 from pypid.core.names import is_valid_name, normalize
 from pypid.storage.interface import StorageError
 from pypid.web.access import client_address

@@ -63,7 +63,7 @@ from twisted.internet.defer import (
 from twisted.logger import Logger
 from zope.interface import Attribute, Interface, implementer
 
-from pypid.core.audit import (
+from pypid.core.audit_chain import (
     AuditError,
     Broken,
     Note,
@@ -125,7 +125,7 @@ class IAuditLog(Interface):
 
     def append(entry):
         """
-        Queue a L{pypid.core.audit.Entry} (its C{prev} is set when written);
+        Queue a L{pypid.core.audit_chain.Entry} (its C{prev} is set when written);
         it is written within L{FLUSH_DELAY}. Never fails, never waits.
         """
 
@@ -150,9 +150,9 @@ class IAuditLog(Interface):
 
     def read(query):
         """
-        The entries a L{pypid.core.audit.Query} asks for.
+        The entries a L{pypid.core.audit_chain.Query} asks for.
 
-        @return: a L{Deferred} firing with a L{pypid.core.audit.Page}.
+        @return: a L{Deferred} firing with a L{pypid.core.audit_chain.EntryPage}.
         """
 
     def verify():
@@ -794,7 +794,7 @@ class S3AuditLog(BufferedAuditLog):
     batch C{n} links to the last line of batch C{n - 1}, and batch 0 of a
     day to the instance's last batch of an earlier day.
 
-    @ivar _client: an L{pypid.storage.s3.client.S3Client} of the bucket.
+    @ivar _client: an L{pypid.storage.s3.api.S3Client} of the bucket.
     @ivar folder: the key prefix of the audit objects (the storage's prefix
         and L{S3_FOLDER}).
     @ivar instance: this writer's name in its keys (random per start).

@@ -34,7 +34,7 @@ from pypid.auth.oidc import (
     format_time,
 )
 from pypid.auth.verifier import Identity
-from pypid.core.errors import BadRequest, Forbidden, HTTPError, NotFound, TooLarge, Unavailable
+from pypid.core.http_errors import BadRequest, Forbidden, HTTPError, NotFound, TooLarge, Unavailable
 from pypid.web.access import client_address
 from pypid.web.respond import RETRY_AFTER
 from pypid.web.routes import answer_errors, send_json
@@ -68,7 +68,7 @@ class TrustedPublishingArea:
 
     @ivar _publishing: the L{pypid.auth.oidc.TrustedPublishing}, or L{None}
         when trusted publishing is not configured.
-    @ivar _audit: the L{pypid.web.audit.AuditTrail}.
+    @ivar _audit: the L{pypid.web.audit_trail.AuditTrail}.
     @ivar _clock: provides C{seconds()}.
     """
 

@@ -9,7 +9,7 @@ from twisted.internet.defer import DeferredLock
 from twisted.logger import Logger
 
 from pypid.auth import tokens
-from pypid.core.errors import BadRequest, Forbidden, NotFound, Unavailable
+from pypid.core.http_errors import BadRequest, Forbidden, NotFound, Unavailable
 from pypid.core.units import parse_duration
 from pypid.web.respond import RETRY_AFTER, send_text
 from pypid.web.routes import answer_errors, form_field, send_json
@@ -25,7 +25,7 @@ class TokenAdmin:
     @ivar _access: the L{pypid.web.access.Access} gate, which holds the
         L{pypid.auth.tokens.TokenBook} (or L{None} when tokens are not used).
     @ivar _run: C{run(f, *args) -> Deferred} for the blocking file write.
-    @ivar _audit: the L{pypid.web.audit.AuditTrail} tokens issued and
+    @ivar _audit: the L{pypid.web.audit_trail.AuditTrail} tokens issued and
         revoked are recorded in.
     """
 

@@ -12,7 +12,7 @@ import ipaddress
 
 import attrs
 
-from pypid.auth.credentials import USER_NAME
+from pypid.auth.basic import USER_NAME
 
 
 def parse_networks(value):

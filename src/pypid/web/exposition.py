@@ -26,8 +26,8 @@ import attrs
 from klein import Klein
 from zope.interface import implementer
 
-from pypid.config.metrics import address_allowed
-from pypid.core.errors import Forbidden, Unauthorized
+from pypid.config.metrics_settings import address_allowed
+from pypid.core.http_errors import Forbidden, Unauthorized
 from pypid.core.metrics import (
     COUNTER,
     HISTOGRAM,
@@ -155,7 +155,7 @@ class Metrics:
     The C{/metrics} area.
 
     @ivar _access: the L{pypid.web.access.Access} gate (credentials, groups).
-    @ivar _policy: the L{pypid.config.metrics.MetricsConfig} (L{reconfigure}).
+    @ivar _policy: the L{pypid.config.metrics_settings.MetricsConfig} (L{reconfigure}).
     @ivar _sources: the L{pypid.core.parts.IMetricsSource}s the collector reads.
     @ivar _registry: the collector's registry, made at the first scrape.
     """

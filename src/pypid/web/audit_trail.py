@@ -1,13 +1,13 @@
 """
 The audit log, as the web layer writes and shows it.
 
-L{AuditTrail} turns what a request did into L{pypid.core.audit.Entry}s: who
+L{AuditTrail} turns what a request did into L{pypid.core.audit_chain.Entry}s: who
 (the user, and the token when one was used), from where (the address the
 login throttle counts), what and with which outcome. A change's entry is
 written before the request is answered (L{AuditTrail.recorded}): an
 acknowledged change is in the log even if the server is killed the moment
 after. Failed and throttled logins go through
-L{pypid.core.audit.LoginFailures}, so a flood of them writes a bounded
+L{pypid.core.audit_chain.LoginFailures}, so a flood of them writes a bounded
 number of entries, and nobody waits for them to be written.
 
 L{AuditAdmin} is C{GET /api/audit}, for admins.
@@ -22,7 +22,7 @@ from twisted.python.components import registerAdapter
 from twisted.web.server import Request
 from zope.interface import Interface, implementer
 
-from pypid.core.audit import (
+from pypid.core.audit_chain import (
     FAILED,
     OK,
     REFUSED,
@@ -32,10 +32,10 @@ from pypid.core.audit import (
     format_time,
     make_query,
 )
-from pypid.core.errors import BadRequest, HTTPError
+from pypid.core.http_errors import BadRequest, HTTPError
 from pypid.core.names import InvalidName, is_valid_name, normalize, parse_filename
 from pypid.core.parts import IMetricsSource
-from pypid.storage.audit import audit_families
+from pypid.storage.audit_log import audit_families
 from pypid.storage.interface import StorageError
 from pypid.web.access import client_address, identity_of
 from pypid.web.respond import storage_unavailable
@@ -48,7 +48,7 @@ AUDIT_LOGIN = "authentication is required to read the audit log"
 
 
 def outcome_of(error):
-    """The outcome an L{pypid.core.errors.HTTPError} stands for: refused (4xx) or failed."""
+    """The outcome an L{pypid.core.http_errors.HTTPError} stands for: refused (4xx) or failed."""
     return REFUSED if error.code < 500 else FAILED
 
 
@@ -102,7 +102,7 @@ class AuditTrail:
     """
     Records changes and failed logins into an audit log.
 
-    @ivar log: the L{pypid.storage.audit.IAuditLog}.
+    @ivar log: the L{pypid.storage.audit_log.IAuditLog}.
     @ivar _clock: provides C{seconds()} (wall-clock time) and C{callLater}.
     """
 
@@ -248,7 +248,7 @@ class AuditAdmin:
         C{limit} (before C{before}, if given), and C{before}, the C{before}
         of the page of older ones. C{project}, C{user} and C{event} keep
         only the entries that name them. One request reads at most
-        L{pypid.core.audit.MAX_DAYS_READ} days: past them, it answers what
+        L{pypid.core.audit_chain.MAX_DAYS_READ} days: past them, it answers what
         it found, and the cursor of the rest.
         """
         await self._access.admin(request, AUDIT_LOGIN)

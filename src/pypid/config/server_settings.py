@@ -4,7 +4,7 @@ snapshot and log, and the limits it puts on clients.
 
 C{listen} lines are Twisted endpoint strings, or pypid's own C{https:PORT}
 and C{http-redirect:PORT} (L{parse_listen_address}); whether they fit with
-C{[tls]} is checked by L{pypid.config.tls.check_tls}.  Twisted's TLS
+C{[tls]} is checked by L{pypid.config.tls_settings.check_tls}.  Twisted's TLS
 endpoints (and txacme's) are refused: they serve TLS settings pypid does not
 choose (Twisted's default ciphers accept C{AES128-SHA}) and are not
 reloaded on C{SIGHUP}.

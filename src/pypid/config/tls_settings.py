@@ -8,7 +8,7 @@ is then an https:// URL.
 
 import attrs
 
-from pypid.config.server import HTTP_REDIRECT, HTTPS, parse_listen_address
+from pypid.config.server_settings import HTTP_REDIRECT, HTTPS, parse_listen_address
 from pypid.config.values import parse_optional_path
 
 

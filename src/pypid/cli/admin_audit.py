@@ -19,8 +19,8 @@ import re
 import time
 from urllib.parse import urlencode
 
-from pypid.cli.client import CliError
-from pypid.core.audit import (
+from pypid.cli.server_client import CliError
+from pypid.core.audit_chain import (
     DEFAULT_LIMIT,
     FIRST_YEAR,
     MAX_LIMIT,
@@ -206,7 +206,7 @@ def verify(config, out, err):
 
 async def check(log, out, err):
     """
-    Check the chains of C{log} (an L{pypid.storage.audit.IAuditLog}), then
+    Check the chains of C{log} (an L{pypid.storage.audit_log.IAuditLog}), then
     close it; print a line per note (where a chain's kept part begins), a
     line per broken link, and a summary.
 

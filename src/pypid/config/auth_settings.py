@@ -10,7 +10,7 @@ every name they and C{[auth] admins} mention against the others.
 
 import attrs
 
-from pypid.auth.credentials import USER_NAME
+from pypid.auth.basic import USER_NAME
 from pypid.auth.hashes import check_hash_format
 from pypid.auth.htpasswd import read_htpasswd
 from pypid.auth.policy import RuleError, parse_rule

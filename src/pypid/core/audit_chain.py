@@ -14,7 +14,7 @@ L{verify_lines} and L{verify_files} name. A chain without a secret key is
 evidence against slips and clumsy edits, not against someone who rewrites
 every entry after the one they changed; and nothing links to a chain's
 newest entry, so it can be cut without a trace in the files (the running
-server notices when it writes next: L{pypid.storage.audit}).
+server notices when it writes next: L{pypid.storage.audit_log}).
 
 Times are kept as text, C{yyyy-mm-ddThh:mm:ss.ffffffZ} in UTC (the form of
 PEP 700's upload times), which sorts as the times do: queries compare them
@@ -536,7 +536,7 @@ def make_query(since=None, project=None, user=None, event=None, limit=None, befo
 
 
 @attrs.frozen
-class Page:
+class EntryPage:
     """
     The answer to a L{Query}: C{entries}, oldest first; C{next}, the
     C{since} of the following page (with C{since}), and C{before}, the
@@ -575,7 +575,7 @@ class Selection:
 
     def result(self, more):
         """
-        The L{Page}; C{more} says whether days that may hold wanted entries
+        The L{EntryPage}; C{more} says whether days that may hold wanted entries
         were left unread.
         """
         query = self.query
@@ -583,17 +583,17 @@ class Selection:
         if query.since is not None:
             if len(found) > query.limit:
                 last = found[query.limit - 1].time
-                return Page([e for e in found if e.time <= last], next=after(last))
-            return Page(found, next=start_of(day_after(self._days[-1])) if more else None)
+                return EntryPage([e for e in found if e.time <= last], next=after(last))
+            return EntryPage(found, next=start_of(day_after(self._days[-1])) if more else None)
         if len(found) > query.limit:
             first = found[-query.limit].time
-            return Page([e for e in found if e.time >= first], before=first)
-        return Page(found, before=start_of(self._days[-1]) if more else None)
+            return EntryPage([e for e in found if e.time >= first], before=first)
+        return EntryPage(found, before=start_of(self._days[-1]) if more else None)
 
 
 def select(query, days, entries_of):
     """
-    The L{Page} C{query} asks for from the files of C{days}
+    The L{EntryPage} C{query} asks for from the files of C{days}
     (C{yyyy-mm-dd}), reading a day's entries with C{entries_of(day)} in
     L{Query.days}' order, and no more days than needed.
     """

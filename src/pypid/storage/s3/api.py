@@ -417,7 +417,7 @@ class S3Client:
 class PacedClient:
     """
     The calls of an L{S3Client}, each started no sooner than a
-    L{pypid.storage.s3.sync.Pacer} allows: what the background full check
+    L{pypid.storage.s3.markers.Pacer} allows: what the background full check
     lists and reads the bucket with. The client's other users (uploads,
     downloads, polls) call it directly, so they never wait behind the check.
     """
