@@ -148,11 +148,15 @@ def main():
         by_name = {r.filename: r for r in records}
         cases = []
         for run in range(options.runs):
-            def yank(target=records[(run * 7919) % len(records)], run=run):
+            yanked = records[(run * 7919) % len(records)]
+
+            def yank(target=yanked, run=run):
                 done(storage.update(target.replace(yanked=f"bad {run}")))
             cases.append(("a yank", yank))
 
-            def upload(run=run, project=records[(run * 104729) % len(records)].name):
+            uploaded = records[(run * 104729) % len(records)].name
+
+            def upload(run=run, project=uploaded):
                 filename, data = make_wheel(project, f"9.{run}")
                 path = os.path.join(storage.temp_dir, "bench.part")
                 os.makedirs(storage.temp_dir, exist_ok=True)
@@ -162,7 +166,9 @@ def main():
                 done(storage.publish(path, inspected.record, inspected.metadata))
             cases.append(("an upload", upload))
 
-            def delete(target=records[(run * 15485863) % len(records)]):
+            deleted = records[(run * 15485863) % len(records)]
+
+            def delete(target=deleted):
                 done(storage.delete(by_name[target.filename]))
             cases.append(("a delete", delete))
 

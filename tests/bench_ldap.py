@@ -91,17 +91,17 @@ def main():
                 target = os.path.join(work, "target")
                 runs = {}
                 if label == "cached":
-                    runs["local_user"] = lambda: install(clients, daemon.authed_index_url(),
+                    runs["local_user"] = lambda daemon=daemon, target=target: install(clients, daemon.authed_index_url(),
                                                          names, target)
 
-                    def cold():
+                    def cold(daemon=daemon, target=target):
                         daemon.restart()  # (a new process: the credential cache is empty)
                         return install(clients, daemon.authed_index_url(*alice), names, target)
                     runs["directory_user_cold_cache"] = cold
-                    runs["directory_user_warm_cache"] = lambda: install(
+                    runs["directory_user_warm_cache"] = lambda daemon=daemon, target=target: install(
                         clients, daemon.authed_index_url(*alice), names, target)
                 else:
-                    runs["directory_user_cache_ttl_0"] = lambda: install(
+                    runs["directory_user_cache_ttl_0"] = lambda daemon=daemon, target=target: install(
                         clients, daemon.authed_index_url(*alice), names, target)
                 for key, run in runs.items():
                     times = [run() for _ in range(options.rounds)]

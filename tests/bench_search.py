@@ -76,9 +76,10 @@ def main():
         "no match": "zzzzzz",
     }
     for label, query in queries.items():
-        median, worst = timed(lambda: index.search(query), options.runs)
+        median, worst = timed(lambda query=query: index.search(query), options.runs)
         total = index.search(query).total
-        hmedian, hworst = timed(lambda: index.search(query, hidden.__contains__), options.runs)
+        hmedian, hworst = timed(lambda query=query: index.search(query, hidden.__contains__),
+                                options.runs)
         print(f"{label:>14} {query!r:>30}: {total:6} hits, median {median * 1e3:5.2f} ms, "
               f"worst {worst * 1e3:5.2f} ms; with an access filter median "
               f"{hmedian * 1e3:5.2f} ms, worst {hworst * 1e3:5.2f} ms")
@@ -112,7 +113,7 @@ def whole_page(entries, queries, runs):
         return Page.of(pages.search_page(chrome, results, versions), HTML)
 
     for label, query in queries.items():
-        median, worst = timed(lambda: answer(query), runs)
+        median, worst = timed(lambda query=query: answer(query), runs)
         print(f"{label:>14} {query!r:>30}: whole /search answer median "
               f"{median * 1e3:5.2f} ms, worst {worst * 1e3:5.2f} ms")
 

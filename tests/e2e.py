@@ -474,7 +474,7 @@ class Daemon(ChildProcess):
     def stored_names(self):
         """The names of every file in the storage folder, outside C{.pypid}."""
         names = []
-        for folder, dirs, files in os.walk(self.storage):
+        for _folder, dirs, files in os.walk(self.storage):
             dirs[:] = [d for d in dirs if d != ".pypid"]
             names += files
         return sorted(names)
@@ -531,7 +531,7 @@ class Response:
 
 def basic(user=USER, password=PASSWORD):
     """An C{Authorization} header value for HTTP Basic."""
-    token = base64.b64encode(f"{user}:{password}".encode("utf-8")).decode("ascii")
+    token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
     return f"Basic {token}"
 
 
@@ -613,7 +613,7 @@ def upload_form(filename, data, *, boundary=None, fields=None):
     for key, value in values.items():
         parts.append(
             f'--{boundary}\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n'
-            f"{value}\r\n".encode("utf-8"))
+            f"{value}\r\n".encode())
     parts.append(
         f'--{boundary}\r\nContent-Disposition: form-data; name="content"; '
         f'filename="{filename}"\r\nContent-Type: application/octet-stream\r\n\r\n'.encode()

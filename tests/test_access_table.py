@@ -168,7 +168,7 @@ class AccessTableTests(SynchronousTestCase):
                 want = expected.get((read, method, template, project))
                 self.assertIsNotNone(want, f"no row in TABLE for {read} {method} {template} "
                                            f"{project or '-'}")
-                self.assertEqual(dict(zip(IDENTITIES, codes)), dict(zip(IDENTITIES, want)),
+                self.assertEqual(dict(zip(IDENTITIES, codes, strict=True)), dict(zip(IDENTITIES, want, strict=True)),
                                  f"{read} {method} {template} {project or '-'}")
 
     def test_same_with_base_url(self):
@@ -202,7 +202,7 @@ class AccessTableTests(SynchronousTestCase):
             headers = {} if via == "-" else {via: "192.0.2.1"}
             got = [self.request("GET", "/metrics", self.auth[who], headers=headers)
                    for who in IDENTITIES]
-            self.assertEqual(dict(zip(IDENTITIES, got)), dict(zip(IDENTITIES, want)),
+            self.assertEqual(dict(zip(IDENTITIES, got, strict=True)), dict(zip(IDENTITIES, want, strict=True)),
                              f"{read} allow={allow} group={group} from {client} via {via}")
 
 

@@ -14,6 +14,7 @@ import io
 import json
 import os
 from functools import partial
+from itertools import pairwise
 from urllib.parse import urlencode
 
 import attrs
@@ -156,7 +157,7 @@ class ChainTests(SynchronousTestCase):
         """Each line carries the SHA-256 of the line before; the first none."""
         prevs = [json.loads(line)["prev"] for line in self.lines]
         self.assertIsNone(prevs[0])
-        for before, prev in zip(self.lines, prevs[1:]):
+        for before, prev in zip(self.lines, prevs[1:], strict=False):
             self.assertEqual(prev, audit.link(before))
 
     def test_line_removed(self):
@@ -717,7 +718,7 @@ class AuditLogContractMixin:
                            entry(2 * 86400 + 5, filename="day3"))
         names = sorted(await self.files(log))
         self.assertEqual([name.count("2026-01-0") for name in names], [1, 1, 1])
-        for day, name in zip(("2026-01-01", "2026-01-02", "2026-01-03"), names):
+        for day, name in zip(("2026-01-01", "2026-01-02", "2026-01-03"), names, strict=True):
             self.assertIn(day, name)
         entries = (await log.read(make_query(since="2026-01-02"))).entries
         self.assertEqual([e.filename for e in entries], ["day2", "day3"])
@@ -843,7 +844,7 @@ class AppendedFileMixin:
         log = self.make_log()
         names = await self.three_days(log)
         files = await self.files(log)
-        for before, name in zip(names, names[1:]):
+        for before, name in pairwise(names):
             self.assertEqual(audit.first_entry(files[name]).prev,
                              audit.link(files[before].splitlines()[-1]))
         checked = await log.verify()

@@ -69,7 +69,7 @@ class ParseBasicTests(SynchronousTestCase):
 
     def test_utf8(self):
         """User names and passwords are decoded as UTF-8."""
-        raw = "jörg:pässwörd".encode("utf-8")
+        raw = "jörg:pässwörd".encode()
         self.assertEqual(parse_basic(basic(raw)), ("jörg", "pässwörd"))
 
     def test_latin1_password(self):

@@ -377,7 +377,7 @@ class BoundsTests(SynchronousTestCase):
         counter = iter(range(10**9))
 
         def fill(start, stop):
-            for i in range(start, stop):
+            for _ in range(start, stop):
                 key = ("ci", f"jti-{next(counter)}")
                 try:
                     replays.add(key, clock.seconds() + 60, clock.seconds())

@@ -18,6 +18,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from playwright.sync_api import Error as PlaywrightError
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.browser import (
@@ -79,7 +80,7 @@ PAGES = {
 
 #: The credentials C{/private} asks for.
 CREDENTIALS = {"username": "reader", "password": "pässword"}
-PRIVATE_AUTH = "Basic " + base64.b64encode("reader:pässword".encode("utf-8")).decode("ascii")
+PRIVATE_AUTH = "Basic " + base64.b64encode("reader:pässword".encode()).decode("ascii")
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -284,6 +285,7 @@ class LifecycleTests(SynchronousTestCase):
             page.goto(f"http://pypi.example:{port}/clean")
             self.assertEqual(page.page.text_content("#marker"), "external script ran")
             started = time.monotonic()
-            error = self.assertRaises(Exception, page.goto, f"http://other.example:{port}/clean")
+            error = self.assertRaises(PlaywrightError, page.goto,
+                                      f"http://other.example:{port}/clean")
             self.assertIn("net::ERR_NAME_NOT_RESOLVED", str(error))
             self.assertLess(time.monotonic() - started, 1.0)

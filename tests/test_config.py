@@ -109,12 +109,13 @@ class DefaultsTests(SynchronousTestCase):
             timeout=30.0,
             bucket_snapshot=True,
         ))
-        self.assertRaises(Exception, setattr, s3, "bucket", "other")
+        self.assertRaises(attrs.exceptions.FrozenInstanceError, setattr, s3, "bucket", "other")
 
     def test_frozen(self):
         """The configuration cannot be changed once loaded."""
         config = load_config(None)
-        self.assertRaises(Exception, setattr, config.server, "threads", 8)
+        self.assertRaises(attrs.exceptions.FrozenInstanceError, setattr, config.server, "threads",
+                          8)
 
     def test_shipped_example(self):
         """The documented example file in C{etc/} loads, and matches the defaults."""
@@ -164,7 +165,7 @@ class DefaultsTests(SynchronousTestCase):
             timeout=10.0,
             max_page_size=20 << 20,
         ))
-        self.assertRaises(Exception, setattr, upstream, "mode", "cache")
+        self.assertRaises(attrs.exceptions.FrozenInstanceError, setattr, upstream, "mode", "cache")
 
     def test_shipped_upstream_example(self):
         """The commented-out [upstream] example in C{etc/pypid.ini} loads once uncommented."""

@@ -195,7 +195,7 @@ class PublishTests(DaemonTestCase):
             answers = list(pool.map(lambda dist: upload(self.daemon, *dist), versions))
         statuses = sorted(a.status for a in answers)
         self.assertEqual(statuses, [200] + [400] * 5, [(a.status, a.body) for a in answers])
-        [winner] = [data for (_, data), a in zip(versions, answers) if a.status == 200]
+        [winner] = [data for (_, data), a in zip(versions, answers, strict=True) if a.status == 200]
         for answer in answers:
             if answer.status == 400:
                 self.assertTrue(answer.body.startswith(b"File already exists"), answer.body)

@@ -91,7 +91,7 @@ def reads_at_once(url, read, request):
         for project in projects:
             path = template.format(p=project, f=filename_of(project), q=quote(project))
             want = expected[(read, method, template, project)]
-            asks += [(path, who, code) for who, code in zip(IDENTITIES, want)
+            asks += [(path, who, code) for who, code in zip(IDENTITIES, want, strict=True)
                      if who in PASSWORDS]
     # (each ask twice: a second request must not find an answer kept for
     # another identity)
@@ -285,7 +285,7 @@ class _MergeTable:
         return [(path, accept, who, code)
                 for (read, path, accept), codes in table.items() if read == self.read
                 if pages or not path.startswith("project/")
-                for who, code in zip(UPSTREAM_IDENTITIES, codes) if who in identities]
+                for who, code in zip(UPSTREAM_IDENTITIES, codes, strict=True) if who in identities]
 
     def send(self, asks):
         """Send C{asks}, twice and all at once (16 at a time); C{[(ask, answer)]}."""

@@ -74,7 +74,7 @@ class AuditTests(DaemonTestCase):
         self.assertEqual([(e["event"], e["outcome"]) for e in entries], [
             ("upload", "ok"), ("upload", "ok"), ("yank", "ok"), ("delete", "ok"),
             ("token-issued", "ok"), ("login-failed", "refused")])
-        for e, data in zip(entries[:2], (wheel[1], sdist[1])):
+        for e, data in zip(entries[:2], (wheel[1], sdist[1]), strict=True):
             self.assertEqual({k: e[k] for k in ("user", "address", "project", "version",
                                                 "sha256")},
                              {"user": USER, "address": "127.0.0.1", "project": "audited",

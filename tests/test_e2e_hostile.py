@@ -27,7 +27,7 @@ def raw(daemon, data, timeout=10):
                 if not chunk:
                     break
                 chunks.append(chunk)
-        except (ConnectionResetError, socket.timeout):
+        except (TimeoutError, ConnectionResetError):
             pass
     return b"".join(chunks)
 

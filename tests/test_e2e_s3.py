@@ -88,7 +88,7 @@ class RedirectTests(BucketTestCase):
 
     def test_objects_in_bucket(self):
         """twine's uploads land under the prefix, each with its metadata sibling and record."""
-        self.daemon
+        _ = self.daemon  # (started)
         listed = s3server.client().list_objects_v2(Bucket=self.bucket, Prefix="packages/")
         keys = {item["Key"] for item in listed.get("Contents", ())}
         for filename in (APP[0], LIB[0], LIB_SDIST[0]):

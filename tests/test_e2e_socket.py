@@ -106,7 +106,7 @@ class SocketActivationTests(DaemonTestCase):
                 self.assertIsNotNone(pid)
                 pids.add(pid)
                 os.kill(pid, signal.SIGTERM)
-                wait_for(lambda: self.server_pid(daemon.config_path) not in (None, pid), 20,
+                wait_for(lambda pid=pid: self.server_pid(daemon.config_path) not in (None, pid), 20,
                          "the loop did not start the server again")
             time.sleep(0.5)
         finally:

@@ -64,7 +64,7 @@ class UpstreamCacheTests(DaemonTestCase):
 
     def setUp(self):
         super().setUp()
-        self.daemon
+        _ = self.daemon  # (started)
         if not self.upstream.running():
             self.upstream.start()
         self.upstream.clear()

@@ -169,7 +169,7 @@ class _Reader:
         self.sock.settimeout(min(left, 1.0))
         try:
             data = self.sock.recv(1 << 20)
-        except socket.timeout:
+        except TimeoutError:
             return self.more()
         except (ConnectionResetError, BrokenPipeError):
             raise _Gone("reset")
@@ -334,7 +334,7 @@ def cache_temp(daemon):
 def kept_files(daemon):
     """The filenames the upstream cache keeps."""
     names = []
-    for folder, dirs, files in os.walk(cache_root(daemon)):
+    for _folder, dirs, files in os.walk(cache_root(daemon)):
         dirs[:] = [d for d in dirs if d != ".pypid"]
         names += files
     return sorted(names)
@@ -663,7 +663,7 @@ class HostileFileTests(HostileTestCase):
 
     def setUp(self):
         super().setUp()
-        self.daemon  # (started, before the test's clock runs)
+        _ = self.daemon  # (started, before the test's clock runs)
 
     def endless_file(self, project, size, piece=MIB, interval=0.01):
         """

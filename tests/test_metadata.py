@@ -870,7 +870,7 @@ class InMemoryMemberTests(SynchronousTestCase):
         """In damaged archives the in-memory reader answers only as zipfile does."""
         rng = random.Random(14)
         answered = 0
-        for filename, data in (make_wheel("demo", "1.0", requires_dist=["a"]),
+        for _filename, data in (make_wheel("demo", "1.0", requires_dist=["a"]),
                                make_sdist_zip("demo", "1.0")):
             for _ in range(300):
                 damaged = bytearray(data)

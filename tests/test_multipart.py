@@ -6,6 +6,7 @@ import hashlib
 import os
 import random
 import stat
+from itertools import repeat
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -304,7 +305,7 @@ class DelimiterTests(_SinkMixin, SynchronousTestCase):
         data = self.lookalikes()
         body = twine_body(data=data, signature=False)
         for size in range(1, len(BOUNDARY) + 8):
-            form = self.parse(body, chunks(body, iter(lambda: size, None)))
+            form = self.parse(body, chunks(body, repeat(size)))
             self.assertEqual(read(form.files["content"].path), data)
             self.assertEqual(form.files["content"].sha256, hashlib.sha256(data).hexdigest())
         for seed in range(20):
@@ -333,7 +334,7 @@ class DelimiterTests(_SinkMixin, SynchronousTestCase):
         body = (b"This is the preamble.\r\n--" + BOUNDARY[:-1] + b"\r\n"
                 + text_part("name", "x") + close() + b"This is the epilogue.\r\n")
         for size in (1, 7, len(body)):
-            form = self.parse(body, chunks(body, iter(lambda: size, None)))
+            form = self.parse(body, chunks(body, repeat(size)))
             self.assertEqual(form.fields, {"name": ["x"]})
 
     def test_closing_without_line_break(self):

@@ -67,10 +67,14 @@ class RedirectTests(SynchronousTestCase):
         self.assertEqual(redirect.answer(b"GET", b"/", None, False)[:2], (400, None))
 
 
+#: The redirect the connections below use by default (frozen: safe to share).
+_REDIRECT = HTTPSRedirect(None, 8443)
+
+
 class RedirectSiteTests(SynchronousTestCase):
     """Tests for L{RedirectSite} over a memory transport: it answers, and nothing else."""
 
-    def connect(self, redirect=HTTPSRedirect(None, 8443)):
+    def connect(self, redirect=_REDIRECT):
         """A connection to a redirect site; return its transport."""
         site = RedirectSite(redirect, reactor=MemoryReactorClock())
         protocol = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 4321))

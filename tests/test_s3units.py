@@ -14,6 +14,7 @@ import hmac
 import os
 import xml.etree.ElementTree as ET
 from collections import namedtuple
+from itertools import pairwise
 from urllib.parse import parse_qs, urlsplit
 
 import botocore.auth
@@ -642,7 +643,7 @@ def list_xml(keys=(), prefixes=(), truncated=False, token=None, namespaced=True)
 def error_xml(code, message):
     """An S3 error answer."""
     return (f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{code}</Code>"
-            f"<Message>{message}</Message><RequestId>r</RequestId></Error>").encode("utf-8")
+            f"<Message>{message}</Message><RequestId>r</RequestId></Error>").encode()
 
 
 class ParseListTests(SynchronousTestCase):
@@ -699,7 +700,7 @@ class ParseErrorTests(SynchronousTestCase):
     def test_namespaced(self):
         """A namespaced error body is read too."""
         body = (f'<Error xmlns="{S3_NS}"><Code>SlowDown</Code>'
-                f"<Message>slow</Message></Error>").encode("utf-8")
+                f"<Message>slow</Message></Error>").encode()
         self.assertEqual(parse_error(503, body), ("SlowDown", "slow"))
 
     def test_empty_body(self):
@@ -1167,7 +1168,7 @@ class FakeResolved:
 
 def utc(seconds):
     """A tz-aware datetime of POSIX time C{seconds}."""
-    return datetime.datetime.fromtimestamp(seconds, tz=datetime.timezone.utc)
+    return datetime.datetime.fromtimestamp(seconds, tz=datetime.UTC)
 
 
 class CredentialSourceTests(SynchronousTestCase):
@@ -1359,7 +1360,7 @@ class PacerTests(SynchronousTestCase):
         times = self.fired_at(clock, [pacer.wait() for _ in range(9)])
         self.assertEqual(len(times), 9)
         self.assertEqual(times[0], 0.0)
-        for before, after in zip(times, times[1:]):
+        for before, after in pairwise(times):
             self.assertGreaterEqual(after - before, 0.25 - 1e-9)
         self.assertGreaterEqual(times[-1] - times[0], (9 - 1) / 4.0 - 1e-9)
 
@@ -1459,7 +1460,7 @@ class PacedCheckTests(SynchronousTestCase):
         self.assertEqual(len(store.seen), 2)
         run_clock(self.clock)
         self.assertEqual(self.successResultOf(d), ["pkgs/" + name for name in bucket.names])
-        pages = [t for t, seen in zip(bucket.times, store.seen) if seen.method == "GET"]
+        pages = [t for t, seen in zip(bucket.times, store.seen, strict=True) if seen.method == "GET"]
         self.assertEqual(len(pages), 10)
         self.assertGreaterEqual(pages[-1] - pages[0], (10 - 1) / 5.0 - 1e-9)
 
@@ -1484,7 +1485,7 @@ class PacedCheckTests(SynchronousTestCase):
         methods = [seen.method for seen in store.seen]
         # deleted/, yanked/, then three pages of files, then a HEAD per file
         self.assertEqual(methods, ["GET"] * 5 + ["HEAD"] * 6)
-        for before, after in zip(bucket.times, bucket.times[1:]):
+        for before, after in pairwise(bucket.times):
             self.assertGreaterEqual(after - before, 0.25 - 1e-9)
         self.assertGreaterEqual(bucket.times[-1] - bucket.times[0], (11 - 1) / 4.0 - 1e-9)
 

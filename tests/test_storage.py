@@ -111,7 +111,7 @@ class StorageContractMixin:
     async def ready(self):
         """Return a new storage, prepared."""
         storage = self.make_storage()
-        self.assertIsNone((await storage.prepare()))
+        self.assertIsNone(await storage.prepare())
         return storage
 
     def spool(self, storage, data, name="upload"):
@@ -150,7 +150,7 @@ class StorageContractMixin:
 
     async def test_empty_scan(self):
         """A new storage holds nothing."""
-        result = await self.scanned((await self.ready()))
+        result = await self.scanned(await self.ready())
         self.assertEqual((result.records, result.tombstones, tuple(result.skipped)),
                          ({}, frozenset(), ()))
 
@@ -221,9 +221,9 @@ class StorageContractMixin:
         bare, _ = await self.published(storage, *make_wheel("holy-grail", "2.0"))
         self.assertEqual((await storage.read_details(wheel)), b'{"info": {"name": "holy-grail"}}')
         self.assertEqual((await storage.read_details(sdist)), b'{"info": {"name": "Holy-Grail"}}')
-        self.assertIsNone((await storage.read_details(bare)))
+        self.assertIsNone(await storage.read_details(bare))
         await storage.delete(wheel)
-        self.assertIsNone((await storage.read_details(wheel)))
+        self.assertIsNone(await storage.read_details(wheel))
         self.assertEqual((await storage.read_details(sdist)), b'{"info": {"name": "Holy-Grail"}}')
 
     async def test_describe(self):
@@ -237,13 +237,13 @@ class StorageContractMixin:
         filename, data = make_wheel("holy-grail", "1.0",
                                     metadata=metadata.replace("A test project.", "# Grail\n"))
         stored, _ = await self.published(storage, filename, data)
-        self.assertIsNone((await storage.read_details(stored)))
+        self.assertIsNone(await storage.read_details(stored))
         described = await storage.describe(stored)
         self.assertIn(">Grail<", Details.from_bytes(described).html)
         self.assertEqual((await storage.read_details(stored)), described)
         await storage.delete(stored)
-        self.assertIsNone((await storage.describe(stored)))
-        self.assertIsNone((await storage.read_details(stored)))
+        self.assertIsNone(await storage.describe(stored))
+        self.assertIsNone(await storage.read_details(stored))
 
     async def test_scan_foreign_details(self):
         """A file put there by other means gets its details, rendered once the import settles."""
@@ -258,7 +258,7 @@ class StorageContractMixin:
             await result.settled
         record = result.records[filename]
         self.assertEqual(record.summary, "Finds grails")
-        details = Details.from_bytes((await storage.read_details(record)))
+        details = Details.from_bytes(await storage.read_details(record))
         self.assertEqual(details.get("summary"), "Finds grails")
         self.assertIn(">Grail<", details.html)
 
@@ -308,7 +308,7 @@ class StorageContractMixin:
         storage = await self.ready()
         filename, data = make_wheel("holy-grail", "1.0")
         stored, _ = await self.published(storage, filename, data)
-        self.assertIsNone((await storage.delete(stored)))
+        self.assertIsNone(await storage.delete(stored))
         result = await self.scanned(storage)
         self.assertEqual(result.records, {})
         self.assertEqual(result.tombstones, frozenset([filename]))
@@ -338,7 +338,7 @@ class StorageContractMixin:
         filename, data = make_wheel("holy-grail", "1.0")
         stored, _ = await self.published(storage, filename, data)
         yanked = stored.replace(yanked="broken build")
-        self.assertIsNone((await storage.update(yanked)))
+        self.assertIsNone(await storage.update(yanked))
         self.assertEqual((await self.scanned(storage)).records[filename].yanked, "broken build")
         await storage.update(stored)
         self.assertEqual((await self.scanned(storage)).records, {filename: stored})
@@ -501,7 +501,7 @@ class StorageContractMixin:
             self.assertEqual(hashlib.sha256(metadata).hexdigest(), record.metadata_sha256)
             self.assertEqual((await self.read_location(storage.locate_metadata(record))),
                              metadata)
-            self.assertIsNone((await storage.read_details(record)))
+            self.assertIsNone(await storage.read_details(record))
         self.assertIn(b"Requires-Python: >=3.9",
                       (await storage.read_metadata(result.records[wheel_name])))
         self.assertEqual(self.holding(storage), before)
@@ -534,8 +534,8 @@ class StorageContractMixin:
         """
         storage = await self.ready()
         filename, data = make_wheel("holy-grail", "1.0")
-        self.assertIsNone((await storage.add_tombstone(filename)))
-        self.assertIsNone((await storage.add_tombstone(filename)))
+        self.assertIsNone(await storage.add_tombstone(filename))
+        self.assertIsNone(await storage.add_tombstone(filename))
         await self.settle(storage)
         result = await self.scanned(storage)
         self.assertEqual((result.records, result.tombstones), ({}, frozenset([filename])))

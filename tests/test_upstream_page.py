@@ -39,7 +39,7 @@ SHA = SHA_WHEEL
 
 UPLOAD_TIME = "2025-01-02T03:04:05.123456Z"
 UPLOADED = datetime.datetime(
-    2025, 1, 2, 3, 4, 5, 123456, tzinfo=datetime.timezone.utc
+    2025, 1, 2, 3, 4, 5, 123456, tzinfo=datetime.UTC
 ).timestamp()
 
 
@@ -70,7 +70,7 @@ def html_body(anchors, title="sample-project", head="", tail=""):
         '    <meta name="pypi:repository-version" content="1.4">\n'
         f"    <title>Links for {title}</title>\n{head}  </head>\n  <body>\n"
         f"    <h1>Links for {title}</h1>\n{anchors}\n  </body>\n</html>\n{tail}"
-    ).encode("utf-8")
+    ).encode()
 
 
 def anchor(href, attributes="", text=None):
@@ -204,7 +204,7 @@ class EquivalenceTests(SynchronousTestCase):
                     metadata_sha256=None,
                     size=2048,
                     upload_time=datetime.datetime(
-                        2024, 6, 1, 10, tzinfo=datetime.timezone.utc
+                        2024, 6, 1, 10, tzinfo=datetime.UTC
                     ).timestamp(),
                 ),
                 UpstreamFile(
@@ -273,7 +273,7 @@ class EquivalenceTests(SynchronousTestCase):
         )
         self.assertEqual(from_html, from_json)
         self.assertEqual(from_html.skipped, ())
-        for upstream, record in zip(from_html.files, sorted(records, key=lambda r: r.filename)):
+        for upstream, record in zip(from_html.files, sorted(records, key=lambda r: r.filename), strict=True):
             self.assertEqual(
                 (upstream.filename, upstream.url, upstream.sha256, upstream.size,
                  upstream.requires_python, upstream.yanked, upstream.metadata_sha256,
@@ -734,7 +734,7 @@ class UploadTimeTests(_Helpers, SynchronousTestCase):
         """Seconds without a fraction are read."""
         self.assertEqual(
             self.json_time("2025-01-02T03:04:05Z"),
-            datetime.datetime(2025, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc).timestamp(),
+            datetime.datetime(2025, 1, 2, 3, 4, 5, tzinfo=datetime.UTC).timestamp(),
         )
 
     def test_offset_and_naive(self):

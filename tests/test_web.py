@@ -1601,7 +1601,7 @@ class RemoteFilesTests(_ServerMixin, SynchronousTestCase):
         """Metadata the store cannot give is 503 (store down) or 404 (missing), in plain text."""
         for error, code, retry in ((StorageError("bucket down"), 503, b"30"),
                                    (FileNotFoundError("no such key"), 404, None)):
-            reads = self.remote_metadata(lambda: fail(error))
+            reads = self.remote_metadata(lambda error=error: fail(error))
             with capturedLogs():
                 response, body = self.get(self.path + ".metadata")
             self.assertEqual(len(reads), 1)

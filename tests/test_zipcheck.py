@@ -268,7 +268,7 @@ class CheckTestsMixin:
                 [(i.filename, i.header_offset, i.compress_size, i.file_size, i.CRC,
                   i.compress_type, i.is_dir()) for i in infos],
             )
-            for entry, info in zip(entries, infos):
+            for entry, info in zip(entries, infos, strict=True):
                 raw = data[entry.data_offset:entry.data_offset + entry.compressed_size]
                 content = zlib.decompress(raw, -15) if entry.method == 8 else raw
                 self.assertEqual(content, zf.read(info))
@@ -876,7 +876,7 @@ class NameTests(CheckTestsMixin, SynchronousTestCase):
         """
         A non-ASCII name without the UTF-8 flag, which readers decode differently, is refused.
         """
-        data = build_zip([Member("café".encode("utf-8"), b"x", flags=0)])
+        data = build_zip([Member("café".encode(), b"x", flags=0)])
         self.assertEqual(zipfile_members(data)[0][0], "caf\u251c\u2310")
         self.assertRefused(data, "the name is not ASCII and the UTF-8 flag", "café")
 

@@ -90,7 +90,7 @@ class TestCA:
     def __init__(self, folder):
         self.folder = os.path.abspath(folder)
         os.makedirs(self.folder, exist_ok=True)
-        self._now = datetime.datetime.now(datetime.timezone.utc)
+        self._now = datetime.datetime.now(datetime.UTC)
         self.root_key = new_key("ec")
         self.root = self._sign(_name("pypid test root CA"), self.root_key.public_key(),
                                _name("pypid test root CA"), self.root_key, ca=True)

@@ -76,7 +76,7 @@ from tests.e2e import (
 HOST = "127.0.0.1"
 
 #: The upload time of a file when none is given: long ago, so no cooldown hides it.
-DEFAULT_UPLOAD_TIME = datetime.datetime(2024, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)
+DEFAULT_UPLOAD_TIME = datetime.datetime(2024, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
 
 #: Bytes per write of the C{slow} mode when the mode does not say.
 SLOW_CHUNK = 256
@@ -128,17 +128,17 @@ def _utc(value):
     elif isinstance(value, str):
         moment = datetime.datetime.fromisoformat(value)
     elif isinstance(value, (int, float)):
-        moment = datetime.datetime.fromtimestamp(value, datetime.timezone.utc)
+        moment = datetime.datetime.fromtimestamp(value, datetime.UTC)
     else:
         raise TypeError(f"not an upload time: {value!r}")
     if moment is not None and moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.timezone.utc)
-    return None if moment is None else moment.astimezone(datetime.timezone.utc)
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return None if moment is None else moment.astimezone(datetime.UTC)
 
 
 def iso_z(moment):
     """C{moment} the way PyPI writes an upload time: ISO 8601, microseconds, C{Z}."""
-    return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _parse_filename(filename):
