@@ -10,8 +10,16 @@ All methods that touch the backend return Deferreds, so a network backend
 (S3) and the local one are interchangeable behind this interface.
 """
 
+from collections.abc import Callable
+from typing import Any
+
 import attrs
+from twisted.internet.defer import Deferred
 from zope.interface import Attribute, Interface
+
+#: C{run(f, *args) -> Deferred}: runs blocking work off the reactor thread
+#: (C{deferToThreadPool} bound to a pool in production, at once in tests).
+Run = Callable[..., Deferred[Any]]
 
 
 class StorageError(Exception):
