@@ -23,7 +23,6 @@ until shortly before they expire), relays of the object through the server
 """
 
 import gzip
-import hashlib
 import json
 import os
 import zlib
@@ -54,15 +53,7 @@ from pypid.storage.interface import (
     ScanResult,
     StorageError,
 )
-from pypid.storage.s3.api import (
-    FileRangeProducer,
-    PacedClient,
-    S3Error,
-    S3Unavailable,
-    complete_body,
-    parse_error,
-    parse_upload_id,
-)
+from pypid.storage.s3.api import PacedClient, S3Error, S3Unavailable
 from pypid.storage.s3.imports import Importer
 from pypid.storage.s3.layout import (
     metadata_headers,
@@ -71,9 +62,10 @@ from pypid.storage.s3.layout import (
     yank_body,
     yank_reason,
 )
-from pypid.storage.s3.limits import CHECK_RATE, MAX_PARTS, MIN_PART_SIZE
+from pypid.storage.s3.limits import CHECK_RATE
 from pypid.storage.s3.listing import BucketListing
 from pypid.storage.s3.markers import LOOKBACK, MARKER_RETENTION, ChangeFeed, Pacer
+from pypid.storage.s3.object_writes import ObjectWriter
 from pypid.storage.s3.presign import PresignedURLs
 
 log = Logger()
@@ -106,19 +98,6 @@ def _gunzip(data, limit):
     return out
 
 
-def _sha256_range(path, offset, length):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        f.seek(offset)
-        while length > 0:
-            data = f.read(min(1 << 20, length))
-            if not data:
-                break
-            digest.update(data)
-            length -= len(data)
-    return digest.hexdigest()
-
-
 def _sweep(folder):
     os.makedirs(folder, exist_ok=True)
     for entry in os.scandir(folder):
@@ -133,11 +112,6 @@ def _catches_up(since, now):
     L{MARKER_RETENTION}; half of it leaves a wide margin).
     """
     return 0 <= now - since < MARKER_RETENTION / 2
-
-
-def part_size(size, threshold):
-    """The part size for a multipart upload of C{size} bytes."""
-    return max(threshold, MIN_PART_SIZE, -(-size // MAX_PARTS))
 
 
 @implementer(IStorage, ISharedStorage, IMetricsSource)
@@ -158,6 +132,8 @@ class S3Storage:
         which knows where each file lives (L{Importer.path_of}).
     @ivar _listing: the L{BucketListing} of the whole bucket (L{scan},
         L{reconcile}).
+    @ivar _writer: the L{ObjectWriter} of files and their metadata and
+        details (an upload's, an import's).
     """
 
     def __init__(self, client, layout, credentials, run, clock, temp_dir, *,
@@ -183,7 +159,6 @@ class S3Storage:
         self.temp_dir = temp_dir
         self._download = download
         self._public_url = public_url
-        self._threshold = multipart_threshold
         self.sync_interval = sync_interval
         self._bucket_snapshot = bucket_snapshot
         self._on_close = on_close
@@ -197,7 +172,8 @@ class S3Storage:
         # Background writes (change markers, the bucket's snapshot) not
         # finished yet: a clean stop waits for them.
         self._pending = set()
-        self._imports = Importer(client, layout, run, temp_dir, self._keep_beside,
+        self._writer = ObjectWriter(client, layout, run, multipart_threshold)
+        self._imports = Importer(client, layout, run, temp_dir, self._writer.keep_beside,
                                  max_import_size)
         self._listing = BucketListing(client, layout, self._imports, clock_margin)
 
@@ -290,14 +266,7 @@ class S3Storage:
                 raise FilenameDeleted(record.filename)
             headers = metadata_headers(record)
             headers["content-type"] = "application/octet-stream"
-            if record.size > self._threshold:
-                written = await self._multipart(key, temp_path, record, headers)
-            else:
-                response = await client.call(
-                    "PUT", key, headers=dict(headers, **{"if-none-match": "*"}),
-                    body=partial(self._producer, temp_path, 0, record.size),
-                    payload_sha256=record.sha256, ok=(200, 412))
-                written = response.code == 200
+            written = await self._writer.write_file(key, temp_path, record, headers)
             if not written:
                 existing = await client.head(key)
                 sha256 = existing.get("x-amz-meta-sha256") if existing is not None else None
@@ -307,15 +276,15 @@ class S3Storage:
                 # Written again for the same bytes too: they may be this
                 # upload's own first attempt, whose answer was lost before
                 # its metadata was written (the content is the same).
-                await self._keep_beside(record, metadata, details)
+                await self._writer.keep_beside(record, metadata, details)
                 # A delete through another server may have come between the
                 # first tombstone check and the write: the name stays dead.
                 if written and await client.head(layout.deleted_key(record.filename)):
-                    await self._forget(key)
+                    await self._writer.forget(key)
                     raise FilenameDeleted(record.filename)
             except StorageError:
                 if written:
-                    await self._forget(key)
+                    await self._writer.forget(key)
                 raise
             if not written:
                 # The same bytes are stored: answer with their state as the
@@ -327,83 +296,6 @@ class S3Storage:
             return record
         finally:
             await self._run(remove_file, temp_path)
-
-    async def _keep_beside(self, record, metadata, details, client=None):
-        """Write a file's metadata sibling and its details, those it has."""
-        client = client or self._client
-        if metadata is not None:
-            await client.put(self._layout.metadata_key(record.path), metadata,
-                             {"content-type": "application/octet-stream"})
-        if details is not None:
-            await client.put(self._layout.details_key(record.filename), details,
-                             {"content-type": "application/json"})
-
-    def _producer(self, path, offset, length):
-        return FileRangeProducer(path, offset, length, self._run)
-
-    async def _forget(self, key):
-        try:
-            await self._client.delete(key)
-        except StorageError as e:
-            log.warn("Cannot remove {key} after a failed upload: {error}", key=key, error=str(e))
-
-    async def _multipart(self, key, temp_path, record, headers):
-        """
-        Upload in parts, streamed from the spooled file; the parts become
-        the object only if no object has the key (C{If-None-Match} on the
-        completion). A failed upload is aborted, so no parts are left to pay
-        for.
-
-        @return: whether the object was written.
-        """
-        client = self._client
-        created = await client.call("POST", key, params=[("uploads", "")], headers=headers,
-                                    retry=False)
-        upload_id = parse_upload_id(created.body)
-        if not upload_id:
-            raise S3Unavailable("S3 gave no upload id for a multipart upload")
-        ident = [("uploadId", upload_id)]
-        try:
-            size = part_size(record.size, self._threshold)
-            etags = []
-            for number, offset in enumerate(range(0, record.size, size), 1):
-                length = min(size, record.size - offset)
-                digest = await self._run(_sha256_range, temp_path, offset, length)
-                response = await client.call(
-                    "PUT", key, params=[("partNumber", str(number))] + ident,
-                    body=partial(self._producer, temp_path, offset, length),
-                    payload_sha256=digest)
-                etags.append(response.headers.get("etag", ""))
-            try:
-                response = await client.call(
-                    "POST", key, params=ident, body=complete_body(etags),
-                    headers={"if-none-match": "*", "content-type": "application/xml"},
-                    ok=(200, 412), limit=1 << 20)
-            except S3Error as e:
-                # A retry after a lost answer finds the upload completed.
-                existing = await client.head(key) if e.code == "NoSuchUpload" else None
-                if existing is None or existing.get("x-amz-meta-sha256") != record.sha256:
-                    raise
-                return True
-            # S3 may answer 200 and put the error in the body.
-            if response.code == 200 and b"<Error>" in response.body:
-                raise S3Unavailable("S3 could not complete the multipart upload: "
-                                    + parse_error(200, response.body)[0])
-        except BaseException:
-            try:
-                await client.call("DELETE", key, params=ident, ok=(200, 204, 404))
-            except StorageError as e:
-                log.warn("Cannot abort the multipart upload of {key}: {error}",
-                         key=key, error=str(e))
-            raise
-        if response.code == 412:
-            try:
-                await client.call("DELETE", key, params=ident, ok=(200, 204, 404))
-            except StorageError as e:
-                log.warn("Cannot abort the multipart upload of {key}: {error}",
-                         key=key, error=str(e))
-            return False
-        return True
 
     def update(self, record):
         """Store a file's yank state (a marker object); never after a delete."""
