@@ -15,6 +15,7 @@ are not written yet. Blocking: for a worker thread.
 import os
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
@@ -79,7 +80,7 @@ class FolderImports:
         imported.append((record, metadata, seen))
         return record
 
-    def describe_pending(self, pending: list[PendingFile] | tuple[PendingFile, ...],
+    def describe_pending(self, pending: Sequence[PendingFile],
                          persist: bool) -> list[tuple[PendingFile, FileRecord | str]]:
         """
         Describe files a scan left pending, and keep their records beside
@@ -89,6 +90,7 @@ class FolderImports:
         imported: list[Imported] = []
         for item in pending:
             path = self._sidecars.file_path(item.key)
+            size: int | None
             try:
                 if item.recorded or item.mtime is None:
                     stat = os.stat(path)

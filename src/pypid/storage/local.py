@@ -33,7 +33,7 @@ construction, never on the reactor thread.
 """
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import attrs
 from twisted.internet.defer import Deferred, succeed
@@ -172,7 +172,7 @@ class LocalStorage:
             result = attrs.evolve(result, settled=done)
         return result
 
-    def describe_pending(self, pending: list[PendingFile] | tuple[PendingFile, ...],
+    def describe_pending(self, pending: Sequence[PendingFile],
                          persist: bool = True,
                          ) -> "Deferred[list[tuple[PendingFile, FileRecord | str]]]":
         """
