@@ -23,12 +23,12 @@ from zope.interface import implementer
 from pypid.core.metrics import Family, Timings
 from pypid.core.parts import IMetricsSource
 from pypid.core.startup import StartupError
-from pypid.storage.audit_log import IAuditLog
 from pypid.storage.interface import IStorage, Run, StorageError
 from pypid.storage.local import LocalStorage
 from pypid.storage.measured import MeasuredStorage
 
 if TYPE_CHECKING:
+    from pypid.storage.audit_log import IAuditLog
     from pypid.storage.s3.api import S3Client
     from pypid.storage.s3.credentials import CredentialSource
 
@@ -187,7 +187,7 @@ def make_s3_client(config: StorageSettings, run: Run, reactor: IReactorTime,
 
 
 def make_audit_log(config: StorageSettings, run: Run, reactor: IReactorTime,
-                   s3_timings: Timings | None = None) -> IAuditLog:
+                   s3_timings: Timings | None = None) -> "IAuditLog":
     """
     The audit log kept with the storage the configuration names: daily
     files in C{<path>/.pypid/audit/}, or objects under the bucket's

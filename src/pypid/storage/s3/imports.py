@@ -25,15 +25,14 @@ from urllib.parse import quote
 
 import attrs
 from twisted.internet.defer import Deferred, DeferredLock, ensureDeferred, gatherResults
-from twisted.python.failure import Failure
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
-from pypid.core.distribution import inspect
+from pypid.core.distribution import Inspected, inspect
 from pypid.core.metadata import InvalidDistribution
 from pypid.core.model import FileRecord
 from pypid.core.names import InvalidName
 from pypid.storage.disk import remove_file
-from pypid.core.distribution import Inspected
 from pypid.storage.interface import Run, StorageError
 from pypid.storage.s3.api import BucketCalls, Listed, S3Client
 from pypid.storage.s3.layout import (

@@ -88,7 +88,7 @@ class BucketListing:
                     reading.add(filename)
                     to_read.append((filename, path, item))
         results = await self._imports.read_all(to_read, persist, client)
-        for (filename, path, _item), outcome in zip(to_read, results):
+        for (filename, path, _item), outcome in zip(to_read, results, strict=False):
             if isinstance(outcome, str):
                 skipped.append((path, outcome))
             else:

@@ -34,7 +34,7 @@ from urllib.parse import quote
 
 import attrs
 from twisted.internet.defer import Deferred, DeferredList, ensureDeferred, succeed
-from twisted.internet.interfaces import IConsumer, IProtocol, IPushProducer, IReactorTime
+from twisted.internet.interfaces import IProtocol, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
