@@ -22,7 +22,7 @@ import pypid
 from pypid.core.details import Details
 from pypid.core.distribution import inspect
 from pypid.core.model import FileRecord
-from pypid.storage import local
+from pypid.storage import folder_imports
 from pypid.storage.interface import (
     FileExists,
     FilenameDeleted,
@@ -655,7 +655,7 @@ class LocalBackfillStorageTests(BackfillStorageContractMixin, TestCase):
     async def test_later_reads_no_file(self):
         """A later scan only lists: it gives no size, and inspects no file."""
         storage, wheel, sdist = await self.copied_in()
-        self.patch(local, "inspect", lambda *a, **k: self.fail("a file inspected"))
+        self.patch(folder_imports, "inspect", lambda *a, **k: self.fail("a file inspected"))
         pending = await self.later(storage)
         self.assertEqual({(item.key, item.size) for item in pending.values()},
                          {(wheel[0], None), (sdist[0], None), ("notes.txt", None)})
@@ -665,7 +665,8 @@ class LocalBackfillStorageTests(BackfillStorageContractMixin, TestCase):
         storage, wheel, sdist = await self.copied_in()
         await storage.describe_pending(list((await self.later(storage)).values()))
         again = await self.later(storage)
-        self.patch(local, "inspect", lambda *a, **k: self.fail("a recorded file inspected"))
+        self.patch(folder_imports, "inspect",
+                   lambda *a, **k: self.fail("a recorded file inspected"))
         read_back = await storage.describe_pending(
             [item for item in again.values() if item.recorded])
         self.assertEqual(sorted(item.filename for item, _ in read_back),
@@ -1000,7 +1001,7 @@ class ImportRestTests(SynchronousTestCase):
         self.successResultOf(storage.prepare())
         self.addCleanup(storage.close)
         slept = []
-        self.patch(pypid.storage.local.time, "sleep", slept.append)
+        self.patch(pypid.storage.folder_imports.time, "sleep", slept.append)
         result = self.successResultOf(storage.scan())
         if result.settled is not None:
             self.successResultOf(result.settled)

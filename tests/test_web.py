@@ -30,7 +30,7 @@ from pypid.core.details import Details
 from pypid.core.index import Index
 from pypid.core.render import file_url_for
 from pypid.state.loader import IndexMetrics
-from pypid.storage import local
+from pypid.storage import sidecars
 from pypid.storage.audit_log import MemoryAuditLog
 from pypid.storage.factory import StoragePart
 from pypid.storage.interface import MemoryFile, Redirect, RemoteBytes, StorageError
@@ -1361,14 +1361,14 @@ class StorageFailureTests(_ServerMixin, SynchronousTestCase):
 
     def break_record_writes(self):
         """Make record writes fail as on a full disk, until the returned undo is called."""
-        real = local._write_atomic
+        real = sidecars._write_atomic
 
         def failing(path, data, tmp_dir, durable=True):
             if path.endswith(".json"):
                 raise OSError(28, "No space left on device")
             return real(path, data, tmp_dir, durable)
-        self.patch(local, "_write_atomic", failing)
-        return lambda: self.patch(local, "_write_atomic", real)
+        self.patch(sidecars, "_write_atomic", failing)
+        return lambda: self.patch(sidecars, "_write_atomic", real)
 
     def test_publish_failure_rolled_back(self):
         """A publish that fails after the link takes the file back, so a retry stores it."""

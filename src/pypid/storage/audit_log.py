@@ -48,7 +48,9 @@ import fcntl
 import os
 import re
 import secrets
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 import attrs
 from twisted.internet.defer import (
@@ -60,13 +62,17 @@ from twisted.internet.defer import (
     maybeDeferred,
     succeed,
 )
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from zope.interface import Attribute, Interface, implementer
 
 from pypid.core.audit_chain import (
     AuditError,
     Broken,
+    Entry,
+    EntryPage,
     Note,
+    Query,
     Selection,
     chain,
     day_of,
@@ -79,11 +85,18 @@ from pypid.core.audit_chain import (
     verify_files,
     verify_lines,
 )
-from pypid.core.metrics import counter, gauge
+from pypid.core.metrics import Family, counter, gauge
 from pypid.storage.disk import fsync_folder, read_if_present, write_atomically
-from pypid.storage.interface import StorageError
+from pypid.storage.interface import Run, StorageError
+
+if TYPE_CHECKING:
+    # (not at run time: the S3 client brings botocore, which a local log
+    # has no use for)
+    from pypid.storage.s3.api import BucketCalls
 
 log = Logger()
+
+_T = TypeVar("_T")
 
 #: Seconds an entry L{IAuditLog.append}ed waits to be written with the
 #: others that follow it; on S3, where each batch is an object (and a
@@ -123,13 +136,13 @@ class IAuditLog(Interface):
     lost = Attribute("How many entries were dropped since the start: past MAX_PENDING "
                      "waiting, after the stop, or unwritten at the stop; an integer.")
 
-    def append(entry):
+    def append(entry: Entry) -> None:
         """
         Queue a L{pypid.core.audit_chain.Entry} (its C{prev} is set when written);
         it is written within L{FLUSH_DELAY}. Never fails, never waits.
         """
 
-    def write(entry):
+    def write(entry: Entry) -> Deferred[bool]:
         """
         Queue an entry and write it now (with what waits), or right after
         the write under way.
@@ -139,7 +152,7 @@ class IAuditLog(Interface):
             the entry will be tried again). Never fails.
         """
 
-    def flush():
+    def flush() -> Deferred[bool]:
         """
         Write what is queued now.
 
@@ -148,24 +161,24 @@ class IAuditLog(Interface):
             will be tried again).
         """
 
-    def read(query):
+    def read(query: Query) -> Deferred[EntryPage]:
         """
         The entries a L{pypid.core.audit_chain.Query} asks for.
 
         @return: a L{Deferred} firing with a L{pypid.core.audit_chain.EntryPage}.
         """
 
-    def verify():
+    def verify() -> Deferred["ChainCheck"]:
         """
         Check every chain.
 
         @return: a L{Deferred} firing with a L{ChainCheck}.
         """
 
-    def close():
+    def close() -> Deferred[bool]:
         """Write what is queued (the server is stopping); a L{Deferred}."""
 
-    def stored_files():
+    def stored_files() -> Deferred[list[tuple[str, bytes]]]:
         """
         The log's own files as they are stored (for a bundle), oldest
         first, each read whole under the lock a reader takes: a
@@ -174,7 +187,7 @@ class IAuditLog(Interface):
         C{YYYY-MM-DD/<instance>/<n>.jsonl}).
         """
 
-    def keep_imported(name, data):
+    def keep_imported(name: str, data: bytes) -> Deferred[bool]:
         """
         Keep a file of another server's log (from a bundle) as it is, under
         L{IMPORTED} C{+ name} in this log's folder, where this log's own
@@ -190,7 +203,7 @@ class IAuditLog(Interface):
 IMPORTED = "imported/"
 
 
-def _imported_name(name):
+def _imported_name(name: str) -> str:
     """C{name} under L{IMPORTED}, refused when it could leave that folder."""
     parts = name.split("/")
     if not name or name.startswith("/") or any(p in ("", ".", "..") for p in parts):
@@ -198,7 +211,7 @@ def _imported_name(name):
     return IMPORTED + name
 
 
-def audit_families(log):
+def audit_families(log: IAuditLog) -> Iterator[Family]:
     """The C{/metrics} families of an L{IAuditLog}: entries waiting, written, failed and lost."""
     yield gauge("pypid_audit_pending", "Audit log entries waiting to be written.", log.pending)
     yield counter("pypid_audit_written", "Audit log entries written.", log.written)
@@ -217,11 +230,11 @@ class ChainCheck:
 
     files: int
     entries: int
-    broken: tuple
-    notes: tuple = ()
+    broken: tuple[Broken, ...]
+    notes: tuple[Note, ...] = ()
 
     @property
-    def intact(self):
+    def intact(self) -> bool:
         """Whether no link is broken."""
         return not self.broken
 
@@ -232,20 +245,21 @@ class PartlyWritten(Exception):
     written durably (a batch across midnight, or of several S3 objects).
     """
 
-    def __init__(self, written, error):
+    def __init__(self, written: int, error: BaseException) -> None:
         super().__init__(written, error)
         self.written = written
         self.error = error
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{_describe(self.error)} (after {self.written} entries were written)"
 
 
-def _describe(error):
+def _describe(error: BaseException) -> str:
     return str(error) or type(error).__name__
 
 
-def by_day(entries, newest=None):
+def by_day(entries: Iterable[Entry],
+           newest: str | None = None) -> list[tuple[str, list[Entry]]]:
     """
     C{entries} (in the order written) as runs of C{(day, entries)}: each in
     its day's file, except that an entry is never written to a day before
@@ -253,7 +267,7 @@ def by_day(entries, newest=None):
     set back goes on in the newest day, so a day's file is never appended
     to once the next day's links to it.
     """
-    runs = []
+    runs: list[tuple[str, list[Entry]]] = []
     for entry in entries:
         day = day_of(entry.time)
         if newest is not None and day < newest:
@@ -266,7 +280,7 @@ def by_day(entries, newest=None):
     return runs
 
 
-def _entries_of(data):
+def _entries_of(data: bytes) -> list[Entry]:
     """The readable entries of a file's bytes (verify reports the others)."""
     entries = []
     for line in split_lines(data):
@@ -301,44 +315,44 @@ class BufferedAuditLog:
     #: Entries held at most.
     max_pending = MAX_PENDING
 
-    def __init__(self, clock):
+    def __init__(self, clock: IReactorTime) -> None:
         self._clock = clock
         self.pending = 0
         self.written = 0
         self.write_failures = 0
         self.lost = 0
-        self._queue = []
+        self._queue: list[Entry] = []
         # fired when the next write attempt (of the whole queue) ends
-        self._waiters = []
+        self._waiters: list[Deferred[bool]] = []
         self._writing = False
         self._again = False
         # the delayed write, or the retry
-        self._timer = None
+        self._timer: IDelayedCall | None = None
         self._retry_delay = RETRY_DELAY
         self._failing = False
         self._closed = False
 
-    def _write_batch(self, entries):
+    def _write_batch(self, entries: list[Entry]) -> Deferred[Any]:
         raise NotImplementedError()
 
-    def append(self, entry):
+    def append(self, entry: Entry) -> None:
         """Queue one entry (see L{IAuditLog.append})."""
         if self._queued(entry) and not self._failing:
             self._schedule(self.delay)
 
-    def write(self, entry):
+    def write(self, entry: Entry) -> Deferred[bool]:
         """Queue one entry and write it now (see L{IAuditLog.write})."""
         if not self._queued(entry):
             return succeed(False)
         return self._next_attempt()
 
-    def flush(self):
+    def flush(self) -> Deferred[bool]:
         """Write what is queued (see L{IAuditLog.flush})."""
         if not self._queue and not self._writing:
             return succeed(True)
         return self._next_attempt()
 
-    def _queued(self, entry):
+    def _queued(self, entry: Entry) -> bool:
         """Queue C{entry}; whether it was (else it is lost, and that is logged)."""
         if self._closed:
             self.lost += 1
@@ -356,21 +370,21 @@ class BufferedAuditLog:
         self.pending += 1
         return True
 
-    def _next_attempt(self):
-        waiter = Deferred()
+    def _next_attempt(self) -> Deferred[bool]:
+        waiter: Deferred[bool] = Deferred()
         self._waiters.append(waiter)
         self._kick()
         return waiter
 
-    def _schedule(self, delay):
+    def _schedule(self, delay: float) -> None:
         if self._timer is None or not self._timer.active():
             self._timer = self._clock.callLater(delay, self._due)
 
-    def _due(self):
+    def _due(self) -> None:
         self._timer = None
         self._kick()
 
-    def _kick(self):
+    def _kick(self) -> None:
         """Write now; or, during a write, again as soon as it ends."""
         if self._writing:
             self._again = True
@@ -380,7 +394,7 @@ class BufferedAuditLog:
         self._timer = None
         ensureDeferred(self._write_loop())
 
-    async def _write_loop(self):
+    async def _write_loop(self) -> None:
         self._writing = True
         try:
             while True:
@@ -405,7 +419,7 @@ class BufferedAuditLog:
         if self._queue and not self._closed:
             self._schedule(self.delay)
 
-    async def _attempt(self, batch):
+    async def _attempt(self, batch: list[Entry]) -> bool:
         """Write C{batch}; requeue what it did not write. Whether all was written."""
         try:
             await self._write_batch(batch)
@@ -436,7 +450,7 @@ class BufferedAuditLog:
         self._retry_delay = RETRY_DELAY
         return True
 
-    def close(self):
+    def close(self) -> Deferred[bool]:
         """
         Write what is queued, once (the stop); what cannot be written is
         logged and counted as lost. A L{Deferred} firing with whether all
@@ -447,7 +461,7 @@ class BufferedAuditLog:
         self._timer = None
         self._closed = True
 
-        def written(done):
+        def written(done: bool) -> bool:
             if self._queue:
                 log.error("Stopping with {count} audit entries that could not be written",
                           count=len(self._queue))
@@ -461,7 +475,27 @@ class BufferedAuditLog:
 # -- daily files (local, and in memory) -------------------------------------------------------
 
 
-def _read_tail(f, size):
+class _AuditFile(Protocol):
+    """An open file of a log of daily files (L{_LocalFile}, L{_MemoryFile})."""
+
+    def size(self) -> int:
+        """Its size in bytes."""
+        ...
+
+    def pread(self, count: int, offset: int) -> bytes:
+        """Up to C{count} bytes from C{offset}."""
+        ...
+
+    def append(self, data: bytes) -> None:
+        """Append C{data}, durably."""
+        ...
+
+    def truncate(self, size: int) -> None:
+        """Cut the file to C{size} bytes."""
+        ...
+
+
+def _read_tail(f: _AuditFile, size: int) -> tuple[str | None, bool]:
     """
     The link to the last line of the first C{size} bytes of an open file
     (L{None} when there are none), and whether that line is cut short (no
@@ -502,19 +536,51 @@ class _DayFiles(BufferedAuditLog):
     from the newest file's last line.
     """
 
-    def __init__(self, clock):
+    def __init__(self, clock: IReactorTime) -> None:
         super().__init__(clock)
         # (file name, its size after this writer's last line, the link to
         # that line): used by one write at a time.
-        self._last = None
+        self._last: tuple[str, int, str | None] | None = None
 
-    def _day_names(self):
+    # -- what a subclass gives: the file operations
+
+    def _call(self, f: Callable[..., _T], *args: Any) -> Deferred[_T]:
+        """Run C{f(*args)} (blocking work) as the subclass does."""
+        raise NotImplementedError()
+
+    def _names(self) -> list[str]:
+        """The names of the files in the log's folder."""
+        raise NotImplementedError()
+
+    def _appending(self, name: str) -> AbstractContextManager[_AuditFile]:
+        """The file C{name} open to append to (created), under its exclusive lock."""
+        raise NotImplementedError()
+
+    def _reading(self, name: str) -> AbstractContextManager[_AuditFile | None]:
+        """The file C{name} open to read, under a shared lock; L{None} when it is gone."""
+        raise NotImplementedError()
+
+    def _created(self) -> None:
+        """A file was created (made durable in its folder)."""
+        raise NotImplementedError()
+
+    def _shown(self, name: str) -> str:
+        """How the file C{name} is named to a person."""
+        raise NotImplementedError()
+
+    def _keep_sync(self, name: str, data: bytes) -> bool:
+        """Keep C{data} under C{name}; whether it was written (see L{keep_imported})."""
+        raise NotImplementedError()
+
+    # -- the chain through the files
+
+    def _day_names(self) -> list[str]:
         return sorted(n for n in self._names() if _FILE.match(n))
 
-    def _write_batch(self, entries):
+    def _write_batch(self, entries: list[Entry]) -> Deferred[None]:
         return self._call(self._write_sync, entries)
 
-    def _write_sync(self, entries):
+    def _write_sync(self, entries: list[Entry]) -> None:
         newest = self._last[0][:10] if self._last is not None else None
         if newest is None:
             newest = max((n[:10] for n in self._day_names()), default=None)
@@ -528,7 +594,7 @@ class _DayFiles(BufferedAuditLog):
                 raise PartlyWritten(written, e) from e
             raise
 
-    def _append_sync(self, name, entries):
+    def _append_sync(self, name: str, entries: list[Entry]) -> None:
         with self._appending(name) as f:
             size = f.size()
             head, torn = self._head_of(name, f, size)
@@ -547,7 +613,7 @@ class _DayFiles(BufferedAuditLog):
         if size == 0:
             self._created()
 
-    def _head_of(self, name, f, size):
+    def _head_of(self, name: str, f: _AuditFile, size: int) -> tuple[str | None, bool]:
         """
         The link a batch appended to C{name} (open as C{f}, C{size} bytes)
         starts from, and whether the file's last line is torn.
@@ -568,13 +634,14 @@ class _DayFiles(BufferedAuditLog):
         with self._reading(older[-1]) as before:
             return (_read_tail(before, before.size())[0] if before else None), False
 
-    def _after_last(self, f, size):
+    def _after_last(self, f: _AuditFile | None, size: int) -> tuple[str | None, bool]:
         """
         The link to go on from in the file of this writer's last entry
         (open as C{f}, L{None} when it is gone), and whether the file's last
         line is torn.
         """
-        name, end, head = self._last
+        # (called only once this writer wrote a line)
+        name, end, head = cast(tuple[str, int, str | None], self._last)
         if f is not None and end <= size and _read_tail(f, end) == (head, False):
             return (head, False) if size == end else _read_tail(f, size)
         log.warn("The audit file {path} was changed behind the server's back: the last entry "
@@ -584,32 +651,32 @@ class _DayFiles(BufferedAuditLog):
         torn = f is not None and size > 0 and f.pread(1, size - 1) != b"\n"
         return head, torn
 
-    def _read_file(self, name):
+    def _read_file(self, name: str) -> bytes:
         with self._reading(name) as f:
             return f.pread(f.size(), 0) if f is not None else b""
 
-    def read(self, query):
+    def read(self, query: Query) -> Deferred[EntryPage]:
         """The entries C{query} asks for."""
         return self._call(self._read_sync, query)
 
-    def _read_sync(self, query):
+    def _read_sync(self, query: Query) -> EntryPage:
         return select(query, [n[:10] for n in self._day_names()],
                       lambda day: _entries_of(self._read_file(f"{day}.jsonl")))
 
-    def verify(self):
+    def verify(self) -> Deferred[ChainCheck]:
         """Check the chain through every file (each read under a shared lock)."""
         return self._call(self._verify_sync)
 
-    def _verify_sync(self):
+    def _verify_sync(self) -> ChainCheck:
         names = self._day_names()
         report = verify_files((self._shown(n), self._read_file(n)) for n in names)
         return ChainCheck(len(names), report.entries, tuple(report.broken), tuple(report.notes))
 
-    def stored_files(self):
+    def stored_files(self) -> Deferred[list[tuple[str, bytes]]]:
         """The day files, oldest first (see L{IAuditLog.stored_files})."""
         return self._call(lambda: [(n, self._read_file(n)) for n in self._day_names()])
 
-    def keep_imported(self, name, data):
+    def keep_imported(self, name: str, data: bytes) -> Deferred[bool]:
         """Keep another log's file under C{imported/} (see L{IAuditLog.keep_imported})."""
         return self._call(self._keep_sync, _imported_name(name), data)
 
@@ -618,21 +685,21 @@ class _DayFiles(BufferedAuditLog):
 class _MemoryFile:
     """A file of a L{MemoryAuditLog}, as L{_DayFiles} uses one."""
 
-    _log: object
+    _log: "MemoryAuditLog"
     _name: str
 
-    def size(self):
+    def size(self) -> int:
         return len(self._log.files.get(self._name, b""))
 
-    def pread(self, count, offset):
+    def pread(self, count: int, offset: int) -> bytes:
         return self._log.files.get(self._name, b"")[offset:offset + count]
 
-    def append(self, data):
+    def append(self, data: bytes) -> None:
         if self._name in self._log.fail_files:
             raise StorageError(f"{self._name} cannot be written (test)")
         self._log.files[self._name] = self._log.files.get(self._name, b"") + data
 
-    def truncate(self, size):
+    def truncate(self, size: int) -> None:
         self._log.files[self._name] = self._log.files.get(self._name, b"")[:size]
 
 
@@ -646,41 +713,41 @@ class MemoryAuditLog(_DayFiles):
     @ivar fail_files: names of files whose appends fail (tests).
     """
 
-    def __init__(self, clock):
+    def __init__(self, clock: IReactorTime) -> None:
         super().__init__(clock)
-        self.files = {}
+        self.files: dict[str, bytes] = {}
         #: the files kept by L{keep_imported}, by their name under the folder
-        self.imported = {}
+        self.imported: dict[str, bytes] = {}
         self.fail = False
-        self.fail_files = set()
+        self.fail_files: set[str] = set()
 
-    def _call(self, f, *args):
+    def _call(self, f: Callable[..., _T], *args: Any) -> Deferred[_T]:
         return maybeDeferred(f, *args)
 
-    def _write_sync(self, entries):
+    def _write_sync(self, entries: list[Entry]) -> None:
         if self.fail:
             raise StorageError("the audit log cannot be written (test)")
         return super()._write_sync(entries)
 
-    def _names(self):
+    def _names(self) -> list[str]:
         return list(self.files)
 
     @contextmanager
-    def _appending(self, name):
+    def _appending(self, name: str) -> Iterator[_AuditFile]:
         self.files.setdefault(name, b"")
         yield _MemoryFile(self, name)
 
     @contextmanager
-    def _reading(self, name):
+    def _reading(self, name: str) -> Iterator[_AuditFile | None]:
         yield _MemoryFile(self, name) if name in self.files else None
 
-    def _created(self):
+    def _created(self) -> None:
         pass
 
-    def _shown(self, name):
+    def _shown(self, name: str) -> str:
         return name
 
-    def _keep_sync(self, name, data):
+    def _keep_sync(self, name: str, data: bytes) -> bool:
         if self.imported.get(name) == data:
             return False
         self.imported[name] = data
@@ -693,10 +760,10 @@ class _LocalFile:
 
     _fd: int
 
-    def size(self):
+    def size(self) -> int:
         return os.fstat(self._fd).st_size
 
-    def pread(self, count, offset):
+    def pread(self, count: int, offset: int) -> bytes:
         chunks = []
         while count > 0:
             chunk = os.pread(self._fd, count, offset)
@@ -707,13 +774,13 @@ class _LocalFile:
             offset += len(chunk)
         return b"".join(chunks)
 
-    def append(self, data):
+    def append(self, data: bytes) -> None:
         view = memoryview(data)
         while view:
             view = view[os.write(self._fd, view):]
         os.fsync(self._fd)
 
-    def truncate(self, size):
+    def truncate(self, size: int) -> None:
         os.ftruncate(self._fd, size)
 
 
@@ -731,25 +798,25 @@ class LocalAuditLog(_DayFiles):
     @ivar _run: C{run(f, *args) -> Deferred}, the I/O thread pool.
     """
 
-    def __init__(self, folder, run, clock):
+    def __init__(self, folder: str, run: Run, clock: IReactorTime) -> None:
         super().__init__(clock)
         self.folder = folder
         self._run = run
 
-    def _call(self, f, *args):
+    def _call(self, f: Callable[..., _T], *args: Any) -> Deferred[_T]:
         return self._run(f, *args)
 
-    def _names(self):
+    def _names(self) -> list[str]:
         try:
             return os.listdir(self.folder)
         except FileNotFoundError:
             return []
 
-    def _shown(self, name):
+    def _shown(self, name: str) -> str:
         return os.path.join(self.folder, name)
 
     @contextmanager
-    def _appending(self, name):
+    def _appending(self, name: str) -> Iterator[_AuditFile]:
         os.makedirs(self.folder, exist_ok=True)
         fd = os.open(self._shown(name), os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         try:
@@ -759,7 +826,7 @@ class LocalAuditLog(_DayFiles):
             os.close(fd)
 
     @contextmanager
-    def _reading(self, name):
+    def _reading(self, name: str) -> Iterator[_AuditFile | None]:
         try:
             fd = os.open(self._shown(name), os.O_RDONLY)
         except FileNotFoundError:  # (pruned meanwhile)
@@ -771,14 +838,14 @@ class LocalAuditLog(_DayFiles):
         finally:
             os.close(fd)
 
-    def _keep_sync(self, name, data):
+    def _keep_sync(self, name: str, data: bytes) -> bool:
         path = os.path.join(self.folder, *name.split("/"))
         if read_if_present(path) == data:
             return False
         write_atomically(path, data)
         return True
 
-    def _created(self):
+    def _created(self) -> None:
         fsync_folder(self.folder)
 
 
@@ -805,8 +872,10 @@ class S3AuditLog(BufferedAuditLog):
 
     delay = S3_FLUSH_DELAY
 
-    def __init__(self, client, prefix, clock, *, instance=None, prepare=None, on_close=None,
-                 parallel=8):
+    def __init__(self, client: "BucketCalls", prefix: str, clock: IReactorTime, *,
+                 instance: str | None = None,
+                 prepare: Callable[[], Awaitable[Any]] | None = None,
+                 on_close: Callable[[], Any] | None = None, parallel: int = 8) -> None:
         super().__init__(clock)
         self._client = client
         self.folder = prefix + S3_FOLDER
@@ -817,37 +886,37 @@ class S3AuditLog(BufferedAuditLog):
         self._on_close = on_close
         self._reads = DeferredSemaphore(parallel)
         # day -> the number of its next batch
-        self._numbers = {}
+        self._numbers: dict[str, int] = {}
         # the link to the last line this instance wrote, and its day
-        self._head = None
-        self._day = None
+        self._head: str | None = None
+        self._day: str | None = None
 
-    def close(self):
+    def close(self) -> Deferred[bool]:
         """Write what is queued (the stop), then let the client go."""
-        def closed(result):
+        def closed(result: Any) -> Any:
             if self._on_close is not None:
                 self._on_close()
             return result
         return super().close().addBoth(closed)
 
-    async def _ready(self):
+    async def _ready(self) -> None:
         """Make the client ready (once; again after a failure)."""
         if self._prepare is not None and not self._prepared:
             await self._preparing.run(lambda: ensureDeferred(self._prepare_once()))
 
-    async def _prepare_once(self):
-        if not self._prepared:
+    async def _prepare_once(self) -> None:
+        if self._prepare is not None and not self._prepared:
             await self._prepare()
             self._prepared = True
 
-    def key(self, day, instance, number):
+    def key(self, day: str, instance: str, number: int) -> str:
         """The key of batch C{number} of C{instance} on C{day}."""
         return f"{self.folder}{day}/{instance}/{number:06d}.jsonl"
 
-    def _write_batch(self, entries):
+    def _write_batch(self, entries: list[Entry]) -> Deferred[None]:
         return ensureDeferred(self._write(entries))
 
-    async def _write(self, entries):
+    async def _write(self, entries: list[Entry]) -> None:
         written = 0
         try:
             await self._ready()
@@ -861,7 +930,7 @@ class S3AuditLog(BufferedAuditLog):
                 raise PartlyWritten(written, e) from e
             raise
 
-    async def _put(self, day, entries):
+    async def _put(self, day: str, entries: list[Entry]) -> int:
         """
         Write one batch; return how many of C{entries} it holds (all, unless
         an earlier attempt whose answer was lost wrote fewer).
@@ -883,34 +952,36 @@ class S3AuditLog(BufferedAuditLog):
             return len(written)
         raise StorageError(f"the audit object {key} is there already, with other entries")
 
-    async def _list(self, prefix, delimiter=None):
-        keys, prefixes = [], []
+    async def _list(self, prefix: str,
+                    delimiter: str | None = None) -> tuple[list[str], list[str]]:
+        keys: list[str] = []
+        prefixes: list[str] = []
         async for page in self._client.list(prefix, delimiter=delimiter):
             keys += [item.key for item in page.keys]
             prefixes += page.prefixes
         return keys, prefixes
 
-    async def _days(self):
+    async def _days(self) -> list[str]:
         _keys, prefixes = await self._list(self.folder, "/")
         days = [p[len(self.folder):].rstrip("/") for p in prefixes]
         return sorted(d for d in days if is_day(d))
 
-    def _parse(self, key):
+    def _parse(self, key: str) -> tuple[str, str, int] | None:
         """C{(day, instance, number)} of an audit key, or L{None}."""
         match = _OBJECT.match(key[len(self.folder):])
         if match is None:
             return None
         return match.group(1), match.group(2), int(match.group(3))
 
-    async def _get(self, key):
+    async def _get(self, key: str) -> bytes:
         data = await self._reads.run(self._client.get, key, OBJECT_LIMIT)
         return data or b""
 
-    def read(self, query):
+    def read(self, query: Query) -> Deferred[EntryPage]:
         """The entries C{query} asks for, a day's objects at a time."""
         return ensureDeferred(self._read(query))
 
-    async def _read(self, query):
+    async def _read(self, query: Query) -> EntryPage:
         await self._ready()
         days = query.days(await self._days())
         selection = Selection(query)
@@ -923,37 +994,39 @@ class S3AuditLog(BufferedAuditLog):
                 return selection.result(more=number < len(days))
         return selection.result(more=False)
 
-    def stored_files(self):
+    def stored_files(self) -> Deferred[list[tuple[str, bytes]]]:
         """Every instance's batches, in key order (see L{IAuditLog.stored_files})."""
         return ensureDeferred(self._stored_files())
 
-    async def _stored_files(self):
+    async def _stored_files(self) -> list[tuple[str, bytes]]:
         await self._ready()
         keys, _ = await self._list(self.folder)
         keys = [k for k in keys if self._parse(k) is not None]
         bodies = await gatherResults([ensureDeferred(self._get(k)) for k in keys],
                                      consumeErrors=True)
-        return [(k[len(self.folder):], body) for k, body in zip(keys, bodies)]
+        return [(k[len(self.folder):], body) for k, body in zip(keys, bodies, strict=False)]
 
-    def keep_imported(self, name, data):
+    def keep_imported(self, name: str, data: bytes) -> Deferred[bool]:
         """Keep another log's file under C{imported/} (see L{IAuditLog.keep_imported})."""
         return ensureDeferred(self._keep_imported(self.folder + _imported_name(name), data))
 
-    async def _keep_imported(self, key, data):
+    async def _keep_imported(self, key: str, data: bytes) -> bool:
         await self._ready()
         if await self._client.get(key, limit=OBJECT_LIMIT) == data:
             return False
         await self._client.put(key, data, {"content-type": "application/x-ndjson"})
         return True
 
-    def verify(self):
+    def verify(self) -> Deferred[ChainCheck]:
         """Check every instance's chain: its batches of each day, in order, across days."""
         return ensureDeferred(self._verify())
 
-    async def _verify(self):
+    async def _verify(self) -> ChainCheck:
         await self._ready()
         keys, _ = await self._list(self.folder)
-        writers, broken, notes = {}, [], []
+        writers: dict[str, list[tuple[str, int, str]]] = {}
+        broken: list[Broken] = []
+        notes: list[Note] = []
         for key in keys:
             if key.startswith(self.folder + IMPORTED):
                 continue  # (other servers' logs, kept as they came)

@@ -8,9 +8,10 @@ worker thread.
 import fcntl
 import os
 import tempfile
+from collections.abc import Iterable
 
 
-def read_if_present(path):
+def read_if_present(path: str) -> bytes | None:
     """
     The bytes of the file at C{path}, or L{None} when there is none.
 
@@ -23,7 +24,7 @@ def read_if_present(path):
         return None
 
 
-def exclusive_lock(path, mode=0o600):
+def exclusive_lock(path: str, mode: int = 0o600) -> int | None:
     """
     Open C{path} (created if missing) and take its exclusive lock without
     waiting: the open descriptor, held until it is closed, or L{None} when
@@ -38,7 +39,8 @@ def exclusive_lock(path, mode=0o600):
     return fd
 
 
-def write_atomically(path, data, prefix=".tmp-"):
+def write_atomically(path: str, data: bytes | bytearray | memoryview | Iterable[bytes],
+                     prefix: str = ".tmp-") -> None:
     """
     Replace C{path} with C{data} all at once: a temporary file beside it
     (created readable by its owner only, mode 0600), fsynced, then renamed
@@ -67,7 +69,7 @@ def write_atomically(path, data, prefix=".tmp-"):
         raise
 
 
-def fsync_folder(path):
+def fsync_folder(path: str) -> None:
     """
     Make a folder's entries durable (a file created, renamed or removed in
     it): a rename is only safe from a crash once its folder is synced.
@@ -79,7 +81,7 @@ def fsync_folder(path):
         os.close(fd)
 
 
-def remove_file(path):
+def remove_file(path: str) -> None:
     """Remove the file at C{path}, if it is still there."""
     try:
         os.unlink(path)

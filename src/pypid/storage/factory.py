@@ -11,23 +11,105 @@ conditional writes checked) and closed last but for the thread pools.
 
 import os
 import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from twisted.application.service import Service
-from twisted.internet.defer import ensureDeferred, maybeDeferred
+from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from pypid.core.metrics import Timings
+from pypid.core.metrics import Family, Timings
 from pypid.core.parts import IMetricsSource
 from pypid.core.startup import StartupError
-from pypid.storage.interface import StorageError
+from pypid.storage.interface import IStorage, Run, StorageError
 from pypid.storage.local import LocalStorage
 from pypid.storage.measured import MeasuredStorage
 
+if TYPE_CHECKING:
+    from pypid.storage.audit_log import IAuditLog
+    from pypid.storage.s3.api import S3Client
+    from pypid.storage.s3.credentials import CredentialSource
+
 log = Logger()
 
+_T = TypeVar("_T")
 
-def make_storage(config, run, reactor, s3_timings=None):
+
+class _StorageSection(Protocol):
+    """What the factories read of C{[storage]}."""
+
+    @property
+    def backend(self) -> str: ...
+    @property
+    def path(self) -> str: ...
+
+
+class _ServerSection(Protocol):
+    """What the factories read of C{[pypid]}."""
+
+    @property
+    def max_upload_size(self) -> int: ...
+    @property
+    def ca_bundle(self) -> str | None: ...
+
+
+class _S3Section(Protocol):
+    """What the factories read of C{[s3]}."""
+
+    @property
+    def bucket(self) -> str: ...
+    @property
+    def prefix(self) -> str: ...
+    @property
+    def region(self) -> str: ...
+    @property
+    def endpoint_url(self) -> str | None: ...
+    @property
+    def addressing(self) -> str: ...
+    @property
+    def access_key(self) -> str | None: ...
+    @property
+    def secret_key(self) -> str | None: ...
+    @property
+    def session_token(self) -> str | None: ...
+    @property
+    def expire_after(self) -> float: ...
+    @property
+    def buffer_time(self) -> float: ...
+    @property
+    def download(self) -> str: ...
+    @property
+    def public_url(self) -> str | None: ...
+    @property
+    def sync_interval(self) -> float: ...
+    @property
+    def multipart_threshold(self) -> int: ...
+    @property
+    def timeout(self) -> float: ...
+    @property
+    def bucket_snapshot(self) -> bool: ...
+    @property
+    def check_rate(self) -> float: ...
+
+
+class StorageSettings(Protocol):
+    """
+    What the factories read of the configuration (a L{pypid.config.Config},
+    which this layer may not import).
+    """
+
+    @property
+    def server(self) -> _ServerSection: ...
+    @property
+    def storage(self) -> _StorageSection: ...
+    @property
+    def s3(self) -> _S3Section: ...
+
+
+def make_storage(config: StorageSettings, run: Run, reactor: IReactorTime,
+                 s3_timings: Timings | None = None) -> IStorage:
     """
     The storage backend the configuration names.
 
@@ -52,8 +134,10 @@ def make_storage(config, run, reactor, s3_timings=None):
         on_close=close)
 
 
-def make_s3_client(config, run, reactor, timings=None, *, bucket=None, endpoint=None,
-                   region=None):
+def make_s3_client(config: StorageSettings, run: Run, reactor: IReactorTime,
+                   timings: Timings | None = None, *, bucket: str | None = None,
+                   endpoint: str | None = None, region: str | None = None,
+                   ) -> "tuple[S3Client, CredentialSource, Callable[[], Deferred[Any]]]":
     """
     A client of the C{[s3]} bucket (its endpoint, credentials, deadline and
     the outbound TLS policy), with a connection pool of its own; or of
@@ -92,7 +176,8 @@ def make_s3_client(config, run, reactor, timings=None, *, bucket=None, endpoint=
         where = endpoint or aws_endpoint(region)
     except ValueError as e:
         raise StartupError(str(e))
-    static = (Credentials(s3.access_key, s3.secret_key, s3.session_token)
+    # (the configuration requires a secret key with an access key)
+    static = (Credentials(s3.access_key, cast(str, s3.secret_key), s3.session_token)
               if s3.access_key else None)
     credentials = CredentialSource(static, run, reactor)
     http, pool = make_http(reactor, s3.timeout, policy=policy)
@@ -101,7 +186,8 @@ def make_s3_client(config, run, reactor, timings=None, *, bucket=None, endpoint=
     return client, credentials, pool.closeCachedConnections
 
 
-def make_audit_log(config, run, reactor, s3_timings=None):
+def make_audit_log(config: StorageSettings, run: Run, reactor: IReactorTime,
+                   s3_timings: Timings | None = None) -> "IAuditLog":
     """
     The audit log kept with the storage the configuration names: daily
     files in C{<path>/.pypid/audit/}, or objects under the bucket's
@@ -117,7 +203,7 @@ def make_audit_log(config, run, reactor, s3_timings=None):
         return LocalAuditLog(os.path.join(config.storage.path, ".pypid", "audit"), run, reactor)
     client, credentials, close = make_s3_client(config, run, reactor, s3_timings)
 
-    def closed():
+    def closed() -> None:
         credentials.stop()
         close()
     return S3AuditLog(client, config.s3.prefix, reactor, prepare=credentials.start,
@@ -136,26 +222,27 @@ class StoragePart(Service):
         of the bucket; L{None} on local disk.
     """
 
-    def __init__(self, storage, s3_timings=None):
+    def __init__(self, storage: MeasuredStorage, s3_timings: Timings | None = None) -> None:
         self.storage = storage
         self.s3_timings = s3_timings
 
     @classmethod
-    def from_config(cls, config, run, reactor):
+    def from_config(cls, config: StorageSettings, run: Run,
+                    reactor: IReactorTime) -> "StoragePart":
         """The part for the configuration's storage, timed with the monotonic clock."""
         timings = Timings() if config.storage.backend == "s3" else None
         return cls(MeasuredStorage(make_storage(config, run, reactor, timings), time.monotonic),
                    timings)
 
-    def startService(self):
+    def startService(self) -> Deferred[None]:
         """Prepare the storage; its failure is the start-up's one line."""
         Service.startService(self)
         return ensureDeferred(self._prepare())
 
-    async def _prepare(self):
+    async def _prepare(self) -> None:
         await loading_index(self.storage.prepare())
 
-    def stopService(self):
+    def stopService(self) -> Deferred[Any]:
         """Close the storage (a bucket's markers finished, its connections dropped)."""
         Service.stopService(self)
         closing = maybeDeferred(self.storage.close)
@@ -163,14 +250,14 @@ class StoragePart(Service):
                                               error=f.getErrorMessage()))
         return closing
 
-    def metric_families(self):
+    def metric_families(self) -> Iterator[Family]:
         """The storage's operations, and its bucket's requests and presigned URLs."""
         yield from self.storage.operation_families("packages")
         if IMetricsSource.providedBy(self.storage):
             yield from self.storage.metric_families()
 
 
-async def loading_index(work):
+async def loading_index(work: Awaitable[_T]) -> _T:
     """
     Await C{work}, a step of loading the index at start-up (preparing its
     storage, reading it); a L{StorageError} becomes the start-up's one line,

@@ -10,8 +10,19 @@ All methods that touch the backend return Deferreds, so a network backend
 (S3) and the local one are interchangeable behind this interface.
 """
 
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol
+
 import attrs
+from twisted.internet.defer import Deferred
 from zope.interface import Attribute, Interface
+
+from pypid.core.model import FileRecord
+from pypid.core.pending import PendingFile
+
+#: C{run(f, *args) -> Deferred}: runs blocking work off the reactor thread
+#: (C{deferToThreadPool} bound to a pool in production, at once in tests).
+Run = Callable[..., Deferred[Any]]
 
 
 class StorageError(Exception):
@@ -29,7 +40,8 @@ class FileExists(Exception):
         yanked it); L{None} otherwise.
     """
 
-    def __init__(self, filename, sha256=None, record=None):
+    def __init__(self, filename: str, sha256: str | None = None,
+                 record: FileRecord | None = None) -> None:
         super().__init__(filename)
         self.filename = filename
         self.sha256 = sha256
@@ -57,14 +69,14 @@ class ScanResult:
         that the next start need not read them.)
     """
 
-    records: dict
-    tombstones: frozenset
-    skipped: tuple = ()
-    settled: object = None
+    records: dict[str, FileRecord]
+    tombstones: frozenset[str]
+    skipped: tuple[tuple[str, str], ...] = ()
+    settled: Deferred[Any] | None = None
     current: bool = False
     #: L{pypid.core.pending.PendingFile}s: files without a record, left to
     #: describe later, when the scan was asked to (C{later})
-    pending: tuple = ()
+    pending: tuple[PendingFile, ...] = ()
 
 
 @attrs.frozen
@@ -91,6 +103,14 @@ class Redirect:
     url: str
 
 
+class Deliverable(Protocol):
+    """A body that is delivered to a protocol (a L{twisted.web.iweb.IResponse})."""
+
+    def deliverBody(self, protocol: Any) -> None:
+        """Deliver the body to C{protocol}."""
+        ...
+
+
 @attrs.frozen
 class RemoteFile:
     """
@@ -106,7 +126,7 @@ class RemoteFile:
     """
 
     size: int
-    fetch: object
+    fetch: Callable[[int, int], Deferred[Deliverable]]
 
 
 @attrs.frozen
@@ -119,7 +139,11 @@ class RemoteBytes:
         L{RemoteFile.fetch}.
     """
 
-    read: object
+    read: Callable[[], Deferred[bytes]]
+
+
+#: How a stored object is sent to a client (L{IStorage.locate}).
+Location = LocalFile | MemoryFile | Redirect | RemoteFile | RemoteBytes
 
 
 class IStorage(Interface):
@@ -127,7 +151,7 @@ class IStorage(Interface):
 
     temp_dir = Attribute("A local directory where uploads are spooled before publish().")
 
-    def prepare():
+    def prepare() -> Deferred[None]:
         """
         Make the backend ready and remove what a crash left behind (temporary
         files). Called once at start-up.
@@ -135,17 +159,18 @@ class IStorage(Interface):
         @rtype: L{Deferred} firing with L{None}
         """
 
-    def close():
+    def close() -> Deferred[Any] | None:
         """Release what L{prepare} took (locks, connections); called on stop."""
 
-    def check():
+    def check() -> Deferred[bool]:
         """
         Whether the backend answers now (for C{/health}).
 
         @rtype: L{Deferred} firing with a L{bool}
         """
 
-    def publish(temp_path, record, metadata, details=None):
+    def publish(temp_path: str, record: FileRecord, metadata: bytes | None,
+                details: bytes | None = None) -> Deferred[FileRecord]:
         """
         Store the spooled file at C{temp_path} under C{record.path}, with its
         record, its core metadata bytes (or L{None}) and its details for the
@@ -157,14 +182,14 @@ class IStorage(Interface):
             with L{FileExists}, L{FilenameDeleted} or L{StorageError}.
         """
 
-    def update(record):
+    def update(record: FileRecord) -> Deferred[None]:
         """
         Replace what is kept beside a stored file (its yank state, say).
 
         @rtype: L{Deferred} firing with L{None}
         """
 
-    def delete(record):
+    def delete(record: FileRecord) -> Deferred[None]:
         """
         Remove a stored file, its metadata and its details, and keep a
         tombstone so the filename is never reused.
@@ -172,7 +197,7 @@ class IStorage(Interface):
         @rtype: L{Deferred} firing with L{None}
         """
 
-    def add_tombstone(filename):
+    def add_tombstone(filename: str) -> Deferred[None]:
         """
         Keep a tombstone for a filename that no stored file has (a delete
         made on another server, carried over by C{pypid-admin import}), so
@@ -182,13 +207,14 @@ class IStorage(Interface):
             L{FileExists} when a file of that name is stored (it stays).
         """
 
-    def identity():
+    def identity() -> str:
         """
         A string naming this backend's data (a folder, a bucket and prefix),
         kept in the snapshot so a snapshot of other data is never used.
         """
 
-    def scan(known, since, tombstones, persist=True):
+    def scan(known: dict[str, FileRecord] | None, since: float, tombstones: Iterable[str],
+             persist: bool = True) -> Deferred[ScanResult]:
         """
         List what the backend holds.
 
@@ -216,7 +242,7 @@ class IStorage(Interface):
         @rtype: L{Deferred} firing with a L{ScanResult}
         """
 
-    def locate(record):
+    def locate(record: FileRecord) -> Location:
         """
         Say how to send a stored file to a client.
 
@@ -224,14 +250,14 @@ class IStorage(Interface):
             L{RemoteBytes}
         """
 
-    def locate_metadata(record):
+    def locate_metadata(record: FileRecord) -> Location:
         """
         Say how to send a stored file's core metadata (PEP 658).
 
         @rtype: L{LocalFile}, L{MemoryFile}, L{Redirect} or L{RemoteBytes}
         """
 
-    def read_metadata(record):
+    def read_metadata(record: FileRecord) -> Deferred[bytes]:
         """
         Read a stored file's core metadata (for the JSON API).
 
@@ -239,7 +265,7 @@ class IStorage(Interface):
             L{FileNotFoundError} or L{StorageError}
         """
 
-    def read_details(record):
+    def read_details(record: FileRecord) -> Deferred[bytes | None]:
         """
         Read a stored file's details (for the pages for people). A file
         imported from a folder has them once the import's background work
@@ -249,7 +275,7 @@ class IStorage(Interface):
             kept; or failing with L{StorageError}
         """
 
-    def describe(record):
+    def describe(record: FileRecord) -> Deferred[bytes | None]:
         """
         Render a stored file's details from the file itself and keep them
         (for a file stored before details were kept, or whose import has
@@ -270,7 +296,7 @@ class Changed:
     """
 
     filename: str
-    record: object
+    record: FileRecord | None
     deleted: bool
 
 
@@ -282,50 +308,51 @@ class ISharedStorage(Interface):
 
     sync_interval = Attribute("Seconds between two looks for other servers' changes.")
 
-    def poll():
+    def poll() -> Deferred[list[Changed]]:
         """
         The changes other servers made since the last call.
 
         @rtype: L{Deferred} firing with a list of L{Changed}
         """
 
-    def reconcile_due():
+    def reconcile_due() -> bool:
         """
         Whether the changes cannot be known from the markers alone (the
         index came from a snapshot, or the server was out of touch too
         long), so that L{reconcile} is needed.
         """
 
-    def synced_at():
+    def synced_at() -> float | None:
         """
         When this server last took in every change made through others (POSIX
         time), or L{None}; a snapshot stands for no later a time than this.
         """
 
-    def reconcile(known, tombstones):
+    def reconcile(known: dict[str, FileRecord],
+                  tombstones: Iterable[str]) -> Deferred[ScanResult]:
         """
         Compare the whole storage with the index's records.
 
         @rtype: L{Deferred} firing with a L{ScanResult}
         """
 
-    def state():
+    def state() -> Any:
         """What this backend keeps in the local snapshot (JSON-ready), or L{None}."""
 
-    def state_changed():
+    def state_changed() -> bool:
         """Whether L{state} changed since it was last taken."""
 
-    def restore_state(state):
+    def restore_state(state: Any) -> None:
         """Take back what L{state} gave, from the snapshot, after C{prepare()}."""
 
-    def keep_snapshot(data):
+    def keep_snapshot(data: bytes) -> Deferred[None] | None:
         """
         Keep a copy of the snapshot's bytes where a new server finds it.
 
         @rtype: L{Deferred}, or L{None} when no copy is kept
         """
 
-    def load_snapshot():
+    def load_snapshot() -> Deferred[bytes | None]:
         """
         The snapshot copy kept by L{keep_snapshot}.
 
@@ -341,7 +368,8 @@ class IBackfillStorage(Interface):
     that the server answers at once from their names.
     """
 
-    def describe_pending(pending, persist=True):
+    def describe_pending(pending: Sequence[PendingFile], persist: bool = True,
+                         ) -> Deferred[list[tuple[PendingFile, FileRecord | str]]]:
         """
         Describe files a scan left pending (L{pypid.core.pending.PendingFile}s),
         and keep their records beside them (with C{persist}).

@@ -7,7 +7,13 @@ dates a save by, so one lock table is given to both the publishing area and
 the writer.
 """
 
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Any, TypeVar
+
 from twisted.internet.defer import DeferredLock
+from twisted.internet.interfaces import IReactorTime
+
+_T = TypeVar("_T")
 
 
 class KeyedLock:
@@ -18,19 +24,19 @@ class KeyedLock:
         L{oldest} can say since when work has been under way.
     """
 
-    def __init__(self, clock=None):
-        self._locks = {}
+    def __init__(self, clock: IReactorTime | None = None) -> None:
+        self._locks: dict[Hashable, DeferredLock] = {}
         self._clock = clock
-        self._begun = {}
+        self._begun: dict[object, float] = {}
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._locks)
 
-    def oldest(self):
+    def oldest(self) -> float | None:
         """When the oldest call still waiting or running began, or L{None}."""
         return min(self._begun.values(), default=None)
 
-    async def run(self, key, f, *args):
+    async def run(self, key: Hashable, f: Callable[..., Awaitable[_T]], *args: Any) -> _T:
         """
         Await C{f(*args)} once no other call with the same key is running.
 

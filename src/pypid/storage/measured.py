@@ -8,12 +8,15 @@ untouched: they answer from memory, and C{locate} is on the path of every
 download, where a timer would cost more than the call.
 """
 
+from collections.abc import Callable
+from typing import Any
+
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 from zope.interface import directlyProvides, providedBy
 
-from pypid.core.metrics import Timings, timing_families
-from pypid.storage.interface import FileExists, FilenameDeleted
+from pypid.core.metrics import Family, Timings, timing_families
+from pypid.storage.interface import FileExists, FilenameDeleted, IStorage
 
 #: The backend calls that are timed: the methods of L{IStorage} and
 #: L{ISharedStorage} that return a L{Deferred}.
@@ -33,7 +36,8 @@ class MeasuredStorage:
     C{ISharedStorage.providedBy} answers for it as for the backend.
     """
 
-    def __init__(self, inner, timer, timings=None):
+    def __init__(self, inner: IStorage, timer: Callable[[], float],
+                 timings: Timings | None = None) -> None:
         self._inner = inner
         self._timer = timer
         self.timings = timings if timings is not None else Timings()
@@ -52,24 +56,24 @@ class MeasuredStorage:
                 setattr(self, name, self._timed(name, method))
 
     @property
-    def inner(self):
+    def inner(self) -> IStorage:
         """The storage that does the work."""
         return self._inner
 
-    def operation_families(self, store):
+    def operation_families(self, store: str) -> list[Family]:
         """The calls, errors and latency of the backend's operations, labelled C{store}."""
         return timing_families(("pypid_storage_operations", "pypid_storage_errors",
                                 "pypid_storage_duration_seconds"), "Storage operations",
                                ("store", "operation"), [((store,), self.timings)])
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> Any:
         # (only for what __init__ did not set: untimed calls and attributes)
         return getattr(self._inner, name)
 
-    def _timed(self, name, method):
+    def _timed(self, name: str, method: Callable[..., Any]) -> Callable[..., Any]:
         timer, record = self._timer, self.timings.record
 
-        def timed(*args, **kwargs):
+        def timed(*args: Any, **kwargs: Any) -> Any:
             started = timer()
             try:
                 result = method(*args, **kwargs)
@@ -80,7 +84,7 @@ class MeasuredStorage:
                 record(name, timer() - started)
                 return result
 
-            def done(value):
+            def done(value: Any) -> Any:
                 record(name, timer() - started, failed=not _succeeded(value))
                 return value
             return result.addBoth(done)
@@ -90,7 +94,7 @@ class MeasuredStorage:
         return timed
 
 
-def _succeeded(value):
+def _succeeded(value: object) -> bool:
     """
     Whether a call's result is a success. A file that already exists or
     was deleted is the backend answering, not failing.

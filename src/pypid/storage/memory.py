@@ -22,13 +22,16 @@ import hashlib
 import io
 import os
 import uuid
+from collections.abc import Callable, Iterable
 
 import attrs
-from twisted.internet.defer import fail, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
+from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
 from pypid.core.distribution import inspect
 from pypid.core.metadata import InvalidDistribution
+from pypid.core.model import FileRecord
 from pypid.core.names import InvalidName
 from pypid.storage.disk import remove_file
 from pypid.storage.interface import (
@@ -42,19 +45,19 @@ from pypid.storage.interface import (
 )
 
 
-def _digests(data):
+def _digests(data: bytes) -> tuple[int, str, str, str]:
     """C{(size, sha256, blake2_256, md5)} of C{data}, as L{inspect} takes them."""
     return (len(data), hashlib.sha256(data).hexdigest(),
             hashlib.blake2b(data, digest_size=32).hexdigest(),
             hashlib.md5(data, usedforsecurity=False).hexdigest())
 
 
-def _missing(name):
+def _missing(name: str) -> Callable[[], Deferred[bytes]]:
     """A C{read()} for L{RemoteBytes} that fails as a missing file on disk does."""
     return lambda: fail(FileNotFoundError(name))
 
 
-def _hidden(key):
+def _hidden(key: str) -> bool:
     """Whether a key is outside what a scan reads (a dot name, as on disk)."""
     return any(part.startswith(".") for part in key.split("/"))
 
@@ -77,57 +80,59 @@ class MemoryStorage:
     """
 
     temp_dir: str
-    _clock: object
-    objects: dict = attrs.field(factory=dict)
+    _clock: IReactorTime
+    objects: dict[str, bytes] = attrs.field(factory=dict)
     # What the local backend keeps in .pypid/files/, by filename: records,
     # metadata, tombstones (the time of the delete), and when each name last
     # changed through this storage (for scan's trust of a snapshot).
-    _records: dict = attrs.field(factory=dict, init=False)
-    _metadata: dict = attrs.field(factory=dict, init=False)
-    _details: dict = attrs.field(factory=dict, init=False)
-    _tombstones: dict = attrs.field(factory=dict, init=False)
-    _changed: dict = attrs.field(factory=dict, init=False)
+    _records: dict[str, FileRecord] = attrs.field(factory=dict, init=False)
+    _metadata: dict[str, bytes] = attrs.field(factory=dict, init=False)
+    _details: dict[str, bytes | None] = attrs.field(factory=dict, init=False)
+    _tombstones: dict[str, float] = attrs.field(factory=dict, init=False)
+    _changed: dict[str, float] = attrs.field(factory=dict, init=False)
     # Metadata of objects without a record read by a scan that did not
     # persist (filename -> bytes): the local backend's memory of them.
-    _unwritten: dict = attrs.field(factory=dict, init=False)
+    _unwritten: dict[str, bytes] = attrs.field(factory=dict, init=False)
     # The data lives as long as this object: a snapshot of another storage
     # (another process, or another test) must never be taken for this one's.
     _name: str = attrs.field(factory=lambda: uuid.uuid4().hex, init=False)
 
     # -- the interface ---------------------------------------------------------------
 
-    def prepare(self):
+    def prepare(self) -> Deferred[None]:
         """Create the spool folder and remove the files a crash left in it."""
         return maybeDeferred(self._prepare_sync)
 
-    def close(self):
+    def close(self) -> None:
         """Nothing to release: no lock is held and no connection is open."""
 
-    def check(self):
+    def check(self) -> Deferred[bool]:
         """Memory always answers."""
         return succeed(True)
 
-    def identity(self):
+    def identity(self) -> str:
         """A name of this object's data alone, since nothing outlives it."""
         return f"memory:{self._name}"
 
-    def publish(self, temp_path, record, metadata, details=None):
+    def publish(self, temp_path: str, record: FileRecord, metadata: bytes | None,
+                details: bytes | None = None) -> Deferred[FileRecord]:
         """Keep the spooled upload's bytes under C{record.path}, never over anything stored."""
         return maybeDeferred(self._publish_sync, temp_path, record, metadata, details)
 
-    def update(self, record):
+    def update(self, record: FileRecord) -> Deferred[None]:
         """Replace a file's record (a yank or an unyank); never after a delete."""
         return maybeDeferred(self._update_sync, record)
 
-    def delete(self, record):
+    def delete(self, record: FileRecord) -> Deferred[None]:
         """Remove a file, its metadata and details, keeping a tombstone for its name."""
         return maybeDeferred(self._delete_sync, record)
 
-    def add_tombstone(self, filename):
+    def add_tombstone(self, filename: str) -> Deferred[None]:
         """Keep a tombstone for a name no stored file has; see L{IStorage.add_tombstone}."""
         return maybeDeferred(self._add_tombstone_sync, filename)
 
-    def scan(self, known=None, since=0.0, tombstones=(), persist=True):
+    def scan(self, known: dict[str, FileRecord] | None = None, since: float = 0.0,
+             tombstones: Iterable[str] = (), persist: bool = True) -> Deferred[ScanResult]:
         """
         What the storage holds, reading objects put there directly; see
         L{IStorage.scan}. Its own tombstones are always exact, so the
@@ -135,7 +140,7 @@ class MemoryStorage:
         """
         return maybeDeferred(self._scan_sync, known or {}, since, persist)
 
-    def locate(self, record):
+    def locate(self, record: FileRecord) -> MemoryFile | RemoteBytes:
         """
         Files are sent from memory; one whose bytes are gone is read as a
         missing file, so the server answers 404 as it does for the local
@@ -146,36 +151,36 @@ class MemoryStorage:
             return RemoteBytes(_missing(record.path))
         return MemoryFile(data)
 
-    def locate_metadata(self, record):
+    def locate_metadata(self, record: FileRecord) -> MemoryFile | RemoteBytes:
         """Metadata is sent from memory, or read as a missing file when there is none."""
         data = self._metadata_of(record.filename)
         if data is None:
             return RemoteBytes(_missing(record.path + ".metadata"))
         return MemoryFile(data)
 
-    def read_metadata(self, record):
+    def read_metadata(self, record: FileRecord) -> Deferred[bytes]:
         """A file's metadata, or L{FileNotFoundError} when none is kept."""
         data = self._metadata_of(record.filename)
         if data is None:
             return fail(FileNotFoundError(record.path + ".metadata"))
         return succeed(data)
 
-    def _metadata_of(self, filename):
+    def _metadata_of(self, filename: str) -> bytes | None:
         """A file's metadata: what a scan that did not persist read first, as it is newer."""
         data = self._unwritten.get(filename)
         return data if data is not None else self._metadata.get(filename)
 
-    def read_details(self, record):
+    def read_details(self, record: FileRecord) -> Deferred[bytes | None]:
         """A file's details, or L{None} when none are kept."""
         return succeed(self._details.get(record.filename))
 
-    def describe(self, record):
+    def describe(self, record: FileRecord) -> Deferred[bytes | None]:
         """Render and keep a file's details from its bytes."""
         data = self.objects.get(record.path)
         if data is None or record.filename not in self._records:
             return succeed(None)
         try:
-            details = inspect(io.BytesIO(data), record.filename, record.path,
+            details: bytes | None = inspect(io.BytesIO(data), record.filename, record.path,
                               record.upload_time, _digests(data), legacy=True,
                               details=True).details
         except (InvalidName, InvalidDistribution):
@@ -185,7 +190,7 @@ class MemoryStorage:
 
     # -- the work, done at once --------------------------------------------------------
 
-    def _prepare_sync(self):
+    def _prepare_sync(self) -> None:
         """Make the spool folder and sweep its files (folders a person put there stay)."""
         try:
             os.makedirs(self.temp_dir, exist_ok=True)
@@ -195,7 +200,8 @@ class MemoryStorage:
         except OSError as e:
             raise StorageError(f"cannot use {self.temp_dir} as the spool folder: {e.strerror}")
 
-    def _publish_sync(self, temp_path, record, metadata, details):
+    def _publish_sync(self, temp_path: str, record: FileRecord, metadata: bytes | None,
+                      details: bytes | None) -> FileRecord:
         """Take the spooled bytes in, consuming the spooled file whatever happens."""
         try:
             if record.filename in self._tombstones:
@@ -213,7 +219,7 @@ class MemoryStorage:
         self._changed[record.filename] = self._clock.seconds()
         return record
 
-    def _refuse_taken(self, record):
+    def _refuse_taken(self, record: FileRecord) -> None:
         """
         Raise L{FileExists} when C{record.path} holds bytes, or when the
         filename is stored under another key: publishing would overwrite a
@@ -231,14 +237,14 @@ class MemoryStorage:
         # Bytes put there directly and not read by a scan yet: no record.
         raise FileExists(record.filename, hashlib.sha256(data).hexdigest())
 
-    def _update_sync(self, record):
+    def _update_sync(self, record: FileRecord) -> None:
         """Keep a new record, unless its name is a tombstone (a delete is final)."""
         if record.filename in self._tombstones:
             raise FilenameDeleted(record.filename)
         self._records[record.filename] = record
         self._changed[record.filename] = self._clock.seconds()
 
-    def _delete_sync(self, record):
+    def _delete_sync(self, record: FileRecord) -> None:
         """Keep the tombstone, then forget the bytes, metadata and record."""
         now = self._clock.seconds()
         self._tombstones[record.filename] = now
@@ -249,7 +255,7 @@ class MemoryStorage:
         self._details.pop(record.filename, None)
         self._records.pop(record.filename, None)
 
-    def _add_tombstone_sync(self, filename):
+    def _add_tombstone_sync(self, filename: str) -> None:
         """
         Keep the tombstone, unless bytes of that name are held (with a
         record or put there directly, under any key).
@@ -266,13 +272,15 @@ class MemoryStorage:
         self._changed[filename] = now
         self._records.pop(filename, None)
 
-    def _scan_sync(self, known, since, persist=True):
+    def _scan_sync(self, known: dict[str, FileRecord], since: float,
+                   persist: bool = True) -> ScanResult:
         """List every object once, under the name a tombstone does not hide."""
         now = self._clock.seconds()
         # A snapshot from the future means the clock went back: trust no time.
         if since > now:
             since = 0.0
-        records, skipped = {}, []
+        records: dict[str, FileRecord] = {}
+        skipped: list[tuple[str, str]] = []
         for key in sorted(self.objects, key=self._listing_order):
             if _hidden(key):
                 continue
@@ -290,12 +298,13 @@ class MemoryStorage:
         return ScanResult(records=records, tombstones=frozenset(self._tombstones),
                           skipped=tuple(skipped))
 
-    def _listing_order(self, key):
+    def _listing_order(self, key: str) -> tuple[bool, str]:
         """Keys in order, but a stored record's own key before another of its name."""
         stored = self._records.get(key.rpartition("/")[2])
         return (stored is None or stored.path != key, key)
 
-    def _record_for(self, key, filename, known, since, now, persist=True):
+    def _record_for(self, key: str, filename: str, known: dict[str, FileRecord], since: float,
+                    now: float, persist: bool = True) -> FileRecord | str:
         """
         The record of the bytes under C{key}: C{known}'s when the name did not
         change since C{since}, else the stored one, else what the bytes say
@@ -314,7 +323,8 @@ class MemoryStorage:
             return stored if stored.path == key else stored.replace(path=key)
         return self._import(key, filename, now, persist)
 
-    def _import(self, key, filename, now, persist=True):
+    def _import(self, key: str, filename: str, now: float,
+                persist: bool = True) -> FileRecord | str:
         """
         Describe bytes put there directly, with the time they were found as
         upload time; without C{persist}, only their metadata is kept, aside
@@ -337,7 +347,7 @@ class MemoryStorage:
         self._changed[filename] = now
         return inspected.record
 
-    def _keep(self, filename, metadata, details):
+    def _keep(self, filename: str, metadata: bytes | None, details: bytes | None) -> None:
         """Keep a file's metadata and details, forgetting older ones it has not."""
         self._unwritten.pop(filename, None)
         for kept, data in ((self._metadata, metadata), (self._details, details)):

@@ -45,7 +45,9 @@ former version left.
 import functools
 import json
 import os
+from collections.abc import Callable, Iterable, Iterator
 from itertools import repeat
+from typing import Any
 
 import attrs
 import orjson
@@ -80,6 +82,11 @@ class SnapshotError(Exception):
     """The snapshot cannot be used; the index is rebuilt from storage."""
 
 
+#: A project's line read with C{later}: C{(project, name, filenames,
+#: source)}, C{source()} making its records when first asked for.
+Waiting = tuple[str, str, list[str], Callable[[], list[FileRecord]]]
+
+
 @attrs.frozen
 class Snapshot:
     """
@@ -91,29 +98,31 @@ class Snapshot:
     """
 
     saved_at: float
-    records: dict
-    tombstones: tuple
+    records: dict[str, FileRecord]
+    tombstones: tuple[str, ...]
     serial: int = 0
     storage: str | None = None
-    storage_state: object = None
-    upstream_state: object = None
+    #: (JSON-ready: what the storage and the upstream cache keep)
+    storage_state: Any = None
+    upstream_state: Any = None
     #: the format it was read from: an older one is written again at once
     format: int = FORMAT
     #: read with C{later} (L{decode}): the projects whose records are made
     #: when first asked for, as L{pypid.core.index.Index.load} takes them
     #: (C{records} then holds none of theirs)
-    later: tuple = ()
+    later: tuple[Waiting, ...] = ()
     #: the projects whose line a C{later} source found damaged, as they are
     #: found: the check after the start then trusts no time of the snapshot
-    damaged: list = attrs.field(factory=list, eq=False)
+    damaged: list[str] = attrs.field(factory=list, eq=False)
 
 
-def _line(obj):
+def _line(obj: Any) -> bytes:
     return orjson.dumps(obj) + b"\n"
 
 
-def lines(records, tombstones, saved_at, serial=0, storage=None, storage_state=None,
-          upstream_state=None):
+def lines(records: Iterable[FileRecord], tombstones: Iterable[str], saved_at: float,
+          serial: int = 0, storage: str | None = None, storage_state: Any = None,
+          upstream_state: Any = None) -> Iterator[bytes]:
     """
     The snapshot's lines, as bytes, a project at a time (see the module's
     docstring), for L{write} to write as they come.
@@ -122,7 +131,7 @@ def lines(records, tombstones, saved_at, serial=0, storage=None, storage_state=N
     @param storage_state: what the storage backend keeps in the snapshot
         (JSON-ready; S3's presigned URL cache), or L{None}.
     """
-    projects = {}
+    projects: dict[str, list[FileRecord]] = {}
     for record in records:
         projects.setdefault(record.project, []).append(record)
     yield _line({"format": FORMAT, "saved_at": saved_at, "serial": serial,
@@ -131,12 +140,13 @@ def lines(records, tombstones, saved_at, serial=0, storage=None, storage_state=N
     # 0.75-0.89 s for 100,001 files, of which 0.14 s is the fsync)
     for project, files in projects.items():
         # (a record is the tuple of its values, in COLUMNS order after the project)
-        values = list(zip(*files))
+        values: list[Any] = list(zip(*files, strict=False))
         del values[1]
         name = files[0].name
         count = len(files)
-        columns = {}
-        for column, kept in zip(COLUMNS, values):
+        columns: dict[str, Any] = {}
+        kept: Any
+        for column, kept in zip(COLUMNS, values, strict=False):
             nulls = kept.count(None)
             if nulls == count and column not in REQUIRED:
                 continue
@@ -152,17 +162,20 @@ def lines(records, tombstones, saved_at, serial=0, storage=None, storage_state=N
         yield _line({"storage_state": storage_state})
     if upstream_state is not None:
         yield _line({"upstream_state": upstream_state})
-    yield _line({"end": {"projects": len(projects), "files": sum(map(len, projects.values()))}})
+    files_count = sum(map(len, projects.values()))
+    yield _line({"end": {"projects": len(projects), "files": files_count}})
 
 
-def encode(records, tombstones, saved_at, serial=0, storage=None, storage_state=None,
-           upstream_state=None):
+def encode(records: Iterable[FileRecord], tombstones: Iterable[str], saved_at: float,
+           serial: int = 0, storage: str | None = None, storage_state: Any = None,
+           upstream_state: Any = None) -> bytes:
     """The snapshot's bytes, whole (L{lines} joined)."""
     return b"".join(lines(records, tombstones, saved_at, serial, storage, storage_state,
                           upstream_state))
 
 
-def _digests(column, values, count, fromhex=bytes.fromhex):
+def _digests(column: str, values: list[Any] | None, count: int,
+             fromhex: Callable[[str], bytes] = bytes.fromhex) -> Iterable[bytes | None]:
     """A digest column's raw bytes (the hex checked: of its size, or null where allowed)."""
     if values is None:
         if column == "sha256":
@@ -183,7 +196,7 @@ def _digests(column, values, count, fromhex=bytes.fromhex):
     return raw
 
 
-def _project(line, shared):
+def _project(line: dict[str, Any], shared: dict[str, str]) -> Iterator[FileRecord]:
     """
     The L{FileRecord}s of one project's line. Each column is checked and
     converted whole, C{map} over it in C rather than a loop over rows in
@@ -220,7 +233,7 @@ def _project(line, shared):
         kinds = list(map(_KINDS.__getitem__, kinds))
     except (KeyError, TypeError):
         raise SnapshotError(f"{project}: an unknown package type")
-    texts = []
+    texts: list[Iterable[str | None]] = []
     share = shared.setdefault
     for column in ("path", "requires_python", "yanked", "summary", "uploader", "name"):
         values = get(column)
@@ -231,7 +244,7 @@ def _project(line, shared):
                                 "that is not a string")
         elif column == "path":
             texts.append([None if path == filename else path
-                          for path, filename in zip(values, filenames)])
+                          for path, filename in zip(values, filenames, strict=False)])
         elif column == "yanked":
             texts.append(values)
         else:
@@ -242,7 +255,7 @@ def _project(line, shared):
         kinds, paths, sizes, _digests("sha256", get("sha256"), count), times,
         _digests("blake2_256", get("blake2_256"), count), _digests("md5", get("md5"), count),
         requires, yanked, _digests("metadata_sha256", get("metadata_sha256"), count),
-        summaries, uploaders))
+        summaries, uploaders, strict=False))
 
 
 #: what comes between a project line's name and its filenames, as L{lines}
@@ -250,7 +263,7 @@ def _project(line, shared):
 _FILENAMES = b',"files":{"filename":['
 
 
-def _head(raw):
+def _head(raw: bytes) -> tuple[str, str, list[str]] | None:
     """
     C{(project, name, filenames)} of a project line's bytes as L{lines}
     writes it, parsed without the rest of the line (its other columns, a
@@ -279,7 +292,8 @@ def _head(raw):
     return project, name, filenames
 
 
-def _source(project, name, raw, filenames, shared, damaged):
+def _source(project: str, name: str, raw: bytes, filenames: list[str], shared: dict[str, str],
+            damaged: list[str]) -> Callable[[], list[FileRecord]]:
     """
     C{source()}: the records of a project's line read with C{later} (its
     bytes C{raw}, whose filenames were C{filenames}), parsed again, made
@@ -289,7 +303,7 @@ def _source(project, name, raw, filenames, shared, damaged):
     them again beside the files (the project is added to C{damaged}, which
     tells it to read every record).
     """
-    def source():
+    def source() -> list[FileRecord]:
         try:
             line = orjson.loads(raw)
             files = line["files"]
@@ -307,7 +321,7 @@ def _source(project, name, raw, filenames, shared, damaged):
     return source
 
 
-def _head_of(line):
+def _head_of(line: dict[str, Any]) -> tuple[str, str, list[str]]:
     """
     C{(project, name, filenames)} of a project's line parsed whole (laid
     out otherwise than L{_head} reads), checked as L{_head} checks them.
@@ -321,7 +335,8 @@ def _head_of(line):
     return project, name, filenames
 
 
-def _decode_lines(first, rest, later=False):
+def _decode_lines(first: dict[str, Any], rest: Iterable[bytes | memoryview],
+                  later: bool = False) -> Snapshot:
     """
     A L{Snapshot} from its first line (parsed) and an iterator of the
     others (bytes or memoryviews, each one JSON object).
@@ -329,7 +344,11 @@ def _decode_lines(first, rest, later=False):
     @param later: whether each project's records are left to be made when
         first asked for (L{Snapshot.later}).
     """
-    records, shared, waiting, damaged, named = {}, {}, [], [], set()
+    records: dict[str, FileRecord] = {}
+    shared: dict[str, str] = {}
+    waiting: list[Waiting] = []
+    damaged: list[str] = []
+    named: set[str] = set()
     counted = 0
     tombstones = upstream_state = storage_state = end = None
     if not isinstance(first.get("serial", 0), int):
@@ -339,7 +358,7 @@ def _decode_lines(first, rest, later=False):
         raise SnapshotError("the storage is not a string")
     projects = 0
 
-    def wait(head, raw):
+    def wait(head: tuple[str, str, list[str]], raw: bytes) -> None:
         # A project's line read with later: its name and filenames now, its
         # bytes kept rather than the parsed line, which holds every value
         # as a Python object (hex digests as 113-byte strings): 410 rather
@@ -394,7 +413,7 @@ def _decode_lines(first, rest, later=False):
                     later=tuple(waiting), damaged=damaged)
 
 
-def _decode_format_1(obj):
+def _decode_format_1(obj: dict[str, Any]) -> Snapshot:
     records = {}
     for item in obj["files"]:
         record = FileRecord.from_json(item)
@@ -409,7 +428,8 @@ def _decode_format_1(obj):
                     storage, obj.get("storage_state"), obj.get("upstream_state"), 1)
 
 
-def _decode(first_line, rest, whole, later=False):
+def _decode(first_line: bytes | memoryview, rest: Iterable[bytes | memoryview],
+            whole: Callable[[], bytes], later: bool = False) -> Snapshot:
     """
     Parse a snapshot given its first line, an iterator of the other lines,
     and C{whole()}, the whole bytes (for a format 1 snapshot, one document
@@ -434,7 +454,7 @@ def _decode(first_line, rest, whole, later=False):
         raise SnapshotError(f"not a valid snapshot: {e}")
 
 
-def _split(data):
+def _split(data: bytes) -> Iterator[memoryview]:
     """The lines of C{data}, as memoryviews (no copies), without empty ones."""
     view = memoryview(data)
     start = 0
@@ -447,7 +467,7 @@ def _split(data):
         start = end + 1
 
 
-def decode(data, later=False):
+def decode(data: bytes, later: bool = False) -> Snapshot:
     """
     Parse a snapshot's bytes.
 
@@ -465,7 +485,7 @@ def decode(data, later=False):
     return _decode(first, lines, lambda: data, later)
 
 
-def sweep(path):
+def sweep(path: str) -> None:
     """Remove temporary files that a crash during a save left beside the snapshot."""
     folder = os.path.dirname(path) or "."
     try:
@@ -480,7 +500,7 @@ def sweep(path):
                 pass
 
 
-def read(path, later=False):
+def read(path: str, later: bool = False) -> Snapshot | None:
     """
     Read the snapshot at C{path} a line at a time, or return L{None} when
     there is none; C{later} as L{decode} takes it.
@@ -498,7 +518,7 @@ def read(path, later=False):
         raise SnapshotError(f"cannot read {path}: {e.strerror}")
     try:
         with f:
-            def whole():
+            def whole() -> bytes:
                 f.seek(0)
                 return f.read()
             try:
@@ -518,7 +538,7 @@ def read(path, later=False):
         raise SnapshotError(f"{e}; kept as {aside}")
 
 
-def write(path, data):
+def write(path: str, data: bytes | Iterable[bytes]) -> None:
     """
     Write the snapshot atomically (see L{write_atomically}): C{data} is its
     bytes, or an iterable of them (L{lines}), written as they come.

@@ -11,18 +11,22 @@ L{StorageError}s, which the web layer answers with 503.
 """
 
 import xml.etree.ElementTree as ET
+from collections.abc import AsyncIterator, Callable, Sequence
 from hashlib import sha256
+from typing import IO, Any, Protocol, TypeAlias, cast
 from urllib.parse import unquote
 
 import attrs
 from twisted.internet.defer import CancelledError, Deferred, DeferredSemaphore, ensureDeferred
-from twisted.web.iweb import IBodyProducer
+from twisted.internet.interfaces import IConsumer, IReactorTime
+from twisted.python.failure import Failure
+from twisted.web.iweb import IBodyProducer, IResponse
 from zope.interface import implementer
 
 from pypid.core.metrics import Timings
 from pypid.http import bodies
-from pypid.storage.interface import StorageError
-from pypid.storage.s3.sign import EMPTY_SHA256, sign
+from pypid.storage.interface import Run, StorageError
+from pypid.storage.s3.sign import EMPTY_SHA256, Bucket, Credentials, sign
 
 #: Error answers are read up to this size (S3's are a few hundred bytes).
 _ERROR_BODY_LIMIT = 64 << 10
@@ -41,7 +45,7 @@ RETRY_DELAYS = (0.2, 1.0)
 class S3Error(StorageError):
     """The store answered with an error (a 4xx): C{status}, C{code}."""
 
-    def __init__(self, status, code, message):
+    def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(f"S3 answered {status} {code}: {message}" if message
                          else f"S3 answered {status} {code}")
         self.status = status
@@ -52,26 +56,26 @@ class S3Unavailable(StorageError):
     """The store could not be reached, timed out, or failed (a 5xx)."""
 
 
-def _text(element, name):
+def _text(element: ET.Element, name: str) -> str | None:
     found = element.find(_S3_NS + name)
     if found is None:
         found = element.find(name)
     return found.text or "" if found is not None else None
 
 
-def _all(element, name):
+def _all(element: ET.Element, name: str) -> list[ET.Element]:
     """Every C{name} element under C{element}, with S3's namespace or without."""
     return [*element.iter(_S3_NS + name), *element.iter(name)]
 
 
-def _parse(body, what):
+def _parse(body: bytes, what: str) -> ET.Element:
     try:
         return ET.fromstring(body)
     except ET.ParseError:
         raise S3Unavailable(f"S3 sent an unreadable answer to {what}")
 
 
-def parse_error(status, body):
+def parse_error(status: int, body: bytes) -> tuple[str, str]:
     """The C{(code, message)} of an error answer (its XML body, when there is one)."""
     if body:
         try:
@@ -98,35 +102,38 @@ class Listed:
 class ListPage:
     """One page of C{ListObjectsV2}."""
 
-    keys: tuple
-    prefixes: tuple
+    keys: tuple[Listed, ...]
+    prefixes: tuple[str, ...]
     next_token: str | None
 
 
-def parse_list(body):
+def parse_list(body: bytes) -> ListPage:
     """Parse a C{ListObjectsV2} answer into a L{ListPage}."""
     root = _parse(body, "a listing")
     # Asked for with encoding-type=url (keys may hold characters XML cannot):
     # decoded only when the store says it encoded them.
     encoded = (_text(root, "EncodingType") or "").lower() == "url"
-    decode = unquote if encoded else (lambda text: text)
+    decode: Callable[[str], str] = unquote if encoded else (lambda text: text)
     keys = []
     for item in _all(root, "Contents"):
-        keys.append(Listed(decode(_text(item, "Key")), int(_text(item, "Size") or 0),
+        # (a key is always there in an answer of S3's)
+        keys.append(Listed(decode(cast(str, _text(item, "Key"))),
+                           int(_text(item, "Size") or 0),
                            (_text(item, "ETag") or "").strip('"'),
                            _text(item, "LastModified") or ""))
-    prefixes = tuple(decode(_text(p, "Prefix")) for p in _all(root, "CommonPrefixes"))
+    prefixes = tuple(decode(cast(str, _text(p, "Prefix")))
+                     for p in _all(root, "CommonPrefixes"))
     truncated = (_text(root, "IsTruncated") or "").lower() == "true"
     token = _text(root, "NextContinuationToken") if truncated else None
     return ListPage(tuple(keys), prefixes, token)
 
 
-def parse_upload_id(body):
+def parse_upload_id(body: bytes) -> str | None:
     """The C{UploadId} of a C{CreateMultipartUpload} answer (L{None} if none)."""
     return _text(_parse(body, "a multipart upload"), "UploadId")
 
 
-def complete_body(etags):
+def complete_body(etags: list[str]) -> bytes:
     """The body of C{CompleteMultipartUpload} for the parts' ETags, in order."""
     root = ET.Element("CompleteMultipartUpload", xmlns=_S3_NS.strip("{}"))
     for number, etag in enumerate(etags, 1):
@@ -144,9 +151,9 @@ class S3Response:
     """
 
     code: int
-    headers: dict
+    headers: dict[str, str]
     body: bytes = b""
-    stream: object = None
+    stream: IResponse | None = None
 
 
 @implementer(IBodyProducer)
@@ -156,35 +163,36 @@ class FileRangeProducer:
     pool a chunk at a time and following the consumer's pace.
     """
 
-    def __init__(self, path, offset, length, run, chunk=1 << 20):
+    def __init__(self, path: str, offset: int, length: int, run: Run,
+                 chunk: int = 1 << 20) -> None:
         self.length = length
         self._path = path
         self._offset = offset
         self._run = run
         self._chunk = chunk
-        self._paused = None
+        self._paused: Deferred[None] | None = None
         self._stopped = False
 
-    def startProducing(self, consumer):
+    def startProducing(self, consumer: IConsumer) -> "Deferred[None]":
         """
         Send the range to C{consumer}; the Deferred fires when all is sent
         (and, as L{IBodyProducer} requires, never once stopped).
         """
-        done = Deferred()
+        done: Deferred[None] = Deferred()
 
-        def finished(result):
+        def finished(result: None) -> None:
             if not self._stopped:
                 done.callback(None)
 
-        def failed(failure):
+        def failed(failure: Failure) -> None:
             if not self._stopped:
                 done.errback(failure)
 
         ensureDeferred(self._produce(consumer)).addCallbacks(finished, failed)
         return done
 
-    async def _produce(self, consumer):
-        f = await self._run(open, self._path, "rb")
+    async def _produce(self, consumer: IConsumer) -> None:
+        f: IO[bytes] = await self._run(open, self._path, "rb")
         try:
             await self._run(f.seek, self._offset)
             left = self.length
@@ -204,28 +212,28 @@ class FileRangeProducer:
         finally:
             await self._run(f.close)
 
-    def pauseProducing(self):
+    def pauseProducing(self) -> None:
         """The connection is full: wait."""
         if self._paused is None:
             self._paused = Deferred()
 
-    def resumeProducing(self):
+    def resumeProducing(self) -> None:
         """Go on."""
         paused, self._paused = self._paused, None
         if paused is not None:
             paused.callback(None)
 
-    def stopProducing(self):
+    def stopProducing(self) -> None:
         """The request was abandoned."""
         self._stopped = True
         self.resumeProducing()
 
 
-def read_body(response, limit):
+def read_body(response: IResponse, limit: int) -> "Deferred[bytes]":
     """Read an answer's body, failing with L{S3Unavailable} beyond C{limit}."""
     d = bodies.read_body(response, limit)
 
-    def failed(failure):
+    def failed(failure: Failure) -> bytes:
         failure.trap(bodies.BodyError)
         if failure.check(bodies.BodyTooLarge):
             raise S3Unavailable(f"S3 sent more than {limit} bytes")
@@ -233,7 +241,100 @@ def read_body(response, limit):
     return d.addErrback(failed)
 
 
-class S3Client:
+class _CredentialSource(Protocol):
+    """Where a client finds the credentials to sign with now."""
+
+    def current(self) -> Credentials:
+        """The credentials to sign with now (never blocks)."""
+        ...
+
+
+#: The body of a call: bytes, or a callable returning a fresh
+#: L{FileRangeProducer} (called once per attempt).
+Body: TypeAlias = bytes | Callable[[], FileRangeProducer]
+
+
+class BucketCalls:
+    """
+    The calls pypid makes of one bucket, over one L{call}: the base of the
+    L{S3Client} that makes them and of the L{PacedClient} that paces them.
+
+    @ivar bucket: the L{pypid.storage.s3.sign.Bucket}.
+    @ivar limit: how many calls may be in flight at once.
+    """
+
+    bucket: Bucket
+    limit: DeferredSemaphore
+
+    @property
+    def timeout(self) -> float:
+        """The deadline of one call, in seconds."""
+        raise NotImplementedError
+
+    async def call(self, method: str, key: str = "", params: Sequence[tuple[str, str]] = (),
+                   headers: dict[str, str] | None = None, body: Body = b"",
+                   payload_sha256: str | None = None, ok: tuple[int, ...] = (200,),
+                   limit: int = 1 << 20, stream: bool = False, retry: bool = True,
+                   expect: int = 0) -> S3Response:
+        """Make one call; see L{S3Client.call}."""
+        raise NotImplementedError
+
+    async def head(self, key: str) -> dict[str, str] | None:
+        """The object's headers, or L{None} when there is no such object."""
+        response = await self.call("HEAD", key, ok=(200, 404))
+        return response.headers if response.code == 200 else None
+
+    async def get(self, key: str, limit: int = 1 << 20, expect: int = 0) -> bytes | None:
+        """An object's bytes (up to C{limit}), or L{None} when there is no such object."""
+        response = await self.call("GET", key, ok=(200, 404), limit=limit, expect=expect)
+        return response.body if response.code == 200 else None
+
+    async def put(self, key: str, body: bytes, headers: dict[str, str] | None = None,
+                  if_none_match: bool = False) -> bool:
+        """
+        Write a small object.
+
+        @return: whether it was written (L{False} only when C{if_none_match}
+            and an object is there already).
+        """
+        headers = dict(headers or {})
+        if if_none_match:
+            headers["if-none-match"] = "*"
+        response = await self.call("PUT", key, headers=headers, body=body,
+                                   ok=(200, 412) if if_none_match else (200,),
+                                   retry=not if_none_match)
+        return response.code == 200
+
+    async def delete(self, key: str) -> None:
+        """Remove an object (there being none is no error)."""
+        await self.call("DELETE", key, ok=(200, 204, 404))
+
+    async def list(self, prefix: str, start_after: str | None = None,
+                   delimiter: str | None = None) -> AsyncIterator[ListPage]:
+        """
+        Every key under C{prefix} (after C{start_after}), one page at a time.
+
+        @return: an async iterator of L{ListPage}s.
+        """
+        token = None
+        while True:
+            params = [("list-type", "2"), ("prefix", prefix), ("max-keys", "1000"),
+                      ("encoding-type", "url")]
+            if token is not None:
+                params.append(("continuation-token", token))
+            elif start_after:
+                params.append(("start-after", start_after))
+            if delimiter:
+                params.append(("delimiter", delimiter))
+            response = await self.call("GET", "", params=params, limit=16 << 20)
+            page = parse_list(response.body)
+            yield page
+            if not page.next_token:
+                return
+            token = page.next_token
+
+
+class S3Client(BucketCalls):
     """
     Signed calls to one bucket.
 
@@ -242,14 +343,15 @@ class S3Client:
     @ivar _http: a treq C{HTTPClient}.
     @ivar _clock: provides C{seconds()} and C{callLater}.
     @ivar _timeout: deadline of one call, in seconds.
-    @ivar _limit: how many calls may be in flight at once.
+    @ivar limit: how many calls may be in flight at once.
     @ivar timings: every request to the store, by method: counted,
         failures and latency (retries are requests of their own), for
         C{/metrics}; given to share one with another client of the bucket.
     """
 
-    def __init__(self, bucket, credentials, http, clock, timeout=30.0, parallel=16,
-                 timings=None):
+    def __init__(self, bucket: Bucket, credentials: _CredentialSource, http: Any,
+                 clock: IReactorTime, timeout: float = 30.0, parallel: int = 16,
+                 timings: Timings | None = None) -> None:
         self.bucket = bucket
         self._credentials = credentials
         self._http = http
@@ -259,13 +361,15 @@ class S3Client:
         self.timings = timings if timings is not None else Timings()
 
     @property
-    def timeout(self):
+    def timeout(self) -> float:
         """The deadline of one call, in seconds."""
         return self._timeout
 
-    async def call(self, method, key="", params=(), headers=None, body=b"",
-                   payload_sha256=None, ok=(200,), limit=1 << 20, stream=False, retry=True,
-                   expect=0):
+    async def call(self, method: str, key: str = "", params: Sequence[tuple[str, str]] = (),
+                   headers: dict[str, str] | None = None, body: Body = b"",
+                   payload_sha256: str | None = None, ok: tuple[int, ...] = (200,),
+                   limit: int = 1 << 20, stream: bool = False, retry: bool = True,
+                   expect: int = 0) -> S3Response:
         """
         Make one call, retrying (when C{retry}) after a failure of the store.
 
@@ -302,12 +406,16 @@ class S3Client:
                 await _sleep(self._clock, delays[attempt])
                 attempt += 1
 
-    async def _call_once(self, method, key, params, headers, body, payload_sha256, ok, limit,
-                         stream, expect=0):
+    async def _call_once(self, method: str, key: str, params: Sequence[tuple[str, str]],
+                         headers: dict[str, str] | None, body: Body,
+                         payload_sha256: str | None, ok: tuple[int, ...], limit: int,
+                         stream: bool, expect: int = 0) -> S3Response:
         url = self.bucket.url(key, params)
+        data: FileRangeProducer | bytes | None
         if callable(body):
-            data = body()
-            size = data.length
+            producer = body()
+            data = producer
+            size = producer.length
         else:
             data = body or None
             size = len(body)
@@ -316,19 +424,19 @@ class S3Client:
         signed = sign(self._credentials.current(), self.bucket.region, method, url,
                       headers, payload_sha256 or EMPTY_SHA256)
         deadline = self._timeout + (size + expect) / _MIN_RATE
-        current = [None]
+        current: list[Deferred[Any] | None] = [None]
         timed_out = []
 
-        def expire():
+        def expire() -> None:
             timed_out.append(True)
             if current[0] is not None:
                 current[0].cancel()
         timer = self._clock.callLater(deadline, expire)
         try:
-            current[0] = self._http.request(method, url, headers=signed, data=data,
-                                            allow_redirects=False, unbuffered=True)
+            current[0] = request = self._http.request(method, url, headers=signed, data=data,
+                                                      allow_redirects=False, unbuffered=True)
             try:
-                response = await current[0]
+                response: IResponse = await request
             except CancelledError:
                 if not timed_out:
                     raise  # cancelled by the caller: no answer is wanted
@@ -341,9 +449,9 @@ class S3Client:
                     for name, values in response.headers.getAllRawHeaders()}
             if stream and code in (200, 206):
                 return S3Response(code, head, stream=response)
-            current[0] = read_body(response, limit if code in ok else _ERROR_BODY_LIMIT)
+            current[0] = reading = read_body(response, limit if code in ok else _ERROR_BODY_LIMIT)
             try:
-                content = await current[0]
+                content = await reading
             except CancelledError:
                 if not timed_out:
                     raise
@@ -359,62 +467,15 @@ class S3Client:
             raise S3Unavailable(f"S3 failed: {code} {error}")
         raise S3Error(code, error, message)
 
-    # -- the calls pypid makes ------------------------------------------------------
+class _Pacer(Protocol):
+    """What paces a L{PacedClient} (a L{pypid.storage.s3.markers.Pacer})."""
 
-    async def head(self, key):
-        """The object's headers, or L{None} when there is no such object."""
-        response = await self.call("HEAD", key, ok=(200, 404))
-        return response.headers if response.code == 200 else None
-
-    async def get(self, key, limit=1 << 20, expect=0):
-        """An object's bytes (up to C{limit}), or L{None} when there is no such object."""
-        response = await self.call("GET", key, ok=(200, 404), limit=limit, expect=expect)
-        return response.body if response.code == 200 else None
-
-    async def put(self, key, body, headers=None, if_none_match=False):
-        """
-        Write a small object.
-
-        @return: whether it was written (L{False} only when C{if_none_match}
-            and an object is there already).
-        """
-        headers = dict(headers or {})
-        if if_none_match:
-            headers["if-none-match"] = "*"
-        response = await self.call("PUT", key, headers=headers, body=body,
-                                   ok=(200, 412) if if_none_match else (200,),
-                                   retry=not if_none_match)
-        return response.code == 200
-
-    async def delete(self, key):
-        """Remove an object (there being none is no error)."""
-        await self.call("DELETE", key, ok=(200, 204, 404))
-
-    async def list(self, prefix, start_after=None, delimiter=None):
-        """
-        Every key under C{prefix} (after C{start_after}), one page at a time.
-
-        @return: an async iterator of L{ListPage}s.
-        """
-        token = None
-        while True:
-            params = [("list-type", "2"), ("prefix", prefix), ("max-keys", "1000"),
-                      ("encoding-type", "url")]
-            if token is not None:
-                params.append(("continuation-token", token))
-            elif start_after:
-                params.append(("start-after", start_after))
-            if delimiter:
-                params.append(("delimiter", delimiter))
-            response = await self.call("GET", "", params=params, limit=16 << 20)
-            page = parse_list(response.body)
-            yield page
-            if not page.next_token:
-                return
-            token = page.next_token
+    def wait(self) -> "Deferred[None]":
+        """Fires when the next call may start."""
+        ...
 
 
-class PacedClient:
+class PacedClient(BucketCalls):
     """
     The calls of an L{S3Client}, each started no sooner than a
     L{pypid.storage.s3.markers.Pacer} allows: what the background full check
@@ -422,30 +483,24 @@ class PacedClient:
     downloads, polls) call it directly, so they never wait behind the check.
     """
 
-    def __init__(self, client, pacer):
+    def __init__(self, client: BucketCalls, pacer: _Pacer) -> None:
         self._client = client
         self._pacer = pacer
         self.bucket = client.bucket
         self.limit = client.limit
 
     @property
-    def timeout(self):
+    def timeout(self) -> float:
         """The deadline of one call, in seconds."""
         return self._client.timeout
 
-    async def call(self, *args, **kwargs):
+    async def call(self, *args: Any, **kwargs: Any) -> S3Response:
         """L{S3Client.call}, once the pacer gives it a slot (its retries included)."""
         await self._pacer.wait()
         return await self._client.call(*args, **kwargs)
 
-    head = S3Client.head
-    get = S3Client.get
-    put = S3Client.put
-    delete = S3Client.delete
-    list = S3Client.list
 
-
-async def _sleep(clock, seconds):
-    d = Deferred()
+async def _sleep(clock: IReactorTime, seconds: float) -> None:
+    d: Deferred[None] = Deferred()
     clock.callLater(seconds, d.callback, None)
     await d

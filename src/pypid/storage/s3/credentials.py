@@ -11,10 +11,15 @@ Temporary credentials are refreshed ahead of their expiry, in the
 background, so signing a request or a URL never waits for them.
 """
 
-from twisted.internet.defer import ensureDeferred
-from twisted.logger import Logger
+from collections.abc import Callable
+from typing import Any
 
-from pypid.storage.interface import StorageError
+from twisted.internet.defer import ensureDeferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from pypid.storage.interface import Run, StorageError
 from pypid.storage.s3.sign import Credentials
 
 log = Logger()
@@ -24,13 +29,13 @@ log = Logger()
 REFRESH_AHEAD = 15 * 60
 
 
-def _resolve_chain():
+def _resolve_chain() -> Any:
     """botocore's credential chain; blocking (it may ask the instance role)."""
     import botocore.session
     return botocore.session.Session().get_credentials()
 
 
-def _expiry_of(resolved):
+def _expiry_of(resolved: Any) -> float | None:
     expiry = getattr(resolved, "_expiry_time", None)
     return expiry.timestamp() if expiry is not None else None
 
@@ -46,17 +51,19 @@ class CredentialSource:
         tests).
     """
 
-    def __init__(self, static, run, clock, resolve=_resolve_chain):
+    def __init__(self, static: Credentials | None, run: Run, clock: IReactorTime,
+                 resolve: Callable[[], Any] = _resolve_chain) -> None:
         self._static = static
         self._run = run
         self._clock = clock
         self._resolve = resolve
-        self._resolved = None
+        # (botocore's credentials: untyped)
+        self._resolved: Any = None
         self._current = static
-        self._timer = None
+        self._timer: IDelayedCall | None = None
         self._stopped = False
 
-    async def start(self):
+    async def start(self) -> None:
         """
         Find the credentials (once, at start-up).
 
@@ -73,37 +80,37 @@ class CredentialSource:
         self._resolved = resolved
         await self._refresh()
 
-    def stop(self):
+    def stop(self) -> None:
         """Stop refreshing (a refresh under way schedules no other)."""
         self._stopped = True
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
 
-    def current(self):
+    def current(self) -> Credentials:
         """The credentials to sign with now (never blocks)."""
         if self._current is None:
             raise StorageError("S3 credentials are not loaded yet")
         return self._current
 
-    async def _refresh(self):
+    async def _refresh(self) -> None:
         resolved = self._resolved
         frozen = await self._run(resolved.get_frozen_credentials)
         self._current = Credentials(frozen.access_key, frozen.secret_key, frozen.token,
                                     _expiry_of(resolved))
         self._schedule()
 
-    def _schedule(self):
-        expiry = self._current.expiry
+    def _schedule(self) -> None:
+        expiry = self._current.expiry if self._current is not None else None
         if expiry is None or self._stopped:
             return
         delay = max(expiry - REFRESH_AHEAD - self._clock.seconds(), 30.0)
         self._timer = self._clock.callLater(delay, self._refresh_later)
 
-    def _refresh_later(self):
+    def _refresh_later(self) -> None:
         self._timer = None
 
-        def failed(failure):
+        def failed(failure: Failure) -> None:
             log.warn("Cannot refresh the S3 credentials: {error}; retrying in 30 s",
                      error=failure.getErrorMessage())
             if not self._stopped:

@@ -19,20 +19,22 @@ import hashlib
 import io
 import os
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import attrs
-from twisted.internet.defer import DeferredLock, ensureDeferred, gatherResults
+from twisted.internet.defer import Deferred, DeferredLock, ensureDeferred, gatherResults
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
-from pypid.core.distribution import inspect
+from pypid.core.distribution import Inspected, inspect
 from pypid.core.metadata import InvalidDistribution
 from pypid.core.model import FileRecord
 from pypid.core.names import InvalidName
 from pypid.storage.disk import remove_file
-from pypid.storage.interface import StorageError
-from pypid.storage.s3.api import Listed, S3Client
+from pypid.storage.interface import Run, StorageError
+from pypid.storage.s3.api import BucketCalls, Listed, S3Client
 from pypid.storage.s3.layout import (
     Layout,
     metadata_headers,
@@ -42,14 +44,16 @@ from pypid.storage.s3.layout import (
 
 log = Logger()
 
+_T = TypeVar("_T")
 
-def _write_new(path, data):
+
+def _write_new(path: str, data: bytes) -> str:
     with open(path, "wb") as f:
         f.write(data)
     return path
 
 
-def _inspect_bytes(data, filename, path, upload_time):
+def _inspect_bytes(data: bytes, filename: str, path: str, upload_time: float) -> Inspected:
     """
     L{inspect} a file read from the bucket, from memory (not through the
     spool folder, which a reader that does not persist may not have made),
@@ -64,10 +68,10 @@ def _inspect_bytes(data, filename, path, upload_time):
 class _Serial:
     """Runs one coroutine function at a time (imports hold a file in memory)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._lock = DeferredLock()
 
-    async def run(self, f, *args):
+    async def run(self, f: Callable[..., Coroutine[Any, Any, _T]], *args: Any) -> _T:
         await self._lock.acquire()
         try:
             return await f(*args)
@@ -98,7 +102,7 @@ class Importer:
 
     _client: S3Client
     _layout: Layout
-    _run: Callable[..., Awaitable]
+    _run: Run
     _temp_dir: str
     _keep_beside: Callable[..., Awaitable[None]]
     _max_size: int = 1 << 30
@@ -121,7 +125,7 @@ class Importer:
         return self._unwritten.get(filename)
 
     async def read_all(self, to_read: list[tuple[str, str, Listed]], persist: bool = True,
-                       client: S3Client | None = None) -> list[FileRecord | str]:
+                       client: BucketCalls | None = None) -> list[FileRecord | str]:
         """
         The records of listed objects C{(filename, path, listed item)}, from
         their user metadata, or by importing those that have none; a reason
@@ -133,7 +137,7 @@ class Importer:
         limit = client.limit
         imports = _Serial()
 
-        async def read(filename, path, item):
+        async def read(filename: str, path: str, item: Listed) -> FileRecord | str:
             headers = await client.head(self._layout.file_key(path))
             if headers is None:
                 return "removed while the bucket was listed"
@@ -142,11 +146,19 @@ class Importer:
                 return record
             return await imports.run(self._import, filename, path, item, persist, client)
 
-        return await gatherResults([
-            limit.run(lambda args=args: ensureDeferred(read(*args))) for args in to_read
-        ], consumeErrors=True).addErrback(lambda f: f.value.subFailure)
+        def start(args: tuple[str, str, Listed]) -> Deferred[FileRecord | str]:
+            return ensureDeferred(read(*args))
 
-    async def _import(self, filename, path, item, persist=True, client=None):
+        def first(failure: Failure) -> Failure:
+            # (gatherResults fails with a FirstError: its first failure is the one)
+            sub: Failure = failure.value.subFailure
+            return sub
+
+        return await gatherResults([limit.run(start, args) for args in to_read],
+                                   consumeErrors=True).addErrback(first)
+
+    async def _import(self, filename: str, path: str, item: Listed, persist: bool = True,
+                      client: BucketCalls | None = None) -> FileRecord | str:
         """
         Describe a file that another tool put in the bucket: read it once,
         then keep what was learnt in the bucket (its metadata sibling, and the

@@ -51,48 +51,48 @@ class Layout:
 
     prefix: str = ""
 
-    def file_key(self, path):
+    def file_key(self, path: str) -> str:
         """The key of a file stored at C{path} (relative to the prefix)."""
         return self.prefix + path
 
-    def metadata_key(self, path):
+    def metadata_key(self, path: str) -> str:
         """The key of a file's PEP 658 core metadata."""
         return self.prefix + path + METADATA_SUFFIX
 
     @property
-    def yanked_prefix(self):
+    def yanked_prefix(self) -> str:
         """Where yank markers are."""
         return self.prefix + _INTERNAL + "yanked/"
 
     @property
-    def deleted_prefix(self):
+    def deleted_prefix(self) -> str:
         """Where tombstones are."""
         return self.prefix + _INTERNAL + "deleted/"
 
     @property
-    def changes_prefix(self):
+    def changes_prefix(self) -> str:
         """Where change markers are."""
         return self.prefix + _INTERNAL + "changes/"
 
     @property
-    def snapshot_key(self):
+    def snapshot_key(self) -> str:
         """The snapshot kept in the bucket."""
         return self.prefix + _INTERNAL + "snapshot.json.gz"
 
-    def details_key(self, filename):
+    def details_key(self, filename: str) -> str:
         """The details of C{filename}, for the pages for people."""
         return self.prefix + _INTERNAL + "details/" + filename
 
-    def yanked_key(self, filename):
+    def yanked_key(self, filename: str) -> str:
         """The yank marker of C{filename}."""
         return self.yanked_prefix + filename
 
-    def deleted_key(self, filename):
+    def deleted_key(self, filename: str) -> str:
         """The tombstone of C{filename}."""
         return self.deleted_prefix + filename
 
     @property
-    def files_start_after(self):
+    def files_start_after(self) -> str:
         """
         Where a listing of files starts: after every C{.pypid/} key.
         Distribution filenames start with a letter or digit, which sort
@@ -100,7 +100,7 @@ class Layout:
         """
         return self.prefix + ".pypid0"
 
-    def path_of(self, key):
+    def path_of(self, key: str) -> str | None:
         """
         The path (relative to the prefix) of a listed key that may be a
         distribution file, or L{None} for keys pypid does not serve.
@@ -115,7 +115,7 @@ class Layout:
         return path
 
 
-def metadata_headers(record):
+def metadata_headers(record: FileRecord) -> dict[str, str]:
     """
     The user metadata (as request headers) that lets a file object describe
     itself: every field of its record that is not its key or its size, and
@@ -144,7 +144,8 @@ def metadata_headers(record):
     return headers
 
 
-def record_from_headers(path, size, headers):
+def record_from_headers(path: str, size: int,
+                        headers: dict[str, str]) -> FileRecord | None:
     """
     Rebuild a file's record from its object's user metadata.
 
@@ -184,7 +185,7 @@ def record_from_headers(path, size, headers):
         return None
 
 
-def parse_time(text):
+def parse_time(text: str) -> float:
     """POSIX time of an S3 timestamp (C{2026-11-21T10:00:00.000Z}); 0 when unreadable."""
     try:
         return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
@@ -192,12 +193,12 @@ def parse_time(text):
         return 0.0
 
 
-def yank_body(reason):
+def yank_body(reason: str) -> bytes:
     """The body of a yank marker."""
     return json.dumps({"reason": reason}).encode("utf-8")
 
 
-def yank_reason(body):
+def yank_reason(body: bytes) -> str:
     """The reason in a yank marker's body (an unreadable one counts as no reason)."""
     try:
         reason = json.loads(body).get("reason", "")
@@ -222,12 +223,13 @@ class Change:
     number: int
     filename: str
 
-    def key(self, layout):
+    def key(self, layout: Layout) -> str:
         """The marker's key."""
-        return f"{layout.changes_prefix}{self.when:014d}.{self.instance}.{self.number}.{self.filename}"
+        return (f"{layout.changes_prefix}{self.when:014d}.{self.instance}.{self.number}."
+                f"{self.filename}")
 
     @classmethod
-    def parse(cls, layout, key):
+    def parse(cls, layout: Layout, key: str) -> "Change | None":
         """The change a marker key names, or L{None} for another key."""
         if not key.startswith(layout.changes_prefix):
             return None
@@ -238,11 +240,13 @@ class Change:
         return cls(int(parts[0]), parts[1], int(parts[2]), parts[3])
 
 
-def _is_number(text):
+def _is_number(text: str) -> bool:
     """Whether C{text} is ASCII digits only (C{str.isdigit} also takes C{'²'})."""
     return text.isascii() and text.isdigit()
 
 
-def changes_start_after(layout, when):
+def changes_start_after(layout: Layout, when: int) -> str:
     """Where to list change markers written at or after C{when} (ms)."""
-    return f"{layout.changes_prefix}{max(when, 0) - 1:014d}.~" if when > 0 else layout.changes_prefix
+    if when > 0:
+        return f"{layout.changes_prefix}{max(when, 0) - 1:014d}.~"
+    return layout.changes_prefix

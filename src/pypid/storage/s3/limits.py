@@ -17,8 +17,9 @@ MAX_PRESIGN_SECONDS = 604800
 #: pypid's own cap (not S3's) on the requests a second of the background
 #: full check: a million files with their metadata siblings are 2,000 list
 #: pages, listed in 200 s at this rate (or as long as the store takes, when
-#: a page takes it more than 0.1 s; 0.01 USD at AWS's price of a listing), while objects that must be read one by one (put in
-#: the bucket behind pypid's back) cannot turn the check into a burst of
+#: a page takes it more than 0.1 s; 0.01 USD at AWS's price of a listing),
+#: while objects that must be read one by one (put in the bucket behind
+#: pypid's back) cannot turn the check into a burst of
 #: thousands of requests a second that competes with uploads. See the
 #: C{[s3] check_rate} key.
 CHECK_RATE = 10.0

@@ -16,7 +16,7 @@ import attrs
 
 from pypid.core.model import FileRecord
 from pypid.storage.interface import ScanResult
-from pypid.storage.s3.api import S3Client
+from pypid.storage.s3.api import BucketCalls, Listed, S3Client
 from pypid.storage.s3.imports import Importer
 from pypid.storage.s3.layout import Layout, parse_time, yank_reason
 
@@ -39,15 +39,15 @@ class BucketListing:
     _imports: Importer
     _clock_margin: float
 
-    async def _keys(self, prefix, client):
+    async def _keys(self, prefix: str, client: BucketCalls) -> list[Listed]:
         """Every listed key under C{prefix} (the markers: a few, unlike the files)."""
-        found = []
+        found: list[Listed] = []
         async for page in client.list(prefix):
             found.extend(page.keys)
         return found
 
     async def scan(self, known: dict[str, FileRecord], since: float, persist: bool = True,
-                   client: S3Client | None = None) -> ScanResult:
+                   client: BucketCalls | None = None) -> ScanResult:
         """
         List the bucket: the records of its files, trusting C{known} for
         objects unchanged since C{since}, and reading the others.
@@ -88,7 +88,7 @@ class BucketListing:
                     reading.add(filename)
                     to_read.append((filename, path, item))
         results = await self._imports.read_all(to_read, persist, client)
-        for (filename, path, _item), outcome in zip(to_read, results):
+        for (filename, path, _item), outcome in zip(to_read, results, strict=False):
             if isinstance(outcome, str):
                 skipped.append((path, outcome))
             else:
@@ -98,7 +98,9 @@ class BucketListing:
             self._imports.remember(record)
         return ScanResult(records=records, tombstones=frozenset(deleted), skipped=tuple(skipped))
 
-    async def _apply_yanks(self, records, yanked, known, trusted_before, client):
+    async def _apply_yanks(self, records: dict[str, FileRecord], yanked: dict[str, Listed],
+                           known: dict[str, FileRecord], trusted_before: float,
+                           client: BucketCalls) -> None:
         """
         Give C{records} the yank state of their markers (C{yanked}: filename
         -> listed marker), trusting C{known} for markers unchanged since

@@ -17,12 +17,17 @@ which passes them in.
 """
 
 import uuid
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
-from pypid.storage.interface import StorageError
-from pypid.storage.s3.layout import Change, changes_start_after
+from pypid.storage.interface import Changed, StorageError
+from pypid.storage.s3.api import BucketCalls, Listed
+from pypid.storage.s3.layout import Change, Layout, changes_start_after
 
 log = Logger()
 
@@ -44,7 +49,9 @@ class ChangeFeed:
     @ivar instance: this server's name in its markers (random per start).
     """
 
-    def __init__(self, client, layout, clock, state_of, background):
+    def __init__(self, client: BucketCalls, layout: Layout, clock: IReactorTime,
+                 state_of: Callable[[str], Coroutine[Any, Any, Changed]],
+                 background: Callable[[Coroutine[Any, Any, Any]], Deferred[Any]]) -> None:
         """
         @param client: the L{pypid.storage.s3.api.S3Client}.
         @param layout: the L{pypid.storage.s3.layout.Layout} of the bucket.
@@ -63,17 +70,17 @@ class ChangeFeed:
         self._numbers = iter(range(1, 1 << 62))
         # Where the next poll looks from (s), and the markers seen within the
         # look-back window (by key).
-        self._cursor = None
-        self._seen = {}
-        self._last_poll = None
-        self._last_cleanup = None
+        self._cursor: float | None = None
+        self._seen: dict[str, int] = {}
+        self._last_poll: float | None = None
+        self._last_cleanup: float | None = None
         # Set when the view came from a snapshot and markers only, or after
         # too long out of touch: since when a full listing must check it.
-        self._reconcile_since = None
+        self._reconcile_since: float | None = None
         # Files whose markers could not be written yet.
-        self._unannounced = set()
+        self._unannounced: set[str] = set()
 
-    def announce(self, filename):
+    def announce(self, filename: str) -> Deferred[Any]:
         """
         Leave a change marker for the other instances (in the background).
         A marker that cannot be written is tried again at the next poll.
@@ -82,7 +89,7 @@ class ChangeFeed:
                         next(self._numbers), filename)
         key = change.key(self._layout)
 
-        def failed(failure):
+        def failed(failure: Failure) -> None:
             self._unannounced.add(filename)
             log.warn("Cannot tell other instances yet that {filename} changed: {error}",
                      filename=filename, error=failure.getErrorMessage())
@@ -92,7 +99,7 @@ class ChangeFeed:
         d.addErrback(failed)
         return d
 
-    def start_from_snapshot(self, since, replay_window):
+    def start_from_snapshot(self, since: float, replay_window: float) -> None:
         """
         Start from a snapshot taken at C{since}: the next poll replays the
         markers from C{replay_window} before it, and a full listing is due
@@ -102,29 +109,29 @@ class ChangeFeed:
         self._last_poll = self._clock.seconds()
         self._reconcile_since = since
 
-    def listed(self, started):
+    def listed(self, started: float) -> None:
         """A full listing that began at C{started} is done: polls go on from there."""
         if self._cursor is None:
             self._cursor = started
         self._last_poll = self._last_poll or started
 
-    def reconcile_due(self):
+    def reconcile_due(self) -> bool:
         """Whether the index must be checked against a full listing."""
         return self._reconcile_since is not None
 
-    def reconcile_since(self):
+    def reconcile_since(self) -> float:
         """Since when the view is not known to be complete (0 when not known)."""
         return self._reconcile_since or 0.0
 
-    def reconciled(self):
+    def reconciled(self) -> None:
         """A full listing checked the view: no more is due."""
         self._reconcile_since = None
 
-    def synced_at(self):
+    def synced_at(self) -> float | None:
         """When the view last took in every change in the bucket (L{None}: never)."""
         return self._last_poll
 
-    async def poll(self, starting=False):
+    async def poll(self, starting: bool = False) -> list[Changed]:
         """
         The state of every file that changed since the last poll, as a
         list of L{pypid.storage.interface.Changed}.
@@ -146,8 +153,9 @@ class ChangeFeed:
             await self.announce(filename)
         layout = self._layout
         start = int((self._cursor - LOOKBACK) * 1000)
-        seen, changed = {}, set()
-        keys = []
+        seen: dict[str, int] = {}
+        changed: set[str] = set()
+        keys: list[Listed] = []
         async for page in self._client.list(layout.changes_prefix,
                                             changes_start_after(layout, start)):
             keys.extend(page.keys)
@@ -176,7 +184,7 @@ class ChangeFeed:
             self._background(self._clean(now))
         return results
 
-    async def _clean(self, now):
+    async def _clean(self, now: float) -> None:
         """Remove change markers past their retention (about once an hour)."""
         cutoff = int((now - MARKER_RETENTION) * 1000)
         layout = self._layout
@@ -200,16 +208,16 @@ class Pacer:
     while nobody asks (no burst after a pause).
     """
 
-    def __init__(self, clock, rate):
+    def __init__(self, clock: IReactorTime, rate: float) -> None:
         """
         @param clock: provides C{seconds()} and C{callLater}.
         @param rate: the most requests a second; 0 for no cap.
         """
         self._clock = clock
         self._interval = 1.0 / rate if rate else 0.0
-        self._next = None
+        self._next: float | None = None
 
-    def wait(self):
+    def wait(self) -> Deferred[None]:
         """
         A L{Deferred} that fires when the next request may start; cancelling
         it cancels its timer (a stopped check leaves nothing scheduled).
@@ -221,7 +229,7 @@ class Pacer:
         self._next = slot + self._interval
         if slot <= now:
             return succeed(None)
-        timer = []
-        d = Deferred(lambda _: timer[0].cancel() if timer[0].active() else None)
+        timer: list[IDelayedCall] = []
+        d: Deferred[None] = Deferred(lambda _: timer[0].cancel() if timer[0].active() else None)
         timer.append(self._clock.callLater(slot - now, d.callback, None))
         return d

@@ -11,11 +11,14 @@ L{pypid.storage.s3.storage.S3Storage} because none of it touches the
 bucket: it is bookkeeping over the credentials and a clock.
 """
 
+from collections.abc import Iterator
+from typing import Any
+
 import attrs
 from twisted.internet.interfaces import IReactorTime
 
 from pypid.core.bounded import put_newest
-from pypid.core.metrics import counter, gauge
+from pypid.core.metrics import Family, counter, gauge
 from pypid.storage.interface import StorageError
 from pypid.storage.s3.api import S3Client
 from pypid.storage.s3.credentials import CredentialSource
@@ -88,7 +91,7 @@ class PresignedURLs:
             self._changed = True
         return url
 
-    def metric_families(self):
+    def metric_families(self) -> Iterator[Family]:
         """The cache's size, and how many URLs came from it or were signed anew."""
         yield gauge("pypid_s3_presigned_urls", "Presigned download URLs cached.",
                     len(self._urls))
@@ -98,7 +101,7 @@ class PresignedURLs:
 
     # -- the snapshot ------------------------------------------------------------------
 
-    def state(self) -> dict | None:
+    def state(self) -> dict[str, Any] | None:
         """
         The cache for the local snapshot, without the URLs already due for
         renewal, and the access key that signed it; L{None} while there

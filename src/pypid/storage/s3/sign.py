@@ -11,6 +11,7 @@ Nothing here names a host: the endpoint is the one configured, or the one
 botocore's endpoint data gives for the region.
 """
 
+from collections.abc import Iterable, Sequence
 from urllib.parse import quote, urlsplit
 
 import attrs
@@ -38,7 +39,7 @@ class Credentials:
     expiry: float | None = None
 
 
-def aws_endpoint(region):
+def aws_endpoint(region: str) -> str:
     """
     The HTTPS endpoint of AWS S3 for C{region}, from botocore's endpoint
     data (read from disk: call it once, at start-up).
@@ -52,12 +53,12 @@ def aws_endpoint(region):
     return "https://" + resolved["hostname"]
 
 
-def quote_key(key):
+def quote_key(key: str) -> str:
     """Percent-encode an object key for a URL path the way SigV4 expects."""
     return quote(key, safe="/~")
 
 
-def query_string(params):
+def query_string(params: Iterable[tuple[str, str]]) -> str:
     """
     Encode query parameters the way SigV4 canonicalises them (every byte but
     the unreserved ones escaped, C{/} included), sorted, so the URL sent is
@@ -82,7 +83,7 @@ class Bucket:
     region: str
     addressing: str = "path"
 
-    def url(self, key="", params=()):
+    def url(self, key: str = "", params: Sequence[tuple[str, str]] = ()) -> str:
         """The URL of an object (or of the bucket, with no key)."""
         parts = urlsplit(self.endpoint)
         # An endpoint may sit under a path (a store behind a proxy).
@@ -103,16 +104,18 @@ class _Signer(S3SigV4Auth):
     body: pypid streams bodies from files and knows their SHA-256 already.
     """
 
-    def payload(self, request):
+    def payload(self, request: AWSRequest) -> str:
         return request.context["payload_sha256"]
 
 
-def _botocore(credentials):
+def _botocore(credentials: Credentials) -> ReadOnlyCredentials:
     return ReadOnlyCredentials(credentials.access_key, credentials.secret_key,
                                credentials.token)
 
 
-def sign(credentials, region, method, url, headers=None, payload_sha256=EMPTY_SHA256):
+def sign(credentials: Credentials, region: str, method: str, url: str,
+         headers: dict[str, str] | None = None,
+         payload_sha256: str = EMPTY_SHA256) -> dict[str, str]:
     """
     Sign one request.
 
@@ -127,7 +130,7 @@ def sign(credentials, region, method, url, headers=None, payload_sha256=EMPTY_SH
     return dict(request.headers.items())
 
 
-def presign(credentials, region, url, expires):
+def presign(credentials: Credentials, region: str, url: str, expires: float) -> str:
     """
     A URL that lets whoever holds it GET C{url} for C{expires} seconds
     without credentials of their own.

@@ -23,26 +23,31 @@ until shortly before they expire), relays of the object through the server
 """
 
 import gzip
-import hashlib
 import json
 import os
 import zlib
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from email.utils import parsedate_to_datetime
 from functools import partial
+from typing import Any
 from urllib.parse import quote
 
 import attrs
-from twisted.internet.defer import DeferredList, ensureDeferred, succeed
+from twisted.internet.defer import Deferred, DeferredList, ensureDeferred, succeed
+from twisted.internet.interfaces import IProtocol, IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from pypid.core.metrics import timing_families
+from pypid.core.metrics import Family, timing_families
+from pypid.core.model import FileRecord
 from pypid.core.parts import IMetricsSource
 from pypid.http.bodies import Deadline
 from pypid.storage import snapshot as snapshots
 from pypid.storage.disk import remove_file
 from pypid.storage.interface import (
     Changed,
+    Deliverable,
     FileExists,
     FilenameDeleted,
     ISharedStorage,
@@ -51,29 +56,25 @@ from pypid.storage.interface import (
     Redirect,
     RemoteBytes,
     RemoteFile,
+    Run,
     ScanResult,
     StorageError,
 )
-from pypid.storage.s3.api import (
-    FileRangeProducer,
-    PacedClient,
-    S3Error,
-    S3Unavailable,
-    complete_body,
-    parse_error,
-    parse_upload_id,
-)
+from pypid.storage.s3.api import BucketCalls, PacedClient, S3Client, S3Error, S3Unavailable
+from pypid.storage.s3.credentials import CredentialSource
 from pypid.storage.s3.imports import Importer
 from pypid.storage.s3.layout import (
+    Layout,
     metadata_headers,
     parse_time,  # noqa: F401  (imported from here by pypid.bundle.pypicloud)
     record_from_headers,
     yank_body,
     yank_reason,
 )
-from pypid.storage.s3.limits import CHECK_RATE, MAX_PARTS, MIN_PART_SIZE
+from pypid.storage.s3.limits import CHECK_RATE
 from pypid.storage.s3.listing import BucketListing
 from pypid.storage.s3.markers import LOOKBACK, MARKER_RETENTION, ChangeFeed, Pacer
+from pypid.storage.s3.object_writes import ObjectWriter
 from pypid.storage.s3.presign import PresignedURLs
 
 log = Logger()
@@ -97,7 +98,7 @@ CLOCK_MARGIN = 60.0
 PARALLEL_READS = 16
 
 
-def _gunzip(data, limit):
+def _gunzip(data: bytes, limit: int) -> bytes:
     """Decompress gzip C{data}, refusing more than C{limit} bytes of output."""
     inflater = zlib.decompressobj(wbits=31)
     out = inflater.decompress(data, limit)
@@ -106,38 +107,20 @@ def _gunzip(data, limit):
     return out
 
 
-def _sha256_range(path, offset, length):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        f.seek(offset)
-        while length > 0:
-            data = f.read(min(1 << 20, length))
-            if not data:
-                break
-            digest.update(data)
-            length -= len(data)
-    return digest.hexdigest()
-
-
-def _sweep(folder):
+def _sweep(folder: str) -> None:
     os.makedirs(folder, exist_ok=True)
     for entry in os.scandir(folder):
         if entry.is_file(follow_symlinks=False):
             remove_file(entry.path)
 
 
-def _catches_up(since, now):
+def _catches_up(since: float, now: float) -> bool:
     """
     Whether a view of the bucket taken at C{since} can be brought up to
     date from the change markers alone (they are kept for
     L{MARKER_RETENTION}; half of it leaves a wide margin).
     """
     return 0 <= now - since < MARKER_RETENTION / 2
-
-
-def part_size(size, threshold):
-    """The part size for a multipart upload of C{size} bytes."""
-    return max(threshold, MIN_PART_SIZE, -(-size // MAX_PARTS))
 
 
 @implementer(IStorage, ISharedStorage, IMetricsSource)
@@ -158,13 +141,19 @@ class S3Storage:
         which knows where each file lives (L{Importer.path_of}).
     @ivar _listing: the L{BucketListing} of the whole bucket (L{scan},
         L{reconcile}).
+    @ivar _writer: the L{ObjectWriter} of files and their metadata and
+        details (an upload's, an import's).
     """
 
-    def __init__(self, client, layout, credentials, run, clock, temp_dir, *,
-                 download="redirect", public_url=None, expire_after=86400.0,
-                 buffer_time=600.0, multipart_threshold=64 << 20, sync_interval=30.0,
-                 bucket_snapshot=True, max_import_size=1 << 30, on_close=None,
-                 clock_margin=CLOCK_MARGIN, replay_window=None, check_rate=CHECK_RATE):
+    def __init__(self, client: S3Client, layout: Layout, credentials: CredentialSource,
+                 run: Run, clock: IReactorTime, temp_dir: str, *,
+                 download: str = "redirect", public_url: str | None = None,
+                 expire_after: float = 86400.0, buffer_time: float = 600.0,
+                 multipart_threshold: int = 64 << 20, sync_interval: float = 30.0,
+                 bucket_snapshot: bool = True, max_import_size: int = 1 << 30,
+                 on_close: Callable[[], Any] | None = None,
+                 clock_margin: float = CLOCK_MARGIN, replay_window: float | None = None,
+                 check_rate: float = CHECK_RATE) -> None:
         """
         @param check_rate: the most requests a second the background full
             check (L{reconcile}) makes; 0 for no cap.
@@ -183,7 +172,6 @@ class S3Storage:
         self.temp_dir = temp_dir
         self._download = download
         self._public_url = public_url
-        self._threshold = multipart_threshold
         self.sync_interval = sync_interval
         self._bucket_snapshot = bucket_snapshot
         self._on_close = on_close
@@ -196,22 +184,23 @@ class S3Storage:
                                else replay_window)
         # Background writes (change markers, the bucket's snapshot) not
         # finished yet: a clean stop waits for them.
-        self._pending = set()
-        self._imports = Importer(client, layout, run, temp_dir, self._keep_beside,
+        self._pending: set[Deferred[Any]] = set()
+        self._writer = ObjectWriter(client, layout, run, multipart_threshold)
+        self._imports = Importer(client, layout, run, temp_dir, self._writer.keep_beside,
                                  max_import_size)
         self._listing = BucketListing(client, layout, self._imports, clock_margin)
 
     # -- life ------------------------------------------------------------------------
 
-    def identity(self):
+    def identity(self) -> str:
         """The bucket and prefix: a snapshot of another bucket is not used."""
         return f"s3://{self._client.bucket.name}/{self._layout.prefix}"
 
-    def prepare(self):
+    def prepare(self) -> Deferred[None]:
         """Find credentials and check that the bucket answers to them."""
         return ensureDeferred(self._prepare())
 
-    async def _prepare(self):
+    async def _prepare(self) -> None:
         await self._run(_sweep, self.temp_dir)
         await self._credentials.start()
         bucket = self._client.bucket
@@ -230,7 +219,7 @@ class S3Storage:
             raise StorageError(f"cannot use the bucket {bucket.name}: {e}")
         await self._check_conditional_writes()
 
-    async def _check_conditional_writes(self):
+    async def _check_conditional_writes(self) -> None:
         """
         Refuse a store that ignores C{If-None-Match: *} (some S3-compatible
         stores did, until recently): on it, two uploads of one filename
@@ -253,20 +242,20 @@ class S3Storage:
                 f"the store at {client.bucket.endpoint} ignores conditional writes "
                 "(If-None-Match: *); pypid needs them so that no upload overwrites another")
 
-    def close(self):
+    def close(self) -> Deferred[Any]:
         """
         Finish the change markers under way, then stop refreshing
         credentials and drop the connections.
         """
-        def closed(_):
+        def closed(_: object) -> Any:
             self._credentials.stop()
             if self._on_close is not None:
                 return self._on_close()
         return self.settle().addBoth(closed)
 
-    def check(self):
+    def check(self) -> Deferred[bool]:
         """Whether the bucket answers now (one short listing)."""
-        async def check():
+        async def check() -> bool:
             try:
                 await self._client.call("GET", "", params=[
                     ("list-type", "2"), ("max-keys", "1"), ("prefix", self._layout.prefix)],
@@ -278,11 +267,13 @@ class S3Storage:
 
     # -- writes ----------------------------------------------------------------------
 
-    def publish(self, temp_path, record, metadata, details=None):
+    def publish(self, temp_path: str, record: FileRecord, metadata: bytes | None,
+                details: bytes | None = None) -> Deferred[FileRecord]:
         """Write the file, conditionally, then its metadata and details; see the module."""
         return ensureDeferred(self._publish(temp_path, record, metadata, details))
 
-    async def _publish(self, temp_path, record, metadata, details):
+    async def _publish(self, temp_path: str, record: FileRecord, metadata: bytes | None,
+                       details: bytes | None) -> FileRecord:
         layout, client = self._layout, self._client
         key = layout.file_key(record.path)
         try:
@@ -290,14 +281,7 @@ class S3Storage:
                 raise FilenameDeleted(record.filename)
             headers = metadata_headers(record)
             headers["content-type"] = "application/octet-stream"
-            if record.size > self._threshold:
-                written = await self._multipart(key, temp_path, record, headers)
-            else:
-                response = await client.call(
-                    "PUT", key, headers=dict(headers, **{"if-none-match": "*"}),
-                    body=partial(self._producer, temp_path, 0, record.size),
-                    payload_sha256=record.sha256, ok=(200, 412))
-                written = response.code == 200
+            written = await self._writer.write_file(key, temp_path, record, headers)
             if not written:
                 existing = await client.head(key)
                 sha256 = existing.get("x-amz-meta-sha256") if existing is not None else None
@@ -307,15 +291,15 @@ class S3Storage:
                 # Written again for the same bytes too: they may be this
                 # upload's own first attempt, whose answer was lost before
                 # its metadata was written (the content is the same).
-                await self._keep_beside(record, metadata, details)
+                await self._writer.keep_beside(record, metadata, details)
                 # A delete through another server may have come between the
                 # first tombstone check and the write: the name stays dead.
                 if written and await client.head(layout.deleted_key(record.filename)):
-                    await self._forget(key)
+                    await self._writer.forget(key)
                     raise FilenameDeleted(record.filename)
             except StorageError:
                 if written:
-                    await self._forget(key)
+                    await self._writer.forget(key)
                 raise
             if not written:
                 # The same bytes are stored: answer with their state as the
@@ -328,88 +312,11 @@ class S3Storage:
         finally:
             await self._run(remove_file, temp_path)
 
-    async def _keep_beside(self, record, metadata, details, client=None):
-        """Write a file's metadata sibling and its details, those it has."""
-        client = client or self._client
-        if metadata is not None:
-            await client.put(self._layout.metadata_key(record.path), metadata,
-                             {"content-type": "application/octet-stream"})
-        if details is not None:
-            await client.put(self._layout.details_key(record.filename), details,
-                             {"content-type": "application/json"})
-
-    def _producer(self, path, offset, length):
-        return FileRangeProducer(path, offset, length, self._run)
-
-    async def _forget(self, key):
-        try:
-            await self._client.delete(key)
-        except StorageError as e:
-            log.warn("Cannot remove {key} after a failed upload: {error}", key=key, error=str(e))
-
-    async def _multipart(self, key, temp_path, record, headers):
-        """
-        Upload in parts, streamed from the spooled file; the parts become
-        the object only if no object has the key (C{If-None-Match} on the
-        completion). A failed upload is aborted, so no parts are left to pay
-        for.
-
-        @return: whether the object was written.
-        """
-        client = self._client
-        created = await client.call("POST", key, params=[("uploads", "")], headers=headers,
-                                    retry=False)
-        upload_id = parse_upload_id(created.body)
-        if not upload_id:
-            raise S3Unavailable("S3 gave no upload id for a multipart upload")
-        ident = [("uploadId", upload_id)]
-        try:
-            size = part_size(record.size, self._threshold)
-            etags = []
-            for number, offset in enumerate(range(0, record.size, size), 1):
-                length = min(size, record.size - offset)
-                digest = await self._run(_sha256_range, temp_path, offset, length)
-                response = await client.call(
-                    "PUT", key, params=[("partNumber", str(number))] + ident,
-                    body=partial(self._producer, temp_path, offset, length),
-                    payload_sha256=digest)
-                etags.append(response.headers.get("etag", ""))
-            try:
-                response = await client.call(
-                    "POST", key, params=ident, body=complete_body(etags),
-                    headers={"if-none-match": "*", "content-type": "application/xml"},
-                    ok=(200, 412), limit=1 << 20)
-            except S3Error as e:
-                # A retry after a lost answer finds the upload completed.
-                existing = await client.head(key) if e.code == "NoSuchUpload" else None
-                if existing is None or existing.get("x-amz-meta-sha256") != record.sha256:
-                    raise
-                return True
-            # S3 may answer 200 and put the error in the body.
-            if response.code == 200 and b"<Error>" in response.body:
-                raise S3Unavailable("S3 could not complete the multipart upload: "
-                                    + parse_error(200, response.body)[0])
-        except BaseException:
-            try:
-                await client.call("DELETE", key, params=ident, ok=(200, 204, 404))
-            except StorageError as e:
-                log.warn("Cannot abort the multipart upload of {key}: {error}",
-                         key=key, error=str(e))
-            raise
-        if response.code == 412:
-            try:
-                await client.call("DELETE", key, params=ident, ok=(200, 204, 404))
-            except StorageError as e:
-                log.warn("Cannot abort the multipart upload of {key}: {error}",
-                         key=key, error=str(e))
-            return False
-        return True
-
-    def update(self, record):
+    def update(self, record: FileRecord) -> Deferred[None]:
         """Store a file's yank state (a marker object); never after a delete."""
         return ensureDeferred(self._update(record))
 
-    async def _update(self, record):
+    async def _update(self, record: FileRecord) -> None:
         layout, client = self._layout, self._client
         if await client.head(layout.deleted_key(record.filename)) is not None:
             raise FilenameDeleted(record.filename)
@@ -420,11 +327,11 @@ class S3Storage:
             await client.delete(layout.yanked_key(record.filename))
         self._feed.announce(record.filename)
 
-    def delete(self, record):
+    def delete(self, record: FileRecord) -> Deferred[None]:
         """Keep a tombstone first, then remove the file, its metadata and marker."""
         return ensureDeferred(self._delete(record))
 
-    async def _delete(self, record):
+    async def _delete(self, record: FileRecord) -> None:
         layout, client = self._layout, self._client
         tombstone = dict(record.to_json(), deleted=True, deleted_at=self._clock.seconds())
         await client.put(layout.deleted_key(record.filename),
@@ -442,7 +349,7 @@ class S3Storage:
                 log.warn("Deleted {filename}, but cannot remove {key} yet: {error}",
                          filename=record.filename, key=key, error=str(e))
 
-    def add_tombstone(self, filename):
+    def add_tombstone(self, filename: str) -> Deferred[None]:
         """
         Keep a tombstone for a name no stored file has (its marker, like a
         delete's, so the other servers learn it); see
@@ -450,7 +357,7 @@ class S3Storage:
         """
         return ensureDeferred(self._add_tombstone(filename))
 
-    async def _add_tombstone(self, filename):
+    async def _add_tombstone(self, filename: str) -> None:
         layout, client = self._layout, self._client
         if await client.head(layout.deleted_key(filename)) is not None:
             return
@@ -466,7 +373,7 @@ class S3Storage:
 
     # -- reads -----------------------------------------------------------------------
 
-    def locate(self, record):
+    def locate(self, record: FileRecord) -> Redirect | RemoteFile:
         """A redirect (presigned or public URL), or a relay through the server."""
         key = self._layout.file_key(record.path)
         if self._public_url is not None:
@@ -475,7 +382,7 @@ class S3Storage:
             return RemoteFile(record.size, partial(self._fetch, key, record.size))
         return Redirect(self._urls.url(key))
 
-    def locate_metadata(self, record):
+    def locate_metadata(self, record: FileRecord) -> MemoryFile | Redirect | RemoteBytes:
         """
         Like L{locate}, for the metadata sibling; from memory for an object
         read by a scan that did not persist (the bucket has no sibling).
@@ -490,13 +397,13 @@ class S3Storage:
             return RemoteBytes(partial(self.read_metadata, record))
         return Redirect(self._urls.url(key))
 
-    def read_metadata(self, record):
+    def read_metadata(self, record: FileRecord) -> Deferred[bytes]:
         """The metadata sibling's bytes (see L{locate_metadata})."""
         data = self._imports.unwritten(record.filename)
         if data is not None:
             return succeed(data)
 
-        async def read():
+        async def read() -> bytes:
             data = await self._client.get(self._layout.metadata_key(record.path),
                                           limit=METADATA_LIMIT)
             if data is None:
@@ -504,17 +411,17 @@ class S3Storage:
             return data
         return ensureDeferred(read())
 
-    def read_details(self, record):
+    def read_details(self, record: FileRecord) -> Deferred[bytes | None]:
         """The details object's bytes, or L{None} when there is none."""
         return ensureDeferred(self._client.get(self._layout.details_key(record.filename),
                                                limit=DETAILS_LIMIT))
 
-    def describe(self, record):
+    def describe(self, record: FileRecord) -> Deferred[bytes | None]:
         """Fetch the file, render its details in a worker thread, and keep them."""
         return ensureDeferred(self._imports.describe(record))
 
-    def _fetch(self, key, size, start, length):
-        async def fetch():
+    def _fetch(self, key: str, size: int, start: int, length: int) -> Deferred[Deliverable]:
+        async def fetch() -> Deliverable:
             headers = {}
             if start or length != size:
                 headers["range"] = f"bytes={start}-{start + length - 1}"
@@ -526,56 +433,63 @@ class S3Storage:
         return ensureDeferred(fetch())
 
     @property
-    def presigned_cached(self):
+    def presigned_cached(self) -> int:
         """How many presigned URLs the cache holds."""
         return len(self._urls)
 
-    def metric_families(self):
-        """The requests to the bucket (the client's, shared with the audit log's) and the presigned URLs."""
+    def metric_families(self) -> Iterator[Family]:
+        """
+        The requests to the bucket (the client's, shared with the audit
+        log's) and the presigned URLs.
+        """
         yield from timing_families(("pypid_s3_requests", "pypid_s3_request_errors",
                                     "pypid_s3_request_duration_seconds"), "Requests to S3",
                                    ("method",), [((), self._client.timings)])
         yield from self._urls.metric_families()
 
-    def presigned(self, key):
+    def presigned(self, key: str) -> str:
         """A presigned GET URL for C{key}; see L{PresignedURLs.url}."""
         return self._urls.url(key)
 
     # -- the snapshot ------------------------------------------------------------------
 
-    def state(self):
+    def state(self) -> dict[str, Any] | None:
         """What the local snapshot keeps for this backend: the presigned URL cache."""
         return self._urls.state()
 
-    def state_changed(self):
+    def state_changed(self) -> bool:
         """Whether URLs were signed since the last L{state}."""
         return self._urls.changed()
 
-    def restore_state(self, state):
+    def restore_state(self, state: Any) -> None:
         """
         Take back the URL cache from a snapshot: only URLs signed with the
         credentials in use now, and not due for renewal.
         """
         self._urls.restore(state)
 
-    def keep_snapshot(self, data):
+    def keep_snapshot(self, data: bytes) -> Deferred[None] | None:
         """Keep a copy of the snapshot (without the URL cache) in the bucket."""
         if not self._bucket_snapshot:
             return None
 
-        async def keep():
+        async def keep() -> None:
             packed = await self._run(gzip.compress, data, 6)
             await self._client.put(self._layout.snapshot_key, packed,
                                    {"content-type": "application/gzip"})
         d = ensureDeferred(keep())
         # A clean stop waits for it (see close), so the last snapshot lands.
         self._pending.add(d)
-        d.addBoth(lambda result: (self._pending.discard(d), result)[1])
+
+        def done(result: Any) -> Any:
+            self._pending.discard(d)
+            return result
+        d.addBoth(done)
         return d
 
-    def load_snapshot(self):
+    def load_snapshot(self) -> Deferred[bytes | None]:
         """The snapshot kept in the bucket, or L{None}."""
-        async def load():
+        async def load() -> bytes | None:
             if not self._bucket_snapshot:
                 return None
             packed = await self._client.get(self._layout.snapshot_key, limit=SNAPSHOT_LIMIT,
@@ -591,7 +505,8 @@ class S3Storage:
 
     # -- the full listing ----------------------------------------------------------------
 
-    def scan(self, known=None, since=0.0, tombstones=(), persist=True):
+    def scan(self, known: dict[str, FileRecord] | None = None, since: float = 0.0,
+             tombstones: Iterable[str] = (), persist: bool = True) -> Deferred[ScanResult]:
         """
         What the bucket holds; see L{IStorage.scan}.
 
@@ -611,7 +526,8 @@ class S3Storage:
         """
         return ensureDeferred(self._start(known or {}, since, frozenset(tombstones), persist))
 
-    async def _start(self, known, since, tombstones, persist=True):
+    async def _start(self, known: dict[str, FileRecord], since: float,
+                     tombstones: Iterable[str], persist: bool = True) -> ScanResult:
         if not persist:
             return await self._scan(known, since, persist=False)
         now = self._clock.seconds()
@@ -638,7 +554,8 @@ class S3Storage:
                 records[change.filename] = change.record
         return ScanResult(records=records, tombstones=frozenset(deleted))
 
-    async def _newer_bucket_snapshot(self, since, now):
+    async def _newer_bucket_snapshot(self, since: float,
+                                     now: float) -> snapshots.Snapshot | None:
         """
         The snapshot kept in the bucket, when the local one (taken at
         C{since}) is too old to catch up from change markers and another
@@ -673,7 +590,8 @@ class S3Storage:
                  "starting from the newer one kept in the bucket")
         return snap
 
-    def reconcile(self, known, tombstones):
+    def reconcile(self, known: dict[str, FileRecord],
+                  tombstones: Iterable[str]) -> Deferred[ScanResult]:
         """
         List the whole bucket and say what it holds, trusting C{known} for
         objects unchanged since the view was last known to be complete.
@@ -683,7 +601,7 @@ class S3Storage:
         """
         return ensureDeferred(self._reconcile(dict(known)))
 
-    async def _reconcile(self, known):
+    async def _reconcile(self, known: dict[str, FileRecord]) -> ScanResult:
         # Paced: the check runs while the server answers, and must cost
         # neither a burst on the cloud bill nor the uploads' turn.
         client = PacedClient(self._client, Pacer(self._clock, self._check_rate))
@@ -703,7 +621,8 @@ class S3Storage:
         self._feed.reconciled()
         return attrs.evolve(result, records=records)
 
-    async def _scan(self, known, since, persist=True, client=None):
+    async def _scan(self, known: dict[str, FileRecord], since: float, persist: bool = True,
+                    client: BucketCalls | None = None) -> ScanResult:
         """
         List the bucket (see L{BucketListing.scan}); polls go on from when
         the listing began.
@@ -715,11 +634,11 @@ class S3Storage:
 
     # -- changes by other instances -----------------------------------------------------
 
-    def settle(self):
+    def settle(self) -> Deferred[Any]:
         """A L{Deferred} that fires once the background writes under way are done."""
         return DeferredList(list(self._pending))
 
-    def poll(self):
+    def poll(self) -> Deferred[list[Changed]]:
         """
         Look for changes made by other instances since the last poll.
 
@@ -729,21 +648,22 @@ class S3Storage:
         """
         return ensureDeferred(self._feed.poll())
 
-    def reconcile_due(self):
+    def reconcile_due(self) -> bool:
         """Whether the index must be checked against a full listing (see L{reconcile})."""
         return self._feed.reconcile_due()
 
-    def synced_at(self):
+    def synced_at(self) -> float | None:
         """When the index last took in every change in the bucket (L{None}: never)."""
         return self._feed.synced_at()
 
-    def _background(self, coroutine):
+    def _background(self, coroutine: Coroutine[Any, Any, Any]) -> Deferred[Any]:
         d = ensureDeferred(coroutine)
         self._pending.add(d)
         d.addBoth(lambda _: self._pending.discard(d))
         return d
 
-    async def _state_of(self, filename, path=None, client=None):
+    async def _state_of(self, filename: str, path: str | None = None,
+                        client: BucketCalls | None = None) -> Changed:
         """A file's state as the bucket holds it now (read with C{client}, or this storage's)."""
         layout, client = self._layout, client or self._client
         if await client.head(layout.deleted_key(filename)) is not None:
@@ -769,12 +689,12 @@ class _IdleGuard:
     open for ever. The relay then closes the client's connection.
     """
 
-    def __init__(self, response, clock, timeout):
+    def __init__(self, response: Deliverable, clock: IReactorTime, timeout: float) -> None:
         self._response = response
         self._clock = clock
         self._timeout = timeout
 
-    def deliverBody(self, protocol):
+    def deliverBody(self, protocol: IProtocol) -> None:
         """Deliver the body to C{protocol}, watched."""
         self._response.deliverBody(_IdleProtocol(protocol, self._clock, self._timeout))
 
@@ -782,40 +702,41 @@ class _IdleGuard:
 class _IdleProtocol:
     """Passes a body on, and stops it after a silence (see L{_IdleGuard})."""
 
-    def __init__(self, inner, clock, timeout):
+    def __init__(self, inner: IProtocol, clock: IReactorTime, timeout: float) -> None:
         self._inner = inner
         self._timeout = timeout
         self._deadline = Deadline(clock, timeout, self._expired)
-        self.transport = None
+        self.transport: Any = None
 
-    def makeConnection(self, transport):
+    def makeConnection(self, transport: Any) -> None:
         self.transport = transport
-        self._inner.makeConnection(self)
+        # (this is the inner protocol's transport: a producer it can pause)
+        self._inner.makeConnection(self)  # type: ignore[arg-type]
         self._deadline.arm()
 
-    def dataReceived(self, data):
+    def dataReceived(self, data: bytes) -> None:
         self._deadline.arm()
         self._inner.dataReceived(data)
 
-    def connectionLost(self, reason):
+    def connectionLost(self, reason: Failure) -> None:
         self._deadline.disarm()
         self._inner.connectionLost(reason)
 
     # The transport the inner protocol sees: pauses stop the watch.
 
-    def pauseProducing(self):
+    def pauseProducing(self) -> None:
         self._deadline.disarm()
         self.transport.pauseProducing()
 
-    def resumeProducing(self):
+    def resumeProducing(self) -> None:
         self._deadline.arm()
         self.transport.resumeProducing()
 
-    def stopProducing(self):
+    def stopProducing(self) -> None:
         self._deadline.disarm()
         self.transport.stopProducing()
 
-    def _expired(self):
+    def _expired(self) -> None:
         log.warn("S3 sent nothing for {seconds} s: cutting the download short",
                  seconds=self._timeout)
         self.transport.stopProducing()

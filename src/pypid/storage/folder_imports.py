@@ -1,0 +1,209 @@
+"""
+Files of a storage folder that have no usable record (a pypiserver folder,
+files copied in by hand): each is read and described like an upload, and
+what was learnt is kept beside it, so that the next scan is cheap and gives
+the same record. Also the rendering of a stored file's details, which an
+import leaves to the background or to a person's first view.
+
+Apart from L{pypid.storage.local.LocalStorage} because it is the only part
+that reads whole files and renders them (L{IBackfillStorage}'s capability,
+L{FolderImports.describe_pending}, is this), and the only one that keeps
+state between calls: the metadata of files read by a scan whose sidecars
+are not written yet. Blocking: for a worker thread.
+"""
+
+import os
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+from twisted.logger import Logger
+
+from pypid.core.distribution import inspect
+from pypid.core.index import latest_per_project
+from pypid.core.metadata import InvalidDistribution
+from pypid.core.model import FileRecord
+from pypid.core.names import InvalidName
+from pypid.core.pending import DELETED, PendingFile
+from pypid.storage.sidecars import Sidecars, is_tombstone, storage_error, storage_errors
+
+log = Logger()
+
+#: An imported file: its record, its metadata (or L{None}), and its record
+#: sidecar as the scan read it (L{None} when there was none), which the
+#: background write compares with what is there when it comes.
+Imported = tuple[FileRecord, bytes | None, dict[str, Any] | None]
+
+
+@attrs.define(eq=False)
+class FolderImports:
+    """
+    Describes the files of a folder that have no usable record, and renders
+    stored files' details.
+
+    @ivar _sidecars: the folder's L{Sidecars}.
+    @ivar _unwritten: metadata of files imported by the last scan whose
+        sidecars are not written yet (filename -> bytes); served from here
+        until they are, or for good after a scan that does not persist
+        (which writes none).
+    """
+
+    _sidecars: Sidecars
+    _unwritten: dict[str, bytes] = attrs.field(factory=dict, init=False)
+
+    def unwritten(self, filename: str) -> bytes | None:
+        """The metadata of C{filename} kept in memory until its sidecar is written."""
+        return self._unwritten.get(filename)
+
+    def import_file(self, path: str, filename: str, key: str, mtime: float,
+                    seen: dict[str, Any] | None, imported: list[Imported]) -> FileRecord | str:
+        """
+        Describe a file that has no usable record: its record (added to
+        C{imported}, with C{seen}, the sidecar as read, for the write that
+        keeps it beside the file, L{write_imported}), or why it is not
+        served.
+        """
+        try:
+            inspected = inspect(path, filename, key, mtime, legacy=True)
+        except (InvalidName, InvalidDistribution) as e:
+            return str(e)
+        except OSError as e:
+            return f"cannot read: {e.strerror}"
+        # Kept beside the file (later), so the next scan is cheap and the
+        # upload time stays what it was today.
+        record: FileRecord = inspected.record
+        metadata: bytes | None = inspected.metadata
+        if metadata is not None:
+            self._unwritten[filename] = metadata
+        imported.append((record, metadata, seen))
+        return record
+
+    def describe_pending(self, pending: Sequence[PendingFile],
+                         persist: bool) -> list[tuple[PendingFile, FileRecord | str]]:
+        """
+        Describe files a scan left pending, and keep their records beside
+        them (with C{persist}): C{(PendingFile, record or reason)} each.
+        """
+        results: list[tuple[PendingFile, FileRecord | str]] = []
+        imported: list[Imported] = []
+        for item in pending:
+            path = self._sidecars.file_path(item.key)
+            size: int | None
+            try:
+                if item.recorded or item.mtime is None:
+                    stat = os.stat(path)
+                    size, mtime = stat.st_size, stat.st_mtime
+                else:
+                    size, mtime = item.size, item.mtime
+            except OSError as e:
+                results.append((item, f"cannot read: {e.strerror}"))
+                continue
+            seen = None
+            if item.recorded:
+                seen = self._sidecars.read_record(item.filename)
+                if is_tombstone(seen):
+                    results.append((item, DELETED))
+                    continue
+                if seen is not None:
+                    try:
+                        record = FileRecord.from_json(seen)
+                    except ValueError:
+                        record = None
+                    if record is not None and record.size == size:
+                        results.append((item, record.replace(path=item.key)
+                                        if record.path != item.key else record))
+                        continue
+            results.append((item, self.import_file(path, item.filename, item.key, mtime, seen,
+                                                   imported)))
+        if persist and imported:
+            # (no details: a README takes 1 to 3 ms to render, more than the
+            # rest of describing a file; a person's first view renders it)
+            self.write_imported(imported, quiet=True, details=False)
+        return results
+
+    def write_imported(self, imported: list[Imported], quiet: bool = False,
+                       details: bool = True) -> None:
+        """
+        Keep imported records and metadata beside their files, and the
+        details of each project's latest file, rendered here rather than
+        during the scan (a README takes milliseconds: a folder of thousands
+        would hold start-up for minutes). Older versions are described when
+        their page is first asked for (L{describe}); so are all, without
+        C{details}.
+        """
+        sidecars = self._sidecars
+        described = (latest_per_project(record for record, _, _ in imported)
+                     if details else ())
+        for record, metadata, seen in imported:
+            rendered = None
+            if record.filename in described:
+                started = time.perf_counter()
+                try:
+                    rendered = self._details_of(record)
+                except OSError as e:
+                    # (described on its first view instead)
+                    log.warn("Cannot describe {filename}: {error}",
+                             filename=record.filename, error=e.strerror)
+                # Rendering holds the interpreter's lock: resting as long
+                # as it took leaves the server half of it, so pages are
+                # served at 0.6x the usual rate meanwhile, not 0.45x. This
+                # runs in the I/O pool (see scan); with a runner that works
+                # on the calling thread (a command, a test), the main
+                # thread, where the reactor runs, never rests.
+                if threading.current_thread() is not threading.main_thread():
+                    time.sleep(time.perf_counter() - started)
+            try:
+                with sidecars.lock:
+                    current = sidecars.read_record(record.filename)
+                    deleted = is_tombstone(current)
+                    if metadata is not None and not deleted:
+                        sidecars.write_metadata(record.filename, metadata, durable=False)
+                    # A sidecar that changed since the scan read it holds a yank
+                    # or a delete stored meanwhile: newer than what the scan knew.
+                    if current == seen:
+                        sidecars.write_record(record.filename, record, durable=False)
+                    if rendered is not None and not deleted:
+                        sidecars.write_details(record.filename, rendered)
+            except OSError as e:
+                log.warn("Cannot keep the record of {filename}: {error}",
+                         filename=record.filename, error=e.strerror)
+            finally:
+                self._unwritten.pop(record.filename, None)
+        if not quiet:
+            log.info("Kept the records of {count} imported files", count=len(imported))
+
+    def describe(self, record: FileRecord) -> bytes | None:
+        """Render a file's details from the file and keep them in their sidecar."""
+        try:
+            details = self._details_of(record)
+        except FileNotFoundError:
+            return None  # (deleted meanwhile)
+        except OSError as e:
+            raise storage_error(e)
+        if details is not None:
+            sidecars = self._sidecars
+            with storage_errors(), sidecars.lock:
+                if is_tombstone(sidecars.read_record(record.filename)):
+                    return None
+                sidecars.write_details(record.filename, details)
+        return details
+
+    def _details_of(self, record: FileRecord) -> bytes | None:
+        """
+        The details of a stored file, or L{None} when it is not a
+        distribution any more.
+
+        @raise OSError: when the file cannot be read now.
+        """
+        try:
+            details: bytes | None = inspect(
+                self._sidecars.file_path(record.path), record.filename, record.path,
+                record.upload_time, (record.size, record.sha256, record.blake2_256, record.md5),
+                legacy=True, details=True).details
+        except (InvalidName, InvalidDistribution) as e:
+            log.warn("Cannot describe {filename}: {error}", filename=record.filename,
+                     error=str(e))
+            return None
+        return details

@@ -1,0 +1,169 @@
+"""
+Writing a stored file's objects to the bucket: the file itself, streamed
+from the spool folder (one conditional C{PUT}, or, above a threshold, a
+multipart upload completed conditionally), and its metadata sibling and
+details beside it.
+
+Apart from L{pypid.storage.s3.storage.S3Storage} because this is all that
+speaks S3's multipart protocol (parts hashed in the thread pool, an upload
+aborted whenever it fails, so no parts are left to pay for), and the
+storage only decides what to write: when the name is dead, whose the
+object is when it was there already.
+"""
+
+import hashlib
+from functools import partial
+
+import attrs
+from twisted.logger import Logger
+
+from pypid.core.model import FileRecord
+from pypid.storage.interface import Run, StorageError
+from pypid.storage.s3.api import (
+    BucketCalls,
+    FileRangeProducer,
+    S3Client,
+    S3Error,
+    S3Response,
+    S3Unavailable,
+    complete_body,
+    parse_error,
+    parse_upload_id,
+)
+from pypid.storage.s3.layout import Layout
+from pypid.storage.s3.limits import MAX_PARTS, MIN_PART_SIZE
+
+log = Logger()
+
+
+def _sha256_range(path: str, offset: int, length: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        f.seek(offset)
+        while length > 0:
+            data = f.read(min(1 << 20, length))
+            if not data:
+                break
+            digest.update(data)
+            length -= len(data)
+    return digest.hexdigest()
+
+
+def part_size(size: int, threshold: int) -> int:
+    """The part size for a multipart upload of C{size} bytes."""
+    return max(threshold, MIN_PART_SIZE, -(-size // MAX_PARTS))
+
+
+@attrs.define(eq=False)
+class ObjectWriter:
+    """
+    Writes files and what is kept beside them.
+
+    @ivar _client: the L{S3Client}.
+    @ivar _layout: the L{Layout} of the prefix.
+    @ivar _run: C{run(f, *args) -> Deferred} for blocking work (reading
+        the spooled file).
+    @ivar _threshold: the size above which a file is uploaded in parts.
+    """
+
+    _client: S3Client
+    _layout: Layout
+    _run: Run
+    _threshold: int
+
+    async def write_file(self, key: str, temp_path: str, record: FileRecord,
+                         headers: dict[str, str]) -> bool:
+        """
+        Write the spooled file at C{temp_path} as the object C{key}, with
+        C{headers}, unless an object has that key.
+
+        @return: whether the object was written.
+        """
+        if record.size > self._threshold:
+            return await self._multipart(key, temp_path, record, headers)
+        response = await self._client.call(
+            "PUT", key, headers=dict(headers, **{"if-none-match": "*"}),
+            body=partial(self._producer, temp_path, 0, record.size),
+            payload_sha256=record.sha256, ok=(200, 412))
+        return response.code == 200
+
+    async def keep_beside(self, record: FileRecord, metadata: bytes | None,
+                          details: bytes | None, client: BucketCalls | None = None) -> None:
+        """Write a file's metadata sibling and its details, those it has."""
+        client = client or self._client
+        if metadata is not None:
+            await client.put(self._layout.metadata_key(record.path), metadata,
+                             {"content-type": "application/octet-stream"})
+        if details is not None:
+            await client.put(self._layout.details_key(record.filename), details,
+                             {"content-type": "application/json"})
+
+    async def forget(self, key: str) -> None:
+        """Remove the object of an upload that failed (a failure is only logged)."""
+        try:
+            await self._client.delete(key)
+        except StorageError as e:
+            log.warn("Cannot remove {key} after a failed upload: {error}", key=key, error=str(e))
+
+    def _producer(self, path: str, offset: int, length: int) -> FileRangeProducer:
+        return FileRangeProducer(path, offset, length, self._run)
+
+    async def _multipart(self, key: str, temp_path: str, record: FileRecord,
+                         headers: dict[str, str]) -> bool:
+        """
+        Upload in parts, streamed from the spooled file; the parts become
+        the object only if no object has the key (C{If-None-Match} on the
+        completion). A failed upload is aborted, so no parts are left to pay
+        for.
+
+        @return: whether the object was written.
+        """
+        client = self._client
+        created = await client.call("POST", key, params=[("uploads", "")], headers=headers,
+                                    retry=False)
+        upload_id = parse_upload_id(created.body)
+        if not upload_id:
+            raise S3Unavailable("S3 gave no upload id for a multipart upload")
+        ident = [("uploadId", upload_id)]
+        response: S3Response
+        try:
+            size = part_size(record.size, self._threshold)
+            etags = []
+            for number, offset in enumerate(range(0, record.size, size), 1):
+                length = min(size, record.size - offset)
+                digest = await self._run(_sha256_range, temp_path, offset, length)
+                response = await client.call(
+                    "PUT", key, params=[("partNumber", str(number)), *ident],
+                    body=partial(self._producer, temp_path, offset, length),
+                    payload_sha256=digest)
+                etags.append(response.headers.get("etag", ""))
+            try:
+                response = await client.call(
+                    "POST", key, params=ident, body=complete_body(etags),
+                    headers={"if-none-match": "*", "content-type": "application/xml"},
+                    ok=(200, 412), limit=1 << 20)
+            except S3Error as e:
+                # A retry after a lost answer finds the upload completed.
+                existing = await client.head(key) if e.code == "NoSuchUpload" else None
+                if existing is None or existing.get("x-amz-meta-sha256") != record.sha256:
+                    raise
+                return True
+            # S3 may answer 200 and put the error in the body.
+            if response.code == 200 and b"<Error>" in response.body:
+                raise S3Unavailable("S3 could not complete the multipart upload: "
+                                    + parse_error(200, response.body)[0])
+        except BaseException:
+            await self._abort(key, ident)
+            raise
+        if response.code == 412:
+            await self._abort(key, ident)
+            return False
+        return True
+
+    async def _abort(self, key: str, ident: list[tuple[str, str]]) -> None:
+        """Abort a multipart upload (a failure is only logged)."""
+        try:
+            await self._client.call("DELETE", key, params=ident, ok=(200, 204, 404))
+        except StorageError as e:
+            log.warn("Cannot abort the multipart upload of {key}: {error}",
+                     key=key, error=str(e))

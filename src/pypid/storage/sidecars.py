@@ -1,0 +1,191 @@
+"""
+The files the local storage keeps beside each distribution, under
+C{.pypid/files/}: a record (C{.json}, or a tombstone), the core metadata
+(C{.metadata}) and the details for the pages for people (C{.details}).
+
+Apart from L{pypid.storage.local.LocalStorage} because three of its parts
+write them (publishing and deleting, imports in the background, describing
+on a first view) and must agree on two things kept here: every write goes
+through a temporary file and a rename, so a reader never sees half a
+sidecar; and a record is written under one lock (L{Sidecars.lock}), so the
+background write of an imported record never undoes a yank or a delete
+stored meanwhile. Blocking: for a worker thread.
+"""
+
+import contextlib
+import errno
+import json
+import os
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import attrs
+import orjson
+from twisted.logger import Logger
+
+from pypid.core.model import FileRecord
+from pypid.storage.disk import remove_file
+from pypid.storage.interface import StorageError
+
+META_DIR = ".pypid"
+RECORD = ".json"
+_METADATA = ".metadata"
+_DETAILS = ".details"
+
+log = Logger()
+
+
+def _write_atomic(path: str, data: bytes, tmp_dir: str, durable: bool = True) -> None:
+    """
+    Write C{data} to C{path} through a temporary file and a rename. The
+    temporary name is unique per process and thread, which is all the
+    uniqueness needed, and cheaper than C{mkstemp}'s random probing.
+    """
+    tmp = os.path.join(tmp_dir, f"w{os.getpid()}-{threading.get_ident()}.part")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        remove_file(tmp)
+        raise
+
+
+def _record_bytes(record: FileRecord | dict[str, Any]) -> bytes:
+    """A record (or a tombstone dict) as the JSON kept beside its file."""
+    data = record if isinstance(record, dict) else record.to_json()
+    return json.dumps(data, sort_keys=True).encode("utf-8")
+
+
+def storage_error(error: OSError) -> StorageError:
+    """The L{StorageError} for an L{OSError} of the backend."""
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StorageError("the storage is full")
+    return StorageError(f"cannot store the file: {error.strerror}")
+
+
+@contextlib.contextmanager
+def storage_errors() -> Iterator[None]:
+    """Turn L{OSError}s into L{StorageError}s, as the interface promises."""
+    try:
+        yield
+    except OSError as e:
+        raise storage_error(e)
+
+
+def is_tombstone(data: dict[str, Any] | None) -> bool:
+    """Whether a record read by L{Sidecars.read_record} is a tombstone."""
+    return data is not None and bool(data.get("deleted"))
+
+
+@attrs.define(eq=False)
+class Sidecars:
+    """
+    The paths of a storage folder and the sidecars kept beside its files.
+
+    @ivar root: the storage folder (absolute).
+    @ivar lock: held while a record sidecar is written (see the module).
+    """
+
+    root: str
+    lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, repr=False)
+
+    @property
+    def temp_dir(self) -> str:
+        """Where uploads are spooled and sidecars written before their rename."""
+        return os.path.join(self.root, META_DIR, "tmp")
+
+    @property
+    def files_dir(self) -> str:
+        """The folder of the sidecars."""
+        return os.path.join(self.root, META_DIR, "files")
+
+    def file_path(self, key: str) -> str:
+        """Where the file stored under C{key} (a path relative to the root) is."""
+        return os.path.join(self.root, *key.split("/"))
+
+    def record_path(self, filename: str) -> str:
+        """Where the record of C{filename} is kept."""
+        return os.path.join(self.files_dir, filename + RECORD)
+
+    def metadata_path(self, filename: str) -> str:
+        """Where the core metadata of C{filename} is kept."""
+        return os.path.join(self.files_dir, filename + _METADATA)
+
+    def _details_path(self, filename: str) -> str:
+        return os.path.join(self.files_dir, filename + _DETAILS)
+
+    def read_record(self, filename: str, path: str | None = None) -> dict[str, Any] | None:
+        """
+        The record of C{filename} as read (a record's or a tombstone's JSON),
+        or L{None} when there is none or it cannot be read (logged).
+
+        @param path: its path, when the caller has it already.
+        """
+        try:
+            with open(path or self.record_path(filename), "rb") as f:
+                data = orjson.loads(f.read())
+        except (FileNotFoundError, NotADirectoryError):
+            # (no .pypid/files/ at all, when a scan did not persist)
+            return None
+        except (OSError, ValueError) as e:
+            log.warn("Ignoring unreadable record for {filename}: {error}",
+                     filename=filename, error=str(e))
+            return None
+        if not isinstance(data, dict):
+            log.warn("Ignoring unreadable record for {filename}: not a JSON object",
+                     filename=filename)
+            return None
+        return data
+
+    def read_metadata(self, filename: str) -> bytes:
+        """
+        The core metadata of C{filename}.
+
+        @raise FileNotFoundError: when none is kept.
+        @raise StorageError: when it cannot be read.
+        """
+        try:
+            with open(self.metadata_path(filename), "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            raise
+        except NotADirectoryError:
+            raise FileNotFoundError(self.metadata_path(filename))
+        except OSError as e:
+            raise StorageError(f"cannot read the metadata of {filename}: {e.strerror}")
+
+    def read_details(self, filename: str) -> bytes | None:
+        """The details of C{filename}, or L{None} when none are kept."""
+        try:
+            with open(self._details_path(filename), "rb") as f:
+                return f.read()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as e:
+            raise StorageError(f"cannot read the details of {filename}: {e.strerror}")
+
+    def write_record(self, filename: str, record: FileRecord | dict[str, Any],
+                     durable: bool = True) -> None:
+        """Write the record (or tombstone dict) of C{filename}; the caller holds L{lock}."""
+        _write_atomic(self.record_path(filename), _record_bytes(record), self.temp_dir, durable)
+
+    def write_metadata(self, filename: str, metadata: bytes, durable: bool = True) -> None:
+        """Write the core metadata of C{filename}."""
+        _write_atomic(self.metadata_path(filename), metadata, self.temp_dir, durable)
+
+    def write_details(self, filename: str, details: bytes) -> None:
+        """
+        Write the details of C{filename}, not durably: they are derived from
+        the file, and rendered again when lost.
+        """
+        _write_atomic(self._details_path(filename), details, self.temp_dir, durable=False)
+
+    def remove_derived(self, filename: str) -> None:
+        """Remove the metadata and details of C{filename}, if there are any."""
+        remove_file(self.metadata_path(filename))
+        remove_file(self._details_path(filename))
