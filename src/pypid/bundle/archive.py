@@ -37,8 +37,8 @@ from pypid.bundle.manifest import (
     is_folder,
     limit_of,
 )
-from pypid.export.target import FileMismatch
 from pypid.storage.disk import fsync_folder
+from pypid.storage.reading import FileMismatch
 
 __all__ = ["FileMismatch", "FolderReader", "FolderWriter", "TarReader", "TarWriter",
            "SourceTooLarge", "copy_hashed", "open_reader", "open_writer"]

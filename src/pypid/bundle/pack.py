@@ -2,7 +2,7 @@
 A storage into a bundle (C{pypid-admin export}), beside a daemon that may
 be running on it.
 
-The storage is read as C{pypid-export} reads it (L{pypid.export.source}):
+The storage is read as C{pypid-export} reads it (L{pypid.storage.reading}):
 the daemon's snapshot as what is known, then a scan that writes nothing,
 takes no lock and sweeps nothing. The bundle is the storage as that scan
 found it: the records it gave, each file's bytes checked against its
@@ -37,9 +37,14 @@ from pypid.bundle.manifest import (
     tombstones_bytes,
 )
 from pypid.core.model import format_upload_time
-from pypid.export.plan import BINARY_TYPE
-from pypid.export.source import FileUnavailable, load_records, put_file, read_metadata
 from pypid.storage.disk import remove_file
+from pypid.storage.reading import (
+    BINARY_TYPE,
+    FileUnavailable,
+    load_records,
+    put_file,
+    read_metadata,
+)
 
 log = Logger()
 
@@ -70,8 +75,8 @@ class PackReport:
 @attrs.frozen
 class _WriterTarget:
     """
-    The part of L{pypid.export.target.ITarget} that
-    L{pypid.export.source.put_file} uses, over a bundle writer.
+    A L{pypid.storage.reading.FileSink} over a bundle writer, for
+    L{pypid.storage.reading.put_file}.
     """
 
     _writer: object

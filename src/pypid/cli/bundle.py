@@ -125,7 +125,7 @@ def _observer(err, verbose, command):
     with the exports): they are not its business.
     """
     def ignore(event):
-        return (command == "import" and event.get("log_namespace") == "pypid.export.source"
+        return (command == "import" and event.get("log_namespace") == "pypid.storage.reading"
                 and str(event.get("log_format", "")).startswith("Not exporting"))
     return log_lines(err, "pypid-admin", verbose, ignore)
 
@@ -190,7 +190,7 @@ async def import_command(config, options, reactor, out, err):
     """Load the source into the storage; return the exit status."""
     from pypid.bundle.ingest import Ingest, carry_audit, import_entries
     from pypid.bundle.sources import DESCRIPTIONS, detect
-    from pypid.export.source import load_records
+    from pypid.storage.reading import load_records
 
     run = _runner(reactor)
     closing, source, ingest = [], None, None

@@ -124,7 +124,7 @@ async def open_storage(config: Config, reactor: Any, run: Run, closing: Closing,
     tools have for it.
 
     Without C{prepare}, to read beside a daemon that may be running on it
-    (C{pypid-export}, C{pypid-admin export}; see L{pypid.export.source}):
+    (C{pypid-export}, C{pypid-admin export}; see L{pypid.storage.reading}):
     never C{prepare()}d, so no lock is taken and nothing is swept; files
     from a bucket are streamed, never redirected to.
 

@@ -1,6 +1,6 @@
 """
 One export, from the storage to a target: the orchestration of
-L{pypid.export.plan} (what to write) with L{pypid.export.source} (the
+L{pypid.export.plan} (what to write) with L{pypid.storage.reading} (the
 storage) and L{pypid.export.target} (where).
 
 The order is what keeps a served export consistent at every moment: the
@@ -20,8 +20,8 @@ from twisted.internet.defer import DeferredSemaphore, ensureDeferred, gatherResu
 from twisted.logger import Logger
 
 from pypid.export import plan as plans
-from pypid.export import source
 from pypid.export.plan import ExportError, ExportManifest, ProjectState
+from pypid.storage import reading
 
 log = Logger()
 
@@ -113,7 +113,7 @@ class Exporter:
         try:
             await target.open()
             await self._read_previous()
-            result = await source.load_records(self._storage, self._snapshot, self._run)
+            result = await reading.load_records(self._storage, self._snapshot, self._run)
             records, unsafe = plans.safe_records(result.records.values())
             for record, reason in unsafe:
                 log.warn("Not exporting {filename}: {reason}", filename=record.filename,
@@ -287,7 +287,7 @@ class Exporter:
             metadata = {}
             if self._settings.writes_files:
                 for record in project.sorted_files():
-                    data = await source.read_metadata(self._storage, record)
+                    data = await reading.read_metadata(self._storage, record)
                     if data is not None:
                         metadata[record.filename] = data
                 planned[name] = [o for o in plans.file_outputs(project, metadata)
@@ -308,9 +308,9 @@ class Exporter:
                     await self._target.write(output.path, output.data, output.content_type)
                 else:
                     try:
-                        await source.put_file(self._storage, output.record, self._target,
+                        await reading.put_file(self._storage, output.record, self._target,
                                               output.path)
-                    except source.FileUnavailable as e:
+                    except reading.FileUnavailable as e:
                         failed.add(filename)
                         problems.append(f"{filename}: {e}")
                         continue
@@ -342,7 +342,7 @@ class Exporter:
             raw = None
             for record in plans.legacy_info_sources(project, latest):
                 raw = (metadata.get(record.filename) if self._settings.writes_files
-                       else await source.read_metadata(self._storage, record))
+                       else await reading.read_metadata(self._storage, record))
                 if raw is not None:
                     break
             info = plans.legacy_info(project, latest, raw) if latest is not None else None

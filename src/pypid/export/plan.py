@@ -35,6 +35,7 @@ from pypid.core import legacy_info as legacy_json
 from pypid.core.catalog import summary_of
 from pypid.core.index import HTML, JSON, Index
 from pypid.core.names import InvalidName, is_valid_name, normalize, parse_filename
+from pypid.storage.reading import BINARY_TYPE
 
 #: The manifest's file name in DEST, and the format it is written in.
 MANIFEST = ".pypid-export.json"
@@ -53,7 +54,6 @@ PROBES = 500
 HTML_TYPE = "text/html; charset=utf-8"
 SIMPLE_JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 JSON_TYPE = "application/json"
-BINARY_TYPE = "application/octet-stream"
 
 #: The Content-Type of a page for people, by its path's extension.
 _PEOPLE_TYPES = {

@@ -21,9 +21,10 @@ from functools import partial
 from twisted.internet.defer import ensureDeferred, maybeDeferred
 from zope.interface import Attribute, Interface, implementer
 
-from pypid.export.plan import BINARY_TYPE, ExportError
+from pypid.export.plan import ExportError
 from pypid.storage.disk import exclusive_lock, remove_file
 from pypid.storage.interface import StorageError
+from pypid.storage.reading import BINARY_TYPE, FileMismatch
 
 #: The modes of what a folder target writes: a tree for a web server to
 #: read, whatever the umask of the one who runs the export.
@@ -38,10 +39,6 @@ REVALIDATE = "max-age=0, must-revalidate"
 
 #: How big a manifest may be read back (20,000 files make about 5 MB).
 _MANIFEST_LIMIT = 1 << 30
-
-
-class FileMismatch(Exception):
-    """A file's bytes are not those its record's sha256 names."""
 
 
 class ITarget(Interface):
