@@ -24,7 +24,7 @@ above this module and matching the protocol by its methods.
 """
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import IO, TYPE_CHECKING, Any, Protocol, cast
 
 from twisted.internet.defer import Deferred
@@ -74,11 +74,11 @@ class FileSink(Protocol):
     def spool(self) -> str:
         """A new local path where bytes fetched from elsewhere may be put for L{put_file}."""
 
-    def write(self, path: str, data: bytes, content_type: str) -> Deferred[None]:
-        """Replace C{path} with C{data}, all at once."""
+    def write(self, path: str, data: bytes, content_type: str) -> Awaitable[object]:
+        """Replace C{path} with C{data}, all at once (what it fires with is ignored)."""
 
     def put_file(self, path: str, source: str, sha256: str, consume: bool,
-                 size: int | None = None) -> Deferred[None]:
+                 size: int | None = None) -> Awaitable[object]:
         """
         Replace C{path} with the bytes of the local file C{source}, all at
         once; L{FileMismatch} when the sink reads them and they are not
