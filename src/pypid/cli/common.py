@@ -34,9 +34,7 @@ if TYPE_CHECKING:
     from pypid.config import Config
     from pypid.config.s3_settings import S3Config
     from pypid.storage.interface import IStorage
-
-#: C{run(f, *args) -> Deferred}: how blocking work is done.
-Run = Callable[..., Deferred]
+    from pypid.storage.reading import Run
 
 #: What must be called (and, when it answers a L{Deferred}, waited for)
 #: once a command is done with what it opened, in the order opened.
@@ -70,7 +68,7 @@ class ArgumentParser(argparse.ArgumentParser):
         return 2
 
 
-def run_at_once(f: Callable[..., Any], *args: Any) -> Deferred:
+def run_at_once(f: Callable[..., Any], *args: Any) -> Deferred[Any]:
     """
     Blocking work, done at once: a command reading a storage beside a
     daemon has nothing else to do meanwhile.
