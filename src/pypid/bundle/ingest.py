@@ -40,7 +40,7 @@ import hashlib
 import math
 import os
 import secrets
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import IO, cast
 
 import attrs
@@ -200,6 +200,16 @@ def _valid_time(when: object) -> bool:
     return True
 
 
+def _own_records(records: Mapping[str, FileRecord]) -> dict[str, FileRecord]:
+    """A copy of C{records}, which the ingest adds to."""
+    return dict(records)
+
+
+def _own_names(names: Iterable[str]) -> set[str]:
+    """A copy of C{names}, which the ingest adds to."""
+    return set(names)
+
+
 @attrs.define
 class Ingest:
     """
@@ -226,8 +236,8 @@ class Ingest:
     _storage: IStorage
     _run: Run
     _max_size: int
-    _records: dict[str, FileRecord] = attrs.field(converter=dict)
-    _tombstones: set[str] = attrs.field(converter=set)
+    _records: dict[str, FileRecord] = attrs.field(converter=_own_records)
+    _tombstones: set[str] = attrs.field(converter=_own_names)
     report: ImportReport = attrs.field(factory=ImportReport)
     # filename -> origin, of what this import took or found, for the report
     # of a second file of that name in the same source

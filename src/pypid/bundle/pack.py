@@ -20,6 +20,7 @@ tombstones and the manifest.
 import os
 import shutil
 import tempfile
+from typing import TypeVar
 
 import attrs
 from twisted.internet.defer import Deferred
@@ -54,6 +55,8 @@ from pypid.storage.reading import (
 )
 
 log = Logger()
+
+T = TypeVar("T")
 
 
 @attrs.define
@@ -108,9 +111,13 @@ class _WriterTarget:
         was checked as it was fetched, a storage file is checked here.
         Fire with its L{Digest}.
         """
-        d = self._run(self._writer.add_file, path, source, None if consume else sha256)
+        d: Deferred[Digest] = self._run(self._writer.add_file, path, source,
+                                        None if consume else sha256)
         if consume:
-            d.addBoth(lambda result: (remove_file(source), result)[1])
+            def removed(result: T) -> T:
+                remove_file(source)
+                return result
+            d.addBoth(removed)
         return d
 
 

@@ -306,7 +306,7 @@ class Exporter:
         async def read(name: str) -> None:
             project = index.project(name)
             metadata: dict[str, bytes] = {}
-            if self._settings.writes_files:
+            if self._settings.writes_files and project is not None:
                 for record in project.sorted_files():
                     data = await reading.read_metadata(self._storage, record)
                     if data is not None:

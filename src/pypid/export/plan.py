@@ -386,6 +386,8 @@ def project_outputs(index: Index, project: Project, settings: ExportSettings, se
                     index.project_page(project, JSON).body, SIMPLE_JSON_TYPE),
     ]
     if project.files:
+        # (a project with files has a latest version, and its info was read)
+        assert latest is not None and info is not None, project.name
         found = legacy_json.releases(project, settings.legacy_file_url())
         body = legacy_json.render_json(project, found, latest, info, serial, True,
                                   settings.base_url)
@@ -406,7 +408,7 @@ def legacy_info_sources(project: Project, latest: str | None) -> list[FileRecord
 
 
 def legacy_info(project: Project, latest: str | None,
-                metadata: bytes | None) -> dict[str, Any] | None:
+                metadata: bytes | None) -> dict[str, Any]:
     """
     C{info} of the legacy JSON: from C{metadata}, the bytes of the first of
     L{legacy_info_sources} that could be read, or L{None}.

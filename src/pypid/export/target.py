@@ -360,8 +360,11 @@ class S3Target:
         """One PUT."""
         # (the pages' assets are named by their digest: never other bytes)
         cache = IMMUTABLE if path.startswith(("files/", "static/")) else REVALIDATE
-        return self._call(self._client.put(self._key(path), data, {
-            "content-type": content_type, "cache-control": cache}))
+
+        async def put() -> None:
+            await self._client.put(self._key(path), data, {
+                "content-type": content_type, "cache-control": cache})
+        return self._call(put())
 
     def spool(self) -> str:
         """A path in the local download folder (made by L{open})."""

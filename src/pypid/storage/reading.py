@@ -190,14 +190,15 @@ async def put_file(storage: IStorage, record: FileRecord, target: FileSink,
         elif isinstance(location, MemoryFile):
             await target.write(path, _check(location.data, record), BINARY_TYPE)
         elif isinstance(location, RemoteBytes):
-            read = cast(Callable[[], Deferred[bytes]], location.read)
+            # (the casts go once storage.interface types RemoteBytes and RemoteFile)
+            read = cast(Callable[[], Awaitable[bytes]], location.read)
             data = _check(await read(), record)
             await target.write(path, data, BINARY_TYPE)
         elif isinstance(location, RemoteFile):
             spool = target.spool()
             try:
                 with open(spool, "wb") as out:
-                    fetch = cast("Callable[[int, int], Deferred[IResponse]]", location.fetch)
+                    fetch = cast("Callable[[int, int], Awaitable[IResponse]]", location.fetch)
                     body = await fetch(0, location.size)
                     receiver = _Spool(out)
                     body.deliverBody(receiver)
