@@ -26,7 +26,7 @@ LAYERS = {
     "tls": 4,
     "web": 5,
     "export": 6,
-    "bundle": 7,
+    "bundle": 6,
     "daemon": 7,
     "cli": 8,
     "tap": 9,

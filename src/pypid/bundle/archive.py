@@ -27,6 +27,9 @@ import shutil
 import stat
 import tarfile
 import time
+from collections.abc import Callable
+from functools import partial
+from typing import IO, BinaryIO
 
 from pypid.bundle.manifest import (
     MANIFEST,
@@ -37,8 +40,8 @@ from pypid.bundle.manifest import (
     is_folder,
     limit_of,
 )
-from pypid.export.target import FileMismatch
 from pypid.storage.disk import fsync_folder
+from pypid.storage.reading import FileMismatch
 
 __all__ = ["FileMismatch", "FolderReader", "FolderWriter", "TarReader", "TarWriter",
            "SourceTooLarge", "copy_hashed", "open_reader", "open_writer"]
@@ -53,12 +56,12 @@ class SourceTooLarge(Exception):
     """A member or a file is bigger than it may be; the message says how big."""
 
 
-def is_tar_name(path):
+def is_tar_name(path: str) -> bool:
     """Whether a bundle at C{path} is written as a tar file (by its suffix)."""
     return path.endswith((".tar", ".tar.gz", ".tgz"))
 
 
-def _sha256_of(path):
+def _sha256_of(path: str) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(_CHUNK):
@@ -69,21 +72,22 @@ def _sha256_of(path):
 class _Hashing(io.RawIOBase):
     """A reader passing another's bytes through, hashing and counting them."""
 
-    def __init__(self, inner):
+    def __init__(self, inner: BinaryIO) -> None:
         self._inner = inner
         self.digest = hashlib.sha256()
         self.size = 0
 
-    def readable(self):
+    def readable(self) -> bool:
         return True
 
-    def read(self, n=-1):
+    def read(self, n: int = -1) -> bytes:
         data = self._inner.read(n)
         self.digest.update(data)
         self.size += len(data)
         return data
 
-    def readinto(self, buffer):
+    # (typeshed's WriteableBuffer cannot be sliced; what tarfile passes can)
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
         data = self.read(len(buffer))
         buffer[: len(data)] = data
         return len(data)
@@ -101,9 +105,9 @@ class FolderWriter:
     @ivar entries: the L{Digest} of every member written, by name.
     """
 
-    def __init__(self, path):
+    def __init__(self, path: str) -> None:
         self.path = os.path.abspath(path)
-        self.entries = {}
+        self.entries: dict[str, Digest] = {}
         if os.path.lexists(self.path):
             if not os.path.isdir(self.path) or os.path.islink(self.path):
                 raise BundleError(f"{self.path} exists and is not a folder")
@@ -113,13 +117,13 @@ class FolderWriter:
         else:
             os.makedirs(self.path)
             self._made = True
-        self._folders = set()
+        self._folders: set[str] = set()
 
-    def describe(self):
+    def describe(self) -> str:
         """The bundle as a person names it."""
         return self.path
 
-    def _target(self, name):
+    def _target(self, name: str) -> str:
         classify(name)
         target = os.path.join(self.path, *name.split("/"))
         folder = os.path.dirname(target)
@@ -128,7 +132,7 @@ class FolderWriter:
             self._folders.add(folder)
         return target
 
-    def add_bytes(self, name, data):
+    def add_bytes(self, name: str, data: bytes) -> Digest:
         """Write the member C{name}; return its L{Digest}."""
         target = self._target(name)
         temp = target + ".part"
@@ -138,7 +142,7 @@ class FolderWriter:
         digest = self.entries[name] = Digest(hashlib.sha256(data).hexdigest(), len(data))
         return digest
 
-    def add_file(self, name, source, sha256=None):
+    def add_file(self, name: str, source: str, sha256: str | None = None) -> Digest:
         """
         Copy the local file C{source} as the member C{name}, hashing it on
         the way; return its L{Digest}.
@@ -167,7 +171,7 @@ class FolderWriter:
         result = self.entries[name] = Digest(digest.hexdigest(), size)
         return result
 
-    def finish(self, manifest):
+    def finish(self, manifest: bytes) -> None:
         """Write the manifest (the bundle is then complete) and make it all durable."""
         for folder in sorted(self._folders, reverse=True):
             fsync_folder(folder)
@@ -179,7 +183,7 @@ class FolderWriter:
         os.replace(temp, os.path.join(self.path, MANIFEST))
         fsync_folder(self.path)
 
-    def abort(self):
+    def abort(self) -> None:
         """Remove what was written (the folder too, when this writer made it)."""
         if self._made:
             shutil.rmtree(self.path, ignore_errors=True)
@@ -202,7 +206,7 @@ class TarWriter:
     @ivar entries: the L{Digest} of every member written, by name.
     """
 
-    def __init__(self, path, clock=time.time):
+    def __init__(self, path: str, clock: Callable[[], float] = time.time) -> None:
         self.path = os.path.abspath(path)
         if os.path.isdir(self.path):
             raise BundleError(f"{self.path} is a folder; a tar bundle's name ends in .tar, "
@@ -210,26 +214,29 @@ class TarWriter:
         folder = os.path.dirname(self.path)
         if not os.path.isdir(folder):
             raise BundleError(f"the folder {folder} does not exist")
-        self.entries = {}
+        self.entries: dict[str, Digest] = {}
         self._temp = f"{self.path}.part-{os.getpid()}"
         compressed = self.path.endswith((".tar.gz", ".tgz"))
         self._mtime = int(clock())
         # (a file object of our own, so the writer's fsync reaches it)
         self._file = open(self._temp, "wb")
         try:
-            self._tar = tarfile.open(fileobj=self._file, mode="w:gz" if compressed else "w",
-                                     format=tarfile.PAX_FORMAT,
-                                     **({"compresslevel": 6} if compressed else {}))
+            if compressed:
+                self._tar = tarfile.open(fileobj=self._file, mode="w:gz",
+                                         format=tarfile.PAX_FORMAT, compresslevel=6)
+            else:
+                self._tar = tarfile.open(fileobj=self._file, mode="w",
+                                         format=tarfile.PAX_FORMAT)
         except BaseException:
             self._file.close()
             os.unlink(self._temp)
             raise
 
-    def describe(self):
+    def describe(self) -> str:
         """The bundle as a person names it."""
         return self.path
 
-    def _info(self, name, size):
+    def _info(self, name: str, size: int) -> tarfile.TarInfo:
         classify(name)
         info = tarfile.TarInfo(name)
         info.size = size
@@ -237,13 +244,13 @@ class TarWriter:
         info.mtime = self._mtime
         return info
 
-    def add_bytes(self, name, data):
+    def add_bytes(self, name: str, data: bytes) -> Digest:
         """Add the member C{name}; return its L{Digest}."""
         self._tar.addfile(self._info(name, len(data)), io.BytesIO(data))
         digest = self.entries[name] = Digest(hashlib.sha256(data).hexdigest(), len(data))
         return digest
 
-    def add_file(self, name, source, sha256=None):
+    def add_file(self, name: str, source: str, sha256: str | None = None) -> Digest:
         """
         Add the local file C{source} as the member C{name}; return its
         L{Digest}. When C{sha256} is given, the file is hashed first: a
@@ -265,7 +272,7 @@ class TarWriter:
         digest = self.entries[name] = Digest(reader.digest.hexdigest(), size)
         return digest
 
-    def finish(self, manifest):
+    def finish(self, manifest: bytes) -> None:
         """Add the manifest, then put the complete file in place."""
         self._tar.addfile(self._info(MANIFEST, len(manifest)), io.BytesIO(manifest))
         self._tar.close()
@@ -275,7 +282,7 @@ class TarWriter:
         os.replace(self._temp, self.path)
         fsync_folder(os.path.dirname(self.path))
 
-    def abort(self):
+    def abort(self) -> None:
         """Drop the temporary file."""
         try:
             self._tar.close()
@@ -288,8 +295,15 @@ class TarWriter:
             pass
 
 
-def open_writer(path):
-    """A L{TarWriter} for a name ending in C{.tar}, C{.tar.gz} or C{.tgz}, else a L{FolderWriter}."""
+#: A bundle being written, a folder or a tar file (L{open_writer}).
+BundleWriter = FolderWriter | TarWriter
+
+
+def open_writer(path: str) -> BundleWriter:
+    """
+    A L{TarWriter} for a name ending in C{.tar}, C{.tar.gz} or C{.tgz},
+    else a L{FolderWriter}.
+    """
     return TarWriter(path) if is_tar_name(path) else FolderWriter(path)
 
 
@@ -308,13 +322,13 @@ class _Reader:
         are best read in.
     """
 
-    def __init__(self):
-        self.sizes = {}
-        self.digests = {}
-        self.kept = {}
-        self.files = []
+    def __init__(self) -> None:
+        self.sizes: dict[str, int] = {}
+        self.digests: dict[str, Digest] = {}
+        self.kept: dict[str, bytes] = {}
+        self.files: list[str] = []
 
-    def _take(self, name, size, opener):
+    def _take(self, name: str, size: int, opener: Callable[[], IO[bytes]]) -> None:
         """Check one member's name and size; hash (and keep) what is not a file."""
         if len(self.sizes) >= MAX_MEMBERS:
             raise BundleError(f"more than {MAX_MEMBERS} members: not a bundle")
@@ -346,15 +360,15 @@ class _Reader:
 class FolderReader(_Reader):
     """A bundle that is a folder."""
 
-    def __init__(self, path):
+    def __init__(self, path: str) -> None:
         super().__init__()
         self.path = os.path.abspath(path)
 
-    def describe(self):
+    def describe(self) -> str:
         """The bundle as a person names it."""
         return self.path
 
-    def scan(self):
+    def scan(self) -> "FolderReader":
         """Walk the folder, checking and hashing what it holds; see L{_Reader}."""
         stack = [""]
         while stack:
@@ -368,7 +382,7 @@ class FolderReader(_Reader):
                         raise BundleError(f"the folder {name!r} is not a folder of a bundle")
                     stack.append(name + "/")
                 elif stat.S_ISREG(info.st_mode):
-                    self._take(name, info.st_size, lambda name=name: self.open(name))
+                    self._take(name, info.st_size, partial(self.open, name))
                 elif stat.S_ISLNK(info.st_mode):
                     raise BundleError(f"{name!r} is a symbolic link; a bundle holds files only")
                 else:
@@ -376,7 +390,7 @@ class FolderReader(_Reader):
         self.files.sort()
         return self
 
-    def open(self, name):
+    def open(self, name: str) -> IO[bytes]:
         """The member's bytes, as a file object (a link is never followed)."""
         classify(name)
         path = os.path.join(self.path, *name.split("/"))
@@ -392,7 +406,7 @@ class FolderReader(_Reader):
             raise BundleError(f"{name!r} is not a regular file")
         return f
 
-    def close(self):
+    def close(self) -> None:
         """Nothing is held open."""
 
 
@@ -404,21 +418,21 @@ class TarReader(_Reader):
     is decompressed twice in all, never once per member.
     """
 
-    def __init__(self, path):
+    def __init__(self, path: str) -> None:
         super().__init__()
         self.path = os.path.abspath(path)
-        self._infos = {}
-        self._tar = None
+        self._infos: dict[str, tarfile.TarInfo] = {}
+        self._tar: tarfile.TarFile | None = None
 
-    def describe(self):
+    def describe(self) -> str:
         """The bundle as a person names it."""
         return self.path
 
-    def scan(self):
+    def scan(self) -> "TarReader":
         """Read the tar file's members through once; see L{_Reader}."""
         try:
-            self._tar = tarfile.open(self.path, "r:*")
-            for info in self._tar:
+            self._tar = tar = tarfile.open(self.path, "r:*")
+            for info in tar:
                 self._take_info(info)
         except tarfile.ReadError:
             raise BundleError(f"{self.path} is neither a bundle folder nor a tar file "
@@ -430,7 +444,7 @@ class TarReader(_Reader):
             raise BundleError(f"{self.path} is not a readable tar file: {first}")
         return self
 
-    def _take_info(self, info):
+    def _take_info(self, info: tarfile.TarInfo) -> None:
         name = info.name
         while name.startswith("./"):
             name = name[2:]
@@ -446,20 +460,31 @@ class TarReader(_Reader):
             tarfile.data_filter(info, "/nonexistent-bundle-root")
         except tarfile.FilterError as e:
             raise BundleError(f"the member {info.name!r} is refused: {e}")
-        self._take(name, info.size, lambda: self._tar.extractfile(info))
+        self._take(name, info.size, partial(self._member, info))
         self._infos[name] = info
 
-    def open(self, name):
+    def open(self, name: str) -> IO[bytes]:
         """The member's bytes, as a file object."""
-        return self._tar.extractfile(self._infos[name])
+        return self._member(self._infos[name])
 
-    def close(self):
+    def _member(self, info: tarfile.TarInfo) -> IO[bytes]:
+        assert self._tar is not None, "a member read before scan()"
+        f = self._tar.extractfile(info)
+        # (every member scan() takes is a regular file, which extractfile opens)
+        assert f is not None, info.name
+        return f
+
+    def close(self) -> None:
         """Close the tar file."""
         if self._tar is not None:
             self._tar.close()
 
 
-def open_reader(path):
+#: A bundle opened to read, a folder or a tar file (L{open_reader}).
+BundleReader = FolderReader | TarReader
+
+
+def open_reader(path: str) -> BundleReader:
     """
     The bundle at C{path}, a folder or a tar file, opened (every member
     checked, the small ones hashed).
@@ -478,7 +503,8 @@ def open_reader(path):
         raise
 
 
-def copy_hashed(source, destination, limit):
+def copy_hashed(source: IO[bytes], destination: str,
+                limit: int) -> tuple[int, str, str, str]:
     """
     Copy the file object C{source} to a new file at C{destination}, hashing
     it: C{(size, sha256, blake2_256, md5)} as L{pypid.core.distribution.inspect}

@@ -31,12 +31,16 @@ import calendar
 import email.utils
 import os
 import re
+from collections.abc import Iterable
+from functools import partial
+from typing import IO, Any, TypeGuard
 
 import attrs
 
 from pypid.bundle.ingest import Arrival, SourceUnavailable
 from pypid.bundle.manifest import BundleError
 from pypid.bundle.sources import Offer, local_fetch, open_regular, read_json_file
+from pypid.storage.reading import Run
 
 #: The most bytes of C{dataindex.json} read (it holds every release's metadata).
 DATAINDEX_LIMIT = 1 << 30
@@ -56,7 +60,7 @@ class DevpiFile:
     uploader: str | None
 
 
-def _when(value):
+def _when(value: Any) -> float | None:
     """POSIX time of a log entry's C{when} (UTC fields), or L{None}."""
     if (not isinstance(value, (list, tuple)) or len(value) < 6
             or not all(isinstance(v, int) and not isinstance(v, bool) for v in value[:6])):
@@ -67,7 +71,7 @@ def _when(value):
         return None
 
 
-def _last_modified(value):
+def _last_modified(value: Any) -> float | None:
     """POSIX time of an HTTP date (C{Sun, 22 Nov 2026 23:21:53 GMT}), or L{None}."""
     if not isinstance(value, str):
         return None
@@ -77,7 +81,7 @@ def _last_modified(value):
         return None
 
 
-def _sha256(entry):
+def _sha256(entry: dict[str, Any]) -> str | None:
     """The sha256 devpi recorded for a file, or L{None}."""
     mapping = entry.get("entrymapping")
     if not isinstance(mapping, dict):
@@ -93,7 +97,7 @@ def _sha256(entry):
     return None
 
 
-def _upload(entry):
+def _upload(entry: dict[str, Any]) -> tuple[float | None, str | None]:
     """C{(time, who)} of a file's first upload (or push) in its log."""
     log = entry.get("log")
     if isinstance(log, list):
@@ -105,7 +109,7 @@ def _upload(entry):
     return None, None
 
 
-def _safe_relpath(relpath):
+def _safe_relpath(relpath: object) -> TypeGuard[str]:
     """Whether a path from the export stays inside it."""
     if not isinstance(relpath, str) or not relpath or "\\" in relpath or "\x00" in relpath:
         return False
@@ -114,7 +118,8 @@ def _safe_relpath(relpath):
     return all(part not in ("", ".", "..") for part in relpath.split("/"))
 
 
-def parse_dataindex(data, wanted=None):
+def parse_dataindex(data: Any, wanted: Iterable[str] | None = None
+                    ) -> tuple[list[DevpiFile], list[tuple[str, str]], list[tuple[str, str]]]:
     """
     The release files of a devpi export's C{dataindex.json}, and what is
     left out.
@@ -135,13 +140,17 @@ def parse_dataindex(data, wanted=None):
         if missing:
             raise BundleError(f"the devpi export has no index {', '.join(missing)} "
                               f"(it has: {', '.join(sorted(indexes)) or 'none'})")
-    files, ignored, refused = [], [], []
+    files: list[DevpiFile] = []
+    ignored: list[tuple[str, str]] = []
+    refused: list[tuple[str, str]] = []
     for name in sorted(indexes):
         index = indexes[name]
         if not isinstance(index, dict):
             refused.append((name, "not an index"))
             continue
-        config = index.get("indexconfig") if isinstance(index.get("indexconfig"), dict) else {}
+        config = index.get("indexconfig")
+        if not isinstance(config, dict):
+            config = {}
         if wanted and name not in wanted:
             continue
         if not wanted and config.get("type") == "mirror":
@@ -186,12 +195,12 @@ class DevpiSource:
 
     kind = "devpi"
 
-    def __init__(self, path, run, indexes=None):
+    def __init__(self, path: str, run: Run, indexes: Iterable[str] | None = None) -> None:
         self._path = os.path.abspath(path)
         self._run = run
         self._indexes = tuple(indexes) if indexes else None
 
-    async def read(self):
+    async def read(self) -> Offer:
         """The export's L{Offer}."""
         data = await self._run(read_json_file, os.path.join(self._path, "dataindex.json"),
                                DATAINDEX_LIMIT)
@@ -199,10 +208,10 @@ class DevpiSource:
             raise BundleError(f"{self._path} has no readable dataindex.json: not a devpi "
                               "export")
         files, ignored, refused = parse_dataindex(data, self._indexes)
-        arrivals = []
+        arrivals: list[Arrival] = []
         for item in files:
             path = os.path.join(self._path, *item.relpath.split("/"))
-            when = item.upload_time
+            when: float | None = item.upload_time
             if when is None:
                 try:
                     when = (await self._run(os.stat, path)).st_mtime
@@ -210,15 +219,15 @@ class DevpiSource:
                     when = 0.0
             arrivals.append(Arrival(
                 item.filename, item.relpath,
-                local_fetch(self._run, lambda path=path: _open_inside(self._path, path)),
+                local_fetch(self._run, partial(_open_inside, self._path, path)),
                 when, sha256=item.sha256, uploader=item.uploader))
         return Offer(tuple(arrivals), ignored=tuple(ignored), refused=tuple(refused))
 
-    def close(self):
+    def close(self) -> None:
         """Nothing is held open."""
 
 
-def _open_inside(root, path):
+def _open_inside(root: str, path: str) -> IO[bytes]:
     """Open a file of the export, refusing one that a link leads out of it."""
     real = os.path.realpath(path)
     if os.path.commonpath([os.path.realpath(root), real]) != os.path.realpath(root):

@@ -40,27 +40,45 @@ import hashlib
 import math
 import os
 import secrets
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import IO, cast
 
 import attrs
-from twisted.internet.defer import DeferredList, DeferredLock, DeferredSemaphore, ensureDeferred
+from twisted.internet.defer import (
+    Deferred,
+    DeferredList,
+    DeferredLock,
+    DeferredSemaphore,
+    ensureDeferred,
+)
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from pypid.bundle.archive import SourceTooLarge
 from pypid.bundle.manifest import AUDIT
 from pypid.core.audit_chain import Entry, verify_writers
 from pypid.core.distribution import inspect
 from pypid.core.metadata import InvalidDistribution
-from pypid.core.model import UPLOADER_BYTES, cut_text, format_upload_time
+from pypid.core.model import UPLOADER_BYTES, FileRecord, cut_text, format_upload_time
 from pypid.core.names import InvalidName, parse_filename
-from pypid.storage.audit_log import IMPORTED
+from pypid.storage.audit_log import IMPORTED, IAuditLog
 from pypid.storage.disk import remove_file
-from pypid.storage.interface import FileExists, FilenameDeleted
+from pypid.storage.interface import FileExists, FilenameDeleted, IStorage
+from pypid.storage.reading import Run
 
 log = Logger()
 
 
 #: How many files an import takes at once (see L{Ingest.take_all}).
 PARALLEL = 4
+
+#: C{(size, sha256, blake2_256, md5)} of a file's bytes, as
+#: L{pypid.core.distribution.inspect} takes them.
+Digests = tuple[int, str, str, str]
+#: C{fetch(path, limit)}: see L{Arrival.fetch}.
+Fetch = Callable[[str, int], Deferred[Digests]]
+#: C{opener()}: a member's bytes, as a file object to close.
+Opener = Callable[[], IO[bytes]]
 
 
 class SourceUnavailable(Exception):
@@ -91,7 +109,7 @@ class Arrival:
 
     filename: str
     origin: str
-    fetch: object
+    fetch: Fetch | None
     upload_time: float
     sha256: str | None = None
     size: int | None = None
@@ -126,26 +144,26 @@ class ImportReport:
         import of the same bundle before).
     """
 
-    imported: list = attrs.field(factory=list)
-    present: list = attrs.field(factory=list)
-    conflicts: list = attrs.field(factory=list)
-    refused: list = attrs.field(factory=list)
-    ignored: list = attrs.field(factory=list)
-    buried: list = attrs.field(factory=list)
+    imported: list[str] = attrs.field(factory=list)
+    present: list[str] = attrs.field(factory=list)
+    conflicts: list[tuple[str, str]] = attrs.field(factory=list)
+    refused: list[tuple[str, str]] = attrs.field(factory=list)
+    ignored: list[tuple[str, str]] = attrs.field(factory=list)
+    buried: list[str] = attrs.field(factory=list)
     buried_present: int = 0
     audit_kept: str | None = None
     audit_files: int = 0
     audit_entries: int = 0
-    audit_broken: list = attrs.field(factory=list)
-    audit_notes: list = attrs.field(factory=list)
+    audit_broken: list[str] = attrs.field(factory=list)
+    audit_notes: list[str] = attrs.field(factory=list)
     audit_new: bool = False
 
     @property
-    def failed(self):
+    def failed(self) -> bool:
         """Whether anything was refused or in conflict (the exit status is then 1)."""
         return bool(self.conflicts or self.refused)
 
-    def lines(self, verbose=False):
+    def lines(self, verbose: bool = False) -> list[str]:
         """The report as lines of text."""
         out = [f"imported: {len(self.imported)}"]
         if verbose:
@@ -171,7 +189,7 @@ class ImportReport:
         return out
 
 
-def _valid_time(when):
+def _valid_time(when: object) -> bool:
     """Whether C{when} is a POSIX time an index can show (PEP 700)."""
     if not isinstance(when, (int, float)) or isinstance(when, bool) or not math.isfinite(when):
         return False
@@ -180,6 +198,16 @@ def _valid_time(when):
     except (ValueError, OverflowError, OSError):
         return False
     return True
+
+
+def _own_records(records: Mapping[str, FileRecord]) -> dict[str, FileRecord]:
+    """A copy of C{records}, which the ingest adds to."""
+    return dict(records)
+
+
+def _own_names(names: Iterable[str]) -> set[str]:
+    """A copy of C{names}, which the ingest adds to."""
+    return set(names)
 
 
 @attrs.define
@@ -196,29 +224,29 @@ class Ingest:
     """
 
     @property
-    def records(self):
+    def records(self) -> dict[str, FileRecord]:
         """L{FileRecord}s by filename: the storage's, and those this import published."""
         return self._records
 
     @property
-    def origins(self):
+    def origins(self) -> dict[str, str]:
         """Where in the source each file this import took (or found) came from."""
         return self._seen
 
-    _storage: object
-    _run: object
+    _storage: IStorage
+    _run: Run
     _max_size: int
-    _records: dict = attrs.field(converter=dict)
-    _tombstones: set = attrs.field(converter=set)
+    _records: dict[str, FileRecord] = attrs.field(converter=_own_records)
+    _tombstones: set[str] = attrs.field(converter=_own_names)
     report: ImportReport = attrs.field(factory=ImportReport)
     # filename -> origin, of what this import took or found, for the report
     # of a second file of that name in the same source
-    _seen: dict = attrs.field(factory=dict)
+    _seen: dict[str, str] = attrs.field(factory=dict)
     # Held while a source is read: one file's bytes at a time, in the order
     # the source offers them (a compressed tar file is read front to back).
     _reading: DeferredLock = attrs.field(factory=DeferredLock)
 
-    async def take_all(self, arrivals, parallel=PARALLEL):
+    async def take_all(self, arrivals: Iterable[Arrival], parallel: int = PARALLEL) -> None:
         """
         Take every file of a source, C{parallel} at a time: the sources are
         read one file at a time, in order, but the inspections and the
@@ -228,12 +256,13 @@ class Ingest:
         When one fails (the storage failed), no more are begun, those under
         way finish, and the first failure is raised.
         """
-        by_name = {}
+        by_name: dict[str, list[Arrival]] = {}
         for arrival in arrivals:
             by_name.setdefault(arrival.filename, []).append(arrival)
-        limit, failed = DeferredSemaphore(parallel), []
+        limit = DeferredSemaphore(parallel)
+        failed: list[bool] = []
 
-        async def take_each(group):
+        async def take_each(group: list[Arrival]) -> None:
             for arrival in group:
                 if failed:
                     return  # (the import stops: take no more)
@@ -243,14 +272,15 @@ class Ingest:
                     failed.append(True)
                     raise
         results = await DeferredList([
-            limit.run(lambda group=group: ensureDeferred(take_each(group)))
+            limit.run(lambda group: ensureDeferred(take_each(group)), group)
             for group in by_name.values()
         ], consumeErrors=True)
         for succeeded, value in results:
             if not succeeded:
-                value.raiseException()
+                # (Twisted types a failed result as the Deferred's own type)
+                cast(Failure, value).raiseException()
 
-    async def take(self, arrival):
+    async def take(self, arrival: Arrival) -> None:
         """Take one file in, or say in the report why not."""
         report, filename = self.report, arrival.filename
         if arrival.refused is not None:
@@ -284,7 +314,7 @@ class Ingest:
         finally:
             await self._run(remove_file, spool)
 
-    def _compare(self, arrival, existing, sha256):
+    def _compare(self, arrival: Arrival, existing: FileRecord, sha256: str) -> None:
         """Report a file whose name is taken: the same bytes, or a conflict."""
         report, filename = self.report, arrival.filename
         first = self._seen.get(filename)
@@ -300,10 +330,13 @@ class Ingest:
         else:
             report.present.append(filename)
 
-    async def _take_spooled(self, arrival, existing, spool):
+    async def _take_spooled(self, arrival: Arrival, existing: FileRecord | None,
+                            spool: str) -> None:
         report, filename, run = self.report, arrival.filename, self._run
+        fetch = arrival.fetch
+        assert fetch is not None, "an arrival the source refused has nothing to fetch"
         try:
-            digests = await self._reading.run(arrival.fetch, spool, self._max_size)
+            digests = await self._reading.run(fetch, spool, self._max_size)
         except Exception as e:
             if isinstance(e, SourceTooLarge):
                 why = f"{e} ([pypid] max_upload_size)"
@@ -357,7 +390,7 @@ class Ingest:
         self._seen[filename] = arrival.origin
         report.imported.append(filename)
 
-    async def bury(self, filename):
+    async def bury(self, filename: str) -> None:
         """Keep a tombstone the source has, or say in the report why not."""
         report = self.report
         if filename in self._tombstones:
@@ -377,7 +410,8 @@ class Ingest:
         report.buried.append(filename)
 
 
-async def carry_audit(audit, members, report, run):
+async def carry_audit(audit: IAuditLog, members: Sequence[tuple[str, Opener]],
+                      report: ImportReport, run: Run) -> None:
     """
     Keep a bundle's audit log files (the source server's log, each checked
     against the manifest already) as they are, under the destination log's
@@ -391,7 +425,7 @@ async def carry_audit(audit, members, report, run):
     """
     if not members:
         return
-    files = []
+    files: list[tuple[str, bytes]] = []
     digest = hashlib.sha256()
     for name, opener in sorted(members):
         data = await run(_read_member, opener)
@@ -408,12 +442,12 @@ async def carry_audit(audit, members, report, run):
     report.audit_notes = [str(note) for note in checked.notes]
 
 
-def _read_member(opener):
+def _read_member(opener: Opener) -> bytes:
     with opener() as f:
         return f.read()
 
 
-def import_entries(ingest, when, who):
+def import_entries(ingest: Ingest, when: str, who: str) -> list[Entry]:
     """
     The destination's audit entries of an import: one C{import} entry per
     file published and per tombstone added, naming where it came from and
@@ -423,7 +457,7 @@ def import_entries(ingest, when, who):
     @param when: the entries' time (L{pypid.core.audit_chain.format_time}).
     """
     report = ingest.report
-    entries = []
+    entries: list[Entry] = []
     for filename in report.imported:
         record = ingest.records[filename]
         entries.append(Entry(time=when, event="import", project=record.project,
@@ -440,7 +474,7 @@ def import_entries(ingest, when, who):
     return entries
 
 
-def _yank_text(holder):
+def _yank_text(holder: Arrival | FileRecord) -> str:
     if holder.yanked is None:
         return "not yanked"
     return f"yanked ({holder.yanked})" if holder.yanked else "yanked"

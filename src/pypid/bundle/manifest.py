@@ -26,6 +26,8 @@ did not finish.
 
 import json
 import re
+from collections.abc import Iterable
+from typing import Any
 
 import attrs
 
@@ -66,17 +68,17 @@ class BundleError(Exception):
     """A bundle that cannot be read or written; the message is one line."""
 
 
-def file_member(filename):
+def file_member(filename: str) -> str:
     """The member holding the distribution file C{filename}."""
     return _FILES + filename
 
 
-def metadata_member(filename):
+def metadata_member(filename: str) -> str:
     """The member holding C{filename}'s core metadata."""
     return _METADATA + filename + ".metadata"
 
 
-def details_member(filename):
+def details_member(filename: str) -> str:
     """The member holding C{filename}'s details."""
     return _DETAILS + filename + ".details"
 
@@ -97,7 +99,7 @@ class Member:
     filename: str | None = None
 
 
-def _filename_in(name, prefix, suffix=""):
+def _filename_in(name: str, prefix: str, suffix: str = "") -> str:
     filename = name[len(prefix): len(name) - len(suffix)]
     try:
         check_filename_characters(filename)
@@ -106,7 +108,7 @@ def _filename_in(name, prefix, suffix=""):
     return filename
 
 
-def classify(name):
+def classify(name: str) -> Member:
     """
     What the member C{name} is.
 
@@ -132,7 +134,7 @@ def classify(name):
     raise BundleError(f"the member {name!r} is not a file of a bundle")
 
 
-def is_folder(name):
+def is_folder(name: str) -> bool:
     """Whether C{name} (without a trailing slash) is a folder a bundle may have."""
     name = name.rstrip("/")
     if name in ("files", "metadata", "details", "audit"):
@@ -144,7 +146,7 @@ def is_folder(name):
     return False
 
 
-def limit_of(member):
+def limit_of(member: Member) -> int | None:
     """
     The most bytes the member may have, or L{None} for a distribution file,
     which the import bounds by C{[pypid] max_upload_size} file by file.
@@ -161,12 +163,12 @@ class Digest:
     sha256: str
     size: int
 
-    def to_json(self):
+    def to_json(self) -> dict[str, Any]:
         """The JSON-ready form kept in the manifest."""
         return {"sha256": self.sha256, "size": self.size}
 
     @classmethod
-    def from_json(cls, data, where):
+    def from_json(cls, data: Any, where: str) -> "Digest":
         """
         @raise BundleError: naming C{where} when C{data} is not a digest.
         """
@@ -180,7 +182,7 @@ class Digest:
         return cls(sha256, size)
 
 
-def _json_object(data, what):
+def _json_object(data: bytes, what: str) -> dict[str, Any]:
     if len(data) > JSON_LIMIT:
         raise BundleError(f"{what}: more than {JSON_LIMIT} bytes")
     try:
@@ -204,12 +206,12 @@ class BundleManifest:
         C{s3://bucket/prefix}), for people.
     """
 
-    files: dict
-    members: dict
+    files: dict[str, Digest]
+    members: dict[str, Digest]
     created: str = ""
     source: str | None = None
 
-    def to_bytes(self):
+    def to_bytes(self) -> bytes:
         """The manifest's bytes, keys sorted (the same bundle gives the same bytes)."""
         data = {
             "format": FORMAT,
@@ -222,15 +224,15 @@ class BundleManifest:
         }
         return json.dumps(data, indent=1, sort_keys=True).encode("utf-8") + b"\n"
 
-    def digest_of(self, name):
+    def digest_of(self, name: str) -> Digest | None:
         """The L{Digest} the manifest gives the member C{name}, or L{None}."""
         member = classify(name)
-        if member.kind == "file":
+        if member.filename is not None and member.kind == "file":
             return self.files.get(member.filename)
         return self.members.get(name)
 
     @classmethod
-    def parse(cls, data):
+    def parse(cls, data: bytes) -> "BundleManifest":
         """
         Read a manifest.
 
@@ -248,12 +250,13 @@ class BundleManifest:
         files, members = value.get("files"), value.get("members")
         if not isinstance(files, dict) or not isinstance(members, dict):
             raise BundleError(f"{MANIFEST}: files and members must be JSON objects")
-        parsed_files = {}
+        parsed_files: dict[str, Digest] = {}
         for filename, digest in files.items():
             member = classify(file_member(filename))
+            assert member.filename is not None  # (a file's member names its file)
             parsed_files[member.filename] = Digest.from_json(digest, f"{MANIFEST}: files: "
                                                                      f"{filename!r}")
-        parsed_members = {}
+        parsed_members: dict[str, Digest] = {}
         for name, digest in members.items():
             if classify(name).kind in ("file", "manifest"):
                 raise BundleError(f"{MANIFEST}: members: {name!r} belongs under files")
@@ -264,14 +267,14 @@ class BundleManifest:
                    source if isinstance(source, str) else None)
 
 
-def records_bytes(records):
+def records_bytes(records: Iterable[FileRecord]) -> bytes:
     """The bytes of C{records.json} for an iterable of L{FileRecord}s."""
     data = {"records": [record.to_json()
                         for record in sorted(records, key=lambda r: r.filename)]}
     return json.dumps(data, indent=0, sort_keys=True).encode("utf-8") + b"\n"
 
 
-def parse_records(data):
+def parse_records(data: bytes) -> dict[str, FileRecord]:
     """
     The records of C{records.json}, by filename.
 
@@ -280,7 +283,7 @@ def parse_records(data):
     value = _json_object(data, RECORDS).get("records")
     if not isinstance(value, list):
         raise BundleError(f"{RECORDS}: records must be a list")
-    records = {}
+    records: dict[str, FileRecord] = {}
     for number, item in enumerate(value, 1):
         where = f"{RECORDS}: record {number}"
         if not isinstance(item, dict):
@@ -296,13 +299,13 @@ def parse_records(data):
     return records
 
 
-def tombstones_bytes(filenames):
+def tombstones_bytes(filenames: Iterable[str]) -> bytes:
     """The bytes of C{tombstones.json} for an iterable of deleted filenames."""
     data = {"tombstones": sorted(filenames)}
     return json.dumps(data, indent=0).encode("utf-8") + b"\n"
 
 
-def parse_tombstones(data):
+def parse_tombstones(data: bytes) -> frozenset[str]:
     """
     The deleted filenames of C{tombstones.json}.
 
@@ -311,7 +314,7 @@ def parse_tombstones(data):
     value = _json_object(data, TOMBSTONES).get("tombstones")
     if not isinstance(value, list):
         raise BundleError(f"{TOMBSTONES}: tombstones must be a list")
-    names = set()
+    names: set[str] = set()
     for number, name in enumerate(value, 1):
         if not isinstance(name, str):
             raise BundleError(f"{TOMBSTONES}: entry {number} is not a filename")

@@ -2,7 +2,7 @@
 A storage into a bundle (C{pypid-admin export}), beside a daemon that may
 be running on it.
 
-The storage is read as C{pypid-export} reads it (L{pypid.export.source}):
+The storage is read as C{pypid-export} reads it (L{pypid.storage.reading}):
 the daemon's snapshot as what is known, then a scan that writes nothing,
 takes no lock and sweeps nothing. The bundle is the storage as that scan
 found it: the records it gave, each file's bytes checked against its
@@ -20,15 +20,20 @@ tombstones and the manifest.
 import os
 import shutil
 import tempfile
+from typing import TypeVar
 
 import attrs
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from pypid.bundle.archive import BundleWriter
 from pypid.bundle.manifest import (
     AUDIT,
     RECORDS,
     TOMBSTONES,
     BundleManifest,
+    Digest,
     classify,
     details_member,
     file_member,
@@ -36,12 +41,22 @@ from pypid.bundle.manifest import (
     records_bytes,
     tombstones_bytes,
 )
-from pypid.core.model import format_upload_time
-from pypid.export.plan import BINARY_TYPE
-from pypid.export.source import FileUnavailable, load_records, put_file, read_metadata
+from pypid.core.model import FileRecord, format_upload_time
+from pypid.storage.audit_log import IAuditLog
 from pypid.storage.disk import remove_file
+from pypid.storage.interface import IStorage
+from pypid.storage.reading import (
+    BINARY_TYPE,
+    FileUnavailable,
+    Run,
+    load_records,
+    put_file,
+    read_metadata,
+)
 
 log = Logger()
+
+T = TypeVar("T")
 
 
 @attrs.define
@@ -58,9 +73,9 @@ class PackReport:
     details: int = 0
     tombstones: int = 0
     audit: int = 0
-    problems: list = attrs.field(factory=list)
+    problems: list[tuple[str, str]] = attrs.field(factory=list)
 
-    def summary(self, where):
+    def summary(self, where: str) -> str:
         """One line for people."""
         return (f"Exported {self.files} files ({self.bytes} bytes), {self.metadata} metadata, "
                 f"{self.details} details, {self.tombstones} tombstones and {self.audit} "
@@ -70,36 +85,45 @@ class PackReport:
 @attrs.frozen
 class _WriterTarget:
     """
-    The part of L{pypid.export.target.ITarget} that
-    L{pypid.export.source.put_file} uses, over a bundle writer.
+    A L{pypid.storage.reading.FileSink} over a bundle writer, for
+    L{pypid.storage.reading.put_file}.
     """
 
-    _writer: object
-    _run: object
+    _writer: BundleWriter
+    _run: Run
     _spool_dir: str
 
-    def spool(self):
+    def spool(self) -> str:
         """A new path in the export's own spool folder."""
         fd, path = tempfile.mkstemp(dir=self._spool_dir, prefix="file-")
         os.close(fd)
         return path
 
-    def write(self, path, data, content_type=BINARY_TYPE):
-        """Add C{data} as the member C{path}."""
+    def write(self, path: str, data: bytes,
+              content_type: str = BINARY_TYPE) -> Deferred[Digest]:
+        """Add C{data} as the member C{path}; fire with its L{Digest}."""
         return self._run(self._writer.add_bytes, path, data)
 
-    def put_file(self, path, source, sha256, consume, size=None):
+    def put_file(self, path: str, source: str, sha256: str, consume: bool,
+                 size: int | None = None) -> Deferred[Digest]:
         """
         Add the local file C{source} as the member C{path}; a spooled one
         was checked as it was fetched, a storage file is checked here.
+        Fire with its L{Digest}.
         """
-        d = self._run(self._writer.add_file, path, source, None if consume else sha256)
+        d: Deferred[Digest] = self._run(self._writer.add_file, path, source,
+                                        None if consume else sha256)
         if consume:
-            d.addBoth(lambda result: (remove_file(source), result)[1])
+            def removed(result: T) -> T:
+                remove_file(source)
+                return result
+            d.addBoth(removed)
         return d
 
 
-async def pack_bundle(storage, writer, snapshot_path, run, clock, audit=None):
+async def pack_bundle(storage: IStorage, writer: BundleWriter, snapshot_path: str | None,
+                      run: Run, clock: IReactorTime,
+                      audit: IAuditLog | None = None) -> PackReport:
     """
     Write the storage's files, records, metadata, details, tombstones and
     audit log into C{writer} (see L{pypid.bundle.archive.open_writer}),
@@ -119,7 +143,7 @@ async def pack_bundle(storage, writer, snapshot_path, run, clock, audit=None):
     scanned = await load_records(storage, snapshot_path, run)
     spool_dir = await run(tempfile.mkdtemp, None, "pypid-bundle-")
     target = _WriterTarget(writer, run, spool_dir)
-    taken = []
+    taken: list[FileRecord] = []
     try:
         for filename in sorted(scanned.records):
             record = scanned.records[filename]
@@ -148,13 +172,15 @@ async def pack_bundle(storage, writer, snapshot_path, run, clock, audit=None):
         report.tombstones = len(scanned.tombstones)
     finally:
         await run(shutil.rmtree, spool_dir, True)  # (ignore_errors: a spool left is no failure)
-    files, members = {}, {}
+    files: dict[str, Digest] = {}
+    members: dict[str, Digest] = {}
     for name, digest in writer.entries.items():
         member = classify(name)
-        if member.kind == "file":
+        if member.kind == "file" and member.filename is not None:
             files[member.filename] = digest
         else:
             members[name] = digest
-    manifest = BundleManifest(files, members, format_upload_time(clock.seconds()), storage.identity())
+    manifest = BundleManifest(files, members, format_upload_time(clock.seconds()),
+                              storage.identity())
     await run(writer.finish, manifest.to_bytes())
     return report

@@ -26,11 +26,13 @@ for moving them into another storage, with a report.
 import hashlib
 import os
 import re
+from functools import partial
+from typing import Any
 
-from twisted.internet.defer import ensureDeferred, gatherResults
+from twisted.internet.defer import Deferred, ensureDeferred, gatherResults
 
 from pypid.bundle.archive import SourceTooLarge
-from pypid.bundle.ingest import Arrival, SourceUnavailable
+from pypid.bundle.ingest import Arrival, Digests, Fetch, SourceUnavailable
 from pypid.bundle.manifest import BundleError
 from pypid.bundle.sources import (
     FolderSource,
@@ -40,6 +42,8 @@ from pypid.bundle.sources import (
     read_json_file,
     walk_files,
 )
+from pypid.storage.reading import Run
+from pypid.storage.s3.api import Listed, S3Client
 from pypid.storage.s3.storage import parse_time
 
 #: The most bytes of a C{.meta} file read.
@@ -48,15 +52,15 @@ META_LIMIT = 1 << 20
 _SHA256 = re.compile(r"[0-9a-f]{64}\Z")
 
 
-def _sha256(value):
+def _sha256(value: Any) -> str | None:
     return value.lower() if isinstance(value, str) and _SHA256.match(value.lower()) else None
 
 
-def _text(value):
+def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def parse_bucket_url(url):
+def parse_bucket_url(url: str) -> tuple[str, str]:
     """
     C{(bucket, prefix)} of C{s3://bucket/prefix}.
 
@@ -73,10 +77,10 @@ class PypicloudFolderSource(FolderSource):
 
     kind = "pypicloud"
 
-    async def read(self):
+    async def read(self) -> Offer:
         """The folder's L{Offer}."""
         found = await self._listed(self._scan)
-        arrivals = []
+        arrivals: list[Arrival] = []
         for relative, path, info, meta in found:
             filename = os.path.basename(path)
             if info is None:
@@ -84,12 +88,12 @@ class PypicloudFolderSource(FolderSource):
                                         refused="not a regular file"))
                 continue
             arrivals.append(Arrival(
-                filename, relative, local_fetch(self._run, lambda path=path: open_regular(path)),
+                filename, relative, local_fetch(self._run, partial(open_regular, path)),
                 info.st_mtime, sha256=_sha256(meta.get("hash_sha256")), size=info.st_size,
                 uploader=_text(meta.get("uploader"))))
         return Offer(tuple(arrivals))
 
-    def _scan(self):
+    def _scan(self) -> list[tuple[str, str, os.stat_result | None, dict[str, Any]]]:
         found = []
         for relative, path, info in walk_files(self._path):
             if path.endswith(".meta"):
@@ -98,11 +102,11 @@ class PypicloudFolderSource(FolderSource):
             found.append((relative, path, info, meta))
         return found
 
-    def close(self):
+    def close(self) -> None:
         """Nothing is held open."""
 
 
-def _write_hashed(data, path):
+def _write_hashed(data: bytes, path: str) -> Digests:
     with open(path, "xb") as f:
         f.write(data)
     return (len(data), hashlib.sha256(data).hexdigest(),
@@ -121,18 +125,18 @@ class PypicloudBucketSource:
 
     kind = "pypicloud"
 
-    def __init__(self, client, prefix, run):
+    def __init__(self, client: S3Client, prefix: str, run: Run) -> None:
         self._client = client
         self._prefix = prefix
         self._run = run
 
-    def describe(self):
+    def describe(self) -> str:
         """The bucket and prefix, as a person names them."""
         return f"s3://{self._client.bucket.name}/{self._prefix}"
 
-    async def read(self):
+    async def read(self) -> Offer:
         """The bucket's L{Offer}."""
-        listed = []
+        listed: list[Listed] = []
         async for page in self._client.list(self._prefix):
             for item in page.keys:
                 path = item.key[len(self._prefix):]
@@ -142,11 +146,10 @@ class PypicloudBucketSource:
                 listed.append(item)
         limit = self._client.limit
         heads = await gatherResults([
-            limit.run(lambda item=item: ensureDeferred(self._client.head(item.key)))
-            for item in listed
+            limit.run(self._head, item) for item in listed
         ], consumeErrors=True).addErrback(lambda f: f.value.subFailure)
-        arrivals = []
-        for item, headers in zip(listed, heads):
+        arrivals: list[Arrival] = []
+        for item, headers in zip(listed, heads, strict=True):
             filename = item.key.rpartition("/")[2]
             origin = f"s3://{self._client.bucket.name}/{item.key}"
             if headers is None:
@@ -159,15 +162,19 @@ class PypicloudBucketSource:
                 uploader=_text(headers.get("x-amz-meta-uploader"))))
         return Offer(tuple(arrivals))
 
-    def _fetcher(self, item):
-        async def fetch(path, limit):
+    def _head(self, item: Listed) -> Deferred[dict[str, str] | None]:
+        return ensureDeferred(self._client.head(item.key))
+
+    def _fetcher(self, item: Listed) -> Fetch:
+        async def fetch(path: str, limit: int) -> Digests:
             if item.size > limit:
                 raise SourceTooLarge(f"larger than {limit} bytes")
             data = await self._client.get(item.key, limit=limit, expect=item.size)
             if data is None:
                 raise SourceUnavailable("removed from the bucket while it was read")
-            return await self._run(_write_hashed, data, path)
+            digests: Digests = await self._run(_write_hashed, data, path)
+            return digests
         return lambda path, limit: ensureDeferred(fetch(path, limit))
 
-    def close(self):
+    def close(self) -> None:
         """Nothing is held open here (the client's connections are closed by its owner)."""

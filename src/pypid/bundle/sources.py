@@ -14,21 +14,29 @@ then inspected like an upload by the ingest, whatever the source.
 import json
 import os
 import stat
+from collections.abc import Callable, Iterator
+from functools import partial
+from typing import IO, Any, Protocol, TypeVar
 
 import attrs
 
-from pypid.bundle.archive import copy_hashed, open_reader
-from pypid.bundle.ingest import Arrival, SourceUnavailable
+from pypid.bundle.archive import BundleReader, copy_hashed, open_reader
+from pypid.bundle.ingest import Arrival, Digests, Fetch, Opener, SourceUnavailable
 from pypid.bundle.manifest import (
     MANIFEST,
     RECORDS,
     TOMBSTONES,
     BundleError,
     BundleManifest,
+    Digest,
     classify,
     parse_records,
     parse_tombstones,
 )
+from pypid.core.model import FileRecord
+from pypid.storage.reading import Run
+
+T = TypeVar("T")
 
 #: The kinds of source C{pypid-admin import --from} takes.
 KINDS = ("bundle", "devpi", "pypiserver", "pypicloud")
@@ -57,14 +65,26 @@ class Offer:
         checked against its manifest (see L{pypid.bundle.ingest.carry_audit}).
     """
 
-    arrivals: tuple
-    tombstones: frozenset = frozenset()
-    ignored: tuple = ()
-    refused: tuple = ()
-    audit: tuple = ()
+    arrivals: tuple[Arrival, ...]
+    tombstones: frozenset[str] = frozenset()
+    ignored: tuple[tuple[str, str], ...] = ()
+    refused: tuple[tuple[str, str], ...] = ()
+    audit: tuple[tuple[str, Opener], ...] = ()
 
 
-def detect(path):
+class Source(Protocol):
+    """What every kind of source offers the import (L{pypid.cli.bundle})."""
+
+    kind: str
+
+    async def read(self) -> Offer:
+        """What the source holds."""
+
+    def close(self) -> None:
+        """Let go of what reading it holds open."""
+
+
+def detect(path: str) -> str:
     """
     The kind of source at C{path}: C{s3://...} is a pypicloud bucket; a
     file is a bundle (a tar file); a folder with a C{manifest.json} is a
@@ -84,14 +104,14 @@ def detect(path):
         return "bundle"
     if os.path.isfile(os.path.join(path, "dataindex.json")):
         return "devpi"
-    for folder, dirs, files in os.walk(path):
+    for _folder, dirs, files in os.walk(path):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         if any(name.endswith(".meta") and not name.startswith(".") for name in files):
             return "pypicloud"
     return "pypiserver"
 
 
-def open_regular(path):
+def open_regular(path: str) -> IO[bytes]:
     """
     Open a file for reading, refusing anything but a regular file (a
     device or a FIFO would block or never end).
@@ -105,12 +125,12 @@ def open_regular(path):
     return f
 
 
-def _copy(opener, path, limit):
+def _copy(opener: Opener, path: str, limit: int) -> Digests:
     with opener() as source:
         return copy_hashed(source, path, limit)
 
 
-def local_fetch(run, opener):
+def local_fetch(run: Run, opener: Opener) -> Fetch:
     """
     An L{Arrival.fetch} copying what C{opener()} (a file object) gives, in
     a worker thread.
@@ -118,7 +138,7 @@ def local_fetch(run, opener):
     return lambda path, limit: run(_copy, opener, path, limit)
 
 
-def walk_files(root):
+def walk_files(root: str) -> Iterator[tuple[str, str, os.stat_result | None]]:
     """
     Yield C{(relative path, absolute path, stat)} of every file under
     C{root}, skipping names that start with a dot (as pypid and pypiserver
@@ -130,6 +150,7 @@ def walk_files(root):
             if name.startswith("."):
                 continue
             path = os.path.join(folder, name)
+            info: os.stat_result | None
             try:
                 info = os.stat(path)
             except OSError:
@@ -152,12 +173,12 @@ class BundleSource:
 
     kind = "bundle"
 
-    def __init__(self, path, run):
+    def __init__(self, path: str, run: Run) -> None:
         self._path = path
         self._run = run
-        self._reader = None
+        self._reader: BundleReader | None = None
 
-    async def read(self):
+    async def read(self) -> Offer:
         """The bundle's L{Offer}."""
         self._reader = reader = await self._run(open_reader, self._path)
         kept = reader.kept
@@ -169,11 +190,16 @@ class BundleSource:
             if name not in kept:
                 raise BundleError(f"{self._path} has no {name}")
             expected, found = manifest.members.get(name), reader.digests[name]
+            if expected is None:
+                raise BundleError(f"{name} is in the bundle but not in its manifest: the "
+                                  "bundle was changed")
             if expected != found:
                 raise BundleError(f"{name} {_differs(found, expected)}: the bundle was changed")
         records = parse_records(kept[RECORDS])
         tombstones = parse_tombstones(kept[TOMBSTONES])
-        problems, refused, audit = {}, [], []
+        problems: dict[str, str] = {}
+        refused: list[tuple[str, str]] = []
+        audit: list[tuple[str, Opener]] = []
         for name, found in sorted(reader.digests.items()):
             member = classify(name)
             if member.kind in ("manifest", "records", "tombstones"):
@@ -181,7 +207,7 @@ class BundleSource:
             expected = manifest.members.get(name)
             if expected == found:
                 if member.kind == "audit":
-                    audit.append((name, lambda name=name: reader.open(name)))
+                    audit.append((name, partial(reader.open, name)))
                 continue
             why = (f"{name} is in the bundle but not in its manifest" if expected is None
                    else f"{name} {_differs(found, expected)}")
@@ -197,9 +223,11 @@ class BundleSource:
                     problems.setdefault(member.filename, why)
                 else:
                     refused.append((name, why))
-        arrivals, offered = [], set()
+        arrivals: list[Arrival] = []
+        offered: set[str] = set()
         for name in reader.files:
             filename = classify(name).filename
+            assert filename is not None  # (the reader's files are file members)
             offered.add(filename)
             arrivals.append(self._arrival(name, filename, manifest, records,
                                           problems.get(filename)))
@@ -208,9 +236,12 @@ class BundleSource:
                                     refused="missing from the bundle"))
         return Offer(tuple(arrivals), tombstones, (), tuple(refused), tuple(audit))
 
-    def _arrival(self, name, filename, manifest, records, problem):
+    def _arrival(self, name: str, filename: str, manifest: BundleManifest,
+                 records: dict[str, FileRecord], problem: str | None) -> Arrival:
         expected = manifest.files.get(filename)
         record = records.get(filename)
+        reader = self._reader
+        assert reader is not None  # (read() opened it)
         if problem is None:
             if expected is None:
                 problem = f"{name} is in the bundle but not in its manifest"
@@ -218,24 +249,23 @@ class BundleSource:
                 problem = f"it has no record in {RECORDS}"
             elif record.sha256 != expected.sha256 or record.size != expected.size:
                 problem = f"its record in {RECORDS} and the manifest disagree"
-            elif self._reader.sizes[name] != expected.size:
-                problem = (f"it has {self._reader.sizes[name]} bytes; the manifest says "
+            elif reader.sizes[name] != expected.size:
+                problem = (f"it has {reader.sizes[name]} bytes; the manifest says "
                            f"{expected.size}")
-        if problem is not None:
+        if problem is not None or expected is None or record is None:
             return Arrival(filename, name, None, 0.0, refused=problem)
-        reader = self._reader
         return Arrival(
-            filename, name, local_fetch(self._run, lambda: reader.open(name)),
+            filename, name, local_fetch(self._run, partial(reader.open, name)),
             record.upload_time, sha256=expected.sha256, size=expected.size,
             uploader=record.uploader, yanked=record.yanked, yank_known=True)
 
-    def close(self):
+    def close(self) -> None:
         """Close the bundle (a tar file is held open while it is read)."""
         if self._reader is not None:
             self._reader.close()
 
 
-def _differs(found, expected):
+def _differs(found: Digest, expected: Digest) -> str:
     return (f"has sha256 {found.sha256} ({found.size} bytes); the manifest says "
             f"{expected.sha256} ({expected.size} bytes)")
 
@@ -249,15 +279,16 @@ class FolderSource:
     C{storage.dir}): its path, and C{run} for its blocking reads.
     """
 
-    def __init__(self, path, run):
+    def __init__(self, path: str, run: Run) -> None:
         self._path = path
         self._run = run
 
-    async def _listed(self, scan):
+    async def _listed(self, scan: Callable[[], T]) -> T:
         """What C{scan()} finds in the folder, read in the I/O pool."""
         if not os.path.isdir(self._path):
             raise BundleError(f"{self._path} is not a folder")
-        return await self._run(scan)
+        found: T = await self._run(scan)
+        return found
 
 
 class PypiserverSource(FolderSource):
@@ -271,10 +302,10 @@ class PypiserverSource(FolderSource):
 
     kind = "pypiserver"
 
-    async def read(self):
+    async def read(self) -> Offer:
         """The folder's L{Offer}."""
         found = await self._listed(lambda: list(walk_files(self._path)))
-        arrivals = []
+        arrivals: list[Arrival] = []
         for relative, path, info in found:
             filename = os.path.basename(path)
             if info is None or not stat.S_ISREG(info.st_mode):
@@ -282,15 +313,15 @@ class PypiserverSource(FolderSource):
                                         refused="not a regular file"))
                 continue
             arrivals.append(Arrival(filename, relative,
-                                    local_fetch(self._run, lambda path=path: open_regular(path)),
+                                    local_fetch(self._run, partial(open_regular, path)),
                                     info.st_mtime, size=info.st_size))
         return Offer(tuple(arrivals))
 
-    def close(self):
+    def close(self) -> None:
         """Nothing is held open."""
 
 
-def read_json_file(path, limit):
+def read_json_file(path: str, limit: int) -> dict[str, Any] | None:
     """
     The JSON object in a small file at C{path}, or L{None} when it is
     missing, too big or not a JSON object (blocking).

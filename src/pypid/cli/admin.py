@@ -18,22 +18,30 @@ C{$PYPID_PASSWORD}; credentials only over https, or to this machine).
     and pypicloud (L{pypid.cli.bundle}).
 """
 
+from __future__ import annotations
+
 import argparse
 import json
 import os
 import sys
+from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import quote, urlencode
 
 from pypid.cli import admin_audit as audit_command
 from pypid.cli import bundle as bundle_commands
-from pypid.cli.server_client import CliError, add_server_options, server_from
+from pypid.cli.server_client import CliError, Server, add_server_options, server_from
 from pypid.core.names import InvalidName, parse_filename
+
+if TYPE_CHECKING:
+    # (types only: the configuration is read by the commands that need it)
+    from pypid.config import Config
 
 #: What the simple index answers in JSON (PEP 691).
 _JSON = {"Accept": "application/vnd.pypi.simple.v1+json"}
 
 
-def main(argv=None, out=sys.stdout, err=sys.stderr):
+def main(argv: list[str] | None = None, out: TextIO = sys.stdout,
+         err: TextIO = sys.stderr) -> int:
     """Run the command line; return the exit status."""
     parser = argparse.ArgumentParser(
         prog="pypid-admin", description="Look after a pypid server's packages.")
@@ -82,7 +90,7 @@ def main(argv=None, out=sys.stdout, err=sys.stderr):
     return 0
 
 
-def config_from(options):
+def config_from(options: argparse.Namespace) -> Config:
     """
     The configuration of C{--config} (with C{--set} and the
     C{PYPID_<SECTION>_<KEY>} environment, as the daemon reads it), for a
@@ -102,12 +110,12 @@ def config_from(options):
         raise CliError(str(e))
 
 
-def _get(server, path):
+def _get(server: Server, path: str) -> Any:
     with server.request("GET", path, _JSON) as response:
         return json.loads(response.read())
 
 
-def _files(server, project, out):
+def _files(server: Server, project: str, out: TextIO) -> None:
     """One line a file: filename, version, size, upload time, yank state."""
     page = _get(server, f"simple/{quote(project)}/")
     for f in page["files"]:
@@ -122,12 +130,14 @@ def _files(server, project, out):
                   f"{f.get('upload-time', '?')}{state}\n")
 
 
-def _change(server, options, out):
+def _change(server: Server, options: argparse.Namespace, out: TextIO) -> None:
     """Yank, unyank or delete a file or a release."""
     if options.version is None:
         path = f"api/files/{quote(options.target, safe='')}"
     else:
         path = f"api/projects/{quote(options.target, safe='')}/{quote(options.version, safe='')}"
+    body: bytes | None
+    headers: dict[str, str]
     if options.command == "delete":
         method, body, headers = "DELETE", None, {}
     else:

@@ -14,12 +14,17 @@ C{pypid-admin audit}: the audit log on the command line.
     (older days pruned).
 """
 
+from __future__ import annotations
+
+import argparse
 import json
 import re
 import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import urlencode
 
-from pypid.cli.server_client import CliError
+from pypid.cli.server_client import CliError, Server
 from pypid.core.audit_chain import (
     DEFAULT_LIMIT,
     FIRST_YEAR,
@@ -29,11 +34,21 @@ from pypid.core.audit_chain import (
     parse_time,
 )
 
+if TYPE_CHECKING:
+    # (types only: what reads the configuration and the log is imported
+    # by the command that needs it)
+    from pypid.config import Config
+    from pypid.storage.audit_log import IAuditLog
+
+#: An entry of C{GET /api/audit}, as JSON.
+JsonEntry = dict[str, Any]
+
 #: What C{verify} says when it cannot read the log.
 _CANNOT = "cannot read the audit log"
 
 
-def add_parser(commands):
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]
+               ) -> argparse.ArgumentParser:
     """The C{audit} command's arguments, on C{pypid-admin}'s subcommands."""
     audit = commands.add_parser(
         "audit", help="show the audit log (over the API), or verify it (with --config)")
@@ -52,7 +67,8 @@ def add_parser(commands):
     return audit
 
 
-def run(options, server_from, config_from, out, err):
+def run(options: argparse.Namespace, server_from: Callable[[argparse.Namespace], Server],
+        config_from: Callable[[argparse.Namespace], Config], out: TextIO, err: TextIO) -> int:
     """
     Run C{pypid-admin audit} for parsed C{options}; the exit status (2, and
     one line, for a C{--since} that cannot be used).
@@ -75,7 +91,7 @@ def run(options, server_from, config_from, out, err):
     return 0
 
 
-def since_value(text, now):
+def since_value(text: str, now: float) -> str:
     """
     The C{since} to send for C{--since}: a duration (C{7d}) counts back from
     C{now}; anything else must be a date or time (ISO 8601).
@@ -95,22 +111,24 @@ def since_value(text, now):
     return format_time(now - seconds)
 
 
-def show(server, options, out, since=None):
+def show(server: Server, options: argparse.Namespace, out: TextIO,
+         since: str | None = None) -> None:
     """
     Print the entries the options ask for, oldest first: with C{since},
     page after page (following C{next}); without, the newest C{--limit}
     (following C{before} while a page, cut short by the days one request
     reads, holds fewer).
     """
-    query = {"project": options.project, "user": options.audit_user, "event": options.event}
+    query: dict[str, str | int | None] = {
+        "project": options.project, "user": options.audit_user, "event": options.event}
     wanted = options.limit
 
-    def page_of(values):
+    def page_of(values: dict[str, str | int | None]) -> Any:
         path = "api/audit?" + urlencode({k: v for k, v in values.items() if v is not None})
         with server.request("GET", path, {"Accept": "application/json"}) as response:
             return json.loads(response.read())
 
-    def shown(entry):
+    def shown(entry: JsonEntry) -> str:
         return (json.dumps(entry, sort_keys=True) if options.json
                 else format_entry(entry)) + "\n"
 
@@ -130,7 +148,7 @@ def show(server, options, out, since=None):
                 return
             query["since"] = page["next"]
     wanted = DEFAULT_LIMIT if wanted is None else wanted
-    found = []
+    found: list[JsonEntry] = []
     while len(found) < wanted:
         page = page_of(dict(query, limit=min(wanted - len(found), MAX_LIMIT)))
         found[:0] = page["entries"]
@@ -148,13 +166,13 @@ _UNSAFE = re.compile(r"[\\\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u061c"
                      r"\u202a-\u202e\u2066-\u2069]")
 
 
-def escaped(text):
+def escaped(text: str) -> str:
     """
     C{text} with every character a terminal may act on written as an
     escape (C{\\n}, C{\\x1b}, C{\\u2028}, C{\\\\}): one entry is one line,
     and text a client chose sends no escape sequence.
     """
-    def escape(match):
+    def escape(match: re.Match[str]) -> str:
         char = match.group()
         if char in _NAMED:
             return _NAMED[char]
@@ -166,7 +184,7 @@ def escaped(text):
 _NAMED = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
-def format_entry(entry):
+def format_entry(entry: JsonEntry) -> str:
     """
     One line for a person: when, what, outcome, who (token), where, about
     what, why; what a client chose is escaped (L{escaped}).
@@ -186,7 +204,7 @@ def format_entry(entry):
     return escaped("  ".join(str(part) for part in parts))
 
 
-def verify(config, out, err):
+def verify(config: Config, out: TextIO, err: TextIO) -> int:
     """
     Check the chains of the log the configuration's storage holds, under
     the reactor: 0 when intact, 1 (and a line per broken link) when not,
@@ -204,7 +222,7 @@ def verify(config, out, err):
         prog="pypid-admin", err=err)
 
 
-async def check(log, out, err):
+async def check(log: IAuditLog, out: TextIO, err: TextIO) -> int:
     """
     Check the chains of C{log} (an L{pypid.storage.audit_log.IAuditLog}), then
     close it; print a line per note (where a chain's kept part begins), a

@@ -23,10 +23,15 @@ pool and the storage are made here. Failures are one line and exit status
 1, never a traceback.
 """
 
-import os
-from functools import partial
+from __future__ import annotations
 
-from twisted.logger import globalLogBeginner
+import argparse
+import os
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING, Any, TextIO
+
+from twisted.logger import ILogObserver, LogEvent, globalLogBeginner
 
 from pypid.bundle.manifest import BundleError
 from pypid.cli import common
@@ -34,6 +39,16 @@ from pypid.cli.server_client import CliError, log_lines
 from pypid.core.audit_chain import format_time
 from pypid.core.startup import StartupError
 from pypid.storage.interface import StorageError
+
+if TYPE_CHECKING:
+    # (types only: each command imports what it runs)
+    from pypid.bundle.archive import BundleWriter
+    from pypid.bundle.ingest import Ingest
+    from pypid.bundle.pypicloud import PypicloudBucketSource
+    from pypid.bundle.sources import Source
+    from pypid.config import Config
+    from pypid.storage.audit_log import IAuditLog
+    from pypid.storage.reading import Run
 
 #: The sub-commands of C{pypid-admin} this module runs.
 COMMANDS = ("export", "import")
@@ -55,10 +70,8 @@ bucket may be. Exit status 1 when anything was refused or in conflict.
 """
 
 
-def add_commands(commands):
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add C{export} and C{import} to C{pypid-admin}'s sub-command parsers."""
-    import argparse
-
     export = commands.add_parser(
         "export", help="write the storage of --config as a bundle (files, records, yanks, "
                        "tombstones), also while the server runs",
@@ -86,7 +99,8 @@ def add_commands(commands):
                       help="list every file imported or already there")
 
 
-def run(options, config_from, out, err):
+def run(options: argparse.Namespace, config_from: Callable[[argparse.Namespace], Config],
+        out: TextIO, err: TextIO) -> int:
     """
     Run C{export} or C{import} under the real reactor.
 
@@ -107,7 +121,7 @@ def run(options, config_from, out, err):
                               prog="pypid-admin", err=err)
 
 
-def _check_options(options):
+def _check_options(options: argparse.Namespace) -> None:
     """Refuse options that do not go with the source."""
     if options.command != "import":
         return
@@ -117,20 +131,20 @@ def _check_options(options):
                            "(s3://BUCKET/PREFIX)")
 
 
-def _observer(err, verbose, command):
+def _observer(err: TextIO, verbose: bool, command: str) -> ILogObserver:
     """
     Log events as C{pypid-admin: ...} lines (L{log_lines}). An import does
     not repeat what the scan of its destination says of files there that
     are no distributions (C{Not exporting ...}, from the reader it shares
     with the exports): they are not its business.
     """
-    def ignore(event):
-        return (command == "import" and event.get("log_namespace") == "pypid.export.source"
+    def ignore(event: LogEvent) -> bool:
+        return (command == "import" and event.get("log_namespace") == "pypid.storage.reading"
                 and str(event.get("log_format", "")).startswith("Not exporting"))
     return log_lines(err, "pypid-admin", verbose, ignore)
 
 
-def _runner(reactor):
+def _runner(reactor: Any) -> Run:
     """C{run(f, *args) -> Deferred}: blocking work in the reactor's thread pool."""
     from twisted.internet.threads import deferToThreadPool
 
@@ -140,14 +154,16 @@ def _runner(reactor):
 # -- export ---------------------------------------------------------------------------------
 
 
-async def pack_command(config, options, reactor, out, err):
+async def pack_command(config: Config, options: argparse.Namespace, reactor: Any, out: TextIO,
+                       err: TextIO) -> int:
     """Write the bundle; return the exit status."""
     from pypid.bundle.archive import open_writer
     from pypid.bundle.pack import pack_bundle
     from pypid.export.plan import ExportError
 
     run = _runner(reactor)
-    closing, writer = [], None
+    closing: common.Closing = []
+    writer: BundleWriter | None = None
     try:
         if config.storage.backend != "s3" and common.overlapping(config.storage.path, options.to):
             raise BundleError(f"the bundle {options.to} and the storage folder "
@@ -173,7 +189,7 @@ async def pack_command(config, options, reactor, out, err):
     return 1 if report.problems else 0
 
 
-async def _failed(err, run, writer, message):
+async def _failed(err: TextIO, run: Run, writer: BundleWriter | None, message: str) -> int:
     if writer is not None:
         try:
             await run(writer.abort)
@@ -186,14 +202,17 @@ async def _failed(err, run, writer, message):
 # -- import ---------------------------------------------------------------------------------
 
 
-async def import_command(config, options, reactor, out, err):
+async def import_command(config: Config, options: argparse.Namespace, reactor: Any,
+                         out: TextIO, err: TextIO) -> int:
     """Load the source into the storage; return the exit status."""
     from pypid.bundle.ingest import Ingest, carry_audit, import_entries
     from pypid.bundle.sources import DESCRIPTIONS, detect
-    from pypid.export.source import load_records
+    from pypid.storage.reading import load_records
 
     run = _runner(reactor)
-    closing, source, ingest = [], None, None
+    closing: common.Closing = []
+    source: Source | None = None
+    ingest: Ingest | None = None
     try:
         kind = options.kind
         if kind is None:
@@ -241,7 +260,7 @@ async def import_command(config, options, reactor, out, err):
     return 1 if ingest.report.failed else 0
 
 
-def _audit_log(config, run, reactor, closing):
+def _audit_log(config: Config, run: Run, reactor: Any, closing: common.Closing) -> IAuditLog:
     """The audit log of the configuration's storage, closed with the rest."""
     from pypid.storage.factory import make_audit_log
 
@@ -250,7 +269,7 @@ def _audit_log(config, run, reactor, closing):
     return audit
 
 
-def _operator():
+def _operator() -> str:
     """Who runs the command, for the audit log: the account, and the machine."""
     import getpass
     import socket
@@ -262,7 +281,8 @@ def _operator():
     return f"{who}@{socket.gethostname()} (pypid-admin)"
 
 
-async def _import_failed(out, err, ingest, options, message):
+async def _import_failed(out: TextIO, err: TextIO, ingest: Ingest | None,
+                         options: argparse.Namespace, message: str) -> int:
     """Say what was done before the failure, then the failure."""
     if ingest is not None:
         for line in ingest.report.lines(options.verbose):
@@ -271,7 +291,8 @@ async def _import_failed(out, err, ingest, options, message):
     return 1
 
 
-async def _source(kind, config, options, reactor, run, closing):
+async def _source(kind: str, config: Config, options: argparse.Namespace, reactor: Any,
+                  run: Run, closing: common.Closing) -> Source:
     """The source of the given kind at C{options.source}."""
     from pypid.bundle.devpi import DevpiSource
     from pypid.bundle.pypicloud import PypicloudFolderSource
@@ -297,7 +318,8 @@ async def _source(kind, config, options, reactor, run, closing):
     return PypicloudFolderSource(path, run)
 
 
-async def _bucket_source(config, options, reactor, run, closing):
+async def _bucket_source(config: Config, options: argparse.Namespace, reactor: Any, run: Run,
+                         closing: common.Closing) -> PypicloudBucketSource:
     """
     A pypicloud bucket, reached with the [s3] section's credentials (or the
     standard AWS ones) and endpoint, or C{--s3-endpoint}/C{--s3-region}.

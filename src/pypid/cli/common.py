@@ -34,9 +34,7 @@ if TYPE_CHECKING:
     from pypid.config import Config
     from pypid.config.s3_settings import S3Config
     from pypid.storage.interface import IStorage
-
-#: C{run(f, *args) -> Deferred}: how blocking work is done.
-Run = Callable[..., Deferred]
+    from pypid.storage.reading import Run
 
 #: What must be called (and, when it answers a L{Deferred}, waited for)
 #: once a command is done with what it opened, in the order opened.
@@ -70,7 +68,7 @@ class ArgumentParser(argparse.ArgumentParser):
         return 2
 
 
-def run_at_once(f: Callable[..., Any], *args: Any) -> Deferred:
+def run_at_once(f: Callable[..., Any], *args: Any) -> Deferred[Any]:
     """
     Blocking work, done at once: a command reading a storage beside a
     daemon has nothing else to do meanwhile.
@@ -124,7 +122,7 @@ async def open_storage(config: Config, reactor: Any, run: Run, closing: Closing,
     tools have for it.
 
     Without C{prepare}, to read beside a daemon that may be running on it
-    (C{pypid-export}, C{pypid-admin export}; see L{pypid.export.source}):
+    (C{pypid-export}, C{pypid-admin export}; see L{pypid.storage.reading}):
     never C{prepare()}d, so no lock is taken and nothing is swept; files
     from a bucket are streamed, never redirected to.
 

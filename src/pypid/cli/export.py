@@ -19,15 +19,20 @@ A bad command line is one line and exit status 2; a failure, one line and
 exit status 1; never a traceback.
 """
 
+from __future__ import annotations
+
 import argparse
 import os
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 import attrs
 from twisted.logger import globalLogBeginner
 
 from pypid.cli.common import (
     ArgumentParser,
+    Closing,
     UsageError,
     bucket_overlapping,
     close_all,
@@ -37,14 +42,20 @@ from pypid.cli.common import (
     run_command,
 )
 from pypid.cli.server_client import log_lines
-from pypid.config import ConfigError, load_config, parse_override
+from pypid.config import Config, ConfigError, load_config, parse_override
 from pypid.config.s3_settings import S3_KEYS
 from pypid.config.values import optional_url
 from pypid.core.startup import StartupError
 from pypid.export.exporter import Exporter
-from pypid.export.plan import ExportError, ExportSettings
+from pypid.export.plan import ExportError, ExportSettings, People
 from pypid.export.target import LocalTarget, S3Target
 from pypid.storage.interface import StorageError
+
+if TYPE_CHECKING:
+    from pypid.config.s3_settings import S3Config
+    from pypid.storage.interface import IStorage
+
+T = TypeVar("T")
 
 _DESCRIPTION = """\
 Write the whole index as static files (PEP 503 and PEP 691 pages, the files
@@ -61,7 +72,7 @@ AWS ones; --s3-endpoint and --s3-region override them.
 """
 
 
-def _parser():
+def _parser() -> ArgumentParser:
     parser = ArgumentParser(prog="pypid-export", description=_DESCRIPTION, epilog=_EPILOG,
                              formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dest", nargs="?", metavar="DEST",
@@ -103,7 +114,7 @@ class ExportOptions:
     bucket: str | None
     prefix: str
     config: str | None
-    overrides: tuple
+    overrides: tuple[tuple[str, str, str], ...]
     files_url: str | None
     base_url: str | None
     full: bool
@@ -113,19 +124,19 @@ class ExportOptions:
     verbose: bool
 
     @property
-    def s3(self):
+    def s3(self) -> bool:
         """Whether the export goes to a bucket."""
         return self.bucket is not None
 
 
-def _check(parse, value, what):
+def _check(parse: Callable[[str], T], value: str, what: str) -> T:
     try:
         return parse(value)
     except ValueError as e:
         raise UsageError(f"{what}: {e}")
 
 
-def parse_options(argv):
+def parse_options(argv: list[str]) -> ExportOptions:
     """
     Read and check the command line.
 
@@ -182,7 +193,8 @@ def parse_options(argv):
     )
 
 
-def main(argv=None, out=None, err=None):
+def main(argv: list[str] | None = None, out: TextIO | None = None,
+         err: TextIO | None = None) -> int:
     """
     Run C{pypid-export}: 0 when the export is complete, 1 when it failed (or
     left files out), 2 for a bad command line.
@@ -200,13 +212,14 @@ def main(argv=None, out=None, err=None):
                        prog="pypid-export", err=err)
 
 
-async def export_command(options, reactor, out, err):
+async def export_command(options: ExportOptions, reactor: Any, out: TextIO,
+                         err: TextIO) -> int:
     """
     Run one export for checked L{ExportOptions}.
 
     @return: the exit status.
     """
-    closing = []
+    closing: Closing = []
     try:
         config = load_config(options.config, options.overrides, environ=os.environ)
         if config.auth.read != "everyone" or config.acl:
@@ -215,7 +228,7 @@ async def export_command(options, reactor, out, err):
                       "serve it only to those who may read them all\n")
         storage = await _open_storage(config, options, reactor, closing)
         target = (_s3_target(config, options, reactor) if options.s3
-                  else LocalTarget(options.dest, options.links))
+                  else _local_target(options))
         settings = ExportSettings(files_url=options.files_url, base_url=options.base_url)
         exporter = Exporter(storage, target, settings, run_at_once, config.server.snapshot,
                             people=_people(options), full=options.full)
@@ -238,14 +251,15 @@ async def export_command(options, reactor, out, err):
     return 1 if report.problems else 0
 
 
-def _people(options):
+def _people(options: ExportOptions) -> People:
     """The pages for people to export (a L{pypid.export.plan.People})."""
     from pypid.export.people_files import make_people
 
     return make_people(options.base_url, options.files_url)
 
 
-async def _open_storage(config, options, reactor, closing):
+async def _open_storage(config: Config, options: ExportOptions, reactor: Any,
+                        closing: Closing) -> IStorage:
     """
     The server's storage, ready to read beside a daemon that may be running
     on it (L{open_storage}), once DEST is known not to overlap it.
@@ -258,26 +272,33 @@ async def _open_storage(config, options, reactor, closing):
     return await open_storage(config, reactor, run_at_once, closing, prepare=False)
 
 
-def _check_apart(storage_root, dest):
+def _check_apart(storage_root: str, dest: str) -> None:
     """Refuse a DEST inside the storage folder (the scan would read it) or around it."""
     if overlapping(storage_root, dest):
         raise ExportError(f"DEST {os.path.realpath(dest)} and the storage folder "
                           f"{os.path.realpath(storage_root)} must not be inside one another")
 
 
-def _check_apart_in_bucket(s3, options):
+def _check_apart_in_bucket(s3: S3Config, options: ExportOptions) -> None:
     """
     Refuse an export into the storage's own bucket under a prefix that
     holds the storage's or is held by it: the daemon's scans would read the
     export's objects as its files.
     """
+    assert options.bucket is not None  # (an export to a bucket)
     if bucket_overlapping(s3, options.bucket, options.prefix, options.endpoint):
         raise ExportError(
             f"s3://{options.bucket}/{options.prefix} and the storage's "
             f"s3://{s3.bucket}/{s3.prefix} must not be inside one another")
 
 
-def _s3_target(config, options, reactor):
+def _local_target(options: ExportOptions) -> LocalTarget:
+    """The folder to write."""
+    assert options.dest is not None  # (parse_options gives a folder or a bucket)
+    return LocalTarget(options.dest, options.links)
+
+
+def _s3_target(config: Config, options: ExportOptions, reactor: Any) -> S3Target:
     """The bucket to write: the [s3] section's endpoint and credentials, or the options'."""
     from pypid.storage.factory import make_s3_client
 

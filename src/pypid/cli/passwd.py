@@ -10,6 +10,7 @@ errors go to the terminal or standard error.
 import argparse
 import sys
 from getpass import getpass
+from typing import AnyStr, TextIO
 
 from pypid.auth.basic import MAX_PASSWORD_BYTES, decode_password
 from pypid.auth.hashes import hash_password
@@ -37,7 +38,7 @@ and restart pypid.
 """
 
 
-def _parser():
+def _parser() -> ArgumentParser:
     """Return the command line parser; C{--help} is handled by L{main}."""
     parser = ArgumentParser(
         prog="pypid-passwd",
@@ -52,7 +53,7 @@ def _parser():
     return parser
 
 
-def _read_password(stdin, stderr):
+def _read_password(stdin: TextIO, stderr: TextIO) -> tuple[str, str | None]:
     """
     Return the password from the terminal (asked twice) or from one line of
     C{stdin}, or an error message as the second item.
@@ -61,25 +62,30 @@ def _read_password(stdin, stderr):
         first = getpass("Password: ", stream=stderr)
         second = getpass("Repeat password: ", stream=stderr)
         if first != second:
-            return None, "the passwords do not match"
+            return "", "the passwords do not match"
         return first, None
     # Bytes when there are bytes underneath, decoded as the server decodes
     # what clients send, so a password that is not UTF-8 still round-trips.
     binary = getattr(stdin, "buffer", None)
+    line: str | bytes
     line = binary.readline() if binary is not None else stdin.readline()
-    newline, cr = ("\n", "\r") if isinstance(line, str) else (b"\n", b"\r")
     # The newline only: spaces may be part of the password.  A CR before it
     # is a Windows line ending, not a character anyone typed.
+    if isinstance(line, str):
+        return _strip_newline(line, "\n", "\r"), None
+    return decode_password(_strip_newline(line, b"\n", b"\r")), None
+
+
+def _strip_newline(line: AnyStr, newline: AnyStr, cr: AnyStr) -> AnyStr:
+    """C{line} without its trailing newline, and a CR before it."""
     if line.endswith(newline):
         line = line[:-1]
         if line.endswith(cr):
             line = line[:-1]
-    if isinstance(line, bytes):
-        line = decode_password(line)
-    return line, None
+    return line
 
 
-def _encodable(password):
+def _encodable(password: str) -> bool:
     """Whether C{password} can be encoded as UTF-8 (no lone surrogates)."""
     try:
         password.encode("utf-8")
@@ -88,7 +94,8 @@ def _encodable(password):
     return True
 
 
-def main(argv=None, stdin=None, stdout=None, stderr=None) -> int:
+def main(argv: list[str] | None = None, stdin: TextIO | None = None,
+         stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
     """
     Run C{pypid-passwd}: print a hash of the password read from the terminal
     or standard input and return 0, or explain on C{stderr} and return 1 (a

@@ -4,12 +4,22 @@ The blocking HTTP client of a pypid server that the command-line tools
 outside the server.
 """
 
+from __future__ import annotations
+
+import argparse
 import base64
 import getpass
 import os
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Mapping
+from http.client import HTTPMessage, HTTPResponse
+from typing import IO, TYPE_CHECKING, TextIO
 from urllib.parse import urljoin, urlsplit
+
+if TYPE_CHECKING:
+    # (types only: the tools import Twisted's logger when they log)
+    from twisted.logger import ILogObserver, LogEvent
 
 
 class CliError(Exception):
@@ -19,9 +29,10 @@ class CliError(Exception):
 class Server:
     """One pypid server, asked with blocking requests."""
 
-    def __init__(self, url, user=None, password=None, timeout=300):
+    def __init__(self, url: str, user: str | None = None, password: str | None = None,
+                 timeout: float = 300) -> None:
         self.url = url.rstrip("/") + "/"
-        self._auth = None
+        self._auth: str | None = None
         if user and not _safe_for_credentials(self.url):
             raise CliError(f"{self.url}: credentials are only sent over https:// (or to this "
                            "machine over http://)")
@@ -30,7 +41,8 @@ class Server:
             self._auth = "Basic " + token
         self._timeout = timeout
 
-    def request(self, method, path_or_url, headers=None, body=None):
+    def request(self, method: str, path_or_url: str, headers: Mapping[str, str] | None = None,
+                body: bytes | None = None) -> HTTPResponse:
         """Make a request; return the response (the caller reads it)."""
         url = urljoin(self.url, path_or_url)
         request = urllib.request.Request(url, data=body, method=method,
@@ -49,21 +61,22 @@ class Server:
 class _NoRedirects(urllib.request.HTTPRedirectHandler):
     """Redirects are not followed: they would carry the credentials elsewhere."""
 
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
+    def redirect_request(self, req: urllib.request.Request, fp: IO[bytes], code: int, msg: str,
+                         headers: HTTPMessage, newurl: str) -> None:
         return None
 
 
 _OPENER = urllib.request.build_opener(_NoRedirects)
 
 
-def _safe_for_credentials(url):
+def _safe_for_credentials(url: str) -> bool:
     """Whether credentials may go to C{url}: https, or plain http to this machine."""
     parts = urlsplit(url)
     return parts.scheme == "https" or (
         parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost", "::1"))
 
 
-def add_server_options(parser):
+def add_server_options(parser: argparse.ArgumentParser) -> None:
     """The options every tool takes: the server, and who to act as."""
     parser.add_argument("--server", default=os.environ.get("PYPID_URL", "http://127.0.0.1:8080/"),
                         help="the pypid server's URL (default: $PYPID_URL or the local one)")
@@ -71,7 +84,7 @@ def add_server_options(parser):
                         help="the user to act as (password: $PYPID_PASSWORD, or asked)")
 
 
-def server_from(options):
+def server_from(options: argparse.Namespace) -> Server:
     """The L{Server} the parsed options name, asking for the password if needed."""
     password = None
     if options.user:
@@ -81,7 +94,8 @@ def server_from(options):
     return Server(options.server, options.user, password)
 
 
-def log_lines(err, prog, verbose, ignore=None):
+def log_lines(err: TextIO, prog: str, verbose: bool,
+              ignore: Callable[[LogEvent], bool] | None = None) -> ILogObserver:
     """
     A log observer writing events as C{<prog>: ...} lines to C{err}:
     warnings and worse, and pypid's own news too with C{verbose} (never
@@ -89,11 +103,13 @@ def log_lines(err, prog, verbose, ignore=None):
     after its event's; an event for which C{ignore(event)} is true is not
     written.
     """
-    from twisted.logger import LogLevel, formatEvent
+    from twisted.logger import ILogObserver, LogLevel, formatEvent
+    from zope.interface import provider
 
     lowest = LogLevel.info if verbose else LogLevel.warn
 
-    def observe(event):
+    @provider(ILogObserver)
+    def observe(event: LogEvent) -> None:
         level = event.get("log_level", LogLevel.info)
         if level < lowest or (ignore is not None and ignore(event)):
             return

@@ -11,12 +11,14 @@ C{pypid-token}: issue, list and revoke a server's API tokens (as an admin).
 import argparse
 import json
 import sys
+from typing import TextIO
 from urllib.parse import quote, urlencode
 
 from pypid.cli.server_client import CliError, add_server_options, server_from
 
 
-def main(argv=None, out=sys.stdout, err=sys.stderr):
+def main(argv: list[str] | None = None, out: TextIO = sys.stdout,
+         err: TextIO = sys.stderr) -> int:
     """Run the command line; return the exit status."""
     parser = argparse.ArgumentParser(
         prog="pypid-token", description="Issue, list and revoke a pypid server's API tokens.")

@@ -17,11 +17,14 @@ import argparse
 import hashlib
 import json
 import sys
+from collections.abc import Iterable
+from typing import TextIO
 from urllib.parse import quote, urljoin
 
-from pypid.cli.server_client import CliError, add_server_options, server_from
-from pypid.upstream.parser import UpstreamPageError, parse_page
+from pypid.cli.server_client import CliError, Server, add_server_options, server_from
+from pypid.upstream.parser import UpstreamFile, UpstreamPageError, parse_page
 from pypid.upstream.requirements import (
+    Pin,
     RequirementsError,
     parse_names,
     parse_pylock,
@@ -32,7 +35,7 @@ from pypid.upstream.requirements import (
 ACCEPT_JSON = "application/vnd.pypi.simple.v1+json"
 
 
-def _progress(done, total, name, out):
+def _progress(done: int, total: int, name: str, out: TextIO) -> None:
     width = 30
     filled = int(width * done / total) if total else width
     line = f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {name[:40]:<40}"
@@ -40,13 +43,15 @@ def _progress(done, total, name, out):
     out.flush()
 
 
-def precache(server, pins, out=sys.stderr):
+def precache(server: Server, pins: Iterable[Pin],
+             out: TextIO = sys.stderr) -> tuple[list[str], list[tuple[str, str]]]:
     """
     Download through the server every file the pins select.
 
     @return: C{(cached, failed)} lists of filenames and of C{(name, reason)}.
     """
-    chosen, failed = [], []
+    chosen: list[UpstreamFile] = []
+    failed: list[tuple[str, str]] = []
     for pin in pins:
         page_url = f"simple/{quote(pin.project)}/"
         try:
@@ -62,7 +67,7 @@ def precache(server, pins, out=sys.stderr):
             failed.append((pin.project, "no file matches " + (
                 f"version {pin.version}" if pin.version else "it")))
         chosen.extend(files)
-    cached = []
+    cached: list[str] = []
     for number, f in enumerate(chosen, 1):
         _progress(number - 1, len(chosen), f.filename, out)
         try:
@@ -84,7 +89,8 @@ def precache(server, pins, out=sys.stderr):
     return cached, failed
 
 
-def main(argv=None, out=sys.stdout, err=sys.stderr):
+def main(argv: list[str] | None = None, out: TextIO = sys.stdout,
+         err: TextIO = sys.stderr) -> int:
     """Run the command line; return the exit status."""
     parser = argparse.ArgumentParser(
         prog="pypid-upstream",
@@ -106,7 +112,7 @@ def main(argv=None, out=sys.stdout, err=sys.stderr):
                 answer = json.loads(r.read())
             out.write(f"{answer['project']}: {answer['files']} files upstream\n")
             return 0
-        pins = []
+        pins: list[Pin] = []
         if options.requirement:
             with open(options.requirement, encoding="utf-8") as f:
                 pins += parse_requirements(f.read())

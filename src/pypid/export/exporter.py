@@ -1,6 +1,6 @@
 """
 One export, from the storage to a target: the orchestration of
-L{pypid.export.plan} (what to write) with L{pypid.export.source} (the
+L{pypid.export.plan} (what to write) with L{pypid.storage.reading} (the
 storage) and L{pypid.export.target} (where).
 
 The order is what keeps a served export consistent at every moment: the
@@ -14,20 +14,40 @@ mended by the next one: those paths are written again, or removed.
 
 import json
 import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 import attrs
-from twisted.internet.defer import DeferredSemaphore, ensureDeferred, gatherResults
+from twisted.internet.defer import Deferred, DeferredSemaphore, ensureDeferred, gatherResults
 from twisted.logger import Logger
 
+from pypid.core.index import Index
 from pypid.export import plan as plans
-from pypid.export import source
-from pypid.export.plan import ExportError, ExportManifest, ProjectState
+from pypid.export.plan import (
+    Entry,
+    ExportError,
+    ExportManifest,
+    ExportSettings,
+    Output,
+    People,
+    Plan,
+    ProjectState,
+)
+from pypid.export.target import ITarget
+from pypid.storage import reading
+from pypid.storage.interface import IStorage
 
 log = Logger()
 
 #: Projects rendered, then written, together: the pages of a batch are held
 #: in memory until they are written.
 BATCH = 250
+
+T = TypeVar("T")
+
+#: What L{Exporter._files} gives for each project: its metadata by
+#: filename, and a line per file left out.
+Taken = dict[str, tuple[dict[str, bytes], list[str]]]
 
 
 @attrs.define
@@ -53,11 +73,11 @@ class ExportReport:
     written: int = 0
     kept: int = 0
     deleted: int = 0
-    problems: list = attrs.field(factory=list)
+    problems: list[str] = attrs.field(factory=list)
     rebuilt: bool = False
     seconds: float = 0.0
 
-    def summary(self, target):
+    def summary(self, target: str) -> str:
         """One line for a person."""
         how = "every project rendered" if self.rebuilt else f"{self.changed} changed"
         return (f"Exported {self.projects} projects to {target} ({how}, {self.removed} "
@@ -80,22 +100,22 @@ class Exporter:
     @ivar _clock: C{clock() -> float}, for the report's duration.
     """
 
-    _storage: object
-    _target: object
-    _settings: object
-    _run: object
+    _storage: IStorage
+    _target: ITarget
+    _settings: ExportSettings
+    _run: reading.Run
     _snapshot: str | None = None
-    _people: object = None
+    _people: People | None = None
     _full: bool = False
-    _clock: object = time.monotonic
+    _clock: Callable[[], float] = time.monotonic
     _previous: ExportManifest | None = attrs.field(default=None, init=False)
-    _suspect: frozenset = attrs.field(default=frozenset(), init=False)
-    _pending: set = attrs.field(factory=set, init=False)
+    _suspect: frozenset[str] = attrs.field(default=frozenset(), init=False)
+    _pending: set[str] = attrs.field(factory=set, init=False)
     _had_pending: bool = attrs.field(default=False, init=False)
-    _claimed: dict | None = attrs.field(default=None, init=False)
+    _claimed: dict[str, str | None] = attrs.field(factory=dict, init=False)
     _report: ExportReport = attrs.field(factory=ExportReport, init=False)
 
-    def export(self):
+    def export(self) -> Deferred[ExportReport]:
         """
         Export once.
 
@@ -104,7 +124,7 @@ class Exporter:
         """
         return ensureDeferred(self._export())
 
-    async def _export(self):
+    async def _export(self) -> ExportReport:
         started = self._clock()
         people = self._people
         self._settings = attrs.evolve(self._settings,
@@ -113,7 +133,7 @@ class Exporter:
         try:
             await target.open()
             await self._read_previous()
-            result = await source.load_records(self._storage, self._snapshot, self._run)
+            result = await reading.load_records(self._storage, self._snapshot, self._run)
             records, unsafe = plans.safe_records(result.records.values())
             for record, reason in unsafe:
                 log.warn("Not exporting {filename}: {reason}", filename=record.filename,
@@ -133,7 +153,7 @@ class Exporter:
             report.rebuilt = plan.rebuild
             if self._people is not None:
                 self._claim_unchanged(changed)
-            states = {}
+            states: dict[str, ProjectState] = {}
             for start in range(0, len(changed), BATCH):
                 batch = changed[start:start + BATCH]
                 taken = await self._files(index, batch)
@@ -157,7 +177,7 @@ class Exporter:
 
     # -- what the last export left ----------------------------------------------------------
 
-    async def _read_previous(self):
+    async def _read_previous(self) -> None:
         where = f"{self._target.describe().rstrip('/')}/{plans.MANIFEST}"
         data = await self._target.read(plans.MANIFEST)
         if data is None and not self._full and (
@@ -189,7 +209,7 @@ class Exporter:
                      "{count} paths it was writing", target=self._target.describe(),
                      count=len(self._suspect))
 
-    def _with_suspects(self, plan):
+    def _with_suspects(self, plan: Plan) -> list[str]:
         """The projects to render: the plan's, and any a cut-short export was writing."""
         if not self._suspect or plan.rebuild:
             return list(plan.changed)
@@ -204,7 +224,8 @@ class Exporter:
                     changed.add(parts[1])
         return sorted(changed)
 
-    async def _described_since(self, index, plan, changed):
+    async def _described_since(self, index: Index, plan: Plan,
+                               changed: list[str]) -> list[str]:
         """
         C{changed}, and the projects whose pages for people lack a
         description the storage has now (the daemon describes a file on its
@@ -220,7 +241,7 @@ class Exporter:
                 found.add(name)
         return sorted(found)
 
-    def _claim_unchanged(self, changed):
+    def _claim_unchanged(self, changed: Iterable[str]) -> None:
         """Note the paths for people of the projects not rendered now (see L{_claim})."""
         self._claimed = {}
         if self._previous is None:
@@ -232,7 +253,7 @@ class Exporter:
                     if not path.startswith(("simple/", "files/", "pypi/")):
                         self._claimed[path] = name
 
-    def _claim(self, owner, outputs):
+    def _claim(self, owner: str | None, outputs: Iterable[Output]) -> None:
         """Refuse a page for people that another project (or the site) writes."""
         for output in outputs:
             other = self._claimed.setdefault(output.path, owner)
@@ -242,24 +263,24 @@ class Exporter:
 
     # -- writing --------------------------------------------------------------------------------
 
-    def _needed(self, owner, output):
+    def _needed(self, owner: str | None, output: Output) -> bool:
         """Whether C{output} must be written: it is not known to be there already."""
         if self._full or output.path in self._suspect or self._previous is None:
             return True
         return self._previous.written_sha256(owner, output.path) != output.sha256
 
-    async def _journal(self, outputs):
+    async def _journal(self, outputs: Iterable[Output | str]) -> None:
         """
         Keep the paths about to be written or removed (L{Output}s, or
         paths) in L{plans.PENDING}, before touching them.
         """
-        fresh = {getattr(o, "path", o) for o in outputs} - self._pending
+        fresh = {o if isinstance(o, str) else o.path for o in outputs} - self._pending
         if fresh:
             self._pending |= fresh
             await self._target.write(plans.PENDING, json.dumps(sorted(self._pending)).encode(),
                                      plans.JSON_TYPE)
 
-    async def _write_pages(self, owned):
+    async def _write_pages(self, owned: Sequence[tuple[str | None, Output]]) -> None:
         """
         Write the pages among C{owned} (C{(owner, output)} pairs) that are
         not there already, after noting them in L{plans.PENDING}.
@@ -267,11 +288,11 @@ class Exporter:
         todo = [(owner, output) for owner, output in owned if self._needed(owner, output)]
         await self._journal([output for _, output in todo])
         await self._each(todo, lambda item: self._target.write(
-            item[1].path, item[1].data, item[1].content_type))
+            item[1].path, item[1].body, item[1].content_type))
         self._report.written += len(todo)
         self._report.kept += len(owned) - len(todo)
 
-    async def _files(self, index, names):
+    async def _files(self, index: Index, names: Iterable[str]) -> Taken:
         """
         Put the files of the projects C{names} and their metadata in place;
         leave out of the index the files that cannot be taken, and announce
@@ -279,15 +300,15 @@ class Exporter:
 
         @return: name -> C{(metadata by filename, problems)}.
         """
-        taken = {}
-        planned = {}
+        taken: Taken = {}
+        planned: dict[str, list[Output]] = {}
 
-        async def read(name):
+        async def read(name: str) -> None:
             project = index.project(name)
-            metadata = {}
-            if self._settings.writes_files:
+            metadata: dict[str, bytes] = {}
+            if self._settings.writes_files and project is not None:
                 for record in project.sorted_files():
-                    data = await source.read_metadata(self._storage, record)
+                    data = await reading.read_metadata(self._storage, record)
                     if data is not None:
                         metadata[record.filename] = data
                 planned[name] = [o for o in plans.file_outputs(project, metadata)
@@ -296,21 +317,21 @@ class Exporter:
         await self._each(list(names), read)
         await self._journal([o for outputs in planned.values() for o in outputs])
 
-        async def put(name):
+        async def put(name: str) -> None:
             project = index.project(name)
             metadata, problems = taken[name]
-            failed = set()
+            failed: set[str] = set()
             for output in planned.get(name, ()):
                 filename = output.path.rpartition("/")[2]
                 if output.record is None:
                     if filename[: -len(".metadata")] in failed:
                         continue
-                    await self._target.write(output.path, output.data, output.content_type)
+                    await self._target.write(output.path, output.body, output.content_type)
                 else:
                     try:
-                        await source.put_file(self._storage, output.record, self._target,
+                        await reading.put_file(self._storage, output.record, self._target,
                                               output.path)
-                    except source.FileUnavailable as e:
+                    except reading.FileUnavailable as e:
                         failed.add(filename)
                         problems.append(f"{filename}: {e}")
                         continue
@@ -329,11 +350,13 @@ class Exporter:
         await self._each(list(names), put)
         return taken
 
-    async def _pages(self, index, plan, names, taken):
+    async def _pages(self, index: Index, plan: Plan, names: Iterable[str],
+                     taken: Taken) -> dict[str, ProjectState]:
         """Render and write the pages of the projects C{names}; return their states."""
-        owned, states = [], {}
+        owned: list[tuple[str | None, Output]] = []
+        states: dict[str, ProjectState] = {}
 
-        async def render(name):
+        async def render(name: str) -> None:
             project = index.project(name)
             if project is None:
                 return
@@ -342,22 +365,22 @@ class Exporter:
             raw = None
             for record in plans.legacy_info_sources(project, latest):
                 raw = (metadata.get(record.filename) if self._settings.writes_files
-                       else await source.read_metadata(self._storage, record))
+                       else await reading.read_metadata(self._storage, record))
                 if raw is not None:
                     break
             info = plans.legacy_info(project, latest, raw) if latest is not None else None
             outputs = plans.project_outputs(index, project, self._settings, plan.serial,
                                             latest, info)
-            undescribed = ()
+            undescribed: tuple[str, ...] = ()
             if self._people is not None:
-                details = {}
+                details: dict[str, bytes | None] = {}
                 for record in project.sorted_files():
                     details[record.filename] = await self._storage.read_details(record)
                 people = plans.people_outputs(self._people.project(index, project, details))
                 self._claim(name, people)
                 outputs += people
                 undescribed = tuple(sorted(f for f, d in details.items() if d is None))
-            paths = {}
+            paths: dict[str, str] = {}
             if self._settings.writes_files:
                 for output in plans.file_outputs(project, metadata):
                     paths[output.path] = output.sha256
@@ -371,10 +394,10 @@ class Exporter:
         await self._write_pages(owned)
         return states
 
-    def _manifest(self, plan, states):
+    def _manifest(self, plan: Plan, states: dict[str, ProjectState]) -> ExportManifest:
         """This export's manifest, but for its root (see L{_root})."""
         previous = self._previous
-        projects = {}
+        projects: dict[str, ProjectState] = {}
         for name in plan.fingerprints:
             if name in states:
                 projects[name] = states[name]
@@ -387,9 +410,10 @@ class Exporter:
         serial = plan.serial if states or plan.removed else (previous.serial if previous else 0)
         return ExportManifest(self._settings.key(), serial, projects)
 
-    async def _root(self, index, current):
+    async def _root(self, index: Index, current: ExportManifest) -> dict[str, str]:
         """Write the project list, C{packages.json} and the site's pages; return their paths."""
-        entries = {name: state.entry for name, state in current.projects.items()}
+        entries: dict[str, Entry | None] = {
+            name: state.entry for name, state in current.projects.items()}
         outputs = plans.root_outputs(index, entries)
         if self._people is not None:
             site = plans.people_outputs(self._people.site(index))
@@ -398,10 +422,10 @@ class Exporter:
         await self._write_pages([(None, output) for output in outputs])
         return {output.path: output.sha256 for output in outputs}
 
-    async def _remove(self, path):
+    async def _remove(self, path: str) -> None:
         await self._target.remove(path)
 
-    async def _each(self, items, work):
+    async def _each(self, items: Iterable[T], work: Callable[[T], Awaitable[None]]) -> None:
         """Run C{work(item)} for each item, up to the target's parallelism at once."""
         parallel = self._target.parallel
         if parallel <= 1:
@@ -410,22 +434,25 @@ class Exporter:
             return
         limit = DeferredSemaphore(parallel)
         await gatherResults(
-            [limit.run(lambda item=item: ensureDeferred(_coroutine(work, item)))
-             for item in items], consumeErrors=True,
+            [limit.run(_deferred, work, item) for item in items], consumeErrors=True,
         ).addErrback(lambda failure: failure.value.subFailure)
 
 
-async def _coroutine(work, item):
+async def _coroutine(work: Callable[[T], Awaitable[None]], item: T) -> None:
     return await work(item)
 
 
-async def _maybe(result):
+def _deferred(work: Callable[[T], Awaitable[None]], item: T) -> Deferred[None]:
+    return ensureDeferred(_coroutine(work, item))
+
+
+async def _maybe(result: Deferred[Any] | None) -> None:
     """Wait for C{result} if it is a Deferred."""
     if result is not None and hasattr(result, "addCallback"):
         await result
 
 
-def _allowed(path):
+def _allowed(path: str) -> bool:
     try:
         plans.check_path(path)
     except ExportError:

@@ -24,12 +24,14 @@ import hashlib
 from pypid.core import pages
 from pypid.core.catalog import Catalog
 from pypid.core.details import Details
+from pypid.core.index import Index, Project
 from pypid.core.names import WHEEL
 from pypid.export.plan import People
 from pypid.web.assets import Assets
 
 
-def make_people(base_url=None, files_url=None, assets=None):
+def make_people(base_url: str | None = None, files_url: str | None = None,
+                assets: Assets | None = None) -> People:
     """
     The L{People} of an export.
 
@@ -46,7 +48,7 @@ def make_people(base_url=None, files_url=None, assets=None):
     with open(pages.__file__, "rb") as f:
         version = hashlib.sha256(f.read() + repr(chrome).encode("utf-8")).hexdigest()[:16]
 
-    def site(index):
+    def site(index: Index) -> list[tuple[str, bytes]]:
         catalog = Catalog(index)
         projects = [p for p in index.projects() if p.files]
         landing = pages.landing_page(chrome, len(projects),
@@ -55,11 +57,12 @@ def make_people(base_url=None, files_url=None, assets=None):
                 ("search/index.html", pages.search_page(chrome, None, {}, "../")),
                 *assets.files()]
 
-    def project(index, project, details):
+    def project(index: Index, project: Project,
+                details: dict[str, bytes | None]) -> list[tuple[str, bytes]]:
         if not project.files:
             return []
         files = list(project.files.values())
-        outputs = []
+        outputs: list[tuple[str, bytes]] = []
         releases = pages.releases_of(files)
         latest_view = pages.project_view(project.name, project.display_name, files,
                                          releases=releases)
@@ -78,7 +81,7 @@ def make_people(base_url=None, files_url=None, assets=None):
     return People(site=site, project=project, version=version)
 
 
-def _details_of(release, details):
+def _details_of(release: pages.Release, details: dict[str, bytes | None]) -> Details | None:
     """The L{Details} of a release's first wheel that has them, else its sdist's."""
     for f in sorted(release.files, key=lambda f: (f.packagetype != WHEEL, f.filename)):
         data = details.get(f.filename)

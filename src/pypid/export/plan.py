@@ -26,6 +26,8 @@ longer belongs (L{stale_paths}).  Fingerprinting 20,000 records takes about
 import hashlib
 import json
 import re
+from collections.abc import Callable, Container, Iterable
+from typing import Any
 from urllib.parse import quote
 
 import attrs
@@ -33,8 +35,10 @@ import orjson
 
 from pypid.core import legacy_info as legacy_json
 from pypid.core.catalog import summary_of
-from pypid.core.index import HTML, JSON, Index
+from pypid.core.index import HTML, JSON, Index, Project
+from pypid.core.model import FileRecord
 from pypid.core.names import InvalidName, is_valid_name, normalize, parse_filename
+from pypid.storage.reading import BINARY_TYPE
 
 #: The manifest's file name in DEST, and the format it is written in.
 MANIFEST = ".pypid-export.json"
@@ -53,7 +57,6 @@ PROBES = 500
 HTML_TYPE = "text/html; charset=utf-8"
 SIMPLE_JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 JSON_TYPE = "application/json"
-BINARY_TYPE = "application/octet-stream"
 
 #: The Content-Type of a page for people, by its path's extension.
 _PEOPLE_TYPES = {
@@ -77,6 +80,13 @@ _ROOT_PATHS = ("simple/index.html", "simple/index.json", "packages.json")
 #: manifest names tens of thousands).
 _SEGMENT = r"[^\x00-\x1f\x7f/\\.][^\x00-\x1f\x7f/\\]*"
 _PATH = re.compile(rf"(?:{_SEGMENT}/)*{_SEGMENT}")
+
+#: C{file_url(record)}: the URL a page links a file by.
+FileUrl = Callable[[FileRecord], str]
+#: What a L{People} callable gives: C{(path, bytes)} pairs.
+PeoplePairs = Iterable[tuple[str, bytes]]
+#: A project's line in C{packages.json} (L{package_entry}), as JSON.
+Entry = dict[str, Any]
 
 
 class ExportError(Exception):
@@ -109,8 +119,8 @@ class People:
     under C{--files-url}.
     """
 
-    site: object
-    project: object
+    site: Callable[[Index], PeoplePairs]
+    project: Callable[[Index, Project, dict[str, bytes | None]], PeoplePairs]
     version: str = ""
 
 
@@ -131,32 +141,32 @@ class ExportSettings:
     base_url: str | None = None
     people: str | None = None
 
-    def key(self):
+    def key(self) -> dict[str, Any]:
         """What the manifest keeps of these settings, to tell a change."""
         return {"format": FORMAT, "render": RENDER_VERSION, "files_url": self.files_url,
                 "base_url": self.base_url, "people": self.people}
 
     @property
-    def writes_files(self):
+    def writes_files(self) -> bool:
         """Whether the files and their metadata are written into the export."""
         return self.files_url is None
 
-    def page_file_url(self):
+    def page_file_url(self) -> FileUrl:
         """
         C{file_url(record)} of the simple pages: relative to
         C{simple/<project>/} (the daemon's own links), or under L{files_url}.
         """
         if self.files_url is None:
-            def file_url(record):
+            def file_url(record: FileRecord) -> str:
                 return f"../../files/{record.project}/{quote(record.filename)}"
         else:
             prefix = self.files_url
 
-            def file_url(record):
+            def file_url(record: FileRecord) -> str:
                 return f"{prefix}{record.project}/{quote(record.filename)}"
         return file_url
 
-    def legacy_file_url(self):
+    def legacy_file_url(self) -> FileUrl:
         """
         C{file_url(record)} of the legacy JSON, whose links are absolute
         (tools do not resolve them): under L{files_url}, else under
@@ -166,7 +176,7 @@ class ExportSettings:
             return self.page_file_url()
         prefix = (self.base_url or "/") + "files/"
 
-        def file_url(record):
+        def file_url(record: FileRecord) -> str:
             return f"{prefix}{record.project}/{quote(record.filename)}"
         return file_url
 
@@ -183,18 +193,24 @@ class Output:
     content_type: str
     sha256: str
     data: bytes | None = None
-    record: object = None
+    record: FileRecord | None = None
 
     @classmethod
-    def page(cls, path, data, content_type):
+    def page(cls, path: str, data: bytes, content_type: str) -> "Output":
         """A path holding C{data}."""
         return cls(path, content_type, hashlib.sha256(data).hexdigest(), data)
+
+    @property
+    def body(self) -> bytes:
+        """The bytes of a page (an output made by L{page}, which has no record)."""
+        assert self.data is not None, f"{self.path} is a stored file, not a page"
+        return self.data
 
 
 # -- paths ------------------------------------------------------------------------------
 
 
-def check_path(path):
+def check_path(path: str) -> str:
     """
     Refuse a relative path that could leave DEST or hide in it.
 
@@ -209,7 +225,7 @@ def check_path(path):
     return path
 
 
-def people_type(path):
+def people_type(path: str) -> str:
     """The Content-Type of a page for people, from its extension."""
     dot = path.rfind(".")
     slash = path.rfind("/")
@@ -218,14 +234,15 @@ def people_type(path):
     return BINARY_TYPE
 
 
-def people_outputs(pairs):
+def people_outputs(pairs: PeoplePairs) -> list[Output]:
     """
     The L{Output}s of what a L{People} callable gave.
 
     @raise ExportError: for a path that L{check_path} refuses, one under the
         export's own folders, or one given twice.
     """
-    outputs, seen = [], set()
+    outputs: list[Output] = []
+    seen: set[str] = set()
     for path, data in pairs:
         check_path(path)
         if path.startswith(_RESERVED) or path in _ROOT_PATHS:
@@ -243,7 +260,8 @@ def people_outputs(pairs):
 # -- the index ---------------------------------------------------------------------------
 
 
-def safe_records(records):
+def safe_records(records: Iterable[FileRecord]
+                 ) -> tuple[list[FileRecord], list[tuple[FileRecord, str]]]:
     """
     C{(records, [(record, reason)])}: the records whose project and
     filename are what a distribution's are (a normalized name, a filename
@@ -251,9 +269,10 @@ def safe_records(records):
     and its fields become paths in DEST: a tampered one must not lead out
     of it.
     """
-    kept, left = [], []
+    kept: list[FileRecord] = []
+    left: list[tuple[FileRecord, str]] = []
     for record in records:
-        reason = None
+        reason: str | None = None
         try:
             parsed = parse_filename(record.filename, legacy=True)
         except InvalidName as e:
@@ -275,7 +294,8 @@ def safe_records(records):
     return kept, left
 
 
-def build_index(records, tombstones, file_url):
+def build_index(records: Iterable[FileRecord], tombstones: Iterable[str],
+                file_url: FileUrl) -> Index:
     """
     The L{Index} of the export, filled in a fixed order (oldest upload
     first), so that a project's display name is the same at every export.
@@ -285,7 +305,7 @@ def build_index(records, tombstones, file_url):
     return index
 
 
-def fingerprint(project):
+def fingerprint(project: Project) -> str:
     """
     A digest of everything of a project that its outputs show: its display
     name and each file's record but where storage keeps it.
@@ -300,7 +320,7 @@ def fingerprint(project):
     return digest.hexdigest()
 
 
-def package_entry(project, version):
+def package_entry(project: Project, version: str | None) -> Entry | None:
     """
     The project's line in C{packages.json} (name, display name, summary,
     latest version), or L{None} for a project without files.
@@ -316,7 +336,7 @@ def package_entry(project, version):
 # -- outputs -------------------------------------------------------------------------------
 
 
-def file_outputs(project, metadata):
+def file_outputs(project: Project, metadata: dict[str, bytes]) -> list[Output]:
     """
     The files of a project and their core metadata, to write under
     C{files/<project>/}.
@@ -335,7 +355,7 @@ def file_outputs(project, metadata):
     return outputs
 
 
-def announced(record, metadata):
+def announced(record: FileRecord, metadata: dict[str, bytes]) -> FileRecord:
     """
     The record as the pages show it: PEP 658 metadata is announced only
     where it is written (L{file_outputs}) with the digest announced.
@@ -348,7 +368,8 @@ def announced(record, metadata):
     return record.replace(metadata_sha256=None)
 
 
-def project_outputs(index, project, settings, serial, latest, info):
+def project_outputs(index: Index, project: Project, settings: ExportSettings, serial: int,
+                    latest: str | None, info: dict[str, Any] | None) -> list[Output]:
     """
     A project's pages: its simple pages (the daemon's bytes) and, when it
     has files, its legacy JSON.
@@ -365,6 +386,8 @@ def project_outputs(index, project, settings, serial, latest, info):
                     index.project_page(project, JSON).body, SIMPLE_JSON_TYPE),
     ]
     if project.files:
+        # (a project with files has a latest version, and its info was read)
+        assert latest is not None and info is not None, project.name
         found = legacy_json.releases(project, settings.legacy_file_url())
         body = legacy_json.render_json(project, found, latest, info, serial, True,
                                   settings.base_url)
@@ -372,11 +395,11 @@ def project_outputs(index, project, settings, serial, latest, info):
     return outputs
 
 
-def _release(project, version):
+def _release(project: Project, version: str | None) -> list[tuple[FileRecord, str]]:
     return [(record, "") for record in project.sorted_files() if record.version == version]
 
 
-def legacy_info_sources(project, latest):
+def legacy_info_sources(project: Project, latest: str | None) -> list[FileRecord]:
     """
     The records whose metadata may fill the legacy JSON's C{info}, in the
     order to try them (L{pypid.core.legacy_info.info_sources}).
@@ -384,7 +407,8 @@ def legacy_info_sources(project, latest):
     return legacy_json.info_sources(_release(project, latest)) if latest is not None else []
 
 
-def legacy_info(project, latest, metadata):
+def legacy_info(project: Project, latest: str | None,
+                metadata: bytes | None) -> dict[str, Any]:
     """
     C{info} of the legacy JSON: from C{metadata}, the bytes of the first of
     L{legacy_info_sources} that could be read, or L{None}.
@@ -392,7 +416,7 @@ def legacy_info(project, latest, metadata):
     return legacy_json.info_from(metadata, _release(project, latest))
 
 
-def root_outputs(index, entries):
+def root_outputs(index: Index, entries: dict[str, Entry | None]) -> list[Output]:
     """
     The project list in both forms, and C{packages.json}.
 
@@ -428,9 +452,9 @@ class ProjectState:
 
     fingerprint: str
     serial: int
-    entry: dict | None
-    paths: dict
-    undescribed: tuple = ()
+    entry: Entry | None
+    paths: dict[str, str]
+    undescribed: tuple[str, ...] = ()
 
 
 @attrs.define
@@ -444,12 +468,12 @@ class ExportManifest:
     @ivar root: the site's own paths (L{root_outputs}, L{People.site}) -> sha256.
     """
 
-    settings: dict
+    settings: dict[str, Any]
     serial: int = 0
-    projects: dict = attrs.field(factory=dict)
-    root: dict = attrs.field(factory=dict)
+    projects: dict[str, ProjectState] = attrs.field(factory=dict)
+    root: dict[str, str] = attrs.field(factory=dict)
 
-    def to_bytes(self):
+    def to_bytes(self) -> bytes:
         """The manifest as compact JSON."""
         return orjson.dumps({
             "format": FORMAT,
@@ -462,7 +486,7 @@ class ExportManifest:
         })
 
     @classmethod
-    def from_bytes(cls, data):
+    def from_bytes(cls, data: bytes) -> "ExportManifest":
         """
         Read a manifest.
 
@@ -472,7 +496,7 @@ class ExportManifest:
             obj = orjson.loads(data)
             if obj.get("format") != FORMAT:
                 raise ExportError(f"it has format {obj.get('format')!r}, not {FORMAT}")
-            projects = {}
+            projects: dict[str, ProjectState] = {}
             for name, (fp, serial, entry, paths, *rest) in obj["projects"].items():
                 if not isinstance(paths, dict) or not isinstance(serial, int):
                     raise ValueError(f"bad entry for {name!r}")
@@ -492,7 +516,7 @@ class ExportManifest:
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise ExportError(f"it is not a valid manifest: {e}")
 
-    def written_sha256(self, owner, path):
+    def written_sha256(self, owner: str | None, path: str) -> str | None:
         """
         The sha256 the manifest says C{path} holds, L{None} when unknown.
 
@@ -520,14 +544,15 @@ class Plan:
         other settings, or asked for).
     """
 
-    changed: tuple
-    removed: tuple
-    fingerprints: dict
+    changed: tuple[str, ...]
+    removed: tuple[str, ...]
+    fingerprints: dict[str, str]
     serial: int
     rebuild: bool
 
 
-def plan(index, previous, settings, full=False):
+def plan(index: Index, previous: ExportManifest | None, settings: ExportSettings,
+         full: bool = False) -> Plan:
     """
     Which projects to render: those whose fingerprint differs from the
     manifest's, or all of them without a manifest, with other settings, or
@@ -548,7 +573,8 @@ def plan(index, previous, settings, full=False):
     return Plan(tuple(changed), tuple(removed), fingerprints, serial, rebuild)
 
 
-def stale_paths(previous, current, suspect=()):
+def stale_paths(previous: ExportManifest | None, current: ExportManifest,
+                suspect: Iterable[str] = ()) -> list[str]:
     """
     The paths to remove: what the last export wrote that this one did not
     write again, and what an interrupted export may have written (C{suspect})
@@ -572,7 +598,8 @@ def stale_paths(previous, current, suspect=()):
     return sorted(stale, key=lambda path: (path.startswith("files/"), path))
 
 
-def undescribed_files(previous, rendering, serial, limit=None):
+def undescribed_files(previous: ExportManifest | None, rendering: Container[str],
+                      serial: int, limit: int | None = None) -> list[tuple[str, str]]:
     """
     C{(project, filename)} of files the last exports rendered pages for
     people without details, of projects not rendered now: at most

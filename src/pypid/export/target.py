@@ -10,20 +10,33 @@ storage where it can be, and copied otherwise); in a bucket, a PUT, which S3
 applies whole.
 """
 
+from __future__ import annotations
+
 import errno
 import hashlib
 import os
 import shutil
 import stat
 import tempfile
+from collections.abc import Callable, Coroutine
 from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from twisted.internet.defer import ensureDeferred, maybeDeferred
+from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred
+from twisted.python.failure import Failure
 from zope.interface import Attribute, Interface, implementer
 
-from pypid.export.plan import BINARY_TYPE, ExportError
+from pypid.export.plan import ExportError
 from pypid.storage.disk import exclusive_lock, remove_file
 from pypid.storage.interface import StorageError
+from pypid.storage.reading import BINARY_TYPE, FileMismatch, Run
+
+if TYPE_CHECKING:
+    # (types only: the S3 modules are imported when a bucket is written)
+    from pypid.storage.s3.api import S3Client
+    from pypid.storage.s3.credentials import CredentialSource
+
+T = TypeVar("T")
 
 #: The modes of what a folder target writes: a tree for a web server to
 #: read, whatever the umask of the one who runs the export.
@@ -40,19 +53,15 @@ REVALIDATE = "max-age=0, must-revalidate"
 _MANIFEST_LIMIT = 1 << 30
 
 
-class FileMismatch(Exception):
-    """A file's bytes are not those its record's sha256 names."""
-
-
 class ITarget(Interface):
     """The place an export is written to."""
 
     parallel = Attribute("How many writes the exporter may have under way at once.")
 
-    def describe():
+    def describe() -> str:
         """The target as a person names it (a folder, C{s3://bucket/prefix})."""
 
-    def open():
+    def open() -> Deferred[None]:
         """
         Make the target ready (and, where it can, hold it so that no other
         export writes it at the same time).
@@ -61,27 +70,28 @@ class ITarget(Interface):
         @raise ExportError: when it cannot be used.
         """
 
-    def close():
-        """Release what L{open} took."""
+    def close() -> Deferred[None] | None:
+        """Release what L{open} took (a L{Deferred} when that takes time)."""
 
-    def read(path):
+    def read(path: str) -> Deferred[bytes | None]:
         """
         The bytes at C{path}, or L{None} when there are none.
 
         @rtype: L{Deferred}
         """
 
-    def write(path, data, content_type):
+    def write(path: str, data: bytes, content_type: str) -> Deferred[None]:
         """
         Replace C{path} with C{data}, all at once.
 
         @rtype: L{Deferred} firing with L{None}
         """
 
-    def spool():
+    def spool() -> str:
         """A new local path where bytes fetched from elsewhere may be put for L{put_file}."""
 
-    def put_file(path, source, sha256, consume, size=None):
+    def put_file(path: str, source: str, sha256: str, consume: bool,
+                 size: int | None = None) -> Deferred[None]:
         """
         Replace C{path} with the bytes of the local file C{source}, all at once.
         C{size} is the size its record gives, when known.
@@ -95,7 +105,7 @@ class ITarget(Interface):
         @rtype: L{Deferred} firing with L{None}
         """
 
-    def remove(path):
+    def remove(path: str) -> Deferred[None]:
         """
         Remove C{path} (there being nothing is no error).
 
@@ -103,7 +113,7 @@ class ITarget(Interface):
         """
 
 
-def _copy_checked(source, destination, sha256):
+def _copy_checked(source: str, destination: str, sha256: str) -> None:
     """Copy a file, hashing it on the way; L{FileMismatch} when it is not C{sha256}."""
     digest = hashlib.sha256()
     with open(source, "rb") as src, open(destination, "wb") as dst:
@@ -132,24 +142,24 @@ class LocalTarget:
 
     parallel = 1
 
-    def __init__(self, root, links="auto"):
+    def __init__(self, root: str, links: str = "auto") -> None:
         self.root = os.path.abspath(root)
         self._real_root = os.path.realpath(self.root)
         self.links = links
         self._tmp = os.path.join(self.root, ".pypid-export-tmp")
-        self._lock_fd = None
-        self._made = set()
+        self._lock_fd: int | None = None
+        self._made: set[str] = set()
         self._counter = 0
 
-    def describe(self):
+    def describe(self) -> str:
         """The folder's path."""
         return self.root
 
-    def open(self):
+    def open(self) -> Deferred[None]:
         """Create the folder, hold its lock, and sweep what a crash left."""
         return maybeDeferred(self._open_sync)
 
-    def _open_sync(self):
+    def _open_sync(self) -> None:
         try:
             os.makedirs(self._tmp, exist_ok=True)
             fd = exclusive_lock(os.path.join(self.root, ".pypid-export.lock"), 0o644)
@@ -162,20 +172,20 @@ class LocalTarget:
             if entry.is_file(follow_symlinks=False):
                 remove_file(entry.path)
 
-    def close(self):
+    def close(self) -> None:
         """Release the lock."""
         if self._lock_fd is not None:
             fd, self._lock_fd = self._lock_fd, None
             os.close(fd)
 
-    def _path(self, path):
+    def _path(self, path: str) -> str:
         return os.path.join(self.root, *path.split("/"))
 
-    def _temp(self):
+    def _temp(self) -> str:
         self._counter += 1
         return os.path.join(self._tmp, f"{os.getpid()}-{self._counter}.part")
 
-    def _parent(self, full):
+    def _parent(self, full: str) -> None:
         folder = os.path.dirname(full)
         if folder not in self._made:
             os.makedirs(folder, exist_ok=True)
@@ -184,9 +194,9 @@ class LocalTarget:
                 self._made.add(folder)
                 folder = os.path.dirname(folder)
 
-    def read(self, path):
+    def read(self, path: str) -> Deferred[bytes | None]:
         """The file's bytes, or L{None}."""
-        def read():
+        def read() -> bytes | None:
             try:
                 with open(self._path(path), "rb") as f:
                     return f.read()
@@ -194,9 +204,9 @@ class LocalTarget:
                 return None
         return maybeDeferred(read)
 
-    def write(self, path, data, content_type):
+    def write(self, path: str, data: bytes, content_type: str) -> Deferred[None]:
         """A temporary file renamed over the path (the web server types it)."""
-        def write():
+        def write() -> None:
             full = self._path(path)
             self._parent(full)
             temp = self._temp()
@@ -212,15 +222,17 @@ class LocalTarget:
                 raise
         return maybeDeferred(write)
 
-    def spool(self):
+    def spool(self) -> str:
         """A temporary file's path in the folder's own hidden folder."""
         return self._temp()
 
-    def put_file(self, path, source, sha256, consume, size=None):
+    def put_file(self, path: str, source: str, sha256: str, consume: bool,
+                 size: int | None = None) -> Deferred[None]:
         """A spool file is renamed into place; a storage file linked or copied."""
         return maybeDeferred(self._put_file_sync, path, source, sha256, consume, size)
 
-    def _put_file_sync(self, path, source, sha256, consume, size):
+    def _put_file_sync(self, path: str, source: str, sha256: str, consume: bool,
+                       size: int | None) -> None:
         full = self._path(path)
         self._parent(full)
         if consume:
@@ -237,7 +249,7 @@ class LocalTarget:
             remove_file(temp)
             raise
 
-    def _link(self, source, temp, size):
+    def _link(self, source: str, temp: str, size: int | None) -> bool:
         """
         Hard-link C{source} to C{temp} when allowed and possible; whether it
         was. A link is to the file itself, never to a symbolic link (which
@@ -260,9 +272,9 @@ class LocalTarget:
             raise
         return True
 
-    def remove(self, path):
+    def remove(self, path: str) -> Deferred[None]:
         """Remove the file, and the folders it leaves empty."""
-        def remove():
+        def remove() -> None:
             full = self._path(path)
             # (never through a link out of the folder: a path is checked,
             # but a folder in it may have been replaced by hand)
@@ -298,25 +310,27 @@ class S3Target:
 
     parallel = 16
 
-    def __init__(self, client, prefix, run, credentials=None, on_close=None):
+    def __init__(self, client: S3Client, prefix: str, run: Run,
+                 credentials: CredentialSource | None = None,
+                 on_close: Callable[[], Deferred[None] | None] | None = None) -> None:
         self._client = client
         self.prefix = prefix
         self._run = run
         self._credentials = credentials
         self._on_close = on_close
-        self._spool_dir = None
+        self._spool_dir: str | None = None
         self._counter = 0
 
-    def describe(self):
+    def describe(self) -> str:
         """C{s3://bucket/prefix}."""
         return f"s3://{self._client.bucket.name}/{self.prefix}"
 
-    def open(self):
+    def open(self) -> Deferred[None]:
         """
         Find the credentials, check that the bucket answers to them, and make
         a local folder for downloads.
         """
-        async def open_():
+        async def open_() -> None:
             if self._credentials is not None:
                 await self._credentials.start()
             await self._client.call("GET", "", params=[
@@ -324,7 +338,7 @@ class S3Target:
             self._spool_dir = tempfile.mkdtemp(prefix="pypid-export-")
         return self._call(open_())
 
-    def close(self):
+    def close(self) -> Deferred[None] | None:
         """Remove the download folder; let go of the credentials and connections."""
         if self._spool_dir is not None:
             shutil.rmtree(self._spool_dir, ignore_errors=True)
@@ -333,31 +347,37 @@ class S3Target:
             self._credentials.stop()
         if self._on_close is not None:
             return self._on_close()
+        return None
 
-    def _key(self, path):
+    def _key(self, path: str) -> str:
         return self.prefix + path
 
-    def read(self, path):
+    def read(self, path: str) -> Deferred[bytes | None]:
         """The object's bytes, or L{None}."""
         return self._call(self._client.get(self._key(path), limit=_MANIFEST_LIMIT))
 
-    def write(self, path, data, content_type):
+    def write(self, path: str, data: bytes, content_type: str) -> Deferred[None]:
         """One PUT."""
         # (the pages' assets are named by their digest: never other bytes)
         cache = IMMUTABLE if path.startswith(("files/", "static/")) else REVALIDATE
-        return self._call(self._client.put(self._key(path), data, {
-            "content-type": content_type, "cache-control": cache}))
 
-    def spool(self):
-        """A path in the local download folder."""
+        async def put() -> None:
+            await self._client.put(self._key(path), data, {
+                "content-type": content_type, "cache-control": cache})
+        return self._call(put())
+
+    def spool(self) -> str:
+        """A path in the local download folder (made by L{open})."""
+        assert self._spool_dir is not None, "spool() before open()"
         self._counter += 1
         return os.path.join(self._spool_dir, f"{self._counter}.part")
 
-    def put_file(self, path, source, sha256, consume, size=None):
+    def put_file(self, path: str, source: str, sha256: str, consume: bool,
+                 size: int | None = None) -> Deferred[None]:
         """One PUT streamed from the file, its sha256 checked by S3."""
         from pypid.storage.s3.api import FileRangeProducer, S3Error
 
-        async def put():
+        async def put() -> None:
             try:
                 size = os.stat(source).st_size
                 await self._client.call(
@@ -374,15 +394,15 @@ class S3Target:
                     remove_file(source)
         return self._call(put())
 
-    def remove(self, path):
+    def remove(self, path: str) -> Deferred[None]:
         """One DELETE."""
         return self._call(self._client.delete(self._key(path)))
 
-    def _call(self, coroutine):
+    def _call(self, coroutine: Coroutine[Any, Any, T]) -> Deferred[T]:
         from pypid.storage.s3.api import S3Error
         d = ensureDeferred(coroutine)
 
-        def failed(failure):
+        def failed(failure: Failure) -> Failure:
             failure.trap(StorageError)
             if failure.check(S3Error) and failure.value.status in (401, 403, 404):
                 raise ExportError(f"cannot write the export to {self.describe()}: "

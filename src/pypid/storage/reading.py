@@ -1,8 +1,10 @@
 """
-Reading what an export is made of from the server's storage, without
-disturbing a server that runs on it: the records (the daemon's snapshot as
-what is known, then a scan of the storage, as the daemon starts), each
-file's bytes, its core metadata and its details.
+Reading a server's storage without disturbing a server that runs on it:
+the records (the daemon's snapshot as what is known, then a scan of the
+storage, as the daemon starts), each file's bytes, its core metadata and
+its details. The static export (L{pypid.export}) and the bundles
+(L{pypid.bundle}) both read a storage so; this module is theirs, below
+both, so that neither imports the other.
 
 Nothing here calls C{storage.prepare()}: on a local folder it takes the
 lock the running daemon holds, and it sweeps the daemon's spool folder; on
@@ -15,35 +17,77 @@ under the daemon; the export keeps their metadata in memory instead, and
 leaves their details to the daemon. The snapshot is read as bytes, not with
 L{pypid.storage.snapshot.read}, which sweeps the daemon's temporary files
 beside it and moves a damaged snapshot aside.
+
+A file's bytes go to a L{FileSink}, the part of a place written to that
+L{put_file} needs: an export's target or a bundle's writer, each defined
+above this module and matching the protocol by its methods.
 """
 
 import hashlib
+from collections.abc import Awaitable, Callable
+from typing import IO, TYPE_CHECKING, Any, Protocol, cast
 
 from twisted.internet.defer import Deferred
-from twisted.internet.protocol import Protocol
+from twisted.internet.protocol import Protocol as ByteReceiver
+from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
-from pypid.export.plan import BINARY_TYPE
-from pypid.export.target import FileMismatch
+from pypid.core.model import FileRecord
 from pypid.storage import snapshot as snapshots
 from pypid.storage.disk import read_if_present, remove_file
 from pypid.storage.interface import (
     ISharedStorage,
+    IStorage,
     LocalFile,
     MemoryFile,
     RemoteBytes,
     RemoteFile,
+    ScanResult,
     StorageError,
 )
 
+if TYPE_CHECKING:
+    # (the module reads no web response unless a bucket's file is fetched)
+    from twisted.web.iweb import IResponse
+
 log = Logger()
+
+#: C{run(f, *args) -> Deferred}: blocking work, in a thread pool (or at once).
+Run = Callable[..., Deferred[Any]]
+
+#: The Content-Type of a distribution file and of its core metadata.
+BINARY_TYPE = "application/octet-stream"
 
 
 class FileUnavailable(Exception):
-    """A stored file cannot be taken into the export; the message says why."""
+    """A stored file cannot be taken; the message says why."""
 
 
-def read_snapshot(path):
+class FileMismatch(Exception):
+    """A file's bytes are not those its record's sha256 names."""
+
+
+class FileSink(Protocol):
+    """Where L{put_file} puts a stored file's bytes."""
+
+    def spool(self) -> str:
+        """A new local path where bytes fetched from elsewhere may be put for L{put_file}."""
+
+    def write(self, path: str, data: bytes, content_type: str) -> Awaitable[object]:
+        """Replace C{path} with C{data}, all at once (what it fires with is ignored)."""
+
+    def put_file(self, path: str, source: str, sha256: str, consume: bool,
+                 size: int | None = None) -> Awaitable[object]:
+        """
+        Replace C{path} with the bytes of the local file C{source}, all at
+        once; L{FileMismatch} when the sink reads them and they are not
+        C{sha256}. C{consume}: C{source} is a L{spool} file, which the sink
+        takes; otherwise it is the storage's, never changed.
+        """
+
+
+def read_snapshot(path: str | None) -> snapshots.Snapshot | None:
     """
     The daemon's snapshot at C{path}, or L{None} when there is none or it
     cannot be used (said in a warning: the scan then reads everything).
@@ -65,7 +109,7 @@ def read_snapshot(path):
         return None
 
 
-async def load_records(storage, snapshot_path, run):
+async def load_records(storage: IStorage, snapshot_path: str | None, run: Run) -> ScanResult:
     """
     What the storage holds now, as the daemon learns it at start-up: its
     snapshot's records as the known ones (a snapshot of other data is not
@@ -87,30 +131,32 @@ async def load_records(storage, snapshot_path, run):
         except (StorageError, snapshots.SnapshotError) as e:
             log.warn("Not using the snapshot kept in the storage: {error}", error=str(e))
             snap = None
+    known: dict[str, FileRecord]
+    tombstones: tuple[str, ...] | frozenset[str]
     if snap is None:
         known, since, tombstones = {}, 0.0, ()
     else:
         known, since, tombstones = snap.records, snap.saved_at, snap.tombstones
     # (persist=False, positional: so a wrapping storage passing *args along works)
-    result = await storage.scan(known, since, tombstones, False)
+    result: ScanResult = await storage.scan(known, since, tombstones, False)
     for path, reason in result.skipped:
         log.warn("Not exporting {path}: {error}", path=path, error=reason)
     return result
 
 
-class _Spool(Protocol):
+class _Spool(ByteReceiver):
     """Writes a body to a file, hashing it; C{done} fires with the hex sha256."""
 
-    def __init__(self, out):
+    def __init__(self, out: IO[bytes]) -> None:
         self._out = out
         self._digest = hashlib.sha256()
-        self.done = Deferred()
+        self.done: Deferred[str] = Deferred()
 
-    def dataReceived(self, data):
+    def dataReceived(self, data: bytes) -> None:
         self._digest.update(data)
         self._out.write(data)
 
-    def connectionLost(self, reason):
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         from twisted.web.client import ResponseDone
         if reason.check(ResponseDone):
             self.done.callback(self._digest.hexdigest())
@@ -119,18 +165,20 @@ class _Spool(Protocol):
                 f"a download from the storage was cut short: {reason.getErrorMessage()}"))
 
 
-def _check(data, record):
+def _check(data: bytes, record: FileRecord) -> bytes:
     digest = hashlib.sha256(data).hexdigest()
     if digest != record.sha256:
         raise FileMismatch(f"its bytes have sha256 {digest}, not {record.sha256}")
     return data
 
 
-async def put_file(storage, record, target, path):
+async def put_file(storage: IStorage, record: FileRecord, target: FileSink,
+                   path: str) -> None:
     """
     Put a stored file into the target at C{path}: linked or copied from a
     local folder, written from memory, or downloaded to the target's spool
-    first; bytes the export reads are checked against the record's sha256.
+    first; bytes read here are checked against the record's sha256 (a
+    local file's by the target, which reads them anyway).
 
     @raise FileUnavailable: the storage does not hold it, or holds other bytes.
     @raise StorageError: the storage failed (the export stops).
@@ -142,13 +190,16 @@ async def put_file(storage, record, target, path):
         elif isinstance(location, MemoryFile):
             await target.write(path, _check(location.data, record), BINARY_TYPE)
         elif isinstance(location, RemoteBytes):
-            data = _check(await location.read(), record)
+            # (the casts go once storage.interface types RemoteBytes and RemoteFile)
+            read = cast(Callable[[], Awaitable[bytes]], location.read)
+            data = _check(await read(), record)
             await target.write(path, data, BINARY_TYPE)
         elif isinstance(location, RemoteFile):
             spool = target.spool()
             try:
                 with open(spool, "wb") as out:
-                    body = await location.fetch(0, location.size)
+                    fetch = cast("Callable[[int, int], Awaitable[IResponse]]", location.fetch)
+                    body = await fetch(0, location.size)
                     receiver = _Spool(out)
                     body.deliverBody(receiver)
                     digest = await receiver.done
@@ -166,7 +217,7 @@ async def put_file(storage, record, target, path):
         raise FileUnavailable(str(e))
 
 
-async def read_metadata(storage, record):
+async def read_metadata(storage: IStorage, record: FileRecord) -> bytes | None:
     """
     A file's core metadata, when the record announces some and the storage
     holds exactly those bytes; L{None} otherwise (said in a warning).
@@ -176,7 +227,7 @@ async def read_metadata(storage, record):
     if record.metadata_sha256 is None:
         return None
     try:
-        data = await storage.read_metadata(record)
+        data: bytes = await storage.read_metadata(record)
     except FileNotFoundError:
         log.warn("The metadata of {filename} is missing from the storage: not exported",
                  filename=record.filename)
