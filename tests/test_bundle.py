@@ -421,6 +421,22 @@ class RoundTripTests(TestCase):
         self.assertIn("records.json has sha256", str(caught.exception))
         self.assertEqual(target.objects, {})
 
+    async def test_records_missing_from_manifest(self):
+        """A manifest that does not name the records or the tombstones refuses the bundle with a line."""
+        for name in (m.RECORDS, m.TOMBSTONES):
+            path, _ = await self.exported(await self.source_storage(), "bundle-" + name)
+            manifest_path = os.path.join(path, m.MANIFEST)
+            with open(manifest_path, "rb") as f:
+                manifest = json.loads(f.read())
+            del manifest["members"][name]
+            write_file(manifest_path, json.dumps(manifest).encode())
+            target = self.storage()
+            with self.assertRaises(m.BundleError) as caught:
+                await self.imported(path, target)
+            self.assertIn(f"{name} is in the bundle but not in its manifest",
+                          str(caught.exception))
+            self.assertEqual(target.objects, {})
+
     async def test_unfinished_folder(self):
         """A folder without its manifest (an export that did not finish) is refused."""
         path, _ = await self.exported(await self.source_storage(), "bundle")

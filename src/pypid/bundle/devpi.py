@@ -40,7 +40,7 @@ import attrs
 from pypid.bundle.ingest import Arrival, SourceUnavailable
 from pypid.bundle.manifest import BundleError
 from pypid.bundle.sources import Offer, local_fetch, open_regular, read_json_file
-from pypid.storage.reading import Run
+from pypid.storage.interface import Run
 
 #: The most bytes of C{dataindex.json} read (it holds every release's metadata).
 DATAINDEX_LIMIT = 1 << 30

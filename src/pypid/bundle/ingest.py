@@ -63,8 +63,7 @@ from pypid.core.model import UPLOADER_BYTES, FileRecord, cut_text, format_upload
 from pypid.core.names import InvalidName, parse_filename
 from pypid.storage.audit_log import IMPORTED, IAuditLog
 from pypid.storage.disk import remove_file
-from pypid.storage.interface import FileExists, FilenameDeleted, IStorage
-from pypid.storage.reading import Run
+from pypid.storage.interface import FileExists, FilenameDeleted, IStorage, Run
 
 log = Logger()
 

@@ -42,7 +42,7 @@ from pypid.bundle.sources import (
     read_json_file,
     walk_files,
 )
-from pypid.storage.reading import Run
+from pypid.storage.interface import Run
 from pypid.storage.s3.api import Listed, S3Client
 from pypid.storage.s3.storage import parse_time
 

@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from pypid.bundle.sources import Source
     from pypid.config import Config
     from pypid.storage.audit_log import IAuditLog
-    from pypid.storage.reading import Run
+    from pypid.storage.interface import Run
 
 #: The sub-commands of C{pypid-admin} this module runs.
 COMMANDS = ("export", "import")

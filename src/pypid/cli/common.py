@@ -33,8 +33,7 @@ from pypid.storage.interface import StorageError
 if TYPE_CHECKING:
     from pypid.config import Config
     from pypid.config.s3_settings import S3Config
-    from pypid.storage.interface import IStorage
-    from pypid.storage.reading import Run
+    from pypid.storage.interface import IStorage, Run
 
 #: What must be called (and, when it answers a L{Deferred}, waited for)
 #: once a command is done with what it opened, in the order opened.

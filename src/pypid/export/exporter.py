@@ -35,7 +35,7 @@ from pypid.export.plan import (
 )
 from pypid.export.target import ITarget
 from pypid.storage import reading
-from pypid.storage.interface import IStorage
+from pypid.storage.interface import IStorage, Run
 
 log = Logger()
 
@@ -103,7 +103,7 @@ class Exporter:
     _storage: IStorage
     _target: ITarget
     _settings: ExportSettings
-    _run: reading.Run
+    _run: Run
     _snapshot: str | None = None
     _people: People | None = None
     _full: bool = False

@@ -28,8 +28,8 @@ from zope.interface import Attribute, Interface, implementer
 
 from pypid.export.plan import ExportError
 from pypid.storage.disk import exclusive_lock, remove_file
-from pypid.storage.interface import StorageError
-from pypid.storage.reading import BINARY_TYPE, FileMismatch, Run
+from pypid.storage.interface import Run, StorageError
+from pypid.storage.reading import BINARY_TYPE, FileMismatch
 
 if TYPE_CHECKING:
     # (types only: the S3 modules are imported when a bucket is written)

@@ -25,7 +25,7 @@ above this module and matching the protocol by its methods.
 
 import hashlib
 from collections.abc import Awaitable, Callable
-from typing import IO, TYPE_CHECKING, Any, Protocol, cast
+from typing import IO, TYPE_CHECKING, Protocol, cast
 
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Protocol as ByteReceiver
@@ -43,6 +43,7 @@ from pypid.storage.interface import (
     MemoryFile,
     RemoteBytes,
     RemoteFile,
+    Run,
     ScanResult,
     StorageError,
 )
@@ -52,9 +53,6 @@ if TYPE_CHECKING:
     from twisted.web.iweb import IResponse
 
 log = Logger()
-
-#: C{run(f, *args) -> Deferred}: blocking work, in a thread pool (or at once).
-Run = Callable[..., Deferred[Any]]
 
 #: The Content-Type of a distribution file and of its core metadata.
 BINARY_TYPE = "application/octet-stream"
