@@ -14,7 +14,7 @@ Pure: no I/O and no clock.
 from pypid.core.pages import Upload
 from pypid.core.search import SearchEntry, SearchIndex
 
-#: Where a project's entry is kept with its pages (L{Index.keep_page}).
+#: Where a project's entry is kept with its pages (L{RenderedPages.keep_page}).
 _KEY = ("catalog",)
 
 
@@ -43,12 +43,12 @@ class Catalog:
                 continue  # (every file deleted: the name stays the index's, unshown)
             # Kept with the project's pages: only the projects that changed
             # are worked out again (160 ms for all 20,000, 30 ms for none).
-            kept = index.extra_page(project, _KEY)
+            kept = index.rendered.extra_page(project, _KEY)
             if kept is None:
                 version = project.latest_version()
                 kept = (SearchEntry(project.name, project.display_name,
                               summary_of(project, version)), version)
-                index.keep_page(project, _KEY, kept)
+                index.rendered.keep_page(project, _KEY, kept)
             entries.append(kept[0])
             latest[project.name] = kept[1]
         self._search = SearchIndex(entries)

@@ -10,13 +10,27 @@ traffic, and every value placed in HTML is escaped, because filenames,
 Requires-Python and yank reasons all come from uploaders.
 """
 
+import gzip
 import hashlib
 import json
 import re
 from html import escape
 from urllib.parse import quote
 
+import attrs
+
 from pypid.core.names import SDIST, InvalidName, parse_filename
+
+HTML = "html"
+JSON = "json"
+
+CONTENT_TYPES = {
+    HTML: b"text/html; charset=utf-8",
+    JSON: b"application/vnd.pypi.simple.v1+json",
+}
+
+# Pages shorter than this are not worth a Content-Encoding.
+_MIN_GZIP = 256
 
 #: what L{escape} would replace
 _UNSAFE = re.compile("[&<>\"']")
@@ -110,6 +124,37 @@ def etag(body):
     @rtype: L{bytes}
     """
     return b'"' + hashlib.blake2b(body, digest_size=16).hexdigest().encode("ascii") + b'"'
+
+
+@attrs.frozen
+class Page:
+    """
+    One rendered page, ready to send.
+
+    @ivar body: the bytes.
+    @ivar etag: its strong ETag, quotes included.
+    @ivar gzipped: the same bytes gzip-compressed, or L{None} when too small
+        to be worth it.
+    @ivar gzip_etag: the ETag of the compressed representation.
+    @ivar content_type: the Content-Type header value.
+    """
+
+    body: bytes
+    etag: bytes
+    gzipped: bytes | None
+    gzip_etag: bytes | None
+    content_type: bytes
+
+    @classmethod
+    def of(cls, body: bytes, content_type: bytes) -> "Page":
+        """Make a page from rendered bytes, with its compressed form."""
+        tag = etag(body)
+        if len(body) >= _MIN_GZIP:
+            gzipped: bytes | None = gzip.compress(body, compresslevel=6, mtime=0)
+            gzip_etag: bytes | None = tag[:-1] + b'-gz"'
+        else:
+            gzipped = gzip_etag = None
+        return cls(body, tag, gzipped, gzip_etag, content_type)
 
 
 def root_html(projects):

@@ -33,8 +33,9 @@ import orjson
 
 from pypid.core import legacy_info as legacy_json
 from pypid.core.catalog import summary_of
-from pypid.core.index import HTML, JSON, Index
+from pypid.core.index import Index
 from pypid.core.names import InvalidName, is_valid_name, normalize, parse_filename
+from pypid.core.render import HTML, JSON
 
 #: The manifest's file name in DEST, and the format it is written in.
 MANIFEST = ".pypid-export.json"
@@ -360,9 +361,9 @@ def project_outputs(index, project, settings, serial, latest, info):
     """
     outputs = [
         Output.page(f"simple/{project.name}/index.html",
-                    index.project_page(project, HTML).body, HTML_TYPE),
+                    index.rendered.project_page(project, HTML).body, HTML_TYPE),
         Output.page(f"simple/{project.name}/index.json",
-                    index.project_page(project, JSON).body, SIMPLE_JSON_TYPE),
+                    index.rendered.project_page(project, JSON).body, SIMPLE_JSON_TYPE),
     ]
     if project.files:
         found = legacy_json.releases(project, settings.legacy_file_url())
@@ -400,8 +401,8 @@ def root_outputs(index, entries):
     """
     packages = [entries[name] for name in sorted(entries) if entries[name] is not None]
     return [
-        Output.page("simple/index.html", index.root_page(HTML).body, HTML_TYPE),
-        Output.page("simple/index.json", index.root_page(JSON).body, SIMPLE_JSON_TYPE),
+        Output.page("simple/index.html", index.rendered.root_page(HTML).body, HTML_TYPE),
+        Output.page("simple/index.json", index.rendered.root_page(JSON).body, SIMPLE_JSON_TYPE),
         Output.page("packages.json",
                     json.dumps(packages, separators=(",", ":"), ensure_ascii=False)
                     .encode("utf-8", "replace"), JSON_TYPE),

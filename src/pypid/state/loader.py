@@ -310,9 +310,9 @@ class IndexMetrics:
         yield gauge("pypid_index_serial", "The index's serial: it moves at every change.", serial)
         yield gauge("pypid_page_cache_bytes",
                     "Bytes of rendered project pages kept (page_cache_size).",
-                    index.page_cache_bytes)
+                    index.rendered.bytes)
         yield gauge("pypid_page_cache_projects", "Projects whose rendered pages are kept.",
-                    index.page_cache_projects)
+                    index.rendered.kept_projects)
 
 
 @implementer(IReloadable, IMetricsSource)
