@@ -14,13 +14,17 @@ part may provide:
 Interfaces only: no I/O.
 """
 
+from collections.abc import Callable, Iterable
+
 from zope.interface import Interface
+
+from pypid.core.metrics import Family
 
 
 class IMetricsSource(Interface):
     """Something whose numbers C{/metrics} exposes."""
 
-    def metric_families():
+    def metric_families() -> Iterable[Family]:
         """
         The families to expose now (L{pypid.core.metrics.Family}), read
         from plain counters: called at each scrape, on the reactor's thread.
@@ -30,7 +34,7 @@ class IMetricsSource(Interface):
 class IReloadable(Interface):
     """A part that takes something from a configuration read again (C{SIGHUP})."""
 
-    def prepare_reload(config):
+    def prepare_reload(config: object) -> Callable[[], str | None] | None:
         """
         Check what the configuration read again asks of this part, and
         return what takes it: C{commit() -> str | None} (a few words saying
