@@ -96,7 +96,10 @@ _MAPPING = "project_urls"
 
 
 def _checked(field: str, value: object) -> object:
-    """C{value} when it has its field's shape (text, a list of text, a map of text), else L{None}."""
+    """
+    C{value} when it has its field's shape (text, a list of text, a map of
+    text), else L{None}.
+    """
     if field in _LISTS:
         ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
     elif field == _MAPPING:

@@ -71,9 +71,14 @@ def latest_per_project(records: Iterable[FileRecord]) -> set[str]:
     chosen = set()
     for files in by_project.values():
         alive = {r.version for r in files if r.yanked is None}
-        latest = choose_latest({r.version for r in files}, lambda v: v not in alive)
+        latest = choose_latest({r.version for r in files}, _yanked_but(alive))
         chosen.add(min((not r.is_wheel, r.filename) for r in files if r.version == latest)[1])
     return chosen
+
+
+def _yanked_but(alive: set[str]) -> Callable[[str], bool]:
+    """C{yanked(version)} for L{choose_latest}: every version but those C{alive}."""
+    return lambda version: version not in alive
 
 
 @attrs.define

@@ -21,7 +21,7 @@ def format_upload_time(when: float) -> str:
     Format a POSIX timestamp the way PEP 700 requires:
     C{yyyy-mm-ddThh:mm:ss.ffffffZ} in UTC.
     """
-    dt = datetime.datetime.fromtimestamp(when, tz=datetime.timezone.utc)
+    dt = datetime.datetime.fromtimestamp(when, tz=datetime.UTC)
     return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 

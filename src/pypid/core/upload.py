@@ -48,6 +48,7 @@ from pypid.core.names import (
     parse_filename,
 )
 
+
 class UploadedPart(Protocol):
     """The spooled file part of an upload (L{pypid.web.multipart.FilePart})."""
 
@@ -130,7 +131,7 @@ def check_form(form: UploadForm) -> None:
     @param form: a L{pypid.web.multipart.Form}.
     @raise BadRequest: naming the field.
     """
-    for name, parts in form.inline_files.items():
+    for name in form.inline_files:
         if name not in _IGNORED_FILE_PARTS:
             raise BadRequest(f"{escape_text(name, 60)}: expected a text field, not a file part")
     total = 0
