@@ -13,6 +13,8 @@ All methods that touch the backend return Deferreds, so a network backend
 import attrs
 from zope.interface import Attribute, Interface
 
+from pypid.core.model import FileRecord
+
 
 class StorageError(Exception):
     """The backend failed; the server answers 503 and indexes nothing."""
@@ -270,7 +272,7 @@ class Changed:
     """
 
     filename: str
-    record: object
+    record: FileRecord | None
     deleted: bool
 
 
