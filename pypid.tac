@@ -11,7 +11,8 @@ from twisted.application.service import Application
 
 from pypid.tap import Options, makeService
 
-_config = os.environ.get("PYPID_CONFIG") or ("etc/pypid.ini" if os.path.exists("etc/pypid.ini") else None)
+_config = os.environ.get("PYPID_CONFIG") or (
+    "etc/pypid.ini" if os.path.exists("etc/pypid.ini") else None)
 _options = Options()
 _options.parseOptions(["--config", _config] if _config else [])
 

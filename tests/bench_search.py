@@ -22,8 +22,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from pypid.core import pages  # noqa: E402
 from pypid.core.catalog import Catalog  # noqa: E402
-from pypid.core.index import HTML, Index, Page  # noqa: E402
+from pypid.core.index import Index  # noqa: E402
 from pypid.core.model import FileRecord  # noqa: E402
+from pypid.core.render import HTML, Page  # noqa: E402
 from pypid.core.search import SearchEntry, SearchIndex  # noqa: E402
 
 WORDS = ("http client server async json yaml parser toolkit data stream cloud storage "

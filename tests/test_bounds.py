@@ -26,8 +26,10 @@ from pypid.config import load_config
 from pypid.core import metrics
 from pypid.core.audit_chain import LoginFailures
 from pypid.core.bounded import put_newest
-from pypid.core.index import HTML, JSON, Index, page_bytes
+from pypid.core.index import Index
 from pypid.core.metrics import RequestStats
+from pypid.core.render import HTML, JSON
+from pypid.core.rendered_pages import page_bytes
 from pypid.storage.s3 import presign as presigning
 from pypid.storage.s3.api import S3Client
 from pypid.storage.s3.credentials import CredentialSource
@@ -467,17 +469,17 @@ class BoundsTests(SynchronousTestCase):
             for version in ("1.0", "1.1", "2.0"):
                 index.add(make_record(project=f"project-{i:05}", version=version))
         projects = [index.project(f"project-{i:05}") for i in range(1200)]
-        one = sum(page_bytes(index.project_page(projects[0], kind)) for kind in (HTML, JSON))
-        index.page_cache_size = 300 * one + one // 2  # (gzip sizes differ a little)
-        index.root_page(HTML)
+        one = sum(page_bytes(index.rendered.project_page(projects[0], kind)) for kind in (HTML, JSON))
+        index.rendered.max_bytes = 300 * one + one // 2  # (gzip sizes differ a little)
+        index.rendered.root_page(HTML)
 
         def fill(start, stop):
             for project in projects[start:stop]:
                 for kind in (HTML, JSON):
-                    index.project_page(project, kind)
-        self.assert_flat(fill, lambda: index.page_cache_projects, 300)
-        self.assertEqual(index.page_cache_projects, 300)
-        self.assertLessEqual(index.page_cache_bytes, index.page_cache_size)
-        self.assertEqual(index.page_cache_bytes, sum(
-            page_bytes(value) for project in projects for value in project._pages.values()))
-        self.assertIs(index.root_page(HTML), index.root_page(HTML))
+                    index.rendered.project_page(project, kind)
+        self.assert_flat(fill, lambda: index.rendered.kept_projects, 300)
+        self.assertEqual(index.rendered.kept_projects, 300)
+        self.assertLessEqual(index.rendered.bytes, index.rendered.max_bytes)
+        self.assertEqual(index.rendered.bytes, sum(
+            page_bytes(value) for project in projects for value in project.rendered.values()))
+        self.assertIs(index.rendered.root_page(HTML), index.rendered.root_page(HTML))

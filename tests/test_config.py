@@ -1320,7 +1320,7 @@ class PageCacheSizeTests(_ConfigMixin, SynchronousTestCase):
 
     def test_default(self):
         """Without the key, 64 MiB, the index's own default."""
-        from pypid.core.index import PAGE_CACHE_SIZE
+        from pypid.core.rendered_pages import PAGE_CACHE_SIZE
         self.assertEqual(load_config(None).server.page_cache_size, 64 << 20)
         self.assertEqual(load_config(None).server.page_cache_size, PAGE_CACHE_SIZE)
 

@@ -281,7 +281,7 @@ class MetricsPageTests(_ServerMixin, SynchronousTestCase):
                          sum(r.size for r in self.index.records()))
         # (the yank dropped holy-grail's pages, and nothing asked for them since)
         self.assertEqual(found["pypid_page_cache_projects", ()], 0)
-        self.assertEqual(found["pypid_page_cache_bytes", ()], self.index.page_cache_bytes)
+        self.assertEqual(found["pypid_page_cache_bytes", ()], self.index.rendered.bytes)
         self.assertEqual(found["pypid_http_request_duration_seconds_count",
                                (("route", "simple"),)], 3)
         self.assertGreater(found["pypid_http_response_bytes_total", (("route", "files"),)], 0)

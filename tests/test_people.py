@@ -15,7 +15,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.auth.policy import AccessModel, parse_rule
-from pypid.core.index import Page
+from pypid.core.render import Page
 from pypid.storage.interface import StorageError
 from pypid.web.people import PEOPLE_CSP
 from pypid.web.project_pages import DetailsRenderer, KeptPages

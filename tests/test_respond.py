@@ -24,7 +24,7 @@ from twisted.web.server import NOT_DONE_YET, Site
 from twisted.web.test.requesthelper import DummyRequest
 
 from pypid.core.http_errors import BadRequest, HTTPError, Unauthorized
-from pypid.core.index import Page
+from pypid.core.render import Page
 from pypid.storage.interface import RemoteFile, StorageError
 from pypid.web.respond import (
     FILE_CACHE_CONTROL,

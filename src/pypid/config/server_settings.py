@@ -20,7 +20,7 @@ from pypid.config.values import (
     parse_positive_number,
     whole_number,
 )
-from pypid.core.index import PAGE_CACHE_SIZE
+from pypid.core.rendered_pages import PAGE_CACHE_SIZE
 from pypid.core.units import parse_duration, parse_size
 
 
@@ -43,7 +43,7 @@ class ServerConfig:
     #: PEM CA certificates trusted for outbound HTTPS (S3, upstream) instead
     #: of the system's (a private CA); L{None} for the system's
     ca_bundle: str | None = None
-    #: bytes of rendered project pages kept (L{pypid.core.index.Index.page_cache_size})
+    #: bytes of rendered project pages kept (L{pypid.core.rendered_pages.RenderedPages.max_bytes})
     page_cache_size: int = PAGE_CACHE_SIZE
 
 

@@ -88,9 +88,9 @@ def parse_time(text):
         raise AuditError(f"expected a date or time such as 2026-01-31 or "
                          f"2026-01-31T12:00:00Z, not {text!r}") from None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=datetime.timezone.utc)
+        when = when.replace(tzinfo=datetime.UTC)
     try:
-        when = when.astimezone(datetime.timezone.utc)
+        when = when.astimezone(datetime.UTC)
     except (OverflowError, ValueError):
         when = None
     if when is None or when.year < FIRST_YEAR:

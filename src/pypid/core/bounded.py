@@ -7,8 +7,13 @@ the entry touched longest ago goes: a plain dict keeps insertion order, so
 moving a key to its end on each touch makes it the order of last use.
 """
 
+from typing import TypeVar
 
-def put_newest(table, key, value, cap):
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def put_newest(table: dict[K, V], key: K, value: V, cap: int) -> None:
     """
     Put C{key} last in C{table} (a dict, oldest first) with C{value}, then
     forget the oldest entries past C{cap}.

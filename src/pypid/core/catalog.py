@@ -11,10 +11,14 @@ see what is left to the caller, which filters (see L{visible_counts}).
 Pure: no I/O and no clock.
 """
 
+from collections.abc import Callable
+
+from pypid.core.index import Index, Project
+from pypid.core.model import FileRecord
 from pypid.core.pages import Upload
 from pypid.core.search import SearchEntry, SearchIndex
 
-#: Where a project's entry is kept with its pages (L{Index.keep_page}).
+#: Where a project's entry is kept with its pages (L{RenderedPages.keep_page}).
 _KEY = ("catalog",)
 
 
@@ -25,14 +29,15 @@ class Catalog:
     @ivar _index: the L{pypid.core.index.Index}.
     """
 
-    def __init__(self, index):
+    def __init__(self, index: Index) -> None:
         self._index = index
-        self._serial = None
-        self._search = None
-        self._latest = {}
-        self._recent = None  # (serial, releases' newest records, newest first)
+        self._serial: int | None = None
+        self._search = SearchIndex([])
+        self._latest: dict[str, str | None] = {}
+        # (serial, releases' newest records, newest first)
+        self._recent: tuple[tuple[int, int], list[FileRecord]] | None = None
 
-    def _refresh(self):
+    def _refresh(self) -> None:
         if self._serial == self._index.serial:
             return
         self._serial = self._index.serial
@@ -43,28 +48,29 @@ class Catalog:
                 continue  # (every file deleted: the name stays the index's, unshown)
             # Kept with the project's pages: only the projects that changed
             # are worked out again (160 ms for all 20,000, 30 ms for none).
-            kept = index.extra_page(project, _KEY)
+            kept = index.rendered.extra_page(project, _KEY)
             if kept is None:
                 version = project.latest_version()
                 kept = (SearchEntry(project.name, project.display_name,
                               summary_of(project, version)), version)
-                index.keep_page(project, _KEY, kept)
+                index.rendered.keep_page(project, _KEY, kept)
             entries.append(kept[0])
             latest[project.name] = kept[1]
         self._search = SearchIndex(entries)
         self._latest = latest
 
-    def search_index(self):
+    def search_index(self) -> SearchIndex:
         """The L{SearchIndex} of every project."""
         self._refresh()
         return self._search
 
-    def latest(self, project):
+    def latest(self, project: str) -> str | None:
         """The latest version of C{project} (a normalized name), or L{None}."""
         self._refresh()
         return self._latest.get(project)
 
-    def recent(self, visible=None, count=10):
+    def recent(self, visible: Callable[[str], bool] | None = None,
+               count: int = 10) -> list[Upload]:
         """
         The latest C{count} L{Upload}s of projects C{visible(project)}
         allows (every project when L{None}), newest first: one line per
@@ -77,7 +83,7 @@ class Catalog:
         # hold every other request (seconds at a million files).
         version = (self._index.serial, self._index.waiting)
         if self._recent is None or self._recent[0] != version:
-            newest = {}
+            newest: dict[tuple[str, str], FileRecord] = {}
             for record in self._index.loaded_records():
                 key = (record.project, record.version)
                 if key not in newest or record.upload_time > newest[key].upload_time:
@@ -96,7 +102,7 @@ class Catalog:
         return shown
 
 
-def summary_of(project, version):
+def summary_of(project: Project, version: str | None) -> str | None:
     """
     The summary that stands for a project (in search, and in a static
     copy's C{packages.json}): its latest version's, a wheel's first; else
@@ -108,7 +114,8 @@ def summary_of(project, version):
         (r.summary for r in sorted(files, key=lambda r: -r.upload_time) if r.summary), None)
 
 
-def visible_counts(index, visible=None):
+def visible_counts(index: Index,
+                   visible: Callable[[str], bool] | None = None) -> tuple[int, int]:
     """
     C{(projects, files)} of the projects C{visible(project)} allows (every
     one when L{None}) that have files.

@@ -17,9 +17,11 @@ Pure: metadata in, JSON bytes out, and back.
 """
 
 import json
+from typing import Any
 
 import attrs
 
+from pypid.core.metadata import CoreMetadata
 from pypid.core.readme import PLAIN, render_description
 
 #: The metadata fields the pages show, as L{CoreMetadata.to_json_info} names
@@ -49,16 +51,16 @@ class Details:
         type asked and is shown as plain text instead.
     """
 
-    info: dict
+    info: dict[str, Any]
     html: str = ""
     renderer: str = PLAIN
     fell_back: bool = False
 
-    def get(self, field):
+    def get(self, field: str) -> Any:
         """A field of L{info}, or L{None}."""
         return self.info.get(field)
 
-    def to_bytes(self):
+    def to_bytes(self) -> bytes:
         """The sidecar's bytes (UTF-8 JSON)."""
         return json.dumps(
             {"info": self.info, "html": self.html, "renderer": self.renderer,
@@ -67,7 +69,7 @@ class Details:
         ).encode("utf-8")
 
     @classmethod
-    def from_bytes(cls, data):
+    def from_bytes(cls, data: bytes) -> "Details":
         """
         Read a sidecar back.
 
@@ -93,8 +95,11 @@ _LISTS = frozenset({"classifiers", "requires_dist", "provides_extra"})
 _MAPPING = "project_urls"
 
 
-def _checked(field, value):
-    """C{value} when it has its field's shape (text, a list of text, a map of text), else L{None}."""
+def _checked(field: str, value: object) -> object:
+    """
+    C{value} when it has its field's shape (text, a list of text, a map of
+    text), else L{None}.
+    """
     if field in _LISTS:
         ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
     elif field == _MAPPING:
@@ -104,7 +109,7 @@ def _checked(field, value):
     return value if ok else None
 
 
-def describe(metadata):
+def describe(metadata: CoreMetadata) -> Details:
     """
     The L{Details} of a distribution's L{CoreMetadata}, its description
     rendered as the public index renders it (slow: run in a worker thread).

@@ -37,6 +37,7 @@ before 3.3 to 3.4.
 import hashlib
 import io
 import os
+from typing import IO, Union
 
 import attrs
 
@@ -44,6 +45,12 @@ from pypid.core.details import describe
 from pypid.core.metadata import extract
 from pypid.core.model import SUMMARY_BYTES, FileRecord, cut_text
 from pypid.core.names import parse_filename
+
+#: C{(size, sha256, blake2_256, md5)}, the digests in hex (the last two
+#: L{None} when a record kept from before pypid wrote them lacks them)
+Digests = tuple[int, str, str | None, str | None]
+#: a file on the local filesystem, or a seekable binary file object
+Source = Union[str, bytes, "os.PathLike[str]", IO[bytes]]
 
 _CHUNK = 1 << 20
 
@@ -56,13 +63,13 @@ IN_MEMORY_LIMIT = 1 << 20
 _EOF_PROBE = 1 << 16
 
 
-def file_digests(path):
+def file_digests(path: "str | os.PathLike[str]") -> Digests:
     """Return C{(size, sha256, blake2_256, md5)} hex digests of a file."""
     with open(path, "rb") as f:
         return _stream_digests(f)
 
 
-def _stream_digests(f):
+def _stream_digests(f: IO[bytes]) -> Digests:
     """L{file_digests} of an open binary file, from where it is to its end."""
     sha256 = hashlib.sha256()
     blake2 = hashlib.blake2b(digest_size=32)
@@ -76,14 +83,14 @@ def _stream_digests(f):
     return size, sha256.hexdigest(), blake2.hexdigest(), md5.hexdigest()
 
 
-def data_digests(data):
+def data_digests(data: bytes) -> Digests:
     """L{file_digests} of bytes in memory."""
     return (len(data), hashlib.sha256(data).hexdigest(),
             hashlib.blake2b(data, digest_size=32).hexdigest(),
             hashlib.md5(data, usedforsecurity=False).hexdigest())
 
 
-def _read_small(fd, limit):
+def _read_small(fd: int, limit: int) -> bytes | None:
     """
     Read an open file whole if it holds at most C{limit} bytes, else return
     L{None} (its offset then anywhere). One C{fstat} and, for a file that
@@ -119,7 +126,9 @@ class Inspected:
     details: bytes | None = None
 
 
-def inspect(path, filename, key, upload_time, digests=None, legacy=False, details=False):
+def inspect(path: Source, filename: str, key: str, upload_time: float,
+            digests: Digests | None = None, legacy: bool = False,
+            details: bool = False) -> Inspected:
     """
     Validate a distribution file and describe it.
 

@@ -7,13 +7,15 @@ phrase to its user, so the message goes there too, reduced to printable
 ASCII: client-supplied text never reaches a status line or header raw.
 """
 
+from collections.abc import Iterable
+
 
 class HTTPError(Exception):
     """An error answer: C{code} and a short message for a person."""
 
     code = 500
 
-    def __init__(self, message, headers=()):
+    def __init__(self, message: str, headers: Iterable[tuple[bytes, bytes]] = ()) -> None:
         super().__init__(message)
         self.message = message
         self.headers = tuple(headers)
@@ -85,7 +87,7 @@ class Unavailable(HTTPError):
     code = 503
 
 
-def reason_phrase(message, limit=200):
+def reason_phrase(message: str, limit: int = 200) -> bytes:
     """
     Reduce a message to what may stand in an HTTP status line: printable
     ASCII, no CR or LF, at most C{limit} characters.

@@ -10,11 +10,19 @@ theirs: they read the records of L{info_sources} in order and hand the first
 bytes they get to L{info_from}.
 """
 
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
 from pypid.core import render
+from pypid.core.index import Project
 from pypid.core.metadata import parse_metadata
+from pypid.core.model import FileRecord
+
+#: A release's files with their links: C{(record, url)} pairs.
+LinkedFiles = list[tuple[FileRecord, str]]
 
 
-def releases(project, file_url):
+def releases(project: Project, file_url: Callable[[FileRecord], str]) -> dict[str, LinkedFiles]:
     """
     A project's files by version, in the order its pages list them.
 
@@ -22,13 +30,13 @@ def releases(project, file_url):
     @param file_url: C{file_url(record) -> str}, each file's link.
     @return: version -> list of C{(record, url)}.
     """
-    found = {}
+    found: dict[str, LinkedFiles] = {}
     for record in project.sorted_files():
         found.setdefault(record.version, []).append((record, file_url(record)))
     return found
 
 
-def info_sources(files):
+def info_sources(files: Sequence[tuple[FileRecord, str]]) -> list[FileRecord]:
     """
     The records of a release whose stored metadata may fill C{info}, in the
     order to try them: wheels first (their metadata is the built one), and
@@ -40,7 +48,8 @@ def info_sources(files):
             if record.metadata_sha256 is not None]
 
 
-def info_from(metadata, files):
+def info_from(metadata: bytes | None,
+              files: Sequence[tuple[FileRecord, str]]) -> dict[str, Any]:
     """
     The metadata part of C{info}: from the first stored metadata that could
     be read (C{metadata}, bytes), or, when none could (L{None}), only what the
@@ -51,7 +60,9 @@ def info_from(metadata, files):
     return {"requires_python": files[0][0].requires_python}
 
 
-def render_json(project, found, shown, info, serial, include_releases, base_url):
+def render_json(project: Project, found: Mapping[str, Sequence[tuple[FileRecord, str]]],
+                shown: str, info: Mapping[str, Any], serial: int, include_releases: bool,
+                base_url: str | None) -> bytes:
     """
     The legacy JSON's bytes.
 

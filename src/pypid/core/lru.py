@@ -59,11 +59,11 @@ class ByteLRU(Generic[K, V]):
     on_evict: Callable[[K, V], object] | None = attrs.field(default=None, kw_only=True)
     tiers: int = attrs.field(default=1, kw_only=True, validator=attrs.validators.ge(1))
     # one OrderedDict per tier, least recently used first: key -> (value, cost)
-    _orders: tuple[OrderedDict, ...] = attrs.field(init=False)
+    _orders: tuple[OrderedDict[K, tuple[V, int]], ...] = attrs.field(init=False)
     _bytes: int = attrs.field(default=0, init=False)
 
     @_orders.default
-    def _make_orders(self) -> tuple[OrderedDict, ...]:
+    def _make_orders(self) -> tuple[OrderedDict[K, tuple[V, int]], ...]:
         return tuple(OrderedDict() for _ in range(self.tiers))
 
     # -- reading -------------------------------------------------------------
@@ -220,7 +220,7 @@ class ByteLRU(Generic[K, V]):
             if self.on_evict is not None:
                 self.on_evict(victim[1], value)
 
-    def _oldest(self, spared: object) -> tuple[OrderedDict, K] | None:
+    def _oldest(self, spared: object) -> tuple[OrderedDict[K, tuple[V, int]], K] | None:
         """The order and key of the entry to evict first, other than C{spared}."""
         for order in self._orders:
             for key in order:

@@ -410,7 +410,9 @@ _SINGLE_USE_FIELDS = frozenset({
 # Control characters but TAB, LF and CR (C0, DEL, C1), the Unicode line
 # and paragraph separators and the bidirectional embedding, override and
 # isolate controls: none belongs in a header ("Trojan Source").
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_CONTROL = re.compile(
+    r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
+)
 
 #: Longest value of a metadata header, in characters, on upload; others get
 #: L{DEFAULT_HEADER_LIMIT}. The upload form's fields share these caps
@@ -461,7 +463,8 @@ def _check_headers(headers):
         limit = HEADER_LIMITS.get(name, DEFAULT_HEADER_LIMIT)
         if any(len(value) > limit for value in values):
             raise InvalidDistribution(
-                f"the metadata's {escape_text(name.title())} field is longer than {limit} characters",
+                f"the metadata's {escape_text(name.title())} field is longer than "
+                f"{limit} characters",
                 field=f"metadata.{escape_text(name.title())}",
             )
 

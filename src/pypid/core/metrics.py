@@ -150,7 +150,7 @@ class Histogram:
     def cumulative(self):
         """C{[(upper bound, count so far)]}, ending with C{+Inf} and the count."""
         running, out = 0, []
-        for bound, count in zip(self.bounds + (float("inf"),), self.counts):
+        for bound, count in zip(self.bounds + (float("inf"),), self.counts, strict=False):
             running += count
             out.append((bound, running))
         return out

@@ -10,20 +10,22 @@ record (L{FileRecord.replace}).
 
 import datetime
 import operator
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from pypid.core.names import SDIST, WHEEL
 
 
-def format_upload_time(when):
+def format_upload_time(when: float) -> str:
     """
     Format a POSIX timestamp the way PEP 700 requires:
     C{yyyy-mm-ddThh:mm:ss.ffffffZ} in UTC.
     """
-    dt = datetime.datetime.fromtimestamp(when, tz=datetime.timezone.utc)
+    dt = datetime.datetime.fromtimestamp(when, tz=datetime.UTC)
     return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _optional_str(value):
+def _optional_str(value: object) -> str | None:
     return None if value is None else str(value)
 
 
@@ -34,7 +36,7 @@ SUMMARY_BYTES = 300
 UPLOADER_BYTES = 100
 
 
-def cut_text(text, limit):
+def cut_text(text: str | None, limit: int) -> str | None:
     """
     C{text} cut to at most C{limit} UTF-8 bytes on a character boundary,
     ending in an ellipsis when cut; L{None} and "" stay L{None}.
@@ -59,7 +61,7 @@ _SLOT = {name: i for i, name in enumerate(FIELDS)}
 _FIELD_SET = frozenset(FIELDS)
 
 
-def raw_digest(value, size, name):
+def raw_digest(value: str | None, size: int, name: str) -> bytes | None:
     """
     The raw bytes of the hex digest C{value} of C{size} bytes (L{None}
     stays L{None}).
@@ -77,18 +79,18 @@ def raw_digest(value, size, name):
     return raw
 
 
-def _hex(slot):
-    def get(self):
+def _hex(slot: int) -> property:
+    def get(self: tuple[Any, ...]) -> str | None:
         raw = tuple.__getitem__(self, slot)
         return None if raw is None else raw.hex()
     return property(get)
 
 
-def _plain(slot):
+def _plain(slot: int) -> property:
     return property(operator.itemgetter(slot))
 
 
-class FileRecord(tuple):
+class FileRecord(tuple[Any, ...]):
     """
     One distribution file in the index.
 
@@ -127,9 +129,12 @@ class FileRecord(tuple):
 
     __slots__ = ()
 
-    def __new__(cls, filename, project, name, version, packagetype, path, size, sha256,
-                upload_time, blake2_256=None, md5=None, requires_python=None, yanked=None,
-                metadata_sha256=None, summary=None, uploader=None):
+    def __new__(cls, filename: str, project: str, name: str, version: str, packagetype: str,
+                path: str | None, size: int, sha256: str, upload_time: float,
+                blake2_256: str | None = None, md5: str | None = None,
+                requires_python: str | None = None, yanked: str | None = None,
+                metadata_sha256: str | None = None, summary: str | None = None,
+                uploader: str | None = None) -> "FileRecord":
         return tuple.__new__(cls, (
             filename, project, name, version, packagetype,
             None if path == filename else path, size,
@@ -141,7 +146,7 @@ class FileRecord(tuple):
         ))
 
     @classmethod
-    def of_values(cls, values):
+    def of_values(cls, values: Iterable[Any]) -> "FileRecord":
         """
         A record from its 16 values in L{FIELDS} order, as a snapshot keeps
         them: digests as raw bytes, the path L{None} when it is the filename.
@@ -149,40 +154,58 @@ class FileRecord(tuple):
         """
         return tuple.__new__(cls, values)
 
-    def __getnewargs__(self):
+    def __getnewargs__(self) -> tuple[Any, ...]:
         # (for pickle and copy: the arguments of __new__, in the public form)
         return tuple(getattr(self, name) for name in FIELDS)
 
-    def values(self):
+    def values(self) -> tuple[Any, ...]:
         """The 16 values as L{of_values} takes them."""
         return tuple(self)
 
-    filename = _plain(0)
-    project = _plain(1)
-    name = _plain(2)
-    version = _plain(3)
-    packagetype = _plain(4)
+    # (the fields are properties made by _plain and _hex, C-level reads of
+    # the tuple: mypy is told their types instead)
+    if TYPE_CHECKING:
+        filename: str
+        project: str
+        name: str
+        version: str
+        packagetype: str
+        size: int
+        sha256: str
+        upload_time: float
+        blake2_256: str | None
+        md5: str | None
+        requires_python: str | None
+        yanked: str | None
+        metadata_sha256: str | None
+        summary: str | None
+        uploader: str | None
+    else:
+        filename = _plain(0)
+        project = _plain(1)
+        name = _plain(2)
+        version = _plain(3)
+        packagetype = _plain(4)
+        size = _plain(6)
+        sha256 = _hex(7)
+        upload_time = _plain(8)
+        blake2_256 = _hex(9)
+        md5 = _hex(10)
+        requires_python = _plain(11)
+        yanked = _plain(12)
+        metadata_sha256 = _hex(13)
+        summary = _plain(14)
+        uploader = _plain(15)
 
     @property
-    def path(self):
+    def path(self) -> str:
         return tuple.__getitem__(self, 5) or tuple.__getitem__(self, 0)
 
-    size = _plain(6)
-    sha256 = _hex(7)
-    upload_time = _plain(8)
-    blake2_256 = _hex(9)
-    md5 = _hex(10)
-    requires_python = _plain(11)
-    yanked = _plain(12)
-    metadata_sha256 = _hex(13)
-    summary = _plain(14)
-    uploader = _plain(15)
-
-    def __repr__(self):
+    def __repr__(self) -> str:
         shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in FIELDS)
         return f"FileRecord({shown})"
 
-    def replace(self, **changes):
+    def replace(self, **changes: Any) -> "FileRecord":
         """This record with some fields changed (as C{attrs.evolve} would)."""
         values = list(self)
         for name, value in changes.items():
@@ -199,16 +222,16 @@ class FileRecord(tuple):
         return tuple.__new__(FileRecord, values)
 
     @property
-    def is_wheel(self):
+    def is_wheel(self) -> bool:
         """Whether this file is a wheel."""
         return tuple.__getitem__(self, 4) == WHEEL
 
     @property
-    def upload_time_iso(self):
+    def upload_time_iso(self) -> str:
         """The upload time in PEP 700's format."""
         return format_upload_time(tuple.__getitem__(self, 8))
 
-    def to_json(self):
+    def to_json(self) -> dict[str, Any]:
         """
         Return a JSON-ready dict of this record, with keys only for values
         that are set, so that snapshots and sidecars stay small.
@@ -221,7 +244,7 @@ class FileRecord(tuple):
         return out
 
     @classmethod
-    def from_json(cls, data):
+    def from_json(cls, data: Any) -> "FileRecord":
         """
         Build a record from the dict that L{to_json} made.
 
@@ -254,7 +277,7 @@ class FileRecord(tuple):
         return record
 
 
-def check(record):
+def check(record: FileRecord) -> None:
     """
     Raise L{ValueError} unless C{record}'s values have the types a record's
     must (what a sidecar, a snapshot or a bundle says is not trusted).

@@ -9,6 +9,7 @@ can act on.
 
 import functools
 import re
+from typing import TypeVar
 
 import attrs
 from packaging.utils import (
@@ -19,6 +20,8 @@ from packaging.utils import (
     parse_wheel_filename,
 )
 from packaging.version import InvalidVersion, Version
+
+V = TypeVar("V")
 
 # re.ASCII: with IGNORECASE alone, [A-Z] also matches U+017F and U+212A
 # (lookalikes of s and k), and PEP 508 names are ASCII.
@@ -43,7 +46,7 @@ class InvalidName(ValueError):
     """A project name, version or filename that the index refuses."""
 
 
-def normalize(name):
+def normalize(name: str) -> str:
     """
     Return the PEP 503 normalized form of a project name.
 
@@ -53,17 +56,17 @@ def normalize(name):
     return _SEPARATORS.sub("-", name).lower()
 
 
-def is_valid_name(name):
+def is_valid_name(name: str) -> bool:
     """Whether C{name} is a valid project name (PEP 508 / core metadata)."""
     return bool(_VALID_NAME.match(name))
 
 
-def is_normalized(name):
+def is_normalized(name: str) -> bool:
     """Whether C{name} is valid and already in its PEP 503 normalized form."""
     return is_valid_name(name) and normalize(name) == name
 
 
-def canonical_version(version):
+def canonical_version(version: str) -> str:
     """
     Return the normalized PEP 440 spelling of C{version}.
 
@@ -92,7 +95,7 @@ class ParsedFilename:
     pyversion: str
 
 
-def check_filename_characters(filename):
+def check_filename_characters(filename: str) -> None:
     """
     Refuse a filename that could never be stored safely.
 
@@ -113,7 +116,7 @@ def check_filename_characters(filename):
         )
 
 
-def parse_filename(filename, legacy=False):
+def parse_filename(filename: str, legacy: bool = False) -> ParsedFilename:
     """
     Parse a wheel or sdist filename.
 
@@ -145,7 +148,7 @@ def parse_filename(filename, legacy=False):
     return ParsedFilename(str(name), str(version), SDIST, "source")
 
 
-def _parse_wheel(filename):
+def _parse_wheel(filename: str) -> ParsedFilename:
     """
     L{parse_filename} for a C{.whl} name.
 
@@ -182,18 +185,18 @@ def _parse_wheel(filename):
 # name's dash; each at most _WHEEL_PARTS entries (a filename is at most
 # MAX_FILENAME_LENGTH bytes: a few MiB at worst).
 _WHEEL_PARTS = 4096
-_wheel_projects: dict = {}
-_wheel_rests: dict = {}
+_wheel_projects: dict[str, str] = {}
+_wheel_rests: dict[str, tuple[str, str]] = {}
 
 
-def _remember(cache, key, value):
+def _remember(cache: dict[str, V], key: str, value: V) -> None:
     """Keep C{value} in C{cache}, emptied first when full."""
     if len(cache) >= _WHEEL_PARTS:
         cache.clear()
     cache[key] = value
 
 
-def _parse_legacy_sdist(stem):
+def _parse_legacy_sdist(stem: str) -> ParsedFilename:
     """
     Split an old-style sdist stem such as C{my-project-1.0} on the last dash
     followed by a valid version, as pypiserver does for existing folders.
@@ -210,7 +213,7 @@ def _parse_legacy_sdist(stem):
     raise InvalidName(f"cannot find a name and version in {stem!r}")
 
 
-def filename_key(filename):
+def filename_key(filename: str) -> str | None:
     """
     What makes two filenames name the same distribution, as installers see
     them: the normalized project, the release (its version with trailing
@@ -231,7 +234,7 @@ def filename_key(filename):
     return distribution_key(parsed.project, parsed.version, parsed.packagetype, filename)
 
 
-def distribution_key(project, version, packagetype, filename):
+def distribution_key(project: str, version: str, packagetype: str, filename: str) -> str:
     """
     L{filename_key} for a file whose normalized project and version are
     known already (an index record): no filename parsing, as the index
@@ -254,7 +257,7 @@ def distribution_key(project, version, packagetype, filename):
 
 
 @functools.lru_cache(maxsize=4096)
-def _release(version):
+def _release(version: str) -> str:
     """
     The release a version belongs to, as the public index compares them:
     packaging's L{canonicalize_version}, which drops trailing C{.0} release
@@ -264,7 +267,7 @@ def _release(version):
 
 
 @functools.lru_cache(maxsize=1024)
-def _wheel_tags(tail):
+def _wheel_tags(tail: str) -> str:
     """
     The build number and the expanded, sorted tag set of a wheel filename's
     lowercased tail (C{[build-]python-abi-platform}): C{py3.py2-none-any}
@@ -283,7 +286,7 @@ def _wheel_tags(tail):
     return f"{build}|{','.join(sorted(expand_tags(*parts)))}"
 
 
-def expand_tags(python, abi, platform):
+def expand_tags(python: str, abi: str, platform: str) -> set[str]:
     """
     The tags a compressed tag set stands for (PEP 425): C{("py2.py3",
     "none", "any")} gives C{{"py2-none-any", "py3-none-any"}}.

@@ -82,7 +82,7 @@ _TYPE_WILDCARD = 1
 _ANY = 0
 
 
-def _split_entry(entry):
+def _split_entry(entry: str) -> tuple[str, float] | None:
     """
     Split one comma-separated entry of an C{Accept}-style header into its
     lowercased value and its q-value.
@@ -112,12 +112,12 @@ def _split_entry(entry):
     return value, q
 
 
-def _parse_accept(header):
+def _parse_accept(header: str) -> list[tuple[str, str, float]]:
     """
     Parse an C{Accept} header into C{(type, subtype, q)} triples, dropping
     malformed entries.
     """
-    ranges = []
+    ranges: list[tuple[str, str, float]] = []
     for entry in header.split(","):
         split = _split_entry(entry)
         if split is None:
@@ -135,14 +135,14 @@ def _parse_accept(header):
     return ranges
 
 
-def _weigh(ranges, main, sub):
+def _weigh(ranges: list[tuple[str, str, float]], main: str, sub: str) -> float | None:
     """
     Return the q-value that C{ranges} give to C{main/sub}: the one of the
     most specific matching range (the highest among equally specific ones,
     so that order never matters), or L{None} when no range matches.
     """
     best_specificity = -1
-    best_q = None
+    best_q: float | None = None
     for range_main, range_sub, q in ranges:
         if range_main == "*":
             specificity = _ANY
@@ -156,18 +156,18 @@ def _weigh(ranges, main, sub):
             continue
         if specificity > best_specificity:
             best_specificity, best_q = specificity, q
-        elif specificity == best_specificity and q > best_q:
+        elif specificity == best_specificity and best_q is not None and q > best_q:
             best_q = q
     return best_q
 
 
-def _choose_uncached(accept):
+def _choose_uncached(accept: bytes | None) -> str | None:
     """Negotiate without the memo: see L{choose}."""
     text = accept.decode("latin-1") if accept else ""
     ranges = _parse_accept(text)
     if not ranges:
         return KIND_HTML
-    best_kind = None
+    best_kind: str | None = None
     best_q = 0.0
     for main, sub, kind in _OFFERS:
         q = _weigh(ranges, main, sub)
@@ -177,10 +177,10 @@ def _choose_uncached(accept):
     return best_kind
 
 
-_choose_memo: dict = {}
+_choose_memo: dict[bytes | None, str | None] = {}
 
 
-def choose(accept, format_param=None):
+def choose(accept: bytes | None, format_param: bytes | None = None) -> str | None:
     """
     Pick the serialization of a simple index page from the request's
     C{Accept} header and its C{?format=} query argument.
@@ -207,12 +207,12 @@ def choose(accept, format_param=None):
     return kind
 
 
-def _accepts_gzip_uncached(accept_encoding):
+def _accepts_gzip_uncached(accept_encoding: bytes | None) -> bool:
     """Decide without the memo: see L{accepts_gzip}."""
     if not accept_encoding:
         return False
-    gzip_q = None
-    any_q = None
+    gzip_q: float | None = None
+    any_q: float | None = None
     for entry in accept_encoding.decode("latin-1").split(","):
         split = _split_entry(entry)
         if split is None:
@@ -227,10 +227,10 @@ def _accepts_gzip_uncached(accept_encoding):
     return any_q is not None and any_q > 0
 
 
-_gzip_memo: dict = {}
+_gzip_memo: dict[bytes | None, bool] = {}
 
 
-def accepts_gzip(accept_encoding):
+def accepts_gzip(accept_encoding: bytes | None) -> bool:
     """
     Whether a response may be gzip-compressed, given the request's
     C{Accept-Encoding} header (RFC 9110 section 12.5.3).

@@ -183,7 +183,7 @@ def _when(timestamp):
     if timestamp is None:
         return "unknown"
     try:
-        dt = datetime.datetime.fromtimestamp(timestamp, tz=datetime.timezone.utc)
+        dt = datetime.datetime.fromtimestamp(timestamp, tz=datetime.UTC)
     except (OverflowError, OSError, ValueError):
         return "unknown"
     iso = dt.isoformat(timespec="seconds")[:19]  # (the year always in 4 digits)
@@ -257,7 +257,7 @@ def _frame(chrome, root, title, main, *, search_box=True, query=""):
         f'<main id="main" tabindex="-1">{main}</main>\n'
         f'<footer class="site"><p>A private Python package index, served by pypid.</p>'
         f'</footer></body></html>\n'
-    ).encode("utf-8")
+    ).encode()
 
 
 # -- the landing page ------------------------------------------------------------------

@@ -14,13 +14,18 @@ part may provide:
 Interfaces only: no I/O.
 """
 
+from collections.abc import Callable, Iterable
+from typing import Any
+
 from zope.interface import Interface
+
+from pypid.core.metrics import Family
 
 
 class IMetricsSource(Interface):
     """Something whose numbers C{/metrics} exposes."""
 
-    def metric_families():
+    def metric_families() -> Iterable[Family]:
         """
         The families to expose now (L{pypid.core.metrics.Family}), read
         from plain counters: called at each scrape, on the reactor's thread.
@@ -30,7 +35,9 @@ class IMetricsSource(Interface):
 class IReloadable(Interface):
     """A part that takes something from a configuration read again (C{SIGHUP})."""
 
-    def prepare_reload(config):
+    # (config: a pypid.config.Config, of a higher layer than this one; each
+    # part says what it reads of it with a protocol of its own)
+    def prepare_reload(config: Any) -> Callable[[], str | None] | None:
         """
         Check what the configuration read again asks of this part, and
         return what takes it: C{commit() -> str | None} (a few words saying

@@ -18,6 +18,7 @@ been.
 import functools
 import re
 from collections import OrderedDict
+from collections.abc import Collection
 from typing import NamedTuple
 
 import attrs
@@ -60,7 +61,7 @@ class PendingFile(NamedTuple):
 DELETED = "deleted (its record is a tombstone)"
 
 
-def project_of(filename):
+def project_of(filename: str) -> tuple[str, str] | None:
     """
     C{(normalized project, name as spelt)} of a distribution filename, read
     from the name alone (the part before the version), or L{None} when the
@@ -83,7 +84,7 @@ def project_of(filename):
 
 
 @functools.lru_cache(maxsize=4096)
-def _project_name(name):
+def _project_name(name: str) -> tuple[str, str] | None:
     # (a project's files come together in most folders: 0.3 rather than
     # 2.6 us a file for the bench corpus)
     if not _VALID.match(name):
@@ -99,27 +100,27 @@ class DescribeQueue:
     asked for goes first.
     """
 
-    _projects: OrderedDict = attrs.field(factory=OrderedDict)
+    _projects: OrderedDict[str, list[PendingFile]] = attrs.field(factory=OrderedDict)
     #: files still to describe, in all
     files: int = 0
 
-    def add(self, project, pending):
+    def add(self, project: str, pending: Collection[PendingFile]) -> None:
         """Queue C{pending} (L{PendingFile}s) of C{project} (behind what is queued)."""
         self._projects.setdefault(project, []).extend(pending)
         self.files += len(pending)
 
-    def __contains__(self, project):
+    def __contains__(self, project: object) -> bool:
         return project in self._projects
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._projects)
 
-    def first(self, project):
+    def first(self, project: str) -> None:
         """Describe C{project} next, if it is queued."""
         if project in self._projects:
             self._projects.move_to_end(project, last=False)
 
-    def take(self):
+    def take(self) -> tuple[str, list[PendingFile]] | None:
         """C{(project, [PendingFile])} to describe next, or L{None}."""
         if not self._projects:
             return None
@@ -127,6 +128,6 @@ class DescribeQueue:
         self.files -= len(pending)
         return project, pending
 
-    def of(self, project):
+    def of(self, project: str) -> int:
         """How many files of C{project} are queued."""
         return len(self._projects.get(project, ()))

@@ -23,6 +23,7 @@ Pure: text in, a L{RenderedDescription} out.
 import copy
 import html
 import re
+from typing import Any
 
 import attrs
 
@@ -50,7 +51,7 @@ class RenderedDescription:
     fell_back: bool = False
 
 
-def parse_content_type(value):
+def parse_content_type(value: str | None) -> tuple[str, str | None]:
     """
     The renderer and the Markdown variant a C{Description-Content-Type}
     asks for: C{(renderer, variant)}.
@@ -62,7 +63,7 @@ def parse_content_type(value):
         return RST, None
     kind, _, rest = value.partition(";")
     kind = kind.strip().lower()
-    params = {}
+    params: dict[str, str] = {}
     for part in rest.split(";"):
         key, _, val = part.partition("=")
         params[key.strip().lower()] = val.strip().strip('"')
@@ -73,7 +74,8 @@ def parse_content_type(value):
     return PLAIN, None
 
 
-def render_description(text, content_type=None):
+def render_description(text: str | None,
+                       content_type: str | None = None) -> RenderedDescription:
     """
     Render a description as the public index does.
 
@@ -87,7 +89,7 @@ def render_description(text, content_type=None):
     if renderer == MARKDOWN:
         from readme_renderer.markdown import render
 
-        rendered = render(text, variant=variant)
+        rendered = render(text, variant=variant or "GFM")  # (always given for Markdown)
     elif renderer == RST:
         rendered = _render_rst(text)
     else:
@@ -97,10 +99,11 @@ def render_description(text, content_type=None):
     return RenderedDescription(_plain(text), PLAIN, fell_back=renderer != PLAIN)
 
 
-_rst_settings = None
+# (docutils' settings object, untyped there)
+_rst_settings: Any = None
 
 
-def _render_rst(text):
+def _render_rst(text: str) -> str | None:
     """
     reStructuredText as C{readme_renderer.rst.render} renders it (its
     settings, writer, translator and sanitizer), but with docutils'
@@ -146,7 +149,7 @@ _TAG = re.compile(r"<[A-Za-z][^>]*>")
 _FOREIGN_ID = re.compile(r'(\s(?:id|name)=")(?!user-content-)')
 
 
-def _own_ids(html_text):
+def _own_ids(html_text: str) -> str:
     """
     The README's ids moved into its namespace, C{user-content-}, as GitHub
     and the public index do: an id of the page itself (C{files},
@@ -155,7 +158,7 @@ def _own_ids(html_text):
     return _TAG.sub(lambda tag: _FOREIGN_ID.sub(r"\1user-content-", tag.group()), html_text)
 
 
-def _plain(text):
+def _plain(text: str) -> str:
     """Plain text as HTML: escaped, in a C{<pre>}, line breaks kept."""
     return f'<pre class="description-text">{html.escape(text)}</pre>'
 

@@ -10,13 +10,30 @@ traffic, and every value placed in HTML is escaped, because filenames,
 Requires-Python and yank reasons all come from uploaders.
 """
 
+import gzip
 import hashlib
 import json
 import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from html import escape
+from typing import Any
 from urllib.parse import quote
 
+import attrs
+
+from pypid.core.model import FileRecord
 from pypid.core.names import SDIST, InvalidName, parse_filename
+
+HTML = "html"
+JSON = "json"
+
+CONTENT_TYPES = {
+    HTML: b"text/html; charset=utf-8",
+    JSON: b"application/vnd.pypi.simple.v1+json",
+}
+
+# Pages shorter than this are not worth a Content-Encoding.
+_MIN_GZIP = 256
 
 #: what L{escape} would replace
 _UNSAFE = re.compile("[&<>\"']")
@@ -73,10 +90,10 @@ _INFO_DEFAULTS = (
 # and the same files are rendered again after every change to their project,
 # so the formatted times are remembered, up to a bound.
 _ISO_MEMO_LIMIT = 65536
-_iso_memo: dict = {}
+_iso_memo: dict[float, str] = {}
 
 
-def _upload_time_iso(record):
+def _upload_time_iso(record: FileRecord) -> str:
     """Return C{record.upload_time_iso}, memoized on the timestamp."""
     try:
         return _iso_memo[record.upload_time]
@@ -89,7 +106,7 @@ def _upload_time_iso(record):
     return iso
 
 
-def _dumps(value):
+def _dumps(value: Any) -> bytes:
     """
     Serialize C{value} as compact UTF-8 JSON.
 
@@ -101,7 +118,7 @@ def _dumps(value):
     ).encode("utf-8", "replace")
 
 
-def etag(body):
+def etag(body: bytes) -> bytes:
     """
     Return a strong ETag for C{body}, quotes included, so that identical
     pages always validate and any change in content changes the tag.
@@ -112,7 +129,38 @@ def etag(body):
     return b'"' + hashlib.blake2b(body, digest_size=16).hexdigest().encode("ascii") + b'"'
 
 
-def root_html(projects):
+@attrs.frozen
+class Page:
+    """
+    One rendered page, ready to send.
+
+    @ivar body: the bytes.
+    @ivar etag: its strong ETag, quotes included.
+    @ivar gzipped: the same bytes gzip-compressed, or L{None} when too small
+        to be worth it.
+    @ivar gzip_etag: the ETag of the compressed representation.
+    @ivar content_type: the Content-Type header value.
+    """
+
+    body: bytes
+    etag: bytes
+    gzipped: bytes | None
+    gzip_etag: bytes | None
+    content_type: bytes
+
+    @classmethod
+    def of(cls, body: bytes, content_type: bytes) -> "Page":
+        """Make a page from rendered bytes, with its compressed form."""
+        tag = etag(body)
+        if len(body) >= _MIN_GZIP:
+            gzipped: bytes | None = gzip.compress(body, compresslevel=6, mtime=0)
+            gzip_etag: bytes | None = tag[:-1] + b'-gz"'
+        else:
+            gzipped = gzip_etag = None
+        return cls(body, tag, gzipped, gzip_etag, content_type)
+
+
+def root_html(projects: Iterable[tuple[str, str]]) -> bytes:
     """
     Render the PEP 503 project list.
 
@@ -134,7 +182,7 @@ def root_html(projects):
     return "".join(parts).encode("utf-8", "replace")
 
 
-def root_json(projects):
+def root_json(projects: Iterable[tuple[str, str]]) -> bytes:
     """
     Render the PEP 691 project list, naming each project by its display name
     as the spec allows.
@@ -147,7 +195,7 @@ def root_json(projects):
     )
 
 
-def _anchor(record, url):
+def _anchor(record: FileRecord, url: str) -> str:
     """Return the HTML anchor for one file, every attribute escaped."""
     parts = [
         '<a href="',
@@ -175,7 +223,7 @@ def _anchor(record, url):
     return "".join(parts)
 
 
-def project_html(project, files):
+def project_html(project: str, files: Iterable[tuple[FileRecord, str]]) -> bytes:
     """
     Render a project's PEP 503 page, with the PEP 592, 658/714 attributes
     and uv's non-standard C{data-size} and C{data-upload-time}.
@@ -192,13 +240,14 @@ def project_html(project, files):
     return "".join(parts).encode("utf-8", "replace")
 
 
-def _json_file(record, url):
+def _json_file(record: FileRecord, url: str) -> dict[str, Any]:
     """Return the PEP 691 / PEP 700 entry of one file."""
+    metadata: bool | dict[str, str]
     if record.metadata_sha256 is None:
         metadata = False
     else:
         metadata = {"sha256": record.metadata_sha256} if record.metadata_sha256 else True
-    entry = {
+    entry: dict[str, Any] = {
         "filename": record.filename,
         "url": url,
         "hashes": {"sha256": record.sha256},
@@ -216,7 +265,8 @@ def _json_file(record, url):
     return entry
 
 
-def project_json(project, files, versions):
+def project_json(project: str, files: Iterable[tuple[FileRecord, str]],
+                 versions: Iterable[str]) -> bytes:
     """
     Render a project's PEP 691 page at API version 1.1.
 
@@ -236,7 +286,7 @@ def project_json(project, files, versions):
     )
 
 
-def _python_version(record):
+def _python_version(record: FileRecord) -> str:
     """
     The legacy API's C{python_version}: C{"source"} for an sdist, the
     wheel's python tag(s) otherwise, read from the filename.
@@ -249,7 +299,7 @@ def _python_version(record):
         return ""
 
 
-def _legacy_file(record, url):
+def _legacy_file(record: FileRecord, url: str) -> dict[str, Any]:
     """Return one file as the legacy JSON API (warehouse) describes it."""
     digests = {}
     if record.md5 is not None:
@@ -281,15 +331,15 @@ def _legacy_file(record, url):
 
 
 def pypi_json(
-    project_display,
-    project,
-    info,
-    releases,
-    latest_version,
-    last_serial,
-    include_releases=True,
-    base_url="",
-):
+    project_display: str,
+    project: str,
+    info: Mapping[str, Any],
+    releases: Mapping[str, Sequence[tuple[FileRecord, str]]],
+    latest_version: str,
+    last_serial: int,
+    include_releases: bool = True,
+    base_url: str = "",
+) -> bytes:
     """
     Render warehouse's legacy JSON API for one release of a project:
     C{/pypi/<project>/json} (with C{releases}) or
@@ -312,7 +362,7 @@ def pypi_json(
     @rtype: L{bytes}
     """
     urls = [_legacy_file(record, url) for record, url in releases[latest_version]]
-    out_info = dict(_INFO_DEFAULTS)
+    out_info: dict[str, Any] = dict(_INFO_DEFAULTS)
     # A fresh list per response: classifiers is the one non-null default.
     out_info["classifiers"] = []
     out_info.update(info)
@@ -348,7 +398,7 @@ def pypi_json(
     return _dumps(out)
 
 
-def file_url_for(base_url):
+def file_url_for(base_url: str | None) -> Callable[[FileRecord], str]:
     """
     Return C{file_url(record)}: the link a project page gives a file.
 
@@ -356,9 +406,9 @@ def file_url_for(base_url):
     are right behind any proxy and never depend on the request's C{Host}.
     """
     if base_url:
-        def file_url(record):
+        def file_url(record: FileRecord) -> str:
             return f"{base_url}files/{record.project}/{quote(record.filename)}"
     else:
-        def file_url(record):
+        def file_url(record: FileRecord) -> str:
             return f"../../files/{record.project}/{quote(record.filename)}"
     return file_url

@@ -29,6 +29,7 @@ Pure: no I/O, no reactor.
 """
 
 import re
+from collections.abc import Callable, Iterable
 
 import attrs
 
@@ -86,7 +87,7 @@ class Results:
 
     query: str
     total: int
-    hits: tuple
+    hits: tuple[Hit, ...]
     page: int
     pages: int
 
@@ -99,7 +100,7 @@ class SearchIndex:
     two lists), rather than updating one in place.
     """
 
-    def __init__(self, entries):
+    def __init__(self, entries: Iterable[SearchEntry]) -> None:
         """
         @param entries: L{SearchEntry}s, one per project.
         """
@@ -108,14 +109,15 @@ class SearchIndex:
         self._names = [e.project for e in self._entries]
         self._summaries = [(e.summary or "").casefold() for e in self._entries]
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._entries)
 
-    def entry(self, project):
+    def entry(self, project: str) -> SearchEntry:
         """The L{SearchEntry} of a normalized project name (L{KeyError} when unknown)."""
         return self._entries[self._by_project[project]]
 
-    def search(self, query, visible=None, page=1, page_size=DEFAULT_PAGE_SIZE):
+    def search(self, query: str, visible: Callable[[str], bool] | None = None, page: int = 1,
+               page_size: int = DEFAULT_PAGE_SIZE) -> Results:
         """
         Find the projects matching C{query}, ranked.
 
@@ -141,14 +143,14 @@ class SearchIndex:
         hits = tuple(Hit(self._entries[key % size], key // size) for key in chosen)
         return Results(query=query, total=total, hits=hits, page=page, pages=pages)
 
-    def _ranked(self, query):
+    def _ranked(self, query: str) -> list[int]:
         """C{rank * len(self) + position} of every entry matching C{query}."""
         if not query:
             return []
         size = len(self._entries)
         names = self._names
-        keys = []
-        seen = set()
+        keys: list[int] = []
+        seen: set[int] = set()
         name = normalize(query.replace(" ", "-")).strip("-")
         if name:
             exact = self._by_project.get(name)

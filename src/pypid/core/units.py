@@ -13,7 +13,7 @@ _SIZE = re.compile(r"^\s*(\d+)\s*([kmgt]?)(i?b)?\s*$", re.IGNORECASE)
 _SIZE_FACTORS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 
-def parse_size(value):
+def parse_size(value: str) -> int:
     """
     Parse a size such as C{100M}, C{1G}, C{512KiB} or C{1048576} (binary units).
 
@@ -36,7 +36,7 @@ _DURATION_FACTORS = {"": 1, "s": 1, "m": 60, "h": 60 * 60, "d": 24 * 60 * 60}
 DURATION_FORMS = "expected a duration such as 30 (seconds), 30s, 5m, 12h, 7d or 1.5h"
 
 
-def parse_duration(value):
+def parse_duration(value: str) -> float:
     """
     Parse a duration such as C{30}, C{30s}, C{5m}, C{12h}, C{7d} or C{1.5h}
     into a number of seconds.
@@ -56,7 +56,7 @@ def parse_duration(value):
     return seconds
 
 
-def is_zero_duration(value):
+def is_zero_duration(value: str) -> bool:
     """Tell whether C{value} is a duration of nothing, such as C{0}, C{0s} or C{0.0d}."""
     match = _DURATION.match(value)
-    return bool(match) and float(match.group(1)) == 0
+    return match is not None and float(match.group(1)) == 0

@@ -26,6 +26,8 @@ metadata must name the same project and version as the form.
 
 import hmac
 import re
+from collections.abc import Mapping, Sequence
+from typing import Protocol
 
 import attrs
 
@@ -45,6 +47,36 @@ from pypid.core.names import (
     normalize,
     parse_filename,
 )
+
+
+class UploadedPart(Protocol):
+    """The spooled file part of an upload (L{pypid.web.multipart.FilePart})."""
+
+    @property
+    def filename(self) -> str: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def sha256(self) -> str: ...
+    @property
+    def blake2_256(self) -> str: ...
+    @property
+    def md5(self) -> str: ...
+
+
+class UploadForm(Protocol):
+    """A parsed upload form (L{pypid.web.multipart.Form}), as it is checked here."""
+
+    @property
+    def fields(self) -> Mapping[str, Sequence[str]]: ...
+    @property
+    def files(self) -> Mapping[str, UploadedPart]: ...
+    @property
+    def inline_files(self) -> Mapping[str, object]: ...
+    def get(self, name: str) -> str | None: ...
+
 
 _HEX64 = re.compile(r"^[0-9a-fA-F]{64}\Z")
 _HEX32 = re.compile(r"^[0-9a-fA-F]{32}\Z")
@@ -91,7 +123,7 @@ _CONTROL_OR_FORM_FEED = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _LINE_BREAK_OR_TAB = re.compile(r"[\t\n\r\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
-def check_form(form):
+def check_form(form: UploadForm) -> None:
     """
     Refuse a form whose fields are repeated, misplaced, oversized or not
     plain text (the rules of the module docstring).
@@ -99,7 +131,7 @@ def check_form(form):
     @param form: a L{pypid.web.multipart.Form}.
     @raise BadRequest: naming the field.
     """
-    for name, parts in form.inline_files.items():
+    for name in form.inline_files:
         if name not in _IGNORED_FILE_PARTS:
             raise BadRequest(f"{escape_text(name, 60)}: expected a text field, not a file part")
     total = 0
@@ -127,8 +159,8 @@ def check_form(form):
                     f"{shown}: must be one line, without tabs or bidirectional controls"
                 )
     for name in ("name", "version"):
-        value = form.get(name)
-        if value is not None and value != value.strip():
+        sent = form.get(name)
+        if sent is not None and sent != sent.strip():
             raise BadRequest(f"{name}: has leading or trailing whitespace")
 
 
@@ -149,20 +181,23 @@ class UploadRequest:
     version: str
     filename: str
     packagetype: str
-    part: object
+    part: UploadedPart
 
 
-def _field(form, name, required=True):
+def _optional(form: UploadForm, name: str) -> str | None:
     value = form.get(name)
-    if value is not None:
-        value = value.strip()
-    if required and not value:
+    return (value.strip() if value is not None else value) or None
+
+
+def _required(form: UploadForm, name: str) -> str:
+    value = _optional(form, name)
+    if value is None:
         raise BadRequest(f"{name}: this field is required")
-    return value or None
+    return value
 
 
-def _check_digest(form, field, pattern, actual):
-    supplied = _field(form, field, required=False)
+def _check_digest(form: UploadForm, field: str, pattern: re.Pattern[str], actual: str) -> bool:
+    supplied = _optional(form, field)
     if supplied is None:
         return False
     if not pattern.match(supplied):
@@ -175,7 +210,7 @@ def _check_digest(form, field, pattern, actual):
     return True
 
 
-def validate_upload(form):
+def validate_upload(form: UploadForm) -> UploadRequest:
     """
     Check the form of a C{file_upload} action and the uploaded file part.
 
@@ -184,26 +219,26 @@ def validate_upload(form):
     @raise BadRequest: naming the field and the problem.
     """
     check_form(form)
-    action = _field(form, ":action")
+    action = _required(form, ":action")
     if action != "file_upload":
         raise BadRequest(f":action: unsupported action {action!r}; expected file_upload")
-    protocol = _field(form, "protocol_version", required=False)
+    protocol = _optional(form, "protocol_version")
     if protocol not in (None, "1"):
         raise BadRequest("protocol_version: unknown protocol version; expected 1")
-    metadata_version = _field(form, "metadata_version")
+    metadata_version = _required(form, "metadata_version")
     if metadata_version not in SUPPORTED_METADATA_VERSIONS:
         raise BadRequest(
             f"metadata_version: {metadata_version[:20]!r} is not a metadata version the index "
             f"supports ({', '.join(sorted(SUPPORTED_METADATA_VERSIONS))})"
         )
-    name = _field(form, "name")
+    name = _required(form, "name")
     if not is_valid_name(name):
         raise BadRequest(f"name: {name!r} is not a valid project name")
     try:
-        version = canonical_version(_field(form, "version"))
+        version = canonical_version(_required(form, "version"))
     except InvalidName as e:
         raise BadRequest(f"version: {e}")
-    filetype = _field(form, "filetype", required=False)
+    filetype = _optional(form, "filetype")
     if filetype not in (None, WHEEL, SDIST):
         raise BadRequest(f"filetype: expected bdist_wheel or sdist, not {filetype!r}")
     part = form.files.get("content")

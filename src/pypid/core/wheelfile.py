@@ -61,7 +61,7 @@ class WheelInfo:
     build: str | None
 
 
-def parse_wheel_file(raw, member="WHEEL"):
+def parse_wheel_file(raw: bytes, member: str = "WHEEL") -> WheelInfo:
     """
     Parse the bytes of a C{WHEEL} file.
 
@@ -132,7 +132,7 @@ def parse_wheel_file(raw, member="WHEEL"):
     )
 
 
-def check_matches_filename(info, filename, member="WHEEL"):
+def check_matches_filename(info: WheelInfo, filename: str, member: str = "WHEEL") -> None:
     """
     Refuse a C{WHEEL} whose tags or build number are not exactly those of
     the wheel's filename.
@@ -165,7 +165,7 @@ def check_matches_filename(info, filename, member="WHEEL"):
         )
 
 
-def _few(tags):
+def _few(tags: list[str]) -> str:
     """A few of C{tags}, each cut short, for a message."""
     shown = ", ".join(tag[:60] for tag in tags[:5])
     return shown + (f" and {len(tags) - 5} more" if len(tags) > 5 else "")

@@ -544,7 +544,7 @@ def _read_end(f, size):
         sentinels = (_U16, _U16, _U16, _U16, _U32, _U32)
         names = ("disk number", "central directory disk number", "entry count of this disk",
                  "entry count", "central directory size", "central directory offset")
-        for value, value64, sentinel, name in zip(plain, values, sentinels, names):
+        for value, value64, sentinel, name in zip(plain, values, sentinels, names, strict=False):
             if value not in (value64, sentinel):
                 raise UnsafeZip(
                     f"the end of central directory record's {name} ({value}) differs from "
@@ -1014,7 +1014,8 @@ class MemberNames:
         """
         error = self._error
         self._keys.sort(key=lambda key: key[0])
-        for (key, is_dir, raw), (next_key, _, next_raw) in zip(self._keys, self._keys[1:]):
+        for (key, is_dir, raw), (next_key, _, next_raw) in zip(self._keys, self._keys[1:],
+                                                               strict=False):
             if next_key == key:
                 if next_raw == raw:
                     raise error("the name appears twice", raw)

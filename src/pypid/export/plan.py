@@ -35,9 +35,10 @@ import orjson
 
 from pypid.core import legacy_info as legacy_json
 from pypid.core.catalog import summary_of
-from pypid.core.index import HTML, JSON, Index, Project
+from pypid.core.index import Index, Project
 from pypid.core.model import FileRecord
 from pypid.core.names import InvalidName, is_valid_name, normalize, parse_filename
+from pypid.core.render import HTML, JSON
 from pypid.storage.reading import BINARY_TYPE
 
 #: The manifest's file name in DEST, and the format it is written in.
@@ -381,9 +382,9 @@ def project_outputs(index: Index, project: Project, settings: ExportSettings, se
     """
     outputs = [
         Output.page(f"simple/{project.name}/index.html",
-                    index.project_page(project, HTML).body, HTML_TYPE),
+                    index.rendered.project_page(project, HTML).body, HTML_TYPE),
         Output.page(f"simple/{project.name}/index.json",
-                    index.project_page(project, JSON).body, SIMPLE_JSON_TYPE),
+                    index.rendered.project_page(project, JSON).body, SIMPLE_JSON_TYPE),
     ]
     if project.files:
         # (a project with files has a latest version, and its info was read)
@@ -424,8 +425,8 @@ def root_outputs(index: Index, entries: dict[str, Entry | None]) -> list[Output]
     """
     packages = [entries[name] for name in sorted(entries) if entries[name] is not None]
     return [
-        Output.page("simple/index.html", index.root_page(HTML).body, HTML_TYPE),
-        Output.page("simple/index.json", index.root_page(JSON).body, SIMPLE_JSON_TYPE),
+        Output.page("simple/index.html", index.rendered.root_page(HTML).body, HTML_TYPE),
+        Output.page("simple/index.json", index.rendered.root_page(JSON).body, SIMPLE_JSON_TYPE),
         Output.page("packages.json",
                     json.dumps(packages, separators=(",", ":"), ensure_ascii=False)
                     .encode("utf-8", "replace"), JSON_TYPE),

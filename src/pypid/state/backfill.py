@@ -13,15 +13,21 @@ lock file, and a page without them, once fetched, could end up there; pip
 and uv both retry a 503.
 """
 
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
 import attrs
 from twisted.internet.defer import Deferred, DeferredList, ensureDeferred, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from pypid.core.metrics import counter, gauge
+from pypid.core.index import Index
+from pypid.core.metrics import Family, counter, gauge
 from pypid.core.model import FileRecord
 from pypid.core.parts import IMetricsSource
-from pypid.core.pending import DELETED, DescribeQueue, project_of
+from pypid.core.pending import DELETED, DescribeQueue, PendingFile, project_of
+from pypid.storage.interface import IBackfillStorage
 
 log = Logger()
 
@@ -44,9 +50,9 @@ class Backfill:
     @ivar _clock: provides C{seconds()} and C{callLater}.
     """
 
-    _index: object
-    _storage: object
-    _clock: object
+    _index: Index
+    _storage: IBackfillStorage
+    _clock: IReactorTime
     wait_limit: float = WAIT_LIMIT
     #: how many files a call to the storage describes at most: a project's
     #: files, or this many at a time of a large one
@@ -60,27 +66,29 @@ class Backfill:
     workers: int = 2
     _queue: DescribeQueue = attrs.field(factory=DescribeQueue)
     #: the projects being described now
-    _current: set = attrs.field(factory=set)
-    _done: object = None
+    _current: set[str] = attrs.field(factory=set)
+    _done: Callable[[], object] | None = None
     _in_hand: int = 0
-    _waiters: dict = attrs.field(factory=dict)
-    _running: object = None
-    _started: float | None = None
+    _waiters: dict[str, list[Deferred[bool]]] = attrs.field(factory=dict)
+    _running: Deferred[Any] | None = None
+    #: when the describing began (set as it begins)
+    _started: float = 0.0
     #: files described, and files that were not distributions (for /metrics)
     described: int = 0
     refused: int = 0
 
     @property
-    def remaining(self):
+    def remaining(self) -> int:
         """Files still to describe."""
         return self._queue.files + self._in_hand
 
-    def note(self, pending):
+    def note(self, pending: Sequence[PendingFile]) -> None:
         """
         Note the projects of C{pending} in the index (their pages wait for
         them from now on) and queue them; L{begin} describes them.
         """
-        groups, spelt = {}, {}
+        groups: dict[str, list[PendingFile]] = {}
+        spelt: dict[str, str] = {}
         # (by name: a project's files together, described in that order)
         for item in sorted(pending, key=_filename):
             found = project_of(item.filename)
@@ -107,7 +115,7 @@ class Backfill:
                      "record (their pages answer once they are)", files=self._queue.files,
                      projects=len(self._queue))
 
-    def begin(self, done=None):
+    def begin(self, done: Callable[[], object] | None = None) -> None:
         """
         Describe every file L{note}d (once the server listens: its first
         answers are not slowed by two threads reading files); then call
@@ -120,23 +128,24 @@ class Backfill:
             return
         self._begin()
 
-    def start(self, pending, done=None):
+    def start(self, pending: Sequence[PendingFile],
+              done: Callable[[], object] | None = None) -> None:
         """L{note} C{pending}, and L{begin} at once."""
         self.note(pending)
         self.begin(done)
 
-    def _begin(self):
+    def _begin(self) -> None:
         if self._running is None:
             self._started = self._clock.seconds()
             self._running = DeferredList([ensureDeferred(self._work())
                                           for _ in range(self.workers)])
             self._running.addCallback(self._finished)
 
-    def is_pending(self, name):
+    def is_pending(self, name: str) -> bool:
         """Whether files of the project C{name} are still to be described."""
         return name in self._current or name in self._queue
 
-    def when_described(self, name):
+    def when_described(self, name: str) -> Deferred[bool]:
         """
         A L{Deferred} that fires with C{True} once the project's files are
         described (describing it next), or C{False} after L{wait_limit}.
@@ -144,10 +153,10 @@ class Backfill:
         if not self.is_pending(name):
             return succeed(True)
         self._queue.first(name)
-        d = Deferred()
+        d: Deferred[bool] = Deferred()
         self._waiters.setdefault(name, []).append(d)
 
-        def too_long():
+        def too_long() -> None:
             waiters = self._waiters.get(name, [])
             if d in waiters:
                 waiters.remove(d)
@@ -155,7 +164,7 @@ class Backfill:
         d.addBoth(_cancel_timer, self._clock.callLater(self.wait_limit, too_long))
         return d
 
-    async def _work(self):
+    async def _work(self) -> None:
         """One worker: takes the next project from the queue until it is empty."""
         while True:
             item = self._queue.take()
@@ -174,7 +183,7 @@ class Backfill:
             for d in self._waiters.pop(name, ()):
                 d.callback(True)
 
-    def _finished(self, _):
+    def _finished(self, _: object) -> None:
         self._running = None
         self._in_hand = 0
         log.info("Described {described} files ({refused} not distributions) in {seconds:.1f} s",
@@ -183,7 +192,7 @@ class Backfill:
         if self._done is not None:
             self._done()
 
-    async def _describe(self, name, files):
+    async def _describe(self, name: str, files: Sequence[PendingFile]) -> None:
         try:
             results = await self._storage.describe_pending(files)
         except Exception:
@@ -207,7 +216,7 @@ class Backfill:
             index.described(name, len(files))
 
 
-    def metric_families(self):
+    def metric_families(self) -> Iterator[Family]:
         """The files still to describe, described, and refused."""
         yield gauge("pypid_files_to_describe", "Files found without a record, still to be read.",
                     self.remaining)
@@ -217,11 +226,11 @@ class Backfill:
                       "were not distributions (not served).", self.refused)
 
 
-def _filename(item):
+def _filename(item: PendingFile) -> str:
     return item.filename
 
 
-def _cancel_timer(result, timer):
+def _cancel_timer(result: bool, timer: IDelayedCall) -> bool:
     if timer.active():
         timer.cancel()
     return result

@@ -12,24 +12,46 @@ listeners, L{FollowUp} after them.
 """
 
 import gc
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any, Protocol
 
 import attrs
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from pypid.core.metrics import gauge
+from pypid.core.index import Index
+from pypid.core.metrics import Family, gauge
+from pypid.core.model import FileRecord
 from pypid.core.parts import IMetricsSource, IReloadable
+from pypid.core.pending import PendingFile
 from pypid.core.startup import StartupError
+from pypid.state.backfill import Backfill
 from pypid.state.merge import merge_scan
+from pypid.state.writer import SnapshotWriter
 from pypid.storage import snapshot as snapshots
 from pypid.storage.factory import loading_index
-from pypid.storage.interface import ISharedStorage, StorageError
+from pypid.storage.interface import ISharedStorage, IStorage, ScanResult, StorageError
+from pypid.storage.snapshot import Snapshot
+from pypid.upstream.proxy import UpstreamProxy
 
 log = Logger()
+
+
+class _PageSettings(Protocol):
+    @property
+    def page_cache_size(self) -> int: ...
+
+
+class _Reloaded(Protocol):
+    """What a reload hands the index of the configuration (L{pypid.config.Config})."""
+
+    @property
+    def server(self) -> _PageSettings: ...
 
 
 #: the index size from which start-up freezes what it made (see
@@ -45,7 +67,7 @@ LATER_BATCH = 50
 
 
 @contextmanager
-def collector_off(index):
+def collector_off(index: Index) -> Iterator[None]:
     """
     The garbage collector off while records are made, and what was made
     frozen out of its sight after, for a large index (see L{IndexLoader.load}).
@@ -85,21 +107,22 @@ class IndexLoader:
         answers).
     """
 
-    _index: object
-    _storage: object
+    _index: Index
+    _storage: IStorage
     _snapshot_path: str
-    _run: object
-    _clock: object
-    _writer: object = None
-    _upstream: object = None
-    _backfill: object = None
+    #: C{run(f, *args) -> Deferred}: C{f(*args)} in the I/O thread pool
+    _run: Callable[..., Deferred[Any]]
+    _clock: IReactorTime
+    _writer: SnapshotWriter | None = None
+    _upstream: UpstreamProxy | None = None
+    _backfill: Backfill | None = None
     #: fires when the check of storage against the snapshot that followed
     #: the load is done (L{None} before the load, or without one)
-    checked: Deferred | None = None
+    checked: Deferred[None] | None = None
     #: what L{follow_up} begins: C{() -> Deferred | None}
-    _then: object = None
+    _then: Callable[[], object] | None = None
 
-    async def load(self):
+    async def load(self) -> None:
         """Load, and reconcile (or leave reconciling to L{follow_up}); report what was found."""
         # Start-up makes every record and project at once: the collector,
         # run every 700 allocations over all of them, took more than half
@@ -111,7 +134,7 @@ class IndexLoader:
         with collector_off(self._index):
             await self._load()
 
-    def follow_up(self):
+    def follow_up(self) -> None:
         """
         Begin what the load left for once the server listens: the check of
         storage against the snapshot (L{checked} fires when it is done), or
@@ -121,9 +144,11 @@ class IndexLoader:
         if then is not None:
             then()
 
-    async def _load(self):
+    async def _load(self) -> None:
         started = self._clock.seconds()
-        known, since, serial, tombstones = {}, 0.0, 0, ()
+        known: dict[str, FileRecord] = {}
+        since, serial = 0.0, 0
+        tombstones: Sequence[str] = ()
         # A storage of this server's own is served from the snapshot before
         # it is checked: each project's records are made when first asked
         # for, or by the check (L{_load_later}), not before the listeners open.
@@ -155,7 +180,10 @@ class IndexLoader:
             how = "from the snapshot; storage is checked against it now"
         else:
             if self._backfill is not None:
-                result = await self._storage.scan(known, since, tombstones, later=True)
+                # (a backfilling storage's scan takes later: IBackfillStorage says so in
+                # its docstring only, IStorage.scan does not declare it)
+                result = await self._storage.scan(  # type: ignore[call-arg]
+                    known, since, tombstones, later=True)
             else:
                 result = await self._storage.scan(known, since, tombstones)
             # The scan's tombstones are storage's: read from the records, or
@@ -173,7 +201,7 @@ class IndexLoader:
             seconds=self._clock.seconds() - started,
         )
 
-    def _leave_to_backfill(self, pending):
+    def _leave_to_backfill(self, pending: Sequence[PendingFile]) -> None:
         """Leave the files found without a record to the backfill, once the server listens."""
         writer = self._writer
         if writer is not None:
@@ -187,12 +215,14 @@ class IndexLoader:
             # would be missing; dated earlier, that start would answer only
             # once its check had read every record.
             writer.hold()
+        backfill = self._backfill
+        assert backfill is not None  # (only a scan with later leaves files pending)
         # (its projects are known to wait at once: their pages wait for them)
-        self._backfill.note(pending)
+        backfill.note(pending)
         done = writer.release if writer is not None else None
-        self._then = lambda: self._backfill.begin(done)
+        self._then = lambda: backfill.begin(done)
 
-    def _scanned(self, snap, result):
+    def _scanned(self, snap: Snapshot | None, result: ScanResult) -> None:
         """What follows a scan: saves it calls for, files it could not serve."""
         if self._writer is not None and (snap is None or snap.format != snapshots.FORMAT
                                          or not result.current):
@@ -206,11 +236,12 @@ class IndexLoader:
         if result.settled is not None and self._writer is not None:
             # What the scan wrote beside imported files is newer than any
             # snapshot: save one after it, so the next start can trust it.
-            result.settled.addCallback(lambda _: self._writer.want_save())
+            writer = self._writer
+            result.settled.addCallback(lambda _: writer.want_save())
         for path, reason in result.skipped:
             log.warn("Not serving {path}: {reason}", path=path, reason=reason)
 
-    async def _load_later(self, snap):
+    async def _load_later(self, snap: Snapshot) -> Snapshot:
         """
         Make the records of the projects the index loaded later, a batch
         of L{LATER_BATCH} projects a turn of the reactor, and return the
@@ -230,7 +261,7 @@ class IndexLoader:
         # (a snapshot read with later holds no records of its own)
         return attrs.evolve(snap, records={r.filename: r for r in index.records()})
 
-    async def _check(self, snap):
+    async def _check(self, snap: Snapshot) -> None:
         """Scan storage against the snapshot the index was loaded from, then merge."""
         started = self._clock.seconds()
         try:
@@ -253,7 +284,7 @@ class IndexLoader:
                  "{added}, changed {changed}, gone {gone}",
                  seconds=self._clock.seconds() - started, **counts)
 
-    def _same_storage(self, snap):
+    def _same_storage(self, snap: Snapshot | None) -> Snapshot | None:
         """The snapshot, if it describes this storage's data."""
         if snap is not None and snap.storage not in (None, self._storage.identity()):
             log.warn("The snapshot describes {other}, not {this}: rebuilding the index "
@@ -261,7 +292,7 @@ class IndexLoader:
             return None
         return snap
 
-    async def _shared_snapshot(self, shared):
+    async def _shared_snapshot(self, shared: ISharedStorage) -> Snapshot | None:
         """The snapshot another server kept in the shared storage, if any."""
         try:
             data = await shared.load_snapshot()
@@ -285,10 +316,11 @@ class IndexMetrics:
     @ivar _index: the L{pypid.core.index.Index}.
     """
 
-    _index: object
-    _sizes: tuple = (None, 0, 0, 0)
+    _index: Index
+    #: (serial, projects, files, bytes) when last summed
+    _sizes: tuple[int | None, int, int, int] = (None, 0, 0, 0)
 
-    def metric_families(self):
+    def metric_families(self) -> Iterator[Family]:
         """The projects, files and bytes hosted, the serial, and the rendered pages kept."""
         index = self._index
         serial = index.serial
@@ -310,9 +342,9 @@ class IndexMetrics:
         yield gauge("pypid_index_serial", "The index's serial: it moves at every change.", serial)
         yield gauge("pypid_page_cache_bytes",
                     "Bytes of rendered project pages kept (page_cache_size).",
-                    index.page_cache_bytes)
+                    index.rendered.bytes)
         yield gauge("pypid_page_cache_projects", "Projects whose rendered pages are kept.",
-                    index.page_cache_projects)
+                    index.rendered.kept_projects)
 
 
 @implementer(IReloadable, IMetricsSource)
@@ -327,17 +359,17 @@ class IndexPart(Service):
     @ivar loader: its L{IndexLoader}.
     """
 
-    def __init__(self, index, loader: IndexLoader):
+    def __init__(self, index: Index, loader: IndexLoader) -> None:
         self.index = index
         self.loader = loader
         self._metrics = IndexMetrics(index)
 
-    def startService(self):
+    def startService(self) -> Deferred[None]:
         """Load the index."""
         Service.startService(self)
         return ensureDeferred(self._load())
 
-    async def _load(self):
+    async def _load(self) -> None:
         try:
             await loading_index(self.loader.load())
         except StartupError:
@@ -346,13 +378,13 @@ class IndexPart(Service):
             log.failure("Cannot load the index")
             raise StartupError("Cannot load the index: stopping")
 
-    def prepare_reload(self, config):
+    def prepare_reload(self, config: _Reloaded | None) -> Callable[[], None] | None:
         """Take C{[pypid] page_cache_size}, and judge the pages kept per reader's view again."""
         if config is None:
             return None
         return lambda: self.index.reconfigure(config.server.page_cache_size)
 
-    def metric_families(self):
+    def metric_families(self) -> Iterator[Family]:
         """The projects, files and bytes hosted, the serial, and the rendered pages kept."""
         return self._metrics.metric_families()
 
@@ -365,10 +397,10 @@ class FollowUp(Service):
     wait for either.
     """
 
-    def __init__(self, loader: IndexLoader):
+    def __init__(self, loader: IndexLoader) -> None:
         self._loader = loader
 
-    def startService(self):
+    def startService(self) -> None:
         """Begin the work the load left."""
         Service.startService(self)
         self._loader.follow_up()

@@ -9,10 +9,15 @@ Pure (no I/O): the index (L{pypid.core.index.Index}) is in memory, and what stor
 said is given.
 """
 
+from collections.abc import Collection, Iterable, Mapping
+
+from pypid.core.index import Index
+from pypid.core.model import FileRecord
 from pypid.storage.interface import Changed
 
 
-def merge_scan(index, known, deleted, records, tombstones):
+def merge_scan(index: Index, known: Mapping[str, FileRecord], deleted: Collection[str],
+               records: Mapping[str, FileRecord], tombstones: Collection[str]) -> dict[str, int]:
     """
     Bring into C{index} what a scan found changed since the snapshot
     C{known} (records by filename) and C{deleted} (its tombstones), except
@@ -53,7 +58,7 @@ def merge_scan(index, known, deleted, records, tombstones):
     return {"added": added, "changed": changed, "gone": gone}
 
 
-def apply_changes(index, changes):
+def apply_changes(index: Index, changes: Iterable[Changed]) -> None:
     """
     Take into C{index} the L{Changed} states a shared storage reported:
     a deletion, a file gone (no record), or a file's record as it is now.
@@ -69,7 +74,8 @@ def apply_changes(index, changes):
             index.add(change.record)
 
 
-def differences(index, known, records, tombstones):
+def differences(index: Index, known: Iterable[str], records: Mapping[str, FileRecord],
+                tombstones: Iterable[str]) -> list[Changed]:
     """
     The L{Changed} states that a full listing of a shared storage shows and
     the index does not: files put there behind pypid's back, or changes

@@ -5,10 +5,13 @@ the storage when the storage says one is due.
 """
 
 from twisted.application.internet import TimerService
-from twisted.internet.defer import ensureDeferred
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from pypid.core.index import Index
 from pypid.state.merge import apply_changes, differences
+from pypid.storage.interface import ISharedStorage
 
 log = Logger()
 
@@ -19,7 +22,7 @@ class SyncService(TimerService):
     C{sync_interval}: new files, yanks, deletions.
     """
 
-    def __init__(self, index, storage, clock):
+    def __init__(self, index: Index, storage: ISharedStorage, clock: IReactorTime) -> None:
         """
         @param index: the L{pypid.core.index.Index}.
         @param storage: the L{pypid.storage.interface.ISharedStorage}.
@@ -29,9 +32,9 @@ class SyncService(TimerService):
         self.clock = clock
         self._index = index
         self._storage = storage
-        self._reconciling = None
+        self._reconciling: Deferred[None] | None = None
 
-    def sync(self):
+    def sync(self) -> Deferred[None]:
         """
         Poll once, and start a full check in the background when one is due;
         never fails (a failure is logged and the next tick tries again).
@@ -47,22 +50,22 @@ class SyncService(TimerService):
                                         error=f.getErrorMessage()))
         return d
 
-    def _reconciled(self, _):
+    def _reconciled(self, _: object) -> None:
         self._reconciling = None
 
-    def stopService(self):
+    def stopService(self) -> Deferred[None] | None:
         """Stop polling; a full check under way is abandoned."""
         if self._reconciling is not None:
             self._reconciling.cancel()
         return TimerService.stopService(self)
 
-    async def _sync(self):
+    async def _sync(self) -> None:
         changes = await self._storage.poll()
         apply_changes(self._index, changes)
         if changes:
             log.info("Took in {count} changes made by other servers", count=len(changes))
 
-    async def _reconcile(self):
+    async def _reconcile(self) -> None:
         """
         Check the index against a full listing of the storage, and take in
         what only the listing shows (L{differences}). The storage reads

@@ -265,7 +265,10 @@ class SnapshotWriter(Service):
     # -- as a part -------------------------------------------------------------------
 
     def stopService(self) -> Deferred:
-        """Take the last snapshot: what changed since the last save, whatever the index waits for."""
+        """
+        Take the last snapshot: what changed since the last save, whatever
+        the index waits for.
+        """
         Service.stopService(self)
         self._cancel_soon()
         return self.save_if_changed(final=True)

@@ -26,12 +26,14 @@ from twisted.web.http import PotentialDataLoss
 from pypid.core import render
 from pypid.core.bounded import put_newest
 from pypid.core.distribution import file_digests, inspect
-from pypid.core.index import CONTENT_TYPES, HTML, Page, page_bytes, version_key
+from pypid.core.index import version_key
 from pypid.core.lru import ByteLRU
 from pypid.core.metadata import InvalidDistribution
 from pypid.core.metrics import Timings, by_label, gauge, timing_families
 from pypid.core.model import FileRecord
 from pypid.core.names import InvalidName, normalize
+from pypid.core.render import CONTENT_TYPES, HTML, Page
+from pypid.core.rendered_pages import page_bytes
 from pypid.http import bodies
 from pypid.storage.disk import remove_file
 from pypid.storage.interface import FileExists, FilenameDeleted, StorageError
@@ -387,7 +389,7 @@ class UpstreamProxy:
                      project=hosted.name, error=str(e))
             entry, stale = None, True
         key = ("merged", kind)
-        page = self.index.extra_page(hosted, key)
+        page = self.index.rendered.extra_page(hosted, key)
         if page is not None and page[1] is entry:
             return page[0], stale
         records = hosted.sorted_files()
@@ -403,7 +405,7 @@ class UpstreamProxy:
             versions = sorted({f.version for f in files}, key=version_key)
             body = render.project_json(hosted.name, pairs, versions)
         page = Page.of(body, CONTENT_TYPES[kind])
-        self.index.keep_page(hosted, key, (page, entry))
+        self.index.rendered.keep_page(hosted, key, (page, entry))
         return page, stale
 
     def _shown_of(self, project, entry):

@@ -14,7 +14,7 @@ from importlib import resources
 
 import attrs
 
-from pypid.core.index import Page
+from pypid.core.render import Page
 
 #: The assets, by their name in the package, and their content types.
 _ASSETS = {

@@ -12,8 +12,8 @@ from twisted.logger import Logger
 
 from pypid.core import legacy_info
 from pypid.core.http_errors import NotFound
-from pypid.core.index import Page
 from pypid.core.names import is_valid_name, normalize
+from pypid.core.render import Page
 from pypid.storage.interface import StorageError
 from pypid.web.respond import send_page, storage_unavailable
 from pypid.web.routes import answer_errors, kept_page, requested_version

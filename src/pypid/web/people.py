@@ -17,7 +17,7 @@ from klein import Klein
 from pypid.core import pages
 from pypid.core.catalog import Catalog, visible_counts
 from pypid.core.http_errors import BadRequest, Forbidden, NotFound
-from pypid.core.index import Page
+from pypid.core.render import Page
 from pypid.web.respond import FILE_CACHE_CONTROL, ReadResource, send_error, send_page
 from pypid.web.routes import answer_errors, form_field, send_json
 

@@ -27,9 +27,9 @@ from twisted.logger import Logger
 from pypid.core import pages
 from pypid.core.details import Details
 from pypid.core.http_errors import NotFound
-from pypid.core.index import Page
 from pypid.core.lru import ByteLRU
 from pypid.core.names import WHEEL, is_valid_name, normalize
+from pypid.core.render import Page
 from pypid.storage.interface import StorageError
 from pypid.web.people import HTML, people_headers
 from pypid.web.respond import ReadResource, answer_gated, send_moved, send_page
@@ -197,10 +197,10 @@ class ProjectPages(ReadResource):
         """
         project = self._index.project(name)
         if project is not None and project.files:
-            token = self._index.extra_page(project, _TOKEN)
+            token = self._index.rendered.extra_page(project, _TOKEN)
             if token is None:
                 token = object()
-                self._index.keep_page(project, _TOKEN, token)
+                self._index.rendered.keep_page(project, _TOKEN, token)
             return project.display_name, lambda: list(project.files.values()), token, None
         if self._upstream is None or not self._upstream.decide(name).allowed:
             return None

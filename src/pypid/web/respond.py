@@ -87,7 +87,7 @@ def etag_matches(header_values, etag):
 
 def send_page(request, page):
     """
-    Answer with a pre-rendered L{pypid.core.index.Page}: gzip when the client takes
+    Answer with a pre-rendered L{pypid.core.render.Page}: gzip when the client takes
     it, 304 when it has this version already.
 
     @return: the body to return from C{render}.

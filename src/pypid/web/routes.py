@@ -84,10 +84,10 @@ async def kept_page(index, project, key, render_page):
     coroutine) once, then kept with the project's index pages until the
     project changes. A page rendered while the index changed is not kept.
     """
-    page = index.extra_page(project, key)
+    page = index.rendered.extra_page(project, key)
     if page is None:
         serial = index.serial
         page = await render_page()
         if index.serial == serial:
-            index.keep_page(project, key, page)
+            index.rendered.keep_page(project, key, page)
     return page

@@ -13,8 +13,8 @@ from twisted.web.resource import Resource
 
 from pypid.core import render
 from pypid.core.http_errors import Gone, NotFound, Unavailable
-from pypid.core.index import CONTENT_TYPES, HTML, Page
 from pypid.core.names import is_valid_name, normalize
+from pypid.core.render import CONTENT_TYPES, HTML, Page
 from pypid.web import upstream_pages
 from pypid.web.respond import (
     ReadResource,
@@ -73,11 +73,11 @@ class SimpleResource(ReadResource):
             if self._upstream is not None and self._upstream.merges(project.name):
                 return upstream_pages.answer_merged_page(request, self._upstream, project,
                                                    page_kind(request))
-            return send_page(request, self._index.project_page(project, page_kind(request)))
+            return send_page(request, self._index.rendered.project_page(project, page_kind(request)))
         if post == [b""]:
             kind = page_kind(request)
             if self._access.reads_everything(request):
-                return send_page(request, self._index.root_page(kind))
+                return send_page(request, self._index.rendered.root_page(kind))
             return send_page(request, self._root_for(request, kind))
         if not post:
             return send_moved(request, self._base, "simple/")
