@@ -14,7 +14,7 @@ listeners, L{FollowUp} after them.
 import gc
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 from twisted.application.service import Service
@@ -37,7 +37,10 @@ from pypid.storage import snapshot as snapshots
 from pypid.storage.factory import loading_index
 from pypid.storage.interface import ISharedStorage, IStorage, ScanResult, StorageError
 from pypid.storage.snapshot import Snapshot
-from pypid.upstream.proxy import UpstreamProxy
+
+if TYPE_CHECKING:
+    # (the upstream's modules load only when [upstream] is configured: issue 14)
+    from pypid.upstream.proxy import UpstreamProxy
 
 log = Logger()
 
@@ -114,7 +117,7 @@ class IndexLoader:
     _run: Callable[..., Deferred[Any]]
     _clock: IReactorTime
     _writer: SnapshotWriter | None = None
-    _upstream: UpstreamProxy | None = None
+    _upstream: "UpstreamProxy | None" = None
     _backfill: Backfill | None = None
     #: fires when the check of storage against the snapshot that followed
     #: the load is done (L{None} before the load, or without one)
