@@ -44,7 +44,7 @@ from pypid.core.parts import IReloadable
 from pypid.core.render import file_url_for
 from pypid.storage.audit_log import MemoryAuditLog
 from pypid.storage.locks import KeyedLock
-from pypid.web.assets import Assets
+from pypid.assets import Assets
 from pypid.web.audit_trail import AuditAdmin, AuditTrail
 from pypid.web.cache_admin import CacheAdmin
 from pypid.web.channel import ConnectionCounter

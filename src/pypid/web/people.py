@@ -170,7 +170,7 @@ class PeoplePages:
 
 class AssetsResource(ReadResource):
     """
-    C{/static/<name>}: an asset of L{pypid.web.assets.Assets}, cached for
+    C{/static/<name>}: an asset of L{pypid.assets.Assets}, cached for
     good (its name changes with it).
     """
 
