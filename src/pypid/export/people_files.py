@@ -21,12 +21,12 @@ files, under the same digest names.
 
 import hashlib
 
+from pypid.assets import Assets
 from pypid.core import pages
 from pypid.core.catalog import Catalog
 from pypid.core.details import Details
 from pypid.core.names import WHEEL
 from pypid.export.plan import People
-from pypid.assets import Assets
 
 
 def make_people(base_url=None, files_url=None, assets=None):

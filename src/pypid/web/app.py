@@ -36,6 +36,7 @@ from twisted.application.service import Service
 from twisted.web.resource import Resource
 from zope.interface import implementer
 
+from pypid.assets import Assets
 from pypid.config.metrics_settings import MetricsConfig
 from pypid.core.http_errors import NotFound
 from pypid.core.metrics import RequestStats
@@ -44,7 +45,6 @@ from pypid.core.parts import IReloadable
 from pypid.core.render import file_url_for
 from pypid.storage.audit_log import MemoryAuditLog
 from pypid.storage.locks import KeyedLock
-from pypid.assets import Assets
 from pypid.web.audit_trail import AuditAdmin, AuditTrail
 from pypid.web.cache_admin import CacheAdmin
 from pypid.web.channel import ConnectionCounter
