@@ -18,7 +18,7 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.python.components import registerAdapter
 from twisted.python.failure import Failure
 from twisted.web.server import Request
-from zope.interface import Interface, implementer
+from zope.interface import Attribute, Interface, implementer
 
 from pypid.auth.basic import MalformedCredentials, parse_basic
 from pypid.auth.factory import make_access_parts, make_publishing, reloaded_oidc_http
@@ -35,6 +35,10 @@ UPLOAD_LOGIN = "authentication is required to upload"
 
 class IRequestAuth(Interface):
     """What is known of who sent a request: its L{RequestAuth} component."""
+
+    credentials = Attribute("C{(user, password)} of an upload, or L{None}.")
+    verified = Attribute("A L{Deferred} of the upload's L{Identity}, or L{None}.")
+    identity = Attribute("The verified L{Identity}, or L{None}.")
 
 
 @attrs.define
