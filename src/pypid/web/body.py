@@ -33,7 +33,6 @@ from typing import Any
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import ITransport
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 from zope.interface import Attribute, Interface, implementer
 
 from pypid.core.http_errors import reason_phrase

@@ -135,7 +135,7 @@ class PeoplePages:
         request.responseHeaders.setRawHeaders(b"location", [b"./"])
         request.responseHeaders.setRawHeaders(b"cache-control", [b"no-store"])
         request.responseHeaders.setRawHeaders(b"content-type", [b"text/plain; charset=utf-8"])
-        return f"Logged in as {identity.name}\n".encode("utf-8")
+        return f"Logged in as {identity.name}\n".encode()
 
     async def _gate(self, request: IRequest) -> None:
         people_headers(request)

@@ -22,7 +22,6 @@ from pypid.core.index import Index, Page, Project
 from pypid.core.names import InvalidName, canonical_version
 from pypid.web.respond import send_error, wrong_method_error
 
-
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 

@@ -35,9 +35,9 @@ from twisted.web.http import HTTPChannel, datetimeToString, unquote
 from twisted.web.resource import IResource
 
 from pypid.auth.basic import MalformedCredentials, parse_basic, www_authenticate_header
+from pypid.auth.verifier import Identity
 from pypid.core.http_errors import HTTPError
 from pypid.core.metrics import BATCH, UPLOAD_PATHS, RequestStats
-from pypid.auth.verifier import Identity
 from pypid.web.access import Access, IRequestAuth
 from pypid.web.body import (
     MAX_PLAIN_BODY,
@@ -129,7 +129,8 @@ class PypidRequest(server.Request):
             self.content = DiscardedBody()
             return
         try:
-            credentials = parse_basic(self.requestHeaders.getRawHeaders(b"authorization", [None])[0])
+            credentials = parse_basic(
+                self.requestHeaders.getRawHeaders(b"authorization", [None])[0])
         except MalformedCredentials as e:
             return self._answer_early(length, 401, f"Authorization: {e}", www=True)
         if credentials is None:
