@@ -13,12 +13,13 @@ setup(
     package_dir={"": "src"},
     # "twisted.plugins" is listed explicitly: find_packages() would drop the
     # dropin from wheels (it is a namespace without an __init__.py on purpose).
-    packages=["pypid", "pypid.auth", "pypid.bundle", "pypid.cli", "pypid.config", "pypid.core",
-              "pypid.daemon", "pypid.export", "pypid.state",
+    packages=["pypid", "pypid.assets", "pypid.auth", "pypid.bundle", "pypid.cli", "pypid.config",
+              "pypid.core", "pypid.daemon", "pypid.export", "pypid.state",
               "pypid.http", "pypid.storage", "pypid.storage.s3", "pypid.upstream", "pypid.web",
               "twisted.plugins"],
-    # The pages for people's stylesheet and script, served by pypid itself.
-    package_data={"twisted.plugins": ["pypid_plugin.py"], "pypid.web": ["static/*"]},
+    # The pages for people's stylesheet, script and icon, served by pypid
+    # itself and written by the static export.
+    package_data={"twisted.plugins": ["pypid_plugin.py"], "pypid.assets": ["static/*"]},
     install_requires=[
         "twisted>=24.7",
         "klein>=24.8",

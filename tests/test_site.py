@@ -226,6 +226,25 @@ class VerifyBeforeBodyTests(SynchronousTestCase):
         self.assertEqual(os.listdir(self.spool), [])
         self.assertEqual(self.resource.seen, [])
 
+    def test_client_gone_before_verdict(self):
+        """A client that leaves while its credentials are checked is answered by no one, quietly."""
+        from twisted.internet.error import ConnectionDone
+        from twisted.python.failure import Failure
+
+        from pypid.core.http_errors import Unauthorized
+        for verdict in (lambda d: d.errback(Unauthorized("wrong user name or password")),
+                        lambda d: d.callback(object())):
+            self.channel.dataReceived(self.headers(length=512 << 10, expect=True))
+            [(_, d)] = self.gate.pending
+            self.gate.pending.clear()
+            self.channel.connectionLost(Failure(ConnectionDone()))
+            verdict(d)
+            self.assertEqual(self.transport.value(), b"")
+            self.assertEqual(self.resource.seen, [])
+            self.channel = self.site.buildProtocol(None)
+            self.transport = StringTransport()
+            self.channel.makeConnection(self.transport)
+
     def test_no_continue_after_early_answer(self):
         """An upload refused before its body is not invited to send it."""
         self.channel.dataReceived(

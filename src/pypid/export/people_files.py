@@ -15,19 +15,19 @@ in the background: a file stored without details gets a page without its
 description until the daemon has described it and the project is exported
 again.
 
-The assets come from the daemon's package (L{pypid.web.assets}): the same
+The assets come from the daemon's package (L{pypid.assets}): the same
 files, under the same digest names.
 """
 
 import hashlib
 
+from pypid.assets import Assets
 from pypid.core import pages
 from pypid.core.catalog import Catalog
 from pypid.core.details import Details
 from pypid.core.index import Index, Project
 from pypid.core.names import WHEEL
 from pypid.export.plan import People
-from pypid.web.assets import Assets
 
 
 def make_people(base_url: str | None = None, files_url: str | None = None,

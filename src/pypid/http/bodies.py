@@ -6,11 +6,16 @@ ever (a deadline on the headers alone does not cover the body).
 """
 
 import zlib
+from collections.abc import Callable
+from typing import Any, cast
 
 from twisted.internet.defer import Deferred
-from twisted.internet.protocol import Protocol
+from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
+from twisted.internet.protocol import Protocol, connectionDone
+from twisted.python.failure import Failure
 from twisted.web.client import ResponseDone
 from twisted.web.http import PotentialDataLoss
+from twisted.web.iweb import IResponse
 
 
 class BodyError(Exception):
@@ -35,26 +40,27 @@ class Deadline:
     after the last L{arm} without a L{disarm} (no clock: it never fires).
     """
 
-    def __init__(self, clock, seconds, expired):
+    def __init__(self, clock: IReactorTime | None, seconds: float | None,
+                 expired: Callable[[], object]) -> None:
         self._clock = clock
         self._seconds = seconds
         self._expired = expired
-        self._timer = None
+        self._timer: IDelayedCall | None = None
 
-    def arm(self):
+    def arm(self) -> None:
         """Start (or restart) the wait."""
         if self._clock is None or self._seconds is None:
             return
         self.disarm()
         self._timer = self._clock.callLater(self._seconds, self._fire)
 
-    def disarm(self):
+    def disarm(self) -> None:
         """Stop waiting."""
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
 
-    def _fire(self):
+    def _fire(self) -> None:
         self._timer = None
         self._expired()
 
@@ -62,20 +68,21 @@ class Deadline:
 class _Collect(Protocol):
     """Collects a body up to a limit, watching for silence."""
 
-    def __init__(self, limit, done, clock, idle, gzipped=False):
+    def __init__(self, limit: int, done: Deferred[bytes], clock: IReactorTime | None,
+                 idle: float | None, gzipped: bool = False) -> None:
         self._limit = limit
         self._done = done
         self._idle = idle
         self._deadline = Deadline(clock, idle, self._stalled)
-        self._parts = []
+        self._parts: list[bytes] = []
         self._size = 0
-        self._error = None
+        self._error: BodyError | None = None
         self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS) if gzipped else None
 
-    def connectionMade(self):
+    def connectionMade(self) -> None:
         self._deadline.arm()
 
-    def dataReceived(self, data):
+    def dataReceived(self, data: bytes) -> None:
         if self._inflate is None:
             self._take(data)
             return
@@ -89,7 +96,7 @@ class _Collect(Protocol):
         except zlib.error as e:
             self._stop(BodyError(f"not valid gzip: {e}"))
 
-    def _take(self, data):
+    def _take(self, data: bytes) -> None:
         if self._error is not None:
             return
         self._size += len(data)
@@ -99,7 +106,7 @@ class _Collect(Protocol):
         self._parts.append(data)
         self._deadline.arm()
 
-    def connectionLost(self, reason):
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._deadline.disarm()
         if self._done.called:
             return
@@ -113,16 +120,22 @@ class _Collect(Protocol):
         else:
             self._done.errback(BodyCutShort(f"cut short: {reason.getErrorMessage()}"))
 
-    def _stop(self, error):
+    def _stop(self, error: BodyError) -> None:
         self._error = error
         self._deadline.disarm()
-        self.transport.stopProducing()
+        _producer(self).stopProducing()
 
-    def _stalled(self):
+    def _stalled(self) -> None:
         self._stop(BodyStalled(f"nothing for {self._idle:g} s"))
 
 
-def read_body(response, limit, clock=None, idle=None, gzipped=False):
+def _producer(protocol: Protocol) -> IPushProducer:
+    """The transport of a body being delivered: the response's producer."""
+    return cast(IPushProducer, protocol.transport)
+
+
+def read_body(response: IResponse, limit: int, clock: IReactorTime | None = None,
+              idle: float | None = None, gzipped: bool = False) -> Deferred[bytes]:
     """
     Read a response's body.
 
@@ -133,14 +146,14 @@ def read_body(response, limit, clock=None, idle=None, gzipped=False):
     @return: a L{Deferred} firing with the bytes, or failing with a
         L{BodyError}; cancelling it stops the transfer.
     """
-    collector = None
+    collector: _Collect | None = None
 
-    def cancel(d):
+    def cancel(d: Deferred[bytes]) -> None:
         if collector is not None and collector.transport is not None:
             collector._deadline.disarm()
-            collector.transport.stopProducing()
+            _producer(collector).stopProducing()
 
-    done = Deferred(cancel)
+    done: Deferred[bytes] = Deferred(cancel)
     collector = _Collect(limit, done, clock, idle, gzipped)
     response.deliverBody(collector)
     return done
@@ -151,7 +164,8 @@ def read_body(response, limit, clock=None, idle=None, gzipped=False):
 DRAIN_LIMIT = 64 << 10
 
 
-def discard(response, clock=None, idle=None):
+def discard(response: IResponse, clock: IReactorTime | None = None,
+            idle: float | None = None) -> None:
     """
     Drop an answer's body.
 
@@ -174,7 +188,7 @@ def discard(response, clock=None, idle=None):
             # at a time would hold its connection for days)
             timer = clock.callLater(idle, d.cancel)
 
-            def ended(result):
+            def ended(result: Any) -> Any:
                 if timer.active():
                     timer.cancel()
                 return result
@@ -185,7 +199,7 @@ def discard(response, clock=None, idle=None):
     d.addErrback(lambda _: None)
 
 
-def describe(error):
+def describe(error: BaseException) -> str:
     """A short reason for a failed request (Twisted's client wraps the causes)."""
     reasons = getattr(error, "reasons", None)
     if reasons:

@@ -9,17 +9,20 @@ deadline): treq's C{timeout} covers only the headers.
 """
 
 import re
-from http.cookiejar import CookieJar
+from http.cookiejar import Cookie, CookieJar
+from typing import Any, Protocol
 
 import treq.client
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.ssl import Certificate, trustRootFromCertificates
-from twisted.web.client import Agent, BrowserLikePolicyForHTTPS
+from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool
+from twisted.web.iweb import IPolicyForHTTPS
 
 from pypid.core.startup import StartupError
 from pypid.http.pool import quiet_pool
 
 
-def https_policy(ca_bundle=None):
+def https_policy(ca_bundle: str | None = None) -> BrowserLikePolicyForHTTPS:
     """
     How outbound HTTPS is checked: certificates and host names verified
     (service-identity), against the system's trust roots, or only those of
@@ -45,7 +48,24 @@ def https_policy(ca_bundle=None):
     return BrowserLikePolicyForHTTPS(trustRoot=trustRootFromCertificates(certificates))
 
 
-def outbound_policy(config):
+class _CABundle(Protocol):
+    """What L{outbound_policy} reads of the server's settings."""
+
+    @property
+    def ca_bundle(self) -> str | None: ...
+
+
+class OutboundSettings(Protocol):
+    """What L{outbound_policy} reads of the configuration (L{pypid.config.Config})."""
+
+    @property
+    def source(self) -> str: ...
+
+    @property
+    def server(self) -> _CABundle: ...
+
+
+def outbound_policy(config: OutboundSettings) -> BrowserLikePolicyForHTTPS:
     """
     How the server's outbound HTTPS is verified (C{[pypid] ca_bundle}).
 
@@ -66,14 +86,15 @@ class _NoCookies(CookieJar):
     index needs cookies.
     """
 
-    def set_cookie(self, cookie):
+    def set_cookie(self, cookie: Cookie) -> None:
         """Keep nothing."""
 
-    def extract_cookies(self, response, request):
+    def extract_cookies(self, response: Any, request: Any) -> None:
         """Keep nothing."""
 
 
-def make_agent(reactor, timeout, connections=16, policy=None):
+def make_agent(reactor: IReactorTime, timeout: float, connections: int = 16,
+               policy: IPolicyForHTTPS | None = None) -> tuple[Agent, HTTPConnectionPool]:
     """
     The agent for outbound calls: persistent connections (enough for the
     parallel calls of a rebuild), a connect timeout, certificates verified
@@ -87,10 +108,15 @@ def make_agent(reactor, timeout, connections=16, policy=None):
     return agent, pool
 
 
-def make_http(reactor, timeout, connections=16, policy=None):
+def make_http(reactor: IReactorTime, timeout: float, connections: int = 16,
+              policy: IPolicyForHTTPS | None = None,
+              ) -> tuple[treq.client.HTTPClient, HTTPConnectionPool]:
     """
     The treq client for outbound calls (S3) on L{make_agent}'s agent, with
     a cookie jar that keeps nothing.
     """
     agent, pool = make_agent(reactor, timeout, connections, policy)
-    return treq.client.HTTPClient(agent, cookiejar=_NoCookies()), pool
+    # treq 26 types the jar as its own CookieJar subclass (IndexableCookieJar,
+    # which older treq releases lack); it only calls CookieJar's methods.
+    jar = _NoCookies()
+    return treq.client.HTTPClient(agent, cookiejar=jar), pool  # type: ignore[arg-type]

@@ -10,6 +10,7 @@ This module is the one place that touches either; checked with Twisted
 24.7 to 26.10.
 """
 
+from twisted.internet.interfaces import IReactorTime
 from twisted.web.client import HTTPConnectionPool, _HTTP11ClientFactory
 
 
@@ -19,7 +20,8 @@ class _QuietFactory(_HTTP11ClientFactory):
     noisy = False
 
 
-def quiet_pool(reactor, connections, idle_timeout=60):
+def quiet_pool(reactor: IReactorTime, connections: int,
+               idle_timeout: int = 60) -> HTTPConnectionPool:
     """
     A persistent L{HTTPConnectionPool} that keeps C{connections} per host
     for C{idle_timeout} seconds, and logs nothing per connection.

@@ -12,20 +12,28 @@ of the right password never throttles itself; see L{pypid.auth.throttle}
 for the whole rule.
 """
 
+from collections.abc import Callable
+from typing import Protocol, TypeVar, cast
+
 import attrs
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import IReactorTime
 from twisted.python.components import registerAdapter
 from twisted.python.failure import Failure
+from twisted.python.threadpool import ThreadPool
+from twisted.web.iweb import IRequest
 from twisted.web.server import Request
-from zope.interface import Interface, implementer
+from zope.interface import Attribute, Interface, implementer
 
 from pypid.auth.basic import MalformedCredentials, parse_basic
 from pypid.auth.factory import make_access_parts, make_publishing, reloaded_oidc_http
-from pypid.auth.oidc import is_publisher
+from pypid.auth.oidc import PublisherTokens, is_publisher
 from pypid.auth.policy import READ, WRITE, AccessModel
-from pypid.auth.tokens import TOKEN_USER
-from pypid.auth.verifier import Busy, DirectoryUnavailable, Identity
+from pypid.auth.throttle import LoginThrottle
+from pypid.auth.tokens import TOKEN_USER, Token, TokenBook
+from pypid.auth.verifier import Busy, DirectoryUnavailable, Identity, PasswordVerifier
+from pypid.config import Config
 from pypid.core.http_errors import Forbidden, TooManyRequests, Unauthorized, Unavailable
 from pypid.core.parts import IReloadable
 
@@ -33,8 +41,23 @@ from pypid.core.parts import IReloadable
 UPLOAD_LOGIN = "authentication is required to upload"
 
 
+_Identity = TypeVar("_Identity", Identity, Identity | None)
+
+
+class FailedLogins(Protocol):
+    """Where failed and throttled logins are recorded (L{pypid.web.audit_trail.AuditTrail})."""
+
+    def login_failed(self, user: str | None, address: str | None, token: str | None = None,
+                     throttled: bool = False) -> None:
+        """Record a failed (or throttled) login."""
+
+
 class IRequestAuth(Interface):
     """What is known of who sent a request: its L{RequestAuth} component."""
+
+    credentials = Attribute("C{(user, password)} of an upload, or L{None}.")
+    verified = Attribute("A L{Deferred} of the upload's L{Identity}, or L{None}.")
+    identity = Attribute("The verified L{Identity}, or L{None}.")
 
 
 @attrs.define
@@ -53,15 +76,15 @@ class RequestAuth:
         through; L{None} for an anonymous request.
     """
 
-    credentials: tuple | None = None
-    verified: Deferred | None = None
+    credentials: tuple[str, str] | None = None
+    verified: Deferred[Identity | None] | None = None
     identity: Identity | None = None
 
 
 registerAdapter(lambda request: RequestAuth(), Request, IRequestAuth)
 
 
-def identity_of(request):
+def identity_of(request: IRequest) -> Identity | None:
     """The L{Identity} a gate verified for C{request}, or L{None}."""
     return IRequestAuth(request).identity
 
@@ -74,24 +97,25 @@ class Access:
 
     #: the L{pypid.auth.policy.AccessModel}
     model: AccessModel
-    _verifier: object
+    _verifier: PasswordVerifier
     #: a L{pypid.auth.throttle.LoginThrottle}, or L{None}
-    _throttle: object = None
+    _throttle: LoginThrottle | None = None
     #: the L{pypid.auth.tokens.TokenBook}, or L{None} when tokens are not used
-    tokens: object = None
+    tokens: TokenBook | None = None
     #: the L{pypid.web.audit_trail.AuditTrail} that failed and throttled logins
     #: are recorded in, or L{None}
-    audit: object = None
+    audit: FailedLogins | None = None
     #: the L{pypid.auth.oidc.PublisherTokens} trusted publishing minted, or L{None}
-    publishers: object = None
+    publishers: PublisherTokens | None = None
     _open_reads: bool = attrs.field(init=False, default=True)
 
-    def __attrs_post_init__(self):
+    def __attrs_post_init__(self) -> None:
         # Whether anonymous clients read every project: then reads need no
         # credentials at all, and pages no filtering (the hot path).
         self._open_reads = self.model.reads_everything(None)
 
-    def reconfigure(self, model, verifier, tokens):
+    def reconfigure(self, model: AccessModel, verifier: PasswordVerifier,
+                    tokens: TokenBook | None) -> None:
         """
         Take a reloaded configuration's rules, users and tokens (C{SIGHUP}).
         The verifier is new, so no credentials checked before are trusted
@@ -106,27 +130,28 @@ class Access:
     # -- per project ---------------------------------------------------------------
 
     @staticmethod
-    def user(request):
+    def user(request: IRequest) -> str | None:
         """The name the request was authenticated as (by a gate), or L{None}."""
         identity = identity_of(request)
         return identity.name if identity is not None else None
 
-    def may_read(self, request, project):
+    def may_read(self, request: IRequest, project: str) -> bool:
         """Whether the request may see C{project} (others answer 404)."""
         if self._open_reads:
             return True
         return self.identity_may_read(identity_of(request), project)
 
-    def identity_may_read(self, identity, project):
+    def identity_may_read(self, identity: Identity | None, project: str) -> bool:
         """Whether C{identity} (L{None}: anonymous) may see C{project}, token scope included."""
-        if identity is not None and identity.token is not None \
-                and not identity.token.covers("read", project):
-            return False
         if identity is None:
             return self.model.may_read(None, project)
+        token: Token | None = identity.token  # type: ignore[assignment]  # (untyped in auth)
+        if token is not None and not token.covers("read", project):
+            return False
         return self.model.may_read(identity.name, project, identity.groups)
 
-    def cache_key(self, request):
+    def cache_key(self, request: IRequest,
+                  ) -> tuple[str, str | None, frozenset[str]] | None:
         """
         What the project list a request sees depends on: its user, its token,
         and its directory groups.
@@ -134,42 +159,44 @@ class Access:
         identity = identity_of(request)
         if identity is None:
             return None
-        return (identity.name, identity.token.id if identity.token is not None else None,
-                identity.groups)
+        token: Token | None = identity.token  # type: ignore[assignment]  # (untyped in auth)
+        return (identity.name, token.id if token is not None else None, identity.groups)
 
-    def may_write(self, identity, project):
+    def may_write(self, identity: Identity | None, project: str) -> bool:
         """Whether C{identity} may upload to, yank or delete in C{project}."""
-        if identity is not None and identity.token is not None:
-            if not identity.token.covers("upload", project):
+        if identity is None:
+            return self.model.may_write(None, project)
+        token: Token | None = identity.token  # type: ignore[assignment]  # (untyped in auth)
+        if token is not None:
+            if not token.covers("upload", project):
                 return False
             if is_publisher(identity.name):
                 return True  # (its [publishers] rules are its grant, whatever [acl] says)
-        if identity is None:
-            return self.model.may_write(None, project)
         return self.model.may_write(identity.name, project, identity.groups)
 
-    def reads_everything(self, request):
+    def reads_everything(self, request: IRequest) -> bool:
         """Whether the request may see every project (pages need no filtering)."""
         if self._open_reads:
             return True
         identity = identity_of(request)
-        if identity is not None and identity.token is not None and (
-                identity.token.projects or "read" not in identity.token.actions):
-            return False
         if identity is None:
             return self.model.reads_everything(None)
+        token: Token | None = identity.token  # type: ignore[assignment]  # (untyped in auth)
+        if token is not None and (token.projects or "read" not in token.actions):
+            return False
         return self.model.reads_everything(identity.name, identity.groups)
 
-    def is_local_user(self, name):
+    def is_local_user(self, name: str) -> bool:
         """Whether C{name} is a user of C{[users]} or the htpasswd file (not the directory's)."""
         return self._verifier.knows(name)
 
-    def is_admin(self, identity):
+    def is_admin(self, identity: Identity | None) -> bool:
         """Whether C{identity} is an admin (with a password: tokens never are)."""
         return (identity is not None and identity.token is None
                 and self.model.is_admin(identity.name, identity.groups))
 
-    def identify(self, request, credentials=None):
+    def identify(self, request: IRequest, credentials: tuple[str, str] | None = None,
+                 ) -> Deferred[Identity | None]:
         """
         Find who sent the request.
 
@@ -207,7 +234,7 @@ class Access:
                 "try again later",
                 [(b"retry-after", b"%d" % int(wait))]))
 
-        def checked(identity):
+        def checked(identity: Identity | None | Failure) -> Identity | None | Failure:
             if isinstance(identity, Failure):
                 throttle.abandoned(key, address, named)  # (the check could not run: Busy)
             elif identity is None:
@@ -222,7 +249,7 @@ class Access:
         d.addCallbacks(_known, _busy)
         return d
 
-    def _throttle_key(self, user, password):
+    def _throttle_key(self, user: str, password: str) -> tuple[str | None, bool]:
         """
         C{(key, named)}: what an attempt is throttled as
         (L{pypid.auth.throttle}, rule 5). A token by its id when the server
@@ -237,7 +264,8 @@ class Access:
             return None, False
         return user, self._verifier.knows(user)
 
-    def _audit_failure(self, identity, request, user, password, throttled=False):
+    def _audit_failure(self, identity: Identity | None, request: IRequest, user: str | None,
+                       password: str, throttled: bool = False) -> Identity | None:
         """
         Record a failed (C{identity} L{None}) or throttled login in the audit
         log: the user name only when it is a user's (people type passwords
@@ -254,7 +282,7 @@ class Access:
             self.audit.login_failed(user, client_address(request), token, throttled)
         return identity
 
-    def _needs_new_check(self, user, password):
+    def _needs_new_check(self, user: str, password: str) -> bool:
         """
         Whether the credentials need a check of their own, which the throttle
         may hold back: a token always (its check is instant); a password
@@ -262,7 +290,7 @@ class Access:
         """
         return user == TOKEN_USER or self._verifier.needs_new_check(user, password)
 
-    def _authenticate(self, user, password):
+    def _authenticate(self, user: str, password: str) -> Deferred[Identity | None]:
         """
         Check a password, or a token given as the password of C{__token__}
         (a token check is a digest comparison: no thread, no wait).
@@ -277,7 +305,7 @@ class Access:
             return succeed(Identity(minted.user, minted) if minted is not None else None)
         return self._verifier.authenticate(user, password)
 
-    def gate_read(self, request):
+    def gate_read(self, request: IRequest) -> Deferred[Identity | None] | None:
         """
         L{None} when anyone may read; otherwise a L{Deferred} that fails with
         L{Unauthorized} unless the request carries valid credentials.
@@ -289,18 +317,16 @@ class Access:
         d.addCallback(_remember, request)
         return d
 
-    def log_in(self, request):
+    def log_in(self, request: IRequest) -> Deferred[Identity]:
         """
         A L{Deferred} firing with the request's identity, or failing with
         L{Unauthorized} (and so a Basic challenge) when it carries none: a
         browser, which sends credentials only once asked, is asked here.
         """
-        d = self.identify(request)
-        d.addCallback(_logged_in)
-        d.addCallback(_remember, request)
-        return d
+        return self.identify(request).addCallback(_logged_in).addCallback(_remember, request)
 
-    def gate_upload(self, request, credentials=None, needed=UPLOAD_LOGIN):
+    def gate_upload(self, request: IRequest, credentials: tuple[str, str] | None = None,
+                    needed: str = UPLOAD_LOGIN) -> Deferred[Identity]:
         """
         A L{Deferred} firing with the uploader's identity, or failing with
         L{Unauthorized} (saying C{needed} when the request has no
@@ -309,16 +335,18 @@ class Access:
         d = self.identify(request, credentials)
         d.addCallback(self._may, WRITE, needed)
         d.addCallback(_remember, request)
-        return d
+        # ([auth] upload is always "authenticated": no anonymous identity passes)
+        return cast("Deferred[Identity]", d)
 
-    async def uploader(self, request):
+    async def uploader(self, request: IRequest) -> Identity:
         """A user who may upload: with a password, or a token that may upload."""
         identity = await self.gate_upload(request)
-        if identity.token is not None and "upload" not in identity.token.actions:
+        token: Token | None = identity.token  # type: ignore[assignment]  # (untyped in auth)
+        if token is not None and "upload" not in token.actions:
             raise Forbidden("this token may not upload")
         return identity
 
-    async def admin(self, request, needed=UPLOAD_LOGIN):
+    async def admin(self, request: IRequest, needed: str = UPLOAD_LOGIN) -> Identity:
         """
         An admin (with a password), or L{Forbidden}; without credentials,
         L{Unauthorized} saying C{needed} (what the route is for).
@@ -328,25 +356,26 @@ class Access:
             raise Forbidden(f"{identity.name} is not an admin")
         return identity
 
-    def _may(self, identity, permission, message):
+    def _may(self, identity: Identity | None, permission: str, message: str,
+             ) -> Identity | None:
         if not self.model.may_enter(identity, permission):
             raise Unauthorized(message)
         return identity
 
 
-def _logged_in(identity):
+def _logged_in(identity: Identity | None) -> Identity:
     if identity is None:
         raise Unauthorized("log in with your user name and password")
     return identity
 
 
-def _remember(identity, request):
+def _remember(identity: _Identity, request: IRequest) -> _Identity:
     """Keep who the request is, for the per-project checks that follow."""
     IRequestAuth(request).identity = identity
     return identity
 
 
-def client_address(request):
+def client_address(request: IRequest) -> str | None:
     """
     The client's address, as the login throttle counts it and the audit
     log records it (the peer's host; L{None} when it has none).
@@ -355,7 +384,7 @@ def client_address(request):
     return getattr(peer, "host", None)
 
 
-def _busy(failure):
+def _busy(failure: Failure) -> None:
     if failure.check(DirectoryUnavailable):
         # (never 401: clients would forget good credentials)
         raise Unavailable("the directory that checks this user cannot be reached; try "
@@ -366,7 +395,7 @@ def _busy(failure):
                       [(b"retry-after", b"5")])
 
 
-def _known(identity):
+def _known(identity: Identity | None) -> Identity:
     if identity is None:
         raise Unauthorized("wrong user name or password")
     return identity
@@ -384,15 +413,14 @@ class AccessPart(Service):
     @ivar publishing: the L{pypid.auth.oidc.TrustedPublishing}.
     """
 
-    def __init__(self, config, reactor, hashing, audit):
+    def __init__(self, config: Config, reactor: IReactorTime, hashing: ThreadPool,
+                 audit: FailedLogins) -> None:
         """
         @param hashing: the thread pool passwords are checked in.
         @param audit: the L{pypid.web.audit_trail.AuditTrail} failed logins go to.
         @raise pypid.config.errors.StartupError: when the token file, or a
             bundle of C{[ldap]} or C{[oidc]}, cannot be used.
         """
-        from pypid.auth.throttle import LoginThrottle
-
         self._config = config
         self._reactor = reactor
         self._hashing = hashing
@@ -401,7 +429,7 @@ class AccessPart(Service):
         self.access = Access(parts.model, parts.verifier, LoginThrottle(reactor), parts.tokens,
                              audit=audit, publishers=self.publishing.tokens)
 
-    def prepare_reload(self, config):
+    def prepare_reload(self, config: Config | None) -> Callable[[], str] | None:
         """
         Build what the configuration read again asks for (a token file or
         a bundle that cannot be used refuses the whole reload), then take
@@ -414,7 +442,7 @@ class AccessPart(Service):
         http = reloaded_oidc_http(self._config, config, self._reactor)
         parts = make_access_parts(config, self._reactor, self._hashing)
 
-        def commit():
+        def commit() -> str:
             self._config = config
             self.access.reconfigure(parts.model, parts.verifier, parts.tokens)
             revoked = self.publishing.reconfigure(config.oidc.settings(config.publishers), http)

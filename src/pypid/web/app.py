@@ -31,20 +31,33 @@ path (C{/api/tokens}) would reach the area as an empty path, which
 werkzeug redirects, and C{/api/tokens/}, now a 404, as that same route.
 """
 
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Protocol
+
 import attrs
+from klein import Klein
 from twisted.application.service import Service
-from twisted.web.resource import Resource
+from twisted.internet.interfaces import IReactorTime
+from twisted.web.resource import IResource, Resource
+from twisted.web.server import Request
+from werkzeug.routing import Rule
 from zope.interface import implementer
 
+from pypid.assets import Assets
+from pypid.auth.oidc import TrustedPublishing
+from pypid.config import Config
 from pypid.config.metrics_settings import MetricsConfig
 from pypid.core.http_errors import NotFound
+from pypid.core.index import Index
 from pypid.core.metrics import RequestStats
 from pypid.core.pages import Chrome
-from pypid.core.parts import IReloadable
+from pypid.core.parts import IMetricsSource, IReloadable
 from pypid.core.render import file_url_for
+from pypid.state.backfill import Backfill
 from pypid.storage.audit_log import MemoryAuditLog
+from pypid.storage.interface import IStorage, Run
 from pypid.storage.locks import KeyedLock
-from pypid.web.assets import Assets
+from pypid.web.access import Access
 from pypid.web.audit_trail import AuditAdmin, AuditTrail
 from pypid.web.cache_admin import CacheAdmin
 from pypid.web.channel import ConnectionCounter
@@ -54,11 +67,15 @@ from pypid.web.legacy import LegacyJSON
 from pypid.web.people import AssetsResource, PeoplePages
 from pypid.web.project_pages import ProjectPages
 from pypid.web.publish import Publish
-from pypid.web.respond import send_error, wrong_method_error
+from pypid.web.respond import Rendered, send_error, wrong_method_error
 from pypid.web.simple import FilesResource, RootResource, SimpleResource
 from pypid.web.site import PypidSite
 from pypid.web.token_admin import TokenAdmin
 from pypid.web.token_exchange import TrustedPublishingArea
+
+if TYPE_CHECKING:
+    # (the upstream's modules load only when [upstream] is configured: issue 14)
+    from pypid.upstream.proxy import UpstreamProxy
 
 
 @attrs.define
@@ -77,19 +94,29 @@ class PypidApp:
     @ivar oidc: the L{pypid.web.token_exchange.TrustedPublishingArea}.
     """
 
-    people: object
-    publish: object
-    tokens: object
-    cache: object
-    legacy: object
-    health: object
-    metrics: object
-    audit: object
-    oidc: object = None
+    people: PeoplePages
+    publish: Publish
+    tokens: TokenAdmin
+    cache: CacheAdmin
+    legacy: LegacyJSON
+    health: Health
+    metrics: Metrics
+    audit: AuditAdmin
+    oidc: TrustedPublishingArea | None = None
 
-    def resource(self):
+    def resource(self) -> IResource:
         """The Twisted resource that dispatches to the areas."""
         return _Areas([area for area in attrs.astuple(self, recurse=False) if area is not None])
+
+
+class _Area(Protocol):
+    """An area of L{PypidApp}: an object with its own Klein app."""
+
+    app: Klein
+
+
+#: Where an area's routes are found: C{{segment or method of /: Klein resource}}.
+_Table = dict[bytes, IResource]
 
 
 class _Areas(Resource):
@@ -110,7 +137,7 @@ class _Areas(Resource):
 
     isLeaf = True
 
-    def __init__(self, areas):
+    def __init__(self, areas: Iterable[_Area]) -> None:
         """
         @param areas: the areas (each with its Klein C{app}).
 
@@ -119,7 +146,9 @@ class _Areas(Resource):
             a route that no request reaches.
         """
         Resource.__init__(self)
-        self._root, self._first, self._api = {}, {}, {}
+        self._root: _Table = {}
+        self._first: _Table = {}
+        self._api: _Table = {}
         for area in areas:
             resource = area.app.resource()
             for rule in area.app.url_map.iter_rules():
@@ -128,21 +157,23 @@ class _Areas(Resource):
                         raise ValueError(f"route {rule.rule} cannot be dispatched to its area")
         self._root_methods = sorted(method.decode("ascii") for method in self._root)
 
-    def _places(self, rule):
+    def _places(self, rule: Rule) -> list[tuple[_Table, bytes]]:
         """
         Where the werkzeug C{rule} is found: C{(table, key)} pairs, split
         as L{render} splits a request's path.
         """
         segments = rule.rule.encode("ascii").split(b"/")[1:]
         if segments == [b""]:
-            return [(self._root, method.encode("ascii")) for method in rule.methods]
+            # (every route of / names its methods)
+            methods: set[str] = rule.methods  # type: ignore[assignment]
+            return [(self._root, method.encode("ascii")) for method in methods]
         if segments[0] == b"api" and len(segments) > 1:
             return [(self._api, segments[1])]
         return [(self._first, segments[0])]
 
-    def render(self, request):
+    def render(self, request: Request) -> Rendered:
         """Render the request with the area that owns its path."""
-        segments = request.postpath
+        segments: list[bytes] = request.postpath  # type: ignore[assignment]  # (set by process())
         first = segments[0] if segments else b""
         if first == b"" and len(segments) <= 1:
             area = self._root.get(request.method)
@@ -167,15 +198,19 @@ class Web:
     @ivar app: the L{PypidApp}.
     """
 
-    root: object
+    root: IResource
     site: PypidSite
     app: PypidApp
 
 
-def build_web(index, storage, access, run, clock, *, max_upload_size, base_url=None,
-              upstream=None, access_log=None, counter=None, header_timeout=None,
-              min_upload_rate=None, metrics=None, audit=None, timer=None, publishing=None,
-              backfill=None, locks=None, sources=()):
+def build_web(index: Index, storage: IStorage, access: Access, run: Run, clock: IReactorTime,
+              *, max_upload_size: int, base_url: str | None = None,
+              upstream: "UpstreamProxy | None" = None, access_log: str | None = None,
+              counter: ConnectionCounter | None = None, header_timeout: float | None = None,
+              min_upload_rate: float | None = None, metrics: MetricsConfig | None = None,
+              audit: AuditTrail | None = None, timer: Callable[[], float] | None = None,
+              publishing: TrustedPublishing | None = None, backfill: Backfill | None = None,
+              locks: KeyedLock | None = None, sources: Iterable[IMetricsSource] = ()) -> Web:
     """
     Build the resource tree and the site, the one way both the server
     (L{pypid.tap.build_service}) and the tests wire them.
@@ -251,10 +286,10 @@ class WebPart(Service):
     @ivar web: the L{Web}.
     """
 
-    def __init__(self, web: Web):
+    def __init__(self, web: Web) -> None:
         self.web = web
 
-    def prepare_reload(self, config):
+    def prepare_reload(self, config: Config | None) -> Callable[[], None] | None:
         """Take C{[metrics]}."""
         if config is None:
             return None

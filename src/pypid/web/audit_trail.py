@@ -13,15 +13,22 @@ number of entries, and nobody waits for them to be written.
 L{AuditAdmin} is C{GET /api/audit}, for admins.
 """
 
+from collections.abc import Awaitable, Iterable
+from typing import Any, TypedDict, TypeVar, Unpack
+
 import attrs
 from klein import Klein
 from twisted.application.service import Service
-from twisted.internet.defer import maybeDeferred
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.components import registerAdapter
+from twisted.web.iweb import IRequest
 from twisted.web.server import Request
-from zope.interface import Interface, implementer
+from zope.interface import Attribute, Interface, implementer
 
+from pypid.auth.tokens import Token
+from pypid.auth.verifier import Identity
 from pypid.core.audit_chain import (
     FAILED,
     OK,
@@ -33,11 +40,13 @@ from pypid.core.audit_chain import (
     make_query,
 )
 from pypid.core.http_errors import BadRequest, HTTPError
+from pypid.core.metrics import Family
+from pypid.core.model import FileRecord
 from pypid.core.names import InvalidName, is_valid_name, normalize, parse_filename
 from pypid.core.parts import IMetricsSource
-from pypid.storage.audit_log import audit_families
+from pypid.storage.audit_log import IAuditLog, audit_families
 from pypid.storage.interface import StorageError
-from pypid.web.access import client_address, identity_of
+from pypid.web.access import Access, client_address, identity_of
 from pypid.web.respond import storage_unavailable
 from pypid.web.routes import answer_errors, form_field, send_json
 
@@ -46,25 +55,52 @@ log = Logger()
 #: What C{GET /api/audit} answers without credentials.
 AUDIT_LOGIN = "authentication is required to read the audit log"
 
+_T = TypeVar("_T")
 
-def outcome_of(error):
+
+class Named(TypedDict, total=False):
+    """What a request named, as far as it applies (a refusal's entry says it)."""
+
+    project: str | None
+    version: str | None
+    filename: str | None
+    target: str | None
+
+
+class FileFacts(TypedDict):
+    """What an entry says of a file."""
+
+    project: str
+    version: str
+    filename: str
+    sha256: str
+
+
+class Facts(Named, total=False):
+    """What an entry says a change was about, as far as it applies."""
+
+    sha256: str | None
+    detail: str | None
+
+
+def outcome_of(error: HTTPError) -> str:
     """The outcome an L{pypid.core.http_errors.HTTPError} stands for: refused (4xx) or failed."""
     return REFUSED if error.code < 500 else FAILED
 
 
-def facts_of(record):
+def facts_of(record: FileRecord) -> FileFacts:
     """What an entry says of a file: its project, version, filename and sha256."""
     return {"project": record.project, "version": record.version,
             "filename": record.filename, "sha256": record.sha256}
 
 
-def named(facts):
+def named(facts: Named) -> Named:
     """
     The facts a request named, with the project and version its filename
     names (else those it gave, the project normalized when it is a valid
     name), so that C{?project=} finds a refused change too.
     """
-    facts = dict(facts)
+    facts = Named(**facts)
     filename = facts.get("filename")
     if filename:
         try:
@@ -82,6 +118,8 @@ def named(facts):
 class IAuditWrites(Interface):
     """The writes of the audit entries a request recorded: its L{AuditWrites} component."""
 
+    waiting = Attribute("The L{Deferred}s of the writes not yet awaited.")
+
 
 @attrs.define
 class AuditWrites:
@@ -91,7 +129,7 @@ class AuditWrites:
     before it answers.
     """
 
-    waiting: list = attrs.field(factory=list)
+    waiting: list[Deferred[bool]] = attrs.field(factory=list)
 
 
 registerAdapter(lambda request: AuditWrites(), Request, IAuditWrites)
@@ -106,12 +144,13 @@ class AuditTrail:
     @ivar _clock: provides C{seconds()} (wall-clock time) and C{callLater}.
     """
 
-    log: object
-    _clock: object
+    log: IAuditLog
+    _clock: IReactorTime
     _logins: LoginFailures = attrs.field(factory=LoginFailures)
-    _window_end: object = None
+    _window_end: IDelayedCall | None = None
 
-    def record(self, request, identity, event, outcome=OK, **facts):
+    def record(self, request: IRequest, identity: Identity | None, event: str,
+               outcome: str = OK, **facts: Unpack[Facts]) -> Deferred[bool]:
         """
         Record that C{identity} (an L{pypid.auth.verifier.Identity}) did
         C{event} through C{request}: the entry's write starts now, and
@@ -122,7 +161,8 @@ class AuditTrail:
         @return: a L{Deferred} firing, once the entry's first write attempt
             ended, with whether it was written; it never fails.
         """
-        token = identity.token if identity is not None else None
+        # (Identity.token is untyped in auth)
+        token: Token | None = identity.token if identity is not None else None  # type: ignore[assignment]
         writing = self.log.write(Entry(
             time=format_time(self._clock.seconds()), event=event, outcome=outcome,
             user=identity.name if identity is not None else None,
@@ -131,12 +171,13 @@ class AuditTrail:
         IAuditWrites(request).waiting.append(writing)
         return writing
 
-    def refused(self, request, identity, event, error, **facts):
+    def refused(self, request: IRequest, identity: Identity | None, event: str,
+                error: HTTPError, **facts: Unpack[Named]) -> Deferred[bool]:
         """Record that C{event} was refused, or failed, with C{error} (an C{HTTPError})."""
         return self.record(request, identity, event, outcome_of(error), detail=error.message,
                            **named(facts))
 
-    async def written(self, request):
+    async def written(self, request: IRequest) -> None:
         """
         Wait until the first write attempt of every entry C{request}
         recorded has ended (an entry that failed is logged, and tried again
@@ -146,7 +187,8 @@ class AuditTrail:
         while writes.waiting:
             await writes.waiting.pop(0)
 
-    async def recorded(self, request, event, work, identity=None, **facts):
+    async def recorded(self, request: IRequest, event: str, work: Awaitable[_T],
+                       identity: Identity | None = None, **facts: Unpack[Named]) -> _T:
         """
         Await C{work}, a change C{event}, then its entries' writes (see
         L{written}), so the answer comes once they are on disk. When it is
@@ -169,7 +211,8 @@ class AuditTrail:
         await self.written(request)
         return result
 
-    def login_failed(self, user, address, token=None, throttled=False):
+    def login_failed(self, user: str | None, address: str | None, token: str | None = None,
+                     throttled: bool = False) -> None:
         """
         Record a failed (or throttled) login of C{user} (L{None}: a name that
         is no user's) from C{address}, folded per minute; nobody waits for
@@ -183,12 +226,12 @@ class AuditTrail:
             self._window_end = self._clock.callLater(
                 max(end - self._clock.seconds(), 0.0), self._window_ended)
 
-    def _window_ended(self):
+    def _window_ended(self) -> None:
         self._window_end = None
         for entry in self._logins.due(self._clock.seconds()):
             self.log.append(entry)
 
-    def close(self):
+    def close(self) -> Deferred[Any]:
         """Write everything, the failed logins of this minute too (the server stops)."""
         if self._window_end is not None and self._window_end.active():
             self._window_end.cancel()
@@ -208,17 +251,17 @@ class AuditPart(Service):
     @ivar trail: the L{AuditTrail}.
     """
 
-    def __init__(self, trail):
+    def __init__(self, trail: AuditTrail) -> None:
         self.trail = trail
 
-    def stopService(self):
+    def stopService(self) -> Deferred[Any]:
         """Write everything still waiting; a failure is logged, never raised."""
         Service.stopService(self)
         closing = maybeDeferred(self.trail.close)
         closing.addErrback(lambda f: log.failure("Cannot write the audit log", f))
         return closing
 
-    def metric_families(self):
+    def metric_families(self) -> Iterable[Family]:
         """The log's entries waiting, written, failed and lost."""
         return audit_families(self.trail.log)
 
@@ -232,14 +275,14 @@ class AuditAdmin:
     @ivar _trail: the L{AuditTrail}.
     """
 
-    _access: object
+    _access: Access
     _trail: AuditTrail
 
     app = Klein()
     answer_errors(app)
 
     @app.route("/api/audit", methods=["GET", "HEAD"])
-    async def audit(self, request):
+    async def audit(self, request: IRequest) -> bytes:
         """
         The audit entries, oldest first, as JSON: C{since} (a date or time,
         ISO 8601, UTC unless it says otherwise) gives the entries from then

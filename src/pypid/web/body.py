@@ -27,15 +27,19 @@ only when no job runs.
 """
 
 import io
+from collections.abc import Callable, Iterable
 
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import ITransport
 from twisted.logger import Logger
 from zope.interface import Attribute, Interface, implementer
 
 from pypid.core.http_errors import reason_phrase
-from pypid.web.multipart import MultipartError
+from pypid.storage.interface import Run
+from pypid.web.multipart import Form, FormSink, MultipartError
 
 log = Logger()
+
 
 #: Largest body of any request other than an upload (a yank reason, say):
 #: Twisted would parse such a body, multipart or form, in memory whole.
@@ -57,16 +61,16 @@ class IRequestBody(Interface):
 
     received = Attribute("How many body bytes were written so far.")
 
-    def write(data):
+    def write(data: bytes) -> object:
         """Take the next chunk of the body; never raises."""
 
-    def drained():
+    def drained() -> Deferred[None]:
         """A L{Deferred} that fires once every written byte was taken in."""
 
-    def close():
+    def close() -> None:
         """Forget the body and remove whatever it spooled; safe to call twice."""
 
-    def form():
+    def form() -> Form:
         """
         The body parsed as an upload's L{pypid.web.multipart.Form}, once
         drained; the caller then owns its spooled files.
@@ -83,18 +87,18 @@ class _Unkept:
 
     received = 0
 
-    def form(self):
+    def form(self) -> Form:
         """Not an upload form: only L{SpooledForm} parses one."""
         raise MultipartError(NOT_A_FORM)
 
-    def tell(self):
+    def tell(self) -> int:
         """The number of body bytes received so far."""
         return self.received
 
-    def seek(self, offset, whence=0):
+    def seek(self, offset: int, whence: int = 0) -> None:
         """Do nothing: Twisted rewinds its content, but nothing is kept."""
 
-    def read(self, n=-1):
+    def read(self, n: int = -1) -> bytes:
         """Nothing: the body is not kept."""
         return b""
 
@@ -104,26 +108,27 @@ class DiscardedBody(_Unkept):
     """
     A body that is counted and forgotten (answered before it arrived).
 
-    @ivar _too_much: called once when more than C{limit} bytes came (to
+    @ivar _too_much: called once when more than C{_limit} bytes came (to
         close the connection rather than read on); L{None} to read it all.
     """
 
-    def __init__(self, limit=None, too_much=None):
+    def __init__(self, limit: int = 0,
+                 too_much: Callable[[], object] | None = None) -> None:
         self._limit = limit
         self._too_much = too_much
 
-    def write(self, data):
+    def write(self, data: bytes) -> None:
         """Count the chunk and forget it."""
         self.received += len(data)
         if self._too_much is not None and self.received > self._limit:
             too_much, self._too_much = self._too_much, None
             too_much()
 
-    def drained(self):
+    def drained(self) -> Deferred[None]:
         """Nothing is ever pending."""
         return succeed(None)
 
-    def close(self):
+    def close(self) -> None:
         """Nothing to remove."""
 
 
@@ -136,13 +141,14 @@ class PlainBody(io.BytesIO):
         then keeps nothing more.
     """
 
-    def __init__(self, too_large, limit=MAX_PLAIN_BODY):
+    def __init__(self, too_large: Callable[[], object], limit: int = MAX_PLAIN_BODY) -> None:
         io.BytesIO.__init__(self)
-        self._too_large = too_large
+        self._too_large: Callable[[], object] | None = too_large
         self._limit = limit
         self.received = 0
 
-    def write(self, data):
+    # (BytesIO takes any buffer; Twisted writes bytes, whose length is counted)
+    def write(self, data: bytes) -> int:  # type: ignore[override]
         """Keep the chunk, or refuse the body once it passes the limit."""
         self.received += len(data)
         if self._too_large is None:
@@ -154,11 +160,11 @@ class PlainBody(io.BytesIO):
             return 0
         return io.BytesIO.write(self, data)
 
-    def drained(self):
+    def drained(self) -> Deferred[None]:
         """Everything written is in memory already."""
         return succeed(None)
 
-    def form(self):
+    def form(self) -> Form:
         """Not an upload form: only L{SpooledForm} parses one."""
         raise MultipartError(NOT_A_FORM)
 
@@ -172,7 +178,9 @@ class SpooledForm(_Unkept):
     @ivar sink: the L{pypid.web.multipart.FormSink}.
     """
 
-    def __init__(self, sink, run, pause, resume, on_error, high=4 << 20, low=1 << 20):
+    def __init__(self, sink: FormSink, run: Run, pause: Callable[[], object],
+                 resume: Callable[[], object], on_error: Callable[[BaseException], object],
+                 high: int = 4 << 20, low: int = 1 << 20) -> None:
         """
         @param run: C{run(f, *args) -> Deferred}, running C{f} in a thread.
         @param pause: stops reading from the connection.
@@ -189,16 +197,16 @@ class SpooledForm(_Unkept):
         self._on_error = on_error
         self._high = high
         self._low = low
-        self._queue = []
+        self._queue: list[bytes] = []
         self._queued = 0
         self.received = 0
         self._busy = False
         self._paused = False
         self._closed = False
         self._reported = False
-        self._waiters = []
+        self._waiters: list[Deferred[None]] = []
 
-    def write(self, data):
+    def write(self, data: bytes) -> None:
         """Queue a chunk of the body; start a job if none runs."""
         if self._closed:
             return
@@ -211,7 +219,7 @@ class SpooledForm(_Unkept):
             self._paused = True
             self._pause()
 
-    def close(self):
+    def close(self) -> None:
         """Forget the queue and discard the sink's files, once no job runs."""
         self._closed = True
         self._queue = []
@@ -220,23 +228,23 @@ class SpooledForm(_Unkept):
             self.sink.close()
 
     @property
-    def error(self):
+    def error(self) -> BaseException | None:
         """The sink's first error (only meaningful once drained)."""
         return self.sink.error
 
-    def drained(self):
+    def drained(self) -> Deferred[None]:
         """A L{Deferred} that fires once every queued chunk was fed to the sink."""
         if not self._busy and not self._queue:
             return succeed(None)
-        d = Deferred()
+        d: Deferred[None] = Deferred()
         self._waiters.append(d)
         return d
 
-    def form(self):
+    def form(self) -> Form:
         """The sink's L{pypid.web.multipart.Form}; call it once L{drained} fired."""
         return self.sink.finish()
 
-    def _start(self):
+    def _start(self) -> None:
         batch, self._queue = self._queue, []
         size = sum(len(chunk) for chunk in batch)
         self._busy = True
@@ -244,7 +252,7 @@ class SpooledForm(_Unkept):
         d.addErrback(lambda f: log.failure("Feeding an upload", f))
         d.addBoth(self._fed, size)
 
-    def _fed(self, _, size):
+    def _fed(self, _: object, size: int) -> None:
         self._busy = False
         self._queued -= size
         if self._closed:
@@ -265,13 +273,15 @@ class SpooledForm(_Unkept):
                 d.callback(None)
 
 
-def _feed(sink, batch):
+def _feed(sink: FormSink, batch: Iterable[bytes]) -> None:
     """Feed a batch of chunks to the sink, in a worker thread."""
     for chunk in batch:
         sink.write(chunk)
 
 
-def answer_before_body(transport, code, message, headers=(), reason=None, send_body=True):
+def answer_before_body(transport: ITransport, code: int, message: str,
+                       headers: Iterable[tuple[bytes, bytes]] = (), reason: bytes | None = None,
+                       send_body: bool = True) -> None:
     """
     Write a whole plain-text answer straight to C{transport}, outside any
     request's own answer: before its body was read, or when no request is

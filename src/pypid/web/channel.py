@@ -29,11 +29,21 @@ later (a client that neither reads nor closes) is dropped.
 """
 
 import re
+from typing import cast
 
-from twisted.internet.protocol import Protocol
+from twisted.internet.interfaces import (
+    IAddress,
+    IDelayedCall,
+    IPushProducer,
+    ITCPTransport,
+    ITransport,
+)
+from twisted.internet.protocol import Protocol, connectionDone
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
-from twisted.web.http import HTTPChannel
+from twisted.python.failure import Failure
+from twisted.web import server
+from twisted.web.http import HTTPChannel, Request
 
 from pypid.web.body import answer_before_body
 from pypid.web.twisted_http import (
@@ -61,31 +71,41 @@ MAX_PER_ADDRESS = 128
 CLOSE_TIMEOUT = 2.0
 
 
-class PypidChannel(BadRequestHook, HTTPChannel):
-    """An L{HTTPChannel} with the deadlines described in the module."""
+class PypidChannel(BadRequestHook):
+    """
+    An L{HTTPChannel} with the deadlines described in the module.
+
+    @ivar site: the L{GuardedSite} that made it.
+    @ivar counter: the L{ConnectionCounter} that counts it, once counted.
+    @ivar counted_host: the client address it is counted under, or L{None}.
+    """
+
+    site: "GuardedSite"
+    counter: "ConnectionCounter"
+    counted_host: str | None
 
     header_timeout = HEADER_TIMEOUT
-    min_body_rate = MIN_BODY_RATE
+    min_body_rate: float = MIN_BODY_RATE
     rate_window = RATE_WINDOW
     close_timeout = CLOSE_TIMEOUT
 
     #: since when the channel waits for a request's headers (or L{None});
     #: L{ConnectionCounter.sweep} closes it when that is too long ago. A
     #: timestamp rather than a timer per request: this is the hot path.
-    waiting_since = None
-    _rate_timer = None
+    waiting_since: float | None = None
+    _rate_timer: IDelayedCall | None = None
     _body_bytes = 0
     _paused = False
     #: set by L{close_after_answer}: what arrives from then on is thrown away
     _closing = False
-    _close_timer = None
+    _close_timer: IDelayedCall | None = None
 
-    def connectionMade(self):
+    def connectionMade(self) -> None:
         """Start the clock for the first request's headers."""
         HTTPChannel.connectionMade(self)
         self._wait_for_headers()
 
-    def bad_request(self):
+    def bad_request(self) -> None:
         """
         Twisted refuses the request's head (L{BadRequestHook}): past
         C{totalHeadersSize} bytes, which Twisted counts, C{431}; otherwise
@@ -97,7 +117,7 @@ class PypidChannel(BadRequestHook, HTTPChannel):
         else:
             self._refuse(400, b"Bad Request", "the request's head is malformed")
 
-    def lineLengthExceeded(self, line):
+    def lineLengthExceeded(self, line: bytes) -> None:
         """
         One line past C{MAX_LENGTH} (a 64 KiB C{Authorization} header, say):
         C{414} for the request line, C{431} for a header (Twisted closes the
@@ -105,7 +125,7 @@ class PypidChannel(BadRequestHook, HTTPChannel):
         """
         self._head_too_large(self.MAX_LENGTH)
 
-    def allHeadersReceived(self):
+    def allHeadersReceived(self) -> None:
         """Headers are in: stop their clock, start watching the body."""
         self.waiting_since = None
         HTTPChannel.allHeadersReceived(self)
@@ -114,24 +134,24 @@ class PypidChannel(BadRequestHook, HTTPChannel):
             self._body_bytes = 0
             self._rate_timer = self.callLater(self.rate_window, self._check_rate)
 
-    def rawDataReceived(self, data):
+    def rawDataReceived(self, data: bytes) -> None:
         """Body bytes: count them for the rate check."""
         self._body_bytes += len(data)
         HTTPChannel.rawDataReceived(self, data)
 
-    def allContentReceived(self):
+    def allContentReceived(self) -> None:
         """The body is in: stop watching its rate."""
         self._cancel("_rate_timer")
         HTTPChannel.allContentReceived(self)
 
-    def requestDone(self, request):
+    def requestDone(self, request: Request) -> None:
         """An answer went out: the next request's headers have their own deadline."""
         HTTPChannel.requestDone(self, request)
         if not handling_request(self) and self.transport is not None \
                 and not getattr(self.transport, "disconnecting", False):
             self._wait_for_headers()
 
-    def connectionLost(self, reason):
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         """Stop every clock, and give the client address its place back."""
         self.waiting_since = None
         self._cancel("_rate_timer")
@@ -143,55 +163,55 @@ class PypidChannel(BadRequestHook, HTTPChannel):
 
     # -- reading paused by the server ----------------------------------------------
 
-    def pause_reading(self):
+    def pause_reading(self) -> None:
         """Stop reading the request body (the server is busy with it)."""
         self._paused = True
         if self.transport is not None:
-            self.transport.pauseProducing()
+            _producer(self.transport).pauseProducing()
 
-    def resume_reading(self):
+    def resume_reading(self) -> None:
         """Read the body again; its rate is measured afresh from now."""
         self._paused = False
         self._body_bytes = 0
         if self._rate_timer is not None and self._rate_timer.active():
             self._rate_timer.reset(self.rate_window)
         if self.transport is not None:
-            self.transport.resumeProducing()
+            _producer(self.transport).resumeProducing()
 
     # -- the clocks --------------------------------------------------------------------
 
-    def _wait_for_headers(self):
+    def _wait_for_headers(self) -> None:
         self.waiting_since = self.site.reactor.seconds()
 
-    def check_headers(self, now):
+    def check_headers(self, now: float) -> None:
         """Close the connection if its headers are overdue (called by the sweep)."""
         if self.waiting_since is not None and now - self.waiting_since >= self.header_timeout:
             self._headers_late()
 
-    def _cancel(self, name):
+    def _cancel(self, name: str) -> None:
         timer = getattr(self, name)
         if timer is not None and timer.active():
             timer.cancel()
         setattr(self, name, None)
 
-    def _headers_late(self):
+    def _headers_late(self) -> None:
         self.waiting_since = None
         log.info("Closing a connection whose request headers took over {seconds:g} s",
                  seconds=self.header_timeout)
         self._refuse(408, b"Request Timeout", "the request headers came too slowly")
 
-    def _check_rate(self):
+    def _check_rate(self) -> None:
         self._rate_timer = None
         if not self._paused and self._body_bytes < self.min_body_rate * self.rate_window:
             log.info("Closing a connection whose request body came at {rate:.0f} bytes/s",
                      rate=self._body_bytes / self.rate_window)
             self._count_refusal("slow_body")
-            self.transport.abortConnection()
+            _tcp(self.transport).abortConnection()
             return
         self._body_bytes = 0
         self._rate_timer = self.callLater(self.rate_window, self._check_rate)
 
-    def _head_too_large(self, limit):
+    def _head_too_large(self, limit: int) -> None:
         if request_line(self)[0] is None:
             log.info("Refusing a request line over {limit} bytes", limit=limit)
             self._refuse(414, b"URI Too Long",
@@ -202,7 +222,7 @@ class PypidChannel(BadRequestHook, HTTPChannel):
             self._refuse(431, b"Request Header Fields Too Large",
                          f"the request headers are larger than {limit >> 10} KiB")
 
-    def _refuse(self, code, reason, message):
+    def _refuse(self, code: int, reason: bytes, message: str) -> None:
         """Answer outside any request (none is complete) and close."""
         if self.transport is None or self._closing:
             return
@@ -210,7 +230,7 @@ class PypidChannel(BadRequestHook, HTTPChannel):
         answer_before_body(self.transport, code, message, reason=reason)
         self.close_after_answer()
 
-    def _count_refusal(self, why):
+    def _count_refusal(self, why: int | str) -> None:
         """Count a connection refused outside any request, for C{/metrics}."""
         stats = getattr(self.site, "stats", None)
         if stats is not None:
@@ -218,7 +238,7 @@ class PypidChannel(BadRequestHook, HTTPChannel):
 
     # -- closing after an answer outside a request ----------------------------------------
 
-    def close_after_answer(self):
+    def close_after_answer(self) -> None:
         """
         Close the connection once the answer already written has gone out:
         stop parsing (what the client still sends is thrown away), send the
@@ -231,30 +251,40 @@ class PypidChannel(BadRequestHook, HTTPChannel):
         # What the client still sends is thrown away: an instance attribute,
         # as Twisted itself does it, so that the hot path keeps the plain
         # method.
-        self.dataReceived = _ignore
+        self.dataReceived = _ignore  # type: ignore[method-assign]
         self.waiting_since = None
         self._cancel("_rate_timer")
         if self._paused:
             # Under TLS the client's close_notify must still be read.
             self._paused = False
-            self.transport.resumeProducing()
+            _producer(self.transport).resumeProducing()
         self._close_timer = self.callLater(self.close_timeout, self._close_overdue)
         # HTTPChannel.loseConnection: unregisters the channel as the
         # transport's producer first (see the module docstring).
         self.loseConnection()
 
-    def _close_overdue(self):
+    def _close_overdue(self) -> None:
         self._close_timer = None
         log.info("Dropping a connection still open {seconds:g} s after its answer",
                  seconds=self.close_timeout)
-        self.transport.abortConnection()
+        _tcp(self.transport).abortConnection()
 
 
-def _ignore(data):
+def _producer(transport: ITransport | None) -> IPushProducer:
+    """A connection's transport as the producer of what it reads (TCP and TLS are)."""
+    return cast(IPushProducer, transport)
+
+
+def _tcp(transport: ITransport | None) -> ITCPTransport:
+    """A connection's transport as one that can be aborted (TCP and TLS can)."""
+    return cast(ITCPTransport, transport)
+
+
+def _ignore(data: bytes) -> None:
     """Take bytes and do nothing with them."""
 
 
-def origin_form(target):
+def origin_form(target: bytes) -> bytes:
     """
     The path and query of a request target, whether it came in origin form
     (C{/legacy/?x}) or absolute form (C{http://host/legacy/?x}); C{/} for a
@@ -278,24 +308,24 @@ class ConnectionCounter:
     past a limit, and swept (L{sweep}) for overdue request headers.
     """
 
-    def __init__(self, limit=MAX_PER_ADDRESS):
+    def __init__(self, limit: int = MAX_PER_ADDRESS) -> None:
         self.limit = limit
-        self._open = {}
-        self._channels = set()
+        self._open: dict[str, int] = {}
+        self._channels: set[PypidChannel] = set()
         #: connections refused for their address's limit (for C{/metrics})
         self.refused = 0
 
     @property
-    def open(self):
+    def open(self) -> int:
         """How many connections are open now."""
         return len(self._channels)
 
-    def sweep(self, now):
+    def sweep(self, now: float) -> None:
         """Close every connection whose request headers are overdue."""
         for channel in list(self._channels):
             channel.check_headers(now)
 
-    def opened(self, channel, addr):
+    def opened(self, channel: PypidChannel, addr: IAddress | None) -> bool:
         """
         Count a new connection from C{addr}.
 
@@ -318,7 +348,7 @@ class ConnectionCounter:
         channel.counted_host = host
         return True
 
-    def in_flight(self, now, grace=1.0):
+    def in_flight(self, now: float, grace: float = 1.0) -> int:
         """
         How many connections have a request under way (its head or body
         being read, or its answer being written), or may be about to send
@@ -329,7 +359,7 @@ class ConnectionCounter:
                    if channel.requests or (channel.waiting_since is not None
                                            and now - channel.waiting_since < grace))
 
-    def closed(self, channel):
+    def closed(self, channel: PypidChannel) -> None:
         """A counted connection ended."""
         self._channels.discard(channel)
         host = getattr(channel, "counted_host", None)
@@ -346,38 +376,41 @@ class ConnectionCounter:
 class Refused(Protocol):
     """A connection refused on arrival (too many from its address): dropped at once."""
 
-    def connectionMade(self):
-        self.transport.abortConnection()
+    def connectionMade(self) -> None:
+        _tcp(self.transport).abortConnection()
 
 
-class GuardedSite:
+class GuardedSite(server.Site):
     """
-    What a site mixes in (before L{twisted.web.server.Site}) to guard its
-    connections: the per-address limit (refused connections are dropped),
-    and a sweep each second for request headers that are overdue.
+    A site that guards its connections: the per-address limit (refused
+    connections are dropped), and a sweep each second for request headers
+    that are overdue. Its protocol is a L{PypidChannel}.
 
     @ivar counter: the L{ConnectionCounter}.
     """
 
-    counter = None
-    _sweeper = None
+    protocol = PypidChannel  # type: ignore[assignment]  # (an HTTPChannel of ours)
+    # (Site's own counter numbers sessions, which pypid never makes)
+    counter: ConnectionCounter  # type: ignore[assignment]
+    _sweeper: LoopingCall | None = None
 
-    def buildProtocol(self, addr):
+    def buildProtocol(  # type: ignore[override]  # (our channel, not Twisted's proxy of one)
+            self, addr: IAddress | None) -> PypidChannel | Refused:
         """A new connection's channel, or a protocol that drops it."""
-        channel = super().buildProtocol(addr)
+        channel = cast(PypidChannel, super().buildProtocol(addr))
         if not self.counter.opened(channel, addr):
             # Not None: under TLS, Twisted would wrap it and keep the socket.
             return Refused()
         return channel
 
-    def startFactory(self):
+    def startFactory(self) -> None:
         """Start the header sweep."""
         super().startFactory()
         self._sweeper = LoopingCall(lambda: self.counter.sweep(self.reactor.seconds()))
         self._sweeper.clock = self.reactor
         self._sweeper.start(1.0, now=False)
 
-    def stopFactory(self):
+    def stopFactory(self) -> None:
         """Stop the header sweep."""
         if self._sweeper is not None and self._sweeper.running:
             self._sweeper.stop()

@@ -21,16 +21,22 @@ for a page a server may never be asked for.
 """
 
 import gzip
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, cast
 
 import attrs
 from klein import Klein
+from twisted.web.iweb import IRequest
 from zope.interface import implementer
 
-from pypid.config.metrics_settings import address_allowed
+from pypid.config.metrics_settings import MetricsConfig, address_allowed
 from pypid.core.http_errors import Forbidden, Unauthorized
 from pypid.core.metrics import (
     COUNTER,
     HISTOGRAM,
+    Family,
+    Histogram,
+    RequestStats,
     by_label,
     counter,
     gauge,
@@ -38,7 +44,13 @@ from pypid.core.metrics import (
 )
 from pypid.core.negotiate import accepts_gzip
 from pypid.core.parts import IMetricsSource
+from pypid.web.access import Access
+from pypid.web.channel import ConnectionCounter
 from pypid.web.routes import answer_errors
+
+if TYPE_CHECKING:  # (prometheus_client is imported at the first scrape)
+    from prometheus_client.metrics_core import Metric
+    from prometheus_client.registry import CollectorRegistry
 
 #: Headers a proxy adds to a request it relays.
 _RELAYED = (b"forwarded", b"x-forwarded-for", b"x-real-ip")
@@ -55,10 +67,10 @@ class SiteMetrics:
     @ivar connections: the site's L{pypid.web.channel.ConnectionCounter}.
     """
 
-    stats: object
-    connections: object
+    stats: RequestStats
+    connections: ConnectionCounter
 
-    def metric_families(self):
+    def metric_families(self) -> Iterator[Family]:
         """The requests' and the connections' families."""
         stats = self.stats
         stats.settle()
@@ -97,11 +109,11 @@ class Collector:
         their families are written.
     """
 
-    sources: tuple
+    sources: tuple[IMetricsSource, ...]
 
-    def collect(self):
+    def collect(self) -> Iterator["Metric"]:
         """The families, as C{prometheus_client} asks a collector for them."""
-        merged = {}
+        merged: dict[str, Family] = {}
         for source in self.sources:
             for family in source.metric_families():
                 known = merged.get(family.name)
@@ -114,7 +126,7 @@ class Collector:
             yield _exposed(family)
 
 
-def _exposed(family):
+def _exposed(family: Family) -> "Metric":
     """The C{prometheus_client} family of a L{pypid.core.metrics.Family}."""
     from prometheus_client.core import (
         CounterMetricFamily,
@@ -126,19 +138,20 @@ def _exposed(family):
     labels = list(family.labels)
     if family.kind == HISTOGRAM:
         exposed = HistogramMetricFamily(family.name, family.help, labels=labels)
-        for values, histogram in family.samples:
+        for values, sample in family.samples:
+            histogram = cast(Histogram, sample)  # (a histogram family's values are)
             exposed.add_metric(list(values), [(floatToGoString(bound), count)
                                               for bound, count in histogram.cumulative()],
                                histogram.total)
         return exposed
     kind = CounterMetricFamily if family.kind == COUNTER else GaugeMetricFamily
-    exposed = kind(family.name, family.help, labels=labels)
+    metric = kind(family.name, family.help, labels=labels)
     for values, value in family.samples:
-        exposed.add_metric(list(values), value)
-    return exposed
+        metric.add_metric(list(values), cast(float, value))  # (the others' are numbers)
+    return metric
 
 
-def make_registry(collector):
+def make_registry(collector: Collector) -> "CollectorRegistry":
     """A registry of C{collector} and the process's own series (CPU, memory, files)."""
     from prometheus_client import CollectorRegistry
     from prometheus_client.process_collector import ProcessCollector
@@ -160,23 +173,23 @@ class Metrics:
     @ivar _registry: the collector's registry, made at the first scrape.
     """
 
-    _access: object
-    _policy: object
-    _sources: tuple
-    _registry: object = None
+    _access: Access
+    _policy: MetricsConfig
+    _sources: tuple[IMetricsSource, ...]
+    _registry: "CollectorRegistry | None" = None
 
     app = Klein()
     answer_errors(app)
 
     @app.route("/metrics", methods=["GET", "HEAD"])
-    async def metrics(self, request):
+    async def metrics(self, request: IRequest) -> bytes:
         """The metrics, to those who may scrape them."""
         await self._check(request)
         from prometheus_client.exposition import choose_encoder
         if self._registry is None:
             self._registry = make_registry(Collector(tuple(self._sources)))
         accept = request.getHeader(b"accept")
-        encoder, content_type = choose_encoder(accept.decode("latin-1") if accept else None)
+        encoder, content_type = choose_encoder(accept.decode("latin-1") if accept else "")
         body = encoder(self._registry)
         request.setHeader(b"content-type", content_type.encode("ascii"))
         request.setHeader(b"cache-control", b"no-store")
@@ -186,11 +199,11 @@ class Metrics:
             request.setHeader(b"content-encoding", b"gzip")
         return body
 
-    def reconfigure(self, policy):
+    def reconfigure(self, policy: MetricsConfig) -> None:
         """Take who may scrape from a reloaded configuration (C{[metrics]})."""
         self._policy = policy
 
-    async def _check(self, request):
+    async def _check(self, request: IRequest) -> None:
         """Let in an allowed address, or a user of C{[metrics] group}; else 401 or 403."""
         policy = self._policy
         peer = request.getClientAddress()

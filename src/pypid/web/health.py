@@ -7,7 +7,9 @@ upload moved them); they are in C{/metrics}, under its access rules.
 
 import attrs
 from klein import Klein
+from twisted.web.iweb import IRequest
 
+from pypid.storage.interface import IStorage
 from pypid.web.routes import answer_errors, send_json
 
 
@@ -17,13 +19,13 @@ class Health:
     @ivar _storage: the L{pypid.storage.interface.IStorage}.
     """
 
-    _storage: object
+    _storage: IStorage
 
     app = Klein()
     answer_errors(app)
 
     @app.route("/health", methods=["GET", "HEAD"])
-    async def health(self, request):
+    async def health(self, request: IRequest) -> bytes:
         """Whether the server and its storage are up."""
         storage_ok = await self._storage.check()
         if not storage_ok:

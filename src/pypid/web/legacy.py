@@ -4,17 +4,23 @@ C{/pypi/<project>/<version>/json}, as tools written for the public index's
 JSON API read it (the latest release and every release, or one release).
 """
 
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import quote
 
 import attrs
 from klein import Klein
 from twisted.logger import Logger
+from twisted.web.iweb import IRequest
 
 from pypid.core import legacy_info
 from pypid.core.http_errors import NotFound
+from pypid.core.index import Index, Project
+from pypid.core.model import FileRecord
 from pypid.core.names import is_valid_name, normalize
 from pypid.core.render import Page
-from pypid.storage.interface import StorageError
+from pypid.storage.interface import IStorage, StorageError
+from pypid.web.access import Access
 from pypid.web.respond import send_page, storage_unavailable
 from pypid.web.routes import answer_errors, kept_page, requested_version
 
@@ -30,28 +36,28 @@ class LegacyJSON:
     @ivar _base_url: the configured public URL, or L{None}.
     """
 
-    _index: object
-    _storage: object
-    _access: object
+    _index: Index
+    _storage: IStorage
+    _access: Access
     #: C{file_url(record)}: a file's absolute link (these pages are not
     #: under C{/simple/<project>/}, so the index's relative links would not do)
-    _file_url: object
+    _file_url: Callable[[FileRecord], str]
     _base_url: str | None = None
 
     app = Klein()
     answer_errors(app)
 
     @app.route("/pypi/<string:name>/json", methods=["GET", "HEAD"])
-    async def project_json(self, request, name):
+    async def project_json(self, request: IRequest, name: str) -> bytes:
         """C{/pypi/<project>/json}: the latest release, and every release."""
         return await self._pypi_json(request, name, None)
 
     @app.route("/pypi/<string:name>/<string:version>/json", methods=["GET", "HEAD"])
-    async def release_json(self, request, name, version):
+    async def release_json(self, request: IRequest, name: str, version: str) -> bytes:
         """C{/pypi/<project>/<version>/json}: one release."""
         return await self._pypi_json(request, name, version)
 
-    async def _pypi_json(self, request, name, version):
+    async def _pypi_json(self, request: IRequest, name: str, version: str | None) -> bytes:
         gate = self._access.gate_read(request)
         if gate is not None:
             await gate
@@ -72,7 +78,7 @@ class LegacyJSON:
                                lambda: self._render_pypi_json(project, shown))
         return send_page(request, page)
 
-    async def _render_pypi_json(self, project, version):
+    async def _render_pypi_json(self, project: Project, version: str | None) -> Page:
         """Render the legacy JSON of a release (the latest, when C{version} is L{None})."""
         releases = legacy_info.releases(project, self._file_url)
         shown = version if version is not None else project.latest_version()
@@ -83,7 +89,7 @@ class LegacyJSON:
                                   version is None, self._base_url)
         return Page.of(body, b"application/json")
 
-    async def _info(self, files):
+    async def _info(self, files: list[tuple[FileRecord, str]]) -> dict[str, Any]:
         """
         The release's metadata, read from its stored .metadata (wheels
         first); a file whose metadata is missing is passed over.
@@ -101,5 +107,5 @@ class LegacyJSON:
             return legacy_info.info_from(raw, files)
         return legacy_info.info_from(None, files)
 
-    def _prefix(self):
+    def _prefix(self) -> str:
         return self._base_url or "/"

@@ -38,6 +38,7 @@ import hashlib
 import os
 import re
 import tempfile
+from collections.abc import Iterable
 from urllib.parse import unquote_to_bytes
 
 import attrs
@@ -89,7 +90,7 @@ _IDENTITY_ENCODINGS = frozenset({"7bit", "8bit", "binary"})
 _FILE_BUFFER_SIZE = 1 << 18
 
 
-def _quote(name):
+def _quote(name: str) -> str:
     """
     Render a client-supplied name for an error message: quoted, control
     characters escaped, and cut short so a message stays short.
@@ -99,7 +100,7 @@ def _quote(name):
     return repr(name)
 
 
-def _parse_header_value(text):
+def _parse_header_value(text: str) -> tuple[str, dict[str, str]]:
     """
     Split a header value into its lower-cased leading token and its
     parameters.
@@ -117,8 +118,8 @@ def _parse_header_value(text):
     if match is None:
         raise ValueError("no value")
     token = match.group(1).lower()
-    plain = {}
-    extended = {}
+    plain: dict[str, str] = {}
+    extended: dict[str, str] = {}
     pos = match.end()
     while pos < len(text):
         match = _PARAMETER.match(text, pos)
@@ -143,7 +144,7 @@ def _parse_header_value(text):
     return token, plain
 
 
-def _decode_ext_value(value):
+def _decode_ext_value(value: str) -> str:
     """
     Decode an RFC 5987 C{charset'language'percent-encoded} value; only
     UTF-8 and ISO-8859-1, the two charsets that RFC requires, are accepted.
@@ -158,7 +159,7 @@ def _decode_ext_value(value):
     return unquote_to_bytes(encoded).decode(charset)
 
 
-def boundary_from_content_type(value):
+def boundary_from_content_type(value: bytes) -> bytes:
     """
     Return the boundary of a C{multipart/form-data} C{Content-Type} header
     value, so the caller can refuse any other upload body before reading it.
@@ -251,16 +252,16 @@ class Form:
         factory=dict, repr=lambda f: repr(sorted(f))
     )
 
-    def get(self, name):
+    def get(self, name: str) -> str | None:
         """Return the first value of text field C{name}, or L{None} if it was not sent."""
         values = self.fields.get(name)
         return values[0] if values else None
 
-    def getall(self, name):
+    def getall(self, name: str) -> list[str]:
         """Return every value of text field C{name} in the order sent (a new list)."""
         return list(self.fields.get(name, ()))
 
-    def discard(self):
+    def discard(self) -> None:
         """
         Remove the temporary files that are still where the parser put them,
         so a refused upload leaves nothing behind; safe to call repeatedly and
@@ -276,7 +277,8 @@ class _DiskPart:
     written as they come, and the size limit is checked before each write.
     """
 
-    def __init__(self, field, filename, content_type, tmpdir, max_size):
+    def __init__(self, field: str, filename: str, content_type: str | None, tmpdir: str,
+                 max_size: int) -> None:
         self._field = field
         self._filename = filename
         self._content_type = content_type
@@ -293,7 +295,7 @@ class _DiskPart:
             remove_file(self.path)
             raise
 
-    def write(self, data):
+    def write(self, data: bytes | memoryview) -> None:
         """Add C{data}, refusing it with L{UploadTooLarge} if the file would pass its limit."""
         if self._size + len(data) > self._max_size:
             raise UploadTooLarge(
@@ -305,11 +307,11 @@ class _DiskPart:
         self._md5.update(data)
         self._file.write(data)
 
-    def abandon(self):
+    def abandon(self) -> None:
         """Close the file without reporting anything (its path is removed by the caller)."""
         self._file.close()
 
-    def end(self, form):
+    def end(self, form: Form) -> None:
         """Close the file (not fsynced: the caller does that off the reactor) and record it."""
         self._file.close()
         form.files[self._field] = FilePart(
@@ -330,16 +332,17 @@ class _MemoryPart:
     limit and, through C{budget}, to the limit on all of them together.
     """
 
-    def __init__(self, field, filename, content_type, max_size, budget):
+    def __init__(self, field: str, filename: str | None, content_type: str | None,
+                 max_size: int, budget: "_Budget") -> None:
         self._field = field
         self._filename = filename
         self._content_type = content_type
         self._max_size = max_size
         self._budget = budget
-        self._pieces = []
+        self._pieces: list[bytes] = []
         self._size = 0
 
-    def write(self, data):
+    def write(self, data: bytes | memoryview) -> None:
         """Keep a copy of C{data}, or raise L{MultipartError} if a limit is passed."""
         self._size += len(data)
         if self._size > self._max_size:
@@ -351,11 +354,11 @@ class _MemoryPart:
         # A copy, so the pieces do not pin whole chunks of the body.
         self._pieces.append(bytes(data))
 
-    def abandon(self):
+    def abandon(self) -> None:
         """Drop what was kept."""
         self._pieces = []
 
-    def end(self, form):
+    def end(self, form: Form) -> None:
         """Add the finished part to C{form}: text is decoded as UTF-8, files stay bytes."""
         data = b"".join(self._pieces)
         self._pieces = []
@@ -378,7 +381,7 @@ class _Budget:
     limit: int
     used: int = 0
 
-    def spend(self, size):
+    def spend(self, size: int) -> None:
         """Account for C{size} more bytes, or raise L{MultipartError} past the limit."""
         self.used += size
         if self.used > self.limit:
@@ -420,10 +423,11 @@ class FormSink:
         while all is well.
     """
 
-    def __init__(self, boundary, tmpdir, *, max_file_size, file_fields=("content",),
-                 max_parts=1000, max_part_header_size=8192, max_field_size=1 << 20,
-                 max_fields_total=8 << 20, max_preamble_size=64 << 10,
-                 max_epilogue_size=64 << 10):
+    def __init__(self, boundary: bytes, tmpdir: str, *, max_file_size: int,
+                 file_fields: Iterable[str] = ("content",), max_parts: int = 1000,
+                 max_part_header_size: int = 8192, max_field_size: int = 1 << 20,
+                 max_fields_total: int = 8 << 20, max_preamble_size: int = 64 << 10,
+                 max_epilogue_size: int = 64 << 10) -> None:
         """
         @param boundary: the boundary from the C{Content-Type} header (see
             L{boundary_from_content_type}).
@@ -460,29 +464,29 @@ class FormSink:
         self._max_preamble_size = max_preamble_size
         self._max_epilogue_size = max_epilogue_size
 
-        self.error = None
+        self.error: Exception | None = None
         self._state = _PREAMBLE
         self._received = 0
         # The preamble may be empty, so the first delimiter need not follow a
         # line break: pretend one came before the body.
         self._pending = b"\r\n"
         self._ignored = 0
-        self._header_pieces = []
+        self._header_pieces: list[bytes] = []
         self._header_size = 0
         self._parts = 0
-        self._disk_fields = set()
-        self._part = None
-        self._paths = []
+        self._disk_fields: set[str] = set()
+        self._part: _DiskPart | _MemoryPart | None = None
+        self._paths: list[str] = []
         self._form = Form()
 
-    def tell(self):
+    def tell(self) -> int:
         """The number of body bytes written so far."""
         return self._received
 
-    def seek(self, offset, whence=0):
+    def seek(self, offset: int, whence: int = 0) -> None:
         """Do nothing: the body is parsed, not kept."""
 
-    def write(self, data):
+    def write(self, data: bytes) -> None:
         """Parse the next chunk of the body; never raises (see L{error})."""
         self._received += len(data)
         if self._state in (_FAILED, _FINISHED, _CLOSED):
@@ -492,7 +496,7 @@ class FormSink:
         except Exception as e:
             self._fail(e)
 
-    def close(self):
+    def close(self) -> None:
         """
         Remove the temporary files unless L{finish} handed them out; Twisted
         calls this when the request ends or the connection is lost.
@@ -501,7 +505,7 @@ class FormSink:
             self._discard()
             self._state = _CLOSED
 
-    def finish(self):
+    def finish(self) -> Form:
         """
         Return the parsed L{Form} once the whole body was written; the caller
         then owns its temporary files.
@@ -517,23 +521,25 @@ class FormSink:
         if self._state == _CLOSED:
             raise MultipartError("the upload was closed before it was finished")
         if self._state == _PREAMBLE:
-            self._fail(MultipartError("the body holds no multipart boundary"))
-            raise self.error
+            error = MultipartError("the body holds no multipart boundary")
+            self._fail(error)
+            raise error
         if self._state != _EPILOGUE:
-            self._fail(MultipartError("the body ended before the closing boundary"))
-            raise self.error
+            error = MultipartError("the body ended before the closing boundary")
+            self._fail(error)
+            raise error
         self._state = _FINISHED
         return self._form
 
     # The parser.
 
-    def _fail(self, error):
+    def _fail(self, error: Exception) -> None:
         """Record C{error}, remove the temporary files and ignore the rest of the body."""
         self.error = error
         self._state = _FAILED
         self._discard()
 
-    def _discard(self):
+    def _discard(self) -> None:
         """Close the open part and remove every temporary file made so far."""
         self._pending = b""
         self._header_pieces = []
@@ -552,7 +558,7 @@ class FormSink:
         self._paths = []
         self._form = Form()
 
-    def _feed(self, data):
+    def _feed(self, data: bytes) -> None:
         """Advance the state machine through C{data} and what was pending."""
         buf = self._pending + data if self._pending else bytes(data)
         self._pending = b""
@@ -561,27 +567,30 @@ class FormSink:
         pos = 0
         while True:
             state = self._state
+            # (in the body state, a part is open: _part is not None)
             if state == _BODY:
                 found = buf.find(delimiter, pos)
                 if found < 0:
                     keep = self._partial_delimiter_at(buf, pos)
                     if keep > pos:
-                        self._part.write(view[pos:keep])
+                        self._part.write(view[pos:keep])  # type: ignore[union-attr]
                     self._pending = buf[keep:]
                     return
                 if found > pos:
-                    self._part.write(view[pos:found])
+                    self._part.write(view[pos:found])  # type: ignore[union-attr]
                 self._end_part()
                 pos = found + len(delimiter)
                 self._state = _AFTER_BOUNDARY
             elif state == _AFTER_BOUNDARY:
-                pos = self._after_boundary(buf, pos)
-                if pos is None:
+                after = self._after_boundary(buf, pos)
+                if after is None:
                     return
+                pos = after
             elif state == _HEADERS:
-                pos = self._headers(buf, pos)
-                if pos is None:
+                body = self._headers(buf, pos)
+                if body is None:
                     return
+                pos = body
             elif state == _PREAMBLE:
                 found = buf.find(delimiter, pos)
                 end = found if found >= 0 else self._partial_delimiter_at(buf, pos)
@@ -606,7 +615,7 @@ class FormSink:
             else:  # pragma: no cover
                 raise AssertionError(state)
 
-    def _partial_delimiter_at(self, buf, pos):
+    def _partial_delimiter_at(self, buf: bytes, pos: int) -> int:
         """
         Return where, at or after C{pos}, the end of C{buf} could be the
         start of a delimiter cut by the chunk boundary, or C{len(buf)}.
@@ -621,7 +630,7 @@ class FormSink:
                 return start
             start += 1
 
-    def _after_boundary(self, buf, pos):
+    def _after_boundary(self, buf: bytes, pos: int) -> int | None:
         """
         Read what follows a delimiter: C{--} closes the body, optional
         padding and a line break start a part. Return the new position, or
@@ -639,7 +648,7 @@ class FormSink:
             self._state = _EPILOGUE
             self._ignored = 0
             return pos + 2
-        end = _PADDING.match(buf, pos).end()
+        end = _PADDING.match(buf, pos).end()  # type: ignore[union-attr]  # (matches always)
         if end - pos > _MAX_PADDING:
             raise MultipartError("malformed multipart boundary line")
         if end == len(buf) or (buf[end] == 0x0D and end + 1 == len(buf)):
@@ -657,7 +666,7 @@ class FormSink:
             return end
         raise MultipartError("malformed multipart boundary line")
 
-    def _headers(self, buf, pos):
+    def _headers(self, buf: bytes, pos: int) -> int | None:
         """
         Collect a part's header block; once it is complete, start the part.
         Return the position of its body, or L{None} if more bytes are needed.
@@ -686,13 +695,13 @@ class FormSink:
         self._state = _BODY
         return match.end()
 
-    def _begin_part(self, block):
+    def _begin_part(self, block: bytes) -> None:
         """Parse a part's header block and open the place its body goes."""
         try:
             text = block.decode("utf-8")
         except UnicodeDecodeError:
             raise MultipartError("a part's headers are not valid UTF-8") from None
-        headers = {}
+        headers: dict[str, str] = {}
         last = None
         for line in _LINE_BREAK.split(text):
             line = line.rstrip("\r")
@@ -744,7 +753,7 @@ class FormSink:
                 field, filename, content_type, self._max_field_size, self._budget
             )
 
-    def _end_part(self):
+    def _end_part(self) -> None:
         """Record the part that just ended in the form."""
         part, self._part = self._part, None
-        part.end(self._form)
+        part.end(self._form)  # type: ignore[union-attr]  # (called in the body state only)

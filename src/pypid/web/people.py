@@ -11,13 +11,21 @@ simple index's root; search is answered from the in-memory
 L{pypid.core.search.SearchIndex}, a few milliseconds at 20,000 projects.
 """
 
+from collections.abc import Callable
+
 import attrs
 from klein import Klein
+from twisted.web.iweb import IRequest
+from twisted.web.server import Request
 
+from pypid.assets import Assets
 from pypid.core import pages
 from pypid.core.catalog import Catalog, visible_counts
 from pypid.core.http_errors import BadRequest, Forbidden, NotFound
+from pypid.core.index import Index
 from pypid.core.render import Page
+from pypid.core.search import Results
+from pypid.web.access import Access
 from pypid.web.respond import FILE_CACHE_CONTROL, ReadResource, send_error, send_page
 from pypid.web.routes import answer_errors, form_field, send_json
 
@@ -38,7 +46,7 @@ MAX_API_SIZE = 50
 _MAX_LANDINGS = 1000
 
 
-def people_headers(request):
+def people_headers(request: IRequest) -> None:
     """The headers every page for people carries (the site sets the rest)."""
     headers = request.responseHeaders
     headers.setRawHeaders(b"content-security-policy", [PEOPLE_CSP])
@@ -46,7 +54,7 @@ def people_headers(request):
     headers.setRawHeaders(b"x-content-type-options", [b"nosniff"])
 
 
-def query_number(request, name, default, largest):
+def query_number(request: IRequest, name: str, default: int, largest: int) -> int:
     """A query's whole-number field, from 1 to C{largest}, or C{default}."""
     text = form_field(request, name)
     if not text:
@@ -68,27 +76,25 @@ class PeoplePages:
         else reads it.
     """
 
-    _index: object
-    _access: object
-    _chrome: object
-    _catalog: Catalog | None = None
-    _landings: dict = attrs.field(factory=dict, init=False)
-
-    def __attrs_post_init__(self):
-        if self._catalog is None:
-            self._catalog = Catalog(self._index)
+    _index: Index
+    _access: Access
+    _chrome: pages.Chrome
+    _catalog: Catalog = attrs.field(
+        default=attrs.Factory(lambda self: Catalog(self._index), takes_self=True))
+    _landings: dict[tuple[str, str | None, frozenset[str]] | None, tuple[int, Page]] = (
+        attrs.field(factory=dict, init=False))
 
     app = Klein()
     answer_errors(app)
 
     @app.route("/", methods=["GET", "HEAD"])
-    async def landing(self, request):
+    async def landing(self, request: IRequest) -> bytes:
         """What this index holds, its latest uploads, and how to use it."""
         await self._gate(request)
         return send_page(request, self._landing(request))
 
     @app.route("/search", methods=["GET", "HEAD"])
-    async def search(self, request):
+    async def search(self, request: IRequest) -> bytes:
         """One page of results, for a browser without script too."""
         await self._gate(request)
         results, versions = self._search(request, query_number(request, "page", 1, 10**6),
@@ -97,7 +103,7 @@ class PeoplePages:
         return send_page(request, Page.of(body, HTML))
 
     @app.route("/api/search", methods=["GET", "HEAD"])
-    async def api_search(self, request):
+    async def api_search(self, request: IRequest) -> bytes:
         """Results as JSON, for the pages' script as one types."""
         await self._gate(request)
         results, versions = self._search(request, query_number(request, "page", 1, 10**6),
@@ -110,7 +116,7 @@ class PeoplePages:
         })
 
     @app.route("/login", methods=["GET", "HEAD"])
-    async def login(self, request):
+    async def login(self, request: IRequest) -> bytes:
         """
         Ask a browser for credentials, then send it to the landing page.
 
@@ -130,21 +136,22 @@ class PeoplePages:
         request.responseHeaders.setRawHeaders(b"location", [b"./"])
         request.responseHeaders.setRawHeaders(b"cache-control", [b"no-store"])
         request.responseHeaders.setRawHeaders(b"content-type", [b"text/plain; charset=utf-8"])
-        return f"Logged in as {identity.name}\n".encode("utf-8")
+        return f"Logged in as {identity.name}\n".encode()
 
-    async def _gate(self, request):
+    async def _gate(self, request: IRequest) -> None:
         people_headers(request)
         gate = self._access.gate_read(request)
         if gate is not None:
             await gate
 
-    def _visible(self, request):
+    def _visible(self, request: IRequest) -> Callable[[str], bool] | None:
         """The reader's C{visible(project)}, or L{None} when they may read every project."""
         if self._access.reads_everything(request):
             return None
         return lambda project: self._access.may_read(request, project)
 
-    def _search(self, request, page, size):
+    def _search(self, request: IRequest, page: int, size: int,
+                ) -> tuple[Results, dict[str, str | None]]:
         query = form_field(request, "q")
         results = self._catalog.search_index().search(query, self._visible(request), page,
                                                       size)
@@ -152,7 +159,7 @@ class PeoplePages:
                     for hit in results.hits}
         return results, versions
 
-    def _landing(self, request):
+    def _landing(self, request: IRequest) -> Page:
         key = self._access.cache_key(request)
         kept = self._landings.get(key)
         if kept is not None and kept[0] == self._index.serial:
@@ -170,17 +177,17 @@ class PeoplePages:
 
 class AssetsResource(ReadResource):
     """
-    C{/static/<name>}: an asset of L{pypid.web.assets.Assets}, cached for
+    C{/static/<name>}: an asset of L{pypid.assets.Assets}, cached for
     good (its name changes with it).
     """
 
-    def __init__(self, assets):
+    def __init__(self, assets: Assets) -> None:
         ReadResource.__init__(self)
         self._assets = assets
 
-    def render_GET(self, request):
+    def render_GET(self, request: Request) -> bytes:
         """Send an asset, or 404."""
-        post = request.postpath
+        post: list[bytes] = request.postpath  # type: ignore[assignment]  # (set by process())
         page = self._assets.pages.get(post[0].decode("ascii", "replace")) if len(post) == 1 \
             else None
         if page is None:

@@ -20,20 +20,33 @@ the cache knows it, marked as coming from the upstream; the upstream is
 never asked for a page for people.
 """
 
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, cast
+
 import attrs
-from twisted.internet.defer import DeferredSemaphore, ensureDeferred
+from twisted.internet.defer import Deferred, DeferredSemaphore, ensureDeferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.server import Request
 
 from pypid.core import pages
 from pypid.core.details import Details
 from pypid.core.http_errors import NotFound
+from pypid.core.index import Index
 from pypid.core.lru import ByteLRU
+from pypid.core.model import FileRecord
 from pypid.core.names import WHEEL, is_valid_name, normalize
 from pypid.core.render import Page
-from pypid.storage.interface import StorageError
+from pypid.storage.interface import IStorage, StorageError
+from pypid.web.access import Access
 from pypid.web.people import HTML, people_headers
-from pypid.web.respond import ReadResource, answer_gated, send_moved, send_page
+from pypid.web.respond import Answer, ReadResource, Rendered, answer_gated, send_moved, send_page
 from pypid.web.routes import requested_version
+
+if TYPE_CHECKING:
+    # (the upstream's modules load only when [upstream] is configured: issue 14)
+    from pypid.upstream.proxy import UpstreamProxy
 
 log = Logger()
 
@@ -41,6 +54,12 @@ _NO_PROJECT = "no such project"
 
 #: Where a hosted project's token is kept with its pages (see L{KeptPages}).
 _TOKEN = ("people-token",)
+
+#: A kept page's key: C{(normalized project, canonical version or None)}.
+_Key = tuple[str, str | None]
+
+#: Who a stored file is, for the renderer: C{(id of its storage, filename)}.
+_FileKey = tuple[int, str]
 
 
 class KeptPages:
@@ -52,15 +71,15 @@ class KeptPages:
     page stale.
     """
 
-    def __init__(self, limit=64 << 20):
-        self._pages = ByteLRU(limit)
+    def __init__(self, limit: int = 64 << 20) -> None:
+        self._pages: ByteLRU[_Key, tuple[object, Page]] = ByteLRU(limit)
 
     @property
-    def bytes(self):
+    def bytes(self) -> int:
         """The bytes the pages kept count (body and gzipped body), at most C{limit}."""
         return self._pages.bytes
 
-    def get(self, key, token):
+    def get(self, key: _Key, token: object) -> Page | None:
         """The page kept under C{key} for C{token}, or L{None}."""
         kept = self._pages.peek(key)
         if kept is None or kept[0] != token:
@@ -68,7 +87,7 @@ class KeptPages:
         self._pages.touch(key)
         return kept[1]
 
-    def put(self, key, token, page):
+    def put(self, key: _Key, token: object, page: Page) -> None:
         """Keep a page, dropping the oldest to make room (a page over an eighth is not kept)."""
         self._pages.pop(key)
         size = len(page.body) + len(page.gzipped or b"")
@@ -88,19 +107,19 @@ class DetailsRenderer:
     @ivar _clock: provides C{seconds()}.
     """
 
-    _clock: object
+    _clock: IReactorTime
     limit: int = 32
     retry: float = 60.0
     _lock: DeferredSemaphore = attrs.field(factory=lambda: DeferredSemaphore(1))
-    _waiting: dict = attrs.field(factory=dict)
-    _failed: dict = attrs.field(factory=dict)
-    _undescribable: set = attrs.field(factory=set)
+    _waiting: dict[_FileKey, Deferred[Any]] = attrs.field(factory=dict)
+    _failed: dict[_FileKey, float] = attrs.field(factory=dict)
+    _undescribable: set[_FileKey] = attrs.field(factory=set)
 
-    def undescribable(self, storage, record):
+    def undescribable(self, storage: IStorage, record: FileRecord) -> bool:
         """Whether C{record} was found to have no details to give."""
         return (id(storage), record.filename) in self._undescribable
 
-    def ask(self, storage, record):
+    def ask(self, storage: IStorage, record: FileRecord) -> None:
         """Describe C{record} in the background, unless that is under way or must wait."""
         key = (id(storage), record.filename)
         failed = self._failed.get(key)
@@ -109,11 +128,11 @@ class DetailsRenderer:
             return
         self._failed.pop(key, None)
 
-        def done(details):
+        def done(details: bytes | None) -> None:
             if details is None:
                 self._undescribable.add(key)
 
-        def failed_(failure):
+        def failed_(failure: Failure) -> None:
             self._failed[key] = self._clock.seconds()
             log.warn("Cannot describe {filename}: {error}", filename=record.filename,
                      error=failure.getErrorMessage())
@@ -136,8 +155,9 @@ class ProjectPages(ReadResource):
     @ivar _upstream: the L{pypid.upstream.proxy.UpstreamProxy}, or L{None}.
     """
 
-    def __init__(self, index, storage, access, chrome, clock, base="/", upstream=None,
-                 kept=None):
+    def __init__(self, index: Index, storage: IStorage, access: Access, chrome: pages.Chrome,
+                 clock: IReactorTime, base: str = "/", upstream: "UpstreamProxy | None" = None,
+                 kept: KeptPages | None = None) -> None:
         ReadResource.__init__(self)
         self._index = index
         self._storage = storage
@@ -148,13 +168,13 @@ class ProjectPages(ReadResource):
         self._kept = kept if kept is not None else KeptPages()
         self._renderer = DetailsRenderer(clock)
 
-    def render_GET(self, request):
+    def render_GET(self, request: Request) -> Rendered:
         """Send a project's page."""
         people_headers(request)
         return answer_gated(self._access, request, self._answer)
 
-    def _answer(self, request):
-        post = request.postpath
+    def _answer(self, request: Request) -> Answer:
+        post: list[bytes] = request.postpath  # type: ignore[assignment]  # (set by process())
         # <name>/ and <name>/<version>/ are pages; without their last slash,
         # a redirect to them
         slash = len(post) in (2, 3) and not post[-1]
@@ -173,13 +193,13 @@ class ProjectPages(ReadResource):
         found = self._find(normalized)
         if found is None:
             raise NotFound(_NO_PROJECT)
-        display_name, files, token, upstream = found
+        display_name, listed, token, upstream = found
         key = (normalized, canonical)
         if slash and normalized == name and canonical == version:
             page = self._kept.get(key, token)
             if page is not None:
                 return send_page(request, page)
-        files = files()
+        files = listed()
         if canonical is not None and not any(f.version == canonical for f in files):
             raise NotFound("no such version")
         # Only now, for a project this reader may see: a redirect for a
@@ -190,7 +210,8 @@ class ProjectPages(ReadResource):
                                   upstream=upstream)
         return ensureDeferred(self._render(request, key, token, view))
 
-    def _find(self, name):
+    def _find(self, name: str,
+              ) -> tuple[str, Callable[[], list[FileRecord]], object, float | None] | None:
         """
         C{(display name, files(), token, upstream time)} of a hosted project
         with files, or of an upstream project the cache knows; L{None}.
@@ -214,13 +235,17 @@ class ProjectPages(ReadResource):
         token = (entry.fetched_at, tuple(f.filename for f in files), fetched)
         return entry.page.name or name, lambda: files, token, entry.fetched_at
 
-    async def _render(self, request, key, token, view):
+    async def _render(self, request: Request, key: _Key, token: object,
+                      view: pages.ProjectView) -> bytes:
         serial = self._index.serial
         if view.upstream is None:
             details, final = await self._details(view.current.files, self._storage)
         else:
-            details, final = await self._details(view.current.files, self._upstream.storage,
-                                                 lambda f: self._upstream.kept(f.filename))
+            # (a page of the upstream's: there is one; its storage is an IStorage)
+            proxy = cast("UpstreamProxy", self._upstream)
+            details, final = await self._details(view.current.files,
+                                                 cast(IStorage, proxy.storage),
+                                                 lambda f: proxy.kept(f.filename))
         root = "../../" if key[1] is None else "../../../"
         view = attrs.evolve(view, details=details, pending=not final)
         page = Page.of(pages.project_page(self._chrome, view, root), HTML)
@@ -228,7 +253,9 @@ class ProjectPages(ReadResource):
             self._kept.put(key, token, page)
         return send_page(request, page)
 
-    async def _details(self, files, storage, stored=lambda f: f):
+    async def _details(self, files: Iterable[FileRecord], storage: IStorage,
+                       stored: Callable[[FileRecord], FileRecord | None] = lambda f: f,
+                       ) -> tuple[Details | None, bool]:
         """
         The L{Details} of a release: of its first wheel that has them, else
         its sdist's; and whether they are final (not being rendered now).

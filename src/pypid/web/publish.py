@@ -14,16 +14,24 @@ acknowledged change has its entry on disk), but an entry that cannot be
 written never fails the change.
 """
 
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Unpack, cast
+
 import attrs
 from klein import Klein
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.web.iweb import IRequest
 
 from pypid.auth.oidc import is_publisher
+from pypid.auth.verifier import Identity
 from pypid.core.distribution import inspect
 from pypid.core.http_errors import BadRequest, Forbidden, NotFound, TooLarge, Unavailable
+from pypid.core.index import Index
 from pypid.core.metadata import InvalidDistribution
 from pypid.core.metrics import UPLOAD_PATHS
-from pypid.core.model import UPLOADER_BYTES, cut_text
+from pypid.core.model import UPLOADER_BYTES, FileRecord, cut_text
 from pypid.core.names import (
     InvalidName,
     distribution_key,
@@ -32,12 +40,12 @@ from pypid.core.names import (
     normalize,
     parse_filename,
 )
-from pypid.core.upload import check_form, validate_upload
-from pypid.storage.interface import FileExists, FilenameDeleted, StorageError
+from pypid.core.upload import UploadRequest, check_form, validate_upload
+from pypid.storage.interface import FileExists, FilenameDeleted, IStorage, Run, StorageError
 from pypid.storage.locks import KeyedLock
-from pypid.web.access import IRequestAuth
-from pypid.web.audit_trail import facts_of
-from pypid.web.multipart import MultipartError, UploadTooLarge
+from pypid.web.access import Access, IRequestAuth
+from pypid.web.audit_trail import AuditTrail, Named, facts_of
+from pypid.web.multipart import FilePart, Form, MultipartError, UploadTooLarge
 from pypid.web.respond import RETRY_AFTER, send_text, storage_unavailable
 from pypid.web.routes import answer_errors, form_field, requested_version, route_each
 from pypid.web.site import too_large_message
@@ -45,6 +53,9 @@ from pypid.web.site import too_large_message
 log = Logger()
 
 _NO_SUCH_RELEASE = "no such file or release"
+
+#: A change to one file: C{change(request, record, argument, identity)}.
+_Change = Callable[[IRequest, FileRecord, Any, Identity], Awaitable[None]]
 
 
 @attrs.define(slots=False)
@@ -64,13 +75,13 @@ class Publish:
         change under way).
     """
 
-    _index: object
-    _storage: object
-    _access: object
-    _run: object
-    _clock: object
+    _index: Index
+    _storage: IStorage
+    _access: Access
+    _run: Run
+    _clock: IReactorTime
     _max_upload_size: int
-    _audit: object = attrs.field(kw_only=True)
+    _audit: AuditTrail = attrs.field(kw_only=True)
     _locks: KeyedLock = attrs.field(kw_only=True)
 
     app = Klein()
@@ -79,7 +90,7 @@ class Publish:
     # -- uploads ---------------------------------------------------------------
 
     @route_each(app, UPLOAD_PATHS, methods=["POST"])
-    async def upload(self, request):
+    async def upload(self, request: IRequest) -> bytes:
         """Take a twine upload (C{:action=file_upload}) or a pypiserver C{remove_pkg}."""
         try:
             form = request.content.form()
@@ -112,11 +123,12 @@ class Publish:
         finally:
             form.discard()
 
-    async def _upload(self, request, form, identity):
+    async def _upload(self, request: IRequest, form: Form, identity: Identity) -> bytes:
         upload = validate_upload(form)
         return await self._store(request, upload, identity)
 
-    async def _store(self, request, upload, identity):
+    async def _store(self, request: IRequest, upload: UploadRequest, identity: Identity,
+                     ) -> bytes:
         # One distribution at a time: the checks below and the work in the
         # storage thread must not interleave with another upload of the same
         # distribution (any spelling) or with a yank or delete of it.
@@ -126,8 +138,9 @@ class Publish:
         key = filename_key(upload.filename) or upload.filename
         return await self._locks.run(key, self._store_locked, request, upload, identity)
 
-    async def _store_locked(self, request, upload, identity):
-        part = upload.part
+    async def _store_locked(self, request: IRequest, upload: UploadRequest,
+                            identity: Identity) -> bytes:
+        part = _part_of(upload)
         # (looked for in its own project: while the projects a start loaded
         # later wait, one not found there does not make them all; a file of
         # that name stored under another project is the storage's to refuse)
@@ -168,7 +181,8 @@ class Publish:
         except FilenameDeleted:
             raise _deleted(upload.filename)
         except StorageError as e:
-            log.error("Upload of {filename} failed: {error}", filename=upload.filename, error=str(e))
+            log.error("Upload of {filename} failed: {error}", filename=upload.filename,
+                      error=str(e))
             raise storage_unavailable(e)
         self._index.add(stored)
         self._audit.record(request, identity, "upload", **facts_of(stored))
@@ -177,12 +191,14 @@ class Publish:
         return send_text(request, 200, "OK")
 
     @staticmethod
-    def _same_or_conflict(request, sha256, upload):
-        if sha256 == upload.part.sha256:
-            return send_text(request, 200, "OK: this file was already uploaded with the same content")
+    def _same_or_conflict(request: IRequest, sha256: str, upload: UploadRequest) -> bytes:
+        if sha256 == _part_of(upload).sha256:
+            return send_text(request, 200,
+                             "OK: this file was already uploaded with the same content")
         raise BadRequest(_exists_message(upload.filename, sha256))
 
-    async def _remove_release(self, request, form, identity):
+    async def _remove_release(self, request: IRequest, form: Form, identity: Identity,
+                              ) -> bytes:
         # The form rules first, as validate_upload applies them to uploads:
         # which copy of a repeated :action, name or version is read must
         # not matter.
@@ -199,45 +215,48 @@ class Publish:
     # -- yank, unyank, delete ------------------------------------------------------
 
     @app.route("/api/files/<string:filename>/yank", methods=["POST"])
-    def yank_file(self, request, filename):
+    def yank_file(self, request: IRequest, filename: str) -> Coroutine[Any, Any, bytes]:
         """Yank one file (PEP 592), with an optional C{reason} form field."""
         return self._change(request, "yank", _project_of(filename), lambda: [filename],
                             self._yank, lambda: _reason(request), filename=filename)
 
     @app.route("/api/files/<string:filename>/unyank", methods=["POST"])
-    def unyank_file(self, request, filename):
+    def unyank_file(self, request: IRequest, filename: str) -> Coroutine[Any, Any, bytes]:
         """Undo a yank of one file."""
         return self._change(request, "unyank", _project_of(filename), lambda: [filename],
                             self._yank, filename=filename)
 
     @app.route("/api/files/<string:filename>", methods=["DELETE"])
-    def delete_file(self, request, filename):
+    def delete_file(self, request: IRequest, filename: str) -> Coroutine[Any, Any, bytes]:
         """Delete one file for good; its name can never be used again."""
         return self._change(request, "delete", _project_of(filename), lambda: [filename],
                             self._delete, filename=filename)
 
     @app.route("/api/projects/<string:project>/<string:version>/yank", methods=["POST"])
-    def yank_release(self, request, project, version):
+    def yank_release(self, request: IRequest, project: str, version: str,
+                     ) -> Coroutine[Any, Any, bytes]:
         """Yank every file of a release, as the public index does."""
         return self._change(request, "yank", _normalized(project),
                             lambda: self._release(project, version), self._yank,
                             lambda: _reason(request), project=_named(project), version=version)
 
     @app.route("/api/projects/<string:project>/<string:version>/unyank", methods=["POST"])
-    def unyank_release(self, request, project, version):
+    def unyank_release(self, request: IRequest, project: str, version: str,
+                       ) -> Coroutine[Any, Any, bytes]:
         """Undo the yank of a release."""
         return self._change(request, "unyank", _normalized(project),
                             lambda: self._release(project, version), self._yank,
                             project=_named(project), version=version)
 
     @app.route("/api/projects/<string:project>/<string:version>", methods=["DELETE"])
-    def delete_release(self, request, project, version):
+    def delete_release(self, request: IRequest, project: str, version: str,
+                       ) -> Coroutine[Any, Any, bytes]:
         """Delete every file of a release."""
         return self._change(request, "delete", _normalized(project),
                             lambda: self._release(project, version), self._delete,
                             project=_named(project), version=version)
 
-    def _may_touch(self, identity, project):
+    def _may_touch(self, identity: Identity, project: str | None) -> None:
         """
         Refuse, as if nothing were there, an identity that may neither see
         nor change C{project} (a normalized name, or L{None} for a name that
@@ -248,34 +267,38 @@ class Publish:
                                    or self._access.identity_may_read(identity, project)):
             raise NotFound(_NO_SUCH_RELEASE)
 
-    def _release(self, project, version):
+    def _release(self, project: str, version: str) -> list[str]:
         version = requested_version(version)
         entry = self._index.project(normalize(project)) if is_valid_name(project) else None
-        files = [r.filename for r in (entry.files.values() if entry else ()) if r.version == version]
+        files = [r.filename for r in (entry.files.values() if entry else ())
+                 if r.version == version]
         if not files:
             raise NotFound(_NO_SUCH_RELEASE)
         return files
 
-    async def _change(self, request, event, target, filenames, change, argument=None,
-                      **facts):
+    async def _change(self, request: IRequest, event: str, scope: str | None,
+                      filenames: Callable[[], list[str]], change: _Change,
+                      argument: Callable[[], str] | None = None, **facts: Unpack[Named],
+                      ) -> bytes:
         """
         Authenticate, then apply C{change} to the files C{filenames()} names,
         with C{argument()} (the yank reason; L{None}: none): what exists is
-        looked up only for those who may see or change C{target} (the
+        looked up only for those who may see or change C{scope} (the
         normalized project the URL gives, L{None} for none). A refusal, a bad
         reason too, is recorded as C{event} with C{facts}: what the request
         named.
         """
         identity = await self._access.gate_upload(request)
 
-        async def apply():
-            self._may_touch(identity, target)
-            await self._apply(request, target, filenames(), change,
+        async def apply() -> None:
+            self._may_touch(identity, scope)
+            await self._apply(request, scope, filenames(), change,
                               argument() if argument is not None else None, identity)
         await self._audit.recorded(request, event, apply(), identity=identity, **facts)
         return send_text(request, 200, "OK")
 
-    async def _apply(self, request, project, filenames, change, argument, identity):
+    async def _apply(self, request: IRequest, project: str | None, filenames: list[str],
+                     change: _Change, argument: str | None, identity: Identity) -> None:
         if is_publisher(identity.name):
             # (its grant, [publishers], is to publish: a release stays as CI made it)
             raise Forbidden("a trusted publisher's token may only upload")
@@ -298,7 +321,8 @@ class Publish:
             await self._locks.run(key, self._apply_locked, request, filename, change, argument,
                                   identity)
 
-    async def _apply_locked(self, request, filename, change, argument, identity):
+    async def _apply_locked(self, request: IRequest, filename: str, change: _Change,
+                            argument: str | None, identity: Identity) -> None:
         # Looked up again: a change that held the lock before may have
         # deleted the file meanwhile.
         record = self._index.get_file(filename)
@@ -306,7 +330,8 @@ class Publish:
             raise NotFound(f"no such file: {filename}")
         await change(request, record, argument, identity)
 
-    async def _storage_call(self, operation, record):
+    async def _storage_call(self, operation: Callable[[FileRecord], Deferred[Any]],
+                            record: FileRecord) -> Any:
         try:
             return await operation(record)
         except FilenameDeleted:
@@ -316,7 +341,8 @@ class Publish:
                       error=str(e))
             raise storage_unavailable(e)
 
-    async def _yank(self, request, record, reason, identity):
+    async def _yank(self, request: IRequest, record: FileRecord, reason: str | None,
+                    identity: Identity) -> None:
         changed = record.replace(yanked=reason)
         if changed == record:
             return
@@ -327,24 +353,30 @@ class Publish:
         log.info("{user} {action} {filename}", user=identity.name,
                  action="yanked" if reason is not None else "unyanked", filename=record.filename)
 
-    async def _delete(self, request, record, _argument, identity):
+    async def _delete(self, request: IRequest, record: FileRecord, _argument: None,
+                      identity: Identity) -> None:
         await self._storage_call(self._storage.delete, record)
         self._index.remove(record.filename)
         self._audit.record(request, identity, "delete", **facts_of(record))
         log.info("{user} deleted {filename}", user=identity.name, filename=record.filename)
 
 
-def _normalized(project):
+def _part_of(upload: UploadRequest) -> FilePart:
+    """The spooled file part of an upload (L{UploadRequest.part} is untyped in core)."""
+    return cast(FilePart, upload.part)
+
+
+def _normalized(project: str) -> str | None:
     """The normalized name a URL's project segment gives, or L{None}."""
     return normalize(project) if is_valid_name(project) else None
 
 
-def _named(project):
+def _named(project: str) -> str:
     """A project name from a request, normalized when it is valid (as entries keep it)."""
     return _normalized(project) or project
 
 
-def _project_of(filename):
+def _project_of(filename: str) -> str | None:
     """The normalized project a distribution filename names, or L{None}."""
     try:
         return parse_filename(filename, legacy=True).project
@@ -352,18 +384,18 @@ def _project_of(filename):
         return None
 
 
-def _exists_message(filename, sha256):
+def _exists_message(filename: str, sha256: str | None) -> str:
     # twine's --skip-existing (up to 6.1) looks for a 400 whose reason starts
     # with "File already exists": keep these words first.
     return f"File already exists ('{filename}', with sha256 hash '{sha256}')."
 
 
-def _deleted(filename):
+def _deleted(filename: str) -> BadRequest:
     return BadRequest(
         f"File already exists ('{filename}'): this filename was previously "
         "used by a file that has since been deleted"
     )
 
 
-def _reason(request):
+def _reason(request: IRequest) -> str:
     return form_field(request, "reason")

@@ -12,11 +12,12 @@ import re
 from urllib.parse import quote
 
 import attrs
+from twisted.internet.interfaces import IReactorTime, ITransport
 from twisted.logger import Logger
 from twisted.web import http, resource, server
 
 from pypid.web.body import DiscardedBody, answer_before_body
-from pypid.web.channel import ConnectionCounter, GuardedSite, PypidChannel, origin_form
+from pypid.web.channel import ConnectionCounter, GuardedSite, origin_form
 from pypid.web.twisted_http import parse_form_body, request_line
 
 log = Logger()
@@ -47,7 +48,7 @@ class HTTPSRedirect:
     base_url: str | None
     https_port: int
 
-    def location(self, target, host):
+    def location(self, target: bytes, host: bytes | None) -> str | None:
         """
         The HTTPS URL for a request target (C{bytes}), given its C{Host}
         header (C{bytes} or L{None}); L{None} when there is no base URL and
@@ -63,7 +64,8 @@ class HTTPSRedirect:
         port = "" if self.https_port == 443 else f":{self.https_port}"
         return f"https://{name}{port}{path}"
 
-    def answer(self, method, target, host, has_credentials):
+    def answer(self, method: bytes | None, target: bytes, host: bytes | None,
+               has_credentials: bool) -> tuple[int, str | None, str]:
         """
         C{(status, location, body)}: 301 for GET and HEAD, 308 (which keeps
         the method) for the others, or 400 without a usable C{Host}.
@@ -90,56 +92,61 @@ class RedirectRequest(http.Request):
     in, before any body, and then closed: it never reaches a resource.
     """
 
-    def gotLength(self, length):
+    content: DiscardedBody  # type: ignore[assignment]  # (Twisted's is a file, None at first)
+
+    def gotLength(self, length: int | None) -> None:
         """Answer now; throw the body away (and close past the discard limit)."""
         channel = self.channel
+        # (the connection is open, its headers just in; the channel is a RedirectSite's)
+        transport: ITransport = channel.transport  # type: ignore[assignment]
+        site: RedirectSite = channel.site  # type: ignore[attr-defined]
         parse_form_body(self, False)
-        self.content = DiscardedBody(REDIRECT_DISCARD_LIMIT, channel.transport.loseConnection)
+        self.content = DiscardedBody(REDIRECT_DISCARD_LIMIT, transport.loseConnection)
         # No "100 Continue" after the final answer.
         self.requestHeaders.removeHeader(b"expect")
         method, target = request_line(channel, b"GET", b"/")
         host = self.requestHeaders.getRawHeaders(b"host", [None])[0]
         has_credentials = self.requestHeaders.hasHeader(b"authorization")
-        status, location, body = channel.site.redirect.answer(method, target, host,
-                                                              has_credentials)
+        status, location, body = site.redirect.answer(method, target, host, has_credentials)
         if has_credentials:
-            peer = channel.transport.getPeer()
+            peer = transport.getPeer()
             log.warn("Refused credentials sent over plain HTTP by {client}: redirected to "
                      "HTTPS", client=getattr(peer, "host", str(peer)))
         headers = [(b"Location", location.encode("ascii"))] if location is not None else []
-        answer_before_body(channel.transport, status, body, headers, reason=_REASONS[status],
+        answer_before_body(transport, status, body, headers, reason=_REASONS[status],
                            send_body=method != b"HEAD")
         channel.persistent = False
         if length is not None and length > REDIRECT_DISCARD_LIMIT:
-            channel.transport.loseConnection()
+            transport.loseConnection()
 
-    def handleContentChunk(self, data):
+    def handleContentChunk(self, data: bytes) -> None:
         """Count and forget (the body closes the connection past the discard limit)."""
         self.content.write(data)
 
-    def requestReceived(self, command, path, version):
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
         """The answer is out and the body read: close."""
-        self.channel.transport.loseConnection()
+        self.channel.transport.loseConnection()  # type: ignore[union-attr]  # (still open)
 
 
-class RedirectSite(GuardedSite, server.Site):  # type: ignore[misc]  # (counter: ours, not Site's)
+class RedirectSite(GuardedSite):
     """
     The C{http-redirect:} listener's factory: every request gets a redirect
     to HTTPS (see L{HTTPSRedirect}) and nothing else; no request reaches the index.
     """
 
     requestFactory = RedirectRequest  # type: ignore[assignment]  # (a Request of ours)
-    # The same deadlines on headers and bodies as the main listeners.
-    protocol = PypidChannel  # type: ignore[assignment]  # (an HTTPChannel of ours)
+    # (the same deadlines on headers and bodies as the main listeners: the
+    # GuardedSite's PypidChannel)
     displayTracebacks = False
     noisy = False
 
-    def __init__(self, redirect, reactor=None, counter=None):
+    def __init__(self, redirect: HTTPSRedirect, reactor: IReactorTime | None = None,
+                 counter: ConnectionCounter | None = None) -> None:
         server.Site.__init__(self, resource.NoResource(), reactor=reactor)
         self.redirect = redirect
         # The same guards as the main listeners: the per-address limit and
         # the header deadline.
         self.counter = counter if counter is not None else ConnectionCounter()
 
-    def log(self, request):
+    def log(self, request: http.Request) -> None:
         """No access log: nothing is served here."""

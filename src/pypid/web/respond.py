@@ -13,14 +13,18 @@ completed by L{finish_later}.
 
 import os
 import re
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Literal, cast
 
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IPushProducer
-from twisted.internet.protocol import Protocol
+from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.client import ResponseDone
+from twisted.web.iweb import IRequest, IResponse
 from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET
+from twisted.web.server import NOT_DONE_YET, Request
 from twisted.web.static import NoRangeStaticProducer, SingleRangeStaticProducer
 from zope.interface import implementer
 
@@ -34,7 +38,9 @@ from pypid.core.http_errors import (
     Unavailable,
     reason_phrase,
 )
+from pypid.core.model import FileRecord
 from pypid.core.negotiate import accepts_gzip, choose
+from pypid.core.render import Page
 from pypid.storage.interface import (
     LocalFile,
     MemoryFile,
@@ -43,8 +49,23 @@ from pypid.storage.interface import (
     RemoteFile,
     StorageError,
 )
+from pypid.web.access import Access
 
 log = Logger()
+
+#: What C{render} returns: the body, or L{NOT_DONE_YET} (an L{int}) when the
+#: answer is finished later.
+Rendered = bytes | int
+
+#: An answer that may come later: what C{render} returns, or a L{Deferred}
+#: of it (see L{finish_later}).
+Answer = bytes | int | Deferred[Any]
+
+#: Where the storage says a stored object is (L{IStorage.locate}).
+Location = LocalFile | MemoryFile | Redirect | RemoteFile | RemoteBytes
+
+#: C{(name, value)} pairs of headers of the server's own making.
+Headers = Iterable[tuple[bytes, bytes]]
 
 NOT_ACCEPTABLE = (
     "Accept: none of the requested media types can be served; this index serves "
@@ -70,7 +91,7 @@ _SMALL_FILE = 256 << 10
 _RANGE = re.compile(rb"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
 
 
-def etag_matches(header_values, etag):
+def etag_matches(header_values: Sequence[bytes], etag: bytes) -> bool:
     """
     Whether an C{If-None-Match} header matches C{etag} (weak comparison, as
     RFC 9110 asks for C{If-None-Match}).
@@ -85,7 +106,7 @@ def etag_matches(header_values, etag):
     return False
 
 
-def send_page(request, page):
+def send_page(request: IRequest, page: Page) -> bytes:
     """
     Answer with a pre-rendered L{pypid.core.render.Page}: gzip when the client takes
     it, 304 when it has this version already.
@@ -95,7 +116,8 @@ def send_page(request, page):
     headers = request.responseHeaders
     gz = page.gzipped is not None and accepts_gzip(
         request.requestHeaders.getRawHeaders(b"accept-encoding", (None,))[0])
-    etag = page.gzip_etag if gz else page.etag
+    # (a page has a gzip_etag whenever it has a gzipped body)
+    etag: bytes = page.gzip_etag if gz else page.etag  # type: ignore[assignment]
     headers.setRawHeaders(b"content-type", [page.content_type])
     headers.setRawHeaders(b"etag", [etag])
     headers.setRawHeaders(b"cache-control", [PAGE_CACHE_CONTROL])
@@ -106,11 +128,11 @@ def send_page(request, page):
         return b""
     if gz:
         headers.setRawHeaders(b"content-encoding", [b"gzip"])
-        return page.gzipped
+        return page.gzipped  # type: ignore[return-value]  # (not None: gz says so)
     return page.body
 
 
-def send_text(request, code, message, headers=()):
+def send_text(request: IRequest, code: int, message: str, headers: Headers = ()) -> bytes:
     """Answer with a short plain-text message."""
     request.setResponseCode(code, reason_phrase(message) if code >= 400 else None)
     request.responseHeaders.setRawHeaders(b"content-type", [TEXT])
@@ -120,7 +142,7 @@ def send_text(request, code, message, headers=()):
     return message.encode("utf-8") + b"\n"
 
 
-def send_error(request, error):
+def send_error(request: IRequest, error: HTTPError) -> bytes:
     """Answer with an L{HTTPError}: its status, reason phrase and message."""
     headers = list(error.headers)
     if isinstance(error, Unauthorized):
@@ -128,12 +150,12 @@ def send_error(request, error):
     return send_text(request, error.code, error.message, headers)
 
 
-def storage_unavailable(error):
+def storage_unavailable(error: BaseException) -> Unavailable:
     """The answer to a L{StorageError}: 503, and when to try again."""
     return Unavailable(f"the storage is unavailable: {error}", [(b"retry-after", RETRY_AFTER)])
 
 
-def storage_failure(failure, request):
+def storage_failure(failure: Failure, request: IRequest) -> Failure:
     """
     Turn a failure to read a stored object into its answer: 404 when the
     object is missing (logged, since the index lists it), 503 with
@@ -151,7 +173,7 @@ def storage_failure(failure, request):
     return failure
 
 
-def finish_later(request, answer):
+def finish_later(request: Request, answer: Deferred[Any]) -> int:
     """
     Complete an answer that comes later: C{answer} is a L{Deferred} firing
     with the body, or with L{NOT_DONE_YET} when whoever made the answer
@@ -166,7 +188,7 @@ def finish_later(request, answer):
     return NOT_DONE_YET
 
 
-def wrong_method_error(request, allowed):
+def wrong_method_error(request: IRequest, allowed: Iterable[str] | None) -> MethodNotAllowed:
     """The L{MethodNotAllowed} for C{request}, naming the methods C{allowed}."""
     allowed = ", ".join(allowed or ())
     return MethodNotAllowed(
@@ -183,14 +205,19 @@ class ReadResource(Resource):
 
     isLeaf = True
 
-    def render(self, request):
+    def render(self, request: Request) -> Rendered:
         """Dispatch by method."""
         if request.method in (b"GET", b"HEAD"):
             return self.render_GET(request)
         return send_error(request, wrong_method_error(request, ["GET", "HEAD"]))
 
+    def render_GET(self, request: Request) -> Rendered:
+        """Answer a C{GET} or a C{HEAD}."""
+        raise NotImplementedError
 
-def answer_gated(access, request, answer):
+
+def answer_gated(access: Access, request: Request,
+                 answer: Callable[[Request], Answer]) -> Rendered:
     """
     Run C{answer(request)} once the read gate allows it, turning
     L{HTTPError}s into answers. The answer is the body, L{NOT_DONE_YET}, or
@@ -209,34 +236,36 @@ def answer_gated(access, request, answer):
     return finish_later(request, gate.addCallback(lambda _: answer(request)))
 
 
-def connected(request):
+def connected(request: IRequest) -> bool:
     """Whether the client is still there: Twisted drops a lost request's channel."""
     return getattr(request, "channel", True) is not None
 
 
-def _error_answer(failure, request):
+def _error_answer(failure: Failure, request: IRequest) -> bytes:
     failure.trap(HTTPError)
     return send_error(request, failure.value)
 
 
-def _write_answer(body, request):
+def _write_answer(body: Rendered, request: Request) -> None:
     if body is NOT_DONE_YET or not connected(request):
         return
+    data = cast(bytes, body)  # (NOT_DONE_YET, the one int, is out)
     # (a 304 has no body of its own, so no length to give)
     if request.code != 304 and not request.responseHeaders.hasHeader(b"content-length"):
-        request.setHeader(b"content-length", b"%d" % len(body))
-    request.write(body)
+        request.setHeader(b"content-length", b"%d" % len(data))
+    request.write(data)
     request.finish()
 
 
-def _answer_failed(failure, request):
+def _answer_failed(failure: Failure, request: Request) -> None:
     if not connected(request):
         log.failure("Failed to answer {uri}, whose client has gone", failure, uri=request.uri)
         return
     request.processingFailed(failure)
 
 
-def parse_range(header, size):
+def parse_range(header: bytes, size: int,
+                ) -> tuple[int, int] | Literal["unsatisfiable"] | None:
     """
     Parse a single C{Range: bytes=...} header against a file of C{size}.
 
@@ -263,7 +292,8 @@ def parse_range(header, size):
     return start, min(end, size - 1)
 
 
-def _plan(request, size, etag, content_type):
+def _plan(request: IRequest, size: int, etag: bytes,
+          content_type: bytes) -> tuple[int, int] | tuple[bytes, None]:
     """
     Set the headers of a stored object's answer and decide what to send.
 
@@ -299,18 +329,21 @@ def _plan(request, size, etag, content_type):
     return 0, size
 
 
-def send_bytes(request, data, etag, content_type=FILE_CONTENT_TYPE):
+def send_bytes(request: IRequest, data: bytes, etag: bytes,
+               content_type: bytes = FILE_CONTENT_TYPE) -> bytes:
     """Send a stored object held in memory, like L{send_file}."""
-    start, length = _plan(request, len(data), etag, content_type)
-    if length is None:
-        return start
+    plan = _plan(request, len(data), etag, content_type)
+    if plan[1] is None:
+        return plan[0]
+    start, length = plan
     request.responseHeaders.setRawHeaders(b"content-length", [b"%d" % length])
     if request.method == b"HEAD":
         return b""
     return data[start:start + length]
 
 
-def send_file(request, path, etag, content_type=FILE_CONTENT_TYPE):
+def send_file(request: Request, path: str, etag: bytes,
+              content_type: bytes = FILE_CONTENT_TYPE) -> Rendered:
     """
     Send a stored file with its validators, honouring C{If-None-Match},
     C{Range} and C{If-Range}. Immutable: a file URL never changes content.
@@ -322,10 +355,11 @@ def send_file(request, path, etag, content_type=FILE_CONTENT_TYPE):
     f = open(path, "rb")
     try:
         size = os.fstat(f.fileno()).st_size
-        start, length = _plan(request, size, etag, content_type)
-        if length is None:
+        plan = _plan(request, size, etag, content_type)
+        if plan[1] is None:
             f.close()
-            return start
+            return plan[0]
+        start, length = plan
         request.responseHeaders.setRawHeaders(b"content-length", [b"%d" % length])
         if request.method == b"HEAD":
             f.close()
@@ -345,7 +379,7 @@ def send_file(request, path, etag, content_type=FILE_CONTENT_TYPE):
         raise
 
 
-def send_redirect(request, url):
+def send_redirect(request: IRequest, url: str) -> bytes:
     """
     Send the client to where a stored object is served (a presigned URL of
     the bucket, a CDN): 302, never 301 or 308, which pip caches for good, and
@@ -367,7 +401,8 @@ def send_redirect(request, url):
     return b"Found: the file is served from the Location given\n"
 
 
-def send_remote(request, remote, etag, content_type=FILE_CONTENT_TYPE):
+def send_remote(request: Request, remote: RemoteFile, etag: bytes,
+                content_type: bytes = FILE_CONTENT_TYPE) -> bytes | int | Deferred[int]:
     """
     Relay a stored object from a remote store (a
     L{pypid.storage.interface.RemoteFile}) as it arrives, at the client's
@@ -380,19 +415,22 @@ def send_remote(request, remote, etag, content_type=FILE_CONTENT_TYPE):
         an L{HTTPError}: 503 when the store is unavailable, 404 when the
         object is missing.
     """
-    start, length = _plan(request, remote.size, etag, content_type)
-    if length is None:
-        return start
+    plan = _plan(request, remote.size, etag, content_type)
+    if plan[1] is None:
+        return plan[0]
+    start, length = plan
     request.responseHeaders.setRawHeaders(b"content-length", [b"%d" % length])
     if request.method == b"HEAD" or length == 0:
         return b""
     if not connected(request):
         # Gone while a read gate was checked: nothing to fetch for.
         return NOT_DONE_YET
-    return _Relay(request, length).start(remote.fetch, start)
+    # (RemoteFile.fetch is typed as an object by the storage's interface)
+    fetch = cast(Callable[[int, int], Deferred[IResponse]], remote.fetch)
+    return _Relay(request, length).start(fetch, start)
 
 
-def _unplan(request):
+def _unplan(request: IRequest) -> None:
     """Take back the headers L{_plan} set, before an error is answered instead."""
     for name in (b"etag", b"accept-ranges", b"content-range", b"content-length"):
         request.responseHeaders.removeHeader(name)
@@ -414,52 +452,52 @@ class _Relay(Protocol):
         client gone): from then on, nothing touches the request.
     """
 
-    def __init__(self, request, length):
+    def __init__(self, request: Request, length: int) -> None:
         self._request = request
         self._remaining = length
-        self._fetching = None
+        self._fetching: Deferred[IResponse] | None = None
         self._done = False
 
-    def start(self, fetch, start):
+    def start(self, fetch: Callable[[int, int], Deferred[IResponse]], start: int,
+              ) -> Deferred[int]:
         """Fetch the bytes; see L{send_remote} for the L{Deferred} returned."""
         self._request.notifyFinish().addErrback(self._client_gone)
-        self._fetching = maybeDeferred(fetch, start, self._remaining)
-        self._fetching.addCallbacks(self._deliver, self._failed)
-        return self._fetching
+        self._fetching = fetching = maybeDeferred(fetch, start, self._remaining)
+        return fetching.addCallbacks(self._deliver, self._failed)
 
-    def _deliver(self, response):
+    def _deliver(self, response: IResponse) -> int:
         # Even when the client has gone: connectionMade then stops the body,
         # which would otherwise be read into memory for nobody.
         response.deliverBody(self)
         return NOT_DONE_YET
 
-    def _failed(self, failure):
+    def _failed(self, failure: Failure) -> int | Failure:
         if self._done:
             return NOT_DONE_YET
         self._done = True
         _unplan(self._request)
         return storage_failure(failure, self._request)
 
-    def connectionMade(self):
+    def connectionMade(self) -> None:
         """The body is coming: relay it, or stop it if the client has gone."""
         if self._done:
-            self.transport.stopProducing()
+            self._body().stopProducing()
             return
         self._request.registerProducer(self, True)
 
-    def dataReceived(self, data):
+    def dataReceived(self, data: bytes) -> None:
         """Pass a piece of the body on to the client."""
         if self._done:
             return
         if len(data) > self._remaining:
             log.error("The storage sent more than the bytes asked for {uri}", uri=self._request.uri)
             self._cut_short()
-            self.transport.stopProducing()
+            self._body().stopProducing()
             return
         self._remaining -= len(data)
         self._request.write(data)
 
-    def connectionLost(self, reason):
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         """Finish the answer when the whole body came, else cut it short."""
         if self._done:
             return
@@ -472,7 +510,7 @@ class _Relay(Protocol):
                  uri=self._request.uri, missing=self._remaining, reason=reason.getErrorMessage())
         self._cut_short()
 
-    def _cut_short(self):
+    def _cut_short(self) -> None:
         self._done = True
         self._request.unregisterProducer()
         # The channel's loseConnection, not its transport's: the channel is
@@ -480,33 +518,37 @@ class _Relay(Protocol):
         # registered never closes. What was written still reaches the client.
         self._request.loseConnection()
 
+    def _body(self) -> IPushProducer:
+        """The store's body as it is delivered (its transport is its producer)."""
+        return cast(IPushProducer, self.transport)
+
     # -- the client's side: IPushProducer ---------------------------------------
 
-    def pauseProducing(self):
+    def pauseProducing(self) -> None:
         """The client reads slowly: stop reading from the store meanwhile."""
         if not self._done:
-            self.transport.pauseProducing()
+            self._body().pauseProducing()
 
-    def resumeProducing(self):
+    def resumeProducing(self) -> None:
         """The client caught up: read from the store again."""
         if not self._done:
-            self.transport.resumeProducing()
+            self._body().resumeProducing()
 
-    def stopProducing(self):
+    def stopProducing(self) -> None:
         """The client has gone: stop the store's body."""
         self._client_gone(None)
 
-    def _client_gone(self, _reason):
+    def _client_gone(self, _reason: Failure | None) -> None:
         if self._done:
             return
         self._done = True
         if self.transport is not None:
-            self.transport.stopProducing()
+            self._body().stopProducing()
         elif self._fetching is not None:
             self._fetching.cancel()
 
 
-def page_kind(request):
+def page_kind(request: IRequest) -> str:
     """
     The kind of page (HTML or JSON) a request for a simple index page asks
     for, by its C{Accept} header or C{?format=}; L{NotAcceptable} if none.
@@ -520,7 +562,7 @@ def page_kind(request):
     return kind
 
 
-def send_moved(request, base, path):
+def send_moved(request: IRequest, base: str, path: str) -> bytes:
     """
     A permanent redirect to one of our own paths (C{base} + C{path}; a
     normalized name only ever holds [a-z0-9-]), keeping the query
@@ -535,7 +577,8 @@ def send_moved(request, base, path):
     return b"Moved to " + target.encode("ascii") + b"\n"
 
 
-def send_stored(request, record, location, etag):
+def send_stored(request: Request, record: FileRecord, location: Location,
+                etag: bytes) -> Answer:
     """
     Send a stored object wherever the storage keeps it.
 

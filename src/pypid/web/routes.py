@@ -9,34 +9,44 @@ errors alike because they all call L{answer_errors} on their Klein app.
 """
 
 import json
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeVar
 
 import werkzeug.exceptions
+from klein import Klein
+from twisted.python.failure import Failure
+from twisted.web.iweb import IRequest
 
 from pypid.core.http_errors import BadRequest, HTTPError, NotFound
+from pypid.core.index import Index, Project
 from pypid.core.names import InvalidName, canonical_version
+from pypid.core.render import Page
 from pypid.web.respond import send_error, wrong_method_error
 
+_F = TypeVar("_F", bound=Callable[..., Any])
 
-def answer_errors(app):
+
+def answer_errors(app: Klein) -> None:
     """
     Make the Klein app C{app} answer every L{HTTPError} (and a path or a
     method it has no route for) in plain text with the right status.
     """
 
+    # (self: the area whose app it is, as Klein calls a method's handlers)
     @app.handle_errors(HTTPError)
-    def http_error(_area, request, failure):
+    def http_error(self: object, request: IRequest, failure: Failure) -> bytes:
         return send_error(request, failure.value)
 
     @app.handle_errors(werkzeug.exceptions.NotFound)
-    def no_route(_area, request, failure):
+    def no_route(self: object, request: IRequest, failure: Failure) -> bytes:
         return send_error(request, NotFound("no such page"))
 
     @app.handle_errors(werkzeug.exceptions.MethodNotAllowed)
-    def wrong_method(_area, request, failure):
+    def wrong_method(self: object, request: IRequest, failure: Failure) -> bytes:
         return send_error(request, wrong_method_error(request, failure.value.valid_methods))
 
 
-def route_each(app, paths, **kwargs):
+def route_each(app: Klein, paths: Iterable[bytes], **kwargs: Any) -> Callable[[_F], _F]:
     """
     Route each of C{paths} (bytes, as the site compares them with a
     request's, such as L{pypid.core.metrics.UPLOAD_PATHS}) to the decorated
@@ -44,7 +54,7 @@ def route_each(app, paths, **kwargs):
     definition of a set of paths serves both.
     """
 
-    def decorate(f):
+    def decorate(f: _F) -> _F:
         for path in sorted(paths):
             app.route(path.decode("ascii"), **kwargs)(f)
         return f
@@ -52,14 +62,14 @@ def route_each(app, paths, **kwargs):
     return decorate
 
 
-def send_json(request, value):
+def send_json(request: IRequest, value: Any) -> bytes:
     """Answer C{value} as JSON that no cache keeps (it is about now, or a secret)."""
     request.setHeader(b"content-type", b"application/json")
     request.setHeader(b"cache-control", b"no-store")
     return json.dumps(value).encode("utf-8")
 
 
-def form_field(request, name):
+def form_field(request: IRequest, name: str) -> str:
     """A form field (urlencoded body or query) as text, or C{""}."""
     values = request.args.get(name.encode("ascii"))
     if not values:
@@ -70,7 +80,7 @@ def form_field(request, name):
         raise BadRequest(f"{name}: not valid UTF-8")
 
 
-def requested_version(text):
+def requested_version(text: str) -> str:
     """The normalized form of a version from a request (C{1.00} finds C{1.0})."""
     try:
         return canonical_version(text)
@@ -78,7 +88,8 @@ def requested_version(text):
         raise NotFound(f"no such version: {text!r} is not a valid version")
 
 
-async def kept_page(index, project, key, render_page):
+async def kept_page(index: Index, project: Project, key: tuple[str, str | None],
+                    render_page: Callable[[], Awaitable[Page]]) -> Page:
     """
     The page C{key} about C{project}: rendered by C{render_page()} (a
     coroutine) once, then kept with the project's index pages until the

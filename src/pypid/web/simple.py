@@ -8,22 +8,37 @@ Each request does one dict lookup, content negotiation (memoized on the
 Accept header), and sets a handful of headers on bytes rendered earlier.
 """
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
-from twisted.web.resource import Resource
+from twisted.web.resource import IResource, Resource
+from twisted.web.server import Request
 
 from pypid.core import render
 from pypid.core.http_errors import Gone, NotFound, Unavailable
+from pypid.core.index import Index
 from pypid.core.names import is_valid_name, normalize
 from pypid.core.render import CONTENT_TYPES, HTML, Page
+from pypid.state.backfill import Backfill
+from pypid.storage.interface import IStorage
 from pypid.web import upstream_pages
+from pypid.web.access import Access
 from pypid.web.respond import (
+    Answer,
     ReadResource,
+    Rendered,
     answer_gated,
     page_kind,
     send_moved,
     send_page,
     send_stored,
 )
+
+if TYPE_CHECKING:
+    # (the upstream's modules load only when [upstream] is configured: issue 14)
+    from pypid.upstream.proxy import UpstreamProxy
 
 log = Logger()
 
@@ -40,7 +55,8 @@ class SimpleResource(ReadResource):
         URL, or C{"/"}, so a redirect never leaves this server's origin.
     """
 
-    def __init__(self, index, access, base="/", upstream=None, backfill=None):
+    def __init__(self, index: Index, access: Access, base: str = "/",
+                 upstream: "UpstreamProxy | None" = None, backfill: Backfill | None = None) -> None:
         ReadResource.__init__(self)
         self._index = index
         self._access = access
@@ -48,14 +64,14 @@ class SimpleResource(ReadResource):
         self._upstream = upstream
         self._backfill = backfill
         # (user, kind) -> (index serial, the project list that user sees)
-        self._roots = {}
+        self._roots: dict[tuple[object, str], tuple[int, Page]] = {}
 
-    def render_GET(self, request):
+    def render_GET(self, request: Request) -> Rendered:
         """Serve a page of the simple index."""
         return answer_gated(self._access, request, self._answer)
 
-    def _answer(self, request):
-        post = request.postpath
+    def _answer(self, request: Request) -> Answer:
+        post: list[bytes] = request.postpath  # type: ignore[assignment]  # (set by process())
         if len(post) == 2 and not post[1]:
             try:
                 name = post[0].decode("utf-8")
@@ -73,7 +89,8 @@ class SimpleResource(ReadResource):
             if self._upstream is not None and self._upstream.merges(project.name):
                 return upstream_pages.answer_merged_page(request, self._upstream, project,
                                                    page_kind(request))
-            return send_page(request, self._index.rendered.project_page(project, page_kind(request)))
+            page = self._index.rendered.project_page(project, page_kind(request))
+            return send_page(request, page)
         if post == [b""]:
             kind = page_kind(request)
             if self._access.reads_everything(request):
@@ -91,7 +108,7 @@ class SimpleResource(ReadResource):
                 return send_moved(request, self._base, f"simple/{normalize(name)}/")
         raise NotFound("no such project")
 
-    def _root_for(self, request, kind):
+    def _root_for(self, request: Request, kind: str) -> Page:
         """
         The project list as one user may see it (rules hide some projects),
         rendered once per user and index state.
@@ -109,7 +126,7 @@ class SimpleResource(ReadResource):
         self._roots[key] = (self._index.serial, page)
         return page
 
-    def _redirect_or_404(self, request, name):
+    def _redirect_or_404(self, request: Request, name: str) -> bytes:
         if is_valid_name(name):
             normalized = normalize(name)
             if normalized != name and self._index.project(normalized) is not None:
@@ -125,7 +142,8 @@ class FilesResource(ReadResource):
     request: the path comes from the stored record.
     """
 
-    def __init__(self, index, storage, access, upstream=None, backfill=None):
+    def __init__(self, index: Index, storage: IStorage, access: Access,
+                 upstream: "UpstreamProxy | None" = None, backfill: Backfill | None = None) -> None:
         ReadResource.__init__(self)
         self._index = index
         self._storage = storage
@@ -133,12 +151,12 @@ class FilesResource(ReadResource):
         self._upstream = upstream
         self._backfill = backfill
 
-    def render_GET(self, request):
+    def render_GET(self, request: Request) -> Rendered:
         """Send a file or its metadata."""
         return answer_gated(self._access, request, self._answer)
 
-    def _answer(self, request):
-        post = request.postpath
+    def _answer(self, request: Request) -> Answer:
+        post: list[bytes] = request.postpath  # type: ignore[assignment]  # (set by process())
         if len(post) != 2:
             raise NotFound("no such file")
         try:
@@ -167,13 +185,14 @@ class FilesResource(ReadResource):
         raise NotFound("no such file")
 
 
-def _when_described(backfill, project, answer, request):
+def _when_described(backfill: Backfill, project: str, answer: Callable[[Request], Answer],
+                    request: Request) -> Deferred[Any]:
     """
     Answer once the files of C{project} found without a record are
     described (see L{pypid.state.backfill}), or 503 after the backfill's wait:
     never a page without the hashes.
     """
-    def described(done):
+    def described(done: bool) -> Answer:
         if not done:
             raise Unavailable(f"the files of {project} are still being read; "
                               "try again in a few seconds", [(b"retry-after", b"5")])
@@ -190,20 +209,22 @@ class RootResource(Resource):
     @ivar _children: C{{first segment: resource}}.
     """
 
-    def __init__(self, simple, files, app, **others):
+    def __init__(self, simple: IResource, files: IResource, app: IResource,
+                 **others: IResource) -> None:
         Resource.__init__(self)
         self._children = {b"simple": simple, b"files": files}
         self._children.update((name.encode("ascii"), child) for name, child in others.items())
         self._app = app
 
-    def getChildWithDefault(self, name, request):
+    def getChildWithDefault(self, name: bytes, request: Request) -> IResource:
         """Pick the resource for the first path segment."""
         child = self._children.get(name)
         if child is not None:
             return child
-        request.postpath.insert(0, request.prepath.pop())
+        # (process() set both lists before any resource is asked)
+        request.postpath.insert(0, request.prepath.pop())  # type: ignore[union-attr]
         return self._app
 
-    def render(self, request):
+    def render(self, request: Request) -> Rendered:
         """Only reached for a request with no path segment at all: Klein's."""
         return self._app.render(request)

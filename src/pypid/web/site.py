@@ -23,21 +23,29 @@ while the check is under way and answered when it succeeds; a refused
 client gets the final answer alone.
 """
 
+from collections.abc import Callable, Iterable
+from typing import cast
+
 from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.interfaces import IAddress, IPushProducer, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import server
-from twisted.web.http import datetimeToString, unquote
+from twisted.web.http import HTTPChannel, datetimeToString, unquote
+from twisted.web.resource import IResource
 
 from pypid.auth.basic import MalformedCredentials, parse_basic, www_authenticate_header
+from pypid.auth.verifier import Identity
 from pypid.core.http_errors import HTTPError
 from pypid.core.metrics import BATCH, UPLOAD_PATHS, RequestStats
-from pypid.web.access import IRequestAuth
+from pypid.web.access import Access, IRequestAuth
 from pypid.web.body import (
     MAX_PLAIN_BODY,
     PLAIN_TOO_LARGE,
     DiscardedBody,
+    IRequestBody,
     PlainBody,
+    Run,
     SpooledForm,
     answer_before_body,
 )
@@ -76,26 +84,31 @@ class PypidRequest(server.Request):
     C{Server} header (the version is nobody's business).
     """
 
+    site: "PypidSite"
+    content: IRequestBody  # type: ignore[assignment]  # (Twisted's is a file, None at first)
+
     #: set when an answer was sent before the body arrived
     early_answer = False
     #: set once the whole body arrived and the request went to its resource
     _body_done = False
     #: when the request's headers were in (the site's C{timer}), for its latency
-    started = None
+    started: float | None = None
     #: request body bytes received so far
     received = 0
     #: the request line's method and path (origin form, no query), read
     #: once the headers are in
-    _line = (b"", b"/")
+    _line: tuple[bytes | None, bytes] = (b"", b"/")
 
-    def has_credentials(self):
+    def has_credentials(self) -> bool:
         """Whether the request carried an C{Authorization} header."""
         return self.requestHeaders.hasHeader(b"authorization")
 
-    def gotLength(self, length):
+    def gotLength(self, length: int | None) -> None:
         """Choose where the body goes, before any of it arrives."""
         channel = self.channel
-        self.started = channel.site.timer()
+        # (this request's channel is one of PypidSite's)
+        site: PypidSite = channel.site  # type: ignore[attr-defined]
+        self.started = site.timer()
         parse_form_body(self, False)
         command, target = request_line(channel)
         path = origin_form(target).split(b"?", 1)[0]
@@ -108,7 +121,6 @@ class PypidRequest(server.Request):
             parse_form_body(self, True)
             self.content = PlainBody(self._plain_too_large)
             return
-        site = channel.site
         ctype = self.requestHeaders.getRawHeaders(b"content-type", [b""])[0]
         try:
             boundary = boundary_from_content_type(ctype)
@@ -117,7 +129,8 @@ class PypidRequest(server.Request):
             self.content = DiscardedBody()
             return
         try:
-            credentials = parse_basic(self.requestHeaders.getRawHeaders(b"authorization", [None])[0])
+            credentials = parse_basic(
+                self.requestHeaders.getRawHeaders(b"authorization", [None])[0])
         except MalformedCredentials as e:
             return self._answer_early(length, 401, f"Authorization: {e}", www=True)
         if credentials is None:
@@ -135,7 +148,7 @@ class PypidRequest(server.Request):
         if site.access is not None:
             self._verify_before_body(site.access.gate_upload(self, credentials), length)
 
-    def _verify_before_body(self, verified, length):
+    def _verify_before_body(self, verified: Deferred[Identity], length: int | None) -> None:
         """
         Read no body until the credentials are verified: wrong ones must not
         get to spool a large upload onto the storage's disk. Verified
@@ -153,9 +166,14 @@ class PypidRequest(server.Request):
         # The upload route waits for this check rather than making its own
         # (the body may be in before it is done): credentials are checked,
         # and failures counted, once.
-        IRequestAuth(self).verified = check = Deferred()
+        IRequestAuth(self).verified = check = Deferred[Identity]()
 
-        def verified_ok(identity):
+        def verified_ok(identity: Identity) -> None:
+            if getattr(self, "channel", None) is None:
+                # The client left while its credentials were checked (Twisted
+                # drops a request's channel once the connection is lost).
+                check.callback(identity)
+                return
             if invite:
                 # Before the route may run and answer (the body may be in).
                 self._send_continue()
@@ -163,12 +181,14 @@ class PypidRequest(server.Request):
             if paused and not self.early_answer:
                 resume()
 
-        def refused(failure):
+        def refused(failure: Failure) -> None:
             failure.trap(HTTPError)
             check.errback(failure)
             if self._body_done:
                 return  # the upload route answers it
             check.addErrback(lambda _: None)  # answered here; no route will wait
+            if getattr(self, "channel", None) is None:
+                return  # the client left while its credentials were checked
             self.content.close()
             self._answer_early(length, failure.value.code, failure.value.message,
                                www=failure.value.code == 401, extra=failure.value.headers)
@@ -178,7 +198,7 @@ class PypidRequest(server.Request):
         verified.addCallbacks(verified_ok, refused)
         verified.addErrback(lambda f: log.failure("Verifying upload credentials", f))
 
-    def _hold_continue(self):
+    def _hold_continue(self) -> bool:
         """
         Take away an C{Expect: 100-continue} that Twisted would answer as
         soon as L{gotLength} returns; whether there was one to answer later.
@@ -190,7 +210,7 @@ class PypidRequest(server.Request):
         self.requestHeaders.removeHeader(b"expect")
         return True
 
-    def _send_continue(self):
+    def _send_continue(self) -> None:
         """Invite the body held back by L{_hold_continue}, unless it is too late for that."""
         if self.early_answer or self._body_done:
             return
@@ -199,22 +219,23 @@ class PypidRequest(server.Request):
             return
         channel.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
-    def handleContentChunk(self, data):
+    def handleContentChunk(self, data: bytes) -> None:
         """Feed the body on (each body enforces its own limit)."""
         self.received += len(data)
         self.content.write(data)
 
-    def _plain_too_large(self):
+    def _plain_too_large(self) -> None:
         """A small body passed its limit: answer 413 at once."""
         self._answer_early(None, 413, PLAIN_TOO_LARGE)
 
-    def _sink_failed(self, error):
+    def _sink_failed(self, error: BaseException) -> None:
         """An upload's sink found an error while the body arrives: answer 413 at once."""
         if isinstance(error, UploadTooLarge) and not self.early_answer and not self._body_done:
             self.content.close()
-            self._answer_early(None, 413, too_large_message(self.channel.site.max_upload_size))
+            self._answer_early(None, 413, too_large_message(self._site().max_upload_size))
 
-    def _answer_early(self, length, code, message, www=False, extra=()):
+    def _answer_early(self, length: int | None, code: int, message: str, www: bool = False,
+                      extra: Iterable[tuple[bytes, bytes]] = ()) -> None:
         """
         Answer now, before the body, and then close the connection: after the
         discarded body when it is small, at once when it is large.
@@ -228,13 +249,14 @@ class PypidRequest(server.Request):
         self.requestHeaders.removeHeader(b"expect")
         # (the values are the server's own: Retry-After, say)
         headers = [(b"WWW-Authenticate", www_authenticate_header())] if www else []
-        answer_before_body(transport, code, message, headers + list(extra))
-        self.channel.site.count(self, code, 0)
+        # (an early answer is for a connection still open: it has a transport)
+        answer_before_body(transport, code, message, headers + list(extra))  # type: ignore[arg-type]
+        self._site().count(self, code, 0)
         self.channel.persistent = False
         if length is None or length > DISCARD_LIMIT:
             close()
 
-    def requestReceived(self, command, path, version):
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
         """Hand a finished body to the resource once it is drained, unless answered already."""
         self._body_done = True
         if self.early_answer:
@@ -248,13 +270,13 @@ class PypidRequest(server.Request):
         d.addCallback(lambda _: self._received(command, path, version))
         d.addErrback(self.processingFailed)
 
-    def _received(self, command, path, version):
+    def _received(self, command: bytes, path: bytes, version: bytes) -> None:
         if self.channel is not None and not self.early_answer:
             server.Request.requestReceived(self, command, path, version)
 
-    def process(self):
+    def process(self) -> None:
         """Like L{server.Request.process}, with cheaper, quieter headers."""
-        self.site = site = self.channel.site
+        self.site = site = self.channel.site  # type: ignore[attr-defined]  # (a PypidSite's)
         headers = self.responseHeaders
         headers.setRawHeaders(b"date", [site.date_header()])
         for name, value in SECURITY_HEADERS:
@@ -266,7 +288,7 @@ class PypidRequest(server.Request):
         except BaseException:
             self.processingFailed(Failure())
 
-    def processingFailed(self, reason):
+    def processingFailed(self, reason: Failure) -> Failure:
         """A bug: log it and answer a plain 500 with no traceback."""
         log.failure("Unhandled error answering {method} {path}", reason,
                     method=self.method, path=self.path)
@@ -280,7 +302,11 @@ class PypidRequest(server.Request):
             self.finish()
         return reason
 
-    def connectionLost(self, reason):
+    def _site(self) -> "PypidSite":
+        """The site whose channel this request came on."""
+        return cast(PypidSite, self.channel.site)  # type: ignore[attr-defined]
+
+    def connectionLost(self, reason: Failure) -> None:
         """Remove a half-received upload's spooled file; count the request as abandoned."""
         if self.content is not None:  # (None until the headers are in)
             self.content.close()
@@ -291,7 +317,8 @@ class PypidRequest(server.Request):
         server.Request.connectionLost(self, reason)
 
 
-def _reading_controls(channel):
+def _reading_controls(channel: HTTPChannel,
+                      ) -> tuple[Callable[[], object], Callable[[], object]]:
     """
     How to pause and resume reading a request body: through the channel
     when it keeps time of pauses (L{PypidChannel}: they do not count against
@@ -299,11 +326,11 @@ def _reading_controls(channel):
     """
     if isinstance(channel, PypidChannel):
         return channel.pause_reading, channel.resume_reading
-    transport = channel.transport
+    transport = cast(IPushProducer, channel.transport)  # (TCP's or TLS's)
     return transport.pauseProducing, transport.resumeProducing
 
 
-def _closer(channel):
+def _closer(channel: HTTPChannel) -> Callable[[], object]:
     """
     How to close the connection after an early answer: through the channel
     (L{PypidChannel.close_after_answer}), never the bare transport, which
@@ -312,7 +339,7 @@ def _closer(channel):
     return getattr(channel, "close_after_answer", channel.loseConnection)
 
 
-def too_large_message(limit):
+def too_large_message(limit: int) -> str:
     """The answer to an upload over C{limit} bytes."""
     for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
         if limit >= 1 << shift and limit % (1 << shift) == 0:
@@ -320,7 +347,7 @@ def too_large_message(limit):
     return f"content: the upload is larger than the limit of {limit} bytes"
 
 
-class PypidSite(GuardedSite, server.Site):  # type: ignore[misc]  # (counter: ours, not Site's)
+class PypidSite(GuardedSite):
     """
     The site: our request class, no access log unless configured, and a
     C{Date} header formatted once a second.
@@ -336,12 +363,14 @@ class PypidSite(GuardedSite, server.Site):  # type: ignore[misc]  # (counter: ou
     """
 
     requestFactory = PypidRequest
-    protocol = PypidChannel  # type: ignore[assignment]  # (an HTTPChannel of ours)
     displayTracebacks = False
 
-    def __init__(self, resource, max_upload_size, spool_dir, access_log=None, reactor=None,
-                 access=None, run=None, counter=None, header_timeout=None,
-                 min_body_rate=None, timer=None, stats=None):
+    def __init__(self, resource: IResource, max_upload_size: int, spool_dir: str,
+                 access_log: str | None = None, reactor: IReactorTime | None = None,
+                 access: Access | None = None, run: Run | None = None,
+                 counter: ConnectionCounter | None = None, header_timeout: float | None = None,
+                 min_body_rate: float | None = None, timer: Callable[[], float] | None = None,
+                 stats: RequestStats | None = None) -> None:
         server.Site.__init__(self, resource, logPath=access_log, reactor=reactor)
         #: what was answered, for C{/metrics}
         self.stats = stats if stats is not None else RequestStats()
@@ -358,9 +387,10 @@ class PypidSite(GuardedSite, server.Site):  # type: ignore[misc]  # (counter: ou
         self.access = access
         self.run = run if run is not None else maybeDeferred
         self._access_log = access_log
-        self._date = (None, b"")
+        self._date: tuple[int | None, bytes] = (None, b"")
 
-    def buildProtocol(self, addr):
+    def buildProtocol(  # type: ignore[override]  # (our channel, not Twisted's proxy of one)
+            self, addr: IAddress | None) -> PypidChannel | Refused:
         """A new connection, unless its address holds too many already."""
         channel = super().buildProtocol(addr)
         if isinstance(channel, Refused):
@@ -371,14 +401,14 @@ class PypidSite(GuardedSite, server.Site):  # type: ignore[misc]  # (counter: ou
             channel.min_body_rate = self.min_body_rate
         return channel
 
-    def date_header(self):
+    def date_header(self) -> bytes:
         """The current time as an HTTP date, formatted at most once a second."""
         now = int(self.reactor.seconds())
         if self._date[0] != now:
             self._date = (now, datetimeToString(now))
         return self._date[1]
 
-    def log(self, request):
+    def log(self, request: PypidRequest) -> None:  # type: ignore[override]
         """
         Count a finished request (L{Request.finish} calls this), and write an
         access log line when an access log is configured.
@@ -398,7 +428,7 @@ class PypidSite(GuardedSite, server.Site):  # type: ignore[misc]  # (counter: ou
         if self._access_log is not None:
             server.Site.log(self, request)
 
-    def count(self, request, status, sent):
+    def count(self, request: PypidRequest, status: int | None, sent: int) -> None:
         """Count an answered request, or one abandoned (C{status} L{None})."""
         started = getattr(request, "started", None)
         if started is None:

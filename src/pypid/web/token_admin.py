@@ -3,14 +3,21 @@ Token administration over HTTP (admins only): issue, list and revoke the
 API tokens that CI uses as the password of C{__token__}.
 """
 
+from collections.abc import Coroutine
+from typing import Any
+
 import attrs
 from klein import Klein
 from twisted.internet.defer import DeferredLock
 from twisted.logger import Logger
+from twisted.web.iweb import IRequest
 
 from pypid.auth import tokens
 from pypid.core.http_errors import BadRequest, Forbidden, NotFound, Unavailable
 from pypid.core.units import parse_duration
+from pypid.storage.interface import Run
+from pypid.web.access import Access
+from pypid.web.audit_trail import AuditTrail
 from pypid.web.respond import RETRY_AFTER, send_text
 from pypid.web.routes import answer_errors, form_field, send_json
 
@@ -29,16 +36,16 @@ class TokenAdmin:
         revoked are recorded in.
     """
 
-    _access: object
-    _run: object
-    _audit: object = attrs.field(kw_only=True)
+    _access: Access
+    _run: Run
+    _audit: AuditTrail = attrs.field(kw_only=True)
     _writes: DeferredLock = attrs.field(init=False, factory=DeferredLock)
 
     app = Klein()
     answer_errors(app)
 
     @app.route("/api/tokens", methods=["POST"])
-    def issue(self, request):
+    def issue(self, request: IRequest) -> Coroutine[Any, Any, bytes]:
         """
         Issue a token (admins only). Form fields: C{actions} (C{read},
         C{upload}, or both, space-separated), C{projects} (names or globs,
@@ -47,7 +54,7 @@ class TokenAdmin:
         """
         return self._audit.recorded(request, "token-issued", self._issue(request))
 
-    async def _issue(self, request):
+    async def _issue(self, request: IRequest) -> bytes:
         identity = await self._access.admin(request)
         if not self._access.is_local_user(identity.name):
             # (a token acts for its issuer only while the issuer is a user of
@@ -72,18 +79,18 @@ class TokenAdmin:
         return send_json(request, dict(token.public(), token=text))
 
     @app.route("/api/tokens", methods=["GET"])
-    async def listing(self, request):
+    async def listing(self, request: IRequest) -> bytes:
         """List the tokens, without their secrets (admins only)."""
         await self._access.admin(request)
         return send_json(request, {"tokens": self._book().listing()})
 
     @app.route("/api/tokens/<string:token_id>", methods=["DELETE"])
-    def revoke(self, request, token_id):
+    def revoke(self, request: IRequest, token_id: str) -> Coroutine[Any, Any, bytes]:
         """Revoke a token at once (admins only)."""
         return self._audit.recorded(request, "token-revoked", self._revoke(request, token_id),
                                     target=token_id)
 
-    async def _revoke(self, request, token_id):
+    async def _revoke(self, request: IRequest, token_id: str) -> bytes:
         identity = await self._access.admin(request)
         if not self._book().revoke(token_id):
             raise NotFound(f"no such token: {token_id}")
@@ -92,12 +99,12 @@ class TokenAdmin:
         log.info("{user} revoked token {id}", user=identity.name, id=token_id)
         return send_text(request, 200, "OK: revoked")
 
-    def _book(self):
+    def _book(self) -> tokens.TokenBook:
         if self._access.tokens is None:
             raise NotFound("tokens are not enabled")
         return self._access.tokens
 
-    async def _save(self):
+    async def _save(self) -> None:
         book = self._book()
         if book.path is not None:
             try:

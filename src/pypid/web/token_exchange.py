@@ -24,18 +24,23 @@ import json
 
 import attrs
 from klein import Klein
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.web.iweb import IRequest
 
 from pypid.auth.oidc import (
     IssuerUnavailable,
     NoPublisher,
     TokenRefused,
     TooMany,
+    TrustedPublishing,
+    Verified,
     format_time,
 )
 from pypid.auth.verifier import Identity
 from pypid.core.http_errors import BadRequest, Forbidden, HTTPError, NotFound, TooLarge, Unavailable
 from pypid.web.access import client_address
+from pypid.web.audit_trail import AuditTrail
 from pypid.web.respond import RETRY_AFTER
 from pypid.web.routes import answer_errors, send_json
 
@@ -56,7 +61,7 @@ class InvalidIDToken(HTTPError):
 
     code = 401
 
-    def __init__(self, message):
+    def __init__(self, message: str) -> None:
         super().__init__(message, [(b"www-authenticate",
                                     b'Bearer realm="pypid", error="invalid_token"')])
 
@@ -72,16 +77,17 @@ class TrustedPublishingArea:
     @ivar _clock: provides C{seconds()}.
     """
 
-    _publishing: object
-    _audit: object
-    _clock: object
-    _window: tuple = (None, 0)
+    _publishing: TrustedPublishing | None
+    _audit: AuditTrail
+    _clock: IReactorTime
+    #: C{(minute, refusals of tokens not genuine in it)}
+    _window: tuple[int | None, int] = (None, 0)
 
     app = Klein()
     answer_errors(app)
 
     @app.route("/api/oidc/mint-token", methods=["POST"])
-    async def mint(self, request):
+    async def mint(self, request: IRequest) -> bytes:
         """
         Exchange an OIDC ID token for an upload token of the projects its
         publisher may upload to (see the module docstring).
@@ -127,7 +133,7 @@ class TrustedPublishingArea:
         return send_json(request, {"token": minted.text, "expires": expires,
                                    "projects": projects})
 
-    def _refused(self, request, verified, error):
+    def _refused(self, request: IRequest, verified: Verified | None, error: HTTPError) -> None:
         """
         Record a refusal: in full when the ID token was genuine (or the
         server failed), and for the first L{UNVERIFIED_ENTRIES} others of a
@@ -141,7 +147,7 @@ class TrustedPublishingArea:
             return
         self._audit.refused(request, None, EVENT, error)
 
-    def _unverified_allowed(self):
+    def _unverified_allowed(self) -> bool:
         minute = int(self._clock.seconds() // 60)
         start, count = self._window
         if start != minute:
@@ -150,7 +156,7 @@ class TrustedPublishingArea:
         return count < UNVERIFIED_ENTRIES
 
 
-def _id_token(request):
+def _id_token(request: IRequest) -> str:
     """
     The ID token of the request's JSON body.
 

@@ -12,8 +12,11 @@ module is the one place that touches them (checked with Twisted 24.7 to
 26.10); the rest of L{pypid.web} calls these functions.
 """
 
+from twisted.web.http import HTTPChannel, Request
 
-def request_line(channel, default_method=None, default_target=b""):
+
+def request_line(channel: HTTPChannel, default_method: bytes | None = None,
+                 default_target: bytes = b"") -> tuple[bytes | None, bytes]:
     """
     The method and target of the request whose headers C{channel} has just
     read, before the request itself knows them.
@@ -22,39 +25,43 @@ def request_line(channel, default_method=None, default_target=b""):
             getattr(channel, "_path", default_target))
 
 
-def request_version(channel):
+def request_version(channel: HTTPChannel) -> bytes | None:
     """The HTTP version of the request whose headers C{channel} has just read."""
     return getattr(channel, "_version", None)
 
 
-def head_bytes(channel):
+def head_bytes(channel: HTTPChannel) -> int:
     """How many bytes of the current request line and headers C{channel} has counted."""
     return channel._receivedHeaderSize
 
 
-class BadRequestHook:
+class BadRequestHook(HTTPChannel):
     """
-    A mixin for an C{HTTPChannel} subclass: Twisted's answer to a request
+    An C{HTTPChannel} to subclass: Twisted's answer to a request
     head it cannot take (too large in all, a malformed line, too many
     headers, a bad length or chunk) is a private method, a bare C{400}
     with no reason; this makes it call the subclass's C{bad_request()}.
     """
 
-    def _respondToBadRequestAndDisconnect(self):
+    def _respondToBadRequestAndDisconnect(self) -> None:
         self.bad_request()
 
+    def bad_request(self) -> None:
+        """Answer a request head Twisted refused, and close."""
+        raise NotImplementedError
 
-def body_follows(channel):
+
+def body_follows(channel: HTTPChannel) -> bool:
     """Whether a body follows the headers just read: a length, or chunks."""
     return bool(channel.length) or (channel.length is None
                                     and channel._transferDecoder is not None)
 
 
-def handling_request(channel):
+def handling_request(channel: HTTPChannel) -> bool:
     """Whether C{channel} is still answering a request."""
     return channel._handlingRequest
 
 
-def parse_form_body(request, parse):
+def parse_form_body(request: Request, parse: bool) -> None:
     """Whether Twisted parses C{request}'s form body into C{request.args}."""
     request._parsePOSTFormSubmission = parse

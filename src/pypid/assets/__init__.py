@@ -6,7 +6,8 @@ so a browser keeps them for a year and a new release is fetched at once.
 Nothing comes from elsewhere: the pages work offline and under a policy
 of C{script-src 'self'; style-src 'self'}. This module only reads them (the
 static export writes the same files); L{pypid.web.people.AssetsResource}
-serves them.
+serves them. A package of its own below C{web/} and C{export/}, importing
+only C{core/}, so both take the same files from below.
 """
 
 import hashlib
@@ -38,13 +39,14 @@ class Assets:
     css: str
     js: str
     icon: str
-    pages: dict
+    pages: dict[str, Page]
 
     @classmethod
-    def load(cls):
+    def load(cls) -> "Assets":
         """Read the assets from the package (once, at start-up)."""
-        pages, paths = {}, {}
-        folder = resources.files("pypid.web").joinpath("static")
+        pages: dict[str, Page] = {}
+        paths: dict[str, str] = {}
+        folder = resources.files("pypid.assets").joinpath("static")
         for name, content_type in _ASSETS.items():
             data = folder.joinpath(name).read_bytes()
             stem, _, ext = name.rpartition(".")
@@ -53,6 +55,6 @@ class Assets:
             paths[ext] = "static/" + served
         return cls(css=paths["css"], js=paths["js"], icon=paths["svg"], pages=pages)
 
-    def files(self):
+    def files(self) -> list[tuple[str, bytes]]:
         """C{(path from the site's root, bytes)} of every asset, for a static copy."""
         return [("static/" + name, page.body) for name, page in sorted(self.pages.items())]
