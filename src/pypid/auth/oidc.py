@@ -140,7 +140,7 @@ def _short(value, limit=100):
 def format_time(seconds):
     """A POSIX time as ISO 8601 in UTC, to the second (C{2026-01-31T12:00:00Z})."""
     try:
-        when = datetime.datetime.fromtimestamp(int(seconds), tz=datetime.timezone.utc)
+        when = datetime.datetime.fromtimestamp(int(seconds), tz=datetime.UTC)
     except (OverflowError, ValueError, OSError):
         return str(seconds)
     return when.strftime("%Y-%m-%dT%H:%M:%SZ")

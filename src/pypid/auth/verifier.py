@@ -144,7 +144,8 @@ class PasswordVerifier:
     # a restart.
     _cache_key: bytes = attrs.field(init=False, repr=False, factory=lambda: secrets.token_bytes(32))
     # digest -> expiry (reactor seconds), oldest first.
-    _cache: collections.OrderedDict = attrs.field(init=False, repr=False, factory=collections.OrderedDict)
+    _cache: collections.OrderedDict = attrs.field(init=False, repr=False,
+                                                  factory=collections.OrderedDict)
     # digest -> directory groups, for the directory users of _cache.
     _groups: dict = attrs.field(init=False, repr=False, factory=dict)
     # digest -> Deferreds waiting for the verification already under way.

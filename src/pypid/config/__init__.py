@@ -5,9 +5,10 @@ Every section and key is declared, with its default and its parser, by the
 module of its section (L{server}, L{storage}, L{s3}, L{auth}, L{upstream},
 L{tls}, L{metrics}, L{ldap}, L{oidc}), which also checks it against the
 other keys; this module reads the file and the command line, runs their
-parsers and checks, and assembles the L{Config}.  So an unknown key, a misspelt section or a bad value stops
-start-up with a single line naming the file (or the command-line option),
-the section and the key, and saying what is allowed.  C{etc/pypid.ini}
+parsers and checks, and assembles the L{Config}.  So an unknown key, a
+misspelt section or a bad value stops start-up with a single line naming
+the file (or the command-line option), the section and the key, and
+saying what is allowed.  C{etc/pypid.ini}
 documents every key for people.  A key may also come from the environment
 (C{PYPID_<SECTION>_<KEY>}, L{environment_overrides}): over the file, under
 C{--set}.
@@ -33,7 +34,8 @@ from pypid.config.storage_settings import STORAGE_KEYS, StorageConfig
 from pypid.config.tls_settings import TLS_KEYS, TLSConfig, check_tls, no_tls
 from pypid.config.upstream_settings import UPSTREAM_KEYS, UpstreamConfig, check_upstream
 
-__all__ = ["FREE_SECTIONS", "SCHEMA", "Config", "ConfigError", "StartupError", "load_config", "parse_override"]
+__all__ = ["FREE_SECTIONS", "SCHEMA", "Config", "ConfigError", "StartupError", "load_config",
+           "parse_override"]
 
 
 @attrs.frozen

@@ -115,7 +115,7 @@ def _endpoint_url(value):
         raise ValueError(message)
     try:
         parts = urlsplit(value)
-        parts.port
+        _ = parts.port  # (raises ValueError for a bad port)
     except ValueError:  # a bad port or a bad [IPv6] host
         raise ValueError(message) from None
     if parts.scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc:

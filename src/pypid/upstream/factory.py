@@ -6,50 +6,91 @@ C{.upstream}); and L{UpstreamPart}, the proxy as a part of the daemon.
 
 import os
 import time
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol, cast
 
 import attrs
 from twisted.application.service import Service
 from twisted.internet.defer import ensureDeferred
+from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
+from pypid.core.metrics import Family
 from pypid.core.parts import IMetricsSource
 from pypid.storage.factory import make_storage
+from pypid.storage.interface import IStorage
 from pypid.storage.measured import MeasuredStorage
+from pypid.upstream.page_view import FileUrl
+from pypid.upstream.project_rules import HostedIndex
+from pypid.upstream.proxy import ProxySettings, UpstreamProxy
+from pypid.upstream.transfer import RunInPool
 
 
-def make_upstream(config, run, reactor, index, learnt=None):
+class UpstreamSettings(ProxySettings, Protocol):
     """
-    The L{pypid.upstream.proxy.UpstreamProxy} of the configuration.
-
-    @param index: the hosted L{pypid.core.index.Index} (what is hosted is
-        never asked upstream).
-    @param learnt: called (without arguments) whenever a page was fetched
-        or a file kept, so that the snapshot is saved soon.
-    @raise pypid.config.errors.StartupError: when C{[pypid] ca_bundle}
-        cannot be used.
+    C{[upstream]} as the factory reads it
+    (L{pypid.config.upstream_settings.UpstreamConfig}, a layer above).
     """
-    from pypid.http.client import make_agent, outbound_policy
-    from pypid.upstream.cache import PageCache
-    from pypid.upstream.confusion import UpstreamPolicy
-    from pypid.upstream.fetch import UpstreamClient
-    from pypid.upstream.proxy import UpstreamProxy
 
-    up = config.upstream
-    cache_config = attrs.evolve(
-        config,
-        storage=attrs.evolve(config.storage,
-                             path=os.path.join(config.storage.path, ".upstream")),
-        s3=attrs.evolve(config.s3, prefix=config.s3.prefix + ".upstream/",
-                        bucket_snapshot=False))
-    storage = MeasuredStorage(make_storage(cache_config, run, reactor), time.monotonic)
-    agent, pool = make_agent(reactor, up.timeout, policy=outbound_policy(config))
-    client = UpstreamClient(agent, reactor, up.url, up.hosts, up.timeout, up.max_page_size,
-                            run=run, deadline=up.fetch_deadline, max_entries=up.max_page_files)
-    pages = PageCache(lambda project: ensureDeferred(client.page(project)), reactor, up.ttl,
-                      up.offline, max_bytes=up.page_cache_size, on_change=learnt)
-    policy = UpstreamPolicy(up.mode, up.private, up.merge, up.min_age, up.min_age_exempt)
-    return UpstreamProxy(up, policy, pages, client, storage, index, index.file_url, run,
-                         reactor, on_close=pool.closeCachedConnections, on_change=learnt)
+    @property
+    def url(self) -> str:
+        """The upstream's simple index root."""
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        """Where files may come from."""
+
+    @property
+    def ttl(self) -> float:
+        """How long a page is fresh."""
+
+    @property
+    def max_page_size(self) -> int:
+        """The largest page read."""
+
+    @property
+    def max_page_files(self) -> int:
+        """The most entries one page may list."""
+
+    @property
+    def page_cache_size(self) -> int:
+        """The memory budget of the cached pages."""
+
+    @property
+    def private(self) -> tuple[str, ...]:
+        """Names never asked upstream."""
+
+    @property
+    def merge(self) -> tuple[str, ...]:
+        """Hosted projects that show upstream files too."""
+
+    @property
+    def min_age(self) -> float:
+        """The cooldown of new upstream files."""
+
+    @property
+    def min_age_exempt(self) -> tuple[str, ...]:
+        """Projects without the cooldown."""
+
+
+class DaemonSettings(Protocol):
+    """
+    The configuration the upstream part is built from
+    (L{pypid.config.Config}, a layer above): C{[upstream]}, and the
+    storage's sections, whose folder or prefix the cache's storage shares.
+    """
+
+    @property
+    def upstream(self) -> UpstreamSettings:
+        """C{[upstream]}."""
+
+    @property
+    def storage(self) -> Any:
+        """C{[storage]}: an attrs value with a C{path}."""
+
+    @property
+    def s3(self) -> Any:
+        """C{[s3]}: an attrs value with a C{prefix} and C{bucket_snapshot}."""
 
 
 @implementer(IMetricsSource)
@@ -58,19 +99,71 @@ class UpstreamPart(Service):
     The upstream proxy as a part of the daemon: its cache is loaded with
     the index (its state is in the snapshot), and its connections dropped
     as the server stops, after the requests in flight.
-
-    @ivar proxy: the L{pypid.upstream.proxy.UpstreamProxy}.
     """
 
-    def __init__(self, proxy):
-        self.proxy = proxy
+    def __init__(self, proxy: UpstreamProxy, storage: MeasuredStorage) -> None:
+        """
+        @param storage: the proxy's storage, whose operations C{/metrics} counts.
+        """
+        self._proxy = proxy
+        self._storage = storage
 
-    def stopService(self):
+    @classmethod
+    def from_config(cls, config: DaemonSettings, run: RunInPool, reactor: IReactorTime,
+                    index: HostedIndex, file_url: FileUrl,
+                    learnt: Callable[[], None] | None = None) -> "UpstreamPart":
+        """
+        The part of the configuration's C{[upstream]}.
+
+        @param reactor: the reactor (its clock, and its connections to the
+            upstream and the bucket).
+        @param index: the hosted index (what is hosted is never asked upstream).
+        @param file_url: the links pages give files, as for hosted ones.
+        @param learnt: called (without arguments) whenever a page was fetched
+            or a file kept, so that the snapshot is saved soon.
+        @raise pypid.core.startup.StartupError: when C{[pypid] ca_bundle}
+            cannot be used.
+        """
+        from pypid.http.client import make_agent, outbound_policy
+        from pypid.upstream.cache import PageCache
+        from pypid.upstream.confusion import UpstreamPolicy
+        from pypid.upstream.fetch import UpstreamClient
+
+        up = config.upstream
+        # (the Config of a layer above, read through a Protocol: mypy's
+        # attrs plugin cannot see that it is an attrs class)
+        cache_config = attrs.evolve(  # type: ignore[misc]
+            config,
+            storage=attrs.evolve(config.storage,
+                                 path=os.path.join(config.storage.path, ".upstream")),
+            s3=attrs.evolve(config.s3, prefix=config.s3.prefix + ".upstream/",
+                            bucket_snapshot=False))
+        storage = MeasuredStorage(make_storage(cache_config, run, reactor), time.monotonic)
+        agent, pool = make_agent(reactor, up.timeout, policy=outbound_policy(config))
+        client = UpstreamClient(agent, reactor, up.url, up.hosts, up.timeout, up.max_page_size,
+                                run=run, deadline=up.fetch_deadline,
+                                max_entries=up.max_page_files)
+        pages = PageCache(lambda project: ensureDeferred(client.page(project)), reactor, up.ttl,
+                          up.offline, max_bytes=up.page_cache_size, on_change=learnt)
+        policy = UpstreamPolicy(up.mode, up.private, up.merge, up.min_age, up.min_age_exempt)
+        # (a MeasuredStorage provides its backend's interfaces, declared on
+        # the instance as it is made: mypy cannot see them)
+        proxy = UpstreamProxy.create(up, policy, pages, client, cast(IStorage, storage), index,
+                                     file_url, run, reactor, on_close=pool.closeCachedConnections,
+                                     on_change=learnt)
+        return cls(proxy, storage)
+
+    @property
+    def proxy(self) -> UpstreamProxy:
+        """The proxy the web layer, the loader and the snapshot writer hold."""
+        return self._proxy
+
+    def stopService(self) -> None:
         """Drop the connections to the upstream."""
         Service.stopService(self)
-        self.proxy.close()
+        self._proxy.close()
 
-    def metric_families(self):
+    def metric_families(self) -> Iterator[Family]:
         """The proxy's pages, files and fetches, and its storage's operations."""
-        yield from self.proxy.metric_families()
-        yield from self.proxy.storage.operation_families("upstream")
+        yield from self._proxy.metric_families()
+        yield from self._storage.operation_families("upstream")

@@ -242,7 +242,7 @@ class UpstreamClient:
                 raise UpstreamError(f"the upstream answered {response.code} with no Location")
             try:
                 target = urljoin(url, location)
-                urlsplit(target).port  # (raises ValueError for a malformed one)
+                _ = urlsplit(target).port  # (raises ValueError for a malformed one)
             except ValueError:
                 raise UpstreamError("the upstream redirected to a malformed URL "
                                     f"{quoted(location)}")

@@ -301,7 +301,7 @@ def _resolve_url(base, ref):
         # (an absolute URL, as most pages give, needs no join: urljoin is a
         # quarter of the time of a 45,000-file page)
         parts = urlsplit(ref if ref.startswith(("https://", "http://")) else urljoin(base, ref))
-        parts.port  # raises ValueError for a malformed port
+        _ = parts.port  # raises ValueError for a malformed port
     except ValueError:
         raise _Unusable("the URL is malformed")
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -337,7 +337,7 @@ def _upload_time(value):
         return None
     year, month, day, hour, minute, second, fraction, zone = match.groups()
     try:
-        tz = datetime.timezone.utc
+        tz = datetime.UTC
         if zone and zone.upper() != "Z":
             sign = -1 if zone[0] == "-" else 1
             # (an offset of a day or more, such as +99:00, raises ValueError)

@@ -65,7 +65,7 @@ class CacheAdmin:
         report = [{"project": pin.project, "status": "refused",
                    "reason": "not an upstream project here"}
                   for pin in pins if pin not in allowed]
-        report += await proxy.precache(allowed)
+        report += await proxy.upkeep.precache(allowed)
         statuses = Counter(str(item.get("status")) for item in report)
         self._audit.record(request, identity, "precache", detail=", ".join(
             f"{count} {status}" for status, count in sorted(statuses.items())) or "nothing")
@@ -88,7 +88,7 @@ class CacheAdmin:
         if not proxy.decide(name).allowed:
             raise NotFound("not an upstream project here")
         try:
-            entry = await proxy.refresh(normalize(name))
+            entry = await proxy.upkeep.refresh(normalize(name))
         except UpstreamError as e:
             raise BadGateway(f"the upstream index failed: {e}")
         except Offline:

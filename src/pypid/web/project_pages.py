@@ -210,7 +210,7 @@ class ProjectPages(ReadResource):
         entry, files = known
         # (the entry, the files shown of it, which a cooldown changes, and
         # those fetched, whose descriptions the page shows)
-        fetched = frozenset(f.filename for f in files if self._upstream.kept(f.filename))
+        fetched = frozenset(f.filename for f in files if self._upstream.files.kept(f.filename))
         token = (entry.fetched_at, tuple(f.filename for f in files), fetched)
         return entry.page.name or name, lambda: files, token, entry.fetched_at
 
@@ -219,8 +219,8 @@ class ProjectPages(ReadResource):
         if view.upstream is None:
             details, final = await self._details(view.current.files, self._storage)
         else:
-            details, final = await self._details(view.current.files, self._upstream.storage,
-                                                 lambda f: self._upstream.kept(f.filename))
+            details, final = await self._details(view.current.files, self._upstream.files.storage,
+                                                 lambda f: self._upstream.files.kept(f.filename))
         root = "../../" if key[1] is None else "../../../"
         view = attrs.evolve(view, details=details, pending=not final)
         page = Page.of(pages.project_page(self._chrome, view, root), HTML)

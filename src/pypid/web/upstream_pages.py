@@ -63,7 +63,7 @@ def answer_page(request, proxy, name, base):
         request.responseHeaders.setRawHeaders(b"content-type", [b"text/plain; charset=utf-8"])
         return b"Found at the upstream index\n"
     wanted = page_kind(request)
-    if project not in proxy.pages.entries:
+    if not proxy.pages.holds(project):
         # (a page the cache holds is never asked for while the client waits)
         _charge(request, proxy, project)
     return finish_later(request, ensureDeferred(_page(request, proxy, project, wanted)))
@@ -92,7 +92,7 @@ async def _page(request, proxy, project, kind):
     from pypid.upstream.cache import Offline
     from pypid.upstream.fetch import UpstreamError
     try:
-        found = await proxy.upstream_page(project, kind)
+        found = await proxy.pages.upstream_page(project, kind)
     except Offline:
         raise NotFound("no such project in the cache (the server is offline)")
     except UpstreamError as e:
@@ -110,7 +110,7 @@ async def _page(request, proxy, project, kind):
 def answer_merged_page(request, proxy, hosted, kind):
     """Answer C{/simple/<project>/} for a hosted project with upstream files merged in."""
     async def answer():
-        page, stale = await proxy.merged_page(hosted, kind)
+        page, stale = await proxy.pages.merged_page(hosted, kind)
         body = send_page(request, page)
         if stale:
             request.responseHeaders.setRawHeaders(b"warning", [_STALE_WARNING])
@@ -135,8 +135,8 @@ def answer_file(request, proxy, project, filename):
 
 async def _file(request, proxy, project, filename):
     from pypid.upstream.cache import Offline
+    from pypid.upstream.downloads import DownloadsBusy
     from pypid.upstream.fetch import UpstreamNotFound
-    from pypid.upstream.proxy import DownloadsBusy
     try:
         return await _file_answer(request, proxy, project, filename)
     except DownloadsBusy as e:
@@ -153,22 +153,22 @@ async def _file_answer(request, proxy, project, filename):
     from pypid.upstream.cache import Offline
     from pypid.upstream.fetch import UpstreamError
     name, metadata = _file_of(filename)
-    listed = proxy.listed(project, name)
-    if listed is None and proxy.kept(name) is None:
+    listed = proxy.pages.listed(project, name)
+    if listed is None and proxy.files.kept(name) is None:
         # Not seen yet (a client with an old copy of the page): look again.
         try:
-            await proxy.upstream_page(project, "json")
+            await proxy.pages.upstream_page(project, "json")
         except (Offline, UpstreamError):
             pass
-        listed = proxy.listed(project, name)
-    stored = proxy.kept(name)
+        listed = proxy.pages.listed(project, name)
+    stored = proxy.files.kept(name)
     if stored is not None and (stored.project != project or not proxy.may_serve(stored)):
         stored = None
     try:
         if metadata:
             if listed is None:
                 raise NotFound("no such file")
-            data = await proxy.metadata(project, listed)
+            data = await proxy.files.metadata(listed)
             if data is None:
                 raise NotFound("no such file")
             return send_bytes(request, data, b'"%s"' % hashlib.sha256(data).hexdigest().encode())
@@ -178,7 +178,7 @@ async def _file_answer(request, proxy, project, filename):
             tee = (_ClientTee(request, listed)
                    if _plain_get(request) and _sees_cut_short(request, listed) else None)
             try:
-                stored = await proxy.fetch(listed, tee)
+                stored = await proxy.files.fetch(listed, tee)
             except UpstreamError:
                 if tee is not None and tee.started:
                     return NOT_DONE_YET  # the answer was broken off already
@@ -187,7 +187,7 @@ async def _file_answer(request, proxy, project, filename):
                 return NOT_DONE_YET
     except UpstreamError as e:
         raise BadGateway(f"the upstream index failed: {e}")
-    return send_stored(request, stored, proxy.locate(stored),
+    return send_stored(request, stored, proxy.files.locate(stored),
                        b'"%s"' % stored.sha256.encode("ascii"))
 
 
