@@ -34,11 +34,11 @@ from pypid.storage.disk import remove_file
 from pypid.storage.interface import FileExists, FilenameDeleted, IStorage
 from pypid.upstream.admission import Admission
 from pypid.upstream.cache import Offline, Remembered, again, recent, remembered
-from pypid.upstream.fetch import TransferFailed, UpstreamClient, UpstreamError
+from pypid.upstream.fetch import RunInPool, TransferFailed, UpstreamClient, UpstreamError
 from pypid.upstream.kept import KeptFiles
 from pypid.upstream.page_view import PageView
 from pypid.upstream.parser import UpstreamFile
-from pypid.upstream.transfer import DownloadTee, RunInPool, ToFile, VerifyError, open_temp
+from pypid.upstream.transfer import DownloadTee, ToFile, VerifyError, open_temp
 
 log = Logger()
 

@@ -20,10 +20,10 @@ from pypid.core.parts import IMetricsSource
 from pypid.storage.factory import make_storage
 from pypid.storage.interface import IStorage
 from pypid.storage.measured import MeasuredStorage
+from pypid.upstream.fetch import RunInPool
 from pypid.upstream.page_view import FileUrl
 from pypid.upstream.project_rules import HostedIndex
 from pypid.upstream.proxy import ProxySettings, UpstreamProxy
-from pypid.upstream.transfer import RunInPool
 
 
 class UpstreamSettings(ProxySettings, Protocol):

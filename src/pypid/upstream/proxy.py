@@ -29,12 +29,11 @@ from pypid.upstream.budget import MissBudget
 from pypid.upstream.cache import CachedPage, PageCache
 from pypid.upstream.confusion import Decision, UpstreamPolicy
 from pypid.upstream.downloads import DownloadLimits, UpstreamFiles
-from pypid.upstream.fetch import UpstreamClient
+from pypid.upstream.fetch import RunInPool, UpstreamClient
 from pypid.upstream.kept import KeptFiles
 from pypid.upstream.page_view import FileUrl, PageView
 from pypid.upstream.parser import UpstreamFile
 from pypid.upstream.project_rules import HostedIndex, ProjectRules
-from pypid.upstream.transfer import RunInPool
 from pypid.upstream.upkeep import CacheUpkeep
 
 

@@ -11,8 +11,7 @@ tested alone with a fake transport (C{tests/test_upstream_transfer.py}).
 
 import os
 import secrets
-from collections.abc import Callable
-from typing import IO, ParamSpec, Protocol, TypeVar, cast
+from typing import IO, Protocol, cast
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
@@ -24,21 +23,9 @@ from twisted.web.client import ResponseDone
 from twisted.web.http import PotentialDataLoss
 
 from pypid.http import bodies
-from pypid.upstream.fetch import TransferFailed, UpstreamError
+from pypid.upstream.fetch import RunInPool, TransferFailed, UpstreamError
 
 log = Logger()
-
-_P = ParamSpec("_P")
-_T = TypeVar("_T")
-
-
-class RunInPool(Protocol):
-    """C{run(f, *args)}: call C{f} in the I/O thread pool; a L{Deferred} of its result."""
-
-    def __call__(self, f: Callable[_P, _T], /, *args: _P.args,
-                 **kwargs: _P.kwargs) -> Deferred[_T]:
-        """Run C{f(*args, **kwargs)} in a thread."""
-
 
 class VerifyError(UpstreamError):
     """What the upstream sent is not what its page promised; nothing is kept."""
