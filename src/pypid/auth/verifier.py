@@ -313,8 +313,8 @@ class PasswordVerifier:
         dummy hash (C{hashed}) runs: the answer comes when both are done,
         so such a name never costs less than a user's check.
         """
-        both = gatherResults([hashed, directory.check(user, password)],
-                             consumeErrors=True)
+        parts: list[Deferred[Any]] = [hashed, directory.check(user, password)]
+        both = gatherResults(parts, consumeErrors=True)
 
         def checked(results: list[Any]) -> frozenset[str] | None:
             groups = results[1]
