@@ -14,7 +14,6 @@ upstream's hosts only (L{pypid.upstream.fetch}).
 
 import hashlib
 from collections.abc import Callable
-from typing import Protocol
 
 import attrs
 from twisted.internet.defer import Deferred, ensureDeferred, fail, succeed
@@ -34,7 +33,8 @@ from pypid.storage.disk import remove_file
 from pypid.storage.interface import FileExists, FilenameDeleted, IStorage
 from pypid.upstream.admission import Admission
 from pypid.upstream.cache import Offline, Remembered, again, recent, remembered
-from pypid.upstream.fetch import RunInPool, TransferFailed, UpstreamClient, UpstreamError
+from pypid.upstream.contracts import DownloadLimits, RunInPool
+from pypid.upstream.fetch import TransferFailed, UpstreamClient, UpstreamError
 from pypid.upstream.kept import KeptFiles
 from pypid.upstream.page_view import PageView
 from pypid.upstream.parser import UpstreamFile
@@ -59,37 +59,6 @@ WAITING_PER_DOWNLOAD = 10
 
 class DownloadsBusy(Exception):
     """Too many upstream downloads wait already: try again shortly (503)."""
-
-
-class DownloadLimits(Protocol):
-    """
-    What the files side reads of C{[upstream]}
-    (L{pypid.config.upstream_settings.UpstreamConfig}, a layer above).
-    """
-
-    @property
-    def offline(self) -> bool:
-        """Nothing is fetched: only what is kept is served."""
-
-    @property
-    def max_file_size(self) -> int:
-        """The largest file fetched, whatever its page claims."""
-
-    @property
-    def max_downloads(self) -> int:
-        """Downloads at once."""
-
-    @property
-    def download_space(self) -> int:
-        """Bytes reserved by the downloads under way, together."""
-
-    @property
-    def timeout(self) -> float:
-        """The longest the upstream may be silent."""
-
-    @property
-    def fetch_deadline(self) -> float:
-        """The longest one download may take in all."""
 
 
 def _held(filename: str, data: bytes) -> int:

@@ -4,10 +4,12 @@ and the storage of the files it fetched (beside the hosted ones, under
 C{.upstream}); and L{UpstreamPart}, the proxy as a part of the daemon.
 """
 
+from __future__ import annotations
+
 import os
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import attrs
 from twisted.application.service import Service
@@ -20,57 +22,14 @@ from pypid.core.parts import IMetricsSource
 from pypid.storage.factory import make_storage
 from pypid.storage.interface import IStorage
 from pypid.storage.measured import MeasuredStorage
-from pypid.upstream.fetch import RunInPool
-from pypid.upstream.page_view import FileUrl
-from pypid.upstream.project_rules import HostedIndex
-from pypid.upstream.proxy import ProxySettings, UpstreamProxy
+from pypid.upstream.contracts import RunInPool, UpstreamSettings
 
-
-class UpstreamSettings(ProxySettings, Protocol):
-    """
-    C{[upstream]} as the factory reads it
-    (L{pypid.config.upstream_settings.UpstreamConfig}, a layer above).
-    """
-
-    @property
-    def url(self) -> str:
-        """The upstream's simple index root."""
-
-    @property
-    def hosts(self) -> tuple[str, ...]:
-        """Where files may come from."""
-
-    @property
-    def ttl(self) -> float:
-        """How long a page is fresh."""
-
-    @property
-    def max_page_size(self) -> int:
-        """The largest page read."""
-
-    @property
-    def max_page_files(self) -> int:
-        """The most entries one page may list."""
-
-    @property
-    def page_cache_size(self) -> int:
-        """The memory budget of the cached pages."""
-
-    @property
-    def private(self) -> tuple[str, ...]:
-        """Names never asked upstream."""
-
-    @property
-    def merge(self) -> tuple[str, ...]:
-        """Hosted projects that show upstream files too."""
-
-    @property
-    def min_age(self) -> float:
-        """The cooldown of new upstream files."""
-
-    @property
-    def min_age_exempt(self) -> tuple[str, ...]:
-        """Projects without the cooldown."""
+if TYPE_CHECKING:
+    # (types only: the rest of the upstream loads with a configured [upstream],
+    # 24 ms of every start otherwise)
+    from pypid.upstream.page_view import FileUrl
+    from pypid.upstream.project_rules import HostedIndex
+    from pypid.upstream.proxy import UpstreamProxy
 
 
 class DaemonSettings(Protocol):
@@ -111,7 +70,7 @@ class UpstreamPart(Service):
     @classmethod
     def from_config(cls, config: DaemonSettings, run: RunInPool, reactor: IReactorTime,
                     index: HostedIndex, file_url: FileUrl,
-                    learnt: Callable[[], None] | None = None) -> "UpstreamPart":
+                    learnt: Callable[[], None] | None = None) -> UpstreamPart:
         """
         The part of the configuration's C{[upstream]}.
 
@@ -128,6 +87,7 @@ class UpstreamPart(Service):
         from pypid.upstream.cache import PageCache
         from pypid.upstream.confusion import UpstreamPolicy
         from pypid.upstream.fetch import UpstreamClient
+        from pypid.upstream.proxy import UpstreamProxy
 
         up = config.upstream
         # (the Config of a layer above, read through a Protocol: mypy's

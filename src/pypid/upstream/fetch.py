@@ -10,17 +10,17 @@ listed). Redirects are followed by hand, a few at most, and only to allowed
 hosts. Parsing is in L{pypid.upstream.parser}, which does no I/O.
 """
 
-from collections.abc import Callable, Iterable
-from typing import ParamSpec, Protocol, TypeVar
+from collections.abc import Iterable
 from urllib.parse import quote, urljoin, urlsplit
 
-from twisted.internet.defer import CancelledError, Deferred, DeferredSemaphore
+from twisted.internet.defer import CancelledError, DeferredSemaphore
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgent, IResponse
 
 from pypid.http import bodies
+from pypid.upstream.contracts import RunInPool
 from pypid.upstream.parser import (
     MAX_PAGE_ENTRIES,
     UpstreamPage,
@@ -41,18 +41,6 @@ _REDIRECTS = (301, 302, 303, 307, 308)
 #: their turn. Each holds up to C{max_page_size} while read, and a page
 #: about ten times that while decoded.
 MAX_READS = 8
-
-
-_P = ParamSpec("_P")
-_T = TypeVar("_T")
-
-
-class RunInPool(Protocol):
-    """C{run(f, *args)}: call C{f} in the I/O thread pool; a L{Deferred} of its result."""
-
-    def __call__(self, f: Callable[_P, _T], /, *args: _P.args,
-                 **kwargs: _P.kwargs) -> Deferred[_T]:
-        """Run C{f(*args, **kwargs)} in a thread."""
 
 
 class UpstreamError(Exception):

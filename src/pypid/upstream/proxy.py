@@ -17,7 +17,7 @@ their downloads (L{pypid.upstream.downloads}), and the cache's upkeep
 """
 
 from collections.abc import Callable, Iterator
-from typing import Any, Protocol
+from typing import Any
 
 import attrs
 from twisted.internet.interfaces import IReactorTime
@@ -28,28 +28,14 @@ from pypid.storage.interface import IStorage
 from pypid.upstream.budget import MissBudget
 from pypid.upstream.cache import CachedPage, PageCache
 from pypid.upstream.confusion import Decision, UpstreamPolicy
-from pypid.upstream.downloads import DownloadLimits, UpstreamFiles
-from pypid.upstream.fetch import RunInPool, UpstreamClient
+from pypid.upstream.contracts import ProxySettings, RunInPool
+from pypid.upstream.downloads import UpstreamFiles
+from pypid.upstream.fetch import UpstreamClient
 from pypid.upstream.kept import KeptFiles
 from pypid.upstream.page_view import FileUrl, PageView
 from pypid.upstream.parser import UpstreamFile
 from pypid.upstream.project_rules import HostedIndex, ProjectRules
 from pypid.upstream.upkeep import CacheUpkeep
-
-
-class ProxySettings(DownloadLimits, Protocol):
-    """
-    What the upstream reads of C{[upstream]}
-    (L{pypid.config.upstream_settings.UpstreamConfig}, a layer above).
-    """
-
-    @property
-    def mode(self) -> str:
-        """C{none}, C{redirect} or C{cache}."""
-
-    @property
-    def max_misses_per_address(self) -> int:
-        """Requests that must ask the upstream, per client address and minute."""
 
 
 @attrs.define

@@ -23,7 +23,8 @@ from twisted.web.client import ResponseDone
 from twisted.web.http import PotentialDataLoss
 
 from pypid.http import bodies
-from pypid.upstream.fetch import RunInPool, TransferFailed, UpstreamError
+from pypid.upstream.contracts import RunInPool
+from pypid.upstream.fetch import TransferFailed, UpstreamError
 
 log = Logger()
 
