@@ -1752,6 +1752,11 @@ class _Upstream:
 
     mode: str = "cache"
 
+    @property
+    def upkeep(self):
+        """Its refreshes and pre-caching: the fake itself."""
+        return self
+
     def decide(self, name):
         """Every name but C{private} is the upstream's."""
         return attrs.make_class("Decision", ["allowed"])(name != "private")

@@ -36,12 +36,13 @@ from pypid.storage.s3.credentials import CredentialSource
 from pypid.storage.s3.layout import Layout
 from pypid.storage.s3.sign import Bucket, Credentials
 from pypid.storage.s3.storage import S3Storage
-from pypid.upstream import budget, cache, proxy
+from pypid.upstream import budget, cache, downloads, page_view
 from pypid.upstream.cache import PageCache
 from pypid.upstream.confusion import UpstreamPolicy
 from pypid.upstream.fetch import UpstreamError, UpstreamNotFound
 from pypid.upstream.parser import UpstreamFile, UpstreamPage
 from pypid.upstream.proxy import UpstreamProxy
+from pypid.upstream.transfer import VerifyError
 from pypid.web.channel import ConnectionCounter
 from tests.fakes import FAST
 from tests.test_index import make_record
@@ -134,14 +135,19 @@ class BoundsTests(SynchronousTestCase):
         clock.advance(1_000_000)
         pages = PageCache(fetch or (lambda project: succeed(upstream_page(project))),
                           clock, 900.0)
-        return UpstreamProxy(_Config(), policy or UpstreamPolicy("cache"), pages, None,
-                             None, _NoIndex(), lambda f: f"/files/{f.filename}", None,
-                             clock)
+        return UpstreamProxy.create(_Config(), policy or UpstreamPolicy("cache"), pages, None,
+                                    None, _NoIndex(), lambda f: f"/files/{f.filename}", None,
+                                    clock)
+
+    def make_sides(self, fetch=None, policy=None):
+        """C{(pages, view, files, kept)}: the upstream's sides, as the proxy builds them."""
+        upstream = self.make_proxy(fetch, policy)
+        return upstream._pages, upstream.pages, upstream.files, upstream._kept
 
     def test_page_cache(self):
         """The upstream page cache keeps at most L{cache.MAX_ENTRIES} projects."""
         self.patch(cache, "MAX_ENTRIES", 500)
-        pages = self.make_proxy().pages
+        pages = self.make_sides()[0]
 
         def fill(start, stop):
             for i in range(start, stop):
@@ -154,7 +160,7 @@ class BoundsTests(SynchronousTestCase):
     def test_page_cache_failures(self):
         """Failed fetches remembered are at most L{cache.MAX_ENTRIES}."""
         self.patch(cache, "MAX_ENTRIES", 500)
-        pages = self.make_proxy(fetch=lambda project: fail(UpstreamError("down"))).pages
+        pages = self.make_sides(fetch=lambda project: fail(UpstreamError("down")))[0]
 
         def fill(start, stop):
             for i in range(start, stop):
@@ -164,7 +170,7 @@ class BoundsTests(SynchronousTestCase):
     def test_missing_names(self):
         """"No such project" answers are kept for at most L{cache.MAX_MISSING} names."""
         self.patch(cache, "MAX_MISSING", 500)
-        pages = self.make_proxy(fetch=lambda project: fail(UpstreamNotFound(project))).pages
+        pages = self.make_sides(fetch=lambda project: fail(UpstreamNotFound(project)))[0]
 
         def fill(start, stop):
             for i in range(start, stop):
@@ -186,36 +192,36 @@ class BoundsTests(SynchronousTestCase):
         self.assertLessEqual(pages.bytes, budget)
 
     def test_file_failures(self):
-        """Failed upstream files are remembered for at most L{proxy.MAX_FAILED_FILES} names."""
-        self.patch(proxy, "MAX_FAILED_FILES", 300)
-        upstream = self.make_proxy()
+        """Failed upstream files are remembered for at most L{downloads.MAX_FAILED_FILES} names."""
+        self.patch(downloads, "MAX_FAILED_FILES", 300)
+        upstream = self.make_sides()[2]
         from twisted.python.failure import Failure
 
         def fill(start, stop):
             for i in range(start, stop):
                 name = f"f-{i}.whl"
                 upstream._downloads[name] = []
-                upstream._downloaded(Failure(proxy.VerifyError("wrong")), name)
+                upstream._downloaded(Failure(VerifyError("wrong")), name)
         self.assert_flat(fill, lambda: len(upstream._failed), 300)
 
     def test_changed_hashes_log(self):
         """Files whose upstream hash changed are logged once, for at most MAX_CHANGES_LOGGED."""
-        self.patch(proxy, "MAX_CHANGES_LOGGED", 300)
-        upstream = self.make_proxy()
+        self.patch(page_view, "MAX_CHANGES_LOGGED", 300)
+        _, upstream, _, cached = self.make_sides()
         kept = upstream_page("project", files=1).files[0]
 
         def fill(start, stop):
             for i in range(start, stop):
                 name = f"f-{i}-1.0-py3-none-any.whl"
-                upstream.cached[name] = make_record(filename=name)
+                cached.put(make_record(filename=name))
                 upstream._as_kept(attrs.evolve(kept, filename=name))
-                del upstream.cached[name]
+                cached.clear()
         self.assert_flat(fill, lambda: len(upstream._changed), 300)
 
     def test_miss_budgets(self):
         """Per-address budgets are kept for at most L{budget.MAX_ADDRESSES} addresses."""
         self.patch(budget, "MAX_ADDRESSES", 500)
-        misses = self.make_proxy().misses
+        misses = budget.MissBudget(600)
 
         def fill(start, stop):
             for i in range(start, stop):
@@ -225,7 +231,7 @@ class BoundsTests(SynchronousTestCase):
     def test_page_cache_snapshot(self):
         """A snapshot of more pages than the cap is loaded down to the cap."""
         self.patch(cache, "MAX_ENTRIES", 50)
-        pages = self.make_proxy().pages
+        pages = self.make_sides()[0]
         data = {f"project-{i}": cache.entry_to_json(
                     cache.CachedPage(upstream_page(f"project-{i}"), 1.0))
                 for i in range(120)}
@@ -233,10 +239,10 @@ class BoundsTests(SynchronousTestCase):
         self.assertEqual(len(pages.entries), 50)
 
     def test_rendered_pages(self):
-        """The rendered upstream pages are kept for at most L{proxy.MAX_RENDERED} projects."""
+        """The rendered upstream pages are kept for at most L{page_view.MAX_RENDERED} projects."""
         self.patch(cache, "MAX_ENTRIES", 300)
-        self.patch(proxy, "MAX_RENDERED", 300)
-        upstream = self.make_proxy()
+        self.patch(page_view, "MAX_RENDERED", 300)
+        upstream = self.make_sides()[1]
 
         def fill(start, stop):
             for i in range(start, stop):
@@ -248,11 +254,11 @@ class BoundsTests(SynchronousTestCase):
         # (the bytes counted are those of the pages kept)
         self.assertEqual(upstream._rendered.bytes, sum(
             page_bytes(page) for _, memo in upstream._rendered.items()
-            for page in memo[1].values()))
+            for page in memo.pages.values()))
 
     def test_rendered_memory(self):
-        """Big pages are kept within L{proxy.RENDERED_MEMORY} bytes, the newest always."""
-        upstream = self.make_proxy(fetch=lambda project: succeed(upstream_page(project, 200)))
+        """Big pages are kept within L{page_view.RENDERED_MEMORY} bytes, the newest always."""
+        upstream = self.make_sides(fetch=lambda project: succeed(upstream_page(project, 200)))[1]
         page = self.successResultOf(ensureDeferred(upstream.upstream_page("big-0", HTML)))[0]
         one = page_bytes(page)
         upstream._rendered.max_bytes = one * 5
@@ -267,12 +273,12 @@ class BoundsTests(SynchronousTestCase):
         self.assertEqual(list(upstream._rendered), ["big-40"])
 
     def test_hidden_files_log(self):
-        """The projects whose hidden files were logged are at most L{proxy.MAX_RENDERED}."""
+        """The projects whose hidden files were logged are at most L{page_view.MAX_RENDERED}."""
         self.patch(cache, "MAX_ENTRIES", 200)
-        self.patch(proxy, "MAX_RENDERED", 200)
-        upstream = self.make_proxy(
+        self.patch(page_view, "MAX_RENDERED", 200)
+        upstream = self.make_sides(
             fetch=lambda project: succeed(upstream_page(project, 1, upload_time=999_990.0)),
-            policy=UpstreamPolicy("cache", min_age=3600.0))
+            policy=UpstreamPolicy("cache", min_age=3600.0))[1]
 
         def fill(start, stop):
             for i in range(start, stop):
@@ -281,9 +287,9 @@ class BoundsTests(SynchronousTestCase):
         self.assertEqual(len(upstream._hidden), 200)
 
     def test_metadata_memory(self):
-        """Upstream metadata in memory stays within L{proxy.METADATA_MEMORY}, tiny files too."""
-        self.patch(proxy, "METADATA_MEMORY", 100_000)
-        upstream = self.make_proxy()
+        """Upstream metadata in memory stays within L{downloads.METADATA_MEMORY}, tiny files too."""
+        self.patch(downloads, "METADATA_MEMORY", 100_000)
+        upstream = self.make_sides()[2]
 
         def fill(start, stop):
             for i in range(start, stop):
@@ -292,7 +298,7 @@ class BoundsTests(SynchronousTestCase):
         self.assert_flat(fill, lambda: len(upstream._metadata), 500)
         self.assertLessEqual(upstream._metadata.bytes, 100_000)
         self.assertEqual(upstream._metadata.bytes, sum(
-            proxy._held(name, data) for name, (data, _) in upstream._metadata.items()))
+            downloads._held(name, data) for name, (data, _) in upstream._metadata.items()))
 
     # -- S3 ------------------------------------------------------------------------------
 

@@ -57,7 +57,7 @@ RSS_SLACK = 300 << 20
 MEASURED = {"MALLOC_MMAP_THRESHOLD_": str(4 << 20)}
 
 #: The bytes of rendered upstream pages pypid keeps
-#: (L{pypid.upstream.proxy.RENDERED_MEMORY}).
+#: (L{pypid.upstream.page_view.RENDERED_MEMORY}).
 RENDERED = 64 << 20
 
 #: The growth past which a test stops sending the daemon more (a runaway
@@ -603,7 +603,7 @@ class PageMemoryTests(HostileTestCase):
         C{max_page_files}) are served whole, 200 with 50,000 files; the
         daemon's memory grows by no more than the page cache's budget
         (C{page_cache_size = 64M}), the rendered pages' (64 MiB,
-        L{pypid.upstream.proxy.RENDERED_MEMORY}) and 300 MB.
+        L{pypid.upstream.page_view.RENDERED_MEMORY}) and 300 MB.
         """
         upstream = self.upstream
         daemon = self.own_daemon(MEASURED, page_cache_size="64M")

@@ -117,7 +117,7 @@ class _Harness:
         self.agent = RequestTraversalAgent(self.upstream)
         self.make()
 
-    def make(self, **settings):
+    def make(self, cache_storage=None, **settings):
         values = {"mode": "cache", "url": INDEX, "ttl": 60.0, **self.upstream_settings,
                   **settings}
         config = attrs.evolve(load_config(None).upstream, **values)
@@ -129,9 +129,11 @@ class _Harness:
         self.index = Index(file_url_for(None))
         self.storage = MemoryStorage(self.mktemp(), self.clock)
         self.successResultOf(self.storage.prepare())
-        self.proxy = UpstreamProxy(config, UpstreamPolicy("cache"), pages, client,
-                                   self.storage, self.index, self.index.file_url, run_now,
-                                   self.clock)
+        self.pages = pages
+        self.proxy = UpstreamProxy.create(
+            config, UpstreamPolicy("cache"), pages, client,
+            cache_storage if cache_storage is not None else self.storage, self.index,
+            self.index.file_url, run_now, self.clock)
         verifier = PasswordVerifier({}, self.clock, None, run_in_pool=run_in_pool_now)
         access = Access(AccessModel(read="everyone"), verifier, None, TokenBook(self.clock))
         web = build_web(self.index, self.storage, access, run_now, self.clock,
@@ -188,7 +190,7 @@ class PageBoundsTests(_Harness, SynchronousTestCase):
         self.upstream.page("holy-grail", files)
         page = self.page_of("holy-grail")
         self.assertEqual([f["filename"] for f in page["files"]], [WHEEL[0]])
-        kept = self.proxy.pages.entries["holy-grail"].page
+        kept = self.pages.entries["holy-grail"].page
         self.assertEqual(kept.refused, 900)
         self.assertEqual(len(kept.skipped), 20)
 
@@ -417,8 +419,8 @@ class FileBoundsTests(_Harness, SynchronousTestCase):
         self.upstream.file(WHEEL[0], b"x" * ((1 << 20) + 1))
         code, _, _ = self.get(f"/files/holy-grail/{WHEEL[0]}")
         self.assertNotEqual(code, 200)
-        self.assertEqual(self.proxy.cached, {})
-        self.assertIn(f"more than {1 << 20} bytes", str(cache.again(self.proxy._failed[WHEEL[0]][1])))
+        self.assertIsNone(self.proxy.files.kept(WHEEL[0]))
+        self.assertIn(f"more than {1 << 20} bytes", str(cache.again(self.proxy.files._failed[WHEEL[0]][1])))
 
     def test_body_over_its_claim(self):
         """A body longer than its page's size is cut there."""
@@ -426,9 +428,9 @@ class FileBoundsTests(_Harness, SynchronousTestCase):
         self.upstream.file(WHEEL[0], WHEEL[1] + b"tail")
         code, _, body = self.get(f"/files/holy-grail/{WHEEL[0]}")
         self.assertNotEqual((code, body), (200, WHEEL[1] + b"tail"))
-        self.assertEqual(self.proxy.cached, {})
+        self.assertIsNone(self.proxy.files.kept(WHEEL[0]))
         self.assertIn(f"more than {len(WHEEL[1])} bytes",
-                      str(cache.again(self.proxy._failed[WHEEL[0]][1])))
+                      str(cache.again(self.proxy.files._failed[WHEEL[0]][1])))
 
     def test_accept_encoding(self):
         """Files are asked for as they are; pages may come compressed."""
@@ -470,7 +472,7 @@ class DownloadQueueTests(_Harness, SynchronousTestCase):
         for name, _ in files:
             self.upstream.routes[f"/files/{name}"] = hang
         self.page_of("holy-grail")
-        fetches = [self.proxy.fetch(self.proxy.listed("holy-grail", name))
+        fetches = [self.proxy.files.fetch(self.proxy.pages.listed("holy-grail", name))
                    for name, _ in files[:11]]
         self.settle()
         self.assertEqual(self.upstream.asked(f"/files/{files[0][0]}"), 1)
@@ -498,21 +500,17 @@ class DownloadQueueTests(_Harness, SynchronousTestCase):
         """
         self.upstream.page("holy-grail", [entry(*WHEEL)])
         self.upstream.file(*WHEEL)
-        other = UpstreamProxy(self.proxy.config, UpstreamPolicy("cache"),
-                              PageCache(lambda project: None, self.clock, 60.0), None,
-                              self.storage, self.index, self.index.file_url, run_now, self.clock)
+        first = self.storage
         self.upstream.file(WHEEL[0], OTHER[1])
         self.upstream.page("holy-grail", [entry(WHEEL[0], OTHER[1])])
         self.page_of("holy-grail")
-        self.successResultOf(self.proxy.fetch(self.proxy.listed("holy-grail", WHEEL[0])))
-        self.assertIsNot(other, self.proxy)
+        self.successResultOf(self.proxy.files.fetch(self.proxy.pages.listed("holy-grail", WHEEL[0])))
         # (a second proxy on the same storage, that never saw the first's file)
-        self.make()
-        self.proxy.storage = other.storage
+        self.make(cache_storage=first)
         self.upstream.page("holy-grail", [entry(*WHEEL)])
         self.upstream.file(*WHEEL)
         self.page_of("holy-grail")
-        stored = self.successResultOf(self.proxy.fetch(self.proxy.listed("holy-grail",
+        stored = self.successResultOf(self.proxy.files.fetch(self.proxy.pages.listed("holy-grail",
                                                                           WHEEL[0])))
         self.assertEqual(stored.sha256, sha256(OTHER[1]))
         page = self.page_of("holy-grail")
@@ -531,7 +529,7 @@ class HashChangeTests(_Harness, SynchronousTestCase):
         self.upstream.file(WHEEL[0], OTHER[1])
         self.clock.advance(61)
         self.get("/simple/holy-grail/")  # (stale; the refresh runs)
-        self.assertEqual(self.proxy.pages.entries["holy-grail"].page.files[0].sha256,
+        self.assertEqual(self.pages.entries["holy-grail"].page.files[0].sha256,
                          sha256(OTHER[1]))
         page = self.page_of("holy-grail")
         self.assertEqual(page["files"][0]["hashes"]["sha256"], sha256(WHEEL[1]))
@@ -611,16 +609,16 @@ class FailureTests(_Harness, SynchronousTestCase):
             return NOT_DONE_YET
         self.upstream.routes[f"/files/{WHEEL[0]}"] = trickle
         self.page_of("holy-grail")
-        d = self.proxy.fetch(self.proxy.listed("holy-grail", WHEEL[0]))
+        d = self.proxy.files.fetch(self.proxy.pages.listed("holy-grail", WHEEL[0]))
         for _ in range(40):
             self.clock.advance(1)
             self.settle()
         failure = self.failureResultOf(d, UpstreamError)
         self.assertIn("the download took longer than 30 s ([upstream] fetch_deadline)",
                       str(failure.value))
-        self.assertEqual(self.proxy.cached, {})
-        self.assertEqual(self.proxy._downloads, {})
-        self.assertEqual(self.proxy.timings.errors.get("file"), 1)
+        self.assertIsNone(self.proxy.files.kept(WHEEL[0]))
+        self.assertEqual(self.proxy.files._downloads, {})
+        self.assertEqual(self.proxy.files.timings.errors.get("file"), 1)
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
 

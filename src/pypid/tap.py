@@ -33,7 +33,7 @@ from pypid.state.writer import SnapshotTimer, SnapshotWriter
 from pypid.storage.factory import StoragePart, make_audit_log
 from pypid.storage.interface import IBackfillStorage, ISharedStorage
 from pypid.storage.locks import KeyedLock
-from pypid.upstream.factory import UpstreamPart, make_upstream
+from pypid.upstream.factory import UpstreamPart
 from pypid.web.access import AccessPart
 from pypid.web.app import WebPart, build_web
 from pypid.web.audit_trail import AuditPart, AuditTrail
@@ -146,7 +146,7 @@ def build_service(config, reactor, exit_on_failure=False, pools=None, notifier=N
     # (what the upstream cache learns is saved within seconds: a crash
     # loses none of it)
     learnt = Notice()
-    upstream = (UpstreamPart(make_upstream(config, run, reactor, index, learnt))
+    upstream = (UpstreamPart.from_config(config, run, reactor, index, index.file_url, learnt)
                 if config.upstream.mode != "none" else None)
     proxy = upstream.proxy if upstream is not None else None
     audit = AuditPart(AuditTrail(make_audit_log(config, run, reactor, storage.s3_timings),

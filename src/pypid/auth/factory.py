@@ -6,11 +6,110 @@ what the daemon builds at the start and again on C{SIGHUP}
 (L{pypid.web.access.AccessPart}).
 """
 
-import attrs
+from __future__ import annotations
 
-from pypid.auth.policy import AccessModel, admin_users_and_groups
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Protocol
+
+import attrs
+from twisted.internet.interfaces import IReactorTime
+from twisted.python.threadpool import ThreadPool
+
+from pypid.auth.policy import AccessModel, Rule, admin_users_and_groups
+from pypid.auth.tokens import TokenBook
 from pypid.auth.verifier import PasswordVerifier
 from pypid.core.startup import StartupError
+
+if TYPE_CHECKING:
+    # (types only: the directory, trusted publishing and treq load when configured)
+    from treq.client import HTTPClient
+
+    from pypid.auth.ldap import DirectorySettings
+    from pypid.auth.oidc import PublisherRule, Settings, TrustedPublishing
+
+
+class _ServerSettings(Protocol):
+    @property
+    def ca_bundle(self) -> str | None:
+        """C{[pypid] ca_bundle}: the CA certificates of outbound connections."""
+
+
+class _AuthSettings(Protocol):
+    @property
+    def read(self) -> str:
+        """Who reads projects no rule covers."""
+
+    @property
+    def upload(self) -> str:
+        """Who writes projects no rule covers."""
+
+    @property
+    def admins(self) -> tuple[str, ...]:
+        """User names, and C{group:NAME}."""
+
+    @property
+    def tokens(self) -> str:
+        """The file of the API tokens."""
+
+
+class _OIDCSettings(Protocol):
+    @property
+    def ca_bundle(self) -> str | None:
+        """The CA certificates of the issuers."""
+
+    @property
+    def timeout(self) -> float:
+        """The longest a fetch of an issuer's keys may take."""
+
+    @property
+    def issuers(self) -> tuple[tuple[str, str], ...]:
+        """C{(name, url)} of the trusted issuers."""
+
+    def settings(self, rules: Iterable[PublisherRule]) -> Settings:
+        """Trusted publishing's settings, with C{[publishers]}' rules."""
+
+
+class AccessSettings(Protocol):
+    """
+    The configuration the access gate's parts are built from
+    (L{pypid.config.Config}, a layer above).
+    """
+
+    @property
+    def source(self) -> str:
+        """The configuration file, for messages."""
+
+    @property
+    def users(self) -> Mapping[str, str]:
+        """User name -> password hash."""
+
+    @property
+    def groups(self) -> Mapping[str, frozenset[str]]:
+        """Group name -> user names."""
+
+    @property
+    def acl(self) -> tuple[Rule, ...]:
+        """The rules of C{[acl]}."""
+
+    @property
+    def publishers(self) -> tuple[PublisherRule, ...]:
+        """The rules of C{[publishers]}."""
+
+    @property
+    def ldap(self) -> DirectorySettings:
+        """C{[ldap]}."""
+
+    @property
+    def server(self) -> _ServerSettings:
+        """C{[pypid]}."""
+
+    @property
+    def auth(self) -> _AuthSettings:
+        """C{[auth]}."""
+
+    @property
+    def oidc(self) -> _OIDCSettings:
+        """C{[oidc]}."""
 
 
 @attrs.frozen
@@ -26,10 +125,11 @@ class AccessParts:
 
     model: AccessModel
     verifier: PasswordVerifier
-    tokens: object
+    tokens: TokenBook
 
 
-def make_access_parts(config, reactor, hashing):
+def make_access_parts(config: AccessSettings, reactor: IReactorTime,
+                      hashing: ThreadPool | None) -> AccessParts:
     """
     The L{AccessParts} of a configuration.
 
@@ -53,13 +153,13 @@ def make_access_parts(config, reactor, hashing):
     return AccessParts(model, verifier, load_tokens(config, reactor))
 
 
-def load_tokens(config, clock):
+def load_tokens(config: AccessSettings, clock: IReactorTime) -> TokenBook:
     """
     The API tokens, read once at start-up (a small file).
 
     @raise StartupError: when the file cannot be read or used (one line).
     """
-    from pypid.auth.tokens import TokenBook, TokenError, read_file
+    from pypid.auth.tokens import TokenError, read_file
     path = config.auth.tokens
     book = TokenBook(clock, path=path)
     try:
@@ -71,7 +171,7 @@ def load_tokens(config, clock):
     return book
 
 
-def make_publishing(config, reactor):
+def make_publishing(config: AccessSettings, reactor: IReactorTime) -> TrustedPublishing:
     """
     Trusted publishing (C{[oidc]}, C{[publishers]}): the ID token checks,
     the issuers' keys, fetched with a client of its own, and the minted
@@ -82,11 +182,12 @@ def make_publishing(config, reactor):
                              make_oidc_http(config, reactor), reactor)
 
 
-def _oidc_client_settings(config):
+def _oidc_client_settings(config: AccessSettings) -> tuple[str | None, str | None, float]:
     return (config.oidc.ca_bundle, config.server.ca_bundle, config.oidc.timeout)
 
 
-def reloaded_oidc_http(old, new, reactor):
+def reloaded_oidc_http(old: AccessSettings, new: AccessSettings,
+                       reactor: IReactorTime) -> HTTPClient | None:
     """
     The client trusted publishing takes on a reload from the configuration
     C{old} to C{new}: a new one when its settings changed, or when C{old}
@@ -98,13 +199,13 @@ def reloaded_oidc_http(old, new, reactor):
     return None
 
 
-def _oidc_http_needed(config):
+def _oidc_http_needed(config: AccessSettings) -> bool:
     """Whether trusted publishing has issuers to fetch keys from, or a bundle to check."""
     return (bool(config.oidc.issuers) or config.oidc.ca_bundle is not None
             or config.server.ca_bundle is not None)
 
 
-def make_oidc_http(config, reactor):
+def make_oidc_http(config: AccessSettings, reactor: IReactorTime) -> HTTPClient | None:
     """
     The treq client the issuers' keys are fetched with: C{[oidc] ca_bundle},
     else C{[pypid] ca_bundle}, else the system's roots.

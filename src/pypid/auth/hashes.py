@@ -14,6 +14,7 @@ import binascii
 import collections
 import re
 import secrets
+from collections.abc import Iterable
 
 import attrs
 import bcrypt
@@ -90,12 +91,12 @@ class _HashShape:
     hash_len: int
 
 
-def _decode_b64(text):
+def _decode_b64(text: str) -> bytes:
     # argon2 writes base64 without padding; put it back for a strict decode.
     return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
 
 
-def _parse_hash(value):
+def _parse_hash(value: str) -> "_HashShape":
     """
     Return the L{_HashShape} of an argon2id hash, or raise L{ValueError}
     saying what is accepted; the message never repeats C{value}, which may be
@@ -160,7 +161,7 @@ def check_hash_format(value: str) -> None:
     _parse_hash(value)
 
 
-def make_dummy_hash(shape):
+def make_dummy_hash(shape: "_HashShape") -> str:
     """
     Return a well-formed argon2id hash of nothing, with C{shape}'s cost.
 
@@ -169,7 +170,7 @@ def make_dummy_hash(shape):
     unlike hashing, so start-up and reloads do not block the reactor.
     """
 
-    def b64(data):
+    def b64(data: bytes) -> str:
         return base64.b64encode(data).rstrip(b"=").decode("ascii")
 
     return (
@@ -179,7 +180,7 @@ def make_dummy_hash(shape):
     )
 
 
-def dummy_shape(hashes):
+def dummy_shape(hashes: Iterable[str]) -> "_HashShape":
     """
     Return the most common cost among C{hashes} (the default when there are
     none), so an unknown user costs what a typical known one does.
@@ -201,12 +202,12 @@ BROKEN = "broken"
 _BCRYPT = re.compile(r"^\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}$")
 
 
-def is_bcrypt(value):
+def is_bcrypt(value: str) -> bool:
     """Whether C{value} is a well-formed bcrypt hash (htpasswd files have them)."""
     return bool(_BCRYPT.match(value))
 
 
-def make_dummy_bcrypt(cost):
+def make_dummy_bcrypt(cost: int) -> str:
     """
     A bcrypt hash of a random secret: checking any password against it
     costs what a real check does, and fails. Made once, at start-up (one
@@ -216,7 +217,7 @@ def make_dummy_bcrypt(cost):
     return bcrypt.hashpw(secrets.token_bytes(16), bcrypt.gensalt(cost)).decode("ascii")
 
 
-def verify_hash(stored_hash, password):
+def verify_hash(stored_hash: str, password: str) -> str:
     """
     Verify C{password} against C{stored_hash} (slow: call it in a thread) and
     return L{MATCH}, L{MISMATCH} or L{BROKEN}, never raising for a wrong

@@ -24,7 +24,7 @@ _WEAK = (
 )
 
 
-def parse_htpasswd(text, source):
+def parse_htpasswd(text: str, source: str) -> dict[str, str]:
     """
     The users of an htpasswd file: C{{name: hash}}.
 
@@ -48,7 +48,7 @@ def parse_htpasswd(text, source):
     return users
 
 
-def read_htpasswd(path):
+def read_htpasswd(path: str) -> dict[str, str]:
     """
     Read the htpasswd file at C{path} and return its users: C{{name: hash}}.
 
@@ -65,7 +65,7 @@ def read_htpasswd(path):
     return parse_htpasswd(text, path)
 
 
-def _check(value, where):
+def _check(value: str, where: str) -> str:
     if is_bcrypt(value):
         return value
     for prefix, scheme in _WEAK:

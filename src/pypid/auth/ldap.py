@@ -68,6 +68,8 @@ among the verifier's pending checks, for the whole timeout per request.
 
 import math
 import re
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, NoReturn, Protocol
 from urllib.parse import unquote, urlsplit
 
 import attrs
@@ -75,6 +77,11 @@ from ldaptor.protocols import pureldap
 from ldaptor.protocols.ldap.ldaperrors import LDAPException
 from twisted.internet.defer import CancelledError, Deferred, TimeoutError, succeed
 from twisted.internet.error import ConnectError, ConnectionDone, ConnectionLost
+from twisted.internet.interfaces import (
+    IOpenSSLClientConnectionCreator,
+    IReactorTime,
+    IStreamClientEndpoint,
+)
 from twisted.logger import Logger
 
 from pypid.auth.verifier import DirectoryUnavailable
@@ -127,7 +134,17 @@ _ITEM = re.compile(
 _HEX = re.compile(r"[0-9A-Fa-f]{2}")
 
 
-def _decode_value(text, where):
+#: ldaptor's objects (filters, messages, the client): the library has no types.
+_Ldaptor = Any
+
+#: C{tls(host, port)}: the client TLS settings of a directory server.
+TLSCreators = Callable[[str, int], IOpenSSLClientConnectionCreator]
+
+#: An entry found: C{(dn, [(attribute, [values])])}, as ldaptor gives them.
+_Entry = tuple[str, Any]
+
+
+def _decode_value(text: str, where: int) -> bytes:
     """
     The octets of an assertion value: C{\\XX} escapes decoded, other
     characters as UTF-8; C{*} is the caller's (substrings) business.
@@ -154,14 +171,14 @@ def _decode_value(text, where):
 class _FilterParser:
     """A recursive-descent reader of one RFC 4515 filter."""
 
-    def __init__(self, text):
+    def __init__(self, text: str) -> None:
         self.text = text
         self.pos = 0
 
-    def fail(self, message):
+    def fail(self, message: str) -> NoReturn:
         raise FilterError(f"at {self.pos}: {message}")
 
-    def filter(self):
+    def filter(self) -> _Ldaptor:
         if self.text[self.pos:self.pos + 1] != "(":
             self.fail("expected '('")
         self.pos += 1
@@ -192,7 +209,7 @@ class _FilterParser:
         self.pos += 1
         return result
 
-    def item(self, text):
+    def item(self, text: str) -> _Ldaptor:
         start = self.pos
         match = _ITEM.match(text)
         if match is None:
@@ -250,7 +267,7 @@ class _FilterParser:
         return pureldap.LDAPFilter_substrings(type=attr, substrings=substrings)
 
 
-def parse_filter(text: str):
+def parse_filter(text: str) -> _Ldaptor:
     """
     Read an RFC 4515 search filter (C{(&(objectClass=person)(uid=alice))})
     into ldaptor's filter objects, ready to be sent.
@@ -273,7 +290,7 @@ _PLACEHOLDER = re.compile(r"\{(user|dn)\}")
 _PROBE = "x*(y)\\\0é"
 
 
-def fill_filter(template: str, **values):
+def fill_filter(template: str, **values: str) -> _Ldaptor:
     """
     The filter C{template} with each C{{name}} replaced by C{values[name]},
     escaped (L{escape_filter_value}), and parsed (L{parse_filter}).
@@ -287,7 +304,7 @@ def fill_filter(template: str, **values):
     return parse_filter(text)
 
 
-def check_filter_template(template: str, needed: tuple):
+def check_filter_template(template: str, needed: tuple[str, ...]) -> None:
     """
     Check a configured filter: that it uses at least one of C{needed}
     (C{"{user}"}, C{"{dn}"}), no other C{{...}} placeholder, and is a
@@ -326,7 +343,7 @@ def check_filter_template(template: str, needed: tuple):
 _MARKS = {"{user}": "QzUsrQ", "{dn}": "QzDn"}
 
 
-def _items(parsed):
+def _items(parsed: _Ldaptor) -> Iterator[_Ldaptor]:
     """Every filter item of C{parsed}, inside and, or and not too."""
     if isinstance(parsed, (pureldap.LDAPFilter_and, pureldap.LDAPFilter_or)):
         for part in parsed.data:
@@ -349,11 +366,11 @@ class LDAPServer:
     port: int
 
     @property
-    def secure(self):
+    def secure(self) -> bool:
         """Whether the connection is TLS from its first byte (C{ldaps://})."""
         return self.scheme == "ldaps"
 
-    def __str__(self):
+    def __str__(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{self.scheme}://{host}:{self.port}"
 
@@ -386,13 +403,13 @@ def parse_ldap_url(text: str) -> LDAPServer:
 class _Refused(Exception):
     """An LDAP operation was answered with a result code other than success."""
 
-    def __init__(self, code, message):
+    def __init__(self, code: int, message: str) -> None:
         super().__init__(code, message)
         self.code = code
         self.message = message
 
 
-def _expected():
+def _expected() -> tuple[type[BaseException], ...]:
     """
     What a server that cannot be used fails with (logged as a warning, no
     traceback). (pyOpenSSL is imported on first use, not by the
@@ -402,6 +419,65 @@ def _expected():
     from service_identity import VerificationError
     return (ConnectError, ConnectionLost, ConnectionDone, TimeoutError, CancelledError,
             TLSError, VerificationError, LDAPException, OSError, _Refused)
+
+
+class DirectorySettings(Protocol):
+    """
+    C{[ldap]} as the directory reads it
+    (L{pypid.config.ldap_settings.LDAPConfig}, a layer above).
+    """
+
+    @property
+    def url(self) -> tuple[LDAPServer, ...]:
+        """The servers, tried in turn."""
+
+    @property
+    def starttls(self) -> bool:
+        """Whether C{ldap://} connections start TLS."""
+
+    @property
+    def bind_dn(self) -> str | None:
+        """The service account, or L{None} for anonymous searches."""
+
+    @property
+    def bind_password(self) -> str:
+        """The service account's password."""
+
+    @property
+    def user_base(self) -> str | None:
+        """Where users are searched."""
+
+    @property
+    def user_filter(self) -> str:
+        """The filter that finds a user (C{{user}})."""
+
+    @property
+    def user_name_attribute(self) -> str:
+        """The attribute that holds a user's name."""
+
+    @property
+    def group_base(self) -> str | None:
+        """Where groups are searched, or L{None} for none."""
+
+    @property
+    def group_filter(self) -> str:
+        """The filter that finds a user's groups (C{{user}}, C{{dn}})."""
+
+    @property
+    def group_name_attribute(self) -> str:
+        """The attribute that holds a group's name."""
+
+    @property
+    def ca_bundle(self) -> str | None:
+        """The CA certificates the servers are checked against."""
+
+    @property
+    def timeout(self) -> float:
+        """The longest a server may take."""
+
+    @property
+    def cache_ttl(self) -> float:
+        """Seconds a directory user's check is remembered."""
 
 
 @attrs.define
@@ -420,23 +496,21 @@ class Directory:
         L{_connect_endpoint}, through Twisted's endpoints.
     """
 
-    _settings: object = attrs.field(repr=False)
-    _reactor: object = attrs.field(repr=False)
-    _tls: object = attrs.field(repr=False)
-    _connect: object = attrs.field(default=None, kw_only=True, repr=False)
+    _settings: DirectorySettings = attrs.field(repr=False)
+    _reactor: IReactorTime = attrs.field(repr=False)
+    _tls: TLSCreators = attrs.field(repr=False)
+    _connect: Callable[[LDAPServer], Deferred[_Ldaptor]] = attrs.field(
+        kw_only=True, repr=False,
+        default=attrs.Factory(lambda self: self._connect_endpoint, takes_self=True))
     # LDAPServer -> reactor seconds until which it is not asked
-    _down_until: dict = attrs.field(init=False, factory=dict, repr=False)
-
-    def __attrs_post_init__(self):
-        if self._connect is None:
-            self._connect = self._connect_endpoint
+    _down_until: dict[LDAPServer, float] = attrs.field(init=False, factory=dict, repr=False)
 
     @property
-    def cache_ttl(self):
+    def cache_ttl(self) -> float:
         """Seconds a directory user's check (password and groups) is remembered."""
         return self._settings.cache_ttl
 
-    def check(self, user: str, password: str) -> Deferred:
+    def check(self, user: str, password: str) -> Deferred[frozenset[str] | None]:
         """
         Check C{password} as the directory's user C{user}.
 
@@ -451,7 +525,7 @@ class Directory:
             return succeed(None)
         return Deferred.fromCoroutine(self._check(user, password))
 
-    async def _check(self, user, password):
+    async def _check(self, user: str, password: str) -> frozenset[str] | None:
         now = self._reactor.seconds()
         servers = [server for server in self._settings.url
                    if self._down_until.get(server, 0) <= now]
@@ -477,7 +551,8 @@ class Directory:
             return result
         raise DirectoryUnavailable(math.ceil(RETRY_AFTER))
 
-    async def _check_on(self, server, user, password):
+    async def _check_on(self, server: LDAPServer, user: str,
+                        password: str) -> frozenset[str] | None:
         """
         The whole check on one new connection to C{server}: the user's
         groups, or L{None}. The connection is closed at once after (no
@@ -491,13 +566,16 @@ class Directory:
             if client.transport is not None:
                 client.transport.abortConnection()
 
-    async def _converse(self, client, server, user, password):
+    async def _converse(self, client: _Ldaptor, server: LDAPServer, user: str,
+                        password: str) -> frozenset[str] | None:
         """StartTLS, the service bind, the user's search and bind, the group search."""
         settings = self._settings
         if not server.secure and settings.starttls:
             await _start_tls(client, self._tls(server.host, server.port))
         await self._bind_service(client)
-        found = await _search(client, settings.user_base,
+        user_base = settings.user_base
+        assert user_base is not None  # (required with [ldap] url: check_ldap)
+        found = await _search(client, user_base,
                               fill_filter(settings.user_filter, user=user),
                               [settings.user_name_attribute], 2)
         if len(found) > 1:
@@ -510,7 +588,7 @@ class Directory:
         if len(found) != 1 or user not in _values(found[0][1], settings.user_name_attribute):
             # (a bind as no one, so that an unknown name costs what a
             # wrong password does)
-            await _bind(client, "cn=pypid-no-such-user," + settings.user_base, password)
+            await _bind(client, "cn=pypid-no-such-user," + user_base, password)
             log.info("Directory authentication attempt for an unknown user name")
             return None
         dn = found[0][0]
@@ -527,7 +605,7 @@ class Directory:
                                 [settings.group_name_attribute], 0)
         return frozenset(_group_names(entries, settings.group_name_attribute))
 
-    async def _bind_service(self, client, again=False):
+    async def _bind_service(self, client: _Ldaptor, again: bool = False) -> None:
         """
         Bind as the service account; without one, stay anonymous (or become
         anonymous C{again} after a user's bind).
@@ -542,12 +620,12 @@ class Directory:
                            "the service account of [ldap] bind_dn was refused (wrong "
                            "bind_dn or bind_password)")
 
-    def _connect_endpoint(self, server):
+    def _connect_endpoint(self, server: LDAPServer) -> Deferred[_Ldaptor]:
         """Connect to C{server} through Twisted's endpoints (TLS from the start for ldaps)."""
         from ldaptor.protocols.ldap.ldapclient import LDAPClient
         from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
         from twisted.internet.protocol import ClientFactory
-        endpoint = HostnameEndpoint(self._reactor, server.host, server.port,
+        endpoint: IStreamClientEndpoint = HostnameEndpoint(self._reactor, server.host, server.port,
                                     timeout=self._settings.timeout)
         if server.secure:
             endpoint = wrapClientTLS(self._tls(server.host, server.port), endpoint)
@@ -556,7 +634,7 @@ class Directory:
         return endpoint.connect(factory)
 
 
-async def _start_tls(client, creator):
+async def _start_tls(client: _Ldaptor, creator: IOpenSSLClientConnectionCreator) -> None:
     """
     StartTLS (RFC 4511 4.14): ask, then start TLS on the connection. The
     handshake completes with the next request, whose failure (a certificate
@@ -568,7 +646,7 @@ async def _start_tls(client, creator):
     client.transport.startTLS(creator)
 
 
-async def _bind(client, dn, password):
+async def _bind(client: _Ldaptor, dn: str, password: str) -> bool:
     """
     A simple bind: C{True} on success, C{False} for wrong credentials.
 
@@ -582,7 +660,8 @@ async def _bind(client, dn, password):
     return False
 
 
-async def _search(client, base, search_filter, attributes, size_limit):
+async def _search(client: _Ldaptor, base: str, search_filter: _Ldaptor, attributes: list[str],
+                  size_limit: int) -> list[_Entry]:
     """
     A whole-subtree search: C{[(dn, [(attribute, [values])])]}, referrals
     left aside.
@@ -590,10 +669,10 @@ async def _search(client, base, search_filter, attributes, size_limit):
     @raise _Refused: when the search ends with an error (a base DN that
         does not exist, say).
     """
-    entries = []
-    done = Deferred()
+    entries: list[_Entry] = []
+    done: Deferred[_Ldaptor] = Deferred()
 
-    def handle(message):
+    def handle(message: _Ldaptor) -> bool:
         if isinstance(message, pureldap.LDAPSearchResultEntry):
             entries.append((_text(message.objectName), message.attributes))
             return False
@@ -622,19 +701,19 @@ async def _search(client, base, search_filter, attributes, size_limit):
     return entries
 
 
-def _group_names(entries, attribute):
+def _group_names(entries: Iterable[_Entry], attribute: str) -> Iterator[str]:
     """The values of C{attribute} (any case) of the group entries found."""
     for _dn, attributes in entries:
         yield from _values(attributes, attribute)
 
 
-def _values(attributes, attribute):
+def _values(attributes: Iterable[tuple[Any, Iterable[Any]]], attribute: str) -> list[str]:
     """
     The values, as text, of C{attribute} (its name in any case) among an
     entry's C{attributes}; values that are not UTF-8 are left out.
     """
     wanted = attribute.lower()
-    result = []
+    result: list[str] = []
     for name, values in attributes:
         if _text(name).lower() == wanted:
             for value in values:
@@ -645,14 +724,14 @@ def _values(attributes, attribute):
     return result
 
 
-def _text(value):
+def _text(value: bytes | str | None) -> str:
     """An LDAP string (bytes on the wire) as text."""
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     return value or ""
 
 
-def _describe(error, timeout, host):
+def _describe(error: BaseException, timeout: float, host: str) -> str:
     """What went wrong with a server (C{host}), in a few words for the log."""
     if isinstance(error, (TimeoutError, CancelledError)):
         return f"no answer within {timeout:g} s"
@@ -668,7 +747,7 @@ def _describe(error, timeout, host):
     return str(error) or type(error).__name__
 
 
-def tls_creators(ca_bundle):
+def tls_creators(ca_bundle: str | None) -> TLSCreators:
     """
     C{tls(host, port)}: the client TLS settings of a directory server,
     certificates and host names verified against C{ca_bundle} (or the
@@ -679,13 +758,14 @@ def tls_creators(ca_bundle):
     from pypid.http.client import https_policy
     policy = https_policy(ca_bundle)
 
-    def tls(host, port):
+    def tls(host: str, port: int) -> IOpenSSLClientConnectionCreator:
         return policy.creatorForNetloc(host.encode("idna") if not host.isascii()
                                        else host.encode("ascii"), port)
     return tls
 
 
-def make_directory(settings, reactor, fallback_ca=None):
+def make_directory(settings: DirectorySettings, reactor: IReactorTime,
+                   fallback_ca: str | None = None) -> Directory | None:
     """
     The L{Directory} of a C{[ldap]} section, or L{None} without C{url}.
 

@@ -55,26 +55,39 @@ job, and junk (a bad shape, C{none}, HMAC, an unknown issuer) is refused
 before any signature check.
 """
 
+from __future__ import annotations
+
 import base64
 import datetime
 import heapq
 import json
 import re
 import shlex
+from collections.abc import Iterable, Mapping
 from fnmatch import fnmatchcase
+from typing import TYPE_CHECKING, Any, TypeGuard
 from urllib.parse import urlsplit
 
 import attrs
 from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from pypid.auth.policy import RuleError, normalize_pattern
-from pypid.auth.tokens import TokenBook
+from pypid.auth.tokens import Token, TokenBook
 from pypid.core.names import normalize
 from pypid.http import bodies
 
+if TYPE_CHECKING:
+    # (types only: joserfc and treq load with the first issuer)
+    from joserfc.jwk import Key
+    from treq.client import HTTPClient
+
 log = Logger()
+
+#: A token exchanged, as replays are told apart: C{(issuer, jti)}.
+_Replay = tuple[str, str]
 
 #: The signature algorithms accepted: RSA (PKCS#1 v1.5 and PSS), ECDSA and
 #: EdDSA; public keys only. C{none} and C{HS*} never.
@@ -131,16 +144,16 @@ class TooMany(IssuerUnavailable):
     """Too many minted tokens or remembered C{jti}s are live at once (503)."""
 
 
-def _short(value, limit=100):
+def _short(value: object, limit: int = 100) -> str:
     text = value if isinstance(value, str) else json.dumps(value)
     text = "".join(c if " " <= c <= "~" else "?" for c in text)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def format_time(seconds):
+def format_time(seconds: float) -> str:
     """A POSIX time as ISO 8601 in UTC, to the second (C{2026-01-31T12:00:00Z})."""
     try:
-        when = datetime.datetime.fromtimestamp(int(seconds), tz=datetime.timezone.utc)
+        when = datetime.datetime.fromtimestamp(int(seconds), tz=datetime.UTC)
     except (OverflowError, ValueError, OSError):
         return str(seconds)
     return when.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -149,7 +162,7 @@ def format_time(seconds):
 # -- the configuration's parts (pure) ----------------------------------------------------
 
 
-def parse_issuers(value):
+def parse_issuers(value: str) -> tuple[tuple[str, str], ...]:
     """
     Read C{[oidc] issuers}: one C{NAME URL} per line, the URL being the
     issuer exactly as its tokens' C{iss} say it (C{https://} only).
@@ -157,7 +170,7 @@ def parse_issuers(value):
     @return: C{((name, url), ...)} in file order.
     @raise ValueError: naming the line that cannot be used.
     """
-    issuers = []
+    issuers: list[tuple[str, str]] = []
     for line in value.splitlines():
         words = line.split()
         if not words:
@@ -197,20 +210,20 @@ class PublisherRule:
 
     pattern: str
     issuer: str
-    claims: tuple
+    claims: tuple[tuple[str, str], ...]
     order: int = 0
 
-    def mismatches(self, claims):
+    def mismatches(self, claims: Mapping[str, Any]) -> list[str]:
         """The names of this rule's claims that C{claims} (a token's) lacks or differs in."""
         return [name for name, wanted in self.claims
                 if _claim_text(claims.get(name)) != wanted]
 
-    def covers(self, project):
+    def covers(self, project: str) -> bool:
         """Whether the rule names C{project} (any spelling)."""
         return fnmatchcase(normalize(project), self.pattern)
 
 
-def _claim_text(value):
+def _claim_text(value: object) -> str | None:
     """A claim as the text a rule compares: strings as they are, whole numbers as digits."""
     if isinstance(value, str):
         return value
@@ -219,7 +232,7 @@ def _claim_text(value):
     return None
 
 
-def parse_publishers(pattern, text, order=0):
+def parse_publishers(pattern: str, text: str, order: int = 0) -> list[PublisherRule]:
     """
     Read one C{[publishers]} entry: C{project-or-glob = issuer:NAME
     CLAIM:VALUE ...}. Each C{issuer:} word starts a publisher, so an entry
@@ -234,7 +247,7 @@ def parse_publishers(pattern, text, order=0):
         words = shlex.split(text, comments=False, posix=True)
     except ValueError as e:
         raise RuleError(f"{' '.join(text.split())!r}: {e}")
-    publishers = []
+    publishers: list[tuple[str, list[tuple[str, str]]]] = []
     for word in words:
         name, sep, value = word.partition(":")
         if not sep or not name or not value:
@@ -256,7 +269,7 @@ def parse_publishers(pattern, text, order=0):
         claims.append((name, value))
     if not publishers:
         raise RuleError("expected issuer:NAME and CLAIM:VALUE words")
-    rules = []
+    rules: list[PublisherRule] = []
     for issuer, claims in publishers:
         if not claims:
             raise RuleError(f"issuer:{issuer}: a publisher needs at least one CLAIM:VALUE "
@@ -265,7 +278,8 @@ def parse_publishers(pattern, text, order=0):
     return rules
 
 
-def match_publishers(rules, issuer, claims):
+def match_publishers(rules: Iterable[PublisherRule], issuer: str,
+                     claims: Mapping[str, Any]) -> tuple[str, ...]:
     """
     The projects (patterns, in file order, no duplicates) that the rules of
     C{issuer} matching C{claims} name.
@@ -276,18 +290,18 @@ def match_publishers(rules, issuer, claims):
     mine = [rule for rule in rules if rule.issuer == issuer]
     if not mine:
         raise NoPublisher(f"no [publishers] rule names the issuer {issuer}")
-    projects = []
-    closest = None
+    projects: list[str] = []
+    closest: list[str] = []
     for rule in mine:
         missing = rule.mismatches(claims)
         if not missing:
             if rule.pattern not in projects:
                 projects.append(rule.pattern)
-        elif closest is None or len(missing) < len(closest):
+        elif not closest or len(missing) < len(closest):
             closest = missing
     if projects:
         return tuple(projects)
-    reasons = []
+    reasons: list[str] = []
     for name in closest:
         value = claims.get(name)
         if value is None:
@@ -312,24 +326,24 @@ class ReplayCache:
     """
 
     limit: int = MAX_REPLAYS
-    _until: dict = attrs.field(factory=dict)
-    _expiry: list = attrs.field(factory=list)
+    _until: dict[_Replay, float] = attrs.field(factory=dict)
+    _expiry: list[tuple[float, _Replay]] = attrs.field(factory=list)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._until)
 
-    def _forget_expired(self, now):
+    def _forget_expired(self, now: float) -> None:
         while self._expiry and self._expiry[0][0] <= now:
             until, key = heapq.heappop(self._expiry)
             if self._until.get(key) == until:
                 del self._until[key]
 
-    def seen(self, key, now):
+    def seen(self, key: _Replay, now: float) -> bool:
         """Whether C{key} (C{(issuer, jti)}) was exchanged and its token is still live."""
         until = self._until.get(key)
         return until is not None and until > now
 
-    def add(self, key, until, now):
+    def add(self, key: _Replay, until: float, now: float) -> None:
         """Remember C{key} until C{until} (POSIX time)."""
         self._forget_expired(now)
         if len(self._until) >= self.limit:
@@ -352,18 +366,16 @@ class PublisherTokens:
     @ivar limit: the most live tokens at once.
     """
 
-    clock: object
+    clock: IReactorTime
     limit: int = MAX_MINTED
-    book: TokenBook = attrs.field(default=None)
+    book: TokenBook = attrs.field(
+        default=attrs.Factory(lambda self: TokenBook(self.clock), takes_self=True))
 
-    def __attrs_post_init__(self):
-        if self.book is None:
-            self.book = TokenBook(self.clock)
-
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.book.tokens)
 
-    def issue(self, publisher, projects, lifetime, description):
+    def issue(self, publisher: str, projects: Iterable[str], lifetime: float,
+              description: str) -> tuple[str, Token]:
         """
         A token of C{publisher} that may upload to C{projects}, for C{lifetime} seconds.
 
@@ -372,24 +384,25 @@ class PublisherTokens:
         now = self.clock.seconds()
         tokens = self.book.tokens
         if len(tokens) >= self.limit // 2:
-            for token_id in [t.id for t in tokens.values() if t.expires <= now]:
+            for token_id in [t.id for t in tokens.values()
+                             if t.expires is not None and t.expires <= now]:
                 del tokens[token_id]
         if len(tokens) >= self.limit:
             raise TooMany("too many publisher tokens are live; try again later")
         return self.book.issue(publisher, {"upload"}, projects, lifetime, description)
 
-    def verify(self, presented):
+    def verify(self, presented: str) -> Token | None:
         """The live minted token C{presented} is, or L{None}."""
         return self.book.verify(presented)
 
-    def revoke_all(self):
+    def revoke_all(self) -> int:
         """Forget every minted token (the rules that minted them changed)."""
         count = len(self.book.tokens)
         self.book.tokens = {}
         return count
 
 
-def is_publisher(name):
+def is_publisher(name: str) -> bool:
     """Whether an identity's name is a publisher's (a minted token's)."""
     return name.startswith(PUBLISHER_PREFIX)
 
@@ -397,7 +410,7 @@ def is_publisher(name):
 # -- an issuer's keys -----------------------------------------------------------------
 
 
-def import_jwks(data):
+def import_jwks(data: object) -> dict[str, Key]:
     """
     The signature keys of a JWKS document, by C{kid}: keys without a
     C{kid}, meant for encryption, of a type pypid does not use (C{oct}
@@ -407,11 +420,11 @@ def import_jwks(data):
     """
     # (imported here, not with the module: see the module's docstring)
     from joserfc import errors as jose_errors
-    from joserfc.jwk import import_key
+    from joserfc.jwk import RSAKey, import_key
 
     if not isinstance(data, dict) or not isinstance(data.get("keys"), list):
         raise ValueError("not a JWKS (an object with a list of keys)")
-    keys = {}
+    keys: dict[str, Key] = {}
     for entry in data["keys"][:MAX_KEYS]:
         if not isinstance(entry, dict) or entry.get("kty") not in KEY_TYPES:
             continue
@@ -425,7 +438,7 @@ def import_jwks(data):
         except (jose_errors.JoseError, ValueError, TypeError) as e:
             log.warn("Skipping the key {kid} of a JWKS: {error}", kid=_short(kid), error=e)
             continue
-        if entry["kty"] == "RSA" and key.raw_value.key_size < MIN_RSA_BITS:
+        if isinstance(key, RSAKey) and key.raw_value.key_size < MIN_RSA_BITS:
             continue
         keys[kid] = key
     return keys
@@ -447,26 +460,26 @@ class IssuerKeys:
 
     name: str
     url: str
-    _http: object
-    _clock: object
+    _http: HTTPClient
+    _clock: IReactorTime
     timeout: float = 10.0
     ttl: float = 3600.0
     min_refresh: float = 30.0
-    keys: dict = attrs.field(factory=dict)
+    keys: dict[str, Key] = attrs.field(factory=dict)
     #: when the keys were last fetched (L{None}: never)
     fetched: float | None = None
     #: how many fetches were started (for the tests and the logs)
     fetches: int = 0
     _started: float | None = None
     _error: str | None = None
-    _waiters: list = attrs.field(factory=list)
+    _waiters: list[Deferred[None]] = attrs.field(factory=list)
 
     @property
-    def discovery_url(self):
+    def discovery_url(self) -> str:
         """Where the issuer's discovery document is (OpenID Connect Discovery 1.0, 4)."""
         return self.url.rstrip("/") + "/.well-known/openid-configuration"
 
-    async def key(self, kid):
+    async def key(self, kid: str) -> Key:
         """
         The key C{kid}, fetching the JWKS when needed and allowed.
 
@@ -489,12 +502,13 @@ class IssuerKeys:
                                f"issuer {self.name} does not publish")
         return key
 
-    def _refresh(self, now):
+    def _refresh(self, now: float) -> Deferred[None]:
         """
         A L{Deferred} firing once the keys were fetched again (or failing
         with L{IssuerUnavailable}), or at once when a fetch started less than
         C{min_refresh} ago.
         """
+        waiter: Deferred[None]
         if self._waiters:
             waiter = Deferred()
             self._waiters.append(waiter)
@@ -511,7 +525,7 @@ class IssuerKeys:
         fetch.addBoth(self._fetched)
         return waiter
 
-    def _fetched(self, result):
+    def _fetched(self, result: None | Failure) -> None:
         waiters, self._waiters = self._waiters, []
         if isinstance(result, Failure):
             if not result.check(IssuerUnavailable):
@@ -529,7 +543,7 @@ class IssuerKeys:
             else:
                 waiter.callback(None)
 
-    async def _fetch(self):
+    async def _fetch(self) -> None:
         discovery = await self._get_json(self.discovery_url, MAX_DISCOVERY_SIZE,
                                          "discovery document")
         if discovery.get("issuer") != self.url:
@@ -555,18 +569,19 @@ class IssuerKeys:
         log.info("Fetched {count} keys of the issuer {issuer}", count=len(keys),
                  issuer=self.name)
 
-    async def _get_json(self, url, limit, what):
+    async def _get_json(self, url: str, limit: int, what: str) -> dict[str, Any]:
         """GET a JSON object, the whole exchange within C{timeout} seconds."""
         where = f"the {what} of the issuer {self.name}"
-        current = self._http.request("GET", url, headers={"Accept": ["application/json"]},
+        headers: dict[bytes | str, list[bytes | str]] = {"Accept": ["application/json"]}
+        current = self._http.request("GET", url, headers=headers,
                                      allow_redirects=False, unbuffered=True)
-        holder = [current]
+        holder: list[Deferred[Any]] = [current]
         timer = self._clock.callLater(self.timeout, lambda: holder[0].cancel())
         try:
             try:
                 response = await current
             except Exception as e:
-                if timer.called:
+                if not timer.active():  # (it fired: it is cancelled only below)
                     raise IssuerUnavailable(f"{where} did not answer within {self.timeout:g} s")
                 raise IssuerUnavailable(f"cannot reach {where}: {bodies.describe(e)}")
             if response.code != 200:
@@ -576,7 +591,7 @@ class IssuerKeys:
             try:
                 body = await reading
             except (CancelledError, bodies.BodyError) as e:
-                if timer.called:
+                if not timer.active():  # (it fired: it is cancelled only below)
                     raise IssuerUnavailable(f"{where} did not arrive within {self.timeout:g} s")
                 raise IssuerUnavailable(f"{where} could not be read: {e}")
         finally:
@@ -591,8 +606,8 @@ class IssuerKeys:
         return data
 
 
-def _done():
-    d = Deferred()
+def _done() -> Deferred[None]:
+    d: Deferred[None] = Deferred()
     d.callback(None)
     return d
 
@@ -610,15 +625,15 @@ class Settings:
     """
 
     audience: str = "pypid"
-    issuers: tuple = ()
-    rules: tuple = ()
+    issuers: tuple[tuple[str, str], ...] = ()
+    rules: tuple[PublisherRule, ...] = ()
     leeway: float = 60.0
     lifetime: float = 900.0
     jwks_ttl: float = 3600.0
     jwks_min_refresh: float = 30.0
     timeout: float = 10.0
 
-    def trust(self):
+    def trust(self) -> tuple[object, ...]:
         """What a token's trust depends on: a change of it revokes minted tokens."""
         return (self.audience, self.issuers, self.rules)
 
@@ -633,10 +648,10 @@ class Verified:
     """
 
     issuer: str
-    claims: dict
+    claims: dict[str, Any]
 
     @property
-    def publisher(self):
+    def publisher(self) -> str:
         """The identity the minted token acts as: C{publisher:<issuer>:<sub>}."""
         return f"{PUBLISHER_PREFIX}{self.issuer}:{self.claims['sub']}"
 
@@ -646,12 +661,12 @@ class Minted:
     """A minted upload token: its text (shown once), record and projects."""
 
     text: str
-    token: object
-    projects: tuple
+    token: Token
+    projects: tuple[str, ...]
     publisher: str
 
 
-def _read_unverified(text):
+def _read_unverified(text: object) -> tuple[dict[str, Any], dict[str, Any]]:
     """
     The header and claims of a compact JWS, before any signature check
     (only to choose the issuer and key: nothing else is believed yet).
@@ -670,7 +685,7 @@ def _read_unverified(text):
     return header, claims
 
 
-def check_algorithm(header):
+def check_algorithm(header: Mapping[str, Any]) -> str:
     """
     The token's C{alg}, when it is one of L{ALGORITHMS}.
 
@@ -690,7 +705,8 @@ def check_algorithm(header):
     return alg
 
 
-def check_claims(claims, url, audience, now, leeway):
+def check_claims(claims: Mapping[str, Any], url: str, audience: str, now: float,
+                 leeway: float) -> None:
     """
     Check the signed claims: C{iss}, C{aud}, C{exp}, C{nbf} and C{iat} (with
     C{leeway} seconds), and that C{jti} and C{sub} are there; in that
@@ -744,11 +760,11 @@ def check_claims(claims, url, audience, now, leeway):
 MAX_ID_TOKEN_LIFETIME = 2 * 3600
 
 
-def _number(value):
+def _number(value: object) -> TypeGuard[float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _claim_refusal(name, value, audience):
+def _claim_refusal(name: str, value: object, audience: str) -> str:
     if name == "aud":
         return (f"the token is meant for another audience ({_short(value)}); "
                 f"this index accepts {audience!r}")
@@ -777,28 +793,30 @@ class TrustedPublishing:
     """
 
     settings: Settings
-    _http: object
-    _clock: object
-    tokens: PublisherTokens = attrs.field(default=None)
+    _http: HTTPClient | None
+    _clock: IReactorTime
+    tokens: PublisherTokens = attrs.field(
+        default=attrs.Factory(lambda self: PublisherTokens(self._clock), takes_self=True))
     replays: ReplayCache = attrs.field(factory=ReplayCache)
     #: issuer URL -> L{IssuerKeys}
-    issuers: dict = attrs.field(factory=dict)
+    issuers: dict[str, IssuerKeys] = attrs.field(factory=dict)
 
-    def __attrs_post_init__(self):
-        if self.tokens is None:
-            self.tokens = PublisherTokens(self._clock)
+    def __attrs_post_init__(self) -> None:
         self.issuers = self._issuer_keys(self.settings, {})
 
     @property
-    def enabled(self):
+    def enabled(self) -> bool:
         """Whether any issuer is configured."""
         return bool(self.settings.issuers)
 
-    def _issuer_keys(self, settings, known):
-        found = {}
+    def _issuer_keys(self, settings: Settings,
+                     known: Mapping[str, IssuerKeys]) -> dict[str, IssuerKeys]:
+        found: dict[str, IssuerKeys] = {}
         for name, url in settings.issuers:
             keys = known.get(url)
             if keys is None or keys.name != name:
+                # (an issuer comes with a client: L{make_oidc_http})
+                assert self._http is not None
                 keys = IssuerKeys(name, url, self._http, self._clock)
             keys.timeout = settings.timeout
             keys.ttl = settings.jwks_ttl
@@ -806,7 +824,7 @@ class TrustedPublishing:
             found[url] = keys
         return found
 
-    def reconfigure(self, settings, http=None):
+    def reconfigure(self, settings: Settings, http: HTTPClient | None = None) -> int:
         """
         Take a reloaded configuration. The keys of issuers that stay are
         kept; when the audience, the issuers or the rules changed, every
@@ -824,7 +842,7 @@ class TrustedPublishing:
         self.issuers = self._issuer_keys(settings, self.issuers)
         return revoked
 
-    async def verify(self, text):
+    async def verify(self, text: str) -> Verified:
         """
         The L{Verified} token C{text} is.
 
@@ -862,7 +880,7 @@ class TrustedPublishing:
                      settings.leeway)
         return Verified(issuer.name, token.claims)
 
-    def mint(self, verified):
+    def mint(self, verified: Verified) -> Minted:
         """
         Mint the upload token of a verified ID token.
 

@@ -21,6 +21,8 @@ a directory they are empty, and cost nothing.
 """
 
 import re
+from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from fnmatch import fnmatchcase
 
 import attrs
@@ -49,21 +51,21 @@ class Rule:
     """
 
     pattern: str
-    grants: tuple
+    grants: tuple[tuple[str, frozenset[str]], ...]
     order: int = 0
 
     @property
-    def exact(self):
+    def exact(self) -> bool:
         """Whether the pattern is a plain name."""
         return not any(c in self.pattern for c in "*?[")
 
-    def specificity(self):
+    def specificity(self) -> tuple[int, int, int]:
         """Sort key: exact names first, then more literal characters, then file order."""
         literal = len(re.sub(r"\[[^\]]*\]|[*?]", "", self.pattern))
         return (0 if self.exact else 1, -literal, self.order)
 
 
-def normalize_pattern(pattern):
+def normalize_pattern(pattern: str) -> str:
     """Normalize a project name or glob like a project name, keeping C{*?[]}."""
     pattern = pattern.strip()
     if not pattern or not _PATTERN.match(pattern):
@@ -71,14 +73,14 @@ def normalize_pattern(pattern):
     return re.sub(r"[-_.]+", "-", pattern).lower()
 
 
-def parse_rule(pattern, text, order=0):
+def parse_rule(pattern: str, text: str, order: int = 0) -> Rule:
     """
     Read one C{[acl]} line: C{pattern = grant, grant, ...} where a grant is
     a principal and C{r}, C{w} or C{rw}.
 
     @raise RuleError: naming the part that cannot be read.
     """
-    grants = []
+    grants: list[tuple[str, frozenset[str]]] = []
     for part in text.split(","):
         part = " ".join(part.split())
         if not part:
@@ -124,13 +126,13 @@ class AccessModel:
                             validator=attrs.validators.in_((EVERYONE, AUTHENTICATED)))
     upload: str = attrs.field(default=AUTHENTICATED,
                               validator=attrs.validators.in_((AUTHENTICATED,)))
-    groups: dict = attrs.field(factory=dict)
-    admins: frozenset = frozenset()
-    rules: tuple = ()
-    admin_groups: frozenset = frozenset()
-    _rule_memo: dict = attrs.field(factory=dict, eq=False, repr=False)
+    groups: Mapping[str, frozenset[str]] = attrs.field(factory=dict)
+    admins: frozenset[str] = frozenset()
+    rules: tuple[Rule, ...] = ()
+    admin_groups: frozenset[str] = frozenset()
+    _rule_memo: dict[str, Rule | None] = attrs.field(factory=dict, eq=False, repr=False)
 
-    def may_enter(self, identity: Identity | None, permission) -> bool:
+    def may_enter(self, identity: Identity | None, permission: str) -> bool:
         """
         Whether C{identity} (L{None} for an anonymous request) may read the
         index at all (C{permission} L{READ}) or upload at all (L{WRITE}),
@@ -139,7 +141,8 @@ class AccessModel:
         default = self.read if permission == READ else self.upload
         return identity is not None or default == EVERYONE
 
-    def principals(self, user, groups=frozenset()):
+    def principals(self, user: str | None,
+                   groups: AbstractSet[str] = frozenset()) -> set[str]:
         """
         Every principal C{user} (L{None}: anonymous) stands for, with the
         directory C{groups} it is in.
@@ -152,11 +155,12 @@ class AccessModel:
             found |= {f"group:{group}" for group in groups}
         return found
 
-    def in_group(self, user, group, groups=frozenset()):
+    def in_group(self, user: str | None, group: str,
+                 groups: AbstractSet[str] = frozenset()) -> bool:
         """Whether C{user} is in C{group}: of C{[groups]}, or of its directory C{groups}."""
         return user is not None and (group in groups or user in self.groups.get(group, ()))
 
-    def is_admin(self, user, groups=frozenset()):
+    def is_admin(self, user: str | None, groups: AbstractSet[str] = frozenset()) -> bool:
         """Whether C{user} (in the directory C{groups}) may do everything."""
         if user is None:
             return False
@@ -165,7 +169,7 @@ class AccessModel:
         return bool(self.admin_groups) and any(
             self.in_group(user, group, groups) for group in self.admin_groups)
 
-    def rule_for(self, project):
+    def rule_for(self, project: str) -> Rule | None:
         """The L{Rule} that governs C{project} (a normalized name), or L{None}."""
         try:
             return self._rule_memo[project]
@@ -177,7 +181,8 @@ class AccessModel:
             self._rule_memo[project] = rule
         return rule
 
-    def allowed(self, user, project, permission, groups=frozenset()):
+    def allowed(self, user: str | None, project: str, permission: str,
+                groups: AbstractSet[str] = frozenset()) -> bool:
         """
         Whether C{user} (in the directory C{groups}) has C{permission}
         (C{"r"} or C{"w"}) on C{project}.
@@ -193,18 +198,21 @@ class AccessModel:
         return any(permission in perms for principal, perms in rule.grants
                    if principal in principals)
 
-    def may_read(self, user, project, groups=frozenset()):
+    def may_read(self, user: str | None, project: str,
+                 groups: AbstractSet[str] = frozenset()) -> bool:
         """Whether C{user} (in the directory C{groups}) may see C{project} (others get 404)."""
         return self.allowed(user, project, READ, groups)
 
-    def may_write(self, user, project, groups=frozenset()):
+    def may_write(self, user: str | None, project: str,
+                  groups: AbstractSet[str] = frozenset()) -> bool:
         """
         Whether C{user} (in the directory C{groups}) may upload to, yank or
         delete in C{project}.
         """
         return self.allowed(user, project, WRITE, groups)
 
-    def reads_everything(self, user, groups=frozenset()):
+    def reads_everything(self, user: str | None,
+                         groups: AbstractSet[str] = frozenset()) -> bool:
         """
         Whether C{user} (in the directory C{groups}) may read every project
         (so pages need no filtering): the common case, served from the
@@ -219,7 +227,7 @@ class AccessModel:
                        if principal in principals) for rule in self.rules)
 
 
-def admin_users_and_groups(admins):
+def admin_users_and_groups(admins: Iterable[str]) -> tuple[frozenset[str], frozenset[str]]:
     """C{[auth] admins} split into C{(user names, group names)} (a group is C{group:<name>})."""
     users = frozenset(admin for admin in admins if not admin.startswith("group:"))
     groups = frozenset(admin.removeprefix("group:") for admin in admins

@@ -33,6 +33,7 @@ applies it:
 """
 
 import attrs
+from twisted.internet.interfaces import IReactorTime
 
 from pypid.core.bounded import put_newest
 
@@ -62,6 +63,10 @@ MAX_KEYS = 100_000
 #: they end in well under a second, and then its turn may have come.
 PENDING_WAIT = 1.0
 
+#: What failures are counted against: C{(user, address)}, or C{(None, address)}
+#: (an address is L{None} for a peer without a host, such as a Unix socket).
+_Key = tuple[str | None, str | None]
+
 
 @attrs.define
 class LoginThrottle:
@@ -76,18 +81,19 @@ class LoginThrottle:
     @ivar clock: provides C{seconds()}.
     """
 
-    clock: object
+    clock: IReactorTime
     max_failures: int = MAX_FAILURES
     window: float = WINDOW
     max_address_failures: int = MAX_ADDRESS_FAILURES
     # (user, address) or (None, address) -> times of recent failures
-    _failures: dict = attrs.field(factory=dict)
+    _failures: dict[_Key, list[float]] = attrs.field(factory=dict)
     # (user, address) or (None, address) -> distinct checks under way; each
     # holds one of the failures still allowed until it ends. Bounded by the
     # verifier's cap on checks under way.
-    _pending: dict = attrs.field(factory=dict)
+    _pending: dict[_Key, int] = attrs.field(factory=dict)
 
-    def _keys(self, user, address, named):
+    def _keys(self, user: str | None, address: str | None,
+              named: bool) -> tuple[tuple[_Key, int], ...]:
         """The counters an attempt counts against, with their limits (rule 5)."""
         if user is None:
             return (((None, address), self.max_address_failures),)
@@ -96,7 +102,7 @@ class LoginThrottle:
         return (((user, address), self.max_failures),
                 ((None, address), self.max_address_failures))
 
-    def wait(self, user, address, named=False):
+    def wait(self, user: str | None, address: str | None, named: bool = False) -> float:
         """
         Seconds C{user} from C{address} must wait before a new check of
         distinct credentials may start, or 0.
@@ -113,16 +119,16 @@ class LoginThrottle:
                 return PENDING_WAIT
         return 0.0
 
-    def started(self, user, address, named=False):
+    def started(self, user: str | None, address: str | None, named: bool = False) -> None:
         """A check of credentials not already being checked begins."""
         for key, _ in self._keys(user, address, named):
             self._pending[key] = self._pending.get(key, 0) + 1
 
-    def abandoned(self, user, address, named=False):
+    def abandoned(self, user: str | None, address: str | None, named: bool = False) -> None:
         """A check that could not run (the server was busy): it counts for nothing."""
         self._ended(user, address, named)
 
-    def _ended(self, user, address, named):
+    def _ended(self, user: str | None, address: str | None, named: bool) -> None:
         for key, _ in self._keys(user, address, named):
             left = self._pending.get(key, 0) - 1
             if left > 0:
@@ -130,7 +136,7 @@ class LoginThrottle:
             else:
                 self._pending.pop(key, None)
 
-    def failed(self, user, address, named=False):
+    def failed(self, user: str | None, address: str | None, named: bool = False) -> None:
         """Count one failed login (for the user, and for the address: rule 5)."""
         self._ended(user, address, named)
         now = self.clock.seconds()
@@ -140,13 +146,13 @@ class LoginThrottle:
             del recent[:-keep]
             put_newest(self._failures, key, recent, MAX_KEYS)
 
-    def succeeded(self, user, address, named=False):
+    def succeeded(self, user: str | None, address: str | None, named: bool = False) -> None:
         """A good login clears the user's count (not the address's)."""
         self._ended(user, address, named)
         if user is not None:
             self._failures.pop((user, address), None)
 
-    def _recent(self, user, address):
+    def _recent(self, user: str | None, address: str | None) -> list[float]:
         now = self.clock.seconds()
         recent = [t for t in self._failures.get((user, address), ()) if now - t < self.window]
         if not recent:

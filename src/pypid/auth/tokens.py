@@ -18,9 +18,12 @@ import hashlib
 import hmac
 import json
 import secrets
+from collections.abc import Iterable
 from fnmatch import fnmatchcase
+from typing import Any
 
 import attrs
+from twisted.internet.interfaces import IReactorTime
 
 from pypid.auth.policy import RuleError, normalize_pattern
 from pypid.core.names import normalize
@@ -35,7 +38,7 @@ class TokenError(ValueError):
     """A token request or file cannot be used; the message says why."""
 
 
-def _digest(secret):
+def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode("ascii")).hexdigest()
 
 
@@ -53,13 +56,13 @@ class Token:
     id: str
     digest: str = attrs.field(repr=False)
     user: str
-    actions: frozenset
-    projects: tuple = ()
+    actions: frozenset[str]
+    projects: tuple[str, ...] = ()
     expires: float | None = None
     created: float = 0.0
     description: str = ""
 
-    def covers(self, action, project=None):
+    def covers(self, action: str, project: str | None = None) -> bool:
         """Whether the token's scope includes C{action} (on C{project})."""
         if action not in self.actions:
             return False
@@ -68,21 +71,21 @@ class Token:
         name = normalize(project)
         return any(fnmatchcase(name, pattern) for pattern in self.projects)
 
-    def to_json(self):
+    def to_json(self) -> dict[str, Any]:
         """The record as JSON-ready data (the digest included: it is not the secret)."""
         return {"id": self.id, "digest": self.digest, "user": self.user,
                 "actions": sorted(self.actions), "projects": list(self.projects),
                 "expires": self.expires, "created": self.created,
                 "description": self.description}
 
-    def public(self):
+    def public(self) -> dict[str, Any]:
         """What listing shows: everything but the digest."""
         data = self.to_json()
         del data["digest"]
         return data
 
     @classmethod
-    def from_json(cls, data):
+    def from_json(cls, data: Any) -> "Token":
         """The token a record describes."""
         try:
             actions = frozenset(data["actions"])
@@ -104,12 +107,13 @@ class TokenBook:
     @ivar clock: provides C{seconds()}.
     """
 
-    clock: object
-    tokens: dict = attrs.field(factory=dict)
+    clock: IReactorTime
+    tokens: dict[str, Token] = attrs.field(factory=dict)
     #: the file the tokens are kept in, or L{None}
     path: str | None = None
 
-    def issue(self, user, actions, projects=(), lifetime=None, description=""):
+    def issue(self, user: str, actions: Iterable[str], projects: Iterable[str] = (),
+              lifetime: float | None = None, description: str = "") -> tuple[str, Token]:
         """
         Make a token.
 
@@ -137,11 +141,11 @@ class TokenBook:
         self.tokens[token_id] = token
         return f"{_PREFIX}{token_id}-{secret}", token
 
-    def revoke(self, token_id):
+    def revoke(self, token_id: str) -> bool:
         """Revoke a token; whether there was one."""
         return self.tokens.pop(token_id, None) is not None
 
-    def verify(self, presented):
+    def verify(self, presented: str) -> Token | None:
         """
         The live L{Token} a presented string is, or L{None}.
         """
@@ -157,19 +161,19 @@ class TokenBook:
             return None
         return token
 
-    def listing(self, user=None):
+    def listing(self, user: str | None = None) -> list[dict[str, Any]]:
         """The tokens (of C{user}, or all), without digests, oldest first."""
         return [t.public() for t in sorted(self.tokens.values(), key=lambda t: t.created)
                 if user is None or t.user == user]
 
     # -- the file ------------------------------------------------------------------
 
-    def dumps(self):
+    def dumps(self) -> bytes:
         """The file's bytes."""
         return json.dumps({"tokens": [t.to_json() for t in self.tokens.values()]},
                           indent=1, sort_keys=True).encode("utf-8")
 
-    def loads(self, data):
+    def loads(self, data: bytes) -> None:
         """Take the tokens of a file's bytes."""
         try:
             records = json.loads(data)["tokens"]
@@ -181,7 +185,7 @@ class TokenBook:
             self.tokens[token.id] = token
 
 
-def read_file(path):
+def read_file(path: str) -> bytes | None:
     """The bytes of a token file, or L{None} when there is none (blocking)."""
     try:
         with open(path, "rb") as f:
@@ -190,6 +194,6 @@ def read_file(path):
         return None
 
 
-def write_file(path, data):
+def write_file(path: str, data: bytes) -> None:
     """Write a token file atomically, readable by its owner only (blocking)."""
     write_atomically(path, data, prefix=".tokens-")

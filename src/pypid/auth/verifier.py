@@ -23,13 +23,16 @@ import collections
 import hashlib
 import hmac
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from twisted.internet.defer import Deferred, fail, gatherResults, succeed
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.python.threadpool import ThreadPool
 
 from pypid.auth.hashes import (
     BROKEN,
@@ -41,6 +44,11 @@ from pypid.auth.hashes import (
     make_dummy_hash,
     verify_hash,
 )
+
+if TYPE_CHECKING:
+    # (types only: both modules import this one)
+    from pypid.auth.ldap import Directory
+    from pypid.auth.tokens import Token
 
 log = Logger()
 
@@ -66,7 +74,7 @@ class DirectoryUnavailable(Exception):
     be reached; try again in C{retry_after} seconds.
     """
 
-    def __init__(self, retry_after=5):
+    def __init__(self, retry_after: float = 5) -> None:
         super().__init__(retry_after)
         self.retry_after = retry_after
 
@@ -89,13 +97,18 @@ class Identity:
     """
 
     name: str
-    token: object = None
-    groups: frozenset = frozenset()
+    token: "Token | None" = None
+    groups: frozenset[str] = frozenset()
 
 
-def _non_negative(instance, attribute, value):
+def _non_negative(instance: object, attribute: "attrs.Attribute[Any]", value: float) -> None:
     if value < 0:
         raise ValueError(f"{attribute.name.lstrip('_')} must not be negative")
+
+
+def _copied(users: Mapping[str, str]) -> dict[str, str]:
+    """A copy of the users given (a later change of the caller's is not taken)."""
+    return dict(users)
 
 
 @attrs.define
@@ -130,28 +143,32 @@ class PasswordVerifier:
         TTLs, with the user's directory groups.
     """
 
-    _users: Mapping = attrs.field(converter=dict, repr=False)
-    _reactor: object = attrs.field(repr=False)
-    _threadpool: object = attrs.field(repr=False)
+    _users: Mapping[str, str] = attrs.field(converter=_copied, repr=False)
+    _reactor: IReactorTime = attrs.field(repr=False)
+    _threadpool: ThreadPool | None = attrs.field(repr=False)
     _cache_ttl: float = attrs.field(default=300.0, validator=_non_negative)
     _cache_size: int = attrs.field(default=CACHE_SIZE, validator=_non_negative)
     _max_pending: int = attrs.field(default=MAX_PENDING, kw_only=True,
                                     validator=_non_negative)
-    _run_in_pool: object = attrs.field(default=deferToThreadPool, kw_only=True, repr=False)
-    _directory: object = attrs.field(default=None, kw_only=True, repr=False)
+    _run_in_pool: Callable[..., Deferred[str]] = attrs.field(default=deferToThreadPool,
+                                                           kw_only=True, repr=False)
+    _directory: "Directory | None" = attrs.field(default=None, kw_only=True, repr=False)
     # Per-process key for the cache's digests: a leaked cache (a core dump,
     # say) cannot be brute-forced offline without it, and is useless after
     # a restart.
-    _cache_key: bytes = attrs.field(init=False, repr=False, factory=lambda: secrets.token_bytes(32))
+    _cache_key: bytes = attrs.field(init=False, repr=False,
+                                    factory=lambda: secrets.token_bytes(32))
     # digest -> expiry (reactor seconds), oldest first.
-    _cache: collections.OrderedDict = attrs.field(init=False, repr=False, factory=collections.OrderedDict)
+    _cache: collections.OrderedDict[bytes, float] = attrs.field(init=False, repr=False,
+                                                  factory=collections.OrderedDict)
     # digest -> directory groups, for the directory users of _cache.
-    _groups: dict = attrs.field(init=False, repr=False, factory=dict)
+    _groups: dict[bytes, frozenset[str]] = attrs.field(init=False, repr=False, factory=dict)
     # digest -> Deferreds waiting for the verification already under way.
-    _in_flight: dict = attrs.field(init=False, repr=False, factory=dict)
+    _in_flight: dict[bytes, list[Deferred[frozenset[str] | None]]] = attrs.field(
+        init=False, repr=False, factory=dict)
     _dummy_hash: str = attrs.field(init=False, repr=False, default="")
 
-    def __attrs_post_init__(self):
+    def __attrs_post_init__(self) -> None:
         for name, value in self._users.items():
             if is_bcrypt(value):
                 continue  # from an htpasswd file (pypid.auth.htpasswd checked it)
@@ -169,11 +186,11 @@ class PasswordVerifier:
         else:
             self._dummy_hash = make_dummy_hash(dummy_shape(hashes))
 
-    def knows(self, user):
+    def knows(self, user: str) -> bool:
         """Whether C{user} is a user (of [users] or the htpasswd file)."""
         return user in self._users
 
-    def needs_new_check(self, user, password):
+    def needs_new_check(self, user: str, password: str) -> bool:
         """
         Whether verifying these credentials now would start a new hash check:
         not when they were verified lately, nor when a check of the very same
@@ -184,7 +201,7 @@ class PasswordVerifier:
         return (digest not in self._in_flight
                 and self._cached(digest, self._reactor.seconds()) is None)
 
-    def _digest(self, user, password):
+    def _digest(self, user: str, password: str) -> bytes:
         """
         Return the cache key of C{(user, password)}: an HMAC, so the cache
         never holds the password or anything that can be checked offline.
@@ -200,7 +217,7 @@ class PasswordVerifier:
         )
         return hmac.new(self._cache_key, message, hashlib.sha256).digest()
 
-    def _cached(self, digest, now):
+    def _cached(self, digest: bytes, now: float) -> frozenset[str] | None:
         """
         The directory groups (empty for a user of C{[users]}) of C{digest}'s
         success, remembered and not yet expired; or L{None}.
@@ -214,7 +231,8 @@ class PasswordVerifier:
             return None
         return self._groups.get(digest, frozenset())
 
-    def _remember(self, digest, now, groups=frozenset(), ttl=None):
+    def _remember(self, digest: bytes, now: float, groups: frozenset[str] = frozenset(),
+                  ttl: float | None = None) -> None:
         """
         Remember a success (with the user's directory C{groups}) until C{now}
         plus the TTL (or C{ttl} when shorter), within the size bound.
@@ -236,7 +254,7 @@ class PasswordVerifier:
         if groups:
             self._groups[digest] = groups
 
-    def verify(self, user: str, password: str) -> Deferred:
+    def verify(self, user: str, password: str) -> Deferred[bool]:
         """
         Return a L{Deferred} that fires with C{True} if C{password} is
         C{user}'s password and C{False} otherwise, including for an unknown
@@ -252,7 +270,7 @@ class PasswordVerifier:
         """
         return self._check(user, password).addCallback(lambda groups: groups is not None)
 
-    def _check(self, user, password):
+    def _check(self, user: str, password: str) -> Deferred[frozenset[str] | None]:
         """
         L{verify}, but firing with the user's directory groups (an empty
         frozenset for a user of C{[users]}) on success, L{None} otherwise;
@@ -263,7 +281,7 @@ class PasswordVerifier:
         groups = self._cached(digest, self._reactor.seconds())
         if groups is not None:
             return succeed(groups)
-        result = Deferred()
+        result: Deferred[frozenset[str] | None] = Deferred()
         waiting = self._in_flight.get(digest)
         if waiting is not None:
             waiting.append(result)
@@ -280,32 +298,35 @@ class PasswordVerifier:
             stored if known else self._dummy_hash,
             password,
         )
-        if known or self._directory is None:
+        directory = self._directory
+        if known or directory is None:
             work.addCallback(self._verified, user, known, digest)
         else:
-            work = self._ask_directory(work, user, password, digest)
+            work = self._ask_directory(directory, work, user, password, digest)
         work.addBoth(self._deliver, digest)
         return result
 
-    def _ask_directory(self, hashed, user, password, digest):
+    def _ask_directory(self, directory: "Directory", hashed: Deferred[str], user: str,
+                       password: str, digest: bytes) -> Deferred[Any]:
         """
         Check a name that is not a user here in the directory, while the
         dummy hash (C{hashed}) runs: the answer comes when both are done,
         so such a name never costs less than a user's check.
         """
-        both = gatherResults([hashed, self._directory.check(user, password)],
-                             consumeErrors=True)
+        parts: list[Deferred[Any]] = [hashed, directory.check(user, password)]
+        both = gatherResults(parts, consumeErrors=True)
 
-        def checked(results):
+        def checked(results: list[Any]) -> frozenset[str] | None:
             groups = results[1]
             if groups is not None:
                 self._remember(digest, self._reactor.seconds(), groups,
-                               self._directory.cache_ttl)
+                               directory.cache_ttl)
             return groups
         both.addCallbacks(checked, lambda failure: failure.value.subFailure)
         return both
 
-    def _verified(self, outcome, user, known, digest):
+    def _verified(self, outcome: str, user: str, known: bool,
+                  digest: bytes) -> frozenset[str] | None:
         """
         Turn a verification's outcome into the user's directory groups (none
         here) or L{None}, log it, and cache a success.
@@ -322,7 +343,7 @@ class PasswordVerifier:
             log.info("Authentication attempt for an unknown user name")
         return None
 
-    def _deliver(self, result, digest):
+    def _deliver(self, result: frozenset[str] | None | Failure, digest: bytes) -> None:
         """Fire every Deferred waiting for this verification with C{result}."""
         for waiter in self._in_flight.pop(digest, []):
             if isinstance(result, Failure):
@@ -331,7 +352,7 @@ class PasswordVerifier:
                 waiter.callback(result)
         return None
 
-    def authenticate(self, user: str, password: str) -> Deferred:
+    def authenticate(self, user: str, password: str) -> Deferred[Identity | None]:
         """
         Return a L{Deferred} firing with the L{Identity} of C{user} if
         C{password} is theirs, or L{None} otherwise.

@@ -5,9 +5,10 @@ Every section and key is declared, with its default and its parser, by the
 module of its section (L{server}, L{storage}, L{s3}, L{auth}, L{upstream},
 L{tls}, L{metrics}, L{ldap}, L{oidc}), which also checks it against the
 other keys; this module reads the file and the command line, runs their
-parsers and checks, and assembles the L{Config}.  So an unknown key, a misspelt section or a bad value stops
-start-up with a single line naming the file (or the command-line option),
-the section and the key, and saying what is allowed.  C{etc/pypid.ini}
+parsers and checks, and assembles the L{Config}.  So an unknown key, a
+misspelt section or a bad value stops start-up with a single line naming
+the file (or the command-line option), the section and the key, and
+saying what is allowed.  C{etc/pypid.ini}
 documents every key for people.  A key may also come from the environment
 (C{PYPID_<SECTION>_<KEY>}, L{environment_overrides}): over the file, under
 C{--set}.
@@ -17,11 +18,14 @@ in, so C{etc/pypid.ini} works from a checkout with C{./var/}.
 """
 
 import configparser
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType
+from typing import Any, NoReturn, TypeVar
 
 import attrs
 
+from pypid.auth.oidc import PublisherRule
+from pypid.auth.policy import Rule
 from pypid.config.auth_settings import AUTH_KEYS, FREE_SECTIONS, AuthConfig, read_principals
 from pypid.config.errors import ConfigError, StartupError
 from pypid.config.ldap_settings import LDAP_KEYS, LDAPConfig, check_ldap
@@ -32,8 +36,17 @@ from pypid.config.server_settings import SERVER_KEYS, ServerConfig
 from pypid.config.storage_settings import STORAGE_KEYS, StorageConfig
 from pypid.config.tls_settings import TLS_KEYS, TLSConfig, check_tls, no_tls
 from pypid.config.upstream_settings import UPSTREAM_KEYS, UpstreamConfig, check_upstream
+from pypid.config.values import Keys, Values
 
-__all__ = ["FREE_SECTIONS", "SCHEMA", "Config", "ConfigError", "StartupError", "load_config", "parse_override"]
+__all__ = ["FREE_SECTIONS", "SCHEMA", "Config", "ConfigError", "StartupError", "load_config",
+           "parse_override"]
+
+_S = TypeVar("_S")
+
+
+def _frozen(value: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A read-only view of C{value}."""
+    return MappingProxyType(value)
 
 
 @attrs.frozen
@@ -46,22 +59,22 @@ class Config:
     s3: S3Config
     auth: AuthConfig
     upstream: UpstreamConfig
-    users: Mapping[str, str] = attrs.field(factory=dict, converter=MappingProxyType)
+    users: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen)
     tls: TLSConfig = attrs.field(factory=no_tls)
     #: C{[groups]}: group name -> frozenset of user names
-    groups: Mapping[str, frozenset] = attrs.field(factory=dict, converter=MappingProxyType)
+    groups: Mapping[str, frozenset[str]] = attrs.field(factory=dict, converter=_frozen)
     #: C{[acl]}: L{pypid.auth.policy.Rule}s in file order
-    acl: tuple = ()
+    acl: tuple[Rule, ...] = ()
     metrics: MetricsConfig = attrs.field(factory=MetricsConfig)
     #: C{[ldap]}: the directory of more users and groups (none without C{url})
     ldap: LDAPConfig = attrs.field(factory=LDAPConfig)
     oidc: OIDCConfig = attrs.field(factory=OIDCConfig)
     #: C{[publishers]}: L{pypid.auth.oidc.PublisherRule}s in file order
-    publishers: tuple = ()
+    publishers: tuple[PublisherRule, ...] = ()
 
 
 #: section -> key -> (default, parser), in the order the sections are read.
-SCHEMA = {
+SCHEMA: dict[str, Keys] = {
     "pypid": SERVER_KEYS,
     "storage": STORAGE_KEYS,
     "s3": S3_KEYS,
@@ -78,7 +91,7 @@ SCHEMA = {
 FREE_SECTIONS = FREE_SECTIONS | {PUBLISHERS}
 
 
-def parse_override(text):
+def parse_override(text: str) -> tuple[str, str, str]:
     """
     Parse a C{--set section.key=value} argument into C{(section, key, value)}.
 
@@ -96,7 +109,7 @@ def parse_override(text):
 ENV_PREFIX = "PYPID_"
 
 
-def environment_overrides(environ):
+def environment_overrides(environ: Mapping[str, str]) -> list[tuple[str, str, str, str]]:
     """
     C{(section, key, value, variable)} of the variables of C{environ} that
     name a key of a section of L{SCHEMA} (C{PYPID_PYPID_BASE_URL} is
@@ -107,7 +120,7 @@ def environment_overrides(environ):
     C{[groups]} and C{[acl]} come from the file only: their keys are names
     an environment variable cannot spell faithfully.
     """
-    found = []
+    found: list[tuple[str, str, str, str]] = []
     for variable, value in sorted(environ.items()):
         if not variable.startswith(ENV_PREFIX):
             continue
@@ -118,7 +131,8 @@ def environment_overrides(environ):
     return found
 
 
-def load_config(path, overrides=(), listen=(), environ=None):
+def load_config(path: str | None, overrides: Iterable[tuple[str, str, str]] = (),
+                listen: Sequence[str] = (), environ: Mapping[str, str] | None = None) -> Config:
     """
     Read, validate and freeze the configuration.
 
@@ -136,7 +150,9 @@ def load_config(path, overrides=(), listen=(), environ=None):
     source = path or "<defaults>"
     parser = configparser.ConfigParser(interpolation=None, strict=True,
                                        empty_lines_in_values=False)
-    parser.optionxform = str
+    # (configparser's documented way to keep the keys' case: typeshed
+    # declares it a method)
+    parser.optionxform = str  # type: ignore[method-assign,assignment]
     if path is not None:
         try:
             with open(path, encoding="utf-8") as f:
@@ -149,7 +165,7 @@ def load_config(path, overrides=(), listen=(), environ=None):
             message = " ".join(str(e).split())
             raise ConfigError(f"{path}: not a valid INI file: {message}")
     file_sections = set(parser.sections())
-    from_environment = {}
+    from_environment: dict[tuple[str, str], str] = {}
     for section, key, value, variable in environment_overrides(environ or {}):
         if not parser.has_section(section):
             parser.add_section(section)
@@ -168,7 +184,8 @@ def load_config(path, overrides=(), listen=(), environ=None):
     if listen:
         from_command_line.add(("pypid", "listen"))
 
-    def fail(section, key, message, causes=()):
+    def fail(section: str, key: str | None, message: str,
+             causes: Iterable[tuple[str, str]] = ()) -> NoReturn:
         """
         Raise the error for C{[section] key}, blamed on the first of that key
         and C{causes} (other C{(section, key)} pairs the problem involves) that
@@ -190,7 +207,7 @@ def load_config(path, overrides=(), listen=(), environ=None):
             causes = () if section in file_sections else [
                 (s, k) for s, k, _ in overrides if s == section]
             fail(section, None, f"unknown section; the sections are {allowed}", causes)
-    values = {}
+    values: Values = {}
     for section, keys in SCHEMA.items():
         present = dict(parser.items(section)) if parser.has_section(section) else {}
         for key in present:
@@ -202,7 +219,7 @@ def load_config(path, overrides=(), listen=(), environ=None):
             except ValueError as e:
                 fail(section, key, str(e))
 
-    def items(section):
+    def items(section: str) -> list[tuple[str, str]]:
         return parser.items(section) if parser.has_section(section) else []
 
     users, groups, rules = read_principals(items, values, fail)
@@ -213,22 +230,22 @@ def load_config(path, overrides=(), listen=(), environ=None):
     check_ldap(values, fail)
     publishers = read_publishers(items, values, fail)
 
-    def section(name, cls):
+    def read_section(name: str, cls: Callable[..., _S]) -> _S:
         return cls(**{key: values[name, key] for key in SCHEMA[name]})
 
     return Config(
         source=source,
-        server=section("pypid", ServerConfig),
-        storage=section("storage", StorageConfig),
-        s3=section("s3", S3Config),
-        auth=section("auth", AuthConfig),
-        upstream=section("upstream", UpstreamConfig),
+        server=read_section("pypid", ServerConfig),
+        storage=read_section("storage", StorageConfig),
+        s3=read_section("s3", S3Config),
+        auth=read_section("auth", AuthConfig),
+        upstream=read_section("upstream", UpstreamConfig),
         users=users,
-        tls=section("tls", TLSConfig),
+        tls=read_section("tls", TLSConfig),
         groups=groups,
         acl=tuple(rules),
-        metrics=section("metrics", MetricsConfig),
-        ldap=section("ldap", LDAPConfig),
-        oidc=section("oidc", OIDCConfig),
+        metrics=read_section("metrics", MetricsConfig),
+        ldap=read_section("ldap", LDAPConfig),
+        oidc=read_section("oidc", OIDCConfig),
         publishers=tuple(publishers),
     )

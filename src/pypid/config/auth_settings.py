@@ -13,8 +13,8 @@ import attrs
 from pypid.auth.basic import USER_NAME
 from pypid.auth.hashes import check_hash_format
 from pypid.auth.htpasswd import read_htpasswd
-from pypid.auth.policy import RuleError, parse_rule
-from pypid.config.values import choice, parse_optional_path, parse_path
+from pypid.auth.policy import Rule, RuleError, parse_rule
+from pypid.config.values import Fail, Items, Keys, Values, choice, parse_optional_path, parse_path
 
 
 @attrs.frozen
@@ -31,7 +31,7 @@ class AuthConfig:
     htpasswd: str | None = None
 
 
-def _names(value):
+def _names(value: str) -> tuple[str, ...]:
     """Whitespace-separated user (or group) names."""
     names = tuple(value.split())
     for name in names:
@@ -40,7 +40,7 @@ def _names(value):
     return names
 
 
-def _admins(value):
+def _admins(value: str) -> tuple[str, ...]:
     """User names, and C{group:NAME} for every user of a group."""
     admins = tuple(value.split())
     for admin in admins:
@@ -51,7 +51,7 @@ def _admins(value):
 
 
 #: key -> (default, parser)
-AUTH_KEYS = {
+AUTH_KEYS: Keys = {
     "read": ("everyone", choice("everyone", "authenticated")),
     "upload": ("authenticated", choice("authenticated")),
     "admins": ("", _admins),
@@ -63,14 +63,15 @@ AUTH_KEYS = {
 FREE_SECTIONS = {"users", "groups", "acl"}
 
 
-def _user(name, value):
+def _user(name: str, value: str) -> str:
     if not USER_NAME.match(name):
         raise ValueError("a user name is 1 to 64 letters, digits, '.', '_', '@' or '-'")
     check_hash_format(value.strip())
     return value.strip()
 
 
-def read_principals(items, values, fail):
+def read_principals(items: Items, values: Values, fail: Fail
+                    ) -> tuple[dict[str, str], dict[str, frozenset[str]], list[Rule]]:
     """
     Read C{[users]} (and C{[auth] htpasswd}'s file), C{[groups]} and C{[acl]},
     each name checked against the others and C{[auth] admins} against the
@@ -85,7 +86,7 @@ def read_principals(items, values, fail):
     not define is one of the directory's, which only the directory knows.
     """
     directory = bool(values.get(("ldap", "url")))
-    users = {}
+    users: dict[str, str] = {}
     for name, value in items("users"):
         try:
             users[name] = _user(name, value)
@@ -102,7 +103,7 @@ def read_principals(items, values, fail):
             if name in users:
                 fail("auth", "htpasswd", f"user {name!r} is both in [users] and in {htpasswd}")
         users.update(more)
-    groups = {}
+    groups: dict[str, frozenset[str]] = {}
     for name, value in items("groups"):
         try:
             if not USER_NAME.match(name):
@@ -123,7 +124,7 @@ def read_principals(items, values, fail):
                      "of a directory: [ldap] url is empty)")
         elif admin not in users:
             fail("auth", "admins", f"{admin!r} is not a user of [users]")
-    rules = []
+    rules: list[Rule] = []
     for order, (pattern, value) in enumerate(items("acl")):
         try:
             rule = parse_rule(pattern, value, order)

@@ -12,8 +12,15 @@ a service account from binding with an empty password (an LDAP
 
 import attrs
 
-from pypid.auth.ldap import PLACEHOLDERS, check_filter_template, parse_ldap_url
-from pypid.config.values import is_ip_address, parse_boolean, parse_optional_path
+from pypid.auth.ldap import PLACEHOLDERS, LDAPServer, check_filter_template, parse_ldap_url
+from pypid.config.values import (
+    Fail,
+    Keys,
+    Values,
+    is_ip_address,
+    parse_boolean,
+    parse_optional_path,
+)
 from pypid.core.units import is_zero_duration, parse_duration
 
 
@@ -22,7 +29,7 @@ class LDAPConfig:
     """The C{[ldap]} section (see C{docs/configuration.rst})."""
 
     #: the servers, tried in order (L{pypid.auth.ldap.LDAPServer}s); none: no directory
-    url: tuple = ()
+    url: tuple[LDAPServer, ...] = ()
     #: StartTLS on C{ldap://} servers
     starttls: bool = True
     #: the service account that searches, or L{None} to search anonymously
@@ -41,12 +48,12 @@ class LDAPConfig:
     cache_ttl: float = 300.0
 
 
-def _urls(value):
+def _urls(value: str) -> tuple[LDAPServer, ...]:
     """One or more C{ldap://} or C{ldaps://} URLs, separated by spaces or lines."""
     return tuple(parse_ldap_url(word) for word in value.split())
 
 
-def _dn(value):
+def _dn(value: str) -> str | None:
     """A distinguished name (C{ou=people,dc=corp,dc=example}), or L{None} when empty."""
     value = value.strip()
     if not value:
@@ -57,11 +64,11 @@ def _dn(value):
     return value
 
 
-def _text(value):
+def _text(value: str) -> str:
     return value.strip()
 
 
-def _attribute(value):
+def _attribute(value: str) -> str:
     value = value.strip()
     if not value or not value.replace("-", "").replace(";", "").isalnum() \
             or not value[0].isalpha() or not value.isascii():
@@ -74,7 +81,7 @@ def _attribute(value):
 MAX_CACHE_TTL = 300.0
 
 
-def _cache_ttl(value):
+def _cache_ttl(value: str) -> float:
     """A duration of at most 5 minutes, or 0 to check with the directory at every request."""
     if is_zero_duration(value):
         return 0.0
@@ -86,7 +93,7 @@ def _cache_ttl(value):
 
 
 #: key -> (default, parser)
-LDAP_KEYS = {
+LDAP_KEYS: Keys = {
     "url": ("", _urls),
     "starttls": ("yes", parse_boolean),
     "bind_dn": ("", _dn),
@@ -105,7 +112,7 @@ LDAP_KEYS = {
 _LOOPBACK_NAMES = ("localhost", "ip6-localhost")
 
 
-def _is_loopback(host):
+def _is_loopback(host: str) -> bool:
     if host.lower() in _LOOPBACK_NAMES:
         return True
     if not is_ip_address(host):
@@ -114,7 +121,7 @@ def _is_loopback(host):
     return ipaddress.ip_address(host).is_loopback
 
 
-def check_ldap(values, fail):
+def check_ldap(values: Values, fail: Fail) -> None:
     """
     Check C{[ldap]} as a whole: without C{url}, nothing else is set; with
     it, C{user_base} is, the filters are filters with their placeholders

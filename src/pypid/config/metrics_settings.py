@@ -9,18 +9,23 @@ group in with their credentials (a Prometheus C{basic_auth}, or a token).
 """
 
 import ipaddress
+from collections.abc import Iterable, Mapping
 
 import attrs
 
 from pypid.auth.basic import USER_NAME
+from pypid.config.values import Fail, Keys, Values
+
+#: An address or network of C{[metrics] allow}.
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-def parse_networks(value):
+def parse_networks(value: str) -> tuple[Network, ...]:
     """
     Whitespace-separated IP addresses or networks (C{10.0.0.0/8},
     C{2001:db8::/32}, C{192.0.2.7}) as L{ipaddress} networks.
     """
-    networks = []
+    networks: list[Network] = []
     for word in value.split():
         try:
             networks.append(ipaddress.ip_network(word, strict=False))
@@ -39,12 +44,12 @@ class MetricsConfig:
     """The C{[metrics]} section."""
 
     #: the networks whose clients may scrape without credentials
-    allow: tuple = parse_networks(DEFAULT_ALLOW)
+    allow: tuple[Network, ...] = parse_networks(DEFAULT_ALLOW)
     #: a group of C{[groups]} whose users may scrape with credentials, or L{None}
     group: str | None = None
 
 
-def _group(value):
+def _group(value: str) -> str | None:
     value = value.strip()
     if not value:
         return None
@@ -55,13 +60,13 @@ def _group(value):
 
 
 #: key -> (default, parser)
-METRICS_KEYS = {
+METRICS_KEYS: Keys = {
     "allow": (DEFAULT_ALLOW, parse_networks),
     "group": ("", _group),
 }
 
 
-def check_metrics(values, groups, fail):
+def check_metrics(values: Values, groups: Mapping[str, frozenset[str]], fail: Fail) -> None:
     """
     C{[metrics] group} must be a group of C{[groups]}, or, with a directory
     (C{[ldap] url}), may be one of its groups, which only it knows.
@@ -72,7 +77,7 @@ def check_metrics(values, groups, fail):
         fail("metrics", "group", f"{group!r} is not a group of [groups] (the groups: {known})")
 
 
-def address_allowed(networks, host):
+def address_allowed(networks: Iterable[Network], host: str | None) -> bool:
     """
     Whether the client address C{host} (text) is in one of C{networks}; an
     IPv4 client seen through an IPv6 socket (C{::ffff:127.0.0.1}) counts as

@@ -11,11 +11,13 @@ L{read_publishers} reads it, each rule's issuer checked against
 C{[oidc] issuers}.
 """
 
+from collections.abc import Callable, Iterable
+
 import attrs
 
-from pypid.auth.oidc import Settings, parse_issuers, parse_publishers
+from pypid.auth.oidc import PublisherRule, Settings, parse_issuers, parse_publishers
 from pypid.auth.policy import RuleError
-from pypid.config.values import parse_optional_path
+from pypid.config.values import Fail, Items, Keys, Values, parse_optional_path
 from pypid.core.units import DURATION_FORMS, is_zero_duration, parse_duration
 
 #: The free section of the publishers.
@@ -33,7 +35,8 @@ class OIDCConfig:
     #: the C{aud} a token must be for
     audience: str = "pypid"
     #: C{((name, url), ...)}: the issuers trusted, as their tokens' C{iss} say them
-    issuers: tuple = ()
+    #: C{(name, url)} in file order
+    issuers: tuple[tuple[str, str], ...] = ()
     #: the CA certificates the issuers' HTTPS is checked against, or L{None}
     #: for C{[pypid] ca_bundle} (itself the system's roots when empty)
     ca_bundle: str | None = None
@@ -48,21 +51,21 @@ class OIDCConfig:
     #: seconds a minted upload token lives
     lifetime: float = 900.0
 
-    def settings(self, rules):
+    def settings(self, rules: Iterable[PublisherRule]) -> Settings:
         """The L{pypid.auth.oidc.Settings} of this section and the C{[publishers]} C{rules}."""
         return Settings(audience=self.audience, issuers=self.issuers, rules=tuple(rules),
                         leeway=self.leeway, lifetime=self.lifetime, jwks_ttl=self.jwks_ttl,
                         jwks_min_refresh=self.jwks_min_refresh, timeout=self.timeout)
 
 
-def _audience(value):
+def _audience(value: str) -> str:
     value = value.strip()
     if not value or any(c.isspace() for c in value) or not value.isprintable():
         raise ValueError("expected one word, the aud the tokens must name, such as pypid")
     return value
 
 
-def _leeway(value):
+def _leeway(value: str) -> float:
     if is_zero_duration(value):
         return 0.0
     seconds = parse_duration(value)
@@ -71,8 +74,8 @@ def _leeway(value):
     return seconds
 
 
-def _duration_at_most(most):
-    def parse(value):
+def _duration_at_most(most: float) -> Callable[[str], float]:
+    def parse(value: str) -> float:
         seconds = parse_duration(value)
         if seconds > most:
             raise ValueError(f"{DURATION_FORMS}, at most {most:g} seconds")
@@ -81,7 +84,7 @@ def _duration_at_most(most):
 
 
 #: key -> (default, parser)
-OIDC_KEYS = {
+OIDC_KEYS: Keys = {
     "audience": ("pypid", _audience),
     "issuers": ("", parse_issuers),
     "ca_bundle": ("", parse_optional_path),
@@ -93,7 +96,7 @@ OIDC_KEYS = {
 }
 
 
-def read_publishers(items, values, fail):
+def read_publishers(items: Items, values: Values, fail: Fail) -> list[PublisherRule]:
     """
     Read C{[publishers]}: every rule's pattern normalized like C{[acl]}'s,
     its issuer one of C{[oidc] issuers}.

@@ -10,11 +10,15 @@ max_upload_size}.
 
 import math
 import re
+from typing import Any
 from urllib.parse import urlsplit
 
 import attrs
 
 from pypid.config.values import (
+    Fail,
+    Keys,
+    Values,
     choice,
     has_control_characters,
     is_ip_address,
@@ -32,7 +36,7 @@ from pypid.storage.s3.limits import (
 )
 
 
-def _redacted(value):
+def _redacted(value: str | None) -> str:
     """Show whether a secret is set, never the secret itself."""
     return "None" if value is None else "'<hidden>'"
 
@@ -69,7 +73,7 @@ class S3Config:
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
-def _bucket(value):
+def _bucket(value: str) -> str:
     value = value.strip()
     if not value:
         return ""
@@ -82,7 +86,7 @@ def _bucket(value):
     return value
 
 
-def _prefix(value):
+def _prefix(value: str) -> str:
     value = value.strip()
     if has_control_characters(value):
         raise ValueError("control characters (and line breaks) are not allowed in a key prefix")
@@ -97,7 +101,7 @@ def _prefix(value):
     return value + "/"
 
 
-def _region(value):
+def _region(value: str) -> str:
     value = value.strip()
     if not re.match(r"^[a-z0-9-]+$", value):
         raise ValueError("expected a region name such as us-east-1: "
@@ -105,7 +109,7 @@ def _region(value):
     return value
 
 
-def _endpoint_url(value):
+def _endpoint_url(value: str) -> str | None:
     value = value.strip()
     if not value:
         return None
@@ -115,7 +119,7 @@ def _endpoint_url(value):
         raise ValueError(message)
     try:
         parts = urlsplit(value)
-        parts.port
+        _ = parts.port  # (raises ValueError for a bad port)
     except ValueError:  # a bad port or a bad [IPv6] host
         raise ValueError(message) from None
     if parts.scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
@@ -123,7 +127,7 @@ def _endpoint_url(value):
     return value.rstrip("/")
 
 
-def _credential(value):
+def _credential(value: str) -> str | None:
     value = value.strip()
     if not value:
         return None
@@ -133,7 +137,7 @@ def _credential(value):
     return value
 
 
-def _expire_after(value):
+def _expire_after(value: str) -> float:
     seconds = parse_duration(value)
     if seconds > MAX_PRESIGN_SECONDS:
         raise ValueError(f"expected at most 7d ({MAX_PRESIGN_SECONDS} seconds), "
@@ -149,7 +153,7 @@ def _expire_after(value):
 _MAX_CHECK_RATE = 5000.0
 
 
-def _check_rate(value):
+def _check_rate(value: str) -> float:
     try:
         rate = float(value.strip())
     except ValueError:
@@ -160,7 +164,7 @@ def _check_rate(value):
     return rate
 
 
-def _multipart_threshold(value):
+def _multipart_threshold(value: str) -> int:
     size = parse_size(value)
     if not MIN_PART_SIZE <= size <= MAX_PART_SIZE:
         raise ValueError("expected a size from 5M (S3's smallest part) to 5G (its largest)")
@@ -168,7 +172,7 @@ def _multipart_threshold(value):
 
 
 #: key -> (default, parser)
-S3_KEYS = {
+S3_KEYS: Keys = {
     "bucket": ("", _bucket),
     "prefix": ("", _prefix),
     "region": ("us-east-1", _region),
@@ -189,12 +193,12 @@ S3_KEYS = {
 }
 
 
-def check_s3(values, fail):
+def check_s3(values: Values, fail: Fail) -> None:
     """
     Check the C{[s3]} keys against each other (and C{[storage] backend}), and
     resolve an automatic C{addressing} in C{values}.
     """
-    def s3(key):
+    def s3(key: str) -> Any:
         return values["s3", key]
 
     backend = ("storage", "backend")

@@ -13,6 +13,7 @@ reloaded on C{SIGHUP}.
 import attrs
 
 from pypid.config.values import (
+    Keys,
     is_ip_address,
     optional_url,
     parse_optional_path,
@@ -85,7 +86,7 @@ TWISTED_TLS_ENDPOINTS = {"ssl": _TWISTED_DEFAULTS, "tls": _TWISTED_DEFAULTS,
 _WRAPPING_ENDPOINTS = frozenset(["haproxy"])
 
 
-def _endpoint_type(description):
+def _endpoint_type(description: str) -> str:
     """
     The endpoint type Twisted's C{serverFromString} reads in C{description},
     in lower case, looking through wrapping types (C{haproxy:ssl:...} is an
@@ -98,9 +99,11 @@ def _endpoint_type(description):
     return types[0] if types else ""
 
 
-def _split_escaped(text):
+def _split_escaped(text: str) -> list[str]:
     """Split on C{:} as Twisted endpoint strings do: C{\\:} is a literal colon."""
-    parts, current, chars = [], [], iter(text)
+    parts: list[str] = []
+    current: list[str] = []
+    chars = iter(text)
     for char in chars:
         if char == "\\":
             current.append(next(chars, "\\"))
@@ -113,7 +116,7 @@ def _split_escaped(text):
     return parts
 
 
-def parse_listen_address(description):
+def parse_listen_address(description: str) -> ListenAddress:
     """
     Read one line of C{[pypid] listen}: C{https:PORT} or
     C{http-redirect:PORT}, each with optional C{:interface=ADDRESS} and
@@ -159,7 +162,7 @@ def parse_listen_address(description):
     return ListenAddress(kind, description, int(port), interface, int(backlog))
 
 
-def _listen(value):
+def _listen(value: str) -> tuple[str, ...]:
     lines = tuple(line.strip() for line in value.splitlines() if line.strip())
     if not lines:
         raise ValueError("expected one or more Twisted endpoint strings, one per line, "
@@ -170,7 +173,7 @@ def _listen(value):
     return lines
 
 
-def parse_page_cache_size(value):
+def parse_page_cache_size(value: str) -> int:
     """
     Read C{[pypid] page_cache_size}: a size such as C{64M}, or C{0} to
     keep no project page rendered (each request renders its page).
@@ -187,7 +190,7 @@ def parse_page_cache_size(value):
 
 
 #: key -> (default, parser)
-SERVER_KEYS = {
+SERVER_KEYS: Keys = {
     "listen": ("tcp:8080:interface=127.0.0.1", _listen),
     "base_url": ("", optional_url("https://pypi.internal.example/")),
     "snapshot": ("var/index.json", parse_path),

@@ -5,7 +5,7 @@ folder (the packages themselves with C{local}, temporary files with C{s3}).
 
 import attrs
 
-from pypid.config.values import choice, parse_path
+from pypid.config.values import Keys, choice, parse_path
 
 
 @attrs.frozen
@@ -17,7 +17,7 @@ class StorageConfig:
 
 
 #: key -> (default, parser)
-STORAGE_KEYS = {
+STORAGE_KEYS: Keys = {
     "backend": ("local", choice("local", "s3")),
     "path": ("var/packages", parse_path),
 }

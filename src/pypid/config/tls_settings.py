@@ -9,7 +9,7 @@ is then an https:// URL.
 import attrs
 
 from pypid.config.server_settings import HTTP_REDIRECT, HTTPS, parse_listen_address
-from pypid.config.values import parse_optional_path
+from pypid.config.values import Fail, Keys, Values, parse_optional_path
 
 
 @attrs.frozen
@@ -29,20 +29,20 @@ class TLSConfig:
     chain: str | None
 
 
-def no_tls():
+def no_tls() -> TLSConfig:
     """Return the C{[tls]} section of a configuration without one: every path L{None}."""
     return TLSConfig(certificate=None, key=None, chain=None)
 
 
 #: key -> (default, parser)
-TLS_KEYS = {
+TLS_KEYS: Keys = {
     "certificate": ("", parse_optional_path),
     "key": ("", parse_optional_path),
     "chain": ("", parse_optional_path),
 }
 
 
-def check_tls(values, fail):
+def check_tls(values: Values, fail: Fail) -> None:
     """
     Check C{[tls]} against the listeners: an C{https:} listener needs a
     certificate and key, and is the only kind of listener beside

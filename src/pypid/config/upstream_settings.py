@@ -9,11 +9,20 @@ C{url} first in C{hosts}.
 
 import ipaddress
 import re
+from typing import Any
 from urllib.parse import urlsplit
 
 import attrs
 
-from pypid.config.values import choice, has_control_characters, parse_boolean, whole_number
+from pypid.config.values import (
+    Fail,
+    Keys,
+    Values,
+    choice,
+    has_control_characters,
+    parse_boolean,
+    whole_number,
+)
 from pypid.core.units import DURATION_FORMS, is_zero_duration, parse_duration, parse_size
 
 
@@ -70,7 +79,7 @@ _HOST_FORMS = ("expected a host name of letters, digits, '.' and '-', or an IPv4
                "with an optional :port from 1 to 65535")
 
 
-def _host_port(text):
+def _host_port(text: str) -> str:
     """
     Check one C{host} or C{host:port} (a host name or an IPv4 address) and
     return it lowercased.
@@ -93,7 +102,7 @@ def _host_port(text):
     return f"{host}:{int(port)}" if colon else host
 
 
-def _hosts(value):
+def _hosts(value: str) -> tuple[str, ...]:
     hosts = []
     for entry in value.split():
         if "@" in entry or "/" in entry:
@@ -113,7 +122,7 @@ _UPSTREAM_URL_FORMS = ("expected the upstream's simple index root: an http:// or
                        "https://upstream.example/simple/")
 
 
-def _upstream_url(value):
+def _upstream_url(value: str) -> str | None:
     value = value.strip()
     if not value:
         return None
@@ -138,7 +147,7 @@ _PATTERN_CHARACTERS = re.compile(r"^[A-Za-z0-9._*?\[\]-]+$")
 _PATTERN = re.compile(r"^(?:[a-z0-9*?-]|\[[^\[\]]+\])+$")
 
 
-def _patterns(value):
+def _patterns(value: str) -> tuple[str, ...]:
     """
     Parse whitespace-separated project names or globs into a tuple of
     patterns normalized like project names (PEP 503), without repeats.
@@ -163,7 +172,7 @@ def _patterns(value):
     return tuple(patterns)
 
 
-def _min_age(value):
+def _min_age(value: str) -> float:
     if not value.strip() or is_zero_duration(value):
         return 0.0
     try:
@@ -173,7 +182,7 @@ def _min_age(value):
 
 
 #: key -> (default, parser)
-UPSTREAM_KEYS = {
+UPSTREAM_KEYS: Keys = {
     "mode": ("none", choice("none", "redirect", "cache")),
     "url": ("", _upstream_url),
     "ttl": ("10m", parse_duration),
@@ -195,12 +204,12 @@ UPSTREAM_KEYS = {
 }
 
 
-def check_upstream(values, fail):
+def check_upstream(values: Values, fail: Fail) -> None:
     """
     Check the C{[upstream]} keys against each other, and resolve C{hosts} in
     C{values} to include the host of C{url}.
     """
-    def upstream(key):
+    def upstream(key: str) -> Any:
         return values["upstream", key]
 
     mode = upstream("mode")

@@ -11,10 +11,33 @@ durations are L{pypid.core.units}'.
 
 import ipaddress
 import os
+from collections.abc import Callable, Iterable
+from typing import Any, NoReturn, Protocol
 from urllib.parse import urlsplit
 
+#: A key's parser: its text in, its value out (L{ValueError} saying what is allowed).
+Parser = Callable[[str], Any]
 
-def parse_path(value):
+#: A section's keys: key -> (default text, parser).
+Keys = dict[str, tuple[str, Parser]]
+
+#: The parsed C{(section, key) -> value} of the fixed sections (each key's
+#: value is its parser's: of any type).
+Values = dict[tuple[str, str], Any]
+
+#: C{items(section)}: a free section's C{(key, value)} pairs in file order.
+Items = Callable[[str], list[tuple[str, str]]]
+
+
+class Fail(Protocol):
+    """Raises the configuration error for C{[section] key}, blamed where it came from."""
+
+    def __call__(self, section: str, key: str | None, message: str,
+                 causes: Iterable[tuple[str, str]] = ()) -> NoReturn:
+        """Raise L{pypid.config.errors.ConfigError}."""
+
+
+def parse_path(value: str) -> str:
     """Parse a path, made absolute against the working directory (C{~} expanded)."""
     value = value.strip()
     if not value:
@@ -22,26 +45,26 @@ def parse_path(value):
     return os.path.abspath(os.path.expanduser(value))
 
 
-def parse_optional_path(value):
+def parse_optional_path(value: str) -> str | None:
     """Parse a path like L{parse_path}, or L{None} when the value is empty."""
     value = value.strip()
     return parse_path(value) if value else None
 
 
-def parse_positive_number(value):
+def parse_positive_number(value: str) -> float:
     """Parse a number of seconds greater than 0, as a L{float}."""
     try:
         number = float(value)
     except ValueError:
-        number = -1
+        number = -1.0
     if not number > 0:
         raise ValueError("expected a number of seconds greater than 0")
     return number
 
 
-def whole_number(lowest, highest):
+def whole_number(lowest: int, highest: int) -> Callable[[str], int]:
     """Return a parser of a whole number from C{lowest} to C{highest}."""
-    def parse(value):
+    def parse(value: str) -> int:
         try:
             number = int(value)
         except ValueError:
@@ -52,7 +75,7 @@ def whole_number(lowest, highest):
     return parse
 
 
-def parse_boolean(value):
+def parse_boolean(value: str) -> bool:
     """Parse yes or no (or true/false, on/off, 1/0, in any case) into a L{bool}."""
     value = value.strip().lower()
     if value in ("yes", "true", "on", "1"):
@@ -62,9 +85,9 @@ def parse_boolean(value):
     raise ValueError("expected yes or no (or true/false, on/off, 1/0)")
 
 
-def choice(*allowed):
+def choice(*allowed: str) -> Callable[[str], str]:
     """Return a parser of one of the words C{allowed}, in any case, lowercased."""
-    def parse(value):
+    def parse(value: str) -> str:
         value = value.strip().lower()
         if value not in allowed:
             raise ValueError("expected one of: " + ", ".join(allowed))
@@ -72,11 +95,11 @@ def choice(*allowed):
     return parse
 
 
-def optional_choice(*allowed):
+def optional_choice(*allowed: str) -> Callable[[str], str | None]:
     """Return a parser like L{choice}'s that reads an empty value as L{None} (automatic)."""
     parse_choice = choice(*allowed)
 
-    def parse(value):
+    def parse(value: str) -> str | None:
         if not value.strip():
             return None
         try:
@@ -86,13 +109,13 @@ def optional_choice(*allowed):
     return parse
 
 
-def optional_url(example):
+def optional_url(example: str) -> Callable[[str], str | None]:
     """
     Return a parser of an http:// or https:// URL without a query, given
     with exactly one trailing slash, or L{None} when empty; C{example} is
     shown in its message.
     """
-    def parse(value):
+    def parse(value: str) -> str | None:
         value = value.strip()
         if not value:
             return None
@@ -105,12 +128,12 @@ def optional_url(example):
     return parse
 
 
-def has_control_characters(value):
+def has_control_characters(value: str) -> bool:
     """Tell whether C{value} holds a C0 or C1 control character (a line break, say)."""
     return any(ord(c) < 0x20 or 0x7f <= ord(c) < 0xa0 for c in value)
 
 
-def is_ip_address(text):
+def is_ip_address(text: str) -> bool:
     """Tell whether C{text} is an IPv4 or IPv6 address."""
     try:
         ipaddress.ip_address(text)

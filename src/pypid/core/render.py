@@ -16,7 +16,7 @@ import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from html import escape
-from typing import Any
+from typing import Any, Protocol, cast
 from urllib.parse import quote
 
 import attrs
@@ -93,16 +93,43 @@ _ISO_MEMO_LIMIT = 65536
 _iso_memo: dict[float, str] = {}
 
 
-def _upload_time_iso(record: FileRecord) -> str:
+class ListedFile(Protocol):
+    """
+    What a project's index page shows of a file: a hosted
+    L{FileRecord}, or a file of an upstream's page (the upstream layer's
+    C{UpstreamFile}, whose size and upload time may be unknown).
+    """
+
+    @property
+    def filename(self) -> str: ...
+    @property
+    def sha256(self) -> str: ...
+    @property
+    def requires_python(self) -> str | None: ...
+    @property
+    def yanked(self) -> str | None: ...
+    @property
+    def metadata_sha256(self) -> str | None: ...
+    @property
+    def size(self) -> int | None: ...
+    @property
+    def upload_time(self) -> float | None: ...
+    @property
+    def upload_time_iso(self) -> str | None: ...
+
+
+def _upload_time_iso(record: ListedFile) -> str:
     """Return C{record.upload_time_iso}, memoized on the timestamp."""
+    # (called for a file with an upload time only)
+    time = cast(float, record.upload_time)
     try:
-        return _iso_memo[record.upload_time]
+        return _iso_memo[time]
     except KeyError:
         pass
-    iso = record.upload_time_iso
+    iso = cast(str, record.upload_time_iso)
     if len(_iso_memo) >= _ISO_MEMO_LIMIT:
         _iso_memo.clear()
-    _iso_memo[record.upload_time] = iso
+    _iso_memo[time] = iso
     return iso
 
 
@@ -195,7 +222,7 @@ def root_json(projects: Iterable[tuple[str, str]]) -> bytes:
     )
 
 
-def _anchor(record: FileRecord, url: str) -> str:
+def _anchor(record: ListedFile, url: str) -> str:
     """Return the HTML anchor for one file, every attribute escaped."""
     parts = [
         '<a href="',
@@ -223,7 +250,7 @@ def _anchor(record: FileRecord, url: str) -> str:
     return "".join(parts)
 
 
-def project_html(project: str, files: Iterable[tuple[FileRecord, str]]) -> bytes:
+def project_html(project: str, files: Iterable[tuple[ListedFile, str]]) -> bytes:
     """
     Render a project's PEP 503 page, with the PEP 592, 658/714 attributes
     and uv's non-standard C{data-size} and C{data-upload-time}.
@@ -240,7 +267,7 @@ def project_html(project: str, files: Iterable[tuple[FileRecord, str]]) -> bytes
     return "".join(parts).encode("utf-8", "replace")
 
 
-def _json_file(record: FileRecord, url: str) -> dict[str, Any]:
+def _json_file(record: ListedFile, url: str) -> dict[str, Any]:
     """Return the PEP 691 / PEP 700 entry of one file."""
     metadata: bool | dict[str, str]
     if record.metadata_sha256 is None:
@@ -265,7 +292,7 @@ def _json_file(record: FileRecord, url: str) -> dict[str, Any]:
     return entry
 
 
-def project_json(project: str, files: Iterable[tuple[FileRecord, str]],
+def project_json(project: str, files: Iterable[tuple[ListedFile, str]],
                  versions: Iterable[str]) -> bytes:
     """
     Render a project's PEP 691 page at API version 1.1.

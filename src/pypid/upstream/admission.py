@@ -28,7 +28,7 @@ class Admission:
     @ivar reserved: the bytes they reserved, together.
     """
 
-    def __init__(self, count, space):
+    def __init__(self, count: int, space: int) -> None:
         """
         @param count: the most downloads at once.
         @param space: the most bytes reserved at once; a single reservation
@@ -38,16 +38,16 @@ class Admission:
         """
         self._count = count
         self._space = space
-        self._waiting = deque()
+        self._waiting: deque[tuple[Deferred[None], int]] = deque()
         self.running = 0
         self.reserved = 0
 
     @property
-    def waiting(self):
+    def waiting(self) -> int:
         """How many downloads wait for a turn."""
         return len(self._waiting)
 
-    def acquire(self, size):
+    def acquire(self, size: int) -> Deferred[None]:
         """
         A turn for a download that may write C{size} bytes.
 
@@ -59,16 +59,16 @@ class Admission:
             self._take(size)
             return succeed(None)
 
-        def cancel(d):
+        def cancel(d: Deferred[None]) -> None:
             try:
                 self._waiting.remove((d, size))
             except ValueError:
                 pass
-        d = Deferred(cancel)
+        d: Deferred[None] = Deferred(cancel)
         self._waiting.append((d, size))
         return d
 
-    def release(self, size):
+    def release(self, size: int) -> None:
         """A download that held a turn for C{size} bytes ended."""
         self.running -= 1
         self.reserved -= min(size, self._space)
@@ -77,9 +77,9 @@ class Admission:
             self._take(size)
             d.callback(None)
 
-    def _fits(self, size):
+    def _fits(self, size: int) -> bool:
         return self.running < self._count and self.reserved + size <= self._space
 
-    def _take(self, size):
+    def _take(self, size: int) -> None:
         self.running += 1
         self.reserved += size

@@ -30,14 +30,14 @@ class MissBudget:
     @ivar refused: requests refused, for C{/metrics}.
     """
 
-    def __init__(self, per_minute):
+    def __init__(self, per_minute: int) -> None:
         self._size = float(per_minute)
         self._rate = per_minute / PERIOD
         # address -> (tokens, when counted), least recently charged first
-        self._buckets = {}
+        self._buckets: dict[str | None, tuple[float, float]] = {}
         self.refused = 0
 
-    def charge(self, address, now):
+    def charge(self, address: str | None, now: float) -> float | None:
         """
         Take one request from C{address}'s budget at C{now} (seconds).
 

@@ -9,9 +9,14 @@ failing with L{UpstreamNotFound} or L{UpstreamError}), and so is the clock:
 the cache does no I/O of its own.
 """
 
+from collections.abc import Callable
+from typing import Any
+
 import attrs
 from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from pypid.core.bounded import put_newest
 from pypid.core.lru import ByteLRU
@@ -36,10 +41,10 @@ class CachedPage:
     @ivar fetched_at: when it was fetched (POSIX time).
     """
 
-    page: object
+    page: UpstreamPage | None
     fetched_at: float
 
-    def fresh(self, now, ttl):
+    def fresh(self, now: float, ttl: float) -> bool:
         """Whether the entry is younger than C{ttl}."""
         return 0 <= now - self.fetched_at < ttl
 
@@ -73,7 +78,11 @@ FILE_COST = 620
 PAGE_COST = 2000
 
 
-def remembered(error):
+#: A failure as L{remembered} keeps it: its type and arguments.
+Remembered = tuple[type[BaseException], tuple[Any, ...]]
+
+
+def remembered(error: BaseException) -> Remembered:
     """
     What is kept of a failure to answer again: its type and arguments, not
     the exception, whose traceback holds the frames it went through (and
@@ -82,18 +91,18 @@ def remembered(error):
     return type(error), error.args
 
 
-def again(kept):
+def again(kept: Remembered) -> BaseException:
     """A new exception like the one L{remembered} kept."""
     kind, args = kept
     return kind(*args)
 
 
-def recent(then, now):
+def recent(then: float, now: float) -> bool:
     """Whether a failure at C{then} is still remembered at C{now} (L{FAILURE_MEMORY})."""
     return 0 <= now - then < FAILURE_MEMORY
 
 
-def page_cost(page):
+def page_cost(page: UpstreamPage) -> int:
     """An estimate of the memory a cached L{UpstreamPage} holds, in bytes."""
     return PAGE_COST + len(page.name) + sum(FILE_COST + len(f.filename) + len(f.url) + 64
                            + len(f.requires_python or "") + len(f.yanked or "")
@@ -112,28 +121,30 @@ class PageCache:
     project" answers are kept apart (L{MAX_MISSING}, L{MISSING_TTL}).
 
     @ivar entries: C{{project: CachedPage}} of the pages, oldest first.
-    @ivar on_change: called (without arguments) when a page was fetched,
+    @ivar _on_change: called (without arguments) when a page was fetched,
         so that the snapshot is saved soon; or L{None}.
     """
 
-    def __init__(self, fetch, clock, ttl, offline=False, max_bytes=256 << 20, on_change=None):
+    def __init__(self, fetch: Callable[[str], "Deferred[UpstreamPage]"], clock: IReactorTime,
+                 ttl: float, offline: bool = False, max_bytes: int = 256 << 20,
+                 on_change: Callable[[], None] | None = None) -> None:
         self._fetch = fetch
         self._clock = clock
         self._ttl = ttl
         self._offline = offline
-        self.entries = {}
+        self.entries: dict[str, CachedPage] = {}
         # the pages' order of eviction, oldest fetched first, and their
         # costs: pages not pinned (tier 0) before pinned ones (tier 1)
-        self._order = ByteLRU(max_bytes, max_entries=MAX_ENTRIES, tiers=2,
-                              on_evict=self._evicted)
-        self._missing = {}
-        self._pinned = set()
-        self._inflight = {}
-        self._failures = {}
+        self._order: ByteLRU[str, CachedPage] = ByteLRU(
+            max_bytes, max_entries=MAX_ENTRIES, tiers=2, on_evict=self._evicted)
+        self._missing: dict[str, CachedPage] = {}
+        self._pinned: set[str] = set()
+        self._inflight: dict[str, list[Deferred[CachedPage]]] = {}
+        self._failures: dict[str, tuple[float, Remembered]] = {}
         self.changed = False
-        self.on_change = on_change
-        #: called with a project whose page was forgotten, or L{None}
-        self.on_drop = None
+        self._on_change = on_change
+        # called with each project whose page is forgotten (L{on_dropped})
+        self._drop_listeners: list[Callable[[str], object]] = []
         #: how pages were served, for C{/metrics}: C{hit} (fresh from the
         #: cache), C{stale} (the cached page while a refresh runs, the
         #: upstream fails, or offline), C{miss} (fetched while the client
@@ -143,11 +154,22 @@ class PageCache:
         self.timings = Timings()
 
     @property
-    def bytes(self):
+    def bytes(self) -> int:
         """The estimated memory of the pages kept (L{page_cost}), within C{max_bytes}."""
         return self._order.bytes
 
-    def pin(self, project):
+    def on_dropped(self, listener: Callable[[str], object]) -> None:
+        """
+        Call C{listener(project)} whenever a page is forgotten from now on
+        (so that what was made of it is not kept alive by its makers).
+        """
+        self._drop_listeners.append(listener)
+
+    def saved(self) -> None:
+        """The pages were saved in a snapshot: nothing changed since."""
+        self.changed = False
+
+    def pin(self, project: str) -> None:
         """
         Keep C{project}'s page past every unpinned one: files of it are
         kept on disk (a set as large as the projects of kept files).
@@ -155,7 +177,7 @@ class PageCache:
         self._pinned.add(project)
         self._order.retier(project, 1)
 
-    def cached(self, project):
+    def cached(self, project: str) -> CachedPage | None:
         """
         What is known of C{project} without asking: its L{CachedPage} (a page, or
         a kept "no such project"), or L{None}.
@@ -165,7 +187,7 @@ class PageCache:
             entry = self._missing.get(project)
         return entry
 
-    def would_fetch(self, project):
+    def would_fetch(self, project: str) -> bool:
         """
         Whether a request for C{project} now would ask the upstream while
         the client waits: nothing kept of it, no fetch of it under way, no
@@ -176,7 +198,7 @@ class PageCache:
         failed = self._failures.get(project)
         return failed is None or not recent(failed[0], self._clock.seconds())
 
-    async def get(self, project):
+    async def get(self, project: str) -> tuple[CachedPage, bool]:
         """
         The entry of C{project}: fresh, or stale while a refresh runs (or
         while the upstream fails), or fetched now.
@@ -216,7 +238,7 @@ class PageCache:
         served["miss"] += 1
         return await self._refresh(project), False
 
-    def refresh(self, project):
+    def refresh(self, project: str) -> Deferred[CachedPage]:
         """
         Fetch C{project} again now (an administrator asked for it), sharing
         a fetch already under way.
@@ -227,9 +249,9 @@ class PageCache:
             raise Offline(project)
         return self._refresh(project)
 
-    def _refresh(self, project):
+    def _refresh(self, project: str) -> Deferred[CachedPage]:
         """One fetch per project at a time; every caller gets its result."""
-        d = Deferred()
+        d: Deferred[CachedPage] = Deferred()
         waiting = self._inflight.get(project)
         if waiting is not None:
             waiting.append(d)
@@ -239,8 +261,9 @@ class PageCache:
         ensureDeferred(self._load(project)).addBoth(self._loaded, project)
         return d
 
-    async def _load(self, project):
+    async def _load(self, project: str) -> CachedPage:
         started = self._clock.seconds()
+        page: UpstreamPage | None
         try:
             page = await self._fetch(project)
         except UpstreamNotFound:
@@ -252,7 +275,7 @@ class PageCache:
         self.timings.record("page", now - started)
         return CachedPage(page, now)
 
-    def _loaded(self, result, project):
+    def _loaded(self, result: CachedPage | Failure, project: str) -> None:
         waiting = self._inflight.pop(project)
         if isinstance(result, CachedPage):
             self._failures.pop(project, None)
@@ -260,8 +283,8 @@ class PageCache:
             if result.page is not None:
                 # ("no such project" answers are not saved: no save for them)
                 self.changed = True
-                if self.on_change is not None:
-                    self.on_change()
+                if self._on_change is not None:
+                    self._on_change()
         else:
             if result.check(UpstreamError):
                 self._failures[project] = (self._clock.seconds(), remembered(result.value))
@@ -277,7 +300,7 @@ class PageCache:
         for d in waiting:
             d.callback(result) if isinstance(result, CachedPage) else d.errback(result)
 
-    def _keep(self, project, entry):
+    def _keep(self, project: str, entry: CachedPage) -> None:
         """
         Keep a fetched entry, the newest, within the caps: the oldest pages
         are forgotten, not pinned first, then pinned ones; never this one
@@ -291,27 +314,27 @@ class PageCache:
         self._order.put(project, entry, page_cost(entry.page),
                         tier=int(project in self._pinned), keep=True)
 
-    def _drop(self, project):
+    def _drop(self, project: str) -> None:
         self._missing.pop(project, None)
         if self.entries.get(project) is not None:
             self._order.pop(project)
             self._evicted(project)
 
-    def _evicted(self, project, _entry=None):
+    def _evicted(self, project: str, _entry: CachedPage | None = None) -> None:
         """Forget C{project}'s page (its own or evicted by the caps), and say so."""
         del self.entries[project]
-        if self.on_drop is not None:
-            self.on_drop(project)
+        for listener in self._drop_listeners:
+            listener(project)
 
     # -- the snapshot ---------------------------------------------------------
 
-    def to_json(self):
+    def to_json(self) -> dict[str, Any]:
         """The cached pages, JSON-ready, for the snapshot."""
         # ("no such project" answers are not worth a restart's memory)
         return {project: entry_to_json(entry) for project, entry in self.entries.items()
                 if entry.page is not None}
 
-    def load_json(self, data):
+    def load_json(self, data: object) -> None:
         """Take back the pages of a snapshot (unreadable entries are skipped)."""
         if not isinstance(data, dict):
             return
@@ -326,7 +349,7 @@ class PageCache:
                 self._keep(project, entry)
 
 
-def entry_to_json(entry):
+def entry_to_json(entry: CachedPage) -> dict[str, Any]:
     """One L{CachedPage} as JSON-ready data."""
     page = entry.page
     return {
@@ -340,11 +363,12 @@ def entry_to_json(entry):
     }
 
 
-def entry_from_json(data):
-    """The L{CachedPage} that L{entry_to_json} wrote."""
-    page = data["page"]
-    if page is not None:
+def entry_from_json(data: Any) -> CachedPage:
+    """The L{CachedPage} that L{entry_to_json} wrote (parsed JSON, not checked yet)."""
+    value = data["page"]
+    page = None
+    if value is not None:
         page = UpstreamPage(
-            project=page["project"], name=page["name"], last_serial=page["last_serial"],
-            files=tuple(UpstreamFile(**f) for f in page["files"]))
+            project=value["project"], name=value["name"], last_serial=value["last_serial"],
+            files=tuple(UpstreamFile(**f) for f in value["files"]))
     return CachedPage(page, float(data["fetched_at"]))

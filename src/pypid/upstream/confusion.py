@@ -10,15 +10,17 @@ projects in C{min_age_exempt}: a freshly published malicious release is
 not installed before people had time to notice it.
 """
 
+from collections.abc import Iterable
 from fnmatch import fnmatchcase
+from typing import Protocol, TypeVar
 
 import attrs
 
 from pypid.core.names import filename_key, normalize
-from pypid.upstream.parser import effective_files
+from pypid.upstream.parser import UpstreamFile, UpstreamPage, effective_files
 
 
-def matches(name, patterns):
+def matches(name: str, patterns: Iterable[str]) -> bool:
     """Whether the normalized C{name} matches one of the (normalized) glob C{patterns}."""
     return any(fnmatchcase(name, pattern) for pattern in patterns)
 
@@ -44,12 +46,12 @@ class UpstreamPolicy:
     """
 
     mode: str = "none"
-    private: tuple = ()
-    merge: tuple = ()
+    private: tuple[str, ...] = ()
+    merge: tuple[str, ...] = ()
     min_age: float = 0.0
-    min_age_exempt: tuple = ()
+    min_age_exempt: tuple[str, ...] = ()
 
-    def decide(self, project, hosted):
+    def decide(self, project: str, hosted: bool) -> Decision:
         """
         May the upstream be asked about C{project}?
 
@@ -68,7 +70,8 @@ class UpstreamPolicy:
             return Decision(False, f"{name} is hosted here: the upstream is not asked")
         return Decision(True)
 
-    def visible(self, page, now):
+    def visible(self, page: UpstreamPage,
+                now: float) -> tuple[tuple[UpstreamFile, ...], tuple[UpstreamFile, ...]]:
         """
         The upstream files of C{page} that may be shown now.
 
@@ -80,7 +83,18 @@ class UpstreamPolicy:
         return effective_files(page, now, self.min_age)
 
 
-def merged(hosted, upstream):
+class Named(Protocol):
+    """A file as L{merged} compares it: by its filename."""
+
+    @property
+    def filename(self) -> str:
+        """The distribution's filename."""
+
+
+_F = TypeVar("_F", bound=Named)
+
+
+def merged(hosted: Iterable[Named], upstream: Iterable[_F]) -> tuple[_F, ...]:
     """
     Hosted records and upstream files of one project, for a merged page:
     a local file wins over an upstream one with the same filename, or that

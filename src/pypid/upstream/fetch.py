@@ -10,14 +10,24 @@ listed). Redirects are followed by hand, a few at most, and only to allowed
 hosts. Parsing is in L{pypid.upstream.parser}, which does no I/O.
 """
 
+from collections.abc import Iterable
 from urllib.parse import quote, urljoin, urlsplit
 
 from twisted.internet.defer import CancelledError, DeferredSemaphore
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.web.http_headers import Headers
+from twisted.web.iweb import IAgent, IResponse
 
 from pypid.http import bodies
-from pypid.upstream.parser import MAX_PAGE_ENTRIES, UpstreamPageError, parse_page, quoted
+from pypid.upstream.contracts import RunInPool
+from pypid.upstream.parser import (
+    MAX_PAGE_ENTRIES,
+    UpstreamPage,
+    UpstreamPageError,
+    parse_page,
+    quoted,
+)
 
 log = Logger()
 
@@ -52,7 +62,7 @@ class UpstreamNotFound(Exception):
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
-def host_allowed(url, hosts):
+def host_allowed(url: str, hosts: Iterable[str]) -> bool:
     """
     Whether C{url} is an http(s) URL, without credentials, on one of
     C{hosts} (C{"host:port"}, or C{"host"} for the scheme's default port,
@@ -83,8 +93,10 @@ class UpstreamClient:
     @ivar hosts: where files (and redirects) may lead.
     """
 
-    def __init__(self, agent, clock, index_url, hosts, timeout=10.0, max_page_size=20 << 20,
-                 run=None, deadline=600.0, max_entries=MAX_PAGE_ENTRIES):
+    def __init__(self, agent: IAgent, clock: IReactorTime, index_url: str, hosts: Iterable[str],
+                 timeout: float = 10.0, max_page_size: int = 20 << 20,
+                 run: RunInPool | None = None, deadline: float = 600.0,
+                 max_entries: int = MAX_PAGE_ENTRIES) -> None:
         """
         @param agent: the L{IAgent} to ask with: no cookie jar (an index
             needs none, and treq's kept every cookie an upstream set),
@@ -108,7 +120,7 @@ class UpstreamClient:
         # max_page_size (and its decoding) until it is parsed.
         self._turns = DeferredSemaphore(MAX_READS)
 
-    async def page(self, project):
+    async def page(self, project: str) -> UpstreamPage:
         """
         The upstream's page of a (normalized) project.
 
@@ -122,7 +134,7 @@ class UpstreamClient:
         finally:
             self._turns.release()
 
-    async def small(self, url, limit, what):
+    async def small(self, url: str, limit: int, what: str) -> bytes:
         """
         A small file whole (a file's core metadata), up to C{limit} bytes,
         taking a turn as pages do.
@@ -138,7 +150,7 @@ class UpstreamClient:
         finally:
             self._turns.release()
 
-    async def _page(self, project):
+    async def _page(self, project: str) -> UpstreamPage:
         started = self._clock.seconds()
         url = self.index_url + project + "/"
         response, final = await self.get(url, {b"accept": [ACCEPT.encode("ascii")],
@@ -175,7 +187,7 @@ class UpstreamClient:
                                         for label, reason in page.skipped[:3]))
         return page
 
-    async def read(self, response, limit, started, what):
+    async def read(self, response: IResponse, limit: int, started: float, what: str) -> bytes:
         """
         Read a body whole, up to C{limit} bytes, with the idle deadline and
         what is left of the whole fetch's (from C{started}).
@@ -204,7 +216,7 @@ class UpstreamClient:
             if timer.active():
                 timer.cancel()
 
-    async def open(self, url):
+    async def open(self, url: str) -> IResponse:
         """
         Start downloading a file: the response, status 200, body unread (the
         caller reads it under its own idle deadline). The file is asked for
@@ -224,7 +236,8 @@ class UpstreamClient:
             raise kind(f"the upstream answered {response.code} for a file")
         return response
 
-    async def get(self, url, headers):
+    async def get(self, url: str,
+                  headers: dict[bytes, list[bytes]]) -> tuple[IResponse, str]:
         """
         GET C{url}, following a few redirects within the allowed hosts.
 
@@ -242,7 +255,7 @@ class UpstreamClient:
                 raise UpstreamError(f"the upstream answered {response.code} with no Location")
             try:
                 target = urljoin(url, location)
-                urlsplit(target).port  # (raises ValueError for a malformed one)
+                _ = urlsplit(target).port  # (raises ValueError for a malformed one)
             except ValueError:
                 raise UpstreamError("the upstream redirected to a malformed URL "
                                     f"{quoted(location)}")
@@ -251,7 +264,7 @@ class UpstreamClient:
             url = target
         raise UpstreamError("the upstream redirected too many times")
 
-    async def _request(self, url, headers):
+    async def _request(self, url: str, headers: dict[bytes, list[bytes]]) -> IResponse:
         # (characters a URL may not hold, as a page or a redirect may give
         # them, are percent-encoded as treq did: the agent refuses them)
         target = quote(url, safe=_URL_SAFE).encode("ascii")
@@ -263,7 +276,7 @@ class UpstreamClient:
         try:
             return await d
         except Exception as e:
-            if timer.called:
+            if not timer.active():  # (it fired: it is cancelled only below)
                 # (the agent wraps the cancellation: ResponseNeverReceived,
                 # ConnectingCancelledError)
                 raise TransferFailed(
@@ -281,10 +294,10 @@ class UpstreamClient:
 _URL_SAFE = ":/?#[]@!$&'()*+,;=%~"
 
 
-def _host(url):
+def _host(url: str) -> str:
     return urlsplit(url).netloc or url
 
 
-def _header(response, name):
+def _header(response: IResponse, name: bytes) -> str | None:
     values = response.headers.getRawHeaders(name)
     return values[0].decode("latin-1") if values else None

@@ -29,6 +29,7 @@ import datetime
 import json
 import re
 from html.parser import HTMLParser
+from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 import attrs
@@ -129,7 +130,7 @@ class UpstreamFile:
     upload_time: float | None = None
 
     @property
-    def upload_time_iso(self):
+    def upload_time_iso(self) -> str | None:
         """The upload time in PEP 700's format (for pages), or L{None}."""
         return None if self.upload_time is None else format_upload_time(self.upload_time)
 
@@ -154,13 +155,13 @@ class UpstreamPage:
 
     project: str
     name: str
-    files: tuple = ()
-    skipped: tuple = ()
+    files: tuple[UpstreamFile, ...] = ()
+    skipped: tuple[tuple[str, str], ...] = ()
     refused: int = 0
     last_serial: int | None = None
 
 
-def quoted(value, limit=80):
+def quoted(value: object, limit: int = 80) -> str:
     """
     Quote an upstream-supplied value for an error message, cut short: such
     messages end up in logs and 502 bodies, and the upstream controls them.
@@ -169,12 +170,18 @@ def quoted(value, limit=80):
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+#: An entry of a page, whichever its form: C{(label, filename or None,
+#: fields or None, why it is refused or None)}.
+_Entry = tuple[str, str | None, dict[str, Any] | None, str | None]
+
+
 class _Unusable(Exception):
     """An entry of the page that is not passed on; the message says why."""
 
 
-def parse_page(body, content_type, page_url, project, last_serial_header=None,
-               max_entries=MAX_PAGE_ENTRIES):
+def parse_page(body: bytes, content_type: str, page_url: str, project: str,
+               last_serial_header: str | None = None,
+               max_entries: int = MAX_PAGE_ENTRIES) -> UpstreamPage:
     """
     Parse an upstream project page in whichever form it arrived.
 
@@ -216,12 +223,13 @@ def parse_page(body, content_type, page_url, project, last_serial_header=None,
     )
 
 
-def _too_many(max_entries):
+def _too_many(max_entries: int) -> UpstreamPageError:
     return UpstreamPageError(f"the page lists more than {max_entries} entries "
                              "([upstream] max_page_files)")
 
 
-def effective_files(page, now, min_age):
+def effective_files(page: UpstreamPage, now: float, min_age: float
+                    ) -> tuple[tuple[UpstreamFile, ...], tuple[UpstreamFile, ...]]:
     """
     Split a page's files into those old enough to serve and those hidden by
     the cooldown, which protects clients from freshly published releases.
@@ -242,7 +250,8 @@ def effective_files(page, now, min_age):
     if min_age == 0:
         return tuple(page.files), ()
     newest = now - min_age
-    kept, hidden = [], []
+    kept: list[UpstreamFile] = []
+    hidden: list[UpstreamFile] = []
     for f in page.files:
         if f.upload_time is not None and f.upload_time <= newest:
             kept.append(f)
@@ -251,17 +260,17 @@ def effective_files(page, now, min_age):
     return tuple(kept), tuple(hidden)
 
 
-def _split_content_type(content_type):
+def _split_content_type(content_type: str | None) -> tuple[str, dict[str, str]]:
     """Return the lowercase media type and a dict of lowercase-named parameters."""
     media_type, *rest = (content_type or "").split(";")
-    params = {}
+    params: dict[str, str] = {}
     for param in rest:
         key, _, value = param.partition("=")
         params[key.strip().lower()] = value.strip().strip('"')
     return media_type.strip().lower(), params
 
 
-def _serial(value):
+def _serial(value: str | None) -> int | None:
     """A serial from a header, or L{None} when absent or not a number."""
     if isinstance(value, bytes):
         value = value.decode("ascii", "replace")
@@ -270,7 +279,7 @@ def _serial(value):
     return None
 
 
-def _check_api_version(value, what):
+def _check_api_version(value: object, what: str) -> None:
     """
     Refuse a page whose API major version is not 1 (PEP 629).
 
@@ -285,7 +294,7 @@ def _check_api_version(value, what):
         )
 
 
-def _resolve_url(base, ref):
+def _resolve_url(base: str, ref: str) -> tuple[str, str]:
     """
     Resolve a file reference against its base and keep only http(s) URLs,
     since anything else (C{javascript:}, C{data:}, C{ftp:}) is not something
@@ -301,7 +310,7 @@ def _resolve_url(base, ref):
         # (an absolute URL, as most pages give, needs no join: urljoin is a
         # quarter of the time of a 45,000-file page)
         parts = urlsplit(ref if ref.startswith(("https://", "http://")) else urljoin(base, ref))
-        parts.port  # raises ValueError for a malformed port
+        _ = parts.port  # raises ValueError for a malformed port
     except ValueError:
         raise _Unusable("the URL is malformed")
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -309,7 +318,7 @@ def _resolve_url(base, ref):
     return urlunsplit(parts._replace(fragment="")), parts.fragment
 
 
-def _sha256(value):
+def _sha256(value: object) -> str:
     """
     Return a valid sha256 hex digest, lowercased.
 
@@ -323,7 +332,7 @@ def _sha256(value):
     return value.lower()
 
 
-def _upload_time(value):
+def _upload_time(value: object) -> float | None:
     """
     Read an ISO 8601 upload time (PEP 700: C{yyyy-mm-ddThh:mm:ss[.ffffff]Z})
     into a POSIX timestamp. Offsets other than Z and times without a zone
@@ -337,7 +346,7 @@ def _upload_time(value):
         return None
     year, month, day, hour, minute, second, fraction, zone = match.groups()
     try:
-        tz = datetime.timezone.utc
+        tz = datetime.UTC
         if zone and zone.upper() != "Z":
             sign = -1 if zone[0] == "-" else 1
             # (an offset of a day or more, such as +99:00, raises ValueError)
@@ -353,7 +362,7 @@ def _upload_time(value):
         return None
 
 
-def _size(value):
+def _size(value: object) -> int | None:
     """
     A size in bytes from a JSON number or an HTML attribute's digits, or
     L{None} for anything else: the size is checked again on download, so a
@@ -366,7 +375,7 @@ def _size(value):
     return None
 
 
-def _metadata_digest(name, value):
+def _metadata_digest(name: str, value: object) -> str | None:
     """
     The C{metadata_sha256} of one advertised hash of the core metadata:
     the digest for a valid sha256, C{""} for another algorithm (the metadata
@@ -383,7 +392,7 @@ def _metadata_digest(name, value):
     return ""
 
 
-def _json_metadata(entry):
+def _json_metadata(entry: dict[str, Any]) -> str | None:
     """
     The C{metadata_sha256} of a JSON entry: PEP 714's C{core-metadata},
     falling back to PEP 658's C{dist-info-metadata} (and the
@@ -405,7 +414,7 @@ def _json_metadata(entry):
     return None
 
 
-def _html_metadata(attributes):
+def _html_metadata(attributes: dict[str, str | None]) -> str | None:
     """
     The C{metadata_sha256} of an HTML anchor: C{data-core-metadata}, falling
     back to C{data-dist-info-metadata}, whose value is C{true} or
@@ -426,7 +435,8 @@ def _html_metadata(attributes):
     return None
 
 
-def _read_json(body, page_url, project, max_entries):
+def _read_json(body: bytes | str, page_url: str, project: str,
+               max_entries: int) -> tuple[str, list[_Entry], int | None]:
     """
     Read a PEP 691 project page.
 
@@ -471,7 +481,7 @@ def _read_json(body, page_url, project, max_entries):
     return name, entries, serial
 
 
-def _json_entry(index, entry, page_url):
+def _json_entry(index: int, entry: object, page_url: str) -> _Entry:
     """
     Turn one element of a JSON C{files} list into an entry for
     L{_check_entries}: C{(label, filename, fields, reason)}.
@@ -524,21 +534,21 @@ class _PageParser(HTMLParser):
     C{<!--SERIAL n-->} comment.
     """
 
-    def __init__(self, max_entries=MAX_PAGE_ENTRIES):
+    def __init__(self, max_entries: int = MAX_PAGE_ENTRIES) -> None:
         super().__init__(convert_charrefs=True)
         self._max_entries = max_entries
-        self.anchors = []
-        self.base = None
-        self.repository_version = None
-        self.title = None
-        self.heading = None
-        self.serial = None
-        self._text = None
-        self._text_tag = None
+        self.anchors: list[dict[str, str | None]] = []
+        self.base: str | None = None
+        self.repository_version: str | None = None
+        self.title: str | None = None
+        self.heading: str | None = None
+        self.serial: int | None = None
+        self._text: list[str] | None = None
+        self._text_tag: str | None = None
 
-    def handle_starttag(self, tag, attrs):
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         """Record anchors, the base URL and the version meta tag."""
-        attributes = {}
+        attributes: dict[str, str | None] = {}
         for key, value in attrs:
             # HTML gives the first of repeated attributes precedence.
             attributes.setdefault(key, value)
@@ -556,7 +566,7 @@ class _PageParser(HTMLParser):
         elif tag == "h1" and self.heading is None and self._text is None:
             self._text, self._text_tag = [], tag
 
-    def handle_endtag(self, tag):
+    def handle_endtag(self, tag: str) -> None:
         """Finish the title or heading text."""
         if self._text is not None and tag == self._text_tag:
             text = "".join(self._text)
@@ -566,19 +576,19 @@ class _PageParser(HTMLParser):
                 self.title = text
             self._text = self._text_tag = None
 
-    def handle_data(self, data):
+    def handle_data(self, data: str) -> None:
         """Gather the title or heading text."""
         if self._text is not None:
             self._text.append(data)
 
-    def handle_comment(self, data):
+    def handle_comment(self, data: str) -> None:
         """Read warehouse's serial comment."""
         match = _SERIAL_COMMENT.fullmatch(data.strip())
         if match and self.serial is None:
             self.serial = int(match.group(1))
 
 
-def _html_name(parser, project):
+def _html_name(parser: _PageParser, project: str) -> str:
     """
     The display name from the title or first heading ("Links for <name>"),
     or the normalized project name when neither names this project.
@@ -594,7 +604,8 @@ def _html_name(parser, project):
     return project
 
 
-def _read_html(body, charset, page_url, project, max_entries):
+def _read_html(body: bytes, charset: str | None, page_url: str, project: str,
+               max_entries: int) -> tuple[str, list[_Entry], int | None]:
     """
     Read a PEP 503 project page.
 
@@ -629,7 +640,7 @@ def _read_html(body, charset, page_url, project, max_entries):
     return _html_name(parser, project), entries, parser.serial
 
 
-def _html_entry(attributes, base):
+def _html_entry(attributes: dict[str, str | None], base: str) -> _Entry:
     """
     Turn one anchor into an entry for L{_check_entries}: the filename is the
     href's last path segment, percent-decoded (as uv reads it), and the
@@ -645,7 +656,7 @@ def _html_entry(attributes, base):
         return href, None, None, "the URL does not end in a filename"
     # The fragment is "<hashname>=<hex>", possibly after other "&"-separated
     # pairs such as "egg=", which pip also tolerates.
-    hashes = {}
+    hashes: dict[str, str] = {}
     for pair in fragment.split("&"):
         key, sep, value = pair.partition("=")
         if sep:
@@ -669,7 +680,8 @@ def _html_entry(attributes, base):
     return filename, filename, fields, None
 
 
-def _check_entries(entries, project):
+def _check_entries(entries: list[_Entry], project: str
+                   ) -> tuple[list[UpstreamFile], list[tuple[str, str]], int]:
     """
     Check each entry the same way whichever form it came from.
 
@@ -683,10 +695,12 @@ def _check_entries(entries, project):
         L{SKIPPED_EXAMPLES} refusals with their reasons, and how many entries
         were refused.
     """
-    files, skipped, seen = [], [], set()
+    files: list[UpstreamFile] = []
+    skipped: list[tuple[str, str]] = []
+    seen: set[str] = set()
     refused = 0
 
-    def refuse(label, reason):
+    def refuse(label: str, reason: str) -> None:
         nonlocal refused
         refused += 1
         if len(skipped) < SKIPPED_EXAMPLES:
@@ -702,6 +716,8 @@ def _check_entries(entries, project):
         if reason is not None:
             refuse(label, reason)
             continue
+        # (an entry without a reason has its filename and fields)
+        assert filename is not None and fields is not None
         try:
             parsed = parse_filename(filename, legacy=True)
         except InvalidName as e:

@@ -8,6 +8,7 @@ and plain names) says which upstream files to fetch.
 """
 
 import tomllib
+from collections.abc import Iterable, Iterator, Sequence
 
 import attrs
 from packaging.requirements import InvalidRequirement, Requirement
@@ -15,6 +16,7 @@ from packaging.version import InvalidVersion, Version
 
 from pypid.core.index import version_key
 from pypid.core.names import InvalidName, canonical_version, is_valid_name, normalize
+from pypid.upstream.parser import UpstreamFile
 
 
 class RequirementsError(ValueError):
@@ -34,10 +36,10 @@ class Pin:
 
     project: str
     version: str | None = None
-    hashes: frozenset = frozenset()
+    hashes: frozenset[str] = frozenset()
 
 
-def parse_requirements(text):
+def parse_requirements(text: str) -> list[Pin]:
     """
     Read a requirements file: C{name==version} lines (with C{--hash=sha256:}
     options and environment markers), or bare names.
@@ -49,7 +51,7 @@ def parse_requirements(text):
     @rtype: list of L{Pin}
     @raise RequirementsError: for a line that cannot be read.
     """
-    pins = []
+    pins: list[Pin] = []
     for number, line in _logical_lines(text):
         words = line.split()
         if not words:
@@ -58,8 +60,8 @@ def parse_requirements(text):
             if words[0] in ("-r", "--requirement", "-c", "--constraint", "-e", "--editable"):
                 raise RequirementsError(f"line {number}: {words[0]} cannot be pre-cached")
             continue
-        spec = []
-        hashes = set()
+        spec: list[str] = []
+        hashes: set[str] = set()
         for word in words:
             if word.startswith("--hash="):
                 algorithm, _, digest = word[len("--hash="):].partition(":")
@@ -73,23 +75,23 @@ def parse_requirements(text):
     return pins
 
 
-def _logical_lines(text):
+def _logical_lines(text: str) -> Iterator[tuple[int, str]]:
     """Lines without comments, backslash continuations joined, numbered from 1."""
-    pending, start = "", None
+    pending, start = "", 0
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.split(" #", 1)[0] if not raw.lstrip().startswith("#") else ""
-        if start is None:
+        if not start:
             start = number
         if line.rstrip().endswith("\\"):
             pending += line.rstrip()[:-1] + " "
             continue
         yield start, (pending + line).strip()
-        pending, start = "", None
+        pending, start = "", 0
     if pending:
         yield start, pending.strip()
 
 
-def _pin(spec, hashes, number):
+def _pin(spec: str, hashes: Iterable[str], number: int) -> Pin:
     try:
         requirement = Requirement(spec)
     except InvalidRequirement as e:
@@ -110,9 +112,9 @@ def _pin(spec, hashes, number):
     return Pin(normalize(requirement.name), version, frozenset(hashes))
 
 
-def parse_names(names):
+def parse_names(names: Iterable[str]) -> list[Pin]:
     """Bare project names (the latest version of each)."""
-    pins = []
+    pins: list[Pin] = []
     for name in names:
         if not is_valid_name(name):
             raise RequirementsError(f"{name!r} is not a project name")
@@ -120,7 +122,7 @@ def parse_names(names):
     return pins
 
 
-def parse_pylock(text):
+def parse_pylock(text: str) -> list[Pin]:
     """
     Read a PEP 751 lock file: every package's name, version and the sha256
     digests of its sdist and wheels.
@@ -132,12 +134,12 @@ def parse_pylock(text):
     packages = data.get("packages")
     if not isinstance(packages, list):
         raise RequirementsError("a lock file needs a [[packages]] list")
-    pins = []
+    pins: list[Pin] = []
     for number, package in enumerate(packages, 1):
         if not isinstance(package, dict) or not is_valid_name(str(package.get("name", ""))):
             raise RequirementsError(f"package {number}: no valid name")
         version = package.get("version")
-        hashes = set()
+        hashes: set[str] = set()
         artifacts = list(package.get("wheels") or [])
         if isinstance(package.get("sdist"), dict):
             artifacts.append(package["sdist"])
@@ -154,7 +156,7 @@ def parse_pylock(text):
     return pins
 
 
-def select(pin, files):
+def select(pin: Pin, files: Sequence[UpstreamFile]) -> tuple[UpstreamFile, ...]:
     """
     The upstream files a pin asks for: those of its version (or of the
     latest version with a file not yanked), narrowed to its hashes if any.
@@ -173,7 +175,7 @@ def select(pin, files):
     return tuple(chosen)
 
 
-def _same_version(a, b):
+def _same_version(a: str, b: str) -> bool:
     """Whether two versions are equal under PEP 440 (C{1.0} is C{1.0.0})."""
     try:
         return Version(a) == Version(b)

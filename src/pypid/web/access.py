@@ -145,7 +145,7 @@ class Access:
         """Whether C{identity} (L{None}: anonymous) may see C{project}, token scope included."""
         if identity is None:
             return self.model.may_read(None, project)
-        token: Token | None = identity.token  # type: ignore[assignment]  # (untyped in auth)
+        token: Token | None = identity.token
         if token is not None and not token.covers("read", project):
             return False
         return self.model.may_read(identity.name, project, identity.groups)
@@ -159,14 +159,14 @@ class Access:
         identity = identity_of(request)
         if identity is None:
             return None
-        token: Token | None = identity.token  # type: ignore[assignment]  # (untyped in auth)
+        token: Token | None = identity.token
         return (identity.name, token.id if token is not None else None, identity.groups)
 
     def may_write(self, identity: Identity | None, project: str) -> bool:
         """Whether C{identity} may upload to, yank or delete in C{project}."""
         if identity is None:
             return self.model.may_write(None, project)
-        token: Token | None = identity.token  # type: ignore[assignment]  # (untyped in auth)
+        token: Token | None = identity.token
         if token is not None:
             if not token.covers("upload", project):
                 return False
@@ -181,7 +181,7 @@ class Access:
         identity = identity_of(request)
         if identity is None:
             return self.model.reads_everything(None)
-        token: Token | None = identity.token  # type: ignore[assignment]  # (untyped in auth)
+        token: Token | None = identity.token
         if token is not None and (token.projects or "read" not in token.actions):
             return False
         return self.model.reads_everything(identity.name, identity.groups)
@@ -277,7 +277,7 @@ class Access:
                 token_id = password.removeprefix("pypid-").partition("-")[0]
                 if self.tokens is not None and token_id in self.tokens.tokens:
                     token = token_id
-            elif not self._verifier.knows(user):
+            elif user is None or not self._verifier.knows(user):
                 user = None
             self.audit.login_failed(user, client_address(request), token, throttled)
         return identity
@@ -341,7 +341,7 @@ class Access:
     async def uploader(self, request: IRequest) -> Identity:
         """A user who may upload: with a password, or a token that may upload."""
         identity = await self.gate_upload(request)
-        token: Token | None = identity.token  # type: ignore[assignment]  # (untyped in auth)
+        token: Token | None = identity.token
         if token is not None and "upload" not in token.actions:
             raise Forbidden("this token may not upload")
         return identity

@@ -161,8 +161,7 @@ class AuditTrail:
         @return: a L{Deferred} firing, once the entry's first write attempt
             ended, with whether it was written; it never fails.
         """
-        # (Identity.token is untyped in auth)
-        token: Token | None = identity.token if identity is not None else None  # type: ignore[assignment]
+        token: Token | None = identity.token if identity is not None else None
         writing = self.log.write(Entry(
             time=format_time(self._clock.seconds()), event=event, outcome=outcome,
             user=identity.name if identity is not None else None,

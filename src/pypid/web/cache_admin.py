@@ -9,15 +9,25 @@ parser, C{tomllib} and C{packaging.requirements} would cost every start
 24 ms.
 """
 
+from __future__ import annotations
+
 from collections import Counter
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING
 
 import attrs
 from klein import Klein
+from twisted.web.server import Request
 
 from pypid.core.http_errors import BadGateway, BadRequest, NotFound, Unavailable
 from pypid.core.names import is_valid_name, normalize
+from pypid.web.access import Access
 from pypid.web.audit_trail import AuditTrail
 from pypid.web.routes import answer_errors, send_json
+
+if TYPE_CHECKING:
+    # (types only: the upstream's modules load with a configured upstream)
+    from pypid.upstream.proxy import UpstreamProxy
 
 
 @attrs.define(slots=False)
@@ -29,15 +39,15 @@ class CacheAdmin:
         pre-caching are recorded in.
     """
 
-    _access: object
-    _upstream: object = None
+    _access: Access
+    _upstream: UpstreamProxy | None = None
     _audit: AuditTrail = attrs.field(kw_only=True)
 
     app = Klein()
     answer_errors(app)
 
     @app.route("/requirements.txt", methods=["POST"])
-    def precache(self, request):
+    def precache(self, request: Request) -> Awaitable[bytes]:
         """
         Pre-cache what a requirements file (or, with C{Content-Type:
         application/toml}, a C{pylock.toml}) pins: every selected upstream
@@ -45,13 +55,15 @@ class CacheAdmin:
         """
         return self._audit.recorded(request, "precache", self._precache(request))
 
-    async def _precache(self, request):
+    async def _precache(self, request: Request) -> bytes:
         identity = await self._access.uploader(request)
         proxy = self._cache_mode()
         from pypid.upstream import requirements
         ctype = request.requestHeaders.getRawHeaders(b"content-type", [b""])[0].lower()
+        body = request.content
+        assert body is not None  # (read whole before the route runs)
         try:
-            text = request.content.read().decode("utf-8")
+            text = body.read().decode("utf-8")
         except UnicodeDecodeError:
             raise BadRequest("the requirements are not UTF-8 text")
         try:
@@ -65,20 +77,20 @@ class CacheAdmin:
         report = [{"project": pin.project, "status": "refused",
                    "reason": "not an upstream project here"}
                   for pin in pins if pin not in allowed]
-        report += await proxy.precache(allowed)
+        report += await proxy.upkeep.precache(allowed)
         statuses = Counter(str(item.get("status")) for item in report)
         self._audit.record(request, identity, "precache", detail=", ".join(
             f"{count} {status}" for status, count in sorted(statuses.items())) or "nothing")
         return send_json(request, {"files": report})
 
     @app.route("/api/upstream/<string:name>/refresh", methods=["POST"])
-    def refresh(self, request, name):
+    def refresh(self, request: Request, name: str) -> Awaitable[bytes]:
         """Fetch an upstream project's page again now."""
         project = normalize(name) if is_valid_name(name) else name
         return self._audit.recorded(request, "refresh", self._refresh(request, name),
                                     project=project)
 
-    async def _refresh(self, request, name):
+    async def _refresh(self, request: Request, name: str) -> bytes:
         identity = await self._access.uploader(request)
         proxy = self._cache_mode()
         from pypid.upstream.cache import Offline
@@ -88,7 +100,7 @@ class CacheAdmin:
         if not proxy.decide(name).allowed:
             raise NotFound("not an upstream project here")
         try:
-            entry = await proxy.refresh(normalize(name))
+            entry = await proxy.upkeep.refresh(normalize(name))
         except UpstreamError as e:
             raise BadGateway(f"the upstream index failed: {e}")
         except Offline:
@@ -100,7 +112,7 @@ class CacheAdmin:
         return send_json(request, {"project": entry.page.project, "files": len(entry.page.files),
                                    "fetched_at": entry.fetched_at})
 
-    def _cache_mode(self):
+    def _cache_mode(self) -> UpstreamProxy:
         if self._upstream is None or self._upstream.mode != "cache":
             raise NotFound("no upstream cache is configured ([upstream] mode = cache)")
         return self._upstream

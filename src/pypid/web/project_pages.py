@@ -20,8 +20,8 @@ the cache knows it, marked as coming from the upstream; the upstream is
 never asked for a page for people.
 """
 
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 import attrs
 from twisted.internet.defer import Deferred, DeferredSemaphore, ensureDeferred
@@ -46,7 +46,11 @@ from pypid.web.routes import requested_version
 
 if TYPE_CHECKING:
     # (the upstream's modules load only when [upstream] is configured: issue 14)
+    from pypid.upstream.parser import UpstreamFile
     from pypid.upstream.proxy import UpstreamProxy
+
+#: A file a project's page lists: hosted, or of the upstream's page.
+Listed: TypeAlias = "FileRecord | UpstreamFile"
 
 log = Logger()
 
@@ -211,7 +215,7 @@ class ProjectPages(ReadResource):
         return ensureDeferred(self._render(request, key, token, view))
 
     def _find(self, name: str,
-              ) -> tuple[str, Callable[[], list[FileRecord]], object, float | None] | None:
+              ) -> tuple[str, Callable[[], Sequence[Listed]], object, float | None] | None:
         """
         C{(display name, files(), token, upstream time)} of a hosted project
         with files, or of an upstream project the cache knows; L{None}.
@@ -231,9 +235,10 @@ class ProjectPages(ReadResource):
         entry, files = known
         # (the entry, the files shown of it, which a cooldown changes, and
         # those fetched, whose descriptions the page shows)
-        fetched = frozenset(f.filename for f in files if self._upstream.kept(f.filename))
+        fetched = frozenset(f.filename for f in files if self._upstream.files.kept(f.filename))
         token = (entry.fetched_at, tuple(f.filename for f in files), fetched)
-        return entry.page.name or name, lambda: files, token, entry.fetched_at
+        shown = entry.page.name if entry.page is not None else None
+        return shown or name, lambda: files, token, entry.fetched_at
 
     async def _render(self, request: Request, key: _Key, token: object,
                       view: pages.ProjectView) -> bytes:
@@ -241,11 +246,10 @@ class ProjectPages(ReadResource):
         if view.upstream is None:
             details, final = await self._details(view.current.files, self._storage)
         else:
-            # (a page of the upstream's: there is one; its storage is an IStorage)
-            proxy = cast("UpstreamProxy", self._upstream)
-            details, final = await self._details(view.current.files,
-                                                 cast(IStorage, proxy.storage),
-                                                 lambda f: proxy.kept(f.filename))
+            # (a page of the upstream's: there is one)
+            files = cast("UpstreamProxy", self._upstream).files
+            details, final = await self._details(view.current.files, files.storage,
+                                                 lambda f: files.kept(f.filename))
         root = "../../" if key[1] is None else "../../../"
         view = attrs.evolve(view, details=details, pending=not final)
         page = Page.of(pages.project_page(self._chrome, view, root), HTML)

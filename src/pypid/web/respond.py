@@ -43,6 +43,7 @@ from pypid.core.negotiate import accepts_gzip, choose
 from pypid.core.render import Page
 from pypid.storage.interface import (
     LocalFile,
+    Location,
     MemoryFile,
     Redirect,
     RemoteBytes,
@@ -60,9 +61,6 @@ Rendered = bytes | int
 #: An answer that may come later: what C{render} returns, or a L{Deferred}
 #: of it (see L{finish_later}).
 Answer = bytes | int | Deferred[Any]
-
-#: Where the storage says a stored object is (L{IStorage.locate}).
-Location = LocalFile | MemoryFile | Redirect | RemoteFile | RemoteBytes
 
 #: C{(name, value)} pairs of headers of the server's own making.
 Headers = Iterable[tuple[bytes, bytes]]

@@ -121,7 +121,8 @@ class TrustedPublishingArea:
             await self._audit.written(request)
             raise
         token = minted.token
-        expires = format_time(token.expires)
+        # (a minted token always expires, after [oidc] token_lifetime)
+        expires = format_time(token.expires) if token.expires is not None else "never"
         projects = list(minted.projects)
         detail = (f"{verified.issuer} jti {verified.claims['jti']}: upload to "
                   f"{' '.join(projects)} until {expires}")

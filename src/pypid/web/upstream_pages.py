@@ -11,11 +11,14 @@ proxy (which loaded them already), not with this module, which the hot
 path imports: 24 ms of every start without C{[upstream]}.
 """
 
+from __future__ import annotations
+
 import hashlib
 import math
+from typing import TYPE_CHECKING
 
 from twisted.internet.defer import ensureDeferred
-from twisted.web.server import NOT_DONE_YET
+from twisted.web.server import NOT_DONE_YET, Request
 
 from pypid.core.http_errors import BadGateway, NotFound, TooManyRequests, Unavailable
 from pypid.core.names import is_valid_name, normalize
@@ -25,6 +28,7 @@ from pypid.web.respond import (
     FILE_CACHE_CONTROL,
     FILE_CONTENT_TYPE,
     RETRY_AFTER,
+    Answer,
     connected,
     finish_later,
     page_kind,
@@ -34,12 +38,19 @@ from pypid.web.respond import (
     send_stored,
 )
 
+if TYPE_CHECKING:
+    # (types only: the upstream's modules load with a configured upstream)
+    from pypid.core.index import Project
+    from pypid.upstream.parser import UpstreamFile
+    from pypid.upstream.proxy import UpstreamProxy
+    from pypid.upstream.transfer import ToFile
+
 #: Offered by a page served stale (RFC 9111's Warning is obsolete, but
 #: proxies and people still read it; Age says how stale).
 _STALE_WARNING = b'110 pypid "Response is Stale"'
 
 
-def answer_page(request, proxy, name, base):
+def answer_page(request: Request, proxy: UpstreamProxy, name: str, base: str) -> bytes | int:
     """
     Answer C{/simple/<name>/} from the upstream.
 
@@ -63,20 +74,21 @@ def answer_page(request, proxy, name, base):
         request.responseHeaders.setRawHeaders(b"content-type", [b"text/plain; charset=utf-8"])
         return b"Found at the upstream index\n"
     wanted = page_kind(request)
-    if project not in proxy.pages.entries:
+    if not proxy.pages.holds(project):
         # (a page the cache holds is never asked for while the client waits)
         _charge(request, proxy, project)
     return finish_later(request, ensureDeferred(_page(request, proxy, project, wanted)))
 
 
-def _file_of(filename):
+def _file_of(filename: str) -> tuple[str, bool]:
     """C{(name of the distribution, whether its .metadata is asked for)}."""
     if filename.endswith(".metadata"):
         return filename[: -len(".metadata")], True
     return filename, False
 
 
-def _charge(request, proxy, project, filename=None, metadata=False):
+def _charge(request: Request, proxy: UpstreamProxy, project: str, filename: str | None = None,
+            metadata: bool = False) -> None:
     """
     Refuse (429) a request that would ask the upstream when its address
     has used up its budget (C{[upstream] max_misses_per_address}).
@@ -88,11 +100,11 @@ def _charge(request, proxy, project, filename=None, metadata=False):
             "address; try again later", [(b"retry-after", b"%d" % max(1, math.ceil(wait)))])
 
 
-async def _page(request, proxy, project, kind):
+async def _page(request: Request, proxy: UpstreamProxy, project: str, kind: str) -> bytes:
     from pypid.upstream.cache import Offline
     from pypid.upstream.fetch import UpstreamError
     try:
-        found = await proxy.upstream_page(project, kind)
+        found = await proxy.pages.upstream_page(project, kind)
     except Offline:
         raise NotFound("no such project in the cache (the server is offline)")
     except UpstreamError as e:
@@ -107,10 +119,11 @@ async def _page(request, proxy, project, kind):
     return body
 
 
-def answer_merged_page(request, proxy, hosted, kind):
+def answer_merged_page(request: Request, proxy: UpstreamProxy, hosted: Project,
+                       kind: str) -> bytes | int:
     """Answer C{/simple/<project>/} for a hosted project with upstream files merged in."""
-    async def answer():
-        page, stale = await proxy.merged_page(hosted, kind)
+    async def answer() -> bytes:
+        page, stale = await proxy.pages.merged_page(hosted, kind)
         body = send_page(request, page)
         if stale:
             request.responseHeaders.setRawHeaders(b"warning", [_STALE_WARNING])
@@ -118,7 +131,8 @@ def answer_merged_page(request, proxy, hosted, kind):
     return finish_later(request, ensureDeferred(answer()))
 
 
-def answer_file(request, proxy, project, filename):
+def answer_file(request: Request, proxy: UpstreamProxy, project: str,
+                filename: str) -> bytes | int:
     """
     Answer C{/files/<project>/<filename>} (or its C{.metadata}) from the
     upstream cache, fetching the file on its first download.
@@ -133,10 +147,11 @@ def answer_file(request, proxy, project, filename):
     return finish_later(request, ensureDeferred(_file(request, proxy, project, filename)))
 
 
-async def _file(request, proxy, project, filename):
+async def _file(request: Request, proxy: UpstreamProxy, project: str,
+                filename: str) -> Answer:
     from pypid.upstream.cache import Offline
+    from pypid.upstream.downloads import DownloadsBusy
     from pypid.upstream.fetch import UpstreamNotFound
-    from pypid.upstream.proxy import DownloadsBusy
     try:
         return await _file_answer(request, proxy, project, filename)
     except DownloadsBusy as e:
@@ -149,26 +164,27 @@ async def _file(request, proxy, project, filename):
         raise Unavailable(f"the storage is unavailable: {e}", [(b"retry-after", RETRY_AFTER)])
 
 
-async def _file_answer(request, proxy, project, filename):
+async def _file_answer(request: Request, proxy: UpstreamProxy, project: str,
+                       filename: str) -> Answer:
     from pypid.upstream.cache import Offline
     from pypid.upstream.fetch import UpstreamError
     name, metadata = _file_of(filename)
-    listed = proxy.listed(project, name)
-    if listed is None and proxy.kept(name) is None:
+    listed = proxy.pages.listed(project, name)
+    if listed is None and proxy.files.kept(name) is None:
         # Not seen yet (a client with an old copy of the page): look again.
         try:
-            await proxy.upstream_page(project, "json")
+            await proxy.pages.upstream_page(project, "json")
         except (Offline, UpstreamError):
             pass
-        listed = proxy.listed(project, name)
-    stored = proxy.kept(name)
+        listed = proxy.pages.listed(project, name)
+    stored = proxy.files.kept(name)
     if stored is not None and (stored.project != project or not proxy.may_serve(stored)):
         stored = None
     try:
         if metadata:
             if listed is None:
                 raise NotFound("no such file")
-            data = await proxy.metadata(project, listed)
+            data = await proxy.files.metadata(listed)
             if data is None:
                 raise NotFound("no such file")
             return send_bytes(request, data, b'"%s"' % hashlib.sha256(data).hexdigest().encode())
@@ -178,7 +194,7 @@ async def _file_answer(request, proxy, project, filename):
             tee = (_ClientTee(request, listed)
                    if _plain_get(request) and _sees_cut_short(request, listed) else None)
             try:
-                stored = await proxy.fetch(listed, tee)
+                stored = await proxy.files.fetch(listed, tee)
             except UpstreamError:
                 if tee is not None and tee.started:
                     return NOT_DONE_YET  # the answer was broken off already
@@ -187,11 +203,11 @@ async def _file_answer(request, proxy, project, filename):
                 return NOT_DONE_YET
     except UpstreamError as e:
         raise BadGateway(f"the upstream index failed: {e}")
-    return send_stored(request, stored, proxy.locate(stored),
+    return send_stored(request, stored, proxy.files.locate(stored),
                        b'"%s"' % stored.sha256.encode("ascii"))
 
 
-def _sees_cut_short(request, listed):
+def _sees_cut_short(request: Request, listed: UpstreamFile) -> bool:
     """
     Whether the client can tell a body that was broken off from a whole one,
     so that it may be fed while the file is fetched: HTTP/1.1 (the body is
@@ -203,7 +219,7 @@ def _sees_cut_short(request, listed):
     return listed.size is not None or request.clientproto == b"HTTP/1.1"
 
 
-def _plain_get(request):
+def _plain_get(request: Request) -> bool:
     """A whole-file GET (ranges and conditions are answered once the file is kept)."""
     headers = request.requestHeaders
     return (request.method == b"GET" and not headers.hasHeader(b"range")
@@ -220,15 +236,17 @@ class _ClientTee:
     file is still kept).
     """
 
-    def __init__(self, request, upstream_file):
+    #: the transfer being fed from (set as the bytes start)
+    _transfer: ToFile
+
+    def __init__(self, request: Request, upstream_file: UpstreamFile) -> None:
         self._request = request
         self._file = upstream_file
-        self._transfer = None
-        self._held = None
+        self._held: bytes | None = None
         self._registered = self._registered_once = False
         self.started = False
 
-    def start(self, transfer):
+    def start(self, transfer: ToFile) -> None:
         """The first bytes are coming: set the headers, follow the client's pace."""
         self._transfer = transfer
         request = self._request
@@ -243,7 +261,7 @@ class _ClientTee:
         request.registerProducer(self, True)
         self._registered = self._registered_once = True
 
-    def write(self, data):
+    def write(self, data: bytes) -> None:
         """
         Pass bytes on to the client, if it is still there, always holding
         the latest piece back: it goes out only once the whole file matched
@@ -254,19 +272,19 @@ class _ClientTee:
             self.started = True
             self._request.write(held)
 
-    def pauseProducing(self):
+    def pauseProducing(self) -> None:
         """The client reads slowly: hold the transfer."""
         self._transfer.hold("client")
 
-    def resumeProducing(self):
+    def resumeProducing(self) -> None:
         """The client caught up."""
         self._transfer.release("client")
 
-    def stopProducing(self):
+    def stopProducing(self) -> None:
         """The client left: the transfer goes on for the cache."""
         self._transfer.release("client")
 
-    def finish(self):
+    def finish(self) -> None:
         """The bytes were right: send the last piece and end the answer."""
         request = self._request
         held, self._held = self._held, None
@@ -281,7 +299,7 @@ class _ClientTee:
         else:
             self.started = True  # nothing more to answer
 
-    def abort(self):
+    def abort(self) -> None:
         """
         The bytes were wrong or cut short: break the answer off. Before any
         byte went out, leave it to the caller, which answers 502.
@@ -296,7 +314,7 @@ class _ClientTee:
                 for name in (b"content-length", b"etag", b"cache-control"):
                     request.responseHeaders.removeHeader(name)
 
-    def _unregister(self):
+    def _unregister(self) -> None:
         if self._registered:
             self._registered = False
             if connected(self._request) and not self._request.finished:

@@ -1,5 +1,5 @@
 """
-Unit tests of the upstream download path: L{pypid.upstream.proxy._ToFile}
+Unit tests of the upstream download path: L{pypid.upstream.transfer.ToFile}
 (writing a fetched body to disk with back-pressure and deadlines) and the
 client tee of L{pypid.web.upstream_pages}, with a clock and fake transports.
 """
@@ -13,7 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.client import ResponseDone, ResponseFailed
 
 from pypid.upstream.fetch import UpstreamError
-from pypid.upstream.proxy import VerifyError, _ToFile
+from pypid.upstream.transfer import ToFile, VerifyError
 from tests.fakes import FakeBodyTransport, run_now
 
 
@@ -46,7 +46,7 @@ class ToFileTests(SynchronousTestCase):
 
     def make(self, limit=100, high=10, tee=None):
         """A connected writer."""
-        writer = _ToFile(self.file, run_now, self.clock, 5.0, limit, self.done, high=high,
+        writer = ToFile(self.file, run_now, self.clock, 5.0, limit, self.done, high=high,
                          tee=tee)
         writer.makeConnection(self.transport)
         return writer
@@ -94,7 +94,7 @@ class ToFileTests(SynchronousTestCase):
             d = Deferred()
             pending.append((d, f, args))
             return d
-        writer = _ToFile(self.file, slow_run, self.clock, 5.0, 100, self.done, high=4)
+        writer = ToFile(self.file, slow_run, self.clock, 5.0, 100, self.done, high=4)
         writer.makeConnection(self.transport)
         writer.dataReceived(b"abcdef")
         self.assertEqual(self.transport.calls, ["pause"])

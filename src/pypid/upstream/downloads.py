@@ -1,0 +1,354 @@
+"""
+The upstream files: a file is fetched on its first download, checked
+against the page's sha256 (and size), kept in the cache's storage, and
+served from there ever after; its core metadata is read from the kept file,
+or fetched and checked, and kept in memory.
+
+One download per file however many ask at once; downloads take turns
+within C{[upstream] max_downloads} and C{download_space}
+(L{pypid.upstream.admission}), and past ten waiting per turn a new one is
+refused (503). A download whose bytes were wrong is not tried again at
+once. Only files listed by a cached page are ever fetched, from the
+upstream's hosts only (L{pypid.upstream.fetch}).
+"""
+
+import hashlib
+from collections.abc import Callable
+
+import attrs
+from twisted.internet.defer import Deferred, ensureDeferred, fail, succeed
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from pypid.core.bounded import put_newest
+from pypid.core.distribution import file_digests, inspect
+from pypid.core.lru import ByteLRU
+from pypid.core.metadata import InvalidDistribution
+from pypid.core.metrics import Timings
+from pypid.core.model import FileRecord
+from pypid.core.names import InvalidName
+from pypid.http import bodies
+from pypid.storage.disk import remove_file
+from pypid.storage.interface import FileExists, FilenameDeleted, IStorage, Location
+from pypid.upstream.admission import Admission
+from pypid.upstream.cache import Offline, Remembered, again, recent, remembered
+from pypid.upstream.contracts import DownloadLimits, RunInPool
+from pypid.upstream.fetch import TransferFailed, UpstreamClient, UpstreamError
+from pypid.upstream.kept import KeptFiles
+from pypid.upstream.page_view import PageView
+from pypid.upstream.parser import UpstreamFile
+from pypid.upstream.transfer import DownloadTee, ToFile, VerifyError, open_temp
+
+log = Logger()
+
+#: Upstream core metadata kept in memory (bytes, all files together).
+METADATA_MEMORY = 32 << 20
+
+#: The most bytes of upstream core metadata read for one file.
+METADATA_LIMIT = 16 << 20
+
+#: The most upstream files whose failed download is remembered
+#: (L{pypid.upstream.cache.FAILURE_MEMORY}); past it the oldest are forgotten.
+MAX_FAILED_FILES = 2000
+
+#: Downloads that may wait for a turn, per download allowed at once
+#: (C{[upstream] max_downloads}); past it a new one is answered 503.
+WAITING_PER_DOWNLOAD = 10
+
+
+class DownloadsBusy(Exception):
+    """Too many upstream downloads wait already: try again shortly (503)."""
+
+
+def _held(filename: str, data: bytes) -> int:
+    """What one kept metadata file (and its digest) costs against L{METADATA_MEMORY}."""
+    return len(data) + len(filename) + 300
+
+
+def _metadata_url(url: str) -> str:
+    """PEP 658: the metadata is at the file's URL plus C{.metadata} (before any query)."""
+    path, sep, query = url.partition("?")
+    return path + ".metadata" + sep + query
+
+
+@attrs.define
+class UpstreamFiles:
+    """
+    The files of the upstream cache: fetched, checked, kept and served.
+
+    @ivar _config: the limits of C{[upstream]}.
+    @ivar _view: the cached pages as clients see them (what a page lists;
+        told of every file kept).
+    @ivar _client: the upstream.
+    @ivar _storage: where fetched files are kept (an L{IStorage} of its own).
+    @ivar _run: runs file work in the I/O thread pool.
+    @ivar _clock: the time, for deadlines and the failures remembered.
+    @ivar _kept: the records of the files kept, which this side adds to.
+    @ivar _on_change: called (without arguments) when a file was kept, so
+        that the snapshot is saved soon; or L{None}.
+    """
+
+    _config: DownloadLimits
+    _view: PageView
+    _client: UpstreamClient
+    _storage: IStorage
+    _run: RunInPool
+    _clock: IReactorTime
+    _kept: KeptFiles
+    _on_change: Callable[[], None] | None = None
+    # filename -> the callers waiting for its download
+    _downloads: dict[str, list[Deferred[FileRecord]]] = attrs.field(init=False, factory=dict)
+    # filename -> (metadata, its sha256), the oldest fetched first
+    _metadata: ByteLRU[str, tuple[bytes, str]] = attrs.field(
+        init=False, factory=lambda: ByteLRU(METADATA_MEMORY))
+    # filename -> (when, error) of downloads that failed, but not on the way
+    # (FAILURE_MEMORY)
+    _failed: dict[str, tuple[float, Remembered]] = attrs.field(init=False, factory=dict)
+    _admission: Admission = attrs.field(init=False)
+    #: how files were served, for C{/metrics}: C{hit} (kept already),
+    #: C{miss} (fetched from the upstream), C{unavailable} (offline)
+    served: dict[str, int] = attrs.field(
+        init=False, factory=lambda: {"hit": 0, "miss": 0, "unavailable": 0})
+    #: the upstream fetches of files: count, failures, latency
+    timings: Timings = attrs.field(init=False, factory=Timings)
+
+    @_admission.default
+    def _make_admission(self) -> Admission:
+        return Admission(self._config.max_downloads, self._config.download_space)
+
+    @property
+    def storage(self) -> IStorage:
+        """Where the files are kept (the pages for people read their details there)."""
+        return self._storage
+
+    def kept(self, filename: str) -> FileRecord | None:
+        """The L{FileRecord} of an upstream file kept in the cache, or L{None}."""
+        return self._kept.get(filename)
+
+    def locate(self, record: FileRecord) -> Location:
+        """Where a kept file is served from (see L{IStorage.locate})."""
+        return self._storage.locate(record)
+
+    def would_fetch(self, project: str, filename: str, metadata: bool = False) -> bool:
+        """
+        Whether answering for C{project}'s file C{filename} (or its
+        C{metadata}) now would ask the upstream.
+        """
+        return (not self._config.offline and filename not in self._kept
+                and not (metadata and filename in self._metadata)
+                and filename not in self._downloads
+                and self._failed_lately(filename) is None
+                and (self._view.listed(project, filename) is not None
+                     or self._view.would_fetch(project)))
+
+    def _failed_lately(self, filename: str) -> Remembered | None:
+        """The failure of C{filename}'s download still remembered (L{remembered}), or L{None}."""
+        failed = self._failed.get(filename)
+        if failed is not None and recent(failed[0], self._clock.seconds()):
+            return failed[1]
+        return None
+
+    def fetch(self, upstream_file: UpstreamFile,
+              tee: DownloadTee | None = None) -> Deferred[FileRecord]:
+        """
+        The stored record of an upstream file, fetching it first if needed:
+        one download per file however many ask at once.
+
+        @param tee: when this call starts the download, the bytes are also
+            given to C{tee} as they arrive (see L{pypid.web.upstream_pages}): the
+            first client is served while the file is fetched.
+        """
+        stored = self._kept.get(upstream_file.filename)
+        if stored is not None:
+            self.served["hit"] += 1
+            return succeed(stored)
+        if self._config.offline:
+            self.served["unavailable"] += 1
+            return fail(Offline(upstream_file.filename))
+        self.served["miss"] += 1
+        d: Deferred[FileRecord] = Deferred()
+        waiting = self._downloads.get(upstream_file.filename)
+        if waiting is not None:
+            waiting.append(d)
+            return d
+        failed = self._failed_lately(upstream_file.filename)
+        if failed is not None:
+            # (a file that just failed its hash is not asked for again at
+            # every request: each would stream the wrong bytes)
+            return fail(again(failed))
+        if self._admission.waiting >= WAITING_PER_DOWNLOAD * self._config.max_downloads:
+            return fail(DownloadsBusy(f"{self._admission.waiting} upstream downloads are waiting "
+                                      "already; try again shortly"))
+        self._downloads[upstream_file.filename] = [d]
+        done = ensureDeferred(self._download(upstream_file, tee))
+        done.addBoth(self._downloaded, upstream_file.filename)
+        return d
+
+    def _downloaded(self, result: FileRecord | Failure, filename: str) -> None:
+        if (isinstance(result, Failure) and result.check(UpstreamError)
+                and not result.check(TransferFailed)):
+            # (bytes that were wrong, more than allowed, or an answer that is
+            # not a file: asking again at once would stream them again; a
+            # transfer cut short or too slow is tried again at the next
+            # request, as pip's retries expect)
+            put_newest(self._failed, filename,
+                       (self._clock.seconds(), remembered(result.value)), MAX_FAILED_FILES)
+        for d in self._downloads.pop(filename):
+            if isinstance(result, Failure):
+                d.errback(result)
+            else:
+                d.callback(result)
+
+    async def _download(self, f: UpstreamFile, tee: DownloadTee | None = None) -> FileRecord:
+        started = self._clock.seconds()
+        try:
+            stored = await self._download_to_storage(f, tee)
+        except BaseException:
+            self.timings.record("file", self._clock.seconds() - started, failed=True)
+            if tee is not None:
+                tee.abort()
+            raise
+        self.timings.record("file", self._clock.seconds() - started)
+        if tee is not None:
+            tee.finish()
+        return stored
+
+    async def _download_to_storage(self, f: UpstreamFile,
+                                   tee: DownloadTee | None) -> FileRecord:
+        # The cap is the smaller of the page's claim and max_file_size: a
+        # page claiming a terabyte once lifted it, and an endless body
+        # streamed gigabytes. A body longer than its claim is cut there.
+        most = self._config.max_file_size
+        if f.size is not None and f.size > most:
+            raise VerifyError(f"{f.filename} is {f.size} bytes, more than [upstream] "
+                              f"max_file_size ({most})")
+        limit = f.size if f.size is not None else most
+        await self._admission.acquire(limit)
+        try:
+            return await self._transfer(f, tee, limit)
+        finally:
+            self._admission.release(limit)
+
+    async def _transfer(self, f: UpstreamFile, tee: DownloadTee | None,
+                        limit: int) -> FileRecord:
+        config = self._config
+        started = self._clock.seconds()
+        response = await self._client.open(f.url)
+        try:
+            temp, handle = await self._run(open_temp, self._storage.temp_dir)
+        except BaseException:
+            bodies.discard(response, self._clock, config.timeout)
+            raise
+        try:
+            try:
+                done: Deferred[int] = Deferred()
+                transfer = ToFile(handle, self._run, self._clock, config.timeout, limit,
+                                  done, tee=tee)
+                left = max(config.fetch_deadline - (self._clock.seconds() - started), 0.0)
+                timer = self._clock.callLater(left, transfer.overdue, config.fetch_deadline)
+                response.deliverBody(transfer)
+                try:
+                    await done
+                finally:
+                    if timer.active():
+                        timer.cancel()
+            finally:
+                await self._run(handle.close)
+            digests = await self._run(file_digests, temp)
+            size, sha256 = digests[0], digests[1]
+            if sha256 != f.sha256 or (f.size is not None and size != f.size):
+                log.warn("Not keeping {filename} from the upstream: it has sha256 {got} "
+                         "and {size} bytes, its page said {want}", filename=f.filename,
+                         got=sha256, size=size, want=f.sha256)
+                raise VerifyError(f"{f.filename} from the upstream does not match the "
+                                  "hash its page gives")
+            upload_time = f.upload_time if f.upload_time is not None else self._clock.seconds()
+            try:
+                # (with its details: the page of an upstream project shows
+                # the description of the files the cache keeps)
+                inspected = await self._run(inspect, temp, f.filename, f.filename,
+                                            upload_time, digests, True, True)
+            except (InvalidName, InvalidDistribution) as e:
+                raise VerifyError(f"{f.filename} from the upstream is not a valid "
+                                  f"distribution: {e}")
+            record = inspected.record.replace(yanked=f.yanked)
+            try:
+                stored = await self._storage.publish(temp, record, inspected.metadata,
+                                                     inspected.details)
+            except FileExists as e:
+                # (another server sharing the cache, or an earlier run, kept
+                # it: what storage holds is the truth, not these bytes)
+                if e.record is not None:
+                    stored = e.record
+                elif e.sha256 in (None, record.sha256):
+                    stored = record
+                else:
+                    raise VerifyError(f"another file named {f.filename} is kept already "
+                                      f"(sha256 {e.sha256})")
+            except FilenameDeleted:
+                raise VerifyError(f"{f.filename} was deleted from the cache's storage; "
+                                  "it is not kept again")
+            self._keep(stored)
+            log.info("Cached {filename} from the upstream ({size} bytes)",
+                     filename=f.filename, size=size)
+            return stored
+        finally:
+            await self._run(remove_file, temp)
+
+    def _keep(self, record: FileRecord, announce: bool = True) -> None:
+        """A file is kept: its page is kept past every other and shows it."""
+        self._kept.put(record)
+        self._view.file_kept(record)
+        if announce and self._on_change is not None:
+            self._on_change()
+
+    async def rescan(self, known: dict[str, FileRecord], since: float) -> None:
+        """
+        Prepare the cache's storage and learn what it holds, starting from
+        the C{known} records of a snapshot (what changed since C{since} is
+        read again: the storage is the truth).
+        """
+        await self._storage.prepare()
+        result = await self._storage.scan(known, since if known else 0.0, ())
+        self._kept.clear()
+        for record in result.records.values():
+            self._keep(record, announce=False)
+        log.info("Upstream cache: {count} files kept", count=len(self._kept))
+
+    async def metadata(self, upstream_file: UpstreamFile) -> bytes | None:
+        """
+        The core metadata of an upstream file: from the stored file when it
+        was fetched, else the upstream's C{.metadata}, checked against the
+        page's hash and kept in memory.
+
+        @return: bytes, or L{None} when the upstream offers none.
+        """
+        stored = self._kept.get(upstream_file.filename)
+        if stored is not None and stored.metadata_sha256 is not None:
+            data = await self._storage.read_metadata(stored)
+            if upstream_file.metadata_sha256 in ("", hashlib.sha256(data).hexdigest()):
+                return data
+        if upstream_file.metadata_sha256 is None:
+            return None
+        kept = self._metadata.peek(upstream_file.filename)
+        if kept is not None and upstream_file.metadata_sha256 in ("", kept[1]):
+            # (kept under the hash it has: a page that now gives another is
+            # answered with the metadata fetched anew)
+            return kept[0]
+        if self._config.offline:
+            raise Offline(upstream_file.filename)
+        data = await self._client.small(_metadata_url(upstream_file.url), METADATA_LIMIT,
+                                        f"the upstream's metadata of {upstream_file.filename}")
+        digest = hashlib.sha256(data).hexdigest()
+        if upstream_file.metadata_sha256 and digest != upstream_file.metadata_sha256:
+            raise VerifyError(f"the upstream's metadata of {upstream_file.filename} does not "
+                              "match the hash its page gives")
+        self._keep_metadata(upstream_file.filename, data, digest)
+        return data
+
+    def _keep_metadata(self, filename: str, data: bytes, digest: str | None = None) -> None:
+        # (each entry costs its dictionary slot and name too, so that many
+        # tiny metadata files cannot grow the count without bound)
+        self._metadata.put(filename, (data, digest or hashlib.sha256(data).hexdigest()),
+                           _held(filename, data), keep=True)

@@ -1,0 +1,284 @@
+"""
+What clients see of the cached upstream pages: an upstream project's page
+rendered as pypid's own (both forms, with file links to pypid), a hosted
+project's page with the upstream files C{merge} lets in, and the files a
+page offers once the cooldown (C{min_age}) and the files kept here are
+taken into account.
+
+The rendered pages are kept apart from the L{PageCache}'s entries, within
+a budget of their own, and forgotten with them.
+"""
+
+from collections.abc import Callable, Iterable
+
+import attrs
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from pypid.core import render
+from pypid.core.bounded import put_newest
+from pypid.core.index import Project, version_key
+from pypid.core.lru import ByteLRU
+from pypid.core.model import FileRecord
+from pypid.core.render import CONTENT_TYPES, HTML, Page
+from pypid.core.rendered_pages import page_bytes
+from pypid.upstream.cache import CachedPage, Offline, PageCache
+from pypid.upstream.confusion import UpstreamPolicy, merged
+from pypid.upstream.fetch import UpstreamError
+from pypid.upstream.kept import KeptFiles
+from pypid.upstream.parser import UpstreamFile
+from pypid.upstream.project_rules import HostedIndex
+
+log = Logger()
+
+#: How often, with a cooldown, what a cached page shows is worked out again.
+RECHECK = 60.0
+
+#: The most upstream projects whose rendered pages (and the files they show)
+#: are kept; past it the oldest rendered is forgotten, and rendered again
+#: from its cached entry when asked. Clients choose the
+#: names, so without a cap this grew with every project ever asked for, and
+#: kept pages alive after the L{PageCache} had dropped their entries.
+MAX_RENDERED = 2000
+
+#: The most bytes of rendered upstream pages kept (both forms and their
+#: gzip copies, all projects together): a few big projects' pages are
+#: megabytes each, so the count alone does not bound the memory.
+RENDERED_MEMORY = 64 << 20
+
+#: The most changes of an upstream file's hash remembered as logged.
+MAX_CHANGES_LOGGED = 2000
+
+#: C{file_url(file) -> str}: the link a page gives a file, as for hosted ones.
+FileUrl = Callable[[FileRecord | UpstreamFile], str]
+
+
+@attrs.define
+class _Shown:
+    """
+    What clients see of one cached entry: the files it shows, by filename
+    in page order, its pages rendered so far by kind, and when the files
+    were worked out.
+    """
+
+    entry: CachedPage
+    files: dict[str, UpstreamFile]
+    pages: dict[str, Page]
+    at: float
+
+
+@attrs.define
+class PageView:
+    """
+    The pages of the upstream cache as clients are answered them.
+
+    @ivar _policy: the cooldown and the projects exempt from it.
+    @ivar _pages: the cached upstream pages.
+    @ivar _index: the hosted projects (a hosted file wins over an upstream one).
+    @ivar _file_url: the link a page gives a file.
+    @ivar _clock: the time, for the cooldown and a page's age.
+    @ivar _kept: the files kept here, whose hash wins over the page's.
+    """
+
+    _policy: UpstreamPolicy
+    _pages: PageCache
+    _index: HostedIndex
+    _file_url: FileUrl
+    _clock: IReactorTime
+    _kept: KeptFiles
+    # project -> what its entry shows, the oldest worked out first, counted
+    # the bytes of its pages
+    _rendered: ByteLRU[str, _Shown] = attrs.field(
+        init=False, factory=lambda: ByteLRU(RENDERED_MEMORY, max_entries=MAX_RENDERED))
+    # (filename, upstream sha256) whose change of hash was logged
+    _changed: dict[tuple[str, str], bool] = attrs.field(init=False, factory=dict)
+    # project -> the filenames the cooldown hid when last logged
+    _hidden: dict[str, frozenset[str]] = attrs.field(init=False, factory=dict)
+
+    def __attrs_post_init__(self) -> None:
+        # (a page the cache forgot is not kept alive by its rendered forms)
+        self._pages.on_dropped(self._rendered.pop)
+
+    async def upstream_page(self, project: str,
+                            kind: str) -> tuple[Page, float, bool] | None:
+        """
+        The page of an upstream project, rendered as pypid's own.
+
+        @return: C{(Page, age in seconds, stale)}, or L{None} when the
+            upstream has no such project.
+        @raise UpstreamError: not cached and the upstream failed.
+        @raise pypid.upstream.cache.Offline: not cached, offline.
+        """
+        entry, stale = await self._pages.get(project)
+        if entry.page is None:
+            return None
+        return (self._render(project, entry, kind),
+                max(self._clock.seconds() - entry.fetched_at, 0.0), stale)
+
+    async def merged_page(self, hosted: Project, kind: str) -> tuple[Page, bool]:
+        """
+        The page of a hosted project that C{merge} allows upstream files
+        into: the hosted files, and the upstream files that no hosted file
+        shadows (same filename, or the same distribution spelled otherwise).
+        While the upstream cannot be reached, the hosted files alone.
+
+        @return: C{(Page, stale)}.
+        """
+        entry: CachedPage | None
+        try:
+            entry, stale = await self._pages.get(hosted.name)
+        except (UpstreamError, Offline) as e:
+            log.warn("Showing {project} without its upstream files: {error}",
+                     project=hosted.name, error=str(e))
+            entry, stale = None, True
+        key = ("merged", kind)
+        kept = self._index.rendered.extra_page(hosted, key)
+        if kept is not None and kept[1] is entry:
+            return kept[0], stale
+        records = hosted.sorted_files()
+        extra: Iterable[UpstreamFile] = ()
+        if entry is not None and entry.page is not None:
+            shown = self._shown_of(hosted.name, entry)
+            extra = merged(records, shown.values())
+        files: list[FileRecord | UpstreamFile] = sorted(
+            [*records, *extra], key=lambda f: (version_key(f.version), f.filename))
+        pairs = [(f, self._file_url(f)) for f in files]
+        if kind == HTML:
+            body = render.project_html(hosted.name, pairs)
+        else:
+            versions = sorted({f.version for f in files}, key=version_key)
+            body = render.project_json(hosted.name, pairs, versions)
+        page = Page.of(body, CONTENT_TYPES[kind])
+        self._index.rendered.keep_page(hosted, key, (page, entry))
+        return page, stale
+
+    def holds(self, project: str) -> bool:
+        """Whether the cache holds C{project}'s page (it is not asked for while a client waits)."""
+        return project in self._pages.entries
+
+    def would_fetch(self, project: str) -> bool:
+        """Whether showing C{project}'s page now would ask the upstream while the client waits."""
+        return self._pages.would_fetch(project)
+
+    def known(self, project: str) -> tuple[CachedPage, tuple[UpstreamFile, ...]] | None:
+        """
+        What the cache holds of an upstream project, without asking the
+        upstream: C{(entry, files)}, the files clients are shown of the
+        cached page, or L{None}.
+        """
+        entry = self._pages.entries.get(project)
+        if entry is None or entry.page is None:
+            return None
+        return entry, tuple(self._shown_of(project, entry).values())
+
+    def listed(self, project: str, filename: str) -> UpstreamFile | None:
+        """The upstream file C{filename} if a cached page of C{project} shows it."""
+        entry = self._pages.entries.get(project)
+        if entry is None or entry.page is None:
+            return None
+        found = self._shown_of(project, entry).get(filename)
+        hosted = self._index.project(project)
+        if found is not None and hosted is not None and not merged(hosted.files.values(),
+                                                                   [found]):
+            return None  # a hosted file wins
+        return found
+
+    def offered(self, project: str, entry: CachedPage) -> list[UpstreamFile]:
+        """The upstream files C{entry} offers clients, but those a hosted file shadows."""
+        shown = list(self._shown_of(project, entry).values())
+        hosted = self._index.project(project)
+        if hosted is not None:
+            shown = list(merged(hosted.files.values(), shown))
+        return shown
+
+    def file_kept(self, record: FileRecord) -> None:
+        """
+        A file was kept: its page is kept past every other
+        (L{PageCache.pin}), and shows the kept file's hash from now on.
+        """
+        self._pages.pin(record.project)
+        memo = self._rendered.peek(record.project)
+        if memo is not None:
+            shown = memo.files.get(record.filename)
+            if shown is not None and shown.sha256 != record.sha256:
+                # (kept with other bytes than the page listed: the page
+                # shows what is kept from now on, L{_as_kept})
+                self._rendered.pop(record.project)
+
+    def _shown_of(self, project: str, entry: CachedPage) -> dict[str, UpstreamFile]:
+        return self._memo(project, entry).files
+
+    def _memo(self, project: str, entry: CachedPage) -> _Shown:
+        """
+        The files of an entry clients see, and its rendered pages; worked
+        out again for a new entry, and every minute with a cooldown (a file
+        becomes visible once it is old enough, not only at a refresh).
+        """
+        memo = self._rendered.peek(project)
+        now = self._clock.seconds()
+        if (memo is None or memo.entry is not entry
+                or (self._policy.min_age and now - memo.at >= RECHECK)):
+            memo = _Shown(entry, self._shown(entry), {}, now)
+            # (the newest, past the oldest: L{MAX_RENDERED}, L{RENDERED_MEMORY})
+            self._rendered.put(project, memo, 0, keep=True)
+        return memo
+
+    def _render(self, project: str, entry: CachedPage, kind: str) -> Page:
+        memo = self._memo(project, entry)
+        page = memo.pages.get(kind)
+        if page is None:
+            files = [(f, self._file_url(f)) for f in memo.files.values()]
+            if kind == HTML:
+                body = render.project_html(project, files)
+            else:
+                versions = sorted({f.version for f in memo.files.values()}, key=version_key)
+                body = render.project_json(project, files, versions)
+            page = memo.pages[kind] = Page.of(body, CONTENT_TYPES[kind])
+            # (counted where it stands; the page just rendered is kept, however big)
+            self._rendered.put(project, memo, sum(page_bytes(p) for p in memo.pages.values()),
+                               keep=True, move=False)
+        return page
+
+    def _shown(self, entry: CachedPage) -> dict[str, UpstreamFile]:
+        """The files of an entry clients see, by filename, in page order."""
+        page = entry.page
+        assert page is not None  # (entries without a page are never shown)
+        kept, hidden = self._policy.visible(page, self._clock.seconds())
+        names = frozenset(f.filename for f in hidden)
+        if hidden and self._hidden.get(page.project) != names:
+            # (a project forgotten here only logs its hidden files once more)
+            put_newest(self._hidden, page.project, names, MAX_RENDERED)
+            log.info("Hiding {count} files of {project} uploaded upstream less than "
+                     "{min_age:g} s ago (min_age): {names}", count=len(hidden),
+                     project=page.project, min_age=self._policy.min_age,
+                     names=" ".join(f.filename for f in hidden))
+        ordered = sorted(kept, key=lambda f: (version_key(f.version), f.filename))
+        return {f.filename: self._as_kept(f) for f in ordered}
+
+    def _as_kept(self, f: UpstreamFile) -> UpstreamFile:
+        """
+        A listed file as clients are shown it: when a file of that name is
+        kept with other bytes than the page now gives, the kept file's hash,
+        size and metadata, so that page and bytes always agree.
+
+        The bytes once checked and kept win over the upstream's new claim:
+        a file that changes under its name is what a compromised or
+        careless upstream does, and an index that followed it would pass a
+        replaced file to every client whose lock file did not pin it. The
+        change is logged as an error, once per new hash. A filename is never
+        reused on the public index either, so an upstream that does it is
+        broken or compromised; an operator who trusts the new bytes removes
+        the kept file from the cache's folder while pypid is stopped.
+        """
+        stored = self._kept.get(f.filename)
+        if stored is None or stored.sha256 == f.sha256:
+            return f
+        key = (f.filename, f.sha256)
+        if key not in self._changed:
+            put_newest(self._changed, key, True, MAX_CHANGES_LOGGED)
+            log.error("The upstream now gives {filename} the sha256 {new}, but the file kept "
+                      "here has {old}: serving the kept file, as checked when it was "
+                      "fetched (docs/operations.rst, \"A file that changes upstream\").",
+                      filename=f.filename, new=f.sha256, old=stored.sha256)
+        return attrs.evolve(f, sha256=stored.sha256, size=stored.size,
+                            metadata_sha256=stored.metadata_sha256)

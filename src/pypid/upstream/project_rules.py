@@ -1,0 +1,83 @@
+"""
+The rules against dependency confusion (L{pypid.upstream.confusion}) applied
+to what is hosted now: whether a name may be asked upstream, whether a
+hosted project shows upstream files beside its own, and whether a kept
+upstream file may be served.
+
+Apart from the pages and the files because every side asks it, and the
+web layer too, before anything reaches the upstream.
+"""
+
+from collections.abc import Hashable
+from typing import Any, Protocol
+
+import attrs
+
+from pypid.core.index import Project
+from pypid.core.model import FileRecord
+from pypid.core.names import normalize
+from pypid.upstream.confusion import Decision, UpstreamPolicy, merged
+
+
+class KeptPages(Protocol):
+    """What the upstream keeps with a hosted project's pages (L{pypid.core.rendered_pages})."""
+
+    def extra_page(self, project: Project, key: Hashable) -> Any:
+        """A value kept with C{project}'s pages under C{key}, or L{None}."""
+
+    def keep_page(self, project: Project, key: Hashable, page: Any) -> None:
+        """Keep C{page} with C{project}'s pages until the project changes."""
+
+
+class HostedIndex(Protocol):
+    """What the upstream reads of the hosted index (L{pypid.core.index.Index})."""
+
+    def project(self, name: str) -> Project | None:
+        """The hosted project of the normalized C{name}, or L{None}."""
+
+    @property
+    def rendered(self) -> KeptPages:
+        """The hosted index's rendered pages, where a merged page is kept."""
+
+
+@attrs.define
+class ProjectRules:
+    """
+    @ivar _mode: C{none}, C{redirect} or C{cache} (C{[upstream] mode}).
+    @ivar _policy: the configuration's rules.
+    @ivar _index: the hosted projects (what is hosted is never asked upstream).
+    """
+
+    _mode: str
+    _policy: UpstreamPolicy
+    _index: HostedIndex
+    # project -> whether it merges (the patterns are matched once a name)
+    _merges: dict[str, bool] = attrs.field(factory=dict, init=False)
+
+    @property
+    def mode(self) -> str:
+        """C{none}, C{redirect} or C{cache}."""
+        return self._mode
+
+    def decide(self, name: str) -> Decision:
+        """May the upstream be asked about C{name}?"""
+        hosted = self._index.project(normalize(name)) is not None
+        return self._policy.decide(name, hosted)
+
+    def merges(self, project: str) -> bool:
+        """Whether the hosted C{project} shows upstream files too (C{merge})."""
+        found = self._merges.get(project)
+        if found is None:
+            found = self._merges[project] = (self._mode == "cache"
+                                             and self._policy.decide(project, True).merge)
+        return found
+
+    def may_serve(self, record: FileRecord) -> bool:
+        """
+        Whether a kept upstream file may be served now: its project is not
+        hosted, or merges upstream files and no hosted file shadows it.
+        """
+        hosted = self._index.project(record.project)
+        if hosted is None:
+            return self.decide(record.project).allowed
+        return self.merges(record.project) and bool(merged(hosted.files.values(), [record]))

@@ -1,0 +1,129 @@
+"""
+The upkeep of the upstream cache, apart from serving clients: what an
+administrator asks (a project's page fetched again now, the files a
+requirements file pins fetched in advance), and the cache's state in the
+snapshot (taken back at start-up, saved when it changed).
+"""
+
+from collections.abc import Iterable
+from typing import Any
+
+import attrs
+from twisted.logger import Logger
+
+from pypid.core.model import FileRecord
+from pypid.storage.interface import StorageError
+from pypid.upstream.cache import CachedPage, Offline, PageCache
+from pypid.upstream.downloads import DownloadsBusy, UpstreamFiles
+from pypid.upstream.fetch import UpstreamError, UpstreamNotFound
+from pypid.upstream.kept import KeptFiles
+from pypid.upstream.page_view import PageView
+from pypid.upstream.project_rules import ProjectRules
+from pypid.upstream.requirements import Pin, select
+
+log = Logger()
+
+
+@attrs.define
+class CacheUpkeep:
+    """
+    @ivar _rules: what may be asked upstream.
+    @ivar _pages: the cached upstream pages.
+    @ivar _view: the files each page offers clients.
+    @ivar _files: fetches and keeps files.
+    @ivar _kept: the records of the files kept.
+    """
+
+    _rules: ProjectRules
+    _pages: PageCache
+    _view: PageView
+    _files: UpstreamFiles
+    _kept: KeptFiles
+    # how many files were kept at the last snapshot
+    _saved_count: int = attrs.field(init=False, default=0)
+
+    async def refresh(self, project: str) -> CachedPage:
+        """
+        Fetch a project's page again now (an administrator asked).
+
+        @return: the new L{CachedPage}.
+        @raise UpstreamError: the upstream failed (the old page stays).
+        """
+        return await self._pages.refresh(project)
+
+    async def precache(self, pins: Iterable[Pin]) -> list[dict[str, str]]:
+        """
+        Fetch into the cache every file the pins select (and with it its
+        metadata), checking hashes as for any download.
+
+        @return: a report: one dict per project or file, with C{status}
+            C{cached} (fetched now), C{kept} (cached before), C{refused},
+            C{missing} or C{failed}, and a C{reason} for the last three.
+        """
+        report: list[dict[str, str]] = []
+        for pin in pins:
+            decision = self._rules.decide(pin.project)
+            if not decision.allowed:
+                report.append({"project": pin.project, "status": "refused",
+                               "reason": decision.reason})
+                continue
+            try:
+                entry, _ = await self._pages.get(pin.project)
+            except (UpstreamError, Offline) as e:
+                report.append({"project": pin.project, "status": "failed",
+                               "reason": str(e) or "the server is offline"})
+                continue
+            if entry.page is None:
+                report.append({"project": pin.project, "status": "missing",
+                               "reason": "the upstream has no such project"})
+                continue
+            chosen = select(pin, self._view.offered(pin.project, entry))
+            if not chosen:
+                report.append({"project": pin.project, "status": "missing",
+                               "reason": "no upstream file matches "
+                               + (f"version {pin.version}" if pin.version else "it")})
+                continue
+            for f in chosen:
+                known = f.filename in self._kept
+                try:
+                    await self._files.fetch(f)
+                except (UpstreamError, UpstreamNotFound, StorageError, Offline,
+                        DownloadsBusy) as e:
+                    report.append({"project": pin.project, "filename": f.filename,
+                                   "status": "failed", "reason": str(e)})
+                    continue
+                report.append({"project": pin.project, "filename": f.filename,
+                               "status": "kept" if known else "cached"})
+        return report
+
+    # -- start-up and the snapshot ------------------------------------------------
+
+    async def load(self, state: object = None, since: float = 0.0) -> None:
+        """
+        Prepare the cache storage and learn what it holds, starting from the
+        records and pages of a snapshot's C{state} (storage stays the truth:
+        what changed since C{since} is read again).
+        """
+        known: dict[str, FileRecord] = {}
+        if isinstance(state, dict):
+            for data in state.get("files") or ():
+                try:
+                    record = FileRecord.from_json(data)
+                except (TypeError, ValueError):
+                    continue
+                known[record.filename] = record
+                # (before the pages: those of kept files are kept last)
+                self._pages.pin(record.project)
+            self._pages.load_json(state.get("pages"))
+        await self._files.rescan(known, since)
+
+    def state(self) -> dict[str, Any]:
+        """The cached pages and files, JSON-ready, for the snapshot."""
+        self._pages.saved()
+        self._saved_count = len(self._kept)
+        return {"pages": self._pages.to_json(),
+                "files": [record.to_json() for record in self._kept]}
+
+    def state_changed(self) -> bool:
+        """Whether pages or files were fetched since the last L{state}."""
+        return self._pages.changed or len(self._kept) != self._saved_count
