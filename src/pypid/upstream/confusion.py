@@ -83,7 +83,7 @@ class UpstreamPolicy:
         return effective_files(page, now, self.min_age)
 
 
-class Named(Protocol):
+class HasFilename(Protocol):
     """A file as L{merged} compares it: by its filename."""
 
     @property
@@ -91,10 +91,10 @@ class Named(Protocol):
         """The distribution's filename."""
 
 
-_F = TypeVar("_F", bound=Named)
+_F = TypeVar("_F", bound=HasFilename)
 
 
-def merged(hosted: Iterable[Named], upstream: Iterable[_F]) -> tuple[_F, ...]:
+def merged(hosted: Iterable[HasFilename], upstream: Iterable[_F]) -> tuple[_F, ...]:
     """
     Hosted records and upstream files of one project, for a merged page:
     a local file wins over an upstream one with the same filename, or that

@@ -19,7 +19,7 @@ from pypid.core.names import normalize
 from pypid.upstream.confusion import Decision, UpstreamPolicy, merged
 
 
-class KeptPages(Protocol):
+class MergedPages(Protocol):
     """What the upstream keeps with a hosted project's pages (L{pypid.core.rendered_pages})."""
 
     def extra_page(self, project: Project, key: Hashable) -> Any:
@@ -36,7 +36,7 @@ class HostedIndex(Protocol):
         """The hosted project of the normalized C{name}, or L{None}."""
 
     @property
-    def rendered(self) -> KeptPages:
+    def rendered(self) -> MergedPages:
         """The hosted index's rendered pages, where a merged page is kept."""
 
 
