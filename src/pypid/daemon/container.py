@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 
 from twisted.application.service import IService, Service
 from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred
+from twisted.internet.interfaces import IReactorCore
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -49,9 +50,9 @@ class Parts(Service):
     @ivar failed: whether start-up failed.
     """
 
-    def __init__(self, parts: Sequence[tuple[str, IService]], reactor, *,
+    def __init__(self, parts: Sequence[tuple[str, IService]], reactor: IReactorCore, *,
                  exit_on_failure: bool = False,
-                 load_config: Callable[[], Config] | None = None):
+                 load_config: Callable[[], Config] | None = None) -> None:
         """
         @param parts: C{(name, part)} of each part, in the order they start;
             a part's name is what the log says of it, and what
@@ -70,7 +71,7 @@ class Parts(Service):
         self._exit_on_failure = exit_on_failure
         self._load_config = load_config
         self._started: list[tuple[str, IService]] = []
-        self.ready: Deferred = Deferred()
+        self.ready: Deferred[None] = Deferred()
         self.failed = False
 
     def getServiceNamed(self, name: str) -> IService:
@@ -105,7 +106,7 @@ class Parts(Service):
         log.failure("Cannot start {part}", failure, part=name)
         self.fatal(f"Cannot start {name}: stopping")
 
-    def stopService(self) -> Deferred:
+    def stopService(self) -> Deferred[None]:
         """Stop the parts that started, in reverse order, each after the one after it."""
         Service.stopService(self)
         return ensureDeferred(self._stop())

@@ -3,8 +3,11 @@
 from functools import partial
 
 from twisted.application.service import Service
+from twisted.internet.interfaces import IReactorFromThreads
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
+
+from pypid.storage.interface import Run
 
 
 class ThreadPools(Service):
@@ -17,13 +20,13 @@ class ThreadPools(Service):
     @ivar run: C{run(f, *args) -> Deferred}, running C{f} in C{io}.
     """
 
-    def __init__(self, io, hashing, run):
+    def __init__(self, io: ThreadPool, hashing: ThreadPool, run: Run) -> None:
         self.io = io
         self.hashing = hashing
         self.run = run
 
     @classmethod
-    def create(cls, reactor, threads: int) -> "ThreadPools":
+    def create(cls, reactor: IReactorFromThreads, threads: int) -> "ThreadPools":
         """New pools, not started, for a server with C{threads} I/O threads."""
         io = ThreadPool(minthreads=1, maxthreads=threads, name="pypid-io")
         hashing = ThreadPool(minthreads=0, maxthreads=2, name="pypid-hash")

@@ -13,10 +13,11 @@ there is no C{NOTIFY_SOCKET}, and nothing is sent.
 
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import attrs
 from twisted.application.service import Service
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
@@ -28,16 +29,18 @@ class Notifier:
     """
     Sends notifications to the service manager.
 
-    @ivar address: the socket's address, as C{sendto} takes it.
+    @ivar address: the socket's path, as C{sendto} takes it (a leading NUL
+        for the abstract namespace).
     @ivar watchdog: seconds between two C{WATCHDOG=1}, or L{None} when the
         unit has no watchdog.
     """
 
-    address: object
+    address: str
     watchdog: float | None = None
 
     @classmethod
-    def from_environ(cls, environ, pid=None):
+    def from_environ(cls, environ: Mapping[str, str],
+                     pid: int | None = None) -> "Notifier | None":
         """
         The notifier the environment asks for, or L{None}: C{NOTIFY_SOCKET},
         and C{WATCHDOG_USEC} when C{WATCHDOG_PID} is unset or this process.
@@ -53,7 +56,7 @@ class Notifier:
             watchdog = int(usec) / 1e6 / 2
         return cls(address, watchdog)
 
-    def send(self, *states):
+    def send(self, *states: str) -> None:
         """
         Send C{states} (C{"READY=1"}, ...) in one datagram. A manager that
         is gone is logged, never raised: the server goes on without it.
@@ -74,7 +77,8 @@ class NotifierPart(Service):
     C{WATCHDOG=1} while running, C{STOPPING=1} as the stop begins.
     """
 
-    def __init__(self, notifier: Notifier, clock, files: Callable[[], int]):
+    def __init__(self, notifier: Notifier, clock: IReactorTime,
+                 files: Callable[[], int]) -> None:
         """
         @param clock: provides C{callLater}, for the watchdog.
         @param files: C{files() -> int}, what the status line counts.
