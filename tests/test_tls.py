@@ -6,6 +6,7 @@ pyOpenSSL connections over memory BIOs, and listeners on a memory reactor.
 """
 
 import atexit
+import datetime
 import os
 import shutil
 import signal
@@ -14,12 +15,14 @@ import textwrap
 import time
 from functools import cache
 
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from OpenSSL import SSL
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import LogLevel, capturedLogs, formatEvent
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from pypid.config import ConfigError, load_config
 from pypid.config.server_settings import ListenAddress, parse_listen_address
@@ -239,6 +242,33 @@ class LoadTests(SynchronousTestCase):
         """An EC key beside an RSA certificate is a mismatch too."""
         stray = shared_ca().stray_key(kind="ec", folder=self.mktemp())
         self.assertIn("does not match", self.assert_refused(rsa_server().certificate, stray))
+
+    def test_key_type_not_served(self):
+        """
+        A certificate and key that match but that pyOpenSSL cannot serve
+        with (ML-DSA) are refused in one line, not with its C{TypeError}.
+        """
+        try:
+            from cryptography.hazmat.primitives.asymmetric import mldsa
+            key = mldsa.MLDSA65PrivateKey.generate()
+        except (ImportError, UnsupportedAlgorithm):
+            raise SkipTest("no ML-DSA in this cryptography") from None
+        name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "localhost")])
+        now = datetime.datetime.now(datetime.UTC)
+        certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+                       .public_key(key.public_key()).serial_number(1)
+                       .not_valid_before(now - datetime.timedelta(hours=1))
+                       .not_valid_after(now + datetime.timedelta(days=1))
+                       .sign(key, None))
+        folder = os.path.abspath(self.mktemp())
+        os.makedirs(folder)
+        certificate_path = write(os.path.join(folder, "mldsa.crt"),
+                                 certificate.public_bytes(serialization.Encoding.PEM), 0o644)
+        key_path = write(os.path.join(folder, "mldsa.key"), key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption()))
+        self.assertEqual(self.assert_refused(certificate_path, key_path),
+                         f"cannot use the TLS key {key_path}: its key type is not supported")
 
     def test_missing_files(self):
         """A missing certificate, key or chain is named with the reason."""

@@ -12,12 +12,21 @@ started with, so none is dropped, and files that cannot be used leave the
 old context in service.
 """
 
+from collections.abc import Callable
+
 import attrs
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.types import (
+    CertificatePublicKeyTypes,
+    PrivateKeyTypes,
+    PublicKeyTypes,
+)
 from OpenSSL import SSL
-from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
+from twisted.internet.interfaces import IOpenSSLServerConnectionCreator, IReactorTime
+from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -42,11 +51,19 @@ CIPHERS = ":".join([
 TLS13_CIPHERSUITES = "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
 
 
+#: The private keys a server certificate may have, those pyOpenSSL takes.
+ServerKey = (rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | dsa.DSAPrivateKey
+             | ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey)
+
+#: C{read(path, what) -> bytes}: reads one of the TLS files, raising L{TLSError}.
+ReadFile = Callable[[str, str], bytes]
+
+
 class TLSError(Exception):
     """The TLS files cannot be used; the message is one line naming the file."""
 
 
-def read_file(path, what):
+def read_file(path: str, what: str) -> bytes:
     """
     The bytes of one of the TLS files.
 
@@ -65,11 +82,11 @@ class TLSMaterial:
     """A certificate, the chain sent after it, and its private key, checked to match."""
 
     certificate: x509.Certificate
-    chain: tuple
-    key: object = attrs.field(repr=False)
+    chain: tuple[x509.Certificate, ...]
+    key: ServerKey = attrs.field(repr=False)
 
 
-def _certificates(path, data, what):
+def _certificates(path: str, data: bytes, what: str) -> list[x509.Certificate]:
     try:
         certificates = x509.load_pem_x509_certificates(data)
     except ValueError:
@@ -81,7 +98,7 @@ def _certificates(path, data, what):
     return certificates
 
 
-def _private_key(path, data):
+def _private_key(path: str, data: bytes) -> PrivateKeyTypes:
     try:
         return serialization.load_pem_private_key(data, password=None)
     except TypeError:
@@ -96,12 +113,13 @@ def _private_key(path, data):
             from None
 
 
-def _public_bytes(public_key):
+def _public_bytes(public_key: PublicKeyTypes | CertificatePublicKeyTypes) -> bytes:
     return public_key.public_bytes(serialization.Encoding.DER,
                                    serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
-def read_material(certificate_path, key_path, chain_path=None, read=read_file):
+def read_material(certificate_path: str, key_path: str, chain_path: str | None = None,
+                  read: ReadFile = read_file) -> TLSMaterial:
     """
     Read and check the TLS files.
 
@@ -109,9 +127,9 @@ def read_material(certificate_path, key_path, chain_path=None, read=read_file):
     C{fullchain.pem}); the chain file, if any, is sent after that.
 
     @param read: C{read(path, what) -> bytes}, raising L{TLSError}.
-    @rtype: L{TLSMaterial}
     @raise TLSError: a file is missing, unreadable or not PEM, the key is
-        encrypted, or the key does not belong to the certificate.
+        encrypted or of a type pyOpenSSL cannot serve with (ML-DSA, say),
+        or the key does not belong to the certificate.
     """
     certificates = _certificates(certificate_path, read(certificate_path, "certificate"),
                                  "certificate")
@@ -126,16 +144,20 @@ def read_material(certificate_path, key_path, chain_path=None, read=read_file):
     if not matches:
         raise TLSError(f"the TLS key {key_path} does not match the certificate "
                        f"{certificate_path}")
+    if not isinstance(key, ServerKey):
+        # pyOpenSSL raises TypeError for these, not SSL.Error, in make_context.
+        raise TLSError(f"cannot use the TLS key {key_path}: its key type is not supported")
     return TLSMaterial(certificate, tuple(chain), key)
 
 
-def _openssl_reason(error):
+def _openssl_reason(error: SSL.Error) -> str:
     """The reasons in a pyOpenSSL error, such as C{ee key too small}."""
     entries = error.args[0] if error.args and isinstance(error.args[0], list) else []
     return "; ".join(str(entry[-1]) for entry in entries if entry) or str(error)
 
 
-def make_context(material, certificate_path="the certificate"):
+def make_context(material: TLSMaterial,
+                 certificate_path: str = "the certificate") -> SSL.Context:
     """
     The server context for L{TLSMaterial}: at least TLS 1.2, the cipher
     suites of L{CIPHERS} (and TLS 1.3's), the server's order of preference,
@@ -165,7 +187,7 @@ def make_context(material, certificate_path="the certificate"):
     return context
 
 
-def describe(certificate):
+def describe(certificate: x509.Certificate) -> str:
     """A short description of a certificate for the log: its names, serial and expiry."""
     try:
         names = certificate.extensions.get_extension_for_class(
@@ -173,7 +195,7 @@ def describe(certificate):
         hosts = [str(n) for n in names.get_values_for_type(x509.DNSName)]
         hosts += [str(n) for n in names.get_values_for_type(x509.IPAddress)]
     except x509.ExtensionNotFound:
-        hosts = [a.value for a in certificate.subject.get_attributes_for_oid(
+        hosts = [str(a.value) for a in certificate.subject.get_attributes_for_oid(
             x509.NameOID.COMMON_NAME)]
     return (f"for {', '.join(hosts) or 'no host name'}, serial {certificate.serial_number:x}, "
             f"valid until {certificate.not_valid_after_utc:%Y-%m-%d %H:%M} UTC")
@@ -188,7 +210,8 @@ class ServerTLS:
     @ivar material: the L{TLSMaterial} in use, L{None} until loaded.
     """
 
-    def __init__(self, certificate, key, chain, clock, read=read_file):
+    def __init__(self, certificate: str, key: str, chain: str | None, clock: IReactorTime,
+                 read: ReadFile = read_file) -> None:
         """
         @param certificate: the path of the PEM certificate (and maybe chain).
         @param key: the path of the PEM private key, unencrypted.
@@ -201,22 +224,23 @@ class ServerTLS:
         self.chain_path = chain
         self._clock = clock
         self._read = read
-        self._context = None
-        self.material = None
+        self._context: SSL.Context | None = None
+        self.material: TLSMaterial | None = None
 
     @property
-    def context(self):
+    def context(self) -> SSL.Context | None:
         """The pyOpenSSL context new connections get, or L{None} before L{load}."""
         return self._context
 
-    def _build(self):
+    def _build(self) -> tuple[TLSMaterial, SSL.Context]:
         material = read_material(self.certificate_path, self.key_path, self.chain_path,
                                  self._read)
         return material, make_context(material, self.certificate_path)
 
-    def _install(self, built, how):
-        self.material, self._context = built
-        certificate = self.material.certificate
+    def _install(self, built: tuple[TLSMaterial, SSL.Context], how: str) -> None:
+        material, self._context = built
+        self.material = material
+        certificate = material.certificate
         log.info("{how} the TLS certificate {path}: {description}", how=how,
                  path=self.certificate_path, description=describe(certificate))
         now = self._clock.seconds()
@@ -229,7 +253,7 @@ class ServerTLS:
                      "will refuse it until then", path=self.certificate_path,
                      date=f"{certificate.not_valid_before_utc:%Y-%m-%d %H:%M}")
 
-    def load(self):
+    def load(self) -> None:
         """
         Read the files and build the context, unless already done.
 
@@ -238,7 +262,7 @@ class ServerTLS:
         if self._context is None:
             self._install(self._build(), "Using")
 
-    def reload(self):
+    def reload(self) -> bool:
         """
         Build a new context from the files as they are now, for new
         connections; open ones keep theirs.  Files that cannot be used are
@@ -257,6 +281,8 @@ class ServerTLS:
         self._install(built, "Reloaded")
         return True
 
-    def serverConnectionForTLS(self, tlsProtocol):
+    def serverConnectionForTLS(self, tlsProtocol: Protocol) -> SSL.Connection:
         """A new server-side connection on the current context."""
+        # The listener loads the files before it opens (pyOpenSSL would raise TypeError too).
+        assert self._context is not None, "ServerTLS.load() not called"
         return SSL.Connection(self._context, None)
