@@ -13,19 +13,34 @@ any other line is a Twisted endpoint serving the site.
 """
 
 import os
+from collections.abc import Callable, Iterable, Mapping
+from typing import NoReturn, cast
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
+from twisted.internet.defer import Deferred, DeferredList, FirstError, maybeDeferred
 from twisted.internet.endpoints import SSL4ServerEndpoint, TCP4ServerEndpoint, serverFromString
+from twisted.internet.interfaces import (
+    IListeningPort,
+    IProtocolFactory,
+    IReactorCore,
+    IReactorSSL,
+    IReactorTCP,
+    IReactorTime,
+    IStreamServerEndpoint,
+)
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from pypid.config import Config
 from pypid.config.server_settings import HTTP_REDIRECT, HTTPS, parse_listen_address
 from pypid.core.parts import IReloadable
 from pypid.core.startup import StartupError
 from pypid.tls import ServerTLS, TLSError
+from pypid.web.channel import ConnectionCounter
 from pypid.web.redirect import HTTPSRedirect, RedirectSite
+from pypid.web.site import PypidSite
 
 log = Logger()
 
@@ -35,10 +50,17 @@ DRAIN_TIMEOUT = 20.0
 DRAIN_POLL = 0.05
 
 
+class IListeningReactor(IReactorCore, IReactorTCP, IReactorSSL, IReactorTime):
+    """
+    What the listeners use of the reactor: endpoints on it (TCP, TLS and
+    those C{serverFromString} makes) and its clock.
+    """
+
+
 class ListenFailed(Exception):
     """A listener could not open its endpoint."""
 
-    def __init__(self, description, reason):
+    def __init__(self, description: str, reason: str) -> None:
         super().__init__(f"{description}: {reason}")
         self.description = description
         self.reason = reason
@@ -52,7 +74,9 @@ class ListenerService(Service):
         fails with L{ListenFailed}.
     """
 
-    def __init__(self, endpoint, description, factory, prepare=None, after=()):
+    def __init__(self, endpoint: IStreamServerEndpoint, description: str,
+                 factory: IProtocolFactory, prepare: Callable[[], None] | None = None,
+                 after: Iterable[Deferred[IListeningPort]] = ()) -> None:
         """
         @param prepare: called before listening, such as
             L{pypid.tls.ServerTLS.load}; a L{TLSError} it raises fails
@@ -66,10 +90,10 @@ class ListenerService(Service):
         self.factory = factory
         self._prepare = prepare
         self._after = list(after)
-        self._port = None
-        self.listening = Deferred()
+        self._port: IListeningPort | None = None
+        self.listening: Deferred[IListeningPort] = Deferred()
 
-    def startService(self):
+    def startService(self) -> None:
         """Prepare, wait for the listeners this one comes after, then start listening."""
         Service.startService(self)
         if self._prepare is not None:
@@ -84,26 +108,28 @@ class ListenerService(Service):
         ready = DeferredList(self._after, fireOnOneErrback=True)
         ready.addCallbacks(lambda _: self._listen(), lambda _: None)
 
-    def _listen(self):
+    def _listen(self) -> None:
         if not self.running:
             return
         d = self.endpoint.listen(self.factory)
         d.addCallbacks(self._listened, self._failed)
 
-    def _listened(self, port):
+    def _listened(self, port: IListeningPort) -> None:
         self._port = port
         log.info("Listening on {endpoint}", endpoint=self.description)
         self.listening.callback(port)
 
-    def _failed(self, failure):
+    def _failed(self, failure: Failure) -> None:
         self.listening.errback(ListenFailed(self.description, failure.getErrorMessage()))
 
-    def stopService(self):
+    def stopService(self) -> Deferred[None] | None:
         """Stop listening."""
         Service.stopService(self)
         if self._port is not None:
             port, self._port = self._port, None
-            return maybeDeferred(port.stopListening)
+            # (maybeDeferred waits for the Deferred that stopListening may return:
+            # its overloads cannot say so of a function returning a Deferred or None)
+            return cast("Deferred[None]", maybeDeferred(port.stopListening))
         return None
 
 
@@ -119,7 +145,8 @@ class Listeners(Service):
     @ivar tls: the L{ServerTLS} of the C{https:} listeners, or L{None}.
     """
 
-    def __init__(self, listeners, tls, counter, clock):
+    def __init__(self, listeners: Iterable[ListenerService], tls: ServerTLS | None,
+                 counter: ConnectionCounter, clock: IReactorTime) -> None:
         """
         @param counter: the site's L{pypid.web.channel.ConnectionCounter},
             which knows the requests in flight.
@@ -131,7 +158,8 @@ class Listeners(Service):
         self._clock = clock
 
     @classmethod
-    def from_config(cls, config, reactor, site):
+    def from_config(cls, config: Config, reactor: IListeningReactor,
+                    site: PypidSite) -> "Listeners":
         """
         The listeners of C{[pypid] listen} serving C{site}.
 
@@ -140,7 +168,7 @@ class Listeners(Service):
         listeners, tls = make_listeners(config, reactor, site)
         return cls(listeners, tls, site.counter, reactor)
 
-    def startService(self):
+    def startService(self) -> Deferred[list[tuple[bool, IListeningPort]]]:
         """Open every listener; fire once all listen, or fail with the first that cannot."""
         Service.startService(self)
         for listener in self.listeners:
@@ -150,19 +178,22 @@ class Listeners(Service):
         d.addErrback(self._failed)
         return d
 
-    def _failed(self, failure):
-        error = failure.value.subFailure.value
+    def _failed(self, failure: Failure) -> NoReturn:
+        # (DeferredList's FirstError, of a listener's ListenFailed)
+        first = failure.value
+        assert isinstance(first, FirstError)
+        error = first.subFailure.value
+        assert isinstance(error, ListenFailed)
         raise StartupError(f"Cannot listen on {error.description}: {error.reason}")
 
-    def stopService(self):
+    def stopService(self) -> Deferred[None]:
         """Stop listening, then finish the requests in flight (with a deadline)."""
         Service.stopService(self)
         d = DeferredList([maybeDeferred(listener.stopService)
                           for listener in self.listeners if listener.running])
-        d.addCallback(lambda _: Deferred.fromCoroutine(self._drain()))
-        return d
+        return d.addCallback(lambda _: Deferred.fromCoroutine(self._drain()))
 
-    async def _drain(self):
+    async def _drain(self) -> None:
         """
         Wait, with a deadline (L{DRAIN_TIMEOUT}), for the requests under way
         when the server stopped listening, and for those a client is about to
@@ -176,7 +207,7 @@ class Listeners(Service):
         counter = self._counter
         clock = self._clock
 
-        def in_flight():
+        def in_flight() -> int:
             return counter.in_flight(clock.seconds())
 
         if not in_flight():
@@ -189,17 +220,19 @@ class Listeners(Service):
             log.warn("Stopping with {count} requests still in flight after {timeout:g} s",
                      count=in_flight(), timeout=DRAIN_TIMEOUT)
 
-    def prepare_reload(self, config):
+    def prepare_reload(self, config: Config | None) -> Callable[[], str | None] | None:
         """Read the C{[tls]} files again (whether the configuration could be read or not)."""
         if self.tls is None:
             return None
         return self._reload_tls
 
-    def _reload_tls(self):
+    def _reload_tls(self) -> None:
+        assert self.tls is not None  # (offered by prepare_reload only with TLS)
         self.tls.reload()
 
 
-def make_listeners(config, reactor, site):
+def make_listeners(config: Config, reactor: IListeningReactor,
+                   site: PypidSite) -> tuple[list[ListenerService], ServerTLS | None]:
     """
     The listener services of C{[pypid] listen}, and the L{ServerTLS} of the
     C{https:} ones (L{None} without any).
@@ -213,18 +246,25 @@ def make_listeners(config, reactor, site):
     """
     addresses = [parse_listen_address(description) for description in config.server.listen]
     https = [address for address in addresses if address.kind == HTTPS]
-    tls = (ServerTLS(config.tls.certificate, config.tls.key, config.tls.chain, reactor)
-           if https else None)
-    secure = [ListenerService(SSL4ServerEndpoint(reactor, address.port, tls, address.backlog,
-                                                 address.interface),
-                              address.description, site, prepare=tls.load)
-              for address in https]
-    others = []
+    tls = None
+    secure: list[ListenerService] = []
+    if https:
+        certificate, key = config.tls.certificate, config.tls.key
+        # (the configuration refuses an https: listener without both)
+        assert certificate is not None and key is not None
+        tls = ServerTLS(certificate, key, config.tls.chain, reactor)
+        secure = [ListenerService(SSL4ServerEndpoint(reactor, address.port, tls,
+                                                     address.backlog, address.interface),
+                                  address.description, site, prepare=tls.load)
+                  for address in https]
+    others: list[ListenerService] = []
     redirect_site = None
     for address in addresses:
         if address.kind == HTTP_REDIRECT:
             if redirect_site is None:
-                redirect_site = RedirectSite(HTTPSRedirect(config.server.base_url, https[0].port),
+                https_port = https[0].port
+                assert https_port is not None  # (every https: line has its port)
+                redirect_site = RedirectSite(HTTPSRedirect(config.server.base_url, https_port),
                                              reactor)
             endpoint = TCP4ServerEndpoint(reactor, address.port, address.backlog,
                                           address.interface)
@@ -237,7 +277,8 @@ def make_listeners(config, reactor, site):
     return secure + others, tls
 
 
-def _endpoint(config, reactor, description, environ=os.environ):
+def _endpoint(config: Config, reactor: IReactorCore, description: str,
+              environ: Mapping[str, str] = os.environ) -> IStreamServerEndpoint:
     """The Twisted endpoint of one C{[pypid] listen} line."""
     where = f"{config.source}: [pypid] listen"
     try:
