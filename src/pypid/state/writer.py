@@ -22,17 +22,27 @@ The loader (L{pypid.state.loader}) tells the writer what it found through
 these intention-revealing calls; no one else sets its state.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from twisted.application.internet import TimerService
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from pypid.core.metrics import counter, gauge
+from pypid.core.index import Index
+from pypid.core.metrics import Family, counter, gauge
+from pypid.core.notice import Notice
 from pypid.core.parts import IMetricsSource
+from pypid.storage.interface import ISharedStorage, Run
 from pypid.storage.snapshot import encode, lines, write
+
+if TYPE_CHECKING:
+    # (the upstream's modules load only when [upstream] is configured: issue 14)
+    from pypid.upstream.proxy import UpstreamProxy
 
 log = Logger()
 
@@ -57,9 +67,11 @@ class SnapshotWriter(Service):
     @ivar failures: saves that failed (for C{/metrics}).
     """
 
-    def __init__(self, index, path: str, run, clock, storage: str | None = None,
-                 busy_since: Callable[[], float | None] | None = None, shared=None,
-                 upstream=None, learnt=None):
+    def __init__(self, index: Index, path: str, run: Run, clock: IReactorTime,
+                 storage: str | None = None,
+                 busy_since: Callable[[], float | None] | None = None,
+                 shared: ISharedStorage | None = None, upstream: "UpstreamProxy | None" = None,
+                 learnt: Notice | None = None) -> None:
         """
         @param index: the L{pypid.core.index.Index}.
         @param run: C{run(f, *args) -> Deferred} running blocking work in a thread.
@@ -86,8 +98,8 @@ class SnapshotWriter(Service):
         self._upstream = upstream
         self._saved_serial = -1
         self._wanted = False
-        self._saving: Deferred | None = None
-        self._soon = None
+        self._saving: Deferred[None] | None = None
+        self._soon: IDelayedCall | None = None
         self._unchecked_since: float | None = None
         self._held = False
         self.saved_at: float | None = None
@@ -132,7 +144,7 @@ class SnapshotWriter(Service):
         """
         self._held = True
 
-    def release(self) -> Deferred:
+    def release(self) -> Deferred[None]:
         """Every stored file is in the index again (L{hold}): save now, not at the next tick."""
         self._held = False
         self.want_save()
@@ -154,7 +166,7 @@ class SnapshotWriter(Service):
             return
         delay = max(SOON, 10 * (self.duration or 0.0))
 
-        def due():
+        def due() -> None:
             self._soon = None
             if self._saving is not None:
                 # (a save under way took its state before this change: one
@@ -163,7 +175,7 @@ class SnapshotWriter(Service):
                 return
             self.save_if_changed()
 
-        def again(result):
+        def again(result: object) -> object:
             self.soon()
             return result
         self._soon = self._clock.callLater(delay, due)
@@ -173,7 +185,7 @@ class SnapshotWriter(Service):
             self._soon.cancel()
         self._soon = None
 
-    def save_if_changed(self, final: bool = False) -> Deferred:
+    def save_if_changed(self, final: bool = False) -> Deferred[None]:
         """
         Save when the serial moved; never raises (a failed save is logged and
         retried at the next tick), so the timer loop keeps running.
@@ -205,7 +217,7 @@ class SnapshotWriter(Service):
         upstream_state = upstream.state() if upstream is not None else None
         identity = self._storage
 
-        def save():
+        def save() -> bytes | None:
             write(self.path, lines(records, tombstones, as_of, serial, identity, state,
                                    upstream_state))
             if shared is None or not keep_copy:
@@ -216,24 +228,25 @@ class SnapshotWriter(Service):
 
         started = self._clock.seconds()
 
-        def saved(copy):
+        def saved(copy: bytes | None) -> None:
             self._saved_serial = serial
             self.saved_at = now = self._clock.seconds()
             self.duration = now - started
             self.saves += 1
             log.debug("Snapshot saved: {count} files", count=len(records))
             if copy is not None:
+                assert shared is not None  # (save makes a copy for a shared storage only)
                 kept = shared.keep_snapshot(copy)
                 if kept is not None:
                     kept.addErrback(lambda f: log.warn(
                         "Cannot keep the snapshot in the storage: {error}",
                         error=f.getErrorMessage()))
 
-        def failed(failure):
+        def failed(failure: Failure) -> None:
             self.failures += 1
             log.failure("Cannot save the snapshot to {path}", failure, path=self.path)
 
-        def done(_):
+        def done(_: object) -> None:
             self._saving = None
 
         # Set before the callbacks: a run that finishes at once (the Deferred
@@ -264,7 +277,7 @@ class SnapshotWriter(Service):
 
     # -- as a part -------------------------------------------------------------------
 
-    def stopService(self) -> Deferred:
+    def stopService(self) -> Deferred[None]:
         """
         Take the last snapshot: what changed since the last save, whatever
         the index waits for.
@@ -273,9 +286,10 @@ class SnapshotWriter(Service):
         self._cancel_soon()
         return self.save_if_changed(final=True)
 
-    def metric_families(self):
+    def metric_families(self) -> Iterator[Family]:
         """The snapshot's age, the last save's time, saves and failures."""
-        if self.saved_at is not None:
+        # (both are set by each save)
+        if self.saved_at is not None and self.duration is not None:
             yield gauge("pypid_snapshot_age_seconds",
                         "Seconds since the index snapshot was last saved.",
                         max(self._clock.seconds() - self.saved_at, 0.0))
@@ -292,6 +306,6 @@ class SnapshotTimer(TimerService):
     save, as it stops, is the writer's own: L{SnapshotWriter.stopService}).
     """
 
-    def __init__(self, writer: SnapshotWriter, interval: float, clock):
+    def __init__(self, writer: SnapshotWriter, interval: float, clock: IReactorTime) -> None:
         TimerService.__init__(self, interval, writer.save_if_changed)
         self.clock = clock
