@@ -14,30 +14,59 @@ status 1 here, and only here. C{pypid.tac} calls the same function.
 import os
 import signal
 import time
+from collections.abc import Callable
 from functools import partial
+from types import FrameType
+from typing import TYPE_CHECKING, Protocol, cast
 
+from twisted.application.service import IService
+from twisted.internet.interfaces import IReactorFromThreads, IReactorTime
 from twisted.python import usage
 
-from pypid.config import load_config, parse_override
+from pypid.config import Config, load_config, parse_override
 from pypid.core.index import Index
 from pypid.core.notice import Notice
 from pypid.core.render import file_url_for
 from pypid.core.startup import StartupError
 from pypid.daemon.container import Parts
-from pypid.daemon.listeners import Listeners
+from pypid.daemon.listeners import IListeningReactor, Listeners
 from pypid.daemon.pools import ThreadPools
 from pypid.state.backfill import Backfill
 from pypid.state.loader import FollowUp, IndexLoader, IndexPart
 from pypid.state.sync import SyncService
 from pypid.state.writer import SnapshotTimer, SnapshotWriter
 from pypid.storage.factory import StoragePart, make_audit_log
-from pypid.storage.interface import IBackfillStorage, ISharedStorage
+from pypid.storage.interface import IBackfillStorage, ISharedStorage, IStorage
 from pypid.storage.locks import KeyedLock
 from pypid.upstream.factory import UpstreamPart
 from pypid.web.access import AccessPart
 from pypid.web.app import WebPart, build_web
 from pypid.web.audit_trail import AuditPart, AuditTrail
 from pypid.web.channel import ConnectionCounter
+
+if TYPE_CHECKING:
+    # (systemd's notifications load only in a real process, under a unit)
+    from pypid.daemon.systemd import Notifier, NotifierPart
+
+
+class IServerReactor(IListeningReactor, IReactorFromThreads):
+    """
+    What the server uses of the reactor: the listeners' (L{IListeningReactor}:
+    core, TCP, TLS and the clock), and calls from other threads (the thread
+    pools, C{SIGHUP}).
+    """
+
+
+class Signals(Protocol):
+    """The part of the L{signal} module that L{reload_on_hangup} uses."""
+
+    @property
+    def SIGHUP(self) -> int:
+        """The hang-up signal's number."""
+
+    def signal(self, signalnum: int,
+               handler: Callable[[int, FrameType | None], None]) -> object:
+        """Install C{handler} for C{signalnum}."""
 
 
 class Options(usage.Options):
@@ -52,23 +81,23 @@ class Options(usage.Options):
         ["config", "c", None, "The configuration file (INI)."],
     ]
 
-    def __init__(self):
+    def __init__(self) -> None:
         usage.Options.__init__(self)
         self["listen"] = []
         self["set"] = []
 
-    def opt_listen(self, endpoint):
+    def opt_listen(self, endpoint: str) -> None:
         """A Twisted endpoint to listen on (repeatable); replaces [pypid] listen."""
         self["listen"].append(endpoint)
 
-    def opt_set(self, assignment):
+    def opt_set(self, assignment: str) -> None:
         """Override one configuration key: section.key=value (repeatable)."""
         try:
             self["set"].append(parse_override(assignment))
         except ValueError as e:
             raise usage.UsageError(str(e))
 
-    def postOptions(self):
+    def postOptions(self) -> None:
         """
         Read the configuration once. A bad one stops start-up with one line
         naming the file, section and key (no usage text, no traceback).
@@ -80,7 +109,8 @@ class Options(usage.Options):
             raise SystemExit(f"pypid: {e}")
 
 
-def makeService(options, reactor=None, pools=None):
+def makeService(options: Options, reactor: IServerReactor | None = None,
+                pools: ThreadPools | None = None) -> Parts:
     """
     Build the whole server from parsed L{Options}.
 
@@ -88,7 +118,10 @@ def makeService(options, reactor=None, pools=None):
     """
     exit_on_failure = reactor is None
     if reactor is None:
-        from twisted.internet import reactor
+        from twisted.internet import reactor as installed
+
+        # (the module stands for the reactor installed: each provides these)
+        reactor = cast(IServerReactor, installed)
     notifier = None
     if exit_on_failure:
         from pypid.daemon.systemd import Notifier
@@ -108,20 +141,22 @@ def makeService(options, reactor=None, pools=None):
     return service
 
 
-def reload_on_hangup(reactor, reload, signals=signal):
+def reload_on_hangup(reactor: IReactorFromThreads, reload: Callable[[], None],
+                     signals: Signals = signal) -> None:
     """
     Run C{reload} on the reactor's thread at every C{SIGHUP}.
 
     Only for a real process (L{makeService} without a given reactor): the
     signal handler belongs to the whole process.
     """
-    def hangup(signum, frame):
+    def hangup(signum: int, frame: FrameType | None) -> None:
         reactor.callFromThread(reload)
     signals.signal(signals.SIGHUP, hangup)
 
 
-def build_service(config, reactor, exit_on_failure=False, pools=None, notifier=None,
-                  load_config=None):
+def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool = False,
+                  pools: ThreadPools | None = None, notifier: "Notifier | None" = None,
+                  load_config: Callable[[], Config] | None = None) -> Parts:
     """
     The parts of the server of a L{pypid.config.Config}, in the order they
     start, in their container.
@@ -140,14 +175,20 @@ def build_service(config, reactor, exit_on_failure=False, pools=None, notifier=N
         pools = ThreadPools.create(reactor, server.threads)
     run = pools.run
     storage = StoragePart.from_config(config, run, reactor)
-    stored = storage.storage
+    # (a MeasuredStorage provides its backend's interfaces: directlyProvides)
+    stored = cast(IStorage, storage.storage)
     shared = stored if ISharedStorage.providedBy(stored) else None
     index = Index(file_url_for(server.base_url), page_cache_size=server.page_cache_size)
     # (what the upstream cache learns is saved within seconds: a crash
     # loses none of it)
     learnt = Notice()
-    upstream = (UpstreamPart.from_config(config, run, reactor, index, index.file_url, learnt)
-                if config.upstream.mode != "none" else None)
+    # (two mismatches between typed modules, both right at run time: [upstream]
+    # url is None only when its mode is "none", and the index's file_url, typed
+    # for a FileRecord, reads only the project and filename an UpstreamFile has)
+    upstream = (
+        UpstreamPart.from_config(
+            config, run, reactor, index, index.file_url, learnt)  # type: ignore[arg-type]
+        if config.upstream.mode != "none" else None)
     proxy = upstream.proxy if upstream is not None else None
     audit = AuditPart(AuditTrail(make_audit_log(config, run, reactor, storage.s3_timings),
                                  reactor))
@@ -188,12 +229,13 @@ def build_service(config, reactor, exit_on_failure=False, pools=None, notifier=N
     ), reactor, exit_on_failure=exit_on_failure, load_config=load_config)
 
 
-def _present(*parts):
+def _present(*parts: tuple[str, IService | None]) -> list[tuple[str, IService]]:
     """The parts that are there (a part the configuration does not ask for is L{None})."""
-    return [named for named in parts if named[1] is not None]
+    return [(name, part) for name, part in parts if part is not None]
 
 
-def _notifier_part(notifier, reactor, index):
+def _notifier_part(notifier: "Notifier | None", reactor: IReactorTime,
+                   index: Index) -> "NotifierPart | None":
     if notifier is None:
         return None
     from pypid.daemon.systemd import NotifierPart
