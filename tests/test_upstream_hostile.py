@@ -813,3 +813,14 @@ class PagePropertyTests(SynchronousTestCase):
     @given(_mutated(_VALID_HTML))
     def test_html(self, body):
         self.check(body, "text/html; charset=utf-8")
+
+
+class PeoplePageTests(_Harness, SynchronousTestCase):
+    """The pages for people of a project known from the upstream's cache."""
+
+    def test_cached_page_without_files(self):
+        """A cached upstream page that lists no files has no page for people: 404, not a 500."""
+        self.upstream.page("holy-grail", [])
+        self.assertEqual(self.page_of("holy-grail")["files"], [])
+        code, _, body = self.get("/project/holy-grail/")
+        self.assertEqual((code, body), (404, b"no such project\n"))

@@ -25,6 +25,8 @@ import datetime
 import hashlib
 import json
 import re
+from collections.abc import Callable, Iterable, Sequence
+from typing import cast
 
 import attrs
 
@@ -59,7 +61,7 @@ class AuditError(ValueError):
     """An entry, or a query value, cannot be used; the message says why."""
 
 
-def format_time(seconds):
+def format_time(seconds: float) -> str:
     """The text of a POSIX time, as entries keep it."""
     return format_upload_time(seconds)
 
@@ -69,13 +71,13 @@ def format_time(seconds):
 FIRST_YEAR = 1970
 
 
-def _canonical(when):
+def _canonical(when: datetime.datetime) -> str:
     """The canonical text of an aware UTC C{datetime} (four-digit year, always)."""
     return (f"{when.year:04d}-{when.month:02d}-{when.day:02d}T{when.hour:02d}:"
             f"{when.minute:02d}:{when.second:02d}.{when.microsecond:06d}Z")
 
 
-def parse_time(text):
+def parse_time(text: str) -> str:
     """
     The canonical text of a time given as ISO 8601 (a date, or a date and a
     time; without an offset it is UTC), from 1970 to 9999.
@@ -89,49 +91,50 @@ def parse_time(text):
                          f"2026-01-31T12:00:00Z, not {text!r}") from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=datetime.UTC)
+    utc: datetime.datetime | None
     try:
-        when = when.astimezone(datetime.UTC)
+        utc = when.astimezone(datetime.UTC)
     except (OverflowError, ValueError):
-        when = None
-    if when is None or when.year < FIRST_YEAR:
+        utc = None
+    if utc is None or utc.year < FIRST_YEAR:
         raise AuditError(f"expected a time from {FIRST_YEAR} to 9999, not {text!r}")
-    return _canonical(when)
+    return _canonical(utc)
 
 
-def _parse_canonical(time_text):
+def _parse_canonical(time_text: str) -> datetime.datetime:
     return datetime.datetime.strptime(time_text, "%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def after(time_text):
+def after(time_text: str) -> str:
     """The time one microsecond after C{time_text} (where a next page starts)."""
     return _canonical(_parse_canonical(time_text) + datetime.timedelta(microseconds=1))
 
 
-def start_of(day):
+def start_of(day: str) -> str:
     """The first time of C{day} (C{yyyy-mm-dd})."""
     return f"{day}T00:00:00.000000Z"
 
 
-def _day_before(day):
+def _day_before(day: str) -> str:
     return (datetime.date.fromisoformat(day) - datetime.timedelta(days=1)).isoformat()
 
 
-def day_after(day):
+def day_after(day: str) -> str:
     """The day after C{day} (C{yyyy-mm-dd})."""
     return (datetime.date.fromisoformat(day) + datetime.timedelta(days=1)).isoformat()
 
 
-def day_of(time_text):
+def day_of(time_text: str) -> str:
     """The day (C{yyyy-mm-dd}, UTC) of an entry's time: which file it is in."""
     return time_text[:10]
 
 
-def is_day(text):
+def is_day(text: str) -> bool:
     """Whether C{text} names a day as the files are named (C{yyyy-mm-dd})."""
     return bool(_DAY.match(text))
 
 
-def _text(value):
+def _text(value: object) -> str | None:
     return cut_text(str(value), FIELD_BYTES) if value is not None else None
 
 
@@ -173,9 +176,10 @@ class Entry:
     count: int = 1
     prev: str | None = None
 
-    def to_json(self):
+    def to_json(self) -> dict[str, str | int | None]:
         """The entry as JSON-ready data: fields that say nothing are left out."""
-        data = {"time": self.time, "event": self.event, "outcome": self.outcome}
+        data: dict[str, str | int | None] = {"time": self.time, "event": self.event,
+                                             "outcome": self.outcome}
         for name in _TEXT_FIELDS:
             value = getattr(self, name)
             if value is not None:
@@ -185,14 +189,14 @@ class Entry:
         data["prev"] = self.prev
         return data
 
-    def public(self):
+    def public(self) -> dict[str, str | int | None]:
         """What the HTTP API shows: everything but the chain link."""
         data = self.to_json()
         del data["prev"]
         return data
 
     @classmethod
-    def from_json(cls, data):
+    def from_json(cls, data: object) -> "Entry":
         """
         The entry a line's data describes.
 
@@ -210,7 +214,7 @@ class Entry:
             raise AuditError(f"event: unknown event {event!r}")
         if outcome not in OUTCOMES:
             raise AuditError(f"outcome: unknown outcome {outcome!r}")
-        fields = {}
+        fields: dict[str, str | None] = {}
         for name in _TEXT_FIELDS:
             value = data.get(name)
             if value is not None and not isinstance(value, str):
@@ -224,25 +228,25 @@ class Entry:
         return cls(time=time, event=event, outcome=outcome, count=count, prev=prev, **fields)
 
 
-def encode(entry):
+def encode(entry: Entry) -> bytes:
     """The line of an entry (without its newline): the bytes its successor's link covers."""
     return json.dumps(entry.to_json(), sort_keys=True, separators=(",", ":"),
                       ensure_ascii=True).encode("ascii")
 
 
-def link(line):
+def link(line: bytes) -> str:
     """The link to C{line} (its bytes, without the newline) its successor carries."""
     return hashlib.sha256(line).hexdigest()
 
 
-def chain(entries, head):
+def chain(entries: Iterable[Entry], head: str | None) -> tuple[list[bytes], str | None]:
     """
     The lines of C{entries} appended after a line whose link is C{head}
     (L{None} at the start of a file).
 
     @return: C{(lines, new head)}; each line without its newline.
     """
-    lines = []
+    lines: list[bytes] = []
     for entry in entries:
         line = encode(attrs.evolve(entry, prev=head))
         lines.append(line)
@@ -250,7 +254,7 @@ def chain(entries, head):
     return lines, head
 
 
-def decode(line):
+def decode(line: bytes) -> Entry:
     """
     The entry of one line.
 
@@ -271,7 +275,7 @@ class Broken:
     line: int
     reason: str
 
-    def __str__(self):
+    def __str__(self) -> str:
         where = f"{self.name}: line {self.line}" if self.line else self.name
         return f"{where}: {self.reason}"
 
@@ -286,7 +290,7 @@ class Note:
     name: str
     text: str
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{self.name}: {self.text}"
 
 
@@ -294,12 +298,12 @@ class Note:
 class Checked:
     """What L{verify_lines} found in one file (or object) of a chain."""
 
-    entries: list
-    broken: list
+    entries: list[Entry]
+    broken: list[Broken]
     head: str | None
 
 
-def split_lines(data):
+def split_lines(data: bytes) -> list[bytes]:
     """
     The lines of a file's bytes, without their newlines; a last line with no
     newline (a write cut short) is a line too.
@@ -310,7 +314,8 @@ def split_lines(data):
     return lines
 
 
-def verify_lines(name, data, head=None, before=None):
+def verify_lines(name: str, data: bytes, head: str | None = None, before: str | None = None,
+                 ) -> Checked:
     """
     Check the chain of one file's bytes (or of one object continuing a
     chain whose last link is C{head}).
@@ -324,7 +329,8 @@ def verify_lines(name, data, head=None, before=None):
         links to, or L{None}: it names the place in a report.
     @return: a L{Checked}.
     """
-    entries, broken = [], []
+    entries: list[Entry] = []
+    broken: list[Broken] = []
     number = 0
     for number, line in enumerate(split_lines(data), 1):
         try:
@@ -341,7 +347,7 @@ def verify_lines(name, data, head=None, before=None):
     return Checked(entries, broken, head)
 
 
-def _unlinked(number, head, before):
+def _unlinked(number: int, head: str | None, before: str | None) -> str:
     if number == 1:
         if before is not None:
             return (f"does not follow the last entry of {before}: entries at its end were "
@@ -355,7 +361,7 @@ def _unlinked(number, head, before):
             f"between them were removed, or entries were moved")
 
 
-def first_entry(data):
+def first_entry(data: bytes) -> Entry | None:
     """The first entry of a file's bytes, or L{None} (empty, or not an entry)."""
     lines = split_lines(data)
     if lines:
@@ -366,7 +372,7 @@ def first_entry(data):
     return None
 
 
-def pruned(name, data):
+def pruned(name: str, data: bytes) -> Note | None:
     """
     The L{Note} for the oldest kept file (or object) of a chain when its
     first entry links to one that is not kept (the oldest days were
@@ -384,11 +390,11 @@ class ChainReport:
     """What L{verify_files} found: entries read, broken links, notes."""
 
     entries: int
-    broken: list
-    notes: list
+    broken: list[Broken]
+    notes: list[Note]
 
 
-def verify_files(files):
+def verify_files(files: Iterable[tuple[str, bytes]]) -> ChainReport:
     """
     Check one writer's chain through its files, oldest first: C{files} is an
     iterable of C{(name, bytes)}. Each file's first entry must link to the
@@ -397,14 +403,17 @@ def verify_files(files):
 
     @return: a L{ChainReport}.
     """
-    entries, broken, notes = 0, [], []
-    head, before = None, None
+    entries = 0
+    broken: list[Broken] = []
+    notes: list[Note] = []
+    head: str | None = None
+    before: str | None = None
     for number, (name, data) in enumerate(files):
         if number == 0:
             note = pruned(name, data)
             if note is not None:
                 notes.append(note)
-                head = first_entry(data).prev
+                head = cast(Entry, first_entry(data)).prev  # (a note: it has one)
         checked = verify_lines(name, data, head, before)
         entries += len(checked.entries)
         broken += checked.broken
@@ -414,7 +423,7 @@ def verify_files(files):
     return ChainReport(entries, broken, notes)
 
 
-def verify_writers(files):
+def verify_writers(files: Iterable[tuple[str, bytes]]) -> ChainReport:
     """
     Check the files of another server's log as a bundle carries them
     (C{(name, bytes)}, names relative to its folder): the day files of a
@@ -424,7 +433,8 @@ def verify_writers(files):
 
     @return: a L{ChainReport} of all of them.
     """
-    writers = {}
+    # instance (None: a local log's) -> ((day, number) or name, name, bytes)
+    writers: dict[str | None, list[tuple[tuple[str, int] | str, str, bytes]]] = {}
     for name, data in files:
         parts = name.split("/")
         if len(parts) == 3 and parts[2][:-len(".jsonl")].isdigit():
@@ -432,7 +442,9 @@ def verify_writers(files):
             writers.setdefault(instance, []).append(((day, number), name, data))
         else:
             writers.setdefault(None, []).append((name, name, data))
-    entries, broken, notes = 0, [], []
+    entries = 0
+    broken: list[Broken] = []
+    notes: list[Note] = []
     for _writer, found in sorted(writers.items(), key=lambda item: item[0] or ""):
         report = verify_files((name, data) for _key, name, data in sorted(found))
         entries += report.entries
@@ -478,7 +490,7 @@ class Query:
     event: str | None = None
     limit: int = DEFAULT_LIMIT
 
-    def wants(self, entry):
+    def wants(self, entry: Entry) -> bool:
         """Whether C{entry} is one of those asked for."""
         return ((self.since is None or entry.time >= self.since)
                 and (self.before is None or entry.time < self.before)
@@ -486,7 +498,7 @@ class Query:
                 and (self.user is None or entry.user == self.user)
                 and (self.event is None or entry.event == self.event))
 
-    def days(self, days):
+    def days(self, days: Iterable[str]) -> list[str]:
         """
         Of C{days} (C{yyyy-mm-dd} of the files there are), those that may
         hold a wanted entry, in the order they are read: oldest first with
@@ -503,14 +515,16 @@ class Query:
         return kept if self.since is not None else kept[::-1]
 
 
-def make_query(since=None, project=None, user=None, event=None, limit=None, before=None):
+def make_query(since: str | None = None, project: str | None = None, user: str | None = None,
+               event: str | None = None, limit: str | int | None = None,
+               before: str | None = None) -> Query:
     """
     A L{Query} from text values (of a URL or a command line), checked.
 
     @raise AuditError: naming the value that cannot be used, as
         C{"name: why"}.
     """
-    values = {}
+    values: dict[str, str] = {}
     for name, text in (("since", since), ("before", before)):
         if text:
             try:
@@ -525,14 +539,15 @@ def make_query(since=None, project=None, user=None, event=None, limit=None, befo
         if event not in EVENTS:
             raise AuditError(f"event: expected one of {', '.join(EVENTS)}")
         values["event"] = event
+    count = DEFAULT_LIMIT  # (Query's default)
     if limit is not None and limit != "":
         try:
-            values["limit"] = int(limit)
+            count = int(limit)
         except ValueError:
             raise AuditError(f"limit: expected a whole number, not {limit!r}") from None
-        if not 1 <= values["limit"] <= MAX_LIMIT:
+        if not 1 <= count <= MAX_LIMIT:
             raise AuditError(f"limit: expected a number from 1 to {MAX_LIMIT}")
-    return Query(**values)
+    return Query(**values, limit=count)
 
 
 @attrs.frozen
@@ -544,7 +559,7 @@ class EntryPage:
     is nothing more to ask for.
     """
 
-    entries: list
+    entries: list[Entry]
     next: str | None = None
     before: str | None = None
 
@@ -561,11 +576,11 @@ class Selection:
     query: Query
     max_days: int = MAX_DAYS_READ
     max_entries: int = MAX_ENTRIES_READ
-    _found: list = attrs.field(factory=list)
-    _days: list = attrs.field(factory=list)
+    _found: list[Entry] = attrs.field(factory=list)
+    _days: list[str] = attrs.field(factory=list)
     _read: int = 0
 
-    def take(self, day, entries):
+    def take(self, day: str, entries: Sequence[Entry]) -> bool:
         """Take C{day}'s entries (in any order); whether to stop reading now."""
         self._days.append(day)
         self._read += len(entries)
@@ -573,7 +588,7 @@ class Selection:
         return (len(self._found) >= self.query.limit or len(self._days) >= self.max_days
                 or self._read >= self.max_entries)
 
-    def result(self, more):
+    def result(self, more: bool) -> EntryPage:
         """
         The L{EntryPage}; C{more} says whether days that may hold wanted entries
         were left unread.
@@ -591,7 +606,8 @@ class Selection:
         return EntryPage(found, before=start_of(self._days[-1]) if more else None)
 
 
-def select(query, days, entries_of):
+def select(query: Query, days: Iterable[str], entries_of: Callable[[str], Sequence[Entry]],
+           ) -> EntryPage:
     """
     The L{EntryPage} C{query} asks for from the files of C{days}
     (C{yyyy-mm-dd}), reading a day's entries with C{entries_of(day)} in
@@ -616,6 +632,10 @@ LOGIN_WINDOW = 60.0
 MAX_LOGIN_KEYS = 50
 
 
+#: What failed logins are folded by: C{(event, user, token, address)}.
+_LoginKey = tuple[str, str | None, str | None, str | None]
+
+
 @attrs.define
 class LoginFailures:
     """
@@ -637,11 +657,12 @@ class LoginFailures:
     max_keys: int = MAX_LOGIN_KEYS
     _start: float | None = None
     # key -> repeats
-    _repeats: dict = attrs.field(factory=dict)
+    _repeats: dict[_LoginKey, int] = attrs.field(factory=dict)
     # event -> count
-    _overflow: dict = attrs.field(factory=dict)
+    _overflow: dict[str, int] = attrs.field(factory=dict)
 
-    def add(self, now, event, user, address, token=None):
+    def add(self, now: float, event: str, user: str | None, address: str | None,
+            token: str | None = None) -> list[Entry]:
         """
         Count one failure at C{now}.
 
@@ -663,20 +684,20 @@ class LoginFailures:
             self._overflow[event] = self._overflow.get(event, 0) + 1
         return due
 
-    def ends_at(self):
+    def ends_at(self) -> float | None:
         """When the current window ends, or L{None} when nothing is counted."""
         return self._start + self.window if self._start is not None else None
 
-    def due(self, now):
+    def due(self, now: float) -> list[Entry]:
         """The entries of the window, if it ended by C{now} (and it is forgotten)."""
         end = self.ends_at()
         if end is None or now < end:
             return []
         return self.drain(now)
 
-    def drain(self, now):
+    def drain(self, now: float) -> list[Entry]:
         """The entries of the window at C{now}, ended early (at a stop) or on time."""
-        entries = []
+        entries: list[Entry] = []
         when = format_time(now)
         for (event, user, token, address), repeats in self._repeats.items():
             if repeats:

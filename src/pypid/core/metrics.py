@@ -22,6 +22,7 @@ Pure: no I/O, no clock (the caller measures the time).
 """
 
 from bisect import bisect_left
+from collections.abc import Callable, Iterable, Mapping
 
 import attrs
 
@@ -68,12 +69,14 @@ _API_SEGMENT = {
 ROUTES = frozenset(_FIRST_SEGMENT.values()) | frozenset(_API_SEGMENT.values()) | {
     "root", "other"}
 
-_METHODS = {m: m.decode("ascii") for m in (b"GET", b"HEAD", b"POST", b"PUT", b"DELETE",
-                                           b"OPTIONS", b"PATCH")}
+_METHODS: dict[bytes | None, str] = {
+    m: m.decode("ascii")
+    for m in (b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTIONS", b"PATCH")}
 
 #: A change's outcome, by the answer's status (C{None}: the client left).
-_OUTCOMES = {200: "ok", 201: "ok", 204: "ok", 401: "denied", 403: "denied", 404: "not_found",
-             409: "conflict", 413: "too_large", 429: "throttled"}
+_OUTCOMES: dict[int | None, str] = {
+    200: "ok", 201: "ok", 204: "ok", 401: "denied", 403: "denied", 404: "not_found",
+    409: "conflict", 413: "too_large", 429: "throttled"}
 
 
 #: The reasons of L{RequestStats.refused}.
@@ -81,7 +84,7 @@ _REFUSALS = {400: "bad_request", 408: "headers_timeout", 414: "uri_too_long",
              431: "headers_too_large", "slow_body": "slow_body"}
 
 
-def route_of(method, path):
+def route_of(method: bytes | None, path: bytes) -> str:
     """
     The route family of a request, for the C{route} label.
 
@@ -96,12 +99,12 @@ def route_of(method, path):
     return _FIRST_SEGMENT.get(first, "other")
 
 
-def method_of(method):
+def method_of(method: bytes | None) -> str:
     """The C{method} label: a standard method's name, else C{other}."""
     return _METHODS.get(method, "other")
 
 
-def outcome_of(status):
+def outcome_of(status: int | None) -> str:
     """The outcome of an upload or a change, by its answer's status."""
     found = _OUTCOMES.get(status)
     if found is not None:
@@ -113,7 +116,7 @@ def outcome_of(status):
     return "invalid" if status >= 400 else "ok"
 
 
-def change_of(route, method, path):
+def change_of(route: str, method: bytes | None, path: bytes) -> str | None:
     """
     Which change a request to the publishing API asks for: C{yank},
     C{unyank} or C{delete}, or L{None} for none.
@@ -137,17 +140,17 @@ class Histogram:
     exposition sums them), the last slot for those above every bound.
     """
 
-    bounds: tuple = LATENCY_BUCKETS
-    counts: list = attrs.field(default=attrs.Factory(
+    bounds: tuple[float, ...] = LATENCY_BUCKETS
+    counts: list[int] = attrs.field(default=attrs.Factory(
         lambda self: [0] * (len(self.bounds) + 1), takes_self=True))
     total: float = 0.0
 
-    def observe(self, value):
+    def observe(self, value: float) -> None:
         """Count one observation."""
         self.counts[bisect_left(self.bounds, value)] += 1
         self.total += value
 
-    def cumulative(self):
+    def cumulative(self) -> list[tuple[float, int]]:
         """C{[(upper bound, count so far)]}, ending with C{+Inf} and the count."""
         running, out = 0, []
         for bound, count in zip(self.bounds + (float("inf"),), self.counts, strict=False):
@@ -156,7 +159,7 @@ class Histogram:
         return out
 
     @property
-    def count(self):
+    def count(self) -> int:
         """How many observations there were."""
         return sum(self.counts)
 
@@ -168,11 +171,11 @@ class Timings:
     took, by a small closed set of keys (an operation's name).
     """
 
-    calls: dict = attrs.Factory(dict)
-    errors: dict = attrs.Factory(dict)
-    latency: dict = attrs.Factory(dict)
+    calls: dict[str, int] = attrs.Factory(dict)
+    errors: dict[str, int] = attrs.Factory(dict)
+    latency: dict[str, Histogram] = attrs.Factory(dict)
 
-    def record(self, key, seconds, failed=False):
+    def record(self, key: str, seconds: float, failed: bool = False) -> None:
         """
         Count one call of C{key} that took C{seconds} (never less than 0:
         a wall clock, which some callers time with, can step back).
@@ -192,12 +195,17 @@ class _Route:
 
     __slots__ = ("codes", "latency", "sent", "received")
 
-    def __init__(self):
-        self.codes = {}
+    def __init__(self) -> None:
+        #: C{{(method, status): count}}; a method not in L{_METHODS} is C{b""}
+        self.codes: dict[tuple[bytes | None, int | None], int] = {}
         self.latency = Histogram()
         self.sent = 0
         self.received = 0
 
+
+#: One answered request in L{RequestStats.batch}: C{(method, path, status,
+#: seconds, sent, received)}.
+Answered = tuple[bytes | None, bytes, int | None, float, int, int]
 
 #: How many answered requests wait in L{RequestStats.batch} before they
 #: are counted (or until a scrape): a few hundred kilobytes at most.
@@ -237,15 +245,15 @@ class RequestStats:
         request (L{refused}).
     """
 
-    batch: list = attrs.Factory(list)
-    _routes: dict = attrs.Factory(dict)
-    changes: dict = attrs.Factory(dict)
+    batch: list[Answered] = attrs.Factory(list)
+    _routes: dict[str, _Route] = attrs.Factory(dict)
+    changes: dict[tuple[str, str], int] = attrs.Factory(dict)
     login_failures: int = 0
     throttled: int = 0
-    refusals: dict = attrs.Factory(dict)
-    _memo: dict = attrs.Factory(dict)
+    refusals: dict[str, int] = attrs.Factory(dict)
+    _memo: dict[tuple[bytes | None, bytes], str] = attrs.Factory(dict)
 
-    def refused(self, why):
+    def refused(self, why: int | str) -> None:
         """
         Count a connection answered and closed outside any request: C{why}
         is the status (400 a malformed head, 408 headers too slow, 414,
@@ -254,7 +262,8 @@ class RequestStats:
         reason = _REFUSALS.get(why, "other")
         self.refusals[reason] = self.refusals.get(reason, 0) + 1
 
-    def record(self, method, path, status, seconds, sent, received, credentials):
+    def record(self, method: bytes | None, path: bytes, status: int | None, seconds: float,
+               sent: int, received: int, credentials: Callable[[], bool]) -> None:
         """
         Count one answered (or abandoned) request: what L{batch} holds, and
         C{credentials()} (asked only of a 401) tells whether the request
@@ -267,7 +276,7 @@ class RequestStats:
         if len(batch) >= BATCH:
             self.settle()
 
-    def settle(self):
+    def settle(self) -> None:
         """Count the requests of L{batch} (which stays the same list, emptied)."""
         batch = self.batch[:]
         self.batch.clear()
@@ -299,12 +308,12 @@ class RequestStats:
                 if action is not None:
                     self._change(action, status)
 
-    def _change(self, action, status):
+    def _change(self, action: str, status: int | None) -> None:
         key = (action, outcome_of(status))
         self.changes[key] = self.changes.get(key, 0) + 1
 
     @property
-    def requests(self):
+    def requests(self) -> dict[tuple[str, str, str], int]:
         """C{{(route, method, status): count}}; C{status} is the code as text, or C{aborted}."""
         self.settle()
         return {(route, _METHODS.get(method, "other"),
@@ -313,19 +322,19 @@ class RequestStats:
                 for (method, status), count in stats.codes.items()}
 
     @property
-    def latency(self):
+    def latency(self) -> dict[str, Histogram]:
         """C{{route: Histogram}}, from the end of the headers to the end of the answer."""
         self.settle()
         return {route: stats.latency for route, stats in self._routes.items()}
 
     @property
-    def sent(self):
+    def sent(self) -> dict[str, int]:
         """C{{route: bytes}} of response bodies."""
         self.settle()
         return {route: stats.sent for route, stats in self._routes.items() if stats.sent}
 
     @property
-    def received(self):
+    def received(self) -> dict[str, int]:
         """C{{route: bytes}} of request bodies."""
         self.settle()
         return {route: stats.received for route, stats in self._routes.items()
@@ -333,6 +342,10 @@ class RequestStats:
 
 
 # -- families: what a part offers /metrics ----------------------------------------
+
+#: A sample's value: a number (L{None} for a counter given none), or a
+#: histogram family's L{Histogram}.
+Sample = float | Histogram | None
 
 GAUGE = "gauge"
 COUNTER = "counter"
@@ -359,7 +372,7 @@ class Family:
     name: str
     help: str
     labels: tuple[str, ...] = ()
-    samples: tuple[tuple[tuple[str, ...], object], ...] = ()
+    samples: tuple[tuple[tuple[str, ...], Sample], ...] = ()
 
 
 def gauge(name: str, help: str, value: float) -> Family:
@@ -368,7 +381,7 @@ def gauge(name: str, help: str, value: float) -> Family:
 
 
 def counter(name: str, help: str, value: float | None = None, labels: tuple[str, ...] = (),
-            samples=None) -> Family:
+            samples: Iterable[tuple[Iterable[str], Sample]] | None = None) -> Family:
     """A counter: one C{value}, or C{samples} of C{(label values, value)}."""
     if samples is None:
         return Family(COUNTER, name, help, (), (((), value),))
@@ -376,18 +389,19 @@ def counter(name: str, help: str, value: float | None = None, labels: tuple[str,
                   tuple((tuple(values), sample) for values, sample in samples))
 
 
-def by_label(name: str, help: str, label: str, counts) -> Family:
+def by_label(name: str, help: str, label: str, counts: Mapping[str, float]) -> Family:
     """A counter of C{counts} (a dict) by one label's values, sorted."""
     return counter(name, help, None, (label,), [((k,), v) for k, v in sorted(counts.items())])
 
 
-def histograms(name: str, help: str, label: str, by_value) -> Family:
+def histograms(name: str, help: str, label: str, by_value: Mapping[str, Histogram]) -> Family:
     """A histogram family of L{Histogram}s by one label's values, sorted."""
     return Family(HISTOGRAM, name, help, (label,),
                   tuple(((value,), histogram) for value, histogram in sorted(by_value.items())))
 
 
-def timing_families(names, what, label_names, sources) -> list[Family]:
+def timing_families(names: tuple[str, str, str], what: str, label_names: Iterable[str],
+                    sources: Iterable[tuple[tuple[str, ...], Timings]]) -> list[Family]:
     """
     The calls, errors and latency histogram of L{Timings}.
 
@@ -398,7 +412,9 @@ def timing_families(names, what, label_names, sources) -> list[Family]:
     calls_name, errors_name, duration_name = names
     labels = tuple(label_names)
     by = ", ".join(labels)
-    calls, errors, duration = [], [], []
+    calls: list[tuple[tuple[str, ...], Sample]] = []
+    errors: list[tuple[tuple[str, ...], Sample]] = []
+    duration: list[tuple[tuple[str, ...], Sample]] = []
     for values, timings in sources:
         for key, count in sorted(timings.calls.items()):
             calls.append(((*values, key), count))

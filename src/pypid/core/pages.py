@@ -21,13 +21,45 @@ Pure: data in, bytes out.
 
 import datetime
 import functools
+from collections.abc import Iterable, Mapping
 from html import escape
+from typing import Protocol
 from urllib.parse import quote
 
 import attrs
 
+from pypid.core.details import Details
 from pypid.core.index import choose_latest, is_prerelease, version_key
 from pypid.core.names import WHEEL, normalize
+from pypid.core.search import Results, SearchEntry
+
+
+class ShownFile(Protocol):
+    """
+    What the pages show of a file: a hosted L{pypid.core.model.FileRecord},
+    or a file of an upstream's page (the upstream layer's C{UpstreamFile},
+    whose size and upload time may be unknown). A C{summary} and an
+    C{uploader}, where a file has them, are read too.
+    """
+
+    @property
+    def project(self) -> str: ...
+    @property
+    def version(self) -> str: ...
+    @property
+    def filename(self) -> str: ...
+    @property
+    def packagetype(self) -> str: ...
+    @property
+    def sha256(self) -> str: ...
+    @property
+    def requires_python(self) -> str | None: ...
+    @property
+    def yanked(self) -> str | None: ...
+    @property
+    def size(self) -> int | None: ...
+    @property
+    def upload_time(self) -> float | None: ...
 
 
 @attrs.frozen
@@ -64,7 +96,7 @@ class Chrome:
     title: str = "pypid"
     login: str | None = "login"
 
-    def file_url(self, file, root):
+    def file_url(self, file: ShownFile, root: str) -> str:
         """The link to a file from a page whose way back to the root is C{root}."""
         base = self.files_url if self.files_url is not None else root + "files/"
         return f"{base}{quote(file.project)}/{quote(file.filename)}"
@@ -94,7 +126,7 @@ class Release:
     """
 
     version: str
-    files: tuple
+    files: tuple[ShownFile, ...]
     prerelease: bool
     yanked: str | None
     uploaded: float | None
@@ -121,18 +153,18 @@ class ProjectView:
 
     name: str
     display_name: str
-    releases: tuple
+    releases: tuple[Release, ...]
     current: Release
     latest: str | None
-    details: object = None
+    details: Details | None = None
     upstream: float | None = None
     summary: str | None = None
     pending: bool = False
 
 
-def releases_of(files):
+def releases_of(files: Iterable[ShownFile]) -> tuple[Release, ...]:
     """The L{Release}s of a project's files, newest first."""
-    by_version = {}
+    by_version: dict[str, list[ShownFile]] = {}
     for f in files:
         by_version.setdefault(f.version, []).append(f)
     releases = []
@@ -148,14 +180,16 @@ def releases_of(files):
     return tuple(releases)
 
 
-def latest_of(releases):
+def latest_of(releases: Iterable[Release]) -> str | None:
     """The version installers pick by default (L{choose_latest}) among L{Release}s."""
     yanked = {r.version for r in releases if r.yanked is not None}
     return choose_latest([r.version for r in releases], yanked.__contains__)
 
 
-def project_view(name, display_name, files, version=None, details=None, upstream=None,
-                 releases=None):
+def project_view(name: str, display_name: str, files: Iterable[ShownFile],
+                 version: str | None = None, details: Details | None = None,
+                 upstream: float | None = None, releases: tuple[Release, ...] | None = None,
+                 ) -> ProjectView | None:
     """
     The L{ProjectView} of a project's files, about C{version} (the latest
     when L{None}); L{None} when there is no such version.
@@ -169,7 +203,8 @@ def project_view(name, display_name, files, version=None, details=None, upstream
     current = next((r for r in releases if r.version == wanted), None)
     if current is None:
         return None
-    summary = next((f.summary for f in current.files if getattr(f, "summary", None)), None)
+    # (a hosted record has a summary; an upstream's file has none)
+    summary = next((s for f in current.files if (s := getattr(f, "summary", None))), None)
     return ProjectView(name, display_name, releases, current, latest, details, upstream,
                        summary)
 
@@ -178,7 +213,7 @@ def project_view(name, display_name, files, version=None, details=None, upstream
 
 
 @functools.lru_cache(maxsize=1 << 16)
-def _when(timestamp):
+def _when(timestamp: float | None) -> str:
     """A C{<time>} element: UTC, to the minute."""
     if timestamp is None:
         return "unknown"
@@ -191,7 +226,7 @@ def _when(timestamp):
             f'{iso[:10]} {iso[11:16]}\N{NO-BREAK SPACE}UTC</time>')
 
 
-def _size(size):
+def _size(size: int | None) -> str:
     """A size for people (C{1.2 MB}), with the exact bytes in a tooltip."""
     if size is None:
         return "unknown"
@@ -204,21 +239,21 @@ def _size(size):
     return f'<span title="{size} bytes">{text}</span>'
 
 
-def _http_link(url, text):
+def _http_link(url: str, text: str) -> str:
     """A link for a URL from metadata: only http and https become links."""
     if url.lower().startswith(("https://", "http://")):
         return f'<a href="{escape(url)}" rel="nofollow noopener noreferrer">{escape(text)}</a>'
     return escape(text)
 
 
-def _base(chrome):
+def _base(chrome: Chrome) -> str:
     """The site's absolute root in a snippet, or the element the script fills in."""
     if chrome.base_url:
         return escape(chrome.base_url)
     return '<span data-base="">http://&lt;this server&gt;/</span>'
 
 
-def _snippet(label, text_html):
+def _snippet(label: str, text_html: str) -> str:
     return (f'<div class="snippet"><p class="snippet-label">{label}</p>'
             f'<pre data-copy=""><code>{text_html}</code></pre></div>')
 
@@ -226,7 +261,8 @@ def _snippet(label, text_html):
 # -- the frame -------------------------------------------------------------------------
 
 
-def _frame(chrome, root, title, main, *, search_box=True, query=""):
+def _frame(chrome: Chrome, root: str, title: str, main: str, *, search_box: bool = True,
+           query: str = "") -> bytes:
     """A whole page around C{main}: head, header with search, footer."""
     search = ""
     if search_box:
@@ -263,7 +299,7 @@ def _frame(chrome, root, title, main, *, search_box=True, query=""):
 # -- the landing page ------------------------------------------------------------------
 
 
-def landing_page(chrome, projects, files, recent):
+def landing_page(chrome: Chrome, projects: int, files: int, recent: Iterable[Upload]) -> bytes:
     """
     C{/}: what this index holds, its latest uploads, and how to use it.
 
@@ -317,7 +353,8 @@ def landing_page(chrome, projects, files, recent):
 # -- search ------------------------------------------------------------------------------
 
 
-def search_page(chrome, results, versions, root=""):
+def search_page(chrome: Chrome, results: Results | None, versions: Mapping[str, str | None],
+                root: str = "") -> bytes:
     """
     C{/search?q=}: one page of results.
 
@@ -356,14 +393,14 @@ def search_page(chrome, results, versions, root=""):
     return _frame(chrome, root, f"{title} - {chrome.title}", main, search_box=False)
 
 
-def _hit(entry, version, root):
+def _hit(entry: SearchEntry, version: str | None, root: str) -> str:
     summary = f'<p>{escape(entry.summary)}</p>' if entry.summary else ""
     version_html = f' <span class="version">{escape(version)}</span>' if version else ""
     return (f'<li><a href="{escape(root)}project/{quote(entry.project)}/">'
             f'{escape(entry.display_name)}</a>{version_html}{summary}</li>')
 
 
-def _pager(chrome, results, root):
+def _pager(chrome: Chrome, results: Results, root: str) -> str:
     """Previous and next links, and the page numbers around this one."""
     if results.pages <= 1:
         return ""
@@ -386,7 +423,7 @@ def _pager(chrome, results, root):
 # -- a project ---------------------------------------------------------------------------
 
 
-def project_page(chrome, view, root):
+def project_page(chrome: Chrome, view: ProjectView, root: str) -> bytes:
     """
     C{/project/<name>/} (about the latest version) or
     C{/project/<name>/<version>/}.
@@ -453,11 +490,11 @@ def project_page(chrome, view, root):
     return _frame(chrome, root, title, body)
 
 
-def _about(details, current):
+def _about(details: Details | None, current: Release) -> str:
     """The side column: licence, Python, people, links, dependencies, classifiers."""
     rows = []
 
-    def row(label, value_html):
+    def row(label: str, value_html: str) -> None:
         if value_html:
             rows.append(f"<dt>{label}</dt><dd>{value_html}</dd>")
 
@@ -473,7 +510,7 @@ def _about(details, current):
         row(who.capitalize(), " ".join(parts))
     if info.get("keywords"):
         row("Keywords", escape(str(info["keywords"])))
-    links = []
+    links: list[tuple[str, str]] = []
     urls = info.get("project_urls") or {}
     if isinstance(urls, dict):
         links.extend((str(label), str(url)) for label, url in urls.items())
@@ -496,7 +533,7 @@ def _about(details, current):
     return "".join(parts)
 
 
-def _files(chrome, view, root):
+def _files(chrome: Chrome, view: ProjectView, root: str) -> str:
     rows = []
     for f in view.current.files:
         kind = "wheel" if f.packagetype == WHEEL else "sdist"
@@ -526,12 +563,12 @@ def _files(chrome, view, root):
 
 
 @functools.lru_cache(maxsize=1 << 16)
-def _quoted(text):
+def _quoted(text: str) -> str:
     """C{quote(text)}, remembered: every version page lists every version."""
     return quote(text)
 
 
-def _history(view, root):
+def _history(view: ProjectView, root: str) -> str:
     name_q = quote(view.name)
     items = []
     for r in view.releases:
@@ -552,14 +589,14 @@ def _history(view, root):
             f'<ol class="releases">{"".join(items)}</ol></section>')
 
 
-def search_entry_json(entry, version):
+def search_entry_json(entry: SearchEntry, version: str | None) -> dict[str, str | None]:
     """One project as the script's results list shows it (JSON-ready; its url from the root)."""
     return {"name": entry.project, "display_name": entry.display_name,
             "summary": entry.summary, "version": version,
             "url": project_path(entry.project)}
 
 
-def project_path(name, version=None):
+def project_path(name: str, version: str | None = None) -> str:
     """A project's (or a version's) page, from the site's root."""
     path = f"project/{quote(normalize(name))}/"
     return path + f"{quote(version)}/" if version is not None else path

@@ -181,6 +181,8 @@ import re
 import struct
 import unicodedata
 import zlib
+from collections.abc import Iterable, Iterator, Sequence
+from typing import NoReturn, Protocol
 
 import attrs
 
@@ -271,6 +273,13 @@ _UNPRINTABLE = {
 _TRAILING_DOTS = re.compile(r"[. ]+(?=/|\Z)")
 
 
+class SeekableFile(Protocol):
+    """What the checks read an archive from: a seekable binary file."""
+
+    def seek(self, offset: int, whence: int = 0, /) -> int: ...
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
 class UnsafeArchive(ValueError):
     """
     An archive, or a member name, that readers could read differently.
@@ -282,7 +291,7 @@ class UnsafeArchive(ValueError):
         or L{None} when the fault is the archive's.
     """
 
-    def __init__(self, message, member=None):
+    def __init__(self, message: str, member: str | bytes | None = None) -> None:
         """
         @param message: what is wrong.
         @param member: the member's name, as text or as raw bytes (either
@@ -290,11 +299,12 @@ class UnsafeArchive(ValueError):
         """
         if isinstance(member, str):
             member = _encode_name(member)
+        shown = None
         if member is not None:
-            member = _show_name(member)
-            message = f"member '{member}': {message}"
+            shown = _show_name(member)
+            message = f"member '{shown}': {message}"
         super().__init__(message)
-        self.member = member
+        self.member = shown
 
 
 class UnsafeZip(UnsafeArchive):
@@ -346,10 +356,10 @@ class _Central:
     is_dir: bool
 
 
-def check_zip(f, *, max_entries=DEFAULT_MAX_ENTRIES,
-              max_name_length=DEFAULT_MAX_NAME_LENGTH,
-              max_extra_length=DEFAULT_MAX_EXTRA_LENGTH,
-              allow_data_descriptors=False):
+def check_zip(f: SeekableFile, *, max_entries: int = DEFAULT_MAX_ENTRIES,
+              max_name_length: int = DEFAULT_MAX_NAME_LENGTH,
+              max_extra_length: int = DEFAULT_MAX_EXTRA_LENGTH,
+              allow_data_descriptors: bool = False) -> tuple[ZipEntry, ...]:
     """
     Check the structure of the zip archive in C{f} and return its entries.
 
@@ -399,7 +409,7 @@ def check_zip(f, *, max_entries=DEFAULT_MAX_ENTRIES,
     )
 
 
-def check_zip_data(f, entries, *, max_expanded):
+def check_zip_data(f: SeekableFile, entries: Iterable[ZipEntry], *, max_expanded: int) -> None:
     """
     Inflate every member of an archive L{check_zip} accepted, refusing one
     whose data readers could read differently (see the module docstring).
@@ -448,7 +458,7 @@ def check_zip_data(f, entries, *, max_expanded):
             )
 
 
-def _data_chunks(f, entry):
+def _data_chunks(f: SeekableFile, entry: ZipEntry) -> Iterator[bytes]:
     """Yield a member's compressed bytes in chunks of at most L{_DATA_CHUNK}."""
     position = entry.data_offset
     end = position + entry.compressed_size
@@ -458,7 +468,7 @@ def _data_chunks(f, entry):
         position += length
 
 
-def _inflate(f, entry, raw):
+def _inflate(f: SeekableFile, entry: ZipEntry, raw: bytes) -> tuple[int, int]:
     """
     Inflate a deflated member, whose stream must end at its last compressed
     byte, and return the size and CRC-32 of its data; no more than
@@ -502,7 +512,7 @@ def _inflate(f, entry, raw):
     raise UnsafeZip("the deflate stream does not end within the member's compressed size", raw)
 
 
-def _read_at(f, offset, length, what):
+def _read_at(f: SeekableFile, offset: int, length: int, what: str) -> bytes:
     """
     Return the C{length} bytes at C{offset}, refusing a file that ends
     before them.
@@ -520,7 +530,7 @@ def _read_at(f, offset, length, what):
 # The end records.
 
 
-def _read_end(f, size):
+def _read_end(f: SeekableFile, size: int) -> tuple[int, int, int]:
     """
     Read the end of central directory record (and the ZIP64 records when
     there are some) and return the entry count and the central directory's
@@ -579,7 +589,8 @@ def _read_end(f, size):
     return count, cd_offset, cd_size
 
 
-def _read_end64(f, locator, locator_offset):
+def _read_end64(f: SeekableFile, locator: bytes, locator_offset: int,
+                ) -> tuple[int, int, int, int, int, int]:
     """
     Check the ZIP64 locator and record that end the archive before its end
     of central directory record, and return the record's disk numbers,
@@ -609,7 +620,7 @@ def _read_end64(f, locator, locator_offset):
     return disk, cd_disk, disk_count, count, cd_size, cd_offset
 
 
-def _explain_missing_end(f, size):
+def _explain_missing_end(f: SeekableFile, size: int) -> NoReturn:
     """
     Raise the error for a file whose last 22 bytes are not an end of
     central directory record without a comment, saying which case it is.
@@ -636,7 +647,7 @@ def _explain_missing_end(f, size):
     raise UnsafeZip("not a zip archive (no end of central directory record)")
 
 
-def _refuse_tar_header(f, size):
+def _refuse_tar_header(f: SeekableFile, size: int) -> None:
     """
     Refuse an archive whose first 512 bytes are a valid tar header, which
     tar readers would read as a different archive.
@@ -656,7 +667,7 @@ def _refuse_tar_header(f, size):
         raise UnsafeZip("the archive is also a tar archive (its first block is a tar header)")
 
 
-def _tar_number(field):
+def _tar_number(field: bytes) -> int | None:
     """
     Read a numeric tar header field as tarfile does (octal text up to a
     NUL, or base-256), or return L{None} if it is neither.
@@ -676,14 +687,15 @@ def _tar_number(field):
 # The central directory.
 
 
-def _read_central_directory(f, count, cd_offset, cd_size, max_name_length, max_extra_length):
+def _read_central_directory(f: SeekableFile, count: int, cd_offset: int, cd_size: int,
+                            max_name_length: int, max_extra_length: int) -> list[_Central]:
     """
     Read and check the C{count} entries of the central directory, which
     must fill exactly C{cd_size} bytes, and return them as L{_Central}.
     """
     reader = _ChunkReader(f, cd_offset, cd_offset + cd_size)
     names = MemberNames(UnsafeZip)
-    centrals = []
+    centrals: list[_Central] = []
     for index in range(count):
         header = reader.take(_CENTRAL_HEADER.size)
         if header is None:
@@ -750,14 +762,14 @@ class _ChunkReader:
     range.
     """
 
-    def __init__(self, f, start, end):
+    def __init__(self, f: SeekableFile, start: int, end: int) -> None:
         self._f = f
         self._position = start
         self._end = end
         self._buffer = b""
         self._taken = 0
 
-    def take(self, length):
+    def take(self, length: int) -> bytes | None:
         """Return the next C{length} bytes, or L{None} if the range ends first."""
         start = self._taken
         if len(self._buffer) - start < length:
@@ -771,12 +783,12 @@ class _ChunkReader:
         self._taken = start + length
         return self._buffer[start:self._taken]
 
-    def at_end(self):
+    def at_end(self) -> bool:
         """Whether every byte of the range has been taken."""
         return self._taken == len(self._buffer) and self._position >= self._end
 
 
-def _show_name(raw_name):
+def _show_name(raw_name: bytes) -> str:
     """A member's name escaped for an error message: short and printable."""
     text = raw_name.decode("utf-8", "backslashreplace")
     if len(text) > 120:
@@ -792,7 +804,7 @@ def _show_name(raw_name):
     return "".join(shown)
 
 
-def _decode_name(raw, flags):
+def _decode_name(raw: bytes, flags: int) -> str:
     """
     Decode a name: as UTF-8 when flag bit 11 says so, else only if it is
     ASCII, since readers decode other bytes with different code pages.
@@ -809,7 +821,7 @@ def _decode_name(raw, flags):
     return raw.decode("ascii")
 
 
-def check_member_name(name, *, max_name_length=DEFAULT_MAX_NAME_LENGTH):
+def check_member_name(name: str, *, max_name_length: int = DEFAULT_MAX_NAME_LENGTH) -> None:
     """
     Refuse a member name, of a tar member say, that the rules for zip
     member names refuse (see the module docstring).
@@ -828,7 +840,7 @@ def check_member_name(name, *, max_name_length=DEFAULT_MAX_NAME_LENGTH):
     _check_name(name, raw, UnsafeArchive)
 
 
-def _encode_name(name):
+def _encode_name(name: str) -> bytes:
     """
     Return the bytes of a decoded name, undoing C{surrogateescape}, so that
     it can be measured and shown.
@@ -839,7 +851,7 @@ def _encode_name(name):
         return name.encode("utf-8", "surrogatepass")
 
 
-def _check_name(name, raw, error=UnsafeZip):
+def _check_name(name: str, raw: bytes, error: type[UnsafeArchive] = UnsafeZip) -> None:
     """
     Refuse a name that readers or file systems could take for another
     path, that points outside the folder it is extracted to, or that holds
@@ -869,7 +881,8 @@ def _check_name(name, raw, error=UnsafeZip):
         )
 
 
-def _check_flags_and_method(version, flags, method, raw, where):
+def _check_flags_and_method(version: int, flags: int, method: int, raw: bytes, where: str,
+                            ) -> None:
     """Refuse encryption, unknown flag bits and methods other than stored and deflate."""
     if version & 0xFF > _MAX_VERSION:
         raise UnsafeZip(
@@ -885,12 +898,12 @@ def _check_flags_and_method(version, flags, method, raw, where):
         )
 
 
-def _extra_blocks(extra, raw, where):
+def _extra_blocks(extra: bytes, raw: bytes, where: str) -> dict[int, bytes]:
     """
     Split an extra field into its blocks, refusing a malformed one, a
     repeated ZIP64 block, and the blocks that change what is extracted.
     """
-    blocks = {}
+    blocks: dict[int, bytes] = {}
     position = 0
     while position < len(extra):
         if position + 4 > len(extra):
@@ -915,7 +928,9 @@ def _extra_blocks(extra, raw, where):
     return blocks
 
 
-def _apply_central_zip64(block, file_size, compressed_size, header_offset, disk, raw):
+def _apply_central_zip64(block: bytes | None, file_size: int, compressed_size: int,
+                         header_offset: int, disk: int, raw: bytes,
+                         ) -> tuple[int, int, int, int]:
     """
     Replace the sentinel values of a central directory entry by those of
     its ZIP64 extra, which must hold exactly those, in order.
@@ -945,7 +960,8 @@ def _apply_central_zip64(block, file_size, compressed_size, header_offset, disk,
     return values[0], values[1], values[2], disk
 
 
-def _check_kind(is_dir, host, external, method, crc, compressed_size, file_size, raw):
+def _check_kind(is_dir: bool, host: int, external: int, method: int, crc: int,
+                compressed_size: int, file_size: int, raw: bytes) -> None:
     """
     Refuse a member whose attributes make readers disagree on what it is:
     a directory with content, a directory attribute on a file, a symbolic
@@ -990,14 +1006,15 @@ class MemberNames:
     sorts the keys once, at the end: O(n log n) comparisons, in C.
     """
 
-    def __init__(self, error=UnsafeArchive):
+    def __init__(self, error: type[UnsafeArchive] = UnsafeArchive) -> None:
         """
         @param error: the exception L{check} raises (L{UnsafeZip} for zips).
         """
-        self._keys = []
+        #: C{(folded name, is a directory, raw name)} of each name added
+        self._keys: list[tuple[str, bool, bytes]] = []
         self._error = error
 
-    def add(self, name, is_dir, raw=None):
+    def add(self, name: str, is_dir: bool, raw: bytes | None = None) -> None:
         """
         Record the member C{name} (whose bytes are C{raw}, when known), a
         directory if C{is_dir}.
@@ -1006,7 +1023,7 @@ class MemberNames:
             raw = _encode_name(name)
         self._keys.append((_fold(name.rstrip("/")), is_dir, raw))
 
-    def check(self):
+    def check(self) -> None:
         """
         Refuse the first collision among the names added, if any.
 
@@ -1030,7 +1047,7 @@ class MemberNames:
                 )
 
 
-def _fold(name):
+def _fold(name: str) -> str:
     """
     Fold a name to what case-insensitive, normalizing file systems take it
     for: NFC, case-folded, without trailing dots and spaces in any
@@ -1048,7 +1065,8 @@ def _fold(name):
 # The local headers.
 
 
-def _check_members(f, centrals, cd_offset, max_extra_length, allow_data_descriptors):
+def _check_members(f: SeekableFile, centrals: Sequence[_Central], cd_offset: int,
+                   max_extra_length: int, allow_data_descriptors: bool) -> list[int]:
     """
     Check every member's local header (and data descriptor) against its
     central entry, and that the members tile the file up to the central
@@ -1056,7 +1074,7 @@ def _check_members(f, centrals, cd_offset, max_extra_length, allow_data_descript
     """
     data_offsets = [0] * len(centrals)
     expected = 0
-    previous = None
+    previous: _Central | None = None
     for index in sorted(range(len(centrals)), key=lambda i: centrals[i].header_offset):
         central = centrals[index]
         if central.header_offset > expected:
@@ -1069,6 +1087,8 @@ def _check_members(f, centrals, cd_offset, max_extra_length, allow_data_descript
                 f"'{_show_name(previous.raw_name)}' belong to no member", central.raw_name,
             )
         if central.header_offset < expected:
+            # (expected is 0, which no offset is below, until a member was checked)
+            assert previous is not None
             raise UnsafeZip(
                 f"the member overlaps '{_show_name(previous.raw_name)}'", central.raw_name,
             )
@@ -1088,7 +1108,8 @@ def _check_members(f, centrals, cd_offset, max_extra_length, allow_data_descript
     return data_offsets
 
 
-def _check_local(f, central, cd_offset, max_extra_length, allow_data_descriptors):
+def _check_local(f: SeekableFile, central: _Central, cd_offset: int, max_extra_length: int,
+                 allow_data_descriptors: bool) -> tuple[int, int]:
     """
     Check one member's local header (and data descriptor) against its
     central entry; return where its data starts and where it ends.
@@ -1161,7 +1182,8 @@ def _check_local(f, central, cd_offset, max_extra_length, allow_data_descriptors
     return data_offset, end
 
 
-def _apply_local_zip64(block, file_size, compressed_size, raw):
+def _apply_local_zip64(block: bytes | None, file_size: int, compressed_size: int, raw: bytes,
+                       ) -> tuple[int, int]:
     """
     Replace the sentinel sizes of a local header by those of its ZIP64
     extra, which must hold both sizes; a size given twice must agree.
@@ -1188,7 +1210,8 @@ def _apply_local_zip64(block, file_size, compressed_size, raw):
     return file_size64, compressed_size64
 
 
-def _check_descriptor(f, central, offset, cd_offset, zip64):
+def _check_descriptor(f: SeekableFile, central: _Central, offset: int, cd_offset: int,
+                      zip64: bool) -> int:
     """
     Check the data descriptor at C{offset} against the central entry and
     return where it ends.

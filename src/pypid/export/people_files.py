@@ -66,10 +66,14 @@ def make_people(base_url: str | None = None, files_url: str | None = None,
         releases = pages.releases_of(files)
         latest_view = pages.project_view(project.name, project.display_name, files,
                                          releases=releases)
+        if latest_view is None:  # (a project with files has a latest release)
+            return []
         for release in releases:
             view = pages.project_view(project.name, project.display_name, files,
                                       release.version, details=_details_of(release, details),
                                       releases=releases)
+            if view is None:  # (each release of the files has a view)
+                continue
             # (folders named as the URL reads once decoded: "1.0+local")
             outputs.append((f"project/{project.name}/{release.version}/index.html",
                             pages.project_page(chrome, view, "../../../")))

@@ -212,6 +212,9 @@ class ProjectPages(ReadResource):
             return send_moved(request, self._base, pages.project_path(normalized, canonical))
         view = pages.project_view(normalized, display_name, files, canonical,
                                   upstream=upstream)
+        if view is None:
+            # (a cached upstream page may list no files: nothing to show)
+            raise NotFound(_NO_PROJECT)
         return ensureDeferred(self._render(request, key, token, view))
 
     def _find(self, name: str,
@@ -244,7 +247,9 @@ class ProjectPages(ReadResource):
                       view: pages.ProjectView) -> bytes:
         serial = self._index.serial
         if view.upstream is None:
-            details, final = await self._details(view.current.files, self._storage)
+            # (a hosted page's files are the index's records)
+            details, final = await self._details(view.current.files, self._storage,
+                                                 lambda f: cast(FileRecord, f))
         else:
             # (a page of the upstream's: there is one)
             files = cast("UpstreamProxy", self._upstream).files
@@ -257,12 +262,13 @@ class ProjectPages(ReadResource):
             self._kept.put(key, token, page)
         return send_page(request, page)
 
-    async def _details(self, files: Iterable[FileRecord], storage: IStorage,
-                       stored: Callable[[FileRecord], FileRecord | None] = lambda f: f,
+    async def _details(self, files: Iterable[pages.ShownFile], storage: IStorage,
+                       stored: Callable[[pages.ShownFile], FileRecord | None],
                        ) -> tuple[Details | None, bool]:
         """
         The L{Details} of a release: of its first wheel that has them, else
         its sdist's; and whether they are final (not being rendered now).
+        C{stored} gives the stored record of a file shown, or L{None}.
         """
         ordered = sorted(files, key=lambda f: (f.packagetype != WHEEL, f.filename))
         records = [r for r in (stored(f) for f in ordered) if r is not None]
