@@ -15,6 +15,10 @@ anything asks for them (L{Project.files}). A start from a large snapshot
 so answers before a record is made (see L{pypid.storage.snapshot}).
 """
 
+# (annotations kept as strings: a closure made per project at load, with
+# its annotations evaluated, cost some 200 bytes a project of a large index)
+from __future__ import annotations
+
 from collections.abc import Callable, Collection, Hashable, Iterable
 from typing import Any
 
