@@ -11,6 +11,8 @@ server). A L{StartupError} from any factory becomes one line and exit
 status 1 here, and only here. C{pypid.tac} calls the same function.
 """
 
+from __future__ import annotations
+
 import os
 import signal
 import time
@@ -155,7 +157,7 @@ def reload_on_hangup(reactor: IReactorFromThreads, reload: Callable[[], None],
 
 
 def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool = False,
-                  pools: ThreadPools | None = None, notifier: "Notifier | None" = None,
+                  pools: ThreadPools | None = None, notifier: Notifier | None = None,
                   load_config: Callable[[], Config] | None = None) -> Parts:
     """
     The parts of the server of a L{pypid.config.Config}, in the order they
@@ -234,8 +236,8 @@ def _present(*parts: tuple[str, IService | None]) -> list[tuple[str, IService]]:
     return [(name, part) for name, part in parts if part is not None]
 
 
-def _notifier_part(notifier: "Notifier | None", reactor: IReactorTime,
-                   index: Index) -> "NotifierPart | None":
+def _notifier_part(notifier: Notifier | None, reactor: IReactorTime,
+                   index: Index) -> NotifierPart | None:
     if notifier is None:
         return None
     from pypid.daemon.systemd import NotifierPart

@@ -12,6 +12,8 @@ started with, so none is dropped, and files that cannot be used leave the
 old context in service.
 """
 
+from __future__ import annotations
+
 from collections.abc import Callable
 
 import attrs

@@ -10,6 +10,8 @@ serves them. A package of its own below C{web/} and C{export/}, importing
 only C{core/}, so both take the same files from below.
 """
 
+from __future__ import annotations
+
 import hashlib
 from importlib import resources
 
@@ -42,7 +44,7 @@ class Assets:
     pages: dict[str, Page]
 
     @classmethod
-    def load(cls) -> "Assets":
+    def load(cls) -> Assets:
         """Read the assets from the package (once, at start-up)."""
         pages: dict[str, Page] = {}
         paths: dict[str, str] = {}

@@ -9,6 +9,8 @@ says what a user name may be (L{USER_NAME}), for the configuration and the
 htpasswd reader.
 """
 
+from __future__ import annotations
+
 import base64
 import binascii
 import re

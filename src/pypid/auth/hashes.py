@@ -9,6 +9,8 @@ L{pypid.auth.verifier.PasswordVerifier} runs it in a thread pool. The dummy
 hashes let an unknown user cost what a known one does.
 """
 
+from __future__ import annotations
+
 import base64
 import binascii
 import collections
@@ -96,7 +98,7 @@ def _decode_b64(text: str) -> bytes:
     return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
 
 
-def _parse_hash(value: str) -> "_HashShape":
+def _parse_hash(value: str) -> _HashShape:
     """
     Return the L{_HashShape} of an argon2id hash, or raise L{ValueError}
     saying what is accepted; the message never repeats C{value}, which may be
@@ -161,7 +163,7 @@ def check_hash_format(value: str) -> None:
     _parse_hash(value)
 
 
-def make_dummy_hash(shape: "_HashShape") -> str:
+def make_dummy_hash(shape: _HashShape) -> str:
     """
     Return a well-formed argon2id hash of nothing, with C{shape}'s cost.
 
@@ -180,7 +182,7 @@ def make_dummy_hash(shape: "_HashShape") -> str:
     )
 
 
-def dummy_shape(hashes: Iterable[str]) -> "_HashShape":
+def dummy_shape(hashes: Iterable[str]) -> _HashShape:
     """
     Return the most common cost among C{hashes} (the default when there are
     none), so an unknown user costs what a typical known one does.

@@ -10,6 +10,8 @@ the administrator re-hashes those passwords: plaintext, DES crypt, MD5
 (C{$5$}, C{$6$}), which are fast enough to guess offline.
 """
 
+from __future__ import annotations
+
 import re
 
 from pypid.auth.basic import USER_NAME

@@ -66,6 +66,8 @@ checks fail at once), so an outage does not hold a check, and a place
 among the verifier's pending checks, for the whole timeout per request.
 """
 
+from __future__ import annotations
+
 import math
 import re
 from collections.abc import Callable, Iterable, Iterator

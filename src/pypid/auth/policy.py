@@ -20,6 +20,8 @@ L{Identity} (C{groups}), and every check takes them as C{groups}; without
 a directory they are empty, and cost nothing.
 """
 
+from __future__ import annotations
+
 import re
 from collections.abc import Iterable, Mapping
 from collections.abc import Set as AbstractSet

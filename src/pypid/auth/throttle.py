@@ -32,6 +32,8 @@ applies it:
     address; a guesser spraying made-up names is held back as a whole.
 """
 
+from __future__ import annotations
+
 import attrs
 from twisted.internet.interfaces import IReactorTime
 

@@ -14,6 +14,8 @@ L{TokenBook} is the truth while the server runs, written back (in a worker
 thread) after each change.
 """
 
+from __future__ import annotations
+
 import hashlib
 import hmac
 import json
@@ -85,7 +87,7 @@ class Token:
         return data
 
     @classmethod
-    def from_json(cls, data: Any) -> "Token":
+    def from_json(cls, data: Any) -> Token:
         """The token a record describes."""
         try:
             actions = frozenset(data["actions"])

@@ -19,6 +19,8 @@ Nothing here imports the global reactor: the reactor (for its clock and to get
 results back from threads) and the thread pool come in through constructors.
 """
 
+from __future__ import annotations
+
 import collections
 import hashlib
 import hmac
@@ -97,11 +99,11 @@ class Identity:
     """
 
     name: str
-    token: "Token | None" = None
+    token: Token | None = None
     groups: frozenset[str] = frozenset()
 
 
-def _non_negative(instance: object, attribute: "attrs.Attribute[Any]", value: float) -> None:
+def _non_negative(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
     if value < 0:
         raise ValueError(f"{attribute.name.lstrip('_')} must not be negative")
 
@@ -152,7 +154,7 @@ class PasswordVerifier:
                                     validator=_non_negative)
     _run_in_pool: Callable[..., Deferred[str]] = attrs.field(default=deferToThreadPool,
                                                            kw_only=True, repr=False)
-    _directory: "Directory | None" = attrs.field(default=None, kw_only=True, repr=False)
+    _directory: Directory | None = attrs.field(default=None, kw_only=True, repr=False)
     # Per-process key for the cache's digests: a leaked cache (a core dump,
     # say) cannot be brute-forced offline without it, and is useless after
     # a restart.
@@ -306,7 +308,7 @@ class PasswordVerifier:
         work.addBoth(self._deliver, digest)
         return result
 
-    def _ask_directory(self, directory: "Directory", hashed: Deferred[str], user: str,
+    def _ask_directory(self, directory: Directory, hashed: Deferred[str], user: str,
                        password: str, digest: bytes) -> Deferred[Any]:
         """
         Check a name that is not a user here in the directory, while the

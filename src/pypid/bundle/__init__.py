@@ -13,3 +13,5 @@ pypiserver folder, a pypicloud bucket or folder).
   - L{pypid.bundle.sources}: what a bundle, devpi, pypiserver and pypicloud
     offer, as the files L{pypid.bundle.ingest} takes.
 """
+
+from __future__ import annotations

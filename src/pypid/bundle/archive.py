@@ -19,6 +19,8 @@ filter (PEP 706) as a second line of defence. A folder's entries are opened
 without following symbolic links.
 """
 
+from __future__ import annotations
+
 import errno
 import hashlib
 import io
@@ -368,7 +370,7 @@ class FolderReader(_Reader):
         """The bundle as a person names it."""
         return self.path
 
-    def scan(self) -> "FolderReader":
+    def scan(self) -> FolderReader:
         """Walk the folder, checking and hashing what it holds; see L{_Reader}."""
         stack = [""]
         while stack:
@@ -428,7 +430,7 @@ class TarReader(_Reader):
         """The bundle as a person names it."""
         return self.path
 
-    def scan(self) -> "TarReader":
+    def scan(self) -> TarReader:
         """Read the tar file's members through once; see L{_Reader}."""
         try:
             self._tar = tar = tarfile.open(self.path, "r:*")

@@ -27,6 +27,8 @@ comes across once when the bytes are the same, and is reported as a
 conflict when they differ (the first index, in name order, wins).
 """
 
+from __future__ import annotations
+
 import calendar
 import email.utils
 import os

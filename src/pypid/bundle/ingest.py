@@ -36,6 +36,8 @@ a time, 55 s eight at a time (the rest is inspection and rendering, which
 hold the interpreter's lock).
 """
 
+from __future__ import annotations
+
 import hashlib
 import math
 import os

@@ -24,6 +24,8 @@ The manifest is written last, so a folder without one is an export that
 did not finish.
 """
 
+from __future__ import annotations
+
 import json
 import re
 from collections.abc import Iterable
@@ -168,7 +170,7 @@ class Digest:
         return {"sha256": self.sha256, "size": self.size}
 
     @classmethod
-    def from_json(cls, data: Any, where: str) -> "Digest":
+    def from_json(cls, data: Any, where: str) -> Digest:
         """
         @raise BundleError: naming C{where} when C{data} is not a digest.
         """
@@ -232,7 +234,7 @@ class BundleManifest:
         return self.members.get(name)
 
     @classmethod
-    def parse(cls, data: bytes) -> "BundleManifest":
+    def parse(cls, data: bytes) -> BundleManifest:
         """
         Read a manifest.
 

@@ -17,6 +17,8 @@ details (nothing of a file left out stays behind), then the records, the
 tombstones and the manifest.
 """
 
+from __future__ import annotations
+
 import os
 import shutil
 import tempfile

@@ -23,6 +23,8 @@ serves them in place (its scan reads any distribution key); this import is
 for moving them into another storage, with a report.
 """
 
+from __future__ import annotations
+
 import hashlib
 import os
 import re

@@ -11,6 +11,8 @@ and a devpi or pypicloud sha256 is checked against the bytes; the file is
 then inspected like an upload by the ingest, whatever the source.
 """
 
+from __future__ import annotations
+
 import json
 import os
 import stat

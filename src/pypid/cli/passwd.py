@@ -7,6 +7,8 @@ C{pypid-passwd < secret.txt} in a script yields just the hash; prompts and
 errors go to the terminal or standard error.
 """
 
+from __future__ import annotations
+
 import argparse
 import sys
 from getpass import getpass

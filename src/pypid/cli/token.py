@@ -8,6 +8,8 @@ C{pypid-token}: issue, list and revoke a server's API tokens (as an admin).
   - C{pypid-token revoke ID} stops a token at once.
 """
 
+from __future__ import annotations
+
 import argparse
 import json
 import sys

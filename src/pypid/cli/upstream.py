@@ -13,6 +13,8 @@ This is a client: it makes blocking HTTP requests, which is fine outside
 the server. The password comes from C{PYPID_PASSWORD}, or is asked for.
 """
 
+from __future__ import annotations
+
 import argparse
 import hashlib
 import json

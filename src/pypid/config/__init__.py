@@ -17,6 +17,8 @@ Relative paths are made absolute against the directory the server is started
 in, so C{etc/pypid.ini} works from a checkout with C{./var/}.
 """
 
+from __future__ import annotations
+
 import configparser
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType

@@ -8,6 +8,8 @@ names the administrator chooses.  L{read_principals} reads them and checks
 every name they and C{[auth] admins} mention against the others.
 """
 
+from __future__ import annotations
+
 import attrs
 
 from pypid.auth.basic import USER_NAME

@@ -3,6 +3,8 @@ The configuration's error type: a L{StartupError} raised while the file
 and the command line are read and checked.
 """
 
+from __future__ import annotations
+
 from pypid.core.startup import StartupError
 
 __all__ = ["ConfigError", "StartupError"]

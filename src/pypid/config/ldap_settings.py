@@ -10,6 +10,8 @@ a service account from binding with an empty password (an LDAP
 "unauthenticated bind", which servers answer as anonymous).
 """
 
+from __future__ import annotations
+
 import attrs
 
 from pypid.auth.ldap import PLACEHOLDERS, LDAPServer, check_filter_template, parse_ldap_url

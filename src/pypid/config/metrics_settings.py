@@ -8,6 +8,8 @@ for its operators. C{allow} replaces that list of addresses or networks
 group in with their credentials (a Prometheus C{basic_auth}, or a token).
 """
 
+from __future__ import annotations
+
 import ipaddress
 from collections.abc import Iterable, Mapping
 

@@ -11,6 +11,8 @@ L{read_publishers} reads it, each rule's issuer checked against
 C{[oidc] issuers}.
 """
 
+from __future__ import annotations
+
 from collections.abc import Callable, Iterable
 
 import attrs

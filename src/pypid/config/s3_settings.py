@@ -8,6 +8,8 @@ keys against each other and against C{[storage] backend} and C{[pypid]
 max_upload_size}.
 """
 
+from __future__ import annotations
+
 import math
 import re
 from typing import Any

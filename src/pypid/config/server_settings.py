@@ -10,6 +10,8 @@ choose (Twisted's default ciphers accept C{AES128-SHA}) and are not
 reloaded on C{SIGHUP}.
 """
 
+from __future__ import annotations
+
 import attrs
 
 from pypid.config.values import (

@@ -3,6 +3,8 @@ The C{[storage]} section: which backend keeps the packages, and the local
 folder (the packages themselves with C{local}, temporary files with C{s3}).
 """
 
+from __future__ import annotations
+
 import attrs
 
 from pypid.config.values import Keys, choice, parse_path

@@ -6,6 +6,8 @@ listeners may stand beside an C{https:} one, and that C{[pypid] base_url}
 is then an https:// URL.
 """
 
+from __future__ import annotations
+
 import attrs
 
 from pypid.config.server_settings import HTTP_REDIRECT, HTTPS, parse_listen_address

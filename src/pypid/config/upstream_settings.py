@@ -7,6 +7,8 @@ L{check_upstream} checks the keys against each other and puts the host of
 C{url} first in C{hosts}.
 """
 
+from __future__ import annotations
+
 import ipaddress
 import re
 from typing import Any

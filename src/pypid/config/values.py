@@ -9,6 +9,8 @@ bucket name, a listen line, a host list) live with that section; sizes and
 durations are L{pypid.core.units}'.
 """
 
+from __future__ import annotations
+
 import ipaddress
 import os
 from collections.abc import Callable, Iterable

@@ -21,6 +21,8 @@ PEP 700's upload times), which sorts as the times do: queries compare them
 as strings, and an entry's day (its file) is the first ten characters.
 """
 
+from __future__ import annotations
+
 import datetime
 import hashlib
 import json
@@ -196,7 +198,7 @@ class Entry:
         return data
 
     @classmethod
-    def from_json(cls, data: object) -> "Entry":
+    def from_json(cls, data: object) -> Entry:
         """
         The entry a line's data describes.
 

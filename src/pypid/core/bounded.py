@@ -7,6 +7,8 @@ the entry touched longest ago goes: a plain dict keeps insertion order, so
 moving a key to its end on each touch makes it the order of last use.
 """
 
+from __future__ import annotations
+
 from typing import TypeVar
 
 K = TypeVar("K")

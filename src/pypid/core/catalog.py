@@ -11,6 +11,8 @@ see what is left to the caller, which filters (see L{visible_counts}).
 Pure: no I/O and no clock.
 """
 
+from __future__ import annotations
+
 from collections.abc import Callable
 
 from pypid.core.index import Index, Project

@@ -16,6 +16,8 @@ not in the metadata at all.
 Pure: metadata in, JSON bytes out, and back.
 """
 
+from __future__ import annotations
+
 import json
 from typing import Any
 
@@ -69,7 +71,7 @@ class Details:
         ).encode("utf-8")
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "Details":
+    def from_bytes(cls, data: bytes) -> Details:
         """
         Read a sidecar back.
 

@@ -34,6 +34,8 @@ the page cache, so a 10 MB wheel takes 40 ms as before, and 44 real wheels
 before 3.3 to 3.4.
 """
 
+from __future__ import annotations
+
 import hashlib
 import io
 import os
@@ -63,7 +65,7 @@ IN_MEMORY_LIMIT = 1 << 20
 _EOF_PROBE = 1 << 16
 
 
-def file_digests(path: "str | os.PathLike[str]") -> Digests:
+def file_digests(path: str | os.PathLike[str]) -> Digests:
     """Return C{(size, sha256, blake2_256, md5)} hex digests of a file."""
     with open(path, "rb") as f:
         return _stream_digests(f)

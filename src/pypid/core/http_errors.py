@@ -7,6 +7,8 @@ phrase to its user, so the message goes there too, reduced to printable
 ASCII: client-supplied text never reaches a status line or header raw.
 """
 
+from __future__ import annotations
+
 from collections.abc import Iterable
 
 

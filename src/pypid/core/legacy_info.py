@@ -10,6 +10,8 @@ theirs: they read the records of L{info_sources} in order and hand the first
 bytes they get to L{info_from}.
 """
 
+from __future__ import annotations
+
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 

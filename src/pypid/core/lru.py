@@ -14,6 +14,8 @@ L{ByteLRU.get}): a dict lookup and an C{OrderedDict.move_to_end}, O(1),
 and nothing allocated.
 """
 
+from __future__ import annotations
+
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar

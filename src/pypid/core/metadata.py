@@ -34,6 +34,8 @@ header, so data hidden after one would otherwise pass). Either way the
 metadata's C{Metadata-Version} must be one the index supports.
 """
 
+from __future__ import annotations
+
 import bz2
 import functools
 import gzip

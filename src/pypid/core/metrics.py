@@ -21,6 +21,8 @@ L{method_of}).
 Pure: no I/O, no clock (the caller measures the time).
 """
 
+from __future__ import annotations
+
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping
 

@@ -8,6 +8,8 @@ rendered from. Records are immutable: a change (a yank, say) makes a new
 record (L{FileRecord.replace}).
 """
 
+from __future__ import annotations
+
 import datetime
 import operator
 from collections.abc import Iterable
@@ -134,7 +136,7 @@ class FileRecord(tuple[Any, ...]):
                 blake2_256: str | None = None, md5: str | None = None,
                 requires_python: str | None = None, yanked: str | None = None,
                 metadata_sha256: str | None = None, summary: str | None = None,
-                uploader: str | None = None) -> "FileRecord":
+                uploader: str | None = None) -> FileRecord:
         return tuple.__new__(cls, (
             filename, project, name, version, packagetype,
             None if path == filename else path, size,
@@ -146,7 +148,7 @@ class FileRecord(tuple[Any, ...]):
         ))
 
     @classmethod
-    def of_values(cls, values: Iterable[Any]) -> "FileRecord":
+    def of_values(cls, values: Iterable[Any]) -> FileRecord:
         """
         A record from its 16 values in L{FIELDS} order, as a snapshot keeps
         them: digests as raw bytes, the path L{None} when it is the filename.
@@ -205,7 +207,7 @@ class FileRecord(tuple[Any, ...]):
         shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in FIELDS)
         return f"FileRecord({shown})"
 
-    def replace(self, **changes: Any) -> "FileRecord":
+    def replace(self, **changes: Any) -> FileRecord:
         """This record with some fields changed (as C{attrs.evolve} would)."""
         values = list(self)
         for name, value in changes.items():
@@ -244,7 +246,7 @@ class FileRecord(tuple[Any, ...]):
         return out
 
     @classmethod
-    def from_json(cls, data: Any) -> "FileRecord":
+    def from_json(cls, data: Any) -> FileRecord:
         """
         Build a record from the dict that L{to_json} made.
 

@@ -7,6 +7,8 @@ and either returns a value or raises L{InvalidName} with a message a person
 can act on.
 """
 
+from __future__ import annotations
+
 import functools
 import re
 from typing import TypeVar

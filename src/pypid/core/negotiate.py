@@ -27,6 +27,8 @@ The rules follow RFC 9110 section 12 and PEP 691:
     which the caller sends 406.
 """
 
+from __future__ import annotations
+
 import re
 
 HTML = "text/html"

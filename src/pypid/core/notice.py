@@ -9,6 +9,8 @@ both: the cache calls it, the writer listens to it from its own
 constructor.
 """
 
+from __future__ import annotations
+
 from collections.abc import Callable
 
 import attrs

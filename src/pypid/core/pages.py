@@ -19,6 +19,8 @@ C{script-src 'self'; style-src 'self'} (see L{pypid.web.people.PEOPLE_CSP}).
 Pure: data in, bytes out.
 """
 
+from __future__ import annotations
+
 import datetime
 import functools
 from collections.abc import Iterable, Mapping

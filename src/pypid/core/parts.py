@@ -14,6 +14,8 @@ part may provide:
 Interfaces only: no I/O.
 """
 
+from __future__ import annotations
+
 from collections.abc import Callable, Iterable
 from typing import Any
 

@@ -15,6 +15,8 @@ cannot read that way is described like the others, and listed when it has
 been.
 """
 
+from __future__ import annotations
+
 import functools
 import re
 from collections import OrderedDict

@@ -20,6 +20,8 @@ escaped text in a C{<pre>}, never markup.
 Pure: text in, a L{RenderedDescription} out.
 """
 
+from __future__ import annotations
+
 import copy
 import html
 import re

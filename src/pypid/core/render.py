@@ -10,6 +10,8 @@ traffic, and every value placed in HTML is escaped, because filenames,
 Requires-Python and yank reasons all come from uploaders.
 """
 
+from __future__ import annotations
+
 import gzip
 import hashlib
 import json
@@ -176,7 +178,7 @@ class Page:
     content_type: bytes
 
     @classmethod
-    def of(cls, body: bytes, content_type: bytes) -> "Page":
+    def of(cls, body: bytes, content_type: bytes) -> Page:
         """Make a page from rendered bytes, with its compressed form."""
         tag = etag(body)
         if len(body) >= _MIN_GZIP:

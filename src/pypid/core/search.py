@@ -28,6 +28,8 @@ so a hidden project is never shown, counted or suggested.
 Pure: no I/O, no reactor.
 """
 
+from __future__ import annotations
+
 import re
 from collections.abc import Callable, Iterable
 

@@ -11,6 +11,8 @@ raise it without importing the configuration's modules
 (L{pypid.config.errors.ConfigError}, raised while the file is read, is one).
 """
 
+from __future__ import annotations
+
 
 class StartupError(Exception):
     """The server cannot start with what it was given; the message is one line for a person."""

@@ -6,6 +6,8 @@ token admin at request time (a token's lifetime), so they live in the pure
 core: plain functions over text, no I/O.
 """
 
+from __future__ import annotations
+
 import math
 import re
 

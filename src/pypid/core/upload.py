@@ -24,6 +24,8 @@ The archive is checked afterwards (L{pypid.core.metadata.extract}), and its
 metadata must name the same project and version as the form.
 """
 
+from __future__ import annotations
+
 import hmac
 import re
 from collections.abc import Mapping, Sequence

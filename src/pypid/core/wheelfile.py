@@ -18,6 +18,8 @@ different parsers.
 Pure: bytes in, a L{WheelInfo} out, or L{InvalidWheelFile}.
 """
 
+from __future__ import annotations
+
 import re
 
 import attrs

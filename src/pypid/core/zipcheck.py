@@ -177,6 +177,8 @@ Measured (Python 3.11, on 2 shared cores):
      confusion above, so its rules are reimplemented and extended here.
 """
 
+from __future__ import annotations
+
 import re
 import struct
 import unicodedata

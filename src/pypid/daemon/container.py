@@ -23,6 +23,8 @@ every part that provides L{IReloadable}: all prepare first, then all take
 it, so a reload is taken whole or not at all.
 """
 
+from __future__ import annotations
+
 import atexit
 import os
 import sys

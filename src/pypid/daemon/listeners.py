@@ -12,6 +12,8 @@ C{http-redirect:} listeners open only once every C{https:} one listens;
 any other line is a Twisted endpoint serving the site.
 """
 
+from __future__ import annotations
+
 import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import NoReturn, cast
@@ -159,7 +161,7 @@ class Listeners(Service):
 
     @classmethod
     def from_config(cls, config: Config, reactor: IListeningReactor,
-                    site: PypidSite) -> "Listeners":
+                    site: PypidSite) -> Listeners:
         """
         The listeners of C{[pypid] listen} serving C{site}.
 

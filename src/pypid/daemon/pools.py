@@ -1,5 +1,7 @@
 """The server's thread pools, as the first part to start and the last to stop."""
 
+from __future__ import annotations
+
 from functools import partial
 
 from twisted.application.service import Service
@@ -26,7 +28,7 @@ class ThreadPools(Service):
         self.run = run
 
     @classmethod
-    def create(cls, reactor: IReactorFromThreads, threads: int) -> "ThreadPools":
+    def create(cls, reactor: IReactorFromThreads, threads: int) -> ThreadPools:
         """New pools, not started, for a server with C{threads} I/O threads."""
         io = ThreadPool(minthreads=1, maxthreads=threads, name="pypid-io")
         hashing = ThreadPool(minthreads=0, maxthreads=2, name="pypid-hash")

@@ -11,6 +11,8 @@ namespace), with C{KEY=value} lines; it needs no library. Outside systemd
 there is no C{NOTIFY_SOCKET}, and nothing is sent.
 """
 
+from __future__ import annotations
+
 import os
 import socket
 from collections.abc import Callable, Mapping
@@ -40,7 +42,7 @@ class Notifier:
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str],
-                     pid: int | None = None) -> "Notifier | None":
+                     pid: int | None = None) -> Notifier | None:
         """
         The notifier the environment asks for, or L{None}: C{NOTIFY_SOCKET},
         and C{WATCHDOG_USEC} when C{WATCHDOG_PID} is unset or this process.

@@ -11,3 +11,5 @@ that nginx, a bucket or a CDN serves it without the daemon.
 
 The command line is L{pypid.cli.export}.
 """
+
+from __future__ import annotations

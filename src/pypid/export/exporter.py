@@ -12,6 +12,8 @@ paths it writes are kept in L{plan.PENDING}, so that an export cut short is
 mended by the next one: those paths are written again, or removed.
 """
 
+from __future__ import annotations
+
 import json
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence

@@ -19,6 +19,8 @@ The assets come from the daemon's package (L{pypid.assets}): the same
 files, under the same digest names.
 """
 
+from __future__ import annotations
+
 import hashlib
 
 from pypid.assets import Assets

@@ -23,6 +23,8 @@ longer belongs (L{stale_paths}).  Fingerprinting 20,000 records takes about
 50 ms; rendering them all, seconds.
 """
 
+from __future__ import annotations
+
 import hashlib
 import json
 import re
@@ -197,7 +199,7 @@ class Output:
     record: FileRecord | None = None
 
     @classmethod
-    def page(cls, path: str, data: bytes, content_type: str) -> "Output":
+    def page(cls, path: str, data: bytes, content_type: str) -> Output:
         """A path holding C{data}."""
         return cls(path, content_type, hashlib.sha256(data).hexdigest(), data)
 
@@ -487,7 +489,7 @@ class ExportManifest:
         })
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "ExportManifest":
+    def from_bytes(cls, data: bytes) -> ExportManifest:
         """
         Read a manifest.
 

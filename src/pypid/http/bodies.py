@@ -5,6 +5,8 @@ idle deadline, so one that stops sending midway cannot hold a request for
 ever (a deadline on the headers alone does not cover the body).
 """
 
+from __future__ import annotations
+
 import zlib
 from collections.abc import Callable
 from typing import Any, cast

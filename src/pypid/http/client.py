@@ -8,6 +8,8 @@ Bodies of answers are read with L{pypid.http.bodies} (bounded, with an idle
 deadline): treq's C{timeout} covers only the headers.
 """
 
+from __future__ import annotations
+
 import re
 from http.cookiejar import Cookie, CookieJar
 from typing import Any, Protocol

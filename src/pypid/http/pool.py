@@ -10,6 +10,8 @@ This module is the one place that touches either; checked with Twisted
 24.7 to 26.10.
 """
 
+from __future__ import annotations
+
 from twisted.internet.interfaces import IReactorTime
 from twisted.web.client import HTTPConnectionPool, _HTTP11ClientFactory
 

@@ -5,3 +5,5 @@ describing files found without a record (L{backfill}), saving its snapshot
 (L{writer}; the snapshot's format is L{pypid.storage.snapshot}) and taking
 in other servers' changes to a shared storage (L{sync}).
 """
+
+from __future__ import annotations

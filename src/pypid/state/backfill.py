@@ -13,6 +13,8 @@ lock file, and a page without them, once fetched, could end up there; pip
 and uv both retry a 503.
 """
 
+from __future__ import annotations
+
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 

@@ -11,6 +11,8 @@ first. So the loader is two parts of the daemon: L{IndexPart} before the
 listeners, L{FollowUp} after them.
 """
 
+from __future__ import annotations
+
 import gc
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -117,7 +119,7 @@ class IndexLoader:
     _run: Callable[..., Deferred[Any]]
     _clock: IReactorTime
     _writer: SnapshotWriter | None = None
-    _upstream: "UpstreamProxy | None" = None
+    _upstream: UpstreamProxy | None = None
     _backfill: Backfill | None = None
     #: fires when the check of storage against the snapshot that followed
     #: the load is done (L{None} before the load, or without one)

@@ -9,6 +9,8 @@ Pure (no I/O): the index (L{pypid.core.index.Index}) is in memory, and what stor
 said is given.
 """
 
+from __future__ import annotations
+
 from collections.abc import Collection, Iterable, Mapping
 
 from pypid.core.index import Index

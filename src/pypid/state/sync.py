@@ -4,6 +4,8 @@ a look at the change markers every C{sync_interval}, and a full check of
 the storage when the storage says one is due.
 """
 
+from __future__ import annotations
+
 from twisted.application.internet import TimerService
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.interfaces import IReactorTime

@@ -22,6 +22,8 @@ The loader (L{pypid.state.loader}) tells the writer what it found through
 these intention-revealing calls; no one else sets its state.
 """
 
+from __future__ import annotations
+
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
@@ -70,7 +72,7 @@ class SnapshotWriter(Service):
     def __init__(self, index: Index, path: str, run: Run, clock: IReactorTime,
                  storage: str | None = None,
                  busy_since: Callable[[], float | None] | None = None,
-                 shared: ISharedStorage | None = None, upstream: "UpstreamProxy | None" = None,
+                 shared: ISharedStorage | None = None, upstream: UpstreamProxy | None = None,
                  learnt: Notice | None = None) -> None:
         """
         @param index: the L{pypid.core.index.Index}.

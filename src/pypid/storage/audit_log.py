@@ -44,6 +44,8 @@ folders, and an S3 listing of files starts after every C{.pypid/} key
 (L{pypid.storage.s3.layout.Layout.files_start_after}).
 """
 
+from __future__ import annotations
+
 import fcntl
 import os
 import re
@@ -168,7 +170,7 @@ class IAuditLog(Interface):
         @return: a L{Deferred} firing with a L{pypid.core.audit_chain.EntryPage}.
         """
 
-    def verify() -> Deferred["ChainCheck"]:
+    def verify() -> Deferred[ChainCheck]:
         """
         Check every chain.
 
@@ -685,7 +687,7 @@ class _DayFiles(BufferedAuditLog):
 class _MemoryFile:
     """A file of a L{MemoryAuditLog}, as L{_DayFiles} uses one."""
 
-    _log: "MemoryAuditLog"
+    _log: MemoryAuditLog
     _name: str
 
     def size(self) -> int:
@@ -872,7 +874,7 @@ class S3AuditLog(BufferedAuditLog):
 
     delay = S3_FLUSH_DELAY
 
-    def __init__(self, client: "BucketCalls", prefix: str, clock: IReactorTime, *,
+    def __init__(self, client: BucketCalls, prefix: str, clock: IReactorTime, *,
                  instance: str | None = None,
                  prepare: Callable[[], Awaitable[Any]] | None = None,
                  on_close: Callable[[], Any] | None = None, parallel: int = 8) -> None:

@@ -5,6 +5,8 @@ be gone already, and holding a folder for one process. Blocking: for a
 worker thread.
 """
 
+from __future__ import annotations
+
 import fcntl
 import os
 import tempfile

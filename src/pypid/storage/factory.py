@@ -9,6 +9,8 @@ prepared first (a folder's lock taken, a bucket's credentials and
 conditional writes checked) and closed last but for the thread pools.
 """
 
+from __future__ import annotations
+
 import os
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -139,7 +141,7 @@ def make_storage(config: StorageSettings, run: Run, reactor: IReactorTime,
 def make_s3_client(config: StorageSettings, run: Run, reactor: IReactorTime,
                    timings: Timings | None = None, *, bucket: str | None = None,
                    endpoint: str | None = None, region: str | None = None,
-                   ) -> "tuple[S3Client, CredentialSource, Callable[[], Deferred[Any]]]":
+                   ) -> tuple[S3Client, CredentialSource, Callable[[], Deferred[Any]]]:
     """
     A client of the C{[s3]} bucket (its endpoint, credentials, deadline and
     the outbound TLS policy), with a connection pool of its own; or of
@@ -189,7 +191,7 @@ def make_s3_client(config: StorageSettings, run: Run, reactor: IReactorTime,
 
 
 def make_audit_log(config: StorageSettings, run: Run, reactor: IReactorTime,
-                   s3_timings: Timings | None = None) -> "IAuditLog":
+                   s3_timings: Timings | None = None) -> IAuditLog:
     """
     The audit log kept with the storage the configuration names: daily
     files in C{<path>/.pypid/audit/}, or objects under the bucket's
@@ -230,7 +232,7 @@ class StoragePart(Service):
 
     @classmethod
     def from_config(cls, config: StorageSettings, run: Run,
-                    reactor: IReactorTime) -> "StoragePart":
+                    reactor: IReactorTime) -> StoragePart:
         """The part for the configuration's storage, timed with the monotonic clock."""
         timings = Timings() if config.storage.backend == "s3" else None
         return cls(MeasuredStorage(make_storage(config, run, reactor, timings), time.monotonic),

@@ -11,6 +11,8 @@ fsynced before the upload is acknowledged; a crash in between leaves a file
 without a record, which the next scan rebuilds from the file itself.
 """
 
+from __future__ import annotations
+
 import os
 import time
 from typing import Any

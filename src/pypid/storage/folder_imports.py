@@ -12,6 +12,8 @@ state between calls: the metadata of files read by a scan whose sidecars
 are not written yet. Blocking: for a worker thread.
 """
 
+from __future__ import annotations
+
 import os
 import threading
 import time

@@ -5,6 +5,8 @@ miss the other's uploads), and the temporary files a crash left swept.
 Blocking: for a worker thread.
 """
 
+from __future__ import annotations
+
 import os
 
 import attrs

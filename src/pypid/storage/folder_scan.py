@@ -9,6 +9,8 @@ from a snapshot), and the comments that say why each step is as it is
 belong together.
 """
 
+from __future__ import annotations
+
 import os
 import time
 from collections.abc import Iterator

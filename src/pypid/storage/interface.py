@@ -10,6 +10,8 @@ All methods that touch the backend return Deferreds, so a network backend
 (S3) and the local one are interchangeable behind this interface.
 """
 
+from __future__ import annotations
+
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 

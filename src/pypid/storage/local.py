@@ -32,6 +32,8 @@ the rendering of details), and its methods run it in the thread pool given at
 construction, never on the reactor thread.
 """
 
+from __future__ import annotations
+
 import os
 from collections.abc import Iterable, Sequence
 
@@ -109,7 +111,7 @@ class LocalStorage:
 
     # -- the interface -------------------------------------------------------
 
-    def prepare(self) -> "Deferred[None]":
+    def prepare(self) -> Deferred[None]:
         """Create the folders, take the folder's lock and sweep what a crash left."""
         return self._run(self._lock.prepare)
 
@@ -117,24 +119,24 @@ class LocalStorage:
         """Release the folder (at the end of the service's life)."""
         self._lock.close()
 
-    def check(self) -> "Deferred[bool]":
+    def check(self) -> Deferred[bool]:
         """Whether the folder can be written to now."""
         return self._run(os.access, self.root, os.W_OK)
 
     def publish(self, temp_path: str, record: FileRecord, metadata: bytes | None,
-                details: bytes | None = None) -> "Deferred[FileRecord]":
+                details: bytes | None = None) -> Deferred[FileRecord]:
         """Link the spooled upload into place without overwriting; see the module."""
         return self._run(self._changes.publish, temp_path, record, metadata, details)
 
-    def update(self, record: FileRecord) -> "Deferred[None]":
+    def update(self, record: FileRecord) -> Deferred[None]:
         """Rewrite a file's record (a yank or an unyank)."""
         return self._run(self._changes.write_record, record)
 
-    def delete(self, record: FileRecord) -> "Deferred[None]":
+    def delete(self, record: FileRecord) -> Deferred[None]:
         """Remove a file, keeping a tombstone for its name."""
         return self._run(self._changes.delete, record)
 
-    def add_tombstone(self, filename: str) -> "Deferred[None]":
+    def add_tombstone(self, filename: str) -> Deferred[None]:
         """Keep a tombstone for a name no stored file has; see L{IStorage.add_tombstone}."""
         return self._run(self._changes.add_tombstone, filename)
 
@@ -144,7 +146,7 @@ class LocalStorage:
 
     def scan(self, known: dict[str, FileRecord] | None = None, since: float = 0.0,
              tombstones: Iterable[str] = (), persist: bool = True,
-             later: bool = False) -> "Deferred[ScanResult]":
+             later: bool = False) -> Deferred[ScanResult]:
         """
         Walk the folder; see L{IStorage.scan}. What was learnt about files
         that had no record (an imported folder) is written beside them in the
@@ -174,7 +176,7 @@ class LocalStorage:
 
     def describe_pending(self, pending: Sequence[PendingFile],
                          persist: bool = True,
-                         ) -> "Deferred[list[tuple[PendingFile, FileRecord | str]]]":
+                         ) -> Deferred[list[tuple[PendingFile, FileRecord | str]]]:
         """
         Describe files a scan left C{pending} (L{pypid.core.pending.PendingFile}s),
         and keep their records beside them (with C{persist}).
@@ -197,7 +199,7 @@ class LocalStorage:
             return MemoryFile(data)
         return LocalFile(self._sidecars.metadata_path(record.filename))
 
-    def read_metadata(self, record: FileRecord) -> "Deferred[bytes]":
+    def read_metadata(self, record: FileRecord) -> Deferred[bytes]:
         """
         A file's metadata: from memory just after an import (or after a scan
         that did not persist), else from its sidecar, read in the thread pool.
@@ -207,10 +209,10 @@ class LocalStorage:
             return succeed(data)
         return self._run(self._sidecars.read_metadata, record.filename)
 
-    def read_details(self, record: FileRecord) -> "Deferred[bytes | None]":
+    def read_details(self, record: FileRecord) -> Deferred[bytes | None]:
         """A file's details from their sidecar, or L{None} when there is none (yet)."""
         return self._run(self._sidecars.read_details, record.filename)
 
-    def describe(self, record: FileRecord) -> "Deferred[bytes | None]":
+    def describe(self, record: FileRecord) -> Deferred[bytes | None]:
         """Render a file's details from the file and keep them in their sidecar."""
         return self._run(self._imports.describe, record)

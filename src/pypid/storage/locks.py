@@ -7,6 +7,8 @@ dates a save by, so one lock table is given to both the publishing area and
 the writer.
 """
 
+from __future__ import annotations
+
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, TypeVar
 

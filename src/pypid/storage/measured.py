@@ -8,6 +8,8 @@ untouched: they answer from memory, and C{locate} is on the path of every
 download, where a timer would cost more than the call.
 """
 
+from __future__ import annotations
+
 from collections.abc import Callable
 from typing import Any
 

@@ -18,6 +18,8 @@ backend's does in memory.
 Nothing in the server imports this module, so it costs production nothing.
 """
 
+from __future__ import annotations
+
 import hashlib
 import io
 import os

@@ -23,6 +23,8 @@ L{put_file} needs: an export's target or a bundle's writer, each defined
 above this module and matching the protocol by its methods.
 """
 
+from __future__ import annotations
+
 import hashlib
 from collections.abc import Awaitable, Callable
 from typing import IO, TYPE_CHECKING, Protocol, cast

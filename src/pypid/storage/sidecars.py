@@ -12,6 +12,8 @@ background write of an imported record never undoes a yank or a delete
 stored meanwhile. Blocking: for a worker thread.
 """
 
+from __future__ import annotations
+
 import contextlib
 import errno
 import json

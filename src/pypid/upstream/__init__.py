@@ -6,3 +6,5 @@ L{pypid.upstream.parser} turns an upstream project page, in either of the
 simple API's serializations, into validated values; it is pure, so the
 caching policy built on it can be tested without a network.
 """
+
+from __future__ import annotations

@@ -15,6 +15,8 @@ order asked, so a large file is not overtaken for ever by small ones.
 Pure bookkeeping over Deferreds: no clock, no I/O.
 """
 
+from __future__ import annotations
+
 from collections import deque
 
 from twisted.internet.defer import Deferred, succeed

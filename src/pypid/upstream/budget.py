@@ -13,6 +13,8 @@ once. Requests the cache answers cost nothing.
 Pure bookkeeping: the time is passed in.
 """
 
+from __future__ import annotations
+
 from pypid.core.bounded import put_newest
 
 #: The most addresses remembered; past it the oldest are forgotten (which

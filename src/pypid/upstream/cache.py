@@ -9,6 +9,8 @@ failing with L{UpstreamNotFound} or L{UpstreamError}), and so is the clock:
 the cache does no I/O of its own.
 """
 
+from __future__ import annotations
+
 from collections.abc import Callable
 from typing import Any
 
@@ -125,7 +127,7 @@ class PageCache:
         so that the snapshot is saved soon; or L{None}.
     """
 
-    def __init__(self, fetch: Callable[[str], "Deferred[UpstreamPage]"], clock: IReactorTime,
+    def __init__(self, fetch: Callable[[str], Deferred[UpstreamPage]], clock: IReactorTime,
                  ttl: float, offline: bool = False, max_bytes: int = 256 << 20,
                  on_change: Callable[[], None] | None = None) -> None:
         self._fetch = fetch

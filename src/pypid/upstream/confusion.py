@@ -10,6 +10,8 @@ projects in C{min_age_exempt}: a freshly published malicious release is
 not installed before people had time to notice it.
 """
 
+from __future__ import annotations
+
 from collections.abc import Iterable
 from fnmatch import fnmatchcase
 from typing import Protocol, TypeVar

@@ -9,6 +9,8 @@ configured upstream or not, and the rest of the package loads only with
 C{[upstream]}.
 """
 
+from __future__ import annotations
+
 from collections.abc import Callable
 from typing import ParamSpec, Protocol, TypeVar
 

@@ -12,6 +12,8 @@ once. Only files listed by a cached page are ever fetched, from the
 upstream's hosts only (L{pypid.upstream.fetch}).
 """
 
+from __future__ import annotations
+
 import hashlib
 from collections.abc import Callable
 

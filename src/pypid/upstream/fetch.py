@@ -10,6 +10,8 @@ listed). Redirects are followed by hand, a few at most, and only to allowed
 hosts. Parsing is in L{pypid.upstream.parser}, which does no I/O.
 """
 
+from __future__ import annotations
+
 from collections.abc import Iterable
 from urllib.parse import quote, urljoin, urlsplit
 

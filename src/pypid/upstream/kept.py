@@ -8,6 +8,8 @@ snapshot and pre-caching (L{pypid.upstream.upkeep}). Only the downloads
 side writes it.
 """
 
+from __future__ import annotations
+
 from collections.abc import Iterator
 
 import attrs

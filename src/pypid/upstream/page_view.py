@@ -9,6 +9,8 @@ The rendered pages are kept apart from the L{PageCache}'s entries, within
 a budget of their own, and forgotten with them.
 """
 
+from __future__ import annotations
+
 from collections.abc import Callable, Iterable
 
 import attrs

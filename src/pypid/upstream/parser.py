@@ -25,6 +25,8 @@ content type, final URL and C{X-PyPI-Last-Serial} header, and decides what
 to do with the result.
 """
 
+from __future__ import annotations
+
 import datetime
 import json
 import re

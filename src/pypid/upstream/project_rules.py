@@ -8,6 +8,8 @@ Apart from the pages and the files because every side asks it, and the
 web layer too, before anything reaches the upstream.
 """
 
+from __future__ import annotations
+
 from collections.abc import Hashable
 from typing import Any, Protocol
 

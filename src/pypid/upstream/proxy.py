@@ -16,6 +16,8 @@ their downloads (L{pypid.upstream.downloads}), and the cache's upkeep
 (L{pypid.upstream.upkeep}).
 """
 
+from __future__ import annotations
+
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -71,7 +73,7 @@ class UpstreamProxy:
                client: UpstreamClient, storage: IStorage, index: HostedIndex,
                file_url: FileUrl, run: RunInPool, clock: IReactorTime,
                on_close: Callable[[], object] | None = None,
-               on_change: Callable[[], None] | None = None) -> "UpstreamProxy":
+               on_change: Callable[[], None] | None = None) -> UpstreamProxy:
         """
         The proxy and its sides, complete.
 

@@ -7,6 +7,8 @@ of a disconnected build; here the same input (and PEP 751's C{pylock.toml},
 and plain names) says which upstream files to fetch.
 """
 
+from __future__ import annotations
+
 import tomllib
 from collections.abc import Iterable, Iterator, Sequence
 

@@ -9,6 +9,8 @@ what is kept, because this is the part that meets the network: it is
 tested alone with a fake transport (C{tests/test_upstream_transfer.py}).
 """
 
+from __future__ import annotations
+
 import os
 import secrets
 from typing import IO, Protocol, cast
@@ -42,7 +44,7 @@ class DownloadTee(Protocol):
     #: whether anything was sent on (the caller then answers nothing more)
     started: bool
 
-    def start(self, transfer: "ToFile") -> None:
+    def start(self, transfer: ToFile) -> None:
         """The first bytes are coming; C{transfer} may be held and released."""
 
     def write(self, data: bytes) -> None:
@@ -69,7 +71,7 @@ class ToFile(TwistedProtocol):
     """
 
     def __init__(self, f: IO[bytes], run: RunInPool, clock: IReactorTime, idle: float,
-                 limit: int, done: "Deferred[int]", high: int = 4 << 20,
+                 limit: int, done: Deferred[int], high: int = 4 << 20,
                  tee: DownloadTee | None = None) -> None:
         self._tee = tee
         self._holds: set[str] = set()

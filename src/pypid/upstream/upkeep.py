@@ -5,6 +5,8 @@ requirements file pins fetched in advance), and the cache's state in the
 snapshot (taken back at start-up, saved when it changed).
 """
 
+from __future__ import annotations
+
 from collections.abc import Iterable
 from typing import Any
 

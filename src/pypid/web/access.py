@@ -12,6 +12,8 @@ of the right password never throttles itself; see L{pypid.auth.throttle}
 for the whole rule.
 """
 
+from __future__ import annotations
+
 from collections.abc import Callable
 from typing import Protocol, TypeVar, cast
 

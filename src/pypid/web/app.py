@@ -31,6 +31,8 @@ path (C{/api/tokens}) would reach the area as an empty path, which
 werkzeug redirects, and C{/api/tokens/}, now a 404, as that same route.
 """
 
+from __future__ import annotations
+
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Protocol
 
@@ -205,7 +207,7 @@ class Web:
 
 def build_web(index: Index, storage: IStorage, access: Access, run: Run, clock: IReactorTime,
               *, max_upload_size: int, base_url: str | None = None,
-              upstream: "UpstreamProxy | None" = None, access_log: str | None = None,
+              upstream: UpstreamProxy | None = None, access_log: str | None = None,
               counter: ConnectionCounter | None = None, header_timeout: float | None = None,
               min_upload_rate: float | None = None, metrics: MetricsConfig | None = None,
               audit: AuditTrail | None = None, timer: Callable[[], float] | None = None,

@@ -13,6 +13,8 @@ number of entries, and nobody waits for them to be written.
 L{AuditAdmin} is C{GET /api/audit}, for admins.
 """
 
+from __future__ import annotations
+
 from collections.abc import Awaitable, Iterable
 from typing import Any, TypedDict, TypeVar, Unpack
 

@@ -26,6 +26,8 @@ by one thread at a time: by the worker while a job runs, and by the reactor
 only when no job runs.
 """
 
+from __future__ import annotations
+
 import io
 from collections.abc import Callable, Iterable
 

@@ -28,6 +28,8 @@ sends is thrown away, and a connection still open L{CLOSE_TIMEOUT} seconds
 later (a client that neither reads nor closes) is dropped.
 """
 
+from __future__ import annotations
+
 import re
 from typing import cast
 
@@ -80,8 +82,8 @@ class PypidChannel(BadRequestHook):
     @ivar counted_host: the client address it is counted under, or L{None}.
     """
 
-    site: "GuardedSite"
-    counter: "ConnectionCounter"
+    site: GuardedSite
+    counter: ConnectionCounter
     counted_host: str | None
 
     header_timeout = HEADER_TIMEOUT

@@ -20,6 +20,8 @@ below uses it), not with this module: 13 ms and 19 modules of every start,
 for a page a server may never be asked for.
 """
 
+from __future__ import annotations
+
 import gzip
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, cast
@@ -111,7 +113,7 @@ class Collector:
 
     sources: tuple[IMetricsSource, ...]
 
-    def collect(self) -> Iterator["Metric"]:
+    def collect(self) -> Iterator[Metric]:
         """The families, as C{prometheus_client} asks a collector for them."""
         merged: dict[str, Family] = {}
         for source in self.sources:
@@ -126,7 +128,7 @@ class Collector:
             yield _exposed(family)
 
 
-def _exposed(family: Family) -> "Metric":
+def _exposed(family: Family) -> Metric:
     """The C{prometheus_client} family of a L{pypid.core.metrics.Family}."""
     from prometheus_client.core import (
         CounterMetricFamily,
@@ -151,7 +153,7 @@ def _exposed(family: Family) -> "Metric":
     return metric
 
 
-def make_registry(collector: Collector) -> "CollectorRegistry":
+def make_registry(collector: Collector) -> CollectorRegistry:
     """A registry of C{collector} and the process's own series (CPU, memory, files)."""
     from prometheus_client import CollectorRegistry
     from prometheus_client.process_collector import ProcessCollector
@@ -176,7 +178,7 @@ class Metrics:
     _access: Access
     _policy: MetricsConfig
     _sources: tuple[IMetricsSource, ...]
-    _registry: "CollectorRegistry | None" = None
+    _registry: CollectorRegistry | None = None
 
     app = Klein()
     answer_errors(app)

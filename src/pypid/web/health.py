@@ -5,6 +5,8 @@ its counts and serial told anyone what private projects were uploaded (an
 upload moved them); they are in C{/metrics}, under its access rules.
 """
 
+from __future__ import annotations
+
 import attrs
 from klein import Klein
 from twisted.web.iweb import IRequest

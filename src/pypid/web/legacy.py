@@ -4,6 +4,8 @@ C{/pypi/<project>/<version>/json}, as tools written for the public index's
 JSON API read it (the latest release and every release, or one release).
 """
 
+from __future__ import annotations
+
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote

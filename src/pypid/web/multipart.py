@@ -34,6 +34,8 @@ clients send. With it, 10 of the 67 tests of C{tests/test_multipart.py}
 fail (8 with this module's header parser kept).
 """
 
+from __future__ import annotations
+
 import hashlib
 import os
 import re
@@ -333,7 +335,7 @@ class _MemoryPart:
     """
 
     def __init__(self, field: str, filename: str | None, content_type: str | None,
-                 max_size: int, budget: "_Budget") -> None:
+                 max_size: int, budget: _Budget) -> None:
         self._field = field
         self._filename = filename
         self._content_type = content_type

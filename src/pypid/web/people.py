@@ -11,6 +11,8 @@ simple index's root; search is answered from the in-memory
 L{pypid.core.search.SearchIndex}, a few milliseconds at 20,000 projects.
 """
 
+from __future__ import annotations
+
 from collections.abc import Callable
 
 import attrs

@@ -20,6 +20,8 @@ the cache knows it, marked as coming from the upstream; the upstream is
 never asked for a page for people.
 """
 
+from __future__ import annotations
+
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
@@ -160,7 +162,7 @@ class ProjectPages(ReadResource):
     """
 
     def __init__(self, index: Index, storage: IStorage, access: Access, chrome: pages.Chrome,
-                 clock: IReactorTime, base: str = "/", upstream: "UpstreamProxy | None" = None,
+                 clock: IReactorTime, base: str = "/", upstream: UpstreamProxy | None = None,
                  kept: KeptPages | None = None) -> None:
         ReadResource.__init__(self)
         self._index = index

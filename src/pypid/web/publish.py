@@ -14,6 +14,8 @@ acknowledged change has its entry on disk), but an entry that cannot be
 written never fails the change.
 """
 
+from __future__ import annotations
+
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Unpack, cast
 

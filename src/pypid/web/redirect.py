@@ -8,6 +8,8 @@ without ever handing the request to the index. Credentials sent to it in
 clear are never checked or used.
 """
 
+from __future__ import annotations
+
 import re
 from urllib.parse import quote
 

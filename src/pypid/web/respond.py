@@ -11,6 +11,8 @@ answer that comes later (a relay, an object fetched first, a read gate) is
 completed by L{finish_later}.
 """
 
+from __future__ import annotations
+
 import os
 import re
 from collections.abc import Callable, Iterable, Sequence

@@ -8,6 +8,8 @@ and its collaborators; L{pypid.web.app} composes them. They all answer
 errors alike because they all call L{answer_errors} on their Klein app.
 """
 
+from __future__ import annotations
+
 import json
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar

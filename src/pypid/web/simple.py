@@ -8,6 +8,8 @@ Each request does one dict lookup, content negotiation (memoized on the
 Accept header), and sets a handful of headers on bytes rendered earlier.
 """
 
+from __future__ import annotations
+
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -56,7 +58,7 @@ class SimpleResource(ReadResource):
     """
 
     def __init__(self, index: Index, access: Access, base: str = "/",
-                 upstream: "UpstreamProxy | None" = None, backfill: Backfill | None = None) -> None:
+                 upstream: UpstreamProxy | None = None, backfill: Backfill | None = None) -> None:
         ReadResource.__init__(self)
         self._index = index
         self._access = access
@@ -143,7 +145,7 @@ class FilesResource(ReadResource):
     """
 
     def __init__(self, index: Index, storage: IStorage, access: Access,
-                 upstream: "UpstreamProxy | None" = None, backfill: Backfill | None = None) -> None:
+                 upstream: UpstreamProxy | None = None, backfill: Backfill | None = None) -> None:
         ReadResource.__init__(self)
         self._index = index
         self._storage = storage

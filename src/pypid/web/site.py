@@ -23,6 +23,8 @@ while the check is under way and answered when it succeeds; a refused
 client gets the final answer alone.
 """
 
+from __future__ import annotations
+
 from collections.abc import Callable, Iterable
 from typing import cast
 
@@ -84,7 +86,7 @@ class PypidRequest(server.Request):
     C{Server} header (the version is nobody's business).
     """
 
-    site: "PypidSite"
+    site: PypidSite
     content: IRequestBody  # type: ignore[assignment]  # (Twisted's is a file, None at first)
 
     #: set when an answer was sent before the body arrived
@@ -302,7 +304,7 @@ class PypidRequest(server.Request):
             self.finish()
         return reason
 
-    def _site(self) -> "PypidSite":
+    def _site(self) -> PypidSite:
         """The site whose channel this request came on."""
         return cast(PypidSite, self.channel.site)  # type: ignore[attr-defined]
 

@@ -3,6 +3,8 @@ Token administration over HTTP (admins only): issue, list and revoke the
 API tokens that CI uses as the password of C{__token__}.
 """
 
+from __future__ import annotations
+
 from collections.abc import Coroutine
 from typing import Any
 

@@ -20,6 +20,8 @@ L{UNVERIFIED_ENTRIES} of them a minute they are folded into the
 C{login-failed} entries of the audit trail, like wrong passwords.
 """
 
+from __future__ import annotations
+
 import json
 
 import attrs

@@ -12,6 +12,8 @@ module is the one place that touches them (checked with Twisted 24.7 to
 26.10); the rest of L{pypid.web} calls these functions.
 """
 
+from __future__ import annotations
+
 from twisted.web.http import HTTPChannel, Request
 
 

@@ -10,6 +10,8 @@ Errors come out as L{S3Error} (the store refused: a 4xx) or L{S3Unavailable}
 L{StorageError}s, which the web layer answers with 503.
 """
 
+from __future__ import annotations
+
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Callable, Sequence
 from hashlib import sha256
@@ -173,7 +175,7 @@ class FileRangeProducer:
         self._paused: Deferred[None] | None = None
         self._stopped = False
 
-    def startProducing(self, consumer: IConsumer) -> "Deferred[None]":
+    def startProducing(self, consumer: IConsumer) -> Deferred[None]:
         """
         Send the range to C{consumer}; the Deferred fires when all is sent
         (and, as L{IBodyProducer} requires, never once stopped).
@@ -229,7 +231,7 @@ class FileRangeProducer:
         self.resumeProducing()
 
 
-def read_body(response: IResponse, limit: int) -> "Deferred[bytes]":
+def read_body(response: IResponse, limit: int) -> Deferred[bytes]:
     """Read an answer's body, failing with L{S3Unavailable} beyond C{limit}."""
     d = bodies.read_body(response, limit)
 
@@ -470,7 +472,7 @@ class S3Client(BucketCalls):
 class _Pacer(Protocol):
     """What paces a L{PacedClient} (a L{pypid.storage.s3.markers.Pacer})."""
 
-    def wait(self) -> "Deferred[None]":
+    def wait(self) -> Deferred[None]:
         """Fires when the next call may start."""
         ...
 

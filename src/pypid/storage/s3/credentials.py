@@ -11,6 +11,8 @@ Temporary credentials are refreshed ahead of their expiry, in the
 background, so signing a request or a URL never waits for them.
 """
 
+from __future__ import annotations
+
 from collections.abc import Callable
 from typing import Any
 

@@ -15,6 +15,8 @@ bounds (L{Importer._max_size}, one import at a time) are kept in one
 place.
 """
 
+from __future__ import annotations
+
 import hashlib
 import io
 import os

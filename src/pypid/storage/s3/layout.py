@@ -28,6 +28,8 @@ too: any key outside C{.pypid/} whose last segment is a distribution
 filename. Their records are learnt by reading the file once.
 """
 
+from __future__ import annotations
+
 import datetime
 import json
 from urllib.parse import quote, unquote
@@ -229,7 +231,7 @@ class Change:
                 f"{self.filename}")
 
     @classmethod
-    def parse(cls, layout: Layout, key: str) -> "Change | None":
+    def parse(cls, layout: Layout, key: str) -> Change | None:
         """The change a marker key names, or L{None} for another key."""
         if not key.startswith(layout.changes_prefix):
             return None

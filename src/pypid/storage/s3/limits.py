@@ -5,6 +5,8 @@ not load the S3 client (botocore, Twisted's HTTP client) for a server that
 keeps its packages on local disk.
 """
 
+from __future__ import annotations
+
 #: S3's smallest part (but the last) of a multipart upload, its largest part
 #: (and single PUT), and most parts.
 MIN_PART_SIZE = 5 << 20

@@ -12,6 +12,8 @@ background check (L{pypid.storage.s3.storage.S3Storage.reconcile}), with
 another, paced, client.
 """
 
+from __future__ import annotations
+
 import attrs
 
 from pypid.core.model import FileRecord

@@ -16,6 +16,8 @@ background writes are kept track of, stay with L{pypid.storage.s3.storage.S3Stor
 which passes them in.
 """
 
+from __future__ import annotations
+
 import uuid
 from collections.abc import Callable, Coroutine
 from typing import Any

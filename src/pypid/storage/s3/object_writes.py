@@ -11,6 +11,8 @@ storage only decides what to write: when the name is dead, whose the
 object is when it was there already.
 """
 
+from __future__ import annotations
+
 import hashlib
 from functools import partial
 

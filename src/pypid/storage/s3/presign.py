@@ -11,6 +11,8 @@ L{pypid.storage.s3.storage.S3Storage} because none of it touches the
 bucket: it is bookkeeping over the credentials and a clock.
 """
 
+from __future__ import annotations
+
 from collections.abc import Iterator
 from typing import Any
 

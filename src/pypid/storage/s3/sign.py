@@ -11,6 +11,8 @@ Nothing here names a host: the endpoint is the one configured, or the one
 botocore's endpoint data gives for the region.
 """
 
+from __future__ import annotations
+
 from collections.abc import Iterable, Sequence
 from urllib.parse import quote, urlsplit
 

@@ -22,6 +22,8 @@ until shortly before they expire), relays of the object through the server
 (C{download = stream}), or redirects to a public URL.
 """
 
+from __future__ import annotations
+
 import gzip
 import json
 import os
