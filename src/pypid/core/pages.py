@@ -33,14 +33,15 @@ import attrs
 from pypid.core.details import Details
 from pypid.core.index import choose_latest, is_prerelease, version_key
 from pypid.core.names import WHEEL, normalize
+from pypid.core.render import ListedFile
 from pypid.core.search import Results, SearchEntry
 
 
-class ShownFile(Protocol):
+class ShownFile(ListedFile, Protocol):
     """
-    What the pages show of a file: a hosted L{pypid.core.model.FileRecord},
-    or a file of an upstream's page (the upstream layer's C{UpstreamFile},
-    whose size and upload time may be unknown). A C{summary} and an
+    What the pages for people show of a file: what its index page lists
+    (L{ListedFile}: a hosted record or an upstream's file), with the
+    project, version and kind the pages group it by. A C{summary} and an
     C{uploader}, where a file has them, are read too.
     """
 
@@ -49,19 +50,7 @@ class ShownFile(Protocol):
     @property
     def version(self) -> str: ...
     @property
-    def filename(self) -> str: ...
-    @property
     def packagetype(self) -> str: ...
-    @property
-    def sha256(self) -> str: ...
-    @property
-    def requires_python(self) -> str | None: ...
-    @property
-    def yanked(self) -> str | None: ...
-    @property
-    def size(self) -> int | None: ...
-    @property
-    def upload_time(self) -> float | None: ...
 
 
 @attrs.frozen
