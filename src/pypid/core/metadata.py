@@ -47,11 +47,13 @@ import struct
 import tarfile
 import zipfile
 import zlib
+from collections.abc import Callable, Collection, Iterable, KeysView
+from typing import IO, TYPE_CHECKING, Any, Literal, NoReturn, Protocol, cast
 
 import attrs
 from packaging.version import InvalidVersion, Version
 
-from pypid.core.names import WHEEL, normalize
+from pypid.core.names import WHEEL, ParsedFilename, normalize
 from pypid.core.wheelfile import (
     MAX_WHEEL_FILE_SIZE,
     InvalidWheelFile,
@@ -65,6 +67,11 @@ from pypid.core.zipcheck import (
     check_zip,
     check_zip_data,
 )
+
+if TYPE_CHECKING:
+    import os
+    from contextlib import AbstractContextManager
+    from typing import Self
 
 #: Largest METADATA / PKG-INFO accepted, in bytes.
 DEFAULT_MAX_METADATA_SIZE = 4 << 20
@@ -114,7 +121,7 @@ _LINE_END = re.compile(r"\r\n|\r|\n")
 _LINE_WITH_END = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
 
 
-def _lines(text):
+def _lines(text: str) -> list[str]:
     """C{text} split at CR, LF and CRLF only (see L{_LINE_END})."""
     return _LINE_END.split(text)
 
@@ -147,7 +154,7 @@ class InvalidDistribution(ValueError):
         C{"metadata.<Field>"} (C{"metadata.Version"}, ...) for one field.
     """
 
-    def __init__(self, message, field="content"):
+    def __init__(self, message: str, field: str = "content") -> None:
         super().__init__(message)
         self.field = field
 
@@ -161,7 +168,7 @@ class _LimitExceeded(Exception):
     """
 
 
-def _show(text, limit=80):
+def _show(text: str, limit: int = 80) -> str:
     """
     Quote client-supplied text for an error message: escaped, and short.
     """
@@ -170,7 +177,7 @@ def _show(text, limit=80):
     return repr(text)
 
 
-def escape_text(text, limit=120):
+def escape_text(text: str, limit: int = 120) -> str:
     """
     Make client-supplied text safe for an error message: short, with
     control and other unprintable characters backslash-escaped (also for
@@ -184,13 +191,13 @@ def escape_text(text, limit=120):
     )
 
 
-def _tuple_of_str(values):
+def _tuple_of_str(values: Iterable[object]) -> tuple[str, ...]:
     if values == ():
         return ()
     return tuple(str(v) for v in values)
 
 
-def _tuple_of_pairs(values):
+def _tuple_of_pairs(values: Iterable[tuple[object, object]]) -> tuple[tuple[str, str], ...]:
     return tuple((str(label), str(url)) for label, url in values)
 
 
@@ -240,11 +247,11 @@ class CoreMetadata:
     platforms: tuple[str, ...] = attrs.field(default=(), converter=_tuple_of_str)
 
     @property
-    def sha256(self):
+    def sha256(self) -> str:
         """Hex sha256 of L{raw}: the digest PEP 658 / PEP 714 advertise."""
         return hashlib.sha256(self.raw).hexdigest()
 
-    def is_reliable_for_sdist(self):
+    def is_reliable_for_sdist(self) -> bool:
         """
         Whether this metadata, found in an sdist, may be served as PEP 658
         metadata: PEP 643 makes it binding only from Metadata-Version 2.2 on,
@@ -255,7 +262,7 @@ class CoreMetadata:
             return False
         return not _RESOLVER_FIELDS.intersection(d.lower() for d in self.dynamic)
 
-    def to_json_info(self):
+    def to_json_info(self) -> dict[str, Any]:
         """
         Return the metadata part of the C{info} object of
         C{/pypi/<project>/json}, with the keys and empty-value conventions of
@@ -288,7 +295,7 @@ class CoreMetadata:
         }
 
 
-def _unfold(value):
+def _unfold(value: str) -> str:
     """
     Join a folded header onto one line, as every field but Description is.
     """
@@ -297,7 +304,7 @@ def _unfold(value):
     return " ".join(part.strip() for part in _lines(str(value))).strip()
 
 
-def _unfold_description(value):
+def _unfold_description(value: str) -> str:
     """
     Undo the folding of a multi-line C{Description} header.
 
@@ -340,14 +347,18 @@ class _Headers:
     121 us now for those of 44 real wheels (4.4 KB on average).
     """
 
-    def __init__(self, text):
+    #: each header's values by its lower-cased name, each value as its lines
+    _values: dict[str, list[list[str]]]
+    payload: str
+
+    def __init__(self, text: str) -> None:
         # Line by line from the start, and no further than the headers: the
         # body (a README, often most of the text) is sliced off whole. A
         # header line is matched with its end in one step.
         values = self._values = {}
         header_line = _HEADER_LINE.match
         next_line = _LINE_WITH_END.match
-        current = None
+        current: list[str] | None = None
         position = 0
         end = len(text)
         while position < end:
@@ -361,7 +372,8 @@ class _Headers:
                     values[name] = [current]
                 position = match.end()
                 continue
-            line = next_line(text, position).group()
+            # (a line always matches where text is left; no cast on this path)
+            line = next_line(text, position).group()  # type: ignore[union-attr]
             if line[0] == ":":
                 # A header with no name is dropped, with what continues it,
                 # and the headers go on, as email does (pip reads them so).
@@ -379,23 +391,23 @@ class _Headers:
             return
         self.payload = ""
 
-    def get_all(self, name):
+    def get_all(self, name: str) -> list[str] | None:
         """Every value of a header, continuation lines kept, or L{None}."""
         values = self._values.get(name.lower())
         if values is None:
             return None
         return ["".join(parts).rstrip("\r\n") for parts in values]
 
-    def get(self, name):
+    def get(self, name: str) -> str | None:
         """The first value of a header, or L{None}."""
         values = self.get_all(name)
         return values[0] if values else None
 
-    def get_payload(self):
+    def get_payload(self) -> str:
         """The text after the headers."""
         return self.payload
 
-    def names(self):
+    def names(self) -> KeysView[str]:
         """The lower-cased names of the headers, each once, in no set order."""
         return self._values.keys()
 
@@ -424,7 +436,7 @@ HEADER_LIMITS = {"summary": 512, "description": 1 << 20, "license": 1 << 20, "ke
 DEFAULT_HEADER_LIMIT = 2048
 
 
-def _strict_text(raw):
+def _strict_text(raw: bytes) -> str:
     """
     The text of metadata under the upload rules: UTF-8 without a NUL.
 
@@ -441,7 +453,7 @@ def _strict_text(raw):
     return text
 
 
-def _check_headers(headers):
+def _check_headers(headers: _Headers) -> None:
     """
     Refuse headers that readers could take differently (the upload rules):
     a control character in a header, a value over its cap, or a single-use
@@ -451,7 +463,8 @@ def _check_headers(headers):
     @raise InvalidDistribution: naming the field.
     """
     for name in headers.names():
-        values = headers.get_all(name)
+        # (a name from names() always has values)
+        values = cast("list[str]", headers.get_all(name))
         if name in _SINGLE_USE_FIELDS and len(values) > 1:
             raise InvalidDistribution(
                 f"the metadata has more than one {escape_text(name.title())} field",
@@ -471,7 +484,7 @@ def _check_headers(headers):
             )
 
 
-def parse_metadata(raw, strict=False):
+def parse_metadata(raw: bytes, strict: bool = False) -> CoreMetadata:
     """
     Parse core metadata (a wheel's METADATA or an sdist's PKG-INFO).
 
@@ -495,7 +508,8 @@ def parse_metadata(raw, strict=False):
     # Only the headers present are looked at, each once (this runs for every
     # file of a folder being imported): the first value of a single-valued
     # field, every non-empty value of a repeated one, unfolded.
-    fields = {}
+    # (CoreMetadata's keyword arguments: texts, tuples of texts, None)
+    fields: dict[str, Any] = {}
     for name, values in message._values.items():
         key = _ONE_VALUE_FIELDS.get(name)
         if key is not None:
@@ -518,15 +532,15 @@ def parse_metadata(raw, strict=False):
                 f"the metadata has no {header}", field=f"metadata.{header}"
             )
 
-    body = message.get_payload()
+    body: str | None = message.get_payload()
     if not isinstance(body, str) or not body.strip():
-        header = message.get("Description")
-        body = _unfold_description(header) if header is not None else None
+        folded = message.get("Description")
+        body = _unfold_description(folded) if folded is not None else None
     fields["description"] = body or None
     keywords = fields.pop("keywords", None)
     if keywords:
         fields["keywords"] = ",".join(keywords)
-    project_urls = []
+    project_urls: list[tuple[str, str]] = []
     for spec in fields.pop("project_urls", ()):
         label, _, url = spec.partition(",")
         if label.strip() and url.strip():
@@ -582,7 +596,7 @@ class Extracted:
     serve: bool
 
     @property
-    def metadata_sha256(self):
+    def metadata_sha256(self) -> str | None:
         """
         The value for L{pypid.core.model.FileRecord.metadata_sha256}: the
         metadata's hex sha256 when it is served, else L{None}.
@@ -590,9 +604,10 @@ class Extracted:
         return self.metadata.sha256 if self.serve else None
 
 
-def extract(source, parsed, filename, *, max_metadata_size=DEFAULT_MAX_METADATA_SIZE,
-            max_scan_bytes=DEFAULT_MAX_SCAN_BYTES, max_members=DEFAULT_MAX_MEMBERS,
-            strict=False):
+def extract(source: str | bytes | os.PathLike[str] | IO[bytes], parsed: ParsedFilename,
+            filename: str, *, max_metadata_size: int = DEFAULT_MAX_METADATA_SIZE,
+            max_scan_bytes: int = DEFAULT_MAX_SCAN_BYTES, max_members: int = DEFAULT_MAX_MEMBERS,
+            strict: bool = False) -> Extracted:
     """
     Check that a distribution file is what its name says and return its core
     metadata.
@@ -625,8 +640,10 @@ def extract(source, parsed, filename, *, max_metadata_size=DEFAULT_MAX_METADATA_
                     max_members, strict)
 
 
-def _extract(f, parsed, filename, max_metadata_size, max_scan_bytes, max_members, strict):
+def _extract(f: IO[bytes], parsed: ParsedFilename, filename: str, max_metadata_size: int,
+             max_scan_bytes: int, max_members: int, strict: bool) -> Extracted:
     """L{extract} on an open binary file positioned at its start."""
+    opener: Callable[[IO[bytes]], AbstractContextManager[_Readable]]
     is_wheel = parsed.packagetype == WHEEL
     if filename.endswith((".whl", ".zip")):
         kind = "zip"
@@ -702,7 +719,7 @@ def _extract(f, parsed, filename, max_metadata_size, max_scan_bytes, max_members
     return Extracted(metadata=metadata, serve=is_wheel or metadata.is_reliable_for_sdist())
 
 
-def _check_identity(metadata, parsed):
+def _check_identity(metadata: CoreMetadata, parsed: ParsedFilename) -> None:
     """
     Refuse metadata whose Name or Version is not the filename's, since the
     index files the distribution under the latter and serves the former.
@@ -729,7 +746,7 @@ def _check_identity(metadata, parsed):
         )
 
 
-def _too_large(member, limit):
+def _too_large(member: str, limit: int) -> InvalidDistribution:
     """The error for a metadata file over the size limit."""
     return InvalidDistribution(
         f"{member} is larger than {limit} bytes", field="metadata"
@@ -739,7 +756,7 @@ def _too_large(member, limit):
 # Zip files (wheels, and .zip sdists in existing folders).
 
 
-def _check_zip_entry_count(f, limit):
+def _check_zip_entry_count(f: IO[bytes], limit: int) -> None:
     """
     Refuse a zip that could make zipfile build more than C{limit} entries.
 
@@ -751,17 +768,18 @@ def _check_zip_entry_count(f, limit):
     record costs one small read at the end of the file.
     """
     try:
-        endrec = zipfile._EndRecData(f)
+        # (zipfile's private helpers, which typeshed leaves out)
+        endrec = zipfile._EndRecData(f)  # type: ignore[attr-defined]
     except (OSError, struct.error, ValueError):
         endrec = None
     if not endrec:
         raise InvalidDistribution("not a valid zip file (no end of central directory)")
-    size_cd = endrec[zipfile._ECD_SIZE]
-    if size_cd // zipfile.sizeCentralDir > limit:
+    size_cd = endrec[zipfile._ECD_SIZE]  # type: ignore[attr-defined]
+    if size_cd // zipfile.sizeCentralDir > limit:  # type: ignore[attr-defined]
         raise InvalidDistribution(f"the zip file has more than {limit} entries")
 
 
-def _read_zip_member(zf, info, limit):
+def _read_zip_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> bytes:
     """
     Read one zip member, refusing it when it is larger than C{limit}.
 
@@ -790,7 +808,7 @@ _UNREADABLE_FLAGS = 0x1 | 0x20 | 0x40
 _UTF8_NAME = 0x800
 
 
-def _read_member_in_memory(data, info):
+def _read_member_in_memory(data: bytes, info: zipfile.ZipInfo) -> bytes | None:
     """
     The bytes of a zip member of an archive held in memory, when
     C{zipfile.ZipFile.open} would give exactly them; else L{None}, and the
@@ -845,7 +863,7 @@ def _read_member_in_memory(data, info):
     return out
 
 
-def _refuse_duplicates(names):
+def _refuse_duplicates(names: Collection[str]) -> None:
     """
     Refuse an archive that names one path twice: which copy a reader sees
     depends on the reader, so the metadata checked here might not be the one
@@ -855,7 +873,7 @@ def _refuse_duplicates(names):
         raise InvalidDistribution("the archive holds the same path more than once")
 
 
-def _dist_info_matches(directory, parsed):
+def _dist_info_matches(directory: str, parsed: ParsedFilename) -> bool:
     """
     Whether a C{<name>-<version>.dist-info} directory name is for the
     filename's project and version (trying each dash as the separator, so
@@ -864,7 +882,7 @@ def _dist_info_matches(directory, parsed):
     return _is_named_for(directory[: -len(".dist-info")], parsed)
 
 
-def _is_named_for(stem, parsed):
+def _is_named_for(stem: str, parsed: ParsedFilename) -> bool:
     """
     Whether C{<name>-<version>} names the filename's project and version,
     whichever dash separates them.
@@ -885,7 +903,7 @@ def _is_named_for(stem, parsed):
 _MAX_CACHED_VERSION = 64
 
 
-def _version(spelling):
+def _version(spelling: str) -> Version | None:
     """
     The L{Version} a spelling stands for, or L{None} if it is not a valid
     PEP 440 version. A folder's files share a few versions, and parsing one
@@ -896,7 +914,7 @@ def _version(spelling):
     return _cached_version(spelling)
 
 
-def _parse_version(spelling):
+def _parse_version(spelling: str) -> Version | None:
     try:
         return Version(spelling)
     except InvalidVersion:
@@ -906,7 +924,8 @@ def _parse_version(spelling):
 _cached_version = functools.lru_cache(maxsize=4096)(_parse_version)
 
 
-def _wheel_metadata(zf, parsed, limit, filename=None):
+def _wheel_metadata(zf: zipfile.ZipFile, parsed: ParsedFilename, limit: int,
+                    filename: str | None = None) -> bytes:
     """
     Return the bytes of a wheel's METADATA after checking its layout, and,
     given the C{filename} (uploads), its C{WHEEL} file against that name.
@@ -946,7 +965,7 @@ def _wheel_metadata(zf, parsed, limit, filename=None):
 # Sdists.
 
 
-def _split_member_name(name):
+def _split_member_name(name: str) -> list[str]:
     """
     Split an sdist member name into path parts, ignoring a leading C{./} and
     the trailing C{/} of a directory.
@@ -977,20 +996,20 @@ class _SdistLayout:
     for the filename's project and version, and no path may appear twice.
     """
 
-    def __init__(self, expected=None):
-        self.top = None
+    def __init__(self, expected: ParsedFilename | None = None) -> None:
+        self.top: str | None = None
         self.pkg_info_seen = False
         self._expected = expected
-        self._seen = set() if expected is not None else None
+        self._seen: set[str] | None = set() if expected is not None else None
         # the names as a file system would take them (case, Unicode forms)
-        self._names = MemberNames() if expected is not None else None
+        self._names: MemberNames | None = MemberNames() if expected is not None else None
         # symbolic links by path, and hard links as (path, target)
-        self._symlinks = {}
-        self._hardlinks = []
+        self._symlinks: dict[str, str] = {}
+        self._hardlinks: list[tuple[str, str]] = []
         #: the path of the member last added, as an extractor writes it
-        self.path = None
+        self.path: str | None = None
 
-    def add(self, name):
+    def add(self, name: str) -> bool:
         """
         Account for one member; return whether it is C{<top>/PKG-INFO}.
         """
@@ -1027,14 +1046,14 @@ class _SdistLayout:
         self.pkg_info_seen = True
         return True
 
-    def require_pkg_info(self):
+    def require_pkg_info(self) -> None:
         """Refuse an sdist in which no PKG-INFO was seen."""
         if not self.pkg_info_seen:
             raise InvalidDistribution(
                 "the sdist has no PKG-INFO in its top-level directory"
             )
 
-    def check_name(self, name, is_dir):
+    def check_name(self, name: str, is_dir: bool) -> None:
         """
         Apply the zip name rules of L{pypid.core.zipcheck} to a tarball
         member's name (uploads): printable, no backslash or colon, capped
@@ -1046,18 +1065,20 @@ class _SdistLayout:
             return
         try:
             check_member_name(name)
-            self._names.add(name, is_dir)
+            # (called with an expected filename only, which made _names)
+            self._names.add(name, is_dir)  # type: ignore[union-attr]
         except UnsafeArchive as e:
             raise InvalidDistribution(f"the sdist's {e}") from None
 
-    def check_names(self):
+    def check_names(self) -> None:
         """Refuse two names for one file, once every name is known."""
         try:
-            self._names.check()
+            # (called with an expected filename only, which made _names)
+            self._names.check()  # type: ignore[union-attr]
         except UnsafeArchive as e:
             raise InvalidDistribution(f"the sdist's {e}") from None
 
-    def add_link(self, member, symbolic):
+    def add_link(self, member: tarfile.TarInfo, symbolic: bool) -> None:
         """
         Account for a link (the member L{add} took last): an absolute target
         is refused now, the rest once every link is known (L{check_links}).
@@ -1065,12 +1086,13 @@ class _SdistLayout:
         target = member.linkname
         if not target or target.startswith("/") or "\x00" in target:
             raise _link_outside(member.name)
+        # (self.path is set: _check_tar_member calls this only then)
         if symbolic:
-            self._symlinks[self.path] = target
+            self._symlinks[self.path] = target  # type: ignore[index]
         else:
-            self._hardlinks.append((self.path, target))
+            self._hardlinks.append((self.path, target))  # type: ignore[arg-type]
 
-    def check_links(self):
+    def check_links(self) -> None:
         """
         Refuse links that an extractor would follow out of the top-level
         directory.
@@ -1091,7 +1113,7 @@ class _SdistLayout:
         for path, target in self._hardlinks:
             self._follow(path, [], target)
 
-    def _follow(self, path, start, target):
+    def _follow(self, path: str, start: Iterable[str], target: str) -> None:
         """Walk C{target} from the directory C{start}, as the link C{path} leads."""
         parts = list(start)
         steps = [step for step in target.split("/") if step not in ("", ".")]
@@ -1112,22 +1134,29 @@ class _SdistLayout:
             raise _link_outside(path)
 
 
-def _link_outside(name):
+def _link_outside(name: str) -> InvalidDistribution:
     return InvalidDistribution(f"the sdist's link {_show(name)} points outside its directory")
 
 
-def _zip_sdist_metadata(zf, limit, layout):
+def _zip_sdist_metadata(zf: zipfile.ZipFile, limit: int, layout: _SdistLayout) -> bytes:
     """Return the bytes of a zip sdist's PKG-INFO after checking its layout."""
     infos = zf.infolist()
     _refuse_duplicates([info.filename for info in infos])
-    found = None
+    found: zipfile.ZipInfo | None = None
     for info in infos:
         if layout.add(info.filename):
             if info.is_dir():
                 raise InvalidDistribution("the sdist's PKG-INFO is not a file")
             found = info
     layout.require_pkg_info()
-    return _read_zip_member(zf, found, limit)
+    # (found is set: require_pkg_info raised if no PKG-INFO was seen)
+    return _read_zip_member(zf, found, limit)  # type: ignore[arg-type]
+
+
+class _Readable(Protocol):
+    """A binary stream read from start to end."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
 
 
 class _BoundedReader:
@@ -1140,7 +1169,7 @@ class _BoundedReader:
     budget.
     """
 
-    def __init__(self, stream, budget):
+    def __init__(self, stream: _Readable, budget: int) -> None:
         self._stream = stream
         self._budget = budget
         self._left = budget
@@ -1149,11 +1178,11 @@ class _BoundedReader:
         self.data_end = 0
 
     @property
-    def position(self):
+    def position(self) -> int:
         """How many bytes have come out so far."""
         return self._budget - self._left
 
-    def read(self, size=-1):
+    def read(self, size: int | None = -1) -> bytes:
         """Read up to C{size} bytes, never more than one past the budget."""
         if size is None or size < 0 or size > self._left + 1:
             size = self._left + 1
@@ -1178,17 +1207,17 @@ class _OneGzipMember:
     Reads return at most 1 MiB, so a bomb never allocates more.
     """
 
-    def __init__(self, raw):
+    def __init__(self, raw: _Readable) -> None:
         self._raw = raw
         self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc_info):
+    def __exit__(self, *exc_info: object) -> Literal[False]:
         return False
 
-    def read(self, size=-1):
+    def read(self, size: int | None = -1) -> bytes:
         """Up to C{size} (at most 1 MiB) more bytes, or C{b""} at the end."""
         if size is None or size < 0 or size > 1 << 20:
             size = 1 << 20
@@ -1224,7 +1253,7 @@ class _BoundedTarInfo(tarfile.TarInfo):
     )
 
     @classmethod
-    def frombuf(cls, buf, encoding, errors):
+    def frombuf(cls, buf: bytes | bytearray, encoding: str, errors: str) -> Self:
         """Parse one header block, refusing oversized extension headers."""
         info = super().frombuf(buf, encoding, errors)
         if info.type in cls._EXTENSION_TYPES and info.size > _MAX_TAR_HEADER_SIZE:
@@ -1233,11 +1262,12 @@ class _BoundedTarInfo(tarfile.TarInfo):
             )
         return info
 
-    def _apply_pax_info(self, pax_headers, encoding, errors):
+    def _apply_pax_info(self, pax_headers: dict[str, str], encoding: str, errors: str) -> None:
         # (tarfile's private hook, which its pax reading calls on the member
         # a pax header describes; present from Python 3.2 to 3.14)
         own_size = self.size
-        super()._apply_pax_info(pax_headers, encoding, errors)
+        # (not in typeshed, so mypy finds no such method on TarInfo)
+        super()._apply_pax_info(pax_headers, encoding, errors)  # type: ignore[misc]
         # A pax size is only needed past the 8 GiB an ustar header holds,
         # far beyond what the index reads; below that, both must agree.
         if "size" in pax_headers and own_size != self.size:
@@ -1250,13 +1280,14 @@ class _BoundedTarInfo(tarfile.TarInfo):
     # the public index refuses them, and tarfile's reading of their maps
     # costs unbounded memory and time, or fails with an IndexError.
 
-    def _refuse_sparse(self, *args):
+    def _refuse_sparse(self, *args: object) -> NoReturn:
         raise _LimitExceeded(f"the member {_show(self.name)} is a sparse file")
 
     _proc_sparse = _proc_gnusparse_00 = _proc_gnusparse_01 = _proc_gnusparse_10 = _refuse_sparse
 
 
-def _tar_sdist_metadata(reader, limit, max_members, layout, strict=False):
+def _tar_sdist_metadata(reader: _BoundedReader, limit: int, max_members: int,
+                        layout: _SdistLayout, strict: bool = False) -> bytes:
     """
     Scan a decompressed tar stream from start to end and return the bytes of
     its PKG-INFO after checking its layout.
@@ -1266,12 +1297,15 @@ def _tar_sdist_metadata(reader, limit, max_members, layout, strict=False):
     With C{strict}, member types and links are checked too, and the stream
     must end with the end-of-archive marker and zeros.
     """
-    raw = None
+    raw: bytes | None = None
     count = 0
-    with tarfile.open(fileobj=reader, mode="r|", tarinfo=_BoundedTarInfo) as tf:
+    # (a stream, "r|", is only read: typeshed's _Fileobj asks for writing and
+    # seeking too, and with that overload refused, tf would be Any)
+    tf: tarfile.TarFile
+    with tarfile.open(fileobj=reader, mode="r|", tarinfo=_BoundedTarInfo) as tf:  # type: ignore[call-overload]
         while (member := tf.next()) is not None:
             # A stream TarFile keeps every member it has seen; we need none.
-            tf.members.clear()
+            tf.members.clear()  # type: ignore[attr-defined]  # (undocumented, not in typeshed)
             count += 1
             if count > max_members:
                 raise InvalidDistribution(
@@ -1288,7 +1322,8 @@ def _tar_sdist_metadata(reader, limit, max_members, layout, strict=False):
                 raise InvalidDistribution("the sdist's PKG-INFO is not a regular file")
             if member.size > limit:
                 raise _too_large("PKG-INFO", limit)
-            raw = tf.extractfile(member).read(limit + 1)
+            # (a regular member always has a file)
+            raw = tf.extractfile(member).read(limit + 1)  # type: ignore[union-attr]
             if len(raw) > limit:
                 raise _too_large("PKG-INFO", limit)
         end = tf.offset
@@ -1307,10 +1342,11 @@ def _tar_sdist_metadata(reader, limit, max_members, layout, strict=False):
             )
         if reader.position - end < _TAR_END_MARKER:
             raise InvalidDistribution("the sdist is truncated: it has no end-of-archive marker")
-    return raw
+    # (raw is set: require_pkg_info raised if no PKG-INFO was seen)
+    return raw  # type: ignore[return-value]
 
 
-def _check_tar_member(member, layout):
+def _check_tar_member(member: tarfile.TarInfo, layout: _SdistLayout) -> None:
     """
     Refuse a tarball member that an installer could not unpack safely: a
     device file or FIFO, or a link that leaves the sdist's top-level
