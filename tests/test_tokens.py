@@ -78,6 +78,33 @@ class TokenBookTests(SynchronousTestCase):
         self.assertRaises(TokenError, other.loads, b"{}")
 
 
+    def test_hand_edited_times_refused(self):
+        """
+        A token file whose expiry or creation time is not a finite number
+        (edited by hand) is refused at load, naming the token and its line:
+        it was taken, and every use of the token answered 500.
+        """
+        import json
+        self.book.issue("alice", {"upload"}, ["acme-*"], 3600, "CI")
+        text, token = self.book.issue("bob", {"read"}, [], 3600, "other")
+        for field, value in (("expires", "soon"), ("expires", "NaN"), ("expires", True),
+                             ("created", "yesterday"), ("expires", float("inf"))):
+            data = json.loads(self.book.dumps())
+            [record] = [r for r in data["tokens"] if r["id"] == token.id]
+            record[field] = value if value != "NaN" else float("nan")
+            body = json.dumps(data, indent=1, sort_keys=True).encode()
+            other = TokenBook(self.clock)
+            with self.assertRaises(TokenError) as caught:
+                other.loads(body)
+            message = str(caught.exception)
+            self.assertIn(field, message)
+            self.assertIn(token.id, message)
+            line = next(n for n, text_line in enumerate(body.decode().splitlines(), 1)
+                        if f'"id": "{token.id}"' in text_line)
+            self.assertIn(f"line {line}", message)
+            self.assertEqual(other.tokens, {})
+
+
 class TokenAccessTests(SynchronousTestCase):
     """Tokens at the gate: __token__ with a token acts for its issuer while they exist."""
 

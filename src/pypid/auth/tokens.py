@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
 import secrets
 from collections.abc import Iterable
 from fnmatch import fnmatchcase
@@ -93,12 +94,34 @@ class Token:
             actions = frozenset(data["actions"])
             if not actions or not actions <= ACTIONS:
                 raise TokenError(f"unknown actions {sorted(actions)}")
+            expires = data.get("expires")
             return cls(id=str(data["id"]), digest=str(data["digest"]), user=str(data["user"]),
                        actions=actions, projects=tuple(data.get("projects") or ()),
-                       expires=data.get("expires"), created=float(data.get("created", 0)),
+                       expires=None if expires is None else _time(expires, "expires"),
+                       created=_time(data.get("created", 0), "created"),
                        description=str(data.get("description", "")))
         except (KeyError, TypeError, ValueError) as e:
             raise TokenError(f"not a token record: {e}")
+
+
+def _time(value: object, name: str) -> float:
+    """A record's time: a finite number of seconds (not a string, a truth value or NaN)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) \
+            or not math.isfinite(value):
+        raise TokenError(f"{name}: {value!r} is not a time in seconds")
+    return float(value)
+
+
+def _where(data: bytes, record: object, number: int) -> str:
+    """Where the token file holds a record: its place, its id and its line when found."""
+    token_id = record.get("id") if isinstance(record, dict) else None
+    if not isinstance(token_id, str):
+        return f"token {number}"
+    needle = json.dumps({"id": token_id})[1:-1]
+    for line, text in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
+        if needle in text:
+            return f"token {number} (id {token_id}, line {line})"
+    return f"token {number} (id {token_id})"
 
 
 @attrs.define
@@ -176,15 +199,22 @@ class TokenBook:
                           indent=1, sort_keys=True).encode("utf-8")
 
     def loads(self, data: bytes) -> None:
-        """Take the tokens of a file's bytes."""
+        """
+        Take the tokens of a file's bytes, all or none: a record that cannot
+        be used (a file edited by hand) is named with its line.
+        """
         try:
             records = json.loads(data)["tokens"]
         except (ValueError, KeyError, TypeError) as e:
             raise TokenError(f"not a token file: {e}")
-        self.tokens = {}
-        for record in records:
-            token = Token.from_json(record)
-            self.tokens[token.id] = token
+        tokens: dict[str, Token] = {}
+        for number, record in enumerate(records, 1):
+            try:
+                token = Token.from_json(record)
+            except TokenError as e:
+                raise TokenError(f"{_where(data, record, number)}: {e}")
+            tokens[token.id] = token
+        self.tokens = tokens
 
 
 def read_file(path: str) -> bytes | None:
