@@ -137,3 +137,124 @@ class TokenAccessTests(SynchronousTestCase):
         self.assertEqual((identity.name, identity.token.user), ("alice", "alice"))
         verifier.users = set()
         self.failureResultOf(access.identify(Request(text)), Unauthorized)
+
+
+class TokenFileTests(SynchronousTestCase):
+    """
+    The token file and the book in memory agree whatever the writes and
+    reloads do (issue 25): a change is written first and taken after, and
+    a reload keeps the book rather than read a file a change may be writing.
+    """
+
+    def setUp(self):
+        import json
+
+        from pypid.auth.hashes import hash_password
+        from pypid.auth.policy import AccessModel
+        from pypid.auth.throttle import LoginThrottle
+        from pypid.auth.verifier import PasswordVerifier
+        from pypid.core.index import Index
+        from pypid.core.render import file_url_for
+        from pypid.storage.audit_log import MemoryAuditLog
+        from pypid.storage.memory import MemoryStorage
+        from pypid.web.access import Access
+        from pypid.web.app import build_web
+        from pypid.web.audit_trail import AuditTrail
+        from tests.fakes import FAST, run_in_pool_now, run_now, site_treq
+
+        self.json = json
+        self.clock = Clock()
+        self.clock.advance(1_800_000_000)
+        self.path = os.path.join(os.path.abspath(self.mktemp()), "tokens.json")
+        self.book = TokenBook(self.clock, path=self.path)
+        self.text, self.token = self.book.issue("admin", {"upload"}, [], None, "CI")
+        write_file(self.path, self.book.dumps())
+        verifier = PasswordVerifier({"admin": hash_password("pw", FAST)}, self.clock, None,
+                                    run_in_pool=run_in_pool_now)
+        trail = AuditTrail(MemoryAuditLog(self.clock), self.clock)
+        access = Access(AccessModel(admins=frozenset({"admin"})), verifier,
+                        LoginThrottle(self.clock), self.book, audit=trail)
+        self.failing = False
+
+        def run(f, *args):
+            if f is write_file and self.failing:
+                from twisted.internet.defer import fail
+                return fail(OSError(28, "No space left on device"))
+            return run_now(f, *args)
+        storage = MemoryStorage(os.path.abspath(self.mktemp()), self.clock)
+        self.successResultOf(storage.prepare())
+        web = build_web(Index(file_url_for(None)), storage, access, run, self.clock,
+                        max_upload_size=1 << 20, audit=trail)
+        self.client = site_treq(web.site)
+
+    def request(self, method, path, data=None):
+        import base64
+        headers = {"Authorization": b"Basic " + base64.b64encode(b"admin:pw"),
+                   "Content-Type": "application/x-www-form-urlencoded"}
+        response = self.successResultOf(self.client.request(
+            method, "http://pypi.test" + path, headers=headers, data=data))
+        return response.code, self.successResultOf(response.content())
+
+    def on_disk(self):
+        return {t["id"] for t in self.json.loads(read_file(self.path))["tokens"]}
+
+    def test_failed_revocation_changes_nothing(self):
+        """
+        A revocation whose write fails answers 503 and leaves the token as
+        it was, live and listed, so a retry revokes it (it answered "no
+        such token", and the token came back at the next start).
+        """
+        self.failing = True
+        code, _ = self.request("DELETE", f"/api/tokens/{self.token.id}")
+        self.assertEqual(code, 503)
+        self.assertEqual(self.book.verify(self.text), self.token)
+        self.assertEqual(self.on_disk(), {self.token.id})
+        self.failing = False
+        self.assertEqual(self.request("DELETE", f"/api/tokens/{self.token.id}")[0], 200)
+        self.assertIsNone(self.book.verify(self.text))
+        self.assertEqual(self.on_disk(), set())
+
+    def test_failed_issue_leaves_no_token(self):
+        """An issue whose write fails answers 503 and leaves no live, unseen token behind."""
+        self.failing = True
+        code, _ = self.request("POST", "/api/tokens", b"actions=upload")
+        self.assertEqual(code, 503)
+        self.assertEqual(set(self.book.tokens), {self.token.id})
+        self.failing = False
+        code, body = self.request("POST", "/api/tokens", b"actions=upload")
+        self.assertEqual(code, 200)
+        self.assertEqual(set(self.book.tokens), self.on_disk())
+        self.assertEqual(len(self.book.tokens), 2)
+
+    def test_reload_keeps_the_book(self):
+        """
+        A reload with the same token file keeps the book in memory: it read
+        the file while a revocation was writing it, and the revoked token
+        came back (6 of 40 revocations raced a reload). A new path is read.
+        """
+        from twisted.internet.testing import MemoryReactorClock
+
+        from pypid.storage.audit_log import MemoryAuditLog
+        from pypid.tap import Options
+        from pypid.web.access import AccessPart
+        from pypid.web.audit_trail import AuditTrail
+
+        def config(path):
+            options = Options()
+            options.parseOptions(["--set", f"auth.tokens={path}"])
+            return options["config_obj"]
+        reactor = MemoryReactorClock()
+        part = AccessPart(config(self.path), reactor, None,
+                          AuditTrail(MemoryAuditLog(reactor), reactor))
+        book = part.access.tokens
+        self.assertEqual(set(book.tokens), {self.token.id})
+        # a revocation taken in memory while the file still says otherwise
+        # (its write under way): the reload must not bring the token back
+        book.tokens = {}
+        part.prepare_reload(config(self.path))()
+        self.assertIs(part.access.tokens, book)
+        self.assertIsNone(part.access.tokens.verify(self.text))
+        other = os.path.join(os.path.dirname(self.path), "other.json")
+        write_file(other, self.book.dumps())
+        part.prepare_reload(config(other))()
+        self.assertEqual(part.access.tokens.verify(self.text), self.token)

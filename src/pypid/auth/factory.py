@@ -129,11 +129,15 @@ class AccessParts:
 
 
 def make_access_parts(config: AccessSettings, reactor: IReactorTime,
-                      hashing: ThreadPool | None) -> AccessParts:
+                      hashing: ThreadPool | None,
+                      tokens: TokenBook | None = None) -> AccessParts:
     """
     The L{AccessParts} of a configuration.
 
     @param hashing: the thread pool passwords are checked in.
+    @param tokens: the token book to keep (a reload whose token file is the
+        same: the book in memory is what the daemon wrote), or L{None} to
+        read C{[auth] tokens}.
     @raise StartupError: when the token file or C{[ldap] ca_bundle} cannot
         be used (one line).
     """
@@ -150,7 +154,8 @@ def make_access_parts(config: AccessSettings, reactor: IReactorTime,
     model = AccessModel(read=config.auth.read, upload=config.auth.upload,
                         groups=dict(config.groups), admins=admins, admin_groups=admin_groups,
                         rules=config.acl)
-    return AccessParts(model, verifier, load_tokens(config, reactor))
+    return AccessParts(model, verifier,
+                       tokens if tokens is not None else load_tokens(config, reactor))
 
 
 def load_tokens(config: AccessSettings, clock: IReactorTime) -> TokenBook:

@@ -20,8 +20,9 @@ import hashlib
 import hmac
 import json
 import math
+import os
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from fnmatch import fnmatchcase
 from typing import Any
 
@@ -30,7 +31,7 @@ from twisted.internet.interfaces import IReactorTime
 
 from pypid.auth.policy import RuleError, normalize_pattern
 from pypid.core.names import normalize
-from pypid.storage.disk import write_atomically
+from pypid.storage.disk import fsync_folder, write_atomically
 
 TOKEN_USER = "__token__"
 ACTIONS = frozenset({"read", "upload"})
@@ -140,7 +141,19 @@ class TokenBook:
     def issue(self, user: str, actions: Iterable[str], projects: Iterable[str] = (),
               lifetime: float | None = None, description: str = "") -> tuple[str, Token]:
         """
-        Make a token.
+        Make a token and take it (L{make}, then kept in memory only).
+
+        @return: C{(token string, L{Token})}; the string is shown once.
+        """
+        text, token = self.make(user, actions, projects, lifetime, description)
+        self.tokens[token.id] = token
+        return text, token
+
+    def make(self, user: str, actions: Iterable[str], projects: Iterable[str] = (),
+             lifetime: float | None = None, description: str = "") -> tuple[str, Token]:
+        """
+        Make a token without taking it: the token file is written with it
+        first, and the book takes it once the file holds it.
 
         @param lifetime: seconds until it expires, or L{None} for never.
         @return: C{(token string, L{Token})}; the string is shown once.
@@ -163,7 +176,6 @@ class TokenBook:
                       projects=tuple(patterns),
                       expires=None if lifetime is None else now + lifetime, created=now,
                       description=description[:200])
-        self.tokens[token_id] = token
         return f"{_PREFIX}{token_id}-{secret}", token
 
     def revoke(self, token_id: str) -> bool:
@@ -193,9 +205,10 @@ class TokenBook:
 
     # -- the file ------------------------------------------------------------------
 
-    def dumps(self) -> bytes:
-        """The file's bytes."""
-        return json.dumps({"tokens": [t.to_json() for t in self.tokens.values()]},
+    def dumps(self, tokens: Mapping[str, Token] | None = None) -> bytes:
+        """The file's bytes, of the book's tokens or of C{tokens} (a state to write)."""
+        kept = self.tokens if tokens is None else tokens
+        return json.dumps({"tokens": [t.to_json() for t in kept.values()]},
                           indent=1, sort_keys=True).encode("utf-8")
 
     def loads(self, data: bytes) -> None:
@@ -227,5 +240,10 @@ def read_file(path: str) -> bytes | None:
 
 
 def write_file(path: str, data: bytes) -> None:
-    """Write a token file atomically, readable by its owner only (blocking)."""
+    """
+    Write a token file atomically, readable by its owner only, and make the
+    rename durable (the folder fsynced): a revocation answered must survive
+    a power cut (blocking).
+    """
     write_atomically(path, data, prefix=".tokens-")
+    fsync_folder(os.path.dirname(path) or ".")

@@ -442,7 +442,12 @@ class AccessPart(Service):
         if config is None:
             return None
         http = reloaded_oidc_http(self._config, config, self._reactor)
-        parts = make_access_parts(config, self._reactor, self._hashing)
+        # The token file is the daemon's own (written by each issue and
+        # revocation, read at start-up): a reload keeps the book in memory
+        # rather than read a file a change may be writing at this moment,
+        # which brought revoked tokens back. A new path is read.
+        kept = self.access.tokens if config.auth.tokens == self._config.auth.tokens else None
+        parts = make_access_parts(config, self._reactor, self._hashing, kept)
 
         def commit() -> str:
             self._config = config

@@ -5,7 +5,7 @@ API tokens that CI uses as the password of C{__token__}.
 
 from __future__ import annotations
 
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import attrs
@@ -67,12 +67,12 @@ class TokenAdmin:
                   for name in ("actions", "projects", "expires", "description")}
         try:
             lifetime = parse_duration(fields["expires"]) if fields.get("expires") else None
-            text, token = self._book().issue(
+            text, token = self._book().make(
                 identity.name, fields.get("actions", "").split(),
                 fields.get("projects", "").split(), lifetime, fields.get("description", ""))
         except ValueError as e:
             raise BadRequest(str(e))
-        await self._save()
+        await self._change(lambda kept: {**kept, token.id: token})
         scope = (f"{' '.join(sorted(token.actions))} on "
                  f"{' '.join(token.projects) or 'every project'}")
         self._audit.record(request, identity, "token-issued", target=token.id, detail=scope)
@@ -94,9 +94,12 @@ class TokenAdmin:
 
     async def _revoke(self, request: IRequest, token_id: str) -> bytes:
         identity = await self._access.admin(request)
-        if not self._book().revoke(token_id):
-            raise NotFound(f"no such token: {token_id}")
-        await self._save()
+
+        def without(kept: dict[str, tokens.Token]) -> dict[str, tokens.Token]:
+            if token_id not in kept:
+                raise NotFound(f"no such token: {token_id}")
+            return {key: token for key, token in kept.items() if key != token_id}
+        await self._change(without)
         self._audit.record(request, identity, "token-revoked", target=token_id)
         log.info("{user} revoked token {id}", user=identity.name, id=token_id)
         return send_text(request, 200, "OK: revoked")
@@ -106,16 +109,27 @@ class TokenAdmin:
             raise NotFound("tokens are not enabled")
         return self._access.tokens
 
-    async def _save(self) -> None:
+    async def _change(self, change: Callable[[dict[str, tokens.Token]],
+                                             dict[str, tokens.Token]]) -> None:
+        """
+        Change the tokens: the file is written with the new state first,
+        and the book takes it only once the file holds it, so what answers
+        200 is on disk, and what answers 503 changed nothing (a retry finds
+        the token as it was). One change at a time, each from the state the
+        last one left.
+        """
         book = self._book()
-        if book.path is not None:
-            try:
-                # One write at a time, each of the state as it is when it
-                # starts: an older state never lands after a newer one.
-                await self._writes.run(
-                    lambda: self._run(tokens.write_file, book.path, book.dumps()))
-            except OSError as e:
-                log.error("Cannot keep the tokens in {path}: {error}", path=book.path,
-                          error=e.strerror)
-                raise Unavailable("the tokens cannot be saved now",
-                                  [(b"retry-after", RETRY_AFTER)])
+        await self._writes.acquire()
+        try:
+            changed = change(book.tokens)
+            if book.path is not None:
+                try:
+                    await self._run(tokens.write_file, book.path, book.dumps(changed))
+                except OSError as e:
+                    log.error("Cannot keep the tokens in {path}: {error}", path=book.path,
+                              error=e.strerror)
+                    raise Unavailable("the tokens cannot be saved now",
+                                      [(b"retry-after", RETRY_AFTER)])
+            book.tokens = changed
+        finally:
+            self._writes.release()
