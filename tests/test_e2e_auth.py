@@ -226,6 +226,44 @@ class TokenTests(DaemonTestCase):
         self.assertEqual(answer.status, 200, answer.body)
         return answer.json()
 
+    def test_revocations_race_reloads(self):
+        """
+        Revocations racing SIGHUPs stay revoked, in memory, in the listing
+        and after a restart (before issue 25's fix, 6 of 40 came back: the
+        reload read the token file while the revocation was writing it).
+        """
+        import signal
+        import threading
+        import time
+        tokens = [self.issue(actions="read", description=f"race {i}") for i in range(40)]
+        revoking = threading.Event()
+
+        def hang_up():  # reloads all along, a few milliseconds apart
+            while not revoking.is_set():
+                os.kill(self.daemon.pid, signal.SIGHUP)
+                time.sleep(0.003)
+        reloads = threading.Thread(target=hang_up)
+        reloads.start()
+        try:
+            for token in tokens:
+                answer = http("DELETE", self.daemon.url + f"api/tokens/{token['id']}",
+                              auth=("root", "root-pw"))
+                self.assertEqual(answer.status, 200, answer.body)
+        finally:
+            revoking.set()
+            reloads.join()
+        time.sleep(1)  # (the last reloads taken)
+
+        def back():
+            listed = {t["id"] for t in http("GET", self.daemon.url + "api/tokens",
+                                             auth=("root", "root-pw")).json()["tokens"]}
+            return [t["id"] for t in tokens
+                    if t["id"] in listed or http("GET", self.daemon.index_url,
+                                                 auth=("__token__", t["token"])).status != 401]
+        self.assertEqual(back(), [])
+        self.daemon.restart(clean=False)
+        self.assertEqual(back(), [])
+
     def test_scoped_upload_then_revoked(self):
         """A token for uploads to ci-* works with twine for ci-* only, until revoked."""
         token = self.issue(actions="upload", projects="ci-*", expires="1d",
