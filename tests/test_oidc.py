@@ -856,3 +856,53 @@ class ReloadTests(SynchronousTestCase):
         current[0] = after
         service.reload()
         self.assertIsNone(access.publishers.verify(text))
+
+
+def _documented_publishers():
+    """The C{[publishers]} example of docs/configuration.rst, parsed as pypid reads it."""
+    import configparser
+    import re
+    docs = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs",
+                        "configuration.rst")
+    with open(docs, encoding="utf-8") as f:
+        text = f.read()
+    [block] = re.findall(r"\.\. code-block:: ini\n\n((?:   \[publishers\]\n)(?:   .*\n|\n)*?)\n\S",
+                         text)
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read_string("\n".join(line[3:] for line in block.splitlines()))
+    rules = []
+    for order, (pattern, value) in enumerate(parser.items("publishers")):
+        rules += parse_publishers(pattern, value, order)
+    return tuple(rules)
+
+
+class DocumentedPublishersTests(_IssuerMixin, SynchronousTestCase):
+    """
+    The documented C{[publishers]} example, minted against: as in C{[acl]},
+    the most specific entry naming a project decides (before issue 25's
+    fix, acme/widgets' token matched C{acme-*} and uploaded to
+    C{acme-tools}, which an exact entry gives to acme/tools).
+    """
+
+    settings = Settings(issuers=(("github", GITHUB), ("gitlab", GITLAB)),
+                        rules=_documented_publishers(), leeway=60, jwks_min_refresh=30,
+                        timeout=10)
+
+    def minted(self, text):
+        verified = self.verify(text)
+        self.assertNotIsInstance(verified, Exception)
+        return self.publishing.mint(verified).token
+
+    def test_exact_entry_wins_over_glob(self):
+        """acme/widgets publishes acme-* but acme-tools; acme/tools publishes acme-tools only."""
+        self.assertEqual({rule.pattern for rule in self.settings.rules},
+                         {"acme-*", "acme-tools"})
+        widgets = self.minted(self.github.github_token())
+        self.assertEqual([widgets.covers("upload", name) for name in
+                          ("acme-widgets", "Acme.New_Thing", "acme-tools", "ACME_Tools", "other")],
+                         [True, True, False, False, False])
+        tools = self.minted(self.github.github_token(
+            repository="acme/tools", job_workflow_ref="acme/tools/.github/workflows/r.yml@x",
+            jti="tools-1"))
+        self.assertEqual([tools.covers("upload", name) for name in
+                          ("acme-tools", "acme-widgets", "acme-new")], [True, False, False])

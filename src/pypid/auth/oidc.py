@@ -375,9 +375,11 @@ class PublisherTokens:
         return len(self.book.tokens)
 
     def issue(self, publisher: str, projects: Iterable[str], lifetime: float,
-              description: str) -> tuple[str, Token]:
+              description: str, yields_to: Iterable[str] = ()) -> tuple[str, Token]:
         """
-        A token of C{publisher} that may upload to C{projects}, for C{lifetime} seconds.
+        A token of C{publisher} that may upload to C{projects}, for C{lifetime}
+        seconds, but where a more specific pattern of C{yields_to} names the
+        project (another C{[publishers]} entry, which this token does not match).
 
         @return: C{(token string, L{pypid.auth.tokens.Token})}.
         """
@@ -389,7 +391,8 @@ class PublisherTokens:
                 del tokens[token_id]
         if len(tokens) >= self.limit:
             raise TooMany("too many publisher tokens are live; try again later")
-        return self.book.issue(publisher, {"upload"}, projects, lifetime, description)
+        return self.book.issue(publisher, {"upload"}, projects, lifetime, description,
+                               yields_to)
 
     def verify(self, presented: str) -> Token | None:
         """The live minted token C{presented} is, or L{None}."""
@@ -897,8 +900,11 @@ class TrustedPublishing:
             raise TokenRefused("this token was already exchanged (its jti was seen before): "
                                "ask the CI system for a new one")
         description = f"trusted publishing, {verified.issuer} jti {_short(claims['jti'], 60)}"
+        # (as in [acl], the most specific entry naming a project decides: a
+        # glob this token matches gives way to an exact entry it does not)
+        others = sorted({rule.pattern for rule in self.settings.rules} - set(projects))
         text, token = self.tokens.issue(verified.publisher, projects, self.settings.lifetime,
-                                        description)
+                                        description, others)
         try:
             self.replays.add(key, claims["exp"] + self.settings.leeway, now)
         except TooMany:

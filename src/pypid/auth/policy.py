@@ -63,8 +63,19 @@ class Rule:
 
     def specificity(self) -> tuple[int, int, int]:
         """Sort key: exact names first, then more literal characters, then file order."""
-        literal = len(re.sub(r"\[[^\]]*\]|[*?]", "", self.pattern))
-        return (0 if self.exact else 1, -literal, self.order)
+        return pattern_specificity(self.pattern, self.order)
+
+
+def pattern_specificity(pattern: str, order: int = 0) -> tuple[int, int, int]:
+    """
+    How specific a project pattern is, as a sort key (the least is the most
+    specific): exact names first, then more literal characters, then file
+    order. C{[acl]} and C{[publishers]} both give a project to the most
+    specific of the patterns naming it.
+    """
+    exact = not any(c in pattern for c in "*?[")
+    literal = len(re.sub(r"\[[^\]]*\]|[*?]", "", pattern))
+    return (0 if exact else 1, -literal, order)
 
 
 def normalize_pattern(pattern: str) -> str:

@@ -29,7 +29,7 @@ from typing import Any
 import attrs
 from twisted.internet.interfaces import IReactorTime
 
-from pypid.auth.policy import RuleError, normalize_pattern
+from pypid.auth.policy import RuleError, normalize_pattern, pattern_specificity
 from pypid.core.names import normalize
 from pypid.storage.disk import fsync_folder, write_atomically
 
@@ -65,6 +65,9 @@ class Token:
     expires: float | None = None
     created: float = 0.0
     description: str = ""
+    #: patterns this token's own give way to where they are more specific
+    #: (a minted token: the other C{[publishers]} entries), never written
+    yields_to: tuple[str, ...] = attrs.field(default=(), repr=False)
 
     def covers(self, action: str, project: str | None = None) -> bool:
         """Whether the token's scope includes C{action} (on C{project})."""
@@ -73,7 +76,14 @@ class Token:
         if project is None or not self.projects:
             return True
         name = normalize(project)
-        return any(fnmatchcase(name, pattern) for pattern in self.projects)
+        mine = [pattern for pattern in self.projects if fnmatchcase(name, pattern)]
+        if not mine or not self.yields_to:
+            return bool(mine)
+        # the most specific pattern naming the project decides; a tie goes
+        # to the other entry
+        best = min(pattern_specificity(pattern)[:2] for pattern in mine)
+        return not any(pattern_specificity(pattern)[:2] <= best
+                       for pattern in self.yields_to if fnmatchcase(name, pattern))
 
     def to_json(self) -> dict[str, Any]:
         """The record as JSON-ready data (the digest included: it is not the secret)."""
@@ -139,13 +149,18 @@ class TokenBook:
     path: str | None = None
 
     def issue(self, user: str, actions: Iterable[str], projects: Iterable[str] = (),
-              lifetime: float | None = None, description: str = "") -> tuple[str, Token]:
+              lifetime: float | None = None, description: str = "",
+              yields_to: Iterable[str] = ()) -> tuple[str, Token]:
         """
         Make a token and take it (L{make}, then kept in memory only).
 
+        @param yields_to: patterns the token's own give way to where they
+            are more specific (L{Token.yields_to}).
         @return: C{(token string, L{Token})}; the string is shown once.
         """
         text, token = self.make(user, actions, projects, lifetime, description)
+        if yields_to:
+            token = attrs.evolve(token, yields_to=tuple(yields_to))
         self.tokens[token.id] = token
         return text, token
 
