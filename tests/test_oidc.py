@@ -906,3 +906,61 @@ class DocumentedPublishersTests(_IssuerMixin, SynchronousTestCase):
             jti="tools-1"))
         self.assertEqual([tools.covers("upload", name) for name in
                           ("acme-tools", "acme-widgets", "acme-new")], [True, False, False])
+
+
+class MintedTokenLimitTests(SynchronousTestCase):
+    """One publisher cannot take the room of the others (issue 25: one filled the cap in 44 s)."""
+
+    def test_cap_per_publisher(self):
+        """A publisher stops at its own cap; another still gets tokens; expiry frees room."""
+        from pypid.auth.oidc import PublisherTokens, TooMany
+        clock = Clock()
+        clock.advance(NOW)
+        minted = PublisherTokens(clock, limit=100, per_publisher=10)
+        for i in range(10):
+            minted.issue("publisher:a", ["acme-*"], 900, f"a {i}")
+        error = self.assertRaises(TooMany, minted.issue, "publisher:a", ["acme-*"], 900, "a")
+        self.assertIn("10 live tokens", str(error))
+        text, token = minted.issue("publisher:b", ["tool"], 900, "b")
+        self.assertEqual(minted.verify(text), token)
+        clock.advance(901)
+        minted.issue("publisher:a", ["acme-*"], 900, "a again")
+
+
+class MintedTokenAdminTests(_IssuerMixin, SynchronousTestCase):
+    """An admin lists the live minted tokens and revokes one at once."""
+
+    request = MintRouteTests.request
+    mint = MintRouteTests.mint
+    upload = MintRouteTests.upload
+
+    def setUp(self):
+        _IssuerMixin.setUp(self)
+        storage = MemoryStorage(os.path.abspath(self.mktemp()), self.clock)
+        self.successResultOf(storage.prepare())
+        verifier = PasswordVerifier({"alice": hash_password("pw", FAST)}, self.clock, None,
+                                    run_in_pool=run_in_pool_now)
+        model = AccessModel(read="authenticated", admins=frozenset({"alice"}))
+        audit = AuditTrail(MemoryAuditLog(self.clock), self.clock)
+        self.access = Access(model, verifier, audit=audit, publishers=self.publishing.tokens)
+        web = build_web(Index(file_url_for(None)), storage, self.access, run_now, self.clock,
+                        max_upload_size=10 << 20, audit=audit, publishing=self.publishing)
+        self.client = site_treq(web.site)
+
+    def test_list_and_revoke(self):
+        """The listing shows the minted token (not its secret); a revocation stops it at once."""
+        answer = json.loads(self.mint(self.github.github_token())[1])
+        token_id = answer["token"].split("-")[1]
+        response, body = self.request("GET", "/api/tokens", auth=("alice", "pw"))
+        self.assertEqual(response.code, 200, body)
+        [listed] = json.loads(body)["tokens"]
+        self.assertEqual((listed["id"], listed["minted"], listed["projects"]),
+                         (token_id, True, ["acme-*"]))
+        self.assertNotIn(answer["token"], body.decode())
+        response, body = self.request("DELETE", f"/api/tokens/{token_id}", auth=("alice", "pw"))
+        self.assertEqual(response.code, 200, body)
+        self.assertEqual(self.upload(answer["token"])[0].code, 401)
+        response, body = self.request("GET", "/api/tokens", auth=("alice", "pw"))
+        self.assertEqual(json.loads(body)["tokens"], [])
+        self.assertEqual(self.request("DELETE", f"/api/tokens/{token_id}",
+                                      auth=("alice", "pw"))[0].code, 404)

@@ -122,6 +122,10 @@ MAX_REPLAYS = 100_000
 #: it minting is refused (L{TooMany}) until some expire: a publisher's token
 #: is never dropped early under a CI job that uses it.
 MAX_MINTED = 10_000
+#: The most live minted tokens of one publisher: a tenth of L{MAX_MINTED},
+#: so one publisher (or a client replaying its CI's tokens) cannot take the
+#: room of the others (one filled the whole cap in 44 s).
+MAX_MINTED_PER_PUBLISHER = MAX_MINTED // 10
 
 _BASE64URL = re.compile(r"^[A-Za-z0-9_-]*$")
 _CLAIM_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
@@ -370,6 +374,8 @@ class PublisherTokens:
     limit: int = MAX_MINTED
     book: TokenBook = attrs.field(
         default=attrs.Factory(lambda self: TokenBook(self.clock), takes_self=True))
+    #: the most live tokens of one publisher
+    per_publisher: int = MAX_MINTED_PER_PUBLISHER
 
     def __len__(self) -> int:
         return len(self.book.tokens)
@@ -391,8 +397,23 @@ class PublisherTokens:
                 del tokens[token_id]
         if len(tokens) >= self.limit:
             raise TooMany("too many publisher tokens are live; try again later")
+        mine = sum(1 for t in tokens.values()
+                   if t.user == publisher and (t.expires is None or t.expires > now))
+        if mine >= self.per_publisher:
+            raise TooMany(f"this publisher has {mine} live tokens, the most one may have; "
+                          "try again when some expire")
         return self.book.issue(publisher, {"upload"}, projects, lifetime, description,
                                yields_to)
+
+    def listing(self) -> list[dict[str, Any]]:
+        """The live minted tokens, as the token listing shows them (marked C{minted})."""
+        now = self.clock.seconds()
+        return [dict(record, minted=True) for record in self.book.listing()
+                if record["expires"] is None or record["expires"] > now]
+
+    def revoke(self, token_id: str) -> bool:
+        """Revoke one minted token at once (an admin's choice); whether there was one."""
+        return self.book.revoke(token_id)
 
     def verify(self, presented: str) -> Token | None:
         """The live minted token C{presented} is, or L{None}."""

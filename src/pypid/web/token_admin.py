@@ -82,9 +82,16 @@ class TokenAdmin:
 
     @app.route("/api/tokens", methods=["GET"])
     async def listing(self, request: IRequest) -> bytes:
-        """List the tokens, without their secrets (admins only)."""
+        """
+        List the tokens, without their secrets (admins only): the file's,
+        then the live tokens minted by trusted publishing (C{"minted": true}).
+        """
         await self._access.admin(request)
-        return send_json(request, {"tokens": self._book().listing()})
+        book, minted = self._access.tokens, self._access.publishers
+        if book is None and minted is None:
+            raise NotFound("tokens are not enabled")
+        return send_json(request, {"tokens": (book.listing() if book is not None else [])
+                                   + (minted.listing() if minted is not None else [])})
 
     @app.route("/api/tokens/<string:token_id>", methods=["DELETE"])
     def revoke(self, request: IRequest, token_id: str) -> Coroutine[Any, Any, bytes]:
@@ -94,6 +101,12 @@ class TokenAdmin:
 
     async def _revoke(self, request: IRequest, token_id: str) -> bytes:
         identity = await self._access.admin(request)
+        minted = self._access.publishers
+        if minted is not None and minted.revoke(token_id):
+            # (a minted token lives in memory only: nothing to write)
+            self._audit.record(request, identity, "token-revoked", target=token_id)
+            log.info("{user} revoked minted token {id}", user=identity.name, id=token_id)
+            return send_text(request, 200, "OK: revoked")
 
         def without(kept: dict[str, tokens.Token]) -> dict[str, tokens.Token]:
             if token_id not in kept:
