@@ -314,7 +314,7 @@ class ProjectJSONTests(SynchronousTestCase):
         """Rendering many distinct upload times keeps the time memo bounded and the times right."""
         limit = render._ISO_MEMO_LIMIT
         for i in range(limit + 5):
-            render._upload_time_iso(record(upload_time=i))
+            render._upload_time_iso(record(upload_time=i).upload_time)
         self.assertLessEqual(len(render._iso_memo), limit)
         [f] = self.render(record(upload_time=86400.5))["files"]
         self.assertEqual(f["upload-time"], "1970-01-02T00:00:00.500000Z")

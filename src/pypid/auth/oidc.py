@@ -397,8 +397,10 @@ class PublisherTokens:
                 del tokens[token_id]
         if len(tokens) >= self.limit:
             raise TooMany("too many publisher tokens are live; try again later")
-        mine = sum(1 for t in tokens.values()
-                   if t.user == publisher and (t.expires is None or t.expires > now))
+        # (counted only when the whole book could hold a publisher's cap)
+        mine = 0 if len(tokens) < self.per_publisher else sum(
+            1 for t in tokens.values()
+            if t.user == publisher and (t.expires is None or t.expires > now))
         if mine >= self.per_publisher:
             raise TooMany(f"this publisher has {mine} live tokens, the most one may have; "
                           "try again when some expire")

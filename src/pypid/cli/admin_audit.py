@@ -210,15 +210,14 @@ def verify(config: Config, out: TextIO, err: TextIO) -> int:
     the reactor: 0 when intact, 1 (and a line per broken link) when not,
     1 and one line when the log cannot be read.
     """
-    from twisted.internet.defer import maybeDeferred
-
     from pypid.cli.common import run_command
     from pypid.storage.factory import make_audit_log
+    from pypid.storage.interface import run_at_once
 
     # (blocking reads on the reactor's thread are fine: this is a command,
     # not a server)
     return run_command(
-        lambda reactor: check(make_audit_log(config, maybeDeferred, reactor), out, err),
+        lambda reactor: check(make_audit_log(config, run_at_once, reactor), out, err),
         prog="pypid-admin", err=err)
 
 

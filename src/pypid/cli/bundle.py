@@ -38,7 +38,7 @@ from pypid.cli import common
 from pypid.cli.server_client import CliError, log_lines
 from pypid.core.audit_chain import format_time
 from pypid.core.startup import StartupError
-from pypid.storage.interface import StorageError
+from pypid.storage.interface import StorageError, run_at_once
 
 if TYPE_CHECKING:
     # (types only: each command imports what it runs)
@@ -168,7 +168,7 @@ async def pack_command(config: Config, options: argparse.Namespace, reactor: Any
         if config.storage.backend != "s3" and common.overlapping(config.storage.path, options.to):
             raise BundleError(f"the bundle {options.to} and the storage folder "
                               f"{config.storage.path} must not be inside one another")
-        storage = await common.open_storage(config, reactor, common.run_at_once, closing,
+        storage = await common.open_storage(config, reactor, run_at_once, closing,
                                             prepare=False)
         writer = await run(open_writer, options.to)
         report = await pack_bundle(storage, writer, config.server.snapshot, run, reactor,

@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 import attrs
-from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred
+from twisted.internet.defer import ensureDeferred
 
 from pypid.cli.server_client import CliError
 from pypid.core.startup import StartupError
@@ -65,14 +65,6 @@ class ArgumentParser(argparse.ArgumentParser):
         self.print_usage(err)
         err.write(f"{self.prog}: error: {message}\n")
         return 2
-
-
-def run_at_once(f: Callable[..., Any], *args: Any) -> Deferred[Any]:
-    """
-    Blocking work, done at once: a command reading a storage beside a
-    daemon has nothing else to do meanwhile.
-    """
-    return maybeDeferred(f, *args)
 
 
 def run_command(main: Callable[[Any], Awaitable[int]], reactor: Any = None, *,

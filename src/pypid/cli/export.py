@@ -38,7 +38,6 @@ from pypid.cli.common import (
     close_all,
     open_storage,
     overlapping,
-    run_at_once,
     run_command,
 )
 from pypid.cli.server_client import log_lines
@@ -49,7 +48,7 @@ from pypid.core.startup import StartupError
 from pypid.export.exporter import Exporter
 from pypid.export.plan import ExportError, ExportSettings, People
 from pypid.export.target import LocalTarget, S3Target
-from pypid.storage.interface import StorageError
+from pypid.storage.interface import StorageError, run_at_once
 
 if TYPE_CHECKING:
     from pypid.config.s3_settings import S3Config

@@ -18,12 +18,12 @@ import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from html import escape
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import attrs
 
-from pypid.core.model import FileRecord
+from pypid.core.model import FileRecord, format_upload_time
 from pypid.core.names import SDIST, InvalidName, parse_filename
 
 HTML = "html"
@@ -116,22 +116,18 @@ class ListedFile(Protocol):
     def size(self) -> int | None: ...
     @property
     def upload_time(self) -> float | None: ...
-    @property
-    def upload_time_iso(self) -> str | None: ...
 
 
-def _upload_time_iso(record: ListedFile) -> str:
-    """Return C{record.upload_time_iso}, memoized on the timestamp."""
-    # (called for a file with an upload time only)
-    time = cast(float, record.upload_time)
+def _upload_time_iso(when: float) -> str:
+    """Return C{when} in PEP 700's format, memoized on the timestamp."""
     try:
-        return _iso_memo[time]
+        return _iso_memo[when]
     except KeyError:
         pass
-    iso = cast(str, record.upload_time_iso)
+    iso = format_upload_time(when)
     if len(_iso_memo) >= _ISO_MEMO_LIMIT:
         _iso_memo.clear()
-    _iso_memo[time] = iso
+    _iso_memo[when] = iso
     return iso
 
 
@@ -247,7 +243,7 @@ def _anchor(record: ListedFile, url: str) -> str:
     if record.size is not None:
         parts += (' data-size="', str(int(record.size)), '"')
     if record.upload_time is not None:
-        parts += (' data-upload-time="', _upload_time_iso(record), '"')
+        parts += (' data-upload-time="', _upload_time_iso(record.upload_time), '"')
     parts += ('>', escape(record.filename, True), "</a><br />\n")
     return "".join(parts)
 
@@ -286,7 +282,7 @@ def _json_file(record: ListedFile, url: str) -> dict[str, Any]:
     if record.size is not None:
         entry["size"] = record.size
     if record.upload_time is not None:
-        entry["upload-time"] = _upload_time_iso(record)
+        entry["upload-time"] = _upload_time_iso(record.upload_time)
     # PEP 592: true for an empty reason, the reason otherwise.
     entry["yanked"] = (record.yanked or True) if record.yanked is not None else False
     entry["core-metadata"] = metadata
@@ -336,7 +332,7 @@ def _legacy_file(record: FileRecord, url: str) -> dict[str, Any]:
     digests["sha256"] = record.sha256
     if record.blake2_256 is not None:
         digests["blake2b_256"] = record.blake2_256
-    iso = _upload_time_iso(record)
+    iso = _upload_time_iso(record.upload_time)
     return {
         "comment_text": "",
         "core-metadata": (

@@ -25,7 +25,7 @@ these intention-revealing calls; no one else sets its state.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from twisted.application.internet import TimerService
 from twisted.application.service import Service
@@ -253,7 +253,9 @@ class SnapshotWriter(Service):
 
         # Set before the callbacks: a run that finishes at once (the Deferred
         # has already fired) must still clear it, or no save would ever start again.
-        d = self._saving = self._run(save)
+        # (a Deferred of the save's copy, then of None once the callbacks ran)
+        d: Deferred[Any] = self._run(save)
+        self._saving = d
         d.addCallbacks(saved, failed)
         d.addBoth(done)
         return d

@@ -13,18 +13,38 @@ All methods that touch the backend return Deferreds, so a network backend
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Protocol
+from typing import Any, ParamSpec, Protocol, TypeVar
 
 import attrs
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, maybeDeferred
 from zope.interface import Attribute, Interface
 
 from pypid.core.model import FileRecord
 from pypid.core.pending import PendingFile
 
-#: C{run(f, *args) -> Deferred}: runs blocking work off the reactor thread
-#: (C{deferToThreadPool} bound to a pool in production, at once in tests).
-Run = Callable[..., Deferred[Any]]
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+class Run(Protocol):
+    """
+    C{run(f, *args) -> Deferred}: runs blocking work off the reactor thread
+    (C{deferToThreadPool} bound to a pool in production, at once in tests);
+    a L{Deferred} of C{f}'s result.
+    """
+
+    def __call__(self, f: Callable[_P, _T], /, *args: _P.args,
+                 **kwargs: _P.kwargs) -> Deferred[_T]:
+        """Run C{f(*args, **kwargs)} off the reactor thread."""
+
+
+def run_at_once(f: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> Deferred[_T]:
+    """
+    A L{Run} that does the work at once, on the calling thread: for a
+    command (which has nothing else to do meanwhile) and a site built
+    without a pool.
+    """
+    return maybeDeferred(f, *args, **kwargs)
 
 
 class StorageError(Exception):

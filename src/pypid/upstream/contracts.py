@@ -2,7 +2,7 @@
 What the upstream package is given by the layers above it, as Protocols:
 C{[upstream]}'s values as each part reads them
 (L{pypid.config.upstream_settings.UpstreamConfig}, of the configuration's
-layer), and the run in the I/O thread pool (the daemon's pools).
+layer). The run in the I/O thread pool is L{pypid.storage.interface.Run}.
 
 Typing only, and light: the upstream's factory imports it with every start,
 configured upstream or not, and the rest of the package loads only with
@@ -11,21 +11,7 @@ C{[upstream]}.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import ParamSpec, Protocol, TypeVar
-
-from twisted.internet.defer import Deferred
-
-_P = ParamSpec("_P")
-_T = TypeVar("_T")
-
-
-class RunInPool(Protocol):
-    """C{run(f, *args)}: call C{f} in the I/O thread pool; a L{Deferred} of its result."""
-
-    def __call__(self, f: Callable[_P, _T], /, *args: _P.args,
-                 **kwargs: _P.kwargs) -> Deferred[_T]:
-        """Run C{f(*args, **kwargs)} in a thread."""
+from typing import Protocol
 
 
 class DownloadLimits(Protocol):

@@ -32,10 +32,10 @@ from pypid.core.model import FileRecord
 from pypid.core.names import InvalidName
 from pypid.http import bodies
 from pypid.storage.disk import remove_file
-from pypid.storage.interface import FileExists, FilenameDeleted, IStorage, Location
+from pypid.storage.interface import FileExists, FilenameDeleted, IStorage, Location, Run
 from pypid.upstream.admission import Admission
 from pypid.upstream.cache import Offline, Remembered, again, recent, remembered
-from pypid.upstream.contracts import DownloadLimits, RunInPool
+from pypid.upstream.contracts import DownloadLimits
 from pypid.upstream.fetch import TransferFailed, UpstreamClient, UpstreamError
 from pypid.upstream.kept import KeptFiles
 from pypid.upstream.page_view import PageView
@@ -95,7 +95,7 @@ class UpstreamFiles:
     _view: PageView
     _client: UpstreamClient
     _storage: IStorage
-    _run: RunInPool
+    _run: Run
     _clock: IReactorTime
     _kept: KeptFiles
     _on_change: Callable[[], None] | None = None

@@ -20,9 +20,9 @@ from zope.interface import implementer
 from pypid.core.metrics import Family
 from pypid.core.parts import IMetricsSource
 from pypid.storage.factory import StorageSettings, make_storage
-from pypid.storage.interface import IStorage
+from pypid.storage.interface import IStorage, Run
 from pypid.storage.measured import MeasuredStorage
-from pypid.upstream.contracts import RunInPool, UpstreamSettings
+from pypid.upstream.contracts import UpstreamSettings
 
 if TYPE_CHECKING:
     # (types only: the rest of the upstream loads with a configured [upstream],
@@ -60,7 +60,7 @@ class UpstreamPart(Service):
         self._storage = storage
 
     @classmethod
-    def from_config(cls, config: DaemonSettings, run: RunInPool, reactor: IReactorTime,
+    def from_config(cls, config: DaemonSettings, run: Run, reactor: IReactorTime,
                     index: HostedIndex, file_url: FileUrl,
                     learnt: Callable[[], None] | None = None) -> UpstreamPart:
         """

@@ -22,7 +22,7 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgent, IResponse
 
 from pypid.http import bodies
-from pypid.upstream.contracts import RunInPool
+from pypid.storage.interface import Run
 from pypid.upstream.parser import (
     MAX_PAGE_ENTRIES,
     UpstreamPage,
@@ -97,7 +97,7 @@ class UpstreamClient:
 
     def __init__(self, agent: IAgent, clock: IReactorTime, index_url: str, hosts: Iterable[str],
                  timeout: float = 10.0, max_page_size: int = 20 << 20,
-                 run: RunInPool | None = None, deadline: float = 600.0,
+                 run: Run | None = None, deadline: float = 600.0,
                  max_entries: int = MAX_PAGE_ENTRIES) -> None:
         """
         @param agent: the L{IAgent} to ask with: no cookie jar (an index

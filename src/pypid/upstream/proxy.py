@@ -26,11 +26,11 @@ from twisted.internet.interfaces import IReactorTime
 
 from pypid.core.metrics import Family, by_label, gauge, timing_families
 from pypid.core.model import FileRecord
-from pypid.storage.interface import IStorage
+from pypid.storage.interface import IStorage, Run
 from pypid.upstream.budget import MissBudget
 from pypid.upstream.cache import CachedPage, PageCache
 from pypid.upstream.confusion import Decision, UpstreamPolicy
-from pypid.upstream.contracts import ProxySettings, RunInPool
+from pypid.upstream.contracts import ProxySettings
 from pypid.upstream.downloads import UpstreamFiles
 from pypid.upstream.fetch import UpstreamClient
 from pypid.upstream.kept import KeptFiles
@@ -71,7 +71,7 @@ class UpstreamProxy:
     @classmethod
     def create(cls, config: ProxySettings, policy: UpstreamPolicy, pages: PageCache,
                client: UpstreamClient, storage: IStorage, index: HostedIndex,
-               file_url: FileUrl, run: RunInPool, clock: IReactorTime,
+               file_url: FileUrl, run: Run, clock: IReactorTime,
                on_close: Callable[[], object] | None = None,
                on_change: Callable[[], None] | None = None) -> UpstreamProxy:
         """

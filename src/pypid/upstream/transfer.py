@@ -25,7 +25,7 @@ from twisted.web.client import ResponseDone
 from twisted.web.http import PotentialDataLoss
 
 from pypid.http import bodies
-from pypid.upstream.contracts import RunInPool
+from pypid.storage.interface import Run
 from pypid.upstream.fetch import TransferFailed, UpstreamError
 
 log = Logger()
@@ -70,7 +70,7 @@ class ToFile(TwistedProtocol):
     transfer while too much waits to be written, with an idle deadline.
     """
 
-    def __init__(self, f: IO[bytes], run: RunInPool, clock: IReactorTime, idle: float,
+    def __init__(self, f: IO[bytes], run: Run, clock: IReactorTime, idle: float,
                  limit: int, done: Deferred[int], high: int = 4 << 20,
                  tee: DownloadTee | None = None) -> None:
         self._tee = tee

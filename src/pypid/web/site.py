@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import cast
 
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IAddress, IPushProducer, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -40,6 +40,7 @@ from pypid.auth.basic import MalformedCredentials, parse_basic, www_authenticate
 from pypid.auth.verifier import Identity
 from pypid.core.http_errors import HTTPError
 from pypid.core.metrics import BATCH, UPLOAD_PATHS, RequestStats
+from pypid.storage.interface import Run, run_at_once
 from pypid.web.access import Access, IRequestAuth
 from pypid.web.body import (
     MAX_PLAIN_BODY,
@@ -47,7 +48,6 @@ from pypid.web.body import (
     DiscardedBody,
     IRequestBody,
     PlainBody,
-    Run,
     SpooledForm,
     answer_before_body,
 )
@@ -387,7 +387,7 @@ class PypidSite(GuardedSite):
         self.max_upload_size = max_upload_size
         self.spool_dir = spool_dir
         self.access = access
-        self.run = run if run is not None else maybeDeferred
+        self.run = run if run is not None else run_at_once
         self._access_log = access_log
         self._date: tuple[int | None, bytes] = (None, b"")
 

@@ -237,8 +237,9 @@ class Importer:
             return None
         finally:
             await self._run(remove_file, temp)
-        if await self._client.head(self._layout.deleted_key(record.filename)) is not None:
-            return None  # (deleted meanwhile: no details left behind for it)
+        if details is None or await self._client.head(
+                self._layout.deleted_key(record.filename)) is not None:
+            return None  # (none, or deleted meanwhile: no details left behind for it)
         await self._client.put(self._layout.details_key(record.filename), details,
                                {"content-type": "application/json"})
         return details
