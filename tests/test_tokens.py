@@ -169,10 +169,11 @@ class TokenFileTests(SynchronousTestCase):
         self.book = TokenBook(self.clock, path=self.path)
         self.text, self.token = self.book.issue("admin", {"upload"}, [], None, "CI")
         write_file(self.path, self.book.dumps())
+        self.hashing = run_in_pool_now
         verifier = PasswordVerifier({"admin": hash_password("pw", FAST)}, self.clock, None,
-                                    run_in_pool=run_in_pool_now)
+                                    run_in_pool=lambda *args: self.hashing(*args))
         trail = AuditTrail(MemoryAuditLog(self.clock), self.clock)
-        access = Access(AccessModel(admins=frozenset({"admin"})), verifier,
+        self.access = access = Access(AccessModel(admins=frozenset({"admin"})), verifier,
                         LoginThrottle(self.clock), self.book, audit=trail)
         self.failing = False
 
@@ -213,6 +214,31 @@ class TokenFileTests(SynchronousTestCase):
         self.assertEqual(self.request("DELETE", f"/api/tokens/{self.token.id}")[0], 200)
         self.assertIsNone(self.book.verify(self.text))
         self.assertEqual(self.on_disk(), set())
+
+    def test_admin_removed_during_check(self):
+        """
+        A revocation by an admin removed (by a reload) while its password
+        was checked changes nothing: the admin is checked again as the
+        change commits (issue 25, defect 7).
+        """
+        from pypid.auth.policy import AccessModel
+        from pypid.auth.verifier import PasswordVerifier
+        from tests.fakes import run_in_pool_now
+        from tests.test_auth import PendingPool
+
+        self.hashing = pool = PendingPool()
+        import base64
+        revoking = self.client.request(
+            "DELETE", f"http://pypi.test/api/tokens/{self.token.id}",
+            headers={"Authorization": b"Basic " + base64.b64encode(b"admin:pw")})
+        self.access.reconfigure(AccessModel(admins=frozenset({"admin"})), PasswordVerifier(
+            {}, self.clock, None, run_in_pool=run_in_pool_now), self.book)
+        pool.finish()
+        self.client.flush()
+        response = self.successResultOf(revoking)
+        self.assertEqual(response.code, 401, self.successResultOf(response.content()))
+        self.assertEqual(self.book.verify(self.text), self.token)
+        self.assertEqual(self.on_disk(), {self.token.id})
 
     def test_failed_issue_leaves_no_token(self):
         """An issue whose write fails answers 503 and leaves no live, unseen token behind."""

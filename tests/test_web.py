@@ -24,9 +24,11 @@ from twisted.web.client import ResponseFailed
 from twisted.web.http_headers import Headers
 
 from pypid.auth.hashes import hash_password
-from pypid.auth.policy import AccessModel
+from pypid.auth.policy import AccessModel, parse_rule
+from pypid.auth.tokens import TokenBook
 from pypid.auth.verifier import PasswordVerifier
 from pypid.core.details import Details
+from pypid.core.distribution import inspect
 from pypid.core.index import Index
 from pypid.core.render import file_url_for
 from pypid.state.loader import IndexMetrics
@@ -60,6 +62,7 @@ from tests.fakes import (
     twine_fields,
     write_file,
 )
+from tests.test_auth import PendingPool
 from tests.test_respond import FakeRemote
 
 ORIGIN = "http://pypi.test"
@@ -108,11 +111,11 @@ class _ServerMixin:
         self.finish_storage_work()
         self.successResultOf(prepared)
         self.index = Index(file_url_for(self.base_url))
-        verifier = PasswordVerifier(USERS, self.clock, None, run_in_pool=run_in_pool_now)
-        self.access = Access(self.access_model(), verifier)
+        verifier = PasswordVerifier(USERS, self.clock, None, run_in_pool=self.hashing_pool())
+        self.access = Access(self.access_model(), verifier, tokens=self.token_book())
         served = self.served_storage(self.storage)
         audit = AuditTrail(MemoryAuditLog(self.clock), self.clock)
-        self.web = build_web(self.index, served, self.access, run_now, self.clock,
+        self.web = build_web(self.index, served, self.access, self.make_run(), self.clock,
                              max_upload_size=self.max_upload_size, base_url=self.base_url,
                              audit=audit, sources=self.metric_sources(served, audit))
         self.root = self.web.root
@@ -132,6 +135,19 @@ class _ServerMixin:
     def make_storage_run(self):
         """The storage's C{run(f, *args)}: synchronous unless a test needs otherwise."""
         return run_now
+
+    def make_run(self):
+        """The resources' C{run(f, *args)} (bodies, inspection): synchronous unless a test
+        needs otherwise."""
+        return run_now
+
+    def hashing_pool(self):
+        """How passwords are hashed: at once unless a test needs otherwise."""
+        return run_in_pool_now
+
+    def token_book(self):
+        """The API tokens: none unless a test needs them."""
+        return None
 
     def stored(self, record):
         """The bytes the storage keeps for C{record}, whichever backend it is."""
@@ -1352,6 +1368,119 @@ class ConcurrencyTests(_ServerMixin, SynchronousTestCase):
         scanned = self.storage.scan({}, 0)
         self.run.run_all()
         self.assertEqual(self.successResultOf(scanned).tombstones, frozenset([WHEEL_NAME]))
+
+
+class ChangedCredentialsTests(_ServerMixin, SynchronousTestCase):
+    """
+    Tests for changes whose credentials are revoked, or whose user is
+    removed, while they are under way (a password being hashed, a body
+    arriving or inspected): the change is refused as it commits, and
+    nothing is changed (issue 25, defect 7: before, each answered 200).
+    """
+
+    def hashing_pool(self):
+        """Hashes wait until the test finishes them."""
+        self.pool = PendingPool()
+        return self.pool
+
+    def make_run(self):
+        """Bodies and inspections wait until the test runs them."""
+        self.run = QueuedRun()
+        return self.run
+
+    def token_book(self):
+        """Tokens of alice's."""
+        self.tokens = TokenBook(self.clock)
+        return self.tokens
+
+    def start(self, method, path, headers=None, data=None, auth=None):
+        """Begin a request; return the Deferred of its response."""
+        headers = dict(headers or {})
+        headers["Authorization"] = auth or basic()
+        return self.client.request(method, ORIGIN + path, headers=headers, data=data)
+
+    def start_upload(self, auth=None):
+        """Begin an upload of the wheel."""
+        ctype, body = multipart_body(twine_fields("Holy.Grail", "1.0", WHEEL),
+                                     [("content", WHEEL_NAME, WHEEL)])
+        return self.start("POST", "/legacy/", {"Content-Type": ctype}, body, auth)
+
+    def finish(self, d):
+        """Run every step still waiting; return C{(code, body)} of C{d}'s response."""
+        for _ in range(10):
+            self.pool.finish()
+            self.run.run_all()
+            self.client.flush()
+        response = self.successResultOf(d)
+        return response.code, self.successResultOf(response.content())
+
+    def reload(self, users=USERS, model=None):
+        """Reload the users and rules, as SIGHUP does."""
+        verifier = PasswordVerifier(users, self.clock, None, run_in_pool=run_in_pool_now)
+        self.access.reconfigure(model or self.access_model(), verifier, self.tokens)
+
+    def test_yank_by_user_removed_during_check(self):
+        """A yank whose user is removed while the password is hashed is refused."""
+        self.assertEqual(self.finish(self.start_upload())[0], 200)
+        yank = self.start("POST", f"/api/files/{WHEEL_NAME}/yank", auth=basic("dave"))
+        self.assertEqual(len(self.pool.pending), 1)
+        self.reload({name: USERS[name] for name in ("alice", "eve")})
+        code, body = self.finish(yank)
+        self.assertEqual(code, 401, body)
+        self.assertIn(b"revoked", body)
+        self.assertIsNone(self.index.get_file(WHEEL_NAME).yanked)
+
+    def test_upload_by_user_removed_while_under_way(self):
+        """An upload whose user is removed while its body is read is refused, and not stored."""
+        self.pool.finish()
+        upload = self.start_upload()
+        self.pool.finish()  # (checked before the body)
+        self.reload({"eve": USERS["eve"]})
+        code, body = self.finish(upload)
+        self.assertEqual(code, 401, body)
+        self.assertIsNone(self.index.get_file(WHEEL_NAME))
+
+    def test_upload_by_token_revoked_while_under_way(self):
+        """An upload whose token is revoked while its body is read is refused, and not stored."""
+        text, token = self.tokens.issue("alice", ["upload"])
+        upload = self.start_upload(basic("__token__", text))
+        self.tokens.revoke(token.id)
+        code, body = self.finish(upload)
+        self.assertEqual(code, 401, body)
+        self.assertIsNone(self.index.get_file(WHEEL_NAME))
+
+    def inspecting(self):
+        """Run the steps waiting until the upload's inspection is the one left waiting."""
+        self.pool.finish()
+        self.client.flush()
+        while self.run.pending and self.run.pending[0][1] is not inspect:
+            self.run.run()
+            self.client.flush()
+        self.assertEqual([f for _, f, _ in self.run.pending], [inspect])
+
+    def test_upload_whose_rights_are_withdrawn(self):
+        """
+        An upload whose user loses the right to write while its file is
+        inspected (after the rights were checked) is refused.
+        """
+        upload = self.start_upload()
+        self.inspecting()
+        self.reload(model=AccessModel(rules=(parse_rule("holy-grail", "user:eve rw"),)))
+        code, body = self.finish(upload)
+        self.assertEqual(code, 403, body)
+        self.assertIsNone(self.index.get_file(WHEEL_NAME))
+
+    def test_reload_keeping_the_user(self):
+        """A reload that keeps the user and its rights lets the change through."""
+        upload = self.start_upload()
+        self.pool.finish()
+        self.reload()
+        self.assertEqual(self.finish(upload)[0], 200)
+        text, token = self.tokens.issue("alice", ["upload"])
+        yank = self.start("POST", f"/api/files/{WHEEL_NAME}/yank",
+                          auth=basic("__token__", text))
+        self.assertEqual(self.finish(yank)[0], 200)
+        self.assertIsNotNone(self.index.get_file(WHEEL_NAME).yanked)
 
 
 class StorageFailureTests(_ServerMixin, SynchronousTestCase):

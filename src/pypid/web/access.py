@@ -42,6 +42,11 @@ from pypid.core.parts import IReloadable
 #: What a change (an upload, a yank, a delete) answers without credentials.
 UPLOAD_LOGIN = "authentication is required to upload"
 
+#: What a change answers whose credentials were revoked, or whose user was
+#: removed, while it was under way (L{Access.confirm}).
+REVOKED = ("these credentials were revoked, or their user removed or changed, while the "
+           "request was under way")
+
 
 _Identity = TypeVar("_Identity", Identity, Identity | None)
 
@@ -60,6 +65,7 @@ class IRequestAuth(Interface):
     credentials = Attribute("C{(user, password)} of an upload, or L{None}.")
     verified = Attribute("A L{Deferred} of the upload's L{Identity}, or L{None}.")
     identity = Attribute("The verified L{Identity}, or L{None}.")
+    generation = Attribute("The gate's L{Access.generation} when the check began, or L{None}.")
 
 
 @attrs.define
@@ -76,11 +82,16 @@ class RequestAuth:
         waits for it rather than checking (and counting failures) twice.
     @ivar identity: the verified L{Identity}, once a gate let the request
         through; L{None} for an anonymous request.
+    @ivar generation: the gate's L{Access.generation} when the check of the
+        credentials began, so that a change can tell whether a reload came
+        in between (L{Access.confirm}).
     """
 
     credentials: tuple[str, str] | None = None
     verified: Deferred[Identity | None] | None = None
     identity: Identity | None = None
+    #: the gate's L{Access.generation} when the credentials' check began
+    generation: int | None = None
 
 
 registerAdapter(lambda request: RequestAuth(), Request, IRequestAuth)
@@ -109,6 +120,10 @@ class Access:
     audit: FailedLogins | None = None
     #: the L{pypid.auth.oidc.PublisherTokens} trusted publishing minted, or L{None}
     publishers: PublisherTokens | None = None
+    #: how many times the rules and users were reloaded (L{reconfigure}):
+    #: a change whose credentials were checked before a reload has them
+    #: checked again as it commits (L{confirm})
+    generation: int = attrs.field(init=False, default=0)
     _open_reads: bool = attrs.field(init=False, default=True)
 
     def __attrs_post_init__(self) -> None:
@@ -122,8 +137,10 @@ class Access:
         Take a reloaded configuration's rules, users and tokens (C{SIGHUP}).
         The verifier is new, so no credentials checked before are trusted
         any more: a removed user, or a changed password, is refused at
-        once. Requests under way finish with what they were given.
+        once. Requests under way read with what they were given; a change
+        under way is checked again as it commits (L{confirm}).
         """
+        self.generation += 1
         self.model = model
         self._verifier = verifier
         self.tokens = tokens
@@ -251,6 +268,48 @@ class Access:
         d.addCallbacks(_known, _busy)
         return d
 
+    async def confirm(self, request: IRequest, identity: Identity) -> Identity:
+        """
+        C{identity}, the request's, checked again as its change commits (an
+        upload is stored, a file yanked or deleted): a change must not be
+        made by credentials that were revoked, or a user that was removed,
+        while it was under way (its body arriving, its password being
+        hashed, its lock awaited).
+
+        A token is checked again every time: a digest comparison, nothing
+        to wait for, and the only way to see a revocation (which changes
+        the token book, not the rules). A password is checked again only
+        when the rules and users were reloaded since its check began: with
+        the new verifier, so a removed user, a changed password or a
+        directory that no longer lets the user in is refused, at the cost
+        of one more hash in that rare case. The caller then applies the
+        rules in force now to the identity returned (its groups may have
+        changed too).
+
+        @raise Unauthorized: the credentials no longer hold.
+        @raise Unavailable: they cannot be checked now (the verifier is busy,
+            or the directory cannot be reached).
+        """
+        auth = IRequestAuth(request)
+        if identity.token is None and auth.generation == self.generation:
+            return identity
+        credentials = auth.credentials
+        if credentials is None:
+            header = request.requestHeaders.getRawHeaders(b"authorization", (None,))[0]
+            try:
+                credentials = parse_basic(header)
+            except MalformedCredentials:
+                credentials = None
+        again = None
+        if credentials is not None:
+            checking = self._authenticate(*credentials)
+            checking.addErrback(_busy)
+            again = await checking
+        if again is None or again.name != identity.name:
+            raise Unauthorized(REVOKED)
+        auth.generation = self.generation
+        return _remember(again, request)
+
     def _throttle_key(self, user: str, password: str) -> tuple[str | None, bool]:
         """
         C{(key, named)}: what an attempt is throttled as
@@ -334,6 +393,8 @@ class Access:
         L{Unauthorized} (saying C{needed} when the request has no
         credentials).
         """
+        # (what a change is checked against again as it commits: confirm)
+        IRequestAuth(request).generation = self.generation
         d = self.identify(request, credentials)
         d.addCallback(self._may, WRITE, needed)
         d.addCallback(_remember, request)

@@ -166,6 +166,9 @@ class Publish:
             raise BadRequest(f"content: {e}")
         record = inspected.record.replace(
                               uploader=cut_text(identity.name, UPLOADER_BYTES))
+        # (the credentials, and the rights, as they are now: a revocation or
+        # a reload may have come while the body arrived or was inspected)
+        identity = await self._confirmed(request, identity, record.project)
         try:
             stored = await self._storage.publish(part.path, record, inspected.metadata,
                                                  inspected.details)
@@ -330,7 +333,19 @@ class Publish:
         record = self._index.get_file(filename)
         if record is None:
             raise NotFound(f"no such file: {filename}")
+        identity = await self._confirmed(request, identity, record.project)
         await change(request, record, argument, identity)
+
+    async def _confirmed(self, request: IRequest, identity: Identity, project: str,
+                         ) -> Identity:
+        """
+        C{identity} checked again as a change to C{project} commits
+        (L{pypid.web.access.Access.confirm}), with the rules in force now.
+        """
+        identity = await self._access.confirm(request, identity)
+        if not self._access.may_write(identity, project):
+            raise Forbidden(f"{identity.name} may not change {project}")
+        return identity
 
     async def _storage_call(self, operation: Callable[[FileRecord], Deferred[Any]],
                             record: FileRecord) -> Any:

@@ -15,6 +15,7 @@ from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
 from pypid.auth import tokens
+from pypid.auth.verifier import Identity
 from pypid.core.http_errors import BadRequest, Forbidden, NotFound, Unavailable
 from pypid.core.units import parse_duration
 from pypid.storage.interface import Run
@@ -72,6 +73,7 @@ class TokenAdmin:
                 fields.get("projects", "").split(), lifetime, fields.get("description", ""))
         except ValueError as e:
             raise BadRequest(str(e))
+        identity = await self._confirmed(request, identity)
         await self._change(lambda kept: {**kept, token.id: token})
         scope = (f"{' '.join(sorted(token.actions))} on "
                  f"{' '.join(token.projects) or 'every project'}")
@@ -100,7 +102,7 @@ class TokenAdmin:
                                     target=token_id)
 
     async def _revoke(self, request: IRequest, token_id: str) -> bytes:
-        identity = await self._access.admin(request)
+        identity = await self._confirmed(request, await self._access.admin(request))
         minted = self._access.publishers
         if minted is not None and minted.revoke(token_id):
             # (a minted token lives in memory only: nothing to write)
@@ -116,6 +118,17 @@ class TokenAdmin:
         self._audit.record(request, identity, "token-revoked", target=token_id)
         log.info("{user} revoked token {id}", user=identity.name, id=token_id)
         return send_text(request, 200, "OK: revoked")
+
+    async def _confirmed(self, request: IRequest, identity: Identity) -> Identity:
+        """
+        The admin checked again as a change commits: one removed, or no
+        longer an admin, by a reload that came while the password was
+        checked changes nothing (L{pypid.web.access.Access.confirm}).
+        """
+        identity = await self._access.confirm(request, identity)
+        if not self._access.is_admin(identity):
+            raise Forbidden(f"{identity.name} is not an admin")
+        return identity
 
     def _book(self) -> tokens.TokenBook:
         if self._access.tokens is None:
