@@ -159,7 +159,7 @@ class LocalStorage:
         return stat.f_bavail * stat.f_frsize
 
     def metric_families(self) -> Iterator[Family]:
-        """The free bytes of the folder's file system (a C{statvfs}, 3 us, on the reactor's thread)."""
+        """The free bytes of the folder's file system (one C{statvfs}, 3 us, in the reactor)."""
         free = self._free_bytes()
         if free is not None:
             yield gauge("pypid_storage_free_bytes",
