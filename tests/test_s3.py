@@ -617,12 +617,12 @@ class S3StorageTests(S3Case):
         self.assertIn("pypid-no-such-bucket does not exist", str(error))
 
     async def test_unreachable(self):
-        """With nothing listening at the endpoint: prepare and publish fail, check() says no."""
+        """With nothing listening at the endpoint: prepare and publish fail, check() says down."""
         from tests.e2e import free_port
         storage = self.storage_on(endpoint=f"http://127.0.0.1:{free_port()}", timeout=2.0)
         error = await self.assertFailure(storage.prepare(), StorageError)
         self.assertIn("cannot use the bucket", str(error))
-        self.assertFalse(await storage.check())
+        self.assertEqual(await storage.check(), "down")
         temp, record, metadata, _ = self.spool_wheel(storage)
         await self.assertFailure(storage.publish(temp, record, metadata), StorageError)
         self.assertFalse(os.path.exists(temp))

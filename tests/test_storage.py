@@ -148,6 +148,10 @@ class StorageContractMixin:
         """The backend provides L{IStorage}."""
         self.assertTrue(verifyObject(IStorage, self.make_storage()))
 
+    async def test_check(self):
+        """A prepared storage that answers says C{"ok"} to C{check()} (for C{/health})."""
+        self.assertEqual(await (await self.ready()).check(), "ok")
+
     async def test_empty_scan(self):
         """A new storage holds nothing."""
         result = await self.scanned(await self.ready())
@@ -712,6 +716,36 @@ class LocalStorageTests(StorageContractMixin, TestCase):
         """A L{LocalStorage} in a new folder, running its work synchronously."""
         return LocalStorage(os.path.abspath(self.mktemp()), run_now, self.clock)
 
+    def free_disk(self, free, min_free=1000, fail=False):
+        """A prepared storage whose file system (a fake C{statvfs}) has C{free} bytes free."""
+        def statvfs(path):
+            if fail:
+                raise OSError(5, "Input/output error")
+            return os.statvfs_result((4096, 1000, 10**6, free // 1000, free // 1000,
+                                      0, 0, 0, 0, 255))
+        storage = LocalStorage(os.path.abspath(self.mktemp()), run_now, self.clock, min_free,
+                               statvfs)
+        self.successResultOf(storage.prepare())
+        return storage
+
+    def test_full_below_min_free(self):
+        """
+        A folder that can be written to, with less free space than
+        C{min_free}, is C{"full"} (before: C{True}, C{/health} said ok);
+        at or above it, C{"ok"}; a file system that cannot be asked is C{"down"}.
+        """
+        self.assertEqual(self.successResultOf(self.free_disk(999).check()), "full")
+        self.assertEqual(self.successResultOf(self.free_disk(1000).check()), "ok")
+        self.assertEqual(self.successResultOf(self.free_disk(0, min_free=0).check()), "ok")
+        self.assertEqual(self.successResultOf(self.free_disk(10**6, fail=True).check()),
+                         "down")
+
+    def test_free_bytes_metric(self):
+        """C{/metrics} has the folder's free bytes (C{f_bavail} blocks of C{f_frsize})."""
+        families = list(self.free_disk(5000).metric_families())
+        self.assertEqual([(f.name, f.samples) for f in families],
+                         [("pypid_storage_free_bytes", (((), 5000),))])
+
     def put_foreign(self, storage, key, data):
         """Write a file into the folder, as an existing pypiserver tree holds it."""
         write_file(os.path.join(storage.root, *key.split("/")), data)
@@ -1214,7 +1248,7 @@ class MemoryStorageTests(SynchronousTestCase):
         self.successResultOf(self.storage.read_metadata(imported))
         self.successResultOf(self.storage.update(stored.replace(yanked="broken")))
         self.successResultOf(self.storage.delete(stored))
-        self.assertTrue(self.successResultOf(self.storage.check()))
+        self.assertEqual(self.successResultOf(self.storage.check()), "ok")
         self.assertIsNone(self.storage.close())
         self.assertEqual(os.listdir(self.parent), ["spool"])
         self.assertEqual(os.listdir(self.storage.temp_dir), [])

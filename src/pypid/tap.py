@@ -33,6 +33,7 @@ from pypid.core.startup import StartupError
 from pypid.daemon.container import Parts
 from pypid.daemon.listeners import IListeningReactor, Listeners
 from pypid.daemon.pools import ThreadPools
+from pypid.daemon.readiness import Readiness, RunningMark
 from pypid.state.backfill import Backfill
 from pypid.state.loader import FollowUp, IndexLoader, IndexPart
 from pypid.state.sync import SyncService
@@ -204,13 +205,18 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
                             locks.oldest, shared, proxy, learnt)
     loader = IndexLoader(index, stored, server.snapshot, run, reactor, writer, proxy, backfill)
     loaded = IndexPart(index, loader)
+    # (after a crash the index is checked against storage before the
+    # listeners open; either way the server is ready once it was)
+    mark = RunningMark(server.snapshot + ".running",
+                       lambda: writer.saved_serial == index.serial)
+    readiness = Readiness(loader, lambda: mark.unclean)
     web = WebPart(build_web(
         index, stored, access.access, run, reactor, max_upload_size=server.max_upload_size,
         base_url=server.base_url, upstream=proxy, access_log=server.access_log,
         counter=ConnectionCounter(server.max_connections_per_address),
         header_timeout=server.header_timeout, min_upload_rate=server.min_upload_rate,
         metrics=config.metrics, audit=audit.trail, timer=time.monotonic,
-        publishing=access.publishing, backfill=backfill, locks=locks,
+        publishing=access.publishing, backfill=backfill, locks=locks, ready=readiness.ready,
         sources=[source for source in (loaded, writer, storage, upstream, audit, backfill)
                  if source is not None]))
     listeners = Listeners.from_config(config, reactor, web.web.site)
@@ -220,14 +226,16 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
         ("upstream", upstream),
         ("audit", audit),
         ("access", access),
+        ("running-mark", mark),     # removed once the last snapshot is saved
         ("index", loaded),          # the listeners open once the index is loaded
         ("snapshot", writer),       # the last snapshot, once the listeners drained
+        ("readiness", readiness),   # after a crash, storage checked before listening
         ("web", web),
         ("listeners", listeners),
         ("snapshot-timer", SnapshotTimer(writer, server.snapshot_interval, reactor)),
         ("sync", SyncService(index, shared, reactor) if shared is not None else None),
         ("follow-up", FollowUp(loader)),    # the check of storage, or the backfill
-        ("systemd", _notifier_part(notifier, reactor, index)),
+        ("systemd", _notifier_part(notifier, reactor, index, readiness)),
     ), reactor, exit_on_failure=exit_on_failure, load_config=load_config)
 
 
@@ -237,8 +245,8 @@ def _present(*parts: tuple[str, IService | None]) -> list[tuple[str, IService]]:
 
 
 def _notifier_part(notifier: Notifier | None, reactor: IReactorTime,
-                   index: Index) -> NotifierPart | None:
+                   index: Index, readiness: Readiness) -> NotifierPart | None:
     if notifier is None:
         return None
     from pypid.daemon.systemd import NotifierPart
-    return NotifierPart(notifier, reactor, index.__len__)
+    return NotifierPart(notifier, reactor, index.__len__, readiness.when_ready)

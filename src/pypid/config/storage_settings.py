@@ -8,6 +8,7 @@ from __future__ import annotations
 import attrs
 
 from pypid.config.values import Keys, choice, parse_path
+from pypid.core.units import parse_size
 
 
 @attrs.frozen
@@ -16,10 +17,25 @@ class StorageConfig:
 
     backend: str
     path: str
+    #: the bytes the local folder's file system must keep free, or
+    #: C{/health} says the storage is full (0: never)
+    min_free: int = 1 << 30
+
+
+def parse_min_free(value: str) -> int:
+    """A size such as C{1G} or C{500M}, or C{0} for no minimum."""
+    if value.strip() == "0":
+        return 0
+    try:
+        return parse_size(value)
+    except ValueError:
+        raise ValueError("expected a size such as 1G, 500M or 524288 (bytes), or 0 "
+                         "for no minimum")
 
 
 #: key -> (default, parser)
 STORAGE_KEYS: Keys = {
     "backend": ("local", choice("local", "s3")),
     "path": ("var/packages", parse_path),
+    "min_free": ("1G", parse_min_free),
 }

@@ -1,6 +1,7 @@
 """
 systemd's service notifications, for C{Type=notify} units: C{READY=1} once
-the index is loaded and every listener is up (so C{systemctl start}, and a
+every listener is up and the index answers with every stored file
+(L{pypid.daemon.readiness}) (so C{systemctl start}, and a
 unit ordered after pypid's, wait for a server that answers), C{STOPPING=1}
 when it stops, and C{WATCHDOG=1} at half the unit's C{WatchdogSec}, so
 systemd restarts a server whose reactor is stuck.
@@ -19,6 +20,7 @@ from collections.abc import Callable, Mapping
 
 import attrs
 from twisted.application.service import Service
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -75,30 +77,44 @@ class Notifier:
 class NotifierPart(Service):
     """
     systemd's notifications as the last part to start and the first to
-    stop: C{READY=1} (with the files served) once every other part started,
+    stop: C{READY=1} (with the files served) once every other part started
+    and the index answers with every stored file (the check of storage
+    against the snapshot may end after the listeners open),
     C{WATCHDOG=1} while running, C{STOPPING=1} as the stop begins.
     """
 
     def __init__(self, notifier: Notifier, clock: IReactorTime,
-                 files: Callable[[], int]) -> None:
+                 files: Callable[[], int],
+                 ready: Callable[[], Deferred[None]] | None = None) -> None:
         """
         @param clock: provides C{callLater}, for the watchdog.
         @param files: C{files() -> int}, what the status line counts.
+        @param ready: C{ready() -> Deferred} firing once the index answers
+            with every stored file (L{pypid.daemon.readiness.Readiness.when_ready});
+            L{None}: at once.
         """
         self._notifier = notifier
         self._clock = clock
         self._files = files
+        self._ready = ready
         self._watchdog: LoopingCall | None = None
 
     def startService(self) -> None:
-        """Say the server is ready, and begin the watchdog."""
+        """Begin the watchdog; say the server is ready once the index answers."""
         Service.startService(self)
         notifier = self._notifier
-        notifier.send("READY=1", f"STATUS=Serving {self._files()} files")
+        if self._ready is None:
+            self._say_ready(None)
+        else:
+            self._ready().addCallback(self._say_ready)
         if notifier.watchdog:
             watchdog = self._watchdog = LoopingCall(notifier.send, "WATCHDOG=1")
             watchdog.clock = self._clock
             watchdog.start(notifier.watchdog, now=True)
+
+    def _say_ready(self, _: object) -> None:
+        if self.running:
+            self._notifier.send("READY=1", f"STATUS=Serving {self._files()} files")
 
     def stopService(self) -> None:
         """Say the server stops, and end the watchdog."""

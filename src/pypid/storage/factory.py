@@ -46,6 +46,8 @@ class _StorageSection(Protocol):
     def backend(self) -> str: ...
     @property
     def path(self) -> str: ...
+    @property
+    def min_free(self) -> int: ...
 
 
 class _ServerSection(Protocol):
@@ -122,7 +124,7 @@ def make_storage(config: StorageSettings, run: Run, reactor: IReactorTime,
     @raise StartupError: when C{[pypid] ca_bundle} cannot be used.
     """
     if config.storage.backend != "s3":
-        return LocalStorage(config.storage.path, run, reactor)
+        return LocalStorage(config.storage.path, run, reactor, config.storage.min_free)
     from pypid.storage.s3.layout import Layout
     from pypid.storage.s3.storage import S3Storage
 

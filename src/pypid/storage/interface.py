@@ -13,7 +13,7 @@ All methods that touch the backend return Deferreds, so a network backend
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, ParamSpec, Protocol, TypeVar
+from typing import Any, Literal, ParamSpec, Protocol, TypeVar
 
 import attrs
 from twisted.internet.defer import Deferred, maybeDeferred
@@ -168,6 +168,11 @@ class RemoteBytes:
 Location = LocalFile | MemoryFile | Redirect | RemoteFile | RemoteBytes
 
 
+#: what L{IStorage.check} finds: the storage answers (C{"ok"}), does not
+#: (C{"down"}), or answers with less room than C{[storage] min_free} (C{"full"})
+StorageState = Literal["ok", "down", "full"]
+
+
 class IStorage(Interface):
     """A place that keeps distribution files and what is known about them."""
 
@@ -184,11 +189,12 @@ class IStorage(Interface):
     def close() -> Deferred[Any] | None:
         """Release what L{prepare} took (locks, connections); called on stop."""
 
-    def check() -> Deferred[bool]:
+    def check() -> Deferred[StorageState]:
         """
-        Whether the backend answers now (for C{/health}).
+        Whether the backend answers now, for C{/health}: C{"ok"}, C{"down"},
+        or C{"full"} (it answers, but has too little room for uploads).
 
-        @rtype: L{Deferred} firing with a L{bool}
+        @rtype: L{Deferred} firing with a L{StorageState}
         """
 
     def publish(temp_path: str, record: FileRecord, metadata: bytes | None,

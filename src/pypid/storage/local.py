@@ -30,12 +30,18 @@ yank, delete, tombstones; L{pypid.storage.folder_scan.FolderScan}, the scan;
 L{pypid.storage.folder_imports.FolderImports}, files without a record and
 the rendering of details), and its methods run it in the thread pool given at
 construction, never on the reactor thread.
+
+A folder that can be written to may still have no room: a full disk failed
+uploads while C{/health} said ok. So L{LocalStorage.check} also compares
+the free space of the folder's file system (C{statvfs}, 3 us) with
+C{[storage] min_free}, and says C{"full"} below it; C{/metrics} has the
+free bytes (C{pypid_storage_free_bytes}).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import attrs
 from twisted.internet.defer import Deferred, succeed
@@ -43,7 +49,9 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from pypid.core.metrics import Family, gauge
 from pypid.core.model import FileRecord
+from pypid.core.parts import IMetricsSource
 from pypid.core.pending import PendingFile
 from pypid.storage.folder_changes import FolderChanges
 from pypid.storage.folder_imports import FolderImports, Imported
@@ -56,13 +64,19 @@ from pypid.storage.interface import (
     MemoryFile,
     Run,
     ScanResult,
+    StorageState,
 )
 from pypid.storage.sidecars import Sidecars
 
 log = Logger()
 
 
-@implementer(IStorage, IBackfillStorage)
+#: the default of C{[storage] min_free}: below it the storage is full
+#: (L{LocalStorage.check})
+MIN_FREE = 1 << 30
+
+
+@implementer(IStorage, IBackfillStorage, IMetricsSource)
 @attrs.define
 class LocalStorage:
     """
@@ -72,11 +86,16 @@ class LocalStorage:
     @ivar _run: C{run(f, *args) -> Deferred}: runs blocking work off the
         reactor thread (C{deferToThreadPool} bound to a pool in production).
     @ivar _clock: provides C{seconds()}, for the times of deletes.
+    @ivar _min_free: the bytes the folder's file system must have free, or
+        L{check} says C{"full"} (0: never full).
+    @ivar _statvfs: L{os.statvfs} (a fake in tests).
     """
 
     root: str
     _run: Run
     _clock: IReactorTime | None = None
+    _min_free: int = MIN_FREE
+    _statvfs: Callable[[str], os.statvfs_result] = os.statvfs
     # The collaborators, built by the constructor (see the module).
     _sidecars: Sidecars = attrs.field(init=False, repr=False, eq=False)
     _lock: FolderLock = attrs.field(init=False, repr=False, eq=False)
@@ -119,9 +138,33 @@ class LocalStorage:
         """Release the folder (at the end of the service's life)."""
         self._lock.close()
 
-    def check(self) -> Deferred[bool]:
-        """Whether the folder can be written to now."""
-        return self._run(os.access, self.root, os.W_OK)
+    def check(self) -> Deferred[StorageState]:
+        """Whether the folder can be written to now, and has C{min_free} bytes free."""
+        return self._run(self._check_sync)
+
+    def _check_sync(self) -> StorageState:
+        if not os.access(self.root, os.W_OK):
+            return "down"
+        free = self._free_bytes()
+        if free is None:
+            return "down"
+        return "full" if free < self._min_free else "ok"
+
+    def _free_bytes(self) -> int | None:
+        """The bytes an unprivileged writer may use on the folder's file system, or L{None}."""
+        try:
+            stat = self._statvfs(self.root)
+        except OSError:
+            return None
+        return stat.f_bavail * stat.f_frsize
+
+    def metric_families(self) -> Iterator[Family]:
+        """The free bytes of the folder's file system (one C{statvfs}, 3 us, in the reactor)."""
+        free = self._free_bytes()
+        if free is not None:
+            yield gauge("pypid_storage_free_bytes",
+                        "Bytes free for the storage folder on its file system; below "
+                        "[storage] min_free, /health says the storage is full.", free)
 
     def publish(self, temp_path: str, record: FileRecord, metadata: bytes | None,
                 details: bytes | None = None) -> Deferred[FileRecord]:

@@ -44,6 +44,7 @@ from pypid.storage.interface import (
     RemoteBytes,
     ScanResult,
     StorageError,
+    StorageState,
 )
 
 
@@ -108,9 +109,9 @@ class MemoryStorage:
     def close(self) -> None:
         """Nothing to release: no lock is held and no connection is open."""
 
-    def check(self) -> Deferred[bool]:
-        """Memory always answers."""
-        return succeed(True)
+    def check(self) -> Deferred[StorageState]:
+        """Memory always answers (and has no disk to fill)."""
+        return succeed("ok")
 
     def identity(self) -> str:
         """A name of this object's data alone, since nothing outlives it."""

@@ -212,7 +212,8 @@ def build_web(index: Index, storage: IStorage, access: Access, run: Run, clock: 
               min_upload_rate: float | None = None, metrics: MetricsConfig | None = None,
               audit: AuditTrail | None = None, timer: Callable[[], float] | None = None,
               publishing: TrustedPublishing | None = None, backfill: Backfill | None = None,
-              locks: KeyedLock | None = None, sources: Iterable[IMetricsSource] = ()) -> Web:
+              locks: KeyedLock | None = None, sources: Iterable[IMetricsSource] = (),
+              ready: Callable[[], bool] | None = None) -> Web:
     """
     Build the resource tree and the site, the one way both the server
     (L{pypid.tap.build_service}) and the tests wire them.
@@ -241,6 +242,9 @@ def build_web(index: Index, storage: IStorage, access: Access, run: Run, clock: 
         default a new one.
     @param sources: the L{pypid.core.parts.IMetricsSource}s C{/metrics}
         exposes after the site's own.
+    @param ready: C{ready() -> bool}, whether the index answers with every
+        stored file (L{pypid.daemon.readiness.Readiness.ready}), for
+        C{/health}; by default always.
     """
     if audit is None:
         audit = AuditTrail(MemoryAuditLog(clock), clock)
@@ -259,7 +263,7 @@ def build_web(index: Index, storage: IStorage, access: Access, run: Run, clock: 
         tokens=TokenAdmin(access, run, audit=audit),
         cache=CacheAdmin(access, upstream, audit=audit),
         legacy=LegacyJSON(index, storage, access, absolute_file_url, base_url),
-        health=Health(storage),
+        health=Health(storage, ready),
         metrics=Metrics(access, metrics if metrics is not None else MetricsConfig(),
                         (SiteMetrics(stats, counter), *sources)),
         audit=AuditAdmin(access, audit),

@@ -61,6 +61,7 @@ from pypid.storage.interface import (
     Run,
     ScanResult,
     StorageError,
+    StorageState,
 )
 from pypid.storage.s3.api import BucketCalls, PacedClient, S3Client, S3Error, S3Unavailable
 from pypid.storage.s3.credentials import CredentialSource
@@ -255,16 +256,16 @@ class S3Storage:
                 return self._on_close()
         return self.settle().addBoth(closed)
 
-    def check(self) -> Deferred[bool]:
-        """Whether the bucket answers now (one short listing)."""
-        async def check() -> bool:
+    def check(self) -> Deferred[StorageState]:
+        """Whether the bucket answers now (one short listing); a bucket is never full."""
+        async def check() -> StorageState:
             try:
                 await self._client.call("GET", "", params=[
                     ("list-type", "2"), ("max-keys", "1"), ("prefix", self._layout.prefix)],
                     retry=False)
             except StorageError:
-                return False
-            return True
+                return "down"
+            return "ok"
         return ensureDeferred(check())
 
     # -- writes ----------------------------------------------------------------------

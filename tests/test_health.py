@@ -1,0 +1,143 @@
+"""
+Tests for C{/health} (L{pypid.web.health}) and the readiness it reports
+(L{pypid.daemon.readiness}): ready only once the index answers with every
+stored file, and a full local disk is a degraded storage.
+"""
+
+import json
+import os
+
+from treq.testing import StubTreq
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from pypid.daemon.readiness import Readiness, RunningMark
+from pypid.storage.local import LocalStorage
+from pypid.web.health import Health
+from tests.fakes import run_now
+
+
+def full_disk(free, min_free=1 << 30):
+    """C{statvfs} of a file system with C{free} bytes free (of 4 GiB)."""
+    def statvfs(path):
+        return os.statvfs_result((4096, 4096, 1 << 20, free // 4096, free // 4096,
+                                  0, 0, 0, 0, 255))
+    return statvfs
+
+
+class FakeLoader:
+    """What L{Readiness} reads of an L{pypid.state.loader.IndexLoader}."""
+
+    def __init__(self, checked=None):
+        self.checked = checked
+        self.followed = 0
+
+    def follow_up(self):
+        self.followed += 1
+
+
+class HealthTests(SynchronousTestCase):
+    """C{/health} says ready only when the index answers, and a full disk is degraded."""
+
+    def storage(self, free):
+        storage = LocalStorage(os.path.abspath(self.mktemp()), run_now, Clock(),
+                               1 << 30, full_disk(free))
+        self.successResultOf(storage.prepare())
+        self.addCleanup(storage.close)
+        return storage
+
+    def health(self, storage, ready=None):
+        """C{(code, headers, JSON)} of C{GET /health}."""
+        treq = StubTreq(Health(storage, ready).app.resource())
+        response = self.successResultOf(treq.get("http://127.0.0.1/health"))
+        body = self.successResultOf(response.content())
+        return response.code, response.headers, json.loads(body)
+
+    def test_ok(self):
+        """A ready server on a storage with room: 200, ok."""
+        code, _, answer = self.health(self.storage(2 << 30), lambda: True)
+        self.assertEqual((code, answer), (200, {"status": "ok", "storage": "ok"}))
+
+    def test_full_disk(self):
+        """
+        Less free space than C{[storage] min_free}: 503, degraded, full
+        (before the fix: 200 C{{"status": "ok", "storage": "ok"}}).
+        """
+        code, _, answer = self.health(self.storage(100 << 20))
+        self.assertEqual((code, answer), (503, {"status": "degraded", "storage": "full"}))
+
+    def test_starting(self):
+        """
+        Before the index answers with every stored file: 503, starting,
+        with C{Retry-After} (before the fix: 200 ok).
+        """
+        code, headers, answer = self.health(self.storage(2 << 30), lambda: False)
+        self.assertEqual((code, answer), (503, {"status": "starting", "storage": "ok"}))
+        self.assertEqual(headers.getRawHeaders(b"retry-after"), [b"1"])
+
+
+class ReadinessTests(SynchronousTestCase):
+    """L{Readiness}: ready once storage was checked against the snapshot; after a crash, first."""
+
+    def test_no_check(self):
+        """An index loaded without a snapshot to check is ready at once."""
+        readiness = Readiness(FakeLoader(), lambda: False)
+        self.assertIsNone(readiness.startService())
+        self.assertTrue(readiness.ready())
+        self.successResultOf(readiness.when_ready())
+
+    def test_clean_stop(self):
+        """After a clean stop the listeners open at once; ready when the check ends."""
+        checked = Deferred()
+        loader = FakeLoader(checked)
+        readiness = Readiness(loader, lambda: False)
+        self.assertIsNone(readiness.startService())
+        self.assertEqual(loader.followed, 0)
+        waiting = readiness.when_ready()
+        self.assertFalse(readiness.ready())
+        self.assertNoResult(waiting)
+        checked.callback(None)
+        self.assertTrue(readiness.ready())
+        self.successResultOf(waiting)
+
+    def test_after_a_crash(self):
+        """After an unclean stop the check begins, and the start waits for it."""
+        checked = Deferred()
+        loader = FakeLoader(checked)
+        started = Readiness(loader, lambda: True).startService()
+        self.assertEqual(loader.followed, 1)
+        self.assertNoResult(started)
+        checked.callback(None)
+        self.successResultOf(started)
+
+    def test_check_failed(self):
+        """A check that failed leaves the snapshot's index served, ready."""
+        checked = Deferred()
+        readiness = Readiness(FakeLoader(checked), lambda: False)
+        readiness.startService()
+        checked.errback(RuntimeError("boom"))
+        self.assertTrue(readiness.ready())
+        self.failureResultOf(checked, RuntimeError)
+
+
+class RunningMarkTests(SynchronousTestCase):
+    """L{RunningMark}: a run that did not save its last snapshot is told at the next start."""
+
+    def test_clean_and_unclean(self):
+        """A stop that saved leaves no mark; one that did not (or a crash) does."""
+        path = os.path.join(os.path.abspath(self.mktemp()), "index.json.running")
+        saved = [True]
+        mark = RunningMark(path, lambda: saved[0])
+        mark.startService()
+        self.assertFalse(mark.unclean)
+        mark.stopService()
+        self.assertFalse(os.path.exists(path))
+        mark.startService()
+        self.assertFalse(mark.unclean)
+        saved[0] = False
+        mark.stopService()
+        again = RunningMark(path, lambda: True)
+        again.startService()
+        self.assertTrue(again.unclean)
+        self.flushLoggedErrors()
