@@ -16,7 +16,9 @@ the one place that decides both:
     storage is under way (it may have written storage and not reached the
     index yet), when a shared storage's changes were last taken in, or
     while storage is still being checked against the snapshot the index
-    was loaded from (L{SnapshotWriter.checking}).
+    was loaded from (L{SnapshotWriter.checking}). With it goes a reading
+    of the boot's clock that never steps (L{pypid.core.clock_steps}): the
+    time alone cannot show a start that the wall clock went back since.
 
 The loader (L{pypid.state.loader}) tells the writer what it found through
 these intention-revealing calls; no one else sets its state.
