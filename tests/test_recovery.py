@@ -243,3 +243,25 @@ class UnreadableTombstoneTests(SynchronousTestCase):
         index, _, _ = folder.start(BootClock())
         self.assertFalse(index.is_deleted(folder.filename))
         self.assertIsNotNone(index.get_file(folder.filename))
+
+
+class BootClockTests(SynchronousTestCase):
+    """The daemon's writer keeps the boot's clock with each snapshot, as built by default."""
+
+    def test_kept_by_default(self):
+        """On Linux, a snapshot saved by a writer built without a boot clock holds this boot's."""
+        import sys
+
+        from pypid.state.boot_clock import read_boot_clock
+
+        if sys.platform != "linux":
+            raise self.skipTest("the boot's clock is read on Linux only")
+        path = os.path.join(os.path.abspath(self.mktemp()), "index.json")
+        writer = SnapshotWriter(Index(lambda r: r.filename), path, run_now, WALL)
+        self.successResultOf(writer.save_if_changed(final=True))
+        kept = snapshot.read(path).clock
+        now = read_boot_clock()
+        self.assertIsNotNone(kept)
+        self.assertEqual(kept.boot, now[0])
+        self.assertLessEqual(kept.since_boot, now[1])
+        self.assertEqual(stepped_back(kept, ClockReading(time.time(), *read_boot_clock())), 0.0)
