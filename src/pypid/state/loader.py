@@ -26,6 +26,7 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from pypid.core.clock_steps import ClockReading, trusted_since
 from pypid.core.index import Index
 from pypid.core.metrics import Family, gauge
 from pypid.core.model import FileRecord
@@ -33,6 +34,7 @@ from pypid.core.parts import IMetricsSource, IReloadable
 from pypid.core.pending import PendingFile
 from pypid.core.startup import StartupError
 from pypid.state.backfill import Backfill
+from pypid.state.boot_clock import read_boot_clock
 from pypid.state.merge import merge_scan
 from pypid.state.writer import SnapshotWriter
 from pypid.storage import snapshot as snapshots
@@ -126,6 +128,9 @@ class IndexLoader:
     checked: Deferred[None] | None = None
     #: what L{follow_up} begins: C{() -> Deferred | None}
     _then: Callable[[], object] | None = None
+    #: C{() -> (boot id, seconds since boot) | None}: the clock that never
+    #: steps, to tell that the wall clock went back since the snapshot
+    _boot_clock: Callable[[], tuple[str, float] | None] = read_boot_clock
 
     async def load(self) -> None:
         """Load, and reconcile (or leave reconciling to L{follow_up}); report what was found."""
@@ -166,6 +171,8 @@ class IndexLoader:
         snap = self._same_storage(snap)
         if snap is None and shared is not None:
             snap = self._same_storage(await self._shared_snapshot(shared))
+        if snap is not None:
+            snap = self._dated_before_steps(snap)
         if snap is not None:
             known, since, serial = snap.records, snap.saved_at, snap.serial
             tombstones = snap.tombstones
@@ -288,6 +295,26 @@ class IndexLoader:
         log.info("Storage checked against the snapshot in {seconds:.2f} s: files added "
                  "{added}, changed {changed}, gone {gone}",
                  seconds=self._clock.seconds() - started, **counts)
+
+    def _dated_before_steps(self, snap: Snapshot) -> Snapshot:
+        """
+        The snapshot, standing for an earlier time when the wall clock went
+        back since it was saved (L{pypid.core.clock_steps}): a change made
+        after the save was stamped by the clock gone back, older than the
+        snapshot's time, and a start that trusted that time took the
+        snapshot's record for the change's (a yank reverted, after a
+        crash). Storage is read again from the time the step shows, not
+        all of it: what changed in the span the clock went back over.
+        """
+        boot = self._boot_clock()
+        now = ClockReading(self._clock.seconds(), *boot) if boot is not None else None
+        since, back = trusted_since(snap.saved_at, snap.clock, now)
+        if not back:
+            return snap
+        log.warn("The wall clock went back {step:.1f} s since the snapshot was saved: "
+                 "storage is read again for what changed since {since:.0f} (rather "
+                 "than {saved_at:.0f})", step=back, since=since, saved_at=snap.saved_at)
+        return attrs.evolve(snap, saved_at=since)
 
     def _same_storage(self, snap: Snapshot | None) -> Snapshot | None:
         """The snapshot, if it describes this storage's data."""

@@ -16,7 +16,9 @@ the one place that decides both:
     storage is under way (it may have written storage and not reached the
     index yet), when a shared storage's changes were last taken in, or
     while storage is still being checked against the snapshot the index
-    was loaded from (L{SnapshotWriter.checking}).
+    was loaded from (L{SnapshotWriter.checking}). With it goes a reading
+    of the boot's clock that never steps (L{pypid.core.clock_steps}): the
+    time alone cannot show a start that the wall clock went back since.
 
 The loader (L{pypid.state.loader}) tells the writer what it found through
 these intention-revealing calls; no one else sets its state.
@@ -35,10 +37,12 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from pypid.core.clock_steps import ClockReading
 from pypid.core.index import Index
 from pypid.core.metrics import Family, counter, gauge
 from pypid.core.notice import Notice
 from pypid.core.parts import IMetricsSource
+from pypid.state.boot_clock import read_boot_clock
 from pypid.storage.interface import ISharedStorage, Run
 from pypid.storage.snapshot import encode, lines, write
 
@@ -73,7 +77,9 @@ class SnapshotWriter(Service):
                  storage: str | None = None,
                  busy_since: Callable[[], float | None] | None = None,
                  shared: ISharedStorage | None = None, upstream: UpstreamProxy | None = None,
-                 learnt: Notice | None = None) -> None:
+                 learnt: Notice | None = None,
+                 boot_clock: Callable[[], tuple[str, float] | None] = read_boot_clock,
+                 ) -> None:
         """
         @param index: the L{pypid.core.index.Index}.
         @param run: C{run(f, *args) -> Deferred} running blocking work in a thread.
@@ -89,6 +95,9 @@ class SnapshotWriter(Service):
             cached pages go into the snapshot, or L{None}.
         @param learnt: a L{pypid.core.notice.Notice} of what the upstream
             cache learnt: each is saved L{soon}.
+        @param boot_clock: C{() -> (boot id, seconds since boot) | None},
+            the clock that never steps, read with the clock's time into
+            each snapshot (L{pypid.core.clock_steps}).
         """
         self._index = index
         self.path = path
@@ -98,6 +107,7 @@ class SnapshotWriter(Service):
         self._busy_since = busy_since
         self._shared = shared
         self._upstream = upstream
+        self._boot_clock = boot_clock
         self._saved_serial = -1
         self._wanted = False
         self._saving: Deferred[None] | None = None
@@ -218,10 +228,11 @@ class SnapshotWriter(Service):
         state = shared.state() if shared is not None else None
         upstream_state = upstream.state() if upstream is not None else None
         identity = self._storage
+        clock = self._reading()
 
         def save() -> bytes | None:
             write(self.path, lines(records, tombstones, as_of, serial, identity, state,
-                                   upstream_state))
+                                   upstream_state, clock))
             if shared is None or not keep_copy:
                 return None
             # The copy for other instances leaves out this one's state (and
@@ -259,6 +270,13 @@ class SnapshotWriter(Service):
         d.addCallbacks(saved, failed)
         d.addBoth(done)
         return d
+
+    def _reading(self) -> ClockReading | None:
+        """The clock's time and the boot's clock, read together, if the system has the latter."""
+        boot = self._boot_clock()
+        if boot is None:
+            return None
+        return ClockReading(self._clock.seconds(), *boot)
 
     def _stands_for(self) -> float:
         """

@@ -48,11 +48,10 @@ class FolderChanges:
         """Link the spooled upload into place without overwriting; see the module."""
         sidecars = self._sidecars
         try:
-            if is_tombstone(sidecars.read_record(record.filename)):
-                raise FilenameDeleted(record.filename)
+            final = sidecars.file_path(record.path)
+            self._refuse_deleted(record.filename, final)
             with open(temp_path, "rb+") as f:
                 os.fsync(f.fileno())
-            final = sidecars.file_path(record.path)
             try:
                 os.link(temp_path, final)
             except FileExistsError:
@@ -83,6 +82,16 @@ class FolderChanges:
         finally:
             remove_file(temp_path)
 
+    def _refuse_deleted(self, filename: str, final: str) -> None:
+        """
+        Raise L{FilenameDeleted} when C{filename} was deleted: its record is
+        a tombstone, or is damaged and no file is at C{final} (a tombstone
+        that cannot be read is a tombstone still: L{Sidecars.load_record}).
+        """
+        current, damaged = self._sidecars.load_record(filename)
+        if is_tombstone(current) or (damaged and not os.path.lexists(final)):
+            raise FilenameDeleted(filename)
+
     def _existing_sha256(self, record: FileRecord, final: str) -> str:
         sidecar = self._sidecars.read_record(record.filename)
         if sidecar and sidecar.get("sha256"):
@@ -93,8 +102,7 @@ class FolderChanges:
         """Write a file's record; never over a tombstone (a delete is final)."""
         sidecars = self._sidecars
         with storage_errors(), sidecars.lock:
-            if is_tombstone(sidecars.read_record(record.filename)):
-                raise FilenameDeleted(record.filename)
+            self._refuse_deleted(record.filename, sidecars.file_path(record.path))
             sidecars.write_record(record.filename, record)
             fsync_folder(sidecars.files_dir)
 

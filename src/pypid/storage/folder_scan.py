@@ -79,6 +79,9 @@ class FolderScan:
         skipped: list[tuple[str, str]] = []
         imported: list[Imported] = []
         fresh: dict[str, FileRecord | dict[str, Any] | None] = {}
+        # The records found damaged: a tombstone each, unless a file of its
+        # name is there (then described from the file, its record rewritten).
+        damaged: set[str] = set()
         folder = sidecars.files_dir + os.sep
         # (a later scan reads now only the records of known files, below)
         for filename in (listed if not later else listed & known.keys()):
@@ -90,7 +93,9 @@ class FolderScan:
                         continue
                 except OSError:
                     continue
-            data = sidecars.read_record(filename, path)
+            data, unreadable = sidecars.load_record(filename, path)
+            if unreadable:
+                damaged.add(filename)
             if is_tombstone(data):
                 tombstones.add(filename)
             elif data is not None:
@@ -105,6 +110,7 @@ class FolderScan:
             fresh[filename] = data
         pending: dict[str, PendingFile] = {}
         for key, filename, entry in self._walk():
+            damaged.discard(filename)
             if filename in records or filename in tombstones or filename in pending:
                 if filename in records or filename in pending:
                     skipped.append((key, f"another file named {filename} is already listed"))
@@ -122,8 +128,22 @@ class FolderScan:
             # that a deleted name is never served or taken again), or left
             # behind.
             for filename in listed - known.keys() - records.keys() - pending.keys():
-                if is_tombstone(sidecars.read_record(filename)):
+                data, unreadable = sidecars.load_record(filename)
+                if unreadable:
+                    damaged.add(filename)
+                elif is_tombstone(data):
                     tombstones.add(filename)
+        # (a file there but not served, not a distribution, is there all the same)
+        damaged.difference_update(key.rpartition("/")[2] for key, _ in skipped)
+        for filename in damaged:
+            # A name once used stays used: a tombstone cut short or
+            # overwritten with garbage is still the tombstone of the name in
+            # its path (a record is written whole, through a rename, so only
+            # damage leaves one unreadable).
+            log.warn("Taking the unreadable record {path} for a tombstone of {filename}: "
+                     "no file of that name is stored", path=sidecars.record_path(filename),
+                     filename=filename)
+            tombstones.add(filename)
         result = ScanResult(records=records, tombstones=frozenset(tombstones),
                             skipped=tuple(skipped), pending=tuple(pending.values()))
         return result, imported

@@ -128,21 +128,36 @@ class Sidecars:
 
         @param path: its path, when the caller has it already.
         """
+        return self.load_record(filename, path)[0]
+
+    def load_record(self, filename: str,
+                    path: str | None = None) -> tuple[dict[str, Any] | None, bool]:
+        """
+        The record of C{filename} as L{read_record} gives it, and whether
+        one is there that cannot be read (damaged: cut short, garbage, not
+        a JSON object; logged with its path). A damaged record whose file
+        is gone must still be taken for a tombstone (L{is_tombstone} cannot
+        tell: its name, in its path, is all that is left), or the name of
+        a deleted file could be taken again with other bytes.
+
+        @param path: its path, when the caller has it already.
+        """
+        path = path or self.record_path(filename)
         try:
-            with open(path or self.record_path(filename), "rb") as f:
+            with open(path, "rb") as f:
                 data = orjson.loads(f.read())
         except (FileNotFoundError, NotADirectoryError):
             # (no .pypid/files/ at all, when a scan did not persist)
-            return None
+            return None, False
         except (OSError, ValueError) as e:
-            log.warn("Ignoring unreadable record for {filename}: {error}",
-                     filename=filename, error=str(e))
-            return None
+            log.warn("Unreadable record {path} of {filename}: {error}",
+                     path=path, filename=filename, error=str(e))
+            return None, True
         if not isinstance(data, dict):
-            log.warn("Ignoring unreadable record for {filename}: not a JSON object",
-                     filename=filename)
-            return None
-        return data
+            log.warn("Unreadable record {path} of {filename}: not a JSON object",
+                     path=path, filename=filename)
+            return None, True
+        return data, False
 
     def read_metadata(self, filename: str) -> bytes:
         """

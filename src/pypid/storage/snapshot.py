@@ -57,6 +57,7 @@ import attrs
 import orjson
 from twisted.logger import Logger
 
+from pypid.core.clock_steps import ClockReading
 from pypid.core.model import DIGESTS, FileRecord, raw_digest
 from pypid.core.names import SDIST, WHEEL
 from pypid.storage.disk import write_atomically
@@ -118,6 +119,11 @@ class Snapshot:
     #: the projects whose line a C{later} source found damaged, as they are
     #: found: the check after the start then trusts no time of the snapshot
     damaged: list[str] = attrs.field(factory=list, eq=False)
+    #: the clocks read as it was saved (L{pypid.core.clock_steps}): a start
+    #: tells from it that the wall clock went back since; L{None} when
+    #: the saving system had no clock that never steps, or the snapshot
+    #: is older than the reading (a first line without C{"clock"})
+    clock: ClockReading | None = None
 
 
 def _line(obj: Any) -> bytes:
@@ -126,7 +132,7 @@ def _line(obj: Any) -> bytes:
 
 def lines(records: Iterable[FileRecord], tombstones: Iterable[str], saved_at: float,
           serial: int = 0, storage: str | None = None, storage_state: Any = None,
-          upstream_state: Any = None) -> Iterator[bytes]:
+          upstream_state: Any = None, clock: ClockReading | None = None) -> Iterator[bytes]:
     """
     The snapshot's lines, as bytes, a project at a time (see the module's
     docstring), for L{write} to write as they come.
@@ -134,12 +140,16 @@ def lines(records: Iterable[FileRecord], tombstones: Iterable[str], saved_at: fl
     @param records: the L{FileRecord}s.
     @param storage_state: what the storage backend keeps in the snapshot
         (JSON-ready; S3's presigned URL cache), or L{None}.
+    @param clock: the clocks read as it is saved (L{Snapshot.clock}), or L{None}.
     """
     projects: dict[str, list[FileRecord]] = {}
     for record in records:
         projects.setdefault(record.project, []).append(record)
-    yield _line({"format": FORMAT, "saved_at": saved_at, "serial": serial,
-                 "storage": storage})
+    first: dict[str, Any] = {"format": FORMAT, "saved_at": saved_at, "serial": serial,
+                             "storage": storage}
+    if clock is not None:
+        first["clock"] = clock.to_json()
+    yield _line(first)
     # (each column made whole, in C where it can be: 0.53-0.59 rather than
     # 0.75-0.89 s for 100,001 files, of which 0.14 s is the fsync)
     for project, files in projects.items():
@@ -414,7 +424,8 @@ def _decode_lines(first: dict[str, Any], rest: Iterable[bytes | memoryview],
         raise SnapshotError("the deleted filenames are not a list of strings")
     return Snapshot(float(first["saved_at"]), records, tuple(tombstones),
                     first.get("serial", 0), storage, storage_state, upstream_state,
-                    later=tuple(waiting), damaged=damaged)
+                    later=tuple(waiting), damaged=damaged,
+                    clock=ClockReading.from_json(first.get("clock")))
 
 
 def _decode_format_1(obj: dict[str, Any]) -> Snapshot:
