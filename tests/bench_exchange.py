@@ -26,6 +26,7 @@ import glob
 import http.client
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -146,6 +147,7 @@ def main():
             print(kind, json.dumps(results[kind]), flush=True)
     finally:
         served.stop()
+        shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(results, indent=1))
 
 
