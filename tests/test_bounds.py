@@ -426,7 +426,7 @@ class BoundsTests(SynchronousTestCase):
         cap = folding.max_keys
         self.assert_flat(fill, lambda: len(folding._repeats), cap * 20)
         self.assertEqual(len(folding._repeats), cap)
-        self.assertEqual(list(folding._overflow), ["login-failed"])
+        self.assertEqual(list(folding._overflow), [("login-failed", "refused")])
 
     # -- the web -------------------------------------------------------------------------
 

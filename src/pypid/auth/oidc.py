@@ -111,6 +111,12 @@ MAX_DISCOVERY_SIZE = 64 << 10
 MAX_JWKS_SIZE = 256 << 10
 #: The most keys of one JWKS kept.
 MAX_KEYS = 100
+#: The most exchanges waiting at once for one fetch of an issuer's keys
+#: (L{IssuerKeys}); past it they are refused (L{IssuerBusy}), so clients
+#: sending tokens of an issuer that hangs cannot pile up requests for the
+#: whole fetch's deadline. Only a fetch makes an exchange wait: with the
+#: keys at hand, verifying ends at once.
+MAX_WAITERS = 100
 
 #: The most exchanged C{jti}s remembered at once (each until its token
 #: expires, two hours at most): about 270 bytes each, 27 MiB when full. Past it new exchanges
@@ -146,6 +152,10 @@ class IssuerUnavailable(Exception):
 
 class TooMany(IssuerUnavailable):
     """Too many minted tokens or remembered C{jti}s are live at once (503)."""
+
+
+class IssuerBusy(IssuerUnavailable):
+    """Too many exchanges wait for the keys of one issuer already (503)."""
 
 
 def _short(value: object, limit: int = 100) -> str:
@@ -477,8 +487,10 @@ class IssuerKeys:
     (C{URL/.well-known/openid-configuration}) gives C{jwks_uri}, whose JWKS
     is kept for C{ttl} seconds. An unknown C{kid} fetches them again (the
     issuer rotated its keys), but no fetch starts less than C{min_refresh}
-    seconds after the last one, and concurrent needs share one fetch; when
-    a fetch fails, the keys already known are used.
+    seconds after the last one, and concurrent needs share one fetch, at
+    most C{max_waiters} of them (the others are refused, L{IssuerBusy},
+    or use the keys at hand); when a fetch fails, the keys already known
+    are used.
 
     @ivar name: the issuer's name in C{[oidc] issuers}.
     @ivar url: the issuer, as its tokens' C{iss} say it.
@@ -491,6 +503,7 @@ class IssuerKeys:
     timeout: float = 10.0
     ttl: float = 3600.0
     min_refresh: float = 30.0
+    max_waiters: int = MAX_WAITERS
     keys: dict[str, Key] = attrs.field(factory=dict)
     #: when the keys were last fetched (L{None}: never)
     fetched: float | None = None
@@ -517,6 +530,9 @@ class IssuerKeys:
         if stale or kid not in self.keys:
             try:
                 await self._refresh(now)
+            except IssuerBusy:
+                if kid not in self.keys:
+                    raise
             except IssuerUnavailable:
                 if kid not in self.keys:
                     raise
@@ -536,6 +552,9 @@ class IssuerKeys:
         """
         waiter: Deferred[None]
         if self._waiters:
+            if len(self._waiters) >= self.max_waiters:
+                raise IssuerBusy(f"{len(self._waiters)} exchanges wait for the keys of the "
+                                 f"issuer {self.name} already")
             waiter = Deferred()
             self._waiters.append(waiter)
             return waiter

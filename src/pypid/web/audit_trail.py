@@ -8,7 +8,11 @@ written before the request is answered (L{AuditTrail.recorded}): an
 acknowledged change is in the log even if the server is killed the moment
 after. Failed and throttled logins go through
 L{pypid.core.audit_chain.LoginFailures}, so a flood of them writes a bounded
-number of entries, and nobody waits for them to be written.
+number of entries, and nobody waits for them to be written; so do the
+token exchange's refusals (L{AuditTrail.fold_refused}), folded apart from
+the logins: a flood of junk ID tokens cannot push the failed logins of
+this minute past the bound of distinct keys, where their users and
+addresses would be folded away.
 
 L{AuditAdmin} is C{GET /api/audit}, for admins.
 """
@@ -149,6 +153,8 @@ class AuditTrail:
     log: IAuditLog
     _clock: IReactorTime
     _logins: LoginFailures = attrs.field(factory=LoginFailures)
+    #: the token exchange's refusals (L{fold_refused})
+    _refusals: LoginFailures = attrs.field(factory=LoginFailures)
     _window_end: IDelayedCall | None = None
 
     def record(self, request: IRequest, identity: Identity | None, event: str,
@@ -220,24 +226,44 @@ class AuditTrail:
         its write.
         """
         event = "login-throttled" if throttled else "login-failed"
-        for entry in self._logins.add(self._clock.seconds(), event, user, address, token):
+        self._append(self._logins.add(self._clock.seconds(), event, user, address, token))
+
+    def fold_refused(self, address: str | None, user: str | None, event: str,
+                     error: HTTPError) -> None:
+        """
+        Record that C{event}, asked by a client without credentials from
+        C{address}, was refused (or failed) with C{error} (an
+        C{HTTPError}), naming C{user} when the request proved who it is:
+        folded per minute like failed logins, with their own bound
+        (L{pypid.core.audit_chain.LoginFailures}), so such a flood neither
+        fills the disk nor folds away the failed logins' addresses; nobody
+        waits for its write.
+        """
+        self._append(self._refusals.add(self._clock.seconds(), event, user, address,
+                                        outcome=outcome_of(error), detail=error.message))
+
+    def _append(self, entries: list[Entry]) -> None:
+        """Queue folded entries, and make sure the window's end writes the rest."""
+        for entry in entries:
             self.log.append(entry)
-        end = self._logins.ends_at()
-        if end is not None and (self._window_end is None or not self._window_end.active()):
+        ends = [end for end in (self._logins.ends_at(), self._refusals.ends_at())
+                if end is not None]
+        if ends and (self._window_end is None or not self._window_end.active()):
             self._window_end = self._clock.callLater(
-                max(end - self._clock.seconds(), 0.0), self._window_ended)
+                max(min(ends) - self._clock.seconds(), 0.0), self._window_ended)
 
     def _window_ended(self) -> None:
         self._window_end = None
-        for entry in self._logins.due(self._clock.seconds()):
-            self.log.append(entry)
+        now = self._clock.seconds()
+        self._append(self._logins.due(now) + self._refusals.due(now))
 
     def close(self) -> Deferred[Any]:
         """Write everything, the failed logins of this minute too (the server stops)."""
         if self._window_end is not None and self._window_end.active():
             self._window_end.cancel()
         self._window_end = None
-        for entry in self._logins.drain(self._clock.seconds()):
+        now = self._clock.seconds()
+        for entry in self._logins.drain(now) + self._refusals.drain(now):
             self.log.append(entry)
         return self.log.close()
 

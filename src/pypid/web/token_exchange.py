@@ -8,16 +8,51 @@ then used as twine's password with the user name C{__token__}. Refusals
 are short plain text: 400 for a request that is not such JSON, 401 for a
 token that is not trusted (with C{WWW-Authenticate: Bearer}, RFC 6750:
 the credential is the body's token, not Basic), 403 for a genuine token no
-C{[publishers]} rule lets publish, 503 when its issuer's keys cannot be
-had.
+C{[publishers]} rule lets publish, 429 for an address held back (below),
+503 when its issuer's keys cannot be had.
 
 Every exchange is in the audit log as a C{token-issued} entry: minted
 ones name the publisher (the user C{publisher:<issuer>:<sub>}), the token
-(C{target}) and what it may do (C{detail}); refusals name the publisher
-when the ID token was genuine, and always the reason. Refusals of tokens
-that are not genuine cost an attacker nothing to send, so past
-L{UNVERIFIED_ENTRIES} of them a minute they are folded into the
-C{login-failed} entries of the audit trail, like wrong passwords.
+(C{target}) and what it may do (C{detail}), and are written before the
+answer, as every change is. Refusals name the publisher when the ID token
+was genuine, and always the reason; but anyone can send them (any CI
+repository gets genuine tokens for pypid's audience, a replay costs
+nothing, junk less), and one client sent 534 a second, each a fsynced
+entry: 256 KiB of log a second (tests/bench_exchange.py, a real daemon).
+So they are folded as failed logins are
+(L{pypid.web.audit_trail.AuditTrail.fold_refused}): in a minute, each
+distinct (publisher or none, address, outcome, reason) is one entry at
+once and one counted entry at the minute's end, and past
+L{pypid.core.audit_chain.MAX_LOGIN_KEYS} distinct ones the rest are one
+entry per outcome: at most 102 entries a minute, whatever arrives from
+however many addresses. Nobody waits for them to be written. Measured
+again, a flood of each kind (a genuine token no publisher matches, a
+replay, junk naming an unreachable issuer, a forgery) wrote 4 to 6
+entries in ten seconds: 0.11 to 0.16 KiB/s.
+
+The work is bounded too. Each address may have L{EXCHANGE_FAILURES}
+refusals in the throttle's window (five minutes) counted against it,
+exchanges under way included; past them it gets 429 with C{Retry-After}
+before anything is read or verified: no key fetch, no signature check, no
+C{jti} spent. The throttle is the exchange's own
+L{pypid.auth.throttle.LoginThrottle}, not the password logins': a
+misconfigured CI job behind a NAT, failing exchange after exchange, holds
+back the exchanges of that address, never the logins of the people behind
+it (nor does a password guesser there block the exchange). Refusals are
+the 4xx, and the 503 of an issuer that cannot be reached (L{IssuerDown}):
+that is no client's fault, but junk naming such an issuer costs as
+little to send as any other, and without the count one client sent 393
+a second, each two lines of server log (150 KB/s); a CI job retrying
+through an outage sends a few, not a hundred in five minutes. A 503 for
+the server's own load (too many tokens live, too many exchanges waiting)
+counts for nothing.
+
+In total, verifying with the keys at hand takes a fraction of a
+millisecond and ends at once; only a fetch of an issuer's keys makes
+exchanges wait, at most
+L{pypid.auth.oidc.MAX_WAITERS} per issuer (the others get 503 at once),
+so clients sending tokens of an issuer that hangs cannot pile up
+requests, and the publishers of other issuers are not held back.
 """
 
 from __future__ import annotations
@@ -31,7 +66,9 @@ from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
 from pypid.auth.oidc import (
+    IssuerBusy,
     IssuerUnavailable,
+    Minted,
     NoPublisher,
     TokenRefused,
     TooMany,
@@ -39,8 +76,17 @@ from pypid.auth.oidc import (
     Verified,
     format_time,
 )
+from pypid.auth.throttle import LoginThrottle
 from pypid.auth.verifier import Identity
-from pypid.core.http_errors import BadRequest, Forbidden, HTTPError, NotFound, TooLarge, Unavailable
+from pypid.core.http_errors import (
+    BadRequest,
+    Forbidden,
+    HTTPError,
+    NotFound,
+    TooLarge,
+    TooManyRequests,
+    Unavailable,
+)
 from pypid.web.access import client_address
 from pypid.web.audit_trail import AuditTrail
 from pypid.web.respond import RETRY_AFTER
@@ -51,11 +97,22 @@ log = Logger()
 #: The largest request body: an ID token is 1 to 2 KiB.
 MAX_BODY = 64 << 10
 
-#: Audit entries of refused tokens that were not genuine, at most, a minute.
-UNVERIFIED_ENTRIES = 60
+#: Refused exchanges (4xx) counted against an address in the throttle's
+#: window before it is held back: the throttle's bound of failures per
+#: address, whatever user names they tried. A CI job exchanges once; a
+#: hundred refusals in five minutes is a job broken, or someone probing.
+EXCHANGE_FAILURES = 100
 
 #: The audit event of an exchange.
 EVENT = "token-issued"
+
+
+class IssuerDown(Unavailable):
+    """
+    The ID token's issuer cannot be reached, or its keys cannot be used
+    (503): counted against the address as a refusal (see the module
+    docstring).
+    """
 
 
 class InvalidIDToken(HTTPError):
@@ -77,13 +134,17 @@ class TrustedPublishingArea:
         when trusted publishing is not configured.
     @ivar _audit: the L{pypid.web.audit_trail.AuditTrail}.
     @ivar _clock: provides C{seconds()}.
+    @ivar _throttle: the exchange's own L{pypid.auth.throttle.LoginThrottle},
+        counting refusals by address only (see the module docstring).
     """
 
     _publishing: TrustedPublishing | None
     _audit: AuditTrail
     _clock: IReactorTime
-    #: C{(minute, refusals of tokens not genuine in it)}
-    _window: tuple[int | None, int] = (None, 0)
+    _throttle: LoginThrottle = attrs.field(
+        default=attrs.Factory(
+            lambda self: LoginThrottle(self._clock, max_address_failures=EXCHANGE_FAILURES),
+            takes_self=True))
 
     app = Klein()
     answer_errors(app)
@@ -97,31 +158,27 @@ class TrustedPublishingArea:
         publishing = self._publishing
         if publishing is None or not publishing.enabled:
             raise NotFound("trusted publishing is not configured ([oidc] issuers)")
-        verified = None
+        address = client_address(request)
+        wait = self._throttle.wait(None, address)
+        if wait:
+            error = TooManyRequests("too many refused token exchanges from this address; "
+                                    "try again later", [(b"retry-after", b"%d" % int(wait))])
+            self._audit.fold_refused(address, None, EVENT, error)
+            raise error
+        self._throttle.started(None, address)
+        counted = False
         try:
-            text = _id_token(request)
-            try:
-                verified = await publishing.verify(text)
-                minted = publishing.mint(verified)
-            except NoPublisher as e:
-                raise Forbidden(str(e))
-            except TokenRefused as e:
-                raise InvalidIDToken(str(e))
-            except TooMany as e:
-                raise Unavailable(str(e), [(b"retry-after", RETRY_AFTER)])
-            except IssuerUnavailable as e:
-                # (what went wrong with the issuer is for the log, not for
-                # whoever sent a token)
-                log.warn("Cannot verify an ID token now: {error}", error=str(e))
-                raise Unavailable("the token cannot be verified now: its issuer cannot be "
-                                  "reached, or its keys cannot be used",
-                                  [(b"retry-after", RETRY_AFTER)])
+            minted, verified = await self._exchange(publishing, request, address)
+            self._throttle.succeeded(None, address)
+            counted = True
         except HTTPError as e:
-            log.info("Refused an ID token from {address}: {reason}",
-                     address=client_address(request), reason=e.message)
-            self._refused(request, verified, e)
-            await self._audit.written(request)
+            if e.code < 500 or isinstance(e, IssuerDown):
+                self._throttle.failed(None, address)
+                counted = True
             raise
+        finally:
+            if not counted:
+                self._throttle.abandoned(None, address)
         token = minted.token
         # (a minted token always expires, after [oidc] token_lifetime)
         expires = format_time(token.expires) if token.expires is not None else "never"
@@ -136,27 +193,42 @@ class TrustedPublishingArea:
         return send_json(request, {"token": minted.text, "expires": expires,
                                    "projects": projects})
 
-    def _refused(self, request: IRequest, verified: Verified | None, error: HTTPError) -> None:
+    async def _exchange(self, publishing: TrustedPublishing, request: IRequest,
+                        address: str | None) -> tuple[Minted, Verified]:
         """
-        Record a refusal: in full when the ID token was genuine (or the
-        server failed), and for the first L{UNVERIFIED_ENTRIES} others of a
-        minute; past them as a failed login.
-        """
-        if verified is not None:
-            self._audit.refused(request, Identity(verified.publisher), EVENT, error)
-            return
-        if error.code < 500 and not self._unverified_allowed():
-            self._audit.login_failed(None, client_address(request))
-            return
-        self._audit.refused(request, None, EVENT, error)
+        Verify the request's ID token and mint its upload token.
 
-    def _unverified_allowed(self) -> bool:
-        minute = int(self._clock.seconds() // 60)
-        start, count = self._window
-        if start != minute:
-            start, count = minute, 0
-        self._window = (start, count + 1)
-        return count < UNVERIFIED_ENTRIES
+        @raise HTTPError: the refusal, recorded (folded) in the audit log.
+        """
+        verified = None
+        try:
+            text = _id_token(request)
+            try:
+                verified = await publishing.verify(text)
+                return publishing.mint(verified), verified
+            except NoPublisher as e:
+                raise Forbidden(str(e))
+            except TokenRefused as e:
+                raise InvalidIDToken(str(e))
+            except TooMany as e:
+                raise Unavailable(str(e), [(b"retry-after", RETRY_AFTER)])
+            except IssuerBusy as e:
+                log.warn("Cannot verify an ID token now: {error}", error=str(e))
+                raise Unavailable("too many token exchanges are waiting for their issuer; "
+                                  "try again shortly", [(b"retry-after", RETRY_AFTER)])
+            except IssuerUnavailable as e:
+                # (what went wrong with the issuer is for the log, not for
+                # whoever sent a token)
+                log.warn("Cannot verify an ID token now: {error}", error=str(e))
+                raise IssuerDown("the token cannot be verified now: its issuer cannot be "
+                                 "reached, or its keys cannot be used",
+                                 [(b"retry-after", RETRY_AFTER)])
+        except HTTPError as e:
+            log.info("Refused an ID token from {address}: {reason}", address=address,
+                     reason=e.message)
+            self._audit.fold_refused(address, verified.publisher if verified else None,
+                                     EVENT, e)
+            raise
 
 
 def _id_token(request: IRequest) -> str:
