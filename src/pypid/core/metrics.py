@@ -242,7 +242,7 @@ class RequestStats:
     @ivar login_failures: answers of 401 to requests that carried
         credentials (wrong ones, or for a user who may not), counted by the
         site as they are answered (only it sees the headers).
-    @ivar throttled: answers of 429 (too many failed logins).
+    @ivar throttled: answers of 429 (too many failed logins or refused token exchanges).
     @ivar refusals: C{{reason: count}} of connections refused outside any
         request (L{refused}).
     """

@@ -89,8 +89,8 @@ class SiteMetrics:
                       ("action", "outcome"), sorted(stats.changes.items()))
         yield counter("pypid_login_failures", "Requests refused for wrong credentials (401).",
                       stats.login_failures)
-        yield counter("pypid_throttled_requests", "Logins held back after too many failures "
-                      "(429).", stats.throttled)
+        yield counter("pypid_throttled_requests", "Logins and token exchanges held back after too "
+                      "many failures (429).", stats.throttled)
         yield by_label("pypid_http_refused", "Connections answered and closed outside any "
                        "request, by reason (bad_request, headers_timeout, uri_too_long, "
                        "headers_too_large, slow_body).", "reason", stats.refusals)
