@@ -135,16 +135,21 @@ class ThrottleTests(SynchronousTestCase):
 class _Peer:
     host = "10.0.0.9"
 
+    def __init__(self, host=None):
+        if host is not None:
+            self.host = host
+
 
 class _Request:
     """Just enough of a request: its Authorization header and address."""
 
-    def __init__(self, password, user="alice"):
+    def __init__(self, password, user="alice", host=None):
         token = base64.b64encode(f"{user}:{password}".encode())
         self.requestHeaders = Headers({b"authorization": [b"Basic " + token]})
+        self._peer = _Peer(host)
 
     def getClientAddress(self):
-        return _Peer()
+        return self._peer
 
 
 class AccessThrottleTests(SynchronousTestCase):
@@ -373,3 +378,184 @@ class WebBurstTests(SynchronousTestCase):
         self.assertEqual(len(self.pool.pending), 1)
         self.pool.finish()
         self.assertEqual(self.codes(reads), [200] * 50)
+
+
+def _guesses(throttle, user, addresses, clock=None, step=0.0):
+    """
+    One wrong password for C{user} from each of C{addresses}, as the gate
+    makes them; the waits asked (0 for a check made), in order.
+    """
+    waits = []
+    for address in addresses:
+        wait = throttle.wait(user, address)
+        waits.append(wait)
+        if not wait:
+            throttle.started(user, address)
+            throttle.failed(user, address)
+        if clock is not None:
+            clock.advance(step)
+    return waits
+
+
+class ClientCountingTests(SynchronousTestCase):
+    """
+    Issue 25, defect 3: an IPv6 client counts by its /64, and a user name is
+    capped across every client without locking its real user out.
+    """
+
+    def setUp(self):
+        self.clock = Clock()
+        self.throttle = LoginThrottle(self.clock)
+
+    def test_rotation_within_a_64(self):
+        """300 wrong passwords for admin from 300 addresses of one /64: 290 get 429."""
+        addresses = [f"2001:db8:1:2::{n:x}" for n in range(1, 301)]
+        waits = _guesses(self.throttle, "admin", addresses)
+        self.assertEqual(sum(1 for wait in waits if wait), 290)
+        # Another /64 is another client.
+        self.assertEqual(self.throttle.wait("admin", "2001:db8:1:3::1"), 0)
+
+    def test_ipv4_mapped_counts_as_ipv4(self):
+        """An IPv4 client seen through an IPv6 socket is the same client as its IPv4 address."""
+        addresses = ["::ffff:192.0.2.7", "192.0.2.7"] * 5
+        _guesses(self.throttle, "admin", addresses)
+        self.assertGreater(self.throttle.wait("admin", "192.0.2.7"), 0)
+        self.assertGreater(self.throttle.wait("admin", "::ffff:192.0.2.7"), 0)
+
+    def test_prefix_is_configurable(self):
+        """With C{ipv6_prefix=56}, the /64s of one /56 are one client; with 128, each address."""
+        wide = LoginThrottle(self.clock, ipv6_prefix=56)
+        _guesses(wide, "admin", [f"2001:db8:1:{n:x}::1" for n in range(10)])
+        self.assertGreater(wide.wait("admin", "2001:db8:1:ff::1"), 0)
+        self.assertEqual(wide.wait("admin", "2001:db8:2::1"), 0)
+        narrow = LoginThrottle(self.clock, ipv6_prefix=128)
+        _guesses(narrow, "admin", [f"2001:db8:1:2::{n:x}" for n in range(1, 11)])
+        self.assertEqual(narrow.wait("admin", "2001:db8:1:2::ff"), 0)
+
+    def test_rotation_across_networks(self):
+        """
+        1,000 wrong passwords for admin, each from a /64 of its own: past
+        300, 429 with a Retry-After of a second; the name then gets one check
+        a second, as its bucket empties.
+        """
+        addresses = [f"2001:db8:{n:x}::1" for n in range(1000)]
+        waits = _guesses(self.throttle, "admin", addresses)
+        held = [wait for wait in waits if wait]
+        self.assertEqual(len(held), 700)
+        self.assertEqual(set(held), {1.0})
+        # Another name is not held back.
+        self.assertEqual(self.throttle.wait("carol", "2001:db8:ffff::1"), 0)
+        # Over a minute, one check a second goes through.
+        more = _guesses(self.throttle, "admin",
+                        [f"2001:db9:{n:x}::1" for n in range(600)], self.clock, 0.1)
+        self.assertEqual(sum(1 for wait in more if not wait), 60)
+
+    def test_unknown_names_alike(self):
+        """The cap across clients holds for a made-up name as for a real one (nothing told)."""
+        for user in ("admin", "no-such-user"):
+            waits = _guesses(self.throttle, user, [f"2001:db8:{n:x}::1" for n in range(400)])
+            self.assertEqual(sum(1 for wait in waits if wait), 100, user)
+
+    def test_real_user_gets_in_during_attack(self):
+        """
+        During a rotation attack on alice, alice from a network she logged
+        in from this week is checked at once; from a new network she waits a
+        second at most, and then gets a check.
+        """
+        self.throttle.started("alice", "2001:db8:aaaa:1::5")
+        self.throttle.succeeded("alice", "2001:db8:aaaa:1::5")
+        self.clock.advance(86400)
+        _guesses(self.throttle, "alice", [f"2001:db8:{n:x}::1" for n in range(1000)])
+        self.assertEqual(self.throttle.wait("alice", "2001:db8:aaaa:1::77"), 0)
+        self.assertEqual(self.throttle.wait("alice", "198.51.100.4"), 1.0)
+        self.clock.advance(1)
+        self.assertEqual(self.throttle.wait("alice", "198.51.100.4"), 0)
+        # A week after her last login, that network is like any other.
+        self.clock.advance(7 * 86400)
+        _guesses(self.throttle, "alice", [f"2001:db9:{n:x}::1" for n in range(400)])
+        self.assertGreater(self.throttle.wait("alice", "2001:db8:aaaa:1::77"), 0)
+
+    def test_checks_under_way_count_across_clients(self):
+        """A thousand guesses at once from a thousand networks: 300 are checked."""
+        admitted = 0
+        for n in range(1000):
+            address = f"2001:db8:{n:x}::1"
+            if self.throttle.wait("admin", address) == 0:
+                self.throttle.started("admin", address)
+                admitted += 1
+        self.assertEqual(admitted, 300)
+
+    def test_tokens_not_counted_across_clients(self):
+        """A token's id is counted per client only: its secret cannot be guessed."""
+        for n in range(400):
+            address = f"2001:db8:{n:x}::1"
+            self.assertEqual(self.throttle.wait("__token__:1a2b", address, False), 0)
+            self.throttle.started("__token__:1a2b", address, False)
+            self.throttle.failed("__token__:1a2b", address, False)
+        self.assertEqual(self.throttle._identities, {})
+
+
+class KnownAndUnknownTests(SynchronousTestCase):
+    """
+    Issue 25, defect 4: a known user's failures count against the client
+    too, and past the client's cap every name gets the same answer.
+    """
+
+    def gate(self, users, **throttle_args):
+        self.clock = Clock()
+        self.throttle = LoginThrottle(self.clock, **throttle_args)
+        verifier = PasswordVerifier(users, self.clock, object(), run_in_pool=SynchronousPool())
+        self.tokens = TokenBook(self.clock)
+        return Access(AccessModel(), verifier, self.throttle, self.tokens)
+
+    def answer(self, d):
+        """C{(status, message, Retry-After)} of a refused identification."""
+        failure = self.failureResultOf(d)
+        return (failure.value.code, failure.value.message,
+                dict(failure.value.headers).get(b"retry-after"))
+
+    def test_alike_after_client_cap(self):
+        """
+        After 100 failures from one address (made-up names), a real name and
+        a made-up one both get 429, with the same Retry-After and message
+        but for the name (before: 401 for the real one).
+        """
+        access = self.gate(USERS)
+        for number in range(100):
+            self.failureResultOf(access.identify(_Request("x", user=f"nobody{number // 10}")),
+                                 Unauthorized)
+        known = self.answer(access.identify(_Request("wrong")))
+        unknown = self.answer(access.identify(_Request("wrong", user="mallory")))
+        self.assertEqual(known[0], 429)
+        self.assertEqual(unknown[0], 429)
+        self.assertEqual(known[2], unknown[2])
+        self.assertEqual(known[1].replace("'alice'", "'mallory'"), unknown[1])
+
+    def test_spraying_known_users(self):
+        """One wrong password sprayed over the real users from one address is held back."""
+        users = {f"user{n}": USERS["bob"] for n in range(6)}
+        access = self.gate(users, max_address_failures=5)
+        codes = [self.answer(access.identify(_Request("guess", user=f"user{n}")))[0]
+                 for n in range(6)]
+        self.assertEqual(codes, [401] * 5 + [429])
+
+    def test_unknown_and_stale_tokens_alike(self):
+        """
+        A wrong secret for a token the server issued, and a token it never
+        issued, are counted alike (per token id and per client); a right
+        token is never held back, whatever was tried from its address.
+        """
+        access = self.gate(USERS, max_failures=2, max_address_failures=5)
+        good, _ = self.tokens.issue("alice", {"read"})
+        stale, _ = self.tokens.issue("alice", {"read"})
+        wrong = stale[:-4] + ("aaaa" if not stale.endswith("aaaa") else "bbbb")
+        made_up = "pypid-0000abcd-" + "a" * 40
+        codes = {}
+        for name, token in (("issued", wrong), ("made-up", made_up)):
+            codes[name] = [self.answer(access.identify(_Request(token, user="__token__")))[0]
+                           for _ in range(3)]
+        self.assertEqual(codes, {"issued": [401, 401, 429], "made-up": [401, 401, 429]})
+        for number in range(5):
+            access.identify(_Request("x", user=f"nobody{number}")).addErrback(lambda _: None)
+        self.assertEqual(self.successResultOf(access.identify(
+            _Request(good, user="__token__"))).name, "alice")
