@@ -275,17 +275,17 @@ class AccessThrottleTests(SynchronousTestCase):
     def test_token_failures_throttled(self):
         """
         Wrong API tokens never hold back a good one from the same address
-        (issue 15, 5): tokens the server never issued count against the
-        address only, whose ceiling is higher; a wrong secret for a token
-        it issued holds back that token only.
+        (issue 15, 5): a token is checked before the throttle is asked, so a
+        right one always passes; a wrong one counts for its id (issued or
+        not) and for the address, as every failure does (issue 25, 4).
         """
         access = self.gate(SynchronousPool(), max_failures=2, window=60,
                            max_address_failures=5)
         good, _ = self.tokens.issue("alice", {"read"})
         stale, _ = self.tokens.issue("alice", {"read"})
-        for _ in range(4):
-            self.failureResultOf(access.identify(_Request("pypid-wrong", user="__token__")),
-                                 Unauthorized)
+        codes = [self.failureResultOf(access.identify(
+            _Request("pypid-wrong", user="__token__"))).value.code for _ in range(3)]
+        self.assertEqual(codes, [401, 401, 429])
         self.assertEqual(self.successResultOf(access.identify(
             _Request(good, user="__token__"))).name, "alice")
         wrong = stale[:-4] + ("aaaa" if not stale.endswith("aaaa") else "bbbb")
@@ -297,24 +297,29 @@ class AccessThrottleTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(access.identify(
             _Request(good, user="__token__"))).name, "alice")
         # Made-up tokens are held back by address, past its own ceiling.
-        self.failureResultOf(access.identify(_Request("pypid-wrong", user="__token__")),
+        self.failureResultOf(access.identify(_Request("pypid-other", user="__token__")),
                              Unauthorized)
-        self.failureResultOf(access.identify(_Request("pypid-wrong", user="__token__")),
+        self.failureResultOf(access.identify(_Request("pypid-third", user="__token__")),
                              TooManyRequests)
+        self.assertEqual(self.successResultOf(access.identify(
+            _Request(good, user="__token__"))).name, "alice")
 
-    def test_known_user_not_held_back_by_sprayed_names(self):
+    def test_known_user_held_back_by_sprayed_names_alike(self):
         """
-        An address that sprayed made-up user names is held back for those,
-        not for a user of the server's own (issue 15, 5).
+        An address that sprayed made-up user names is held back for a user
+        of the server's own too (issue 25, 4: the answer tells nothing),
+        unless that user's credentials were verified lately.
         """
         pool = SynchronousPool()
         access = self.gate(pool, max_failures=2, window=60, max_address_failures=3)
+        self.successResultOf(access.identify(_Request("bob's", user="bob")))
         for number in range(3):
             self.failureResultOf(access.identify(_Request("x", user=f"nobody{number}")),
                                  Unauthorized)
         self.failureResultOf(access.identify(_Request("x", user="nobody9")), TooManyRequests)
-        self.assertEqual(self.successResultOf(access.identify(_Request(PASSWORD))),
-                         Identity("alice"))
+        self.failureResultOf(access.identify(_Request(PASSWORD)), TooManyRequests)
+        self.assertEqual(self.successResultOf(access.identify(_Request("bob's", user="bob"))),
+                         Identity("bob"))
 
 
 class WebBurstTests(SynchronousTestCase):

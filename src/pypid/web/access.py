@@ -14,6 +14,7 @@ for the whole rule.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Protocol, TypeVar, cast
 
@@ -46,6 +47,10 @@ UPLOAD_LOGIN = "authentication is required to upload"
 #: removed, while it was under way (L{Access.confirm}).
 REVOKED = ("these credentials were revoked, or their user removed or changed, while the "
            "request was under way")
+
+#: Characters of a token's id the throttle counts it by: more than an id
+#: has (8), so that made-up ids cannot make its keys large.
+_TOKEN_ID_KEPT = 16
 
 
 _Identity = TypeVar("_Identity", Identity, Identity | None)
@@ -234,6 +239,8 @@ class Access:
                 return succeed(None)
         user, password = credentials
         throttle = self._throttle
+        if throttle is not None and user == TOKEN_USER:
+            return self._identify_token(request, password, throttle)
         if throttle is None or not self._needs_new_check(user, password):
             # Verified lately, or the very same credentials are being checked
             # (a burst of the right password): join, with no throttle
@@ -243,25 +250,20 @@ class Access:
             d.addCallbacks(_known, _busy)
             return d
         address = client_address(request)
-        key, named = self._throttle_key(user, password)
-        wait = throttle.wait(key, address, named)
+        key, guessable = self._throttle_key(user, password)
+        wait = throttle.wait(key, address, guessable)
         if wait:
-            self._audit_failure(None, request, user, password, throttled=True)
-            who = "this token" if user == TOKEN_USER else repr(user)
-            return fail(TooManyRequests(
-                f"too many failed or unfinished logins for {who} from this address; "
-                "try again later",
-                [(b"retry-after", b"%d" % int(wait))]))
+            return fail(self._throttled(request, user, password, wait))
 
         def checked(identity: Identity | None | Failure) -> Identity | None | Failure:
             if isinstance(identity, Failure):
-                throttle.abandoned(key, address, named)  # (the check could not run: Busy)
+                throttle.abandoned(key, address, guessable)  # (the check could not run: Busy)
             elif identity is None:
-                throttle.failed(key, address, named)
+                throttle.failed(key, address, guessable)
             else:
-                throttle.succeeded(key, address, named)
+                throttle.succeeded(key, address, guessable)
             return identity
-        throttle.started(key, address, named)
+        throttle.started(key, address, guessable)
         d = self._authenticate(user, password)
         d.addBoth(checked)
         d.addCallback(self._audit_failure, request, user, password)
@@ -310,20 +312,53 @@ class Access:
         auth.generation = self.generation
         return _remember(again, request)
 
-    def _throttle_key(self, user: str, password: str) -> tuple[str | None, bool]:
+    def _identify_token(self, request: IRequest, password: str,
+                        throttle: LoginThrottle) -> Deferred[Identity | None]:
         """
-        C{(key, named)}: what an attempt is throttled as
-        (L{pypid.auth.throttle}, rule 5). A token by its id when the server
-        issued a token of that id (a wrong or stale secret holds back that
-        token only), else by address only (C{None}); a user by name, known
-        when it is one of the server's own.
+        A token is checked first (a digest comparison: no thread, no wait),
+        so a right one is never held back by what others tried from its
+        address (L{pypid.auth.throttle}, rule 1); a wrong one meets the
+        throttle, and counts as a failure unless it is held back.
+        """
+        identity = self._token_identity(password)
+        if identity is not None:
+            return succeed(identity)
+        address = client_address(request)
+        key, guessable = self._throttle_key(TOKEN_USER, password)
+        wait = throttle.wait(key, address, guessable)
+        if wait:
+            return fail(self._throttled(request, TOKEN_USER, password, wait))
+        throttle.started(key, address, guessable)
+        throttle.failed(key, address, guessable)
+        self._audit_failure(None, request, TOKEN_USER, password)
+        return fail(Unauthorized("wrong user name or password"))
+
+    def _throttled(self, request: IRequest, user: str, password: str,
+                   wait: float) -> TooManyRequests:
+        """
+        The C{429} of a login the throttle holds back, recorded in the audit
+        log: the same words and C{Retry-After} for a name the server knows
+        and one it does not (L{pypid.auth.throttle}, rule 5).
+        """
+        self._audit_failure(None, request, user, password, throttled=True)
+        who = "this token" if user == TOKEN_USER else repr(user)
+        return TooManyRequests(
+            f"too many failed or unfinished logins for {who}; try again later",
+            [(b"retry-after", b"%d" % math.ceil(wait))])
+
+    def _throttle_key(self, user: str, password: str) -> tuple[str, bool]:
+        """
+        C{(key, guessable)}: what an attempt is throttled as
+        (L{pypid.auth.throttle}, rules 5 and 6): a token by its id, whether
+        the server issued it or not (both are counted alike, so the answers
+        tell nothing), and not across clients (its secret cannot be
+        guessed); a password by its user name, known or not, and across
+        clients too.
         """
         if user == TOKEN_USER:
             token_id = password.removeprefix("pypid-").partition("-")[0]
-            if self.tokens is not None and token_id in self.tokens.tokens:
-                return f"{TOKEN_USER}:{token_id}", True
-            return None, False
-        return user, self._verifier.knows(user)
+            return f"{TOKEN_USER}:{token_id[:_TOKEN_ID_KEPT]}", False
+        return user, True
 
     def _audit_failure(self, identity: Identity | None, request: IRequest, user: str | None,
                        password: str, throttled: bool = False) -> Identity | None:
@@ -346,8 +381,9 @@ class Access:
     def _needs_new_check(self, user: str, password: str) -> bool:
         """
         Whether the credentials need a check of their own, which the throttle
-        may hold back: a token always (its check is instant); a password
-        unless it was verified lately or the same one is being checked.
+        may hold back: a token always (but L{_identify_token} checks it
+        first); a password unless it was verified lately or the same one is
+        being checked.
         """
         return user == TOKEN_USER or self._verifier.needs_new_check(user, password)
 
@@ -357,14 +393,18 @@ class Access:
         (a token check is a digest comparison: no thread, no wait).
         """
         if user == TOKEN_USER:
-            token = self.tokens.verify(password) if self.tokens is not None else None
-            # A token acts for its issuer only while the issuer is a user.
-            if token is not None and self._verifier.knows(token.user):
-                return succeed(Identity(token.user, token))
-            # A token trusted publishing minted acts for its publisher.
-            minted = self.publishers.verify(password) if self.publishers is not None else None
-            return succeed(Identity(minted.user, minted) if minted is not None else None)
+            return succeed(self._token_identity(password))
         return self._verifier.authenticate(user, password)
+
+    def _token_identity(self, password: str) -> Identity | None:
+        """Who a token (the password of C{__token__}) acts for, or L{None}."""
+        token = self.tokens.verify(password) if self.tokens is not None else None
+        # A token acts for its issuer only while the issuer is a user.
+        if token is not None and self._verifier.knows(token.user):
+            return Identity(token.user, token)
+        # A token trusted publishing minted acts for its publisher.
+        minted = self.publishers.verify(password) if self.publishers is not None else None
+        return Identity(minted.user, minted) if minted is not None else None
 
     def gate_read(self, request: IRequest) -> Deferred[Identity | None] | None:
         """
