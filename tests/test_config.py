@@ -3,6 +3,7 @@ Tests for L{pypid.config}: the INI file, its defaults, overrides, and the
 one-line errors that name the file, the section, the key and what is allowed.
 """
 
+import ipaddress
 import os
 import re
 import textwrap
@@ -1344,3 +1345,37 @@ class PageCacheSizeTests(_ConfigMixin, SynchronousTestCase):
                               [("pypid", "page_cache_size", "big")])
         self.assertTrue(str(e).startswith("--set pypid.page_cache_size: "
                                           "[pypid] page_cache_size: expected"), str(e))
+
+
+class ClientCountingKeysTests(_ConfigMixin, SynchronousTestCase):
+    """C{[pypid] trusted_proxies} and C{[auth] throttle_ipv6_prefix} (issue 25, 3 and 4)."""
+
+    def test_defaults(self):
+        """No proxy is trusted, and an IPv6 client is its /64."""
+        config = load_config(None)
+        self.assertEqual(config.server.trusted_proxies, ())
+        self.assertEqual(config.auth.throttle_ipv6_prefix, 64)
+
+    def test_read(self):
+        """Addresses and networks of proxies, and a prefix from 1 to 128."""
+        config = load_config(self.write("""
+            [pypid]
+            trusted_proxies = 127.0.0.1 ::1 10.0.0.0/24
+            [auth]
+            throttle_ipv6_prefix = 56
+            """))
+        self.assertEqual(config.server.trusted_proxies, tuple(
+            ipaddress.ip_network(n) for n in ("127.0.0.1/32", "::1/128", "10.0.0.0/24")))
+        self.assertEqual(config.auth.throttle_ipv6_prefix, 56)
+
+    def test_refused(self):
+        """A name, every address, or a prefix out of range stops start-up, naming the key."""
+        message = self.refused("[pypid]\ntrusted_proxies = proxy.internal\n")
+        self.assertIn("[pypid] trusted_proxies: 'proxy.internal' is not an IP address", message)
+        for every in ("0.0.0.0/0", "::/0"):
+            message = self.refused(f"[pypid]\ntrusted_proxies = 127.0.0.1 {every}\n")
+            self.assertIn(f"[pypid] trusted_proxies: {every}: would trust every client's", message)
+        for value in ("0", "129", "64.5", "/64"):
+            message = self.refused(f"[auth]\nthrottle_ipv6_prefix = {value}\n")
+            self.assertIn("[auth] throttle_ipv6_prefix: expected a whole number from 1 to 128",
+                          message)

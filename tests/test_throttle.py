@@ -8,6 +8,7 @@ while under way, and hashes counted), on a L{Clock}.
 """
 
 import base64
+import ipaddress
 import os
 
 from twisted.internet.task import Clock
@@ -20,6 +21,7 @@ from pypid.auth.policy import AccessModel
 from pypid.auth.throttle import LoginThrottle
 from pypid.auth.tokens import TokenBook
 from pypid.auth.verifier import Identity, PasswordVerifier
+from pypid.core.forwarded import NO_PROXIES, TrustedProxies
 from pypid.core.http_errors import TooManyRequests, Unauthorized, Unavailable
 from pypid.core.index import Index
 from pypid.core.render import file_url_for
@@ -564,3 +566,108 @@ class KnownAndUnknownTests(SynchronousTestCase):
             access.identify(_Request("x", user=f"nobody{number}")).addErrback(lambda _: None)
         self.assertEqual(self.successResultOf(access.identify(
             _Request(good, user="__token__"))).name, "alice")
+
+
+def _proxies(*networks):
+    return TrustedProxies(tuple(ipaddress.ip_network(n) for n in networks))
+
+
+class ForwardedForTests(SynchronousTestCase):
+    """L{TrustedProxies.client}: the client a trusted proxy names, and nothing else."""
+
+    proxies = _proxies("127.0.0.1", "10.1.0.0/16", "2001:db8:ff::/48")
+
+    def test_untrusted_peer(self):
+        """A peer that is not a listed proxy is the client, whatever it sends."""
+        self.assertEqual(self.proxies.client("192.0.2.7", [b"127.0.0.1"]), ("192.0.2.7", False))
+        self.assertEqual(NO_PROXIES.client("127.0.0.1", [b"192.0.2.7"]), ("127.0.0.1", False))
+
+    def test_trusted_peer(self):
+        """From a listed proxy, the rightmost address that is not a proxy is the client."""
+        self.assertEqual(self.proxies.client("127.0.0.1", [b"192.0.2.7"]), ("192.0.2.7", False))
+        self.assertEqual(self.proxies.client("::ffff:127.0.0.1", [b"192.0.2.7, 10.1.2.3"]),
+                         ("192.0.2.7", False))
+        self.assertEqual(self.proxies.client("2001:db8:ff::1", [b"2001:db8:1::9"]),
+                         ("2001:db8:1::9", False))
+        # No header: the proxy itself (a health check, say).
+        self.assertEqual(self.proxies.client("127.0.0.1", []), ("127.0.0.1", False))
+
+    def test_spoofed_leftmost_entries(self):
+        """What the client wrote before the proxy's entry is never read, however it looks."""
+        for sent in ([b"127.0.0.1, 198.51.100.9"], [b"garbage", b"198.51.100.9"],
+                     [b"10.1.0.1,198.51.100.9"]):
+            self.assertEqual(self.proxies.client("127.0.0.1", sent), ("198.51.100.9", False),
+                             sent)
+
+    def test_every_entry_a_proxy(self):
+        """A chain of proxies only: the leftmost is the client."""
+        self.assertEqual(self.proxies.client("127.0.0.1", [b"10.1.0.1, 10.1.0.2"]),
+                         ("10.1.0.1", False))
+
+    def test_malformed(self):
+        """An entry that must be read and is not an address: the proxy is the client."""
+        for sent in ([b"198.51.100.9:4711"], [b"unknown"], [b""], [b"192.0.2.7,"],
+                     [b"\xff\xfe"]):
+            self.assertEqual(self.proxies.client("127.0.0.1", sent), ("127.0.0.1", True), sent)
+
+
+class _Recorder:
+    """An audit trail that keeps the failed logins it is told of."""
+
+    def __init__(self):
+        self.failed = []
+
+    def login_failed(self, user, address, token=None, throttled=False):
+        self.failed.append((user, address, throttled))
+
+
+class ProxiedSiteTests(SynchronousTestCase):
+    """
+    The whole web side behind a proxy (the peer is StubTreq's 127.0.0.1):
+    with C{trusted_proxies} the throttle and the audit log count the client
+    the proxy names; without, every client is the proxy.
+    """
+
+    def client(self, proxies):
+        self.clock = Clock()
+        self.clock.advance(1767225600)
+        storage = MemoryStorage(os.path.abspath(self.mktemp()), self.clock)
+        self.successResultOf(storage.prepare())
+        verifier = PasswordVerifier(USERS, self.clock, None, run_in_pool=SynchronousPool())
+        self.audit = _Recorder()
+        access = Access(AccessModel(read="authenticated"), verifier,
+                        LoginThrottle(self.clock, max_failures=3), audit=self.audit)
+        web = build_web(Index(file_url_for(None)), storage, access, run_now, self.clock,
+                        max_upload_size=10 << 20, trusted_proxies=proxies)
+        return site_treq(web.site)
+
+    def codes(self, client, forwarded, password="wrong"):
+        """The statuses of reads as alice from the clients of C{forwarded}."""
+        token = base64.b64encode(f"alice:{password}".encode())
+        codes = []
+        for value in forwarded:
+            d = client.get(ORIGIN + "/simple/", headers={"Authorization": b"Basic " + token,
+                                                         "X-Forwarded-For": value})
+            client.flush()
+            response = self.successResultOf(d)
+            self.successResultOf(response.content())
+            codes.append(response.code)
+        return codes
+
+    def test_per_client_behind_trusted_proxy(self):
+        """Each client the proxy names has its own count; a spoofed entry changes nothing."""
+        client = self.client(_proxies("127.0.0.1"))
+        self.assertEqual(self.codes(client, ["192.0.2.1"] * 4), [401, 401, 401, 429])
+        # 192.0.2.1 posing as 192.0.2.2 (the proxy appends the real address),
+        # and 192.0.2.2 posing as 192.0.2.1.
+        self.assertEqual(self.codes(client, ["192.0.2.2, 192.0.2.1", "192.0.2.1, 192.0.2.2"]),
+                         [429, 401])
+        self.assertEqual([address for _, address, _ in self.audit.failed],
+                         ["192.0.2.1"] * 5 + ["192.0.2.2"])
+
+    def test_headers_ignored_without_trusted_proxies(self):
+        """Without C{trusted_proxies} a forwarded address is ignored: every client is the peer."""
+        client = self.client(NO_PROXIES)
+        self.assertEqual(self.codes(client, ["192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4"]),
+                         [401, 401, 401, 429])
+        self.assertEqual({address for _, address, _ in self.audit.failed}, {"127.0.0.1"})

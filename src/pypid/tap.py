@@ -26,6 +26,7 @@ from twisted.internet.interfaces import IReactorFromThreads, IReactorTime
 from twisted.python import usage
 
 from pypid.config import Config, load_config, parse_override
+from pypid.core.forwarded import TrustedProxies
 from pypid.core.index import Index
 from pypid.core.notice import Notice
 from pypid.core.render import file_url_for
@@ -217,6 +218,7 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
         header_timeout=server.header_timeout, min_upload_rate=server.min_upload_rate,
         metrics=config.metrics, audit=audit.trail, timer=time.monotonic,
         publishing=access.publishing, backfill=backfill, locks=locks, ready=readiness.ready,
+        trusted_proxies=TrustedProxies(server.trusted_proxies),
         sources=[source for source in (loaded, writer, storage, upstream, audit, backfill)
                  if source is not None]))
     listeners = Listeners.from_config(config, reactor, web.web.site)

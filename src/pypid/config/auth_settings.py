@@ -16,7 +16,17 @@ from pypid.auth.basic import USER_NAME
 from pypid.auth.hashes import check_hash_format
 from pypid.auth.htpasswd import read_htpasswd
 from pypid.auth.policy import Rule, RuleError, parse_rule
-from pypid.config.values import Fail, Items, Keys, Values, choice, parse_optional_path, parse_path
+from pypid.auth.throttle import IPV6_PREFIX
+from pypid.config.values import (
+    Fail,
+    Items,
+    Keys,
+    Values,
+    choice,
+    parse_optional_path,
+    parse_path,
+    whole_number,
+)
 
 
 @attrs.frozen
@@ -31,6 +41,9 @@ class AuthConfig:
     tokens: str = "var/tokens.json"
     #: an htpasswd file of more users (bcrypt or argon2id), or L{None}
     htpasswd: str | None = None
+    #: bits of an IPv6 address the login throttle counts as one client
+    #: (L{pypid.auth.throttle.counted_client})
+    throttle_ipv6_prefix: int = IPV6_PREFIX
 
 
 def _names(value: str) -> tuple[str, ...]:
@@ -59,6 +72,7 @@ AUTH_KEYS: Keys = {
     "admins": ("", _admins),
     "tokens": ("var/tokens.json", parse_path),
     "htpasswd": ("", parse_optional_path),
+    "throttle_ipv6_prefix": (str(IPV6_PREFIX), whole_number(1, 128)),
 }
 
 #: Sections whose keys are names chosen by the administrator.

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import attrs
 
+from pypid.config.metrics_settings import Network, parse_networks
 from pypid.config.values import (
     Keys,
     is_ip_address,
@@ -48,6 +49,9 @@ class ServerConfig:
     ca_bundle: str | None = None
     #: bytes of rendered project pages kept (L{pypid.core.rendered_pages.RenderedPages.max_bytes})
     page_cache_size: int = PAGE_CACHE_SIZE
+    #: the reverse proxies whose C{X-Forwarded-For} names the client
+    #: (L{pypid.core.forwarded}); none by default
+    trusted_proxies: tuple[Network, ...] = ()
 
 
 #: The C{[pypid] listen} forms pypid reads itself; any other line is a
@@ -191,6 +195,23 @@ def parse_page_cache_size(value: str) -> int:
                          "project pages kept), or 0 to keep none") from None
 
 
+def parse_trusted_proxies(value: str) -> tuple[Network, ...]:
+    """
+    Read C{[pypid] trusted_proxies}: the addresses or networks of the
+    reverse proxies in front of pypid. A network of every address
+    (C{0.0.0.0/0}, C{::/0}) is refused: any client could then write its
+    own address in C{X-Forwarded-For}.
+
+    @raise ValueError: naming the word that is not an address or network.
+    """
+    networks = parse_networks(value)
+    for network in networks:
+        if network.prefixlen == 0:
+            raise ValueError(f"{network}: would trust every client's X-Forwarded-For; list "
+                             "the proxies' own addresses (such as 127.0.0.1 or 10.0.0.0/24)")
+    return networks
+
+
 #: key -> (default, parser)
 SERVER_KEYS: Keys = {
     "listen": ("tcp:8080:interface=127.0.0.1", _listen),
@@ -205,4 +226,5 @@ SERVER_KEYS: Keys = {
     "max_connections_per_address": ("128", whole_number(1, 100_000)),
     "ca_bundle": ("", parse_optional_path),
     "page_cache_size": ("64M", parse_page_cache_size),
+    "trusted_proxies": ("", parse_trusted_proxies),
 }

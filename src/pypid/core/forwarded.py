@@ -82,3 +82,7 @@ class TrustedProxies:
                 return str(address), False
         # Every entry is a proxy: the request came from one of them (a health check).
         return str(_ip(entries[0].strip().removeprefix("[").removesuffix("]"))), False
+
+
+#: No proxy trusted: every client is its connection's peer (the default).
+NO_PROXIES = TrustedProxies()

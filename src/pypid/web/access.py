@@ -39,6 +39,7 @@ from pypid.auth.verifier import Busy, DirectoryUnavailable, Identity, PasswordVe
 from pypid.config import Config
 from pypid.core.http_errors import Forbidden, TooManyRequests, Unauthorized, Unavailable
 from pypid.core.parts import IReloadable
+from pypid.web.request_client import IRequestClient, peer_host
 
 #: What a change (an upload, a yank, a delete) answers without credentials.
 UPLOAD_LOGIN = "authentication is required to upload"
@@ -481,10 +482,13 @@ def _remember(identity: _Identity, request: IRequest) -> _Identity:
 def client_address(request: IRequest) -> str | None:
     """
     The client's address, as the login throttle counts it and the audit
-    log records it (the peer's host; L{None} when it has none).
+    log records it: the one the site resolved for the request
+    (L{pypid.web.request_client}: behind a trusted proxy, the client the
+    proxy names), the peer's host for a request that has no component
+    (a test's), L{None} for a peer without a host.
     """
-    peer = request.getClientAddress()
-    return getattr(peer, "host", None)
+    client = IRequestClient(request, None)
+    return client.address if client is not None else peer_host(request)
 
 
 def _busy(failure: Failure) -> None:
@@ -529,7 +533,10 @@ class AccessPart(Service):
         self._hashing = hashing
         parts = make_access_parts(config, reactor, hashing)
         self.publishing = make_publishing(config, reactor)
-        self.access = Access(parts.model, parts.verifier, LoginThrottle(reactor), parts.tokens,
+        # (the throttle is the daemon's: a reload keeps what it counted, and
+        # [auth] throttle_ipv6_prefix is read at start-up)
+        throttle = LoginThrottle(reactor, ipv6_prefix=config.auth.throttle_ipv6_prefix)
+        self.access = Access(parts.model, parts.verifier, throttle, parts.tokens,
                              audit=audit, publishers=self.publishing.tokens)
 
     def prepare_reload(self, config: Config | None) -> Callable[[], str] | None:

@@ -49,6 +49,7 @@ from pypid.assets import Assets
 from pypid.auth.oidc import TrustedPublishing
 from pypid.config import Config
 from pypid.config.metrics_settings import MetricsConfig
+from pypid.core.forwarded import NO_PROXIES, TrustedProxies
 from pypid.core.http_errors import NotFound
 from pypid.core.index import Index
 from pypid.core.metrics import RequestStats
@@ -213,7 +214,8 @@ def build_web(index: Index, storage: IStorage, access: Access, run: Run, clock: 
               audit: AuditTrail | None = None, timer: Callable[[], float] | None = None,
               publishing: TrustedPublishing | None = None, backfill: Backfill | None = None,
               locks: KeyedLock | None = None, sources: Iterable[IMetricsSource] = (),
-              ready: Callable[[], bool] | None = None) -> Web:
+              ready: Callable[[], bool] | None = None,
+              trusted_proxies: TrustedProxies = NO_PROXIES) -> Web:
     """
     Build the resource tree and the site, the one way both the server
     (L{pypid.tap.build_service}) and the tests wire them.
@@ -245,6 +247,8 @@ def build_web(index: Index, storage: IStorage, access: Access, run: Run, clock: 
     @param ready: C{ready() -> bool}, whether the index answers with every
         stored file (L{pypid.daemon.readiness.Readiness.ready}), for
         C{/health}; by default always.
+    @param trusted_proxies: the reverse proxies whose C{X-Forwarded-For}
+        names the client (C{[pypid] trusted_proxies}).
     """
     if audit is None:
         audit = AuditTrail(MemoryAuditLog(clock), clock)
@@ -279,7 +283,7 @@ def build_web(index: Index, storage: IStorage, access: Access, run: Run, clock: 
     site = PypidSite(root, max_upload_size, storage.temp_dir, access_log=access_log,
                      reactor=clock, access=access, run=run, counter=counter,
                      header_timeout=header_timeout, min_body_rate=min_upload_rate,
-                     timer=timer, stats=stats)
+                     timer=timer, stats=stats, trusted_proxies=trusted_proxies)
     return Web(root, site, app)
 
 

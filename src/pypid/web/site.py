@@ -38,6 +38,7 @@ from twisted.web.resource import IResource
 
 from pypid.auth.basic import MalformedCredentials, parse_basic, www_authenticate_header
 from pypid.auth.verifier import Identity
+from pypid.core.forwarded import NO_PROXIES, TrustedProxies
 from pypid.core.http_errors import HTTPError
 from pypid.core.metrics import BATCH, UPLOAD_PATHS, RequestStats
 from pypid.storage.interface import Run, run_at_once
@@ -58,6 +59,7 @@ from pypid.web.multipart import (
     UploadTooLarge,
     boundary_from_content_type,
 )
+from pypid.web.request_client import resolve_client
 from pypid.web.twisted_http import parse_form_body, request_line, request_version
 
 log = Logger()
@@ -111,6 +113,9 @@ class PypidRequest(server.Request):
         # (this request's channel is one of PypidSite's)
         site: PypidSite = channel.site  # type: ignore[attr-defined]
         self.started = site.timer()
+        # Who the client is, once, before anything (the upload's credential
+        # check below, the routes, the audit log) asks.
+        resolve_client(self, site.trusted_proxies)
         parse_form_body(self, False)
         command, target = request_line(channel)
         path = origin_form(target).split(b"?", 1)[0]
@@ -358,6 +363,9 @@ class PypidSite(GuardedSite):
     @ivar spool_dir: where upload bodies are spooled (the storage's).
     @ivar access: the L{pypid.web.access.Access} gate, to verify an upload's
         credentials before its body is read; L{None} to leave it to the route.
+    @ivar trusted_proxies: the L{pypid.core.forwarded.TrustedProxies} whose
+        C{X-Forwarded-For} names a request's client (C{[pypid]
+        trusted_proxies}; none by default).
     @ivar run: C{run(f, *args) -> Deferred} running C{f} in a worker thread,
         where upload bodies are parsed, hashed and written (see
         L{pypid.web.body}); by default on the reactor thread, for tests of
@@ -372,8 +380,10 @@ class PypidSite(GuardedSite):
                  access: Access | None = None, run: Run | None = None,
                  counter: ConnectionCounter | None = None, header_timeout: float | None = None,
                  min_body_rate: float | None = None, timer: Callable[[], float] | None = None,
-                 stats: RequestStats | None = None) -> None:
+                 stats: RequestStats | None = None,
+                 trusted_proxies: TrustedProxies = NO_PROXIES) -> None:
         server.Site.__init__(self, resource, logPath=access_log, reactor=reactor)
+        self.trusted_proxies = trusted_proxies
         #: what was answered, for C{/metrics}
         self.stats = stats if stats is not None else RequestStats()
         self._batch = self.stats.batch
