@@ -153,6 +153,49 @@ class ThrottleTests(DaemonTestCase):
         self.assertNotIn("guess", self.daemon.log_text())
 
 
+class BehindProxyThrottleTests(DaemonTestCase):
+    """
+    Behind a reverse proxy on this machine (C{[pypid] trusted_proxies =
+    127.0.0.1}; the test plays the proxy, appending each client's address to
+    C{X-Forwarded-For}): each client has its own cap, an IPv6 client is its
+    /64, and the audit log records the client (issue 25, 3 and 4).
+    """
+
+    users = {USER: PASSWORD, "auditor": "auditor-password"}
+    settings = {"pypid.trusted_proxies": "127.0.0.1", "auth.read": "authenticated",
+                "auth.admins": "auditor"}
+
+    def read(self, client, password, forwarded=None):
+        """Read the index as USER from C{client} through the proxy; the status."""
+        value = client if forwarded is None else forwarded
+        return http("GET", self.daemon.index_url, headers={"X-Forwarded-For": value},
+                    auth=(USER, password)).status
+
+    def test_cap_per_client(self):
+        """
+        Ten wrong passwords from one client, then 429 for it alone (without
+        C{trusted_proxies} every client is the proxy's 127.0.0.1, and the
+        next client got 429 too: measured); a client rotating over one /64
+        is held back after ten; a client writing another's address in the
+        header is still itself.
+        """
+        codes = [self.read("198.51.100.5", f"guess {n}") for n in range(10)]
+        self.assertEqual(codes, [401] * 10)
+        self.assertEqual(self.read("198.51.100.5", PASSWORD), 429)
+        self.assertEqual(self.read("198.51.100.6", PASSWORD), 200)
+        # 198.51.100.5 posing as 198.51.100.6 (the proxy appends the real address).
+        self.assertEqual(self.read("", "guess", forwarded="198.51.100.6, 198.51.100.5"), 429)
+        rotated = [self.read(f"2001:db8:5:6::{n + 1:x}", f"guess {n}") for n in range(11)]
+        self.assertEqual(rotated, [401] * 10 + [429])
+        self.assertEqual(self.read("2001:db8:5:7::1", "guess"), 401)
+        audit = http("GET", self.daemon.url + "api/audit?event=login-failed",
+                     auth=("auditor", "auditor-password"))
+        self.assertEqual(audit.status, 200, audit.body)
+        addresses = {entry["address"] for entry in audit.json()["entries"]}
+        self.assertEqual(addresses, {"198.51.100.5", "2001:db8:5:7::1"}
+                         | {f"2001:db8:5:6::{n + 1:x}" for n in range(10)})
+
+
 class AccessControlTests(DaemonTestCase):
     """Groups, admins and per-project rules ([groups], [auth] admins, [acl])."""
 
