@@ -359,6 +359,41 @@ class BoundsTests(SynchronousTestCase):
         self.assertEqual(len(table._failures), 1000)
         self.assertEqual(table._pending, {})
 
+    def test_throttle_user_names(self):
+        """
+        The user names counted across clients (a flood of made-up names
+        from many IPv6 networks) stay within L{throttle.MAX_KEYS}, and so do
+        the pairs and networks.
+        """
+        self.patch(throttle, "MAX_KEYS", 1000)
+        clock = Clock()
+        table = LoginThrottle(clock)
+
+        def fill(start, stop):
+            for i in range(start, stop):
+                user, address = f"made-up-{i}", f"2001:db8:{i // 65536:x}:{i % 65536:x}::1"
+                table.started(user, address)
+                table.failed(user, address)
+                clock.advance(0.001)
+        self.assert_flat(fill, lambda: len(table._identities), 1000)
+        self.assertEqual(len(table._identities), 1000)
+        self.assertEqual(len(table._failures), 1000)
+        self.assertEqual(table._identity_pending, {})
+
+    def test_throttle_good_clients(self):
+        """The clients users logged in from stay within L{throttle.MAX_GOOD}."""
+        self.patch(throttle, "MAX_GOOD", 1000)
+        clock = Clock()
+        table = LoginThrottle(clock)
+
+        def fill(start, stop):
+            for i in range(start, stop):
+                user, address = f"user-{i % 50}", f"10.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}"
+                table.started(user, address)
+                table.succeeded(user, address)
+        self.assert_flat(fill, lambda: len(table._good), 1000)
+        self.assertEqual(len(table._good), 1000)
+
     def test_throttle_forgets_expired_first(self):
         """Past the cap, pairs whose failures left the window go before live ones."""
         self.patch(throttle, "MAX_KEYS", 100)
