@@ -8,8 +8,11 @@ answers L{None} at once and no header is even parsed.
 Only credentials that need a check of their own meet the login throttle:
 those verified lately, and those identical to credentials being checked
 (which share that check's result), pass straight to the verifier, so a burst
-of the right password never throttles itself; see L{pypid.auth.throttle}
-for the whole rule.
+of the right password never throttles itself; a token is checked first (a
+digest comparison) and only a wrong one meets it. The throttle counts the
+client the site resolved for the request (L{client_address}: behind a
+trusted proxy, the client it names); see L{pypid.auth.throttle} for the
+whole rule.
 """
 
 from __future__ import annotations
@@ -381,12 +384,11 @@ class Access:
 
     def _needs_new_check(self, user: str, password: str) -> bool:
         """
-        Whether the credentials need a check of their own, which the throttle
-        may hold back: a token always (but L{_identify_token} checks it
-        first); a password unless it was verified lately or the same one is
-        being checked.
+        Whether a password needs a check of its own, which the throttle
+        may hold back: unless it was verified lately or the same one is
+        being checked. (A token never comes here: L{_identify_token}.)
         """
-        return user == TOKEN_USER or self._verifier.needs_new_check(user, password)
+        return self._verifier.needs_new_check(user, password)
 
     def _authenticate(self, user: str, password: str) -> Deferred[Identity | None]:
         """
