@@ -219,6 +219,7 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
         metrics=config.metrics, audit=audit.trail, timer=time.monotonic,
         publishing=access.publishing, backfill=backfill, locks=locks, ready=readiness.ready,
         trusted_proxies=TrustedProxies(server.trusted_proxies),
+        ipv6_prefix=config.auth.throttle_ipv6_prefix,
         sources=[source for source in (loaded, writer, storage, upstream, audit, backfill)
                  if source is not None]))
     listeners = Listeners.from_config(config, reactor, web.web.site)

@@ -47,6 +47,7 @@ from zope.interface import implementer
 
 from pypid.assets import Assets
 from pypid.auth.oidc import TrustedPublishing
+from pypid.auth.throttle import IPV6_PREFIX
 from pypid.config import Config
 from pypid.config.metrics_settings import MetricsConfig
 from pypid.core.forwarded import NO_PROXIES, TrustedProxies
@@ -215,7 +216,8 @@ def build_web(index: Index, storage: IStorage, access: Access, run: Run, clock: 
               publishing: TrustedPublishing | None = None, backfill: Backfill | None = None,
               locks: KeyedLock | None = None, sources: Iterable[IMetricsSource] = (),
               ready: Callable[[], bool] | None = None,
-              trusted_proxies: TrustedProxies = NO_PROXIES) -> Web:
+              trusted_proxies: TrustedProxies = NO_PROXIES,
+              ipv6_prefix: int = IPV6_PREFIX) -> Web:
     """
     Build the resource tree and the site, the one way both the server
     (L{pypid.tap.build_service}) and the tests wire them.
@@ -249,6 +251,9 @@ def build_web(index: Index, storage: IStorage, access: Access, run: Run, clock: 
         C{/health}; by default always.
     @param trusted_proxies: the reverse proxies whose C{X-Forwarded-For}
         names the client (C{[pypid] trusted_proxies}).
+    @param ipv6_prefix: the bits of an IPv6 address that make one client for
+        the token exchange's throttle (C{[auth] throttle_ipv6_prefix}), as
+        for the login throttle.
     """
     if audit is None:
         audit = AuditTrail(MemoryAuditLog(clock), clock)
@@ -271,7 +276,7 @@ def build_web(index: Index, storage: IStorage, access: Access, run: Run, clock: 
         metrics=Metrics(access, metrics if metrics is not None else MetricsConfig(),
                         (SiteMetrics(stats, counter), *sources)),
         audit=AuditAdmin(access, audit),
-        oidc=TrustedPublishingArea(publishing, audit, clock),
+        oidc=TrustedPublishingArea(publishing, audit, clock, ipv6_prefix=ipv6_prefix),
     )
     root = RootResource(
         SimpleResource(index, access, base_url or "/", upstream, backfill),

@@ -76,7 +76,7 @@ from pypid.auth.oidc import (
     Verified,
     format_time,
 )
-from pypid.auth.throttle import LoginThrottle
+from pypid.auth.throttle import IPV6_PREFIX, LoginThrottle
 from pypid.auth.verifier import Identity
 from pypid.core.http_errors import (
     BadRequest,
@@ -134,17 +134,21 @@ class TrustedPublishingArea:
         when trusted publishing is not configured.
     @ivar _audit: the L{pypid.web.audit_trail.AuditTrail}.
     @ivar _clock: provides C{seconds()}.
+    @ivar _ipv6_prefix: the bits of an IPv6 address that make one client
+        (C{[auth] throttle_ipv6_prefix}).
     @ivar _throttle: the exchange's own L{pypid.auth.throttle.LoginThrottle},
-        counting refusals by address only (see the module docstring).
+        counting refusals by client only (see the module docstring).
     """
 
     _publishing: TrustedPublishing | None
     _audit: AuditTrail
     _clock: IReactorTime
+    _ipv6_prefix: int = attrs.field(default=IPV6_PREFIX, kw_only=True)
     _throttle: LoginThrottle = attrs.field(
         default=attrs.Factory(
-            lambda self: LoginThrottle(self._clock, max_address_failures=EXCHANGE_FAILURES),
-            takes_self=True))
+            lambda self: LoginThrottle(self._clock, max_address_failures=EXCHANGE_FAILURES,
+                                       ipv6_prefix=self._ipv6_prefix),
+            takes_self=True), kw_only=True)
 
     app = Klein()
     answer_errors(app)
