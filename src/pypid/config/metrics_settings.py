@@ -17,6 +17,7 @@ import attrs
 
 from pypid.auth.basic import USER_NAME
 from pypid.config.values import Fail, Keys, Values
+from pypid.core.addresses import client_ip
 
 #: An address or network of C{[metrics] allow}.
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -87,12 +88,8 @@ def address_allowed(networks: Iterable[Network], host: str | None) -> bool:
     """
     if host is None:
         return False
-    try:
-        address = ipaddress.ip_address(host.partition("%")[0])
-    except ValueError:
+    address = client_ip(host)
+    if address is None:
         return False
-    mapped = getattr(address, "ipv4_mapped", None)
-    if mapped is not None:
-        address = mapped
     return any(address.version == network.version and address in network
                for network in networks)

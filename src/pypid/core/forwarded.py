@@ -25,22 +25,9 @@ from collections.abc import Sequence
 
 import attrs
 
+from pypid.core.addresses import Address, client_ip
+
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-_Address = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-
-def _ip(text: str) -> _Address | None:
-    """
-    C{text} as an IP address (an IPv4 client seen through an IPv6 socket,
-    C{::ffff:192.0.2.7}, as its IPv4 address), or L{None}.
-    """
-    try:
-        address = ipaddress.ip_address(text.partition("%")[0])
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
 
 
 @attrs.frozen
@@ -54,7 +41,7 @@ class TrustedProxies:
 
     networks: tuple[_Network, ...] = ()
 
-    def trusts(self, address: _Address | None) -> bool:
+    def trusts(self, address: Address | None) -> bool:
         """Whether C{address} is one of the proxies."""
         return address is not None and any(
             address.version == network.version and address in network
@@ -71,17 +58,17 @@ class TrustedProxies:
         @param forwarded_for: the values of every C{X-Forwarded-For} header,
             in order (several headers are one list, as HTTP says).
         """
-        if not self.networks or not forwarded_for or not self.trusts(_ip(peer or "")):
+        if not self.networks or not forwarded_for or not self.trusts(client_ip(peer or "")):
             return peer, False
         entries = b",".join(forwarded_for).decode("latin-1").split(",")
         for entry in reversed(entries):
-            address = _ip(entry.strip().removeprefix("[").removesuffix("]"))
+            address = client_ip(entry.strip().removeprefix("[").removesuffix("]"))
             if address is None:
                 return peer, True
             if not self.trusts(address):
                 return str(address), False
         # Every entry is a proxy: the request came from one of them (a health check).
-        return str(_ip(entries[0].strip().removeprefix("[").removesuffix("]"))), False
+        return str(client_ip(entries[0].strip().removeprefix("[").removesuffix("]"))), False
 
 
 #: No proxy trusted: every client is its connection's peer (the default).
