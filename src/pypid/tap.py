@@ -174,6 +174,9 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
         configuration again on C{SIGHUP}; L{None} for no reload.
     @raise StartupError: when a part cannot be built from the configuration.
     """
+    refuse_unserved(config)
+    if load_config is not None:
+        load_config = partial(_served_config, load_config)
     server = config.server
     if pools is None:
         pools = ThreadPools.create(reactor, server.threads)
@@ -240,6 +243,33 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
         ("follow-up", FollowUp(loader)),    # the check of storage, or the backfill
         ("systemd", _notifier_part(notifier, reactor, index, readiness)),
     ), reactor, exit_on_failure=exit_on_failure, load_config=load_config)
+
+
+def refuse_unserved(config: Config) -> None:
+    """
+    Refuse what the configuration accepts but the server does not serve
+    yet (issue 26 lands in stages): named indexes and upstreams, and
+    credentials for an upstream, which would otherwise be silently ignored.
+
+    @raise StartupError: one line naming the first such section or key.
+    """
+    named = [f"[index:{name}]" for name in config.indexes]
+    named += [f"[upstream:{name}]" for name in config.upstreams]
+    if named:
+        raise StartupError(f"{config.source}: {named[0]}: named indexes and upstreams are "
+                           "being built (issue 26) and not served yet; remove the "
+                           "[index:NAME] and [upstream:NAME] sections")
+    if config.upstream.credentials is not None:
+        raise StartupError(f"{config.source}: [upstream]: credentials for the upstream are "
+                           "being built (issue 26) and not sent yet; remove username, "
+                           "password_file, password_env, token_file and token_env")
+
+
+def _served_config(load_config: Callable[[], Config]) -> Config:
+    """The configuration C{SIGHUP} reads, refused as at start-up (L{refuse_unserved})."""
+    config = load_config()
+    refuse_unserved(config)
+    return config
 
 
 def _present(*parts: tuple[str, IService | None]) -> list[tuple[str, IService]]:

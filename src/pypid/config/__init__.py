@@ -30,6 +30,13 @@ from pypid.auth.oidc import PublisherRule
 from pypid.auth.policy import Rule
 from pypid.config.auth_settings import AUTH_KEYS, FREE_SECTIONS, AuthConfig, read_principals
 from pypid.config.errors import ConfigError, StartupError
+from pypid.config.index_settings import (
+    INDEX_KEYS,
+    INDEX_SECTION,
+    UPSTREAM_SECTION,
+    IndexConfig,
+    check_indexes,
+)
 from pypid.config.ldap_settings import LDAP_KEYS, LDAPConfig, check_ldap
 from pypid.config.metrics_settings import METRICS_KEYS, MetricsConfig, check_metrics
 from pypid.config.oidc_settings import OIDC_KEYS, PUBLISHERS, OIDCConfig, read_publishers
@@ -37,8 +44,9 @@ from pypid.config.s3_settings import S3_KEYS, S3Config, check_s3
 from pypid.config.server_settings import SERVER_KEYS, ServerConfig
 from pypid.config.storage_settings import STORAGE_KEYS, StorageConfig
 from pypid.config.tls_settings import TLS_KEYS, TLSConfig, check_tls, no_tls
-from pypid.config.upstream_settings import UPSTREAM_KEYS, UpstreamConfig, check_upstream
+from pypid.config.upstream_settings import UPSTREAM_KEYS, UpstreamConfig, read_upstream
 from pypid.config.values import Keys, Values
+from pypid.core.index_names import DEFAULT, NAME, NAME_FORMS
 
 __all__ = ["FREE_SECTIONS", "SCHEMA", "Config", "ConfigError", "StartupError", "load_config",
            "parse_override"]
@@ -73,6 +81,12 @@ class Config:
     oidc: OIDCConfig = attrs.field(factory=OIDCConfig)
     #: C{[publishers]}: L{pypid.auth.oidc.PublisherRule}s in file order
     publishers: tuple[PublisherRule, ...] = ()
+    #: C{[index:NAME]} sections by name, in file order (issue 26; empty
+    #: without any: the one index of today's URLs, C{default})
+    indexes: Mapping[str, IndexConfig] = attrs.field(factory=dict, converter=_frozen)
+    #: C{[upstream:NAME]} sections by name, in file order (C{[upstream]}
+    #: stays L{upstream}, C{upstream:default} to an index's C{bases})
+    upstreams: Mapping[str, UpstreamConfig] = attrs.field(factory=dict, converter=_frozen)
 
 
 #: section -> key -> (default, parser), in the order the sections are read.
@@ -91,6 +105,21 @@ SCHEMA: dict[str, Keys] = {
 #: Sections whose keys are names chosen by the administrator (C{[publishers]}
 #: too: its keys are projects, read by L{pypid.config.oidc_settings}).
 FREE_SECTIONS = FREE_SECTIONS | {PUBLISHERS}
+
+#: Sections that may appear several times, each with a name after the
+#: prefix (C{[index:NAME]}, C{[upstream:NAME]}): prefix -> their keys.
+NAMED_SECTIONS: dict[str, Keys] = {
+    INDEX_SECTION: INDEX_KEYS,
+    UPSTREAM_SECTION: UPSTREAM_KEYS,
+}
+
+
+def _named(section: str) -> tuple[str, str] | None:
+    """C{(prefix, name)} of a named section (C{index:prod}), or L{None}."""
+    for prefix in NAMED_SECTIONS:
+        if section.startswith(prefix):
+            return prefix, section[len(prefix):]
+    return None
 
 
 def parse_override(text: str) -> tuple[str, str, str]:
@@ -203,18 +232,34 @@ def load_config(path: str | None, overrides: Iterable[tuple[str, str, str]] = ()
                 raise ConfigError(f"environment {from_environment[blamed]}: {where}: {message}")
         raise ConfigError(f"{source}: {where}: {message}")
 
+    named: dict[str, list[str]] = {prefix: [] for prefix in NAMED_SECTIONS}
+    sections: dict[str, Keys] = dict(SCHEMA)
     for section in parser.sections():
-        if section not in SCHEMA and section not in FREE_SECTIONS:
+        causes = () if section in file_sections else [
+            (s, k) for s, k, _ in overrides if s == section]
+        prefixed = _named(section)
+        if prefixed is not None:
+            prefix, name = prefixed
+            if not NAME.match(name):
+                fail(section, None, f"{name!r} cannot name an {prefix[:-1]}: {NAME_FORMS}",
+                     causes)
+            if prefix == UPSTREAM_SECTION and name == DEFAULT:
+                fail(section, None, "[upstream] is the default upstream (upstream:default): "
+                     "configure it there", causes)
+            named[prefix].append(name)
+            sections[section] = NAMED_SECTIONS[prefix]
+        elif section not in SCHEMA and section not in FREE_SECTIONS:
             allowed = ", ".join(f"[{s}]" for s in [*SCHEMA, *sorted(FREE_SECTIONS)])
-            causes = () if section in file_sections else [
-                (s, k) for s, k, _ in overrides if s == section]
-            fail(section, None, f"unknown section; the sections are {allowed}", causes)
+            fail(section, None, f"unknown section; the sections are {allowed}, "
+                 "[index:NAME] and [upstream:NAME]", causes)
     values: Values = {}
-    for section, keys in SCHEMA.items():
+    given: set[tuple[str, str]] = set()
+    for section, keys in sections.items():
         present = dict(parser.items(section)) if parser.has_section(section) else {}
         for key in present:
             if key not in keys:
                 fail(section, key, "unknown key; the keys are " + ", ".join(keys))
+            given.add((section, key))
         for key, (default, parse) in keys.items():
             try:
                 values[section, key] = parse(present.get(key, default))
@@ -226,7 +271,11 @@ def load_config(path: str | None, overrides: Iterable[tuple[str, str, str]] = ()
 
     users, groups, rules = read_principals(items, values, fail)
     check_s3(values, fail)
-    check_upstream(values, fail)
+    upstream = read_upstream(values, fail, "upstream", environ or {})
+    upstreams = {name: read_upstream(values, fail, UPSTREAM_SECTION + name, environ or {})
+                 for name in named[UPSTREAM_SECTION]}
+    indexes = check_indexes(values, given, named[INDEX_SECTION], upstreams, upstream, users,
+                            groups, fail)
     check_tls(values, fail)
     check_metrics(values, groups, fail)
     check_ldap(values, fail)
@@ -241,7 +290,7 @@ def load_config(path: str | None, overrides: Iterable[tuple[str, str, str]] = ()
         storage=read_section("storage", StorageConfig),
         s3=read_section("s3", S3Config),
         auth=read_section("auth", AuthConfig),
-        upstream=read_section("upstream", UpstreamConfig),
+        upstream=upstream,
         users=users,
         tls=read_section("tls", TLSConfig),
         groups=groups,
@@ -250,4 +299,6 @@ def load_config(path: str | None, overrides: Iterable[tuple[str, str, str]] = ()
         ldap=read_section("ldap", LDAPConfig),
         oidc=read_section("oidc", OIDCConfig),
         publishers=tuple(publishers),
+        indexes=indexes,
+        upstreams=upstreams,
     )

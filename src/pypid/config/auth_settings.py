@@ -10,6 +10,8 @@ every name they and C{[auth] admins} mention against the others.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import attrs
 
 from pypid.auth.basic import USER_NAME
@@ -86,6 +88,44 @@ def _user(name: str, value: str) -> str:
     return value.strip()
 
 
+#: What a principal is, for a person (C{[acl]}'s grants, an index's C{read}).
+PRINCIPAL_FORMS = ("a principal is everyone, authenticated, user:NAME or group:NAME, a name "
+                   "being 1 to 64 letters, digits, '.', '_', '@' or '-'")
+
+
+def parse_principals(value: str) -> tuple[str, ...]:
+    """
+    Read principals separated by spaces, commas or lines (C{group:dev,
+    user:ci}), as C{[acl]} spells them, without repeats.
+
+    @raise ValueError: naming the first that is not one.
+    """
+    principals: list[str] = []
+    for principal in value.replace(",", " ").split():
+        kind, colon, name = principal.partition(":")
+        if not (principal in ("everyone", "authenticated")
+                or (colon and kind in ("user", "group") and USER_NAME.match(name))):
+            raise ValueError(f"{principal!r}: {PRINCIPAL_FORMS}")
+        if principal not in principals:
+            principals.append(principal)
+    return tuple(principals)
+
+
+def check_principal(principal: str, users: Mapping[str, str],
+                    groups: Mapping[str, frozenset[str]], directory: bool) -> None:
+    """
+    Check that the user or group a principal names exists: in C{[users]},
+    or in C{[groups]} (or, with a C{directory}, possibly in the directory).
+
+    @raise ValueError: naming the principal and what is missing.
+    """
+    kind, _, who = principal.partition(":")
+    if kind == "user" and who not in users:
+        raise ValueError(f"{principal}: {who!r} is not a user of [users]")
+    if kind == "group" and who not in groups and not directory:
+        raise ValueError(f"{principal}: {who!r} is not a group of [groups]")
+
+
 def read_principals(items: Items, values: Values, fail: Fail
                     ) -> tuple[dict[str, str], dict[str, frozenset[str]], list[Rule]]:
     """
@@ -145,11 +185,7 @@ def read_principals(items: Items, values: Values, fail: Fail
         try:
             rule = parse_rule(pattern, value, order)
             for principal, _ in rule.grants:
-                kind, _, who = principal.partition(":")
-                if kind == "user" and who not in users:
-                    raise ValueError(f"{principal}: {who!r} is not a user of [users]")
-                if kind == "group" and who not in groups and not directory:
-                    raise ValueError(f"{principal}: {who!r} is not a group of [groups]")
+                check_principal(principal, users, groups, directory)
         except (RuleError, ValueError) as e:
             fail("acl", pattern, str(e))
         rules.append(rule)

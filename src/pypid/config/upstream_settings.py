@@ -1,16 +1,21 @@
 """
 The C{[upstream]} section: the index pypid falls back on for projects it
-does not host, the hosts its files may come from, and the project patterns
-that keep hosted names safe from it.
+does not host, the hosts its files may come from, the project patterns
+that keep hosted names safe from it, and the credentials it may need.
+An C{[upstream:NAME]} section (issue 26: an upstream an index's C{bases}
+name) has the same keys, read by the same code with its own section name.
 
 L{check_upstream} checks the keys against each other and puts the host of
-C{url} first in C{hosts}.
+C{url} first in C{hosts}; L{read_credentials} reads the password or token
+from its file or variable at load, so a missing one stops start-up rather
+than the first fetch, and keeps it out of every C{repr}.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,6 +28,7 @@ from pypid.config.values import (
     choice,
     has_control_characters,
     parse_boolean,
+    parse_optional_path,
     whole_number,
 )
 from pypid.core.units import DURATION_FORMS, is_zero_duration, parse_duration, parse_size
@@ -74,6 +80,25 @@ class UpstreamConfig:
     max_misses_per_address: int = 600
     #: The longest one fetch (a page, a file, its metadata) may take in all.
     fetch_deadline: float = 600.0
+    #: What pypid identifies itself with to the upstream, or L{None}.
+    credentials: UpstreamCredentials | None = None
+
+
+@attrs.frozen
+class UpstreamCredentials:
+    """
+    What pypid tells an upstream that wants to know who asks: a user name
+    and password (HTTP Basic), or a token alone (a bearer token).
+
+    The secret is read from its file or variable when the configuration is
+    loaded, and never shown: it is out of C{repr} (so out of the
+    configuration's, of logs and of tracebacks' locals as attrs renders them).
+    """
+
+    #: The user name of Basic authentication; L{None} for a token.
+    username: str | None
+    #: The password, or the token.
+    secret: str = attrs.field(repr=False)
 
 
 _HOST_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
@@ -174,13 +199,39 @@ def _patterns(value: str) -> tuple[str, ...]:
     return tuple(patterns)
 
 
-def _min_age(value: str) -> float:
+def parse_min_age(value: str) -> float:
+    """Parse an age of files below which they are not listed: seconds, 0.0 when off."""
     if not value.strip() or is_zero_duration(value):
         return 0.0
     try:
         return parse_duration(value)
     except ValueError:
         raise ValueError(f"{DURATION_FORMS}; or 0 (or empty) for off") from None
+
+
+def _username(value: str) -> str | None:
+    """A user name for the upstream's Basic authentication, or L{None} when empty."""
+    value = value.strip()
+    if not value:
+        return None
+    if has_control_characters(value) or ":" in value or len(value) > 256:
+        raise ValueError("expected a user name of at most 256 characters, without ':' or "
+                         "control characters; or empty for none")
+    return value
+
+
+_VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def _variable(value: str) -> str | None:
+    """The name of an environment variable, or L{None} when empty."""
+    value = value.strip()
+    if not value:
+        return None
+    if not _VARIABLE.match(value):
+        raise ValueError("expected the name of an environment variable (letters, digits "
+                         "and '_', not starting with a digit); or empty for none")
+    return value
 
 
 #: key -> (default, parser)
@@ -191,7 +242,7 @@ UPSTREAM_KEYS: Keys = {
     "offline": ("no", parse_boolean),
     "private": ("", _patterns),
     "merge": ("", _patterns),
-    "min_age": ("0", _min_age),
+    "min_age": ("0", parse_min_age),
     "min_age_exempt": ("", _patterns),
     "hosts": ("", _hosts),
     "timeout": ("10s", parse_duration),
@@ -203,40 +254,153 @@ UPSTREAM_KEYS: Keys = {
     "download_space": ("2G", parse_size),
     "max_misses_per_address": ("600", whole_number(1, 1_000_000)),
     "fetch_deadline": ("10m", parse_duration),
+    "username": ("", _username),
+    "password_file": ("", parse_optional_path),
+    "password_env": ("", _variable),
+    "token_file": ("", parse_optional_path),
+    "token_env": ("", _variable),
 }
 
+#: The keys of L{UPSTREAM_KEYS} that L{read_credentials} turns into an
+#: L{UpstreamCredentials}, rather than fields of L{UpstreamConfig}.
+CREDENTIAL_KEYS = frozenset({"username", "password_file", "password_env", "token_file",
+                             "token_env"})
 
-def check_upstream(values: Values, fail: Fail) -> None:
+
+def check_upstream(values: Values, fail: Fail, section: str = "upstream") -> None:
     """
-    Check the C{[upstream]} keys against each other, and resolve C{hosts} in
-    C{values} to include the host of C{url}.
+    Check the keys of C{[section]} (C{[upstream]} or an C{[upstream:NAME]})
+    against each other, and resolve C{hosts} in C{values} to include the
+    host of C{url}.
     """
     def upstream(key: str) -> Any:
-        return values["upstream", key]
+        return values[section, key]
 
     mode = upstream("mode")
     url = upstream("url")
+    if section != "upstream" and mode == "none":
+        fail(section, "mode", "a named upstream is one pypid reads: set mode = redirect or "
+             "cache (mode = none is for [upstream] alone), or remove the section")
     if mode != "none" and url is None:
-        fail("upstream", "url", f"required for mode = {mode}: set it to the upstream's simple "
+        fail(section, "url", f"required for mode = {mode}: set it to the upstream's simple "
              "index root, such as https://upstream.example/simple/, or set mode = none",
-             [("upstream", "mode")])
+             [(section, "mode")])
 
     merged = set(upstream("merge"))
     for pattern in upstream("private"):
         if pattern in merged:
-            fail("upstream", "merge", f"{pattern!r} is also in [upstream] private: a private "
+            fail(section, "merge", f"{pattern!r} is also in [{section}] private: a private "
                  "name never shows upstream files, so it cannot be merged; remove it from "
-                 "one of the two", [("upstream", "private")])
+                 "one of the two", [(section, "private")])
 
     if upstream("max_file_size") > upstream("download_space"):
-        fail("upstream", "download_space", "smaller than [upstream] max_file_size: a file "
+        fail(section, "download_space", f"smaller than [{section}] max_file_size: a file "
              "of that size could never be fetched; raise it or lower max_file_size",
-             [("upstream", "max_file_size")])
+             [(section, "max_file_size")])
     if upstream("fetch_deadline") < upstream("timeout"):
-        fail("upstream", "fetch_deadline", "shorter than [upstream] timeout: every fetch "
+        fail(section, "fetch_deadline", f"shorter than [{section}] timeout: every fetch "
              "would end before the upstream had to answer; make it longer",
-             [("upstream", "timeout")])
+             [(section, "timeout")])
 
     if url is not None:
         own = urlsplit(url).netloc
-        values["upstream", "hosts"] = (own, *(h for h in upstream("hosts") if h != own))
+        values[section, "hosts"] = (own, *(h for h in upstream("hosts") if h != own))
+
+
+def _read_secret(values: Values, fail: Fail, section: str, kind: str,
+                 environ: Mapping[str, str]) -> tuple[str, str] | None:
+    """
+    Read the password or token (C{kind}) of C{[section]} from its C{_file}
+    or C{_env} key: C{(key, secret)}, or L{None} when neither is set.
+    Messages name the key, the file or the variable, never the secret.
+    """
+    path = values[section, f"{kind}_file"]
+    variable = values[section, f"{kind}_env"]
+    if path is not None and variable is not None:
+        fail(section, f"{kind}_env", f"give the {kind} once: {kind}_file or {kind}_env, "
+             "not both", [(section, f"{kind}_file")])
+    if path is not None:
+        key = f"{kind}_file"
+        try:
+            with open(path, encoding="utf-8") as f:
+                secret = f.read()
+        except OSError as e:
+            fail(section, key, f"cannot read {path}: {e.strerror}")
+        except UnicodeDecodeError:
+            fail(section, key, f"{path} is not UTF-8 text")
+        where = path
+    elif variable is not None:
+        key = f"{kind}_env"
+        if variable not in environ:
+            fail(section, key, f"the environment has no variable {variable}")
+        secret = environ[variable]
+        where = f"the variable {variable}"
+    else:
+        return None
+    # (one line; a final line break, as editors leave it, is not part of it)
+    secret = secret.removesuffix("\n").removesuffix("\r")
+    if not secret:
+        fail(section, key, f"{where} is empty: it must hold the {kind}")
+    if has_control_characters(secret):
+        fail(section, key, f"{where} holds a line break or another control character: "
+             f"it must hold the {kind} alone, on one line")
+    return key, secret
+
+
+def _is_loopback(url: str) -> bool:
+    """Whether the host of C{url} is this machine (C{localhost} or 127.0.0.0/8)."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def read_credentials(values: Values, fail: Fail, section: str,
+                     environ: Mapping[str, str]) -> UpstreamCredentials | None:
+    """
+    Read the credentials of C{[section]}: a C{username} with a password, or
+    a token, each from a file or an environment variable; L{None} when it
+    has none.  They never cross the network in clear: an C{http://} C{url}
+    with credentials is refused unless it is this machine's.
+    """
+    username = values[section, "username"]
+    password = _read_secret(values, fail, section, "password", environ)
+    token = _read_secret(values, fail, section, "token", environ)
+    if token is not None and (username is not None or password is not None):
+        fail(section, token[0], "give a username and password, or a token, not both",
+             [(section, "username")])
+    if username is not None and password is None:
+        fail(section, "username", "needs a password: set password_file or password_env "
+             "(or remove username and give a token)")
+    if password is not None and username is None:
+        fail(section, password[0], "a password needs a username: set username")
+    if password is not None:
+        credentials = UpstreamCredentials(username, password[1])
+        key = password[0]
+    elif token is not None:
+        credentials = UpstreamCredentials(None, token[1])
+        key = token[0]
+    else:
+        return None
+    url = values[section, "url"]
+    if url is not None and url.startswith("http://") and not _is_loopback(url):
+        fail(section, "url", f"is plain http:// and [{section}] {key} gives credentials: "
+             "they would cross the network in clear; use https:// (plain http:// is "
+             "allowed only to this machine)", [(section, key)])
+    return credentials
+
+
+def read_upstream(values: Values, fail: Fail, section: str,
+                  environ: Mapping[str, str]) -> UpstreamConfig:
+    """
+    Check C{[section]} (C{[upstream]} or an C{[upstream:NAME]}) and return
+    its L{UpstreamConfig}, its credentials read.
+    """
+    check_upstream(values, fail, section)
+    credentials = read_credentials(values, fail, section, environ)
+    return UpstreamConfig(
+        **{key: values[section, key] for key in UPSTREAM_KEYS if key not in CREDENTIAL_KEYS},
+        credentials=credentials)

@@ -1,0 +1,231 @@
+"""
+The C{[index:NAME]} sections (issue 26): several indexes on one server.
+
+A hosted index takes uploads and may inherit the projects of its C{bases}
+(other indexes, and upstreams spelt C{upstream:NAME}); a view (C{view =
+yes}) takes none and shows its bases through filters (an age cooldown, a
+date snapshot, project globs, pre-releases and yanked files hidden).
+C{[index:default]} may only say who reads and uploads at today's URLs.
+
+Everything that can be wrong between the sections (a base that names
+nothing, a cycle, a view with uploads, a filter on a hosted index, a name
+that would shadow a route) is refused here, at start-up, with one line
+naming the file, the section and the key, rather than silently ignored:
+an administrator who wrote C{min_age} on a hosted index believes it holds.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Set
+from datetime import datetime, timezone
+
+import attrs
+
+from pypid.auth.policy import RuleError, normalize_pattern
+from pypid.config.auth_settings import check_principal, parse_principals
+from pypid.config.upstream_settings import UpstreamConfig, parse_min_age
+from pypid.config.values import Fail, Keys, Values, choice, parse_boolean
+from pypid.core.index_names import DEFAULT, ROUTE_SEGMENTS, BaseRef, parse_base
+
+
+@attrs.frozen
+class IndexConfig:
+    """
+    One C{[index:NAME]} section, its defaults filled in.
+
+    Who may read and upload are principals as C{[acl]} spells them
+    (C{everyone}, C{authenticated}, C{user:NAME}, C{group:NAME}); admins
+    may always do both.
+    """
+
+    name: str
+    #: Whether it is a view: read-only, built from its bases through filters.
+    view: bool
+    #: The indexes and upstreams it inherits, in the order they are asked.
+    bases: tuple[BaseRef, ...]
+    #: Who may read it (by default, C{[auth] read}).
+    read: tuple[str, ...]
+    #: Who may upload to it (by default C{authenticated}; none for a view).
+    upload: tuple[str, ...]
+    #: Seconds an upstream file must have been public to be listed (0.0: off).
+    min_age: float = 0.0
+    #: Only files uploaded before this moment (UTC) are listed; L{None}: all.
+    as_of: datetime | None = None
+    #: Globs over normalized project names; empty: every project.
+    include: tuple[str, ...] = ()
+    #: Globs of projects not shown, even if included.
+    exclude: tuple[str, ...] = ()
+    #: C{"show"} or C{"hide"} the pre-releases.
+    prereleases: str = "show"
+    #: C{"show"} or C{"hide"} (not list at all) the yanked files.
+    yanked: str = "show"
+
+
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?"
+                      r"(?:[Zz]|[+-]\d{2}:\d{2})\Z")
+_AS_OF_FORMS = ("expected an RFC 3339 date and time with its offset, such as "
+                "2026-06-01T00:00:00Z; or empty for none")
+
+
+def parse_as_of(value: str) -> datetime | None:
+    """Parse an RFC 3339 date and time (C{Z} or an offset) into UTC, or L{None} when empty."""
+    value = value.strip()
+    if not value:
+        return None
+    if not _RFC3339.match(value):
+        raise ValueError(_AS_OF_FORMS)
+    try:
+        moment = datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(_AS_OF_FORMS) from None
+    return moment.astimezone(timezone.utc)
+
+
+def _globs(value: str) -> tuple[str, ...]:
+    """Project names or globs, normalized like C{[acl]}'s patterns, without repeats."""
+    globs: list[str] = []
+    for entry in value.replace(",", " ").split():
+        try:
+            glob = normalize_pattern(entry)
+        except RuleError as e:
+            raise ValueError(f"{e}: expected project names or globs of letters, digits, "
+                             "'-', '_', '.', '*', '?' and '[...]'") from None
+        if glob not in globs:
+            globs.append(glob)
+    return tuple(globs)
+
+
+def _bases(value: str) -> tuple[BaseRef, ...]:
+    """Index names and C{upstream:NAME}, separated by spaces, commas or lines."""
+    bases: list[BaseRef] = []
+    for entry in value.replace(",", " ").split():
+        base = parse_base(entry)
+        if base in bases:
+            raise ValueError(f"{entry!r} is named twice")
+        bases.append(base)
+    return tuple(bases)
+
+
+#: key -> (default, parser).  C{read} and C{upload} have no default text:
+#: theirs depend on C{[auth]} and on C{view} (L{check_indexes} fills them).
+INDEX_KEYS: Keys = {
+    "view": ("no", parse_boolean),
+    "bases": ("", _bases),
+    "read": ("", parse_principals),
+    "upload": ("", parse_principals),
+    "min_age": ("0", parse_min_age),
+    "as_of": ("", parse_as_of),
+    "include": ("", _globs),
+    "exclude": ("", _globs),
+    "prereleases": ("show", choice("show", "hide")),
+    "yanked": ("show", choice("show", "hide")),
+}
+
+#: The keys only a view takes: filters over what its bases list.
+VIEW_KEYS = ("min_age", "as_of", "include", "exclude", "prereleases", "yanked")
+
+#: The keys C{[index:default]} takes (Q2 of the design: its composition
+#: stays today's).
+DEFAULT_KEYS = ("read", "upload")
+
+#: What the sections of indexes and of upstreams start with.
+INDEX_SECTION = "index:"
+UPSTREAM_SECTION = "upstream:"
+
+
+def check_indexes(values: Values, given: Set[tuple[str, str]], indexes: Iterable[str],
+                  upstreams: Mapping[str, UpstreamConfig], default_upstream: UpstreamConfig,
+                  users: Mapping[str, str], groups: Mapping[str, frozenset[str]],
+                  fail: Fail) -> dict[str, IndexConfig]:
+    """
+    Check the C{[index:NAME]} sections against each other and the rest, and
+    return their L{IndexConfig}s by name, in file order.
+
+    @param values: the parsed C{(section, key) -> value}, named sections too.
+    @param given: the C{(section, key)} pairs the file (or the command line)
+        sets, as opposed to defaults.
+    @param indexes: the index names, in file order.
+    @param upstreams: the C{[upstream:NAME]} sections' configurations by name.
+    @param default_upstream: C{[upstream]} (C{upstream:default}).
+    @param users: the users, for C{user:NAME} principals.
+    @param groups: C{[groups]}, for C{group:NAME} principals.
+    """
+    names = list(indexes)
+    directory = bool(values.get(("ldap", "url")))
+    found: dict[str, IndexConfig] = {}
+    for name in names:
+        section = INDEX_SECTION + name
+        if name in ROUTE_SEGMENTS:
+            fail(section, None, f"{name} is a path of the server (/{name}/); choose another "
+                 "name for the index")
+        if name == DEFAULT:
+            for key in INDEX_KEYS:
+                if key not in DEFAULT_KEYS and (section, key) in given:
+                    fail(section, key, "the default index takes only read and upload: it "
+                         "is the index of today's URLs, with [upstream] as its base")
+        view = values[section, "view"]
+        bases: tuple[BaseRef, ...] = values[section, "bases"]
+        for base in bases:
+            if base.upstream:
+                if base.name == DEFAULT:
+                    if default_upstream.mode == "none":
+                        fail(section, "bases", f"{base}: [upstream] has mode = none; give "
+                             "it a mode and url, or name another upstream",
+                             [("upstream", "mode")])
+                elif base.name not in upstreams:
+                    known = ", ".join(f"upstream:{n}" for n in ["default", *upstreams])
+                    fail(section, "bases", f"{base}: there is no [upstream:{base.name}] "
+                         f"section; the upstreams are {known}")
+            elif base.name != DEFAULT and base.name not in names:
+                known = ", ".join(["default", *names])
+                fail(section, "bases", f"no index or upstream {str(base)!r}; the indexes are "
+                     f"{known}, the upstreams upstream:NAME")
+        if view:
+            if (section, "upload") in given:
+                fail(section, "upload", "a view takes no uploads: remove the key, or set "
+                     "view = no for a hosted index", [(section, "view")])
+            if not bases:
+                fail(section, "bases", "a view needs bases: the indexes and upstreams it "
+                     "shows", [(section, "view")])
+        else:
+            for key in VIEW_KEYS:
+                if (section, key) in given:
+                    fail(section, key, "only a view (view = yes) takes this key; make a "
+                         "view whose bases name this index", [(section, "view")])
+        for key in ("read", "upload"):
+            for principal in values[section, key]:
+                try:
+                    check_principal(principal, users, groups, directory)
+                except ValueError as e:
+                    fail(section, key, str(e))
+        read = (values[section, "read"] if (section, "read") in given
+                else (values["auth", "read"],))
+        upload = (() if view else values[section, "upload"] if (section, "upload") in given
+                  else (values["auth", "upload"],))
+        if name == DEFAULT and default_upstream.mode != "none":
+            bases = (BaseRef(True, DEFAULT),)
+        found[name] = IndexConfig(
+            name=name, view=view, bases=bases, read=read, upload=upload,
+            **{key: values[section, key] for key in VIEW_KEYS})
+    _check_cycles(found, fail)
+    return found
+
+
+def _check_cycles(indexes: Mapping[str, IndexConfig], fail: Fail) -> None:
+    """Refuse bases that lead back to their index, naming the path (C{a -> b -> a})."""
+    done: set[str] = set()
+
+    def visit(name: str, path: list[str]) -> None:
+        if name in path:
+            cycle = " -> ".join([*path[path.index(name):], name])
+            fail(INDEX_SECTION + path[path.index(name)], "bases", f"a cycle: {cycle}")
+        if name in done or name not in indexes:
+            return
+        for base in indexes[name].bases:
+            if not base.upstream:
+                visit(base.name, [*path, name])
+        done.add(name)
+
+    for name in indexes:
+        visit(name, [])
