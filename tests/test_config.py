@@ -7,14 +7,20 @@ import ipaddress
 import os
 import re
 import textwrap
+from datetime import UTC, datetime
 
 import attrs
+from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.auth.hashes import hash_password
 from pypid.config import SCHEMA, Config, ConfigError, load_config, parse_override
+from pypid.config.index_settings import IndexConfig
 from pypid.config.s3_settings import S3Config
-from pypid.config.upstream_settings import UpstreamConfig
+from pypid.config.upstream_settings import UpstreamConfig, UpstreamCredentials
+from pypid.core.index_names import NAME, ROUTE_SEGMENTS, BaseRef
+from pypid.core.startup import StartupError
+from pypid.tap import _served_config, build_service
 from tests.fakes import FAST
 
 ALICE_HASH = hash_password("secret", FAST)
@@ -1379,3 +1385,465 @@ class ClientCountingKeysTests(_ConfigMixin, SynchronousTestCase):
             message = self.refused(f"[auth]\nthrottle_ipv6_prefix = {value}\n")
             self.assertIn("[auth] throttle_ipv6_prefix: expected a whole number from 1 to 128",
                           message)
+
+
+#: The fields of L{Config} and L{UpstreamConfig} before issue 26 (the
+#: single-index configuration): what today's files must still give, with
+#: the new fields at their defaults.
+_CONFIG_FIELDS_BEFORE_26 = (
+    "source", "server", "storage", "s3", "auth", "upstream", "users", "tls", "groups", "acl",
+    "metrics", "ldap", "oidc", "publishers")
+_UPSTREAM_FIELDS_BEFORE_26 = (
+    "mode", "url", "ttl", "offline", "private", "merge", "min_age", "min_age_exempt", "hosts",
+    "timeout", "max_page_size", "max_page_files", "page_cache_size", "max_file_size",
+    "max_downloads", "download_space", "max_misses_per_address", "fetch_deadline")
+
+
+class SingleIndexUnchangedTests(_ConfigMixin, SynchronousTestCase):
+    """Today's configurations give the L{Config} they gave before named indexes existed."""
+
+    def assertUnchanged(self, config):
+        """C{config} equals the one built from the fields of before, the new ones defaulted."""
+        upstream = UpstreamConfig(**{name: getattr(config.upstream, name)
+                                     for name in _UPSTREAM_FIELDS_BEFORE_26})
+        before = {name: getattr(config, name) for name in _CONFIG_FIELDS_BEFORE_26}
+        before["upstream"] = upstream
+        self.assertEqual(Config(**before), config)
+        self.assertEqual(config.indexes, {})
+        self.assertEqual(config.upstreams, {})
+        self.assertIsNone(config.upstream.credentials)
+
+    def test_defaults(self):
+        """The embedded defaults are unchanged."""
+        self.assertUnchanged(load_config(None))
+
+    def test_shipped_example(self):
+        """C{etc/pypid.ini}, and with its [upstream] and [s3] examples uncommented, is unchanged."""
+        text = _shipped_example()
+        if text is None:
+            self.skipTest("no etc/pypid.ini in this checkout")
+        for variant in (text, _uncomment_section(text, "upstream"),
+                        _uncomment_section(text, "s3")):
+            self.assertUnchanged(load_config(self.write(variant)))
+
+    def test_every_fixed_key(self):
+        """A file that sets keys of every fixed section is unchanged too."""
+        self.assertUnchanged(load_config(self.write(f"""
+            [auth]
+            read = authenticated
+            admins = alice
+            [users]
+            alice = {ALICE_HASH}
+            [groups]
+            dev = alice
+            [acl]
+            acme-* = group:dev rw
+            [upstream]
+            mode = cache
+            url = https://upstream.example/simple/
+            private = acme-*
+            """)))
+
+
+class IndexSectionTests(_ConfigMixin, SynchronousTestCase):
+    """C{[index:NAME]} sections parsed into L{IndexConfig}s (issue 26, stage 1)."""
+
+    def test_hosted_and_view(self):
+        """A hosted index, an index based on it and a view with every filter, in file order."""
+        config = load_config(self.write(f"""
+            [users]
+            alice = {ALICE_HASH}
+            [groups]
+            release-managers = alice
+            [upstream]
+            mode = cache
+            url = https://upstream.example/simple/
+            [upstream:vendor]
+            mode = cache
+            url = https://upstream.example/vendor/
+            [index:release]
+            bases = upstream:vendor, upstream:default
+            upload = group:release-managers user:alice
+            [index:staging]
+            bases = release
+            [index:prod]
+            view = yes
+            bases = release staging
+            read = authenticated
+            min_age = 7d
+            as_of = 2026-06-01T02:00:00+02:00
+            include = Acme.* widget
+            exclude = acme_experimental-*
+            prereleases = Hide
+            yanked = hide
+            """))
+        self.assertEqual(list(config.indexes), ["release", "staging", "prod"])
+        self.assertEqual(config.indexes["release"], IndexConfig(
+            name="release", view=False,
+            bases=(BaseRef(True, "vendor"), BaseRef(True, "default")),
+            read=("everyone",), upload=("group:release-managers", "user:alice")))
+        self.assertEqual(config.indexes["staging"], IndexConfig(
+            name="staging", view=False, bases=(BaseRef(False, "release"),),
+            read=("everyone",), upload=("authenticated",)))
+        self.assertEqual(config.indexes["prod"], IndexConfig(
+            name="prod", view=True,
+            bases=(BaseRef(False, "release"), BaseRef(False, "staging")),
+            read=("authenticated",), upload=(), min_age=604800.0,
+            as_of=datetime(2026, 6, 1, 0, 0, tzinfo=UTC),
+            include=("acme-*", "widget"), exclude=("acme-experimental-*",),
+            prereleases="hide", yanked="hide"))
+        self.assertEqual([str(base) for base in config.indexes["release"].bases],
+                         ["upstream:vendor", "upstream:default"])
+        self.assertEqual(list(config.upstreams), ["vendor"])
+        self.assertEqual(config.upstreams["vendor"].url, "https://upstream.example/vendor/")
+        self.assertEqual(config.upstreams["vendor"].hosts, ("upstream.example",))
+        self.assertEqual(config.upstream.url, "https://upstream.example/simple/")
+
+    def test_read_follows_auth(self):
+        """Without read, an index is read as [auth] read says; an empty read is admins only."""
+        config = load_config(self.write("""
+            [auth]
+            read = authenticated
+            [index:a]
+            [index:b]
+            read =
+            upload =
+            """))
+        self.assertEqual(config.indexes["a"].read, ("authenticated",))
+        self.assertEqual(config.indexes["a"].upload, ("authenticated",))
+        self.assertEqual(config.indexes["b"].read, ())
+        self.assertEqual(config.indexes["b"].upload, ())
+
+    def test_default_index(self):
+        """[index:default] takes read and upload; its base is [upstream] when that is on."""
+        config = load_config(self.write("""
+            [upstream]
+            mode = redirect
+            url = https://upstream.example/simple/
+            [index:default]
+            read = authenticated
+            """))
+        self.assertEqual(config.indexes["default"], IndexConfig(
+            name="default", view=False, bases=(BaseRef(True, "default"),),
+            read=("authenticated",), upload=("authenticated",)))
+        self.assertEqual(load_config(self.write("[index:default]\n")).indexes["default"].bases,
+                         ())
+
+    def test_based_on_default(self):
+        """A named index may inherit the default index."""
+        config = load_config(self.write("[index:staging]\nbases = default\n"))
+        self.assertEqual(config.indexes["staging"].bases, (BaseRef(False, "default"),))
+
+    def test_as_of_forms(self):
+        """as_of takes Z or an offset, in either case of T and Z, with fractions; kept in UTC."""
+        for text, expected in [
+                ("2026-06-01T00:00:00Z", datetime(2026, 6, 1, tzinfo=UTC)),
+                ("2026-06-01t00:00:00z", datetime(2026, 6, 1, tzinfo=UTC)),
+                ("2026-05-31T20:30:00.5-03:30",
+                 datetime(2026, 6, 1, 0, 0, 0, 500000, tzinfo=UTC))]:
+            config = load_config(self.write(
+                f"[index:a]\n[index:v]\nview = yes\nbases = a\nas_of = {text}\n"))
+            self.assertEqual(config.indexes["v"].as_of, expected, text)
+
+    def test_set_names_a_section(self):
+        """--set spells a named section's key as index:NAME.key, and is blamed for it."""
+        config = load_config(None, [("index:prod", "view", "yes"),
+                                    ("index:prod", "bases", "default")])
+        self.assertTrue(config.indexes["prod"].view)
+        e = self.assertRaises(ConfigError, load_config, None,
+                              [("index:prod", "view", "yes"), ("index:prod", "upload", "")])
+        self.assertEqual(str(e), "--set index:prod.upload: [index:prod] upload: a view takes "
+                         "no uploads: remove the key, or set view = no for a hosted index")
+
+
+#: C{(file text, the error line after "<path>: ")}: every way the named
+#: sections are refused, each with its exact line.
+_REFUSED = [
+    ("[index:simple]\n",
+     "[index:simple]: simple is a path of the server (/simple/); choose another name for "
+     "the index"),
+    ("[index:api]\n",
+     "[index:api]: api is a path of the server (/api/); choose another name for the index"),
+    ("[index:Prod]\n",
+     "[index:Prod]: 'Prod' cannot name an index: a name is 1 to 63 lower-case letters, digits "
+     "and '-', starting with a letter or a digit (one URL segment)"),
+    ("[index:a.b]\n",
+     "[index:a.b]: 'a.b' cannot name an index: a name is 1 to 63 lower-case letters, digits "
+     "and '-', starting with a letter or a digit (one URL segment)"),
+    ("[index:]\n",
+     "[index:]: '' cannot name an index: a name is 1 to 63 lower-case letters, digits "
+     "and '-', starting with a letter or a digit (one URL segment)"),
+    ("[upstream:-x]\n",
+     "[upstream:-x]: '-x' cannot name an upstream: a name is 1 to 63 lower-case letters, "
+     "digits and '-', starting with a letter or a digit (one URL segment)"),
+    ("[upstream:default]\nmode = cache\nurl = https://upstream.example/simple/\n",
+     "[upstream:default]: [upstream] is the default upstream (upstream:default): configure "
+     "it there"),
+    ("[index:release]\n[index:staging]\nbases = relase\n",
+     "[index:staging] bases: no index or upstream 'relase'; the indexes are default, release, "
+     "staging, the upstreams upstream:NAME"),
+    ("[index:a]\nbases = upstream:vendor\n",
+     "[index:a] bases: upstream:vendor: there is no [upstream:vendor] section; the upstreams "
+     "are upstream:default"),
+    ("[index:a]\nbases = upstream:default\n",
+     "[index:a] bases: upstream:default: [upstream] has mode = none; give it a mode and url, "
+     "or name another upstream"),
+    ("[index:a]\nbases = b\n[index:b]\nbases = a\n",
+     "[index:a] bases: a cycle: a -> b -> a"),
+    ("[index:x]\n[index:a]\nbases = x b\n[index:b]\nbases = c\n[index:c]\nbases = b\n",
+     "[index:b] bases: a cycle: b -> c -> b"),
+    ("[index:a]\nbases = a\n",
+     "[index:a] bases: a cycle: a -> a"),
+    ("[index:a]\nbases = b b\n[index:b]\n",
+     "[index:a] bases: 'b' is named twice"),
+    ("[index:a]\nbases = upstream:\n",
+     "[index:a] bases: 'upstream:': expected an index name or upstream:NAME; a name is 1 to "
+     "63 lower-case letters, digits and '-', starting with a letter or a digit (one URL "
+     "segment)"),
+    ("[index:a]\n[index:prod]\nview = yes\nbases = a\nupload = authenticated\n",
+     "[index:prod] upload: a view takes no uploads: remove the key, or set view = no for a "
+     "hosted index"),
+    ("[index:prod]\nview = yes\n",
+     "[index:prod] bases: a view needs bases: the indexes and upstreams it shows"),
+    ("[index:a]\nmin_age = 7d\n",
+     "[index:a] min_age: only a view (view = yes) takes this key; make a view whose bases "
+     "name this index"),
+    ("[index:a]\nyanked = show\n",
+     "[index:a] yanked: only a view (view = yes) takes this key; make a view whose bases "
+     "name this index"),
+    ("[index:default]\nbases = upstream:default\n",
+     "[index:default] bases: the default index takes only read and upload: it is the index "
+     "of today's URLs, with [upstream] as its base"),
+    ("[index:default]\nview = no\n",
+     "[index:default] view: the default index takes only read and upload: it is the index "
+     "of today's URLs, with [upstream] as its base"),
+    ("[index:a]\nupload = user:bob\n",
+     "[index:a] upload: user:bob: 'bob' is not a user of [users]"),
+    ("[index:a]\nread = group:dev\n",
+     "[index:a] read: group:dev: 'dev' is not a group of [groups]"),
+    ("[index:a]\nread = nobody\n",
+     "[index:a] read: 'nobody': a principal is everyone, authenticated, user:NAME or "
+     "group:NAME, a name being 1 to 64 letters, digits, '.', '_', '@' or '-'"),
+    ("[index:a]\nflavour = vanilla\n",
+     "[index:a] flavour: unknown key; the keys are view, bases, read, upload, min_age, as_of, "
+     "include, exclude, prereleases, yanked"),
+    ("[index:a]\n[index:v]\nview = yes\nbases = a\nas_of = 2026-06-01\n",
+     "[index:v] as_of: expected an RFC 3339 date and time with its offset, such as "
+     "2026-06-01T00:00:00Z; or empty for none"),
+    ("[index:a]\n[index:v]\nview = yes\nbases = a\nas_of = 2026-06-01T00:00:00\n",
+     "[index:v] as_of: expected an RFC 3339 date and time with its offset, such as "
+     "2026-06-01T00:00:00Z; or empty for none"),
+    ("[index:a]\n[index:v]\nview = yes\nbases = a\nas_of = 2026-02-30T00:00:00Z\n",
+     "[index:v] as_of: expected an RFC 3339 date and time with its offset, such as "
+     "2026-06-01T00:00:00Z; or empty for none"),
+    ("[index:a]\n[index:v]\nview = yes\nbases = a\nexclude = a/b\n",
+     "[index:v] exclude: 'a/b' is not a project name or glob: expected project names or "
+     "globs of letters, digits, '-', '_', '.', '*', '?' and '[...]'"),
+    ("[index:a]\n[index:v]\nview = yes\nbases = a\nprereleases = maybe\n",
+     "[index:v] prereleases: expected one of: show, hide"),
+    ("[upstream:vendor]\nurl = https://upstream.example/simple/\n",
+     "[upstream:vendor] mode: a named upstream is one pypid reads: set mode = redirect or "
+     "cache (mode = none is for [upstream] alone), or remove the section"),
+    ("[upstream:vendor]\nmode = cache\n",
+     "[upstream:vendor] url: required for mode = cache: set it to the upstream's simple "
+     "index root, such as https://upstream.example/simple/, or set mode = none"),
+    ("[upstream:vendor]\nmode = cache\nurl = https://upstream.example/simple/\n"
+     "max_file_size = 3G\n",
+     "[upstream:vendor] download_space: smaller than [upstream:vendor] max_file_size: a file "
+     "of that size could never be fetched; raise it or lower max_file_size"),
+    ("[upstream:vendor]\nmode = cache\nurl = https://upstream.example/simple/\n"
+     "username = svc\n",
+     "[upstream:vendor] username: needs a password: set password_file or password_env (or "
+     "remove username and give a token)"),
+    ("[upstream]\nmode = cache\nurl = https://upstream.example/simple/\n"
+     "password_env = HOME\n",
+     "[upstream] password_env: a password needs a username: set username"),
+    ("[upstream]\nusername = a:b\n",
+     "[upstream] username: expected a user name of at most 256 characters, without ':' or "
+     "control characters; or empty for none"),
+    ("[upstream]\ntoken_env = 1TOKEN\n",
+     "[upstream] token_env: expected the name of an environment variable (letters, digits "
+     "and '_', not starting with a digit); or empty for none"),
+    ("[foo]\n",
+     "[foo]: unknown section; the sections are [pypid], [storage], [s3], [auth], [upstream], "
+     "[tls], [metrics], [ldap], [oidc], [acl], [groups], [publishers], [users], "
+     "[index:NAME] and [upstream:NAME]"),
+]
+
+
+class IndexRefusedTests(_ConfigMixin, SynchronousTestCase):
+    """Every bad named section is refused with one exact line naming file, section and key."""
+
+    def test_table(self):
+        """Each entry of the table is refused with its line."""
+        for text, line in _REFUSED:
+            path = self.write(text)
+            message = self.refused(path=path)
+            self.assertEqual(message, f"{path}: {line}", text)
+
+    def test_every_reserved_name(self):
+        """Every first segment of the server's routes is refused as an index name."""
+        for name in sorted(ROUTE_SEGMENTS):
+            if not NAME.match(name):
+                continue  # (requirements.txt: refused as a name already)
+            message = self.refused(f"[index:{name}]\n")
+            self.assertIn(f"[index:{name}]: {name} is a path of the server", message)
+
+
+_SECRET = "s3cr3t-Pa55word-value"
+
+
+class UpstreamCredentialsTests(_ConfigMixin, SynchronousTestCase):
+    """Credentials for an upstream: read at load, never shown."""
+
+    def secret_file(self, text=_SECRET + "\n"):
+        """A file holding C{text}; its absolute path."""
+        path = os.path.abspath(self.mktemp())
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+        return path
+
+    def assertHidden(self, config):
+        """The secret is nowhere in the configuration's repr or str."""
+        for text in (repr(config), str(config), repr(config.upstream),
+                     repr(config.upstreams), repr(config.upstream.credentials)):
+            self.assertNotIn(_SECRET, text)
+
+    def test_password_file(self):
+        """A username with a password from a file; the final line break is not part of it."""
+        config = load_config(self.write(f"""
+            [upstream]
+            mode = cache
+            url = https://upstream.example/simple/
+            username = svc
+            password_file = {self.secret_file()}
+            """))
+        self.assertEqual(config.upstream.credentials, UpstreamCredentials("svc", _SECRET))
+        self.assertEqual(config.upstream.credentials.secret, _SECRET)
+        self.assertIn("UpstreamCredentials(username='svc')", repr(config))
+        self.assertHidden(config)
+
+    def test_token_env(self):
+        """A token from the environment, for a named upstream."""
+        config = load_config(self.write("""
+            [upstream:vendor]
+            mode = cache
+            url = https://upstream.example/simple/
+            token_env = VENDOR_TOKEN
+            """), environ={"VENDOR_TOKEN": _SECRET})
+        self.assertEqual(config.upstreams["vendor"].credentials,
+                         UpstreamCredentials(None, _SECRET))
+        self.assertIsNone(config.upstream.credentials)
+        self.assertHidden(config)
+
+    def test_loopback_http(self):
+        """Credentials over plain http:// are allowed to this machine."""
+        for host in ("127.0.0.1:8081", "localhost", "127.1.2.3"):
+            config = load_config(self.write(f"""
+                [upstream]
+                mode = cache
+                url = http://{host}/simple/
+                token_file = {self.secret_file()}
+                """))
+            self.assertEqual(config.upstream.credentials.secret, _SECRET)
+
+    def test_refused(self):
+        """Each refusal names the key and the file or variable, never the secret."""
+        missing = os.path.abspath(self.mktemp())
+        https = "[upstream]\nmode = cache\nurl = https://upstream.example/simple/\n"
+        cases = [
+            (https + f"username = svc\npassword_file = {missing}\n", {},
+             f"[upstream] password_file: cannot read {missing}: No such file or directory"),
+            (https + "username = svc\npassword_env = NOPE\n", {"NOPEX": _SECRET},
+             "[upstream] password_env: the environment has no variable NOPE"),
+            (https + f"token_file = {self.secret_file('')}\n", {},
+             "[upstream] token_file: {path} is empty: it must hold the token"),
+            (https + "token_env = T\n", {"T": f"{_SECRET}\nX-Injected: 1"},
+             "[upstream] token_env: the variable T holds a line break or another control "
+             "character: it must hold the token alone, on one line"),
+            (https + "username = svc\npassword_env = P\ntoken_env = P\n", {"P": _SECRET},
+             "[upstream] token_env: give a username and password, or a token, not both"),
+            (https + f"token_env = P\ntoken_file = {self.secret_file()}\n", {"P": _SECRET},
+             "[upstream] token_env: give the token once: token_file or token_env, not both"),
+            ("[upstream:vendor]\nmode = cache\nurl = http://upstream.example/simple/\n"
+             "username = svc\npassword_env = P\n", {"P": _SECRET},
+             "[upstream:vendor] url: is plain http:// and [upstream:vendor] password_env "
+             "gives credentials: they would cross the network in clear; use https:// (plain "
+             "http:// is allowed only to this machine)"),
+        ]
+        for text, environ, line in cases:
+            path = self.write(text)
+            message = self.refused(path=path, environ=environ)
+            if "{path}" in line:
+                line = line.format(path=text.rsplit("token_file = ", 1)[1].strip())
+            self.assertEqual(message, f"{path}: {line}")
+            self.assertNotIn(_SECRET, message)
+
+    def test_unreadable_file(self):
+        """A secret file that is not text is refused without its bytes."""
+        path = os.path.abspath(self.mktemp())
+        with open(path, "wb") as f:
+            f.write(b"\xff\xfe" + _SECRET.encode())
+        message = self.refused(f"[upstream]\ntoken_file = {path}\n")
+        self.assertTrue(message.endswith(f"[upstream] token_file: {path} is not UTF-8 text"))
+        self.assertNotIn(_SECRET, message)
+
+
+class ShippedIndexExamplesTests(_ConfigMixin, SynchronousTestCase):
+    """The commented-out [index:*] and [upstream:*] examples of C{etc/pypid.ini} load."""
+
+    def test_uncommented(self):
+        """Uncommented (with the group they name), they give the indexes they describe."""
+        text = _shipped_example()
+        if text is None:
+            self.skipTest("no etc/pypid.ini in this checkout")
+        text = _uncomment_section(text, "upstream")
+        for section in ("index:release", "index:staging", "index:prod", "upstream:vendor"):
+            text = _uncomment_section(text, section)
+        text += "\n[groups]\nrelease-managers = admin\n"
+        config = load_config(self.write(text), environ={"PYPID_VENDOR_PASSWORD": _SECRET})
+        self.assertEqual(list(config.indexes), ["release", "staging", "prod"])
+        self.assertTrue(config.indexes["prod"].view)
+        self.assertEqual(config.indexes["prod"].exclude, ("experimental-*",))
+        self.assertEqual(config.upstreams["vendor"].credentials,
+                         UpstreamCredentials("pypid", _SECRET))
+
+
+class NotServedYetTests(_ConfigMixin, SynchronousTestCase):
+    """Until named indexes are served, the server refuses them rather than ignore them."""
+
+    def test_refused_at_start(self):
+        """build_service refuses named sections and [upstream] credentials, in one line."""
+        token = os.path.abspath(self.mktemp())
+        with open(token, "w", encoding="utf-8") as f:
+            f.write(_SECRET)
+        cases = [
+            ("[index:prod]\nview = yes\nbases = default\n[upstream:v]\nmode = redirect\n"
+             "url = https://upstream.example/simple/\n",
+             "[index:prod]: named indexes and upstreams are being built (issue 26) and not "
+             "served yet; remove the [index:NAME] and [upstream:NAME] sections"),
+            ("[upstream:v]\nmode = redirect\nurl = https://upstream.example/simple/\n",
+             "[upstream:v]: named indexes and upstreams are being built (issue 26) and not "
+             "served yet; remove the [index:NAME] and [upstream:NAME] sections"),
+            ("[index:default]\nread = authenticated\n",
+             "[index:default]: named indexes and upstreams are being built (issue 26) and not "
+             "served yet; remove the [index:NAME] and [upstream:NAME] sections"),
+            (f"[upstream]\nmode = cache\nurl = https://upstream.example/simple/\n"
+             f"token_file = {token}\n",
+             "[upstream]: credentials for the upstream are being built (issue 26) and not "
+             "sent yet; remove username, password_file, password_env, token_file and "
+             "token_env"),
+        ]
+        for text, line in cases:
+            path = self.write(text)
+            config = load_config(path)
+            e = self.assertRaises(StartupError, build_service, config, MemoryReactorClock())
+            self.assertEqual(str(e), f"{path}: {line}")
+            self.assertNotIn(_SECRET, str(e))
+
+    def test_refused_at_reload(self):
+        """The configuration SIGHUP reads is refused the same way."""
+        path = self.write("[index:prod]\n")
+        e = self.assertRaises(StartupError, _served_config, lambda: load_config(path))
+        self.assertIn("[index:prod]: named indexes and upstreams are being built", str(e))
+        self.assertEqual(_served_config(lambda: load_config(None)).indexes, {})

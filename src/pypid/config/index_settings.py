@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Set
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import attrs
 
@@ -79,7 +79,7 @@ def parse_as_of(value: str) -> datetime | None:
         moment = datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
     except ValueError:
         raise ValueError(_AS_OF_FORMS) from None
-    return moment.astimezone(timezone.utc)
+    return moment.astimezone(UTC)
 
 
 def _globs(value: str) -> tuple[str, ...]:

@@ -307,20 +307,29 @@ def check_upstream(values: Values, fail: Fail, section: str = "upstream") -> Non
         values[section, "hosts"] = (own, *(h for h in upstream("hosts") if h != own))
 
 
-def _read_secret(values: Values, fail: Fail, section: str, kind: str,
-                 environ: Mapping[str, str]) -> tuple[str, str] | None:
+def _secret_key(values: Values, fail: Fail, section: str, kind: str) -> str | None:
     """
-    Read the password or token (C{kind}) of C{[section]} from its C{_file}
-    or C{_env} key: C{(key, secret)}, or L{None} when neither is set.
-    Messages name the key, the file or the variable, never the secret.
+    The key of C{[section]} that gives its password or token (C{kind}):
+    C{kind_file} or C{kind_env}, or L{None} when neither is set.
     """
-    path = values[section, f"{kind}_file"]
-    variable = values[section, f"{kind}_env"]
+    path, variable = values[section, f"{kind}_file"], values[section, f"{kind}_env"]
     if path is not None and variable is not None:
         fail(section, f"{kind}_env", f"give the {kind} once: {kind}_file or {kind}_env, "
              "not both", [(section, f"{kind}_file")])
     if path is not None:
-        key = f"{kind}_file"
+        return f"{kind}_file"
+    return f"{kind}_env" if variable is not None else None
+
+
+def _read_secret(values: Values, fail: Fail, section: str, key: str,
+                 environ: Mapping[str, str]) -> str:
+    """
+    Read the password or token C{[section] key} (a C{_file} or C{_env} key)
+    gives. Messages name the key, the file or the variable, never the secret.
+    """
+    kind, _, source = key.partition("_")
+    if source == "file":
+        path = values[section, key]
         try:
             with open(path, encoding="utf-8") as f:
                 secret = f.read()
@@ -329,14 +338,12 @@ def _read_secret(values: Values, fail: Fail, section: str, kind: str,
         except UnicodeDecodeError:
             fail(section, key, f"{path} is not UTF-8 text")
         where = path
-    elif variable is not None:
-        key = f"{kind}_env"
+    else:
+        variable = values[section, key]
         if variable not in environ:
             fail(section, key, f"the environment has no variable {variable}")
         secret = environ[variable]
         where = f"the variable {variable}"
-    else:
-        return None
     # (one line; a final line break, as editors leave it, is not part of it)
     secret = secret.removesuffix("\n").removesuffix("\r")
     if not secret:
@@ -344,7 +351,7 @@ def _read_secret(values: Values, fail: Fail, section: str, kind: str,
     if has_control_characters(secret):
         fail(section, key, f"{where} holds a line break or another control character: "
              f"it must hold the {kind} alone, on one line")
-    return key, secret
+    return secret
 
 
 def _is_loopback(url: str) -> bool:
@@ -367,30 +374,25 @@ def read_credentials(values: Values, fail: Fail, section: str,
     with credentials is refused unless it is this machine's.
     """
     username = values[section, "username"]
-    password = _read_secret(values, fail, section, "password", environ)
-    token = _read_secret(values, fail, section, "token", environ)
+    password = _secret_key(values, fail, section, "password")
+    token = _secret_key(values, fail, section, "token")
     if token is not None and (username is not None or password is not None):
-        fail(section, token[0], "give a username and password, or a token, not both",
+        fail(section, token, "give a username and password, or a token, not both",
              [(section, "username")])
     if username is not None and password is None:
         fail(section, "username", "needs a password: set password_file or password_env "
              "(or remove username and give a token)")
     if password is not None and username is None:
-        fail(section, password[0], "a password needs a username: set username")
-    if password is not None:
-        credentials = UpstreamCredentials(username, password[1])
-        key = password[0]
-    elif token is not None:
-        credentials = UpstreamCredentials(None, token[1])
-        key = token[0]
-    else:
+        fail(section, password, "a password needs a username: set username")
+    key = password or token
+    if key is None:
         return None
     url = values[section, "url"]
     if url is not None and url.startswith("http://") and not _is_loopback(url):
         fail(section, "url", f"is plain http:// and [{section}] {key} gives credentials: "
              "they would cross the network in clear; use https:// (plain http:// is "
              "allowed only to this machine)", [(section, key)])
-    return credentials
+    return UpstreamCredentials(username, _read_secret(values, fail, section, key, environ))
 
 
 def read_upstream(values: Values, fail: Fail, section: str,

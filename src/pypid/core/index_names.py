@@ -42,18 +42,6 @@ NAME_FORMS = ("a name is 1 to 63 lower-case letters, digits and '-', starting wi
 UPSTREAM_PREFIX = "upstream:"
 
 
-def check_name(name: str) -> str:
-    """
-    Return C{name} if it may name an index or an upstream.
-
-    @raise ValueError: saying what a name is (the reserved route segments
-        are the caller's to refuse: an upstream's name is never a path).
-    """
-    if not NAME.match(name):
-        raise ValueError(f"{name!r}: {NAME_FORMS}")
-    return name
-
-
 @attrs.frozen
 class BaseRef:
     """
