@@ -21,12 +21,12 @@ import re
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.config import FREE_SECTIONS, SCHEMA, ConfigError, load_config
+from pypid.config import FREE_SECTIONS, NAMED_SECTIONS, SCHEMA, ConfigError, load_config
 
 CONFIGURATION = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                              "docs", "configuration.rst")
 
-_SECTION_HEADING = re.compile(r"^``\[([a-z0-9_]+)\]``: \S")
+_SECTION_HEADING = re.compile(r"^``\[([a-z0-9_]+(?::NAME)?)\]``: \S")
 _KEY_TERM = re.compile(r"^``[a-z0-9_]+``(?:, ``[a-z0-9_]+``)*$")
 _UNDERLINES = "=-~"
 
@@ -89,14 +89,21 @@ def undocumented(documented):
             if key not in documented.get(section, {})]
 
 
+def _named_keys():
+    """C{{"index:NAME": its keys, ...}}: the named sections, as the document heads them."""
+    return {f"{prefix}NAME": keys for prefix, keys in NAMED_SECTIONS.items()}
+
+
 def refused(documented):
     """Every C{[section]} or C{[section] key} in C{documented} that the parser refuses."""
     found = []
+    accepted = {**SCHEMA, **_named_keys()}
     for section, keys in documented.items():
-        if section not in SCHEMA and section not in FREE_SECTIONS:
+        if section not in accepted and section not in FREE_SECTIONS:
             found.append(f"[{section}]")
         else:
-            found += [f"[{section}] {key}" for key in keys if key not in SCHEMA.get(section, {})]
+            found += [f"[{section}] {key}" for key in keys
+                      if key not in accepted.get(section, {})]
     return found
 
 
@@ -126,6 +133,21 @@ class ConfigurationDocsTests(SynchronousTestCase):
         self.assertEqual(missing, [], "sections accepted by the configuration parser without "
                          "a ``[section]``: heading in docs/configuration.rst: "
                          + ", ".join(missing))
+
+    def test_named_sections_documented(self):
+        """[index:NAME]'s keys each have a term under its heading; [upstream:NAME] a heading."""
+        named = _named_keys()
+        self.assertEqual(sorted(set(named) - set(self.documented)), [],
+                         "named sections without a ``[prefix:NAME]``: heading")
+        missing = [f"[index:NAME] {key}" for key in named["index:NAME"]
+                   if key not in self.documented["index:NAME"]]
+        self.assertEqual(missing, [], "accepted by the configuration parser but not "
+                         "documented in docs/configuration.rst: " + ", ".join(missing))
+        wrong = [f"[index:NAME] {key}" for key, (default, _parse) in named["index:NAME"].items()
+                 if default.strip() and f":Default: ``{default.strip()}``"
+                 not in self.documented["index:NAME"][key]]
+        self.assertEqual(wrong, [], "defaults in docs/configuration.rst that are not the "
+                         "parser's: " + ", ".join(wrong))
 
     def test_nothing_documented_that_is_refused(self):
         """Every documented section and key is one the parser accepts."""
