@@ -128,7 +128,7 @@ class RunningMarkTests(SynchronousTestCase):
         """A stop that saved leaves no mark; one that did not (or a crash) does."""
         path = os.path.join(os.path.abspath(self.mktemp()), "index.json.running")
         saved = [True]
-        mark = RunningMark(path, lambda: saved[0])
+        mark = RunningMark(path, lambda: saved[0], lambda: True)
         mark.startService()
         self.assertFalse(mark.unclean)
         mark.stopService()
@@ -137,7 +137,51 @@ class RunningMarkTests(SynchronousTestCase):
         self.assertFalse(mark.unclean)
         saved[0] = False
         mark.stopService()
-        again = RunningMark(path, lambda: True)
+        again = RunningMark(path, lambda: True, lambda: True)
         again.startService()
         self.assertTrue(again.unclean)
+        self.flushLoggedErrors()
+
+    def test_stopped_during_the_check_after_a_crash(self):
+        """
+        A start after a crash stopped before storage was checked against the
+        snapshot leaves the mark: the next start checks before listening
+        too (before the fix: the mark was removed, as nothing had changed
+        since the load, and the next start opened the listeners on the
+        snapshot's index, the uploads made before the crash answering 404).
+        """
+        path = os.path.join(os.path.abspath(self.mktemp()), "index.json.running")
+        os.makedirs(os.path.dirname(path))
+        with open(path, "wb"):
+            pass
+        checked = Deferred()
+        readiness = Readiness(FakeLoader(checked), lambda: mark.unclean)
+        mark = RunningMark(path, lambda: True, readiness.ready)
+        mark.startService()
+        self.assertTrue(mark.unclean)
+        self.assertNoResult(readiness.startService())
+        readiness.stopService()
+        mark.stopService()
+        self.assertTrue(os.path.exists(path))
+        again = RunningMark(path, lambda: True, lambda: True)
+        again.startService()
+        self.assertTrue(again.unclean)
+        checked.callback(None)
+        self.flushLoggedErrors()
+
+    def test_checked_after_a_crash(self):
+        """Once the check after a crash ended, a stop that saved removes the mark."""
+        path = os.path.join(os.path.abspath(self.mktemp()), "index.json.running")
+        os.makedirs(os.path.dirname(path))
+        with open(path, "wb"):
+            pass
+        checked = Deferred()
+        readiness = Readiness(FakeLoader(checked), lambda: mark.unclean)
+        mark = RunningMark(path, lambda: True, readiness.ready)
+        mark.startService()
+        started = readiness.startService()
+        checked.callback(None)
+        self.successResultOf(started)
+        mark.stopService()
+        self.assertFalse(os.path.exists(path))
         self.flushLoggedErrors()

@@ -44,18 +44,29 @@ class RunningMark(Service):
     run stopped without saving its last snapshot.
 
     Started before the index, stopped after the last snapshot is saved.
+    After an unclean stop the mark stays until storage was checked against
+    the snapshot: a run stopped before (a C{SIGTERM} during the check, a
+    part that failed to start) saved nothing new, and removing its mark
+    would have the next start open the listeners on the snapshot's index,
+    the uploads of before the crash answering C{404}.
 
     @ivar unclean: whether the last run did not stop cleanly (known once started).
     """
 
-    def __init__(self, path: str, saved: Callable[[], bool]) -> None:
+    def __init__(self, path: str, saved: Callable[[], bool],
+                 checked: Callable[[], bool]) -> None:
         """
         @param path: the mark's file (beside the snapshot).
         @param saved: C{saved() -> bool}: whether the snapshot stands for the
             index as it is now (checked at a stop: only then is the mark removed).
+        @param checked: C{checked() -> bool}: whether storage was checked
+            against the snapshot the index was loaded from
+            (L{Readiness.ready}); after an unclean stop, the mark is removed
+            only then.
         """
         self.path = path
         self._saved = saved
+        self._checked = checked
         self.unclean = False
 
     def startService(self) -> None:
@@ -77,9 +88,9 @@ class RunningMark(Service):
             log.warn("Cannot write {path}: {error}", path=self.path, error=e.strerror)
 
     def stopService(self) -> None:
-        """Remove the mark if the last snapshot was saved."""
+        """Remove the mark if the last snapshot was saved (after a crash: and checked)."""
         Service.stopService(self)
-        if not self._saved():
+        if not self._saved() or (self.unclean and not self._checked()):
             return
         try:
             os.remove(self.path)
