@@ -118,11 +118,21 @@ class Readiness(Service):
         self._waiting: list[Deferred[None]] = []
 
     def ready(self) -> bool:
-        """Whether the index answers with every stored file."""
-        return self._ready
+        """
+        Whether the index answers with every stored file: the start went
+        on, and storage was checked against the snapshot (a check that
+        failed is tried again until it passes; until then, not ready).
+        """
+        return self._ready and self._loader.storage_checked
 
     def when_ready(self) -> Deferred[None]:
-        """A L{Deferred} that fires once the index answers with every stored file."""
+        """
+        A L{Deferred} that fires once the start may go on: the index
+        answers with every stored file, or the check of storage failed
+        (the index serves what the snapshot holds, and L{ready} stays
+        false until a later check passes: systemd hears READY, so the
+        service is not killed for a storage that is down a while).
+        """
         d: Deferred[None] = Deferred()
         if self._ready:
             d.callback(None)
@@ -148,9 +158,9 @@ class Readiness(Service):
 
     def _now_ready(self, result: object) -> object:
         if isinstance(result, Failure):
-            # (the index serves what the snapshot holds; the loader logged why)
-            log.warn("Storage was not checked against the snapshot: ready with the snapshot's "
-                     "index")
+            # (the index serves what the snapshot holds; not ready)
+            log.failure("Storage was not checked against the snapshot", result)
+            result = None
         self._ready = True
         waiting, self._waiting = self._waiting, []
         for d in waiting:
