@@ -1374,6 +1374,29 @@ class ClientCountingKeysTests(_ConfigMixin, SynchronousTestCase):
             ipaddress.ip_network(n) for n in ("127.0.0.1/32", "::1/128", "10.0.0.0/24")))
         self.assertEqual(config.auth.throttle_ipv6_prefix, 56)
 
+    def test_ipv4_mapped(self):
+        """
+        A proxy written as an IPv4-mapped IPv6 address (as a dual-stack
+        listener shows its peers) is its IPv4 address, as the peer is read
+        (L{pypid.core.addresses.client_ip}), so its header is believed
+        (before the fix: never, silently: every client behind it was one);
+        the mapped network of every IPv4 address is refused as C{0.0.0.0/0}.
+        """
+        from pypid.core.forwarded import TrustedProxies
+
+        config = load_config(self.write("""
+            [pypid]
+            trusted_proxies = ::ffff:10.0.0.1 ::ffff:192.0.2.0/120
+            """))
+        self.assertEqual(config.server.trusted_proxies, (
+            ipaddress.ip_network("10.0.0.1/32"), ipaddress.ip_network("192.0.2.0/24")))
+        proxies = TrustedProxies(config.server.trusted_proxies)
+        self.assertEqual(proxies.client("::ffff:10.0.0.1", [b"203.0.113.9"]),
+                         ("203.0.113.9", False))
+        message = self.refused("[pypid]\ntrusted_proxies = ::ffff:0:0/96\n")
+        self.assertIn("[pypid] trusted_proxies: 0.0.0.0/0: would trust every client's",
+                      message)
+
     def test_refused(self):
         """A name, every address, or a prefix out of range stops start-up, naming the key."""
         message = self.refused("[pypid]\ntrusted_proxies = proxy.internal\n")

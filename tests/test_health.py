@@ -29,8 +29,9 @@ def full_disk(free, min_free=1 << 30):
 class FakeLoader:
     """What L{Readiness} reads of an L{pypid.state.loader.IndexLoader}."""
 
-    def __init__(self, checked=None):
+    def __init__(self, checked=None, storage_checked=False):
         self.checked = checked
+        self.storage_checked = storage_checked
         self.followed = 0
 
     def follow_up(self):
@@ -82,7 +83,7 @@ class ReadinessTests(SynchronousTestCase):
 
     def test_no_check(self):
         """An index loaded without a snapshot to check is ready at once."""
-        readiness = Readiness(FakeLoader(), lambda: False)
+        readiness = Readiness(FakeLoader(storage_checked=True), lambda: False)
         self.assertIsNone(readiness.startService())
         self.assertTrue(readiness.ready())
         self.successResultOf(readiness.when_ready())
@@ -97,6 +98,7 @@ class ReadinessTests(SynchronousTestCase):
         waiting = readiness.when_ready()
         self.assertFalse(readiness.ready())
         self.assertNoResult(waiting)
+        loader.storage_checked = True
         checked.callback(None)
         self.assertTrue(readiness.ready())
         self.successResultOf(waiting)
@@ -112,13 +114,21 @@ class ReadinessTests(SynchronousTestCase):
         self.successResultOf(started)
 
     def test_check_failed(self):
-        """A check that failed leaves the snapshot's index served, ready."""
+        """
+        A check that failed lets the start go on (the snapshot's index is
+        served, systemd hears READY) but the server is not ready until a
+        check passes (before: ready at once, with files missing).
+        """
         checked = Deferred()
-        readiness = Readiness(FakeLoader(checked), lambda: False)
-        readiness.startService()
+        loader = FakeLoader(checked)
+        readiness = Readiness(loader, lambda: True)
+        started = readiness.startService()
         checked.errback(RuntimeError("boom"))
+        self.successResultOf(started)
+        self.assertFalse(readiness.ready())
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        loader.storage_checked = True
         self.assertTrue(readiness.ready())
-        self.failureResultOf(checked, RuntimeError)
 
 
 class RunningMarkTests(SynchronousTestCase):
@@ -128,7 +138,7 @@ class RunningMarkTests(SynchronousTestCase):
         """A stop that saved leaves no mark; one that did not (or a crash) does."""
         path = os.path.join(os.path.abspath(self.mktemp()), "index.json.running")
         saved = [True]
-        mark = RunningMark(path, lambda: saved[0])
+        mark = RunningMark(path, lambda: saved[0], lambda: True)
         mark.startService()
         self.assertFalse(mark.unclean)
         mark.stopService()
@@ -137,7 +147,53 @@ class RunningMarkTests(SynchronousTestCase):
         self.assertFalse(mark.unclean)
         saved[0] = False
         mark.stopService()
-        again = RunningMark(path, lambda: True)
+        again = RunningMark(path, lambda: True, lambda: True)
         again.startService()
         self.assertTrue(again.unclean)
+        self.flushLoggedErrors()
+
+    def test_stopped_during_the_check_after_a_crash(self):
+        """
+        A start after a crash stopped before storage was checked against the
+        snapshot leaves the mark: the next start checks before listening
+        too (before the fix: the mark was removed, as nothing had changed
+        since the load, and the next start opened the listeners on the
+        snapshot's index, the uploads made before the crash answering 404).
+        """
+        path = os.path.join(os.path.abspath(self.mktemp()), "index.json.running")
+        os.makedirs(os.path.dirname(path))
+        with open(path, "wb"):
+            pass
+        checked = Deferred()
+        readiness = Readiness(FakeLoader(checked), lambda: mark.unclean)
+        mark = RunningMark(path, lambda: True, readiness.ready)
+        mark.startService()
+        self.assertTrue(mark.unclean)
+        self.assertNoResult(readiness.startService())
+        readiness.stopService()
+        mark.stopService()
+        self.assertTrue(os.path.exists(path))
+        again = RunningMark(path, lambda: True, lambda: True)
+        again.startService()
+        self.assertTrue(again.unclean)
+        checked.callback(None)
+        self.flushLoggedErrors()
+
+    def test_checked_after_a_crash(self):
+        """Once the check after a crash ended, a stop that saved removes the mark."""
+        path = os.path.join(os.path.abspath(self.mktemp()), "index.json.running")
+        os.makedirs(os.path.dirname(path))
+        with open(path, "wb"):
+            pass
+        checked = Deferred()
+        loader = FakeLoader(checked)
+        readiness = Readiness(loader, lambda: mark.unclean)
+        mark = RunningMark(path, lambda: True, readiness.ready)
+        mark.startService()
+        started = readiness.startService()
+        loader.storage_checked = True
+        checked.callback(None)
+        self.successResultOf(started)
+        mark.stopService()
+        self.assertFalse(os.path.exists(path))
         self.flushLoggedErrors()

@@ -230,6 +230,41 @@ class UnreadableTombstoneTests(SynchronousTestCase):
         self.check_still_used(b"\x00\xff garbage")
         self.check_still_used(b"[1, 2]")
 
+    def test_record_that_cannot_be_opened_now(self):
+        """
+        A new name whose record cannot be opened for a moment (too many
+        open files, an I/O error: nothing read, so nothing known damaged)
+        fails the upload as a storage error to retry (503), never as a
+        deleted name: that 400 starts with "File already exists", which
+        twine --skip-existing takes for an upload done (before the fix:
+        L{FilenameDeleted}).
+        """
+        import builtins
+        import errno
+
+        from pypid.storage import sidecars
+        from pypid.storage.interface import StorageError
+
+        folder = Folder(self)
+        _, _, storage = folder.start(BootClock())
+        record = self.other_record(folder).replace(filename="holy_grail-2.0-py3-none-any.whl",
+                                                   version="2.0",
+                                                   path="holy_grail-2.0-py3-none-any.whl")
+
+        def open_(path, *args, **kwargs):
+            if str(path).endswith(record.filename + ".json"):
+                raise OSError(errno.EMFILE, "Too many open files", path)
+            return builtins.open(path, *args, **kwargs)
+        sidecars.open = builtins.open  # type: ignore[attr-defined]  (so that it can be patched)
+        self.addCleanup(delattr, sidecars, "open")
+        self.patch(sidecars, "open", open_)
+        spooled = os.path.join(storage.temp_dir, "upload")
+        write_file(spooled, b"other bytes")
+        failure = self.failureResultOf(storage.publish(spooled, record, None))
+        self.assertNotIsInstance(failure.value, FilenameDeleted)
+        self.assertIsInstance(failure.value, StorageError)
+        self.flushLoggedErrors()
+
     def test_damaged_record_of_a_file_served(self):
         """A damaged record beside a file still there is not a tombstone: the file is served."""
         folder = Folder(self)

@@ -900,14 +900,40 @@ class BackgroundCheckTests(SynchronousTestCase):
         self.assertEqual(read(self.path).saved_at, 2000.0)
 
     def test_check_fails(self):
-        """A storage error in the check is logged; the snapshot's index is served."""
+        """
+        A storage error in the check is logged and the snapshot's index is
+        served, but storage is not taken as checked: a save still stands
+        for storage as of the snapshot (before, it was dated now, and the
+        next start trusted it without checking), and the check is tried
+        again until it passes.
+        """
+        from pypid.state.loader import CHECK_RETRY
         from pypid.storage.interface import StorageError
         with capturedLogs() as events:
             self.storage.scans[-1][3].errback(StorageError("disk gone"))
             self.successResultOf(self.loader.checked)
         self.assertEqual(len(self.index), 4)
         self.assertIn("disk gone", " ".join(str(e.get("error")) for e in events))
-        # (the check ended: a save stands for storage as of now again)
+        self.assertFalse(self.loader.storage_checked)
         self.index.add(make_record("5.0"))
         self.successResultOf(self.writer.save_if_changed())
+        self.assertEqual(read(self.path).saved_at, 1500.0)
+        self.assertEqual(len(self.storage.scans), 1)
+        self.clock.advance(CHECK_RETRY)
+        self.assertEqual(len(self.storage.scans), 2)
+        self.storage.answer([self.kept, self.yanked_later, self.gone_later,
+                             self.deleted_later])
+        self.assertTrue(self.loader.storage_checked)
+        self.index.add(make_record("6.0"))
+        self.successResultOf(self.writer.save_if_changed())
         self.assertEqual(read(self.path).saved_at, self.clock.seconds())
+
+    def test_no_retry_after_stop(self):
+        """A server that stops tries no failed check again."""
+        from pypid.state.loader import CHECK_RETRY
+        from pypid.storage.interface import StorageError
+        with capturedLogs():
+            self.storage.scans[-1][3].errback(StorageError("disk gone"))
+        self.loader.stop()
+        self.clock.advance(CHECK_RETRY)
+        self.assertEqual(len(self.storage.scans), 1)

@@ -211,9 +211,9 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
     loaded = IndexPart(index, loader)
     # (after a crash the index is checked against storage before the
     # listeners open; either way the server is ready once it was)
-    mark = RunningMark(server.snapshot + ".running",
-                       lambda: writer.saved_serial == index.serial)
     readiness = Readiness(loader, lambda: mark.unclean)
+    mark = RunningMark(server.snapshot + ".running",
+                       lambda: writer.saved_serial == index.serial, readiness.ready)
     web = WebPart(build_web(
         index, stored, access.access, run, reactor, max_upload_size=server.max_upload_size,
         base_url=server.base_url, upstream=proxy, access_log=server.access_log,

@@ -12,6 +12,8 @@ reloaded on C{SIGHUP}.
 
 from __future__ import annotations
 
+import ipaddress
+
 import attrs
 
 from pypid.config.metrics_settings import Network, parse_networks
@@ -202,14 +204,27 @@ def parse_trusted_proxies(value: str) -> tuple[Network, ...]:
     (C{0.0.0.0/0}, C{::/0}) is refused: any client could then write its
     own address in C{X-Forwarded-For}.
 
+    An IPv4-mapped IPv6 address or network (C{::ffff:10.0.0.1}, as a
+    dual-stack listener shows its peers) is taken as the IPv4 one: a peer
+    is read so (L{pypid.core.addresses.client_ip}), and would never match it.
+
     @raise ValueError: naming the word that is not an address or network.
     """
-    networks = parse_networks(value)
+    networks = tuple(_unmapped(network) for network in parse_networks(value))
     for network in networks:
         if network.prefixlen == 0:
             raise ValueError(f"{network}: would trust every client's X-Forwarded-For; list "
                              "the proxies' own addresses (such as 127.0.0.1 or 10.0.0.0/24)")
     return networks
+
+
+def _unmapped(network: Network) -> Network:
+    """An IPv4-mapped IPv6 network (within C{::ffff:0:0/96}) as its IPv4 network."""
+    if (isinstance(network, ipaddress.IPv6Network) and network.prefixlen >= 96
+            and network.network_address.ipv4_mapped is not None):
+        mapped = network.network_address.ipv4_mapped
+        return ipaddress.IPv4Network((mapped, network.prefixlen - 96))
+    return network
 
 
 #: key -> (default, parser)

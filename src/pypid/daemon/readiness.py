@@ -44,18 +44,29 @@ class RunningMark(Service):
     run stopped without saving its last snapshot.
 
     Started before the index, stopped after the last snapshot is saved.
+    After an unclean stop the mark stays until storage was checked against
+    the snapshot: a run stopped before (a C{SIGTERM} during the check, a
+    part that failed to start) saved nothing new, and removing its mark
+    would have the next start open the listeners on the snapshot's index,
+    the uploads of before the crash answering C{404}.
 
     @ivar unclean: whether the last run did not stop cleanly (known once started).
     """
 
-    def __init__(self, path: str, saved: Callable[[], bool]) -> None:
+    def __init__(self, path: str, saved: Callable[[], bool],
+                 checked: Callable[[], bool]) -> None:
         """
         @param path: the mark's file (beside the snapshot).
         @param saved: C{saved() -> bool}: whether the snapshot stands for the
             index as it is now (checked at a stop: only then is the mark removed).
+        @param checked: C{checked() -> bool}: whether storage was checked
+            against the snapshot the index was loaded from
+            (L{Readiness.ready}); after an unclean stop, the mark is removed
+            only then.
         """
         self.path = path
         self._saved = saved
+        self._checked = checked
         self.unclean = False
 
     def startService(self) -> None:
@@ -77,9 +88,9 @@ class RunningMark(Service):
             log.warn("Cannot write {path}: {error}", path=self.path, error=e.strerror)
 
     def stopService(self) -> None:
-        """Remove the mark if the last snapshot was saved."""
+        """Remove the mark if the last snapshot was saved (after a crash: and checked)."""
         Service.stopService(self)
-        if not self._saved():
+        if not self._saved() or (self.unclean and not self._checked()):
             return
         try:
             os.remove(self.path)
@@ -107,11 +118,21 @@ class Readiness(Service):
         self._waiting: list[Deferred[None]] = []
 
     def ready(self) -> bool:
-        """Whether the index answers with every stored file."""
-        return self._ready
+        """
+        Whether the index answers with every stored file: the start went
+        on, and storage was checked against the snapshot (a check that
+        failed is tried again until it passes; until then, not ready).
+        """
+        return self._ready and self._loader.storage_checked
 
     def when_ready(self) -> Deferred[None]:
-        """A L{Deferred} that fires once the index answers with every stored file."""
+        """
+        A L{Deferred} that fires once the start may go on: the index
+        answers with every stored file, or the check of storage failed
+        (the index serves what the snapshot holds, and L{ready} stays
+        false until a later check passes: systemd hears READY, so the
+        service is not killed for a storage that is down a while).
+        """
         d: Deferred[None] = Deferred()
         if self._ready:
             d.callback(None)
@@ -137,9 +158,9 @@ class Readiness(Service):
 
     def _now_ready(self, result: object) -> object:
         if isinstance(result, Failure):
-            # (the index serves what the snapshot holds; the loader logged why)
-            log.warn("Storage was not checked against the snapshot: ready with the snapshot's "
-                     "index")
+            # (the index serves what the snapshot holds; not ready)
+            log.failure("Storage was not checked against the snapshot", result)
+            result = None
         self._ready = True
         waiting, self._waiting = self._waiting, []
         for d in waiting:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import attrs
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, ensureDeferred
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -71,6 +71,10 @@ FREEZE_AT = 10_000
 #: socket takes of an answer: with 500 projects (15 ms) a turn, the 11 MB
 #: C{/simple/} of a million files took 1.5 to 2 s to send
 LATER_BATCH = 50
+
+#: Seconds before a check of storage against the snapshot that failed (the
+#: storage could not be read) is tried again.
+CHECK_RETRY = 30.0
 
 
 @contextmanager
@@ -128,6 +132,11 @@ class IndexLoader:
     checked: Deferred[None] | None = None
     #: what L{follow_up} begins: C{() -> Deferred | None}
     _then: Callable[[], object] | None = None
+    #: whether the index holds every stored file: it was read from storage,
+    #: or storage was checked against the snapshot it was loaded from (a
+    #: check that failed is tried again every L{CHECK_RETRY} seconds)
+    storage_checked: bool = False
+    _retry: IDelayedCall | None = None
     #: C{() -> (boot id, seconds since boot) | None}: the clock that never
     #: steps, to tell that the wall clock went back since the snapshot
     _boot_clock: Callable[[], tuple[str, float] | None] = read_boot_clock
@@ -202,6 +211,7 @@ class IndexLoader:
             # the snapshot's own when the scan found nothing changed since it.
             self._index.load(result.records.values(), result.tombstones, serial)
             self._scanned(snap, result)
+            self.storage_checked = True
             how = "from the snapshot and storage" if snap is not None else "from storage"
             if result.pending:
                 self._leave_to_backfill(result.pending)
@@ -283,18 +293,34 @@ class IndexLoader:
             since = 0.0 if snap.damaged else snap.saved_at
             result = await self._storage.scan(snap.records, since, snap.tombstones)
         except StorageError as e:
+            # (the writer still dates its saves by the snapshot's time, so a
+            # start after this one checks storage too; and the check is
+            # tried again: until it passes the index is not ready)
             log.error("Cannot check storage against the snapshot (serving the index the "
-                      "snapshot holds): {error}", error=str(e))
+                      "snapshot holds; trying again in {retry:.0f} s): {error}",
+                      retry=CHECK_RETRY, error=str(e))
+            self._retry = self._clock.callLater(CHECK_RETRY, self._check_again, snap)
             return
-        finally:
-            if self._writer is not None:
-                self._writer.checked()
+        if self._writer is not None:
+            self._writer.checked()
+        self.storage_checked = True
         counts = merge_scan(self._index, snap.records, frozenset(snap.tombstones),
                             result.records, result.tombstones)
         self._scanned(snap, result)
         log.info("Storage checked against the snapshot in {seconds:.2f} s: files added "
                  "{added}, changed {changed}, gone {gone}",
                  seconds=self._clock.seconds() - started, **counts)
+
+    def _check_again(self, snap: Snapshot) -> None:
+        self._retry = None
+        checking = ensureDeferred(self._check(snap))
+        checking.addErrback(lambda f: log.failure("Checking storage against the snapshot", f))
+
+    def stop(self) -> None:
+        """The server stops: no check is tried again."""
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
+        self._retry = None
 
     def _dated_before_steps(self, snap: Snapshot) -> Snapshot:
         """
@@ -400,6 +426,11 @@ class IndexPart(Service):
         """Load the index."""
         Service.startService(self)
         return ensureDeferred(self._load())
+
+    def stopService(self) -> None:
+        """No check of storage is tried again."""
+        Service.stopService(self)
+        self.loader.stop()
 
     async def _load(self) -> None:
         try:

@@ -88,7 +88,9 @@ class FolderChanges:
         a tombstone, or is damaged and no file is at C{final} (a tombstone
         that cannot be read is a tombstone still: L{Sidecars.load_record}).
         """
-        current, damaged = self._sidecars.load_record(filename)
+        # (a record that cannot be opened now is a storage error, retried:
+        # not known damaged, so not taken for a tombstone)
+        current, damaged = self._sidecars.load_record(filename, strict=True)
         if is_tombstone(current) or (damaged and not os.path.lexists(final)):
             raise FilenameDeleted(filename)
 

@@ -130,8 +130,8 @@ class Sidecars:
         """
         return self.load_record(filename, path)[0]
 
-    def load_record(self, filename: str,
-                    path: str | None = None) -> tuple[dict[str, Any] | None, bool]:
+    def load_record(self, filename: str, path: str | None = None, *,
+                    strict: bool = False) -> tuple[dict[str, Any] | None, bool]:
         """
         The record of C{filename} as L{read_record} gives it, and whether
         one is there that cannot be read (damaged: cut short, garbage, not
@@ -141,6 +141,10 @@ class Sidecars:
         a deleted file could be taken again with other bytes.
 
         @param path: its path, when the caller has it already.
+        @param strict: raise the L{OSError} of a record that cannot be
+            opened or read now (too many open files, an I/O error), rather
+            than take it for damaged: a change retries it (C{503}), where
+            a damaged record would refuse a new name as deleted.
         """
         path = path or self.record_path(filename)
         try:
@@ -150,6 +154,8 @@ class Sidecars:
             # (no .pypid/files/ at all, when a scan did not persist)
             return None, False
         except (OSError, ValueError) as e:
+            if strict and isinstance(e, OSError):
+                raise
             log.warn("Unreadable record {path} of {filename}: {error}",
                      path=path, filename=filename, error=str(e))
             return None, True
