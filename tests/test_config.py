@@ -1606,8 +1606,13 @@ _REFUSED = [
      "[index:staging] bases: no index or upstream 'relase'; the indexes are default, release, "
      "staging, the upstreams upstream:NAME"),
     ("[index:a]\nbases = upstream:vendor\n",
+     "[index:a] bases: upstream:vendor: there is no [upstream:vendor] section; no upstream "
+     "is configured"),
+    ("[upstream]\nmode = cache\nurl = https://upstream.example/simple/\n"
+     "[upstream:v]\nmode = cache\nurl = https://upstream.example/v/\n"
+     "[index:a]\nbases = upstream:vendor\n",
      "[index:a] bases: upstream:vendor: there is no [upstream:vendor] section; the upstreams "
-     "are upstream:default"),
+     "are upstream:default, upstream:v"),
     ("[index:a]\nbases = upstream:default\n",
      "[index:a] bases: upstream:default: [upstream] has mode = none; give it a mode and url, "
      "or name another upstream"),

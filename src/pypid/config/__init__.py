@@ -13,6 +13,13 @@ documents every key for people.  A key may also come from the environment
 (C{PYPID_<SECTION>_<KEY>}, L{environment_overrides}): over the file, under
 C{--set}.
 
+Sections that may appear several times, each with a name
+(C{[index:NAME]}, C{[upstream:NAME]}: issue 26, L{NAMED_SECTIONS}), go
+through the same loop, keyed by their whole section name, so their errors
+read like any other's (C{pypid.ini: [index:prod] upload: ...}); the file and
+C{--set index:prod.view=yes} give them, never the environment, whose
+variable names cannot spell them.
+
 Relative paths are made absolute against the directory the server is started
 in, so C{etc/pypid.ini} works from a checkout with C{./var/}.
 """
@@ -149,7 +156,8 @@ def environment_overrides(environ: Mapping[str, str]) -> list[tuple[str, str, st
     one whose section is but whose key is not is returned all the same, so
     that its name is refused like a misspelt key in the file. C{[users]},
     C{[groups]} and C{[acl]} come from the file only: their keys are names
-    an environment variable cannot spell faithfully.
+    an environment variable cannot spell faithfully; so do the named
+    sections (C{[index:NAME]}), whose names it cannot spell at all.
     """
     found: list[tuple[str, str, str, str]] = []
     for variable, value in sorted(environ.items()):

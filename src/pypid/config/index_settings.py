@@ -174,9 +174,12 @@ def check_indexes(values: Values, given: Set[tuple[str, str]], indexes: Iterable
                              "it a mode and url, or name another upstream",
                              [("upstream", "mode")])
                 elif base.name not in upstreams:
-                    known = ", ".join(f"upstream:{n}" for n in ["default", *upstreams])
+                    known = [f"upstream:{n}" for n in
+                             ([DEFAULT] if default_upstream.mode != "none" else [])
+                             + list(upstreams)]
                     fail(section, "bases", f"{base}: there is no [upstream:{base.name}] "
-                         f"section; the upstreams are {known}")
+                         "section; " + (f"the upstreams are {', '.join(known)}" if known
+                                        else "no upstream is configured"))
             elif base.name != DEFAULT and base.name not in names:
                 known = ", ".join(["default", *names])
                 fail(section, "bases", f"no index or upstream {str(base)!r}; the indexes are "
