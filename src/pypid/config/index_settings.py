@@ -174,11 +174,11 @@ def check_indexes(values: Values, given: Set[tuple[str, str]], indexes: Iterable
                              "it a mode and url, or name another upstream",
                              [("upstream", "mode")])
                 elif base.name not in upstreams:
-                    known = [f"upstream:{n}" for n in
-                             ([DEFAULT] if default_upstream.mode != "none" else [])
-                             + list(upstreams)]
+                    on = [f"upstream:{n}" for n in
+                          ([DEFAULT] if default_upstream.mode != "none" else [])
+                          + list(upstreams)]
                     fail(section, "bases", f"{base}: there is no [upstream:{base.name}] "
-                         "section; " + (f"the upstreams are {', '.join(known)}" if known
+                         "section; " + (f"the upstreams are {', '.join(on)}" if on
                                         else "no upstream is configured"))
             elif base.name != DEFAULT and base.name not in names:
                 known = ", ".join(["default", *names])
