@@ -14,9 +14,9 @@ from pypid.core.model import FileRecord
 from pypid.core.render import HTML, JSON, file_url_for
 from pypid.core.views import (
     ENTRY_COST,
+    ChainSource,
     Filters,
     IndexView,
-    Source,
     compose,
     render_page,
     resolve_order,
@@ -134,9 +134,9 @@ class ChainMixin:
         self.staging = Index(RELATIVE)
         self.release = Index(RELATIVE)
         self.upstream = FakeUpstream("upstream:public")
-        self.order = (Source("staging", hosted=self.staging),
-                      Source("release", hosted=self.release),
-                      Source("upstream:public", upstream=self.upstream))
+        self.order = (ChainSource("staging", hosted=self.staging),
+                      ChainSource("release", hosted=self.release),
+                      ChainSource("upstream:public", upstream=self.upstream))
 
     def compose(self, project="foo", filters=NONE, now=T0 + DAY):
         """The composition of C{project} in C{staging}."""
@@ -542,7 +542,7 @@ class PropertyTests(SynchronousTestCase):
                 index.add(f)
             if i in tombstoned:
                 index.remove("foo-0.1.tar.gz")
-            order.append(Source(f"h{i}", hosted=index))
+            order.append(ChainSource(f"h{i}", hosted=index))
             named.append((f"h{i}", sorted(files, key=lambda f: (version_key(f.version),
                                                                 f.filename))))
         policy = UpstreamPolicy(mode="cache", merge=("foo",) if merge else ())
@@ -550,7 +550,7 @@ class PropertyTests(SynchronousTestCase):
         if offered is not None:
             upstream.publish("foo", offered)
             offered = list(upstream.entries["foo"][1])
-        order.append(Source("up", upstream=upstream))
+        order.append(ChainSource("up", upstream=upstream))
         now = T0
         got = [(f.filename, s.name) for f, s in compose(order, "foo", filters, now).files]
         self.assertEqual(got, reference(named, {f"h{i}" for i in tombstoned}, offered, policy,

@@ -68,7 +68,7 @@ class ComposedFile(ListedFile, Protocol):
     def version(self) -> str: ...
 
 
-class Admission(Protocol):
+class UpstreamAnswer(Protocol):
     """
     An upstream's answer for one project (the upstream layer's C{Decision}):
     whether it may be asked, and whether its files are merged beside hosted ones.
@@ -87,7 +87,7 @@ class UpstreamSide(Protocol):
     def name(self) -> str:
         """Its name as a base names it (C{upstream:public})."""
 
-    def decide(self, project: str, hosted: bool) -> Admission:
+    def decide(self, project: str, hosted: bool) -> UpstreamAnswer:
         """May it be asked about C{project}, C{hosted} (files or tombstones) in the chain?"""
 
     def cached(self, project: str) -> tuple[object, Sequence[ComposedFile]] | None:
@@ -106,7 +106,7 @@ class UpstreamSide(Protocol):
 
 
 @attrs.frozen
-class Source:
+class ChainSource:
     """
     One element of an index's resolved order: a hosted index or an upstream.
 
@@ -213,17 +213,17 @@ class Composition:
     """
 
     project: str
-    files: tuple[tuple[ComposedFile, Source], ...]
+    files: tuple[tuple[ComposedFile, ChainSource], ...]
     found: bool
     hosted: bool
     held: tuple[Project | None, ...]
     changes: tuple[int, ...]
     consulted: tuple[tuple[UpstreamSide, object], ...]
     recheck_at: float | None
-    delegate: Source | None
+    delegate: ChainSource | None
 
 
-def compose(order: Sequence[Source], project: str, filters: Filters, now: float,
+def compose(order: Sequence[ChainSource], project: str, filters: Filters, now: float,
             file_url: Callable[[ComposedFile], str] | None = None) -> Composition:
     """
     The files the normalized C{project} lists in an index of this resolved
@@ -238,16 +238,16 @@ def compose(order: Sequence[Source], project: str, filters: Filters, now: float,
     @param file_url: the links the view gives files; with it, the
         composition names its L{Composition.delegate}.
     """
-    taken: list[tuple[ComposedFile, Source]] = []
+    taken: list[tuple[ComposedFile, ChainSource]] = []
     names: set[str] = set()
     keys: set[str | None] = set()
     held: list[Project | None] = []
     changes: list[int] = []
     consulted: list[tuple[UpstreamSide, object]] = []
     # per source: (how many files it offered, how many it gave)
-    counts: list[tuple[Source, int, int]] = []
+    counts: list[tuple[ChainSource, int, int]] = []
 
-    def offer(files: Sequence[ComposedFile], source: Source) -> None:
+    def offer(files: Sequence[ComposedFile], source: ChainSource) -> None:
         # (shadowed by an earlier source's file only: one source's own
         # files all stand, as an upstream page's .tar.gz and .zip of one
         # release do today)
@@ -287,7 +287,7 @@ def compose(order: Sequence[Source], project: str, filters: Filters, now: float,
             offer(cached[1], source)
     found_anywhere = hosted or any(token is not None for _, token in consulted)
 
-    files: list[tuple[ComposedFile, Source]] = []
+    files: list[tuple[ComposedFile, ChainSource]] = []
     filtered = False
     recheck_at: float | None = None
     for f, source in taken:
@@ -310,9 +310,9 @@ def compose(order: Sequence[Source], project: str, filters: Filters, now: float,
                        tuple(changes), tuple(consulted), recheck_at, delegate)
 
 
-def _delegate(counts: Sequence[tuple[Source, int, int]],
-              files: Sequence[tuple[ComposedFile, Source]],
-              file_url: Callable[[ComposedFile], str]) -> Source | None:
+def _delegate(counts: Sequence[tuple[ChainSource, int, int]],
+              files: Sequence[tuple[ComposedFile, ChainSource]],
+              file_url: Callable[[ComposedFile], str]) -> ChainSource | None:
     """
     The source whose own page lists exactly C{files} with the same links:
     the only one that gave files, and gave all it offered; with no file at
@@ -359,7 +359,7 @@ class _Kept:
     consulted: tuple[tuple[UpstreamSide, object], ...]
     recheck_at: float | None
     #: the source whose own page this is, and its project if hosted
-    delegate: Source | None
+    delegate: ChainSource | None
     own: Project | None
     pages: dict[str, Page]
 
@@ -391,7 +391,7 @@ class IndexView:
     """
 
     name: str
-    order: tuple[Source, ...]
+    order: tuple[ChainSource, ...]
     filters: Filters
     file_url: Callable[[ComposedFile], str]
     #: normalized project -> what its page was composed of, and its pages;
