@@ -210,6 +210,7 @@ class Composition:
     @ivar found: whether any source knows the project (hosted, or a cached upstream page).
     @ivar hosted: whether a hosted source holds it (files or tombstones).
     @ivar held: per hosted source, in order: its L{Project}, or L{None}.
+    @ivar changes: per hosted source: its project's L{Project.changes} (0 when absent).
     @ivar consulted: C{(upstream, token)} of each upstream asked (L{UpstreamSide.cached}).
     @ivar recheck_at: when a file the cooldown hid comes of age, or L{None}.
     @ivar delegate: the source whose own page is this one, or L{None}.
