@@ -500,3 +500,61 @@ class LoadLaterTests(SynchronousTestCase):
         self.assertEqual(self.made, [])
         self.index.load_later()
         self.assertEqual(sorted(u.version for u in catalog.recent()), ["0.1", "1.0", "1.0", "2.0"])
+
+
+class ChangeCounterTests(SynchronousTestCase):
+    """
+    L{Project.changes} counts every change of a project's files and
+    L{Index.listing_serial} every change of the list of projects, so that
+    a page composed of them elsewhere (L{pypid.core.views}) knows when it
+    is out of date.
+    """
+
+    def setUp(self):
+        self.index = Index(file_url)
+        self.record = make_record()
+        self.index.add(self.record)
+        self.project = self.index.project("holy-grail")
+
+    def test_each_change_counted(self):
+        """An add, a yank, an unyank, a removal and a discard each bump C{changes} once."""
+        counts = [self.project.changes]
+        other = make_record(version="2.0")
+        self.index.add(other)
+        counts.append(self.project.changes)
+        self.index.add(other.replace(yanked="broken"))
+        counts.append(self.project.changes)
+        self.index.add(other.replace(yanked=None))
+        counts.append(self.project.changes)
+        self.index.remove(other.filename)
+        counts.append(self.project.changes)
+        self.index.add(make_record(version="3.0"))
+        self.index.discard(make_record(version="3.0").filename)
+        counts.append(self.project.changes)
+        self.assertEqual(counts, [1, 2, 3, 4, 5, 7])
+
+    def test_not_compared(self):
+        """Two projects equal but for their counts of changes are equal (it is bookkeeping)."""
+        fresh = Project("holy-grail", "holy-grail", {self.record.filename: self.record})
+        self.assertEqual(fresh.changes, 0)
+        self.assertEqual(fresh, self.project)
+
+    def test_listing_serial(self):
+        """
+        A new project, a tombstone of an unknown one, a project forgotten
+        and a load move the listing serial; a change within a project does not.
+        """
+        serials = [self.index.listing_serial]
+        self.index.add(make_record(version="2.0"))
+        serials.append(self.index.listing_serial)
+        self.index.add(make_record("spam"))
+        serials.append(self.index.listing_serial)
+        self.index.remove("eggs-1.0.tar.gz")
+        serials.append(self.index.listing_serial)
+        extra = make_record("parrot")
+        self.index.add(extra)
+        self.index.discard(extra.filename)
+        serials.append(self.index.listing_serial)
+        self.index.load([])
+        serials.append(self.index.listing_serial)
+        self.assertEqual(serials, [1, 1, 2, 3, 5, 6])

@@ -107,6 +107,12 @@ class Project:
     #: how many of its stored files are still to be described (found
     #: without a record: L{pypid.core.pending}); its pages wait for them
     pending: int = 0
+    #: how many times its files changed (an add, yank, unyank, removal or
+    #: discard: bumped by L{RenderedPages.project_changed}), so that a page
+    #: composed of it elsewhere (L{pypid.core.views}) tells, with its
+    #: identity, whether it is still what the page was made of; one slot,
+    #: 8 bytes a project (small ints are shared)
+    changes: int = attrs.field(default=0, init=False, eq=False, repr=False)
     #: distribution key -> filename, for its live and deleted files; made
     #: when an upload first asks (L{Index.same_distribution}), not at load:
     #: 150 bytes and 0.7 us a file that most projects of a large index,
@@ -210,6 +216,16 @@ class Index:
                             RenderedPages(file_url, self.projects, max_bytes=page_cache_size))
 
     # -- reading -------------------------------------------------------------
+
+    @property
+    def listing_serial(self) -> int:
+        """
+        How many times the list of projects changed (a project came or
+        went, or its display name changed; a L{load}): a page composed of
+        this index where a project was I{absent} is still right while it
+        has not moved (L{pypid.core.views}).
+        """
+        return self._rendered.listing_serial
 
     @property
     def rendered(self) -> RenderedPages:

@@ -90,6 +90,8 @@ class RenderedPages:
     #: normalized name -> L{Project}, counted the bytes its pages hold
     _recent: ByteLRU[str, Project] = attrs.field(alias="max_bytes", converter=_page_table)
     _root: dict[str, Page] = attrs.field(factory=dict, init=False)
+    #: bumped by L{listing_changed} (L{pypid.core.index.Index.listing_serial})
+    listing_serial: int = attrs.field(default=0, init=False)
 
     # -- reading -------------------------------------------------------------
 
@@ -182,13 +184,22 @@ class RenderedPages:
     # -- told by the index ---------------------------------------------------
 
     def project_changed(self, project: Project) -> None:
-        """Forget every page and value kept of C{project}: it changed."""
+        """
+        Forget every page and value kept of C{project}: it changed (and
+        count the change, L{Project.changes}, for the pages composed of it
+        elsewhere).
+        """
+        project.changes += 1
         project.rendered.clear()
         if self._recent.peek(project.name) is project:
             self._recent.pop(project.name)
 
     def listing_changed(self) -> None:
-        """Forget the root pages: a project came or went, or its display name changed."""
+        """
+        Forget the root pages: a project came or went, or its display name
+        changed (and count it: L{listing_serial}).
+        """
+        self.listing_serial += 1
         self._root.clear()
 
     def clear(self) -> None:

@@ -1,0 +1,515 @@
+"""
+An index composed of others (issue 26): a hosted index with bases, or a
+read-only view with filters, answered as one index.
+
+A named index lists a project's files from a chain of I{sources}: itself
+(when it is hosted), then its bases, depth first, left to right, each kept
+at its first occurrence (L{resolve_order}). L{compose} gives the files one
+project shows: the hosted sources' files first, in that order, then the
+upstreams', a file whose filename or distribution (L{filename_key}, the
+rule of L{pypid.upstream.confusion.merged}) is listed already hiding a
+later one; the rules against dependency confusion across the whole chain
+(a project hosted in the index or in any hosted base gets no upstream's
+files unless that upstream merges it); then the view's L{Filters}.
+
+L{IndexView} keeps the pages composed, each with a I{stamp} of what it was
+made of: every hosted source's project object and its count of changes
+(L{pypid.core.index.Project.changes}), the upstreams' cached entries (by
+identity), and, when the view's cooldown hid a file, the moment it comes
+of age. Checking it is a dict lookup a source and a comparison: no page
+is composed again before one of those moved. A page that is the same as
+one source's own (one source gave every file, all of its files, nothing
+filtered, the same links) is not kept twice: the view serves that
+source's own kept page (I{delegation}), so an inherited page costs no
+memory and has the same ETag.
+
+Pure: no I/O, no reactor; the time comes in as C{now}. The upstream side
+is a small protocol (L{UpstreamSide}) that the upstream layer implements.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping, Sequence
+from fnmatch import fnmatchcase
+from typing import Protocol
+
+import attrs
+
+from pypid.core import render
+from pypid.core.index import Index, Project, is_prerelease, version_key
+from pypid.core.lru import ByteLRU
+from pypid.core.names import filename_key, normalize
+from pypid.core.render import CONTENT_TYPES, HTML, ListedFile, Page
+from pypid.core.rendered_pages import page_bytes
+
+#: The default budget of the pages composed by the views together
+#: (C{[pypid] view_cache_size} once configured; design Q5): 64 MiB.
+VIEW_CACHE_SIZE = 64 << 20
+
+#: What a kept composition costs besides its pages (its stamp, its entry in
+#: the table, its dict of pages), counted so that the budget bounds the
+#: delegated entries too, which keep no page of their own. Measured with
+#: tracemalloc (tests/bench_views.py --memory): 418 bytes an entry for a
+#: chain of three hosted sources and an upstream.
+ENTRY_COST = 420
+
+#: The most project names whose admission by a view's globs is remembered.
+MAX_NAMES = 1 << 16
+
+
+class ComposedFile(ListedFile, Protocol):
+    """
+    A file as a composed page lists it: what a page shows of it
+    (L{ListedFile}), and its project and version (for its link, the order
+    and the pre-release filter). A L{pypid.core.model.FileRecord} and an
+    upstream's file both are.
+    """
+
+    @property
+    def project(self) -> str: ...
+    @property
+    def version(self) -> str: ...
+
+
+class UpstreamAnswer(Protocol):
+    """
+    An upstream's answer for one project (the upstream layer's C{Decision}):
+    whether it may be asked, and whether its files are merged beside hosted ones.
+    """
+
+    @property
+    def allowed(self) -> bool: ...
+    @property
+    def merge(self) -> bool: ...
+
+
+class UpstreamSide(Protocol):
+    """What a composed page reads of an upstream, without I/O (implemented in C{upstream/})."""
+
+    @property
+    def name(self) -> str:
+        """Its name as a base names it (C{upstream:public})."""
+
+    def decide(self, project: str, hosted: bool) -> UpstreamAnswer:
+        """May it be asked about C{project}, C{hosted} (files or tombstones) in the chain?"""
+
+    def cached(self, project: str) -> tuple[object, Sequence[ComposedFile]] | None:
+        """
+        C{(token, files)}: the files its cached page of C{project} shows now
+        (its own cooldown and rules applied), in page order, and a token that
+        stays the same object exactly as long as those files do; L{None}
+        when nothing is cached.
+        """
+
+    def file_url(self, f: ComposedFile) -> str:
+        """The link its own pages give C{f}."""
+
+    def page(self, project: str, kind: str) -> Page:
+        """Its own rendered page of the files L{cached} gives (for delegation)."""
+
+
+@attrs.frozen
+class ChainSource:
+    """
+    One element of an index's resolved order: a hosted index or an upstream.
+
+    @ivar name: as a base names it (C{release}, C{upstream:public}).
+    """
+
+    name: str
+    hosted: Index | None = None
+    upstream: UpstreamSide | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if (self.hosted is None) == (self.upstream is None):
+            raise ValueError(f"source {self.name!r}: a hosted index or an upstream, not both")
+
+
+def resolve_order(name: str, bases: Mapping[str, Sequence[str]],
+                  views: Collection[str] = ()) -> tuple[str, ...]:
+    """
+    The sources an index reads, in order: itself (unless it is a view),
+    then its bases, depth first and left to right, each kept where it first
+    occurs (C{staging -> release -> upstream:public}; for C{a} based on
+    C{b, c}, both based on C{d}: C{a, b, d, c}).
+
+    (devpi's C{sro} walks the bases breadth first, C{a, b, c, d}: the
+    orders differ only when a base's own bases come before a later base
+    of the index.)
+
+    @param bases: each index's bases; a name absent (an upstream) has none.
+    @param views: the names that are views: read through, never a source.
+    """
+    order: list[str] = []
+    seen: set[str] = set()
+    todo = [name]
+    while todo:
+        current = todo.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        if current not in views:
+            order.append(current)
+        # (reversed on the stack: the first base is visited first)
+        todo.extend(reversed([b for b in bases.get(current, ()) if b not in seen]))
+    return tuple(order)
+
+
+def _matches(name: str, patterns: Sequence[str]) -> bool:
+    return any(fnmatchcase(name, pattern) for pattern in patterns)
+
+
+@attrs.frozen
+class Filters:
+    """
+    What a view leaves out (C{[index:NAME]} of a view).
+
+    @ivar min_age: seconds an upstream file must have been published
+        before it is listed (0: none); hosted files are never held back.
+        A file of unknown upload time is held back, as by C{[upstream] min_age}.
+    @ivar as_of: a POSIX time: only files uploaded strictly before it are
+        listed (uv's C{--exclude-newer}), hosted and upstream ones, a file
+        of unknown upload time not; L{None}: no date.
+    @ivar include: project name globs (normalized) a project must match.
+    @ivar exclude: project name globs that leave a project out.
+    @ivar hide_prereleases: leave out the files of pre-releases (and of
+        versions packaging cannot read, as L{is_prerelease} counts them).
+    @ivar hide_yanked: leave out yanked files altogether.
+    """
+
+    min_age: float = 0.0
+    as_of: float | None = None
+    include: tuple[str, ...] = ("*",)
+    exclude: tuple[str, ...] = ()
+    hide_prereleases: bool = False
+    hide_yanked: bool = False
+
+    def admits_project(self, name: str) -> bool:
+        """Whether the view lists the project C{name} at all."""
+        name = normalize(name)
+        return _matches(name, self.include) and not _matches(name, self.exclude)
+
+    def admits(self, f: ComposedFile, upstream: bool, now: float) -> bool:
+        """Whether the view lists C{f} at C{now} (C{upstream}: an upstream's file)."""
+        when = f.upload_time
+        if self.as_of is not None and (when is None or when >= self.as_of):
+            return False
+        if upstream and self.min_age and (when is None or when > now - self.min_age):
+            return False
+        if self.hide_yanked and f.yanked is not None:
+            return False
+        return not (self.hide_prereleases and is_prerelease(f.version))
+
+
+@attrs.frozen
+class Composition:
+    """
+    A project's files in an index, and what they were made of.
+
+    @ivar files: C{(file, source)} pairs, in the pages' order (version, then filename).
+    @ivar found: whether any source knows the project (hosted, or a cached upstream page).
+    @ivar hosted: whether a hosted source holds it (files or tombstones).
+    @ivar held: per hosted source, in order: its L{Project}, or L{None}.
+    @ivar changes: per hosted source: its project's L{Project.changes} (0 when absent).
+    @ivar consulted: C{(upstream, token)} of each upstream asked (L{UpstreamSide.cached}).
+    @ivar recheck_at: when a file the cooldown hid comes of age, or L{None}.
+    @ivar delegate: the source whose own page is this one, or L{None}.
+    """
+
+    project: str
+    files: tuple[tuple[ComposedFile, ChainSource], ...]
+    found: bool
+    hosted: bool
+    held: tuple[Project | None, ...]
+    changes: tuple[int, ...]
+    consulted: tuple[tuple[UpstreamSide, object], ...]
+    recheck_at: float | None
+    delegate: ChainSource | None
+
+
+def compose(order: Sequence[ChainSource], project: str, filters: Filters, now: float,
+            file_url: Callable[[ComposedFile], str] | None = None) -> Composition:
+    """
+    The files the normalized C{project} lists in an index of this resolved
+    C{order}, with the view's C{filters} at C{now}.
+
+    A file is shadowed by an earlier one of the same filename or
+    distribution, before the filters: a view hides what it filters, it
+    does not let a later source's file of that name through (a yanked file
+    in C{staging} does not bring back C{release}'s). A deleted file is no
+    file: a tombstone in an earlier source hides nothing (design Q7).
+
+    @param file_url: the links the view gives files; with it, the
+        composition names its L{Composition.delegate}.
+    """
+    taken: list[tuple[ComposedFile, ChainSource]] = []
+    names: set[str] = set()
+    keys: set[str | None] = set()
+    held: list[Project | None] = []
+    changes: list[int] = []
+    consulted: list[tuple[UpstreamSide, object]] = []
+    # per source: (how many files it offered, how many it gave)
+    counts: list[tuple[ChainSource, int, int]] = []
+
+    def offer(files: Sequence[ComposedFile], source: ChainSource) -> None:
+        # (shadowed by an earlier source's file only: one source's own
+        # files all stand, as an upstream page's .tar.gz and .zip of one
+        # release do today)
+        given = 0
+        mine: list[tuple[str, str | None]] = []
+        for f in files:
+            key = filename_key(f.filename)
+            if f.filename in names or (key is not None and key in keys):
+                continue
+            mine.append((f.filename, key))
+            taken.append((f, source))
+            given += 1
+        for filename, key in mine:
+            names.add(filename)
+            keys.add(key)
+        counts.append((source, len(files), given))
+
+    hosted = False
+    for source in order:
+        if source.hosted is not None:
+            found = source.hosted.project(project)
+            held.append(found)
+            changes.append(found.changes if found is not None else 0)
+            if found is not None:
+                hosted = True
+                offer(found.sorted_files(), source)
+    for source in order:
+        side = source.upstream
+        if side is None:
+            continue
+        decision = side.decide(project, hosted)
+        if not decision.allowed or (hosted and not decision.merge):
+            continue
+        cached = side.cached(project)
+        consulted.append((side, cached[0] if cached is not None else None))
+        if cached is not None:
+            offer(cached[1], source)
+    found_anywhere = hosted or any(token is not None for _, token in consulted)
+
+    files: list[tuple[ComposedFile, ChainSource]] = []
+    filtered = False
+    recheck_at: float | None = None
+    for f, source in taken:
+        upstream = source.upstream is not None
+        if filters.admits(f, upstream, now):
+            files.append((f, source))
+            continue
+        filtered = True
+        if upstream and filters.min_age and f.upload_time is not None \
+                and filters.admits(f, False, now):
+            # (held back by the cooldown alone: listed once old enough)
+            due = f.upload_time + filters.min_age
+            recheck_at = due if recheck_at is None else min(recheck_at, due)
+    files.sort(key=lambda pair: (version_key(pair[0].version), pair[0].filename))
+
+    delegate = None
+    if file_url is not None and not filtered:
+        delegate = _delegate(counts, files, file_url)
+    return Composition(project, tuple(files), found_anywhere, hosted, tuple(held),
+                       tuple(changes), tuple(consulted), recheck_at, delegate)
+
+
+def _delegate(counts: Sequence[tuple[ChainSource, int, int]],
+              files: Sequence[tuple[ComposedFile, ChainSource]],
+              file_url: Callable[[ComposedFile], str]) -> ChainSource | None:
+    """
+    The source whose own page lists exactly C{files} with the same links:
+    the only one that gave files, and gave all it offered; with no file at
+    all, the first that offered none (a project of tombstones only).
+    """
+    giving = [(source, offered) for source, offered, given in counts if given]
+    if not giving:
+        empty = [source for source, offered, _ in counts if not offered]
+        return empty[0] if empty else None
+    if len(giving) != 1:
+        return None
+    source, offered = giving[0]
+    if offered != len(files):
+        return None
+    if source.hosted is not None:
+        own: Callable[[ComposedFile], str] = source.hosted.file_url  # type: ignore[assignment]
+        # (a hosted source's files are FileRecords: its file_url takes them)
+    else:
+        assert source.upstream is not None
+        own = source.upstream.file_url
+    if any(own(f) != file_url(f) for f, _ in files):
+        return None
+    return source
+
+
+def render_page(project: str, files: Sequence[ComposedFile],
+                file_url: Callable[[ComposedFile], str], kind: str) -> Page:
+    """A composed page's bytes, rendered as an index's own are (L{pypid.core.render})."""
+    pairs = [(f, file_url(f)) for f in files]
+    if kind == HTML:
+        body = render.project_html(project, pairs)
+    else:
+        versions = sorted({f.version for f in files}, key=version_key)
+        body = render.project_json(project, pairs, versions)
+    return Page.of(body, CONTENT_TYPES[kind])
+
+
+@attrs.define(eq=False)
+class _Kept:
+    """A composition kept by an L{IndexView}: its stamp, and its pages or its delegate."""
+
+    held: tuple[Project | None, ...]
+    changes: tuple[int, ...]
+    consulted: tuple[tuple[UpstreamSide, object], ...]
+    recheck_at: float | None
+    #: the source whose own page this is, and its project if hosted
+    delegate: ChainSource | None
+    own: Project | None
+    pages: dict[str, Page]
+
+    def delegated(self, project: str, kind: str) -> Page:
+        """The delegate's own page: the hosted index's kept page, or the upstream's."""
+        source = self.delegate
+        assert source is not None
+        if source.hosted is not None:
+            assert self.own is not None
+            return source.hosted.rendered.project_page(self.own, kind)
+        assert source.upstream is not None
+        return source.upstream.page(project, kind)
+
+
+def _table(size: int) -> ByteLRU[str, _Kept]:
+    return ByteLRU(size)
+
+
+@attrs.define(eq=False)
+class IndexView:
+    """
+    The pages of one named index (hosted with bases, or a view), composed
+    of its sources and kept within a budget of bytes.
+
+    @ivar name: the index's name.
+    @ivar order: its sources, resolved (L{resolve_order}).
+    @ivar filters: what it leaves out (none for a hosted index).
+    @ivar file_url: C{file_url(file)}: the link its pages give a file.
+    """
+
+    name: str
+    order: tuple[ChainSource, ...]
+    filters: Filters
+    file_url: Callable[[ComposedFile], str]
+    #: normalized project -> what its page was composed of, and its pages;
+    #: counted their bytes and L{ENTRY_COST}
+    _kept: ByteLRU[str, _Kept] = attrs.field(alias="max_bytes", default=VIEW_CACHE_SIZE,
+                                             converter=_table)
+    #: kind -> (the hosted sources' listing serials, the root page)
+    _root: dict[str, tuple[tuple[int, ...], Page]] = attrs.field(factory=dict, init=False)
+    _hosted: tuple[Index, ...] = attrs.field(init=False)
+    #: each hosted source's C{project(name)}, bound once
+    _lookups: tuple[Callable[[str], Project | None], ...] = attrs.field(init=False)
+    _open: bool = attrs.field(init=False)
+    #: project name -> whether the view's globs admit it (L{MAX_NAMES} at most)
+    _admitted: dict[str, bool] = attrs.field(factory=dict, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._hosted = tuple(s.hosted for s in self.order if s.hosted is not None)
+        self._lookups = tuple(index.project for index in self._hosted)
+        self._open = self.filters.include == ("*",) and not self.filters.exclude
+
+    @property
+    def bytes(self) -> int:
+        """What the kept compositions count (at most the budget)."""
+        return self._kept.bytes
+
+    @property
+    def kept_projects(self) -> int:
+        """How many projects' compositions are kept."""
+        return len(self._kept)
+
+    def page(self, project: str, kind: str, now: float) -> Page | None:
+        """
+        The page of the normalized C{project} (C{kind} C{"html"} or
+        C{"json"}), or L{None} when the index does not list it (no source
+        knows it, or the view's globs leave it out).
+        """
+        if not self._open and not self._admits(project):
+            return None
+        kept = self._kept.get(project)
+        valid = kept is not None and self._still(kept, project, now)
+        if valid:
+            assert kept is not None
+            if kept.delegate is not None:
+                return kept.delegated(project, kind)
+            page = kept.pages.get(kind)
+            if page is not None:
+                return page
+        composition = compose(self.order, project, self.filters, now, self.file_url)
+        if not composition.found:
+            self._kept.pop(project)
+            return None
+        # (another kind of a page still valid: the same composition)
+        pages = kept.pages if valid and kept is not None else {}
+        delegate = composition.delegate
+        own = delegate.hosted.project(project) if delegate and delegate.hosted else None
+        kept = _Kept(composition.held, composition.changes, composition.consulted,
+                     composition.recheck_at, delegate, own, pages)
+        if delegate is not None:
+            pages.clear()
+            self._kept.put(project, kept, ENTRY_COST)
+            return kept.delegated(project, kind)
+        page = pages[kind] = render_page(project, [f for f, _ in composition.files],
+                                         self.file_url, kind)
+        self._kept.put(project, kept, ENTRY_COST + sum(page_bytes(p) for p in pages.values()))
+        return page
+
+    def root_page(self, kind: str) -> Page:
+        """
+        The C{/NAME/simple/} page: every project of the hosted sources (the
+        upstreams list none, as today), those the view's globs admit, each
+        named as its first source spells it.
+        """
+        serials = tuple(index.listing_serial for index in self._hosted)
+        kept = self._root.get(kind)
+        if kept is not None and kept[0] == serials:
+            return kept[1]
+        names: dict[str, str] = {}
+        for index in self._hosted:
+            for p in index.projects():
+                if p.name not in names and (self._open or self._admits(p.name)):
+                    names[p.name] = p.display_name
+        pairs = sorted(names.items())
+        body = render.root_html(pairs) if kind == HTML else render.root_json(pairs)
+        page = Page.of(body, CONTENT_TYPES[kind])
+        self._root[kind] = (serials, page)
+        return page
+
+    def _still(self, kept: _Kept, project: str, now: float) -> bool:
+        """
+        Whether what C{kept} was composed of is unchanged (its stamp holds):
+        a dict lookup and two comparisons a hosted source, a lookup an
+        upstream consulted, and the time when a cooldown hid a file. With
+        three hosted sources, 0.45 us (timeit); the whole of L{page} for a
+        delegated page 1.0 us against 0.3 us for the base's own page
+        object, of the some 50 us it takes to serve one.
+        """
+        held, changes = kept.held, kept.changes
+        i = 0
+        for lookup in self._lookups:
+            found = lookup(project)
+            if found is not held[i] or (found is not None and found.changes != changes[i]):
+                return False
+            i += 1
+        for side, token in kept.consulted:
+            cached = side.cached(project)
+            if (cached[0] if cached is not None else None) is not token:
+                return False
+        return kept.recheck_at is None or now < kept.recheck_at
+
+    def _admits(self, project: str) -> bool:
+        """L{Filters.admits_project}, remembered by name (2 us a call with globs)."""
+        found = self._admitted.get(project)
+        if found is None:
+            if len(self._admitted) >= MAX_NAMES:
+                self._admitted.clear()  # (names come from clients: bounded)
+            found = self._admitted[project] = self.filters.admits_project(project)
+        return found
