@@ -98,7 +98,10 @@ def names_of(composition):
 
 
 class ResolveOrderTests(SynchronousTestCase):
-    """L{resolve_order}: itself, then its bases depth first, left to right, each once."""
+    """
+    L{resolve_order}: itself, then its bases breadth first, left to right,
+    each once, the upstreams last (devpi's C{sro}).
+    """
 
     def test_chain(self):
         """A hosted index reads itself, then its base, then the base's upstream."""
@@ -107,9 +110,17 @@ class ResolveOrderTests(SynchronousTestCase):
                          ("staging", "release", "upstream:public"))
 
     def test_diamond(self):
-        """A base shared by two bases is read once, where depth first meets it first."""
+        """A base shared by two bases is read once, where breadth first meets it first."""
         bases = {"a": ["b", "c"], "b": ["d"], "c": ["d"], "d": ["upstream:x"]}
-        self.assertEqual(resolve_order("a", bases), ("a", "b", "d", "upstream:x", "c"))
+        self.assertEqual(resolve_order("a", bases), ("a", "b", "c", "d", "upstream:x"))
+
+    def test_upstreams_last(self):
+        """
+        An upstream met early is read after every hosted index, as devpi
+        reads its mirrors: a hosted file wins whatever its depth.
+        """
+        bases = {"a": ["upstream:x", "b"], "b": ["c"], "c": ["upstream:y"]}
+        self.assertEqual(resolve_order("a", bases), ("a", "b", "c", "upstream:x", "upstream:y"))
 
     def test_duplicates_dropped(self):
         """A name given twice, directly or through a base, is read at its first place."""

@@ -3,8 +3,9 @@ An index composed of others (issue 26): a hosted index with bases, or a
 read-only view with filters, answered as one index.
 
 A named index lists a project's files from a chain of I{sources}: itself
-(when it is hosted), then its bases, depth first, left to right, each kept
-at its first occurrence (L{resolve_order}). L{compose} gives the files one
+(when it is hosted), then its bases, breadth first, left to right, each kept
+at its first occurrence, the upstreams last, as devpi orders them
+(L{resolve_order}). L{compose} gives the files one
 project shows: the hosted sources' files first, in that order, then the
 upstreams', a file whose filename or distribution (L{filename_key}, the
 rule of L{pypid.upstream.confusion.merged}) is listed already hiding a
@@ -29,6 +30,7 @@ is a small protocol (L{UpstreamSide}) that the upstream layer implements.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Collection, Mapping, Sequence
 from fnmatch import fnmatchcase
 from typing import Protocol
@@ -37,6 +39,7 @@ import attrs
 
 from pypid.core import render
 from pypid.core.index import Index, Project, is_prerelease, version_key
+from pypid.core.index_names import UPSTREAM_PREFIX
 from pypid.core.lru import ByteLRU
 from pypid.core.names import filename_key, normalize
 from pypid.core.render import CONTENT_TYPES, HTML, ListedFile, Page
@@ -128,31 +131,34 @@ class ChainSource:
 def resolve_order(name: str, bases: Mapping[str, Sequence[str]],
                   views: Collection[str] = ()) -> tuple[str, ...]:
     """
-    The sources an index reads, in order: itself (unless it is a view),
-    then its bases, depth first and left to right, each kept where it first
-    occurs (C{staging -> release -> upstream:public}; for C{a} based on
-    C{b, c}, both based on C{d}: C{a, b, d, c}).
-
-    (devpi's C{sro} walks the bases breadth first, C{a, b, c, d}: the
-    orders differ only when a base's own bases come before a later base
-    of the index.)
+    The sources an index reads, in order, as devpi resolves an index's
+    bases (its C{sro}), so that indexes brought over from devpi list what
+    they listed there: itself (unless it is a view), then its bases
+    breadth first, left to right, each kept where it first occurs, and the
+    upstreams last, in the order they were met (C{staging -> release ->
+    upstream:public}; for C{a} based on C{b, c}, both based on C{d}:
+    C{a, b, c, d}). An upstream after every hosted index keeps a hosted
+    file first whatever the depth that hosts it.
 
     @param bases: each index's bases; a name absent (an upstream) has none.
     @param views: the names that are views: read through, never a source.
     """
     order: list[str] = []
-    seen: set[str] = set()
-    todo = [name]
+    upstreams: list[str] = []
+    seen = {name}
+    todo = deque([name])
     while todo:
-        current = todo.pop()
-        if current in seen:
+        current = todo.popleft()
+        if current.startswith(UPSTREAM_PREFIX):
+            upstreams.append(current)
             continue
-        seen.add(current)
         if current not in views:
             order.append(current)
-        # (reversed on the stack: the first base is visited first)
-        todo.extend(reversed([b for b in bases.get(current, ()) if b not in seen]))
-    return tuple(order)
+        for base in bases.get(current, ()):
+            if base not in seen:
+                seen.add(base)
+                todo.append(base)
+    return (*order, *upstreams)
 
 
 def _matches(name: str, patterns: Sequence[str]) -> bool:
