@@ -110,3 +110,106 @@ class ModelTests(SynchronousTestCase):
         open_model = model(rules=(parse_rule("x-*", "everyone r", 0),))
         self.assertTrue(open_model.reads_everything(None))
         self.assertFalse(model(read="authenticated", rules=()).reads_everything(None))
+
+
+class IndexAccessTests(SynchronousTestCase):
+    """
+    Access per index (issue 26): an index's own grants, rules qualified by
+    index, and the default index unchanged.
+    """
+
+    def model(self, read="everyone", **extra):
+        from pypid.auth.policy import IndexGrants
+        indexes = {
+            "release": IndexGrants(frozenset({"everyone"}), frozenset({"group:rm"})),
+            "staging": IndexGrants(frozenset({"group:dev", "group:rm"}),
+                                   frozenset({"group:dev"})),
+            "prod": IndexGrants(frozenset({"authenticated"}), frozenset()),
+        }
+        rules = (parse_rule("acme-*", "group:dev rw", 0),
+                 parse_rule("release/acme-*", "group:rm rw, everyone r", 1),
+                 parse_rule("secret", "user:carol rw", 2))
+        return AccessModel(read=read, groups={"dev": frozenset({"alice"}),
+                                              "rm": frozenset({"bob"})},
+                           admins=frozenset({"root"}), rules=rules, indexes=indexes, **extra)
+
+    def test_qualified_rule_parsed(self):
+        """C{NAME/pattern} names the index; a bad index name is refused naming it."""
+        rule = parse_rule("release/Acme_*", "group:rm rw")
+        self.assertEqual((rule.index, rule.pattern), ("release", "acme-*"))
+        self.assertIsNone(parse_rule("acme-*", "group:rm rw").index)
+        for bad in ("rel_ease", "Release", ""):
+            e = self.assertRaises(RuleError, parse_rule, f"{bad}/acme", "everyone r")
+            self.assertIn(f"{bad!r} is not an index name", str(e))
+
+    def test_default_index_unchanged(self):
+        """Without grants of its own, the default index answers as before indexes existed."""
+        model = self.model()
+        self.assertTrue(model.may_read(None, "anything"))
+        self.assertFalse(model.may_write(None, "anything"))
+        self.assertTrue(model.may_write("carol", "anything"))
+        self.assertTrue(model.may_write("alice", "acme-tools"))
+        self.assertFalse(model.may_write("bob", "acme-tools"))
+        self.assertFalse(model.may_read(None, "secret"))
+        self.assertTrue(model.may_enter(None, "r"))
+        self.assertFalse(model.may_enter(None, "w"))
+
+    def test_index_grants(self):
+        """An index's grants decide who enters it, and who writes the projects no rule covers."""
+        model = self.model()
+        self.assertTrue(model.may_read(None, "widget", index="release"))
+        self.assertFalse(model.may_write("alice", "widget", index="release"))
+        self.assertTrue(model.may_write("bob", "widget", index="release"))
+        self.assertFalse(model.may_read(None, "widget", index="staging"))
+        self.assertFalse(model.may_read("carol", "widget", index="staging"))
+        self.assertTrue(model.may_read("bob", "widget", index="staging"))
+        self.assertTrue(model.may_write("alice", "widget", index="staging"))
+        self.assertFalse(model.may_write("bob", "widget", index="staging"))
+        self.assertTrue(model.index_admits("root", "prod", "w"))
+        self.assertFalse(model.may_write("alice", "widget", index="prod"))
+        self.assertFalse(model.may_read(None, "widget", index="prod"))
+        self.assertTrue(model.may_read("carol", "widget", index="prod"))
+
+    def test_rules_within_an_index(self):
+        """
+        A rule qualified by an index decides there before any rule for all
+        indexes; elsewhere the unqualified rules apply; the index's grants
+        are needed first.
+        """
+        model = self.model()
+        # release/acme-*: bob writes, everyone reads; alice (group:dev) may not write
+        self.assertTrue(model.may_write("bob", "acme-tools", index="release"))
+        self.assertFalse(model.may_write("alice", "acme-tools", index="release"))
+        self.assertTrue(model.may_read(None, "acme-tools", index="release"))
+        # staging: acme-* (group:dev rw) applies, and only dev and rm enter
+        self.assertTrue(model.may_write("alice", "acme-tools", index="staging"))
+        self.assertFalse(model.may_read("bob", "acme-tools", index="staging"))
+        # an unqualified rule still hides a project in every index
+        self.assertFalse(model.may_read("bob", "secret", index="release"))
+        self.assertTrue(model.may_read("carol", "secret", index="release"))
+        self.assertEqual(model.rule_for("acme-x", "release").index, "release")
+        self.assertIsNone(model.rule_for("acme-x", "staging").index)
+        self.assertIsNone(model.rule_for("acme-x").index)
+
+    def test_reads_everything(self):
+        """Whether pages need filtering is answered per index."""
+        model = self.model()
+        self.assertFalse(model.reads_everything(None))  # (secret)
+        self.assertFalse(model.reads_everything(None, index="staging"))
+        self.assertTrue(model.reads_everything("root", index="staging"))
+        open_model = AccessModel(indexes=self.model().indexes)
+        self.assertTrue(open_model.reads_everything(None))
+        self.assertTrue(open_model.reads_everything(None, index="release"))
+        self.assertFalse(open_model.reads_everything(None, index="prod"))
+        self.assertTrue(open_model.reads_everything("carol", index="prod"))
+
+    def test_enter(self):
+        """C{may_enter} per index: its read and upload grants."""
+        from pypid.auth.verifier import Identity
+        model = self.model()
+        self.assertFalse(model.may_enter(None, "r", "staging"))
+        self.assertTrue(model.may_enter(Identity("alice"), "r", "staging"))
+        self.assertFalse(model.may_enter(Identity("carol"), "w", "release"))
+        self.assertTrue(model.may_enter(Identity("bob"), "w", "release"))
+        self.assertFalse(model.may_enter(Identity("bob"), "w", "prod"))
+        self.assertTrue(model.may_enter(Identity("root"), "w", "prod"))

@@ -1602,6 +1602,12 @@ _REFUSED = [
     ("[upstream:default]\nmode = cache\nurl = https://upstream.example/simple/\n",
      "[upstream:default]: [upstream] is the default upstream (upstream:default): configure "
      "it there"),
+    ("[index:release]\n[acl]\nrelase/acme-* = everyone r\n",
+     "[acl] relase/acme-*: 'relase' is not an index of this server (the indexes are default, "
+     "release)"),
+    ("[acl]\nRe_lease/acme-* = everyone r\n",
+     "[acl] Re_lease/acme-*: 'Re_lease' is not an index name: a name is 1 to 63 lower-case "
+     "letters, digits and '-', starting with a letter or a digit (one URL segment)"),
     ("[index:release]\n[index:staging]\nbases = relase\n",
      "[index:staging] bases: no index or upstream 'relase'; the indexes are default, release, "
      "staging, the upstreams upstream:NAME"),
@@ -1708,6 +1714,27 @@ class IndexRefusedTests(_ConfigMixin, SynchronousTestCase):
             path = self.write(text)
             message = self.refused(path=path)
             self.assertEqual(message, f"{path}: {line}", text)
+
+    def test_qualified_rules(self):
+        """
+        C{[acl]} rules may name the index they are for (C{release/acme-*});
+        each index's C{read} and C{upload} become its grants.
+        """
+        from pypid.auth.policy import IndexGrants
+        config = load_config(self.write("""
+            [users]
+            bob = $argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$AAAAAAAAAAAAAAAAAAAAAA
+            [index:release]
+            upload = user:bob
+            [acl]
+            release/acme-* = user:bob rw, everyone r
+            default/acme-* = everyone r
+            acme-* = user:bob r
+            """))
+        self.assertEqual([(rule.index, rule.pattern) for rule in config.acl],
+                         [("release", "acme-*"), ("default", "acme-*"), (None, "acme-*")])
+        self.assertEqual(config.index_grants, {"release": IndexGrants(
+            frozenset({"everyone"}), frozenset({"user:bob"}))})
 
     def test_every_reserved_name(self):
         """Every first segment of the server's routes is refused as an index name."""

@@ -15,7 +15,7 @@ import attrs
 from twisted.internet.interfaces import IReactorTime
 from twisted.python.threadpool import ThreadPool
 
-from pypid.auth.policy import AccessModel, Rule, admin_users_and_groups
+from pypid.auth.policy import AccessModel, IndexGrants, Rule, admin_users_and_groups
 from pypid.auth.tokens import TokenBook
 from pypid.auth.verifier import PasswordVerifier
 from pypid.core.startup import StartupError
@@ -96,6 +96,10 @@ class AccessSettings(Protocol):
         """The rules of C{[publishers]}."""
 
     @property
+    def index_grants(self) -> Mapping[str, IndexGrants]:
+        """Who may read and upload to each index of an C{[index:NAME]} section."""
+
+    @property
     def ldap(self) -> DirectorySettings:
         """C{[ldap]}."""
 
@@ -153,7 +157,7 @@ def make_access_parts(config: AccessSettings, reactor: IReactorTime,
     admins, admin_groups = admin_users_and_groups(config.auth.admins)
     model = AccessModel(read=config.auth.read, upload=config.auth.upload,
                         groups=dict(config.groups), admins=admins, admin_groups=admin_groups,
-                        rules=config.acl)
+                        rules=config.acl, indexes=config.index_grants)
     return AccessParts(model, verifier,
                        tokens if tokens is not None else load_tokens(config, reactor))
 

@@ -14,6 +14,12 @@ defaults. Admins may do everything.
 Principals: C{user:NAME}, C{group:NAME}, and the built-in groups
 C{everyone} (anonymous clients too) and C{authenticated}.
 
+Several indexes (issue 26): each C{[index:NAME]} says who may read it and
+who may upload to it (L{IndexGrants}), checked before any project's rule;
+a rule may be for one index (C{[acl] release/acme-*}), and there it
+decides before the rules for every index. The index of today's URLs,
+C{default}, without a section of its own, answers exactly as before.
+
 A group is one of C{[groups]}, or one the directory (C{[ldap]}) says a user
 is in: those are per user and change, so they come with each request's
 L{Identity} (C{groups}), and every check takes them as C{groups}; without
@@ -30,6 +36,9 @@ from fnmatch import fnmatchcase
 import attrs
 
 from pypid.auth.verifier import Identity
+from pypid.core.index_names import DEFAULT as DEFAULT_INDEX
+from pypid.core.index_names import NAME as INDEX_NAME
+from pypid.core.index_names import NAME_FORMS
 from pypid.core.names import normalize
 
 READ, WRITE = "r", "w"
@@ -55,6 +64,8 @@ class Rule:
     pattern: str
     grants: tuple[tuple[str, frozenset[str]], ...]
     order: int = 0
+    #: the index it is for (C{[acl] release/acme-*}), or L{None} for every index
+    index: str | None = None
 
     @property
     def exact(self) -> bool:
@@ -91,8 +102,17 @@ def parse_rule(pattern: str, text: str, order: int = 0) -> Rule:
     Read one C{[acl]} line: C{pattern = grant, grant, ...} where a grant is
     a principal and C{r}, C{w} or C{rw}.
 
+    A pattern may name the index it is for, C{release/acme-*}: in that
+    index it decides before every rule for all indexes.
+
     @raise RuleError: naming the part that cannot be read.
     """
+    index: str | None = None
+    if "/" in pattern:
+        index, _, pattern = pattern.partition("/")
+        index = index.strip()
+        if not INDEX_NAME.match(index):
+            raise RuleError(f"{index!r} is not an index name: {NAME_FORMS}")
     grants: list[tuple[str, frozenset[str]]] = []
     for part in text.split(","):
         part = " ".join(part.split())
@@ -106,13 +126,30 @@ def parse_rule(pattern: str, text: str, order: int = 0) -> Rule:
         grants.append((match.group(1), frozenset(match.group(2))))
     if not grants:
         raise RuleError("a rule needs at least one grant, such as 'group:dev rw'")
-    return Rule(normalize_pattern(pattern), tuple(grants), order)
+    return Rule(normalize_pattern(pattern), tuple(grants), order, index)
 
 
 #: C{[auth] read} value: anyone, authenticated or not, may read.
 EVERYONE = "everyone"
 #: C{[auth] read} and C{upload} value: only an authenticated user may.
 AUTHENTICATED = "authenticated"
+
+
+@attrs.frozen
+class IndexGrants:
+    """
+    Who may read and who may upload to one index (C{[index:NAME] read} and
+    C{upload}): principals, as C{[acl]} spells them. A view has no one
+    who may upload.
+    """
+
+    read: frozenset[str]
+    upload: frozenset[str]
+
+    def admits(self, permission: str, principals: AbstractSet[str]) -> bool:
+        """Whether one of C{principals} has C{permission} (L{READ} or L{WRITE}) here."""
+        granted = self.read if permission == READ else self.upload
+        return not granted.isdisjoint(principals)
 
 
 @attrs.frozen
@@ -143,16 +180,39 @@ class AccessModel:
     admins: frozenset[str] = frozenset()
     rules: tuple[Rule, ...] = ()
     admin_groups: frozenset[str] = frozenset()
-    _rule_memo: dict[str, Rule | None] = attrs.field(factory=dict, eq=False, repr=False)
+    #: who may read and upload to each index of an C{[index:NAME]} section
+    #: (C{default} too when C{[index:default]} says); an index absent
+    #: follows C{read} and C{upload} above
+    indexes: Mapping[str, IndexGrants] = attrs.field(factory=dict)
+    # index -> project -> its rule (most projects are asked of the default)
+    _rule_memo: dict[str, dict[str, Rule | None]] = attrs.field(factory=dict, eq=False,
+                                                                repr=False)
 
-    def may_enter(self, identity: Identity | None, permission: str) -> bool:
+    def may_enter(self, identity: Identity | None, permission: str,
+                  index: str = DEFAULT_INDEX) -> bool:
         """
         Whether C{identity} (L{None} for an anonymous request) may read the
         index at all (C{permission} L{READ}) or upload at all (L{WRITE}),
         before any project is named.
         """
+        if index in self.indexes:
+            if identity is None:
+                return self.index_admits(None, index, permission)
+            return self.index_admits(identity.name, index, permission, identity.groups)
         default = self.read if permission == READ else self.upload
         return identity is not None or default == EVERYONE
+
+    def index_admits(self, user: str | None, index: str, permission: str,
+                     groups: AbstractSet[str] = frozenset()) -> bool:
+        """
+        Whether C{user} (in the directory C{groups}) has C{permission} on
+        C{index} as a whole (its C{[index:NAME]} grants; admins always; an
+        index without grants admits everyone, its projects deciding).
+        """
+        grants = self.indexes.get(index)
+        if grants is None or self.is_admin(user, groups):
+            return True
+        return grants.admits(permission, self.principals(user, groups))
 
     def principals(self, user: str | None,
                    groups: AbstractSet[str] = frozenset()) -> set[str]:
@@ -182,29 +242,44 @@ class AccessModel:
         return bool(self.admin_groups) and any(
             self.in_group(user, group, groups) for group in self.admin_groups)
 
-    def rule_for(self, project: str) -> Rule | None:
-        """The L{Rule} that governs C{project} (a normalized name), or L{None}."""
+    def rule_for(self, project: str, index: str = DEFAULT_INDEX) -> Rule | None:
+        """
+        The L{Rule} that governs C{project} (a normalized name) in C{index},
+        or L{None}: the most specific of the rules for that index, else the
+        most specific of the rules for every index.
+        """
+        memo = self._rule_memo.get(index)
+        if memo is None:
+            memo = self._rule_memo[index] = {}
         try:
-            return self._rule_memo[project]
+            return memo[project]
         except KeyError:
             pass
-        matching = [rule for rule in self.rules if fnmatchcase(project, rule.pattern)]
-        rule = min(matching, key=Rule.specificity) if matching else None
-        if len(self._rule_memo) < 100_000:
-            self._rule_memo[project] = rule
+        matching = [rule for rule in self.rules if rule.index in (None, index)
+                    and fnmatchcase(project, rule.pattern)]
+        rule = min(matching, key=_precedence) if matching else None
+        if len(memo) < 100_000:
+            memo[project] = rule
         return rule
 
     def allowed(self, user: str | None, project: str, permission: str,
-                groups: AbstractSet[str] = frozenset()) -> bool:
+                groups: AbstractSet[str] = frozenset(), index: str = DEFAULT_INDEX) -> bool:
         """
         Whether C{user} (in the directory C{groups}) has C{permission}
-        (C{"r"} or C{"w"}) on C{project}.
+        (C{"r"} or C{"w"}) on C{project} in C{index}: the index's grants
+        first, then the project's rule; a project no rule covers follows
+        the index's grants (or, for an index without any, C{[auth]}).
         """
         if self.is_admin(user, groups):
             return True
+        graded = index in self.indexes
+        if graded and not self.index_admits(user, index, permission, groups):
+            return False
         project = normalize(project)
-        rule = self.rule_for(project)
+        rule = self.rule_for(project, index)
         if rule is None:
+            if graded:
+                return True
             default = self.read if permission == READ else self.upload
             return default == EVERYONE or user is not None
         principals = self.principals(user, groups)
@@ -212,32 +287,45 @@ class AccessModel:
                    if principal in principals)
 
     def may_read(self, user: str | None, project: str,
-                 groups: AbstractSet[str] = frozenset()) -> bool:
-        """Whether C{user} (in the directory C{groups}) may see C{project} (others get 404)."""
-        return self.allowed(user, project, READ, groups)
+                 groups: AbstractSet[str] = frozenset(), index: str = DEFAULT_INDEX) -> bool:
+        """
+        Whether C{user} (in the directory C{groups}) may see C{project} in
+        C{index} (others get 404).
+        """
+        return self.allowed(user, project, READ, groups, index)
 
     def may_write(self, user: str | None, project: str,
-                  groups: AbstractSet[str] = frozenset()) -> bool:
+                  groups: AbstractSet[str] = frozenset(), index: str = DEFAULT_INDEX) -> bool:
         """
         Whether C{user} (in the directory C{groups}) may upload to, yank or
-        delete in C{project}.
+        delete in C{project} of C{index}.
         """
-        return self.allowed(user, project, WRITE, groups)
+        return self.allowed(user, project, WRITE, groups, index)
 
     def reads_everything(self, user: str | None,
-                         groups: AbstractSet[str] = frozenset()) -> bool:
+                         groups: AbstractSet[str] = frozenset(),
+                         index: str = DEFAULT_INDEX) -> bool:
         """
         Whether C{user} (in the directory C{groups}) may read every project
-        (so pages need no filtering): the common case, served from the
-        pre-rendered pages.
+        of C{index} (so pages need no filtering): the common case, served
+        from the pre-rendered pages.
         """
         if self.is_admin(user, groups):
             return True
-        if self.read != EVERYONE and user is None:
+        if index in self.indexes:
+            if not self.index_admits(user, index, READ, groups):
+                return False
+        elif self.read != EVERYONE and user is None:
             return False
         principals = self.principals(user, groups)
         return all(any(READ in perms for principal, perms in rule.grants
-                       if principal in principals) for rule in self.rules)
+                       if principal in principals)
+                   for rule in self.rules if rule.index in (None, index))
+
+
+def _precedence(rule: Rule) -> tuple[bool, tuple[int, int, int]]:
+    """Sort key of the rules naming a project: an index's own first, then the most specific."""
+    return (rule.index is None, rule.specificity())
 
 
 def admin_users_and_groups(admins: Iterable[str]) -> tuple[frozenset[str], frozenset[str]]:

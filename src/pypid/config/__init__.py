@@ -34,7 +34,7 @@ from typing import Any, NoReturn, TypeVar
 import attrs
 
 from pypid.auth.oidc import PublisherRule
-from pypid.auth.policy import Rule
+from pypid.auth.policy import IndexGrants, Rule
 from pypid.config.auth_settings import AUTH_KEYS, FREE_SECTIONS, AuthConfig, read_principals
 from pypid.config.errors import ConfigError, StartupError
 from pypid.config.index_settings import (
@@ -94,6 +94,12 @@ class Config:
     #: C{[upstream:NAME]} sections by name, in file order (C{[upstream]}
     #: stays L{upstream}, C{upstream:default} to an index's C{bases})
     upstreams: Mapping[str, UpstreamConfig] = attrs.field(factory=dict, converter=_frozen)
+
+    @property
+    def index_grants(self) -> Mapping[str, IndexGrants]:
+        """Who may read and upload to each index of an C{[index:NAME]} section."""
+        return {name: IndexGrants(frozenset(index.read), frozenset(index.upload))
+                for name, index in self.indexes.items()}
 
 
 #: section -> key -> (default, parser), in the order the sections are read.
@@ -284,6 +290,12 @@ def load_config(path: str | None, overrides: Iterable[tuple[str, str, str]] = ()
                  for name in named[UPSTREAM_SECTION]}
     indexes = check_indexes(values, given, named[INDEX_SECTION], upstreams, upstream, users,
                             groups, fail)
+    acl_keys = [key for key, _ in items("acl")]
+    for rule in rules:
+        if rule.index is not None and rule.index != DEFAULT and rule.index not in indexes:
+            known = ", ".join([DEFAULT, *indexes])
+            fail("acl", acl_keys[rule.order],
+                 f"{rule.index!r} is not an index of this server (the indexes are {known})")
     check_tls(values, fail)
     check_metrics(values, groups, fail)
     check_ldap(values, fail)
