@@ -27,6 +27,32 @@ class TokenBookTests(SynchronousTestCase):
         self.assertNotIn(secret, self.book.dumps().decode())
         self.assertNotIn("digest", self.book.listing()[0])
 
+    def test_index_scope(self):
+        """
+        A token may be kept to some indexes (issue 26): it covers nothing
+        elsewhere; the record says so only when scoped, so the records of
+        other tokens are written as before; a name that is no index of the
+        server is refused naming the field.
+        """
+        from pypid.auth.tokens import Token, TokenError
+        text, token = self.book.make("alice", {"upload"}, ["acme-*"], indexes=["staging"],
+                                     known_indexes={"default", "staging"})
+        self.assertEqual(token.indexes, ("staging",))
+        self.assertTrue(token.covers("upload", "acme-x", "staging"))
+        self.assertFalse(token.covers("upload", "acme-x", "default"))
+        self.assertTrue(token.covers("upload", "acme-x"))  # (no index asked: the scope of old)
+        self.assertEqual(Token.from_json(token.to_json()), token)
+        _, everywhere = self.book.make("alice", {"upload"})
+        self.assertNotIn("indexes", everywhere.to_json())
+        self.assertTrue(everywhere.covers("upload", "x", "staging"))
+        e = self.assertRaises(TokenError, self.book.make, "alice", {"read"},
+                              indexes=["stagign"], known_indexes={"default", "staging"})
+        self.assertEqual(str(e), "indexes: 'stagign' is not an index of this server (the "
+                                 "indexes are default, staging)")
+        self.assertRaises(TokenError, self.book.make, "alice", {"read"}, indexes=["Bad_Name"])
+        bad = dict(token.to_json(), indexes=["../x"])
+        self.assertRaises(TokenError, Token.from_json, bad)
+
     def test_wrong_secret(self):
         """Another secret, a made-up id or another form: not a token."""
         text, token = self.book.issue("alice", {"read"})
@@ -214,6 +240,15 @@ class TokenFileTests(SynchronousTestCase):
         self.assertEqual(self.request("DELETE", f"/api/tokens/{self.token.id}")[0], 200)
         self.assertIsNone(self.book.verify(self.text))
         self.assertEqual(self.on_disk(), set())
+
+    def test_issue_scoped_to_indexes(self):
+        """C{POST /api/tokens} with C{indexes}: kept to those; an unknown one is a 400."""
+        code, body = self.request("POST", "/api/tokens", b"actions=upload&indexes=default")
+        self.assertEqual(code, 200, body)
+        self.assertEqual(self.json.loads(body)["indexes"], ["default"])
+        code, body = self.request("POST", "/api/tokens", b"actions=upload&indexes=staging")
+        self.assertEqual((code, body), (400, b"indexes: 'staging' is not an index of this "
+                                             b"server (the indexes are default)\n"))
 
     def test_admin_removed_during_check(self):
         """

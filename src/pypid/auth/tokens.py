@@ -22,7 +22,7 @@ import json
 import math
 import os
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from fnmatch import fnmatchcase
 from typing import Any
 
@@ -30,6 +30,7 @@ import attrs
 from twisted.internet.interfaces import IReactorTime
 
 from pypid.auth.policy import RuleError, normalize_pattern, pattern_specificity
+from pypid.core.index_names import NAME as INDEX_NAME
 from pypid.core.names import normalize
 from pypid.storage.disk import fsync_folder, write_atomically
 
@@ -68,10 +69,16 @@ class Token:
     #: patterns this token's own give way to where they are more specific
     #: (a minted token: the other C{[publishers]} entries), never written
     yields_to: tuple[str, ...] = attrs.field(default=(), repr=False)
+    #: the indexes it may be used in (issue 26); empty for every index, as
+    #: every token made before indexes existed
+    indexes: tuple[str, ...] = ()
 
-    def covers(self, action: str, project: str | None = None) -> bool:
-        """Whether the token's scope includes C{action} (on C{project})."""
+    def covers(self, action: str, project: str | None = None,
+               index: str | None = None) -> bool:
+        """Whether the token's scope includes C{action} (on C{project}, in C{index})."""
         if action not in self.actions:
+            return False
+        if index is not None and self.indexes and index not in self.indexes:
             return False
         if project is None or not self.projects:
             return True
@@ -87,10 +94,14 @@ class Token:
 
     def to_json(self) -> dict[str, Any]:
         """The record as JSON-ready data (the digest included: it is not the secret)."""
-        return {"id": self.id, "digest": self.digest, "user": self.user,
+        data = {"id": self.id, "digest": self.digest, "user": self.user,
                 "actions": sorted(self.actions), "projects": list(self.projects),
                 "expires": self.expires, "created": self.created,
                 "description": self.description}
+        if self.indexes:
+            # (only when scoped: the records of other tokens stay as they were)
+            data["indexes"] = list(self.indexes)
+        return data
 
     def public(self) -> dict[str, Any]:
         """What listing shows: everything but the digest."""
@@ -106,11 +117,15 @@ class Token:
             if not actions or not actions <= ACTIONS:
                 raise TokenError(f"unknown actions {sorted(actions)}")
             expires = data.get("expires")
+            indexes = tuple(data.get("indexes") or ())
+            for index in indexes:
+                if not isinstance(index, str) or not INDEX_NAME.match(index):
+                    raise TokenError(f"indexes: {index!r} is not an index name")
             return cls(id=str(data["id"]), digest=str(data["digest"]), user=str(data["user"]),
                        actions=actions, projects=tuple(data.get("projects") or ()),
                        expires=None if expires is None else _time(expires, "expires"),
                        created=_time(data.get("created", 0), "created"),
-                       description=str(data.get("description", "")))
+                       description=str(data.get("description", "")), indexes=indexes)
         except (KeyError, TypeError, ValueError) as e:
             raise TokenError(f"not a token record: {e}")
 
@@ -165,14 +180,28 @@ class TokenBook:
         return text, token
 
     def make(self, user: str, actions: Iterable[str], projects: Iterable[str] = (),
-             lifetime: float | None = None, description: str = "") -> tuple[str, Token]:
+             lifetime: float | None = None, description: str = "",
+             indexes: Iterable[str] = (), known_indexes: Collection[str] | None = None,
+             ) -> tuple[str, Token]:
         """
         Make a token without taking it: the token file is written with it
         first, and the book takes it once the file holds it.
 
         @param lifetime: seconds until it expires, or L{None} for never.
+        @param indexes: the indexes it may be used in; none for all.
+        @param known_indexes: the server's indexes, when C{indexes} must name
+            them (L{None}: not checked).
         @return: C{(token string, L{Token})}; the string is shown once.
         """
+        scoped: list[str] = []
+        for index in indexes:
+            if not INDEX_NAME.match(index) or (known_indexes is not None
+                                               and index not in known_indexes):
+                known = ", ".join(sorted(known_indexes or ()))
+                raise TokenError(f"indexes: {index!r} is not an index of this server"
+                                 + (f" (the indexes are {known})" if known else ""))
+            if index not in scoped:
+                scoped.append(index)
         actions = frozenset(actions)
         if not actions or not actions <= ACTIONS:
             raise TokenError("actions: expected read, upload or both")
@@ -190,7 +219,7 @@ class TokenBook:
         token = Token(id=token_id, digest=_digest(secret), user=user, actions=actions,
                       projects=tuple(patterns),
                       expires=None if lifetime is None else now + lifetime, created=now,
-                      description=description[:200])
+                      description=description[:200], indexes=tuple(scoped))
         return f"{_PREFIX}{token_id}-{secret}", token
 
     def revoke(self, token_id: str) -> bool:

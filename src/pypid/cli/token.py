@@ -2,6 +2,7 @@
 C{pypid-token}: issue, list and revoke a server's API tokens (as an admin).
 
   - C{pypid-token issue --actions upload --projects 'acme-*' --expires 90d}
+    (C{--indexes staging} keeps it to the indexes named)
     prints the new token once: give it to CI as the password of
     C{__token__} (C{TWINE_USERNAME=__token__ TWINE_PASSWORD=<token>}).
   - C{pypid-token list} shows every token, never a secret.
@@ -29,6 +30,8 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout,
     issue = commands.add_parser("issue", help="issue a token (printed once)")
     issue.add_argument("--actions", default="upload", help="read, upload, or 'read upload'")
     issue.add_argument("--projects", default="", help="names or globs; none for all")
+    issue.add_argument("--indexes", default="",
+                       help="the indexes it may be used in; none for all")
     issue.add_argument("--expires", default="", help="a duration such as 90d; none for never")
     issue.add_argument("--description", default="")
     commands.add_parser("list", help="list the tokens")
@@ -38,22 +41,28 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout,
     try:
         server = server_from(options)
         if options.command == "issue":
-            body = urlencode({"actions": options.actions, "projects": options.projects,
-                              "expires": options.expires,
-                              "description": options.description}).encode()
+            fields = {"actions": options.actions, "projects": options.projects,
+                      "expires": options.expires, "description": options.description}
+            if options.indexes:
+                fields["indexes"] = options.indexes
+            body = urlencode(fields).encode()
             with server.request("POST", "api/tokens", {
                     "Content-Type": "application/x-www-form-urlencoded"}, body) as response:
                 token = json.loads(response.read())
             out.write(f"{token['token']}\n")
+            scope = f" in {' '.join(token['indexes'])}" if token.get("indexes") else ""
             err.write(f"token {token['id']}: {' '.join(token['actions'])} on "
-                      f"{' '.join(token['projects']) or 'every project'}; shown only now\n")
+                      f"{' '.join(token['projects']) or 'every project'}{scope}; "
+                      "shown only now\n")
         elif options.command == "list":
             with server.request("GET", "api/tokens") as response:
                 listed = json.loads(response.read())["tokens"]
             for token in listed:
                 out.write(f"{token['id']}  {token['user']}  {' '.join(token['actions'])}  "
                           f"{' '.join(token['projects']) or '*'}  "
-                          f"expires={token['expires'] or 'never'}  {token['description']}\n")
+                          + (f"indexes={','.join(token['indexes'])}  "
+                             if token.get("indexes") else "")
+                          + f"expires={token['expires'] or 'never'}  {token['description']}\n")
         else:
             with server.request("DELETE", f"api/tokens/{quote(options.id)}") as response:
                 response.read()

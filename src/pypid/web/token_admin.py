@@ -17,6 +17,7 @@ from twisted.web.iweb import IRequest
 from pypid.auth import tokens
 from pypid.auth.verifier import Identity
 from pypid.core.http_errors import BadRequest, Forbidden, NotFound, Unavailable
+from pypid.core.index_names import DEFAULT as DEFAULT_INDEX
 from pypid.core.units import parse_duration
 from pypid.storage.interface import Run
 from pypid.web.access import Access
@@ -52,8 +53,10 @@ class TokenAdmin:
         """
         Issue a token (admins only). Form fields: C{actions} (C{read},
         C{upload}, or both, space-separated), C{projects} (names or globs,
-        space-separated; none for all), C{expires} (a duration such as
-        C{90d}; none for never), C{description}. Answers the token once.
+        space-separated; none for all), C{indexes} (the indexes it may be
+        used in, space-separated; none for all), C{expires} (a duration
+        such as C{90d}; none for never), C{description}. Answers the token
+        once.
         """
         return self._audit.recorded(request, "token-issued", self._issue(request))
 
@@ -65,18 +68,21 @@ class TokenAdmin:
             raise Forbidden(f"{identity.name} logs in through the directory; tokens are "
                             "issued to users of [users] and the htpasswd file only")
         fields = {name: form_field(request, name)
-                  for name in ("actions", "projects", "expires", "description")}
+                  for name in ("actions", "projects", "expires", "description", "indexes")}
         try:
             lifetime = parse_duration(fields["expires"]) if fields.get("expires") else None
             text, token = self._book().make(
                 identity.name, fields.get("actions", "").split(),
-                fields.get("projects", "").split(), lifetime, fields.get("description", ""))
+                fields.get("projects", "").split(), lifetime, fields.get("description", ""),
+                (fields.get("indexes") or "").split(),
+                known_indexes={DEFAULT_INDEX, *self._access.model.indexes})
         except ValueError as e:
             raise BadRequest(str(e))
         identity = await self._confirmed(request, identity)
         await self._change(lambda kept: {**kept, token.id: token})
         scope = (f"{' '.join(sorted(token.actions))} on "
-                 f"{' '.join(token.projects) or 'every project'}")
+                 f"{' '.join(token.projects) or 'every project'}"
+                 + (f" in {' '.join(token.indexes)}" if token.indexes else ""))
         self._audit.record(request, identity, "token-issued", target=token.id, detail=scope)
         log.info("{user} issued token {id} ({scope})", user=identity.name, id=token.id,
                  scope=scope)
