@@ -1483,6 +1483,44 @@ class ChangedCredentialsTests(_ServerMixin, SynchronousTestCase):
         self.assertIsNotNone(self.index.get_file(WHEEL_NAME).yanked)
 
 
+class TokenIndexScopeTests(_ServerMixin, SynchronousTestCase):
+    """
+    A token kept to other indexes (issue 26) neither uploads to nor reads
+    the index of today's URLs; one kept to C{default} does.
+    """
+
+    read = "authenticated"
+
+    def token_book(self):
+        """Tokens of alice's."""
+        self.tokens = TokenBook(self.clock)
+        return self.tokens
+
+    def token(self, *indexes):
+        text, token = self.tokens.make("alice", {"read", "upload"}, indexes=indexes)
+        self.tokens.tokens[token.id] = token
+        return basic("__token__", text)
+
+    def test_kept_elsewhere(self):
+        """A token kept to staging: 403 on upload, 404 on a read of the default index."""
+        elsewhere = self.token("staging")
+        response, body = self.upload(auth=elsewhere)
+        self.assertEqual(response.code, 403, body)
+        self.uploaded()
+        response, _ = self.get("/simple/holy-grail/", auth=elsewhere)
+        self.assertEqual(response.code, 404)
+        response, body = self.get("/simple/", auth=elsewhere)
+        self.assertNotIn(b"holy-grail", body)
+
+    def test_kept_to_default(self):
+        """A token kept to the default index works there as an unscoped one does."""
+        here = self.token("default")
+        response, body = self.upload(auth=here)
+        self.assertEqual(response.code, 200, body)
+        response, _ = self.get("/simple/holy-grail/", auth=here)
+        self.assertEqual(response.code, 200)
+
+
 class StorageFailureTests(_ServerMixin, SynchronousTestCase):
     """Tests for storage failures: 503 with Retry-After, and nothing half done."""
 

@@ -41,6 +41,7 @@ from pypid.auth.tokens import TOKEN_USER, Token, TokenBook
 from pypid.auth.verifier import Busy, DirectoryUnavailable, Identity, PasswordVerifier
 from pypid.config import Config
 from pypid.core.http_errors import Forbidden, TooManyRequests, Unauthorized, Unavailable
+from pypid.core.index_names import DEFAULT as DEFAULT_INDEX
 from pypid.core.parts import IReloadable
 from pypid.web.request_client import IRequestClient, peer_host
 
@@ -134,11 +135,19 @@ class Access:
     #: checked again as it commits (L{confirm})
     generation: int = attrs.field(init=False, default=0)
     _open_reads: bool = attrs.field(init=False, default=True)
+    #: the same, for each named index (issue 26)
+    _open_index_reads: dict[str, bool] = attrs.field(init=False, factory=dict)
 
     def __attrs_post_init__(self) -> None:
         # Whether anonymous clients read every project: then reads need no
         # credentials at all, and pages no filtering (the hot path).
-        self._open_reads = self.model.reads_everything(None)
+        self._take_open_reads()
+
+    def _take_open_reads(self) -> None:
+        model = self.model
+        self._open_reads = model.reads_everything(None)
+        self._open_index_reads = {index: model.reads_everything(None, index=index)
+                                  for index in model.indexes}
 
     def reconfigure(self, model: AccessModel, verifier: PasswordVerifier,
                     tokens: TokenBook | None) -> None:
@@ -153,7 +162,7 @@ class Access:
         self.model = model
         self._verifier = verifier
         self.tokens = tokens
-        self._open_reads = model.reads_everything(None)
+        self._take_open_reads()
 
     # -- per project ---------------------------------------------------------------
 
@@ -163,20 +172,30 @@ class Access:
         identity = identity_of(request)
         return identity.name if identity is not None else None
 
-    def may_read(self, request: IRequest, project: str) -> bool:
-        """Whether the request may see C{project} (others answer 404)."""
-        if self._open_reads:
-            return True
-        return self.identity_may_read(identity_of(request), project)
+    def _open(self, index: str) -> bool:
+        """Whether anonymous clients read every project of C{index}."""
+        if index == DEFAULT_INDEX:
+            return self._open_reads
+        return self._open_index_reads.get(index, self._open_reads)
 
-    def identity_may_read(self, identity: Identity | None, project: str) -> bool:
-        """Whether C{identity} (L{None}: anonymous) may see C{project}, token scope included."""
+    def may_read(self, request: IRequest, project: str, index: str = DEFAULT_INDEX) -> bool:
+        """Whether the request may see C{project} of C{index} (others answer 404)."""
+        if self._open(index):
+            return True
+        return self.identity_may_read(identity_of(request), project, index)
+
+    def identity_may_read(self, identity: Identity | None, project: str,
+                          index: str = DEFAULT_INDEX) -> bool:
+        """
+        Whether C{identity} (L{None}: anonymous) may see C{project} of
+        C{index}, token scope included.
+        """
         if identity is None:
-            return self.model.may_read(None, project)
+            return self.model.may_read(None, project, index=index)
         token: Token | None = identity.token
-        if token is not None and not token.covers("read", project):
+        if token is not None and not token.covers("read", project, index):
             return False
-        return self.model.may_read(identity.name, project, identity.groups)
+        return self.model.may_read(identity.name, project, identity.groups, index)
 
     def cache_key(self, request: IRequest,
                   ) -> tuple[str, str | None, frozenset[str]] | None:
@@ -190,29 +209,31 @@ class Access:
         token: Token | None = identity.token
         return (identity.name, token.id if token is not None else None, identity.groups)
 
-    def may_write(self, identity: Identity | None, project: str) -> bool:
-        """Whether C{identity} may upload to, yank or delete in C{project}."""
+    def may_write(self, identity: Identity | None, project: str,
+                  index: str = DEFAULT_INDEX) -> bool:
+        """Whether C{identity} may upload to, yank or delete in C{project} of C{index}."""
         if identity is None:
-            return self.model.may_write(None, project)
+            return self.model.may_write(None, project, index=index)
         token: Token | None = identity.token
         if token is not None:
-            if not token.covers("upload", project):
+            if not token.covers("upload", project, index):
                 return False
             if is_publisher(identity.name):
                 return True  # (its [publishers] rules are its grant, whatever [acl] says)
-        return self.model.may_write(identity.name, project, identity.groups)
+        return self.model.may_write(identity.name, project, identity.groups, index)
 
-    def reads_everything(self, request: IRequest) -> bool:
-        """Whether the request may see every project (pages need no filtering)."""
-        if self._open_reads:
+    def reads_everything(self, request: IRequest, index: str = DEFAULT_INDEX) -> bool:
+        """Whether the request may see every project of C{index} (pages need no filtering)."""
+        if self._open(index):
             return True
         identity = identity_of(request)
         if identity is None:
-            return self.model.reads_everything(None)
+            return self.model.reads_everything(None, index=index)
         token: Token | None = identity.token
-        if token is not None and (token.projects or "read" not in token.actions):
+        if token is not None and (token.projects or "read" not in token.actions
+                                  or (token.indexes and index not in token.indexes)):
             return False
-        return self.model.reads_everything(identity.name, identity.groups)
+        return self.model.reads_everything(identity.name, identity.groups, index)
 
     def is_local_user(self, name: str) -> bool:
         """Whether C{name} is a user of C{[users]} or the htpasswd file (not the directory's)."""
