@@ -107,6 +107,21 @@ class EntryTests(SynchronousTestCase):
         self.assertIsNone(data["prev"])
         self.assertNotIn("target", data)
 
+    def test_index(self):
+        """
+        An entry may name its index (issue 26); one that names none is
+        written byte for byte as before indexes existed, so the chains of
+        old logs verify as they did.
+        """
+        named = entry(index="release", project="holy-grail", filename="f.whl")
+        self.assertEqual(audit.decode(audit.encode(named)), named)
+        self.assertEqual(json.loads(audit.encode(named))["index"], "release")
+        plain = audit.encode(entry(project="holy-grail", filename="f.whl"))
+        self.assertEqual(plain, b'{"event":"upload","filename":"f.whl","outcome":"ok",'
+                                b'"prev":null,"project":"holy-grail",'
+                                b'"time":"2026-01-01T00:00:00.000000Z","user":"alice"}')
+        self.assertIn("promote", audit.EVENTS)
+
     def test_line_is_stable_ascii(self):
         """A line is ASCII with sorted keys, whatever the text it holds."""
         line = audit.encode(entry(user="jürgen", detail="ünïcode ☃"))
@@ -250,7 +265,8 @@ class QueryTests(SynchronousTestCase):
         """A value that cannot be used is refused, naming its parameter."""
         for values, name in (({"since": "last tuesday"}, "since:"),
                              ({"limit": "many"}, "limit:"), ({"limit": "0"}, "limit:"),
-                             ({"limit": "100001"}, "limit:"), ({"event": "dance"}, "event:")):
+                             ({"limit": "100001"}, "limit:"), ({"event": "dance"}, "event:"),
+                             ({"index": "Re_lease"}, "index:")):
             with self.assertRaises(AuditError) as caught:
                 make_query(**values)
             self.assertTrue(str(caught.exception).startswith(name), caught.exception)
@@ -262,6 +278,16 @@ class QueryTests(SynchronousTestCase):
         self.assertEqual(query, audit.Query(since="2026-01-01T00:00:00.000000Z",
                                             project="holy-grail", user="alice", limit=5))
         self.assertEqual(make_query(since="2026-01-02").since, "2026-01-02T00:00:00.000000Z")
+
+    def test_index_selected(self):
+        """C{index} keeps an index's entries; C{default} those that name none."""
+        release = entry(index="release", filename="a")
+        default = entry(filename="b")
+        self.assertTrue(make_query(index="release").wants(release))
+        self.assertFalse(make_query(index="release").wants(default))
+        self.assertTrue(make_query(index="default").wants(default))
+        self.assertFalse(make_query(index="default").wants(release))
+        self.assertTrue(make_query().wants(release))
 
     def test_pages(self):
         """With C{since}: oldest first, C{limit} at a time, ties kept together, none missed."""
@@ -1622,7 +1648,7 @@ class CommandTests(_WebCase):
     def options(self, **values):
         """The parsed options of C{pypid-admin audit} with C{values}."""
         defaults = {"action": "show", "since": None, "project": None, "audit_user": None,
-                    "event": None, "limit": None, "json": False}
+                    "event": None, "limit": None, "json": False, "index": None}
         return argparse.Namespace(**dict(defaults, **values))
 
     def show(self, **values):

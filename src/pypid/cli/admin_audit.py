@@ -61,6 +61,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]
     audit.add_argument("--user", dest="audit_user", metavar="USER",
                        help="only entries of this user")
     audit.add_argument("--event", help="only entries of this kind (upload, yank, ...)")
+    audit.add_argument("--index", help="only entries of this index (default: those naming "
+                                       "none)")
     audit.add_argument("--limit", type=int, default=None,
                        help="at most this many entries (without --since: the newest)")
     audit.add_argument("--json", action="store_true", help="print each entry as JSON")
@@ -120,7 +122,8 @@ def show(server: Server, options: argparse.Namespace, out: TextIO,
     reads, holds fewer).
     """
     query: dict[str, str | int | None] = {
-        "project": options.project, "user": options.audit_user, "event": options.event}
+        "project": options.project, "user": options.audit_user, "event": options.event,
+        "index": options.index}
     wanted = options.limit
 
     def page_of(values: dict[str, str | int | None]) -> Any:
@@ -194,6 +197,8 @@ def format_entry(entry: JsonEntry) -> str:
         who += f" (token {entry['token']})"
     about = " ".join(entry[name] for name in ("project", "version", "filename", "target")
                      if entry.get(name))
+    if entry.get("index"):
+        about = f"[{entry['index']}] {about}".rstrip()
     parts = [entry["time"], entry["event"], entry["outcome"], who, entry.get("address") or "-"]
     if about:
         parts.append(about)

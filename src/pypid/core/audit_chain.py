@@ -32,6 +32,8 @@ from typing import cast
 
 import attrs
 
+from pypid.core.index_names import DEFAULT as DEFAULT_INDEX
+from pypid.core.index_names import NAME as INDEX_NAME
 from pypid.core.model import cut_text, format_upload_time
 from pypid.core.names import normalize
 
@@ -39,10 +41,11 @@ from pypid.core.names import normalize
 #: C{token-issued}, C{token-revoked}, C{refresh} (an upstream page fetched
 #: again on request), C{precache} (upstream files pinned by a requirements
 #: file), C{import} (a file or a tombstone brought in by C{pypid-admin
-#: import}, or another server's audit log kept with it); logins:
+#: import}, or another server's audit log kept with it), C{promote} (a
+#: file of a release brought from one index to another, issue 26); logins:
 #: C{login-failed}, C{login-throttled}.
 EVENTS = ("upload", "yank", "unyank", "delete", "token-issued", "token-revoked", "refresh",
-          "precache", "import", "login-failed", "login-throttled")
+          "precache", "import", "promote", "login-failed", "login-throttled")
 LOGIN_EVENTS = ("login-failed", "login-throttled")
 
 #: Outcomes: done; refused (a 4xx: not allowed, not found, a conflict);
@@ -54,8 +57,8 @@ OUTCOMES = (OK, REFUSED, FAILED)
 #: client sends (a user name typed by an attacker, a long yank reason).
 FIELD_BYTES = 300
 
-_TEXT_FIELDS = ("user", "token", "address", "project", "version", "filename", "sha256",
-                "target", "detail")
+_TEXT_FIELDS = ("user", "token", "address", "index", "project", "version", "filename",
+                "sha256", "target", "detail")
 _DAY = re.compile(r"\A\d{4}-\d{2}-\d{2}\Z")
 
 
@@ -153,6 +156,10 @@ class Entry:
         the user field), else L{None}.
     @ivar token: the id of the token the request used, if any.
     @ivar address: the client's address, as the login throttle sees it.
+    @ivar index: the named index a change was made in (issue 26); L{None}
+        for the index of today's URLs, and for what concerns no index
+        (logins, tokens), so that their lines, and the chain over them,
+        are as they were before indexes existed.
     @ivar project: the normalized project, where one applies.
     @ivar target: what else the change was about: the id of the token
         issued or revoked.
@@ -169,6 +176,7 @@ class Entry:
     user: str | None = attrs.field(default=None, converter=_text)
     token: str | None = attrs.field(default=None, converter=_text)
     address: str | None = attrs.field(default=None, converter=_text)
+    index: str | None = attrs.field(default=None, converter=_text, kw_only=True)
     project: str | None = attrs.field(default=None, converter=_text)
     version: str | None = attrs.field(default=None, converter=_text)
     filename: str | None = attrs.field(default=None, converter=_text)
@@ -481,6 +489,9 @@ class Query:
     @ivar project: a normalized project name, or L{None}.
     @ivar user: a user name, or L{None}.
     @ivar event: one of L{EVENTS}, or L{None}.
+    @ivar index: an index's name, or L{None}: C{default} asks for the
+        entries that name no index (the default index's changes, and what
+        concerns no index: logins, tokens).
     @ivar limit: the most entries answered (ties at the last time are
         added, so that the next page, from just after it, misses none).
     """
@@ -491,6 +502,7 @@ class Query:
     user: str | None = None
     event: str | None = None
     limit: int = DEFAULT_LIMIT
+    index: str | None = None
 
     def wants(self, entry: Entry) -> bool:
         """Whether C{entry} is one of those asked for."""
@@ -498,7 +510,8 @@ class Query:
                 and (self.before is None or entry.time < self.before)
                 and (self.project is None or entry.project == self.project)
                 and (self.user is None or entry.user == self.user)
-                and (self.event is None or entry.event == self.event))
+                and (self.event is None or entry.event == self.event)
+                and (self.index is None or (entry.index or DEFAULT_INDEX) == self.index))
 
     def days(self, days: Iterable[str]) -> list[str]:
         """
@@ -519,7 +532,7 @@ class Query:
 
 def make_query(since: str | None = None, project: str | None = None, user: str | None = None,
                event: str | None = None, limit: str | int | None = None,
-               before: str | None = None) -> Query:
+               before: str | None = None, index: str | None = None) -> Query:
     """
     A L{Query} from text values (of a URL or a command line), checked.
 
@@ -537,6 +550,10 @@ def make_query(since: str | None = None, project: str | None = None, user: str |
         values["project"] = normalize(project)
     if user:
         values["user"] = user
+    if index:
+        if not INDEX_NAME.match(index):
+            raise AuditError(f"index: {index!r} is not an index name")
+        values["index"] = index
     if event:
         if event not in EVENTS:
             raise AuditError(f"event: expected one of {', '.join(EVENTS)}")

@@ -67,6 +67,7 @@ _T = TypeVar("_T")
 class Named(TypedDict, total=False):
     """What a request named, as far as it applies (a refusal's entry says it)."""
 
+    index: str | None
     project: str | None
     version: str | None
     filename: str | None
@@ -316,8 +317,9 @@ class AuditAdmin:
         on, at most C{limit} (default 1000, at most 10000), and C{next}, the
         C{since} of the following page; without C{since}, the newest
         C{limit} (before C{before}, if given), and C{before}, the C{before}
-        of the page of older ones. C{project}, C{user} and C{event} keep
-        only the entries that name them. One request reads at most
+        of the page of older ones. C{project}, C{user}, C{event} and
+        C{index} keep only the entries that name them (C{index=default}:
+        those that name no index). One request reads at most
         L{pypid.core.audit_chain.MAX_DAYS_READ} days: past them, it answers what
         it found, and the cursor of the rest.
         """
@@ -325,7 +327,7 @@ class AuditAdmin:
         try:
             query = make_query(**{name: form_field(request, name) or None
                                   for name in ("since", "before", "project", "user", "event",
-                                               "limit")})
+                                               "limit", "index")})
         except AuditError as e:
             raise BadRequest(str(e))
         audit_log = self._trail.log
