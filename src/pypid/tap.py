@@ -9,6 +9,14 @@ For a real process it also installs the C{SIGHUP} handler
 (L{pypid.daemon.container.Parts.reload}; the signal never stops the
 server). A L{StartupError} from any factory becomes one line and exit
 status 1 here, and only here. C{pypid.tac} calls the same function.
+
+The hosted indexes are L{pypid.state.indexes.IndexRegistry}'s stacks: the
+default's parts keep their names and places; each named hosted index's
+follow the default's of their kind (C{storage:NAME}, C{index:NAME}, ...),
+so that every index loads before the listeners open and saves its last
+snapshot after they closed. Until their routes are served (issue 26,
+stage 4), L{makeService} refuses named sections (L{refuse_unserved});
+L{build_service} builds them, for the tests to start.
 """
 
 from __future__ import annotations
@@ -250,6 +258,7 @@ def refuse_unserved(config: Config) -> None:
     Refuse what the configuration accepts but the server does not serve
     yet (issue 26 lands in stages): named indexes and upstreams, and
     credentials for an upstream, which would otherwise be silently ignored.
+    Called by L{makeService} and at C{SIGHUP}, not by L{build_service}.
 
     @raise StartupError: one line naming the first such section or key.
     """
