@@ -397,3 +397,46 @@ class S3NamedStorageTests(TestCase):
         self.assertEqual(closes, [])
         await default.close()
         self.assertEqual(closes, [True])
+
+    async def test_stacks_on_a_bucket(self):
+        """
+        The stacks of two hosted indexes on one bucket load, take a file
+        each to their own keys, save their snapshots to their own files and
+        bucket copies, their requests counted in one client's timings.
+        """
+        folder = self.folder
+        os.makedirs(folder)
+        path = write_file(os.path.join(folder, "pypid.ini"), (
+            f"[pypid]\nsnapshot = {folder}/index.json\n"
+            f"[storage]\nbackend = s3\npath = {folder}/spool\n"
+            f"[s3]\nbucket = {self.bucket}\nprefix = packages/\n"
+            f"endpoint_url = {s3server.endpoint()}\naccess_key = {s3server.ACCESS_KEY}\n"
+            f"secret_key = {s3server.SECRET_KEY}\n" + NAMED).encode())
+        registry = IndexRegistry.from_config(load_config(path), self.run, reactor)
+        stacks = list(registry.stacks.values())
+        for stack in stacks:
+            await stack.storage.startService()
+        for stack in stacks:
+            await stack.part.startService()
+        filename, data = make_wheel("holy-grail", "1.0")
+        release = registry.stacks["release"]
+        temp = write_file(os.path.join(release.stored.temp_dir, "upload"), data)
+        inspected = inspect(temp, filename, filename, UPLOAD_TIME)
+        stored = await release.stored.publish(temp, inspected.record, inspected.metadata)
+        release.index.add(stored)
+        for stack in reversed(stacks):
+            await stack.writer.stopService()
+            stack.part.stopService()
+        for stack in reversed(stacks):
+            await stack.storage.stopService()
+        keys = {item["Key"] for item in
+                s3server.client().list_objects_v2(Bucket=self.bucket)["Contents"]}
+        self.assertIn(f"packages/.indexes/release/{filename}", keys)
+        self.assertIn("packages/.indexes/release/.pypid/snapshot.json.gz", keys)
+        self.assertIn("packages/.indexes/staging/.pypid/snapshot.json.gz", keys)
+        self.assertEqual(
+            list(snapshot.read(f"{folder}/index.json.d/release.json").records), [filename])
+        self.assertEqual(snapshot.read(f"{folder}/index.json").records, {})
+        self.assertIsNotNone(registry.default.sync)
+        self.assertIsNotNone(release.sync)
+        self.assertEqual(release.storage.s3_timings, registry.default.storage.s3_timings)
