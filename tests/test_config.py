@@ -10,7 +10,6 @@ import textwrap
 from datetime import UTC, datetime
 
 import attrs
-from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.auth.hashes import hash_password
@@ -20,7 +19,7 @@ from pypid.config.s3_settings import S3Config
 from pypid.config.upstream_settings import UpstreamConfig, UpstreamCredentials
 from pypid.core.index_names import NAME, ROUTE_SEGMENTS, BaseRef
 from pypid.core.startup import StartupError
-from pypid.tap import _served_config, build_service
+from pypid.tap import _served_config, refuse_unserved
 from tests.fakes import FAST
 
 ALICE_HASH = hash_password("secret", FAST)
@@ -1868,7 +1867,7 @@ class NotServedYetTests(_ConfigMixin, SynchronousTestCase):
     """Until named indexes are served, the server refuses them rather than ignore them."""
 
     def test_refused_at_start(self):
-        """build_service refuses named sections and [upstream] credentials, in one line."""
+        """makeService refuses named sections and [upstream] credentials, in one line."""
         token = os.path.abspath(self.mktemp())
         with open(token, "w", encoding="utf-8") as f:
             f.write(_SECRET)
@@ -1892,7 +1891,7 @@ class NotServedYetTests(_ConfigMixin, SynchronousTestCase):
         for text, line in cases:
             path = self.write(text)
             config = load_config(path)
-            e = self.assertRaises(StartupError, build_service, config, MemoryReactorClock())
+            e = self.assertRaises(StartupError, refuse_unserved, config)
             self.assertEqual(str(e), f"{path}: {line}")
             self.assertNotIn(_SECRET, str(e))
 

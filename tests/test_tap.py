@@ -26,7 +26,7 @@ from pypid.core.startup import StartupError
 from pypid.daemon.container import Parts
 from pypid.daemon.pools import ThreadPools
 from pypid.storage import snapshot
-from pypid.tap import Options, makeService
+from pypid.tap import Options, build_service, makeService
 from pypid.web.site import PypidSite
 from tests.distributions import make_wheel
 from tests.e2e import clean_env
@@ -326,6 +326,20 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertEqual(saved.tombstones, ("gone_thing-1.0.tar.gz",))
         self.assertEqual(self.reactor.getDelayedCalls(), [])
 
+    def test_named_indexes_refused(self):
+        """
+        makeService still refuses C{[index:NAME]} sections (their routes are
+        not served before issue 26's stage 4); build_service, which the
+        tests start, builds their parts.
+        """
+        path = write_file(os.path.join(self.folder, "pypid.ini"), b"[index:release]\n")
+        e = self.assertRaises(SystemExit, self.service, "--config", path)
+        self.assertIn("[index:release]: named indexes and upstreams are being built",
+                      str(e.code))
+        service = build_service(self.options("--config", path)["config_obj"], self.reactor,
+                                pools=fake_pools(*self.pools))
+        self.assertIn("index:release", [name for name, _ in service._parts])
+
     def test_bad_endpoint(self):
         """An endpoint string Twisted cannot parse stops with one line naming the key."""
         e = self.assertRaises(SystemExit, makeService, self.options("--listen", "nonsense:1:2"),
@@ -381,7 +395,7 @@ LAZY = {
 _PROBE = textwrap.dedent("""
     import base64, json, sys
     from twisted.internet import reactor
-    from pypid.tap import Options, makeService
+    from pypid.tap import Options, build_service, makeService
     sets, watched = json.loads(sys.argv[1]), json.loads(sys.argv[2])
     def loaded():
         return sorted(name for name in watched if name in sys.modules)

@@ -9,6 +9,14 @@ For a real process it also installs the C{SIGHUP} handler
 (L{pypid.daemon.container.Parts.reload}; the signal never stops the
 server). A L{StartupError} from any factory becomes one line and exit
 status 1 here, and only here. C{pypid.tac} calls the same function.
+
+The hosted indexes are L{pypid.state.indexes.IndexRegistry}'s stacks: the
+default's parts keep their names and places; each named hosted index's
+follow the default's of their kind (C{storage:NAME}, C{index:NAME}, ...),
+so that every index loads before the listeners open and saves its last
+snapshot after they closed. Until their routes are served (issue 26,
+stage 4), L{makeService} refuses named sections (L{refuse_unserved});
+L{build_service} builds them, for the tests to start.
 """
 
 from __future__ import annotations
@@ -29,19 +37,13 @@ from pypid.config import Config, load_config, parse_override
 from pypid.core.forwarded import TrustedProxies
 from pypid.core.index import Index
 from pypid.core.notice import Notice
-from pypid.core.render import file_url_for
 from pypid.core.startup import StartupError
 from pypid.daemon.container import Parts
 from pypid.daemon.listeners import IListeningReactor, Listeners
 from pypid.daemon.pools import ThreadPools
 from pypid.daemon.readiness import Readiness, RunningMark
-from pypid.state.backfill import Backfill
-from pypid.state.loader import FollowUp, IndexLoader, IndexPart
-from pypid.state.sync import SyncService
-from pypid.state.writer import SnapshotTimer, SnapshotWriter
-from pypid.storage.factory import StoragePart, make_audit_log
-from pypid.storage.interface import IBackfillStorage, ISharedStorage, IStorage
-from pypid.storage.locks import KeyedLock
+from pypid.state.indexes import IndexRegistry
+from pypid.storage.factory import make_audit_log
 from pypid.upstream.factory import UpstreamPart
 from pypid.web.access import AccessPart
 from pypid.web.app import WebPart, build_web
@@ -51,6 +53,7 @@ from pypid.web.channel import ConnectionCounter
 if TYPE_CHECKING:
     # (systemd's notifications load only in a real process, under a unit)
     from pypid.daemon.systemd import Notifier, NotifierPart
+    from pypid.upstream.proxy import UpstreamProxy
 
 
 class IServerReactor(IListeningReactor, IReactorFromThreads):
@@ -134,6 +137,8 @@ def makeService(options: Options, reactor: IServerReactor | None = None,
     reread = partial(load_config, options["config"], options["set"], options["listen"],
                      os.environ)
     try:
+        # (named indexes are built, but not served before issue 26's stage 4)
+        refuse_unserved(options["config_obj"])
         service = build_service(options["config_obj"], reactor, exit_on_failure, pools,
                                 notifier, load_config=reread)
     except StartupError as e:
@@ -174,44 +179,37 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
         configuration again on C{SIGHUP}; L{None} for no reload.
     @raise StartupError: when a part cannot be built from the configuration.
     """
-    refuse_unserved(config)
     if load_config is not None:
         load_config = partial(_served_config, load_config)
     server = config.server
     if pools is None:
         pools = ThreadPools.create(reactor, server.threads)
     run = pools.run
-    storage = StoragePart.from_config(config, run, reactor)
-    # (a MeasuredStorage provides its backend's interfaces: directlyProvides)
-    stored = cast(IStorage, storage.storage)
-    shared = stored if ISharedStorage.providedBy(stored) else None
-    index = Index(file_url_for(server.base_url), page_cache_size=server.page_cache_size)
-    # (what the upstream cache learns is saved within seconds: a crash
-    # loses none of it)
-    learnt = Notice()
-    # (two mismatches between typed modules, both right at run time: [upstream]
-    # url is None only when its mode is "none", and the index's file_url, typed
-    # for a FileRecord, reads only the project and filename an UpstreamFile has)
-    upstream = (
-        UpstreamPart.from_config(
-            config, run, reactor, index, index.file_url, learnt)  # type: ignore[arg-type]
-        if config.upstream.mode != "none" else None)
+    upstreams: list[UpstreamPart] = []
+
+    def attach(index: Index, learnt: Notice) -> UpstreamProxy | None:
+        # (two mismatches between typed modules, both right at run time:
+        # [upstream] url is None only when its mode is "none", and the
+        # index's file_url, typed for a FileRecord, reads only the project
+        # and filename an UpstreamFile has)
+        if config.upstream.mode == "none":
+            return None
+        upstreams.append(UpstreamPart.from_config(
+            config, run, reactor, index, index.file_url, learnt))  # type: ignore[arg-type]
+        return upstreams[0].proxy
+
+    registry = IndexRegistry.from_config(config, run, reactor, upstream=attach)
+    default = registry.default
+    storage, index, stored = default.storage, default.index, default.stored
+    backfill, locks, writer, loaded = default.backfill, default.locks, default.writer, default.part
+    upstream = upstreams[0] if upstreams else None
     proxy = upstream.proxy if upstream is not None else None
     audit = AuditPart(AuditTrail(make_audit_log(config, run, reactor, storage.s3_timings),
                                  reactor))
     access = AccessPart(config, reactor, pools.hashing, audit.trail)
-    # A folder's files found without a record are described after the
-    # server answers (a shared storage imports what it finds its own way).
-    backfill = (Backfill(index, stored, reactor)
-                if IBackfillStorage.providedBy(stored) and shared is None else None)
-    locks = KeyedLock(reactor)
-    writer = SnapshotWriter(index, server.snapshot, run, reactor, stored.identity(),
-                            locks.oldest, shared, proxy, learnt)
-    loader = IndexLoader(index, stored, server.snapshot, run, reactor, writer, proxy, backfill)
-    loaded = IndexPart(index, loader)
     # (after a crash the index is checked against storage before the
     # listeners open; either way the server is ready once it was)
-    readiness = Readiness(loader, lambda: mark.unclean)
+    readiness = Readiness(default.loader, lambda: mark.unclean)
     mark = RunningMark(server.snapshot + ".running",
                        lambda: writer.saved_serial == index.serial, readiness.ready)
     web = WebPart(build_web(
@@ -226,21 +224,31 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
         sources=[source for source in (loaded, writer, storage, upstream, audit, backfill)
                  if source is not None]))
     listeners = Listeners.from_config(config, reactor, web.web.site)
+    # (each named hosted index's parts start after the default's of their
+    # kind: every storage is prepared and every index loaded before the
+    # listeners open, and every last snapshot is taken once they closed)
+    named = registry.parts
     return Parts(_present(
         ("threads", pools),
         ("storage", storage),
+        *named("storage"),
         ("upstream", upstream),
         ("audit", audit),
         ("access", access),
         ("running-mark", mark),     # removed once the last snapshot is saved
         ("index", loaded),          # the listeners open once the index is loaded
+        *named("index"),
         ("snapshot", writer),       # the last snapshot, once the listeners drained
+        *named("snapshot"),
         ("readiness", readiness),   # after a crash, storage checked before listening
         ("web", web),
         ("listeners", listeners),
-        ("snapshot-timer", SnapshotTimer(writer, server.snapshot_interval, reactor)),
-        ("sync", SyncService(index, shared, reactor) if shared is not None else None),
-        ("follow-up", FollowUp(loader)),    # the check of storage, or the backfill
+        ("snapshot-timer", default.timer),
+        *named("snapshot-timer"),
+        ("sync", default.sync),
+        *named("sync"),
+        ("follow-up", default.follow_up),   # the check of storage, or the backfill
+        *named("follow-up"),
         ("systemd", _notifier_part(notifier, reactor, index, readiness)),
     ), reactor, exit_on_failure=exit_on_failure, load_config=load_config)
 
@@ -250,6 +258,7 @@ def refuse_unserved(config: Config) -> None:
     Refuse what the configuration accepts but the server does not serve
     yet (issue 26 lands in stages): named indexes and upstreams, and
     credentials for an upstream, which would otherwise be silently ignored.
+    Called by L{makeService} and at C{SIGHUP}, not by L{build_service}.
 
     @raise StartupError: one line naming the first such section or key.
     """

@@ -7,6 +7,17 @@ exactly as the server does.
 Also L{StoragePart}: the packages' storage as a part of the daemon,
 prepared first (a folder's lock taken, a bucket's credentials and
 conditional writes checked) and closed last but for the thread pools.
+
+A named hosted index (C{[index:NAME]}, issue 26) has a storage of its own,
+the default's settings moved under a root of its own
+(L{index_settings}: C{<path>/.indexes/NAME/}, C{<prefix>.indexes/NAME/}):
+the default index's scan never sees those files (a folder's scan skips
+dot-entries; in a bucket, C{.indexes/} sorts before C{.pypid0}, where the
+default's listing of files starts), so its layout, listing cost and
+snapshot stay today's. Its snapshot is a file of its own
+(L{index_snapshot_path}). The storages of a server's indexes in one bucket
+share one client (L{SharedBucket}): one pool of connections, one
+credential refresh, one count of requests for C{/metrics}.
 """
 
 from __future__ import annotations
@@ -16,12 +27,14 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
+import attrs
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from pypid.core.index_names import DEFAULT
 from pypid.core.metrics import Family, Timings
 from pypid.core.parts import IMetricsSource
 from pypid.core.startup import StartupError
@@ -33,6 +46,7 @@ if TYPE_CHECKING:
     from pypid.storage.audit_log import IAuditLog
     from pypid.storage.s3.api import S3Client
     from pypid.storage.s3.credentials import CredentialSource
+    from pypid.storage.shared_credentials import SharedCredentials
 
 log = Logger()
 
@@ -114,13 +128,104 @@ class StorageSettings(Protocol):
     def s3(self) -> _S3Section: ...
 
 
+#: The folder (under C{[storage] path}) and the key segment (after C{[s3]
+#: prefix}) under which the named indexes' storages live, one each.
+INDEXES = ".indexes"
+
+
+def index_settings(config: _Settings, name: str) -> _Settings:
+    """
+    The configuration of the storage of the hosted index C{name}: the
+    default's, its root moved to C{<path>/.indexes/NAME/} on disk and its
+    keys to C{<prefix>.indexes/NAME/} in the bucket (its own markers, its
+    own copy of its snapshot); the default index's (C{default}) is the
+    configuration itself.
+
+    Every other setting is the default's: one folder on one file system
+    (a promotion is a hard link), one bucket (a promotion is a server-side
+    copy).
+    """
+    if name == DEFAULT:
+        return config
+    # (the Config of a layer above, read through Protocols: mypy's attrs
+    # plugin cannot see that they are attrs classes)
+    evolve: Any = attrs.evolve
+    return cast(_Settings, evolve(
+        config,
+        storage=evolve(config.storage, path=os.path.join(config.storage.path, INDEXES, name)),
+        s3=evolve(config.s3, prefix=f"{config.s3.prefix}{INDEXES}/{name}/")))
+
+
+def index_snapshot_path(snapshot: str, name: str) -> str:
+    """
+    Where the hosted index C{name} keeps its snapshot: C{[pypid] snapshot}
+    for the default index, else C{<snapshot>.d/NAME.json}.
+
+    A folder of their own beside the default's file, rather than files
+    beside it: no index name can meet the default's running mark
+    (C{<snapshot>.running}) or its temporary files, an older pypid reads
+    the default's file as it always did, and one listing shows them all.
+    """
+    if name == DEFAULT:
+        return snapshot
+    return os.path.join(snapshot + ".d", name + ".json")
+
+
+_Settings = TypeVar("_Settings", bound=StorageSettings)
+
+
+@attrs.define
+class SharedBucket:
+    """
+    One client of the C{[s3]} bucket for the storages of every hosted
+    index: one pool of connections (closed when the last storage closes),
+    one credential refresh (L{SharedCredentials}), and the requests of all
+    counted in one L{Timings} (C{/metrics} counts each request once).
+    """
+
+    client: S3Client
+    credentials: SharedCredentials
+    timings: Timings
+    _close: Callable[[], Deferred[Any]]
+    _users: int = 0
+
+    @classmethod
+    def create(cls, config: StorageSettings, run: Run, reactor: IReactorTime) -> SharedBucket:
+        """
+        The client of the configuration's bucket.
+
+        @raise StartupError: as L{make_s3_client}.
+        """
+        from pypid.storage.shared_credentials import SharedCredentials
+
+        timings = Timings()
+        client, credentials, close = make_s3_client(config, run, reactor, timings,
+                                                    credentials=SharedCredentials)
+        return cls(client, cast(SharedCredentials, credentials), timings, close)
+
+    def use(self) -> Callable[[], Deferred[Any] | None]:
+        """
+        Count one more storage using the client; return what it calls as it
+        closes (the pool's connections are dropped after the last).
+        """
+        self._users += 1
+        return self._release
+
+    def _release(self) -> Deferred[Any] | None:
+        self._users -= 1
+        return self._close() if self._users == 0 else None
+
+
 def make_storage(config: StorageSettings, run: Run, reactor: IReactorTime,
-                 s3_timings: Timings | None = None) -> IStorage:
+                 s3_timings: Timings | None = None,
+                 bucket: SharedBucket | None = None) -> IStorage:
     """
     The storage backend the configuration names.
 
     @param s3_timings: the L{Timings} a bucket's requests count in, to
         share them with another client of the bucket (the audit log's).
+    @param bucket: the client of the bucket, shared with the other
+        indexes' storages; L{None}: a client of its own.
     @raise StartupError: when C{[pypid] ca_bundle} cannot be used.
     """
     if config.storage.backend != "s3":
@@ -129,7 +234,11 @@ def make_storage(config: StorageSettings, run: Run, reactor: IReactorTime,
     from pypid.storage.s3.storage import S3Storage
 
     s3 = config.s3
-    client, credentials, close = make_s3_client(config, run, reactor, s3_timings)
+    close: Callable[[], Deferred[Any] | None]
+    if bucket is None:
+        client, credentials, close = make_s3_client(config, run, reactor, s3_timings)
+    else:
+        client, credentials, close = bucket.client, bucket.credentials, bucket.use()
     return S3Storage(
         client, Layout(s3.prefix), credentials, run, reactor,
         os.path.join(config.storage.path, ".pypid", "tmp"),
@@ -143,6 +252,7 @@ def make_storage(config: StorageSettings, run: Run, reactor: IReactorTime,
 def make_s3_client(config: StorageSettings, run: Run, reactor: IReactorTime,
                    timings: Timings | None = None, *, bucket: str | None = None,
                    endpoint: str | None = None, region: str | None = None,
+                   credentials: type[CredentialSource] | None = None,
                    ) -> tuple[S3Client, CredentialSource, Callable[[], Deferred[Any]]]:
     """
     A client of the C{[s3]} bucket (its endpoint, credentials, deadline and
@@ -158,6 +268,8 @@ def make_s3_client(config: StorageSettings, run: Run, reactor: IReactorTime,
         one, virtual-host style), C{[s3] addressing} being the setting of
         the configured endpoint only.
     @param region: its region, when not C{[s3] region}.
+    @param credentials: the class of its credential source (L{SharedCredentials}
+        for a client several storages share); by default L{CredentialSource}.
     @return: C{(client, credentials, close)}: the
         L{pypid.storage.s3.api.S3Client}, its
         L{pypid.storage.s3.credentials.CredentialSource} (to C{start} and
@@ -185,11 +297,11 @@ def make_s3_client(config: StorageSettings, run: Run, reactor: IReactorTime,
     # (the configuration requires a secret key with an access key)
     static = (Credentials(s3.access_key, cast(str, s3.secret_key), s3.session_token)
               if s3.access_key else None)
-    credentials = CredentialSource(static, run, reactor)
+    source = (credentials or CredentialSource)(static, run, reactor)
     http, pool = make_http(reactor, s3.timeout, policy=policy)
-    client = S3Client(Bucket(where, bucket or s3.bucket, region, addressing), credentials, http,
+    client = S3Client(Bucket(where, bucket or s3.bucket, region, addressing), source, http,
                       reactor, s3.timeout, timings=timings)
-    return client, credentials, pool.closeCachedConnections
+    return client, source, pool.closeCachedConnections
 
 
 def make_audit_log(config: StorageSettings, run: Run, reactor: IReactorTime,
@@ -233,11 +345,20 @@ class StoragePart(Service):
         self.s3_timings = s3_timings
 
     @classmethod
-    def from_config(cls, config: StorageSettings, run: Run,
-                    reactor: IReactorTime) -> StoragePart:
-        """The part for the configuration's storage, timed with the monotonic clock."""
-        timings = Timings() if config.storage.backend == "s3" else None
-        return cls(MeasuredStorage(make_storage(config, run, reactor, timings), time.monotonic),
+    def from_config(cls, config: StorageSettings, run: Run, reactor: IReactorTime,
+                    bucket: SharedBucket | None = None) -> StoragePart:
+        """
+        The part for the configuration's storage, timed with the monotonic clock.
+
+        @param bucket: the client of the bucket, shared with the other
+            indexes' storages; L{None}: a client of its own.
+        """
+        if bucket is not None:
+            timings: Timings | None = bucket.timings
+        else:
+            timings = Timings() if config.storage.backend == "s3" else None
+        return cls(MeasuredStorage(make_storage(config, run, reactor, timings, bucket),
+                                   time.monotonic),
                    timings)
 
     def startService(self) -> Deferred[None]:

@@ -1,0 +1,335 @@
+"""
+The hosted indexes of a server, each a stack of its own (issue 26, stage 3).
+
+A hosted index is today's stack instantiated per name, not one L{Index}
+whose records carry an index: every structure of the index, its storage,
+its snapshot and its backfill is keyed by filename, and two indexes may
+hold one filename with other bytes. So L{HostedStack} is everything one
+hosted index owns (its L{Index}, its storage under a root of its own
+(L{pypid.storage.factory.index_settings}), its loader and snapshot writer
+with their timer, its backfill or, on shared storage, its sync, and the
+follow-up of its load), made complete by L{HostedStack.create} from the
+configuration and a name. The default index (C{default}) is built by the
+lines that built the server's one index before: its storage, snapshot
+path and parts are today's, so a server without C{[index:NAME]} is
+exactly today's.
+
+L{IndexRegistry} holds the stacks by name and, for every index (the
+default, the named hosted ones and the views), its sources in order
+(L{pypid.core.views.resolve_order}) and its L{pypid.core.views.IndexView}.
+An index holds nothing more than its own L{Index}: a view keeps pages
+only as they are asked (stage 4 serves them), and the upstreams are not
+sources of the views yet (stage 5 splits the upstream along its seam).
+
+The named stacks load bases first, so that promotion (stage 6) can share
+a base's records with the index they were promoted to as it loads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Protocol, cast
+
+import attrs
+from twisted.application.service import IService
+from twisted.internet.interfaces import IReactorTime
+
+from pypid.core.index import Index
+from pypid.core.index_names import DEFAULT, UPSTREAM_PREFIX, BaseRef
+from pypid.core.notice import Notice
+from pypid.core.render import file_url_for
+from pypid.core.views import ChainSource, ComposedFile, Filters, IndexView, resolve_order
+from pypid.state.backfill import Backfill
+from pypid.state.loader import FollowUp, IndexLoader, IndexPart
+from pypid.state.sync import SyncService
+from pypid.state.writer import SnapshotTimer, SnapshotWriter
+from pypid.storage.factory import (
+    SharedBucket,
+    StoragePart,
+    StorageSettings,
+    index_settings,
+    index_snapshot_path,
+)
+from pypid.storage.interface import IBackfillStorage, ISharedStorage, IStorage, Run
+from pypid.storage.locks import KeyedLock
+
+if TYPE_CHECKING:
+    # (the upstream's modules load only when [upstream] is configured: issue 14)
+    from pypid.upstream.proxy import UpstreamProxy
+
+#: The kinds of parts of a stack, in the order the daemon starts them
+#: (each after the default's part of the same kind: L{pypid.tap}).
+PART_KINDS = ("storage", "index", "snapshot", "snapshot-timer", "sync", "follow-up")
+
+#: C{attach(index, learnt) -> proxy | None}: the upstream of the default
+#: index, built over its L{Index} (what is hosted is never asked upstream),
+#: telling C{learnt} what its cache learnt.
+AttachUpstream = Callable[[Index, Notice], "UpstreamProxy | None"]
+
+
+class _StackServer(Protocol):
+    """What the stacks read of C{[pypid]}."""
+
+    @property
+    def max_upload_size(self) -> int: ...
+    @property
+    def ca_bundle(self) -> str | None: ...
+    @property
+    def base_url(self) -> str | None: ...
+    @property
+    def page_cache_size(self) -> int: ...
+    @property
+    def snapshot(self) -> str: ...
+    @property
+    def snapshot_interval(self) -> float: ...
+
+
+class _IndexSettings(Protocol):
+    """What the registry reads of an C{[index:NAME]} section."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def view(self) -> bool: ...
+    @property
+    def bases(self) -> tuple[BaseRef, ...]: ...
+    @property
+    def min_age(self) -> float: ...
+    @property
+    def as_of(self) -> datetime | None: ...
+    @property
+    def include(self) -> tuple[str, ...]: ...
+    @property
+    def exclude(self) -> tuple[str, ...]: ...
+    @property
+    def prereleases(self) -> str: ...
+    @property
+    def yanked(self) -> str: ...
+
+
+class _UpstreamSettings(Protocol):
+    @property
+    def mode(self) -> str: ...
+
+
+class StackSettings(StorageSettings, Protocol):
+    """
+    What the stacks and the registry read of the configuration (a
+    L{pypid.config.Config}, which this layer may not import).
+    """
+
+    @property
+    def server(self) -> _StackServer: ...
+    @property
+    def upstream(self) -> _UpstreamSettings: ...
+    @property
+    def indexes(self) -> Mapping[str, _IndexSettings]: ...
+
+
+@attrs.frozen(eq=False)
+class HostedStack:
+    """
+    Everything one hosted index owns; its daemon parts by kind (L{parts}).
+
+    @ivar name: C{default} for the index of today's URLs.
+    @ivar storage: its storage, under a root of its own for a named index.
+    @ivar part: the part that loads C{index} (its L{IndexLoader}: C{part.loader}).
+    @ivar locks: its changes to storage, one at a time per filename.
+    @ivar backfill: for a folder of its own, the reading of files found
+        without a record; L{None} otherwise.
+    @ivar sync: for a storage shared with other servers, the taking in of
+        their changes; L{None} otherwise.
+    """
+
+    name: str
+    index: Index
+    storage: StoragePart
+    part: IndexPart
+    writer: SnapshotWriter
+    timer: SnapshotTimer
+    locks: KeyedLock
+    follow_up: FollowUp
+    backfill: Backfill | None = None
+    sync: SyncService | None = None
+
+    @property
+    def loader(self) -> IndexLoader:
+        """What fills its index at start-up."""
+        return self.part.loader
+
+    @property
+    def stored(self) -> IStorage:
+        """Its storage, as the rest of the server uses it (timed)."""
+        # (a MeasuredStorage provides its backend's interfaces: directlyProvides)
+        return cast(IStorage, self.storage.storage)
+
+    @classmethod
+    def create(cls, config: StackSettings, name: str, run: Run, reactor: IReactorTime, *,
+               bucket: SharedBucket | None = None,
+               upstream: AttachUpstream | None = None) -> HostedStack:
+        """
+        The stack of the hosted index C{name} (C{default}: today's index,
+        its storage and snapshot where they always were).
+
+        @param run: C{run(f, *args) -> Deferred}: C{f(*args)} in the I/O pool.
+        @param bucket: the client of the bucket the indexes' storages share,
+            or L{None}: the storage makes its own (a server of one index).
+        @param upstream: builds the upstream proxy of the index, whose
+            state its snapshot keeps; L{None}: none.
+        @raise pypid.core.startup.StartupError: when its storage cannot be
+            built from the configuration.
+        """
+        server = config.server
+        storage = StoragePart.from_config(index_settings(config, name), run, reactor, bucket)
+        # (a MeasuredStorage provides its backend's interfaces: directlyProvides)
+        stored = cast(IStorage, storage.storage)
+        shared = stored if ISharedStorage.providedBy(stored) else None
+        index = Index(file_url_for(_base(server.base_url, name)),
+                      page_cache_size=server.page_cache_size)
+        # (what the upstream cache learns is saved within seconds: a crash
+        # loses none of it)
+        learnt = Notice()
+        proxy = upstream(index, learnt) if upstream is not None else None
+        # A folder's files found without a record are described after the
+        # server answers (a shared storage imports what it finds its own way).
+        backfill = (Backfill(index, stored, reactor)
+                    if IBackfillStorage.providedBy(stored) and shared is None else None)
+        locks = KeyedLock(reactor)
+        path = index_snapshot_path(server.snapshot, name)
+        writer = SnapshotWriter(index, path, run, reactor, stored.identity(), locks.oldest,
+                                shared, proxy, learnt)
+        loader = IndexLoader(index, stored, path, run, reactor, writer, proxy, backfill)
+        return cls(
+            name=name, index=index, storage=storage, part=IndexPart(index, loader),
+            writer=writer, timer=SnapshotTimer(writer, server.snapshot_interval, reactor),
+            locks=locks, follow_up=FollowUp(loader), backfill=backfill,
+            sync=SyncService(index, shared, reactor) if shared is not None else None)
+
+    def parts(self) -> Iterator[tuple[str, IService]]:
+        """
+        Its daemon parts as C{(kind, part)}, in L{PART_KINDS}' order, those
+        it does not have (a sync on a folder of its own) left out.
+        """
+        found: dict[str, IService | None] = {
+            "storage": self.storage, "index": self.part, "snapshot": self.writer,
+            "snapshot-timer": self.timer, "sync": self.sync, "follow-up": self.follow_up}
+        for kind in PART_KINDS:
+            part = found[kind]
+            if part is not None:
+                yield kind, part
+
+
+@attrs.frozen(eq=False)
+class IndexRegistry:
+    """
+    The server's indexes: the hosted stacks by name (the default first,
+    then the named ones, bases before the indexes based on them), and for
+    every index, views included, its sources in order and its view.
+
+    @ivar stacks: name -> L{HostedStack}.
+    @ivar orders: name -> the names of its sources, resolved
+        (L{resolve_order}: itself unless a view, its bases breadth first,
+        the upstreams, C{upstream:NAME}, last).
+    @ivar views: name -> its L{IndexView} over its hosted sources.
+    """
+
+    stacks: Mapping[str, HostedStack]
+    orders: Mapping[str, tuple[str, ...]]
+    views: Mapping[str, IndexView]
+
+    @property
+    def default(self) -> HostedStack:
+        """The stack of today's index (C{/simple/}, uploads at C{/})."""
+        return self.stacks[DEFAULT]
+
+    @property
+    def named(self) -> tuple[HostedStack, ...]:
+        """The named hosted indexes' stacks, in the order they start."""
+        return tuple(stack for name, stack in self.stacks.items() if name != DEFAULT)
+
+    @classmethod
+    def from_config(cls, config: StackSettings, run: Run, reactor: IReactorTime, *,
+                    upstream: AttachUpstream | None = None) -> IndexRegistry:
+        """
+        Every index of the configuration: the default's stack built as the
+        server's one index always was, a stack per named hosted index, and
+        the orders and views of all.
+
+        @param upstream: builds the default index's upstream proxy over its
+            index (C{[upstream]}); L{None} without one.
+        @raise pypid.core.startup.StartupError: when a storage cannot be
+            built from the configuration.
+        """
+        hosted = [name for name in _bases_first(config.indexes)
+                  if name != DEFAULT and not config.indexes[name].view]
+        # (a server of one index keeps its storage's client its own, as always)
+        bucket = (SharedBucket.create(config, run, reactor)
+                  if hosted and config.storage.backend == "s3" else None)
+        stacks = {DEFAULT: HostedStack.create(config, DEFAULT, run, reactor, bucket=bucket,
+                                              upstream=upstream)}
+        for name in hosted:
+            stacks[name] = HostedStack.create(config, name, run, reactor, bucket=bucket)
+        bases = {name: [str(base) for base in index.bases]
+                 for name, index in config.indexes.items() if name != DEFAULT}
+        if config.upstream.mode != "none":
+            bases[DEFAULT] = [UPSTREAM_PREFIX + DEFAULT]
+        views = {name for name, index in config.indexes.items() if index.view}
+        orders: dict[str, tuple[str, ...]] = {}
+        made: dict[str, IndexView] = {}
+        for name in [DEFAULT, *(n for n in config.indexes if n != DEFAULT)]:
+            orders[name] = resolve_order(name, bases, views)
+            settings = config.indexes.get(name)
+            filters = (_filters(settings) if settings is not None and settings.view
+                       else Filters())
+            made[name] = IndexView(
+                name, tuple(ChainSource(source, hosted=stacks[source].index)
+                            for source in orders[name] if source in stacks),
+                filters, _view_file_url(config.server.base_url, name))
+        return cls(stacks, orders, made)
+
+    def parts(self, kind: str) -> list[tuple[str, IService]]:
+        """The named stacks' parts of one kind (L{PART_KINDS}), named C{kind:NAME}."""
+        return [(f"{kind}:{stack.name}", part)
+                for stack in self.named for found, part in stack.parts() if found == kind]
+
+
+def _base(base_url: str | None, name: str) -> str | None:
+    """The base URL of the index C{name}'s pages (served under C{/NAME/}), if any."""
+    if base_url is None or name == DEFAULT:
+        return base_url
+    return f"{base_url}{name}/"
+
+
+def _view_file_url(base_url: str | None, name: str) -> Callable[[ComposedFile], str]:
+    """The link the pages of index C{name} give a file (as L{file_url_for} does)."""
+    # (file_url_for reads only the project and filename a ComposedFile has)
+    return cast(Callable[[ComposedFile], str], file_url_for(_base(base_url, name)))
+
+
+def _filters(settings: _IndexSettings) -> Filters:
+    """A view's filters, from its section."""
+    return Filters(
+        min_age=settings.min_age,
+        as_of=settings.as_of.timestamp() if settings.as_of is not None else None,
+        include=settings.include or ("*",), exclude=settings.exclude,
+        hide_prereleases=settings.prereleases == "hide",
+        hide_yanked=settings.yanked == "hide")
+
+
+def _bases_first(indexes: Mapping[str, _IndexSettings]) -> Sequence[str]:
+    """The index names, each after the indexes it is based on, else in file order."""
+    order: list[str] = []
+
+    def visit(name: str) -> None:
+        if name in order or name not in indexes:
+            return
+        # (cycles were refused with the configuration)
+        for base in indexes[name].bases:
+            if not base.upstream:
+                visit(base.name)
+        order.append(name)
+
+    for name in indexes:
+        visit(name)
+    return order

@@ -1,0 +1,442 @@
+"""
+Tests for L{pypid.state.indexes} and the storage of named indexes
+(L{pypid.storage.factory.index_settings}, L{index_snapshot_path},
+L{SharedBucket}): issue 26, stage 3.
+
+The servers are built by L{pypid.tap.build_service} on a
+L{MemoryReactorClock} with blocking work done at once (nothing listens),
+their parts started and stopped as the daemon does; the bucket is moto's
+(L{tests.s3server}), reached over loopback with the real reactor.
+
+L{GoldenTests} compares a server of one index with what main's code made
+before hosted stacks existed (C{tests/golden_single_index.json}, written by
+a run of commit 3aecfd1's C{build_service}: its parts, its storage tree,
+its snapshot's bytes and its C{/metrics} body, the few values that move
+from run to run masked the same way on both sides).
+"""
+
+import json
+import os
+import re
+import time
+import types
+import zipfile
+from functools import partial
+
+from treq.testing import StubTreq
+from twisted.internet import reactor
+from twisted.internet.defer import ensureDeferred
+from twisted.internet.testing import MemoryReactorClock
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import capturedLogs
+from twisted.python.threadpool import ThreadPool
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from pypid.config import load_config
+from pypid.core.distribution import inspect
+from pypid.state.indexes import PART_KINDS, HostedStack, IndexRegistry
+from pypid.storage import snapshot
+from pypid.storage.factory import (
+    SharedBucket,
+    index_settings,
+    index_snapshot_path,
+    make_storage,
+)
+from pypid.storage.s3.credentials import CredentialSource
+from pypid.storage.s3.sign import Credentials
+from pypid.storage.shared_credentials import SharedCredentials
+from pypid.tap import build_service
+from tests import s3server
+from tests.distributions import make_wheel
+from tests.fakes import run_now, write_file
+from tests.test_tap import fake_pools
+
+#: Two hosted indexes, one based on the other and listed before it, and a view.
+NAMED = """\
+[index:staging]
+bases = release
+
+[index:release]
+
+[index:prod]
+view = yes
+bases = staging
+exclude = experimental-*
+"""
+
+#: The parts of a server of L{NAMED}, in the order they start.
+NAMED_PARTS = [
+    "threads",
+    "storage", "storage:release", "storage:staging",
+    "audit", "access", "running-mark",
+    "index", "index:release", "index:staging",
+    "snapshot", "snapshot:release", "snapshot:staging",
+    "readiness", "web", "listeners",
+    "snapshot-timer", "snapshot-timer:release", "snapshot-timer:staging",
+    "follow-up", "follow-up:release", "follow-up:staging",
+]
+
+UPLOAD_TIME = 1767225600.25
+
+
+def fixed_wheel(name, version):
+    """A wheel whose bytes are the same at every run (its members dated as main's golden run)."""
+    real = zipfile.time
+    zipfile.time = types.SimpleNamespace(
+        time=lambda: 1700000000.0,
+        localtime=lambda t=None: (2023, 11, 14, 22, 13, 20, 1, 318, 0))
+    try:
+        return make_wheel(name, version)
+    finally:
+        zipfile.time = real
+
+
+def part_names(service):
+    """The names of a built server's parts, in the order they start."""
+    return [name for name, _ in service._parts]
+
+
+def tree(root):
+    """Every file under C{root}, relative, in a stable order."""
+    found = []
+    for path, folders, files in os.walk(root):
+        folders.sort()
+        found += [os.path.relpath(os.path.join(path, f), root) for f in sorted(files)]
+    return found
+
+
+class _ServerMixin:
+    """Servers built on a memory reactor, their paths in this test's folder."""
+
+    def setUp(self):
+        self.folder = os.path.abspath(self.mktemp())
+        os.makedirs(self.folder)
+        self.reactor = MemoryReactorClock()
+
+    def config(self, text="", server=""):
+        """A configuration of this test's folder, with C{text} (and C{server} in C{[pypid]})."""
+        path = write_file(os.path.join(self.folder, "pypid.ini"), (
+            f"[pypid]\nsnapshot = {self.folder}/index.json\n"
+            "listen = tcp:0:interface=127.0.0.1\n" + server +
+            f"[storage]\npath = {self.folder}/packages\n" + text).encode())
+        return load_config(path)
+
+    def service(self, text=""):
+        """A server of C{config(text)}, stopped at the end of the test if started."""
+        service = build_service(self.config(text), self.reactor, pools=fake_pools())
+
+        def stop():
+            if service.running:
+                return service.stopService()
+        self.addCleanup(stop)
+        return service
+
+    def started(self, text=""):
+        """A server started (its clock at the real time: storage compares the files' times)."""
+        self.reactor.advance(time.time() - self.reactor.seconds())
+        service = self.service(text)
+        service.startService()
+        self.successResultOf(service.ready)
+        return service
+
+
+class RegistryTests(_ServerMixin, SynchronousTestCase):
+    """The parts, orders and views of several indexes."""
+
+    def test_parts_named_and_ordered(self):
+        """
+        Each named hosted index's parts follow the default's of their kind,
+        named C{kind:NAME}, bases before the indexes based on them; a view
+        has no parts of its own.
+        """
+        self.assertEqual(part_names(self.service(NAMED)), NAMED_PARTS)
+
+    def test_start_and_stop(self):
+        """The parts start in that order and stop in reverse, each index loaded."""
+        service = self.started(NAMED)
+        for name in NAMED_PARTS:
+            self.assertTrue(service.getServiceNamed(name).running, name)
+        self.successResultOf(service.stopService())
+        self.assertFalse(any(service.getServiceNamed(name).running for name in NAMED_PARTS))
+        for name in ("release", "staging"):
+            saved = snapshot.read(os.path.join(self.folder, "index.json.d", f"{name}.json"))
+            self.assertEqual(saved.records, {})
+
+    def test_orders_and_views(self):
+        """
+        Every index has its sources in devpi's order and a view over its
+        hosted ones, the same L{Index} objects as the stacks' (memory once).
+        """
+        registry = IndexRegistry.from_config(self.config(NAMED), run_now, self.reactor)
+        self.assertEqual(list(registry.stacks), ["default", "release", "staging"])
+        self.assertEqual([stack.name for stack in registry.named], ["release", "staging"])
+        self.assertEqual(dict(registry.orders), {
+            "default": ("default",), "staging": ("staging", "release"),
+            "release": ("release",), "prod": ("staging", "release")})
+        prod = registry.views["prod"]
+        self.assertEqual([source.hosted for source in prod.order],
+                         [registry.stacks["staging"].index, registry.stacks["release"].index])
+        self.assertEqual(prod.filters.exclude, ("experimental-*",))
+        self.assertFalse(prod.filters.admits_project("experimental-thing"))
+        self.assertIs(registry.views["default"].order[0].hosted, registry.default.index)
+        self.assertEqual(registry.views["default"].filters.include, ("*",))
+
+    def test_default_upstream_in_order(self):
+        """With C{[upstream]}, the default index's order ends with it."""
+        config = self.config("[upstream]\nmode = redirect\nurl = http://127.0.0.1:9/simple/\n")
+        registry = IndexRegistry.from_config(config, run_now, self.reactor)
+        self.assertEqual(registry.orders["default"], ("default", "upstream:default"))
+        self.assertEqual(len(registry.views["default"].order), 1)
+
+    def test_stack_parts(self):
+        """A stack lists its parts by kind, a sync only on storage shared with other servers."""
+        stack = HostedStack.create(self.config(), "release", run_now, self.reactor)
+        self.assertEqual([kind for kind, _ in stack.parts()],
+                         [kind for kind in PART_KINDS if kind != "sync"])
+        self.assertIsNone(stack.sync)
+        self.assertIsNotNone(stack.backfill)
+        self.assertEqual(stack.writer.path, f"{self.folder}/index.json.d/release.json")
+
+    def test_file_urls(self):
+        """A named index's pages link its files under C{/NAME/}, with or without a base URL."""
+        config = self.config(NAMED)
+        registry = IndexRegistry.from_config(config, run_now, self.reactor)
+        record = self.record()
+        self.assertEqual(registry.stacks["release"].index.file_url(record),
+                         "../../files/holy-grail/holy_grail-1.0-py3-none-any.whl")
+        config = self.config(NAMED, server="base_url = https://pypi.internal.example/\n")
+        registry = IndexRegistry.from_config(config, run_now, self.reactor)
+        self.assertEqual(registry.default.index.file_url(record),
+                         "https://pypi.internal.example/files/holy-grail/"
+                         "holy_grail-1.0-py3-none-any.whl")
+        self.assertEqual(registry.stacks["release"].index.file_url(record),
+                         "https://pypi.internal.example/release/files/holy-grail/"
+                         "holy_grail-1.0-py3-none-any.whl")
+
+    def record(self):
+        """The record of a wheel, as an upload describes it."""
+        filename, data = make_wheel("holy-grail", "1.0")
+        path = write_file(os.path.join(self.folder, "spool"), data)
+        return inspect(path, filename, filename, UPLOAD_TIME).record
+
+
+class NamedStorageTests(_ServerMixin, SynchronousTestCase):
+    """A named index's files and snapshot live under its own root, on local disk."""
+
+    def publish(self, service, name, filename, data):
+        """Publish C{data} into index C{name}'s storage and index, as an upload does."""
+        stack = service.getServiceNamed(f"index:{name}")
+        storage = service.getServiceNamed(f"storage:{name}").storage
+        temp = write_file(os.path.join(storage.temp_dir, "upload"), data)
+        inspected = inspect(temp, filename, filename, UPLOAD_TIME)
+        stored = self.successResultOf(storage.publish(temp, inspected.record,
+                                                      inspected.metadata))
+        stack.index.add(stored)
+        return stored
+
+    def test_files_and_snapshot_of_their_own(self):
+        """
+        A file published to C{release} is stored under
+        C{.indexes/release/}, saved in C{index.json.d/release.json} and
+        loaded back from it after a restart; the default index and its
+        snapshot never see it, nor does C{staging}.
+        """
+        filename, data = make_wheel("holy-grail", "1.0")
+        service = self.started(NAMED)
+        stored = self.publish(service, "release", filename, data)
+        self.successResultOf(service.stopService())
+        packages = os.path.join(self.folder, "packages")
+        self.assertIn(f".indexes/release/{filename}", tree(packages))
+        self.assertIn(f".indexes/release/.pypid/files/{filename}.json", tree(packages))
+        self.assertNotIn(filename, os.listdir(packages))
+        saved = snapshot.read(os.path.join(self.folder, "index.json.d", "release.json"))
+        self.assertEqual(saved.records, {filename: stored})
+        self.assertEqual(snapshot.read(os.path.join(self.folder, "index.json")).records, {})
+
+        with capturedLogs() as events:
+            again = self.started(NAMED)
+        self.assertEqual(again.getServiceNamed("index:release").index.records(), [stored])
+        self.assertEqual(again.getServiceNamed("index").index.records(), [])
+        self.assertEqual(again.getServiceNamed("index:staging").index.records(), [])
+        loaded = [(e.get("how"), e.get("log_namespace")) for e in events if e.get("how")]
+        self.assertEqual(len([how for how, _ in loaded
+                              if how == "from the snapshot; storage is checked against it now"]),
+                         3, loaded)
+
+    def test_default_scan_ignores_named(self):
+        """A file copied into C{.indexes/release/} by hand is release's, never the default's."""
+        filename, data = make_wheel("holy-grail", "1.0")
+        write_file(os.path.join(self.folder, "packages", ".indexes", "release", filename), data)
+        service = self.started(NAMED)
+        self.assertEqual(service.getServiceNamed("index").index.records(), [])
+        self.assertEqual([r.filename for r in
+                          service.getServiceNamed("index:release").index.records()], [filename])
+
+    def test_index_settings(self):
+        """A named index's storage is the default's, its root and prefix moved."""
+        config = self.config("[s3]\nprefix = pypid\n")
+        self.assertIs(index_settings(config, "default"), config)
+        named = index_settings(config, "release")
+        self.assertEqual(named.storage.path, f"{self.folder}/packages/.indexes/release")
+        self.assertEqual(named.s3.prefix, "pypid/.indexes/release/")
+        self.assertEqual(named.s3.bucket_snapshot, config.s3.bucket_snapshot)
+        self.assertEqual(named.server, config.server)
+        self.assertEqual(index_settings(self.config(), "release").s3.prefix,
+                         ".indexes/release/")
+
+    def test_snapshot_path(self):
+        """The default's snapshot is C{[pypid] snapshot}; a named index's in C{<snapshot>.d/}."""
+        self.assertEqual(index_snapshot_path("var/index.json", "default"), "var/index.json")
+        self.assertEqual(index_snapshot_path("var/index.json", "release"),
+                         "var/index.json.d/release.json")
+
+
+class GoldenTests(_ServerMixin, SynchronousTestCase):
+    """A server of one index is exactly what main built before hosted stacks."""
+
+    golden = os.path.join(os.path.dirname(__file__), "golden_single_index.json")
+
+    #: the /metrics series whose values move from run to run (timings,
+    #: free space, the process's own)
+    volatile = ("pypid_storage_duration_seconds", "pypid_storage_free_bytes", "process_")
+
+    def test_same_as_main(self):
+        """
+        The same parts in the same order, the same storage tree, the same
+        snapshot bytes and the same C{/metrics} body as main's run.
+        """
+        with open(self.golden, encoding="utf-8") as f:
+            expected = json.load(f)
+        root = self.folder
+        filename, data = fixed_wheel("holy-grail", "1.0")
+        path = write_file(os.path.join(root, "packages", filename), data)
+        os.utime(path, (1700000000, 1700000000))
+        config = load_config(None, [("storage", "path", f"{root}/packages"),
+                                    ("pypid", "snapshot", f"{root}/index.json"),
+                                    ("pypid", "listen", "tcp:0:interface=127.0.0.1")])
+        self.reactor.advance(1700000100)
+        service = build_service(config, self.reactor, pools=fake_pools())
+        self.assertEqual(part_names(service), expected["parts"])
+        service.startService()
+        self.successResultOf(service.ready)
+        treq = StubTreq(service.getServiceNamed("web").web.site.resource)
+        response = self.successResultOf(treq.get("http://127.0.0.1/metrics"))
+        metrics = self.successResultOf(treq.content(response)).decode()
+        self.successResultOf(service.stopService())
+        self.assertEqual(tree(root), expected["tree"])
+        with open(os.path.join(root, "index.json"), encoding="utf-8") as f:
+            saved = f.read().replace(root, "ROOT")
+        saved = re.sub(r'"boot":"[^"]*","since_boot":[0-9.]+', '"boot":"B","since_boot":0',
+                       saved)
+        self.assertEqual(saved, expected["snapshot"])
+        masked = "".join((line.rsplit(" ", 1)[0] + " X\n") if line.startswith(self.volatile)
+                         else line + "\n" for line in metrics.splitlines())
+        self.assertEqual(masked, expected["metrics"])
+
+
+class SharedCredentialsTests(SynchronousTestCase):
+    """L{SharedCredentials}: found by the first start, refreshed until the last stop."""
+
+    def test_counted(self):
+        """Each user starts and stops them; only the last stop ends their refresh."""
+        stops = []
+        credentials = SharedCredentials(Credentials("a", "s"), run_now, MemoryReactorClock())
+        self.patch(CredentialSource, "stop", lambda self: stops.append(True))
+        for _ in range(2):
+            self.successResultOf(ensureDeferred(credentials.start()))
+        credentials.stop()
+        self.assertEqual(stops, [])
+        credentials.stop()
+        self.assertEqual(stops, [True])
+
+
+class S3NamedStorageTests(TestCase):
+    """On moto's S3: a named index's keys under C{<prefix>.indexes/NAME/}, one client for all."""
+
+    def setUp(self):
+        self.pool = ThreadPool(minthreads=1, maxthreads=4, name="test-indexes")
+        self.pool.start()
+        self.addCleanup(self.pool.stop)
+        self.run = partial(deferToThreadPool, reactor, self.pool)
+        self.bucket = s3server.new_bucket()
+        self.folder = os.path.abspath(self.mktemp())
+        self.config = load_config(None, [
+            ("storage", "backend", "s3"), ("storage", "path", self.folder),
+            ("s3", "bucket", self.bucket), ("s3", "prefix", "packages/"),
+            ("s3", "endpoint_url", s3server.endpoint()),
+            ("s3", "access_key", s3server.ACCESS_KEY),
+            ("s3", "secret_key", s3server.SECRET_KEY)])
+
+    async def test_default_scan_ignores_named(self):
+        """
+        A file published to C{release} is at C{packages/.indexes/release/},
+        found by release's scan and never by the default's, which finds the
+        default's own file; both storages use one client, whose pool closes
+        with the last.
+        """
+        bucket = SharedBucket.create(self.config, self.run, reactor)
+        default = make_storage(self.config, self.run, reactor, bucket=bucket)
+        release = make_storage(index_settings(self.config, "release"), self.run, reactor,
+                               bucket=bucket)
+        await default.prepare()
+        await release.prepare()
+        ours, theirs = make_wheel("holy-grail", "1.0"), make_wheel("holy-grail", "2.0")
+        for storage, (filename, data) in ((default, ours), (release, theirs)):
+            temp = write_file(os.path.join(storage.temp_dir, "upload"), data)
+            inspected = inspect(temp, filename, filename, UPLOAD_TIME)
+            await storage.publish(temp, inspected.record, inspected.metadata)
+        listed = s3server.client().list_objects_v2(Bucket=self.bucket)["Contents"]
+        keys = {item["Key"] for item in listed}
+        self.assertIn(f"packages/{ours[0]}", keys)
+        self.assertIn(f"packages/.indexes/release/{theirs[0]}", keys)
+        self.assertEqual(list((await default.scan({}, 0.0, ())).records), [ours[0]])
+        self.assertEqual(list((await release.scan({}, 0.0, ())).records), [theirs[0]])
+        closes = []
+        self.patch(bucket, "_close", lambda: closes.append(True))
+        await release.close()
+        self.assertEqual(closes, [])
+        await default.close()
+        self.assertEqual(closes, [True])
+
+    async def test_stacks_on_a_bucket(self):
+        """
+        The stacks of two hosted indexes on one bucket load, take a file
+        each to their own keys, save their snapshots to their own files and
+        bucket copies, their requests counted in one client's timings.
+        """
+        folder = self.folder
+        os.makedirs(folder)
+        path = write_file(os.path.join(folder, "pypid.ini"), (
+            f"[pypid]\nsnapshot = {folder}/index.json\n"
+            f"[storage]\nbackend = s3\npath = {folder}/spool\n"
+            f"[s3]\nbucket = {self.bucket}\nprefix = packages/\n"
+            f"endpoint_url = {s3server.endpoint()}\naccess_key = {s3server.ACCESS_KEY}\n"
+            f"secret_key = {s3server.SECRET_KEY}\n" + NAMED).encode())
+        registry = IndexRegistry.from_config(load_config(path), self.run, reactor)
+        stacks = list(registry.stacks.values())
+        for stack in stacks:
+            await stack.storage.startService()
+        for stack in stacks:
+            await stack.part.startService()
+        filename, data = make_wheel("holy-grail", "1.0")
+        release = registry.stacks["release"]
+        temp = write_file(os.path.join(release.stored.temp_dir, "upload"), data)
+        inspected = inspect(temp, filename, filename, UPLOAD_TIME)
+        stored = await release.stored.publish(temp, inspected.record, inspected.metadata)
+        release.index.add(stored)
+        for stack in reversed(stacks):
+            await stack.writer.stopService()
+            stack.part.stopService()
+        for stack in reversed(stacks):
+            await stack.storage.stopService()
+        keys = {item["Key"] for item in
+                s3server.client().list_objects_v2(Bucket=self.bucket)["Contents"]}
+        self.assertIn(f"packages/.indexes/release/{filename}", keys)
+        self.assertIn("packages/.indexes/release/.pypid/snapshot.json.gz", keys)
+        self.assertIn("packages/.indexes/staging/.pypid/snapshot.json.gz", keys)
+        self.assertEqual(
+            list(snapshot.read(f"{folder}/index.json.d/release.json").records), [filename])
+        self.assertEqual(snapshot.read(f"{folder}/index.json").records, {})
+        self.assertIsNotNone(registry.default.sync)
+        self.assertIsNotNone(release.sync)
+        self.assertEqual(release.storage.s3_timings, registry.default.storage.s3_timings)
