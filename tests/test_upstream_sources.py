@@ -11,7 +11,7 @@ import hashlib
 import json
 
 import attrs
-from treq.testing import RequestTraversalAgent
+from treq.testing import RequestSequence, RequestTraversalAgent, StringStubbingResource
 from twisted.internet.defer import ensureDeferred
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
@@ -32,7 +32,8 @@ from pypid.storage.memory import MemoryStorage
 from pypid.upstream.cache import PageCache
 from pypid.upstream.confusion import UpstreamPolicy
 from pypid.upstream.factory import UpstreamPart, cache_settings
-from pypid.upstream.fetch import UpstreamClient, UpstreamError
+from pypid.upstream.fetch import ACCEPT, UpstreamClient, UpstreamError
+from pypid.upstream.project_rules import ChainHosted
 from pypid.upstream.proxy import UpstreamProxy
 from pypid.upstream.source import SourceSide, UpstreamSource
 from pypid.web.access import Access
@@ -187,6 +188,30 @@ class CredentialTests(SynchronousTestCase):
             (FILES, "/mirror/widget/", None),
         ])
 
+    def test_scripted_exchange(self):
+        """
+        The whole exchange, header by header (treq's L{RequestSequence}):
+        the page with C{Authorization}, the redirect's target on the files
+        host without it.
+        """
+        asked = {b"Accept": [ACCEPT.encode()], b"Accept-Encoding": [b"gzip"],
+                 b"Connection": [b"close"]}
+        sequence = RequestSequence([
+            ((b"get", INDEX_A + "widget/", {},
+              {**asked, b"Host": [ORIGIN_A.encode()], b"Authorization": [BASIC]}, b""),
+             (302, {b"location": f"http://{FILES}/mirror/widget/"}, b"")),
+            ((b"get", f"http://{FILES}/mirror/widget/", {},
+              {**asked, b"Host": [FILES.encode()]}, b""),
+             (200, {b"content-type": b"application/vnd.pypi.simple.v1+json"},
+              page("widget", []))),
+        ])
+        agent = RequestTraversalAgent(StringStubbingResource(sequence))
+        client = UpstreamClient(agent, self.clock, INDEX_A, (ORIGIN_A, FILES),
+                                credentials=ALICE)
+        with sequence.consume(self.fail):
+            found = self.successResultOf(drain(agent, ensureDeferred(client.page("widget"))))
+        self.assertEqual(found.project, "widget")
+
     def test_secret_never_shown(self):
         """
         The secret is in no log line, no error and no C{repr}: a refusal
@@ -291,6 +316,25 @@ class TwoUpstreamsTests(SynchronousTestCase):
         self.served("a")
         self.assertEqual(other.pages.holds("widget"), True)
         self.assertEqual(len([s for s in self.origins.seen if s[1] == "/simple/widget/"]), 1)
+
+    def test_chain_hosted(self):
+        """
+        An index whose base hosts a project (L{ChainHosted}) never asks the
+        upstream for it, nor serves its kept files; other names are asked.
+        """
+        release = Index(file_url_for(None))
+        staging = Index(file_url_for(None))
+        release.add(hosted_record())
+        chained = UpstreamProxy.create(self.sources["a"], ChainHosted((staging, release),
+                                                                      staging.rendered),
+                                       staging.file_url)
+        self.assertFalse(chained.decide("widget").allowed)
+        self.assertTrue(chained.decide("gadget").allowed)
+        self.assertTrue(self.proxies["a"].decide("widget").allowed)
+        self.served("a")
+        kept = self.sources["a"].kept.get(WHEEL)
+        self.assertFalse(chained.may_serve(kept))
+        self.assertTrue(self.proxies["a"].may_serve(kept))
 
     def test_labelled_families(self):
         """A labelled source's families carry C{upstream} first; names stay those of today."""
