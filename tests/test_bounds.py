@@ -42,6 +42,7 @@ from pypid.upstream.confusion import UpstreamPolicy
 from pypid.upstream.fetch import UpstreamError, UpstreamNotFound
 from pypid.upstream.parser import UpstreamFile, UpstreamPage
 from pypid.upstream.proxy import UpstreamProxy
+from pypid.upstream.source import UpstreamSource
 from pypid.upstream.transfer import VerifyError
 from pypid.web.channel import ConnectionCounter
 from tests.fakes import FAST
@@ -135,14 +136,14 @@ class BoundsTests(SynchronousTestCase):
         clock.advance(1_000_000)
         pages = PageCache(fetch or (lambda project: succeed(upstream_page(project))),
                           clock, 900.0)
-        return UpstreamProxy.create(_Config(), policy or UpstreamPolicy("cache"), pages, None,
-                                    None, _NoIndex(), lambda f: f"/files/{f.filename}", None,
-                                    clock)
+        source = UpstreamSource.create(_Config(), policy or UpstreamPolicy("cache"), pages,
+                                       None, None, None, clock)
+        return UpstreamProxy.create(source, _NoIndex(), lambda f: f"/files/{f.filename}")
 
     def make_sides(self, fetch=None, policy=None):
         """C{(pages, view, files, kept)}: the upstream's sides, as the proxy builds them."""
         upstream = self.make_proxy(fetch, policy)
-        return upstream._pages, upstream.pages, upstream.files, upstream._kept
+        return upstream.source.pages, upstream.pages, upstream.files, upstream.source.kept
 
     def test_page_cache(self):
         """The upstream page cache keeps at most L{cache.MAX_ENTRIES} projects."""

@@ -35,6 +35,7 @@ from pypid.upstream.confusion import UpstreamPolicy
 from pypid.upstream.fetch import UpstreamClient, UpstreamError, host_allowed
 from pypid.upstream.parser import UpstreamPage, UpstreamPageError, parse_page
 from pypid.upstream.proxy import UpstreamProxy
+from pypid.upstream.source import UpstreamSource
 from pypid.web.access import Access
 from pypid.web.app import build_web
 from pypid.web.respond import RETRY_AFTER
@@ -130,10 +131,10 @@ class _Harness:
         self.storage = MemoryStorage(self.mktemp(), self.clock)
         self.successResultOf(self.storage.prepare())
         self.pages = pages
-        self.proxy = UpstreamProxy.create(
+        source = UpstreamSource.create(
             config, UpstreamPolicy("cache"), pages, client,
-            cache_storage if cache_storage is not None else self.storage, self.index,
-            self.index.file_url, run_now, self.clock)
+            cache_storage if cache_storage is not None else self.storage, run_now, self.clock)
+        self.proxy = UpstreamProxy.create(source, self.index, self.index.file_url)
         verifier = PasswordVerifier({}, self.clock, None, run_in_pool=run_in_pool_now)
         access = Access(AccessModel(read="everyone"), verifier, None, TokenBook(self.clock))
         web = build_web(self.index, self.storage, access, run_now, self.clock,

@@ -1027,12 +1027,16 @@ class UpstreamResource(Resource):
     @param control: a resource answering C{/_control/...}, or L{None}.
     @param raw: the L{RawAnswers}; new ones when L{None}.
     @param cookies: the L{Cookies}; off when L{None}.
+    @param authorization: the exact C{Authorization} value every request
+        (but the control API's) must carry, as an upstream that wants
+        credentials; anything else is answered 401. L{None}: none wanted.
+        Every C{Authorization} received is in L{authorizations}, by path.
     """
 
     isLeaf = True
 
     def __init__(self, index, log, faults=None, *, links="absolute", files_url=None,
-                 clock=None, control=None, raw=None, cookies=None):
+                 clock=None, control=None, raw=None, cookies=None, authorization=None):
         super().__init__()
         if links not in ("absolute", "relative"):
             raise ValueError(f"links must be absolute or relative, not {links!r}")
@@ -1045,6 +1049,8 @@ class UpstreamResource(Resource):
         self._control = control
         self.raw = RawAnswers() if raw is None else raw
         self.cookies = Cookies() if cookies is None else cookies
+        self.authorization = authorization
+        self.authorizations = []
 
     def _reactor(self):
         if self._clock is None:
@@ -1068,6 +1074,14 @@ class UpstreamResource(Resource):
         cookie = self.cookies.next()
         if cookie is not None:
             request.responseHeaders.addRawHeader(b"Set-Cookie", cookie)
+        given = request.getHeader(b"authorization")
+        self.authorizations.append((path, given))
+        if self.authorization is not None and given != self.authorization:
+            self.log.record(method, path, accept, "unauthorized", cookie_length, encoding)
+            request.setResponseCode(401)
+            request.setHeader(b"WWW-Authenticate", b'Basic realm="upstream"')
+            request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+            return b"credentials required\n"
         raw = self.raw.match(path)
         if raw is not None:
             self.log.record(method, path, accept, "raw", cookie_length, encoding)
@@ -1447,12 +1461,13 @@ class UpstreamServer:
 
 
 def start_in_reactor(index, reactor, port=0, *, links="absolute", files_url=None,
-                     log=None, control_directory=None, control=False):
+                     log=None, control_directory=None, control=False, authorization=None):
     """
     Serve C{index} on 127.0.0.1:C{port} (0: any free port) in C{reactor};
     the Deferred fires with the listening L{UpstreamServer}.
 
     @param control: mount the control API under C{/_control/}.
+    @param authorization: the C{Authorization} value required (L{UpstreamResource}).
     @param control_directory: where the control API keeps added files.
     """
     log = RequestLog() if log is None else log
@@ -1464,7 +1479,7 @@ def start_in_reactor(index, reactor, port=0, *, links="absolute", files_url=None
         control_resource = ControlResource(index, log, faults, control_directory, raw, cookies)
     resource = UpstreamResource(index, log, faults, links=links, files_url=files_url,
                                 clock=reactor, control=control_resource, raw=raw,
-                                cookies=cookies)
+                                cookies=cookies, authorization=authorization)
     return UpstreamServer(index, reactor, resource, port).start()
 
 
@@ -1480,7 +1495,15 @@ def main(argv=None):
     parser.add_argument("--links", choices=("absolute", "relative"), default="absolute")
     parser.add_argument("--files-url", default=None,
                         help="absolute base of file URLs in pages")
+    parser.add_argument("--basic", default=None, metavar="USER:PASSWORD",
+                        help="require these credentials (HTTP Basic)")
+    parser.add_argument("--token", default=None, help="require this bearer token")
     args = parser.parse_args(argv)
+    authorization = None
+    if args.basic is not None:
+        authorization = b"Basic " + base64.b64encode(args.basic.encode("utf-8"))
+    elif args.token is not None:
+        authorization = b"Bearer " + args.token.encode("utf-8")
 
     from twisted.internet import reactor
 
@@ -1503,7 +1526,8 @@ def main(argv=None):
         reactor.stop()
 
     d = start_in_reactor(index, reactor, args.port, links=args.links, files_url=args.files_url,
-                         log=RequestLog(echo), control_directory=directory)
+                         log=RequestLog(echo), control_directory=directory,
+                         authorization=authorization)
     d.addCallbacks(listening, failed)
     reactor.run()
     return outcome["code"]
@@ -1521,7 +1545,13 @@ class UpstreamProcess(ChildProcess):
 
     what = "upstream"
 
-    def __init__(self, directory, links="absolute", files_url=None, port=None):
+    def __init__(self, directory, links="absolute", files_url=None, port=None,
+                 credentials=()):
+        """
+        @param credentials: C{("--basic", "USER:PASSWORD")} or
+            C{("--token", TOKEN)}: the upstream wants them; C{()}: it does not.
+        """
+        self.credentials = tuple(credentials)
         self.directory = os.path.abspath(directory)
         os.makedirs(self.directory, exist_ok=True)
         self.log_path = os.path.join(self.directory, LOG_NAME)
@@ -1551,7 +1581,7 @@ class UpstreamProcess(ChildProcess):
                 "--dir", self.directory, "--links", self.links]
         if self.files_url is not None:
             argv += ["--files-url", self.files_url]
-        return argv
+        return argv + list(self.credentials)
 
     def start(self, timeout=STARTUP_TIMEOUT):
         """

@@ -60,6 +60,21 @@ class ProxySettings(DownloadLimits, Protocol):
         """Requests that must ask the upstream, per client address and minute."""
 
 
+class UpstreamIdentity(Protocol):
+    """
+    What pypid tells an upstream that wants to know who asks
+    (L{pypid.config.upstream_settings.UpstreamCredentials}, a layer above).
+    """
+
+    @property
+    def username(self) -> str | None:
+        """The user name of Basic authentication; L{None} for a bearer token."""
+
+    @property
+    def secret(self) -> str:
+        """The password, or the token."""
+
+
 class UpstreamSettings(ProxySettings, Protocol):
     """
     C{[upstream]} as the factory reads it
@@ -106,4 +121,6 @@ class UpstreamSettings(ProxySettings, Protocol):
     def min_age_exempt(self) -> tuple[str, ...]:
         """Projects without the cooldown."""
 
-
+    @property
+    def credentials(self) -> UpstreamIdentity | None:
+        """Who pypid says it is to the upstream, or L{None}."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from typing import Protocol
 
 import attrs
 from twisted.internet.defer import Deferred, ensureDeferred, fail, succeed
@@ -38,7 +39,6 @@ from pypid.upstream.cache import Offline, Remembered, again, recent, remembered
 from pypid.upstream.contracts import DownloadLimits
 from pypid.upstream.fetch import TransferFailed, UpstreamClient, UpstreamError
 from pypid.upstream.kept import KeptFiles
-from pypid.upstream.page_view import PageView
 from pypid.upstream.parser import UpstreamFile
 from pypid.upstream.transfer import DownloadTee, ToFile, VerifyError, open_temp
 
@@ -74,6 +74,24 @@ def _metadata_url(url: str) -> str:
     return path + ".metadata" + sep + query
 
 
+class PageListing(Protocol):
+    """
+    What the files side reads of the cached pages: what a page lists (a
+    file is fetched only if a page listed it), and whom to tell of a file
+    kept. L{pypid.upstream.source.UpstreamSource}'s views, one per index
+    that reads the upstream.
+    """
+
+    def listed(self, project: str, filename: str) -> UpstreamFile | None:
+        """The file C{filename} if a cached page of C{project} shows it."""
+
+    def would_fetch(self, project: str) -> bool:
+        """Whether showing C{project}'s page now would ask the upstream."""
+
+    def file_kept(self, record: FileRecord) -> None:
+        """A file was kept: its page shows it from now on."""
+
+
 @attrs.define
 class UpstreamFiles:
     """
@@ -92,7 +110,7 @@ class UpstreamFiles:
     """
 
     _config: DownloadLimits
-    _view: PageView
+    _view: PageListing
     _client: UpstreamClient
     _storage: IStorage
     _run: Run

@@ -1,14 +1,16 @@
 """
-The upstream proxy built from C{[upstream]}: its page cache, its client,
-and the storage of the files it fetched (beside the hosted ones, under
-C{.upstream}); and L{UpstreamPart}, the proxy as a part of the daemon.
+The upstreams built from C{[upstream]} and each C{[upstream:NAME]}: their
+page cache, their client (with its credentials), and the storage of the
+files they fetched (beside the hosted ones, under C{.upstream} for
+C{[upstream]} and C{.indexes/.upstreams/NAME/} for a named one); and
+L{UpstreamPart}, an upstream as a part of the daemon.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import attrs
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
     from pypid.upstream.page_view import FileUrl
     from pypid.upstream.project_rules import HostedIndex
     from pypid.upstream.proxy import UpstreamProxy
+    from pypid.upstream.source import UpstreamSource
 
 
 class DaemonSettings(StorageSettings, Protocol):
@@ -43,28 +46,61 @@ class DaemonSettings(StorageSettings, Protocol):
     def upstream(self) -> UpstreamSettings:
         """C{[upstream]}."""
 
+    @property
+    def upstreams(self) -> Mapping[str, UpstreamSettings]:
+        """The C{[upstream:NAME]} sections by name."""
+
+
+#: Where the cache of C{[upstream:NAME]} is kept, under the storage's
+#: folder or prefix (C{NAME/} below it); C{[upstream]}'s is C{.upstream}.
+NAMED_CACHES = ".indexes/.upstreams"
+
+
+def cache_settings(config: DaemonSettings, name: str | None) -> DaemonSettings:
+    """
+    The storage settings of an upstream's cache: those of the packages, in
+    C{.upstream} below their folder or prefix for C{[upstream]} (C{name}
+    L{None}), in C{.indexes/.upstreams/NAME/} for C{[upstream:NAME]}.
+    """
+    where = ".upstream" if name is None else f"{NAMED_CACHES}/{name}"
+    # (the Config of a layer above, read through Protocols: mypy's attrs
+    # plugin cannot see that they are attrs classes)
+    evolve: Any = attrs.evolve
+    return cast(DaemonSettings, evolve(
+        config,
+        storage=evolve(config.storage, path=os.path.join(config.storage.path, *where.split("/"))),
+        s3=evolve(config.s3, prefix=config.s3.prefix + where + "/", bucket_snapshot=False)))
+
 
 @implementer(IMetricsSource)
 class UpstreamPart(Service):
     """
-    The upstream proxy as a part of the daemon: its cache is loaded with
-    the index (its state is in the snapshot), and its connections dropped
-    as the server stops, after the requests in flight.
+    An upstream as a part of the daemon: its cache is loaded with the index
+    (its state is in the snapshot), and its connections dropped as the
+    server stops, after the requests in flight.
+
+    The part of C{[upstream]} holds the default index's proxy too; that of
+    an C{[upstream:NAME]} holds only the source, which the indexes that
+    name it read through proxies of their own
+    (C{UpstreamProxy.create(part.source, hosted, file_url)}).
     """
 
-    def __init__(self, proxy: UpstreamProxy, storage: MeasuredStorage) -> None:
+    def __init__(self, source: UpstreamSource, storage: MeasuredStorage,
+                 proxy: UpstreamProxy | None = None) -> None:
         """
-        @param storage: the proxy's storage, whose operations C{/metrics} counts.
+        @param storage: the source's storage, whose operations C{/metrics} counts.
+        @param proxy: the default index's proxy of C{[upstream]}, or L{None}.
         """
-        self._proxy = proxy
+        self._source = source
         self._storage = storage
+        self._proxy = proxy
 
     @classmethod
     def from_config(cls, config: DaemonSettings, run: Run, reactor: IReactorTime,
                     index: HostedIndex, file_url: FileUrl,
                     learnt: Callable[[], None] | None = None) -> UpstreamPart:
         """
-        The part of the configuration's C{[upstream]}.
+        The part of the configuration's C{[upstream]}, with the default index's proxy.
 
         @param reactor: the reactor (its clock, and its connections to the
             upstream and the bucket).
@@ -75,46 +111,83 @@ class UpstreamPart(Service):
         @raise pypid.core.startup.StartupError: when C{[pypid] ca_bundle}
             cannot be used.
         """
-        from pypid.http.client import make_agent, outbound_policy
-        from pypid.upstream.cache import PageCache
-        from pypid.upstream.confusion import UpstreamPolicy
-        from pypid.upstream.fetch import UpstreamClient
         from pypid.upstream.proxy import UpstreamProxy
 
-        up = config.upstream
-        # (the Config of a layer above, read through Protocols: mypy's attrs
-        # plugin cannot see that they are attrs classes)
-        evolve: Any = attrs.evolve
-        cache_config = evolve(
-            config,
-            storage=evolve(config.storage, path=os.path.join(config.storage.path, ".upstream")),
-            s3=evolve(config.s3, prefix=config.s3.prefix + ".upstream/", bucket_snapshot=False))
-        storage = MeasuredStorage(make_storage(cache_config, run, reactor), time.monotonic)
-        agent, pool = make_agent(reactor, up.timeout, policy=outbound_policy(config))
-        client = UpstreamClient(agent, reactor, up.url, up.hosts, up.timeout, up.max_page_size,
-                                run=run, deadline=up.fetch_deadline,
-                                max_entries=up.max_page_files)
-        pages = PageCache(lambda project: ensureDeferred(client.page(project)), reactor, up.ttl,
-                          up.offline, max_bytes=up.page_cache_size, on_change=learnt)
-        policy = UpstreamPolicy(up.mode, up.private, up.merge, up.min_age, up.min_age_exempt)
-        # (a MeasuredStorage provides its backend's interfaces, declared on
-        # the instance as it is made: mypy cannot see them)
-        proxy = UpstreamProxy.create(up, policy, pages, client, cast(IStorage, storage), index,
-                                     file_url, run, reactor, on_close=pool.closeCachedConnections,
-                                     on_change=learnt)
-        return cls(proxy, storage)
+        source, storage = _make_source(config, config.upstream, None, run, reactor, learnt)
+        return cls(source, storage, UpstreamProxy.create(source, index, file_url))
+
+    @classmethod
+    def named(cls, config: DaemonSettings, name: str, run: Run, reactor: IReactorTime,
+              learnt: Callable[[], None] | None = None) -> UpstreamPart:
+        """
+        The part of C{[upstream:NAME]}: its source alone, its cache under
+        C{.indexes/.upstreams/NAME/}, its own budgets and state.
+
+        @param learnt: called (without arguments) whenever a page was fetched
+            or a file kept, so that its state is saved soon.
+        @raise KeyError: no such section.
+        @raise pypid.core.startup.StartupError: when C{[pypid] ca_bundle}
+            cannot be used.
+        """
+        source, storage = _make_source(config, config.upstreams[name], name, run, reactor,
+                                       learnt)
+        return cls(source, storage)
+
+    @property
+    def source(self) -> UpstreamSource:
+        """The upstream, which every index that names it reads."""
+        return self._source
 
     @property
     def proxy(self) -> UpstreamProxy:
-        """The proxy the web layer, the loader and the snapshot writer hold."""
+        """
+        The default index's proxy, which the web layer, the loader and the
+        snapshot writer hold.
+
+        @raise LookupError: for a named upstream's part.
+        """
+        if self._proxy is None:
+            raise LookupError(f"upstream:{self._source.name} has no default proxy: "
+                              "UpstreamProxy.create(part.source, hosted, file_url)")
         return self._proxy
 
     def stopService(self) -> None:
         """Drop the connections to the upstream."""
         Service.stopService(self)
-        self._proxy.close()
+        self._source.close()
 
     def metric_families(self) -> Iterator[Family]:
-        """The proxy's pages, files and fetches, and its storage's operations."""
-        yield from self._proxy.metric_families()
-        yield from self._storage.operation_families("upstream")
+        """The source's pages, files and fetches, and its storage's operations."""
+        yield from self._source.metric_families()
+        store = "upstream" if self._proxy is not None else f"upstream:{self._source.name}"
+        yield from self._storage.operation_families(store)
+
+
+def _make_source(config: DaemonSettings, up: UpstreamSettings, name: str | None, run: Run,
+                 reactor: IReactorTime, learnt: Callable[[], None] | None,
+                 ) -> tuple[UpstreamSource, MeasuredStorage]:
+    """The source of C{up} (C{[upstream]} when C{name} is L{None}) and its storage."""
+    from pypid.http.client import make_agent, outbound_policy
+    from pypid.upstream.cache import PageCache
+    from pypid.upstream.confusion import UpstreamPolicy
+    from pypid.upstream.fetch import UpstreamClient
+    from pypid.upstream.source import DEFAULT_UPSTREAM, UpstreamSource
+
+    storage = MeasuredStorage(make_storage(cache_settings(config, name), run, reactor),
+                              time.monotonic)
+    agent, pool = make_agent(reactor, up.timeout, policy=outbound_policy(config))
+    client = UpstreamClient(agent, reactor, up.url, up.hosts, up.timeout, up.max_page_size,
+                            run=run, deadline=up.fetch_deadline,
+                            max_entries=up.max_page_files, credentials=up.credentials)
+    pages = PageCache(lambda project: ensureDeferred(client.page(project)), reactor, up.ttl,
+                      up.offline, max_bytes=up.page_cache_size, on_change=learnt)
+    policy = UpstreamPolicy(up.mode, up.private, up.merge, up.min_age, up.min_age_exempt)
+    # (a MeasuredStorage provides its backend's interfaces, declared on the
+    # instance as it is made: mypy cannot see them); the default's families
+    # are labelled only once named upstreams exist, so that /metrics of a
+    # server with [upstream] alone is byte for byte what it was
+    source = UpstreamSource.create(
+        up, policy, pages, client, cast(IStorage, storage), run, reactor,
+        name=name or DEFAULT_UPSTREAM, labelled=bool(config.upstreams),
+        on_close=pool.closeCachedConnections, on_change=learnt)
+    return source, storage

@@ -8,10 +8,18 @@ only from the configured hosts, so pypid never becomes an open proxy (which
 URL may be fetched at all is decided by the cache: only URLs its pages
 listed). Redirects are followed by hand, a few at most, and only to allowed
 hosts. Parsing is in L{pypid.upstream.parser}, which does no I/O.
+
+An upstream that wants to know who asks is sent C{Authorization} (Basic
+for a user name and password, Bearer for a token) only on requests to
+the origin (scheme, host and port) of its C{url}: never to the other
+C{hosts} its files may come from, and never after a redirect to another
+origin, so a file host or a redirect target never learns the secret. The
+header is made once and kept in one private attribute; no message names it.
 """
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterable
 from urllib.parse import quote, urljoin, urlsplit
 
@@ -23,6 +31,7 @@ from twisted.web.iweb import IAgent, IResponse
 
 from pypid.http import bodies
 from pypid.storage.interface import Run
+from pypid.upstream.contracts import UpstreamIdentity
 from pypid.upstream.parser import (
     MAX_PAGE_ENTRIES,
     UpstreamPage,
@@ -64,6 +73,29 @@ class UpstreamNotFound(Exception):
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
+def origin(url: str) -> tuple[str, str, int | None] | None:
+    """
+    The origin of C{url}: C{(scheme, host, port)}, the scheme's default port
+    filled in; L{None} when it has none (not http(s), or malformed).
+    """
+    try:
+        parts = urlsplit(url)
+        port = parts.port or _DEFAULT_PORTS.get(parts.scheme)
+    except ValueError:
+        return None
+    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
+        return None
+    return parts.scheme, parts.hostname.lower(), port
+
+
+def authorization(credentials: UpstreamIdentity) -> bytes:
+    """The C{Authorization} header's value for C{credentials}: Basic, or Bearer for a token."""
+    if credentials.username is None:
+        return b"Bearer " + credentials.secret.encode("utf-8")
+    pair = f"{credentials.username}:{credentials.secret}".encode()
+    return b"Basic " + base64.b64encode(pair)
+
+
 def host_allowed(url: str, hosts: Iterable[str]) -> bool:
     """
     Whether C{url} is an http(s) URL, without credentials, on one of
@@ -98,7 +130,8 @@ class UpstreamClient:
     def __init__(self, agent: IAgent, clock: IReactorTime, index_url: str, hosts: Iterable[str],
                  timeout: float = 10.0, max_page_size: int = 20 << 20,
                  run: Run | None = None, deadline: float = 600.0,
-                 max_entries: int = MAX_PAGE_ENTRIES) -> None:
+                 max_entries: int = MAX_PAGE_ENTRIES,
+                 credentials: UpstreamIdentity | None = None) -> None:
         """
         @param agent: the L{IAgent} to ask with: no cookie jar (an index
             needs none, and treq's kept every cookie an upstream set),
@@ -108,6 +141,8 @@ class UpstreamClient:
         @param deadline: the longest one fetch may take in all, however
             steadily its body trickles in.
         @param max_entries: the most entries one page may list.
+        @param credentials: who pypid says it is, to the origin of
+            C{index_url} alone; or L{None}.
         """
         self._run = run
         self._agent = agent
@@ -121,6 +156,9 @@ class UpstreamClient:
         # Pages and metadata being read at once: each holds up to
         # max_page_size (and its decoding) until it is parsed.
         self._turns = DeferredSemaphore(MAX_READS)
+        # (the header, secret inside: sent to this origin only, never shown)
+        self._origin = origin(index_url)
+        self._authorization = None if credentials is None else authorization(credentials)
 
     async def page(self, project: str) -> UpstreamPage:
         """
@@ -270,6 +308,8 @@ class UpstreamClient:
         # (characters a URL may not hold, as a page or a redirect may give
         # them, are percent-encoded as treq did: the agent refuses them)
         target = quote(url, safe=_URL_SAFE).encode("ascii")
+        if self._authorization is not None and origin(url) == self._origin:
+            headers = {**headers, b"authorization": [self._authorization]}
         try:
             d = self._agent.request(b"GET", target, Headers(headers), None)
         except ValueError as e:

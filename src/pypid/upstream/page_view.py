@@ -207,6 +207,21 @@ class PageView:
                 # shows what is kept from now on, L{_as_kept})
                 self._rendered.pop(record.project)
 
+    def shown(self, project: str, entry: CachedPage) -> dict[str, UpstreamFile]:
+        """
+        The files of C{entry} clients see, by filename in page order (the
+        same dict as long as they stay the same: a composed page's token).
+        """
+        return self._memo(project, entry).files
+
+    def rendered(self, project: str, entry: CachedPage, kind: str) -> Page:
+        """C{entry}'s page of C{kind}, rendered with this view's links."""
+        return self._render(project, entry, kind)
+
+    def link(self, f: FileRecord | UpstreamFile) -> str:
+        """The link this view's pages give C{f}."""
+        return self._file_url(f)
+
     def _shown_of(self, project: str, entry: CachedPage) -> dict[str, UpstreamFile]:
         return self._memo(project, entry).files
 

@@ -1,19 +1,18 @@
 """
 The upkeep of the upstream cache, apart from serving clients: what an
 administrator asks (a project's page fetched again now, the files a
-requirements file pins fetched in advance), and the cache's state in the
-snapshot (taken back at start-up, saved when it changed).
+requirements file pins fetched in advance), as one index sees the
+upstream (its hosted projects are never asked for). The cache's state in
+the snapshot is the upstream's own (L{pypid.upstream.source}).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 import attrs
 from twisted.logger import Logger
 
-from pypid.core.model import FileRecord
 from pypid.storage.interface import StorageError
 from pypid.upstream.cache import CachedPage, Offline, PageCache
 from pypid.upstream.downloads import DownloadsBusy, UpstreamFiles
@@ -41,8 +40,6 @@ class CacheUpkeep:
     _view: PageView
     _files: UpstreamFiles
     _kept: KeptFiles
-    # how many files were kept at the last snapshot
-    _saved_count: int = attrs.field(init=False, default=0)
 
     async def refresh(self, project: str) -> CachedPage:
         """
@@ -97,35 +94,3 @@ class CacheUpkeep:
                 report.append({"project": pin.project, "filename": f.filename,
                                "status": "kept" if known else "cached"})
         return report
-
-    # -- start-up and the snapshot ------------------------------------------------
-
-    async def load(self, state: object = None, since: float = 0.0) -> None:
-        """
-        Prepare the cache storage and learn what it holds, starting from the
-        records and pages of a snapshot's C{state} (storage stays the truth:
-        what changed since C{since} is read again).
-        """
-        known: dict[str, FileRecord] = {}
-        if isinstance(state, dict):
-            for data in state.get("files") or ():
-                try:
-                    record = FileRecord.from_json(data)
-                except (TypeError, ValueError):
-                    continue
-                known[record.filename] = record
-                # (before the pages: those of kept files are kept last)
-                self._pages.pin(record.project)
-            self._pages.load_json(state.get("pages"))
-        await self._files.rescan(known, since)
-
-    def state(self) -> dict[str, Any]:
-        """The cached pages and files, JSON-ready, for the snapshot."""
-        self._pages.saved()
-        self._saved_count = len(self._kept)
-        return {"pages": self._pages.to_json(),
-                "files": [record.to_json() for record in self._kept]}
-
-    def state_changed(self) -> bool:
-        """Whether pages or files were fetched since the last L{state}."""
-        return self._pages.changed or len(self._kept) != self._saved_count

@@ -1,0 +1,331 @@
+"""
+One upstream index as pypid holds it, whichever indexes read it: its page
+cache, its client (with its credentials), its files fetched and kept, its
+budget of requests per address, its state in the snapshot and its numbers
+for C{/metrics}.
+
+Apart from L{pypid.upstream.proxy.UpstreamProxy} because several indexes
+may name one upstream among their bases (issue 26): what the upstream
+said, and the bytes of a file, are the same whoever asks, so they are
+kept once; what a client of one index is shown (which names are hosted
+there, the links of its pages) is the proxy's, one per index. A page is
+cached by project name inside one source only, so a page fetched from one
+upstream is never served as another's.
+
+L{SourceSide} is a source as L{pypid.core.views.compose} reads it, for
+the pages an index composes of its bases.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, cast
+
+import attrs
+from twisted.internet.interfaces import IReactorTime
+
+from pypid.core.metrics import Family, by_label, gauge, timing_families
+from pypid.core.model import FileRecord
+from pypid.core.render import Page
+from pypid.core.views import ComposedFile
+from pypid.storage.interface import IStorage, Run
+from pypid.upstream.budget import MissBudget
+from pypid.upstream.cache import PageCache
+from pypid.upstream.confusion import Decision, UpstreamPolicy
+from pypid.upstream.contracts import ProxySettings
+from pypid.upstream.downloads import UpstreamFiles
+from pypid.upstream.fetch import UpstreamClient
+from pypid.upstream.kept import KeptFiles
+from pypid.upstream.page_view import FileUrl, PageView
+from pypid.upstream.parser import UpstreamFile
+
+#: The name of C{[upstream]} (C{upstream:default} to an index's C{bases}).
+DEFAULT_UPSTREAM = "default"
+
+
+@attrs.define
+class _Views:
+    """
+    The pages of a source as each index that reads it shows them: what the
+    files side asks (a file is fetched only when some index's page lists
+    it) and tells (a file was kept).
+    """
+
+    _pages: PageCache
+    _views: list[PageView] = attrs.field(factory=list)
+
+    def add(self, view: PageView) -> None:
+        """One more index reads the source."""
+        self._views.append(view)
+
+    def listed(self, project: str, filename: str) -> UpstreamFile | None:
+        """The file C{filename} if a cached page of C{project} shows it to some index."""
+        for view in self._views:
+            found = view.listed(project, filename)
+            if found is not None:
+                return found
+        return None
+
+    def would_fetch(self, project: str) -> bool:
+        """Whether showing C{project}'s page now would ask the upstream."""
+        return self._pages.would_fetch(project)
+
+    def file_kept(self, record: FileRecord) -> None:
+        """A file was kept: its page is kept past every other, and shows it in every index."""
+        self._pages.pin(record.project)
+        for view in self._views:
+            view.file_kept(record)
+
+
+@attrs.define
+class UpstreamSource:
+    """
+    One upstream, shared by every index that reads it.
+
+    @ivar name: C{default} for C{[upstream]}, C{NAME} for C{[upstream:NAME]}.
+    @ivar labelled: whether its families on C{/metrics} carry an
+        C{upstream} label (only once named upstreams exist, so that
+        C{/metrics} of a server with C{[upstream]} alone is as it was).
+    @ivar _config: the section's limits.
+    @ivar _policy: its rules against dependency confusion.
+    @ivar _pages: the cached pages.
+    @ivar _client: the upstream (its index root, for C{redirect} mode).
+    @ivar _files: the files, fetched and kept.
+    @ivar _kept: the records of the files kept.
+    @ivar _views: the indexes' views of its pages.
+    @ivar _misses: the per-address budget of requests that ask it.
+    @ivar _clock: the time, for the budget.
+    @ivar _on_close: drops the connections to the upstream, or L{None}.
+    """
+
+    name: str
+    labelled: bool
+    _config: ProxySettings
+    _policy: UpstreamPolicy
+    _pages: PageCache
+    _client: UpstreamClient
+    _files: UpstreamFiles
+    _kept: KeptFiles
+    _views: _Views
+    _misses: MissBudget
+    _clock: IReactorTime
+    _on_close: Callable[[], object] | None = None
+    # how many files were kept at the last snapshot
+    _saved_count: int = attrs.field(init=False, default=0)
+
+    @classmethod
+    def create(cls, config: ProxySettings, policy: UpstreamPolicy, pages: PageCache,
+               client: UpstreamClient, storage: IStorage, run: Run, clock: IReactorTime,
+               name: str = DEFAULT_UPSTREAM, labelled: bool = False,
+               on_close: Callable[[], object] | None = None,
+               on_change: Callable[[], None] | None = None) -> UpstreamSource:
+        """
+        The source, complete (no index reads it yet: L{UpstreamProxy.create}).
+
+        @param pages: the cache of its pages.
+        @param storage: where fetched files are kept (an L{IStorage} of its own).
+        @param on_close: drops the connections to the upstream.
+        @param on_change: called (without arguments) when a file was kept,
+            so that the snapshot is saved soon (the L{PageCache} is given
+            the same).
+        """
+        kept = KeptFiles()
+        views = _Views(pages)
+        files = UpstreamFiles(config, views, client, storage, run, clock, kept, on_change)
+        return cls(name, labelled, config, policy, pages, client, files, kept, views,
+                   MissBudget(config.max_misses_per_address), clock, on_close)
+
+    # -- what the indexes that read it share --------------------------------------
+
+    @property
+    def mode(self) -> str:
+        """C{none}, C{redirect} or C{cache}."""
+        return self._config.mode
+
+    @property
+    def settings(self) -> ProxySettings:
+        """Its section's limits."""
+        return self._config
+
+    @property
+    def policy(self) -> UpstreamPolicy:
+        """Its rules against dependency confusion."""
+        return self._policy
+
+    @property
+    def pages(self) -> PageCache:
+        """Its cached pages (by project name, its own)."""
+        return self._pages
+
+    @property
+    def client(self) -> UpstreamClient:
+        """The upstream itself."""
+        return self._client
+
+    @property
+    def files(self) -> UpstreamFiles:
+        """Its files: fetched on their first download, checked, kept."""
+        return self._files
+
+    @property
+    def kept(self) -> KeptFiles:
+        """The records of its files kept."""
+        return self._kept
+
+    @property
+    def clock(self) -> IReactorTime:
+        """The time its pages and budgets are kept by."""
+        return self._clock
+
+    def watch(self, view: PageView) -> None:
+        """An index reads the source through C{view}: it is told of every file kept."""
+        self._views.add(view)
+
+    def charge(self, address: str | None) -> float | None:
+        """
+        Charge C{address} for one request that asks the upstream now.
+
+        @return: L{None}, or the seconds to wait before asking again.
+        """
+        return self._misses.charge(address, self._clock.seconds())
+
+    # -- its life: the snapshot, the numbers, the end ------------------------------
+
+    async def load(self, state: object = None, since: float = 0.0) -> None:
+        """
+        Prepare the cache storage and learn what it holds, starting from the
+        records and pages of a snapshot's C{state} (storage stays the truth:
+        what changed since C{since} is read again).
+        """
+        known: dict[str, FileRecord] = {}
+        if isinstance(state, dict):
+            for data in state.get("files") or ():
+                try:
+                    record = FileRecord.from_json(data)
+                except (TypeError, ValueError):
+                    continue
+                known[record.filename] = record
+                # (before the pages: those of kept files are kept last)
+                self._pages.pin(record.project)
+            self._pages.load_json(state.get("pages"))
+        await self._files.rescan(known, since)
+
+    def state(self) -> dict[str, Any]:
+        """The cached pages and files, JSON-ready, for the snapshot."""
+        self._pages.saved()
+        self._saved_count = len(self._kept)
+        return {"pages": self._pages.to_json(),
+                "files": [record.to_json() for record in self._kept]}
+
+    def state_changed(self) -> bool:
+        """Whether pages or files were fetched since the last L{state}."""
+        return self._pages.changed or len(self._kept) != self._saved_count
+
+    def metric_families(self) -> Iterator[Family]:
+        """
+        Pages and files asked for and how they were served, what is kept,
+        and the fetches; with an C{upstream} label first when L{labelled}.
+        """
+        pages, files = self._pages, self._files
+        families = [
+            by_label("pypid_upstream_pages", "Upstream project pages asked for, by how they "
+                     "were served (hit, stale, miss, unavailable).", "result", pages.served),
+            by_label("pypid_upstream_files", "Upstream files asked for, by how they were "
+                     "served (hit: kept already, miss: fetched, unavailable: offline).",
+                     "result", files.served),
+            gauge("pypid_upstream_cached_pages", "Upstream project pages cached.",
+                  len(pages.entries)),
+            gauge("pypid_upstream_cached_files", "Upstream files kept.", len(self._kept)),
+            *timing_families(("pypid_upstream_fetches", "pypid_upstream_fetch_errors",
+                              "pypid_upstream_fetch_duration_seconds"),
+                             "Fetches from the upstream", ("kind",),
+                             [((), pages.timings), ((), files.timings)])]
+        for family in families:
+            yield labelled(family, self.name) if self.labelled else family
+
+    def close(self) -> None:
+        """Drop the connections to the upstream (at the end of the service's life)."""
+        if self._on_close is not None:
+            self._on_close()
+
+
+def labelled(family: Family, upstream: str) -> Family:
+    """C{family} with an C{upstream} label first, of value C{upstream}."""
+    return attrs.evolve(family, labels=("upstream", *family.labels),
+                        samples=tuple(((upstream, *values), sample)
+                                      for values, sample in family.samples))
+
+
+@attrs.frozen
+class SourceSide:
+    """
+    A source as an index's composed pages read it (L{pypid.core.views.UpstreamSide}):
+    the decision per project, and what its cached page shows now, without
+    I/O; the page a composed page delegates to is its default proxy's.
+
+    @ivar name: as a base names it (C{upstream:NAME}).
+    @ivar _source: the upstream.
+    @ivar _view: what its pages show, with the links of the pages it
+        delegates to (a view over an index that hosts nothing: the
+        chain's own confusion rules are applied by the composition).
+    """
+
+    name: str
+    _source: UpstreamSource
+    _view: PageView
+
+    @classmethod
+    def of(cls, source: UpstreamSource, file_url: FileUrl) -> SourceSide:
+        """The side of C{source}, its own pages linking files with C{file_url}."""
+        view = PageView(source.policy, source.pages, _NOTHING_HOSTED, file_url, source.clock,
+                        source.kept)
+        source.watch(view)
+        return cls(f"upstream:{source.name}", source, view)
+
+    def decide(self, project: str, hosted: bool) -> Decision:
+        """May the upstream be asked about C{project}, C{hosted} in the chain?"""
+        return self._source.policy.decide(project, hosted)
+
+    def cached(self, project: str) -> tuple[object, Sequence[ComposedFile]] | None:
+        """
+        C{(token, files)}: what the cached page of C{project} shows now
+        (cooldown applied, kept files' hashes), and the page entry's shown
+        files as the token (the same object as long as the files are).
+        """
+        if self._source.mode != "cache":
+            return None
+        entry = self._source.pages.entries.get(project)
+        if entry is None or entry.page is None:
+            return None
+        files = self._view.shown(project, entry)
+        return files, tuple(files.values())
+
+    def file_url(self, f: ComposedFile) -> str:
+        """The link its own pages give C{f}."""
+        # (the files it gives are its page's)
+        return self._view.link(cast(UpstreamFile, f))
+
+    def page(self, project: str, kind: str) -> Page:
+        """Its own rendered page of what L{cached} gives."""
+        entry = self._source.pages.entries.get(project)
+        if entry is None or entry.page is None:
+            raise KeyError(project)
+        return self._view.rendered(project, entry, kind)
+
+
+@attrs.frozen
+class _NothingHosted:
+    """An index that hosts nothing (the chain's own rules are the composition's)."""
+
+    def project(self, name: str) -> None:
+        """Nothing is hosted."""
+        return None
+
+    @property
+    def rendered(self) -> Any:
+        """Never read: nothing is hosted, so no merged page is kept."""
+        raise AttributeError("rendered")
+
+
+_NOTHING_HOSTED = _NothingHosted()
+
