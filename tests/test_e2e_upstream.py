@@ -413,3 +413,51 @@ class RestartTests(DaemonTestCase):
         self.assertEqual(installed(again), {"kept-app": "1.0"})
         page = http("GET", daemon.index_url + "kept-app/")
         self.assertTrue(page.header("warning"), "a stale page says so")
+
+
+class CredentialedUpstreamTests(DaemonTestCase):
+    """
+    An C{[upstream]} that wants credentials (issue 26): pypid sends them,
+    pip and uv install through it, and the secret shows nowhere.
+    """
+
+    def upstream_and_daemon(self, password_given):
+        """A loopback upstream wanting C{svc} with its password, and a daemon in front."""
+        secret = "up-secret-" + "x" * 12
+        upstream = UpstreamProcess(os.path.abspath(self.mktemp()),
+                                   credentials=("--basic", f"svc:{secret}"))
+        upstream.add_wheel("locked-app", "1.0", requires_dist=["locked-lib"])
+        upstream.add_wheel("locked-lib", "2.0")
+        upstream.start()
+        self.addCleanup(upstream.kill)
+        password_file = os.path.abspath(self.mktemp())
+        with open(password_file, "w", encoding="utf-8") as f:
+            f.write(password_given(secret) + "\n")
+        daemon = self.new_daemon(settings={
+            "upstream.mode": "cache", "upstream.url": upstream.url,
+            "upstream.username": "svc", "upstream.password_file": password_file})
+        return upstream, daemon, secret
+
+    def test_installs_through_it(self):
+        """pip and uv install from the upstream through pypid; it never answered 401."""
+        upstream, daemon, secret = self.upstream_and_daemon(lambda secret: secret)
+        target = os.path.abspath(self.mktemp())
+        self.clients.pip_install(target, daemon.index_url, "locked-app")
+        self.assertEqual(installed(target), {"locked-app": "1.0", "locked-lib": "2.0"})
+        again = os.path.abspath(self.mktemp())
+        self.clients.uv_install(again, daemon.index_url, "locked-app")
+        self.assertEqual(installed(again), {"locked-app": "1.0", "locked-lib": "2.0"})
+        faults = [entry["fault"] for entry in upstream.requests()]
+        self.assertNotIn("unauthorized", faults)
+        page = http("GET", daemon.url + "project/locked-app/")
+        self.assertNotIn(secret.encode(), page.body)
+        self.assertNotIn(secret, daemon.log_text())
+
+    def test_wrong_password(self):
+        """A wrong password: pypid answers 502, and logs the refusal without the secret."""
+        upstream, daemon, secret = self.upstream_and_daemon(lambda secret: secret + "-old")
+        page = http("GET", daemon.index_url + "locked-app/")
+        self.assertEqual(page.status, 502, page.body)
+        self.assertIn("unauthorized", [entry["fault"] for entry in upstream.requests()])
+        self.assertNotIn(secret, daemon.log_text())
+        self.assertNotIn(secret + "-old", daemon.log_text())

@@ -256,8 +256,7 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
 def refuse_unserved(config: Config) -> None:
     """
     Refuse what the configuration accepts but the server does not serve
-    yet (issue 26 lands in stages): named indexes and upstreams, and
-    credentials for an upstream, which would otherwise be silently ignored.
+    yet (issue 26 lands in stages): named indexes and upstreams.
     Called by L{makeService} and at C{SIGHUP}, not by L{build_service}.
 
     @raise StartupError: one line naming the first such section or key.
@@ -268,10 +267,6 @@ def refuse_unserved(config: Config) -> None:
         raise StartupError(f"{config.source}: {named[0]}: named indexes and upstreams are "
                            "being built (issue 26) and not served yet; remove the "
                            "[index:NAME] and [upstream:NAME] sections")
-    if config.upstream.credentials is not None:
-        raise StartupError(f"{config.source}: [upstream]: credentials for the upstream are "
-                           "being built (issue 26) and not sent yet; remove username, "
-                           "password_file, password_env, token_file and token_env")
 
 
 def _served_config(load_config: Callable[[], Config]) -> Config:
