@@ -27,9 +27,12 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Coroutine, Sequence
 from functools import partial
+from typing import Any
 
 import attrs
+from twisted.internet.defer import FirstError, ensureDeferred, gatherResults
 from twisted.logger import Logger
 
 from pypid.core.model import FileRecord
@@ -72,6 +75,14 @@ MAX_COPY_SIZE = 5 << 30
 def part_size(size: int, threshold: int) -> int:
     """The part size for a multipart upload of C{size} bytes."""
     return max(threshold, MIN_PART_SIZE, -(-size // MAX_PARTS))
+
+
+async def _together(writes: Sequence[Coroutine[Any, Any, Any]]) -> None:
+    """Run C{writes} at once; the first failure is raised once they are all done."""
+    try:
+        await gatherResults([ensureDeferred(write) for write in writes], consumeErrors=True)
+    except FirstError as e:
+        e.subFailure.raiseException()
 
 
 @attrs.define(eq=False)
@@ -187,21 +198,29 @@ class ObjectWriter:
         return True
 
     async def copy_beside(self, record: FileRecord, source_layout: Layout, bucket: str,
-                          filename: str) -> None:
+                          filename: str,
+                          extra: Sequence[Coroutine[Any, Any, Any]] = ()) -> None:
         """
         Copy a file's metadata sibling and details from another index's
         prefix (of C{bucket}) beside its copy here, those it has, on the
-        store's side; replaced, as an upload's are.
+        store's side; replaced, as an upload's are. The copies, and the
+        C{extra} writes given, are made at once: a promotion waits for six
+        rounds of requests a file rather than eight (on moto, ten files
+        took 1.0 to 1.4 s either way: the noise of a shared machine).
         """
-        client = self._client
-        for there, here in ((source_layout.metadata_key(record.path),
-                             self._layout.metadata_key(filename)),
-                            (source_layout.details_key(record.filename),
-                             self._layout.details_key(filename))):
-            try:
-                await client.copy(here, copy_source(bucket, there))
-            except FileNotFoundError:
-                await client.delete(here)
+        await _together([
+            self._copy_or_remove(copy_source(bucket, source_layout.metadata_key(record.path)),
+                                 self._layout.metadata_key(filename)),
+            self._copy_or_remove(copy_source(bucket, source_layout.details_key(record.filename)),
+                                 self._layout.details_key(filename)),
+            *extra])
+
+    async def _copy_or_remove(self, source: str, key: str) -> None:
+        """Copy C{source} to C{key}, or remove C{key} when there is no C{source}."""
+        try:
+            await self._client.copy(key, source)
+        except FileNotFoundError:
+            await self._client.delete(key)
 
     async def keep_beside(self, record: FileRecord, metadata: bytes | None,
                           details: bytes | None, client: BucketCalls | None = None) -> None:

@@ -361,9 +361,9 @@ class S3Storage:
             current = await self._state_of(adopted.filename, adopted.path)
             return current.record if current.record is not None else adopted
         try:
-            await self._writer.copy_beside(record, source._layout, bucket, adopted.filename)
-            await client.put(layout.promoted_key(adopted.filename), promotion.to_bytes(),
-                             {"content-type": "application/json"})
+            await self._writer.copy_beside(record, source._layout, bucket, adopted.filename, [
+                client.put(layout.promoted_key(adopted.filename), promotion.to_bytes(),
+                           {"content-type": "application/json"})])
             # A delete through another server may have come between the
             # tombstone check and the copy: the name stays dead.
             if await client.head(layout.deleted_key(adopted.filename)):
