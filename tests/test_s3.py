@@ -30,13 +30,13 @@ from pypid.storage.interface import (
     RemoteFile,
     StorageError,
 )
+from pypid.storage.memory import MemoryStorage
 from pypid.storage.s3 import presign as presigning
 from pypid.storage.s3 import storage as s3
 from pypid.storage.s3.api import S3Client
 from pypid.storage.s3.credentials import CredentialSource
 from pypid.storage.s3.layout import Layout
 from pypid.storage.s3.sign import Bucket, Credentials
-from pypid.storage.memory import MemoryStorage
 from pypid.storage.s3.storage import S3Storage
 from tests import s3server
 from tests.distributions import make_wheel

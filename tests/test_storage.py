@@ -922,6 +922,20 @@ class LocalStorageTests(AdoptionContractMixin, StorageContractMixin, TestCase):
         self.assertEqual(sorted(os.listdir(target.root)), [".pypid"])
         self.assertEqual(os.listdir(os.path.join(target.root, ".pypid", "files")), [])
 
+    async def test_adopt_after_crash(self):
+        """
+        A file a crashed promotion linked but gave no record yet is
+        finished by the next promotion of it: record, sidecars, promotion.
+        """
+        source, target, record, metadata, _ = await self.source_and_target()
+        os.link(source.locate(record).path, os.path.join(target.root, record.filename))
+        adopted = await target.adopt(source, record, self.PROMOTION)
+        self.assertEqual(adopted, record.replace(path=record.filename))
+        self.assertEqual(await target.read_metadata(adopted), metadata)
+        scanned = await self.scanned(await self.reopen(target))
+        self.assertEqual((scanned.records, scanned.promotions),
+                         ({adopted.filename: adopted}, {adopted.filename: self.PROMOTION}))
+
     async def test_adopt_fails_part_way(self):
         """
         A promotion whose record cannot be written takes its link and

@@ -74,8 +74,11 @@ class FolderScan:
             names = ()  # (not made: a scan that does not persist makes none)
         cut = -len(RECORD)
         listed = {name[:cut] for name in names if name.endswith(RECORD)}
-        # (a second pass over the names: 5 ms at 100,000 files; only the
-        # promoted files' sidecars are read, at the end)
+        # The promoted files (issue 26): a second pass over the names, 50
+        # to 70 ms at 100,000 files on a busy two-core machine where the
+        # pass above took 120 ms; only their sidecars are read, at the end.
+        # (a scan that trusts the snapshot does not get here, and says so:
+        # its promotions are None)
         promoted = [name[:-len(PROMOTION)] for name in names if name.endswith(PROMOTION)]
         del names
         tombstones: set[str] = set()

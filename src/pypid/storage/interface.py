@@ -8,6 +8,10 @@ index and its snapshot are caches that can always be rebuilt with L{scan}.
 
 All methods that touch the backend return Deferreds, so a network backend
 (S3) and the local one are interchangeable behind this interface.
+
+A backend that can take in a file another storage of its kind holds,
+without the bytes going through pypid (a promotion from one index to
+another, issue 26), also provides L{IAdoptingStorage}.
 """
 
 from __future__ import annotations

@@ -15,6 +15,9 @@ folder lock, no fsync, no records written in the background after a scan.
 A scan with C{persist=False} changes none of the dicts below: what it reads
 of objects without a record stays in a dict of its own, as the local
 backend's does in memory.
+A promotion into it (L{MemoryStorage.adopt}) keeps the very bytes object
+the source storage holds, as the local backend keeps one inode under two
+names.
 Nothing in the server imports this module, so it costs production nothing.
 """
 
