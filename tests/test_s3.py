@@ -30,6 +30,7 @@ from pypid.storage.interface import (
     RemoteFile,
     StorageError,
 )
+from pypid.storage.memory import MemoryStorage
 from pypid.storage.s3 import presign as presigning
 from pypid.storage.s3 import storage as s3
 from pypid.storage.s3.api import S3Client
@@ -40,7 +41,7 @@ from pypid.storage.s3.storage import S3Storage
 from tests import s3server
 from tests.distributions import make_wheel
 from tests.fakes import write_file
-from tests.test_storage import UPLOAD_TIME, StorageContractMixin
+from tests.test_storage import UPLOAD_TIME, AdoptionContractMixin, StorageContractMixin
 
 PREFIX = "pkgs/"
 
@@ -99,7 +100,7 @@ class S3Case(TestCase):
 
     def storage_on(self, bucket=None, endpoint=None, access_key=s3server.ACCESS_KEY,
                    secret_key=s3server.SECRET_KEY, clock=None, credentials=None,
-                   timeout=10.0, **options):
+                   timeout=10.0, prefix=PREFIX, **options):
         """An S3 storage of C{bucket} (this test's by default), not prepared."""
         http, pool = make_http(reactor, timeout)
         self.addCleanup(pool.closeCachedConnections)
@@ -111,7 +112,7 @@ class S3Case(TestCase):
         # Exact times: moto runs on this machine's clock.
         options.setdefault("clock_margin", 0.0)
         options.setdefault("replay_window", 0.0)
-        storage = S3Storage(client, Layout(PREFIX), credentials, self.run_in_thread,
+        storage = S3Storage(client, Layout(prefix), credentials, self.run_in_thread,
                             clock or reactor, os.path.abspath(self.mktemp()), **options)
         self.addCleanup(storage.settle)
         return storage
@@ -136,11 +137,81 @@ class S3Case(TestCase):
         return sorted(item["Key"] for item in listed.get("Contents", ()))
 
 
-class S3ContractTests(StorageContractMixin, S3Case):
+class S3ContractTests(AdoptionContractMixin, StorageContractMixin, S3Case):
     """The storage contract, for L{S3Storage} on a moto bucket."""
+
+    #: where a named index's files are under the bucket's prefix (issue 26)
+    TARGET = PREFIX + ".indexes/release/"
 
     def make_storage(self):
         return self.storage_on()
+
+    def make_target(self):
+        """The storage of another index on the same bucket, under its own prefix."""
+        return self.storage_on(prefix=self.TARGET)
+
+    async def reopen(self, storage):
+        """A storage made anew on the same bucket and prefix, prepared, as after a restart."""
+        return await self.ready_storage(prefix=storage._layout.prefix)
+
+    async def test_adopt_copies_in_the_store(self):
+        """
+        A promotion is a copy on the store's side: the target's client
+        copies the file (its one part, on moto, which ignores a conditional
+        C{CopyObject}) and its metadata with C{x-amz-copy-source}, and
+        nobody GETs the file or its metadata.
+        """
+        source, target, record, _, data = await self.source_and_target()
+        seen = []
+        for storage in (source, target):
+            original = storage._client.call
+
+            async def counting(method, key="", *args, _original=original, **kwargs):
+                headers = kwargs.get("headers") or {}
+                seen.append((method, key, headers.get("x-amz-copy-source"),
+                             dict(kwargs.get("params", ()))))
+                return await _original(method, key, *args, **kwargs)
+            storage._client.call = counting
+        adopted = await target.adopt(source, record, self.PROMOTION)
+        await self.settle(target)
+        file_key, metadata_key = PREFIX + record.path, PREFIX + record.path + ".metadata"
+        copies = {(key, copied) for method, key, copied, _ in seen if copied}
+        self.assertIn((self.TARGET + adopted.filename, "/" + self.bucket + "/" + file_key),
+                      copies)
+        self.assertIn((self.TARGET + adopted.filename + ".metadata",
+                       "/" + self.bucket + "/" + metadata_key), copies)
+        object_copy = [params for method, key, copied, params in seen
+                       if copied and key == self.TARGET + adopted.filename + ".metadata"]
+        self.assertEqual(object_copy, [{}])  # (a CopyObject: no part number)
+        self.assertEqual([(method, key) for method, key, _, _ in seen
+                          if method == "GET" and key in (file_key, metadata_key,
+                                                         self.TARGET + adopted.filename)], [])
+        self.assertEqual(await self.read_location(target.locate(adopted)), data)
+        head = s3server.client().head_object(Bucket=self.bucket,
+                                             Key=self.TARGET + adopted.filename)
+        self.assertEqual(head["Metadata"]["sha256"], record.sha256)
+        self.assertEqual(head["Metadata"]["upload-time"], repr(float(record.upload_time)))
+
+    async def test_adopt_conditional_copy(self):
+        """
+        Where the store refuses a conditional C{CopyObject} over an object,
+        a file is copied in one request, with C{If-None-Match: *}.
+        """
+        source, target, record, _, data = await self.source_and_target()
+        target._writer._conditional_copy = True
+        calls = count_calls(target)
+        adopted = await target.adopt(source, record, self.PROMOTION)
+        self.assertEqual([c for c in calls if c[1] == self.TARGET + adopted.filename
+                          and c[0] in ("PUT", "POST")], [("PUT", self.TARGET + adopted.filename,
+                                                          None)])
+        self.assertEqual(await self.read_location(target.locate(adopted)), data)
+
+    async def test_adopt_other_store_refused(self):
+        """A file is promoted only between storages of one store, never through pypid."""
+        source, target, record, _, _ = await self.source_and_target()
+        other = MemoryStorage(os.path.abspath(self.mktemp()), Clock())
+        with self.assertRaises(StorageError):
+            await target.adopt(other, record, self.PROMOTION)
 
     def put_foreign(self, storage, key, data):
         s3server.client().put_object(Bucket=self.bucket, Key=PREFIX + key, Body=data)

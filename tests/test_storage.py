@@ -8,6 +8,7 @@ run against L{LocalStorage}.
 """
 
 import ast
+import errno
 import hashlib
 import json
 import os
@@ -22,10 +23,12 @@ import pypid
 from pypid.core.details import Details
 from pypid.core.distribution import inspect
 from pypid.core.model import FileRecord
-from pypid.storage import folder_imports
+from pypid.core.promotion import Promotion
+from pypid.storage import folder_changes, folder_imports
 from pypid.storage.interface import (
     FileExists,
     FilenameDeleted,
+    IAdoptingStorage,
     IBackfillStorage,
     ISharedStorage,
     IStorage,
@@ -37,6 +40,7 @@ from pypid.storage.interface import (
 )
 from pypid.storage.local import LocalStorage
 from pypid.storage.memory import MemoryStorage
+from pypid.storage.sidecars import Sidecars
 from tests.distributions import (
     make_sdist,
     make_tarball,
@@ -677,7 +681,170 @@ class LocalBackfillStorageTests(BackfillStorageContractMixin, TestCase):
                          sorted([wheel[0], sdist[0]]))
 
 
-class LocalStorageTests(StorageContractMixin, TestCase):
+class AdoptionContractMixin:
+    """
+    The storage half of a promotion (L{IAdoptingStorage}), for every backend
+    that has it: a file another storage of the same backend holds taken in
+    with its record, metadata and details, who promoted it kept beside it.
+
+    A test case mixing this in also mixes in L{StorageContractMixin} (whose
+    helpers it uses) and may provide L{make_target} (the storage promoted
+    into: by default another L{make_storage}) and L{reopen} (the same data
+    seen by a storage made anew, as after a restart).
+    """
+
+    PROMOTION = Promotion("staging", "alice", UPLOAD_TIME + 60.0)
+
+    def make_target(self):
+        """Return a new, empty storage of the same backend, to promote into."""
+        return self.make_storage()
+
+    async def reopen(self, storage):
+        """Return a storage made anew on C{storage}'s data (the same one, without a restart)."""
+        return storage
+
+    async def source_and_target(self, name="holy-grail", version="1.0", details=b"{}"):
+        """Two prepared storages, the source holding a wheel: C{(source, target, record, metadata, bytes)}."""
+        source = await self.ready()
+        target = self.make_target()
+        self.assertIsNone(await target.prepare())
+        filename, data = make_wheel(name, version)
+        record, metadata = await self.published(source, filename, data, details)
+        return source, target, record, metadata, data
+
+    async def test_adopting_interface(self):
+        """The backend provides L{IAdoptingStorage}."""
+        self.assertTrue(verifyObject(IAdoptingStorage, self.make_storage()))
+
+    async def test_adopt(self):
+        """
+        An adopted file is the source's file: the same record (its path its
+        filename), bytes, metadata and details; and the source keeps it.
+        """
+        source, target, record, metadata, data = await self.source_and_target()
+        adopted = await target.adopt(source, record, self.PROMOTION)
+        self.assertEqual(adopted, record.replace(path=record.filename))
+        self.assertEqual((adopted.sha256, adopted.upload_time, adopted.uploader),
+                         (record.sha256, record.upload_time, record.uploader))
+        self.assertEqual(await self.read_location(target.locate(adopted)), data)
+        self.assertEqual(await target.read_metadata(adopted), metadata)
+        self.assertEqual(await target.read_details(adopted), b"{}")
+        self.assertEqual(await self.read_location(source.locate(record)), data)
+        await self.settle(target)
+        scanned = await self.scanned(source)
+        self.assertEqual((scanned.records, scanned.promotions), ({record.filename: record}, {}))
+
+    async def test_promotion_after_rescan(self):
+        """Who promoted a file and when comes back from a scan of storage made anew."""
+        source, target, record, _, _ = await self.source_and_target()
+        adopted = await target.adopt(source, record, self.PROMOTION)
+        await self.settle(target)
+        again = await self.reopen(target)
+        scanned = await self.scanned(again)
+        self.assertEqual(scanned.records, {adopted.filename: adopted})
+        self.assertEqual(scanned.promotions, {adopted.filename: self.PROMOTION})
+        self.assertEqual(scanned.tombstones, frozenset())
+
+    async def test_adopt_again(self):
+        """
+        Adopting a file the target holds with the same bytes succeeds and
+        changes nothing: the first promotion stands.
+        """
+        source, target, record, _, _ = await self.source_and_target()
+        first = await target.adopt(source, record, self.PROMOTION)
+        later = Promotion("other", "bob", UPLOAD_TIME + 120.0)
+        self.assertEqual(await target.adopt(source, record, later), first)
+        await self.settle(target)
+        scanned = await self.scanned(target)
+        self.assertEqual(scanned.promotions, {first.filename: self.PROMOTION})
+
+    async def test_adopt_over_upload_of_same_bytes(self):
+        """A file uploaded to the target with the same bytes is there already, not promoted."""
+        source, target, record, _, data = await self.source_and_target()
+        uploaded, _ = await self.published(target, record.filename, data)
+        self.assertEqual(await target.adopt(source, record, self.PROMOTION), uploaded)
+        await self.settle(target)
+        scanned = await self.scanned(target)
+        self.assertEqual((scanned.records, scanned.promotions),
+                         ({uploaded.filename: uploaded}, {}))
+
+    async def test_adopt_conflict(self):
+        """A filename the target holds with other bytes is refused like an upload, and stays."""
+        source, target, record, _, _ = await self.source_and_target()
+        filename, other = make_wheel("holy-grail", "1.0", module_text="other = 1\n")
+        self.assertEqual(filename, record.filename)
+        stored, _ = await self.published(target, filename, other)
+        self.assertNotEqual(stored.sha256, record.sha256)
+        with self.assertRaises(FileExists) as raised:
+            await target.adopt(source, record, self.PROMOTION)
+        self.assertEqual((raised.exception.filename, raised.exception.sha256),
+                         (filename, stored.sha256))
+        self.assertEqual(await self.read_location(target.locate(stored)), other)
+        await self.settle(target)
+        scanned = await self.scanned(target)
+        self.assertEqual((scanned.records, scanned.promotions), ({filename: stored}, {}))
+
+    async def test_adopt_tombstone(self):
+        """A filename deleted from the target is never taken by a promotion either."""
+        source, target, record, _, _ = await self.source_and_target()
+        await target.add_tombstone(record.filename)
+        with self.assertRaises(FilenameDeleted):
+            await target.adopt(source, record, self.PROMOTION)
+        await self.settle(target)
+        scanned = await self.scanned(target)
+        self.assertEqual((scanned.records, scanned.tombstones),
+                         ({}, frozenset([record.filename])))
+
+    async def test_adopt_missing(self):
+        """A file the source does not hold cannot be adopted, and nothing is left."""
+        source, target, record, _, _ = await self.source_and_target()
+        filename, _ = make_wheel("holy-grail", "2.0")
+        missing = record.replace(filename=filename, path=filename, version="2.0")
+        with self.assertRaises(FileNotFoundError):
+            await target.adopt(source, missing, self.PROMOTION)
+        await self.settle(target)
+        scanned = await self.scanned(target)
+        self.assertEqual((scanned.records, scanned.tombstones), ({}, frozenset()))
+
+    async def test_discard_adopted(self):
+        """
+        A discarded file is gone with what was kept beside it, and no
+        tombstone is kept: the name can be promoted again. The source keeps
+        its file.
+        """
+        source, target, record, _, data = await self.source_and_target()
+        adopted = await target.adopt(source, record, self.PROMOTION)
+        self.assertIsNone(await target.discard_adopted(adopted))
+        await self.settle(target)
+        scanned = await self.scanned(await self.reopen(target))
+        self.assertEqual((scanned.records, scanned.tombstones, scanned.promotions),
+                         ({}, frozenset(), {}))
+        self.assertEqual(await self.read_location(source.locate(record)), data)
+        self.assertEqual(await target.adopt(source, record, self.PROMOTION), adopted)
+
+    async def test_discard_keeps_other_bytes(self):
+        """Discarding never removes a file of that name with other bytes (an upload since)."""
+        source, target, record, _, _ = await self.source_and_target()
+        filename, other = make_wheel("holy-grail", "1.0", module_text="other = 1\n")
+        stored, _ = await self.published(target, filename, other)
+        await target.discard_adopted(record.replace(path=filename))
+        await self.settle(target)
+        scanned = await self.scanned(target)
+        self.assertEqual(scanned.records, {filename: stored})
+
+    async def test_delete_adopted(self):
+        """An adopted file is deleted as an uploaded one is: a tombstone, no promotion left."""
+        source, target, record, _, _ = await self.source_and_target()
+        adopted = await target.adopt(source, record, self.PROMOTION)
+        await target.delete(adopted)
+        await self.settle(target)
+        scanned = await self.scanned(await self.reopen(target))
+        self.assertEqual((scanned.records, scanned.tombstones, scanned.promotions),
+                         ({}, frozenset([adopted.filename]), {}))
+        self.assertEqual((await self.scanned(source)).records, {record.filename: record})
+
+
+class LocalStorageTests(AdoptionContractMixin, StorageContractMixin, TestCase):
     """The storage contract and the local extras, for L{LocalStorage}."""
 
     # Synchronous helpers for the local extras: the local backend's Deferreds
@@ -715,6 +882,76 @@ class LocalStorageTests(StorageContractMixin, TestCase):
     def make_storage(self):
         """A L{LocalStorage} in a new folder, running its work synchronously."""
         return LocalStorage(os.path.abspath(self.mktemp()), run_now, self.clock)
+
+    async def reopen(self, storage):
+        """A L{LocalStorage} made anew on the same folder, as after a restart."""
+        return LocalStorage(storage.root, run_now, self.clock)
+
+    async def test_adopt_links(self):
+        """
+        A promotion copies nothing: the adopted file is a hard link of the
+        source's (two names, one inode), and so are its metadata and details.
+        """
+        source, target, record, _, _ = await self.source_and_target()
+        adopted = await target.adopt(source, record, self.PROMOTION)
+        there, here = source.locate(record).path, target.locate(adopted).path
+        self.assertEqual(os.stat(here).st_nlink, 2)
+        self.assertTrue(os.path.samefile(there, here))
+        self.assertTrue(os.path.samefile(source.locate_metadata(record).path,
+                                         target.locate_metadata(adopted).path))
+        promotion = os.path.join(target.root, ".pypid", "files",
+                                 record.filename + ".promotion")
+        self.assertEqual(Promotion.from_bytes(read_file(promotion)), self.PROMOTION)
+
+    async def test_adopt_across_file_systems(self):
+        """
+        Across file systems (C{EXDEV} from the link) a promotion is refused
+        with a L{StorageError} that says why, and nothing is copied or left.
+        """
+        source, target, record, _, _ = await self.source_and_target()
+        link = os.link
+
+        def cross(there, here):
+            if there == source.locate(record).path:
+                raise OSError(errno.EXDEV, os.strerror(errno.EXDEV))
+            return link(there, here)
+        self.patch(folder_changes.os, "link", cross)
+        with self.assertRaises(StorageError) as raised:
+            await target.adopt(source, record, self.PROMOTION)
+        self.assertIn("different file systems", str(raised.exception))
+        self.assertEqual(sorted(os.listdir(target.root)), [".pypid"])
+        self.assertEqual(os.listdir(os.path.join(target.root, ".pypid", "files")), [])
+
+    async def test_adopt_after_crash(self):
+        """
+        A file a crashed promotion linked but gave no record yet is
+        finished by the next promotion of it: record, sidecars, promotion.
+        """
+        source, target, record, metadata, _ = await self.source_and_target()
+        os.link(source.locate(record).path, os.path.join(target.root, record.filename))
+        adopted = await target.adopt(source, record, self.PROMOTION)
+        self.assertEqual(adopted, record.replace(path=record.filename))
+        self.assertEqual(await target.read_metadata(adopted), metadata)
+        scanned = await self.scanned(await self.reopen(target))
+        self.assertEqual((scanned.records, scanned.promotions),
+                         ({adopted.filename: adopted}, {adopted.filename: self.PROMOTION}))
+
+    async def test_adopt_fails_part_way(self):
+        """
+        A promotion whose record cannot be written takes its link and
+        sidecars back: the target is as it was, and the name is free.
+        """
+        source, target, record, _, _ = await self.source_and_target()
+        files = os.path.join(target.root, ".pypid", "files")
+
+        def broken(sidecars, filename, record, durable=True):
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        self.patch(Sidecars, "write_record", broken)
+        with self.assertRaises(StorageError):
+            await target.adopt(source, record, self.PROMOTION)
+        self.assertEqual(sorted(os.listdir(target.root)), [".pypid"])
+        self.assertEqual(os.listdir(files), [])
+        self.assertEqual(os.stat(source.locate(record).path).st_nlink, 1)
 
     def free_disk(self, free, min_free=1000, fail=False):
         """A prepared storage whose file system (a fake C{statvfs}) has C{free} bytes free."""
@@ -1152,7 +1389,7 @@ class LocalStorageGuardTests(SynchronousTestCase):
         self.failureResultOf(self.storage.delete(self.record), StorageError)
 
 
-class MemoryStorageContractTests(StorageContractMixin, TestCase):
+class MemoryStorageContractTests(AdoptionContractMixin, StorageContractMixin, TestCase):
     """The storage contract, for L{MemoryStorage} on a fake clock."""
 
     def setUp(self):

@@ -9,11 +9,21 @@ two concurrent uploads under one name exactly one wins and a reader never sees
 a half-written file. The record is written after the link and the directory
 fsynced before the upload is acknowledged; a crash in between leaves a file
 without a record, which the next scan rebuilds from the file itself.
+
+A promotion (L{FolderChanges.adopt}) is the same operation with another
+folder's file in place of the spooled upload: a hard link of it under its
+filename, which fails rather than overwrites, then its metadata and details
+(hard links too: a sidecar is replaced by a rename, never written in
+place, so the two folders never see each other's later changes), its
+promotion and its record, durable as an upload's. Nothing is copied: across
+file systems (C{EXDEV}) the promotion is refused rather than copied.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import threading
 import time
 from typing import Any
 
@@ -22,6 +32,7 @@ from twisted.internet.interfaces import IReactorTime
 
 from pypid.core.distribution import file_digests
 from pypid.core.model import FileRecord
+from pypid.core.promotion import Promotion
 from pypid.storage.disk import fsync_folder, remove_file
 from pypid.storage.interface import FileExists, FilenameDeleted, StorageError
 from pypid.storage.sidecars import Sidecars, is_tombstone, storage_error, storage_errors
@@ -81,6 +92,116 @@ class FolderChanges:
             raise storage_error(e)
         finally:
             remove_file(temp_path)
+
+    def adopt(self, source: Sidecars, record: FileRecord, promotion: Promotion) -> FileRecord:
+        """
+        Link the file C{source}'s folder holds under C{record.path} into
+        this folder under its filename, without overwriting, with its
+        sidecars and C{promotion}; see the module.
+        """
+        sidecars = self._sidecars
+        adopted = record.replace(path=record.filename)
+        final = sidecars.file_path(adopted.path)
+        try:
+            self._refuse_deleted(adopted.filename, final)
+            try:
+                os.link(source.file_path(record.path), final)
+            except FileExistsError:
+                sha256 = self._existing_sha256(adopted, final)
+                if sha256 != record.sha256:
+                    raise FileExists(adopted.filename, sha256)
+                stored = sidecars.read_record(adopted.filename)
+                if stored is not None:
+                    # There already, with these bytes: nothing changes.
+                    try:
+                        return FileRecord.from_json(stored)
+                    except ValueError:
+                        pass
+                # (linked by an attempt that crashed before its record:
+                # finished now, and kept should this one fail too)
+                self._keep_adopted(source, record, adopted, promotion, final, linked=False)
+                return adopted
+            except OSError as e:
+                if e.errno == errno.EXDEV:
+                    raise StorageError(
+                        f"cannot promote {record.filename}: the two indexes' folders are "
+                        "on different file systems, and a promotion links, never copies")
+                raise
+            self._keep_adopted(source, record, adopted, promotion, final, linked=True)
+            return adopted
+        except (FileExists, FilenameDeleted, StorageError, FileNotFoundError):
+            raise
+        except OSError as e:
+            raise storage_error(e)
+
+    def _keep_adopted(self, source: Sidecars, record: FileRecord, adopted: FileRecord,
+                      promotion: Promotion, final: str, linked: bool) -> None:
+        """
+        Keep an adopted file's sidecars, its record last, durably; on a
+        failure take back what was done (the file too, when C{linked}).
+        """
+        sidecars = self._sidecars
+        try:
+            for there, here in ((source.metadata_path(record.filename),
+                                 sidecars.metadata_path(adopted.filename)),
+                                (source.details_path(record.filename),
+                                 sidecars.details_path(adopted.filename))):
+                self._link_over(there, here)
+            sidecars.write_promotion(adopted.filename, promotion)
+            with sidecars.lock:
+                sidecars.write_record(adopted.filename, adopted)
+            fsync_folder(sidecars.files_dir)
+            fsync_folder(os.path.dirname(final))
+        except BaseException:
+            if linked:
+                remove_file(final)
+            sidecars.remove_derived(adopted.filename)
+            raise
+
+    def _link_over(self, there: str, here: str) -> None:
+        """
+        Make C{here} a hard link of C{there} (replacing what C{here} was),
+        or remove C{here} when there is no C{there}: a link to a temporary
+        name, renamed, so a reader never sees the name missing.
+        """
+        temp = os.path.join(self._sidecars.temp_dir,
+                            f"l{os.getpid()}-{threading.get_ident()}.part")
+        remove_file(temp)
+        try:
+            os.link(there, temp)
+        except FileNotFoundError:
+            remove_file(here)
+            return
+        try:
+            os.replace(temp, here)
+        except BaseException:
+            remove_file(temp)
+            raise
+
+    def discard_adopted(self, record: FileRecord) -> None:
+        """
+        Remove an adopted file and its sidecars, keeping no tombstone,
+        unless the name holds other bytes now.
+        """
+        sidecars = self._sidecars
+        final = sidecars.file_path(record.filename)
+        with storage_errors(), sidecars.lock:
+            stored = sidecars.read_record(record.filename)
+            if is_tombstone(stored):
+                return
+            if stored is not None and stored.get("sha256") != record.sha256:
+                return
+            if stored is None and os.path.exists(final) and (
+                    file_digests(final)[1] != record.sha256):
+                return
+            # The file first: a crash after it leaves a record without a
+            # file, which no scan lists (the other way round, a scan would
+            # describe the file again, as found in the folder).
+            remove_file(final)
+            sidecars.remove_derived(record.filename)
+            remove_file(sidecars.record_path(record.filename))
+            fsync_folder(sidecars.files_dir)
+            fsync_folder(os.path.dirname(final))
 
     def _refuse_deleted(self, filename: str, final: str) -> None:
         """

@@ -23,7 +23,7 @@ from pypid.core.model import FileRecord
 from pypid.core.pending import PendingFile
 from pypid.storage.folder_imports import FolderImports, Imported
 from pypid.storage.interface import ScanResult
-from pypid.storage.sidecars import RECORD, Sidecars, is_tombstone
+from pypid.storage.sidecars import PROMOTION, RECORD, Sidecars, is_tombstone
 
 log = Logger()
 
@@ -60,8 +60,9 @@ class FolderScan:
         if since > started:
             since = 0.0
         if since and known and self._unchanged_since(since) and self._same_sizes(known):
+            # (promotions: L{None}, as the snapshot has them)
             return ScanResult(records=dict(known), tombstones=known_tombstones,
-                              current=True), []
+                              current=True, promotions=None), []
         # The names only: a listing kept as DirEntry objects (three a file:
         # record, metadata, details) held 60 MB more at 100,000 files.
         # (names, not DirEntry objects, in one comprehension: 0.11 rather than
@@ -73,6 +74,12 @@ class FolderScan:
             names = ()  # (not made: a scan that does not persist makes none)
         cut = -len(RECORD)
         listed = {name[:cut] for name in names if name.endswith(RECORD)}
+        # The promoted files (issue 26): a second pass over the names, 50
+        # to 70 ms at 100,000 files on a busy two-core machine where the
+        # pass above took 120 ms; only their sidecars are read, at the end.
+        # (a scan that trusts the snapshot does not get here, and says so:
+        # its promotions are None)
+        promoted = [name[:-len(PROMOTION)] for name in names if name.endswith(PROMOTION)]
         del names
         tombstones: set[str] = set()
         records: dict[str, FileRecord] = {}
@@ -144,8 +151,15 @@ class FolderScan:
                      "no file of that name is stored", path=sidecars.record_path(filename),
                      filename=filename)
             tombstones.add(filename)
+        promotions = {}
+        for filename in promoted:
+            if filename in records or filename in pending:
+                promotion = sidecars.read_promotion(filename)
+                if promotion is not None:
+                    promotions[filename] = promotion
         result = ScanResult(records=records, tombstones=frozenset(tombstones),
-                            skipped=tuple(skipped), pending=tuple(pending.values()))
+                            skipped=tuple(skipped), pending=tuple(pending.values()),
+                            promotions=promotions)
         return result, imported
 
     def _walk(self) -> Iterator[tuple[str, str, os.DirEntry[str]]]:

@@ -8,6 +8,10 @@ index and its snapshot are caches that can always be rebuilt with L{scan}.
 
 All methods that touch the backend return Deferreds, so a network backend
 (S3) and the local one are interchangeable behind this interface.
+
+A backend that can take in a file another storage of its kind holds,
+without the bytes going through pypid (a promotion from one index to
+another, issue 26), also provides L{IAdoptingStorage}.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from zope.interface import Attribute, Interface
 
 from pypid.core.model import FileRecord
 from pypid.core.pending import PendingFile
+from pypid.core.promotion import Promotion
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
@@ -99,6 +104,12 @@ class ScanResult:
     #: L{pypid.core.pending.PendingFile}s: files without a record, left to
     #: describe later, when the scan was asked to (C{later})
     pending: tuple[PendingFile, ...] = ()
+    #: the L{Promotion}s of the listed files that were promoted into this
+    #: storage (L{IAdoptingStorage.adopt}), by filename; L{None} when the
+    #: scan read nothing to know them from (it trusted the snapshot, or
+    #: brought a shared storage up to date from its change markers): then
+    #: they are as the caller last knew them
+    promotions: dict[str, Promotion] | None = attrs.field(factory=dict)
 
 
 @attrs.frozen
@@ -404,4 +415,54 @@ class IBackfillStorage(Interface):
 
         @return: a L{Deferred} of C{[(PendingFile, FileRecord or reason)]},
             a reason (text) for a file that is not served.
+        """
+
+
+class IAdoptingStorage(Interface):
+    """
+    A storage that can take in a file another storage of the same backend
+    holds, without its bytes going through pypid: the storage half of a
+    promotion (issue 26; C{docs/architecture.rst}, "storage").
+
+    The adopted file keeps its record (bytes, hashes, upload time,
+    uploader), its core metadata and its details; its path in the target
+    is its filename, as an upload's is. Who promoted it and when is a
+    L{Promotion} kept beside it, which the target's L{IStorage.scan} gives
+    back in L{ScanResult.promotions}.
+
+    A name used in the target is refused as an upload's would be: a file
+    of that name with other bytes (L{FileExists}), a tombstone
+    (L{FilenameDeleted}). A file of that name with the same bytes is there
+    already: that is success, and nothing is changed (its promotion, or
+    its upload, stays as it was). Whether the name spells a distribution
+    the target holds under another spelling is the index's question
+    (L{pypid.core.index.Index.same_distribution}), asked before, as for an
+    upload.
+    """
+
+    def adopt(source: IStorage, record: FileRecord,
+              promotion: Promotion) -> Deferred[FileRecord]:
+        """
+        Store the file C{source} holds under C{record}, with its metadata
+        and details, under C{record.filename}, and C{promotion} beside it;
+        the record is written last, with the durability of an upload.
+
+        @param source: a storage of the same backend (the same class, the
+            same file system or endpoint); another is refused with
+            L{StorageError}.
+        @rtype: L{Deferred} firing with the stored L{FileRecord} (the file
+            there already, when it was), or failing with L{FileExists},
+            L{FilenameDeleted}, L{FileNotFoundError} (C{source} does not
+            hold the file) or L{StorageError}.
+        """
+
+    def discard_adopted(record: FileRecord) -> Deferred[None]:
+        """
+        Remove a file L{adopt} stored, with its metadata, details and
+        promotion, and keep no tombstone: to take back a promotion that
+        failed part-way, so the name stays free. A file of that name with
+        other bytes (an upload that took the name since) stays.
+
+        @rtype: L{Deferred} firing with L{None}, or failing with
+            L{StorageError}
         """

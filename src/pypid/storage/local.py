@@ -10,6 +10,9 @@ Layout under the root folder::
     .pypid/files/<filename>.details  what the pages for people show of it
                                      (L{pypid.core.details}); for an imported
                                      file, rendered in the background
+    .pypid/files/<filename>.promotion   who promoted the file into this
+                                     index, from which, and when (only a
+                                     promoted file has one)
     .pypid/files/<filename>.json with "deleted": true   a tombstone
     .pypid/tmp/                      uploads being received; swept at start-up
 
@@ -17,6 +20,10 @@ Publication is race-free (L{pypid.storage.folder_changes}): a spooled upload
 is hard-linked to its final name, which fails rather than overwrites, and its
 record written after the link; a crash in between leaves a file without a
 record, which the next scan rebuilds from the file itself.
+
+A promotion from another index's folder (L{LocalStorage.adopt}) hard-links
+that folder's file under its filename, the same no-overwrite link, and is
+refused across file systems rather than copied.
 
 A reader that must leave the folder as it is (C{pypid-export}) scans with
 C{persist=False}: no C{.pypid/} is made and nothing is written, and what is
@@ -44,7 +51,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import attrs
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -53,17 +60,20 @@ from pypid.core.metrics import Family, gauge
 from pypid.core.model import FileRecord
 from pypid.core.parts import IMetricsSource
 from pypid.core.pending import PendingFile
+from pypid.core.promotion import Promotion
 from pypid.storage.folder_changes import FolderChanges
 from pypid.storage.folder_imports import FolderImports, Imported
 from pypid.storage.folder_lock import FolderLock
 from pypid.storage.folder_scan import FolderScan
 from pypid.storage.interface import (
+    IAdoptingStorage,
     IBackfillStorage,
     IStorage,
     LocalFile,
     MemoryFile,
     Run,
     ScanResult,
+    StorageError,
     StorageState,
 )
 from pypid.storage.sidecars import Sidecars
@@ -76,7 +86,7 @@ log = Logger()
 MIN_FREE = 1 << 30
 
 
-@implementer(IStorage, IBackfillStorage, IMetricsSource)
+@implementer(IStorage, IAdoptingStorage, IBackfillStorage, IMetricsSource)
 @attrs.define
 class LocalStorage:
     """
@@ -182,6 +192,22 @@ class LocalStorage:
     def add_tombstone(self, filename: str) -> Deferred[None]:
         """Keep a tombstone for a name no stored file has; see L{IStorage.add_tombstone}."""
         return self._run(self._changes.add_tombstone, filename)
+
+    def adopt(self, source: IStorage, record: FileRecord,
+              promotion: Promotion) -> Deferred[FileRecord]:
+        """
+        Hard-link another folder's file (and its sidecars) in under its
+        filename, never over anything, never copying; see
+        L{IAdoptingStorage.adopt} and L{FolderChanges.adopt}.
+        """
+        if not isinstance(source, LocalStorage):
+            return fail(StorageError(
+                "a file can be promoted only from a storage of the same kind"))
+        return self._run(self._changes.adopt, source._sidecars, record, promotion)
+
+    def discard_adopted(self, record: FileRecord) -> Deferred[None]:
+        """Remove an adopted file, keeping no tombstone; see L{IAdoptingStorage.discard_adopted}."""
+        return self._run(self._changes.discard_adopted, record)
 
     def identity(self) -> str:
         """The folder's path: a snapshot of another folder is not used."""

@@ -15,6 +15,9 @@ folder lock, no fsync, no records written in the background after a scan.
 A scan with C{persist=False} changes none of the dicts below: what it reads
 of objects without a record stays in a dict of its own, as the local
 backend's does in memory.
+A promotion into it (L{MemoryStorage.adopt}) keeps the very bytes object
+the source storage holds, as the local backend keeps one inode under two
+names.
 Nothing in the server imports this module, so it costs production nothing.
 """
 
@@ -35,10 +38,12 @@ from pypid.core.distribution import inspect
 from pypid.core.metadata import InvalidDistribution
 from pypid.core.model import FileRecord
 from pypid.core.names import InvalidName
+from pypid.core.promotion import Promotion
 from pypid.storage.disk import remove_file
 from pypid.storage.interface import (
     FileExists,
     FilenameDeleted,
+    IAdoptingStorage,
     IStorage,
     MemoryFile,
     RemoteBytes,
@@ -65,7 +70,7 @@ def _hidden(key: str) -> bool:
     return any(part.startswith(".") for part in key.split("/"))
 
 
-@implementer(IStorage)
+@implementer(IStorage, IAdoptingStorage)
 @attrs.define(eq=False)
 class MemoryStorage:
     """
@@ -96,6 +101,9 @@ class MemoryStorage:
     # Metadata of objects without a record read by a scan that did not
     # persist (filename -> bytes): the local backend's memory of them.
     _unwritten: dict[str, bytes] = attrs.field(factory=dict, init=False)
+    # Who promoted each adopted file, and when (the local backend's
+    # .promotion sidecars).
+    _promotions: dict[str, Promotion] = attrs.field(factory=dict, init=False)
     # The data lives as long as this object: a snapshot of another storage
     # (another process, or another test) must never be taken for this one's.
     _name: str = attrs.field(factory=lambda: uuid.uuid4().hex, init=False)
@@ -133,6 +141,19 @@ class MemoryStorage:
     def add_tombstone(self, filename: str) -> Deferred[None]:
         """Keep a tombstone for a name no stored file has; see L{IStorage.add_tombstone}."""
         return maybeDeferred(self._add_tombstone_sync, filename)
+
+    def adopt(self, source: IStorage, record: FileRecord,
+              promotion: Promotion) -> Deferred[FileRecord]:
+        """
+        Keep the very bytes object C{source} holds (shared, not copied),
+        its metadata and details, under C{record.filename}; see
+        L{IAdoptingStorage.adopt}.
+        """
+        return maybeDeferred(self._adopt_sync, source, record, promotion)
+
+    def discard_adopted(self, record: FileRecord) -> Deferred[None]:
+        """Forget an adopted file, keeping no tombstone; see L{IAdoptingStorage.discard_adopted}."""
+        return maybeDeferred(self._discard_adopted_sync, record)
 
     def scan(self, known: dict[str, FileRecord] | None = None, since: float = 0.0,
              tombstones: Iterable[str] = (), persist: bool = True) -> Deferred[ScanResult]:
@@ -240,6 +261,50 @@ class MemoryStorage:
         # Bytes put there directly and not read by a scan yet: no record.
         raise FileExists(record.filename, hashlib.sha256(data).hexdigest())
 
+    def _adopt_sync(self, source: IStorage, record: FileRecord,
+                    promotion: Promotion) -> FileRecord:
+        """Take the source's bytes object in, unless the name is taken or dead."""
+        if not isinstance(source, MemoryStorage):
+            raise StorageError("a file can be promoted only from a storage of the same kind")
+        data = source.objects.get(record.path)
+        if data is None:
+            raise FileNotFoundError(record.path)
+        adopted = record.replace(path=record.filename)
+        if adopted.filename in self._tombstones:
+            raise FilenameDeleted(adopted.filename)
+        try:
+            self._refuse_taken(adopted)
+        except FileExists as e:
+            if e.sha256 != record.sha256:
+                raise
+            # There already, with these bytes: nothing changes.
+            return e.record if e.record is not None else adopted
+        self.objects[adopted.path] = data
+        self._keep(adopted.filename, source._metadata_of(record.filename),
+                   source._details.get(record.filename))
+        self._promotions[adopted.filename] = promotion
+        self._records[adopted.filename] = adopted
+        self._changed[adopted.filename] = self._clock.seconds()
+        return adopted
+
+    def _discard_adopted_sync(self, record: FileRecord) -> None:
+        """Forget the file and what is kept beside it, unless other bytes hold the name."""
+        stored = self._records.get(record.filename)
+        if stored is not None and stored.sha256 != record.sha256:
+            return
+        key = stored.path if stored is not None else record.filename
+        data = self.objects.get(key)
+        if data is not None and stored is None and (
+                hashlib.sha256(data).hexdigest() != record.sha256):
+            return
+        self.objects.pop(key, None)
+        self._metadata.pop(record.filename, None)
+        self._details.pop(record.filename, None)
+        self._unwritten.pop(record.filename, None)
+        self._promotions.pop(record.filename, None)
+        self._records.pop(record.filename, None)
+        self._changed[record.filename] = self._clock.seconds()
+
     def _update_sync(self, record: FileRecord) -> None:
         """Keep a new record, unless its name is a tombstone (a delete is final)."""
         if record.filename in self._tombstones:
@@ -257,6 +322,7 @@ class MemoryStorage:
         self._unwritten.pop(record.filename, None)
         self._details.pop(record.filename, None)
         self._records.pop(record.filename, None)
+        self._promotions.pop(record.filename, None)
 
     def _add_tombstone_sync(self, filename: str) -> None:
         """
@@ -298,8 +364,10 @@ class MemoryStorage:
                 skipped.append((key, record))
             else:
                 records[filename] = record
+        promotions = {filename: self._promotions[filename] for filename in records
+                      if filename in self._promotions}
         return ScanResult(records=records, tombstones=frozenset(self._tombstones),
-                          skipped=tuple(skipped))
+                          skipped=tuple(skipped), promotions=promotions)
 
     def _listing_order(self, key: str) -> tuple[bool, str]:
         """Keys in order, but a stored record's own key before another of its name."""

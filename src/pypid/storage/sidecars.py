@@ -1,7 +1,9 @@
 """
 The files the local storage keeps beside each distribution, under
 C{.pypid/files/}: a record (C{.json}, or a tombstone), the core metadata
-(C{.metadata}) and the details for the pages for people (C{.details}).
+(C{.metadata}), the details for the pages for people (C{.details}) and,
+for a file promoted from another index, who promoted it and when
+(C{.promotion}, a L{pypid.core.promotion.Promotion}).
 
 Apart from L{pypid.storage.local.LocalStorage} because three of its parts
 write them (publishing and deleting, imports in the background, describing
@@ -27,6 +29,7 @@ import orjson
 from twisted.logger import Logger
 
 from pypid.core.model import FileRecord
+from pypid.core.promotion import Promotion
 from pypid.storage.disk import remove_file
 from pypid.storage.interface import StorageError
 
@@ -34,6 +37,7 @@ META_DIR = ".pypid"
 RECORD = ".json"
 _METADATA = ".metadata"
 _DETAILS = ".details"
+PROMOTION = ".promotion"
 
 log = Logger()
 
@@ -120,6 +124,35 @@ class Sidecars:
 
     def _details_path(self, filename: str) -> str:
         return os.path.join(self.files_dir, filename + _DETAILS)
+
+    def promotion_path(self, filename: str) -> str:
+        """Where who promoted C{filename} into this folder, and when, is kept."""
+        return os.path.join(self.files_dir, filename + PROMOTION)
+
+    def details_path(self, filename: str) -> str:
+        """Where the details of C{filename} are kept."""
+        return self._details_path(filename)
+
+    def read_promotion(self, filename: str) -> Promotion | None:
+        """
+        Who promoted C{filename} and when, or L{None} when it was not
+        promoted (or its sidecar cannot be read: logged, and the file is
+        served all the same).
+        """
+        path = self.promotion_path(filename)
+        try:
+            with open(path, "rb") as f:
+                return Promotion.from_bytes(f.read())
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except (OSError, ValueError) as e:
+            log.warn("Unreadable promotion {path} of {filename}: {error}",
+                     path=path, filename=filename, error=str(e))
+            return None
+
+    def write_promotion(self, filename: str, promotion: Promotion) -> None:
+        """Keep who promoted C{filename} and when, durably."""
+        _write_atomic(self.promotion_path(filename), promotion.to_bytes(), self.temp_dir)
 
     def read_record(self, filename: str, path: str | None = None) -> dict[str, Any] | None:
         """
@@ -209,6 +242,7 @@ class Sidecars:
         _write_atomic(self._details_path(filename), details, self.temp_dir, durable=False)
 
     def remove_derived(self, filename: str) -> None:
-        """Remove the metadata and details of C{filename}, if there are any."""
+        """Remove the metadata, details and promotion of C{filename}, those there are."""
         remove_file(self.metadata_path(filename))
         remove_file(self._details_path(filename))
+        remove_file(self.promotion_path(filename))

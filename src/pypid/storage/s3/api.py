@@ -28,7 +28,7 @@ from zope.interface import implementer
 from pypid.core.metrics import Timings
 from pypid.http import bodies
 from pypid.storage.interface import Run, StorageError
-from pypid.storage.s3.sign import EMPTY_SHA256, Bucket, Credentials, sign
+from pypid.storage.s3.sign import EMPTY_SHA256, Bucket, Credentials, quote_key, sign
 
 #: Error answers are read up to this size (S3's are a few hundred bytes).
 _ERROR_BODY_LIMIT = 64 << 10
@@ -133,6 +133,25 @@ def parse_list(body: bytes) -> ListPage:
 def parse_upload_id(body: bytes) -> str | None:
     """The C{UploadId} of a C{CreateMultipartUpload} answer (L{None} if none)."""
     return _text(_parse(body, "a multipart upload"), "UploadId")
+
+
+def parse_copy_etag(body: bytes) -> str | None:
+    """
+    The C{ETag} of a C{CopyObject} or C{UploadPartCopy} answer (L{None} if
+    none).
+
+    @raise S3Unavailable: for an error in the body of a 200 answer, which S3
+        sends for a copy that failed after it began.
+    """
+    root = _parse(body, "a copy")
+    if root.tag in ("Error", _S3_NS + "Error"):
+        raise S3Unavailable("S3 could not complete a copy: " + parse_error(200, body)[0])
+    return _text(root, "ETag")
+
+
+def copy_source(bucket: str, key: str) -> str:
+    """The C{x-amz-copy-source} of the object C{key} of C{bucket}."""
+    return "/" + quote_key(bucket + "/" + key)
 
 
 def complete_body(etags: list[str]) -> bytes:
@@ -306,6 +325,35 @@ class BucketCalls:
                                    ok=(200, 412) if if_none_match else (200,),
                                    retry=not if_none_match)
         return response.code == 200
+
+    async def copy(self, key: str, source: str, headers: dict[str, str] | None = None,
+                   if_none_match: bool = False,
+                   params: Sequence[tuple[str, str]] = ()) -> str | None:
+        """
+        Copy an object of this store into C{key} on the store's side
+        (C{CopyObject}, or C{UploadPartCopy} with C{params}): no byte of it
+        goes through pypid.
+
+        @param source: the C{x-amz-copy-source}, from L{copy_source}.
+        @param if_none_match: only if no object has the key (where the store
+            honours C{If-None-Match} on a copy: not every one does).
+        @return: the new object's (or part's) ETag; L{None} only when
+            C{if_none_match} and an object is there already.
+        @raise FileNotFoundError: when there is no object at C{source}.
+        """
+        headers = dict(headers or {}, **{"x-amz-copy-source": source})
+        if if_none_match:
+            headers["if-none-match"] = "*"
+        response = await self.call("PUT", key, params=params, headers=headers,
+                                   ok=(200, 404, 412), retry=not if_none_match)
+        if response.code == 412:
+            return None
+        if response.code == 404:
+            code, message = parse_error(404, response.body)
+            if code in ("NoSuchKey", "NotFound"):
+                raise FileNotFoundError(source)
+            raise S3Error(404, code, message)
+        return parse_copy_etag(response.body) or ""
 
     async def delete(self, key: str) -> None:
         """Remove an object (there being none is no error)."""

@@ -14,6 +14,9 @@ Under the configured prefix C{P}::
     P.pypid/yanked/<filename>          exists while the file is yanked; holds
                                        the reason (JSON)
     P.pypid/deleted/<filename>         a tombstone: the name is never reused
+    P.pypid/promoted/<filename>        who promoted the file into this index,
+                                       from which, and when (JSON: a
+                                       L{pypid.core.promotion.Promotion})
     P.pypid/changes/<when>.<instance>.<n>.<filename>
                                        one marker per change, for the other
                                        instances on the bucket (see L{Change})
@@ -70,6 +73,15 @@ class Layout:
     def deleted_prefix(self) -> str:
         """Where tombstones are."""
         return self.prefix + _INTERNAL + "deleted/"
+
+    @property
+    def promoted_prefix(self) -> str:
+        """Where the promotions of promoted files are."""
+        return self.prefix + _INTERNAL + "promoted/"
+
+    def promoted_key(self, filename: str) -> str:
+        """The promotion of C{filename}."""
+        return self.promoted_prefix + filename
 
     @property
     def changes_prefix(self) -> str:

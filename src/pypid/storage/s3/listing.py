@@ -15,12 +15,16 @@ another, paced, client.
 from __future__ import annotations
 
 import attrs
+from twisted.logger import Logger
 
 from pypid.core.model import FileRecord
+from pypid.core.promotion import Promotion
 from pypid.storage.interface import ScanResult
 from pypid.storage.s3.api import BucketCalls, Listed, S3Client
 from pypid.storage.s3.imports import Importer
 from pypid.storage.s3.layout import Layout, parse_time, yank_reason
+
+log = Logger()
 
 
 @attrs.define
@@ -98,7 +102,29 @@ class BucketListing:
         await self._apply_yanks(records, yanked, known, trusted_before, client)
         for record in records.values():
             self._imports.remember(record)
-        return ScanResult(records=records, tombstones=frozenset(deleted), skipped=tuple(skipped))
+        promotions = await self._promotions(records, client)
+        return ScanResult(records=records, tombstones=frozenset(deleted), skipped=tuple(skipped),
+                          promotions=promotions)
+
+    async def _promotions(self, records: dict[str, FileRecord],
+                          client: BucketCalls) -> dict[str, Promotion]:
+        """
+        The promotions of the listed files that have one: one listing (of
+        the promoted files only), and one read of each.
+        """
+        layout, promotions = self._layout, {}
+        for item in await self._keys(layout.promoted_prefix, client):
+            filename = item.key[len(layout.promoted_prefix):]
+            if filename not in records:
+                continue
+            body = await client.get(item.key)
+            if body is None:
+                continue
+            try:
+                promotions[filename] = Promotion.from_bytes(body)
+            except ValueError as e:
+                log.warn("Unreadable promotion {key}: {error}", key=item.key, error=str(e))
+        return promotions
 
     async def _apply_yanks(self, records: dict[str, FileRecord], yanked: dict[str, Listed],
                            known: dict[str, FileRecord], trusted_before: float,

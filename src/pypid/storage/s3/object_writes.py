@@ -2,7 +2,19 @@
 Writing a stored file's objects to the bucket: the file itself, streamed
 from the spool folder (one conditional C{PUT}, or, above a threshold, a
 multipart upload completed conditionally), and its metadata sibling and
-details beside it.
+details beside it; or, for a promotion, copied on the store's side from
+another index's object (L{ObjectWriter.copy_file}), never overwriting.
+
+A copy must not overwrite either, and not every store honours
+C{If-None-Match: *} on C{CopyObject} (moto 5 ignores it; a store that
+ignores it on C{PUT} is refused at start-up). So the first promotion
+asks the store, with two probe objects, whether a conditional copy is
+refused over an object; where it is, a file is one C{CopyObject}, and
+elsewhere a multipart upload of one part copied on the store's side
+(C{UploadPartCopy}) completed with C{If-None-Match: *}, the same
+conditional completion a large upload relies on: three requests rather
+than one, and still never a byte through pypid, nor a window in which two
+servers both find the name free and both write it.
 
 Apart from L{pypid.storage.s3.storage.S3Storage} because this is all that
 speaks S3's multipart protocol (parts hashed in the thread pool, an upload
@@ -14,9 +26,13 @@ object is when it was there already.
 from __future__ import annotations
 
 import hashlib
+import uuid
+from collections.abc import Coroutine, Sequence
 from functools import partial
+from typing import Any
 
 import attrs
+from twisted.internet.defer import FirstError, ensureDeferred, gatherResults
 from twisted.logger import Logger
 
 from pypid.core.model import FileRecord
@@ -29,6 +45,7 @@ from pypid.storage.s3.api import (
     S3Response,
     S3Unavailable,
     complete_body,
+    copy_source,
     parse_error,
     parse_upload_id,
 )
@@ -51,9 +68,21 @@ def _sha256_range(path: str, offset: int, length: int) -> str:
     return digest.hexdigest()
 
 
+#: The largest object one C{CopyObject} (or one C{UploadPartCopy}) copies.
+MAX_COPY_SIZE = 5 << 30
+
+
 def part_size(size: int, threshold: int) -> int:
     """The part size for a multipart upload of C{size} bytes."""
     return max(threshold, MIN_PART_SIZE, -(-size // MAX_PARTS))
+
+
+async def _together(writes: Sequence[Coroutine[Any, Any, Any]]) -> None:
+    """Run C{writes} at once; the first failure is raised once they are all done."""
+    try:
+        await gatherResults([ensureDeferred(write) for write in writes], consumeErrors=True)
+    except FirstError as e:
+        e.subFailure.raiseException()
 
 
 @attrs.define(eq=False)
@@ -72,6 +101,9 @@ class ObjectWriter:
     _layout: Layout
     _run: Run
     _threshold: int
+    # Whether the store refuses a conditional copy over an object (L{None}:
+    # not asked yet); see the module.
+    _conditional_copy: bool | None = attrs.field(default=None, init=False)
 
     async def write_file(self, key: str, temp_path: str, record: FileRecord,
                          headers: dict[str, str]) -> bool:
@@ -88,6 +120,107 @@ class ObjectWriter:
             body=partial(self._producer, temp_path, 0, record.size),
             payload_sha256=record.sha256, ok=(200, 412))
         return response.code == 200
+
+    async def copy_file(self, key: str, source: str, record: FileRecord,
+                        headers: dict[str, str]) -> bool:
+        """
+        Copy the object at C{source} (an C{x-amz-copy-source}) to C{key} on
+        the store's side, unless an object has that key; see the module.
+
+        @param headers: the new object's user metadata and content type
+            (for a copy in parts; a C{CopyObject} keeps the source's, the
+            same by construction).
+        @return: whether the object was written.
+        @raise FileNotFoundError: when there is no object at C{source}.
+        """
+        if record.size > MAX_COPY_SIZE:
+            raise StorageError(f"cannot promote {record.filename}: larger than the "
+                               f"{MAX_COPY_SIZE >> 30} GiB one copy in the store can be")
+        if await self._copies_conditionally():
+            return await self._client.copy(key, source, if_none_match=True) is not None
+        return await self._copy_in_parts(key, source, headers)
+
+    async def _copies_conditionally(self) -> bool:
+        """Whether the store refuses C{CopyObject} with C{If-None-Match: *} over an object."""
+        if self._conditional_copy is None:
+            client = self._client
+            probe = self._layout.prefix + f".pypid/probe/copy-{uuid.uuid4().hex[:12]}-"
+            try:
+                await client.put(probe + "a", b"a")
+                await client.put(probe + "b", b"b")
+                try:
+                    refused = await client.copy(
+                        probe + "b", copy_source(client.bucket.name, probe + "a"),
+                        if_none_match=True) is None
+                except S3Error:
+                    refused = False  # (a store that does not take the header at all)
+            finally:
+                for name in ("a", "b"):
+                    try:
+                        await client.delete(probe + name)
+                    except StorageError:
+                        pass
+            self._conditional_copy = refused
+            log.info("The store {how} conditional copies: a promotion copies each file "
+                     "{way}", how="honours" if refused else "ignores",
+                     way="in one request" if refused else "as a one-part multipart upload")
+        return self._conditional_copy
+
+    async def _copy_in_parts(self, key: str, source: str, headers: dict[str, str]) -> bool:
+        """
+        A multipart upload of one part copied on the store's side, made the
+        object only if no object has the key; aborted whenever it fails.
+
+        @return: whether the object was written.
+        """
+        client = self._client
+        created = await client.call("POST", key, params=[("uploads", "")], headers=headers,
+                                    retry=False)
+        upload_id = parse_upload_id(created.body)
+        if not upload_id:
+            raise S3Unavailable("S3 gave no upload id for a multipart upload")
+        ident = [("uploadId", upload_id)]
+        try:
+            etag = await client.copy(key, source, params=[("partNumber", "1"), *ident])
+            response = await client.call(
+                "POST", key, params=ident, body=complete_body([etag or ""]),
+                headers={"if-none-match": "*", "content-type": "application/xml"},
+                ok=(200, 412), retry=False, limit=1 << 20)
+            if response.code == 200 and b"<Error>" in response.body:
+                raise S3Unavailable("S3 could not complete the multipart copy: "
+                                    + parse_error(200, response.body)[0])
+        except BaseException:
+            await self._abort(key, ident)
+            raise
+        if response.code == 412:
+            await self._abort(key, ident)
+            return False
+        return True
+
+    async def copy_beside(self, record: FileRecord, source_layout: Layout, bucket: str,
+                          filename: str,
+                          extra: Sequence[Coroutine[Any, Any, Any]] = ()) -> None:
+        """
+        Copy a file's metadata sibling and details from another index's
+        prefix (of C{bucket}) beside its copy here, those it has, on the
+        store's side; replaced, as an upload's are. The copies, and the
+        C{extra} writes given, are made at once: a promotion waits for six
+        rounds of requests a file rather than eight (on moto, ten files
+        took 1.0 to 1.4 s either way: the noise of a shared machine).
+        """
+        await _together([
+            self._copy_or_remove(copy_source(bucket, source_layout.metadata_key(record.path)),
+                                 self._layout.metadata_key(filename)),
+            self._copy_or_remove(copy_source(bucket, source_layout.details_key(record.filename)),
+                                 self._layout.details_key(filename)),
+            *extra])
+
+    async def _copy_or_remove(self, source: str, key: str) -> None:
+        """Copy C{source} to C{key}, or remove C{key} when there is no C{source}."""
+        try:
+            await self._client.copy(key, source)
+        except FileNotFoundError:
+            await self._client.delete(key)
 
     async def keep_beside(self, record: FileRecord, metadata: bytes | None,
                           details: bytes | None, client: BucketCalls | None = None) -> None:

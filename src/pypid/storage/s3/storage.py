@@ -9,7 +9,10 @@ listing shows changed since.
 
 Writes cannot overwrite: a new file is written with C{If-None-Match: *}, so
 of two servers uploading one filename exactly one wins, and the other gets
-the same "File already exists" answer as on local disk.
+the same "File already exists" answer as on local disk. A promotion from
+another index of the same store (L{S3Storage.adopt}) copies the object on
+the store's side, as conditionally (see L{pypid.storage.s3.object_writes}),
+and keeps who promoted it under C{.pypid/promoted/}.
 
 Several servers may share a bucket. Each change leaves a marker object whose
 key says when, by whom and to which file; every instance lists the markers
@@ -44,6 +47,7 @@ from zope.interface import implementer
 from pypid.core.metrics import Family, timing_families
 from pypid.core.model import FileRecord
 from pypid.core.parts import IMetricsSource
+from pypid.core.promotion import Promotion
 from pypid.http.bodies import Deadline
 from pypid.storage import snapshot as snapshots
 from pypid.storage.disk import remove_file
@@ -52,6 +56,7 @@ from pypid.storage.interface import (
     Deliverable,
     FileExists,
     FilenameDeleted,
+    IAdoptingStorage,
     ISharedStorage,
     IStorage,
     MemoryFile,
@@ -63,7 +68,14 @@ from pypid.storage.interface import (
     StorageError,
     StorageState,
 )
-from pypid.storage.s3.api import BucketCalls, PacedClient, S3Client, S3Error, S3Unavailable
+from pypid.storage.s3.api import (
+    BucketCalls,
+    PacedClient,
+    S3Client,
+    S3Error,
+    S3Unavailable,
+    copy_source,
+)
 from pypid.storage.s3.credentials import CredentialSource
 from pypid.storage.s3.imports import Importer
 from pypid.storage.s3.layout import (
@@ -126,7 +138,7 @@ def _catches_up(since: float, now: float) -> bool:
     return 0 <= now - since < MARKER_RETENTION / 2
 
 
-@implementer(IStorage, ISharedStorage, IMetricsSource)
+@implementer(IStorage, IAdoptingStorage, ISharedStorage, IMetricsSource)
 class S3Storage:
     """
     Files in a bucket, under a prefix.
@@ -315,6 +327,86 @@ class S3Storage:
         finally:
             await self._run(remove_file, temp_path)
 
+    def adopt(self, source: IStorage, record: FileRecord,
+              promotion: Promotion) -> Deferred[FileRecord]:
+        """
+        Copy another index's object (of this store) here on the store's
+        side, never over an object, with its metadata and details, and keep
+        C{promotion}; see L{IAdoptingStorage.adopt}. The other servers learn
+        of it by its change marker, as of an upload.
+        """
+        return ensureDeferred(self._adopt(source, record, promotion))
+
+    async def _adopt(self, source: IStorage, record: FileRecord,
+                     promotion: Promotion) -> FileRecord:
+        if (not isinstance(source, S3Storage)
+                or source._client.bucket.endpoint != self._client.bucket.endpoint):
+            raise StorageError("a file can be promoted only from a storage of the same store")
+        layout, client = self._layout, self._client
+        adopted = record.replace(path=record.filename)
+        key = layout.file_key(adopted.path)
+        if await client.head(layout.deleted_key(adopted.filename)) is not None:
+            raise FilenameDeleted(adopted.filename)
+        bucket = source._client.bucket.name
+        headers = metadata_headers(adopted)
+        headers["content-type"] = "application/octet-stream"
+        written = await self._writer.copy_file(
+            key, copy_source(bucket, source._layout.file_key(record.path)), adopted, headers)
+        if not written:
+            existing = await client.head(key)
+            sha256 = existing.get("x-amz-meta-sha256") if existing is not None else None
+            if sha256 != record.sha256:
+                raise FileExists(adopted.filename, sha256)
+            # There already, with these bytes: nothing changes.
+            current = await self._state_of(adopted.filename, adopted.path)
+            return current.record if current.record is not None else adopted
+        try:
+            await self._writer.copy_beside(record, source._layout, bucket, adopted.filename, [
+                client.put(layout.promoted_key(adopted.filename), promotion.to_bytes(),
+                           {"content-type": "application/json"})])
+            # A delete through another server may have come between the
+            # tombstone check and the copy: the name stays dead.
+            if await client.head(layout.deleted_key(adopted.filename)):
+                raise FilenameDeleted(adopted.filename)
+        except (StorageError, FilenameDeleted):
+            await self._forget_adopted(adopted)
+            raise
+        self._imports.remember(adopted)
+        self._feed.announce(adopted.filename)
+        return adopted
+
+    def discard_adopted(self, record: FileRecord) -> Deferred[None]:
+        """
+        Remove an adopted file's objects, keeping no tombstone; see
+        L{IAdoptingStorage.discard_adopted}.
+        """
+        return ensureDeferred(self._discard_adopted(record))
+
+    async def _discard_adopted(self, record: FileRecord) -> None:
+        key = self._layout.file_key(record.filename)
+        existing = await self._client.head(key)
+        if existing is not None and existing.get("x-amz-meta-sha256") != record.sha256:
+            return
+        await self._forget_adopted(record.replace(path=record.filename), strict=True)
+        self._feed.announce(record.filename)
+
+    async def _forget_adopted(self, record: FileRecord, strict: bool = False) -> None:
+        """
+        Remove the objects of an adopted file, the file first (a failure is
+        only logged, unless C{strict}).
+        """
+        layout = self._layout
+        for key in (layout.file_key(record.path), layout.metadata_key(record.path),
+                    layout.details_key(record.filename),
+                    layout.promoted_key(record.filename)):
+            try:
+                await self._client.delete(key)
+            except StorageError as e:
+                if strict:
+                    raise
+                log.warn("Cannot remove {key} after a failed promotion: {error}",
+                         key=key, error=str(e))
+
     def update(self, record: FileRecord) -> Deferred[None]:
         """Store a file's yank state (a marker object); never after a delete."""
         return ensureDeferred(self._update(record))
@@ -345,7 +437,8 @@ class S3Storage:
         # is hidden by the tombstone, and removed by the next full check.
         self._feed.announce(record.filename)
         for key in (layout.file_key(record.path), layout.metadata_key(record.path),
-                    layout.details_key(record.filename), layout.yanked_key(record.filename)):
+                    layout.details_key(record.filename), layout.yanked_key(record.filename),
+                    layout.promoted_key(record.filename)):
             try:
                 await client.delete(key)
             except StorageError as e:
@@ -555,7 +648,8 @@ class S3Storage:
                 records.pop(change.filename, None)
             else:
                 records[change.filename] = change.record
-        return ScanResult(records=records, tombstones=frozenset(deleted))
+        # (promotions: L{None}, as the snapshot has them)
+        return ScanResult(records=records, tombstones=frozenset(deleted), promotions=None)
 
     async def _newer_bucket_snapshot(self, since: float,
                                      now: float) -> snapshots.Snapshot | None:
