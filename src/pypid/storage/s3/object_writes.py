@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from functools import partial
 from typing import Any
 
@@ -42,7 +42,6 @@ from pypid.storage.s3.api import (
     FileRangeProducer,
     S3Client,
     S3Error,
-    S3Response,
     S3Unavailable,
     complete_body,
     copy_source,
@@ -173,29 +172,10 @@ class ObjectWriter:
 
         @return: whether the object was written.
         """
-        client = self._client
-        created = await client.call("POST", key, params=[("uploads", "")], headers=headers,
-                                    retry=False)
-        upload_id = parse_upload_id(created.body)
-        if not upload_id:
-            raise S3Unavailable("S3 gave no upload id for a multipart upload")
-        ident = [("uploadId", upload_id)]
-        try:
-            etag = await client.copy(key, source, params=[("partNumber", "1"), *ident])
-            response = await client.call(
-                "POST", key, params=ident, body=complete_body([etag or ""]),
-                headers={"if-none-match": "*", "content-type": "application/xml"},
-                ok=(200, 412), retry=False, limit=1 << 20)
-            if response.code == 200 and b"<Error>" in response.body:
-                raise S3Unavailable("S3 could not complete the multipart copy: "
-                                    + parse_error(200, response.body)[0])
-        except BaseException:
-            await self._abort(key, ident)
-            raise
-        if response.code == 412:
-            await self._abort(key, ident)
-            return False
-        return True
+        async def part(ident: list[tuple[str, str]]) -> list[str]:
+            etag = await self._client.copy(key, source, params=[("partNumber", "1"), *ident])
+            return [etag or ""]
+        return await self._in_parts(key, headers, part, "multipart copy")
 
     async def copy_beside(self, record: FileRecord, source_layout: Layout, bucket: str,
                           filename: str,
@@ -253,6 +233,36 @@ class ObjectWriter:
 
         @return: whether the object was written.
         """
+        async def parts(ident: list[tuple[str, str]]) -> list[str]:
+            size = part_size(record.size, self._threshold)
+            etags = []
+            for number, offset in enumerate(range(0, record.size, size), 1):
+                length = min(size, record.size - offset)
+                digest = await self._run(_sha256_range, temp_path, offset, length)
+                response = await self._client.call(
+                    "PUT", key, params=[("partNumber", str(number)), *ident],
+                    body=partial(self._producer, temp_path, offset, length),
+                    payload_sha256=digest)
+                etags.append(response.headers.get("etag", ""))
+            return etags
+        return await self._in_parts(key, headers, parts, "multipart upload", record.sha256)
+
+    async def _in_parts(self, key: str, headers: dict[str, str],
+                        parts: Callable[[list[tuple[str, str]]], Awaitable[list[str]]],
+                        what: str, sha256: str | None = None) -> bool:
+        """
+        A multipart upload (the one way S3 writes a large object, or copies
+        one on its side, only if no object has the key): made, its parts
+        sent by C{parts(ident)} (their ETags), then completed with
+        C{If-None-Match}; aborted whenever it fails, so no parts are left
+        to pay for.
+
+        @param what: what it is, for the error a completion answers in its body.
+        @param sha256: the object's, when a completion may be retried: one
+            whose answer was lost then finds the upload gone (C{NoSuchUpload})
+            and the object there, with this hash; L{None}: not retried.
+        @return: whether the object was written (not when one had the key).
+        """
         client = self._client
         created = await client.call("POST", key, params=[("uploads", "")], headers=headers,
                                     retry=False)
@@ -260,32 +270,23 @@ class ObjectWriter:
         if not upload_id:
             raise S3Unavailable("S3 gave no upload id for a multipart upload")
         ident = [("uploadId", upload_id)]
-        response: S3Response
         try:
-            size = part_size(record.size, self._threshold)
-            etags = []
-            for number, offset in enumerate(range(0, record.size, size), 1):
-                length = min(size, record.size - offset)
-                digest = await self._run(_sha256_range, temp_path, offset, length)
-                response = await client.call(
-                    "PUT", key, params=[("partNumber", str(number)), *ident],
-                    body=partial(self._producer, temp_path, offset, length),
-                    payload_sha256=digest)
-                etags.append(response.headers.get("etag", ""))
+            etags = await parts(ident)
             try:
                 response = await client.call(
                     "POST", key, params=ident, body=complete_body(etags),
                     headers={"if-none-match": "*", "content-type": "application/xml"},
-                    ok=(200, 412), limit=1 << 20)
+                    ok=(200, 412), retry=sha256 is not None, limit=1 << 20)
             except S3Error as e:
                 # A retry after a lost answer finds the upload completed.
-                existing = await client.head(key) if e.code == "NoSuchUpload" else None
-                if existing is None or existing.get("x-amz-meta-sha256") != record.sha256:
+                existing = (await client.head(key)
+                            if sha256 is not None and e.code == "NoSuchUpload" else None)
+                if existing is None or existing.get("x-amz-meta-sha256") != sha256:
                     raise
                 return True
             # S3 may answer 200 and put the error in the body.
             if response.code == 200 and b"<Error>" in response.body:
-                raise S3Unavailable("S3 could not complete the multipart upload: "
+                raise S3Unavailable(f"S3 could not complete the {what}: "
                                     + parse_error(200, response.body)[0])
         except BaseException:
             await self._abort(key, ident)
