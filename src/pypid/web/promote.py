@@ -41,17 +41,18 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from typing import Any, TypeVar
 
 import attrs
 from klein import Klein
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
 from pypid.auth.oidc import is_publisher
 from pypid.auth.policy import READ
-from pypid.auth.tokens import Token
 from pypid.auth.verifier import Identity
 from pypid.core.http_errors import (
     BadRequest,
@@ -208,13 +209,13 @@ class Promote:
         promotion = Promotion(source_name, identity.name, self._clock.seconds())
         journal = PromotionJournal(uuid.uuid4().hex, source_name,
                                    tuple(r.replace(path=r.filename) for r in wanted))
-        await _stored(stored.keep_journal(journal.name, journal.to_bytes()), "")
+        await _stored(partial(stored.keep_journal, journal.name, journal.to_bytes()), "")
         adopted: list[FileRecord] = []
         try:
             for record in wanted:
-                adopted.append(await _stored(stored.adopt(backend, record, promotion),
+                adopted.append(await _stored(partial(stored.adopt, backend, record, promotion),
                                              record.filename, target.name))
-            await _stored(stored.drop_journal(journal.name), "")
+            await _stored(partial(stored.drop_journal, journal.name), "")
         except BaseException:
             await self._take_back(stored, journal, adopted)
             raise
@@ -270,10 +271,11 @@ class Promote:
         return stack.stored
 
     def _sees(self, identity: Identity, index: str) -> bool:
-        """Whether C{identity} may see C{index} at all (else it is missing, to them)."""
-        token: Token | None = identity.token
-        if token is not None and token.indexes and index not in token.indexes:
-            return False
+        """
+        Whether C{identity} may see C{index} at all (else it is missing, to
+        them): its grants. (A token's index scope is a question of the
+        projects: a token kept to other indexes is refused with a 403.)
+        """
         return self._access.model.may_enter(identity, READ, index)
 
 
@@ -290,14 +292,15 @@ async def _under_locks(locks: KeyedLock, keys: Sequence[str],
     return await locks.run(keys[0], _under_locks, locks, keys[1:], f, *args)
 
 
-async def _stored(work: Any, filename: str, target: str = "") -> Any:
+async def _stored(call: Callable[[], Deferred[_T]], filename: str, target: str = "") -> _T:
     """
-    Await a storage call of a promotion, its refusals turned into answers:
+    Await C{call()}, a storage call of a promotion (one that raises at once
+    too), its refusals turned into answers:
     a name taken or deleted in the target (409 naming it), a source file
     gone (404), a storage failure (503).
     """
     try:
-        return await work
+        return await maybeDeferred(call)
     except FileExists as e:
         raise Conflict(f"{filename}: {target} holds a file of that name with other bytes "
                        f"(sha256 {e.sha256})")
