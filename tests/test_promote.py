@@ -332,14 +332,15 @@ class _LocalCase(_PromoteCase):
             with open(os.path.join(stack.stored.root, filename), "wb") as f:
                 f.write(data)
         scanned = self.successResultOf(stack.stored.scan())
-        self.successResultOf(scanned.settled) if scanned.settled is not None else None
+        if scanned.settled is not None:
+            self.successResultOf(scanned.settled)
         stack.index.load(scanned.records.values(), scanned.tombstones)
 
 
 def tree(root):
     """Every file under C{root} but the folder's lock and spool, relative."""
     found = []
-    for path, folders, files in os.walk(root):
+    for path, _folders, files in os.walk(root):
         found += [os.path.relpath(os.path.join(path, f), root) for f in files]
     return sorted(f for f in found if not f.startswith(os.path.join(".pypid", "tmp"))
                   and not f.endswith("lock"))
