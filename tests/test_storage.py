@@ -703,6 +703,23 @@ class AdoptionContractMixin:
         """Return a storage made anew on C{storage}'s data (the same one, without a restart)."""
         return storage
 
+    async def test_journals(self):
+        """
+        A promotion's journal is kept until dropped, found again after a
+        restart, and is no file of the index.
+        """
+        target = self.make_target()
+        self.assertIsNone(await target.prepare())
+        self.assertEqual(await target.journals(), {})
+        await target.keep_journal("j1", b'{"a": 1}')
+        await target.keep_journal("j2", b"{}")
+        target = await self.reopen(target)
+        self.assertEqual(await target.journals(), {"j1": b'{"a": 1}', "j2": b"{}"})
+        self.assertEqual((await target.scan()).records, {})
+        await target.drop_journal("j1")
+        await target.drop_journal("j1")
+        self.assertEqual(await target.journals(), {"j2": b"{}"})
+
     async def source_and_target(self, name="holy-grail", version="1.0", details=b"{}"):
         """Two prepared storages, the source holding a wheel: C{(source, target, record, metadata, bytes)}."""
         source = await self.ready()

@@ -11,6 +11,8 @@ C{$PYPID_PASSWORD}; credentials only over https, or to this machine).
   - C{pypid-admin delete FILENAME --yes} or C{delete PROJECT VERSION --yes}:
     for good (a deleted filename is never used again), so it asks for
     C{--yes};
+  - C{pypid-admin promote FROM TO PROJECT==VERSION} promotes a release
+    from one index to another (C{POST /api/promote}), one line a file;
   - C{pypid-admin audit} shows the audit log, and C{pypid-admin --config
     FILE audit verify} checks it in the storage (L{pypid.cli.admin_audit});
   - C{pypid-admin --config FILE export --to DIR|FILE.tar} and C{import
@@ -66,11 +68,19 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout,
         if name == "delete":
             command.add_argument("--yes", action="store_true",
                                  help="really delete: the filenames can never be used again")
+    promote = commands.add_parser(
+        "promote", help="promote a release from one index to another (read on the first, "
+                        "upload on the second)")
+    promote.add_argument("source", metavar="FROM", help="the index that hosts the release")
+    promote.add_argument("target", metavar="TO", help="the hosted index to promote it to")
+    promote.add_argument("release", metavar="PROJECT==VERSION")
     audit_command.add_parser(commands)
     bundle_commands.add_commands(commands)
     options = parser.parse_args(argv)
     if options.command == "delete" and not options.yes:
         parser.error("delete is for good: add --yes")
+    if options.command == "promote" and not _release_of(options.release):
+        parser.error(f"{options.release}: give the release as PROJECT==VERSION")
     try:
         if options.command == "audit":
             return audit_command.run(options, server_from, config_from, out, err)
@@ -82,6 +92,8 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout,
                 out.write(f"{project['name']}\n")
         elif options.command == "files":
             _files(server, options.project, out)
+        elif options.command == "promote":
+            _promote(server, options, out)
         else:
             _change(server, options, out)
     except CliError as e:
@@ -128,6 +140,30 @@ def _files(server: Server, project: str, out: TextIO) -> None:
             version = "?"
         out.write(f"{f['filename']}  {version}  {f.get('size', '?')} bytes  "
                   f"{f.get('upload-time', '?')}{state}\n")
+
+
+def _release_of(text: str) -> tuple[str, str] | None:
+    """C{(project, version)} of C{PROJECT==VERSION}, or L{None}."""
+    project, sep, version = text.partition("==")
+    if not sep or not project.strip() or not version.strip():
+        return None
+    return project.strip(), version.strip()
+
+
+def _promote(server: Server, options: argparse.Namespace, out: TextIO) -> None:
+    """Promote a release; one line a file: promoted, or skipped (there already)."""
+    found = _release_of(options.release)
+    assert found is not None  # (checked with the options)
+    project, version = found
+    body = json.dumps({"from": options.source, "to": options.target,
+                       "project": project, "version": version}).encode()
+    with server.request("POST", "api/promote", {"Content-Type": "application/json"},
+                        body) as response:
+        answer = json.loads(response.read())
+    for filename in answer["promoted"]:
+        out.write(f"promoted {filename} to {answer['to']}\n")
+    for filename in answer["skipped"]:
+        out.write(f"skipped {filename}: {answer['to']} holds it already\n")
 
 
 def _change(server: Server, options: argparse.Namespace, out: TextIO) -> None:

@@ -53,6 +53,12 @@ class MethodNotAllowed(HTTPError):
     code = 405
 
 
+class Conflict(HTTPError):
+    """The change would clash with what is there (409): a promoted filename taken."""
+
+    code = 409
+
+
 class NotAcceptable(HTTPError):
     """None of the media types in Accept can be served (406)."""
 

@@ -9,6 +9,10 @@ change).
 Every change bumps L{Index.serial}; the snapshot service saves when the serial
 moved since its last save.
 
+Who promoted a file into this index, from which index and when (issue
+26), is kept apart from its record (L{Index.promotion}): only promoted
+files pay for it, a dict entry each.
+
 A project can be loaded I{later} (L{Index.load}'s C{later}): listed, counted
 and found by its filenames at once, its records made the first time
 anything asks for them (L{Project.files}). A start from a large snapshot
@@ -28,6 +32,7 @@ from packaging.version import InvalidVersion, Version
 from pypid.core.model import FileRecord
 from pypid.core.names import InvalidName, distribution_key, filename_key, normalize, parse_filename
 from pypid.core.pending import project_of
+from pypid.core.promotion import Promotion
 from pypid.core.rendered_pages import PAGE_CACHE_SIZE, RenderedPages
 
 #: What L{Index.load} takes of a project loaded later: C{(name,
@@ -205,6 +210,8 @@ class Index:
     #: and how many files they hold (not in C{_files} until they are made)
     _later: dict[str, Project] = attrs.field(factory=dict)
     _later_count: int = 0
+    #: filename -> how it was promoted into this index, for promoted files only
+    _promotions: dict[str, Promotion] = attrs.field(factory=dict)
 
     def __init__(self, file_url: Callable[[FileRecord], str], serial: int = 0, *,
                  page_cache_size: int = PAGE_CACHE_SIZE) -> None:
@@ -327,6 +334,14 @@ class Index:
             if project is not None:
                 project.files  # noqa: B018 (made by the property)
 
+    def promotion(self, filename: str) -> Promotion | None:
+        """How the live file C{filename} was promoted into this index, or L{None} (uploaded)."""
+        return self._promotions.get(filename)
+
+    def promotions(self) -> dict[str, Promotion]:
+        """Every promoted file's L{Promotion}, by filename."""
+        return dict(self._promotions)
+
     def tombstones(self) -> list[str]:
         """Every deleted filename."""
         return sorted(self._tombstones)
@@ -392,6 +407,7 @@ class Index:
         self._later.clear()
         self._later_count = 0
         self._tombstones.clear()
+        self._promotions.clear()  # (a scan tells them: take_promotions)
         for filename in tombstones:
             self._tombstone(filename)
         # What _put does, for a whole index at once: every page is gone
@@ -451,10 +467,25 @@ class Index:
         self._put(record)
         self.serial += 1
 
+    def add_promoted(self, record: FileRecord, promotion: Promotion) -> None:
+        """Add a file promoted from another index (L{add}), and how it came."""
+        self._promotions[record.filename] = promotion
+        self.add(record)
+
+    def take_promotions(self, promotions: dict[str, Promotion]) -> None:
+        """
+        Take what storage says of the promoted files (a scan's
+        L{pypid.storage.interface.ScanResult.promotions}): those of live
+        files, all the others forgotten.
+        """
+        self._promotions = {filename: promotion for filename, promotion in promotions.items()
+                            if self.get_file(filename) is not None}
+
     def remove(self, filename: str) -> None:
         """Delete a file, keeping its name as a tombstone."""
         record = self.get_file(filename)
         self._files.pop(filename, None)
+        self._promotions.pop(filename, None)
         if record is not None:
             project = self._projects[record.project]
             del project.files[filename]
@@ -471,6 +502,7 @@ class Index:
         """
         record = self.get_file(filename)
         self._files.pop(filename, None)
+        self._promotions.pop(filename, None)
         if record is None:
             return
         project = self._projects[record.project]

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, Protocol, cast
 
 import attrs
@@ -41,7 +42,7 @@ from pypid.core.notice import Notice
 from pypid.core.render import file_url_for
 from pypid.core.views import ChainSource, ComposedFile, Filters, IndexView, resolve_order
 from pypid.state.backfill import Backfill
-from pypid.state.loader import FollowUp, IndexLoader, IndexPart
+from pypid.state.loader import FollowUp, IndexLoader, IndexPart, roll_back_promotions
 from pypid.state.sync import SyncService
 from pypid.state.writer import SnapshotTimer, SnapshotWriter
 from pypid.storage.factory import (
@@ -51,7 +52,13 @@ from pypid.storage.factory import (
     index_settings,
     index_snapshot_path,
 )
-from pypid.storage.interface import IBackfillStorage, ISharedStorage, IStorage, Run
+from pypid.storage.interface import (
+    IAdoptingStorage,
+    IBackfillStorage,
+    ISharedStorage,
+    IStorage,
+    Run,
+)
 from pypid.storage.locks import KeyedLock
 
 if TYPE_CHECKING:
@@ -199,7 +206,11 @@ class HostedStack:
         path = index_snapshot_path(server.snapshot, name)
         writer = SnapshotWriter(index, path, run, reactor, stored.identity(), locks.oldest,
                                 shared, proxy, learnt)
-        loader = IndexLoader(index, stored, path, run, reactor, writer, proxy, backfill)
+        # (a promotion a crash interrupted is taken back before the load)
+        recover = (partial(roll_back_promotions, stored)
+                   if IAdoptingStorage.providedBy(stored) else None)
+        loader = IndexLoader(index, stored, path, run, reactor, writer, proxy, backfill,
+                             recover=recover)
         return cls(
             name=name, index=index, storage=storage, part=IndexPart(index, loader),
             writer=writer, timer=SnapshotTimer(writer, server.snapshot_interval, reactor),

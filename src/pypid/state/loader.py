@@ -14,7 +14,7 @@ listeners, L{FollowUp} after them.
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -32,6 +32,7 @@ from pypid.core.metrics import Family, gauge
 from pypid.core.model import FileRecord
 from pypid.core.parts import IMetricsSource, IReloadable
 from pypid.core.pending import PendingFile
+from pypid.core.promotion_journal import PromotionJournal
 from pypid.core.startup import StartupError
 from pypid.state.backfill import Backfill
 from pypid.state.boot_clock import read_boot_clock
@@ -39,7 +40,13 @@ from pypid.state.merge import merge_scan
 from pypid.state.writer import SnapshotWriter
 from pypid.storage import snapshot as snapshots
 from pypid.storage.factory import loading_index
-from pypid.storage.interface import ISharedStorage, IStorage, ScanResult, StorageError
+from pypid.storage.interface import (
+    IAdoptingStorage,
+    ISharedStorage,
+    IStorage,
+    ScanResult,
+    StorageError,
+)
 from pypid.storage.snapshot import Snapshot
 
 if TYPE_CHECKING:
@@ -94,6 +101,36 @@ def collector_off(index: Index) -> Iterator[None]:
             gc.enable()
 
 
+async def roll_back_promotions(storage: IAdoptingStorage) -> int:
+    """
+    Take back the promotions into C{storage} that a crash interrupted:
+    each file their journals name is discarded (one of that name with
+    other bytes, an upload's since, stays), then the journal. A journal
+    that cannot be read is left where it is, for a person to look at,
+    and its files with it.
+
+    @return: how many promotions were taken back.
+    @raise StorageError: when the storage fails (the start stops).
+    """
+    rolled = 0
+    for name, data in sorted((await storage.journals()).items()):
+        try:
+            journal = PromotionJournal.from_bytes(data)
+        except ValueError as e:
+            log.error("Unreadable journal {name} of a promotion, left in place with the "
+                      "files it may name: {error}", name=name, error=str(e))
+            continue
+        for record in journal.records:
+            await storage.discard_adopted(record)
+        await storage.drop_journal(name)
+        rolled += 1
+        log.warn("Took back a promotion from {source} that did not finish ({name}): "
+                 "{count} files removed: {filenames}", source=journal.source, name=name,
+                 count=len(journal.records),
+                 filenames=", ".join(r.filename for r in journal.records))
+    return rolled
+
+
 @attrs.define
 class IndexLoader:
     """
@@ -116,6 +153,9 @@ class IndexLoader:
         without a record, given for a storage of this server's own that
         can leave them to it (or L{None}: they are read before the server
         answers).
+    @ivar _recover: C{recover()}, awaited before anything is read: takes
+        back the promotions a crash interrupted (L{roll_back_promotions}
+        over the storage), or L{None}.
     """
 
     _index: Index
@@ -140,6 +180,7 @@ class IndexLoader:
     #: C{() -> (boot id, seconds since boot) | None}: the clock that never
     #: steps, to tell that the wall clock went back since the snapshot
     _boot_clock: Callable[[], tuple[str, float] | None] = read_boot_clock
+    _recover: Callable[[], Awaitable[object]] | None = attrs.field(default=None, kw_only=True)
 
     async def load(self) -> None:
         """Load, and reconcile (or leave reconciling to L{follow_up}); report what was found."""
@@ -165,6 +206,8 @@ class IndexLoader:
 
     async def _load(self) -> None:
         started = self._clock.seconds()
+        if self._recover is not None:
+            await self._recover()
         known: dict[str, FileRecord] = {}
         since, serial = 0.0, 0
         tombstones: Sequence[str] = ()
@@ -210,6 +253,8 @@ class IndexLoader:
             # The scan's tombstones are storage's: read from the records, or
             # the snapshot's own when the scan found nothing changed since it.
             self._index.load(result.records.values(), result.tombstones, serial)
+            if result.promotions is not None:
+                self._index.take_promotions(result.promotions)
             self._scanned(snap, result)
             self.storage_checked = True
             how = "from the snapshot and storage" if snap is not None else "from storage"
@@ -306,6 +351,8 @@ class IndexLoader:
         self.storage_checked = True
         counts = merge_scan(self._index, snap.records, frozenset(snap.tombstones),
                             result.records, result.tombstones)
+        if result.promotions is not None:
+            self._index.take_promotions(result.promotions)
         self._scanned(snap, result)
         log.info("Storage checked against the snapshot in {seconds:.2f} s: files added "
                  "{added}, changed {changed}, gone {gone}",

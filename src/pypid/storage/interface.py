@@ -438,6 +438,11 @@ class IAdoptingStorage(Interface):
     the target holds under another spelling is the index's question
     (L{pypid.core.index.Index.same_distribution}), asked before, as for an
     upload.
+
+    A promotion of several files keeps a journal in the target while it
+    adopts them (L{keep_journal}, L{drop_journal}): a start that finds one
+    (L{journals}) takes that promotion back before the index serves
+    (L{pypid.core.promotion_journal}).
     """
 
     def adopt(source: IStorage, record: FileRecord,
@@ -464,5 +469,30 @@ class IAdoptingStorage(Interface):
         other bytes (an upload that took the name since) stays.
 
         @rtype: L{Deferred} firing with L{None}, or failing with
+            L{StorageError}
+        """
+
+    def keep_journal(name: str, data: bytes) -> Deferred[None]:
+        """
+        Keep the journal C{data} of a promotion under way under C{name}
+        (unique), durably, where L{journals} finds it (C{.pypid/promotions/}).
+
+        @rtype: L{Deferred} firing with L{None}, or failing with
+            L{StorageError}
+        """
+
+    def drop_journal(name: str) -> Deferred[None]:
+        """
+        Remove the journal C{name} (its promotion ended); none is no error.
+
+        @rtype: L{Deferred} firing with L{None}, or failing with
+            L{StorageError}
+        """
+
+    def journals() -> Deferred[dict[str, bytes]]:
+        """
+        The journals kept and not dropped: promotions a crash interrupted.
+
+        @rtype: L{Deferred} firing with C{{name: data}}, or failing with
             L{StorageError}
         """

@@ -15,6 +15,8 @@ Layout under the root folder::
                                      promoted file has one)
     .pypid/files/<filename>.json with "deleted": true   a tombstone
     .pypid/tmp/                      uploads being received; swept at start-up
+    .pypid/promotions/<name>.json    the journal of a promotion under way
+                                     (L{pypid.core.promotion_journal})
 
 Publication is race-free (L{pypid.storage.folder_changes}): a spooled upload
 is hard-linked to its final name, which fails rather than overwrites, and its
@@ -61,6 +63,7 @@ from pypid.core.model import FileRecord
 from pypid.core.parts import IMetricsSource
 from pypid.core.pending import PendingFile
 from pypid.core.promotion import Promotion
+from pypid.storage.disk import fsync_folder, read_if_present, remove_file, write_atomically
 from pypid.storage.folder_changes import FolderChanges
 from pypid.storage.folder_imports import FolderImports, Imported
 from pypid.storage.folder_lock import FolderLock
@@ -76,7 +79,7 @@ from pypid.storage.interface import (
     StorageError,
     StorageState,
 )
-from pypid.storage.sidecars import Sidecars
+from pypid.storage.sidecars import Sidecars, storage_errors
 
 log = Logger()
 
@@ -208,6 +211,46 @@ class LocalStorage:
     def discard_adopted(self, record: FileRecord) -> Deferred[None]:
         """Remove an adopted file, keeping no tombstone; see L{IAdoptingStorage.discard_adopted}."""
         return self._run(self._changes.discard_adopted, record)
+
+    def keep_journal(self, name: str, data: bytes) -> Deferred[None]:
+        """Keep a promotion's journal, durably; see L{IAdoptingStorage.keep_journal}."""
+        return self._run(self._keep_journal_sync, name, data)
+
+    def drop_journal(self, name: str) -> Deferred[None]:
+        """Remove a promotion's journal; see L{IAdoptingStorage.drop_journal}."""
+        return self._run(self._drop_journal_sync, name)
+
+    def journals(self) -> Deferred[dict[str, bytes]]:
+        """The journals kept; see L{IAdoptingStorage.journals}."""
+        return self._run(self._journals_sync)
+
+    @property
+    def _journal_dir(self) -> str:
+        return os.path.join(self.root, ".pypid", "promotions")
+
+    def _keep_journal_sync(self, name: str, data: bytes) -> None:
+        with storage_errors():
+            write_atomically(os.path.join(self._journal_dir, name + ".json"), data)
+            fsync_folder(self._journal_dir)
+
+    def _drop_journal_sync(self, name: str) -> None:
+        with storage_errors():
+            remove_file(os.path.join(self._journal_dir, name + ".json"))
+            fsync_folder(self._journal_dir)
+
+    def _journals_sync(self) -> dict[str, bytes]:
+        found: dict[str, bytes] = {}
+        with storage_errors():
+            try:
+                entries = list(os.scandir(self._journal_dir))
+            except FileNotFoundError:
+                return found
+            for entry in entries:
+                if entry.name.endswith(".json") and not entry.name.startswith("."):
+                    data = read_if_present(entry.path)
+                    if data is not None:
+                        found[entry.name[:-len(".json")]] = data
+        return found
 
     def identity(self) -> str:
         """The folder's path: a snapshot of another folder is not used."""

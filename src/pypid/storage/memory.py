@@ -104,6 +104,8 @@ class MemoryStorage:
     # Who promoted each adopted file, and when (the local backend's
     # .promotion sidecars).
     _promotions: dict[str, Promotion] = attrs.field(factory=dict, init=False)
+    # The journals of promotions under way (.pypid/promotions/ on disk).
+    _journals: dict[str, bytes] = attrs.field(factory=dict, init=False)
     # The data lives as long as this object: a snapshot of another storage
     # (another process, or another test) must never be taken for this one's.
     _name: str = attrs.field(factory=lambda: uuid.uuid4().hex, init=False)
@@ -154,6 +156,20 @@ class MemoryStorage:
     def discard_adopted(self, record: FileRecord) -> Deferred[None]:
         """Forget an adopted file, keeping no tombstone; see L{IAdoptingStorage.discard_adopted}."""
         return maybeDeferred(self._discard_adopted_sync, record)
+
+    def keep_journal(self, name: str, data: bytes) -> Deferred[None]:
+        """Keep a promotion's journal; see L{IAdoptingStorage.keep_journal}."""
+        self._journals[name] = data
+        return succeed(None)
+
+    def drop_journal(self, name: str) -> Deferred[None]:
+        """Remove a promotion's journal; see L{IAdoptingStorage.drop_journal}."""
+        self._journals.pop(name, None)
+        return succeed(None)
+
+    def journals(self) -> Deferred[dict[str, bytes]]:
+        """The journals kept; see L{IAdoptingStorage.journals}."""
+        return succeed(dict(self._journals))
 
     def scan(self, known: dict[str, FileRecord] | None = None, since: float = 0.0,
              tombstones: Iterable[str] = (), persist: bool = True) -> Deferred[ScanResult]:

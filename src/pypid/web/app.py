@@ -70,6 +70,7 @@ from pypid.web.health import Health
 from pypid.web.legacy import LegacyJSON
 from pypid.web.people import AssetsResource, PeoplePages
 from pypid.web.project_pages import ProjectPages
+from pypid.web.promote import Promote
 from pypid.web.publish import Publish
 from pypid.web.respond import Rendered, send_error, wrong_method_error
 from pypid.web.simple import FilesResource, RootResource, SimpleResource
@@ -107,6 +108,7 @@ class PypidApp:
     metrics: Metrics
     audit: AuditAdmin
     oidc: TrustedPublishingArea | None = None
+    promote: Promote | None = None
 
     def resource(self) -> IResource:
         """The Twisted resource that dispatches to the areas."""

@@ -407,6 +407,32 @@ class S3Storage:
                 log.warn("Cannot remove {key} after a failed promotion: {error}",
                          key=key, error=str(e))
 
+    def keep_journal(self, name: str, data: bytes) -> Deferred[None]:
+        """Keep a promotion's journal object; see L{IAdoptingStorage.keep_journal}."""
+        return ensureDeferred(self._client.put(self._journal_key(name), data)).addCallback(
+            lambda _: None)
+
+    def drop_journal(self, name: str) -> Deferred[None]:
+        """Remove a promotion's journal object; see L{IAdoptingStorage.drop_journal}."""
+        return ensureDeferred(self._client.delete(self._journal_key(name)))
+
+    def journals(self) -> Deferred[dict[str, bytes]]:
+        """The journal objects kept; see L{IAdoptingStorage.journals}."""
+        async def journals() -> dict[str, bytes]:
+            prefix = self._journal_key("")
+            found: dict[str, bytes] = {}
+            async for page in self._client.list(prefix):
+                for listed in page.keys:
+                    data = await self._client.get(listed.key)
+                    if data is not None:
+                        found[listed.key[len(prefix):]] = data
+            return found
+        return ensureDeferred(journals())
+
+    def _journal_key(self, name: str) -> str:
+        """Where the journal C{name} of a promotion under way is kept."""
+        return self._layout.prefix + ".pypid/promotions/" + name
+
     def update(self, record: FileRecord) -> Deferred[None]:
         """Store a file's yank state (a marker object); never after a delete."""
         return ensureDeferred(self._update(record))
