@@ -199,8 +199,8 @@ def limit_of(member: Member) -> int | None:
     which the import bounds by C{[pypid] max_upload_size} file by file.
     """
     return {"manifest": JSON_LIMIT, "records": JSON_LIMIT, "tombstones": JSON_LIMIT,
-            "indexes": JSON_LIMIT, "file": None, "metadata": METADATA_LIMIT, "details": DETAILS_LIMIT,
-            "audit": AUDIT_LIMIT}[member.kind]
+            "indexes": JSON_LIMIT, "file": None, "metadata": METADATA_LIMIT,
+            "details": DETAILS_LIMIT, "audit": AUDIT_LIMIT}[member.kind]
 
 
 @attrs.frozen

@@ -109,6 +109,7 @@ class Offer:
         checked against its manifest (see L{pypid.bundle.ingest.carry_audit}).
     @ivar indexes: what goes into named indexes (L{IndexOffer}); the rest
         (C{arrivals}, C{tombstones}) is the default index's.
+    @ivar note: what to tell people once it is imported (lines), or C{""}.
     """
 
     arrivals: tuple[Arrival, ...]
@@ -117,6 +118,7 @@ class Offer:
     refused: tuple[tuple[str, str], ...] = ()
     audit: tuple[tuple[str, Opener], ...] = ()
     indexes: tuple[IndexOffer, ...] = ()
+    note: str = ""
 
 
 class Source(Protocol):
