@@ -160,7 +160,8 @@ def classify(name: str) -> Member:
         index, _, rest = name[len(INDEXES):].partition("/")
         if NAME.match(index) and index != DEFAULT and rest:
             inner = classify(rest)
-            if inner.kind in ("file", "metadata", "details", "records", "tombstones"):
+            if inner.index is None and inner.kind in ("file", "metadata", "details",
+                                                       "records", "tombstones"):
                 return Member(name, inner.kind, inner.filename, index)
         raise BundleError(f"the member {name!r} is not a file of a bundle")
     if name.startswith(_FILES):

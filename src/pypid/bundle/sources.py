@@ -262,7 +262,7 @@ class BundleSource:
             else:
                 refused.append((name, why))
         for name in sorted(manifest.members):
-            if name not in reader.digests:
+            if name not in reader.sizes:
                 member = classify(name)
                 why = f"{name} is named in the manifest but missing from the bundle"
                 if member.filename is not None:
