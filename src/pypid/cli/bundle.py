@@ -11,6 +11,16 @@ from devpi, pypiserver and pypicloud.
     bucket (C{s3://BUCKET/PREFIX}) into the storage of C{FILE}, and prints
     what it imported, found already there, found in conflict and refused.
 
+Named indexes (issue 26): C{export --index NAME} (repeatable) packs those
+indexes, each from its own storage
+(L{pypid.storage.factory.index_settings}); an import puts each index of
+a bundle, or each devpi index (C{user/name} -> C{user-name}, C{--map}),
+into its own storage, and refuses, before importing anything, indexes
+that are not configured, printing the C{[index:NAME]} sections to add.
+A devpi export is flattened into the default index with C{--flatten},
+and by default while no C{[index:NAME]} is configured and no C{--map}
+given, as before indexes existed.
+
 Both run on the storage directly, so they take the storage's own
 precautions: an import into a local folder takes the folder's lock, and is
 refused while a daemon holds it (that daemon would not see the files, and
@@ -71,6 +81,9 @@ folder, a pypicloud storage folder, or a pypicloud bucket as
 s3://BUCKET/PREFIX. Its kind is detected unless --from names it. A local
 storage folder must not be in use by a running server (stop it first); a
 bucket may be. Exit status 1 when anything was refused or in conflict.
+A bundle's named indexes, and a devpi export's indexes (unless
+flattened), go into the configured [index:NAME] of each; when one is not
+configured, nothing is imported and the sections to add are printed.
 """
 
 
