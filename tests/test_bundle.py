@@ -628,3 +628,148 @@ class IngestTests(TestCase):
         await self.ingest.take(self.arrival(filename, data, uploader="x" * 500))
         record = (await self.storage.scan({}, 0.0, (), False)).records[filename]
         self.assertLessEqual(len(record.uploader.encode()), 100)
+
+
+class IndexBundleTests(TestCase):
+    """
+    C{pypid-admin export --index} and C{import} of bundles with named
+    indexes (issue 26), on local storage folders, in this process.
+    """
+
+    def setUp(self):
+        self.folder = os.path.abspath(self.mktemp())
+        self.source = os.path.join(self.folder, "source")
+        self.default_name, default = make_wheel("holy-grail", "1.0")
+        self.release_name, release = make_wheel("holy-grail", "2.0")
+        write_file(os.path.join(self.source, self.default_name), default)
+        write_file(os.path.join(self.source, ".indexes", "release", self.release_name),
+                   release)
+
+    def config(self, name, storage, sections=""):
+        """A configuration file of the local storage C{storage}."""
+        path = os.path.join(self.folder, name + ".ini")
+        write_file(path, (f"[storage]\npath = {storage}\n[pypid]\n"
+                          f"snapshot = {self.folder}/{name}.json\n{sections}").encode())
+        return path
+
+    async def test_round_trip(self):
+        """Two indexes packed, then imported each into its own storage."""
+        from tests.test_migrate import run_admin
+
+        source = self.config("source", self.source, "[index:release]\n")
+        bundle = os.path.join(self.folder, "bundle.tar.gz")
+        code, out, err = await run_admin(source, "export", to=bundle,
+                                         index=["default", "release"])
+        self.assertEqual((code, err), (0, ""))
+        self.assertIn("Exported 2 files", out)
+        target = os.path.join(self.folder, "target")
+        os.makedirs(target)
+        config = self.config("target", target, "[index:release]\n")
+        code, out, err = await run_admin(config, "import", source=bundle)
+        self.assertEqual((code, err), (0, ""), out)
+        self.assertTrue(os.path.isfile(os.path.join(target, self.default_name)))
+        self.assertFalse(os.path.exists(os.path.join(target, self.release_name)))
+        self.assertTrue(os.path.isfile(os.path.join(target, ".indexes", "release",
+                                                    self.release_name)))
+        self.assertIn("Into the index release:", out)
+
+    async def test_named_only(self):
+        """--index NAME alone packs that index; the default's part is empty."""
+        from tests.test_migrate import run_admin
+
+        source = self.config("source", self.source, "[index:release]\n")
+        bundle = os.path.join(self.folder, "bundle")
+        code, out, err = await run_admin(source, "export", to=bundle, index=["release"])
+        self.assertEqual((code, err), (0, ""))
+        self.assertEqual(sorted(os.listdir(os.path.join(bundle, "indexes", "release",
+                                                        "files"))), [self.release_name])
+        self.assertFalse(os.path.exists(os.path.join(bundle, "files")))
+        with open(os.path.join(bundle, m.INDEXES_JSON), "rb") as f:
+            self.assertEqual(m.parse_indexes(f.read()), (m.BundledIndex("release", ()),))
+
+    async def test_not_configured(self):
+        """
+        A bundle of a named index imported where that index is not configured:
+        one error naming the missing section, and nothing imported.
+        """
+        from tests.test_migrate import run_admin
+
+        source = self.config("source", self.source, "[index:release]\n")
+        bundle = os.path.join(self.folder, "bundle.tar")
+        await run_admin(source, "export", to=bundle, index=["default", "release"])
+        target = os.path.join(self.folder, "target")
+        os.makedirs(target)
+        code, out, err = await run_admin(self.config("target", target), "import",
+                                         source=bundle)
+        self.assertEqual(code, 1)
+        self.assertIn("not configured: [index:release] (nothing was imported)", err)
+        self.assertIn("[index:release]\n", out)
+        self.assertEqual(sorted(n for n in os.listdir(target) if not n.startswith(".")), [])
+
+    async def test_default_bundle_unchanged(self):
+        """
+        Without --index, the bundle is today's: the default index's files at
+        the top, no indexes.json, no indexes/ (what the named index holds is
+        not in it); and it imports as before.
+        """
+        from tests.test_migrate import run_admin
+
+        source = self.config("source", self.source, "[index:release]\n")
+        bundle = os.path.join(self.folder, "bundle")
+        code, out, err = await run_admin(source, "export", to=bundle)
+        self.assertEqual((code, err), (0, ""))
+        self.assertEqual(sorted(os.listdir(bundle)),
+                         ["files", "manifest.json", "metadata", "records.json",
+                          "tombstones.json"])
+        self.assertEqual(os.listdir(os.path.join(bundle, "files")), [self.default_name])
+        target = os.path.join(self.folder, "target")
+        os.makedirs(target)
+        code, out, err = await run_admin(self.config("target", target), "import",
+                                         source=bundle)
+        self.assertEqual((code, err), (0, ""))
+        self.assertNotIn("Into the index", out)
+        self.assertEqual(sorted(n for n in os.listdir(target) if not n.startswith(".")),
+                         [self.default_name])
+
+    async def test_refusals(self):
+        """--index of an index not configured, or of a view: one line, status 1."""
+        from tests.test_migrate import run_admin
+
+        source = self.config("source", self.source,
+                             "[index:release]\n[index:prod]\nview = yes\nbases = release\n")
+        for name, reason in (("nope", "no [index:nope] is configured"),
+                             ("prod", "a view holds no files")):
+            code, out, err = await run_admin(source, "export",
+                                             to=os.path.join(self.folder, name), index=[name])
+            self.assertEqual(code, 1)
+            self.assertIn(reason, err)
+
+
+class IndexManifestTests(SynchronousTestCase):
+    """The names of a named index's members, and C{indexes.json}."""
+
+    def test_classify(self):
+        """A named index's members say their index; others under indexes/ are refused."""
+        self.assertEqual(m.classify("indexes/release/files/a-1.0.tar.gz"),
+                         m.Member("indexes/release/files/a-1.0.tar.gz", "file",
+                                  "a-1.0.tar.gz", "release"))
+        self.assertEqual(m.classify("indexes/release/records.json").kind, "records")
+        self.assertEqual(m.classify(m.INDEXES_JSON).kind, "indexes")
+        for name in ("indexes/default/files/a-1.0.tar.gz", "indexes/Rel/records.json",
+                     "indexes/release/audit/x.jsonl", "indexes/release/manifest.json",
+                     "indexes/release/indexes/x/records.json", "indexes/release",
+                     "indexes/../files/x.whl"):
+            with self.assertRaises(m.BundleError, msg=name):
+                m.classify(name)
+
+    def test_indexes_json(self):
+        """indexes.json round-trips; a view or a bad name is refused."""
+        indexes = (m.BundledIndex("release", ("upstream:default",)),
+                   m.BundledIndex("staging", ("release",)))
+        self.assertEqual(m.parse_indexes(m.indexes_bytes(indexes)), indexes)
+        for data, reason in (({"indexes": {"Bad": {}}}, "not the name"),
+                             ({"indexes": {"p": {"view": True}}}, "a view holds no files"),
+                             ({"indexes": {"p": {"bases": "x"}}}, "bases must be a list")):
+            with self.assertRaises(m.BundleError) as caught:
+                m.parse_indexes(json.dumps(data).encode())
+            self.assertIn(reason, str(caught.exception))

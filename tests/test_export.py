@@ -1117,3 +1117,95 @@ class StorageLeftAsItWasTests(ExportCase, TestCase):
         self.assertEqual(self.read(f"files/beta/{BETA_WHEEL[0]}"), BETA_WHEEL[1])
         self.assertTrue(self.exists(f"files/beta/{BETA_WHEEL[0]}.metadata"))
         self.same_folder(root, before)
+
+
+def tree_digest(root):
+    """Every file under C{root} but the export's manifest, by path: its sha256."""
+    found = {}
+    for folder, _dirs, files in os.walk(root):
+        for name in files:
+            path = os.path.join(folder, name)
+            relative = os.path.relpath(path, root)
+            if relative != plans.MANIFEST:
+                found[relative] = hashlib.sha256(read_file(path)).hexdigest()
+    return found
+
+
+class IndexExportTests(TestCase):
+    """
+    C{pypid-export --index NAME} (issue 26): a named index exported as its
+    pages list it, composed of its hosted sources; the default unchanged.
+    """
+
+    def setUp(self):
+        self.folder = os.path.abspath(self.mktemp())
+        self.storage = os.path.join(self.folder, "packages")
+        self.default = make_wheel("beta", "1.0")
+        self.release_old = make_wheel("holy-grail", "1.0")
+        self.spam = make_wheel("spam", "1.0")
+        self.staging_old = make_wheel("holy-grail", "1.0", module_text="X = 2\n")
+        self.staging_new = make_wheel("holy-grail", "2.0")
+        write_file(os.path.join(self.storage, self.default[0]), self.default[1])
+        for index, (filename, data) in (("release", self.release_old), ("release", self.spam),
+                                        ("staging", self.staging_old),
+                                        ("staging", self.staging_new)):
+            write_file(os.path.join(self.storage, ".indexes", index, filename), data)
+
+    def config(self, sections="[index:release]\n[index:staging]\nbases = release\n"
+                              "[index:prod]\nview = yes\nbases = release\nexclude = spam\n"):
+        path = os.path.join(self.folder, "pypid.ini")
+        write_file(path, (f"[storage]\npath = {self.storage}\n[pypid]\n"
+                          f"snapshot = {self.folder}/index.json\n{sections}").encode())
+        return path
+
+    def served(self, dest, project):
+        """The files the export lists and holds for C{project}: filename -> bytes."""
+        folder = os.path.join(dest, "files", project)
+        if not os.path.isdir(folder):
+            return {}
+        return {name: read_file(os.path.join(folder, name)) for name in os.listdir(folder)
+                if not name.endswith(".metadata")}
+
+    async def test_hosted_with_bases(self):
+        """An index exports its own files, then its bases' not shadowed by its own."""
+        dest = os.path.join(self.folder, "staging-site")
+        code, out, err = await run_command(dest, "--config", self.config(), "--index",
+                                           "staging")
+        self.assertEqual((code, err), (0, ""))
+        self.assertEqual(self.served(dest, "holy-grail"),
+                         dict([self.staging_old, self.staging_new]))
+        self.assertEqual(self.served(dest, "spam"), dict([self.spam]))
+        self.assertEqual(self.served(dest, "beta"), {})
+        page = read_file(os.path.join(dest, "simple", "holy-grail", "index.html"))
+        self.assertIn(self.staging_new[0].encode(), page)
+
+    async def test_view(self):
+        """A view exports its bases' files through its filters."""
+        dest = os.path.join(self.folder, "prod-site")
+        code, out, err = await run_command(dest, "--config", self.config(), "--index", "prod")
+        self.assertEqual((code, err), (0, ""))
+        self.assertEqual(self.served(dest, "holy-grail"), dict([self.release_old]))
+        self.assertEqual(self.served(dest, "spam"), {})
+        self.assertFalse(os.path.exists(os.path.join(dest, "simple", "spam")))
+
+    async def test_default_unchanged(self):
+        """
+        Without --index, the export is byte for byte the one of a server with
+        no named index: the named indexes' files are not in it.
+        """
+        plain = os.path.join(self.folder, "plain")
+        code, _, err = await run_command(plain, "--config", self.config(""))
+        self.assertEqual((code, err), (0, ""))
+        named = os.path.join(self.folder, "named")
+        code, _, err = await run_command(named, "--config", self.config())
+        self.assertEqual((code, err), (0, ""))
+        self.assertEqual(tree_digest(named), tree_digest(plain))
+        self.assertEqual(self.served(named, "beta"), dict([self.default]))
+        self.assertEqual(self.served(named, "holy-grail"), {})
+
+    async def test_unknown_index(self):
+        """--index of an index not configured: one line, status 1."""
+        code, out, err = await run_command(os.path.join(self.folder, "x"), "--config",
+                                           self.config(), "--index", "nope")
+        self.assertEqual(code, 1)
+        self.assertIn("--index nope: no [index:nope] is configured", err)

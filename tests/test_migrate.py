@@ -314,3 +314,142 @@ class PypicloudBucketTests(TestCase):
                                                Key=f"pypi/3f2a/holy-grail/{name}")
         self.assertEqual(records[name].upload_time, listed["LastModified"].timestamp())
         self.assertEqual(self.storage.objects[name], data)
+
+
+def admin_options(command, **fields):
+    """The C{pypid-admin} options of C{export} or C{import}, as its parser gives them."""
+    import argparse
+
+    values = {"command": command, "kind": None, "index": [], "map": [], "flatten": False,
+              "verbose": False, "s3_endpoint": None, "s3_region": None}
+    values.update(fields)
+    return argparse.Namespace(**values)
+
+
+async def run_admin(config_path, command, **fields):
+    """Run C{pypid-admin export} or C{import} in this process; return C{(code, out, err)}."""
+    import io
+
+    from pypid.cli.bundle import import_command, pack_command
+    from pypid.config import load_config
+
+    config = load_config(config_path, (), environ={})
+    out, err = io.StringIO(), io.StringIO()
+    run = import_command if command == "import" else pack_command
+    code = await run(config, admin_options(command, **fields), reactor, out, err)
+    return code, out.getvalue(), err.getvalue()
+
+
+class DevpiIndexesTests(TestCase):
+    """
+    A devpi export of a user with two indexes, C{dev} based on C{prod}
+    (based on the C{root/pypi} mirror), imported by C{pypid-admin import}:
+    each devpi index into the pypid index of its name, the bases printed.
+    """
+
+    def setUp(self):
+        self.folder = os.path.abspath(self.mktemp())
+        self.root = os.path.join(self.folder, "devpi-export")
+        self.storage = os.path.join(self.folder, "packages")
+        os.makedirs(self.storage)
+        self.prod_name, prod = make_wheel("holy-grail", "1.0")
+        self.dev_name, dev = make_wheel("holy-grail", "1.1.dev1")
+        self.sdist_name, sdist = make_sdist("spam", "2.0")
+        files = {"alice/prod": [(f"alice/prod/holy-grail/1.0/{self.prod_name}", prod)],
+                 "alice/dev": [(f"alice/dev/holy-grail/1.1.dev1/{self.dev_name}", dev),
+                               (f"alice/dev/spam/2.0/{self.sdist_name}", sdist)]}
+        data = dataindex({"root/pypi": ("mirror", []),
+                          **{index: ("stage", [devpi_entry(path, body) for path, body in items])
+                             for index, items in files.items()}})
+        data["indexes"]["alice/prod"]["indexconfig"]["bases"] = ["root/pypi"]
+        data["indexes"]["alice/dev"]["indexconfig"]["bases"] = ["alice/prod"]
+        for items in files.values():
+            for relpath, body in items:
+                path = os.path.join(self.root, *relpath.split("/"))
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                write_file(path, body)
+        write_file(os.path.join(self.root, "dataindex.json"), json.dumps(data).encode())
+
+    def config(self, sections=""):
+        """A configuration file of a local storage, with C{sections} added."""
+        path = os.path.join(self.folder, "pypid.ini")
+        write_file(path, (f"[storage]\npath = {self.storage}\n[pypid]\n"
+                          f"snapshot = {self.folder}/index.json\n{sections}").encode())
+        return path
+
+    def held(self, index):
+        """The distribution files the storage of C{index} holds on disk."""
+        root = (self.storage if index == "default"
+                else os.path.join(self.storage, ".indexes", index))
+        if not os.path.isdir(root):
+            return []
+        return sorted(name for name in os.listdir(root) if not name.startswith("."))
+
+    async def test_kept_as_indexes(self):
+        """With the indexes configured, each devpi index's projects go into its own."""
+        config = self.config("[index:alice-prod]\n[index:alice-dev]\nbases = alice-prod\n")
+        code, out, err = await run_admin(config, "import", source=self.root)
+        self.assertEqual((code, err), (0, ""))
+        self.assertEqual(self.held("alice-prod"), [self.prod_name])
+        self.assertEqual(self.held("alice-dev"), sorted([self.dev_name, self.sdist_name]))
+        self.assertEqual(self.held("default"), [])
+        self.assertIn("Into the index alice-dev:", out)
+        self.assertIn("Into the index alice-prod:", out)
+
+    async def test_sections_printed(self):
+        """
+        Indexes not configured yet: nothing is imported, the sections to paste
+        are printed (bases translated, the mirror as upstream:default), and
+        the error names the missing sections.
+        """
+        config = self.config("[index:other]\n")
+        code, out, err = await run_admin(config, "import", source=self.root)
+        self.assertEqual(code, 1)
+        self.assertIn("[index:alice-dev]   ; alice/dev\nbases = alice-prod\n", out)
+        self.assertIn("[index:alice-prod]   ; alice/prod\nbases = upstream:default\n", out)
+        self.assertIn("[index:alice-dev], [index:alice-prod]", err)
+        self.assertIn("nothing was imported", err)
+        self.assertEqual((self.held("alice-dev"), self.held("alice-prod"),
+                          self.held("default")), ([], [], []))
+
+    async def test_map(self):
+        """--map names the pypid index of a devpi index; its bases follow the map."""
+        config = self.config("[index:prod]\n[index:staging]\nbases = prod\n")
+        code, out, err = await run_admin(
+            config, "import", source=self.root,
+            map=["alice/prod=prod", "alice/dev=staging"])
+        self.assertEqual((code, err), (0, ""))
+        self.assertEqual(self.held("prod"), [self.prod_name])
+        self.assertEqual(self.held("staging"), sorted([self.dev_name, self.sdist_name]))
+
+    async def test_flatten_by_default(self):
+        """
+        With no [index:NAME] configured, the export is flattened into the
+        default index as before, and the sections that would keep the
+        indexes are printed.
+        """
+        code, out, err = await run_admin(self.config(), "import", source=self.root)
+        self.assertEqual((code, err), (0, ""))
+        self.assertEqual(self.held("default"),
+                         sorted([self.prod_name, self.dev_name, self.sdist_name]))
+        self.assertFalse(os.path.exists(os.path.join(self.storage, ".indexes")))
+        self.assertIn("[index:alice-dev]   ; alice/dev\nbases = alice-prod\n", out)
+
+    async def test_flatten(self):
+        """--flatten keeps today's import though indexes are configured."""
+        config = self.config("[index:alice-prod]\n")
+        code, out, err = await run_admin(config, "import", source=self.root, flatten=True)
+        self.assertEqual((code, err), (0, ""))
+        self.assertEqual(self.held("default"),
+                         sorted([self.prod_name, self.dev_name, self.sdist_name]))
+        self.assertEqual(self.held("alice-prod"), [])
+
+    async def test_bad_map(self):
+        """A --map that is not USER/NAME=INDEX, or names no index, is one line."""
+        config = self.config("[index:prod]\n")
+        for text, reason in (("alice=prod", "expected USER/NAME=INDEX"),
+                             ("alice/prod=Prod", "is not an index name"),
+                             ("alice/prod=simple", "is a path of the server")):
+            code, out, err = await run_admin(config, "import", source=self.root, map=[text])
+            self.assertEqual(code, 1, text)
+            self.assertIn(reason, err)

@@ -51,7 +51,7 @@ __all__ = ["FileMismatch", "FolderReader", "FolderWriter", "TarReader", "TarWrit
 _CHUNK = 1 << 20
 #: The kinds of member read whole while a bundle is opened (small, and
 #: needed before any file is taken).
-_KEPT = ("manifest", "records", "tombstones")
+_KEPT = ("manifest", "records", "tombstones", "indexes")
 
 
 class SourceTooLarge(Exception):

@@ -22,7 +22,14 @@ devpi keeps no yank state for its own indexes ("PEP 592 isn't supported
 for private stages yet", devpi-server 6.20), and a delete leaves no trace
 in its export: the files come across as not yanked, and no tombstone.
 
-pypid serves one flat index: a filename that two devpi indexes both hold
+devpi's indexes are kept (issue 26): each devpi index C{user/name} goes
+into the pypid index C{user-name} (or the name C{--map} gives it), its
+bases translated the same way, a mirror base (devpi's C{root/pypi}) as
+C{upstream:default} (L{DevpiIndexes}). The import needs those indexes
+configured; L{pypid.bundle.sources.index_sections} prints the sections
+to paste. Flattened (C{--flatten}, and the default while no
+C{[index:NAME]} is configured, as before indexes existed), everything
+goes into the default index: a filename that two devpi indexes both hold
 comes across once when the bytes are the same, and is reported as a
 conflict when they differ (the first index, in name order, wins).
 """
@@ -41,7 +48,15 @@ import attrs
 
 from pypid.bundle.ingest import Arrival, SourceUnavailable
 from pypid.bundle.manifest import BundleError
-from pypid.bundle.sources import Offer, local_fetch, open_regular, read_json_file
+from pypid.bundle.sources import (
+    IndexOffer,
+    Offer,
+    index_sections,
+    local_fetch,
+    open_regular,
+    read_json_file,
+)
+from pypid.core.index_names import DEFAULT, NAME, NAME_FORMS, ROUTE_SEGMENTS, UPSTREAM_PREFIX
 from pypid.storage.interface import Run
 
 #: The most bytes of C{dataindex.json} read (it holds every release's metadata).
@@ -192,15 +207,93 @@ def parse_dataindex(data: Any, wanted: Iterable[str] | None = None
     return files, ignored, refused
 
 
+#: The base a devpi mirror (C{root/pypi}) becomes: C{[upstream]}.
+MIRROR_BASE = UPSTREAM_PREFIX + DEFAULT
+
+
+def parse_map(text: str) -> tuple[str, str]:
+    """
+    One C{--map USER/NAME=INDEX}.
+
+    @raise ValueError: saying what is wrong.
+    """
+    devpi, sep, name = text.partition("=")
+    if not sep or devpi.count("/") != 1 or not all(devpi.split("/")):
+        raise ValueError(f"--map {text}: expected USER/NAME=INDEX")
+    return devpi, _checked_name(name, f"--map {text}")
+
+
+def _checked_name(name: str, where: str) -> str:
+    if not NAME.match(name):
+        raise ValueError(f"{where}: {name!r} is not an index name; {NAME_FORMS}")
+    if name in ROUTE_SEGMENTS:
+        raise ValueError(f"{where}: {name!r} is a path of the server; choose another name")
+    return name
+
+
+@attrs.frozen
+class DevpiIndexes:
+    """
+    How devpi's indexes become pypid's: C{user/name} -> C{user-name}
+    (lower-cased), or what C{maps} says; their bases translated alike,
+    a mirror's as L{MIRROR_BASE}.
+    """
+
+    maps: dict[str, str] = attrs.field(factory=dict)
+
+    def name_of(self, devpi: str) -> str:
+        """
+        The pypid index of the devpi index C{devpi}.
+
+        @raise BundleError: when it makes no index name (then C{--map} it).
+        """
+        if devpi in self.maps:
+            return self.maps[devpi]
+        try:
+            return _checked_name(devpi.replace("/", "-").lower(), f"the devpi index {devpi}")
+        except ValueError as e:
+            raise BundleError(f"{e}: name it with --map {devpi}=NAME")
+
+    def bases_of(self, devpi: str, data: dict[str, Any]) -> tuple[str, ...]:
+        """The bases of C{devpi}'s pypid index, from the export's C{indexconfig}s."""
+        config = _index_config(data, devpi)
+        bases = config.get("bases", ())
+        if isinstance(bases, str):  # (devpi accepts "a/b,c/d" too)
+            bases = bases.split(",")
+        found: list[str] = []
+        for base in bases if isinstance(bases, (list, tuple)) else ():
+            if not isinstance(base, str) or not base.strip():
+                continue
+            base = base.strip()
+            mirror = _index_config(data, base).get("type") == "mirror"
+            name = MIRROR_BASE if mirror else self.name_of(base)
+            if name not in found:
+                found.append(name)
+        return tuple(found)
+
+
+def _index_config(data: dict[str, Any], devpi: str) -> dict[str, Any]:
+    index = data["indexes"].get(devpi)
+    config = index.get("indexconfig") if isinstance(index, dict) else None
+    return config if isinstance(config, dict) else {}
+
+
 class DevpiSource:
     """A devpi export folder; see the module."""
 
     kind = "devpi"
 
-    def __init__(self, path: str, run: Run, indexes: Iterable[str] | None = None) -> None:
+    def __init__(self, path: str, run: Run, indexes: Iterable[str] | None = None,
+                 kept: DevpiIndexes | None = None) -> None:
+        """
+        @param indexes: the devpi indexes to take (L{None}: every stage).
+        @param kept: how to keep devpi's indexes as pypid's; L{None}:
+            flatten them into the default index.
+        """
         self._path = os.path.abspath(path)
         self._run = run
         self._indexes = tuple(indexes) if indexes else None
+        self._kept = kept
 
     async def read(self) -> Offer:
         """The export's L{Offer}."""
@@ -211,6 +304,7 @@ class DevpiSource:
                               "export")
         files, ignored, refused = parse_dataindex(data, self._indexes)
         arrivals: list[Arrival] = []
+        groups: dict[str, list[Arrival]] = {}
         for item in files:
             path = os.path.join(self._path, *item.relpath.split("/"))
             when: float | None = item.upload_time
@@ -219,14 +313,40 @@ class DevpiSource:
                     when = (await self._run(os.stat, path)).st_mtime
                 except OSError:
                     when = 0.0
-            arrivals.append(Arrival(
+            arrival = Arrival(
                 item.filename, item.relpath,
                 local_fetch(self._run, partial(_open_inside, self._path, path)),
-                when, sha256=item.sha256, uploader=item.uploader))
-        return Offer(tuple(arrivals), ignored=tuple(ignored), refused=tuple(refused))
+                when, sha256=item.sha256, uploader=item.uploader)
+            arrivals.append(arrival)
+            groups.setdefault(item.index, []).append(arrival)
+        if self._kept is None:
+            return Offer(tuple(arrivals), ignored=tuple(ignored), refused=tuple(refused),
+                         note=_flattened(groups, data))
+        offers = tuple(IndexOffer(self._kept.name_of(devpi), self._kept.bases_of(devpi, data),
+                                  tuple(taken), origin=devpi)
+                       for devpi, taken in sorted(groups.items()))
+        return Offer((), ignored=tuple(ignored), refused=tuple(refused), indexes=offers)
 
     def close(self) -> None:
         """Nothing is held open."""
+
+
+def _flattened(groups: dict[str, list[Arrival]], data: dict[str, Any]) -> str:
+    """
+    The note after a flattened import of several devpi indexes: the
+    sections that would keep them (none when a name needs a C{--map}).
+    """
+    if len(groups) < 2:
+        return ""
+    kept = DevpiIndexes()
+    try:
+        offers = [IndexOffer(kept.name_of(devpi), kept.bases_of(devpi, data), (), origin=devpi)
+                  for devpi in sorted(groups)]
+    except BundleError:
+        return ""
+    return ("The devpi indexes went into the default index, flattened. To keep them as "
+            "indexes of their own, configure these sections and import again:\n\n"
+            + index_sections(offers) + "\n")
 
 
 def _open_inside(root: str, path: str) -> IO[bytes]:

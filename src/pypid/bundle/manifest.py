@@ -17,6 +17,17 @@ when its name ends in C{.tar.gz} or C{.tgz})::
     manifest.json                  written last: the format and its version,
                                    and the sha256 and size of every other member
 
+A bundle of named indexes (issue 26; C{pypid-admin export --index NAME})
+adds, per index, the same layout under C{indexes/NAME/} (its files,
+metadata, details, records and tombstones: each index has its own
+namespace of filenames, as its storage has), and C{indexes.json}, which
+says which indexes are there and their bases (C{{"indexes": {"release":
+{"bases": ["upstream:default"], "view": false}}}}). The files under the
+top-level C{files/} are the default index's, as before: a bundle without
+named indexes has neither C{indexes/} nor C{indexes.json}, byte for byte
+the bundle it always was, and an older pypid refuses a bundle with them
+as one whose layout it does not know, rather than flatten it.
+
 Every member but the manifest is named in it, distribution files under
 C{files}, the others under C{members}; a reader refuses a member it does
 not name, a name outside this layout, and bytes other than those it names.
@@ -33,6 +44,7 @@ from typing import Any
 
 import attrs
 
+from pypid.core.index_names import DEFAULT, NAME, NAME_FORMS
 from pypid.core.model import FileRecord
 from pypid.core.names import InvalidName, check_filename_characters, parse_filename
 
@@ -49,6 +61,10 @@ _METADATA = "metadata/"
 _DETAILS = "details/"
 #: Where the audit log's files go in a bundle (kept as they are stored).
 AUDIT = "audit/"
+#: Where a named index's members go (C{indexes/NAME/files/...}).
+INDEXES = "indexes/"
+#: Which named indexes a bundle holds, and their bases.
+INDEXES_JSON = "indexes.json"
 
 #: The most bytes a JSON member (manifest, records, tombstones) may have:
 #: 20,000 records make about 10 MB.
@@ -70,19 +86,34 @@ class BundleError(Exception):
     """A bundle that cannot be read or written; the message is one line."""
 
 
-def file_member(filename: str) -> str:
-    """The member holding the distribution file C{filename}."""
-    return _FILES + filename
+def index_prefix(index: str) -> str:
+    """Where the members of the index C{index} go: C{""} for the default index."""
+    return "" if index == DEFAULT else f"{INDEXES}{index}/"
 
 
-def metadata_member(filename: str) -> str:
+def file_member(filename: str, index: str = DEFAULT) -> str:
+    """The member holding the distribution file C{filename} (of the index C{index})."""
+    return index_prefix(index) + _FILES + filename
+
+
+def metadata_member(filename: str, index: str = DEFAULT) -> str:
     """The member holding C{filename}'s core metadata."""
-    return _METADATA + filename + ".metadata"
+    return index_prefix(index) + _METADATA + filename + ".metadata"
 
 
-def details_member(filename: str) -> str:
+def details_member(filename: str, index: str = DEFAULT) -> str:
     """The member holding C{filename}'s details."""
-    return _DETAILS + filename + ".details"
+    return index_prefix(index) + _DETAILS + filename + ".details"
+
+
+def records_member(index: str = DEFAULT) -> str:
+    """The member holding the records of the index C{index}."""
+    return index_prefix(index) + RECORDS
+
+
+def tombstones_member(index: str = DEFAULT) -> str:
+    """The member holding the deleted filenames of the index C{index}."""
+    return index_prefix(index) + TOMBSTONES
 
 
 @attrs.frozen
@@ -94,11 +125,14 @@ class Member:
         C{"metadata"}, C{"details"} or C{"audit"}.
     @ivar filename: the distribution file it belongs to (file, metadata and
         details), else L{None}.
+    @ivar index: the named index it belongs to (under C{indexes/NAME/}),
+        or L{None} for the default index's and the bundle's own.
     """
 
     name: str
     kind: str
     filename: str | None = None
+    index: str | None = None
 
 
 def _filename_in(name: str, prefix: str, suffix: str = "") -> str:
@@ -119,9 +153,17 @@ def classify(name: str) -> Member:
         C{..}, a folder a bundle does not have, a name that is no filename).
     """
     for fixed, kind in ((MANIFEST, "manifest"), (RECORDS, "records"),
-                        (TOMBSTONES, "tombstones")):
+                        (TOMBSTONES, "tombstones"), (INDEXES_JSON, "indexes")):
         if name == fixed:
             return Member(name, kind)
+    if name.startswith(INDEXES):
+        index, _, rest = name[len(INDEXES):].partition("/")
+        if NAME.match(index) and index != DEFAULT and rest:
+            inner = classify(rest)
+            if inner.index is None and inner.kind in ("file", "metadata", "details",
+                                                       "records", "tombstones"):
+                return Member(name, inner.kind, inner.filename, index)
+        raise BundleError(f"the member {name!r} is not a file of a bundle")
     if name.startswith(_FILES):
         return Member(name, "file", _filename_in(name, _FILES))
     if name.startswith(_METADATA) and name.endswith(".metadata"):
@@ -139,8 +181,12 @@ def classify(name: str) -> Member:
 def is_folder(name: str) -> bool:
     """Whether C{name} (without a trailing slash) is a folder a bundle may have."""
     name = name.rstrip("/")
-    if name in ("files", "metadata", "details", "audit"):
+    if name in ("files", "metadata", "details", "audit", "indexes"):
         return True
+    if name.startswith(INDEXES):
+        index, _, rest = name[len(INDEXES):].partition("/")
+        return (bool(NAME.match(index)) and index != DEFAULT
+                and rest in ("", "files", "metadata", "details"))
     if name.startswith(AUDIT):
         parts = name[len(AUDIT):].split("/")
         return (len(parts) < 4 and all(parts) and not _CONTROL.search(name)
@@ -154,8 +200,8 @@ def limit_of(member: Member) -> int | None:
     which the import bounds by C{[pypid] max_upload_size} file by file.
     """
     return {"manifest": JSON_LIMIT, "records": JSON_LIMIT, "tombstones": JSON_LIMIT,
-            "file": None, "metadata": METADATA_LIMIT, "details": DETAILS_LIMIT,
-            "audit": AUDIT_LIMIT}[member.kind]
+            "indexes": JSON_LIMIT, "file": None, "metadata": METADATA_LIMIT,
+            "details": DETAILS_LIMIT, "audit": AUDIT_LIMIT}[member.kind]
 
 
 @attrs.frozen
@@ -201,8 +247,9 @@ class BundleManifest:
     """
     The manifest of a bundle.
 
-    @ivar files: L{Digest}s of the distribution files, by filename.
-    @ivar members: L{Digest}s of every other member (but the manifest), by name.
+    @ivar files: L{Digest}s of the default index's distribution files, by filename.
+    @ivar members: L{Digest}s of every other member (but the manifest), by
+        name: a named index's files are there, by their member's name.
     @ivar created: when the bundle was written (PEP 700's format), for people.
     @ivar source: the storage it was written from (C{local:/srv/...},
         C{s3://bucket/prefix}), for people.
@@ -229,7 +276,7 @@ class BundleManifest:
     def digest_of(self, name: str) -> Digest | None:
         """The L{Digest} the manifest gives the member C{name}, or L{None}."""
         member = classify(name)
-        if member.filename is not None and member.kind == "file":
+        if member.filename is not None and member.kind == "file" and member.index is None:
             return self.files.get(member.filename)
         return self.members.get(name)
 
@@ -260,7 +307,8 @@ class BundleManifest:
                                                                      f"{filename!r}")
         parsed_members: dict[str, Digest] = {}
         for name, digest in members.items():
-            if classify(name).kind in ("file", "manifest"):
+            member = classify(name)
+            if member.kind == "manifest" or (member.kind == "file" and member.index is None):
                 raise BundleError(f"{MANIFEST}: members: {name!r} belongs under files")
             parsed_members[name] = Digest.from_json(digest, f"{MANIFEST}: members: {name!r}")
         created, source = value.get("created", ""), value.get("source")
@@ -326,3 +374,51 @@ def parse_tombstones(data: bytes) -> frozenset[str]:
             raise BundleError(f"{TOMBSTONES}: entry {number}: {e}")
         names.add(name)
     return frozenset(names)
+
+
+@attrs.frozen
+class BundledIndex:
+    """
+    One named index of a bundle, as C{indexes.json} describes it.
+
+    @ivar bases: its bases as the configuration spells them (C{release},
+        C{upstream:default}), for the C{[index:NAME]} section it needs.
+    """
+
+    name: str
+    bases: tuple[str, ...] = ()
+    view: bool = False
+
+
+def indexes_bytes(indexes: Iterable[BundledIndex]) -> bytes:
+    """The bytes of C{indexes.json}."""
+    data = {"indexes": {index.name: {"bases": list(index.bases), "view": index.view}
+                        for index in sorted(indexes, key=lambda i: i.name)}}
+    return json.dumps(data, indent=1, sort_keys=True).encode("utf-8") + b"\n"
+
+
+def parse_indexes(data: bytes) -> tuple[BundledIndex, ...]:
+    """
+    The named indexes of C{indexes.json}, by name.
+
+    @raise BundleError: naming the entry that is not valid.
+    """
+    value = _json_object(data, INDEXES_JSON).get("indexes")
+    if not isinstance(value, dict):
+        raise BundleError(f"{INDEXES_JSON}: indexes must be a JSON object")
+    found: list[BundledIndex] = []
+    for name, entry in sorted(value.items()):
+        where = f"{INDEXES_JSON}: {name!r}"
+        if not NAME.match(name) or name == DEFAULT:
+            raise BundleError(f"{where}: not the name of a named index; {NAME_FORMS}")
+        if not isinstance(entry, dict):
+            raise BundleError(f"{where}: not a JSON object")
+        bases, view = entry.get("bases", []), entry.get("view", False)
+        if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
+            raise BundleError(f"{where}: bases must be a list of names")
+        if not isinstance(view, bool):
+            raise BundleError(f"{where}: view must be true or false")
+        if view:
+            raise BundleError(f"{where}: a view holds no files; a bundle holds none")
+        found.append(BundledIndex(name, tuple(bases), view))
+    return tuple(found)

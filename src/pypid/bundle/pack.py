@@ -15,6 +15,10 @@ either, and a file deleted before it is copied is left out and reported
 Members are written file by file: each file, then its metadata and
 details (nothing of a file left out stays behind), then the records, the
 tombstones and the manifest.
+
+Named indexes (issue 26) are packed the same way, each from its own
+storage and snapshot, under C{indexes/NAME/}, with C{indexes.json}; a
+bundle of the default index only is the bundle it always was.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from typing import TypeVar
 
 import attrs
@@ -32,17 +37,21 @@ from twisted.logger import Logger
 from pypid.bundle.archive import BundleWriter
 from pypid.bundle.manifest import (
     AUDIT,
-    RECORDS,
-    TOMBSTONES,
+    INDEXES_JSON,
+    BundledIndex,
     BundleManifest,
     Digest,
     classify,
     details_member,
     file_member,
+    indexes_bytes,
     metadata_member,
     records_bytes,
+    records_member,
     tombstones_bytes,
+    tombstones_member,
 )
+from pypid.core.index_names import DEFAULT
 from pypid.core.model import FileRecord, format_upload_time
 from pypid.storage.audit_log import IAuditLog
 from pypid.storage.disk import remove_file
@@ -123,9 +132,23 @@ class _WriterTarget:
         return d
 
 
-async def pack_bundle(storage: IStorage, writer: BundleWriter, snapshot_path: str | None,
-                      run: Run, clock: IReactorTime,
-                      audit: IAuditLog | None = None) -> PackReport:
+@attrs.frozen
+class PackedIndex:
+    """
+    A named index to pack: its storage (L{pypid.storage.factory.index_settings}),
+    its snapshot (L{pypid.storage.factory.index_snapshot_path}) and how
+    C{indexes.json} describes it.
+    """
+
+    index: BundledIndex
+    storage: IStorage
+    snapshot_path: str | None
+
+
+async def pack_bundle(storage: IStorage | None, writer: BundleWriter,
+                      snapshot_path: str | None, run: Run, clock: IReactorTime,
+                      audit: IAuditLog | None = None,
+                      indexes: Sequence[PackedIndex] = ()) -> PackReport:
     """
     Write the storage's files, records, metadata, details, tombstones and
     audit log into C{writer} (see L{pypid.bundle.archive.open_writer}),
@@ -138,51 +161,85 @@ async def pack_bundle(storage: IStorage, writer: BundleWriter, snapshot_path: st
         files go under C{audit/} as they are stored (so their chains can
         still be checked), or L{None}. Reading them takes each file's
         shared lock for a moment, never the daemon's.
+    @param storage: the default index's storage, or L{None} to leave it
+        out (its records and tombstones are then empty).
+    @param indexes: the named indexes to pack as well (L{PackedIndex}).
     @rtype: L{PackReport}
     @raise pypid.storage.interface.StorageError: the storage failed.
     """
     report = PackReport()
-    scanned = await load_records(storage, snapshot_path, run)
     spool_dir = await run(tempfile.mkdtemp, None, "pypid-bundle-")
     target = _WriterTarget(writer, run, spool_dir)
-    taken: list[FileRecord] = []
     try:
-        for filename in sorted(scanned.records):
-            record = scanned.records[filename]
-            metadata = await read_metadata(storage, record)
-            details = await storage.read_details(record)
-            try:
-                await put_file(storage, record, target, file_member(filename))
-            except FileUnavailable as e:
-                log.warn("Not exporting {filename}: {error}", filename=filename, error=str(e))
-                report.problems.append((filename, str(e)))
-                continue
-            if metadata is not None:
-                await target.write(metadata_member(filename), metadata)
-            if details is not None:
-                await target.write(details_member(filename), details)
-            taken.append(record)
-            report.files += 1
-            report.bytes += record.size
-            report.metadata += metadata is not None
-            report.details += details is not None
+        # (in the order of the bundles before named indexes: the default's
+        # files, the audit log, its records and tombstones; so that a
+        # bundle of the default index only has the same bytes)
+        own: tuple[list[FileRecord], frozenset[str]] = ([], frozenset())
+        if storage is not None:
+            own = await _pack_files(storage, snapshot_path, DEFAULT, target, run, report)
+        for packed in indexes:
+            taken, tombstones = await _pack_files(packed.storage, packed.snapshot_path,
+                                                  packed.index.name, target, run, report)
+            await _pack_records(packed.index.name, taken, tombstones, target, report)
         for name, data in (await audit.stored_files() if audit is not None else ()):
             await target.write(AUDIT + name, data)
             report.audit += 1
-        await target.write(RECORDS, records_bytes(taken))
-        await target.write(TOMBSTONES, tombstones_bytes(scanned.tombstones))
-        report.tombstones = len(scanned.tombstones)
+        await _pack_records(DEFAULT, *own, target, report)
+        if indexes:
+            await target.write(INDEXES_JSON, indexes_bytes(p.index for p in indexes))
     finally:
         await run(shutil.rmtree, spool_dir, True)  # (ignore_errors: a spool left is no failure)
     files: dict[str, Digest] = {}
     members: dict[str, Digest] = {}
     for name, digest in writer.entries.items():
         member = classify(name)
-        if member.kind == "file" and member.filename is not None:
+        if member.kind == "file" and member.filename is not None and member.index is None:
             files[member.filename] = digest
         else:
             members[name] = digest
+    source = storage if storage is not None else (indexes[0].storage if indexes else None)
     manifest = BundleManifest(files, members, format_upload_time(clock.seconds()),
-                              storage.identity())
+                              source.identity() if source is not None else None)
     await run(writer.finish, manifest.to_bytes())
     return report
+
+
+async def _pack_files(storage: IStorage, snapshot_path: str | None, index: str,
+                      target: _WriterTarget, run: Run, report: PackReport
+                      ) -> tuple[list[FileRecord], frozenset[str]]:
+    """
+    Write one index's files, metadata and details; return the records of
+    the files taken and the index's tombstones.
+    """
+    scanned = await load_records(storage, snapshot_path, run)
+    taken: list[FileRecord] = []
+    for filename in sorted(scanned.records):
+        record = scanned.records[filename]
+        metadata = await read_metadata(storage, record)
+        details = await storage.read_details(record)
+        try:
+            await put_file(storage, record, target, file_member(filename, index))
+        except FileUnavailable as e:
+            log.warn("Not exporting {filename}: {error}", filename=filename, error=str(e))
+            report.problems.append((filename if index == DEFAULT else f"{index}/{filename}",
+                                    str(e)))
+            continue
+        if metadata is not None:
+            await target.write(metadata_member(filename, index), metadata)
+        if details is not None:
+            await target.write(details_member(filename, index), details)
+        taken.append(record)
+        report.files += 1
+        report.bytes += record.size
+        report.metadata += metadata is not None
+        report.details += details is not None
+    return taken, scanned.tombstones
+
+
+async def _pack_records(index: str, taken: list[FileRecord],
+                        tombstones: frozenset[str],
+                        target: _WriterTarget, report: PackReport) -> None:
+    """Write one index's records and tombstones."""
+    await target.write(records_member(index), records_bytes(taken))
+    await target.write(tombstones_member(index), tombstones_bytes(tombstones))
+    report.tombstones += len(tombstones)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from typing import IO, Any, Protocol, TypeVar
 
@@ -25,16 +25,20 @@ import attrs
 from pypid.bundle.archive import BundleReader, copy_hashed, open_reader
 from pypid.bundle.ingest import Arrival, Digests, Fetch, Opener, SourceUnavailable
 from pypid.bundle.manifest import (
+    INDEXES_JSON,
     MANIFEST,
-    RECORDS,
-    TOMBSTONES,
     BundleError,
     BundleManifest,
     Digest,
     classify,
+    file_member,
+    parse_indexes,
     parse_records,
     parse_tombstones,
+    records_member,
+    tombstones_member,
 )
+from pypid.core.index_names import DEFAULT
 from pypid.core.model import FileRecord
 from pypid.storage.reading import Run
 
@@ -53,6 +57,44 @@ DESCRIPTIONS = {
 
 
 @attrs.frozen
+class IndexOffer:
+    """
+    What a source holds for one named index (issue 26): a bundle's
+    C{indexes/NAME/}, or a devpi index kept as an index of its own.
+
+    @ivar name: the pypid index it goes into.
+    @ivar bases: its bases, as an C{[index:NAME]} section spells them.
+    @ivar origin: what the source calls it (devpi's C{user/name}), for people.
+    """
+
+    name: str
+    bases: tuple[str, ...]
+    arrivals: tuple[Arrival, ...]
+    tombstones: frozenset[str] = frozenset()
+    origin: str = ""
+
+
+def index_sections(indexes: Iterable[IndexOffer]) -> str:
+    """
+    The C{[index:NAME]} sections to add to the configuration for C{indexes}
+    (each once, bases as given), for people to paste.
+    """
+    lines: list[str] = []
+    seen: set[str] = set()
+    for index in indexes:
+        if index.name in seen:
+            continue
+        seen.add(index.name)
+        if lines:
+            lines.append("")
+        lines.append(f"[index:{index.name}]" + (f"   ; {index.origin}" if index.origin
+                                                and index.origin != index.name else ""))
+        if index.bases:
+            lines.append(f"bases = {', '.join(index.bases)}")
+    return "\n".join(lines) + "\n"
+
+
+@attrs.frozen
 class Offer:
     """
     What a source holds.
@@ -65,6 +107,9 @@ class Offer:
         not match its manifest).
     @ivar audit: C{(name, opener)} of the bundle's audit log members,
         checked against its manifest (see L{pypid.bundle.ingest.carry_audit}).
+    @ivar indexes: what goes into named indexes (L{IndexOffer}); the rest
+        (C{arrivals}, C{tombstones}) is the default index's.
+    @ivar note: what to tell people once it is imported (lines), or C{""}.
     """
 
     arrivals: tuple[Arrival, ...]
@@ -72,6 +117,8 @@ class Offer:
     ignored: tuple[tuple[str, str], ...] = ()
     refused: tuple[tuple[str, str], ...] = ()
     audit: tuple[tuple[str, Opener], ...] = ()
+    indexes: tuple[IndexOffer, ...] = ()
+    note: str = ""
 
 
 class Source(Protocol):
@@ -188,23 +235,20 @@ class BundleSource:
             raise BundleError(f"{self._path} has no {MANIFEST}: it is not a pypid bundle, "
                               "or an export that did not finish")
         manifest = BundleManifest.parse(kept[MANIFEST])
-        for name in (RECORDS, TOMBSTONES):
-            if name not in kept:
-                raise BundleError(f"{self._path} has no {name}")
-            expected, found = manifest.members.get(name), reader.digests[name]
-            if expected is None:
-                raise BundleError(f"{name} is in the bundle but not in its manifest: the "
-                                  "bundle was changed")
-            if expected != found:
-                raise BundleError(f"{name} {_differs(found, expected)}: the bundle was changed")
-        records = parse_records(kept[RECORDS])
-        tombstones = parse_tombstones(kept[TOMBSTONES])
-        problems: dict[str, str] = {}
+        named = parse_indexes(self._checked(INDEXES_JSON, manifest)) \
+            if INDEXES_JSON in kept or INDEXES_JSON in manifest.members else ()
+        names = {index.name for index in named}
+        problems: dict[tuple[str, str], str] = {}
         refused: list[tuple[str, str]] = []
         audit: list[tuple[str, Opener]] = []
+        for name in [*reader.digests, *reader.files]:
+            member = classify(name)
+            if member.index is not None and member.index not in names:
+                raise BundleError(f"{name} is in the bundle, but its index is not in "
+                                  f"{INDEXES_JSON}: the bundle was changed")
         for name, found in sorted(reader.digests.items()):
             member = classify(name)
-            if member.kind in ("manifest", "records", "tombstones"):
+            if member.kind in ("manifest", "records", "tombstones", "indexes"):
                 continue
             expected = manifest.members.get(name)
             if expected == found:
@@ -214,33 +258,74 @@ class BundleSource:
             why = (f"{name} is in the bundle but not in its manifest" if expected is None
                    else f"{name} {_differs(found, expected)}")
             if member.filename is not None:
-                problems.setdefault(member.filename, why)
+                problems.setdefault((member.index or DEFAULT, member.filename), why)
             else:
                 refused.append((name, why))
         for name in sorted(manifest.members):
-            if name not in reader.digests:
+            if name not in reader.sizes:
                 member = classify(name)
                 why = f"{name} is named in the manifest but missing from the bundle"
                 if member.filename is not None:
-                    problems.setdefault(member.filename, why)
+                    problems.setdefault((member.index or DEFAULT, member.filename), why)
                 else:
                     refused.append((name, why))
+        arrivals, tombstones = self._index(DEFAULT, manifest, problems)
+        offers = []
+        for index in named:
+            found_arrivals, found_tombstones = self._index(index.name, manifest, problems)
+            offers.append(IndexOffer(index.name, index.bases, found_arrivals, found_tombstones))
+        return Offer(arrivals, tombstones, (), tuple(refused), tuple(audit), tuple(offers))
+
+    def _checked(self, name: str, manifest: BundleManifest) -> bytes:
+        """
+        The kept member C{name}, once it matches the manifest.
+
+        @raise BundleError: when it is missing or does not match.
+        """
+        reader = self._reader
+        assert reader is not None  # (read() opened it)
+        if name not in reader.kept:
+            raise BundleError(f"{self._path} has no {name}")
+        expected, found = manifest.members.get(name), reader.digests[name]
+        if expected is None:
+            raise BundleError(f"{name} is in the bundle but not in its manifest: the "
+                              "bundle was changed")
+        if expected != found:
+            raise BundleError(f"{name} {_differs(found, expected)}: the bundle was changed")
+        return reader.kept[name]
+
+    def _index(self, index: str, manifest: BundleManifest,
+               problems: dict[tuple[str, str], str]
+               ) -> tuple[tuple[Arrival, ...], frozenset[str]]:
+        """The arrivals and tombstones of one index of the bundle (C{default}: the top level)."""
+        reader = self._reader
+        assert reader is not None  # (read() opened it)
+        records = parse_records(self._checked(records_member(index), manifest))
+        tombstones = parse_tombstones(self._checked(tombstones_member(index), manifest))
+        own = None if index == DEFAULT else index
+        listed = (manifest.files if own is None else
+                  {m.filename: d for n, d in manifest.members.items()
+                   if (m := classify(n)).kind == "file" and m.index == own
+                   and m.filename is not None})
         arrivals: list[Arrival] = []
         offered: set[str] = set()
         for name in reader.files:
-            filename = classify(name).filename
+            member = classify(name)
+            if member.index != own:
+                continue
+            filename = member.filename
             assert filename is not None  # (the reader's files are file members)
             offered.add(filename)
-            arrivals.append(self._arrival(name, filename, manifest, records,
-                                          problems.get(filename)))
-        for filename in sorted((set(manifest.files) | set(records)) - offered):
-            arrivals.append(Arrival(filename, f"files/{filename}", None, 0.0,
+            arrivals.append(self._arrival(name, filename, listed, records,
+                                          problems.get((index, filename))))
+        for filename in sorted((set(listed) | set(records)) - offered):
+            arrivals.append(Arrival(filename, file_member(filename, index), None, 0.0,
                                     refused="missing from the bundle"))
-        return Offer(tuple(arrivals), tombstones, (), tuple(refused), tuple(audit))
+        return tuple(arrivals), tombstones
 
-    def _arrival(self, name: str, filename: str, manifest: BundleManifest,
+    def _arrival(self, name: str, filename: str, listed: dict[str, Digest],
                  records: dict[str, FileRecord], problem: str | None) -> Arrival:
-        expected = manifest.files.get(filename)
+        expected = listed.get(filename)
         record = records.get(filename)
         reader = self._reader
         assert reader is not None  # (read() opened it)
@@ -248,9 +333,10 @@ class BundleSource:
             if expected is None:
                 problem = f"{name} is in the bundle but not in its manifest"
             elif record is None:
-                problem = f"it has no record in {RECORDS}"
+                problem = f"it has no record in {records_member(_index_of(name))}"
             elif record.sha256 != expected.sha256 or record.size != expected.size:
-                problem = f"its record in {RECORDS} and the manifest disagree"
+                problem = (f"its record in {records_member(_index_of(name))} and the "
+                           "manifest disagree")
             elif reader.sizes[name] != expected.size:
                 problem = (f"it has {reader.sizes[name]} bytes; the manifest says "
                            f"{expected.size}")
@@ -265,6 +351,11 @@ class BundleSource:
         """Close the bundle (a tar file is held open while it is read)."""
         if self._reader is not None:
             self._reader.close()
+
+
+def _index_of(name: str) -> str:
+    """The index the member C{name} belongs to."""
+    return classify(name).index or DEFAULT
 
 
 def _differs(found: Digest, expected: Digest) -> str:

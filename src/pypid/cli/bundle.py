@@ -11,6 +11,16 @@ from devpi, pypiserver and pypicloud.
     bucket (C{s3://BUCKET/PREFIX}) into the storage of C{FILE}, and prints
     what it imported, found already there, found in conflict and refused.
 
+Named indexes (issue 26): C{export --index NAME} (repeatable) packs those
+indexes, each from its own storage
+(L{pypid.storage.factory.index_settings}); an import puts each index of
+a bundle, or each devpi index (C{user/name} -> C{user-name}, C{--map}),
+into its own storage, and refuses, before importing anything, indexes
+that are not configured, printing the C{[index:NAME]} sections to add.
+A devpi export is flattened into the default index with C{--flatten},
+and by default while no C{[index:NAME]} is configured and no C{--map}
+given, as before indexes existed.
+
 Both run on the storage directly, so they take the storage's own
 precautions: an import into a local folder takes the folder's lock, and is
 refused while a daemon holds it (that daemon would not see the files, and
@@ -31,21 +41,25 @@ from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any, TextIO
 
+import attrs
 from twisted.logger import ILogObserver, LogEvent, globalLogBeginner
 
 from pypid.bundle.manifest import BundleError
 from pypid.cli import common
 from pypid.cli.server_client import CliError, log_lines
 from pypid.core.audit_chain import format_time
+from pypid.core.index_names import DEFAULT
 from pypid.core.startup import StartupError
 from pypid.storage.interface import StorageError, run_at_once
 
 if TYPE_CHECKING:
     # (types only: each command imports what it runs)
     from pypid.bundle.archive import BundleWriter
+    from pypid.bundle.devpi import DevpiIndexes
     from pypid.bundle.ingest import Ingest
+    from pypid.bundle.pack import PackedIndex
     from pypid.bundle.pypicloud import PypicloudBucketSource
-    from pypid.bundle.sources import Source
+    from pypid.bundle.sources import Offer, Source
     from pypid.config import Config
     from pypid.storage.audit_log import IAuditLog
     from pypid.storage.interface import Run
@@ -67,6 +81,9 @@ folder, a pypicloud storage folder, or a pypicloud bucket as
 s3://BUCKET/PREFIX. Its kind is detected unless --from names it. A local
 storage folder must not be in use by a running server (stop it first); a
 bucket may be. Exit status 1 when anything was refused or in conflict.
+A bundle's named indexes, and a devpi export's indexes (unless
+flattened), go into the configured [index:NAME] of each; when one is not
+configured, nothing is imported and the sections to add are printed.
 """
 
 
@@ -78,6 +95,9 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         epilog=_EXPORT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     export.add_argument("--to", required=True, metavar="DIR|FILE.tar",
                         help="where to write the bundle")
+    export.add_argument("--index", action="append", default=[], metavar="NAME",
+                        help="pack this index (repeatable; 'default' is the index of "
+                             "/simple/; default: the default index only)")
     export.add_argument("-v", "--verbose", action="store_true", help="say what is read")
     load = commands.add_parser(
         "import", help="load a bundle, or what devpi, pypiserver or pypicloud hold, into "
@@ -90,6 +110,13 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     load.add_argument("--index", action="append", default=[], metavar="USER/NAME",
                       help="devpi: take this index only (repeatable; default: every index "
                            "that is not a mirror)")
+    load.add_argument("--map", action="append", default=[], metavar="USER/NAME=INDEX",
+                      help="devpi: import the devpi index USER/NAME into the pypid index "
+                           "INDEX (repeatable; default: USER-NAME)")
+    load.add_argument("--flatten", action="store_true",
+                      help="devpi: import every devpi index into the default index, as "
+                           "one flat index (the default when no [index:NAME] is "
+                           "configured and no --map is given)")
     load.add_argument("--s3-endpoint", metavar="URL",
                       help="pypicloud bucket: its S3 endpoint (default: [s3] endpoint_url, "
                            "or AWS)")
@@ -125,6 +152,10 @@ def _check_options(options: argparse.Namespace) -> None:
     """Refuse options that do not go with the source."""
     if options.command != "import":
         return
+    if (options.map or options.flatten) and options.kind not in (None, "devpi"):
+        raise CliError("--map and --flatten are for a devpi export")
+    if options.map and options.flatten:
+        raise CliError("give --map or --flatten, not both")
     for name in ("s3_endpoint", "s3_region"):
         if getattr(options, name) and not options.source.startswith("s3://"):
             raise CliError(f"--{name.replace('_', '-')} is for a pypicloud bucket "
@@ -168,11 +199,15 @@ async def pack_command(config: Config, options: argparse.Namespace, reactor: Any
         if config.storage.backend != "s3" and common.overlapping(config.storage.path, options.to):
             raise BundleError(f"the bundle {options.to} and the storage folder "
                               f"{config.storage.path} must not be inside one another")
-        storage = await common.open_storage(config, reactor, run_at_once, closing,
-                                            prepare=False)
+        names = _packed_names(config, options.index)
+        storage = (await common.open_storage(config, reactor, run_at_once, closing,
+                                             prepare=False)
+                   if DEFAULT in names else None)
+        indexes = [await _packed_index(config, name, reactor, closing)
+                   for name in names if name != DEFAULT]
         writer = await run(open_writer, options.to)
         report = await pack_bundle(storage, writer, config.server.snapshot, run, reactor,
-                                     _audit_log(config, run, reactor, closing))
+                                   _audit_log(config, run, reactor, closing), indexes)
     except (BundleError, ExportError, StorageError, StartupError) as e:
         return await _failed(err, run, writer, str(e))
     except OSError as e:
@@ -187,6 +222,38 @@ async def pack_command(config: Config, options: argparse.Namespace, reactor: Any
         err.write(f"pypid-admin: left out {filename}: {why}\n")
     out.write(report.summary(writer.describe()) + "\n")
     return 1 if report.problems else 0
+
+
+def _packed_names(config: Config, asked: list[str]) -> list[str]:
+    """
+    The indexes C{--index} names (each once, in order), or the default's.
+
+    @raise BundleError: for an index that is not configured, or is a view.
+    """
+    names = list(dict.fromkeys(asked)) or [DEFAULT]
+    for name in names:
+        if name == DEFAULT:
+            continue
+        index = config.indexes.get(name)
+        if index is None:
+            raise BundleError(f"--index {name}: no [index:{name}] is configured")
+        if index.view:
+            raise BundleError(f"--index {name}: a view holds no files; pack its bases")
+    return names
+
+
+async def _packed_index(config: Config, name: str, reactor: Any,
+                        closing: common.Closing) -> PackedIndex:
+    """A named index's storage, opened to read beside a daemon, and its description."""
+    from pypid.bundle.manifest import BundledIndex
+    from pypid.bundle.pack import PackedIndex
+    from pypid.storage.factory import index_settings, index_snapshot_path
+
+    storage = await common.open_storage(index_settings(config, name), reactor, run_at_once,
+                                        closing, prepare=False)
+    bases = tuple(str(base) for base in config.indexes[name].bases)
+    return PackedIndex(BundledIndex(name, bases), storage,
+                       index_snapshot_path(config.server.snapshot, name))
 
 
 async def _failed(err: TextIO, run: Run, writer: BundleWriter | None, message: str) -> int:
@@ -204,15 +271,14 @@ async def _failed(err: TextIO, run: Run, writer: BundleWriter | None, message: s
 
 async def import_command(config: Config, options: argparse.Namespace, reactor: Any,
                          out: TextIO, err: TextIO) -> int:
-    """Load the source into the storage; return the exit status."""
-    from pypid.bundle.ingest import Ingest, carry_audit, import_entries
+    """Load the source into the storage (and its named indexes); return the exit status."""
+    from pypid.bundle.ingest import carry_audit, import_entries
     from pypid.bundle.sources import DESCRIPTIONS, detect
-    from pypid.storage.reading import load_records
 
     run = _runner(reactor)
     closing: common.Closing = []
     source: Source | None = None
-    ingest: Ingest | None = None
+    ingests: list[tuple[str, Ingest]] = []
     try:
         kind = options.kind
         if kind is None:
@@ -220,33 +286,47 @@ async def import_command(config: Config, options: argparse.Namespace, reactor: A
             out.write(f"Reading {options.source} as {DESCRIPTIONS[kind]} (detected; "
                       "name another with --from)\n")
         source = await _source(kind, config, options, reactor, run, closing)
-        storage = await common.open_storage(config, reactor, run, closing, prepare=True)
+        # (the default index's storage first, as before: a local folder's
+        # lock is taken before the source is read)
+        default = await _ingest(config, DEFAULT, reactor, run, closing)
         offer = await source.read()
-        scanned = await load_records(storage, config.server.snapshot, run)
-        ingest = Ingest(storage, run, config.server.max_upload_size, scanned.records,
-                        scanned.tombstones)
-        ingest.report.refused.extend(offer.refused)
-        ingest.report.ignored.extend(offer.ignored)
-        await ingest.take_all(offer.arrivals)
+        _check_indexes(config, offer, out)
+        ingests.append((DEFAULT, default))
+        default.report.refused.extend(offer.refused)
+        default.report.ignored.extend(offer.ignored)
+        await default.take_all(offer.arrivals)
         for filename in sorted(offer.tombstones):
-            await ingest.bury(filename)
+            await default.bury(filename)
         audit = _audit_log(config, run, reactor, closing)
-        await carry_audit(audit, offer.audit, ingest.report, run)
-        for entry in import_entries(ingest, format_time(reactor.seconds()), _operator()):
-            audit.append(entry)
+        await carry_audit(audit, offer.audit, default.report, run)
+        for named in offer.indexes:
+            if named.name == DEFAULT:
+                ingest = default
+            else:
+                ingest = await _ingest(config, named.name, reactor, run, closing)
+                ingests.append((named.name, ingest))
+            await ingest.take_all(named.arrivals)
+            for filename in sorted(named.tombstones):
+                await ingest.bury(filename)
+        when = format_time(reactor.seconds())
+        for name, ingest in ingests:
+            for entry in import_entries(ingest, when, _operator()):
+                audit.append(entry if name == DEFAULT else attrs.evolve(entry, index=name))
         if not await audit.flush():
             raise StorageError("the import is done, but its audit log entries could not be "
                                "written (see the messages above)")
+        if offer.note:
+            out.write(offer.note)
     except (BundleError, StorageError, CliError) as e:
-        return await _import_failed(out, err, ingest, options, str(e))
+        return await _import_failed(out, err, ingests, options, str(e))
     except OSError as e:
         where = f" {e.filename}" if e.filename else ""
-        return await _import_failed(out, err, ingest, options,
+        return await _import_failed(out, err, ingests, options,
                                     f"cannot use{where}: {e.strerror or e}")
     except StartupError as e:  # (an unusable [pypid] ca_bundle, from make_storage)
-        return await _import_failed(out, err, ingest, options, str(e))
+        return await _import_failed(out, err, ingests, options, str(e))
     except Exception as e:  # a bug: still one line, as promised
-        return await _import_failed(out, err, ingest, options,
+        return await _import_failed(out, err, ingests, options,
                                     f"unexpected error: {type(e).__name__}: {e}")
     finally:
         if source is not None:
@@ -255,9 +335,61 @@ async def import_command(config: Config, options: argparse.Namespace, reactor: A
             except OSError:
                 pass
         await common.close_all(closing)
-    for line in ingest.report.lines(options.verbose):
-        out.write(line + "\n")
-    return 1 if ingest.report.failed else 0
+    _report(out, ingests, options)
+    return 1 if any(ingest.report.failed for _, ingest in ingests) else 0
+
+
+async def _ingest(config: Config, name: str, reactor: Any, run: Run,
+                  closing: common.Closing) -> Ingest:
+    """
+    An ingest into the storage of the hosted index C{name}
+    (L{pypid.storage.factory.index_settings}), prepared for writing, with
+    what it holds already.
+    """
+    from pypid.bundle.ingest import Ingest
+    from pypid.storage.factory import index_settings, index_snapshot_path
+    from pypid.storage.reading import load_records
+
+    storage = await common.open_storage(index_settings(config, name), reactor, run, closing,
+                                        prepare=True)
+    scanned = await load_records(storage, index_snapshot_path(config.server.snapshot, name),
+                                 run)
+    return Ingest(storage, run, config.server.max_upload_size, scanned.records,
+                  scanned.tombstones)
+
+
+def _check_indexes(config: Config, offer: Offer, out: TextIO) -> None:
+    """
+    Refuse an offer of named indexes that are not configured as hosted
+    indexes, before anything is imported: the sections to add are printed.
+
+    @raise CliError: naming the missing C{[index:NAME]} sections.
+    """
+    from pypid.bundle.sources import index_sections
+
+    named = [index for index in offer.indexes if index.name != DEFAULT]
+    missing = [index for index in named if index.name not in config.indexes]
+    views = sorted({index.name for index in named
+                    if index.name in config.indexes and config.indexes[index.name].view})
+    if views:
+        raise CliError(f"[index:{views[0]}] is a view: it takes no files; import into a "
+                       "hosted index (--map for a devpi export)")
+    if missing:
+        out.write("Add these sections to the configuration, then import again:\n\n"
+                  + index_sections(missing) + "\n")
+        names = ", ".join(f"[index:{name}]" for name in dict.fromkeys(i.name for i in missing))
+        raise CliError(f"the source holds indexes that are not configured: {names} "
+                       "(nothing was imported)")
+
+
+def _report(out: TextIO, ingests: list[tuple[str, Ingest]],
+            options: argparse.Namespace) -> None:
+    """What each index's import did; a named index's under a line naming it."""
+    for name, ingest in ingests:
+        if name != DEFAULT:
+            out.write(f"Into the index {name}:\n")
+        for line in ingest.report.lines(options.verbose):
+            out.write(line + "\n")
 
 
 def _audit_log(config: Config, run: Run, reactor: Any, closing: common.Closing) -> IAuditLog:
@@ -281,12 +413,10 @@ def _operator() -> str:
     return f"{who}@{socket.gethostname()} (pypid-admin)"
 
 
-async def _import_failed(out: TextIO, err: TextIO, ingest: Ingest | None,
+async def _import_failed(out: TextIO, err: TextIO, ingests: list[tuple[str, Ingest]],
                          options: argparse.Namespace, message: str) -> int:
     """Say what was done before the failure, then the failure."""
-    if ingest is not None:
-        for line in ingest.report.lines(options.verbose):
-            out.write(line + "\n")
+    _report(out, ingests, options)
     err.write(f"pypid-admin: import stopped: {message}\n")
     return 1
 
@@ -299,8 +429,8 @@ async def _source(kind: str, config: Config, options: argparse.Namespace, reacto
     from pypid.bundle.sources import BundleSource, PypiserverSource
 
     path = options.source
-    if options.index and kind != "devpi":
-        raise CliError("--index is for a devpi export")
+    if (options.index or options.map or options.flatten) and kind != "devpi":
+        raise CliError("--index, --map and --flatten are for a devpi export")
     if path.startswith("s3://"):
         if kind != "pypicloud":
             raise CliError("an s3:// source is a pypicloud bucket (--from pypicloud)")
@@ -312,10 +442,28 @@ async def _source(kind: str, config: Config, options: argparse.Namespace, reacto
     if kind == "bundle":
         return BundleSource(path, run)
     if kind == "devpi":
-        return DevpiSource(path, run, options.index)
+        return DevpiSource(path, run, options.index, _kept_indexes(config, options))
     if kind == "pypiserver":
         return PypiserverSource(path, run)
     return PypicloudFolderSource(path, run)
+
+
+def _kept_indexes(config: Config, options: argparse.Namespace) -> DevpiIndexes | None:
+    """
+    How a devpi export's indexes are kept as pypid's, or L{None} to flatten
+    them: with C{--flatten}, and by default while no C{[index:NAME]} is
+    configured and no C{--map} given (as before indexes existed).
+
+    @raise CliError: for a C{--map} that is not C{USER/NAME=INDEX}.
+    """
+    from pypid.bundle.devpi import DevpiIndexes, parse_map
+
+    if options.flatten or (not config.indexes and not options.map):
+        return None
+    try:
+        return DevpiIndexes(dict(parse_map(text) for text in options.map))
+    except ValueError as e:
+        raise CliError(str(e))
 
 
 async def _bucket_source(config: Config, options: argparse.Namespace, reactor: Any, run: Run,

@@ -8,6 +8,9 @@ a bucket or a CDN to serve without the daemon.
   - C{pypid-export s3://bucket/prefix ...} (or C{--s3-bucket}) writes it to
     a bucket, with the C{[s3]} section's endpoint and credentials.
   - C{--files-url URL} links the files there instead of copying them.
+  - C{--index NAME} exports the named index (issue 26) as its pages list
+    it: its own files, then its hosted bases' (a view's through its
+    filters); upstream files are not exported.
 
 It reads the server's storage as the daemon does at start-up (its snapshot,
 then a scan) and never starts the server; a daemon may run on the same
@@ -44,13 +47,16 @@ from pypid.cli.server_client import log_lines
 from pypid.config import Config, ConfigError, load_config, parse_override
 from pypid.config.s3_settings import S3_KEYS
 from pypid.config.values import optional_url
+from pypid.core.index_names import DEFAULT, UPSTREAM_PREFIX
 from pypid.core.startup import StartupError
-from pypid.export.exporter import Exporter
+from pypid.core.views import Filters
+from pypid.export.exporter import Exporter, IndexChain
 from pypid.export.plan import ExportError, ExportSettings, People
 from pypid.export.target import LocalTarget, S3Target
 from pypid.storage.interface import StorageError, run_at_once
 
 if TYPE_CHECKING:
+    from pypid.config.index_settings import IndexConfig
     from pypid.config.s3_settings import S3Config
     from pypid.storage.interface import IStorage
 
@@ -100,6 +106,10 @@ def _parser() -> ArgumentParser:
                         help="the bucket's S3 endpoint (default: [s3] endpoint_url, or AWS)")
     parser.add_argument("--s3-region", metavar="REGION",
                         help="the bucket's region (default: [s3] region)")
+    parser.add_argument("--index", metavar="NAME", default=DEFAULT,
+                        help="export this index ([index:NAME]) as its pages list it: its "
+                             "files and its hosted bases' (upstream files are not "
+                             "exported); default: the index of /simple/")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="say what is read and written")
     return parser
@@ -121,6 +131,7 @@ class ExportOptions:
     endpoint: str | None
     region: str | None
     verbose: bool
+    index: str = DEFAULT
 
     @property
     def s3(self) -> bool:
@@ -188,7 +199,7 @@ def parse_options(argv: list[str]) -> ExportOptions:
                   if args.s3_endpoint is not None else None),
         region=(_check(S3_KEYS["region"][1], args.s3_region, "--s3-region")
                 if args.s3_region is not None else None),
-        verbose=args.verbose,
+        verbose=args.verbose, index=args.index,
     )
 
 
@@ -228,9 +239,11 @@ async def export_command(options: ExportOptions, reactor: Any, out: TextIO,
         storage = await _open_storage(config, options, reactor, closing)
         target = (_s3_target(config, options, reactor) if options.s3
                   else _local_target(options))
+        chain = (await _index_chain(config, options.index, reactor, closing)
+                 if options.index != DEFAULT else None)
         settings = ExportSettings(files_url=options.files_url, base_url=options.base_url)
         exporter = Exporter(storage, target, settings, run_at_once, config.server.snapshot,
-                            people=_people(options), full=options.full)
+                            people=_people(options), full=options.full, chain=chain)
         report = await exporter.export()
     except (ConfigError, ExportError, StorageError, StartupError) as e:
         err.write(f"pypid-export: {e}\n")
@@ -248,6 +261,47 @@ async def export_command(options: ExportOptions, reactor: Any, out: TextIO,
         err.write(f"pypid-export: left out {problem}\n")
     out.write(report.summary(target.describe()) + "\n")
     return 1 if report.problems else 0
+
+
+async def _index_chain(config: Config, name: str, reactor: Any,
+                       closing: Closing) -> IndexChain:
+    """
+    The hosted sources of the index C{name}, in the order its pages read
+    them (L{pypid.core.views.resolve_order}), each storage opened to read
+    beside a daemon, and a view's filters.
+
+    @raise ExportError: when no C{[index:NAME]} is configured.
+    """
+    from pypid.core.views import resolve_order
+    from pypid.storage.factory import index_settings, index_snapshot_path
+    from pypid.storage.reading import HostedPart
+
+    settings = config.indexes.get(name)
+    if settings is None:
+        raise ExportError(f"--index {name}: no [index:{name}] is configured")
+    bases = {other: [str(base) for base in index.bases]
+             for other, index in config.indexes.items() if other != DEFAULT}
+    views = {other for other, index in config.indexes.items() if index.view}
+    parts = []
+    for source in resolve_order(name, bases, views):
+        if source.startswith(UPSTREAM_PREFIX):
+            continue  # (upstream files are not the server's to export)
+        storage = await open_storage(index_settings(config, source), reactor, run_at_once,
+                                     closing, prepare=False)
+        parts.append(HostedPart(source, storage,
+                                index_snapshot_path(config.server.snapshot, source)))
+    return IndexChain(tuple(parts), _view_filters(settings) if settings.view else Filters(),
+                      reactor.seconds())
+
+
+def _view_filters(settings: IndexConfig) -> Filters:
+    """A view's filters, from its section (as the daemon reads them: L{pypid.state.indexes})."""
+    return Filters(
+        min_age=settings.min_age,
+        as_of=settings.as_of.timestamp() if settings.as_of is not None else None,
+        include=settings.include or ("*",), exclude=settings.exclude,
+        hide_prereleases=settings.prereleases == "hide",
+        hide_yanked=settings.yanked == "hide")
 
 
 def _people(options: ExportOptions) -> People:

@@ -24,6 +24,8 @@ from twisted.internet.defer import Deferred, DeferredSemaphore, ensureDeferred, 
 from twisted.logger import Logger
 
 from pypid.core.index import Index
+from pypid.core.model import FileRecord
+from pypid.core.views import Filters
 from pypid.export import plan as plans
 from pypid.export.plan import (
     Entry,
@@ -37,7 +39,7 @@ from pypid.export.plan import (
 )
 from pypid.export.target import ITarget
 from pypid.storage import reading
-from pypid.storage.interface import IStorage, Run
+from pypid.storage.interface import IStorage, Run, ScanResult
 
 log = Logger()
 
@@ -87,6 +89,18 @@ class ExportReport:
                 f"in {self.seconds:.2f} s")
 
 
+@attrs.frozen
+class IndexChain:
+    """
+    A named index to export (C{pypid-export --index NAME}): its hosted
+    sources in order, its filters (a view's), and the time they are read at.
+    """
+
+    parts: tuple[reading.HostedPart, ...]
+    filters: Filters = Filters()
+    now: float = 0.0
+
+
 @attrs.define
 class Exporter:
     """
@@ -100,6 +114,9 @@ class Exporter:
     @ivar _people: the L{pypid.export.plan.People} pages, or L{None}.
     @ivar _full: render and write everything, whatever the manifest says.
     @ivar _clock: C{clock() -> float}, for the report's duration.
+    @ivar _chain: a named index's hosted sources and filters (issue 26):
+        what it lists is exported, each file from the storage that holds
+        it, instead of C{_storage} as it is.
     """
 
     _storage: IStorage
@@ -110,6 +127,8 @@ class Exporter:
     _people: People | None = None
     _full: bool = False
     _clock: Callable[[], float] = time.monotonic
+    _chain: IndexChain | None = None
+    _holders: reading.IndexRecords | None = attrs.field(default=None, init=False)
     _previous: ExportManifest | None = attrs.field(default=None, init=False)
     _suspect: frozenset[str] = attrs.field(default=frozenset(), init=False)
     _pending: set[str] = attrs.field(factory=set, init=False)
@@ -135,7 +154,7 @@ class Exporter:
         try:
             await target.open()
             await self._read_previous()
-            result = await reading.load_records(self._storage, self._snapshot, self._run)
+            result = await self._load()
             records, unsafe = plans.safe_records(result.records.values())
             for record, reason in unsafe:
                 log.warn("Not exporting {filename}: {reason}", filename=record.filename,
@@ -176,6 +195,19 @@ class Exporter:
             await _maybe(target.close())
         report.seconds = self._clock() - started
         return report
+
+    async def _load(self) -> ScanResult:
+        """The records to export: the storage's, or what the named index lists."""
+        chain = self._chain
+        if chain is None:
+            return await reading.load_records(self._storage, self._snapshot, self._run)
+        self._holders = await reading.load_index(chain.parts, chain.filters, chain.now,
+                                                 self._run)
+        return self._holders.result
+
+    def _from(self, record: FileRecord) -> IStorage:
+        """The storage that holds C{record}'s file."""
+        return self._holders.storage_of(record) if self._holders is not None else self._storage
 
     # -- what the last export left ----------------------------------------------------------
 
@@ -239,7 +271,7 @@ class Exporter:
         for name, filename in plans.undescribed_files(self._previous, found, plan.serial):
             record = index.get_file(filename)
             if (name not in found and record is not None and record.project == name
-                    and await self._storage.read_details(record) is not None):
+                    and await self._from(record).read_details(record) is not None):
                 found.add(name)
         return sorted(found)
 
@@ -310,7 +342,7 @@ class Exporter:
             metadata: dict[str, bytes] = {}
             if self._settings.writes_files and project is not None:
                 for record in project.sorted_files():
-                    data = await reading.read_metadata(self._storage, record)
+                    data = await reading.read_metadata(self._from(record), record)
                     if data is not None:
                         metadata[record.filename] = data
                 planned[name] = [o for o in plans.file_outputs(project, metadata)
@@ -331,8 +363,8 @@ class Exporter:
                     await self._target.write(output.path, output.body, output.content_type)
                 else:
                     try:
-                        await reading.put_file(self._storage, output.record, self._target,
-                                              output.path)
+                        await reading.put_file(self._from(output.record), output.record,
+                                               self._target, output.path)
                     except reading.FileUnavailable as e:
                         failed.add(filename)
                         problems.append(f"{filename}: {e}")
@@ -367,7 +399,7 @@ class Exporter:
             raw = None
             for record in plans.legacy_info_sources(project, latest):
                 raw = (metadata.get(record.filename) if self._settings.writes_files
-                       else await reading.read_metadata(self._storage, record))
+                       else await reading.read_metadata(self._from(record), record))
                 if raw is not None:
                     break
             info = plans.legacy_info(project, latest, raw) if latest is not None else None
@@ -377,7 +409,7 @@ class Exporter:
             if self._people is not None:
                 details: dict[str, bytes | None] = {}
                 for record in project.sorted_files():
-                    details[record.filename] = await self._storage.read_details(record)
+                    details[record.filename] = await self._from(record).read_details(record)
                 people = plans.people_outputs(self._people.project(index, project, details))
                 self._claim(name, people)
                 outputs += people

@@ -18,6 +18,14 @@ leaves their details to the daemon. The snapshot is read as bytes, not with
 L{pypid.storage.snapshot.read}, which sweeps the daemon's temporary files
 beside it and moves a damaged snapshot aside.
 
+A named index (issue 26) is read as its pages list it: L{load_index}
+reads each hosted source of its order (itself, then its hosted bases,
+each its own storage and snapshot) and composes them with
+L{pypid.core.views.compose}, the earlier source's file of a name or a
+distribution winning; upstreams are not read (their files are not the
+server's). L{IndexRecords.storage_of} then says which storage holds each
+file.
+
 A file's bytes go to a L{FileSink}, the part of a place written to that
 L{put_file} needs: an export's target or a bundle's writer, each defined
 above this module and matching the protocol by its methods.
@@ -26,16 +34,19 @@ above this module and matching the protocol by its methods.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import IO, TYPE_CHECKING, Protocol, cast
 
+import attrs
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Protocol as ByteReceiver
 from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from pypid.core.index import Index
 from pypid.core.model import FileRecord
+from pypid.core.views import ChainSource, Filters, compose
 from pypid.storage import snapshot as snapshots
 from pypid.storage.disk import read_if_present, remove_file
 from pypid.storage.interface import (
@@ -142,6 +153,72 @@ async def load_records(storage: IStorage, snapshot_path: str | None, run: Run) -
     for path, reason in result.skipped:
         log.warn("Not exporting {path}: {error}", path=path, error=reason)
     return result
+
+
+@attrs.frozen
+class HostedPart:
+    """One hosted source of an index's order: its name, storage and snapshot file."""
+
+    name: str
+    storage: IStorage
+    snapshot_path: str | None
+
+
+@attrs.frozen
+class IndexRecords:
+    """
+    What an index lists, read from its hosted sources (L{load_index}).
+
+    @ivar result: the composed records and tombstones, as a scan gives them.
+    @ivar holders: filename -> the storage that holds the listed file.
+    """
+
+    result: ScanResult
+    holders: dict[str, IStorage]
+
+    def storage_of(self, record: FileRecord) -> IStorage:
+        """The storage that holds C{record}'s file."""
+        return self.holders[record.filename]
+
+
+def _no_url(record: object) -> str:
+    return ""
+
+
+async def load_index(parts: Sequence[HostedPart], filters: Filters, now: float,
+                     run: Run) -> IndexRecords:
+    """
+    The files an index of the hosted sources C{parts} (in its resolved
+    order) lists at C{now} through C{filters} (L{pypid.core.views.compose});
+    its tombstones are its sources' deleted names that no listed file has.
+    """
+    chain: list[ChainSource] = []
+    storages: dict[str, IStorage] = {}
+    tombstones: set[str] = set()
+    skipped: list[tuple[str, str]] = []
+    for part in parts:
+        scanned = await load_records(part.storage, part.snapshot_path, run)
+        index = Index(_no_url)
+        index.load(sorted(scanned.records.values(), key=lambda r: (r.upload_time, r.filename)),
+                   scanned.tombstones)
+        chain.append(ChainSource(part.name, hosted=index))
+        storages[part.name] = part.storage
+        tombstones |= scanned.tombstones
+        skipped.extend(scanned.skipped)
+    names: set[str] = set()
+    for source in chain:
+        assert source.hosted is not None  # (hosted sources only)
+        names.update(project.name for project in source.hosted.projects()
+                     if filters.admits_project(project.name))
+    records: dict[str, FileRecord] = {}
+    holders: dict[str, IStorage] = {}
+    for name in sorted(names):
+        for f, source in compose(chain, name, filters, now).files:
+            record = cast(FileRecord, f)
+            records[record.filename] = record
+            holders[record.filename] = storages[source.name]
+    return IndexRecords(ScanResult(records, frozenset(tombstones - set(records)),
+                                   tuple(skipped)), holders)
 
 
 class _Spool(ByteReceiver):
