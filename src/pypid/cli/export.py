@@ -56,7 +56,6 @@ from pypid.export.target import LocalTarget, S3Target
 from pypid.storage.interface import StorageError, run_at_once
 
 if TYPE_CHECKING:
-    from pypid.config.index_settings import IndexConfig
     from pypid.config.s3_settings import S3Config
     from pypid.storage.interface import IStorage
 
@@ -272,36 +271,23 @@ async def _index_chain(config: Config, name: str, reactor: Any,
 
     @raise ExportError: when no C{[index:NAME]} is configured.
     """
-    from pypid.core.views import resolve_order
+    from pypid.state.indexes import source_order, view_filters
     from pypid.storage.factory import index_settings, index_snapshot_path
     from pypid.storage.reading import HostedPart
 
     settings = config.indexes.get(name)
     if settings is None:
         raise ExportError(f"--index {name}: no [index:{name}] is configured")
-    bases = {other: [str(base) for base in index.bases]
-             for other, index in config.indexes.items() if other != DEFAULT}
-    views = {other for other, index in config.indexes.items() if index.view}
     parts = []
-    for source in resolve_order(name, bases, views):
+    for source in source_order(config, name):
         if source.startswith(UPSTREAM_PREFIX):
             continue  # (upstream files are not the server's to export)
         storage = await open_storage(index_settings(config, source), reactor, run_at_once,
                                      closing, prepare=False)
         parts.append(HostedPart(source, storage,
                                 index_snapshot_path(config.server.snapshot, source)))
-    return IndexChain(tuple(parts), _view_filters(settings) if settings.view else Filters(),
+    return IndexChain(tuple(parts), view_filters(settings) if settings.view else Filters(),
                       reactor.seconds())
-
-
-def _view_filters(settings: IndexConfig) -> Filters:
-    """A view's filters, from its section (as the daemon reads them: L{pypid.state.indexes})."""
-    return Filters(
-        min_age=settings.min_age,
-        as_of=settings.as_of.timestamp() if settings.as_of is not None else None,
-        include=settings.include or ("*",), exclude=settings.exclude,
-        hide_prereleases=settings.prereleases == "hide",
-        hide_yanked=settings.yanked == "hide")
 
 
 def _people(options: ExportOptions) -> People:

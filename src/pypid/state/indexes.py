@@ -281,17 +281,12 @@ class IndexRegistry:
                                               upstream=upstream)}
         for name in hosted:
             stacks[name] = HostedStack.create(config, name, run, reactor, bucket=bucket)
-        bases = {name: [str(base) for base in index.bases]
-                 for name, index in config.indexes.items() if name != DEFAULT}
-        if config.upstream.mode != "none":
-            bases[DEFAULT] = [UPSTREAM_PREFIX + DEFAULT]
-        views = {name for name, index in config.indexes.items() if index.view}
         orders: dict[str, tuple[str, ...]] = {}
         made: dict[str, IndexView] = {}
         for name in [DEFAULT, *(n for n in config.indexes if n != DEFAULT)]:
-            orders[name] = resolve_order(name, bases, views)
+            orders[name] = source_order(config, name)
             settings = config.indexes.get(name)
-            filters = (_filters(settings) if settings is not None and settings.view
+            filters = (view_filters(settings) if settings is not None and settings.view
                        else Filters())
             made[name] = IndexView(
                 name, tuple(ChainSource(source, hosted=stacks[source].index)
@@ -318,8 +313,23 @@ def _view_file_url(base_url: str | None, name: str) -> Callable[[ComposedFile], 
     return cast(Callable[[ComposedFile], str], file_url_for(_base(base_url, name)))
 
 
-def _filters(settings: _IndexSettings) -> Filters:
-    """A view's filters, from its section."""
+def source_order(config: StackSettings, name: str) -> tuple[str, ...]:
+    """
+    The sources index C{name} reads, in order (L{resolve_order}): the
+    indexes by name, the upstreams as C{upstream:NAME} (the default index's
+    base is C{[upstream]}, when it has a mode). The daemon and the static
+    export (C{pypid-export --index}) read an index alike.
+    """
+    bases = {other: [str(base) for base in index.bases]
+             for other, index in config.indexes.items() if other != DEFAULT}
+    if config.upstream.mode != "none":
+        bases[DEFAULT] = [UPSTREAM_PREFIX + DEFAULT]
+    views = {other for other, index in config.indexes.items() if index.view}
+    return resolve_order(name, bases, views)
+
+
+def view_filters(settings: _IndexSettings) -> Filters:
+    """A view's filters, from its section (the daemon's, and the static export's)."""
     return Filters(
         min_age=settings.min_age,
         as_of=settings.as_of.timestamp() if settings.as_of is not None else None,
