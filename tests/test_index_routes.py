@@ -37,6 +37,9 @@ ORIGIN = "http://pypi.test"
 PASSWORD = "correct horse"
 START = 1767225600.0
 
+#: L{Server.upload}'s default credentials: alice's password
+ALICE = object()
+
 
 def basic(user, password=PASSWORD):
     return b"Basic " + base64.b64encode(f"{user}:{password}".encode())
@@ -79,8 +82,7 @@ class Server:
         users = {name: hash_password(PASSWORD, FAST) for name in ("alice", "carol", "root")}
         verifier = PasswordVerifier(users, self.clock, None, run_in_pool=run_in_pool_now)
         model = AccessModel(read=read, admins=frozenset({"root"}), indexes={
-            "release": grants(("everyone",)), "staging": grants(("everyone",)),
-            "prod": grants(("everyone",), ()),
+            "release": grants((read,)), "staging": grants((read,)), "prod": grants((read,), ()),
             "secret": grants(("user:carol",), ("user:carol",))} if named else {})
         self.tokens = TokenBook(self.clock)
         self.log = MemoryAuditLog(self.clock)
@@ -105,11 +107,12 @@ class Server:
         body = self.case.successResultOf(response.content())
         return response.code, response.headers, body
 
-    def upload(self, path, name, version, auth=None, deps=()):
+    def upload(self, path, name, version, auth=ALICE, deps=()):
+        """C{(code, headers, body)} of a twine upload; C{auth} L{None}: anonymous."""
         filename, data = make_wheel(name, version, requires_dist=deps)
         ctype, body = multipart_body(twine_fields(name, version, data),
                                      [("content", filename, data)])
-        return self.request("POST", path, auth or basic("alice"), body,
+        return self.request("POST", path, basic("alice") if auth is ALICE else auth, body,
                             {"Content-Type": ctype})
 
 
@@ -271,8 +274,8 @@ class IndexRouteTests(SynchronousTestCase):
         self.assertEqual(s.request("GET", "/secret/simple/", basic("carol"))[0], 200)
         self.assertEqual(s.request("GET", "/staging/simple/")[0], 200)
         for auth in (None, basic("alice"), basic("alice", "wrong")):
-            hidden = s.upload("/secret/", "widget", "2.0", auth or b"")
-            missing = s.upload("/nosuch/", "widget", "2.0", auth or b"")
+            hidden = s.upload("/secret/", "widget", "2.0", auth)
+            missing = s.upload("/nosuch/", "widget", "2.0", auth)
             self.assertEqual(same(hidden), same(missing), auth)
 
     def test_anonymous_upload_asks_credentials_first(self):
