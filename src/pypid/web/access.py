@@ -476,12 +476,18 @@ class Access:
         is hidden from anonymous clients. So a hidden index answers exactly
         as a missing one, to anonymous clients and to everyone else.
         """
-        if index is not None and index in self._open_entries:
+        if index is not None and self._anyone_enters(index):
             return None
         d = self.identify(request)
         d.addCallback(self._enter, index)
         d.addCallback(_remember, request)
         return d
+
+    def _anyone_enters(self, index: str) -> bool:
+        """Whether anonymous clients may enter the named C{index} (one without grants: C{[auth]})."""
+        if index in self._open_entries:
+            return True
+        return index not in self.model.indexes and self.model.may_enter(None, READ, index)
 
     def _enter(self, identity: Identity | None, index: str | None) -> Identity | None:
         if identity is None:
@@ -498,7 +504,7 @@ class Access:
         C{[index:NAME] read} grant, and a token's indexes (one kept to other
         indexes sees this one as missing, unless anyone may enter it).
         """
-        if index in self._open_entries:
+        if self._anyone_enters(index):
             return True
         if not self.model.may_enter(identity, READ, index):
             return False
