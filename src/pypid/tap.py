@@ -51,9 +51,9 @@ from pypid.storage.factory import make_audit_log
 from pypid.upstream.factory import UpstreamPart
 from pypid.web.access import AccessPart
 from pypid.web.app import WebPart, build_web
-from pypid.web.index_root import HostedSource, IndexParts
 from pypid.web.audit_trail import AuditPart, AuditTrail
 from pypid.web.channel import ConnectionCounter
+from pypid.web.index_root import HostedSource, IndexParts
 
 if TYPE_CHECKING:
     # (systemd's notifications load only in a real process, under a unit)

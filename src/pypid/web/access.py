@@ -484,7 +484,7 @@ class Access:
         return d
 
     def _anyone_enters(self, index: str) -> bool:
-        """Whether anonymous clients may enter the named C{index} (one without grants: C{[auth]})."""
+        """Whether anonymous clients may enter the named C{index} (without grants: C{[auth]})."""
         if index in self._open_entries:
             return True
         return index not in self.model.indexes and self.model.may_enter(None, READ, index)
