@@ -21,6 +21,10 @@ first segments:
   - L{pypid.web.token_exchange.TrustedPublishingArea}: C{/api/oidc/...} (trusted
     publishing's token exchange).
 
+Named indexes (issue 26) are answered under C{/NAME/} by
+L{pypid.web.index_root}, each with its own instances of the areas that
+belong to an index (uploads and changes, the legacy JSON), built here.
+
 Each area's routes are written with their whole paths, so a route reads as
 the URL a client sends, and each path is written only there: which area
 owns which first segment (under C{/api/}, which second) is read from the
