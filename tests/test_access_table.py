@@ -45,6 +45,7 @@ from pypid.web.access import Access
 from pypid.web.app import build_web
 from tests.distributions import make_wheel
 from tests.fakes import FAST, multipart_body, run_in_pool_now, run_now, site_treq, twine_fields
+from tests.test_index_routes import Server, same
 
 ORIGIN = "http://pypi.test"
 PASSWORD = "correct horse"
@@ -183,7 +184,7 @@ class AccessTableTests(SynchronousTestCase):
 
     def test_every_documented_route(self):
         """Every route and method of C{docs/http-api.rst} has rows (HEAD as GET)."""
-        covered = {(method, shape(template)) for method, template, _ in ROWS}
+        covered = {(method, shape(template)) for method, template, _ in ROWS + INDEX_ROWS}
         missing = sorted(pair for pair in documented_routes() if pair not in covered)
         self.assertEqual(missing, [])
 
@@ -445,4 +446,215 @@ default     monitoring 127.0.0.1   X-Forwarded-For | 401 200 403 403 401 200 200
 10.0.0.0/8  monitoring 10.1.2.3    -               | 200 200 200 200 200 200 200 200 200 200 200 | 200 200 200 200 200 200 200 200 200 200 200
 10.0.0.0/8  monitoring 192.0.2.10  -               | 401 200 403 403 401 200 200 200 401 401 403 | 401 200 403 403 401 200 200 200 401 401 403
 none        monitoring 127.0.0.1   -               | 401 200 403 403 401 200 200 200 401 401 403 | 401 200 403 403 401 200 200 200 401 401 403
+"""
+
+
+#: the identities of L{INDEX_TABLE}, in the order of its columns: as
+#: L{IDENTITIES}, and alice's tokens kept to the index C{release} and to
+#: C{staging} (read and upload)
+INDEX_IDENTITIES = ("anon", "alice", "carol", "admin", "wrong", "t-release", "t-staging")
+
+#: the indexes of L{INDEX_TABLE}: hosted C{release}; C{staging}, hosted,
+#: based on release; C{prod}, a view of release; C{secret}, hosted, that
+#: carol alone reads and uploads to; C{nosuch}, missing
+INDEXES = ("release", "staging", "prod", "secret", "nosuch")
+
+#: the routes under C{/NAME/} ({i} the index), as L{ROWS}
+INDEX_ROWS = (
+    ("GET", "/{i}", ("",)),
+    ("GET", "/{i}/simple/", ("",)),
+    ("GET", "/{i}/simple/{p}/", ("holy-grail", "no-such")),
+    ("GET", "/{i}/files/{p}/{f}", ("holy-grail",)),
+    ("GET", "/{i}/files/{p}/{f}.metadata", ("holy-grail",)),
+    ("GET", "/{i}/pypi/{p}/json", ("holy-grail",)),
+    ("GET", "/{i}/pypi/{p}/1.0/json", ("holy-grail",)),
+    ("POST", "/{i}/", ("holy-grail",)),
+    ("POST", "/{i}/legacy", ("holy-grail",)),
+    ("POST", "/{i}/legacy/", ("holy-grail",)),
+    ("POST", "/{i}/api/files/{f}/yank", ("holy-grail",)),
+    ("POST", "/{i}/api/files/{f}/unyank", ("holy-grail",)),
+    ("DELETE", "/{i}/api/files/{f}", ("holy-grail",)),
+    ("POST", "/{i}/api/projects/{p}/1.0/yank", ("holy-grail",)),
+    ("POST", "/{i}/api/projects/{p}/1.0/unyank", ("holy-grail",)),
+    ("DELETE", "/{i}/api/projects/{p}/2.0", ("holy-grail",)),
+)
+
+
+class IndexAccessTableTests(SynchronousTestCase):
+    """
+    Each cell of L{INDEX_TABLE}, asked of a server of named indexes (in
+    memory, L{tests.test_index_routes.Server}), and the rule behind the
+    table's C{secret} rows: to whoever may not read it, a hidden index
+    answers byte for byte as the missing C{nosuch} (status, body, headers).
+    """
+
+    def build(self, read):
+        server = Server(self, read=read)
+        make = server.tokens.make
+        auth = {"anon": None, "alice": basic("alice"), "carol": basic("carol"),
+                "admin": basic("root"), "wrong": basic("alice", "wrong")}
+        for name, index in (("t-release", "release"), ("t-staging", "staging")):
+            text, token = make("alice", {"read", "upload"}, indexes=(index,))
+            server.tokens.tokens[token.id] = token
+            auth[name] = basic("__token__", text)
+        for version in ("1.0", "2.0"):
+            for path, user in (("/release/", "alice"), ("/secret/", "carol")):
+                code = server.upload(path, "holy-grail", version, auth[user])[0]
+                self.assertEqual(code, 200, (path, version))
+        return server, auth
+
+    def answers(self, read):
+        """C{{(method, template, index, project): {identity: (code, body, headers)}}}."""
+        server, auth = self.build(read)
+        found = {}
+        for method, template, projects in INDEX_ROWS:
+            for index in INDEXES:
+                for project in projects:
+                    path = template.format(i=index, p=project, f=filename_of(project))
+                    cells = {}
+                    for who in INDEX_IDENTITIES:
+                        if method != "GET":
+                            server, auth = self.build(read)
+                        if method == "POST" and template.endswith(("/{i}/", "legacy", "legacy/")):
+                            answer = server.upload(path, project, "3.0", auth[who])
+                        else:
+                            answer = server.request(method, path, auth[who])
+                        cells[who] = same(answer)
+                    found[(method, template, index, project)] = cells
+        return found
+
+    def test_table(self):
+        """Every cell answers as L{INDEX_TABLE} says; hidden answers as missing, byte for byte."""
+        expected = read_index_table(INDEX_TABLE)
+        for read in ("everyone", "authenticated"):
+            answers = self.answers(read)
+            for (method, template, index, project), cells in answers.items():
+                key = (read, method, template, index, project)
+                want = expected.get(key)
+                self.assertIsNotNone(want, f"no row in INDEX_TABLE for {key}")
+                got = tuple(cells[who][0] for who in INDEX_IDENTITIES)
+                self.assertEqual(dict(zip(INDEX_IDENTITIES, got, strict=True)),
+                                 dict(zip(INDEX_IDENTITIES, want, strict=True)), str(key))
+                if index != "secret":
+                    continue
+                missing = answers[(method, template, "nosuch", project)]
+                for who in INDEX_IDENTITIES:
+                    if who not in ("carol", "admin"):
+                        self.assertEqual(cells[who], missing[who], f"{key} {who}")
+
+
+def read_index_table(text):
+    """
+    L{INDEX_TABLE} as C{{(read, method, template, index, project): codes}}:
+    a line C{METHOD TEMPLATE INDEX PROJECT | codes (read = everyone) |
+    codes (authenticated)}.
+    """
+    table = {}
+    for line in text.strip().splitlines():
+        head, everyone, authenticated = line.split("|")
+        method, template, index, project = head.split()
+        project = "" if project == "-" else project
+        for read, codes in (("everyone", everyone), ("authenticated", authenticated)):
+            table[(read, method, template, index, project)] = tuple(
+                int(c) for c in codes.split())
+    return table
+
+
+#: what each identity gets (columns in L{INDEX_IDENTITIES} order), with
+#: [auth] read = everyone, then read = authenticated (the read grant of
+#: release, staging and prod; secret's is carol's). Written from the
+#: site's answers, each judged: an index anonymous clients may not enter
+#: (secret; every index under read = authenticated) asks them for
+#: credentials, and so does a missing one; to a user or token that may not
+#: read it, an index is missing (404; a token kept to another index, once
+#: reads need credentials); a token kept to another index uploads nothing
+#: there (403 where it may read, as the default index's t-other); a view
+#: refuses changes with 405 once the credentials passed; a change names
+#: an index's own files only (staging inherits holy-grail: 404 there).
+INDEX_TABLE = """
+GET    /{i}                             release -          | 301 301 301 301 301 301 301 | 401 301 301 301 401 301 404
+GET    /{i}                             staging -          | 301 301 301 301 301 301 301 | 401 301 301 301 401 404 301
+GET    /{i}                             prod    -          | 301 301 301 301 301 301 301 | 401 301 301 301 401 404 404
+GET    /{i}                             secret  -          | 401 404 301 301 401 404 404 | 401 404 301 301 401 404 404
+GET    /{i}                             nosuch  -          | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
+GET    /{i}/simple/                     release -          | 200 200 200 200 200 200 200 | 401 200 200 200 401 200 404
+GET    /{i}/simple/                     staging -          | 200 200 200 200 200 200 200 | 401 200 200 200 401 404 200
+GET    /{i}/simple/                     prod    -          | 200 200 200 200 200 200 200 | 401 200 200 200 401 404 404
+GET    /{i}/simple/                     secret  -          | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
+GET    /{i}/simple/                     nosuch  -          | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
+GET    /{i}/simple/{p}/                 release holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 200 404
+GET    /{i}/simple/{p}/                 release no-such    | 404 404 404 404 404 404 404 | 401 404 404 404 401 404 404
+GET    /{i}/simple/{p}/                 staging holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 404 200
+GET    /{i}/simple/{p}/                 staging no-such    | 404 404 404 404 404 404 404 | 401 404 404 404 401 404 404
+GET    /{i}/simple/{p}/                 prod    holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 404 404
+GET    /{i}/simple/{p}/                 prod    no-such    | 404 404 404 404 404 404 404 | 401 404 404 404 401 404 404
+GET    /{i}/simple/{p}/                 secret  holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
+GET    /{i}/simple/{p}/                 secret  no-such    | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
+GET    /{i}/simple/{p}/                 nosuch  holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
+GET    /{i}/simple/{p}/                 nosuch  no-such    | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
+GET    /{i}/files/{p}/{f}               release holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 200 404
+GET    /{i}/files/{p}/{f}               staging holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 404 200
+GET    /{i}/files/{p}/{f}               prod    holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 404 404
+GET    /{i}/files/{p}/{f}               secret  holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
+GET    /{i}/files/{p}/{f}               nosuch  holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
+GET    /{i}/files/{p}/{f}.metadata      release holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 200 404
+GET    /{i}/files/{p}/{f}.metadata      staging holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 404 200
+GET    /{i}/files/{p}/{f}.metadata      prod    holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 404 404
+GET    /{i}/files/{p}/{f}.metadata      secret  holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
+GET    /{i}/files/{p}/{f}.metadata      nosuch  holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
+GET    /{i}/pypi/{p}/json               release holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 200 404
+GET    /{i}/pypi/{p}/json               staging holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 404 200
+GET    /{i}/pypi/{p}/json               prod    holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 404 404
+GET    /{i}/pypi/{p}/json               secret  holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
+GET    /{i}/pypi/{p}/json               nosuch  holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
+GET    /{i}/pypi/{p}/1.0/json           release holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 200 404
+GET    /{i}/pypi/{p}/1.0/json           staging holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 404 200
+GET    /{i}/pypi/{p}/1.0/json           prod    holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 404 404
+GET    /{i}/pypi/{p}/1.0/json           secret  holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
+GET    /{i}/pypi/{p}/1.0/json           nosuch  holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
+POST   /{i}/                            release holy-grail | 401 200 200 200 401 200 403 | 401 200 200 200 401 200 404
+POST   /{i}/                            staging holy-grail | 401 200 200 200 401 403 200 | 401 200 200 200 401 404 200
+POST   /{i}/                            prod    holy-grail | 401 405 405 405 401 405 405 | 401 405 405 405 401 404 404
+POST   /{i}/                            secret  holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
+POST   /{i}/                            nosuch  holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
+POST   /{i}/legacy                      release holy-grail | 401 200 200 200 401 200 403 | 401 200 200 200 401 200 404
+POST   /{i}/legacy                      staging holy-grail | 401 200 200 200 401 403 200 | 401 200 200 200 401 404 200
+POST   /{i}/legacy                      prod    holy-grail | 401 405 405 405 401 405 405 | 401 405 405 405 401 404 404
+POST   /{i}/legacy                      secret  holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
+POST   /{i}/legacy                      nosuch  holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
+POST   /{i}/legacy/                     release holy-grail | 401 200 200 200 401 200 403 | 401 200 200 200 401 200 404
+POST   /{i}/legacy/                     staging holy-grail | 401 200 200 200 401 403 200 | 401 200 200 200 401 404 200
+POST   /{i}/legacy/                     prod    holy-grail | 401 405 405 405 401 405 405 | 401 405 405 405 401 404 404
+POST   /{i}/legacy/                     secret  holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
+POST   /{i}/legacy/                     nosuch  holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
+POST   /{i}/api/files/{f}/yank          release holy-grail | 401 200 200 200 401 200 404 | 401 200 200 200 401 200 404
+POST   /{i}/api/files/{f}/yank          staging holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
+POST   /{i}/api/files/{f}/yank          prod    holy-grail | 401 405 405 405 401 405 405 | 401 405 405 405 401 404 404
+POST   /{i}/api/files/{f}/yank          secret  holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
+POST   /{i}/api/files/{f}/yank          nosuch  holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
+POST   /{i}/api/files/{f}/unyank        release holy-grail | 401 200 200 200 401 200 404 | 401 200 200 200 401 200 404
+POST   /{i}/api/files/{f}/unyank        staging holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
+POST   /{i}/api/files/{f}/unyank        prod    holy-grail | 401 405 405 405 401 405 405 | 401 405 405 405 401 404 404
+POST   /{i}/api/files/{f}/unyank        secret  holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
+POST   /{i}/api/files/{f}/unyank        nosuch  holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
+DELETE /{i}/api/files/{f}               release holy-grail | 401 200 200 200 401 200 404 | 401 200 200 200 401 200 404
+DELETE /{i}/api/files/{f}               staging holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
+DELETE /{i}/api/files/{f}               prod    holy-grail | 401 405 405 405 401 405 405 | 401 405 405 405 401 404 404
+DELETE /{i}/api/files/{f}               secret  holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
+DELETE /{i}/api/files/{f}               nosuch  holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
+POST   /{i}/api/projects/{p}/1.0/yank   release holy-grail | 401 200 200 200 401 200 404 | 401 200 200 200 401 200 404
+POST   /{i}/api/projects/{p}/1.0/yank   staging holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
+POST   /{i}/api/projects/{p}/1.0/yank   prod    holy-grail | 401 405 405 405 401 405 405 | 401 405 405 405 401 404 404
+POST   /{i}/api/projects/{p}/1.0/yank   secret  holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
+POST   /{i}/api/projects/{p}/1.0/yank   nosuch  holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
+POST   /{i}/api/projects/{p}/1.0/unyank release holy-grail | 401 200 200 200 401 200 404 | 401 200 200 200 401 200 404
+POST   /{i}/api/projects/{p}/1.0/unyank staging holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
+POST   /{i}/api/projects/{p}/1.0/unyank prod    holy-grail | 401 405 405 405 401 405 405 | 401 405 405 405 401 404 404
+POST   /{i}/api/projects/{p}/1.0/unyank secret  holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
+POST   /{i}/api/projects/{p}/1.0/unyank nosuch  holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
+DELETE /{i}/api/projects/{p}/2.0        release holy-grail | 401 200 200 200 401 200 404 | 401 200 200 200 401 200 404
+DELETE /{i}/api/projects/{p}/2.0        staging holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
+DELETE /{i}/api/projects/{p}/2.0        prod    holy-grail | 401 405 405 405 401 405 405 | 401 405 405 405 401 404 404
+DELETE /{i}/api/projects/{p}/2.0        secret  holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
+DELETE /{i}/api/projects/{p}/2.0        nosuch  holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
 """

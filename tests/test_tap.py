@@ -326,15 +326,26 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertEqual(saved.tombstones, ("gone_thing-1.0.tar.gz",))
         self.assertEqual(self.reactor.getDelayedCalls(), [])
 
-    def test_named_indexes_refused(self):
+    def test_named_indexes_served(self):
         """
-        makeService still refuses C{[index:NAME]} sections (their routes are
-        not served before issue 26's stage 4); build_service, which the
+        makeService serves C{[index:NAME]} sections (issue 26, stage 4) and
+        still refuses C{[upstream:NAME]} and a base C{upstream:NAME} (their
+        pages are not read by a named index yet); build_service, which the
         tests start, builds their parts.
         """
         path = write_file(os.path.join(self.folder, "pypid.ini"), b"[index:release]\n")
+        service = self.service("--config", path)
+        self.assertIn("index:release", [name for name, _ in service._parts])
+        path = write_file(os.path.join(self.folder, "pypid.ini"),
+                          b"[index:release]\n[upstream:public]\n"
+                          b"url = http://127.0.0.1:9/simple/\nmode = redirect\n")
         e = self.assertRaises(SystemExit, self.service, "--config", path)
-        self.assertIn("[index:release]: named indexes and upstreams are being built",
+        self.assertIn("[upstream:public]: named upstreams are being built", str(e.code))
+        path = write_file(os.path.join(self.folder, "pypid.ini"),
+                          b"[upstream]\nurl = http://127.0.0.1:9/simple/\nmode = redirect\n"
+                          b"[index:release]\nbases = upstream:default\n")
+        e = self.assertRaises(SystemExit, self.service, "--config", path)
+        self.assertIn("[index:release] bases: upstream:default: an upstream is not yet",
                       str(e.code))
         service = build_service(self.options("--config", path)["config_obj"], self.reactor,
                                 pools=fake_pools(*self.pools))

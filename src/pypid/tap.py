@@ -14,8 +14,11 @@ The hosted indexes are L{pypid.state.indexes.IndexRegistry}'s stacks: the
 default's parts keep their names and places; each named hosted index's
 follow the default's of their kind (C{storage:NAME}, C{index:NAME}, ...),
 so that every index loads before the listeners open and saves its last
-snapshot after they closed. Until their routes are served (issue 26,
-stage 4), L{makeService} refuses named sections (L{refuse_unserved});
+snapshot after they closed. The named indexes are served under
+C{/NAME/} (L{pypid.web.index_root}), each from its view and its hosted
+sources. Upstreams are not yet sources of a named index's pages (issue
+26, stage 5's web half), so L{makeService} refuses C{[upstream:NAME]}
+sections and a base C{upstream:NAME} (L{refuse_unserved});
 L{build_service} builds them, for the tests to start.
 """
 
@@ -36,6 +39,7 @@ from twisted.python import usage
 from pypid.config import Config, load_config, parse_override
 from pypid.core.forwarded import TrustedProxies
 from pypid.core.index import Index
+from pypid.core.index_names import DEFAULT
 from pypid.core.notice import Notice
 from pypid.core.startup import StartupError
 from pypid.daemon.container import Parts
@@ -49,6 +53,7 @@ from pypid.web.access import AccessPart
 from pypid.web.app import WebPart, build_web
 from pypid.web.audit_trail import AuditPart, AuditTrail
 from pypid.web.channel import ConnectionCounter
+from pypid.web.index_root import HostedSource, IndexParts
 
 if TYPE_CHECKING:
     # (systemd's notifications load only in a real process, under a unit)
@@ -137,7 +142,7 @@ def makeService(options: Options, reactor: IServerReactor | None = None,
     reread = partial(load_config, options["config"], options["set"], options["listen"],
                      os.environ)
     try:
-        # (named indexes are built, but not served before issue 26's stage 4)
+        # (named upstreams are built, but not read by an index's pages yet)
         refuse_unserved(options["config_obj"])
         service = build_service(options["config_obj"], reactor, exit_on_failure, pools,
                                 notifier, load_config=reread)
@@ -220,7 +225,7 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
         metrics=config.metrics, audit=audit.trail, timer=time.monotonic,
         publishing=access.publishing, backfill=backfill, locks=locks, ready=readiness.ready,
         trusted_proxies=TrustedProxies(server.trusted_proxies),
-        ipv6_prefix=config.auth.throttle_ipv6_prefix,
+        ipv6_prefix=config.auth.throttle_ipv6_prefix, indexes=index_parts(registry),
         sources=[source for source in (loaded, writer, storage, upstream, audit, backfill)
                  if source is not None]))
     listeners = Listeners.from_config(config, reactor, web.web.site)
@@ -253,20 +258,39 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
     ), reactor, exit_on_failure=exit_on_failure, load_config=load_config)
 
 
+def index_parts(registry: IndexRegistry) -> list[IndexParts]:
+    """
+    What the web serves each named index from: its view, and its hosted
+    sources in order (itself first when it is hosted).
+    """
+    stacks = registry.stacks
+    return [
+        IndexParts(name, view, tuple(
+            HostedSource(source, stacks[source].index, stacks[source].stored,
+                         stacks[source].locks)
+            for source in registry.orders[name] if source in stacks),
+            hosted=name in stacks)
+        for name, view in registry.views.items() if name != DEFAULT]
+
+
 def refuse_unserved(config: Config) -> None:
     """
     Refuse what the configuration accepts but the server does not serve
-    yet (issue 26 lands in stages): named indexes and upstreams.
+    yet (issue 26 lands in stages): named upstreams, and upstreams as the
+    bases of a named index (its pages read hosted indexes only so far).
     Called by L{makeService} and at C{SIGHUP}, not by L{build_service}.
 
     @raise StartupError: one line naming the first such section or key.
     """
-    named = [f"[index:{name}]" for name in config.indexes]
-    named += [f"[upstream:{name}]" for name in config.upstreams]
-    if named:
-        raise StartupError(f"{config.source}: {named[0]}: named indexes and upstreams are "
-                           "being built (issue 26) and not served yet; remove the "
-                           "[index:NAME] and [upstream:NAME] sections")
+    for name, index in config.indexes.items():
+        for base in index.bases:
+            if base.upstream:
+                raise StartupError(
+                    f"{config.source}: [index:{name}] bases: {base}: an upstream is not yet "
+                    "a base of a named index (issue 26 lands in stages); name indexes only")
+    for name in config.upstreams:
+        raise StartupError(f"{config.source}: [upstream:{name}]: named upstreams are being "
+                           "built (issue 26) and not served yet; remove the section")
 
 
 def _served_config(load_config: Callable[[], Config]) -> Config:

@@ -28,6 +28,8 @@ from collections.abc import Callable, Iterable, Mapping
 
 import attrs
 
+from pypid.core.index_names import DEFAULT as DEFAULT_INDEX
+
 #: Latency buckets, in seconds: from a cached page (well under a
 #: millisecond) to a large upload on a slow link.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
@@ -99,6 +101,21 @@ def route_of(method: bytes | None, path: bytes) -> str:
     if not first:
         return "upload" if method == b"POST" else "root"
     return _FIRST_SEGMENT.get(first, "other")
+
+
+def index_and_route(method: bytes | None, path: bytes,
+                    indexes: frozenset[bytes]) -> tuple[str, str]:
+    """
+    The index and route family of a request, for the C{index} and
+    C{route} labels (issue 26): a path under C{/NAME/} of a configured
+    index is that index's, its route read from the rest (C{/NAME/simple/x/}
+    is C{simple}); any other path is the default index's. Bounded by the
+    configured names: a name no index has is never a label.
+    """
+    first, slash, rest = path[1:].partition(b"/")
+    if slash and first in indexes:
+        return first.decode("ascii"), route_of(method, b"/" + rest)
+    return DEFAULT_INDEX, route_of(method, path)
 
 
 def method_of(method: bytes | None) -> str:
@@ -248,12 +265,17 @@ class RequestStats:
     """
 
     batch: list[Answered] = attrs.Factory(list)
-    _routes: dict[str, _Route] = attrs.Factory(dict)
+    #: the named indexes' names (issue 26): with any, each request is
+    #: counted by index too (L{index_and_route}); without, as always
+    indexes: frozenset[bytes] = frozenset()
+    #: C{(index, route)} -> its counts; the index is C{default} alone
+    #: without named indexes
+    _routes: dict[tuple[str, str], _Route] = attrs.Factory(dict)
     changes: dict[tuple[str, str], int] = attrs.Factory(dict)
     login_failures: int = 0
     throttled: int = 0
     refusals: dict[str, int] = attrs.Factory(dict)
-    _memo: dict[tuple[bytes | None, bytes], str] = attrs.Factory(dict)
+    _memo: dict[tuple[bytes | None, bytes], tuple[str, str]] = attrs.Factory(dict)
 
     def refused(self, why: int | str) -> None:
         """
@@ -282,19 +304,21 @@ class RequestStats:
         """Count the requests of L{batch} (which stays the same list, emptied)."""
         batch = self.batch[:]
         self.batch.clear()
-        routes, memo, methods = self._routes, self._memo, _METHODS
+        routes, memo, methods, indexes = self._routes, self._memo, _METHODS, self.indexes
         for method, path, status, seconds, sent, received in batch:
-            route = memo.get((method, path))
-            if route is None:
+            key = memo.get((method, path))
+            if key is None:
                 if len(memo) >= _ROUTE_MEMO:
                     memo.clear()
-                route = memo[method, path] = route_of(method, path)
-            stats = routes.get(route)
+                key = memo[method, path] = (index_and_route(method, path, indexes) if indexes
+                                            else (DEFAULT_INDEX, route_of(method, path)))
+            route = key[1]
+            stats = routes.get(key)
             if stats is None:
-                stats = routes[route] = _Route()
-            key = (method if method in methods else b"", status)
+                stats = routes[key] = _Route()
+            code = (method if method in methods else b"", status)
             codes = stats.codes
-            codes[key] = codes.get(key, 0) + 1
+            codes[code] = codes.get(code, 0) + 1
             latency = stats.latency
             latency.counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
             latency.total += seconds
@@ -316,31 +340,61 @@ class RequestStats:
 
     @property
     def requests(self) -> dict[tuple[str, str, str], int]:
-        """C{{(route, method, status): count}}; C{status} is the code as text, or C{aborted}."""
+        """
+        C{{(route, method, status): count}} of the default index's requests
+        (all of them without named indexes); C{status} is the code as
+        text, or C{aborted}.
+        """
+        return {key[1:]: count for key, count in self.requests_by_index.items()
+                if key[0] == DEFAULT_INDEX}
+
+    @property
+    def requests_by_index(self) -> dict[tuple[str, str, str, str], int]:
+        """C{{(index, route, method, status): count}}."""
         self.settle()
-        return {(route, _METHODS.get(method, "other"),
+        return {(index, route, _METHODS.get(method, "other"),
                  "aborted" if status is None else str(status)): count
-                for route, stats in self._routes.items()
+                for (index, route), stats in self._routes.items()
                 for (method, status), count in stats.codes.items()}
 
     @property
     def latency(self) -> dict[str, Histogram]:
-        """C{{route: Histogram}}, from the end of the headers to the end of the answer."""
+        """
+        C{{route: Histogram}} of the default index's requests, from the end
+        of the headers to the end of the answer.
+        """
         self.settle()
-        return {route: stats.latency for route, stats in self._routes.items()}
+        return {route: stats.latency for (index, route), stats in self._routes.items()
+                if index == DEFAULT_INDEX}
+
+    @property
+    def latency_by_index(self) -> dict[tuple[str, str], Histogram]:
+        """C{{(index, route): Histogram}}."""
+        self.settle()
+        return {key: stats.latency for key, stats in self._routes.items()}
 
     @property
     def sent(self) -> dict[str, int]:
-        """C{{route: bytes}} of response bodies."""
+        """C{{route: bytes}} of the default index's response bodies."""
+        return {key[1]: n for key, n in self.sent_by_index.items() if key[0] == DEFAULT_INDEX}
+
+    @property
+    def sent_by_index(self) -> dict[tuple[str, str], int]:
+        """C{{(index, route): bytes}} of response bodies."""
         self.settle()
-        return {route: stats.sent for route, stats in self._routes.items() if stats.sent}
+        return {key: stats.sent for key, stats in self._routes.items() if stats.sent}
 
     @property
     def received(self) -> dict[str, int]:
-        """C{{route: bytes}} of request bodies."""
+        """C{{route: bytes}} of the default index's request bodies."""
+        return {key[1]: n for key, n in self.received_by_index.items()
+                if key[0] == DEFAULT_INDEX}
+
+    @property
+    def received_by_index(self) -> dict[tuple[str, str], int]:
+        """C{{(index, route): bytes}} of request bodies."""
         self.settle()
-        return {route: stats.received for route, stats in self._routes.items()
-                if stats.received}
+        return {key: stats.received for key, stats in self._routes.items() if stats.received}
 
 
 # -- families: what a part offers /metrics ----------------------------------------

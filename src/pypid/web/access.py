@@ -40,13 +40,25 @@ from pypid.auth.throttle import LoginThrottle
 from pypid.auth.tokens import TOKEN_USER, Token, TokenBook
 from pypid.auth.verifier import Busy, DirectoryUnavailable, Identity, PasswordVerifier
 from pypid.config import Config
-from pypid.core.http_errors import Forbidden, TooManyRequests, Unauthorized, Unavailable
+from pypid.core.http_errors import (
+    Forbidden,
+    NotFound,
+    TooManyRequests,
+    Unauthorized,
+    Unavailable,
+)
 from pypid.core.index_names import DEFAULT as DEFAULT_INDEX
 from pypid.core.parts import IReloadable
 from pypid.web.request_client import IRequestClient, peer_host
 
 #: What a change (an upload, a yank, a delete) answers without credentials.
 UPLOAD_LOGIN = "authentication is required to upload"
+
+#: What a read answers without credentials, when they are needed.
+READ_LOGIN = "authentication is required to read this index"
+
+#: What a path no route takes answers; a hidden index's paths too.
+NO_SUCH_PAGE = "no such page"
 
 #: What a change answers whose credentials were revoked, or whose user was
 #: removed, while it was under way (L{Access.confirm}).
@@ -137,6 +149,11 @@ class Access:
     _open_reads: bool = attrs.field(init=False, default=True)
     #: the same, for each named index (issue 26)
     _open_index_reads: dict[str, bool] = attrs.field(init=False, factory=dict)
+    #: each named index anonymous clients may enter (read at all)
+    _open_entries: frozenset[str] = attrs.field(init=False, factory=frozenset)
+    #: whether some named index is hidden from anonymous clients: then a
+    #: path that names no index asks them for credentials too (L{gate_index})
+    _hidden_from_anonymous: bool = attrs.field(init=False, default=False)
 
     def __attrs_post_init__(self) -> None:
         # Whether anonymous clients read every project: then reads need no
@@ -148,6 +165,10 @@ class Access:
         self._open_reads = model.reads_everything(None)
         self._open_index_reads = {index: model.reads_everything(None, index=index)
                                   for index in model.indexes}
+        self._open_entries = frozenset(index for index in model.indexes
+                                       if model.may_enter(None, READ, index))
+        self._hidden_from_anonymous = any(index not in self._open_entries
+                                          for index in model.indexes if index != DEFAULT_INDEX)
 
     def reconfigure(self, model: AccessModel, verifier: PasswordVerifier,
                     tokens: TokenBook | None) -> None:
@@ -430,17 +451,69 @@ class Access:
         minted = self.publishers.verify(password) if self.publishers is not None else None
         return Identity(minted.user, minted) if minted is not None else None
 
-    def gate_read(self, request: IRequest) -> Deferred[Identity | None] | None:
+    def gate_read(self, request: IRequest,
+                  index: str = DEFAULT_INDEX) -> Deferred[Identity | None] | None:
         """
-        L{None} when anyone may read; otherwise a L{Deferred} that fails with
-        L{Unauthorized} unless the request carries valid credentials.
+        L{None} when anyone may read C{index}; otherwise a L{Deferred} that
+        fails with L{Unauthorized} unless the request carries valid
+        credentials.
         """
-        if self._open_reads:
+        if self._open_reads if index == DEFAULT_INDEX else self._open(index):
             return None
         d = self.identify(request)
-        d.addCallback(self._may, READ, "authentication is required to read this index")
+        d.addCallback(self._may, READ, READ_LOGIN, index)
         d.addCallback(_remember, request)
         return d
+
+    def gate_index(self, request: IRequest,
+                   index: str | None) -> Deferred[Identity | None] | None:
+        """
+        The gate of everything under C{/NAME/}: L{None} when anonymous
+        clients may enter the named C{index}; otherwise a L{Deferred} of the
+        request's identity, failing with L{NotFound} when C{index} is
+        L{None} (no such index) or hidden from that identity, and with
+        L{Unauthorized} for wrong credentials, or for none while some index
+        is hidden from anonymous clients. So a hidden index answers exactly
+        as a missing one, to anonymous clients and to everyone else.
+        """
+        if index is not None and self._anyone_enters(index):
+            return None
+        d = self.identify(request)
+        d.addCallback(self._enter, index)
+        d.addCallback(_remember, request)
+        return d
+
+    def _anyone_enters(self, index: str) -> bool:
+        """Whether anonymous clients may enter the named C{index} (without grants: C{[auth]})."""
+        if index in self._open_entries:
+            return True
+        return index not in self.model.indexes and self.model.may_enter(None, READ, index)
+
+    def _enter(self, identity: Identity | None, index: str | None) -> Identity | None:
+        if identity is None:
+            if self._hidden_from_anonymous:
+                raise Unauthorized(READ_LOGIN)
+            raise NotFound(NO_SUCH_PAGE)
+        if index is None or not self.index_shown(identity, index):
+            raise NotFound(NO_SUCH_PAGE)
+        return identity
+
+    def index_shown(self, identity: Identity | None, index: str) -> bool:
+        """
+        Whether C{identity} may enter the named C{index} at all: its
+        C{[index:NAME] read} grant, and a token's indexes (one kept to other
+        indexes sees this one as missing, unless anyone may enter it).
+        """
+        if self._anyone_enters(index):
+            return True
+        if not self.model.may_enter(identity, READ, index):
+            return False
+        token: Token | None = identity.token if identity is not None else None
+        return token is None or not token.indexes or index in token.indexes
+
+    def may_upload_to(self, identity: Identity, index: str) -> bool:
+        """Whether C{identity} may upload to the named C{index} at all (its C{upload} grant)."""
+        return self.model.may_enter(identity, WRITE, index)
 
     def log_in(self, request: IRequest) -> Deferred[Identity]:
         """
@@ -484,8 +557,8 @@ class Access:
         return identity
 
     def _may(self, identity: Identity | None, permission: str, message: str,
-             ) -> Identity | None:
-        if not self.model.may_enter(identity, permission):
+             index: str = DEFAULT_INDEX) -> Identity | None:
+        if not self.model.may_enter(identity, permission, index):
             raise Unauthorized(message)
         return identity
 

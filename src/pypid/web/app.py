@@ -21,6 +21,10 @@ first segments:
   - L{pypid.web.token_exchange.TrustedPublishingArea}: C{/api/oidc/...} (trusted
     publishing's token exchange).
 
+Named indexes (issue 26) are answered under C{/NAME/} by
+L{pypid.web.index_root}, each with its own instances of the areas that
+belong to an index (uploads and changes, the legacy JSON), built here.
+
 Each area's routes are written with their whole paths, so a route reads as
 the URL a client sends, and each path is written only there: which area
 owns which first segment (under C{/api/}, which second) is read from the
@@ -33,7 +37,7 @@ werkzeug redirects, and C{/api/tokens/}, now a 404, as that same route.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 import attrs
@@ -67,6 +71,14 @@ from pypid.web.cache_admin import CacheAdmin
 from pypid.web.channel import ConnectionCounter
 from pypid.web.exposition import Metrics, SiteMetrics
 from pypid.web.health import Health
+from pypid.web.index_root import (
+    IndexFiles,
+    IndexParts,
+    IndexRoot,
+    IndexSimple,
+    ReadOnlyPublish,
+    ServedIndex,
+)
 from pypid.web.legacy import LegacyJSON
 from pypid.web.people import AssetsResource, PeoplePages
 from pypid.web.project_pages import ProjectPages
@@ -219,7 +231,7 @@ def build_web(index: Index, storage: IStorage, access: Access, run: Run, clock: 
               locks: KeyedLock | None = None, sources: Iterable[IMetricsSource] = (),
               ready: Callable[[], bool] | None = None,
               trusted_proxies: TrustedProxies = NO_PROXIES,
-              ipv6_prefix: int = IPV6_PREFIX) -> Web:
+              ipv6_prefix: int = IPV6_PREFIX, indexes: Sequence[IndexParts] = ()) -> Web:
     """
     Build the resource tree and the site, the one way both the server
     (L{pypid.tap.build_service}) and the tests wire them.
@@ -256,12 +268,14 @@ def build_web(index: Index, storage: IStorage, access: Access, run: Run, clock: 
     @param ipv6_prefix: the bits of an IPv6 address that make one client for
         the token exchange's throttle (C{[auth] throttle_ipv6_prefix}), as
         for the login throttle.
+    @param indexes: the named indexes, served under C{/NAME/}
+        (L{pypid.web.index_root}); without any, the tree is today's.
     """
     if audit is None:
         audit = AuditTrail(MemoryAuditLog(clock), clock)
     if counter is None:
         counter = ConnectionCounter()
-    stats = RequestStats()
+    stats = RequestStats(indexes=frozenset(parts.name.encode("ascii") for parts in indexes))
     # Absolute file links, for the pages not under /simple/<project>/.
     absolute_file_url = file_url_for(base_url or "/")
     assets = Assets.load()
@@ -280,18 +294,50 @@ def build_web(index: Index, storage: IStorage, access: Access, run: Run, clock: 
         audit=AuditAdmin(access, audit),
         oidc=TrustedPublishingArea(publishing, audit, clock, ipv6_prefix=ipv6_prefix),
     )
+    named = None
+    if indexes:
+        named = IndexRoot({parts.name.encode("ascii"): _served(
+            parts, access, run, clock, max_upload_size, base_url, audit)
+            for parts in indexes}, access, base_url or "/")
     root = RootResource(
         SimpleResource(index, access, base_url or "/", upstream, backfill),
         FilesResource(index, storage, access, upstream, backfill),
         app.resource(),
+        named,
         project=ProjectPages(index, storage, access, chrome, clock, base_url or "/", upstream),
         static=AssetsResource(assets),
     )
     site = PypidSite(root, max_upload_size, storage.temp_dir, access_log=access_log,
                      reactor=clock, access=access, run=run, counter=counter,
                      header_timeout=header_timeout, min_body_rate=min_upload_rate,
-                     timer=timer, stats=stats, trusted_proxies=trusted_proxies)
+                     timer=timer, stats=stats, trusted_proxies=trusted_proxies,
+                     index_uploads=bool(indexes))
     return Web(root, site, app)
+
+
+def _served(parts: IndexParts, access: Access, run: Run, clock: IReactorTime,
+            max_upload_size: int, base_url: str | None, audit: AuditTrail) -> ServedIndex:
+    """
+    One named index's answers: its pages from its view, its files from its
+    hosted sources, its uploads and changes into its own stack (a view's
+    refused), its legacy JSON from the first source holding a project.
+    """
+    name = parts.name
+    prefix = f"{base_url or '/'}{name}/"
+    publish: _Area
+    if parts.own is not None:
+        publish = Publish(parts.own.index, parts.own.storage, access, run, clock,
+                          max_upload_size, audit=audit, locks=parts.own.locks, name=name)
+    else:
+        publish = ReadOnlyPublish(name, access)
+    chain = tuple((source.index, source.storage) for source in parts.sources)
+    legacy = LegacyJSON(chain[0][0], chain[0][1], access, file_url_for(prefix), base_url,
+                        name=name, chain=chain)
+    return ServedIndex(
+        name,
+        IndexSimple(name, parts.view, access, clock, prefix),
+        IndexFiles(name, parts.view, parts.sources, access, clock),
+        _Areas([publish, legacy]))
 
 
 @implementer(IReloadable)

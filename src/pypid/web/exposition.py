@@ -58,6 +58,25 @@ if TYPE_CHECKING:  # (prometheus_client is imported at the first scrape)
 _RELAYED = (b"forwarded", b"x-forwarded-for", b"x-real-ip")
 
 
+def _by_index(stats: RequestStats) -> Iterator[Family]:
+    """
+    The request families with an C{index} label first, once named indexes
+    exist (issue 26): bounded by the configured names (and C{default}).
+    """
+    yield counter("pypid_http_requests", "HTTP requests answered, by index, route family, "
+                  "method and status (aborted: the client left before the answer).", None,
+                  ("index", "route", "method", "code"), sorted(stats.requests_by_index.items()))
+    yield Family(HISTOGRAM, "pypid_http_request_duration_seconds", "Time from a request's "
+                 "headers to the end of its answer, by index and route family.",
+                 ("index", "route"), tuple(sorted(stats.latency_by_index.items())))
+    yield counter("pypid_http_response_bytes", "Bytes of response bodies sent, by index and "
+                  "route family.", None, ("index", "route"),
+                  sorted(stats.sent_by_index.items()))
+    yield counter("pypid_http_request_bytes", "Bytes of request bodies received, by index "
+                  "and route family.", None, ("index", "route"),
+                  sorted(stats.received_by_index.items()))
+
+
 @implementer(IMetricsSource)
 @attrs.define
 class SiteMetrics:
@@ -76,15 +95,19 @@ class SiteMetrics:
         """The requests' and the connections' families."""
         stats = self.stats
         stats.settle()
-        yield counter("pypid_http_requests", "HTTP requests answered, by route family, method "
-                      "and status (aborted: the client left before the answer).", None,
-                      ("route", "method", "code"), sorted(stats.requests.items()))
-        yield histograms("pypid_http_request_duration_seconds", "Time from a request's headers "
-                         "to the end of its answer, by route family.", "route", stats.latency)
-        yield by_label("pypid_http_response_bytes", "Bytes of response bodies sent, by route "
-                       "family.", "route", stats.sent)
-        yield by_label("pypid_http_request_bytes", "Bytes of request bodies received, by route "
-                       "family.", "route", stats.received)
+        if stats.indexes:
+            yield from _by_index(stats)
+        else:
+            yield counter("pypid_http_requests", "HTTP requests answered, by route family, "
+                          "method and status (aborted: the client left before the answer).",
+                          None, ("route", "method", "code"), sorted(stats.requests.items()))
+            yield histograms("pypid_http_request_duration_seconds", "Time from a request's "
+                             "headers to the end of its answer, by route family.", "route",
+                             stats.latency)
+            yield by_label("pypid_http_response_bytes", "Bytes of response bodies sent, by "
+                           "route family.", "route", stats.sent)
+            yield by_label("pypid_http_request_bytes", "Bytes of request bodies received, by "
+                           "route family.", "route", stats.received)
         yield counter("pypid_changes", "Uploads, yanks, unyanks and deletes, by outcome.", None,
                       ("action", "outcome"), sorted(stats.changes.items()))
         yield counter("pypid_login_failures", "Requests refused for wrong credentials (401).",

@@ -2,6 +2,10 @@
 The legacy JSON API: C{/pypi/<project>/json} and
 C{/pypi/<project>/<version>/json}, as tools written for the public index's
 JSON API read it (the latest release and every release, or one release).
+
+Under C{/NAME/} (issue 26) a named index answers of the project as its
+first hosted source that holds it has it (its own files, then its bases'
+in order), with that source's stored metadata.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from twisted.web.iweb import IRequest
 from pypid.core import legacy_info
 from pypid.core.http_errors import NotFound
 from pypid.core.index import Index, Project
+from pypid.core.index_names import DEFAULT as DEFAULT_INDEX
 from pypid.core.model import FileRecord
 from pypid.core.names import is_valid_name, normalize
 from pypid.core.render import Page
@@ -45,6 +50,11 @@ class LegacyJSON:
     #: under C{/simple/<project>/}, so the index's relative links would not do)
     _file_url: Callable[[FileRecord], str]
     _base_url: str | None = None
+    #: the index asked (C{default}: today's, at C{/pypi/})
+    _name: str = attrs.field(kw_only=True, default=DEFAULT_INDEX)
+    #: a named index's hosted sources in order, C{(index, storage)}; empty:
+    #: C{_index} and C{_storage} alone
+    _chain: tuple[tuple[Index, IStorage], ...] = attrs.field(kw_only=True, default=())
 
     app = Klein()
     answer_errors(app)
@@ -60,12 +70,13 @@ class LegacyJSON:
         return await self._pypi_json(request, name, version)
 
     async def _pypi_json(self, request: IRequest, name: str, version: str | None) -> bytes:
-        gate = self._access.gate_read(request)
+        gate = self._access.gate_read(request, self._name)
         if gate is not None:
             await gate
-        if not is_valid_name(name) or not self._access.may_read(request, name):
+        if not is_valid_name(name) or not self._access.may_read(request, name, self._name):
             raise NotFound("no such project")
-        project = self._index.project(normalize(name))
+        index, storage = self._source_of(normalize(name))
+        project = index.project(normalize(name))
         if project is None or not project.files:
             raise NotFound("no such project")
         shown = requested_version(version) if version is not None else None
@@ -76,29 +87,39 @@ class LegacyJSON:
             request.setHeader(b"location", f"{self._prefix()}pypi/{project.name}/{suffix}".encode())
             request.setHeader(b"content-type", b"text/plain; charset=utf-8")
             return b"Moved\n"
-        page = await kept_page(self._index, project, ("pypi-json", shown),
-                               lambda: self._render_pypi_json(project, shown))
+        page = await kept_page(index, project, ("pypi-json", shown),
+                               lambda: self._render_pypi_json(project, shown, index, storage))
         return send_page(request, page)
 
-    async def _render_pypi_json(self, project: Project, version: str | None) -> Page:
+    def _source_of(self, project: str) -> tuple[Index, IStorage]:
+        """The first source holding files of C{project}: its index and storage."""
+        for index, storage in self._chain:
+            found = index.project(project)
+            if found is not None and found.files:
+                return index, storage
+        return self._index, self._storage
+
+    async def _render_pypi_json(self, project: Project, version: str | None,
+                                index: Index, storage: IStorage) -> Page:
         """Render the legacy JSON of a release (the latest, when C{version} is L{None})."""
         releases = legacy_info.releases(project, self._file_url)
         shown = version if version is not None else project.latest_version()
         if shown not in releases:
             raise NotFound("no such version")
-        info = await self._info(releases[shown])
-        body = legacy_info.render_json(project, releases, shown, info, self._index.serial,
+        info = await self._info(releases[shown], storage)
+        body = legacy_info.render_json(project, releases, shown, info, index.serial,
                                   version is None, self._base_url)
         return Page.of(body, b"application/json")
 
-    async def _info(self, files: list[tuple[FileRecord, str]]) -> dict[str, Any]:
+    async def _info(self, files: list[tuple[FileRecord, str]],
+                    storage: IStorage) -> dict[str, Any]:
         """
         The release's metadata, read from its stored .metadata (wheels
         first); a file whose metadata is missing is passed over.
         """
         for record in legacy_info.info_sources(files):
             try:
-                raw = await self._storage.read_metadata(record)
+                raw = await storage.read_metadata(record)
             except FileNotFoundError:
                 log.warn("The stored metadata of {filename} is missing", filename=record.filename)
                 continue
@@ -110,4 +131,6 @@ class LegacyJSON:
         return legacy_info.info_from(None, files)
 
     def _prefix(self) -> str:
-        return self._base_url or "/"
+        """Where this index's paths start (C{/}, or C{/NAME/}), under the base URL."""
+        base = self._base_url or "/"
+        return base if self._name == DEFAULT_INDEX else f"{base}{self._name}/"

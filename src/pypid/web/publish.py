@@ -31,6 +31,7 @@ from pypid.auth.verifier import Identity
 from pypid.core.distribution import inspect
 from pypid.core.http_errors import BadRequest, Forbidden, NotFound, TooLarge, Unavailable
 from pypid.core.index import Index
+from pypid.core.index_names import DEFAULT as DEFAULT_INDEX
 from pypid.core.metadata import InvalidDistribution
 from pypid.core.metrics import UPLOAD_PATHS
 from pypid.core.model import UPLOADER_BYTES, FileRecord, cut_text
@@ -85,6 +86,14 @@ class Publish:
     _max_upload_size: int
     _audit: AuditTrail = attrs.field(kw_only=True)
     _locks: KeyedLock = attrs.field(kw_only=True)
+    #: the index these routes change (C{default}: today's, at C{/})
+    _name: str = attrs.field(kw_only=True, default=DEFAULT_INDEX)
+    #: what its audit entries say of the index: nothing for the default's,
+    #: whose lines stay as they were
+    _audit_index: str | None = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._audit_index = None if self._name == DEFAULT_INDEX else self._name
 
     app = Klein()
     answer_errors(app)
@@ -112,16 +121,17 @@ class Publish:
                 identity = await auth.verified
             else:
                 identity = await self._access.gate_upload(request, auth.credentials)
+            self._may_upload_here(identity)
             if form.get(":action") == "remove_pkg":
                 return await self._audit.recorded(
                     request, "delete", self._remove_release(request, form, identity),
                     identity=identity, project=_named(form.get("name") or ""),
-                    version=form.get("version"))
+                    version=form.get("version"), index=self._audit_index)
             part = form.files.get("content")
             return await self._audit.recorded(
                 request, "upload", self._upload(request, form, identity), identity=identity,
                 filename=part.filename if part is not None else None,
-                project=form.get("name"), version=form.get("version"))
+                project=form.get("name"), version=form.get("version"), index=self._audit_index)
         finally:
             form.discard()
 
@@ -135,7 +145,7 @@ class Publish:
         # storage thread must not interleave with another upload of the same
         # distribution (any spelling) or with a yank or delete of it.
         project = _project_of(upload.filename)
-        if project is not None and not self._access.may_write(identity, project):
+        if project is not None and not self._access.may_write(identity, project, self._name):
             raise Forbidden(f"{identity.name} may not upload to {project}")
         key = filename_key(upload.filename) or upload.filename
         return await self._locks.run(key, self._store_locked, request, upload, identity)
@@ -190,7 +200,8 @@ class Publish:
                       error=str(e))
             raise storage_unavailable(e)
         self._index.add(stored)
-        self._audit.record(request, identity, "upload", **facts_of(stored))
+        self._audit.record(request, identity, "upload", index=self._audit_index,
+                           **facts_of(stored))
         log.info("{user} uploaded {filename} ({size} bytes)",
                  user=identity.name, filename=stored.filename, size=stored.size)
         return send_text(request, 200, "OK")
@@ -261,6 +272,15 @@ class Publish:
                             lambda: self._release(project, version), self._delete,
                             project=_named(project), version=version)
 
+    def _may_upload_here(self, identity: Identity) -> None:
+        """
+        Refuse an identity without the named index's C{upload} grant (the
+        default index's is C{[auth] upload}, which the gate applied).
+        """
+        if self._audit_index is not None and not self._access.may_upload_to(identity,
+                                                                             self._name):
+            raise Forbidden(f"{identity.name} may not upload to {self._name}")
+
     def _may_touch(self, identity: Identity, project: str | None) -> None:
         """
         Refuse, as if nothing were there, an identity that may neither see
@@ -268,8 +288,9 @@ class Publish:
         is not a project's): before anything is looked up, so that the
         refusal takes as long whether the file or release exists or not.
         """
-        if project is None or not (self._access.may_write(identity, project)
-                                   or self._access.identity_may_read(identity, project)):
+        if project is None or not (self._access.may_write(identity, project, self._name)
+                                   or self._access.identity_may_read(identity, project,
+                                                                     self._name)):
             raise NotFound(_NO_SUCH_RELEASE)
 
     def _release(self, project: str, version: str) -> list[str]:
@@ -294,11 +315,13 @@ class Publish:
         named.
         """
         identity = await self._access.gate_upload(request)
+        self._may_upload_here(identity)
 
         async def apply() -> None:
             self._may_touch(identity, scope)
             await self._apply(request, scope, filenames(), change,
                               argument() if argument is not None else None, identity)
+        facts["index"] = self._audit_index
         await self._audit.recorded(request, event, apply(), identity=identity, **facts)
         return send_text(request, 200, "OK")
 
@@ -315,9 +338,10 @@ class Publish:
             # upload, yank, unyank, delete): such a writer learns whether
             # what it names exists. Whoever may do neither gets the one
             # answer whether it exists or not.
-            writes = record is not None and self._access.may_write(identity, record.project)
+            writes = record is not None and self._access.may_write(identity, record.project,
+                                                                   self._name)
             if record is None or not (writes or self._access.identity_may_read(
-                    identity, record.project)):
+                    identity, record.project, self._name)):
                 raise NotFound(_NO_SUCH_RELEASE)
             if not writes:
                 raise Forbidden(f"{identity.name} may not change {record.project}")
@@ -343,7 +367,7 @@ class Publish:
         (L{pypid.web.access.Access.confirm}), with the rules in force now.
         """
         identity = await self._access.confirm(request, identity)
-        if not self._access.may_write(identity, project):
+        if not self._access.may_write(identity, project, self._name):
             raise Forbidden(f"{identity.name} may not change {project}")
         return identity
 
@@ -366,7 +390,7 @@ class Publish:
         await self._storage_call(self._storage.update, changed)
         self._index.add(changed)
         self._audit.record(request, identity, "yank" if reason is not None else "unyank",
-                           detail=reason or None, **facts_of(record))
+                           detail=reason or None, index=self._audit_index, **facts_of(record))
         log.info("{user} {action} {filename}", user=identity.name,
                  action="yanked" if reason is not None else "unyanked", filename=record.filename)
 
@@ -374,7 +398,8 @@ class Publish:
                       identity: Identity) -> None:
         await self._storage_call(self._storage.delete, record)
         self._index.remove(record.filename)
-        self._audit.record(request, identity, "delete", **facts_of(record))
+        self._audit.record(request, identity, "delete", index=self._audit_index,
+                           **facts_of(record))
         log.info("{user} deleted {filename}", user=identity.name, filename=record.filename)
 
 

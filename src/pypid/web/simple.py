@@ -27,6 +27,7 @@ from pypid.state.backfill import Backfill
 from pypid.storage.interface import IStorage
 from pypid.web import upstream_pages
 from pypid.web.access import Access
+from pypid.web.index_root import is_index_segment
 from pypid.web.respond import (
     Answer,
     ReadResource,
@@ -206,23 +207,30 @@ class RootResource(Resource):
     """
     Dispatches C{/simple}, C{/files} and the other plain resources (the
     pages of projects, the pages' assets) by their first segment, and
-    everything else to the Klein application.
+    everything else to the Klein application; with named indexes (issue
+    26), a segment that names one or could (L{is_index_segment}) goes to
+    their L{pypid.web.index_root.IndexRoot}, after today's routes were
+    looked for (the same one lookup for them).
 
     @ivar _children: C{{first segment: resource}}.
+    @ivar _indexes: the named indexes' resource, or L{None} without any.
     """
 
     def __init__(self, simple: IResource, files: IResource, app: IResource,
-                 **others: IResource) -> None:
+                 indexes: IResource | None = None, **others: IResource) -> None:
         Resource.__init__(self)
         self._children = {b"simple": simple, b"files": files}
         self._children.update((name.encode("ascii"), child) for name, child in others.items())
         self._app = app
+        self._indexes = indexes
 
     def getChildWithDefault(self, name: bytes, request: Request) -> IResource:
         """Pick the resource for the first path segment."""
         child = self._children.get(name)
         if child is not None:
             return child
+        if self._indexes is not None and is_index_segment(name):
+            return self._indexes
         # (process() set both lists before any resource is asked)
         request.postpath.insert(0, request.prepath.pop())  # type: ignore[union-attr]
         return self._app

@@ -53,6 +53,7 @@ from pypid.web.body import (
     answer_before_body,
 )
 from pypid.web.channel import ConnectionCounter, GuardedSite, PypidChannel, Refused, origin_form
+from pypid.web.index_root import index_upload_path
 from pypid.web.multipart import (
     FormSink,
     MultipartError,
@@ -120,7 +121,8 @@ class PypidRequest(server.Request):
         command, target = request_line(channel)
         path = origin_form(target).split(b"?", 1)[0]
         self._line = (command, path)
-        if command != b"POST" or path not in UPLOAD_PATHS:
+        if command != b"POST" or (path not in UPLOAD_PATHS and not (
+                site.index_uploads and index_upload_path(path))):
             if length is not None and length > MAX_PLAIN_BODY:
                 return self._answer_early(length, 413, PLAIN_TOO_LARGE)
             # Small forms (a yank reason, a token request) are parsed into
@@ -381,7 +383,8 @@ class PypidSite(GuardedSite):
                  counter: ConnectionCounter | None = None, header_timeout: float | None = None,
                  min_body_rate: float | None = None, timer: Callable[[], float] | None = None,
                  stats: RequestStats | None = None,
-                 trusted_proxies: TrustedProxies = NO_PROXIES) -> None:
+                 trusted_proxies: TrustedProxies = NO_PROXIES,
+                 index_uploads: bool = False) -> None:
         server.Site.__init__(self, resource, logPath=access_log, reactor=reactor)
         self.trusted_proxies = trusted_proxies
         #: what was answered, for C{/metrics}
@@ -397,6 +400,11 @@ class PypidSite(GuardedSite):
         self.max_upload_size = max_upload_size
         self.spool_dir = spool_dir
         self.access = access
+        #: whether named indexes are served: then C{/NAME/} and
+        #: C{/NAME/legacy[/]} take uploads too, for every name an index
+        #: could have (L{index_upload_path}), so that a missing index asks
+        #: for credentials before the body as a hidden one does
+        self.index_uploads = index_uploads
         self.run = run if run is not None else run_at_once
         self._access_log = access_log
         self._date: tuple[int | None, bytes] = (None, b"")

@@ -1,0 +1,370 @@
+"""
+The named indexes' paths: everything under C{/NAME/} (issue 26, stage 4).
+
+A named index answers C{/NAME/simple/} and C{/NAME/simple/<project>/}
+from its L{pypid.core.views.IndexView} (its own files, then its bases', a
+view's filters applied), C{/NAME/files/<project>/<filename>} from the
+first of its hosted sources that holds the file, and its areas (uploads
+at C{/NAME/} and C{/NAME/legacy/}, yank, unyank and delete under
+C{/NAME/api/...}, C{/NAME/pypi/<project>/json}) with the routes of the
+default index's, over its own stack. Klein reads a route against the
+path after C{/NAME} (C{prepath} holds the name), so every area's routes
+are written once, for both.
+
+The default index's paths are not touched: L{pypid.web.simple.RootResource}
+finds C{/simple/} and the others first, and hands here only a first
+segment that is a configured index or could be one (L{is_index_segment}).
+A segment that could be an index but is none is answered here too, by
+the same gate (L{pypid.web.access.Access.gate_index}) a hidden index's
+paths meet: whoever may not read an index gets, from its paths, exactly
+what a missing index's give (status, body and headers), anonymous
+uploads included (L{pypid.web.site} asks for credentials before any body
+on every path an index's uploads could take).
+
+A view is read-only: its upload, yank and delete routes answer 405 with
+the reason (L{ReadOnlyPublish}), once the credentials passed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any
+
+import attrs
+from klein import Klein
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.web.iweb import IRequest
+from twisted.web.resource import IResource, Resource
+from twisted.web.server import Request
+
+from pypid.core import render
+from pypid.core.http_errors import Gone, HTTPError, MethodNotAllowed, NotFound
+from pypid.core.index import Index
+from pypid.core.index_names import DEFAULT, NAME, ROUTE_SEGMENTS
+from pypid.core.metrics import UPLOAD_PATHS
+from pypid.core.names import is_valid_name, normalize
+from pypid.core.render import CONTENT_TYPES, HTML, Page
+from pypid.core.views import IndexView
+from pypid.storage.interface import IStorage
+from pypid.storage.locks import KeyedLock
+from pypid.web.access import NO_SUCH_PAGE, Access, IRequestAuth
+from pypid.web.multipart import MultipartError, UploadTooLarge
+from pypid.web.respond import (
+    Answer,
+    Rendered,
+    finish_later,
+    page_kind,
+    send_error,
+    send_moved,
+    send_page,
+    send_stored,
+    wrong_method_error,
+)
+from pypid.web.routes import answer_errors, route_each
+
+_METADATA_SUFFIX = ".metadata"
+
+#: What a view answers to a change, after its name.
+VIEW_REFUSAL = "is a view: it takes no uploads, yanks or deletes"
+
+
+def is_index_segment(segment: bytes) -> bool:
+    """
+    Whether a path's first segment could name an index: it has an index
+    name's form and is no route's first segment. Only such paths can leak
+    whether a hidden index exists, so only they meet the index gate.
+    """
+    try:
+        text = segment.decode("ascii")
+    except UnicodeDecodeError:
+        return False
+    return bool(NAME.match(text)) and text not in ROUTE_SEGMENTS and text != DEFAULT
+
+
+def index_upload_path(path: bytes) -> bool:
+    """Whether C{path} is where an index's uploads go: C{/NAME/}, C{/NAME/legacy[/]}."""
+    if not path.startswith(b"/"):
+        return False
+    segment, slash, rest = path[1:].partition(b"/")
+    return bool(slash) and b"/" + rest in UPLOAD_PATHS and is_index_segment(segment)
+
+
+@attrs.frozen
+class HostedSource:
+    """
+    One hosted index as a named index reads it: its files and where they
+    are, and the lock its changes hold.
+
+    @ivar name: the hosted index's name (C{default} for today's).
+    """
+
+    name: str
+    index: Index
+    storage: IStorage
+    locks: KeyedLock
+
+
+def _some(instance: object, attribute: attrs.Attribute[Any], value: tuple[Any, ...]) -> None:
+    if not value:
+        raise ValueError(f"{attribute.name}: an index reads at least one hosted index")
+
+
+@attrs.frozen
+class IndexParts:
+    """
+    What a named index is served from (L{pypid.web.app.build_web}).
+
+    @ivar view: its pages (L{IndexView}).
+    @ivar sources: its hosted sources in order (itself first when hosted);
+        a view, whose bases are indexes, has one at least.
+    @ivar hosted: whether it takes uploads (into C{sources[0]}), or is a view.
+    """
+
+    name: str
+    view: IndexView
+    sources: tuple[HostedSource, ...] = attrs.field(validator=_some)
+    hosted: bool
+
+    @property
+    def own(self) -> HostedSource | None:
+        """Its own stack's files and lock, or L{None} for a view."""
+        return self.sources[0] if self.hosted else None
+
+
+@attrs.frozen
+class IndexSimple:
+    """
+    C{/NAME/simple/} and C{/NAME/simple/<project>/} of one named index, from
+    its L{IndexView}: the same pages, kinds and negotiation as C{/simple/}.
+
+    @ivar base: where its paths start (C{/NAME/}, under the base URL).
+    """
+
+    name: str
+    view: IndexView
+    access: Access
+    clock: IReactorTime
+    base: str
+
+    def answer(self, request: Request) -> Answer:
+        """Answer the request; C{request.postpath} is what follows C{simple}."""
+        post: list[bytes] = request.postpath  # type: ignore[assignment]  # (set by process())
+        if len(post) == 2 and not post[1]:
+            name = _text(post[0], "no such project")
+            if not is_valid_name(name):
+                raise NotFound("no such project")
+            project = normalize(name)
+            if not self.access.may_read(request, project, self.name):
+                raise NotFound("no such project")
+            page = self.view.page(project, page_kind(request), self.clock.seconds())
+            if page is None:
+                raise NotFound("no such project")
+            if project != name:
+                return send_moved(request, self.base, f"simple/{project}/")
+            return send_page(request, page)
+        if post == [b""]:
+            kind = page_kind(request)
+            if self.access.reads_everything(request, self.name):
+                return send_page(request, self.view.root_page(kind))
+            return send_page(request, self._root_for(request, kind))
+        if not post:
+            return send_moved(request, self.base, "simple/")
+        if len(post) == 1:
+            name = _text(post[0], "no such project")
+            if (is_valid_name(name) and self.access.may_read(request, name, self.name)
+                    and self.view.page(normalize(name), HTML, self.clock.seconds())):
+                return send_moved(request, self.base, f"simple/{normalize(name)}/")
+        raise NotFound("no such project")
+
+    def _root_for(self, request: Request, kind: str) -> Page:
+        """The project list as one reader may see it (rules hide some projects)."""
+        pairs: dict[str, str] = {}
+        for source in self.view.order:
+            if source.hosted is None:
+                continue
+            for p in source.hosted.projects():
+                if p.name not in pairs and self.view.filters.admits_project(p.name) \
+                        and self.access.may_read(request, p.name, self.name):
+                    pairs[p.name] = p.display_name
+        items = sorted(pairs.items())
+        body = render.root_html(items) if kind == HTML else render.root_json(items)
+        return Page.of(body, CONTENT_TYPES[kind])
+
+
+@attrs.frozen
+class IndexFiles:
+    """
+    C{/NAME/files/<project>/<filename>} (and its C{.metadata}): from the
+    first hosted source holding the file, if the index lists it (a file a
+    view's filters leave out answers 404: a view serves what it lists).
+    """
+
+    name: str
+    view: IndexView
+    sources: tuple[HostedSource, ...]
+    access: Access
+    clock: IReactorTime
+
+    def answer(self, request: Request) -> Answer:
+        """Send a file or its metadata; C{request.postpath} is what follows C{files}."""
+        post: list[bytes] = request.postpath  # type: ignore[assignment]  # (set by process())
+        if len(post) != 2:
+            raise NotFound("no such file")
+        project = _text(post[0], "no such file")
+        filename = _text(post[1], "no such file")
+        filters = self.view.filters
+        if not self.access.may_read(request, project, self.name) \
+                or not filters.admits_project(project):
+            raise NotFound("no such file")
+        now = self.clock.seconds()
+        metadata = filename.endswith(_METADATA_SUFFIX)
+        deleted = False
+        for source in self.sources:
+            record = source.index.get_file(filename, project)
+            if record is not None and record.project == project:
+                if not filters.admits(record, False, now):
+                    raise NotFound("no such file")
+                return send_stored(request, record, source.storage.locate(record),
+                                   b'"%s"' % record.sha256.encode("ascii"))
+            if metadata:
+                record = source.index.get_file(filename[: -len(_METADATA_SUFFIX)], project)
+                if (record is not None and record.project == project
+                        and record.metadata_sha256 is not None):
+                    if not filters.admits(record, False, now):
+                        raise NotFound("no such file")
+                    return send_stored(request, record, source.storage.locate_metadata(record),
+                                       b'"%s"' % record.metadata_sha256.encode("ascii"))
+            deleted = deleted or source.index.deleted_from(filename) == project
+        # (a file deleted in one source and held by a later one is served:
+        # design Q7; deleted everywhere it was, it is gone)
+        if deleted:
+            raise Gone("this file was deleted")
+        raise NotFound("no such file")
+
+
+@attrs.define(slots=False)
+class ReadOnlyPublish:
+    """
+    A view's upload, yank, unyank and delete routes: 405 with the reason,
+    once the credentials passed (as a hosted index's would be checked).
+    """
+
+    _name: str
+    _access: Access
+
+    app = Klein()
+    answer_errors(app)
+
+    @route_each(app, UPLOAD_PATHS, methods=["POST"])
+    async def upload(self, request: IRequest) -> bytes:
+        """Refuse an upload (its spooled body is discarded)."""
+        try:
+            request.content.form().discard()
+        except (MultipartError, UploadTooLarge, OSError, AttributeError):
+            pass
+        auth = IRequestAuth(request)
+        if auth.verified is not None:
+            await auth.verified
+        else:
+            await self._access.gate_upload(request, auth.credentials)
+        raise self._refusal()
+
+    @app.route("/api/files/<string:filename>/yank", methods=["POST"])
+    @app.route("/api/files/<string:filename>/unyank", methods=["POST"])
+    @app.route("/api/files/<string:filename>", methods=["DELETE"])
+    def change_file(self, request: IRequest, filename: str) -> Coroutine[Any, Any, bytes]:
+        """Refuse a change to a file."""
+        return self._refuse(request)
+
+    @app.route("/api/projects/<string:project>/<string:version>/yank", methods=["POST"])
+    @app.route("/api/projects/<string:project>/<string:version>/unyank", methods=["POST"])
+    @app.route("/api/projects/<string:project>/<string:version>", methods=["DELETE"])
+    def change_release(self, request: IRequest, project: str,
+                       version: str) -> Coroutine[Any, Any, bytes]:
+        """Refuse a change to a release."""
+        return self._refuse(request)
+
+    async def _refuse(self, request: IRequest) -> bytes:
+        await self._access.gate_upload(request)
+        raise self._refusal()
+
+    def _refusal(self) -> MethodNotAllowed:
+        return MethodNotAllowed(f"{self._name} {VIEW_REFUSAL}", [(b"allow", b"GET, HEAD")])
+
+
+@attrs.frozen
+class ServedIndex:
+    """
+    One named index's answers under C{/NAME/}.
+
+    @ivar areas: its Klein areas (uploads, changes, the legacy JSON), as
+        one resource dispatching on the path after C{/NAME}.
+    """
+
+    name: str
+    simple: IndexSimple
+    files: IndexFiles
+    areas: IResource
+
+
+class IndexRoot(Resource):
+    """
+    Everything under C{/NAME/}: the gate first (a missing index and one
+    hidden from the reader answer alike), then C{simple}, C{files} or the
+    index's areas.
+
+    @ivar _served: C{{name as bytes: ServedIndex}}.
+    """
+
+    isLeaf = True
+
+    def __init__(self, served: Mapping[bytes, ServedIndex], access: Access, base: str) -> None:
+        Resource.__init__(self)
+        self._served = dict(served)
+        self._access = access
+        self._base = base
+
+    def render(self, request: Request) -> Rendered:
+        """Gate the request, then answer it with the part of the index its path names."""
+        segment: bytes = request.prepath[-1]  # type: ignore[index]  # (set by process())
+        served = self._served.get(segment)
+        gate = self._access.gate_index(request, served.name if served is not None else None)
+        if gate is None:
+            assert served is not None
+            try:
+                return self._dispatch(request, served)
+            except HTTPError as e:
+                return send_error(request, e)
+        return finish_later(request, gate.addCallback(lambda _: self._dispatch(request, served)))
+
+    def _dispatch(self, request: Request, served: ServedIndex | None) -> Any:
+        assert served is not None  # (the gate refused a missing index)
+        post: list[bytes] = request.postpath  # type: ignore[assignment]  # (set by process())
+        if not post:
+            return send_moved(request, self._base, f"{served.name}/")
+        first = post[0]
+        answer: Callable[[Request], Answer] | None = None
+        if first == b"simple":
+            answer = served.simple.answer
+        elif first == b"files":
+            answer = served.files.answer
+        if answer is not None:
+            if request.method not in (b"GET", b"HEAD"):
+                raise wrong_method_error(request, ["GET", "HEAD"])
+            request.prepath.append(post.pop(0))  # type: ignore[union-attr]
+            body = answer(request)
+            if isinstance(body, Deferred):
+                return finish_later(request, body)
+            return body
+        if post == [b""] and request.method != b"POST":
+            # (the pages for people are not served under /NAME/ yet)
+            raise NotFound(NO_SUCH_PAGE)
+        return served.areas.render(request)
+
+
+def _text(segment: bytes, missing: str) -> str:
+    try:
+        return segment.decode("utf-8")
+    except UnicodeDecodeError:
+        raise NotFound(missing)

@@ -1,0 +1,74 @@
+"""
+End to end: named indexes of one real daemon (issue 26, stage 4), with
+the real clients. twine uploads to C{/staging/}; pip and uv install from
+C{/staging/simple/} a project whose dependency is hosted in C{release},
+C{staging}'s base; a view of C{release} with a date (C{as_of}) hides a
+release uploaded after it, for pip and uv alike.
+"""
+
+import os
+import time
+from datetime import UTC, datetime
+
+from tests.distributions import make_wheel
+from tests.e2e import DaemonTestCase, http, installed, upload
+
+APP = make_wheel("e2e-app", "1.0", requires_dist=["e2e-lib>=1"])
+LIB = make_wheel("e2e-lib", "1.0")
+LIB_NEWER = make_wheel("e2e-lib", "2.0")
+
+SECTIONS = """
+[index:release]
+
+[index:staging]
+bases = release
+"""
+
+
+class NamedIndexTests(DaemonTestCase):
+    """Uploads to and installs from named indexes of one server."""
+
+    def test_staging_release_and_a_dated_view(self):
+        """
+        twine uploads to staging; pip and uv install its project with the
+        dependency release holds; a view dated between two releases of
+        that dependency gives both clients the older one.
+        """
+        daemon = self.new_daemon(start=False)
+        with open(daemon.config_path, "a", encoding="utf-8") as f:
+            f.write(SECTIONS)
+        daemon.start()
+        resp = upload(daemon, *LIB, path="release/")
+        self.assertEqual(resp.status, 200, resp.body)
+        self.assertEqual(upload(daemon, *LIB, path="nosuch/").status, 404)
+        self.clients.twine_upload(daemon, self.dist_dir(APP), "--repository-url",
+                                  daemon.url + "staging/legacy/")
+        staging = daemon.url + "staging/simple/"
+        for install in (self.clients.pip_install, self.clients.uv_install):
+            target = os.path.abspath(self.mktemp())
+            install(target, staging, "e2e-app")
+            self.assertEqual(installed(target), {"e2e-app": "1.0", "e2e-lib": "1.0"})
+        # twine's upload went to staging alone: neither the default index
+        # nor release holds it
+        self.assertEqual(http("GET", daemon.url + "simple/e2e-app/").status, 404)
+        target = os.path.abspath(self.mktemp())
+        done = self.clients.pip_install(target, daemon.url + "release/simple/", "e2e-app",
+                                        check=False)
+        self.assertNotEqual(done.returncode, 0)
+
+        # A view dated after lib 1.0 and before lib 2.0 (read at start-up).
+        as_of = int(time.time()) + 1
+        while time.time() < as_of + 0.5:
+            time.sleep(0.1)
+        stamp = datetime.fromtimestamp(as_of, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        with open(daemon.config_path, "a", encoding="utf-8") as f:
+            f.write(f"\n[index:prod]\nview = yes\nbases = release\nas_of = {stamp}\n")
+        daemon.restart()
+        resp = upload(daemon, *LIB_NEWER, path="release/")
+        self.assertEqual(resp.status, 200, resp.body)
+        self.assertEqual(upload(daemon, *LIB_NEWER, path="prod/").status, 405)
+        for install in (self.clients.pip_install, self.clients.uv_install):
+            for index, version in (("prod", "1.0"), ("release", "2.0")):
+                target = os.path.abspath(self.mktemp())
+                install(target, f"{daemon.url}{index}/simple/", "e2e-lib")
+                self.assertEqual(installed(target), {"e2e-lib": version}, (install, index))

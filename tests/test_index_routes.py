@@ -1,0 +1,321 @@
+"""
+Named indexes served under C{/NAME/} (issue 26, stage 4), in memory: a
+hosted C{release}; C{staging}, hosted, based on it; C{prod}, a view of
+C{release} with a date (C{as_of}); C{secret}, hosted, that only carol
+reads. Inheritance through the web (a project uploaded to C{release} is
+listed in C{staging}, C{staging}'s own file shadows C{release}'s), the
+view's date and its 405s, hidden indexes answering as missing ones byte
+for byte, uploads into each index's own stack and audit entries naming
+the index, and the C{index} label of C{/metrics}.
+"""
+
+import base64
+import json
+import os
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from pypid.auth.hashes import hash_password
+from pypid.auth.policy import AccessModel, IndexGrants
+from pypid.auth.tokens import TokenBook
+from pypid.auth.verifier import PasswordVerifier
+from pypid.core.index import Index
+from pypid.core.render import file_url_for
+from pypid.core.views import ChainSource, Filters, IndexView
+from pypid.storage.audit_log import MemoryAuditLog
+from pypid.storage.locks import KeyedLock
+from pypid.storage.memory import MemoryStorage
+from pypid.web.access import Access
+from pypid.web.app import build_web
+from pypid.web.audit_trail import AuditTrail
+from pypid.web.index_root import HostedSource, IndexParts
+from tests.distributions import make_wheel
+from tests.fakes import FAST, multipart_body, run_in_pool_now, run_now, site_treq, twine_fields
+
+ORIGIN = "http://pypi.test"
+PASSWORD = "correct horse"
+START = 1767225600.0
+
+#: L{Server.upload}'s default credentials: alice's password
+ALICE = object()
+
+
+def basic(user, password=PASSWORD):
+    return b"Basic " + base64.b64encode(f"{user}:{password}".encode())
+
+
+def grants(read, upload=("authenticated",)):
+    return IndexGrants(frozenset(read), frozenset(upload))
+
+
+class Server:
+    """A server of the four named indexes and the default one, in memory."""
+
+    def __init__(self, case, read="everyone", named=True, tokens_indexes=("release",)):
+        self.case = case
+        self.clock = Clock()
+        self.clock.advance(START)
+        folder = os.path.abspath(case.mktemp())
+        self.stacks = {}
+        for name in ("default", "release", "staging", "secret"):
+            storage = MemoryStorage(os.path.join(folder, name), self.clock)
+            case.successResultOf(storage.prepare())
+            self.stacks[name] = HostedSource(name, Index(file_url_for(None)), storage,
+                                             KeyedLock(self.clock))
+        s = self.stacks
+        views = {
+            "release": IndexView("release", (ChainSource("release", hosted=s["release"].index),),
+                                 Filters(), file_url_for(None)),
+            "staging": IndexView("staging", (ChainSource("staging", hosted=s["staging"].index),
+                                             ChainSource("release", hosted=s["release"].index)),
+                                 Filters(), file_url_for(None)),
+            "prod": IndexView("prod", (ChainSource("release", hosted=s["release"].index),),
+                              Filters(as_of=START + 1000), file_url_for(None)),
+            "secret": IndexView("secret", (ChainSource("secret", hosted=s["secret"].index),),
+                                Filters(), file_url_for(None)),
+        }
+        order = {"release": ("release",), "staging": ("staging", "release"),
+                 "prod": ("release",), "secret": ("secret",)}
+        parts = [IndexParts(name, view, tuple(s[n] for n in order[name]),
+                            hosted=name != "prod") for name, view in views.items()]
+        users = {name: hash_password(PASSWORD, FAST) for name in ("alice", "carol", "root")}
+        verifier = PasswordVerifier(users, self.clock, None, run_in_pool=run_in_pool_now)
+        model = AccessModel(read=read, admins=frozenset({"root"}), indexes={
+            "release": grants((read,)), "staging": grants((read,)), "prod": grants((read,), ()),
+            "secret": grants(("user:carol",), ("user:carol",))} if named else {})
+        self.tokens = TokenBook(self.clock)
+        self.log = MemoryAuditLog(self.clock)
+        access = Access(model, verifier, None, self.tokens)
+        web = build_web(s["default"].index, s["default"].storage, access, run_now, self.clock,
+                        max_upload_size=10 << 20, locks=s["default"].locks,
+                        audit=AuditTrail(self.log, self.clock),
+                        indexes=parts if named else ())
+        self.web = web
+        self.client = site_treq(web.site)
+        text, token = self.tokens.make("alice", {"read", "upload"}, indexes=tokens_indexes)
+        self.tokens.tokens[token.id] = token
+        self.scoped = basic("__token__", text)
+
+    def request(self, method, path, auth=None, data=None, headers=None):
+        """C{(code, headers, body)} of one request."""
+        headers = dict(headers or {})
+        if auth is not None:
+            headers["Authorization"] = auth
+        response = self.case.successResultOf(self.client.request(
+            method, ORIGIN + path, headers=headers, data=data, allow_redirects=False))
+        body = self.case.successResultOf(response.content())
+        return response.code, response.headers, body
+
+    def upload(self, path, name, version, auth=ALICE, deps=()):
+        """C{(code, headers, body)} of a twine upload; C{auth} L{None}: anonymous."""
+        filename, data = make_wheel(name, version, requires_dist=deps)
+        ctype, body = multipart_body(twine_fields(name, version, data),
+                                     [("content", filename, data)])
+        return self.request("POST", path, basic("alice") if auth is ALICE else auth, body,
+                            {"Content-Type": ctype})
+
+
+def entries(log):
+    """The audit entries of a L{MemoryAuditLog}, in order."""
+    return [json.loads(line) for name in sorted(log.files)
+            for line in log.files[name].decode().splitlines() if line.strip()]
+
+
+def same(answer):
+    """An answer's status, body and headers (the Date header aside)."""
+    code, headers, body = answer
+    kept = sorted((k, tuple(v)) for k, v in headers.getAllRawHeaders() if k != b"Date")
+    return code, body, kept
+
+
+class IndexRouteTests(SynchronousTestCase):
+    """Everything under C{/NAME/}, through the real site in memory."""
+
+    def setUp(self):
+        self.server = Server(self)
+
+    def page(self, path, auth=None):
+        code, _, body = self.server.request("GET", path, auth,
+                                            headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+        self.assertEqual(code, 200, (path, body))
+        return json.loads(body)
+
+    def test_upload_goes_to_its_index(self):
+        """An upload to C{/release/} lands in release's own index and storage, not the default's."""
+        code, _, body = self.server.upload("/release/legacy/", "widget", "1.0")
+        self.assertEqual(code, 200, body)
+        self.assertIsNotNone(self.server.stacks["release"].index.project("widget"))
+        self.assertIsNone(self.server.stacks["default"].index.project("widget"))
+        self.assertEqual(self.server.request("GET", "/simple/widget/")[0], 404)
+
+    def test_inherited_and_shadowed(self):
+        """staging lists release's files after its own; its own file of a name wins."""
+        s = self.server
+        self.assertEqual(s.upload("/release/", "widget", "1.0")[0], 200)
+        self.assertEqual(s.upload("/staging/", "widget", "2.0")[0], 200)
+        self.assertEqual(s.upload("/release/", "gadget", "1.0")[0], 200)
+        files = [f["filename"] for f in self.page("/staging/simple/widget/")["files"]]
+        self.assertEqual(files, ["widget-1.0-py3-none-any.whl", "widget-2.0-py3-none-any.whl"])
+        root = [p["name"] for p in self.page("/staging/simple/")["projects"]]
+        self.assertEqual(root, ["gadget", "widget"])
+        self.assertEqual([f["filename"] for f in self.page("/release/simple/widget/")["files"]],
+                         ["widget-1.0-py3-none-any.whl"])
+        # the inherited file downloads through staging, from release's storage
+        code, _, data = s.request("GET", "/staging/files/widget/widget-1.0-py3-none-any.whl")
+        self.assertEqual(code, 200)
+        self.assertEqual(data[:2], b"PK")
+        # a second 1.0 in staging with other bytes shadows release's
+        s.clock.advance(10)
+        self.assertEqual(s.upload("/staging/", "gadget", "1.0")[0], 200)
+        shown = self.page("/staging/simple/gadget/")["files"]
+        own = s.stacks["staging"].index.get_file("gadget-1.0-py3-none-any.whl")
+        self.assertEqual([f["hashes"]["sha256"] for f in shown], [own.sha256])
+
+    def test_view_as_of(self):
+        """A view with C{as_of} lists and serves only files uploaded before it."""
+        s = self.server
+        self.assertEqual(s.upload("/release/", "widget", "1.0")[0], 200)
+        s.clock.advance(2000)
+        self.assertEqual(s.upload("/release/", "widget", "2.0")[0], 200)
+        files = [f["filename"] for f in self.page("/prod/simple/widget/")["files"]]
+        self.assertEqual(files, ["widget-1.0-py3-none-any.whl"])
+        self.assertEqual(
+            s.request("GET", "/prod/files/widget/widget-2.0-py3-none-any.whl")[0], 404)
+        self.assertEqual(
+            s.request("GET", "/prod/files/widget/widget-1.0-py3-none-any.whl")[0], 200)
+
+    def test_view_refuses_changes(self):
+        """Uploads, yanks and deletes to a view are 405s with the reason."""
+        s = self.server
+        self.assertEqual(s.upload("/release/", "widget", "1.0")[0], 200)
+        for answer in (
+                s.upload("/prod/", "widget", "3.0"),
+                s.upload("/prod/legacy/", "widget", "3.0"),
+                s.request("POST", "/prod/api/files/widget-1.0-py3-none-any.whl/yank",
+                          basic("alice")),
+                s.request("DELETE", "/prod/api/projects/widget/1.0", basic("alice"))):
+            code, headers, body = answer
+            self.assertEqual(code, 405, body)
+            self.assertIn(b"prod is a view", body)
+        self.assertIsNone(s.stacks["release"].index.get_file("widget-3.0-py3-none-any.whl"))
+
+    def test_yank_and_delete_in_index(self):
+        """Yank and delete under C{/NAME/api/} change that index, with its name in the audit."""
+        s = self.server
+        self.assertEqual(s.upload("/staging/", "widget", "1.0")[0], 200)
+        code, _, body = s.request("POST",
+                                  "/staging/api/files/widget-1.0-py3-none-any.whl/yank",
+                                  basic("alice"))
+        self.assertEqual(code, 200, body)
+        self.assertIsNotNone(
+            s.stacks["staging"].index.get_file("widget-1.0-py3-none-any.whl").yanked)
+        code, _, body = s.request("DELETE", "/staging/api/projects/widget/1.0", basic("alice"))
+        self.assertEqual(code, 200, body)
+        self.assertIsNone(s.stacks["staging"].index.get_file("widget-1.0-py3-none-any.whl"))
+        found = entries(s.log)
+        self.assertEqual([(e["event"], e.get("index")) for e in found],
+                         [("upload", "staging"), ("yank", "staging"), ("delete", "staging")])
+
+    def test_default_audit_has_no_index(self):
+        """The default index's entries stay as they were: no C{index} field."""
+        s = self.server
+        self.assertEqual(s.upload("/", "widget", "1.0")[0], 200)
+        found = entries(s.log)
+        self.assertNotIn("index", found[0])
+
+    def test_legacy_json(self):
+        """C{/NAME/pypi/<p>/json} answers from the first source holding the project."""
+        s = self.server
+        self.assertEqual(s.upload("/release/", "widget", "1.0")[0], 200)
+        code, _, body = s.request("GET", "/staging/pypi/widget/json")
+        self.assertEqual(code, 200, body)
+        self.assertEqual(json.loads(body)["info"]["version"], "1.0")
+        self.assertEqual(s.request("GET", "/staging/pypi/nothing/json")[0], 404)
+
+    def test_redirects_stay_in_index(self):
+        """C{/NAME}, C{/NAME/simple} and an unnormalized name redirect under C{/NAME/}."""
+        s = self.server
+        self.assertEqual(s.upload("/release/", "widget", "1.0")[0], 200)
+        for path, target in (("/staging", b"/staging/"), ("/staging/simple", b"/staging/simple/"),
+                             ("/staging/simple/Widget/", b"/staging/simple/widget/")):
+            code, headers, _ = s.request("GET", path)
+            self.assertEqual((code, headers.getRawHeaders(b"location")), (301, [target]), path)
+
+    def test_etag_and_304(self):
+        """A named index's pages carry ETags and answer 304 to a matching If-None-Match."""
+        s = self.server
+        self.assertEqual(s.upload("/release/", "widget", "1.0")[0], 200)
+        code, headers, _ = s.request("GET", "/staging/simple/widget/")
+        etag = headers.getRawHeaders(b"etag")[0]
+        self.assertEqual(s.request("GET", "/staging/simple/widget/",
+                                   headers={"If-None-Match": etag})[0], 304)
+
+    def test_hidden_is_missing(self):
+        """
+        To whoever may not read it, a hidden index answers byte for byte as
+        a missing one: pages, files, uploads (anonymous included) and changes.
+        """
+        s = self.server
+        self.assertEqual(s.upload("/secret/", "widget", "1.0", basic("carol"))[0], 200)
+        for method, template in (("GET", "/{}/simple/"), ("GET", "/{}/simple/widget/"),
+                                 ("GET", "/{}/files/widget/widget-1.0-py3-none-any.whl"),
+                                 ("GET", "/{}/pypi/widget/json"), ("GET", "/{}"),
+                                 ("POST", "/{}/api/files/widget-1.0-py3-none-any.whl/yank")):
+            for auth in (None, basic("alice"), basic("alice", "wrong"), s.scoped):
+                hidden = s.request(method, template.format("secret"), auth)
+                missing = s.request(method, template.format("nosuch"), auth)
+                self.assertEqual(same(hidden), same(missing), (method, template, auth))
+            self.assertNotEqual(s.request(method, template.format("secret"), basic("carol"))[0],
+                                404)
+        # (anonymous clients are asked to log in, others told it is not there)
+        self.assertEqual(s.request("GET", "/secret/simple/")[0], 401)
+        self.assertEqual(s.request("GET", "/secret/simple/", basic("alice"))[0], 404)
+        self.assertEqual(s.request("GET", "/secret/simple/", basic("carol"))[0], 200)
+        self.assertEqual(s.request("GET", "/staging/simple/")[0], 200)
+        for auth in (None, basic("alice"), basic("alice", "wrong")):
+            hidden = s.upload("/secret/", "widget", "2.0", auth)
+            missing = s.upload("/nosuch/", "widget", "2.0", auth)
+            self.assertEqual(same(hidden), same(missing), auth)
+
+    def test_anonymous_upload_asks_credentials_first(self):
+        """An anonymous upload to a named index is a 401 before its body, as at C{/}."""
+        s = self.server
+        filename, data = make_wheel("widget", "1.0")
+        ctype, body = multipart_body(twine_fields("widget", "1.0", data),
+                                     [("content", filename, data)])
+        for path in ("/staging/", "/nosuch/legacy/", "/"):
+            code, headers, _ = s.request("POST", path, None, body, {"Content-Type": ctype})
+            self.assertEqual(code, 401, path)
+            self.assertTrue(headers.getRawHeaders(b"www-authenticate"), path)
+
+    def test_token_kept_to_another_index(self):
+        """A token kept to C{release} uploads there, and not to C{staging}."""
+        s = self.server
+        self.assertEqual(s.upload("/release/", "widget", "1.0", s.scoped)[0], 200)
+        code, _, body = s.upload("/staging/", "widget", "2.0", s.scoped)
+        self.assertEqual(code, 403, body)
+        self.assertIsNone(s.stacks["staging"].index.project("widget"))
+
+    def test_metrics_index_label(self):
+        """With named indexes, request families carry an C{index} label, bounded by the names."""
+        s = self.server
+        self.assertEqual(s.upload("/release/", "widget", "1.0")[0], 200)
+        s.request("GET", "/staging/simple/widget/")
+        s.request("GET", "/simple/")
+        s.request("GET", "/nosuch/simple/")
+        code, _, body = s.request("GET", "/metrics")
+        self.assertEqual(code, 200)
+        text = body.decode()
+        self.assertIn('pypid_http_requests_total{code="200",index="staging",method="GET",'
+                      'route="simple"} 1.0', text)
+        self.assertIn('index="default",method="GET",route="simple"', text)
+        self.assertNotIn('index="nosuch"', text)
+
+    def test_no_label_without_named_indexes(self):
+        """Without named indexes the families have no C{index} label."""
+        s = Server(self, named=False)
+        s.request("GET", "/simple/")
+        text = s.request("GET", "/metrics")[2].decode()
+        self.assertIn("pypid_http_requests_total{", text)
+        self.assertNotIn("index=", text)
