@@ -40,12 +40,15 @@ from pypid.auth.verifier import PasswordVerifier
 from pypid.config.metrics_settings import DEFAULT_ALLOW, MetricsConfig, parse_networks
 from pypid.core.index import Index
 from pypid.core.render import file_url_for
+from pypid.state.indexes import IndexRegistry
+from pypid.storage.locks import KeyedLock
 from pypid.storage.memory import MemoryStorage
 from pypid.web.access import Access
 from pypid.web.app import build_web
 from tests.distributions import make_wheel
 from tests.fakes import FAST, multipart_body, run_in_pool_now, run_now, site_treq, twine_fields
 from tests.test_index_routes import Server, same
+from tests.test_promote import Stack
 
 ORIGIN = "http://pypi.test"
 PASSWORD = "correct horse"
@@ -97,8 +100,14 @@ class AccessTableTests(SynchronousTestCase):
                             rules=(parse_rule("secret-*", "user:carol rw", 0),))
         self.tokens = TokenBook(self.clock)
         access = Access(model, verifier, None, self.tokens)
+        # (the default index alone, as a server without [index:NAME] has it:
+        # POST /api/promote then knows one index, and promotes nothing)
+        registry = IndexRegistry(
+            {"default": Stack("default", self.index, self.storage, KeyedLock(self.clock))},
+            {"default": ("default",)}, {})
         web = build_web(self.index, self.storage, access, run_now, self.clock,
-                        max_upload_size=10 << 20, base_url=base_url, metrics=metrics)
+                        max_upload_size=10 << 20, base_url=base_url, metrics=metrics,
+                        registry=registry)
         self.site = web.site
         self.client = site_treq(web.site)
         t = self.tokens.issue
@@ -282,6 +291,7 @@ ROWS = (
     ("POST", "/api/upstream/{p}/refresh", P3),
     ("POST", "/requirements.txt", ("",)),
     ("POST", "/api/oidc/mint-token", ("",)),
+    ("POST", "/api/promote", ("",)),
 )
 
 
@@ -412,6 +422,7 @@ POST   /api/upstream/{p}/refresh    secret-sauce | 401 404 404 404 401 403 404 4
 POST   /api/upstream/{p}/refresh    no-such      | 401 404 404 404 401 403 404 404 401 401 404 | 401 404 404 404 401 403 404 404 401 401 404
 POST   /requirements.txt            -            | 401 404 404 404 401 403 404 404 401 401 404 | 401 404 404 404 401 403 404 404 401 401 404
 POST   /api/oidc/mint-token         -            | 404 404 404 404 404 404 404 404 404 404 404 | 404 404 404 404 404 404 404 404 404 404 404
+POST   /api/promote                 -            | 401 400 400 400 401 400 400 400 401 401 400 | 401 400 400 400 401 400 400 400 401 401 400
 """
 
 

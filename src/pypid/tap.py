@@ -226,6 +226,7 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
         publishing=access.publishing, backfill=backfill, locks=locks, ready=readiness.ready,
         trusted_proxies=TrustedProxies(server.trusted_proxies),
         ipv6_prefix=config.auth.throttle_ipv6_prefix, indexes=index_parts(registry),
+        registry=registry,
         sources=[source for source in (loaded, writer, storage, upstream, audit, backfill)
                  if source is not None]))
     listeners = Listeners.from_config(config, reactor, web.web.site)

@@ -62,6 +62,7 @@ from pypid.core.pages import Chrome
 from pypid.core.parts import IMetricsSource, IReloadable
 from pypid.core.render import file_url_for
 from pypid.state.backfill import Backfill
+from pypid.state.indexes import IndexRegistry
 from pypid.storage.audit_log import MemoryAuditLog
 from pypid.storage.interface import IStorage, Run
 from pypid.storage.locks import KeyedLock
@@ -231,7 +232,8 @@ def build_web(index: Index, storage: IStorage, access: Access, run: Run, clock: 
               locks: KeyedLock | None = None, sources: Iterable[IMetricsSource] = (),
               ready: Callable[[], bool] | None = None,
               trusted_proxies: TrustedProxies = NO_PROXIES,
-              ipv6_prefix: int = IPV6_PREFIX, indexes: Sequence[IndexParts] = ()) -> Web:
+              ipv6_prefix: int = IPV6_PREFIX, indexes: Sequence[IndexParts] = (),
+              registry: IndexRegistry | None = None) -> Web:
     """
     Build the resource tree and the site, the one way both the server
     (L{pypid.tap.build_service}) and the tests wire them.
@@ -270,6 +272,8 @@ def build_web(index: Index, storage: IStorage, access: Access, run: Run, clock: 
         for the login throttle.
     @param indexes: the named indexes, served under C{/NAME/}
         (L{pypid.web.index_root}); without any, the tree is today's.
+    @param registry: the server's indexes, for C{POST /api/promote}
+        (L{pypid.web.promote}); L{None}: that route answers 404.
     """
     if audit is None:
         audit = AuditTrail(MemoryAuditLog(clock), clock)
@@ -293,6 +297,8 @@ def build_web(index: Index, storage: IStorage, access: Access, run: Run, clock: 
                         (SiteMetrics(stats, counter), *sources)),
         audit=AuditAdmin(access, audit),
         oidc=TrustedPublishingArea(publishing, audit, clock, ipv6_prefix=ipv6_prefix),
+        promote=(Promote(registry, access, audit=audit, clock=clock)
+                 if registry is not None else None),
     )
     named = None
     if indexes:
