@@ -2,16 +2,18 @@
 End to end: named indexes of one real daemon (issue 26, stage 4), with
 the real clients. twine uploads to C{/staging/}; pip and uv install from
 C{/staging/simple/} a project whose dependency is hosted in C{release},
-C{staging}'s base; a view of C{release} with a date (C{as_of}) hides a
+C{staging}'s base; the project promoted to C{release} installs from there
+(its file a hard link to staging's); a view of C{release} with a date (C{as_of}) hides a
 release uploaded after it, for pip and uv alike.
 """
 
+import json
 import os
 import time
 from datetime import UTC, datetime
 
 from tests.distributions import make_wheel
-from tests.e2e import DaemonTestCase, http, installed, upload
+from tests.e2e import PASSWORD, USER, DaemonTestCase, http, installed, upload
 
 APP = make_wheel("e2e-app", "1.0", requires_dist=["e2e-lib>=1"])
 LIB = make_wheel("e2e-lib", "1.0")
@@ -55,6 +57,24 @@ class NamedIndexTests(DaemonTestCase):
         done = self.clients.pip_install(target, daemon.url + "release/simple/", "e2e-app",
                                         check=False)
         self.assertNotEqual(done.returncode, 0)
+
+        # Promoted from staging to release: pip and uv install it from
+        # release, and on disk release's file is staging's (a hard link)
+        body = json.dumps({"from": "staging", "to": "release", "project": "e2e-app",
+                           "version": "1.0"}).encode()
+        answer = http("POST", daemon.url + "api/promote",
+                      {"Content-Type": "application/json"}, body, auth=(USER, PASSWORD))
+        self.assertEqual(answer.status, 200, answer.body)
+        self.assertEqual(answer.json()["promoted"], [APP[0]])
+        for install in (self.clients.pip_install, self.clients.uv_install):
+            target = os.path.abspath(self.mktemp())
+            install(target, daemon.url + "release/simple/", "e2e-app")
+            self.assertEqual(installed(target), {"e2e-app": "1.0", "e2e-lib": "1.0"})
+        promoted = os.path.join(daemon.storage, ".indexes", "release", APP[0])
+        self.assertEqual(os.stat(promoted).st_nlink, 2)
+        again = http("POST", daemon.url + "api/promote", {"Content-Type": "application/json"},
+                     body, auth=(USER, PASSWORD))
+        self.assertEqual((again.status, again.json()["skipped"]), (200, [APP[0]]))
 
         # A view dated after lib 1.0 and before lib 2.0 (read at start-up).
         as_of = int(time.time()) + 1
