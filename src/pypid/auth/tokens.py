@@ -130,6 +130,11 @@ class Token:
             raise TokenError(f"not a token record: {e}")
 
 
+def presented_id(presented: str) -> str:
+    """The id a presented token string names (C{pypid-<id>-<secret>}), issued or not."""
+    return presented.removeprefix(_PREFIX).partition("-")[0]
+
+
 def _time(value: object, name: str) -> float:
     """A record's time: a finite number of seconds (not a string, a truth value or NaN)."""
     if isinstance(value, bool) or not isinstance(value, int | float) \
@@ -225,6 +230,14 @@ class TokenBook:
     def revoke(self, token_id: str) -> bool:
         """Revoke a token; whether there was one."""
         return self.tokens.pop(token_id, None) is not None
+
+    def issued(self, presented: str) -> str | None:
+        """
+        The id a presented string names (C{pypid-<id>-<secret>}) when this
+        book issued a token of that id, whatever its secret; else L{None}.
+        """
+        token_id = presented_id(presented)
+        return token_id if token_id in self.tokens else None
 
     def verify(self, presented: str) -> Token | None:
         """

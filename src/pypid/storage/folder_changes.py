@@ -25,6 +25,7 @@ import errno
 import os
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -67,24 +68,17 @@ class FolderChanges:
                 os.link(temp_path, final)
             except FileExistsError:
                 raise FileExists(record.filename, self._existing_sha256(record, final))
-            try:
+            def derived() -> None:
                 if metadata is not None:
                     sidecars.write_metadata(record.filename, metadata)
                 if details is not None:
-                    # (derived from the file: the directory's fsync below is enough)
+                    # (derived from the file: the directory's fsync is enough)
                     sidecars.write_details(record.filename, details)
-                # The tombstone check was made before the link, and the app
-                # changes one distribution at a time: no second read here.
-                with sidecars.lock:
-                    sidecars.write_record(record.filename, record)
-                fsync_folder(sidecars.files_dir)
-                fsync_folder(os.path.dirname(final))
-            except BaseException:
-                # Not published after all: take the file back, so a retry
-                # publishes it again rather than finding it half there.
-                remove_file(final)
-                sidecars.remove_derived(record.filename)
-                raise
+            # The tombstone check was made before the link, and the app
+            # changes one distribution at a time: no second read here. Not
+            # published after all, the file is taken back, so a retry
+            # publishes it again rather than finding it half there.
+            self._commit(record, final, derived, linked=True)
             return record
         except (FileExists, FilenameDeleted, StorageError):
             raise
@@ -141,21 +135,35 @@ class FolderChanges:
         failure take back what was done (the file too, when C{linked}).
         """
         sidecars = self._sidecars
-        try:
+
+        def derived() -> None:
             for there, here in ((source.metadata_path(record.filename),
                                  sidecars.metadata_path(adopted.filename)),
                                 (source.details_path(record.filename),
                                  sidecars.details_path(adopted.filename))):
                 self._link_over(there, here)
             sidecars.write_promotion(adopted.filename, promotion)
+        self._commit(adopted, final, derived, linked)
+
+    def _commit(self, record: FileRecord, final: str, derived: Callable[[], None],
+                linked: bool) -> None:
+        """
+        Keep a file's sidecars (C{derived()}), then its record, durably (the
+        folders fsynced), as an upload and a promotion both end; on a
+        failure take back what was done: the sidecars, and the file at
+        C{final} too when this call's caller C{linked} it.
+        """
+        sidecars = self._sidecars
+        try:
+            derived()
             with sidecars.lock:
-                sidecars.write_record(adopted.filename, adopted)
+                sidecars.write_record(record.filename, record)
             fsync_folder(sidecars.files_dir)
             fsync_folder(os.path.dirname(final))
         except BaseException:
             if linked:
                 remove_file(final)
-            sidecars.remove_derived(adopted.filename)
+            sidecars.remove_derived(record.filename)
             raise
 
     def _link_over(self, there: str, here: str) -> None:

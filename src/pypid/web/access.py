@@ -37,7 +37,7 @@ from pypid.auth.factory import make_access_parts, make_publishing, reloaded_oidc
 from pypid.auth.oidc import PublisherTokens, is_publisher
 from pypid.auth.policy import READ, WRITE, AccessModel
 from pypid.auth.throttle import LoginThrottle
-from pypid.auth.tokens import TOKEN_USER, Token, TokenBook
+from pypid.auth.tokens import TOKEN_USER, Token, TokenBook, presented_id
 from pypid.auth.verifier import Busy, DirectoryUnavailable, Identity, PasswordVerifier
 from pypid.config import Config
 from pypid.core.http_errors import (
@@ -276,9 +276,8 @@ class Access:
             malformed or wrong credentials.
         """
         if credentials is None:
-            header = request.requestHeaders.getRawHeaders(b"authorization", (None,))[0]
             try:
-                credentials = parse_basic(header)
+                credentials = request_credentials(request)
             except MalformedCredentials as e:
                 return fail(Unauthorized(f"Authorization: {e}"))
             if credentials is None:
@@ -343,9 +342,8 @@ class Access:
             return identity
         credentials = auth.credentials
         if credentials is None:
-            header = request.requestHeaders.getRawHeaders(b"authorization", (None,))[0]
             try:
-                credentials = parse_basic(header)
+                credentials = request_credentials(request)
             except MalformedCredentials:
                 credentials = None
         again = None
@@ -402,8 +400,7 @@ class Access:
         clients too.
         """
         if user == TOKEN_USER:
-            token_id = password.removeprefix("pypid-").partition("-")[0]
-            return f"{TOKEN_USER}:{token_id[:_TOKEN_ID_KEPT]}", False
+            return f"{TOKEN_USER}:{presented_id(password)[:_TOKEN_ID_KEPT]}", False
         return user, True
 
     def _audit_failure(self, identity: Identity | None, request: IRequest, user: str | None,
@@ -416,9 +413,7 @@ class Access:
         if identity is None and self.audit is not None:
             token = None
             if user == TOKEN_USER:
-                token_id = password.removeprefix("pypid-").partition("-")[0]
-                if self.tokens is not None and token_id in self.tokens.tokens:
-                    token = token_id
+                token = self.tokens.issued(password) if self.tokens is not None else None
             elif user is None or not self._verifier.knows(user):
                 user = None
             self.audit.login_failed(user, client_address(request), token, throttled)
@@ -573,6 +568,16 @@ def _remember(identity: _Identity, request: IRequest) -> _Identity:
     """Keep who the request is, for the per-project checks that follow."""
     IRequestAuth(request).identity = identity
     return identity
+
+
+def request_credentials(request: IRequest) -> tuple[str, str] | None:
+    """
+    C{(user, password)} of the request's C{Authorization} header (HTTP
+    Basic), or L{None} without one.
+
+    @raise MalformedCredentials: a header that is not Basic credentials.
+    """
+    return parse_basic(request.requestHeaders.getRawHeaders(b"authorization", (None,))[0])
 
 
 def client_address(request: IRequest) -> str | None:

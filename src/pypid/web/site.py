@@ -36,13 +36,13 @@ from twisted.web import server
 from twisted.web.http import HTTPChannel, datetimeToString, unquote
 from twisted.web.resource import IResource
 
-from pypid.auth.basic import MalformedCredentials, parse_basic, www_authenticate_header
+from pypid.auth.basic import MalformedCredentials, www_authenticate_header
 from pypid.auth.verifier import Identity
 from pypid.core.forwarded import NO_PROXIES, TrustedProxies
 from pypid.core.http_errors import HTTPError
 from pypid.core.metrics import BATCH, UPLOAD_PATHS, RequestStats
 from pypid.storage.interface import Run, run_at_once
-from pypid.web.access import Access, IRequestAuth
+from pypid.web.access import Access, IRequestAuth, request_credentials
 from pypid.web.body import (
     MAX_PLAIN_BODY,
     PLAIN_TOO_LARGE,
@@ -138,8 +138,7 @@ class PypidRequest(server.Request):
             self.content = DiscardedBody()
             return
         try:
-            credentials = parse_basic(
-                self.requestHeaders.getRawHeaders(b"authorization", [None])[0])
+            credentials = request_credentials(self)
         except MalformedCredentials as e:
             return self._answer_early(length, 401, f"Authorization: {e}", www=True)
         if credentials is None:
