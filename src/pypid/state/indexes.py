@@ -18,8 +18,13 @@ L{IndexRegistry} holds the stacks by name and, for every index (the
 default, the named hosted ones and the views), its sources in order
 (L{pypid.core.views.resolve_order}) and its L{pypid.core.views.IndexView}.
 An index holds nothing more than its own L{Index}: a view keeps pages
-only as they are asked (stage 4 serves them), and the upstreams are not
-sources of the views yet (stage 5 splits the upstream along its seam).
+only as they are asked. It holds the named upstreams too (C{[upstream:NAME]}:
+each its part, L{pypid.upstream.factory.UpstreamPart}, and the part that
+keeps its state, L{pypid.upstream.saved_state.SavedState}), and every
+upstream as the indexes' pages read it
+(L{pypid.upstream.source.SourceSide}), C{[upstream]}'s being the default
+index's proxy's source: an upstream is one source however many indexes
+name it.
 
 The named stacks load bases first, so that promotion (stage 6) can share
 a base's records with the index they were promoted to as it loads.
@@ -63,7 +68,11 @@ from pypid.storage.locks import KeyedLock
 
 if TYPE_CHECKING:
     # (the upstream's modules load only when [upstream] is configured: issue 14)
+    from pypid.upstream.factory import DaemonSettings, UpstreamPart
+    from pypid.upstream.page_view import FileUrl
     from pypid.upstream.proxy import UpstreamProxy
+    from pypid.upstream.saved_state import SavedState
+    from pypid.upstream.source import SourceSide
 
 #: The kinds of parts of a stack, in the order the daemon starts them
 #: (each after the default's part of the same kind: L{pypid.tap}).
@@ -132,6 +141,8 @@ class StackSettings(StorageSettings, Protocol):
     def upstream(self) -> _UpstreamSettings: ...
     @property
     def indexes(self) -> Mapping[str, _IndexSettings]: ...
+    @property
+    def upstreams(self) -> Mapping[str, object]: ...
 
 
 @attrs.frozen(eq=False)
@@ -159,6 +170,7 @@ class HostedStack:
     follow_up: FollowUp
     backfill: Backfill | None = None
     sync: SyncService | None = None
+    upstream: UpstreamProxy | None = None
 
     @property
     def loader(self) -> IndexLoader:
@@ -215,7 +227,8 @@ class HostedStack:
             name=name, index=index, storage=storage, part=IndexPart(index, loader),
             writer=writer, timer=SnapshotTimer(writer, server.snapshot_interval, reactor),
             locks=locks, follow_up=FollowUp(loader), backfill=backfill,
-            sync=SyncService(index, shared, reactor) if shared is not None else None)
+            sync=SyncService(index, shared, reactor) if shared is not None else None,
+            upstream=proxy)
 
     def parts(self) -> Iterator[tuple[str, IService]]:
         """
@@ -242,12 +255,19 @@ class IndexRegistry:
     @ivar orders: name -> the names of its sources, resolved
         (L{resolve_order}: itself unless a view, its bases breadth first,
         the upstreams, C{upstream:NAME}, last).
-    @ivar views: name -> its L{IndexView} over its hosted sources.
+    @ivar views: name -> its L{IndexView} over its sources.
+    @ivar upstreams: the named upstreams (C{[upstream:NAME]}) by name: each
+        one's part, and the part that keeps its state (L{SavedState}).
+    @ivar sides: C{upstream:NAME} -> that upstream as the indexes' pages
+        read it (L{SourceSide}), C{upstream:default} (C{[upstream]}) too
+        when an index names it.
     """
 
     stacks: Mapping[str, HostedStack]
     orders: Mapping[str, tuple[str, ...]]
     views: Mapping[str, IndexView]
+    upstreams: Mapping[str, tuple[UpstreamPart, SavedState]] = attrs.field(factory=dict)
+    sides: Mapping[str, SourceSide] = attrs.field(factory=dict)
 
     @property
     def default(self) -> HostedStack:
@@ -281,6 +301,7 @@ class IndexRegistry:
                                               upstream=upstream)}
         for name in hosted:
             stacks[name] = HostedStack.create(config, name, run, reactor, bucket=bucket)
+        upstreams, sides = _upstreams(config, run, reactor, stacks[DEFAULT].upstream)
         orders: dict[str, tuple[str, ...]] = {}
         made: dict[str, IndexView] = {}
         for name in [DEFAULT, *(n for n in config.indexes if n != DEFAULT)]:
@@ -290,14 +311,55 @@ class IndexRegistry:
                        else Filters())
             made[name] = IndexView(
                 name, tuple(ChainSource(source, hosted=stacks[source].index)
-                            for source in orders[name] if source in stacks),
+                            if source in stacks else ChainSource(source, upstream=sides[source])
+                            for source in orders[name] if source in stacks or source in sides),
                 filters, _view_file_url(config.server.base_url, name))
-        return cls(stacks, orders, made)
+        return cls(stacks, orders, made, upstreams, sides)
+
+    def upstream_parts(self, kind: str) -> list[tuple[str, IService]]:
+        """
+        The named upstreams' parts: C{upstream} (each source: its storage
+        and connections), or C{upstream-state} (its state, read back before
+        the listeners open and saved once they closed), named C{kind:NAME}.
+        """
+        return [(f"{kind}:{name}", part if kind == "upstream" else saved)
+                for name, (part, saved) in self.upstreams.items()]
 
     def parts(self, kind: str) -> list[tuple[str, IService]]:
         """The named stacks' parts of one kind (L{PART_KINDS}), named C{kind:NAME}."""
         return [(f"{kind}:{stack.name}", part)
                 for stack in self.named for found, part in stack.parts() if found == kind]
+
+
+def _upstreams(config: StackSettings, run: Run, reactor: IReactorTime,
+               default: UpstreamProxy | None,
+               ) -> tuple[dict[str, tuple[UpstreamPart, SavedState]], dict[str, SourceSide]]:
+    """
+    The named upstreams' parts, and every upstream an index may name as
+    its side (C{upstream:NAME}; C{upstream:default} is C{[upstream]}'s
+    source, that of the default index's proxy).
+    """
+    if not config.upstreams and default is None:
+        return {}, {}
+    # (the upstream's modules load only when an upstream is configured: issue 14)
+    from pypid.upstream.factory import UpstreamPart
+    from pypid.upstream.saved_state import SavedState, state_path
+    from pypid.upstream.source import SourceSide
+    # (an upstream's own pages link files as a hosted index's relative pages
+    # do, so that a page an index inherits unchanged is served as it is)
+    own = cast("FileUrl", file_url_for(None))
+    parts: dict[str, tuple[UpstreamPart, SavedState]] = {}
+    sides: dict[str, SourceSide] = {}
+    if default is not None:
+        sides[UPSTREAM_PREFIX + DEFAULT] = SourceSide.of(default.source, own)
+    for name in config.upstreams:
+        learnt = Notice()
+        part = UpstreamPart.named(cast("DaemonSettings", config), name, run, reactor, learnt)
+        saved = SavedState(part.source, state_path(config.server.snapshot, name), run, reactor,
+                           config.server.snapshot_interval, learnt)
+        parts[name] = (part, saved)
+        sides[UPSTREAM_PREFIX + name] = SourceSide.of(part.source, own)
+    return parts, sides
 
 
 def _base(base_url: str | None, name: str) -> str | None:

@@ -336,14 +336,18 @@ def _served(parts: IndexParts, access: Access, run: Run, clock: IReactorTime,
                           max_upload_size, audit=audit, locks=parts.own.locks, name=name)
     else:
         publish = ReadOnlyPublish(name, access)
+    areas: list[_Area] = [publish]
     chain = tuple((source.index, source.storage) for source in parts.sources)
-    legacy = LegacyJSON(chain[0][0], chain[0][1], access, file_url_for(prefix), base_url,
-                        name=name, chain=chain)
+    if chain:
+        # (the legacy JSON describes hosted releases: an index that reads
+        # upstreams alone has none, and answers it 404)
+        areas.append(LegacyJSON(chain[0][0], chain[0][1], access, file_url_for(prefix),
+                                base_url, name=name, chain=chain))
     return ServedIndex(
         name,
-        IndexSimple(name, parts.view, access, clock, prefix),
-        IndexFiles(name, parts.view, parts.sources, access, clock),
-        _Areas([publish, legacy]))
+        IndexSimple(name, parts.view, access, clock, prefix, parts.upstreams),
+        IndexFiles(name, parts.view, parts.sources, access, clock, parts.upstreams),
+        _Areas(areas))
 
 
 @implementer(IReloadable)

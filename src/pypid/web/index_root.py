@@ -28,7 +28,7 @@ the reason (L{ReadOnlyPublish}), once the credentials passed.
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from klein import Klein
@@ -62,6 +62,11 @@ from pypid.web.respond import (
     wrong_method_error,
 )
 from pypid.web.routes import answer_errors, route_each
+from pypid.web.upstream_pages import answer_chain_file, answer_chain_page
+
+if TYPE_CHECKING:
+    # (types only: the upstream's modules load with a configured upstream)
+    from pypid.upstream.source import SourceSide
 
 _METADATA_SUFFIX = ".metadata"
 
@@ -105,11 +110,6 @@ class HostedSource:
     locks: KeyedLock
 
 
-def _some(instance: object, attribute: attrs.Attribute[Any], value: tuple[Any, ...]) -> None:
-    if not value:
-        raise ValueError(f"{attribute.name}: an index reads at least one hosted index")
-
-
 @attrs.frozen
 class IndexParts:
     """
@@ -117,14 +117,22 @@ class IndexParts:
 
     @ivar view: its pages (L{IndexView}).
     @ivar sources: its hosted sources in order (itself first when hosted);
-        a view, whose bases are indexes, has one at least.
+        a view has one at least, unless it reads upstreams alone.
     @ivar hosted: whether it takes uploads (into C{sources[0]}), or is a view.
+    @ivar upstreams: the upstreams among its sources, by the name its
+        order gives them (C{upstream:NAME}): their pages are brought up to
+        date, and their files fetched, as its clients ask.
     """
 
     name: str
     view: IndexView
-    sources: tuple[HostedSource, ...] = attrs.field(validator=_some)
+    sources: tuple[HostedSource, ...]
     hosted: bool
+    upstreams: Mapping[str, SourceSide] = attrs.field(factory=dict)
+
+    def __attrs_post_init__(self) -> None:
+        if not self.sources and not self.upstreams:
+            raise ValueError(f"index {self.name!r} reads no index and no upstream")
 
     @property
     def own(self) -> HostedSource | None:
@@ -146,6 +154,7 @@ class IndexSimple:
     access: Access
     clock: IReactorTime
     base: str
+    upstreams: Mapping[str, SourceSide] = attrs.field(factory=dict)
 
     def answer(self, request: Request) -> Answer:
         """Answer the request; C{request.postpath} is what follows C{simple}."""
@@ -157,6 +166,14 @@ class IndexSimple:
             project = normalize(name)
             if not self.access.may_read(request, project, self.name):
                 raise NotFound("no such project")
+            if self.upstreams:
+                asked = self.view.upstreams(project)
+                if asked:
+                    if project != name:
+                        return send_moved(request, self.base, f"simple/{project}/")
+                    return answer_chain_page(request, self.view,
+                                             [self.upstreams[s.name] for s in asked],
+                                             project, self.clock)
             page = self.view.page(project, page_kind(request), self.clock.seconds())
             if page is None:
                 raise NotFound("no such project")
@@ -173,7 +190,8 @@ class IndexSimple:
         if len(post) == 1:
             name = _text(post[0], "no such project")
             if (is_valid_name(name) and self.access.may_read(request, name, self.name)
-                    and self.view.page(normalize(name), HTML, self.clock.seconds())):
+                    and (self.view.page(normalize(name), HTML, self.clock.seconds())
+                         or self.upstreams and self.view.upstreams(normalize(name)))):
                 return send_moved(request, self.base, f"simple/{normalize(name)}/")
         raise NotFound("no such project")
 
@@ -205,6 +223,7 @@ class IndexFiles:
     sources: tuple[HostedSource, ...]
     access: Access
     clock: IReactorTime
+    upstreams: Mapping[str, SourceSide] = attrs.field(factory=dict)
 
     def answer(self, request: Request) -> Answer:
         """Send a file or its metadata; C{request.postpath} is what follows C{files}."""
@@ -238,6 +257,10 @@ class IndexFiles:
             deleted = deleted or source.index.deleted_from(filename) == project
         # (a file deleted in one source and held by a later one is served:
         # design Q7; deleted everywhere it was, it is gone)
+        if self.upstreams and is_valid_name(project) and normalize(project) == project \
+                and self.view.upstreams(project):
+            return answer_chain_file(request, self.view, self.upstreams, project, filename,
+                                     self.clock, deleted)
         if deleted:
             raise Gone("this file was deleted")
         raise NotFound("no such file")
