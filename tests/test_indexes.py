@@ -28,7 +28,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import ensureDeferred
 from twisted.internet.testing import MemoryReactorClock
 from twisted.internet.threads import deferToThreadPool
-from twisted.logger import capturedLogs
+from twisted.logger import capturedLogs, formatEvent
 from twisted.python.threadpool import ThreadPool
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
@@ -440,3 +440,159 @@ class S3NamedStorageTests(TestCase):
         self.assertIsNotNone(registry.default.sync)
         self.assertIsNotNone(release.sync)
         self.assertEqual(release.storage.s3_timings, registry.default.storage.s3_timings)
+
+
+#: A hosted index holding a project, and a view over it (the reload tests).
+RELEASE = "[index:release]\n"
+PROD = "[index:prod]\nview = yes\nbases = release\n"
+
+
+class ReloadTests(_ServerMixin, SynchronousTestCase):
+    """
+    C{SIGHUP} with changed C{[index:NAME]} sections (issue 26, design
+    §2.11): views come, go and change, and every index's grants change;
+    a hosted index or an upstream added or removed, or a hosted index's
+    sources changed, refuses the whole reload with one line naming the
+    section, the server serving as before.
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.text = ""
+        for version in ("1.0", "2.0rc1"):
+            filename, data = make_wheel("holy-grail", version)
+            write_file(os.path.join(self.folder, "packages", ".indexes", "release", filename),
+                       data)
+
+    def serving(self, text):
+        """A started server of C{text}; L{reload} reads C{self.text} as its configuration."""
+        self.text = text
+        self.reactor.advance(time.time() - self.reactor.seconds())
+        service = build_service(self.config(text), self.reactor, pools=fake_pools(),
+                                load_config=lambda: self.config(self.text))
+        self.addCleanup(lambda: service.stopService() if service.running else None)
+        service.startService()
+        self.successResultOf(service.ready)
+        self.treq = StubTreq(service.getServiceNamed("web").web.site.resource)
+        return service
+
+    def reload(self, service, text):
+        """SIGHUP with C{text} as the configuration; the log lines it wrote."""
+        self.text = text
+        with capturedLogs() as events:
+            service.reload()
+        return [formatEvent(e) for e in events]
+
+    def get(self, path):
+        """C{(code, body)} of a GET of C{path}."""
+        response = self.successResultOf(self.treq.get("http://127.0.0.1" + path))
+        return response.code, self.successResultOf(self.treq.content(response))
+
+    def page(self, index):
+        """C{(code, filenames listed)} of C{holy-grail}'s page in C{index}."""
+        code, body = self.get(f"/{index}/simple/holy-grail/")
+        return code, sorted(set(re.findall(rb"holy_grail-[^#\"/]+\.whl", body)))
+
+    def test_view_added(self):
+        """A view added is served at once, its requests counted under its own label."""
+        service = self.serving(RELEASE)
+        self.assertEqual(self.page("prod")[0], 404)
+        lines = self.reload(service, RELEASE + PROD)
+        self.assertEqual(self.page("prod"), (200, [b"holy_grail-1.0-py3-none-any.whl",
+                                                   b"holy_grail-2.0rc1-py3-none-any.whl"]))
+        self.assertTrue([line for line in lines if "Reloaded the configuration" in line
+                         and "prod added" in line], lines)
+        stats = service.getServiceNamed("web").web.site.stats
+        self.assertIn(("prod", "simple", "GET", "200"), stats.requests_by_index)
+
+    def test_view_removed(self):
+        """A view removed answers as a missing index does."""
+        service = self.serving(RELEASE + PROD)
+        self.assertEqual(self.page("prod")[0], 200)
+        self.reload(service, RELEASE)
+        self.assertEqual(self.get("/prod/simple/holy-grail/"),
+                         self.get("/missing/simple/holy-grail/"))
+        self.assertEqual(self.page("release")[0], 200)
+
+    def test_filters_changed(self):
+        """
+        A view's filters changed change its pages at once: what it composed
+        and kept under the old filters is not served again.
+        """
+        service = self.serving(RELEASE + PROD)
+        self.assertEqual(len(self.page("prod")[1]), 2)
+        self.reload(service, RELEASE + PROD + "prereleases = hide\n")
+        self.assertEqual(self.page("prod"), (200, [b"holy_grail-1.0-py3-none-any.whl"]))
+        self.reload(service, RELEASE + PROD + "exclude = holy-*\n")
+        self.assertEqual(self.page("prod")[0], 404)
+        self.assertEqual(self.get("/prod/files/holy-grail/holy_grail-1.0-py3-none-any.whl")[0],
+                         404)
+
+    def test_bases_of_a_view_changed(self):
+        """A view's bases changed: it reads its new sources."""
+        service = self.serving(RELEASE + "[index:other]\n" + PROD)
+        self.assertEqual(len(self.page("prod")[1]), 2)
+        self.reload(service, RELEASE + "[index:other]\n" + PROD.replace("release", "other"))
+        self.assertEqual(self.page("prod")[0], 404)
+
+    def test_grant_changed(self):
+        """An index's read grant changed hides it: it answers as a missing index does."""
+        service = self.serving(RELEASE + PROD)
+        self.assertEqual(self.page("prod")[0], 200)
+        self.reload(service, RELEASE + PROD + "read = authenticated\n")
+        self.assertEqual(self.get("/prod/simple/holy-grail/"),
+                         self.get("/missing/simple/holy-grail/"))
+        self.assertEqual(self.get("/prod/simple/holy-grail/")[0], 401)
+        self.reload(service, RELEASE + PROD)
+        self.assertEqual(self.page("prod")[0], 200)
+
+    def refused(self, before, after, line):
+        """
+        Reloading C{after} over a server of C{before} is refused with one
+        line holding C{line}, and the server keeps serving C{before}.
+        """
+        service = self.serving(before)
+        served = self.page("prod")
+        lines = self.reload(service, after)
+        refusals = [text for text in lines if "Not reloading the configuration" in text]
+        self.assertEqual(len(refusals), 1, lines)
+        self.assertIn(line, refusals[0])
+        self.assertFalse([text for text in lines if "Reloaded" in text], lines)
+        self.assertEqual(self.page("prod"), served)
+        return service
+
+    def test_hosted_added(self):
+        """A hosted index added needs a restart."""
+        self.refused(RELEASE + PROD, RELEASE + PROD + "[index:staging]\n",
+                     "[index:staging]: adding a hosted index needs a restart")
+
+    def test_hosted_removed(self):
+        """A hosted index removed needs a restart."""
+        self.refused(RELEASE + "[index:staging]\n" + PROD, RELEASE + PROD,
+                     "[index:staging]: removing a hosted index needs a restart")
+
+    def test_view_made_hosted(self):
+        """A view turned into a hosted index is a hosted index added."""
+        self.refused(RELEASE + PROD + "[index:qa]\nview = yes\nbases = release\n",
+                     RELEASE + PROD + "[index:qa]\nbases = release\n",
+                     "[index:qa]: adding a hosted index needs a restart")
+
+    def test_hosted_bases_changed(self):
+        """A hosted index's bases changed need a restart."""
+        self.refused(RELEASE + "[index:staging]\n" + PROD,
+                     RELEASE + "[index:staging]\nbases = release\n" + PROD,
+                     "[index:staging] bases: a hosted index's bases change at the next restart")
+
+    def test_upstream_added(self):
+        """An C{[upstream:NAME]} added needs a restart."""
+        self.refused(RELEASE + PROD, RELEASE + PROD + "[upstream:public]\nmode = redirect\n"
+                     "url = http://127.0.0.1:9/simple/\n", "[upstream:public]")
+
+    def test_first_hosted_index(self):
+        """A server of one index takes its first hosted index at the next restart."""
+        self.refused("", RELEASE, "[index:release]: adding a hosted index needs a restart")
+
+    def test_first_view(self):
+        """A server of one index takes its first view at the next restart."""
+        self.refused("", "[index:prod]\nview = yes\nbases = default\n",
+                     "[index:prod]: the first named index needs a restart")
