@@ -48,7 +48,7 @@ from pypid.storage.shared_credentials import SharedCredentials
 from pypid.tap import build_service
 from tests import s3server
 from tests.distributions import make_wheel
-from tests.fakes import run_now, write_file
+from tests.fakes import run_now, site_treq, write_file
 from tests.test_tap import fake_pools
 
 #: Two hosted indexes, one based on the other and listed before it, and a view.
@@ -473,7 +473,7 @@ class ReloadTests(_ServerMixin, SynchronousTestCase):
         self.addCleanup(lambda: service.stopService() if service.running else None)
         service.startService()
         self.successResultOf(service.ready)
-        self.treq = StubTreq(service.getServiceNamed("web").web.site.resource)
+        self.treq = site_treq(service.getServiceNamed("web").web.site)
         return service
 
     def reload(self, service, text):
