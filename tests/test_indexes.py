@@ -34,6 +34,8 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from pypid.config import load_config
 from pypid.core.distribution import inspect
+from pypid.core.startup import StartupError
+from pypid.state.index_reload import reload_indexes
 from pypid.state.indexes import PART_KINDS, HostedStack, IndexRegistry
 from pypid.storage import snapshot
 from pypid.storage.factory import (
@@ -596,3 +598,81 @@ class ReloadTests(_ServerMixin, SynchronousTestCase):
         """A server of one index takes its first view at the next restart."""
         self.refused("", "[index:prod]\nview = yes\nbases = default\n",
                      "[index:prod]: the first named index needs a restart")
+
+    def test_unchanged_kept(self):
+        """
+        A reload that changes one view keeps every other index's answers
+        (and the pages their views composed), and says what it changed.
+        """
+        service = self.serving(RELEASE + PROD + "[index:qa]\nview = yes\nbases = release\n")
+        root = service.getServiceNamed("web").web.indexes
+        before = dict(root.served)
+        lines = self.reload(service, RELEASE + PROD + "[index:qa]\nview = yes\n"
+                            "bases = release\nyanked = hide\n")
+        self.assertIs(root.served[b"release"], before[b"release"])
+        self.assertIs(root.served[b"prod"], before[b"prod"])
+        self.assertIsNot(root.served[b"qa"], before[b"qa"])
+        self.assertTrue([line for line in lines if "views qa changed" in line], lines)
+        lines = self.reload(service, RELEASE + PROD + "[index:qa]\nview = yes\n"
+                            "bases = release\nyanked = hide\n")
+        self.assertFalse([line for line in lines if "views" in line], lines)
+
+
+class ReloadPlanTests(_ServerMixin, SynchronousTestCase):
+    """What L{reload_indexes} refuses that a server of these tests cannot start with yet."""
+
+    UPSTREAM = "[upstream:public]\nmode = redirect\nurl = http://127.0.0.1:9/simple/\n"
+
+    def plan(self, before, after):
+        """L{reload_indexes} of C{after} over a registry of C{before}."""
+        started = self.config(before)
+        registry = IndexRegistry.from_config(started, run_now, self.reactor)
+        return registry, reload_indexes(registry, started, self.config(after))
+
+    def refusal(self, before, after):
+        """The line refusing C{after} over a registry of C{before}."""
+        return str(self.assertRaises(StartupError, self.plan, before, after))
+
+    def test_upstreams_added_and_removed(self):
+        """An upstream added or removed needs a restart."""
+        self.assertIn("[upstream:public]: adding an upstream needs a restart",
+                      self.refusal(RELEASE + PROD, RELEASE + PROD + self.UPSTREAM))
+        self.assertIn("[upstream:public]: removing an upstream needs a restart",
+                      self.refusal(RELEASE + PROD + self.UPSTREAM, RELEASE + PROD))
+
+    def test_view_over_an_upstream_not_run(self):
+        """A view based on C{upstream:default} when C{[upstream]} is off needs a restart."""
+        after = ("[upstream]\nmode = redirect\nurl = http://127.0.0.1:9/simple/\n" + RELEASE
+                 + PROD.replace("release", "release, upstream:default"))
+        self.assertIn("[index:prod] bases: upstream:default: the server runs no such upstream",
+                      self.refusal(RELEASE + PROD, after))
+
+    def test_hosted_sources_through_a_view(self):
+        """A hosted index whose sources would change through a view's bases needs a restart."""
+        before = RELEASE + "[index:other]\n" + PROD + "[index:staging]\nbases = prod\n"
+        self.assertIn("[index:staging] bases: its sources would change through a view's bases "
+                      "(from staging, release to staging, other)",
+                      self.refusal(before, before.replace("bases = release", "bases = other")))
+
+    def test_last_named_index(self):
+        """Removing the last named index needs a restart."""
+        self.assertIn("[index:prod]: removing the last named index needs a restart",
+                      self.refusal("[index:prod]\nview = yes\nbases = default\n", ""))
+
+    def test_nothing_changed(self):
+        """The same views, or grants alone changed: nothing for the views to take."""
+        self.assertIsNone(self.plan(RELEASE + PROD, RELEASE + PROD)[1])
+        self.assertIsNone(self.plan(RELEASE + PROD, RELEASE + PROD + "read = authenticated\n")[1])
+
+    def test_views_taken_in_place(self):
+        """The registry takes the new views in place; its stacks are the same."""
+        registry, reloaded = self.plan(RELEASE, RELEASE + PROD)
+        orders, views, stacks = registry.orders, registry.views, registry.stacks
+        registry.take_views(reloaded.registry)
+        self.assertIs(registry.orders, orders)
+        self.assertIs(registry.views, views)
+        self.assertIs(registry.stacks, stacks)
+        self.assertEqual(registry.orders["prod"], ("release",))
+        self.assertEqual([s.hosted for s in registry.views["prod"].order],
+                         [stacks["release"].index])
+        self.assertEqual(reloaded.summary(), "views prod added")
