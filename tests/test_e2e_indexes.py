@@ -9,6 +9,7 @@ release uploaded after it, for pip and uv alike.
 
 import json
 import os
+import signal
 import time
 from datetime import UTC, datetime
 
@@ -92,3 +93,36 @@ class NamedIndexTests(DaemonTestCase):
                 target = os.path.abspath(self.mktemp())
                 install(target, f"{daemon.url}{index}/simple/", "e2e-lib")
                 self.assertEqual(installed(target), {"e2e-lib": version}, (install, index))
+
+
+class ReloadedViewTests(DaemonTestCase):
+    """C{SIGHUP} adds a view to a running server; a hosted index added is refused."""
+
+    def test_view_added_by_sighup(self):
+        """
+        A view added to the file and signalled with SIGHUP is served at
+        once, pip installing from it; then a hosted index added is refused
+        with one line, the view still serving.
+        """
+        daemon = self.new_daemon(start=False)
+        with open(daemon.config_path, "a", encoding="utf-8") as f:
+            f.write("\n[index:release]\n")
+        daemon.start()
+        resp = upload(daemon, *LIB, path="release/")
+        self.assertEqual(resp.status, 200, resp.body)
+        self.assertEqual(http("GET", daemon.url + "prod/simple/e2e-lib/").status, 404)
+        with open(daemon.config_path, "a", encoding="utf-8") as f:
+            f.write("\n[index:prod]\nview = yes\nbases = release\n")
+        os.kill(daemon.pid, signal.SIGHUP)
+        daemon.wait_for_log(b"views prod added")
+        target = os.path.abspath(self.mktemp())
+        self.clients.pip_install(target, daemon.url + "prod/simple/", "e2e-lib")
+        self.assertEqual(installed(target), {"e2e-lib": "1.0"})
+
+        with open(daemon.config_path, "a", encoding="utf-8") as f:
+            f.write("\n[index:staging]\nbases = release\n")
+        os.kill(daemon.pid, signal.SIGHUP)
+        text = daemon.wait_for_log(b"Not reloading the configuration")
+        self.assertIn(b"[index:staging]: adding a hosted index needs a restart", text)
+        self.assertEqual(http("GET", daemon.url + "prod/simple/e2e-lib/").status, 200)
+        self.assertEqual(http("GET", daemon.url + "staging/simple/e2e-lib/").status, 404)
