@@ -4,7 +4,8 @@ the real clients. twine uploads to C{/staging/}; pip and uv install from
 C{/staging/simple/} a project whose dependency is hosted in C{release},
 C{staging}'s base; the project promoted to C{release} installs from there
 (its file a hard link to staging's); a view of C{release} with a date (C{as_of}) hides a
-release uploaded after it, for pip and uv alike.
+release uploaded after it, for pip and uv alike. A view added by C{SIGHUP}
+installs with pip at once; a hosted index added by it is refused.
 """
 
 import json

@@ -23,6 +23,10 @@ sources of the views yet (stage 5 splits the upstream along its seam).
 
 The named stacks load bases first, so that promotion (stage 6) can share
 a base's records with the index they were promoted to as it loads.
+
+At C{SIGHUP} the stacks stay and the views may change
+(L{pypid.state.index_reload}): L{index_view} builds a view alike at
+start-up and then, and L{IndexRegistry.take_views} takes the new ones.
 """
 
 from __future__ import annotations
