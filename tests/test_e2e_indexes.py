@@ -4,11 +4,13 @@ the real clients. twine uploads to C{/staging/}; pip and uv install from
 C{/staging/simple/} a project whose dependency is hosted in C{release},
 C{staging}'s base; the project promoted to C{release} installs from there
 (its file a hard link to staging's); a view of C{release} with a date (C{as_of}) hides a
-release uploaded after it, for pip and uv alike.
+release uploaded after it, for pip and uv alike. A view added by C{SIGHUP}
+installs with pip at once; a hosted index added by it is refused.
 """
 
 import json
 import os
+import signal
 import sys
 import time
 from datetime import UTC, datetime
@@ -188,3 +190,36 @@ min_age = 7d
             self.assertTrue(os.path.exists(daemon.snapshot + ".d/" + name), name)
         for project in ("up-lib", "vendor-tool"):
             self.assertEqual(http("GET", staging + project + "/").status, 200, project)
+
+
+class ReloadedViewTests(DaemonTestCase):
+    """C{SIGHUP} adds a view to a running server; a hosted index added is refused."""
+
+    def test_view_added_by_sighup(self):
+        """
+        A view added to the file and signalled with SIGHUP is served at
+        once, pip installing from it; then a hosted index added is refused
+        with one line, the view still serving.
+        """
+        daemon = self.new_daemon(start=False)
+        with open(daemon.config_path, "a", encoding="utf-8") as f:
+            f.write("\n[index:release]\n")
+        daemon.start()
+        resp = upload(daemon, *LIB, path="release/")
+        self.assertEqual(resp.status, 200, resp.body)
+        self.assertEqual(http("GET", daemon.url + "prod/simple/e2e-lib/").status, 404)
+        with open(daemon.config_path, "a", encoding="utf-8") as f:
+            f.write("\n[index:prod]\nview = yes\nbases = release\n")
+        os.kill(daemon.pid, signal.SIGHUP)
+        daemon.wait_for_log(b"views prod added")
+        target = os.path.abspath(self.mktemp())
+        self.clients.pip_install(target, daemon.url + "prod/simple/", "e2e-lib")
+        self.assertEqual(installed(target), {"e2e-lib": "1.0"})
+
+        with open(daemon.config_path, "a", encoding="utf-8") as f:
+            f.write("\n[index:staging]\nbases = release\n")
+        os.kill(daemon.pid, signal.SIGHUP)
+        text = daemon.wait_for_log(b"Not reloading the configuration")
+        self.assertIn(b"[index:staging]: adding a hosted index needs a restart", text)
+        self.assertEqual(http("GET", daemon.url + "prod/simple/e2e-lib/").status, 200)
+        self.assertEqual(http("GET", daemon.url + "staging/simple/e2e-lib/").status, 404)

@@ -26,7 +26,7 @@ from pypid.core.startup import StartupError
 from pypid.daemon.container import Parts
 from pypid.daemon.pools import ThreadPools
 from pypid.storage import snapshot
-from pypid.tap import Options, build_service, makeService
+from pypid.tap import Options, makeService
 from pypid.web.site import PypidSite
 from tests.distributions import make_wheel
 from tests.e2e import clean_env

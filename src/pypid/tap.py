@@ -45,6 +45,7 @@ from pypid.daemon.container import Parts
 from pypid.daemon.listeners import IListeningReactor, Listeners
 from pypid.daemon.pools import ThreadPools
 from pypid.daemon.readiness import Readiness, RunningMark
+from pypid.state.index_reload import IndexReload
 from pypid.state.indexes import IndexRegistry
 from pypid.storage.factory import make_audit_log
 from pypid.upstream.factory import UpstreamPart
@@ -224,7 +225,10 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
         ipv6_prefix=config.auth.throttle_ipv6_prefix, indexes=index_parts(registry),
         registry=registry,
         sources=[source for source in (loaded, writer, storage, upstream, audit, backfill)
-                 if source is not None] + [part for part, _ in registry.upstreams.values()]))
+                 if source is not None] + [part for part, _ in registry.upstreams.values()]),
+        # (SIGHUP adds, removes and changes views: pypid.state.index_reload)
+        IndexReload(registry, config,
+                    lambda reloaded: web.web.prepare_indexes(index_parts(reloaded))))
     listeners = Listeners.from_config(config, reactor, web.web.site)
     # (each named hosted index's parts start after the default's of their
     # kind: every storage is prepared and every index loaded before the

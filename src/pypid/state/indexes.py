@@ -28,6 +28,10 @@ name it.
 
 The named stacks load bases first, so that promotion (stage 6) can share
 a base's records with the index they were promoted to as it loads.
+
+At C{SIGHUP} the stacks stay and the views may change
+(L{pypid.state.index_reload}): L{index_view} builds a view alike at
+start-up and then, and L{IndexRegistry.take_views} takes the new ones.
 """
 
 from __future__ import annotations
@@ -306,14 +310,8 @@ class IndexRegistry:
         made: dict[str, IndexView] = {}
         for name in [DEFAULT, *(n for n in config.indexes if n != DEFAULT)]:
             orders[name] = source_order(config, name)
-            settings = config.indexes.get(name)
-            filters = (view_filters(settings) if settings is not None and settings.view
-                       else Filters())
-            made[name] = IndexView(
-                name, tuple(ChainSource(source, hosted=stacks[source].index)
-                            if source in stacks else ChainSource(source, upstream=sides[source])
-                            for source in orders[name] if source in stacks or source in sides),
-                filters, _view_file_url(config.server.base_url, name))
+            made[name] = index_view(config.indexes.get(name), name, orders[name], stacks,
+                                    sides, config.server.base_url)
         return cls(stacks, orders, made, upstreams, sides)
 
     def upstream_parts(self, kind: str) -> list[tuple[str, IService]]:
@@ -329,6 +327,18 @@ class IndexRegistry:
         """The named stacks' parts of one kind (L{PART_KINDS}), named C{kind:NAME}."""
         return [(f"{kind}:{stack.name}", part)
                 for stack in self.named for found, part in stack.parts() if found == kind]
+
+    def take_views(self, reloaded: IndexRegistry) -> None:
+        """
+        Take the orders and views of a configuration read again (C{SIGHUP}:
+        L{pypid.state.index_reload}), whose stacks are these: in place, so
+        that what holds the registry reads them from now on.
+        """
+        for mine, theirs in ((self.orders, reloaded.orders), (self.views, reloaded.views)):
+            # (from_config made them dicts: a Mapping only to the readers)
+            table = cast("dict[str, object]", mine)
+            table.clear()
+            table.update(theirs)
 
 
 def _upstreams(config: StackSettings, run: Run, reactor: IReactorTime,
@@ -373,6 +383,23 @@ def _view_file_url(base_url: str | None, name: str) -> Callable[[ComposedFile], 
     """The link the pages of index C{name} give a file (as L{file_url_for} does)."""
     # (file_url_for reads only the project and filename a ComposedFile has)
     return cast(Callable[[ComposedFile], str], file_url_for(_base(base_url, name)))
+
+
+def index_view(settings: _IndexSettings | None, name: str, order: Sequence[str],
+               stacks: Mapping[str, HostedStack], sides: Mapping[str, SourceSide],
+               base_url: str | None) -> IndexView:
+    """
+    The view of index C{name} (its section C{settings}, L{None} for the
+    default index), reading its sources C{order} (L{source_order}) among
+    C{stacks} and the upstreams' C{sides}, through its filters if it is a
+    view: built alike at start-up and at C{SIGHUP} (L{pypid.state.index_reload}).
+    """
+    filters = view_filters(settings) if settings is not None and settings.view else Filters()
+    return IndexView(name, tuple(
+        ChainSource(source, hosted=stacks[source].index) if source in stacks
+        else ChainSource(source, upstream=sides[source])
+        for source in order if source in stacks or source in sides),
+        filters, _view_file_url(base_url, name))
 
 
 def source_order(config: StackSettings, name: str) -> tuple[str, ...]:

@@ -337,7 +337,8 @@ class IndexRoot(Resource):
     hidden from the reader answer alike), then C{simple}, C{files} or the
     index's areas.
 
-    @ivar _served: C{{name as bytes: ServedIndex}}.
+    @ivar _served: C{{name as bytes: ServedIndex}}, replaced whole at
+        C{SIGHUP} (L{replace}).
     """
 
     isLeaf = True
@@ -347,6 +348,19 @@ class IndexRoot(Resource):
         self._served = dict(served)
         self._access = access
         self._base = base
+
+    @property
+    def served(self) -> Mapping[bytes, ServedIndex]:
+        """The named indexes it answers now, by name (as bytes)."""
+        return self._served
+
+    def replace(self, served: Mapping[bytes, ServedIndex]) -> None:
+        """
+        Answer the named indexes C{served} from now on, in place of those
+        before (C{SIGHUP}: L{pypid.state.index_reload}): one assignment, so
+        a request finds its index in the old set or the new one.
+        """
+        self._served = dict(served)
 
     def render(self, request: Request) -> Rendered:
         """Gate the request, then answer it with the part of the index its path names."""

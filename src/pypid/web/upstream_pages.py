@@ -325,8 +325,8 @@ async def _chain_file(request: Request, view: IndexView, sides: Mapping[str, Sou
     found = _listed_in(view, sides, project, name, clock.seconds())
     if found is None:
         # Not seen yet (a client with an old copy of a page): look again.
-        for side in view.upstreams(project):
-            source = sides[side.name].source
+        for asked in view.upstreams(project):
+            source = sides[asked.name].source
             if source.mode != "cache":
                 continue
             if source.pages.would_fetch(project):
