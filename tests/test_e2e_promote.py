@@ -345,10 +345,3 @@ class PromoteOnS3Tests(DaemonTestCase):
         self.assertEqual(answer.status, 503, answer.body)
         shown = [body for status, body in statuses if status != 404]
         self.assertEqual(shown[:1], [], f"{len(shown)} of {len(statuses)} looks saw a page")
-
-    test_release_never_shows_a_promotion_under_way.skip = (
-        "blocked by a defect outside this test's files: the S3 storage's sync takes the "
-        "daemon's own change markers of a promotion's adopted files into the target index "
-        "before the promotion ends (src/pypid/storage/s3, src/pypid/state/sync.py), so "
-        "release serves the files of a promotion under way, and of a failed one until the "
-        "next sync (or, when taking back failed, until a restart)")

@@ -48,6 +48,7 @@ from pypid.core.metrics import Family, timing_families
 from pypid.core.model import FileRecord
 from pypid.core.parts import IMetricsSource
 from pypid.core.promotion import Promotion
+from pypid.core.promotion_journal import PromotionJournal
 from pypid.http.bodies import Deadline
 from pypid.storage import snapshot as snapshots
 from pypid.storage.disk import remove_file
@@ -192,6 +193,8 @@ class S3Storage:
         self._on_close = on_close
         self._urls = PresignedURLs(client, credentials, clock, expire_after, buffer_time)
         self._feed = ChangeFeed(client, layout, clock, self._state_of, self._background)
+        # journal name -> the files of a promotion under way, announced at its end
+        self._journaled: dict[str, frozenset[str]] = {}
         self.instance = self._feed.instance
         self._clock_margin = clock_margin
         self._check_rate = check_rate
@@ -372,7 +375,9 @@ class S3Storage:
             await self._forget_adopted(adopted)
             raise
         self._imports.remember(adopted)
-        self._feed.announce(adopted.filename)
+        if not any(adopted.filename in names for names in self._journaled.values()):
+            self._feed.announce(adopted.filename)
+        # (else its marker waits for the end of its promotion: drop_journal)
         return adopted
 
     def discard_adopted(self, record: FileRecord) -> Deferred[None]:
@@ -408,13 +413,40 @@ class S3Storage:
                          key=key, error=str(e))
 
     def keep_journal(self, name: str, data: bytes) -> Deferred[None]:
-        """Keep a promotion's journal object; see L{IAdoptingStorage.keep_journal}."""
-        return ensureDeferred(self._client.put(self._journal_key(name), data)).addCallback(
-            lambda _: None)
+        """
+        Keep a promotion's journal object; see L{IAdoptingStorage.keep_journal}.
+
+        Until it is dropped, the files it names leave no change marker as
+        they are adopted: the sync (this server's, and the other servers')
+        would otherwise take a promotion's files into the index one by one
+        while it runs, and keep those of a promotion that failed until it
+        read them again. They are announced together as the journal is
+        dropped (L{drop_journal}), once the promotion ended either way.
+        """
+        try:
+            names = frozenset(r.filename for r in PromotionJournal.from_bytes(data).records)
+        except ValueError:
+            names = frozenset()
+        self._journaled[name] = names
+        d = ensureDeferred(self._client.put(self._journal_key(name), data))
+
+        def failed(failure: Failure) -> Failure:
+            self._journaled.pop(name, None)
+            return failure
+        return d.addCallbacks(lambda _: None, failed)
 
     def drop_journal(self, name: str) -> Deferred[None]:
-        """Remove a promotion's journal object; see L{IAdoptingStorage.drop_journal}."""
-        return ensureDeferred(self._client.delete(self._journal_key(name)))
+        """
+        Remove a promotion's journal object (see
+        L{IAdoptingStorage.drop_journal}), then leave the change markers of
+        the files it named (L{keep_journal}): the other servers, and this
+        one's sync, read them again only now.
+        """
+        async def drop() -> None:
+            await self._client.delete(self._journal_key(name))
+            for filename in sorted(self._journaled.pop(name, ())):
+                self._feed.announce(filename)
+        return ensureDeferred(drop())
 
     def journals(self) -> Deferred[dict[str, bytes]]:
         """The journal objects kept; see L{IAdoptingStorage.journals}."""
