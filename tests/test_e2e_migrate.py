@@ -328,6 +328,52 @@ class BundleTests(e2e.DaemonTestCase):
         self.check_served(target)
 
 
+def devpi_export(case, work, bases, uploads):
+    """
+    Run the real devpi-server in C{work} with alice's indexes of C{bases}
+    (C{{index: [bases]}}, in that order), upload C{uploads}
+    (C{{index: dists}}) with twine, stop it and export its data.
+
+    @return: C{(the folder of the export, the time of the uploads)}.
+    """
+    bin_dir = tool_venv(DEVPI)
+    os.makedirs(work)
+    serverdir = os.path.join(work, "devpi")
+    env = e2e.clean_env(work)
+    e2e.run([os.path.join(bin_dir, "devpi-init"), "--serverdir", serverdir,
+             "--no-root-pypi", "--root-passwd", "root-secret"], cwd=work, env=env)
+    port = e2e.free_port()
+    url = f"http://{e2e.HOST}:{port}"
+    peer = Peer([os.path.join(bin_dir, "devpi-server"), "--serverdir", serverdir,
+                 "--host", e2e.HOST, "--port", str(port)], work, url + "/+api")
+    case.addCleanup(peer.kill)
+    peer.start()
+    json_headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    auth = ("alice", "alice-secret")
+    answer = e2e.http("PUT", f"{url}/alice", json_headers,
+                      json.dumps({"password": auth[1]}).encode())
+    case.assertEqual(answer.status, 201, answer.body)
+    for index, its_bases in bases.items():
+        answer = e2e.http("PUT", f"{url}/alice/{index}", json_headers,
+                          json.dumps({"type": "stage", "bases": its_bases}).encode(), auth=auth)
+        case.assertEqual(answer.status, 200, answer.body)
+    for index, dists in uploads.items():
+        twine_upload(case.clients, f"{url}/alice/{index}/", case.dist_dir(*dists), *auth)
+    uploaded = time.time()
+    for index, its_bases in bases.items():
+        # (devpi serves each index's projects and its bases')
+        for base in its_bases:
+            for dist in uploads.get(base.partition("/")[2], ()):
+                project = dist[0].split("-")[0].replace("_", "-")
+                page = e2e.http("GET", f"{url}/alice/{index}/+simple/{project}/")
+                case.assertEqual(page.status, 200, page.body)
+    peer.stop()
+    dump = os.path.join(work, "dump")
+    e2e.run([os.path.join(bin_dir, "devpi-export"), "--serverdir", serverdir, dump],
+            cwd=work, env=env)
+    return dump, uploaded
+
+
 class DevpiTests(e2e.DaemonTestCase):
     """Packages uploaded to a real devpi-server, exported by it, imported by pypid."""
 
@@ -337,38 +383,12 @@ class DevpiTests(e2e.DaemonTestCase):
         and upload time; a filename two indexes hold with other bytes is a
         conflict; one index alone imports cleanly, and installs.
         """
-        bin_dir = tool_venv(DEVPI)
-        work = os.path.abspath(self.mktemp())
-        serverdir = os.path.join(work, "devpi")
-        os.makedirs(work)
-        env = e2e.clean_env(work)
-        e2e.run([os.path.join(bin_dir, "devpi-init"), "--serverdir", serverdir,
-                 "--no-root-pypi", "--root-passwd", "root-secret"], cwd=work, env=env)
-        port = e2e.free_port()
-        url = f"http://{e2e.HOST}:{port}"
-        peer = Peer([os.path.join(bin_dir, "devpi-server"), "--serverdir", serverdir,
-                     "--host", e2e.HOST, "--port", str(port)], work, url + "/+api")
-        self.addCleanup(peer.kill)
-        peer.start()
-        json_headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        auth = ("alice", "alice-secret")
-        answer = e2e.http("PUT", f"{url}/alice", json_headers,
-                          json.dumps({"password": auth[1]}).encode())
-        self.assertEqual(answer.status, 201, answer.body)
-        for index in ("dev", "prod"):
-            answer = e2e.http("PUT", f"{url}/alice/{index}", json_headers,
-                              json.dumps({"type": "stage", "bases": []}).encode(), auth=auth)
-            self.assertEqual(answer.status, 200, answer.body)
         app = make_wheel("devpi-app", "1.0", requires_dist=["devpi-lib"])
         lib = make_sdist("devpi-lib", "1.0")
         other_app = make_wheel("devpi-app", "1.0", module_text="OTHER = True\n")
-        for index, dists in (("dev", (app, lib)), ("prod", (other_app,))):
-            twine_upload(self.clients, f"{url}/alice/{index}/", self.dist_dir(*dists), *auth)
-        uploaded = time.time()
-        peer.stop()
-        dump = os.path.join(work, "dump")
-        e2e.run([os.path.join(bin_dir, "devpi-export"), "--serverdir", serverdir, dump],
-                cwd=work, env=env)
+        dump, uploaded = devpi_export(self, os.path.abspath(self.mktemp()),
+                                      {"dev": [], "prod": []},
+                                      {"dev": (app, lib), "prod": (other_app,)})
         target = self.new_daemon(start=False)
         everything = admin(target, "import", dump, check=False)
         self.assertIn("as a devpi export (detected", everything.output)
@@ -474,43 +494,6 @@ class DevpiIndexesTests(e2e.DaemonTestCase):
     devpi-server and imported into pypid as two indexes (issue 26).
     """
 
-    def devpi_export(self, bin_dir, work, uploads):
-        """
-        Run devpi-server in C{work} with C{alice/prod} and C{alice/dev}
-        (C{bases = alice/prod}), upload C{uploads} (C{{index: dists}}) with
-        twine, and return the folder of its export.
-        """
-        serverdir = os.path.join(work, "devpi")
-        env = e2e.clean_env(work)
-        e2e.run([os.path.join(bin_dir, "devpi-init"), "--serverdir", serverdir,
-                 "--no-root-pypi", "--root-passwd", "root-secret"], cwd=work, env=env)
-        port = e2e.free_port()
-        url = f"http://{e2e.HOST}:{port}"
-        peer = Peer([os.path.join(bin_dir, "devpi-server"), "--serverdir", serverdir,
-                     "--host", e2e.HOST, "--port", str(port)], work, url + "/+api")
-        self.addCleanup(peer.kill)
-        peer.start()
-        json_headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        auth = ("alice", "alice-secret")
-        answer = e2e.http("PUT", f"{url}/alice", json_headers,
-                          json.dumps({"password": auth[1]}).encode())
-        self.assertEqual(answer.status, 201, answer.body)
-        for index, bases in (("prod", []), ("dev", ["alice/prod"])):
-            answer = e2e.http("PUT", f"{url}/alice/{index}", json_headers,
-                              json.dumps({"type": "stage", "bases": bases}).encode(),
-                              auth=auth)
-            self.assertEqual(answer.status, 200, answer.body)
-        for index, dists in uploads.items():
-            twine_upload(self.clients, f"{url}/alice/{index}/", self.dist_dir(*dists), *auth)
-        # devpi itself serves dev's project with prod's dependency
-        page = e2e.http("GET", f"{url}/alice/dev/+simple/devpi-base-lib/")
-        self.assertEqual(page.status, 200, page.body)
-        peer.stop()
-        dump = os.path.join(work, "dump")
-        e2e.run([os.path.join(bin_dir, "devpi-export"), "--serverdir", serverdir, dump],
-                cwd=work, env=env)
-        return dump
-
     def test_two_indexes_kept(self):
         """
         The import names the C{[index:...]} sections to add (C{dev} based on
@@ -520,12 +503,13 @@ class DevpiIndexesTests(e2e.DaemonTestCase):
         project and prod's dependency) and from C{/prod/simple/} prod's
         alone.
         """
-        bin_dir = tool_venv(DEVPI)
-        work = os.path.abspath(self.mktemp())
-        os.makedirs(work)
         lib = make_wheel("devpi-base-lib", "1.0")
         app = make_wheel("devpi-dev-app", "1.0", requires_dist=["devpi-base-lib"])
-        dump = self.devpi_export(bin_dir, work, {"prod": (lib,), "dev": (app,)})
+        dump, _ = devpi_export(self, os.path.abspath(self.mktemp()),
+                               {"prod": [], "dev": ["alice/prod"]},
+                               {"prod": (lib,), "dev": (app,)})
+        # devpi itself serves dev's project with prod's dependency (checked
+        # while it ran: devpi_export)
         target = self.new_daemon(start=False)
         maps = ["--map", "alice/dev=dev", "--map", "alice/prod=prod"]
         refused = admin(target, "import", *maps, dump, check=False)
