@@ -34,6 +34,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from pypid.config import load_config
 from pypid.core.distribution import inspect
+from pypid.core.promotion import Promotion
 from pypid.state.indexes import PART_KINDS, HostedStack, IndexRegistry
 from pypid.storage import snapshot
 from pypid.storage.factory import (
@@ -262,6 +263,64 @@ class NamedStorageTests(_ServerMixin, SynchronousTestCase):
         self.assertEqual(len([how for how, _ in loaded
                               if how == "from the snapshot; storage is checked against it now"]),
                          3, loaded)
+
+    def promote(self, service, filename, source="staging", target="release"):
+        """Promote the file C{filename} of C{source} to C{target}, as C{POST /api/promote} does."""
+        stored = service.getServiceNamed(f"index:{source}").index.get_file(filename)
+        promotion = Promotion(source, "bob", UPLOAD_TIME + 60)
+        backend = service.getServiceNamed(f"storage:{source}").storage.inner
+        adopted = self.successResultOf(service.getServiceNamed(
+            f"storage:{target}").storage.adopt(backend, stored, promotion))
+        service.getServiceNamed(f"index:{target}").index.add_promoted(
+            stored if adopted == stored else adopted, promotion)
+        return promotion
+
+    def test_promoted_after_restart(self):
+        """
+        A file promoted from C{staging} to C{release} is, after a restart
+        from the snapshots, one record in both indexes (its memory taken
+        once), and C{release} knows who promoted it before any scan.
+        """
+        filename, data = make_wheel("holy-grail", "1.0")
+        service = self.started(NAMED)
+        self.publish(service, "staging", filename, data)
+        promotion = self.promote(service, filename)
+        release = service.getServiceNamed("index:release").index
+        staging = service.getServiceNamed("index:staging").index
+        self.assertIs(release.get_file(filename), staging.get_file(filename))
+        self.successResultOf(service.stopService())
+        saved = snapshot.read(os.path.join(self.folder, "index.json.d", "release.json"))
+        self.assertEqual(saved.promotions, {filename: promotion})
+
+        again = self.started(NAMED)
+        release = again.getServiceNamed("index:release").index
+        staging = again.getServiceNamed("index:staging").index
+        self.assertEqual(release.promotion(filename), promotion)
+        self.assertIsNotNone(staging.get_file(filename))
+        self.assertIs(release.get_file(filename), staging.get_file(filename))
+
+    def test_promoted_shared_whatever_loads_first(self):
+        """
+        A record promoted from C{release} to C{staging} (the base, loaded
+        first, is the source) is shared too, and so is one made equal by a
+        scan (no snapshot to start from).
+        """
+        filename, data = make_wheel("holy-grail", "1.0")
+        service = self.started(NAMED)
+        self.publish(service, "release", filename, data)
+        self.promote(service, filename, source="release", target="staging")
+        self.successResultOf(service.stopService())
+        again = self.started(NAMED)
+        self.assertIs(again.getServiceNamed("index:staging").index.get_file(filename),
+                      again.getServiceNamed("index:release").index.get_file(filename))
+        self.successResultOf(again.stopService())
+        for name in ("release", "staging"):
+            os.unlink(os.path.join(self.folder, "index.json.d", f"{name}.json"))
+        third = self.started(NAMED)
+        staging = third.getServiceNamed("index:staging").index
+        self.assertEqual(staging.promotion(filename).source, "release")
+        self.assertIs(staging.get_file(filename),
+                      third.getServiceNamed("index:release").index.get_file(filename))
 
     def test_default_scan_ignores_named(self):
         """A file copied into C{.indexes/release/} by hand is release's, never the default's."""

@@ -21,8 +21,14 @@ An index holds nothing more than its own L{Index}: a view keeps pages
 only as they are asked (stage 4 serves them), and the upstreams are not
 sources of the views yet (stage 5 splits the upstream along its seam).
 
-The named stacks load bases first, so that promotion (stage 6) can share
-a base's records with the index they were promoted to as it loads.
+The named stacks load bases first. A file promoted from one hosted index
+to another takes its record's memory once: each index of a server with
+named indexes finds the others by name (C{peers}) and shares a promoted
+file's record with the index it came from when the two are equal
+(L{pypid.core.index.Index.share_promoted}), as its records are made
+(projects loaded later), and for those made at load once every index is
+loaded (the follow-up of each load), so whichever of the two loads first.
+A server of one index shares nothing and looks nothing up.
 """
 
 from __future__ import annotations
@@ -174,7 +180,8 @@ class HostedStack:
     @classmethod
     def create(cls, config: StackSettings, name: str, run: Run, reactor: IReactorTime, *,
                bucket: SharedBucket | None = None,
-               upstream: AttachUpstream | None = None) -> HostedStack:
+               upstream: AttachUpstream | None = None,
+               peers: Callable[[str], Index | None] | None = None) -> HostedStack:
         """
         The stack of the hosted index C{name} (C{default}: today's index,
         its storage and snapshot where they always were).
@@ -184,6 +191,9 @@ class HostedStack:
             or L{None}: the storage makes its own (a server of one index).
         @param upstream: builds the upstream proxy of the index, whose
             state its snapshot keeps; L{None}: none.
+        @param peers: C{peers(name)}: the server's hosted index of that
+            name, with which promoted files share their records; L{None}
+            (a server of one index): none.
         @raise pypid.core.startup.StartupError: when its storage cannot be
             built from the configuration.
         """
@@ -193,7 +203,7 @@ class HostedStack:
         stored = cast(IStorage, storage.storage)
         shared = stored if ISharedStorage.providedBy(stored) else None
         index = Index(file_url_for(_base(server.base_url, name)),
-                      page_cache_size=server.page_cache_size)
+                      page_cache_size=server.page_cache_size, peers=peers)
         # (what the upstream cache learns is saved within seconds: a crash
         # loses none of it)
         learnt = Notice()
@@ -277,10 +287,14 @@ class IndexRegistry:
         # (a server of one index keeps its storage's client its own, as always)
         bucket = (SharedBucket.create(config, run, reactor)
                   if hosted and config.storage.backend == "s3" else None)
-        stacks = {DEFAULT: HostedStack.create(config, DEFAULT, run, reactor, bucket=bucket,
-                                              upstream=upstream)}
+        stacks: dict[str, HostedStack] = {}
+        # (filled before any index loads: every stack is made first)
+        peers = partial(_hosted_index, stacks) if hosted else None
+        stacks[DEFAULT] = HostedStack.create(config, DEFAULT, run, reactor, bucket=bucket,
+                                             upstream=upstream, peers=peers)
         for name in hosted:
-            stacks[name] = HostedStack.create(config, name, run, reactor, bucket=bucket)
+            stacks[name] = HostedStack.create(config, name, run, reactor, bucket=bucket,
+                                              peers=peers)
         orders: dict[str, tuple[str, ...]] = {}
         made: dict[str, IndexView] = {}
         for name in [DEFAULT, *(n for n in config.indexes if n != DEFAULT)]:
@@ -298,6 +312,12 @@ class IndexRegistry:
         """The named stacks' parts of one kind (L{PART_KINDS}), named C{kind:NAME}."""
         return [(f"{kind}:{stack.name}", part)
                 for stack in self.named for found, part in stack.parts() if found == kind]
+
+
+def _hosted_index(stacks: Mapping[str, HostedStack], name: str) -> Index | None:
+    """The L{Index} of the hosted index C{name}, or L{None}."""
+    stack = stacks.get(name)
+    return stack.index if stack is not None else None
 
 
 def _base(base_url: str | None, name: str) -> str | None:

@@ -199,7 +199,12 @@ class IndexLoader:
         Begin what the load left for once the server listens: the check of
         storage against the snapshot (L{checked} fires when it is done), or
         reading the files found without a record. Does not wait for it.
+
+        Every index of the server is loaded by then: the promoted files
+        whose records are made share them with their source index now
+        (L{pypid.core.index.Index.share_promoted}), whichever loaded first.
         """
+        self._index.share_promoted()
         then, self._then = self._then, None
         if then is not None:
             then()
@@ -231,7 +236,7 @@ class IndexLoader:
             if shared is not None and snap.storage_state is not None:
                 shared.restore_state(snap.storage_state)
         if snap is not None and shared is None:
-            self._index.load(known.values(), tombstones, serial, snap.later)
+            self._index.load(known.values(), tombstones, serial, snap.later, snap.promotions)
             checking = attrs.evolve(snap, later=())  # (held by the check: not its lines)
             if self._writer is not None:
                 if snap.format == snapshots.FORMAT:
@@ -251,10 +256,14 @@ class IndexLoader:
             else:
                 result = await self._storage.scan(known, since, tombstones)
             # The scan's tombstones are storage's: read from the records, or
-            # the snapshot's own when the scan found nothing changed since it.
-            self._index.load(result.records.values(), result.tombstones, serial)
-            if result.promotions is not None:
-                self._index.take_promotions(result.promotions)
+            # the snapshot's own when the scan found nothing changed since it;
+            # so are its promotions (of files described later too: the
+            # backfill's), or the snapshot's when it read none.
+            promotions = result.promotions
+            if promotions is None and snap is not None:
+                promotions = snap.promotions
+            self._index.load(result.records.values(), result.tombstones, serial,
+                             promotions=promotions)
             self._scanned(snap, result)
             self.storage_checked = True
             how = "from the snapshot and storage" if snap is not None else "from storage"
