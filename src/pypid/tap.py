@@ -227,7 +227,7 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
         trusted_proxies=TrustedProxies(server.trusted_proxies),
         ipv6_prefix=config.auth.throttle_ipv6_prefix, indexes=index_parts(registry),
         registry=registry,
-        sources=[source for source in (loaded, writer, storage, upstream, audit, backfill)
+        sources=[source for source in (registry, writer, storage, upstream, audit, backfill)
                  if source is not None]))
     listeners = Listeners.from_config(config, reactor, web.web.site)
     # (each named hosted index's parts start after the default's of their

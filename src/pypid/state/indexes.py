@@ -41,10 +41,13 @@ from typing import TYPE_CHECKING, Protocol, cast
 import attrs
 from twisted.application.service import IService
 from twisted.internet.interfaces import IReactorTime
+from zope.interface import implementer
 
 from pypid.core.index import Index
 from pypid.core.index_names import DEFAULT, UPSTREAM_PREFIX, BaseRef
+from pypid.core.metrics import Family
 from pypid.core.notice import Notice
+from pypid.core.parts import IMetricsSource
 from pypid.core.render import file_url_for
 from pypid.core.views import ChainSource, ComposedFile, Filters, IndexView, resolve_order
 from pypid.state.backfill import Backfill
@@ -181,7 +184,8 @@ class HostedStack:
     def create(cls, config: StackSettings, name: str, run: Run, reactor: IReactorTime, *,
                bucket: SharedBucket | None = None,
                upstream: AttachUpstream | None = None,
-               peers: Callable[[str], Index | None] | None = None) -> HostedStack:
+               peers: Callable[[str], Index | None] | None = None,
+               labelled: bool = False) -> HostedStack:
         """
         The stack of the hosted index C{name} (C{default}: today's index,
         its storage and snapshot where they always were).
@@ -194,6 +198,8 @@ class HostedStack:
         @param peers: C{peers(name)}: the server's hosted index of that
             name, with which promoted files share their records; L{None}
             (a server of one index): none.
+        @param labelled: whether its families on C{/metrics} carry an
+            C{index} label (a server of named indexes).
         @raise pypid.core.startup.StartupError: when its storage cannot be
             built from the configuration.
         """
@@ -222,7 +228,8 @@ class HostedStack:
         loader = IndexLoader(index, stored, path, run, reactor, writer, proxy, backfill,
                              recover=recover)
         return cls(
-            name=name, index=index, storage=storage, part=IndexPart(index, loader),
+            name=name, index=index, storage=storage,
+            part=IndexPart(index, loader, name if labelled else None),
             writer=writer, timer=SnapshotTimer(writer, server.snapshot_interval, reactor),
             locks=locks, follow_up=FollowUp(loader), backfill=backfill,
             sync=SyncService(index, shared, reactor) if shared is not None else None)
@@ -241,6 +248,7 @@ class HostedStack:
                 yield kind, part
 
 
+@implementer(IMetricsSource)
 @attrs.frozen(eq=False)
 class IndexRegistry:
     """
@@ -290,11 +298,13 @@ class IndexRegistry:
         stacks: dict[str, HostedStack] = {}
         # (filled before any index loads: every stack is made first)
         peers = partial(_hosted_index, stacks) if hosted else None
+        # (the index label, as the request families have it, with any named index)
+        labelled = any(name != DEFAULT for name in config.indexes)
         stacks[DEFAULT] = HostedStack.create(config, DEFAULT, run, reactor, bucket=bucket,
-                                             upstream=upstream, peers=peers)
+                                             upstream=upstream, peers=peers, labelled=labelled)
         for name in hosted:
             stacks[name] = HostedStack.create(config, name, run, reactor, bucket=bucket,
-                                              peers=peers)
+                                              peers=peers, labelled=labelled)
         orders: dict[str, tuple[str, ...]] = {}
         made: dict[str, IndexView] = {}
         for name in [DEFAULT, *(n for n in config.indexes if n != DEFAULT)]:
@@ -307,6 +317,15 @@ class IndexRegistry:
                             for source in orders[name] if source in stacks),
                 filters, _view_file_url(config.server.base_url, name))
         return cls(stacks, orders, made)
+
+    def metric_families(self) -> Iterator[Family]:
+        """
+        Every hosted index's numbers for C{/metrics} (L{IndexPart}'s), the
+        default's first: without named indexes, the default's alone and
+        unlabelled, as they always were; with them, labelled C{index}.
+        """
+        for stack in self.stacks.values():
+            yield from stack.part.metric_families()
 
     def parts(self, kind: str) -> list[tuple[str, IService]]:
         """The named stacks' parts of one kind (L{PART_KINDS}), named C{kind:NAME}."""

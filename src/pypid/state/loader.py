@@ -28,7 +28,7 @@ from zope.interface import implementer
 
 from pypid.core.clock_steps import ClockReading, trusted_since
 from pypid.core.index import Index
-from pypid.core.metrics import Family, gauge
+from pypid.core.metrics import GAUGE, Family, gauge
 from pypid.core.model import FileRecord
 from pypid.core.parts import IMetricsSource, IReloadable
 from pypid.core.pending import PendingFile
@@ -428,14 +428,31 @@ class IndexMetrics:
     when the serial moved.
 
     @ivar _index: the L{pypid.core.index.Index}.
+    @ivar _label: its name as the value of an C{index} label, on a server
+        of named indexes (issue 26): each hosted index's families are
+        then one sample each of families of that label, which the
+        collector joins; L{None} (a server of one index): no label, the
+        families as they always were.
     """
 
     _index: Index
+    _label: str | None = None
     #: (serial, projects, files, bytes) when last summed
     _sizes: tuple[int | None, int, int, int] = (None, 0, 0, 0)
 
     def metric_families(self) -> Iterator[Family]:
         """The projects, files and bytes hosted, the serial, and the rendered pages kept."""
+        label = self._label
+        if label is None:
+            yield from self._families(gauge)
+            return
+
+        def labelled(name: str, help: str, value: float) -> Family:
+            return Family(GAUGE, name, help, ("index",), (((label,), value),))
+        yield from self._families(labelled)
+
+    def _families(self, gauge: Callable[[str, str, float], Family]) -> Iterator[Family]:
+        """The families, each made by C{gauge(name, help, value)}."""
         index = self._index
         serial = index.serial
         if index.waiting:
@@ -473,10 +490,15 @@ class IndexPart(Service):
     @ivar loader: its L{IndexLoader}.
     """
 
-    def __init__(self, index: Index, loader: IndexLoader) -> None:
+    def __init__(self, index: Index, loader: IndexLoader, label: str | None = None) -> None:
+        """
+        @param label: the index's name for the C{index} label of its
+            families on a server of named indexes (L{IndexMetrics}), or
+            L{None}: no label.
+        """
         self.index = index
         self.loader = loader
-        self._metrics = IndexMetrics(index)
+        self._metrics = IndexMetrics(index, label)
 
     def startService(self) -> Deferred[None]:
         """Load the index."""
