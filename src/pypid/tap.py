@@ -268,7 +268,7 @@ def index_parts(registry: IndexRegistry) -> list[IndexParts]:
     return [
         IndexParts(name, view, tuple(
             HostedSource(source, stacks[source].index, stacks[source].stored,
-                         stacks[source].locks)
+                         stacks[source].locks, stacks[source].backfill)
             for source in registry.orders[name] if source in stacks),
             hosted=name in stacks)
         for name, view in registry.views.items() if name != DEFAULT]
