@@ -394,13 +394,13 @@ class NamedBackfillTests(_ServerMixin, SynchronousTestCase):
         paths = [f"/{name}/simple/holy-grail/" for name in ("release", "staging", "prod")]
         paths += [f"/{name}/files/holy-grail/{self.filename}" for name in ("release", "prod")]
         waiting = [self.get(path) for path in paths]
-        for path, d in zip(paths, waiting):
+        for d in waiting:
             self.assertNoResult(d)
         self.assertEqual(self.successResultOf(self.get("/release/simple/spam/"))[0], 404)
         for begin in self.held:
             begin()
         self.treq.flush()
-        for path, d in zip(paths, waiting):
+        for path, d in zip(paths, waiting, strict=True):
             code, body = self.successResultOf(d)
             self.assertEqual(code, 200, (path, body))
             if "/simple/" in path:

@@ -8,9 +8,8 @@ import gzip
 import ipaddress
 import os
 
-from treq.testing import StubTreq
-
 from prometheus_client.parser import text_string_to_metric_families
+from treq.testing import StubTreq
 from twisted.internet.defer import fail, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase

@@ -260,8 +260,11 @@ class IndexLoader:
             # so are its promotions (of files described later too: the
             # backfill's), or the snapshot's when it read none.
             promotions = result.promotions
-            if promotions is None and snap is not None:
-                promotions = snap.promotions
+            if promotions is None and snap is not None and snap.promotions:
+                # (of the files storage still holds)
+                held = result.records.keys() | {item.filename for item in result.pending}
+                promotions = {filename: promotion for filename, promotion
+                              in snap.promotions.items() if filename in held}
             self._index.load(result.records.values(), result.tombstones, serial,
                              promotions=promotions)
             self._scanned(snap, result)

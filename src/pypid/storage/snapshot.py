@@ -58,10 +58,11 @@ start; that costs every start of a large index a listing of its records
 (0.17 to 0.19 s at 100,000 files, as L{pypid.storage.folder_scan}
 measured its listing and its pass for promoted names: the very work the
 check skips for an unchanged folder; a listing of a prefix on S3) to
-serve a few files, where the line costs nothing until there is one. An older pypid finds an unknown line in a snapshot with
-promotions and rebuilds its index from storage (L{_decode_lines}): slower
-once, never wrong, since storage holds them too. Read back, the files of
-one promotion share one value.
+serve a few files, where the line costs nothing until there is one.
+An older pypid finds an unknown line in a snapshot with promotions and
+rebuilds its index from storage (L{_decode_lines}): slower once, never
+wrong, since storage holds them too. Read back, the files of one
+promotion share one value.
 """
 
 # (annotations kept as strings: a closure made per project at load, with
