@@ -18,8 +18,6 @@ from pypid.config.index_settings import IndexConfig
 from pypid.config.s3_settings import S3Config
 from pypid.config.upstream_settings import UpstreamConfig, UpstreamCredentials
 from pypid.core.index_names import NAME, ROUTE_SEGMENTS, BaseRef
-from pypid.core.startup import StartupError
-from pypid.tap import _served_config, refuse_unserved
 from tests.fakes import FAST
 
 ALICE_HASH = hash_password("secret", FAST)
@@ -1861,44 +1859,3 @@ class ShippedIndexExamplesTests(_ConfigMixin, SynchronousTestCase):
         self.assertEqual(config.indexes["prod"].exclude, ("experimental-*",))
         self.assertEqual(config.upstreams["vendor"].credentials,
                          UpstreamCredentials("pypid", _SECRET))
-
-
-class NotServedYetTests(_ConfigMixin, SynchronousTestCase):
-    """
-    What is not served yet (named upstreams, and upstreams as the bases of
-    a named index) is refused rather than ignored; named indexes and
-    C{[upstream]}'s credentials are served.
-    """
-
-    def test_refused_at_start(self):
-        """makeService refuses named upstreams and upstream bases of named indexes, in one line."""
-        token = os.path.abspath(self.mktemp())
-        with open(token, "w", encoding="utf-8") as f:
-            f.write(_SECRET)
-        cases = [
-            ("[upstream:v]\nmode = redirect\nurl = https://upstream.example/simple/\n",
-             "[upstream:v]: named upstreams are being built (issue 26) and not served yet; "
-             "remove the section"),
-            ("[upstream]\nmode = cache\nurl = https://upstream.example/simple/\n"
-             "[index:staging]\nbases = upstream:default\n",
-             "[index:staging] bases: upstream:default: an upstream is not yet a base of a "
-             "named index (issue 26 lands in stages); name indexes only"),
-        ]
-        for text, line in cases:
-            path = self.write(text)
-            config = load_config(path)
-            e = self.assertRaises(StartupError, refuse_unserved, config)
-            self.assertEqual(str(e), f"{path}: {line}")
-            self.assertNotIn(_SECRET, str(e))
-        for served in ("[index:prod]\nview = yes\nbases = default\n",
-                       "[index:default]\nread = authenticated\n",
-                       f"[upstream]\nmode = cache\nurl = https://upstream.example/simple/\n"
-                       f"token_file = {token}\n"):
-            refuse_unserved(load_config(self.write(served)))
-
-    def test_refused_at_reload(self):
-        """The configuration SIGHUP reads is refused the same way."""
-        path = self.write("[upstream:v]\nmode = redirect\nurl = https://upstream.example/simple/\n")
-        e = self.assertRaises(StartupError, _served_config, lambda: load_config(path))
-        self.assertIn("[upstream:v]: named upstreams are being built", str(e))
-        self.assertEqual(_served_config(lambda: load_config(None)).indexes, {})

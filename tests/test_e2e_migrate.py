@@ -466,3 +466,105 @@ class PypicloudTests(e2e.DaemonTestCase):
         refused = admin(on_bucket, "import", f"s3://{bucket}/packages/sub/", check=False)
         self.assertEqual(refused.returncode, 1)
         self.assertIn("must not be inside one another", refused.output)
+
+
+class DevpiIndexesTests(e2e.DaemonTestCase):
+    """
+    A devpi user's two indexes, one based on the other, exported by the real
+    devpi-server and imported into pypid as two indexes (issue 26).
+    """
+
+    def devpi_export(self, bin_dir, work, uploads):
+        """
+        Run devpi-server in C{work} with C{alice/prod} and C{alice/dev}
+        (C{bases = alice/prod}), upload C{uploads} (C{{index: dists}}) with
+        twine, and return the folder of its export.
+        """
+        serverdir = os.path.join(work, "devpi")
+        env = e2e.clean_env(work)
+        e2e.run([os.path.join(bin_dir, "devpi-init"), "--serverdir", serverdir,
+                 "--no-root-pypi", "--root-passwd", "root-secret"], cwd=work, env=env)
+        port = e2e.free_port()
+        url = f"http://{e2e.HOST}:{port}"
+        peer = Peer([os.path.join(bin_dir, "devpi-server"), "--serverdir", serverdir,
+                     "--host", e2e.HOST, "--port", str(port)], work, url + "/+api")
+        self.addCleanup(peer.kill)
+        peer.start()
+        json_headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        auth = ("alice", "alice-secret")
+        answer = e2e.http("PUT", f"{url}/alice", json_headers,
+                          json.dumps({"password": auth[1]}).encode())
+        self.assertEqual(answer.status, 201, answer.body)
+        for index, bases in (("prod", []), ("dev", ["alice/prod"])):
+            answer = e2e.http("PUT", f"{url}/alice/{index}", json_headers,
+                              json.dumps({"type": "stage", "bases": bases}).encode(),
+                              auth=auth)
+            self.assertEqual(answer.status, 200, answer.body)
+        for index, dists in uploads.items():
+            twine_upload(self.clients, f"{url}/alice/{index}/", self.dist_dir(*dists), *auth)
+        # devpi itself serves dev's project with prod's dependency
+        page = e2e.http("GET", f"{url}/alice/dev/+simple/devpi-base-lib/")
+        self.assertEqual(page.status, 200, page.body)
+        peer.stop()
+        dump = os.path.join(work, "dump")
+        e2e.run([os.path.join(bin_dir, "devpi-export"), "--serverdir", serverdir, dump],
+                cwd=work, env=env)
+        return dump
+
+    def test_two_indexes_kept(self):
+        """
+        The import names the C{[index:...]} sections to add (C{dev} based on
+        C{prod}, as in devpi) and imports nothing; with them pasted in, it
+        imports each index's files into its own index, and pip and uv
+        install from C{/dev/simple/} what devpi's C{alice/dev} served (its
+        project and prod's dependency) and from C{/prod/simple/} prod's
+        alone.
+        """
+        bin_dir = tool_venv(DEVPI)
+        work = os.path.abspath(self.mktemp())
+        os.makedirs(work)
+        lib = make_wheel("devpi-base-lib", "1.0")
+        app = make_wheel("devpi-dev-app", "1.0", requires_dist=["devpi-base-lib"])
+        dump = self.devpi_export(bin_dir, work, {"prod": (lib,), "dev": (app,)})
+        target = self.new_daemon(start=False)
+        maps = ["--map", "alice/dev=dev", "--map", "alice/prod=prod"]
+        refused = admin(target, "import", *maps, dump, check=False)
+        self.assertEqual(refused.returncode, 1, refused.output)
+        self.assertIn("nothing was imported", refused.output)
+        header = "Add these sections to the configuration, then import again:\n\n"
+        self.assertIn(header, refused.output)
+        sections = refused.output.split(header, 1)[1].split("\n\n[", 1)
+        sections = sections[0] + ("\n\n[" + sections[1] if len(sections) > 1 else "")
+        sections = "\n".join(line for line in sections.splitlines()
+                             if line.startswith("[index:") or line.startswith("bases ")
+                             or not line.strip())
+        self.assertEqual([line.split(";")[0].strip() for line in sections.splitlines()
+                          if line.strip()],
+                         ["[index:dev]", "bases = prod", "[index:prod]"])
+        self.assertFalse(os.path.exists(os.path.join(target.storage, ".indexes")))
+        with open(target.config_path, "a", encoding="utf-8") as f:
+            f.write("\n" + sections + "\n")
+        imported = admin(target, "import", *maps, dump)
+        self.assertIn("Into the index dev:", imported.output)
+        self.assertIn("Into the index prod:", imported.output)
+        self.assertEqual(sorted(os.listdir(os.path.join(target.storage, ".indexes"))),
+                         ["dev", "prod"])
+        self.assertIn(lib[0], os.listdir(os.path.join(target.storage, ".indexes", "prod")))
+        self.assertIn(app[0], os.listdir(os.path.join(target.storage, ".indexes", "dev")))
+        target.start()
+        for install in (self.clients.pip_install, self.clients.uv_install):
+            into = os.path.abspath(self.mktemp())
+            install(into, target.url + "dev/simple/", "devpi-dev-app")
+            self.assertEqual(e2e.installed(into),
+                             {"devpi-dev-app": "1.0", "devpi-base-lib": "1.0"}, install)
+            into = os.path.abspath(self.mktemp())
+            install(into, target.url + "prod/simple/", "devpi-base-lib")
+            self.assertEqual(e2e.installed(into), {"devpi-base-lib": "1.0"}, install)
+            into = os.path.abspath(self.mktemp())
+            missing = install(into, target.url + "prod/simple/", "devpi-dev-app", check=False)
+            self.assertNotEqual(missing.returncode, 0, missing.output)
+        self.assertEqual(e2e.http("GET", target.url + "prod/simple/devpi-dev-app/").status, 404)
+        self.assertEqual(e2e.http("GET", target.index_url + "devpi-dev-app/").status, 404)
+        with open(os.path.join(target.storage, ".indexes", "dev", ".pypid", "files",
+                               app[0] + ".json")) as f:
+            self.assertEqual(json.load(f)["uploader"], "alice")

@@ -28,14 +28,16 @@ from twisted.internet import reactor
 from twisted.internet.defer import ensureDeferred
 from twisted.internet.testing import MemoryReactorClock
 from twisted.internet.threads import deferToThreadPool
-from twisted.logger import capturedLogs
+from twisted.logger import capturedLogs, formatEvent
 from twisted.python.threadpool import ThreadPool
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from pypid.config import load_config
 from pypid.core.distribution import inspect
 from pypid.core.promotion import Promotion
+from pypid.core.startup import StartupError
 from pypid.state.backfill import WAIT_LIMIT, Backfill
+from pypid.state.index_reload import reload_indexes
 from pypid.state.indexes import PART_KINDS, HostedStack, IndexRegistry
 from pypid.storage import snapshot
 from pypid.storage.factory import (
@@ -50,7 +52,7 @@ from pypid.storage.shared_credentials import SharedCredentials
 from pypid.tap import build_service
 from tests import s3server
 from tests.distributions import make_wheel
-from tests.fakes import run_now, write_file
+from tests.fakes import run_now, site_treq, write_file
 from tests.test_tap import fake_pools
 
 #: Two hosted indexes, one based on the other and listed before it, and a view.
@@ -583,3 +585,237 @@ class S3NamedStorageTests(TestCase):
         self.assertIsNotNone(registry.default.sync)
         self.assertIsNotNone(release.sync)
         self.assertEqual(release.storage.s3_timings, registry.default.storage.s3_timings)
+
+
+#: A hosted index holding a project, and a view over it (the reload tests).
+RELEASE = "[index:release]\n"
+PROD = "[index:prod]\nview = yes\nbases = release\n"
+
+
+class ReloadTests(_ServerMixin, SynchronousTestCase):
+    """
+    C{SIGHUP} with changed C{[index:NAME]} sections (issue 26, design
+    §2.11): views come, go and change, and every index's grants change;
+    a hosted index or an upstream added or removed, or a hosted index's
+    sources changed, refuses the whole reload with one line naming the
+    section, the server serving as before.
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.text = ""
+        for version in ("1.0", "2.0rc1"):
+            filename, data = make_wheel("holy-grail", version)
+            write_file(os.path.join(self.folder, "packages", ".indexes", "release", filename),
+                       data)
+
+    def serving(self, text):
+        """A started server of C{text}; L{reload} reads C{self.text} as its configuration."""
+        self.text = text
+        self.reactor.advance(time.time() - self.reactor.seconds())
+        service = build_service(self.config(text), self.reactor, pools=fake_pools(),
+                                load_config=lambda: self.config(self.text))
+        self.addCleanup(lambda: service.stopService() if service.running else None)
+        service.startService()
+        self.successResultOf(service.ready)
+        self.treq = site_treq(service.getServiceNamed("web").web.site)
+        return service
+
+    def reload(self, service, text):
+        """SIGHUP with C{text} as the configuration; the log lines it wrote."""
+        self.text = text
+        with capturedLogs() as events:
+            service.reload()
+        return [formatEvent(e) for e in events]
+
+    def get(self, path):
+        """C{(code, body)} of a GET of C{path}."""
+        response = self.successResultOf(self.treq.get("http://127.0.0.1" + path))
+        return response.code, self.successResultOf(self.treq.content(response))
+
+    def page(self, index):
+        """C{(code, filenames listed)} of C{holy-grail}'s page in C{index}."""
+        code, body = self.get(f"/{index}/simple/holy-grail/")
+        return code, sorted(set(re.findall(rb"holy_grail-[^#\"/]+\.whl", body)))
+
+    def test_view_added(self):
+        """A view added is served at once, its requests counted under its own label."""
+        service = self.serving(RELEASE)
+        self.assertEqual(self.page("prod")[0], 404)
+        lines = self.reload(service, RELEASE + PROD)
+        self.assertEqual(self.page("prod"), (200, [b"holy_grail-1.0-py3-none-any.whl",
+                                                   b"holy_grail-2.0rc1-py3-none-any.whl"]))
+        self.assertTrue([line for line in lines if "Reloaded the configuration" in line
+                         and "prod added" in line], lines)
+        stats = service.getServiceNamed("web").web.site.stats
+        self.assertIn(("prod", "simple", "GET", "200"), stats.requests_by_index)
+
+    def test_view_removed(self):
+        """A view removed answers as a missing index does."""
+        service = self.serving(RELEASE + PROD)
+        self.assertEqual(self.page("prod")[0], 200)
+        self.reload(service, RELEASE)
+        self.assertEqual(self.get("/prod/simple/holy-grail/"),
+                         self.get("/missing/simple/holy-grail/"))
+        self.assertEqual(self.page("release")[0], 200)
+
+    def test_filters_changed(self):
+        """
+        A view's filters changed change its pages at once: what it composed
+        and kept under the old filters is not served again.
+        """
+        service = self.serving(RELEASE + PROD)
+        self.assertEqual(len(self.page("prod")[1]), 2)
+        self.reload(service, RELEASE + PROD + "prereleases = hide\n")
+        self.assertEqual(self.page("prod"), (200, [b"holy_grail-1.0-py3-none-any.whl"]))
+        self.reload(service, RELEASE + PROD + "exclude = holy-*\n")
+        self.assertEqual(self.page("prod")[0], 404)
+        self.assertEqual(self.get("/prod/files/holy-grail/holy_grail-1.0-py3-none-any.whl")[0],
+                         404)
+
+    def test_bases_of_a_view_changed(self):
+        """A view's bases changed: it reads its new sources."""
+        service = self.serving(RELEASE + "[index:other]\n" + PROD)
+        self.assertEqual(len(self.page("prod")[1]), 2)
+        self.reload(service, RELEASE + "[index:other]\n" + PROD.replace("release", "other"))
+        self.assertEqual(self.page("prod")[0], 404)
+
+    def test_grant_changed(self):
+        """An index's read grant changed hides it: it answers as a missing index does."""
+        service = self.serving(RELEASE + PROD)
+        self.assertEqual(self.page("prod")[0], 200)
+        self.reload(service, RELEASE + PROD + "read = authenticated\n")
+        self.assertEqual(self.get("/prod/simple/holy-grail/"),
+                         self.get("/missing/simple/holy-grail/"))
+        self.assertEqual(self.get("/prod/simple/holy-grail/")[0], 401)
+        self.reload(service, RELEASE + PROD)
+        self.assertEqual(self.page("prod")[0], 200)
+
+    def refused(self, before, after, line):
+        """
+        Reloading C{after} over a server of C{before} is refused with one
+        line holding C{line}, and the server keeps serving C{before}.
+        """
+        service = self.serving(before)
+        served = self.page("prod")
+        lines = self.reload(service, after)
+        refusals = [text for text in lines if "Not reloading the configuration" in text]
+        self.assertEqual(len(refusals), 1, lines)
+        self.assertIn(line, refusals[0])
+        self.assertFalse([text for text in lines if "Reloaded" in text], lines)
+        self.assertEqual(self.page("prod"), served)
+        return service
+
+    def test_hosted_added(self):
+        """A hosted index added needs a restart."""
+        self.refused(RELEASE + PROD, RELEASE + PROD + "[index:staging]\n",
+                     "[index:staging]: adding a hosted index needs a restart")
+
+    def test_hosted_removed(self):
+        """A hosted index removed needs a restart."""
+        self.refused(RELEASE + "[index:staging]\n" + PROD, RELEASE + PROD,
+                     "[index:staging]: removing a hosted index needs a restart")
+
+    def test_view_made_hosted(self):
+        """A view turned into a hosted index is a hosted index added."""
+        self.refused(RELEASE + PROD + "[index:qa]\nview = yes\nbases = release\n",
+                     RELEASE + PROD + "[index:qa]\nbases = release\n",
+                     "[index:qa]: adding a hosted index needs a restart")
+
+    def test_hosted_bases_changed(self):
+        """A hosted index's bases changed need a restart."""
+        self.refused(RELEASE + "[index:staging]\n" + PROD,
+                     RELEASE + "[index:staging]\nbases = release\n" + PROD,
+                     "[index:staging] bases: a hosted index's bases change at the next restart")
+
+    def test_upstream_added(self):
+        """An C{[upstream:NAME]} added needs a restart."""
+        self.refused(RELEASE + PROD, RELEASE + PROD + "[upstream:public]\nmode = redirect\n"
+                     "url = http://127.0.0.1:9/simple/\n", "[upstream:public]")
+
+    def test_first_hosted_index(self):
+        """A server of one index takes its first hosted index at the next restart."""
+        self.refused("", RELEASE, "[index:release]: adding a hosted index needs a restart")
+
+    def test_first_view(self):
+        """A server of one index takes its first view at the next restart."""
+        self.refused("", "[index:prod]\nview = yes\nbases = default\n",
+                     "[index:prod]: the first named index needs a restart")
+
+    def test_unchanged_kept(self):
+        """
+        A reload that changes one view keeps every other index's answers
+        (and the pages their views composed), and says what it changed.
+        """
+        service = self.serving(RELEASE + PROD + "[index:qa]\nview = yes\nbases = release\n")
+        root = service.getServiceNamed("web").web.indexes
+        before = dict(root.served)
+        lines = self.reload(service, RELEASE + PROD + "[index:qa]\nview = yes\n"
+                            "bases = release\nyanked = hide\n")
+        self.assertIs(root.served[b"release"], before[b"release"])
+        self.assertIs(root.served[b"prod"], before[b"prod"])
+        self.assertIsNot(root.served[b"qa"], before[b"qa"])
+        self.assertTrue([line for line in lines if "views qa changed" in line], lines)
+        lines = self.reload(service, RELEASE + PROD + "[index:qa]\nview = yes\n"
+                            "bases = release\nyanked = hide\n")
+        self.assertFalse([line for line in lines if "views" in line], lines)
+
+
+class ReloadPlanTests(_ServerMixin, SynchronousTestCase):
+    """What L{reload_indexes} refuses that a server of these tests cannot start with yet."""
+
+    UPSTREAM = "[upstream:public]\nmode = redirect\nurl = http://127.0.0.1:9/simple/\n"
+
+    def plan(self, before, after):
+        """L{reload_indexes} of C{after} over a registry of C{before}."""
+        started = self.config(before)
+        registry = IndexRegistry.from_config(started, run_now, self.reactor)
+        return registry, reload_indexes(registry, started, self.config(after))
+
+    def refusal(self, before, after):
+        """The line refusing C{after} over a registry of C{before}."""
+        return str(self.assertRaises(StartupError, self.plan, before, after))
+
+    def test_upstreams_added_and_removed(self):
+        """An upstream added or removed needs a restart."""
+        self.assertIn("[upstream:public]: adding an upstream needs a restart",
+                      self.refusal(RELEASE + PROD, RELEASE + PROD + self.UPSTREAM))
+        self.assertIn("[upstream:public]: removing an upstream needs a restart",
+                      self.refusal(RELEASE + PROD + self.UPSTREAM, RELEASE + PROD))
+
+    def test_view_over_an_upstream_not_run(self):
+        """A view based on C{upstream:default} when C{[upstream]} is off needs a restart."""
+        after = ("[upstream]\nmode = redirect\nurl = http://127.0.0.1:9/simple/\n" + RELEASE
+                 + PROD.replace("release", "release, upstream:default"))
+        self.assertIn("[index:prod] bases: upstream:default: the server runs no such upstream",
+                      self.refusal(RELEASE + PROD, after))
+
+    def test_hosted_sources_through_a_view(self):
+        """A hosted index whose sources would change through a view's bases needs a restart."""
+        before = RELEASE + "[index:other]\n" + PROD + "[index:staging]\nbases = prod\n"
+        self.assertIn("[index:staging] bases: its sources would change through a view's bases "
+                      "(from staging, release to staging, other)",
+                      self.refusal(before, before.replace("bases = release", "bases = other")))
+
+    def test_last_named_index(self):
+        """Removing the last named index needs a restart."""
+        self.assertIn("[index:prod]: removing the last named index needs a restart",
+                      self.refusal("[index:prod]\nview = yes\nbases = default\n", ""))
+
+    def test_nothing_changed(self):
+        """The same views, or grants alone changed: nothing for the views to take."""
+        self.assertIsNone(self.plan(RELEASE + PROD, RELEASE + PROD)[1])
+        self.assertIsNone(self.plan(RELEASE + PROD, RELEASE + PROD + "read = authenticated\n")[1])
+
+    def test_views_taken_in_place(self):
+        """The registry takes the new views in place; its stacks are the same."""
+        registry, reloaded = self.plan(RELEASE, RELEASE + PROD)
+        orders, views, stacks = registry.orders, registry.views, registry.stacks
+        registry.take_views(reloaded.registry)
+        self.assertIs(registry.orders, orders)
+        self.assertIs(registry.views, views)
+        self.assertIs(registry.stacks, stacks)
+        self.assertEqual(registry.orders["prod"], ("release",))
+        self.assertEqual([s.hosted for s in registry.views["prod"].order],
+                         [stacks["release"].index])
+        self.assertEqual(reloaded.summary(), "views prod added")

@@ -26,7 +26,7 @@ from pypid.core.startup import StartupError
 from pypid.daemon.container import Parts
 from pypid.daemon.pools import ThreadPools
 from pypid.storage import snapshot
-from pypid.tap import Options, build_service, makeService
+from pypid.tap import Options, makeService
 from pypid.web.site import PypidSite
 from tests.distributions import make_wheel
 from tests.e2e import clean_env
@@ -328,28 +328,22 @@ class MakeServiceTests(SynchronousTestCase):
 
     def test_named_indexes_served(self):
         """
-        makeService serves C{[index:NAME]} sections (issue 26, stage 4) and
-        still refuses C{[upstream:NAME]} and a base C{upstream:NAME} (their
-        pages are not read by a named index yet); build_service, which the
-        tests start, builds their parts.
+        makeService serves C{[index:NAME]} sections, C{[upstream:NAME]} and
+        upstream bases of named indexes (issue 26): each named upstream is a
+        part, and so is its state, read back before the listeners open.
         """
         path = write_file(os.path.join(self.folder, "pypid.ini"), b"[index:release]\n")
         service = self.service("--config", path)
         self.assertIn("index:release", [name for name, _ in service._parts])
         path = write_file(os.path.join(self.folder, "pypid.ini"),
-                          b"[index:release]\n[upstream:public]\n"
-                          b"url = http://127.0.0.1:9/simple/\nmode = redirect\n")
-        e = self.assertRaises(SystemExit, self.service, "--config", path)
-        self.assertIn("[upstream:public]: named upstreams are being built", str(e.code))
-        path = write_file(os.path.join(self.folder, "pypid.ini"),
                           b"[upstream]\nurl = http://127.0.0.1:9/simple/\nmode = redirect\n"
-                          b"[index:release]\nbases = upstream:default\n")
-        e = self.assertRaises(SystemExit, self.service, "--config", path)
-        self.assertIn("[index:release] bases: upstream:default: an upstream is not yet",
-                      str(e.code))
-        service = build_service(self.options("--config", path)["config_obj"], self.reactor,
-                                pools=fake_pools(*self.pools))
-        self.assertIn("index:release", [name for name, _ in service._parts])
+                          b"[index:release]\nbases = upstream:default, upstream:public\n"
+                          b"[upstream:public]\n"
+                          b"url = http://127.0.0.1:9/simple/\nmode = cache\n")
+        names = [name for name, _ in self.service("--config", path)._parts]
+        self.assertLess(names.index("upstream"), names.index("upstream:public"))
+        self.assertLess(names.index("index:release"), names.index("upstream-state:public"))
+        self.assertLess(names.index("upstream-state:public"), names.index("listeners"))
 
     def test_bad_endpoint(self):
         """An endpoint string Twisted cannot parse stops with one line naming the key."""

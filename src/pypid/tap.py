@@ -15,11 +15,10 @@ default's parts keep their names and places; each named hosted index's
 follow the default's of their kind (C{storage:NAME}, C{index:NAME}, ...),
 so that every index loads before the listeners open and saves its last
 snapshot after they closed. The named indexes are served under
-C{/NAME/} (L{pypid.web.index_root}), each from its view and its hosted
-sources. Upstreams are not yet sources of a named index's pages (issue
-26, stage 5's web half), so L{makeService} refuses C{[upstream:NAME]}
-sections and a base C{upstream:NAME} (L{refuse_unserved});
-L{build_service} builds them, for the tests to start.
+C{/NAME/} (L{pypid.web.index_root}), each from its view, its hosted
+sources and its upstreams. Each named upstream's parts follow C{[upstream]}'s
+(C{upstream:NAME}) and the indexes' loads (C{upstream-state:NAME}: its
+state is read back before the listeners open, and saved after they closed).
 """
 
 from __future__ import annotations
@@ -46,6 +45,7 @@ from pypid.daemon.container import Parts
 from pypid.daemon.listeners import IListeningReactor, Listeners
 from pypid.daemon.pools import ThreadPools
 from pypid.daemon.readiness import Readiness, RunningMark
+from pypid.state.index_reload import IndexReload
 from pypid.state.indexes import IndexRegistry
 from pypid.storage.factory import make_audit_log
 from pypid.upstream.factory import UpstreamPart
@@ -143,7 +143,6 @@ def makeService(options: Options, reactor: IServerReactor | None = None,
                      os.environ)
     try:
         # (named upstreams are built, but not read by an index's pages yet)
-        refuse_unserved(options["config_obj"])
         service = build_service(options["config_obj"], reactor, exit_on_failure, pools,
                                 notifier, load_config=reread)
     except StartupError as e:
@@ -184,8 +183,6 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
         configuration again on C{SIGHUP}; L{None} for no reload.
     @raise StartupError: when a part cannot be built from the configuration.
     """
-    if load_config is not None:
-        load_config = partial(_served_config, load_config)
     server = config.server
     if pools is None:
         pools = ThreadPools.create(reactor, server.threads)
@@ -228,7 +225,10 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
         ipv6_prefix=config.auth.throttle_ipv6_prefix, indexes=index_parts(registry),
         registry=registry,
         sources=[source for source in (registry, writer, storage, upstream, audit, backfill)
-                 if source is not None]))
+                 if source is not None] + [part for part, _ in registry.upstreams.values()]),
+        # (SIGHUP adds, removes and changes views: pypid.state.index_reload)
+        IndexReload(registry, config,
+                    lambda reloaded: web.web.prepare_indexes(index_parts(reloaded))))
     listeners = Listeners.from_config(config, reactor, web.web.site)
     # (each named hosted index's parts start after the default's of their
     # kind: every storage is prepared and every index loaded before the
@@ -239,11 +239,13 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
         ("storage", storage),
         *named("storage"),
         ("upstream", upstream),
+        *registry.upstream_parts("upstream"),
         ("audit", audit),
         ("access", access),
         ("running-mark", mark),     # removed once the last snapshot is saved
         ("index", loaded),          # the listeners open once the index is loaded
         *named("index"),
+        *registry.upstream_parts("upstream-state"),   # read back, and saved at the end
         ("snapshot", writer),       # the last snapshot, once the listeners drained
         *named("snapshot"),
         ("readiness", readiness),   # after a crash, storage checked before listening
@@ -265,40 +267,18 @@ def index_parts(registry: IndexRegistry) -> list[IndexParts]:
     sources in order (itself first when it is hosted).
     """
     stacks = registry.stacks
+    sides = registry.sides
     return [
         IndexParts(name, view, tuple(
             HostedSource(source, stacks[source].index, stacks[source].stored,
                          stacks[source].locks, stacks[source].backfill)
             for source in registry.orders[name] if source in stacks),
-            hosted=name in stacks)
+            hosted=name in stacks,
+            upstreams={source: sides[source] for source in registry.orders[name]
+                       if source in sides})
         for name, view in registry.views.items() if name != DEFAULT]
 
 
-def refuse_unserved(config: Config) -> None:
-    """
-    Refuse what the configuration accepts but the server does not serve
-    yet (issue 26 lands in stages): named upstreams, and upstreams as the
-    bases of a named index (its pages read hosted indexes only so far).
-    Called by L{makeService} and at C{SIGHUP}, not by L{build_service}.
-
-    @raise StartupError: one line naming the first such section or key.
-    """
-    for name, index in config.indexes.items():
-        for base in index.bases:
-            if base.upstream:
-                raise StartupError(
-                    f"{config.source}: [index:{name}] bases: {base}: an upstream is not yet "
-                    "a base of a named index (issue 26 lands in stages); name indexes only")
-    for name in config.upstreams:
-        raise StartupError(f"{config.source}: [upstream:{name}]: named upstreams are being "
-                           "built (issue 26) and not served yet; remove the section")
-
-
-def _served_config(load_config: Callable[[], Config]) -> Config:
-    """The configuration C{SIGHUP} reads, refused as at start-up (L{refuse_unserved})."""
-    config = load_config()
-    refuse_unserved(config)
-    return config
 
 
 def _present(*parts: tuple[str, IService | None]) -> list[tuple[str, IService]]:

@@ -277,6 +277,15 @@ class RequestStats:
     refusals: dict[str, int] = attrs.Factory(dict)
     _memo: dict[tuple[bytes | None, bytes], tuple[str, str]] = attrs.Factory(dict)
 
+    def take_indexes(self, indexes: frozenset[bytes]) -> None:
+        """
+        Count by the named indexes C{indexes} from now on (C{SIGHUP}: a view
+        added or removed); what was counted before keeps its labels.
+        """
+        self.settle()
+        self.indexes = indexes
+        self._memo.clear()
+
     def refused(self, why: int | str) -> None:
         """
         Count a connection answered and closed outside any request: C{why}

@@ -284,13 +284,9 @@ def compose(order: Sequence[ChainSource], project: str, filters: Filters, now: f
             if found is not None:
                 hosted = True
                 offer(found.sorted_files(), source)
-    for source in order:
+    for source in asked(order, project, hosted):
         side = source.upstream
-        if side is None:
-            continue
-        decision = side.decide(project, hosted)
-        if not decision.allowed or (hosted and not decision.merge):
-            continue
+        assert side is not None
         cached = side.cached(project)
         consulted.append((side, cached[0] if cached is not None else None))
         if cached is not None:
@@ -318,6 +314,25 @@ def compose(order: Sequence[ChainSource], project: str, filters: Filters, now: f
         delegate = _delegate(counts, files, file_url)
     return Composition(project, tuple(files), found_anywhere, hosted, tuple(held),
                        tuple(changes), tuple(consulted), recheck_at, delegate)
+
+
+def asked(order: Sequence[ChainSource], project: str,
+          hosted: bool) -> list[ChainSource]:
+    """
+    The upstreams of C{order} that may be asked about C{project}, in order:
+    those whose rules allow it, and, when it is C{hosted} somewhere in the
+    chain, only those that merge it (the rule against dependency confusion,
+    across the chain).
+    """
+    found = []
+    for source in order:
+        side = source.upstream
+        if side is None:
+            continue
+        decision = side.decide(project, hosted)
+        if decision.allowed and (not hosted or decision.merge):
+            found.append(source)
+    return found
 
 
 def _delegate(counts: Sequence[tuple[ChainSource, int, int]],
@@ -414,6 +429,8 @@ class IndexView:
     #: each hosted source's C{project(name)}, bound once
     _lookups: tuple[Callable[[str], Project | None], ...] = attrs.field(init=False)
     _open: bool = attrs.field(init=False)
+    #: whether an upstream is among its sources
+    _upstream: bool = attrs.field(init=False)
     #: project name -> whether the view's globs admit it (L{MAX_NAMES} at most)
     _admitted: dict[str, bool] = attrs.field(factory=dict, init=False)
 
@@ -421,6 +438,7 @@ class IndexView:
         self._hosted = tuple(s.hosted for s in self.order if s.hosted is not None)
         self._lookups = tuple(index.project for index in self._hosted)
         self._open = self.filters.include == ("*",) and not self.filters.exclude
+        self._upstream = any(s.upstream is not None for s in self.order)
 
     @property
     def bytes(self) -> int:
@@ -469,6 +487,29 @@ class IndexView:
                                          self.file_url, kind)
         self._kept.put(project, kept, ENTRY_COST + sum(page_bytes(p) for p in pages.values()))
         return page
+
+    def upstreams(self, project: str) -> list[ChainSource]:
+        """
+        The upstreams a page of the normalized C{project} reads (L{asked}),
+        so that the web side may bring their cached pages up to date
+        before it asks for the page; none when the view leaves it out.
+        """
+        if not self._upstream or (not self._open and not self._admits(project)):
+            return []
+        hosted = any(lookup(project) is not None for lookup in self._lookups)
+        return asked(self.order, project, hosted)
+
+    def listing(self, project: str, now: float) -> Composition | None:
+        """
+        What the index lists of the normalized C{project} now, file by file
+        with its source (for C{/NAME/files/}: a file is served from the
+        source that lists it, and only if listed); L{None} when it lists
+        no such project.
+        """
+        if not self._open and not self._admits(project):
+            return None
+        composition = compose(self.order, project, self.filters, now)
+        return composition if composition.found else None
 
     def root_page(self, kind: str) -> Page:
         """

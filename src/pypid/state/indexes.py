@@ -18,8 +18,13 @@ L{IndexRegistry} holds the stacks by name and, for every index (the
 default, the named hosted ones and the views), its sources in order
 (L{pypid.core.views.resolve_order}) and its L{pypid.core.views.IndexView}.
 An index holds nothing more than its own L{Index}: a view keeps pages
-only as they are asked (stage 4 serves them), and the upstreams are not
-sources of the views yet (stage 5 splits the upstream along its seam).
+only as they are asked. It holds the named upstreams too (C{[upstream:NAME]}:
+each its part, L{pypid.upstream.factory.UpstreamPart}, and the part that
+keeps its state, L{pypid.upstream.saved_state.SavedState}), and every
+upstream as the indexes' pages read it
+(L{pypid.upstream.source.SourceSide}), C{[upstream]}'s being the default
+index's proxy's source: an upstream is one source however many indexes
+name it.
 
 The named stacks load bases first. A file promoted from one hosted index
 to another takes its record's memory once: each index of a server with
@@ -29,6 +34,10 @@ file's record with the index it came from when the two are equal
 (projects loaded later), and for those made at load once every index is
 loaded (the follow-up of each load), so whichever of the two loads first.
 A server of one index shares nothing and looks nothing up.
+
+At C{SIGHUP} the stacks stay and the views may change
+(L{pypid.state.index_reload}): L{index_view} builds a view alike at
+start-up and then, and L{IndexRegistry.take_views} takes the new ones.
 """
 
 from __future__ import annotations
@@ -72,7 +81,11 @@ from pypid.storage.locks import KeyedLock
 
 if TYPE_CHECKING:
     # (the upstream's modules load only when [upstream] is configured: issue 14)
+    from pypid.upstream.factory import DaemonSettings, UpstreamPart
+    from pypid.upstream.page_view import FileUrl
     from pypid.upstream.proxy import UpstreamProxy
+    from pypid.upstream.saved_state import SavedState
+    from pypid.upstream.source import SourceSide
 
 #: The kinds of parts of a stack, in the order the daemon starts them
 #: (each after the default's part of the same kind: L{pypid.tap}).
@@ -141,6 +154,8 @@ class StackSettings(StorageSettings, Protocol):
     def upstream(self) -> _UpstreamSettings: ...
     @property
     def indexes(self) -> Mapping[str, _IndexSettings]: ...
+    @property
+    def upstreams(self) -> Mapping[str, object]: ...
 
 
 @attrs.frozen(eq=False)
@@ -168,6 +183,7 @@ class HostedStack:
     follow_up: FollowUp
     backfill: Backfill | None = None
     sync: SyncService | None = None
+    upstream: UpstreamProxy | None = None
 
     @property
     def loader(self) -> IndexLoader:
@@ -232,7 +248,8 @@ class HostedStack:
             part=IndexPart(index, loader, name if labelled else None),
             writer=writer, timer=SnapshotTimer(writer, server.snapshot_interval, reactor),
             locks=locks, follow_up=FollowUp(loader), backfill=backfill,
-            sync=SyncService(index, shared, reactor) if shared is not None else None)
+            sync=SyncService(index, shared, reactor) if shared is not None else None,
+            upstream=proxy)
 
     def parts(self) -> Iterator[tuple[str, IService]]:
         """
@@ -260,12 +277,19 @@ class IndexRegistry:
     @ivar orders: name -> the names of its sources, resolved
         (L{resolve_order}: itself unless a view, its bases breadth first,
         the upstreams, C{upstream:NAME}, last).
-    @ivar views: name -> its L{IndexView} over its hosted sources.
+    @ivar views: name -> its L{IndexView} over its sources.
+    @ivar upstreams: the named upstreams (C{[upstream:NAME]}) by name: each
+        one's part, and the part that keeps its state (L{SavedState}).
+    @ivar sides: C{upstream:NAME} -> that upstream as the indexes' pages
+        read it (L{SourceSide}), C{upstream:default} (C{[upstream]}) too
+        when an index names it.
     """
 
     stacks: Mapping[str, HostedStack]
     orders: Mapping[str, tuple[str, ...]]
     views: Mapping[str, IndexView]
+    upstreams: Mapping[str, tuple[UpstreamPart, SavedState]] = attrs.field(factory=dict)
+    sides: Mapping[str, SourceSide] = attrs.field(factory=dict)
 
     @property
     def default(self) -> HostedStack:
@@ -305,18 +329,23 @@ class IndexRegistry:
         for name in hosted:
             stacks[name] = HostedStack.create(config, name, run, reactor, bucket=bucket,
                                               peers=peers, labelled=labelled)
+        upstreams, sides = _upstreams(config, run, reactor, stacks[DEFAULT].upstream)
         orders: dict[str, tuple[str, ...]] = {}
         made: dict[str, IndexView] = {}
         for name in [DEFAULT, *(n for n in config.indexes if n != DEFAULT)]:
             orders[name] = source_order(config, name)
-            settings = config.indexes.get(name)
-            filters = (view_filters(settings) if settings is not None and settings.view
-                       else Filters())
-            made[name] = IndexView(
-                name, tuple(ChainSource(source, hosted=stacks[source].index)
-                            for source in orders[name] if source in stacks),
-                filters, _view_file_url(config.server.base_url, name))
-        return cls(stacks, orders, made)
+            made[name] = index_view(config.indexes.get(name), name, orders[name], stacks,
+                                    sides, config.server.base_url)
+        return cls(stacks, orders, made, upstreams, sides)
+
+    def upstream_parts(self, kind: str) -> list[tuple[str, IService]]:
+        """
+        The named upstreams' parts: C{upstream} (each source: its storage
+        and connections), or C{upstream-state} (its state, read back before
+        the listeners open and saved once they closed), named C{kind:NAME}.
+        """
+        return [(f"{kind}:{name}", part if kind == "upstream" else saved)
+                for name, (part, saved) in self.upstreams.items()]
 
     def metric_families(self) -> Iterator[Family]:
         """
@@ -331,6 +360,49 @@ class IndexRegistry:
         """The named stacks' parts of one kind (L{PART_KINDS}), named C{kind:NAME}."""
         return [(f"{kind}:{stack.name}", part)
                 for stack in self.named for found, part in stack.parts() if found == kind]
+
+    def take_views(self, reloaded: IndexRegistry) -> None:
+        """
+        Take the orders and views of a configuration read again (C{SIGHUP}:
+        L{pypid.state.index_reload}), whose stacks are these: in place, so
+        that what holds the registry reads them from now on.
+        """
+        for mine, theirs in ((self.orders, reloaded.orders), (self.views, reloaded.views)):
+            # (from_config made them dicts: a Mapping only to the readers)
+            table = cast("dict[str, object]", mine)
+            table.clear()
+            table.update(theirs)
+
+
+def _upstreams(config: StackSettings, run: Run, reactor: IReactorTime,
+               default: UpstreamProxy | None,
+               ) -> tuple[dict[str, tuple[UpstreamPart, SavedState]], dict[str, SourceSide]]:
+    """
+    The named upstreams' parts, and every upstream an index may name as
+    its side (C{upstream:NAME}; C{upstream:default} is C{[upstream]}'s
+    source, that of the default index's proxy).
+    """
+    if not config.upstreams and default is None:
+        return {}, {}
+    # (the upstream's modules load only when an upstream is configured: issue 14)
+    from pypid.upstream.factory import UpstreamPart
+    from pypid.upstream.saved_state import SavedState, state_path
+    from pypid.upstream.source import SourceSide
+    # (an upstream's own pages link files as a hosted index's relative pages
+    # do, so that a page an index inherits unchanged is served as it is)
+    own = cast("FileUrl", file_url_for(None))
+    parts: dict[str, tuple[UpstreamPart, SavedState]] = {}
+    sides: dict[str, SourceSide] = {}
+    if default is not None:
+        sides[UPSTREAM_PREFIX + DEFAULT] = SourceSide.of(default.source, own)
+    for name in config.upstreams:
+        learnt = Notice()
+        part = UpstreamPart.named(cast("DaemonSettings", config), name, run, reactor, learnt)
+        saved = SavedState(part.source, state_path(config.server.snapshot, name), run, reactor,
+                           config.server.snapshot_interval, learnt)
+        parts[name] = (part, saved)
+        sides[UPSTREAM_PREFIX + name] = SourceSide.of(part.source, own)
+    return parts, sides
 
 
 def _hosted_index(stacks: Mapping[str, HostedStack], name: str) -> Index | None:
@@ -350,6 +422,23 @@ def _view_file_url(base_url: str | None, name: str) -> Callable[[ComposedFile], 
     """The link the pages of index C{name} give a file (as L{file_url_for} does)."""
     # (file_url_for reads only the project and filename a ComposedFile has)
     return cast(Callable[[ComposedFile], str], file_url_for(_base(base_url, name)))
+
+
+def index_view(settings: _IndexSettings | None, name: str, order: Sequence[str],
+               stacks: Mapping[str, HostedStack], sides: Mapping[str, SourceSide],
+               base_url: str | None) -> IndexView:
+    """
+    The view of index C{name} (its section C{settings}, L{None} for the
+    default index), reading its sources C{order} (L{source_order}) among
+    C{stacks} and the upstreams' C{sides}, through its filters if it is a
+    view: built alike at start-up and at C{SIGHUP} (L{pypid.state.index_reload}).
+    """
+    filters = view_filters(settings) if settings is not None and settings.view else Filters()
+    return IndexView(name, tuple(
+        ChainSource(source, hosted=stacks[source].index) if source in stacks
+        else ChainSource(source, upstream=sides[source])
+        for source in order if source in stacks or source in sides),
+        filters, _view_file_url(base_url, name))
 
 
 def source_order(config: StackSettings, name: str) -> tuple[str, ...]:

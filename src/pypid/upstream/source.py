@@ -282,6 +282,11 @@ class SourceSide:
         source.watch(view)
         return cls(f"upstream:{source.name}", source, view)
 
+    @property
+    def source(self) -> UpstreamSource:
+        """The upstream (its cache, files and budget), for the web side's I/O."""
+        return self._source
+
     def decide(self, project: str, hosted: bool) -> Decision:
         """May the upstream be asked about C{project}, C{hosted} in the chain?"""
         return self._source.policy.decide(project, hosted)

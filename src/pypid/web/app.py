@@ -38,6 +38,7 @@ werkzeug redirects, and C{/api/tokens/}, now a 404, as that same route.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Protocol
 
 import attrs
@@ -215,11 +216,40 @@ class Web:
     @ivar root: the root resource (C{/simple/}, C{/files/}, then L{PypidApp}).
     @ivar site: the L{pypid.web.site.PypidSite} serving C{root}.
     @ivar app: the L{PypidApp}.
+    @ivar indexes: what answers under C{/NAME/}, or L{None} without named indexes.
+    @ivar serve_index: C{serve_index(parts) -> ServedIndex}: a named index's
+        answers, built as L{build_web} built them.
     """
 
     root: IResource
     site: PypidSite
     app: PypidApp
+    indexes: IndexRoot | None
+    serve_index: Callable[[IndexParts], ServedIndex]
+
+    def prepare_indexes(self, indexes: Sequence[IndexParts]) -> Callable[[], None]:
+        """
+        The answers of the named indexes C{indexes} (C{SIGHUP}: a view
+        added, removed or changed), those whose view is the same kept;
+        returns what swaps them in, with the C{index} labels of C{/metrics}.
+        """
+        root = self.indexes
+        kept = root.served if root is not None else {}
+        served = {}
+        for parts in indexes:
+            key = parts.name.encode("ascii")
+            old = kept.get(key)
+            served[key] = (old if old is not None and old.simple.view is parts.view
+                           else self.serve_index(parts))
+        stats = self.site.stats
+
+        def commit() -> None:
+            # (a reload never gives named indexes to a server that had none:
+            # pypid.state.index_reload)
+            if root is not None:
+                root.replace(served)
+                stats.take_indexes(frozenset(served))
+        return commit
 
 
 def build_web(index: Index, storage: IStorage, access: Access, run: Run, clock: IReactorTime,
@@ -300,11 +330,12 @@ def build_web(index: Index, storage: IStorage, access: Access, run: Run, clock: 
         promote=(Promote(registry, access, audit=audit, clock=clock)
                  if registry is not None else None),
     )
+    serve_index = partial(_served, access=access, run=run, clock=clock,
+                          max_upload_size=max_upload_size, base_url=base_url, audit=audit)
     named = None
     if indexes:
-        named = IndexRoot({parts.name.encode("ascii"): _served(
-            parts, access, run, clock, max_upload_size, base_url, audit)
-            for parts in indexes}, access, base_url or "/")
+        named = IndexRoot({parts.name.encode("ascii"): serve_index(parts) for parts in indexes},
+                          access, base_url or "/")
     root = RootResource(
         SimpleResource(index, access, base_url or "/", upstream, backfill),
         FilesResource(index, storage, access, upstream, backfill),
@@ -318,10 +349,10 @@ def build_web(index: Index, storage: IStorage, access: Access, run: Run, clock: 
                      header_timeout=header_timeout, min_body_rate=min_upload_rate,
                      timer=timer, stats=stats, trusted_proxies=trusted_proxies,
                      index_uploads=bool(indexes))
-    return Web(root, site, app)
+    return Web(root, site, app, named, serve_index)
 
 
-def _served(parts: IndexParts, access: Access, run: Run, clock: IReactorTime,
+def _served(parts: IndexParts, *, access: Access, run: Run, clock: IReactorTime,
             max_upload_size: int, base_url: str | None, audit: AuditTrail) -> ServedIndex:
     """
     One named index's answers: its pages from its view, its files from its
@@ -336,30 +367,50 @@ def _served(parts: IndexParts, access: Access, run: Run, clock: IReactorTime,
                           max_upload_size, audit=audit, locks=parts.own.locks, name=name)
     else:
         publish = ReadOnlyPublish(name, access)
+    areas: list[_Area] = [publish]
     chain = tuple((source.index, source.storage) for source in parts.sources)
-    legacy = LegacyJSON(chain[0][0], chain[0][1], access, file_url_for(prefix), base_url,
-                        name=name, chain=chain)
+    if chain:
+        # (the legacy JSON describes hosted releases: an index that reads
+        # upstreams alone has none, and answers it 404)
+        areas.append(LegacyJSON(chain[0][0], chain[0][1], access, file_url_for(prefix),
+                                base_url, name=name, chain=chain))
     return ServedIndex(
         name,
-        IndexSimple(name, parts.view, access, clock, prefix),
-        IndexFiles(name, parts.view, parts.sources, access, clock),
-        _Areas([publish, legacy]))
+        IndexSimple(name, parts.view, access, clock, prefix, parts.upstreams),
+        IndexFiles(name, parts.view, parts.sources, access, clock, parts.upstreams),
+        _Areas(areas))
 
 
 @implementer(IReloadable)
 class WebPart(Service):
     """
     The HTTP side as a part of the daemon: nothing to start (the listeners
-    serve its site); on C{SIGHUP} it takes who may scrape C{/metrics}.
+    serve its site); on C{SIGHUP} it takes who may scrape C{/metrics}, and
+    the views of the named indexes (C{indexes}).
 
     @ivar web: the L{Web}.
     """
 
-    def __init__(self, web: Web) -> None:
+    def __init__(self, web: Web, indexes: IReloadable | None = None) -> None:
+        """
+        @param indexes: what a reload changes of the indexes and their
+            answers (L{pypid.state.index_reload.IndexReload}), or L{None}.
+        """
         self.web = web
+        self._indexes = indexes
 
-    def prepare_reload(self, config: Config | None) -> Callable[[], None] | None:
-        """Take C{[metrics]}."""
+    def prepare_reload(self, config: Config | None) -> Callable[[], str | None] | None:
+        """
+        Take C{[metrics]} and the indexes' views.
+
+        @raise pypid.core.startup.StartupError: when the indexes changed in
+            a way only a restart takes.
+        """
         if config is None:
             return None
-        return lambda: self.web.app.metrics.reconfigure(config.metrics)
+        indexes = self._indexes.prepare_reload(config) if self._indexes is not None else None
+
+        def commit() -> str | None:
+            self.web.app.metrics.reconfigure(config.metrics)
+            return indexes() if indexes is not None else None
+        return commit

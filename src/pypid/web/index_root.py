@@ -37,7 +37,7 @@ none of its files). The default index's own paths wait alike
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from klein import Klein
@@ -72,6 +72,11 @@ from pypid.web.respond import (
     wrong_method_error,
 )
 from pypid.web.routes import answer_errors, route_each
+from pypid.web.upstream_pages import answer_chain_file, answer_chain_page
+
+if TYPE_CHECKING:
+    # (types only: the upstream's modules load with a configured upstream)
+    from pypid.upstream.source import SourceSide
 
 _METADATA_SUFFIX = ".metadata"
 
@@ -118,11 +123,6 @@ class HostedSource:
     backfill: Backfill | None = None
 
 
-def _some(instance: object, attribute: attrs.Attribute[Any], value: tuple[Any, ...]) -> None:
-    if not value:
-        raise ValueError(f"{attribute.name}: an index reads at least one hosted index")
-
-
 @attrs.frozen
 class IndexParts:
     """
@@ -130,14 +130,22 @@ class IndexParts:
 
     @ivar view: its pages (L{IndexView}).
     @ivar sources: its hosted sources in order (itself first when hosted);
-        a view, whose bases are indexes, has one at least.
+        a view has one at least, unless it reads upstreams alone.
     @ivar hosted: whether it takes uploads (into C{sources[0]}), or is a view.
+    @ivar upstreams: the upstreams among its sources, by the name its
+        order gives them (C{upstream:NAME}): their pages are brought up to
+        date, and their files fetched, as its clients ask.
     """
 
     name: str
     view: IndexView
-    sources: tuple[HostedSource, ...] = attrs.field(validator=_some)
+    sources: tuple[HostedSource, ...]
     hosted: bool
+    upstreams: Mapping[str, SourceSide] = attrs.field(factory=dict)
+
+    def __attrs_post_init__(self) -> None:
+        if not self.sources and not self.upstreams:
+            raise ValueError(f"index {self.name!r} reads no index and no upstream")
 
     @property
     def own(self) -> HostedSource | None:
@@ -159,6 +167,7 @@ class IndexSimple:
     access: Access
     clock: IReactorTime
     base: str
+    upstreams: Mapping[str, SourceSide] = attrs.field(factory=dict)
 
     def answer(self, request: Request) -> Answer:
         """Answer the request; C{request.postpath} is what follows C{simple}."""
@@ -170,6 +179,14 @@ class IndexSimple:
             project = normalize(name)
             if not self.access.may_read(request, project, self.name):
                 raise NotFound("no such project")
+            if self.upstreams:
+                asked = self.view.upstreams(project)
+                if asked:
+                    if project != name:
+                        return send_moved(request, self.base, f"simple/{project}/")
+                    return answer_chain_page(request, self.view,
+                                             [self.upstreams[s.name] for s in asked],
+                                             project, self.clock)
             page = self.view.page(project, page_kind(request), self.clock.seconds())
             if page is None:
                 raise NotFound("no such project")
@@ -186,7 +203,8 @@ class IndexSimple:
         if len(post) == 1:
             name = _text(post[0], "no such project")
             if (is_valid_name(name) and self.access.may_read(request, name, self.name)
-                    and self.view.page(normalize(name), HTML, self.clock.seconds())):
+                    and (self.view.page(normalize(name), HTML, self.clock.seconds())
+                         or self.upstreams and self.view.upstreams(normalize(name)))):
                 return send_moved(request, self.base, f"simple/{normalize(name)}/")
         raise NotFound("no such project")
 
@@ -218,6 +236,7 @@ class IndexFiles:
     sources: tuple[HostedSource, ...]
     access: Access
     clock: IReactorTime
+    upstreams: Mapping[str, SourceSide] = attrs.field(factory=dict)
 
     def answer(self, request: Request) -> Answer:
         """Send a file or its metadata; C{request.postpath} is what follows C{files}."""
@@ -251,6 +270,10 @@ class IndexFiles:
             deleted = deleted or source.index.deleted_from(filename) == project
         # (a file deleted in one source and held by a later one is served:
         # design Q7; deleted everywhere it was, it is gone)
+        if self.upstreams and is_valid_name(project) and normalize(project) == project \
+                and self.view.upstreams(project):
+            return answer_chain_file(request, self.view, self.upstreams, project, filename,
+                                     self.clock, deleted)
         if deleted:
             raise Gone("this file was deleted")
         raise NotFound("no such file")
@@ -327,7 +350,8 @@ class IndexRoot(Resource):
     hidden from the reader answer alike), then C{simple}, C{files} or the
     index's areas.
 
-    @ivar _served: C{{name as bytes: ServedIndex}}.
+    @ivar _served: C{{name as bytes: ServedIndex}}, replaced whole at
+        C{SIGHUP} (L{replace}).
     """
 
     isLeaf = True
@@ -337,6 +361,19 @@ class IndexRoot(Resource):
         self._served = dict(served)
         self._access = access
         self._base = base
+
+    @property
+    def served(self) -> Mapping[bytes, ServedIndex]:
+        """The named indexes it answers now, by name (as bytes)."""
+        return self._served
+
+    def replace(self, served: Mapping[bytes, ServedIndex]) -> None:
+        """
+        Answer the named indexes C{served} from now on, in place of those
+        before (C{SIGHUP}: L{pypid.state.index_reload}): one assignment, so
+        a request finds its index in the old set or the new one.
+        """
+        self._served = dict(served)
 
     def render(self, request: Request) -> Rendered:
         """Gate the request, then answer it with the part of the index its path names."""

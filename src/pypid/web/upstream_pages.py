@@ -1,6 +1,8 @@
 """
 The web side of the upstream proxy: what C{/simple/<project>/} and
-C{/files/<project>/<filename>} answer for a project that is not hosted here.
+C{/files/<project>/<filename>} answer for a project that is not hosted here,
+and C{/NAME/simple/<project>/} and C{/NAME/files/...} of a named index
+whose bases are upstreams (L{answer_chain_page}, L{answer_chain_file}).
 
 Called by the hot-path resources only when the index has no such project
 (or file), so hosted projects never pay for the upstream; a hosted name is
@@ -15,13 +17,18 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from twisted.internet.defer import ensureDeferred
+import attrs
+from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.web.server import NOT_DONE_YET, Request
 
-from pypid.core.http_errors import BadGateway, NotFound, TooManyRequests, Unavailable
+from pypid.core.http_errors import BadGateway, Gone, NotFound, TooManyRequests, Unavailable
+from pypid.core.model import FileRecord
 from pypid.core.names import is_valid_name, normalize
+from pypid.core.views import IndexView
 from pypid.storage.interface import StorageError
 from pypid.web.access import client_address
 from pypid.web.respond import (
@@ -41,8 +48,10 @@ from pypid.web.respond import (
 if TYPE_CHECKING:
     # (types only: the upstream's modules load with a configured upstream)
     from pypid.core.index import Project
+    from pypid.upstream.downloads import UpstreamFiles
     from pypid.upstream.parser import UpstreamFile
     from pypid.upstream.proxy import UpstreamProxy
+    from pypid.upstream.source import SourceSide, UpstreamSource
     from pypid.upstream.transfer import ToFile
 
 #: Offered by a page served stale (RFC 9111's Warning is obsolete, but
@@ -67,12 +76,7 @@ def answer_page(request: Request, proxy: UpstreamProxy, name: str, base: str) ->
     if project != name:
         return send_moved(request, base, f"simple/{project}/")
     if proxy.mode == "redirect":
-        target = proxy.redirect_url(project).encode("ascii")
-        request.setResponseCode(302)
-        request.responseHeaders.setRawHeaders(b"location", [target])
-        request.responseHeaders.setRawHeaders(b"cache-control", [b"no-store"])
-        request.responseHeaders.setRawHeaders(b"content-type", [b"text/plain; charset=utf-8"])
-        return b"Found at the upstream index\n"
+        return _send_found(request, proxy.redirect_url(project))
     wanted = page_kind(request)
     if not proxy.pages.holds(project):
         # (a page the cache holds is never asked for while the client waits)
@@ -93,11 +97,7 @@ def _charge(request: Request, proxy: UpstreamProxy, project: str, filename: str 
     Refuse (429) a request that would ask the upstream when its address
     has used up its budget (C{[upstream] max_misses_per_address}).
     """
-    wait = proxy.charge(client_address(request), project, filename, metadata)
-    if wait is not None:
-        raise TooManyRequests(
-            "too many requests for projects and files the cache does not hold from this "
-            "address; try again later", [(b"retry-after", b"%d" % max(1, math.ceil(wait)))])
+    _refuse_after(proxy.charge(client_address(request), project, filename, metadata))
 
 
 async def _page(request: Request, proxy: UpstreamProxy, project: str, kind: str) -> bytes:
@@ -144,16 +144,59 @@ def answer_file(request: Request, proxy: UpstreamProxy, project: str,
     if not proxy.decide(project).allowed:
         raise NotFound("no such file")
     _charge(request, proxy, project, *_file_of(filename))
-    return finish_later(request, ensureDeferred(_file(request, proxy, project, filename)))
+    return finish_later(request, ensureDeferred(_file(request, _ProxyFiles(proxy), project,
+                                                      filename)))
 
 
-async def _file(request: Request, proxy: UpstreamProxy, project: str,
+class _FileSide(Protocol):
+    """Where an upstream file is looked up and fetched for one index."""
+
+    @property
+    def files(self) -> UpstreamFiles:
+        """The upstream's files: fetched on their first download, checked, kept."""
+
+    def listed(self, project: str, filename: str) -> UpstreamFile | None:
+        """The file C{filename} as the index lists it from this upstream, or L{None}."""
+
+    def may_serve(self, record: FileRecord) -> bool:
+        """Whether the index may serve this kept file of the upstream."""
+
+    async def look_again(self, project: str) -> None:
+        """Bring C{project}'s cached page up to date (a client with an older page asks)."""
+
+
+@attrs.frozen
+class _ProxyFiles:
+    """The default index's upstream files: its proxy's."""
+
+    _proxy: UpstreamProxy
+
+    @property
+    def files(self) -> UpstreamFiles:
+        return self._proxy.files
+
+    def listed(self, project: str, filename: str) -> UpstreamFile | None:
+        return self._proxy.pages.listed(project, filename)
+
+    def may_serve(self, record: FileRecord) -> bool:
+        return self._proxy.may_serve(record)
+
+    async def look_again(self, project: str) -> None:
+        from pypid.upstream.cache import Offline
+        from pypid.upstream.fetch import UpstreamError
+        try:
+            await self._proxy.pages.upstream_page(project, "json")
+        except (Offline, UpstreamError):
+            pass
+
+
+async def _file(request: Request, side: _FileSide, project: str,
                 filename: str) -> Answer:
     from pypid.upstream.cache import Offline
     from pypid.upstream.downloads import DownloadsBusy
     from pypid.upstream.fetch import UpstreamNotFound
     try:
-        return await _file_answer(request, proxy, project, filename)
+        return await _file_answer(request, side, project, filename)
     except DownloadsBusy as e:
         raise Unavailable(str(e), [(b"retry-after", RETRY_AFTER)])
     except UpstreamNotFound:
@@ -164,27 +207,24 @@ async def _file(request: Request, proxy: UpstreamProxy, project: str,
         raise Unavailable(f"the storage is unavailable: {e}", [(b"retry-after", RETRY_AFTER)])
 
 
-async def _file_answer(request: Request, proxy: UpstreamProxy, project: str,
+async def _file_answer(request: Request, side: _FileSide, project: str,
                        filename: str) -> Answer:
-    from pypid.upstream.cache import Offline
     from pypid.upstream.fetch import UpstreamError
     name, metadata = _file_of(filename)
-    listed = proxy.pages.listed(project, name)
-    if listed is None and proxy.files.kept(name) is None:
+    files = side.files
+    listed = side.listed(project, name)
+    if listed is None and files.kept(name) is None:
         # Not seen yet (a client with an old copy of the page): look again.
-        try:
-            await proxy.pages.upstream_page(project, "json")
-        except (Offline, UpstreamError):
-            pass
-        listed = proxy.pages.listed(project, name)
-    stored = proxy.files.kept(name)
-    if stored is not None and (stored.project != project or not proxy.may_serve(stored)):
+        await side.look_again(project)
+        listed = side.listed(project, name)
+    stored = files.kept(name)
+    if stored is not None and (stored.project != project or not side.may_serve(stored)):
         stored = None
     try:
         if metadata:
             if listed is None:
                 raise NotFound("no such file")
-            data = await proxy.files.metadata(listed)
+            data = await files.metadata(listed)
             if data is None:
                 raise NotFound("no such file")
             return send_bytes(request, data, b'"%s"' % hashlib.sha256(data).hexdigest().encode())
@@ -194,7 +234,7 @@ async def _file_answer(request: Request, proxy: UpstreamProxy, project: str,
             tee = (_ClientTee(request, listed)
                    if _plain_get(request) and _sees_cut_short(request, listed) else None)
             try:
-                stored = await proxy.files.fetch(listed, tee)
+                stored = await files.fetch(listed, tee)
             except UpstreamError:
                 if tee is not None and tee.started:
                     return NOT_DONE_YET  # the answer was broken off already
@@ -203,8 +243,162 @@ async def _file_answer(request: Request, proxy: UpstreamProxy, project: str,
                 return NOT_DONE_YET
     except UpstreamError as e:
         raise BadGateway(f"the upstream index failed: {e}")
-    return send_stored(request, stored, proxy.files.locate(stored),
+    return send_stored(request, stored, files.locate(stored),
                        b'"%s"' % stored.sha256.encode("ascii"))
+
+
+def answer_chain_page(request: Request, view: IndexView, sides: Sequence[SourceSide],
+                      project: str, clock: IReactorTime) -> int:
+    """
+    Answer C{/NAME/simple/<project>/} of a named index whose page reads
+    upstreams (C{sides}, those L{IndexView.upstreams} names): each one's
+    cached page is brought up to date first, as C{/simple/<project>/} does
+    it (fresh; stale while a refresh runs; fetched while the client waits,
+    charged to its address), then the page is composed. An upstream that
+    fails leaves the page to the others (a C{Warning} says it may be
+    stale); with nothing found anywhere, its failure is the answer (502,
+    or 404 offline), as it is on C{/simple/}.
+    """
+    kind = page_kind(request)
+    redirect: SourceSide | None = None
+    waits: list[Deferred[Any]] = []
+    for side in sides:
+        source = side.source
+        if source.mode == "redirect":
+            redirect = redirect or side
+        elif source.mode == "cache":
+            if source.pages.would_fetch(project):
+                _charge_source(request, source)
+            waits.append(ensureDeferred(source.pages.get(project)))
+
+    def answer(results: list[tuple[bool, Any]]) -> bytes:
+        from pypid.upstream.cache import Offline
+        from pypid.upstream.fetch import UpstreamError
+        stale = False
+        failed: list[BaseException] = []
+        for ok, value in results:
+            if ok:
+                stale = stale or value[1]
+            elif value.check(Offline, UpstreamError):
+                failed.append(value.value)
+            else:
+                value.raiseException()
+        page = view.page(project, kind, clock.seconds())
+        if page is None:
+            if redirect is not None:
+                return _send_found(request, f"{redirect.source.client.index_url}{project}/")
+            for error in failed:
+                if isinstance(error, UpstreamError):
+                    raise BadGateway(f"the upstream index failed: {error}")
+            if failed:
+                raise NotFound("no such project in the cache (the server is offline)")
+            raise NotFound("no such project")
+        body = send_page(request, page)
+        if stale or failed:
+            request.responseHeaders.setRawHeaders(b"warning", [_STALE_WARNING])
+        return body
+    return finish_later(request, DeferredList(waits, consumeErrors=True).addCallback(answer))
+
+
+def answer_chain_file(request: Request, view: IndexView, sides: Mapping[str, SourceSide],
+                      project: str, filename: str, clock: IReactorTime,
+                      deleted: bool = False) -> int:
+    """
+    Answer C{/NAME/files/<project>/<filename>} (or its C{.metadata}) from
+    the upstream whose file the index lists under that name (a view's
+    filters applied: what it does not list, it does not serve), fetching
+    it on its first download as C{/files/} does.
+
+    @param sides: the index's upstreams, by the name its sources give them.
+    @param deleted: a hosted source deleted the file: 410 if no upstream lists it.
+    """
+    return finish_later(request, ensureDeferred(
+        _chain_file(request, view, sides, project, filename, clock, deleted)))
+
+
+async def _chain_file(request: Request, view: IndexView, sides: Mapping[str, SourceSide],
+                      project: str, filename: str, clock: IReactorTime,
+                      deleted: bool) -> Answer:
+    from pypid.upstream.cache import Offline
+    from pypid.upstream.fetch import UpstreamError
+    name, metadata = _file_of(filename)
+    found = _listed_in(view, sides, project, name, clock.seconds())
+    if found is None:
+        # Not seen yet (a client with an old copy of a page): look again.
+        for asked in view.upstreams(project):
+            source = sides[asked.name].source
+            if source.mode != "cache":
+                continue
+            if source.pages.would_fetch(project):
+                _charge_source(request, source)
+            try:
+                await source.pages.get(project)
+            except (Offline, UpstreamError):
+                pass
+        found = _listed_in(view, sides, project, name, clock.seconds())
+    if found is None:
+        if deleted:
+            raise Gone("this file was deleted")
+        raise NotFound("no such file")
+    listed, side = found
+    if side.source.files.would_fetch(project, name, metadata):
+        _charge_source(request, side.source)
+    return await _file(request, _ListedFile(side.source.files, listed), project, filename)
+
+
+def _listed_in(view: IndexView, sides: Mapping[str, SourceSide], project: str, filename: str,
+               now: float) -> tuple[UpstreamFile, SourceSide] | None:
+    """The upstream file C{filename} as the index lists it now, and its upstream."""
+    listing = view.listing(project, now)
+    if listing is None:
+        return None
+    for f, source in listing.files:
+        if f.filename == filename:
+            if source.upstream is None:
+                return None  # (a hosted file, which the hosted sources did not hold)
+            # (an upstream's files are UpstreamFiles: SourceSide.cached)
+            return cast("UpstreamFile", f), sides[source.name]
+    return None
+
+
+@attrs.frozen
+class _ListedFile:
+    """One upstream file a named index lists, from the upstream that lists it."""
+
+    files: UpstreamFiles
+    _listed: UpstreamFile
+
+    def listed(self, project: str, filename: str) -> UpstreamFile | None:
+        return self._listed if filename == self._listed.filename else None
+
+    def may_serve(self, record: FileRecord) -> bool:
+        # (the index's composition listed it: the chain's rules were applied)
+        return True
+
+    async def look_again(self, project: str) -> None:
+        return None
+
+
+def _charge_source(request: Request, source: UpstreamSource) -> None:
+    """Refuse (429) a request that asks C{source} when its address used up its budget."""
+    _refuse_after(source.charge(client_address(request)))
+
+
+def _refuse_after(wait: float | None) -> None:
+    """429, to try again after C{wait} seconds (L{None}: go on)."""
+    if wait is not None:
+        raise TooManyRequests(
+            "too many requests for projects and files the cache does not hold from this "
+            "address; try again later", [(b"retry-after", b"%d" % max(1, math.ceil(wait)))])
+
+
+def _send_found(request: Request, target: str) -> bytes:
+    """302 to the upstream's own page (C{redirect} mode)."""
+    request.setResponseCode(302)
+    request.responseHeaders.setRawHeaders(b"location", [target.encode("ascii")])
+    request.responseHeaders.setRawHeaders(b"cache-control", [b"no-store"])
+    request.responseHeaders.setRawHeaders(b"content-type", [b"text/plain; charset=utf-8"])
+    return b"Found at the upstream index\n"
 
 
 def _sees_cut_short(request: Request, listed: UpstreamFile) -> bool:

@@ -1,0 +1,229 @@
+"""
+What C{SIGHUP} changes of the indexes (issue 26, design §2.11), and what
+it refuses.
+
+A view has no storage and no state: its pages are composed of its
+sources' and kept in a cache of its own. So a reload may add a view,
+remove one, and change one's bases and filters (C{min_age}, C{as_of},
+C{include}, C{exclude}, C{prereleases}, C{yanked}): L{reload_indexes}
+builds the new L{pypid.core.views.IndexView}s while it prepares (a view
+whose sources and filters stay is kept, with the pages it composed; a
+changed one is new, so nothing composed under its old filters is served
+again), and the web side builds their answers; the commit swaps them all
+in at once, so a request meets the old set or the new one, never a mix.
+Who may read and upload to each index reloads with the rest of C{[auth]}
+and C{[acl]} (L{pypid.web.access.AccessPart}).
+
+The rest is refused, the whole reload with it (one line naming the
+section; the server keeps its configuration, as for any refused reload):
+
+  - a hosted index added (a view made hosted is one): its storage must be
+    prepared (a folder's lock, a bucket's credentials) and its files
+    loaded, asynchronous work that can fail after the other parts took
+    the configuration, while a reload is prepared at once and taken whole
+    (L{pypid.daemon.container.Parts.reload});
+  - a hosted index removed: its uploads in flight must finish and its last
+    snapshot be taken, which the daemon does only as it stops;
+  - a hosted index's sources changed (its bases, or a view's it reads
+    through): the upstream side of its pages and uploads is built over
+    them at start-up;
+  - an C{[upstream:NAME]} added or removed, or a view based on an upstream
+    the server does not run: an upstream's cache, client and snapshot are
+    made at start-up;
+  - the first named index of a server of one index, or the last one
+    removed: a server without named indexes serves no C{/NAME/} path at
+    all and counts its requests without an C{index} label, exactly as
+    before issue 26.
+
+Everything here is decided against the configuration the server started
+with (what never reloads: its hosted indexes, their bases, its upstreams,
+its base URL) and the registry's views as they are now.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping
+from typing import Protocol
+
+import attrs
+from zope.interface import implementer
+
+from pypid.core.index_names import DEFAULT, UPSTREAM_PREFIX
+from pypid.core.parts import IReloadable
+from pypid.core.startup import StartupError
+from pypid.state.indexes import (
+    IndexRegistry,
+    StackSettings,
+    index_view,
+    source_order,
+)
+
+
+class ReloadSettings(StackSettings, Protocol):
+    """What a reload reads of the configuration (a L{pypid.config.Config})."""
+
+    @property
+    def source(self) -> str:
+        """Where the configuration was read from, for the refusals' lines."""
+
+    @property
+    def upstreams(self) -> Mapping[str, object]:
+        """The C{[upstream:NAME]} sections by name."""
+
+
+@attrs.frozen
+class ReloadedIndexes:
+    """
+    The indexes of a configuration read again, ready to be taken.
+
+    @ivar registry: the running stacks, with the new orders and views.
+    @ivar added: the views added, in file order.
+    @ivar removed: the views removed.
+    @ivar changed: the views whose sources or filters changed.
+    """
+
+    registry: IndexRegistry
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
+    changed: tuple[str, ...]
+
+    def summary(self) -> str:
+        """A few words for the reload's log line (C{prod added, qa changed})."""
+        said = [f"{name} {what}" for names, what in ((self.added, "added"),
+                                                    (self.removed, "removed"),
+                                                    (self.changed, "changed"))
+                for name in names]
+        return "views " + ", ".join(said)
+
+
+def reload_indexes(registry: IndexRegistry, started: ReloadSettings,
+                   config: ReloadSettings) -> ReloadedIndexes | None:
+    """
+    The views of C{config}, over the stacks of C{registry}; L{None} when
+    no view changed.
+
+    @param started: the configuration the server started with.
+    @raise StartupError: one line naming the section, when C{config}
+        changes what only a restart changes (see the module).
+    """
+    _refuse_upstreams(started, config)
+    named = [name for name in config.indexes if name != DEFAULT]
+    hosted = {name for name in named if not config.indexes[name].view}
+    running = set(registry.stacks) - {DEFAULT}
+    for name in named:
+        if name in hosted and name not in running:
+            _refuse(config, f"[index:{name}]", "adding a hosted index needs a restart (its "
+                    "storage is prepared and its files loaded at start-up)")
+    for name in sorted(running - hosted):
+        _refuse(config, f"[index:{name}]", "removing a hosted index needs a restart (its "
+                "uploads in flight finish and its last snapshot is taken as the server stops)")
+    served = [name for name in registry.views if name != DEFAULT]
+    if named and not served:
+        _refuse(config, f"[index:{named[0]}]", "the first named index needs a restart (a "
+                "server of one index serves no /NAME/ path)")
+    if served and not named:
+        _refuse(config, f"[index:{served[0]}]", "removing the last named index needs a "
+                "restart (a server of one index serves no /NAME/ path)")
+    upstreams = _running_upstreams(started)
+    orders = {DEFAULT: registry.orders[DEFAULT]}
+    for name in named:
+        order = orders[name] = source_order(config, name)
+        if name in hosted:
+            if config.indexes[name].bases != started.indexes[name].bases:
+                _refuse(config, f"[index:{name}] bases", "a hosted index's bases change at "
+                        "the next restart")
+            if order != registry.orders[name]:
+                _refuse(config, f"[index:{name}] bases", "its sources would change through "
+                        f"a view's bases (from {', '.join(registry.orders[name])} to "
+                        f"{', '.join(order)}); a hosted index's sources change at the next "
+                        "restart")
+        for source in order:
+            if source.startswith(UPSTREAM_PREFIX) and source not in upstreams:
+                _refuse(config, f"[index:{name}] bases", f"{source}: the server runs no such "
+                        "upstream; an upstream is added at the next restart")
+    views = {DEFAULT: registry.views[DEFAULT]}
+    changed = []
+    for name in named:
+        # (the links of its pages keep the base URL the server started with)
+        made = index_view(config.indexes[name], name, orders[name], registry.stacks,
+                          registry.sides, started.server.base_url)
+        kept = registry.views.get(name)
+        if kept is None:
+            views[name] = made
+        elif registry.orders[name] == orders[name] and kept.filters == made.filters:
+            views[name] = kept      # (with the pages it composed)
+        else:
+            views[name] = made
+            changed.append(name)
+    added = tuple(name for name in named if name not in registry.views)
+    removed = tuple(name for name in served if name not in views)
+    if not (added or removed or changed):
+        return None
+    return ReloadedIndexes(attrs.evolve(registry, orders=orders, views=views),
+                           added, removed, tuple(changed))
+
+
+def _running_upstreams(started: ReloadSettings) -> Collection[str]:
+    """The upstreams the server runs, as bases name them (C{upstream:NAME})."""
+    names = {UPSTREAM_PREFIX + name for name in started.upstreams}
+    if started.upstream.mode != "none":
+        names.add(UPSTREAM_PREFIX + DEFAULT)
+    return names
+
+
+def _refuse_upstreams(started: ReloadSettings, config: ReloadSettings) -> None:
+    for name in config.upstreams:
+        if name not in started.upstreams:
+            _refuse(config, f"[upstream:{name}]", "adding an upstream needs a restart (its "
+                    "cache, client and snapshot are made at start-up)")
+    for name in started.upstreams:
+        if name not in config.upstreams:
+            _refuse(config, f"[upstream:{name}]", "removing an upstream needs a restart "
+                    "(its cache and snapshot are kept until the server stops)")
+
+
+def _refuse(config: ReloadSettings, where: str, why: str) -> None:
+    raise StartupError(f"{config.source}: {where}: {why}")
+
+
+#: C{serve(registry) -> commit}: the web side's answers of the named
+#: indexes of C{registry}, built; C{commit()} swaps them in.
+Serve = Callable[[IndexRegistry], Callable[[], None]]
+
+
+@implementer(IReloadable)
+@attrs.define(eq=False)
+class IndexReload:
+    """
+    The indexes' share of a reload: the views of the configuration read
+    again (L{reload_indexes}) and the web's answers of them, prepared
+    together and taken together.
+
+    @ivar _registry: the server's indexes (taken in place: whoever holds
+        the registry reads the new views).
+    @ivar _started: the configuration the server started with.
+    @ivar _serve: the web side (L{Serve}).
+    """
+
+    _registry: IndexRegistry
+    _started: ReloadSettings
+    _serve: Serve
+
+    def prepare_reload(self, config: ReloadSettings | None) -> Callable[[], str] | None:
+        """
+        Build the views and their answers; refuse what needs a restart.
+
+        @raise StartupError: see L{reload_indexes}.
+        """
+        if config is None:
+            return None
+        reloaded = reload_indexes(self._registry, self._started, config)
+        if reloaded is None:
+            return None
+        served = self._serve(reloaded.registry)
+
+        def commit() -> str:
+            self._registry.take_views(reloaded.registry)
+            served()
+            return reloaded.summary()
+        return commit

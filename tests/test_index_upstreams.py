@@ -1,0 +1,318 @@
+"""
+Named indexes whose bases are upstreams (issue 26), in memory, through
+the web: C{staging} (hosted) based on C{release} (hosted) and two
+upstreams, C{upstream:public} and C{upstream:vendor}, that both have a
+project C{widget} (their own bytes); C{cool}, a view of C{upstream:public}
+with a cooldown (of 800 days: the test pages' files date from 2024). A project's page is fetched from the upstreams while the
+client waits, the earlier upstream's file wins, its file is fetched from
+that upstream alone; a project hosted anywhere in the chain asks no
+upstream; a view serves no file its cooldown hides; and the registry
+builds each named upstream's parts and keeps its state across a restart.
+"""
+
+import json
+import os
+
+from treq.testing import RequestTraversalAgent
+from twisted.internet.defer import ensureDeferred
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from pypid.auth.policy import AccessModel
+from pypid.auth.tokens import TokenBook
+from pypid.auth.verifier import PasswordVerifier
+from pypid.config import load_config
+from pypid.core.index import Index
+from pypid.core.model import FileRecord
+from pypid.core.render import file_url_for
+from pypid.core.views import ChainSource, Filters, IndexView
+from pypid.state.indexes import IndexRegistry
+from pypid.storage.locks import KeyedLock
+from pypid.storage.memory import MemoryStorage
+from pypid.upstream.confusion import UpstreamPolicy
+from pypid.upstream.saved_state import SavedState, state_path
+from pypid.upstream.source import SourceSide
+from pypid.web.access import Access
+from pypid.web.app import build_web
+from pypid.web.index_root import HostedSource, IndexParts
+from tests.distributions import make_wheel
+from tests.fakes import run_in_pool_now, run_now, site_treq
+from tests.test_upstream_sources import (
+    BYTES_A,
+    BYTES_B,
+    INDEX_A,
+    INDEX_B,
+    ORIGIN_A,
+    ORIGIN_B,
+    WHEEL,
+    Origins,
+    drain,
+    make_source,
+    page,
+    sha,
+)
+
+START = 1767225600.0
+VENDORED, VENDORED_BYTES = make_wheel("vendored", "1.0")
+DAY = 86400.0
+
+
+class Server:
+    """The named indexes of the module's docstring, and the default, in memory."""
+
+    def __init__(self, case):
+        self.case = case
+        self.clock = Clock()
+        self.clock.advance(START)
+        self.origins = Origins()
+        self.agent = RequestTraversalAgent(self.origins)
+        for url, origin, data in ((INDEX_A, ORIGIN_A, BYTES_A), (INDEX_B, ORIGIN_B, BYTES_B)):
+            self.origins.route(url + "widget/", page(
+                "widget", [(WHEEL, f"http://{origin}/f/{WHEEL}", data)]))
+            self.origins.route(f"http://{origin}/f/{WHEEL}", data)
+        self.origins.route(INDEX_B + "vendored/", page(
+            "vendored", [(VENDORED, f"http://{ORIGIN_B}/f/{VENDORED}", VENDORED_BYTES)]))
+        self.origins.route(f"http://{ORIGIN_B}/f/{VENDORED}", VENDORED_BYTES)
+        folder = os.path.abspath(case.mktemp())
+        self.stacks = {}
+        for name in ("default", "release", "staging"):
+            storage = MemoryStorage(os.path.join(folder, name), self.clock)
+            case.successResultOf(storage.prepare())
+            self.stacks[name] = HostedSource(name, Index(file_url_for(None)), storage,
+                                             KeyedLock(self.clock))
+        self.kept = {}
+        self.sources = {}
+        sides = {}
+        for name, url in (("public", INDEX_A), ("vendor", INDEX_B)):
+            storage = self.kept[name] = MemoryStorage(os.path.join(folder, name), self.clock)
+            case.successResultOf(storage.prepare())
+            self.sources[name] = make_source(self.agent, self.clock, url, storage, name, True,
+                                             policy=UpstreamPolicy("cache", ("private-*",)))
+            sides["upstream:" + name] = SourceSide.of(self.sources[name], file_url_for(None))
+        s = self.stacks
+        staging = (ChainSource("staging", hosted=s["staging"].index),
+                   ChainSource("release", hosted=s["release"].index),
+                   ChainSource("upstream:public", upstream=sides["upstream:public"]),
+                   ChainSource("upstream:vendor", upstream=sides["upstream:vendor"]))
+        cool = (ChainSource("upstream:public", upstream=sides["upstream:public"]),)
+        parts = [
+            IndexParts("staging", IndexView("staging", staging, Filters(), file_url_for(None)),
+                       (s["staging"], s["release"]), hosted=True,
+                       upstreams={n: sides[n] for n in ("upstream:public", "upstream:vendor")}),
+            IndexParts("cool", IndexView("cool", cool, Filters(min_age=800 * DAY),
+                                         file_url_for(None)),
+                       (), hosted=False, upstreams={"upstream:public": sides["upstream:public"]}),
+        ]
+        verifier = PasswordVerifier({}, self.clock, None, run_in_pool=run_in_pool_now)
+        access = Access(AccessModel(read="everyone"), verifier, None, TokenBook(self.clock))
+        web = build_web(s["default"].index, s["default"].storage, access, run_now, self.clock,
+                        max_upload_size=10 << 20, locks=s["default"].locks, indexes=parts)
+        self.client = site_treq(web.site)
+
+    def request(self, path, headers=None):
+        """C{(code, headers, body)} of a GET, the upstreams answering as it waits."""
+        d = self.client.get("http://pypi.test" + path, headers=headers or {},
+                            allow_redirects=False)
+        response = self.case.successResultOf(drain(self.agent, d))
+        body = self.case.successResultOf(drain(self.agent, response.content()))
+        return response.code, response.headers, body
+
+    def json_page(self, path):
+        code, _, body = self.request(path, {"Accept": "application/vnd.pypi.simple.v1+json"})
+        self.case.assertEqual(code, 200, body)
+        return json.loads(body)
+
+    def asked(self):
+        """The upstream requests made, as C{(origin, path)}."""
+        return [(host, path) for host, path, _ in self.origins.seen]
+
+    def host(self, index, name, version):
+        """A file of C{name} hosted in C{index} (its record: pages only)."""
+        filename = f"{name}-{version}-py3-none-any.whl"
+        self.stacks[index].index.add(FileRecord(
+            filename=filename, project=name, name=name, version=version,
+            packagetype="bdist_wheel", path=None, size=3, sha256="1" * 64, upload_time=START))
+        return filename
+
+
+class ChainPageTests(SynchronousTestCase):
+    """C{/NAME/simple/<p>/} and C{/NAME/files/...} of a named index whose bases are upstreams."""
+
+    def setUp(self):
+        self.server = Server(self)
+
+    def test_upstream_project(self):
+        """
+        A project no hosted index has is fetched from each upstream as the
+        client waits; the same filename from both is the earlier upstream's.
+        """
+        body = self.server.json_page("/staging/simple/widget/")
+        self.assertEqual([(f["filename"], f["hashes"]["sha256"], f["url"])
+                          for f in body["files"]],
+                         [(WHEEL, sha(BYTES_A), f"../../files/widget/{WHEEL}")])
+        self.assertEqual(sorted(self.server.asked()), [(ORIGIN_A, "/simple/widget/"),
+                                                       (ORIGIN_B, "/simple/widget/")])
+        # (the page again: from the caches, nothing asked)
+        self.server.json_page("/staging/simple/widget/")
+        self.assertEqual(len(self.server.asked()), 2)
+
+    def test_file_from_its_upstream(self):
+        """The file is fetched from the upstream whose page the index lists, and kept there."""
+        code, headers, body = self.server.request(f"/staging/files/widget/{WHEEL}")
+        self.assertEqual((code, body), (200, BYTES_A))
+        self.assertIn((ORIGIN_A, f"/f/{WHEEL}"), self.server.asked())
+        self.assertNotIn((ORIGIN_B, f"/f/{WHEEL}"), self.server.asked())
+        self.assertEqual([r.sha256 for r in self.server.sources["public"].kept],
+                         [sha(BYTES_A)])
+        self.assertEqual(list(self.server.sources["vendor"].kept), [])
+
+    def test_later_upstream_only(self):
+        """A project only the second upstream has comes from it."""
+        body = self.server.json_page("/staging/simple/vendored/")
+        self.assertEqual([f["filename"] for f in body["files"]], [VENDORED])
+        code, _, data = self.server.request(f"/staging/files/vendored/{VENDORED}")
+        self.assertEqual((code, data), (200, VENDORED_BYTES))
+
+    def test_hosted_in_a_base_asks_no_upstream(self):
+        """A project hosted in release lists its own files in staging; no upstream is asked."""
+        filename = self.server.host("release", "widget", "2.0")
+        body = self.server.json_page("/staging/simple/widget/")
+        self.assertEqual([f["filename"] for f in body["files"]], [filename])
+        code, _, _ = self.server.request(f"/staging/files/widget/{WHEEL}")
+        self.assertEqual(code, 404)
+        self.assertEqual(self.server.asked(), [])
+
+    def test_private_never_asked(self):
+        """A name the upstreams' rules keep private is never asked for."""
+        code, _, _ = self.server.request("/staging/simple/private-thing/")
+        self.assertEqual(code, 404)
+        self.assertEqual(self.server.asked(), [])
+
+    def test_missing_everywhere(self):
+        """A project no source has: 404, after asking."""
+        code, _, body = self.server.request("/staging/simple/nothing-here/")
+        self.assertEqual((code, body), (404, b"no such project\n"))
+
+    def test_not_normalized_redirected(self):
+        """A name spelt otherwise is redirected within the index, before anything is asked."""
+        code, headers, _ = self.server.request("/staging/simple/Widget/")
+        self.assertEqual(code, 301)
+        self.assertEqual(headers.getRawHeaders("location"), ["/staging/simple/widget/"])
+        self.assertEqual(self.server.asked(), [])
+
+    def test_cooldown_view(self):
+        """The view's cooldown hides the young upstream file, from its page and its files."""
+        body = self.server.json_page("/cool/simple/widget/")
+        self.assertEqual(body["files"], [])
+        code, _, _ = self.server.request(f"/cool/files/widget/{WHEEL}")
+        self.assertEqual(code, 404)
+        # (the page's files date from 2024-01-02: 800 days old in 2026-03)
+        self.server.clock.advance(80 * DAY)
+        body = self.server.json_page("/cool/simple/widget/")
+        self.assertEqual([f["filename"] for f in body["files"]], [WHEEL])
+        code, _, data = self.server.request(f"/cool/files/widget/{WHEEL}")
+        self.assertEqual((code, data), (200, BYTES_A))
+
+    def test_upstream_down_with_hosted(self):
+        """An upstream that fails leaves the page to the others, with a Warning."""
+        self.server.origins.routes.pop(("127.0.0.1:9001", "/simple/widget/"))
+        self.server.origins.route(INDEX_A + "widget/", b"down", status=503)
+        code, headers, body = self.server.request("/staging/simple/widget/",
+                                                  {"Accept": "application/vnd.pypi.simple.v1+json"})
+        self.assertEqual(code, 200, body)
+        self.assertEqual([f["hashes"]["sha256"] for f in json.loads(body)["files"]],
+                         [sha(BYTES_B)])
+        self.assertTrue(headers.hasHeader("warning"))
+
+
+class RegistryUpstreamTests(SynchronousTestCase):
+    """The registry builds each named upstream's parts, and their state survives a restart."""
+
+    def config(self):
+        folder = os.path.abspath(self.mktemp())
+        os.makedirs(folder)
+        path = os.path.join(folder, "pypid.ini")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(f"[storage]\npath = {folder}/packages\n"
+                    f"[pypid]\nsnapshot = {folder}/index.json\n"
+                    f"[upstream:public]\nmode = cache\nurl = {INDEX_A}\n"
+                    "[index:staging]\nbases = upstream:public\n")
+        return load_config(path)
+
+    def test_parts_and_sides(self):
+        """A named upstream is a part and a side of the indexes that name it."""
+        clock = Clock()
+        registry = IndexRegistry.from_config(self.config(), run_now, clock)
+        self.assertEqual([name for name, _ in registry.upstream_parts("upstream")],
+                         ["upstream:public"])
+        self.assertEqual([name for name, _ in registry.upstream_parts("upstream-state")],
+                         ["upstream-state:public"])
+        self.assertEqual([s.name for s in registry.views["staging"].order],
+                         ["staging", "upstream:public"])
+        self.assertIs(registry.views["staging"].order[1].upstream,
+                      registry.sides["upstream:public"])
+
+    def test_state_saved_and_read_back(self):
+        """The cached pages are saved to their own file, and read back by the next start."""
+        clock = Clock()
+        clock.advance(START)
+        origins = Origins()
+        agent = RequestTraversalAgent(origins)
+        origins.route(INDEX_A + "widget/", page(
+            "widget", [(WHEEL, f"http://{ORIGIN_A}/f/{WHEEL}", BYTES_A)]))
+        path = state_path(os.path.abspath(self.mktemp()), "public")
+
+        def start():
+            storage = MemoryStorage(self.mktemp(), clock)
+            self.successResultOf(storage.prepare())
+            source = make_source(agent, clock, INDEX_A, storage, "public", True)
+            saved = SavedState(source, path, run_now, clock, 60.0)
+            self.successResultOf(saved.startService())
+            return source, saved
+
+        source, saved = start()
+        self.successResultOf(drain(agent, ensureDeferred(source.pages.get("widget"))))
+        self.successResultOf(saved.stopService())
+        self.assertEqual(saved.saves, 1)
+        with open(path, "rb") as f:
+            self.assertEqual(json.loads(f.read())["url"], INDEX_A)
+        again, _ = start()
+        self.assertIn("widget", again.pages.entries)
+
+    def test_other_url_not_read(self):
+        """Pages saved for another URL are not served after the url changed."""
+        clock = Clock()
+        clock.advance(START)
+        origins = Origins()
+        agent = RequestTraversalAgent(origins)
+        origins.route(INDEX_B + "widget/", page(
+            "widget", [(WHEEL, f"http://{ORIGIN_B}/f/{WHEEL}", BYTES_B)]))
+        path = state_path(os.path.abspath(self.mktemp()), "public")
+
+        def start(url):
+            storage = MemoryStorage(self.mktemp(), clock)
+            self.successResultOf(storage.prepare())
+            source = make_source(agent, clock, url, storage, "public", True)
+            saved = SavedState(source, path, run_now, clock, 60.0)
+            self.successResultOf(saved.startService())
+            return source, saved
+
+        source, saved = start(INDEX_B)
+        self.successResultOf(drain(agent, ensureDeferred(source.pages.get("widget"))))
+        self.successResultOf(saved.stopService())
+        moved, _ = start(INDEX_A)
+        self.assertEqual(moved.pages.entries, {})
+
+    def test_unreadable_state(self):
+        """A state file that cannot be read is logged, and the pages are fetched again."""
+        clock = Clock()
+        path = state_path(os.path.abspath(self.mktemp()), "public")
+        os.makedirs(os.path.dirname(path))
+        with open(path, "wb") as f:
+            f.write(b"{not json")
+        storage = MemoryStorage(self.mktemp(), clock)
+        self.successResultOf(storage.prepare())
+        source = make_source(None, clock, INDEX_A, storage, "public", True)
+        self.successResultOf(SavedState(source, path, run_now, clock, 60.0).startService())
+        self.assertEqual(source.pages.entries, {})
+        self.assertEqual(len(self.flushLoggedErrors()), 0)
