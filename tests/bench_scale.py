@@ -18,6 +18,26 @@ Not a test (trial loads only C{test_*.py}); run it by hand::
     .venv/bin/python tests/bench_scale.py [--projects 20000] [--versions 5]
         [--cases bare,records,snapshot] [--reps 3] [--keep]
 
+A variant measures several indexes in process (issue 26), on records made
+up rather than a corpus (no files: only the snapshots are read)::
+
+    .venv/bin/python tests/bench_scale.py --indexes [--files 100000]
+        [--promoted 0.2] [--reps 3] [--baseline-src ../main/src]
+
+It writes the snapshot of one index of C{--files} files, and of a server
+of three hosted indexes: C{default} with those files, C{release} with
+C{--promoted} of them promoted from C{default}, and C{stable} with the
+same promoted again from C{release}. A fresh interpreter then starts from
+them as the daemon does (L{pypid.state.loader.IndexLoader}, bases first,
+then every record made, as the check after a start makes them, and the
+follow-up's sharing): the start-up time (best and median of the reps)
+and, in a run of its own, the memory C{tracemalloc} counts once every
+record is made. The three-index start is measured with the records
+shared (C{multi}) and, for comparison, without (C{multi-unshared}: what
+each index's own copy costs). With C{--baseline-src}, the one-index
+start is measured again with that source tree first on C{sys.path} (a
+checkout of main, say), in the same session, so that the two compare.
+
 The corpus comes from ../shared/bench/corpus.py and is cached as the bench
 harness caches it (C{$BENCH_HOME/corpus-NxV}, C{~/.cache/pypid-bench} by
 default; never committed). Every case serves a hard-linked copy of it, made
@@ -241,6 +261,154 @@ def table(results, files):
     return "\n".join(lines)
 
 
+#: the in-process start of the C{--indexes} variant, run in a fresh
+#: interpreter: C{argv} = folder, case, whether to trace memory
+_START = r"""
+import gc, json, os, sys, time
+from twisted.internet.defer import ensureDeferred, succeed
+from twisted.internet.task import Clock
+from zope.interface import implementer
+from pypid.core.index import Index
+from pypid.state.loader import IndexLoader
+from pypid.storage.interface import IStorage
+
+folder, case, trace = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
+if trace:
+    import tracemalloc
+    tracemalloc.start()
+
+
+@implementer(IStorage)
+class Idle:
+    def identity(self):
+        return None
+
+
+def run_now(f, *args):
+    return succeed(f(*args))
+
+
+names = ["default"] if case == "single" else ["default", "release", "stable"]
+indexes = {}
+peers = indexes.get if case == "multi" else None
+started = time.perf_counter()
+for name in names:
+    index = (Index(lambda r: r.filename) if peers is None
+             else Index(lambda r: r.filename, peers=peers))
+    indexes[name] = index
+    loader = IndexLoader(index, Idle(), os.path.join(folder, name + ".json"), run_now, Clock())
+    ensureDeferred(loader.load())
+loaded = time.perf_counter() - started
+for index in indexes.values():
+    if peers is not None:
+        index.share_promoted()
+    index.load_later()
+made = time.perf_counter() - started
+result = {"case": case, "load_s": round(loaded, 3), "all_made_s": round(made, 3),
+          "files": sum(len(index) for index in indexes.values())}
+if case != "single":
+    default, release = indexes["default"], indexes["release"]
+    promoted = list(release.promotions())
+    result["promoted"] = len(promoted)
+    result["shared"] = sum(release.get_file(f) is default.get_file(f) for f in promoted)
+if trace:
+    gc.collect()
+    current, peak = tracemalloc.get_traced_memory()
+    result["traced_mib"] = round(current / 2**20, 1)
+    result["traced_peak_mib"] = round(peak / 2**20, 1)
+print(json.dumps(result))
+"""
+
+
+def made_up_records(files):
+    """C{files} records of wheels, 5 versions a project, as an upload describes them."""
+    import hashlib
+
+    from pypid.core.model import FileRecord
+
+    records = []
+    for i in range(files):
+        project, version = f"project-{i // 5:05d}", f"1.{i % 5}"
+        filename = f"{project.replace('-', '_')}-{version}-py3-none-any.whl"
+        digest = hashlib.sha256(filename.encode()).hexdigest()
+        records.append(FileRecord(
+            filename, project, project, version, "bdist_wheel", filename, 10_000 + i,
+            digest, 1767225600.0 + i, blake2_256=digest, md5=digest[:32],
+            requires_python=">=3.9", metadata_sha256=digest[::-1],
+            summary=f"The {project} project", uploader="ci"))
+    return records
+
+
+def write_indexes(folder, files, promoted):
+    """The snapshots of the C{--indexes} variant (see the module's docstring)."""
+    from pypid.core.promotion import Promotion
+    from pypid.storage import snapshot
+
+    records = made_up_records(files)
+    os.makedirs(folder, exist_ok=True)
+    snapshot.write(os.path.join(folder, "default.json"),
+                   snapshot.lines(records, [], time.time(), 1))
+    chosen = records[::round(1 / promoted)]
+    for name, source in (("release", "default"), ("stable", "release")):
+        # (one promotion a project's release, as POST /api/promote makes them)
+        by_release = {}
+        for record in chosen:
+            by_release.setdefault((record.project, record.version),
+                                  Promotion(source, "bob", 1767300000.0 + len(by_release)))
+        promotions = {r.filename: by_release[r.project, r.version] for r in chosen}
+        snapshot.write(os.path.join(folder, f"{name}.json"),
+                       snapshot.lines(chosen, [], time.time(), 1, promotions=promotions))
+    return len(chosen)
+
+
+def start_indexes(folder, case, trace, source=None):
+    """One in-process start of the C{--indexes} variant, in a fresh interpreter."""
+    env = dict(os.environ)
+    if source is not None:
+        env["PYTHONPATH"] = os.path.abspath(source)
+    out = subprocess.run([sys.executable, "-c", _START, folder, case, "1" if trace else "0"],
+                         check=True, capture_output=True, env=env).stdout
+    return json.loads(out)
+
+
+def indexes_variant(options):
+    """Run the C{--indexes} variant and print its results and table."""
+    folder = os.path.join(bench_home(), f"indexes-{options.files}")
+    promoted = write_indexes(folder, options.files, options.promoted)
+    print(f"{options.files:,} files in default, {promoted:,} promoted to release and "
+          "from there to stable", flush=True)
+    runs = [("single", None), ("multi", None), ("multi-unshared", None)]
+    if options.baseline_src:
+        runs.insert(1, ("single", options.baseline_src))
+    results = {}
+    try:
+        for _ in range(options.reps):
+            for case, source in runs:
+                result = start_indexes(folder, case, False, source)
+                result["source"] = source or "this"
+                print(json.dumps(result), flush=True)
+                results.setdefault((case, source), []).append(result)
+        for case, source in runs:
+            result = start_indexes(folder, case, True, source)
+            print(json.dumps({**result, "source": source or "this", "traced": True}),
+                  flush=True)
+            results[case, source].append(result)
+    finally:
+        if not options.keep:
+            shutil.rmtree(folder, ignore_errors=True)
+    print("| start | source | load (best / median) | every record made | traced memory "
+          "(peak) |\n|---|---|---|---|---|")
+    for case, source in runs:
+        timed = [r for r in results[case, source] if "traced_mib" not in r]
+        traced = [r for r in results[case, source] if "traced_mib" in r][0]
+        loads = sorted(r["load_s"] for r in timed)
+        made = sorted(r["all_made_s"] for r in timed)
+        print(f"| {case} | {source or 'this'} | {loads[0]:.3f} / "
+              f"{statistics.median(loads):.3f} s | {made[0]:.3f} / "
+              f"{statistics.median(made):.3f} s | {traced['traced_mib']:.0f} MiB "
+              f"({traced['traced_peak_mib']:.0f}) |")
+
+
 def main():
     """Run every case C{--reps} times and print the table and the raw results."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
@@ -250,7 +418,16 @@ def main():
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--keep", action="store_true",
                         help="keep the served copies (and the prepared records) for the next run")
+    parser.add_argument("--indexes", action="store_true",
+                        help="the in-process variant of several indexes (see above)")
+    parser.add_argument("--files", type=int, default=100_000)
+    parser.add_argument("--promoted", type=float, default=0.2)
+    parser.add_argument("--baseline-src", default=None,
+                        help="with --indexes: a source tree to measure one index against")
     options = parser.parse_args()
+    if options.indexes:
+        indexes_variant(options)
+        return
     cases = [c.strip() for c in options.cases.split(",") if c.strip()]
     unknown = set(cases) - set(CASES)
     if unknown:

@@ -34,7 +34,9 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from pypid.config import load_config
 from pypid.core.distribution import inspect
+from pypid.core.promotion import Promotion
 from pypid.core.startup import StartupError
+from pypid.state.backfill import WAIT_LIMIT, Backfill
 from pypid.state.index_reload import reload_indexes
 from pypid.state.indexes import PART_KINDS, HostedStack, IndexRegistry
 from pypid.storage import snapshot
@@ -265,6 +267,64 @@ class NamedStorageTests(_ServerMixin, SynchronousTestCase):
                               if how == "from the snapshot; storage is checked against it now"]),
                          3, loaded)
 
+    def promote(self, service, filename, source="staging", target="release"):
+        """Promote the file C{filename} of C{source} to C{target}, as C{POST /api/promote} does."""
+        stored = service.getServiceNamed(f"index:{source}").index.get_file(filename)
+        promotion = Promotion(source, "bob", UPLOAD_TIME + 60)
+        backend = service.getServiceNamed(f"storage:{source}").storage.inner
+        adopted = self.successResultOf(service.getServiceNamed(
+            f"storage:{target}").storage.adopt(backend, stored, promotion))
+        service.getServiceNamed(f"index:{target}").index.add_promoted(
+            stored if adopted == stored else adopted, promotion)
+        return promotion
+
+    def test_promoted_after_restart(self):
+        """
+        A file promoted from C{staging} to C{release} is, after a restart
+        from the snapshots, one record in both indexes (its memory taken
+        once), and C{release} knows who promoted it before any scan.
+        """
+        filename, data = make_wheel("holy-grail", "1.0")
+        service = self.started(NAMED)
+        self.publish(service, "staging", filename, data)
+        promotion = self.promote(service, filename)
+        release = service.getServiceNamed("index:release").index
+        staging = service.getServiceNamed("index:staging").index
+        self.assertIs(release.get_file(filename), staging.get_file(filename))
+        self.successResultOf(service.stopService())
+        saved = snapshot.read(os.path.join(self.folder, "index.json.d", "release.json"))
+        self.assertEqual(saved.promotions, {filename: promotion})
+
+        again = self.started(NAMED)
+        release = again.getServiceNamed("index:release").index
+        staging = again.getServiceNamed("index:staging").index
+        self.assertEqual(release.promotion(filename), promotion)
+        self.assertIsNotNone(staging.get_file(filename))
+        self.assertIs(release.get_file(filename), staging.get_file(filename))
+
+    def test_promoted_shared_whatever_loads_first(self):
+        """
+        A record promoted from C{release} to C{staging} (the base, loaded
+        first, is the source) is shared too, and so is one made equal by a
+        scan (no snapshot to start from).
+        """
+        filename, data = make_wheel("holy-grail", "1.0")
+        service = self.started(NAMED)
+        self.publish(service, "release", filename, data)
+        self.promote(service, filename, source="release", target="staging")
+        self.successResultOf(service.stopService())
+        again = self.started(NAMED)
+        self.assertIs(again.getServiceNamed("index:staging").index.get_file(filename),
+                      again.getServiceNamed("index:release").index.get_file(filename))
+        self.successResultOf(again.stopService())
+        for name in ("release", "staging"):
+            os.unlink(os.path.join(self.folder, "index.json.d", f"{name}.json"))
+        third = self.started(NAMED)
+        staging = third.getServiceNamed("index:staging").index
+        self.assertEqual(staging.promotion(filename).source, "release")
+        self.assertIs(staging.get_file(filename),
+                      third.getServiceNamed("index:release").index.get_file(filename))
+
     def test_default_scan_ignores_named(self):
         """A file copied into C{.indexes/release/} by hand is release's, never the default's."""
         filename, data = make_wheel("holy-grail", "1.0")
@@ -291,6 +351,89 @@ class NamedStorageTests(_ServerMixin, SynchronousTestCase):
         self.assertEqual(index_snapshot_path("var/index.json", "default"), "var/index.json")
         self.assertEqual(index_snapshot_path("var/index.json", "release"),
                          "var/index.json.d/release.json")
+
+
+class NamedBackfillTests(_ServerMixin, SynchronousTestCase):
+    """
+    A named hosted index started without its snapshot answers as the
+    default does while its files are read again: a page or file of a
+    project still to be read waits for it, in the index, in an index
+    based on it, and in a view of it.
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.filename, data = make_wheel("holy-grail", "1.0")
+        service = self.started(NAMED)
+        NamedStorageTests.publish(self, service, "release", self.filename, data)
+        self.successResultOf(service.stopService())
+        os.unlink(os.path.join(self.folder, "index.json.d", "release.json"))
+        # (each backfill begins when the test says, not as the server starts)
+        self.held = []
+        begin = Backfill.begin
+        self.patch(Backfill, "begin", lambda backfill, done=None: self.held.append(
+            partial(begin, backfill, done)))
+        self.service = self.started(NAMED)
+        self.treq = StubTreq(self.service.getServiceNamed("web").web.site.resource)
+
+    def get(self, path):
+        """A Deferred of C{(status, body)} of C{GET path}."""
+        d = self.treq.get("http://127.0.0.1" + path)
+        d.addCallback(lambda response: self.treq.content(response).addCallback(
+            lambda body: (response.code, body)))
+        return d
+
+    def test_pages_wait(self):
+        """
+        C{/NAME/simple/<p>/} and C{/NAME/files/<p>/<f>} of release, staging
+        (based on it) and prod (a view of staging) wait for release's
+        backfill, then answer with the file; a project that is no one's
+        answers 404 at once.
+        """
+        release = self.service.getServiceNamed("index:release").index
+        self.assertIsNone(release.get_file(self.filename))
+        self.assertEqual([p.name for p in release.projects()], ["holy-grail"])
+        paths = [f"/{name}/simple/holy-grail/" for name in ("release", "staging", "prod")]
+        paths += [f"/{name}/files/holy-grail/{self.filename}" for name in ("release", "prod")]
+        waiting = [self.get(path) for path in paths]
+        for d in waiting:
+            self.assertNoResult(d)
+        self.assertEqual(self.successResultOf(self.get("/release/simple/spam/"))[0], 404)
+        for begin in self.held:
+            begin()
+        self.treq.flush()
+        for path, d in zip(paths, waiting, strict=True):
+            code, body = self.successResultOf(d)
+            self.assertEqual(code, 200, (path, body))
+            if "/simple/" in path:
+                self.assertIn(self.filename.encode(), body, path)
+        self.assertIsNotNone(release.get_file(self.filename))
+
+    def test_empty_index_page(self):
+        """
+        A project of deleted files only, in an index holding no live file
+        (an empty L{Index} is falsy: it has a length), answers its page,
+        with no file, in the index and in a view of it.
+        """
+        for begin in self.held:
+            begin()
+        release = self.service.getServiceNamed("index:release").index
+        release.remove(self.filename)
+        self.assertEqual(len(release), 0)
+        for name in ("release", "prod"):
+            code, body = self.successResultOf(self.get(f"/{name}/simple/holy-grail/"))
+            self.assertEqual(code, 200, (name, body))
+            self.assertNotIn(self.filename.encode(), body)
+
+    def test_too_long(self):
+        """A page still waiting after the backfill's wait answers 503, to be asked again."""
+        d = self.get("/staging/simple/holy-grail/")
+        self.assertNoResult(d)
+        self.reactor.advance(WAIT_LIMIT + 1)
+        self.treq.flush()
+        code, body = self.successResultOf(d)
+        self.assertEqual(code, 503, body)
+        self.assertIn(b"holy-grail", body)
 
 
 class GoldenTests(_ServerMixin, SynchronousTestCase):

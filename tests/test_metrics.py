@@ -6,8 +6,10 @@ and the exposition (L{pypid.web.exposition}), in memory through the real site.
 
 import gzip
 import ipaddress
+import os
 
 from prometheus_client.parser import text_string_to_metric_families
+from treq.testing import StubTreq
 from twisted.internet.defer import fail, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
@@ -16,6 +18,7 @@ from zope.interface import implementer
 from pypid.auth.policy import AccessModel
 from pypid.config import ConfigError, load_config
 from pypid.config.metrics_settings import MetricsConfig, address_allowed, parse_networks
+from pypid.core.distribution import inspect
 from pypid.core.metrics import (
     ROUTES,
     Histogram,
@@ -27,6 +30,10 @@ from pypid.core.metrics import (
 )
 from pypid.storage.interface import FileExists, ISharedStorage, IStorage, StorageError
 from pypid.storage.measured import MeasuredStorage
+from tests.distributions import make_wheel
+from tests.fakes import write_file
+from tests.test_indexes import NAMED, UPLOAD_TIME
+from tests.test_indexes import _ServerMixin as _IndexesMixin
 from tests.test_web import SDIST, SDIST_NAME, WHEEL_NAME, _ServerMixin, basic
 
 
@@ -355,3 +362,49 @@ class MetricsPageTests(_ServerMixin, SynchronousTestCase):
     def test_wrong_method(self):
         """Only GET and HEAD."""
         self.assertEqual(self.request("POST", "/metrics")[0].code, 405)
+
+
+class IndexLabelTests(_IndexesMixin, SynchronousTestCase):
+    """
+    With named indexes, the index families carry an C{index} label, one
+    value a hosted index (issue 26); a server of one index has none (its
+    body is main's: L{tests.test_indexes.GoldenTests}).
+    """
+
+    index_families = ("pypid_index_projects", "pypid_index_files", "pypid_index_bytes",
+                      "pypid_index_serial", "pypid_page_cache_bytes", "pypid_page_cache_projects")
+
+    def scrape(self, service):
+        """The samples of the server's C{/metrics}."""
+        treq = StubTreq(service.getServiceNamed("web").web.site.resource)
+        response = self.successResultOf(treq.get("http://127.0.0.1/metrics"))
+        self.assertEqual(response.code, 200)
+        return scrape(self.successResultOf(treq.content(response)))
+
+    def test_labelled_by_index(self):
+        """
+        Each hosted index's files and projects under its name (C{default}
+        for today's), a view none of its own, and no sample without the label.
+        """
+        service = self.started(NAMED)
+        filename, data = make_wheel("holy-grail", "1.0")
+        path = write_file(os.path.join(self.folder, "spool"), data)
+        record = inspect(path, filename, filename, UPLOAD_TIME).record
+        service.getServiceNamed("index:release").index.add(record)
+        found = self.scrape(service)
+        for name in self.index_families:
+            self.assertNotIn((name, ()), found, name)
+            self.assertEqual({labels for (family, labels) in found if family == name},
+                             {(("index", index),) for index in ("default", "release", "staging")},
+                             name)
+        self.assertEqual(found["pypid_index_files", (("index", "release"),)], 1)
+        self.assertEqual(found["pypid_index_projects", (("index", "release"),)], 1)
+        self.assertEqual(found["pypid_index_bytes", (("index", "release"),)], record.size)
+        self.assertEqual(found["pypid_index_files", (("index", "default"),)], 0)
+        self.assertEqual(found["pypid_index_files", (("index", "staging"),)], 0)
+
+    def test_one_index_unlabelled(self):
+        """Without named indexes, the families are as they were: no label."""
+        found = self.scrape(self.started())
+        for name in self.index_families:
+            self.assertIn((name, ()), found, name)

@@ -36,6 +36,7 @@ from pypid.core.promotion_journal import PromotionJournal
 from pypid.core.render import file_url_for
 from pypid.state.indexes import IndexRegistry
 from pypid.state.loader import IndexLoader, roll_back_promotions
+from pypid.state.writer import SnapshotWriter
 from pypid.storage.audit_log import MemoryAuditLog
 from pypid.storage.interface import StorageError
 from pypid.storage.local import LocalStorage
@@ -421,6 +422,28 @@ class LocalTests(_LocalCase):
         self.successResultOf(ensureDeferred(
             loader.load()))
         self.assertEqual(index.promotions(), {WHEEL[0]: Promotion("staging", "bob", T0)})
+
+    def test_promotions_in_snapshot(self):
+        """
+        A start from the snapshot saved after a promotion knows who promoted
+        what before storage is read (the check after the start trusts an
+        unchanged folder, and reads no promotion either); the default
+        index's snapshot, with no promotion, has no line of them.
+        """
+        self.host("staging", [WHEEL])
+        self.assertEqual(self.promote()[0], 200)
+        path = os.path.join(self.folder(), "release.json")
+        self.successResultOf(SnapshotWriter(self.stacks["release"].index, path, run_now,
+                                            self.clock).save_if_changed())
+        index = Index(file_url_for(None))
+        loader = IndexLoader(index, self.stacks["release"].stored, path, run_now, self.clock)
+        self.successResultOf(ensureDeferred(loader.load()))
+        self.assertEqual(index.promotions(), {WHEEL[0]: Promotion("staging", "bob", T0)})
+        default = os.path.join(self.folder(), "index.json")
+        self.successResultOf(SnapshotWriter(self.stacks["default"].index, default, run_now,
+                                            self.clock).save_if_changed())
+        with open(default, "rb") as f:
+            self.assertNotIn(b"promotions", f.read())
 
     def test_ten_files_measured(self):
         """A release of 10 files promoted on local disk (the time is printed, for the docs)."""

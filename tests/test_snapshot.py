@@ -7,17 +7,20 @@ import json
 import os
 import time
 
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred, ensureDeferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
 
 from pypid.core.index import Index
 from pypid.core.model import FileRecord
+from pypid.core.promotion import Promotion
 from pypid.state import writer as snapshot_writer
 from pypid.state.loader import IndexLoader
 from pypid.state.writer import SnapshotTimer, SnapshotWriter
 from pypid.storage import snapshot
+from pypid.storage.interface import IStorage
 from pypid.storage.snapshot import (
     FORMAT,
     REQUIRED,
@@ -606,6 +609,89 @@ class SnapshotTimerTests(SynchronousTestCase):
         self.successResultOf(d)
         self.assertEqual(len(read(self.path).records), 2)
         self.assertEqual(self.writer.saved_serial, self.index.serial)
+
+
+class PromotionLineTests(SynchronousTestCase):
+    """
+    The promoted files' L{Promotion}s in the snapshot (issue 26): a
+    C{promotions} line only when the index has any, so a snapshot without
+    one is byte for byte what it was.
+    """
+
+    def records(self):
+        return [make_record(), make_record("2.0"), make_record("3.0")]
+
+    def test_round_trip(self):
+        """
+        The promotions survive encoding, grouped by promotion: the files of
+        one promotion share one L{Promotion} as read back.
+        """
+        one, two, three = self.records()
+        first = Promotion("staging", "bob", 1767225650.0)
+        promotions = {one.filename: first, two.filename: Promotion("staging", "bob",
+                                                                   1767225650.0),
+                      three.filename: Promotion("qa", "alice", 1767225660.5)}
+        data = encode([one, two, three], [], 5, promotions=promotions)
+        line = json.loads(data.splitlines()[-2])
+        self.assertEqual(line, {"promotions": [
+            {"source": "staging", "by": "bob", "at": 1767225650.0,
+             "filenames": [one.filename, two.filename]},
+            {"source": "qa", "by": "alice", "at": 1767225660.5, "filenames": [three.filename]}]})
+        for later in (False, True):
+            decoded = decode(data, later)
+            self.assertEqual(decoded.promotions, promotions)
+            self.assertIs(decoded.promotions[one.filename], decoded.promotions[two.filename])
+
+    def test_none_same_bytes(self):
+        """Without promotions, no line: the bytes are those a snapshot always had."""
+        records = self.records()
+        self.assertEqual(encode(records, [], 5, promotions={}), encode(records, [], 5))
+        self.assertNotIn(b"promotions", encode(records, [], 5, promotions={}))
+
+    def test_older_snapshot(self):
+        """A snapshot without the line (every older one) reads with no promotions."""
+        self.assertEqual(decode(encode(self.records(), [], 5)).promotions, {})
+
+    def test_bad_line(self):
+        """A promotions line that is not one L{lines} writes makes the snapshot unusable."""
+        data = encode(self.records(), [], 5, promotions={
+            make_record().filename: Promotion("staging", "bob", 1.0)})
+        for bad in (b'{"promotions":{}}', b'{"promotions":[{"source":"s"}]}',
+                    b'{"promotions":[{"source":"s","by":"b","at":1,"filenames":[1]}]}'):
+            damaged = b"\n".join(bad if line.startswith(b'{"promotions"') else line
+                                  for line in data.splitlines())
+            self.assertRaises(SnapshotError, decode, damaged)
+
+    def test_saved_and_loaded(self):
+        """
+        The writer saves the index's promotions; a start from that snapshot
+        (no scan of storage yet) knows them at once, its records loaded
+        later.
+        """
+        clock = Clock()
+        path = os.path.join(os.path.abspath(self.mktemp()), "index.json")
+        index = Index(lambda r: r.filename)
+        one, two, three = self.records()
+        index.load([one, two])
+        promotion = Promotion("staging", "bob", 1767225650.0)
+        index.add_promoted(three, promotion)
+        self.successResultOf(SnapshotWriter(index, path, run_now, clock).save_if_changed())
+        again = Index(lambda r: r.filename)
+        storage = _IdleStorage()
+        self.successResultOf(ensureDeferred(IndexLoader(again, storage, path, run_now,
+                                                        clock).load()))
+        self.assertEqual(again.waiting, 1)
+        self.assertEqual(again.promotions(), {three.filename: promotion})
+        self.assertEqual(again.promotion(three.filename), promotion)
+        self.assertIsNone(again.promotion(one.filename))
+
+
+@implementer(IStorage)
+class _IdleStorage:
+    """A storage of this server's own that a start reads nothing from (no check runs)."""
+
+    def identity(self):
+        return None
 
 
 class UpgradeTests(SynchronousTestCase):

@@ -224,7 +224,7 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
         trusted_proxies=TrustedProxies(server.trusted_proxies),
         ipv6_prefix=config.auth.throttle_ipv6_prefix, indexes=index_parts(registry),
         registry=registry,
-        sources=[source for source in (loaded, writer, storage, upstream, audit, backfill)
+        sources=[source for source in (registry, writer, storage, upstream, audit, backfill)
                  if source is not None] + [part for part, _ in registry.upstreams.values()]),
         # (SIGHUP adds, removes and changes views: pypid.state.index_reload)
         IndexReload(registry, config,
@@ -271,7 +271,7 @@ def index_parts(registry: IndexRegistry) -> list[IndexParts]:
     return [
         IndexParts(name, view, tuple(
             HostedSource(source, stacks[source].index, stacks[source].stored,
-                         stacks[source].locks)
+                         stacks[source].locks, stacks[source].backfill)
             for source in registry.orders[name] if source in stacks),
             hosted=name in stacks,
             upstreams={source: sides[source] for source in registry.orders[name]

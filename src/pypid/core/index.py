@@ -11,7 +11,14 @@ moved since its last save.
 
 Who promoted a file into this index, from which index and when (issue
 26), is kept apart from its record (L{Index.promotion}): only promoted
-files pay for it, a dict entry each.
+files pay for it, a dict entry each. A promoted file takes its record's
+memory once, whatever the number of indexes holding it: a promotion puts
+the source's very record here, and after a restart, where each index's
+snapshot made a record of its own, the index takes the source's instead
+when the two are equal (L{Index.share_promoted}; the source found by its
+name through C{peers}, made on demand if loaded later). Only promoted
+files are looked up, and only an index given C{peers} (a server of named
+indexes) does it.
 
 A project can be loaded I{later} (L{Index.load}'s C{later}): listed, counted
 and found by its filenames at once, its records made the first time
@@ -23,7 +30,7 @@ so answers before a record is made (see L{pypid.storage.snapshot}).
 # its annotations evaluated, cost some 200 bytes a project of a large index)
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Hashable, Iterable
+from collections.abc import Callable, Collection, Hashable, Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -212,15 +219,24 @@ class Index:
     _later_count: int = 0
     #: filename -> how it was promoted into this index, for promoted files only
     _promotions: dict[str, Promotion] = attrs.field(factory=dict)
+    #: C{peers(name) -> Index | None}: the hosted index of that name, where
+    #: a promoted file's record is shared from (L{share_promoted})
+    _peers: Callable[[str], Index | None] | None = None
 
     def __init__(self, file_url: Callable[[FileRecord], str], serial: int = 0, *,
-                 page_cache_size: int = PAGE_CACHE_SIZE) -> None:
+                 page_cache_size: int = PAGE_CACHE_SIZE,
+                 peers: Callable[[str], Index | None] | None = None) -> None:
         """
         @param page_cache_size: the budget of the projects' rendered pages
             (L{RenderedPages.max_bytes}).
+        @param peers: C{peers(name)}: the server's other hosted index of that
+            name, or L{None}; a promoted file's record is shared with the
+            index it came from (L{share_promoted}). L{None}: no sharing (a
+            server of one index).
         """
         self.__attrs_init__(file_url, serial,
-                            RenderedPages(file_url, self.projects, max_bytes=page_cache_size))
+                            RenderedPages(file_url, self.projects, max_bytes=page_cache_size),
+                            peers=peers)
 
     # -- reading -------------------------------------------------------------
 
@@ -339,8 +355,15 @@ class Index:
         return self._promotions.get(filename)
 
     def promotions(self) -> dict[str, Promotion]:
-        """Every promoted file's L{Promotion}, by filename."""
-        return dict(self._promotions)
+        """
+        Every promoted live file's L{Promotion}, by filename (every project
+        loaded later is loaded now, as L{records} does).
+        """
+        if self._later:
+            self.load_later()
+        files = self._files
+        return {filename: promotion for filename, promotion in self._promotions.items()
+                if filename in files}
 
     def tombstones(self) -> list[str]:
         """Every deleted filename."""
@@ -390,7 +413,8 @@ class Index:
             self._rendered.listing_changed()
 
     def load(self, records: Iterable[FileRecord], tombstones: Iterable[str] = (),
-             serial: int = 0, later: Iterable[LaterProject] = ()) -> None:
+             serial: int = 0, later: Iterable[LaterProject] = (),
+             promotions: Mapping[str, Promotion] | None = None) -> None:
         """
         Replace the whole content with these records and deleted filenames.
 
@@ -400,6 +424,10 @@ class Index:
             C{(name, display_name, filenames, source)} each, where
             C{source()} gives the records of those filenames (one that it
             does not give is forgotten then, as storage may still have it).
+        @param promotions: how the promoted files among them came, as the
+            snapshot or a scan of storage tells it (L{take_promotions} takes
+            them later otherwise); their records are shared with their
+            source index's as they are made (L{share_promoted}).
         """
         self._rendered.clear()
         self._projects.clear()
@@ -407,7 +435,7 @@ class Index:
         self._later.clear()
         self._later_count = 0
         self._tombstones.clear()
-        self._promotions.clear()  # (a scan tells them: take_promotions)
+        self._promotions = dict(promotions) if promotions else {}
         for filename in tombstones:
             self._tombstone(filename)
         # What _put does, for a whole index at once: every page is gone
@@ -458,12 +486,20 @@ class Index:
                 self._later_count -= count
             files = self._files
             made = {r.filename: r for r in records if r.filename not in files}
+            if self._peers is not None and self._promotions:
+                promoted = self._promotions
+                for filename, record in made.items():
+                    if filename in promoted:
+                        made[filename] = self._shared(record)
             files.update(made)
             return made
         return load
 
     def add(self, record: FileRecord) -> None:
         """Add a new file, or replace the record of an existing one (a yank)."""
+        if self._peers is not None and record.filename in self._promotions:
+            # (a promoted file described by the backfill or found by a check)
+            record = self._shared(record)
         self._put(record)
         self.serial += 1
 
@@ -480,6 +516,48 @@ class Index:
         """
         self._promotions = {filename: promotion for filename, promotion in promotions.items()
                             if self.get_file(filename) is not None}
+        self.share_promoted()
+
+    def share_promoted(self) -> int:
+        """
+        Take, for each promoted file whose record is made, the record its
+        source index holds when the two are equal: one record for a file
+        in several indexes (see the module's docstring). A source not
+        loaded yet shares nothing now; a start calls this again once every
+        index is loaded (L{pypid.state.loader.IndexLoader.follow_up}), and
+        the records of projects loaded later are shared as they are made.
+
+        @return: how many records were taken from their source.
+        """
+        if self._peers is None or not self._promotions:
+            return 0
+        taken = 0
+        files, projects = self._files, self._projects
+        for filename in list(self._promotions):
+            record = files.get(filename)
+            if record is None:
+                continue
+            shared = self._shared(record)
+            if shared is not record:
+                files[filename] = shared
+                project = projects.get(record.project)
+                if project is not None and project.loaded:
+                    project._files[filename] = shared
+                taken += 1
+        return taken
+
+    def _shared(self, record: FileRecord) -> FileRecord:
+        """The source index's record of the promoted file C{record} if equal, else C{record}."""
+        promotion = self._promotions.get(record.filename)
+        peers = self._peers
+        if promotion is None or peers is None:
+            return record
+        source = peers(promotion.source)
+        if source is None or source is self:
+            return record
+        # (a project of the source loaded later is made by the asking)
+        theirs = source.get_file(record.filename, record.project)
+        return theirs if theirs is not None and theirs == record else record
 
     def remove(self, filename: str) -> None:
         """Delete a file, keeping its name as a tombstone."""

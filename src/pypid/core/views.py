@@ -474,7 +474,9 @@ class IndexView:
         # (another kind of a page still valid: the same composition)
         pages = kept.pages if valid and kept is not None else {}
         delegate = composition.delegate
-        own = delegate.hosted.project(project) if delegate and delegate.hosted else None
+        # (is not None: an Index with no live file is falsy, it has a length)
+        own = (delegate.hosted.project(project)
+               if delegate is not None and delegate.hosted is not None else None)
         kept = _Kept(composition.held, composition.changes, composition.consulted,
                      composition.recheck_at, delegate, own, pages)
         if delegate is not None:

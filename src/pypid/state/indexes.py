@@ -26,8 +26,14 @@ upstream as the indexes' pages read it
 index's proxy's source: an upstream is one source however many indexes
 name it.
 
-The named stacks load bases first, so that promotion (stage 6) can share
-a base's records with the index they were promoted to as it loads.
+The named stacks load bases first. A file promoted from one hosted index
+to another takes its record's memory once: each index of a server with
+named indexes finds the others by name (C{peers}) and shares a promoted
+file's record with the index it came from when the two are equal
+(L{pypid.core.index.Index.share_promoted}), as its records are made
+(projects loaded later), and for those made at load once every index is
+loaded (the follow-up of each load), so whichever of the two loads first.
+A server of one index shares nothing and looks nothing up.
 
 At C{SIGHUP} the stacks stay and the views may change
 (L{pypid.state.index_reload}): L{index_view} builds a view alike at
@@ -44,10 +50,13 @@ from typing import TYPE_CHECKING, Protocol, cast
 import attrs
 from twisted.application.service import IService
 from twisted.internet.interfaces import IReactorTime
+from zope.interface import implementer
 
 from pypid.core.index import Index
 from pypid.core.index_names import DEFAULT, UPSTREAM_PREFIX, BaseRef
+from pypid.core.metrics import Family
 from pypid.core.notice import Notice
+from pypid.core.parts import IMetricsSource
 from pypid.core.render import file_url_for
 from pypid.core.views import ChainSource, ComposedFile, Filters, IndexView, resolve_order
 from pypid.state.backfill import Backfill
@@ -190,7 +199,9 @@ class HostedStack:
     @classmethod
     def create(cls, config: StackSettings, name: str, run: Run, reactor: IReactorTime, *,
                bucket: SharedBucket | None = None,
-               upstream: AttachUpstream | None = None) -> HostedStack:
+               upstream: AttachUpstream | None = None,
+               peers: Callable[[str], Index | None] | None = None,
+               labelled: bool = False) -> HostedStack:
         """
         The stack of the hosted index C{name} (C{default}: today's index,
         its storage and snapshot where they always were).
@@ -200,6 +211,11 @@ class HostedStack:
             or L{None}: the storage makes its own (a server of one index).
         @param upstream: builds the upstream proxy of the index, whose
             state its snapshot keeps; L{None}: none.
+        @param peers: C{peers(name)}: the server's hosted index of that
+            name, with which promoted files share their records; L{None}
+            (a server of one index): none.
+        @param labelled: whether its families on C{/metrics} carry an
+            C{index} label (a server of named indexes).
         @raise pypid.core.startup.StartupError: when its storage cannot be
             built from the configuration.
         """
@@ -209,7 +225,7 @@ class HostedStack:
         stored = cast(IStorage, storage.storage)
         shared = stored if ISharedStorage.providedBy(stored) else None
         index = Index(file_url_for(_base(server.base_url, name)),
-                      page_cache_size=server.page_cache_size)
+                      page_cache_size=server.page_cache_size, peers=peers)
         # (what the upstream cache learns is saved within seconds: a crash
         # loses none of it)
         learnt = Notice()
@@ -228,7 +244,8 @@ class HostedStack:
         loader = IndexLoader(index, stored, path, run, reactor, writer, proxy, backfill,
                              recover=recover)
         return cls(
-            name=name, index=index, storage=storage, part=IndexPart(index, loader),
+            name=name, index=index, storage=storage,
+            part=IndexPart(index, loader, name if labelled else None),
             writer=writer, timer=SnapshotTimer(writer, server.snapshot_interval, reactor),
             locks=locks, follow_up=FollowUp(loader), backfill=backfill,
             sync=SyncService(index, shared, reactor) if shared is not None else None,
@@ -248,6 +265,7 @@ class HostedStack:
                 yield kind, part
 
 
+@implementer(IMetricsSource)
 @attrs.frozen(eq=False)
 class IndexRegistry:
     """
@@ -301,10 +319,16 @@ class IndexRegistry:
         # (a server of one index keeps its storage's client its own, as always)
         bucket = (SharedBucket.create(config, run, reactor)
                   if hosted and config.storage.backend == "s3" else None)
-        stacks = {DEFAULT: HostedStack.create(config, DEFAULT, run, reactor, bucket=bucket,
-                                              upstream=upstream)}
+        stacks: dict[str, HostedStack] = {}
+        # (filled before any index loads: every stack is made first)
+        peers = partial(_hosted_index, stacks) if hosted else None
+        # (the index label, as the request families have it, with any named index)
+        labelled = any(name != DEFAULT for name in config.indexes)
+        stacks[DEFAULT] = HostedStack.create(config, DEFAULT, run, reactor, bucket=bucket,
+                                             upstream=upstream, peers=peers, labelled=labelled)
         for name in hosted:
-            stacks[name] = HostedStack.create(config, name, run, reactor, bucket=bucket)
+            stacks[name] = HostedStack.create(config, name, run, reactor, bucket=bucket,
+                                              peers=peers, labelled=labelled)
         upstreams, sides = _upstreams(config, run, reactor, stacks[DEFAULT].upstream)
         orders: dict[str, tuple[str, ...]] = {}
         made: dict[str, IndexView] = {}
@@ -322,6 +346,15 @@ class IndexRegistry:
         """
         return [(f"{kind}:{name}", part if kind == "upstream" else saved)
                 for name, (part, saved) in self.upstreams.items()]
+
+    def metric_families(self) -> Iterator[Family]:
+        """
+        Every hosted index's numbers for C{/metrics} (L{IndexPart}'s), the
+        default's first: without named indexes, the default's alone and
+        unlabelled, as they always were; with them, labelled C{index}.
+        """
+        for stack in self.stacks.values():
+            yield from stack.part.metric_families()
 
     def parts(self, kind: str) -> list[tuple[str, IService]]:
         """The named stacks' parts of one kind (L{PART_KINDS}), named C{kind:NAME}."""
@@ -370,6 +403,12 @@ def _upstreams(config: StackSettings, run: Run, reactor: IReactorTime,
         parts[name] = (part, saved)
         sides[UPSTREAM_PREFIX + name] = SourceSide.of(part.source, own)
     return parts, sides
+
+
+def _hosted_index(stacks: Mapping[str, HostedStack], name: str) -> Index | None:
+    """The L{Index} of the hosted index C{name}, or L{None}."""
+    stack = stacks.get(name)
+    return stack.index if stack is not None else None
 
 
 def _base(base_url: str | None, name: str) -> str | None:

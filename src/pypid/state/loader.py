@@ -28,7 +28,7 @@ from zope.interface import implementer
 
 from pypid.core.clock_steps import ClockReading, trusted_since
 from pypid.core.index import Index
-from pypid.core.metrics import Family, gauge
+from pypid.core.metrics import GAUGE, Family, gauge
 from pypid.core.model import FileRecord
 from pypid.core.parts import IMetricsSource, IReloadable
 from pypid.core.pending import PendingFile
@@ -199,7 +199,12 @@ class IndexLoader:
         Begin what the load left for once the server listens: the check of
         storage against the snapshot (L{checked} fires when it is done), or
         reading the files found without a record. Does not wait for it.
+
+        Every index of the server is loaded by then: the promoted files
+        whose records are made share them with their source index now
+        (L{pypid.core.index.Index.share_promoted}), whichever loaded first.
         """
+        self._index.share_promoted()
         then, self._then = self._then, None
         if then is not None:
             then()
@@ -231,7 +236,7 @@ class IndexLoader:
             if shared is not None and snap.storage_state is not None:
                 shared.restore_state(snap.storage_state)
         if snap is not None and shared is None:
-            self._index.load(known.values(), tombstones, serial, snap.later)
+            self._index.load(known.values(), tombstones, serial, snap.later, snap.promotions)
             checking = attrs.evolve(snap, later=())  # (held by the check: not its lines)
             if self._writer is not None:
                 if snap.format == snapshots.FORMAT:
@@ -251,10 +256,17 @@ class IndexLoader:
             else:
                 result = await self._storage.scan(known, since, tombstones)
             # The scan's tombstones are storage's: read from the records, or
-            # the snapshot's own when the scan found nothing changed since it.
-            self._index.load(result.records.values(), result.tombstones, serial)
-            if result.promotions is not None:
-                self._index.take_promotions(result.promotions)
+            # the snapshot's own when the scan found nothing changed since it;
+            # so are its promotions (of files described later too: the
+            # backfill's), or the snapshot's when it read none.
+            promotions = result.promotions
+            if promotions is None and snap is not None and snap.promotions:
+                # (of the files storage still holds)
+                held = result.records.keys() | {item.filename for item in result.pending}
+                promotions = {filename: promotion for filename, promotion
+                              in snap.promotions.items() if filename in held}
+            self._index.load(result.records.values(), result.tombstones, serial,
+                             promotions=promotions)
             self._scanned(snap, result)
             self.storage_checked = True
             how = "from the snapshot and storage" if snap is not None else "from storage"
@@ -419,14 +431,31 @@ class IndexMetrics:
     when the serial moved.
 
     @ivar _index: the L{pypid.core.index.Index}.
+    @ivar _label: its name as the value of an C{index} label, on a server
+        of named indexes (issue 26): each hosted index's families are
+        then one sample each of families of that label, which the
+        collector joins; L{None} (a server of one index): no label, the
+        families as they always were.
     """
 
     _index: Index
+    _label: str | None = None
     #: (serial, projects, files, bytes) when last summed
     _sizes: tuple[int | None, int, int, int] = (None, 0, 0, 0)
 
     def metric_families(self) -> Iterator[Family]:
         """The projects, files and bytes hosted, the serial, and the rendered pages kept."""
+        label = self._label
+        if label is None:
+            yield from self._families(gauge)
+            return
+
+        def labelled(name: str, help: str, value: float) -> Family:
+            return Family(GAUGE, name, help, ("index",), (((label,), value),))
+        yield from self._families(labelled)
+
+    def _families(self, gauge: Callable[[str, str, float], Family]) -> Iterator[Family]:
+        """The families, each made by C{gauge(name, help, value)}."""
         index = self._index
         serial = index.serial
         if index.waiting:
@@ -464,10 +493,15 @@ class IndexPart(Service):
     @ivar loader: its L{IndexLoader}.
     """
 
-    def __init__(self, index: Index, loader: IndexLoader) -> None:
+    def __init__(self, index: Index, loader: IndexLoader, label: str | None = None) -> None:
+        """
+        @param label: the index's name for the C{index} label of its
+            families on a server of named indexes (L{IndexMetrics}), or
+            L{None}: no label.
+        """
         self.index = index
         self.loader = loader
-        self._metrics = IndexMetrics(index)
+        self._metrics = IndexMetrics(index, label)
 
     def startService(self) -> Deferred[None]:
         """Load the index."""

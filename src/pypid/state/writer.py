@@ -224,6 +224,9 @@ class SnapshotWriter(Service):
         self._wanted = False
         records = self._index.records()
         tombstones = self._index.tombstones()
+        # (a line only when files were promoted: the snapshot is otherwise
+        # byte for byte what it always was, see pypid.storage.snapshot)
+        promotions = self._index.promotions()
         as_of = self._stands_for()
         state = shared.state() if shared is not None else None
         upstream_state = upstream.state() if upstream is not None else None
@@ -232,12 +235,13 @@ class SnapshotWriter(Service):
 
         def save() -> bytes | None:
             write(self.path, lines(records, tombstones, as_of, serial, identity, state,
-                                   upstream_state, clock))
+                                   upstream_state, clock, promotions))
             if shared is None or not keep_copy:
                 return None
             # The copy for other instances leaves out this one's state (and
             # is the only time the snapshot is held whole: to be sent).
-            return encode(records, tombstones, as_of, serial, identity)
+            return encode(records, tombstones, as_of, serial, identity,
+                          promotions=promotions)
 
         started = self._clock.seconds()
 

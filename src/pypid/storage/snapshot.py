@@ -40,6 +40,29 @@ lets the reactor in between projects. The bytes are the same JSON the
 standard library reads (UTF-8 rather than C{\\u} escapes for non-ASCII).
 Format 1 is still read, so that an upgrade starts from the snapshot the
 former version left.
+
+The promoted files' L{pypid.core.promotion.Promotion}s (who promoted a
+file into the index, from which index, when: issue 26) are a
+C{promotions} line after the deleted filenames, a promotion at a time
+with the filenames it brought (C{{"promotions": [{"source": "staging",
+"by": "bob", "at": 1767225650.0, "filenames": [...]}]}}), so that a
+start from the snapshot knows them before any scan: the check after
+the start reads no record of a folder unchanged since the save, so
+neither does it read the promotions kept beside the files. The line is
+written only when the index has promoted files, whatever the index: the
+default index's snapshot (C{var/index.json}) is byte for byte what it
+always was until a release is promoted into it, and a named index's
+likewise. Design question 10 proposed rather that the default index, as
+a promotion's target, read its promotions from storage again at each
+start; that costs every start of a large index a listing of its records
+(0.17 to 0.19 s at 100,000 files, as L{pypid.storage.folder_scan}
+measured its listing and its pass for promoted names: the very work the
+check skips for an unchanged folder; a listing of a prefix on S3) to
+serve a few files, where the line costs nothing until there is one.
+An older pypid finds an unknown line in a snapshot with promotions and
+rebuilds its index from storage (L{_decode_lines}): slower once, never
+wrong, since storage holds them too. Read back, the files of one
+promotion share one value.
 """
 
 # (annotations kept as strings: a closure made per project at load, with
@@ -49,7 +72,7 @@ from __future__ import annotations
 import functools
 import json
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from itertools import repeat
 from typing import Any
 
@@ -60,6 +83,7 @@ from twisted.logger import Logger
 from pypid.core.clock_steps import ClockReading
 from pypid.core.model import DIGESTS, FileRecord, raw_digest
 from pypid.core.names import SDIST, WHEEL
+from pypid.core.promotion import Promotion
 from pypid.storage.disk import write_atomically
 
 FORMAT = 2
@@ -124,6 +148,9 @@ class Snapshot:
     #: the saving system had no clock that never steps, or the snapshot
     #: is older than the reading (a first line without C{"clock"})
     clock: ClockReading | None = None
+    #: the promoted files' L{Promotion}s by filename (the files of one
+    #: promotion share one); none in a snapshot without the line
+    promotions: dict[str, Promotion] = attrs.field(factory=dict)
 
 
 def _line(obj: Any) -> bytes:
@@ -132,7 +159,8 @@ def _line(obj: Any) -> bytes:
 
 def lines(records: Iterable[FileRecord], tombstones: Iterable[str], saved_at: float,
           serial: int = 0, storage: str | None = None, storage_state: Any = None,
-          upstream_state: Any = None, clock: ClockReading | None = None) -> Iterator[bytes]:
+          upstream_state: Any = None, clock: ClockReading | None = None,
+          promotions: Mapping[str, Promotion] | None = None) -> Iterator[bytes]:
     """
     The snapshot's lines, as bytes, a project at a time (see the module's
     docstring), for L{write} to write as they come.
@@ -141,6 +169,8 @@ def lines(records: Iterable[FileRecord], tombstones: Iterable[str], saved_at: fl
     @param storage_state: what the storage backend keeps in the snapshot
         (JSON-ready; S3's presigned URL cache), or L{None}.
     @param clock: the clocks read as it is saved (L{Snapshot.clock}), or L{None}.
+    @param promotions: the promoted files' L{Promotion}s by filename; none
+        (or L{None}): no C{promotions} line.
     """
     projects: dict[str, list[FileRecord]] = {}
     for record in records:
@@ -172,6 +202,8 @@ def lines(records: Iterable[FileRecord], tombstones: Iterable[str], saved_at: fl
             columns[column] = kept
         yield _line({"project": project, "name": name, "files": columns})
     yield _line({"tombstones": list(tombstones)})
+    if promotions:
+        yield _line({"promotions": _grouped(promotions)})
     if storage_state is not None:
         yield _line({"storage_state": storage_state})
     if upstream_state is not None:
@@ -182,10 +214,39 @@ def lines(records: Iterable[FileRecord], tombstones: Iterable[str], saved_at: fl
 
 def encode(records: Iterable[FileRecord], tombstones: Iterable[str], saved_at: float,
            serial: int = 0, storage: str | None = None, storage_state: Any = None,
-           upstream_state: Any = None) -> bytes:
+           upstream_state: Any = None,
+           promotions: Mapping[str, Promotion] | None = None) -> bytes:
     """The snapshot's bytes, whole (L{lines} joined)."""
     return b"".join(lines(records, tombstones, saved_at, serial, storage, storage_state,
-                          upstream_state))
+                          upstream_state, promotions=promotions))
+
+
+def _grouped(promotions: Mapping[str, Promotion]) -> list[dict[str, Any]]:
+    """The C{promotions} line's value: a promotion at a time, with its filenames."""
+    groups: dict[Promotion, list[str]] = {}
+    for filename, promotion in promotions.items():
+        groups.setdefault(promotion, []).append(filename)
+    return [{**promotion.to_json(), "filenames": filenames}
+            for promotion, filenames in groups.items()]
+
+
+def _promotions(value: Any) -> dict[str, Promotion]:
+    """The promotions by filename of a C{promotions} line's value (L{_grouped})."""
+    if type(value) is not list:
+        raise SnapshotError("the promotions are not a list")
+    promotions: dict[str, Promotion] = {}
+    for group in value:
+        if type(group) is not dict:
+            raise SnapshotError("a promotion is not a JSON object")
+        filenames = group.pop("filenames", None)
+        if type(filenames) is not list or not _TEXT.issuperset(map(type, filenames)):
+            raise SnapshotError("a promotion's filenames are not a list of strings")
+        try:
+            promotion = Promotion.from_json(group)
+        except ValueError as e:
+            raise SnapshotError(f"a promotion: {e}")
+        promotions.update(zip(filenames, repeat(promotion), strict=False))
+    return promotions
 
 
 def _digests(column: str, values: list[Any] | None, count: int,
@@ -365,6 +426,7 @@ def _decode_lines(first: dict[str, Any], rest: Iterable[bytes | memoryview],
     named: set[str] = set()
     counted = 0
     tombstones = upstream_state = storage_state = end = None
+    promotions: dict[str, Promotion] = {}
     if not isinstance(first.get("serial", 0), int):
         raise SnapshotError("the serial is not a whole number")
     storage = first.get("storage")
@@ -413,6 +475,8 @@ def _decode_lines(first: dict[str, Any], rest: Iterable[bytes | memoryview],
             storage_state = line["storage_state"]
         elif "upstream_state" in line:
             upstream_state = line["upstream_state"]
+        elif "promotions" in line:
+            promotions = _promotions(line["promotions"])
         elif "end" in line:
             end = line["end"]
         else:
@@ -425,7 +489,7 @@ def _decode_lines(first: dict[str, Any], rest: Iterable[bytes | memoryview],
     return Snapshot(float(first["saved_at"]), records, tuple(tombstones),
                     first.get("serial", 0), storage, storage_state, upstream_state,
                     later=tuple(waiting), damaged=damaged,
-                    clock=ClockReading.from_json(first.get("clock")))
+                    clock=ClockReading.from_json(first.get("clock")), promotions=promotions)
 
 
 def _decode_format_1(obj: dict[str, Any]) -> Snapshot:

@@ -23,6 +23,15 @@ on every path an index's uploads could take).
 
 A view is read-only: its upload, yank and delete routes answer 405 with
 the reason (L{ReadOnlyPublish}), once the credentials passed.
+
+A hosted index started without its snapshot reads its files' records
+again in the background (L{pypid.state.backfill}), as the default index
+does: a project's page or file waits, in every index that reads that
+index (itself, an index based on it, a view), until the project's files
+are read, or answers 503 after the backfill's wait (L{IndexRoot}, before
+the page is composed: a page of a project still to be read would list
+none of its files). The default index's own paths wait alike
+(L{pypid.web.simple}).
 """
 
 from __future__ import annotations
@@ -39,13 +48,14 @@ from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request
 
 from pypid.core import render
-from pypid.core.http_errors import Gone, HTTPError, MethodNotAllowed, NotFound
+from pypid.core.http_errors import Gone, HTTPError, MethodNotAllowed, NotFound, Unavailable
 from pypid.core.index import Index
 from pypid.core.index_names import DEFAULT, NAME, ROUTE_SEGMENTS
 from pypid.core.metrics import UPLOAD_PATHS
 from pypid.core.names import is_valid_name, normalize
 from pypid.core.render import CONTENT_TYPES, HTML, Page
 from pypid.core.views import IndexView
+from pypid.state.backfill import Backfill
 from pypid.storage.interface import IStorage
 from pypid.storage.locks import KeyedLock
 from pypid.web.access import NO_SUCH_PAGE, Access, IRequestAuth
@@ -108,6 +118,9 @@ class HostedSource:
     index: Index
     storage: IStorage
     locks: KeyedLock
+    #: the reading of its files found without a record (a start without
+    #: its snapshot), whose projects' pages wait for it; L{None}: none
+    backfill: Backfill | None = None
 
 
 @attrs.frozen
@@ -390,7 +403,7 @@ class IndexRoot(Resource):
             if request.method not in (b"GET", b"HEAD"):
                 raise wrong_method_error(request, ["GET", "HEAD"])
             request.prepath.append(post.pop(0))  # type: ignore[union-attr]
-            body = answer(request)
+            body = _when_read(served, first, answer, request)
             if isinstance(body, Deferred):
                 return finish_later(request, body)
             return body
@@ -398,6 +411,44 @@ class IndexRoot(Resource):
             # (the pages for people are not served under /NAME/ yet)
             raise NotFound(NO_SUCH_PAGE)
         return served.areas.render(request)
+
+
+def _when_read(served: ServedIndex, area: bytes, answer: Callable[[Request], Answer],
+               request: Request) -> Answer | Deferred[Any]:
+    """
+    C{answer(request)}, once no hosted source of the index has files of
+    the project the path names still to be read (see the module's
+    docstring); or at once, for a path that names none, or a project the
+    reader may not read (its 404 comes as fast as a missing one's).
+    """
+    post: list[bytes] = request.postpath  # type: ignore[assignment]  # (set by process())
+    if len(post) != 2 or (area == b"simple" and post[1]):
+        return answer(request)
+    try:
+        name = post[0].decode("utf-8")
+    except UnicodeDecodeError:
+        return answer(request)
+    if not is_valid_name(name):
+        return answer(request)
+    project = normalize(name)
+    for source in served.files.sources:
+        backfill = source.backfill
+        if backfill is not None and backfill.is_pending(project):
+            if not served.simple.access.may_read(request, project, served.name):
+                break
+            return backfill.when_described(project).addCallback(
+                _read_or_unavailable, project, served, area, answer, request)
+    return answer(request)
+
+
+def _read_or_unavailable(done: bool, project: str, served: ServedIndex, area: bytes,
+                         answer: Callable[[Request], Answer],
+                         request: Request) -> Answer | Deferred[Any]:
+    """After a wait for C{project}: answer (another source may make it wait again), or 503."""
+    if not done:
+        raise Unavailable(f"the files of {project} are still being read; "
+                          "try again in a few seconds", [(b"retry-after", b"5")])
+    return _when_read(served, area, answer, request)
 
 
 def _text(segment: bytes, missing: str) -> str:
