@@ -23,7 +23,8 @@ first segments:
 
 Named indexes (issue 26) are answered under C{/NAME/} by
 L{pypid.web.index_root}, each with its own instances of the areas that
-belong to an index (uploads and changes, the legacy JSON), built here.
+belong to an index (its pages for people, uploads and changes, the legacy
+JSON) and of its project pages, built here.
 
 Each area's routes are written with their whole paths, so a route reads as
 the URL a client sends, and each path is written only there: which area
@@ -54,13 +55,16 @@ from pypid.auth.oidc import TrustedPublishing
 from pypid.auth.throttle import IPV6_PREFIX
 from pypid.config import Config
 from pypid.config.metrics_settings import MetricsConfig
+from pypid.core.catalog import Catalog, IndexCatalog
 from pypid.core.forwarded import NO_PROXIES, TrustedProxies
 from pypid.core.http_errors import NotFound
 from pypid.core.index import Index
+from pypid.core.index_names import DEFAULT
 from pypid.core.metrics import RequestStats
-from pypid.core.pages import Chrome
+from pypid.core.pages import Chrome, IndexLink
 from pypid.core.parts import IMetricsSource, IReloadable
 from pypid.core.render import file_url_for
+from pypid.core.views import ChainSource
 from pypid.state.backfill import Backfill
 from pypid.state.indexes import IndexRegistry
 from pypid.storage.audit_log import MemoryAuditLog
@@ -81,8 +85,8 @@ from pypid.web.index_root import (
     ServedIndex,
 )
 from pypid.web.legacy import LegacyJSON
-from pypid.web.people import AssetsResource, PeoplePages
-from pypid.web.project_pages import ProjectPages
+from pypid.web.people import AssetsResource, IndexSwitcher, PeoplePages, ReaderChrome
+from pypid.web.project_pages import IndexProjectPages, ProjectPages
 from pypid.web.promote import Promote
 from pypid.web.publish import Publish
 from pypid.web.respond import Rendered, send_error, wrong_method_error
@@ -285,8 +289,12 @@ def build_web(index: Index, storage: IStorage, access: Access, run: Run, clock: 
     assets = Assets.load()
     chrome = Chrome(css=assets.css, js=assets.js, icon=assets.icon, base_url=base_url,
                     files_url=base_url + "files/" if base_url else None)
+    # (the index switcher of the pages for people: only with named indexes)
+    switcher = IndexSwitcher(access, (IndexLink(DEFAULT), *(
+        IndexLink(parts.name, view=not parts.hosted) for parts in indexes))) if indexes else None
+    people = ReaderChrome(chrome, switcher)
     app = PypidApp(
-        people=PeoplePages(index, access, chrome),
+        people=PeoplePages(Catalog(index), access, people),
         publish=Publish(index, storage, access, run, clock, max_upload_size, audit=audit,
                         locks=locks if locks is not None else KeyedLock(clock)),
         tokens=TokenAdmin(access, run, audit=audit),
@@ -303,14 +311,15 @@ def build_web(index: Index, storage: IStorage, access: Access, run: Run, clock: 
     named = None
     if indexes:
         named = IndexRoot({parts.name.encode("ascii"): _served(
-            parts, access, run, clock, max_upload_size, base_url, audit)
+            parts, access, run, clock, max_upload_size, base_url, audit,
+            ReaderChrome(_index_chrome(chrome, parts, base_url), switcher))
             for parts in indexes}, access, base_url or "/")
     root = RootResource(
         SimpleResource(index, access, base_url or "/", upstream, backfill),
         FilesResource(index, storage, access, upstream, backfill),
         app.resource(),
         named,
-        project=ProjectPages(index, storage, access, chrome, clock, base_url or "/", upstream),
+        project=ProjectPages(index, storage, access, people, clock, base_url or "/", upstream),
         static=AssetsResource(assets),
     )
     site = PypidSite(root, max_upload_size, storage.temp_dir, access_log=access_log,
@@ -321,12 +330,26 @@ def build_web(index: Index, storage: IStorage, access: Access, run: Run, clock: 
     return Web(root, site, app)
 
 
+def _index_chrome(chrome: Chrome, parts: IndexParts, base_url: str | None) -> Chrome:
+    """
+    The chrome of a named index's pages for people: their root is
+    C{/NAME/} (links, search, the install and publish snippets stay in the
+    index), the assets and the login are the site's, one level up.
+    """
+    prefix = f"{base_url}{parts.name}/" if base_url else None
+    return attrs.evolve(chrome, site="../", index=parts.name, uploads=parts.hosted,
+                        base_url=prefix, files_url=prefix + "files/" if prefix else None)
+
+
 def _served(parts: IndexParts, access: Access, run: Run, clock: IReactorTime,
-            max_upload_size: int, base_url: str | None, audit: AuditTrail) -> ServedIndex:
+            max_upload_size: int, base_url: str | None, audit: AuditTrail,
+            chrome: ReaderChrome) -> ServedIndex:
     """
     One named index's answers: its pages from its view, its files from its
     hosted sources, its uploads and changes into its own stack (a view's
-    refused), its legacy JSON from the first source holding a project.
+    refused), its legacy JSON from the first source holding a project, its
+    pages for people from its hosted sources (L{IndexCatalog},
+    L{IndexProjectPages}: upstream bases are not read for them).
     """
     name = parts.name
     prefix = f"{base_url or '/'}{name}/"
@@ -339,11 +362,15 @@ def _served(parts: IndexParts, access: Access, run: Run, clock: IReactorTime,
     chain = tuple((source.index, source.storage) for source in parts.sources)
     legacy = LegacyJSON(chain[0][0], chain[0][1], access, file_url_for(prefix), base_url,
                         name=name, chain=chain)
+    hosted = tuple(ChainSource(source.name, hosted=source.index) for source in parts.sources)
+    people = PeoplePages(IndexCatalog(hosted, parts.view.filters), access, chrome, name)
+    project = IndexProjectPages(name, [(s.index, s.storage) for s in parts.sources],
+                                parts.view.filters, access, chrome, clock, prefix)
     return ServedIndex(
         name,
         IndexSimple(name, parts.view, access, clock, prefix),
         IndexFiles(name, parts.view, parts.sources, access, clock),
-        _Areas([publish, legacy]))
+        _Areas([people, publish, legacy]), project)
 
 
 @implementer(IReloadable)
