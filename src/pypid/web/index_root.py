@@ -50,7 +50,7 @@ from pypid.core.render import CONTENT_TYPES, HTML, Page
 from pypid.core.views import IndexView
 from pypid.storage.interface import IStorage
 from pypid.storage.locks import KeyedLock
-from pypid.web.access import NO_SUCH_PAGE, Access, IRequestAuth
+from pypid.web.access import Access, IRequestAuth
 from pypid.web.multipart import MultipartError, UploadTooLarge
 from pypid.web.respond import (
     Answer,

@@ -380,7 +380,8 @@ class IndexProjectPages(ProjectPages):
             return None
         token = tuple(_token_of(index, project) for index, project
                       in zip(self._hosted, held, strict=True))
-        files = [f for f, _ in composition.files]
+        # (a hosted source's files are FileRecords)
+        files = [cast(FileRecord, f) for f, _ in composition.files]
         return first.display_name, lambda: files, token, None
 
     def _serial(self) -> Hashable:
@@ -391,8 +392,9 @@ class IndexProjectPages(ProjectPages):
         def stored(f: pages.ShownFile) -> tuple[IStorage, FileRecord] | None:
             # (the first source holding this very record: a dict lookup a source)
             for index, storage in self._sources:
-                if index.get_file(f.filename, f.project) is f:
-                    return storage, cast(FileRecord, f)
+                record = index.get_file(f.filename, f.project)
+                if record is f:
+                    return storage, record
             return None
 
         return stored
