@@ -56,7 +56,7 @@ class Server:
     """A server of the four named indexes and the default one, in memory."""
 
     def __init__(self, case, read="everyone", named=True, tokens_indexes=("release",),
-                 rules=()):
+                 rules=(), base_url=None):
         self.case = case
         self.clock = Clock()
         self.clock.advance(START)
@@ -93,7 +93,7 @@ class Server:
         access = Access(model, verifier, None, self.tokens)
         web = build_web(s["default"].index, s["default"].storage, access, run_now, self.clock,
                         max_upload_size=10 << 20, locks=s["default"].locks,
-                        audit=AuditTrail(self.log, self.clock),
+                        audit=AuditTrail(self.log, self.clock), base_url=base_url,
                         indexes=parts if named else ())
         self.web = web
         self.client = site_treq(web.site)
@@ -512,6 +512,19 @@ class IndexPeoplePagesTests(SynchronousTestCase):
         # (a view's landing page offers no publishing)
         self.assertNotIn(b"twine upload", self.get("/prod/"))
         self.assertIn(b"twine upload", self.get("/staging/"))
+
+    def test_base_url(self):
+        """With C{[pypid] base_url}, a named index's commands and file links are its own URLs."""
+        s = Server(self, base_url="http://127.0.0.1:3141/")
+        self.assertEqual(s.upload("/staging/", "widget", "1.0")[0], 200)
+        body = s.request("GET", "/staging/")[2]
+        self.assertIn(b"pip install --index-url http://127.0.0.1:3141/staging/simple/ ", body)
+        self.assertIn(b"twine upload --repository-url http://127.0.0.1:3141/staging/ ", body)
+        body = s.request("GET", "/staging/project/widget/")[2]
+        self.assertIn(b'href="http://127.0.0.1:3141/staging/files/widget/'
+                      b'widget-1.0-py3-none-any.whl"', body)
+        self.assertIn(b"uv add --index http://127.0.0.1:3141/staging/simple/ ", body)
+        self.assertIn(b'href="../../../static/', body)
 
     def test_no_switcher_without_named_indexes(self):
         """Without named indexes the default's pages are today's, byte for byte."""

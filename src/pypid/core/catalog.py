@@ -8,6 +8,10 @@ part is kept with its pages until it changes, so that is about 30 ms at
 20,000 projects), every other one reads it as it is. Who may
 see what is left to the caller, which filters (see L{visible_counts}).
 
+A named index (issue 26) has an L{IndexCatalog} instead: the same over the
+union of its hosted sources, each project as the index's pages list it
+(its own files, then its bases', a view's filters applied).
+
 Pure: no I/O and no clock.
 """
 
