@@ -413,6 +413,10 @@ class IndexPeoplePagesTests(SynchronousTestCase):
         self.assertNotIn(b"2.0", re.sub(rb"static/[^\"]*", b"", body))
         self.get("/prod/project/widget/2.0/", code=404)
         self.get("/prod/project/newer/", code=404)
+        # (a project the view lists no file of answers as a missing one)
+        for path in ("/prod/project/newer/1.0/", "/prod/project/Newer/"):
+            self.assertEqual(same(s.request("GET", path)),
+                             same(s.request("GET", path.replace("ewer", "owhere"))), path)
         self.assertIn(b"1 project, 1 file ", self.get("/prod/"))
         found = json.loads(self.get("/prod/api/search?q=widget"))
         self.assertEqual([(h["name"], h["version"]) for h in found["hits"]], [("widget", "1.0")])

@@ -365,9 +365,13 @@ class IndexProjectPages(ProjectPages):
 
     def _find(self, name: str) -> _Found | None:
         """
-        C{(display name, files(), token, None)} of a project the index
-        lists files of (a view's globs admitting it), or L{None}. The token
-        is each source's project token: it changes when one of them does.
+        C{(display name, files(), token, None)} of a project a hosted
+        source holds (a view's globs admitting it), or L{None}. The token
+        is each source's project token: it changes when one of them does,
+        so a kept page is answered with no composition at all. C{files()}
+        composes the files the index lists, and raises L{NotFound} when it
+        lists none (a view's filters left out every one): that project is
+        not shown, whatever version or spelling is asked for.
         """
         if not self._filters.admits_project(name):
             return None
@@ -375,14 +379,18 @@ class IndexProjectPages(ProjectPages):
         first = next((p for p in held if p is not None), None)
         if first is None:
             return None
-        composition = compose(self._order, name, self._filters, 0.0)
-        if not composition.files:
-            return None
         token = tuple(_token_of(index, project) for index, project
                       in zip(self._hosted, held, strict=True))
-        # (a hosted source's files are FileRecords)
-        files = [cast(FileRecord, f) for f, _ in composition.files]
-        return first.display_name, lambda: files, token, None
+
+        def listed() -> list[FileRecord]:
+            # (hosted sources only: the time matters to an upstream's cooldown alone)
+            composition = compose(self._order, name, self._filters, 0.0)
+            if not composition.files:
+                raise NotFound(_NO_PROJECT)
+            # (a hosted source's files are FileRecords)
+            return [cast(FileRecord, f) for f, _ in composition.files]
+
+        return first.display_name, listed, token, None
 
     def _serial(self) -> Hashable:
         return tuple(index.serial for index in self._hosted)
