@@ -479,6 +479,11 @@ INDEX_ROWS = (
     ("GET", "/{i}/files/{p}/{f}.metadata", ("holy-grail",)),
     ("GET", "/{i}/pypi/{p}/json", ("holy-grail",)),
     ("GET", "/{i}/pypi/{p}/1.0/json", ("holy-grail",)),
+    ("GET", "/{i}/", ("",)),
+    ("GET", "/{i}/search?q={p}", ("holy-grail",)),
+    ("GET", "/{i}/api/search?q={p}", ("holy-grail",)),
+    ("GET", "/{i}/project/{p}/", ("holy-grail", "no-such")),
+    ("GET", "/{i}/project/{p}/1.0/", ("holy-grail",)),
     ("POST", "/{i}/", ("holy-grail",)),
     ("POST", "/{i}/legacy", ("holy-grail",)),
     ("POST", "/{i}/legacy/", ("holy-grail",)),
@@ -582,6 +587,8 @@ def read_index_table(text):
 #: there (403 where it may read, as the default index's t-other); a view
 #: refuses changes with 405 once the credentials passed; a change names
 #: an index's own files only (staging inherits holy-grail: 404 there).
+#: The pages for people of an index (C{/{i}/}, search, project pages)
+#: answer as its simple pages do.
 INDEX_TABLE = """
 GET    /{i}                             release -          | 301 301 301 301 301 301 301 | 401 301 301 301 401 301 404
 GET    /{i}                             staging -          | 301 301 301 301 301 301 301 | 401 301 301 301 401 404 301
@@ -623,6 +630,36 @@ GET    /{i}/pypi/{p}/1.0/json           staging holy-grail | 200 200 200 200 200
 GET    /{i}/pypi/{p}/1.0/json           prod    holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 404 404
 GET    /{i}/pypi/{p}/1.0/json           secret  holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
 GET    /{i}/pypi/{p}/1.0/json           nosuch  holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
+GET    /{i}/                            release -          | 200 200 200 200 200 200 200 | 401 200 200 200 401 200 404
+GET    /{i}/                            staging -          | 200 200 200 200 200 200 200 | 401 200 200 200 401 404 200
+GET    /{i}/                            prod    -          | 200 200 200 200 200 200 200 | 401 200 200 200 401 404 404
+GET    /{i}/                            secret  -          | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
+GET    /{i}/                            nosuch  -          | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
+GET    /{i}/search?q={p}                release holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 200 404
+GET    /{i}/search?q={p}                staging holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 404 200
+GET    /{i}/search?q={p}                prod    holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 404 404
+GET    /{i}/search?q={p}                secret  holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
+GET    /{i}/search?q={p}                nosuch  holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
+GET    /{i}/api/search?q={p}            release holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 200 404
+GET    /{i}/api/search?q={p}            staging holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 404 200
+GET    /{i}/api/search?q={p}            prod    holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 404 404
+GET    /{i}/api/search?q={p}            secret  holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
+GET    /{i}/api/search?q={p}            nosuch  holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
+GET    /{i}/project/{p}/                release holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 200 404
+GET    /{i}/project/{p}/                release no-such    | 404 404 404 404 404 404 404 | 401 404 404 404 401 404 404
+GET    /{i}/project/{p}/                staging holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 404 200
+GET    /{i}/project/{p}/                staging no-such    | 404 404 404 404 404 404 404 | 401 404 404 404 401 404 404
+GET    /{i}/project/{p}/                prod    holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 404 404
+GET    /{i}/project/{p}/                prod    no-such    | 404 404 404 404 404 404 404 | 401 404 404 404 401 404 404
+GET    /{i}/project/{p}/                secret  holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
+GET    /{i}/project/{p}/                secret  no-such    | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
+GET    /{i}/project/{p}/                nosuch  holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
+GET    /{i}/project/{p}/                nosuch  no-such    | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
+GET    /{i}/project/{p}/1.0/            release holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 200 404
+GET    /{i}/project/{p}/1.0/            staging holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 404 200
+GET    /{i}/project/{p}/1.0/            prod    holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 404 404
+GET    /{i}/project/{p}/1.0/            secret  holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
+GET    /{i}/project/{p}/1.0/            nosuch  holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
 POST   /{i}/                            release holy-grail | 401 200 200 200 401 200 403 | 401 200 200 200 401 200 404
 POST   /{i}/                            staging holy-grail | 401 200 200 200 401 403 200 | 401 200 200 200 401 404 200
 POST   /{i}/                            prod    holy-grail | 401 405 405 405 401 405 405 | 401 405 405 405 401 404 404

@@ -10,14 +10,17 @@ the index, and the C{index} label of C{/metrics}.
 """
 
 import base64
+import hashlib
 import json
 import os
+import re
+from urllib.parse import urljoin
 
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.auth.hashes import hash_password
-from pypid.auth.policy import AccessModel, IndexGrants
+from pypid.auth.policy import AccessModel, IndexGrants, parse_rule
 from pypid.auth.tokens import TokenBook
 from pypid.auth.verifier import PasswordVerifier
 from pypid.core.index import Index
@@ -52,7 +55,8 @@ def grants(read, upload=("authenticated",)):
 class Server:
     """A server of the four named indexes and the default one, in memory."""
 
-    def __init__(self, case, read="everyone", named=True, tokens_indexes=("release",)):
+    def __init__(self, case, read="everyone", named=True, tokens_indexes=("release",),
+                 rules=(), base_url=None):
         self.case = case
         self.clock = Clock()
         self.clock.advance(START)
@@ -81,7 +85,7 @@ class Server:
                             hosted=name != "prod") for name, view in views.items()]
         users = {name: hash_password(PASSWORD, FAST) for name in ("alice", "carol", "root")}
         verifier = PasswordVerifier(users, self.clock, None, run_in_pool=run_in_pool_now)
-        model = AccessModel(read=read, admins=frozenset({"root"}), indexes={
+        model = AccessModel(read=read, admins=frozenset({"root"}), rules=tuple(rules), indexes={
             "release": grants((read,)), "staging": grants((read,)), "prod": grants((read,), ()),
             "secret": grants(("user:carol",), ("user:carol",))} if named else {})
         self.tokens = TokenBook(self.clock)
@@ -89,7 +93,7 @@ class Server:
         access = Access(model, verifier, None, self.tokens)
         web = build_web(s["default"].index, s["default"].storage, access, run_now, self.clock,
                         max_upload_size=10 << 20, locks=s["default"].locks,
-                        audit=AuditTrail(self.log, self.clock),
+                        audit=AuditTrail(self.log, self.clock), base_url=base_url,
                         indexes=parts if named else ())
         self.web = web
         self.client = site_treq(web.site)
@@ -319,3 +323,232 @@ class IndexRouteTests(SynchronousTestCase):
         text = s.request("GET", "/metrics")[2].decode()
         self.assertIn("pypid_http_requests_total{", text)
         self.assertNotIn("index=", text)
+
+
+#: The sha256 of the default index's pages for people of
+#: L{IndexPeoplePagesTests.default_pages}, measured at f6cd0be (before the
+#: pages knew of indexes): without named indexes they are still these bytes.
+#: (A deliberate change to the pages changes them: measure them again then.)
+DEFAULT_PAGES = {
+    "/": "8186248d9cb78ced9ea9947d5da2f63da7c734ba62566449de589e5dc612d3d5",
+    "/search?q=widget": "d96093ec1a88b8142420a560493ac9816e5e7cb89455760d3f730685fd6b13a4",
+    "/search?q=nothing": "6720e00e0fb88072318a02fa0c8c37e624579a40f19bea9b1a1e621684d54bf6",
+    "/api/search?q=wid": "257ce2b08254a0ec2dd513f6e7c21e3cb26c138d64d33761d6f1e139536027ce",
+    "/project/widget/": "a92c330b0c924168149d4728def06b5d014a77afd046c7278c3edda78a4a6895",
+    "/project/widget/1.0/": "0c09627af624033e970d9a4c8632bbf7610317d376553c013b616a5f9ae6eff4",
+}
+
+
+def links(body):
+    """The C{href} and C{src} attributes of a page, in order."""
+    return re.findall(rb'(?:href|src)="([^"]*)"', body)
+
+
+def switcher(body):
+    """The index switcher of a page: C{[(name, current, view)]}, or L{None} without one."""
+    found = re.search(rb'<nav class="indexes" aria-label="Indexes">(.*?)</nav>', body)
+    if found is None:
+        return None
+    return [(name.decode(), bool(current), bool(view)) for current, name, view in re.findall(
+        rb'<a href="[^"]*"( aria-current="page")?>([^<]*)</a>( <span class="badge">view)?',
+        found.group(1))]
+
+
+class IndexPeoplePagesTests(SynchronousTestCase):
+    """
+    The pages for people under C{/NAME/} (issue 26): landing page, search
+    and project pages of each named index from its composition, links kept
+    inside the index, the same access rules as its simple pages, and the
+    index switcher in every page's chrome.
+    """
+
+    def setUp(self):
+        self.server = Server(self, rules=(parse_rule("release/hidden-*", "user:carol rw"),))
+
+    def get(self, path, auth=None, code=200):
+        answer = self.server.request("GET", path, auth)
+        self.assertEqual(answer[0], code, (path, answer[2][:300]))
+        return answer[2]
+
+    def test_landing_per_index(self):
+        """C{/NAME/} counts and lists what that index lists: its own and its bases' uploads."""
+        s = self.server
+        self.assertEqual(s.upload("/release/", "widget", "1.0")[0], 200)
+        s.clock.advance(60)
+        self.assertEqual(s.upload("/staging/", "gadget", "1.0")[0], 200)
+        self.assertIn(b"2 projects, 2 files ", self.get("/staging/"))
+        body = self.get("/release/")
+        self.assertIn(b"1 project, 1 file ", body)
+        self.assertNotIn(b"gadget", body)
+        self.assertIn(b"0 projects, 0 files ", self.get("/"))
+        body = self.get("/staging/")
+        self.assertLess(body.index(b'href="project/gadget/1.0/"'),
+                        body.index(b'href="project/widget/1.0/"'))
+
+    def test_search_within_index(self):
+        """C{/NAME/search} and C{/NAME/api/search} find that index's projects, not the default's."""
+        s = self.server
+        self.assertEqual(s.upload("/release/", "widget", "1.0")[0], 200)
+        self.assertEqual(s.upload("/staging/", "gadget", "1.0")[0], 200)
+        self.assertEqual(s.upload("/", "doohickey", "1.0")[0], 200)
+        self.assertIn(b'href="project/widget/"', self.get("/staging/search?q=widget"))
+        self.assertIn(b"0 projects match", self.get("/release/search?q=gadget"))
+        self.assertIn(b"0 projects match", self.get("/staging/search?q=doohickey"))
+        self.assertIn(b"0 projects match", self.get("/search?q=widget"))
+        found = json.loads(self.get("/staging/api/search?q=gadget"))
+        self.assertEqual([(h["name"], h["version"], h["url"]) for h in found["hits"]],
+                         [("gadget", "1.0", "project/gadget/")])
+        self.assertEqual(json.loads(self.get("/api/search?q=doohickey"))["total"], 1)
+
+    def test_view_shows_what_it_lists(self):
+        """A view's pages show only what its simple pages list (here: files before its date)."""
+        s = self.server
+        self.assertEqual(s.upload("/release/", "widget", "1.0")[0], 200)
+        s.clock.advance(2000)
+        self.assertEqual(s.upload("/release/", "widget", "2.0")[0], 200)
+        self.assertEqual(s.upload("/release/", "newer", "1.0")[0], 200)
+        body = self.get("/prod/project/widget/")
+        self.assertIn(b'<span class="version">1.0</span></h1>', body)
+        self.assertNotIn(b"widget-2.0", body)
+        self.assertNotIn(b"2.0", re.sub(rb"static/[^\"]*", b"", body))
+        self.get("/prod/project/widget/2.0/", code=404)
+        self.get("/prod/project/newer/", code=404)
+        # (a project the view lists no file of answers as a missing one)
+        for path in ("/prod/project/newer/1.0/", "/prod/project/Newer/"):
+            self.assertEqual(same(s.request("GET", path)),
+                             same(s.request("GET", path.replace("ewer", "owhere"))), path)
+        self.assertIn(b"1 project, 1 file ", self.get("/prod/"))
+        found = json.loads(self.get("/prod/api/search?q=widget"))
+        self.assertEqual([(h["name"], h["version"]) for h in found["hits"]], [("widget", "1.0")])
+        self.assertEqual(json.loads(self.get("/prod/api/search?q=newer"))["total"], 0)
+        # (release itself shows both)
+        self.assertIn(b'<span class="version">2.0</span></h1>', self.get("/release/project/widget/"))
+
+    def test_inherited_project_page(self):
+        """C{/staging/project/<p>/} shows staging's and release's files, each linked in staging."""
+        s = self.server
+        self.assertEqual(s.upload("/release/", "widget", "1.0")[0], 200)
+        s.clock.advance(60)
+        self.assertEqual(s.upload("/staging/", "widget", "2.0")[0], 200)
+        page = "/staging/project/widget/1.0/"
+        body = self.get(page)
+        self.assertIn(b"widget-1.0-py3-none-any.whl", body)
+        # (the switcher's links lead to the other indexes)
+        inside = re.sub(rb'<nav class="indexes".*?</nav>', b"", body)
+        for href in links(inside):
+            target = urljoin(ORIGIN + page, href.decode())
+            if target.startswith(ORIGIN) and "/static/" not in target and "/login" not in target:
+                self.assertTrue(target.startswith(ORIGIN + "/staging/"), (href, target))
+        files = [urljoin(ORIGIN + page, h.decode()) for h in links(body) if b"files/" in h]
+        self.assertEqual(files, [ORIGIN + "/staging/files/widget/widget-1.0-py3-none-any.whl"])
+        code, _, data = s.request("GET", files[0][len(ORIGIN):])
+        self.assertEqual((code, data[:2]), (200, b"PK"))
+        for href in links(body):
+            target = urljoin(ORIGIN + page, href.decode())
+            if "/static/" in target:
+                self.assertEqual(s.request("GET", target[len(ORIGIN):])[0], 200, target)
+        # the version list has both; the latest is 2.0, staging's own
+        self.assertIn(b'href="../../../project/widget/2.0/"', body)
+        self.assertIn(b'the latest version is <a href="../../../project/widget/">2.0</a>', body)
+        # the install hint is the index's own simple URL (filled in by the script: its root)
+        self.assertIn(b'data-root="../../../"', body)
+        self.assertIn(b"<span data-base=\"\">", body)
+        # an unnormalized name redirects inside the index
+        code, headers, _ = s.request("GET", "/staging/project/Widget/")
+        self.assertEqual((code, headers.getRawHeaders(b"location")),
+                         (301, [b"/staging/project/widget/"]))
+
+    def test_hidden_project_is_missing(self):
+        """A project hidden from the reader answers on every page as a missing one does."""
+        s = self.server
+        self.assertEqual(s.upload("/release/", "hidden-thing", "1.0", basic("carol"))[0], 200)
+        for path in ("/release/project/hidden-thing/", "/release/project/hidden-thing/1.0/",
+                     "/release/project/Hidden.Thing/"):
+            hidden = s.request("GET", path, basic("alice"))
+            missing = s.request("GET", path.replace("hidden", "absent").replace(
+                "Hidden", "Absent"), basic("alice"))
+            self.assertEqual(same(hidden), same(missing), path)
+            self.assertEqual(hidden[0], 404)
+            self.assertEqual(s.request("GET", path, basic("carol"))[0],
+                             301 if "Hidden" in path else 200, path)
+        self.assertIn(b"0 projects match", self.get("/release/search?q=hidden", basic("alice")))
+        self.assertIn(b"1 project matches", self.get("/release/search?q=hidden", basic("carol")))
+        self.assertNotIn(b"hidden-thing", self.get("/release/", basic("alice")))
+        self.assertIn(b"hidden-thing", self.get("/release/", basic("carol")))
+
+    def test_hidden_index_pages_are_missing(self):
+        """The pages for people of a hidden index answer byte for byte as a missing index's."""
+        s = self.server
+        self.assertEqual(s.upload("/secret/", "widget", "1.0", basic("carol"))[0], 200)
+        for template in ("/{}/", "/{}/search?q=widget", "/{}/api/search?q=widget",
+                         "/{}/project/widget/", "/{}/project/widget/1.0/"):
+            for auth in (None, basic("alice"), basic("alice", "wrong"), s.scoped):
+                hidden = s.request("GET", template.format("secret"), auth)
+                missing = s.request("GET", template.format("nosuch"), auth)
+                self.assertEqual(same(hidden), same(missing), (template, auth))
+            self.assertEqual(s.request("GET", template.format("secret"), basic("carol"))[0],
+                             200, template)
+
+    def test_switcher(self):
+        """Every page lists the indexes the reader may read, the current one and the views marked."""
+        s = self.server
+        self.assertEqual(s.upload("/release/", "widget", "1.0")[0], 200)
+        everyone = [("default", False, False), ("release", False, False),
+                    ("staging", False, False), ("prod", False, True)]
+        self.assertEqual(switcher(self.get("/")), [("default", True, False), *everyone[1:]])
+        with_secret = [*everyone, ("secret", False, False)]
+        self.assertEqual(switcher(self.get("/", basic("carol"))),
+                         [("default", True, False), *with_secret[1:]])
+        self.assertEqual(switcher(self.get("/", basic("alice"))), switcher(self.get("/")))
+        for page in ("/staging/", "/staging/search?q=w", "/staging/project/widget/",
+                     "/staging/project/widget/1.0/"):
+            self.assertEqual(switcher(self.get(page)),
+                             [(n, n == "staging", v) for n, _, v in everyone], page)
+            self.assertEqual(switcher(self.get(page, basic("carol"))),
+                             [(n, n == "staging", v) for n, _, v in with_secret], page)
+        # the links go to each index's landing page
+        body = self.get("/staging/project/widget/1.0/")
+        nav = re.search(rb'<nav class="indexes".*?</nav>', body).group(0)
+        self.assertEqual([urljoin(ORIGIN + "/staging/project/widget/1.0/", h.decode())
+                          for h in links(nav)],
+                         [ORIGIN + "/", ORIGIN + "/release/", ORIGIN + "/staging/",
+                          ORIGIN + "/prod/"])
+        # (a view's landing page offers no publishing)
+        self.assertNotIn(b"twine upload", self.get("/prod/"))
+        self.assertIn(b"twine upload", self.get("/staging/"))
+
+    def test_base_url(self):
+        """With C{[pypid] base_url}, a named index's commands and file links are its own URLs."""
+        s = Server(self, base_url="http://127.0.0.1:3141/")
+        self.assertEqual(s.upload("/staging/", "widget", "1.0")[0], 200)
+        body = s.request("GET", "/staging/")[2]
+        self.assertIn(b"pip install --index-url http://127.0.0.1:3141/staging/simple/ ", body)
+        self.assertIn(b"twine upload --repository-url http://127.0.0.1:3141/staging/ ", body)
+        body = s.request("GET", "/staging/project/widget/")[2]
+        self.assertIn(b'href="http://127.0.0.1:3141/staging/files/widget/'
+                      b'widget-1.0-py3-none-any.whl"', body)
+        self.assertIn(b"uv add --index http://127.0.0.1:3141/staging/simple/ ", body)
+        self.assertIn(b'href="../../../static/', body)
+
+    def test_no_switcher_without_named_indexes(self):
+        """Without named indexes the default's pages are today's, byte for byte."""
+        s = Server(self, named=False)
+        bodies = self.default_pages(s)
+        for path, body in bodies.items():
+            self.assertIsNone(switcher(body), path)
+        self.assertEqual({path: hashlib.sha256(body).hexdigest() for path, body in bodies.items()},
+                         DEFAULT_PAGES)
+
+    def default_pages(self, s):
+        """The default index's pages for people, after two uploads."""
+        self.assertEqual(s.upload("/", "widget", "1.0")[0], 200)
+        s.clock.advance(60)
+        self.assertEqual(s.upload("/", "widget", "2.0")[0], 200)
+        bodies = {}
+        for path in ("/", "/search?q=widget", "/search?q=nothing", "/api/search?q=wid",
+                     "/project/widget/", "/project/widget/1.0/"):
+            code, _, body = s.request("GET", path)
+            self.assertEqual(code, 200, path)
+            # (a wheel's bytes, and so its hash, change with the time it is built at)
+            bodies[path] = re.sub(rb"[0-9a-f]{64}", b"SHA256", body)
+        return bodies

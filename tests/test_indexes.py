@@ -650,6 +650,16 @@ class ReloadTests(_ServerMixin, SynchronousTestCase):
         stats = service.getServiceNamed("web").web.site.stats
         self.assertIn(("prod", "simple", "GET", "200"), stats.requests_by_index)
 
+    def test_view_in_switcher(self):
+        """A view added or removed comes and goes in the index switcher of the pages for people."""
+        service = self.serving(RELEASE)
+        link = b'<a href="../prod/">prod</a> <span class="badge">view</span>'
+        self.assertNotIn(link, self.get("/release/search?q=grail")[1])
+        self.reload(service, RELEASE + PROD)
+        self.assertIn(link, self.get("/release/search?q=grail")[1])
+        self.reload(service, RELEASE)
+        self.assertNotIn(link, self.get("/release/search?q=grail")[1])
+
     def test_view_removed(self):
         """A view removed answers as a missing index does."""
         service = self.serving(RELEASE + PROD)

@@ -15,12 +15,17 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.auth.policy import AccessModel, parse_rule
-from pypid.core.render import Page
+from pypid.core.catalog import IndexCatalog
+from pypid.core.index import Index
+from pypid.core.render import Page, file_url_for
+from pypid.core.views import ChainSource, Filters
 from pypid.storage.interface import StorageError
 from pypid.web.people import PEOPLE_CSP
 from pypid.web.project_pages import DetailsRenderer, KeptPages
 from tests.distributions import make_sdist, make_wheel, metadata_text
 from tests.fakes import twine_fields
+from tests.test_views import T0
+from tests.test_views import record as make_record
 from tests.test_web import _ServerMixin, basic
 
 README = """# Holy Grail
@@ -624,3 +629,59 @@ class DetailsRendererTests(SynchronousTestCase):
         self.clock.advance(61)
         self.describer.ask(storage, record)
         self.assertEqual(len(self.calls), 2)
+
+
+class IndexCatalogTests(SynchronousTestCase):
+    """
+    L{IndexCatalog}: a named index's search and landing page, from the
+    union of its hosted sources as its pages list them (issue 26).
+    """
+
+    def setUp(self):
+        self.staging = Index(file_url_for(None))
+        self.release = Index(file_url_for(None))
+        self.order = (ChainSource("staging", hosted=self.staging),
+                      ChainSource("release", hosted=self.release))
+
+    def test_union_and_latest(self):
+        """A project of both sources is one entry, its latest version over both."""
+        self.release.add(make_record("widget", "1.0", summary="Old", upload_time=T0))
+        self.staging.add(make_record("widget", "2.0", summary="New", upload_time=T0 + 60))
+        self.release.add(make_record("gadget", "1.0", upload_time=T0 + 120))
+        catalog = IndexCatalog(self.order, Filters())
+        hits = catalog.search_index().search("widget", None, 1, 10).hits
+        self.assertEqual([(h.entry.project, h.entry.summary) for h in hits], [("widget", "New")])
+        self.assertEqual(catalog.latest("widget"), "2.0")
+        self.assertEqual(catalog.counts(), (2, 3))
+        self.assertEqual(catalog.counts(lambda p: p == "gadget"), (1, 1))
+        self.assertEqual([(u.project, u.version) for u in catalog.recent()],
+                         [("gadget", "1.0"), ("widget", "2.0"), ("widget", "1.0")])
+
+    def test_filters(self):
+        """A view's filters: a version it leaves out is not the latest, a project without files not found."""
+        self.release.add(make_record("widget", "1.0", upload_time=T0))
+        self.release.add(make_record("widget", "2.0", upload_time=T0 + 100))
+        self.release.add(make_record("newer", "1.0", upload_time=T0 + 100))
+        self.release.add(make_record("other", "1.0", upload_time=T0))
+        catalog = IndexCatalog(self.order[1:], Filters(as_of=T0 + 50, exclude=("other",)))
+        self.assertEqual(catalog.latest("widget"), "1.0")
+        self.assertEqual(catalog.counts(), (1, 1))
+        self.assertEqual(catalog.search_index().search("newer", None, 1, 10).total, 0)
+        self.assertEqual(catalog.search_index().search("other", None, 1, 10).total, 0)
+
+    def test_worked_out_again_only_when_changed(self):
+        """After a change, only the projects whose sources changed are worked out again."""
+        self.release.add(make_record("widget", "1.0"))
+        self.release.add(make_record("gadget", "1.0"))
+        catalog = IndexCatalog(self.order, Filters())
+
+        def entries():
+            return {name: catalog.search_index().search(name, None, 1, 10).hits[0].entry
+                    for name in ("widget", "gadget")}
+
+        before = entries()
+        self.staging.add(make_record("gadget", "2.0"))
+        after = entries()
+        self.assertIs(after["widget"], before["widget"])
+        self.assertIsNot(after["gadget"], before["gadget"])
+        self.assertEqual(catalog.latest("gadget"), "2.0")

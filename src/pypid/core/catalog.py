@@ -8,17 +8,24 @@ part is kept with its pages until it changes, so that is about 30 ms at
 20,000 projects), every other one reads it as it is. Who may
 see what is left to the caller, which filters (see L{visible_counts}).
 
+A named index (issue 26) has an L{IndexCatalog} instead: the same over the
+union of its hosted sources, each project as the index's pages list it
+(its own files, then its bases', a view's filters applied).
+
 Pure: no I/O and no clock.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Hashable, Sequence
 
-from pypid.core.index import Index, Project
+import attrs
+
+from pypid.core.index import Index, Project, choose_latest
 from pypid.core.model import FileRecord
 from pypid.core.pages import Upload
 from pypid.core.search import SearchEntry, SearchIndex
+from pypid.core.views import ChainSource, Filters, compose
 
 #: Where a project's entry is kept with its pages (L{RenderedPages.keep_page}).
 _KEY = ("catalog",)
@@ -61,10 +68,19 @@ class Catalog:
         self._search = SearchIndex(entries)
         self._latest = latest
 
+    @property
+    def serial(self) -> Hashable:
+        """What changes whenever what it derives changes: the index's serial."""
+        return self._index.serial
+
     def search_index(self) -> SearchIndex:
         """The L{SearchIndex} of every project."""
         self._refresh()
         return self._search
+
+    def counts(self, visible: Callable[[str], bool] | None = None) -> tuple[int, int]:
+        """C{(projects, files)} the landing page counts (L{visible_counts})."""
+        return visible_counts(self._index, visible)
 
     def latest(self, project: str) -> str | None:
         """The latest version of C{project} (a normalized name), or L{None}."""
@@ -110,7 +126,11 @@ def summary_of(project: Project, version: str | None) -> str | None:
     copy's C{packages.json}): its latest version's, a wheel's first; else
     the newest upload's that has one; L{None} without any.
     """
-    files = project.files.values()
+    return summary_among(project.files.values(), version)
+
+
+def summary_among(files: Collection[FileRecord], version: str | None) -> str | None:
+    """L{summary_of} the project whose live files are C{files} (a collection)."""
     latest = sorted((r for r in files if r.version == version), key=lambda r: not r.is_wheel)
     return next((r.summary for r in latest if r.summary), None) or next(
         (r.summary for r in sorted(files, key=lambda r: -r.upload_time) if r.summary), None)
@@ -130,3 +150,137 @@ def visible_counts(index: Index,
             projects += 1
             files += count
     return projects, files
+
+
+@attrs.frozen
+class _Listed:
+    """
+    What an L{IndexCatalog} keeps of one project: what it was worked out
+    from (each hosted source's project object and its count of changes),
+    and what search and the landing page show of it.
+    """
+
+    held: tuple[Project | None, ...]
+    changes: tuple[int, ...]
+    entry: SearchEntry
+    latest: str | None
+    count: int
+    #: each release's newest file, for the recent uploads
+    newest: tuple[FileRecord, ...]
+
+
+class IndexCatalog:
+    """
+    A named index as search and its landing page see it (issue 26): the
+    union of its hosted sources' projects, each with the files its pages
+    list (L{compose}: a source's file shadowing a later one's, the view's
+    filters applied), so that search finds, counts and dates what the
+    index's simple pages list and nothing else. The default index keeps
+    its L{Catalog}, whose path and cost do not change.
+
+    Worked out again when a source's serial moved, each project only when
+    one of its sources' project objects or counts of changes moved (a dict
+    lookup a source), as L{Catalog} keeps its entries with the pages.
+    Upstream sources are not read: their projects are not listed by the
+    index's root page either.
+
+    @ivar _order: the hosted sources, in the index's order.
+    @ivar _filters: the view's L{Filters} (none for a hosted index).
+    """
+
+    def __init__(self, order: Sequence[ChainSource], filters: Filters) -> None:
+        self._order = tuple(source for source in order if source.hosted is not None)
+        self._hosted = tuple(source.hosted for source in self._order
+                             if source.hosted is not None)
+        self._filters = filters
+        self._serial: tuple[int, ...] | None = None
+        self._listed: dict[str, _Listed] = {}
+        self._search = SearchIndex([])
+        self._recent: list[FileRecord] = []
+
+    @property
+    def serial(self) -> Hashable:
+        """What changes whenever what it derives changes: its sources' serials."""
+        return tuple(index.serial for index in self._hosted)
+
+    def _refresh(self) -> None:
+        serial = tuple(index.serial for index in self._hosted)
+        if serial == self._serial:
+            return
+        self._serial = serial
+        names: dict[str, str] = {}
+        for index in self._hosted:
+            for project in index.projects():
+                names.setdefault(project.name, project.display_name)
+        listed: dict[str, _Listed] = {}
+        for name, display_name in names.items():
+            if not self._filters.admits_project(name):
+                continue
+            held = tuple(index.project(name) for index in self._hosted)
+            changes = tuple(p.changes if p is not None else 0 for p in held)
+            kept = self._listed.get(name)
+            if (kept is None or kept.changes != changes
+                    or any(a is not b for a, b in zip(kept.held, held, strict=True))):
+                kept = self._work_out(name, display_name, held, changes)
+            if kept is not None:
+                listed[name] = kept
+        self._listed = listed
+        self._search = SearchIndex([kept.entry for kept in listed.values()])
+        self._recent = sorted((record for kept in listed.values() for record in kept.newest),
+                              key=lambda r: (-r.upload_time, r.filename))
+
+    def _work_out(self, name: str, display_name: str, held: tuple[Project | None, ...],
+                  changes: tuple[int, ...]) -> _Listed | None:
+        """A project's L{_Listed}, or L{None} when the index lists no file of it."""
+        # (hosted sources only: the time matters to an upstream's cooldown alone)
+        files: list[FileRecord] = [f for f, _ in compose(  # type: ignore[misc]
+            self._order, name, self._filters, 0.0).files]
+        # (a hosted source's files are FileRecords)
+        if not files:
+            return None
+        alive = {r.version for r in files if r.yanked is None}
+        latest = choose_latest({r.version for r in files}, lambda v: v not in alive)
+        newest: dict[str, FileRecord] = {}
+        for record in files:
+            other = newest.get(record.version)
+            if other is None or record.upload_time > other.upload_time:
+                newest[record.version] = record
+        return _Listed(held, changes,
+                       SearchEntry(name, display_name, summary_among(files, latest)),
+                       latest, len(files), tuple(newest.values()))
+
+    def search_index(self) -> SearchIndex:
+        """The L{SearchIndex} of every project the index lists files of."""
+        self._refresh()
+        return self._search
+
+    def latest(self, project: str) -> str | None:
+        """The latest version the index lists of C{project} (a normalized name), or L{None}."""
+        self._refresh()
+        kept = self._listed.get(project)
+        return kept.latest if kept is not None else None
+
+    def counts(self, visible: Callable[[str], bool] | None = None) -> tuple[int, int]:
+        """C{(projects, files)} the index lists, of the projects C{visible} allows."""
+        self._refresh()
+        projects = files = 0
+        for name, kept in self._listed.items():
+            if visible is None or visible(name):
+                projects += 1
+                files += kept.count
+        return projects, files
+
+    def recent(self, visible: Callable[[str], bool] | None = None,
+               count: int = 10) -> list[Upload]:
+        """The latest C{count} L{Upload}s the index lists, as L{Catalog.recent}."""
+        self._refresh()
+        shown = []
+        for record in self._recent:
+            if visible is not None and not visible(record.project):
+                continue
+            kept = self._listed[record.project]
+            shown.append(Upload(record.project, kept.entry.display_name, record.version,
+                                record.uploader, record.upload_time))
+            if len(shown) == count:
+                break
+        return shown

@@ -32,6 +32,7 @@ import attrs
 
 from pypid.core.details import Details
 from pypid.core.index import choose_latest, is_prerelease, version_key
+from pypid.core.index_names import DEFAULT
 from pypid.core.names import WHEEL, normalize
 from pypid.core.render import ListedFile
 from pypid.core.search import Results, SearchEntry
@@ -51,6 +52,19 @@ class ShownFile(ListedFile, Protocol):
     def version(self) -> str: ...
     @property
     def packagetype(self) -> str: ...
+
+
+@attrs.frozen
+class IndexLink:
+    """
+    One index in the switcher of the pages for people.
+
+    @ivar name: its name (C{default} for the default index, at the site's root).
+    @ivar view: whether it is a read-only view.
+    """
+
+    name: str
+    view: bool = False
 
 
 @attrs.frozen
@@ -75,6 +89,15 @@ class Chrome:
     @ivar title: the site's name in titles and the header.
     @ivar login: the path from the root that asks a browser for
         credentials, or L{None} where there is none (a static copy).
+    @ivar site: the way from the index's root to the site's root, where
+        the assets and C{login} are: C{""} for the default index, C{"../"}
+        for a named one (issue 26), whose pages' C{root} leads to C{/NAME/}.
+    @ivar index: the name of the index the pages are of.
+    @ivar indexes: the index switcher's entries, the default first; empty:
+        no switcher (a server without named indexes, whose pages stay as
+        they were).
+    @ivar uploads: whether the index takes uploads (a view does not: its
+        landing page shows no publishing snippets).
     """
 
     css: str
@@ -86,6 +109,10 @@ class Chrome:
     suggest: str = "api/search"
     title: str = "pypid"
     login: str | None = "login"
+    site: str = ""
+    index: str = DEFAULT
+    indexes: tuple[IndexLink, ...] = ()
+    uploads: bool = True
 
     def file_url(self, file: ShownFile, root: str) -> str:
         """The link to a file from a page whose way back to the root is C{root}."""
@@ -266,7 +293,8 @@ def _frame(chrome: Chrome, root: str, title: str, main: str, *, search_box: bool
             f'<button type="submit">Search</button></form>'
             f'<div id="suggestions" class="suggestions" aria-live="polite"></div>'
         )
-    login = (f'<a href="{escape(root + chrome.login)}">Log in</a>'
+    site = root + chrome.site
+    login = (f'<a href="{escape(site + chrome.login)}">Log in</a>'
              if chrome.login is not None else "")
     return (
         f'<!DOCTYPE html>\n<html lang="en" data-root="{escape(root)}"><head>'
@@ -274,17 +302,36 @@ def _frame(chrome: Chrome, root: str, title: str, main: str, *, search_box: bool
         f'<meta name="viewport" content="width=device-width, initial-scale=1">'
         f'<meta name="color-scheme" content="light dark">'
         f'<title>{escape(title)}</title>'
-        f'<link rel="icon" href="{escape(root + chrome.icon)}" type="image/svg+xml">'
-        f'<link rel="stylesheet" href="{escape(root + chrome.css)}">'
-        f'<script src="{escape(root + chrome.js)}" defer></script></head>\n'
+        f'<link rel="icon" href="{escape(site + chrome.icon)}" type="image/svg+xml">'
+        f'<link rel="stylesheet" href="{escape(site + chrome.css)}">'
+        f'<script src="{escape(site + chrome.js)}" defer></script></head>\n'
         f'<body><a class="skip" href="#main">Skip to the content</a>'
         f'<header class="site"><nav aria-label="Site">'
         f'<a class="brand" href="{escape(root or "./")}">{escape(chrome.title)}</a>'
-        f'<a href="{escape(root)}simple/">Simple index</a>{login}</nav>{search}</header>\n'
+        f'<a href="{escape(root)}simple/">Simple index</a>{login}</nav>'
+        f'{_switcher(chrome, site)}{search}</header>\n'
         f'<main id="main" tabindex="-1">{main}</main>\n'
         f'<footer class="site"><p>A private Python package index, served by pypid.</p>'
         f'</footer></body></html>\n'
     ).encode()
+
+
+def _switcher(chrome: Chrome, site: str) -> str:
+    """
+    The index switcher: a link to each index the reader may read, the
+    current one marked, views named so; nothing without entries.
+
+    @param site: the way from the page to the site's root.
+    """
+    if not chrome.indexes:
+        return ""
+    items = []
+    for link in chrome.indexes:
+        href = site + quote(link.name) + "/" if link.name != DEFAULT else site or "./"
+        current = ' aria-current="page"' if link.name == chrome.index else ""
+        view = ' <span class="badge">view</span>' if link.view else ""
+        items.append(f'<a href="{escape(href)}"{current}>{escape(link.name)}</a>{view}')
+    return f'<nav class="indexes" aria-label="Indexes">{"".join(items)}</nav>'
 
 
 # -- the landing page ------------------------------------------------------------------
@@ -332,11 +379,13 @@ def landing_page(chrome: Chrome, projects: int, files: int, recent: Iterable[Upl
         + _snippet("pip", f"pip install --index-url {base}simple/ PROJECT")
         + _snippet("uv", f"uv pip install --index-url {base}simple/ PROJECT")
         + _snippet("uv, in a project", f"uv add --index {base}simple/ PROJECT")
-        + '</section><section class="howto" aria-labelledby="publish">'
-        '<h2 id="publish">Publish</h2>'
-        + _snippet("twine", f"twine upload --repository-url {base} dist/*")
-        + _snippet("uv", f"uv publish --publish-url {base} --check-url {base}simple/ dist/*")
-        + '</section></div>'
+        + '</section>' + (
+            '<section class="howto" aria-labelledby="publish">'
+            '<h2 id="publish">Publish</h2>'
+            + _snippet("twine", f"twine upload --repository-url {base} dist/*")
+            + _snippet("uv", f"uv publish --publish-url {base} --check-url {base}simple/ dist/*")
+            + '</section>' if chrome.uploads else '')
+        + '</div>'
     )
     return _frame(chrome, root, chrome.title + " package index", main, search_box=False)
 

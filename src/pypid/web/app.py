@@ -23,7 +23,8 @@ first segments:
 
 Named indexes (issue 26) are answered under C{/NAME/} by
 L{pypid.web.index_root}, each with its own instances of the areas that
-belong to an index (uploads and changes, the legacy JSON), built here.
+belong to an index (its pages for people, uploads and changes, the legacy
+JSON) and of its project pages, built here.
 
 Each area's routes are written with their whole paths, so a route reads as
 the URL a client sends, and each path is written only there: which area
@@ -38,7 +39,6 @@ werkzeug redirects, and C{/api/tokens/}, now a 404, as that same route.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from functools import partial
 from typing import TYPE_CHECKING, Protocol
 
 import attrs
@@ -55,13 +55,16 @@ from pypid.auth.oidc import TrustedPublishing
 from pypid.auth.throttle import IPV6_PREFIX
 from pypid.config import Config
 from pypid.config.metrics_settings import MetricsConfig
+from pypid.core.catalog import Catalog, IndexCatalog
 from pypid.core.forwarded import NO_PROXIES, TrustedProxies
 from pypid.core.http_errors import NotFound
 from pypid.core.index import Index
+from pypid.core.index_names import DEFAULT
 from pypid.core.metrics import RequestStats
-from pypid.core.pages import Chrome
+from pypid.core.pages import Chrome, IndexLink
 from pypid.core.parts import IMetricsSource, IReloadable
 from pypid.core.render import file_url_for
+from pypid.core.views import ChainSource
 from pypid.state.backfill import Backfill
 from pypid.state.indexes import IndexRegistry
 from pypid.storage.audit_log import MemoryAuditLog
@@ -82,8 +85,8 @@ from pypid.web.index_root import (
     ServedIndex,
 )
 from pypid.web.legacy import LegacyJSON
-from pypid.web.people import AssetsResource, PeoplePages
-from pypid.web.project_pages import ProjectPages
+from pypid.web.people import AssetsResource, IndexSwitcher, PeoplePages, ReaderChrome
+from pypid.web.project_pages import IndexProjectPages, ProjectPages
 from pypid.web.promote import Promote
 from pypid.web.publish import Publish
 from pypid.web.respond import Rendered, send_error, wrong_method_error
@@ -219,6 +222,8 @@ class Web:
     @ivar indexes: what answers under C{/NAME/}, or L{None} without named indexes.
     @ivar serve_index: C{serve_index(parts) -> ServedIndex}: a named index's
         answers, built as L{build_web} built them.
+    @ivar switcher: the index switcher of the pages for people, or L{None}
+        without named indexes.
     """
 
     root: IResource
@@ -226,6 +231,7 @@ class Web:
     app: PypidApp
     indexes: IndexRoot | None
     serve_index: Callable[[IndexParts], ServedIndex]
+    switcher: IndexSwitcher | None = None
 
     def prepare_indexes(self, indexes: Sequence[IndexParts]) -> Callable[[], None]:
         """
@@ -242,6 +248,8 @@ class Web:
             served[key] = (old if old is not None and old.simple.view is parts.view
                            else self.serve_index(parts))
         stats = self.site.stats
+        switcher = self.switcher
+        links = switcher_links(indexes)
 
         def commit() -> None:
             # (a reload never gives named indexes to a server that had none:
@@ -249,6 +257,8 @@ class Web:
             if root is not None:
                 root.replace(served)
                 stats.take_indexes(frozenset(served))
+            if switcher is not None:
+                switcher.links = links
         return commit
 
 
@@ -315,8 +325,11 @@ def build_web(index: Index, storage: IStorage, access: Access, run: Run, clock: 
     assets = Assets.load()
     chrome = Chrome(css=assets.css, js=assets.js, icon=assets.icon, base_url=base_url,
                     files_url=base_url + "files/" if base_url else None)
+    # (the index switcher of the pages for people: only with named indexes)
+    switcher = IndexSwitcher(access, switcher_links(indexes)) if indexes else None
+    people = ReaderChrome(chrome, switcher)
     app = PypidApp(
-        people=PeoplePages(index, access, chrome),
+        people=PeoplePages(Catalog(index), access, people),
         publish=Publish(index, storage, access, run, clock, max_upload_size, audit=audit,
                         locks=locks if locks is not None else KeyedLock(clock)),
         tokens=TokenAdmin(access, run, audit=audit),
@@ -330,8 +343,11 @@ def build_web(index: Index, storage: IStorage, access: Access, run: Run, clock: 
         promote=(Promote(registry, access, audit=audit, clock=clock)
                  if registry is not None else None),
     )
-    serve_index = partial(_served, access=access, run=run, clock=clock,
-                          max_upload_size=max_upload_size, base_url=base_url, audit=audit)
+
+    def serve_index(parts: IndexParts) -> ServedIndex:
+        return _served(parts, access=access, run=run, clock=clock,
+                       max_upload_size=max_upload_size, base_url=base_url, audit=audit,
+                       chrome=ReaderChrome(_index_chrome(chrome, parts, base_url), switcher))
     named = None
     if indexes:
         named = IndexRoot({parts.name.encode("ascii"): serve_index(parts) for parts in indexes},
@@ -341,7 +357,7 @@ def build_web(index: Index, storage: IStorage, access: Access, run: Run, clock: 
         FilesResource(index, storage, access, upstream, backfill),
         app.resource(),
         named,
-        project=ProjectPages(index, storage, access, chrome, clock, base_url or "/", upstream),
+        project=ProjectPages(index, storage, access, people, clock, base_url or "/", upstream),
         static=AssetsResource(assets),
     )
     site = PypidSite(root, max_upload_size, storage.temp_dir, access_log=access_log,
@@ -349,15 +365,35 @@ def build_web(index: Index, storage: IStorage, access: Access, run: Run, clock: 
                      header_timeout=header_timeout, min_body_rate=min_upload_rate,
                      timer=timer, stats=stats, trusted_proxies=trusted_proxies,
                      index_uploads=bool(indexes))
-    return Web(root, site, app, named, serve_index)
+    return Web(root, site, app, named, serve_index, switcher)
+
+
+def switcher_links(indexes: Sequence[IndexParts]) -> tuple[IndexLink, ...]:
+    """The indexes the switcher may list: the default first, then the named ones."""
+    return (IndexLink(DEFAULT), *(IndexLink(parts.name, view=not parts.hosted)
+                                  for parts in indexes))
+
+
+def _index_chrome(chrome: Chrome, parts: IndexParts, base_url: str | None) -> Chrome:
+    """
+    The chrome of a named index's pages for people: their root is
+    C{/NAME/} (links, search, the install and publish snippets stay in the
+    index), the assets and the login are the site's, one level up.
+    """
+    prefix = f"{base_url}{parts.name}/" if base_url else None
+    return attrs.evolve(chrome, site="../", index=parts.name, uploads=parts.hosted,
+                        base_url=prefix, files_url=prefix + "files/" if prefix else None)
 
 
 def _served(parts: IndexParts, *, access: Access, run: Run, clock: IReactorTime,
-            max_upload_size: int, base_url: str | None, audit: AuditTrail) -> ServedIndex:
+            max_upload_size: int, base_url: str | None, audit: AuditTrail,
+            chrome: ReaderChrome) -> ServedIndex:
     """
     One named index's answers: its pages from its view, its files from its
     hosted sources, its uploads and changes into its own stack (a view's
-    refused), its legacy JSON from the first source holding a project.
+    refused), its legacy JSON from the first source holding a project, its
+    pages for people from its hosted sources (L{IndexCatalog},
+    L{IndexProjectPages}: upstream bases are not read for them).
     """
     name = parts.name
     prefix = f"{base_url or '/'}{name}/"
@@ -367,8 +403,12 @@ def _served(parts: IndexParts, *, access: Access, run: Run, clock: IReactorTime,
                           max_upload_size, audit=audit, locks=parts.own.locks, name=name)
     else:
         publish = ReadOnlyPublish(name, access)
-    areas: list[_Area] = [publish]
     chain = tuple((source.index, source.storage) for source in parts.sources)
+    hosted = tuple(ChainSource(source.name, hosted=source.index) for source in parts.sources)
+    people = PeoplePages(IndexCatalog(hosted, parts.view.filters), access, chrome, name)
+    project = IndexProjectPages(name, [(s.index, s.storage) for s in parts.sources],
+                                parts.view.filters, access, chrome, clock, prefix)
+    areas: list[_Area] = [people, publish]
     if chain:
         # (the legacy JSON describes hosted releases: an index that reads
         # upstreams alone has none, and answers it 404)
@@ -378,7 +418,7 @@ def _served(parts: IndexParts, *, access: Access, run: Run, clock: IReactorTime,
         name,
         IndexSimple(name, parts.view, access, clock, prefix, parts.upstreams),
         IndexFiles(name, parts.view, parts.sources, access, clock, parts.upstreams),
-        _Areas(areas))
+        _Areas(areas), project)
 
 
 @implementer(IReloadable)

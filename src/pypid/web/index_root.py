@@ -7,7 +7,9 @@ view's filters applied), C{/NAME/files/<project>/<filename>} from the
 first of its hosted sources that holds the file, and its areas (uploads
 at C{/NAME/} and C{/NAME/legacy/}, yank, unyank and delete under
 C{/NAME/api/...}, C{/NAME/pypi/<project>/json}) with the routes of the
-default index's, over its own stack. Klein reads a route against the
+default index's, over its own stack, and its pages for people
+(C{/NAME/}, C{/NAME/search}, C{/NAME/api/search}, C{/NAME/project/...})
+from its hosted sources. Klein reads a route against the
 path after C{/NAME} (C{prepath} holds the name), so every area's routes
 are written once, for both.
 
@@ -58,7 +60,7 @@ from pypid.core.views import IndexView
 from pypid.state.backfill import Backfill
 from pypid.storage.interface import IStorage
 from pypid.storage.locks import KeyedLock
-from pypid.web.access import NO_SUCH_PAGE, Access, IRequestAuth
+from pypid.web.access import Access, IRequestAuth
 from pypid.web.multipart import MultipartError, UploadTooLarge
 from pypid.web.respond import (
     Answer,
@@ -334,14 +336,16 @@ class ServedIndex:
     """
     One named index's answers under C{/NAME/}.
 
-    @ivar areas: its Klein areas (uploads, changes, the legacy JSON), as
-        one resource dispatching on the path after C{/NAME}.
+    @ivar areas: its Klein areas (pages for people, uploads, changes, the
+        legacy JSON), as one resource dispatching on the path after C{/NAME}.
+    @ivar project: its project pages (C{/NAME/project/...}), or L{None}.
     """
 
     name: str
     simple: IndexSimple
     files: IndexFiles
     areas: IResource
+    project: IResource | None = None
 
 
 class IndexRoot(Resource):
@@ -407,9 +411,10 @@ class IndexRoot(Resource):
             if isinstance(body, Deferred):
                 return finish_later(request, body)
             return body
-        if post == [b""] and request.method != b"POST":
-            # (the pages for people are not served under /NAME/ yet)
-            raise NotFound(NO_SUCH_PAGE)
+        if first == b"project" and served.project is not None:
+            # (a plain resource, as /project/ is: it answers its own methods)
+            request.prepath.append(post.pop(0))  # type: ignore[union-attr]
+            return served.project.render(request)
         return served.areas.render(request)
 
 

@@ -9,11 +9,19 @@ counted, listed among the recent uploads, or found. The landing page is
 rendered once per reader's view of the rules and index state, like the
 simple index's root; search is answered from the in-memory
 L{pypid.core.search.SearchIndex}, a few milliseconds at 20,000 projects.
+
+Each named index (issue 26) has its own L{PeoplePages} under C{/NAME/},
+over an L{pypid.core.catalog.IndexCatalog} of what its simple pages list
+(its own files, then its bases', a view's filters applied), behind the
+index's gate (L{pypid.web.index_root}). With named indexes configured,
+every page carries an index switcher listing the indexes its reader may
+read (L{ReaderChrome}); without any, the pages are what they were, byte
+for byte, and cost what they did.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 
 import attrs
 from klein import Klein
@@ -21,13 +29,14 @@ from twisted.web.iweb import IRequest
 from twisted.web.server import Request
 
 from pypid.assets import Assets
+from pypid.auth.basic import MalformedCredentials
 from pypid.core import pages
-from pypid.core.catalog import Catalog, visible_counts
-from pypid.core.http_errors import BadRequest, Forbidden, NotFound
-from pypid.core.index import Index
+from pypid.core.catalog import Catalog, IndexCatalog
+from pypid.core.http_errors import BadRequest, Forbidden, HTTPError, NotFound
+from pypid.core.index_names import DEFAULT
 from pypid.core.render import Page
 from pypid.core.search import Results
-from pypid.web.access import Access
+from pypid.web.access import Access, IRequestAuth, identity_of, request_credentials
 from pypid.web.respond import FILE_CACHE_CONTROL, ReadResource, send_error, send_page
 from pypid.web.routes import answer_errors, form_field, send_json
 
@@ -66,24 +75,110 @@ def query_number(request: IRequest, name: str, default: int, largest: int) -> in
     return largest if len(text) > 9 else min(int(text), largest)
 
 
+#: Chromes kept by a L{ReaderChrome} (one per set of indexes a reader sees).
+_MAX_CHROMES = 256
+
+
+@attrs.define
+class IndexSwitcher:
+    """
+    The indexes of a server, as the switcher of the pages for people may
+    list them: the default first, then the named ones in their order.
+
+    @ivar _access: the L{Access} gate, which says who may read an index.
+    @ivar links: every index's L{pypid.core.pages.IndexLink}.
+    """
+
+    _access: Access
+    links: tuple[pages.IndexLink, ...]
+
+    def shown(self, request: IRequest) -> tuple[pages.IndexLink, ...]:
+        """
+        The indexes the request's reader may read (a hidden index is not
+        listed to them), or none at all when that is the default alone:
+        then a page does not tell that other indexes exist.
+        """
+        identity = identity_of(request)
+        links = tuple(link for link in self.links
+                      if self._access.index_shown(identity, link.name))
+        return links if any(link.name != DEFAULT for link in links) else ()
+
+    def hides_from_anonymous(self) -> bool:
+        """Whether some index is hidden from anonymous readers (then identities matter)."""
+        return any(not self._access.index_shown(None, link.name) for link in self.links)
+
+
+@attrs.define
+class ReaderChrome:
+    """
+    The L{pypid.core.pages.Chrome} of one index's pages as a reader gets
+    it: with the switcher of the indexes they may read, if there is one.
+
+    @ivar base: the chrome without a switcher.
+    @ivar switcher: the L{IndexSwitcher}, or L{None} without named indexes.
+    """
+
+    base: pages.Chrome
+    switcher: IndexSwitcher | None = None
+    _made: dict[tuple[pages.IndexLink, ...], pages.Chrome] = attrs.field(factory=dict,
+                                                                        init=False)
+
+    def of(self, request: IRequest) -> pages.Chrome:
+        """The chrome of the request's reader (after L{identify})."""
+        if self.switcher is None:
+            return self.base
+        links = self.switcher.shown(request)
+        chrome = self._made.get(links)
+        if chrome is None:
+            if len(self._made) >= _MAX_CHROMES:
+                self._made.clear()
+            chrome = self._made[links] = attrs.evolve(self.base, indexes=links)
+        return chrome
+
+    def needs_identity(self, request: IRequest) -> bool:
+        """
+        Whether L{identify} has something to do: the switcher could list
+        more to this reader than to anonymous ones, and the request carries
+        credentials no gate checked (the index is open to every reader).
+        """
+        return (self.switcher is not None and identity_of(request) is None
+                and request.requestHeaders.hasHeader(b"authorization")
+                and self.switcher.hides_from_anonymous())
+
+    async def identify(self, request: IRequest, access: Access) -> None:
+        """
+        Find who sent a request the gate let through unchecked, so that its
+        switcher lists the indexes they may read; wrong credentials change
+        nothing (the page is open to every reader: it is not refused).
+        """
+        if not self.needs_identity(request):
+            return
+        try:
+            credentials = request_credentials(request)
+            identity = await access.identify(request, credentials)
+        except (HTTPError, MalformedCredentials):
+            return
+        IRequestAuth(request).identity = identity
+
+
 @attrs.define(slots=False)
 class PeoplePages:
     """
-    The landing page and search.
+    The landing page and search of one index.
 
-    @ivar _index: the L{pypid.core.index.Index}.
+    @ivar _catalog: the L{Catalog} of the default index, or the
+        L{IndexCatalog} of a named one.
     @ivar _access: the L{pypid.web.access.Access} gate.
-    @ivar _chrome: the L{pypid.core.pages.Chrome} of every page.
-    @ivar _catalog: the L{Catalog} of the index, shared with whoever
-        else reads it.
+    @ivar _chrome: the L{ReaderChrome} of every page.
+    @ivar _name: the index's name; a named index's pages are behind its
+        gate already (L{pypid.web.index_root.IndexRoot}).
     """
 
-    _index: Index
+    _catalog: Catalog | IndexCatalog
     _access: Access
-    _chrome: pages.Chrome
-    _catalog: Catalog = attrs.field(
-        default=attrs.Factory(lambda self: Catalog(self._index), takes_self=True))
-    _landings: dict[tuple[str, str | None, frozenset[str]] | None, tuple[int, Page]] = (
+    _chrome: ReaderChrome
+    _name: str = DEFAULT
+    _landings: dict[tuple[str, str | None, frozenset[str]] | None, tuple[Hashable, Page]] = (
         attrs.field(factory=dict, init=False))
 
     app = Klein()
@@ -101,7 +196,7 @@ class PeoplePages:
         await self._gate(request)
         results, versions = self._search(request, query_number(request, "page", 1, 10**6),
                                          PAGE_SIZE)
-        body = pages.search_page(self._chrome, results, versions)
+        body = pages.search_page(self._chrome.of(request), results, versions)
         return send_page(request, Page.of(body, HTML))
 
     @app.route("/api/search", methods=["GET", "HEAD"])
@@ -142,15 +237,19 @@ class PeoplePages:
 
     async def _gate(self, request: IRequest) -> None:
         people_headers(request)
-        gate = self._access.gate_read(request)
-        if gate is not None:
-            await gate
+        if self._name == DEFAULT:
+            gate = self._access.gate_read(request)
+            if gate is not None:
+                await gate
+        if self._chrome.switcher is not None:
+            await self._chrome.identify(request, self._access)
 
     def _visible(self, request: IRequest) -> Callable[[str], bool] | None:
         """The reader's C{visible(project)}, or L{None} when they may read every project."""
-        if self._access.reads_everything(request):
+        name = self._name
+        if self._access.reads_everything(request, name):
             return None
-        return lambda project: self._access.may_read(request, project)
+        return lambda project: self._access.may_read(request, project, name)
 
     def _search(self, request: IRequest, page: int, size: int,
                 ) -> tuple[Results, dict[str, str | None]]:
@@ -164,16 +263,17 @@ class PeoplePages:
     def _landing(self, request: IRequest) -> Page:
         key = self._access.cache_key(request)
         kept = self._landings.get(key)
-        if kept is not None and kept[0] == self._index.serial:
+        serial = self._catalog.serial
+        if kept is not None and kept[0] == serial:
             return kept[1]
         visible = self._visible(request)
-        projects, files = visible_counts(self._index, visible)
-        body = pages.landing_page(self._chrome, projects, files,
+        projects, files = self._catalog.counts(visible)
+        body = pages.landing_page(self._chrome.of(request), projects, files,
                                   self._catalog.recent(visible))
         page = Page.of(body, HTML)
         if len(self._landings) >= _MAX_LANDINGS:
             self._landings.clear()
-        self._landings[key] = (self._index.serial, page)
+        self._landings[key] = (serial, page)
         return page
 
 

@@ -18,11 +18,19 @@ meanwhile its page says so and is not kept, so a later view finds them.
 A project that is not hosted but that the upstream cache knows is shown as
 the cache knows it, marked as coming from the upstream; the upstream is
 never asked for a page for people.
+
+A named index (issue 26) has its own L{IndexProjectPages} under
+C{/NAME/project/...}: a project's files as the index's simple page lists
+them (L{pypid.core.views.compose} over its hosted sources: its own files,
+then its bases', a view's filters applied), each described from the
+storage of the source that holds it, links and redirects inside
+C{/NAME/}. Its pages are kept as the default's are, with a token made of
+each source's project token.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 import attrs
@@ -35,14 +43,16 @@ from twisted.web.server import Request
 from pypid.core import pages
 from pypid.core.details import Details
 from pypid.core.http_errors import NotFound
-from pypid.core.index import Index
+from pypid.core.index import Index, Project
+from pypid.core.index_names import DEFAULT
 from pypid.core.lru import ByteLRU
 from pypid.core.model import FileRecord
 from pypid.core.names import WHEEL, is_valid_name, normalize
 from pypid.core.render import Page
+from pypid.core.views import ChainSource, Filters, compose
 from pypid.storage.interface import IStorage, StorageError
 from pypid.web.access import Access
-from pypid.web.people import HTML, people_headers
+from pypid.web.people import HTML, ReaderChrome, people_headers
 from pypid.web.respond import Answer, ReadResource, Rendered, answer_gated, send_moved, send_page
 from pypid.web.routes import requested_version
 
@@ -61,8 +71,13 @@ _NO_PROJECT = "no such project"
 #: Where a hosted project's token is kept with its pages (see L{KeptPages}).
 _TOKEN = ("people-token",)
 
-#: A kept page's key: C{(normalized project, canonical version or None)}.
-_Key = tuple[str, str | None]
+#: A kept page's key: C{(normalized project, canonical version or None)},
+#: and the indexes its switcher lists when there is one.
+_Key = Hashable
+
+#: What L{ProjectPages._find} gives: C{(display name, files(), token,
+#: upstream time)}.
+_Found = tuple[str, Callable[[], Sequence["Listed"]], object, "float | None"]
 
 #: Who a stored file is, for the renderer: C{(id of its storage, filename)}.
 _FileKey = tuple[int, str]
@@ -150,18 +165,22 @@ class DetailsRenderer:
 
 class ProjectPages(ReadResource):
     """
-    The pages of projects.
+    The pages of the default index's projects.
 
     @ivar _index: the L{pypid.core.index.Index}.
     @ivar _storage: the L{pypid.storage.interface.IStorage} of hosted files.
     @ivar _access: the L{pypid.web.access.Access} gate.
-    @ivar _chrome: the L{pypid.core.pages.Chrome}.
+    @ivar _chrome: the L{ReaderChrome}.
     @ivar _clock: provides C{seconds()}.
-    @ivar _base: prefix of absolute redirect targets (C{[pypid] base_url} or C{/}).
+    @ivar _base: prefix of absolute redirect targets (C{[pypid] base_url} or
+        C{/}; C{.../NAME/} for a named index).
     @ivar _upstream: the L{pypid.upstream.proxy.UpstreamProxy}, or L{None}.
+    @ivar _name: the index the pages are of (for its read rules).
     """
 
-    def __init__(self, index: Index, storage: IStorage, access: Access, chrome: pages.Chrome,
+    _name = DEFAULT
+
+    def __init__(self, index: Index, storage: IStorage, access: Access, chrome: ReaderChrome,
                  clock: IReactorTime, base: str = "/", upstream: UpstreamProxy | None = None,
                  kept: KeptPages | None = None) -> None:
         ReadResource.__init__(self)
@@ -177,7 +196,21 @@ class ProjectPages(ReadResource):
     def render_GET(self, request: Request) -> Rendered:
         """Send a project's page."""
         people_headers(request)
-        return answer_gated(self._access, request, self._answer)
+        if self._chrome.switcher is None:
+            return answer_gated(self._access, request, self._answer)
+        return answer_gated(self._access, request, self._answer_identified)
+
+    def _answer_identified(self, request: Request) -> Answer:
+        """L{_answer}, once the reader is known to the switcher (L{ReaderChrome.identify})."""
+        if not self._chrome.needs_identity(request):
+            return self._answer(request)
+
+        async def identified() -> Any:
+            await self._chrome.identify(request, self._access)
+            answer = self._answer(request)
+            return await answer if isinstance(answer, Deferred) else answer
+
+        return ensureDeferred(identified())
 
     def _answer(self, request: Request) -> Answer:
         post: list[bytes] = request.postpath  # type: ignore[assignment]  # (set by process())
@@ -191,7 +224,7 @@ class ProjectPages(ReadResource):
             name, *rest = (part.decode("utf-8") for part in parts)
         except UnicodeDecodeError:
             raise NotFound(_NO_PROJECT)
-        if not is_valid_name(name) or not self._access.may_read(request, name):
+        if not is_valid_name(name) or not self._access.may_read(request, name, self._name):
             raise NotFound(_NO_PROJECT)
         normalized = normalize(name)
         version = rest[0] if rest else None
@@ -200,7 +233,9 @@ class ProjectPages(ReadResource):
         if found is None:
             raise NotFound(_NO_PROJECT)
         display_name, listed, token, upstream = found
-        key = (normalized, canonical)
+        chrome = self._chrome.of(request)
+        key: _Key = (normalized, canonical, chrome.indexes) if chrome.indexes \
+            else (normalized, canonical)
         if slash and normalized == name and canonical == version:
             page = self._kept.get(key, token)
             if page is not None:
@@ -217,10 +252,9 @@ class ProjectPages(ReadResource):
         if view is None:
             # (a cached upstream page may list no files: nothing to show)
             raise NotFound(_NO_PROJECT)
-        return ensureDeferred(self._render(request, key, token, view))
+        return ensureDeferred(self._render(request, key, token, view, chrome, canonical))
 
-    def _find(self, name: str,
-              ) -> tuple[str, Callable[[], Sequence[Listed]], object, float | None] | None:
+    def _find(self, name: str) -> _Found | None:
         """
         C{(display name, files(), token, upstream time)} of a hosted project
         with files, or of an upstream project the cache knows; L{None}.
@@ -245,36 +279,49 @@ class ProjectPages(ReadResource):
         shown = entry.page.name if entry.page is not None else None
         return shown or name, lambda: files, token, entry.fetched_at
 
-    async def _render(self, request: Request, key: _Key, token: object,
-                      view: pages.ProjectView) -> bytes:
-        serial = self._index.serial
+    def _serial(self) -> Hashable:
+        """What moves whenever a hosted file the pages show changes."""
+        return self._index.serial
+
+    def _stored(self, view: pages.ProjectView,
+                ) -> Callable[[pages.ShownFile], tuple[IStorage, FileRecord] | None]:
+        """C{stored(file)}: the storage and stored record of a file the page shows, or L{None}."""
         if view.upstream is None:
             # (a hosted page's files are the index's records)
-            details, final = await self._details(view.current.files, self._storage,
-                                                 lambda f: cast(FileRecord, f))
-        else:
-            # (a page of the upstream's: there is one)
-            files = cast("UpstreamProxy", self._upstream).files
-            details, final = await self._details(view.current.files, files.storage,
-                                                 lambda f: files.kept(f.filename))
-        root = "../../" if key[1] is None else "../../../"
+            storage = self._storage
+            return lambda f: (storage, cast(FileRecord, f))
+        # (a page of the upstream's: there is one)
+        files = cast("UpstreamProxy", self._upstream).files
+
+        def kept(f: pages.ShownFile) -> tuple[IStorage, FileRecord] | None:
+            record = files.kept(f.filename)
+            return (files.storage, record) if record is not None else None
+
+        return kept
+
+    async def _render(self, request: Request, key: _Key, token: object,
+                      view: pages.ProjectView, chrome: pages.Chrome,
+                      version: str | None) -> bytes:
+        serial = self._serial()
+        details, final = await self._details(view.current.files, self._stored(view))
+        root = "../../" if version is None else "../../../"
         view = attrs.evolve(view, details=details, pending=not final)
-        page = Page.of(pages.project_page(self._chrome, view, root), HTML)
-        if final and self._index.serial == serial:
+        page = Page.of(pages.project_page(chrome, view, root), HTML)
+        if final and self._serial() == serial:
             self._kept.put(key, token, page)
         return send_page(request, page)
 
-    async def _details(self, files: Iterable[pages.ShownFile], storage: IStorage,
-                       stored: Callable[[pages.ShownFile], FileRecord | None],
+    async def _details(self, files: Iterable[pages.ShownFile],
+                       stored: Callable[[pages.ShownFile], tuple[IStorage, FileRecord] | None],
                        ) -> tuple[Details | None, bool]:
         """
         The L{Details} of a release: of its first wheel that has them, else
         its sdist's; and whether they are final (not being rendered now).
-        C{stored} gives the stored record of a file shown, or L{None}.
+        C{stored} gives the storage and stored record of a file shown, or L{None}.
         """
         ordered = sorted(files, key=lambda f: (f.packagetype != WHEEL, f.filename))
         records = [r for r in (stored(f) for f in ordered) if r is not None]
-        for record in records:
+        for storage, record in records:
             try:
                 data = await storage.read_details(record)
             except StorageError as e:
@@ -287,8 +334,86 @@ class ProjectPages(ReadResource):
                 except ValueError as e:
                     log.warn("Unreadable details of {filename}: {error}",
                              filename=record.filename, error=str(e))
-        pending = [r for r in records if not self._renderer.undescribable(storage, r)]
+        pending = [(storage, r) for storage, r in records
+                   if not self._renderer.undescribable(storage, r)]
         if not pending:
             return None, True
-        self._renderer.ask(storage, pending[0])
+        self._renderer.ask(*pending[0])
         return None, False
+
+
+class IndexProjectPages(ProjectPages):
+    """
+    The pages of a named index's projects (C{/NAME/project/...}): each
+    project's files as the index lists them, from its hosted sources.
+
+    @ivar _sources: C{(Index, IStorage)} of each hosted source, in the
+        index's order.
+    @ivar _filters: the view's L{Filters} (none for a hosted index).
+    """
+
+    def __init__(self, name: str, sources: Sequence[tuple[Index, IStorage]], filters: Filters,
+                 access: Access, chrome: ReaderChrome, clock: IReactorTime, base: str) -> None:
+        index, storage = sources[0]
+        ProjectPages.__init__(self, index, storage, access, chrome, clock, base)
+        self._name = name
+        self._sources = tuple(sources)
+        self._order = tuple(ChainSource(str(i), hosted=source)
+                            for i, (source, _) in enumerate(sources))
+        self._hosted = tuple(index for index, _ in sources)
+        self._filters = filters
+
+    def _find(self, name: str) -> _Found | None:
+        """
+        C{(display name, files(), token, None)} of a project a hosted
+        source holds (a view's globs admitting it), or L{None}. The token
+        is each source's project token: it changes when one of them does,
+        so a kept page is answered with no composition at all. C{files()}
+        composes the files the index lists, and raises L{NotFound} when it
+        lists none (a view's filters left out every one): that project is
+        not shown, whatever version or spelling is asked for.
+        """
+        if not self._filters.admits_project(name):
+            return None
+        held = [index.project(name) for index in self._hosted]
+        first = next((p for p in held if p is not None), None)
+        if first is None:
+            return None
+        token = tuple(_token_of(index, project) for index, project
+                      in zip(self._hosted, held, strict=True))
+
+        def listed() -> list[FileRecord]:
+            # (hosted sources only: the time matters to an upstream's cooldown alone)
+            composition = compose(self._order, name, self._filters, 0.0)
+            if not composition.files:
+                raise NotFound(_NO_PROJECT)
+            # (a hosted source's files are FileRecords)
+            return [cast(FileRecord, f) for f, _ in composition.files]
+
+        return first.display_name, listed, token, None
+
+    def _serial(self) -> Hashable:
+        return tuple(index.serial for index in self._hosted)
+
+    def _stored(self, view: pages.ProjectView,
+                ) -> Callable[[pages.ShownFile], tuple[IStorage, FileRecord] | None]:
+        def stored(f: pages.ShownFile) -> tuple[IStorage, FileRecord] | None:
+            # (the first source holding this very record: a dict lookup a source)
+            for index, storage in self._sources:
+                record = index.get_file(f.filename, f.project)
+                if record is f:
+                    return storage, record
+            return None
+
+        return stored
+
+
+def _token_of(index: Index, project: Project | None) -> object:
+    """A hosted project's people token (kept with its pages: new once it changes), or L{None}."""
+    if project is None:
+        return None
+    token = index.rendered.extra_page(project, _TOKEN)
+    if token is None:
+        token = object()
+        index.rendered.keep_page(project, _TOKEN, token)
+    return token
