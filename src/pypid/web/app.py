@@ -406,8 +406,11 @@ def _served(parts: IndexParts, *, access: Access, run: Run, clock: IReactorTime,
     chain = tuple((source.index, source.storage) for source in parts.sources)
     hosted = tuple(ChainSource(source.name, hosted=source.index) for source in parts.sources)
     people = PeoplePages(IndexCatalog(hosted, parts.view.filters), access, chrome, name)
-    project = IndexProjectPages(name, [(s.index, s.storage) for s in parts.sources],
-                                parts.view.filters, access, chrome, clock, prefix)
+    # (an index that reads upstreams alone has no project pages: those
+    # describe hosted releases)
+    project = (IndexProjectPages(name, [(s.index, s.storage) for s in parts.sources],
+                                 parts.view.filters, access, chrome, clock, prefix)
+               if parts.sources else None)
     areas: list[_Area] = [people, publish]
     if chain:
         # (the legacy JSON describes hosted releases: an index that reads
