@@ -570,3 +570,27 @@ class OwnReadRuleTests(SynchronousTestCase):
             self.assertEqual(server.request("GET", path)[0], 200, path)
         self.assertEqual(server.request("GET", "/release/project/nothing/")[0], 404)
         self.assertEqual(server.request("GET", "/project/widget/")[0], 401)
+
+
+class ViewLegacyJSONTests(SynchronousTestCase):
+    """A view's C{/NAME/pypi/<p>/json} lists what its pages list, and nothing else."""
+
+    def test_as_of(self):
+        """A release uploaded after the view's date is not in its JSON; one before is."""
+        server = Server(self)
+        self.assertEqual(server.upload("/release/", "widget", "0.9")[0], 200)
+        server.clock.advance(2000)
+        self.assertEqual(server.upload("/release/", "widget", "1.0")[0], 200)
+        self.assertEqual(server.upload("/release/", "gadget", "1.0")[0], 200)
+        code, _, body = server.request("GET", "/prod/pypi/widget/json")
+        self.assertEqual(code, 200, body)
+        data = json.loads(body)
+        self.assertEqual((data["info"]["version"], sorted(data["releases"])), ("0.9", ["0.9"]))
+        self.assertNotIn(b"widget-1.0", body)
+        self.assertEqual(server.request("GET", "/prod/pypi/widget/1.0/json")[0], 404)
+        self.assertEqual(server.request("GET", "/prod/pypi/gadget/json")[0], 404)
+        # (the base's own JSON, kept beside the view's, still lists both)
+        data = json.loads(server.request("GET", "/release/pypi/widget/json")[2])
+        self.assertEqual(sorted(data["releases"]), ["0.9", "1.0"])
+        data = json.loads(server.request("GET", "/prod/pypi/widget/json")[2])
+        self.assertEqual(sorted(data["releases"]), ["0.9"])
