@@ -56,7 +56,7 @@ class Server:
     """A server of the four named indexes and the default one, in memory."""
 
     def __init__(self, case, read="everyone", named=True, tokens_indexes=("release",),
-                 rules=(), base_url=None):
+                 rules=(), base_url=None, release_read=None):
         self.case = case
         self.clock = Clock()
         self.clock.advance(START)
@@ -86,7 +86,7 @@ class Server:
         users = {name: hash_password(PASSWORD, FAST) for name in ("alice", "carol", "root")}
         verifier = PasswordVerifier(users, self.clock, None, run_in_pool=run_in_pool_now)
         model = AccessModel(read=read, admins=frozenset({"root"}), rules=tuple(rules), indexes={
-            "release": grants((read,)), "staging": grants((read,)), "prod": grants((read,), ()),
+            "release": grants((release_read or read,)), "staging": grants((read,)), "prod": grants((read,), ()),
             "secret": grants(("user:carol",), ("user:carol",))} if named else {})
         self.tokens = TokenBook(self.clock)
         self.log = MemoryAuditLog(self.clock)
@@ -552,3 +552,45 @@ class IndexPeoplePagesTests(SynchronousTestCase):
             # (a wheel's bytes, and so its hash, change with the time it is built at)
             bodies[path] = re.sub(rb"[0-9a-f]{64}", b"SHA256", body)
         return bodies
+
+
+class OwnReadRuleTests(SynchronousTestCase):
+    """
+    A named index's paths are read under its own C{read} grant: an index
+    anyone may read on a server whose default index wants credentials.
+    """
+
+    def test_open_index_of_a_closed_server(self):
+        """Every page of an open index answers anonymous readers, its project pages too."""
+        server = Server(self, read="authenticated", release_read="everyone")
+        self.assertEqual(server.upload("/release/", "widget", "1.0")[0], 200)
+        for path in ("/release/", "/release/simple/widget/", "/release/search?q=widget",
+                     "/release/pypi/widget/json", "/release/project/widget/",
+                     "/release/project/widget/1.0/"):
+            self.assertEqual(server.request("GET", path)[0], 200, path)
+        self.assertEqual(server.request("GET", "/release/project/nothing/")[0], 404)
+        self.assertEqual(server.request("GET", "/project/widget/")[0], 401)
+
+
+class ViewLegacyJSONTests(SynchronousTestCase):
+    """A view's C{/NAME/pypi/<p>/json} lists what its pages list, and nothing else."""
+
+    def test_as_of(self):
+        """A release uploaded after the view's date is not in its JSON; one before is."""
+        server = Server(self)
+        self.assertEqual(server.upload("/release/", "widget", "0.9")[0], 200)
+        server.clock.advance(2000)
+        self.assertEqual(server.upload("/release/", "widget", "1.0")[0], 200)
+        self.assertEqual(server.upload("/release/", "gadget", "1.0")[0], 200)
+        code, _, body = server.request("GET", "/prod/pypi/widget/json")
+        self.assertEqual(code, 200, body)
+        data = json.loads(body)
+        self.assertEqual((data["info"]["version"], sorted(data["releases"])), ("0.9", ["0.9"]))
+        self.assertNotIn(b"widget-1.0", body)
+        self.assertEqual(server.request("GET", "/prod/pypi/widget/1.0/json")[0], 404)
+        self.assertEqual(server.request("GET", "/prod/pypi/gadget/json")[0], 404)
+        # (the base's own JSON, kept beside the view's, still lists both)
+        data = json.loads(server.request("GET", "/release/pypi/widget/json")[2])
+        self.assertEqual(sorted(data["releases"]), ["0.9", "1.0"])
+        data = json.loads(server.request("GET", "/prod/pypi/widget/json")[2])
+        self.assertEqual(sorted(data["releases"]), ["0.9"])

@@ -14,7 +14,7 @@ import json
 import os
 
 from treq.testing import RequestTraversalAgent
-from twisted.internet.defer import ensureDeferred
+from twisted.internet.defer import ensureDeferred, fail
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -30,7 +30,7 @@ from pypid.state.indexes import IndexRegistry
 from pypid.storage.locks import KeyedLock
 from pypid.storage.memory import MemoryStorage
 from pypid.upstream.confusion import UpstreamPolicy
-from pypid.upstream.saved_state import SavedState, state_path
+from pypid.upstream.saved_state import SavedState, _read, state_path
 from pypid.upstream.source import SourceSide
 from pypid.web.access import Access
 from pypid.web.app import build_web
@@ -316,3 +316,34 @@ class RegistryUpstreamTests(SynchronousTestCase):
         self.successResultOf(SavedState(source, path, run_now, clock, 60.0).startService())
         self.assertEqual(source.pages.entries, {})
         self.assertEqual(len(self.flushLoggedErrors()), 0)
+
+
+class SavedStateFailureTests(SynchronousTestCase):
+    """A state that could not be saved is saved at the next tick."""
+
+    def test_retried(self):
+        clock = Clock()
+        clock.advance(START)
+        origins = Origins()
+        agent = RequestTraversalAgent(origins)
+        origins.route(INDEX_A + "widget/", page(
+            "widget", [(WHEEL, f"http://{ORIGIN_A}/f/{WHEEL}", BYTES_A)]))
+        path = state_path(os.path.abspath(self.mktemp()), "public")
+        failures = [OSError(28, "No space left on device")]
+
+        def run(f, *args):
+            if failures and f is not _read:
+                return fail(failures.pop())
+            return run_now(f, *args)
+        storage = MemoryStorage(self.mktemp(), clock)
+        self.successResultOf(storage.prepare())
+        source = make_source(agent, clock, INDEX_A, storage, "public", True)
+        saved = SavedState(source, path, run, clock, 60.0)
+        self.successResultOf(saved.startService())
+        self.successResultOf(drain(agent, ensureDeferred(source.pages.get("widget"))))
+        self.successResultOf(saved.save_if_changed())
+        self.assertEqual((saved.saves, len(self.flushLoggedErrors(OSError))), (0, 1))
+        self.assertTrue(source.state_changed())
+        clock.advance(60)
+        self.assertEqual(saved.saves, 1)
+        self.assertTrue(os.path.exists(path))

@@ -793,6 +793,16 @@ class ReloadPlanTests(_ServerMixin, SynchronousTestCase):
         self.assertIn("[upstream:public]: removing an upstream needs a restart",
                       self.refusal(RELEASE + PROD + self.UPSTREAM, RELEASE + PROD))
 
+    def test_upstream_changed(self):
+        """
+        A running upstream's settings changed (a name made private) refuse
+        the reload: they would be taken only at the next restart.
+        """
+        before = RELEASE + PROD + self.UPSTREAM
+        self.assertIn("[upstream:public]: a running upstream's settings change at the next "
+                      "restart", self.refusal(before, before + "private = acme-*\n"))
+        self.assertIsNone(self.plan(before, before)[1])
+
     def test_view_over_an_upstream_not_run(self):
         """A view based on C{upstream:default} when C{[upstream]} is off needs a restart."""
         after = ("[upstream]\nmode = redirect\nurl = http://127.0.0.1:9/simple/\n" + RELEASE

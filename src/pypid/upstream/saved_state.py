@@ -140,6 +140,8 @@ class SavedState(Service):
         def done(result: object) -> None:
             self._saving = None
             if isinstance(result, Failure):
+                # (state() took the change as saved: the next tick tries again)
+                source.state_unsaved()
                 log.failure("Cannot save the state of upstream:{name} to {path}", result,
                             name=source.name, path=self.path)
             else:

@@ -221,6 +221,10 @@ class UpstreamSource:
         """Whether pages or files were fetched since the last L{state}."""
         return self._pages.changed or len(self._kept) != self._saved_count
 
+    def state_unsaved(self) -> None:
+        """The last L{state} could not be saved: it counts as changed until one is."""
+        self._pages.changed = True
+
     def metric_families(self) -> Iterator[Family]:
         """
         Pages and files asked for and how they were served, what is kept,

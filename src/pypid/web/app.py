@@ -416,7 +416,8 @@ def _served(parts: IndexParts, *, access: Access, run: Run, clock: IReactorTime,
         # (the legacy JSON describes hosted releases: an index that reads
         # upstreams alone has none, and answers it 404)
         areas.append(LegacyJSON(chain[0][0], chain[0][1], access, file_url_for(prefix),
-                                base_url, name=name, chain=chain))
+                                base_url, name=name, chain=chain,
+                                filters=parts.view.filters))
     return ServedIndex(
         name,
         IndexSimple(name, parts.view, access, clock, prefix, parts.upstreams),

@@ -26,6 +26,7 @@ from pypid.core.index_names import DEFAULT as DEFAULT_INDEX
 from pypid.core.model import FileRecord
 from pypid.core.names import is_valid_name, normalize
 from pypid.core.render import Page
+from pypid.core.views import Filters
 from pypid.storage.interface import IStorage, StorageError
 from pypid.web.access import Access
 from pypid.web.respond import send_page, storage_unavailable
@@ -55,6 +56,8 @@ class LegacyJSON:
     #: a named index's hosted sources in order, C{(index, storage)}; empty:
     #: C{_index} and C{_storage} alone
     _chain: tuple[tuple[Index, IStorage], ...] = attrs.field(kw_only=True, default=())
+    #: a view's filters: what its pages do not list, its JSON does not either
+    _filters: Filters | None = attrs.field(kw_only=True, default=None)
 
     app = Klein()
     answer_errors(app)
@@ -76,8 +79,12 @@ class LegacyJSON:
         if not is_valid_name(name) or not self._access.may_read(request, name, self._name):
             raise NotFound("no such project")
         index, storage = self._source_of(normalize(name))
-        project = index.project(normalize(name))
-        if project is None or not project.files:
+        holder = index.project(normalize(name))
+        if holder is None or not holder.files:
+            raise NotFound("no such project")
+        filters = self._filters if self._filters != Filters() else None
+        project = _filtered(holder, filters) if filters is not None else holder
+        if project is None:
             raise NotFound("no such project")
         shown = requested_version(version) if version is not None else None
         if project.name != name or shown != version:
@@ -87,8 +94,12 @@ class LegacyJSON:
             request.setHeader(b"location", f"{self._prefix()}pypi/{project.name}/{suffix}".encode())
             request.setHeader(b"content-type", b"text/plain; charset=utf-8")
             return b"Moved\n"
-        page = await kept_page(index, project, ("pypi-json", shown),
-                               lambda: self._render_pypi_json(project, shown, index, storage))
+        # (a view's JSON is kept with its source's project, apart from the
+        # source's own)
+        key = ("pypi-json", shown, self._name) if filters is not None else ("pypi-json", shown)
+        listed = project
+        page = await kept_page(index, holder, key,
+                               lambda: self._render_pypi_json(listed, shown, index, storage))
         return send_page(request, page)
 
     def _source_of(self, project: str) -> tuple[Index, IStorage]:
@@ -134,3 +145,18 @@ class LegacyJSON:
         """Where this index's paths start (C{/}, or C{/NAME/}), under the base URL."""
         base = self._base_url or "/"
         return base if self._name == DEFAULT_INDEX else f"{base}{self._name}/"
+
+
+def _filtered(project: Project, filters: Filters) -> Project | None:
+    """
+    C{project} as a view lists it: the files its filters let through (a
+    view's dates, pre-releases and yanked files; hosted files have no
+    cooldown), or L{None} when it lists no file of it.
+    """
+    if not filters.admits_project(project.name):
+        return None
+    # (the time matters to upstream files alone, which this JSON never lists)
+    kept = {f.filename: f for f in project.files.values() if filters.admits(f, False, 0.0)}
+    if not kept:
+        return None
+    return Project(project.name, project.display_name, kept)

@@ -196,9 +196,11 @@ class ProjectPages(ReadResource):
     def render_GET(self, request: Request) -> Rendered:
         """Send a project's page."""
         people_headers(request)
+        # (the read rule of this index: a named index's pages are read
+        # under its own grant, not the default index's)
         if self._chrome.switcher is None:
-            return answer_gated(self._access, request, self._answer)
-        return answer_gated(self._access, request, self._answer_identified)
+            return answer_gated(self._access, request, self._answer, self._name)
+        return answer_gated(self._access, request, self._answer_identified, self._name)
 
     def _answer_identified(self, request: Request) -> Answer:
         """L{_answer}, once the reader is known to the switcher (L{ReaderChrome.identify})."""

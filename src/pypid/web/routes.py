@@ -90,7 +90,7 @@ def requested_version(text: str) -> str:
         raise NotFound(f"no such version: {text!r} is not a valid version")
 
 
-async def kept_page(index: Index, project: Project, key: tuple[str, str | None],
+async def kept_page(index: Index, project: Project, key: tuple[str | None, ...],
                     render_page: Callable[[], Awaitable[Page]]) -> Page:
     """
     The page C{key} about C{project}: rendered by C{render_page()} (a

@@ -443,9 +443,13 @@ class S3Storage:
         one's sync, read them again only now.
         """
         async def drop() -> None:
-            await self._client.delete(self._journal_key(name))
-            for filename in sorted(self._journaled.pop(name, ())):
-                self._feed.announce(filename)
+            try:
+                await self._client.delete(self._journal_key(name))
+            finally:
+                # (the promotion ended either way: its files' markers go out,
+                # and the next adoption of those names announces itself)
+                for filename in sorted(self._journaled.pop(name, ())):
+                    self._feed.announce(filename)
         return ensureDeferred(drop())
 
     def journals(self) -> Deferred[dict[str, bytes]]:
