@@ -254,66 +254,32 @@ class RegistryUpstreamTests(SynchronousTestCase):
 
     def test_state_saved_and_read_back(self):
         """The cached pages are saved to their own file, and read back by the next start."""
-        clock = Clock()
-        clock.advance(START)
-        origins = Origins()
-        agent = RequestTraversalAgent(origins)
-        origins.route(INDEX_A + "widget/", page(
-            "widget", [(WHEEL, f"http://{ORIGIN_A}/f/{WHEEL}", BYTES_A)]))
-        path = state_path(os.path.abspath(self.mktemp()), "public")
-
-        def start():
-            storage = MemoryStorage(self.mktemp(), clock)
-            self.successResultOf(storage.prepare())
-            source = make_source(agent, clock, INDEX_A, storage, "public", True)
-            saved = SavedState(source, path, run_now, clock, 60.0)
-            self.successResultOf(saved.startService())
-            return source, saved
-
-        source, saved = start()
-        self.successResultOf(drain(agent, ensureDeferred(source.pages.get("widget"))))
+        upstream = StateCase(self)
+        source, saved = upstream.start(INDEX_A)
+        upstream.fetch(source)
         self.successResultOf(saved.stopService())
         self.assertEqual(saved.saves, 1)
-        with open(path, "rb") as f:
+        with open(upstream.path, "rb") as f:
             self.assertEqual(json.loads(f.read())["url"], INDEX_A)
-        again, _ = start()
+        again, _ = upstream.start(INDEX_A)
         self.assertIn("widget", again.pages.entries)
 
     def test_other_url_not_read(self):
         """Pages saved for another URL are not served after the url changed."""
-        clock = Clock()
-        clock.advance(START)
-        origins = Origins()
-        agent = RequestTraversalAgent(origins)
-        origins.route(INDEX_B + "widget/", page(
-            "widget", [(WHEEL, f"http://{ORIGIN_B}/f/{WHEEL}", BYTES_B)]))
-        path = state_path(os.path.abspath(self.mktemp()), "public")
-
-        def start(url):
-            storage = MemoryStorage(self.mktemp(), clock)
-            self.successResultOf(storage.prepare())
-            source = make_source(agent, clock, url, storage, "public", True)
-            saved = SavedState(source, path, run_now, clock, 60.0)
-            self.successResultOf(saved.startService())
-            return source, saved
-
-        source, saved = start(INDEX_B)
-        self.successResultOf(drain(agent, ensureDeferred(source.pages.get("widget"))))
+        upstream = StateCase(self)
+        source, saved = upstream.start(INDEX_B)
+        upstream.fetch(source)
         self.successResultOf(saved.stopService())
-        moved, _ = start(INDEX_A)
+        moved, _ = upstream.start(INDEX_A)
         self.assertEqual(moved.pages.entries, {})
 
     def test_unreadable_state(self):
         """A state file that cannot be read is logged, and the pages are fetched again."""
-        clock = Clock()
-        path = state_path(os.path.abspath(self.mktemp()), "public")
-        os.makedirs(os.path.dirname(path))
-        with open(path, "wb") as f:
+        upstream = StateCase(self)
+        os.makedirs(os.path.dirname(upstream.path))
+        with open(upstream.path, "wb") as f:
             f.write(b"{not json")
-        storage = MemoryStorage(self.mktemp(), clock)
-        self.successResultOf(storage.prepare())
-        source = make_source(None, clock, INDEX_A, storage, "public", True)
-        self.successResultOf(SavedState(source, path, run_now, clock, 60.0).startService())
+        source, _ = upstream.start(INDEX_A)
         self.assertEqual(source.pages.entries, {})
         self.assertEqual(len(self.flushLoggedErrors()), 0)
 
@@ -322,28 +288,49 @@ class SavedStateFailureTests(SynchronousTestCase):
     """A state that could not be saved is saved at the next tick."""
 
     def test_retried(self):
-        clock = Clock()
-        clock.advance(START)
-        origins = Origins()
-        agent = RequestTraversalAgent(origins)
-        origins.route(INDEX_A + "widget/", page(
-            "widget", [(WHEEL, f"http://{ORIGIN_A}/f/{WHEEL}", BYTES_A)]))
-        path = state_path(os.path.abspath(self.mktemp()), "public")
+        upstream = StateCase(self)
         failures = [OSError(28, "No space left on device")]
 
         def run(f, *args):
             if failures and f is not _read:
                 return fail(failures.pop())
             return run_now(f, *args)
-        storage = MemoryStorage(self.mktemp(), clock)
-        self.successResultOf(storage.prepare())
-        source = make_source(agent, clock, INDEX_A, storage, "public", True)
-        saved = SavedState(source, path, run, clock, 60.0)
-        self.successResultOf(saved.startService())
-        self.successResultOf(drain(agent, ensureDeferred(source.pages.get("widget"))))
+        source, saved = upstream.start(INDEX_A, run)
+        upstream.fetch(source)
         self.successResultOf(saved.save_if_changed())
         self.assertEqual((saved.saves, len(self.flushLoggedErrors(OSError))), (0, 1))
         self.assertTrue(source.state_changed())
-        clock.advance(60)
+        upstream.clock.advance(60)
         self.assertEqual(saved.saves, 1)
-        self.assertTrue(os.path.exists(path))
+        self.assertTrue(os.path.exists(upstream.path))
+
+
+class StateCase:
+    """
+    Starts of a source of C{widget}'s upstream (either of the module's two
+    origins) with its state kept in one file, as after restarts.
+    """
+
+    def __init__(self, case):
+        self.case = case
+        self.clock = Clock()
+        self.clock.advance(START)
+        origins = Origins()
+        self.agent = RequestTraversalAgent(origins)
+        for url, origin, data in ((INDEX_A, ORIGIN_A, BYTES_A), (INDEX_B, ORIGIN_B, BYTES_B)):
+            origins.route(url + "widget/", page(
+                "widget", [(WHEEL, f"http://{origin}/f/{WHEEL}", data)]))
+        self.path = state_path(os.path.abspath(case.mktemp()), "public")
+
+    def start(self, url, run=run_now):
+        """C{(source, SavedState)} of the upstream at C{url}, started (its state read)."""
+        storage = MemoryStorage(self.case.mktemp(), self.clock)
+        self.case.successResultOf(storage.prepare())
+        source = make_source(self.agent, self.clock, url, storage, "public", True)
+        saved = SavedState(source, self.path, run, self.clock, 60.0)
+        self.case.successResultOf(saved.startService())
+        return source, saved
+
+    def fetch(self, source):
+        """Cache C{widget}'s page."""
+        self.case.successResultOf(drain(self.agent, ensureDeferred(source.pages.get("widget"))))
