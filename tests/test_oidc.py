@@ -9,6 +9,7 @@ L{treq.testing.StubTreq}, on a L{Clock}: real HTTP bytes, real signatures,
 no sockets.
 """
 
+import hashlib
 import json
 import os
 
@@ -984,3 +985,106 @@ class MintedTokenAdminTests(_IssuerMixin, SynchronousTestCase):
         self.assertEqual(json.loads(body)["tokens"], [])
         self.assertEqual(self.request("DELETE", f"/api/tokens/{token_id}",
                                       auth=("alice", "pw"))[0].code, 404)
+
+
+class ClientRouteTests(MintSiteMixin, SynchronousTestCase):
+    """
+    The exchange where twine, uv and the publishing action call it, with
+    the bodies they read (issue 27): C{/_/oidc/audience}, C{/_/oidc/mint-token}
+    (C{expires} an integer, refusals as JSON C{errors}), and the draft's
+    discovery, C{/.well-known/pytp/<sha256 of the upload path>}.
+    """
+
+    def client_mint(self, token, headers=None):
+        return self.request("POST", "/_/oidc/mint-token",
+                            data=json.dumps({"token": token}).encode(),
+                            headers={"Content-Type": "application/json", **(headers or {})})
+
+    def test_audience(self):
+        """The audience is [oidc] audience, as JSON."""
+        response, body = self.request("GET", "/_/oidc/audience")
+        self.assertEqual((response.code, json.loads(body)),
+                         (200, {"audience": self.publishing.settings.audience}))
+
+    def test_mint_and_upload(self):
+        """The token minted uploads; C{expires} is its Unix time, an integer."""
+        response, body = self.client_mint(self.github.github_token())
+        self.assertEqual(response.code, 200, body)
+        answer = json.loads(body)
+        self.assertEqual(set(answer), {"token", "expires"})
+        self.assertEqual(answer["expires"], int(self.clock.seconds()) + 900)
+        self.assertEqual(self.upload(answer["token"])[0].code, 200)
+        self.assertEqual(self.entries()[0].event, "token-issued")
+
+    def test_refusals_as_json(self):
+        """A refusal keeps its status and headers; its reason is the JSON errors' description."""
+        cases = [
+            (self.github.github_token(audience="other"), 401, "invalid-token",
+             "another audience"),
+            (self.github.github_token(repository="evil/widgets"), 403, "invalid-publisher",
+             "its repository is"),
+            ("", 400, "invalid-payload", "token: expected"),
+        ]
+        for token, code, error, reason in cases:
+            response, body = self.client_mint(token)
+            self.assertEqual(response.code, code, body)
+            self.assertEqual(response.headers.getRawHeaders(b"content-type"),
+                             [b"application/json"])
+            answer = json.loads(body)
+            self.assertEqual(answer["errors"][0]["code"], error)
+            self.assertIn(reason, answer["errors"][0]["description"])
+            self.assertEqual(answer["message"], answer["errors"][0]["description"])
+        response, _ = self.client_mint(cases[0][0])
+        self.assertEqual(response.headers.getRawHeaders(b"www-authenticate"),
+                         [b'Bearer realm="pypid", error="invalid_token"'])
+        response, body = self.request("POST", "/_/oidc/mint-token", data=b"junk")
+        self.assertEqual((response.code, json.loads(body)["errors"][0]["code"]),
+                         (400, "invalid-payload"))
+
+    def test_not_acceptable(self):
+        """An Accept the draft does not allow is 406; none, JSON or */* are answered."""
+        for accept, code in (("text/html", 406), ("*/*", 200),
+                             ("application/vnd.pypi.pytp.v1+json", 200)):
+            response, body = self.request("GET", "/_/oidc/audience", headers={"Accept": accept})
+            self.assertEqual(response.code, code, (accept, body))
+
+    def test_discovery(self):
+        """An upload path's key names the two endpoints on the host asked; another is 404."""
+        for path in ("/legacy/", "/", ""):
+            key = hashlib.sha256(path.encode()).hexdigest()
+            response, body = self.request("GET", f"/.well-known/pytp/{key}")
+            self.assertEqual(response.code, 200, path)
+            self.assertEqual(json.loads(body), {
+                "audience-endpoint": "http://pypi.test/_/oidc/audience",
+                "mint-token-endpoint": "http://pypi.test/_/oidc/mint-token"})
+        key = hashlib.sha256(b"/simple/").hexdigest()
+        response, body = self.request("GET", f"/.well-known/pytp/{key}")
+        self.assertEqual((response.code, body), (404, b""))
+
+    def test_old_route_unchanged(self):
+        """C{/api/oidc/mint-token} answers as it did: an ISO date, and its projects."""
+        answer = json.loads(self.mint(self.github.github_token())[1])
+        self.assertEqual(answer["expires"], "2027-01-15T08:15:00Z")
+        self.assertEqual(answer["projects"], ["acme-*"])
+
+
+class ClientRouteOffTests(SynchronousTestCase):
+    """Without [oidc] issuers, the client routes are 404s (the draft's discovery without a body)."""
+
+    def test_off(self):
+        clock = Clock()
+        storage = MemoryStorage(os.path.abspath(self.mktemp()), clock)
+        self.successResultOf(storage.prepare())
+        verifier = PasswordVerifier({}, clock, None, run_in_pool=run_in_pool_now)
+        access = Access(AccessModel(read="everyone"), verifier)
+        web = build_web(Index(file_url_for(None)), storage, access, run_now, clock,
+                        max_upload_size=1 << 20)
+        client = site_treq(web.site)
+        key = hashlib.sha256(b"/legacy/").hexdigest()
+        for method, path in (("GET", "/_/oidc/audience"), ("POST", "/_/oidc/mint-token"),
+                             ("GET", f"/.well-known/pytp/{key}")):
+            response = self.successResultOf(client.request(method, "http://pypi.test" + path))
+            body = self.successResultOf(client.content(response))
+            self.assertEqual(response.code, 404, path)
+            if path.startswith("/_/"):
+                self.assertEqual(json.loads(body)["errors"][0]["code"], "not-enabled")

@@ -23,12 +23,13 @@ DEFAULT = "default"
 
 #: The first path segments of the server's own routes: C{/simple/},
 #: C{/files/}, C{/project/}, C{/static/} (L{pypid.web.simple.RootResource}),
-#: the areas' (L{pypid.web.app.PypidApp}) and C{/api/}.  No index may take
+#: the areas' (L{pypid.web.app.PypidApp}), C{/api/}, and trusted
+#: publishing's C{/_/oidc/} and C{/.well-known/pytp/}.  No index may take
 #: one of them as its name.
 ROUTE_SEGMENTS = frozenset({
     "simple", "files", "project", "static",
     "health", "legacy", "login", "metrics", "pypi", "requirements.txt", "search",
-    "api",
+    "api", "_", ".well-known",
 })
 
 #: An index's or upstream's name: 1 to 63 lower-case letters, digits and

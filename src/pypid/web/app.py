@@ -60,7 +60,7 @@ from pypid.core.forwarded import NO_PROXIES, TrustedProxies
 from pypid.core.http_errors import NotFound
 from pypid.core.index import Index
 from pypid.core.index_names import DEFAULT
-from pypid.core.metrics import RequestStats
+from pypid.core.metrics import UPLOAD_PATHS, RequestStats
 from pypid.core.pages import Chrome, IndexLink
 from pypid.core.parts import IMetricsSource, IReloadable
 from pypid.core.render import file_url_for
@@ -339,7 +339,13 @@ def build_web(index: Index, storage: IStorage, access: Access, run: Run, clock: 
         metrics=Metrics(access, metrics if metrics is not None else MetricsConfig(),
                         (SiteMetrics(stats, counter), *sources)),
         audit=AuditAdmin(access, audit),
-        oidc=TrustedPublishingArea(publishing, audit, clock, ipv6_prefix=ipv6_prefix),
+        oidc=TrustedPublishingArea(
+            publishing, audit, clock, ipv6_prefix=ipv6_prefix, base_url=base_url,
+            # (where uploads go, for discovery: a hidden index is not told)
+            discoverable=["", *(path.decode() for path in UPLOAD_PATHS), *(
+                f"/{parts.name}{path.decode()}" for parts in indexes
+                if parts.hosted and access.index_shown(None, parts.name)
+                for path in UPLOAD_PATHS)]),
         promote=(Promote(registry, access, audit=audit, clock=clock)
                  if registry is not None else None),
     )

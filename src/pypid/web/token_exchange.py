@@ -57,7 +57,10 @@ requests, and the publishers of other issuers are not held back.
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Iterable
+from urllib.parse import urlsplit
 
 import attrs
 from klein import Klein
@@ -82,6 +85,7 @@ from pypid.core.http_errors import (
     BadRequest,
     Forbidden,
     HTTPError,
+    NotAcceptable,
     NotFound,
     TooLarge,
     TooManyRequests,
@@ -125,6 +129,11 @@ class InvalidIDToken(HTTPError):
                                     b'Bearer realm="pypid", error="invalid_token"')])
 
 
+def _discovery_keys(paths: Iterable[str]) -> frozenset[str]:
+    """The discovery keys of upload paths: the sha256 of each (PEP 807's draft)."""
+    return frozenset(hashlib.sha256(path.encode("utf-8")).hexdigest() for path in paths)
+
+
 @attrs.define(slots=False)
 class TrustedPublishingArea:
     """
@@ -144,6 +153,11 @@ class TrustedPublishingArea:
     _audit: AuditTrail
     _clock: IReactorTime
     _ipv6_prefix: int = attrs.field(default=IPV6_PREFIX, kw_only=True)
+    #: the sha256 of each path that takes uploads here (C{/.well-known/pytp/})
+    _discoverable: frozenset[str] = attrs.field(default=frozenset(), kw_only=True,
+                                                converter=_discovery_keys)
+    #: C{[pypid] base_url}: the host the discovery names, if set
+    _base_url: str | None = attrs.field(default=None, kw_only=True)
     _throttle: LoginThrottle = attrs.field(
         default=attrs.Factory(
             lambda self: LoginThrottle(self._clock, max_address_failures=EXCHANGE_FAILURES,
@@ -159,9 +173,83 @@ class TrustedPublishingArea:
         Exchange an OIDC ID token for an upload token of the projects its
         publisher may upload to (see the module docstring).
         """
+        minted = await self._mint(request)
+        token = minted.token
+        # (a minted token always expires, after [oidc] token_lifetime)
+        expires = format_time(token.expires) if token.expires is not None else "never"
+        return send_json(request, {"token": minted.text, "expires": expires,
+                                   "projects": list(minted.projects)})
+
+    # -- the routes the clients derive from the upload URL's host ---------------
+
+    @app.route("/_/oidc/audience", methods=["GET", "HEAD"])
+    def audience(self, request: IRequest) -> bytes:
+        """
+        C{{"audience": ...}}: what twine, uv and the publishing action ask
+        the CI system's ID token for (C{[oidc] audience}).
+        """
+        try:
+            _accepts_pytp(request)
+            return send_json(request, {"audience": self._enabled().settings.audience})
+        except HTTPError as e:
+            return send_json_error(request, e)
+
+    @app.route("/_/oidc/mint-token", methods=["POST"])
+    async def mint_for_clients(self, request: IRequest) -> bytes:
+        """
+        The exchange as the clients call it: C{{"token": ..., "expires":
+        <Unix time>}}, and a refusal as JSON whose C{errors} they print.
+        """
+        try:
+            _accepts_pytp(request)
+            minted = await self._mint(request)
+        except HTTPError as e:
+            return send_json_error(request, e)
+        expires = minted.token.expires
+        return send_json(request, {"token": minted.text,
+                                   **({"expires": int(expires)} if expires is not None else {})})
+
+    @app.route("/.well-known/pytp/<string:key>", methods=["GET", "HEAD"])
+    def discover(self, request: IRequest, key: str) -> bytes:
+        """
+        Trusted publishing's discovery (the PEP 807 draft): C{key} is the
+        sha256 of an upload URL's path; for a path that takes uploads here
+        (C{/}, C{/legacy/}, a hosted index's C{/NAME/}...), the two
+        endpoints, on the host the client asked; 404 without a body for
+        any other, and when trusted publishing is off.
+        """
+        publishing = self._publishing
+        if (publishing is None or not publishing.enabled
+                or key.lower() not in self._discoverable):
+            request.setResponseCode(404)
+            request.setHeader(b"cache-control", b"no-store")
+            return b""
+        try:
+            _accepts_pytp(request)
+        except HTTPError as e:
+            return send_json_error(request, e)
+        root = self._root_for(request)
+        return send_json(request, {"audience-endpoint": root + "_/oidc/audience",
+                                   "mint-token-endpoint": root + "_/oidc/mint-token"})
+
+    def _root_for(self, request: IRequest) -> str:
+        """The server's root URL as the client reached it (C{[pypid] base_url}'s host, if set)."""
+        if self._base_url is not None:
+            parts = urlsplit(self._base_url)
+            return f"{parts.scheme}://{parts.netloc}/"
+        scheme = "https" if request.isSecure() else "http"
+        host = (request.getHeader(b"host") or b"").decode("ascii", "replace")
+        return f"{scheme}://{host}/"
+
+    def _enabled(self) -> TrustedPublishing:
         publishing = self._publishing
         if publishing is None or not publishing.enabled:
             raise NotFound("trusted publishing is not configured ([oidc] issuers)")
+        return publishing
+
+    async def _mint(self, request: IRequest) -> Minted:
+        """Verify the request's ID token and mint its token, audited (the module docstring)."""
+        publishing = self._enabled()
         address = client_address(request)
         wait = self._throttle.wait(None, address)
         if wait:
@@ -184,7 +272,6 @@ class TrustedPublishingArea:
             if not counted:
                 self._throttle.abandoned(None, address)
         token = minted.token
-        # (a minted token always expires, after [oidc] token_lifetime)
         expires = format_time(token.expires) if token.expires is not None else "never"
         projects = list(minted.projects)
         detail = (f"{verified.issuer} jti {verified.claims['jti']}: upload to "
@@ -194,8 +281,7 @@ class TrustedPublishingArea:
         await self._audit.written(request)
         log.info("Minted token {id} for {publisher} (upload to {projects})", id=token.id,
                  publisher=minted.publisher, projects=" ".join(projects))
-        return send_json(request, {"token": minted.text, "expires": expires,
-                                   "projects": projects})
+        return minted
 
     async def _exchange(self, publishing: TrustedPublishing, request: IRequest,
                         address: str | None) -> tuple[Minted, Verified]:
@@ -258,3 +344,42 @@ def _id_token(request: IRequest) -> str:
     if not isinstance(text, str) or not text.strip():
         raise BadRequest("token: expected the OIDC ID token as a string")
     return text.strip()
+
+
+#: The media type of the trusted publishing draft's requests (PEP 807).
+PYTP = b"application/vnd.pypi.pytp.v1+json"
+
+#: The C{code} of a JSON refusal, by status (the draft leaves codes to the
+#: index; these are the public index's where it has them).
+ERROR_CODES = {400: "invalid-payload", 401: "invalid-token", 403: "invalid-publisher",
+               404: "not-enabled", 406: "not-acceptable", 413: "invalid-payload",
+               429: "rate-limited", 503: "unavailable"}
+
+
+def _accepts_pytp(request: IRequest) -> None:
+    """
+    Refuse (406) a request whose C{Accept} names neither the draft's type
+    nor JSON nor anything: twine and uv send none, or C{*/*}.
+    """
+    accept = request.getHeader(b"accept")
+    if not accept:
+        return
+    types = {part.split(b";")[0].strip().lower() for part in accept.split(b",")}
+    if types & {PYTP, b"application/json", b"*/*", b"application/*"}:
+        return
+    raise NotAcceptable(f"expected Accept: {PYTP.decode()}")
+
+
+def send_json_error(request: IRequest, error: HTTPError) -> bytes:
+    """
+    A refusal as the clients of trusted publishing read it (PEP 807's
+    error response, as the public index answers): C{{"message": ...,
+    "errors": [{"code": ..., "description": ...}]}}, its status and headers
+    (C{Retry-After}, C{WWW-Authenticate}) kept.
+    """
+    request.setResponseCode(error.code)
+    for name, value in error.headers:
+        request.setHeader(name, value)
+    code = ERROR_CODES.get(error.code, "error")
+    return send_json(request, {"message": error.message,
+                               "errors": [{"code": code, "description": error.message}]})
