@@ -28,6 +28,8 @@ import os
 import re
 import shutil
 
+from twisted.trial.unittest import SkipTest
+
 from tests.distributions import make_wheel
 from tests.e2e import (
     TWINE,
@@ -131,16 +133,19 @@ class ClientsInCITests(DaemonTestCase):
         token = serving().issuers["gitlab"].gitlab_token(audience=AUDIENCE, **claims)
         return {"GITLAB_CI": "true", "CI": "true", GITLAB_VARIABLE: token}
 
-    def uv_publish(self, paths, ci_env):
+    def uv_publish(self, paths, ci_env, mode="always"):
         """
-        C{uv publish --trusted-publishing always} to the daemon's upload
+        C{uv publish --trusted-publishing <mode>} to the daemon's upload
         URL, trusting the test CA by C{SSL_CERT_FILE}; the finished process.
+
+        @param mode: C{always}, or L{None} for none given (C{automatic}).
         """
         env = clean_env(self.clients.home, UV_NO_CONFIG="1", UV_CACHE_DIR=self.clients.uv_cache,
                         UV_PYTHON_DOWNLOADS="never", SSL_CERT_FILE=shared_ca().root_path,
                         **ci_env)
         return run([UV, "--no-config", "--no-progress", "publish", "--publish-url",
-                    self.daemon.url, "--trusted-publishing", "always", *paths],
+                    self.daemon.url,
+                    *(("--trusted-publishing", mode) if mode else ()), *paths],
                    cwd=self.clients.directory, env=env, check=False, what="uv")
 
     def twine_upload(self, paths, ci_env):
@@ -188,8 +193,20 @@ class ClientsInCITests(DaemonTestCase):
         done = self.uv_publish(self.dist_dir(wheel), self.github_env())
         self.assertEqual(done.returncode, 0, done.output)
         self.assert_asked_for_audience()
-        self.assertEqual(self.listed("acme-widgets"), [wheel[0]])
+        self.assertIn(wheel[0], self.listed("acme-widgets"))
         self.assertIn(wheel[0], self.daemon.stored_names())
+
+    def test_uv_github_actions_automatic(self):
+        """
+        Without C{--trusted-publishing} (uv's C{automatic}) and without
+        credentials, uv in a GitHub Actions job uses trusted publishing to
+        pypid too: no option in the job's command is needed.
+        """
+        wheel = make_wheel("acme-widgets", "2.0")
+        done = self.uv_publish(self.dist_dir(wheel), self.github_env(), mode=None)
+        self.assertEqual(done.returncode, 0, done.output)
+        self.assert_asked_for_audience()
+        self.assertIn(wheel[0], self.listed("acme-widgets"))
 
     def test_uv_github_actions_wrong_repository(self):
         """A job of a repository no publisher names: uv fails, printing pypid's reason."""
@@ -238,7 +255,7 @@ class ClientsInCITests(DaemonTestCase):
         [line] = [first + at for at, text in enumerate(source) if "if self.is_pypi() and" in text]
         where = f"{inspect.getsourcefile(Resolver)}:{line}"
         self.assertIn("Credential not found for password", done.output)
-        raise self.skipTest(
+        raise SkipTest(
             f"twine {__version__} tries trusted publishing only when the repository URL "
             f"is the public index's or its test instance's ({where}: "
             f"{source[line - first].strip()!r}, Resolver.is_pypi); against pypid it "
@@ -257,11 +274,11 @@ class ClientsInCITests(DaemonTestCase):
     def test_twine_github_actions_wrong_repository(self):
         """A job of a repository no publisher names: twine fails, printing pypid's reason."""
         self.runner.claims["repository"] = "evil/widgets"
-        reason = self.refusal(serving().issuers["github"].github_token(
-            repository="evil/widgets", audience=AUDIENCE))
         wheel = make_wheel("acme-twine-evil", "1.0")
         done = self.twine_upload(self.dist_dir(wheel), self.github_env())
         self.skip_unless_twine_tries(done)
+        reason = self.refusal(serving().issuers["github"].github_token(
+            repository="evil/widgets", audience=AUDIENCE))
         self.assertNotEqual(done.returncode, 0, done.output)
         self.assertIn(reason, done.output)
         self.assertEqual(self.listed("acme-twine-evil"), [])
