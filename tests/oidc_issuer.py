@@ -16,6 +16,9 @@ with C{*.example} hosts), plus the forged tokens an attacker would try.
     certificate of L{tests.tlsca.TestCA}, from a thread of the test
     process, for the end-to-end tests (whose test thread is blocked in
     subprocesses while the daemon fetches keys).
+  - L{CITokenEndpoint} is a GitHub Actions runner's ID token service on
+    a loopback port, for the real clients run unmodified in a simulated
+    CI job.
 """
 
 import base64
@@ -28,6 +31,7 @@ import ssl
 import threading
 import time
 import uuid
+from urllib.parse import parse_qs, urlsplit
 
 from joserfc import jwt
 from joserfc.jwk import ECKey, OKPKey, RSAKey
@@ -406,6 +410,83 @@ class HTTPSIssuers:
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
                                         name="oidc-issuer")
         self._thread.start()
+
+    def stop(self):
+        """Stop serving."""
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(5)
+
+
+class _TokenRequestHandler(http.server.BaseHTTPRequestHandler):
+    """Answers GitHub Actions' ID token requests (see L{CITokenEndpoint})."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        status, body = self.server.endpoint.answer(self.path,
+                                                   self.headers.get("Authorization", ""))
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+class CITokenEndpoint:
+    """
+    The ID token service of a GitHub Actions runner, as a CI job's client
+    calls it: C{GET <ACTIONS_ID_TOKEN_REQUEST_URL>&audience=<aud>} with
+    C{Authorization: bearer <ACTIONS_ID_TOKEN_REQUEST_TOKEN>}, answered
+    C{{"value": "<JWT>"}} (a token of L{Issuer.github_token} for the
+    audience asked), served on 127.0.0.1 over plain HTTP from a thread.
+
+    It is what lets the real clients (uv, twine's C{id} library) run
+    unmodified in a simulated job: they find the variables of
+    L{environ} and fetch their token here.
+
+    @ivar claims: changes to the claims of the tokens given out (such as
+        C{{"repository": "evil/widgets"}}).
+    @ivar requests: C{(path, audience)} of each request, in order.
+    """
+
+    def __init__(self, issuer, request_token="runner-request-token"):
+        self.issuer = issuer
+        self.request_token = request_token
+        self.claims = {}
+        self.requests = []
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _TokenRequestHandler)
+        self._server.daemon_threads = True
+        self._server.endpoint = self
+        self.port = self._server.server_address[1]
+        #: what the runner sets as ACTIONS_ID_TOKEN_REQUEST_URL (GitHub's has a query)
+        self.url = f"http://127.0.0.1:{self.port}/_apis/idtoken?api-version=2.0"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
+                                        name="ci-token-endpoint")
+        self._thread.start()
+
+    def environ(self):
+        """The variables a GitHub Actions job with C{id-token: write} has."""
+        return {"GITHUB_ACTIONS": "true", "CI": "true",
+                "ACTIONS_ID_TOKEN_REQUEST_URL": self.url,
+                "ACTIONS_ID_TOKEN_REQUEST_TOKEN": self.request_token}
+
+    def answer(self, path, authorization):
+        """C{(status, body)} of a token request for C{path}."""
+        query = parse_qs(urlsplit(path).query)
+        audience = query.get("audience", [None])[0]
+        self.requests.append((path, audience))
+        scheme, _, credential = authorization.partition(" ")
+        if scheme.lower() != "bearer" or credential != self.request_token:
+            return 401, b'{"message": "bad request token"}'
+        if audience is None:
+            # (GitHub then gives the repository owner's URL as aud)
+            audience = "https://github.example/" + self.issuer.github_claims()["repository_owner"]
+        token = self.issuer.github_token(**{"audience": audience, **self.claims})
+        return 200, _json({"count": 1, "value": token})
 
     def stop(self):
         """Stop serving."""
