@@ -195,6 +195,9 @@ class ClientsInCITests(DaemonTestCase):
         self.assert_asked_for_audience()
         self.assertIn(wheel[0], self.listed("acme-widgets"))
         self.assertIn(wheel[0], self.daemon.stored_names())
+        # (uv revokes the token once it uploaded: pypid forgets it at once)
+        self.assertNotIn("Failed to invalidate", done.output)
+        self.assertIn("at its holder's request", self.daemon.log_text())
 
     def test_uv_github_actions_automatic(self):
         """

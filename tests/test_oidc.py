@@ -1061,6 +1061,24 @@ class ClientRouteTests(MintSiteMixin, SynchronousTestCase):
         response, body = self.request("GET", f"/.well-known/pytp/{key}")
         self.assertEqual((response.code, body), (404, b""))
 
+    def test_burn(self):
+        """
+        uv's revocation: the minted token presented is revoked at once
+        (audited); an unknown one is answered alike; junk is a 400.
+        """
+        token = json.loads(self.client_mint(self.github.github_token())[1])["token"]
+        for presented in (token, token, "pypid-000000000000-nothing"):
+            response, body = self.request("POST", "/_/oidc/burn-token",
+                                          data=json.dumps({"token": presented}).encode())
+            self.assertEqual((response.code, json.loads(body)), (200, {}))
+        self.assertEqual(self.upload(token)[0].code, 401)
+        revoked = [e for e in self.entries() if e.event == "token-revoked"]
+        self.assertEqual([(e.user, e.detail) for e in revoked], [
+            ("publisher:github:repo:acme/widgets:environment:release", "revoked by its holder")])
+        response, body = self.request("POST", "/_/oidc/burn-token", data=b"[]")
+        self.assertEqual((response.code, json.loads(body)["errors"][0]["description"]),
+                         (400, 'expected a JSON object: {"token": "<upload token>"}'))
+
     def test_old_route_unchanged(self):
         """C{/api/oidc/mint-token} answers as it did: an ISO date, and its projects."""
         answer = json.loads(self.mint(self.github.github_token())[1])

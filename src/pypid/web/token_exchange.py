@@ -209,6 +209,30 @@ class TrustedPublishingArea:
         return send_json(request, {"token": minted.text,
                                    **({"expires": int(expires)} if expires is not None else {})})
 
+    @app.route("/_/oidc/burn-token", methods=["POST"])
+    async def burn(self, request: IRequest) -> bytes:
+        """
+        C{{"token": "<minted token>"}}: uv revokes the token it was minted
+        once its upload is done. The token presented is the credential:
+        a live minted token is revoked (audited as C{token-revoked} by its
+        publisher); any other is answered alike, so that the route tells
+        nothing of tokens.
+        """
+        try:
+            _accepts_pytp(request)
+            publishing = self._enabled()
+            text = _body_token(request, "upload token", "the upload token to revoke")
+        except HTTPError as e:
+            return send_json_error(request, e)
+        token = publishing.tokens.verify(text)
+        if token is not None and publishing.tokens.revoke(token.id):
+            self._audit.record(request, Identity(token.user), "token-revoked",
+                               target=token.id, detail="revoked by its holder")
+            await self._audit.written(request)
+            log.info("Revoked the minted token {id} of {publisher} at its holder's request",
+                     id=token.id, publisher=token.user)
+        return send_json(request, {})
+
     @app.route("/.well-known/pytp/<string:key>", methods=["GET", "HEAD"])
     def discover(self, request: IRequest, key: str) -> bytes:
         """
@@ -327,6 +351,16 @@ def _id_token(request: IRequest) -> str:
 
     @raise HTTPError: 413 for a body too large, 400 naming what is wrong.
     """
+    return _body_token(request, "OIDC ID token", "the OIDC ID token of the CI job")
+
+
+def _body_token(request: IRequest, name: str, what: str) -> str:
+    """
+    The C{token} of the request's JSON body, called C{name} (C{what} at
+    length) in a refusal.
+
+    @raise HTTPError: 413 for a body too large, 400 naming what is wrong.
+    """
     content = request.content
     content.seek(0)
     body = content.read(MAX_BODY + 1)
@@ -335,14 +369,14 @@ def _id_token(request: IRequest) -> str:
     try:
         data = json.loads(body)
     except (ValueError, RecursionError):
-        raise BadRequest('expected a JSON object: {"token": "<OIDC ID token>"}')
+        raise BadRequest(f'expected a JSON object: {{"token": "<{name}>"}}')
     if not isinstance(data, dict):
-        raise BadRequest('expected a JSON object: {"token": "<OIDC ID token>"}')
+        raise BadRequest(f'expected a JSON object: {{"token": "<{name}>"}}')
     if "token" not in data:
-        raise BadRequest("token: missing (the OIDC ID token of the CI job)")
+        raise BadRequest(f"token: missing ({what})")
     text = data["token"]
     if not isinstance(text, str) or not text.strip():
-        raise BadRequest("token: expected the OIDC ID token as a string")
+        raise BadRequest(f"token: expected the {name} as a string")
     return text.strip()
 
 
