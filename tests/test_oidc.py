@@ -34,9 +34,9 @@ from pypid.auth.oidc import (
     parse_issuers,
     parse_publishers,
 )
-from pypid.auth.policy import AccessModel, RuleError, parse_rule
+from pypid.auth.policy import AccessModel, IndexGrants, RuleError, parse_rule
 from pypid.auth.throttle import LoginThrottle
-from pypid.auth.verifier import PasswordVerifier
+from pypid.auth.verifier import Identity, PasswordVerifier
 from pypid.config import ConfigError, load_config
 from pypid.core.audit_chain import decode
 from pypid.core.index import Index
@@ -1106,3 +1106,29 @@ class ClientRouteOffTests(SynchronousTestCase):
             self.assertEqual(response.code, 404, path)
             if path.startswith("/_/"):
                 self.assertEqual(json.loads(body)["errors"][0]["code"], "not-enabled")
+
+
+class PublisherInIndexesTests(MintSiteMixin, SynchronousTestCase):
+    """
+    With several indexes, a minted token's scope is what [publishers]
+    grants, whichever index the upload goes to (issue 27): an index whose
+    read and upload grants name only a group still takes its upload.
+    """
+
+    def test_index_grants_do_not_apply(self):
+        model = AccessModel(read="authenticated", indexes={
+            "release": IndexGrants(frozenset({"group:dev"}), frozenset({"group:rm"}))})
+        verifier = PasswordVerifier({"alice": hash_password("pw", FAST)}, self.clock, None,
+                                    run_in_pool=run_in_pool_now)
+        access = Access(model, verifier, publishers=self.publishing.tokens)
+        token = json.loads(self.mint(self.github.github_token())[1])["token"]
+        minted = Identity("publisher:github:repo:acme/widgets:environment:release",
+                          self.publishing.tokens.verify(token))
+        self.assertTrue(access.index_shown(minted, "release"))
+        self.assertTrue(access.may_upload_to(minted, "release"))
+        self.assertTrue(access.may_write(minted, "acme-widgets", "release"))
+        self.assertFalse(access.may_write(minted, "other", "release"))
+        # (a user of that name without a minted token has no such grant)
+        alice = Identity("alice")
+        self.assertFalse(access.may_upload_to(alice, "release"))
+        self.assertFalse(access.index_shown(alice, "release"))

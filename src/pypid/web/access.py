@@ -501,14 +501,22 @@ class Access:
         """
         if self._anyone_enters(index):
             return True
+        if identity is not None and _minted(identity):
+            # (a trusted publisher's grant is its [publishers] rules, in every
+            # index: its minted token uploads and reads nothing else)
+            return True
         if not self.model.may_enter(identity, READ, index):
             return False
         token: Token | None = identity.token if identity is not None else None
         return token is None or not token.indexes or index in token.indexes
 
     def may_upload_to(self, identity: Identity, index: str) -> bool:
-        """Whether C{identity} may upload to the named C{index} at all (its C{upload} grant)."""
-        return self.model.may_enter(identity, WRITE, index)
+        """
+        Whether C{identity} may upload to the named C{index} at all (its
+        C{upload} grant; a trusted publisher's is its C{[publishers]} rules,
+        whichever index the upload goes to).
+        """
+        return _minted(identity) or self.model.may_enter(identity, WRITE, index)
 
     def log_in(self, request: IRequest) -> Deferred[Identity]:
         """
@@ -667,3 +675,8 @@ class AccessPart(Service):
                     f"{len(config.publishers)} publishers"
                     + (f" ({revoked} publisher tokens revoked)" if revoked else ""))
         return commit
+
+
+def _minted(identity: Identity) -> bool:
+    """Whether C{identity} is a trusted publisher's, by a token trusted publishing minted."""
+    return identity.token is not None and is_publisher(identity.name)
