@@ -295,16 +295,16 @@ class Publish:
         Set a hosted project's status (PEP 792), admins only: a JSON body
         C{{"status": ..., "reason": ...}} (or those form fields).
         """
-        identity = await self._access.admin(request)
-
         async def apply() -> bytes:
+            # (refused to a user who logged in: recorded, as other changes are)
+            identity = await self._access.admin(request)
             status = _requested_status(request)
             name = _normalized(project)
             if name is None or self._index.project(name) is None:
                 raise NotFound("no such project")
             await self._keep_status(request, name, status, identity)
             return send_text(request, 200, f"{name} is {_status_text(status)}")
-        return await self._audit.recorded(request, "status", apply(), identity=identity,
+        return await self._audit.recorded(request, "status", apply(),
                                           project=_named(project), index=self._audit_index)
 
     async def _keep_status(self, request: IRequest, name: str, status: ProjectStatus | None,
