@@ -305,3 +305,80 @@ class ViewTests(SynchronousTestCase):
         self.assertNotIn("project-status",
                          json.loads(view.page("holy-grail", "json", 0).body))
 
+
+
+class NamedIndexTests(SynchronousTestCase):
+    """C{/NAME/api/projects/<project>/status} of a hosted named index, and a view's 405."""
+
+    def setUp(self):
+        from tests.test_index_routes import Server
+        self.server = Server(self)
+        code, _, body = self.server.upload("/release/", "widget", "1.0")
+        self.assertEqual(code, 200, body)
+
+    def post(self, path, status, user="root"):
+        from tests.test_index_routes import basic as named_basic
+        code, _, body = self.server.request(
+            "POST", path, named_basic(user), json.dumps({"status": status}).encode(),
+            {"Content-Type": "application/json"})
+        return code, body
+
+    def files(self, path):
+        code, _, body = self.server.request(
+            "GET", path, headers={"Accept": JSON_TYPE})
+        self.assertEqual(code, 200, body)
+        return json.loads(body)
+
+    def test_hosted_index(self):
+        """release's project is quarantined in release: its page, staging's and its file hide it."""
+        self.assertEqual(self.post("/release/api/projects/widget/status", "quarantined"),
+                         (200, b"widget is quarantined\n"))
+        s = self.server
+        self.assertEqual(s.stacks["release"].index.status("widget").status, "quarantined")
+        self.assertIsNone(s.stacks["default"].index.status("widget"))
+        for path in ("/release/simple/widget/", "/staging/simple/widget/"):
+            page = self.files(path)
+            self.assertEqual((page["files"], page["project-status"]),
+                             ([], {"status": "quarantined"}))
+        filename = make_wheel("widget", "1.0")[0]
+        self.assertEqual(s.request("GET", f"/release/files/widget/{filename}")[0], 404)
+        from tests.test_index_routes import basic as named_basic
+        self.assertEqual(s.request("GET", f"/release/files/widget/{filename}",
+                                   named_basic("root"))[0], 200)
+        # not in the default index: 404
+        self.assertEqual(self.post("/api/projects/widget/status", "archived")[0], 404)
+
+    def test_view_refuses(self):
+        """A view (prod) answers 405 with its reason, once the credentials passed."""
+        code, body = self.post("/prod/api/projects/widget/status", "archived")
+        self.assertEqual(code, 405)
+        self.assertIn(b"is a view", body)
+
+
+class CommandTests(SynchronousTestCase):
+    """C{pypid-admin status PROJECT STATUS [--reason] [--index NAME]}."""
+
+    def test_status(self):
+        """The command posts the JSON body to the index's route and prints the answer."""
+        import contextlib
+        import io
+
+        from pypid.cli import admin
+
+        asked = []
+
+        class FakeServer:
+            @contextlib.contextmanager
+            def request(self, method, path, headers=None, body=None):
+                asked.append((method, path, headers, json.loads(body)))
+                yield io.BytesIO(b"widget is archived: moved\n")
+
+        self.patch(admin, "server_from", lambda options: FakeServer())
+        out, err = io.StringIO(), io.StringIO()
+        status = admin.main(["status", "widget", "archived", "--reason", "moved",
+                             "--index", "release"], out, err)
+        self.assertEqual(status, 0, err.getvalue())
+        self.assertEqual(asked, [("POST", "release/api/projects/widget/status",
+                                  {"Content-Type": "application/json"},
+                                  {"status": "archived", "reason": "moved"})])
+        self.assertEqual(out.getvalue(), "widget is archived: moved\n")
