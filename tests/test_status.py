@@ -382,3 +382,17 @@ class CommandTests(SynchronousTestCase):
                                   {"Content-Type": "application/json"},
                                   {"status": "archived", "reason": "moved"})])
         self.assertEqual(out.getvalue(), "widget is archived: moved\n")
+
+
+class LegacyJsonTests(_ServerMixin, SynchronousTestCase):
+    """The legacy JSON API lists no file of a quarantined project."""
+
+    def test_quarantined(self):
+        """C{/pypi/<project>/json} answers 404 while the project is quarantined."""
+        self.uploaded()
+        self.assertEqual(self.get("/pypi/holy-grail/json")[0].code, 200)
+        self.index.set_status("holy-grail", ProjectStatus("quarantined"))
+        self.assertEqual(self.get("/pypi/holy-grail/json")[0].code, 404)
+        self.assertEqual(self.get("/pypi/holy-grail/1.0/json")[0].code, 404)
+        self.index.set_status("holy-grail", ProjectStatus("archived"))
+        self.assertEqual(self.get("/pypi/holy-grail/json")[0].code, 200)
