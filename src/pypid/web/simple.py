@@ -180,12 +180,12 @@ class FilesResource(ReadResource):
         if not self._access.may_read(request, project):
             raise NotFound("no such file")
         if self._index.quarantined(project):
-            return as_admin(self._access, request, lambda: self._stored(request, project,
-                                                                        filename),
-                            _no_file)
-        return self._stored(request, project, filename)
+            # (PEP 792: none of its files is offered, but to admins)
+            return as_admin(self._access, request,
+                            lambda: self._send(request, project, filename), _no_file)
+        return self._send(request, project, filename)
 
-    def _stored(self, request: Request, project: str, filename: str) -> Answer:
+    def _send(self, request: Request, project: str, filename: str) -> Answer:
         # (the project the URL names: a file of another is not this URL's)
         record = self._index.get_file(filename, project)
         if record is not None and record.project == project:
