@@ -283,6 +283,9 @@ class Idle:
     def identity(self):
         return None
 
+    def statuses(self):
+        return succeed({})
+
 
 def run_now(f, *args):
     return succeed(f(*args))

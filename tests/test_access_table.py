@@ -288,6 +288,7 @@ ROWS = (
     ("POST", "/api/projects/{p}/1.0/unyank", P3),
     ("DELETE", "/api/files/{f}", P3),
     ("DELETE", "/api/projects/{p}/2.0", P3),
+    ("POST", "/api/projects/{p}/status", P3),
     ("POST", "/api/upstream/{p}/refresh", P3),
     ("POST", "/requirements.txt", ("",)),
     ("POST", "/api/oidc/mint-token", ("",)),
@@ -421,6 +422,9 @@ DELETE /api/files/{f}               no-such      | 401 404 404 404 401 404 404 4
 DELETE /api/projects/{p}/2.0        holy-grail   | 401 200 200 200 401 403 200 404 401 401 200 | 401 200 200 200 401 403 200 404 401 401 200
 DELETE /api/projects/{p}/2.0        secret-sauce | 401 404 200 200 401 404 404 404 401 401 200 | 401 404 200 200 401 404 404 404 401 401 200
 DELETE /api/projects/{p}/2.0        no-such      | 401 404 404 404 401 404 404 404 401 401 404 | 401 404 404 404 401 404 404 404 401 401 404
+POST   /api/projects/{p}/status     holy-grail   | 401 403 403 400 401 403 403 403 401 401 403 | 401 403 403 400 401 403 403 403 401 401 403
+POST   /api/projects/{p}/status     secret-sauce | 401 403 403 400 401 403 403 403 401 401 403 | 401 403 403 400 401 403 403 403 401 401 403
+POST   /api/projects/{p}/status     no-such      | 401 403 403 400 401 403 403 403 401 401 403 | 401 403 403 400 401 403 403 403 401 401 403
 POST   /api/upstream/{p}/refresh    holy-grail   | 401 404 404 404 401 403 404 404 401 401 404 | 401 404 404 404 401 403 404 404 401 401 404
 POST   /api/upstream/{p}/refresh    secret-sauce | 401 404 404 404 401 403 404 404 401 401 404 | 401 404 404 404 401 403 404 404 401 401 404
 POST   /api/upstream/{p}/refresh    no-such      | 401 404 404 404 401 403 404 404 401 401 404 | 401 404 404 404 401 403 404 404 401 401 404
@@ -501,6 +505,7 @@ INDEX_ROWS = (
     ("POST", "/{i}/api/projects/{p}/1.0/yank", ("holy-grail",)),
     ("POST", "/{i}/api/projects/{p}/1.0/unyank", ("holy-grail",)),
     ("DELETE", "/{i}/api/projects/{p}/2.0", ("holy-grail",)),
+    ("POST", "/{i}/api/projects/{p}/status", ("holy-grail",)),
 )
 
 
@@ -713,4 +718,9 @@ DELETE /{i}/api/projects/{p}/2.0        staging holy-grail | 401 404 404 404 401
 DELETE /{i}/api/projects/{p}/2.0        prod    holy-grail | 401 405 405 405 401 405 405 | 401 405 405 405 401 404 404
 DELETE /{i}/api/projects/{p}/2.0        secret  holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
 DELETE /{i}/api/projects/{p}/2.0        nosuch  holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
+POST   /{i}/api/projects/{p}/status     release holy-grail | 401 403 403 400 401 403 403 | 401 403 403 400 401 403 404
+POST   /{i}/api/projects/{p}/status     staging holy-grail | 401 403 403 400 401 403 403 | 401 403 403 400 401 404 403
+POST   /{i}/api/projects/{p}/status     prod    holy-grail | 401 405 405 405 401 405 405 | 401 405 405 405 401 404 404
+POST   /{i}/api/projects/{p}/status     secret  holy-grail | 401 404 403 400 401 404 404 | 401 404 403 400 401 404 404
+POST   /{i}/api/projects/{p}/status     nosuch  holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
 """

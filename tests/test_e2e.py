@@ -251,7 +251,7 @@ class SimpleApiTests(DaemonTestCase):
         self.assertEqual(resp.status, 200)
         self.assertEqual(resp.header("Content-Type"), JSON_TYPE)
         page = resp.json()
-        self.assertEqual(page["meta"], {"api-version": "1.1"})
+        self.assertEqual(page["meta"], {"api-version": "1.4"})
         self.assertEqual(page["name"], "foo-bar")
         self.assertEqual(page["versions"], ["1.0", "2.0"])
         files = {f["filename"]: f for f in page["files"]}
@@ -282,7 +282,7 @@ class SimpleApiTests(DaemonTestCase):
         self.assertEqual(resp.header("Content-Type"), HTML_TYPE)
         text = resp.body.decode("utf-8")
         self.assertTrue(text.startswith("<!DOCTYPE html>"), text[:40])
-        self.assertIn('<meta name="pypi:repository-version" content="1.1">', text)
+        self.assertIn('<meta name="pypi:repository-version" content="1.4">', text)
         self.assertIn('data-requires-python="&gt;=3.8,&lt;4"', text)
         links = anchors(resp.body)
         self.assertEqual(sorted(links), sorted([WHEEL_1[0], SDIST_1[0], WHEEL_2[0]]))
@@ -312,7 +312,7 @@ class SimpleApiTests(DaemonTestCase):
         root = self.get("simple/", Accept=PIP_ACCEPT)
         self.assertEqual(root.header("Content-Type"), JSON_TYPE)
         self.assertIn({"name": "Foo_Bar"}, root.json()["projects"])
-        self.assertEqual(root.json()["meta"], {"api-version": "1.1"})
+        self.assertEqual(root.json()["meta"], {"api-version": "1.4"})
 
     def test_head_on_pages(self):
         """HEAD on a page answers its headers without a body."""

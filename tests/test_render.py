@@ -93,7 +93,7 @@ class RootHTMLTests(SynchronousTestCase):
         self.assertEqual(page.decl, "DOCTYPE html")
         self.assertEqual(page.tags[0], ("html", {"lang": "en"}))
         self.assertEqual(
-            page.metas, [{"name": "pypi:repository-version", "content": "1.1"}]
+            page.metas, [{"name": "pypi:repository-version", "content": "1.4"}]
         )
         self.assertEqual(page.anchors, [])
 
@@ -128,7 +128,7 @@ class RootJSONTests(SynchronousTestCase):
         self.assertEqual(
             json.loads(body),
             {
-                "meta": {"api-version": "1.1"},
+                "meta": {"api-version": "1.4"},
                 "projects": [{"name": "Foo_Bar"}, {"name": "baz"}],
             },
         )
@@ -137,7 +137,7 @@ class RootJSONTests(SynchronousTestCase):
         """The JSON carries no whitespace between tokens."""
         self.assertEqual(
             root_json([("a", "a")]),
-            b'{"meta":{"api-version":"1.1"},"projects":[{"name":"a"}]}',
+            b'{"meta":{"api-version":"1.4"},"projects":[{"name":"a"}]}',
         )
 
     def test_empty(self):
@@ -156,7 +156,7 @@ class ProjectHTMLTests(SynchronousTestCase):
         self.assertEqual(page.decl, "DOCTYPE html")
         self.assertEqual(page.tags[0], ("html", {"lang": "en"}))
         self.assertEqual(
-            page.metas, [{"name": "pypi:repository-version", "content": "1.1"}]
+            page.metas, [{"name": "pypi:repository-version", "content": "1.4"}]
         )
         self.assertEqual(page.texts["title"], "Links for holygrail")
         self.assertEqual(page.texts["h1"], "Links for holygrail")
@@ -257,7 +257,7 @@ class ProjectJSONTests(SynchronousTestCase):
         """The page has the 1.1 meta, the normalized name, the versions and the files."""
         page = self.render(record(), versions=["1.0", "2.0"])
         self.assertEqual(sorted(page), ["files", "meta", "name", "versions"])
-        self.assertEqual(page["meta"], {"api-version": "1.1"})
+        self.assertEqual(page["meta"], {"api-version": "1.4"})
         self.assertEqual(page["name"], "holygrail")
         self.assertEqual(page["versions"], ["1.0", "2.0"])
 

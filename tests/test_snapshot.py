@@ -693,6 +693,9 @@ class _IdleStorage:
     def identity(self):
         return None
 
+    def statuses(self):
+        return succeed({})
+
 
 class UpgradeTests(SynchronousTestCase):
     """A snapshot of an older format is used, then written again in this one."""
@@ -820,6 +823,9 @@ class HeldScanStorage:
 
     def identity(self):
         return "held:"
+
+    def statuses(self):
+        return succeed({})
 
     def scan(self, known=None, since=0.0, tombstones=()):
         d = Deferred()

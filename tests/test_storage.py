@@ -152,6 +152,22 @@ class StorageContractMixin:
         """The backend provides L{IStorage}."""
         self.assertTrue(verifyObject(IStorage, self.make_storage()))
 
+    async def test_statuses(self):
+        """
+        A project's status is kept, replaced and removed (PEP 792), apart
+        from the files: a scan lists no file for it.
+        """
+        storage = await self.ready()
+        self.assertEqual(await storage.statuses(), {})
+        await storage.keep_status("holy-grail", b'{"status": "archived"}')
+        await storage.keep_status("spam", b'{"status": "deprecated"}')
+        await storage.keep_status("holy-grail", b'{"status": "quarantined"}')
+        await storage.keep_status("spam", None)
+        await storage.keep_status("never-set", None)
+        self.assertEqual(await storage.statuses(),
+                         {"holy-grail": b'{"status": "quarantined"}'})
+        self.assertEqual((await self.scanned(storage)).records, {})
+
     async def test_check(self):
         """A prepared storage that answers says C{"ok"} to C{check()} (for C{/health})."""
         self.assertEqual(await (await self.ready()).check(), "ok")

@@ -469,7 +469,7 @@ class SimplePageTests(_ServerMixin, SynchronousTestCase):
         response, body = self.get("/simple/")
         self.assertEqual(response.code, 200)
         self.assertEqual(self.header(response, "Content-Type"), b"text/html; charset=utf-8")
-        self.assertIn(b'<meta name="pypi:repository-version" content="1.1">', body)
+        self.assertIn(b'<meta name="pypi:repository-version" content="1.4">', body)
         self.assertIn(b'<a href="holy-grail/">Holy.Grail</a>', body)
         self.assertIn(b"Accept", self.header(response, "Vary"))
         self.assertIsNotNone(self.header(response, "ETag"))
@@ -479,7 +479,7 @@ class SimplePageTests(_ServerMixin, SynchronousTestCase):
         """pip's Accept header gets the JSON root page."""
         response, body = self.get("/simple/", headers={"Accept": PIP_ACCEPT})
         self.assertEqual(self.header(response, "Content-Type"), JSON_TYPE.encode())
-        self.assertEqual(json.loads(body), {"meta": {"api-version": "1.1"},
+        self.assertEqual(json.loads(body), {"meta": {"api-version": "1.4"},
                                             "projects": [{"name": "Holy.Grail"}]})
 
     def test_project_html(self):

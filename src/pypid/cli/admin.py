@@ -11,6 +11,9 @@ C{$PYPID_PASSWORD}; credentials only over https, or to this machine).
   - C{pypid-admin delete FILENAME --yes} or C{delete PROJECT VERSION --yes}:
     for good (a deleted filename is never used again), so it asks for
     C{--yes};
+  - C{pypid-admin status PROJECT STATUS} (C{--reason}, C{--index NAME})
+    sets a hosted project's status (PEP 792: active, archived, quarantined,
+    deprecated), admins only;
   - C{pypid-admin promote FROM TO PROJECT==VERSION} promotes a release
     from one index to another (C{POST /api/promote}), one line a file;
   - C{pypid-admin audit} shows the audit log, and C{pypid-admin --config
@@ -33,6 +36,7 @@ from pypid.cli import admin_audit as audit_command
 from pypid.cli import bundle as bundle_commands
 from pypid.cli.server_client import CliError, Server, add_server_options, server_from
 from pypid.core.names import InvalidName, parse_filename
+from pypid.core.project_status import STATUSES
 
 if TYPE_CHECKING:
     # (types only: the configuration is read by the commands that need it)
@@ -68,6 +72,14 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout,
         if name == "delete":
             command.add_argument("--yes", action="store_true",
                                  help="really delete: the filenames can never be used again")
+    status = commands.add_parser(
+        "status", help="set a hosted project's status (admins): active, archived (no "
+                       "uploads), quarantined (no uploads, no files offered), deprecated")
+    status.add_argument("project")
+    status.add_argument("status", choices=STATUSES)
+    status.add_argument("--reason", help="why, in one short line (shown on its pages)")
+    status.add_argument("--index", metavar="NAME",
+                        help="the hosted index the project is in (default: the default index)")
     promote = commands.add_parser(
         "promote", help="promote a release from one index to another (read on the first, "
                         "upload on the second)")
@@ -94,6 +106,8 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout,
             _files(server, options.project, out)
         elif options.command == "promote":
             _promote(server, options, out)
+        elif options.command == "status":
+            _status(server, options, out)
         else:
             _change(server, options, out)
     except CliError as e:
@@ -164,6 +178,19 @@ def _promote(server: Server, options: argparse.Namespace, out: TextIO) -> None:
         out.write(f"promoted {filename} to {answer['to']}\n")
     for filename in answer["skipped"]:
         out.write(f"skipped {filename}: {answer['to']} holds it already\n")
+
+
+def _status(server: Server, options: argparse.Namespace, out: TextIO) -> None:
+    """Set a project's status (C{POST [NAME/]api/projects/PROJECT/status})."""
+    prefix = f"{quote(options.index, safe='')}/" if options.index else ""
+    path = f"{prefix}api/projects/{quote(options.project, safe='')}/status"
+    fields = {"status": options.status}
+    if options.reason:
+        fields["reason"] = options.reason
+    with server.request("POST", path, {"Content-Type": "application/json"},
+                        json.dumps(fields).encode()) as response:
+        answer = response.read().decode("utf-8", "replace").strip()
+    out.write(f"{answer}\n")
 
 
 def _change(server: Server, options: argparse.Namespace, out: TextIO) -> None:

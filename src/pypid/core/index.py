@@ -20,6 +20,13 @@ name through C{peers}, made on demand if loaded later). Only promoted
 files are looked up, and only an index given C{peers} (a server of named
 indexes) does it.
 
+A project's status (PEP 792: archived, quarantined, deprecated; L{None}
+for the default, active) is kept here by name (L{Index.status}), apart
+from the projects: few have one, it outlives a reload of the records
+(L{Index.load} keeps it), and storage holds it apart from the files (read
+at a start: L{Index.take_statuses}). Setting one drops the project's kept
+pages, as a yank does.
+
 A project can be loaded I{later} (L{Index.load}'s C{later}): listed, counted
 and found by its filenames at once, its records made the first time
 anything asks for them (L{Project.files}). A start from a large snapshot
@@ -39,6 +46,7 @@ from packaging.version import InvalidVersion, Version
 from pypid.core.model import FileRecord
 from pypid.core.names import InvalidName, distribution_key, filename_key, normalize, parse_filename
 from pypid.core.pending import project_of
+from pypid.core.project_status import ProjectStatus
 from pypid.core.promotion import Promotion
 from pypid.core.rendered_pages import PAGE_CACHE_SIZE, RenderedPages
 
@@ -222,6 +230,8 @@ class Index:
     #: C{peers(name) -> Index | None}: the hosted index of that name, where
     #: a promoted file's record is shared from (L{share_promoted})
     _peers: Callable[[str], Index | None] | None = None
+    #: normalized project -> its status, for the projects that are not active
+    _statuses: dict[str, ProjectStatus] = attrs.field(factory=dict)
 
     def __init__(self, file_url: Callable[[FileRecord], str], serial: int = 0, *,
                  page_cache_size: int = PAGE_CACHE_SIZE,
@@ -235,7 +245,8 @@ class Index:
             server of one index).
         """
         self.__attrs_init__(file_url, serial,
-                            RenderedPages(file_url, self.projects, max_bytes=page_cache_size),
+                            RenderedPages(file_url, self.projects, max_bytes=page_cache_size,
+                                          status=self.status),
                             peers=peers)
 
     # -- reading -------------------------------------------------------------
@@ -262,6 +273,19 @@ class Index:
     def projects(self) -> list[Project]:
         """All projects, sorted by normalized name."""
         return [self._projects[name] for name in sorted(self._projects)]
+
+    def status(self, name: str) -> ProjectStatus | None:
+        """The status of the project of this normalized name, or L{None} when it is active."""
+        return self._statuses.get(name) if self._statuses else None
+
+    def quarantined(self, name: str) -> bool:
+        """Whether the project of this normalized name is quarantined (its files not offered)."""
+        status = self._statuses.get(name) if self._statuses else None
+        return status is not None and status.quarantined
+
+    def statuses(self) -> dict[str, ProjectStatus]:
+        """Every project's status that is not active, by normalized name."""
+        return dict(self._statuses)
 
     def get_file(self, filename: str, project: str | None = None) -> FileRecord | None:
         """
@@ -383,6 +407,26 @@ class Index:
         self.serial += 1
 
     # -- changing ------------------------------------------------------------
+
+    def set_status(self, name: str, status: ProjectStatus | None) -> None:
+        """
+        Give the project of this normalized name a status (L{None}: active),
+        and drop its kept pages, which carry it.
+        """
+        if status is None:
+            self._statuses.pop(name, None)
+        else:
+            self._statuses[name] = status
+        project = self._projects.get(name)
+        if project is not None:
+            self._rendered.project_changed(project)
+        self.serial += 1
+
+    def take_statuses(self, statuses: Mapping[str, ProjectStatus]) -> None:
+        """Replace every status with those storage holds (at a start: L{set_status} each)."""
+        for name in set(self._statuses) | set(statuses):
+            if self._statuses.get(name) != statuses.get(name):
+                self.set_status(name, statuses.get(name))
 
     def add_pending(self, name: str, count: int, display: str | None = None) -> None:
         """

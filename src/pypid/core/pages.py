@@ -34,6 +34,7 @@ from pypid.core.details import Details
 from pypid.core.index import choose_latest, is_prerelease, version_key
 from pypid.core.index_names import DEFAULT
 from pypid.core.names import WHEEL, normalize
+from pypid.core.project_status import ProjectStatus
 from pypid.core.render import ListedFile
 from pypid.core.search import Results, SearchEntry
 
@@ -167,6 +168,8 @@ class ProjectView:
         no details are kept).
     @ivar pending: whether the details are being rendered now (the page
         says so, and is not kept).
+    @ivar status: the project's status (PEP 792), or L{None} when it is
+        active; the page says it first thing.
     """
 
     name: str
@@ -178,6 +181,7 @@ class ProjectView:
     upstream: float | None = None
     summary: str | None = None
     pending: bool = False
+    status: ProjectStatus | None = None
 
 
 def releases_of(files: Iterable[ShownFile]) -> tuple[Release, ...]:
@@ -463,6 +467,35 @@ def _pager(chrome: Chrome, results: Results, root: str) -> str:
 # -- a project ---------------------------------------------------------------------------
 
 
+#: What a project page says of each status but active (PEP 792's meanings).
+_STATUS_TEXT = {
+    "archived": "This project is archived: it takes no new uploads; its files are still "
+                "offered.",
+    "quarantined": "This project is quarantined: its files are not offered for install.",
+    "deprecated": "This project is deprecated: it is kept, but should not be used for "
+                  "new work.",
+}
+
+
+def status_notice(status: ProjectStatus | None) -> str:
+    """The notice a project page opens with when the project is not active (PEP 792)."""
+    if status is None:
+        return ""
+    text = _STATUS_TEXT.get(status.status, f"This project is {status.status}.")
+    reason = (f' <span class="status-reason">Reason: {escape(status.reason)}</span>'
+              if status.reason else "")
+    return (f'<p class="notice status-{escape(status.status, True)}" role="alert">'
+            f'<strong>{escape(text)}</strong>{reason}</p>')
+
+
+def quarantined_page(chrome: Chrome, name: str, display_name: str, status: ProjectStatus,
+                     root: str) -> bytes:
+    """The page of a quarantined project for those who may not see its files (not admins)."""
+    body = (f'{status_notice(status)}<div class="project-head">'
+            f'<h1>{escape(display_name)}</h1></div>')
+    return _frame(chrome, root, f"{display_name} - {chrome.title}", body)
+
+
 def project_page(chrome: Chrome, view: ProjectView, root: str) -> bytes:
     """
     C{/project/<name>/} (about the latest version) or
@@ -493,7 +526,8 @@ def project_page(chrome: Chrome, view: ProjectView, root: str) -> bytes:
     base = _base(chrome)
     pin = f"{view.name}=={current.version}"
     head = (
-        f'{upstream}<div class="project-head"><h1>{escape(view.display_name)} '
+        status_notice(view.status)
+        + f'{upstream}<div class="project-head"><h1>{escape(view.display_name)} '
         f'<span class="version">{escape(current.version)}</span></h1>'
         + (f'<p class="summary">{escape(summary)}</p>' if summary else "")
         + (f'<p class="badges">{" ".join(badges)}</p>' if badges else "")

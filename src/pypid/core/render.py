@@ -25,6 +25,7 @@ import attrs
 
 from pypid.core.model import FileRecord, format_upload_time
 from pypid.core.names import SDIST, InvalidName, parse_filename
+from pypid.core.project_status import ProjectStatus
 
 HTML = "html"
 JSON = "json"
@@ -41,15 +42,18 @@ _MIN_GZIP = 256
 _UNSAFE = re.compile("[&<>\"']")
 
 #: The simple API version announced in both serializations: PEP 700's fields
-#: are served, provenance (1.3) and status markers (1.4) are not.
-API_VERSION = "1.1"
+#: (1.1) and PEP 792's project status markers (1.4, which a server that
+#: sends them must announce); 1.2 (PEP 708, rejected) and 1.3's provenance
+#: only add optional keys, which clients must do without. pip reads no
+#: version; uv warns only on a major version above 1.
+API_VERSION = "1.4"
 
 _META = {"api-version": API_VERSION}
 
 _HEAD = (
     '<!DOCTYPE html>\n<html lang="en"><head>'
     '<meta name="pypi:repository-version" content="' + API_VERSION + '">'
-    "<title>{title}</title></head>\n<body>\n"
+    "{status}<title>{title}</title></head>\n<body>\n"
 )
 _TAIL = "</body></html>\n"
 
@@ -193,7 +197,7 @@ def root_html(projects: Iterable[tuple[str, str]]) -> bytes:
         list them; each links to C{<normalized>/}, relative to the page.
     @rtype: L{bytes}
     """
-    parts = [_HEAD.format(title="Simple index")]
+    parts = [_HEAD.format(title="Simple index", status="")]
     append = parts.append
     # (a name is escaped only when it holds what HTML would read otherwise:
     # project names never do, and the check costs a third of the escape,
@@ -248,18 +252,33 @@ def _anchor(record: ListedFile, url: str) -> str:
     return "".join(parts)
 
 
-def project_html(project: str, files: Iterable[tuple[ListedFile, str]]) -> bytes:
+def _status_metas(status: ProjectStatus | None) -> str:
+    """PEP 792's C{<meta>} elements of a project's status (none for an active one)."""
+    if status is None:
+        return ""
+    metas = f'<meta name="pypi:project-status" content="{escape(status.status, True)}">'
+    if status.reason:
+        metas += ('<meta name="pypi:project-status-reason" content="'
+                  f'{escape(status.reason, True)}">')
+    return metas
+
+
+def project_html(project: str, files: Iterable[tuple[ListedFile, str]],
+                 status: ProjectStatus | None = None) -> bytes:
     """
-    Render a project's PEP 503 page, with the PEP 592, 658/714 attributes
-    and uv's non-standard C{data-size} and C{data-upload-time}.
+    Render a project's PEP 503 page, with the PEP 592, 658/714 attributes,
+    uv's non-standard C{data-size} and C{data-upload-time}, and PEP 792's
+    status markers.
 
     @param project: the normalized project name.
     @param files: C{(record, url)} pairs in the order to list them, each
         URL without a fragment; the page adds C{#sha256=}.
+    @param status: the project's status, or L{None} when it is active
+        (then no marker is sent, as PEP 792 allows).
     @rtype: L{bytes}
     """
     title = escape(f"Links for {project}", True)
-    parts = [_HEAD.format(title=title), f"<h1>{title}</h1>\n"]
+    parts = [_HEAD.format(title=title, status=_status_metas(status)), f"<h1>{title}</h1>\n"]
     parts.extend(_anchor(record, url) for record, url in files)
     parts.append(_TAIL)
     return "".join(parts).encode("utf-8", "replace")
@@ -291,24 +310,30 @@ def _json_file(record: ListedFile, url: str) -> dict[str, Any]:
 
 
 def project_json(project: str, files: Iterable[tuple[ListedFile, str]],
-                 versions: Iterable[str]) -> bytes:
+                 versions: Iterable[str], status: ProjectStatus | None = None) -> bytes:
     """
-    Render a project's PEP 691 page at API version 1.1.
+    Render a project's PEP 691 page at API version 1.4.
 
     @param project: the normalized project name.
     @param files: C{(record, url)} pairs in the order to list them.
     @param versions: every version to announce, without duplicates; it must
         include the version of each file.
+    @param status: the project's status (PEP 792's C{project-status}), or
+        L{None} when it is active (then the key is left out).
     @rtype: L{bytes}
     """
-    return _dumps(
-        {
-            "meta": _META,
-            "name": project,
-            "versions": list(versions),
-            "files": [_json_file(record, url) for record, url in files],
-        }
-    )
+    page: dict[str, Any] = {
+        "meta": _META,
+        "name": project,
+        "versions": list(versions),
+        "files": [_json_file(record, url) for record, url in files],
+    }
+    if status is not None:
+        marker = {"status": status.status}
+        if status.reason:
+            marker["reason"] = status.reason
+        page["project-status"] = marker
+    return _dumps(page)
 
 
 def _python_version(record: FileRecord) -> str:

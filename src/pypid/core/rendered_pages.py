@@ -30,6 +30,7 @@ from pypid.core.render import CONTENT_TYPES, HTML, Page
 if TYPE_CHECKING:
     from pypid.core.index import Project
     from pypid.core.model import FileRecord
+    from pypid.core.project_status import ProjectStatus
 
 #: The default of C{[pypid] page_cache_size}: 64 MiB holds one kind of
 #: page (the JSON pip and uv ask for) of about 20,000 projects of 5 files
@@ -61,6 +62,11 @@ def _evicted(name: str, project: Project) -> None:
         del kept[key]
 
 
+def _no_status(name: str) -> ProjectStatus | None:
+    """C{status(name)} of pages whose projects are all active."""
+    return None
+
+
 def _page_table(size: int) -> ByteLRU[str, Project]:
     """The table of the projects whose pages are kept, within C{size} bytes."""
     return ByteLRU(size, on_evict=_evicted)
@@ -81,6 +87,9 @@ class RenderedPages:
         file by (relative to the project page, or absolute when a base URL
         is set).
     @ivar _projects: C{projects()}: every project, in the root page's order.
+    @ivar _status: C{status(name)}: a project's L{ProjectStatus} (PEP
+        792), or L{None} for an active one; a quarantined project's pages
+        list no files (L{project_page}).
     """
 
     _file_url: Callable[[FileRecord], str]
@@ -89,6 +98,8 @@ class RenderedPages:
     #: within the budget (L{max_bytes}, the argument that makes it):
     #: normalized name -> L{Project}, counted the bytes its pages hold
     _recent: ByteLRU[str, Project] = attrs.field(alias="max_bytes", converter=_page_table)
+    _status: Callable[[str], ProjectStatus | None] = attrs.field(default=_no_status,
+                                                                 kw_only=True, alias="status")
     _root: dict[str, Page] = attrs.field(factory=dict, init=False)
     #: bumped by L{listing_changed} (L{pypid.core.index.Index.listing_serial})
     listing_serial: int = attrs.field(default=0, init=False)
@@ -107,7 +118,9 @@ class RenderedPages:
     def project_page(self, project: Project, kind: str) -> Page:
         """
         The rendered C{/simple/<project>/} page of a L{Project}: the one
-        kept, or rendered now (and kept, within L{max_bytes}).
+        kept, or rendered now (and kept, within L{max_bytes}). It carries
+        the project's status; a quarantined project's lists no file (see
+        L{full_page} for its admins').
 
         A page kept costs a dict lookup and an C{OrderedDict.move_to_end}
         (O(1)): 160 to 170 ns a call against 100 ns for the lookup alone,
@@ -122,14 +135,31 @@ class RenderedPages:
             # (False for a project the index no longer holds)
             self._recent.touch(project.name)
             return page
-        files = [(r, self._file_url(r)) for r in project.sorted_files()]
-        if kind == HTML:
-            body = render.project_html(project.name, files)
-        else:
-            body = render.project_json(project.name, files, project.versions())
-        page = Page.of(body, CONTENT_TYPES[kind])
+        status = self._status(project.name)
+        page = self._render(project, kind, status, status is None or not status.quarantined)
         self._keep(project, kind, page)
         return page
+
+    def full_page(self, project: Project, kind: str) -> Page:
+        """
+        The C{/simple/<project>/} page with every file, a quarantined
+        project's too: what its admins see (to release or delete them).
+        Rendered at each call for a quarantined project (admins only ask).
+        """
+        status = self._status(project.name)
+        if status is None or not status.quarantined:
+            return self.project_page(project, kind)
+        return self._render(project, kind, status, True)
+
+    def _render(self, project: Project, kind: str, status: ProjectStatus | None,
+                with_files: bool) -> Page:
+        files = [(r, self._file_url(r)) for r in project.sorted_files()] if with_files else []
+        if kind == HTML:
+            body = render.project_html(project.name, files, status)
+        else:
+            versions = project.versions() if with_files else []
+            body = render.project_json(project.name, files, versions, status)
+        return Page.of(body, CONTENT_TYPES[kind])
 
     def extra_page(self, project: Project, key: Hashable) -> Any:
         """

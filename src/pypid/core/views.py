@@ -24,6 +24,11 @@ filtered, the same links) is not kept twice: the view serves that
 source's own kept page (I{delegation}), so an inherited page costs no
 memory and has the same ETag.
 
+A project quarantined (PEP 792) in any hosted source of the chain lists
+no file at all (not a base's, not an upstream's): its page carries that
+status. Otherwise the page carries the status of the first hosted source
+that gives the project one.
+
 Pure: no I/O, no reactor; the time comes in as C{now}. The upstream side
 is a small protocol (L{UpstreamSide}) that the upstream layer implements.
 """
@@ -42,6 +47,7 @@ from pypid.core.index import Index, Project, is_prerelease, version_key
 from pypid.core.index_names import UPSTREAM_PREFIX
 from pypid.core.lru import ByteLRU
 from pypid.core.names import filename_key, normalize
+from pypid.core.project_status import ProjectStatus
 from pypid.core.render import CONTENT_TYPES, HTML, ListedFile, Page
 from pypid.core.rendered_pages import page_bytes
 
@@ -220,6 +226,8 @@ class Composition:
     @ivar consulted: C{(upstream, token)} of each upstream asked (L{UpstreamSide.cached}).
     @ivar recheck_at: when a file the cooldown hid comes of age, or L{None}.
     @ivar delegate: the source whose own page is this one, or L{None}.
+    @ivar status: the project's status in the chain (see the module), or
+        L{None} (active).
     """
 
     project: str
@@ -231,6 +239,24 @@ class Composition:
     consulted: tuple[tuple[UpstreamSide, object], ...]
     recheck_at: float | None
     delegate: ChainSource | None
+    status: ProjectStatus | None = None
+
+
+def chain_status(order: Sequence[ChainSource], project: str) -> ProjectStatus | None:
+    """
+    The status of the normalized C{project} in a chain: a quarantine in
+    any hosted source, else the first hosted source's status; L{None} when
+    it is active in every one.
+    """
+    first: ProjectStatus | None = None
+    for source in order:
+        if source.hosted is not None:
+            status = source.hosted.status(project)
+            if status is not None:
+                if status.quarantined:
+                    return status
+                first = first or status
+    return first
 
 
 def compose(order: Sequence[ChainSource], project: str, filters: Filters, now: float,
@@ -276,6 +302,9 @@ def compose(order: Sequence[ChainSource], project: str, filters: Filters, now: f
         counts.append((source, len(files), given))
 
     hosted = False
+    status = chain_status(order, project)
+    # (quarantined: no source offers a file)
+    offering = status is None or not status.quarantined
     for source in order:
         if source.hosted is not None:
             found = source.hosted.project(project)
@@ -283,8 +312,9 @@ def compose(order: Sequence[ChainSource], project: str, filters: Filters, now: f
             changes.append(found.changes if found is not None else 0)
             if found is not None:
                 hosted = True
-                offer(found.sorted_files(), source)
-    for source in asked(order, project, hosted):
+                if offering:
+                    offer(found.sorted_files(), source)
+    for source in asked(order, project, hosted) if offering else ():
         side = source.upstream
         assert side is not None
         cached = side.cached(project)
@@ -310,10 +340,11 @@ def compose(order: Sequence[ChainSource], project: str, filters: Filters, now: f
     files.sort(key=lambda pair: (version_key(pair[0].version), pair[0].filename))
 
     delegate = None
-    if file_url is not None and not filtered:
+    # (a page with a status is the chain's own: a source's page may carry another)
+    if file_url is not None and not filtered and status is None:
         delegate = _delegate(counts, files, file_url)
     return Composition(project, tuple(files), found_anywhere, hosted, tuple(held),
-                       tuple(changes), tuple(consulted), recheck_at, delegate)
+                       tuple(changes), tuple(consulted), recheck_at, delegate, status)
 
 
 def asked(order: Sequence[ChainSource], project: str,
@@ -364,14 +395,15 @@ def _delegate(counts: Sequence[tuple[ChainSource, int, int]],
 
 
 def render_page(project: str, files: Sequence[ComposedFile],
-                file_url: Callable[[ComposedFile], str], kind: str) -> Page:
+                file_url: Callable[[ComposedFile], str], kind: str,
+                status: ProjectStatus | None = None) -> Page:
     """A composed page's bytes, rendered as an index's own are (L{pypid.core.render})."""
     pairs = [(f, file_url(f)) for f in files]
     if kind == HTML:
-        body = render.project_html(project, pairs)
+        body = render.project_html(project, pairs, status)
     else:
         versions = sorted({f.version for f in files}, key=version_key)
-        body = render.project_json(project, pairs, versions)
+        body = render.project_json(project, pairs, versions, status)
     return Page.of(body, CONTENT_TYPES[kind])
 
 
@@ -484,7 +516,7 @@ class IndexView:
             self._kept.put(project, kept, ENTRY_COST)
             return kept.delegated(project, kind)
         page = pages[kind] = render_page(project, [f for f, _ in composition.files],
-                                         self.file_url, kind)
+                                         self.file_url, kind, composition.status)
         self._kept.put(project, kept, ENTRY_COST + sum(page_bytes(p) for p in pages.values()))
         return page
 

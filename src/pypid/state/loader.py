@@ -32,6 +32,7 @@ from pypid.core.metrics import GAUGE, Family, gauge
 from pypid.core.model import FileRecord
 from pypid.core.parts import IMetricsSource, IReloadable
 from pypid.core.pending import PendingFile
+from pypid.core.project_status import InvalidStatus, ProjectStatus
 from pypid.core.promotion_journal import PromotionJournal
 from pypid.core.startup import StartupError
 from pypid.state.backfill import Backfill
@@ -99,6 +100,26 @@ def collector_off(index: Index) -> Iterator[None]:
             gc.freeze()
         if collecting:
             gc.enable()
+
+
+async def load_statuses(index: Index, storage: IStorage) -> None:
+    """
+    Give C{index} the projects' statuses C{storage} keeps (PEP 792; not
+    in the snapshot, whose bytes stay as they were: one listing of a
+    folder or a prefix a start). One that cannot be read is logged and
+    left out (the project is active until an admin sets it again).
+    """
+    statuses: dict[str, ProjectStatus] = {}
+    for name, data in sorted((await storage.statuses()).items()):
+        try:
+            status = ProjectStatus.from_bytes(data)
+        except InvalidStatus as e:
+            log.error("Unreadable status of the project {project}, left out: {error}",
+                      project=name, error=str(e))
+            continue
+        if status is not None:
+            statuses[name] = status
+    index.take_statuses(statuses)
 
 
 async def roll_back_promotions(storage: IAdoptingStorage) -> int:
@@ -272,6 +293,7 @@ class IndexLoader:
             how = "from the snapshot and storage" if snap is not None else "from storage"
             if result.pending:
                 self._leave_to_backfill(result.pending)
+        await load_statuses(self._index, self._storage)
         if self._upstream is not None:
             await self._upstream.load(snap.upstream_state if snap is not None else None, since)
         log.info(

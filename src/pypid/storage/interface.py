@@ -3,7 +3,9 @@ What the index asks of a storage backend.
 
 Storage is the source of truth: every file the index lists, and everything
 the index knows about it that cannot be read back from the file (upload time,
-yank state, tombstones of deleted filenames), is kept there. The in-memory
+yank state, tombstones of deleted filenames), is kept there; so is each
+project's status (PEP 792) that is not the default, one small object a
+project (L{IStorage.keep_status}). The in-memory
 index and its snapshot are caches that can always be rebuilt with L{scan}.
 
 All methods that touch the backend return Deferreds, so a network backend
@@ -244,6 +246,25 @@ class IStorage(Interface):
 
         @rtype: L{Deferred} firing with L{None}, or failing with
             L{FileExists} when a file of that name is stored (it stays).
+        """
+
+    def keep_status(project: str, data: bytes | None) -> Deferred[None]:
+        """
+        Keep, durably, the status of the normalized C{project} (the bytes
+        of a L{pypid.core.project_status.ProjectStatus}), or remove it
+        (L{None}: the project is active again; none kept is no error).
+
+        @rtype: L{Deferred} firing with L{None}, or failing with
+            L{StorageError}
+        """
+
+    def statuses() -> Deferred[dict[str, bytes]]:
+        """
+        Every status L{keep_status} kept, by normalized project: read at a
+        start, after the files.
+
+        @rtype: L{Deferred} firing with C{{project: data}}, or failing with
+            L{StorageError}
         """
 
     def identity() -> str:

@@ -17,6 +17,8 @@ Layout under the root folder::
     .pypid/tmp/                      uploads being received; swept at start-up
     .pypid/promotions/<name>.json    the journal of a promotion under way
                                      (L{pypid.core.promotion_journal})
+    .pypid/projects/<project>.status the status of a project that is not
+                                     active (PEP 792; L{pypid.core.project_status})
 
 Publication is race-free (L{pypid.storage.folder_changes}): a spooled upload
 is hard-linked to its final name, which fails rather than overwrites, and its
@@ -82,6 +84,9 @@ from pypid.storage.interface import (
 from pypid.storage.sidecars import Sidecars, storage_errors
 
 log = Logger()
+
+#: The suffix of a project's status file in C{.pypid/projects/}.
+_STATUS = ".status"
 
 
 #: the default of C{[storage] min_free}: below it the storage is full
@@ -250,6 +255,42 @@ class LocalStorage:
                     data = read_if_present(entry.path)
                     if data is not None:
                         found[entry.name[:-len(".json")]] = data
+        return found
+
+    def keep_status(self, project: str, data: bytes | None) -> Deferred[None]:
+        """Keep or remove a project's status, durably; see L{IStorage.keep_status}."""
+        return self._run(self._keep_status_sync, project, data)
+
+    def statuses(self) -> Deferred[dict[str, bytes]]:
+        """The projects' statuses kept; see L{IStorage.statuses}."""
+        return self._run(self._statuses_sync)
+
+    @property
+    def _status_dir(self) -> str:
+        return os.path.join(self.root, ".pypid", "projects")
+
+    def _keep_status_sync(self, project: str, data: bytes | None) -> None:
+        path = os.path.join(self._status_dir, project + _STATUS)
+        with storage_errors():
+            if data is None:
+                remove_file(path)
+            else:
+                write_atomically(path, data)
+            if os.path.isdir(self._status_dir):
+                fsync_folder(self._status_dir)
+
+    def _statuses_sync(self) -> dict[str, bytes]:
+        found: dict[str, bytes] = {}
+        with storage_errors():
+            try:
+                entries = list(os.scandir(self._status_dir))
+            except FileNotFoundError:
+                return found
+            for entry in entries:
+                if entry.name.endswith(_STATUS) and not entry.name.startswith("."):
+                    data = read_if_present(entry.path)
+                    if data is not None:
+                        found[entry.name[:-len(_STATUS)]] = data
         return found
 
     def identity(self) -> str:

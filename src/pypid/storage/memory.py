@@ -106,6 +106,8 @@ class MemoryStorage:
     _promotions: dict[str, Promotion] = attrs.field(factory=dict, init=False)
     # The journals of promotions under way (.pypid/promotions/ on disk).
     _journals: dict[str, bytes] = attrs.field(factory=dict, init=False)
+    # The projects' statuses (.pypid/projects/ on disk).
+    _statuses: dict[str, bytes] = attrs.field(factory=dict, init=False)
     # The data lives as long as this object: a snapshot of another storage
     # (another process, or another test) must never be taken for this one's.
     _name: str = attrs.field(factory=lambda: uuid.uuid4().hex, init=False)
@@ -156,6 +158,18 @@ class MemoryStorage:
     def discard_adopted(self, record: FileRecord) -> Deferred[None]:
         """Forget an adopted file, keeping no tombstone; see L{IAdoptingStorage.discard_adopted}."""
         return maybeDeferred(self._discard_adopted_sync, record)
+
+    def keep_status(self, project: str, data: bytes | None) -> Deferred[None]:
+        """Keep or remove a project's status; see L{IStorage.keep_status}."""
+        if data is None:
+            self._statuses.pop(project, None)
+        else:
+            self._statuses[project] = data
+        return succeed(None)
+
+    def statuses(self) -> Deferred[dict[str, bytes]]:
+        """The projects' statuses kept; see L{IStorage.statuses}."""
+        return succeed(dict(self._statuses))
 
     def keep_journal(self, name: str, data: bytes) -> Deferred[None]:
         """Keep a promotion's journal; see L{IAdoptingStorage.keep_journal}."""

@@ -49,6 +49,7 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request
 
+from pypid.auth.verifier import Identity
 from pypid.core import render
 from pypid.core.http_errors import Gone, HTTPError, MethodNotAllowed, NotFound, Unavailable
 from pypid.core.index import Index
@@ -60,7 +61,7 @@ from pypid.core.views import IndexView
 from pypid.state.backfill import Backfill
 from pypid.storage.interface import IStorage
 from pypid.storage.locks import KeyedLock
-from pypid.web.access import Access, IRequestAuth
+from pypid.web.access import Access, IRequestAuth, identity_of
 from pypid.web.multipart import MultipartError, UploadTooLarge
 from pypid.web.respond import (
     Answer,
@@ -105,6 +106,34 @@ def index_upload_path(path: bytes) -> bool:
         return False
     segment, slash, rest = path[1:].partition(b"/")
     return bool(slash) and b"/" + rest in UPLOAD_PATHS and is_index_segment(segment)
+
+
+def _no_file() -> Answer:
+    raise NotFound("no such file")
+
+
+def send_private(request: Request, page: Page) -> bytes:
+    """Send a page only its reader may see (an admin's): never kept by a cache."""
+    body = send_page(request, page)
+    request.responseHeaders.setRawHeaders(b"cache-control", [b"private, no-store"])
+    return body
+
+
+def as_admin(access: Access, request: Request, admin: Callable[[], Answer],
+             reader: Callable[[], Answer]) -> Answer:
+    """
+    C{admin()} when the request comes from an admin, else C{reader()}: for
+    a quarantined project, whose files only admins see. The credentials
+    are checked here when the read gate did not (anonymous reads), and
+    wrong ones answer 401 as on any other path.
+    """
+    known = identity_of(request)
+    if known is not None:
+        return admin() if access.is_admin(known) else reader()
+
+    def chosen(identity: Identity | None) -> Answer:
+        return admin() if access.is_admin(identity) else reader()
+    return access.identify(request).addCallback(chosen)
 
 
 @attrs.frozen
@@ -251,6 +280,14 @@ class IndexFiles:
         if not self.access.may_read(request, project, self.name) \
                 or not filters.admits_project(project):
             raise NotFound("no such file")
+        if any(source.index.quarantined(project) for source in self.sources):
+            # (PEP 792: none of its files is offered, but to admins)
+            return as_admin(self.access, request, lambda: self._send(request, project, filename),
+                            _no_file)
+        return self._send(request, project, filename)
+
+    def _send(self, request: Request, project: str, filename: str) -> Answer:
+        filters = self.view.filters
         now = self.clock.seconds()
         metadata = filename.endswith(_METADATA_SUFFIX)
         deleted = False
@@ -284,8 +321,8 @@ class IndexFiles:
 @attrs.define(slots=False)
 class ReadOnlyPublish:
     """
-    A view's upload, yank, unyank and delete routes: 405 with the reason,
-    once the credentials passed (as a hosted index's would be checked).
+    A view's upload, yank, unyank, delete and status routes: 405 with the
+    reason, once the credentials passed (as a hosted index's would be checked).
     """
 
     _name: str
@@ -321,6 +358,11 @@ class ReadOnlyPublish:
     def change_release(self, request: IRequest, project: str,
                        version: str) -> Coroutine[Any, Any, bytes]:
         """Refuse a change to a release."""
+        return self._refuse(request)
+
+    @app.route("/api/projects/<string:project>/status", methods=["POST"])
+    def change_status(self, request: IRequest, project: str) -> Coroutine[Any, Any, bytes]:
+        """Refuse a status change: a view's projects have the status of their hosted index."""
         return self._refuse(request)
 
     async def _refuse(self, request: IRequest) -> bytes:

@@ -80,7 +80,10 @@ class LegacyJSON:
             raise NotFound("no such project")
         index, storage = self._source_of(normalize(name))
         holder = index.project(normalize(name))
-        if holder is None or not holder.files:
+        sources = self._chain or ((index, storage),)
+        if holder is None or not holder.files or any(
+                source.quarantined(holder.name) for source, _ in sources):
+            # (PEP 792: a quarantined project offers no file, here neither)
             raise NotFound("no such project")
         filters = self._filters if self._filters != Filters() else None
         project = _filtered(holder, filters) if filters is not None else holder

@@ -19,6 +19,10 @@ A project that is not hosted but that the upstream cache knows is shown as
 the cache knows it, marked as coming from the upstream; the upstream is
 never asked for a page for people.
 
+A project that is not active (PEP 792) says so first thing; a quarantined
+one shows its files to admins alone (its page for the others names its
+status and lists nothing), and those pages are never kept.
+
 A named index (issue 26) has its own L{IndexProjectPages} under
 C{/NAME/project/...}: a project's files as the index's simple page lists
 them (L{pypid.core.views.compose} over its hosted sources: its own files,
@@ -48,10 +52,12 @@ from pypid.core.index_names import DEFAULT
 from pypid.core.lru import ByteLRU
 from pypid.core.model import FileRecord
 from pypid.core.names import WHEEL, is_valid_name, normalize
+from pypid.core.project_status import ProjectStatus
 from pypid.core.render import Page
-from pypid.core.views import ChainSource, Filters, compose
+from pypid.core.views import ChainSource, Filters, chain_status, compose
 from pypid.storage.interface import IStorage, StorageError
 from pypid.web.access import Access
+from pypid.web.index_root import as_admin, send_private
 from pypid.web.people import HTML, ReaderChrome, people_headers
 from pypid.web.respond import Answer, ReadResource, Rendered, answer_gated, send_moved, send_page
 from pypid.web.routes import requested_version
@@ -230,15 +236,42 @@ class ProjectPages(ReadResource):
             raise NotFound(_NO_PROJECT)
         normalized = normalize(name)
         version = rest[0] if rest else None
-        canonical = requested_version(version) if version is not None else None
+        if version is not None:
+            requested_version(version)  # (404 for a version that cannot be one, first)
         found = self._find(normalized)
         if found is None:
             raise NotFound(_NO_PROJECT)
+        status = self._status(normalized) if found[3] is None else None
+        if status is not None and status.quarantined:
+            return as_admin(
+                self._access, request,
+                lambda: self._page(request, name, normalized, version, slash, found, status,
+                                   keep=False),
+                lambda: self._quarantined(request, name, normalized, version, slash,
+                                          found[0], status))
+        return self._page(request, name, normalized, version, slash, found, status)
+
+    def _quarantined(self, request: Request, name: str, normalized: str, version: str | None,
+                     slash: bool, display_name: str, status: ProjectStatus) -> Answer:
+        """A quarantined project's page for readers: its status, no file."""
+        canonical = requested_version(version) if version is not None else None
+        if not slash or normalized != name or canonical != version:
+            return send_moved(request, self._base, pages.project_path(normalized, canonical))
+        root = "../../" if version is None else "../../../"
+        body = pages.quarantined_page(self._chrome.of(request), normalized, display_name,
+                                      status, root)
+        return send_page(request, Page.of(body, HTML))
+
+    def _page(self, request: Request, name: str, normalized: str, version: str | None,
+              slash: bool, found: _Found, status: ProjectStatus | None,
+              keep: bool = True) -> Answer:
+        """The page of a project L{_find} found (kept with C{keep})."""
+        canonical = requested_version(version) if version is not None else None
         display_name, listed, token, upstream = found
         chrome = self._chrome.of(request)
         key: _Key = (normalized, canonical, chrome.indexes) if chrome.indexes \
             else (normalized, canonical)
-        if slash and normalized == name and canonical == version:
+        if keep and slash and normalized == name and canonical == version:
             page = self._kept.get(key, token)
             if page is not None:
                 return send_page(request, page)
@@ -254,7 +287,8 @@ class ProjectPages(ReadResource):
         if view is None:
             # (a cached upstream page may list no files: nothing to show)
             raise NotFound(_NO_PROJECT)
-        return ensureDeferred(self._render(request, key, token, view, chrome, canonical))
+        view = attrs.evolve(view, status=status)
+        return ensureDeferred(self._render(request, key, token, view, chrome, canonical, keep))
 
     def _find(self, name: str) -> _Found | None:
         """
@@ -281,6 +315,10 @@ class ProjectPages(ReadResource):
         shown = entry.page.name if entry.page is not None else None
         return shown or name, lambda: files, token, entry.fetched_at
 
+    def _status(self, name: str) -> ProjectStatus | None:
+        """The hosted project's status (PEP 792), or L{None} when it is active."""
+        return self._index.status(name)
+
     def _serial(self) -> Hashable:
         """What moves whenever a hosted file the pages show changes."""
         return self._index.serial
@@ -303,12 +341,14 @@ class ProjectPages(ReadResource):
 
     async def _render(self, request: Request, key: _Key, token: object,
                       view: pages.ProjectView, chrome: pages.Chrome,
-                      version: str | None) -> bytes:
+                      version: str | None, keep: bool = True) -> bytes:
         serial = self._serial()
         details, final = await self._details(view.current.files, self._stored(view))
         root = "../../" if version is None else "../../../"
         view = attrs.evolve(view, details=details, pending=not final)
         page = Page.of(pages.project_page(chrome, view, root), HTML)
+        if not keep:
+            return send_private(request, page)
         if final and self._serial() == serial:
             self._kept.put(key, token, page)
         return send_page(request, page)
@@ -393,6 +433,9 @@ class IndexProjectPages(ProjectPages):
             return [cast(FileRecord, f) for f, _ in composition.files]
 
         return first.display_name, listed, token, None
+
+    def _status(self, name: str) -> ProjectStatus | None:
+        return chain_status(self._order, name)
 
     def _serial(self) -> Hashable:
         return tuple(index.serial for index in self._hosted)

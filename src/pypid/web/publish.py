@@ -1,7 +1,8 @@
 """
 Publishing: uploads (the legacy API that twine and C{uv publish} speak, and
-pypiserver's C{remove_pkg}), and yank, unyank and delete of files and
-releases.
+pypiserver's C{remove_pkg}), yank, unyank and delete of files and
+releases, and a project's status (PEP 792: an archived or quarantined
+project refuses uploads; admins set it).
 
 Every change to one distribution (a filename, and every other spelling of
 it) holds that distribution's lock from its checks to its last write, so an
@@ -16,6 +17,7 @@ written never fails the change.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Unpack, cast
 
@@ -43,6 +45,7 @@ from pypid.core.names import (
     normalize,
     parse_filename,
 )
+from pypid.core.project_status import ACTIVE, InvalidStatus, ProjectStatus, parse_status
 from pypid.core.upload import UploadRequest, check_form, validate_upload
 from pypid.storage.interface import FileExists, FilenameDeleted, IStorage, Run, StorageError
 from pypid.storage.locks import KeyedLock
@@ -56,6 +59,9 @@ from pypid.web.site import too_large_message
 log = Logger()
 
 _NO_SUCH_RELEASE = "no such file or release"
+
+#: The largest body of a status change: a status and a short reason.
+_MAX_STATUS_BODY = 4096
 
 #: A change to one file: C{change(request, record, argument, identity)}.
 _Change = Callable[[IRequest, FileRecord, Any, Identity], Awaitable[None]]
@@ -153,6 +159,7 @@ class Publish:
     async def _store_locked(self, request: IRequest, upload: UploadRequest,
                             identity: Identity) -> bytes:
         part = _part_of(upload)
+        self._refuse_closed(_project_of(upload.filename))
         # (looked for in its own project: while the projects a start loaded
         # later wait, one not found there does not make them all; a file of
         # that name stored under another project is the storage's to refuse)
@@ -177,8 +184,10 @@ class Publish:
         record = inspected.record.replace(
                               uploader=cut_text(identity.name, UPLOADER_BYTES))
         # (the credentials, and the rights, as they are now: a revocation or
-        # a reload may have come while the body arrived or was inspected)
+        # a reload may have come while the body arrived or was inspected;
+        # so may a status change)
         identity = await self._confirmed(request, identity, record.project)
+        self._refuse_closed(record.project)
         try:
             stored = await self._storage.publish(part.path, record, inspected.metadata,
                                                  inspected.details)
@@ -205,6 +214,14 @@ class Publish:
         log.info("{user} uploaded {filename} ({size} bytes)",
                  user=identity.name, filename=stored.filename, size=stored.size)
         return send_text(request, 200, "OK")
+
+    def _refuse_closed(self, project: str | None) -> None:
+        """Refuse an upload to a project whose status takes none (archived, quarantined)."""
+        status = self._index.status(project) if project is not None else None
+        if status is not None and status.closed:
+            because = f" ({status.reason})" if status.reason else ""
+            raise BadRequest(f"project {project} is {status.status}{because}: "
+                             "it takes no new uploads")
 
     @staticmethod
     def _same_or_conflict(request: IRequest, sha256: str, upload: UploadRequest) -> bytes:
@@ -271,6 +288,39 @@ class Publish:
         return self._change(request, "delete", _normalized(project),
                             lambda: self._release(project, version), self._delete,
                             project=_named(project), version=version)
+
+    @app.route("/api/projects/<string:project>/status", methods=["POST"])
+    async def set_status(self, request: IRequest, project: str) -> bytes:
+        """
+        Set a hosted project's status (PEP 792), admins only: a JSON body
+        C{{"status": ..., "reason": ...}} (or those form fields).
+        """
+        async def apply() -> bytes:
+            # (refused to a user who logged in: recorded, as other changes are)
+            identity = await self._access.admin(request)
+            status = _requested_status(request)
+            name = _normalized(project)
+            if name is None or self._index.project(name) is None:
+                raise NotFound("no such project")
+            await self._keep_status(request, name, status, identity)
+            return send_text(request, 200, f"{name} is {_status_text(status)}")
+        return await self._audit.recorded(request, "status", apply(),
+                                          project=_named(project), index=self._audit_index)
+
+    async def _keep_status(self, request: IRequest, name: str, status: ProjectStatus | None,
+                           identity: Identity) -> None:
+        """Store C{name}'s status, then index it and record it."""
+        try:
+            await self._storage.keep_status(name, status.to_bytes() if status else None)
+        except StorageError as e:
+            log.error("Cannot keep the status of {project}: {error}", project=name,
+                      error=str(e))
+            raise storage_unavailable(e)
+        self._index.set_status(name, status)
+        self._audit.record(request, identity, "status", project=name,
+                           detail=_status_text(status), index=self._audit_index)
+        log.info("{user} set {project} {status}", user=identity.name, project=name,
+                 status=_status_text(status))
 
     def _may_upload_here(self, identity: Identity) -> None:
         """
@@ -437,6 +487,40 @@ def _deleted(filename: str) -> BadRequest:
         f"File already exists ('{filename}'): this filename was previously "
         "used by a file that has since been deleted"
     )
+
+
+def _requested_status(request: IRequest) -> ProjectStatus | None:
+    """
+    The status a request's body asks for: a JSON object, or the form
+    fields C{status} and C{reason}; 400 naming the field that is wrong.
+    """
+    kind = request.getHeader(b"content-type") or b""
+    if kind.split(b";")[0].strip().lower() == b"application/json":
+        content = request.content
+        content.seek(0)
+        body = content.read(_MAX_STATUS_BODY + 1)
+        if len(body) > _MAX_STATUS_BODY:
+            raise BadRequest(f"the body is larger than {_MAX_STATUS_BODY} bytes")
+        try:
+            data = json.loads(body)
+        except ValueError:
+            raise BadRequest("the body is not JSON")
+    else:
+        data = {"status": form_field(request, "status")}
+        reason = form_field(request, "reason")
+        if reason:
+            data["reason"] = reason
+    try:
+        return parse_status(data)
+    except InvalidStatus as e:
+        raise BadRequest(str(e))
+
+
+def _status_text(status: ProjectStatus | None) -> str:
+    """A status as an answer and an audit entry say it: C{archived: why}."""
+    if status is None:
+        return ACTIVE
+    return f"{status.status}: {status.reason}" if status.reason else status.status
 
 
 def _reason(request: IRequest) -> str:

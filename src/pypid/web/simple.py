@@ -6,6 +6,10 @@ pip and uv fetch thousands of times a second, and a route table, a werkzeug
 adapter and per-request closures cost more than the page lookup itself.
 Each request does one dict lookup, content negotiation (memoized on the
 Accept header), and sets a handful of headers on bytes rendered earlier.
+
+A quarantined project (PEP 792) lists no file and serves none, but to
+admins (L{as_admin}: their credentials are checked for its paths alone,
+so the other projects' answers cost what they did).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from pypid.state.backfill import Backfill
 from pypid.storage.interface import IStorage
 from pypid.web import upstream_pages
 from pypid.web.access import Access
-from pypid.web.index_root import is_index_segment
+from pypid.web.index_root import as_admin, is_index_segment, send_private
 from pypid.web.respond import (
     Answer,
     ReadResource,
@@ -89,6 +93,13 @@ class SimpleResource(ReadResource):
                 return self._redirect_or_404(request, name)
             if project.pending and self._backfill is not None:
                 return _when_described(self._backfill, project.name, self._answer, request)
+            if self._index.quarantined(project.name):
+                kind = page_kind(request)
+                rendered = self._index.rendered
+                return as_admin(
+                    self._access, request,
+                    lambda: send_private(request, rendered.full_page(project, kind)),
+                    lambda: send_page(request, rendered.project_page(project, kind)))
             if self._upstream is not None and self._upstream.merges(project.name):
                 return upstream_pages.answer_merged_page(request, self._upstream, project,
                                                    page_kind(request))
@@ -168,6 +179,13 @@ class FilesResource(ReadResource):
             raise NotFound("no such file")
         if not self._access.may_read(request, project):
             raise NotFound("no such file")
+        if self._index.quarantined(project):
+            # (PEP 792: none of its files is offered, but to admins)
+            return as_admin(self._access, request,
+                            lambda: self._send(request, project, filename), _no_file)
+        return self._send(request, project, filename)
+
+    def _send(self, request: Request, project: str, filename: str) -> Answer:
         # (the project the URL names: a file of another is not this URL's)
         record = self._index.get_file(filename, project)
         if record is not None and record.project == project:
@@ -186,6 +204,10 @@ class FilesResource(ReadResource):
         if self._upstream is not None:
             return upstream_pages.answer_file(request, self._upstream, project, filename)
         raise NotFound("no such file")
+
+
+def _no_file() -> Answer:
+    raise NotFound("no such file")
 
 
 def _when_described(backfill: Backfill, project: str, answer: Callable[[Request], Answer],

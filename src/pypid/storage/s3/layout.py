@@ -20,6 +20,8 @@ Under the configured prefix C{P}::
     P.pypid/changes/<when>.<instance>.<n>.<filename>
                                        one marker per change, for the other
                                        instances on the bucket (see L{Change})
+    P.pypid/projects/<project>         a project's status (PEP 792), while it
+                                       is not active
     P.pypid/snapshot.json.gz           the last index snapshot an instance kept
 
 Distribution objects never change after they are written, so a presigned URL

@@ -95,6 +95,9 @@ from pypid.storage.s3.presign import PresignedURLs
 
 log = Logger()
 
+#: Where the projects' statuses are kept, after the prefix.
+_STATUSES = ".pypid/projects/"
+
 
 #: The snapshot kept in the bucket is read up to this size (compressed).
 SNAPSHOT_LIMIT = 256 << 20
@@ -464,6 +467,29 @@ class S3Storage:
                         found[listed.key[len(prefix):]] = data
             return found
         return ensureDeferred(journals())
+
+    def keep_status(self, project: str, data: bytes | None) -> Deferred[None]:
+        """
+        Keep or remove a project's status object (see L{IStorage.keep_status}).
+        Another server learns it at its next start (no change marker).
+        """
+        key = self._layout.prefix + _STATUSES + project
+        if data is None:
+            return ensureDeferred(self._client.delete(key)).addCallback(lambda _: None)
+        return ensureDeferred(self._client.put(key, data)).addCallback(lambda _: None)
+
+    def statuses(self) -> Deferred[dict[str, bytes]]:
+        """The projects' status objects; see L{IStorage.statuses}."""
+        async def statuses() -> dict[str, bytes]:
+            prefix = self._layout.prefix + _STATUSES
+            found: dict[str, bytes] = {}
+            async for page in self._client.list(prefix):
+                for listed in page.keys:
+                    data = await self._client.get(listed.key)
+                    if data is not None:
+                        found[listed.key[len(prefix):]] = data
+            return found
+        return ensureDeferred(statuses())
 
     def _journal_key(self, name: str) -> str:
         """Where the journal C{name} of a promotion under way is kept."""
