@@ -358,18 +358,22 @@ class IssuerResource(Resource):
         return body
 
 
+def _send_json(handler, status, body):
+    """Answer a test server's request with C{status} and the JSON C{body} (bytes)."""
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
 class _Handler(http.server.BaseHTTPRequestHandler):
     """Answers the issuers' documents over HTTPS."""
 
     protocol_version = "HTTP/1.1"
 
     def do_GET(self):
-        status, body = self.server.issuers.answer(self.path.split("?")[0])
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        _send_json(self, *self.server.issuers.answer(self.path.split("?")[0]))
 
     def log_message(self, *args):
         pass
@@ -424,13 +428,8 @@ class _TokenRequestHandler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def do_GET(self):
-        status, body = self.server.endpoint.answer(self.path,
-                                                   self.headers.get("Authorization", ""))
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        _send_json(self, *self.server.endpoint.answer(self.path,
+                                                      self.headers.get("Authorization", "")))
 
     def log_message(self, *args):
         pass

@@ -457,16 +457,17 @@ class S3Storage:
 
     def journals(self) -> Deferred[dict[str, bytes]]:
         """The journal objects kept; see L{IAdoptingStorage.journals}."""
-        async def journals() -> dict[str, bytes]:
-            prefix = self._journal_key("")
-            found: dict[str, bytes] = {}
-            async for page in self._client.list(prefix):
-                for listed in page.keys:
-                    data = await self._client.get(listed.key)
-                    if data is not None:
-                        found[listed.key[len(prefix):]] = data
-            return found
-        return ensureDeferred(journals())
+        return ensureDeferred(self._read_all(self._journal_key("")))
+
+    async def _read_all(self, prefix: str) -> dict[str, bytes]:
+        """The objects under C{prefix} (few and small), by the rest of their keys."""
+        found: dict[str, bytes] = {}
+        async for page in self._client.list(prefix):
+            for listed in page.keys:
+                data = await self._client.get(listed.key)
+                if data is not None:
+                    found[listed.key[len(prefix):]] = data
+        return found
 
     def keep_status(self, project: str, data: bytes | None) -> Deferred[None]:
         """
@@ -480,16 +481,7 @@ class S3Storage:
 
     def statuses(self) -> Deferred[dict[str, bytes]]:
         """The projects' status objects; see L{IStorage.statuses}."""
-        async def statuses() -> dict[str, bytes]:
-            prefix = self._layout.prefix + _STATUSES
-            found: dict[str, bytes] = {}
-            async for page in self._client.list(prefix):
-                for listed in page.keys:
-                    data = await self._client.get(listed.key)
-                    if data is not None:
-                        found[listed.key[len(prefix):]] = data
-            return found
-        return ensureDeferred(statuses())
+        return ensureDeferred(self._read_all(self._layout.prefix + _STATUSES))
 
     def _journal_key(self, name: str) -> str:
         """Where the journal C{name} of a promotion under way is kept."""
