@@ -184,8 +184,7 @@ class TLSDaemonTestCase(DaemonTestCase):
             cls = type(self)
             folder = os.path.abspath(os.path.join("e2e-shared", f"{cls.__module__}.{cls.__name__}"))
             shutil.rmtree(folder, ignore_errors=True)
-            files = shared_ca().issue("shared", kind="rsa", folder=os.path.join(folder, "tls"))
-            daemon = state["daemon"] = TLSDaemon(folder, files, redirect_port=free_port())
+            daemon = state["daemon"] = self.shared_tls_daemon(folder)
             try:
                 daemon.start()
             except BaseException as e:
@@ -196,6 +195,11 @@ class TLSDaemonTestCase(DaemonTestCase):
         if not daemon.running():
             raise E2EFailure("the shared daemon is not running")
         return daemon
+
+    def shared_tls_daemon(self, folder):
+        """The class's shared daemon, not started: RSA, with a redirect listener."""
+        files = shared_ca().issue("shared", kind="rsa", folder=os.path.join(folder, "tls"))
+        return TLSDaemon(folder, files, redirect_port=free_port())
 
     def new_tls_daemon(self, files=None, start=True, **kwargs):
         """An HTTPS daemon of this test alone (with its own certificate), stopped at the end."""

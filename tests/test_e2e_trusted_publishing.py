@@ -26,7 +26,6 @@ import inspect
 import json
 import os
 import re
-import shutil
 
 from twisted.trial.unittest import SkipTest
 
@@ -34,14 +33,11 @@ from tests.distributions import make_wheel
 from tests.e2e import (
     TWINE,
     UV,
-    DaemonTestCase,
-    E2EFailure,
     clean_env,
     run,
-    watch,
 )
 from tests.oidc_issuer import CITokenEndpoint, HTTPSIssuers
-from tests.test_e2e_tls import TLSDaemon, https, shared_ca
+from tests.test_e2e_tls import TLSDaemon, TLSDaemonTestCase, https, shared_ca
 
 #: The audience this daemon announces ([oidc] audience): not the default,
 #: so that a client that asked for it is seen to have read /_/oidc/audience.
@@ -71,7 +67,7 @@ def serving():
     return _served[0]
 
 
-class ClientsInCITests(DaemonTestCase):
+class ClientsInCITests(TLSDaemonTestCase):
     """
     One HTTPS daemon trusting the local GitHub-like and GitLab-like
     issuers, publishing C{acme-*} from the release workflow of
@@ -92,28 +88,10 @@ class ClientsInCITests(DaemonTestCase):
             "publishers.tool": "issuer:gitlab project_path:acme/tools ref:main",
         }
 
-    @property
-    def daemon(self):
-        """The shared HTTPS daemon of this class, started on first use."""
-        state = type(self).__dict__["_shared"]
-        if state["error"] is not None:
-            raise E2EFailure(f"the shared daemon could not be started: {state['error']}")
-        if state["daemon"] is None:
-            cls = type(self)
-            folder = os.path.abspath(os.path.join("e2e-shared", f"{cls.__module__}.{cls.__name__}"))
-            shutil.rmtree(folder, ignore_errors=True)
-            files = shared_ca().issue("shared", kind="ec", folder=os.path.join(folder, "tls"))
-            daemon = state["daemon"] = TLSDaemon(folder, files, settings=self.settings)
-            try:
-                daemon.start()
-            except BaseException as e:
-                state["error"] = str(e).splitlines()[0] if str(e) else repr(e)
-                raise
-        daemon = state["daemon"]
-        watch(daemon)
-        if not daemon.running():
-            raise E2EFailure("the shared daemon is not running")
-        return daemon
+    def shared_tls_daemon(self, folder):
+        """The shared HTTPS daemon: an EC certificate, the issuers' settings."""
+        files = shared_ca().issue("shared", kind="ec", folder=os.path.join(folder, "tls"))
+        return TLSDaemon(folder, files, settings=self.settings)
 
     def setUp(self):
         super().setUp()

@@ -280,7 +280,7 @@ class Index:
 
     def quarantined(self, name: str) -> bool:
         """Whether the project of this normalized name is quarantined (its files not offered)."""
-        status = self._statuses.get(name) if self._statuses else None
+        status = self.status(name)
         return status is not None and status.quarantined
 
     def statuses(self) -> dict[str, ProjectStatus]:

@@ -147,8 +147,8 @@ class SavedState(Service):
             else:
                 self.saves += 1
         saving = self._saving = self._run(_write, self.path, url, now, state)
-        saving.addBoth(done)
-        return saving if self._saving is not None else succeed(None)
+        # (done() turns a failure into a log line: the Deferred fires with None)
+        return saving.addBoth(done)
 
     def stopService(self) -> Deferred[None]:
         """Save once more (the requests in flight were finished before)."""

@@ -81,7 +81,7 @@ from pypid.storage.measured import MeasuredStorage
 from pypid.web.access import Access
 from pypid.web.audit_trail import AuditTrail, facts_of
 from pypid.web.respond import storage_unavailable
-from pypid.web.routes import answer_errors, send_json
+from pypid.web.routes import answer_errors, bounded_body, send_json
 
 log = Logger()
 
@@ -322,12 +322,7 @@ def _entry_index(name: object, known: Any) -> str | None:
 
 
 def _body(request: IRequest) -> bytes:
-    content = request.content
-    content.seek(0)
-    body: bytes = content.read(MAX_BODY + 1)
-    if len(body) > MAX_BODY:
-        raise TooLarge(f"the request body is larger than {MAX_BODY >> 10} KiB")
-    return body
+    return bounded_body(request, MAX_BODY)
 
 
 def _asked_quietly(request: IRequest) -> dict[str, Any]:

@@ -53,7 +53,13 @@ from pypid.web.access import Access, IRequestAuth
 from pypid.web.audit_trail import AuditTrail, Named, facts_of
 from pypid.web.multipart import FilePart, Form, MultipartError, UploadTooLarge
 from pypid.web.respond import RETRY_AFTER, send_text, storage_unavailable
-from pypid.web.routes import answer_errors, form_field, requested_version, route_each
+from pypid.web.routes import (
+    answer_errors,
+    bounded_body,
+    form_field,
+    requested_version,
+    route_each,
+)
 from pypid.web.site import too_large_message
 
 log = Logger()
@@ -496,14 +502,13 @@ def _requested_status(request: IRequest) -> ProjectStatus | None:
     """
     kind = request.getHeader(b"content-type") or b""
     if kind.split(b";")[0].strip().lower() == b"application/json":
-        content = request.content
-        content.seek(0)
-        body = content.read(_MAX_STATUS_BODY + 1)
-        if len(body) > _MAX_STATUS_BODY:
+        try:
+            body = bounded_body(request, _MAX_STATUS_BODY)
+        except TooLarge:
             raise BadRequest(f"the body is larger than {_MAX_STATUS_BODY} bytes")
         try:
             data = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise BadRequest("the body is not JSON")
     else:
         data = {"status": form_field(request, "status")}

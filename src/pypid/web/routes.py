@@ -19,7 +19,7 @@ from klein import Klein
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 
-from pypid.core.http_errors import BadRequest, HTTPError, NotFound
+from pypid.core.http_errors import BadRequest, HTTPError, NotFound, TooLarge
 from pypid.core.index import Index, Project
 from pypid.core.names import InvalidName, canonical_version
 from pypid.core.render import Page
@@ -69,6 +69,21 @@ def send_json(request: IRequest, value: Any) -> bytes:
     request.setHeader(b"content-type", b"application/json")
     request.setHeader(b"cache-control", b"no-store")
     return json.dumps(value).encode("utf-8")
+
+
+def bounded_body(request: IRequest, limit: int) -> bytes:
+    """
+    The request's body, read from its start, if it holds at most C{limit}
+    bytes (the API's JSON bodies are small: nothing more is read).
+
+    @raise TooLarge: a longer body, the limit said in KiB.
+    """
+    content = request.content
+    content.seek(0)
+    body: bytes = content.read(limit + 1)
+    if len(body) > limit:
+        raise TooLarge(f"the request body is larger than {limit >> 10} KiB")
+    return body
 
 
 def form_field(request: IRequest, name: str) -> str:

@@ -87,14 +87,13 @@ from pypid.core.http_errors import (
     HTTPError,
     NotAcceptable,
     NotFound,
-    TooLarge,
     TooManyRequests,
     Unavailable,
 )
 from pypid.web.access import client_address
 from pypid.web.audit_trail import AuditTrail
 from pypid.web.respond import RETRY_AFTER
-from pypid.web.routes import answer_errors, send_json
+from pypid.web.routes import answer_errors, bounded_body, send_json
 
 log = Logger()
 
@@ -361,11 +360,7 @@ def _body_token(request: IRequest, name: str, what: str) -> str:
 
     @raise HTTPError: 413 for a body too large, 400 naming what is wrong.
     """
-    content = request.content
-    content.seek(0)
-    body = content.read(MAX_BODY + 1)
-    if len(body) > MAX_BODY:
-        raise TooLarge(f"the request body is larger than {MAX_BODY >> 10} KiB")
+    body = bounded_body(request, MAX_BODY)
     try:
         data = json.loads(body)
     except (ValueError, RecursionError):
