@@ -1,0 +1,392 @@
+"""
+Security advisories (OSV) as an index acts on them: which releases of a
+project an advisory affects, and what an index does about it (issue 27).
+
+Why it is shaped so: an index serves pages and files thousands of times a
+second, and an advisory changes a few times a day. So nothing here is
+worked out per request. An L{AdvisoryDB} is built once per load (by
+L{pypid.core.osv}, from the records), indexed by normalized project
+name; an L{AdvisoryPolicy} (one per index: its L{AdvisoryRules} over the
+current database) answers C{verdict(project, version)} from a table it
+fills the first time a release is asked about and empties when the
+database changes (L{AdvisoryBoard.generation}). A project no advisory
+names (nearly all of them) costs one failed dict lookup.
+
+Versions follow PEP 440 (C{packaging}): an C{ECOSYSTEM} range affects a
+version at or after an C{introduced} event and before the next C{fixed}
+(or at or before a C{last_affected}); an explicit version list matches
+the version's normalized spelling. A release whose version PEP 440 cannot
+read is matched by the version list only.
+
+Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Literal
+
+import attrs
+from packaging.version import InvalidVersion, Version
+
+from pypid.core.names import normalize
+
+OFF, WARN, HIDE, DENY = "off", "warn", "hide", "deny"
+
+#: What an index may do about advisories, the least first.
+MODES = (OFF, WARN, HIDE, DENY)
+
+Mode = Literal["off", "warn", "hide", "deny"]
+
+#: Severities, the lowest first (the names OSV databases use, with
+#: GitHub's C{moderate} read as C{medium}).
+SEVERITIES = ("low", "medium", "high", "critical")
+
+
+def severity_rank(severity: str | None) -> int:
+    """
+    The order of a severity (0 for C{low} ... 3 for C{critical}); -1 for
+    an unknown one, which only a rule with no minimum acts on.
+    """
+    if severity is None:
+        return -1
+    try:
+        return SEVERITIES.index(severity)
+    except ValueError:
+        return -1
+
+
+def canonical_version(version: str) -> Version | str:
+    """
+    What a version is compared by: its PEP 440 value (so C{1.0} and
+    C{1.0.0} are one release, as installers see them), or, when it has
+    none, its text in lower case.
+    """
+    try:
+        return Version(version)
+    except InvalidVersion:
+        return version.strip().lower()
+
+
+@attrs.frozen
+class Span:
+    """
+    One affected interval of an C{ECOSYSTEM} range: from C{introduced}
+    (L{None}: from the first version) up to C{end} (L{None}: every later
+    version), which is excluded (C{fixed}) or included (C{last_affected}).
+    """
+
+    introduced: Version | None
+    end: Version | None
+    end_included: bool = False
+
+    def __contains__(self, version: Version) -> bool:
+        if self.introduced is not None and version < self.introduced:
+            return False
+        if self.end is None:
+            return True
+        return version <= self.end if self.end_included else version < self.end
+
+
+@attrs.frozen
+class Affected:
+    """
+    What an advisory says of one PyPI project: its affected spans and its
+    explicit versions (as L{canonical_version} gives them).
+    """
+
+    project: str
+    spans: tuple[Span, ...] = ()
+    versions: frozenset[Version | str] = frozenset()
+
+    def affects(self, version: str) -> bool:
+        """Whether the release C{version} of the project is affected."""
+        if canonical_version(version) in self.versions:
+            return True
+        if not self.spans:
+            return False
+        try:
+            parsed = Version(version)
+        except InvalidVersion:
+            return False
+        return any(parsed in span for span in self.spans)
+
+
+@attrs.frozen
+class Advisory:
+    """
+    One advisory, its aliases merged into it (the same vulnerability under
+    a PYSEC, a GHSA and a CVE identifier is one advisory).
+
+    @ivar id: the identifier shown first (the record's own).
+    @ivar aliases: every other identifier it is known by, sorted.
+    @ivar summary: one line, possibly empty.
+    @ivar details: the longer text, possibly empty.
+    @ivar severity: one of L{SEVERITIES}, or L{None} when the records give
+        none that can be read.
+    @ivar score: the CVSS base score it was derived from, when there was one.
+    @ivar fixed_in: the versions that fix it (from the C{fixed} events).
+    @ivar link: a page about it (the first C{ADVISORY} or C{WEB} reference).
+    @ivar affected: what it says of each PyPI project.
+    """
+
+    id: str
+    aliases: tuple[str, ...] = ()
+    summary: str = ""
+    details: str = ""
+    severity: str | None = None
+    score: float | None = None
+    fixed_in: tuple[str, ...] = ()
+    link: str | None = None
+    affected: tuple[Affected, ...] = ()
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        """Its identifier and its aliases."""
+        return (self.id, *self.aliases)
+
+    def affects(self, project: str, version: str) -> bool:
+        """Whether it affects the release C{version} of the normalized C{project}."""
+        return any(a.project == project and a.affects(version) for a in self.affected)
+
+
+@attrs.frozen
+class AdvisoryDB:
+    """
+    The advisories in force, by the normalized name of each project they
+    affect. Built whole and never changed: a refresh builds another.
+
+    @ivar by_project: normalized project -> the advisories naming it.
+    @ivar source: where they came from (a path or URL), for the logs.
+    @ivar digest: a digest of the records, equal for equal content (a
+        refresh that finds the same records changes nothing).
+    """
+
+    by_project: Mapping[str, tuple[Advisory, ...]] = attrs.field(factory=dict)
+    source: str = ""
+    digest: str = ""
+
+    @classmethod
+    def of(cls, advisories: Iterable[Advisory], source: str = "",
+           digest: str = "") -> AdvisoryDB:
+        """Index C{advisories} by the projects they name."""
+        table: dict[str, list[Advisory]] = {}
+        for advisory in advisories:
+            for project in dict.fromkeys(a.project for a in advisory.affected):
+                table.setdefault(project, []).append(advisory)
+        return cls({p: tuple(found) for p, found in table.items()}, source, digest)
+
+    def __len__(self) -> int:
+        return len({a.id for found in self.by_project.values() for a in found})
+
+    def projects(self) -> frozenset[str]:
+        """The normalized names of the projects some advisory names."""
+        return frozenset(self.by_project)
+
+    def affecting(self, project: str, version: str) -> tuple[Advisory, ...]:
+        """The advisories that affect the release C{version} of the normalized C{project}."""
+        found = self.by_project.get(project)
+        if not found:
+            return ()
+        return tuple(a for a in found if a.affects(project, version))
+
+
+class InvalidRules(ValueError):
+    """Advisory settings that cannot be used; the message names the key."""
+
+
+@attrs.frozen
+class AdvisoryRules:
+    """
+    What one index does about advisories (C{advisories},
+    C{advisory_severity}, C{advisory_waive}).
+
+    @ivar mode: one of L{MODES}.
+    @ivar severity: the lowest severity acted on, or L{None} for every
+        advisory, those of unknown severity too.
+    @ivar waive: the releases let through whatever their advisories,
+        as C{(normalized project, canonical version)}.
+    @ivar waive_ids: advisory identifiers (any alias, upper case) waived
+        for every release.
+    """
+
+    mode: str = OFF
+    severity: str | None = None
+    waive: frozenset[tuple[str, Version | str]] = frozenset()
+    waive_ids: frozenset[str] = frozenset()
+
+    @classmethod
+    def parse(cls, mode: str, severity: str = "", waive: Iterable[str] = ()) -> AdvisoryRules:
+        """
+        Read the settings' values: C{mode} one of L{MODES}; C{severity}
+        empty or one of L{SEVERITIES} (C{moderate} is C{medium});
+        C{waive} entries C{project==version} or advisory identifiers.
+
+        @raise InvalidRules: naming the setting that is wrong.
+        """
+        mode = mode.strip().lower()
+        if mode not in MODES:
+            raise InvalidRules(f"advisories: one of {', '.join(MODES)} is required, not {mode!r}")
+        level = severity.strip().lower()
+        if level == "moderate":
+            level = "medium"
+        if level and level not in SEVERITIES:
+            raise InvalidRules(f"advisory_severity: one of {', '.join(SEVERITIES)} "
+                               f"is required, not {severity!r}")
+        releases: set[tuple[str, Version | str]] = set()
+        ids: set[str] = set()
+        for entry in waive:
+            entry = entry.strip()
+            if not entry:
+                continue
+            if "==" in entry:
+                name, _, version = entry.partition("==")
+                if not name.strip() or not version.strip():
+                    raise InvalidRules(f"advisory_waive: {entry!r} is not project==version")
+                releases.add((normalize(name.strip()), canonical_version(version.strip())))
+            elif any(c.isspace() for c in entry) or any(c in entry for c in "<>=!~"):
+                raise InvalidRules(f"advisory_waive: {entry!r} is neither project==version "
+                                   "nor an advisory identifier")
+            else:
+                ids.add(entry.upper())
+        return cls(mode, level or None, frozenset(releases), frozenset(ids))
+
+    def acts_on(self, advisory: Advisory) -> bool:
+        """Whether this index acts on C{advisory} (its severity, the waived identifiers)."""
+        if self.waive_ids and any(i.upper() in self.waive_ids for i in advisory.ids):
+            return False
+        if self.severity is None:
+            return True
+        return severity_rank(advisory.severity) >= severity_rank(self.severity)
+
+
+@attrs.frozen
+class Verdict:
+    """
+    What an index does about one release: C{action} is L{WARN}, L{HIDE} or
+    L{DENY}, because of C{advisories} (those acted on, in the database's order).
+    """
+
+    action: str
+    advisories: tuple[Advisory, ...]
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        """The identifiers of the advisories, each advisory's own first."""
+        return tuple(a.id for a in self.advisories)
+
+    @property
+    def hides(self) -> bool:
+        """Whether the release's files are left off the pages."""
+        return self.action in (HIDE, DENY)
+
+    @property
+    def denies(self) -> bool:
+        """Whether the release's files are refused (403) when asked for by name."""
+        return self.action == DENY
+
+
+#: C{listener(before, after)}: told when the database in force changed.
+Listener = Callable[[AdvisoryDB, AdvisoryDB], object]
+
+
+@attrs.define(eq=False)
+class AdvisoryBoard:
+    """
+    The advisory database in force for the whole server, and who must hear
+    when it changes (the indexes' policies and pages). One per server: the
+    loader (L{pypid.advisories}) replaces the database, the indexes read it.
+
+    @ivar generation: counts the replacements, so that what was worked out
+        from an older database is known to be stale.
+    """
+
+    db: AdvisoryDB = attrs.field(factory=AdvisoryDB)
+    generation: int = 0
+    _listeners: list[Listener] = attrs.field(factory=list, init=False)
+
+    def listen(self, listener: Listener) -> None:
+        """Call C{listener(before, after)} after each L{replace}."""
+        self._listeners.append(listener)
+
+    def replace(self, db: AdvisoryDB) -> None:
+        """Put C{db} in force and tell every listener."""
+        before, self.db = self.db, db
+        self.generation += 1
+        for listener in list(self._listeners):
+            listener(before, db)
+
+
+@attrs.define(eq=False)
+class AdvisoryPolicy:
+    """
+    One index's L{AdvisoryRules} over the server's L{AdvisoryBoard}: the
+    verdict on each release, worked out once per database.
+
+    @ivar rules: the index's settings.
+    """
+
+    rules: AdvisoryRules
+    _board: AdvisoryBoard
+    # (project, version) -> the verdict, for the generation in _seen
+    _verdicts: dict[tuple[str, str], Verdict | None] = attrs.field(factory=dict, init=False)
+    _seen: int = attrs.field(default=-1, init=False)
+
+    @property
+    def active(self) -> bool:
+        """Whether the index acts on advisories at all."""
+        return self.rules.mode != OFF
+
+    @property
+    def generation(self) -> int:
+        """The board's generation (what a page worked out from a verdict keeps as its stamp)."""
+        return self._board.generation
+
+    def affects(self, project: str) -> bool:
+        """
+        Whether some release of the normalized C{project} may get a
+        verdict: a dict lookup, for the paths that must not pay more.
+        """
+        return self.rules.mode != OFF and project in self._board.db.by_project
+
+    def verdict(self, project: str, version: str) -> Verdict | None:
+        """
+        What the index does about the release C{version} of the normalized
+        C{project}, or L{None} when nothing.
+        """
+        if self.rules.mode == OFF:
+            return None
+        db = self._board.db
+        if project not in db.by_project:
+            return None
+        if self._seen != self._board.generation:
+            self._verdicts.clear()
+            self._seen = self._board.generation
+        key = (project, version)
+        try:
+            return self._verdicts[key]
+        except KeyError:
+            pass
+        found: Verdict | None = None
+        if (project, canonical_version(version)) not in self.rules.waive:
+            acted = tuple(a for a in db.affecting(project, version) if self.rules.acts_on(a))
+            if acted:
+                found = Verdict(self.rules.mode, acted)
+        self._verdicts[key] = found
+        return found
+
+    def hidden(self, project: str, version: str) -> bool:
+        """Whether the release's files are left off the pages (C{hide} or C{deny})."""
+        found = self.verdict(project, version)
+        return found is not None and found.hides
+
+    def denied(self, project: str, version: str) -> Verdict | None:
+        """The verdict when the release's files are refused (C{deny}), else L{None}."""
+        found = self.verdict(project, version)
+        return found if found is not None and found.denies else None
+
+
+#: The policy of an index that does not act on advisories.
+def no_advisories() -> AdvisoryPolicy:
+    """A policy that gives no verdict (C{advisories = off}, no database)."""
+    return AdvisoryPolicy(AdvisoryRules(), AdvisoryBoard())
