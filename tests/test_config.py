@@ -1657,7 +1657,8 @@ _REFUSED = [
      "group:NAME, a name being 1 to 64 letters, digits, '.', '_', '@' or '-'"),
     ("[index:a]\nflavour = vanilla\n",
      "[index:a] flavour: unknown key; the keys are view, bases, read, upload, min_age, as_of, "
-     "include, exclude, prereleases, yanked"),
+     "include, exclude, prereleases, yanked, advisories, advisory_severity, "
+     "advisory_waive"),
     ("[index:a]\n[index:v]\nview = yes\nbases = a\nas_of = 2026-06-01\n",
      "[index:v] as_of: expected an RFC 3339 date and time with its offset, such as "
      "2026-06-01T00:00:00Z; or empty for none"),
@@ -1859,3 +1860,53 @@ class ShippedIndexExamplesTests(_ConfigMixin, SynchronousTestCase):
         self.assertEqual(config.indexes["prod"].exclude, ("experimental-*",))
         self.assertEqual(config.upstreams["vendor"].credentials,
                          UpstreamCredentials("pypid", _SECRET))
+
+
+class AdvisoryRuleSettingsTests(_ConfigMixin, SynchronousTestCase):
+    """C{advisories}, C{advisory_severity} and C{advisory_waive}, per index (issue 27)."""
+
+    def test_default_off(self):
+        """Without the keys, no index acts on advisories."""
+        from pypid.core.advisories import AdvisoryRules
+        config = load_config(self.write("[index:a]\n"))
+        self.assertEqual(config.server.advisory_rules, AdvisoryRules())
+        self.assertEqual(config.indexes["a"].advisory_rules, AdvisoryRules())
+
+    def test_named_index_takes_pypid_values(self):
+        """A named index takes C{[pypid]}'s value of each key it does not set itself."""
+        from packaging.version import Version
+        config = load_config(self.write("""
+            [pypid]
+            advisories = hide
+            advisory_waive = Widget==1.0, ghsa-abcd-1234-wxyz
+            [index:prod]
+            advisories = deny
+            advisory_severity = Moderate
+            [index:dev]
+            """))
+        default = config.server.advisory_rules
+        self.assertEqual((default.mode, default.severity), ("hide", None))
+        self.assertEqual(default.waive, {("widget", Version("1.0.0"))})
+        self.assertEqual(default.waive_ids, {"GHSA-ABCD-1234-WXYZ"})
+        prod = config.indexes["prod"].advisory_rules
+        self.assertEqual((prod.mode, prod.severity, prod.waive), ("deny", "medium", default.waive))
+        self.assertEqual(config.indexes["dev"].advisory_rules, default)
+
+    def test_refused(self):
+        """Each bad value is refused naming its section and key."""
+        for text, line in [
+            ("[pypid]\nadvisories = block\n",
+             "[pypid] advisories: expected one of: off, warn, hide, deny"),
+            ("[index:a]\nadvisory_severity = urgent\n",
+             "[index:a] advisory_severity: expected one of: low, medium, high, critical; or "
+             "empty for every advisory, those of unknown severity too"),
+            ("[pypid]\nadvisory_waive = widget>=1\n",
+             "[pypid] advisory_waive: 'widget>=1' is neither project==version nor an "
+             "advisory identifier"),
+            ("[pypid]\nadvisory_waive = ==1.0\n",
+             "[pypid] advisory_waive: '==1.0' is not project==version"),
+            ("[index:default]\nadvisories = deny\n",
+             "[index:default] advisories: the default index's advisories is set in [pypid]"),
+        ]:
+            path = self.write(text)
+            self.assertEqual(self.refused(path=path), f"{path}: {line}", text)

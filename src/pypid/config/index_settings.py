@@ -23,9 +23,11 @@ from datetime import UTC, datetime
 import attrs
 
 from pypid.auth.policy import RuleError, normalize_pattern
+from pypid.config.advisory_settings import ADVISORY_RULE_KEYS, rules_of
 from pypid.config.auth_settings import check_principal, parse_principals
 from pypid.config.upstream_settings import UpstreamConfig, parse_min_age
 from pypid.config.values import Fail, Keys, Values, choice, parse_boolean
+from pypid.core.advisories import AdvisoryRules
 from pypid.core.index_names import DEFAULT, ROUTE_SEGMENTS, BaseRef, parse_base
 
 
@@ -60,6 +62,17 @@ class IndexConfig:
     prereleases: str = "show"
     #: C{"show"} or C{"hide"} (not list at all) the yanked files.
     yanked: str = "show"
+    #: What it does about advisories (by default, C{[pypid]}'s setting).
+    advisories: str = "off"
+    #: The lowest severity acted on; L{None}: every advisory.
+    advisory_severity: str | None = None
+    #: Releases (C{project==version}) and advisory identifiers let through.
+    advisory_waive: tuple[str, ...] = ()
+
+    @property
+    def advisory_rules(self) -> AdvisoryRules:
+        """The index's L{AdvisoryRules}."""
+        return rules_of(self.advisories, self.advisory_severity, self.advisory_waive)
 
 
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?"
@@ -120,6 +133,7 @@ INDEX_KEYS: Keys = {
     "exclude": ("", _globs),
     "prereleases": ("show", choice("show", "hide")),
     "yanked": ("show", choice("show", "hide")),
+    **ADVISORY_RULE_KEYS,
 }
 
 #: The keys only a view takes: filters over what its bases list.
@@ -160,6 +174,9 @@ def check_indexes(values: Values, given: Set[tuple[str, str]], indexes: Iterable
             fail(section, None, f"{name} is a path of the server (/{name}/); choose another "
                  "name for the index")
         if name == DEFAULT:
+            for key in ADVISORY_RULE_KEYS:
+                if (section, key) in given:
+                    fail(section, key, f"the default index's {key} is set in [pypid]")
             for key in INDEX_KEYS:
                 if key not in DEFAULT_KEYS and (section, key) in given:
                     fail(section, key, "the default index takes only read and upload: it "
@@ -210,7 +227,9 @@ def check_indexes(values: Values, given: Set[tuple[str, str]], indexes: Iterable
             bases = (BaseRef(True, DEFAULT),)
         found[name] = IndexConfig(
             name=name, view=view, bases=bases, read=read, upload=upload,
-            **{key: values[section, key] for key in VIEW_KEYS})
+            **{key: values[section, key] for key in VIEW_KEYS},
+            **{key: values[section if (section, key) in given else "pypid", key]
+               for key in ADVISORY_RULE_KEYS})
     _check_cycles(found, fail)
     return found
 
