@@ -331,6 +331,28 @@ class AdvisoryPolicy:
     # (project, version) -> the verdict, for the generation in _seen
     _verdicts: dict[tuple[str, str], Verdict | None] = attrs.field(factory=dict, init=False)
     _seen: int = attrs.field(default=-1, init=False)
+    # counts the rules taken (take_rules), for stamp
+    _taken: int = attrs.field(default=0, init=False)
+
+    @property
+    def stamp(self) -> tuple[int, int]:
+        """
+        What moves whenever a verdict may have: the board's generation and
+        the rules taken. A page worked out from verdicts is kept with it.
+        """
+        return (self._board.generation, self._taken)
+
+    def take_rules(self, rules: AdvisoryRules) -> bool:
+        """
+        Act by C{rules} from now on (a reload); whether they differ from
+        those in force (then every verdict is worked out again).
+        """
+        if rules == self.rules:
+            return False
+        self.rules = rules
+        self._taken += 1
+        self._verdicts.clear()
+        return True
 
     @property
     def active(self) -> bool:
@@ -386,7 +408,24 @@ class AdvisoryPolicy:
         return found if found is not None and found.denies else None
 
 
-#: The policy of an index that does not act on advisories.
+def vulnerability_json(advisory: Advisory) -> dict[str, object]:
+    """
+    An advisory as the public index's legacy JSON API lists it in a
+    release's C{vulnerabilities} (its C{source} is C{osv}, the format it
+    was read in).
+    """
+    return {
+        "aliases": list(advisory.aliases),
+        "details": advisory.details or advisory.summary,
+        "summary": advisory.summary or None,
+        "fixed_in": list(advisory.fixed_in),
+        "id": advisory.id,
+        "link": advisory.link,
+        "source": "osv",
+        "withdrawn": None,
+    }
+
+
 def no_advisories() -> AdvisoryPolicy:
     """A policy that gives no verdict (C{advisories = off}, no database)."""
     return AdvisoryPolicy(AdvisoryRules(), AdvisoryBoard())

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from pypid.core import render
+from pypid.core.advisories import Verdict, vulnerability_json
 from pypid.core.index import Project
 from pypid.core.metadata import parse_metadata
 from pypid.core.model import FileRecord
@@ -64,7 +65,7 @@ def info_from(metadata: bytes | None,
 
 def render_json(project: Project, found: Mapping[str, Sequence[tuple[FileRecord, str]]],
                 shown: str, info: Mapping[str, Any], serial: int, include_releases: bool,
-                base_url: str | None) -> bytes:
+                base_url: str | None, verdict: Verdict | None = None) -> bytes:
     """
     The legacy JSON's bytes.
 
@@ -77,7 +78,12 @@ def render_json(project: Project, found: Mapping[str, Sequence[tuple[FileRecord,
         project endpoint) or not (a version's endpoint).
     @param base_url: the public URL of the server, or L{None}: the prefix of
         the C{project_url} links.
+    @param verdict: the index's verdict on the release C{shown} (issue 27):
+        its advisories are the C{vulnerabilities}.
     """
+    vulnerabilities = ([vulnerability_json(a) for a in verdict.advisories]
+                       if verdict is not None else [])
     return render.pypi_json(project.display_name, project.name, info, found, shown, serial,
                             include_releases=include_releases,
-                            base_url=(base_url or "/").rstrip("/"))
+                            base_url=(base_url or "/").rstrip("/"),
+                            vulnerabilities=vulnerabilities)

@@ -30,6 +30,7 @@ from urllib.parse import quote
 
 import attrs
 
+from pypid.core.advisories import DENY, HIDE, Verdict
 from pypid.core.details import Details
 from pypid.core.index import choose_latest, is_prerelease, version_key
 from pypid.core.index_names import DEFAULT
@@ -170,6 +171,9 @@ class ProjectView:
         says so, and is not kept).
     @ivar status: the project's status (PEP 792), or L{None} when it is
         active; the page says it first thing.
+    @ivar advisories: version -> the index's L{Verdict} on it, for the
+        releases that advisories affect (issue 27); the page about one
+        lists them, the release history marks them.
     """
 
     name: str
@@ -182,6 +186,7 @@ class ProjectView:
     summary: str | None = None
     pending: bool = False
     status: ProjectStatus | None = None
+    advisories: Mapping[str, Verdict] = attrs.field(factory=dict)
 
 
 def releases_of(files: Iterable[ShownFile]) -> tuple[Release, ...]:
@@ -488,6 +493,41 @@ def status_notice(status: ProjectStatus | None) -> str:
             f'<strong>{escape(text)}</strong>{reason}</p>')
 
 
+#: What the index does with a release an advisory names, by its action.
+_ADVISORY_ACTION = {
+    HIDE: "This index does not list its files for installers.",
+    DENY: "This index does not offer its files to installers, and refuses to serve them.",
+}
+
+
+def advisory_notice(verdict: Verdict | None, version: str) -> str:
+    """
+    The notice a release's page shows when advisories affect it: each
+    advisory (its identifier linked, its severity, aliases, summary and
+    the versions that fix it), and what the index does about it.
+    """
+    if verdict is None:
+        return ""
+    items = []
+    for advisory in verdict.advisories:
+        ident = (_http_link(advisory.link, advisory.id) if advisory.link
+                 else escape(advisory.id))
+        severity = (f' <span class="badge badge-vulnerable">{escape(advisory.severity)}</span>'
+                    if advisory.severity else "")
+        aliases = (f' <span class="muted">also {escape(", ".join(advisory.aliases))}</span>'
+                   if advisory.aliases else "")
+        summary = f" {escape(advisory.summary)}" if advisory.summary else ""
+        fixed = (f' <span class="fixed-in">Fixed in {escape(", ".join(advisory.fixed_in))}.'
+                 "</span>" if advisory.fixed_in else "")
+        items.append(f"<li>{ident}{severity}{aliases}:{summary}{fixed}</li>")
+    action = _ADVISORY_ACTION.get(verdict.action, "")
+    return (f'<section class="notice advisories" role="alert" aria-labelledby="advisories">'
+            f'<h2 id="advisories">Known vulnerabilities in {escape(version)}</h2>'
+            f'<ul>{"".join(items)}</ul>'
+            + (f"<p><strong>{escape(action)}</strong></p>" if action else "")
+            + "</section>")
+
+
 def quarantined_page(chrome: Chrome, name: str, display_name: str, status: ProjectStatus,
                      root: str) -> bytes:
     """The page of a quarantined project for those who may not see its files (not admins)."""
@@ -527,6 +567,7 @@ def project_page(chrome: Chrome, view: ProjectView, root: str) -> bytes:
     pin = f"{view.name}=={current.version}"
     head = (
         status_notice(view.status)
+        + advisory_notice(view.advisories.get(current.version), current.version)
         + f'{upstream}<div class="project-head"><h1>{escape(view.display_name)} '
         f'<span class="version">{escape(current.version)}</span></h1>'
         + (f'<p class="summary">{escape(summary)}</p>' if summary else "")
@@ -654,6 +695,10 @@ def _history(view: ProjectView, root: str) -> str:
         if r.yanked is not None:
             reason = f": {escape(r.yanked)}" if r.yanked else ""
             marks.append(f'<span class="badge badge-yanked">yanked{reason}</span>')
+        verdict = view.advisories.get(r.version)
+        if verdict is not None:
+            marks.append(f'<span class="badge badge-vulnerable">vulnerable: '
+                         f'{escape(", ".join(verdict.ids))}</span>')
         current = ' aria-current="page"' if r is view.current else ""
         items.append(
             f'<li><a href="{escape(root)}project/{name_q}/{_quoted(r.version)}/"'

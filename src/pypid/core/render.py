@@ -389,6 +389,7 @@ def pypi_json(
     last_serial: int,
     include_releases: bool = True,
     base_url: str = "",
+    vulnerabilities: Sequence[Mapping[str, object]] = (),
 ) -> bytes:
     """
     Render warehouse's legacy JSON API for one release of a project:
@@ -409,6 +410,8 @@ def pypi_json(
     @param include_releases: whether to add the deprecated C{releases} map.
     @param base_url: prefix (scheme and host, no trailing slash) of the
         C{package_url}, C{project_url} and C{release_url} links.
+    @param vulnerabilities: the advisories that affect the rendered release,
+        as the public API lists them (L{pypid.core.advisories.vulnerability_json}).
     @rtype: L{bytes}
     """
     urls = [_legacy_file(record, url) for record, url in releases[latest_version]]
@@ -443,7 +446,7 @@ def pypi_json(
             for version, files in releases.items()
         }
     out["urls"] = urls
-    out["vulnerabilities"] = []
+    out["vulnerabilities"] = list(vulnerabilities)
     out["ownership"] = {"organization": None, "roles": []}
     return _dumps(out)
 

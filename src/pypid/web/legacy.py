@@ -10,7 +10,7 @@ in order), with that source's stored metadata.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any
 from urllib.parse import quote
 
@@ -20,6 +20,7 @@ from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
 from pypid.core import legacy_info
+from pypid.core.advisories import AdvisoryPolicy, no_advisories
 from pypid.core.http_errors import NotFound
 from pypid.core.index import Index, Project
 from pypid.core.index_names import DEFAULT as DEFAULT_INDEX
@@ -58,6 +59,9 @@ class LegacyJSON:
     _chain: tuple[tuple[Index, IStorage], ...] = attrs.field(kw_only=True, default=())
     #: a view's filters: what its pages do not list, its JSON does not either
     _filters: Filters | None = attrs.field(kw_only=True, default=None)
+    #: the index's advisory policy: a release's advisories are its
+    #: C{vulnerabilities} (issue 27)
+    _advisories: AdvisoryPolicy = attrs.field(kw_only=True, factory=no_advisories)
 
     app = Klein()
     answer_errors(app)
@@ -99,7 +103,11 @@ class LegacyJSON:
             return b"Moved\n"
         # (a view's JSON is kept with its source's project, apart from the
         # source's own)
-        key = ("pypi-json", shown, self._name) if filters is not None else ("pypi-json", shown)
+        key: tuple[Hashable, ...] = (("pypi-json", shown, self._name) if filters is not None
+                                   else ("pypi-json", shown))
+        if self._advisories.affects(holder.name):
+            # (kept apart per index, and stale once a verdict may have moved)
+            key = (*key, self._name, self._advisories.stamp)
         listed = project
         page = await kept_page(index, holder, key,
                                lambda: self._render_pypi_json(listed, shown, index, storage))
@@ -122,7 +130,8 @@ class LegacyJSON:
             raise NotFound("no such version")
         info = await self._info(releases[shown], storage)
         body = legacy_info.render_json(project, releases, shown, info, index.serial,
-                                  version is None, self._base_url)
+                                       version is None, self._base_url,
+                                       self._advisories.verdict(project.name, shown))
         return Page.of(body, b"application/json")
 
     async def _info(self, files: list[tuple[FileRecord, str]],

@@ -45,6 +45,7 @@ from twisted.python.failure import Failure
 from twisted.web.server import Request
 
 from pypid.core import pages
+from pypid.core.advisories import AdvisoryPolicy, Verdict, no_advisories
 from pypid.core.details import Details
 from pypid.core.http_errors import NotFound
 from pypid.core.index import Index, Project
@@ -182,14 +183,18 @@ class ProjectPages(ReadResource):
         C{/}; C{.../NAME/} for a named index).
     @ivar _upstream: the L{pypid.upstream.proxy.UpstreamProxy}, or L{None}.
     @ivar _name: the index the pages are of (for its read rules).
+    @ivar _advisories: the index's L{AdvisoryPolicy}: a release that
+        advisories affect is shown with them (issue 27).
     """
 
     _name = DEFAULT
 
     def __init__(self, index: Index, storage: IStorage, access: Access, chrome: ReaderChrome,
                  clock: IReactorTime, base: str = "/", upstream: UpstreamProxy | None = None,
-                 kept: KeptPages | None = None) -> None:
+                 kept: KeptPages | None = None,
+                 advisories: AdvisoryPolicy | None = None) -> None:
         ReadResource.__init__(self)
+        self._advisories = advisories if advisories is not None else no_advisories()
         self._index = index
         self._storage = storage
         self._access = access
@@ -268,6 +273,10 @@ class ProjectPages(ReadResource):
         """The page of a project L{_find} found (kept with C{keep})."""
         canonical = requested_version(version) if version is not None else None
         display_name, listed, token, upstream = found
+        advised = self._advisories.affects(normalized)
+        if advised:
+            # (a page showing verdicts is stale once they may have moved)
+            token = (token, self._advisories.stamp)
         chrome = self._chrome.of(request)
         key: _Key = (normalized, canonical, chrome.indexes) if chrome.indexes \
             else (normalized, canonical)
@@ -287,7 +296,8 @@ class ProjectPages(ReadResource):
         if view is None:
             # (a cached upstream page may list no files: nothing to show)
             raise NotFound(_NO_PROJECT)
-        view = attrs.evolve(view, status=status)
+        view = attrs.evolve(view, status=status,
+                            advisories=self._verdicts(normalized, view) if advised else {})
         return ensureDeferred(self._render(request, key, token, view, chrome, canonical, keep))
 
     def _find(self, name: str) -> _Found | None:
@@ -314,6 +324,15 @@ class ProjectPages(ReadResource):
         token = (entry.fetched_at, tuple(f.filename for f in files), fetched)
         shown = entry.page.name if entry.page is not None else None
         return shown or name, lambda: files, token, entry.fetched_at
+
+    def _verdicts(self, name: str, view: pages.ProjectView) -> dict[str, Verdict]:
+        """The index's verdicts on the releases of C{view} that advisories affect."""
+        found = {}
+        for release in view.releases:
+            verdict = self._advisories.verdict(name, release.version)
+            if verdict is not None:
+                found[release.version] = verdict
+        return found
 
     def _status(self, name: str) -> ProjectStatus | None:
         """The hosted project's status (PEP 792), or L{None} when it is active."""
@@ -395,9 +414,11 @@ class IndexProjectPages(ProjectPages):
     """
 
     def __init__(self, name: str, sources: Sequence[tuple[Index, IStorage]], filters: Filters,
-                 access: Access, chrome: ReaderChrome, clock: IReactorTime, base: str) -> None:
+                 access: Access, chrome: ReaderChrome, clock: IReactorTime, base: str,
+                 advisories: AdvisoryPolicy | None = None) -> None:
         index, storage = sources[0]
-        ProjectPages.__init__(self, index, storage, access, chrome, clock, base)
+        ProjectPages.__init__(self, index, storage, access, chrome, clock, base,
+                              advisories=advisories)
         self._name = name
         self._sources = tuple(sources)
         self._order = tuple(ChainSource(str(i), hosted=source)

@@ -11,7 +11,7 @@ errors alike because they all call L{answer_errors} on their Klein app.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Hashable, Iterable
 from typing import Any, TypeVar
 
 import werkzeug.exceptions
@@ -105,7 +105,7 @@ def requested_version(text: str) -> str:
         raise NotFound(f"no such version: {text!r} is not a valid version")
 
 
-async def kept_page(index: Index, project: Project, key: tuple[str | None, ...],
+async def kept_page(index: Index, project: Project, key: tuple[Hashable, ...],
                     render_page: Callable[[], Awaitable[Page]]) -> Page:
     """
     The page C{key} about C{project}: rendered by C{render_page()} (a
