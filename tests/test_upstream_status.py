@@ -338,3 +338,39 @@ class RefreshLineTests(SynchronousTestCase):
             refreshed_line({"project": "w", "files": 2, "status": "quarantined",
                             "reason": "malware"}),
             "w: 2 files upstream, quarantined (none of its files is served): malware\n")
+
+
+class NamedIndexStatusTests(SynchronousTestCase):
+    """A named index whose base is an upstream (C{staging} of L{tests.test_index_upstreams})."""
+
+    def test_quarantine_and_lift(self):
+        """
+        The composed page carries the upstream's quarantine and lists no file;
+        C{/NAME/files/} refuses the kept file, saying why; lifted, it is served
+        again from the cache.
+        """
+        from tests.test_index_upstreams import VENDORED, VENDORED_BYTES, Server
+        from tests.test_upstream_sources import INDEX_B, ORIGIN_B
+        server = Server(self)
+        url = f"/staging/files/vendored/{VENDORED}"
+        self.assertEqual(server.request(url)[::2], (200, VENDORED_BYTES))
+        source = server.sources["vendor"]
+
+        def publish(status):
+            body = json.loads(status_page(status, [(VENDORED, f"http://{ORIGIN_B}/f/{VENDORED}",
+                                                    VENDORED_BYTES)]))
+            body["name"] = "vendored"
+            server.origins.route(INDEX_B + "vendored/", json.dumps(body).encode())
+            self.successResultOf(drain(server.agent, source.pages.refresh("vendored")))
+
+        publish({"status": "quarantined", "reason": "malware"})
+        page = server.json_page("/staging/simple/vendored/")
+        self.assertEqual((page["files"], page["project-status"]),
+                         ([], {"status": "quarantined", "reason": "malware"}))
+        code, _, body = server.request(url)
+        self.assertEqual(code, 404)
+        self.assertIn(b"quarantined upstream", body)
+        publish(None)
+        self.assertEqual(server.request(url)[::2], (200, VENDORED_BYTES))
+        self.assertEqual(len([a for a in server.asked() if a[1] == f"/f/{VENDORED}"]), 1)
+        self.assertNotIn("project-status", server.json_page("/staging/simple/vendored/"))
