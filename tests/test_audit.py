@@ -1789,7 +1789,7 @@ class _Upstream:
 
     async def refresh(self, project):
         """A page of two files, fetched now."""
-        page = attrs.make_class("Page", ["project", "files"])(project, ["a", "b"])
+        page = attrs.make_class("Page", ["project", "files", "status"])(project, ["a", "b"], None)
         return attrs.make_class("Entry", ["page", "fetched_at"])(page, T0)
 
     async def precache(self, pins):

@@ -81,6 +81,9 @@ class FakeUpstream:
     def cached(self, project):
         return self.entries.get(project)
 
+    def status(self, project):
+        return None
+
     def file_url(self, f):
         return RELATIVE(f)
 

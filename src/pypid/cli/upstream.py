@@ -7,7 +7,8 @@ C{pypid-upstream}: drive a server's upstream cache from the command line.
     hashes) and can serve them with the upstream down; a progress bar shows
     on standard error, and a summary says what was cached.
   - C{pypid-upstream refresh PROJECT} makes the server fetch a project's
-    upstream page again now.
+    upstream page again now, and says its status there (PEP 792) unless
+    active: a quarantine upstream withholds its files from then on.
 
 This is a client: it makes blocking HTTP requests, which is fine outside
 the server. The password comes from C{PYPID_PASSWORD}, or is asked for.
@@ -91,6 +92,23 @@ def precache(server: Server, pins: Iterable[Pin],
     return cached, failed
 
 
+def refreshed_line(answer: dict[str, object]) -> str:
+    """
+    The line C{refresh} prints: the file count, and the project's status
+    upstream when it is not active (a quarantined one's files are withheld).
+    """
+    line = f"{answer['project']}: {answer['files']} files upstream"
+    status = answer.get("status")
+    if isinstance(status, str) and status != "active":
+        line += f", {status}"
+        if status == "quarantined":
+            line += " (none of its files is served)"
+        reason = answer.get("reason")
+        if isinstance(reason, str) and reason:
+            line += f": {reason}"
+    return line + "\n"
+
+
 def main(argv: list[str] | None = None, out: TextIO = sys.stdout,
          err: TextIO = sys.stderr) -> int:
     """Run the command line; return the exit status."""
@@ -112,7 +130,7 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout,
         if options.command == "refresh":
             with server.request("POST", f"api/upstream/{quote(options.project)}/refresh") as r:
                 answer = json.loads(r.read())
-            out.write(f"{answer['project']}: {answer['files']} files upstream\n")
+            out.write(refreshed_line(answer))
             return 0
         pins: list[Pin] = []
         if options.requirement:

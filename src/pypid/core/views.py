@@ -27,7 +27,10 @@ memory and has the same ETag.
 A project quarantined (PEP 792) in any hosted source of the chain lists
 no file at all (not a base's, not an upstream's): its page carries that
 status. Otherwise the page carries the status of the first hosted source
-that gives the project one.
+that gives the project one, or, when none does, that of the first
+upstream asked whose cached page gives one (L{upstream_status}); an
+upstream that quarantines the project offers none of its files
+(L{UpstreamSide.cached}), the hosted sources' files stand.
 
 Pure: no I/O, no reactor; the time comes in as C{now}. The upstream side
 is a small protocol (L{UpstreamSide}) that the upstream layer implements.
@@ -108,6 +111,12 @@ class UpstreamSide(Protocol):
         (its own cooldown and rules applied), in page order, and a token that
         stays the same object exactly as long as those files do; L{None}
         when nothing is cached.
+        """
+
+    def status(self, project: str) -> ProjectStatus | None:
+        """
+        The status its cached page gives C{project} (PEP 792), or L{None};
+        when it is a quarantine, L{cached} gives no file.
         """
 
     def file_url(self, f: ComposedFile) -> str:
@@ -259,6 +268,21 @@ def chain_status(order: Sequence[ChainSource], project: str) -> ProjectStatus | 
     return first
 
 
+def upstream_status(consulted: Sequence[tuple[UpstreamSide, object]],
+                    project: str) -> ProjectStatus | None:
+    """
+    The status the first of the C{consulted} upstreams that has a cached
+    page of C{project} gives it, or L{None} (for a chain whose hosted
+    sources give none: L{chain_status} first).
+    """
+    for side, token in consulted:
+        if token is not None:
+            status = side.status(project)
+            if status is not None:
+                return status
+    return None
+
+
 def compose(order: Sequence[ChainSource], project: str, filters: Filters, now: float,
             file_url: Callable[[ComposedFile], str] | None = None) -> Composition:
     """
@@ -322,6 +346,8 @@ def compose(order: Sequence[ChainSource], project: str, filters: Filters, now: f
         if cached is not None:
             offer(cached[1], source)
     found_anywhere = hosted or any(token is not None for _, token in consulted)
+    if status is None:
+        status = upstream_status(consulted, project)
 
     files: list[tuple[ComposedFile, ChainSource]] = []
     filtered = False

@@ -24,7 +24,7 @@ from pypid.core.bounded import put_newest
 from pypid.core.lru import ByteLRU
 from pypid.core.metrics import Timings
 from pypid.upstream.fetch import UpstreamError, UpstreamNotFound
-from pypid.upstream.parser import UpstreamFile, UpstreamPage
+from pypid.upstream.parser import UpstreamFile, UpstreamPage, upstream_status
 
 log = Logger()
 
@@ -106,9 +106,10 @@ def recent(then: float, now: float) -> bool:
 
 def page_cost(page: UpstreamPage) -> int:
     """An estimate of the memory a cached L{UpstreamPage} holds, in bytes."""
-    return PAGE_COST + len(page.name) + sum(FILE_COST + len(f.filename) + len(f.url) + 64
-                           + len(f.requires_python or "") + len(f.yanked or "")
-                           for f in page.files)
+    reason = page.status.reason if page.status is not None else None
+    return PAGE_COST + len(page.name) + len(reason or "") + sum(
+        FILE_COST + len(f.filename) + len(f.url) + 64
+        + len(f.requires_python or "") + len(f.yanked or "") for f in page.files)
 
 
 class PageCache:
@@ -361,16 +362,24 @@ def entry_to_json(entry: CachedPage) -> dict[str, Any]:
             "name": page.name,
             "last_serial": page.last_serial,
             "files": [attrs.asdict(f) for f in page.files],
+            "status": None if page.status is None else attrs.asdict(page.status),
         },
     }
 
 
 def entry_from_json(data: Any) -> CachedPage:
-    """The L{CachedPage} that L{entry_to_json} wrote (parsed JSON, not checked yet)."""
+    """
+    The L{CachedPage} that L{entry_to_json} wrote (parsed JSON, not checked
+    yet). A page saved before statuses were kept has none: active until its
+    next refresh, which is what pypid knew of it then.
+    """
     value = data["page"]
     page = None
     if value is not None:
+        status = value.get("status")
         page = UpstreamPage(
             project=value["project"], name=value["name"], last_serial=value["last_serial"],
-            files=tuple(UpstreamFile(**f) for f in value["files"]))
+            files=tuple(UpstreamFile(**f) for f in value["files"]),
+            status=(upstream_status(status.get("status"), status.get("reason"))
+                    if isinstance(status, dict) else None))
     return CachedPage(page, float(data["fetched_at"]))

@@ -5,6 +5,14 @@ project's page with the upstream files C{merge} lets in, and the files a
 page offers once the cooldown (C{min_age}) and the files kept here are
 taken into account.
 
+An upstream's project status (PEP 792, L{pypid.upstream.parser.UpstreamPage.status})
+is carried by the pages it makes; a project the upstream quarantined shows
+no file at all (L{_shown}), so that nothing the web side asks of a page
+(L{PageView.listed}, L{PageView.offered}, L{PageView.known}) offers one,
+and L{PageView.status} tells the file routes to refuse the files kept
+here too. A new status arrives with a new cached entry (its refresh), so
+every page made of the old one is made again.
+
 The rendered pages are kept apart from the L{PageCache}'s entries, within
 a budget of their own, and forgotten with them.
 """
@@ -22,13 +30,14 @@ from pypid.core.bounded import put_newest
 from pypid.core.index import Project, version_key
 from pypid.core.lru import ByteLRU
 from pypid.core.model import FileRecord
+from pypid.core.project_status import ProjectStatus
 from pypid.core.render import CONTENT_TYPES, HTML, Page
 from pypid.core.rendered_pages import page_bytes
 from pypid.upstream.cache import CachedPage, Offline, PageCache
 from pypid.upstream.confusion import UpstreamPolicy, merged
 from pypid.upstream.fetch import UpstreamError
 from pypid.upstream.kept import KeptFiles
-from pypid.upstream.parser import UpstreamFile
+from pypid.upstream.parser import UpstreamFile, UpstreamPage
 from pypid.upstream.project_rules import HostedIndex
 
 log = Logger()
@@ -96,6 +105,8 @@ class PageView:
     _changed: dict[tuple[str, str], bool] = attrs.field(init=False, factory=dict)
     # project -> the filenames the cooldown hid when last logged
     _hidden: dict[str, frozenset[str]] = attrs.field(init=False, factory=dict)
+    # project -> the upstream status last logged as withholding its files
+    _withheld: dict[str, ProjectStatus] = attrs.field(init=False, factory=dict)
 
     def __attrs_post_init__(self) -> None:
         # (a page the cache forgot is not kept alive by its rendered forms)
@@ -145,14 +156,25 @@ class PageView:
         files: list[FileRecord | UpstreamFile] = sorted(
             [*records, *extra], key=lambda f: (version_key(f.version), f.filename))
         pairs = [(f, self._file_url(f)) for f in files]
+        status = merged_status(self._index.status(hosted.name), entry)
         if kind == HTML:
-            body = render.project_html(hosted.name, pairs)
+            body = render.project_html(hosted.name, pairs, status)
         else:
             versions = sorted({f.version for f in files}, key=version_key)
-            body = render.project_json(hosted.name, pairs, versions)
+            body = render.project_json(hosted.name, pairs, versions, status)
         page = Page.of(body, CONTENT_TYPES[kind])
         self._index.rendered.keep_page(hosted, key, (page, entry))
         return page, stale
+
+    def status(self, project: str) -> ProjectStatus | None:
+        """
+        The status the cached page of C{project} gives it upstream (PEP
+        792), without asking the upstream; L{None} when active or not cached.
+        """
+        entry = self._pages.entries.get(project)
+        if entry is None or entry.page is None:
+            return None
+        return entry.page.status
 
     def holds(self, project: str) -> bool:
         """Whether the cache holds C{project}'s page (it is not asked for while a client waits)."""
@@ -245,11 +267,12 @@ class PageView:
         page = memo.pages.get(kind)
         if page is None:
             files = [(f, self._file_url(f)) for f in memo.files.values()]
+            status = entry.page.status if entry.page is not None else None
             if kind == HTML:
-                body = render.project_html(project, files)
+                body = render.project_html(project, files, status)
             else:
                 versions = sorted({f.version for f in memo.files.values()}, key=version_key)
-                body = render.project_json(project, files, versions)
+                body = render.project_json(project, files, versions, status)
             page = memo.pages[kind] = Page.of(body, CONTENT_TYPES[kind])
             # (counted where it stands; the page just rendered is kept, however big)
             self._rendered.put(project, memo, sum(page_bytes(p) for p in memo.pages.values()),
@@ -260,6 +283,8 @@ class PageView:
         """The files of an entry clients see, by filename, in page order."""
         page = entry.page
         assert page is not None  # (entries without a page are never shown)
+        if self._withholds(page):
+            return {}
         kept, hidden = self._policy.visible(page, self._clock.seconds())
         names = frozenset(f.filename for f in hidden)
         if hidden and self._hidden.get(page.project) != names:
@@ -271,6 +296,24 @@ class PageView:
                      names=" ".join(f.filename for f in hidden))
         ordered = sorted(kept, key=lambda f: (version_key(f.version), f.filename))
         return {f.filename: self._as_kept(f) for f in ordered}
+
+    def _withholds(self, page: UpstreamPage) -> bool:
+        """
+        Whether the upstream quarantined C{page}'s project (PEP 792), so
+        that it shows no file, kept ones included; logged once a status.
+        """
+        if not page.quarantined:
+            if self._withheld.pop(page.project, None) is not None:
+                log.info("The upstream no longer quarantines {project}: its files are "
+                         "offered again", project=page.project)
+            return False
+        assert page.status is not None
+        if self._withheld.get(page.project) != page.status:
+            put_newest(self._withheld, page.project, page.status, MAX_RENDERED)
+            log.warn("The upstream quarantines {project} ({reason}): none of its {count} "
+                     "files is offered, nor any kept here", project=page.project,
+                     reason=page.status.reason or "no reason given", count=len(page.files))
+        return True
 
     def _as_kept(self, f: UpstreamFile) -> UpstreamFile:
         """
@@ -299,3 +342,15 @@ class PageView:
                       filename=f.filename, new=f.sha256, old=stored.sha256)
         return attrs.evolve(f, sha256=stored.sha256, size=stored.size,
                             metadata_sha256=stored.metadata_sha256)
+
+
+def merged_status(hosted: ProjectStatus | None,
+                  entry: CachedPage | None) -> ProjectStatus | None:
+    """
+    The status a merged page carries: the hosted project's, else the
+    upstream's (its files are withheld when that is a quarantine; the
+    hosted files are this index's own, which only its admins quarantine).
+    """
+    if hosted is not None or entry is None or entry.page is None:
+        return hosted
+    return entry.page.status

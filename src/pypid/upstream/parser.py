@@ -20,6 +20,15 @@ counted (a few milliseconds for 20 MB), so a page whose values could not
 belong to that many entries is refused before it becomes millions of
 Python objects; the HTML reader stops at the anchor past the limit.
 
+A page may carry its project's status (PEP 792, simple API 1.4: the
+C{project-status} object in JSON, the C{pypi:project-status} and
+C{pypi:project-status-reason} meta tags in HTML), kept as
+L{UpstreamPage.status}. The upstream controls it, so it is read leniently:
+an unknown status or a malformed object counts as active (the page is not
+refused for it: the files are what matters, and PEP 792 tells clients to
+ignore what they do not know), and the reason is cut to a single line of
+L{pypid.core.project_status.MAX_REASON} characters, as hosted reasons are.
+
 Nothing here does I/O: the caller fetches the bytes, passes the response's
 content type, final URL and C{X-PyPI-Last-Serial} header, and decides what
 to do with the result.
@@ -38,6 +47,7 @@ import attrs
 
 from pypid.core.model import format_upload_time
 from pypid.core.names import InvalidName, is_valid_name, normalize, parse_filename
+from pypid.core.project_status import ACTIVE, MAX_REASON, STATUSES, ProjectStatus
 
 #: Media types read as PEP 691 JSON. Plain C{application/json} is accepted
 #: because some proxies and older servers label the same body that way.
@@ -153,6 +163,8 @@ class UpstreamPage:
     @ivar refused: how many entries were refused in all.
     @ivar last_serial: the upstream's change serial (warehouse's
         C{_last-serial}), or L{None} when it gives none.
+    @ivar status: the project's status upstream (PEP 792), or L{None} when
+        it is active (or the page says nothing usable).
     """
 
     project: str
@@ -161,6 +173,12 @@ class UpstreamPage:
     skipped: tuple[tuple[str, str], ...] = ()
     refused: int = 0
     last_serial: int | None = None
+    status: ProjectStatus | None = None
+
+    @property
+    def quarantined(self) -> bool:
+        """Whether the upstream quarantined the project: none of its files is offered."""
+        return self.status is not None and self.status.quarantined
 
 
 def quoted(value: object, limit: int = 80) -> str:
@@ -206,10 +224,10 @@ def parse_page(body: bytes, content_type: str, page_url: str, project: str,
     project = normalize(project)
     media_type, params = _split_content_type(content_type)
     if media_type in JSON_TYPES:
-        name, entries, serial = _read_json(body, page_url, project, max_entries)
+        name, entries, serial, status = _read_json(body, page_url, project, max_entries)
     elif media_type in HTML_TYPES:
-        name, entries, serial = _read_html(body, params.get("charset"), page_url, project,
-                                           max_entries)
+        name, entries, serial, status = _read_html(body, params.get("charset"), page_url,
+                                                   project, max_entries)
     else:
         raise UpstreamPageError(f"unsupported content type {quoted(content_type)}")
     if serial is None:
@@ -222,7 +240,31 @@ def parse_page(body: bytes, content_type: str, page_url: str, project: str,
         skipped=tuple(skipped),
         refused=refused,
         last_serial=serial,
+        status=status,
     )
+
+
+def upstream_status(status: object, reason: object) -> ProjectStatus | None:
+    """
+    The project status an upstream page gives (PEP 792), read leniently:
+    L{None} (active) for C{active}, an unknown status or one that is not a
+    string; a reason that is not a string is dropped, and one that is made
+    a single printable line of at most L{MAX_REASON} characters.
+    """
+    if not isinstance(status, str) or status not in STATUSES or status == ACTIVE:
+        return None
+    text: str | None = None
+    if isinstance(reason, str):
+        text = "".join(c if c.isprintable() else " " for c in reason[: 4 * MAX_REASON])
+        text = " ".join(text.split())[:MAX_REASON].strip() or None
+    return ProjectStatus(status, text)
+
+
+def _json_status(value: object) -> ProjectStatus | None:
+    """The status of a JSON page's C{project-status} object (L{upstream_status})."""
+    if not isinstance(value, dict):
+        return None
+    return upstream_status(value.get("status"), value.get("reason"))
 
 
 def _too_many(max_entries: int) -> UpstreamPageError:
@@ -437,13 +479,14 @@ def _html_metadata(attributes: dict[str, str | None]) -> str | None:
     return None
 
 
-def _read_json(body: bytes | str, page_url: str, project: str,
-               max_entries: int) -> tuple[str, list[_Entry], int | None]:
+def _read_json(body: bytes | str, page_url: str, project: str, max_entries: int
+               ) -> tuple[str, list[_Entry], int | None, ProjectStatus | None]:
     """
     Read a PEP 691 project page.
 
-    @return: the display name, the entries for L{_check_entries}, and the
-        serial from C{meta._last-serial} (or L{None}).
+    @return: the display name, the entries for L{_check_entries}, the
+        serial from C{meta._last-serial} (or L{None}), and the status from
+        C{project-status} (L{None}: active).
     @raise UpstreamPageError: if the body is not a PEP 691 v1 project page,
         or holds more values than C{max_entries} entries could.
     """
@@ -480,7 +523,7 @@ def _read_json(body: bytes | str, page_url: str, project: str,
     if len(files) > max_entries:
         raise _too_many(max_entries)
     entries = [_json_entry(i, entry, page_url) for i, entry in enumerate(files)]
-    return name, entries, serial
+    return name, entries, serial, _json_status(data.get("project-status"))
 
 
 def _json_entry(index: int, entry: object, page_url: str) -> _Entry:
@@ -545,6 +588,8 @@ class _PageParser(HTMLParser):
         self.title: str | None = None
         self.heading: str | None = None
         self.serial: int | None = None
+        self.status: str | None = None
+        self.reason: str | None = None
         self._text: list[str] | None = None
         self._text_tag: str | None = None
 
@@ -563,10 +608,20 @@ class _PageParser(HTMLParser):
         elif (tag == "meta" and self.repository_version is None
                 and (attributes.get("name") or "").lower() == "pypi:repository-version"):
             self.repository_version = attributes.get("content") or ""
+        elif tag == "meta":
+            self._status_meta(attributes)
         elif tag == "title" and self.title is None and self._text is None:
             self._text, self._text_tag = [], tag
         elif tag == "h1" and self.heading is None and self._text is None:
             self._text, self._text_tag = [], tag
+
+    def _status_meta(self, attributes: dict[str, str | None]) -> None:
+        """Record PEP 792's status and reason meta tags (the first of each)."""
+        name = (attributes.get("name") or "").lower()
+        if name == "pypi:project-status" and self.status is None:
+            self.status = (attributes.get("content") or "").strip()
+        elif name == "pypi:project-status-reason" and self.reason is None:
+            self.reason = attributes.get("content") or ""
 
     def handle_endtag(self, tag: str) -> None:
         """Finish the title or heading text."""
@@ -607,12 +662,14 @@ def _html_name(parser: _PageParser, project: str) -> str:
 
 
 def _read_html(body: bytes, charset: str | None, page_url: str, project: str,
-               max_entries: int) -> tuple[str, list[_Entry], int | None]:
+               max_entries: int
+               ) -> tuple[str, list[_Entry], int | None, ProjectStatus | None]:
     """
     Read a PEP 503 project page.
 
-    @return: the display name, the entries for L{_check_entries}, and the
-        serial from warehouse's comment (or L{None}).
+    @return: the display name, the entries for L{_check_entries}, the
+        serial from warehouse's comment (or L{None}), and the status from
+        the PEP 792 meta tags (L{None}: active).
     @raise UpstreamPageError: if the body cannot be decoded or parsed, or
         announces a repository version other than 1.x.
     """
@@ -639,7 +696,8 @@ def _read_html(body: bytes, charset: str | None, page_url: str, project: str,
     if parser.base is not None:
         base = urljoin(page_url, parser.base.strip(_URL_STRIP))
     entries = [_html_entry(attributes, base) for attributes in parser.anchors]
-    return _html_name(parser, project), entries, parser.serial
+    return (_html_name(parser, project), entries, parser.serial,
+            upstream_status(parser.status, parser.reason))
 
 
 def _html_entry(attributes: dict[str, str | None], base: str) -> _Entry:

@@ -18,6 +18,7 @@ import attrs
 from pypid.core.index import Project
 from pypid.core.model import FileRecord
 from pypid.core.names import normalize
+from pypid.core.project_status import ProjectStatus
 from pypid.upstream.confusion import Decision, UpstreamPolicy, merged
 
 
@@ -36,6 +37,9 @@ class HostedIndex(Protocol):
 
     def project(self, name: str) -> Project | None:
         """The hosted project of the normalized C{name}, or L{None}."""
+
+    def status(self, name: str) -> ProjectStatus | None:
+        """The status of the hosted project of the normalized C{name} (L{None}: active)."""
 
     @property
     def rendered(self) -> MergedPages:
@@ -59,6 +63,14 @@ class ChainHosted:
         """The first hosted project of the normalized C{name} along the chain, or L{None}."""
         for index in self._indexes:
             found = index.project(name)
+            if found is not None:
+                return found
+        return None
+
+    def status(self, name: str) -> ProjectStatus | None:
+        """The first status of the normalized C{name} along the chain, or L{None}."""
+        for index in self._indexes:
+            found = index.status(name)
             if found is not None:
                 return found
         return None

@@ -26,6 +26,7 @@ from twisted.internet.interfaces import IReactorTime
 
 from pypid.core.metrics import Family, by_label, gauge, timing_families
 from pypid.core.model import FileRecord
+from pypid.core.project_status import ProjectStatus
 from pypid.core.render import Page
 from pypid.core.views import ComposedFile
 from pypid.storage.interface import IStorage, Run
@@ -309,6 +310,15 @@ class SourceSide:
         files = self._view.shown(project, entry)
         return files, tuple(files.values())
 
+    def status(self, project: str) -> ProjectStatus | None:
+        """
+        The status its cached page gives C{project} (PEP 792; L{None}:
+        active, or nothing cached); a quarantined one's L{cached} shows no file.
+        """
+        if self._source.mode != "cache":
+            return None
+        return self._view.status(project)
+
     def file_url(self, f: ComposedFile) -> str:
         """The link its own pages give C{f}."""
         # (the files it gives are its page's)
@@ -328,6 +338,10 @@ class _NothingHosted:
 
     def project(self, name: str) -> None:
         """Nothing is hosted."""
+        return None
+
+    def status(self, name: str) -> None:
+        """Nothing hosted has a status."""
         return None
 
     @property

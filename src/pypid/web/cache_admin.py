@@ -85,7 +85,12 @@ class CacheAdmin:
 
     @app.route("/api/upstream/<string:name>/refresh", methods=["POST"])
     def refresh(self, request: Request, name: str) -> Awaitable[bytes]:
-        """Fetch an upstream project's page again now."""
+        """
+        Fetch an upstream project's page again now: its files and its status
+        (PEP 792) are what pypid serves from this moment, so a quarantine
+        upstream withholds the kept files at once (and a lifted one brings
+        them back). Answers the project, its file count upstream and its status.
+        """
         project = normalize(name) if is_valid_name(name) else name
         return self._audit.recorded(request, "refresh", self._refresh(request, name),
                                     project=project)
@@ -107,10 +112,14 @@ class CacheAdmin:
             raise Unavailable("the server is offline: nothing is fetched")
         if entry.page is None:
             raise NotFound("the upstream has no such project")
+        status = entry.page.status
         self._audit.record(request, identity, "refresh", project=entry.page.project,
-                           detail=f"{len(entry.page.files)} files")
+                           detail=f"{len(entry.page.files)} files"
+                           + (f", {status.status}" if status is not None else ""))
         return send_json(request, {"project": entry.page.project, "files": len(entry.page.files),
-                                   "fetched_at": entry.fetched_at})
+                                   "fetched_at": entry.fetched_at,
+                                   "status": "active" if status is None else status.status,
+                                   "reason": None if status is None else status.reason})
 
     def _cache_mode(self) -> UpstreamProxy:
         if self._upstream is None or self._upstream.mode != "cache":

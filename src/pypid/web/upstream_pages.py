@@ -11,6 +11,12 @@ never looked up upstream (L{pypid.upstream.confusion}).
 The upstream's own modules are imported by the functions that are given a
 proxy (which loaded them already), not with this module, which the hot
 path imports: 24 ms of every start without C{[upstream]}.
+
+A project the upstream quarantines (PEP 792, as its cached page says)
+serves no file, not even one kept here before: 404, as the public index
+answers, naming the reason (L{refuse_quarantined}). The kept files stay on
+disk, and are served again once a refreshed page lifts the quarantine.
+Admins are refused too: the upstream's files are not theirs to release.
 """
 
 from __future__ import annotations
@@ -161,6 +167,9 @@ class _FileSide(Protocol):
     def may_serve(self, record: FileRecord) -> bool:
         """Whether the index may serve this kept file of the upstream."""
 
+    def quarantined(self, project: str) -> bool:
+        """Whether the upstream quarantines C{project} (its cached page says so)."""
+
     async def look_again(self, project: str) -> None:
         """Bring C{project}'s cached page up to date (a client with an older page asks)."""
 
@@ -179,7 +188,11 @@ class _ProxyFiles:
         return self._proxy.pages.listed(project, filename)
 
     def may_serve(self, record: FileRecord) -> bool:
-        return self._proxy.may_serve(record)
+        return self._proxy.may_serve(record) and not self.quarantined(record.project)
+
+    def quarantined(self, project: str) -> bool:
+        status = self._proxy.pages.status(project)
+        return status is not None and status.quarantined
 
     async def look_again(self, project: str) -> None:
         from pypid.upstream.cache import Offline
@@ -217,6 +230,8 @@ async def _file_answer(request: Request, side: _FileSide, project: str,
         # Not seen yet (a client with an old copy of the page): look again.
         await side.look_again(project)
         listed = side.listed(project, name)
+    if side.quarantined(project):
+        refuse_quarantined()
     stored = files.kept(name)
     if stored is not None and (stored.project != project or not side.may_serve(stored)):
         stored = None
@@ -245,6 +260,11 @@ async def _file_answer(request: Request, side: _FileSide, project: str,
         raise BadGateway(f"the upstream index failed: {e}")
     return send_stored(request, stored, files.locate(stored),
                        b'"%s"' % stored.sha256.encode("ascii"))
+
+
+def refuse_quarantined() -> None:
+    """404 for a file of a project the upstream quarantines (PEP 792), saying so."""
+    raise NotFound("this project is quarantined upstream: none of its files is served")
 
 
 def answer_chain_page(request: Request, view: IndexView, sides: Sequence[SourceSide],
@@ -339,6 +359,8 @@ async def _chain_file(request: Request, view: IndexView, sides: Mapping[str, Sou
     if found is None:
         if deleted:
             raise Gone("this file was deleted")
+        if _quarantined_upstream(view, project, clock.seconds()):
+            refuse_quarantined()
         raise NotFound("no such file")
     listed, side = found
     if side.source.files.would_fetch(project, name, metadata):
@@ -361,6 +383,16 @@ def _listed_in(view: IndexView, sides: Mapping[str, SourceSide], project: str, f
     return None
 
 
+def _quarantined_upstream(view: IndexView, project: str, now: float) -> bool:
+    """
+    Whether the index's page of C{project} is quarantined by an upstream
+    (a hosted quarantine is answered before the upstreams are read).
+    """
+    listing = view.listing(project, now)
+    return (listing is not None and listing.status is not None
+            and listing.status.quarantined)
+
+
 @attrs.frozen
 class _ListedFile:
     """One upstream file a named index lists, from the upstream that lists it."""
@@ -374,6 +406,10 @@ class _ListedFile:
     def may_serve(self, record: FileRecord) -> bool:
         # (the index's composition listed it: the chain's rules were applied)
         return True
+
+    def quarantined(self, project: str) -> bool:
+        # (listed: no upstream of the chain quarantines it, L{_quarantined_upstream})
+        return False
 
     async def look_again(self, project: str) -> None:
         return None
