@@ -41,8 +41,11 @@ from tests.test_upstream_page import (
 )
 from tests.test_upstream_sources import (
     BYTES_A,
+    BYTES_B,
     INDEX_A,
+    INDEX_B,
     ORIGIN_A,
+    ORIGIN_B,
     WHEEL,
     Origins,
     drain,
@@ -318,6 +321,21 @@ class ComposedStatusTests(SynchronousTestCase):
         composition = self.compose()
         self.assertIsNone(composition.status)
         self.assertEqual([f.filename for f, _ in composition.files], [WHEEL])
+
+    def test_quarantine_covers_later_upstreams(self):
+        """
+        The first upstream that knows the project quarantines it: a later
+        upstream's files are not listed either (the page says quarantined).
+        """
+        other = make_source(self.agent, self.clock, INDEX_B, None, "b")
+        order = (*self.order, ChainSource("upstream:b", upstream=SourceSide.of(other, self.url)))
+        self.origins.route(INDEX_B + "widget/", status_page(
+            None, ((WHEEL, f"http://{ORIGIN_B}/f/{WHEEL}", BYTES_B),)))
+        self.successResultOf(drain(self.agent, other.pages.refresh("widget")))
+        self.cache({"status": "quarantined"})
+        composition = compose(order, "widget", Filters(), self.clock.seconds(), self.url)
+        self.assertEqual(composition.status, ProjectStatus("quarantined"))
+        self.assertEqual(composition.files, ())
 
     def test_hosted_status_wins(self):
         """A hosted source's status is the page's over an upstream's."""

@@ -348,6 +348,10 @@ def compose(order: Sequence[ChainSource], project: str, filters: Filters, now: f
     found_anywhere = hosted or any(token is not None for _, token in consulted)
     if status is None:
         status = upstream_status(consulted, project)
+        if status is not None and status.quarantined:
+            # (quarantined by the first upstream that knows it: no
+            # upstream's file is listed, not a later upstream's either)
+            taken = [pair for pair in taken if pair[1].upstream is None]
 
     files: list[tuple[ComposedFile, ChainSource]] = []
     filtered = False
