@@ -55,7 +55,7 @@ its stamp), and each release whose decision changed is logged once
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, Protocol, cast
@@ -457,15 +457,8 @@ class IndexRegistry:
     def _drop_pages(self, name: str, projects: frozenset[str]) -> None:
         """Drop the pages index C{name} keeps of C{projects} (a view's own go by their stamp)."""
         stack = self.stacks.get(name)
-        if stack is None:
-            return
-        index = stack.index
-        for project in projects:
-            held = index.project(project)
-            if held is not None:
-                index.rendered.project_changed(held)
-        if stack.upstream is not None:
-            stack.upstream.pages.advisories_changed(projects)
+        if stack is not None:
+            drop_advised_pages(stack.index, stack.upstream, projects)
 
     def _releases(self, name: str) -> Callable[[str], set[str]]:
         """
@@ -489,6 +482,23 @@ class IndexRegistry:
                         found.update(f.version for f in cached[1])
             return found
         return releases
+
+
+def drop_advised_pages(index: Index, upstream: UpstreamProxy | None,
+                       projects: Iterable[str]) -> None:
+    """
+    Drop the pages a hosted C{index} keeps of C{projects} (normalized),
+    and those of its C{upstream}'s: the advisories or the rules changed
+    for them. A hosted project counts a change (L{pypid.core.index.Project.changes}),
+    so the pages composed of it elsewhere are composed again.
+    """
+    projects = list(projects)
+    for project in projects:
+        held = index.project(project)
+        if held is not None:
+            index.rendered.project_changed(held)
+    if upstream is not None:
+        upstream.pages.advisories_changed(projects)
 
 
 def advisory_rules(config: StackSettings) -> dict[str, AdvisoryRules]:
