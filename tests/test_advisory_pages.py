@@ -12,9 +12,10 @@ a GHSA and a CVE), C{remote} 2.0 (high) and C{widget} 1.0 (low).
 import json
 import os
 import re
+import time
 
 from twisted.internet.task import Clock
-from twisted.logger import formatEvent
+from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.auth.hashes import hash_password
@@ -44,8 +45,19 @@ from pypid.web.app import build_web
 from pypid.web.audit_trail import AuditTrail
 from pypid.web.index_root import HostedSource, IndexParts
 from tests.distributions import make_wheel
-from tests.fakes import FAST, multipart_body, run_in_pool_now, run_now, site_treq, twine_fields
+from pypid.tap import build_service
+from tests.fakes import (
+    FAST,
+    multipart_body,
+    run_in_pool_now,
+    run_now,
+    site_treq,
+    twine_fields,
+    write_file,
+)
 from tests.test_index_routes import basic, entries
+from tests.test_indexes import _ServerMixin
+from tests.test_tap import fake_pools
 from tests.test_upstream_sources import INDEX_A, ORIGIN_A, Origins, drain, make_source, page
 
 ORIGIN = "http://pypi.test"
@@ -452,3 +464,87 @@ class DecisionLogTests(SynchronousTestCase):
         text = [formatEvent(e) for e in lines]
         self.assertEqual(len([t for t in text if "is now hidden" in t]), 10)
         self.assertIn("Advisories: 20 more releases changed decision (not listed)", text)
+
+
+class DaemonReloadTests(_ServerMixin, SynchronousTestCase):
+    """
+    The whole server in memory (L{build_service}): the registry's listener
+    on the board, and the rules of every index taken at C{SIGHUP}, a
+    hosted index's included.
+    """
+
+    SECTIONS = "[index:release]\n{release}[index:prod]\nview = yes\nbases = release\n{prod}"
+
+    def setUp(self):
+        super().setUp()
+        self.text = self.server = ""
+        for name, version in (("widget", "1.0"), ("widget", "2.0"), ("gadget", "1.0")):
+            filename, data = make_wheel(name, version)
+            for folder in ("packages", os.path.join("packages", ".indexes", "release")):
+                write_file(os.path.join(self.folder, folder, filename), data)
+
+    def serving(self, text, server):
+        """A started server of C{text} and C{server} (C{[pypid]}'s lines)."""
+        self.text, self.server = text, server
+        self.reactor.advance(time.time() - self.reactor.seconds())
+        service = build_service(self.config(text, server), self.reactor, pools=fake_pools(),
+                                load_config=lambda: self.config(self.text, self.server))
+        self.addCleanup(lambda: service.stopService() if service.running else None)
+        service.startService()
+        self.successResultOf(service.ready)
+        web = service.getServiceNamed("web")
+        self.treq = site_treq(web.web.site)
+        # (the registry the server was built with: its board is the loader's to fill)
+        self.registry = web._indexes._registry
+        return service
+
+    def listed(self, path):
+        """C{{filename: yanked}} of the JSON page at C{path}."""
+        response = self.successResultOf(self.treq.get("http://127.0.0.1" + path, headers=JSON))
+        body = self.successResultOf(self.treq.content(response))
+        self.assertEqual(response.code, 200, body)
+        return {f["filename"]: f["yanked"] for f in json.loads(body)["files"]}
+
+    def test_board_listener(self):
+        """
+        Replacing the board's database drops, in each index acting on
+        advisories, the pages of the projects it names, and those only.
+        """
+        self.serving(self.SECTIONS.format(release="advisories = hide\n", prod=""),
+                     "advisories = hide\n")
+        for path in ("/simple/widget/", "/release/simple/widget/", "/prod/simple/widget/"):
+            self.assertEqual(len(self.listed(path)), 2, path)
+        self.listed("/simple/gadget/")
+        default = self.registry.default.index
+        gadget = default.project("gadget")
+        with capturedLogs() as events:
+            self.registry.board.replace(AdvisoryDB.of([WIDGET_2]))
+        self.assertTrue(gadget.rendered)
+        self.assertFalse(default.project("widget").rendered)
+        for path in ("/simple/widget/", "/release/simple/widget/", "/prod/simple/widget/"):
+            self.assertEqual(set(self.listed(path)), {_wheel("widget", "1.0")}, path)
+        lines = [formatEvent(e) for e in events]
+        for index in ("default", "release", "prod"):
+            self.assertIn(f"{index}: widget 2.0 is now hidden (GHSA-wdgt-0000-0002)", lines)
+
+    def test_rules_reload(self):
+        """
+        C{SIGHUP} takes the advisory keys of C{[pypid]}, of a hosted index
+        and of a view (a change of these keys alone): the pages follow.
+        """
+        service = self.serving(self.SECTIONS.format(release="", prod=""), "")
+        self.registry.board.replace(AdvisoryDB.of([WIDGET_2]))
+        for path in ("/simple/widget/", "/release/simple/widget/", "/prod/simple/widget/"):
+            self.assertEqual(self.listed(path)[_wheel("widget", "2.0")], False, path)
+        self.text = self.SECTIONS.format(release="advisories = deny\n",
+                                         prod="advisories = deny\nadvisory_waive = widget==2.0\n")
+        self.server = "advisories = hide\n"
+        with capturedLogs() as events:
+            service.reload()
+        lines = [formatEvent(e) for e in events]
+        self.assertTrue([line for line in lines
+                         if "advisory rules of default, release, prod" in line], lines)
+        self.assertIn("default: widget 2.0 is now hidden (GHSA-wdgt-0000-0002)", lines)
+        self.assertNotIn(_wheel("widget", "2.0"), self.listed("/simple/widget/"))
+        self.assertEqual(self.listed("/release/simple/widget/")[_wheel("widget", "2.0")], REASON)
+        self.assertEqual(self.listed("/prod/simple/widget/")[_wheel("widget", "2.0")], False)
