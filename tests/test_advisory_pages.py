@@ -39,13 +39,13 @@ from pypid.state.indexes import drop_advised_pages
 from pypid.storage.audit_log import MemoryAuditLog
 from pypid.storage.locks import KeyedLock
 from pypid.storage.memory import MemoryStorage
+from pypid.tap import build_service
 from pypid.upstream.proxy import UpstreamProxy
 from pypid.web.access import Access
 from pypid.web.app import build_web
 from pypid.web.audit_trail import AuditTrail
 from pypid.web.index_root import HostedSource, IndexParts
 from tests.distributions import make_wheel
-from pypid.tap import build_service
 from tests.fakes import (
     FAST,
     multipart_body,
