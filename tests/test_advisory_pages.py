@@ -41,6 +41,7 @@ from pypid.storage.locks import KeyedLock
 from pypid.storage.memory import MemoryStorage
 from pypid.tap import build_service
 from pypid.upstream.proxy import UpstreamProxy
+from pypid.upstream.source import SourceSide
 from pypid.web.access import Access
 from pypid.web.app import build_web
 from pypid.web.audit_trail import AuditTrail
@@ -127,6 +128,13 @@ class Server:
             source = make_source(self.agent, self.clock, INDEX_A, kept)
             self.proxy = UpstreamProxy.create(source, default_index, default_index.file_url,
                                               advisories=self.policies["default"])
+            # (ext: a view of the upstream alone, by prod's rules)
+            side = SourceSide.of(source, file_url_for(None))
+            parts.append(IndexParts(
+                "ext", IndexView("ext", (ChainSource("upstream:public", upstream=side),),
+                                 Filters(), file_url_for(None),
+                                 advisories=self.policies["prod"]),
+                (), hosted=False, upstreams={"upstream:public": side}))
         # (the registry's listener, over these parts: pypid.state.indexes)
         self.board.listen(lambda before, after: drop_advised_pages(
             default_index, self.proxy, before.projects() | after.projects()))
@@ -413,6 +421,23 @@ class UpstreamPagesTests(SynchronousTestCase):
         self.assertNotIn(f"/f/{_wheel('remote', '2.0')}",
                          [path for _, path, _ in s.origins.seen])
         self.assertEqual(s.request("GET", "/files/remote/" + _wheel("remote", "1.0"))[0], 200)
+
+    def test_view_of_upstream(self):
+        """
+        A view that denies lists the upstream's 2.0 yanked (the default
+        index hiding it meanwhile) and refuses its file and metadata; 1.0 is served.
+        """
+        s = Server(self, "hide", "deny", upstream=True)
+        self.assertEqual(s.listed("/ext/simple/remote/")[_wheel("remote", "2.0")],
+                         "denied by advisory GHSA-rmte-0000-0002 (high): remote 2.0 is bad")
+        self.assertEqual(set(s.listed("/simple/remote/")), {_wheel("remote", "1.0")})
+        for path in ("/ext/files/remote/" + _wheel("remote", "2.0"),
+                     "/ext/files/remote/" + _wheel("remote", "2.0") + ".metadata"):
+            code, _, body = s.request("GET", path)
+            self.assertEqual(code, 403, path)
+            self.assertIn(b"GHSA-rmte-0000-0002", body)
+        self.assertEqual(s.request("GET", "/ext/files/remote/" + _wheel("remote", "1.0"))[0],
+                         200)
 
     def test_board_change(self):
         """The upstream page is rendered again once the database changes, and not before."""
