@@ -43,7 +43,7 @@ from typing import Any
 import attrs
 from packaging.version import InvalidVersion, Version
 
-from pypid.core.advisories import AdvisoryPolicy
+from pypid.core.advisories import AdvisoryPolicy, no_advisories
 from pypid.core.model import FileRecord
 from pypid.core.names import InvalidName, distribution_key, filename_key, normalize, parse_filename
 from pypid.core.pending import project_of
@@ -248,12 +248,11 @@ class Index:
             index it came from (L{share_promoted}). L{None}: no sharing (a
             server of one index).
         """
-        rendered = (RenderedPages(file_url, self.projects, max_bytes=page_cache_size,
-                                  status=self.status, advisories=advisories)
-                    if advisories is not None else
-                    RenderedPages(file_url, self.projects, max_bytes=page_cache_size,
-                                  status=self.status))
-        self.__attrs_init__(file_url, serial, rendered, peers=peers)
+        self.__attrs_init__(file_url, serial,
+                            RenderedPages(file_url, self.projects, max_bytes=page_cache_size,
+                                          status=self.status,
+                                          advisories=advisories or no_advisories()),
+                            peers=peers)
 
     # -- reading -------------------------------------------------------------
 
