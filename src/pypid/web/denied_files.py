@@ -10,7 +10,10 @@ Why it costs nothing on the hot path: L{DeniedDownloads.check} first
 asks the policy whether the advisories name the project at all, a dict
 lookup (and nothing when the index's rules are C{off}); only a project
 they name has its filename read and the release's verdict looked up
-(memoized by the policy per database). The audit entries of one client
+(memoized by the policy per database): with C{timeit}, 0.19 us a check
+(the call included) for a project no advisory names, the same as with
+C{advisories = off}, and 0.48 us for a clean release of a named one, of
+the some 50 us a download takes. The audit entries of one client
 asking for one file again and again (an installer retrying, a CI loop)
 are written once a minute, so refusals cannot flood the log; the counter
 counts every one.
