@@ -36,6 +36,7 @@ from twisted.internet.interfaces import IReactorFromThreads, IReactorTime
 from twisted.python import usage
 
 from pypid.config import Config, load_config, parse_override
+from pypid.core.advisories import AdvisoryBoard
 from pypid.core.forwarded import TrustedProxies
 from pypid.core.index import Index
 from pypid.core.index_names import DEFAULT
@@ -197,10 +198,13 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
         if config.upstream.mode == "none":
             return None
         upstreams.append(UpstreamPart.from_config(
-            config, run, reactor, index, index.file_url, learnt))  # type: ignore[arg-type]
+            config, run, reactor, index, index.file_url, learnt,  # type: ignore[arg-type]
+            advisories=index.advisories))
         return upstreams[0].proxy
 
-    registry = IndexRegistry.from_config(config, run, reactor, upstream=attach)
+    # (the security advisories every index acts on: issue 27)
+    board = AdvisoryBoard()
+    registry = IndexRegistry.from_config(config, run, reactor, upstream=attach, board=board)
     default = registry.default
     storage, index, stored = default.storage, default.index, default.stored
     backfill, locks, writer, loaded = default.backfill, default.locks, default.writer, default.part

@@ -45,7 +45,8 @@ from pypid.core.names import normalize
 #: file of a release brought from one index to another, issue 26); logins:
 #: C{login-failed}, C{login-throttled}.
 EVENTS = ("upload", "yank", "unyank", "delete", "token-issued", "token-revoked", "refresh",
-          "precache", "import", "promote", "login-failed", "login-throttled", "status")
+          "precache", "import", "promote", "login-failed", "login-throttled", "status",
+          "advisory-denied")
 LOGIN_EVENTS = ("login-failed", "login-throttled")
 
 #: Outcomes: done; refused (a 4xx: not allowed, not found, a conflict);

@@ -43,6 +43,7 @@ from typing import Any
 import attrs
 from packaging.version import InvalidVersion, Version
 
+from pypid.core.advisories import AdvisoryPolicy, no_advisories
 from pypid.core.model import FileRecord
 from pypid.core.names import InvalidName, distribution_key, filename_key, normalize, parse_filename
 from pypid.core.pending import project_of
@@ -235,10 +236,13 @@ class Index:
 
     def __init__(self, file_url: Callable[[FileRecord], str], serial: int = 0, *,
                  page_cache_size: int = PAGE_CACHE_SIZE,
-                 peers: Callable[[str], Index | None] | None = None) -> None:
+                 peers: Callable[[str], Index | None] | None = None,
+                 advisories: AdvisoryPolicy | None = None) -> None:
         """
         @param page_cache_size: the budget of the projects' rendered pages
             (L{RenderedPages.max_bytes}).
+        @param advisories: the index's L{AdvisoryPolicy} (issue 27), which
+            its pages apply (L{RenderedPages.advisories}); L{None}: none.
         @param peers: C{peers(name)}: the server's other hosted index of that
             name, or L{None}; a promoted file's record is shared with the
             index it came from (L{share_promoted}). L{None}: no sharing (a
@@ -246,7 +250,8 @@ class Index:
         """
         self.__attrs_init__(file_url, serial,
                             RenderedPages(file_url, self.projects, max_bytes=page_cache_size,
-                                          status=self.status),
+                                          status=self.status,
+                                          advisories=advisories or no_advisories()),
                             peers=peers)
 
     # -- reading -------------------------------------------------------------
@@ -265,6 +270,11 @@ class Index:
     def rendered(self) -> RenderedPages:
         """Its rendered pages: the C{/simple/} pages, kept, and what is kept with them."""
         return self._rendered
+
+    @property
+    def advisories(self) -> AdvisoryPolicy:
+        """What it does about security advisories (its pages apply it: issue 27)."""
+        return self._rendered.advisories
 
     def project(self, name: str) -> Project | None:
         """The L{Project} with this normalized name, or L{None}."""

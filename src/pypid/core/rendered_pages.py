@@ -13,19 +13,29 @@ Apart from the index's records so that what is kept, and what it costs,
 reads in one place; the L{Index} that holds it tells it of every change
 (L{RenderedPages.project_changed}, L{RenderedPages.listing_changed},
 L{RenderedPages.clear}), so a page kept is never older than the records.
+
+The index's security advisories (issue 27) are applied as a page is
+rendered, never as it is served: a release its L{AdvisoryPolicy} hides is
+left off, one it denies is listed as yanked (PEP 592) with the advisories
+as the reason (L{advised_files}, which the composed and the upstream pages
+use too), so pip and uv resolve around both and print the reason when
+pinned to a denied one. Whoever changes the advisories or the rules drops
+the pages of the projects they name (L{RenderedPages.project_changed}),
+so a page is rendered again once per change, not per request.
 Pure: no I/O and no clock.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Hashable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import attrs
 
 from pypid.core import render
+from pypid.core.advisories import AdvisoryPolicy, Verdict, no_advisories
 from pypid.core.lru import ByteLRU
-from pypid.core.render import CONTENT_TYPES, HTML, Page
+from pypid.core.render import CONTENT_TYPES, HTML, ListedFile, Page
 
 if TYPE_CHECKING:
     from pypid.core.index import Project
@@ -62,6 +72,103 @@ def _evicted(name: str, project: Project) -> None:
         del kept[key]
 
 
+#: The most characters of an advisory's summary a yank reason quotes.
+REASON_SUMMARY = 200
+
+
+class VersionedFile(ListedFile, Protocol):
+    """A file a page lists, with its version (a hosted record, an upstream's file)."""
+
+    @property
+    def project(self) -> str: ...
+    @property
+    def version(self) -> str: ...
+
+
+@attrs.frozen
+class DeniedFile:
+    """
+    A file of a release the index denies, as the pages list it: the file,
+    yanked (PEP 592) with the advisories as the reason, so that an
+    installer skips it unless pinned to it, and then prints why.
+    """
+
+    _file: VersionedFile
+    yanked: str
+
+    @property
+    def filename(self) -> str:
+        return self._file.filename
+
+    @property
+    def project(self) -> str:
+        return self._file.project
+
+    @property
+    def version(self) -> str:
+        return self._file.version
+
+    @property
+    def sha256(self) -> str:
+        return self._file.sha256
+
+    @property
+    def requires_python(self) -> str | None:
+        return self._file.requires_python
+
+    @property
+    def metadata_sha256(self) -> str | None:
+        return self._file.metadata_sha256
+
+    @property
+    def size(self) -> int | None:
+        return self._file.size
+
+    @property
+    def upload_time(self) -> float | None:
+        return self._file.upload_time
+
+
+def deny_reason(verdict: Verdict) -> str:
+    """
+    The yank reason of a denied release and the body of its refused
+    download: C{denied by advisory GHSA-xxxx (high): <summary>}, every
+    advisory acted on named (with its severity when known), the first
+    one's summary quoted.
+    """
+    named = [f"{a.id} ({a.severity})" if a.severity else a.id for a in verdict.advisories]
+    word = "advisory" if len(named) == 1 else "advisories"
+    text = f"denied by {word} {', '.join(named)}"
+    summary = " ".join(verdict.advisories[0].summary.split()) if verdict.advisories else ""
+    if len(summary) > REASON_SUMMARY:
+        summary = summary[: REASON_SUMMARY - 3].rstrip() + "..."
+    return f"{text}: {summary}" if summary else text
+
+
+_F = TypeVar("_F", bound=VersionedFile)
+
+
+def advised_files(policy: AdvisoryPolicy, project: str,
+                  files: Sequence[tuple[_F, str]]) -> list[tuple[_F | DeniedFile, str]]:
+    """
+    C{(file, link)} pairs of the normalized C{project} as an index of
+    C{policy} lists them: a hidden release's files left out, a denied
+    one's listed as L{DeniedFile}s; C{files} themselves when the policy
+    names no release of the project (a dict lookup). One verdict a
+    release, memoized by the policy: called only as a page is rendered.
+    """
+    if not policy.affects(project):
+        return list(files)
+    shown: list[tuple[_F | DeniedFile, str]] = []
+    for f, url in files:
+        verdict = policy.verdict(project, f.version)
+        if verdict is None or not verdict.hides:
+            shown.append((f, url))
+        elif verdict.denies:
+            shown.append((DeniedFile(f, deny_reason(verdict)), url))
+    return shown
+
+
 def _no_status(name: str) -> ProjectStatus | None:
     """C{status(name)} of pages whose projects are all active."""
     return None
@@ -90,6 +197,8 @@ class RenderedPages:
     @ivar _status: C{status(name)}: a project's L{ProjectStatus} (PEP
         792), or L{None} for an active one; a quarantined project's pages
         list no files (L{project_page}).
+    @ivar advisories: the index's L{AdvisoryPolicy}: the releases it hides
+        are not listed, those it denies are listed yanked (L{advised_files}).
     """
 
     _file_url: Callable[[FileRecord], str]
@@ -100,6 +209,7 @@ class RenderedPages:
     _recent: ByteLRU[str, Project] = attrs.field(alias="max_bytes", converter=_page_table)
     _status: Callable[[str], ProjectStatus | None] = attrs.field(default=_no_status,
                                                                  kw_only=True, alias="status")
+    advisories: AdvisoryPolicy = attrs.field(factory=no_advisories, kw_only=True)
     _root: dict[str, Page] = attrs.field(factory=dict, init=False)
     #: bumped by L{listing_changed} (L{pypid.core.index.Index.listing_serial})
     listing_serial: int = attrs.field(default=0, init=False)
@@ -154,11 +264,17 @@ class RenderedPages:
     def _render(self, project: Project, kind: str, status: ProjectStatus | None,
                 with_files: bool) -> Page:
         files = [(r, self._file_url(r)) for r in project.sorted_files()] if with_files else []
+        advised = with_files and self.advisories.affects(project.name)
+        shown = advised_files(self.advisories, project.name, files) if advised else files
         if kind == HTML:
-            body = render.project_html(project.name, files, status)
+            body = render.project_html(project.name, shown, status)
         else:
-            versions = project.versions() if with_files else []
-            body = render.project_json(project.name, files, versions, status)
+            if advised:
+                # (a release hidden whole is not announced either)
+                versions = list(dict.fromkeys(f.version for f, _ in shown))
+            else:
+                versions = project.versions() if with_files else []
+            body = render.project_json(project.name, shown, versions, status)
         return Page.of(body, CONTENT_TYPES[kind])
 
     def extra_page(self, project: Project, key: Hashable) -> Any:

@@ -24,6 +24,16 @@ filtered, the same links) is not kept twice: the view serves that
 source's own kept page (I{delegation}), so an inherited page costs no
 memory and has the same ETag.
 
+The index's own L{AdvisoryPolicy} (issue 27) is applied to the page it
+composes, whatever its sources' own policies: a release it hides is left
+off, one it denies is listed yanked with the advisories as the reason
+(L{pypid.core.rendered_pages.advised_files}). The stamp of a page of a
+project the policy names holds the policy's stamp (the board's
+generation and the rules taken), and a page composed while the policy
+named no release of the project is stale once it does; such a page is
+never delegated, nor one whose delegate's own pages apply advisories to
+the project (they would show the source's decisions, not the index's).
+
 A project quarantined (PEP 792) in any hosted source of the chain lists
 no file at all (not a base's, not an upstream's): its page carries that
 status. Otherwise the page carries the status of the first hosted source
@@ -46,13 +56,14 @@ from typing import Protocol
 import attrs
 
 from pypid.core import render
+from pypid.core.advisories import AdvisoryPolicy, no_advisories
 from pypid.core.index import Index, Project, is_prerelease, version_key
 from pypid.core.index_names import UPSTREAM_PREFIX
 from pypid.core.lru import ByteLRU
 from pypid.core.names import filename_key, normalize
 from pypid.core.project_status import ProjectStatus
 from pypid.core.render import CONTENT_TYPES, HTML, ListedFile, Page
-from pypid.core.rendered_pages import page_bytes
+from pypid.core.rendered_pages import advised_files, page_bytes
 
 #: The default budget of the pages composed by the views together
 #: (C{[pypid] view_cache_size} once configured; design Q5): 64 MiB.
@@ -426,13 +437,19 @@ def _delegate(counts: Sequence[tuple[ChainSource, int, int]],
 
 def render_page(project: str, files: Sequence[ComposedFile],
                 file_url: Callable[[ComposedFile], str], kind: str,
-                status: ProjectStatus | None = None) -> Page:
-    """A composed page's bytes, rendered as an index's own are (L{pypid.core.render})."""
-    pairs = [(f, file_url(f)) for f in files]
+                status: ProjectStatus | None = None,
+                advisories: AdvisoryPolicy | None = None) -> Page:
+    """
+    A composed page's bytes, rendered as an index's own are
+    (L{pypid.core.render}), the index's C{advisories} applied.
+    """
+    pairs: Sequence[tuple[ComposedFile, str]] = [(f, file_url(f)) for f in files]
+    if advisories is not None:
+        pairs = advised_files(advisories, project, pairs)
     if kind == HTML:
         body = render.project_html(project, pairs, status)
     else:
-        versions = sorted({f.version for f in files}, key=version_key)
+        versions = sorted({f.version for f, _ in pairs}, key=version_key)
         body = render.project_json(project, pairs, versions, status)
     return Page.of(body, CONTENT_TYPES[kind])
 
@@ -449,6 +466,9 @@ class _Kept:
     delegate: ChainSource | None
     own: Project | None
     pages: dict[str, Page]
+    #: the index's L{AdvisoryPolicy.stamp} when its policy named the
+    #: project as it was composed, else L{None}
+    advised: tuple[int, int] | None = None
 
     def delegated(self, project: str, kind: str) -> Page:
         """The delegate's own page: the hosted index's kept page, or the upstream's."""
@@ -475,6 +495,8 @@ class IndexView:
     @ivar order: its sources, resolved (L{resolve_order}).
     @ivar filters: what it leaves out (none for a hosted index).
     @ivar file_url: C{file_url(file)}: the link its pages give a file.
+    @ivar advisories: what it does about security advisories (its own
+        rules, whatever its sources'), applied to the pages it composes.
     """
 
     name: str
@@ -495,6 +517,7 @@ class IndexView:
     _upstream: bool = attrs.field(init=False)
     #: project name -> whether the view's globs admit it (L{MAX_NAMES} at most)
     _admitted: dict[str, bool] = attrs.field(factory=dict, init=False)
+    advisories: AdvisoryPolicy = attrs.field(factory=no_advisories, kw_only=True)
 
     def __attrs_post_init__(self) -> None:
         self._hosted = tuple(s.hosted for s in self.order if s.hosted is not None)
@@ -536,17 +559,25 @@ class IndexView:
         # (another kind of a page still valid: the same composition)
         pages = kept.pages if valid and kept is not None else {}
         delegate = composition.delegate
+        policy = self.advisories
+        advised = policy.affects(project)
+        if delegate is not None and (advised or (
+                delegate.hosted is not None and delegate.hosted.advisories.affects(project))):
+            # (the delegate's own page would not show the index's decisions)
+            delegate = None
         # (is not None: an Index with no live file is falsy, it has a length)
         own = (delegate.hosted.project(project)
                if delegate is not None and delegate.hosted is not None else None)
         kept = _Kept(composition.held, composition.changes, composition.consulted,
-                     composition.recheck_at, delegate, own, pages)
+                     composition.recheck_at, delegate, own, pages,
+                     policy.stamp if advised else None)
         if delegate is not None:
             pages.clear()
             self._kept.put(project, kept, ENTRY_COST)
             return kept.delegated(project, kind)
         page = pages[kind] = render_page(project, [f for f, _ in composition.files],
-                                         self.file_url, kind, composition.status)
+                                         self.file_url, kind, composition.status,
+                                         policy if advised else None)
         self._kept.put(project, kept, ENTRY_COST + sum(page_bytes(p) for p in pages.values()))
         return page
 
@@ -613,6 +644,10 @@ class IndexView:
         for side, token in kept.consulted:
             cached = side.cached(project)
             if (cached[0] if cached is not None else None) is not token:
+                return False
+        if kept.advised is not None or self.advisories.affects(project):
+            # (named by the advisories now or then: as long as they and the rules are)
+            if kept.advised != self.advisories.stamp:
                 return False
         return kept.recheck_at is None or now < kept.recheck_at
 

@@ -14,6 +14,14 @@ in at once, so a request meets the old set or the new one, never a mix.
 Who may read and upload to each index reloads with the rest of C{[auth]}
 and C{[acl]} (L{pypid.web.access.AccessPart}).
 
+What each index does about security advisories (issue 27: C{advisories},
+C{advisory_severity}, C{advisory_waive} of C{[pypid]} for the default
+index, of each C{[index:NAME]}, hosted or view) is taken too: the
+index's policy stays the same object and takes its new rules in place at
+the commit (L{pypid.state.indexes.IndexRegistry.take_rules}), dropping
+the pages of the projects the advisories name; a change of these keys
+alone is a reload like any other, for a hosted index too.
+
 The rest is refused, the whole reload with it (one line naming the
 section; the server keeps its configuration, as for any refused reload):
 
@@ -48,12 +56,14 @@ from typing import Protocol
 import attrs
 from zope.interface import implementer
 
+from pypid.core.advisories import AdvisoryPolicy, AdvisoryRules
 from pypid.core.index_names import DEFAULT, UPSTREAM_PREFIX
 from pypid.core.parts import IReloadable
 from pypid.core.startup import StartupError
 from pypid.state.indexes import (
     IndexRegistry,
     StackSettings,
+    advisory_rules,
     index_view,
     source_order,
 )
@@ -142,11 +152,17 @@ def reload_indexes(registry: IndexRegistry, started: ReloadSettings,
                 _refuse(config, f"[index:{name}] bases", f"{source}: the server runs no such "
                         "upstream; an upstream is added at the next restart")
     views = {DEFAULT: registry.views[DEFAULT]}
+    # (an index keeps its policy, whose rules change at the commit; a view
+    # added gets its own, over the server's board)
+    rules = advisory_rules(config)
+    policies: dict[str, AdvisoryPolicy] = {
+        name: registry.policies.get(name) or AdvisoryPolicy(rules[name], registry.board)
+        for name in (DEFAULT, *named)}
     changed = []
     for name in named:
         # (the links of its pages keep the base URL the server started with)
         made = index_view(config.indexes[name], name, orders[name], registry.stacks,
-                          registry.sides, started.server.base_url)
+                          registry.sides, started.server.base_url, policies[name])
         kept = registry.views.get(name)
         if kept is None:
             views[name] = made
@@ -159,7 +175,8 @@ def reload_indexes(registry: IndexRegistry, started: ReloadSettings,
     removed = tuple(name for name in served if name not in views)
     if not (added or removed or changed):
         return None
-    return ReloadedIndexes(attrs.evolve(registry, orders=orders, views=views),
+    return ReloadedIndexes(attrs.evolve(registry, orders=orders, views=views,
+                                        policies=policies),
                            added, removed, tuple(changed))
 
 
@@ -223,12 +240,25 @@ class IndexReload:
         if config is None:
             return None
         reloaded = reload_indexes(self._registry, self._started, config)
-        if reloaded is None:
+        rules = _rules_changed(self._registry, config)
+        if reloaded is None and not rules:
             return None
-        served = self._serve(reloaded.registry)
+        served = self._serve(reloaded.registry) if reloaded is not None else None
 
         def commit() -> str:
-            self._registry.take_views(reloaded.registry)
-            served()
-            return reloaded.summary()
+            said = []
+            if reloaded is not None and served is not None:
+                self._registry.take_views(reloaded.registry)
+                served()
+                said.append(reloaded.summary())
+            taken = self._registry.take_rules(rules)
+            if taken:
+                said.append("advisory rules of " + ", ".join(taken))
+            return "; ".join(said)
         return commit
+
+
+def _rules_changed(registry: IndexRegistry, config: ReloadSettings) -> dict[str, AdvisoryRules]:
+    """The advisory rules of C{config} that differ from those of the indexes running."""
+    return {name: rules for name, rules in advisory_rules(config).items()
+            if name in registry.policies and registry.policies[name].rules != rules}

@@ -38,11 +38,24 @@ A server of one index shares nothing and looks nothing up.
 At C{SIGHUP} the stacks stay and the views may change
 (L{pypid.state.index_reload}): L{index_view} builds a view alike at
 start-up and then, and L{IndexRegistry.take_views} takes the new ones.
+
+Every index acts on the server's security advisories (issue 27) by its
+own rules: the registry gives each (the default, the named hosted ones
+and the views) its L{AdvisoryPolicy} over the one L{AdvisoryBoard}, which
+its hosted pages, its upstream pages and its composed pages apply. When
+the board's database is replaced, or an index's rules at C{SIGHUP}
+(L{IndexRegistry.take_rules}), the pages of the projects the databases
+name are dropped, those alone (L{IndexRegistry.advisories_changed}: a
+hosted index's through L{pypid.core.rendered_pages.RenderedPages.project_changed},
+which the views composed of it see; its upstream pages through
+L{pypid.upstream.page_view.PageView.advisories_changed}; a view's own by
+its stamp), and each release whose decision changed is logged once
+(L{pypid.state.advisory_decisions}).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, Protocol, cast
@@ -52,6 +65,13 @@ from twisted.application.service import IService
 from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
+from pypid.core.advisories import (
+    AdvisoryBoard,
+    AdvisoryDB,
+    AdvisoryPolicy,
+    AdvisoryRules,
+    no_advisories,
+)
 from pypid.core.index import Index
 from pypid.core.index_names import DEFAULT, UPSTREAM_PREFIX, BaseRef
 from pypid.core.metrics import Family
@@ -59,6 +79,7 @@ from pypid.core.notice import Notice
 from pypid.core.parts import IMetricsSource
 from pypid.core.render import file_url_for
 from pypid.core.views import ChainSource, ComposedFile, Filters, IndexView, resolve_order
+from pypid.state.advisory_decisions import DecisionLog
 from pypid.state.backfill import Backfill
 from pypid.state.loader import FollowUp, IndexLoader, IndexPart, roll_back_promotions
 from pypid.state.sync import SyncService
@@ -112,6 +133,8 @@ class _StackServer(Protocol):
     def snapshot(self) -> str: ...
     @property
     def snapshot_interval(self) -> float: ...
+    @property
+    def advisory_rules(self) -> AdvisoryRules: ...
 
 
 class _IndexSettings(Protocol):
@@ -135,6 +158,8 @@ class _IndexSettings(Protocol):
     def prereleases(self) -> str: ...
     @property
     def yanked(self) -> str: ...
+    @property
+    def advisory_rules(self) -> AdvisoryRules: ...
 
 
 class _UpstreamSettings(Protocol):
@@ -201,7 +226,8 @@ class HostedStack:
                bucket: SharedBucket | None = None,
                upstream: AttachUpstream | None = None,
                peers: Callable[[str], Index | None] | None = None,
-               labelled: bool = False) -> HostedStack:
+               labelled: bool = False,
+               advisories: AdvisoryPolicy | None = None) -> HostedStack:
         """
         The stack of the hosted index C{name} (C{default}: today's index,
         its storage and snapshot where they always were).
@@ -216,6 +242,8 @@ class HostedStack:
             (a server of one index): none.
         @param labelled: whether its families on C{/metrics} carry an
             C{index} label (a server of named indexes).
+        @param advisories: the index's L{AdvisoryPolicy}, which its pages
+            apply; L{None}: none.
         @raise pypid.core.startup.StartupError: when its storage cannot be
             built from the configuration.
         """
@@ -225,7 +253,8 @@ class HostedStack:
         stored = cast(IStorage, storage.storage)
         shared = stored if ISharedStorage.providedBy(stored) else None
         index = Index(file_url_for(_base(server.base_url, name)),
-                      page_cache_size=server.page_cache_size, peers=peers)
+                      page_cache_size=server.page_cache_size, peers=peers,
+                      advisories=advisories)
         # (what the upstream cache learns is saved within seconds: a crash
         # loses none of it)
         learnt = Notice()
@@ -283,6 +312,10 @@ class IndexRegistry:
     @ivar sides: C{upstream:NAME} -> that upstream as the indexes' pages
         read it (L{SourceSide}), C{upstream:default} (C{[upstream]}) too
         when an index names it.
+    @ivar board: the security advisories in force (issue 27).
+    @ivar policies: name -> what the index does about them, for every
+        index (the views included); the same object for its lifetime, its
+        rules taken in place at a reload (L{take_rules}).
     """
 
     stacks: Mapping[str, HostedStack]
@@ -290,6 +323,9 @@ class IndexRegistry:
     views: Mapping[str, IndexView]
     upstreams: Mapping[str, tuple[UpstreamPart, SavedState]] = attrs.field(factory=dict)
     sides: Mapping[str, SourceSide] = attrs.field(factory=dict)
+    board: AdvisoryBoard = attrs.field(factory=AdvisoryBoard)
+    policies: Mapping[str, AdvisoryPolicy] = attrs.field(factory=dict)
+    decisions: DecisionLog = attrs.field(factory=DecisionLog)
 
     @property
     def default(self) -> HostedStack:
@@ -303,14 +339,18 @@ class IndexRegistry:
 
     @classmethod
     def from_config(cls, config: StackSettings, run: Run, reactor: IReactorTime, *,
-                    upstream: AttachUpstream | None = None) -> IndexRegistry:
+                    upstream: AttachUpstream | None = None,
+                    board: AdvisoryBoard | None = None) -> IndexRegistry:
         """
         Every index of the configuration: the default's stack built as the
         server's one index always was, a stack per named hosted index, and
-        the orders and views of all.
+        the orders and views of all, each with its advisory policy.
 
         @param upstream: builds the default index's upstream proxy over its
-            index (C{[upstream]}); L{None} without one.
+            index (C{[upstream]}, its pages applying the index's
+            advisories: C{index.advisories}); L{None} without one.
+        @param board: the server's advisories (filled by their loader);
+            L{None}: an empty board of its own.
         @raise pypid.core.startup.StartupError: when a storage cannot be
             built from the configuration.
         """
@@ -324,19 +364,27 @@ class IndexRegistry:
         peers = partial(_hosted_index, stacks) if hosted else None
         # (the index label, as the request families have it, with any named index)
         labelled = any(name != DEFAULT for name in config.indexes)
+        if board is None:
+            board = AdvisoryBoard()
+        policies = {name: AdvisoryPolicy(rules, board)
+                    for name, rules in advisory_rules(config).items()}
         stacks[DEFAULT] = HostedStack.create(config, DEFAULT, run, reactor, bucket=bucket,
-                                             upstream=upstream, peers=peers, labelled=labelled)
+                                             upstream=upstream, peers=peers, labelled=labelled,
+                                             advisories=policies[DEFAULT])
         for name in hosted:
             stacks[name] = HostedStack.create(config, name, run, reactor, bucket=bucket,
-                                              peers=peers, labelled=labelled)
+                                              peers=peers, labelled=labelled,
+                                              advisories=policies[name])
         upstreams, sides = _upstreams(config, run, reactor, stacks[DEFAULT].upstream)
         orders: dict[str, tuple[str, ...]] = {}
         made: dict[str, IndexView] = {}
         for name in [DEFAULT, *(n for n in config.indexes if n != DEFAULT)]:
             orders[name] = source_order(config, name)
             made[name] = index_view(config.indexes.get(name), name, orders[name], stacks,
-                                    sides, config.server.base_url)
-        return cls(stacks, orders, made, upstreams, sides)
+                                    sides, config.server.base_url, policies[name])
+        registry = cls(stacks, orders, made, upstreams, sides, board, policies)
+        board.listen(registry.advisories_changed)
+        return registry
 
     def upstream_parts(self, kind: str) -> list[tuple[str, IService]]:
         """
@@ -367,11 +415,102 @@ class IndexRegistry:
         L{pypid.state.index_reload}), whose stacks are these: in place, so
         that what holds the registry reads them from now on.
         """
-        for mine, theirs in ((self.orders, reloaded.orders), (self.views, reloaded.views)):
+        for mine, theirs in ((self.orders, reloaded.orders), (self.views, reloaded.views),
+                             (self.policies, reloaded.policies)):
             # (from_config made them dicts: a Mapping only to the readers)
             table = cast("dict[str, object]", mine)
             table.clear()
             table.update(theirs)
+
+
+    # -- advisories (issue 27) ---------------------------------------------------
+
+    def advisories_changed(self, before: AdvisoryDB, after: AdvisoryDB) -> None:
+        """
+        The board's database was replaced (its listener): drop the pages
+        of the projects either database names, in every index that acts
+        on advisories, and log the decisions that changed.
+        """
+        named = before.projects() | after.projects()
+        acting = [name for name, policy in self.policies.items() if policy.active]
+        for name in acting:
+            self._drop_pages(name, named)
+        self.decisions.review([(name, self.policies[name], self._releases(name))
+                               for name in acting], named)
+
+    def take_rules(self, rules: Mapping[str, AdvisoryRules]) -> list[str]:
+        """
+        Act by the indexes' new C{rules} (a reload: name -> rules, those
+        not named keep theirs); the pages of the projects the board names
+        are dropped in each index whose rules changed, and the decisions
+        that changed logged. The names of those indexes.
+        """
+        changed = [name for name, new in rules.items()
+                   if name in self.policies and self.policies[name].take_rules(new)]
+        named = self.board.db.projects()
+        for name in changed:
+            self._drop_pages(name, named)
+        self.decisions.review([(name, self.policies[name], self._releases(name))
+                               for name in changed], named)
+        return changed
+
+    def _drop_pages(self, name: str, projects: frozenset[str]) -> None:
+        """Drop the pages index C{name} keeps of C{projects} (a view's own go by their stamp)."""
+        stack = self.stacks.get(name)
+        if stack is not None:
+            drop_advised_pages(stack.index, stack.upstream, projects)
+
+    def _releases(self, name: str) -> Callable[[str], set[str]]:
+        """
+        C{releases(project)}: the versions of the normalized C{project}
+        index C{name} knows of (its sources' hosted files and cached
+        upstream pages), for the decisions' log.
+        """
+        view = self.views.get(name)
+        order = view.order if view is not None else ()
+
+        def releases(project: str) -> set[str]:
+            found: set[str] = set()
+            for source in order:
+                if source.hosted is not None:
+                    held = source.hosted.project(project)
+                    if held is not None:
+                        found.update(r.version for r in held.files.values())
+                elif source.upstream is not None:
+                    cached = source.upstream.cached(project)
+                    if cached is not None:
+                        found.update(f.version for f in cached[1])
+            return found
+        return releases
+
+
+def drop_advised_pages(index: Index, upstream: UpstreamProxy | None,
+                       projects: Iterable[str]) -> None:
+    """
+    Drop the pages a hosted C{index} keeps of C{projects} (normalized),
+    and those of its C{upstream}'s: the advisories or the rules changed
+    for them. A hosted project counts a change (L{pypid.core.index.Project.changes}),
+    so the pages composed of it elsewhere are composed again.
+    """
+    projects = list(projects)
+    for project in projects:
+        held = index.project(project)
+        if held is not None:
+            index.rendered.project_changed(held)
+    if upstream is not None:
+        upstream.pages.advisories_changed(projects)
+
+
+def advisory_rules(config: StackSettings) -> dict[str, AdvisoryRules]:
+    """
+    Each index's L{AdvisoryRules}: the default's from C{[pypid]}, each named
+    one's from its section (which takes C{[pypid]}'s keys it does not set).
+    """
+    rules = {DEFAULT: config.server.advisory_rules}
+    for name, settings in config.indexes.items():
+        if name != DEFAULT:
+            rules[name] = settings.advisory_rules
+    return rules
 
 
 def _upstreams(config: StackSettings, run: Run, reactor: IReactorTime,
@@ -426,19 +565,21 @@ def _view_file_url(base_url: str | None, name: str) -> Callable[[ComposedFile], 
 
 def index_view(settings: _IndexSettings | None, name: str, order: Sequence[str],
                stacks: Mapping[str, HostedStack], sides: Mapping[str, SourceSide],
-               base_url: str | None) -> IndexView:
+               base_url: str | None, advisories: AdvisoryPolicy | None = None) -> IndexView:
     """
     The view of index C{name} (its section C{settings}, L{None} for the
     default index), reading its sources C{order} (L{source_order}) among
     C{stacks} and the upstreams' C{sides}, through its filters if it is a
-    view: built alike at start-up and at C{SIGHUP} (L{pypid.state.index_reload}).
+    view, its pages applying C{advisories} (the index's policy): built
+    alike at start-up and at C{SIGHUP} (L{pypid.state.index_reload}).
     """
     filters = view_filters(settings) if settings is not None and settings.view else Filters()
     return IndexView(name, tuple(
         ChainSource(source, hosted=stacks[source].index) if source in stacks
         else ChainSource(source, upstream=sides[source])
         for source in order if source in stacks or source in sides),
-        filters, _view_file_url(base_url, name))
+        filters, _view_file_url(base_url, name),
+        advisories=advisories if advisories is not None else no_advisories())
 
 
 def source_order(config: StackSettings, name: str) -> tuple[str, ...]:

@@ -29,6 +29,7 @@ from pypid.upstream.contracts import UpstreamSettings
 if TYPE_CHECKING:
     # (types only: the rest of the upstream loads with a configured [upstream],
     # 24 ms of every start otherwise)
+    from pypid.core.advisories import AdvisoryPolicy
     from pypid.upstream.page_view import FileUrl
     from pypid.upstream.project_rules import HostedIndex
     from pypid.upstream.proxy import UpstreamProxy
@@ -98,7 +99,8 @@ class UpstreamPart(Service):
     @classmethod
     def from_config(cls, config: DaemonSettings, run: Run, reactor: IReactorTime,
                     index: HostedIndex, file_url: FileUrl,
-                    learnt: Callable[[], None] | None = None) -> UpstreamPart:
+                    learnt: Callable[[], None] | None = None,
+                    advisories: AdvisoryPolicy | None = None) -> UpstreamPart:
         """
         The part of the configuration's C{[upstream]}, with the default index's proxy.
 
@@ -108,13 +110,16 @@ class UpstreamPart(Service):
         @param file_url: the links pages give files, as for hosted ones.
         @param learnt: called (without arguments) whenever a page was fetched
             or a file kept, so that the snapshot is saved soon.
+        @param advisories: the default index's L{AdvisoryPolicy}, which its
+            pages of upstream projects apply (issue 27).
         @raise pypid.core.startup.StartupError: when C{[pypid] ca_bundle}
             cannot be used.
         """
         from pypid.upstream.proxy import UpstreamProxy
 
         source, storage = _make_source(config, config.upstream, None, run, reactor, learnt)
-        return cls(source, storage, UpstreamProxy.create(source, index, file_url))
+        return cls(source, storage, UpstreamProxy.create(source, index, file_url,
+                                                             advisories))
 
     @classmethod
     def named(cls, config: DaemonSettings, name: str, run: Run, reactor: IReactorTime,

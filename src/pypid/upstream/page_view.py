@@ -15,6 +15,15 @@ every page made of the old one is made again.
 
 The rendered pages are kept apart from the L{PageCache}'s entries, within
 a budget of their own, and forgotten with them.
+
+The pages apply the index's security advisories (issue 27) as they are
+rendered, as the hosted pages do (L{pypid.core.rendered_pages.advised_files});
+what a page I{offers} (L{PageView.shown}, L{PageView.listed}) stays every
+file, so that a hidden release's file is still served by name, and an
+upstream's own side (L{pypid.upstream.source.SourceSide}, which views
+compose with their own rules) reads the files unchanged. When the
+advisories or the rules change, L{PageView.advisories_changed} drops the
+rendered pages of the projects they name.
 """
 
 from __future__ import annotations
@@ -26,13 +35,14 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from pypid.core import render
+from pypid.core.advisories import AdvisoryPolicy, no_advisories
 from pypid.core.bounded import put_newest
 from pypid.core.index import Project, version_key
 from pypid.core.lru import ByteLRU
 from pypid.core.model import FileRecord
 from pypid.core.project_status import ProjectStatus
 from pypid.core.render import CONTENT_TYPES, HTML, Page
-from pypid.core.rendered_pages import page_bytes
+from pypid.core.rendered_pages import advised_files, page_bytes
 from pypid.upstream.cache import CachedPage, Offline, PageCache
 from pypid.upstream.confusion import UpstreamPolicy, merged
 from pypid.upstream.fetch import UpstreamError
@@ -89,6 +99,8 @@ class PageView:
     @ivar _file_url: the link a page gives a file.
     @ivar _clock: the time, for the cooldown and a page's age.
     @ivar _kept: the files kept here, whose hash wins over the page's.
+    @ivar _advisories: the index's L{AdvisoryPolicy}, which its rendered
+        pages apply (none for an upstream's own side).
     """
 
     _policy: UpstreamPolicy
@@ -107,6 +119,8 @@ class PageView:
     _hidden: dict[str, frozenset[str]] = attrs.field(init=False, factory=dict)
     # project -> the upstream status last logged as withholding its files
     _withheld: dict[str, ProjectStatus] = attrs.field(init=False, factory=dict)
+    _advisories: AdvisoryPolicy = attrs.field(factory=no_advisories, kw_only=True,
+                                              alias="advisories")
 
     def __attrs_post_init__(self) -> None:
         # (a page the cache forgot is not kept alive by its rendered forms)
@@ -155,13 +169,8 @@ class PageView:
             extra = merged(records, shown.values())
         files: list[FileRecord | UpstreamFile] = sorted(
             [*records, *extra], key=lambda f: (version_key(f.version), f.filename))
-        pairs = [(f, self._file_url(f)) for f in files]
-        status = merged_status(self._index.status(hosted.name), entry)
-        if kind == HTML:
-            body = render.project_html(hosted.name, pairs, status)
-        else:
-            versions = sorted({f.version for f in files}, key=version_key)
-            body = render.project_json(hosted.name, pairs, versions, status)
+        body = self._page_body(hosted.name, [(f, self._file_url(f)) for f in files], kind,
+                               merged_status(self._index.status(hosted.name), entry))
         page = Page.of(body, CONTENT_TYPES[kind])
         self._index.rendered.keep_page(hosted, key, (page, entry))
         return page, stale
@@ -266,18 +275,36 @@ class PageView:
         memo = self._memo(project, entry)
         page = memo.pages.get(kind)
         if page is None:
-            files = [(f, self._file_url(f)) for f in memo.files.values()]
-            status = entry.page.status if entry.page is not None else None
-            if kind == HTML:
-                body = render.project_html(project, files, status)
-            else:
-                versions = sorted({f.version for f in memo.files.values()}, key=version_key)
-                body = render.project_json(project, files, versions, status)
+            body = self._page_body(project, [(f, self._file_url(f))
+                                             for f in memo.files.values()], kind,
+                                   entry.page.status if entry.page is not None else None)
             page = memo.pages[kind] = Page.of(body, CONTENT_TYPES[kind])
             # (counted where it stands; the page just rendered is kept, however big)
             self._rendered.put(project, memo, sum(page_bytes(p) for p in memo.pages.values()),
                                keep=True, move=False)
         return page
+
+    def _page_body(self, project: str,
+                   files: list[tuple[FileRecord | UpstreamFile, str]], kind: str,
+                   status: ProjectStatus | None) -> bytes:
+        """
+        A page's bytes of C{(file, link)} pairs in page order, the
+        advisories applied, carrying the project's C{status} (PEP 792).
+        """
+        shown = advised_files(self._advisories, project, files)
+        if kind == HTML:
+            return render.project_html(project, shown, status)
+        versions = sorted({f.version for f, _ in shown}, key=version_key)
+        return render.project_json(project, shown, versions, status)
+
+    def advisories_changed(self, projects: Iterable[str]) -> None:
+        """
+        The advisories or the rules changed for C{projects} (normalized):
+        their rendered pages are dropped, to be rendered again when asked
+        (the merged pages of hosted projects go with the hosted pages).
+        """
+        for project in projects:
+            self._rendered.pop(project)
 
     def _shown(self, entry: CachedPage) -> dict[str, UpstreamFile]:
         """The files of an entry clients see, by filename, in page order."""

@@ -26,6 +26,7 @@ from typing import Any
 
 import attrs
 
+from pypid.core.advisories import AdvisoryPolicy, no_advisories
 from pypid.core.metrics import Family
 from pypid.core.model import FileRecord
 from pypid.upstream.cache import CachedPage
@@ -57,16 +58,18 @@ class UpstreamProxy:
 
     @classmethod
     def create(cls, source: UpstreamSource, hosted: HostedIndex,
-               file_url: FileUrl) -> UpstreamProxy:
+               file_url: FileUrl, advisories: AdvisoryPolicy | None = None) -> UpstreamProxy:
         """
         C{source} as the index C{hosted} sees it, complete.
 
         @param hosted: the hosted index (what is hosted is never asked upstream).
         @param file_url: C{file_url(file) -> str}, as for hosted files.
+        @param advisories: the index's L{AdvisoryPolicy}, which its pages of
+            the upstream's projects apply (issue 27); L{None}: none.
         """
         rules = ProjectRules(source.mode, source.policy, hosted)
         view = PageView(source.policy, source.pages, hosted, file_url, source.clock,
-                        source.kept)
+                        source.kept, advisories=advisories or no_advisories())
         source.watch(view)
         upkeep = CacheUpkeep(rules, source.pages, view, source.files, source.kept)
         return cls(source, rules, view, upkeep)

@@ -21,6 +21,14 @@ first segments:
   - L{pypid.web.token_exchange.TrustedPublishingArea}: C{/api/oidc/...} (trusted
     publishing's token exchange).
 
+Each index's security advisories (issue 27) reach every part that
+applies them from its policy: the default index's is its
+L{pypid.core.index.Index.advisories} (its pages, its upstream pages, its
+downloads, its pages for people and legacy JSON), a named index's its
+view's (L{pypid.core.views.IndexView.advisories}); one
+L{pypid.web.denied_files.DeniedDownloads} refuses, counts and audits the
+denied downloads of all.
+
 Named indexes (issue 26) are answered under C{/NAME/} by
 L{pypid.web.index_root}, each with its own instances of the areas that
 belong to an index (its pages for people, uploads and changes, the legacy
@@ -74,6 +82,7 @@ from pypid.web.access import Access
 from pypid.web.audit_trail import AuditAdmin, AuditTrail
 from pypid.web.cache_admin import CacheAdmin
 from pypid.web.channel import ConnectionCounter
+from pypid.web.denied_files import DeniedDownloads
 from pypid.web.exposition import Metrics, SiteMetrics
 from pypid.web.health import Health
 from pypid.web.index_root import (
@@ -320,6 +329,8 @@ def build_web(index: Index, storage: IStorage, access: Access, run: Run, clock: 
     if counter is None:
         counter = ConnectionCounter()
     stats = RequestStats(indexes=frozenset(parts.name.encode("ascii") for parts in indexes))
+    # (the downloads advisories deny, every index's: counted by index with named ones)
+    denied = DeniedDownloads(audit, clock, labelled=bool(indexes))
     # Absolute file links, for the pages not under /simple/<project>/.
     absolute_file_url = file_url_for(base_url or "/")
     assets = Assets.load()
@@ -334,10 +345,11 @@ def build_web(index: Index, storage: IStorage, access: Access, run: Run, clock: 
                         locks=locks if locks is not None else KeyedLock(clock)),
         tokens=TokenAdmin(access, run, audit=audit),
         cache=CacheAdmin(access, upstream, audit=audit),
-        legacy=LegacyJSON(index, storage, access, absolute_file_url, base_url),
+        legacy=LegacyJSON(index, storage, access, absolute_file_url, base_url,
+                          advisories=index.advisories),
         health=Health(storage, ready),
         metrics=Metrics(access, metrics if metrics is not None else MetricsConfig(),
-                        (SiteMetrics(stats, counter), *sources)),
+                        (SiteMetrics(stats, counter), denied, *sources)),
         audit=AuditAdmin(access, audit),
         oidc=TrustedPublishingArea(
             publishing, audit, clock, ipv6_prefix=ipv6_prefix, base_url=base_url,
@@ -353,17 +365,19 @@ def build_web(index: Index, storage: IStorage, access: Access, run: Run, clock: 
     def serve_index(parts: IndexParts) -> ServedIndex:
         return _served(parts, access=access, run=run, clock=clock,
                        max_upload_size=max_upload_size, base_url=base_url, audit=audit,
-                       chrome=ReaderChrome(_index_chrome(chrome, parts, base_url), switcher))
+                       chrome=ReaderChrome(_index_chrome(chrome, parts, base_url), switcher),
+                       denied=denied)
     named = None
     if indexes:
         named = IndexRoot({parts.name.encode("ascii"): serve_index(parts) for parts in indexes},
                           access, base_url or "/")
     root = RootResource(
         SimpleResource(index, access, base_url or "/", upstream, backfill),
-        FilesResource(index, storage, access, upstream, backfill),
+        FilesResource(index, storage, access, upstream, backfill, denied),
         app.resource(),
         named,
-        project=ProjectPages(index, storage, access, people, clock, base_url or "/", upstream),
+        project=ProjectPages(index, storage, access, people, clock, base_url or "/", upstream,
+                             advisories=index.advisories),
         static=AssetsResource(assets),
     )
     site = PypidSite(root, max_upload_size, storage.temp_dir, access_log=access_log,
@@ -393,7 +407,7 @@ def _index_chrome(chrome: Chrome, parts: IndexParts, base_url: str | None) -> Ch
 
 def _served(parts: IndexParts, *, access: Access, run: Run, clock: IReactorTime,
             max_upload_size: int, base_url: str | None, audit: AuditTrail,
-            chrome: ReaderChrome) -> ServedIndex:
+            chrome: ReaderChrome, denied: DeniedDownloads | None = None) -> ServedIndex:
     """
     One named index's answers: its pages from its view, its files from its
     hosted sources, its uploads and changes into its own stack (a view's
@@ -415,7 +429,8 @@ def _served(parts: IndexParts, *, access: Access, run: Run, clock: IReactorTime,
     # (an index that reads upstreams alone has no project pages: those
     # describe hosted releases)
     project = (IndexProjectPages(name, [(s.index, s.storage) for s in parts.sources],
-                                 parts.view.filters, access, chrome, clock, prefix)
+                                 parts.view.filters, access, chrome, clock, prefix,
+                                 advisories=parts.view.advisories)
                if parts.sources else None)
     areas: list[_Area] = [people, publish]
     if chain:
@@ -423,11 +438,11 @@ def _served(parts: IndexParts, *, access: Access, run: Run, clock: IReactorTime,
         # upstreams alone has none, and answers it 404)
         areas.append(LegacyJSON(chain[0][0], chain[0][1], access, file_url_for(prefix),
                                 base_url, name=name, chain=chain,
-                                filters=parts.view.filters))
+                                filters=parts.view.filters, advisories=parts.view.advisories))
     return ServedIndex(
         name,
         IndexSimple(name, parts.view, access, clock, prefix, parts.upstreams),
-        IndexFiles(name, parts.view, parts.sources, access, clock, parts.upstreams),
+        IndexFiles(name, parts.view, parts.sources, access, clock, parts.upstreams, denied),
         _Areas(areas), project)
 
 

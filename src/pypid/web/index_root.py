@@ -34,6 +34,11 @@ are read, or answers 503 after the backfill's wait (L{IndexRoot}, before
 the page is composed: a page of a project still to be read would list
 none of its files). The default index's own paths wait alike
 (L{pypid.web.simple}).
+
+Each named index acts on security advisories by its own rules (issue
+27): its pages are composed with them (L{IndexView.advisories}), and a
+download of a file of a release it denies, hosted or from an upstream,
+answers 403 naming the advisories (L{pypid.web.denied_files}).
 """
 
 from __future__ import annotations
@@ -62,6 +67,7 @@ from pypid.state.backfill import Backfill
 from pypid.storage.interface import IStorage
 from pypid.storage.locks import KeyedLock
 from pypid.web.access import Access, IRequestAuth, identity_of
+from pypid.web.denied_files import DeniedDownloads
 from pypid.web.multipart import MultipartError, UploadTooLarge
 from pypid.web.respond import (
     Answer,
@@ -268,6 +274,8 @@ class IndexFiles:
     access: Access
     clock: IReactorTime
     upstreams: Mapping[str, SourceSide] = attrs.field(factory=dict)
+    #: refuses the files of the releases the index's advisories deny
+    denied: DeniedDownloads | None = None
 
     def answer(self, request: Request) -> Answer:
         """Send a file or its metadata; C{request.postpath} is what follows C{files}."""
@@ -296,6 +304,7 @@ class IndexFiles:
             if record is not None and record.project == project:
                 if not filters.admits(record, False, now):
                     raise NotFound("no such file")
+                self._check(request, project, filename, record.version)
                 return send_stored(request, record, source.storage.locate(record),
                                    b'"%s"' % record.sha256.encode("ascii"))
             if metadata:
@@ -304,6 +313,7 @@ class IndexFiles:
                         and record.metadata_sha256 is not None):
                     if not filters.admits(record, False, now):
                         raise NotFound("no such file")
+                    self._check(request, project, filename, record.version)
                     return send_stored(request, record, source.storage.locate_metadata(record),
                                        b'"%s"' % record.metadata_sha256.encode("ascii"))
             deleted = deleted or source.index.deleted_from(filename) == project
@@ -311,11 +321,19 @@ class IndexFiles:
         # design Q7; deleted everywhere it was, it is gone)
         if self.upstreams and is_valid_name(project) and normalize(project) == project \
                 and self.view.upstreams(project):
+            self._check(request, project, filename)
             return answer_chain_file(request, self.view, self.upstreams, project, filename,
                                      self.clock, deleted)
         if deleted:
             raise Gone("this file was deleted")
         raise NotFound("no such file")
+
+    def _check(self, request: Request, project: str, filename: str,
+               version: str | None = None) -> None:
+        """Refuse (403) a file of a release the index's advisories deny."""
+        if self.denied is not None:
+            self.denied.check(request, self.view.advisories, self.name, project, filename,
+                              version)
 
 
 @attrs.define(slots=False)

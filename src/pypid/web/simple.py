@@ -10,6 +10,11 @@ Accept header), and sets a handful of headers on bytes rendered earlier.
 A quarantined project (PEP 792) lists no file and serves none, but to
 admins (L{as_admin}: their credentials are checked for its paths alone,
 so the other projects' answers cost what they did).
+
+The index's security advisories (issue 27) are in its pages as they were
+rendered (L{pypid.core.rendered_pages}); a download of a file of a
+release the index denies answers 403 naming the advisories
+(L{pypid.web.denied_files}: a dict lookup for a project they do not name).
 """
 
 from __future__ import annotations
@@ -25,12 +30,14 @@ from twisted.web.server import Request
 from pypid.core import render
 from pypid.core.http_errors import Gone, NotFound, Unavailable
 from pypid.core.index import Index
+from pypid.core.index_names import DEFAULT as DEFAULT_INDEX
 from pypid.core.names import is_valid_name, normalize
 from pypid.core.render import CONTENT_TYPES, HTML, Page
 from pypid.state.backfill import Backfill
 from pypid.storage.interface import IStorage
 from pypid.web import upstream_pages
 from pypid.web.access import Access
+from pypid.web.denied_files import DeniedDownloads
 from pypid.web.index_root import as_admin, is_index_segment, send_private
 from pypid.web.respond import (
     Answer,
@@ -157,13 +164,19 @@ class FilesResource(ReadResource):
     """
 
     def __init__(self, index: Index, storage: IStorage, access: Access,
-                 upstream: UpstreamProxy | None = None, backfill: Backfill | None = None) -> None:
+                 upstream: UpstreamProxy | None = None, backfill: Backfill | None = None,
+                 denied: DeniedDownloads | None = None) -> None:
+        """
+        @param denied: refuses the files of the releases the index's
+            advisories deny (issue 27); L{None}: none refused.
+        """
         ReadResource.__init__(self)
         self._index = index
         self._storage = storage
         self._access = access
         self._upstream = upstream
         self._backfill = backfill
+        self._denied = denied
 
     def render_GET(self, request: Request) -> Rendered:
         """Send a file or its metadata."""
@@ -188,13 +201,20 @@ class FilesResource(ReadResource):
     def _send(self, request: Request, project: str, filename: str) -> Answer:
         # (the project the URL names: a file of another is not this URL's)
         record = self._index.get_file(filename, project)
+        denied = self._denied
         if record is not None and record.project == project:
+            if denied is not None:
+                denied.check(request, self._index.advisories, DEFAULT_INDEX, project, filename,
+                             record.version)
             return send_stored(request, record, self._storage.locate(record),
                                b'"%s"' % record.sha256.encode("ascii"))
         if filename.endswith(_METADATA_SUFFIX):
             record = self._index.get_file(filename[: -len(_METADATA_SUFFIX)], project)
             if (record is not None and record.project == project
                     and record.metadata_sha256 is not None):
+                if denied is not None:
+                    denied.check(request, self._index.advisories, DEFAULT_INDEX, project,
+                                 filename, record.version)
                 return send_stored(request, record, self._storage.locate_metadata(record),
                                    b'"%s"' % record.metadata_sha256.encode("ascii"))
         if self._index.deleted_from(filename) == project:
@@ -202,6 +222,9 @@ class FilesResource(ReadResource):
         if self._backfill is not None and self._backfill.is_pending(project):
             return _when_described(self._backfill, project, self._answer, request)
         if self._upstream is not None:
+            if denied is not None:
+                # (the version read from the filename: the file may not be fetched yet)
+                denied.check(request, self._index.advisories, DEFAULT_INDEX, project, filename)
             return upstream_pages.answer_file(request, self._upstream, project, filename)
         raise NotFound("no such file")
 
