@@ -16,6 +16,10 @@ C{$PYPID_PASSWORD}; credentials only over https, or to this machine).
     deprecated), admins only;
   - C{pypid-admin promote FROM TO PROJECT==VERSION} promotes a release
     from one index to another (C{POST /api/promote}), one line a file;
+  - C{pypid-admin advisories check} (C{--index NAME}, C{--as MODE}) lists,
+    per index, the releases the security advisories hide, deny or warn
+    about, and why (C{GET /api/advisories}; with C{--as}, a dry run of
+    that mode), admins only;
   - C{pypid-admin audit} shows the audit log, and C{pypid-admin --config
     FILE audit verify} checks it in the storage (L{pypid.cli.admin_audit});
   - C{pypid-admin --config FILE export --to DIR|FILE.tar} and C{import
@@ -86,6 +90,15 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout,
     promote.add_argument("source", metavar="FROM", help="the index that hosts the release")
     promote.add_argument("target", metavar="TO", help="the hosted index to promote it to")
     promote.add_argument("release", metavar="PROJECT==VERSION")
+    advisories = commands.add_parser(
+        "advisories", help="what the security advisories do to each index (admins)")
+    advisory_commands = advisories.add_subparsers(dest="advisories_command", required=True)
+    check = advisory_commands.add_parser(
+        "check", help="list, per index, the releases hidden, denied or warned about, and why")
+    check.add_argument("--index", metavar="NAME", help="this index only")
+    check.add_argument("--as", dest="mode", choices=("warn", "hide", "deny"),
+                       help="a dry run: what each index would do in this mode (its "
+                            "severity and waivers kept)")
     audit_command.add_parser(commands)
     bundle_commands.add_commands(commands)
     options = parser.parse_args(argv)
@@ -108,6 +121,8 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout,
             _promote(server, options, out)
         elif options.command == "status":
             _status(server, options, out)
+        elif options.command == "advisories":
+            _advisories(server, options, out)
         else:
             _change(server, options, out)
     except CliError as e:
@@ -191,6 +206,40 @@ def _status(server: Server, options: argparse.Namespace, out: TextIO) -> None:
                         json.dumps(fields).encode()) as response:
         answer = response.read().decode("utf-8", "replace").strip()
     out.write(f"{answer}\n")
+
+
+#: How C{advisories check} words each action.
+_ACTIONS = {"warn": "warned", "hide": "hidden", "deny": "denied"}
+
+
+def _advisories(server: Server, options: argparse.Namespace, out: TextIO) -> None:
+    """
+    C{advisories check}: one line a release an index acts on (C{index:
+    project version action: ID (severity) summary; ...}), then a line a
+    index saying how many.
+    """
+    query = {key: value for key, value in (("index", options.index), ("mode", options.mode))
+             if value}
+    answer = _get(server, "api/advisories" + (f"?{urlencode(query)}" if query else ""))
+    db = answer["database"]
+    out.write(f"{db['advisories']} advisories of {db['projects']} projects in force"
+              + (f" (from {db['source']})" if db.get("source") else "") + "\n")
+    for report in answer["indexes"]:
+        mode = answer.get("dry_run") or report["mode"]
+        for release in report["releases"]:
+            why = "; ".join(
+                a["id"] + (f" ({a['severity']})" if a.get("severity") else "")
+                + (f" {a['summary']}" if a.get("summary") else "")
+                for a in release["advisories"])
+            out.write(f"{report['index']}: {release['project']} {release['version']} "
+                      f"{_ACTIONS.get(release['action'], release['action'])}: {why}\n")
+        count = len(report["releases"])
+        if mode == "off":
+            out.write(f"{report['index']}: advisories are off (try --as deny for a dry run)\n")
+        else:
+            dry = " (dry run)" if answer.get("dry_run") else ""
+            out.write(f"{report['index']}: {count} release{'s' if count != 1 else ''} "
+                      f"{_ACTIONS.get(mode, mode)}{dry}\n")
 
 
 def _change(server: Server, options: argparse.Namespace, out: TextIO) -> None:

@@ -435,7 +435,7 @@ class IndexRegistry:
         acting = [name for name, policy in self.policies.items() if policy.active]
         for name in acting:
             self._drop_pages(name, named)
-        self.decisions.review([(name, self.policies[name], self._releases(name))
+        self.decisions.review([(name, self.policies[name], self.releases_of(name))
                                for name in acting], named)
 
     def take_rules(self, rules: Mapping[str, AdvisoryRules]) -> list[str]:
@@ -450,7 +450,7 @@ class IndexRegistry:
         named = self.board.db.projects()
         for name in changed:
             self._drop_pages(name, named)
-        self.decisions.review([(name, self.policies[name], self._releases(name))
+        self.decisions.review([(name, self.policies[name], self.releases_of(name))
                                for name in changed], named)
         return changed
 
@@ -460,7 +460,7 @@ class IndexRegistry:
         if stack is not None:
             drop_advised_pages(stack.index, stack.upstream, projects)
 
-    def _releases(self, name: str) -> Callable[[str], set[str]]:
+    def releases_of(self, name: str) -> Callable[[str], set[str]]:
         """
         C{releases(project)}: the versions of the normalized C{project}
         index C{name} knows of (its sources' hosted files and cached

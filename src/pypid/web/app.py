@@ -79,6 +79,7 @@ from pypid.storage.audit_log import MemoryAuditLog
 from pypid.storage.interface import IStorage, Run
 from pypid.storage.locks import KeyedLock
 from pypid.web.access import Access
+from pypid.web.advisory_admin import AdvisoryAdmin
 from pypid.web.audit_trail import AuditAdmin, AuditTrail
 from pypid.web.cache_admin import CacheAdmin
 from pypid.web.channel import ConnectionCounter
@@ -123,6 +124,8 @@ class PypidApp:
     @ivar metrics: the L{pypid.web.exposition.Metrics}.
     @ivar audit: the L{pypid.web.audit_trail.AuditAdmin}.
     @ivar oidc: the L{pypid.web.token_exchange.TrustedPublishingArea}.
+    @ivar promote: the L{pypid.web.promote.Promote}, with the registry.
+    @ivar advisories: the L{pypid.web.advisory_admin.AdvisoryAdmin}, with the registry.
     """
 
     people: PeoplePages
@@ -135,6 +138,7 @@ class PypidApp:
     audit: AuditAdmin
     oidc: TrustedPublishingArea | None = None
     promote: Promote | None = None
+    advisories: AdvisoryAdmin | None = None
 
     def resource(self) -> IResource:
         """The Twisted resource that dispatches to the areas."""
@@ -322,7 +326,8 @@ def build_web(index: Index, storage: IStorage, access: Access, run: Run, clock: 
     @param indexes: the named indexes, served under C{/NAME/}
         (L{pypid.web.index_root}); without any, the tree is today's.
     @param registry: the server's indexes, for C{POST /api/promote}
-        (L{pypid.web.promote}); L{None}: that route answers 404.
+        (L{pypid.web.promote}) and C{GET /api/advisories}
+        (L{pypid.web.advisory_admin}); L{None}: those routes answer 404.
     """
     if audit is None:
         audit = AuditTrail(MemoryAuditLog(clock), clock)
@@ -360,6 +365,7 @@ def build_web(index: Index, storage: IStorage, access: Access, run: Run, clock: 
                 for path in UPLOAD_PATHS)]),
         promote=(Promote(registry, access, audit=audit, clock=clock)
                  if registry is not None else None),
+        advisories=AdvisoryAdmin(access, registry) if registry is not None else None,
     )
 
     def serve_index(parts: IndexParts) -> ServedIndex:

@@ -1,0 +1,155 @@
+"""
+Tests for C{GET /api/advisories} (L{pypid.web.advisory_admin}) and
+C{pypid-admin advisories check}: what the advisories do to each index, and
+the dry run of another mode, over the whole server in memory.
+"""
+
+import argparse
+import io
+import json
+import os
+import time
+from base64 import b64encode
+
+from twisted.internet.testing import MemoryReactorClock
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+
+from pypid.auth.hashes import hash_password
+from pypid.cli.admin import _advisories
+from pypid.core.advisories import Advisory, AdvisoryDB, Affected, canonical_version
+from pypid.daemon.pools import ThreadPools
+from pypid.tap import build_service
+from tests.distributions import make_wheel
+from tests.fakes import FAST, run_now, site_treq, write_file
+from tests.test_indexes import _ServerMixin
+from tests.test_tap import FakeThreadPool
+
+PASSWORD = "correct horse"
+WIDGET_2 = Advisory("GHSA-wdgt-0000-0002", aliases=("CVE-2026-0002",), summary="runs input",
+                    severity="high",
+                    affected=(Affected("widget", (), frozenset({canonical_version("2.0")})),))
+GADGET_1 = Advisory("PYSEC-2026-7", severity="low",
+                    affected=(Affected("gadget", (), frozenset({canonical_version("1.0")})),))
+
+
+class _ThreadedReactor(MemoryReactorClock):
+    """A memory reactor whose threads are the test's own (a password check's answer)."""
+
+    def callFromThread(self, f, *args, **kwargs):
+        f(*args, **kwargs)
+
+
+class _AtOncePool(FakeThreadPool):
+    """A hashing pool that checks a password at once, in the test's thread."""
+
+    def callInThreadWithCallback(self, on_result, f, *args, **kwargs):
+        try:
+            result = f(*args, **kwargs)
+        except BaseException:
+            on_result(False, Failure())
+        else:
+            on_result(True, result)
+
+
+class AdvisoryCheckTests(_ServerMixin, SynchronousTestCase):
+    """The dry run over a default index that hides and a view that ignores advisories."""
+
+    def setUp(self):
+        super().setUp()
+        self.reactor = _ThreadedReactor()
+        for name, version in (("widget", "1.0"), ("widget", "2.0"), ("gadget", "1.0")):
+            filename, data = make_wheel(name, version)
+            write_file(os.path.join(self.folder, "packages", filename), data)
+        users = "".join(f"{name} = {hash_password(PASSWORD, FAST)}\n" for name in ("root", "bob"))
+        service = self.started_with(
+            "[auth]\nadmins = root\n[users]\n" + users
+            + "[index:prod]\nview = yes\nbases = default\nadvisories = off\n",
+            "advisories = hide\nadvisory_severity = medium\n")
+        web = service.getServiceNamed("web")
+        self.treq = site_treq(web.web.site)
+        web._indexes._registry.board.replace(AdvisoryDB.of([WIDGET_2, GADGET_1], "osv.zip"))
+
+    def started_with(self, text, server):
+        self.reactor.advance(time.time() - self.reactor.seconds())
+        pools = ThreadPools(FakeThreadPool(name="io"), _AtOncePool(name="hash"), run_now)
+        service = build_service(self.config(text, server), self.reactor, pools=pools)
+        self.addCleanup(lambda: service.stopService() if service.running else None)
+        service.startService()
+        self.successResultOf(service.ready)
+        return service
+
+    def get(self, query="", user="root"):
+        auth = b64encode(f"{user}:{PASSWORD}".encode()).decode()
+        response = self.successResultOf(self.treq.get(
+            "http://127.0.0.1/api/advisories" + query, headers={"Authorization": "Basic " + auth}))
+        body = self.successResultOf(self.treq.content(response))
+        return response.code, body
+
+    def test_each_index(self):
+        """The default index hides widget 2.0 (gadget's low advisory is below medium); prod is off."""
+        code, body = self.get()
+        self.assertEqual(code, 200, body)
+        answer = json.loads(body)
+        self.assertEqual(answer["database"], {"advisories": 2, "projects": 2,
+                                              "source": "osv.zip"})
+        self.assertIsNone(answer["dry_run"])
+        reports = {r["index"]: r for r in answer["indexes"]}
+        self.assertEqual((reports["default"]["mode"], reports["default"]["severity"]),
+                         ("hide", "medium"))
+        [release] = reports["default"]["releases"]
+        self.assertEqual((release["project"], release["version"], release["action"]),
+                         ("widget", "2.0", "hide"))
+        self.assertEqual(release["advisories"], [{"id": "GHSA-wdgt-0000-0002",
+                                                  "aliases": ["CVE-2026-0002"],
+                                                  "severity": "high", "summary": "runs input"}])
+        self.assertEqual(reports["prod"]["releases"], [])
+
+    def test_dry_run(self):
+        """
+        C{mode=deny}: what each index would deny, its severity (medium,
+        [pypid]'s) kept, so not gadget's low advisory; C{index} keeps one.
+        """
+        answer = json.loads(self.get("?mode=deny&index=prod")[1])
+        self.assertEqual(answer["dry_run"], "deny")
+        [report] = answer["indexes"]
+        self.assertEqual(report["index"], "prod")
+        self.assertEqual([(r["project"], r["version"], r["action"]) for r in report["releases"]],
+                         [("widget", "2.0", "deny")])
+
+    def test_refused(self):
+        """A bad mode, an unknown index and a user who is no admin are refused, each named."""
+        self.assertEqual(self.get("?mode=block"),
+                         (400, b"mode: one of warn, hide, deny (or none for each index's own)\n"))
+        self.assertEqual(self.get("?index=nosuch"), (404, b"index: no index 'nosuch'\n"))
+        self.assertEqual(self.get(user="bob")[0], 403)
+
+    def test_cli_lines(self):
+        """C{pypid-admin advisories check} prints a line a release, then a count an index."""
+        answer = json.loads(self.get()[1])
+        out = io.StringIO()
+        _advisories(_Answering(answer), argparse.Namespace(index=None, mode=None), out)
+        self.assertEqual(out.getvalue().splitlines(), [
+            "2 advisories of 2 projects in force (from osv.zip)",
+            "default: widget 2.0 hidden: GHSA-wdgt-0000-0002 (high) runs input",
+            "default: 1 release hidden",
+            "prod: advisories are off (try --as deny for a dry run)",
+        ])
+
+
+class _Answering:
+    """A server (L{pypid.cli.server_client.Server}) answering one JSON value."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def request(self, method, path, headers=None, body=None):
+        return _Response(json.dumps(self.value).encode())
+
+
+class _Response(io.BytesIO):
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
