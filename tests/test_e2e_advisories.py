@@ -19,7 +19,7 @@ import time
 
 from tests.distributions import make_wheel
 from tests.e2e import PASSWORD, USER, DaemonTestCase, http, installed, upload
-from tests.osv_records import osv_record, write_folder
+from tests.osv_records import CRITICAL, LOW, osv_record, write_folder
 
 WIDGET = "e2e-adv-widget"
 RELEASES = [make_wheel(WIDGET, v) for v in ("1.0", "1.1", "2.0")]
@@ -29,12 +29,11 @@ IDS = ("PYSEC-2026-9001", "GHSA-e2e0-aaaa-0001")
 
 
 RECORDS = [
-    osv_record(IDS[0], WIDGET, aliases=[IDS[1]], events=[{"introduced": "1.1"}, {"fixed": "9.0"}],
-            cvss="CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"),
+    osv_record(IDS[0], WIDGET, aliases=[IDS[1]], cvss=CRITICAL,
+               events=[{"introduced": "1.1"}, {"fixed": "9.0"}]),
     osv_record(IDS[1], WIDGET, aliases=[IDS[0]], events=[{"introduced": "1.1"}], severity="HIGH"),
     osv_record("PYSEC-2026-9002", WIDGET, versions=["1.0"], withdrawn="2026-11-02T00:00:00Z"),
-    osv_record("PYSEC-2026-9003", "e2e-adv-other", versions=["1.0"],
-            cvss="CVSS:3.1/AV:L/AC:H/PR:H/UI:R/S:U/C:L/I:N/A:N"),
+    osv_record("PYSEC-2026-9003", "e2e-adv-other", versions=["1.0"], cvss=LOW),
 ]
 
 
