@@ -13,8 +13,8 @@ setup(
     package_dir={"": "src"},
     # "twisted.plugins" is listed explicitly: find_packages() would drop the
     # dropin from wheels (it is a namespace without an __init__.py on purpose).
-    packages=["pypid", "pypid.assets", "pypid.auth", "pypid.bundle", "pypid.cli", "pypid.config",
-              "pypid.core", "pypid.daemon", "pypid.export", "pypid.state",
+    packages=["pypid", "pypid.advisories", "pypid.assets", "pypid.auth", "pypid.bundle",
+              "pypid.cli", "pypid.config", "pypid.core", "pypid.daemon", "pypid.export", "pypid.state",
               "pypid.http", "pypid.storage", "pypid.storage.s3", "pypid.upstream", "pypid.web",
               "twisted.plugins"],
     # The pages for people's stylesheet, script and icon, served by pypid
@@ -30,6 +30,7 @@ setup(
         "cryptography>=42",
         "service-identity>=24",
         "packaging>=24.2",
+        "cvss>=3.0",
         "argon2-cffi>=23.1",
         # bcrypt hashes of htpasswd files (users moving from pypiserver)
         "bcrypt>=4",

@@ -13,13 +13,13 @@ severity); C{prod}, a view over it, denies from C{medium} up; C{waived},
 a view that denies but waives C{e2e-adv-widget==2.0}.
 """
 
-import json
 import os
 import signal
 import time
 
 from tests.distributions import make_wheel
 from tests.e2e import PASSWORD, USER, DaemonTestCase, http, installed, upload
+from tests.osv_records import CRITICAL, LOW, osv_record, write_folder
 
 WIDGET = "e2e-adv-widget"
 RELEASES = [make_wheel(WIDGET, v) for v in ("1.0", "1.1", "2.0")]
@@ -28,44 +28,13 @@ JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 IDS = ("PYSEC-2026-9001", "GHSA-e2e0-aaaa-0001")
 
 
-def _record(id, project, *, aliases=(), events=(), versions=(), severity=None,
-            withdrawn=None, cvss=None):
-    """A schema-valid OSV record of one PyPI project."""
-    affected = {"package": {"ecosystem": "PyPI", "name": project}}
-    if events:
-        affected["ranges"] = [{"type": "ECOSYSTEM", "events": list(events)}]
-    if versions:
-        affected["versions"] = list(versions)
-    record = {"schema_version": "1.6.0", "id": id, "modified": "2026-11-01T00:00:00Z",
-              "published": "2026-11-01T00:00:00Z", "aliases": list(aliases),
-              "summary": f"{id} in {project}", "details": "Found by the e2e tests.",
-              "affected": [affected],
-              "references": [{"type": "ADVISORY", "url": f"https://advisories.example/{id}"}]}
-    if severity is not None:
-        record["database_specific"] = {"severity": severity}
-    if cvss is not None:
-        record["severity"] = [{"type": "CVSS_V3", "score": cvss}]
-    if withdrawn is not None:
-        record["withdrawn"] = withdrawn
-    return record
-
-
 RECORDS = [
-    _record(IDS[0], WIDGET, aliases=[IDS[1]], events=[{"introduced": "1.1"}, {"fixed": "9.0"}],
-            cvss="CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"),
-    _record(IDS[1], WIDGET, aliases=[IDS[0]], events=[{"introduced": "1.1"}], severity="HIGH"),
-    _record("PYSEC-2026-9002", WIDGET, versions=["1.0"], withdrawn="2026-11-02T00:00:00Z"),
-    _record("PYSEC-2026-9003", "e2e-adv-other", versions=["1.0"],
-            cvss="CVSS:3.1/AV:L/AC:H/PR:H/UI:R/S:U/C:L/I:N/A:N"),
+    osv_record(IDS[0], WIDGET, aliases=[IDS[1]], cvss=CRITICAL,
+               events=[{"introduced": "1.1"}, {"fixed": "9.0"}]),
+    osv_record(IDS[1], WIDGET, aliases=[IDS[0]], events=[{"introduced": "1.1"}], severity="HIGH"),
+    osv_record("PYSEC-2026-9002", WIDGET, versions=["1.0"], withdrawn="2026-11-02T00:00:00Z"),
+    osv_record("PYSEC-2026-9003", "e2e-adv-other", versions=["1.0"], cvss=LOW),
 ]
-
-
-def write_records(folder, records):
-    """Write each record as C{<id>.json} in C{folder}."""
-    os.makedirs(folder, exist_ok=True)
-    for record in records:
-        with open(os.path.join(folder, record["id"] + ".json"), "w", encoding="utf-8") as f:
-            json.dump(record, f)
 
 
 class AdvisoryInstallTests(DaemonTestCase):
@@ -74,7 +43,7 @@ class AdvisoryInstallTests(DaemonTestCase):
     @property
     def settings(self):
         folder = os.path.abspath(f"e2e-advisories-{type(self).__name__}")
-        write_records(folder, RECORDS)
+        write_folder(folder, RECORDS)
         type(self).records = folder
         return {"auth.admins": USER, "pypid.advisories": "hide", "advisories.path": folder,
                 "index:prod.view": "yes", "index:prod.bases": "default",
@@ -158,7 +127,7 @@ class AdvisoryInstallTests(DaemonTestCase):
 
     def test_zz_sighup_reads_new_records(self):
         """A record added to the folder is in force after SIGHUP: 1.0 is hidden too."""
-        write_records(type(self).records, [_record("PYSEC-2026-9004", WIDGET, versions=["1.0"])])
+        write_folder(type(self).records, [osv_record("PYSEC-2026-9004", WIDGET, versions=["1.0"])])
         os.kill(self.daemon.pid, signal.SIGHUP)
         deadline = time.monotonic() + 30
         while self.versions(self.daemon.index_url)["files"] and time.monotonic() < deadline:

@@ -35,6 +35,7 @@ from twisted.application.service import IService
 from twisted.internet.interfaces import IReactorFromThreads, IReactorTime
 from twisted.python import usage
 
+from pypid.advisories.loader import AdvisoryLoader
 from pypid.config import Config, load_config, parse_override
 from pypid.core.advisories import AdvisoryBoard
 from pypid.core.forwarded import TrustedProxies
@@ -205,6 +206,8 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
     # (the security advisories every index acts on: issue 27)
     board = AdvisoryBoard()
     registry = IndexRegistry.from_config(config, run, reactor, upstream=attach, board=board)
+    # (what fills the board: read before the index loads, again at SIGHUP and on a timer)
+    advisories = AdvisoryLoader.from_config(config, board, run, reactor)
     default = registry.default
     storage, index, stored = default.storage, default.index, default.stored
     backfill, locks, writer, loaded = default.backfill, default.locks, default.writer, default.part
@@ -228,7 +231,8 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
         trusted_proxies=TrustedProxies(server.trusted_proxies),
         ipv6_prefix=config.auth.throttle_ipv6_prefix, indexes=index_parts(registry),
         registry=registry,
-        sources=[source for source in (registry, writer, storage, upstream, audit, backfill)
+        sources=[source for source in (registry, writer, storage, upstream, audit, backfill,
+                                       advisories)
                  if source is not None] + [part for part, _ in registry.upstreams.values()]),
         # (SIGHUP adds, removes and changes views: pypid.state.index_reload)
         IndexReload(registry, config,
@@ -246,6 +250,7 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
         *registry.upstream_parts("upstream"),
         ("audit", audit),
         ("access", access),
+        ("advisories", advisories),  # in force before the listeners open
         ("running-mark", mark),     # removed once the last snapshot is saved
         ("index", loaded),          # the listeners open once the index is loaded
         *named("index"),

@@ -35,6 +35,7 @@ import attrs
 
 from pypid.auth.oidc import PublisherRule
 from pypid.auth.policy import IndexGrants, Rule
+from pypid.config.advisory_settings import ADVISORIES_KEYS, AdvisoriesConfig
 from pypid.config.auth_settings import AUTH_KEYS, FREE_SECTIONS, AuthConfig, read_principals
 from pypid.config.errors import ConfigError, StartupError
 from pypid.config.index_settings import (
@@ -94,6 +95,8 @@ class Config:
     #: C{[upstream:NAME]} sections by name, in file order (C{[upstream]}
     #: stays L{upstream}, C{upstream:default} to an index's C{bases})
     upstreams: Mapping[str, UpstreamConfig] = attrs.field(factory=dict, converter=_frozen)
+    #: C{[advisories]}: where the security advisories come from (issue 27)
+    advisories: AdvisoriesConfig = attrs.field(factory=AdvisoriesConfig)
 
     @property
     def index_grants(self) -> Mapping[str, IndexGrants]:
@@ -113,6 +116,7 @@ SCHEMA: dict[str, Keys] = {
     "metrics": METRICS_KEYS,
     "ldap": LDAP_KEYS,
     "oidc": OIDC_KEYS,
+    "advisories": ADVISORIES_KEYS,
 }
 
 #: Sections whose keys are names chosen by the administrator (C{[publishers]}
@@ -321,4 +325,5 @@ def load_config(path: str | None, overrides: Iterable[tuple[str, str, str]] = ()
         publishers=tuple(publishers),
         indexes=indexes,
         upstreams=upstreams,
+        advisories=read_section("advisories", AdvisoriesConfig),
     )

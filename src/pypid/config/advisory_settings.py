@@ -1,5 +1,7 @@
 """
-The advisory settings of an index (issue 27): C{advisories},
+The C{[advisories]} section (where the server's security advisories come
+from: L{AdvisoriesConfig}), and the advisory settings of an index
+(issue 27): C{advisories},
 C{advisory_severity} and C{advisory_waive}, in C{[pypid]} for the default
 index (and as every named index's default) and in C{[index:NAME]}.
 
@@ -10,10 +12,15 @@ the L{pypid.core.advisories.AdvisoryRules} an index acts by.
 
 from __future__ import annotations
 
+import ipaddress
 import re
+from urllib.parse import urlsplit
 
-from pypid.config.values import Keys, choice
+import attrs
+
+from pypid.config.values import Keys, choice, has_control_characters, parse_optional_path
 from pypid.core.advisories import MODES, SEVERITIES, AdvisoryRules, InvalidRules
+from pypid.core.units import parse_duration, parse_size
 
 
 def parse_severity(value: str) -> str | None:
@@ -54,3 +61,75 @@ ADVISORY_RULE_KEYS: Keys = {
 def rules_of(mode: str, severity: str | None, waive: tuple[str, ...]) -> AdvisoryRules:
     """The L{AdvisoryRules} of the three keys' parsed values."""
     return AdvisoryRules.parse(mode, severity or "", waive)
+
+
+# -- [advisories]: where the advisories come from ------------------------------
+
+
+def parse_advisory_url(value: str) -> str | None:
+    """
+    The URL of an archive of OSV records: HTTPS, or plain HTTP to a
+    loopback address only (a local mirror, the tests); L{None} when empty.
+    """
+    value = value.strip()
+    if not value:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.fragment \
+            or has_control_characters(value):
+        raise ValueError("expected an https:// URL of a zip of OSV records, such as "
+                         "https://advisories.example/pypi/all.zip")
+    if parts.scheme == "http" and not _loopback(parts.hostname):
+        raise ValueError("advisories are fetched over https:// (plain http only from a "
+                         "loopback address)")
+    return value
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_refresh(value: str) -> float:
+    """How often the advisories are read again: a duration of at least a minute, or 0 for never."""
+    seconds = parse_duration(value)
+    if seconds and seconds < 60:
+        raise ValueError("expected a duration of at least 1m, or 0 to read them only at "
+                         "start-up and at SIGHUP")
+    return seconds
+
+
+@attrs.frozen
+class AdvisoriesConfig:
+    """
+    The C{[advisories]} section: where the server's security advisories
+    come from (issue 27); what each index does about them is its own
+    C{advisories} key.
+    """
+
+    #: a folder or a zip of OSV records (L{None}: none)
+    path: str | None = None
+    #: an archive fetched over HTTPS, kept beside the snapshot (L{None}: none)
+    url: str | None = None
+    #: seconds between reads (0: at start-up and SIGHUP only)
+    refresh: float = 6 * 3600.0
+    #: the most bytes an archive may have
+    max_size: int = 512 << 20
+
+    @property
+    def configured(self) -> bool:
+        """Whether advisories come from anywhere."""
+        return self.path is not None or self.url is not None
+
+
+#: key -> (default, parser) of C{[advisories]}.
+ADVISORIES_KEYS: Keys = {
+    "path": ("", parse_optional_path),
+    "url": ("", parse_advisory_url),
+    "refresh": ("6h", parse_refresh),
+    "max_size": ("512M", parse_size),
+}

@@ -1,0 +1,374 @@
+"""
+The part that keeps the server's security advisories in force (issue 27):
+it reads the OSV records of C{[advisories] path} (a folder or a zip) and
+of the archive fetched from C{url}, at start-up, every C{refresh} and at
+C{SIGHUP}, and puts the result on the server's
+L{pypid.core.advisories.AdvisoryBoard}, which every index's policy reads.
+
+Why so:
+  - start-up waits for the first read, so that an index that denies does
+    so from the first request; a C{path} that cannot be read or is
+    refused is a start-up error (one line): an administrator who wrote it
+    believes it is in force;
+  - the URL is never waited for: the server must start and serve without
+    a network. The last archive fetched is kept beside the snapshot
+    (C{<snapshot>.d/advisories.zip}, replaced atomically), read at
+    start-up like the path, and fetched again in the background (a
+    conditional request: C{If-None-Match}/C{If-Modified-Since});
+  - reading and parsing run in the thread pool (tens of thousands of
+    records take seconds), never on the reactor's thread;
+  - a read that fails or is refused (a hostile archive: see
+    L{pypid.advisories.archive}) keeps the advisories in force, with one
+    error line; a read whose records are those in force changes nothing
+    (their digest); any other replaces the board's database, with one
+    line saying how many, from where, in how long.
+
+Measured (tests/bench_advisories.py, a synthetic export of 40,000 records
+of 12,000 projects, 2 shared cores): see the figures in that script's
+docstring and the closing note of issue 27.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
+
+import attrs
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.web.client import ResponseFailed
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import IAgent
+from zope.interface import implementer
+
+from pypid.advisories.archive import ArchiveLimits, ArchiveRefused, Tally, records
+from pypid.core.advisories import AdvisoryBoard
+from pypid.core.metrics import Family, by_label, gauge
+from pypid.core.osv import ReadResult, read_records
+from pypid.core.parts import IMetricsSource, IReloadable
+from pypid.core.startup import StartupError
+from pypid.http.bodies import BodyError, describe, discard, read_body
+
+log = Logger()
+
+#: C{run(f, *args) -> Deferred}: blocking work in the thread pool.
+Run = Callable[..., Deferred[Any]]
+
+#: Seconds an answer of the URL may take to start, and its body may be silent.
+FETCH_TIMEOUT = 60.0
+
+
+class AdvisorySettings(Protocol):
+    """What the loader reads of C{[advisories]} (L{pypid.config.advisory_settings})."""
+
+    @property
+    def path(self) -> str | None: ...
+    @property
+    def url(self) -> str | None: ...
+    @property
+    def refresh(self) -> float: ...
+    @property
+    def max_size(self) -> int: ...
+
+
+class _Reloaded(Protocol):
+    @property
+    def advisories(self) -> AdvisorySettings: ...
+
+
+class _Server(Protocol):
+    @property
+    def snapshot(self) -> str: ...
+    @property
+    def ca_bundle(self) -> str | None: ...
+
+
+class _DaemonSettings(_Reloaded, Protocol):
+    """What L{AdvisoryLoader.from_config} reads of the configuration."""
+
+    @property
+    def source(self) -> str: ...
+    @property
+    def server(self) -> _Server: ...
+
+
+class LoadFailed(Exception):
+    """A read that put nothing in force; the message is one line."""
+
+
+def saved_path(snapshot: str) -> str:
+    """Where the archive fetched from the URL is kept: beside the snapshot."""
+    return f"{snapshot}.d/advisories.zip"
+
+
+def read_sources(path: str | None, saved: str | None, limits: ArchiveLimits) -> ReadResult:
+    """
+    Read the records of C{path} and of C{saved} (the URL's last archive)
+    into one database (in the thread pool).
+
+    @raise ArchiveRefused: when one of them is refused.
+    """
+    tally = Tally()
+    sources = [source for source in (path, saved) if source is not None]
+
+    def documents() -> Iterator[bytes]:
+        for source in sources:
+            yield from records(source, limits, tally)
+
+    result = read_records(documents(), " + ".join(sources))
+    for reason, count in tally.skipped.items():
+        result.skipped[reason] = result.skipped.get(reason, 0) + count
+    result.db = type(result.db)(result.db.by_project, result.db.source, tally.digest)
+    return result
+
+
+@implementer(IReloadable, IMetricsSource)
+class AdvisoryLoader(Service):
+    """
+    The advisories' part.
+
+    @ivar board: the board it fills.
+    """
+
+    def __init__(self, board: AdvisoryBoard, settings: AdvisorySettings, run: Run,
+                 clock: IReactorTime, snapshot: str,
+                 agent: Callable[[], IAgent] | None = None,
+                 limits: ArchiveLimits | None = None) -> None:
+        """
+        @param snapshot: the snapshot's path (the URL's archive is kept beside it).
+        @param agent: makes the HTTP agent the URL is fetched with, when
+            one is first needed (L{None}: the URL is never fetched).
+        """
+        self.board = board
+        self._settings = settings
+        self._run = run
+        self._clock = clock
+        self._saved = saved_path(snapshot)
+        self._make_agent = agent
+        self._agent: IAgent | None = None
+        self._limits = limits or ArchiveLimits()
+        self._timer: LoopingCall | None = None
+        self._validators: dict[str, str] = {}
+        self._loading: Deferred[None] | None = None
+        self._again = False
+        self._results: dict[str, int] = {}
+        self._loaded_at: float | None = None
+
+    @classmethod
+    def from_config(cls, config: _DaemonSettings, board: AdvisoryBoard, run: Run,
+                    clock: IReactorTime) -> AdvisoryLoader:
+        """
+        The part of a configuration: its C{[advisories]}, the snapshot's
+        path, and an HTTPS agent verified as the server's other outbound
+        calls are (C{[pypid] ca_bundle}), made when the URL is first fetched.
+
+        @raise StartupError: when C{[pypid] ca_bundle} cannot be used.
+        """
+        from pypid.http.client import make_agent, outbound_policy
+        policy = outbound_policy(config)
+
+        def agent() -> IAgent:
+            return make_agent(clock, FETCH_TIMEOUT, connections=2, policy=policy)[0]
+
+        return cls(board, config.advisories, run, clock, config.server.snapshot, agent)
+
+    def _limits_of(self, settings: AdvisorySettings) -> ArchiveLimits:
+        return attrs.evolve(self._limits, max_size=settings.max_size)
+
+    # -- the service -------------------------------------------------------------
+
+    def startService(self) -> Deferred[None]:
+        """Read the advisories (the start waits), then keep them fresh."""
+        Service.startService(self)
+        return ensureDeferred(self._start())
+
+    async def _start(self) -> None:
+        settings = self._settings
+        if settings.path is None and settings.url is None:
+            return
+        try:
+            await self._load(settings, strict=True)
+        except LoadFailed as e:
+            raise StartupError(f"[advisories] path: {e}")
+        self._schedule(settings)
+        if settings.url is not None:
+            self._clock.callLater(0, self.refresh)
+
+    def stopService(self) -> None:
+        Service.stopService(self)
+        if self._timer is not None and self._timer.running:
+            self._timer.stop()
+        self._timer = None
+
+    def _schedule(self, settings: AdvisorySettings) -> None:
+        if self._timer is not None and self._timer.running:
+            self._timer.stop()
+        self._timer = None
+        if settings.refresh and (settings.path is not None or settings.url is not None):
+            timer = self._timer = LoopingCall(self.refresh)
+            timer.clock = self._clock
+            timer.start(settings.refresh, now=False)
+
+    # -- reading -----------------------------------------------------------------
+
+    def refresh(self) -> Deferred[None]:
+        """Fetch the URL (if any) and read every source again; one at a time."""
+        if self._loading is not None:
+            self._again = True
+            return self._loading
+        d = self._loading = ensureDeferred(self._refresh())
+
+        def done(result: object) -> object:
+            self._loading = None
+            if self._again:
+                self._again = False
+                self.refresh()
+            return result
+
+        d.addBoth(done)
+        return d
+
+    async def _refresh(self) -> None:
+        settings = self._settings
+        if settings.url is not None:
+            await self._fetch(settings.url, settings)
+        try:
+            await self._load(settings)
+        except LoadFailed as e:
+            log.error("Keeping the advisories in force: {error}", error=str(e))
+
+    async def _load(self, settings: AdvisorySettings, strict: bool = False) -> None:
+        """
+        Read the sources; put what they hold in force unless it is already.
+
+        @param strict: a path that cannot be read fails (start-up), rather
+            than being logged.
+        @raise LoadFailed: when nothing was put in force.
+        """
+        saved = self._saved if settings.url is not None and os.path.exists(self._saved) \
+            else None
+        if settings.path is None and saved is None:
+            return
+        started = time.monotonic()
+        try:
+            result = await self._run(read_sources, settings.path, saved,
+                                     self._limits_of(settings))
+        except ArchiveRefused as e:
+            self._count("refused")
+            raise LoadFailed(str(e))
+        except Exception as e:
+            self._count("failed")
+            log.failure("Cannot read the advisories")
+            raise LoadFailed(f"cannot read the advisories: {e}")
+        took = time.monotonic() - started
+        self._loaded_at = self._clock.seconds()
+        if result.summary():
+            log.warn("Skipped in the advisories: {skipped}", skipped=result.summary())
+        if result.db.digest == self.board.db.digest:
+            self._count("unchanged")
+            return
+        self._count("loaded")
+        self.board.replace(result.db)
+        log.info("Loaded {advisories} advisories for {projects} projects from {source} in "
+                 "{took:.1f} s ({withdrawn} withdrawn records ignored)",
+                 advisories=len(result.db), projects=len(result.db.by_project),
+                 source=result.db.source, took=took, withdrawn=result.withdrawn)
+
+    async def _fetch(self, url: str, settings: AdvisorySettings) -> None:
+        """Fetch the URL's archive if it changed, and keep it beside the snapshot."""
+        if self._agent is None:
+            if self._make_agent is None:
+                return
+            self._agent = self._make_agent()
+        headers = Headers({b"user-agent": [b"pypid"]})
+        if os.path.exists(self._saved):
+            for name, key in ((b"if-none-match", "etag"), (b"if-modified-since", "modified")):
+                if key in self._validators:
+                    headers.setRawHeaders(name, [self._validators[key].encode("latin-1")])
+        request = self._agent.request(b"GET", url.encode("ascii"), headers)
+        timeout = self._clock.callLater(FETCH_TIMEOUT, request.cancel)
+        try:
+            response = await request
+        except Exception as e:
+            self._count("unreachable")
+            log.warn("Cannot fetch the advisories from {url}: {error}", url=url,
+                     error=describe(e) if isinstance(e, (BodyError, ResponseFailed)) else str(e))
+            return
+        finally:
+            if timeout.active():
+                timeout.cancel()
+        if response.code == 304:
+            return
+        if response.code != 200:
+            self._count("unreachable")
+            log.warn("Cannot fetch the advisories from {url}: {code}", url=url,
+                     code=response.code)
+            discard(response, self._clock, FETCH_TIMEOUT)
+            return
+        try:
+            body = await read_body(response, settings.max_size, self._clock, FETCH_TIMEOUT)
+        except BodyError as e:
+            self._count("refused")
+            log.error("Not taking the advisories of {url}: {error}", url=url, error=describe(e))
+            return
+        await self._run(_replace_file, self._saved, body)
+        for name, key in ((b"etag", "etag"), (b"last-modified", "modified")):
+            value = response.headers.getRawHeaders(name, [None])[0]
+            if value is not None and len(value) < 200:
+                self._validators[key] = value.decode("latin-1")
+            else:
+                self._validators.pop(key, None)
+
+    def _count(self, result: str) -> None:
+        self._results[result] = self._results.get(result, 0) + 1
+
+    # -- reload and metrics ------------------------------------------------------
+
+    def prepare_reload(self, config: _Reloaded | None) -> Callable[[], str | None] | None:
+        """At C{SIGHUP}: take C{[advisories]} as it is now, and read the advisories again."""
+        settings = config.advisories if config is not None else self._settings
+        if settings.path is None and settings.url is None and self.board.db.digest == "" \
+                and self._settings.path is None and self._settings.url is None:
+            return None
+
+        def commit() -> str:
+            changed = settings != self._settings
+            self._settings = settings
+            if changed:
+                self._schedule(settings)
+            if settings.path is None and settings.url is None:
+                from pypid.core.advisories import AdvisoryDB
+                self.board.replace(AdvisoryDB())
+                return "advisories none"
+            self.refresh()
+            return "advisories read again"
+        return commit
+
+    def metric_families(self) -> Iterator[Family]:
+        """The advisories in force, when they were read, and the reads by result."""
+        db = self.board.db
+        yield gauge("pypid_advisories", "Security advisories in force.", len(db))
+        yield gauge("pypid_advisory_projects", "Projects some advisory in force names.",
+                    len(db.by_project))
+        if self._loaded_at is not None:
+            yield gauge("pypid_advisories_read_timestamp_seconds",
+                        "When the advisories were last read (Unix time).", self._loaded_at)
+        if self._results:
+            yield by_label("pypid_advisory_reads", "Reads of the advisories, by result.",
+                           "result", self._results)
+
+
+def _replace_file(path: str, data: bytes) -> None:
+    """Write C{data} to C{path} whole or not at all (in the thread pool)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    temporary = f"{path}.part"
+    with open(temporary, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(temporary, path)

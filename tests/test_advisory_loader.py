@@ -1,0 +1,262 @@
+"""
+Tests for L{pypid.advisories}: the advisories read at start-up, on a
+timer and at SIGHUP, from a folder, a zip and a URL, within bounds
+(issue 27): a hostile archive (a zip bomb, names leaving it, a huge or
+malformed record, too many entries) is refused or bounded with one log
+line, and the advisories in force stay.
+"""
+
+import io
+import json
+import os
+import zipfile
+
+from treq.testing import RequestTraversalAgent
+from twisted.internet.task import Clock
+from twisted.logger import capturedLogs, formatEvent
+from twisted.trial.unittest import SynchronousTestCase
+
+from pypid.advisories.archive import ArchiveLimits, ArchiveRefused, Tally, records
+from pypid.advisories.loader import AdvisoryLoader, saved_path
+from pypid.config.advisory_settings import AdvisoriesConfig
+from pypid.core.advisories import AdvisoryBoard
+from pypid.core.startup import StartupError
+from tests.fakes import run_now
+from tests.osv_records import osv_record, write_folder, write_zip
+from tests.test_upstream_sources import Origins, drain
+
+WIDGET = osv_record("PYSEC-2026-1", "widget", versions=["1.0"])
+GADGET = osv_record("PYSEC-2026-2", "gadget", events=[{"introduced": "0"}, {"fixed": "2"}])
+URL = "http://127.0.0.1:9/osv/all.zip"
+
+
+def _lines(events):
+    return [formatEvent(e) for e in events]
+
+
+class ArchiveTests(SynchronousTestCase):
+    """L{records}: what is read of a zip or a folder, and what is refused."""
+
+    def read(self, path, limits=None):
+        tally = Tally()
+        return list(records(path, limits or ArchiveLimits(), tally)), tally
+
+    def test_zip_and_folder(self):
+        """Both give each .json record; other files are skipped; the digest names the content."""
+        folder = write_folder(os.path.abspath(self.mktemp()), [WIDGET, GADGET])
+        with open(os.path.join(folder, "README"), "w") as f:
+            f.write("not a record")
+        path = write_zip(os.path.abspath(self.mktemp()), [WIDGET, GADGET],
+                         extra=[("nested.zip", b"PK..."), ("dir/", b"")])
+        for source in (folder, path):
+            found, tally = self.read(source)
+            self.assertEqual([json.loads(d)["id"] for d in found], ["PYSEC-2026-1",
+                                                                     "PYSEC-2026-2"])
+        self.assertEqual(self.read(path)[1].digest, self.read(folder)[1].digest)
+        self.assertEqual(self.read(path)[1].skipped, {"entries that are not .json": 1})
+
+    def test_traversal_names_skipped(self):
+        """Names that would leave a folder are skipped and counted, never used as paths."""
+        path = write_zip(os.path.abspath(self.mktemp()), [WIDGET], extra=[
+            ("../evil.json", b"{}"), ("/abs.json", b"{}"), ("C:/x.json", b"{}"),
+            ("a/../../b.json", b"{}")])
+        found, tally = self.read(path)
+        self.assertEqual(len(found), 1)
+        self.assertEqual(tally.skipped, {"entries with a name leaving the archive": 4})
+
+    def test_zip_bomb_refused(self):
+        """An entry compressed past the ratio refuses the whole archive."""
+        path = os.path.abspath(self.mktemp())
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+            z.writestr("bomb.json", b"0" * (3 << 20))
+        with self.assertRaises(ArchiveRefused) as caught:
+            self.read(path, ArchiveLimits(max_entry=8 << 20))
+        self.assertIn("bomb.json is compressed", str(caught.exception))
+
+    def test_lying_header(self):
+        """An entry whose header claims less than it decompresses to is skipped at the limit."""
+        path = write_zip(os.path.abspath(self.mktemp()), [WIDGET],
+                         extra=[("huge.json", b" " * 5000)])
+        found, tally = self.read(path, ArchiveLimits(max_entry=1000, max_ratio=10_000))
+        self.assertEqual(len(found), 1)
+        self.assertEqual(tally.skipped, {"records over 1000 bytes": 1})
+        # the header says 5000 bytes: make it say 10, the data unchanged
+        data = bytearray(open(path, "rb").read())
+        central = data.rfind(b"PK\x01\x02")
+        while central != -1:
+            name_len = int.from_bytes(data[central + 28:central + 30], "little")
+            if data[central + 46:central + 46 + name_len] == b"huge.json":
+                data[central + 24:central + 28] = (10).to_bytes(4, "little")
+            central = data.rfind(b"PK\x01\x02", 0, central)
+        with open(path, "wb") as f:
+            f.write(data)
+        found, tally = self.read(path, ArchiveLimits(max_entry=1000, max_ratio=10_000))
+        self.assertEqual(len(found), 1)
+        self.assertEqual(len(tally.skipped), 1, tally.skipped)
+
+    def test_too_many_entries(self):
+        """More entries than the limit: refused from the central directory alone."""
+        path = write_zip(os.path.abspath(self.mktemp()),
+                         [osv_record(f"PYSEC-{i}", "w", versions=["1"]) for i in range(11)])
+        with self.assertRaises(ArchiveRefused) as caught:
+            self.read(path, ArchiveLimits(max_entries=10))
+        self.assertIn("has 11 entries, more than 10", str(caught.exception))
+
+    def test_too_big_and_not_a_zip(self):
+        """An archive over max_size, and a file that is no zip, are refused."""
+        path = write_zip(os.path.abspath(self.mktemp()), [WIDGET])
+        with self.assertRaises(ArchiveRefused):
+            self.read(path, ArchiveLimits(max_size=10))
+        other = os.path.abspath(self.mktemp())
+        with open(other, "wb") as f:
+            f.write(b"this is no zip")
+        with self.assertRaises(ArchiveRefused) as caught:
+            self.read(other)
+        self.assertIn("is not a zip archive", str(caught.exception))
+
+    def test_folder_links_not_followed(self):
+        """A link in the folder (to a record outside it) is not read."""
+        outside = write_folder(os.path.abspath(self.mktemp()), [GADGET])
+        folder = write_folder(os.path.abspath(self.mktemp()), [WIDGET])
+        os.symlink(os.path.join(outside, "PYSEC-2026-2.json"), os.path.join(folder, "l.json"))
+        found, tally = self.read(folder)
+        self.assertEqual(len(found), 1)
+        self.assertEqual(list(tally.skipped.values()), [1])
+
+
+class LoaderTests(SynchronousTestCase):
+    """The part: start-up, timer, SIGHUP, bad archives keeping the old advisories."""
+
+    def setUp(self):
+        self.clock = Clock()
+        self.board = AdvisoryBoard()
+        self.folder = write_folder(os.path.abspath(self.mktemp()), [WIDGET])
+        self.snapshot = os.path.join(os.path.abspath(self.mktemp()), "index.json")
+
+    def loader(self, **settings):
+        settings.setdefault("path", self.folder)
+        return AdvisoryLoader(self.board, AdvisoriesConfig(**settings), run_now, self.clock,
+                              self.snapshot, agent=getattr(self, "agent", None))
+
+    def test_start_reads(self):
+        """Start-up reads the path; one line says how many advisories, from where."""
+        with capturedLogs() as events:
+            self.successResultOf(self.loader().startService())
+        self.assertEqual(self.board.db.projects(), {"widget"})
+        self.assertTrue(any(line.startswith(f"Loaded 1 advisories for 1 projects from "
+                                            f"{self.folder} in ") for line in _lines(events)))
+
+    def test_start_refused(self):
+        """A path that cannot be read, or an archive refused, stops the start with one line."""
+        failure = self.failureResultOf(self.loader(path="/nonexistent").startService(),
+                                       StartupError)
+        self.assertEqual(str(failure.value), "[advisories] path: cannot read /nonexistent: "
+                                             "No such file or directory")
+
+    def test_refresh_on_timer(self):
+        """Every C{refresh}, the sources are read again; the same records change nothing."""
+        self.successResultOf(self.loader(refresh=3600).startService())
+        generation = self.board.generation
+        self.clock.advance(3600)
+        self.assertEqual(self.board.generation, generation)
+        write_folder(self.folder, [GADGET])
+        self.clock.advance(3600)
+        self.assertEqual(self.board.db.projects(), {"widget", "gadget"})
+
+    def test_hostile_keeps_old(self):
+        """
+        A refresh that finds a hostile archive (too many entries) keeps the
+        advisories in force, with one error line; a malformed record is
+        skipped, counted in one warning, the rest read.
+        """
+        path = write_zip(os.path.abspath(self.mktemp()), [WIDGET])
+        loader = AdvisoryLoader(self.board, AdvisoriesConfig(path=path), run_now, self.clock,
+                                self.snapshot, limits=ArchiveLimits(max_entries=3))
+        self.successResultOf(loader.startService())
+        in_force = self.board.db
+        write_zip(path, [osv_record(f"PYSEC-9-{i}", "w", versions=["1"]) for i in range(4)])
+        with capturedLogs() as events:
+            self.successResultOf(loader.refresh())
+        self.assertIs(self.board.db, in_force)
+        self.assertEqual([line for line in _lines(events) if "Keeping" in line],
+                         [f"Keeping the advisories in force: {path} has 4 entries, more than 3"])
+        write_zip(path, [GADGET], extra=[("bad.json", b"{nope")])
+        with capturedLogs() as events:
+            self.successResultOf(loader.refresh())
+        self.assertEqual(self.board.db.projects(), {"gadget"})
+        self.assertIn("Skipped in the advisories: 1 not JSON", _lines(events))
+
+    def test_sighup(self):
+        """SIGHUP takes a new path and reads it at once."""
+        loader = self.loader()
+        self.successResultOf(loader.startService())
+        other = write_folder(os.path.abspath(self.mktemp()), [GADGET])
+
+        class Reloaded:
+            advisories = AdvisoriesConfig(path=other)
+
+        commit = loader.prepare_reload(Reloaded())
+        self.assertEqual(commit(), "advisories read again")
+        self.assertEqual(self.board.db.projects(), {"gadget"})
+
+    def test_metrics(self):
+        """The advisories in force, the projects, the time read and the reads by result."""
+        loader = self.loader()
+        self.successResultOf(loader.startService())
+        families = {f.name: f for f in loader.metric_families()}
+        self.assertEqual(families["pypid_advisories"].samples, (((), 1),))
+        self.assertEqual(families["pypid_advisory_reads"].samples, ((("loaded",), 1),))
+        self.assertIn("pypid_advisories_read_timestamp_seconds", families)
+
+
+class UrlTests(SynchronousTestCase):
+    """The archive of C{[advisories] url}: fetched, kept, never waited for."""
+
+    def setUp(self):
+        self.clock = Clock()
+        self.board = AdvisoryBoard()
+        self.origins = Origins()
+        self.http = RequestTraversalAgent(self.origins)
+        self.snapshot = os.path.join(os.path.abspath(self.mktemp()), "index.json")
+        buffer = io.BytesIO()
+        write_zip(buffer, [WIDGET])
+        self.archive = buffer.getvalue()
+
+    def loader(self):
+        return AdvisoryLoader(self.board, AdvisoriesConfig(url=URL), run_now, self.clock,
+                              self.snapshot, agent=lambda: self.http)
+
+    def fetch(self, loader):
+        d = loader.refresh()
+        drain(self.http, d)
+        return self.successResultOf(d)
+
+    def test_fetched_and_kept(self):
+        """Fetched, kept beside the snapshot, read; a 304 reads the kept copy again."""
+        self.origins.route(URL, self.archive, headers={b"etag": b'"v1"'})
+        loader = self.loader()
+        self.successResultOf(loader.startService())   # (nothing kept yet: nothing to wait for)
+        self.fetch(loader)
+        self.assertEqual(self.board.db.projects(), {"widget"})
+        with open(saved_path(self.snapshot), "rb") as f:
+            self.assertEqual(f.read(), self.archive)
+        self.origins.route(URL, b"", status=304)
+        self.fetch(loader)
+        self.assertEqual(self.origins.seen[-1][1], "/osv/all.zip")
+        self.assertEqual(self.board.db.projects(), {"widget"})
+
+    def test_unreachable_keeps_old(self):
+        """A failed fetch keeps the advisories in force; a restart reads the kept copy."""
+        self.origins.route(URL, self.archive)
+        self.fetch(self.loader())
+        self.origins.route(URL, b"gone", status=500)
+        board = self.board
+        self.board = AdvisoryBoard()
+        restarted = self.loader()
+        self.successResultOf(restarted.startService())
+        self.assertEqual(self.board.db.projects(), {"widget"})
+        with capturedLogs() as events:
+            self.fetch(restarted)
+        self.assertIn(f"Cannot fetch the advisories from {URL}: 500", _lines(events))
+        self.assertEqual(self.board.db.projects(), {"widget"})
+        self.assertEqual(board.db.projects(), {"widget"})

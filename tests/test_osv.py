@@ -1,0 +1,130 @@
+"""
+Tests for L{pypid.core.osv}: OSV records read into advisories (issue 27):
+ranges under PEP 440, version lists, withdrawn records, aliases merged,
+severities from CVSS vectors and from the database's word, bad records
+skipped and counted.
+"""
+
+import json
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from pypid.core.osv import read_records, severity_of
+from tests.osv_records import CRITICAL, LOW, osv_record
+
+
+def _db(*records, raw=()):
+    result = read_records([json.dumps(r).encode() for r in records] + list(raw))
+    return result
+
+
+class RangeTests(SynchronousTestCase):
+    """What an C{ECOSYSTEM} range affects."""
+
+    def affected(self, events, versions):
+        db = _db(osv_record("PYSEC-1", "Widget_Lib", events=events)).db
+        return [bool(db.affecting("widget-lib", v)) for v in versions]
+
+    def test_introduced_fixed(self):
+        """From introduced (included) to fixed (excluded); the name normalized."""
+        self.assertEqual(self.affected([{"introduced": "1.0"}, {"fixed": "1.2"}],
+                                       ["0.9", "1.0", "1.1", "1.2", "2.0"]),
+                         [False, True, True, False, False])
+
+    def test_zero_and_last_affected(self):
+        """C{introduced: "0"} from the first version; last_affected included."""
+        self.assertEqual(self.affected([{"introduced": "0"}, {"last_affected": "1.1"}],
+                                       ["0.0.1", "1.1", "1.1.1"]), [True, True, False])
+
+    def test_several_introduced_unsorted(self):
+        """Events in any order are sorted by version: two spans, and an open one."""
+        events = [{"fixed": "2.1"}, {"introduced": "3.0"}, {"introduced": "2.0"},
+                  {"fixed": "1.5"}, {"introduced": "1.0"}]
+        self.assertEqual(self.affected(events, ["1.2", "1.6", "2.0.5", "2.1", "3.5"]),
+                         [True, False, True, False, True])
+
+    def test_bad_event_version(self):
+        """An event of no PEP 440 version is left out, counted; the rest stands."""
+        result = _db(osv_record("PYSEC-1", "widget", events=[
+            {"introduced": "1.0"}, {"fixed": "not a version"}, {"fixed": "2.0"}]))
+        self.assertEqual(result.bad_events, 1)
+        self.assertTrue(result.db.affecting("widget", "1.5"))
+        self.assertFalse(result.db.affecting("widget", "2.0"))
+
+    def test_versions_and_other_ranges(self):
+        """A version list matches; GIT and SEMVER ranges and other ecosystems say nothing."""
+        db = _db(osv_record("PYSEC-1", "widget", versions=["1.0", "1.0.1"], ranges=[
+            {"type": "GIT", "repo": "https://code.example/w", "events": [{"introduced": "0"}]},
+            {"type": "SEMVER", "events": [{"introduced": "0"}]}]),
+            osv_record("GHSA-npm0-0000-0000", "widget", ecosystem="npm",
+                       events=[{"introduced": "0"}])).db
+        self.assertEqual([bool(db.affecting("widget", v)) for v in ["1.0.0", "1.0.1", "1.1"]],
+                         [True, True, False])
+        self.assertEqual(len(db), 1)
+
+
+class MergeTests(SynchronousTestCase):
+    """Withdrawn records, aliases, severities."""
+
+    def test_withdrawn(self):
+        """A withdrawn record is no advisory, and is counted."""
+        result = _db(osv_record("PYSEC-1", "widget", versions=["1"], withdrawn="2026-01-01T00:00:00Z"))
+        self.assertEqual((len(result.db), result.withdrawn), (0, 1))
+
+    def test_aliases_merged(self):
+        """
+        Records sharing an identifier, transitively, are one advisory: its id
+        the PYSEC one, the others aliases; what they affect together; the
+        highest severity; the fixes of both.
+        """
+        db = _db(osv_record("GHSA-aaaa-bbbb-cccc", "widget", aliases=["CVE-2026-1"],
+                            events=[{"introduced": "1.0"}, {"fixed": "1.2"}], severity="MODERATE"),
+                 osv_record("PYSEC-2026-5", "widget", aliases=["CVE-2026-1"],
+                            events=[{"introduced": "2.0"}, {"fixed": "2.1"}], cvss=CRITICAL),
+                 osv_record("PYSEC-2026-6", "widget", versions=["9"])).db
+        self.assertEqual(len(db), 2)
+        [merged] = db.affecting("widget", "1.1")
+        self.assertEqual(merged.id, "PYSEC-2026-5")
+        self.assertEqual(merged.aliases, ("CVE-2026-1", "GHSA-aaaa-bbbb-cccc"))
+        self.assertEqual(db.affecting("widget", "2.0"), (merged,))
+        self.assertEqual((merged.severity, merged.score), ("critical", 9.8))
+        self.assertEqual(merged.fixed_in, ("1.2", "2.1"))
+        self.assertEqual(merged.link, "https://advisories.example/PYSEC-2026-5")
+
+    def test_severity(self):
+        """A CVSS vector's band first, then the database's word; none readable: unknown."""
+        db = _db(osv_record("PYSEC-1", "a", versions=["1"], cvss=LOW, severity="CRITICAL"),
+                 osv_record("PYSEC-2", "b", versions=["1"], severity="Moderate"),
+                 osv_record("PYSEC-3", "c", versions=["1"], cvss="CVSS:3.1/nonsense")).db
+        self.assertEqual([db.affecting(p, "1")[0].severity for p in "abc"],
+                         ["low", "medium", None])
+        self.assertEqual([severity_of(s) for s in (0.0, 3.9, 4.0, 6.9, 7.0, 8.9, 9.0, 10.0)],
+                         ["low", "low", "medium", "medium", "high", "high", "critical",
+                          "critical"])
+
+
+class BadRecordTests(SynchronousTestCase):
+    """A record that cannot be read is skipped and counted; the others stand."""
+
+    def test_skipped(self):
+        good = osv_record("PYSEC-1", "widget", versions=["1"])
+        deep = b"[" * 100_000 + b"]" * 100_000
+        result = _db(good, {"id": "../../etc", "affected": []}, {"affected": []},
+                     osv_record("PYSEC-2", "w", events=[{"introduced": "1", "fixed": "2"}]),
+                     {"id": "PYSEC-3", "affected": "everything"},
+                     raw=[b"{not json", deep, b"[1, 2]"])
+        self.assertEqual(len(result.db), 1)
+        self.assertEqual(result.records, 8)
+        self.assertEqual(result.skipped, {
+            "no usable id": 2, "a range event is not one key": 1, "affected is not a list": 1,
+            "not JSON": 1, "nested too deep": 1, "not a JSON object": 1})
+        self.assertIn("2 no usable id", result.summary())
+
+    def test_texts_bounded(self):
+        """A huge summary or details is cut; a link that is no http(s) URL is not kept."""
+        record = osv_record("PYSEC-1", "widget", versions=["1"], summary="x" * 10_000)
+        record["details"] = "y" * 100_000
+        record["references"] = [{"type": "ADVISORY", "url": "javascript:alert(1)"}]
+        [advisory] = _db(record).db.affecting("widget", "1")
+        self.assertEqual((len(advisory.summary), len(advisory.details)), (300, 2000))
+        self.assertIsNone(advisory.link)
