@@ -16,8 +16,8 @@ from twisted.internet.task import Clock
 from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.advisories.archive import ArchiveLimits, ArchiveRefused, Tally, records
-from pypid.advisories.loader import AdvisoryLoader, saved_path
+from pypid.advisories.advisory_part import AdvisoryLoader, saved_path
+from pypid.advisories.osv_archive import ArchiveLimits, ArchiveRefused, Tally, records
 from pypid.config.advisory_settings import AdvisoriesConfig
 from pypid.core.advisories import AdvisoryBoard
 from pypid.core.startup import StartupError

@@ -22,6 +22,7 @@ LAYERS = {
     "storage": 2,
     "auth": 3,
     "upstream": 3,
+    "advisories": 3,
     "state": 4,
     "config": 4,
     "tls": 4,

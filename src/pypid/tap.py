@@ -35,7 +35,7 @@ from twisted.application.service import IService
 from twisted.internet.interfaces import IReactorFromThreads, IReactorTime
 from twisted.python import usage
 
-from pypid.advisories.loader import AdvisoryLoader
+from pypid.advisories.advisory_part import AdvisoryLoader
 from pypid.config import Config, load_config, parse_override
 from pypid.core.advisories import AdvisoryBoard
 from pypid.core.forwarded import TrustedProxies

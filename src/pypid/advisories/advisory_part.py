@@ -18,7 +18,7 @@ Why so:
   - reading and parsing run in the thread pool (tens of thousands of
     records take seconds), never on the reactor's thread;
   - a read that fails or is refused (a hostile archive: see
-    L{pypid.advisories.archive}) keeps the advisories in force, with one
+    L{pypid.advisories.osv_archive}) keeps the advisories in force, with one
     error line; a read whose records are those in force changes nothing
     (their digest); any other replaces the board's database, with one
     line saying how many, from where, in how long.
@@ -46,7 +46,7 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgent
 from zope.interface import implementer
 
-from pypid.advisories.archive import ArchiveLimits, ArchiveRefused, Tally, records
+from pypid.advisories.osv_archive import ArchiveLimits, ArchiveRefused, Tally, records
 from pypid.core.advisories import AdvisoryBoard
 from pypid.core.metrics import Family, by_label, gauge
 from pypid.core.osv import ReadResult, read_records
@@ -76,7 +76,7 @@ class AdvisorySettings(Protocol):
     def max_size(self) -> int: ...
 
 
-class _Reloaded(Protocol):
+class _ReloadedAdvisories(Protocol):
     @property
     def advisories(self) -> AdvisorySettings: ...
 
@@ -88,7 +88,7 @@ class _Server(Protocol):
     def ca_bundle(self) -> str | None: ...
 
 
-class _DaemonSettings(_Reloaded, Protocol):
+class _DaemonSettings(_ReloadedAdvisories, Protocol):
     """What L{AdvisoryLoader.from_config} reads of the configuration."""
 
     @property
@@ -329,7 +329,7 @@ class AdvisoryLoader(Service):
 
     # -- reload and metrics ------------------------------------------------------
 
-    def prepare_reload(self, config: _Reloaded | None) -> Callable[[], str | None] | None:
+    def prepare_reload(self, config: _ReloadedAdvisories | None) -> Callable[[], str | None] | None:
         """At C{SIGHUP}: take C{[advisories]} as it is now, and read the advisories again."""
         settings = config.advisories if config is not None else self._settings
         if settings.path is None and settings.url is None and self.board.db.digest == "" \
