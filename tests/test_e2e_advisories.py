@@ -18,7 +18,17 @@ import signal
 import time
 
 from tests.distributions import make_wheel
-from tests.e2e import PASSWORD, USER, DaemonTestCase, http, installed, upload
+from tests.e2e import (
+    PASSWORD,
+    USER,
+    VENV_BIN,
+    DaemonTestCase,
+    clean_env,
+    http,
+    installed,
+    run,
+    upload,
+)
 from tests.osv_records import CRITICAL, LOW, osv_record, write_folder
 
 WIDGET = "e2e-adv-widget"
@@ -26,6 +36,7 @@ RELEASES = [make_wheel(WIDGET, v) for v in ("1.0", "1.1", "2.0")]
 OTHER = make_wheel("e2e-adv-other", "1.0")
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 IDS = ("PYSEC-2026-9001", "GHSA-e2e0-aaaa-0001")
+ADMIN = os.path.join(VENV_BIN, "pypid-admin")
 
 
 RECORDS = [
@@ -124,6 +135,22 @@ class AdvisoryInstallTests(DaemonTestCase):
         self.assertEqual((vulnerability["id"], vulnerability["aliases"]), (IDS[0], [IDS[1]]))
         clean = http("GET", f"{self.daemon.url}pypi/{WIDGET}/1.0/json").json()
         self.assertEqual(clean["vulnerabilities"], [])
+
+    def test_admin_check(self):
+        """C{pypid-admin advisories check} lists what each index acts on, and a dry run."""
+        argv = [ADMIN, "--server", self.daemon.url, "--user", USER, "advisories", "check"]
+        env = clean_env(self.daemon.home, PYPID_PASSWORD=PASSWORD)
+        lines = run(argv, cwd=self.daemon.directory, env=env,
+                    what="pypid-admin").output.splitlines()
+        self.assertIn("2 advisories of 2 projects in force (from "
+                      f"{type(self).records})", lines)
+        self.assertIn(f"prod: {WIDGET} 2.0 denied: {IDS[0]} (critical) {IDS[0]} in {WIDGET}",
+                      lines)
+        self.assertIn("default: 3 releases hidden", lines)
+        self.assertIn("waived: 2 releases denied", lines)
+        lines = run([*argv, "--as", "warn", "--index", "prod"], cwd=self.daemon.directory, env=env,
+                    what="pypid-admin").output.splitlines()
+        self.assertEqual(lines[-1], "prod: 2 releases warned (dry run)")
 
     def test_zz_sighup_reads_new_records(self):
         """A record added to the folder is in force after SIGHUP: 1.0 is hidden too."""
