@@ -278,13 +278,11 @@ class CentralDirectoryTests(SynchronousTestCase):
     entry: 4,000,000 empty entries, 350 MB, took 55 s and 1.4 GB there).
     """
 
-    def setUp(self):
+    def refused(self, path, limits):
         def no_zipfile(*args, **kwargs):
             raise AssertionError("the archive was opened with zipfile")
         import pypid.advisories.osv_archive as osv_archive
         self.patch(osv_archive.zipfile, "ZipFile", no_zipfile)
-
-    def refused(self, path, limits):
         with self.assertRaises(ArchiveRefused) as caught:
             list(records(path, limits, Tally()))
         return str(caught.exception)
