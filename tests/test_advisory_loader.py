@@ -433,3 +433,36 @@ def _zip_bytes(records_):
     buffer = io.BytesIO()
     write_zip(buffer, records_)
     return buffer.getvalue()
+
+
+class RestartValidatorTests(SynchronousTestCase):
+    """A restart asks the URL for its archive conditionally too (the kept copy's date)."""
+
+    def test_restart_conditional(self):
+        """
+        The kept copy carries the answer's C{Last-Modified}; after a restart
+        the first fetch sends it as C{If-Modified-Since}, and a 304 keeps the copy.
+        """
+        clock = Clock()
+        origins = _Validators()
+        http = RequestTraversalAgent(origins)
+        snapshot = os.path.join(os.path.abspath(self.mktemp()), "index.json")
+        modified = b"Sun, 01 Nov 2026 10:00:00 GMT"
+        origins.route(URL, _zip_bytes([WIDGET]), headers={b"last-modified": modified})
+
+        def fetch(board):
+            loader = AdvisoryLoader(board, AdvisoriesConfig(url=URL), run_now, clock, snapshot,
+                                    agent=lambda: http)
+            self.successResultOf(loader.startService())
+            d = loader.refresh()
+            drain(http, d)
+            self.successResultOf(d)
+            return loader
+
+        fetch(AdvisoryBoard())
+        self.assertEqual(origins.validators, [(None, None)])
+        origins.route(URL, b"", status=304)
+        board = AdvisoryBoard()
+        fetch(board)
+        self.assertEqual(origins.validators[1:], [(None, modified)])
+        self.assertEqual(board.db.projects(), {"widget"})

@@ -14,7 +14,8 @@ Why so:
     a network. The last good archive fetched is kept beside the snapshot
     (C{<snapshot>.d/advisories.zip}), read at start-up like the path, and
     fetched again in the background (a conditional request:
-    C{If-None-Match}/C{If-Modified-Since}). An answer replaces the kept
+    C{If-None-Match}/C{If-Modified-Since}; after a restart, the kept
+    copy's date, which is its answer's C{Last-Modified}). An answer replaces the kept
     copy only once it has been read whole within the bounds (written
     beside it, checked, then renamed over it): a hostile or broken answer
     kept unchecked would fail every later read and, at the next start,
@@ -39,6 +40,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator
+from email.utils import formatdate, parsedate_to_datetime
 from typing import Any, Protocol
 
 import attrs
@@ -169,7 +171,9 @@ class AdvisoryLoader(Service):
         self._agent: IAgent | None = None
         self._limits = limits or ArchiveLimits()
         self._timer: LoopingCall | None = None
-        self._validators: dict[str, str] = {}
+        #: the validators of the kept copy's answer; L{None} until one is
+        #: fetched (the kept copy's date is then its C{If-Modified-Since})
+        self._validators: dict[str, str] | None = None
         self._loading: Deferred[None] | None = None
         self._again = False
         self._results: dict[str, int] = {}
@@ -275,7 +279,7 @@ class AdvisoryLoader(Service):
             result = await self._read(settings.path, saved, settings)
         except CopyRefused as e:
             self._count("refused")
-            self._validators.clear()   # (the next fetch takes the URL's archive whole)
+            self._validators = {}   # (the next fetch takes the URL's archive whole)
             log.warn("Not reading the kept copy of [advisories] url: {error}", error=str(e))
             if settings.path is None:
                 return
@@ -323,10 +327,14 @@ class AdvisoryLoader(Service):
                 return
             self._agent = self._make_agent()
         headers = Headers({b"user-agent": [b"pypid"]})
-        if os.path.exists(self._saved):
+        validators = self._validators
+        if validators is None and os.path.exists(self._saved):
+            # (after a restart: the kept copy is dated by its answer's Last-Modified)
+            validators = {"modified": formatdate(os.stat(self._saved).st_mtime, usegmt=True)}
+        if validators and os.path.exists(self._saved):
             for name, key in ((b"if-none-match", "etag"), (b"if-modified-since", "modified")):
-                if key in self._validators:
-                    headers.setRawHeaders(name, [self._validators[key].encode("latin-1")])
+                if key in validators:
+                    headers.setRawHeaders(name, [validators[key].encode("latin-1")])
         request = self._agent.request(b"GET", url.encode("ascii"), headers)
         timeout = self._clock.callLater(FETCH_TIMEOUT, request.cancel)
         try:
@@ -353,18 +361,19 @@ class AdvisoryLoader(Service):
             self._count("refused")
             log.error("Not taking the advisories of {url}: {error}", url=url, error=describe(e))
             return
+        validators = {}
+        for name, key in ((b"etag", "etag"), (b"last-modified", "modified")):
+            value = response.headers.getRawHeaders(name, [None])[0]
+            if value is not None and len(value) < 200:
+                validators[key] = value.decode("latin-1")
         try:
-            await self._run(_keep_checked, self._saved, body, self._limits_of(settings))
+            await self._run(_keep_checked, self._saved, body, self._limits_of(settings),
+                            _date(validators.get("modified")))
         except ArchiveRefused as e:
             self._count("refused")
             log.error("Not taking the advisories of {url}: {error}", url=url, error=str(e))
             return
-        for name, key in ((b"etag", "etag"), (b"last-modified", "modified")):
-            value = response.headers.getRawHeaders(name, [None])[0]
-            if value is not None and len(value) < 200:
-                self._validators[key] = value.decode("latin-1")
-            else:
-                self._validators.pop(key, None)
+        self._validators = validators
 
     def _count(self, result: str) -> None:
         self._results[result] = self._results.get(result, 0) + 1
@@ -405,10 +414,23 @@ class AdvisoryLoader(Service):
                            "result", self._results)
 
 
-def _keep_checked(path: str, data: bytes, limits: ArchiveLimits) -> None:
+def _date(header: str | None) -> float | None:
+    """The Unix time of an HTTP date, or L{None}."""
+    if header is None:
+        return None
+    try:
+        when = parsedate_to_datetime(header)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    return when.timestamp() if when.tzinfo is not None else None
+
+
+def _keep_checked(path: str, data: bytes, limits: ArchiveLimits,
+                  modified: float | None = None) -> None:
     """
     Write the archive C{data} to C{path} whole or not at all, and only if
-    it is read within C{limits} (in the thread pool).
+    it is read within C{limits} (in the thread pool), dated C{modified}
+    (its answer's C{Last-Modified}: a restart asks from that date).
 
     @raise ArchiveRefused: when it is not; C{path} is left as it was.
     """
@@ -424,6 +446,8 @@ def _keep_checked(path: str, data: bytes, limits: ArchiveLimits) -> None:
                 pass
         except ArchiveRefused as e:
             raise ArchiveRefused(f"the answer is refused: {str(e).replace(temporary, 'it')}")
+        if modified is not None:
+            os.utime(temporary, (modified, modified))
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):
