@@ -30,9 +30,11 @@ Why so:
     (their digest); any other replaces the board's database, with one
     line saying how many, from where, in how long.
 
-Measured (tests/bench_advisories.py, a synthetic export of 40,000 records
-of 12,000 projects, 2 shared cores): see the figures in that script's
-docstring and the closing note of issue 27.
+Measured (tests/bench_advisories.py: a synthetic export of 40,000 records
+of 9,500 projects, 36 MB zipped; 2 shared cores): a load takes 6 to 8 s
+in the thread pool, its peak 137 MiB (tracemalloc), the database then
+keeping 69 MiB; matching 100,000 files against it, 3.5 us a file the
+first time, 0.5 us once the verdicts are remembered.
 """
 
 from __future__ import annotations
