@@ -260,3 +260,209 @@ class UrlTests(SynchronousTestCase):
         self.assertIn(f"Cannot fetch the advisories from {URL}: 500", _lines(events))
         self.assertEqual(self.board.db.projects(), {"widget"})
         self.assertEqual(board.db.projects(), {"widget"})
+
+
+def _lying_count(path, count):
+    """Make the end of central directory record of the zip at C{path} claim C{count} entries."""
+    with open(path, "r+b") as f:
+        data = f.read()
+        end = data.rfind(b"PK\x05\x06")
+        f.seek(end + 8)
+        f.write(count.to_bytes(2, "little") * 2)
+
+
+class CentralDirectoryTests(SynchronousTestCase):
+    """
+    The entries of a zip are counted from its central directory before
+    the standard library reads it (C{ZipFile} makes an object of every
+    entry: 4,000,000 empty entries, 350 MB, took 55 s and 1.4 GB there).
+    """
+
+    def refused(self, path, limits):
+        def no_zipfile(*args, **kwargs):
+            raise AssertionError("the archive was opened with zipfile")
+        import pypid.advisories.osv_archive as osv_archive
+        self.patch(osv_archive.zipfile, "ZipFile", no_zipfile)
+        with self.assertRaises(ArchiveRefused) as caught:
+            list(records(path, limits, Tally()))
+        return str(caught.exception)
+
+    def test_count_read_first(self):
+        """More entries than allowed, as the end record says: refused before zipfile reads it."""
+        path = write_zip(os.path.abspath(self.mktemp()),
+                         [osv_record(f"PYSEC-{i}", "w", versions=["1"]) for i in range(11)])
+        self.assertEqual(self.refused(path, ArchiveLimits(max_entries=10)),
+                         f"{path} has 11 entries, more than 10")
+
+    def test_count_lies(self):
+        """An end record that understates the entries is caught by the directory's own records."""
+        path = write_zip(os.path.abspath(self.mktemp()),
+                         [osv_record(f"PYSEC-{i}", "w", versions=["1"]) for i in range(11)])
+        _lying_count(path, 2)
+        self.assertEqual(self.refused(path, ArchiveLimits(max_entries=10)),
+                         f"{path} has 11 entries, more than 10")
+
+    def test_zip64(self):
+        """A zip64 archive's count is read from its zip64 end record."""
+        path = os.path.abspath(self.mktemp())
+        with zipfile.ZipFile(path, "w", allowZip64=True) as z:
+            for i in range(11):
+                z.writestr(f"{i}.json", b"{}")
+        with open(path, "rb") as f:
+            data = f.read()
+        # (the library writes zip64 records only past 65,535 entries: add them by hand)
+        end = data.rfind(b"PK\x05\x06")
+        cd_size = int.from_bytes(data[end + 12:end + 16], "little")
+        cd_offset = int.from_bytes(data[end + 16:end + 20], "little")
+        import struct
+        record = struct.pack("<4sQ2H2L4Q", b"PK\x06\x06", 44, 45, 45, 0, 0, 11, 11,
+                             cd_size, cd_offset)
+        locator = struct.pack("<4sLQL", b"PK\x06\x07", 0, end, 1)
+        tail = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF,
+                           0xFFFFFFFF, 0)
+        with open(path, "wb") as f:
+            f.write(data[:end] + record + locator + tail)
+        self.assertEqual(self.refused(path, ArchiveLimits(max_entries=10)),
+                         f"{path} has 11 entries, more than 10")
+
+
+class FolderTests(SynchronousTestCase):
+    """A folder's files that are not regular files are never waited on."""
+
+    def test_fifo_skipped(self):
+        """A named pipe called C{x.json} is skipped, not opened for a writer that never comes."""
+        import threading
+        folder = write_folder(os.path.abspath(self.mktemp()), [WIDGET])
+        fifo = os.path.join(folder, "x.json")
+        os.mkfifo(fifo)
+        found = []
+        tally = Tally()
+        reader = threading.Thread(target=lambda: found.extend(
+            records(folder, ArchiveLimits(), tally)), daemon=True)
+        reader.start()
+        reader.join(5)
+        if reader.is_alive():
+            with open(fifo, "wb"):
+                pass   # (let the stuck reader go)
+            reader.join(5)
+            self.fail("the reader waited on a named pipe")
+        self.assertEqual(len(found), 1)
+        self.assertEqual(tally.skipped, {"files that are not regular files": 1})
+
+
+class _Validators(Origins):
+    """L{Origins} that also records each request's validators."""
+
+    def render_GET(self, request):
+        self.validators = getattr(self, "validators", [])
+        self.validators.append((request.getHeader(b"if-none-match"),
+                                request.getHeader(b"if-modified-since")))
+        return Origins.render_GET(self, request)
+
+
+class HostileUrlTests(SynchronousTestCase):
+    """
+    What the URL answers is kept beside the snapshot only once it reads:
+    a hostile or broken answer neither replaces the last good copy nor
+    stops a restart.
+    """
+
+    def setUp(self):
+        self.clock = Clock()
+        self.origins = _Validators()
+        self.http = RequestTraversalAgent(self.origins)
+        self.snapshot = os.path.join(os.path.abspath(self.mktemp()), "index.json")
+        buffer = io.BytesIO()
+        write_zip(buffer, [WIDGET])
+        self.archive = buffer.getvalue()
+
+    def loader(self, board, **settings):
+        settings.setdefault("url", URL)
+        return AdvisoryLoader(board, AdvisoriesConfig(**settings), run_now, self.clock,
+                              self.snapshot, agent=lambda: self.http,
+                              limits=ArchiveLimits(max_entries=3))
+
+    def fetch(self, loader):
+        d = loader.refresh()
+        drain(self.http, d)
+        return self.successResultOf(d)
+
+    def test_hostile_answer_not_kept(self):
+        """
+        An answer refused (not a zip; too many entries) keeps the last good
+        copy and its validators; a restart reads that copy.
+        """
+        self.origins.route(URL, self.archive, headers={b"etag": b'"v1"'})
+        loader = self.loader(AdvisoryBoard())
+        self.fetch(loader)
+        for hostile in (b"PK\x03\x04 no zip at all",
+                        _zip_bytes([osv_record(f"PYSEC-9-{i}", "w", versions=["1"])
+                                    for i in range(4)])):
+            self.origins.route(URL, hostile, headers={b"etag": b'"v2"'})
+            with capturedLogs() as events:
+                self.fetch(loader)
+            self.assertEqual(loader.board.db.projects(), {"widget"})
+            with open(saved_path(self.snapshot), "rb") as f:
+                self.assertEqual(f.read(), self.archive)
+            self.assertEqual(len([e for e in events if e["log_level"].name == "error"]), 1,
+                             _lines(events))
+        self.assertFalse(os.path.exists(saved_path(self.snapshot) + ".part"))
+        self.assertEqual(self.origins.validators[-1][0], b'"v1"')
+        board = AdvisoryBoard()
+        self.successResultOf(self.loader(board).startService())
+        self.assertEqual(board.db.projects(), {"widget"})
+
+    def test_saved_copy_refused_at_start(self):
+        """
+        A kept copy that no longer reads (damaged; a smaller max_size) is a
+        warning at start-up: the path's advisories are in force.
+        """
+        os.makedirs(os.path.dirname(saved_path(self.snapshot)))
+        with open(saved_path(self.snapshot), "wb") as f:
+            f.write(b"damaged")
+        folder = write_folder(os.path.abspath(self.mktemp()), [GADGET])
+        board = AdvisoryBoard()
+        with capturedLogs() as events:
+            self.successResultOf(self.loader(board, path=folder).startService())
+        self.assertEqual(board.db.projects(), {"gadget"})
+        self.assertTrue(any("damaged" not in line and "is not a zip archive" in line
+                            for line in _lines(events)), _lines(events))
+
+
+def _zip_bytes(records_):
+    buffer = io.BytesIO()
+    write_zip(buffer, records_)
+    return buffer.getvalue()
+
+
+class RestartValidatorTests(SynchronousTestCase):
+    """A restart asks the URL for its archive conditionally too (the kept copy's date)."""
+
+    def test_restart_conditional(self):
+        """
+        The kept copy carries the answer's C{Last-Modified}; after a restart
+        the first fetch sends it as C{If-Modified-Since}, and a 304 keeps the copy.
+        """
+        clock = Clock()
+        origins = _Validators()
+        http = RequestTraversalAgent(origins)
+        snapshot = os.path.join(os.path.abspath(self.mktemp()), "index.json")
+        modified = b"Sun, 01 Nov 2026 10:00:00 GMT"
+        origins.route(URL, _zip_bytes([WIDGET]), headers={b"last-modified": modified})
+
+        def fetch(board):
+            loader = AdvisoryLoader(board, AdvisoriesConfig(url=URL), run_now, clock, snapshot,
+                                    agent=lambda: http)
+            self.successResultOf(loader.startService())
+            d = loader.refresh()
+            drain(http, d)
+            self.successResultOf(d)
+            return loader
+
+        fetch(AdvisoryBoard())
+        self.assertEqual(origins.validators, [(None, None)])
+        origins.route(URL, b"", status=304)
+        board = AdvisoryBoard()
+        fetch(board)
+        self.assertEqual(origins.validators[1:], [(None, modified)])
+        self.assertEqual(board.db.projects(), {"widget"})

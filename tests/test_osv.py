@@ -128,3 +128,26 @@ class BadRecordTests(SynchronousTestCase):
         [advisory] = _db(record).db.affecting("widget", "1")
         self.assertEqual((len(advisory.summary), len(advisory.details)), (300, 2000))
         self.assertIsNone(advisory.link)
+
+
+class AffectedSeverityTests(SynchronousTestCase):
+    """The database's word may be said of an affected package rather than the record."""
+
+    def test_affected_database_specific(self):
+        """C{affected[].database_specific.severity} is read; the highest word wins."""
+        record = osv_record("PYSEC-1", "a", versions=["1"])
+        record["affected"][0]["database_specific"] = {"severity": "HIGH"}
+        other = osv_record("PYSEC-2", "b", versions=["1"], severity="LOW")
+        other["affected"][0]["database_specific"] = {"severity": "critical"}
+        db = _db(record, other).db
+        self.assertEqual([db.affecting(p, "1")[0].severity for p in "ab"], ["high", "critical"])
+
+    def test_vector_versions(self):
+        """CVSS v2 and v4 vectors are scored too (the record's or the affected entry's)."""
+        v2 = osv_record("PYSEC-1", "a", versions=["1"])
+        v2["severity"] = [{"type": "CVSS_V2", "score": "AV:N/AC:L/Au:N/C:C/I:C/A:C"}]
+        v4 = osv_record("PYSEC-2", "b", versions=["1"], severity="LOW")
+        v4["affected"][0]["severity"] = [{"type": "CVSS_V4", "score": (
+            "CVSS:4.0/AV:N/AC:L/AT:N/PR:N/UI:N/VC:H/VI:H/VA:H/SC:N/SI:N/SA:N")}]
+        db = _db(v2, v4).db
+        self.assertEqual([db.affecting(p, "1")[0].severity for p in "ab"], ["critical", "critical"])

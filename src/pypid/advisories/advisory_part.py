@@ -11,10 +11,17 @@ Why so:
     refused is a start-up error (one line): an administrator who wrote it
     believes it is in force;
   - the URL is never waited for: the server must start and serve without
-    a network. The last archive fetched is kept beside the snapshot
-    (C{<snapshot>.d/advisories.zip}, replaced atomically), read at
-    start-up like the path, and fetched again in the background (a
-    conditional request: C{If-None-Match}/C{If-Modified-Since});
+    a network. The last good archive fetched is kept beside the snapshot
+    (C{<snapshot>.d/advisories.zip}), read at start-up like the path, and
+    fetched again in the background (a conditional request:
+    C{If-None-Match}/C{If-Modified-Since}; after a restart, the kept
+    copy's date, which is its answer's C{Last-Modified}). An answer replaces the kept
+    copy only once it has been read whole within the bounds (written
+    beside it, checked, then renamed over it): a hostile or broken answer
+    kept unchecked would fail every later read and, at the next start,
+    stop the server. A kept copy that no longer reads (damaged, or over a
+    smaller C{max_size}) is a warning: the path's advisories are read
+    without it;
   - reading and parsing run in the thread pool (tens of thousands of
     records take seconds), never on the reactor's thread;
   - a read that fails or is refused (a hostile archive: see
@@ -35,6 +42,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator
+from email.utils import formatdate, parsedate_to_datetime
 from typing import Any, Protocol
 
 import attrs
@@ -103,6 +111,10 @@ class LoadFailed(Exception):
     """A read that put nothing in force; the message is one line."""
 
 
+class CopyRefused(ArchiveRefused):
+    """The URL's kept copy is refused (the path may still be read without it)."""
+
+
 def saved_path(snapshot: str) -> str:
     """Where the archive fetched from the URL is kept: beside the snapshot."""
     return f"{snapshot}.d/advisories.zip"
@@ -113,14 +125,20 @@ def read_sources(path: str | None, saved: str | None, limits: ArchiveLimits) -> 
     Read the records of C{path} and of C{saved} (the URL's last archive)
     into one database (in the thread pool).
 
-    @raise ArchiveRefused: when one of them is refused.
+    @raise ArchiveRefused: when one of them is refused (L{CopyRefused}
+        when it is C{saved}).
     """
     tally = Tally()
     sources = [source for source in (path, saved) if source is not None]
 
     def documents() -> Iterator[bytes]:
-        for source in sources:
-            yield from records(source, limits, tally)
+        if path is not None:
+            yield from records(path, limits, tally)
+        if saved is not None:
+            try:
+                yield from records(saved, limits, tally)
+            except ArchiveRefused as e:
+                raise CopyRefused(str(e)) from None
 
     result = read_records(documents(), " + ".join(sources))
     for reason, count in tally.skipped.items():
@@ -155,7 +173,9 @@ class AdvisoryLoader(Service):
         self._agent: IAgent | None = None
         self._limits = limits or ArchiveLimits()
         self._timer: LoopingCall | None = None
-        self._validators: dict[str, str] = {}
+        #: the validators of the kept copy's answer; L{None} until one is
+        #: fetched (the kept copy's date is then its C{If-Modified-Since})
+        self._validators: dict[str, str] | None = None
         self._loading: Deferred[None] | None = None
         self._again = False
         self._results: dict[str, int] = {}
@@ -258,15 +278,14 @@ class AdvisoryLoader(Service):
             return
         started = time.monotonic()
         try:
-            result = await self._run(read_sources, settings.path, saved,
-                                     self._limits_of(settings))
-        except ArchiveRefused as e:
+            result = await self._read(settings.path, saved, settings)
+        except CopyRefused as e:
             self._count("refused")
-            raise LoadFailed(str(e))
-        except Exception as e:
-            self._count("failed")
-            log.failure("Cannot read the advisories")
-            raise LoadFailed(f"cannot read the advisories: {e}")
+            self._validators = {}   # (the next fetch takes the URL's archive whole)
+            log.warn("Not reading the kept copy of [advisories] url: {error}", error=str(e))
+            if settings.path is None:
+                return
+            result = await self._read(settings.path, None, settings)
         took = time.monotonic() - started
         self._loaded_at = self._clock.seconds()
         if result.summary():
@@ -281,6 +300,28 @@ class AdvisoryLoader(Service):
                  advisories=len(result.db), projects=len(result.db.by_project),
                  source=result.db.source, took=took, withdrawn=result.withdrawn)
 
+    async def _read(self, path: str | None, saved: str | None,
+                    settings: AdvisorySettings) -> ReadResult:
+        """
+        L{read_sources} in the pool.
+
+        @raise CopyRefused: when C{saved} is refused.
+        @raise LoadFailed: when C{path} is refused or cannot be read.
+        """
+        try:
+            result: ReadResult = await self._run(read_sources, path, saved,
+                                                 self._limits_of(settings))
+        except CopyRefused:
+            raise
+        except ArchiveRefused as e:
+            self._count("refused")
+            raise LoadFailed(str(e))
+        except Exception as e:
+            self._count("failed")
+            log.failure("Cannot read the advisories")
+            raise LoadFailed(f"cannot read the advisories: {e}")
+        return result
+
     async def _fetch(self, url: str, settings: AdvisorySettings) -> None:
         """Fetch the URL's archive if it changed, and keep it beside the snapshot."""
         if self._agent is None:
@@ -288,10 +329,14 @@ class AdvisoryLoader(Service):
                 return
             self._agent = self._make_agent()
         headers = Headers({b"user-agent": [b"pypid"]})
-        if os.path.exists(self._saved):
+        validators = self._validators
+        if validators is None and os.path.exists(self._saved):
+            # (after a restart: the kept copy is dated by its answer's Last-Modified)
+            validators = {"modified": formatdate(os.stat(self._saved).st_mtime, usegmt=True)}
+        if validators and os.path.exists(self._saved):
             for name, key in ((b"if-none-match", "etag"), (b"if-modified-since", "modified")):
-                if key in self._validators:
-                    headers.setRawHeaders(name, [self._validators[key].encode("latin-1")])
+                if key in validators:
+                    headers.setRawHeaders(name, [validators[key].encode("latin-1")])
         request = self._agent.request(b"GET", url.encode("ascii"), headers)
         timeout = self._clock.callLater(FETCH_TIMEOUT, request.cancel)
         try:
@@ -318,13 +363,19 @@ class AdvisoryLoader(Service):
             self._count("refused")
             log.error("Not taking the advisories of {url}: {error}", url=url, error=describe(e))
             return
-        await self._run(_replace_file, self._saved, body)
+        validators = {}
         for name, key in ((b"etag", "etag"), (b"last-modified", "modified")):
             value = response.headers.getRawHeaders(name, [None])[0]
             if value is not None and len(value) < 200:
-                self._validators[key] = value.decode("latin-1")
-            else:
-                self._validators.pop(key, None)
+                validators[key] = value.decode("latin-1")
+        try:
+            await self._run(_keep_checked, self._saved, body, self._limits_of(settings),
+                            _date(validators.get("modified")))
+        except ArchiveRefused as e:
+            self._count("refused")
+            log.error("Not taking the advisories of {url}: {error}", url=url, error=str(e))
+            return
+        self._validators = validators
 
     def _count(self, result: str) -> None:
         self._results[result] = self._results.get(result, 0) + 1
@@ -365,12 +416,41 @@ class AdvisoryLoader(Service):
                            "result", self._results)
 
 
-def _replace_file(path: str, data: bytes) -> None:
-    """Write C{data} to C{path} whole or not at all (in the thread pool)."""
+def _date(header: str | None) -> float | None:
+    """The Unix time of an HTTP date, or L{None}."""
+    if header is None:
+        return None
+    try:
+        when = parsedate_to_datetime(header)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    return when.timestamp() if when.tzinfo is not None else None
+
+
+def _keep_checked(path: str, data: bytes, limits: ArchiveLimits,
+                  modified: float | None = None) -> None:
+    """
+    Write the archive C{data} to C{path} whole or not at all, and only if
+    it is read within C{limits} (in the thread pool), dated C{modified}
+    (its answer's C{Last-Modified}: a restart asks from that date).
+
+    @raise ArchiveRefused: when it is not; C{path} is left as it was.
+    """
     os.makedirs(os.path.dirname(path), exist_ok=True)
     temporary = f"{path}.part"
-    with open(temporary, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(temporary, path)
+    try:
+        with open(temporary, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            for _ in records(temporary, limits, Tally()):
+                pass
+        except ArchiveRefused as e:
+            raise ArchiveRefused(f"the answer is refused: {str(e).replace(temporary, 'it')}")
+        if modified is not None:
+            os.utime(temporary, (modified, modified))
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)

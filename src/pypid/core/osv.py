@@ -22,7 +22,8 @@ What is read, and why so:
   - the severity is the highest CVSS base score of its vectors (v2, v3,
     v4, computed by the well-kept C{cvss} library, not here), else the
     database's own word (GitHub's C{database_specific.severity}: LOW,
-    MODERATE, HIGH, CRITICAL), else unknown.
+    MODERATE, HIGH, CRITICAL; the record's or an affected package's, the
+    highest), else unknown.
 
 A record that cannot be read (not JSON, not an object, no usable id, a
 field of the wrong type) is skipped and counted by its first reason: one
@@ -186,11 +187,13 @@ def _severity(record: Mapping[str, Any], affected: list[Any]) -> tuple[float | N
     if scores:
         best = max(scores)
         return best, severity_of(best)
-    specific = record.get("database_specific")
-    word = specific.get("severity") if isinstance(specific, dict) else None
-    if isinstance(word, str):
-        return None, _WORDS.get(word.strip().lower())
-    return None, None
+    words = []
+    for holder in [record, *affected]:   # (said of the record, or of an affected package)
+        specific = holder.get("database_specific") if isinstance(holder, dict) else None
+        word = specific.get("severity") if isinstance(specific, dict) else None
+        if isinstance(word, str) and word.strip().lower() in _WORDS:
+            words.append(_WORDS[word.strip().lower()])
+    return None, max(words, key=severity_rank) if words else None
 
 
 def _version(text: object, result: ReadResult) -> Version | None:
