@@ -187,15 +187,21 @@ class AdvisoryLoader(Service):
         """
         The part of a configuration: its C{[advisories]}, the snapshot's
         path, and an HTTPS agent verified as the server's other outbound
-        calls are (C{[pypid] ca_bundle}), made when the URL is first fetched.
+        calls are (C{[pypid] ca_bundle}), made when the URL is first fetched
+        (a server without C{url} never loads the HTTP client: issue 14's
+        time to readiness).
 
-        @raise StartupError: when C{[pypid] ca_bundle} cannot be used.
+        @raise StartupError: with C{url}, when C{[pypid] ca_bundle} cannot
+            be used.
         """
-        from pypid.http.client import make_agent, outbound_policy
-        policy = outbound_policy(config)
+        if config.advisories.url is not None:
+            from pypid.http.client import outbound_policy
+            outbound_policy(config)  # (checked at start-up, as the upstream's is)
 
         def agent() -> IAgent:
-            return make_agent(clock, FETCH_TIMEOUT, connections=2, policy=policy)[0]
+            from pypid.http.client import make_agent, outbound_policy
+            return make_agent(clock, FETCH_TIMEOUT, connections=2,
+                              policy=outbound_policy(config))[0]
 
         return cls(board, config.advisories, run, clock, config.server.snapshot, agent)
 
@@ -405,6 +411,10 @@ class AdvisoryLoader(Service):
     def metric_families(self) -> Iterator[Family]:
         """The advisories in force, when they were read, and the reads by result."""
         db = self.board.db
+        if not (self._settings.path or self._settings.url or db.by_project or self._results):
+            # (a server without [advisories] shows none of these: its
+            # /metrics is as before advisories)
+            return
         yield gauge("pypid_advisories", "Security advisories in force.", len(db))
         yield gauge("pypid_advisory_projects", "Projects some advisory in force names.",
                     len(db.by_project))
