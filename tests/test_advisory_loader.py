@@ -154,14 +154,23 @@ class LoaderTests(SynchronousTestCase):
                                              "No such file or directory")
 
     def test_refresh_on_timer(self):
-        """Every C{refresh}, the sources are read again; the same records change nothing."""
+        """
+        Every C{refresh}, the sources are looked at again: unchanged, nothing
+        is read (their files' sizes, times and inodes are the same); a
+        record added is read, and put in force.
+        """
+        from pypid.advisories import advisory_part
+        reads = []
+        real = advisory_part.read_sources
+        self.patch(advisory_part, "read_sources", lambda *a: reads.append(a) or real(*a))
         self.successResultOf(self.loader(refresh=3600).startService())
         generation = self.board.generation
         self.clock.advance(3600)
-        self.assertEqual(self.board.generation, generation)
+        self.assertEqual((self.board.generation, len(reads)), (generation, 1))
         write_folder(self.folder, [GADGET])
         self.clock.advance(3600)
         self.assertEqual(self.board.db.projects(), {"widget", "gadget"})
+        self.assertEqual(len(reads), 2)
 
     def test_hostile_keeps_old(self):
         """

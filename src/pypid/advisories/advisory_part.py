@@ -56,7 +56,13 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgent
 from zope.interface import implementer
 
-from pypid.advisories.osv_archive import ArchiveLimits, ArchiveRefused, Tally, records
+from pypid.advisories.osv_archive import (
+    ArchiveLimits,
+    ArchiveRefused,
+    Tally,
+    records,
+    signature,
+)
 from pypid.core.advisories import AdvisoryBoard
 from pypid.core.metrics import Family, by_label, gauge
 from pypid.core.osv import ReadResult, read_records
@@ -180,6 +186,8 @@ class AdvisoryLoader(Service):
         self._again = False
         self._results: dict[str, int] = {}
         self._loaded_at: float | None = None
+        # (the sources, their limit and signature at the last read)
+        self._seen: tuple[object, ...] | None = None
 
     @classmethod
     def from_config(cls, config: _DaemonSettings, board: AdvisoryBoard, run: Run,
@@ -282,6 +290,13 @@ class AdvisoryLoader(Service):
             else None
         if settings.path is None and saved is None:
             return
+        sources = [p for p in (settings.path, saved) if p is not None]
+        seen = (sources, settings.max_size, await self._run(signature, sources))
+        if seen == self._seen and self.board.db.digest:
+            # (nothing changed since the last read: nothing is read)
+            self._count("unchanged")
+            self._loaded_at = self._clock.seconds()
+            return
         started = time.monotonic()
         try:
             result = await self._read(settings.path, saved, settings)
@@ -294,6 +309,7 @@ class AdvisoryLoader(Service):
             result = await self._read(settings.path, None, settings)
         took = time.monotonic() - started
         self._loaded_at = self._clock.seconds()
+        self._seen = seen
         if result.summary():
             log.warn("Skipped in the advisories: {skipped}", skipped=result.summary())
         if result.db.digest == self.board.db.digest:

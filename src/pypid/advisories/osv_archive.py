@@ -261,3 +261,36 @@ def _folder(path: str, limits: ArchiveLimits, tally: Tally) -> Iterator[bytes]:
             raise ArchiveRefused(f"{path} holds more than {limits.max_total} bytes of records")
         tally.took(name, data)
         yield data
+
+
+def signature(paths: list[str]) -> tuple[object, ...]:
+    """
+    What changes whenever a source's content may have: each file's (or
+    each C{.json} file of a folder's) name, size, time and inode. A
+    refresh that finds the sources' signature unchanged reads nothing:
+    a full export takes seconds of a pool thread to read, and most
+    refreshes find it as it was (measured: a walk of 40,000 files takes
+    0.1 to 0.2 s, a read of them 6 to 8 s).
+    """
+    found: list[object] = []
+    for path in paths:
+        try:
+            info = os.stat(path)
+        except OSError:
+            found.append((path, None))
+            continue
+        if not stat.S_ISDIR(info.st_mode):
+            found.append((path, info.st_size, info.st_mtime_ns, info.st_ino))
+            continue
+        for top, folders, files in os.walk(path, followlinks=False):
+            folders.sort()
+            for name in sorted(files):
+                if name.endswith(".json"):
+                    full = os.path.join(top, name)
+                    try:
+                        each = os.lstat(full)
+                    except OSError:
+                        continue
+                    found.append((full, each.st_size, each.st_mtime_ns, each.st_ino))
+    return tuple(found)
+
