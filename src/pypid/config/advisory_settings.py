@@ -6,19 +6,24 @@ C{advisory_severity} and C{advisory_waive}, in C{[pypid]} for the default
 index (and as every named index's default) and in C{[index:NAME]}.
 
 Each key is checked on its own at load, so that a wrong value is refused
-with the section and key named; L{rules_of} puts the three together as
+with the section and key named; L{AdvisoryKeys} puts the three together as
 the L{pypid.core.advisories.AdvisoryRules} an index acts by.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from urllib.parse import urlsplit
 
 import attrs
 
-from pypid.config.values import Keys, choice, has_control_characters, parse_optional_path
+from pypid.config.values import (
+    Keys,
+    choice,
+    has_control_characters,
+    is_loopback_host,
+    parse_optional_path,
+)
 from pypid.core.advisories import MODES, SEVERITIES, AdvisoryRules, InvalidRules
 from pypid.core.units import parse_duration, parse_size
 
@@ -58,9 +63,26 @@ ADVISORY_RULE_KEYS: Keys = {
 }
 
 
-def rules_of(mode: str, severity: str | None, waive: tuple[str, ...]) -> AdvisoryRules:
-    """The L{AdvisoryRules} of the three keys' parsed values."""
-    return AdvisoryRules.parse(mode, severity or "", waive)
+@attrs.frozen
+class AdvisoryKeys:
+    """
+    The three keys as C{[pypid]} (L{pypid.config.server_settings.ServerConfig})
+    and C{[index:NAME]} (L{pypid.config.index_settings.IndexConfig}) both
+    hold them, and the L{AdvisoryRules} they make.
+    """
+
+    #: C{off}, C{warn}, C{hide} or C{deny}
+    advisories: str = attrs.field(default="off", kw_only=True)
+    #: the lowest severity acted on; L{None}: every advisory
+    advisory_severity: str | None = attrs.field(default=None, kw_only=True)
+    #: releases (C{project==version}) and advisory identifiers let through
+    advisory_waive: tuple[str, ...] = attrs.field(default=(), kw_only=True)
+
+    @property
+    def advisory_rules(self) -> AdvisoryRules:
+        """What the index does about advisories."""
+        return AdvisoryRules.parse(self.advisories, self.advisory_severity or "",
+                                   self.advisory_waive)
 
 
 # -- [advisories]: where the advisories come from ------------------------------
@@ -79,19 +101,10 @@ def parse_advisory_url(value: str) -> str | None:
             or has_control_characters(value):
         raise ValueError("expected an https:// URL of a zip of OSV records, such as "
                          "https://advisories.example/pypi/all.zip")
-    if parts.scheme == "http" and not _loopback(parts.hostname):
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
         raise ValueError("advisories are fetched over https:// (plain http only from a "
                          "loopback address)")
     return value
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def parse_refresh(value: str) -> float:

@@ -23,18 +23,18 @@ from datetime import UTC, datetime
 import attrs
 
 from pypid.auth.policy import RuleError, normalize_pattern
-from pypid.config.advisory_settings import ADVISORY_RULE_KEYS, rules_of
+from pypid.config.advisory_settings import ADVISORY_RULE_KEYS, AdvisoryKeys
 from pypid.config.auth_settings import check_principal, parse_principals
 from pypid.config.upstream_settings import UpstreamConfig, parse_min_age
 from pypid.config.values import Fail, Keys, Values, choice, parse_boolean
-from pypid.core.advisories import AdvisoryRules
 from pypid.core.index_names import DEFAULT, ROUTE_SEGMENTS, BaseRef, parse_base
 
 
 @attrs.frozen
-class IndexConfig:
+class IndexConfig(AdvisoryKeys):
     """
-    One C{[index:NAME]} section, its defaults filled in.
+    One C{[index:NAME]} section, its defaults filled in (its advisory keys,
+    L{AdvisoryKeys}, by default C{[pypid]}'s).
 
     Who may read and upload are principals as C{[acl]} spells them
     (C{everyone}, C{authenticated}, C{user:NAME}, C{group:NAME}); admins
@@ -62,17 +62,6 @@ class IndexConfig:
     prereleases: str = "show"
     #: C{"show"} or C{"hide"} (not list at all) the yanked files.
     yanked: str = "show"
-    #: What it does about advisories (by default, C{[pypid]}'s setting).
-    advisories: str = "off"
-    #: The lowest severity acted on; L{None}: every advisory.
-    advisory_severity: str | None = None
-    #: Releases (C{project==version}) and advisory identifiers let through.
-    advisory_waive: tuple[str, ...] = ()
-
-    @property
-    def advisory_rules(self) -> AdvisoryRules:
-        """The index's L{AdvisoryRules}."""
-        return rules_of(self.advisories, self.advisory_severity, self.advisory_waive)
 
 
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?"

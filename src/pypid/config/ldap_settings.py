@@ -19,7 +19,7 @@ from pypid.config.values import (
     Fail,
     Keys,
     Values,
-    is_ip_address,
+    is_loopback_host,
     parse_boolean,
     parse_optional_path,
 )
@@ -111,18 +111,6 @@ LDAP_KEYS: Keys = {
     "cache_ttl": ("5m", _cache_ttl),
 }
 
-_LOOPBACK_NAMES = ("localhost", "ip6-localhost")
-
-
-def _is_loopback(host: str) -> bool:
-    if host.lower() in _LOOPBACK_NAMES:
-        return True
-    if not is_ip_address(host):
-        return False
-    import ipaddress
-    return ipaddress.ip_address(host).is_loopback
-
-
 def check_ldap(values: Values, fail: Fail) -> None:
     """
     Check C{[ldap]} as a whole: without C{url}, nothing else is set; with
@@ -157,7 +145,7 @@ def check_ldap(values: Values, fail: Fail) -> None:
             fail("ldap", key, str(e))
     if not values["ldap", "starttls"]:
         for server in servers:
-            if not server.secure and not _is_loopback(server.host):
+            if not server.secure and not is_loopback_host(server.host):
                 fail("ldap", "starttls", f"no, but {server} is reached over the network "
                      "with plain LDAP: passwords would cross it unencrypted; use StartTLS "
                      "(starttls = yes) or an ldaps:// URL", [("ldap", "url")])

@@ -16,7 +16,7 @@ import ipaddress
 
 import attrs
 
-from pypid.config.advisory_settings import ADVISORY_RULE_KEYS, rules_of
+from pypid.config.advisory_settings import ADVISORY_RULE_KEYS, AdvisoryKeys
 from pypid.config.metrics_settings import Network, parse_networks
 from pypid.config.values import (
     Keys,
@@ -27,14 +27,16 @@ from pypid.config.values import (
     parse_positive_number,
     whole_number,
 )
-from pypid.core.advisories import AdvisoryRules
 from pypid.core.rendered_pages import PAGE_CACHE_SIZE
 from pypid.core.units import parse_duration, parse_size
 
 
 @attrs.frozen
-class ServerConfig:
-    """The C{[pypid]} section."""
+class ServerConfig(AdvisoryKeys):
+    """
+    The C{[pypid]} section (its advisory keys are the default index's, and
+    every named index's unless its section says otherwise: L{AdvisoryKeys}).
+    """
 
     listen: tuple[str, ...]
     base_url: str | None
@@ -56,19 +58,6 @@ class ServerConfig:
     #: the reverse proxies whose C{X-Forwarded-For} names the client
     #: (L{pypid.core.forwarded}); none by default
     trusted_proxies: tuple[Network, ...] = ()
-    #: what the default index does about advisories (issue 27), and every
-    #: named index unless its section says otherwise: C{off}, C{warn},
-    #: C{hide} or C{deny}
-    advisories: str = "off"
-    #: the lowest severity acted on; L{None}: every advisory
-    advisory_severity: str | None = None
-    #: releases (C{project==version}) and advisory identifiers let through
-    advisory_waive: tuple[str, ...] = ()
-
-    @property
-    def advisory_rules(self) -> AdvisoryRules:
-        """The default index's L{AdvisoryRules}."""
-        return rules_of(self.advisories, self.advisory_severity, self.advisory_waive)
 
 
 #: The C{[pypid] listen} forms pypid reads itself; any other line is a

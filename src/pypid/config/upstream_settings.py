@@ -27,6 +27,7 @@ from pypid.config.values import (
     Values,
     choice,
     has_control_characters,
+    is_loopback_host,
     parse_boolean,
     parse_optional_path,
     whole_number,
@@ -354,17 +355,6 @@ def _read_secret(values: Values, fail: Fail, section: str, key: str,
     return secret
 
 
-def _is_loopback(url: str) -> bool:
-    """Whether the host of C{url} is this machine (C{localhost} or 127.0.0.0/8)."""
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def read_credentials(values: Values, fail: Fail, section: str,
                      environ: Mapping[str, str]) -> UpstreamCredentials | None:
     """
@@ -388,7 +378,8 @@ def read_credentials(values: Values, fail: Fail, section: str,
     if key is None:
         return None
     url = values[section, "url"]
-    if url is not None and url.startswith("http://") and not _is_loopback(url):
+    if url is not None and url.startswith("http://") \
+            and not is_loopback_host(urlsplit(url).hostname or ""):
         fail(section, "url", f"is plain http:// and [{section}] {key} gives credentials: "
              "they would cross the network in clear; use https:// (plain http:// is "
              "allowed only to this machine)", [(section, key)])

@@ -135,6 +135,24 @@ def has_control_characters(value: str) -> bool:
     return any(ord(c) < 0x20 or 0x7f <= ord(c) < 0xa0 for c in value)
 
 
+#: The names of this machine that need no lookup.
+_LOOPBACK_NAMES = ("localhost", "ip6-localhost")
+
+
+def is_loopback_host(host: str) -> bool:
+    """
+    Whether C{host} (a URL's host name or address) is this machine: where
+    plain HTTP or LDAP may carry credentials and advisories, no network
+    being crossed.
+    """
+    if host.lower() in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def is_ip_address(text: str) -> bool:
     """Tell whether C{text} is an IPv4 or IPv6 address."""
     try:
