@@ -208,6 +208,34 @@ class LoaderTests(SynchronousTestCase):
         self.assertEqual(commit(), "advisories read again")
         self.assertEqual(self.board.db.projects(), {"gadget"})
 
+    def test_sighup_during_start(self):
+        """
+        A SIGHUP while the first read runs waits for it, then reads the new
+        path: the first read, finishing last, does not undo the reload.
+        """
+        from twisted.internet.defer import Deferred
+        pending = []
+
+        def run(f, *args):
+            d = Deferred()
+            pending.append((d, f, args))
+            return d
+
+        loader = AdvisoryLoader(self.board, AdvisoriesConfig(path=self.folder), run,
+                                self.clock, self.snapshot)
+        started = loader.startService()
+        other = write_folder(os.path.abspath(self.mktemp()), [GADGET])
+
+        class Reloaded:
+            advisories = AdvisoriesConfig(path=other)
+
+        loader.prepare_reload(Reloaded())()
+        while pending:
+            d, f, args = pending.pop()   # (the latest first: the reload's read ends first)
+            d.callback(f(*args))
+        self.successResultOf(started)
+        self.assertEqual(self.board.db.projects(), {"gadget"})
+
     def test_metrics(self):
         """The advisories in force, the projects, the time read and the reads by result."""
         loader = self.loader()

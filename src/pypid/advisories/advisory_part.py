@@ -43,7 +43,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from email.utils import formatdate, parsedate_to_datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import attrs
 from twisted.application.service import Service
@@ -71,6 +71,8 @@ from pypid.core.startup import StartupError
 from pypid.http.bodies import BodyError, describe, discard, read_body
 
 log = Logger()
+
+_T = TypeVar("_T")
 
 #: C{run(f, *args) -> Deferred}: blocking work in the thread pool.
 Run = Callable[..., Deferred[Any]]
@@ -221,7 +223,11 @@ class AdvisoryLoader(Service):
     def startService(self) -> Deferred[None]:
         """Read the advisories (the start waits), then keep them fresh."""
         Service.startService(self)
-        return ensureDeferred(self._start())
+        # (a SIGHUP while the first read runs waits for it, then reads again:
+        # the first read, finishing last, must not undo what the reload took)
+        d = self._loading = ensureDeferred(self._start())
+        d.addBoth(self._read_done)
+        return d
 
     async def _start(self) -> None:
         settings = self._settings
@@ -258,16 +264,16 @@ class AdvisoryLoader(Service):
             self._again = True
             return self._loading
         d = self._loading = ensureDeferred(self._refresh())
-
-        def done(result: object) -> object:
-            self._loading = None
-            if self._again:
-                self._again = False
-                self.refresh()
-            return result
-
-        d.addBoth(done)
+        d.addBoth(self._read_done)
         return d
+
+    def _read_done(self, result: _T) -> _T:
+        """A read ended: the next may start; one asked for meanwhile starts now."""
+        self._loading = None
+        if self._again:
+            self._again = False
+            self.refresh()
+        return result
 
     async def _refresh(self) -> None:
         settings = self._settings
