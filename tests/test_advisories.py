@@ -159,6 +159,16 @@ class PolicyTests(SynchronousTestCase):
         self.assertFalse(policy.hidden("widget", "1.1"))
         self.assertEqual(self.calls, 3)
 
+    def test_memo_bounded(self):
+        """Made-up versions asked for cannot grow the verdicts past their cap."""
+        from pypid.core import advisories
+        self.patch(advisories, "MAX_VERDICTS", 10)
+        policy = AdvisoryPolicy(AdvisoryRules.parse("deny"), self.board)
+        for i in range(100):
+            policy.denied("widget", f"1.{i}")
+        self.assertEqual(len(policy._verdicts), 10)
+        self.assertIsNotNone(policy.denied("widget", "1.1"))
+
     def test_listeners(self):
         """The board tells its listeners what was and what is in force."""
         seen = []

@@ -236,6 +236,30 @@ class LoaderTests(SynchronousTestCase):
         self.successResultOf(started)
         self.assertEqual(self.board.db.projects(), {"gadget"})
 
+    def test_timer_survives_errors(self):
+        """A refresh that fails in any way is logged; the timer goes on."""
+        from pypid.advisories import advisory_part
+        loader = self.loader(refresh=3600)
+        self.successResultOf(loader.startService())
+
+        def broken(*args):
+            raise OSError("the disk is on fire")
+
+        self.patch(advisory_part, "signature", broken)
+        with capturedLogs() as events:
+            self.clock.advance(3600)
+        self.assertIn("Cannot refresh the advisories; keeping those in force", _lines(events))
+        self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
+        self.assertTrue(loader._timer.running)
+
+    def test_too_many_versions_refused(self):
+        """Records naming more versions and ranges than a load may hold refuse the archive."""
+        from pypid.core import osv
+        self.patch(osv, "MAX_ITEMS", 3)
+        write_folder(self.folder, [osv_record("PYSEC-9-1", "w", versions=["1", "2", "3"])])
+        failure = self.failureResultOf(self.loader().startService(), StartupError)
+        self.assertIn("the records name more than 3 versions and ranges", str(failure.value))
+
     def test_metrics(self):
         """The advisories in force, the projects, the time read and the reads by result."""
         loader = self.loader()
@@ -457,6 +481,8 @@ class HostileUrlTests(SynchronousTestCase):
         os.makedirs(os.path.dirname(saved_path(self.snapshot)))
         with open(saved_path(self.snapshot), "wb") as f:
             f.write(b"damaged")
+        with open(saved_path(self.snapshot) + ".url", "w") as f:
+            f.write(URL)   # (a copy of this URL's: one of another's is not read)
         folder = write_folder(os.path.abspath(self.mktemp()), [GADGET])
         board = AdvisoryBoard()
         with capturedLogs() as events:
@@ -464,6 +490,32 @@ class HostileUrlTests(SynchronousTestCase):
         self.assertEqual(board.db.projects(), {"gadget"})
         self.assertTrue(any("damaged" not in line and "is not a zip archive" in line
                             for line in _lines(events)), _lines(events))
+
+
+class ChangedUrlTests(SynchronousTestCase):
+    """A kept copy is of one URL: another URL's is neither read nor asked about conditionally."""
+
+    def test_other_url(self):
+        """Fetched from one URL, the copy is not read once the configuration names another."""
+        clock, board, origins = Clock(), AdvisoryBoard(), Origins()
+        http = RequestTraversalAgent(origins)
+        snapshot = os.path.join(os.path.abspath(self.mktemp()), "index.json")
+        other = "http://127.0.0.1:9/other/all.zip"
+        origins.route(URL, _zip_bytes([WIDGET]), headers={b"last-modified":
+                                                          b"Sun, 01 Nov 2026 00:00:00 GMT"})
+        origins.route(other, b"", status=304)
+        first = AdvisoryLoader(board, AdvisoriesConfig(url=URL), run_now, clock, snapshot,
+                               agent=lambda: http)
+        drain(http, first.refresh())
+        self.assertEqual(board.db.projects(), {"widget"})
+        board = AdvisoryBoard()
+        moved = AdvisoryLoader(board, AdvisoriesConfig(url=other), run_now, clock, snapshot,
+                               agent=lambda: http)
+        self.successResultOf(moved.startService())
+        self.assertEqual(board.db.projects(), frozenset())
+        d = moved.refresh()
+        drain(http, d)
+        self.assertEqual(board.db.projects(), frozenset())
 
 
 def _zip_bytes(records_):

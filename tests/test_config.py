@@ -1875,7 +1875,6 @@ class AdvisoryRuleSettingsTests(_ConfigMixin, SynchronousTestCase):
 
     def test_named_index_takes_pypid_values(self):
         """A named index takes C{[pypid]}'s value of each key it does not set itself."""
-        from packaging.version import Version
         config = load_config(self.write("""
             [pypid]
             advisories = hide
@@ -1887,7 +1886,7 @@ class AdvisoryRuleSettingsTests(_ConfigMixin, SynchronousTestCase):
             """))
         default = config.server.advisory_rules
         self.assertEqual((default.mode, default.severity), ("hide", None))
-        self.assertEqual(default.waive, {("widget", Version("1.0.0"))})
+        self.assertEqual(default.waive, {("widget", "1")})
         self.assertEqual(default.waive_ids, {"GHSA-ABCD-1234-WXYZ"})
         prod = config.indexes["prod"].advisory_rules
         self.assertEqual((prod.mode, prod.severity, prod.waive), ("deny", "medium", default.waive))

@@ -44,12 +44,18 @@ class RangeTests(SynchronousTestCase):
                          [True, False, True, False, True])
 
     def test_bad_event_version(self):
-        """An event of no PEP 440 version is left out, counted; the rest stands."""
-        result = _db(osv_record("PYSEC-1", "widget", events=[
-            {"introduced": "1.0"}, {"fixed": "not a version"}, {"fixed": "2.0"}]))
+        """
+        A range with an event of no PEP 440 version is left out whole (its
+        end lost, it would affect every later release), and counted; the
+        record's other ranges stand.
+        """
+        result = _db(osv_record("PYSEC-1", "widget", ranges=[
+            {"type": "ECOSYSTEM", "events": [{"introduced": "1.0"}, {"fixed": "not a version"}]},
+            {"type": "ECOSYSTEM", "events": [{"introduced": "3.0"}, {"fixed": "3.1"}]}]))
         self.assertEqual(result.bad_events, 1)
-        self.assertTrue(result.db.affecting("widget", "1.5"))
-        self.assertFalse(result.db.affecting("widget", "2.0"))
+        self.assertFalse(result.db.affecting("widget", "1.5"))
+        self.assertFalse(result.db.affecting("widget", "9.0"))
+        self.assertTrue(result.db.affecting("widget", "3.0"))
 
     def test_versions_and_other_ranges(self):
         """A version list matches; GIT and SEMVER ranges and other ecosystems say nothing."""
@@ -119,6 +125,14 @@ class BadRecordTests(SynchronousTestCase):
             "no usable id": 2, "a range event is not one key": 1, "affected is not a list": 1,
             "not JSON": 1, "nested too deep": 1, "not a JSON object": 1})
         self.assertIn("2 no usable id", result.summary())
+
+    def test_control_characters(self):
+        """A summary's escape sequences and bells are spaces (it reaches terminals)."""
+        record = osv_record("PYSEC-1", "widget", versions=["1"],
+                            summary="evil \x1b]0;pwned\x07\x1b[2J text \u202e")
+        [advisory] = _db(record).db.affecting("widget", "1")
+        self.assertTrue(advisory.summary.isprintable(), repr(advisory.summary))
+        self.assertTrue(advisory.summary.startswith("evil ]0;pwned [2J text"))
 
     def test_texts_bounded(self):
         """A huge summary or details is cut; a link that is no http(s) URL is not kept."""

@@ -39,6 +39,7 @@ first time, 0.5 us once the verdicts are remembered.
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -47,8 +48,8 @@ from typing import Any, Protocol, TypeVar
 
 import attrs
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, ensureDeferred
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.defer import CancelledError, Deferred, ensureDeferred, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.web.client import ResponseFailed
@@ -65,7 +66,7 @@ from pypid.advisories.osv_archive import (
 )
 from pypid.core.advisories import AdvisoryBoard
 from pypid.core.metrics import Family, by_label, gauge
-from pypid.core.osv import ReadResult, read_records
+from pypid.core.osv import ReadResult, TooMany, read_records
 from pypid.core.parts import IMetricsSource, IReloadable
 from pypid.core.startup import StartupError
 from pypid.http.bodies import BodyError, describe, discard, read_body
@@ -79,6 +80,9 @@ Run = Callable[..., Deferred[Any]]
 
 #: Seconds an answer of the URL may take to start, and its body may be silent.
 FETCH_TIMEOUT = 60.0
+
+#: Seconds one fetch of the URL may take in all, however steadily it trickles.
+FETCH_DEADLINE = 600.0
 
 
 class AdvisorySettings(Protocol):
@@ -148,7 +152,10 @@ def read_sources(path: str | None, saved: str | None, limits: ArchiveLimits) -> 
             except ArchiveRefused as e:
                 raise CopyRefused(str(e)) from None
 
-    result = read_records(documents(), " + ".join(sources))
+    try:
+        result = read_records(documents(), " + ".join(sources))
+    except TooMany as e:
+        raise ArchiveRefused(f"{' + '.join(sources)}: {e}") from None
     for reason, count in tally.skipped.items():
         result.skipped[reason] = result.skipped.get(reason, 0) + count
     result.db = type(result.db)(result.db.by_project, result.db.source, tally.digest)
@@ -184,6 +191,8 @@ class AdvisoryLoader(Service):
         #: the validators of the kept copy's answer; L{None} until one is
         #: fetched (the kept copy's date is then its C{If-Modified-Since})
         self._validators: dict[str, str] | None = None
+        self._first_fetch: IDelayedCall | None = None
+        self._stopped = False
         self._loading: Deferred[None] | None = None
         self._again = False
         self._results: dict[str, int] = {}
@@ -239,13 +248,21 @@ class AdvisoryLoader(Service):
             raise StartupError(f"[advisories] path: {e}")
         self._schedule(settings)
         if settings.url is not None:
-            self._clock.callLater(0, self.refresh)
+            self._first_fetch = self._clock.callLater(0, self.refresh)
 
     def stopService(self) -> None:
+        """
+        Stop refreshing: the timer, the first fetch if still to come; a
+        read in flight ends without putting anything in force.
+        """
         Service.stopService(self)
         if self._timer is not None and self._timer.running:
             self._timer.stop()
         self._timer = None
+        if self._first_fetch is not None and self._first_fetch.active():
+            self._first_fetch.cancel()
+        self._again = False
+        self._stopped = True
 
     def _schedule(self, settings: AdvisorySettings) -> None:
         if self._timer is not None and self._timer.running:
@@ -260,6 +277,8 @@ class AdvisoryLoader(Service):
 
     def refresh(self) -> Deferred[None]:
         """Fetch the URL (if any) and read every source again; one at a time."""
+        if self._stopped:
+            return succeed(None)
         if self._loading is not None:
             self._again = True
             return self._loading
@@ -270,12 +289,20 @@ class AdvisoryLoader(Service):
     def _read_done(self, result: _T) -> _T:
         """A read ended: the next may start; one asked for meanwhile starts now."""
         self._loading = None
-        if self._again:
+        if self._again and not self._stopped:
             self._again = False
             self.refresh()
         return result
 
     async def _refresh(self) -> None:
+        try:
+            await self._refresh_once()
+        except Exception:
+            # (whatever failed, the timer goes on: the next refresh tries again)
+            self._count("failed")
+            log.failure("Cannot refresh the advisories; keeping those in force")
+
+    async def _refresh_once(self) -> None:
         settings = self._settings
         if settings.url is not None:
             await self._fetch(settings.url, settings)
@@ -293,7 +320,7 @@ class AdvisoryLoader(Service):
         @raise LoadFailed: when nothing was put in force.
         """
         saved = self._saved if settings.url is not None and os.path.exists(self._saved) \
-            else None
+            and _kept_from(self._saved) == settings.url else None
         if settings.path is None and saved is None:
             return
         sources = [p for p in (settings.path, saved) if p is not None]
@@ -318,11 +345,17 @@ class AdvisoryLoader(Service):
         self._seen = seen
         if result.summary():
             log.warn("Skipped in the advisories: {skipped}", skipped=result.summary())
+        if self._stopped:
+            return   # (stopped meanwhile: nothing more is put in force)
         if result.db.digest == self.board.db.digest:
             self._count("unchanged")
             return
         self._count("loaded")
         self.board.replace(result.db)
+        # (the database lives until the next load, and makes no cycle: out
+        # of the collector's sight, a full collection of the process took
+        # 177 ms with it in sight and none without)
+        gc.freeze()
         log.info("Loaded {advisories} advisories for {projects} projects from {source} in "
                  "{took:.1f} s ({withdrawn} withdrawn records ignored)",
                  advisories=len(result.db), projects=len(result.db.by_project),
@@ -358,7 +391,10 @@ class AdvisoryLoader(Service):
             self._agent = self._make_agent()
         headers = Headers({b"user-agent": [b"pypid"]})
         validators = self._validators
-        if validators is None and os.path.exists(self._saved):
+        if _kept_from(self._saved) != url:
+            # (a copy of another URL's, or none: this one's is fetched whole)
+            validators = {}
+        elif validators is None and os.path.exists(self._saved):
             # (after a restart: the kept copy is dated by its answer's Last-Modified)
             validators = {"modified": formatdate(os.stat(self._saved).st_mtime, usegmt=True)}
         if validators and os.path.exists(self._saved):
@@ -367,6 +403,9 @@ class AdvisoryLoader(Service):
                     headers.setRawHeaders(name, [validators[key].encode("latin-1")])
         request = self._agent.request(b"GET", url.encode("ascii"), headers)
         timeout = self._clock.callLater(FETCH_TIMEOUT, request.cancel)
+        # (a server that trickles its answer is cut off at the deadline:
+        # while a fetch runs, every other read waits)
+        deadline = self._clock.seconds() + FETCH_DEADLINE
         try:
             response = await request
         except Exception as e:
@@ -385,12 +424,22 @@ class AdvisoryLoader(Service):
                      code=response.code)
             discard(response, self._clock, FETCH_TIMEOUT)
             return
+        reading = read_body(response, settings.max_size, self._clock, FETCH_TIMEOUT)
+        cutoff = self._clock.callLater(max(deadline - self._clock.seconds(), 0), reading.cancel)
         try:
-            body = await read_body(response, settings.max_size, self._clock, FETCH_TIMEOUT)
+            body = await reading
+        except CancelledError:
+            self._count("unreachable")
+            log.warn("Cannot fetch the advisories from {url}: no answer whole within "
+                     "{deadline:g} s", url=url, deadline=FETCH_DEADLINE)
+            return
         except BodyError as e:
             self._count("refused")
             log.error("Not taking the advisories of {url}: {error}", url=url, error=describe(e))
             return
+        finally:
+            if cutoff.active():
+                cutoff.cancel()
         validators = {}
         for name, key in ((b"etag", "etag"), (b"last-modified", "modified")):
             value = response.headers.getRawHeaders(name, [None])[0]
@@ -398,7 +447,7 @@ class AdvisoryLoader(Service):
                 validators[key] = value.decode("latin-1")
         try:
             await self._run(_keep_checked, self._saved, body, self._limits_of(settings),
-                            _date(validators.get("modified")))
+                            _date(validators.get("modified")), url)
         except ArchiveRefused as e:
             self._count("refused")
             log.error("Not taking the advisories of {url}: {error}", url=url, error=str(e))
@@ -460,7 +509,7 @@ def _date(header: str | None) -> float | None:
 
 
 def _keep_checked(path: str, data: bytes, limits: ArchiveLimits,
-                  modified: float | None = None) -> None:
+                  modified: float | None, url: str) -> None:
     """
     Write the archive C{data} to C{path} whole or not at all, and only if
     it is read within C{limits} (in the thread pool), dated C{modified}
@@ -483,6 +532,28 @@ def _keep_checked(path: str, data: bytes, limits: ArchiveLimits,
         if modified is not None:
             os.utime(temporary, (modified, modified))
         os.replace(temporary, path)
+        # (which URL the copy is of: a copy of another is never read for
+        # this one; written after the copy, so a crash between leaves a
+        # copy that is fetched again whole)
+        _replace_small(f"{path}.url", url.encode("utf-8"))
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
+
+
+def _replace_small(path: str, data: bytes) -> None:
+    """Write a small file whole or not at all."""
+    temporary = f"{path}.part"
+    with open(temporary, "wb") as f:
+        f.write(data)
+    os.replace(temporary, path)
+
+
+def _kept_from(saved: str) -> str | None:
+    """The URL the kept copy C{saved} was fetched from, or L{None} (none, or unknown)."""
+    try:
+        with open(f"{saved}.url", "rb") as f:
+            return f.read(4096).decode("utf-8", "replace")
+    except OSError:
+        return None
+

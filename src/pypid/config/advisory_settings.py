@@ -98,7 +98,7 @@ def parse_advisory_url(value: str) -> str | None:
         return None
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.fragment \
-            or has_control_characters(value):
+            or has_control_characters(value) or not value.isascii():
         raise ValueError("expected an https:// URL of a zip of OSV records, such as "
                          "https://advisories.example/pypi/all.zip")
     if parts.scheme == "http" and not is_loopback_host(parts.hostname):

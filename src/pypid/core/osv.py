@@ -51,6 +51,7 @@ from pypid.core.advisories import (
     Affected,
     Span,
     canonical_version,
+    parsed_version,
     severity_rank,
 )
 from pypid.core.index import version_key
@@ -78,6 +79,17 @@ MAX_VERSIONS = 20000
 #: GitHub's words for severities, as pypid's.
 _WORDS = {"low": "low", "moderate": "medium", "medium": "medium", "high": "high",
           "critical": "critical"}
+
+
+#: The most versions and ranges all the records of a load may name
+#: together: what bounds a load's memory (the bytes alone do not: a
+#: record of digits listing 400,000 versions is 4 MB, a sixth of that
+#: zipped). The whole PyPI export names a few hundred thousand.
+MAX_ITEMS = 3_000_000
+
+
+class TooMany(ValueError):
+    """The records name more than L{MAX_ITEMS}: the whole load is refused."""
 
 
 class BadRecord(ValueError):
@@ -117,7 +129,7 @@ class ReadResult:
         """A short line: what was skipped and why, or C{""}."""
         parts = [f"{count} {reason}" for reason, count in sorted(self.skipped.items())]
         if self.bad_events:
-            parts.append(f"{self.bad_events} range events with no PEP 440 version")
+            parts.append(f"{self.bad_events} ranges with an event of no PEP 440 version")
         return "; ".join(parts)
 
 
@@ -129,6 +141,10 @@ def _text(value: object, limit: int) -> str:
         raise BadRecord("a text field that is not a string")
     if len(value) > limit:
         value = value[: limit - 3] + "..."
+    if not value.isprintable():
+        # (a summary reaches yank reasons that installers print, and
+        # terminals: no escape sequence, bell or direction override)
+        value = "".join(c if c.isprintable() or c in "\n\t" else " " for c in value)
     return value
 
 
@@ -196,12 +212,10 @@ def _severity(record: Mapping[str, Any], affected: list[Any]) -> tuple[float | N
     return None, max(words, key=severity_rank) if words else None
 
 
-def _version(text: object, result: ReadResult) -> Version | None:
+def _version(text: object) -> Version | None:
+    """An event's version, or L{None} when it is not a PEP 440 one."""
     if isinstance(text, str) and len(text) <= 100:
-        version = canonical_version(text)
-        if isinstance(version, Version):
-            return version
-    result.bad_events += 1
+        return parsed_version(text)
     return None
 
 
@@ -217,10 +231,14 @@ def _spans(events: list[Any], result: ReadResult) -> tuple[list[Span], list[str]
         if kind == "introduced" and value == "0":
             ordered.append((None, 0, kind, "0"))
             continue
-        version = _version(value, result)
-        if version is not None:
-            # (at one version an end comes before a new start)
-            ordered.append((version, 1 if kind == "introduced" else 0, kind, value))
+        version = _version(value)
+        if version is None:
+            # (the whole range is left out: without its end, it would
+            # affect every later release; without its start, every earlier)
+            result.bad_events += 1
+            return [], []
+        # (at one version an end comes before a new start)
+        ordered.append((version, 1 if kind == "introduced" else 0, kind, str(value)))
     ordered.sort(key=lambda e: (e[0] is not None, e[0] or Version("0"), e[1]))
     spans: list[Span] = []
     fixed: list[str] = []
@@ -348,11 +366,12 @@ def merge(records: Iterable[_Record]) -> list[Advisory]:
         severities = [r.severity for r in group if r.severity in SEVERITIES]
         severity = max(severities, key=severity_rank) if severities else None
         scores = [r.score for r in group if r.score is not None]
-        by_project: dict[str, tuple[list[Span], set[Version | str]]] = {}
+        # (spans as a dict's keys: in order, each once, in linear time)
+        by_project: dict[str, tuple[dict[Span, None], set[str]]] = {}
         for record in group:
             for affected in record.affected:
-                spans, versions = by_project.setdefault(affected.project, ([], set()))
-                spans += [s for s in affected.spans if s not in spans]
+                spans, versions = by_project.setdefault(affected.project, ({}, set()))
+                spans.update(dict.fromkeys(affected.spans))
                 versions |= affected.versions
         fixed = sorted({v for r in group for v in r.fixed_in}, key=version_key)
         advisories.append(Advisory(
@@ -373,6 +392,7 @@ def read_records(documents: Iterable[bytes], source: str = "", digest: str = "")
     """
     result = ReadResult(AdvisoryDB())
     parsed: list[_Record] = []
+    items = 0
     for document in documents:
         result.records += 1
         try:
@@ -388,6 +408,9 @@ def read_records(documents: Iterable[bytes], source: str = "", digest: str = "")
             result.skipped[reason] = result.skipped.get(reason, 0) + 1
             continue
         if record is not None:
+            items += sum(len(a.spans) + len(a.versions) for a in record.affected)
+            if items > MAX_ITEMS:
+                raise TooMany(f"the records name more than {MAX_ITEMS} versions and ranges")
             parsed.append(record)
     result.db = AdvisoryDB.of(merge(parsed), source, digest)
     return result
