@@ -41,6 +41,7 @@ from pypid.core.advisories import (  # noqa: E402
     AdvisoryPolicy,
     AdvisoryRules,
     canonical_version,
+    parsed_version,
 )
 from pypid.core.osv import cvss_score  # noqa: E402
 
@@ -132,6 +133,7 @@ def main():
     print(f"load again (a refresh: versions and vectors remembered): "
           f"{time.monotonic() - started:.2f} s")
     canonical_version.cache_clear()
+    parsed_version.cache_clear()
     cvss_score.cache_clear()
     tracemalloc.start()
     again = read_sources(path, None, ArchiveLimits())
