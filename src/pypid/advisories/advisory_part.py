@@ -66,7 +66,7 @@ from pypid.advisories.osv_archive import (
 )
 from pypid.core.advisories import AdvisoryBoard
 from pypid.core.metrics import Family, by_label, gauge
-from pypid.core.osv import ReadResult, TooMany, read_records
+from pypid.core.osv import ReadResult, TooManyItems, read_records
 from pypid.core.parts import IMetricsSource, IReloadable
 from pypid.core.startup import StartupError
 from pypid.http.bodies import BodyError, describe, discard, read_body
@@ -154,7 +154,7 @@ def read_sources(path: str | None, saved: str | None, limits: ArchiveLimits) -> 
 
     try:
         result = read_records(documents(), " + ".join(sources))
-    except TooMany as e:
+    except TooManyItems as e:
         raise ArchiveRefused(f"{' + '.join(sources)}: {e}") from None
     for reason, count in tally.skipped.items():
         result.skipped[reason] = result.skipped.get(reason, 0) + count

@@ -88,7 +88,7 @@ _WORDS = {"low": "low", "moderate": "medium", "medium": "medium", "high": "high"
 MAX_ITEMS = 3_000_000
 
 
-class TooMany(ValueError):
+class TooManyItems(ValueError):
     """The records name more than L{MAX_ITEMS}: the whole load is refused."""
 
 
@@ -410,7 +410,7 @@ def read_records(documents: Iterable[bytes], source: str = "", digest: str = "")
         if record is not None:
             items += sum(len(a.spans) + len(a.versions) for a in record.affected)
             if items > MAX_ITEMS:
-                raise TooMany(f"the records name more than {MAX_ITEMS} versions and ranges")
+                raise TooManyItems(f"the records name more than {MAX_ITEMS} versions and ranges")
             parsed.append(record)
     result.db = AdvisoryDB.of(merge(parsed), source, digest)
     return result
