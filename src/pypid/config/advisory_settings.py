@@ -24,18 +24,22 @@ from pypid.config.values import (
     is_loopback_host,
     parse_optional_path,
 )
-from pypid.core.advisories import MODES, SEVERITIES, AdvisoryRules, InvalidRules
+from pypid.core.advisories import (
+    MODES,
+    SEVERITIES,
+    AdvisoryRules,
+    InvalidRules,
+    severity_word,
+)
 from pypid.core.units import parse_duration, parse_size
 
 
 def parse_severity(value: str) -> str | None:
     """The lowest severity acted on (C{moderate} read as C{medium}); empty: every advisory."""
-    level = value.strip().lower()
-    if not level:
+    if not value.strip():
         return None
-    if level == "moderate":
-        level = "medium"
-    if level not in SEVERITIES:
+    level = severity_word(value)
+    if level is None:
         raise ValueError(f"expected one of: {', '.join(SEVERITIES)}; or empty for every "
                          "advisory, those of unknown severity too")
     return level

@@ -52,6 +52,18 @@ Mode = Literal["off", "warn", "hide", "deny"]
 SEVERITIES = ("low", "medium", "high", "critical")
 
 
+def severity_word(word: str) -> str | None:
+    """
+    A severity as the databases and the settings spell it, in any case
+    (GitHub's C{moderate} is C{medium}): one of L{SEVERITIES}, or L{None}
+    when it is none of them.
+    """
+    level = word.strip().lower()
+    if level == "moderate":
+        level = "medium"
+    return level if level in SEVERITIES else None
+
+
 def severity_rank(severity: str | None) -> int:
     """
     The order of a severity (0 for C{low} ... 3 for C{critical}); -1 for
@@ -252,10 +264,8 @@ class AdvisoryRules:
         mode = mode.strip().lower()
         if mode not in MODES:
             raise InvalidRules(f"advisories: one of {', '.join(MODES)} is required, not {mode!r}")
-        level = severity.strip().lower()
-        if level == "moderate":
-            level = "medium"
-        if level and level not in SEVERITIES:
+        level = severity_word(severity)
+        if severity.strip() and level is None:
             raise InvalidRules(f"advisory_severity: one of {', '.join(SEVERITIES)} "
                                f"is required, not {severity!r}")
         releases: set[tuple[str, str]] = set()
@@ -274,7 +284,7 @@ class AdvisoryRules:
                                    "nor an advisory identifier")
             else:
                 ids.add(entry.upper())
-        return cls(mode, level or None, frozenset(releases), frozenset(ids))
+        return cls(mode, level, frozenset(releases), frozenset(ids))
 
     def acts_on(self, advisory: Advisory) -> bool:
         """Whether this index acts on C{advisory} (its severity, the waived identifiers)."""

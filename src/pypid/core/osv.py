@@ -53,6 +53,7 @@ from pypid.core.advisories import (
     canonical_version,
     parsed_version,
     severity_rank,
+    severity_word,
 )
 from pypid.core.index import version_key
 from pypid.core.names import normalize
@@ -75,10 +76,6 @@ MAX_ALIASES = 50
 MAX_AFFECTED = 200
 MAX_EVENTS = 1000
 MAX_VERSIONS = 20000
-
-#: GitHub's words for severities, as pypid's.
-_WORDS = {"low": "low", "moderate": "medium", "medium": "medium", "high": "high",
-          "critical": "critical"}
 
 
 #: The most versions and ranges all the records of a load may name
@@ -207,8 +204,9 @@ def _severity(record: Mapping[str, Any], affected: list[Any]) -> tuple[float | N
     for holder in [record, *affected]:   # (said of the record, or of an affected package)
         specific = holder.get("database_specific") if isinstance(holder, dict) else None
         word = specific.get("severity") if isinstance(specific, dict) else None
-        if isinstance(word, str) and word.strip().lower() in _WORDS:
-            words.append(_WORDS[word.strip().lower()])
+        level = severity_word(word) if isinstance(word, str) else None
+        if level is not None:
+            words.append(level)
     return None, max(words, key=severity_rank) if words else None
 
 
