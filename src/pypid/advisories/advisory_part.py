@@ -156,9 +156,11 @@ def read_sources(path: str | None, saved: str | None, limits: ArchiveLimits) -> 
         result = read_records(documents(), " + ".join(sources))
     except TooManyItems as e:
         raise ArchiveRefused(f"{' + '.join(sources)}: {e}") from None
+    # (what the archive skipped, and the digest of what it read: known
+    # only once the records were read)
     for reason, count in tally.skipped.items():
         result.skipped[reason] = result.skipped.get(reason, 0) + count
-    result.db = type(result.db)(result.db.by_project, result.db.source, tally.digest)
+    result.db = attrs.evolve(result.db, digest=tally.digest)
     return result
 
 
@@ -243,7 +245,7 @@ class AdvisoryLoader(Service):
         if settings.path is None and settings.url is None:
             return
         try:
-            await self._load(settings, strict=True)
+            await self._load(settings)
         except LoadFailed as e:
             raise StartupError(f"[advisories] path: {e}")
         self._schedule(settings)
@@ -311,16 +313,16 @@ class AdvisoryLoader(Service):
         except LoadFailed as e:
             log.error("Keeping the advisories in force: {error}", error=str(e))
 
-    async def _load(self, settings: AdvisorySettings, strict: bool = False) -> None:
+    async def _load(self, settings: AdvisorySettings) -> None:
         """
         Read the sources; put what they hold in force unless it is already.
 
-        @param strict: a path that cannot be read fails (start-up), rather
-            than being logged.
-        @raise LoadFailed: when nothing was put in force.
+        @raise LoadFailed: when nothing was put in force (at start-up, the
+            caller makes it a start-up error; later, a log line).
         """
-        saved = self._saved if settings.url is not None and os.path.exists(self._saved) \
-            and _kept_from(self._saved) == settings.url else None
+        kept = None if settings.url is None else await self._run(kept_copy, self._saved,
+                                                                  settings.url)
+        saved = self._saved if kept is not None else None
         if settings.path is None and saved is None:
             return
         sources = [p for p in (settings.path, saved) if p is not None]
@@ -391,13 +393,14 @@ class AdvisoryLoader(Service):
             self._agent = self._make_agent()
         headers = Headers({b"user-agent": [b"pypid"]})
         validators = self._validators
-        if _kept_from(self._saved) != url:
+        kept = await self._run(kept_copy, self._saved, url)
+        if kept is None:
             # (a copy of another URL's, or none: this one's is fetched whole)
             validators = {}
-        elif validators is None and os.path.exists(self._saved):
+        elif validators is None:
             # (after a restart: the kept copy is dated by its answer's Last-Modified)
-            validators = {"modified": formatdate(os.stat(self._saved).st_mtime, usegmt=True)}
-        if validators and os.path.exists(self._saved):
+            validators = {"modified": formatdate(kept, usegmt=True)}
+        if validators:
             for name, key in ((b"if-none-match", "etag"), (b"if-modified-since", "modified")):
                 if key in validators:
                     headers.setRawHeaders(name, [validators[key].encode("latin-1")])
@@ -549,11 +552,17 @@ def _replace_small(path: str, data: bytes) -> None:
     os.replace(temporary, path)
 
 
-def _kept_from(saved: str) -> str | None:
-    """The URL the kept copy C{saved} was fetched from, or L{None} (none, or unknown)."""
+def kept_copy(saved: str, url: str) -> float | None:
+    """
+    The time of the kept copy C{saved} when it is C{url}'s (the URL it was
+    fetched from is kept beside it), or L{None}: none, or another URL's
+    (in the thread pool).
+    """
     try:
         with open(f"{saved}.url", "rb") as f:
-            return f.read(4096).decode("utf-8", "replace")
+            if f.read(4096).decode("utf-8", "replace") != url:
+                return None
+        return os.stat(saved).st_mtime
     except OSError:
         return None
 

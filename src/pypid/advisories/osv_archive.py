@@ -269,8 +269,9 @@ def signature(paths: list[str]) -> tuple[object, ...]:
     each C{.json} file of a folder's) name, size, time and inode. A
     refresh that finds the sources' signature unchanged reads nothing:
     a full export takes seconds of a pool thread to read, and most
-    refreshes find it as it was (measured: a walk of 40,000 files takes
-    0.1 to 0.2 s, a read of them 6 to 8 s).
+    refreshes find it as it was (measured on the benchmark's 40,000-record
+    export unpacked into a folder: the walk 0.21 s, a read 6.9 s; a zip's
+    signature is one stat, 23 us).
     """
     found: list[object] = []
     for path in paths:

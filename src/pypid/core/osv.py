@@ -383,7 +383,7 @@ def merge(records: Iterable[_Record]) -> list[Advisory]:
     return advisories
 
 
-def read_records(documents: Iterable[bytes], source: str = "", digest: str = "") -> ReadResult:
+def read_records(documents: Iterable[bytes], source: str = "") -> ReadResult:
     """
     The L{AdvisoryDB} of the OSV records in C{documents} (each one JSON
     document's bytes), with what was skipped.
@@ -410,5 +410,5 @@ def read_records(documents: Iterable[bytes], source: str = "", digest: str = "")
             if items > MAX_ITEMS:
                 raise TooManyItems(f"the records name more than {MAX_ITEMS} versions and ranges")
             parsed.append(record)
-    result.db = AdvisoryDB.of(merge(parsed), source, digest)
+    result.db = AdvisoryDB.of(merge(parsed), source)
     return result
