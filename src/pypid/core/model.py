@@ -55,9 +55,10 @@ def cut_text(text: str | None, limit: int) -> str | None:
 #: The fields of a L{FileRecord}, in the order its tuple holds them.
 FIELDS = ("filename", "project", "name", "version", "packagetype", "path", "size",
           "sha256", "upload_time", "blake2_256", "md5", "requires_python", "yanked",
-          "metadata_sha256", "summary", "uploader")
+          "metadata_sha256", "summary", "uploader", "provenance_sha256")
 #: The fields kept as raw bytes and given out as hex, with their sizes.
-DIGESTS = {"sha256": 32, "blake2_256": 32, "md5": 16, "metadata_sha256": 32}
+DIGESTS = {"sha256": 32, "blake2_256": 32, "md5": 16, "metadata_sha256": 32,
+           "provenance_sha256": 32}
 _OPTIONAL_TEXT = ("requires_python", "yanked", "summary", "uploader")
 _SLOT = {name: i for i, name in enumerate(FIELDS)}
 _FIELD_SET = frozenset(FIELDS)
@@ -116,6 +117,9 @@ class FileRecord(tuple[Any, ...]):
         (for search and lists; the project page shows it whole), or L{None}.
     @ivar uploader: who uploaded the file (cut to L{UPLOADER_BYTES}), or
         L{None} for a file imported from a folder or another server.
+    @ivar provenance_sha256: hex digest of the file's provenance object
+        (PEP 740, L{pypid.core.provenance}), kept beside it and served by
+        the Integrity API, or L{None} when it has none.
 
     A tuple, not an attrs class as the rest of the model is: an index holds
     one for every file, a million of them for a cache of the public index,
@@ -136,7 +140,8 @@ class FileRecord(tuple[Any, ...]):
                 blake2_256: str | None = None, md5: str | None = None,
                 requires_python: str | None = None, yanked: str | None = None,
                 metadata_sha256: str | None = None, summary: str | None = None,
-                uploader: str | None = None) -> FileRecord:
+                uploader: str | None = None, provenance_sha256: str | None = None,
+                ) -> FileRecord:
         return tuple.__new__(cls, (
             filename, project, name, version, packagetype,
             None if path == filename else path, size,
@@ -145,12 +150,13 @@ class FileRecord(tuple[Any, ...]):
             _optional_str(requires_python), _optional_str(yanked),
             raw_digest(metadata_sha256, 32, "metadata_sha256"),
             _optional_str(summary), _optional_str(uploader),
+            raw_digest(provenance_sha256, 32, "provenance_sha256"),
         ))
 
     @classmethod
     def of_values(cls, values: Iterable[Any]) -> FileRecord:
         """
-        A record from its 16 values in L{FIELDS} order, as a snapshot keeps
+        A record from its 17 values in L{FIELDS} order, as a snapshot keeps
         them: digests as raw bytes, the path L{None} when it is the filename.
         Nothing is checked: the caller has.
         """
@@ -161,7 +167,7 @@ class FileRecord(tuple[Any, ...]):
         return tuple(getattr(self, name) for name in FIELDS)
 
     def values(self) -> tuple[Any, ...]:
-        """The 16 values as L{of_values} takes them."""
+        """The 17 values as L{of_values} takes them."""
         return tuple(self)
 
     # (the fields are properties made by _plain and _hex, C-level reads of
@@ -182,6 +188,7 @@ class FileRecord(tuple[Any, ...]):
         metadata_sha256: str | None
         summary: str | None
         uploader: str | None
+        provenance_sha256: str | None
     else:
         filename = _plain(0)
         project = _plain(1)
@@ -198,6 +205,7 @@ class FileRecord(tuple[Any, ...]):
         metadata_sha256 = _hex(13)
         summary = _plain(14)
         uploader = _plain(15)
+        provenance_sha256 = _hex(16)
 
     @property
     def path(self) -> str:
@@ -274,6 +282,7 @@ class FileRecord(tuple[Any, ...]):
             _optional_str(get("requires_python")), _optional_str(get("yanked")),
             raw_digest(get("metadata_sha256"), 32, "metadata_sha256"),
             _optional_str(get("summary")), _optional_str(get("uploader")),
+            raw_digest(get("provenance_sha256"), 32, "provenance_sha256"),
         ))
         check(record)
         return record

@@ -319,7 +319,7 @@ def fingerprint(project: Project) -> str:
         digest.update(repr((
             r.filename, r.name, r.version, r.packagetype, r.size, r.sha256, r.upload_time,
             r.blake2_256, r.md5, r.requires_python, r.yanked, r.metadata_sha256, r.summary,
-            r.uploader)).encode("utf-8", "replace"))
+            r.uploader, r.provenance_sha256)).encode("utf-8", "replace"))
     return digest.hexdigest()
 
 

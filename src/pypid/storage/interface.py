@@ -211,16 +211,39 @@ class IStorage(Interface):
         """
 
     def publish(temp_path: str, record: FileRecord, metadata: bytes | None,
-                details: bytes | None = None) -> Deferred[FileRecord]:
+                details: bytes | None = None, provenance: bytes | None = None,
+                ) -> Deferred[FileRecord]:
         """
         Store the spooled file at C{temp_path} under C{record.path}, with its
-        record, its core metadata bytes (or L{None}) and its details for the
-        pages for people (L{pypid.core.details.Details} bytes, or L{None}),
-        durably and without overwriting anything. The temporary file is
-        consumed either way.
+        record, its core metadata bytes (or L{None}), its details for the
+        pages for people (L{pypid.core.details.Details} bytes, or L{None})
+        and its provenance object (PEP 740, whose sha256 is the record's
+        C{provenance_sha256}; or L{None}), durably and without overwriting
+        anything: the provenance is kept before the file is visible. The
+        temporary file is consumed either way.
 
         @rtype: L{Deferred} firing with the stored L{FileRecord}, or failing
             with L{FileExists}, L{FilenameDeleted} or L{StorageError}.
+        """
+
+    def keep_provenance(record: FileRecord, provenance: bytes) -> Deferred[FileRecord]:
+        """
+        Keep the provenance object C{provenance} of a stored file (one
+        cached from the upstream, whose provenance is fetched after it),
+        then its record with C{provenance_sha256} set to its digest.
+
+        @rtype: L{Deferred} firing with the new record, or failing with
+            L{FileNotFoundError} (the file is gone) or L{StorageError}
+        """
+
+    def read_provenance(record: FileRecord) -> Deferred[bytes | None]:
+        """
+        Read a stored file's provenance object, checked against the
+        record's C{provenance_sha256}.
+
+        @rtype: L{Deferred} firing with the bytes, or L{None} when the
+            record has none (or what is kept does not match it: never
+            served); or failing with L{StorageError}
         """
 
     def update(record: FileRecord) -> Deferred[None]:
@@ -232,7 +255,7 @@ class IStorage(Interface):
 
     def delete(record: FileRecord) -> Deferred[None]:
         """
-        Remove a stored file, its metadata and its details, and keep a
+        Remove a stored file, its metadata, details and provenance, and keep a
         tombstone so the filename is never reused.
 
         @rtype: L{Deferred} firing with L{None}

@@ -94,7 +94,7 @@ READS = (1, 2)
 #: project is the line's, and a column that would be all nulls is left out
 COLUMNS = ("filename", "name", "version", "packagetype", "path", "size", "sha256",
            "upload_time", "blake2_256", "md5", "requires_python", "yanked",
-           "metadata_sha256", "summary", "uploader")
+           "metadata_sha256", "summary", "uploader", "provenance_sha256")
 REQUIRED = ("filename", "version", "packagetype", "size", "sha256", "upload_time")
 _KINDS = {WHEEL: WHEEL, SDIST: SDIST}
 _TEXT = frozenset({str})
@@ -330,7 +330,8 @@ def _project(line: dict[str, Any], shared: dict[str, str]) -> Iterator[FileRecor
         kinds, paths, sizes, _digests("sha256", get("sha256"), count), times,
         _digests("blake2_256", get("blake2_256"), count), _digests("md5", get("md5"), count),
         requires, yanked, _digests("metadata_sha256", get("metadata_sha256"), count),
-        summaries, uploaders, strict=False))
+        summaries, uploaders, _digests("provenance_sha256", get("provenance_sha256"), count),
+        strict=False))
 
 
 #: what comes between a project line's name and its filenames, as L{lines}
