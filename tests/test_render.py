@@ -275,6 +275,7 @@ class ProjectJSONTests(SynchronousTestCase):
                 "yanked": False,
                 "core-metadata": False,
                 "dist-info-metadata": False,
+                "provenance": None,
             },
         )
         self.assertIs(type(f["size"]), int)
@@ -323,6 +324,53 @@ class ProjectJSONTests(SynchronousTestCase):
         """Text that UTF-8 cannot encode is replaced instead of failing the page."""
         body = project_json("holygrail", [(record(yanked="\udcff"), "h.whl")], ["1.0"])
         self.assertEqual(json.loads(body)["files"][0]["yanked"], "?")
+
+
+PROVENANCE = "bb" * 32
+
+
+class ProvenanceLinkTests(SynchronousTestCase):
+    """
+    PEP 740's links (simple API 1.3): JSON C{provenance} (always, a URL or
+    null) and HTML C{data-provenance} (only with one), fully qualified, from
+    L{render.provenance_url_for}.
+    """
+
+    def test_json_link(self):
+        """A file with a provenance links it absolutely; one without says null."""
+        signed = record(provenance_sha256=PROVENANCE)
+        plain = record("holygrail-1.0.tar.gz")
+        link = render.provenance_url_for("https://pypi.internal.example/staging/")
+        page = json.loads(project_json("holygrail", [(signed, "a"), (plain, "b")], ["1.0"],
+                                       provenance_url=link))
+        self.assertEqual(
+            [f["provenance"] for f in page["files"]],
+            ["https://pypi.internal.example/staging/integrity/holygrail/1.0/"
+             "holygrail-1.0-py3-none-any.whl/provenance", None])
+
+    def test_html_link(self):
+        """The anchor carries data-provenance (escaped, quoted) only when there is one."""
+        signed = record("holygrail-1.0+local-py3-none-any.whl", version="1.0+local",
+                        provenance_sha256=PROVENANCE)
+        plain = record("holygrail-1.0.tar.gz")
+        link = render.provenance_url_for("https://pypi.internal.example/")
+        page = parse(project_html("holygrail", [(signed, "a"), (plain, "b")],
+                                  provenance_url=link))
+        self.assertEqual(
+            [attrs.get("data-provenance") for attrs, _ in page.anchors],
+            ["https://pypi.internal.example/integrity/holygrail/1.0%2Blocal/"
+             "holygrail-1.0%2Blocal-py3-none-any.whl/provenance", None])
+
+    def test_no_base_url_no_link(self):
+        """Without a base URL no link is given (PEP 740 wants it fully qualified)."""
+        signed = record(provenance_sha256=PROVENANCE)
+        link = render.provenance_url_for(None)
+        self.assertIsNone(link(signed))
+        [f] = json.loads(project_json("holygrail", [(signed, "a")], ["1.0"],
+                                      provenance_url=link))["files"]
+        self.assertIsNone(f["provenance"])
+        self.assertNotIn(b"data-provenance", project_html("holygrail", [(signed, "a")],
+                                                          provenance_url=link))
 
 
 class PypiJSONTests(SynchronousTestCase):

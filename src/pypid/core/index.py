@@ -49,6 +49,7 @@ from pypid.core.names import InvalidName, distribution_key, filename_key, normal
 from pypid.core.pending import project_of
 from pypid.core.project_status import ProjectStatus
 from pypid.core.promotion import Promotion
+from pypid.core.render import ProvenanceURL, provenance_url_for
 from pypid.core.rendered_pages import PAGE_CACHE_SIZE, RenderedPages
 
 #: What L{Index.load} takes of a project loaded later: C{(name,
@@ -237,7 +238,8 @@ class Index:
     def __init__(self, file_url: Callable[[FileRecord], str], serial: int = 0, *,
                  page_cache_size: int = PAGE_CACHE_SIZE,
                  peers: Callable[[str], Index | None] | None = None,
-                 advisories: AdvisoryPolicy | None = None) -> None:
+                 advisories: AdvisoryPolicy | None = None,
+                 provenance_url: ProvenanceURL | None = None) -> None:
         """
         @param page_cache_size: the budget of the projects' rendered pages
             (L{RenderedPages.max_bytes}).
@@ -247,11 +249,15 @@ class Index:
             name, or L{None}; a promoted file's record is shared with the
             index it came from (L{share_promoted}). L{None}: no sharing (a
             server of one index).
+        @param provenance_url: the link its pages give a file's provenance
+            (L{pypid.core.render.provenance_url_for}); L{None}: none.
         """
         self.__attrs_init__(file_url, serial,
                             RenderedPages(file_url, self.projects, max_bytes=page_cache_size,
                                           status=self.status,
-                                          advisories=advisories or no_advisories()),
+                                          advisories=advisories or no_advisories(),
+                                          provenance_url=provenance_url
+                                          or provenance_url_for(None)),
                             peers=peers)
 
     # -- reading -------------------------------------------------------------

@@ -232,6 +232,11 @@ class FileRecord(tuple[Any, ...]):
         return tuple.__new__(FileRecord, values)
 
     @property
+    def has_provenance(self) -> bool:
+        """Whether a provenance object (PEP 740) is kept beside the file."""
+        return tuple.__getitem__(self, 16) is not None
+
+    @property
     def is_wheel(self) -> bool:
         """Whether this file is a wheel."""
         return tuple.__getitem__(self, 4) == WHEEL

@@ -26,6 +26,7 @@ import attrs
 from pypid.core.model import FileRecord, format_upload_time
 from pypid.core.names import SDIST, InvalidName, parse_filename
 from pypid.core.project_status import ProjectStatus
+from pypid.core.provenance import integrity_path
 
 HTML = "html"
 JSON = "json"
@@ -42,10 +43,10 @@ _MIN_GZIP = 256
 _UNSAFE = re.compile("[&<>\"']")
 
 #: The simple API version announced in both serializations: PEP 700's fields
-#: (1.1) and PEP 792's project status markers (1.4, which a server that
-#: sends them must announce); 1.2 (PEP 708, rejected) and 1.3's provenance
-#: only add optional keys, which clients must do without. pip reads no
-#: version; uv warns only on a major version above 1.
+#: (1.1), PEP 740's provenance links (1.3: JSON C{provenance}, HTML
+#: C{data-provenance}) and PEP 792's project status markers (1.4, which a
+#: server that sends them must announce); 1.2 (PEP 708) was rejected. pip
+#: reads no version; uv warns only on a major version above 1.
 API_VERSION = "1.4"
 
 _META = {"api-version": API_VERSION}
@@ -224,7 +225,36 @@ def root_json(projects: Iterable[tuple[str, str]]) -> bytes:
     )
 
 
-def _anchor(record: ListedFile, url: str) -> str:
+#: C{provenance_url(file) -> str | None}: the absolute URL of a listed
+#: file's provenance (PEP 740), or L{None} when it has none
+#: (L{provenance_url_for}). (L{Any}: a hosted record or an upstream file,
+#: each with C{project}, C{version}, C{filename} and C{has_provenance}.)
+ProvenanceURL = Callable[[Any], "str | None"]
+
+
+def _no_provenance(listed: object) -> None:
+    return None
+
+
+def provenance_url_for(base_url: str | None) -> ProvenanceURL:
+    """
+    Return C{provenance_url(file)}: the link a page gives a file's
+    provenance, C{<base_url>integrity/<project>/<version>/<filename>/provenance}.
+
+    PEP 740 wants it fully qualified, so without a base URL (C{[pypid]
+    base_url}) pages link none; the Integrity API answers all the same.
+    """
+    if not base_url or not base_url.startswith(("https://", "http://")):
+        return _no_provenance
+
+    def provenance_url(listed: Any) -> str | None:
+        if not listed.has_provenance:
+            return None
+        return base_url + integrity_path(listed.project, listed.version, listed.filename)
+    return provenance_url
+
+
+def _anchor(record: ListedFile, url: str, provenance: str | None = None) -> str:
     """Return the HTML anchor for one file, every attribute escaped."""
     parts = [
         '<a href="',
@@ -248,6 +278,8 @@ def _anchor(record: ListedFile, url: str) -> str:
         parts += (' data-size="', str(int(record.size)), '"')
     if record.upload_time is not None:
         parts += (' data-upload-time="', _upload_time_iso(record.upload_time), '"')
+    if provenance is not None:
+        parts += (' data-provenance="', escape(provenance, True), '"')
     parts += ('>', escape(record.filename, True), "</a><br />\n")
     return "".join(parts)
 
@@ -264,27 +296,30 @@ def _status_metas(status: ProjectStatus | None) -> str:
 
 
 def project_html(project: str, files: Iterable[tuple[ListedFile, str]],
-                 status: ProjectStatus | None = None) -> bytes:
+                 status: ProjectStatus | None = None,
+                 provenance_url: ProvenanceURL = _no_provenance) -> bytes:
     """
     Render a project's PEP 503 page, with the PEP 592, 658/714 attributes,
-    uv's non-standard C{data-size} and C{data-upload-time}, and PEP 792's
-    status markers.
+    uv's non-standard C{data-size} and C{data-upload-time}, PEP 740's
+    C{data-provenance} and PEP 792's status markers.
 
     @param project: the normalized project name.
     @param files: C{(record, url)} pairs in the order to list them, each
         URL without a fragment; the page adds C{#sha256=}.
     @param status: the project's status, or L{None} when it is active
         (then no marker is sent, as PEP 792 allows).
+    @param provenance_url: gives a file's provenance link (L{provenance_url_for}).
     @rtype: L{bytes}
     """
     title = escape(f"Links for {project}", True)
     parts = [_HEAD.format(title=title, status=_status_metas(status)), f"<h1>{title}</h1>\n"]
-    parts.extend(_anchor(record, url) for record, url in files)
+    parts.extend(_anchor(record, url, provenance_url(record)) for record, url in files)
     parts.append(_TAIL)
     return "".join(parts).encode("utf-8", "replace")
 
 
-def _json_file(record: ListedFile, url: str) -> dict[str, Any]:
+def _json_file(record: ListedFile, url: str, provenance: str | None = None,
+               ) -> dict[str, Any]:
     """Return the PEP 691 / PEP 700 entry of one file."""
     metadata: bool | dict[str, str]
     if record.metadata_sha256 is None:
@@ -306,11 +341,14 @@ def _json_file(record: ListedFile, url: str) -> dict[str, Any]:
     entry["yanked"] = (record.yanked or True) if record.yanked is not None else False
     entry["core-metadata"] = metadata
     entry["dist-info-metadata"] = metadata
+    # (PEP 740: the key always, as the public index sends it)
+    entry["provenance"] = provenance
     return entry
 
 
 def project_json(project: str, files: Iterable[tuple[ListedFile, str]],
-                 versions: Iterable[str], status: ProjectStatus | None = None) -> bytes:
+                 versions: Iterable[str], status: ProjectStatus | None = None,
+                 provenance_url: ProvenanceURL = _no_provenance) -> bytes:
     """
     Render a project's PEP 691 page at API version 1.4.
 
@@ -320,13 +358,14 @@ def project_json(project: str, files: Iterable[tuple[ListedFile, str]],
         include the version of each file.
     @param status: the project's status (PEP 792's C{project-status}), or
         L{None} when it is active (then the key is left out).
+    @param provenance_url: gives a file's provenance link (L{provenance_url_for}).
     @rtype: L{bytes}
     """
     page: dict[str, Any] = {
         "meta": _META,
         "name": project,
         "versions": list(versions),
-        "files": [_json_file(record, url) for record, url in files],
+        "files": [_json_file(record, url, provenance_url(record)) for record, url in files],
     }
     if status is not None:
         marker = {"status": status.status}

@@ -199,6 +199,9 @@ class RenderedPages:
         list no files (L{project_page}).
     @ivar advisories: the index's L{AdvisoryPolicy}: the releases it hides
         are not listed, those it denies are listed yanked (L{advised_files}).
+    @ivar provenance_url: gives a file's provenance link (PEP 740,
+        L{render.provenance_url_for}): part of the page kept, so serving it
+        costs nothing more.
     """
 
     _file_url: Callable[[FileRecord], str]
@@ -210,6 +213,8 @@ class RenderedPages:
     _status: Callable[[str], ProjectStatus | None] = attrs.field(default=_no_status,
                                                                  kw_only=True, alias="status")
     advisories: AdvisoryPolicy = attrs.field(factory=no_advisories, kw_only=True)
+    provenance_url: render.ProvenanceURL = attrs.field(
+        default=render.provenance_url_for(None), kw_only=True)
     _root: dict[str, Page] = attrs.field(factory=dict, init=False)
     #: bumped by L{listing_changed} (L{pypid.core.index.Index.listing_serial})
     listing_serial: int = attrs.field(default=0, init=False)
@@ -267,14 +272,15 @@ class RenderedPages:
         advised = with_files and self.advisories.affects(project.name)
         shown = advised_files(self.advisories, project.name, files) if advised else files
         if kind == HTML:
-            body = render.project_html(project.name, shown, status)
+            body = render.project_html(project.name, shown, status, self.provenance_url)
         else:
             if advised:
                 # (a release hidden whole is not announced either)
                 versions = list(dict.fromkeys(f.version for f, _ in shown))
             else:
                 versions = project.versions() if with_files else []
-            body = render.project_json(project.name, shown, versions, status)
+            body = render.project_json(project.name, shown, versions, status,
+                                       self.provenance_url)
         return Page.of(body, CONTENT_TYPES[kind])
 
     def extra_page(self, project: Project, key: Hashable) -> Any:

@@ -77,7 +77,7 @@ from pypid.core.index_names import DEFAULT, UPSTREAM_PREFIX, BaseRef
 from pypid.core.metrics import Family
 from pypid.core.notice import Notice
 from pypid.core.parts import IMetricsSource
-from pypid.core.render import file_url_for
+from pypid.core.render import file_url_for, provenance_url_for
 from pypid.core.views import ChainSource, ComposedFile, Filters, IndexView, resolve_order
 from pypid.state.advisory_decisions import DecisionLog
 from pypid.state.backfill import Backfill
@@ -252,9 +252,9 @@ class HostedStack:
         # (a MeasuredStorage provides its backend's interfaces: directlyProvides)
         stored = cast(IStorage, storage.storage)
         shared = stored if ISharedStorage.providedBy(stored) else None
-        index = Index(file_url_for(_base(server.base_url, name)),
-                      page_cache_size=server.page_cache_size, peers=peers,
-                      advisories=advisories)
+        base = _base(server.base_url, name)
+        index = Index(file_url_for(base), page_cache_size=server.page_cache_size, peers=peers,
+                      advisories=advisories, provenance_url=provenance_url_for(base))
         # (what the upstream cache learns is saved within seconds: a crash
         # loses none of it)
         learnt = Notice()
