@@ -30,7 +30,7 @@ from pypid.auth.verifier import PasswordVerifier
 from pypid.core.details import Details
 from pypid.core.distribution import inspect
 from pypid.core.index import Index
-from pypid.core.render import file_url_for
+from pypid.core.render import file_url_for, provenance_url_for
 from pypid.state.loader import IndexMetrics
 from pypid.storage import sidecars
 from pypid.storage.audit_log import MemoryAuditLog
@@ -110,14 +110,16 @@ class _ServerMixin:
         prepared = self.storage.prepare()
         self.finish_storage_work()
         self.successResultOf(prepared)
-        self.index = Index(file_url_for(self.base_url))
+        self.index = Index(file_url_for(self.base_url),
+                           provenance_url=provenance_url_for(self.base_url))
         verifier = PasswordVerifier(USERS, self.clock, None, run_in_pool=self.hashing_pool())
         self.access = Access(self.access_model(), verifier, tokens=self.token_book())
         served = self.served_storage(self.storage)
         audit = AuditTrail(MemoryAuditLog(self.clock), self.clock)
         self.web = build_web(self.index, served, self.access, self.make_run(), self.clock,
                              max_upload_size=self.max_upload_size, base_url=self.base_url,
-                             audit=audit, sources=self.metric_sources(served, audit))
+                             audit=audit, sources=self.metric_sources(served, audit),
+                             attestations=self.attestation_check())
         self.root = self.web.root
         self.client = site_treq(self.web.site)
 
@@ -147,6 +149,10 @@ class _ServerMixin:
 
     def token_book(self):
         """The API tokens: none unless a test needs them."""
+        return None
+
+    def attestation_check(self):
+        """What checks uploads' attestations: none (they are refused) unless a test needs one."""
         return None
 
     def stored(self, record):

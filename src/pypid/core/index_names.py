@@ -27,7 +27,7 @@ DEFAULT = "default"
 #: publishing's C{/_/oidc/} and C{/.well-known/pytp/}.  No index may take
 #: one of them as its name.
 ROUTE_SEGMENTS = frozenset({
-    "simple", "files", "project", "static",
+    "simple", "files", "integrity", "project", "static",
     "health", "legacy", "login", "metrics", "pypi", "requirements.txt", "search",
     "api", "_", ".well-known",
 })

@@ -252,3 +252,38 @@ def accepts_gzip(accept_encoding: bytes | None) -> bool:
         _gzip_memo.clear()
     _gzip_memo[accept_encoding] = result
     return result
+
+
+#: The Integrity API's media types (PEP 740), in the order a tie picks them:
+#: the public index's own type first, then plain JSON.
+INTEGRITY_TYPES = ("application/vnd.pypi.integrity.v1+json", "application/json")
+
+_integrity_memo: dict[bytes | None, str | None] = {}
+
+
+def choose_integrity(accept: bytes | None) -> str | None:
+    """
+    Pick the media type of an Integrity API answer (PEP 740) from the
+    request's C{Accept}, by the rules above: the highest q-value among
+    L{INTEGRITY_TYPES} wins, a tie or no C{Accept} (or C{*/*}) gives the
+    first.
+
+    @return: one of L{INTEGRITY_TYPES}, or L{None} (answered 406).
+    """
+    try:
+        return _integrity_memo[accept]
+    except KeyError:
+        pass
+    ranges = _parse_accept(accept.decode("latin-1") if accept else "")
+    chosen: str | None = INTEGRITY_TYPES[0]
+    if ranges:
+        chosen, best_q = None, 0.0
+        for offer in INTEGRITY_TYPES:
+            main, _, sub = offer.partition("/")
+            q = _weigh(ranges, main, sub)
+            if q is not None and q > best_q:
+                chosen, best_q = offer, q
+    if len(_integrity_memo) >= MEMO_LIMIT:
+        _integrity_memo.clear()
+    _integrity_memo[accept] = chosen
+    return chosen

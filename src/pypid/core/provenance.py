@@ -73,7 +73,7 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 class ProvenanceInvalid(ValueError):
-    """An attestation or provenance object is malformed or is not for this file; the message says which."""
+    """An attestation or provenance is malformed or not for this file; the message says which."""
 
 
 def _b64(value: object, limit: int, what: str) -> bytes:

@@ -49,6 +49,7 @@ from pypid.core.names import (
     normalize,
     parse_filename,
 )
+from pypid.core.provenance import ProvenanceInvalid, parse_attestations
 
 
 class UploadedPart(Protocol):
@@ -95,7 +96,7 @@ MULTI_USE_FIELDS = frozenset({
 })
 
 #: Fields whose values may hold line breaks and tabs.
-MULTI_LINE_FIELDS = frozenset({"description", "license"})
+MULTI_LINE_FIELDS = frozenset({"description", "license", "attestations"})
 
 #: File parts accepted besides the distribution itself (twine < 6 could
 #: send a detached GPG signature; it is ignored).
@@ -176,6 +177,9 @@ class UploadRequest:
     @ivar filename: the uploaded file's name, validated.
     @ivar packagetype: C{"bdist_wheel"} or C{"sdist"}.
     @ivar part: the spooled file part (path, size and digests).
+    @ivar attestations: the C{attestations} field (PEP 740: a JSON array of
+        attestation objects, its shape checked by
+        L{pypid.core.provenance.parse_attestations}), or L{None}.
     """
 
     project: str
@@ -184,6 +188,7 @@ class UploadRequest:
     filename: str
     packagetype: str
     part: UploadedPart
+    attestations: str | None = None
 
 
 def _optional(form: UploadForm, name: str) -> str | None:
@@ -273,6 +278,13 @@ def validate_upload(form: UploadForm) -> UploadRequest:
     ]
     if not any(checked):
         raise BadRequest("sha256_digest: at least one digest of the file is required")
+    attestations = _optional(form, "attestations")
+    if attestations is not None:
+        # (the shape now, before the file is read: the signatures after)
+        try:
+            parse_attestations(attestations)
+        except ProvenanceInvalid as e:
+            raise BadRequest(str(e))
     return UploadRequest(
         project=parsed.project,
         name=name,
@@ -280,4 +292,5 @@ def validate_upload(form: UploadForm) -> UploadRequest:
         filename=filename,
         packagetype=parsed.packagetype,
         part=part,
+        attestations=attestations,
     )

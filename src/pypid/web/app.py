@@ -94,11 +94,12 @@ from pypid.web.index_root import (
     ReadOnlyPublish,
     ServedIndex,
 )
+from pypid.web.integrity import IntegrityResource
 from pypid.web.legacy import LegacyJSON
 from pypid.web.people import AssetsResource, IndexSwitcher, PeoplePages, ReaderChrome
 from pypid.web.project_pages import IndexProjectPages, ProjectPages
 from pypid.web.promote import Promote
-from pypid.web.publish import Publish
+from pypid.web.publish import AttestationCheck, NoAttestations, Publish
 from pypid.web.respond import Rendered, send_error, wrong_method_error
 from pypid.web.simple import FilesResource, RootResource, SimpleResource
 from pypid.web.site import PypidSite
@@ -286,7 +287,8 @@ def build_web(index: Index, storage: IStorage, access: Access, run: Run, clock: 
               ready: Callable[[], bool] | None = None,
               trusted_proxies: TrustedProxies = NO_PROXIES,
               ipv6_prefix: int = IPV6_PREFIX, indexes: Sequence[IndexParts] = (),
-              registry: IndexRegistry | None = None) -> Web:
+              registry: IndexRegistry | None = None,
+              attestations: AttestationCheck | None = None) -> Web:
     """
     Build the resource tree and the site, the one way both the server
     (L{pypid.tap.build_service}) and the tests wire them.
@@ -328,7 +330,12 @@ def build_web(index: Index, storage: IStorage, access: Access, run: Run, clock: 
     @param registry: the server's indexes, for C{POST /api/promote}
         (L{pypid.web.promote}) and C{GET /api/advisories}
         (L{pypid.web.advisory_admin}); L{None}: those routes answer 404.
+    @param attestations: checks the attestations uploads come with (PEP
+        740, L{pypid.auth.attestations}); L{None}: uploads that send any
+        are refused (L{NoAttestations}).
     """
+    if attestations is None:
+        attestations = NoAttestations()
     if audit is None:
         audit = AuditTrail(MemoryAuditLog(clock), clock)
     if counter is None:
@@ -347,7 +354,8 @@ def build_web(index: Index, storage: IStorage, access: Access, run: Run, clock: 
     app = PypidApp(
         people=PeoplePages(Catalog(index), access, people),
         publish=Publish(index, storage, access, run, clock, max_upload_size, audit=audit,
-                        locks=locks if locks is not None else KeyedLock(clock)),
+                        locks=locks if locks is not None else KeyedLock(clock),
+                        attestations=attestations),
         tokens=TokenAdmin(access, run, audit=audit),
         cache=CacheAdmin(access, upstream, audit=audit),
         legacy=LegacyJSON(index, storage, access, absolute_file_url, base_url,
@@ -369,7 +377,7 @@ def build_web(index: Index, storage: IStorage, access: Access, run: Run, clock: 
     )
 
     def serve_index(parts: IndexParts) -> ServedIndex:
-        return _served(parts, access=access, run=run, clock=clock,
+        return _served(parts, access=access, run=run, clock=clock, attestations=attestations,
                        max_upload_size=max_upload_size, base_url=base_url, audit=audit,
                        chrome=ReaderChrome(_index_chrome(chrome, parts, base_url), switcher),
                        denied=denied)
@@ -377,11 +385,13 @@ def build_web(index: Index, storage: IStorage, access: Access, run: Run, clock: 
     if indexes:
         named = IndexRoot({parts.name.encode("ascii"): serve_index(parts) for parts in indexes},
                           access, base_url or "/")
+    files = FilesResource(index, storage, access, upstream, backfill, denied)
     root = RootResource(
         SimpleResource(index, access, base_url or "/", upstream, backfill),
-        FilesResource(index, storage, access, upstream, backfill, denied),
+        files,
         app.resource(),
         named,
+        integrity=IntegrityResource(files, access),
         project=ProjectPages(index, storage, access, people, clock, base_url or "/", upstream,
                              advisories=index.advisories),
         static=AssetsResource(assets),
@@ -412,6 +422,7 @@ def _index_chrome(chrome: Chrome, parts: IndexParts, base_url: str | None) -> Ch
 
 
 def _served(parts: IndexParts, *, access: Access, run: Run, clock: IReactorTime,
+            attestations: AttestationCheck,
             max_upload_size: int, base_url: str | None, audit: AuditTrail,
             chrome: ReaderChrome, denied: DeniedDownloads | None = None) -> ServedIndex:
     """
@@ -426,7 +437,8 @@ def _served(parts: IndexParts, *, access: Access, run: Run, clock: IReactorTime,
     publish: _Area
     if parts.own is not None:
         publish = Publish(parts.own.index, parts.own.storage, access, run, clock,
-                          max_upload_size, audit=audit, locks=parts.own.locks, name=name)
+                          max_upload_size, audit=audit, locks=parts.own.locks, name=name,
+                          attestations=attestations)
     else:
         publish = ReadOnlyPublish(name, access)
     chain = tuple((source.index, source.storage) for source in parts.sources)

@@ -68,6 +68,7 @@ from pypid.storage.interface import IStorage
 from pypid.storage.locks import KeyedLock
 from pypid.web.access import Access, IRequestAuth, identity_of
 from pypid.web.denied_files import DeniedDownloads
+from pypid.web.integrity import answer_integrity, no_provenance, same_version, send_provenance
 from pypid.web.multipart import MultipartError, UploadTooLarge
 from pypid.web.respond import (
     Answer,
@@ -328,6 +329,36 @@ class IndexFiles:
             raise Gone("this file was deleted")
         raise NotFound("no such file")
 
+    def provenance(self, request: Request, project: str, version: str, filename: str,
+                   content_type: str) -> Answer:
+        """
+        The provenance of C{filename} (PEP 740, L{pypid.web.integrity}), to
+        whoever may download the file from this index: its rules, view
+        filters and quarantine; from the first hosted source holding it.
+        """
+        filters = self.view.filters
+        if not self.access.may_read(request, project, self.name) \
+                or not filters.admits_project(project):
+            raise NotFound("no such file")
+        if any(source.index.quarantined(project) for source in self.sources):
+            return as_admin(self.access, request,
+                            lambda: self._provenance(request, project, version, filename,
+                                                     content_type), _no_file)
+        return self._provenance(request, project, version, filename, content_type)
+
+    def _provenance(self, request: Request, project: str, version: str, filename: str,
+                    content_type: str) -> Answer:
+        for source in self.sources:
+            record = source.index.get_file(filename, project)
+            if record is not None and record.project == project:
+                if not self.view.filters.admits(record, False, self.clock.seconds()):
+                    raise NotFound("no such file")
+                if not same_version(record.version, version) or not record.has_provenance:
+                    raise no_provenance(filename)
+                return send_provenance(request, source.storage.read_provenance(record),
+                                       filename, record.provenance_sha256, content_type)
+        raise NotFound("no such file")
+
     def _check(self, request: Request, project: str, filename: str,
                version: str | None = None) -> None:
         """Refuse (403) a file of a release the index's advisories deny."""
@@ -463,6 +494,9 @@ class IndexRoot(Resource):
             answer = served.simple.answer
         elif first == b"files":
             answer = served.files.answer
+        elif first == b"integrity":
+            files = served.files
+            answer = lambda request: answer_integrity(request, files)  # noqa: E731
         if answer is not None:
             if request.method not in (b"GET", b"HEAD"):
                 raise wrong_method_error(request, ["GET", "HEAD"])

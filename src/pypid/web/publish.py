@@ -17,9 +17,10 @@ written never fails the change.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, Unpack, cast
+from typing import Any, Protocol, Unpack, cast
 
 import attrs
 from klein import Klein
@@ -31,7 +32,14 @@ from twisted.web.iweb import IRequest
 from pypid.auth.oidc import is_publisher
 from pypid.auth.verifier import Identity
 from pypid.core.distribution import inspect
-from pypid.core.http_errors import BadRequest, Forbidden, NotFound, TooLarge, Unavailable
+from pypid.core.http_errors import (
+    BadRequest,
+    Forbidden,
+    HTTPError,
+    NotFound,
+    TooLarge,
+    Unavailable,
+)
 from pypid.core.index import Index
 from pypid.core.index_names import DEFAULT as DEFAULT_INDEX
 from pypid.core.metadata import InvalidDistribution
@@ -69,6 +77,47 @@ _NO_SUCH_RELEASE = "no such file or release"
 #: The largest body of a status change: a status and a short reason.
 _MAX_STATUS_BODY = 4096
 
+class AttestationCheck(Protocol):
+    """
+    What checks an upload's attestations (PEP 740): the server's
+    L{pypid.auth.attestations.AttestationChecker}.
+    """
+
+    def required(self, project: str) -> bool:
+        """Whether uploads to C{project} must come with attestations."""
+
+    async def check(self, *, filename: str, sha256: str, project: str, field: str | None,
+                    identity: Identity) -> bytes | None:
+        """
+        The provenance object of the file's verified attestations
+        (C{field}), L{None} when none were sent and none are needed.
+
+        @raise Exception: L{pypid.auth.attestations.AttestationRefused},
+            whose text is the 400's reason.
+        """
+
+
+@attrs.frozen
+class NoAttestations:
+    """
+    An index that cannot verify attestations: it refuses uploads that send
+    them, as PEP 740 says an index must when it cannot verify them.
+    """
+
+    def required(self, project: str) -> bool:
+        """None are required."""
+        return False
+
+    async def check(self, *, filename: str, sha256: str, project: str, field: str | None,
+                    identity: Identity) -> bytes | None:
+        """L{None} without attestations; a refusal with them."""
+        if field is not None:
+            raise BadRequest("attestations: this index cannot verify attestations; upload "
+                             "without them (uv publish --no-attestations; twine without "
+                             "--attestations)")
+        return None
+
+
 #: A change to one file: C{change(request, record, argument, identity)}.
 _Change = Callable[[IRequest, FileRecord, Any, Identity], Awaitable[None]]
 
@@ -100,6 +149,8 @@ class Publish:
     _locks: KeyedLock = attrs.field(kw_only=True)
     #: the index these routes change (C{default}: today's, at C{/})
     _name: str = attrs.field(kw_only=True, default=DEFAULT_INDEX)
+    #: checks the attestations uploads come with (PEP 740)
+    _attestations: AttestationCheck = attrs.field(kw_only=True, factory=NoAttestations)
     #: what its audit entries say of the index: nothing for the default's,
     #: whose lines stay as they were
     _audit_index: str | None = attrs.field(init=False)
@@ -189,6 +240,9 @@ class Publish:
             raise BadRequest(f"content: {e}")
         record = inspected.record.replace(
                               uploader=cut_text(identity.name, UPLOADER_BYTES))
+        provenance = await self._attested(upload, record, identity)
+        if provenance is not None:
+            record = record.replace(provenance_sha256=hashlib.sha256(provenance).hexdigest())
         # (the credentials, and the rights, as they are now: a revocation or
         # a reload may have come while the body arrived or was inspected;
         # so may a status change)
@@ -196,7 +250,7 @@ class Publish:
         self._refuse_closed(record.project)
         try:
             stored = await self._storage.publish(part.path, record, inspected.metadata,
-                                                 inspected.details)
+                                                 inspected.details, provenance)
         except FileExists as e:
             if e.sha256 != part.sha256:
                 raise BadRequest(_exists_message(upload.filename, e.sha256))
@@ -220,6 +274,25 @@ class Publish:
         log.info("{user} uploaded {filename} ({size} bytes)",
                  user=identity.name, filename=stored.filename, size=stored.size)
         return send_text(request, 200, "OK")
+
+    async def _attested(self, upload: UploadRequest, record: FileRecord,
+                        identity: Identity) -> bytes | None:
+        """
+        The provenance object of the upload's verified attestations, or
+        L{None} without any (where none are required).
+
+        @raise BadRequest: they do not verify (or are missing where required).
+        """
+        try:
+            return await self._attestations.check(
+                filename=record.filename, sha256=record.sha256, project=record.project,
+                field=upload.attestations, identity=identity)
+        except HTTPError:
+            raise
+        except Exception as e:
+            if type(e).__name__ != "AttestationRefused":
+                raise
+            raise BadRequest(str(e))
 
     def _refuse_closed(self, project: str | None) -> None:
         """Refuse an upload to a project whose status takes none (archived, quarantined)."""

@@ -39,6 +39,7 @@ from pypid.web import upstream_pages
 from pypid.web.access import Access
 from pypid.web.denied_files import DeniedDownloads
 from pypid.web.index_root import as_admin, is_index_segment, send_private
+from pypid.web.integrity import no_provenance, same_version, send_provenance
 from pypid.web.respond import (
     Answer,
     ReadResource,
@@ -226,6 +227,31 @@ class FilesResource(ReadResource):
                 # (the version read from the filename: the file may not be fetched yet)
                 denied.check(request, self._index.advisories, DEFAULT_INDEX, project, filename)
             return upstream_pages.answer_file(request, self._upstream, project, filename)
+        raise NotFound("no such file")
+
+
+    def provenance(self, request: Request, project: str, version: str, filename: str,
+                   content_type: str) -> Answer:
+        """
+        The provenance of C{filename} (PEP 740, L{pypid.web.integrity}), to
+        whoever may download the file: the same rules and quarantine.
+        """
+        if not self._access.may_read(request, project):
+            raise NotFound("no such file")
+        if self._index.quarantined(project):
+            return as_admin(self._access, request,
+                            lambda: self._provenance(project, version, filename, request,
+                                                     content_type), _no_file)
+        return self._provenance(project, version, filename, request, content_type)
+
+    def _provenance(self, project: str, version: str, filename: str, request: Request,
+                    content_type: str) -> Answer:
+        record = self._index.get_file(filename, project)
+        if record is not None and record.project == project:
+            if not same_version(record.version, version) or not record.has_provenance:
+                raise no_provenance(filename)
+            return send_provenance(request, self._storage.read_provenance(record), filename,
+                                   record.provenance_sha256, content_type)
         raise NotFound("no such file")
 
 

@@ -1,0 +1,138 @@
+"""
+The Integrity API (PEP 740): C{GET /integrity/<project>/<version>/<filename>/provenance}
+(and C{/NAME/integrity/...} for a named index) answers a file's provenance
+object, the attestations its publisher made, as the public index does:
+
+  - C{application/vnd.pypi.integrity.v1+json} (or C{application/json},
+    whichever C{Accept} prefers; no C{Accept} or C{*/*} gives the first),
+    C{406} when C{Accept} takes neither, C{Vary: Accept};
+  - C{404} when the file has no provenance, when the path's project or
+    version is not the file's, or when the reader may not see the file
+    (the files' own read gate: the same rules, quarantine and view filters
+    as C{/files/}, by L{ProvenanceSource}).
+
+The provenance of a hosted file was verified at its upload
+(L{pypid.auth.attestations}) and is read from storage, checked against
+its record's digest; a cached upstream file's was fetched from the
+upstream and checked to name the file's sha256 (L{pypid.upstream}). Either
+way it never changes for its URL once there, so it carries the digest as
+its C{ETag} and may be cached for ten minutes, as the public index lets it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from twisted.internet.defer import Deferred
+from twisted.web.server import Request
+
+from pypid.core.http_errors import NotAcceptable, NotFound
+from pypid.core.names import InvalidName, canonical_version
+from pypid.core.negotiate import INTEGRITY_TYPES, choose_integrity
+from pypid.web.access import Access
+from pypid.web.respond import Answer, ReadResource, Rendered, answer_gated, etag_matches
+
+#: How long a client may keep a provenance without asking again (the public index's).
+CACHE_CONTROL = b"max-age=600"
+
+#: The path's last segment.
+_LEAF = b"provenance"
+
+
+class ProvenanceSource(Protocol):
+    """
+    What answers an index's provenance paths: its files' side, which knows
+    who may read which file (L{pypid.web.simple.FilesResource},
+    L{pypid.web.index_root.IndexFiles}).
+    """
+
+    def provenance(self, request: Request, project: str, version: str, filename: str,
+                   content_type: str) -> Answer:
+        """Answer the provenance of C{filename}, as L{send_provenance} does, or raise 404."""
+
+
+def integrity_path(request: Request) -> tuple[str, str, str, str]:
+    """
+    C{(project, version, filename, content type)} of an integrity path,
+    whose C{postpath} is what follows C{integrity}.
+
+    @raise NotAcceptable: when C{Accept} takes no type the API serves.
+    @raise NotFound: for any other path.
+    """
+    post: list[bytes] = request.postpath  # type: ignore[assignment]  # (set by process())
+    if len(post) != 4 or post[3] != _LEAF or not all(post[:3]):
+        raise NotFound("no such provenance: the path is "
+                       "/integrity/<project>/<version>/<filename>/provenance")
+    content_type = choose_integrity(request.getHeader(b"accept")
+                                    if isinstance(request.getHeader(b"accept"), bytes) else None)
+    if content_type is None:
+        raise NotAcceptable("the Integrity API answers " + " or ".join(INTEGRITY_TYPES))
+    try:
+        project, version, filename = (part.decode("utf-8") for part in post[:3])
+    except UnicodeDecodeError:
+        raise NotFound("no such file")
+    return project, version, filename, content_type
+
+
+def same_version(record_version: str, asked: str) -> bool:
+    """Whether the path's version C{asked} names the file's (any PEP 440 spelling)."""
+    if asked == record_version:
+        return True
+    try:
+        return canonical_version(asked) == canonical_version(record_version)
+    except InvalidName:
+        return False
+
+
+def no_provenance(filename: str) -> NotFound:
+    """The 404 of a file without provenance."""
+    return NotFound(f"no provenance available for {filename}")
+
+
+def send_provenance(request: Request, read: Deferred[bytes | None], filename: str,
+                    digest: str | None, content_type: str) -> Deferred[Any]:
+    """
+    Answer with the provenance C{read} gives (L{None}: 404), as
+    C{content_type}, C{digest} (its sha256, when known) as its ETag.
+    """
+    def send(data: bytes | None) -> bytes:
+        if data is None:
+            raise no_provenance(filename)
+        headers = request.responseHeaders
+        headers.setRawHeaders(b"content-type", [content_type.encode("ascii")])
+        headers.setRawHeaders(b"vary", [b"Accept"])
+        headers.setRawHeaders(b"cache-control", [CACHE_CONTROL])
+        if digest is not None:
+            etag = b'"%s"' % digest.encode("ascii")
+            headers.setRawHeaders(b"etag", [etag])
+            inm = request.requestHeaders.getRawHeaders(b"if-none-match")
+            if inm and etag_matches(inm, etag):
+                request.setResponseCode(304)
+                return b""
+        return data
+    return read.addCallback(send)
+
+
+class IntegrityResource(ReadResource):
+    """
+    C{/integrity/...} of the default index: the read gate, the path and
+    C{Accept}, then its files' side (L{ProvenanceSource}) answers.
+    """
+
+    def __init__(self, files: ProvenanceSource, access: Access) -> None:
+        ReadResource.__init__(self)
+        self._files = files
+        self._access = access
+
+    def render_GET(self, request: Request) -> Rendered:
+        """Send a file's provenance."""
+        return answer_gated(self._access, request, self._answer)
+
+    def _answer(self, request: Request) -> Answer:
+        return answer_integrity(request, self._files)
+
+
+def answer_integrity(request: Request, files: ProvenanceSource) -> Answer:
+    """Answer an integrity path (C{postpath} after C{integrity}) from C{files}."""
+    project, version, filename, content_type = integrity_path(request)
+    return files.provenance(request, project, version, filename, content_type)
