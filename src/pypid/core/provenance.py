@@ -124,10 +124,11 @@ def check_attestation(attestation: object, what: str = "attestation") -> dict[st
 
 def parse_attestations(field: str) -> tuple[dict[str, Any], ...]:
     """
-    Read an upload's C{attestations} form field: a JSON array of 1 to
+    Read an upload's C{attestations} form field: a JSON array of up to
     L{MAX_ATTESTATIONS} attestation objects (L{check_attestation}). An
-    empty array is refused, as the public index refuses it: a client
-    that has none sends no field.
+    empty array is read as no attestations at all (the public index
+    refuses it; twine and uv send no field when they have none, and an
+    empty list claims nothing, so another client's is taken as absent).
 
     @raise ProvenanceInvalid: saying what is wrong ("attestations: ...").
     """
@@ -138,9 +139,6 @@ def parse_attestations(field: str) -> tuple[dict[str, Any], ...]:
                                 "attestation objects)")
     if not isinstance(value, list):
         raise ProvenanceInvalid("attestations: expected a JSON array of attestation objects")
-    if not value:
-        raise ProvenanceInvalid("attestations: an empty list is not accepted (send no "
-                                "attestations field instead)")
     if len(value) > MAX_ATTESTATIONS:
         raise ProvenanceInvalid(f"attestations: at most {MAX_ATTESTATIONS} a file (one per "
                                 "predicate type)")

@@ -282,7 +282,8 @@ def validate_upload(form: UploadForm) -> UploadRequest:
     if attestations is not None:
         # (the shape now, before the file is read: the signatures after)
         try:
-            parse_attestations(attestations)
+            if not parse_attestations(attestations):
+                attestations = None
         except ProvenanceInvalid as e:
             raise BadRequest(str(e))
     return UploadRequest(
