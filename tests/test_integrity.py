@@ -260,3 +260,21 @@ class NegotiationTests(SynchronousTestCase):
                                (b"text/html", None),
                                (INTEGRITY_MEDIA_TYPE.encode() + b";q=0", None)):
             self.assertEqual(choose_integrity(accept), chosen, accept)
+
+
+class PeoplePageTests(_Attested, SynchronousTestCase):
+    """The page for people names each file's verified publisher and links its provenance."""
+
+    def test_publisher_shown(self):
+        self.attested()
+        response, body = self.get("/project/pypi-attestations/")
+        self.assertEqual(response.code, 200, body)
+        self.assertIn(b'<a class="provenance" href="../../integrity/pypi-attestations/0.0.19/'
+                      + DIST.encode() + b'/provenance"', body)
+        self.assertIn(b"published by GitHub trailofbits/pypi-attestations release.yml", body)
+
+    def test_no_publisher_without_provenance(self):
+        self.upload_dist()
+        response, body = self.get("/project/pypi-attestations/")
+        self.assertEqual(response.code, 200, body)
+        self.assertNotIn(b"published by", body)

@@ -36,6 +36,7 @@ from pypid.core.index import choose_latest, is_prerelease, version_key
 from pypid.core.index_names import DEFAULT
 from pypid.core.names import WHEEL, normalize
 from pypid.core.project_status import ProjectStatus
+from pypid.core.provenance import integrity_path
 from pypid.core.render import ListedFile
 from pypid.core.search import Results, SearchEntry
 
@@ -174,6 +175,10 @@ class ProjectView:
     @ivar advisories: version -> the index's L{Verdict} on it, for the
         releases that advisories affect (issue 27); the page about one
         lists them, the release history marks them.
+    @ivar publishers: filename -> who published it, as its verified
+        provenance says (PEP 740, L{pypid.core.provenance.publishers_of}),
+        for the current release's files that have one; each links its
+        provenance.
     """
 
     name: str
@@ -187,6 +192,7 @@ class ProjectView:
     pending: bool = False
     status: ProjectStatus | None = None
     advisories: Mapping[str, Verdict] = attrs.field(factory=dict)
+    publishers: Mapping[str, tuple[str, ...]] = attrs.field(factory=dict)
 
 
 def releases_of(files: Iterable[ShownFile]) -> tuple[Release, ...]:
@@ -660,6 +666,11 @@ def _files(chrome: Chrome, view: ProjectView, root: str) -> str:
         who = escape(uploader) if uploader else (
             '<span class="muted">upstream</span>' if view.upstream is not None
             else '<span class="muted">imported</span>')
+        publishers = view.publishers.get(f.filename)
+        if publishers:
+            link = escape(root + integrity_path(f.project, f.version, f.filename))
+            who += (f'<br><a class="provenance" href="{link}" title="Its provenance (PEP 740)">'
+                    f'published by {escape("; ".join(publishers))}</a>')
         rows.append(
             f'<tr><td><a href="{escape(chrome.file_url(f, root))}" download>'
             f'{escape(f.filename)}</a>{yanked}</td><td>{kind}</td><td>{_size(f.size)}</td>'

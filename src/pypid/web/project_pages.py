@@ -54,6 +54,7 @@ from pypid.core.lru import ByteLRU
 from pypid.core.model import FileRecord
 from pypid.core.names import WHEEL, is_valid_name, normalize
 from pypid.core.project_status import ProjectStatus
+from pypid.core.provenance import ProvenanceInvalid, publishers_of, read_provenance
 from pypid.core.render import Page
 from pypid.core.views import ChainSource, Filters, chain_status, compose
 from pypid.storage.interface import IStorage, StorageError
@@ -363,14 +364,40 @@ class ProjectPages(ReadResource):
                       version: str | None, keep: bool = True) -> bytes:
         serial = self._serial()
         details, final = await self._details(view.current.files, self._stored(view))
+        publishers = await self._publishers(view.current.files, self._stored(view))
         root = "../../" if version is None else "../../../"
-        view = attrs.evolve(view, details=details, pending=not final)
+        view = attrs.evolve(view, details=details, pending=not final, publishers=publishers)
         page = Page.of(pages.project_page(chrome, view, root), HTML)
         if not keep:
             return send_private(request, page)
         if final and self._serial() == serial:
             self._kept.put(key, token, page)
         return send_page(request, page)
+
+    async def _publishers(self, files: Iterable[pages.ShownFile],
+                          stored: Callable[[pages.ShownFile],
+                                           tuple[IStorage, FileRecord] | None],
+                          ) -> dict[str, tuple[str, ...]]:
+        """
+        Filename -> the publishers its provenance names (PEP 740), for the
+        files of a release that have one: read from storage (a few KB a
+        file) when the page is rendered, then kept with it.
+        """
+        found: dict[str, tuple[str, ...]] = {}
+        for f in files:
+            kept = stored(f)
+            if kept is None or not kept[1].has_provenance:
+                continue
+            storage, record = kept
+            try:
+                data = await storage.read_provenance(record)
+                if data is not None:
+                    found[record.filename] = publishers_of(
+                        read_provenance(data, record.filename, record.sha256))
+            except (StorageError, ProvenanceInvalid) as e:
+                log.warn("Cannot read the provenance of {filename}: {error}",
+                         filename=record.filename, error=str(e))
+        return found
 
     async def _details(self, files: Iterable[pages.ShownFile],
                        stored: Callable[[pages.ShownFile], tuple[IStorage, FileRecord] | None],
