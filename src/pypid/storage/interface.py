@@ -18,11 +18,13 @@ another, issue 26), also provides L{IAdoptingStorage}.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal, ParamSpec, Protocol, TypeVar
 
 import attrs
 from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.logger import Logger
 from zope.interface import Attribute, Interface
 
 from pypid.core.model import FileRecord
@@ -31,6 +33,8 @@ from pypid.core.promotion import Promotion
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
+
+log = Logger()
 
 
 class Run(Protocol):
@@ -52,6 +56,26 @@ def run_at_once(f: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> 
     without a pool.
     """
     return maybeDeferred(f, *args, **kwargs)
+
+
+def checked_provenance(record: FileRecord, data: bytes | None) -> bytes | None:
+    """
+    C{data}, the provenance kept beside C{record}'s file, when it is the one
+    the record names (its sha256); L{None} otherwise, logged when there was
+    something else (a provenance is never served unless it is exactly the
+    one verified at upload or checked from the upstream).
+    """
+    wanted = record.provenance_sha256
+    if wanted is None or data is None:
+        if wanted is not None:
+            log.warn("The provenance of {filename} is missing from the storage",
+                     filename=record.filename)
+        return None
+    if hashlib.sha256(data).hexdigest() != wanted:
+        log.warn("The stored provenance of {filename} does not match its record: not served",
+                 filename=record.filename)
+        return None
+    return data
 
 
 class StorageError(Exception):

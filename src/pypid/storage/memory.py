@@ -50,6 +50,7 @@ from pypid.storage.interface import (
     ScanResult,
     StorageError,
     StorageState,
+    checked_provenance,
 )
 
 
@@ -96,6 +97,8 @@ class MemoryStorage:
     _records: dict[str, FileRecord] = attrs.field(factory=dict, init=False)
     _metadata: dict[str, bytes] = attrs.field(factory=dict, init=False)
     _details: dict[str, bytes | None] = attrs.field(factory=dict, init=False)
+    # The files' provenance objects (PEP 740; .provenance sidecars on disk).
+    _provenance: dict[str, bytes] = attrs.field(factory=dict, init=False)
     _tombstones: dict[str, float] = attrs.field(factory=dict, init=False)
     _changed: dict[str, float] = attrs.field(factory=dict, init=False)
     # Metadata of objects without a record read by a scan that did not
@@ -130,9 +133,26 @@ class MemoryStorage:
         return f"memory:{self._name}"
 
     def publish(self, temp_path: str, record: FileRecord, metadata: bytes | None,
-                details: bytes | None = None) -> Deferred[FileRecord]:
+                details: bytes | None = None, provenance: bytes | None = None,
+                ) -> Deferred[FileRecord]:
         """Keep the spooled upload's bytes under C{record.path}, never over anything stored."""
-        return maybeDeferred(self._publish_sync, temp_path, record, metadata, details)
+        return maybeDeferred(self._publish_sync, temp_path, record, metadata, details,
+                             provenance)
+
+    def keep_provenance(self, record: FileRecord, provenance: bytes) -> Deferred[FileRecord]:
+        """Keep a stored file's provenance, then its record saying so; see L{IStorage}."""
+        stored = self._records.get(record.filename)
+        if stored is None or record.filename in self._tombstones:
+            return fail(FileNotFoundError(record.path))
+        self._provenance[record.filename] = provenance
+        kept = stored.replace(provenance_sha256=hashlib.sha256(provenance).hexdigest())
+        self._records[record.filename] = kept
+        self._changed[record.filename] = self._clock.seconds()
+        return succeed(kept)
+
+    def read_provenance(self, record: FileRecord) -> Deferred[bytes | None]:
+        """A file's provenance, when what is kept is the one its record names."""
+        return succeed(checked_provenance(record, self._provenance.get(record.filename)))
 
     def update(self, record: FileRecord) -> Deferred[None]:
         """Replace a file's record (a yank or an unyank); never after a delete."""
@@ -255,7 +275,7 @@ class MemoryStorage:
             raise StorageError(f"cannot use {self.temp_dir} as the spool folder: {e.strerror}")
 
     def _publish_sync(self, temp_path: str, record: FileRecord, metadata: bytes | None,
-                      details: bytes | None) -> FileRecord:
+                      details: bytes | None, provenance: bytes | None = None) -> FileRecord:
         """Take the spooled bytes in, consuming the spooled file whatever happens."""
         try:
             if record.filename in self._tombstones:
@@ -269,6 +289,8 @@ class MemoryStorage:
             remove_file(temp_path)
         self.objects[record.path] = data
         self._keep(record.filename, metadata, details)
+        if provenance is not None:
+            self._provenance[record.filename] = provenance
         self._records[record.filename] = record
         self._changed[record.filename] = self._clock.seconds()
         return record
@@ -312,6 +334,9 @@ class MemoryStorage:
         self.objects[adopted.path] = data
         self._keep(adopted.filename, source._metadata_of(record.filename),
                    source._details.get(record.filename))
+        provenance = source._provenance.get(record.filename)
+        if provenance is not None:
+            self._provenance[adopted.filename] = provenance
         self._promotions[adopted.filename] = promotion
         self._records[adopted.filename] = adopted
         self._changed[adopted.filename] = self._clock.seconds()
@@ -330,6 +355,7 @@ class MemoryStorage:
         self.objects.pop(key, None)
         self._metadata.pop(record.filename, None)
         self._details.pop(record.filename, None)
+        self._provenance.pop(record.filename, None)
         self._unwritten.pop(record.filename, None)
         self._promotions.pop(record.filename, None)
         self._records.pop(record.filename, None)
@@ -351,6 +377,7 @@ class MemoryStorage:
         self._metadata.pop(record.filename, None)
         self._unwritten.pop(record.filename, None)
         self._details.pop(record.filename, None)
+        self._provenance.pop(record.filename, None)
         self._records.pop(record.filename, None)
         self._promotions.pop(record.filename, None)
 

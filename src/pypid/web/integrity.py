@@ -23,11 +23,11 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from packaging.version import InvalidVersion, Version
 from twisted.internet.defer import Deferred
 from twisted.web.server import Request
 
 from pypid.core.http_errors import NotAcceptable, NotFound
-from pypid.core.names import InvalidName, canonical_version
 from pypid.core.negotiate import INTEGRITY_TYPES, choose_integrity
 from pypid.web.access import Access
 from pypid.web.respond import Answer, ReadResource, Rendered, answer_gated, etag_matches
@@ -79,8 +79,9 @@ def same_version(record_version: str, asked: str) -> bool:
     if asked == record_version:
         return True
     try:
-        return canonical_version(asked) == canonical_version(record_version)
-    except InvalidName:
+        # (PEP 440 equality: 1.0 and 1.0.0 are one version, as the public index reads them)
+        return Version(asked) == Version(record_version)
+    except InvalidVersion:
         return False
 
 
