@@ -16,6 +16,7 @@ import stat
 import time
 
 from twisted.internet.task import Clock
+from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
@@ -199,6 +200,62 @@ class StorageContractMixin:
         self.assertEqual(result.records, {filename: stored})
         self.assertEqual(result.tombstones, frozenset())
         self.assertEqual(tuple(result.skipped), ())
+
+    async def test_provenance(self):
+        """
+        A provenance published with a file is read back, the record naming
+        its digest (a scan gives it too); a file published without one reads
+        L{None}; a delete removes it.
+        """
+        storage = await self.ready()
+        filename, data = make_wheel("holy-grail", "1.0")
+        temp, record, metadata = self.describe(storage, filename, data)
+        provenance = b'{"version": 1, "attestation_bundles": []}'
+        record = record.replace(provenance_sha256=hashlib.sha256(provenance).hexdigest())
+        stored = await storage.publish(temp, record, metadata, None, provenance)
+        self.assertEqual(stored.provenance_sha256, record.provenance_sha256)
+        self.assertEqual(await storage.read_provenance(stored), provenance)
+        result = await self.scanned(storage)
+        self.assertEqual(result.records[filename].provenance_sha256, record.provenance_sha256)
+        other, _ = await self.published(storage, *make_sdist("holy-grail", "1.0"))
+        self.assertIsNone(other.provenance_sha256)
+        self.assertIsNone(await storage.read_provenance(other))
+        await storage.delete(stored)
+        self.assertIsNone(await storage.read_provenance(stored))
+
+    async def test_provenance_not_matching_record(self):
+        """A record naming another digest than what is kept reads L{None}: never served."""
+        storage = await self.ready()
+        filename, data = make_wheel("holy-grail", "1.0")
+        temp, record, metadata = self.describe(storage, filename, data)
+        provenance = b'{"version": 1}'
+        record = record.replace(provenance_sha256=hashlib.sha256(provenance).hexdigest())
+        stored = await storage.publish(temp, record, metadata, None, provenance)
+        with capturedLogs() as logs:
+            read = await storage.read_provenance(stored.replace(provenance_sha256="0" * 64))
+        self.assertIsNone(read)
+        self.assertTrue(any("provenance" in str(e.get("log_format")) for e in logs))
+
+    async def test_keep_provenance(self):
+        """
+        A provenance kept after its file (a cached upstream file's) is read
+        back with the record C{keep_provenance} gives, its yank kept; a file
+        not stored fails with L{FileNotFoundError}.
+        """
+        storage = await self.ready()
+        filename, data = make_wheel("holy-grail", "1.0")
+        stored, _ = await self.published(storage, filename, data)
+        yanked = stored.replace(yanked="broken")
+        await storage.update(yanked)
+        provenance = b'{"version": 1, "kept": "later"}'
+        kept = await storage.keep_provenance(yanked, provenance)
+        self.assertEqual(kept.provenance_sha256, hashlib.sha256(provenance).hexdigest())
+        self.assertEqual(kept.yanked, "broken")
+        self.assertEqual(await storage.read_provenance(kept), provenance)
+        missing = stored.replace(filename="holy_grail-2.0-py3-none-any.whl",
+                                 path="holy_grail-2.0-py3-none-any.whl", version="2.0")
+        with self.assertRaises(FileNotFoundError):
+            await storage.keep_provenance(missing, provenance)
 
     async def test_publish_consumes_temp(self):
         """The spooled file is gone after publish()."""

@@ -22,6 +22,7 @@ file systems (C{EXDEV}) the promotion is refused rather than copied.
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import threading
 import time
@@ -56,7 +57,7 @@ class FolderChanges:
         return self._clock.seconds() if self._clock is not None else time.time()
 
     def publish(self, temp_path: str, record: FileRecord, metadata: bytes | None,
-                details: bytes | None) -> FileRecord:
+                details: bytes | None, provenance: bytes | None = None) -> FileRecord:
         """Link the spooled upload into place without overwriting; see the module."""
         sidecars = self._sidecars
         try:
@@ -71,6 +72,8 @@ class FolderChanges:
             def derived() -> None:
                 if metadata is not None:
                     sidecars.write_metadata(record.filename, metadata)
+                if provenance is not None:
+                    sidecars.write_provenance(record.filename, provenance)
                 if details is not None:
                     # (derived from the file: the directory's fsync is enough)
                     sidecars.write_details(record.filename, details)
@@ -140,7 +143,9 @@ class FolderChanges:
             for there, here in ((source.metadata_path(record.filename),
                                  sidecars.metadata_path(adopted.filename)),
                                 (source.details_path(record.filename),
-                                 sidecars.details_path(adopted.filename))):
+                                 sidecars.details_path(adopted.filename)),
+                                (source.provenance_path(record.filename),
+                                 sidecars.provenance_path(adopted.filename))):
                 self._link_over(there, here)
             sidecars.write_promotion(adopted.filename, promotion)
         self._commit(adopted, final, derived, linked)
@@ -228,6 +233,34 @@ class FolderChanges:
         if sidecar and sidecar.get("sha256"):
             return str(sidecar["sha256"])
         return str(file_digests(final)[1])
+
+    def keep_provenance(self, record: FileRecord, provenance: bytes) -> FileRecord:
+        """
+        Keep a stored file's provenance, then its record naming it (the
+        record as stored, with C{provenance_sha256}: a yank meanwhile stays).
+
+        @raise FileNotFoundError: the file is not stored (or was deleted).
+        """
+        sidecars = self._sidecars
+        kept: FileRecord | None = None
+        with storage_errors(), sidecars.lock:
+            stored = sidecars.read_record(record.filename)
+            if stored is not None and not is_tombstone(stored) \
+                    and os.path.exists(sidecars.file_path(record.path)):
+                try:
+                    current = FileRecord.from_json(stored)
+                except ValueError:
+                    current = None
+                if current is not None:
+                    sidecars.write_provenance(record.filename, provenance)
+                    kept = current.replace(
+                        provenance_sha256=hashlib.sha256(provenance).hexdigest())
+                    sidecars.write_record(record.filename, kept)
+                    fsync_folder(sidecars.files_dir)
+        if kept is None:
+            # (out of storage_errors: a file not stored is no storage failure)
+            raise FileNotFoundError(record.path)
+        return kept
 
     def write_record(self, record: FileRecord) -> None:
         """Write a file's record; never over a tombstone (a delete is final)."""

@@ -80,6 +80,7 @@ from pypid.storage.interface import (
     ScanResult,
     StorageError,
     StorageState,
+    checked_provenance,
 )
 from pypid.storage.sidecars import Sidecars, storage_errors
 
@@ -185,9 +186,22 @@ class LocalStorage:
                         "[storage] min_free, /health says the storage is full.", free)
 
     def publish(self, temp_path: str, record: FileRecord, metadata: bytes | None,
-                details: bytes | None = None) -> Deferred[FileRecord]:
+                details: bytes | None = None, provenance: bytes | None = None,
+                ) -> Deferred[FileRecord]:
         """Link the spooled upload into place without overwriting; see the module."""
-        return self._run(self._changes.publish, temp_path, record, metadata, details)
+        return self._run(self._changes.publish, temp_path, record, metadata, details,
+                         provenance)
+
+    def keep_provenance(self, record: FileRecord, provenance: bytes) -> Deferred[FileRecord]:
+        """Keep a stored file's provenance, then its record naming it; see L{IStorage}."""
+        return self._run(self._changes.keep_provenance, record, provenance)
+
+    def read_provenance(self, record: FileRecord) -> Deferred[bytes | None]:
+        """A file's provenance from its sidecar, when it is the one its record names."""
+        if record.provenance_sha256 is None:
+            return succeed(None)
+        return self._run(self._sidecars.read_provenance, record.filename).addCallback(
+            lambda data: checked_provenance(record, data))
 
     def update(self, record: FileRecord) -> Deferred[None]:
         """Rewrite a file's record (a yank or an unyank)."""

@@ -1,7 +1,9 @@
 """
 The files the local storage keeps beside each distribution, under
 C{.pypid/files/}: a record (C{.json}, or a tombstone), the core metadata
-(C{.metadata}), the details for the pages for people (C{.details}) and,
+(C{.metadata}), the details for the pages for people (C{.details}), the
+provenance object (C{.provenance}, PEP 740: written before the record that
+names its digest, so a record never names one that is not there) and,
 for a file promoted from another index, who promoted it and when
 (C{.promotion}, a L{pypid.core.promotion.Promotion}).
 
@@ -30,6 +32,7 @@ from twisted.logger import Logger
 
 from pypid.core.model import FileRecord
 from pypid.core.promotion import Promotion
+from pypid.core.provenance import MAX_PROVENANCE_SIZE
 from pypid.storage.disk import remove_file
 from pypid.storage.interface import StorageError
 
@@ -37,6 +40,7 @@ META_DIR = ".pypid"
 RECORD = ".json"
 _METADATA = ".metadata"
 _DETAILS = ".details"
+_PROVENANCE = ".provenance"
 PROMOTION = ".promotion"
 
 log = Logger()
@@ -124,6 +128,24 @@ class Sidecars:
 
     def _details_path(self, filename: str) -> str:
         return os.path.join(self.files_dir, filename + _DETAILS)
+
+    def provenance_path(self, filename: str) -> str:
+        """Where the provenance object of C{filename} is kept."""
+        return os.path.join(self.files_dir, filename + _PROVENANCE)
+
+    def read_provenance(self, filename: str) -> bytes | None:
+        """The provenance object of C{filename}, or L{None} when none is kept."""
+        try:
+            with open(self.provenance_path(filename), "rb") as f:
+                return f.read(MAX_PROVENANCE_SIZE + 1)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as e:
+            raise StorageError(f"cannot read the provenance of {filename}: {e.strerror}")
+
+    def write_provenance(self, filename: str, provenance: bytes) -> None:
+        """Write the provenance object of C{filename}, durably (it cannot be derived again)."""
+        _write_atomic(self.provenance_path(filename), provenance, self.temp_dir)
 
     def promotion_path(self, filename: str) -> str:
         """Where who promoted C{filename} into this folder, and when, is kept."""
@@ -242,7 +264,8 @@ class Sidecars:
         _write_atomic(self._details_path(filename), details, self.temp_dir, durable=False)
 
     def remove_derived(self, filename: str) -> None:
-        """Remove the metadata, details and promotion of C{filename}, those there are."""
+        """Remove the metadata, details, provenance and promotion of C{filename}."""
         remove_file(self.metadata_path(filename))
         remove_file(self._details_path(filename))
+        remove_file(self.provenance_path(filename))
         remove_file(self.promotion_path(filename))

@@ -11,6 +11,12 @@ Under the configured prefix C{P}::
                                        a public URL of the file works for it too)
     P.pypid/details/<filename>         what the pages for people show of it
                                        (L{pypid.core.details}); not served
+    P.pypid/provenance/<filename>.<sha256>
+                                       its provenance object (PEP 740), named
+                                       by its own digest, which the file's
+                                       C{provenance-sha256} user metadata
+                                       names: written before the file, it
+                                       never replaces another's
     P.pypid/yanked/<filename>          exists while the file is yanked; holds
                                        the reason (JSON)
     P.pypid/deleted/<filename>         a tombstone: the name is never reused
@@ -99,6 +105,10 @@ class Layout:
         """The details of C{filename}, for the pages for people."""
         return self.prefix + _INTERNAL + "details/" + filename
 
+    def provenance_key(self, filename: str, digest: str) -> str:
+        """The provenance object of C{filename} whose sha256 is C{digest}."""
+        return self.prefix + _INTERNAL + "provenance/" + filename + "." + digest
+
     def yanked_key(self, filename: str) -> str:
         """The yank marker of C{filename}."""
         return self.yanked_prefix + filename
@@ -147,6 +157,7 @@ def metadata_headers(record: FileRecord) -> dict[str, str]:
         "blake2-256": record.blake2_256,
         "md5": record.md5,
         "metadata-sha256": record.metadata_sha256,
+        "provenance-sha256": record.provenance_sha256,
         "requires-python": (quote(record.requires_python, safe="")
                             if record.requires_python is not None else None),
         # (each at most 3 x its cap in the record once quoted: well inside
@@ -194,6 +205,7 @@ def record_from_headers(path: str, size: int,
             "md5": headers.get(_META + "md5"),
             "requires_python": unquote(requires) if requires is not None else None,
             "metadata_sha256": headers.get(_META + "metadata-sha256"),
+            "provenance_sha256": headers.get(_META + "provenance-sha256"),
             "summary": unquote(summary) if summary is not None else None,
             "uploader": unquote(uploader) if uploader is not None else None,
         })

@@ -28,6 +28,7 @@ until shortly before they expire), relays of the object through the server
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import os
 import zlib
@@ -49,6 +50,7 @@ from pypid.core.model import FileRecord
 from pypid.core.parts import IMetricsSource
 from pypid.core.promotion import Promotion
 from pypid.core.promotion_journal import PromotionJournal
+from pypid.core.provenance import MAX_PROVENANCE_SIZE
 from pypid.http.bodies import Deadline
 from pypid.storage import snapshot as snapshots
 from pypid.storage.disk import remove_file
@@ -68,6 +70,7 @@ from pypid.storage.interface import (
     ScanResult,
     StorageError,
     StorageState,
+    checked_provenance,
 )
 from pypid.storage.s3.api import (
     BucketCalls,
@@ -124,6 +127,12 @@ def _gunzip(data: bytes, limit: int) -> bytes:
     if inflater.unconsumed_tail:
         raise ValueError(f"more than {limit} bytes once decompressed")
     return out
+
+
+def _provenance_keys(layout: Layout, record: FileRecord) -> tuple[str, ...]:
+    """The provenance object a record names, as a key to remove with its file (or none)."""
+    digest = record.provenance_sha256
+    return () if digest is None else (layout.provenance_key(record.filename, digest),)
 
 
 def _sweep(folder: str) -> None:
@@ -289,17 +298,27 @@ class S3Storage:
     # -- writes ----------------------------------------------------------------------
 
     def publish(self, temp_path: str, record: FileRecord, metadata: bytes | None,
-                details: bytes | None = None) -> Deferred[FileRecord]:
-        """Write the file, conditionally, then its metadata and details; see the module."""
-        return ensureDeferred(self._publish(temp_path, record, metadata, details))
+                details: bytes | None = None, provenance: bytes | None = None,
+                ) -> Deferred[FileRecord]:
+        """
+        Write the provenance (under its own digest), then the file,
+        conditionally, then its metadata and details; see the module.
+        """
+        return ensureDeferred(self._publish(temp_path, record, metadata, details, provenance))
 
     async def _publish(self, temp_path: str, record: FileRecord, metadata: bytes | None,
-                       details: bytes | None) -> FileRecord:
+                       details: bytes | None, provenance: bytes | None = None) -> FileRecord:
         layout, client = self._layout, self._client
         key = layout.file_key(record.path)
         try:
             if await client.head(layout.deleted_key(record.filename)) is not None:
                 raise FilenameDeleted(record.filename)
+            if provenance is not None and record.provenance_sha256 is not None:
+                # (named by its digest: never over another file's, and there
+                # before the file whose headers name it)
+                await client.put(layout.provenance_key(record.filename,
+                                                       record.provenance_sha256),
+                                 provenance, {"content-type": "application/json"})
             headers = metadata_headers(record)
             headers["content-type"] = "application/octet-stream"
             written = await self._writer.write_file(key, temp_path, record, headers)
@@ -369,7 +388,8 @@ class S3Storage:
         try:
             await self._writer.copy_beside(record, source._layout, bucket, adopted.filename, [
                 client.put(layout.promoted_key(adopted.filename), promotion.to_bytes(),
-                           {"content-type": "application/json"})])
+                           {"content-type": "application/json"}),
+                *(self._copy_provenance(source._layout, bucket, record, adopted.filename))])
             # A delete through another server may have come between the
             # tombstone check and the copy: the name stays dead.
             if await client.head(layout.deleted_key(adopted.filename)):
@@ -382,6 +402,23 @@ class S3Storage:
             self._feed.announce(adopted.filename)
         # (else its marker waits for the end of its promotion: drop_journal)
         return adopted
+
+    def _copy_provenance(self, source: Layout, bucket: str, record: FileRecord,
+                         filename: str) -> list[Coroutine[Any, Any, Any]]:
+        """The copy of a promoted file's provenance object, if its record names one."""
+        digest = record.provenance_sha256
+        if digest is None:
+            return []
+
+        async def copy() -> None:
+            try:
+                await self._client.copy(self._layout.provenance_key(filename, digest),
+                                        copy_source(bucket, source.provenance_key(
+                                            record.filename, digest)))
+            except FileNotFoundError:
+                log.warn("The provenance of {filename} is missing from its index: not promoted",
+                         filename=record.filename)
+        return [copy()]
 
     def discard_adopted(self, record: FileRecord) -> Deferred[None]:
         """
@@ -406,7 +443,7 @@ class S3Storage:
         layout = self._layout
         for key in (layout.file_key(record.path), layout.metadata_key(record.path),
                     layout.details_key(record.filename),
-                    layout.promoted_key(record.filename)):
+                    layout.promoted_key(record.filename), *_provenance_keys(layout, record)):
             try:
                 await self._client.delete(key)
             except StorageError as e:
@@ -487,6 +524,35 @@ class S3Storage:
         """Where the journal C{name} of a promotion under way is kept."""
         return self._layout.prefix + ".pypid/promotions/" + name
 
+    def keep_provenance(self, record: FileRecord, provenance: bytes) -> Deferred[FileRecord]:
+        """
+        Keep the provenance of a stored file (a cached upstream file's,
+        fetched after it), under its digest; the record naming it is the
+        index's and its snapshot's (the file's own headers are written once:
+        a scan without the snapshot, or another instance, does not learn
+        it, and the upstream cache fetches it again when asked).
+        """
+        async def keep() -> FileRecord:
+            if await self._client.head(self._layout.file_key(record.path)) is None:
+                raise FileNotFoundError(record.path)
+            digest = hashlib.sha256(provenance).hexdigest()
+            await self._client.put(self._layout.provenance_key(record.filename, digest),
+                                   provenance, {"content-type": "application/json"})
+            return record.replace(provenance_sha256=digest)
+        return ensureDeferred(keep())
+
+    def read_provenance(self, record: FileRecord) -> Deferred[bytes | None]:
+        """The provenance object the record names, checked against its digest."""
+        digest = record.provenance_sha256
+        if digest is None:
+            return succeed(None)
+
+        async def read() -> bytes | None:
+            data = await self._client.get(self._layout.provenance_key(record.filename, digest),
+                                          limit=MAX_PROVENANCE_SIZE)
+            return checked_provenance(record, data)
+        return ensureDeferred(read())
+
     def update(self, record: FileRecord) -> Deferred[None]:
         """Store a file's yank state (a marker object); never after a delete."""
         return ensureDeferred(self._update(record))
@@ -518,7 +584,7 @@ class S3Storage:
         self._feed.announce(record.filename)
         for key in (layout.file_key(record.path), layout.metadata_key(record.path),
                     layout.details_key(record.filename), layout.yanked_key(record.filename),
-                    layout.promoted_key(record.filename)):
+                    layout.promoted_key(record.filename), *_provenance_keys(layout, record)):
             try:
                 await client.delete(key)
             except StorageError as e:
