@@ -18,7 +18,7 @@ import os
 import attrs
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.core.http_errors import BadRequest
+from pypid.auth.attestations import AttestationRefused
 from pypid.core.negotiate import choose_integrity
 from pypid.core.provenance import INTEGRITY_MEDIA_TYPE
 from tests.fakes import twine_fields
@@ -65,10 +65,10 @@ class CheckerDouble:
         self.calls.append((filename, sha256, project, field, identity.name))
         if field is None:
             if project in self.required_projects:
-                raise BadRequest(f"attestations: {project} requires attestations")
+                raise AttestationRefused(f"attestations: {project} requires attestations")
             return None
         if self.refusal is not None:
-            raise BadRequest(self.refusal)
+            raise AttestationRefused(self.refusal)
         return PROVENANCE
 
 

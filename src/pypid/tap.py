@@ -36,6 +36,7 @@ from twisted.internet.interfaces import IReactorFromThreads, IReactorTime
 from twisted.python import usage
 
 from pypid.advisories.advisory_part import AdvisoryLoader
+from pypid.auth.factory import make_attestation_checker
 from pypid.config import Config, load_config, parse_override
 from pypid.core.advisories import AdvisoryBoard
 from pypid.core.forwarded import TrustedProxies
@@ -231,6 +232,9 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
         trusted_proxies=TrustedProxies(server.trusted_proxies),
         ipv6_prefix=config.auth.throttle_ipv6_prefix, indexes=index_parts(registry),
         registry=registry,
+        attestations=make_attestation_checker(
+            config.source, config.attestations.trust_root, config.attestations.require,
+            access.publishing, run),
         sources=[source for source in (registry, writer, storage, upstream, audit, backfill,
                                        advisories)
                  if source is not None] + [part for part, _ in registry.upstreams.values()]),

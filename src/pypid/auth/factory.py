@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import attrs
 from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
 from pypid.auth.policy import AccessModel, IndexGrants, Rule, admin_users_and_groups
@@ -20,12 +21,16 @@ from pypid.auth.tokens import TokenBook
 from pypid.auth.verifier import PasswordVerifier
 from pypid.core.startup import StartupError
 
+log = Logger()
+
 if TYPE_CHECKING:
     # (types only: the directory, trusted publishing and treq load when configured)
     from treq.client import HTTPClient
 
+    from pypid.auth.attestations import AttestationChecker
     from pypid.auth.ldap import DirectorySettings
     from pypid.auth.oidc import PublisherRule, Settings, TrustedPublishing
+    from pypid.storage.interface import Run
 
 
 class _ServerSettings(Protocol):
@@ -189,6 +194,30 @@ def make_publishing(config: AccessSettings, reactor: IReactorTime) -> TrustedPub
     from pypid.auth.oidc import TrustedPublishing
     return TrustedPublishing(config.oidc.settings(config.publishers),
                              make_oidc_http(config, reactor), reactor)
+
+
+def make_attestation_checker(source: str, trust_root: str | None, require: tuple[str, ...],
+                             publishing: TrustedPublishing | None,
+                             run: Run) -> AttestationChecker:
+    """
+    What verifies uploads' attestations (PEP 740): over C{trust_root}
+    (L{None}: the public-good root the sigstore package ships), reading
+    C{publishing}'s issuers and C{[publishers]} rules at each check.
+
+    @param source: the configuration file, for messages.
+    @raise StartupError: the default trust root cannot be found.
+    """
+    from pypid.auth.attestations import AttestationChecker, TrustRootError, default_trust_root
+    try:
+        path = trust_root if trust_root is not None else default_trust_root()
+    except TrustRootError as e:
+        raise StartupError(f"{source}: [attestations] trust_root: {e}")
+    rules = publishing.settings.rules if publishing is not None else ()
+    for pattern in require:
+        if not any(rule.pattern == pattern or rule.covers(pattern) for rule in rules):
+            log.warn("[attestations] require names {pattern}, which no [publishers] rule "
+                     "names: its uploads can only be refused", pattern=pattern)
+    return AttestationChecker(path, publishing, run, require)
 
 
 def _oidc_client_settings(config: AccessSettings) -> tuple[str | None, str | None, float]:

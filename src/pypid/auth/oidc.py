@@ -391,7 +391,8 @@ class PublisherTokens:
         return len(self.book.tokens)
 
     def issue(self, publisher: str, projects: Iterable[str], lifetime: float,
-              description: str, yields_to: Iterable[str] = ()) -> tuple[str, Token]:
+              description: str, yields_to: Iterable[str] = (),
+              proof: Iterable[tuple[str, str]] = ()) -> tuple[str, Token]:
         """
         A token of C{publisher} that may upload to C{projects}, for C{lifetime}
         seconds, but where a more specific pattern of C{yields_to} names the
@@ -415,7 +416,7 @@ class PublisherTokens:
             raise TooMany(f"this publisher has {mine} live tokens, the most one may have; "
                           "try again when some expire")
         return self.book.issue(publisher, {"upload"}, projects, lifetime, description,
-                               yields_to)
+                               yields_to, proof)
 
     def listing(self) -> list[dict[str, Any]]:
         """The live minted tokens, as the token listing shows them (marked C{minted})."""
@@ -711,6 +712,31 @@ class Minted:
     publisher: str
 
 
+#: The claims of an ID token a minted token keeps (L{proof_of}): those that
+#: say where the CI job ran, which a Sigstore certificate of the same job
+#: repeats (GitHub Actions', GitLab CI's, Google's), so an upload's
+#: attestations can be checked to come from that job.
+PROOF_CLAIMS = (
+    "repository", "repository_id", "repository_owner_id", "workflow_ref", "job_workflow_ref",
+    "sha", "ref", "environment", "run_id", "run_attempt", "event_name",
+    "project_path", "project_id", "namespace_id", "ci_config_ref_uri", "job_id",
+    "pipeline_id", "pipeline_source", "email",
+)
+
+
+def proof_of(claims: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """
+    What a minted token remembers of the ID token it was minted for: its
+    issuer (C{iss}) and the claims of L{PROOF_CLAIMS} it has, as text.
+    """
+    kept = [("iss", str(claims["iss"]))] if isinstance(claims.get("iss"), str) else []
+    for name in PROOF_CLAIMS:
+        text = _claim_text(claims.get(name))
+        if text is not None and len(text) <= 1024:
+            kept.append((name, text))
+    return tuple(kept)
+
+
 def _read_unverified(text: object) -> tuple[dict[str, Any], dict[str, Any]]:
     """
     The header and claims of a compact JWS, before any signature check
@@ -946,7 +972,7 @@ class TrustedPublishing:
         # glob this token matches gives way to an exact entry it does not)
         others = sorted({rule.pattern for rule in self.settings.rules} - set(projects))
         text, token = self.tokens.issue(verified.publisher, projects, self.settings.lifetime,
-                                        description, others)
+                                        description, others, proof_of(claims))
         try:
             self.replays.add(key, claims["exp"] + self.settings.leeway, now)
         except TooMany:

@@ -72,6 +72,12 @@ class Token:
     #: the indexes it may be used in (issue 26); empty for every index, as
     #: every token made before indexes existed
     indexes: tuple[str, ...] = ()
+    #: what a token minted by trusted publishing proved: C{(("iss", issuer
+    #: URL), (claim, value), ...)}, the CI job's ID token's claims that say
+    #: where it ran, so an upload's attestations can be checked to come
+    #: from that very job (L{pypid.auth.attestations}); memory only, never
+    #: written
+    proof: tuple[tuple[str, str], ...] = attrs.field(default=(), repr=False)
 
     def covers(self, action: str, project: str | None = None,
                index: str | None = None) -> bool:
@@ -170,17 +176,19 @@ class TokenBook:
 
     def issue(self, user: str, actions: Iterable[str], projects: Iterable[str] = (),
               lifetime: float | None = None, description: str = "",
-              yields_to: Iterable[str] = ()) -> tuple[str, Token]:
+              yields_to: Iterable[str] = (),
+              proof: Iterable[tuple[str, str]] = ()) -> tuple[str, Token]:
         """
         Make a token and take it (L{make}, then kept in memory only).
 
         @param yields_to: patterns the token's own give way to where they
             are more specific (L{Token.yields_to}).
+        @param proof: what a minted token proved (L{Token.proof}).
         @return: C{(token string, L{Token})}; the string is shown once.
         """
         text, token = self.make(user, actions, projects, lifetime, description)
-        if yields_to:
-            token = attrs.evolve(token, yields_to=tuple(yields_to))
+        if yields_to or proof:
+            token = attrs.evolve(token, yields_to=tuple(yields_to), proof=tuple(proof))
         self.tokens[token.id] = token
         return text, token
 

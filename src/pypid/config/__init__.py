@@ -36,6 +36,7 @@ import attrs
 from pypid.auth.oidc import PublisherRule
 from pypid.auth.policy import IndexGrants, Rule
 from pypid.config.advisory_settings import ADVISORIES_KEYS, AdvisoriesConfig
+from pypid.config.attestation_settings import ATTESTATIONS_KEYS, AttestationsConfig
 from pypid.config.auth_settings import AUTH_KEYS, FREE_SECTIONS, AuthConfig, read_principals
 from pypid.config.errors import ConfigError, StartupError
 from pypid.config.index_settings import (
@@ -97,6 +98,8 @@ class Config:
     upstreams: Mapping[str, UpstreamConfig] = attrs.field(factory=dict, converter=_frozen)
     #: C{[advisories]}: where the security advisories come from (issue 27)
     advisories: AdvisoriesConfig = attrs.field(factory=AdvisoriesConfig)
+    #: C{[attestations]}: how uploads' attestations are verified (issue 28)
+    attestations: AttestationsConfig = attrs.field(factory=AttestationsConfig)
 
     @property
     def index_grants(self) -> Mapping[str, IndexGrants]:
@@ -117,6 +120,7 @@ SCHEMA: dict[str, Keys] = {
     "ldap": LDAP_KEYS,
     "oidc": OIDC_KEYS,
     "advisories": ADVISORIES_KEYS,
+    "attestations": ATTESTATIONS_KEYS,
 }
 
 #: Sections whose keys are names chosen by the administrator (C{[publishers]}
@@ -326,4 +330,5 @@ def load_config(path: str | None, overrides: Iterable[tuple[str, str, str]] = ()
         indexes=indexes,
         upstreams=upstreams,
         advisories=read_section("advisories", AdvisoriesConfig),
+        attestations=read_section("attestations", AttestationsConfig),
     )

@@ -29,13 +29,13 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
+from pypid.auth.attestations import AttestationRefused
 from pypid.auth.oidc import is_publisher
 from pypid.auth.verifier import Identity
 from pypid.core.distribution import inspect
 from pypid.core.http_errors import (
     BadRequest,
     Forbidden,
-    HTTPError,
     NotFound,
     TooLarge,
     Unavailable,
@@ -92,8 +92,7 @@ class AttestationCheck(Protocol):
         The provenance object of the file's verified attestations
         (C{field}), L{None} when none were sent and none are needed.
 
-        @raise Exception: L{pypid.auth.attestations.AttestationRefused},
-            whose text is the 400's reason.
+        @raise AttestationRefused: whose text is the 400's reason.
         """
 
 
@@ -287,11 +286,7 @@ class Publish:
             return await self._attestations.check(
                 filename=record.filename, sha256=record.sha256, project=record.project,
                 field=upload.attestations, identity=identity)
-        except HTTPError:
-            raise
-        except Exception as e:
-            if type(e).__name__ != "AttestationRefused":
-                raise
+        except AttestationRefused as e:
             raise BadRequest(str(e))
 
     def _refuse_closed(self, project: str | None) -> None:

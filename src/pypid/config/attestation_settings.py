@@ -1,0 +1,67 @@
+"""
+The C{[attestations]} section (PEP 740, issue 28): the Sigstore trust root
+uploads' attestations are verified against, and the projects that must
+come with them.
+
+The trust root is a file, never fetched: pypid verifies with no network
+but its storage's. Empty, it is the public-good instance's root as the
+installed C{sigstore} package ships it (L{pypid.auth.attestations.default_trust_root});
+an operator of a private Sigstore, or one who keeps the root current
+between upgrades, names another file. A file that cannot be read, or is no
+trust root, stops start-up with one line naming the key.
+"""
+
+from __future__ import annotations
+
+import re
+
+import attrs
+
+from pypid.auth.attestations import TrustRootError, check_trust_root
+from pypid.auth.policy import RuleError, normalize_pattern
+from pypid.config.values import Keys, parse_optional_path
+
+
+def parse_trust_root(value: str) -> str | None:
+    """A trust root file that can be read and is one (L{None}: the default one)."""
+    path = parse_optional_path(value)
+    if path is not None:
+        try:
+            check_trust_root(path)
+        except TrustRootError as e:
+            raise ValueError(str(e)) from None
+    return path
+
+
+def parse_require(value: str) -> tuple[str, ...]:
+    """
+    The projects (names or globs, separated by spaces, commas or lines)
+    whose uploads must come with attestations, normalized.
+    """
+    patterns: list[str] = []
+    for word in (w for w in re.split(r"[\s,]+", value) if w):
+        try:
+            pattern = normalize_pattern(word)
+        except RuleError as e:
+            raise ValueError(str(e)) from None
+        if pattern not in patterns:
+            patterns.append(pattern)
+    return tuple(patterns)
+
+
+@attrs.frozen
+class AttestationsConfig:
+    """The C{[attestations]} section."""
+
+    #: the Sigstore trust root file; L{None}: the public-good one the
+    #: installed sigstore package ships
+    trust_root: str | None = None
+    #: the projects (normalized names or globs) that refuse unsigned uploads
+    require: tuple[str, ...] = ()
+
+
+#: key -> (default, parser) of C{[attestations]}.
+ATTESTATIONS_KEYS: Keys = {
+    "trust_root": ("", parse_trust_root),
+    "require": ("", parse_require),
+}
