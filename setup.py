@@ -31,6 +31,14 @@ setup(
         "service-identity>=24",
         "packaging>=24.2",
         "cvss>=3.0",
+        # PEP 740 attestations: sigstore's verifier (over a trust root file,
+        # offline) and pypi-attestations' model of the attestation object.
+        # Pinned to the minor versions tested: pypid reads sigstore's
+        # bundled trust root and pypi-attestations' bundle conversion
+        # (tests/test_attestations.py fails loudly if either moves).
+        # Imported only when an upload sends attestations.
+        "sigstore>=4.5,<4.6",
+        "pypi-attestations>=0.0.30,<0.0.31",
         "argon2-cffi>=23.1",
         # bcrypt hashes of htpasswd files (users moving from pypiserver)
         "bcrypt>=4",
