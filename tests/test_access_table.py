@@ -127,6 +127,11 @@ class AccessTableTests(SynchronousTestCase):
             for version in ("1.0", "2.0"):
                 code = self.upload(basic(user), name, version)
                 self.assertEqual(code, 200, (user, name, version))
+        for name in ("holy-grail", "secret-sauce"):
+            # (each 1.0 wheel with a provenance, for the Integrity API's rows)
+            record = self.index.get_file(filename_of(name))
+            self.index.add(self.successResultOf(
+                self.storage.keep_provenance(record, b'{"version": 1}')))
         self.clock.advance(120)  # (the expired token's lifetime is over)
 
     def upload(self, auth, name, version, path="/legacy/"):
@@ -268,6 +273,7 @@ ROWS = (
     ("GET", "/simple/{p}/", P3),
     ("GET", "/files/{p}/{f}", P3),
     ("GET", "/files/{p}/{f}.metadata", P3),
+    ("GET", "/integrity/{p}/1.0/{f}/provenance", P3),
     ("GET", "/pypi/{p}/json", P3),
     ("GET", "/pypi/{p}/1.0/json", P3),
     ("GET", "/project/{p}/", P3),
@@ -379,6 +385,9 @@ GET    /files/{p}/{f}               no-such      | 404 404 404 404 401 404 404 4
 GET    /files/{p}/{f}.metadata      holy-grail   | 200 200 200 200 401 200 404 404 401 401 200 | 401 200 200 200 401 200 404 404 401 401 200
 GET    /files/{p}/{f}.metadata      secret-sauce | 404 404 200 200 401 404 404 404 401 401 200 | 401 404 200 200 401 404 404 404 401 401 200
 GET    /files/{p}/{f}.metadata      no-such      | 404 404 404 404 401 404 404 404 401 401 404 | 401 404 404 404 401 404 404 404 401 401 404
+GET    /integrity/{p}/1.0/{f}/provenance holy-grail   | 200 200 200 200 401 200 404 404 401 401 200 | 401 200 200 200 401 200 404 404 401 401 200
+GET    /integrity/{p}/1.0/{f}/provenance secret-sauce | 404 404 200 200 401 404 404 404 401 401 200 | 401 404 200 200 401 404 404 404 401 401 200
+GET    /integrity/{p}/1.0/{f}/provenance no-such      | 404 404 404 404 401 404 404 404 401 401 404 | 401 404 404 404 401 404 404 404 401 401 404
 GET    /pypi/{p}/json               holy-grail   | 200 200 200 200 401 200 404 404 401 401 200 | 401 200 200 200 401 200 404 404 401 401 200
 GET    /pypi/{p}/json               secret-sauce | 404 404 200 200 401 404 404 404 401 401 200 | 401 404 200 200 401 404 404 404 401 401 200
 GET    /pypi/{p}/json               no-such      | 404 404 404 404 401 404 404 404 401 401 404 | 401 404 404 404 401 404 404 404 401 401 404

@@ -201,7 +201,7 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
             return None
         upstreams.append(UpstreamPart.from_config(
             config, run, reactor, index, index.file_url, learnt,  # type: ignore[arg-type]
-            advisories=index.advisories))
+            advisories=index.advisories, provenance_url=index.rendered.provenance_url))
         return upstreams[0].proxy
 
     # (the security advisories every index acts on: issue 27)

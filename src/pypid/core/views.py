@@ -438,7 +438,8 @@ def _delegate(counts: Sequence[tuple[ChainSource, int, int]],
 def render_page(project: str, files: Sequence[ComposedFile],
                 file_url: Callable[[ComposedFile], str], kind: str,
                 status: ProjectStatus | None = None,
-                advisories: AdvisoryPolicy | None = None) -> Page:
+                advisories: AdvisoryPolicy | None = None,
+                provenance_url: render.ProvenanceURL | None = None) -> Page:
     """
     A composed page's bytes, rendered as an index's own are
     (L{pypid.core.render}), the index's C{advisories} applied.
@@ -446,11 +447,12 @@ def render_page(project: str, files: Sequence[ComposedFile],
     pairs: Sequence[tuple[ComposedFile, str]] = [(f, file_url(f)) for f in files]
     if advisories is not None:
         pairs = advised_files(advisories, project, pairs)
+    links = provenance_url or render.provenance_url_for(None)
     if kind == HTML:
-        body = render.project_html(project, pairs, status)
+        body = render.project_html(project, pairs, status, links)
     else:
         versions = sorted({f.version for f, _ in pairs}, key=version_key)
-        body = render.project_json(project, pairs, versions, status)
+        body = render.project_json(project, pairs, versions, status, links)
     return Page.of(body, CONTENT_TYPES[kind])
 
 
@@ -518,6 +520,9 @@ class IndexView:
     #: project name -> whether the view's globs admit it (L{MAX_NAMES} at most)
     _admitted: dict[str, bool] = attrs.field(factory=dict, init=False)
     advisories: AdvisoryPolicy = attrs.field(factory=no_advisories, kw_only=True)
+    #: the link its pages give a file's provenance (PEP 740)
+    provenance_url: render.ProvenanceURL = attrs.field(
+        factory=lambda: render.provenance_url_for(None), kw_only=True)
 
     def __attrs_post_init__(self) -> None:
         self._hosted = tuple(s.hosted for s in self.order if s.hosted is not None)
@@ -577,7 +582,7 @@ class IndexView:
             return kept.delegated(project, kind)
         page = pages[kind] = render_page(project, [f for f, _ in composition.files],
                                          self.file_url, kind, composition.status,
-                                         policy if advised else None)
+                                         policy if advised else None, self.provenance_url)
         self._kept.put(project, kept, ENTRY_COST + sum(page_bytes(p) for p in pages.values()))
         return page
 

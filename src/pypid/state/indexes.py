@@ -579,7 +579,8 @@ def index_view(settings: _IndexSettings | None, name: str, order: Sequence[str],
         else ChainSource(source, upstream=sides[source])
         for source in order if source in stacks or source in sides),
         filters, _view_file_url(base_url, name),
-        advisories=advisories if advisories is not None else no_advisories())
+        advisories=advisories if advisories is not None else no_advisories(),
+        provenance_url=provenance_url_for(_base(base_url, name)))
 
 
 def source_order(config: StackSettings, name: str) -> tuple[str, ...]:

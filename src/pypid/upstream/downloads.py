@@ -4,6 +4,16 @@ against the page's sha256 (and size), kept in the cache's storage, and
 served from there ever after; its core metadata is read from the kept file,
 or fetched and checked, and kept in memory.
 
+A file's provenance (PEP 740), when its page gives a C{provenance} URL, is
+fetched after the file is kept (in the background: the download's answer
+never waits for it), or when a client asks pypid's Integrity API for it
+first (never for a page): at most L{MAX_PROVENANCE_SIZE} bytes, checked to
+be a provenance object whose every statement names this file and the
+sha256 its page gives (L{pypid.core.provenance.read_provenance}). One that
+is not is logged and remembered as failed for a while, never served. A
+good one is kept in memory, and with the kept file in the cache's storage
+(L{IStorage.keep_provenance}), where it outlives the upstream.
+
 One download per file however many ask at once; downloads take turns
 within C{[upstream] max_downloads} and C{download_space}
 (L{pypid.upstream.admission}), and past ten waiting per turn a new one is
@@ -31,6 +41,7 @@ from pypid.core.metadata import InvalidDistribution
 from pypid.core.metrics import Timings
 from pypid.core.model import FileRecord
 from pypid.core.names import InvalidName
+from pypid.core.provenance import MAX_PROVENANCE_SIZE, ProvenanceInvalid, read_provenance
 from pypid.http import bodies
 from pypid.storage.disk import remove_file
 from pypid.storage.interface import FileExists, FilenameDeleted, IStorage, Location, Run
@@ -53,6 +64,9 @@ METADATA_LIMIT = 16 << 20
 #: The most upstream files whose failed download is remembered
 #: (L{pypid.upstream.cache.FAILURE_MEMORY}); past it the oldest are forgotten.
 MAX_FAILED_FILES = 2000
+
+#: Upstream provenance objects kept in memory (bytes, all files together).
+PROVENANCE_MEMORY = 16 << 20
 
 #: Downloads that may wait for a turn, per download allowed at once
 #: (C{[upstream] max_downloads}); past it a new one is answered 503.
@@ -125,6 +139,14 @@ class UpstreamFiles:
     # filename -> (when, error) of downloads that failed, but not on the way
     # (FAILURE_MEMORY)
     _failed: dict[str, tuple[float, Remembered]] = attrs.field(init=False, factory=dict)
+    # filename -> the provenance fetched (checked), the oldest first
+    _provenance: ByteLRU[str, bytes] = attrs.field(
+        init=False, factory=lambda: ByteLRU(PROVENANCE_MEMORY))
+    # filename -> the callers of the fetch of its provenance under way
+    _provenance_fetches: dict[str, list[Deferred[bytes | None]]] = attrs.field(
+        init=False, factory=dict)
+    # filename -> when its provenance could not be had or was refused
+    _provenance_failed: dict[str, float] = attrs.field(init=False, factory=dict)
     _admission: Admission = attrs.field(init=False)
     #: how files were served, for C{/metrics}: C{hit} (kept already),
     #: C{miss} (fetched from the upstream), C{unavailable} (offline)
@@ -312,6 +334,9 @@ class UpstreamFiles:
             self._keep(stored)
             log.info("Cached {filename} from the upstream ({size} bytes)",
                      filename=f.filename, size=size)
+            if f.provenance_url is not None and stored.provenance_sha256 is None:
+                # (in the background: the download's answer does not wait)
+                self.provenance(f)
             return stored
         finally:
             await self._run(remove_file, temp)
@@ -366,6 +391,86 @@ class UpstreamFiles:
                               "match the hash its page gives")
         self._keep_metadata(upstream_file.filename, data, digest)
         return data
+
+    def provenance(self, upstream_file: UpstreamFile) -> Deferred[bytes | None]:
+        """
+        The provenance object of an upstream file (see the module
+        docstring): the kept one, or fetched and checked now (one fetch
+        for every caller); L{None} when the upstream offers none, or it
+        could not be had or was refused lately. Never fails.
+        """
+        filename = upstream_file.filename
+        stored = self._kept.get(filename)
+        if stored is not None and stored.provenance_sha256 is not None:
+            return self._storage.read_provenance(stored).addErrback(
+                self._provenance_unreadable, filename)
+        if upstream_file.provenance_url is None:
+            return succeed(None)
+        kept = self._provenance.get(filename)
+        if kept is not None:
+            if stored is not None and stored.sha256 == upstream_file.sha256:
+                self._persist_provenance(stored, kept)
+            return succeed(kept)
+        failed = self._provenance_failed.get(filename)
+        if self._config.offline or (failed is not None
+                                    and recent(failed, self._clock.seconds())):
+            return succeed(None)
+        d: Deferred[bytes | None] = Deferred()
+        waiting = self._provenance_fetches.get(filename)
+        if waiting is not None:
+            waiting.append(d)
+            return d
+        self._provenance_fetches[filename] = [d]
+        ensureDeferred(self._fetch_provenance(upstream_file)).addBoth(
+            self._provenance_fetched, filename)
+        return d
+
+    async def _fetch_provenance(self, f: UpstreamFile) -> bytes | None:
+        assert f.provenance_url is not None
+        try:
+            data = await self._client.small(f.provenance_url, MAX_PROVENANCE_SIZE,
+                                            f"the upstream's provenance of {f.filename}")
+            read_provenance(data, f.filename, f.sha256)
+        except (UpstreamError, ProvenanceInvalid) as e:
+            log.warn("No provenance of {filename} from the upstream: {reason}",
+                     filename=f.filename, reason=str(e))
+            put_newest(self._provenance_failed, f.filename, self._clock.seconds(),
+                       MAX_FAILED_FILES)
+            return None
+        self._provenance.put(f.filename, data, _held(f.filename, data), keep=True)
+        stored = self._kept.get(f.filename)
+        if stored is not None and stored.sha256 == f.sha256:
+            self._persist_provenance(stored, data)
+        return data
+
+    def _persist_provenance(self, stored: FileRecord, data: bytes) -> None:
+        """Keep a checked provenance with its kept file (in the background; failures logged)."""
+        if stored.provenance_sha256 is not None:
+            return
+
+        def kept(record: FileRecord) -> None:
+            current = self._kept.get(record.filename)
+            if current is not None and current.sha256 == record.sha256:
+                self._keep(current.replace(provenance_sha256=record.provenance_sha256))
+
+        def failed(failure: Failure) -> None:
+            log.warn("Cannot keep the provenance of {filename}: {error}",
+                     filename=stored.filename, error=failure.getErrorMessage())
+        self._storage.keep_provenance(stored, data).addCallbacks(kept, failed)
+
+    def _provenance_fetched(self, result: bytes | None | Failure, filename: str) -> None:
+        if isinstance(result, Failure):
+            log.failure("Fetching the provenance of {filename} failed", result,
+                        filename=filename)
+            put_newest(self._provenance_failed, filename, self._clock.seconds(),
+                       MAX_FAILED_FILES)
+            result = None
+        for d in self._provenance_fetches.pop(filename):
+            d.callback(result)
+
+    def _provenance_unreadable(self, failure: Failure, filename: str) -> None:
+        log.warn("Cannot read the kept provenance of {filename}: {error}",
+                 filename=filename, error=failure.getErrorMessage())
 
     def _keep_metadata(self, filename: str, data: bytes, digest: str | None = None) -> None:
         # (each entry costs its dictionary slot and name too, so that many

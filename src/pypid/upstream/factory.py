@@ -21,6 +21,7 @@ from zope.interface import implementer
 
 from pypid.core.metrics import Family
 from pypid.core.parts import IMetricsSource
+from pypid.core.render import ProvenanceURL
 from pypid.storage.factory import StorageSettings, make_storage
 from pypid.storage.interface import IStorage, Run
 from pypid.storage.measured import MeasuredStorage
@@ -100,7 +101,8 @@ class UpstreamPart(Service):
     def from_config(cls, config: DaemonSettings, run: Run, reactor: IReactorTime,
                     index: HostedIndex, file_url: FileUrl,
                     learnt: Callable[[], None] | None = None,
-                    advisories: AdvisoryPolicy | None = None) -> UpstreamPart:
+                    advisories: AdvisoryPolicy | None = None,
+                    provenance_url: ProvenanceURL | None = None) -> UpstreamPart:
         """
         The part of the configuration's C{[upstream]}, with the default index's proxy.
 
@@ -112,6 +114,8 @@ class UpstreamPart(Service):
             or a file kept, so that the snapshot is saved soon.
         @param advisories: the default index's L{AdvisoryPolicy}, which its
             pages of upstream projects apply (issue 27).
+        @param provenance_url: the link the default index's pages give a
+            file's provenance (PEP 740).
         @raise pypid.core.startup.StartupError: when C{[pypid] ca_bundle}
             cannot be used.
         """
@@ -119,7 +123,7 @@ class UpstreamPart(Service):
 
         source, storage = _make_source(config, config.upstream, None, run, reactor, learnt)
         return cls(source, storage, UpstreamProxy.create(source, index, file_url,
-                                                             advisories))
+                                                             advisories, provenance_url))
 
     @classmethod
     def named(cls, config: DaemonSettings, name: str, run: Run, reactor: IReactorTime,

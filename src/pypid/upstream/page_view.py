@@ -41,7 +41,7 @@ from pypid.core.index import Project, version_key
 from pypid.core.lru import ByteLRU
 from pypid.core.model import FileRecord
 from pypid.core.project_status import ProjectStatus
-from pypid.core.render import CONTENT_TYPES, HTML, Page
+from pypid.core.render import CONTENT_TYPES, HTML, Page, ProvenanceURL, provenance_url_for
 from pypid.core.rendered_pages import advised_files, page_bytes
 from pypid.upstream.cache import CachedPage, Offline, PageCache
 from pypid.upstream.confusion import UpstreamPolicy, merged
@@ -121,6 +121,11 @@ class PageView:
     _withheld: dict[str, ProjectStatus] = attrs.field(init=False, factory=dict)
     _advisories: AdvisoryPolicy = attrs.field(factory=no_advisories, kw_only=True,
                                               alias="advisories")
+    #: the link its pages give a file's provenance (PEP 740: pypid's own
+    #: copy of the upstream's, at its index's Integrity API); none for an
+    #: upstream's own side, whose pages every index reading it shares
+    _provenance_url: ProvenanceURL = attrs.field(
+        factory=lambda: provenance_url_for(None), kw_only=True, alias="provenance_url")
 
     def __attrs_post_init__(self) -> None:
         # (a page the cache forgot is not kept alive by its rendered forms)
@@ -292,10 +297,11 @@ class PageView:
         advisories applied, carrying the project's C{status} (PEP 792).
         """
         shown = advised_files(self._advisories, project, files)
+        provenance_url = self._provenance_url
         if kind == HTML:
-            return render.project_html(project, shown, status)
+            return render.project_html(project, shown, status, provenance_url)
         versions = sorted({f.version for f, _ in shown}, key=version_key)
-        return render.project_json(project, shown, versions, status)
+        return render.project_json(project, shown, versions, status, provenance_url)
 
     def advisories_changed(self, projects: Iterable[str]) -> None:
         """

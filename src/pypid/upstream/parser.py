@@ -127,6 +127,10 @@ class UpstreamFile:
     @ivar project: the normalized project name, read from the filename.
     @ivar version: the normalized version, read from the filename.
     @ivar packagetype: L{pypid.core.names.WHEEL} or L{pypid.core.names.SDIST}.
+    @ivar provenance_url: where the upstream serves the file's provenance
+        (PEP 740: JSON C{provenance}, HTML C{data-provenance}), absolute, or
+        L{None}; fetched and checked against C{sha256} before pypid serves
+        it (L{pypid.upstream.downloads.UpstreamFiles.provenance}).
     """
 
     filename: str
@@ -140,6 +144,12 @@ class UpstreamFile:
     metadata_sha256: str | None = None
     size: int | None = None
     upload_time: float | None = None
+    provenance_url: str | None = None
+
+    @property
+    def has_provenance(self) -> bool:
+        """Whether the upstream offers a provenance (pypid's pages link its own copy)."""
+        return self.provenance_url is not None
 
     @property
     def upload_time_iso(self) -> str | None:
@@ -362,6 +372,24 @@ def _resolve_url(base: str, ref: str) -> tuple[str, str]:
     return urlunsplit(parts._replace(fragment="")), parts.fragment
 
 
+def _provenance_url(base: str, value: object) -> str | None:
+    """
+    A file's provenance URL (PEP 740), absolute: over https, or on the
+    page's own origin; anything else (another scheme, a malformed URL, a
+    plain http host that is not the page's) is ignored, the file kept.
+    """
+    if not isinstance(value, str) or not value or len(value) > 2048:
+        return None
+    try:
+        url, _fragment = _resolve_url(base, value)
+    except _Unusable:
+        return None
+    parts, page = urlsplit(url), urlsplit(base)
+    if parts.scheme != "https" and (parts.scheme, parts.netloc) != (page.scheme, page.netloc):
+        return None
+    return url
+
+
 def _sha256(value: object) -> str:
     """
     Return a valid sha256 hex digest, lowercased.
@@ -568,6 +596,7 @@ def _json_entry(index: int, entry: object, page_url: str) -> _Entry:
         # PEP 700 makes size a JSON number; a string is not one.
         size=None if isinstance(entry.get("size"), str) else _size(entry.get("size")),
         upload_time=_upload_time(entry.get("upload-time")),
+        provenance_url=_provenance_url(page_url, entry.get("provenance")),
     )
     return filename, filename, fields, None
 
@@ -736,6 +765,7 @@ def _html_entry(attributes: dict[str, str | None], base: str) -> _Entry:
         metadata_sha256=_html_metadata(attributes),
         size=_size(attributes.get("data-size")),
         upload_time=_upload_time(attributes.get("data-upload-time")),
+        provenance_url=_provenance_url(base, attributes.get("data-provenance")),
     )
     return filename, filename, fields, None
 

@@ -29,6 +29,7 @@ import attrs
 from pypid.core.advisories import AdvisoryPolicy, no_advisories
 from pypid.core.metrics import Family
 from pypid.core.model import FileRecord
+from pypid.core.render import ProvenanceURL, provenance_url_for
 from pypid.upstream.cache import CachedPage
 from pypid.upstream.confusion import Decision
 from pypid.upstream.downloads import UpstreamFiles
@@ -58,7 +59,8 @@ class UpstreamProxy:
 
     @classmethod
     def create(cls, source: UpstreamSource, hosted: HostedIndex,
-               file_url: FileUrl, advisories: AdvisoryPolicy | None = None) -> UpstreamProxy:
+               file_url: FileUrl, advisories: AdvisoryPolicy | None = None,
+               provenance_url: ProvenanceURL | None = None) -> UpstreamProxy:
         """
         C{source} as the index C{hosted} sees it, complete.
 
@@ -66,10 +68,13 @@ class UpstreamProxy:
         @param file_url: C{file_url(file) -> str}, as for hosted files.
         @param advisories: the index's L{AdvisoryPolicy}, which its pages of
             the upstream's projects apply (issue 27); L{None}: none.
+        @param provenance_url: the link its pages give a file's provenance
+            (PEP 740, the index's own Integrity API); L{None}: none.
         """
         rules = ProjectRules(source.mode, source.policy, hosted)
         view = PageView(source.policy, source.pages, hosted, file_url, source.clock,
-                        source.kept, advisories=advisories or no_advisories())
+                        source.kept, advisories=advisories or no_advisories(),
+                        provenance_url=provenance_url or provenance_url_for(None))
         source.watch(view)
         upkeep = CacheUpkeep(rules, source.pages, view, source.files, source.kept)
         return cls(source, rules, view, upkeep)

@@ -82,7 +82,11 @@ from pypid.web.respond import (
     wrong_method_error,
 )
 from pypid.web.routes import answer_errors, route_each
-from pypid.web.upstream_pages import answer_chain_file, answer_chain_page
+from pypid.web.upstream_pages import (
+    answer_chain_file,
+    answer_chain_page,
+    answer_chain_provenance,
+)
 
 if TYPE_CHECKING:
     # (types only: the upstream's modules load with a configured upstream)
@@ -357,6 +361,10 @@ class IndexFiles:
                     raise no_provenance(filename)
                 return send_provenance(request, source.storage.read_provenance(record),
                                        filename, record.provenance_sha256, content_type)
+        if self.upstreams and is_valid_name(project) and normalize(project) == project \
+                and self.view.upstreams(project):
+            return answer_chain_provenance(request, self.view, self.upstreams, project,
+                                           version, filename, content_type, self.clock)
         raise NotFound("no such file")
 
     def _check(self, request: Request, project: str, filename: str,

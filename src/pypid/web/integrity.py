@@ -21,6 +21,7 @@ its C{ETag} and may be cached for ten minutes, as the public index lets it.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, Protocol
 
 from packaging.version import InvalidVersion, Version
@@ -94,7 +95,7 @@ def send_provenance(request: Request, read: Deferred[bytes | None], filename: st
                     digest: str | None, content_type: str) -> Deferred[Any]:
     """
     Answer with the provenance C{read} gives (L{None}: 404), as
-    C{content_type}, C{digest} (its sha256, when known) as its ETag.
+    C{content_type}, its sha256 (C{digest}, or computed) as its ETag.
     """
     def send(data: bytes | None) -> bytes:
         if data is None:
@@ -103,13 +104,12 @@ def send_provenance(request: Request, read: Deferred[bytes | None], filename: st
         headers.setRawHeaders(b"content-type", [content_type.encode("ascii")])
         headers.setRawHeaders(b"vary", [b"Accept"])
         headers.setRawHeaders(b"cache-control", [CACHE_CONTROL])
-        if digest is not None:
-            etag = b'"%s"' % digest.encode("ascii")
-            headers.setRawHeaders(b"etag", [etag])
-            inm = request.requestHeaders.getRawHeaders(b"if-none-match")
-            if inm and etag_matches(inm, etag):
-                request.setResponseCode(304)
-                return b""
+        etag = b'"%s"' % (digest or hashlib.sha256(data).hexdigest()).encode("ascii")
+        headers.setRawHeaders(b"etag", [etag])
+        inm = request.requestHeaders.getRawHeaders(b"if-none-match")
+        if inm and etag_matches(inm, etag):
+            request.setResponseCode(304)
+            return b""
         return data
     return read.addCallback(send)
 

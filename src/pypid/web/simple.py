@@ -252,6 +252,9 @@ class FilesResource(ReadResource):
                 raise no_provenance(filename)
             return send_provenance(request, self._storage.read_provenance(record), filename,
                                    record.provenance_sha256, content_type)
+        if self._upstream is not None:
+            return upstream_pages.answer_provenance(request, self._upstream, project, version,
+                                                    filename, content_type)
         raise NotFound("no such file")
 
 

@@ -37,6 +37,7 @@ from pypid.core.names import is_valid_name, normalize
 from pypid.core.views import IndexView
 from pypid.storage.interface import StorageError
 from pypid.web.access import client_address
+from pypid.web.integrity import no_provenance, same_version, send_provenance
 from pypid.web.respond import (
     FILE_CACHE_CONTROL,
     FILE_CONTENT_TYPE,
@@ -260,6 +261,44 @@ async def _file_answer(request: Request, side: _FileSide, project: str,
         raise BadGateway(f"the upstream index failed: {e}")
     return send_stored(request, stored, files.locate(stored),
                        b'"%s"' % stored.sha256.encode("ascii"))
+
+
+def answer_provenance(request: Request, proxy: UpstreamProxy, project: str, version: str,
+                      filename: str, content_type: str) -> Answer:
+    """
+    Answer C{/integrity/<project>/<version>/<filename>/provenance} for a
+    file of the upstream cache: pypid's copy of the upstream's provenance,
+    checked against the file's sha256 (fetched now if need be; never for a
+    page). 404 when the upstream offers none, or one that did not check.
+    """
+    if proxy.mode != "cache" or not is_valid_name(project) or normalize(project) != project:
+        raise NotFound("no such file")
+    if not proxy.decide(project).allowed:
+        raise NotFound("no such file")
+    side = _ProxyFiles(proxy)
+    return _provenance(request, side.files, side.listed(project, filename),
+                       side.quarantined(project), version, filename, content_type)
+
+
+def answer_chain_provenance(request: Request, view: IndexView,
+                            sides: Mapping[str, SourceSide], project: str, version: str,
+                            filename: str, content_type: str, clock: IReactorTime) -> Answer:
+    """L{answer_provenance} for a named index's file of one of its upstreams."""
+    found = _listed_in(view, sides, project, filename, clock.seconds())
+    if found is None:
+        raise NotFound("no such file")
+    listed, side = found
+    return _provenance(request, side.source.files, listed, False, version, filename,
+                       content_type)
+
+
+def _provenance(request: Request, files: UpstreamFiles, listed: UpstreamFile | None,
+                quarantined: bool, version: str, filename: str, content_type: str) -> Answer:
+    if listed is None or quarantined:
+        raise NotFound("no such file")
+    if not same_version(listed.version, version):
+        raise no_provenance(filename)
+    return send_provenance(request, files.provenance(listed), filename, None, content_type)
 
 
 def refuse_quarantined() -> None:
