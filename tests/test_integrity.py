@@ -5,44 +5,43 @@ Integrity API (C{/integrity/<project>/<version>/<filename>/provenance}:
 media types, 404, 406, ETag, the files' read gate); the simple pages'
 links (JSON C{provenance}, HTML C{data-provenance}).
 
-The checker here is a double that returns the real provenance object the
-public index serves for C{pypi_attestations-0.0.19.tar.gz} (the Sigstore
-verification has its own tests, L{tests.test_attestations}, and the real
-clients theirs, L{tests.test_e2e_attestations}).
+The checker here is a double that returns a provenance object made of an
+attestation of the test Sigstore instance (L{tests.sigstore_root}); the
+Sigstore verification has its own tests, L{tests.test_attestations}, and
+the real clients theirs, L{tests.test_e2e_attestations}.
 """
 
 import hashlib
 import json
-import os
 
 import attrs
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.auth.attestations import AttestationRefused
 from pypid.core.negotiate import choose_integrity
-from pypid.core.provenance import INTEGRITY_MEDIA_TYPE
+from pypid.core.provenance import INTEGRITY_MEDIA_TYPE, Publisher, provenance_document
+from tests.distributions import make_sdist
 from tests.fakes import twine_fields
+from tests.sigstore_root import TestSigstore, github_claims
 from tests.test_web import JSON_TYPE, _ServerMixin
 
-ASSETS = os.path.join(os.path.dirname(__file__), "data", "attestations")
-DIST = "pypi_attestations-0.0.19.tar.gz"
-ATTESTATION_FILE = DIST + ".publish.attestation"
-
-
-def asset(name):
-    """The bytes of one of the real attestation assets."""
-    with open(os.path.join(ASSETS, name), "rb") as f:
-        return f.read()
-
-
-def field(*names):
-    """The C{attestations} field of these assets, as twine and uv make it (compact JSON)."""
-    return json.dumps([json.loads(asset(name)) for name in names])
-
-
-DIST_BYTES = asset(DIST)
-PROVENANCE = asset(DIST + ".provenance")
+DIST, DIST_BYTES = make_sdist("pypi-attestations", "0.0.19")
 SHA256 = hashlib.sha256(DIST_BYTES).hexdigest()
+SIGSTORE = TestSigstore()
+ATTESTATION = SIGSTORE.attest(DIST, SHA256, claims=github_claims(
+    repository="trailofbits/pypi-attestations"))
+#: what the checker double gives: a provenance object as the public index
+#: writes it (the Sigstore checks are L{tests.test_attestations}')
+PROVENANCE = provenance_document([(Publisher("GitHub", (
+    ("repository", "trailofbits/pypi-attestations"), ("workflow", "release.yml"),
+    ("environment", None))), [ATTESTATION])])
+
+
+def field(*attestations):
+    """The C{attestations} field, as twine and uv make it (compact JSON)."""
+    return json.dumps(list(attestations))
+
+
 INTEGRITY = f"/integrity/pypi-attestations/0.0.19/{DIST}/provenance"
 
 
@@ -88,7 +87,7 @@ class _Attested(_ServerMixin):
 
     def attested(self):
         """Upload the sdist with its real attestation; it must be stored."""
-        response, body = self.upload_dist(field(ATTESTATION_FILE))
+        response, body = self.upload_dist(field(ATTESTATION))
         self.assertEqual(response.code, 200, body)
         return self.index.get_file(DIST)
 
@@ -102,7 +101,7 @@ class UploadTests(_Attested, SynchronousTestCase):
         [(filename, sha256, project, sent, user)] = self.checker.calls
         self.assertEqual((filename, sha256, project, user),
                          (DIST, SHA256, "pypi-attestations", "alice"))
-        self.assertEqual(sent, field(ATTESTATION_FILE))
+        self.assertEqual(sent, field(ATTESTATION))
         self.assertEqual(record.provenance_sha256, hashlib.sha256(PROVENANCE).hexdigest())
         self.assertEqual(self.successResultOf(self.storage.read_provenance(record)), PROVENANCE)
 
@@ -125,7 +124,7 @@ class UploadTests(_Attested, SynchronousTestCase):
     def test_refused(self):
         """A refusal is a 400 with the checker's reason, and nothing is stored."""
         self.checker.refusal = "attestation: the statement is for another file"
-        response, body = self.upload_dist(field(ATTESTATION_FILE))
+        response, body = self.upload_dist(field(ATTESTATION))
         self.assertEqual(response.code, 400)
         self.assertIn(b"the statement is for another file", body)
         self.assertNothingStored()
@@ -157,7 +156,7 @@ class NoCheckerTests(_ServerMixin, SynchronousTestCase):
         """A 400 whose reason gives the way out."""
         fields = twine_fields("pypi-attestations", "0.0.19", DIST_BYTES, filetype="sdist",
                               pyversion="source",
-                              attestations=field(ATTESTATION_FILE))
+                              attestations=field(ATTESTATION))
         response, body = self.upload(DIST, DIST_BYTES, fields=fields)
         self.assertEqual(response.code, 400)
         self.assertIn(b"cannot verify attestations", body)

@@ -1,15 +1,13 @@
 """
 Tests for L{pypid.core.provenance}: the attestations field's shape, what a
 statement must say of its file, the provenance object made and read back
-(the real one the public index serves for C{pypi_attestations-0.0.19}
-among them), and hostile ones refused by shape and size.
+(one shaped as the public index writes them among them), and hostile ones refused by shape and size.
 """
 
 import base64
 import copy
 import hashlib
 import json
-import os
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -29,20 +27,21 @@ from pypid.core.provenance import (
     read_provenance,
     statement_bytes,
 )
+from tests.sigstore_root import TestSigstore, github_claims
 
-ASSETS = os.path.join(os.path.dirname(__file__), "data", "attestations")
+FILE_BYTES = b"the bytes of pypi_attestations 0.0.19's sdist"
 DIST = "pypi_attestations-0.0.19.tar.gz"
-
-
-def asset(name):
-    with open(os.path.join(ASSETS, name), "rb") as f:
-        return f.read()
-
-
-SHA256 = hashlib.sha256(asset(DIST)).hexdigest()
-PUBLISH = json.loads(asset(DIST + ".publish.attestation"))
-SLSA = json.loads(asset(DIST + ".slsa.attestation"))
-REAL_PROVENANCE = asset(DIST + ".provenance")
+SHA256 = hashlib.sha256(FILE_BYTES).hexdigest()
+SIGSTORE = TestSigstore()
+PUBLISH = SIGSTORE.attest(DIST, SHA256, claims=github_claims(
+    repository="trailofbits/pypi-attestations"))
+SLSA = SIGSTORE.attest(DIST, SHA256, claims=github_claims(
+    repository="trailofbits/pypi-attestations"), predicate_type=SLSA_PROVENANCE_V1)
+#: a provenance object as the public index writes it (its publisher flat, no claims)
+REAL_PROVENANCE = json.dumps({"version": 1, "attestation_bundles": [{
+    "publisher": {"kind": "GitHub", "repository": "trailofbits/pypi-attestations",
+                  "workflow": "release.yml", "environment": None},
+    "attestations": [PUBLISH]}]}).encode()
 
 
 def statement(subjects=None, predicate_type=PUBLISH_V1, kind="https://in-toto.io/Statement/v1"):
@@ -147,7 +146,7 @@ class DocumentTests(SynchronousTestCase):
         self.assertEqual(publishers_of(document), ("GitHub acme/widgets release.yml",))
 
     def test_real(self):
-        """The public index's own provenance of the file is read, and names its publisher."""
+        """A provenance shaped as the public index's (flat publisher) is read, and names it."""
         document = read_provenance(REAL_PROVENANCE, DIST, SHA256)
         self.assertEqual(publishers_of(document),
                          ("GitHub trailofbits/pypi-attestations release.yml",))
