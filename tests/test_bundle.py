@@ -28,10 +28,14 @@ from pypid.bundle.ingest import Arrival, Ingest
 from pypid.bundle.pack import pack_bundle
 from pypid.bundle.sources import BundleSource, detect
 from pypid.core.distribution import inspect
+from pypid.core.provenance import Publisher, provenance_document
 from pypid.storage.interface import StorageError
 from pypid.storage.memory import MemoryStorage
 from tests.distributions import make_sdist, make_wheel
 from tests.fakes import run_now, write_file
+from tests.sigstore_root import TestSigstore, github_claims
+
+SIGSTORE = TestSigstore()
 
 UPLOAD_TIME = 1767225600.5
 MAX = 1 << 20
@@ -277,6 +281,14 @@ class ArchiveTests(SynchronousTestCase):
         self.assertRaises(m.BundleError, detect, self.mktemp())
 
 
+def provenance_for(filename, data):
+    """A provenance object of C{filename} whose bytes are C{data} (the test Sigstore's)."""
+    attestation = SIGSTORE.attest(filename, hashlib.sha256(data).hexdigest(),
+                                  claims=github_claims())
+    return provenance_document([(Publisher("GitHub", (("repository", "acme/widgets"),)),
+                                 [attestation])])
+
+
 class RoundTripTests(TestCase):
     """A storage exported to a bundle and imported into another, in memory."""
 
@@ -369,6 +381,46 @@ class RoundTripTests(TestCase):
                               again.buried_present, again.failed),
                              ([], sorted(before.records), [], 1, False))
             self.assertEqual((await target.scan({}, 0.0, (), False)).records, before.records)
+
+    async def attested(self, storage, dist, provenance):
+        """Publish C{dist} with C{provenance} kept beside it; return the record."""
+        filename, data = dist
+        temp = write_file(os.path.join(storage.temp_dir, "up-" + filename), data)
+        inspected = inspect(temp, filename, filename, UPLOAD_TIME, details=True)
+        record = inspected.record.replace(
+            provenance_sha256=hashlib.sha256(provenance).hexdigest())
+        return await storage.publish(temp, record, inspected.metadata, inspected.details,
+                                     provenance)
+
+    async def test_provenance_comes_across(self):
+        """A file's provenance (PEP 740) is a member of the bundle, and kept again on import."""
+        source = self.storage()
+        dist = make_wheel("holy-grail", "3.0")
+        provenance = provenance_for(*dist)
+        record = await self.attested(source, dist, provenance)
+        path, _ = await self.exported(source, "bundle")
+        member = os.path.join(path, "provenance", dist[0] + ".provenance")
+        with open(member, "rb") as f:
+            self.assertEqual(f.read(), provenance)
+        target = self.storage()
+        report = await self.imported(path, target)
+        self.assertEqual((report.imported, report.failed), ([dist[0]], False))
+        [kept] = (await target.scan({}, 0.0, (), False)).records.values()
+        self.assertEqual(kept.provenance_sha256, record.provenance_sha256)
+        self.assertEqual(await target.read_provenance(kept), provenance)
+
+    async def test_provenance_of_another_file(self):
+        """A provenance member naming another sha256 than its file's refuses the file."""
+        source = self.storage()
+        dist = make_wheel("holy-grail", "3.0")
+        await self.attested(source, dist, provenance_for(dist[0], b"other bytes"))
+        path, _ = await self.exported(source, "bundle")
+        target = self.storage()
+        report = await self.imported(path, target)
+        self.assertEqual(report.imported, [])
+        [(origin, why)] = report.refused
+        self.assertIn("its provenance is not one of this file", why)
+        self.assertEqual((await target.scan({}, 0.0, (), False)).records, {})
 
     async def test_flipped_byte(self):
         """A file whose bytes were changed in the bundle is refused; the others come across."""
@@ -613,7 +665,7 @@ class IngestTests(TestCase):
         """When the storage fails, no more files are begun and the failure is raised."""
         published = []
 
-        def failing(temp, record, metadata, details=None):
+        def failing(temp, record, metadata, details=None, provenance=None):
             published.append(record.filename)
             raise StorageError("the storage is full")
         self.ingest = Ingest(_Publishing(self.storage, failing), run_now, MAX, {}, ())

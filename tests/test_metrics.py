@@ -143,7 +143,7 @@ class _Backend:
     def check(self):
         return succeed(True)
 
-    def publish(self, temp_path, record, metadata, details=None):
+    def publish(self, temp_path, record, metadata, details=None, provenance=None):
         return self.answer
 
     def update(self, record):

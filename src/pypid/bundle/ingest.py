@@ -63,6 +63,7 @@ from pypid.core.distribution import inspect
 from pypid.core.metadata import InvalidDistribution
 from pypid.core.model import UPLOADER_BYTES, FileRecord, cut_text, format_upload_time
 from pypid.core.names import InvalidName, parse_filename
+from pypid.core.provenance import ProvenanceInvalid, read_provenance
 from pypid.storage.audit_log import IMPORTED, IAuditLog
 from pypid.storage.disk import remove_file
 from pypid.storage.interface import FileExists, FilenameDeleted, IStorage, Run
@@ -106,6 +107,9 @@ class Arrival:
         pypicloud) says nothing about it.
     @ivar refused: why the source itself cannot offer the file (a member
         of a bundle that does not match its manifest), or L{None}.
+    @ivar provenance: C{provenance()} reads the file's provenance object
+        (PEP 740) from the source, when it has one, or L{None}; its sha256
+        is C{provenance_sha256}.
     """
 
     filename: str
@@ -118,6 +122,20 @@ class Arrival:
     yanked: str | None = None
     yank_known: bool = False
     refused: str | None = None
+    provenance: Callable[[], Deferred[bytes]] | None = None
+    provenance_sha256: str | None = None
+
+
+def _provenance_problem(data: bytes, arrival: Arrival, filename: str,
+                        sha256: str) -> str | None:
+    """Why a file's provenance from a source cannot be kept with it, or L{None}."""
+    if hashlib.sha256(data).hexdigest() != arrival.provenance_sha256:
+        return "its provenance is not the one its record names"
+    try:
+        read_provenance(data, filename, sha256)
+    except ProvenanceInvalid as e:
+        return f"its provenance is not one of this file: {e}"
+    return None
 
 
 @attrs.define
@@ -370,9 +388,19 @@ class Ingest:
         record = inspected.record.replace(uploader=cut_text(arrival.uploader,
                                                                   UPLOADER_BYTES),
                               yanked=arrival.yanked if arrival.yank_known else None)
+        provenance = None
+        if arrival.provenance is not None:
+            # (read now, checked: the digest its record names, and a provenance
+            # of these very bytes; one that is not refuses the file)
+            provenance = await arrival.provenance()
+            problem = _provenance_problem(provenance, arrival, filename, sha256)
+            if problem is not None:
+                report.refused.append((arrival.origin, problem))
+                return
+            record = record.replace(provenance_sha256=arrival.provenance_sha256)
         try:
             stored = await self._storage.publish(spool, record, inspected.metadata,
-                                                 inspected.details)
+                                                 inspected.details, provenance)
         except FileExists as e:
             # (stored meanwhile, by a daemon on a shared bucket, say)
             if e.sha256 == sha256:

@@ -7,6 +7,10 @@ when its name ends in C{.tar.gz} or C{.tgz})::
 
     metadata/<filename>.metadata   a file's core metadata (PEP 658), when served
     details/<filename>.details     what the pages for people show of it, when kept
+    provenance/<filename>.provenance
+                                   its provenance (PEP 740: its verified
+                                   attestations), when it has one; its record
+                                   names its sha256
     files/<filename>               the distribution file
     records.json                   {"records": [FileRecord.to_json(), ...]}: upload
                                    time, uploader, yank state, summary ...
@@ -47,6 +51,7 @@ import attrs
 from pypid.core.index_names import DEFAULT, NAME, NAME_FORMS
 from pypid.core.model import FileRecord
 from pypid.core.names import InvalidName, check_filename_characters, parse_filename
+from pypid.core.provenance import MAX_PROVENANCE_SIZE
 
 #: The format's name and version in the manifest; a reader refuses other
 #: names, and versions it does not know.
@@ -58,6 +63,7 @@ RECORDS = "records.json"
 TOMBSTONES = "tombstones.json"
 _FILES = "files/"
 _METADATA = "metadata/"
+_PROVENANCE = "provenance/"
 _DETAILS = "details/"
 #: Where the audit log's files go in a bundle (kept as they are stored).
 AUDIT = "audit/"
@@ -101,6 +107,11 @@ def metadata_member(filename: str, index: str = DEFAULT) -> str:
     return index_prefix(index) + _METADATA + filename + ".metadata"
 
 
+def provenance_member(filename: str, index: str = DEFAULT) -> str:
+    """The member holding C{filename}'s provenance object."""
+    return index_prefix(index) + _PROVENANCE + filename + ".provenance"
+
+
 def details_member(filename: str, index: str = DEFAULT) -> str:
     """The member holding C{filename}'s details."""
     return index_prefix(index) + _DETAILS + filename + ".details"
@@ -122,7 +133,7 @@ class Member:
     What a member's name says it is.
 
     @ivar kind: C{"manifest"}, C{"records"}, C{"tombstones"}, C{"file"},
-        C{"metadata"}, C{"details"} or C{"audit"}.
+        C{"metadata"}, C{"details"}, C{"provenance"} or C{"audit"}.
     @ivar filename: the distribution file it belongs to (file, metadata and
         details), else L{None}.
     @ivar index: the named index it belongs to (under C{indexes/NAME/}),
@@ -161,7 +172,8 @@ def classify(name: str) -> Member:
         if NAME.match(index) and index != DEFAULT and rest:
             inner = classify(rest)
             if inner.index is None and inner.kind in ("file", "metadata", "details",
-                                                       "records", "tombstones"):
+                                                       "provenance", "records",
+                                                       "tombstones"):
                 return Member(name, inner.kind, inner.filename, index)
         raise BundleError(f"the member {name!r} is not a file of a bundle")
     if name.startswith(_FILES):
@@ -170,6 +182,9 @@ def classify(name: str) -> Member:
         return Member(name, "metadata", _filename_in(name, _METADATA, ".metadata"))
     if name.startswith(_DETAILS) and name.endswith(".details"):
         return Member(name, "details", _filename_in(name, _DETAILS, ".details"))
+    if name.startswith(_PROVENANCE) and name.endswith(".provenance"):
+        return Member(name, "provenance",
+                      _filename_in(name, _PROVENANCE, ".provenance"))
     if name.startswith(AUDIT):
         parts = name[len(AUDIT):].split("/")
         if (len(parts) <= 4 and all(parts) and not _CONTROL.search(name)
@@ -181,12 +196,12 @@ def classify(name: str) -> Member:
 def is_folder(name: str) -> bool:
     """Whether C{name} (without a trailing slash) is a folder a bundle may have."""
     name = name.rstrip("/")
-    if name in ("files", "metadata", "details", "audit", "indexes"):
+    if name in ("files", "metadata", "details", "provenance", "audit", "indexes"):
         return True
     if name.startswith(INDEXES):
         index, _, rest = name[len(INDEXES):].partition("/")
         return (bool(NAME.match(index)) and index != DEFAULT
-                and rest in ("", "files", "metadata", "details"))
+                and rest in ("", "files", "metadata", "details", "provenance"))
     if name.startswith(AUDIT):
         parts = name[len(AUDIT):].split("/")
         return (len(parts) < 4 and all(parts) and not _CONTROL.search(name)
@@ -201,7 +216,8 @@ def limit_of(member: Member) -> int | None:
     """
     return {"manifest": JSON_LIMIT, "records": JSON_LIMIT, "tombstones": JSON_LIMIT,
             "indexes": JSON_LIMIT, "file": None, "metadata": METADATA_LIMIT,
-            "details": DETAILS_LIMIT, "audit": AUDIT_LIMIT}[member.kind]
+            "details": DETAILS_LIMIT, "provenance": MAX_PROVENANCE_SIZE,
+            "audit": AUDIT_LIMIT}[member.kind]
 
 
 @attrs.frozen

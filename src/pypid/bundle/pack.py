@@ -46,6 +46,7 @@ from pypid.bundle.manifest import (
     file_member,
     indexes_bytes,
     metadata_member,
+    provenance_member,
     records_bytes,
     records_member,
     tombstones_bytes,
@@ -217,6 +218,10 @@ async def _pack_files(storage: IStorage, snapshot_path: str | None, index: str,
         record = scanned.records[filename]
         metadata = await read_metadata(storage, record)
         details = await storage.read_details(record)
+        provenance = await storage.read_provenance(record)
+        if provenance is None and record.provenance_sha256 is not None:
+            # (not kept, or not the one its record names: the record says none)
+            record = record.replace(provenance_sha256=None)
         try:
             await put_file(storage, record, target, file_member(filename, index))
         except FileUnavailable as e:
@@ -228,6 +233,8 @@ async def _pack_files(storage: IStorage, snapshot_path: str | None, index: str,
             await target.write(metadata_member(filename, index), metadata)
         if details is not None:
             await target.write(details_member(filename, index), details)
+        if provenance is not None:
+            await target.write(provenance_member(filename, index), provenance)
         taken.append(record)
         report.files += 1
         report.bytes += record.size

@@ -13,6 +13,7 @@ then inspected like an upload by the ingest, whatever the source.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import stat
@@ -35,6 +36,7 @@ from pypid.bundle.manifest import (
     parse_indexes,
     parse_records,
     parse_tombstones,
+    provenance_member,
     records_member,
     tombstones_member,
 )
@@ -340,17 +342,35 @@ class BundleSource:
             elif reader.sizes[name] != expected.size:
                 problem = (f"it has {reader.sizes[name]} bytes; the manifest says "
                            f"{expected.size}")
+        provenance = None
+        if problem is None and record is not None and record.provenance_sha256 is not None:
+            member = provenance_member(filename, _index_of(name))
+            if member not in reader.digests:
+                problem = f"its record names a provenance, but the bundle has no {member}"
+            else:
+                provenance = partial(self._run, _read_member, reader.open, member,
+                                     reader.digests[member])
         if problem is not None or expected is None or record is None:
             return Arrival(filename, name, None, 0.0, refused=problem)
         return Arrival(
             filename, name, local_fetch(self._run, partial(reader.open, name)),
             record.upload_time, sha256=expected.sha256, size=expected.size,
-            uploader=record.uploader, yanked=record.yanked, yank_known=True)
+            uploader=record.uploader, yanked=record.yanked, yank_known=True,
+            provenance=provenance, provenance_sha256=record.provenance_sha256)
 
     def close(self) -> None:
         """Close the bundle (a tar file is held open while it is read)."""
         if self._reader is not None:
             self._reader.close()
+
+
+def _read_member(opener: Callable[[str], IO[bytes]], name: str, digest: Digest) -> bytes:
+    """A small member's bytes (blocking), when they are still those the bundle was read with."""
+    with opener(name) as f:
+        data = f.read(digest.size + 1)
+    if Digest(hashlib.sha256(data).hexdigest(), len(data)) != digest:
+        raise BundleError(f"{name} changed while the bundle was read")
+    return data
 
 
 def _index_of(name: str) -> str:
