@@ -596,6 +596,23 @@ class ExporterTests(ExportCase):
             {"name": "beta", "display_name": "beta", "summary": "Test project beta",
              "version": "2.0"}])
 
+    def test_provenance(self):
+        """
+        A file's provenance is written where the Integrity API serves it, the
+        same bytes as the daemon's; one kept later is written by the next export.
+        """
+        storage = self.memory(*FILES)
+        self.export(storage)
+        filename, data = FILES[0]
+        record = self.records(storage)[filename]
+        provenance = b'{"version": 1, "attestation_bundles": []}'
+        self.successResultOf(storage.keep_provenance(record, provenance))
+        self.export(storage)
+        project = "beta" if filename.startswith("beta") else "alpha"
+        path = f"integrity/{project}/{record.version}/{filename}/provenance"
+        self.assertEqual(self.read(path), provenance)
+        self.assertEqual(self.get(self.daemon(storage), "/" + path, "*/*"), provenance)
+
     def test_nothing_changed(self):
         """An export of an unchanged storage writes nothing, not even its manifest."""
         storage = self.memory(*FILES)

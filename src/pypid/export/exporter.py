@@ -340,12 +340,17 @@ class Exporter:
         async def read(name: str) -> None:
             project = index.project(name)
             metadata: dict[str, bytes] = {}
+            provenance: dict[str, bytes] = {}
             if self._settings.writes_files and project is not None:
                 for record in project.sorted_files():
                     data = await reading.read_metadata(self._from(record), record)
                     if data is not None:
                         metadata[record.filename] = data
-                planned[name] = [o for o in plans.file_outputs(project, metadata)
+                    if record.provenance_sha256 is not None:
+                        kept = await self._from(record).read_provenance(record)
+                        if kept is not None:
+                            provenance[record.filename] = kept
+                planned[name] = [o for o in plans.file_outputs(project, metadata, provenance)
                                  if self._needed(name, o)]
             taken[name] = (metadata, [])
         await self._each(list(names), read)

@@ -40,6 +40,7 @@ from pypid.core.catalog import summary_of
 from pypid.core.index import Index, Project
 from pypid.core.model import FileRecord
 from pypid.core.names import InvalidName, is_valid_name, normalize, parse_filename
+from pypid.core.provenance import INTEGRITY_MEDIA_TYPE, integrity_path
 from pypid.core.render import HTML, JSON
 from pypid.storage.reading import BINARY_TYPE
 
@@ -60,6 +61,8 @@ PROBES = 500
 HTML_TYPE = "text/html; charset=utf-8"
 SIMPLE_JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 JSON_TYPE = "application/json"
+#: a provenance's (as the Integrity API's first choice)
+INTEGRITY_TYPE = INTEGRITY_MEDIA_TYPE
 
 #: The Content-Type of a page for people, by its path's extension.
 _PEOPLE_TYPES = {
@@ -339,14 +342,19 @@ def package_entry(project: Project, version: str | None) -> Entry | None:
 # -- outputs -------------------------------------------------------------------------------
 
 
-def file_outputs(project: Project, metadata: dict[str, bytes]) -> list[Output]:
+def file_outputs(project: Project, metadata: dict[str, bytes],
+                 provenance: dict[str, bytes] | None = None) -> list[Output]:
     """
     The files of a project and their core metadata, to write under
-    C{files/<project>/}.
+    C{files/<project>/}, and their provenance (PEP 740), under
+    C{integrity/<project>/<version>/<filename>/provenance} as the
+    Integrity API serves it (JSON; a static server cannot answer 406).
 
     @param metadata: filename -> the metadata bytes to write beside it; a
         file missing here gets no C{.metadata} (and its record, none
         announced: see L{announced}).
+    @param provenance: filename -> its provenance object, for those that
+        have one.
     """
     outputs = []
     for record in project.sorted_files():
@@ -355,6 +363,11 @@ def file_outputs(project: Project, metadata: dict[str, bytes]) -> list[Output]:
         data = metadata.get(record.filename)
         if data is not None:
             outputs.append(Output.page(base + ".metadata", data, BINARY_TYPE))
+        kept = (provenance or {}).get(record.filename)
+        if kept is not None:
+            outputs.append(Output.page(
+                integrity_path(project.name, record.version, record.filename), kept,
+                INTEGRITY_TYPE))
     return outputs
 
 
