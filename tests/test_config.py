@@ -1698,7 +1698,8 @@ _REFUSED = [
      "and '_', not starting with a digit); or empty for none"),
     ("[foo]\n",
      "[foo]: unknown section; the sections are [pypid], [storage], [s3], [auth], [upstream], "
-     "[tls], [metrics], [ldap], [oidc], [advisories], [acl], [groups], [publishers], "
+     "[tls], [metrics], [ldap], [oidc], [advisories], [attestations], [acl], [groups], "
+     "[publishers], "
      "[users], "
      "[index:NAME] and [upstream:NAME]"),
 ]
