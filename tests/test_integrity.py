@@ -20,7 +20,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from pypid.auth.attestations import AttestationRefused
 from pypid.core.negotiate import choose_integrity
 from pypid.core.provenance import INTEGRITY_MEDIA_TYPE, Publisher, provenance_document
-from tests.distributions import make_sdist
+from tests.distributions import make_sdist, make_wheel
 from tests.fakes import twine_fields
 from tests.sigstore_root import TestSigstore, github_claims
 from tests.test_web import JSON_TYPE, _ServerMixin
@@ -277,3 +277,26 @@ class PeoplePageTests(_Attested, SynchronousTestCase):
         response, body = self.get("/project/pypi-attestations/")
         self.assertEqual(response.code, 200, body)
         self.assertNotIn(b"published by", body)
+
+
+class NamedIndexTests(SynchronousTestCase):
+    """C{/NAME/integrity/...}: a named index serves its files' provenance, its bases' too."""
+
+    def test_named(self):
+        from tests.test_index_routes import Server
+        server = Server(self)
+        code, _, body = server.upload("/release/", "widget", "1.0")
+        self.assertEqual(code, 200, body)
+        filename = make_wheel("widget", "1.0")[0]
+        source = server.stacks["release"]
+        record = source.index.get_file(filename)
+        source.index.add(self.successResultOf(
+            source.storage.keep_provenance(record, PROVENANCE)))
+        path = f"/integrity/widget/1.0/{filename}/provenance"
+        for index in ("release", "staging", "prod"):
+            code, _, body = server.request("GET", f"/{index}{path}")
+            self.assertEqual((code, body), (200, PROVENANCE), index)
+        # (the default index does not hold it)
+        self.assertEqual(server.request("GET", path)[0], 404)
+        code, _, body = server.request("GET", f"/release{path}", headers={"Accept": "text/html"})
+        self.assertEqual(code, 406, body)

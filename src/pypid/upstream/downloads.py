@@ -401,6 +401,11 @@ class UpstreamFiles:
         """
         filename = upstream_file.filename
         stored = self._kept.get(filename)
+        if stored is not None and stored.provenance_sha256 is None \
+                and stored.sha256 != upstream_file.sha256:
+            # (the file served is the one kept, whose hash wins over the
+            # page's: a provenance of the page's file would describe another)
+            return succeed(None)
         if stored is not None and stored.provenance_sha256 is not None:
             return self._storage.read_provenance(stored).addErrback(
                 self._provenance_unreadable, filename)

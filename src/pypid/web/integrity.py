@@ -64,8 +64,8 @@ def integrity_path(request: Request) -> tuple[str, str, str, str]:
     if len(post) != 4 or post[3] != _LEAF or not all(post[:3]):
         raise NotFound("no such provenance: the path is "
                        "/integrity/<project>/<version>/<filename>/provenance")
-    content_type = choose_integrity(request.getHeader(b"accept")
-                                    if isinstance(request.getHeader(b"accept"), bytes) else None)
+    accept = request.requestHeaders.getRawHeaders(b"accept")
+    content_type = choose_integrity(b", ".join(accept) if accept else None)
     if content_type is None:
         raise NotAcceptable("the Integrity API answers " + " or ".join(INTEGRITY_TYPES))
     try:
