@@ -33,13 +33,7 @@ from pypid.auth.attestations import AttestationRefused
 from pypid.auth.oidc import is_publisher
 from pypid.auth.verifier import Identity
 from pypid.core.distribution import inspect
-from pypid.core.http_errors import (
-    BadRequest,
-    Forbidden,
-    NotFound,
-    TooLarge,
-    Unavailable,
-)
+from pypid.core.http_errors import BadRequest, Forbidden, NotFound, TooLarge, Unavailable
 from pypid.core.index import Index
 from pypid.core.index_names import DEFAULT as DEFAULT_INDEX
 from pypid.core.metadata import InvalidDistribution
@@ -77,6 +71,7 @@ _NO_SUCH_RELEASE = "no such file or release"
 #: The largest body of a status change: a status and a short reason.
 _MAX_STATUS_BODY = 4096
 
+
 class AttestationCheck(Protocol):
     """
     What checks an upload's attestations (PEP 740): the server's
@@ -111,9 +106,9 @@ class NoAttestations:
                     identity: Identity) -> bytes | None:
         """L{None} without attestations; a refusal with them."""
         if field is not None:
-            raise BadRequest("attestations: this index cannot verify attestations; upload "
-                             "without them (uv publish --no-attestations; twine without "
-                             "--attestations)")
+            raise AttestationRefused("attestations: this index cannot verify attestations; "
+                                     "upload without them (uv publish --no-attestations; "
+                                     "twine without --attestations)")
         return None
 
 
