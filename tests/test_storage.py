@@ -201,6 +201,13 @@ class StorageContractMixin:
         self.assertEqual(result.tombstones, frozenset())
         self.assertEqual(tuple(result.skipped), ())
 
+    async def attested(self, storage, provenance):
+        """Publish a wheel with C{provenance} beside it; the record stored, and its filename."""
+        filename, data = make_wheel("holy-grail", "1.0")
+        temp, record, metadata = self.describe(storage, filename, data)
+        record = record.replace(provenance_sha256=hashlib.sha256(provenance).hexdigest())
+        return await storage.publish(temp, record, metadata, None, provenance), filename
+
     async def test_provenance(self):
         """
         A provenance published with a file is read back, the record naming
@@ -208,15 +215,12 @@ class StorageContractMixin:
         L{None}; a delete removes it.
         """
         storage = await self.ready()
-        filename, data = make_wheel("holy-grail", "1.0")
-        temp, record, metadata = self.describe(storage, filename, data)
         provenance = b'{"version": 1, "attestation_bundles": []}'
-        record = record.replace(provenance_sha256=hashlib.sha256(provenance).hexdigest())
-        stored = await storage.publish(temp, record, metadata, None, provenance)
-        self.assertEqual(stored.provenance_sha256, record.provenance_sha256)
+        stored, filename = await self.attested(storage, provenance)
+        self.assertEqual(stored.provenance_sha256, hashlib.sha256(provenance).hexdigest())
         self.assertEqual(await storage.read_provenance(stored), provenance)
         result = await self.scanned(storage)
-        self.assertEqual(result.records[filename].provenance_sha256, record.provenance_sha256)
+        self.assertEqual(result.records[filename].provenance_sha256, stored.provenance_sha256)
         other, _ = await self.published(storage, *make_sdist("holy-grail", "1.0"))
         self.assertIsNone(other.provenance_sha256)
         self.assertIsNone(await storage.read_provenance(other))
@@ -226,11 +230,7 @@ class StorageContractMixin:
     async def test_provenance_not_matching_record(self):
         """A record naming another digest than what is kept reads L{None}: never served."""
         storage = await self.ready()
-        filename, data = make_wheel("holy-grail", "1.0")
-        temp, record, metadata = self.describe(storage, filename, data)
-        provenance = b'{"version": 1}'
-        record = record.replace(provenance_sha256=hashlib.sha256(provenance).hexdigest())
-        stored = await storage.publish(temp, record, metadata, None, provenance)
+        stored, _ = await self.attested(storage, b'{"version": 1}')
         with capturedLogs() as logs:
             read = await storage.read_provenance(stored.replace(provenance_sha256="0" * 64))
         self.assertIsNone(read)

@@ -68,7 +68,7 @@ from pypid.storage.interface import IStorage
 from pypid.storage.locks import KeyedLock
 from pypid.web.access import Access, IRequestAuth, identity_of
 from pypid.web.denied_files import DeniedDownloads
-from pypid.web.integrity import answer_integrity, no_provenance, same_version, send_provenance
+from pypid.web.integrity import answer_integrity, send_stored_provenance
 from pypid.web.multipart import MultipartError, UploadTooLarge
 from pypid.web.respond import (
     Answer,
@@ -357,10 +357,8 @@ class IndexFiles:
             if record is not None and record.project == project:
                 if not self.view.filters.admits(record, False, self.clock.seconds()):
                     raise NotFound("no such file")
-                if not same_version(record.version, version) or not record.has_provenance:
-                    raise no_provenance(filename)
-                return send_provenance(request, source.storage.read_provenance(record),
-                                       filename, record.provenance_sha256, content_type)
+                return send_stored_provenance(request, source.storage, record, version,
+                                              content_type)
         if self.upstreams and is_valid_name(project) and normalize(project) == project \
                 and self.view.upstreams(project):
             return answer_chain_provenance(request, self.view, self.upstreams, project,

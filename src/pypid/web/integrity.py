@@ -29,7 +29,9 @@ from twisted.internet.defer import Deferred
 from twisted.web.server import Request
 
 from pypid.core.http_errors import NotAcceptable, NotFound
+from pypid.core.model import FileRecord
 from pypid.core.negotiate import INTEGRITY_TYPES, choose_integrity
+from pypid.storage.interface import IStorage
 from pypid.web.access import Access
 from pypid.web.respond import Answer, ReadResource, Rendered, answer_gated, etag_matches
 
@@ -112,6 +114,18 @@ def send_provenance(request: Request, read: Deferred[bytes | None], filename: st
             return b""
         return data
     return read.addCallback(send)
+
+
+def send_stored_provenance(request: Request, storage: IStorage, record: FileRecord,
+                           version: str, content_type: str) -> Deferred[Any]:
+    """
+    Answer with the provenance kept beside a stored file: 404 when the
+    path's C{version} is not the file's, or the file has none.
+    """
+    if not same_version(record.version, version) or not record.has_provenance:
+        raise no_provenance(record.filename)
+    return send_provenance(request, storage.read_provenance(record), record.filename,
+                           record.provenance_sha256, content_type)
 
 
 class IntegrityResource(ReadResource):

@@ -39,7 +39,7 @@ from pypid.web import upstream_pages
 from pypid.web.access import Access
 from pypid.web.denied_files import DeniedDownloads
 from pypid.web.index_root import as_admin, is_index_segment, send_private
-from pypid.web.integrity import no_provenance, same_version, send_provenance
+from pypid.web.integrity import send_stored_provenance
 from pypid.web.respond import (
     Answer,
     ReadResource,
@@ -248,10 +248,8 @@ class FilesResource(ReadResource):
                     content_type: str) -> Answer:
         record = self._index.get_file(filename, project)
         if record is not None and record.project == project:
-            if not same_version(record.version, version) or not record.has_provenance:
-                raise no_provenance(filename)
-            return send_provenance(request, self._storage.read_provenance(record), filename,
-                                   record.provenance_sha256, content_type)
+            return send_stored_provenance(request, self._storage, record, version,
+                                          content_type)
         if self._upstream is not None:
             return upstream_pages.answer_provenance(request, self._upstream, project, version,
                                                     filename, content_type)
