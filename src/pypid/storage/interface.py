@@ -486,6 +486,38 @@ class IBackfillStorage(Interface):
         """
 
 
+class IUsageStorage(Interface):
+    """
+    A storage that keeps the usage records of its files (download counts,
+    L{pypid.core.usage}): small immutable objects, each written once by one
+    instance under a name of its own, so instances sharing a storage never
+    overwrite each other's.
+    """
+
+    def add_usage(name: str, data: bytes) -> Deferred[None]:
+        """
+        Keep the usage record C{name}, durably (a name is written once).
+
+        @rtype: L{Deferred} firing with L{None}, or failing with L{StorageError}
+        """
+
+    def usage_records() -> Deferred[dict[str, bytes]]:
+        """
+        Every usage record kept, by name.
+
+        @rtype: L{Deferred} firing with C{{name: data}}, or failing with
+            L{StorageError}
+        """
+
+    def drop_usage(names: Sequence[str]) -> Deferred[None]:
+        """
+        Remove the usage records C{names} (folded into another: missing
+        ones are no error).
+
+        @rtype: L{Deferred} firing with L{None}, or failing with L{StorageError}
+        """
+
+
 class IAdoptingStorage(Interface):
     """
     A storage that can take in a file another storage of the same backend

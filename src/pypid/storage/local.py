@@ -74,6 +74,7 @@ from pypid.storage.interface import (
     IAdoptingStorage,
     IBackfillStorage,
     IStorage,
+    IUsageStorage,
     LocalFile,
     MemoryFile,
     Run,
@@ -95,7 +96,7 @@ _STATUS = ".status"
 MIN_FREE = 1 << 30
 
 
-@implementer(IStorage, IAdoptingStorage, IBackfillStorage, IMetricsSource)
+@implementer(IStorage, IAdoptingStorage, IBackfillStorage, IMetricsSource, IUsageStorage)
 @attrs.define
 class LocalStorage:
     """
@@ -242,6 +243,47 @@ class LocalStorage:
     def journals(self) -> Deferred[dict[str, bytes]]:
         """The journals kept; see L{IAdoptingStorage.journals}."""
         return self._run(self._journals_sync)
+
+    def add_usage(self, name: str, data: bytes) -> Deferred[None]:
+        """Keep a usage record, durably; see L{IUsageStorage.add_usage}."""
+        return self._run(self._add_usage_sync, name, data)
+
+    def usage_records(self) -> Deferred[dict[str, bytes]]:
+        """The usage records kept; see L{IUsageStorage.usage_records}."""
+        return self._run(self._usage_records_sync)
+
+    def drop_usage(self, names: Sequence[str]) -> Deferred[None]:
+        """Remove usage records; see L{IUsageStorage.drop_usage}."""
+        return self._run(self._drop_usage_sync, list(names))
+
+    @property
+    def _usage_dir(self) -> str:
+        return os.path.join(self.root, ".pypid", "usage")
+
+    def _add_usage_sync(self, name: str, data: bytes) -> None:
+        with storage_errors():
+            write_atomically(os.path.join(self._usage_dir, name + ".json"), data)
+            fsync_folder(self._usage_dir)
+
+    def _usage_records_sync(self) -> dict[str, bytes]:
+        found: dict[str, bytes] = {}
+        with storage_errors():
+            try:
+                entries = list(os.scandir(self._usage_dir))
+            except FileNotFoundError:
+                return found
+            for entry in entries:
+                if entry.name.endswith(".json") and not entry.name.startswith("."):
+                    data = read_if_present(entry.path)
+                    if data is not None:
+                        found[entry.name[:-len(".json")]] = data
+        return found
+
+    def _drop_usage_sync(self, names: list[str]) -> None:
+        with storage_errors():
+            for name in names:
+                remove_file(os.path.join(self._usage_dir, name + ".json"))
+            fsync_folder(self._usage_dir)
 
     @property
     def _journal_dir(self) -> str:

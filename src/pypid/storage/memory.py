@@ -27,7 +27,7 @@ import hashlib
 import io
 import os
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 import attrs
 from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
@@ -45,6 +45,7 @@ from pypid.storage.interface import (
     FilenameDeleted,
     IAdoptingStorage,
     IStorage,
+    IUsageStorage,
     MemoryFile,
     RemoteBytes,
     ScanResult,
@@ -71,7 +72,7 @@ def _hidden(key: str) -> bool:
     return any(part.startswith(".") for part in key.split("/"))
 
 
-@implementer(IStorage, IAdoptingStorage)
+@implementer(IStorage, IAdoptingStorage, IUsageStorage)
 @attrs.define(eq=False)
 class MemoryStorage:
     """
@@ -111,6 +112,8 @@ class MemoryStorage:
     _journals: dict[str, bytes] = attrs.field(factory=dict, init=False)
     # The projects' statuses (.pypid/projects/ on disk).
     _statuses: dict[str, bytes] = attrs.field(factory=dict, init=False)
+    # The usage records (.pypid/usage/ on disk).
+    usage: dict[str, bytes] = attrs.field(factory=dict, init=False)
     # The data lives as long as this object: a snapshot of another storage
     # (another process, or another test) must never be taken for this one's.
     _name: str = attrs.field(factory=lambda: uuid.uuid4().hex, init=False)
@@ -190,6 +193,21 @@ class MemoryStorage:
     def statuses(self) -> Deferred[dict[str, bytes]]:
         """The projects' statuses kept; see L{IStorage.statuses}."""
         return succeed(dict(self._statuses))
+
+    def add_usage(self, name: str, data: bytes) -> Deferred[None]:
+        """Keep a usage record; see L{IUsageStorage.add_usage}."""
+        self.usage[name] = data
+        return succeed(None)
+
+    def usage_records(self) -> Deferred[dict[str, bytes]]:
+        """The usage records kept; see L{IUsageStorage.usage_records}."""
+        return succeed(dict(self.usage))
+
+    def drop_usage(self, names: Sequence[str]) -> Deferred[None]:
+        """Remove usage records; see L{IUsageStorage.drop_usage}."""
+        for name in names:
+            self.usage.pop(name, None)
+        return succeed(None)
 
     def keep_journal(self, name: str, data: bytes) -> Deferred[None]:
         """Keep a promotion's journal; see L{IAdoptingStorage.keep_journal}."""

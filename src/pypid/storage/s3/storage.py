@@ -32,7 +32,7 @@ import hashlib
 import json
 import os
 import zlib
-from collections.abc import Callable, Coroutine, Iterable, Iterator
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
 from email.utils import parsedate_to_datetime
 from functools import partial
 from typing import Any
@@ -62,6 +62,7 @@ from pypid.storage.interface import (
     IAdoptingStorage,
     ISharedStorage,
     IStorage,
+    IUsageStorage,
     MemoryFile,
     Redirect,
     RemoteBytes,
@@ -151,7 +152,7 @@ def _catches_up(since: float, now: float) -> bool:
     return 0 <= now - since < MARKER_RETENTION / 2
 
 
-@implementer(IStorage, IAdoptingStorage, ISharedStorage, IMetricsSource)
+@implementer(IStorage, IAdoptingStorage, ISharedStorage, IMetricsSource, IUsageStorage)
 class S3Storage:
     """
     Files in a bucket, under a prefix.
@@ -495,6 +496,28 @@ class S3Storage:
     def journals(self) -> Deferred[dict[str, bytes]]:
         """The journal objects kept; see L{IAdoptingStorage.journals}."""
         return ensureDeferred(self._read_all(self._journal_key("")))
+
+    def add_usage(self, name: str, data: bytes) -> Deferred[None]:
+        """Keep a usage record object; see L{IUsageStorage.add_usage}."""
+        async def add() -> None:
+            await self._client.put(self._usage_prefix + name, data,
+                                   {"content-type": "application/json"})
+        return ensureDeferred(add())
+
+    def usage_records(self) -> Deferred[dict[str, bytes]]:
+        """The usage record objects, by name; see L{IUsageStorage.usage_records}."""
+        return ensureDeferred(self._read_all(self._usage_prefix))
+
+    def drop_usage(self, names: Sequence[str]) -> Deferred[None]:
+        """Remove usage record objects; see L{IUsageStorage.drop_usage}."""
+        async def drop() -> None:
+            for name in names:
+                await self._client.delete(self._usage_prefix + name)
+        return ensureDeferred(drop())
+
+    @property
+    def _usage_prefix(self) -> str:
+        return self._layout.prefix + ".pypid/usage/"
 
     async def _read_all(self, prefix: str) -> dict[str, bytes]:
         """The objects under C{prefix} (few and small), by the rest of their keys."""

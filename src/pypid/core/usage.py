@@ -1,0 +1,264 @@
+"""
+Download counts (issue 29): how often each file was downloaded, by day,
+and when it last was; pure, no I/O.
+
+Counting must cost the download path next to nothing: a download adds one
+to a dict entry (L{UsageCounter.count}, about 0.2 us), and every few
+seconds the counts gathered are taken as one I{usage record} per UTC day
+they fall in (L{UsageCounter.take}), which the usage part writes to the
+storage beside the files. A record is never changed once written, and
+each names its writer (an instance of the server), so several instances
+on one bucket add up rather than overwrite each other; a crash loses at
+most the counts of one interval.
+
+Records pile up (one per interval), so a writer later folds its own
+records of a closed day into one (L{compact}), which names those it
+replaces: a reader ignores a record another present record replaces
+(L{UsageBook.load}), so a crash between writing the compacted record and
+removing the others counts nothing twice.
+
+L{UsageBook} is what the records say, summed: per file, the count of each
+of the last L{WINDOW_DAYS} days and the time of its last download, for the
+pages for people, the legacy JSON API (C{last_day}, C{last_week},
+C{last_month}) and C{pypid-admin usage}.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import attrs
+
+#: Days of counts kept by file (the pages show 30; rules may look back 90).
+WINDOW_DAYS = 90
+
+#: One day, in seconds.
+DAY = 86400
+
+#: A record's name: C{<day>-<writer>-<sequence>}, or C{<day>-<writer>-all}
+#: for a day folded (L{compact}).
+_NAME = re.compile(r"^(\d{1,6})-([a-z0-9]{1,32})-(\d{1,12}|all)\Z")
+
+
+class UsageInvalid(ValueError):
+    """A usage record cannot be read; the message says why."""
+
+
+def day_of(when: float) -> int:
+    """The UTC day (days since the epoch) of the POSIX time C{when}."""
+    return int(when // DAY)
+
+
+def record_name(day: int, writer: str, sequence: int | None) -> str:
+    """The name of a writer's record of C{day} (L{None}: the day folded)."""
+    return f"{day}-{writer}-{'all' if sequence is None else sequence}"
+
+
+def parse_name(name: str) -> tuple[int, str, int | None] | None:
+    """C{(day, writer, sequence or None)} of a record's name, or L{None} for another name."""
+    found = _NAME.match(name)
+    if found is None:
+        return None
+    day, writer, sequence = found.groups()
+    return int(day), writer, None if sequence == "all" else int(sequence)
+
+
+@attrs.frozen
+class UsageRecord:
+    """
+    One usage record: per file, the downloads counted on C{day} and the
+    time of the last of them.
+
+    @ivar replaces: the names of the records this one folds (L{compact}).
+    """
+
+    day: int
+    counts: Mapping[str, tuple[int, float]]
+    replaces: tuple[str, ...] = ()
+
+    def to_bytes(self) -> bytes:
+        """The record's bytes (JSON)."""
+        data: dict[str, Any] = {"day": self.day,
+                                "files": {name: [count, last]
+                                          for name, (count, last) in sorted(self.counts.items())}}
+        if self.replaces:
+            data["replaces"] = list(self.replaces)
+        return json.dumps(data, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> UsageRecord:
+        """
+        Read a record.
+
+        @raise UsageInvalid: for anything that is not one.
+        """
+        try:
+            value = json.loads(data)
+            day = value["day"]
+            files = value["files"]
+            replaces = value.get("replaces", [])
+            if (not isinstance(day, int) or isinstance(day, bool) or not isinstance(files, dict)
+                    or not isinstance(replaces, list)
+                    or not all(isinstance(name, str) for name in replaces)):
+                raise ValueError("not a usage record")
+            counts: dict[str, tuple[int, float]] = {}
+            for name, (count, last) in files.items():
+                if not isinstance(count, int) or isinstance(count, bool) or count < 0 \
+                        or not isinstance(last, (int, float)) or isinstance(last, bool):
+                    raise ValueError(f"the counts of {name!r} are not numbers")
+                counts[name] = (count, float(last))
+        except (ValueError, KeyError, TypeError, RecursionError) as e:
+            raise UsageInvalid(f"not a usage record: {e}")
+        return cls(day, counts, tuple(replaces))
+
+
+def merge(records: Iterable[UsageRecord], day: int,
+          replaces: tuple[str, ...] = ()) -> UsageRecord:
+    """One record of C{day} adding up C{records} (their counts summed, the last time kept)."""
+    counts: dict[str, tuple[int, float]] = {}
+    for record in records:
+        for name, (count, last) in record.counts.items():
+            kept = counts.get(name)
+            counts[name] = (count, last) if kept is None else (kept[0] + count,
+                                                               max(kept[1], last))
+    return UsageRecord(day, counts, replaces)
+
+
+def compact(records: Mapping[str, UsageRecord], writer: str,
+            today: int) -> list[tuple[int, list[str]]]:
+    """
+    What C{writer} may fold: for each closed day (before yesterday, so
+    that a late flush of the day is in), the names of its own records of
+    it, when there are two or more.
+    """
+    days: dict[int, list[str]] = {}
+    for name in records:
+        parsed = parse_name(name)
+        if parsed is not None and parsed[1] == writer and parsed[0] < today - 1:
+            days.setdefault(parsed[0], []).append(name)
+    return sorted((day, sorted(names)) for day, names in days.items() if len(names) > 1)
+
+
+@attrs.define
+class UsageCounter:
+    """
+    The downloads counted since the last L{take}: C{filename -> [count,
+    last time]} per day.
+    """
+
+    _pending: dict[int, dict[str, list[float]]] = attrs.field(factory=dict)
+
+    def count(self, filename: str, when: float) -> None:
+        """One download of C{filename} at C{when}."""
+        day = int(when // DAY)
+        files = self._pending.get(day)
+        if files is None:
+            files = self._pending[day] = {}
+        kept = files.get(filename)
+        if kept is None:
+            files[filename] = [1, when]
+        else:
+            kept[0] += 1
+            kept[1] = when
+
+    def __bool__(self) -> bool:
+        return bool(self._pending)
+
+    def take(self) -> list[UsageRecord]:
+        """The counts gathered, one record a day, and start again from none."""
+        pending, self._pending = self._pending, {}
+        return [UsageRecord(day, {name: (int(count), last) for name, (count, last)
+                                  in files.items()})
+                for day, files in sorted(pending.items())]
+
+    def give_back(self, records: Iterable[UsageRecord]) -> None:
+        """Count again what a failed write did not keep (it is tried at the next interval)."""
+        for record in records:
+            files = self._pending.setdefault(record.day, {})
+            for name, (count, last) in record.counts.items():
+                kept = files.get(name)
+                if kept is None:
+                    files[name] = [count, last]
+                else:
+                    kept[0] += count
+                    kept[1] = max(kept[1], last)
+
+
+@attrs.frozen
+class FileUsage:
+    """What is known of one file's downloads: by day (the window), and the last one."""
+
+    days: dict[int, int]
+    last: float
+
+    def since(self, day: int) -> int:
+        """Downloads on C{day} and after."""
+        return sum(count for d, count in self.days.items() if d >= day)
+
+
+@attrs.define
+class UsageBook:
+    """
+    The downloads of one storage's files, as its usage records say, summed
+    (and what this server counted since, added as it is written).
+    """
+
+    _files: dict[str, FileUsage] = attrs.field(factory=dict)
+
+    def load(self, records: Mapping[str, UsageRecord], today: int) -> None:
+        """Sum C{records} (by name), leaving out those another one replaces and those too old."""
+        replaced = {name for record in records.values() for name in record.replaces}
+        self._files = {}
+        for name, record in records.items():
+            if name not in replaced:
+                self.add(record, today)
+
+    def add(self, record: UsageRecord, today: int) -> None:
+        """Add one record's counts (its days out of the window count only for the last time)."""
+        inside = record.day > today - WINDOW_DAYS
+        files = self._files
+        for name, (count, last) in record.counts.items():
+            usage = files.get(name)
+            if usage is None:
+                usage = files[name] = FileUsage({}, last)
+            elif last > usage.last:
+                usage = files[name] = FileUsage(usage.days, last)
+            if inside:
+                usage.days[record.day] = usage.days.get(record.day, 0) + count
+
+    def of(self, filename: str) -> FileUsage | None:
+        """What is known of C{filename}'s downloads, or L{None} (none kept)."""
+        return self._files.get(filename)
+
+    def downloads(self, filenames: Iterable[str], days: int, today: int) -> int:
+        """The downloads of C{filenames} over the last C{days} days (today included)."""
+        first = today - days + 1
+        total = 0
+        for filename in filenames:
+            usage = self._files.get(filename)
+            if usage is not None:
+                total += usage.since(first)
+        return total
+
+    def last_downloaded(self, filename: str) -> float | None:
+        """When C{filename} was last downloaded, or L{None}."""
+        usage = self._files.get(filename)
+        return usage.last if usage is not None else None
+
+    def ranked(self, filenames: Iterable[str], days: int, today: int,
+               most: bool = True) -> list[tuple[str, int, float | None]]:
+        """
+        C{(filename, downloads over the last C{days} days, last download)}
+        of C{filenames}, the most (or least) downloaded first, then by name.
+        """
+        first = today - days + 1
+        rows = []
+        for filename in filenames:
+            usage = self._files.get(filename)
+            rows.append((filename, usage.since(first) if usage else 0,
+                         usage.last if usage else None))
+        rows.sort(key=lambda row: ((-row[1] if most else row[1]), row[0]))
+        return rows
