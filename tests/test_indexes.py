@@ -78,7 +78,7 @@ NAMED_PARTS = [
     "audit", "access", "advisories", "running-mark",
     "index", "index:release", "index:staging",
     "snapshot", "snapshot:release", "snapshot:staging",
-    "readiness", "web", "listeners",
+    "readiness", "usage", "usage:release", "usage:staging", "web", "listeners",
     "snapshot-timer", "snapshot-timer:release", "snapshot-timer:staging",
     "follow-up", "follow-up:release", "follow-up:staging",
 ]

@@ -119,7 +119,7 @@ class _ServerMixin:
         self.web = build_web(self.index, served, self.access, self.make_run(), self.clock,
                              max_upload_size=self.max_upload_size, base_url=self.base_url,
                              audit=audit, sources=self.metric_sources(served, audit),
-                             attestations=self.attestation_check())
+                             attestations=self.attestation_check(), usage=self.usage_log())
         self.root = self.web.root
         self.client = site_treq(self.web.site)
 
@@ -153,6 +153,10 @@ class _ServerMixin:
 
     def attestation_check(self):
         """What checks uploads' attestations: none (they are refused) unless a test needs one."""
+        return None
+
+    def usage_log(self):
+        """What counts downloads: nothing unless a test needs it."""
         return None
 
     def stored(self, record):

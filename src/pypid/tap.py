@@ -232,6 +232,7 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
         trusted_proxies=TrustedProxies(server.trusted_proxies),
         ipv6_prefix=config.auth.throttle_ipv6_prefix, indexes=index_parts(registry),
         registry=registry,
+        usage=default.usage,
         attestations=make_attestation_checker(
             config.source, config.attestations.trust_root, config.attestations.require,
             access.publishing, run),
@@ -262,6 +263,10 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
         ("snapshot", writer),       # the last snapshot, once the listeners drained
         *named("snapshot"),
         ("readiness", readiness),   # after a crash, storage checked before listening
+        # (the download counts: stopped once the listeners drained, so what
+        # was counted is written while the storage is there)
+        ("usage", default.usage),
+        *named("usage"),
         ("web", web),
         ("listeners", listeners),
         ("snapshot-timer", default.timer),
@@ -284,7 +289,7 @@ def index_parts(registry: IndexRegistry) -> list[IndexParts]:
     return [
         IndexParts(name, view, tuple(
             HostedSource(source, stacks[source].index, stacks[source].stored,
-                         stacks[source].locks, stacks[source].backfill)
+                         stacks[source].locks, stacks[source].backfill, stacks[source].usage)
             for source in registry.orders[name] if source in stacks),
             hosted=name in stacks,
             upstreams={source: sides[source] for source in registry.orders[name]

@@ -83,6 +83,7 @@ from pypid.state.advisory_decisions import DecisionLog
 from pypid.state.backfill import Backfill
 from pypid.state.loader import FollowUp, IndexLoader, IndexPart, roll_back_promotions
 from pypid.state.sync import SyncService
+from pypid.state.usage_log import UsageLog
 from pypid.state.writer import SnapshotTimer, SnapshotWriter
 from pypid.storage.factory import (
     SharedBucket,
@@ -96,6 +97,7 @@ from pypid.storage.interface import (
     IBackfillStorage,
     ISharedStorage,
     IStorage,
+    IUsageStorage,
     Run,
 )
 from pypid.storage.locks import KeyedLock
@@ -110,7 +112,7 @@ if TYPE_CHECKING:
 
 #: The kinds of parts of a stack, in the order the daemon starts them
 #: (each after the default's part of the same kind: L{pypid.tap}).
-PART_KINDS = ("storage", "index", "snapshot", "snapshot-timer", "sync", "follow-up")
+PART_KINDS = ("storage", "index", "snapshot", "snapshot-timer", "sync", "follow-up", "usage")
 
 #: C{attach(index, learnt) -> proxy | None}: the upstream of the default
 #: index, built over its L{Index} (what is hosted is never asked upstream),
@@ -209,6 +211,9 @@ class HostedStack:
     backfill: Backfill | None = None
     sync: SyncService | None = None
     upstream: UpstreamProxy | None = None
+    #: its files' download counts (issue 29); L{None} for a storage that
+    #: keeps none
+    usage: UsageLog | None = None
 
     @property
     def loader(self) -> IndexLoader:
@@ -278,7 +283,9 @@ class HostedStack:
             writer=writer, timer=SnapshotTimer(writer, server.snapshot_interval, reactor),
             locks=locks, follow_up=FollowUp(loader), backfill=backfill,
             sync=SyncService(index, shared, reactor) if shared is not None else None,
-            upstream=proxy)
+            upstream=proxy,
+            usage=(UsageLog(cast(IUsageStorage, stored), reactor)
+                   if IUsageStorage.providedBy(stored) else None))
 
     def parts(self) -> Iterator[tuple[str, IService]]:
         """
@@ -287,7 +294,8 @@ class HostedStack:
         """
         found: dict[str, IService | None] = {
             "storage": self.storage, "index": self.part, "snapshot": self.writer,
-            "snapshot-timer": self.timer, "sync": self.sync, "follow-up": self.follow_up}
+            "snapshot-timer": self.timer, "sync": self.sync, "follow-up": self.follow_up,
+            "usage": self.usage}
         for kind in PART_KINDS:
             part = found[kind]
             if part is not None:

@@ -75,6 +75,7 @@ from pypid.core.render import file_url_for
 from pypid.core.views import ChainSource
 from pypid.state.backfill import Backfill
 from pypid.state.indexes import IndexRegistry
+from pypid.state.usage_log import UsageLog
 from pypid.storage.audit_log import MemoryAuditLog
 from pypid.storage.interface import IStorage, Run
 from pypid.storage.locks import KeyedLock
@@ -288,7 +289,8 @@ def build_web(index: Index, storage: IStorage, access: Access, run: Run, clock: 
               trusted_proxies: TrustedProxies = NO_PROXIES,
               ipv6_prefix: int = IPV6_PREFIX, indexes: Sequence[IndexParts] = (),
               registry: IndexRegistry | None = None,
-              attestations: AttestationCheck | None = None) -> Web:
+              attestations: AttestationCheck | None = None,
+              usage: UsageLog | None = None) -> Web:
     """
     Build the resource tree and the site, the one way both the server
     (L{pypid.tap.build_service}) and the tests wire them.
@@ -333,6 +335,8 @@ def build_web(index: Index, storage: IStorage, access: Access, run: Run, clock: 
     @param attestations: checks the attestations uploads come with (PEP
         740, L{pypid.auth.attestations}); L{None}: uploads that send any
         are refused (L{NoAttestations}).
+    @param usage: counts the downloads of the default index's files (issue
+        29); L{None}: none counted.
     """
     if attestations is None:
         attestations = NoAttestations()
@@ -385,7 +389,7 @@ def build_web(index: Index, storage: IStorage, access: Access, run: Run, clock: 
     if indexes:
         named = IndexRoot({parts.name.encode("ascii"): serve_index(parts) for parts in indexes},
                           access, base_url or "/")
-    files = FilesResource(index, storage, access, upstream, backfill, denied)
+    files = FilesResource(index, storage, access, upstream, backfill, denied, usage)
     root = RootResource(
         SimpleResource(index, access, base_url or "/", upstream, backfill),
         files,

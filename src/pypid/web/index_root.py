@@ -64,6 +64,7 @@ from pypid.core.names import is_valid_name, normalize
 from pypid.core.render import CONTENT_TYPES, HTML, Page
 from pypid.core.views import IndexView
 from pypid.state.backfill import Backfill
+from pypid.state.usage_log import UsageLog
 from pypid.storage.interface import IStorage
 from pypid.storage.locks import KeyedLock
 from pypid.web.access import Access, IRequestAuth, identity_of
@@ -163,6 +164,8 @@ class HostedSource:
     #: the reading of its files found without a record (a start without
     #: its snapshot), whose projects' pages wait for it; L{None}: none
     backfill: Backfill | None = None
+    #: counts its files' downloads (issue 29); L{None}: none counted
+    usage: UsageLog | None = None
 
 
 @attrs.frozen
@@ -310,6 +313,8 @@ class IndexFiles:
                 if not filters.admits(record, False, now):
                     raise NotFound("no such file")
                 self._check(request, project, filename, record.version)
+                if source.usage is not None:
+                    source.usage.count(filename)
                 return send_stored(request, record, source.storage.locate(record),
                                    b'"%s"' % record.sha256.encode("ascii"))
             if metadata:

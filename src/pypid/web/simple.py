@@ -34,6 +34,7 @@ from pypid.core.index_names import DEFAULT as DEFAULT_INDEX
 from pypid.core.names import is_valid_name, normalize
 from pypid.core.render import CONTENT_TYPES, HTML, Page
 from pypid.state.backfill import Backfill
+from pypid.state.usage_log import UsageLog
 from pypid.storage.interface import IStorage
 from pypid.web import upstream_pages
 from pypid.web.access import Access
@@ -166,10 +167,13 @@ class FilesResource(ReadResource):
 
     def __init__(self, index: Index, storage: IStorage, access: Access,
                  upstream: UpstreamProxy | None = None, backfill: Backfill | None = None,
-                 denied: DeniedDownloads | None = None) -> None:
+                 denied: DeniedDownloads | None = None, usage: UsageLog | None = None,
+                 ) -> None:
         """
         @param denied: refuses the files of the releases the index's
             advisories deny (issue 27); L{None}: none refused.
+        @param usage: counts the downloads of hosted files (issue 29); L{None}:
+            none counted.
         """
         ReadResource.__init__(self)
         self._index = index
@@ -178,6 +182,7 @@ class FilesResource(ReadResource):
         self._upstream = upstream
         self._backfill = backfill
         self._denied = denied
+        self._usage = usage
 
     def render_GET(self, request: Request) -> Rendered:
         """Send a file or its metadata."""
@@ -207,6 +212,8 @@ class FilesResource(ReadResource):
             if denied is not None:
                 denied.check(request, self._index.advisories, DEFAULT_INDEX, project, filename,
                              record.version)
+            if self._usage is not None:
+                self._usage.count(filename)
             return send_stored(request, record, self._storage.locate(record),
                                b'"%s"' % record.sha256.encode("ascii"))
         if filename.endswith(_METADATA_SUFFIX):

@@ -1,0 +1,178 @@
+"""
+The download counts of one hosted index, kept in its storage (issue 29):
+the part that counts downloads, writes them every C{interval} seconds as
+usage records (L{pypid.core.usage}), reads every instance's records at
+start-up, and folds closed days.
+
+A download costs the serving path one dict update (L{UsageLog.count});
+the write is one small object or file per interval that had downloads,
+away from the reactor (the storage's pool). A crash loses at most the
+counts of the last interval (C{kill -9}); a stop writes what it counted.
+A write that fails keeps its counts for the next one. Several instances
+on one bucket each write records of their own name (C{writer}), which
+every instance sums; a closed day's records (before yesterday) are folded
+into one, C{<day>-all-all}, which names those it replaces, and records
+older than the window (L{pypid.core.usage.WINDOW_DAYS}) are removed.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, ensureDeferred, succeed
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from pypid.core.usage import (
+    WINDOW_DAYS,
+    UsageBook,
+    UsageCounter,
+    UsageInvalid,
+    UsageRecord,
+    day_of,
+    merge,
+    parse_name,
+    record_name,
+)
+from pypid.storage.interface import IUsageStorage, StorageError
+
+log = Logger()
+
+#: Seconds between two writes of the counts (at most this much is lost by a crash).
+INTERVAL = 10.0
+
+#: The writer name of a folded day's record.
+FOLDED = "all"
+
+
+class UsageLog(Service):
+    """
+    The download counts of one storage's files; see the module docstring.
+
+    @ivar book: what the records say, summed (this server's counts added
+        as they are written).
+    """
+
+    def __init__(self, storage: IUsageStorage, clock: IReactorTime,
+                 interval: float = INTERVAL, writer: str | None = None) -> None:
+        self._storage = storage
+        self._clock = clock
+        self._interval = interval
+        self._writer = writer or secrets.token_hex(6)
+        self._sequence = 0
+        self._counter = UsageCounter()
+        self.book = UsageBook()
+        self._loop: LoopingCall | None = None
+        self._writing: Deferred[Any] | None = None
+
+    @property
+    def today(self) -> int:
+        """Today's UTC day number."""
+        return day_of(self._clock.seconds())
+
+    def count(self, filename: str) -> None:
+        """One download of C{filename}, now (written at the next interval)."""
+        self._counter.count(filename, self._clock.seconds())
+
+    # -- the part ---------------------------------------------------------------
+
+    def startService(self) -> None:
+        """Read the records (in the background), then write every interval."""
+        Service.startService(self)
+        ensureDeferred(self.load()).addErrback(
+            lambda f: log.failure("Cannot read the download counts", f))
+        loop = self._loop = LoopingCall(self.flush)
+        loop.clock = self._clock
+        loop.start(self._interval, now=False).addErrback(
+            lambda f: log.failure("The download counts' writer stopped", f))
+
+    def stopService(self) -> Deferred[Any]:
+        """Write what was counted."""
+        Service.stopService(self)
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+        return self.flush()
+
+    # -- reading ----------------------------------------------------------------
+
+    async def load(self) -> None:
+        """Sum every record the storage keeps, then fold the closed days and drop old ones."""
+        records = await self._records()
+        today = self.today
+        self.book.load(records, today)
+        await self._fold(records, today)
+
+    async def _records(self) -> dict[str, UsageRecord]:
+        found: dict[str, UsageRecord] = {}
+        for name, data in (await self._storage.usage_records()).items():
+            if parse_name(name) is None:
+                continue
+            try:
+                found[name] = UsageRecord.from_bytes(data)
+            except UsageInvalid as e:
+                log.warn("Skipping the usage record {name}: {error}", name=name, error=str(e))
+        return found
+
+    async def _fold(self, records: dict[str, UsageRecord], today: int) -> None:
+        """Fold each closed day's records into one; drop the days out of the window."""
+        days: dict[int, list[str]] = {}
+        for name in records:
+            parsed = parse_name(name)
+            if parsed is not None:
+                days.setdefault(parsed[0], []).append(name)
+        replaced = {name for record in records.values() for name in record.replaces}
+        try:
+            for day, names in sorted(days.items()):
+                if day <= today - WINDOW_DAYS - 1:
+                    await self._storage.drop_usage(names)
+                    continue
+                if day >= today - 1:
+                    continue
+                folded = record_name(day, FOLDED, None)
+                others = [name for name in names if name != folded]
+                if not others or (folded not in records and len(others) < 2):
+                    continue
+                live = [records[name] for name in names
+                        if name == folded or name not in replaced]
+                record = merge(live, day, tuple(sorted(others)))
+                await self._storage.add_usage(folded, record.to_bytes())
+                await self._storage.drop_usage(others)
+        except StorageError as e:
+            log.warn("Cannot fold the download counts yet: {error}", error=str(e))
+
+    # -- writing ----------------------------------------------------------------
+
+    def flush(self) -> Deferred[Any]:
+        """Write the counts gathered (one record a day they fall in), if any."""
+        if self._writing is not None:
+            # (one write at a time: the next interval takes what came meanwhile)
+            return self._writing
+        if not self._counter:
+            return succeed(None)
+        records = self._counter.take()
+        done = ensureDeferred(self._write(records))
+        if done.called:
+            # (written at once: a storage that answers synchronously)
+            return done
+
+        def finished(result: object) -> object:
+            self._writing = None
+            return result
+        self._writing = done
+        return done.addBoth(finished)
+
+    async def _write(self, records: list[UsageRecord]) -> None:
+        today = self.today
+        for i, record in enumerate(records):
+            self._sequence += 1
+            name = record_name(record.day, self._writer, self._sequence)
+            try:
+                await self._storage.add_usage(name, record.to_bytes())
+            except StorageError as e:
+                log.warn("Cannot write the download counts yet: {error}", error=str(e))
+                self._counter.give_back(records[i:])
+                return
+            self.book.add(record, today)
