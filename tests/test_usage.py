@@ -7,6 +7,7 @@ twice, a failed write kept for the next), on memory, local and S3
 storage's L{IUsageStorage}, and the download path counting files.
 """
 
+import json
 import os
 
 from twisted.internet.defer import fail
@@ -268,3 +269,17 @@ class DownloadPathTests(_ServerMixin, SynchronousTestCase):
         self.assertEqual(self.usage.book.downloads([WHEEL_NAME], 1, today), 3)
         self.assertEqual(self.usage.book.downloads([WHEEL_NAME + ".metadata"], 1, today), 0)
         self.assertEqual(len(self.storage.usage), 1)
+
+    def test_legacy_json(self):
+        """C{/pypi/<p>/json} gives the project's downloads as the public API did, kept up to date."""
+        self.uploaded()
+        info = json.loads(self.get("/pypi/holy-grail/json")[1])["info"]
+        self.assertEqual(info["downloads"], {"last_day": 0, "last_week": 0, "last_month": 0})
+        for _ in range(2):
+            self.get(f"/files/holy-grail/{WHEEL_NAME}")
+        self.clock.advance(10)
+        info = json.loads(self.get("/pypi/holy-grail/json")[1])["info"]
+        self.assertEqual(info["downloads"], {"last_day": 2, "last_week": 2, "last_month": 2})
+        self.clock.advance(2 * DAY)
+        info = json.loads(self.get("/pypi/holy-grail/json")[1])["info"]
+        self.assertEqual(info["downloads"], {"last_day": 0, "last_week": 2, "last_month": 2})

@@ -65,7 +65,8 @@ def info_from(metadata: bytes | None,
 
 def render_json(project: Project, found: Mapping[str, Sequence[tuple[FileRecord, str]]],
                 shown: str, info: Mapping[str, Any], serial: int, include_releases: bool,
-                base_url: str | None, verdict: Verdict | None = None) -> bytes:
+                base_url: str | None, verdict: Verdict | None = None,
+                downloads: Mapping[str, int] | None = None) -> bytes:
     """
     The legacy JSON's bytes.
 
@@ -80,10 +81,12 @@ def render_json(project: Project, found: Mapping[str, Sequence[tuple[FileRecord,
         the C{project_url} links.
     @param verdict: the index's verdict on the release C{shown} (issue 27):
         its advisories are the C{vulnerabilities}.
+    @param downloads: the project's C{last_day}, C{last_week} and
+        C{last_month} downloads (issue 29), or L{None}: not counted (-1).
     """
     vulnerabilities = ([vulnerability_json(a) for a in verdict.advisories]
                        if verdict is not None else [])
     return render.pypi_json(project.display_name, project.name, info, found, shown, serial,
                             include_releases=include_releases,
                             base_url=(base_url or "/").rstrip("/"),
-                            vulnerabilities=vulnerabilities)
+                            vulnerabilities=vulnerabilities, downloads=downloads)

@@ -429,6 +429,7 @@ def pypi_json(
     include_releases: bool = True,
     base_url: str = "",
     vulnerabilities: Sequence[Mapping[str, object]] = (),
+    downloads: Mapping[str, int] | None = None,
 ) -> bytes:
     """
     Render warehouse's legacy JSON API for one release of a project:
@@ -466,7 +467,8 @@ def pypi_json(
         package_url=project_url,
         project_url=project_url,
         release_url=f"{project_url}{latest_version}/",
-        downloads={"last_day": -1, "last_month": -1, "last_week": -1},
+        downloads=dict(downloads) if downloads is not None
+        else {"last_day": -1, "last_month": -1, "last_week": -1},
         yanked=all_yanked,
         yanked_reason=(
             next((f["yanked_reason"] for f in urls if f["yanked_reason"]), None)

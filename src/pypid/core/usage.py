@@ -207,11 +207,14 @@ class UsageBook:
     """
 
     _files: dict[str, FileUsage] = attrs.field(factory=dict)
+    #: moves at every change (pages showing counts are kept by it)
+    stamp: int = 0
 
     def load(self, records: Mapping[str, UsageRecord], today: int) -> None:
         """Sum C{records} (by name), leaving out those another one replaces and those too old."""
         replaced = {name for record in records.values() for name in record.replaces}
         self._files = {}
+        self.stamp += 1
         for name, record in records.items():
             if name not in replaced:
                 self.add(record, today)
@@ -220,6 +223,7 @@ class UsageBook:
         """Add one record's counts (its days out of the window count only for the last time)."""
         inside = record.day > today - WINDOW_DAYS
         files = self._files
+        self.stamp += 1
         for name, (count, last) in record.counts.items():
             usage = files.get(name)
             if usage is None:
@@ -247,6 +251,13 @@ class UsageBook:
         """When C{filename} was last downloaded, or L{None}."""
         usage = self._files.get(filename)
         return usage.last if usage is not None else None
+
+    def summary(self, filenames: Iterable[str], today: int) -> dict[str, int]:
+        """The legacy JSON API's C{downloads}: C{last_day}, C{last_week}, C{last_month}."""
+        names = list(filenames)
+        return {"last_day": self.downloads(names, 1, today),
+                "last_week": self.downloads(names, 7, today),
+                "last_month": self.downloads(names, 30, today)}
 
     def ranked(self, filenames: Iterable[str], days: int, today: int,
                most: bool = True) -> list[tuple[str, int, float | None]]:

@@ -363,7 +363,7 @@ def build_web(index: Index, storage: IStorage, access: Access, run: Run, clock: 
         tokens=TokenAdmin(access, run, audit=audit),
         cache=CacheAdmin(access, upstream, audit=audit),
         legacy=LegacyJSON(index, storage, access, absolute_file_url, base_url,
-                          advisories=index.advisories),
+                          advisories=index.advisories, usage=usage),
         health=Health(storage, ready),
         metrics=Metrics(access, metrics if metrics is not None else MetricsConfig(),
                         (SiteMetrics(stats, counter), denied, *sources)),
@@ -460,7 +460,8 @@ def _served(parts: IndexParts, *, access: Access, run: Run, clock: IReactorTime,
         # upstreams alone has none, and answers it 404)
         areas.append(LegacyJSON(chain[0][0], chain[0][1], access, file_url_for(prefix),
                                 base_url, name=name, chain=chain,
-                                filters=parts.view.filters, advisories=parts.view.advisories))
+                                filters=parts.view.filters, advisories=parts.view.advisories,
+                                usage=parts.sources[0].usage))
     return ServedIndex(
         name,
         IndexSimple(name, parts.view, access, clock, prefix, parts.upstreams),

@@ -28,6 +28,7 @@ from pypid.core.model import FileRecord
 from pypid.core.names import is_valid_name, normalize
 from pypid.core.render import Page
 from pypid.core.views import Filters
+from pypid.state.usage_log import UsageLog
 from pypid.storage.interface import IStorage, StorageError
 from pypid.web.access import Access
 from pypid.web.respond import send_page, storage_unavailable
@@ -62,6 +63,8 @@ class LegacyJSON:
     #: the index's advisory policy: a release's advisories are its
     #: C{vulnerabilities} (issue 27)
     _advisories: AdvisoryPolicy = attrs.field(kw_only=True, factory=no_advisories)
+    #: the index's download counts (issue 29): C{info.downloads}; L{None}: -1
+    _usage: UsageLog | None = attrs.field(kw_only=True, default=None)
 
     app = Klein()
     answer_errors(app)
@@ -108,6 +111,9 @@ class LegacyJSON:
         if self._advisories.affects(holder.name):
             # (kept apart per index, and stale once a verdict may have moved)
             key = (*key, self._name, self._advisories.stamp)
+        if self._usage is not None and index is self._index:
+            # (kept while the counts and the day are the same)
+            key = (*key, self._usage.book.stamp, self._usage.today)
         listed = project
         page = await kept_page(index, holder, key,
                                lambda: self._render_pypi_json(listed, shown, index, storage))
@@ -129,9 +135,13 @@ class LegacyJSON:
         if shown not in releases:
             raise NotFound("no such version")
         info = await self._info(releases[shown], storage)
+        usage = self._usage
+        downloads = (usage.book.summary(project.files, usage.today)
+                     if usage is not None and index is self._index else None)
         body = legacy_info.render_json(project, releases, shown, info, index.serial,
                                        version is None, self._base_url,
-                                       self._advisories.verdict(project.name, shown))
+                                       self._advisories.verdict(project.name, shown),
+                                       downloads)
         return Page.of(body, b"application/json")
 
     async def _info(self, files: list[tuple[FileRecord, str]],
