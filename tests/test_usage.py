@@ -283,3 +283,16 @@ class DownloadPathTests(_ServerMixin, SynchronousTestCase):
         self.clock.advance(2 * DAY)
         info = json.loads(self.get("/pypi/holy-grail/json")[1])["info"]
         self.assertEqual(info["downloads"], {"last_day": 0, "last_week": 2, "last_month": 2})
+
+    def test_people_page(self):
+        """The project's page for people gives the release's and each file's last 30 days."""
+        self.uploaded()
+        self.get(f"/files/holy-grail/{WHEEL_NAME}")
+        self.clock.advance(10)
+        body = self.get("/project/holy-grail/")[1]
+        self.assertIn(b"Downloaded <strong>1</strong> time in the last 30 days", body)
+        self.assertIn(WHEEL_NAME.encode() + b": 1", body)
+        for _ in range(2):
+            self.get(f"/files/holy-grail/{WHEEL_NAME}")
+        self.clock.advance(10)
+        self.assertIn(b"Downloaded <strong>3</strong> times", self.get("/project/holy-grail/")[1])

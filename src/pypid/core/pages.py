@@ -193,6 +193,9 @@ class ProjectView:
     status: ProjectStatus | None = None
     advisories: Mapping[str, Verdict] = attrs.field(factory=dict)
     publishers: Mapping[str, tuple[str, ...]] = attrs.field(factory=dict)
+    #: filename -> its downloads over the last 30 days (issue 29), for the
+    #: current release's files; L{None}: not counted (a page of the upstream)
+    downloads: Mapping[str, int] | None = None
 
 
 def releases_of(files: Iterable[ShownFile]) -> tuple[Release, ...]:
@@ -605,7 +608,7 @@ def project_page(chrome: Chrome, view: ProjectView, root: str) -> bytes:
     body = (
         head + install
         + f'<div class="columns">{description}{_about(details, current)}</div>'
-        + _files(chrome, view, root) + _history(view, root)
+        + _downloads(view) + _files(chrome, view, root) + _history(view, root)
     )
     title = f"{view.display_name} {current.version} - {chrome.title}"
     return _frame(chrome, root, title, body)
@@ -652,6 +655,19 @@ def _about(details: Details | None, current: Release) -> str:
             parts.append(f'<h3>{title}</h3><ul class="{key}">{items}</ul>')
     parts.append("</aside>")
     return "".join(parts)
+
+
+def _downloads(view: ProjectView) -> str:
+    """The release's downloads over the last 30 days, and each file's."""
+    counts = view.downloads
+    if counts is None:
+        return ""
+    total = sum(counts.get(f.filename, 0) for f in view.current.files)
+    each = ", ".join(f"{escape(f.filename)}: {counts.get(f.filename, 0):,}"
+                     for f in view.current.files)
+    return (f'<p class="downloads">Downloaded <strong>{total:,}</strong> '
+            f'time{"" if total == 1 else "s"} in the last 30 days '
+            f'<span class="muted">({each})</span></p>')
 
 
 def _files(chrome: Chrome, view: ProjectView, root: str) -> str:

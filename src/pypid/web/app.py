@@ -397,7 +397,7 @@ def build_web(index: Index, storage: IStorage, access: Access, run: Run, clock: 
         named,
         integrity=IntegrityResource(files, access),
         project=ProjectPages(index, storage, access, people, clock, base_url or "/", upstream,
-                             advisories=index.advisories),
+                             advisories=index.advisories, usage=usage),
         static=AssetsResource(assets),
     )
     site = PypidSite(root, max_upload_size, storage.temp_dir, access_log=access_log,

@@ -57,6 +57,7 @@ from pypid.core.project_status import ProjectStatus
 from pypid.core.provenance import ProvenanceInvalid, publishers_of, read_provenance
 from pypid.core.render import Page
 from pypid.core.views import ChainSource, Filters, chain_status, compose
+from pypid.state.usage_log import UsageLog
 from pypid.storage.interface import IStorage, StorageError
 from pypid.web.access import Access
 from pypid.web.index_root import as_admin, send_private
@@ -193,8 +194,10 @@ class ProjectPages(ReadResource):
     def __init__(self, index: Index, storage: IStorage, access: Access, chrome: ReaderChrome,
                  clock: IReactorTime, base: str = "/", upstream: UpstreamProxy | None = None,
                  kept: KeptPages | None = None,
-                 advisories: AdvisoryPolicy | None = None) -> None:
+                 advisories: AdvisoryPolicy | None = None,
+                 usage: UsageLog | None = None) -> None:
         ReadResource.__init__(self)
+        self._usage = usage
         self._advisories = advisories if advisories is not None else no_advisories()
         self._index = index
         self._storage = storage
@@ -278,6 +281,10 @@ class ProjectPages(ReadResource):
         if advised:
             # (a page showing verdicts is stale once they may have moved)
             token = (token, self._advisories.stamp)
+        usage = self._usage if upstream is None else None
+        if usage is not None:
+            # (and one showing downloads once they were counted, or a day passed)
+            token = (token, usage.book.stamp, usage.today)
         chrome = self._chrome.of(request)
         key: _Key = (normalized, canonical, chrome.indexes) if chrome.indexes \
             else (normalized, canonical)
@@ -299,6 +306,11 @@ class ProjectPages(ReadResource):
             raise NotFound(_NO_PROJECT)
         view = attrs.evolve(view, status=status,
                             advisories=self._verdicts(normalized, view) if advised else {})
+        if usage is not None:
+            today = usage.today
+            view = attrs.evolve(view, downloads={
+                f.filename: usage.book.downloads((f.filename,), 30, today)
+                for f in view.current.files})
         return ensureDeferred(self._render(request, key, token, view, chrome, canonical, keep))
 
     def _find(self, name: str) -> _Found | None:
