@@ -65,6 +65,7 @@ class Stack:
     index: Index
     stored: object
     locks: KeyedLock
+    usage: object = None
 
 
 def basic(user):

@@ -20,6 +20,9 @@ C{$PYPID_PASSWORD}; credentials only over https, or to this machine).
     per index, the releases the security advisories hide, deny or warn
     about, and why (C{GET /api/advisories}; with C{--as}, a dry run of
     that mode), admins only;
+  - C{pypid-admin usage} (C{--least}, C{--days N}, C{--limit N}, C{--index
+    NAME}) lists an index's files, the most or least downloaded first
+    (C{GET /api/usage}), admins only;
   - C{pypid-admin audit} shows the audit log, and C{pypid-admin --config
     FILE audit verify} checks it in the storage (L{pypid.cli.admin_audit});
   - C{pypid-admin --config FILE export --to DIR|FILE.tar} and C{import
@@ -99,6 +102,13 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout,
     check.add_argument("--as", dest="mode", choices=("warn", "hide", "deny"),
                        help="a dry run: what each index would do in this mode (its "
                             "severity and waivers kept)")
+    usage = commands.add_parser(
+        "usage", help="an index's files, the most (or least) downloaded first (admins)")
+    usage.add_argument("--least", action="store_true", help="the least downloaded first")
+    usage.add_argument("--days", type=int, default=30, help="the days counted (default 30)")
+    usage.add_argument("--limit", type=int, default=20, help="how many files (default 20)")
+    usage.add_argument("--index", metavar="NAME", help="the hosted index (default: the "
+                                                       "default index)")
     audit_command.add_parser(commands)
     bundle_commands.add_commands(commands)
     options = parser.parse_args(argv)
@@ -123,6 +133,8 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout,
             _status(server, options, out)
         elif options.command == "advisories":
             _advisories(server, options, out)
+        elif options.command == "usage":
+            _usage(server, options, out)
         else:
             _change(server, options, out)
     except CliError as e:
@@ -240,6 +252,19 @@ def _advisories(server: Server, options: argparse.Namespace, out: TextIO) -> Non
             dry = " (dry run)" if answer.get("dry_run") else ""
             out.write(f"{report['index']}: {count} release{'s' if count != 1 else ''} "
                       f"{_ACTIONS.get(mode, mode)}{dry}\n")
+
+
+def _usage(server: Server, options: argparse.Namespace, out: TextIO) -> None:
+    """C{usage}: one line a file (downloads, last download, filename), most or least first."""
+    query = {"order": "least" if options.least else "most", "days": str(options.days),
+             "limit": str(options.limit)}
+    if options.index:
+        query["index"] = options.index
+    answer = _get(server, f"api/usage?{urlencode(query)}")
+    out.write(f"{answer['index']}: downloads over the last {answer['days']} days\n")
+    for row in answer["files"]:
+        last = row["last_downloaded"] or "never"
+        out.write(f"{row['downloads']:>9}  {last:<27}  {row['filename']}\n")
 
 
 def _change(server: Server, options: argparse.Namespace, out: TextIO) -> None:

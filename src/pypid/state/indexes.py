@@ -468,6 +468,14 @@ class IndexRegistry:
         if stack is not None:
             drop_advised_pages(stack.index, stack.upstream, projects)
 
+    def usage(self, name: str) -> tuple[Index, UsageLog] | None:
+        """The hosted index C{name} and its download counts, or L{None} (issue 29)."""
+        stack = self.stacks.get(name)
+        usage = stack.usage if stack is not None else None
+        if stack is None or usage is None:
+            return None
+        return stack.index, usage
+
     def releases_of(self, name: str) -> Callable[[str], set[str]]:
         """
         C{releases(project)}: the versions of the normalized C{project}

@@ -106,6 +106,7 @@ from pypid.web.simple import FilesResource, RootResource, SimpleResource
 from pypid.web.site import PypidSite
 from pypid.web.token_admin import TokenAdmin
 from pypid.web.token_exchange import TrustedPublishingArea
+from pypid.web.usage_admin import UsageAdmin
 
 if TYPE_CHECKING:
     # (the upstream's modules load only when [upstream] is configured: issue 14)
@@ -128,6 +129,7 @@ class PypidApp:
     @ivar oidc: the L{pypid.web.token_exchange.TrustedPublishingArea}.
     @ivar promote: the L{pypid.web.promote.Promote}, with the registry.
     @ivar advisories: the L{pypid.web.advisory_admin.AdvisoryAdmin}, with the registry.
+    @ivar usage: the L{pypid.web.usage_admin.UsageAdmin}, with the registry.
     """
 
     people: PeoplePages
@@ -141,6 +143,7 @@ class PypidApp:
     oidc: TrustedPublishingArea | None = None
     promote: Promote | None = None
     advisories: AdvisoryAdmin | None = None
+    usage: UsageAdmin | None = None
 
     def resource(self) -> IResource:
         """The Twisted resource that dispatches to the areas."""
@@ -378,6 +381,7 @@ def build_web(index: Index, storage: IStorage, access: Access, run: Run, clock: 
         promote=(Promote(registry, access, audit=audit, clock=clock)
                  if registry is not None else None),
         advisories=AdvisoryAdmin(access, registry) if registry is not None else None,
+        usage=UsageAdmin(access, registry) if registry is not None else None,
     )
 
     def serve_index(parts: IndexParts) -> ServedIndex:

@@ -1,0 +1,94 @@
+"""
+C{GET /api/usage} (admins): an index's files, the most (or least)
+downloaded first, over the last C{days} days, with when each was last
+downloaded (issue 29); what C{pypid-admin usage} prints.
+
+Arguments: C{index} (default: C{default}), C{order} (C{most} or
+C{least}), C{days} (1 to L{pypid.core.usage.WINDOW_DAYS}, default 30),
+C{limit} (1 to 10,000, default 20). A file never downloaded (as far as the
+counts kept go) has 0 and no last time; the least downloaded come first
+with C{order=least}, which is what a cleanup looks at.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import attrs
+from klein import Klein
+from twisted.web.iweb import IRequest
+
+from pypid.core.http_errors import BadRequest, NotFound
+from pypid.core.index import Index
+from pypid.core.model import format_upload_time
+from pypid.core.usage import WINDOW_DAYS
+from pypid.state.usage_log import UsageLog
+from pypid.web.access import Access
+from pypid.web.routes import answer_errors, form_field, send_json
+
+#: What C{GET /api/usage} answers without credentials.
+USAGE_LOGIN = "authentication is required to read the download counts"
+
+#: The most rows one answer gives.
+MAX_LIMIT = 10_000
+
+
+class CountedIndexes(Protocol):
+    """What the answer reads of the server's indexes (L{pypid.state.indexes.IndexRegistry})."""
+
+    def usage(self, name: str) -> tuple[Index, UsageLog] | None:
+        """The index C{name} and its download counts, or L{None} (no such hosted index)."""
+
+
+def _number(request: IRequest, name: str, default: int, most: int) -> int:
+    text = form_field(request, name)
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= most:
+        raise BadRequest(f"{name}: a whole number from 1 to {most}")
+    return value
+
+
+@attrs.define(slots=False)
+class UsageAdmin:
+    """
+    @ivar _access: the L{pypid.web.access.Access} gate.
+    @ivar _indexes: the server's hosted indexes and their counts.
+    """
+
+    _access: Access
+    _indexes: CountedIndexes
+
+    app = Klein()
+    answer_errors(app)
+
+    @app.route("/api/usage", methods=["GET", "HEAD"])
+    async def ranked(self, request: IRequest) -> bytes:
+        """An index's files ranked by their downloads (see the module docstring)."""
+        await self._access.admin(request, USAGE_LOGIN)
+        name = form_field(request, "index") or "default"
+        order = (form_field(request, "order") or "most").strip().lower()
+        if order not in ("most", "least"):
+            raise BadRequest("order: most or least")
+        days = _number(request, "days", 30, WINDOW_DAYS)
+        limit = _number(request, "limit", 20, MAX_LIMIT)
+        found = self._indexes.usage(name)
+        if found is None:
+            raise NotFound(f"index: no hosted index {name!r} counts downloads")
+        index, usage = found
+        records = {record.filename: record for project in index.projects()
+                   for record in project.files.values()}
+        rows = usage.book.ranked(records, days, usage.today, most=order == "most")[:limit]
+        files: list[dict[str, Any]] = []
+        for filename, downloads, last in rows:
+            record = records[filename]
+            files.append({"filename": filename, "project": record.project,
+                          "version": record.version, "size": record.size,
+                          "downloads": downloads,
+                          "last_downloaded": None if last is None else format_upload_time(last)})
+        return send_json(request, {"index": name, "order": order, "days": days,
+                                   "files": files})
