@@ -41,6 +41,7 @@ from pypid.config.metrics_settings import DEFAULT_ALLOW, MetricsConfig, parse_ne
 from pypid.core.index import Index
 from pypid.core.render import file_url_for
 from pypid.state.indexes import IndexRegistry
+from pypid.state.usage_log import UsageLog
 from pypid.storage.locks import KeyedLock
 from pypid.storage.memory import MemoryStorage
 from pypid.web.access import Access
@@ -102,8 +103,11 @@ class AccessTableTests(SynchronousTestCase):
         access = Access(model, verifier, None, self.tokens)
         # (the default index alone, as a server without [index:NAME] has it:
         # POST /api/promote then knows one index, and promotes nothing)
+        # (and its download counts, as a daemon has them: GET /api/usage)
+        usage = UsageLog(self.storage, self.clock)
         registry = IndexRegistry(
-            {"default": Stack("default", self.index, self.storage, KeyedLock(self.clock))},
+            {"default": Stack("default", self.index, self.storage, KeyedLock(self.clock),
+                              usage=usage)},
             {"default": ("default",)}, {})
         web = build_web(self.index, self.storage, access, run_now, self.clock,
                         max_upload_size=10 << 20, base_url=base_url, metrics=metrics,
@@ -447,7 +451,7 @@ POST   /_/oidc/burn-token           -            | 404 404 404 404 404 404 404 4
 GET    /.well-known/pytp/0          -            | 404 404 404 404 404 404 404 404 404 404 404 | 404 404 404 404 404 404 404 404 404 404 404
 POST   /api/promote                 -            | 401 400 400 400 401 400 400 400 401 401 400 | 401 400 400 400 401 400 400 400 401 401 400
 GET    /api/advisories              -            | 401 403 403 200 401 403 403 403 401 401 403 | 401 403 403 200 401 403 403 403 401 401 403
-GET    /api/usage                   -            | 401 403 403 404 401 403 403 403 401 401 403 | 401 403 403 404 401 403 403 403 401 401 403
+GET    /api/usage                   -            | 401 403 403 200 401 403 403 403 401 401 403 | 401 403 403 200 401 403 403 403 401 401 403
 """
 
 
