@@ -41,6 +41,7 @@ from pypid.config.metrics_settings import DEFAULT_ALLOW, MetricsConfig, parse_ne
 from pypid.core.index import Index
 from pypid.core.render import file_url_for
 from pypid.state.indexes import IndexRegistry
+from pypid.state.recycle_bin import RecycleBin
 from pypid.state.usage_log import UsageLog
 from pypid.storage.locks import KeyedLock
 from pypid.storage.memory import MemoryStorage
@@ -103,15 +104,18 @@ class AccessTableTests(SynchronousTestCase):
         access = Access(model, verifier, None, self.tokens)
         # (the default index alone, as a server without [index:NAME] has it:
         # POST /api/promote then knows one index, and promotes nothing)
-        # (and its download counts, as a daemon has them: GET /api/usage)
+        # (and its download counts and recycle bin, as a daemon has them:
+        # GET /api/usage, GET /api/recycle-bin)
         usage = UsageLog(self.storage, self.clock)
+        locks = KeyedLock(self.clock)
+        bin = RecycleBin(self.index, self.storage, locks, self.clock)
         registry = IndexRegistry(
-            {"default": Stack("default", self.index, self.storage, KeyedLock(self.clock),
-                              usage=usage)},
+            {"default": Stack("default", self.index, self.storage, locks, usage=usage,
+                              bin=bin)},
             {"default": ("default",)}, {})
         web = build_web(self.index, self.storage, access, run_now, self.clock,
                         max_upload_size=10 << 20, base_url=base_url, metrics=metrics,
-                        registry=registry)
+                        registry=registry, locks=locks, bin=bin)
         self.site = web.site
         self.client = site_treq(web.site)
         t = self.tokens.issue
@@ -309,6 +313,8 @@ ROWS = (
     ("POST", "/api/promote", ("",)),
     ("GET", "/api/advisories", ("",)),
     ("GET", "/api/usage", ("",)),
+    ("POST", "/api/files/{f}/restore", P3),
+    ("GET", "/api/recycle-bin", ("",)),
 )
 
 
@@ -452,6 +458,10 @@ GET    /.well-known/pytp/0          -            | 404 404 404 404 404 404 404 4
 POST   /api/promote                 -            | 401 400 400 400 401 400 400 400 401 401 400 | 401 400 400 400 401 400 400 400 401 401 400
 GET    /api/advisories              -            | 401 403 403 200 401 403 403 403 401 401 403 | 401 403 403 200 401 403 403 403 401 401 403
 GET    /api/usage                   -            | 401 403 403 200 401 403 403 403 401 401 403 | 401 403 403 200 401 403 403 403 401 401 403
+POST   /api/files/{f}/restore       holy-grail   | 401 404 404 404 401 404 404 404 401 401 404 | 401 404 404 404 401 404 404 404 401 401 404
+POST   /api/files/{f}/restore       secret-sauce | 401 404 404 404 401 404 404 404 401 401 404 | 401 404 404 404 401 404 404 404 401 401 404
+POST   /api/files/{f}/restore       no-such      | 401 404 404 404 401 404 404 404 401 401 404 | 401 404 404 404 401 404 404 404 401 401 404
+GET    /api/recycle-bin             -            | 401 403 403 200 401 403 403 403 401 401 403 | 401 403 403 200 401 403 403 403 401 401 403
 """
 
 
@@ -519,6 +529,7 @@ INDEX_ROWS = (
     ("POST", "/{i}/api/files/{f}/yank", ("holy-grail",)),
     ("POST", "/{i}/api/files/{f}/unyank", ("holy-grail",)),
     ("DELETE", "/{i}/api/files/{f}", ("holy-grail",)),
+    ("POST", "/{i}/api/files/{f}/restore", ("holy-grail",)),
     ("POST", "/{i}/api/projects/{p}/1.0/yank", ("holy-grail",)),
     ("POST", "/{i}/api/projects/{p}/1.0/unyank", ("holy-grail",)),
     ("DELETE", "/{i}/api/projects/{p}/2.0", ("holy-grail",)),
@@ -720,6 +731,11 @@ DELETE /{i}/api/files/{f}               staging holy-grail | 401 404 404 404 401
 DELETE /{i}/api/files/{f}               prod    holy-grail | 401 405 405 405 401 405 405 | 401 405 405 405 401 404 404
 DELETE /{i}/api/files/{f}               secret  holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
 DELETE /{i}/api/files/{f}               nosuch  holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
+POST   /{i}/api/files/{f}/restore       release holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
+POST   /{i}/api/files/{f}/restore       staging holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
+POST   /{i}/api/files/{f}/restore       prod    holy-grail | 401 405 405 405 401 405 405 | 401 405 405 405 401 404 404
+POST   /{i}/api/files/{f}/restore       secret  holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
+POST   /{i}/api/files/{f}/restore       nosuch  holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
 POST   /{i}/api/projects/{p}/1.0/yank   release holy-grail | 401 200 200 200 401 200 404 | 401 200 200 200 401 200 404
 POST   /{i}/api/projects/{p}/1.0/yank   staging holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
 POST   /{i}/api/projects/{p}/1.0/yank   prod    holy-grail | 401 405 405 405 401 405 405 | 401 405 405 405 401 404 404

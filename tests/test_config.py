@@ -1658,7 +1658,7 @@ _REFUSED = [
     ("[index:a]\nflavour = vanilla\n",
      "[index:a] flavour: unknown key; the keys are view, bases, read, upload, min_age, as_of, "
      "include, exclude, prereleases, yanked, advisories, advisory_severity, "
-     "advisory_waive"),
+     "advisory_waive, recycle_bin"),
     ("[index:a]\n[index:v]\nview = yes\nbases = a\nas_of = 2026-06-01\n",
      "[index:v] as_of: expected an RFC 3339 date and time with its offset, such as "
      "2026-06-01T00:00:00Z; or empty for none"),
@@ -1698,7 +1698,7 @@ _REFUSED = [
      "and '_', not starting with a digit); or empty for none"),
     ("[foo]\n",
      "[foo]: unknown section; the sections are [pypid], [storage], [s3], [auth], [upstream], "
-     "[tls], [metrics], [ldap], [oidc], [advisories], [attestations], [acl], [groups], "
+     "[tls], [metrics], [ldap], [oidc], [advisories], [attestations], [retention], [acl], [groups], "
      "[publishers], "
      "[users], "
      "[index:NAME] and [upstream:NAME]"),

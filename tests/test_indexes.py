@@ -80,7 +80,7 @@ NAMED_PARTS = [
     "snapshot", "snapshot:release", "snapshot:staging",
     "readiness", "usage", "usage:release", "usage:staging", "web", "listeners",
     "snapshot-timer", "snapshot-timer:release", "snapshot-timer:staging",
-    "follow-up", "follow-up:release", "follow-up:staging",
+    "follow-up", "follow-up:release", "follow-up:staging", "recycle-bin",
 ]
 
 UPLOAD_TIME = 1767225600.25

@@ -66,6 +66,7 @@ class Stack:
     stored: object
     locks: KeyedLock
     usage: object = None
+    bin: object = None
 
 
 def basic(user):

@@ -1483,12 +1483,13 @@ class PacedCheckTests(SynchronousTestCase):
         result = self.successResultOf(d)
         self.assertEqual(sorted(result.records), sorted(bucket.names))
         methods = [seen.method for seen in store.seen]
-        # deleted/, yanked/, then three pages of files, then a HEAD per file,
-        # then promoted/ (issue 26: the promotions of the files listed)
-        self.assertEqual(methods, ["GET"] * 5 + ["HEAD"] * 6 + ["GET"])
+        # deleted/, yanked/, binned/ (issue 29), then three pages of files,
+        # then a HEAD per file, then promoted/ (issue 26: the promotions of
+        # the files listed)
+        self.assertEqual(methods, ["GET"] * 6 + ["HEAD"] * 6 + ["GET"])
         for before, after in pairwise(bucket.times):
             self.assertGreaterEqual(after - before, 0.25 - 1e-9)
-        self.assertGreaterEqual(bucket.times[-1] - bucket.times[0], (12 - 1) / 4.0 - 1e-9)
+        self.assertGreaterEqual(bucket.times[-1] - bucket.times[0], (13 - 1) / 4.0 - 1e-9)
 
     def test_reconcile_unpaced(self):
         """C{check_rate} 0: the same check runs at once, on no clock time."""

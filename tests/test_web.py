@@ -119,7 +119,8 @@ class _ServerMixin:
         self.web = build_web(self.index, served, self.access, self.make_run(), self.clock,
                              max_upload_size=self.max_upload_size, base_url=self.base_url,
                              audit=audit, sources=self.metric_sources(served, audit),
-                             attestations=self.attestation_check(), usage=self.usage_log())
+                             attestations=self.attestation_check(), usage=self.usage_log(),
+                             bin=self.recycle_bin(), registry=self.index_registry())
         self.root = self.web.root
         self.client = site_treq(self.web.site)
 
@@ -157,6 +158,14 @@ class _ServerMixin:
 
     def usage_log(self):
         """What counts downloads: nothing unless a test needs it."""
+        return None
+
+    def recycle_bin(self):
+        """Where deleted files wait: none (deleted at once) unless a test needs one."""
+        return None
+
+    def index_registry(self):
+        """The server's indexes, for the admin areas that read them: none unless needed."""
         return None
 
     def stored(self, record):

@@ -50,6 +50,7 @@ from pypid.daemon.pools import ThreadPools
 from pypid.daemon.readiness import Readiness, RunningMark
 from pypid.state.index_reload import IndexReload
 from pypid.state.indexes import IndexRegistry
+from pypid.state.recycle_bin import BinUpkeep, look_every
 from pypid.storage.factory import make_audit_log
 from pypid.upstream.factory import UpstreamPart
 from pypid.web.access import AccessPart
@@ -232,7 +233,7 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
         trusted_proxies=TrustedProxies(server.trusted_proxies),
         ipv6_prefix=config.auth.throttle_ipv6_prefix, indexes=index_parts(registry),
         registry=registry,
-        usage=default.usage,
+        usage=default.usage, bin=default.bin,
         attestations=make_attestation_checker(
             config.source, config.attestations.trust_root, config.attestations.require,
             access.publishing, run),
@@ -243,6 +244,9 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
         IndexReload(registry, config,
                     lambda reloaded: web.web.prepare_indexes(index_parts(reloaded))))
     listeners = Listeners.from_config(config, reactor, web.web.site)
+    # (the recycle bins' purges, audited)
+    bins = registry.bins()
+    upkeep = BinUpkeep(bins, audit.trail.log, reactor, look_every(bins))
     # (each named hosted index's parts start after the default's of their
     # kind: every storage is prepared and every index loaded before the
     # listeners open, and every last snapshot is taken once they closed)
@@ -275,6 +279,7 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
         *named("sync"),
         ("follow-up", default.follow_up),   # the check of storage, or the backfill
         *named("follow-up"),
+        ("recycle-bin", upkeep),
         ("systemd", _notifier_part(notifier, reactor, index, readiness)),
     ), reactor, exit_on_failure=exit_on_failure, load_config=load_config)
 
@@ -289,7 +294,8 @@ def index_parts(registry: IndexRegistry) -> list[IndexParts]:
     return [
         IndexParts(name, view, tuple(
             HostedSource(source, stacks[source].index, stacks[source].stored,
-                         stacks[source].locks, stacks[source].backfill, stacks[source].usage)
+                         stacks[source].locks, stacks[source].backfill, stacks[source].usage,
+                         stacks[source].bin)
             for source in registry.orders[name] if source in stacks),
             hosted=name in stacks,
             upstreams={source: sides[source] for source in registry.orders[name]

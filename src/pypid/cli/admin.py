@@ -9,8 +9,11 @@ C{$PYPID_PASSWORD}; credentials only over https, or to this machine).
   - C{pypid-admin yank FILENAME} or C{yank PROJECT VERSION} (C{--reason}),
     C{unyank} likewise;
   - C{pypid-admin delete FILENAME --yes} or C{delete PROJECT VERSION --yes}:
-    for good (a deleted filename is never used again), so it asks for
-    C{--yes};
+    into the recycle bin when the server keeps one (C{[retention]
+    recycle_bin}), else for good (a deleted filename is never used again),
+    so it asks for C{--yes};
+  - C{pypid-admin bin} (C{--index NAME}) lists the recycle bin (admins),
+    C{pypid-admin bin restore FILENAME} takes a file out of it;
   - C{pypid-admin status PROJECT STATUS} (C{--reason}, C{--index NAME})
     sets a hosted project's status (PEP 792: active, archived, quarantined,
     deprecated), admins only;
@@ -70,7 +73,8 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout,
     files.add_argument("project")
     for name, what in (("yank", "yank a file, or every file of a release"),
                        ("unyank", "undo a yank"),
-                       ("delete", "delete a file, or a release, for good")):
+                       ("delete", "delete a file, or a release (into the recycle bin "
+                                  "when the server keeps one)")):
         command = commands.add_parser(name, help=what)
         command.add_argument("target", metavar="FILENAME|PROJECT")
         command.add_argument("version", nargs="?", help="with a project: the release")
@@ -78,7 +82,8 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout,
             command.add_argument("--reason", default="")
         if name == "delete":
             command.add_argument("--yes", action="store_true",
-                                 help="really delete: the filenames can never be used again")
+                                 help="really delete: the filenames can never be used again "
+                                      "for other files")
     status = commands.add_parser(
         "status", help="set a hosted project's status (admins): active, archived (no "
                        "uploads), quarantined (no uploads, no files offered), deprecated")
@@ -109,11 +114,21 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout,
     usage.add_argument("--limit", type=int, default=20, help="how many files (default 20)")
     usage.add_argument("--index", metavar="NAME", help="the hosted index (default: the "
                                                        "default index)")
+    bin = commands.add_parser(
+        "bin", help="the recycle bin: list it (admins), or restore a file from it")
+    bin.add_argument("bin_command", nargs="?", choices=("list", "restore"), default="list")
+    bin.add_argument("filename", nargs="?", help="with restore: the file to restore")
+    bin.add_argument("--index", metavar="NAME", help="the hosted index (default: the "
+                                                     "default index)")
     audit_command.add_parser(commands)
     bundle_commands.add_commands(commands)
     options = parser.parse_args(argv)
     if options.command == "delete" and not options.yes:
-        parser.error("delete is for good: add --yes")
+        parser.error("delete: add --yes (into the recycle bin when the server keeps one, "
+                     "else for good)")
+    if options.command == "bin" and (options.bin_command == "restore") != bool(
+            options.filename):
+        parser.error("bin: give a filename to restore, and only to restore")
     if options.command == "promote" and not _release_of(options.release):
         parser.error(f"{options.release}: give the release as PROJECT==VERSION")
     try:
@@ -135,6 +150,8 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout,
             _advisories(server, options, out)
         elif options.command == "usage":
             _usage(server, options, out)
+        elif options.command == "bin":
+            _bin(server, options, out)
         else:
             _change(server, options, out)
     except CliError as e:
@@ -265,6 +282,24 @@ def _usage(server: Server, options: argparse.Namespace, out: TextIO) -> None:
     for row in answer["files"]:
         last = row["last_downloaded"] or "never"
         out.write(f"{row['downloads']:>9}  {last:<27}  {row['filename']}\n")
+
+
+def _bin(server: Server, options: argparse.Namespace, out: TextIO) -> None:
+    """C{bin}: one line a file in the recycle bin (when deleted, when purged); or restore one."""
+    if options.bin_command == "restore":
+        prefix = f"{quote(options.index, safe='')}/" if options.index else ""
+        path = f"{prefix}api/files/{quote(options.filename, safe='')}/restore"
+        with server.request("POST", path, {}, b"") as response:
+            out.write(response.read().decode("utf-8", "replace").strip() + "\n")
+        return
+    query = f"?{urlencode({'index': options.index})}" if options.index else ""
+    answer = _get(server, f"api/recycle-bin{query}")
+    files = answer["files"]
+    days = answer["keep_for"] / 86400
+    out.write(f"{answer['index']}: {len(files)} file{'s' if len(files) != 1 else ''} in the "
+              f"recycle bin (kept {days:g} days)\n")
+    for row in files:
+        out.write(f"{row['deleted']}  purged {row['purged']}  {row['filename']}\n")
 
 
 def _change(server: Server, options: argparse.Namespace, out: TextIO) -> None:

@@ -49,6 +49,7 @@ from pypid.config.index_settings import (
 from pypid.config.ldap_settings import LDAP_KEYS, LDAPConfig, check_ldap
 from pypid.config.metrics_settings import METRICS_KEYS, MetricsConfig, check_metrics
 from pypid.config.oidc_settings import OIDC_KEYS, PUBLISHERS, OIDCConfig, read_publishers
+from pypid.config.retention_settings import RETENTION_KEYS, RetentionConfig
 from pypid.config.s3_settings import S3_KEYS, S3Config, check_s3
 from pypid.config.server_settings import SERVER_KEYS, ServerConfig
 from pypid.config.storage_settings import STORAGE_KEYS, StorageConfig
@@ -100,6 +101,8 @@ class Config:
     advisories: AdvisoriesConfig = attrs.field(factory=AdvisoriesConfig)
     #: C{[attestations]}: how uploads' attestations are verified (issue 28)
     attestations: AttestationsConfig = attrs.field(factory=AttestationsConfig)
+    #: C{[retention]}: the recycle bin (issue 29)
+    retention: RetentionConfig = attrs.field(factory=RetentionConfig)
 
     @property
     def index_grants(self) -> Mapping[str, IndexGrants]:
@@ -121,6 +124,7 @@ SCHEMA: dict[str, Keys] = {
     "oidc": OIDC_KEYS,
     "advisories": ADVISORIES_KEYS,
     "attestations": ATTESTATIONS_KEYS,
+    "retention": RETENTION_KEYS,
 }
 
 #: Sections whose keys are names chosen by the administrator (C{[publishers]}
@@ -331,4 +335,5 @@ def load_config(path: str | None, overrides: Iterable[tuple[str, str, str]] = ()
         upstreams=upstreams,
         advisories=read_section("advisories", AdvisoriesConfig),
         attestations=read_section("attestations", AttestationsConfig),
+        retention=read_section("retention", RetentionConfig),
     )

@@ -25,16 +25,18 @@ import attrs
 from pypid.auth.policy import RuleError, normalize_pattern
 from pypid.config.advisory_settings import ADVISORY_RULE_KEYS, AdvisoryKeys
 from pypid.config.auth_settings import check_principal, parse_principals
+from pypid.config.retention_settings import RETENTION_RULE_KEYS, RetentionKeys
 from pypid.config.upstream_settings import UpstreamConfig, parse_min_age
 from pypid.config.values import Fail, Keys, Values, choice, parse_boolean
 from pypid.core.index_names import DEFAULT, ROUTE_SEGMENTS, BaseRef, parse_base
 
 
 @attrs.frozen
-class IndexConfig(AdvisoryKeys):
+class IndexConfig(AdvisoryKeys, RetentionKeys):
     """
     One C{[index:NAME]} section, its defaults filled in (its advisory keys,
-    L{AdvisoryKeys}, by default C{[pypid]}'s).
+    L{AdvisoryKeys}, by default C{[pypid]}'s; its retention keys,
+    L{RetentionKeys}, by default C{[retention]}'s).
 
     Who may read and upload are principals as C{[acl]} spells them
     (C{everyone}, C{authenticated}, C{user:NAME}, C{group:NAME}); admins
@@ -123,6 +125,7 @@ INDEX_KEYS: Keys = {
     "prereleases": ("show", choice("show", "hide")),
     "yanked": ("show", choice("show", "hide")),
     **ADVISORY_RULE_KEYS,
+    **RETENTION_RULE_KEYS,
 }
 
 #: The keys only a view takes: filters over what its bases list.
@@ -166,6 +169,9 @@ def check_indexes(values: Values, given: Set[tuple[str, str]], indexes: Iterable
             for key in ADVISORY_RULE_KEYS:
                 if (section, key) in given:
                     fail(section, key, f"the default index's {key} is set in [pypid]")
+            for key in RETENTION_RULE_KEYS:
+                if (section, key) in given:
+                    fail(section, key, f"the default index's {key} is set in [retention]")
             for key in INDEX_KEYS:
                 if key not in DEFAULT_KEYS and (section, key) in given:
                     fail(section, key, "the default index takes only read and upload: it "
@@ -197,6 +203,10 @@ def check_indexes(values: Values, given: Set[tuple[str, str]], indexes: Iterable
             if not bases:
                 fail(section, "bases", "a view needs bases: the indexes and upstreams it "
                      "shows", [(section, "view")])
+            for key in RETENTION_RULE_KEYS:
+                if (section, key) in given:
+                    fail(section, key, "a view holds no files: retention applies to the "
+                         "hosted indexes it shows", [(section, "view")])
         else:
             for key in VIEW_KEYS:
                 if (section, key) in given:
@@ -218,7 +228,9 @@ def check_indexes(values: Values, given: Set[tuple[str, str]], indexes: Iterable
             name=name, view=view, bases=bases, read=read, upload=upload,
             **{key: values[section, key] for key in VIEW_KEYS},
             **{key: values[section if (section, key) in given else "pypid", key]
-               for key in ADVISORY_RULE_KEYS})
+               for key in ADVISORY_RULE_KEYS},
+            **{key: values[section if (section, key) in given else "retention", key]
+               for key in RETENTION_RULE_KEYS})
     _check_cycles(found, fail)
     return found
 

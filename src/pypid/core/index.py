@@ -234,6 +234,10 @@ class Index:
     _peers: Callable[[str], Index | None] | None = None
     #: normalized project -> its status, for the projects that are not active
     _statuses: dict[str, ProjectStatus] = attrs.field(factory=dict)
+    #: filename -> the record of a file in the recycle bin (issue 29): held
+    #: apart from C{_files} and the projects, so that nothing that lists or
+    #: serves files sees it, until it is restored (L{add}) or purged (L{remove})
+    _binned: dict[str, FileRecord] = attrs.field(factory=dict)
 
     def __init__(self, file_url: Callable[[FileRecord], str], serial: int = 0, *,
                  page_cache_size: int = PAGE_CACHE_SIZE,
@@ -357,6 +361,21 @@ class Index:
         other = project.keys().get(key)
         return other if other != filename else None
 
+    def binned(self) -> list[FileRecord]:
+        """Every file in the recycle bin (L{FileRecord.binned} set), the first binned first."""
+        return sorted(self._binned.values(), key=lambda record: (record.binned, record.filename))
+
+    def binned_file(self, filename: str) -> FileRecord | None:
+        """The record of the file C{filename} if it is in the recycle bin, else L{None}."""
+        return self._binned.get(filename)
+
+    def held(self, filename: str) -> FileRecord | None:
+        """
+        The record of C{filename}, live or in the recycle bin: what storage
+        holds as the index knows it (for telling storage's news from its own).
+        """
+        return self.get_file(filename) or self._binned.get(filename)
+
     def records(self) -> list[FileRecord]:
         """Every live L{FileRecord} (every project loaded later is loaded now)."""
         if self._later:
@@ -474,7 +493,8 @@ class Index:
 
     def load(self, records: Iterable[FileRecord], tombstones: Iterable[str] = (),
              serial: int = 0, later: Iterable[LaterProject] = (),
-             promotions: Mapping[str, Promotion] | None = None) -> None:
+             promotions: Mapping[str, Promotion] | None = None,
+             binned: Iterable[FileRecord] = ()) -> None:
         """
         Replace the whole content with these records and deleted filenames.
 
@@ -488,6 +508,8 @@ class Index:
             snapshot or a scan of storage tells it (L{take_promotions} takes
             them later otherwise); their records are shared with their
             source index's as they are made (L{share_promoted}).
+        @param binned: the records of files in the recycle bin; a binned
+            record among C{records} goes there too.
         """
         self._rendered.clear()
         self._projects.clear()
@@ -495,15 +517,19 @@ class Index:
         self._later.clear()
         self._later_count = 0
         self._tombstones.clear()
+        self._binned = {record.filename: record for record in binned}
         self._promotions = dict(promotions) if promotions else {}
         for filename in tombstones:
             self._tombstone(filename)
         # What _put does, for a whole index at once: every page is gone
         # already, and no project has keys yet (100,001 files in 0.07-0.10
         # s with the collector off, as at start-up).
-        projects, files = self._projects, self._files
+        projects, files, in_bin = self._projects, self._files, self._binned
         for record in records:
             filename, name, display = record.filename, record.project, record.name
+            if record.binned is not None:
+                in_bin[filename] = record
+                continue
             project = projects.get(name)
             if project is None:
                 project = projects[name] = Project(name, display)
@@ -544,8 +570,13 @@ class Index:
                 # for nothing: the check finds its files in storage)
                 self._later.pop(project.name, None)
                 self._later_count -= count
-            files = self._files
-            made = {r.filename: r for r in records if r.filename not in files}
+            files, in_bin = self._files, self._binned
+            made = {}
+            for r in records:
+                if r.binned is not None:
+                    in_bin.setdefault(r.filename, r)
+                elif r.filename not in files:
+                    made[r.filename] = r
             if self._peers is not None and self._promotions:
                 promoted = self._promotions
                 for filename, record in made.items():
@@ -556,7 +587,18 @@ class Index:
         return load
 
     def add(self, record: FileRecord) -> None:
-        """Add a new file, or replace the record of an existing one (a yank)."""
+        """
+        Add a new file, or replace the record of an existing one (a yank);
+        a record binned puts the file in the recycle bin (no longer listed
+        nor served, its name still taken), a live one takes it out of there.
+        """
+        if record.binned is not None:
+            self._unlist(record.filename)
+            self._promotions.pop(record.filename, None)
+            self._binned[record.filename] = record
+            self.serial += 1
+            return
+        self._binned.pop(record.filename, None)
         if self._peers is not None and record.filename in self._promotions:
             # (a promoted file described by the backfill or found by a check)
             record = self._shared(record)
@@ -620,11 +662,11 @@ class Index:
         return theirs if theirs is not None and theirs == record else record
 
     def remove(self, filename: str) -> None:
-        """Delete a file, keeping its name as a tombstone."""
-        record = self.get_file(filename)
+        """Delete a file (live or in the recycle bin), keeping its name as a tombstone."""
+        record = self.get_file(filename) or self._binned.pop(filename, None)
         self._files.pop(filename, None)
         self._promotions.pop(filename, None)
-        if record is not None:
+        if record is not None and record.binned is None:
             project = self._projects[record.project]
             del project.files[filename]
             self._rendered.project_changed(project)
@@ -638,11 +680,20 @@ class Index:
         through the index (an upload another server rolled back): no
         tombstone, so its name stays free.
         """
+        self._promotions.pop(filename, None)
+        binned = self._binned.pop(filename, None)
+        if self._unlist(filename) or binned is not None:
+            self.serial += 1
+
+    def _unlist(self, filename: str) -> bool:
+        """
+        Take the live file C{filename} out of its project (and a project
+        left with nothing out of the listing); whether there was one.
+        """
         record = self.get_file(filename)
         self._files.pop(filename, None)
-        self._promotions.pop(filename, None)
         if record is None:
-            return
+            return False
         project = self._projects[record.project]
         del project.files[filename]
         self._rendered.project_changed(project)
@@ -650,7 +701,7 @@ class Index:
         if not project.files and not project.deleted and not project.pending:
             del self._projects[record.project]
             self._rendered.listing_changed()
-        self.serial += 1
+        return True
 
     def _tombstone(self, filename: str, project: str | None = None) -> None:
         if project is None:

@@ -55,7 +55,7 @@ def cut_text(text: str | None, limit: int) -> str | None:
 #: The fields of a L{FileRecord}, in the order its tuple holds them.
 FIELDS = ("filename", "project", "name", "version", "packagetype", "path", "size",
           "sha256", "upload_time", "blake2_256", "md5", "requires_python", "yanked",
-          "metadata_sha256", "summary", "uploader", "provenance_sha256")
+          "metadata_sha256", "summary", "uploader", "provenance_sha256", "binned")
 #: The fields kept as raw bytes and given out as hex, with their sizes.
 DIGESTS = {"sha256": 32, "blake2_256": 32, "md5": 16, "metadata_sha256": 32,
            "provenance_sha256": 32}
@@ -120,6 +120,10 @@ class FileRecord(tuple[Any, ...]):
     @ivar provenance_sha256: hex digest of the file's provenance object
         (PEP 740, L{pypid.core.provenance}), kept beside it and served by
         the Integrity API, or L{None} when it has none.
+    @ivar binned: when the file was put in the recycle bin (POSIX time;
+        issue 29), or L{None} for a live file. A binned file is kept, but
+        neither listed nor served (the index holds it apart:
+        L{pypid.core.index.Index.binned}), until it is restored or purged.
 
     A tuple, not an attrs class as the rest of the model is: an index holds
     one for every file, a million of them for a cache of the public index,
@@ -141,7 +145,7 @@ class FileRecord(tuple[Any, ...]):
                 requires_python: str | None = None, yanked: str | None = None,
                 metadata_sha256: str | None = None, summary: str | None = None,
                 uploader: str | None = None, provenance_sha256: str | None = None,
-                ) -> FileRecord:
+                binned: float | None = None) -> FileRecord:
         return tuple.__new__(cls, (
             filename, project, name, version, packagetype,
             None if path == filename else path, size,
@@ -150,13 +154,13 @@ class FileRecord(tuple[Any, ...]):
             _optional_str(requires_python), _optional_str(yanked),
             raw_digest(metadata_sha256, 32, "metadata_sha256"),
             _optional_str(summary), _optional_str(uploader),
-            raw_digest(provenance_sha256, 32, "provenance_sha256"),
+            raw_digest(provenance_sha256, 32, "provenance_sha256"), binned,
         ))
 
     @classmethod
     def of_values(cls, values: Iterable[Any]) -> FileRecord:
         """
-        A record from its 17 values in L{FIELDS} order, as a snapshot keeps
+        A record from its 18 values in L{FIELDS} order, as a snapshot keeps
         them: digests as raw bytes, the path L{None} when it is the filename.
         Nothing is checked: the caller has.
         """
@@ -167,7 +171,7 @@ class FileRecord(tuple[Any, ...]):
         return tuple(getattr(self, name) for name in FIELDS)
 
     def values(self) -> tuple[Any, ...]:
-        """The 17 values as L{of_values} takes them."""
+        """The 18 values as L{of_values} takes them."""
         return tuple(self)
 
     # (the fields are properties made by _plain and _hex, C-level reads of
@@ -189,6 +193,7 @@ class FileRecord(tuple[Any, ...]):
         summary: str | None
         uploader: str | None
         provenance_sha256: str | None
+        binned: float | None
     else:
         filename = _plain(0)
         project = _plain(1)
@@ -206,6 +211,7 @@ class FileRecord(tuple[Any, ...]):
         summary = _plain(14)
         uploader = _plain(15)
         provenance_sha256 = _hex(16)
+        binned = _plain(17)
 
     @property
     def path(self) -> str:
@@ -287,7 +293,7 @@ class FileRecord(tuple[Any, ...]):
             _optional_str(get("requires_python")), _optional_str(get("yanked")),
             raw_digest(get("metadata_sha256"), 32, "metadata_sha256"),
             _optional_str(get("summary")), _optional_str(get("uploader")),
-            raw_digest(get("provenance_sha256"), 32, "provenance_sha256"),
+            raw_digest(get("provenance_sha256"), 32, "provenance_sha256"), get("binned"),
         ))
         check(record)
         return record
@@ -312,3 +318,6 @@ def check(record: FileRecord) -> None:
         raise ValueError("a file record needs a sha256")
     if not isinstance(when, (int, float)) or isinstance(when, bool):
         raise ValueError("a file record's upload_time must be a number")
+    binned = tuple.__getitem__(record, 17)
+    if binned is not None and (not isinstance(binned, (int, float)) or isinstance(binned, bool)):
+        raise ValueError("a file record's binned must be a number")

@@ -82,6 +82,7 @@ from pypid.core.views import ChainSource, ComposedFile, Filters, IndexView, reso
 from pypid.state.advisory_decisions import DecisionLog
 from pypid.state.backfill import Backfill
 from pypid.state.loader import FollowUp, IndexLoader, IndexPart, roll_back_promotions
+from pypid.state.recycle_bin import RecycleBin
 from pypid.state.sync import SyncService
 from pypid.state.usage_log import UsageLog
 from pypid.state.writer import SnapshotTimer, SnapshotWriter
@@ -162,6 +163,15 @@ class _IndexSettings(Protocol):
     def yanked(self) -> str: ...
     @property
     def advisory_rules(self) -> AdvisoryRules: ...
+    @property
+    def recycle_bin(self) -> float: ...
+
+
+class _RetentionSettings(Protocol):
+    """What the stacks read of C{[retention]}: the default index's keys."""
+
+    @property
+    def recycle_bin(self) -> float: ...
 
 
 class _UpstreamSettings(Protocol):
@@ -181,6 +191,8 @@ class StackSettings(StorageSettings, Protocol):
     def upstream(self) -> _UpstreamSettings: ...
     @property
     def indexes(self) -> Mapping[str, _IndexSettings]: ...
+    @property
+    def retention(self) -> _RetentionSettings: ...
     @property
     def upstreams(self) -> Mapping[str, object]: ...
 
@@ -214,6 +226,8 @@ class HostedStack:
     #: its files' download counts (issue 29); L{None} for a storage that
     #: keeps none
     usage: UsageLog | None = None
+    #: where its removed files wait before they are purged (issue 29)
+    bin: RecycleBin | None = None
 
     @property
     def loader(self) -> IndexLoader:
@@ -285,7 +299,8 @@ class HostedStack:
             sync=SyncService(index, shared, reactor) if shared is not None else None,
             upstream=proxy,
             usage=(UsageLog(cast(IUsageStorage, stored), reactor)
-                   if IUsageStorage.providedBy(stored) else None))
+                   if IUsageStorage.providedBy(stored) else None),
+            bin=RecycleBin(index, stored, locks, reactor, _recycle_bin(config, name)))
 
     def parts(self) -> Iterator[tuple[str, IService]]:
         """
@@ -468,6 +483,15 @@ class IndexRegistry:
         if stack is not None:
             drop_advised_pages(stack.index, stack.upstream, projects)
 
+    def bins(self) -> dict[str, RecycleBin]:
+        """The hosted indexes' recycle bins by name (issue 29)."""
+        return {name: stack.bin for name, stack in self.stacks.items() if stack.bin is not None}
+
+    def bin(self, name: str) -> RecycleBin | None:
+        """The recycle bin of the hosted index C{name}, or L{None} (no such index)."""
+        stack = self.stacks.get(name)
+        return stack.bin if stack is not None else None
+
     def usage(self, name: str) -> tuple[Index, UsageLog] | None:
         """The hosted index C{name} and its download counts, or L{None} (issue 29)."""
         stack = self.stacks.get(name)
@@ -515,6 +539,12 @@ def drop_advised_pages(index: Index, upstream: UpstreamProxy | None,
             index.rendered.project_changed(held)
     if upstream is not None:
         upstream.pages.advisories_changed(projects)
+
+
+def _recycle_bin(config: StackSettings, name: str) -> float:
+    """How long the hosted index C{name} keeps a removed file (C{[retention]}, or its section)."""
+    settings = config.indexes.get(name) if name != DEFAULT else None
+    return (settings if settings is not None else config.retention).recycle_bin
 
 
 def advisory_rules(config: StackSettings) -> dict[str, AdvisoryRules]:

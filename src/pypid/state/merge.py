@@ -5,6 +5,9 @@ the snapshot (L{merge_scan}), the changes other servers made to a shared
 storage (L{apply_changes}) and the full check of a shared storage
 (L{differences}).
 
+A file in the recycle bin is one the index holds (L{Index.held}), as a live
+one is: storage keeps it, binned, beside its record.
+
 Pure (no I/O): the index (L{pypid.core.index.Index}) is in memory, and what storage
 said is given.
 """
@@ -38,7 +41,7 @@ def merge_scan(index: Index, known: Mapping[str, FileRecord], deleted: Collectio
         was = known.get(filename)
         if was is record:
             continue
-        now = index.get_file(filename)
+        now = index.held(filename)
         if was is None:
             if now is None and not index.is_deleted(filename):
                 index.add(record)
@@ -47,7 +50,7 @@ def merge_scan(index: Index, known: Mapping[str, FileRecord], deleted: Collectio
             index.add(record)
             changed += 1
     for filename, was in known.items():
-        if filename not in records and index.get_file(filename) is was:
+        if filename not in records and index.held(filename) is was:
             if filename in tombstones:
                 index.remove(filename)
             else:
@@ -55,7 +58,7 @@ def merge_scan(index: Index, known: Mapping[str, FileRecord], deleted: Collectio
             gone += 1
     for filename in tombstones:
         if filename not in deleted and not index.is_deleted(filename) \
-                and index.get_file(filename) is None:
+                and index.held(filename) is None:
             index.remove(filename)
     return {"added": added, "changed": changed, "gone": gone}
 
@@ -67,12 +70,12 @@ def apply_changes(index: Index, changes: Iterable[Changed]) -> None:
     """
     for change in changes:
         if change.deleted:
-            if index.get_file(change.filename) is not None or not index.is_deleted(
+            if index.held(change.filename) is not None or not index.is_deleted(
                     change.filename):
                 index.remove(change.filename)
         elif change.record is None:
             index.discard(change.filename)
-        elif index.get_file(change.filename) != change.record:
+        elif index.held(change.filename) != change.record:
             index.add(change.record)
 
 
@@ -88,7 +91,7 @@ def differences(index: Index, known: Iterable[str], records: Mapping[str, FileRe
     @param tombstones: the listing's deleted filenames.
     """
     changes = [Changed(filename, record, False) for filename, record in records.items()
-               if index.get_file(filename) != record and not index.is_deleted(filename)]
+               if index.held(filename) != record and not index.is_deleted(filename)]
     changes += [Changed(filename, None, True) for filename in tombstones
                 if not index.is_deleted(filename)]
     changes += [Changed(filename, None, False) for filename in known

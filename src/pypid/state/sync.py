@@ -75,7 +75,8 @@ class SyncService(TimerService):
         state as it is now.
         """
         index = self._index
-        known = {record.filename: record for record in index.records()}
+        # (the files in the recycle bin too: storage holds them)
+        known = {record.filename: record for record in index.records() + index.binned()}
         result = await self._storage.reconcile(known, index.tombstones())
         changes = differences(index, known, result.records, result.tombstones)
         for path, reason in result.skipped:

@@ -227,6 +227,7 @@ class SnapshotWriter(Service):
         # (a line only when files were promoted: the snapshot is otherwise
         # byte for byte what it always was, see pypid.storage.snapshot)
         promotions = self._index.promotions()
+        binned = self._index.binned()
         as_of = self._stands_for()
         state = shared.state() if shared is not None else None
         upstream_state = upstream.state() if upstream is not None else None
@@ -235,13 +236,13 @@ class SnapshotWriter(Service):
 
         def save() -> bytes | None:
             write(self.path, lines(records, tombstones, as_of, serial, identity, state,
-                                   upstream_state, clock, promotions))
+                                   upstream_state, clock, promotions, binned))
             if shared is None or not keep_copy:
                 return None
             # The copy for other instances leaves out this one's state (and
             # is the only time the snapshot is held whole: to be sent).
             return encode(records, tombstones, as_of, serial, identity,
-                          promotions=promotions)
+                          promotions=promotions, binned=binned)
 
         started = self._clock.seconds()
 

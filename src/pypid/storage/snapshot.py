@@ -63,6 +63,15 @@ An older pypid finds an unknown line in a snapshot with promotions and
 rebuilds its index from storage (L{_decode_lines}): slower once, never
 wrong, since storage holds them too. Read back, the files of one
 promotion share one value.
+
+The files in the recycle bin (issue 29: kept, neither listed nor served,
+until restored or purged) are a C{binned} line after the promotions, their
+records as they are kept beside the files (C{{"binned": [{"filename":
+...,"binned": 1767225650.0, ...}]}}), written only when there are some:
+apart from the projects' lines, so that a project with every file in the
+bin is not listed by a start that reads its line later, and so that a
+start knows them before the check (which reads no record of a folder
+unchanged since the save). They are few, and read whole.
 """
 
 # (annotations kept as strings: a closure made per project at load, with
@@ -122,7 +131,8 @@ class Snapshot:
     A saved index.
 
     @ivar saved_at: POSIX time the records were taken.
-    @ivar records: L{FileRecord}s by filename.
+    @ivar records: L{FileRecord}s by filename (those of the files in the
+        recycle bin too, binned: L{pypid.core.index.Index.load} puts them there).
     @ivar tombstones: deleted filenames.
     """
 
@@ -160,7 +170,8 @@ def _line(obj: Any) -> bytes:
 def lines(records: Iterable[FileRecord], tombstones: Iterable[str], saved_at: float,
           serial: int = 0, storage: str | None = None, storage_state: Any = None,
           upstream_state: Any = None, clock: ClockReading | None = None,
-          promotions: Mapping[str, Promotion] | None = None) -> Iterator[bytes]:
+          promotions: Mapping[str, Promotion] | None = None,
+          binned: Iterable[FileRecord] = ()) -> Iterator[bytes]:
     """
     The snapshot's lines, as bytes, a project at a time (see the module's
     docstring), for L{write} to write as they come.
@@ -171,6 +182,8 @@ def lines(records: Iterable[FileRecord], tombstones: Iterable[str], saved_at: fl
     @param clock: the clocks read as it is saved (L{Snapshot.clock}), or L{None}.
     @param promotions: the promoted files' L{Promotion}s by filename; none
         (or L{None}): no C{promotions} line.
+    @param binned: the records of the files in the recycle bin (kept as
+        they are beside the files, in a C{binned} line); none: no line.
     """
     projects: dict[str, list[FileRecord]] = {}
     for record in records:
@@ -204,6 +217,9 @@ def lines(records: Iterable[FileRecord], tombstones: Iterable[str], saved_at: fl
     yield _line({"tombstones": list(tombstones)})
     if promotions:
         yield _line({"promotions": _grouped(promotions)})
+    in_bin = [record.to_json() for record in binned]
+    if in_bin:
+        yield _line({"binned": in_bin})
     if storage_state is not None:
         yield _line({"storage_state": storage_state})
     if upstream_state is not None:
@@ -215,10 +231,11 @@ def lines(records: Iterable[FileRecord], tombstones: Iterable[str], saved_at: fl
 def encode(records: Iterable[FileRecord], tombstones: Iterable[str], saved_at: float,
            serial: int = 0, storage: str | None = None, storage_state: Any = None,
            upstream_state: Any = None,
-           promotions: Mapping[str, Promotion] | None = None) -> bytes:
+           promotions: Mapping[str, Promotion] | None = None,
+           binned: Iterable[FileRecord] = ()) -> bytes:
     """The snapshot's bytes, whole (L{lines} joined)."""
     return b"".join(lines(records, tombstones, saved_at, serial, storage, storage_state,
-                          upstream_state, promotions=promotions))
+                          upstream_state, promotions=promotions, binned=binned))
 
 
 def _grouped(promotions: Mapping[str, Promotion]) -> list[dict[str, Any]]:
@@ -331,7 +348,7 @@ def _project(line: dict[str, Any], shared: dict[str, str]) -> Iterator[FileRecor
         _digests("blake2_256", get("blake2_256"), count), _digests("md5", get("md5"), count),
         requires, yanked, _digests("metadata_sha256", get("metadata_sha256"), count),
         summaries, uploaders, _digests("provenance_sha256", get("provenance_sha256"), count),
-        strict=False))
+        repeat(None, count), strict=False))
 
 
 #: what comes between a project line's name and its filenames, as L{lines}
@@ -428,6 +445,7 @@ def _decode_lines(first: dict[str, Any], rest: Iterable[bytes | memoryview],
     counted = 0
     tombstones = upstream_state = storage_state = end = None
     promotions: dict[str, Promotion] = {}
+    binned: dict[str, FileRecord] = {}
     if not isinstance(first.get("serial", 0), int):
         raise SnapshotError("the serial is not a whole number")
     storage = first.get("storage")
@@ -478,6 +496,8 @@ def _decode_lines(first: dict[str, Any], rest: Iterable[bytes | memoryview],
             upstream_state = line["upstream_state"]
         elif "promotions" in line:
             promotions = _promotions(line["promotions"])
+        elif "binned" in line:
+            binned = _binned(line["binned"])
         elif "end" in line:
             end = line["end"]
         else:
@@ -487,10 +507,27 @@ def _decode_lines(first: dict[str, Any], rest: Iterable[bytes | memoryview],
                             "or does not count what came before)")
     if type(tombstones) is not list or not all(type(t) is str for t in tombstones):
         raise SnapshotError("the deleted filenames are not a list of strings")
+    records.update(binned)
     return Snapshot(float(first["saved_at"]), records, tuple(tombstones),
                     first.get("serial", 0), storage, storage_state, upstream_state,
                     later=tuple(waiting), damaged=damaged,
                     clock=ClockReading.from_json(first.get("clock")), promotions=promotions)
+
+
+def _binned(value: Any) -> dict[str, FileRecord]:
+    """The records by filename of a C{binned} line's value (each checked, and binned)."""
+    if type(value) is not list:
+        raise SnapshotError("the binned files are not a list")
+    records = {}
+    for item in value:
+        try:
+            record = FileRecord.from_json(item)
+        except ValueError as e:
+            raise SnapshotError(f"a binned file: {e}")
+        if record.binned is None:
+            raise SnapshotError(f"the binned file {record.filename} has no time it was binned")
+        records[record.filename] = record
+    return records
 
 
 def _decode_format_1(obj: dict[str, Any]) -> Snapshot:

@@ -75,6 +75,7 @@ from pypid.core.render import file_url_for
 from pypid.core.views import ChainSource
 from pypid.state.backfill import Backfill
 from pypid.state.indexes import IndexRegistry
+from pypid.state.recycle_bin import RecycleBin
 from pypid.state.usage_log import UsageLog
 from pypid.storage.audit_log import MemoryAuditLog
 from pypid.storage.interface import IStorage, Run
@@ -101,6 +102,7 @@ from pypid.web.people import AssetsResource, IndexSwitcher, PeoplePages, ReaderC
 from pypid.web.project_pages import IndexProjectPages, ProjectPages
 from pypid.web.promote import Promote
 from pypid.web.publish import AttestationCheck, NoAttestations, Publish
+from pypid.web.recycle_admin import RecycleAdmin
 from pypid.web.respond import Rendered, send_error, wrong_method_error
 from pypid.web.simple import FilesResource, RootResource, SimpleResource
 from pypid.web.site import PypidSite
@@ -130,6 +132,7 @@ class PypidApp:
     @ivar promote: the L{pypid.web.promote.Promote}, with the registry.
     @ivar advisories: the L{pypid.web.advisory_admin.AdvisoryAdmin}, with the registry.
     @ivar usage: the L{pypid.web.usage_admin.UsageAdmin}, with the registry.
+    @ivar recycle: the L{pypid.web.recycle_admin.RecycleAdmin}, with the registry.
     """
 
     people: PeoplePages
@@ -144,6 +147,7 @@ class PypidApp:
     promote: Promote | None = None
     advisories: AdvisoryAdmin | None = None
     usage: UsageAdmin | None = None
+    recycle: RecycleAdmin | None = None
 
     def resource(self) -> IResource:
         """The Twisted resource that dispatches to the areas."""
@@ -293,7 +297,7 @@ def build_web(index: Index, storage: IStorage, access: Access, run: Run, clock: 
               ipv6_prefix: int = IPV6_PREFIX, indexes: Sequence[IndexParts] = (),
               registry: IndexRegistry | None = None,
               attestations: AttestationCheck | None = None,
-              usage: UsageLog | None = None) -> Web:
+              usage: UsageLog | None = None, bin: RecycleBin | None = None) -> Web:
     """
     Build the resource tree and the site, the one way both the server
     (L{pypid.tap.build_service}) and the tests wire them.
@@ -340,6 +344,8 @@ def build_web(index: Index, storage: IStorage, access: Access, run: Run, clock: 
         are refused (L{NoAttestations}).
     @param usage: counts the downloads of the default index's files (issue
         29); L{None}: none counted.
+    @param bin: where the default index's deleted files wait to be purged
+        (issue 29); L{None}: none, a deletion deletes at once.
     """
     if attestations is None:
         attestations = NoAttestations()
@@ -362,7 +368,7 @@ def build_web(index: Index, storage: IStorage, access: Access, run: Run, clock: 
         people=PeoplePages(Catalog(index), access, people),
         publish=Publish(index, storage, access, run, clock, max_upload_size, audit=audit,
                         locks=locks if locks is not None else KeyedLock(clock),
-                        attestations=attestations),
+                        attestations=attestations, bin=bin),
         tokens=TokenAdmin(access, run, audit=audit),
         cache=CacheAdmin(access, upstream, audit=audit),
         legacy=LegacyJSON(index, storage, access, absolute_file_url, base_url,
@@ -382,6 +388,7 @@ def build_web(index: Index, storage: IStorage, access: Access, run: Run, clock: 
                  if registry is not None else None),
         advisories=AdvisoryAdmin(access, registry) if registry is not None else None,
         usage=UsageAdmin(access, registry) if registry is not None else None,
+        recycle=RecycleAdmin(access, registry) if registry is not None else None,
     )
 
     def serve_index(parts: IndexParts) -> ServedIndex:
@@ -446,7 +453,7 @@ def _served(parts: IndexParts, *, access: Access, run: Run, clock: IReactorTime,
     if parts.own is not None:
         publish = Publish(parts.own.index, parts.own.storage, access, run, clock,
                           max_upload_size, audit=audit, locks=parts.own.locks, name=name,
-                          attestations=attestations)
+                          attestations=attestations, bin=parts.own.bin)
     else:
         publish = ReadOnlyPublish(name, access)
     chain = tuple((source.index, source.storage) for source in parts.sources)

@@ -64,6 +64,7 @@ from pypid.core.names import is_valid_name, normalize
 from pypid.core.render import CONTENT_TYPES, HTML, Page
 from pypid.core.views import IndexView
 from pypid.state.backfill import Backfill
+from pypid.state.recycle_bin import RecycleBin
 from pypid.state.usage_log import UsageLog
 from pypid.storage.interface import IStorage
 from pypid.storage.locks import KeyedLock
@@ -166,6 +167,8 @@ class HostedSource:
     backfill: Backfill | None = None
     #: counts its files' downloads (issue 29); L{None}: none counted
     usage: UsageLog | None = None
+    #: where its deleted files wait to be purged (issue 29); L{None}: none
+    bin: RecycleBin | None = None
 
 
 @attrs.frozen
@@ -381,7 +384,7 @@ class IndexFiles:
 @attrs.define(slots=False)
 class ReadOnlyPublish:
     """
-    A view's upload, yank, unyank, delete and status routes: 405 with the
+    A view's upload, yank, unyank, delete, restore and status routes: 405 with the
     reason, once the credentials passed (as a hosted index's would be checked).
     """
 
@@ -407,6 +410,7 @@ class ReadOnlyPublish:
 
     @app.route("/api/files/<string:filename>/yank", methods=["POST"])
     @app.route("/api/files/<string:filename>/unyank", methods=["POST"])
+    @app.route("/api/files/<string:filename>/restore", methods=["POST"])
     @app.route("/api/files/<string:filename>", methods=["DELETE"])
     def change_file(self, request: IRequest, filename: str) -> Coroutine[Any, Any, bytes]:
         """Refuse a change to a file."""

@@ -24,7 +24,6 @@ from typing import Any, Protocol, Unpack, cast
 
 import attrs
 from klein import Klein
-from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
@@ -33,7 +32,14 @@ from pypid.auth.attestations import AttestationRefused
 from pypid.auth.oidc import is_publisher
 from pypid.auth.verifier import Identity
 from pypid.core.distribution import inspect
-from pypid.core.http_errors import BadRequest, Forbidden, NotFound, TooLarge, Unavailable
+from pypid.core.http_errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    TooLarge,
+    Unavailable,
+)
 from pypid.core.index import Index
 from pypid.core.index_names import DEFAULT as DEFAULT_INDEX
 from pypid.core.metadata import InvalidDistribution
@@ -49,6 +55,7 @@ from pypid.core.names import (
 )
 from pypid.core.project_status import ACTIVE, InvalidStatus, ProjectStatus, parse_status
 from pypid.core.upload import UploadRequest, check_form, validate_upload
+from pypid.state.recycle_bin import NotInBin, RecycleBin, RestoreConflict
 from pypid.storage.interface import FileExists, FilenameDeleted, IStorage, Run, StorageError
 from pypid.storage.locks import KeyedLock
 from pypid.web.access import Access, IRequestAuth
@@ -145,6 +152,9 @@ class Publish:
     _name: str = attrs.field(kw_only=True, default=DEFAULT_INDEX)
     #: checks the attestations uploads come with (PEP 740)
     _attestations: AttestationCheck = attrs.field(kw_only=True, factory=NoAttestations)
+    #: where a deleted file waits before it is purged (issue 29); L{None}:
+    #: none, a deletion deletes at once
+    _bin: RecycleBin | None = attrs.field(kw_only=True, default=None)
     #: what its audit entries say of the index: nothing for the default's,
     #: whose lines stay as they were
     _audit_index: str | None = attrs.field(init=False)
@@ -225,6 +235,11 @@ class Publish:
             )
         if self._index.is_deleted(upload.filename):
             raise _deleted(upload.filename)
+        if self._index.binned_file(upload.filename) is not None:
+            raise BadRequest(
+                f"File already exists ('{upload.filename}'): it was deleted and is in the "
+                "recycle bin; restore it rather than upload it again"
+            )
         try:
             inspected = await self._run(
                 inspect, part.path, upload.filename, upload.filename, self._clock.seconds(),
@@ -330,9 +345,56 @@ class Publish:
 
     @app.route("/api/files/<string:filename>", methods=["DELETE"])
     def delete_file(self, request: IRequest, filename: str) -> Coroutine[Any, Any, bytes]:
-        """Delete one file for good; its name can never be used again."""
+        """
+        Delete one file: into the recycle bin when the index has one, else
+        for good; either way its name can never be used for other bytes.
+        """
         return self._change(request, "delete", _project_of(filename), lambda: [filename],
                             self._delete, filename=filename)
+
+    @app.route("/api/files/<string:filename>/restore", methods=["POST"])
+    async def restore_file(self, request: IRequest, filename: str) -> bytes:
+        """
+        Take a deleted file out of the recycle bin (issue 29): listed and
+        served again, as it was. Whoever may delete it may restore it.
+        """
+        identity = await self._access.gate_upload(request)
+        self._may_upload_here(identity)
+
+        async def apply() -> bytes:
+            project = _project_of(filename)
+            self._may_touch(identity, project)
+            if is_publisher(identity.name):
+                raise Forbidden("a trusted publisher's token may only upload")
+            record = self._index.binned_file(filename) if self._bin is not None else None
+            if record is None or record.project != project:
+                raise NotFound(f"no such file in the recycle bin: {filename}")
+            identity_now = await self._confirmed(request, identity, record.project)
+            restored = await self._restore(record)
+            self._audit.record(request, identity_now, "restore", index=self._audit_index,
+                               **facts_of(restored))
+            log.info("{user} restored {filename} from the recycle bin",
+                     user=identity_now.name, filename=filename)
+            return send_text(request, 200, f"Restored {filename}")
+        return await self._audit.recorded(request, "restore", apply(), identity=identity,
+                                          filename=filename, index=self._audit_index)
+
+    async def _restore(self, record: FileRecord) -> FileRecord:
+        """C{record}'s file out of the bin, with the answers a failure gets."""
+        assert self._bin is not None
+        try:
+            return await self._bin.restore(record.filename)
+        except NotInBin:
+            raise NotFound(f"no such file in the recycle bin: {record.filename}")
+        except RestoreConflict as e:
+            raise Conflict(f"{record.filename} cannot be restored: {e.args[0]} is the same "
+                           "distribution, uploaded since; delete it first")
+        except FilenameDeleted:
+            raise NotFound(f"no such file in the recycle bin: {record.filename}")
+        except StorageError as e:
+            log.error("Storage failed on {filename}: {error}", filename=record.filename,
+                      error=str(e))
+            raise storage_unavailable(e)
 
     @app.route("/api/projects/<string:project>/<string:version>/yank", methods=["POST"])
     def yank_release(self, request: IRequest, project: str, version: str,
@@ -490,7 +552,7 @@ class Publish:
             raise Forbidden(f"{identity.name} may not change {project}")
         return identity
 
-    async def _storage_call(self, operation: Callable[[FileRecord], Deferred[Any]],
+    async def _storage_call(self, operation: Callable[[FileRecord], Awaitable[Any]],
                             record: FileRecord) -> Any:
         try:
             return await operation(record)
@@ -515,11 +577,18 @@ class Publish:
 
     async def _delete(self, request: IRequest, record: FileRecord, _argument: None,
                       identity: Identity) -> None:
-        await self._storage_call(self._storage.delete, record)
-        self._index.remove(record.filename)
+        bin = self._bin
+        if bin is None or not bin.enabled:
+            await self._storage_call(self._storage.delete, record)
+            self._index.remove(record.filename)
+            detail = None
+        else:
+            await self._storage_call(bin.put, record)
+            detail = f"to the recycle bin, kept {bin.keep_for / 86400:g} days"
         self._audit.record(request, identity, "delete", index=self._audit_index,
-                           **facts_of(record))
-        log.info("{user} deleted {filename}", user=identity.name, filename=record.filename)
+                           detail=detail, **facts_of(record))
+        log.info("{user} deleted {filename}{where}", user=identity.name,
+                 filename=record.filename, where=" (to the recycle bin)" if detail else "")
 
 
 def _part_of(upload: UploadRequest) -> FilePart:

@@ -19,6 +19,9 @@ Under the configured prefix C{P}::
                                        never replaces another's
     P.pypid/yanked/<filename>          exists while the file is yanked; holds
                                        the reason (JSON)
+    P.pypid/binned/<filename>          exists while the file is in the recycle
+                                       bin (kept, not served: issue 29); holds
+                                       when it was binned (JSON)
     P.pypid/deleted/<filename>         a tombstone: the name is never reused
     P.pypid/promoted/<filename>        who promoted the file into this index,
                                        from which, and when (JSON: a
@@ -31,8 +34,8 @@ Under the configured prefix C{P}::
     P.pypid/snapshot.json.gz           the last index snapshot an instance kept
 
 Distribution objects never change after they are written, so a presigned URL
-or a CDN copy of one is never stale; the mutable state (yank, delete) lives
-in small marker objects that a listing finds.
+or a CDN copy of one is never stale; the mutable state (yank, recycle bin,
+delete) lives in small marker objects that a listing finds.
 
 Keys written by other tools (pypicloud's C{<name>/<filename>}, say) are read
 too: any key outside C{.pypid/} whose last segment is a distribution
@@ -78,6 +81,11 @@ class Layout:
         return self.prefix + _INTERNAL + "yanked/"
 
     @property
+    def binned_prefix(self) -> str:
+        """Where the recycle bin's markers are."""
+        return self.prefix + _INTERNAL + "binned/"
+
+    @property
     def deleted_prefix(self) -> str:
         """Where tombstones are."""
         return self.prefix + _INTERNAL + "deleted/"
@@ -112,6 +120,10 @@ class Layout:
     def yanked_key(self, filename: str) -> str:
         """The yank marker of C{filename}."""
         return self.yanked_prefix + filename
+
+    def binned_key(self, filename: str) -> str:
+        """The recycle bin's marker of C{filename}."""
+        return self.binned_prefix + filename
 
     def deleted_key(self, filename: str) -> str:
         """The tombstone of C{filename}."""
@@ -233,6 +245,26 @@ def yank_reason(body: bytes) -> str:
     except (ValueError, AttributeError, RecursionError):
         return ""
     return reason if isinstance(reason, str) else ""
+
+
+def binned_body(when: float) -> bytes:
+    """The body of a recycle bin's marker: when the file was binned."""
+    return json.dumps({"binned": when}).encode("utf-8")
+
+
+def binned_time(body: bytes, otherwise: float) -> float:
+    """
+    When a recycle bin's marker says its file was binned; C{otherwise}
+    (the reader's now) for an unreadable one: the file stays binned, and
+    is kept its full time from then rather than purged at once.
+    """
+    try:
+        when = json.loads(body).get("binned")
+    except (ValueError, AttributeError, RecursionError):
+        return otherwise
+    if isinstance(when, (int, float)) and not isinstance(when, bool):
+        return float(when)
+    return otherwise
 
 
 @attrs.frozen

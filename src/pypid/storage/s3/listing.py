@@ -3,7 +3,7 @@ The full listing of an S3 storage's bucket.
 
 A listing turns the bucket's keys into records: the files' (from their
 user metadata, or by import: see L{pypid.storage.s3.imports}), the
-tombstones, and the yank markers. It trusts a known record for an object
+tombstones, the yank and recycle bin markers. It trusts a known record for an object
 the listing shows unchanged since a time (less a margin for the store's
 clock), so a listing of a bucket a snapshot already knows reads almost
 nothing. It is apart from L{pypid.storage.s3.storage.S3Storage} because
@@ -22,7 +22,7 @@ from pypid.core.promotion import Promotion
 from pypid.storage.interface import ScanResult
 from pypid.storage.s3.api import BucketCalls, Listed, S3Client
 from pypid.storage.s3.imports import Importer
-from pypid.storage.s3.layout import Layout, parse_time, yank_reason
+from pypid.storage.s3.layout import Layout, binned_time, parse_time, yank_reason
 
 log = Logger()
 
@@ -73,6 +73,8 @@ class BucketListing:
                    for item in await self._keys(layout.deleted_prefix, client)}
         yanked = {item.key[len(layout.yanked_prefix):]: item
                   for item in await self._keys(layout.yanked_prefix, client)}
+        binned = {item.key[len(layout.binned_prefix):]: item
+                  for item in await self._keys(layout.binned_prefix, client)}
         records, skipped, to_read, reading = {}, [], [], set()
         async for page in client.list(layout.prefix, layout.files_start_after):
             for item in page.keys:
@@ -100,6 +102,7 @@ class BucketListing:
             else:
                 records[filename] = outcome
         await self._apply_yanks(records, yanked, known, trusted_before, client)
+        await self._apply_bin(records, binned, known, trusted_before, client)
         for record in records.values():
             self._imports.remember(record)
         promotions = await self._promotions(records, client)
@@ -125,6 +128,32 @@ class BucketListing:
             except ValueError as e:
                 log.warn("Unreadable promotion {key}: {error}", key=item.key, error=str(e))
         return promotions
+
+    async def _apply_bin(self, records: dict[str, FileRecord], binned: dict[str, Listed],
+                         known: dict[str, FileRecord], trusted_before: float,
+                         client: BucketCalls) -> None:
+        """
+        Put in the recycle bin the C{records} with a marker (C{binned}:
+        filename -> listed marker), and take out those without, as
+        L{_apply_yanks} does for yanks.
+        """
+        for filename, record in list(records.items()):
+            item = binned.get(filename)
+            if item is None:
+                if record.binned is not None:
+                    records[filename] = record.replace(binned=None)
+                continue
+            previous = known.get(filename)
+            if (previous is not None and previous.binned is not None
+                    and parse_time(item.last_modified) < trusted_before):
+                when = previous.binned
+            else:
+                body = await client.get(item.key)
+                if body is None:
+                    continue
+                when = binned_time(body, parse_time(item.last_modified))
+            if record.binned != when:
+                records[filename] = record.replace(binned=when)
 
     async def _apply_yanks(self, records: dict[str, FileRecord], yanked: dict[str, Listed],
                            known: dict[str, FileRecord], trusted_before: float,

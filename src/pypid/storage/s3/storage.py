@@ -85,6 +85,8 @@ from pypid.storage.s3.credentials import CredentialSource
 from pypid.storage.s3.imports import Importer
 from pypid.storage.s3.layout import (
     Layout,
+    binned_body,
+    binned_time,
     metadata_headers,
     parse_time,  # noqa: F401  (imported from here by pypid.bundle.pypicloud)
     record_from_headers,
@@ -577,18 +579,27 @@ class S3Storage:
         return ensureDeferred(read())
 
     def update(self, record: FileRecord) -> Deferred[None]:
-        """Store a file's yank state (a marker object); never after a delete."""
+        """
+        Store a file's yank state and whether it is in the recycle bin
+        (marker objects); never after a delete.
+        """
         return ensureDeferred(self._update(record))
 
     async def _update(self, record: FileRecord) -> None:
         layout, client = self._layout, self._client
         if await client.head(layout.deleted_key(record.filename)) is not None:
             raise FilenameDeleted(record.filename)
+        json_type = {"content-type": "application/json"}
         if record.yanked is not None:
             await client.put(layout.yanked_key(record.filename), yank_body(record.yanked),
-                             {"content-type": "application/json"})
+                             json_type)
         else:
             await client.delete(layout.yanked_key(record.filename))
+        if record.binned is not None:
+            await client.put(layout.binned_key(record.filename), binned_body(record.binned),
+                             json_type)
+        else:
+            await client.delete(layout.binned_key(record.filename))
         self._feed.announce(record.filename)
 
     def delete(self, record: FileRecord) -> Deferred[None]:
@@ -607,7 +618,8 @@ class S3Storage:
         self._feed.announce(record.filename)
         for key in (layout.file_key(record.path), layout.metadata_key(record.path),
                     layout.details_key(record.filename), layout.yanked_key(record.filename),
-                    layout.promoted_key(record.filename), *_provenance_keys(layout, record)):
+                    layout.binned_key(record.filename), layout.promoted_key(record.filename),
+                    *_provenance_keys(layout, record)):
             try:
                 await client.delete(key)
             except StorageError as e:
@@ -944,6 +956,9 @@ class S3Storage:
         marker = await client.get(layout.yanked_key(filename))
         if marker is not None:
             record = record.replace(yanked=yank_reason(marker))
+        marker = await client.get(layout.binned_key(filename))
+        if marker is not None:
+            record = record.replace(binned=binned_time(marker, self._clock.seconds()))
         return Changed(filename, record, False)
 
 

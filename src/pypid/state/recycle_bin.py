@@ -1,0 +1,250 @@
+"""
+The recycle bin of a hosted index (issue 29): a file deleted through the
+API, or removed by a retention rule, is kept for a while rather than
+removed at once, and can be restored meanwhile.
+
+A file in the bin is one whose record is binned (L{FileRecord.binned}: when
+it went there), kept by the storage beside the file as a yank is (a
+sidecar on disk, a marker object on S3, so that the other servers on a
+bucket learn it from their change feed), and held by the index apart from
+the live files (L{pypid.core.index.Index.binned}): not listed, not served,
+its name still taken (an upload of it is refused, as of a deleted one).
+Once kept for L{RecycleBin.keep_for}, the upkeep (L{BinUpkeep}) purges it:
+the storage deletes it behind a tombstone, as the delete API did before
+there was a bin, so its filename is never used again for other bytes.
+
+Every change to a file goes through the index's L{KeyedLock} on the
+file's distribution key, as the API's changes do: a purge never races a
+restore, an upload of a same-named file, or a promotion of it. A file
+restored or purged by another server meanwhile is looked up again under
+the lock, and left alone.
+
+A C{keep_for} of 0 turns the bin off: a deletion deletes at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import attrs
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, ensureDeferred, succeed
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from pypid.core.audit_chain import Entry, format_time
+from pypid.core.index import Index
+from pypid.core.model import FileRecord
+from pypid.core.names import distribution_key
+from pypid.storage.audit_log import IAuditLog
+from pypid.storage.interface import IStorage
+from pypid.storage.locks import KeyedLock
+
+log = Logger()
+
+#: How often the upkeep looks for files kept their time (s), at most: a
+#: file is purged within this much of its due time (L{look_every}).
+PURGE_INTERVAL = 3600.0
+#: How long after the start the upkeep first looks (s): once the index is
+#: loaded and the start's check of storage had its go.
+FIRST_LOOK = 60.0
+#: The default time a file stays in the bin (7 days).
+DEFAULT_KEEP_FOR = 7 * 24 * 3600.0
+
+
+def look_every(bins: Mapping[str, RecycleBin]) -> float:
+    """
+    How often the upkeep of C{bins} looks: L{PURGE_INTERVAL}, or a
+    quarter of the shortest time a bin keeps files when that is less (a
+    bin of minutes, as a test or a demonstration sets, is purged on time),
+    never more than once a second.
+    """
+    kept = [bin.keep_for for bin in bins.values() if bin.enabled]
+    return max(1.0, min([PURGE_INTERVAL, *(keep_for / 4 for keep_for in kept)]))
+
+
+class NotInBin(Exception):
+    """The file named is not in the recycle bin (never was, restored, or purged)."""
+
+
+class RestoreConflict(Exception):
+    """
+    The file cannot be restored: another file of the same distribution
+    (another spelling of its name) was uploaded meanwhile.
+    """
+
+
+def lock_key(record: FileRecord) -> str:
+    """The key of the index's lock a change to C{record}'s file is made under."""
+    return distribution_key(record.project, record.version, record.packagetype,
+                            record.filename)
+
+
+@attrs.define(eq=False)
+class RecycleBin:
+    """
+    One hosted index's recycle bin.
+
+    @ivar keep_for: how long a binned file is kept before it is purged
+        (s); 0: no bin, deletions delete at once.
+    """
+
+    index: Index
+    storage: IStorage
+    locks: KeyedLock
+    clock: IReactorTime
+    keep_for: float = DEFAULT_KEEP_FOR
+
+    @property
+    def enabled(self) -> bool:
+        """Whether removed files go to the bin (rather than being deleted at once)."""
+        return self.keep_for > 0
+
+    async def put(self, record: FileRecord) -> FileRecord | None:
+        """
+        Put the live file C{record} in the bin, or delete it at once when
+        the bin is off. The caller holds the file's lock (L{lock_key}).
+
+        @return: the binned record, or L{None} when the file was deleted.
+        @raise pypid.storage.interface.StorageError: the storage failed;
+            nothing changed.
+        """
+        if not self.enabled:
+            await self.storage.delete(record)
+            self.index.remove(record.filename)
+            return None
+        binned = record.replace(binned=self.clock.seconds())
+        await self.storage.update(binned)
+        self.index.add(binned)
+        return binned
+
+    async def restore(self, filename: str) -> FileRecord:
+        """
+        Take the file C{filename} out of the bin: listed and served again,
+        as it was (its yank too).
+
+        @raise NotInBin: it is not in the bin.
+        @raise RestoreConflict: a file of the same distribution is live.
+        """
+        record = self.index.binned_file(filename)
+        if record is None:
+            raise NotInBin(filename)
+        return await self.locks.run(lock_key(record), self._restore, filename)
+
+    async def _restore(self, filename: str) -> FileRecord:
+        record = self.index.binned_file(filename)
+        if record is None:
+            raise NotInBin(filename)
+        other = self.index.same_distribution(filename)
+        if other is not None and self.index.get_file(other) is not None:
+            raise RestoreConflict(other)
+        live = record.replace(binned=None)
+        await self.storage.update(live)
+        self.index.add(live)
+        return live
+
+    def due(self, now: float | None = None) -> list[FileRecord]:
+        """The binned files kept their time by C{now} (default: the clock's), first due first."""
+        now = self.clock.seconds() if now is None else now
+        return [record for record in self.index.binned()
+                if record.binned is not None and record.binned + self.keep_for <= now]
+
+    async def purge(self, record: FileRecord) -> bool:
+        """
+        Delete for good the binned file C{record} (behind a tombstone), if
+        it is still in the bin as C{record} says; whether it was.
+        """
+        return await self.locks.run(lock_key(record), self._purge, record)
+
+    async def _purge(self, record: FileRecord) -> bool:
+        if self.index.binned_file(record.filename) != record:
+            return False
+        await self.storage.delete(record)
+        self.index.remove(record.filename)
+        return True
+
+
+@attrs.define(eq=False)
+class BinUpkeep(Service):
+    """
+    Purges, about every L{PURGE_INTERVAL}, the files each hosted index's
+    bin has kept their time, writing an audit entry (C{purge}) for each.
+
+    @ivar bins: index name -> its L{RecycleBin} (C{default}: the index of
+        today's URLs, whose entries name no index).
+    @ivar audit: where the entries go; L{None}: none.
+    """
+
+    bins: Mapping[str, RecycleBin]
+    audit: IAuditLog | None
+    clock: IReactorTime
+    interval: float = PURGE_INTERVAL
+    _loop: LoopingCall | None = None
+    _first: object = None
+    _running_purge: Deferred[None] | None = None
+
+    def __attrs_post_init__(self) -> None:
+        Service.__init__(self)
+
+    def startService(self) -> None:
+        Service.startService(self)
+        self._first = self.clock.callLater(min(FIRST_LOOK, self.interval), self._begin)
+
+    def _begin(self) -> None:
+        self._first = None
+        loop = self._loop = LoopingCall(self.look)
+        loop.clock = self.clock
+        loop.start(self.interval, now=True).addErrback(
+            lambda f: log.failure("The recycle bin's upkeep stopped", f))
+
+    def stopService(self) -> Deferred[None]:
+        Service.stopService(self)
+        first, self._first = self._first, None
+        if first is not None and getattr(first, "active", lambda: False)():
+            first.cancel()  # type: ignore[attr-defined]
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+        # (a purge under way ends before the storage closes)
+        return self._running_purge or succeed(None)
+
+    def look(self) -> Deferred[None]:
+        """Purge what is due now, in every bin (one look at a time)."""
+        if self._running_purge is not None:
+            return self._running_purge
+        d = self._running_purge = ensureDeferred(self._look())
+
+        def done(result: object) -> object:
+            self._running_purge = None
+            return result
+        return d.addBoth(done)
+
+    async def _look(self) -> None:
+        for name, bin in self.bins.items():
+            if not bin.enabled:
+                continue
+            for record in bin.due():
+                if not self.running:
+                    return
+                try:
+                    purged = await bin.purge(record)
+                except Exception as e:
+                    # (kept in the bin: the next look tries again)
+                    log.warn("Cannot purge {filename} from the recycle bin yet: {error}",
+                             filename=record.filename, error=str(e))
+                    continue
+                if purged:
+                    self._record(name, record, bin.keep_for)
+
+    def _record(self, name: str, record: FileRecord, keep_for: float) -> None:
+        log.info("Purged {filename} from the recycle bin{of}", filename=record.filename,
+                 of="" if name == "default" else f" of {name}")
+        if self.audit is None:
+            return
+        days = keep_for / 86400
+        self.audit.append(Entry(
+            time=format_time(self.clock.seconds()), event="purge",
+            index=None if name == "default" else name, project=record.project,
+            version=record.version, filename=record.filename, sha256=record.sha256,
+            detail=f"kept {days:g} days in the recycle bin"))
+
