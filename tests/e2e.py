@@ -291,6 +291,11 @@ class Daemon(ChildProcess):
                 f"path = {self.storage}",
                 "[auth]",
                 "upload = authenticated",
+                # (a deletion deletes at once, as the tests of tombstones,
+                # exports and bundles expect; the recycle bin's own tests
+                # set retention.recycle_bin, which --set gives over this)
+                "[retention]",
+                "recycle_bin = 0",
                 "[users]",
             ]
             lines += [f"{name} = {password_hash(pw)}" for name, pw in self.users.items()]

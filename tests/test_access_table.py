@@ -39,9 +39,11 @@ from pypid.auth.tokens import TokenBook
 from pypid.auth.verifier import PasswordVerifier
 from pypid.config.metrics_settings import DEFAULT_ALLOW, MetricsConfig, parse_networks
 from pypid.core.index import Index
+from pypid.core.retention import RetentionRules
 from pypid.core.render import file_url_for
 from pypid.state.indexes import IndexRegistry
 from pypid.state.recycle_bin import RecycleBin
+from pypid.state.retention import IndexCleanup
 from pypid.state.usage_log import UsageLog
 from pypid.storage.locks import KeyedLock
 from pypid.storage.memory import MemoryStorage
@@ -109,9 +111,10 @@ class AccessTableTests(SynchronousTestCase):
         usage = UsageLog(self.storage, self.clock)
         locks = KeyedLock(self.clock)
         bin = RecycleBin(self.index, self.storage, locks, self.clock)
+        cleanup = IndexCleanup("default", bin, usage, RetentionRules(keep_releases=1))
         registry = IndexRegistry(
             {"default": Stack("default", self.index, self.storage, locks, usage=usage,
-                              bin=bin)},
+                              bin=bin, cleanup=cleanup)},
             {"default": ("default",)}, {})
         web = build_web(self.index, self.storage, access, run_now, self.clock,
                         max_upload_size=10 << 20, base_url=base_url, metrics=metrics,
@@ -315,6 +318,8 @@ ROWS = (
     ("GET", "/api/usage", ("",)),
     ("POST", "/api/files/{f}/restore", P3),
     ("GET", "/api/recycle-bin", ("",)),
+    ("GET", "/api/retention", ("",)),
+    ("POST", "/api/retention/apply", ("",)),
 )
 
 
@@ -462,6 +467,8 @@ POST   /api/files/{f}/restore       holy-grail   | 401 404 404 404 401 404 404 4
 POST   /api/files/{f}/restore       secret-sauce | 401 404 404 404 401 404 404 404 401 401 404 | 401 404 404 404 401 404 404 404 401 401 404
 POST   /api/files/{f}/restore       no-such      | 401 404 404 404 401 404 404 404 401 401 404 | 401 404 404 404 401 404 404 404 401 401 404
 GET    /api/recycle-bin             -            | 401 403 403 200 401 403 403 403 401 401 403 | 401 403 403 200 401 403 403 403 401 401 403
+GET    /api/retention               -            | 401 403 403 200 401 403 403 403 401 401 403 | 401 403 403 200 401 403 403 403 401 401 403
+POST   /api/retention/apply         -            | 401 403 403 200 401 403 403 403 401 401 403 | 401 403 403 200 401 403 403 403 401 401 403
 """
 
 

@@ -1658,7 +1658,8 @@ _REFUSED = [
     ("[index:a]\nflavour = vanilla\n",
      "[index:a] flavour: unknown key; the keys are view, bases, read, upload, min_age, as_of, "
      "include, exclude, prereleases, yanked, advisories, advisory_severity, "
-     "advisory_waive, recycle_bin"),
+     "advisory_waive, recycle_bin, keep_releases, remove_prereleases_after, keep_downloaded, "
+     "protect"),
     ("[index:a]\n[index:v]\nview = yes\nbases = a\nas_of = 2026-06-01\n",
      "[index:v] as_of: expected an RFC 3339 date and time with its offset, such as "
      "2026-06-01T00:00:00Z; or empty for none"),

@@ -262,10 +262,16 @@ class ConvergenceTests(DaemonTestCase):
     """Two servers on one bucket see each other's changes within the sync interval."""
 
     def test_two_servers_converge(self):
-        """An upload, a yank and a delete through one server show on the other."""
+        """
+        An upload, a yank, a deletion into the recycle bin, a restore and
+        a purge through one server show on the other.
+        """
         bucket = s3server.new_bucket()
-        one = self.new_daemon(settings=s3_settings(bucket))
-        two = self.new_daemon(settings=s3_settings(bucket))
+        # (a bin of seconds: the purge comes within the test)
+        settings = dict(s3_settings(bucket), **{"retention.recycle_bin": "4s",
+                                                "auth.admins": USER})
+        one = self.new_daemon(settings=settings)
+        two = self.new_daemon(settings=settings)
         self.assertEqual(upload(one, *LIB).status, 200)
 
         def listed():
@@ -282,12 +288,31 @@ class ConvergenceTests(DaemonTestCase):
         wait_for(yanked)
         api(one, "DELETE", f"api/files/{LIB[0]}")
 
-        def deleted():
-            """the other server answers 410 for the deleted file"""
-            return http("GET", two.url + f"files/s3-lib/{LIB[0]}").status == 410
-        wait_for(deleted)
+        def binned():
+            """the other server no longer serves the file, and has it in its bin"""
+            listed = http("GET", two.url + "api/recycle-bin", auth=(USER, PASSWORD))
+            return (http("GET", two.url + f"files/s3-lib/{LIB[0]}").status == 404
+                    and [f["filename"] for f in listed.json()["files"]] == [LIB[0]])
+        wait_for(binned)
+        self.assertEqual(upload(one, *LIB).status, 400)
+        # restored through the other: served again by both, still yanked
+        api(two, "POST", f"api/files/{LIB[0]}/restore")
+
+        def restored():
+            """the first server serves the file again"""
+            return http("GET", one.url + f"files/s3-lib/{LIB[0]}").status == 200
+        wait_for(restored)
+        self.assertEqual(files_by_name(one, "s3-lib")[LIB[0]]["yanked"], "bad build")
+        api(two, "DELETE", f"api/files/{LIB[0]}")
+
+        def purged():
+            """both servers answer 410 for the purged file"""
+            return all(http("GET", d.url + f"files/s3-lib/{LIB[0]}").status == 410
+                       for d in (one, two))
+        wait_for(purged, 4 + 10 * SYNC + 10)
         # The name stays taken on both.
         self.assertEqual(upload(two, *LIB).status, 400)
+        self.assertEqual(upload(one, *LIB).status, 400)
 
 
 class OutageTests(DaemonTestCase):

@@ -67,6 +67,7 @@ class Stack:
     locks: KeyedLock
     usage: object = None
     bin: object = None
+    cleanup: object = None
 
 
 def basic(user):

@@ -44,6 +44,43 @@ def record(filename="holy_grail-1.0-py3-none-any.whl", version="1.0", **changes)
     return made.replace(**changes) if changes else made
 
 
+class DefaultTests(SynchronousTestCase):
+    """The bin is on by default, for a week, on every hosted index."""
+
+    def test_default(self):
+        from pypid.config import load_config
+        config = load_config(None, (), environ={})
+        self.assertEqual(config.retention.recycle_bin, WEEK)
+        text = "[index:staging]\n[index:release]\nrecycle_bin = 1d\n[retention]\nrecycle_bin = 2d\n"
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write(text)
+        config = load_config(path, (), environ={})
+        self.assertEqual(config.retention.recycle_bin, 2 * 86400.0)
+        self.assertEqual(config.indexes["staging"].recycle_bin, 2 * 86400.0)
+        self.assertEqual(config.indexes["release"].recycle_bin, 86400.0)
+
+    def test_refused(self):
+        """A negative or unreadable time, or a bin on a view, stops the start with one line."""
+        from pypid.config import ConfigError, load_config
+        for text, message in (
+                ("[retention]\nrecycle_bin = -1d\n", "[retention] recycle_bin: expected a "
+                                                      "duration"),
+                ("[retention]\nrecycle_bin = soon\n", "[retention] recycle_bin: expected"),
+                ("[index:a]\n[index:v]\nview = yes\nbases = a\nrecycle_bin = 1d\n",
+                 "[index:v] recycle_bin: a view holds no files"),
+                ("[index:default]\nrecycle_bin = 1d\n",
+                 "[index:default] recycle_bin: the default index's recycle_bin is set in "
+                 "[retention]")):
+            path = self.mktemp()
+            with open(path, "w") as f:
+                f.write(text)
+            with self.assertRaises(ConfigError) as caught:
+                load_config(path, (), environ={})
+            self.assertIn(message, str(caught.exception))
+            self.assertNotIn("\n", str(caught.exception))
+
+
 class IndexTests(SynchronousTestCase):
     """The index holds binned files apart from the live ones."""
 

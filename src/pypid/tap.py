@@ -51,6 +51,7 @@ from pypid.daemon.readiness import Readiness, RunningMark
 from pypid.state.index_reload import IndexReload
 from pypid.state.indexes import IndexRegistry
 from pypid.state.recycle_bin import BinUpkeep, look_every
+from pypid.state.retention import RetentionSchedule
 from pypid.storage.factory import make_audit_log
 from pypid.upstream.factory import UpstreamPart
 from pypid.web.access import AccessPart
@@ -247,6 +248,10 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
     # (the recycle bins' purges, audited)
     bins = registry.bins()
     upkeep = BinUpkeep(bins, audit.trail.log, reactor, look_every(bins))
+    # (the retention rules applied by the server itself: off by default)
+    schedule = (RetentionSchedule(registry.cleanups(), audit.trail.log, reactor,
+                                  config.retention.schedule)
+                if config.retention.schedule else None)
     # (each named hosted index's parts start after the default's of their
     # kind: every storage is prepared and every index loaded before the
     # listeners open, and every last snapshot is taken once they closed)
@@ -280,6 +285,7 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
         ("follow-up", default.follow_up),   # the check of storage, or the backfill
         *named("follow-up"),
         ("recycle-bin", upkeep),
+        ("retention", schedule),
         ("systemd", _notifier_part(notifier, reactor, index, readiness)),
     ), reactor, exit_on_failure=exit_on_failure, load_config=load_config)
 

@@ -216,6 +216,10 @@ async def _pack_files(storage: IStorage, snapshot_path: str | None, index: str,
     taken: list[FileRecord] = []
     for filename in sorted(scanned.records):
         record = scanned.records[filename]
+        if record.binned is not None:
+            # (deleted, in the recycle bin until its purge: not a file the
+            # index serves, so not one a bundle carries)
+            continue
         metadata = await read_metadata(storage, record)
         details = await storage.read_details(record)
         provenance = await storage.read_provenance(record)

@@ -14,6 +14,10 @@ C{$PYPID_PASSWORD}; credentials only over https, or to this machine).
     so it asks for C{--yes};
   - C{pypid-admin bin} (C{--index NAME}) lists the recycle bin (admins),
     C{pypid-admin bin restore FILENAME} takes a file out of it;
+  - C{pypid-admin retention plan} (C{--index NAME}) prints, per index, what
+    the retention rules remove now, why, and the bytes it frees (a dry
+    run); C{retention apply --yes} removes what that plan lists, into the
+    recycle bin (admins);
   - C{pypid-admin status PROJECT STATUS} (C{--reason}, C{--index NAME})
     sets a hosted project's status (PEP 792: active, archived, quarantined,
     deprecated), admins only;
@@ -47,6 +51,7 @@ from pypid.cli import bundle as bundle_commands
 from pypid.cli.server_client import CliError, Server, add_server_options, server_from
 from pypid.core.names import InvalidName, parse_filename
 from pypid.core.project_status import STATUSES
+from pypid.core.units import format_duration
 
 if TYPE_CHECKING:
     # (types only: the configuration is read by the commands that need it)
@@ -120,12 +125,22 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout,
     bin.add_argument("filename", nargs="?", help="with restore: the file to restore")
     bin.add_argument("--index", metavar="NAME", help="the hosted index (default: the "
                                                      "default index)")
+    retention = commands.add_parser(
+        "retention", help="the retention rules: what they remove (plan), or remove it "
+                          "(apply), admins only")
+    retention.add_argument("retention_command", choices=("plan", "apply"))
+    retention.add_argument("--index", metavar="NAME", help="this hosted index only")
+    retention.add_argument("--yes", action="store_true",
+                           help="with apply: remove what the plan lists")
     audit_command.add_parser(commands)
     bundle_commands.add_commands(commands)
     options = parser.parse_args(argv)
     if options.command == "delete" and not options.yes:
         parser.error("delete: add --yes (into the recycle bin when the server keeps one, "
                      "else for good)")
+    if options.command == "retention" and options.retention_command == "apply" \
+            and not options.yes:
+        parser.error("retention apply: add --yes (run retention plan first to see what goes)")
     if options.command == "bin" and (options.bin_command == "restore") != bool(
             options.filename):
         parser.error("bin: give a filename to restore, and only to restore")
@@ -152,6 +167,8 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout,
             _usage(server, options, out)
         elif options.command == "bin":
             _bin(server, options, out)
+        elif options.command == "retention":
+            _retention(server, options, out)
         else:
             _change(server, options, out)
     except CliError as e:
@@ -295,11 +312,55 @@ def _bin(server: Server, options: argparse.Namespace, out: TextIO) -> None:
     query = f"?{urlencode({'index': options.index})}" if options.index else ""
     answer = _get(server, f"api/recycle-bin{query}")
     files = answer["files"]
-    days = answer["keep_for"] / 86400
+    kept = format_duration(answer["keep_for"]) if answer["keep_for"] else "off"
     out.write(f"{answer['index']}: {len(files)} file{'s' if len(files) != 1 else ''} in the "
-              f"recycle bin (kept {days:g} days)\n")
+              f"recycle bin (kept {kept})\n")
     for row in files:
         out.write(f"{row['deleted']}  purged {row['purged']}  {row['filename']}\n")
+
+
+def _retention(server: Server, options: argparse.Namespace, out: TextIO) -> None:
+    """
+    C{retention plan}: per index, a line a release removed (and why), then
+    what it frees; C{apply}: the same plan, then each index's files
+    removed, as the server applied them.
+    """
+    query = f"?{urlencode({'index': options.index})}" if options.index else ""
+    plans = _get(server, f"api/retention{query}")["indexes"]
+    for plan in plans:
+        releases = plan["releases"]
+        files = sum(len(release["files"]) for release in releases)
+        out.write(f"{plan['index']}: {len(releases)} release{'s' if len(releases) != 1 else ''}"
+                  f", {files} file{'s' if files != 1 else ''}, {_bytes(plan['bytes'])}\n")
+        for release in releases:
+            out.write(f"  {release['project']} {release['version']}: {release['reason']} "
+                      f"({len(release['files'])} files, {_bytes(release['bytes'])})\n")
+        kept = {why: count for why, count in plan["kept"].items() if count}
+        if kept:
+            out.write("  kept: " + ", ".join(f"{count} {why}" for why, count in kept.items())
+                      + "\n")
+        if options.retention_command != "apply" or not releases:
+            continue
+        body = json.dumps({"index": plan["index"], "files": [
+            f["filename"] for release in releases for f in release["files"]]}).encode()
+        with server.request("POST", "api/retention/apply",
+                            {"Content-Type": "application/json"}, body) as response:
+            applied = json.loads(response.read())
+        where = ("into the recycle bin" if plan["recycle_bin"] else "for good")
+        out.write(f"{plan['index']}: removed {len(applied['removed'])} files {where}, "
+                  f"{_bytes(applied['bytes'])}\n")
+        for skipped in applied["skipped"]:
+            out.write(f"  kept {skipped['filename']}: {skipped['reason']}\n")
+
+
+def _bytes(size: int) -> str:
+    """A size as people read it: C{1.5 MiB}."""
+    value = float(size)
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} bytes"
 
 
 def _change(server: Server, options: argparse.Namespace, out: TextIO) -> None:

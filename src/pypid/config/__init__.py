@@ -49,7 +49,7 @@ from pypid.config.index_settings import (
 from pypid.config.ldap_settings import LDAP_KEYS, LDAPConfig, check_ldap
 from pypid.config.metrics_settings import METRICS_KEYS, MetricsConfig, check_metrics
 from pypid.config.oidc_settings import OIDC_KEYS, PUBLISHERS, OIDCConfig, read_publishers
-from pypid.config.retention_settings import RETENTION_KEYS, RetentionConfig
+from pypid.config.retention_settings import RETENTION_KEYS, RetentionConfig, check_retention
 from pypid.config.s3_settings import S3_KEYS, S3Config, check_s3
 from pypid.config.server_settings import SERVER_KEYS, ServerConfig
 from pypid.config.storage_settings import STORAGE_KEYS, StorageConfig
@@ -302,6 +302,9 @@ def load_config(path: str | None, overrides: Iterable[tuple[str, str, str]] = ()
                  for name in named[UPSTREAM_SECTION]}
     indexes = check_indexes(values, given, named[INDEX_SECTION], upstreams, upstream, users,
                             groups, fail)
+    retention = RetentionConfig(**{key: values["retention", key] for key in RETENTION_KEYS})
+    check_retention(retention, [(name, index) for name, index in indexes.items()
+                                if not index.view and name != DEFAULT], given, fail)
     acl_keys = [key for key, _ in items("acl")]
     for rule in rules:
         if rule.index is not None and rule.index != DEFAULT and rule.index not in indexes:
@@ -335,5 +338,5 @@ def load_config(path: str | None, overrides: Iterable[tuple[str, str, str]] = ()
         upstreams=upstreams,
         advisories=read_section("advisories", AdvisoriesConfig),
         attestations=read_section("attestations", AttestationsConfig),
-        retention=read_section("retention", RetentionConfig),
+        retention=retention,
     )

@@ -1,39 +1,67 @@
 """
 The C{[retention]} section (issue 29): how long a removed file stays in
-the recycle bin.
+the recycle bin, the rules a cleanup removes hosted releases by, and
+when a cleanup runs by itself.
 
-Its keys are the default index's, and every named hosted index's unless
-its C{[index:NAME]} section sets them (as C{[pypid]}'s advisory keys are:
-L{pypid.config.advisory_settings.AdvisoryKeys}). A view holds no files,
-and takes none of them.
+Its keys but C{schedule} are the default index's, and every named hosted
+index's unless its C{[index:NAME]} section sets them (as C{[pypid]}'s
+advisory keys are: L{pypid.config.advisory_settings.AdvisoryKeys}). A
+view holds no files, and takes none of them.
 
 C{recycle_bin} is a duration (C{7d}, C{12h}); C{0} turns the bin off, and
-a deletion then deletes at once, as before there was a bin. A negative or
-unreadable one stops start-up with one line naming the key.
+a deletion then deletes at once, as before there was a bin. The rules
+(L{pypid.core.retention}) are off until set. Rules that cannot hold
+together stop start-up with one line naming the key: a negative or
+unreadable value, C{keep_downloaded} with no rule that removes anything
+(it keeps releases from nothing), or longer than the download counts are
+kept (L{pypid.core.usage.WINDOW_DAYS}), a C{schedule} with no index that
+has a rule removing anything.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import attrs
 
-from pypid.config.values import Keys
-from pypid.core.units import is_zero_duration, parse_duration
+from pypid.auth.policy import RuleError, normalize_pattern
+from pypid.config.values import Fail, Keys, whole_number
+from pypid.core.retention import RetentionRules
+from pypid.core.units import format_duration, is_zero_duration, parse_duration
+from pypid.core.usage import WINDOW_DAYS
 
 #: A week: long enough to notice a deletion made in error over a weekend.
 DEFAULT_RECYCLE_BIN = 7 * 24 * 3600.0
 
 
-def parse_recycle_bin(value: str) -> float:
-    """How long a removed file is kept in the bin (s); C{0}: no bin."""
+def parse_optional_duration(value: str) -> float:
+    """A duration (s); C{0}: off."""
     if is_zero_duration(value):
         return 0.0
     return parse_duration(value)
 
 
+def parse_protect(value: str) -> tuple[str, ...]:
+    """Project names or globs, normalized as C{[acl]}'s patterns, without repeats."""
+    globs: list[str] = []
+    for entry in value.replace(",", " ").split():
+        try:
+            glob = normalize_pattern(entry)
+        except RuleError as e:
+            raise ValueError(f"{e}: expected project names or globs") from None
+        if glob not in globs:
+            globs.append(glob)
+    return tuple(globs)
+
+
 #: key -> (default, parser) of the keys C{[retention]} and C{[index:NAME]}
 #: both take.
 RETENTION_RULE_KEYS: Keys = {
-    "recycle_bin": ("7d", parse_recycle_bin),
+    "recycle_bin": ("7d", parse_optional_duration),
+    "keep_releases": ("0", whole_number(0, 1_000_000)),
+    "remove_prereleases_after": ("0", parse_optional_duration),
+    "keep_downloaded": ("0", parse_optional_duration),
+    "protect": ("", parse_protect),
 }
 
 
@@ -50,12 +78,61 @@ class RetentionKeys:
 
     #: seconds a removed file stays in the recycle bin; 0: no bin
     recycle_bin: float = attrs.field(default=DEFAULT_RECYCLE_BIN, kw_only=True)
+    #: each project's newest releases kept; 0: off
+    keep_releases: int = attrs.field(default=0, kw_only=True)
+    #: the age (s) past which a pre-release is removed; 0: off
+    remove_prereleases_after: float = attrs.field(default=0.0, kw_only=True)
+    #: a release downloaded within this time (s) is kept; 0: off
+    keep_downloaded: float = attrs.field(default=0.0, kw_only=True)
+    #: projects (normalized names or globs) never touched
+    protect: tuple[str, ...] = attrs.field(default=(), kw_only=True)
+
+    @property
+    def retention_rules(self) -> RetentionRules:
+        """What a cleanup of the index removes (L{pypid.core.retention})."""
+        return RetentionRules(self.keep_releases, self.remove_prereleases_after,
+                              self.keep_downloaded, self.protect)
 
 
-@attrs.frozen
+@attrs.frozen(slots=False)
 class RetentionConfig(RetentionKeys):
-    """The C{[retention]} section: the default index's keys, and the named ones' defaults."""
+    """
+    The C{[retention]} section: the default index's keys, the named ones'
+    defaults, and the schedule.
+    """
+
+    #: how often the rules are applied by the server itself (s); 0: never
+    #: (C{pypid-admin retention apply} only)
+    schedule: float = attrs.field(default=0.0, kw_only=True)
 
 
 #: key -> (default, parser) of C{[retention]}.
-RETENTION_KEYS: Keys = dict(RETENTION_RULE_KEYS)
+RETENTION_KEYS: Keys = {**RETENTION_RULE_KEYS, "schedule": ("0", parse_optional_duration)}
+
+
+def check_retention(default: RetentionConfig, indexes: Iterable[tuple[str, RetentionKeys]],
+                    given: Iterable[tuple[str, str]], fail: Fail) -> None:
+    """
+    Refuse rules that cannot hold together (see the module docstring),
+    naming the section that sets them (C{[retention]} for the default
+    index, and for a named one that takes its value from there).
+
+    @param indexes: the named hosted indexes' sections, by name.
+    """
+    set_here = set(given)
+    removing = default.retention_rules.removes
+    for section, keys in [("retention", default), *((f"index:{name}", keys)
+                                                    for name, keys in indexes)]:
+        blame = section if (section, "keep_downloaded") in set_here else "retention"
+        rules = keys.retention_rules
+        removing = removing or rules.removes
+        if rules.keep_downloaded and not rules.removes:
+            fail(blame, "keep_downloaded", "it keeps releases that no rule removes: set "
+                 "keep_releases or remove_prereleases_after too, or remove it")
+        if rules.keep_downloaded > WINDOW_DAYS * 86400:
+            fail(blame, "keep_downloaded", f"at most {WINDOW_DAYS}d: the download counts "
+                 f"are kept for {WINDOW_DAYS} days, not "
+                 f"{format_duration(rules.keep_downloaded)}")
+    if default.schedule and not removing:
+        fail("retention", "schedule", "no index has a rule that removes anything: set "
+             "keep_releases or remove_prereleases_after, or remove the schedule")

@@ -46,7 +46,7 @@ from pypid.core.names import normalize
 #: C{login-failed}, C{login-throttled}.
 EVENTS = ("upload", "yank", "unyank", "delete", "token-issued", "token-revoked", "refresh",
           "precache", "import", "promote", "login-failed", "login-throttled", "status",
-          "advisory-denied", "restore", "purge")
+          "advisory-denied", "restore", "purge", "retention")
 LOGIN_EVENTS = ("login-failed", "login-throttled")
 
 #: Outcomes: done; refused (a 4xx: not allowed, not found, a conflict);

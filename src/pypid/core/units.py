@@ -62,3 +62,16 @@ def is_zero_duration(value: str) -> bool:
     """Tell whether C{value} is a duration of nothing, such as C{0}, C{0s} or C{0.0d}."""
     match = _DURATION.match(value)
     return match is not None and float(match.group(1)) == 0
+
+
+def format_duration(seconds: float) -> str:
+    """
+    A duration as people say it, in its largest whole-ish unit: C{7 days},
+    C{12 hours}, C{1.5 hours}, C{30 minutes}, C{2 seconds}.
+    """
+    unit, count = "second", round(seconds, 2)
+    for name, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            unit, count = name, round(seconds / size, 2)
+            break
+    return f"{count:g} {unit}{'' if count == 1 else 's'}"

@@ -164,6 +164,11 @@ class UsageCounter:
             kept[0] += 1
             kept[1] = when
 
+    def last_of(self, filename: str) -> float | None:
+        """When C{filename} was last counted among the counts not taken yet, or L{None}."""
+        times = [files[filename][1] for files in self._pending.values() if filename in files]
+        return max(times) if times else None
+
     def __bool__(self) -> bool:
         return bool(self._pending)
 

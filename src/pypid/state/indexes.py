@@ -78,11 +78,13 @@ from pypid.core.metrics import Family
 from pypid.core.notice import Notice
 from pypid.core.parts import IMetricsSource
 from pypid.core.render import file_url_for, provenance_url_for
+from pypid.core.retention import RetentionRules
 from pypid.core.views import ChainSource, ComposedFile, Filters, IndexView, resolve_order
 from pypid.state.advisory_decisions import DecisionLog
 from pypid.state.backfill import Backfill
 from pypid.state.loader import FollowUp, IndexLoader, IndexPart, roll_back_promotions
 from pypid.state.recycle_bin import RecycleBin
+from pypid.state.retention import IndexCleanup
 from pypid.state.sync import SyncService
 from pypid.state.usage_log import UsageLog
 from pypid.state.writer import SnapshotTimer, SnapshotWriter
@@ -165,6 +167,8 @@ class _IndexSettings(Protocol):
     def advisory_rules(self) -> AdvisoryRules: ...
     @property
     def recycle_bin(self) -> float: ...
+    @property
+    def retention_rules(self) -> RetentionRules: ...
 
 
 class _RetentionSettings(Protocol):
@@ -172,6 +176,8 @@ class _RetentionSettings(Protocol):
 
     @property
     def recycle_bin(self) -> float: ...
+    @property
+    def retention_rules(self) -> RetentionRules: ...
 
 
 class _UpstreamSettings(Protocol):
@@ -228,6 +234,8 @@ class HostedStack:
     usage: UsageLog | None = None
     #: where its removed files wait before they are purged (issue 29)
     bin: RecycleBin | None = None
+    #: its retention rules, over its bin and counts (issue 29)
+    cleanup: IndexCleanup | None = None
 
     @property
     def loader(self) -> IndexLoader:
@@ -291,6 +299,9 @@ class HostedStack:
                    if IAdoptingStorage.providedBy(stored) else None)
         loader = IndexLoader(index, stored, path, run, reactor, writer, proxy, backfill,
                              recover=recover)
+        usage = (UsageLog(cast(IUsageStorage, stored), reactor)
+                 if IUsageStorage.providedBy(stored) else None)
+        bin = RecycleBin(index, stored, locks, reactor, _retention(config, name).recycle_bin)
         return cls(
             name=name, index=index, storage=storage,
             part=IndexPart(index, loader, name if labelled else None),
@@ -298,9 +309,9 @@ class HostedStack:
             locks=locks, follow_up=FollowUp(loader), backfill=backfill,
             sync=SyncService(index, shared, reactor) if shared is not None else None,
             upstream=proxy,
-            usage=(UsageLog(cast(IUsageStorage, stored), reactor)
-                   if IUsageStorage.providedBy(stored) else None),
-            bin=RecycleBin(index, stored, locks, reactor, _recycle_bin(config, name)))
+            usage=usage,
+            bin=bin,
+            cleanup=IndexCleanup(name, bin, usage, _retention(config, name).retention_rules))
 
     def parts(self) -> Iterator[tuple[str, IService]]:
         """
@@ -483,6 +494,11 @@ class IndexRegistry:
         if stack is not None:
             drop_advised_pages(stack.index, stack.upstream, projects)
 
+    def cleanups(self) -> dict[str, IndexCleanup]:
+        """The hosted indexes' retention rules by name (issue 29)."""
+        return {name: stack.cleanup for name, stack in self.stacks.items()
+                if stack.cleanup is not None}
+
     def bins(self) -> dict[str, RecycleBin]:
         """The hosted indexes' recycle bins by name (issue 29)."""
         return {name: stack.bin for name, stack in self.stacks.items() if stack.bin is not None}
@@ -541,10 +557,13 @@ def drop_advised_pages(index: Index, upstream: UpstreamProxy | None,
         upstream.pages.advisories_changed(projects)
 
 
-def _recycle_bin(config: StackSettings, name: str) -> float:
-    """How long the hosted index C{name} keeps a removed file (C{[retention]}, or its section)."""
+def _retention(config: StackSettings, name: str) -> _RetentionSettings:
+    """
+    The retention keys of the hosted index C{name}: C{[retention]}'s for
+    the default, its section's (filled from C{[retention]}) for another.
+    """
     settings = config.indexes.get(name) if name != DEFAULT else None
-    return (settings if settings is not None else config.retention).recycle_bin
+    return settings if settings is not None else config.retention
 
 
 def advisory_rules(config: StackSettings) -> dict[str, AdvisoryRules]:

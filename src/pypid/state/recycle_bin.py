@@ -37,8 +37,9 @@ from pypid.core.audit_chain import Entry, format_time
 from pypid.core.index import Index
 from pypid.core.model import FileRecord
 from pypid.core.names import distribution_key
+from pypid.core.units import format_duration
 from pypid.storage.audit_log import IAuditLog
-from pypid.storage.interface import IStorage
+from pypid.storage.interface import FilenameDeleted, IStorage
 from pypid.storage.locks import KeyedLock
 
 log = Logger()
@@ -160,7 +161,12 @@ class RecycleBin:
     async def _purge(self, record: FileRecord) -> bool:
         if self.index.binned_file(record.filename) != record:
             return False
-        await self.storage.delete(record)
+        try:
+            await self.storage.delete(record)
+        except FilenameDeleted:
+            # (another server on the bucket purged it first: its purge)
+            self.index.remove(record.filename)
+            return False
         self.index.remove(record.filename)
         return True
 
@@ -241,10 +247,9 @@ class BinUpkeep(Service):
                  of="" if name == "default" else f" of {name}")
         if self.audit is None:
             return
-        days = keep_for / 86400
         self.audit.append(Entry(
             time=format_time(self.clock.seconds()), event="purge",
             index=None if name == "default" else name, project=record.project,
             version=record.version, filename=record.filename, sha256=record.sha256,
-            detail=f"kept {days:g} days in the recycle bin"))
+            detail=f"kept {format_duration(keep_for)} in the recycle bin"))
 

@@ -67,6 +67,8 @@ class UsageLog(Service):
         self.book = UsageBook()
         self._loop: LoopingCall | None = None
         self._writing: Deferred[Any] | None = None
+        #: whether the records were read (the book holds what they say)
+        self.loaded = False
 
     @property
     def today(self) -> int:
@@ -76,6 +78,14 @@ class UsageLog(Service):
     def count(self, filename: str) -> None:
         """One download of C{filename}, now (written at the next interval)."""
         self._counter.count(filename, self._clock.seconds())
+
+    def last_downloaded(self, filename: str) -> float | None:
+        """When C{filename} was last downloaded (counts not written yet too), or L{None}."""
+        kept = self.book.last_downloaded(filename)
+        pending = self._counter.last_of(filename)
+        if pending is None:
+            return kept
+        return pending if kept is None else max(kept, pending)
 
     # -- the part ---------------------------------------------------------------
 
@@ -103,6 +113,7 @@ class UsageLog(Service):
         records = await self._records()
         today = self.today
         self.book.load(records, today)
+        self.loaded = True
         await self._fold(records, today)
 
     async def _records(self) -> dict[str, UsageRecord]:

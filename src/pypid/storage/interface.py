@@ -282,7 +282,9 @@ class IStorage(Interface):
         Remove a stored file, its metadata, details and provenance, and keep a
         tombstone so the filename is never reused.
 
-        @rtype: L{Deferred} firing with L{None}
+        @rtype: L{Deferred} firing with L{None}, or failing with
+            L{FilenameDeleted} when a shared storage finds another server
+            deleted it first
         """
 
     def add_tombstone(filename: str) -> Deferred[None]:

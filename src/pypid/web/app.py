@@ -104,6 +104,7 @@ from pypid.web.promote import Promote
 from pypid.web.publish import AttestationCheck, NoAttestations, Publish
 from pypid.web.recycle_admin import RecycleAdmin
 from pypid.web.respond import Rendered, send_error, wrong_method_error
+from pypid.web.retention_admin import RetentionAdmin
 from pypid.web.simple import FilesResource, RootResource, SimpleResource
 from pypid.web.site import PypidSite
 from pypid.web.token_admin import TokenAdmin
@@ -133,6 +134,7 @@ class PypidApp:
     @ivar advisories: the L{pypid.web.advisory_admin.AdvisoryAdmin}, with the registry.
     @ivar usage: the L{pypid.web.usage_admin.UsageAdmin}, with the registry.
     @ivar recycle: the L{pypid.web.recycle_admin.RecycleAdmin}, with the registry.
+    @ivar retention: the L{pypid.web.retention_admin.RetentionAdmin}, with the registry.
     """
 
     people: PeoplePages
@@ -148,6 +150,7 @@ class PypidApp:
     advisories: AdvisoryAdmin | None = None
     usage: UsageAdmin | None = None
     recycle: RecycleAdmin | None = None
+    retention: RetentionAdmin | None = None
 
     def resource(self) -> IResource:
         """The Twisted resource that dispatches to the areas."""
@@ -389,6 +392,7 @@ def build_web(index: Index, storage: IStorage, access: Access, run: Run, clock: 
         advisories=AdvisoryAdmin(access, registry) if registry is not None else None,
         usage=UsageAdmin(access, registry) if registry is not None else None,
         recycle=RecycleAdmin(access, registry) if registry is not None else None,
+        retention=RetentionAdmin(access, registry, audit) if registry is not None else None,
     )
 
     def serve_index(parts: IndexParts) -> ServedIndex:

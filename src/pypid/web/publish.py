@@ -54,6 +54,7 @@ from pypid.core.names import (
     parse_filename,
 )
 from pypid.core.project_status import ACTIVE, InvalidStatus, ProjectStatus, parse_status
+from pypid.core.units import format_duration
 from pypid.core.upload import UploadRequest, check_form, validate_upload
 from pypid.state.recycle_bin import NotInBin, RecycleBin, RestoreConflict
 from pypid.storage.interface import FileExists, FilenameDeleted, IStorage, Run, StorageError
@@ -584,7 +585,7 @@ class Publish:
             detail = None
         else:
             await self._storage_call(bin.put, record)
-            detail = f"to the recycle bin, kept {bin.keep_for / 86400:g} days"
+            detail = f"to the recycle bin, kept {format_duration(bin.keep_for)}"
         self._audit.record(request, identity, "delete", index=self._audit_index,
                            detail=detail, **facts_of(record))
         log.info("{user} deleted {filename}{where}", user=identity.name,

@@ -603,11 +603,18 @@ class S3Storage:
         self._feed.announce(record.filename)
 
     def delete(self, record: FileRecord) -> Deferred[None]:
-        """Keep a tombstone first, then remove the file, its metadata and marker."""
+        """
+        Keep a tombstone first, then remove the file, its metadata and
+        markers; L{FilenameDeleted} when another server deleted it already.
+        """
         return ensureDeferred(self._delete(record))
 
     async def _delete(self, record: FileRecord) -> None:
         layout, client = self._layout, self._client
+        if await client.head(layout.deleted_key(record.filename)) is not None:
+            # (another server deleted it first: a purge of the recycle bin
+            # both ran, say; its tombstone stands, and the delete is its)
+            raise FilenameDeleted(record.filename)
         tombstone = dict(record.to_json(), deleted=True, deleted_at=self._clock.seconds())
         await client.put(layout.deleted_key(record.filename),
                          json.dumps(tombstone, sort_keys=True).encode("utf-8"),

@@ -1,0 +1,204 @@
+"""
+Cleanups of hosted indexes by their retention rules (issue 29): a plan
+(L{pypid.core.retention.make_plan}) over the index's live files and its
+download counts, and its application, each file into the index's recycle
+bin (L{pypid.state.recycle_bin}), one at a time under the index's lock.
+
+An application removes only what a plan listed and a plan made now still
+lists: a file uploaded after the plan (a newer release that pushes an old
+one out, a new file of a planned release) is never removed, nor is one
+downloaded since, restored, changed or removed meanwhile. Each file is put
+in the bin by one write beside it (its record, or a marker object), so an
+application interrupted at any point (a crash, C{kill -9}) leaves every
+file either live or in the bin, never half-removed; applying again goes
+on. Two servers on a bucket applying at once bin a file once: the second
+finds it binned (the index learnt it from the change feed), or, in the
+moment between, writes the same state again.
+
+L{RetentionSchedule} applies every index's rules by itself, every
+C{[retention] schedule} (off by default: C{pypid-admin retention apply}).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping
+
+import attrs
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, ensureDeferred, succeed
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from pypid.core.audit_chain import Entry, format_time
+from pypid.core.model import FileRecord
+from pypid.core.retention import Plan, RetentionRules, make_plan
+from pypid.state.recycle_bin import RecycleBin, lock_key
+from pypid.state.usage_log import UsageLog
+from pypid.storage.audit_log import IAuditLog
+from pypid.storage.interface import FilenameDeleted
+
+log = Logger()
+
+#: C{removed(record, reason)}: told of each file an application removed.
+Removed = Callable[[FileRecord, str], None]
+
+
+class CountsNotRead(Exception):
+    """A rule keeps what was downloaded, and the download counts are still being read."""
+
+
+@attrs.frozen
+class Applied:
+    """
+    What an application did: the files removed (with why), and those of
+    the request it left (with why).
+    """
+
+    removed: tuple[tuple[FileRecord, str], ...]
+    skipped: tuple[tuple[str, str], ...]
+
+    @property
+    def size(self) -> int:
+        return sum(record.size for record, _ in self.removed)
+
+
+@attrs.define(eq=False)
+class IndexCleanup:
+    """One hosted index's rules, over its bin and its download counts."""
+
+    name: str
+    bin: RecycleBin
+    usage: UsageLog | None
+    rules: RetentionRules
+
+    def plan(self, now: float | None = None) -> Plan:
+        """
+        What the rules remove now.
+
+        @raise CountsNotRead: C{keep_downloaded} is set and the counts are
+            not read yet (a plan would remove what they keep).
+        """
+        now = self.bin.clock.seconds() if now is None else now
+        usage = self.usage
+        if self.rules.keep_downloaded and usage is not None and not usage.loaded:
+            raise CountsNotRead(self.name)
+        last = usage.last_downloaded if usage is not None else _never
+        index = self.bin.index
+        return make_plan(self.name, ((p.name, p.files.values()) for p in index.projects()),
+                         self.rules, now, last)
+
+    async def apply(self, requested: Collection[str] | None, removed: Removed) -> Applied:
+        """
+        Remove what a plan made now lists, of C{requested} (the filenames
+        of the plan the caller showed; L{None}: all of it).
+        """
+        plan = self.plan()
+        wanted = set(requested) if requested is not None else None
+        done: list[tuple[FileRecord, str]] = []
+        skipped: list[tuple[str, str]] = []
+        listed = set()
+        for removal in plan.removals:
+            for record in removal.files:
+                listed.add(record.filename)
+                if wanted is not None and record.filename not in wanted:
+                    continue
+                why = await self.bin.locks.run(lock_key(record), self._remove, record)
+                if why is None:
+                    done.append((record, removal.reason))
+                    removed(record, removal.reason)
+                else:
+                    skipped.append((record.filename, why))
+        if wanted is not None:
+            skipped += [(filename, "no rule removes it now")
+                        for filename in sorted(wanted - listed)]
+        return Applied(tuple(done), tuple(skipped))
+
+    async def _remove(self, record: FileRecord) -> str | None:
+        """Put C{record}'s file in the bin, if it is still as planned; why not, else."""
+        if self.bin.index.get_file(record.filename) != record:
+            return "changed or removed since the plan"
+        try:
+            await self.bin.put(record)
+        except FilenameDeleted:
+            self.bin.index.remove(record.filename)
+            return "deleted by another server"
+        return None
+
+
+def _never(filename: str) -> float | None:
+    return None
+
+
+@attrs.define(eq=False)
+class RetentionSchedule(Service):
+    """
+    Applies every index's rules every C{interval} seconds (the first time
+    an interval after the start), writing a C{retention} audit entry for
+    each file removed.
+    """
+
+    cleanups: Mapping[str, IndexCleanup]
+    audit: IAuditLog | None
+    clock: IReactorTime
+    interval: float
+    _loop: LoopingCall | None = None
+    _running: Deferred[None] | None = None
+
+    def __attrs_post_init__(self) -> None:
+        Service.__init__(self)
+
+    def startService(self) -> None:
+        Service.startService(self)
+        loop = self._loop = LoopingCall(self.run)
+        loop.clock = self.clock
+        loop.start(self.interval, now=False).addErrback(
+            lambda f: log.failure("The retention schedule stopped", f))
+
+    def stopService(self) -> Deferred[None]:
+        Service.stopService(self)
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+        return self._running or succeed(None)
+
+    def run(self) -> Deferred[None]:
+        """Apply every index's rules now (one run at a time)."""
+        if self._running is not None:
+            return self._running
+        d = self._running = ensureDeferred(self._run())
+
+        def done(result: object) -> object:
+            self._running = None
+            return result
+        return d.addBoth(done)
+
+    async def _run(self) -> None:
+        for name, cleanup in self.cleanups.items():
+            if not cleanup.rules.removes:
+                continue
+            try:
+                applied = await cleanup.apply(None, self._recorder(name))
+            except CountsNotRead:
+                log.info("Retention of {index} waits for the download counts", index=name)
+                continue
+            except Exception as e:
+                log.warn("Retention of {index} stopped: {error}", index=name, error=str(e))
+                continue
+            if applied.removed:
+                log.info("Retention removed {count} files ({size} bytes) from {index}",
+                         count=len(applied.removed), size=applied.size, index=name)
+
+    def _recorder(self, name: str) -> Removed:
+        def removed(record: FileRecord, reason: str) -> None:
+            if self.audit is not None:
+                self.audit.append(retention_entry(self.clock.seconds(), name, record, reason))
+        return removed
+
+
+def retention_entry(now: float, index: str, record: FileRecord, reason: str,
+                    user: str | None = None, address: str | None = None) -> Entry:
+    """The audit entry of a file a cleanup of C{index} removed."""
+    return Entry(time=format_time(now), event="retention", user=user, address=address,
+                 index=None if index == "default" else index, project=record.project,
+                 version=record.version, filename=record.filename, sha256=record.sha256,
+                 detail=reason)
