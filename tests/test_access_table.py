@@ -39,8 +39,8 @@ from pypid.auth.tokens import TokenBook
 from pypid.auth.verifier import PasswordVerifier
 from pypid.config.metrics_settings import DEFAULT_ALLOW, MetricsConfig, parse_networks
 from pypid.core.index import Index
-from pypid.core.retention import RetentionRules
 from pypid.core.render import file_url_for
+from pypid.core.retention import RetentionRules
 from pypid.state.indexes import IndexRegistry
 from pypid.state.recycle_bin import RecycleBin
 from pypid.state.retention import IndexCleanup
