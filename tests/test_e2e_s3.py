@@ -299,8 +299,8 @@ class ConvergenceTests(DaemonTestCase):
         api(two, "POST", f"api/files/{LIB[0]}/restore")
 
         def restored():
-            """the first server serves the file again"""
-            return http("GET", one.url + f"files/s3-lib/{LIB[0]}").status == 200
+            """the first server serves the file again (a redirect to the bucket)"""
+            return http("GET", one.url + f"files/s3-lib/{LIB[0]}").status == 302
         wait_for(restored)
         self.assertEqual(files_by_name(one, "s3-lib")[LIB[0]]["yanked"], "bad build")
         api(two, "DELETE", f"api/files/{LIB[0]}")
