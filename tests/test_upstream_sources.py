@@ -342,7 +342,8 @@ class TwoUpstreamsTests(SynchronousTestCase):
         self.assertEqual([f.name for f in families], [
             "pypid_upstream_pages", "pypid_upstream_files", "pypid_upstream_cached_pages",
             "pypid_upstream_cached_files", "pypid_upstream_fetches",
-            "pypid_upstream_fetch_errors", "pypid_upstream_fetch_duration_seconds"])
+            "pypid_upstream_fetch_errors", "pypid_upstream_fetch_duration_seconds",
+            "pypid_upstream_cached_bytes", "pypid_upstream_evicted_files_total"])
         self.assertEqual(families[0].labels, ("upstream", "result"))
         self.assertTrue(all(values[0] == "a" for f in families for values, _ in f.samples))
 
@@ -351,7 +352,7 @@ class DefaultSourceTests(SynchronousTestCase):
     """The default source: families as they always were; credentials never on pages."""
 
     def test_default_families_unlabelled(self):
-        """Unlabelled, the families are exactly those the proxy gave before the split."""
+        """Unlabelled, the families are those the proxy gave before the split, then issue 29's."""
         clock = Clock()
         source = make_source(None, clock, INDEX_A, None)
         families = list(source.metric_families())
@@ -359,7 +360,9 @@ class DefaultSourceTests(SynchronousTestCase):
             ("pypid_upstream_pages", ("result",)), ("pypid_upstream_files", ("result",)),
             ("pypid_upstream_cached_pages", ()), ("pypid_upstream_cached_files", ()),
             ("pypid_upstream_fetches", ("kind",)), ("pypid_upstream_fetch_errors", ("kind",)),
-            ("pypid_upstream_fetch_duration_seconds", ("kind",))])
+            ("pypid_upstream_fetch_duration_seconds", ("kind",)),
+            # (issue 29: added after them)
+            ("pypid_upstream_cached_bytes", ()), ("pypid_upstream_evicted_files_total", ())])
 
     def test_secret_not_on_pages(self):
         """The pages for clients and people and the families hold no trace of the secret."""

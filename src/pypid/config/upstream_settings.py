@@ -83,6 +83,11 @@ class UpstreamConfig:
     fetch_deadline: float = 600.0
     #: What pypid identifies itself with to the upstream, or L{None}.
     credentials: UpstreamCredentials | None = None
+    #: The most bytes of files the cache keeps (issue 29): the least
+    #: recently downloaded are evicted past it; 0: no cap.
+    max_cache_size: int = 0
+    #: Whether the files pre-caching asked for are never evicted.
+    keep_precached: bool = True
 
 
 @attrs.frozen
@@ -235,6 +240,13 @@ def _variable(value: str) -> str | None:
     return value
 
 
+def _cache_cap(value: str) -> int:
+    """The cache's cap in bytes (a size); C{0} or empty: none."""
+    if value.strip() in ("", "0"):
+        return 0
+    return parse_size(value)
+
+
 #: key -> (default, parser)
 UPSTREAM_KEYS: Keys = {
     "mode": ("none", choice("none", "redirect", "cache")),
@@ -255,6 +267,8 @@ UPSTREAM_KEYS: Keys = {
     "download_space": ("2G", parse_size),
     "max_misses_per_address": ("600", whole_number(1, 1_000_000)),
     "fetch_deadline": ("10m", parse_duration),
+    "max_cache_size": ("0", _cache_cap),
+    "keep_precached": ("yes", parse_boolean),
     "username": ("", _username),
     "password_file": ("", parse_optional_path),
     "password_env": ("", _variable),
@@ -297,6 +311,11 @@ def check_upstream(values: Values, fail: Fail, section: str = "upstream") -> Non
     if upstream("max_file_size") > upstream("download_space"):
         fail(section, "download_space", f"smaller than [{section}] max_file_size: a file "
              "of that size could never be fetched; raise it or lower max_file_size",
+             [(section, "max_file_size")])
+    cap = upstream("max_cache_size")
+    if cap and cap < upstream("max_file_size"):
+        fail(section, "max_cache_size", f"smaller than [{section}] max_file_size: one file "
+             "could take more than the whole cache; raise it, or lower max_file_size",
              [(section, "max_file_size")])
     if upstream("fetch_deadline") < upstream("timeout"):
         fail(section, "fetch_deadline", f"shorter than [{section}] timeout: every fetch "

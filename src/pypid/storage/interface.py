@@ -520,6 +520,25 @@ class IUsageStorage(Interface):
         """
 
 
+class IEvictingStorage(Interface):
+    """
+    A storage whose files may go without a tombstone: the upstream cache's
+    (issue 29, C{[upstream] max_cache_size}), whose evicted files are
+    fetched again when asked for, under the same name and bytes.
+    """
+
+    def evict(record: FileRecord) -> Deferred[None]:
+        """
+        Remove a kept file, with its metadata, details and provenance, and
+        keep no tombstone: the name may be kept again. A file of that name
+        with other bytes stays. (The removal of
+        L{IAdoptingStorage.discard_adopted}, for another reason.)
+
+        @rtype: L{Deferred} firing with L{None}, or failing with
+            L{StorageError}
+        """
+
+
 class IAdoptingStorage(Interface):
     """
     A storage that can take in a file another storage of the same backend

@@ -73,6 +73,7 @@ from pypid.storage.folder_scan import FolderScan
 from pypid.storage.interface import (
     IAdoptingStorage,
     IBackfillStorage,
+    IEvictingStorage,
     IStorage,
     IUsageStorage,
     LocalFile,
@@ -96,7 +97,8 @@ _STATUS = ".status"
 MIN_FREE = 1 << 30
 
 
-@implementer(IStorage, IAdoptingStorage, IBackfillStorage, IMetricsSource, IUsageStorage)
+@implementer(IStorage, IAdoptingStorage, IBackfillStorage, IEvictingStorage, IMetricsSource,
+             IUsageStorage)
 @attrs.define
 class LocalStorage:
     """
@@ -227,6 +229,10 @@ class LocalStorage:
             return fail(StorageError(
                 "a file can be promoted only from a storage of the same kind"))
         return self._run(self._changes.adopt, source._sidecars, record, promotion)
+
+    def evict(self, record: FileRecord) -> Deferred[None]:
+        """Remove a cached file, keeping no tombstone; see L{IEvictingStorage.evict}."""
+        return self._run(self._changes.discard_adopted, record)
 
     def discard_adopted(self, record: FileRecord) -> Deferred[None]:
         """Remove an adopted file, keeping no tombstone; see L{IAdoptingStorage.discard_adopted}."""

@@ -25,7 +25,7 @@ from pypid.storage.interface import FileExists, FilenameDeleted, IStorage
 TIMED = frozenset([
     "prepare", "check", "publish", "update", "delete", "scan", "read_metadata",
     "read_details", "describe", "poll", "reconcile", "keep_snapshot", "load_snapshot",
-    "add_tombstone", "keep_provenance", "read_provenance",
+    "add_tombstone", "keep_provenance", "read_provenance", "evict",
 ])
 
 

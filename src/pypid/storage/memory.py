@@ -44,6 +44,7 @@ from pypid.storage.interface import (
     FileExists,
     FilenameDeleted,
     IAdoptingStorage,
+    IEvictingStorage,
     IStorage,
     IUsageStorage,
     MemoryFile,
@@ -72,7 +73,7 @@ def _hidden(key: str) -> bool:
     return any(part.startswith(".") for part in key.split("/"))
 
 
-@implementer(IStorage, IAdoptingStorage, IUsageStorage)
+@implementer(IStorage, IAdoptingStorage, IEvictingStorage, IUsageStorage)
 @attrs.define(eq=False)
 class MemoryStorage:
     """
@@ -177,6 +178,10 @@ class MemoryStorage:
         L{IAdoptingStorage.adopt}.
         """
         return maybeDeferred(self._adopt_sync, source, record, promotion)
+
+    def evict(self, record: FileRecord) -> Deferred[None]:
+        """Forget a cached file, keeping no tombstone; see L{IEvictingStorage.evict}."""
+        return maybeDeferred(self._discard_adopted_sync, record)
 
     def discard_adopted(self, record: FileRecord) -> Deferred[None]:
         """Forget an adopted file, keeping no tombstone; see L{IAdoptingStorage.discard_adopted}."""

@@ -37,6 +37,14 @@ class DownloadLimits(Protocol):
         """Bytes reserved by the downloads under way, together."""
 
     @property
+    def max_cache_size(self) -> int:
+        """The most bytes of files kept (the least recently downloaded go first); 0: no cap."""
+
+    @property
+    def keep_precached(self) -> bool:
+        """Whether the files pre-caching asked for are never evicted."""
+
+    @property
     def timeout(self) -> float:
         """The longest the upstream may be silent."""
 

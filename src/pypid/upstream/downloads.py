@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, cast
 
 import attrs
 from twisted.internet.defer import Deferred, ensureDeferred, fail, succeed
@@ -44,7 +44,15 @@ from pypid.core.names import InvalidName
 from pypid.core.provenance import MAX_PROVENANCE_SIZE, ProvenanceInvalid, read_provenance
 from pypid.http import bodies
 from pypid.storage.disk import remove_file
-from pypid.storage.interface import FileExists, FilenameDeleted, IStorage, Location, Run
+from pypid.storage.interface import (
+    FileExists,
+    FilenameDeleted,
+    IEvictingStorage,
+    IStorage,
+    Location,
+    Run,
+    StorageError,
+)
 from pypid.upstream.admission import Admission
 from pypid.upstream.cache import Offline, Remembered, again, recent, remembered
 from pypid.upstream.contracts import DownloadLimits
@@ -105,6 +113,9 @@ class PageListing(Protocol):
     def file_kept(self, record: FileRecord) -> None:
         """A file was kept: its page shows it from now on."""
 
+    def file_evicted(self, record: FileRecord) -> None:
+        """A file was evicted (L{DownloadLimits.max_cache_size}): its page shows the upstream's."""
+
 
 @attrs.define
 class UpstreamFiles:
@@ -154,6 +165,10 @@ class UpstreamFiles:
         init=False, factory=lambda: {"hit": 0, "miss": 0, "unavailable": 0})
     #: the upstream fetches of files: count, failures, latency
     timings: Timings = attrs.field(init=False, factory=Timings)
+    #: files evicted to keep the cache under its cap, since the start
+    evicted: int = attrs.field(init=False, default=0)
+    # filename -> the eviction under way of a file (its fetch waits for it)
+    _evictions: dict[str, Deferred[None]] = attrs.field(init=False, factory=dict)
 
     @_admission.default
     def _make_admission(self) -> Admission:
@@ -205,6 +220,15 @@ class UpstreamFiles:
         if stored is not None:
             self.served["hit"] += 1
             return succeed(stored)
+        evicting = self._evictions.get(upstream_file.filename)
+        if evicting is not None:
+            # (fetched again once its eviction is done: never under it)
+            after: Deferred[None] = Deferred()
+
+            def resume(_: object) -> None:
+                after.callback(None)
+            evicting.addBoth(resume)
+            return after.addCallback(lambda _: self.fetch(upstream_file, tee))
         if self._config.offline:
             self.served["unavailable"] += 1
             return fail(Offline(upstream_file.filename))
@@ -345,8 +369,51 @@ class UpstreamFiles:
         """A file is kept: its page is kept past every other and shows it."""
         self._kept.put(record)
         self._view.file_kept(record)
-        if announce and self._on_change is not None:
-            self._on_change()
+        if announce:
+            self._evict_over_cap()
+            if self._on_change is not None:
+                self._on_change()
+
+    def served_kept(self, record: FileRecord) -> None:
+        """A kept file is served: the last to be evicted from now on."""
+        self._kept.touch(record.filename)
+
+    def pin(self, filename: str) -> None:
+        """Pre-caching asks for C{filename}: never evicted, if C{keep_precached}."""
+        self._kept.pin(filename)
+
+    def _evict_over_cap(self) -> None:
+        """
+        Evict the least recently downloaded files (but pinned ones, if
+        protected) until the cache is back under its cap: each is no longer
+        kept at once (no new download of it starts from the storage; a
+        fetch of it waits for the eviction), then removed from the storage
+        in the background. A removal that fails leaves the file in the
+        storage, which the next start's scan finds and keeps again.
+        """
+        cap = self._config.max_cache_size
+        if not cap:
+            return
+        for record in self._kept.over(cap, self._config.keep_precached):
+            self._kept.remove(record.filename)
+            self._view.file_evicted(record)
+            done = self._evictions[record.filename] = ensureDeferred(self._evict(record))
+            done.addBoth(self._evicted, record.filename)
+
+    def _evicted(self, result: object, filename: str) -> None:
+        """The eviction of C{filename} ended (a fetch of it may start now)."""
+        del self._evictions[filename]
+
+    async def _evict(self, record: FileRecord) -> None:
+        try:
+            await cast(IEvictingStorage, self._storage).evict(record)
+        except StorageError as e:
+            log.warn("Cannot evict {filename} from the upstream cache: {error}",
+                     filename=record.filename, error=str(e))
+            return
+        self.evicted += 1
+        log.info("Evicted {filename} from the upstream cache ({size} bytes)",
+                 filename=record.filename, size=record.size)
 
     async def rescan(self, known: dict[str, FileRecord], since: float) -> None:
         """
@@ -357,8 +424,14 @@ class UpstreamFiles:
         await self._storage.prepare()
         result = await self._storage.scan(known, since if known else 0.0, ())
         self._kept.clear()
-        for record in result.records.values():
+        # (in the order the snapshot kept, the least recently downloaded
+        # first; files it did not know, kept since, after them)
+        order = {filename: n for n, filename in enumerate(known)}
+        late = len(order)
+        for record in sorted(result.records.values(), key=lambda r: (
+                order.get(r.filename, late), r.upload_time)):
             self._keep(record, announce=False)
+        self._evict_over_cap()
         log.info("Upstream cache: {count} files kept", count=len(self._kept))
 
     async def metadata(self, upstream_file: UpstreamFile) -> bytes | None:

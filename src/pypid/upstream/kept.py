@@ -6,11 +6,18 @@ One table read by the three sides of the upstream cache: the pages
 the downloads that add to it (L{pypid.upstream.downloads}), and the
 snapshot and pre-caching (L{pypid.upstream.upkeep}). Only the downloads
 side writes it.
+
+It is also the order of the cache's eviction (issue 29, C{[upstream]
+max_cache_size}): the records are held least recently downloaded first
+(a dict's order: L{touch} moves a file to the end, 0.2 us), with the bytes
+they take, so the files to evict when the cache is over its cap are the
+first ones (L{over}), but those pinned by pre-caching when they are
+protected. The snapshot keeps that order, so a restart keeps it too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import attrs
 
@@ -22,6 +29,13 @@ class KeptFiles:
     """C{filename -> FileRecord} of the files kept in the cache's storage."""
 
     _records: dict[str, FileRecord] = attrs.field(factory=dict)
+    #: the bytes of the files kept, together
+    size: int = 0
+    #: the files pre-caching asked for (L{pin}), which may be protected
+    #: from eviction
+    _pinned: set[str] = attrs.field(factory=set)
+    #: moves at every file kept or removed (the snapshot is saved again)
+    changes: int = 0
 
     def get(self, filename: str) -> FileRecord | None:
         """The record of C{filename}, or L{None} when it is not kept."""
@@ -34,13 +48,70 @@ class KeptFiles:
         return len(self._records)
 
     def __iter__(self) -> Iterator[FileRecord]:
-        """The records, in the order they were kept."""
+        """The records, the least recently downloaded first."""
         return iter(self._records.values())
 
     def put(self, record: FileRecord) -> None:
-        """C{record}'s file is kept (in place of any record of that name)."""
-        self._records[record.filename] = record
+        """C{record}'s file is kept (in place of any record of that name), as the newest."""
+        records = self._records
+        previous = records.pop(record.filename, None)
+        if previous is not None:
+            self.size -= previous.size
+        records[record.filename] = record
+        self.size += record.size
+        self.changes += 1
+
+    def touch(self, filename: str) -> None:
+        """C{filename} was downloaded: the last to be evicted from now on."""
+        records = self._records
+        record = records.pop(filename, None)
+        if record is not None:
+            records[filename] = record
+
+    def remove(self, filename: str) -> FileRecord | None:
+        """Forget C{filename} (evicted); its record, or L{None}."""
+        record = self._records.pop(filename, None)
+        if record is not None:
+            self.size -= record.size
+            self.changes += 1
+        return record
+
+    def pin(self, filename: str) -> None:
+        """Pre-caching asked for C{filename}."""
+        self._pinned.add(filename)
+
+    def pinned(self) -> list[str]:
+        """The pinned files kept, for the snapshot."""
+        return sorted(name for name in self._pinned if name in self._records)
+
+    def take_pins(self, filenames: Iterable[str]) -> None:
+        """The pins a snapshot kept."""
+        self._pinned = set(filenames)
+
+    def over(self, cap: int, protect_pinned: bool,
+             busy: Iterable[str] = ()) -> list[FileRecord]:
+        """
+        The files to evict, least recently downloaded first, so that what
+        stays takes at most C{cap} bytes (fewer when only pinned or C{busy}
+        files are left: those are never chosen).
+        """
+        excess = self.size - cap
+        if excess <= 0:
+            return []
+        skip = set(busy)
+        if protect_pinned:
+            skip |= self._pinned
+        chosen = []
+        for filename, record in self._records.items():
+            if filename in skip:
+                continue
+            chosen.append(record)
+            excess -= record.size
+            if excess <= 0:
+                break
+        return chosen
 
     def clear(self) -> None:
         """Forget every record (before learning again what the storage holds)."""
         self._records = {}
+        self.size = 0

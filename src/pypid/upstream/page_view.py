@@ -243,6 +243,15 @@ class PageView:
                 # shows what is kept from now on, L{_as_kept})
                 self._rendered.pop(record.project)
 
+    def file_evicted(self, record: FileRecord) -> None:
+        """
+        A file was evicted from the cache: a page showing what was kept
+        (L{_as_kept}) is made again from the upstream's listing.
+        """
+        memo = self._rendered.peek(record.project)
+        if memo is not None and record.filename in memo.files:
+            self._rendered.pop(record.project)
+
     def shown(self, project: str, entry: CachedPage) -> dict[str, UpstreamFile]:
         """
         The files of C{entry} clients see, by filename in page order (the

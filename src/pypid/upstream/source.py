@@ -24,7 +24,7 @@ from typing import Any, cast
 import attrs
 from twisted.internet.interfaces import IReactorTime
 
-from pypid.core.metrics import Family, by_label, gauge, timing_families
+from pypid.core.metrics import Family, by_label, counter, gauge, timing_families
 from pypid.core.model import FileRecord
 from pypid.core.project_status import ProjectStatus
 from pypid.core.render import Page
@@ -77,6 +77,11 @@ class _Views:
         for view in self._views:
             view.file_kept(record)
 
+    def file_evicted(self, record: FileRecord) -> None:
+        """A file was evicted: every index's page shows the upstream's listing of it again."""
+        for view in self._views:
+            view.file_evicted(record)
+
 
 @attrs.define
 class UpstreamSource:
@@ -112,7 +117,7 @@ class UpstreamSource:
     _clock: IReactorTime
     _on_close: Callable[[], object] | None = None
     # how many files were kept at the last snapshot
-    _saved_count: int = attrs.field(init=False, default=0)
+    _saved_changes: int = attrs.field(init=False, default=0)
 
     @classmethod
     def create(cls, config: ProxySettings, policy: UpstreamPolicy, pages: PageCache,
@@ -208,19 +213,28 @@ class UpstreamSource:
                 known[record.filename] = record
                 # (before the pages: those of kept files are kept last)
                 self._pages.pin(record.project)
+            pinned = state.get("pinned")
+            if isinstance(pinned, list):
+                self._kept.take_pins(name for name in pinned if isinstance(name, str))
             self._pages.load_json(state.get("pages"))
         await self._files.rescan(known, since)
 
     def state(self) -> dict[str, Any]:
         """The cached pages and files, JSON-ready, for the snapshot."""
         self._pages.saved()
-        self._saved_count = len(self._kept)
-        return {"pages": self._pages.to_json(),
-                "files": [record.to_json() for record in self._kept]}
+        self._saved_changes = self._kept.changes
+        # (the files the least recently downloaded first: the order of
+        # eviction, which a start takes back)
+        state: dict[str, Any] = {"pages": self._pages.to_json(),
+                                 "files": [record.to_json() for record in self._kept]}
+        pinned = self._kept.pinned()
+        if pinned:
+            state["pinned"] = pinned
+        return state
 
     def state_changed(self) -> bool:
-        """Whether pages or files were fetched since the last L{state}."""
-        return self._pages.changed or len(self._kept) != self._saved_count
+        """Whether pages or files were fetched (or files evicted) since the last L{state}."""
+        return self._pages.changed or self._kept.changes != self._saved_changes
 
     def state_unsaved(self) -> None:
         """The last L{state} could not be saved: it counts as changed until one is."""
@@ -244,7 +258,12 @@ class UpstreamSource:
             *timing_families(("pypid_upstream_fetches", "pypid_upstream_fetch_errors",
                               "pypid_upstream_fetch_duration_seconds"),
                              "Fetches from the upstream", ("kind",),
-                             [((), pages.timings), ((), files.timings)])]
+                             [((), pages.timings), ((), files.timings)]),
+            # (issue 29: the cache's size against its cap)
+            gauge("pypid_upstream_cached_bytes", "Bytes of the upstream files kept.",
+                  self._kept.size),
+            counter("pypid_upstream_evicted_files_total", "Upstream files evicted to keep "
+                    "the cache under [upstream] max_cache_size.", files.evicted)]
         for family in families:
             yield labelled(family, self.name) if self.labelled else family
 

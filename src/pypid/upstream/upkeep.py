@@ -84,6 +84,7 @@ class CacheUpkeep:
                 continue
             for f in chosen:
                 known = f.filename in self._kept
+                self._files.pin(f.filename)
                 try:
                     await self._files.fetch(f)
                 except (UpstreamError, UpstreamNotFound, StorageError, Offline,

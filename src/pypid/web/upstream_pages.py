@@ -259,6 +259,7 @@ async def _file_answer(request: Request, side: _FileSide, project: str,
                 return NOT_DONE_YET
     except UpstreamError as e:
         raise BadGateway(f"the upstream index failed: {e}")
+    files.served_kept(stored)
     return send_stored(request, stored, files.locate(stored),
                        b'"%s"' % stored.sha256.encode("ascii"))
 

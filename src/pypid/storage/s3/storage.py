@@ -60,6 +60,7 @@ from pypid.storage.interface import (
     FileExists,
     FilenameDeleted,
     IAdoptingStorage,
+    IEvictingStorage,
     ISharedStorage,
     IStorage,
     IUsageStorage,
@@ -154,7 +155,8 @@ def _catches_up(since: float, now: float) -> bool:
     return 0 <= now - since < MARKER_RETENTION / 2
 
 
-@implementer(IStorage, IAdoptingStorage, ISharedStorage, IMetricsSource, IUsageStorage)
+@implementer(IStorage, IAdoptingStorage, IEvictingStorage, ISharedStorage, IMetricsSource,
+             IUsageStorage)
 class S3Storage:
     """
     Files in a bucket, under a prefix.
@@ -422,6 +424,13 @@ class S3Storage:
                 log.warn("The provenance of {filename} is missing from its index: not promoted",
                          filename=record.filename)
         return [copy()]
+
+    def evict(self, record: FileRecord) -> Deferred[None]:
+        """
+        Remove a cached file's objects, keeping no tombstone; see
+        L{IEvictingStorage.evict}.
+        """
+        return ensureDeferred(self._discard_adopted(record))
 
     def discard_adopted(self, record: FileRecord) -> Deferred[None]:
         """
