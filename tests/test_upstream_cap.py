@@ -21,6 +21,7 @@ from pypid.storage.memory import MemoryStorage
 from pypid.upstream.cache import PageCache
 from pypid.upstream.confusion import UpstreamPolicy
 from pypid.upstream.fetch import UpstreamClient
+from pypid.upstream.downloads import EVICTION_DELAY
 from pypid.upstream.kept import KeptFiles
 from pypid.upstream.proxy import UpstreamProxy
 from pypid.upstream.source import UpstreamSource
@@ -100,6 +101,10 @@ class EvictionTests(SynchronousTestCase):
     def kept(self):
         return [r.filename for r in self.source.kept]
 
+    def settle(self):
+        """Let the batch of evicted files be removed from the storage."""
+        self.clock.advance(EVICTION_DELAY)
+
     def stored(self):
         return sorted(self.storage.objects)
 
@@ -111,6 +116,9 @@ class EvictionTests(SynchronousTestCase):
         self.source.files.served_kept(self.source.files.kept(names[0]))
         self.fetch(2)
         self.assertEqual(self.kept(), [names[0], names[2]])
+        # (removed from the storage with the next batch)
+        self.assertEqual(self.stored(), sorted(names[:3]))
+        self.settle()
         self.assertEqual(self.stored(), sorted([names[0], names[2]]))
         self.assertLessEqual(self.source.kept.size, self.source.files._config.max_cache_size)
         self.assertEqual(self.source.files.evicted, 1)
@@ -119,6 +127,7 @@ class EvictionTests(SynchronousTestCase):
         self.fetch(1)
         self.assertEqual(len(self.origins.seen), fetches + 1)
         self.assertEqual(self.kept(), [names[2], names[1]])
+        self.settle()
         self.assertEqual(self.stored(), sorted([names[1], names[2]]))
         # the snapshot's state keeps the order, and a change to save
         self.assertEqual([f["filename"] for f in self.source.state()["files"]],
@@ -154,7 +163,22 @@ class EvictionTests(SynchronousTestCase):
         again = self.make(max(len(data) for _, data in self.wheels) + 10)
         self.successResultOf(again.load(state, NOW))
         self.assertEqual([r.filename for r in again.kept], [names[0]])
+        self.settle()
         self.assertEqual(self.stored(), [names[0]])
+
+    def test_fetch_waits_for_its_eviction(self):
+        """A file asked for while its removal waits is fetched once the removal is done."""
+        names = [name for name, _ in self.wheels]
+        for n in range(3):
+            self.fetch(n)
+        self.assertNotIn(names[0], self.kept())
+        self.fetch(3)  # (names[1] joins the batch)
+        drain(self.agent, ensureDeferred(self.proxy.pages.upstream_page("widget", JSON)))
+        waiting = self.source.files.fetch(self.proxy.pages.listed("widget", names[0]))
+        self.assertNoResult(waiting)
+        self.settle()
+        self.assertEqual(self.successResultOf(drain(self.agent, waiting)).filename, names[0])
+        self.assertIn(names[0], self.stored())
 
 
 class ConfigTests(SynchronousTestCase):

@@ -527,15 +527,16 @@ class IEvictingStorage(Interface):
     fetched again when asked for, under the same name and bytes.
     """
 
-    def evict(record: FileRecord) -> Deferred[None]:
+    def evict(records: Sequence[FileRecord]) -> Deferred[None]:
         """
-        Remove a kept file, with its metadata, details and provenance, and
-        keep no tombstone: the name may be kept again. A file of that name
+        Remove kept files, each with its metadata, details and provenance,
+        and keep no tombstone: a name may be kept again. A file of that name
         with other bytes stays. (The removal of
-        L{IAdoptingStorage.discard_adopted}, for another reason.)
+        L{IAdoptingStorage.discard_adopted}, for another reason, and without
+        waiting for the disk: a removal a crash undoes leaves a file cached.)
 
         @rtype: L{Deferred} firing with L{None}, or failing with
-            L{StorageError}
+            L{StorageError} (the files before the failing one are gone)
         """
 
 

@@ -230,9 +230,12 @@ class LocalStorage:
                 "a file can be promoted only from a storage of the same kind"))
         return self._run(self._changes.adopt, source._sidecars, record, promotion)
 
-    def evict(self, record: FileRecord) -> Deferred[None]:
-        """Remove a cached file, keeping no tombstone; see L{IEvictingStorage.evict}."""
-        return self._run(self._changes.discard_adopted, record)
+    def evict(self, records: Sequence[FileRecord]) -> Deferred[None]:
+        """
+        Remove cached files, keeping no tombstone, in one call of the I/O
+        pool; see L{IEvictingStorage.evict}.
+        """
+        return self._run(self._changes.evict, list(records))
 
     def discard_adopted(self, record: FileRecord) -> Deferred[None]:
         """Remove an adopted file, keeping no tombstone; see L{IAdoptingStorage.discard_adopted}."""

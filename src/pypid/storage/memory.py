@@ -179,9 +179,12 @@ class MemoryStorage:
         """
         return maybeDeferred(self._adopt_sync, source, record, promotion)
 
-    def evict(self, record: FileRecord) -> Deferred[None]:
-        """Forget a cached file, keeping no tombstone; see L{IEvictingStorage.evict}."""
-        return maybeDeferred(self._discard_adopted_sync, record)
+    def evict(self, records: Sequence[FileRecord]) -> Deferred[None]:
+        """Forget cached files, keeping no tombstone; see L{IEvictingStorage.evict}."""
+        def evict_all() -> None:
+            for record in records:
+                self._discard_adopted_sync(record)
+        return maybeDeferred(evict_all)
 
     def discard_adopted(self, record: FileRecord) -> Deferred[None]:
         """Forget an adopted file, keeping no tombstone; see L{IAdoptingStorage.discard_adopted}."""

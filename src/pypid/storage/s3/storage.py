@@ -425,12 +425,15 @@ class S3Storage:
                          filename=record.filename)
         return [copy()]
 
-    def evict(self, record: FileRecord) -> Deferred[None]:
+    def evict(self, records: Sequence[FileRecord]) -> Deferred[None]:
         """
-        Remove a cached file's objects, keeping no tombstone; see
+        Remove cached files' objects, keeping no tombstone; see
         L{IEvictingStorage.evict}.
         """
-        return ensureDeferred(self._discard_adopted(record))
+        async def evict_all() -> None:
+            for record in records:
+                await self._discard_adopted(record)
+        return ensureDeferred(evict_all())
 
     def discard_adopted(self, record: FileRecord) -> Deferred[None]:
         """
