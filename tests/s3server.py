@@ -29,6 +29,29 @@ def _free_port():
         return s.getsockname()[1]
 
 
+def _atomic_conditional_puts():
+    """
+    Make moto's C{PutObject} one step, as S3's is: moto checks C{If-None-Match}
+    and then writes, two steps another request's thread can come between
+    (two pypid servers binning one file at the same moment both won);
+    S3 makes the check and the write one. A lock around the whole request
+    makes them one here too (issue 29's test of two servers applying the
+    retention rules at once).
+    """
+    from moto.s3.responses import S3Response
+
+    if getattr(S3Response.put_object, "_pypid_atomic", False):
+        return
+    original = S3Response.put_object
+    writes = threading.Lock()
+
+    def put_object(self):
+        with writes:
+            return original(self)
+    put_object._pypid_atomic = True
+    S3Response.put_object = put_object
+
+
 def endpoint():
     """Start the shared server if needed; return its URL."""
     global _server
@@ -37,6 +60,8 @@ def endpoint():
             import logging
 
             from moto.server import ThreadedMotoServer
+
+            _atomic_conditional_puts()
 
             # One line per request on stderr would bury the test output.
             logging.getLogger("werkzeug").setLevel(logging.ERROR)

@@ -3,7 +3,9 @@ End-to-end tests of the S3 backend: the real daemon on a bucket of moto's
 S3 server (over loopback HTTP), driven by real twine, pip and uv.
 """
 
+import json
 import os
+import threading
 import time
 
 from tests import s3server
@@ -313,6 +315,54 @@ class ConvergenceTests(DaemonTestCase):
         # The name stays taken on both.
         self.assertEqual(upload(two, *LIB).status, 400)
         self.assertEqual(upload(one, *LIB).status, 400)
+
+
+class RetentionTests(DaemonTestCase):
+    """Two servers on one bucket applying the retention rules at once (issue 29)."""
+
+    def test_two_servers_apply_at_once(self):
+        """
+        Each file goes to the bin once (one server bins it, the other
+        leaves it), none the rules keep goes, and both end with the same bin.
+        """
+        bucket = s3server.new_bucket()
+        settings = dict(s3_settings(bucket), **{"auth.admins": USER,
+                                                "retention.keep_releases": "1",
+                                                "retention.recycle_bin": "7d"})
+        one = self.new_daemon(settings=settings)
+        two = self.new_daemon(settings=settings)
+        releases = [make_wheel("s3-cleaned", f"1.{n}") for n in range(30)]
+        for wheel in releases:
+            self.assertEqual(upload(one, *wheel).status, 200)
+
+        def seen():
+            """the other server lists every release"""
+            return len(files_by_name(two, "s3-cleaned")) == len(releases)
+        wait_for(seen, 10 * SYNC + 10)
+        answers = {}
+
+        def apply(daemon):
+            answers[daemon.port] = http(
+                "POST", daemon.url + "api/retention/apply", {"Content-Type": "application/json"},
+                json.dumps({"index": "default"}).encode(), auth=(USER, PASSWORD), timeout=60)
+        threads = [threading.Thread(target=apply, args=(d,)) for d in (one, two)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        removed = []
+        for answer in answers.values():
+            self.assertEqual(answer.status, 200, answer.body)
+            removed += [f["filename"] for f in answer.json()["removed"]]
+        self.assertEqual(sorted(removed), sorted(w[0] for w in releases[:-1]))
+
+        def same_bin():
+            """both servers' bins hold every release but the newest"""
+            return all(len(http("GET", d.url + "api/recycle-bin", auth=(USER, PASSWORD))
+                           .json()["files"]) == len(releases) - 1 for d in (one, two))
+        wait_for(same_bin, 10 * SYNC + 10)
+        for daemon in (one, two):
+            self.assertEqual(list(files_by_name(daemon, "s3-cleaned")), [releases[-1][0]])
 
 
 class OutageTests(DaemonTestCase):

@@ -20,8 +20,8 @@ from pypid.core.render import JSON, file_url_for
 from pypid.storage.memory import MemoryStorage
 from pypid.upstream.cache import PageCache
 from pypid.upstream.confusion import UpstreamPolicy
-from pypid.upstream.fetch import UpstreamClient
 from pypid.upstream.downloads import EVICTION_DELAY
+from pypid.upstream.fetch import UpstreamClient
 from pypid.upstream.kept import KeptFiles
 from pypid.upstream.proxy import UpstreamProxy
 from pypid.upstream.source import UpstreamSource

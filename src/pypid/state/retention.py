@@ -36,7 +36,7 @@ from pypid.core.retention import Plan, RetentionRules, make_plan
 from pypid.state.recycle_bin import RecycleBin, lock_key
 from pypid.state.usage_log import UsageLog
 from pypid.storage.audit_log import IAuditLog
-from pypid.storage.interface import FilenameDeleted
+from pypid.storage.interface import AlreadyBinned, FilenameDeleted
 
 log = Logger()
 
@@ -123,6 +123,8 @@ class IndexCleanup:
         except FilenameDeleted:
             self.bin.index.remove(record.filename)
             return "deleted by another server"
+        except AlreadyBinned:
+            return "put in the recycle bin by another server"
         return None
 
 

@@ -105,6 +105,14 @@ class FilenameDeleted(Exception):
     """The filename belonged to a file that was deleted; it is never reused."""
 
 
+class AlreadyBinned(Exception):
+    """
+    Another server on a shared storage put the file in the recycle bin
+    first (its marker was there): this server's binning is not made, nor
+    recorded, again.
+    """
+
+
 @attrs.frozen
 class ScanResult:
     """
@@ -272,9 +280,12 @@ class IStorage(Interface):
 
     def update(record: FileRecord) -> Deferred[None]:
         """
-        Replace what is kept beside a stored file (its yank state, say).
+        Replace what is kept beside a stored file (its yank state, whether
+        it is in the recycle bin).
 
-        @rtype: L{Deferred} firing with L{None}
+        @rtype: L{Deferred} firing with L{None}, or failing with
+            L{FilenameDeleted}, or, on a shared storage, L{AlreadyBinned}
+            when C{record} is binned and another server binned it first
         """
 
     def delete(record: FileRecord) -> Deferred[None]:

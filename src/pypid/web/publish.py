@@ -57,7 +57,14 @@ from pypid.core.project_status import ACTIVE, InvalidStatus, ProjectStatus, pars
 from pypid.core.units import format_duration
 from pypid.core.upload import UploadRequest, check_form, validate_upload
 from pypid.state.recycle_bin import NotInBin, RecycleBin, RestoreConflict
-from pypid.storage.interface import FileExists, FilenameDeleted, IStorage, Run, StorageError
+from pypid.storage.interface import (
+    AlreadyBinned,
+    FileExists,
+    FilenameDeleted,
+    IStorage,
+    Run,
+    StorageError,
+)
 from pypid.storage.locks import KeyedLock
 from pypid.web.access import Access, IRequestAuth
 from pypid.web.audit_trail import AuditTrail, Named, facts_of
@@ -557,7 +564,8 @@ class Publish:
                             record: FileRecord) -> Any:
         try:
             return await operation(record)
-        except FilenameDeleted:
+        except (FilenameDeleted, AlreadyBinned):
+            # (deleted, or put in the bin, by another server meanwhile)
             raise NotFound(f"no such file: {record.filename}")
         except StorageError as e:
             log.error("Storage failed on {filename}: {error}", filename=record.filename,

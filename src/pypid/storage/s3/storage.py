@@ -55,6 +55,7 @@ from pypid.http.bodies import Deadline
 from pypid.storage import snapshot as snapshots
 from pypid.storage.disk import remove_file
 from pypid.storage.interface import (
+    AlreadyBinned,
     Changed,
     Deliverable,
     FileExists,
@@ -608,8 +609,13 @@ class S3Storage:
         else:
             await client.delete(layout.yanked_key(record.filename))
         if record.binned is not None:
-            await client.put(layout.binned_key(record.filename), binned_body(record.binned),
-                             json_type)
+            # (one server bins a file: two applying retention rules at once,
+            # or deleting it, write one marker, and one audit entry)
+            written = await client.put(layout.binned_key(record.filename),
+                                       binned_body(record.binned), json_type,
+                                       if_none_match=True)
+            if not written:
+                raise AlreadyBinned(record.filename)
         else:
             await client.delete(layout.binned_key(record.filename))
         self._feed.announce(record.filename)
@@ -623,14 +629,14 @@ class S3Storage:
 
     async def _delete(self, record: FileRecord) -> None:
         layout, client = self._layout, self._client
-        if await client.head(layout.deleted_key(record.filename)) is not None:
+        tombstone = dict(record.to_json(), deleted=True, deleted_at=self._clock.seconds())
+        written = await client.put(layout.deleted_key(record.filename),
+                                   json.dumps(tombstone, sort_keys=True).encode("utf-8"),
+                                   {"content-type": "application/json"}, if_none_match=True)
+        if not written:
             # (another server deleted it first: a purge of the recycle bin
             # both ran, say; its tombstone stands, and the delete is its)
             raise FilenameDeleted(record.filename)
-        tombstone = dict(record.to_json(), deleted=True, deleted_at=self._clock.seconds())
-        await client.put(layout.deleted_key(record.filename),
-                         json.dumps(tombstone, sort_keys=True).encode("utf-8"),
-                         {"content-type": "application/json"})
         # The tombstone is the delete: from here on the file is not served
         # by any server. The objects go next; one that cannot be removed now
         # is hidden by the tombstone, and removed by the next full check.
