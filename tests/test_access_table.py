@@ -41,9 +41,9 @@ from pypid.config.metrics_settings import DEFAULT_ALLOW, MetricsConfig, parse_ne
 from pypid.core.index import Index
 from pypid.core.render import file_url_for
 from pypid.core.retention import RetentionRules
+from pypid.state.cleanup import IndexCleanup
 from pypid.state.indexes import IndexRegistry
 from pypid.state.recycle_bin import RecycleBin
-from pypid.state.retention import IndexCleanup
 from pypid.state.usage_log import UsageLog
 from pypid.storage.locks import KeyedLock
 from pypid.storage.memory import MemoryStorage

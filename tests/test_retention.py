@@ -2,7 +2,7 @@
 Tests for the retention rules (issue 29): L{pypid.core.retention}'s plan
 (keep the newest N, remove old pre-releases, keep what was downloaded,
 protect, never the last release), the configuration's checks,
-L{pypid.state.retention} applying a plan into the recycle bin (only what
+L{pypid.state.cleanup} applying a plan into the recycle bin (only what
 a plan made now still lists; audited; on a schedule), and the API.
 """
 
@@ -19,9 +19,9 @@ from pypid.core.index import Index
 from pypid.core.model import FileRecord
 from pypid.core.render import file_url_for
 from pypid.core.retention import RetentionRules, make_plan
+from pypid.state.cleanup import CountsNotRead, IndexCleanup, RetentionSchedule
 from pypid.state.indexes import IndexRegistry
 from pypid.state.recycle_bin import RecycleBin
-from pypid.state.retention import CountsNotRead, IndexCleanup, RetentionSchedule
 from pypid.state.usage_log import UsageLog
 from pypid.storage.audit_log import MemoryAuditLog
 from pypid.storage.locks import KeyedLock

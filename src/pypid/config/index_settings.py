@@ -22,12 +22,11 @@ from datetime import UTC, datetime
 
 import attrs
 
-from pypid.auth.policy import RuleError, normalize_pattern
 from pypid.config.advisory_settings import ADVISORY_RULE_KEYS, AdvisoryKeys
 from pypid.config.auth_settings import check_principal, parse_principals
 from pypid.config.retention_settings import RETENTION_RULE_KEYS, RetentionKeys
 from pypid.config.upstream_settings import UpstreamConfig, parse_min_age
-from pypid.config.values import Fail, Keys, Values, choice, parse_boolean
+from pypid.config.values import Fail, Keys, Values, choice, parse_boolean, parse_globs
 from pypid.core.index_names import DEFAULT, ROUTE_SEGMENTS, BaseRef, parse_base
 
 
@@ -86,20 +85,6 @@ def parse_as_of(value: str) -> datetime | None:
     return moment.astimezone(UTC)
 
 
-def _globs(value: str) -> tuple[str, ...]:
-    """Project names or globs, normalized like C{[acl]}'s patterns, without repeats."""
-    globs: list[str] = []
-    for entry in value.replace(",", " ").split():
-        try:
-            glob = normalize_pattern(entry)
-        except RuleError as e:
-            raise ValueError(f"{e}: expected project names or globs of letters, digits, "
-                             "'-', '_', '.', '*', '?' and '[...]'") from None
-        if glob not in globs:
-            globs.append(glob)
-    return tuple(globs)
-
-
 def _bases(value: str) -> tuple[BaseRef, ...]:
     """Index names and C{upstream:NAME}, separated by spaces, commas or lines."""
     bases: list[BaseRef] = []
@@ -120,8 +105,8 @@ INDEX_KEYS: Keys = {
     "upload": ("", parse_principals),
     "min_age": ("0", parse_min_age),
     "as_of": ("", parse_as_of),
-    "include": ("", _globs),
-    "exclude": ("", _globs),
+    "include": ("", parse_globs),
+    "exclude": ("", parse_globs),
     "prereleases": ("show", choice("show", "hide")),
     "yanked": ("show", choice("show", "hide")),
     **ADVISORY_RULE_KEYS,

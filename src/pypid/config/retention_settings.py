@@ -24,8 +24,7 @@ from collections.abc import Iterable
 
 import attrs
 
-from pypid.auth.policy import RuleError, normalize_pattern
-from pypid.config.values import Fail, Keys, whole_number
+from pypid.config.values import Fail, Keys, parse_globs, whole_number
 from pypid.core.retention import RetentionRules
 from pypid.core.units import format_duration, is_zero_duration, parse_duration
 from pypid.core.usage import WINDOW_DAYS
@@ -41,19 +40,6 @@ def parse_optional_duration(value: str) -> float:
     return parse_duration(value)
 
 
-def parse_protect(value: str) -> tuple[str, ...]:
-    """Project names or globs, normalized as C{[acl]}'s patterns, without repeats."""
-    globs: list[str] = []
-    for entry in value.replace(",", " ").split():
-        try:
-            glob = normalize_pattern(entry)
-        except RuleError as e:
-            raise ValueError(f"{e}: expected project names or globs") from None
-        if glob not in globs:
-            globs.append(glob)
-    return tuple(globs)
-
-
 #: key -> (default, parser) of the keys C{[retention]} and C{[index:NAME]}
 #: both take.
 RETENTION_RULE_KEYS: Keys = {
@@ -61,7 +47,7 @@ RETENTION_RULE_KEYS: Keys = {
     "keep_releases": ("0", whole_number(0, 1_000_000)),
     "remove_prereleases_after": ("0", parse_optional_duration),
     "keep_downloaded": ("0", parse_optional_duration),
-    "protect": ("", parse_protect),
+    "protect": ("", parse_globs),
 }
 
 

@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable
 from typing import Any, NoReturn, Protocol
 from urllib.parse import urlsplit
 
+from pypid.auth.policy import RuleError, normalize_pattern
+
 #: A key's parser: its text in, its value out (L{ValueError} saying what is allowed).
 Parser = Callable[[str], Any]
 
@@ -75,6 +77,24 @@ def whole_number(lowest: int, highest: int) -> Callable[[str], int]:
             raise ValueError(f"expected a whole number from {lowest} to {highest}")
         return number
     return parse
+
+
+def parse_globs(value: str) -> tuple[str, ...]:
+    """
+    Project names or globs (separated by spaces, commas or lines),
+    normalized as C{[acl]}'s patterns (C{Corp.*} is C{corp-*}), without
+    repeats.
+    """
+    globs: list[str] = []
+    for entry in value.replace(",", " ").split():
+        try:
+            glob = normalize_pattern(entry)
+        except RuleError as e:
+            raise ValueError(f"{e}: expected project names or globs of letters, digits, "
+                             "'-', '_', '.', '*', '?' and '[...]'") from None
+        if glob not in globs:
+            globs.append(glob)
+    return tuple(globs)
 
 
 def parse_boolean(value: str) -> bool:

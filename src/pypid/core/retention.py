@@ -2,7 +2,7 @@
 Retention rules (issue 29): which hosted releases a cleanup removes, and
 why. Pure: the files, their last downloads and the time are given; what
 is done with the plan (the recycle bin, the audit log) is
-L{pypid.state.retention}'s.
+L{pypid.state.cleanup}'s.
 
 A rule works on releases (every file of a version goes, or none):
 
@@ -82,7 +82,7 @@ class Removal:
 
 
 @attrs.frozen
-class Plan:
+class RetentionPlan:
     """
     What the rules remove from one index now.
 
@@ -118,9 +118,9 @@ class Plan:
 
 def make_plan(index: str, projects: Iterable[tuple[str, Iterable[FileRecord]]],
               rules: RetentionRules, now: float,
-              last_downloaded: Callable[[str], float | None]) -> Plan:
+              last_downloaded: Callable[[str], float | None]) -> RetentionPlan:
     """
-    The L{Plan} of C{rules} over C{projects} (C{(normalized name, live
+    The L{RetentionPlan} of C{rules} over C{projects} (C{(normalized name, live
     records)} each) at C{now}.
 
     @param last_downloaded: C{last_downloaded(filename)}: when the file
@@ -129,7 +129,7 @@ def make_plan(index: str, projects: Iterable[tuple[str, Iterable[FileRecord]]],
     removals: list[Removal] = []
     kept = {"downloaded": 0, "protected": 0, "last release": 0}
     if not rules.removes:
-        return Plan(index, (), kept)
+        return RetentionPlan(index, (), kept)
     for project, records in projects:
         releases: dict[str, list[FileRecord]] = {}
         for record in records:
@@ -160,7 +160,7 @@ def make_plan(index: str, projects: Iterable[tuple[str, Iterable[FileRecord]]],
         for version, reason in chosen:
             files = tuple(sorted(releases[version], key=lambda r: r.filename))
             removals.append(Removal(project, version, files, reason))
-    return Plan(index, tuple(removals), kept)
+    return RetentionPlan(index, tuple(removals), kept)
 
 
 def _reason(rules: RetentionRules, position: int, version: str, files: list[FileRecord],

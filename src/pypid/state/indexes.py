@@ -82,9 +82,9 @@ from pypid.core.retention import RetentionRules
 from pypid.core.views import ChainSource, ComposedFile, Filters, IndexView, resolve_order
 from pypid.state.advisory_decisions import DecisionLog
 from pypid.state.backfill import Backfill
+from pypid.state.cleanup import IndexCleanup
 from pypid.state.loader import FollowUp, IndexLoader, IndexPart, roll_back_promotions
 from pypid.state.recycle_bin import RecycleBin
-from pypid.state.retention import IndexCleanup
 from pypid.state.sync import SyncService
 from pypid.state.usage_log import UsageLog
 from pypid.state.writer import SnapshotTimer, SnapshotWriter

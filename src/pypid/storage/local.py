@@ -270,57 +270,26 @@ class LocalStorage:
         return os.path.join(self.root, ".pypid", "usage")
 
     def _add_usage_sync(self, name: str, data: bytes) -> None:
-        with storage_errors():
-            write_atomically(os.path.join(self._usage_dir, name + ".json"), data)
-            fsync_folder(self._usage_dir)
+        _keep_named(self._usage_dir, name, data)
 
     def _usage_records_sync(self) -> dict[str, bytes]:
-        found: dict[str, bytes] = {}
-        with storage_errors():
-            try:
-                entries = list(os.scandir(self._usage_dir))
-            except FileNotFoundError:
-                return found
-            for entry in entries:
-                if entry.name.endswith(".json") and not entry.name.startswith("."):
-                    data = read_if_present(entry.path)
-                    if data is not None:
-                        found[entry.name[:-len(".json")]] = data
-        return found
+        return _named(self._usage_dir)
 
     def _drop_usage_sync(self, names: list[str]) -> None:
-        with storage_errors():
-            for name in names:
-                remove_file(os.path.join(self._usage_dir, name + ".json"))
-            fsync_folder(self._usage_dir)
+        _drop_named(self._usage_dir, names)
 
     @property
     def _journal_dir(self) -> str:
         return os.path.join(self.root, ".pypid", "promotions")
 
     def _keep_journal_sync(self, name: str, data: bytes) -> None:
-        with storage_errors():
-            write_atomically(os.path.join(self._journal_dir, name + ".json"), data)
-            fsync_folder(self._journal_dir)
+        _keep_named(self._journal_dir, name, data)
 
     def _drop_journal_sync(self, name: str) -> None:
-        with storage_errors():
-            remove_file(os.path.join(self._journal_dir, name + ".json"))
-            fsync_folder(self._journal_dir)
+        _drop_named(self._journal_dir, [name])
 
     def _journals_sync(self) -> dict[str, bytes]:
-        found: dict[str, bytes] = {}
-        with storage_errors():
-            try:
-                entries = list(os.scandir(self._journal_dir))
-            except FileNotFoundError:
-                return found
-            for entry in entries:
-                if entry.name.endswith(".json") and not entry.name.startswith("."):
-                    data = read_if_present(entry.path)
-                    if data is not None:
-                        found[entry.name[:-len(".json")]] = data
-        return found
+        return _named(self._journal_dir)
 
     def keep_status(self, project: str, data: bytes | None) -> Deferred[None]:
         """Keep or remove a project's status, durably; see L{IStorage.keep_status}."""
@@ -434,3 +403,37 @@ class LocalStorage:
     def describe(self, record: FileRecord) -> Deferred[bytes | None]:
         """Render a file's details from the file and keep them in their sidecar."""
         return self._run(self._imports.describe, record)
+
+
+# -- small JSON files by name: the usage records, the promotions' journals ---------
+
+
+def _keep_named(folder: str, name: str, data: bytes) -> None:
+    """Write C{<folder>/<name>.json} atomically and durably."""
+    with storage_errors():
+        write_atomically(os.path.join(folder, name + ".json"), data)
+        fsync_folder(folder)
+
+
+def _named(folder: str) -> dict[str, bytes]:
+    """Every C{<name>.json} of C{folder} (none when it does not exist), by name."""
+    found: dict[str, bytes] = {}
+    with storage_errors():
+        try:
+            entries = list(os.scandir(folder))
+        except FileNotFoundError:
+            return found
+        for entry in entries:
+            if entry.name.endswith(".json") and not entry.name.startswith("."):
+                data = read_if_present(entry.path)
+                if data is not None:
+                    found[entry.name[:-len(".json")]] = data
+    return found
+
+
+def _drop_named(folder: str, names: Iterable[str]) -> None:
+    """Remove C{<folder>/<name>.json} of each name (those not there are gone already)."""
+    with storage_errors():
+        for name in names:
+            remove_file(os.path.join(folder, name + ".json"))
+        fsync_folder(folder)

@@ -7,7 +7,7 @@ per index, the releases the rules remove now, why, and the bytes it
 frees; nothing is changed (a dry run). C{POST /api/retention/apply}, a
 JSON body C{{"index": "default", "files": [...]}}: removes, into the
 index's recycle bin, the files listed that a plan made now still lists
-(L{pypid.state.retention.IndexCleanup.apply}; without C{files}, the plan
+(L{pypid.state.cleanup.IndexCleanup.apply}; without C{files}, the plan
 made now, whole), one C{retention} audit entry per file.
 """
 
@@ -21,7 +21,7 @@ from klein import Klein
 from twisted.web.iweb import IRequest
 
 from pypid.core.http_errors import BadRequest, NotFound, TooLarge, Unavailable
-from pypid.state.retention import CountsNotRead, IndexCleanup
+from pypid.state.cleanup import CountsNotRead, IndexCleanup
 from pypid.storage.interface import StorageError
 from pypid.web.access import Access
 from pypid.web.audit_trail import AuditTrail, facts_of

@@ -14,6 +14,9 @@ another, paced, client.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import attrs
 from twisted.logger import Logger
 
@@ -101,8 +104,13 @@ class BucketListing:
                 skipped.append((path, outcome))
             else:
                 records[filename] = outcome
-        await self._apply_yanks(records, yanked, known, trusted_before, client)
-        await self._apply_bin(records, binned, known, trusted_before, client)
+        await self._apply_markers(records, yanked, "yanked",
+                                  lambda body, _: yank_reason(body),
+                                  known, trusted_before, client)
+        await self._apply_markers(records, binned, "binned",
+                                  lambda body, item: binned_time(body,
+                                                                 parse_time(item.last_modified)),
+                                  known, trusted_before, client)
         for record in records.values():
             self._imports.remember(record)
         promotions = await self._promotions(records, client)
@@ -129,54 +137,31 @@ class BucketListing:
                 log.warn("Unreadable promotion {key}: {error}", key=item.key, error=str(e))
         return promotions
 
-    async def _apply_bin(self, records: dict[str, FileRecord], binned: dict[str, Listed],
-                         known: dict[str, FileRecord], trusted_before: float,
-                         client: BucketCalls) -> None:
+    async def _apply_markers(self, records: dict[str, FileRecord], markers: dict[str, Listed],
+                             field: str, read: Callable[[bytes, Listed], Any],
+                             known: dict[str, FileRecord], trusted_before: float,
+                             client: BucketCalls) -> None:
         """
-        Put in the recycle bin the C{records} with a marker (C{binned}:
-        filename -> listed marker), and take out those without, as
-        L{_apply_yanks} does for yanks.
+        Give C{records} the state their markers hold (C{markers}: filename
+        -> listed marker; C{field}: the record's field it sets, C{yanked}
+        or C{binned}; C{read(body, listed)}: the value of a marker's body),
+        trusting C{known} for markers unchanged since C{trusted_before},
+        reading the others; a record without a marker has none.
         """
         for filename, record in list(records.items()):
-            item = binned.get(filename)
+            item = markers.get(filename)
             if item is None:
-                if record.binned is not None:
-                    records[filename] = record.replace(binned=None)
+                if getattr(record, field) is not None:
+                    records[filename] = record.replace(**{field: None})
                 continue
             previous = known.get(filename)
-            if (previous is not None and previous.binned is not None
+            if (previous is not None and getattr(previous, field) is not None
                     and parse_time(item.last_modified) < trusted_before):
-                when = previous.binned
+                value = getattr(previous, field)
             else:
                 body = await client.get(item.key)
                 if body is None:
                     continue
-                when = binned_time(body, parse_time(item.last_modified))
-            if record.binned != when:
-                records[filename] = record.replace(binned=when)
-
-    async def _apply_yanks(self, records: dict[str, FileRecord], yanked: dict[str, Listed],
-                           known: dict[str, FileRecord], trusted_before: float,
-                           client: BucketCalls) -> None:
-        """
-        Give C{records} the yank state of their markers (C{yanked}: filename
-        -> listed marker), trusting C{known} for markers unchanged since
-        C{trusted_before}, reading the others.
-        """
-        for filename, record in list(records.items()):
-            item = yanked.get(filename)
-            if item is None:
-                if record.yanked is not None:
-                    records[filename] = record.replace(yanked=None)
-                continue
-            previous = known.get(filename)
-            if (previous is not None and previous.yanked is not None
-                    and parse_time(item.last_modified) < trusted_before):
-                reason = previous.yanked
-            else:
-                body = await client.get(item.key)
-                if body is None:
-                    continue
-                reason = yank_reason(body)
-            if record.yanked != reason:
-                records[filename] = record.replace(yanked=reason)
+                value = read(body, item)
+            if getattr(record, field) != value:
+                records[filename] = record.replace(**{field: value})

@@ -39,7 +39,7 @@ from typing import Any
 from urllib.parse import quote
 
 import attrs
-from twisted.internet.defer import Deferred, DeferredList, ensureDeferred, succeed
+from twisted.internet.defer import Deferred, DeferredList, ensureDeferred, gatherResults, succeed
 from twisted.internet.interfaces import IProtocol, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -978,12 +978,14 @@ class S3Storage:
         record = record_from_headers(path, int(headers.get("content-length", "0")), headers)
         if record is None:
             return Changed(filename, None, False)
-        marker = await client.get(layout.yanked_key(filename))
-        if marker is not None:
-            record = record.replace(yanked=yank_reason(marker))
-        marker = await client.get(layout.binned_key(filename))
-        if marker is not None:
-            record = record.replace(binned=binned_time(marker, self._clock.seconds()))
+        # (the two markers at once: a change costs the time of one read)
+        yanked, binned = await gatherResults([
+            ensureDeferred(client.get(layout.yanked_key(filename))),
+            ensureDeferred(client.get(layout.binned_key(filename)))])
+        if yanked is not None:
+            record = record.replace(yanked=yank_reason(yanked))
+        if binned is not None:
+            record = record.replace(binned=binned_time(binned, self._clock.seconds()))
         return Changed(filename, record, False)
 
 

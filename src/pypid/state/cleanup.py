@@ -32,7 +32,7 @@ from twisted.logger import Logger
 
 from pypid.core.audit_chain import Entry, format_time
 from pypid.core.model import FileRecord
-from pypid.core.retention import Plan, RetentionRules, make_plan
+from pypid.core.retention import RetentionPlan, RetentionRules, make_plan
 from pypid.state.recycle_bin import RecycleBin, lock_key
 from pypid.state.usage_log import UsageLog
 from pypid.storage.audit_log import IAuditLog
@@ -72,7 +72,7 @@ class IndexCleanup:
     usage: UsageLog | None
     rules: RetentionRules
 
-    def plan(self, now: float | None = None) -> Plan:
+    def plan(self, now: float | None = None) -> RetentionPlan:
         """
         What the rules remove now.
 
