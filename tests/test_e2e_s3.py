@@ -365,6 +365,36 @@ class RetentionTests(DaemonTestCase):
             self.assertEqual(list(files_by_name(daemon, "s3-cleaned")), [releases[-1][0]])
 
 
+class DownloadCountTests(DaemonTestCase):
+    """Two servers on one bucket count downloads that add up (issue 29)."""
+
+    def test_counts_add_up(self):
+        """Each server writes records of its own; a start reads them all, summed."""
+        bucket = s3server.new_bucket()
+        one = self.new_daemon(settings=s3_settings(bucket))
+        two = self.new_daemon(settings=s3_settings(bucket))
+        self.assertEqual(upload(one, *LIB).status, 200)
+
+        def listed():
+            """the other server lists the file"""
+            return (http("GET", two.index_url + "s3-lib/").status == 200
+                    and LIB[0] in files_by_name(two, "s3-lib"))
+        wait_for(listed, 10 * SYNC + 10)
+        for daemon, count in ((one, 3), (two, 2)):
+            for _ in range(count):
+                self.assertIn(http("GET", daemon.url + f"files/s3-lib/{LIB[0]}").status,
+                              (200, 302))
+        # (each writes its counts within the interval; a clean stop writes them all)
+        two.stop_cleanly()
+        one.restart(clean=True)
+
+        def counted():
+            """the restarted server counts both servers' downloads"""
+            info = http("GET", one.url + "pypi/s3-lib/json").json()["info"]
+            return info["downloads"]["last_day"] == 5
+        wait_for(counted, 10)
+
+
 class OutageTests(DaemonTestCase):
     """S3 going away and coming back, with no restart of pypid."""
 
