@@ -10,8 +10,9 @@ Each round starts a daemon on an empty cache, then:
   - fetch: GETs, one after another, files the cache does not hold: the
     first C{cap} fill it, the next C{cap} are timed (B evicts one file at
     each);
-  - serve: GETs of files the cache holds (the last C{cap} fetched), from 8
-    threads over keep-alive connections for C{seconds}: requests a second.
+  - serve: once the evictions are done, GETs of files the cache holds (the
+    last C{cap} fetched), from 8 threads over keep-alive connections for
+    C{seconds}: requests a second.
 
 Run: C{.venv/bin/python -m tests.bench_upstream_cap [--files 100] [--seconds 5]}.
 """
@@ -23,6 +24,7 @@ import tempfile
 import threading
 import time
 
+from pypid.upstream.downloads import EVICTION_DELAY
 from tests.distributions import make_wheel
 from tests.e2e import Daemon
 from tests.upstream_server import UpstreamProcess
@@ -58,6 +60,8 @@ def one_round(label, upstream, names, work, capped, seconds):
         for path in paths[files:]:
             get(connection, path)
         fetch_ms = (time.perf_counter() - started) / files * 1000
+        # (the last evictions' batch is done before serving: EVICTION_DELAY)
+        time.sleep(2 * EVICTION_DELAY)
         kept = paths[files:]
         counts = [0] * 8
         stop = time.monotonic() + seconds
