@@ -330,6 +330,10 @@ class IndexFiles:
                     return send_stored(request, record, source.storage.locate_metadata(record),
                                        b'"%s"' % record.metadata_sha256.encode("ascii"))
             deleted = deleted or source.index.deleted_from(filename) == project
+            binned = source.index.binned_file(filename)
+            if binned is not None and binned.project == project:
+                # (in a recycle bin: not served, nor taken from a later source)
+                raise NotFound("no such file")
         # (a file deleted in one source and held by a later one is served:
         # design Q7; deleted everywhere it was, it is gone)
         if self.upstreams and is_valid_name(project) and normalize(project) == project \

@@ -227,6 +227,10 @@ class FilesResource(ReadResource):
                                    b'"%s"' % record.metadata_sha256.encode("ascii"))
         if self._index.deleted_from(filename) == project:
             raise Gone("this file was deleted")
+        binned = self._index.binned_file(filename)
+        if binned is not None and binned.project == project:
+            # (in the recycle bin: not served, nor taken from the upstream)
+            raise NotFound("no such file")
         if self._backfill is not None and self._backfill.is_pending(project):
             return _when_described(self._backfill, project, self._answer, request)
         if self._upstream is not None:
