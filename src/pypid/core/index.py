@@ -493,10 +493,10 @@ class Index:
 
     def load(self, records: Iterable[FileRecord], tombstones: Iterable[str] = (),
              serial: int = 0, later: Iterable[LaterProject] = (),
-             promotions: Mapping[str, Promotion] | None = None,
-             binned: Iterable[FileRecord] = ()) -> None:
+             promotions: Mapping[str, Promotion] | None = None) -> None:
         """
-        Replace the whole content with these records and deleted filenames.
+        Replace the whole content with these records (a binned one goes to
+        the recycle bin) and deleted filenames.
 
         @param serial: the serial the content had when saved; the index goes
             on counting from there, so C{last_serial} never goes back.
@@ -508,8 +508,6 @@ class Index:
             snapshot or a scan of storage tells it (L{take_promotions} takes
             them later otherwise); their records are shared with their
             source index's as they are made (L{share_promoted}).
-        @param binned: the records of files in the recycle bin; a binned
-            record among C{records} goes there too.
         """
         self._rendered.clear()
         self._projects.clear()
@@ -517,7 +515,7 @@ class Index:
         self._later.clear()
         self._later_count = 0
         self._tombstones.clear()
-        self._binned = {record.filename: record for record in binned}
+        self._binned = {}
         self._promotions = dict(promotions) if promotions else {}
         for filename in tombstones:
             self._tombstone(filename)
