@@ -15,7 +15,8 @@ setup(
     # dropin from wheels (it is a namespace without an __init__.py on purpose).
     packages=["pypid", "pypid.advisories", "pypid.assets", "pypid.auth", "pypid.bundle",
               "pypid.cli", "pypid.config", "pypid.core", "pypid.daemon", "pypid.export", "pypid.state",
-              "pypid.http", "pypid.storage", "pypid.storage.s3", "pypid.upstream", "pypid.web",
+              "pypid.http", "pypid.sandbox", "pypid.storage", "pypid.storage.s3", "pypid.upstream",
+              "pypid.web",
               "twisted.plugins"],
     # The pages for people's stylesheet, script and icon, served by pypid
     # itself and written by the static export.

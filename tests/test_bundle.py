@@ -29,6 +29,7 @@ from pypid.bundle.pack import pack_bundle
 from pypid.bundle.sources import BundleSource, detect
 from pypid.core.distribution import inspect
 from pypid.core.provenance import Publisher, provenance_document
+from pypid.core.readme import render_description
 from pypid.storage.interface import StorageError
 from pypid.storage.memory import MemoryStorage
 from tests.distributions import make_sdist, make_wheel
@@ -305,7 +306,7 @@ class RoundTripTests(TestCase):
     async def publish(self, storage, filename, data, **fields):
         """Publish C{data} as an upload does; return the record."""
         temp = write_file(os.path.join(storage.temp_dir, "up-" + filename), data)
-        inspected = inspect(temp, filename, filename, UPLOAD_TIME, details=True)
+        inspected = inspect(temp, filename, filename, UPLOAD_TIME, details=render_description)
         record = inspected.record.replace(**fields)
         stored = await storage.publish(temp, record, inspected.metadata, inspected.details)
         if record.yanked is not None:
@@ -386,7 +387,7 @@ class RoundTripTests(TestCase):
         """Publish C{dist} with C{provenance} kept beside it; return the record."""
         filename, data = dist
         temp = write_file(os.path.join(storage.temp_dir, "up-" + filename), data)
-        inspected = inspect(temp, filename, filename, UPLOAD_TIME, details=True)
+        inspected = inspect(temp, filename, filename, UPLOAD_TIME, details=render_description)
         record = inspected.record.replace(
             provenance_sha256=hashlib.sha256(provenance).hexdigest())
         return await storage.publish(temp, record, inspected.metadata, inspected.details,

@@ -6,7 +6,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.core.details import Details, describe
 from pypid.core.metadata import parse_metadata
-from pypid.core.readme import MARKDOWN, PLAIN, RST
+from pypid.core.readme import MARKDOWN, PLAIN, RST, render_description
 
 METADATA = """Metadata-Version: 2.1
 Name: Holy.Grail
@@ -39,7 +39,7 @@ class DescribeTests(SynchronousTestCase):
 
     def test_fields(self):
         """The fields the pages show are kept, lists as lists, URLs as pairs by label."""
-        details = describe(parse_metadata(METADATA.encode()))
+        details = describe(parse_metadata(METADATA.encode()), render_description)
         self.assertEqual(details.get("summary"), "Finds the grail")
         self.assertEqual(details.get("license"), "MIT")
         self.assertEqual(details.get("requires_python"), ">=3.9")
@@ -54,7 +54,7 @@ class DescribeTests(SynchronousTestCase):
 
     def test_rendered_and_sanitized(self):
         """The Markdown is rendered, and its script and javascript: link are inert."""
-        details = describe(parse_metadata(METADATA.encode()))
+        details = describe(parse_metadata(METADATA.encode()), render_description)
         self.assertEqual(details.renderer, MARKDOWN)
         self.assertFalse(details.fell_back)
         self.assertIn(">Holy Grail<", details.html)
@@ -66,26 +66,26 @@ class DescribeTests(SynchronousTestCase):
     def test_rst_fallback(self):
         """Invalid reStructuredText is kept as plain text, and says so."""
         text = "Metadata-Version: 2.1\nName: a\nVersion: 1\n\n.. raw:: html\n\n   <b>x</b>\n"
-        details = describe(parse_metadata(text.encode()))
+        details = describe(parse_metadata(text.encode()), render_description)
         self.assertEqual((details.renderer, details.fell_back), (PLAIN, True))
         self.assertIn("&lt;b&gt;", details.html)
 
     def test_rst(self):
         """A description without a content type is reStructuredText."""
         text = "Metadata-Version: 2.1\nName: a\nVersion: 1\n\nTitle\n=====\n\nText.\n"
-        details = describe(parse_metadata(text.encode()))
+        details = describe(parse_metadata(text.encode()), render_description)
         self.assertEqual(details.renderer, RST)
         self.assertIn("Title", details.html)
 
     def test_long_license_cut(self):
         """A whole licence text in C{License} is cut for the page."""
         text = "Metadata-Version: 2.1\nName: a\nVersion: 1\nLicense: " + "x" * 10000 + "\n"
-        details = describe(parse_metadata(text.encode()))
+        details = describe(parse_metadata(text.encode()), render_description)
         self.assertEqual(len(details.get("license")), 4097)
 
     def test_round_trip(self):
         """The sidecar's bytes give back the same details."""
-        details = describe(parse_metadata(METADATA.encode()))
+        details = describe(parse_metadata(METADATA.encode()), render_description)
         self.assertEqual(Details.from_bytes(details.to_bytes()), details)
 
     def test_bad_bytes(self):

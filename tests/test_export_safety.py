@@ -19,6 +19,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from pypid.cli import export as cli
 from pypid.core.details import describe
 from pypid.core.metadata import parse_metadata
+from pypid.core.readme import render_description
 from pypid.export import plan as plans
 from pypid.export.exporter import Exporter
 from pypid.export.people_files import make_people
@@ -266,7 +267,7 @@ class LaterDescriptionTests(ExportCase):
         self.assertIn(record.filename, manifest.projects["alpha"].undescribed)
         self.assertEqual(self.export(storage, people=people).changed, 0)
         data = storage.objects[record.path]
-        storage._details[record.filename] = describe(parse_metadata(_metadata(data))).to_bytes()
+        storage._details[record.filename] = describe(parse_metadata(_metadata(data)), render_description).to_bytes()
         self.assertEqual(self.export(storage, people=people).changed, 1)
         manifest = plans.ExportManifest.from_bytes(self.read(plans.MANIFEST))
         self.assertNotIn(record.filename, manifest.projects["alpha"].undescribed)

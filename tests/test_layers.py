@@ -18,6 +18,7 @@ SOURCE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))
 LAYERS = {
     "core": 0,
     "assets": 1,
+    "sandbox": 1,
     "http": 1,
     "storage": 2,
     "auth": 3,

@@ -48,6 +48,7 @@ from pypid.daemon.container import Parts
 from pypid.daemon.listeners import IListeningReactor, Listeners
 from pypid.daemon.pools import ThreadPools
 from pypid.daemon.readiness import Readiness, RunningMark
+from pypid.sandbox.readme_sandbox import ReadmeSandbox
 from pypid.state.cleanup import RetentionSchedule
 from pypid.state.index_reload import IndexReload
 from pypid.state.indexes import IndexRegistry
@@ -192,6 +193,9 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
     if pools is None:
         pools = ThreadPools.create(reactor, server.threads)
     run = pools.run
+    # (every description is rendered in its children, with a time budget:
+    # a README cannot stop the server; issue 31)
+    sandbox = ReadmeSandbox()
     upstreams: list[UpstreamPart] = []
 
     def attach(index: Index, learnt: Notice) -> UpstreamProxy | None:
@@ -203,12 +207,14 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
             return None
         upstreams.append(UpstreamPart.from_config(
             config, run, reactor, index, index.file_url, learnt,  # type: ignore[arg-type]
-            advisories=index.advisories, provenance_url=index.rendered.provenance_url))
+            advisories=index.advisories, provenance_url=index.rendered.provenance_url,
+            render=sandbox.render))
         return upstreams[0].proxy
 
     # (the security advisories every index acts on: issue 27)
     board = AdvisoryBoard()
-    registry = IndexRegistry.from_config(config, run, reactor, upstream=attach, board=board)
+    registry = IndexRegistry.from_config(config, run, reactor, upstream=attach, board=board,
+                                         render=sandbox.render)
     # (what fills the board: read before the index loads, again at SIGHUP and on a timer)
     advisories = AdvisoryLoader.from_config(config, board, run, reactor)
     default = registry.default
@@ -234,7 +240,7 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
         trusted_proxies=TrustedProxies(server.trusted_proxies),
         ipv6_prefix=config.auth.throttle_ipv6_prefix, indexes=index_parts(registry),
         registry=registry,
-        usage=default.usage, bin=default.bin,
+        usage=default.usage, bin=default.bin, render=sandbox.render,
         attestations=make_attestation_checker(
             config.source, config.attestations.trust_root, config.attestations.require,
             access.publishing, run),
@@ -258,6 +264,7 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
     named = registry.parts
     return Parts(_present(
         ("threads", pools),
+        ("readme-sandbox", sandbox),  # its children stopped once nothing renders
         ("storage", storage),
         *named("storage"),
         ("upstream", upstream),

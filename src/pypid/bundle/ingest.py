@@ -64,6 +64,7 @@ from pypid.core.metadata import InvalidDistribution
 from pypid.core.model import UPLOADER_BYTES, FileRecord, cut_text, format_upload_time
 from pypid.core.names import InvalidName, parse_filename
 from pypid.core.provenance import ProvenanceInvalid, read_provenance
+from pypid.core.readme import Renderer, render_description
 from pypid.storage.audit_log import IMPORTED, IAuditLog
 from pypid.storage.disk import remove_file
 from pypid.storage.interface import FileExists, FilenameDeleted, IStorage, Run
@@ -240,6 +241,8 @@ class Ingest:
     @ivar _records: L{FileRecord}s by filename: what the storage holds (from
         a scan), and what this import published.
     @ivar _tombstones: the storage's deleted filenames.
+    @ivar _render: renders the descriptions of the files taken (the
+        command's sandbox: L{pypid.sandbox.readme_sandbox}).
     """
 
     @property
@@ -257,6 +260,7 @@ class Ingest:
     _max_size: int
     _records: dict[str, FileRecord] = attrs.field(converter=_own_records)
     _tombstones: set[str] = attrs.field(converter=_own_names)
+    _render: Renderer = attrs.field(default=render_description, kw_only=True)
     report: ImportReport = attrs.field(factory=ImportReport)
     # filename -> origin, of what this import took or found, for the report
     # of a second file of that name in the same source
@@ -381,7 +385,7 @@ class Ingest:
             return
         try:
             inspected = await run(inspect, spool, filename, filename, arrival.upload_time,
-                                  digests, True, True)
+                                  digests, True, self._render)
         except (InvalidName, InvalidDistribution) as e:
             report.refused.append((arrival.origin, str(e)))
             return

@@ -49,7 +49,9 @@ from pypid.cli import common
 from pypid.cli.server_client import CliError, log_lines
 from pypid.core.audit_chain import format_time
 from pypid.core.index_names import DEFAULT
+from pypid.core.readme import Renderer
 from pypid.core.startup import StartupError
+from pypid.sandbox.readme_sandbox import ReadmeSandbox
 from pypid.storage.interface import StorageError, run_at_once
 
 if TYPE_CHECKING:
@@ -288,7 +290,11 @@ async def import_command(config: Config, options: argparse.Namespace, reactor: A
         source = await _source(kind, config, options, reactor, run, closing)
         # (the default index's storage first, as before: a local folder's
         # lock is taken before the source is read)
-        default = await _ingest(config, DEFAULT, reactor, run, closing)
+        # (the descriptions rendered in children with a time budget, as the
+        # daemon renders them: a hostile README cannot stop the import)
+        sandbox = ReadmeSandbox()
+        closing.append(sandbox.close)
+        default = await _ingest(config, DEFAULT, reactor, run, closing, sandbox.render)
         offer = await source.read()
         _check_indexes(config, offer, out)
         ingests.append((DEFAULT, default))
@@ -303,7 +309,8 @@ async def import_command(config: Config, options: argparse.Namespace, reactor: A
             if named.name == DEFAULT:
                 ingest = default
             else:
-                ingest = await _ingest(config, named.name, reactor, run, closing)
+                ingest = await _ingest(config, named.name, reactor, run, closing,
+                                       sandbox.render)
                 ingests.append((named.name, ingest))
             await ingest.take_all(named.arrivals)
             for filename in sorted(named.tombstones):
@@ -340,7 +347,7 @@ async def import_command(config: Config, options: argparse.Namespace, reactor: A
 
 
 async def _ingest(config: Config, name: str, reactor: Any, run: Run,
-                  closing: common.Closing) -> Ingest:
+                  closing: common.Closing, render: Renderer) -> Ingest:
     """
     An ingest into the storage of the hosted index C{name}
     (L{pypid.storage.factory.index_settings}), prepared for writing, with
@@ -355,7 +362,7 @@ async def _ingest(config: Config, name: str, reactor: Any, run: Run,
     scanned = await load_records(storage, index_snapshot_path(config.server.snapshot, name),
                                  run)
     return Ingest(storage, run, config.server.max_upload_size, scanned.records,
-                  scanned.tombstones)
+                  scanned.tombstones, render=render)
 
 
 def _check_indexes(config: Config, offer: Offer, out: TextIO) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 import attrs
 
 from pypid.core.metadata import CoreMetadata
-from pypid.core.readme import PLAIN, render_description
+from pypid.core.readme import PLAIN, Renderer
 
 #: The metadata fields the pages show, as L{CoreMetadata.to_json_info} names
 #: them; the description is kept only as HTML.
@@ -111,14 +111,17 @@ def _checked(field: str, value: object) -> object:
     return value if ok else None
 
 
-def describe(metadata: CoreMetadata) -> Details:
+def describe(metadata: CoreMetadata, render: Renderer) -> Details:
     """
     The L{Details} of a distribution's L{CoreMetadata}, its description
     rendered as the public index renders it (slow: run in a worker thread).
+
+    @param render: the L{Renderer}: L{pypid.core.readme.render_description}
+        here, or the daemon's sandbox.
     """
     full = metadata.to_json_info()
     info = {field: full.get(field) for field in _INFO_FIELDS}
     if info["license"] and len(info["license"]) > _LICENSE_LIMIT:
         info["license"] = info["license"][:_LICENSE_LIMIT] + "\N{HORIZONTAL ELLIPSIS}"
-    rendered = render_description(metadata.description, metadata.description_content_type)
+    rendered = render(metadata.description, metadata.description_content_type)
     return Details(info, rendered.html, rendered.renderer, rendered.fell_back)

@@ -47,6 +47,7 @@ from pypid.core.details import describe
 from pypid.core.metadata import extract
 from pypid.core.model import SUMMARY_BYTES, FileRecord, cut_text
 from pypid.core.names import parse_filename
+from pypid.core.readme import Renderer
 
 #: C{(size, sha256, blake2_256, md5)}, the digests in hex (the last two
 #: L{None} when a record kept from before pypid wrote them lacks them)
@@ -130,7 +131,7 @@ class Inspected:
 
 def inspect(path: Source, filename: str, key: str, upload_time: float,
             digests: Digests | None = None, legacy: bool = False,
-            details: bool = False) -> Inspected:
+            details: Renderer | None = None) -> Inspected:
     """
     Validate a distribution file and describe it.
 
@@ -145,6 +146,7 @@ def inspect(path: Source, filename: str, key: str, upload_time: float,
         apply only the checks that make a file safe to serve, not the
         stricter upload rules (L{pypid.core.metadata.extract}'s C{strict}).
     @param details: also render the file's details for the pages for people
+        with this L{pypid.core.readme.Renderer}
         (L{pypid.core.details.describe}; slower, a README is rendered).
     @rtype: L{Inspected}
     @raise pypid.core.names.InvalidName: for a filename that is not a distribution.
@@ -191,4 +193,5 @@ def inspect(path: Source, filename: str, key: str, upload_time: float,
         metadata_sha256=hashlib.sha256(served).hexdigest() if served is not None else None,
         summary=cut_text(meta.summary, SUMMARY_BYTES),
     )
-    return Inspected(record, served, describe(meta).to_bytes() if details else None)
+    return Inspected(record, served,
+                     describe(meta, details).to_bytes() if details is not None else None)

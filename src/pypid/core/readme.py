@@ -11,6 +11,19 @@ takes a moment), and the HTML kept with the file's record; never at request
 time. The renderer is imported on first use, so a server that never renders
 does not load docutils and Pygments.
 
+A description is bounded before and after it renders (issue 31): one of
+more than L{MAX_TEXT} characters is not rendered but shown as plain text,
+cut; HTML of more than L{MAX_HTML} characters (a link reference used
+thousands of times turns kilobytes into megabytes) is dropped for the
+plain text; and a renderer that fails on its input (a 300-deep list is a
+C{RecursionError} in docutils) falls back to plain text too. The bounds
+are twice and four times the largest of 880 real READMEs measured (231 kB
+of text, 237 kB of HTML). What these bounds cannot catch is time: a
+Markdown renderer may take quadratic time on a few hundred kilobytes, and
+holds the interpreter lock meanwhile; the daemon therefore renders in
+another process, with a time budget (L{pypid.sandbox.readme_sandbox}),
+and this module is what runs there.
+
 As on the public index, a description without a content type is
 reStructuredText, and one that does not render as such (invalid markup, or
 a directive the renderer refuses, such as C{raw}) is shown as plain text;
@@ -25,6 +38,7 @@ from __future__ import annotations
 import copy
 import html
 import re
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -36,6 +50,14 @@ MARKDOWN, RST, PLAIN = "text/markdown", "text/x-rst", "text/plain"
 #: public index.
 _VARIANTS = {"gfm": "GFM", "commonmark": "CommonMark"}
 
+#: The longest description rendered (characters); a longer one is shown as
+#: plain text, cut there.
+MAX_TEXT = 512 * 1024
+
+#: The longest rendered HTML kept (characters); beyond it, the plain text
+#: is shown, itself cut to fit.
+MAX_HTML = 1024 * 1024
+
 
 @attrs.frozen
 class RenderedDescription:
@@ -46,11 +68,21 @@ class RenderedDescription:
     @ivar renderer: what rendered it: L{MARKDOWN}, L{RST} or L{PLAIN}.
     @ivar fell_back: whether the content type asked for another renderer
         that could not render it (shown as plain text instead).
+    @ivar reason: why it fell back, for the log: L{None} when the markup
+        was merely invalid (as on the public index), else what bound it
+        passed or what the renderer raised.
     """
 
     html: str
     renderer: str
     fell_back: bool = False
+    reason: str | None = None
+
+
+#: A renderer: C{render(text, content_type) -> RenderedDescription}, called
+#: in a worker thread. L{render_description} renders in this process; the
+#: daemon's renders in a sandbox (L{pypid.sandbox.readme_sandbox}).
+Renderer = Callable[[str | None, str | None], RenderedDescription]
 
 
 def parse_content_type(value: str | None) -> tuple[str, str | None]:
@@ -88,17 +120,41 @@ def render_description(text: str | None,
     if text is None or not text.strip():
         return RenderedDescription("", PLAIN)
     renderer, variant = parse_content_type(content_type)
-    if renderer == MARKDOWN:
-        from readme_renderer.markdown import render
+    if renderer == PLAIN:
+        return RenderedDescription(_plain(text), PLAIN)
+    if len(text) > MAX_TEXT:
+        return plain_description(text, f"the description has {len(text):,} characters, "
+                                       f"more than {MAX_TEXT:,}")
+    try:
+        if renderer == MARKDOWN:
+            from readme_renderer.markdown import render
 
-        rendered = render(text, variant=variant or "GFM")  # (always given for Markdown)
-    elif renderer == RST:
-        rendered = _render_rst(text)
-    else:
-        rendered = None
-    if rendered is not None:
-        return RenderedDescription(_own_ids(rendered), renderer)
-    return RenderedDescription(_plain(text), PLAIN, fell_back=renderer != PLAIN)
+            rendered = render(text, variant=variant or "GFM")  # (always given for Markdown)
+        else:
+            rendered = _render_rst(text)
+    except RecursionError:
+        return plain_description(text, "the description nests too deeply to render")
+    except Exception as e:
+        # (a renderer's bug on hostile input: the upload, the import, the
+        # cache go on with the plain text, never a 500)
+        return plain_description(text, f"the renderer failed: {type(e).__name__}: {e}"[:200])
+    if rendered is None:
+        return plain_description(text, None)
+    if len(rendered) > MAX_HTML:
+        return plain_description(text, f"the description renders to {len(rendered):,} "
+                                       f"characters of HTML, more than {MAX_HTML:,}")
+    return RenderedDescription(_own_ids(rendered), renderer)
+
+
+def plain_description(text: str, reason: str | None) -> RenderedDescription:
+    """
+    C{text}, which its content type asked to render as markup, shown as
+    plain text instead: escaped, in a C{<pre>}, cut to fit L{MAX_HTML}.
+
+    @param reason: why, for the log; L{None} for invalid markup (as the
+        public index does, not worth a line in the log).
+    """
+    return RenderedDescription(_plain(text), PLAIN, fell_back=True, reason=reason)
 
 
 # (docutils' settings object, untyped there)
@@ -161,6 +217,28 @@ def _own_ids(html_text: str) -> str:
 
 
 def _plain(text: str) -> str:
-    """Plain text as HTML: escaped, in a C{<pre>}, line breaks kept."""
-    return f'<pre class="description-text">{html.escape(text)}</pre>'
+    """
+    Plain text as HTML: escaped, in a C{<pre>}, line breaks kept; cut to
+    fit L{MAX_HTML} (escaping makes a character up to six), with a line
+    saying so.
+    """
+    escaped = html.escape(text[:MAX_HTML])
+    if len(escaped) > MAX_HTML or len(text) > MAX_HTML:
+        cut = escaped[:MAX_HTML]
+        # (never in the middle of an entity)
+        amp = cut.rfind("&", max(0, len(cut) - 8))
+        if amp != -1 and ";" not in cut[amp:]:
+            cut = cut[:amp]
+        return (f'<pre class="description-text">{cut}</pre>'
+                '<p class="muted">The description is cut here: it is too long to show.</p>')
+    return f'<pre class="description-text">{escaped}</pre>'
 
+
+
+def warm_up() -> None:
+    """
+    Import the renderers and render a line of each markup, so that the
+    first real render is not also the one that loads docutils and Pygments.
+    """
+    render_description("*warm*\n\n```python\nx = 1\n```\n", MARKDOWN)
+    render_description("*warm*\n\n.. code:: python\n\n   x = 1\n", RST)

@@ -77,6 +77,7 @@ from pypid.core.index_names import DEFAULT, UPSTREAM_PREFIX, BaseRef
 from pypid.core.metrics import Family
 from pypid.core.notice import Notice
 from pypid.core.parts import IMetricsSource
+from pypid.core.readme import Renderer, render_description
 from pypid.core.render import file_url_for, provenance_url_for
 from pypid.core.retention import RetentionRules
 from pypid.core.views import ChainSource, ComposedFile, Filters, IndexView, resolve_order
@@ -254,7 +255,8 @@ class HostedStack:
                upstream: AttachUpstream | None = None,
                peers: Callable[[str], Index | None] | None = None,
                labelled: bool = False,
-               advisories: AdvisoryPolicy | None = None) -> HostedStack:
+               advisories: AdvisoryPolicy | None = None,
+               render: Renderer = render_description) -> HostedStack:
         """
         The stack of the hosted index C{name} (C{default}: today's index,
         its storage and snapshot where they always were).
@@ -271,11 +273,14 @@ class HostedStack:
             C{index} label (a server of named indexes).
         @param advisories: the index's L{AdvisoryPolicy}, which its pages
             apply; L{None}: none.
+        @param render: renders the descriptions its storage finds without
+            details (L{pypid.storage.factory.make_storage}).
         @raise pypid.core.startup.StartupError: when its storage cannot be
             built from the configuration.
         """
         server = config.server
-        storage = StoragePart.from_config(index_settings(config, name), run, reactor, bucket)
+        storage = StoragePart.from_config(index_settings(config, name), run, reactor, bucket,
+                                          render=render)
         # (a MeasuredStorage provides its backend's interfaces: directlyProvides)
         stored = cast(IStorage, storage.storage)
         shared = stored if ISharedStorage.providedBy(stored) else None
@@ -374,7 +379,8 @@ class IndexRegistry:
     @classmethod
     def from_config(cls, config: StackSettings, run: Run, reactor: IReactorTime, *,
                     upstream: AttachUpstream | None = None,
-                    board: AdvisoryBoard | None = None) -> IndexRegistry:
+                    board: AdvisoryBoard | None = None,
+                    render: Renderer = render_description) -> IndexRegistry:
         """
         Every index of the configuration: the default's stack built as the
         server's one index always was, a stack per named hosted index, and
@@ -385,6 +391,8 @@ class IndexRegistry:
             advisories: C{index.advisories}); L{None} without one.
         @param board: the server's advisories (filled by their loader);
             L{None}: an empty board of its own.
+        @param render: renders the descriptions of the files the storages
+            and the named upstreams describe (the daemon's sandbox).
         @raise pypid.core.startup.StartupError: when a storage cannot be
             built from the configuration.
         """
@@ -404,12 +412,12 @@ class IndexRegistry:
                     for name, rules in advisory_rules(config).items()}
         stacks[DEFAULT] = HostedStack.create(config, DEFAULT, run, reactor, bucket=bucket,
                                              upstream=upstream, peers=peers, labelled=labelled,
-                                             advisories=policies[DEFAULT])
+                                             advisories=policies[DEFAULT], render=render)
         for name in hosted:
             stacks[name] = HostedStack.create(config, name, run, reactor, bucket=bucket,
                                               peers=peers, labelled=labelled,
-                                              advisories=policies[name])
-        upstreams, sides = _upstreams(config, run, reactor, stacks[DEFAULT].upstream)
+                                              advisories=policies[name], render=render)
+        upstreams, sides = _upstreams(config, run, reactor, stacks[DEFAULT].upstream, render)
         orders: dict[str, tuple[str, ...]] = {}
         made: dict[str, IndexView] = {}
         for name in [DEFAULT, *(n for n in config.indexes if n != DEFAULT)]:
@@ -579,7 +587,7 @@ def advisory_rules(config: StackSettings) -> dict[str, AdvisoryRules]:
 
 
 def _upstreams(config: StackSettings, run: Run, reactor: IReactorTime,
-               default: UpstreamProxy | None,
+               default: UpstreamProxy | None, render: Renderer,
                ) -> tuple[dict[str, tuple[UpstreamPart, SavedState]], dict[str, SourceSide]]:
     """
     The named upstreams' parts, and every upstream an index may name as
@@ -601,7 +609,8 @@ def _upstreams(config: StackSettings, run: Run, reactor: IReactorTime,
         sides[UPSTREAM_PREFIX + DEFAULT] = SourceSide.of(default.source, own)
     for name in config.upstreams:
         learnt = Notice()
-        part = UpstreamPart.named(cast("DaemonSettings", config), name, run, reactor, learnt)
+        part = UpstreamPart.named(cast("DaemonSettings", config), name, run, reactor, learnt,
+                                  render)
         saved = SavedState(part.source, state_path(config.server.snapshot, name), run, reactor,
                            config.server.snapshot_interval, learnt)
         parts[name] = (part, saved)

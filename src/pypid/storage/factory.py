@@ -37,6 +37,7 @@ from zope.interface import implementer
 from pypid.core.index_names import DEFAULT
 from pypid.core.metrics import Family, Timings
 from pypid.core.parts import IMetricsSource
+from pypid.core.readme import Renderer, render_description
 from pypid.core.startup import StartupError
 from pypid.storage.interface import IStorage, Run, StorageError
 from pypid.storage.local import LocalStorage
@@ -218,7 +219,8 @@ class SharedBucket:
 
 def make_storage(config: StorageSettings, run: Run, reactor: IReactorTime,
                  s3_timings: Timings | None = None,
-                 bucket: SharedBucket | None = None) -> IStorage:
+                 bucket: SharedBucket | None = None, *,
+                 render: Renderer = render_description) -> IStorage:
     """
     The storage backend the configuration names.
 
@@ -226,10 +228,14 @@ def make_storage(config: StorageSettings, run: Run, reactor: IReactorTime,
         share them with another client of the bucket (the audit log's).
     @param bucket: the client of the bucket, shared with the other
         indexes' storages; L{None}: a client of its own.
+    @param render: renders the descriptions of files the storage finds
+        without details (a folder served in place, a bucket's imports):
+        the daemon's sandbox (L{pypid.sandbox.readme_sandbox}).
     @raise StartupError: when C{[pypid] ca_bundle} cannot be used.
     """
     if config.storage.backend != "s3":
-        return LocalStorage(config.storage.path, run, reactor, config.storage.min_free)
+        return LocalStorage(config.storage.path, run, reactor, config.storage.min_free,
+                            render=render)
     from pypid.storage.s3.layout import Layout
     from pypid.storage.s3.storage import S3Storage
 
@@ -246,7 +252,7 @@ def make_storage(config: StorageSettings, run: Run, reactor: IReactorTime,
         buffer_time=s3.buffer_time, multipart_threshold=s3.multipart_threshold,
         sync_interval=s3.sync_interval, bucket_snapshot=s3.bucket_snapshot,
         check_rate=s3.check_rate, max_import_size=config.server.max_upload_size,
-        on_close=close)
+        on_close=close, render=render)
 
 
 def make_s3_client(config: StorageSettings, run: Run, reactor: IReactorTime,
@@ -346,20 +352,21 @@ class StoragePart(Service):
 
     @classmethod
     def from_config(cls, config: StorageSettings, run: Run, reactor: IReactorTime,
-                    bucket: SharedBucket | None = None) -> StoragePart:
+                    bucket: SharedBucket | None = None, *,
+                    render: Renderer = render_description) -> StoragePart:
         """
         The part for the configuration's storage, timed with the monotonic clock.
 
         @param bucket: the client of the bucket, shared with the other
             indexes' storages; L{None}: a client of its own.
+        @param render: see L{make_storage}.
         """
         if bucket is not None:
             timings: Timings | None = bucket.timings
         else:
             timings = Timings() if config.storage.backend == "s3" else None
-        return cls(MeasuredStorage(make_storage(config, run, reactor, timings, bucket),
-                                   time.monotonic),
-                   timings)
+        storage = make_storage(config, run, reactor, timings, bucket, render=render)
+        return cls(MeasuredStorage(storage, time.monotonic), timings)
 
     def startService(self) -> Deferred[None]:
         """Prepare the storage; its failure is the start-up's one line."""

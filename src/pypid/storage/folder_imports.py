@@ -29,6 +29,7 @@ from pypid.core.metadata import InvalidDistribution
 from pypid.core.model import FileRecord
 from pypid.core.names import InvalidName
 from pypid.core.pending import DELETED, PendingFile
+from pypid.core.readme import Renderer, render_description
 from pypid.storage.sidecars import Sidecars, is_tombstone, storage_error, storage_errors
 
 log = Logger()
@@ -46,6 +47,7 @@ class FolderImports:
     stored files' details.
 
     @ivar _sidecars: the folder's L{Sidecars}.
+    @ivar _render: renders a description (the daemon's sandbox).
     @ivar _unwritten: metadata of files imported by the last scan whose
         sidecars are not written yet (filename -> bytes); served from here
         until they are, or for good after a scan that does not persist
@@ -53,6 +55,7 @@ class FolderImports:
     """
 
     _sidecars: Sidecars
+    _render: Renderer = render_description
     _unwritten: dict[str, bytes] = attrs.field(factory=dict, init=False)
 
     def unwritten(self, filename: str) -> bytes | None:
@@ -203,7 +206,7 @@ class FolderImports:
             details: bytes | None = inspect(
                 self._sidecars.file_path(record.path), record.filename, record.path,
                 record.upload_time, (record.size, record.sha256, record.blake2_256, record.md5),
-                legacy=True, details=True).details
+                legacy=True, details=self._render).details
         except (InvalidName, InvalidDistribution) as e:
             log.warn("Cannot describe {filename}: {error}", filename=record.filename,
                      error=str(e))

@@ -65,6 +65,7 @@ from pypid.core.model import FileRecord
 from pypid.core.parts import IMetricsSource
 from pypid.core.pending import PendingFile
 from pypid.core.promotion import Promotion
+from pypid.core.readme import Renderer, render_description
 from pypid.storage.disk import fsync_folder, read_if_present, remove_file, write_atomically
 from pypid.storage.folder_changes import FolderChanges
 from pypid.storage.folder_imports import FolderImports, Imported
@@ -111,6 +112,8 @@ class LocalStorage:
     @ivar _min_free: the bytes the folder's file system must have free, or
         L{check} says C{"full"} (0: never full).
     @ivar _statvfs: L{os.statvfs} (a fake in tests).
+    @ivar _render: renders the description of a file described here (a
+        folder's file served in place); the daemon's sandbox.
     """
 
     root: str
@@ -118,6 +121,7 @@ class LocalStorage:
     _clock: IReactorTime | None = None
     _min_free: int = MIN_FREE
     _statvfs: Callable[[str], os.statvfs_result] = os.statvfs
+    _render: Renderer = attrs.field(default=render_description, kw_only=True)
     # The collaborators, built by the constructor (see the module).
     _sidecars: Sidecars = attrs.field(init=False, repr=False, eq=False)
     _lock: FolderLock = attrs.field(init=False, repr=False, eq=False)
@@ -139,7 +143,7 @@ class LocalStorage:
 
     @_imports.default
     def _make_imports(self) -> FolderImports:
-        return FolderImports(self._sidecars)
+        return FolderImports(self._sidecars, self._render)
 
     @_scanner.default
     def _make_scanner(self) -> FolderScan:

@@ -39,6 +39,7 @@ from pypid.core.metadata import InvalidDistribution
 from pypid.core.model import FileRecord
 from pypid.core.names import InvalidName
 from pypid.core.promotion import Promotion
+from pypid.core.readme import render_description
 from pypid.storage.disk import remove_file
 from pypid.storage.interface import (
     FileExists,
@@ -282,7 +283,7 @@ class MemoryStorage:
         try:
             details: bytes | None = inspect(io.BytesIO(data), record.filename, record.path,
                               record.upload_time, _digests(data), legacy=True,
-                              details=True).details
+                              details=render_description).details
         except (InvalidName, InvalidDistribution):
             return succeed(None)
         self._details[record.filename] = details
@@ -487,7 +488,7 @@ class MemoryStorage:
         data = self.objects[key]
         try:
             inspected = inspect(io.BytesIO(data), filename, key, now, _digests(data),
-                                legacy=True, details=persist)
+                                legacy=True, details=render_description if persist else None)
         except (InvalidName, InvalidDistribution) as e:
             return str(e)
         if not persist:

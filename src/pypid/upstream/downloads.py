@@ -42,6 +42,7 @@ from pypid.core.metrics import Timings
 from pypid.core.model import FileRecord
 from pypid.core.names import InvalidName
 from pypid.core.provenance import MAX_PROVENANCE_SIZE, ProvenanceInvalid, read_provenance
+from pypid.core.readme import Renderer, render_description
 from pypid.http import bodies
 from pypid.storage.disk import remove_file
 from pypid.storage.interface import (
@@ -149,6 +150,7 @@ class UpstreamFiles:
     _clock: IReactorTime
     _kept: KeptFiles
     _on_change: Callable[[], None] | None = None
+    _render: Renderer = render_description
     # filename -> the callers waiting for its download
     _downloads: dict[str, list[Deferred[FileRecord]]] = attrs.field(init=False, factory=dict)
     # filename -> (metadata, its sha256), the oldest fetched first
@@ -346,7 +348,7 @@ class UpstreamFiles:
                 # (with its details: the page of an upstream project shows
                 # the description of the files the cache keeps)
                 inspected = await self._run(inspect, temp, f.filename, f.filename,
-                                            upload_time, digests, True, True)
+                                            upload_time, digests, True, self._render)
             except (InvalidName, InvalidDistribution) as e:
                 raise VerifyError(f"{f.filename} from the upstream is not a valid "
                                   f"distribution: {e}")

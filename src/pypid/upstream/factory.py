@@ -21,6 +21,7 @@ from zope.interface import implementer
 
 from pypid.core.metrics import Family
 from pypid.core.parts import IMetricsSource
+from pypid.core.readme import Renderer, render_description
 from pypid.core.render import ProvenanceURL
 from pypid.storage.factory import StorageSettings, make_storage
 from pypid.storage.interface import IStorage, Run
@@ -102,7 +103,8 @@ class UpstreamPart(Service):
                     index: HostedIndex, file_url: FileUrl,
                     learnt: Callable[[], None] | None = None,
                     advisories: AdvisoryPolicy | None = None,
-                    provenance_url: ProvenanceURL | None = None) -> UpstreamPart:
+                    provenance_url: ProvenanceURL | None = None,
+                    render: Renderer = render_description) -> UpstreamPart:
         """
         The part of the configuration's C{[upstream]}, with the default index's proxy.
 
@@ -116,18 +118,22 @@ class UpstreamPart(Service):
             pages of upstream projects apply (issue 27).
         @param provenance_url: the link the default index's pages give a
             file's provenance (PEP 740).
+        @param render: renders the descriptions of the files it keeps
+            (the daemon's sandbox).
         @raise pypid.core.startup.StartupError: when C{[pypid] ca_bundle}
             cannot be used.
         """
         from pypid.upstream.proxy import UpstreamProxy
 
-        source, storage = _make_source(config, config.upstream, None, run, reactor, learnt)
+        source, storage = _make_source(config, config.upstream, None, run, reactor, learnt,
+                                       render)
         return cls(source, storage, UpstreamProxy.create(source, index, file_url,
                                                              advisories, provenance_url))
 
     @classmethod
     def named(cls, config: DaemonSettings, name: str, run: Run, reactor: IReactorTime,
-              learnt: Callable[[], None] | None = None) -> UpstreamPart:
+              learnt: Callable[[], None] | None = None,
+              render: Renderer = render_description) -> UpstreamPart:
         """
         The part of C{[upstream:NAME]}: its source alone, its cache under
         C{.indexes/.upstreams/NAME/}, its own budgets and state.
@@ -139,7 +145,7 @@ class UpstreamPart(Service):
             cannot be used.
         """
         source, storage = _make_source(config, config.upstreams[name], name, run, reactor,
-                                       learnt)
+                                       learnt, render)
         return cls(source, storage)
 
     @property
@@ -174,7 +180,7 @@ class UpstreamPart(Service):
 
 def _make_source(config: DaemonSettings, up: UpstreamSettings, name: str | None, run: Run,
                  reactor: IReactorTime, learnt: Callable[[], None] | None,
-                 ) -> tuple[UpstreamSource, MeasuredStorage]:
+                 render: Renderer) -> tuple[UpstreamSource, MeasuredStorage]:
     """The source of C{up} (C{[upstream]} when C{name} is L{None}) and its storage."""
     from pypid.http.client import make_agent, outbound_policy
     from pypid.upstream.cache import PageCache
@@ -182,7 +188,8 @@ def _make_source(config: DaemonSettings, up: UpstreamSettings, name: str | None,
     from pypid.upstream.fetch import UpstreamClient
     from pypid.upstream.source import DEFAULT_UPSTREAM, UpstreamSource
 
-    storage = MeasuredStorage(make_storage(cache_settings(config, name), run, reactor),
+    storage = MeasuredStorage(make_storage(cache_settings(config, name), run, reactor,
+                                           render=render),
                               time.monotonic)
     agent, pool = make_agent(reactor, up.timeout, policy=outbound_policy(config))
     client = UpstreamClient(agent, reactor, up.url, up.hosts, up.timeout, up.max_page_size,
@@ -198,5 +205,5 @@ def _make_source(config: DaemonSettings, up: UpstreamSettings, name: str | None,
     source = UpstreamSource.create(
         up, policy, pages, client, cast(IStorage, storage), run, reactor,
         name=name or DEFAULT_UPSTREAM, labelled=bool(config.upstreams),
-        on_close=pool.closeCachedConnections, on_change=learnt)
+        on_close=pool.closeCachedConnections, on_change=learnt, render=render)
     return source, storage

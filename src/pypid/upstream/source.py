@@ -27,6 +27,7 @@ from twisted.internet.interfaces import IReactorTime
 from pypid.core.metrics import Family, by_label, counter, gauge, timing_families
 from pypid.core.model import FileRecord
 from pypid.core.project_status import ProjectStatus
+from pypid.core.readme import Renderer, render_description
 from pypid.core.render import Page
 from pypid.core.views import ComposedFile
 from pypid.storage.interface import IStorage, Run
@@ -124,7 +125,8 @@ class UpstreamSource:
                client: UpstreamClient, storage: IStorage, run: Run, clock: IReactorTime,
                name: str = DEFAULT_UPSTREAM, labelled: bool = False,
                on_close: Callable[[], object] | None = None,
-               on_change: Callable[[], None] | None = None) -> UpstreamSource:
+               on_change: Callable[[], None] | None = None,
+               render: Renderer = render_description) -> UpstreamSource:
         """
         The source, complete (no index reads it yet: L{UpstreamProxy.create}).
 
@@ -134,10 +136,13 @@ class UpstreamSource:
         @param on_change: called (without arguments) when a file was kept,
             so that the snapshot is saved soon (the L{PageCache} is given
             the same).
+        @param render: renders the descriptions of the files it keeps
+            (the daemon's sandbox).
         """
         kept = KeptFiles()
         views = _Views(pages)
-        files = UpstreamFiles(config, views, client, storage, run, clock, kept, on_change)
+        files = UpstreamFiles(config, views, client, storage, run, clock, kept, on_change,
+                              render)
         return cls(name, labelled, config, policy, pages, client, files, kept, views,
                    MissBudget(config.max_misses_per_address), clock, on_close)
 

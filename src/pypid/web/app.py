@@ -71,6 +71,7 @@ from pypid.core.index_names import DEFAULT
 from pypid.core.metrics import UPLOAD_PATHS, RequestStats
 from pypid.core.pages import Chrome, IndexLink
 from pypid.core.parts import IMetricsSource, IReloadable
+from pypid.core.readme import Renderer, render_description
 from pypid.core.render import file_url_for
 from pypid.core.views import ChainSource
 from pypid.state.backfill import Backfill
@@ -300,7 +301,8 @@ def build_web(index: Index, storage: IStorage, access: Access, run: Run, clock: 
               ipv6_prefix: int = IPV6_PREFIX, indexes: Sequence[IndexParts] = (),
               registry: IndexRegistry | None = None,
               attestations: AttestationCheck | None = None,
-              usage: UsageLog | None = None, bin: RecycleBin | None = None) -> Web:
+              usage: UsageLog | None = None, bin: RecycleBin | None = None,
+              render: Renderer = render_description) -> Web:
     """
     Build the resource tree and the site, the one way both the server
     (L{pypid.tap.build_service}) and the tests wire them.
@@ -349,6 +351,9 @@ def build_web(index: Index, storage: IStorage, access: Access, run: Run, clock: 
         29); L{None}: none counted.
     @param bin: where the default index's deleted files wait to be purged
         (issue 29); L{None}: none, a deletion deletes at once.
+    @param render: renders the descriptions of uploaded files: the
+        daemon's sandbox (L{pypid.sandbox.readme_sandbox}), so that no
+        README can stop the server; by default in this process (tests).
     """
     if attestations is None:
         attestations = NoAttestations()
@@ -371,7 +376,7 @@ def build_web(index: Index, storage: IStorage, access: Access, run: Run, clock: 
         people=PeoplePages(Catalog(index), access, people),
         publish=Publish(index, storage, access, run, clock, max_upload_size, audit=audit,
                         locks=locks if locks is not None else KeyedLock(clock),
-                        attestations=attestations, bin=bin),
+                        attestations=attestations, bin=bin, render=render),
         tokens=TokenAdmin(access, run, audit=audit),
         cache=CacheAdmin(access, upstream, audit=audit),
         legacy=LegacyJSON(index, storage, access, absolute_file_url, base_url,
@@ -397,6 +402,7 @@ def build_web(index: Index, storage: IStorage, access: Access, run: Run, clock: 
 
     def serve_index(parts: IndexParts) -> ServedIndex:
         return _served(parts, access=access, run=run, clock=clock, attestations=attestations,
+                       render=render,
                        max_upload_size=max_upload_size, base_url=base_url, audit=audit,
                        chrome=ReaderChrome(_index_chrome(chrome, parts, base_url), switcher),
                        denied=denied)
@@ -441,7 +447,7 @@ def _index_chrome(chrome: Chrome, parts: IndexParts, base_url: str | None) -> Ch
 
 
 def _served(parts: IndexParts, *, access: Access, run: Run, clock: IReactorTime,
-            attestations: AttestationCheck,
+            attestations: AttestationCheck, render: Renderer,
             max_upload_size: int, base_url: str | None, audit: AuditTrail,
             chrome: ReaderChrome, denied: DeniedDownloads | None = None) -> ServedIndex:
     """
@@ -457,7 +463,7 @@ def _served(parts: IndexParts, *, access: Access, run: Run, clock: IReactorTime,
     if parts.own is not None:
         publish = Publish(parts.own.index, parts.own.storage, access, run, clock,
                           max_upload_size, audit=audit, locks=parts.own.locks, name=name,
-                          attestations=attestations, bin=parts.own.bin)
+                          attestations=attestations, bin=parts.own.bin, render=render)
     else:
         publish = ReadOnlyPublish(name, access)
     chain = tuple((source.index, source.storage) for source in parts.sources)

@@ -54,6 +54,7 @@ from pypid.core.names import (
     parse_filename,
 )
 from pypid.core.project_status import ACTIVE, InvalidStatus, ProjectStatus, parse_status
+from pypid.core.readme import Renderer, render_description
 from pypid.core.units import format_duration
 from pypid.core.upload import UploadRequest, check_form, validate_upload
 from pypid.state.recycle_bin import NotInBin, RecycleBin, RestoreConflict
@@ -163,6 +164,7 @@ class Publish:
     #: where a deleted file waits before it is purged (issue 29); L{None}:
     #: none, a deletion deletes at once
     _bin: RecycleBin | None = attrs.field(kw_only=True, default=None)
+    _render: Renderer = attrs.field(kw_only=True, default=render_description)
     #: what its audit entries say of the index: nothing for the default's,
     #: whose lines stay as they were
     _audit_index: str | None = attrs.field(init=False)
@@ -251,7 +253,7 @@ class Publish:
         try:
             inspected = await self._run(
                 inspect, part.path, upload.filename, upload.filename, self._clock.seconds(),
-                (part.size, part.sha256, part.blake2_256, part.md5), False, True,
+                (part.size, part.sha256, part.blake2_256, part.md5), False, self._render,
             )
         except InvalidDistribution as e:
             raise BadRequest(f"content: {e}")

@@ -34,6 +34,7 @@ from pypid.core.distribution import Inspected, inspect
 from pypid.core.metadata import InvalidDistribution
 from pypid.core.model import FileRecord
 from pypid.core.names import InvalidName
+from pypid.core.readme import Renderer, render_description
 from pypid.storage.disk import remove_file
 from pypid.storage.interface import Run, StorageError
 from pypid.storage.s3.api import BucketCalls, Listed, S3Client
@@ -64,7 +65,7 @@ def _inspect_bytes(data: bytes, filename: str, path: str, upload_time: float) ->
     digests = (len(data), hashlib.sha256(data).hexdigest(),
                hashlib.blake2b(data, digest_size=32).hexdigest(),
                hashlib.md5(data, usedforsecurity=False).hexdigest())
-    return inspect(io.BytesIO(data), filename, path, upload_time, digests, True, False)
+    return inspect(io.BytesIO(data), filename, path, upload_time, digests, True, None)
 
 
 class _Serial:
@@ -95,6 +96,7 @@ class Importer:
         upload's are written (the storage's, so both write them alike).
     @ivar _max_size: the largest object read whole (the largest upload):
         a larger one is not served.
+    @ivar _render: renders the description of a file described here.
     @ivar _paths: filename -> path, for files not stored at the prefix's
         top (imports).
     @ivar _unwritten: metadata of objects without a record read by a scan
@@ -108,6 +110,7 @@ class Importer:
     _temp_dir: str
     _keep_beside: Callable[..., Awaitable[None]]
     _max_size: int = 1 << 30
+    _render: Renderer = render_description
     _paths: dict[str, str] = attrs.field(factory=dict, init=False)
     _unwritten: dict[str, bytes] = attrs.field(factory=dict, init=False)
 
@@ -191,7 +194,8 @@ class Importer:
         await self._run(_write_new, temp, data)
         try:
             inspected = await self._run(inspect, temp, filename, path,
-                                        parse_time(item.last_modified), None, True, True)
+                                        parse_time(item.last_modified), None, True,
+                                        self._render)
         except (InvalidName, InvalidDistribution) as e:
             return str(e)
         finally:
@@ -231,7 +235,8 @@ class Importer:
         try:
             details = (await self._run(
                 inspect, temp, record.filename, record.path, record.upload_time,
-                (record.size, record.sha256, record.blake2_256, record.md5), True, True,
+                (record.size, record.sha256, record.blake2_256, record.md5), True,
+                self._render,
             )).details
         except (InvalidName, InvalidDistribution):
             return None

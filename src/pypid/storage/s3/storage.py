@@ -51,6 +51,7 @@ from pypid.core.parts import IMetricsSource
 from pypid.core.promotion import Promotion
 from pypid.core.promotion_journal import PromotionJournal
 from pypid.core.provenance import MAX_PROVENANCE_SIZE
+from pypid.core.readme import Renderer, render_description
 from pypid.http.bodies import Deadline
 from pypid.storage import snapshot as snapshots
 from pypid.storage.disk import remove_file
@@ -187,8 +188,11 @@ class S3Storage:
                  bucket_snapshot: bool = True, max_import_size: int = 1 << 30,
                  on_close: Callable[[], Any] | None = None,
                  clock_margin: float = CLOCK_MARGIN, replay_window: float | None = None,
-                 check_rate: float = CHECK_RATE) -> None:
+                 check_rate: float = CHECK_RATE,
+                 render: Renderer = render_description) -> None:
         """
+        @param render: renders the description of a file found without
+            a record (the daemon's sandbox).
         @param check_rate: the most requests a second the background full
             check (L{reconcile}) makes; 0 for no cap.
         @param clock_margin: how far to distrust the store's times near a
@@ -223,7 +227,7 @@ class S3Storage:
         self._pending: set[Deferred[Any]] = set()
         self._writer = ObjectWriter(client, layout, run, multipart_threshold)
         self._imports = Importer(client, layout, run, temp_dir, self._writer.keep_beside,
-                                 max_import_size)
+                                 max_import_size, render)
         self._listing = BucketListing(client, layout, self._imports, clock_margin)
 
     # -- life ------------------------------------------------------------------------

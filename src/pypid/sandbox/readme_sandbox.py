@@ -1,0 +1,306 @@
+"""
+Descriptions rendered in child processes, with a time budget (issue 31).
+
+A README is rendered when its file arrives: in an upload, a file the
+upstream cache keeps, an import, the first view of a project in a folder
+served in place. The renderers are pure Python that holds the interpreter
+lock, and some inputs take them quadratic time: 126 kB of unclosed
+C{<pre><code>} lines took readme_renderer's code highlighting 6 s, during
+which the daemon answered nothing. So the daemon does not render: a few
+child processes (L{pypid.sandbox.readme_child}) do, at a lower priority,
+and a render that is not done within L{BUDGET} has its child killed and
+the description shown as plain text (a new child is started for the next
+one). A child that dies, or answers nonsense, costs the same and no more.
+
+L{ReadmeSandbox.render} is a L{pypid.core.readme.Renderer}: it is called in
+a worker thread (inspection runs there) and blocks that thread, never the
+reactor, while the child renders; the wait for a free child counts in the
+budget, so a thread is held at most about twice the budget.
+
+Children are started on first use (a daemon that renders nothing starts
+none) and stopped with the daemon (the part's C{stopService}); a child
+also exits when its standard input closes, so one outliving a killed
+daemon finds out at its next read.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import IO, cast
+
+from twisted.application.service import Service
+from twisted.logger import Logger
+
+import pypid
+from pypid.core.readme import RenderedDescription, plain_description
+from pypid.sandbox.readme_child import decode, encode, frame
+
+log = Logger()
+
+#: Seconds a render may take, the wait for a free child included; the
+#: slowest of 880 real READMEs took 0.7 s on a loaded machine.
+BUDGET = 5.0
+
+#: Seconds a new child may take to import the renderers.
+START_BUDGET = 60.0
+
+#: Children rendering at once (more wait, within their budget).
+CHILDREN = 2
+
+#: The largest answer read from a child (bytes): the HTML is bounded to a
+#: mebibyte of characters, at most four bytes each, and JSON escapes.
+MAX_ANSWER = 16 * 1024 * 1024
+
+
+class ChildFailed(Exception):
+    """A child did not answer in time, died, or answered nonsense."""
+
+
+class _Child:
+    """One child process, and its two pipes."""
+
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        self.process = process
+        self._requests = cast(IO[bytes], process.stdin)
+        self._answers = cast(IO[bytes], process.stdout).fileno()
+
+    @classmethod
+    def start(cls, command: Sequence[str], env: dict[str, str], deadline: float) -> _Child:
+        """
+        Start one and wait until it is ready.
+
+        @raise ChildFailed: when it cannot start, or is not ready by C{deadline}.
+        """
+        try:
+            process = subprocess.Popen(
+                list(command), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL, env=env, close_fds=True)
+        except OSError as e:
+            raise ChildFailed(f"cannot start the renderer: {e}")
+        child = cls(process)
+        try:
+            ready = child.read(deadline)
+        except ChildFailed:
+            child.kill()
+            raise
+        if ready != {"ready": True}:
+            child.kill()
+            raise ChildFailed("the renderer did not start")
+        return child
+
+    def ask(self, request: dict[str, str | None], deadline: float) -> object:
+        """
+        Send one request and read its answer.
+
+        @raise ChildFailed: when the answer is not there by C{deadline}.
+        """
+        try:
+            self._requests.write(frame(encode(request)))
+            self._requests.flush()
+        except OSError:
+            raise ChildFailed("the renderer stopped")
+        return self.read(deadline)
+
+    def read(self, deadline: float) -> object:
+        """One frame from the child, decoded, by C{deadline}."""
+        head = self._read_exactly(4, deadline)
+        length = int.from_bytes(head, "big")
+        if length > MAX_ANSWER:
+            raise ChildFailed("the renderer answered too much")
+        try:
+            return decode(self._read_exactly(length, deadline))
+        except ValueError:
+            raise ChildFailed("the renderer answered nonsense")
+
+    def _read_exactly(self, size: int, deadline: float) -> bytes:
+        chunks: list[bytes] = []
+        wanted = size
+        poll = select.poll()
+        poll.register(self._answers, select.POLLIN)
+        while wanted:
+            left = deadline - time.monotonic()
+            try:
+                if left <= 0 or not poll.poll(left * 1000):
+                    raise ChildFailed("timeout")
+                chunk = os.read(self._answers, min(wanted, 1024 * 1024))
+            except (OSError, ValueError):
+                # (closed under it: the sandbox is closing)
+                raise ChildFailed("the renderer stopped")
+            if not chunk:
+                raise ChildFailed("the renderer stopped")
+            chunks.append(chunk)
+            wanted -= len(chunk)
+        return b"".join(chunks)
+
+    def kill(self) -> None:
+        """Stop it at once, and reap it."""
+        try:
+            self.process.kill()
+        except OSError:
+            pass
+        for stream in (self.process.stdin, self.process.stdout):
+            try:
+                if stream is not None:
+                    stream.close()
+            except OSError:
+                pass
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+def child_command() -> tuple[list[str], dict[str, str]]:
+    """
+    The command of a child, and its environment: this interpreter, with
+    this C{pypid} found first (a checkout run without installing).
+    """
+    root = os.path.dirname(os.path.dirname(os.path.abspath(pypid.__file__)))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    return [sys.executable, "-m", "pypid.sandbox.readme_child"], env
+
+
+class ReadmeSandbox(Service):
+    """
+    The children, as a part of the daemon (or of a command: L{close} when
+    done); L{render} is the L{pypid.core.readme.Renderer} to give where
+    files are inspected.
+
+    @ivar budget: seconds a render may take, the wait for a child included.
+    @ivar children: how many children may render at once.
+    """
+
+    def __init__(self, budget: float = BUDGET, children: int = CHILDREN,
+                 start_budget: float = START_BUDGET,
+                 command: Callable[[], tuple[list[str], dict[str, str]]] = child_command,
+                 ) -> None:
+        self.budget = budget
+        self.children = children
+        self._start_budget = start_budget
+        self._command = command
+        self._idle: list[_Child] = []
+        self._busy: set[_Child] = set()
+        self._starting = 0
+        self._closed = False
+        self._changed = threading.Condition()
+
+    def render(self, text: str | None, content_type: str | None) -> RenderedDescription:
+        """
+        Render a description in a child within the budget, or show it as
+        plain text (and log why).
+        """
+        if text is None or not text.strip():
+            return RenderedDescription("", "text/plain")
+        deadline = time.monotonic() + self.budget
+        try:
+            child = self._take(deadline)
+        except ChildFailed as e:
+            return self._fallback(text, str(e))
+        try:
+            answer = child.ask({"text": text, "type": content_type}, deadline)
+        except ChildFailed as e:
+            self._drop(child)
+            reason = str(e)
+            if reason == "timeout":
+                reason = f"the description took longer than {self.budget:g} s to render"
+            return self._fallback(text, reason)
+        self._give_back(child)
+        try:
+            assert isinstance(answer, dict)
+            if "error" in answer:
+                return self._fallback(text, str(answer["error"]))
+            rendered = RenderedDescription(
+                html=str(answer["html"]), renderer=str(answer["renderer"]),
+                fell_back=bool(answer["fell_back"]),
+                reason=None if answer["reason"] is None else str(answer["reason"]))
+        except (AssertionError, KeyError):
+            return self._fallback(text, "the renderer answered nonsense")
+        if rendered.reason is not None:
+            log.warn("Showing a description as plain text: {reason}", reason=rendered.reason)
+        return rendered
+
+    def _fallback(self, text: str, reason: str) -> RenderedDescription:
+        log.warn("Showing a description as plain text: {reason}", reason=reason)
+        return plain_description(text, reason)
+
+    def _take(self, deadline: float) -> _Child:
+        """An idle child, or a new one when fewer than L{children} run."""
+        with self._changed:
+            while True:
+                if self._closed:
+                    raise ChildFailed("the server is stopping")
+                if self._idle:
+                    child = self._idle.pop()
+                    if child.process.poll() is None:
+                        self._busy.add(child)
+                        return child
+                    child.kill()
+                    continue
+                if len(self._busy) + self._starting < self.children:
+                    self._starting += 1
+                    break
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise ChildFailed("every renderer was busy for the whole budget")
+                self._changed.wait(left)
+        try:
+            command, env = self._command()
+            child = _Child.start(command, env, time.monotonic() + self._start_budget)
+        except ChildFailed as e:
+            log.error("Cannot start a renderer of descriptions: {error}", error=str(e))
+            with self._changed:
+                self._starting -= 1
+                self._changed.notify()
+            raise
+        with self._changed:
+            self._starting -= 1
+            self._busy.add(child)
+            if self._closed:
+                self._busy.discard(child)
+                child.kill()
+                raise ChildFailed("the server is stopping")
+        return child
+
+    def _give_back(self, child: _Child) -> None:
+        with self._changed:
+            self._busy.discard(child)
+            if self._closed:
+                child.kill()
+            else:
+                self._idle.append(child)
+            self._changed.notify()
+
+    def _drop(self, child: _Child) -> None:
+        child.kill()
+        with self._changed:
+            self._busy.discard(child)
+            self._changed.notify()
+
+    def close(self) -> None:
+        """Stop every child; a render under way falls back to plain text."""
+        with self._changed:
+            self._closed = True
+            children = self._idle + list(self._busy)
+            self._idle = []
+            self._changed.notify_all()
+        for child in children:
+            child.kill()
+
+    def startService(self) -> None:
+        """Allow renders again (a stopped part may be started again, as in tests)."""
+        Service.startService(self)
+        with self._changed:
+            self._closed = False
+
+    def stopService(self) -> None:
+        """Stop the children with the daemon."""
+        Service.stopService(self)
+        self.close()

@@ -1,0 +1,181 @@
+"""
+End-to-end tests of hostile descriptions (issue 31): a README whose
+rendering runs away must never stop the server. It arrives three ways,
+each tried against the real daemon while another client keeps asking for
+C{/simple/}: an upload, a file kept by the upstream cache on an anonymous
+download, and the first anonymous view of a project in a pypiserver
+folder served in place.
+"""
+
+import os
+import threading
+import time
+
+from tests.distributions import make_wheel, metadata_text
+from tests.e2e import DaemonTestCase, file_url, http, upload
+from tests.upstream_server import UpstreamProcess
+
+#: Unclosed C{<pre><code>} lines: readme_renderer's code highlighting takes
+#: quadratic time on them, holding the interpreter lock (126 kB; 6 s of a
+#: stalled server in-process before issue 31).
+FREEZING_MARKDOWN = '<pre lang="a"><code>\n' * 6000
+
+#: The longest C{/simple/} answer the probe may see while a hostile README
+#: renders (a loaded CI machine answers in some milliseconds; the stall
+#: was seconds).
+MAX_STALL = 1.0
+
+
+def hostile_wheel(name, version="1.0", text=FREEZING_MARKDOWN, content_type="text/markdown"):
+    """A wheel whose description is C{text}."""
+    header = metadata_text(name, version,
+                           extra_headers=[f"Description-Content-Type: {content_type}"])
+    head, _, _ = header.partition("\n\n")
+    return make_wheel(name, version, metadata=f"{head}\n\n{text}")
+
+
+class Probe:
+    """
+    A client asking for C{url} again and again in a thread, timing each
+    answer, until stopped.
+    """
+
+    def __init__(self, url):
+        self.url = url
+        self.times = []
+        self.failures = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(30)
+
+    def _loop(self):
+        while not self._stop.is_set():
+            started = time.monotonic()
+            try:
+                status = http("GET", self.url, timeout=60).status
+            except OSError as e:
+                self.failures.append(repr(e))
+            else:
+                if status != 200:
+                    self.failures.append(status)
+            self.times.append(time.monotonic() - started)
+            self._stop.wait(0.02)
+
+    @property
+    def worst(self):
+        return max(self.times, default=0.0)
+
+
+class HostileReadmeTests(DaemonTestCase):
+    """One daemon, hostile descriptions uploaded to it."""
+
+    def assert_responsive(self, probe):
+        self.assertEqual(probe.failures, [])
+        self.assertGreater(len(probe.times), 5)
+        self.assertLess(probe.worst, MAX_STALL,
+                        f"/simple/ stalled {probe.worst:.2f} s while a README rendered")
+
+    def test_freezing_markdown_upload(self):
+        """
+        An upload of the freezing README is taken while C{/simple/} keeps
+        answering; its description is shown as plain text.
+        """
+        filename, data = hostile_wheel("freeze-md")
+        with Probe(self.daemon.index_url) as probe:
+            answer = upload(self.daemon, filename, data)
+        self.assertEqual(answer.status, 200, answer.body)
+        self.assert_responsive(probe)
+        page = http("GET", self.daemon.url + "/project/freeze-md/")
+        self.assertEqual(page.status, 200)
+        self.assertIn(b"shown as plain text", page.body)
+        self.assertIn(b"&lt;pre lang=&quot;a&quot;&gt;&lt;code&gt;", page.body)
+        self.assertIn("description took longer than", self.daemon.log_text())
+
+    def test_deep_rst_upload(self):
+        """
+        A 300-deep reStructuredText list (RecursionError in docutils) is
+        taken, shown as plain text, never a 500.
+        """
+        text = "".join("  " * i + "- x\n\n" for i in range(300))
+        filename, data = hostile_wheel("deep-rst", text=text, content_type="text/x-rst")
+        answer = upload(self.daemon, filename, data)
+        self.assertEqual(answer.status, 200, answer.body)
+        page = http("GET", self.daemon.url + "/project/deep-rst/")
+        self.assertEqual(page.status, 200)
+        self.assertIn(b"shown as plain text", page.body)
+
+    def test_amplifying_markdown_upload(self):
+        """
+        A small wheel whose README is megabytes that escape to four times
+        as many (8.6 kB of wheel made a 38 MB page before issue 31) makes a
+        bounded project page, kept and served again without rendering.
+        """
+        filename, data = hostile_wheel("amplify-md", text="<>" * 4_000_000,
+                                       content_type="text/plain")
+        self.assertLess(len(data), 64 * 1024)
+        self.assertEqual(upload(self.daemon, filename, data).status, 200)
+        url = self.daemon.url + "/project/amplify-md/"
+        first = http("GET", url)
+        self.assertEqual(first.status, 200)
+        self.assertLess(len(first.body), 2 * 1024 * 1024)
+        started = time.monotonic()
+        for _ in range(20):
+            self.assertEqual(http("GET", url).body, first.body)
+        self.assertLess((time.monotonic() - started) / 20, 0.1)
+
+
+class UpstreamReadmeTests(DaemonTestCase):
+    """The freezing README in a file of the upstream, kept on an anonymous download."""
+
+    upstream = None
+
+    @property
+    def settings(self):
+        cls = type(self)
+        if cls.upstream is None:
+            cls.upstream = UpstreamProcess(
+                os.path.abspath(os.path.join("e2e-shared", "upstream-readme")))
+            cls.upstream.add(*hostile_wheel("up-freeze"))
+            cls.upstream.start()
+            self.addCleanup(cls.upstream.stop)
+        return {"upstream.mode": "cache", "upstream.url": cls.upstream.url,
+                "upstream.timeout": "10"}
+
+    def test_anonymous_download(self):
+        """Downloading the file keeps it; /simple/ answers meanwhile."""
+        filename = hostile_wheel("up-freeze")[0]
+        url = file_url(self.daemon, "up-freeze", filename)
+        with Probe(self.daemon.index_url) as probe:
+            self.assertEqual(http("GET", url, timeout=60).status, 200)
+            # (kept, and so described, once the download was answered)
+            self.daemon.wait_for_log(b"description took longer than", timeout=60)
+        self.assert_responsive(probe)
+
+
+class FolderReadmeTests(DaemonTestCase):
+    """The freezing README in a pypiserver folder served in place."""
+
+    def test_first_view(self):
+        """The first anonymous view of the project describes it; /simple/ answers meanwhile."""
+        daemon = self.new_daemon(start=False)
+        filename, data = hostile_wheel("folder-freeze")
+        with open(os.path.join(daemon.storage, filename), "wb") as f:
+            f.write(data)
+        daemon.start()
+        daemon.wait_for_log(b"Described 1 files")
+        with Probe(daemon.index_url) as probe:
+            page = http("GET", daemon.url + "/project/folder-freeze/", timeout=60)
+        self.assert_responsive(probe)
+        self.assertEqual(page.status, 200)
+        wait = time.monotonic() + 30
+        while b"shown as plain text" not in page.body and time.monotonic() < wait:
+            time.sleep(0.2)
+            page = http("GET", daemon.url + "/project/folder-freeze/")
+        self.assertIn(b"shown as plain text", page.body)
