@@ -8,6 +8,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.core.readme import (
     MARKDOWN,
+    MAX_HTML,
+    MAX_TEXT,
     PLAIN,
     RST,
     RenderedDescription,
@@ -183,3 +185,59 @@ class SameAsTheRendererTests(SynchronousTestCase):
             else:
                 self.assertEqual(_render_rst(text), expected, text)
                 self.assertEqual(rendered, _own_ids(expected), text)
+
+
+class BoundsTests(SynchronousTestCase):
+    """
+    The bounds of L{render_description} (issue 31): what a description may
+    be and become; past them, plain text, and a reason for the log.
+    """
+
+    def test_too_long(self):
+        """A description longer than MAX_TEXT is not rendered: plain text, cut to fit."""
+        text = "# Title\n\n" + "word " * (MAX_TEXT // 5 + 10)
+        rendered = render_description(text, "text/markdown")
+        self.assertEqual((rendered.renderer, rendered.fell_back), (PLAIN, True))
+        self.assertIn(f"more than {MAX_TEXT:,}", rendered.reason)
+        self.assertLessEqual(len(rendered.html), MAX_HTML + 200)
+
+    def test_html_too_large(self):
+        """Markup that renders to more than MAX_HTML is shown as its plain text."""
+        text = "* a\n" * (MAX_TEXT // 4 - 1)   # (each item a <li> and more: 4 chars give 14)
+        self.assertLessEqual(len(text), MAX_TEXT)
+        rendered = render_description(text, "text/markdown")
+        self.assertEqual((rendered.renderer, rendered.fell_back), (PLAIN, True))
+        self.assertIn("characters of HTML", rendered.reason)
+        self.assertEqual(rendered.html, f'<pre class="description-text">{text}</pre>')
+
+    def test_plain_text_cut_on_an_entity(self):
+        """Plain text that escapes to more than MAX_HTML is cut, never inside an entity."""
+        rendered = render_description("<" * MAX_HTML, "text/plain")
+        self.assertEqual(rendered.renderer, PLAIN)
+        body = rendered.html[len('<pre class="description-text">'):rendered.html.index("</pre>")]
+        self.assertLessEqual(len(body), MAX_HTML)
+        self.assertEqual(body, "&lt;" * (len(body) // 4))
+        self.assertIn("The description is cut here", rendered.html)
+
+    def test_deep_rst(self):
+        """A 300-deep reStructuredText list (RecursionError in docutils): plain text."""
+        for text in ("".join("  " * i + "- x\n\n" for i in range(300)),
+                     "".join("  " * i + "x\n\n" for i in range(300))):
+            rendered = render_description(text, "text/x-rst")
+            self.assertEqual((rendered.renderer, rendered.fell_back), (PLAIN, True))
+            self.assertEqual(rendered.reason, "the description nests too deeply to render")
+
+    def test_renderer_bug(self):
+        """Any error of a renderer is plain text with its reason, never an exception."""
+        from readme_renderer import markdown
+
+        def broken(text, variant):
+            raise ValueError("bug")
+        self.patch(markdown, "render", broken)
+        rendered = render_description("# Title", "text/markdown")
+        self.assertEqual((rendered.renderer, rendered.fell_back), (PLAIN, True))
+        self.assertEqual(rendered.reason, "the renderer failed: ValueError: bug")
+
+    def test_invalid_markup_has_no_reason(self):
+        """Invalid markup falls back as on the public index, not worth a line in the log."""
+        self.assertIsNone(render_description("`unclosed <b>bold</b>", "text/x-rst").reason)

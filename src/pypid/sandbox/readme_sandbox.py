@@ -201,7 +201,7 @@ class ReadmeSandbox(Service):
             return RenderedDescription("", "text/plain")
         deadline = time.monotonic() + self.budget
         try:
-            child = self._take(deadline)
+            child, deadline = self._take(deadline)
         except ChildFailed as e:
             return self._fallback(text, str(e))
         try:
@@ -231,8 +231,12 @@ class ReadmeSandbox(Service):
         log.warn("Showing a description as plain text: {reason}", reason=reason)
         return plain_description(text, reason)
 
-    def _take(self, deadline: float) -> _Child:
-        """An idle child, or a new one when fewer than L{children} run."""
+    def _take(self, deadline: float) -> tuple[_Child, float]:
+        """
+        An idle child, or a new one when fewer than L{children} run; and
+        the render's deadline (the time a new child took to start is not
+        the render's).
+        """
         with self._changed:
             while True:
                 if self._closed:
@@ -241,7 +245,7 @@ class ReadmeSandbox(Service):
                     child = self._idle.pop()
                     if child.process.poll() is None:
                         self._busy.add(child)
-                        return child
+                        return child, deadline
                     child.kill()
                     continue
                 if len(self._busy) + self._starting < self.children:
@@ -251,6 +255,7 @@ class ReadmeSandbox(Service):
                 if left <= 0:
                     raise ChildFailed("every renderer was busy for the whole budget")
                 self._changed.wait(left)
+        left = max(0.0, deadline - time.monotonic())
         try:
             command, env = self._command()
             child = _Child.start(command, env, time.monotonic() + self._start_budget)
@@ -267,7 +272,7 @@ class ReadmeSandbox(Service):
                 self._busy.discard(child)
                 child.kill()
                 raise ChildFailed("the server is stopping")
-        return child
+        return child, time.monotonic() + left
 
     def _give_back(self, child: _Child) -> None:
         with self._changed:

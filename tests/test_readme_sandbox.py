@@ -1,0 +1,198 @@
+"""
+Tests for L{pypid.sandbox.readme_sandbox}: descriptions rendered in real
+child processes, the time budget, and children that die or lie.
+"""
+
+import sys
+import threading
+import time
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from pypid.core.readme import MAX_HTML, PLAIN, render_description
+from pypid.sandbox.readme_sandbox import ReadmeSandbox, child_command
+
+#: readme_renderer's highlighting takes quadratic time on these (seconds).
+FREEZING = '<pre lang="a"><code>\n' * 6000
+
+#: Other inputs that take the renderers seconds or more on this machine
+#: (measured in-process; what each one does to a renderer).
+PATHOLOGICAL = {
+    "unclosed pre and code (quadratic highlighting)": (FREEZING, "text/markdown"),
+    "50,000 nested quotes (10 s)": ("> " * 50000 + "x\n", "text/markdown"),
+    "50,000 nested divs (14 s)": ("<div>" * 50000, "text/markdown"),
+    "20,000 lines of code to highlight (8 s)": (
+        ".. code:: python\n\n" + "   x = (((((((((\n" * 20000, "text/x-rst"),
+    "a 300-deep list (RecursionError)": (
+        "".join("  " * i + "- x\n\n" for i in range(300)), "text/x-rst"),
+}
+
+README = "# Title\n\n```python\nimport grail\n```\n\nSee [docs](https://docs.example/).\n"
+
+
+def script(code):
+    """A command running C{code} in place of the child."""
+    def command():
+        argv, env = child_command()
+        return [sys.executable, "-c", code], env
+    return command
+
+
+class SandboxTests(SynchronousTestCase):
+    """A sandbox of real children."""
+
+    def sandbox(self, **kwargs):
+        sandbox = ReadmeSandbox(**kwargs)
+        self.addCleanup(sandbox.close)
+        return sandbox
+
+    def test_same_as_in_process(self):
+        """A child renders what this process renders, for each markup."""
+        sandbox = self.sandbox()
+        for text, content_type in [(README, "text/markdown"),
+                                   ("Title\n=====\n\n*x*\n", "text/x-rst"),
+                                   ("`unclosed <b>", "text/x-rst"),
+                                   ("a < b", "text/plain"),
+                                   ("caf\N{LATIN SMALL LETTER E WITH ACUTE} \udcff", None),
+                                   ("", "text/markdown"),
+                                   (None, None)]:
+            self.assertEqual(sandbox.render(text, content_type),
+                             render_description(text, content_type), text)
+
+    def test_budget(self):
+        """
+        A render past the budget falls back to plain text at the budget,
+        and the next render has a new child.
+        """
+        sandbox = self.sandbox(budget=1.0)
+        sandbox.render("warm", "text/markdown")   # (the child started)
+        started = time.monotonic()
+        rendered = sandbox.render(FREEZING, "text/markdown")
+        took = time.monotonic() - started
+        self.assertEqual((rendered.renderer, rendered.fell_back), (PLAIN, True))
+        self.assertEqual(rendered.reason, "the description took longer than 1 s to render")
+        self.assertLess(took, 3.0)
+        self.assertEqual(sandbox.render(README, "text/markdown"),
+                         render_description(README, "text/markdown"))
+
+    def test_pathological(self):
+        """Each pathological input is answered within its budget, and bounded."""
+        sandbox = self.sandbox(budget=2.0)
+        sandbox.render("warm", "text/markdown")
+        for name, (text, content_type) in PATHOLOGICAL.items():
+            started = time.monotonic()
+            rendered = sandbox.render(text, content_type)
+            self.assertLess(time.monotonic() - started, 4.0, name)
+            self.assertTrue(rendered.fell_back or len(rendered.html) <= MAX_HTML, name)
+
+    def test_waits_within_the_budget(self):
+        """
+        With the only child busy, a render waits for it to be free (here:
+        killed at the budget) and is rendered then.
+        """
+        sandbox = self.sandbox(budget=1.0, children=1)
+        sandbox.render("warm", "text/markdown")
+        results = []
+        hostile = threading.Thread(
+            target=lambda: results.append(sandbox.render(FREEZING, "text/markdown")))
+        hostile.start()
+        time.sleep(0.2)
+        waiting = sandbox.render(README, "text/markdown")
+        hostile.join()
+        self.assertEqual(waiting, render_description(README, "text/markdown"))
+        self.assertEqual(results[0].renderer, PLAIN)
+
+    def test_busy_for_the_whole_budget(self):
+        """No child free within the budget: plain text, at the budget."""
+        sandbox = self.sandbox(budget=0.5, children=0)
+        started = time.monotonic()
+        rendered = sandbox.render(README, "text/markdown")
+        self.assertEqual(rendered.reason, "every renderer was busy for the whole budget")
+        self.assertLess(time.monotonic() - started, 2.0)
+
+    def test_concurrent(self):
+        """Renders in several threads each get their own answer."""
+        sandbox = self.sandbox(children=2)
+        texts = [f"# Title {i}\n\nbody {i}\n" for i in range(8)]
+        results = {}
+
+        def render(i):
+            results[i] = sandbox.render(texts[i], "text/markdown")
+        threads = [threading.Thread(target=render, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for i, text in enumerate(texts):
+            self.assertEqual(results[i], render_description(text, "text/markdown"))
+
+    def test_child_dies(self):
+        """A child that dies while rendering costs that render its markup, not the next."""
+        sandbox = self.sandbox()
+        sandbox.render("warm", "text/markdown")
+        [child] = sandbox._idle
+        child.process.kill()
+        child.process.wait()
+        # (an idle child found dead is replaced before it is asked)
+        self.assertEqual(sandbox.render(README, "text/markdown"),
+                         render_description(README, "text/markdown"))
+
+    def test_child_cannot_start(self):
+        """A child that exits at once: plain text, with why."""
+        sandbox = self.sandbox(command=script("import sys; sys.exit(3)"))
+        rendered = sandbox.render(README, "text/markdown")
+        self.assertEqual((rendered.renderer, rendered.fell_back), (PLAIN, True))
+        self.assertEqual(rendered.reason, "the renderer stopped")
+        self.assertIn("Title", rendered.html)
+
+    def test_child_lies(self):
+        """A child that answers nonsense, or too much: plain text."""
+        for code, reason in [
+            ("import sys; sys.stdout.buffer.write(b'\\x00\\x00\\x00\\x03abc'); sys.stdout.flush()",
+             "the renderer answered nonsense"),
+            ("import sys; sys.stdout.buffer.write(b'\\xff\\xff\\xff\\xff'); sys.stdout.flush()",
+             "the renderer answered too much"),
+        ]:
+            rendered = self.sandbox(command=script(code)).render(README, "text/markdown")
+            self.assertEqual(rendered.reason, reason)
+
+    def test_slow_to_start(self):
+        """A child that never says it is ready is given up at the start budget."""
+        sandbox = self.sandbox(start_budget=0.5,
+                               command=script("import time; time.sleep(30)"))
+        started = time.monotonic()
+        self.assertEqual(sandbox.render(README, "text/markdown").reason, "timeout")
+        self.assertLess(time.monotonic() - started, 5.0)
+
+    def test_close(self):
+        """Closing stops every child; a render afterwards is plain text."""
+        sandbox = self.sandbox()
+        sandbox.render("warm", "text/markdown")
+        [child] = sandbox._idle
+        sandbox.close()
+        self.assertIsNotNone(child.process.poll())
+        self.assertEqual(sandbox.render(README, "text/markdown").reason,
+                         "the server is stopping")
+        sandbox.startService()
+        self.assertFalse(sandbox.render(README, "text/markdown").fell_back)
+
+    def test_memory_bound(self):
+        """
+        A render that needs more memory than a child may have
+        (C{MEMORY_LIMIT}, enforced by the kernel): plain text, and the
+        child lives on.
+        """
+        sandbox = self.sandbox(command=script(
+            "import pypid.core.readme as r\n"
+            "r.warm_up = lambda: None\n"
+            "def greedy(text, content_type):\n"
+            "    if text == 'greedy':\n"
+            "        return bytearray(2 << 30)\n"
+            "    return r.RenderedDescription(text, r.PLAIN)\n"
+            "r.render_description = greedy\n"
+            "import pypid.sandbox.readme_child as c\n"
+            "c.main()\n"))
+        rendered = sandbox.render("greedy", "text/markdown")
+        self.assertEqual(rendered.reason,
+                         "the description needs more memory than a render may take")
+        self.assertEqual(sandbox.render("modest", "text/markdown").html, "modest")
