@@ -74,6 +74,7 @@ exclude = experimental-*
 #: The parts of a server of L{NAMED}, in the order they start.
 NAMED_PARTS = [
     "threads",
+    "readme-sandbox",
     "storage", "storage:release", "storage:staging",
     "audit", "access", "advisories", "running-mark",
     "index", "index:release", "index:staging",

@@ -425,7 +425,7 @@ def build_web(index: Index, storage: IStorage, access: Access, run: Run, clock: 
                      reactor=clock, access=access, run=run, counter=counter,
                      header_timeout=header_timeout, min_body_rate=min_upload_rate,
                      timer=timer, stats=stats, trusted_proxies=trusted_proxies,
-                     index_uploads=bool(indexes))
+                     index_uploads=bool(indexes), base_url=base_url)
     return Web(root, site, app, named, serve_index, switcher)
 
 

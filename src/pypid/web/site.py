@@ -34,10 +34,12 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import server
 from twisted.web.http import HTTPChannel, datetimeToString, unquote
+from twisted.web.http_headers import Headers
 from twisted.web.resource import IResource
 
 from pypid.auth.basic import MalformedCredentials, www_authenticate_header
 from pypid.auth.verifier import Identity
+from pypid.core.cross_site import cross_site_refusal
 from pypid.core.forwarded import NO_PROXIES, TrustedProxies
 from pypid.core.http_errors import HTTPError
 from pypid.core.metrics import BATCH, UPLOAD_PATHS, RequestStats
@@ -83,6 +85,12 @@ DISCARD_LIMIT = 64 << 20
 _FIELDS_ALLOWANCE = 9 << 20
 
 
+def _header(headers: Headers, name: bytes) -> bytes | None:
+    """A request header's first value, or L{None}."""
+    values = headers.getRawHeaders(name)
+    return values[0] if values else None
+
+
 class PypidRequest(server.Request):
     """
     A request that streams uploads and sends a cached C{Date} header and no
@@ -121,6 +129,15 @@ class PypidRequest(server.Request):
         command, target = request_line(channel)
         path = origin_form(target).split(b"?", 1)[0]
         self._line = (command, path)
+        # A change a browser sent on behalf of another site (a form on a
+        # foreign page, with the credentials the browser keeps for this
+        # one) is refused before its body: issue 31.
+        headers = self.requestHeaders
+        refusal = cross_site_refusal(
+            command or b"", _header(headers, b"sec-fetch-site"), _header(headers, b"origin"),
+            _header(headers, b"host"), site.base_url)
+        if refusal is not None:
+            return self._answer_early(length, 403, refusal)
         if command != b"POST" or (path not in UPLOAD_PATHS and not (
                 site.index_uploads and index_upload_path(path))):
             if length is not None and length > MAX_PLAIN_BODY:
@@ -383,8 +400,11 @@ class PypidSite(GuardedSite):
                  min_body_rate: float | None = None, timer: Callable[[], float] | None = None,
                  stats: RequestStats | None = None,
                  trusted_proxies: TrustedProxies = NO_PROXIES,
-                 index_uploads: bool = False) -> None:
+                 index_uploads: bool = False, base_url: str | None = None) -> None:
         server.Site.__init__(self, resource, logPath=access_log, reactor=reactor)
+        #: C{[server] base_url}: the origin of this server's pages when a
+        #: proxy in front gives another C{Host} (L{cross_site_refusal})
+        self.base_url = base_url
         self.trusted_proxies = trusted_proxies
         #: what was answered, for C{/metrics}
         self.stats = stats if stats is not None else RequestStats()
