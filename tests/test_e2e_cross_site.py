@@ -16,7 +16,8 @@ import threading
 
 from tests.browser import BrowserTestCase
 from tests.distributions import make_wheel
-from tests.e2e import PASSWORD, USER, DaemonTestCase, http as request, project_json, upload
+from tests.e2e import PASSWORD, USER, DaemonTestCase, project_json, upload
+from tests.e2e import http as request
 
 #: Where the foreign site is served (another site than the daemon's
 #: 127.0.0.1 to the browser; both loopback, so no network rule applies).
