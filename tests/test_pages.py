@@ -210,3 +210,49 @@ class CatalogTests(SynchronousTestCase):
         """Projects and files, of every project or of those visible."""
         self.assertEqual(visible_counts(self.index), (2, 5))
         self.assertEqual(visible_counts(self.index, lambda p: p == "shrubbery"), (1, 1))
+
+
+class HistoryTests(SynchronousTestCase):
+    """
+    The release history of a project of many versions (issue 31): each
+    page lists a bounded part, and links reach every release.
+    """
+
+    def setUp(self):
+        files = [make_record("many", f"1.{i}") for i in range(1200)]
+        self.releases = pages.releases_of(files)
+        self.files = files
+
+    def page(self, version=None):
+        view = pages.project_view("many", "many", self.files, version,
+                                  releases=self.releases)
+        return pages.project_page(CHROME, view, "../../").decode("utf-8")
+
+    def test_bounded(self):
+        """Every page of 1,200 versions is small; all of them together grow linearly."""
+        sizes = [len(self.page(f"1.{i}")) for i in range(0, 1200, 7)]
+        self.assertLess(max(sizes), 24 * 1024)
+        latest = self.page()
+        self.assertIn('aria-current="page">1.1199<', latest)
+        self.assertIn(">1,178 more releases<", latest)
+
+    def test_every_release_reached(self):
+        """Following the links of the history from the latest page reaches every release."""
+        link = re.compile(r'href="\.\./\.\./project/many/([^/"]+)/"')
+        seen, todo = set(), [None]
+        while todo:
+            version = todo.pop()
+            for found in link.findall(self.page(version)):
+                if found not in seen:
+                    seen.add(found)
+                    todo.append(found)
+        self.assertEqual(len(seen), 1200)
+
+    def test_shown(self):
+        """history_shown: the newest, around the current one, the oldest, and runs left out."""
+        self.assertEqual(pages.history_shown(3, 0, 0), [0, 1, 2])
+        entries = pages.history_shown(100, 60, 0)
+        self.assertEqual(entries[:20], list(range(20)))
+        self.assertEqual(entries[20], (20, 40))
+        self.assertEqual(entries[21:62], list(range(40, 81)))
+        self.assertEqual(entries[62:], [(81, 99), 99])

@@ -699,6 +699,22 @@ class ClientTests(SynchronousTestCase):
         self.assertEqual(cache.page_cost(UpstreamPage(project="x", name="x" * 1000)),
                          cache.PAGE_COST + 1000)
 
+    def test_long_yank_reason(self):
+        """A yank reason of megabytes is cut to YANK_REASON_BYTES, in both formats; "" stays."""
+        from pypid.core.model import YANK_REASON_BYTES
+        reason = "broken " * 300_000
+        body = json_page("holy-grail", [entry(WHEEL[0], WHEEL[1], yanked=reason),
+                                        entry(OTHER[0] + ".x.whl", OTHER[1], yanked="")])
+        files = parse_page(body, JSON_TYPE, INDEX + "holy-grail/", "holy-grail").files
+        html = (f'<a href="{FILES}{WHEEL[0]}#sha256={sha256(WHEEL[1])}" '
+                f'data-yanked="{reason}">{WHEEL[0]}</a>').encode()
+        files += parse_page(html, "text/html", INDEX + "holy-grail/", "holy-grail").files
+        cut = [f.yanked for f in files]
+        self.assertEqual([len(r.encode()) <= YANK_REASON_BYTES for r in cut], [True] * 3)
+        self.assertTrue(cut[0].startswith("broken broken"))
+        self.assertEqual(cut[1], "")
+        self.assertEqual(cut[2], cut[0])
+
     def test_empty_user_with_password(self):
         """C{http://:pw@host/} carries credentials, and is refused."""
         self.assertFalse(host_allowed("http://:pw@upstream.example/x", ("upstream.example",)))

@@ -888,6 +888,23 @@ class ChangeApiTests(_ServerMixin, SynchronousTestCase):
         scanned = self.successResultOf(self.storage.scan({}, 0)).records
         self.assertEqual(scanned[WHEEL_NAME].yanked, "broken build")
 
+    def test_yank_reason_bounded(self):
+        """
+        A yank reason longer than YANK_REASON_BYTES is refused, naming the
+        field, for a file and for a release; one of that length is taken.
+        """
+        from pypid.core.model import YANK_REASON_BYTES
+        for path in (f"/api/files/{WHEEL_NAME}/yank", "/api/projects/holy-grail/1.0/yank"):
+            response, body = self.request("POST", path, auth=True,
+                                          data={"reason": "\N{SNOWMAN}" * 101})
+            self.assertEqual((response.code, body),
+                             (400, f"reason: longer than {YANK_REASON_BYTES} bytes\n".encode()))
+        self.assertEqual(self.files()[WHEEL_NAME]["yanked"], False)
+        response, _ = self.request("POST", f"/api/files/{WHEEL_NAME}/yank", auth=True,
+                                   data={"reason": "x" * YANK_REASON_BYTES})
+        self.assertEqual(response.code, 200)
+        self.assertEqual(self.files()[WHEEL_NAME]["yanked"], "x" * YANK_REASON_BYTES)
+
     def test_yank_without_reason(self):
         """A yank without a reason is C{true} in JSON and an empty data-yanked in HTML."""
         self.request("POST", f"/api/files/{WHEEL_NAME}/yank", auth=True)

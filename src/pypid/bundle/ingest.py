@@ -61,7 +61,13 @@ from pypid.bundle.manifest import AUDIT
 from pypid.core.audit_chain import Entry, verify_writers
 from pypid.core.distribution import inspect
 from pypid.core.metadata import InvalidDistribution
-from pypid.core.model import UPLOADER_BYTES, FileRecord, cut_text, format_upload_time
+from pypid.core.model import (
+    UPLOADER_BYTES,
+    FileRecord,
+    cut_reason,
+    cut_text,
+    format_upload_time,
+)
 from pypid.core.names import InvalidName, parse_filename
 from pypid.core.provenance import ProvenanceInvalid, read_provenance
 from pypid.core.readme import Renderer, render_description
@@ -391,7 +397,7 @@ class Ingest:
             return
         record = inspected.record.replace(uploader=cut_text(arrival.uploader,
                                                                   UPLOADER_BYTES),
-                              yanked=arrival.yanked if arrival.yank_known else None)
+                              yanked=cut_reason(arrival.yanked) if arrival.yank_known else None)
         provenance = None
         if arrival.provenance is not None:
             # (read now, checked: the digest its record names, and a provenance

@@ -36,6 +36,11 @@ def _optional_str(value: object) -> str | None:
 #: S3, in an object's user metadata, which is 2 KB in all.
 SUMMARY_BYTES = 300
 UPLOADER_BYTES = 100
+#: The most UTF-8 bytes of a yank reason (issue 31: a reason is a line on a
+#: page; unbounded ones made every page, snapshot and export carry
+#: megabytes). A longer one is refused from a yank, and cut from the
+#: upstream, an import or a bucket.
+YANK_REASON_BYTES = 300
 
 
 def cut_text(text: str | None, limit: int) -> str | None:
@@ -50,6 +55,14 @@ def cut_text(text: str | None, limit: int) -> str | None:
         return text
     ellipsis = "\N{HORIZONTAL ELLIPSIS}"
     return data[: limit - len(ellipsis.encode("utf-8"))].decode("utf-8", "ignore") + ellipsis
+
+
+def cut_reason(reason: str | None) -> str | None:
+    """
+    A yank reason cut to L{YANK_REASON_BYTES}; L{None} (not yanked) and
+    C{""} (yanked without a reason) as they are.
+    """
+    return reason if not reason else cut_text(reason, YANK_REASON_BYTES)
 
 
 #: The fields of a L{FileRecord}, in the order its tuple holds them.

@@ -710,10 +710,61 @@ def _quoted(text: str) -> str:
     return quote(text)
 
 
+#: The newest releases every page's history lists, and how many on either
+#: side of the page's own release: a project of thousands of versions
+#: would otherwise give each of its pages the whole list, and the static
+#: export the square of it (issue 31: 1,200 versions made 188 MB).
+HISTORY_NEWEST = 20
+HISTORY_AROUND = 20
+
+
+def history_shown(count: int, current: int, latest: int | None) -> list[int | tuple[int, int]]:
+    """
+    The entries a page's history shows, in order: the index of a release
+    shown, or C{(start, end)} for a run of releases left out (the page
+    links into it, so that every release is a few clicks away).
+
+    @param count: how many releases there are (newest first).
+    @param current: the index of the page's release.
+    @param latest: the index of the latest release, or L{None}.
+    """
+    shown = set(range(min(count, HISTORY_NEWEST)))
+    shown.update(range(max(0, current - HISTORY_AROUND), min(count, current + HISTORY_AROUND + 1)))
+    shown.add(count - 1)
+    if latest is not None:
+        shown.add(latest)
+    entries: list[int | tuple[int, int]] = []
+    gap: int | None = None
+    for i in range(count):
+        if i in shown:
+            if gap is not None:
+                entries.append((gap, i))
+                gap = None
+            entries.append(i)
+        elif gap is None:
+            gap = i
+    return entries
+
+
 def _history(view: ProjectView, root: str) -> str:
     name_q = quote(view.name)
+    releases = view.releases
+    current = next((i for i, r in enumerate(releases) if r is view.current), 0)
+    latest = next((i for i, r in enumerate(releases) if r.version == view.latest), None)
     items = []
-    for r in view.releases:
+    for entry in history_shown(len(releases), current, latest):
+        if isinstance(entry, tuple):
+            start, end = entry
+            # (into the run, from the side this page shows: its page shows
+            # the next releases of the run around it)
+            step = min(HISTORY_AROUND, end - start - 1)
+            target = releases[start + step if start > current else end - 1 - step]
+            items.append(
+                f'<li class="history-gap"><a href="{escape(root)}project/{name_q}/'
+                f'{_quoted(target.version)}/">{end - start:,} more '
+                f'{"release" if end - start == 1 else "releases"}</a></li>')
+            continue
+        r = releases[entry]
         marks = []
         if r.version == view.latest:
             marks.append('<span class="badge badge-latest">latest</span>')
@@ -726,10 +777,10 @@ def _history(view: ProjectView, root: str) -> str:
         if verdict is not None:
             marks.append(f'<span class="badge badge-vulnerable">vulnerable: '
                          f'{escape(", ".join(verdict.ids))}</span>')
-        current = ' aria-current="page"' if r is view.current else ""
+        current_mark = ' aria-current="page"' if r is view.current else ""
         items.append(
             f'<li><a href="{escape(root)}project/{name_q}/{_quoted(r.version)}/"'
-            f'{current}>{escape(r.version)}</a> {_when(r.uploaded)} {" ".join(marks)}</li>'
+            f'{current_mark}>{escape(r.version)}</a> {_when(r.uploaded)} {" ".join(marks)}</li>'
         )
     return ('<section aria-labelledby="history"><h2 id="history">Release history</h2>'
             f'<ol class="releases">{"".join(items)}</ol></section>')

@@ -45,7 +45,7 @@ from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 import attrs
 
-from pypid.core.model import format_upload_time
+from pypid.core.model import cut_reason, format_upload_time
 from pypid.core.names import InvalidName, is_valid_name, normalize, parse_filename
 from pypid.core.project_status import ACTIVE, MAX_REASON, STATUSES, ProjectStatus
 
@@ -591,7 +591,7 @@ def _json_entry(index: int, entry: object, page_url: str) -> _Entry:
         url=url,
         sha256=sha256,
         requires_python=requires_python or None,
-        yanked=yanked,
+        yanked=cut_reason(yanked),
         metadata_sha256=_json_metadata(entry),
         # PEP 700 makes size a JSON number; a string is not one.
         size=None if isinstance(entry.get("size"), str) else _size(entry.get("size")),
@@ -761,7 +761,7 @@ def _html_entry(attributes: dict[str, str | None], base: str) -> _Entry:
         url=url,
         sha256=sha256,
         requires_python=attributes.get("data-requires-python") or None,
-        yanked=yanked,
+        yanked=cut_reason(yanked),
         metadata_sha256=_html_metadata(attributes),
         size=_size(attributes.get("data-size")),
         upload_time=_upload_time(attributes.get("data-upload-time")),

@@ -44,7 +44,7 @@ from pypid.core.index import Index
 from pypid.core.index_names import DEFAULT as DEFAULT_INDEX
 from pypid.core.metadata import InvalidDistribution
 from pypid.core.metrics import UPLOAD_PATHS
-from pypid.core.model import UPLOADER_BYTES, FileRecord, cut_text
+from pypid.core.model import UPLOADER_BYTES, YANK_REASON_BYTES, FileRecord, cut_text
 from pypid.core.names import (
     InvalidName,
     distribution_key,
@@ -672,4 +672,7 @@ def _status_text(status: ProjectStatus | None) -> str:
 
 
 def _reason(request: IRequest) -> str:
-    return form_field(request, "reason")
+    reason = form_field(request, "reason")
+    if len(reason.encode("utf-8")) > YANK_REASON_BYTES:
+        raise BadRequest(f"reason: longer than {YANK_REASON_BYTES} bytes")
+    return reason

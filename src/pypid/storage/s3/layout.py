@@ -50,7 +50,7 @@ from urllib.parse import quote, unquote
 
 import attrs
 
-from pypid.core.model import FileRecord, format_upload_time
+from pypid.core.model import FileRecord, cut_reason, format_upload_time
 from pypid.core.names import InvalidName, normalize, parse_filename
 
 _INTERNAL = ".pypid/"
@@ -244,7 +244,7 @@ def yank_reason(body: bytes) -> str:
         reason = json.loads(body).get("reason", "")
     except (ValueError, AttributeError, RecursionError):
         return ""
-    return reason if isinstance(reason, str) else ""
+    return (cut_reason(reason) or "") if isinstance(reason, str) else ""
 
 
 def binned_body(when: float) -> bytes:
