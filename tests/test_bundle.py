@@ -11,11 +11,13 @@ import io
 import json
 import os
 import tarfile
+import time
 
 import attrs
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from pypid.bundle import archive
 from pypid.bundle import manifest as m
 from pypid.bundle.archive import (
     FileMismatch,
@@ -229,6 +231,69 @@ class ArchiveTests(SynchronousTestCase):
             with self.assertRaises(m.BundleError, msg=message) as caught:
                 open_reader(path)
             self.assertIn(message, str(caught.exception))
+
+    def test_huge_tar_header(self):
+        """
+        A pax header of 128 KiB (23 s in Python 3.11.7's tarfile, and the
+        square of its size) is refused at once, as in an sdist.
+        """
+        info = _member(m.RECORDS)
+        info.pax_headers = {"comment": "x" * (128 << 10)}
+        path = os.path.abspath(self.mktemp()) + ".tar"
+        with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
+            info.size = 2
+            tar.addfile(info, io.BytesIO(b"{}"))
+        started = time.monotonic()
+        with self.assertRaises(m.BundleError) as caught:
+            open_reader(path)
+        self.assertLess(time.monotonic() - started, 2.0)
+        self.assertIn("a tar header larger than 8192 bytes", str(caught.exception))
+
+    def test_folders_count_as_members(self):
+        """Folders count against MAX_MEMBERS, in a tar file and in a folder bundle."""
+        self.patch(m, "MAX_MEMBERS", 5)
+        self.patch(archive, "MAX_MEMBERS", 5)
+        folders = [(_member(f"indexes/i{i}", tarfile.DIRTYPE), None) for i in range(3)]
+        path = _tar(os.path.abspath(self.mktemp()) + ".tar",
+                    [(_member("indexes", tarfile.DIRTYPE), None), *folders,
+                     (_member(m.RECORDS), b"{}"), (_member(m.TOMBSTONES), b"{}")])
+        with self.assertRaises(m.BundleError) as caught:
+            open_reader(path)
+        self.assertIn("more than 5 members", str(caught.exception))
+        folder = os.path.abspath(self.mktemp())
+        for i in range(6):
+            os.makedirs(os.path.join(folder, "indexes", f"i{i}"))
+        with self.assertRaises(m.BundleError) as caught:
+            open_reader(folder)
+        self.assertIn("more than 5 members", str(caught.exception))
+
+    def test_json_members_bounded(self):
+        """
+        JSON members are bounded in total, and in how many values their
+        bytes may hold (a list of empty objects takes 25 times its size
+        in memory once parsed).
+        """
+        dense = b'{"records": [' + b",".join([b"{}"] * 100_000) + b"]}"
+        with self.assertRaises(m.BundleError) as caught:
+            m.parse_records(dense)
+        self.assertIn("JSON values in", str(caught.exception))
+        with self.assertRaises(m.BundleError):
+            m.parse_tombstones(b'{"tombstones": [' + b",".join([b'"a"'] * 100_000) + b"]}")
+        self.patch(archive, "MAX_KEPT", 1000)
+        path = _tar(os.path.abspath(self.mktemp()) + ".tar",
+                    [(_member(m.RECORDS), b" " * 600), (_member(m.TOMBSTONES), b" " * 600)])
+        with self.assertRaises(m.BundleError) as caught:
+            open_reader(path)
+        self.assertIn("more than 1000 bytes in all", str(caught.exception))
+
+    def test_tombstones_counted(self):
+        """An index's tombstones are at most MAX_TOMBSTONES."""
+        self.patch(m, "MAX_TOMBSTONES", 3)
+        data = m.tombstones_bytes([f"a-1.{i}.tar.gz" for i in range(4)])
+        with self.assertRaises(m.BundleError) as caught:
+            m.parse_tombstones(data)
+        self.assertIn("more than 3 tombstones", str(caught.exception))
+        self.assertEqual(len(m.parse_tombstones(m.tombstones_bytes(["a-1.0.tar.gz"] * 3))), 1)
 
     def test_not_a_tar(self):
         """A file that is no tar archive is refused in one line."""

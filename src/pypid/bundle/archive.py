@@ -35,6 +35,7 @@ from typing import IO, BinaryIO
 
 from pypid.bundle.manifest import (
     MANIFEST,
+    MAX_KEPT,
     MAX_MEMBERS,
     BundleError,
     Digest,
@@ -42,6 +43,7 @@ from pypid.bundle.manifest import (
     is_folder,
     limit_of,
 )
+from pypid.core.metadata import BoundedTarInfo, ScanLimitExceeded
 from pypid.storage.disk import fsync_folder
 from pypid.storage.reading import FileMismatch
 
@@ -329,11 +331,18 @@ class _Reader:
         self.digests: dict[str, Digest] = {}
         self.kept: dict[str, bytes] = {}
         self.files: list[str] = []
+        self._entries = 0
+        self._kept_bytes = 0
+
+    def _count(self) -> None:
+        """Count one more entry (a member or a folder) against L{MAX_MEMBERS}."""
+        self._entries += 1
+        if self._entries > MAX_MEMBERS:
+            raise BundleError(f"more than {MAX_MEMBERS} members: not a bundle")
 
     def _take(self, name: str, size: int, opener: Callable[[], IO[bytes]]) -> None:
         """Check one member's name and size; hash (and keep) what is not a file."""
-        if len(self.sizes) >= MAX_MEMBERS:
-            raise BundleError(f"more than {MAX_MEMBERS} members: not a bundle")
+        self._count()
         if name in self.sizes:
             raise BundleError(f"two members are named {name!r}")
         member = classify(name)
@@ -353,6 +362,10 @@ class _Reader:
                     raise BundleError(f"the member {name!r} has more bytes than it says")
                 digest.update(chunk)
                 if member.kind in _KEPT:
+                    self._kept_bytes += len(chunk)
+                    if self._kept_bytes > MAX_KEPT:
+                        raise BundleError(f"its manifest, records and tombstones have more "
+                                          f"than {MAX_KEPT} bytes in all")
                     kept.append(chunk)
         self.digests[name] = Digest(digest.hexdigest(), read)
         if member.kind in _KEPT:
@@ -380,6 +393,7 @@ class FolderReader(_Reader):
                 name = prefix + entry.name
                 info = entry.stat(follow_symlinks=False)
                 if stat.S_ISDIR(info.st_mode):
+                    self._count()
                     if not is_folder(name):
                         raise BundleError(f"the folder {name!r} is not a folder of a bundle")
                     stack.append(name + "/")
@@ -433,9 +447,14 @@ class TarReader(_Reader):
     def scan(self) -> TarReader:
         """Read the tar file's members through once; see L{_Reader}."""
         try:
-            self._tar = tar = tarfile.open(self.path, "r:*")
+            # (headers bounded as an sdist's are: a pax header of 128 KiB
+            # took tarfile 23 s, and a compressed one of gigabytes is read
+            # whole into memory; issue 31)
+            self._tar = tar = tarfile.open(self.path, "r:*", tarinfo=BoundedTarInfo)
             for info in tar:
                 self._take_info(info)
+        except ScanLimitExceeded as e:
+            raise BundleError(f"{self.path}: {e}")
         except tarfile.ReadError:
             raise BundleError(f"{self.path} is neither a bundle folder nor a tar file "
                               "(plain, gzip, bzip2 or xz) that can be read")
@@ -451,6 +470,9 @@ class TarReader(_Reader):
         while name.startswith("./"):
             name = name[2:]
         if info.isdir():
+            # (counted as members are: a bundle of millions of folders is
+            # no bundle either)
+            self._count()
             if name in ("", ".") or is_folder(name):
                 return
             raise BundleError(f"the folder {info.name!r} is not a folder of a bundle")

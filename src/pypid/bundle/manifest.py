@@ -81,8 +81,22 @@ METADATA_LIMIT = 16 << 20
 DETAILS_LIMIT = 32 << 20
 #: The most bytes of one audit log file.
 AUDIT_LIMIT = 1 << 30
-#: The most members a bundle may have (four per file, and the audit log).
+#: The most members a bundle may have (four per file, and the audit log),
+#: its folders counted too.
 MAX_MEMBERS = 1 << 22
+#: The most bytes of all the JSON members together, which are read whole
+#: before any file is taken (issue 31: a 262 kB bundle of compressed JSON
+#: reached 5.7 GB).
+MAX_KEPT = 512 << 20
+#: The fewest bytes per JSON value a JSON member of more than
+#: L{_DENSE_FROM} bytes may have: pypid writes 36 (a record's fields);
+#: a list of empty objects has 3, and takes 25 times its size in memory
+#: once parsed, where pypid's own take 4.
+MIN_BYTES_PER_VALUE = 12
+_DENSE_FROM = 64 << 10
+#: The most deleted filenames an index's tombstones may name (each is a
+#: marker written to storage as it is imported).
+MAX_TOMBSTONES = 1 << 20
 
 _SHA256 = re.compile(r"[0-9a-f]{64}\Z")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\\]")
@@ -249,6 +263,13 @@ class Digest:
 def _json_object(data: bytes, what: str) -> dict[str, Any]:
     if len(data) > JSON_LIMIT:
         raise BundleError(f"{what}: more than {JSON_LIMIT} bytes")
+    if len(data) > _DENSE_FROM:
+        # (counted before parsing, in C: the parse is what costs memory)
+        values = data.count(b",") + data.count(b"{") + data.count(b"[") + 1
+        if len(data) < values * MIN_BYTES_PER_VALUE:
+            raise BundleError(f"{what}: {values} JSON values in {len(data)} bytes, fewer "
+                              f"than {MIN_BYTES_PER_VALUE} bytes each: not a member pypid "
+                              "writes")
     try:
         value = json.loads(data)
     except (ValueError, RecursionError) as e:
@@ -380,6 +401,8 @@ def parse_tombstones(data: bytes) -> frozenset[str]:
     value = _json_object(data, TOMBSTONES).get("tombstones")
     if not isinstance(value, list):
         raise BundleError(f"{TOMBSTONES}: tombstones must be a list")
+    if len(value) > MAX_TOMBSTONES:
+        raise BundleError(f"{TOMBSTONES}: more than {MAX_TOMBSTONES} tombstones")
     names: set[str] = set()
     for number, name in enumerate(value, 1):
         if not isinstance(name, str):

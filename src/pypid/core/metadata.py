@@ -159,7 +159,7 @@ class InvalidDistribution(ValueError):
         self.field = field
 
 
-class _LimitExceeded(Exception):
+class ScanLimitExceeded(Exception):
     """
     Raised from inside tarfile's reading when a scan limit is reached.
 
@@ -698,7 +698,7 @@ def _extract(f: IO[bytes], parsed: ParsedFilename, filename: str, max_metadata_s
                     _BoundedReader(stream, max_scan_bytes), max_metadata_size,
                     max_members, _SdistLayout(parsed if strict else None), strict,
                 )
-    except _LimitExceeded as e:
+    except ScanLimitExceeded as e:
         raise InvalidDistribution(str(e)) from None
     except InvalidWheelFile as e:
         raise InvalidDistribution(str(e)) from None
@@ -1161,7 +1161,7 @@ class _Readable(Protocol):
 
 class _BoundedReader:
     """
-    A read-only file whose reads stop with L{_LimitExceeded} once more than
+    A read-only file whose reads stop with L{ScanLimitExceeded} once more than
     a budget of bytes has come out of it.
 
     Wrapped around a decompressor, it bounds the decompression work of a
@@ -1190,7 +1190,7 @@ class _BoundedReader:
         data = self._stream.read(size)
         self._left -= len(data)
         if self._left < 0:
-            raise _LimitExceeded(
+            raise ScanLimitExceeded(
                 f"the archive expands to more than {self._budget} bytes"
             )
         kept = len(data.rstrip(b"\0"))
@@ -1230,17 +1230,18 @@ class _OneGzipMember:
             if out:
                 return out
         if inflate.unused_data or self._raw.read(1):
-            raise _LimitExceeded(
+            raise ScanLimitExceeded(
                 "the file has data after its gzip stream (another gzip member, or another "
                 "archive)"
             )
         return b""
 
 
-class _BoundedTarInfo(tarfile.TarInfo):
+class BoundedTarInfo(tarfile.TarInfo):
     """
     A TarInfo that refuses an oversized pax or GNU long-name header before
-    tarfile reads it whole into memory, and a pax C{size} that contradicts
+    tarfile reads it whole into memory (also the bundles' reader's:
+    L{pypid.bundle.archive.TarReader}), and a pax C{size} that contradicts
     the member's own header: tarfile and GNU tar take the pax size, readers
     that trust the ustar size (the bug class of CVE-2025-62518) step to a
     different next header, and so see members the index never saw. Writers
@@ -1257,7 +1258,7 @@ class _BoundedTarInfo(tarfile.TarInfo):
         """Parse one header block, refusing oversized extension headers."""
         info = super().frombuf(buf, encoding, errors)
         if info.type in cls._EXTENSION_TYPES and info.size > _MAX_TAR_HEADER_SIZE:
-            raise _LimitExceeded(
+            raise ScanLimitExceeded(
                 f"the archive has a tar header larger than {_MAX_TAR_HEADER_SIZE} bytes"
             )
         return info
@@ -1271,7 +1272,7 @@ class _BoundedTarInfo(tarfile.TarInfo):
         # A pax size is only needed past the 8 GiB an ustar header holds,
         # far beyond what the index reads; below that, both must agree.
         if "size" in pax_headers and own_size != self.size:
-            raise _LimitExceeded(
+            raise ScanLimitExceeded(
                 f"the member {_show(self.name)} has a pax size ({self.size}) that differs "
                 f"from its header's ({own_size})"
             )
@@ -1281,7 +1282,7 @@ class _BoundedTarInfo(tarfile.TarInfo):
     # costs unbounded memory and time, or fails with an IndexError.
 
     def _refuse_sparse(self, *args: object) -> NoReturn:
-        raise _LimitExceeded(f"the member {_show(self.name)} is a sparse file")
+        raise ScanLimitExceeded(f"the member {_show(self.name)} is a sparse file")
 
     _proc_sparse = _proc_gnusparse_00 = _proc_gnusparse_01 = _proc_gnusparse_10 = _refuse_sparse
 
@@ -1302,7 +1303,7 @@ def _tar_sdist_metadata(reader: _BoundedReader, limit: int, max_members: int,
     # (a stream, "r|", is only read: typeshed's _Fileobj asks for writing and
     # seeking too, and with that overload refused, tf would be Any)
     tf: tarfile.TarFile
-    with tarfile.open(fileobj=reader, mode="r|", tarinfo=_BoundedTarInfo) as tf:  # type: ignore[call-overload]
+    with tarfile.open(fileobj=reader, mode="r|", tarinfo=BoundedTarInfo) as tf:  # type: ignore[call-overload]
         while (member := tf.next()) is not None:
             # A stream TarFile keeps every member it has seen; we need none.
             tf.members.clear()  # type: ignore[attr-defined]  # (undocumented, not in typeshed)
