@@ -891,3 +891,23 @@ class IndexManifestTests(SynchronousTestCase):
             with self.assertRaises(m.BundleError) as caught:
                 m.parse_indexes(json.dumps(data).encode())
             self.assertIn(reason, str(caught.exception))
+
+
+class ReportTests(SynchronousTestCase):
+    """The import report, printed on an operator's terminal."""
+
+    def test_escaped(self):
+        """Names and reasons a source chose are printed escaped, one line each."""
+        from types import SimpleNamespace
+
+        from pypid.cli.bundle import _report
+        report = SimpleNamespace(lines=lambda verbose: [
+            "refused evil\x1b[2J-1.0.tar.gz: yanked \u202ereason\nsecond line"])
+        out = io.StringIO()
+        _report(out, [("default", SimpleNamespace(report=report)),
+                      ("release", SimpleNamespace(report=report))],
+                SimpleNamespace(verbose=False))
+        self.assertEqual(out.getvalue(), (
+            "refused evil\\x1b[2J-1.0.tar.gz: yanked \\u202ereason\\nsecond line\n"
+            "Into the index release:\n"
+            "refused evil\\x1b[2J-1.0.tar.gz: yanked \\u202ereason\\nsecond line\n"))

@@ -48,6 +48,19 @@ class InspectTests(SynchronousTestCase):
         """Write C{data} to a new file and return its path."""
         return write_file(os.path.abspath(self.mktemp()), data)
 
+    def test_lookalike_metadata_name(self):
+        """
+        A metadata Name that normalizes to the filename's project only
+        through a lookalike letter (the Kelvin sign lowercases to k) is
+        refused, in an import (legacy) as in an upload.
+        """
+        metadata = metadata_text("\u212aeras", "1.0")
+        filename, data = make_wheel("keras", "1.0", metadata=metadata)
+        for legacy in (False, True):
+            with self.assertRaises(InvalidDistribution) as caught:
+                inspect(self.put(data), filename, filename, WHEN, legacy=legacy)
+            self.assertIn("is not a valid project name", str(caught.exception))
+
     def test_wheel(self):
         """A wheel gives a full record and its METADATA bytes, exactly."""
         metadata = metadata_text("Holy.Grail", "1.0", requires_python=">=3.8",

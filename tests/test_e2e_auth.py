@@ -5,6 +5,7 @@ a private index whose every read needs credentials.
 
 import json
 import os
+from urllib.parse import urlencode
 import stat
 
 from tests.distributions import make_wheel
@@ -481,6 +482,27 @@ class AdminCliTests(DaemonTestCase):
         status, out, err = self.cli("delete", "admin-app", "2.0", "--yes")
         self.assertEqual(status, 0, err)
         self.assertEqual(len(self.cli("files", "admin-app")[1].splitlines()), 1)
+
+    def test_hostile_reason_escaped(self):
+        """
+        A yank reason with an escape sequence, a line break and a bidi
+        override is printed escaped by C{files}: one line, nothing raw.
+        """
+        wheel = "admin_app-2.0-py3-none-any.whl"
+        reason = "\x1b]0;owned\x07\x1b[2J\nfake line \u202eevil"
+        answer = http("POST", f"{self.daemon.url}api/files/{wheel}/yank",
+                      {"Content-Type": "application/x-www-form-urlencoded"},
+                      urlencode({"reason": reason}).encode(), auth=(USER, PASSWORD))
+        self.assertEqual(answer.status, 200, answer.body)
+        status, out, err = self.cli("files", "admin-app")
+        self.assertEqual(status, 0, err)
+        line = [line for line in out.splitlines() if line.startswith(wheel)]
+        self.assertEqual(len(line), 1, out)
+        self.assertTrue(line[0].endswith("yanked: \\x1b]0;owned\\x07\\x1b[2J\\nfake line "
+                                         "\\u202eevil"), line[0])
+        for raw in ("\x1b", "\x07", "\u202e"):
+            self.assertNotIn(raw, out)
+        self.assertEqual(self.cli("unyank", wheel)[0], 0)
 
     def test_refused(self):
         """A wrong password, or a file that is not there: one line, exit 1."""

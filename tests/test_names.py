@@ -363,3 +363,40 @@ class DistributionKeyTests(SynchronousTestCase):
     def test_not_a_distribution(self):
         """A name that is no distribution has no key."""
         self.assertIsNone(filename_key("README.txt"))
+
+
+class HostileFilenameTests(SynchronousTestCase):
+    """
+    Filenames that packaging takes and the index must not (issue 31): what
+    follows a wheel's name is ASCII, and a project's name is one an upload
+    could have, for uploads and for imports (C{legacy}) alike.
+    """
+
+    def test_wheel_tail_ascii(self):
+        """Bidi overrides, C1 controls, zero-width characters and NFD twins are refused."""
+        for tail in ("1\u202e", "1\x85", "1\u200b", "1e\u0301", "1\u00e9"):
+            for filename in (f"pkg-1.0-{tail}-py3-none-any.whl",
+                             f"pkg-1.0-py3-none-any{tail}.whl"):
+                for legacy in (False, True):
+                    with self.assertRaises(InvalidName, msg=repr(filename)):
+                        parse_filename(filename, legacy=legacy)
+
+    def test_wheel_tail_kept(self):
+        """Real build tags, epochs, local versions and platform tags still parse."""
+        for filename, version in [
+            ("pkg-1.0-1abc-py3-none-any.whl", "1.0"),
+            ("pkg-1!1.0+local.1-py3-none-manylinux_2_17_x86_64.whl", "1!1.0+local.1"),
+            ("pkg-2.0-cp311-cp311-macosx_11_0_arm64.whl", "2.0"),
+            ("pkg-2.0-py2.py3-none-any.whl", "2.0"),
+        ]:
+            self.assertEqual(parse_filename(filename).version, version, filename)
+
+    def test_lookalike_names(self):
+        """A name with a letter an upload's name cannot have is refused, imported or not."""
+        for filename in ("p\u0430ckage-1.0-py3-none-any.whl",     # Cyrillic a
+                         "\u212aeras-1.0-py3-none-any.whl",       # Kelvin sign
+                         "cla\u017fs-1.0.tar.gz",                 # long s
+                         "\u212aeras-1.0.tar.bz2"):
+            for legacy in (False, True):
+                with self.assertRaises(InvalidName, msg=repr((filename, legacy))):
+                    parse_filename(filename, legacy=legacy)

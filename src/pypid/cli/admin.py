@@ -51,6 +51,7 @@ from pypid.cli import bundle as bundle_commands
 from pypid.cli.server_client import CliError, Server, add_server_options, server_from
 from pypid.core.names import InvalidName, parse_filename
 from pypid.core.project_status import STATUSES
+from pypid.core.terminal_text import escaped
 from pypid.core.units import format_duration
 
 if TYPE_CHECKING:
@@ -213,8 +214,9 @@ def _files(server: Server, project: str, out: TextIO) -> None:
             version = parse_filename(f["filename"], legacy=True).version
         except InvalidName:
             version = "?"
-        out.write(f"{f['filename']}  {version}  {f.get('size', '?')} bytes  "
-                  f"{f.get('upload-time', '?')}{state}\n")
+        # (the server's answer is text clients chose: a yank reason, say)
+        out.write(escaped(f"{f['filename']}  {version}  {f.get('size', '?')} bytes  "
+                          f"{f.get('upload-time', '?')}{state}") + "\n")
 
 
 def _release_of(text: str) -> tuple[str, str] | None:

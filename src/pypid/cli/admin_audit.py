@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TextIO
@@ -33,6 +32,7 @@ from pypid.core.audit_chain import (
     format_time,
     parse_time,
 )
+from pypid.core.terminal_text import escaped
 
 if TYPE_CHECKING:
     # (types only: what reads the configuration and the log is imported
@@ -162,29 +162,6 @@ def show(server: Server, options: argparse.Namespace, out: TextIO,
         out.write(shown(entry))
 
 
-#: Characters a terminal may act on, shown escaped: C0 and C1 controls, DEL,
-#: the line and paragraph separators, and the marks that reorder text
-#: (bidirectional controls), and the backslash that escapes them.
-_UNSAFE = re.compile(r"[\\\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u061c"
-                     r"\u202a-\u202e\u2066-\u2069]")
-
-
-def escaped(text: str) -> str:
-    """
-    C{text} with every character a terminal may act on written as an
-    escape (C{\\n}, C{\\x1b}, C{\\u2028}, C{\\\\}): one entry is one line,
-    and text a client chose sends no escape sequence.
-    """
-    def escape(match: re.Match[str]) -> str:
-        char = match.group()
-        if char in _NAMED:
-            return _NAMED[char]
-        code = ord(char)
-        return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-    return _UNSAFE.sub(escape, text)
-
-
-_NAMED = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 def format_entry(entry: JsonEntry) -> str:

@@ -51,6 +51,7 @@ from pypid.core.audit_chain import format_time
 from pypid.core.index_names import DEFAULT
 from pypid.core.readme import Renderer
 from pypid.core.startup import StartupError
+from pypid.core.terminal_text import escaped
 from pypid.sandbox.readme_sandbox import ReadmeSandbox
 from pypid.storage.interface import StorageError, run_at_once
 
@@ -395,8 +396,9 @@ def _report(out: TextIO, ingests: list[tuple[str, Ingest]],
     for name, ingest in ingests:
         if name != DEFAULT:
             out.write(f"Into the index {name}:\n")
+        # (names, reasons and errors a bundle or a source chose: escaped)
         for line in ingest.report.lines(options.verbose):
-            out.write(line + "\n")
+            out.write(escaped(line) + "\n")
 
 
 def _audit_log(config: Config, run: Run, reactor: Any, closing: common.Closing) -> IAuditLog:

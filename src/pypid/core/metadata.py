@@ -53,7 +53,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal, NoReturn, Protocol, cast
 import attrs
 from packaging.version import InvalidVersion, Version
 
-from pypid.core.names import WHEEL, ParsedFilename, normalize
+from pypid.core.names import WHEEL, ParsedFilename, is_valid_name, normalize
 from pypid.core.wheelfile import (
     MAX_WHEEL_FILE_SIZE,
     InvalidWheelFile,
@@ -724,6 +724,12 @@ def _check_identity(metadata: CoreMetadata, parsed: ParsedFilename) -> None:
     Refuse metadata whose Name or Version is not the filename's, since the
     index files the distribution under the latter and serves the former.
     """
+    if not is_valid_name(metadata.name):
+        # (ASCII, as an upload's name: "\u212aeras" lowercases to "keras")
+        raise InvalidDistribution(
+            f"the metadata Name {_show(metadata.name)} is not a valid project name",
+            field="metadata.Name",
+        )
     if normalize(metadata.name) != parsed.project:
         raise InvalidDistribution(
             f"the metadata Name {_show(metadata.name)} does not match the "

@@ -31,6 +31,11 @@ _VALID_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])\Z", re.IGNOR
 _SEPARATORS = re.compile(r"[-_.]+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _BUILD = re.compile(r"(\d+)(.*)\Z", re.ASCII | re.DOTALL)
+#: What a wheel filename may hold after its name: a version (with an epoch
+#: and a local part), a build tag and tags, all ASCII (issue 31: packaging
+#: lets a build tag or a platform tag hold bidi overrides, C1 controls,
+#: zero-width characters and NFC/NFD twins of another filename).
+_WHEEL_REST = re.compile(r"[A-Za-z0-9_.!+-]+\Z", re.ASCII)
 
 #: Longest filename accepted on upload: well under every filesystem's 255 bytes,
 #: leaving room for the sidecar suffixes kept beside a file.
@@ -131,6 +136,21 @@ def parse_filename(filename: str, legacy: bool = False) -> ParsedFilename:
     check_filename_characters(filename)
     if filename.endswith(".whl"):
         return _parse_wheel(filename)
+    return _parse_sdist(filename, legacy)
+
+
+def _check_name_part(name: str) -> None:
+    """
+    Refuse a filename's name that an upload's form could not give
+    (L{is_valid_name}: ASCII), whatever the file came from: packaging
+    takes any letter there, and lowercases the Kelvin sign to C{k}.
+    """
+    if not is_valid_name(name):
+        raise InvalidName(f"{name!r} is not a valid project name")
+
+
+def _parse_sdist(filename: str, legacy: bool) -> ParsedFilename:
+    """L{parse_filename} for an sdist's name."""
     for ext in _SDIST_EXTENSIONS:
         if filename.endswith(ext):
             break
@@ -147,6 +167,7 @@ def parse_filename(filename: str, legacy: bool = False) -> ParsedFilename:
         if not legacy:
             raise InvalidName(f"invalid sdist filename: {e}")
         return _parse_legacy_sdist(stem)
+    _check_name_part(stem.rpartition("-")[0])
     return ParsedFilename(str(name), str(version), SDIST, "source")
 
 
@@ -165,8 +186,13 @@ def _parse_wheel(filename: str) -> ParsedFilename:
     directory order, where names rarely repeat within 4,096 files.
     """
     name_part, dash, rest = filename.partition("-")
+    if not _WHEEL_REST.match(rest):
+        raise InvalidName("invalid wheel filename: its version, build tag and tags must be "
+                          "ASCII letters, digits and _.!+-")
     project = _wheel_projects.get(name_part)
-    if project is not None:
+    if project is None:
+        _check_name_part(name_part)
+    else:
         parsed_rest = _wheel_rests.get(rest)
         if parsed_rest is not None:
             return ParsedFilename(project, parsed_rest[0], WHEEL, parsed_rest[1])

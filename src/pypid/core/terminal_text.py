@@ -1,0 +1,37 @@
+"""
+Text a client chose (a yank reason, a name, an audit entry's detail)
+made safe to print on an operator's terminal: every character a terminal
+may act on is written as an escape, so that one entry is one line and no
+text sends an escape sequence (issue 31: C{pypid-admin files} and the
+import report printed ESC sequences raw).
+
+Pure: text in, text out.
+"""
+
+from __future__ import annotations
+
+import re
+
+#: Characters a terminal may act on, shown escaped: C0 and C1 controls, DEL,
+#: the line and paragraph separators, and the marks that reorder text
+#: (bidirectional controls), and the backslash that escapes them.
+_UNSAFE = re.compile(r"[\\\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u061c"
+                     r"\u202a-\u202e\u2066-\u2069]")
+
+
+def escaped(text: str) -> str:
+    """
+    C{text} with every character a terminal may act on written as an
+    escape (C{\\n}, C{\\x1b}, C{\\u2028}, C{\\\\}): one entry is one line,
+    and text a client chose sends no escape sequence.
+    """
+    def escape(match: re.Match[str]) -> str:
+        char = match.group()
+        if char in _NAMED:
+            return _NAMED[char]
+        code = ord(char)
+        return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    return _UNSAFE.sub(escape, text)
+
+
+_NAMED = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
