@@ -28,7 +28,7 @@ from pypid.bundle.pypicloud import (
     PypicloudFolderSource,
     parse_bucket_url,
 )
-from pypid.bundle.sources import PypiserverSource, detect
+from pypid.bundle.sources import NOT_FOLLOWED, PypiserverSource, detect
 from pypid.http.client import make_http
 from pypid.storage.memory import MemoryStorage
 from pypid.storage.s3.api import S3Client
@@ -241,6 +241,35 @@ class SourceTests(TestCase):
         self.assertIsNone(records[name].uploader)
         again = await ingested(self.storage, PypiserverSource(self.root, run_now))
         self.assertEqual((again.imported, sorted(again.present)), ([], sorted([name, sdist_name])))
+
+    async def test_folder_links_out(self):
+        """
+        A link in a pypiserver or pypicloud folder (to a file outside, to a
+        folder outside, or a .meta leading out) is refused, never followed.
+        """
+        name, data = make_wheel("holy-grail", "1.0")
+        other, other_data = make_wheel("holy-grail", "2.0")
+        outside = os.path.abspath(self.mktemp())
+        write_file(os.path.join(outside, name), data)
+        write_file(os.path.join(outside, other), other_data)
+        write_file(os.path.join(outside, "secret.meta"),
+                   json.dumps({"uploader": "mallory"}).encode())
+        os.makedirs(os.path.join(self.root, "holy-grail", "1.0"))
+        os.symlink(os.path.join(outside, name), os.path.join(self.root, "holy-grail", "1.0", name))
+        os.symlink(outside, os.path.join(self.root, "holy-grail", "linked"))
+        self.put(f"holy-grail/2.0/{other}", other_data)
+        os.symlink(os.path.join(outside, "secret.meta"),
+                   os.path.join(self.root, "holy-grail", "2.0", other + ".meta"))
+        for source in (PypiserverSource(self.root, run_now),
+                       PypicloudFolderSource(self.root, run_now)):
+            storage = MemoryStorage(os.path.abspath(self.mktemp()), Clock())
+            storage.prepare()
+            report = await ingested(storage, source)
+            self.assertIn((f"holy-grail/1.0/{name}", NOT_FOLLOWED), report.refused)
+            self.assertNotIn(name, report.imported)
+            self.assertEqual(report.imported, [other])
+            records = (await storage.scan({}, 0.0, (), False)).records
+            self.assertIsNone(records[other].uploader)
 
     async def test_pypicloud_folder(self):
         """

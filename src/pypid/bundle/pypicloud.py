@@ -42,6 +42,7 @@ from pypid.bundle.sources import (
     local_fetch,
     open_regular,
     read_json_file,
+    refusal_of,
     walk_files,
 )
 from pypid.storage.interface import Run
@@ -85,9 +86,10 @@ class PypicloudFolderSource(FolderSource):
         arrivals: list[Arrival] = []
         for relative, path, info, meta in found:
             filename = os.path.basename(path)
-            if info is None:
+            refusal = refusal_of(info)
+            if refusal is not None or info is None:
                 arrivals.append(Arrival(filename, relative, None, 0.0,
-                                        refused="not a regular file"))
+                                        refused=refusal or "not a regular file"))
                 continue
             arrivals.append(Arrival(
                 filename, relative, local_fetch(self._run, partial(open_regular, path)),

@@ -13,6 +13,7 @@ then inspected like an upload by the ingest, whatever the source.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -165,11 +166,19 @@ def detect(path: str) -> str:
 def open_regular(path: str) -> IO[bytes]:
     """
     Open a file for reading, refusing anything but a regular file (a
-    device or a FIFO would block or never end).
+    device or a FIFO would block or never end) and a symbolic link (which
+    may lead out of the folder imported, as devpi imports and bundles
+    refuse them; issue 31).
 
     @raise SourceUnavailable: when it is not a regular file.
     """
-    f = open(path, "rb")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise SourceUnavailable(NOT_FOLLOWED)
+        raise
+    f = os.fdopen(fd, "rb")
     if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
         f.close()
         raise SourceUnavailable("not a regular file")
@@ -193,7 +202,8 @@ def walk_files(root: str) -> Iterator[tuple[str, str, os.stat_result | None]]:
     """
     Yield C{(relative path, absolute path, stat)} of every file under
     C{root}, skipping names that start with a dot (as pypid and pypiserver
-    do) and never following a link to a folder.
+    do) and never following a link (the stat is the link's own: see
+    L{refusal_of}).
     """
     for folder, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
@@ -203,10 +213,23 @@ def walk_files(root: str) -> Iterator[tuple[str, str, os.stat_result | None]]:
             path = os.path.join(folder, name)
             info: os.stat_result | None
             try:
-                info = os.stat(path)
+                info = os.lstat(path)
             except OSError:
                 info = None
             yield os.path.relpath(path, root), path, info
+
+
+#: Why a symbolic link in a folder imported is not taken.
+NOT_FOLLOWED = "a symbolic link: an import takes the folder's own files only"
+
+
+def refusal_of(info: os.stat_result | None) -> str | None:
+    """Why a file L{walk_files} found is not taken, or L{None} to take it."""
+    if info is not None and stat.S_ISLNK(info.st_mode):
+        return NOT_FOLLOWED
+    if info is None or not stat.S_ISREG(info.st_mode):
+        return "not a regular file"
+    return None
 
 
 # -- a pypid bundle ---------------------------------------------------------------------
@@ -421,9 +444,10 @@ class PypiserverSource(FolderSource):
         arrivals: list[Arrival] = []
         for relative, path, info in found:
             filename = os.path.basename(path)
-            if info is None or not stat.S_ISREG(info.st_mode):
+            refusal = refusal_of(info)
+            if refusal is not None or info is None:
                 arrivals.append(Arrival(filename, relative, None, 0.0,
-                                        refused="not a regular file"))
+                                        refused=refusal or "not a regular file"))
                 continue
             arrivals.append(Arrival(filename, relative,
                                     local_fetch(self._run, partial(open_regular, path)),
