@@ -77,6 +77,27 @@ class HostileTests(DaemonTestCase):
             self.assertNotIn(b"root:", answer, path)
         self.assert_still_serving()
 
+    def test_non_utf8_path(self):
+        """
+        A path whose percent-escapes are not UTF-8 gets 400 naming the
+        path, on every route (a Klein app's too), and is logged once,
+        without a traceback, however many come.
+        """
+        paths = ["/simple/%ff/", "/project/%ff/", "/files/x/%ff.whl", "/pypi/%ff/json",
+                 "/api/files/%ff/yank", "/integrity/%ff/1.0/x.whl/provenance", "/%c3%28/"]
+        for _ in range(3):
+            for path in paths:
+                answer = raw(self.daemon, f"GET {path} HTTP/1.1\r\nHost: x\r\n"
+                                          f"Connection: close\r\n\r\n".encode())
+                self.assertEqual(status_of(answer), 400, (path, answer[:200]))
+                self.assertIn(b"path: not valid UTF-8", answer, path)
+        log = self.daemon.log_text()
+        self.assertNotIn("Traceback", log)
+        self.assertEqual(log.count("path is not UTF-8"), 1)
+        self.assertEqual(http("GET", self.daemon.index_url + "hostile-target/").status, 200)
+        self.assertEqual(http("GET", self.daemon.url + "project/hostile%2Dtarget/").status, 200)
+        self.assert_still_serving()
+
     def test_crlf_injection(self):
         """Encoded CR/LF in a path or a query never makes a header of its own."""
         for path in ("/simple/x%0d%0aSet-Cookie:%20evil=1/",

@@ -85,6 +85,15 @@ DISCARD_LIMIT = 64 << 20
 _FIELDS_ALLOWANCE = 9 << 20
 
 
+def _utf8(data: bytes) -> bool:
+    """Whether C{data} is UTF-8."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _header(headers: Headers, name: bytes) -> bytes | None:
     """A request header's first value, or L{None}."""
     values = headers.getRawHeaders(name)
@@ -129,6 +138,10 @@ class PypidRequest(server.Request):
         command, target = request_line(channel)
         path = origin_form(target).split(b"?", 1)[0]
         self._line = (command, path)
+        if b"%" in path and not _utf8(unquote(path)):
+            # (Klein would log a traceback for each, and answer in its own words)
+            site.note_bad_path()
+            return self._answer_early(length, 400, "path: not valid UTF-8")
         # A change a browser sent on behalf of another site (a form on a
         # foreign page, with the credentials the browser keeps for this
         # one) is refused before its body: issue 31.
@@ -427,6 +440,16 @@ class PypidSite(GuardedSite):
         self.run = run if run is not None else run_at_once
         self._access_log = access_log
         self._date: tuple[int | None, bytes] = (None, b"")
+        self._bad_path_noted = False
+
+    def note_bad_path(self) -> None:
+        """
+        Log, once, that requests with paths that are not UTF-8 are refused:
+        a client may send them by the thousand, and each says nothing new.
+        """
+        if not self._bad_path_noted:
+            self._bad_path_noted = True
+            log.info("Refusing requests whose path is not UTF-8 (400; logged once)")
 
     def buildProtocol(  # type: ignore[override]  # (our channel, not Twisted's proxy of one)
             self, addr: IAddress | None) -> PypidChannel | Refused:
