@@ -1,17 +1,12 @@
 """
 Tests for L{pypid.core.cross_site}: which requests a browser sent for
-another site (issue 31), and their refusal by the site before the body.
+another site (issue 31). The site's refusal of them, before the body, is
+tested in L{tests.test_site}.
 """
 
-import os
-
-from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.core.cross_site import cross_site_refusal
-from pypid.web.site import PypidSite
-from tests.test_site import AUTH, FORM, MULTIPART, _Recorder
 
 
 class RefusalTests(SynchronousTestCase):
@@ -63,54 +58,3 @@ class RefusalTests(SynchronousTestCase):
         for origin, host, base_url in foreign:
             reason = self.refused(origin=origin, host=host, base_url=base_url)
             self.assertTrue(reason.startswith("Origin: "), origin)
-
-
-class SiteRefusalTests(SynchronousTestCase):
-    """The site answers a cross-site change 403 before reading its body."""
-
-    def setUp(self):
-        self.resource = _Recorder()
-        self.spool = os.path.abspath(self.mktemp())
-        os.makedirs(self.spool)
-        self.site = PypidSite(self.resource, 1 << 20, self.spool, reactor=Clock())
-        self.site.startFactory()
-        self.addCleanup(self.site.stopFactory)
-
-    def send(self, data):
-        channel = self.site.buildProtocol(None)
-        transport = StringTransport()
-        channel.makeConnection(transport)
-        channel.dataReceived(data)
-        return transport
-
-    def test_upload_refused(self):
-        """A foreign upload form: 403 naming the header, nothing spooled, nothing rendered."""
-        transport = self.send(
-            b"POST /legacy/ HTTP/1.1\r\nHost: pypi.example\r\nOrigin: https://evil.example\r\n"
-            + AUTH + MULTIPART + b"Content-Length: %d\r\n\r\n" % len(FORM) + FORM)
-        answer = transport.value()
-        self.assertTrue(answer.startswith(b"HTTP/1.1 403 Origin: a browser sent"), answer)
-        self.assertEqual(os.listdir(self.spool), [])
-        self.assertEqual(self.resource.seen, [])
-
-    def test_small_form_refused(self):
-        """A foreign yank or delete form: 403, never rendered."""
-        body = b"reason=gone"
-        transport = self.send(
-            b"POST /api/yank HTTP/1.1\r\nHost: pypi.example\r\nSec-Fetch-Site: cross-site\r\n"
-            b"Content-Type: application/x-www-form-urlencoded\r\n" + AUTH +
-            b"Content-Length: %d\r\n\r\n" % len(body) + body)
-        self.assertTrue(transport.value().startswith(b"HTTP/1.1 403 Sec-Fetch-Site: "))
-        self.assertEqual(self.resource.seen, [])
-
-    def test_own_and_clients_taken(self):
-        """The server's own pages, and clients without either header, reach the resource."""
-        for extra in (b"", b"Origin: http://pypi.example\r\n", b"Sec-Fetch-Site: same-origin\r\n"):
-            transport = self.send(
-                b"POST /api/yank HTTP/1.1\r\nHost: pypi.example\r\n" + extra +
-                b"Content-Length: 0\r\n\r\n")
-            self.assertIn(b"rendered", transport.value(), extra)
-        self.assertEqual(len(self.resource.seen), 3)
-        transport = self.send(b"GET / HTTP/1.1\r\nHost: pypi.example\r\n"
-                              b"Sec-Fetch-Site: cross-site\r\n\r\n")
-        self.assertIn(b"rendered", transport.value())

@@ -5,8 +5,8 @@ a private index whose every read needs credentials.
 
 import json
 import os
-from urllib.parse import urlencode
 import stat
+from urllib.parse import urlencode
 
 from tests.distributions import make_wheel
 from tests.e2e import (

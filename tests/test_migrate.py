@@ -29,13 +29,14 @@ from pypid.bundle.pypicloud import (
     parse_bucket_url,
 )
 from pypid.bundle.sources import NOT_FOLLOWED, PypiserverSource, detect
+from pypid.core.details import Details
 from pypid.http.client import make_http
 from pypid.storage.memory import MemoryStorage
 from pypid.storage.s3.api import S3Client
 from pypid.storage.s3.credentials import CredentialSource
 from pypid.storage.s3.sign import Bucket, Credentials
 from tests import s3server
-from tests.distributions import make_sdist, make_wheel
+from tests.distributions import make_sdist, make_wheel, metadata_text
 from tests.fakes import run_now, write_file
 
 MAX = 1 << 20
@@ -270,6 +271,27 @@ class SourceTests(TestCase):
             self.assertEqual(report.imported, [other])
             records = (await storage.scan({}, 0.0, (), False)).records
             self.assertIsNone(records[other].uploader)
+
+    async def test_unrenderable_description(self):
+        """
+        A file whose description cannot render (a 300-deep list: a
+        RecursionError in docutils) is imported with it as plain text, and
+        the import goes on past it (issue 31).
+        """
+        deep = "".join("  " * i + "- x\n\n" for i in range(300))
+        metadata = metadata_text("deep-rst", "1.0",
+                                 extra_headers=["Description-Content-Type: text/x-rst"])
+        name, data = make_wheel("deep-rst", "1.0",
+                                metadata=metadata.partition("\n\n")[0] + "\n\n" + deep)
+        other, other_data = make_wheel("after-it", "1.0")
+        self.put(name, data)
+        self.put(other, other_data)
+        report = await ingested(self.storage, PypiserverSource(self.root, run_now))
+        self.assertEqual(sorted(report.imported), sorted([name, other]))
+        records = (await self.storage.scan({}, 0.0, (), False)).records
+        details = Details.from_bytes(await self.storage.read_details(records[name]))
+        self.assertTrue(details.fell_back)
+        self.assertIn("- x", details.html)
 
     async def test_pypicloud_folder(self):
         """

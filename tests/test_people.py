@@ -377,11 +377,13 @@ class ProjectPageTests(_PeopleMixin, SynchronousTestCase):
     def test_not_found(self):
         """Unknown projects and versions, and other paths, are 404 in plain text."""
         for path in ("/project/nothing/", "/project/holy-grail/9.9/", "/project/holy-grail/x!/",
-                     "/project/", "/project//", "/project/holy-grail/1.0/files/",
-                     "/project/%FF/"):
+                     "/project/", "/project//", "/project/holy-grail/1.0/files/"):
             response, body = self.get(path)
             self.assertEqual(response.code, 404, path)
             self.assertEqual(self.header(response, "Content-Type"), b"text/plain; charset=utf-8")
+        # (a path that is no UTF-8 is refused before any route: issue 31)
+        response, body = self.get("/project/%FF/")
+        self.assertEqual((response.code, body), (400, b"path: not valid UTF-8\n"))
 
     def test_redirects_only_for_what_exists(self):
         """

@@ -58,6 +58,48 @@ class SiteTests(SynchronousTestCase):
         """Feed raw bytes to the server side of the connection."""
         self.channel.dataReceived(data)
 
+    def fresh(self, data):
+        """Feed raw bytes to a new connection; return its transport."""
+        channel = self.site.buildProtocol(None)
+        transport = StringTransport()
+        channel.makeConnection(transport)
+        channel.dataReceived(data)
+        return transport
+
+    # -- cross-site changes (issue 31; the decision: tests.test_cross_site) --
+
+    def test_upload_refused(self):
+        """A foreign upload form: 403 naming the header, nothing spooled, nothing rendered."""
+        transport = self.fresh(
+            b"POST /legacy/ HTTP/1.1\r\nHost: pypi.example\r\nOrigin: https://evil.example\r\n"
+            + AUTH + MULTIPART + b"Content-Length: %d\r\n\r\n" % len(FORM) + FORM)
+        answer = transport.value()
+        self.assertTrue(answer.startswith(b"HTTP/1.1 403 Origin: a browser sent"), answer)
+        self.assertEqual(os.listdir(self.spool), [])
+        self.assertEqual(self.resource.seen, [])
+
+    def test_small_form_refused(self):
+        """A foreign yank or delete form: 403, never rendered."""
+        body = b"reason=gone"
+        transport = self.fresh(
+            b"POST /api/yank HTTP/1.1\r\nHost: pypi.example\r\nSec-Fetch-Site: cross-site\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\n" + AUTH +
+            b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 403 Sec-Fetch-Site: "))
+        self.assertEqual(self.resource.seen, [])
+
+    def test_own_and_clients_taken(self):
+        """The server's own pages, and clients without either header, reach the resource."""
+        for extra in (b"", b"Origin: http://pypi.example\r\n", b"Sec-Fetch-Site: same-origin\r\n"):
+            transport = self.fresh(
+                b"POST /api/yank HTTP/1.1\r\nHost: pypi.example\r\n" + extra +
+                b"Content-Length: 0\r\n\r\n")
+            self.assertIn(b"rendered", transport.value(), extra)
+        self.assertEqual(len(self.resource.seen), 3)
+        transport = self.fresh(b"GET / HTTP/1.1\r\nHost: pypi.example\r\n"
+                              b"Sec-Fetch-Site: cross-site\r\n\r\n")
+        self.assertIn(b"rendered", transport.value())
+
     def test_upload_too_large_declared(self):
         """An upload declaring a length over the limit gets 413 before any body, and is closed."""
         self.send(b"POST /legacy/ HTTP/1.1\r\nHost: x\r\n" + AUTH + MULTIPART +

@@ -576,10 +576,14 @@ class SimplePageTests(_ServerMixin, SynchronousTestCase):
     def test_not_found(self):
         """Unknown projects, invalid names and deeper paths are 404, never a redirect."""
         for path in ("/simple/nope/", "/simple/nope", "/simple/-bad-/", "/simple/holy-grail/x/",
-                     "/simple/Nope.Thing/", "/simple/%ff/"):
+                     "/simple/Nope.Thing/"):
             response, _ = self.get(path)
             self.assertEqual(response.code, 404, path)
             self.assertIsNone(self.header(response, "Location"))
+        # (a path that is no UTF-8 is refused before any route: issue 31)
+        response, body = self.get("/simple/%ff/")
+        self.assertEqual((response.code, body), (400, b"path: not valid UTF-8\n"))
+        self.assertIsNone(self.header(response, "Location"))
 
     def test_not_modified(self):
         """A matching If-None-Match gets 304; a stale one the page."""
