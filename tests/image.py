@@ -1,0 +1,208 @@
+"""
+Podman, and pypid's container image built by the tests (issue 30).
+
+No image registry can be reached from the machines the tests run on, so
+the base the image is built on is made here from Debian's packages: a
+minimal Debian (its Python 3, venv and CA certificates) written by
+C{mmdebstrap} from the machine's own apt sources, and taken in by C{podman
+import}. It is kept in Podman's store under a tag naming what it holds, so
+a later run on the same machine reuses it (a cold build of it takes about
+a minute here; see L{BaseImage}). pypid and its dependencies go in as
+wheels built on the host from the checkout (C{pip wheel}, which reaches
+the package registry), passed to the build as its C{WHEELS} argument, so
+the build reaches nothing either. Users build from the official Python
+image, the Containerfile's default C{BASE}.
+
+Podman runs as root with settings of the tests' own, in a
+C{containers.conf} that L{Podman} points C{CONTAINERS_CONF} at (never the
+user's or the machine's):
+
+  - C{runtime = "runc"}: crun, Podman's default, fails on this machine's
+    cgroup hybrid mode and on C{setrlimit};
+  - C{default_ulimits = []}: no C{nofile} limit set in containers (the one
+    Podman sets by default is refused here);
+  - C{cgroup_manager = "cgroupfs"} and C{events_logger = "file"}: there is
+    no systemd to manage cgroups or to take the events.
+"""
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+from tests.system import require
+
+#: The packages of the base image: a Python with its venv module, and the
+#: CA certificates (the official slim image has the equivalents).
+BASE_PACKAGES = ("python3", "python3-venv", "ca-certificates")
+
+#: The programs the image tests need, by Debian package.
+PROGRAMS = {"podman": "podman", "mmdebstrap": "mmdebstrap", "runc": "runc"}
+
+CONTAINERS_CONF = """\
+# The tests' own Podman settings (tests/image.py says why each is here).
+[containers]
+default_ulimits = []
+
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+"""
+
+CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+#: Seconds a build may take (a cold one of the base and the image: about
+#: two minutes here).
+BUILD_TIMEOUT = 900
+
+
+class Podman:
+    """
+    The C{podman} command with the tests' settings.
+
+    @ivar folder: where its C{containers.conf} is.
+    """
+
+    def __init__(self, folder):
+        paths = require(PROGRAMS)
+        self.binary = paths["podman"]
+        self.mmdebstrap = paths["mmdebstrap"]
+        self.folder = folder
+        os.makedirs(folder, exist_ok=True)
+        self.conf = os.path.join(folder, "containers.conf")
+        with open(self.conf, "w") as f:
+            f.write(CONTAINERS_CONF)
+        self.env = dict(os.environ, CONTAINERS_CONF=self.conf)
+
+    def __call__(self, *args, check=True, timeout=120, input=None):
+        """Run C{podman args}; the finished process (text output)."""
+        done = subprocess.run([self.binary, *args], env=self.env, capture_output=True,
+                              text=True, timeout=timeout, input=input, check=False)
+        if check and done.returncode != 0:
+            raise AssertionError(f"podman {' '.join(args)} exited {done.returncode}:\n"
+                                 f"{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
+        return done
+
+    def exists(self, image):
+        """Whether Podman's store has C{image}."""
+        return self("image", "exists", image, check=False).returncode == 0
+
+
+def apt_sources():
+    """The machine's own apt sources file (deb822 or one-line), for mmdebstrap."""
+    for path in ("/etc/apt/sources.list.d/debian.sources", "/etc/apt/sources.list"):
+        if os.path.exists(path) and os.path.getsize(path) > 0:
+            return path
+    raise AssertionError("no apt sources file on this machine for mmdebstrap")
+
+
+class BaseImage:
+    """
+    The base image made from Debian's packages, built once per machine.
+
+    @ivar tag: its name in Podman's store.
+    @ivar seconds: how long this run took to have it (a cold build, or the
+        look-up of the one kept).
+    @ivar cold: whether it was built by this run.
+    """
+
+    def __init__(self, podman, suite="bookworm", fresh=False):
+        """
+        @param fresh: build it even when one is kept (the kept one is
+            removed first), to measure a cold build.
+        """
+        digest = hashlib.sha256(" ".join((suite, *BASE_PACKAGES)).encode()).hexdigest()[:12]
+        self.tag = f"localhost/pypid-test-base:{suite}-{digest}"
+        if fresh:
+            podman("rmi", "--force", self.tag, check=False)
+        started = time.monotonic()
+        self.cold = not podman.exists(self.tag)
+        if self.cold:
+            tar = os.path.join(podman.folder, "base.tar")
+            done = subprocess.run(
+                [podman.mmdebstrap, "--variant=apt", "--include=" + ",".join(BASE_PACKAGES),
+                 "--dpkgopt=path-exclude=/usr/share/doc/*",
+                 "--dpkgopt=path-exclude=/usr/share/man/*",
+                 "--dpkgopt=path-exclude=/usr/share/locale/*",
+                 suite, tar, apt_sources()],
+                capture_output=True, text=True, timeout=BUILD_TIMEOUT, check=False)
+            if done.returncode != 0:
+                raise AssertionError(f"mmdebstrap failed:\n{done.stderr[-3000:]}")
+            podman("import", "--change", 'CMD ["/bin/sh"]', tar, self.tag,
+                   timeout=BUILD_TIMEOUT)
+            os.remove(tar)
+        self.seconds = time.monotonic() - started
+
+
+def build_context(folder, wheels):
+    """
+    A build context of the checkout's files the Containerfile copies, and
+    C{wheels} (a folder of wheels) as C{wheels/}; its path.
+    """
+    context = os.path.join(folder, "context")
+    shutil.rmtree(context, ignore_errors=True)
+    os.makedirs(context)
+    for name in ("setup.py", "README.rst", "pypid.tac"):
+        shutil.copy2(os.path.join(CHECKOUT, name), context)
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "dropin.cache")
+    shutil.copytree(os.path.join(CHECKOUT, "src"), os.path.join(context, "src"), ignore=ignore)
+    shutil.copytree(os.path.join(CHECKOUT, "etc", "container"),
+                    os.path.join(context, "etc", "container"))
+    shutil.copytree(wheels, os.path.join(context, "wheels"))
+    return context
+
+
+def host_wheels(folder):
+    """
+    Wheels of pypid (from the checkout) and of all its dependencies, built
+    on the host with this interpreter's pip; the folder.
+    """
+    wheels = os.path.join(folder, "wheels")
+    shutil.rmtree(wheels, ignore_errors=True)
+    with tempfile.TemporaryDirectory() as build:
+        done = subprocess.run(
+            [sys.executable, "-m", "pip", "wheel",
+             "--quiet", "--wheel-dir", wheels, CHECKOUT],
+            capture_output=True, text=True, timeout=BUILD_TIMEOUT, check=False,
+            env=dict(os.environ, TMPDIR=build))
+    if done.returncode != 0:
+        raise AssertionError(f"pip wheel failed:\n{done.stderr[-3000:]}")
+    return wheels
+
+
+class Image:
+    """
+    pypid's image, built from the checkout on L{BaseImage}.
+
+    @ivar tag: its name.
+    @ivar seconds: how long the build took (the wheels and the base not
+        counted).
+    @ivar size: its size in bytes, as Podman counts it.
+    """
+
+    def __init__(self, podman, base, folder):
+        self.podman = podman
+        self.tag = f"localhost/pypid-test:{os.getpid()}"
+        context = build_context(folder, host_wheels(folder))
+        dangling = set(podman("images", "--quiet", "--filter", "dangling=true").stdout.split())
+        started = time.monotonic()
+        podman("build", "--format", "docker", "--pull=never", "--build-arg",
+               f"BASE={base.tag}", "--build-arg", "WHEELS=wheels",
+               "-f", os.path.join(context, "etc", "container", "Containerfile"),
+               "-t", self.tag, context, timeout=BUILD_TIMEOUT)
+        self.seconds = time.monotonic() - started
+        # (the build stage's image, untagged: this build's alone are removed)
+        made = set(podman("images", "--quiet", "--filter", "dangling=true").stdout.split())
+        if made - dangling:
+            podman("rmi", "--force", *(made - dangling), check=False)
+        shutil.rmtree(context, ignore_errors=True)
+        self.size = int(podman("image", "inspect", "--format", "{{.Size}}", self.tag)
+                        .stdout.strip())
+
+    def remove(self):
+        """Take the image out of Podman's store (the base stays)."""
+        self.podman("rmi", "--force", self.tag, check=False)
