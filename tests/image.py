@@ -39,8 +39,13 @@ from tests.system import require
 #: CA certificates (the official slim image has the equivalents).
 BASE_PACKAGES = ("python3", "python3-venv", "ca-certificates")
 
-#: The programs the image tests need, by Debian package.
-PROGRAMS = {"podman": "podman", "mmdebstrap": "mmdebstrap", "runc": "runc"}
+#: The programs the image tests need, by Debian package: Podman, the
+#: runtime it is told to use, mmdebstrap for the base; and what publishing
+#: a port takes (netavark, Podman's network stack here, and iptables),
+#: which are only recommended or suggested by Podman's package, so not
+#: installed with C{--no-install-recommends}.
+PROGRAMS = {"podman": "podman", "mmdebstrap": "mmdebstrap", "runc": "runc",
+            "iptables": "iptables", "/usr/lib/podman/netavark": "netavark"}
 
 CONTAINERS_CONF = """\
 # The tests' own Podman settings (tests/image.py says why each is here).

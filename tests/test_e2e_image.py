@@ -17,6 +17,7 @@ import json
 import os
 import socket
 import ssl
+import tarfile
 import time
 import types
 
@@ -173,6 +174,12 @@ class ImageTests(SynchronousTestCase):
                             USER, "issue", "--actions", "upload", "--expires", "1d",
                             "--description", "ci").stdout.strip()
         self.assertTrue(token.startswith("pypid-"), token)
+
+        # A backup, from inside the running container, onto the volume.
+        self.podman("exec", name, "pypid-admin", "--config", "/etc/pypid/pypid.ini", "export",
+                    "--to", "/var/lib/pypid/backup.tar.gz", timeout=300)
+        with tarfile.open(os.path.join(data, "backup.tar.gz")) as bundle:
+            self.assertIn(f"files/{WHEEL[0]}", bundle.getnames())
 
         # SIGTERM: the snapshot and the audit log are written before exit.
         stopped = time.monotonic()
