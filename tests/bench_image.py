@@ -41,7 +41,7 @@ def main(argv):
                 time.sleep(0.1)
             healthy = time.monotonic() - began
         finally:
-            podman("rm", "--force", "--time", "0", name, check=False)
+            podman("rm", "--force", "--volumes", "--time", "0", name, check=False)
             image.remove()
     print(json.dumps({
         "image_mb": round(image.size / 1e6),

@@ -105,7 +105,8 @@ class ImageTests(SynchronousTestCase):
                     "--read-only-tmpfs=false", "--volume", f"{volume}:/var/lib/pypid",
                     "--publish", f"127.0.0.1:{port}:{container_port}", *options,
                     self.image.tag)
-        self.addCleanup(self.podman, "rm", "--force", "--time", "0", name, check=False)
+        self.addCleanup(self.podman, "rm", "--force", "--volumes", "--time", "0", name,
+                       check=False)
         return name, began
 
     def healthy(self, name, began):
