@@ -23,6 +23,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from functools import cache
@@ -703,6 +704,37 @@ def write_files(directory, *distributions):
             f.write(data)
         paths.append(path)
     return paths
+
+
+class Sampler:
+    """
+    Something a test measures in a thread of its own while it acts, every
+    C{interval} seconds until the block it is used in ends: subclasses
+    say what in L{sample}.
+    """
+
+    def __init__(self, interval, join_timeout=30):
+        self._interval = interval
+        self._join_timeout = join_timeout
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(self._join_timeout)
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(self._interval)
+
+    def sample(self):
+        """Take one sample."""
+        raise NotImplementedError
 
 
 class Clients:

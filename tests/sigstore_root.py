@@ -27,7 +27,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 
-PUBLISH_V1 = "https://docs.pypi.org/attestations/publish/v1"
+from pypid.core.provenance import PUBLISH_V1
+
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 FULCIO_ARC = "1.3.6.1.4.1.57264.1."
 SCT_OID = ObjectIdentifier("1.3.6.1.4.1.11129.2.4.2")

@@ -8,11 +8,10 @@ folder served in place.
 """
 
 import os
-import threading
 import time
 
 from tests.distributions import make_wheel, metadata_text
-from tests.e2e import DaemonTestCase, file_url, http, upload
+from tests.e2e import DaemonTestCase, Sampler, file_url, http, upload
 from tests.upstream_server import UpstreamProcess
 
 #: Unclosed C{<pre><code>} lines: readme_renderer's code highlighting takes
@@ -34,39 +33,28 @@ def hostile_wheel(name, version="1.0", text=FREEZING_MARKDOWN, content_type="tex
     return make_wheel(name, version, metadata=f"{head}\n\n{text}")
 
 
-class Probe:
+class Probe(Sampler):
     """
     A client asking for C{url} again and again in a thread, timing each
     answer, until stopped.
     """
 
     def __init__(self, url):
+        super().__init__(0.02)
         self.url = url
         self.times = []
         self.failures = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
 
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join(30)
-
-    def _loop(self):
-        while not self._stop.is_set():
-            started = time.monotonic()
-            try:
-                status = http("GET", self.url, timeout=60).status
-            except OSError as e:
-                self.failures.append(repr(e))
-            else:
-                if status != 200:
-                    self.failures.append(status)
-            self.times.append(time.monotonic() - started)
-            self._stop.wait(0.02)
+    def sample(self):
+        started = time.monotonic()
+        try:
+            status = http("GET", self.url, timeout=60).status
+        except OSError as e:
+            self.failures.append(repr(e))
+        else:
+            if status != 200:
+                self.failures.append(status)
+        self.times.append(time.monotonic() - started)
 
     @property
     def worst(self):

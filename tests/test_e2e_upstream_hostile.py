@@ -32,6 +32,7 @@ from tests.e2e import (
     USER,
     DaemonTestCase,
     E2EFailure,
+    Sampler,
     file_url,
     files_by_name,
     http,
@@ -355,7 +356,7 @@ def folder_bytes(path):
     return total
 
 
-class FolderPeak:
+class FolderPeak(Sampler):
     """
     Samples the bytes in a folder every few milliseconds in a thread of its
     own, keeping the peak; past C{runaway} bytes it calls C{on_runaway}
@@ -363,36 +364,24 @@ class FolderPeak:
     """
 
     def __init__(self, path, runaway=None, on_runaway=None, interval=0.005):
+        super().__init__(interval, join_timeout=10)
         self.path = path
         self.peak = 0
         self.samples = 0
         self._runaway = runaway
         self._on_runaway = on_runaway
-        self._interval = interval
-        self._stop = threading.Event()
         self.ran_away = False
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join(10)
-
-    def _run(self):
-        while not self._stop.is_set():
-            size = folder_bytes(self.path)
-            self.samples += 1
-            self.peak = max(self.peak, size)
-            if (self._runaway is not None and size > self._runaway and not self.ran_away):
-                self.ran_away = True
-                try:
-                    self._on_runaway()
-                except Exception:
-                    pass
-            self._stop.wait(self._interval)
+    def sample(self):
+        size = folder_bytes(self.path)
+        self.samples += 1
+        self.peak = max(self.peak, size)
+        if (self._runaway is not None and size > self._runaway and not self.ran_away):
+            self.ran_away = True
+            try:
+                self._on_runaway()
+            except Exception:
+                pass
 
 
 def rss(daemon):

@@ -1350,7 +1350,10 @@ class LocalStorageTests(AdoptionContractMixin, StorageContractMixin, TestCase):
 
 
 class ImportRestTests(SynchronousTestCase):
-    """The pause an import takes after describing a file, for the server's sake."""
+    """
+    An import takes no pause after describing a file: the daemon renders in
+    its sandbox, so a render holds no lock of this process (issue 31).
+    """
 
     def test_never_on_the_main_thread(self):
         """With a runner on the calling thread (the reactor's), an import never sleeps."""
@@ -1362,7 +1365,7 @@ class ImportRestTests(SynchronousTestCase):
         self.successResultOf(storage.prepare())
         self.addCleanup(storage.close)
         slept = []
-        self.patch(pypid.storage.folder_imports.time, "sleep", slept.append)
+        self.patch(time, "sleep", slept.append)
         result = self.successResultOf(storage.scan())
         if result.settled is not None:
             self.successResultOf(result.settled)

@@ -87,10 +87,10 @@ class PypicloudFolderSource(FolderSource):
         for relative, path, info, meta in found:
             filename = os.path.basename(path)
             refusal = refusal_of(info)
-            if refusal is not None or info is None:
-                arrivals.append(Arrival(filename, relative, None, 0.0,
-                                        refused=refusal or "not a regular file"))
+            if refusal is not None:
+                arrivals.append(Arrival(filename, relative, None, 0.0, refused=refusal))
                 continue
+            assert info is not None  # (refusal_of refuses a file it could not stat)
             arrivals.append(Arrival(
                 filename, relative, local_fetch(self._run, partial(open_regular, path)),
                 info.st_mtime, sha256=_sha256(meta.get("hash_sha256")), size=info.st_size,

@@ -162,8 +162,6 @@ def show(server: Server, options: argparse.Namespace, out: TextIO,
         out.write(shown(entry))
 
 
-
-
 def format_entry(entry: JsonEntry) -> str:
     """
     One line for a person: when, what, outcome, who (token), where, about

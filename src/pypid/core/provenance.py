@@ -42,6 +42,9 @@ import attrs
 from pypid.core.names import filename_key
 
 #: The predicate types PEP 740 allows: PyPI's publish attestation and SLSA provenance.
+#: These are identifiers the standard fixes, compared as strings in a
+#: statement; no request is ever made to them (the one place pypid spells
+#: them: the tests and the docs refer here).
 PUBLISH_V1 = "https://docs.pypi.org/attestations/publish/v1"
 SLSA_PROVENANCE_V1 = "https://slsa.dev/provenance/v1"
 PREDICATE_TYPES = (PUBLISH_V1, SLSA_PROVENANCE_V1)

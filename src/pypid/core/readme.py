@@ -234,7 +234,6 @@ def _plain(text: str) -> str:
     return f'<pre class="description-text">{escaped}</pre>'
 
 
-
 def warm_up() -> None:
     """
     Import the renderers and render a line of each markup, so that the

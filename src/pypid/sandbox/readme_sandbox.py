@@ -38,7 +38,7 @@ from twisted.application.service import Service
 from twisted.logger import Logger
 
 import pypid
-from pypid.core.readme import RenderedDescription, plain_description
+from pypid.core.readme import PLAIN, RenderedDescription, plain_description
 from pypid.sandbox.readme_child import decode, encode, frame
 
 log = Logger()
@@ -198,7 +198,7 @@ class ReadmeSandbox(Service):
         plain text (and log why).
         """
         if text is None or not text.strip():
-            return RenderedDescription("", "text/plain")
+            return RenderedDescription("", PLAIN)
         deadline = time.monotonic() + self.budget
         try:
             child, deadline = self._take(deadline)

@@ -15,8 +15,6 @@ are not written yet. Blocking: for a worker thread.
 from __future__ import annotations
 
 import os
-import threading
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -144,21 +142,16 @@ class FolderImports:
         for record, metadata, seen in imported:
             rendered = None
             if record.filename in described:
-                started = time.perf_counter()
+                # (no rest after it, as there was while rendering held this
+                # process's interpreter lock: the daemon renders in its
+                # sandbox, and resting would hold an I/O thread as long
+                # again; issue 31)
                 try:
                     rendered = self._details_of(record)
                 except OSError as e:
                     # (described on its first view instead)
                     log.warn("Cannot describe {filename}: {error}",
                              filename=record.filename, error=e.strerror)
-                # Rendering holds the interpreter's lock: resting as long
-                # as it took leaves the server half of it, so pages are
-                # served at 0.6x the usual rate meanwhile, not 0.45x. This
-                # runs in the I/O pool (see scan); with a runner that works
-                # on the calling thread (a command, a test), the main
-                # thread, where the reactor runs, never rests.
-                if threading.current_thread() is not threading.main_thread():
-                    time.sleep(time.perf_counter() - started)
             try:
                 with sidecars.lock:
                     current = sidecars.read_record(record.filename)

@@ -39,7 +39,7 @@ from twisted.web.resource import IResource
 
 from pypid.auth.basic import MalformedCredentials, www_authenticate_header
 from pypid.auth.verifier import Identity
-from pypid.core.cross_site import cross_site_refusal
+from pypid.core.cross_site import SAFE_METHODS, cross_site_refusal
 from pypid.core.forwarded import NO_PROXIES, TrustedProxies
 from pypid.core.http_errors import HTTPError
 from pypid.core.metrics import BATCH, UPLOAD_PATHS, RequestStats
@@ -145,12 +145,14 @@ class PypidRequest(server.Request):
         # A change a browser sent on behalf of another site (a form on a
         # foreign page, with the credentials the browser keeps for this
         # one) is refused before its body: issue 31.
-        headers = self.requestHeaders
-        refusal = cross_site_refusal(
-            command or b"", _header(headers, b"sec-fetch-site"), _header(headers, b"origin"),
-            _header(headers, b"host"), site.base_url)
-        if refusal is not None:
-            return self._answer_early(length, 403, refusal)
+        # (a GET, a page or a file, reads no header for it: the hot path)
+        if command not in SAFE_METHODS:
+            headers = self.requestHeaders
+            refusal = cross_site_refusal(
+                command or b"", _header(headers, b"sec-fetch-site"),
+                _header(headers, b"origin"), _header(headers, b"host"), site.base_url)
+            if refusal is not None:
+                return self._answer_early(length, 403, refusal)
         if command != b"POST" or (path not in UPLOAD_PATHS and not (
                 site.index_uploads and index_upload_path(path))):
             if length is not None and length > MAX_PLAIN_BODY:
