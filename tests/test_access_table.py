@@ -50,7 +50,15 @@ from pypid.storage.memory import MemoryStorage
 from pypid.web.access import Access
 from pypid.web.app import build_web
 from tests.distributions import make_wheel
-from tests.fakes import FAST, multipart_body, run_in_pool_now, run_now, site_treq, twine_fields
+from tests.fakes import (
+    FAST,
+    multipart_body,
+    one_index,
+    run_in_pool_now,
+    run_now,
+    site_treq,
+    twine_fields,
+)
 from tests.test_index_routes import Server, same
 from tests.test_promote import Stack
 
@@ -116,9 +124,9 @@ class AccessTableTests(SynchronousTestCase):
             {"default": Stack("default", self.index, self.storage, locks, usage=usage,
                               bin=bin, cleanup=cleanup)},
             {"default": ("default",)}, {})
-        web = build_web(self.index, self.storage, access, run_now, self.clock,
-                        max_upload_size=10 << 20, base_url=base_url, metrics=metrics,
-                        registry=registry, locks=locks, bin=bin)
+        web = build_web(one_index(self.index, self.storage, self.clock, locks=locks, bin=bin),
+                        access, run_now, self.clock, max_upload_size=10 << 20, base_url=base_url,
+                        metrics=metrics, registry=registry)
         self.site = web.site
         self.client = site_treq(web.site)
         t = self.tokens.issue

@@ -66,7 +66,15 @@ from pypid.web.app import build_web
 from pypid.web.audit_trail import AuditTrail
 from tests import s3server
 from tests.distributions import make_wheel
-from tests.fakes import FAST, multipart_body, run_in_pool_now, run_now, site_treq, twine_fields
+from tests.fakes import (
+    FAST,
+    multipart_body,
+    one_index,
+    run_in_pool_now,
+    run_now,
+    site_treq,
+    twine_fields,
+)
 
 #: 2026-01-01T00:00:00Z
 T0 = 1767225600.0
@@ -1340,8 +1348,8 @@ class _WebCase(SynchronousTestCase):
         storage = MemoryStorage(os.path.abspath(self.mktemp()), self.clock)
         self.successResultOf(storage.prepare())
         self.index = Index(file_url_for(None))
-        web = build_web(self.index, storage, self.access, run_now, self.clock,
-                        max_upload_size=10 << 20, audit=self.trail)
+        web = build_web(one_index(self.index, storage, self.clock), self.access, run_now,
+                        self.clock, max_upload_size=10 << 20, audit=self.trail)
         self.client = site_treq(web.site)
 
     def request(self, method, path, user=None, password=PASSWORD, **kwargs):
@@ -1727,8 +1735,8 @@ class StorageErrorTests(SynchronousTestCase):
         verifier = PasswordVerifier(users, clock, None, run_in_pool=run_in_pool_now)
         access = Access(AccessModel(admins=frozenset({"admin"})), verifier)
         storage = MemoryStorage(os.path.abspath(self.mktemp()), clock)
-        web = build_web(Index(file_url_for(None)), storage, access, run_now, clock,
-                        max_upload_size=1 << 20, audit=AuditTrail(log, clock))
+        web = build_web(one_index(Index(file_url_for(None)), storage, clock), access, run_now,
+                        clock, max_upload_size=1 << 20, audit=AuditTrail(log, clock))
         client = site_treq(web.site)
         with capturedLogs():
             response = self.successResultOf(client.get(
@@ -1809,8 +1817,8 @@ class CacheAuditTests(SynchronousTestCase):
         verifier = PasswordVerifier(users, clock, None, run_in_pool=run_in_pool_now)
         access = Access(AccessModel(), verifier)
         storage = MemoryStorage(os.path.abspath(self.mktemp()), clock)
-        web = build_web(Index(file_url_for(None)), storage, access, run_now, clock,
-                        max_upload_size=1 << 20, upstream=_Upstream(),
+        web = build_web(one_index(Index(file_url_for(None)), storage, clock), access, run_now,
+                        clock, max_upload_size=1 << 20, upstream=_Upstream(),
                         audit=AuditTrail(log, clock))
         client = site_treq(web.site)
         auth = {"Authorization": basic("alice")}

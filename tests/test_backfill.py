@@ -17,7 +17,7 @@ from pypid.core.pending import DescribeQueue, PendingFile, project_of
 from pypid.state.backfill import Backfill
 from pypid.storage.local import LocalStorage
 from tests.distributions import make_wheel
-from tests.fakes import run_now, write_file
+from tests.fakes import one_index, run_now, write_file
 
 
 class ProjectOfTests(SynchronousTestCase):
@@ -246,9 +246,9 @@ class PagesWaitTests(SynchronousTestCase):
         self.backfill = Backfill(self.index, self.storage, self.clock, wait_limit=5.0)
         self.backfill.start([pending(filename)])
         verifier = PasswordVerifier({}, self.clock, None, run_in_pool=run_in_pool_now)
-        web = build_web(self.index, MemoryStorage(self.mktemp(), self.clock),
-                        Access(AccessModel(read="everyone"), verifier), run_now, self.clock,
-                        max_upload_size=1 << 20, backfill=self.backfill)
+        web = build_web(one_index(self.index, MemoryStorage(self.mktemp(), self.clock),
+                        self.clock, backfill=self.backfill), Access(AccessModel(read="everyone"),
+                        verifier), run_now, self.clock, max_upload_size=1 << 20)
         self.client = site_treq(web.site)
         self.sha256 = record.sha256
         self.filename = filename

@@ -47,7 +47,7 @@ from pypid.web.access import Access
 from pypid.web.app import build_web
 from tests import s3server
 from tests.distributions import make_sdist, make_wheel, metadata_text
-from tests.fakes import read_file, run_in_pool_now, run_now, site_treq, write_file
+from tests.fakes import one_index, read_file, run_in_pool_now, run_now, site_treq, write_file
 
 ORIGIN = "http://pypi.test"
 SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
@@ -556,8 +556,9 @@ class ExporterTests(ExportCase):
         index.load(sorted(self.records(storage).values(),
                           key=lambda r: (r.upload_time, r.filename)))
         verifier = PasswordVerifier({}, self.clock, None, run_in_pool=run_in_pool_now)
-        web = build_web(index, storage, Access(AccessModel(read="everyone"), verifier), run_now,
-                        self.clock, max_upload_size=1 << 20)
+        web = build_web(one_index(index, storage, self.clock),
+                        Access(AccessModel(read="everyone"), verifier), run_now, self.clock,
+                        max_upload_size=1 << 20)
         return site_treq(web.site)
 
     def get(self, client, path, accept="text/html"):

@@ -18,13 +18,13 @@ from pypid.core.render import file_url_for
 from pypid.storage.memory import MemoryStorage
 from pypid.web.access import Access
 from pypid.web.app import build_web
-from tests.fakes import run_in_pool_now, run_now
+from tests.fakes import one_index, run_in_pool_now, run_now
 
 
 def first_segments(root):
     """
     The first path segments the built tree answers: the plain resources'
-    (L{pypid.web.simple.RootResource}), the areas' (C{_Areas}), and C{api}
+    (L{pypid.web.simple.RootResource}), the areas' (C{Areas}), and C{api}
     when anything is routed under C{/api/}.
     """
     segments = {name.decode("ascii") for name in root._children}
@@ -45,8 +45,8 @@ class RouteSegmentsTests(SynchronousTestCase):
         self.successResultOf(storage.prepare())
         verifier = PasswordVerifier({}, clock, None, run_in_pool=run_in_pool_now)
         access = Access(AccessModel(read="everyone"), verifier, None, TokenBook(clock))
-        return build_web(Index(file_url_for(None)), storage, access, run_now, clock,
-                         max_upload_size=1 << 20).root
+        return build_web(one_index(Index(file_url_for(None)), storage, clock), access, run_now,
+                         clock, max_upload_size=1 << 20).root
 
     def test_every_route_reserved(self):
         """A route added to the tree without its first segment in ROUTE_SEGMENTS fails here."""

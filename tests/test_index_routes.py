@@ -16,6 +16,7 @@ import os
 import re
 from urllib.parse import urljoin
 
+import attrs
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -34,7 +35,15 @@ from pypid.web.app import build_web
 from pypid.web.audit_trail import AuditTrail
 from pypid.web.index_root import HostedSource, IndexParts
 from tests.distributions import make_wheel
-from tests.fakes import FAST, multipart_body, run_in_pool_now, run_now, site_treq, twine_fields
+from tests.fakes import (
+    FAST,
+    multipart_body,
+    one_index,
+    run_in_pool_now,
+    run_now,
+    site_treq,
+    twine_fields,
+)
 
 ORIGIN = "http://pypi.test"
 PASSWORD = "correct horse"
@@ -56,7 +65,7 @@ class Server:
     """A server of the four named indexes and the default one, in memory."""
 
     def __init__(self, case, read="everyone", named=True, tokens_indexes=("release",),
-                 rules=(), base_url=None, release_read=None):
+                 rules=(), base_url=None, release_read=None, default_upload=None):
         self.case = case
         self.clock = Clock()
         self.clock.advance(START)
@@ -88,13 +97,17 @@ class Server:
         model = AccessModel(read=read, admins=frozenset({"root"}), rules=tuple(rules), indexes={
             "release": grants((release_read or read,)), "staging": grants((read,)), "prod": grants((read,), ()),
             "secret": grants(("user:carol",), ("user:carol",))} if named else {})
+        if default_upload is not None:
+            # ([index:default] upload: the default index's own grant)
+            model = attrs.evolve(model, indexes={**model.indexes,
+                                                 "default": grants((read,), default_upload)})
         self.tokens = TokenBook(self.clock)
         self.log = MemoryAuditLog(self.clock)
         access = Access(model, verifier, None, self.tokens)
-        web = build_web(s["default"].index, s["default"].storage, access, run_now, self.clock,
-                        max_upload_size=10 << 20, locks=s["default"].locks,
-                        audit=AuditTrail(self.log, self.clock), base_url=base_url,
-                        indexes=parts if named else ())
+        web = build_web([*one_index(s["default"].index, s["default"].storage, self.clock,
+                        locks=s["default"].locks), *(parts if named else ())], access, run_now,
+                        self.clock, max_upload_size=10 << 20, audit=AuditTrail(self.log,
+                        self.clock), base_url=base_url)
         self.web = web
         self.client = site_treq(web.site)
         text, token = self.tokens.make("alice", {"read", "upload"}, indexes=tokens_indexes)

@@ -36,7 +36,7 @@ from pypid.web.access import Access
 from pypid.web.app import build_web
 from pypid.web.index_root import HostedSource, IndexParts
 from tests.distributions import make_wheel
-from tests.fakes import run_in_pool_now, run_now, site_treq
+from tests.fakes import one_index, run_in_pool_now, run_now, site_treq
 from tests.test_upstream_sources import (
     BYTES_A,
     BYTES_B,
@@ -105,8 +105,9 @@ class Server:
         ]
         verifier = PasswordVerifier({}, self.clock, None, run_in_pool=run_in_pool_now)
         access = Access(AccessModel(read="everyone"), verifier, None, TokenBook(self.clock))
-        web = build_web(s["default"].index, s["default"].storage, access, run_now, self.clock,
-                        max_upload_size=10 << 20, locks=s["default"].locks, indexes=parts)
+        web = build_web([*one_index(s["default"].index, s["default"].storage, self.clock,
+                        locks=s["default"].locks), *(parts)], access, run_now, self.clock,
+                        max_upload_size=10 << 20)
         self.client = site_treq(web.site)
 
     def request(self, path, headers=None):

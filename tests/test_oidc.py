@@ -47,7 +47,15 @@ from pypid.web.access import Access
 from pypid.web.app import build_web
 from pypid.web.audit_trail import AuditTrail
 from tests.distributions import make_wheel
-from tests.fakes import FAST, multipart_body, run_in_pool_now, run_now, site_treq, twine_fields
+from tests.fakes import (
+    FAST,
+    multipart_body,
+    one_index,
+    run_in_pool_now,
+    run_now,
+    site_treq,
+    twine_fields,
+)
 from tests.oidc_issuer import IssuerResource, Issuers, compact
 
 NOW = 1_800_000_000
@@ -703,8 +711,9 @@ class MintSiteMixin(_IssuerMixin):
         self.login_throttle = LoginThrottle(self.clock)
         self.access = Access(model, verifier, throttle=self.login_throttle, audit=audit,
                              publishers=self.publishing.tokens)
-        self.web = build_web(self.index, self.storage, self.access, run_now, self.clock,
-                             max_upload_size=10 << 20, audit=audit, publishing=self.publishing)
+        self.web = build_web(one_index(self.index, self.storage, self.clock), self.access,
+                             run_now, self.clock, max_upload_size=10 << 20, audit=audit,
+                             publishing=self.publishing)
         self.client = site_treq(self.web.site)
 
     def request(self, method, path, **kwargs):
@@ -964,8 +973,9 @@ class MintedTokenAdminTests(_IssuerMixin, SynchronousTestCase):
         model = AccessModel(read="authenticated", admins=frozenset({"alice"}))
         audit = AuditTrail(MemoryAuditLog(self.clock), self.clock)
         self.access = Access(model, verifier, audit=audit, publishers=self.publishing.tokens)
-        web = build_web(Index(file_url_for(None)), storage, self.access, run_now, self.clock,
-                        max_upload_size=10 << 20, audit=audit, publishing=self.publishing)
+        web = build_web(one_index(Index(file_url_for(None)), storage, self.clock), self.access,
+                        run_now, self.clock, max_upload_size=10 << 20, audit=audit,
+                        publishing=self.publishing)
         self.client = site_treq(web.site)
 
     def test_list_and_revoke(self):
@@ -1095,8 +1105,8 @@ class ClientRouteOffTests(SynchronousTestCase):
         self.successResultOf(storage.prepare())
         verifier = PasswordVerifier({}, clock, None, run_in_pool=run_in_pool_now)
         access = Access(AccessModel(read="everyone"), verifier)
-        web = build_web(Index(file_url_for(None)), storage, access, run_now, clock,
-                        max_upload_size=1 << 20)
+        web = build_web(one_index(Index(file_url_for(None)), storage, clock), access, run_now,
+                        clock, max_upload_size=1 << 20)
         client = site_treq(web.site)
         key = hashlib.sha256(b"/legacy/").hexdigest()
         for method, path in (("GET", "/_/oidc/audience"), ("POST", "/_/oidc/mint-token"),

@@ -88,14 +88,18 @@ class IndexTests(SynchronousTestCase):
         self.index = Index(file_url_for(None))
 
     def test_binned_not_listed(self):
-        """A binned file is neither found, listed nor counted; its project goes with its last."""
+        """
+        A binned file is neither found, listed nor counted; its project
+        stays, without files, so that its name stays hosted (issue 41).
+        """
         live = record()
         self.index.add(live)
         self.index.add(live.replace(binned=NOW))
         self.assertIsNone(self.index.get_file(live.filename))
         self.assertEqual(self.index.binned_file(live.filename).binned, NOW)
         self.assertEqual(self.index.held(live.filename).binned, NOW)
-        self.assertEqual(self.index.projects(), [])
+        self.assertEqual([(p.name, p.files) for p in self.index.projects()],
+                         [("holy-grail", {})])
         self.assertEqual(len(self.index), 0)
         self.assertEqual(self.index.records(), [])
         self.assertFalse(self.index.is_deleted(live.filename))

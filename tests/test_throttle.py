@@ -29,7 +29,7 @@ from pypid.storage.memory import MemoryStorage
 from pypid.web.access import Access
 from pypid.web.app import build_web
 from tests.distributions import make_wheel
-from tests.fakes import FAST, multipart_body, run_now, site_treq, twine_fields
+from tests.fakes import FAST, multipart_body, one_index, run_now, site_treq, twine_fields
 from tests.test_auth import PendingPool, SynchronousPool
 
 PASSWORD = "correct horse"
@@ -336,8 +336,8 @@ class WebBurstTests(SynchronousTestCase):
         self.pool = PendingPool()
         verifier = PasswordVerifier(USERS, self.clock, None, run_in_pool=self.pool)
         access = Access(AccessModel(read="authenticated"), verifier, LoginThrottle(self.clock))
-        web = build_web(self.index, self.storage, access, run_now, self.clock,
-                        max_upload_size=10 << 20)
+        web = build_web(one_index(self.index, self.storage, self.clock), access, run_now,
+                        self.clock, max_upload_size=10 << 20)
         self.client = site_treq(web.site)
 
     def start_upload(self, number, password=PASSWORD):
@@ -637,8 +637,8 @@ class ProxiedSiteTests(SynchronousTestCase):
         self.audit = _Recorder()
         access = Access(AccessModel(read="authenticated"), verifier,
                         LoginThrottle(self.clock, max_failures=3), audit=self.audit)
-        web = build_web(Index(file_url_for(None)), storage, access, run_now, self.clock,
-                        max_upload_size=10 << 20, trusted_proxies=proxies)
+        web = build_web(one_index(Index(file_url_for(None)), storage, self.clock), access,
+                        run_now, self.clock, max_upload_size=10 << 20, trusted_proxies=proxies)
         return site_treq(web.site)
 
     def codes(self, client, forwarded, password="wrong"):

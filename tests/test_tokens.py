@@ -186,7 +186,7 @@ class TokenFileTests(SynchronousTestCase):
         from pypid.web.access import Access
         from pypid.web.app import build_web
         from pypid.web.audit_trail import AuditTrail
-        from tests.fakes import FAST, run_in_pool_now, run_now, site_treq
+        from tests.fakes import FAST, one_index, run_in_pool_now, run_now, site_treq
 
         self.json = json
         self.clock = Clock()
@@ -210,8 +210,8 @@ class TokenFileTests(SynchronousTestCase):
             return run_now(f, *args)
         storage = MemoryStorage(os.path.abspath(self.mktemp()), self.clock)
         self.successResultOf(storage.prepare())
-        web = build_web(Index(file_url_for(None)), storage, access, run, self.clock,
-                        max_upload_size=1 << 20, audit=trail)
+        web = build_web(one_index(Index(file_url_for(None)), storage, self.clock), access, run,
+                        self.clock, max_upload_size=1 << 20, audit=trail)
         self.client = site_treq(web.site)
 
     def request(self, method, path, data=None):

@@ -44,7 +44,15 @@ from pypid.storage.memory import MemoryStorage
 from pypid.web.access import Access
 from pypid.web.app import build_web
 from tests.distributions import make_sdist_zip, metadata_text, wheel_text
-from tests.fakes import FAST, multipart_body, run_in_pool_now, run_now, site_treq, twine_fields
+from tests.fakes import (
+    FAST,
+    multipart_body,
+    one_index,
+    run_in_pool_now,
+    run_now,
+    site_treq,
+    twine_fields,
+)
 
 EXAMPLES = int(os.environ.get("PYPID_HYPOTHESIS_EXAMPLES", "200"))
 DEADLINE = datetime.timedelta(seconds=5)
@@ -183,8 +191,8 @@ class Server:
         self.index = Index(file_url_for(None))
         verifier = PasswordVerifier(USERS, self.clock, None, run_in_pool=run_in_pool_now)
         self.access = Access(AccessModel(read="everyone"), verifier)
-        self.web = build_web(self.index, self.storage, self.access, run_now, self.clock,
-                             max_upload_size=1 << 20)
+        self.web = build_web(one_index(self.index, self.storage, self.clock), self.access,
+                             run_now, self.clock, max_upload_size=1 << 20)
         self.client = site_treq(self.web.site)
 
     def post(self, content_type, body, testcase):

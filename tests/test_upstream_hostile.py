@@ -41,7 +41,7 @@ from pypid.web.app import build_web
 from pypid.web.respond import RETRY_AFTER
 from pypid.web.upstream_pages import _sees_cut_short
 from tests.distributions import make_wheel
-from tests.fakes import run_in_pool_now, run_now, site_treq
+from tests.fakes import one_index, run_in_pool_now, run_now, site_treq
 
 INDEX = "https://upstream.example/simple/"
 FILES = "https://upstream.example/files/"
@@ -137,8 +137,9 @@ class _Harness:
         self.proxy = UpstreamProxy.create(source, self.index, self.index.file_url)
         verifier = PasswordVerifier({}, self.clock, None, run_in_pool=run_in_pool_now)
         access = Access(AccessModel(read="everyone"), verifier, None, TokenBook(self.clock))
-        web = build_web(self.index, self.storage, access, run_now, self.clock,
-                        max_upload_size=10 << 20, upstream=self.proxy)
+        web = build_web(one_index(self.index, self.storage, self.clock, upstream=self.proxy),
+                        access, run_now, self.clock, max_upload_size=10 << 20,
+                        upstream=self.proxy)
         self.client = site_treq(web.site)
 
     def settle(self):

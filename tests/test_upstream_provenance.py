@@ -25,7 +25,7 @@ from pypid.upstream.parser import parse_page
 from pypid.upstream.proxy import UpstreamProxy
 from pypid.web.access import Access
 from pypid.web.app import build_web
-from tests.fakes import run_in_pool_now, run_now, site_treq
+from tests.fakes import one_index, run_in_pool_now, run_now, site_treq
 from tests.sigstore_root import TestSigstore, github_claims
 from tests.test_upstream_page import PAGE_URL, anchor, html_body
 from tests.test_upstream_sources import (
@@ -132,8 +132,9 @@ class _Served:
                                           provenance_url=provenance_url_for(BASE))
         verifier = PasswordVerifier({}, self.clock, None, run_in_pool=run_in_pool_now)
         access = Access(AccessModel(read="everyone"), verifier, None, TokenBook(self.clock))
-        web = build_web(self.index, self.storage, access, run_now, self.clock,
-                        max_upload_size=1 << 20, upstream=self.proxy, base_url=BASE)
+        web = build_web(one_index(self.index, self.storage, self.clock, upstream=self.proxy),
+                        access, run_now, self.clock, max_upload_size=1 << 20, upstream=self.proxy,
+                        base_url=BASE)
         self.treq = site_treq(web.site)
 
     def get(self, path, accept=None):

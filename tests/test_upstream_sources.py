@@ -39,7 +39,7 @@ from pypid.upstream.source import SourceSide, UpstreamSource
 from pypid.web.access import Access
 from pypid.web.app import build_web
 from tests.distributions import make_wheel
-from tests.fakes import run_in_pool_now, run_now, site_treq
+from tests.fakes import one_index, run_in_pool_now, run_now, site_treq
 from tests.upstream_server import UpstreamIndex, start_in_reactor
 
 #: Two upstreams, and a host their files may come from: three origins.
@@ -380,8 +380,8 @@ class DefaultSourceTests(SynchronousTestCase):
         proxy = UpstreamProxy.create(source, index, index.file_url)
         verifier = PasswordVerifier({}, clock, None, run_in_pool=run_in_pool_now)
         access = Access(AccessModel(read="everyone"), verifier, None, TokenBook(clock))
-        web = build_web(index, storage, access, run_now, clock, max_upload_size=1 << 20,
-                        upstream=proxy)
+        web = build_web(one_index(index, storage, clock, upstream=proxy), access, run_now, clock,
+                        max_upload_size=1 << 20, upstream=proxy)
         treq = site_treq(web.site)
         bodies = []
         with capturedLogs() as events:

@@ -28,7 +28,7 @@ from pypid.upstream.proxy import UpstreamProxy
 from pypid.upstream.source import SourceSide
 from pypid.web.access import Access
 from pypid.web.app import build_web
-from tests.fakes import run_in_pool_now, run_now, site_treq
+from tests.fakes import one_index, run_in_pool_now, run_now, site_treq
 from tests.test_upstream_page import (
     HTML_TYPE,
     JSON_TYPE,
@@ -171,8 +171,9 @@ class _Served:
         self.proxy = UpstreamProxy.create(self.source, self.index, self.index.file_url)
         verifier = PasswordVerifier({}, self.clock, None, run_in_pool=run_in_pool_now)
         access = Access(AccessModel(read="everyone"), verifier, None, TokenBook(self.clock))
-        web = build_web(self.index, self.storage, access, run_now, self.clock,
-                        max_upload_size=1 << 20, upstream=self.proxy)
+        web = build_web(one_index(self.index, self.storage, self.clock, upstream=self.proxy),
+                        access, run_now, self.clock, max_upload_size=1 << 20,
+                        upstream=self.proxy)
         self.treq = site_treq(web.site)
 
     def publish(self, status, files=((WHEEL, FILE_URL, BYTES_A),)):

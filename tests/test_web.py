@@ -40,7 +40,8 @@ from pypid.storage.local import LocalStorage
 from pypid.storage.measured import MeasuredStorage
 from pypid.storage.memory import MemoryStorage
 from pypid.web.access import Access
-from pypid.web.app import _Areas, build_web
+from pypid.web.app import build_web
+from pypid.web.areas import Areas
 from pypid.web.audit_trail import AuditPart, AuditTrail
 from tests.distributions import (
     make_sdist,
@@ -54,6 +55,7 @@ from tests.fakes import (
     FAST,
     QueuedRun,
     multipart_body,
+    one_index,
     read_file,
     run_in_pool_now,
     run_now,
@@ -116,11 +118,12 @@ class _ServerMixin:
         self.access = Access(self.access_model(), verifier, tokens=self.token_book())
         served = self.served_storage(self.storage)
         audit = AuditTrail(MemoryAuditLog(self.clock), self.clock)
-        self.web = build_web(self.index, served, self.access, self.make_run(), self.clock,
+        self.web = build_web(one_index(self.index, served, self.clock, usage=self.usage_log(),
+                             bin=self.recycle_bin()), self.access, self.make_run(), self.clock,
                              max_upload_size=self.max_upload_size, base_url=self.base_url,
                              audit=audit, sources=self.metric_sources(served, audit),
-                             attestations=self.attestation_check(), usage=self.usage_log(),
-                             bin=self.recycle_bin(), registry=self.index_registry())
+                             attestations=self.attestation_check(),
+                             registry=self.index_registry())
         self.root = self.web.root
         self.client = site_treq(self.web.site)
 
@@ -1235,7 +1238,7 @@ class MiscTests(_ServerMixin, SynchronousTestCase):
         second.route("/health/b")(lambda request: b"")
         variable.route("/<string:name>")(lambda request: b"")
         for areas in ([first, second], [variable]):
-            self.assertRaises(ValueError, _Areas, [_Area(app) for app in areas])
+            self.assertRaises(ValueError, Areas, [_Area(app) for app in areas])
 
     def test_health_storage_down(self):
         """When the storage folder is gone, C{/health} answers 503 and says so."""

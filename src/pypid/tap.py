@@ -218,8 +218,8 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
     # (what fills the board: read before the index loads, again at SIGHUP and on a timer)
     advisories = AdvisoryLoader.from_config(config, board, run, reactor)
     default = registry.default
-    storage, index, stored = default.storage, default.index, default.stored
-    backfill, locks, writer, loaded = default.backfill, default.locks, default.writer, default.part
+    storage, index, writer, loaded = default.storage, default.index, default.writer, default.part
+    backfill = default.backfill
     upstream = upstreams[0] if upstreams else None
     proxy = upstream.proxy if upstream is not None else None
     audit = AuditPart(AuditTrail(make_audit_log(config, run, reactor, storage.s3_timings),
@@ -231,16 +231,16 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
     mark = RunningMark(server.snapshot + ".running",
                        lambda: writer.saved_serial == index.serial, readiness.ready)
     web = WebPart(build_web(
-        index, stored, access.access, run, reactor, max_upload_size=server.max_upload_size,
+        index_parts(registry), access.access, run, reactor,
+        max_upload_size=server.max_upload_size,
         base_url=server.base_url, upstream=proxy, access_log=server.access_log,
         counter=ConnectionCounter(server.max_connections_per_address),
         header_timeout=server.header_timeout, min_upload_rate=server.min_upload_rate,
         metrics=config.metrics, audit=audit.trail, timer=time.monotonic,
-        publishing=access.publishing, backfill=backfill, locks=locks, ready=readiness.ready,
+        publishing=access.publishing, ready=readiness.ready,
         trusted_proxies=TrustedProxies(server.trusted_proxies),
-        ipv6_prefix=config.auth.throttle_ipv6_prefix, indexes=index_parts(registry),
-        registry=registry,
-        usage=default.usage, bin=default.bin, render=sandbox.render,
+        ipv6_prefix=config.auth.throttle_ipv6_prefix,
+        registry=registry, render=sandbox.render,
         attestations=make_attestation_checker(
             config.source, config.attestations.trust_root, config.attestations.require,
             access.publishing, run),
@@ -299,8 +299,9 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
 
 def index_parts(registry: IndexRegistry) -> list[IndexParts]:
     """
-    What the web serves each named index from: its view, and its hosted
-    sources in order (itself first when it is hosted).
+    What the web serves each index from, the default's first: its view,
+    its hosted sources in order (itself first when it is hosted), and its
+    upstreams.
     """
     stacks = registry.stacks
     sides = registry.sides
@@ -313,7 +314,7 @@ def index_parts(registry: IndexRegistry) -> list[IndexParts]:
             hosted=name in stacks,
             upstreams={source: sides[source] for source in registry.orders[name]
                        if source in sides})
-        for name, view in registry.views.items() if name != DEFAULT]
+        for name, view in sorted(registry.views.items(), key=lambda item: item[0] != DEFAULT)]
 
 
 

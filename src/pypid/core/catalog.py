@@ -8,9 +8,10 @@ part is kept with its pages until it changes, so that is about 30 ms at
 20,000 projects), every other one reads it as it is. Who may
 see what is left to the caller, which filters (see L{visible_counts}).
 
-A named index (issue 26) has an L{IndexCatalog} instead: the same over the
-union of its hosted sources, each project as the index's pages list it
-(its own files, then its bases', a view's filters applied).
+An index of several hosted sources, or a view (issue 26), has an
+L{IndexCatalog} instead (L{catalog_for}): the same over the union of its
+hosted sources, each project as the index's pages list it (its own
+files, then its bases', a view's filters applied).
 
 Pure: no I/O and no clock.
 """
@@ -152,6 +153,19 @@ def visible_counts(index: Index,
     return projects, files
 
 
+def catalog_for(order: Sequence[ChainSource], filters: Filters) -> Catalog | IndexCatalog:
+    """
+    The catalog of an index reading C{order} through C{filters}: a
+    L{Catalog} of its one hosted source when it reads one, whole (its
+    entries kept with that source's pages, its counts without making the
+    records of projects loaded later), else an L{IndexCatalog}.
+    """
+    hosted = [source.hosted for source in order if source.hosted is not None]
+    if len(hosted) == 1 and filters == Filters():
+        return Catalog(hosted[0])
+    return IndexCatalog(order, filters)
+
+
 @attrs.frozen
 class _Listed:
     """
@@ -175,8 +189,8 @@ class IndexCatalog:
     union of its hosted sources' projects, each with the files its pages
     list (L{compose}: a source's file shadowing a later one's, the view's
     filters applied), so that search finds, counts and dates what the
-    index's simple pages list and nothing else. The default index keeps
-    its L{Catalog}, whose path and cost do not change.
+    index's simple pages list and nothing else. An index of one hosted
+    source read whole has a L{Catalog} instead (L{catalog_for}).
 
     Worked out again when a source's serial moved, each project only when
     one of its sources' project objects or counts of changes moved (a dict

@@ -114,7 +114,8 @@ class Project:
     rendered pages.
 
     A project stays known after all its files are deleted, so that its name
-    keeps belonging to this index.
+    keeps belonging to this index, and while any of its files is in the
+    recycle bin (issue 41: else the upstream would be asked for its name).
     """
 
     name: str
@@ -129,6 +130,9 @@ class Project:
     #: how many of its stored files are still to be described (found
     #: without a record: L{pypid.core.pending}); its pages wait for them
     pending: int = 0
+    #: how many of its files are in the recycle bin: while any is, its
+    #: name stays hosted here (one slot; small ints are shared)
+    binned: int = attrs.field(default=0, eq=False, repr=False)
     #: how many times its files changed (an add, yank, unyank, removal or
     #: discard: bumped by L{RenderedPages.project_changed}), so that a page
     #: composed of it elsewhere (L{pypid.core.views}) tells, with its
@@ -191,6 +195,11 @@ class Project:
                 keys.setdefault(_key_of(record), record.filename)
             self._keys = keys
         return self._keys
+
+    @property
+    def claimed(self) -> bool:
+        """Whether anything keeps its name here: a live, binned, deleted or pending file."""
+        return bool(self.files or self.binned or self.deleted or self.pending)
 
     def _added(self, record: FileRecord) -> None:
         if self._keys is not None:
@@ -297,6 +306,11 @@ class Index:
     def status(self, name: str) -> ProjectStatus | None:
         """The status of the project of this normalized name, or L{None} when it is active."""
         return self._statuses.get(name) if self._statuses else None
+
+    @property
+    def statuses_set(self) -> bool:
+        """Whether any project has a status (most indexes give none: one check)."""
+        return bool(self._statuses)
 
     def quarantined(self, name: str) -> bool:
         """Whether the project of this normalized name is quarantined (its files not offered)."""
@@ -487,7 +501,7 @@ class Index:
         if project is None:
             return
         project.pending = max(0, project.pending - count)
-        if not project.pending and not project.files and not project.deleted:
+        if not project.claimed:
             del self._projects[name]
             self._rendered.listing_changed()
 
@@ -525,12 +539,13 @@ class Index:
         projects, files, in_bin = self._projects, self._files, self._binned
         for record in records:
             filename, name, display = record.filename, record.project, record.name
-            if record.binned is not None:
-                in_bin[filename] = record
-                continue
             project = projects.get(name)
             if project is None:
                 project = projects[name] = Project(name, display)
+            if record.binned is not None:
+                in_bin[filename] = record
+                project.binned += 1
+                continue
             elif display != project.display_name and project.display_name == name \
                     and normalize(display) == name:
                 project.display_name = display
@@ -572,7 +587,9 @@ class Index:
             made = {}
             for r in records:
                 if r.binned is not None:
-                    in_bin.setdefault(r.filename, r)
+                    if r.filename not in in_bin:
+                        in_bin[r.filename] = r
+                        project.binned += 1
                 elif r.filename not in files:
                     made[r.filename] = r
             if self._peers is not None and self._promotions:
@@ -591,12 +608,17 @@ class Index:
         nor served, its name still taken), a live one takes it out of there.
         """
         if record.binned is not None:
+            # (counted before the file is unlisted: the project stays)
+            if record.filename not in self._binned:
+                self._bin_counted(record, 1)
             self._unlist(record.filename)
             self._promotions.pop(record.filename, None)
             self._binned[record.filename] = record
             self.serial += 1
             return
-        self._binned.pop(record.filename, None)
+        restored = self._binned.pop(record.filename, None)
+        if restored is not None:
+            self._bin_counted(restored, -1)
         if self._peers is not None and record.filename in self._promotions:
             # (a promoted file described by the backfill or found by a check)
             record = self._shared(record)
@@ -661,7 +683,11 @@ class Index:
 
     def remove(self, filename: str) -> None:
         """Delete a file (live or in the recycle bin), keeping its name as a tombstone."""
-        record = self.get_file(filename) or self._binned.pop(filename, None)
+        record = self.get_file(filename)
+        if record is None:
+            record = self._binned.pop(filename, None)
+            if record is not None:
+                self._bin_counted(record, -1)
         self._files.pop(filename, None)
         self._promotions.pop(filename, None)
         if record is not None and record.binned is None:
@@ -680,8 +706,23 @@ class Index:
         """
         self._promotions.pop(filename, None)
         binned = self._binned.pop(filename, None)
+        if binned is not None:
+            self._bin_counted(binned, -1)
+            project = self._projects.get(binned.project)
+            if project is not None and not project.claimed:
+                del self._projects[binned.project]
+                self._rendered.listing_changed()
         if self._unlist(filename) or binned is not None:
             self.serial += 1
+
+    def _bin_counted(self, record: FileRecord, change: int) -> None:
+        """Count a file of C{record}'s project into (1) or out of (-1) the bin."""
+        project = self._projects.get(record.project)
+        if project is None and change > 0:
+            project = self._projects[record.project] = Project(record.project, record.name)
+            self._rendered.listing_changed()
+        if project is not None:
+            project.binned = max(0, project.binned + change)
 
     def _unlist(self, filename: str) -> bool:
         """
@@ -696,7 +737,7 @@ class Index:
         del project.files[filename]
         self._rendered.project_changed(project)
         project._gone(filename, _key_of(record))
-        if not project.files and not project.deleted and not project.pending:
+        if not project.claimed:
             del self._projects[record.project]
             self._rendered.listing_changed()
         return True

@@ -295,7 +295,8 @@ def upstream_status(consulted: Sequence[tuple[UpstreamSide, object]],
 
 
 def compose(order: Sequence[ChainSource], project: str, filters: Filters, now: float,
-            file_url: Callable[[ComposedFile], str] | None = None) -> Composition:
+            file_url: Callable[[ComposedFile], str] | None = None,
+            reveal: bool = False) -> Composition:
     """
     The files the normalized C{project} lists in an index of this resolved
     C{order}, with the view's C{filters} at C{now}.
@@ -308,6 +309,8 @@ def compose(order: Sequence[ChainSource], project: str, filters: Filters, now: f
 
     @param file_url: the links the view gives files; with it, the
         composition names its L{Composition.delegate}.
+    @param reveal: list the files of a project quarantined in a hosted
+        source all the same (what its admins see, to release or delete them).
     """
     taken: list[tuple[ComposedFile, ChainSource]] = []
     names: set[str] = set()
@@ -339,7 +342,7 @@ def compose(order: Sequence[ChainSource], project: str, filters: Filters, now: f
     hosted = False
     status = chain_status(order, project)
     # (quarantined: no source offers a file)
-    offering = status is None or not status.quarantined
+    offering = reveal or status is None or not status.quarantined
     for source in order:
         if source.hosted is not None:
             found = source.hosted.project(project)
@@ -586,6 +589,33 @@ class IndexView:
         self._kept.put(project, kept, ENTRY_COST + sum(page_bytes(p) for p in pages.values()))
         return page
 
+    def hosts(self, project: str) -> bool:
+        """Whether a hosted source holds the normalized C{project} and the view lists it."""
+        if not self._open and not self._admits(project):
+            return False
+        return any(lookup(project) is not None for lookup in self._lookups)
+
+    def quarantined(self, project: str) -> bool:
+        """Whether a hosted source quarantines the normalized C{project} (PEP 792)."""
+        status = chain_status(self.order, project) if self._statuses() else None
+        return status is not None and status.quarantined
+
+    def _statuses(self) -> bool:
+        """Whether any hosted source gives any project a status (a dict's truth each)."""
+        return any(index.statuses_set for index in self._hosted)
+
+    def full_page(self, project: str, kind: str, now: float) -> Page | None:
+        """
+        The page of a project a hosted source quarantines with its files
+        all the same, for its admins: composed at each call, never kept
+        (admins alone ask).
+        """
+        composition = compose(self.order, project, self.filters, now, reveal=True)
+        if not composition.found:
+            return None
+        return render_page(project, [f for f, _ in composition.files], self.file_url, kind,
+                           composition.status, self.advisories, self.provenance_url)
+
     def upstreams(self, project: str) -> list[ChainSource]:
         """
         The upstreams a page of the normalized C{project} reads (L{asked}),
@@ -615,6 +645,9 @@ class IndexView:
         upstreams list none, as today), those the view's globs admit, each
         named as its first source spells it.
         """
+        if self._open and len(self._hosted) == 1:
+            # (one hosted source, every project admitted: its own root page)
+            return self._hosted[0].rendered.root_page(kind)
         serials = tuple(index.listing_serial for index in self._hosted)
         kept = self._root.get(kind)
         if kept is not None and kept[0] == serials:

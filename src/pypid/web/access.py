@@ -527,16 +527,27 @@ class Access:
         return self.identify(request).addCallback(_logged_in).addCallback(_remember, request)
 
     def gate_upload(self, request: IRequest, credentials: tuple[str, str] | None = None,
-                    needed: str = UPLOAD_LOGIN) -> Deferred[Identity]:
+                    needed: str = UPLOAD_LOGIN,
+                    index: str | None = DEFAULT_INDEX) -> Deferred[Identity]:
         """
         A L{Deferred} firing with the uploader's identity, or failing with
         L{Unauthorized} (saying C{needed} when the request has no
-        credentials).
+        credentials, or when they lack the default index's grant).
+
+        @param index: the index whose C{upload} grant decides (the default
+            index's, C{[auth] upload} or C{[index:default] upload}); L{None}
+            for none here: the caller checks the grant of the index it acts
+            on (a named index's, once its gate hid it from those who may not
+            see it: L{may_upload_to}), so that each index's grant decides
+            for that index alone (issue 41).
         """
         # (what a change is checked against again as it commits: confirm)
         IRequestAuth(request).generation = self.generation
         d = self.identify(request, credentials)
-        d.addCallback(self._may, WRITE, needed)
+        if index is None:
+            d.addCallback(_authenticated, needed)
+        else:
+            d.addCallback(self._may, WRITE, needed, index)
         d.addCallback(_remember, request)
         # ([auth] upload is always "authenticated": no anonymous identity passes)
         return cast("Deferred[Identity]", d)
@@ -556,6 +567,9 @@ class Access:
         """
         identity = await self.gate_upload(request, needed=needed)
         if not self.is_admin(identity):
+            if identity.token is not None:
+                # (an admin's own token too: tokens never act as admins)
+                raise Forbidden("a token never acts as an admin: log in with a password")
             raise Forbidden(f"{identity.name} is not an admin")
         return identity
 
@@ -564,6 +578,13 @@ class Access:
         if not self.model.may_enter(identity, permission, index):
             raise Unauthorized(message)
         return identity
+
+
+def _authenticated(identity: Identity | None, needed: str) -> Identity:
+    """C{identity}, or L{Unauthorized} saying C{needed} for an anonymous request."""
+    if identity is None:
+        raise Unauthorized(needed)
+    return identity
 
 
 def _logged_in(identity: Identity | None) -> Identity:

@@ -1,61 +1,48 @@
 """
 Everything but the hot path, composed of one small Klein app per area.
 
-L{pypid.web.simple} serves C{/simple/} and C{/files/} as plain Twisted
-resources (the hot path), as L{pypid.web.project_pages} serves
-C{/project/...} and L{pypid.web.people.AssetsResource} C{/static/...}; every other path
-goes to L{PypidApp}, which hands the request to the area that owns its
-first segments:
+The default index's C{/simple/}, C{/files/} and C{/integrity/} are
+plain Twisted resources (the hot path), as its C{/project/...} and
+L{pypid.web.people.AssetsResource} C{/static/...} are; every other path
+goes to the areas, the default index's (its pages for people: C{GET /},
+C{/search}, C{/api/search}, C{/login}; its uploads and changes:
+C{POST /}, C{/legacy/}, C{/api/files/...}, C{/api/projects/...}; its
+legacy JSON: C{/pypi/...}) and the site's (L{PypidApp}):
 
-  - L{pypid.web.people.PeoplePages}: C{GET /}, C{/search}, C{/api/search},
-    C{/login};
-  - L{pypid.web.publish.Publish}: C{POST /} and C{/legacy/} (uploads),
-    C{/api/files/...} and C{/api/projects/...} (yank, unyank, delete);
   - L{pypid.web.token_admin.TokenAdmin}: C{/api/tokens};
   - L{pypid.web.cache_admin.CacheAdmin}: C{/requirements.txt},
     C{/api/upstream/...};
-  - L{pypid.web.legacy.LegacyJSON}: C{/pypi/...};
   - L{pypid.web.health.Health}: C{/health};
   - L{pypid.web.exposition.Metrics}: C{/metrics};
   - L{pypid.web.audit_trail.AuditAdmin}: C{/api/audit};
   - L{pypid.web.token_exchange.TrustedPublishingArea}: C{/api/oidc/...} (trusted
     publishing's token exchange).
 
-Each index's security advisories (issue 27) reach every part that
-applies them from its policy: the default index's is its
-L{pypid.core.index.Index.advisories} (its pages, its upstream pages, its
-downloads, its pages for people and legacy JSON), a named index's its
-view's (L{pypid.core.views.IndexView.advisories}); one
+Every index, the default included, is served by the same classes
+(issue 41): its L{pypid.web.index_root.IndexParts} (its view, its hosted
+sources, its upstreams) make a L{pypid.web.index_root.ServedIndex} (its
+simple pages, files, project pages and areas), mounted at C{/} for the
+default index and under C{/NAME/} for a named one
+(L{pypid.web.index_root.IndexRoot}). The default's areas join the site's
+own at C{/}; its read paths keep the plain-resource fast path
+(L{pypid.web.index_root.IndexPath}). Each index acts on its security
+advisories by its own policy (its view's), and one
 L{pypid.web.denied_files.DeniedDownloads} refuses, counts and audits the
 denied downloads of all.
 
-Named indexes (issue 26) are answered under C{/NAME/} by
-L{pypid.web.index_root}, each with its own instances of the areas that
-belong to an index (its pages for people, uploads and changes, the legacy
-JSON) and of its project pages, built here.
-
-Each area's routes are written with their whole paths, so a route reads as
-the URL a client sends, and each path is written only there: which area
-owns which first segment (under C{/api/}, which second) is read from the
-areas' routes when the tree is built (L{_Areas}), not kept in a table of
-its own that could disagree with them. Mounting the areas under prefixes,
-with routes relative to them, would not answer alike: the mount's own
-path (C{/api/tokens}) would reach the area as an empty path, which
-werkzeug redirects, and C{/api/tokens/}, now a 404, as that same route.
+Which area owns which path is read from the areas' routes
+(L{pypid.web.areas}).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import attrs
-from klein import Klein
 from twisted.application.service import Service
 from twisted.internet.interfaces import IReactorTime
-from twisted.web.resource import IResource, Resource
-from twisted.web.server import Request
-from werkzeug.routing import Rule
+from twisted.web.resource import IResource
 from zope.interface import implementer
 
 from pypid.assets import Assets
@@ -63,26 +50,21 @@ from pypid.auth.oidc import TrustedPublishing
 from pypid.auth.throttle import IPV6_PREFIX
 from pypid.config import Config
 from pypid.config.metrics_settings import MetricsConfig
-from pypid.core.catalog import Catalog, IndexCatalog
+from pypid.core.catalog import catalog_for
 from pypid.core.forwarded import NO_PROXIES, TrustedProxies
-from pypid.core.http_errors import NotFound
-from pypid.core.index import Index
 from pypid.core.index_names import DEFAULT
 from pypid.core.metrics import UPLOAD_PATHS, RequestStats
 from pypid.core.pages import Chrome, IndexLink
 from pypid.core.parts import IMetricsSource, IReloadable
 from pypid.core.readme import Renderer, render_description
 from pypid.core.render import file_url_for
-from pypid.core.views import ChainSource
-from pypid.state.backfill import Backfill
+from pypid.core.views import Filters
 from pypid.state.indexes import IndexRegistry
-from pypid.state.recycle_bin import RecycleBin
-from pypid.state.usage_log import UsageLog
 from pypid.storage.audit_log import MemoryAuditLog
-from pypid.storage.interface import IStorage, Run
-from pypid.storage.locks import KeyedLock
+from pypid.storage.interface import Run
 from pypid.web.access import Access
 from pypid.web.advisory_admin import AdvisoryAdmin
+from pypid.web.areas import Area, Areas
 from pypid.web.audit_trail import AuditAdmin, AuditTrail
 from pypid.web.cache_admin import CacheAdmin
 from pypid.web.channel import ConnectionCounter
@@ -97,16 +79,14 @@ from pypid.web.index_root import (
     ReadOnlyPublish,
     ServedIndex,
 )
-from pypid.web.integrity import IntegrityResource
 from pypid.web.legacy import LegacyJSON
 from pypid.web.people import AssetsResource, IndexSwitcher, PeoplePages, ReaderChrome
-from pypid.web.project_pages import IndexProjectPages, ProjectPages
+from pypid.web.project_pages import ProjectPages
 from pypid.web.promote import Promote
 from pypid.web.publish import AttestationCheck, NoAttestations, Publish
 from pypid.web.recycle_admin import RecycleAdmin
-from pypid.web.respond import Rendered, send_error, wrong_method_error
 from pypid.web.retention_admin import RetentionAdmin
-from pypid.web.simple import FilesResource, RootResource, SimpleResource
+from pypid.web.simple import RootResource
 from pypid.web.site import PypidSite
 from pypid.web.token_admin import TokenAdmin
 from pypid.web.token_exchange import TrustedPublishingArea
@@ -120,13 +100,10 @@ if TYPE_CHECKING:
 @attrs.define
 class PypidApp:
     """
-    The areas of the server other than C{/simple/} and C{/files/}.
+    The site's own areas, beside the default index's (L{ServedIndex.areas}).
 
-    @ivar people: the L{pypid.web.people.PeoplePages}.
-    @ivar publish: the L{pypid.web.publish.Publish}.
     @ivar tokens: the L{pypid.web.token_admin.TokenAdmin}.
     @ivar cache: the L{pypid.web.cache_admin.CacheAdmin}.
-    @ivar legacy: the L{pypid.web.legacy.LegacyJSON}.
     @ivar health: the L{pypid.web.health.Health}.
     @ivar metrics: the L{pypid.web.exposition.Metrics}.
     @ivar audit: the L{pypid.web.audit_trail.AuditAdmin}.
@@ -138,11 +115,8 @@ class PypidApp:
     @ivar retention: the L{pypid.web.retention_admin.RetentionAdmin}, with the registry.
     """
 
-    people: PeoplePages
-    publish: Publish
     tokens: TokenAdmin
     cache: CacheAdmin
-    legacy: LegacyJSON
     health: Health
     metrics: Metrics
     audit: AuditAdmin
@@ -153,88 +127,9 @@ class PypidApp:
     recycle: RecycleAdmin | None = None
     retention: RetentionAdmin | None = None
 
-    def resource(self) -> IResource:
-        """The Twisted resource that dispatches to the areas."""
-        return _Areas([area for area in attrs.astuple(self, recurse=False) if area is not None])
-
-
-class _Area(Protocol):
-    """An area of L{PypidApp}: an object with its own Klein app."""
-
-    app: Klein
-
-
-#: Where an area's routes are found: C{{segment or method of /: Klein resource}}.
-_Table = dict[bytes, IResource]
-
-
-class _Areas(Resource):
-    """
-    Hands each request, whole path untouched, to the Klein resource of the
-    area whose routes start with the request's first segment (under
-    C{/api/}, its first two); C{/} itself goes by its method.
-
-    Which area owns which segments is read from the areas' own routes when
-    the tree is built, so that each path is written once, in its route; a
-    request then costs one dictionary lookup to find its area.
-
-    @ivar _root: C{{method: resource}} of the routes of C{/}.
-    @ivar _first: C{{first segment: resource}} of the other routes.
-    @ivar _api: C{{second segment: resource}} of the routes under C{/api/}.
-    @ivar _root_methods: the methods C{/} takes, for a 405's C{Allow}.
-    """
-
-    isLeaf = True
-
-    def __init__(self, areas: Iterable[_Area]) -> None:
-        """
-        @param areas: the areas (each with its Klein C{app}).
-
-        @raise ValueError: if two areas claim the same segment (or method
-            of C{/}), or a route starts with a variable: either would leave
-            a route that no request reaches.
-        """
-        Resource.__init__(self)
-        self._root: _Table = {}
-        self._first: _Table = {}
-        self._api: _Table = {}
-        for area in areas:
-            resource = area.app.resource()
-            for rule in area.app.url_map.iter_rules():
-                for table, key in self._places(rule):
-                    if b"<" in key or table.setdefault(key, resource) is not resource:
-                        raise ValueError(f"route {rule.rule} cannot be dispatched to its area")
-        self._root_methods = sorted(method.decode("ascii") for method in self._root)
-
-    def _places(self, rule: Rule) -> list[tuple[_Table, bytes]]:
-        """
-        Where the werkzeug C{rule} is found: C{(table, key)} pairs, split
-        as L{render} splits a request's path.
-        """
-        segments = rule.rule.encode("ascii").split(b"/")[1:]
-        if segments == [b""]:
-            # (every route of / names its methods)
-            methods: set[str] = rule.methods  # type: ignore[assignment]
-            return [(self._root, method.encode("ascii")) for method in methods]
-        if segments[0] == b"api" and len(segments) > 1:
-            return [(self._api, segments[1])]
-        return [(self._first, segments[0])]
-
-    def render(self, request: Request) -> Rendered:
-        """Render the request with the area that owns its path."""
-        segments: list[bytes] = request.postpath  # type: ignore[assignment]  # (set by process())
-        first = segments[0] if segments else b""
-        if first == b"" and len(segments) <= 1:
-            area = self._root.get(request.method)
-            if area is None:
-                return send_error(request, wrong_method_error(request, self._root_methods))
-        elif first == b"api" and len(segments) > 1:
-            area = self._api.get(segments[1])
-        else:
-            area = self._first.get(first)
-        if area is None:
-            return send_error(request, NotFound("no such page"))
-        return area.render(request)
+    def areas(self) -> list[Area]:
+        """Its areas (those the configuration has)."""
+        return [area for area in attrs.astuple(self, recurse=False) if area is not None]
 
 
 @attrs.frozen
@@ -242,9 +137,11 @@ class Web:
     """
     The HTTP side of a server, as L{build_web} wired it.
 
-    @ivar root: the root resource (C{/simple/}, C{/files/}, then L{PypidApp}).
+    @ivar root: the root resource (the default index's read paths, then
+        the areas: the default index's and L{PypidApp}'s).
     @ivar site: the L{pypid.web.site.PypidSite} serving C{root}.
     @ivar app: the L{PypidApp}.
+    @ivar default: the default index's answers.
     @ivar indexes: what answers under C{/NAME/}, or L{None} without named indexes.
     @ivar serve_index: C{serve_index(parts) -> ServedIndex}: a named index's
         answers, built as L{build_web} built them.
@@ -255,6 +152,7 @@ class Web:
     root: IResource
     site: PypidSite
     app: PypidApp
+    default: ServedIndex
     indexes: IndexRoot | None
     serve_index: Callable[[IndexParts], ServedIndex]
     switcher: IndexSwitcher | None = None
@@ -268,6 +166,7 @@ class Web:
         root = self.indexes
         kept = root.served if root is not None else {}
         served = {}
+        indexes = [parts for parts in indexes if parts.name != DEFAULT]
         for parts in indexes:
             key = parts.name.encode("ascii")
             old = kept.get(key)
@@ -288,33 +187,34 @@ class Web:
         return commit
 
 
-def build_web(index: Index, storage: IStorage, access: Access, run: Run, clock: IReactorTime,
+def build_web(indexes: Sequence[IndexParts], access: Access, run: Run, clock: IReactorTime,
               *, max_upload_size: int, base_url: str | None = None,
               upstream: UpstreamProxy | None = None, access_log: str | None = None,
               counter: ConnectionCounter | None = None, header_timeout: float | None = None,
               min_upload_rate: float | None = None, metrics: MetricsConfig | None = None,
               audit: AuditTrail | None = None, timer: Callable[[], float] | None = None,
-              publishing: TrustedPublishing | None = None, backfill: Backfill | None = None,
-              locks: KeyedLock | None = None, sources: Iterable[IMetricsSource] = (),
+              publishing: TrustedPublishing | None = None,
+              sources: Iterable[IMetricsSource] = (),
               ready: Callable[[], bool] | None = None,
               trusted_proxies: TrustedProxies = NO_PROXIES,
-              ipv6_prefix: int = IPV6_PREFIX, indexes: Sequence[IndexParts] = (),
+              ipv6_prefix: int = IPV6_PREFIX,
               registry: IndexRegistry | None = None,
               attestations: AttestationCheck | None = None,
-              usage: UsageLog | None = None, bin: RecycleBin | None = None,
               render: Renderer = render_description) -> Web:
     """
     Build the resource tree and the site, the one way both the server
     (L{pypid.tap.build_service}) and the tests wire them.
 
-    @param index: the L{pypid.core.index.Index}.
-    @param storage: the L{pypid.storage.interface.IStorage}; uploads are
-        spooled to its C{temp_dir}.
+    @param indexes: every index the server serves, the default
+        (L{pypid.core.index_names.DEFAULT}, mounted at C{/}) and the named
+        ones (under C{/NAME/}): each served alike from its L{IndexParts}.
+        Without named ones, the tree is that of a server of one index.
     @param access: the L{pypid.web.access.Access} gate.
     @param run: C{run(f, *args) -> Deferred}, running blocking work (upload
         bodies, inspection, token writes) in a thread pool.
     @param clock: the reactor, or a L{twisted.internet.task.Clock}.
-    @param upstream: the L{pypid.upstream.proxy.UpstreamProxy}, or L{None}.
+    @param upstream: C{[upstream]}'s proxy, whose cache its admin routes
+        (C{/api/upstream/...}, C{/requirements.txt}) act on, or L{None}.
     @param counter: the L{ConnectionCounter} limiting connections per address.
     @param metrics: the L{pypid.config.metrics_settings.MetricsConfig} of who may
         scrape C{/metrics} (by default: loopback clients).
@@ -324,11 +224,6 @@ def build_web(index: Index, storage: IStorage, access: Access, run: Run, clock: 
         in (by default, one over a log in memory).
     @param publishing: the L{pypid.auth.oidc.TrustedPublishing} of
         C{/api/oidc/mint-token}, or L{None} (that route then answers 404).
-    @param backfill: the L{pypid.state.backfill.Backfill} of files found
-        without a record, whose projects' pages wait for it, or L{None}.
-    @param locks: the L{pypid.storage.locks.KeyedLock} every change to a
-        distribution holds (the snapshot writer reads its oldest); by
-        default a new one.
     @param sources: the L{pypid.core.parts.IMetricsSource}s C{/metrics}
         exposes after the site's own.
     @param ready: C{ready() -> bool}, whether the index answers with every
@@ -339,18 +234,12 @@ def build_web(index: Index, storage: IStorage, access: Access, run: Run, clock: 
     @param ipv6_prefix: the bits of an IPv6 address that make one client for
         the token exchange's throttle (C{[auth] throttle_ipv6_prefix}), as
         for the login throttle.
-    @param indexes: the named indexes, served under C{/NAME/}
-        (L{pypid.web.index_root}); without any, the tree is today's.
     @param registry: the server's indexes, for C{POST /api/promote}
         (L{pypid.web.promote}) and C{GET /api/advisories}
         (L{pypid.web.advisory_admin}); L{None}: those routes answer 404.
     @param attestations: checks the attestations uploads come with (PEP
         740, L{pypid.auth.attestations}); L{None}: uploads that send any
         are refused (L{NoAttestations}).
-    @param usage: counts the downloads of the default index's files (issue
-        29); L{None}: none counted.
-    @param bin: where the default index's deleted files wait to be purged
-        (issue 29); L{None}: none, a deletion deletes at once.
     @param render: renders the descriptions of uploaded files: the
         daemon's sandbox (L{pypid.sandbox.readme_sandbox}), so that no
         README can stop the server; by default in this process (tests).
@@ -361,27 +250,22 @@ def build_web(index: Index, storage: IStorage, access: Access, run: Run, clock: 
         audit = AuditTrail(MemoryAuditLog(clock), clock)
     if counter is None:
         counter = ConnectionCounter()
-    stats = RequestStats(indexes=frozenset(parts.name.encode("ascii") for parts in indexes))
+    default_parts = next(parts for parts in indexes if parts.name == DEFAULT)
+    own = default_parts.own
+    assert own is not None  # (the default index is hosted)
+    named = [parts for parts in indexes if parts.name != DEFAULT]
+    stats = RequestStats(indexes=frozenset(parts.name.encode("ascii") for parts in named))
     # (the downloads advisories deny, every index's: counted by index with named ones)
-    denied = DeniedDownloads(audit, clock, labelled=bool(indexes))
-    # Absolute file links, for the pages not under /simple/<project>/.
-    absolute_file_url = file_url_for(base_url or "/")
+    denied = DeniedDownloads(audit, clock, labelled=bool(named))
     assets = Assets.load()
     chrome = Chrome(css=assets.css, js=assets.js, icon=assets.icon, base_url=base_url,
                     files_url=base_url + "files/" if base_url else None)
     # (the index switcher of the pages for people: only with named indexes)
-    switcher = IndexSwitcher(access, switcher_links(indexes)) if indexes else None
-    people = ReaderChrome(chrome, switcher)
+    switcher = IndexSwitcher(access, switcher_links(named)) if named else None
     app = PypidApp(
-        people=PeoplePages(Catalog(index), access, people),
-        publish=Publish(index, storage, access, run, clock, max_upload_size, audit=audit,
-                        locks=locks if locks is not None else KeyedLock(clock),
-                        attestations=attestations, bin=bin, render=render),
         tokens=TokenAdmin(access, run, audit=audit),
         cache=CacheAdmin(access, upstream, audit=audit),
-        legacy=LegacyJSON(index, storage, access, absolute_file_url, base_url,
-                          advisories=index.advisories, usage=usage),
-        health=Health(storage, ready),
+        health=Health(own.storage, ready),
         metrics=Metrics(access, metrics if metrics is not None else MetricsConfig(),
                         (SiteMetrics(stats, counter), denied, *sources)),
         audit=AuditAdmin(access, audit),
@@ -389,7 +273,7 @@ def build_web(index: Index, storage: IStorage, access: Access, run: Run, clock: 
             publishing, audit, clock, ipv6_prefix=ipv6_prefix, base_url=base_url,
             # (where uploads go, for discovery: a hidden index is not told)
             discoverable=["", *(path.decode() for path in UPLOAD_PATHS), *(
-                f"/{parts.name}{path.decode()}" for parts in indexes
+                f"/{parts.name}{path.decode()}" for parts in named
                 if parts.hosted and access.index_shown(None, parts.name)
                 for path in UPLOAD_PATHS)]),
         promote=(Promote(registry, access, audit=audit, clock=clock)
@@ -399,34 +283,27 @@ def build_web(index: Index, storage: IStorage, access: Access, run: Run, clock: 
         recycle=RecycleAdmin(access, registry) if registry is not None else None,
         retention=RetentionAdmin(access, registry, audit) if registry is not None else None,
     )
+    base = base_url or "/"
 
     def serve_index(parts: IndexParts) -> ServedIndex:
+        people = (ReaderChrome(chrome, switcher) if parts.name == DEFAULT
+                  else ReaderChrome(_index_chrome(chrome, parts, base_url), switcher))
         return _served(parts, access=access, run=run, clock=clock, attestations=attestations,
-                       render=render,
-                       max_upload_size=max_upload_size, base_url=base_url, audit=audit,
-                       chrome=ReaderChrome(_index_chrome(chrome, parts, base_url), switcher),
-                       denied=denied)
-    named = None
-    if indexes:
-        named = IndexRoot({parts.name.encode("ascii"): serve_index(parts) for parts in indexes},
-                          access, base_url or "/")
-    files = FilesResource(index, storage, access, upstream, backfill, denied, usage)
-    root = RootResource(
-        SimpleResource(index, access, base_url or "/", upstream, backfill),
-        files,
-        app.resource(),
-        named,
-        integrity=IntegrityResource(files, access),
-        project=ProjectPages(index, storage, access, people, clock, base_url or "/", upstream,
-                             advisories=index.advisories, usage=usage),
-        static=AssetsResource(assets),
-    )
-    site = PypidSite(root, max_upload_size, storage.temp_dir, access_log=access_log,
+                       render=render, max_upload_size=max_upload_size, base=base,
+                       base_url=base_url, audit=audit, chrome=people, denied=denied)
+    default = serve_index(default_parts)
+    root_indexes = None
+    if named:
+        root_indexes = IndexRoot({parts.name.encode("ascii"): serve_index(parts)
+                                  for parts in named}, access, base)
+    root = RootResource(default, access, Areas([*default.areas, *app.areas()]), root_indexes,
+                        static=AssetsResource(assets))
+    site = PypidSite(root, max_upload_size, own.storage.temp_dir, access_log=access_log,
                      reactor=clock, access=access, run=run, counter=counter,
                      header_timeout=header_timeout, min_body_rate=min_upload_rate,
                      timer=timer, stats=stats, trusted_proxies=trusted_proxies,
-                     index_uploads=bool(indexes), base_url=base_url)
-    return Web(root, site, app, named, serve_index, switcher)
+                     index_uploads=bool(named), base_url=base_url)
+    return Web(root, site, app, default, root_indexes, serve_index, switcher)
 
 
 def switcher_links(indexes: Sequence[IndexParts]) -> tuple[IndexLink, ...]:
@@ -448,18 +325,18 @@ def _index_chrome(chrome: Chrome, parts: IndexParts, base_url: str | None) -> Ch
 
 def _served(parts: IndexParts, *, access: Access, run: Run, clock: IReactorTime,
             attestations: AttestationCheck, render: Renderer,
-            max_upload_size: int, base_url: str | None, audit: AuditTrail,
+            max_upload_size: int, base: str, base_url: str | None, audit: AuditTrail,
             chrome: ReaderChrome, denied: DeniedDownloads | None = None) -> ServedIndex:
     """
-    One named index's answers: its pages from its view, its files from its
-    hosted sources, its uploads and changes into its own stack (a view's
-    refused), its legacy JSON from the first source holding a project, its
-    pages for people from its hosted sources (L{IndexCatalog},
-    L{IndexProjectPages}: upstream bases are not read for them).
+    One index's answers: its pages from its view, its files from its
+    hosted sources and upstreams, its uploads and changes into its own
+    stack (a view's refused), its legacy JSON from the first source
+    holding a project, its pages for people from its hosted sources (and,
+    for a project none holds, its upstreams' caches).
     """
     name = parts.name
-    prefix = f"{base_url or '/'}{name}/"
-    publish: _Area
+    prefix = parts.prefix(base)
+    publish: Area
     if parts.own is not None:
         publish = Publish(parts.own.index, parts.own.storage, access, run, clock,
                           max_upload_size, audit=audit, locks=parts.own.locks, name=name,
@@ -467,27 +344,26 @@ def _served(parts: IndexParts, *, access: Access, run: Run, clock: IReactorTime,
     else:
         publish = ReadOnlyPublish(name, access)
     chain = tuple((source.index, source.storage) for source in parts.sources)
-    hosted = tuple(ChainSource(source.name, hosted=source.index) for source in parts.sources)
-    people = PeoplePages(IndexCatalog(hosted, parts.view.filters), access, chrome, name)
-    # (an index that reads upstreams alone has no project pages: those
-    # describe hosted releases)
-    project = (IndexProjectPages(name, [(s.index, s.storage) for s in parts.sources],
-                                 parts.view.filters, access, chrome, clock, prefix,
-                                 advisories=parts.view.advisories)
-               if parts.sources else None)
-    areas: list[_Area] = [people, publish]
+    filters = parts.view.filters
+    people = PeoplePages(catalog_for(parts.view.order, filters), access, chrome, name)
+    # (an index that reads upstreams alone has no hosted project: its
+    # project pages show what their caches know)
+    project = ProjectPages(name, parts.sources, filters, access, chrome, clock, prefix,
+                           upstreams=parts.upstreams, advisories=parts.view.advisories)
+    areas: list[Area] = [people, publish]
     if chain:
         # (the legacy JSON describes hosted releases: an index that reads
         # upstreams alone has none, and answers it 404)
         areas.append(LegacyJSON(chain[0][0], chain[0][1], access, file_url_for(prefix),
                                 base_url, name=name, chain=chain,
-                                filters=parts.view.filters, advisories=parts.view.advisories,
+                                filters=filters if filters != Filters() else None,
+                                advisories=parts.view.advisories,
                                 usage=parts.sources[0].usage))
     return ServedIndex(
         name,
         IndexSimple(name, parts.view, access, clock, prefix, parts.upstreams),
         IndexFiles(name, parts.view, parts.sources, access, clock, parts.upstreams, denied),
-        _Areas(areas), project)
+        tuple(areas), project)
 
 
 @implementer(IReloadable)

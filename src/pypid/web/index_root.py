@@ -44,7 +44,8 @@ answers 403 naming the advisories (L{pypid.web.denied_files}).
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine, Mapping
-from typing import TYPE_CHECKING, Any
+from functools import partial
+from typing import TYPE_CHECKING, Any, cast
 
 import attrs
 from klein import Klein
@@ -61,14 +62,15 @@ from pypid.core.index import Index
 from pypid.core.index_names import DEFAULT, NAME, ROUTE_SEGMENTS
 from pypid.core.metrics import UPLOAD_PATHS
 from pypid.core.names import is_valid_name, normalize
-from pypid.core.render import CONTENT_TYPES, HTML, Page
-from pypid.core.views import IndexView
+from pypid.core.render import CONTENT_TYPES, HTML, Page, file_url_for
+from pypid.core.views import ChainSource, ComposedFile, Filters, IndexView
 from pypid.state.backfill import Backfill
 from pypid.state.recycle_bin import RecycleBin
 from pypid.state.usage_log import UsageLog
 from pypid.storage.interface import IStorage
 from pypid.storage.locks import KeyedLock
 from pypid.web.access import Access, IRequestAuth, identity_of
+from pypid.web.areas import Area, Areas
 from pypid.web.denied_files import DeniedDownloads
 from pypid.web.integrity import answer_integrity, send_stored_provenance
 from pypid.web.multipart import MultipartError, UploadTooLarge
@@ -92,6 +94,8 @@ from pypid.web.upstream_pages import (
 
 if TYPE_CHECKING:
     # (types only: the upstream's modules load with a configured upstream)
+    from pypid.upstream.page_view import FileUrl
+    from pypid.upstream.proxy import UpstreamProxy
     from pypid.upstream.source import SourceSide
 
 _METADATA_SUFFIX = ".metadata"
@@ -174,7 +178,8 @@ class HostedSource:
 @attrs.frozen
 class IndexParts:
     """
-    What a named index is served from (L{pypid.web.app.build_web}).
+    What an index is served from (L{pypid.web.app.build_web}), the
+    default's as a named one's.
 
     @ivar view: its pages (L{IndexView}).
     @ivar sources: its hosted sources in order (itself first when hosted);
@@ -200,14 +205,67 @@ class IndexParts:
         """Its own stack's files and lock, or L{None} for a view."""
         return self.sources[0] if self.hosted else None
 
+    def prefix(self, base: str) -> str:
+        """Where its paths start under the site's C{base}: C{base} itself for the default."""
+        return base if self.name == DEFAULT else f"{base}{self.name}/"
+
+    @classmethod
+    def hosted_alone(cls, source: HostedSource, upstream: UpstreamProxy | None = None,
+                     ) -> IndexParts:
+        """
+        A hosted index that reads no other, with C{upstream}'s source as
+        its upstream (C{upstream:default}) when given: a server of one
+        index, as the registry makes the default one of such a server
+        (its view applies the index's own advisories, and links as its
+        own pages do).
+        """
+        index = source.index
+        order: list[ChainSource] = [ChainSource(source.name, hosted=index)]
+        sides: dict[str, SourceSide] = {}
+        if upstream is not None:
+            from pypid.upstream.source import SourceSide
+            side = SourceSide.of(upstream.source, cast("FileUrl", file_url_for(None)))
+            sides[side.name] = side
+            order.append(ChainSource(side.name, upstream=side))
+        view = IndexView(source.name, tuple(order), Filters(),
+                         cast("Callable[[ComposedFile], str]", index.file_url),
+                         advisories=index.advisories,
+                         provenance_url=index.rendered.provenance_url)
+        return cls(source.name, view, (source,), hosted=True, upstreams=sides)
+
+
+#: The most request names whose normalized form an index remembers.
+MAX_NAMES = 1 << 16
+
+
+def normalized_name(names: dict[str, str], segment: bytes) -> str | None:
+    """
+    The normalized project name a path segment spells, or L{None} when it
+    spells none: remembered in C{names} (a dict lookup on the hot path,
+    where the name check and normalization take 1 to 2 us), bounded, as
+    names come from clients.
+    """
+    try:
+        text = segment.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    found = names.get(text)
+    if found is None:
+        found = normalize(text) if is_valid_name(text) else ""
+        if len(names) >= MAX_NAMES:
+            names.clear()
+        names[text] = found
+    return found or None
+
 
 @attrs.frozen
 class IndexSimple:
     """
-    C{/NAME/simple/} and C{/NAME/simple/<project>/} of one named index, from
-    its L{IndexView}: the same pages, kinds and negotiation as C{/simple/}.
+    C{/simple/} and C{/simple/<project>/} of one index (the default's at
+    C{/}, a named one's under C{/NAME/}), from its L{IndexView}: its own
+    files, its bases', its upstreams', a view's filters applied.
 
-    @ivar base: where its paths start (C{/NAME/}, under the base URL).
+    @ivar base: where its paths start (C{/} or C{/NAME/}, under the base URL).
     """
 
     name: str
@@ -216,30 +274,41 @@ class IndexSimple:
     clock: IReactorTime
     base: str
     upstreams: Mapping[str, SourceSide] = attrs.field(factory=dict)
+    #: (reader, kind) -> (the hosted sources' serials, the project list that reader sees)
+    _roots: dict[tuple[object, str], tuple[tuple[int, ...], Page]] = attrs.field(
+        factory=dict, init=False)
+    #: request name -> its normalized form ("" for no name: L{normalized_name})
+    _names: dict[str, str] = attrs.field(factory=dict, init=False)
 
     def answer(self, request: Request) -> Answer:
         """Answer the request; C{request.postpath} is what follows C{simple}."""
         post: list[bytes] = request.postpath  # type: ignore[assignment]  # (set by process())
         if len(post) == 2 and not post[1]:
-            name = _text(post[0], "no such project")
-            if not is_valid_name(name):
+            project = normalized_name(self._names, post[0])
+            if project is None or not self.access.may_read(request, project, self.name):
                 raise NotFound("no such project")
-            project = normalize(name)
-            if not self.access.may_read(request, project, self.name):
-                raise NotFound("no such project")
+            moved = project.encode("utf-8") != post[0]
+            view = self.view
             if self.upstreams:
-                asked = self.view.upstreams(project)
+                asked = view.upstreams(project)
                 if asked:
-                    if project != name:
+                    if moved:
                         return send_moved(request, self.base, f"simple/{project}/")
-                    return answer_chain_page(request, self.view,
+                    return answer_chain_page(request, view,
                                              [self.upstreams[s.name] for s in asked],
                                              project, self.clock)
-            page = self.view.page(project, page_kind(request), self.clock.seconds())
+            kind = page_kind(request)
+            page = view.page(project, kind, self.clock.seconds())
             if page is None:
                 raise NotFound("no such project")
-            if project != name:
+            if moved:
                 return send_moved(request, self.base, f"simple/{project}/")
+            if view.quarantined(project):
+                # (PEP 792: its admins see its files, to release or delete them)
+                full = partial(view.full_page, project, kind, self.clock.seconds())
+                return as_admin(self.access, request,
+                                lambda: send_private(request, full() or page),
+                                lambda: send_page(request, page))
             return send_page(request, page)
         if post == [b""]:
             kind = page_kind(request)
@@ -249,15 +318,25 @@ class IndexSimple:
         if not post:
             return send_moved(request, self.base, "simple/")
         if len(post) == 1:
-            name = _text(post[0], "no such project")
-            if (is_valid_name(name) and self.access.may_read(request, name, self.name)
-                    and (self.view.page(normalize(name), HTML, self.clock.seconds())
-                         or self.upstreams and self.view.upstreams(normalize(name)))):
-                return send_moved(request, self.base, f"simple/{normalize(name)}/")
+            # (for a hosted name alone: whether an upstream has it is asked
+            # only at the full URL, which pip and uv always send)
+            project = normalized_name(self._names, post[0])
+            if (project is not None and self.access.may_read(request, project, self.name)
+                    and self.view.hosts(project)):
+                return send_moved(request, self.base, f"simple/{project}/")
         raise NotFound("no such project")
 
     def _root_for(self, request: Request, kind: str) -> Page:
-        """The project list as one reader may see it (rules hide some projects)."""
+        """
+        The project list as one reader may see it (rules hide some
+        projects), made once per reader and state of the hosted sources.
+        """
+        key = (self.access.cache_key(request), kind)
+        serials = tuple(source.hosted.serial for source in self.view.order
+                        if source.hosted is not None)
+        cached = self._roots.get(key)
+        if cached is not None and cached[0] == serials:
+            return cached[1]
         pairs: dict[str, str] = {}
         for source in self.view.order:
             if source.hosted is None:
@@ -268,7 +347,11 @@ class IndexSimple:
                     pairs[p.name] = p.display_name
         items = sorted(pairs.items())
         body = render.root_html(items) if kind == HTML else render.root_json(items)
-        return Page.of(body, CONTENT_TYPES[kind])
+        page = Page.of(body, CONTENT_TYPES[kind])
+        if len(self._roots) > 1000:
+            self._roots.clear()
+        self._roots[key] = (serials, page)
+        return page
 
 
 @attrs.frozen
@@ -287,6 +370,10 @@ class IndexFiles:
     upstreams: Mapping[str, SourceSide] = attrs.field(factory=dict)
     #: refuses the files of the releases the index's advisories deny
     denied: DeniedDownloads | None = None
+    #: the hosted sources' readings of files found without a record
+    backfills: tuple[Backfill, ...] = attrs.field(init=False, default=attrs.Factory(
+        lambda self: tuple(source.backfill for source in self.sources
+                           if source.backfill is not None), takes_self=True))
 
     def answer(self, request: Request) -> Answer:
         """Send a file or its metadata; C{request.postpath} is what follows C{files}."""
@@ -409,7 +496,7 @@ class ReadOnlyPublish:
         if auth.verified is not None:
             await auth.verified
         else:
-            await self._access.gate_upload(request, auth.credentials)
+            await self._access.gate_upload(request, auth.credentials, index=None)
         raise self._refusal()
 
     @app.route("/api/files/<string:filename>/yank", methods=["POST"])
@@ -434,7 +521,7 @@ class ReadOnlyPublish:
         return self._refuse(request)
 
     async def _refuse(self, request: IRequest) -> bytes:
-        await self._access.gate_upload(request)
+        await self._access.gate_upload(request, index=None)
         raise self._refusal()
 
     def _refusal(self) -> MethodNotAllowed:
@@ -444,18 +531,81 @@ class ReadOnlyPublish:
 @attrs.frozen
 class ServedIndex:
     """
-    One named index's answers under C{/NAME/}.
+    One index's answers, the default's (mounted at C{/}) as a named one's
+    (under C{/NAME/}).
 
     @ivar areas: its Klein areas (pages for people, uploads, changes, the
-        legacy JSON), as one resource dispatching on the path after C{/NAME}.
-    @ivar project: its project pages (C{/NAME/project/...}), or L{None}.
+        legacy JSON); at C{/} they join the site's own (L{pypid.web.app}).
+    @ivar resource: its areas as one resource dispatching on the path
+        after C{/NAME} (a named index's).
+    @ivar project: its project pages (C{project/...}), or L{None}.
     """
 
     name: str
     simple: IndexSimple
     files: IndexFiles
-    areas: IResource
+    areas: tuple[Area, ...]
     project: IResource | None = None
+    resource: IResource = attrs.field(
+        init=False, default=attrs.Factory(lambda self: Areas(self.areas), takes_self=True))
+
+    def read_path(self, area: bytes) -> Callable[[Request], Answer] | None:
+        """What answers C{simple}, C{files} or C{integrity} of the index, or L{None}."""
+        if area == b"simple":
+            return self.simple.answer
+        if area == b"files":
+            return self.files.answer
+        if area == b"integrity":
+            files = self.files
+            return lambda request: answer_integrity(request, files)
+        return None
+
+
+def answer_read(served: ServedIndex, area: bytes, answer: Callable[[Request], Answer],
+                request: Request) -> Rendered:
+    """
+    Answer a read path (L{ServedIndex.read_path}) whose gate passed:
+    C{GET} and C{HEAD} alone, once the project it names is read
+    (L{_when_read}); C{request.postpath} starts after the area's segment.
+    """
+    if request.method not in (b"GET", b"HEAD"):
+        raise wrong_method_error(request, ["GET", "HEAD"])
+    body = _when_read(served, area, answer, request)
+    if isinstance(body, Deferred):
+        return finish_later(request, body)
+    return body
+
+
+class IndexPath(Resource):
+    """
+    One read path of the default index at the root (C{/simple/},
+    C{/files/}, C{/integrity/}): its read grant (a challenge for anonymous
+    clients where it needs credentials), then the same answers as under
+    C{/NAME/} (L{answer_read}).
+    """
+
+    isLeaf = True
+
+    def __init__(self, served: ServedIndex, area: bytes, access: Access) -> None:
+        Resource.__init__(self)
+        answer = served.read_path(area)
+        assert answer is not None
+        self._served = served
+        self._area = area
+        self._answer = answer
+        self._access = access
+
+    def render(self, request: Request) -> Rendered:
+        """Gate the request by the index's read grant, then answer it."""
+        served, area, answer = self._served, self._area, self._answer
+        gate = self._access.gate_read(request, served.name)
+        if gate is None:
+            try:
+                return answer_read(served, area, answer, request)
+            except HTTPError as e:
+                return send_error(request, e)
+        return finish_later(request, gate.addCallback(
+            lambda _: answer_read(served, area, answer, request)))
 
 
 class IndexRoot(Resource):
@@ -508,27 +658,15 @@ class IndexRoot(Resource):
         if not post:
             return send_moved(request, self._base, f"{served.name}/")
         first = post[0]
-        answer: Callable[[Request], Answer] | None = None
-        if first == b"simple":
-            answer = served.simple.answer
-        elif first == b"files":
-            answer = served.files.answer
-        elif first == b"integrity":
-            files = served.files
-            answer = lambda request: answer_integrity(request, files)  # noqa: E731
+        answer = served.read_path(first)
         if answer is not None:
-            if request.method not in (b"GET", b"HEAD"):
-                raise wrong_method_error(request, ["GET", "HEAD"])
             request.prepath.append(post.pop(0))  # type: ignore[union-attr]
-            body = _when_read(served, first, answer, request)
-            if isinstance(body, Deferred):
-                return finish_later(request, body)
-            return body
+            return answer_read(served, first, answer, request)
         if first == b"project" and served.project is not None:
             # (a plain resource, as /project/ is: it answers its own methods)
             request.prepath.append(post.pop(0))  # type: ignore[union-attr]
             return served.project.render(request)
-        return served.areas.render(request)
+        return served.resource.render(request)
 
 
 def _when_read(served: ServedIndex, area: bytes, answer: Callable[[Request], Answer],
@@ -539,6 +677,9 @@ def _when_read(served: ServedIndex, area: bytes, answer: Callable[[Request], Ans
     docstring); or at once, for a path that names none, or a project the
     reader may not read (its 404 comes as fast as a missing one's).
     """
+    backfills = served.files.backfills
+    if not backfills or not any(backfill.remaining for backfill in backfills):
+        return answer(request)
     post: list[bytes] = request.postpath  # type: ignore[assignment]  # (set by process())
     if len(post) != 2 or (area == b"simple" and post[1]):
         return answer(request)
@@ -549,9 +690,8 @@ def _when_read(served: ServedIndex, area: bytes, answer: Callable[[Request], Ans
     if not is_valid_name(name):
         return answer(request)
     project = normalize(name)
-    for source in served.files.sources:
-        backfill = source.backfill
-        if backfill is not None and backfill.is_pending(project):
+    for backfill in backfills:
+        if backfill.is_pending(project):
             if not served.simple.access.may_read(request, project, served.name):
                 break
             return backfill.when_described(project).addCallback(

@@ -23,18 +23,20 @@ A project that is not active (PEP 792) says so first thing; a quarantined
 one shows its files to admins alone (its page for the others names its
 status and lists nothing), and those pages are never kept.
 
-A named index (issue 26) has its own L{IndexProjectPages} under
-C{/NAME/project/...}: a project's files as the index's simple page lists
-them (L{pypid.core.views.compose} over its hosted sources: its own files,
-then its bases', a view's filters applied), each described from the
-storage of the source that holds it, links and redirects inside
-C{/NAME/}. Its pages are kept as the default's are, with a token made of
-each source's project token.
+Every index, the default at C{/project/...} as a named one under
+C{/NAME/project/...} (issue 26), is served by one L{ProjectPages}: a
+project's files as the index's simple page lists them
+(L{pypid.core.views.compose} over its hosted sources: its own files, then
+its bases', a view's filters applied), each described from the storage of
+the source that holds it and counted by that source's downloads, links and
+redirects inside the index. Its pages are kept with a token made of each
+source's project token.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 import attrs
@@ -49,7 +51,6 @@ from pypid.core.advisories import AdvisoryPolicy, Verdict, no_advisories
 from pypid.core.details import Details
 from pypid.core.http_errors import NotFound
 from pypid.core.index import Index, Project
-from pypid.core.index_names import DEFAULT
 from pypid.core.lru import ByteLRU
 from pypid.core.model import FileRecord
 from pypid.core.names import WHEEL, is_valid_name, normalize
@@ -57,10 +58,9 @@ from pypid.core.project_status import ProjectStatus
 from pypid.core.provenance import ProvenanceInvalid, publishers_of, read_provenance
 from pypid.core.render import Page
 from pypid.core.views import ChainSource, Filters, chain_status, compose
-from pypid.state.usage_log import UsageLog
 from pypid.storage.interface import IStorage, StorageError
 from pypid.web.access import Access
-from pypid.web.index_root import as_admin, send_private
+from pypid.web.index_root import HostedSource, as_admin, send_private
 from pypid.web.people import HTML, ReaderChrome, people_headers
 from pypid.web.respond import Answer, ReadResource, Rendered, answer_gated, send_moved, send_page
 from pypid.web.routes import requested_version
@@ -68,7 +68,7 @@ from pypid.web.routes import requested_version
 if TYPE_CHECKING:
     # (the upstream's modules load only when [upstream] is configured: issue 14)
     from pypid.upstream.parser import UpstreamFile
-    from pypid.upstream.proxy import UpstreamProxy
+    from pypid.upstream.source import SourceSide
 
 #: A file a project's page lists: hosted, or of the upstream's page.
 Listed: TypeAlias = "FileRecord | UpstreamFile"
@@ -174,37 +174,43 @@ class DetailsRenderer:
 
 class ProjectPages(ReadResource):
     """
-    The pages of the default index's projects.
+    The pages of one index's projects (C{/project/...} of the default,
+    C{/NAME/project/...} of a named one): each project's files as the
+    index's simple page lists them (its hosted sources composed, a view's
+    filters applied), or, for a project no hosted source holds, as the
+    cache of one of its upstreams knows it.
 
-    @ivar _index: the L{pypid.core.index.Index}.
-    @ivar _storage: the L{pypid.storage.interface.IStorage} of hosted files.
+    @ivar _name: the index the pages are of (for its read rules).
+    @ivar _sources: its hosted sources, in its order.
+    @ivar _filters: the view's L{Filters} (none for a hosted index).
+    @ivar _upstreams: its upstreams, by the name its order gives them.
     @ivar _access: the L{pypid.web.access.Access} gate.
     @ivar _chrome: the L{ReaderChrome}.
-    @ivar _clock: provides C{seconds()}.
     @ivar _base: prefix of absolute redirect targets (C{[pypid] base_url} or
         C{/}; C{.../NAME/} for a named index).
-    @ivar _upstream: the L{pypid.upstream.proxy.UpstreamProxy}, or L{None}.
-    @ivar _name: the index the pages are of (for its read rules).
     @ivar _advisories: the index's L{AdvisoryPolicy}: a release that
         advisories affect is shown with them (issue 27).
     """
 
-    _name = DEFAULT
-
-    def __init__(self, index: Index, storage: IStorage, access: Access, chrome: ReaderChrome,
-                 clock: IReactorTime, base: str = "/", upstream: UpstreamProxy | None = None,
+    def __init__(self, name: str, sources: Sequence[HostedSource], filters: Filters,
+                 access: Access, chrome: ReaderChrome, clock: IReactorTime, base: str = "/",
+                 upstreams: Mapping[str, SourceSide] | None = None,
                  kept: KeptPages | None = None,
-                 advisories: AdvisoryPolicy | None = None,
-                 usage: UsageLog | None = None) -> None:
+                 advisories: AdvisoryPolicy | None = None) -> None:
         ReadResource.__init__(self)
-        self._usage = usage
+        self._name = name
+        self._sources = tuple(sources)
+        self._order = tuple(ChainSource(str(i), hosted=source.index)
+                            for i, source in enumerate(sources))
+        self._hosted = tuple(source.index for source in sources)
+        self._usages = tuple(source.usage for source in sources if source.usage is not None)
+        self._filters = filters
+        self._upstreams = dict(upstreams or {})
         self._advisories = advisories if advisories is not None else no_advisories()
-        self._index = index
-        self._storage = storage
         self._access = access
         self._chrome = chrome
+        self._clock = clock
         self._base = base
-        self._upstream = upstream
         self._kept = kept if kept is not None else KeptPages()
         self._renderer = DetailsRenderer(clock)
 
@@ -281,10 +287,10 @@ class ProjectPages(ReadResource):
         if advised:
             # (a page showing verdicts is stale once they may have moved)
             token = (token, self._advisories.stamp)
-        usage = self._usage if upstream is None else None
-        if usage is not None:
+        usages = self._usages if upstream is None else ()
+        if usages:
             # (and one showing downloads once they were counted, or a day passed)
-            token = (token, usage.book.stamp, usage.today)
+            token = (token, *((usage.book.stamp, usage.today) for usage in usages))
         chrome = self._chrome.of(request)
         key: _Key = (normalized, canonical, chrome.indexes) if chrome.indexes \
             else (normalized, canonical)
@@ -306,37 +312,63 @@ class ProjectPages(ReadResource):
             raise NotFound(_NO_PROJECT)
         view = attrs.evolve(view, status=status,
                             advisories=self._verdicts(normalized, view) if advised else {})
-        if usage is not None:
-            today = usage.today
-            view = attrs.evolve(view, downloads={
-                f.filename: usage.book.downloads((f.filename,), 30, today)
-                for f in view.current.files})
+        if usages:
+            view = attrs.evolve(view, downloads=self._downloads(view.current.files))
         return ensureDeferred(self._render(request, key, token, view, chrome, canonical, keep))
 
     def _find(self, name: str) -> _Found | None:
         """
-        C{(display name, files(), token, upstream time)} of a hosted project
-        with files, or of an upstream project the cache knows; L{None}.
+        C{(display name, files(), token, upstream time)} of a project a
+        hosted source holds (a view's globs admitting it), or of one an
+        upstream's cache knows; L{None}. A hosted project's token is each
+        source's project token: it changes when one of them does, so a
+        kept page is answered with no composition at all. C{files()}
+        composes the files the index lists, and raises L{NotFound} when it
+        lists none (a view's filters left out every one): that project is
+        not shown, whatever version or spelling is asked for.
         """
-        project = self._index.project(name)
-        if project is not None and project.files:
-            token = self._index.rendered.extra_page(project, _TOKEN)
-            if token is None:
-                token = object()
-                self._index.rendered.keep_page(project, _TOKEN, token)
-            return project.display_name, lambda: list(project.files.values()), token, None
-        if self._upstream is None or not self._upstream.decide(name).allowed:
+        if not self._filters.admits_project(name):
             return None
-        known = self._upstream.known(name)
-        if known is None:
-            return None
-        entry, files = known
-        # (the entry, the files shown of it, which a cooldown changes, and
-        # those fetched, whose descriptions the page shows)
-        fetched = frozenset(f.filename for f in files if self._upstream.files.kept(f.filename))
-        token = (entry.fetched_at, tuple(f.filename for f in files), fetched)
-        shown = entry.page.name if entry.page is not None else None
-        return shown or name, lambda: files, token, entry.fetched_at
+        held = [index.project(name) for index in self._hosted]
+        first = next((p for p in held if p is not None), None)
+        if first is None:
+            return self._find_upstream(name)
+        token = tuple(_token_of(index, project) for index, project
+                      in zip(self._hosted, held, strict=True))
+
+        def listed() -> list[FileRecord]:
+            # (hosted sources only: the time matters to an upstream's cooldown
+            # alone; a quarantined project's files revealed, as only its
+            # admins' page lists them: L{_answer})
+            composition = compose(self._order, name, self._filters, 0.0, reveal=True)
+            if not composition.files:
+                raise NotFound(_NO_PROJECT)
+            # (a hosted source's files are FileRecords)
+            return [cast(FileRecord, f) for f, _ in composition.files]
+
+        return first.display_name, listed, token, None
+
+    def _find_upstream(self, name: str) -> _Found | None:
+        """
+        The first upstream of the index that may be asked about C{name}
+        and whose cache knows it: what the cache shows of it (the upstream
+        is never asked for a page for people), or L{None}.
+        """
+        for side in self._upstreams.values():
+            source = side.source
+            if source.mode != "cache" or not side.decide(name, False).allowed:
+                continue
+            entry = source.pages.entries.get(name)
+            cached = side.cached(name)
+            if entry is None or entry.page is None or cached is None:
+                continue
+            files = cast("Sequence[UpstreamFile]", cached[1])
+            # (the entry, the files shown of it, which a cooldown changes, and
+            # those fetched, whose descriptions the page shows)
+            fetched = frozenset(f.filename for f in files if source.files.kept(f.filename))
+            token = (entry.fetched_at, tuple(f.filename for f in files), fetched)
+            return entry.page.name or name, partial(list, files), token, entry.fetched_at
+        return None
 
     def _verdicts(self, name: str, view: pages.ProjectView) -> dict[str, Verdict]:
         """The index's verdicts on the releases of C{view} that advisories affect."""
@@ -347,27 +379,46 @@ class ProjectPages(ReadResource):
                 found[release.version] = verdict
         return found
 
+    def _downloads(self, files: Iterable[pages.ShownFile]) -> dict[str, int]:
+        """Each hosted file's downloads in the last 30 days, counted by its source."""
+        found = {}
+        for f in files:
+            for source in self._sources:
+                if source.usage is not None and source.index.get_file(f.filename,
+                                                                       f.project) is f:
+                    usage = source.usage
+                    found[f.filename] = usage.book.downloads((f.filename,), 30, usage.today)
+                    break
+        return found
+
     def _status(self, name: str) -> ProjectStatus | None:
-        """The hosted project's status (PEP 792), or L{None} when it is active."""
-        return self._index.status(name)
+        """The project's status along the hosted sources (PEP 792), or L{None}: active."""
+        return chain_status(self._order, name)
 
     def _serial(self) -> Hashable:
         """What moves whenever a hosted file the pages show changes."""
-        return self._index.serial
+        return tuple(index.serial for index in self._hosted)
 
     def _stored(self, view: pages.ProjectView,
                 ) -> Callable[[pages.ShownFile], tuple[IStorage, FileRecord] | None]:
         """C{stored(file)}: the storage and stored record of a file the page shows, or L{None}."""
         if view.upstream is None:
-            # (a hosted page's files are the index's records)
-            storage = self._storage
-            return lambda f: (storage, cast(FileRecord, f))
-        # (a page of the upstream's: there is one)
-        files = cast("UpstreamProxy", self._upstream).files
+            def stored(f: pages.ShownFile) -> tuple[IStorage, FileRecord] | None:
+                # (the first source holding this very record: a dict lookup a source)
+                for source in self._sources:
+                    record = source.index.get_file(f.filename, f.project)
+                    if record is f:
+                        return source.storage, record
+                return None
+            return stored
 
         def kept(f: pages.ShownFile) -> tuple[IStorage, FileRecord] | None:
-            record = files.kept(f.filename)
-            return (files.storage, record) if record is not None else None
+            for side in self._upstreams.values():
+                files = side.source.files
+                record = files.kept(f.filename)
+                if record is not None and record.project == f.project:
+                    return files.storage, record
+            return None
 
         return kept
 
@@ -440,77 +491,6 @@ class ProjectPages(ReadResource):
             return None, True
         self._renderer.ask(*pending[0])
         return None, False
-
-
-class IndexProjectPages(ProjectPages):
-    """
-    The pages of a named index's projects (C{/NAME/project/...}): each
-    project's files as the index lists them, from its hosted sources.
-
-    @ivar _sources: C{(Index, IStorage)} of each hosted source, in the
-        index's order.
-    @ivar _filters: the view's L{Filters} (none for a hosted index).
-    """
-
-    def __init__(self, name: str, sources: Sequence[tuple[Index, IStorage]], filters: Filters,
-                 access: Access, chrome: ReaderChrome, clock: IReactorTime, base: str,
-                 advisories: AdvisoryPolicy | None = None) -> None:
-        index, storage = sources[0]
-        ProjectPages.__init__(self, index, storage, access, chrome, clock, base,
-                              advisories=advisories)
-        self._name = name
-        self._sources = tuple(sources)
-        self._order = tuple(ChainSource(str(i), hosted=source)
-                            for i, (source, _) in enumerate(sources))
-        self._hosted = tuple(index for index, _ in sources)
-        self._filters = filters
-
-    def _find(self, name: str) -> _Found | None:
-        """
-        C{(display name, files(), token, None)} of a project a hosted
-        source holds (a view's globs admitting it), or L{None}. The token
-        is each source's project token: it changes when one of them does,
-        so a kept page is answered with no composition at all. C{files()}
-        composes the files the index lists, and raises L{NotFound} when it
-        lists none (a view's filters left out every one): that project is
-        not shown, whatever version or spelling is asked for.
-        """
-        if not self._filters.admits_project(name):
-            return None
-        held = [index.project(name) for index in self._hosted]
-        first = next((p for p in held if p is not None), None)
-        if first is None:
-            return None
-        token = tuple(_token_of(index, project) for index, project
-                      in zip(self._hosted, held, strict=True))
-
-        def listed() -> list[FileRecord]:
-            # (hosted sources only: the time matters to an upstream's cooldown alone)
-            composition = compose(self._order, name, self._filters, 0.0)
-            if not composition.files:
-                raise NotFound(_NO_PROJECT)
-            # (a hosted source's files are FileRecords)
-            return [cast(FileRecord, f) for f, _ in composition.files]
-
-        return first.display_name, listed, token, None
-
-    def _status(self, name: str) -> ProjectStatus | None:
-        return chain_status(self._order, name)
-
-    def _serial(self) -> Hashable:
-        return tuple(index.serial for index in self._hosted)
-
-    def _stored(self, view: pages.ProjectView,
-                ) -> Callable[[pages.ShownFile], tuple[IStorage, FileRecord] | None]:
-        def stored(f: pages.ShownFile) -> tuple[IStorage, FileRecord] | None:
-            # (the first source holding this very record: a dict lookup a source)
-            for index, storage in self._sources:
-                record = index.get_file(f.filename, f.project)
-                if record is f:
-                    return storage, record
-            return None
-
-        return stored
 
 
 def _token_of(index: Index, project: Project | None) -> object:

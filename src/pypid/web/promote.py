@@ -129,7 +129,8 @@ class Promote:
         Promote a release (JSON C{from}, C{to}, C{project}, C{version});
         answers JSON with the filenames C{promoted} and C{skipped}.
         """
-        identity = await self._access.gate_upload(request, needed=PROMOTE_LOGIN)
+        # (the grant that decides is the target index's: _promote)
+        identity = await self._access.gate_upload(request, needed=PROMOTE_LOGIN, index=None)
 
         async def work() -> bytes:
             return await self._promote(request, identity, _asked(request))
@@ -157,7 +158,8 @@ class Promote:
             raise Forbidden("a trusted publisher's token may only upload")
         if not self._access.identity_may_read(identity, project, source_name):
             raise Forbidden(f"{identity.name} may not read {project} in {source_name}")
-        if not self._access.may_write(identity, project, target_name):
+        if not (self._access.may_upload_to(identity, target_name)
+                and self._access.may_write(identity, project, target_name)):
             raise Forbidden(f"{identity.name} may not upload {project} to {target_name}")
         version = asked.version
         source = self._registry.stacks.get(source_name)

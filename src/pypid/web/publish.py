@@ -38,6 +38,7 @@ from pypid.core.http_errors import (
     Forbidden,
     NotFound,
     TooLarge,
+    Unauthorized,
     Unavailable,
 )
 from pypid.core.index import Index
@@ -67,7 +68,7 @@ from pypid.storage.interface import (
     StorageError,
 )
 from pypid.storage.locks import KeyedLock
-from pypid.web.access import Access, IRequestAuth
+from pypid.web.access import UPLOAD_LOGIN, Access, IRequestAuth
 from pypid.web.audit_trail import AuditTrail, Named, facts_of
 from pypid.web.multipart import FilePart, Form, MultipartError, UploadTooLarge
 from pypid.web.respond import RETRY_AFTER, send_text, storage_unavailable
@@ -197,7 +198,8 @@ class Publish:
             if auth.verified is not None:
                 identity = await auth.verified
             else:
-                identity = await self._access.gate_upload(request, auth.credentials)
+                identity = await self._access.gate_upload(request, auth.credentials,
+                                                          index=None)
             self._may_upload_here(identity)
             if form.get(":action") == "remove_pkg":
                 return await self._audit.recorded(
@@ -368,7 +370,7 @@ class Publish:
         Take a deleted file out of the recycle bin (issue 29): listed and
         served again, as it was. Whoever may delete it may restore it.
         """
-        identity = await self._access.gate_upload(request)
+        identity = await self._access.gate_upload(request, index=None)
         self._may_upload_here(identity)
 
         async def apply() -> bytes:
@@ -465,11 +467,14 @@ class Publish:
 
     def _may_upload_here(self, identity: Identity) -> None:
         """
-        Refuse an identity without the named index's C{upload} grant (the
-        default index's is C{[auth] upload}, which the gate applied).
+        Refuse an identity without this index's C{upload} grant, and no
+        other's (issue 41): a named index's with 403 (its gate showed the
+        index to this identity), the default index's with 401, as the
+        site's check before the body does.
         """
-        if self._audit_index is not None and not self._access.may_upload_to(identity,
-                                                                             self._name):
+        if not self._access.may_upload_to(identity, self._name):
+            if self._name == DEFAULT_INDEX:
+                raise Unauthorized(UPLOAD_LOGIN)
             raise Forbidden(f"{identity.name} may not upload to {self._name}")
 
     def _may_touch(self, identity: Identity, project: str | None) -> None:
@@ -505,7 +510,7 @@ class Publish:
         reason too, is recorded as C{event} with C{facts}: what the request
         named.
         """
-        identity = await self._access.gate_upload(request)
+        identity = await self._access.gate_upload(request, index=None)
         self._may_upload_here(identity)
 
         async def apply() -> None:

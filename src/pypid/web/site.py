@@ -42,6 +42,7 @@ from pypid.auth.verifier import Identity
 from pypid.core.cross_site import SAFE_METHODS, cross_site_refusal
 from pypid.core.forwarded import NO_PROXIES, TrustedProxies
 from pypid.core.http_errors import HTTPError
+from pypid.core.index_names import DEFAULT as DEFAULT_INDEX
 from pypid.core.metrics import BATCH, UPLOAD_PATHS, RequestStats
 from pypid.storage.interface import Run, run_at_once
 from pypid.web.access import Access, IRequestAuth, request_credentials
@@ -186,7 +187,11 @@ class PypidRequest(server.Request):
         self.content = SpooledForm(FormSink(boundary, site.spool_dir, max_file_size=limit),
                                    site.run, pause, resume, self._sink_failed)
         if site.access is not None:
-            self._verify_before_body(site.access.gate_upload(self, credentials), length)
+            # (the default index's grant before its uploads' bodies; a named
+            # index's once its gate showed it: pypid.web.publish)
+            index = DEFAULT_INDEX if path in UPLOAD_PATHS else None
+            self._verify_before_body(site.access.gate_upload(self, credentials, index=index),
+                                     length)
 
     def _verify_before_body(self, verified: Deferred[Identity], length: int | None) -> None:
         """

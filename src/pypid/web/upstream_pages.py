@@ -1,16 +1,21 @@
 """
-The web side of the upstream proxy: what C{/simple/<project>/} and
-C{/files/<project>/<filename>} answer for a project that is not hosted here,
-and C{/NAME/simple/<project>/} and C{/NAME/files/...} of a named index
-whose bases are upstreams (L{answer_chain_page}, L{answer_chain_file}).
+The web side of an index's upstreams: what C{simple/<project>/},
+C{files/<project>/<filename>} and C{integrity/...} answer, under C{/} for
+the default index as under C{/NAME/} for a named one, for a project one
+of its upstreams is asked about (L{answer_chain_page},
+L{answer_chain_file}, L{answer_chain_provenance}).
 
-Called by the hot-path resources only when the index has no such project
-(or file), so hosted projects never pay for the upstream; a hosted name is
-never looked up upstream (L{pypid.upstream.confusion}).
+Called by the hot-path resources only when the index's composition asks
+an upstream (L{pypid.core.views.IndexView.upstreams}), so hosted projects
+never pay for the upstream; a hosted name is never looked up upstream
+unless the upstream merges it (L{pypid.upstream.confusion}). An upstream
+file is served only while the index lists it: the chain's rules, its
+quarantines and a view's filters applied (a file kept here that no page
+lists any more is not served).
 
-The upstream's own modules are imported by the functions that are given a
-proxy (which loaded them already), not with this module, which the hot
-path imports: 24 ms of every start without C{[upstream]}.
+The upstream's own modules are imported by the functions that are given
+an upstream (which loaded them already), not with this module, which the
+hot path imports: 24 ms of every start without C{[upstream]}.
 
 A project the upstream quarantines (PEP 792, as its cached page says)
 serves no file, not even one kept here before: 404, as the public index
@@ -24,16 +29,13 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, cast
 
-import attrs
 from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.web.server import NOT_DONE_YET, Request
 
 from pypid.core.http_errors import BadGateway, Gone, NotFound, TooManyRequests, Unavailable
-from pypid.core.model import FileRecord
-from pypid.core.names import is_valid_name, normalize
 from pypid.core.views import IndexView
 from pypid.storage.interface import StorageError
 from pypid.web.access import client_address
@@ -47,48 +49,20 @@ from pypid.web.respond import (
     finish_later,
     page_kind,
     send_bytes,
-    send_moved,
     send_page,
     send_stored,
 )
 
 if TYPE_CHECKING:
     # (types only: the upstream's modules load with a configured upstream)
-    from pypid.core.index import Project
     from pypid.upstream.downloads import UpstreamFiles
     from pypid.upstream.parser import UpstreamFile
-    from pypid.upstream.proxy import UpstreamProxy
     from pypid.upstream.source import SourceSide, UpstreamSource
     from pypid.upstream.transfer import ToFile
 
 #: Offered by a page served stale (RFC 9111's Warning is obsolete, but
 #: proxies and people still read it; Age says how stale).
 _STALE_WARNING = b'110 pypid "Response is Stale"'
-
-
-def answer_page(request: Request, proxy: UpstreamProxy, name: str, base: str) -> bytes | int:
-    """
-    Answer C{/simple/<name>/} from the upstream.
-
-    @param base: the root our own redirects point under (C{[pypid] base_url}
-        or C{/}).
-    @return: the body, or L{NOT_DONE_YET}.
-    """
-    if not is_valid_name(name):
-        raise NotFound("no such project")
-    decision = proxy.decide(name)
-    if not decision.allowed or decision.merge:
-        raise NotFound("no such project")
-    project = normalize(name)
-    if project != name:
-        return send_moved(request, base, f"simple/{project}/")
-    if proxy.mode == "redirect":
-        return _send_found(request, proxy.redirect_url(project))
-    wanted = page_kind(request)
-    if not proxy.pages.holds(project):
-        # (a page the cache holds is never asked for while the client waits)
-        _charge(request, proxy, project)
-    return finish_later(request, ensureDeferred(_page(request, proxy, project, wanted)))
 
 
 def _file_of(filename: str) -> tuple[str, bool]:
@@ -98,119 +72,13 @@ def _file_of(filename: str) -> tuple[str, bool]:
     return filename, False
 
 
-def _charge(request: Request, proxy: UpstreamProxy, project: str, filename: str | None = None,
-            metadata: bool = False) -> None:
-    """
-    Refuse (429) a request that would ask the upstream when its address
-    has used up its budget (C{[upstream] max_misses_per_address}).
-    """
-    _refuse_after(proxy.charge(client_address(request), project, filename, metadata))
-
-
-async def _page(request: Request, proxy: UpstreamProxy, project: str, kind: str) -> bytes:
-    from pypid.upstream.cache import Offline
-    from pypid.upstream.fetch import UpstreamError
-    try:
-        found = await proxy.pages.upstream_page(project, kind)
-    except Offline:
-        raise NotFound("no such project in the cache (the server is offline)")
-    except UpstreamError as e:
-        raise BadGateway(f"the upstream index failed: {e}")
-    if found is None:
-        raise NotFound("no such project")
-    page, age, stale = found
-    body = send_page(request, page)
-    request.responseHeaders.setRawHeaders(b"age", [b"%d" % age])
-    if stale:
-        request.responseHeaders.setRawHeaders(b"warning", [_STALE_WARNING])
-    return body
-
-
-def answer_merged_page(request: Request, proxy: UpstreamProxy, hosted: Project,
-                       kind: str) -> bytes | int:
-    """Answer C{/simple/<project>/} for a hosted project with upstream files merged in."""
-    async def answer() -> bytes:
-        page, stale = await proxy.pages.merged_page(hosted, kind)
-        body = send_page(request, page)
-        if stale:
-            request.responseHeaders.setRawHeaders(b"warning", [_STALE_WARNING])
-        return body
-    return finish_later(request, ensureDeferred(answer()))
-
-
-def answer_file(request: Request, proxy: UpstreamProxy, project: str,
-                filename: str) -> bytes | int:
-    """
-    Answer C{/files/<project>/<filename>} (or its C{.metadata}) from the
-    upstream cache, fetching the file on its first download.
-
-    @return: the body, L{NOT_DONE_YET}, or raises L{NotFound}.
-    """
-    if proxy.mode != "cache" or not is_valid_name(project) or normalize(project) != project:
-        raise NotFound("no such file")
-    if not proxy.decide(project).allowed:
-        raise NotFound("no such file")
-    _charge(request, proxy, project, *_file_of(filename))
-    return finish_later(request, ensureDeferred(_file(request, _ProxyFiles(proxy), project,
-                                                      filename)))
-
-
-class _FileSide(Protocol):
-    """Where an upstream file is looked up and fetched for one index."""
-
-    @property
-    def files(self) -> UpstreamFiles:
-        """The upstream's files: fetched on their first download, checked, kept."""
-
-    def listed(self, project: str, filename: str) -> UpstreamFile | None:
-        """The file C{filename} as the index lists it from this upstream, or L{None}."""
-
-    def may_serve(self, record: FileRecord) -> bool:
-        """Whether the index may serve this kept file of the upstream."""
-
-    def quarantined(self, project: str) -> bool:
-        """Whether the upstream quarantines C{project} (its cached page says so)."""
-
-    async def look_again(self, project: str) -> None:
-        """Bring C{project}'s cached page up to date (a client with an older page asks)."""
-
-
-@attrs.frozen
-class _ProxyFiles:
-    """The default index's upstream files: its proxy's."""
-
-    _proxy: UpstreamProxy
-
-    @property
-    def files(self) -> UpstreamFiles:
-        return self._proxy.files
-
-    def listed(self, project: str, filename: str) -> UpstreamFile | None:
-        return self._proxy.pages.listed(project, filename)
-
-    def may_serve(self, record: FileRecord) -> bool:
-        return self._proxy.may_serve(record) and not self.quarantined(record.project)
-
-    def quarantined(self, project: str) -> bool:
-        status = self._proxy.pages.status(project)
-        return status is not None and status.quarantined
-
-    async def look_again(self, project: str) -> None:
-        from pypid.upstream.cache import Offline
-        from pypid.upstream.fetch import UpstreamError
-        try:
-            await self._proxy.pages.upstream_page(project, "json")
-        except (Offline, UpstreamError):
-            pass
-
-
-async def _file(request: Request, side: _FileSide, project: str,
-                filename: str) -> Answer:
+async def _file(request: Request, files: UpstreamFiles, listed: UpstreamFile,
+                project: str, filename: str) -> Answer:
     from pypid.upstream.cache import Offline
     from pypid.upstream.downloads import DownloadsBusy
     from pypid.upstream.fetch import UpstreamNotFound
     try:
-        return await _file_answer(request, side, project, filename)
+        return await _file_answer(request, files, listed, project, filename)
     except DownloadsBusy as e:
         raise Unavailable(str(e), [(b"retry-after", RETRY_AFTER)])
     except UpstreamNotFound:
@@ -221,32 +89,26 @@ async def _file(request: Request, side: _FileSide, project: str,
         raise Unavailable(f"the storage is unavailable: {e}", [(b"retry-after", RETRY_AFTER)])
 
 
-async def _file_answer(request: Request, side: _FileSide, project: str,
-                       filename: str) -> Answer:
+async def _file_answer(request: Request, files: UpstreamFiles, listed: UpstreamFile,
+                       project: str, filename: str) -> Answer:
+    """
+    Send the upstream file C{listed} (the index lists it: the chain's rules,
+    its quarantines and a view's filters were applied), or its metadata:
+    the copy kept here, else fetched now (the client fed while its bytes
+    are checked, L{_ClientTee}).
+    """
     from pypid.upstream.fetch import UpstreamError
     name, metadata = _file_of(filename)
-    files = side.files
-    listed = side.listed(project, name)
-    if listed is None and files.kept(name) is None:
-        # Not seen yet (a client with an old copy of the page): look again.
-        await side.look_again(project)
-        listed = side.listed(project, name)
-    if side.quarantined(project):
-        refuse_quarantined()
     stored = files.kept(name)
-    if stored is not None and (stored.project != project or not side.may_serve(stored)):
+    if stored is not None and stored.project != project:
         stored = None
     try:
         if metadata:
-            if listed is None:
-                raise NotFound("no such file")
             data = await files.metadata(listed)
             if data is None:
                 raise NotFound("no such file")
             return send_bytes(request, data, b'"%s"' % hashlib.sha256(data).hexdigest().encode())
         if stored is None:
-            if listed is None:
-                raise NotFound("no such file")
             tee = (_ClientTee(request, listed)
                    if _plain_get(request) and _sees_cut_short(request, listed) else None)
             try:
@@ -264,42 +126,24 @@ async def _file_answer(request: Request, side: _FileSide, project: str,
                        b'"%s"' % stored.sha256.encode("ascii"))
 
 
-def answer_provenance(request: Request, proxy: UpstreamProxy, project: str, version: str,
-                      filename: str, content_type: str) -> Answer:
-    """
-    Answer C{/integrity/<project>/<version>/<filename>/provenance} for a
-    file of the upstream cache: pypid's copy of the upstream's provenance,
-    checked against the file's sha256 (fetched now if need be; never for a
-    page). 404 when the upstream offers none, or one that did not check.
-    """
-    if proxy.mode != "cache" or not is_valid_name(project) or normalize(project) != project:
-        raise NotFound("no such file")
-    if not proxy.decide(project).allowed:
-        raise NotFound("no such file")
-    side = _ProxyFiles(proxy)
-    return _provenance(request, side.files, side.listed(project, filename),
-                       side.quarantined(project), version, filename, content_type)
-
-
 def answer_chain_provenance(request: Request, view: IndexView,
                             sides: Mapping[str, SourceSide], project: str, version: str,
                             filename: str, content_type: str, clock: IReactorTime) -> Answer:
-    """L{answer_provenance} for a named index's file of one of its upstreams."""
+    """
+    Answer C{/integrity/<project>/<version>/<filename>/provenance} for a
+    file an index lists from one of its upstreams: pypid's copy of the
+    upstream's provenance, checked against the file's sha256 (fetched now
+    if need be; never for a page). 404 when the index does not list the
+    file, or the upstream offers no provenance, or one that did not check.
+    """
     found = _listed_in(view, sides, project, filename, clock.seconds())
     if found is None:
         raise NotFound("no such file")
     listed, side = found
-    return _provenance(request, side.source.files, listed, False, version, filename,
-                       content_type)
-
-
-def _provenance(request: Request, files: UpstreamFiles, listed: UpstreamFile | None,
-                quarantined: bool, version: str, filename: str, content_type: str) -> Answer:
-    if listed is None or quarantined:
-        raise NotFound("no such file")
     if not same_version(listed.version, version):
         raise no_provenance(filename)
-    return send_provenance(request, files.provenance(listed), filename, None, content_type)
+    return send_provenance(request, side.source.files.provenance(listed), filename, None,
+                           content_type)
 
 
 def refuse_quarantined() -> None:
@@ -335,10 +179,15 @@ def answer_chain_page(request: Request, view: IndexView, sides: Sequence[SourceS
         from pypid.upstream.cache import Offline
         from pypid.upstream.fetch import UpstreamError
         stale = False
+        fetched: float | None = None
         failed: list[BaseException] = []
         for ok, value in results:
             if ok:
-                stale = stale or value[1]
+                entry, late = value
+                stale = stale or late
+                if entry.page is not None:
+                    fetched = min(fetched, entry.fetched_at) if fetched is not None \
+                        else entry.fetched_at
             elif value.check(Offline, UpstreamError):
                 failed.append(value.value)
             else:
@@ -354,6 +203,10 @@ def answer_chain_page(request: Request, view: IndexView, sides: Sequence[SourceS
                 raise NotFound("no such project in the cache (the server is offline)")
             raise NotFound("no such project")
         body = send_page(request, page)
+        if fetched is not None:
+            # (how long ago the oldest upstream page it was made of was fetched)
+            age = max(clock.seconds() - fetched, 0.0)
+            request.responseHeaders.setRawHeaders(b"age", [b"%d" % age])
         if stale or failed:
             request.responseHeaders.setRawHeaders(b"warning", [_STALE_WARNING])
         return body
@@ -405,7 +258,7 @@ async def _chain_file(request: Request, view: IndexView, sides: Mapping[str, Sou
     listed, side = found
     if side.source.files.would_fetch(project, name, metadata):
         _charge_source(request, side.source)
-    return await _file(request, _ListedFile(side.source.files, listed), project, filename)
+    return await _file(request, side.source.files, listed, project, filename)
 
 
 def _listed_in(view: IndexView, sides: Mapping[str, SourceSide], project: str, filename: str,
@@ -431,28 +284,6 @@ def _quarantined_upstream(view: IndexView, project: str, now: float) -> bool:
     listing = view.listing(project, now)
     return (listing is not None and listing.status is not None
             and listing.status.quarantined)
-
-
-@attrs.frozen
-class _ListedFile:
-    """One upstream file a named index lists, from the upstream that lists it."""
-
-    files: UpstreamFiles
-    _listed: UpstreamFile
-
-    def listed(self, project: str, filename: str) -> UpstreamFile | None:
-        return self._listed if filename == self._listed.filename else None
-
-    def may_serve(self, record: FileRecord) -> bool:
-        # (the index's composition listed it: the chain's rules were applied)
-        return True
-
-    def quarantined(self, project: str) -> bool:
-        # (listed: no upstream of the chain quarantines it, L{_quarantined_upstream})
-        return False
-
-    async def look_again(self, project: str) -> None:
-        return None
 
 
 def _charge_source(request: Request, source: UpstreamSource) -> None:

@@ -1,0 +1,154 @@
+"""
+Where two features meet (issue 41): the recycle bin and the upstream,
+grants and named indexes, bases and the bin, counts and HEAD, dated views
+and promotion, hidden bases. Each test here failed before its fix; the
+state machine of L{tests.test_model} checks the same properties on
+random sequences.
+"""
+
+from treq.testing import RequestTraversalAgent
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from pypid.auth.policy import AccessModel
+from pypid.auth.tokens import TokenBook
+from pypid.auth.verifier import PasswordVerifier
+from pypid.core.index import Index
+from pypid.core.render import file_url_for
+from pypid.storage.memory import MemoryStorage
+from pypid.upstream.proxy import UpstreamProxy
+from pypid.web.access import Access
+from pypid.web.app import build_web
+from tests.fakes import one_index, run_in_pool_now, run_now, site_treq
+from tests.test_index import make_record
+from tests.test_index_routes import Server, basic
+from tests.test_upstream_sources import INDEX_A, ORIGIN_A, Origins, drain, make_source, page
+
+JSON = "application/vnd.pypi.simple.v1+json"
+
+#: What the public index offers under a private name (a dependency confusion).
+PUBLIC = "corp_lib-9.9-py3-none-any.whl"
+PUBLIC_URL = f"http://{ORIGIN_A}/f/{PUBLIC}"
+
+
+class _Served:
+    """The default index over an upstream that offers C{corp-lib 9.9}, in memory."""
+
+    def setUp(self):
+        self.clock = Clock()
+        self.clock.advance(1767225600)
+        self.origins = Origins()
+        self.agent = RequestTraversalAgent(self.origins)
+        self.origins.route(INDEX_A + "corp-lib/",
+                           page("corp-lib", [(PUBLIC, PUBLIC_URL, b"public bytes")]))
+        self.origins.route(PUBLIC_URL, b"public bytes")
+        self.storage = MemoryStorage(self.mktemp(), self.clock)
+        self.successResultOf(self.storage.prepare())
+        kept = MemoryStorage(self.mktemp(), self.clock)
+        self.successResultOf(kept.prepare())
+        source = make_source(self.agent, self.clock, INDEX_A, kept)
+        self.index = Index(file_url_for(None))
+        proxy = UpstreamProxy.create(source, self.index, self.index.file_url)
+        verifier = PasswordVerifier({}, self.clock, None, run_in_pool=run_in_pool_now)
+        access = Access(AccessModel(read="everyone"), verifier, None, TokenBook(self.clock))
+        web = build_web(one_index(self.index, self.storage, self.clock, upstream=proxy), access,
+                        run_now, self.clock, max_upload_size=1 << 20, upstream=proxy)
+        self.treq = site_treq(web.site)
+
+    def get(self, path, accept=JSON):
+        d = self.treq.get("http://pypi.test" + path, headers={"accept": accept})
+        drain(self.agent, d)
+        response = self.successResultOf(d)
+        return response.code, self.successResultOf(drain(self.agent, response.content()))
+
+    def upstream_asked(self):
+        return [seen for seen in self.origins.seen if "corp" in seen[1]]
+
+
+class BinnedNameStaysHostedTests(_Served, SynchronousTestCase):
+    """
+    Defect 1 (high): a hosted project whose every file is in the recycle
+    bin keeps its name hosted; the upstream is never asked for it, and
+    none of the upstream's files of that name is served.
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.record = make_record("corp-lib", "1.0")
+        self.index.add(self.record)
+
+    def test_binned_project_not_asked_upstream(self):
+        """With its only file binned, the page lists nothing and the upstream is not asked."""
+        self.index.add(self.record.replace(binned=self.clock.seconds()))
+        code, body = self.get("/simple/corp-lib/")
+        self.assertEqual(code, 200)
+        self.assertNotIn(PUBLIC.encode(), body)
+        code, _ = self.get(f"/files/corp-lib/{PUBLIC}")
+        self.assertEqual(code, 404)
+        self.assertEqual(self.upstream_asked(), [])
+
+    def test_binned_at_load(self):
+        """A start that finds the project's only file in the bin keeps the name hosted too."""
+        self.index.load([self.record.replace(binned=self.clock.seconds())])
+        self.assertIsNotNone(self.index.project("corp-lib"))
+        code, body = self.get("/simple/corp-lib/")
+        self.assertEqual(code, 200)
+        self.assertNotIn(PUBLIC.encode(), body)
+        self.assertEqual(self.upstream_asked(), [])
+
+    def test_restored_then_purged(self):
+        """Restored, the file is listed again; purged, a tombstone keeps the name."""
+        self.index.add(self.record.replace(binned=self.clock.seconds()))
+        self.index.add(self.record)
+        self.assertIn(self.record.filename.encode(), self.get("/simple/corp-lib/")[1])
+        self.index.add(self.record.replace(binned=self.clock.seconds()))
+        self.index.remove(self.record.filename)
+        code, body = self.get("/simple/corp-lib/")
+        self.assertEqual(code, 200)
+        self.assertNotIn(PUBLIC.encode(), body)
+        self.assertEqual(self.upstream_asked(), [])
+
+    def test_discarded_binned_file_frees_the_name(self):
+        """A binned file another server rolled back (discarded, no tombstone) frees the name."""
+        self.index.add(self.record.replace(binned=self.clock.seconds()))
+        self.index.discard(self.record.filename)
+        self.assertIsNone(self.index.project("corp-lib"))
+
+
+class EachIndexItsOwnGrantTests(SynchronousTestCase):
+    """
+    Defect 2: C{[index:default] upload} decides for the default index
+    alone; a named index's changes are decided by its own grant.
+    """
+
+    def setUp(self):
+        # (alice alone may upload to the default index; carol to secret)
+        self.server = Server(self, default_upload=("user:alice",))
+
+    def test_named_index_upload_by_its_own_grant(self):
+        """Carol, without the default's grant, uploads to secret by secret's grant."""
+        code, _, body = self.server.upload("/secret/", "hidden-lib", "1.0",
+                                           auth=basic("carol"))
+        self.assertEqual((code, body), (200, b"OK\n"))
+
+    def test_named_index_changes_by_its_own_grant(self):
+        """Carol yanks and deletes in secret, and promotes into it, by secret's grant."""
+        self.server.upload("/secret/", "hidden-lib", "1.0", auth=basic("carol"))
+        code, _, body = self.server.request(
+            "POST", "/secret/api/projects/hidden-lib/1.0/yank", basic("carol"))
+        self.assertEqual(code, 200, body)
+        code, _, body = self.server.request(
+            "DELETE", "/secret/api/projects/hidden-lib/1.0", basic("carol"))
+        self.assertEqual(code, 200, body)
+
+    def test_default_grant_still_decides_the_default(self):
+        """Carol may not upload to the default index; alice may."""
+        code, _, _ = self.server.upload("/", "open-lib", "1.0", auth=basic("carol"))
+        self.assertEqual(code, 401)
+        code, _, _ = self.server.upload("/", "open-lib", "1.0")
+        self.assertEqual(code, 200)
+
+    def test_named_grant_refuses_there(self):
+        """Alice, with the default's grant, may not upload to secret (its grant is carol's)."""
+        code, _, _ = self.server.upload("/secret/", "hidden-lib", "1.0")
+        self.assertEqual(code, 404)  # (secret is hidden from alice: as a missing index)
