@@ -1912,3 +1912,16 @@ class AdvisoryRuleSettingsTests(_ConfigMixin, SynchronousTestCase):
         ]:
             path = self.write(text)
             self.assertEqual(self.refused(path=path), f"{path}: {line}", text)
+
+
+class DescriptionBudgetTests(_ConfigMixin, SynchronousTestCase):
+    """C{[pypid] description_budget}: how long a README may render (issue 41)."""
+
+    def test_default_and_set(self):
+        self.assertEqual(load_config(None).server.description_budget, 5.0)
+        path = self.write("[pypid]\ndescription_budget = 0.5s\n")
+        self.assertEqual(load_config(path).server.description_budget, 0.5)
+
+    def test_none_refused(self):
+        message = self.refused("[pypid]\ndescription_budget = 0\n")
+        self.assertIn("[pypid] description_budget: expected a duration greater than 0", message)

@@ -16,6 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.core.usage import (
     DAY,
+    MAX_PER_ADDRESS,
     WINDOW_DAYS,
     UsageBook,
     UsageCounter,
@@ -269,6 +270,50 @@ class DownloadPathTests(_ServerMixin, SynchronousTestCase):
         self.assertEqual(self.usage.book.downloads([WHEEL_NAME], 1, today), 3)
         self.assertEqual(self.usage.book.downloads([WHEEL_NAME + ".metadata"], 1, today), 0)
         self.assertEqual(len(self.storage.usage), 1)
+
+    def counted(self):
+        """The downloads of the wheel counted today, once written."""
+        self.clock.advance(10)
+        return self.usage.book.downloads([WHEEL_NAME], 1, day_of(self.clock.seconds()))
+
+    def test_nothing_sent_nothing_counted(self):
+        """
+        Issue 41, defect 4: a HEAD, a 304 and a range that stops short of
+        the end transfer no download, and count none.
+        """
+        self.uploaded()
+        path = f"/files/holy-grail/{WHEEL_NAME}"
+        etag = self.header(self.get(path)[0], "etag")
+        self.assertEqual(self.request("HEAD", path)[0].code, 200)
+        self.assertEqual(self.get(path, headers={"If-None-Match": etag})[0].code, 304)
+        for _ in range(3):
+            response = self.get(path, headers={"Range": "bytes=0-0"})[0]
+            self.assertEqual(response.code, 206)
+        self.assertEqual(self.counted(), 1)
+
+    def test_ranged_client_counted_once(self):
+        """A client fetching a file in ranges is counted once, by the range reaching its end."""
+        self.uploaded()
+        path = f"/files/holy-grail/{WHEEL_NAME}"
+        size = len(WHEEL)
+        for start in range(0, size, 100):
+            end = min(start + 99, size - 1)
+            response = self.get(path, headers={"Range": f"bytes={start}-{end}"})[0]
+            self.assertEqual(response.code, 206)
+        for _ in range(2):
+            self.get(path, headers={"Range": "bytes=-10"})
+        self.assertEqual(self.counted(), 1)
+
+    def test_one_address_bounded(self):
+        """One client address adds at most MAX_PER_ADDRESS downloads of a file a day."""
+        self.uploaded()
+        path = f"/files/holy-grail/{WHEEL_NAME}"
+        for _ in range(MAX_PER_ADDRESS + 5):
+            self.assertEqual(self.get(path)[0].code, 200)
+        self.assertEqual(self.counted(), MAX_PER_ADDRESS)
+        self.clock.advance(DAY)
+        self.assertEqual(self.get(path)[0].code, 200)
+        self.assertEqual(self.counted(), 1)
 
     def test_legacy_json(self):
         """C{/pypi/<p>/json} gives the project's downloads as the public API did, kept up to date."""

@@ -195,7 +195,7 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
     run = pools.run
     # (every description is rendered in its children, with a time budget:
     # a README cannot stop the server; issue 31)
-    sandbox = ReadmeSandbox()
+    sandbox = ReadmeSandbox(budget=server.description_budget)
     upstreams: list[UpstreamPart] = []
 
     def attach(index: Index, learnt: Notice) -> UpstreamProxy | None:

@@ -47,6 +47,9 @@ class ServerConfig(AdvisoryKeys):
     access_log: str | None
     #: seconds a request's line and headers have to arrive
     header_timeout: float = 30.0
+    #: seconds a description may take to render in the sandbox before it is
+    #: shown as plain text (L{pypid.sandbox.readme_sandbox.ReadmeSandbox.budget})
+    description_budget: float = 5.0
     #: bytes a second a request body must arrive at, at least
     min_upload_rate: int = 1024
     max_connections_per_address: int = 128
@@ -231,6 +234,14 @@ def _unmapped(network: Network) -> Network:
     return network
 
 
+def _positive_duration(value: str) -> float:
+    """A duration greater than 0 (a budget of none would render nothing)."""
+    seconds = parse_duration(value)
+    if not seconds > 0:
+        raise ValueError("expected a duration greater than 0, such as 5s")
+    return seconds
+
+
 #: key -> (default, parser)
 SERVER_KEYS: Keys = {
     "listen": ("tcp:8080:interface=127.0.0.1", _listen),
@@ -241,6 +252,7 @@ SERVER_KEYS: Keys = {
     "threads": ("4", whole_number(1, 64)),
     "access_log": ("", parse_optional_path),
     "header_timeout": ("30s", parse_duration),
+    "description_budget": ("5s", _positive_duration),
     "min_upload_rate": ("1K", parse_size),
     "max_connections_per_address": ("128", whole_number(1, 100_000)),
     "ca_bundle": ("", parse_optional_path),

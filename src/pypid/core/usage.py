@@ -192,6 +192,48 @@ class UsageCounter:
                     kept[1] = max(kept[1], last)
 
 
+#: The most downloads one client address adds to a file's count in a day
+#: (issue 41): a build farm behind one address installs a file a few
+#: times a day; a loop of requests does not keep a file "downloaded".
+MAX_PER_ADDRESS = 10
+
+#: The most C{(address, file)} pairs a L{ClientBound} remembers in a day.
+MAX_CLIENTS = 1 << 16
+
+
+@attrs.define
+class ClientBound:
+    """
+    What one client address may add to the downloads of one file in a UTC
+    day (issue 41, defect 4): L{MAX_PER_ADDRESS} whole downloads, and one
+    for all its ranged requests together (a client fetching a file in
+    pieces downloads it once). Forgotten at the end of the day; at most
+    L{MAX_CLIENTS} pairs, the oldest forgotten first.
+    """
+
+    limit: int = MAX_PER_ADDRESS
+    max_entries: int = MAX_CLIENTS
+    _day: int = attrs.field(default=-1, init=False)
+    #: (address, filename, ranged) -> downloads counted today
+    _seen: dict[tuple[str | None, str, bool], int] = attrs.field(factory=dict, init=False)
+
+    def admits(self, address: str | None, filename: str, when: float, ranged: bool) -> bool:
+        """Whether one more download of C{filename} by C{address} at C{when} counts."""
+        day = int(when // DAY)
+        if day != self._day:
+            self._seen.clear()
+            self._day = day
+        key = (address, filename, ranged)
+        seen = self._seen.pop(key, 0)
+        if seen >= (1 if ranged else self.limit):
+            self._seen[key] = seen
+            return False
+        if len(self._seen) >= self.max_entries:
+            del self._seen[next(iter(self._seen))]
+        self._seen[key] = seen + 1
+        return True
+
+
 @attrs.frozen
 class FileUsage:
     """What is known of one file's downloads: by day (the window), and the last one."""

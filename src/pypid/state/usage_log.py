@@ -28,6 +28,7 @@ from twisted.logger import Logger
 
 from pypid.core.usage import (
     WINDOW_DAYS,
+    ClientBound,
     UsageBook,
     UsageCounter,
     UsageInvalid,
@@ -64,6 +65,7 @@ class UsageLog(Service):
         self._writer = writer or secrets.token_hex(6)
         self._sequence = 0
         self._counter = UsageCounter()
+        self._bound = ClientBound()
         self.book = UsageBook()
         self._loop: LoopingCall | None = None
         self._writing: Deferred[Any] | None = None
@@ -75,9 +77,16 @@ class UsageLog(Service):
         """Today's UTC day number."""
         return day_of(self._clock.seconds())
 
-    def count(self, filename: str) -> None:
-        """One download of C{filename}, now (written at the next interval)."""
-        self._counter.count(filename, self._clock.seconds())
+    def count(self, filename: str, address: str | None = None, ranged: bool = False) -> None:
+        """
+        One download of C{filename}, now, by the client at C{address}
+        (C{ranged}: by a range through its last byte), written at the next
+        interval; unless that client added its share of the file's
+        downloads today already (L{ClientBound}).
+        """
+        now = self._clock.seconds()
+        if self._bound.admits(address, filename, now, ranged):
+            self._counter.count(filename, now)
 
     def last_downloaded(self, filename: str) -> float | None:
         """When C{filename} was last downloaded (counts not written yet too), or L{None}."""

@@ -69,12 +69,13 @@ from pypid.state.recycle_bin import RecycleBin
 from pypid.state.usage_log import UsageLog
 from pypid.storage.interface import IStorage
 from pypid.storage.locks import KeyedLock
-from pypid.web.access import Access, IRequestAuth, identity_of
+from pypid.web.access import Access, IRequestAuth, client_address, identity_of
 from pypid.web.areas import Area, Areas
 from pypid.web.denied_files import DeniedDownloads
 from pypid.web.integrity import answer_integrity, send_stored_provenance
 from pypid.web.multipart import MultipartError, UploadTooLarge
 from pypid.web.respond import (
+    TAIL,
     Answer,
     Rendered,
     finish_later,
@@ -83,6 +84,7 @@ from pypid.web.respond import (
     send_moved,
     send_page,
     send_stored,
+    transfer_of,
     wrong_method_error,
 )
 from pypid.web.routes import answer_errors, route_each
@@ -403,10 +405,14 @@ class IndexFiles:
                 if not filters.admits(record, False, now):
                     raise NotFound("no such file")
                 self._check(request, project, filename, record.version)
+                etag = b'"%s"' % record.sha256.encode("ascii")
                 if source.usage is not None:
-                    source.usage.count(filename)
-                return send_stored(request, record, source.storage.locate(record),
-                                   b'"%s"' % record.sha256.encode("ascii"))
+                    # (a download is a whole body, or a range through its
+                    # end, once a client: issue 41)
+                    sent = transfer_of(request, record.size, etag)
+                    if sent is not None:
+                        source.usage.count(filename, client_address(request), sent == TAIL)
+                return send_stored(request, record, source.storage.locate(record), etag)
             if metadata:
                 record = source.index.get_file(filename[: -len(_METADATA_SUFFIX)], project)
                 if (record is not None and record.project == project

@@ -293,6 +293,36 @@ def parse_range(header: bytes, size: int,
     return start, min(end, size - 1)
 
 
+#: What a GET of a stored object transfers (L{transfer_of}).
+WHOLE, TAIL = "whole", "tail"
+
+
+def transfer_of(request: IRequest, size: int, etag: bytes) -> str | None:
+    """
+    What the answer to C{request} for a stored object of C{size} bytes
+    transfers, as L{_plan} will decide it: L{WHOLE} (the whole body),
+    L{TAIL} (a range through its last byte), or L{None}: nothing that
+    completes a download (C{HEAD}, C{304}, C{416}, a range that stops
+    short of the end). What counts as a download (issue 41).
+    """
+    if request.method != b"GET":
+        return None
+    reqheaders = request.requestHeaders
+    inm = reqheaders.getRawHeaders(b"if-none-match")
+    if inm and etag_matches(inm, etag):
+        return None
+    range_header = reqheaders.getRawHeaders(b"range")
+    if range_header:
+        if_range = reqheaders.getRawHeaders(b"if-range")
+        if not if_range or if_range[0].strip() == etag:
+            byte_range = parse_range(range_header[0], size)
+            if byte_range == "unsatisfiable":
+                return None
+            if byte_range is not None:
+                return TAIL if byte_range[1] == size - 1 else None
+    return WHOLE
+
+
 def _plan(request: IRequest, size: int, etag: bytes,
           content_type: bytes) -> tuple[int, int] | tuple[bytes, None]:
     """
