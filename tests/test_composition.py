@@ -14,14 +14,16 @@ from pypid.auth.policy import AccessModel
 from pypid.auth.tokens import TokenBook
 from pypid.auth.verifier import PasswordVerifier
 from pypid.core.index import Index
+from pypid.core.promotion import Promotion
 from pypid.core.render import file_url_for
+from pypid.core.views import ChainSource, Filters, compose
 from pypid.storage.memory import MemoryStorage
 from pypid.upstream.proxy import UpstreamProxy
 from pypid.web.access import Access
 from pypid.web.app import build_web
 from tests.fakes import one_index, run_in_pool_now, run_now, site_treq
 from tests.test_index import make_record
-from tests.test_index_routes import Server, basic
+from tests.test_index_routes import START, Server, basic
 from tests.test_upstream_sources import INDEX_A, ORIGIN_A, Origins, drain, make_source, page
 
 JSON = "application/vnd.pypi.simple.v1+json"
@@ -152,3 +154,61 @@ class EachIndexItsOwnGrantTests(SynchronousTestCase):
         """Alice, with the default's grant, may not upload to secret (its grant is carol's)."""
         code, _, _ = self.server.upload("/secret/", "hidden-lib", "1.0")
         self.assertEqual(code, 404)  # (secret is hidden from alice: as a missing index)
+
+
+class ChainedFilesTests(SynchronousTestCase):
+    """
+    Defects 3 and 5, as the model of L{tests.test_model} found them: what
+    an index lists, it serves, and what it serves, it lists; a dated view
+    is what its sources held at its date.
+    """
+
+    def setUp(self):
+        self.server = Server(self)
+
+    def served(self, path):
+        return self.server.request("GET", path)[0]
+
+    def test_binned_in_an_earlier_base(self):
+        """
+        In staging (based on release), with the same wheel in both and
+        staging's copy in the bin, release's is listed, and served.
+        """
+        self.server.upload("/release/", "widget", "1.0")
+        self.server.upload("/staging/", "widget", "1.0")
+        filename = "widget-1.0-py3-none-any.whl"
+        s = self.server.stacks["staging"]
+        record = s.index.get_file(filename)
+        s.index.add(record.replace(binned=self.server.clock.seconds()))
+        code, _, body = self.server.request("GET", "/staging/simple/widget/",
+                                            headers={"Accept": JSON})
+        self.assertEqual(code, 200)
+        self.assertIn(filename.encode(), body)
+        self.assertEqual(self.served(f"/staging/files/widget/{filename}"), 200)
+
+    def test_dated_view_ignores_later_uploads(self):
+        """
+        An upload after a dated view's date to an earlier base shadows
+        nothing in the view: the file its later base held at the date is
+        listed (the page is the view's own, not a source's).
+        """
+        release, staging = Index(file_url_for(None)), Index(file_url_for(None))
+        filename = "holy_grail-1.0-py3-none-any.whl"
+        release.add(make_record(upload_time=START))
+        staging.add(make_record(upload_time=START + 2000, sha256="2" * 64))
+        order = (ChainSource("staging", hosted=staging), ChainSource("release", hosted=release))
+        composition = compose(order, "holy-grail", Filters(as_of=START + 1000), START + 3000,
+                              file_url_for(None))
+        self.assertEqual([(f.filename, source.name) for f, source in composition.files],
+                         [(filename, "release")])
+        self.assertIsNone(composition.delegate)
+
+    def test_dated_view_judges_arrival(self):
+        """A file promoted after the date is not in the view, whatever its upload time."""
+        release, staging = Index(file_url_for(None)), Index(file_url_for(None))
+        staging.add(make_record(upload_time=START))
+        release.add_promoted(make_record(upload_time=START),
+                             Promotion("staging", "root", START + 2000))
+        order = (ChainSource("release", hosted=release),)
+        composition = compose(order, "holy-grail", Filters(as_of=START + 1000), START + 3000)
+        self.assertEqual(composition.files, ())

@@ -215,7 +215,7 @@ class _Gate:
     def __init__(self):
         self.pending = []
 
-    def gate_upload(self, request, credentials):
+    def gate_upload(self, request, credentials, index=None):
         from twisted.internet.defer import Deferred
         d = Deferred()
         self.pending.append((credentials, d))
@@ -310,7 +310,7 @@ class VerifyBeforeBodyTests(SynchronousTestCase):
 
     def test_continue_at_once_when_verified_at_once(self):
         """Credentials verified before the headers are done (cached) get C{100 Continue} at once."""
-        self.gate.gate_upload = lambda request, credentials: succeed(object())
+        self.gate.gate_upload = lambda request, credentials, index=None: succeed(object())
         self.channel.dataReceived(self.headers(length=10, expect=True))
         self.assertEqual(self.transport.value(), b"HTTP/1.1 100 Continue\r\n\r\n")
 

@@ -522,14 +522,21 @@ def reference(hosted, tombstoned, offered, policy, filters, now):
     """The files of C{foo}, worked out the plain way with L{merged}."""
     listed = []
     is_hosted = False
+
+    def dated(files):
+        # (what arrived on or after a view's date did not exist then: left
+        # out before anything shadows anything, issue 41)
+        if filters.as_of is None:
+            return files
+        return [f for f in files if f.upload_time is not None and f.upload_time < filters.as_of]
     for name, files in hosted:
         if files or name in tombstoned:
             is_hosted = True
-        listed += [(f, name) for f in merged([f for f, _ in listed], files)]
+        listed += [(f, name) for f in merged([f for f, _ in listed], dated(files))]
     if offered is not None:
         decision = policy.decide("foo", is_hosted)
         if decision.allowed and (decision.merge or not is_hosted):
-            listed += [(f, "up") for f in merged([f for f, _ in listed], offered)]
+            listed += [(f, "up") for f in merged([f for f, _ in listed], dated(offered))]
     kept = [(f, n) for f, n in listed if filters.admits(f, n == "up", now)]
     return sorted(((f.filename, n) for f, n in kept),
                   key=lambda pair: (version_key(next(f.version for f, n in kept

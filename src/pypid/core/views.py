@@ -305,7 +305,12 @@ def compose(order: Sequence[ChainSource], project: str, filters: Filters, now: f
     distribution, before the filters: a view hides what it filters, it
     does not let a later source's file of that name through (a yanked file
     in C{staging} does not bring back C{release}'s). A deleted file is no
-    file: a tombstone in an earlier source hides nothing (design Q7).
+    file: a tombstone in an earlier source hides nothing (design Q7), nor
+    does a file in its recycle bin. A dated view's date is the exception
+    (issue 41): what arrived in a source on or after it (uploaded, or
+    promoted there) did not exist then, so it is left out before anything
+    shadows anything, and the view's answer for its date never changes
+    with what comes later.
 
     @param file_url: the links the view gives files; with it, the
         composition names its L{Composition.delegate}.
@@ -343,6 +348,9 @@ def compose(order: Sequence[ChainSource], project: str, filters: Filters, now: f
     status = chain_status(order, project)
     # (quarantined: no source offers a file)
     offering = reveal or status is None or not status.quarantined
+    as_of = filters.as_of
+    # (whether the date left a file out: the page is then the view's own)
+    dated = False
     for source in order:
         if source.hosted is not None:
             found = source.hosted.project(project)
@@ -351,14 +359,25 @@ def compose(order: Sequence[ChainSource], project: str, filters: Filters, now: f
             if found is not None:
                 hosted = True
                 if offering:
-                    offer(found.sorted_files(), source)
+                    mine: Sequence[ComposedFile] = found.sorted_files()
+                    if as_of is not None:
+                        before = _arrived_before(mine, source.hosted, as_of)
+                        dated = dated or len(before) != len(mine)
+                        mine = before
+                    offer(mine, source)
     for source in asked(order, project, hosted) if offering else ():
         side = source.upstream
         assert side is not None
         cached = side.cached(project)
         consulted.append((side, cached[0] if cached is not None else None))
         if cached is not None:
-            offer(cached[1], source)
+            theirs = cached[1]
+            if as_of is not None:
+                before = [f for f in theirs
+                          if f.upload_time is not None and f.upload_time < as_of]
+                dated = dated or len(before) != len(theirs)
+                theirs = before
+            offer(theirs, source)
     found_anywhere = hosted or any(token is not None for _, token in consulted)
     if status is None:
         status = upstream_status(consulted, project)
@@ -368,7 +387,7 @@ def compose(order: Sequence[ChainSource], project: str, filters: Filters, now: f
             taken = [pair for pair in taken if pair[1].upstream is None]
 
     files: list[tuple[ComposedFile, ChainSource]] = []
-    filtered = False
+    filtered = dated
     recheck_at: float | None = None
     for f, source in taken:
         upstream = source.upstream is not None
@@ -389,6 +408,23 @@ def compose(order: Sequence[ChainSource], project: str, filters: Filters, now: f
         delegate = _delegate(counts, files, file_url)
     return Composition(project, tuple(files), found_anywhere, hosted, tuple(held),
                        tuple(changes), tuple(consulted), recheck_at, delegate, status)
+
+
+def _arrived_before(files: Sequence[ComposedFile], index: Index,
+                    as_of: float) -> list[ComposedFile]:
+    """
+    The hosted C{files} that arrived in C{index} strictly before C{as_of}:
+    uploaded there then, or promoted there then (a promotion keeps the
+    file's upload time; what a dated view promises is what each index
+    held at its date).
+    """
+    kept = []
+    for f in files:
+        promotion = index.promotion(f.filename)
+        when = promotion.at if promotion is not None else f.upload_time
+        if when is not None and when < as_of:
+            kept.append(f)
+    return kept
 
 
 def asked(order: Sequence[ChainSource], project: str,

@@ -61,6 +61,7 @@ from pypid.core.http_errors import Gone, HTTPError, MethodNotAllowed, NotFound, 
 from pypid.core.index import Index
 from pypid.core.index_names import DEFAULT, NAME, ROUTE_SEGMENTS
 from pypid.core.metrics import UPLOAD_PATHS
+from pypid.core.model import FileRecord
 from pypid.core.names import is_valid_name, normalize
 from pypid.core.render import CONTENT_TYPES, HTML, Page, file_url_for
 from pypid.core.views import ChainSource, ComposedFile, Filters, IndexView
@@ -376,6 +377,9 @@ class IndexFiles:
     backfills: tuple[Backfill, ...] = attrs.field(init=False, default=attrs.Factory(
         lambda self: tuple(source.backfill for source in self.sources
                            if source.backfill is not None), takes_self=True))
+    #: whether the index filters nothing (not a view): its own files need no composition
+    _plain: bool = attrs.field(init=False, default=attrs.Factory(
+        lambda self: self.view.filters == Filters(), takes_self=True))
 
     def answer(self, request: Request) -> Answer:
         """Send a file or its metadata; C{request.postpath} is what follows C{files}."""
@@ -395,15 +399,21 @@ class IndexFiles:
         return self._send(request, project, filename)
 
     def _send(self, request: Request, project: str, filename: str) -> Answer:
-        filters = self.view.filters
+        """
+        Send the file (or metadata) C{filename} of C{project} the index
+        lists: from the first hosted source holding it live, if the
+        index's composition lists it from there (L{_listed}); else from
+        the upstream that lists it. A file in a source's recycle bin, or
+        deleted there, hides nothing: what a later source holds is served
+        when the page lists it (design Q7; issue 41, defect 3).
+        """
         now = self.clock.seconds()
         metadata = filename.endswith(_METADATA_SUFFIX)
         deleted = False
-        for source in self.sources:
+        for i, source in enumerate(self.sources):
             record = source.index.get_file(filename, project)
-            if record is not None and record.project == project:
-                if not filters.admits(record, False, now):
-                    raise NotFound("no such file")
+            if record is not None and record.project == project and self._listed(
+                    i, source, record, now):
                 self._check(request, project, filename, record.version)
                 etag = b'"%s"' % record.sha256.encode("ascii")
                 if source.usage is not None:
@@ -416,19 +426,13 @@ class IndexFiles:
             if metadata:
                 record = source.index.get_file(filename[: -len(_METADATA_SUFFIX)], project)
                 if (record is not None and record.project == project
-                        and record.metadata_sha256 is not None):
-                    if not filters.admits(record, False, now):
-                        raise NotFound("no such file")
+                        and record.metadata_sha256 is not None
+                        and self._listed(i, source, record, now)):
                     self._check(request, project, filename, record.version)
                     return send_stored(request, record, source.storage.locate_metadata(record),
                                        b'"%s"' % record.metadata_sha256.encode("ascii"))
             deleted = deleted or source.index.deleted_from(filename) == project
-            binned = source.index.binned_file(filename)
-            if binned is not None and binned.project == project:
-                # (in a recycle bin: not served, nor taken from a later source)
-                raise NotFound("no such file")
-        # (a file deleted in one source and held by a later one is served:
-        # design Q7; deleted everywhere it was, it is gone)
+        # (deleted everywhere it was, it is gone)
         if self.upstreams and is_valid_name(project) and normalize(project) == project \
                 and self.view.upstreams(project):
             self._check(request, project, filename)
@@ -437,6 +441,20 @@ class IndexFiles:
         if deleted:
             raise Gone("this file was deleted")
         raise NotFound("no such file")
+
+    def _listed(self, i: int, source: HostedSource, record: FileRecord, now: float) -> bool:
+        """
+        Whether the index lists the live C{record} of its C{i}th source from
+        there: its own files (its first source's) when it filters nothing,
+        at once; else as its composition says (a view's filters and date,
+        an earlier source's file of that distribution shadowing it).
+        """
+        if i == 0 and self._plain:
+            return True
+        listing = self.view.listing(record.project, now)
+        return listing is not None and any(
+            f.filename == record.filename and chained.name == source.name
+            for f, chained in listing.files)
 
     def provenance(self, request: Request, project: str, version: str, filename: str,
                    content_type: str) -> Answer:
@@ -457,11 +475,10 @@ class IndexFiles:
 
     def _provenance(self, request: Request, project: str, version: str, filename: str,
                     content_type: str) -> Answer:
-        for source in self.sources:
+        for i, source in enumerate(self.sources):
             record = source.index.get_file(filename, project)
-            if record is not None and record.project == project:
-                if not self.view.filters.admits(record, False, self.clock.seconds()):
-                    raise NotFound("no such file")
+            if record is not None and record.project == project and self._listed(
+                    i, source, record, self.clock.seconds()):
                 return send_stored_provenance(request, source.storage, record, version,
                                               content_type)
         if self.upstreams and is_valid_name(project) and normalize(project) == project \
