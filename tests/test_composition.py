@@ -212,3 +212,35 @@ class ChainedFilesTests(SynchronousTestCase):
         order = (ChainSource("release", hosted=release),)
         composition = compose(order, "holy-grail", Filters(as_of=START + 1000), START + 3000)
         self.assertEqual(composition.files, ())
+
+
+class LowDefectTests(SynchronousTestCase):
+    """Defect 7: the small answers that said too much, or the wrong thing."""
+
+    def test_admin_token_on_admin_route(self):
+        """An admin's token on an admin route is told tokens never act as admins."""
+        server = Server(self)
+        text, token = server.tokens.make("root", {"read", "upload"})
+        server.tokens.tokens[token.id] = token
+        code, _, body = server.request("GET", "/api/audit", basic("__token__", text))
+        self.assertEqual(code, 403)
+        self.assertEqual(body, b"a token never acts as an admin: log in with a password\n")
+
+    def test_credentials_without_read_on_default(self):
+        """
+        Good credentials without the default index's read grant find it
+        missing (404), as a named index hidden from them answers; no
+        credentials get the challenge.
+        """
+        server = Server(self, read="authenticated", default_read=("user:alice",))
+        self.assertEqual(server.request("GET", "/simple/")[0], 401)
+        self.assertEqual(server.request("GET", "/simple/", basic("alice"))[0], 200)
+        code, headers, body = server.request("GET", "/simple/", basic("carol"))
+        self.assertEqual((code, body), (404, b"no such page\n"))
+        self.assertFalse(headers.hasHeader(b"www-authenticate"))
+
+    def test_token_kept_to_other_indexes(self):
+        """A token kept to release finds the (closed) default index missing, not empty."""
+        server = Server(self, read="authenticated")
+        self.assertEqual(server.request("GET", "/simple/", server.scoped)[0], 404)
+        self.assertEqual(server.request("GET", "/release/simple/", server.scoped)[0], 200)

@@ -1925,3 +1925,49 @@ class DescriptionBudgetTests(_ConfigMixin, SynchronousTestCase):
     def test_none_refused(self):
         message = self.refused("[pypid]\ndescription_budget = 0\n")
         self.assertIn("[pypid] description_budget: expected a duration greater than 0", message)
+
+
+class ReadThroughTests(_ConfigMixin, SynchronousTestCase):
+    """
+    An index may read a hosted index only if whoever reads it may read that
+    index too (issue 41, defect 6): else the configuration is refused with
+    one line naming both.
+    """
+
+    GROUPS = "[groups]\nteam = alice carol\n[users]\nalice = {h}\ncarol = {h}\n"
+
+    def config(self, text):
+        h = "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$2mJE8Ag0uUk6YVQS9tLfPQ"
+        return self.write(self.GROUPS.format(h=h) + text)
+
+    def test_hidden_base_refused(self):
+        path = self.config("[index:secret]\nread = user:carol\n"
+                           "[index:team]\nbases = secret\n")
+        message = self.refused(path=path)
+        self.assertIn("[index:team] bases: secret may be read by user:carol alone, and team "
+                      "would show its files to everyone, who may read team", message)
+
+    def test_through_a_view_refused(self):
+        path = self.config("[index:secret]\nread = user:carol\n"
+                           "[index:view]\nview = yes\nbases = secret\nread = user:carol\n"
+                           "[index:wide]\nview = yes\nbases = view\nread = authenticated\n")
+        self.assertIn("[index:wide] bases: view may be read by user:carol alone",
+                      self.refused(path=path))
+
+    def test_scoped_rule_refused(self):
+        path = self.config("[index:release]\n[index:staging]\nbases = release\n"
+                           "[acl]\nrelease/acme-* = user:alice r\n")
+        self.assertIn("[acl] release/acme-*: this rule restricts acme-* in release, which "
+                      "staging reads through its bases", self.refused(path=path))
+
+    def test_covered_allowed(self):
+        """A base read by a group holding every reader of the index, or by everyone, is fine."""
+        for text in ("[index:secret]\nread = group:team\n"
+                     "[index:team]\nbases = secret\nread = user:alice, user:carol\n",
+                     "[index:release]\n[index:staging]\nbases = release\nread = authenticated\n",
+                     "[index:secret]\nread = authenticated\n"
+                     "[index:team]\nbases = secret\nread = group:team\n",
+                     "[index:release]\n[index:staging]\nbases = release\n"
+                     "[acl]\nrelease/acme-* = user:alice r\nstaging/acme-* = user:alice r\n"):
+            config = load_config(self.config(text))
+            self.assertTrue(config.indexes, text)

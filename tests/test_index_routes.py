@@ -65,7 +65,8 @@ class Server:
     """A server of the four named indexes and the default one, in memory."""
 
     def __init__(self, case, read="everyone", named=True, tokens_indexes=("release",),
-                 rules=(), base_url=None, release_read=None, default_upload=None):
+                 rules=(), base_url=None, release_read=None, default_upload=None,
+                 default_read=None):
         self.case = case
         self.clock = Clock()
         self.clock.advance(START)
@@ -97,10 +98,10 @@ class Server:
         model = AccessModel(read=read, admins=frozenset({"root"}), rules=tuple(rules), indexes={
             "release": grants((release_read or read,)), "staging": grants((read,)), "prod": grants((read,), ()),
             "secret": grants(("user:carol",), ("user:carol",))} if named else {})
-        if default_upload is not None:
-            # ([index:default] upload: the default index's own grant)
-            model = attrs.evolve(model, indexes={**model.indexes,
-                                                 "default": grants((read,), default_upload)})
+        if default_upload is not None or default_read is not None:
+            # ([index:default] read and upload: the default index's own grants)
+            model = attrs.evolve(model, indexes={**model.indexes, "default": grants(
+                default_read or (read,), default_upload or ("authenticated",))})
         self.tokens = TokenBook(self.clock)
         self.log = MemoryAuditLog(self.clock)
         access = Access(model, verifier, None, self.tokens)

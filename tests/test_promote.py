@@ -12,6 +12,7 @@ the statuses, local folders on disk for the journal and its roll-back.
 
 import base64
 import contextlib
+import hashlib
 import io
 import json
 import os
@@ -25,7 +26,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.auth.hashes import hash_password
-from pypid.auth.policy import AccessModel, IndexGrants
+from pypid.auth.policy import AccessModel, IndexGrants, parse_rule
 from pypid.auth.tokens import TokenBook
 from pypid.auth.verifier import PasswordVerifier
 from pypid.cli import admin
@@ -497,3 +498,29 @@ class CommandTests(SynchronousTestCase):
         with self.assertRaises(SystemExit) as raised:
             admin.main(["promote", "staging", "release", "widget-1.2"], io.StringIO(), err)
         self.assertEqual(raised.exception.code, 2)
+
+
+class HiddenHashTests(_PromoteCase):
+    """
+    Issue 41, defect 7: a promoter who may write a project in the target
+    but not read it there learns of a conflict, not the target's sha256.
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.access.model = attrs.evolve(model(), rules=(
+            parse_rule("release/widget", "user:bob w", 0),))
+        self.host("staging", [WHEEL])
+        self.other = make_wheel("widget", "1.2", module_text="other bytes")
+        self.host("release", [self.other])
+
+    def test_write_only_promoter(self):
+        code, body = self.promote("bob")
+        self.assertEqual(code, 409, body)
+        self.assertIn("holds a file of that name with other bytes", body)
+        self.assertNotIn(hashlib.sha256(self.other[1]).hexdigest(), body)
+
+    def test_reader_told_the_hash(self):
+        code, body = self.promote("root")
+        self.assertEqual(code, 409, body)
+        self.assertIn(hashlib.sha256(self.other[1]).hexdigest(), body)

@@ -45,6 +45,7 @@ from pypid.config.index_settings import (
     UPSTREAM_SECTION,
     IndexConfig,
     check_indexes,
+    check_read_through,
 )
 from pypid.config.ldap_settings import LDAP_KEYS, LDAPConfig, check_ldap
 from pypid.config.metrics_settings import METRICS_KEYS, MetricsConfig, check_metrics
@@ -311,6 +312,8 @@ def load_config(path: str | None, overrides: Iterable[tuple[str, str, str]] = ()
             known = ", ".join([DEFAULT, *indexes])
             fail("acl", acl_keys[rule.order],
                  f"{rule.index!r} is not an index of this server (the indexes are {known})")
+    # (what a base hides from some, no index based on it shows them: issue 41)
+    check_read_through(indexes, rules, acl_keys, groups, values["auth", "read"], fail)
     check_tls(values, fail)
     check_metrics(values, groups, fail)
     check_ldap(values, fail)

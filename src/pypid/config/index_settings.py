@@ -17,8 +17,9 @@ an administrator who wrote C{min_age} on a hosted index believes it holds.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Set
+from collections.abc import Iterable, Mapping, Sequence, Set
 from datetime import UTC, datetime
+from typing import Protocol
 
 import attrs
 
@@ -237,3 +238,97 @@ def _check_cycles(indexes: Mapping[str, IndexConfig], fail: Fail) -> None:
 
     for name in indexes:
         visit(name, [])
+
+
+class _ScopedRule(Protocol):
+    """What L{check_read_through} reads of an C{[acl]} rule (L{pypid.auth.policy.Rule})."""
+
+    @property
+    def pattern(self) -> str: ...
+    @property
+    def grants(self) -> tuple[tuple[str, frozenset[str]], ...]: ...
+    @property
+    def index(self) -> str | None: ...
+    @property
+    def order(self) -> int: ...
+
+
+def check_read_through(indexes: Mapping[str, IndexConfig], rules: Sequence[_ScopedRule],
+                       acl_keys: Sequence[str], groups: Mapping[str, frozenset[str]],
+                       default_read: str, fail: Fail) -> None:
+    """
+    Refuse an index that reads a hosted index whose readers it does not
+    cover (issue 41): a base's files are served through every index whose
+    bases lead to it, under that index's grant, so whoever may read the
+    index must be allowed to read each hosted index it reads through (its
+    C{read} grant covers the index's, and no C{[acl]} rule kept to the base
+    restricts a project the index does not restrict alike). A base hidden
+    from some of an index's readers would otherwise be shown to them.
+    Admins read everything; an upstream is read by whoever reads the index.
+
+    @param rules: the C{[acl]} rules, whose keys (for the message) are C{acl_keys}.
+    @param default_read: C{[auth] read}, the read grant of an index without its own.
+    """
+    def reads(name: str) -> tuple[str, ...]:
+        index = indexes.get(name)
+        return index.read if index is not None else (default_read,)
+
+    def through(name: str) -> list[str]:
+        """The hosted and view indexes C{name} reads, through its bases, in order met."""
+        found: list[str] = []
+        todo = [base.name for base in indexes[name].bases if not base.upstream] \
+            if name in indexes else []
+        while todo:
+            base = todo.pop(0)
+            if base in found or base == name:
+                continue
+            found.append(base)
+            if base in indexes:
+                todo.extend(b.name for b in indexes[base].bases if not b.upstream)
+        return found
+
+    scoped: dict[str, set[tuple[str, tuple[tuple[str, frozenset[str]], ...]]]] = {}
+    for rule in rules:
+        if rule.index is not None:
+            scoped.setdefault(rule.index, set()).add((rule.pattern, rule.grants))
+    for name in indexes:
+        section = INDEX_SECTION + name
+        mine = reads(name)
+        for base in through(name):
+            theirs = reads(base)
+            uncovered = [p for p in mine if not _covers(theirs, p, groups)]
+            if uncovered:
+                fail(section, "bases",
+                     f"{base} may be read by {', '.join(theirs)} alone, and {name} would "
+                     f"show its files to {uncovered[0]}, who may read {name}: give {name} a "
+                     f"read grant that {base}'s covers, or take {base} out of its bases",
+                     [(INDEX_SECTION + base, "read")])
+            for rule in rules:
+                if rule.index == base and (rule.pattern, rule.grants) not in scoped.get(
+                        name, set()):
+                    fail("acl", acl_keys[rule.order],
+                         f"this rule restricts {rule.pattern} in {base}, which {name} reads "
+                         f"through its bases: add the same rule for {name}/{rule.pattern}, "
+                         f"or take {base} out of {name}'s bases",
+                         [(section, "bases")])
+
+
+def _covers(grant: Iterable[str], principal: str, groups: Mapping[str, frozenset[str]]) -> bool:
+    """
+    Whether every client C{principal} stands for is among those C{grant}
+    admits (as far as the configuration tells: a directory's groups are
+    not known before a login, so such a group is covered by its own name
+    alone).
+    """
+    granted = set(grant)
+    if "everyone" in granted or principal in granted:
+        return True
+    if principal == "everyone":
+        return False
+    if "authenticated" in granted:
+        return True
+    if principal.startswith("user:"):
+        user = principal[len("user:"):]
+        return any(f"group:{group}" in granted for group, members in groups.items()
+                   if user in members)
+    return False

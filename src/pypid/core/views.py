@@ -558,6 +558,10 @@ class IndexView:
     _upstream: bool = attrs.field(init=False)
     #: project name -> whether the view's globs admit it (L{MAX_NAMES} at most)
     _admitted: dict[str, bool] = attrs.field(factory=dict, init=False)
+    #: hosted project name -> whether an upstream of the chain merges it
+    _merged: dict[str, bool] = attrs.field(factory=dict, init=False)
+    #: the hosted index whose own pages are this index's (L{own}), or L{None}
+    _own: Index | None = attrs.field(default=None, init=False)
     advisories: AdvisoryPolicy = attrs.field(factory=no_advisories, kw_only=True)
     #: the link its pages give a file's provenance (PEP 740)
     provenance_url: render.ProvenanceURL = attrs.field(
@@ -568,6 +572,33 @@ class IndexView:
         self._lookups = tuple(index.project for index in self._hosted)
         self._open = self.filters.include == ("*",) and not self.filters.exclude
         self._upstream = any(s.upstream is not None for s in self.order)
+        first = self.order[0].hosted if self.order else None
+        if (first is not None and len(self._hosted) == 1 and self.filters == Filters()
+                and self.file_url is first.file_url and self.advisories is first.advisories
+                and self.provenance_url is first.rendered.provenance_url):
+            self._own = first
+
+    @property
+    def own(self) -> Index | None:
+        """
+        The hosted index whose own pages are this index's pages of the
+        projects it holds (the index's sole hosted source, first, nothing
+        filtered, the same links and advisories), unless an upstream merges
+        them (L{merges}); L{None} for any other index. Its projects are
+        served from its kept pages at once, with no composition: the hot
+        path of a hosted index, the default one's among them.
+        """
+        return self._own
+
+    def merges(self, project: str) -> bool:
+        """Whether an upstream of the chain merges its files into the hosted C{project}."""
+        found = self._merged.get(project)
+        if found is None:
+            if len(self._merged) >= MAX_NAMES:
+                self._merged.clear()  # (names come from clients: bounded)
+            found = self._merged[project] = self._upstream and bool(
+                asked(self.order, project, True))
+        return found
 
     @property
     def bytes(self) -> int:
@@ -625,6 +656,10 @@ class IndexView:
         self._kept.put(project, kept, ENTRY_COST + sum(page_bytes(p) for p in pages.values()))
         return page
 
+    def admits(self, project: str) -> bool:
+        """Whether the view's globs admit the normalized C{project} (remembered)."""
+        return self._open or self._admits(project)
+
     def hosts(self, project: str) -> bool:
         """Whether a hosted source holds the normalized C{project} and the view lists it."""
         if not self._open and not self._admits(project):
@@ -633,12 +668,10 @@ class IndexView:
 
     def quarantined(self, project: str) -> bool:
         """Whether a hosted source quarantines the normalized C{project} (PEP 792)."""
-        status = chain_status(self.order, project) if self._statuses() else None
-        return status is not None and status.quarantined
-
-    def _statuses(self) -> bool:
-        """Whether any hosted source gives any project a status (a dict's truth each)."""
-        return any(index.statuses_set for index in self._hosted)
+        for index in self._hosted:
+            if index.quarantined(project):
+                return True
+        return False
 
     def full_page(self, project: str, kind: str, now: float) -> Page | None:
         """

@@ -648,13 +648,19 @@ def index_view(settings: _IndexSettings | None, name: str, order: Sequence[str],
     alike at start-up and at C{SIGHUP} (L{pypid.state.index_reload}).
     """
     filters = view_filters(settings) if settings is not None and settings.view else Filters()
+    own = stacks[name].index if name in stacks else None
     return IndexView(name, tuple(
         ChainSource(source, hosted=stacks[source].index) if source in stacks
         else ChainSource(source, upstream=sides[source])
         for source in order if source in stacks or source in sides),
-        filters, _view_file_url(base_url, name),
+        filters,
+        # (a hosted index links as its own pages do: the very functions, so
+        # that its view serves those pages as they are, IndexView.own)
+        cast(Callable[[ComposedFile], str], own.file_url) if own is not None
+        else _view_file_url(base_url, name),
         advisories=advisories if advisories is not None else no_advisories(),
-        provenance_url=provenance_url_for(_base(base_url, name)))
+        provenance_url=(own.rendered.provenance_url if own is not None
+                        else provenance_url_for(_base(base_url, name))))
 
 
 def source_order(config: StackSettings, name: str) -> tuple[str, ...]:

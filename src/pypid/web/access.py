@@ -456,9 +456,28 @@ class Access:
         if self._open_reads if index == DEFAULT_INDEX else self._open(index):
             return None
         d = self.identify(request)
-        d.addCallback(self._may, READ, READ_LOGIN, index)
+        d.addCallback(self._may_read_index, index)
         d.addCallback(_remember, request)
         return d
+
+    def _may_read_index(self, identity: Identity | None, index: str) -> Identity | None:
+        """
+        C{identity} if it may read C{index} at all. Without credentials,
+        L{Unauthorized} (a challenge: clients then send theirs); with
+        credentials that may not read it (no read grant, or a token kept to
+        other indexes), L{NotFound}, as a named index hidden from them
+        answers (issue 41): no challenge that good credentials cannot meet.
+        """
+        if identity is None:
+            if not self.model.may_enter(None, READ, index):
+                raise Unauthorized(READ_LOGIN)
+            return identity
+        token: Token | None = identity.token
+        if (not self.model.may_enter(identity, READ, index)
+                or (token is not None and token.indexes and index not in token.indexes
+                    and not _minted(identity))):
+            raise NotFound(NO_SUCH_PAGE)
+        return identity
 
     def gate_index(self, request: IRequest,
                    index: str | None) -> Deferred[Identity | None] | None:

@@ -292,6 +292,20 @@ class IndexSimple:
                 raise NotFound("no such project")
             moved = project.encode("utf-8") != post[0]
             view = self.view
+            own = view.own
+            if own is not None and not moved:
+                # The hot path: a project of the index's own hosted source,
+                # served from that source's kept pages (IndexView.own).
+                found = own.project(project)
+                if found is not None and not (self.upstreams and view.merges(project)):
+                    kind = page_kind(request)
+                    if own.quarantined(project):
+                        rendered = own.rendered
+                        return as_admin(
+                            self.access, request,
+                            lambda: send_private(request, rendered.full_page(found, kind)),
+                            lambda: send_page(request, rendered.project_page(found, kind)))
+                    return send_page(request, own.rendered.project_page(found, kind))
             if self.upstreams:
                 asked = view.upstreams(project)
                 if asked:
@@ -388,11 +402,10 @@ class IndexFiles:
             raise NotFound("no such file")
         project = _text(post[0], "no such file")
         filename = _text(post[1], "no such file")
-        filters = self.view.filters
         if not self.access.may_read(request, project, self.name) \
-                or not filters.admits_project(project):
+                or not (self._plain or self.view.admits(normalize(project))):
             raise NotFound("no such file")
-        if any(source.index.quarantined(project) for source in self.sources):
+        if self.view.quarantined(project):
             # (PEP 792: none of its files is offered, but to admins)
             return as_admin(self.access, request, lambda: self._send(request, project, filename),
                             _no_file)
@@ -593,7 +606,11 @@ def answer_read(served: ServedIndex, area: bytes, answer: Callable[[Request], An
     """
     if request.method not in (b"GET", b"HEAD"):
         raise wrong_method_error(request, ["GET", "HEAD"])
-    body = _when_read(served, area, answer, request)
+    backfills = served.files.backfills
+    if backfills and any(backfill.remaining for backfill in backfills):
+        body = _when_read(served, area, answer, request)
+    else:
+        body = answer(request)
     if isinstance(body, Deferred):
         return finish_later(request, body)
     return body
@@ -701,8 +718,6 @@ def _when_read(served: ServedIndex, area: bytes, answer: Callable[[Request], Ans
     reader may not read (its 404 comes as fast as a missing one's).
     """
     backfills = served.files.backfills
-    if not backfills or not any(backfill.remaining for backfill in backfills):
-        return answer(request)
     post: list[bytes] = request.postpath  # type: ignore[assignment]  # (set by process())
     if len(post) != 2 or (area == b"simple" and post[1]):
         return answer(request)

@@ -185,6 +185,8 @@ class Promote:
         if not self._access.may_write(identity, project, target.name):
             raise Forbidden(f"{identity.name} may not upload {project} to {target.name}")
         index = target.index
+        # (the target's hash only to whoever may read it there: issue 41)
+        reveal = self._access.identity_may_read(identity, project, target.name)
         wanted: list[FileRecord] = []
         skipped: list[str] = []
         for record in records:
@@ -192,8 +194,7 @@ class Promote:
             there = index.get_file(filename, record.project)
             if there is not None:
                 if there.sha256 != record.sha256:
-                    raise Conflict(f"{filename}: {target.name} holds a file of that name "
-                                   f"with other bytes (sha256 {there.sha256})")
+                    raise other_bytes(filename, target.name, there.sha256 if reveal else None)
                 skipped.append(filename)
                 continue
             if index.is_deleted(filename):
@@ -217,7 +218,7 @@ class Promote:
         try:
             for record in wanted:
                 adopted.append(await _stored(partial(stored.adopt, backend, record, promotion),
-                                             record.filename, target.name))
+                                             record.filename, target.name, reveal))
             await _stored(partial(stored.drop_journal, journal.name), "")
         except BaseException:
             await self._take_back(stored, journal, adopted)
@@ -295,7 +296,18 @@ async def _under_locks(locks: KeyedLock, keys: Sequence[str],
     return await locks.run(keys[0], _under_locks, locks, keys[1:], f, *args)
 
 
-async def _stored(call: Callable[[], Deferred[_T]], filename: str, target: str = "") -> _T:
+def other_bytes(filename: str, target: str, sha256: str | None) -> Conflict:
+    """
+    The 409 of a promotion whose file the target holds with other bytes,
+    naming their sha256 when the promoter may read the project there
+    (C{sha256} L{None}: not).
+    """
+    shown = f" (sha256 {sha256})" if sha256 is not None else ""
+    return Conflict(f"{filename}: {target} holds a file of that name with other bytes{shown}")
+
+
+async def _stored(call: Callable[[], Deferred[_T]], filename: str, target: str = "",
+                  reveal: bool = False) -> _T:
     """
     Await C{call()}, a storage call of a promotion (one that raises at once
     too), its refusals turned into answers:
@@ -305,8 +317,7 @@ async def _stored(call: Callable[[], Deferred[_T]], filename: str, target: str =
     try:
         return await maybeDeferred(call)
     except FileExists as e:
-        raise Conflict(f"{filename}: {target} holds a file of that name with other bytes "
-                       f"(sha256 {e.sha256})")
+        raise other_bytes(filename, target, e.sha256 if reveal else None)
     except FilenameDeleted:
         raise Conflict(f"{filename}: a file of that name was deleted from {target}; the "
                        "name is never used again")
