@@ -6,6 +6,8 @@ state machine of L{tests.test_model} checks the same properties on
 random sequences.
 """
 
+import json
+
 from treq.testing import RequestTraversalAgent
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
@@ -244,3 +246,21 @@ class LowDefectTests(SynchronousTestCase):
         server = Server(self, read="authenticated")
         self.assertEqual(server.request("GET", "/simple/", server.scoped)[0], 404)
         self.assertEqual(server.request("GET", "/release/simple/", server.scoped)[0], 200)
+
+    def test_legacy_json_of_the_composition(self):
+        """
+        C{/NAME/pypi/<p>/json} describes what the index's pages list: in
+        staging (based on release), release's versions too, and each
+        file's metadata from the source that holds it.
+        """
+        server = Server(self)
+        server.upload("/release/", "widget", "1.0")
+        server.upload("/staging/", "widget", "2.0")
+        code, _, body = server.request("GET", "/staging/pypi/widget/json")
+        self.assertEqual(code, 200, body)
+        answer = json.loads(body)
+        self.assertEqual(sorted(answer["releases"]), ["1.0", "2.0"])
+        self.assertEqual(answer["info"]["version"], "2.0")
+        code, _, body = server.request("GET", "/staging/pypi/widget/1.0/json")
+        self.assertEqual(code, 200, body)
+        self.assertEqual(json.loads(body)["info"]["version"], "1.0")

@@ -16,10 +16,9 @@ from typing import Any, Protocol
 import attrs
 
 from pypid.core.index import Project
-from pypid.core.model import FileRecord
 from pypid.core.names import normalize
 from pypid.core.project_status import ProjectStatus
-from pypid.upstream.confusion import Decision, UpstreamPolicy, merged
+from pypid.upstream.confusion import Decision, UpstreamPolicy
 
 
 class MergedPages(Protocol):
@@ -112,13 +111,3 @@ class ProjectRules:
             found = self._merges[project] = (self._mode == "cache"
                                              and self._policy.decide(project, True).merge)
         return found
-
-    def may_serve(self, record: FileRecord) -> bool:
-        """
-        Whether a kept upstream file may be served now: its project is not
-        hosted, or merges upstream files and no hosted file shadows it.
-        """
-        hosted = self._index.project(record.project)
-        if hosted is None:
-            return self.decide(record.project).allowed
-        return self.merges(record.project) and bool(merged(hosted.files.values(), [record]))

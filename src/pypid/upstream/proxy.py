@@ -28,13 +28,10 @@ import attrs
 
 from pypid.core.advisories import AdvisoryPolicy, no_advisories
 from pypid.core.metrics import Family
-from pypid.core.model import FileRecord
 from pypid.core.render import ProvenanceURL, provenance_url_for
-from pypid.upstream.cache import CachedPage
 from pypid.upstream.confusion import Decision
 from pypid.upstream.downloads import UpstreamFiles
 from pypid.upstream.page_view import FileUrl, PageView
-from pypid.upstream.parser import UpstreamFile
 from pypid.upstream.project_rules import HostedIndex, ProjectRules
 from pypid.upstream.source import UpstreamSource
 from pypid.upstream.upkeep import CacheUpkeep
@@ -109,49 +106,8 @@ class UpstreamProxy:
         return self._rules.mode
 
     def decide(self, name: str) -> Decision:
-        """May the upstream be asked about C{name}?"""
+        """May the upstream be asked about C{name}? (what is hosted here is not)"""
         return self._rules.decide(name)
-
-    def merges(self, project: str) -> bool:
-        """Whether the hosted C{project} shows upstream files too (C{merge})."""
-        return self._rules.merges(project)
-
-    def may_serve(self, record: FileRecord) -> bool:
-        """
-        Whether a kept upstream file may be served now: its project is not
-        hosted, or merges upstream files and no hosted file shadows it.
-        """
-        return self._rules.may_serve(record)
-
-    def redirect_url(self, project: str) -> str:
-        """Where C{redirect} mode sends a client for C{project}'s page."""
-        return f"{self._source.client.index_url}{project}/"
-
-    def known(self, project: str) -> tuple[CachedPage, tuple[UpstreamFile, ...]] | None:
-        """
-        What the cache knows of an upstream project, without asking the
-        upstream (for the pages for people): C{(entry, files)}, the files
-        clients are shown of the cached page, or L{None} (always, but in
-        C{cache} mode).
-        """
-        if self._rules.mode != "cache":
-            return None
-        return self._view.known(project)
-
-    def charge(self, address: str | None, project: str, filename: str | None = None,
-               metadata: bool = False) -> float | None:
-        """
-        Charge C{address} for a request about C{project} (or its file
-        C{filename}, or that file's C{metadata}) if answering it means
-        asking the upstream now (L{pypid.upstream.budget}).
-
-        @return: L{None}, or the seconds to wait before asking again.
-        """
-        if filename is None:
-            asks = self._view.would_fetch(project)
-        else:
-            asks = self._source.files.would_fetch(project, filename, metadata)
-        return self._source.charge(address) if asks else None
 
     # -- the part's life: the snapshot, the numbers, the end -----------------------
 

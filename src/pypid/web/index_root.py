@@ -606,9 +606,10 @@ def answer_read(served: ServedIndex, area: bytes, answer: Callable[[Request], An
     """
     if request.method not in (b"GET", b"HEAD"):
         raise wrong_method_error(request, ["GET", "HEAD"])
-    backfills = served.files.backfills
-    if backfills and any(backfill.remaining for backfill in backfills):
-        body = _when_read(served, area, answer, request)
+    for backfill in served.files.backfills:
+        if backfill.remaining:
+            body = _when_read(served, area, answer, request)
+            break
     else:
         body = answer(request)
     if isinstance(body, Deferred):

@@ -32,8 +32,7 @@ from pypid.core.http_errors import NotAcceptable, NotFound
 from pypid.core.model import FileRecord
 from pypid.core.negotiate import INTEGRITY_TYPES, choose_integrity
 from pypid.storage.interface import IStorage
-from pypid.web.access import Access
-from pypid.web.respond import Answer, ReadResource, Rendered, answer_gated, etag_matches
+from pypid.web.respond import Answer, etag_matches
 
 #: How long a client may keep a provenance without asking again (the public index's).
 CACHE_CONTROL = b"max-age=600"
@@ -45,8 +44,7 @@ _LEAF = b"provenance"
 class ProvenanceSource(Protocol):
     """
     What answers an index's provenance paths: its files' side, which knows
-    who may read which file (L{pypid.web.simple.FilesResource},
-    L{pypid.web.index_root.IndexFiles}).
+    who may read which file (L{pypid.web.index_root.IndexFiles}).
     """
 
     def provenance(self, request: Request, project: str, version: str, filename: str,
@@ -126,25 +124,6 @@ def send_stored_provenance(request: Request, storage: IStorage, record: FileReco
         raise no_provenance(record.filename)
     return send_provenance(request, storage.read_provenance(record), record.filename,
                            record.provenance_sha256, content_type)
-
-
-class IntegrityResource(ReadResource):
-    """
-    C{/integrity/...} of the default index: the read gate, the path and
-    C{Accept}, then its files' side (L{ProvenanceSource}) answers.
-    """
-
-    def __init__(self, files: ProvenanceSource, access: Access) -> None:
-        ReadResource.__init__(self)
-        self._files = files
-        self._access = access
-
-    def render_GET(self, request: Request) -> Rendered:
-        """Send a file's provenance."""
-        return answer_gated(self._access, request, self._answer)
-
-    def _answer(self, request: Request) -> Answer:
-        return answer_integrity(request, self._files)
 
 
 def answer_integrity(request: Request, files: ProvenanceSource) -> Answer:

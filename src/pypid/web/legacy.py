@@ -3,15 +3,16 @@ The legacy JSON API: C{/pypi/<project>/json} and
 C{/pypi/<project>/<version>/json}, as tools written for the public index's
 JSON API read it (the latest release and every release, or one release).
 
-Under C{/NAME/} (issue 26) a named index answers of the project as its
-first hosted source that holds it has it (its own files, then its bases'
-in order), with that source's stored metadata.
+Every index answers of a project what its simple pages list (issue 41):
+its hosted sources composed (its own files, then its bases' in order, a
+view's filters and date applied), each file's metadata read from the
+source that holds it; upstream projects have no legacy JSON here yet.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 
 import attrs
@@ -27,7 +28,7 @@ from pypid.core.index_names import DEFAULT as DEFAULT_INDEX
 from pypid.core.model import FileRecord
 from pypid.core.names import is_valid_name, normalize
 from pypid.core.render import Page
-from pypid.core.views import Filters
+from pypid.core.views import ChainSource, Filters, compose
 from pypid.state.usage_log import UsageLog
 from pypid.storage.interface import IStorage, StorageError
 from pypid.web.access import Access
@@ -35,6 +36,12 @@ from pypid.web.respond import send_page, storage_unavailable
 from pypid.web.routes import answer_errors, kept_page, requested_version
 
 log = Logger()
+
+#: What L{LegacyJSON._listed} finds: the project as listed, the first
+#: source's project and index (where the JSON is kept), where each file is
+#: stored, and each source's project (L{None} where absent).
+_Listed = tuple[Project, Project, Index, Callable[[FileRecord], IStorage],
+                tuple[Project | None, ...]]
 
 
 @attrs.define(slots=False)
@@ -85,17 +92,11 @@ class LegacyJSON:
             await gate
         if not is_valid_name(name) or not self._access.may_read(request, name, self._name):
             raise NotFound("no such project")
-        index, storage = self._source_of(normalize(name))
-        holder = index.project(normalize(name))
-        sources = self._chain or ((index, storage),)
-        if holder is None or not holder.files or any(
-                source.quarantined(holder.name) for source, _ in sources):
+        found = self._listed(normalize(name))
+        if found is None:
             # (PEP 792: a quarantined project offers no file, here neither)
             raise NotFound("no such project")
-        filters = self._filters if self._filters != Filters() else None
-        project = _filtered(holder, filters) if filters is not None else holder
-        if project is None:
-            raise NotFound("no such project")
+        project, holder, index, storage_of, held = found
         shown = requested_version(version) if version is not None else None
         if project.name != name or shown != version:
             # Built from the normalized name and version only: no client text.
@@ -104,37 +105,65 @@ class LegacyJSON:
             request.setHeader(b"location", f"{self._prefix()}pypi/{project.name}/{suffix}".encode())
             request.setHeader(b"content-type", b"text/plain; charset=utf-8")
             return b"Moved\n"
-        # (a view's JSON is kept with its source's project, apart from the
-        # source's own)
-        key: tuple[Hashable, ...] = (("pypi-json", shown, self._name) if filters is not None
-                                   else ("pypi-json", shown))
+        # (an index's JSON composed of several sources, or a view's, is kept
+        # with its first source's project, apart from that source's own, and
+        # stale once another source's project changed)
+        key: tuple[Hashable, ...] = ("pypi-json", shown)
+        if project is not holder:
+            key = (*key, self._name, tuple((id(p), p.changes) if p is not None else None
+                                           for p in held))
         if self._advisories.affects(holder.name):
             # (kept apart per index, and stale once a verdict may have moved)
             key = (*key, self._name, self._advisories.stamp)
         if self._usage is not None and index is self._index:
             # (kept while the counts and the day are the same)
             key = (*key, self._usage.book.stamp, self._usage.today)
-        listed = project
         page = await kept_page(index, holder, key,
-                               lambda: self._render_pypi_json(listed, shown, index, storage))
+                               lambda: self._render_pypi_json(project, shown, index, storage_of))
         return send_page(request, page)
 
-    def _source_of(self, project: str) -> tuple[Index, IStorage]:
-        """The first source holding files of C{project}: its index and storage."""
-        for index, storage in self._chain:
-            found = index.project(project)
-            if found is not None and found.files:
-                return index, storage
-        return self._index, self._storage
+    def _listed(self, name: str) -> _Listed | None:
+        """
+        The normalized project C{name} as the index's pages list it (its
+        hosted sources composed, a view's filters applied: issue 41), with
+        the first source that holds it, whose pages keep the JSON, and
+        where each file is stored; L{None} when the index lists no file.
+        """
+        chain = self._chain or ((self._index, self._storage),)
+        held = tuple(index.project(name) for index, _ in chain)
+        first = next((i for i, p in enumerate(held) if p is not None), None)
+        if first is None:
+            return None
+        holder = held[first]
+        assert holder is not None
+        index, storage = chain[first]
+        if len(chain) == 1 and self._filters is None:
+            # (one source, nothing filtered: its project as it is)
+            if not holder.files or index.quarantined(name):
+                return None
+            return holder, holder, index, lambda record: storage, held
+        filters = self._filters or Filters()
+        if not filters.admits_project(name):
+            return None
+        order = tuple(ChainSource(str(i), hosted=source) for i, (source, _) in enumerate(chain))
+        composition = compose(order, name, filters, 0.0)
+        if not composition.files:
+            return None
+        # (a hosted source's files are FileRecords)
+        files = {f.filename: cast(FileRecord, f) for f, _ in composition.files}
+        stored = {f.filename: chain[int(source.name)][1] for f, source in composition.files}
+        listed = Project(holder.name, holder.display_name, files)
+        return listed, holder, index, lambda record: stored[record.filename], held
 
     async def _render_pypi_json(self, project: Project, version: str | None,
-                                index: Index, storage: IStorage) -> Page:
+                                index: Index, storage_of: Callable[[FileRecord], IStorage],
+                                ) -> Page:
         """Render the legacy JSON of a release (the latest, when C{version} is L{None})."""
         releases = legacy_info.releases(project, self._file_url)
         shown = version if version is not None else project.latest_version()
         if shown not in releases:
             raise NotFound("no such version")
-        info = await self._info(releases[shown], storage)
+        info = await self._info(releases[shown], storage_of)
         usage = self._usage
         downloads = (usage.book.summary(project.files, usage.today)
                      if usage is not None and index is self._index else None)
@@ -145,14 +174,14 @@ class LegacyJSON:
         return Page.of(body, b"application/json")
 
     async def _info(self, files: list[tuple[FileRecord, str]],
-                    storage: IStorage) -> dict[str, Any]:
+                    storage_of: Callable[[FileRecord], IStorage]) -> dict[str, Any]:
         """
         The release's metadata, read from its stored .metadata (wheels
         first); a file whose metadata is missing is passed over.
         """
         for record in legacy_info.info_sources(files):
             try:
-                raw = await storage.read_metadata(record)
+                raw = await storage_of(record).read_metadata(record)
             except FileNotFoundError:
                 log.warn("The stored metadata of {filename} is missing", filename=record.filename)
                 continue
@@ -167,18 +196,3 @@ class LegacyJSON:
         """Where this index's paths start (C{/}, or C{/NAME/}), under the base URL."""
         base = self._base_url or "/"
         return base if self._name == DEFAULT_INDEX else f"{base}{self._name}/"
-
-
-def _filtered(project: Project, filters: Filters) -> Project | None:
-    """
-    C{project} as a view lists it: the files its filters let through (a
-    view's dates, pre-releases and yanked files; hosted files have no
-    cooldown), or L{None} when it lists no file of it.
-    """
-    if not filters.admits_project(project.name):
-        return None
-    # (the time matters to upstream files alone, which this JSON never lists)
-    kept = {f.filename: f for f in project.files.values() if filters.admits(f, False, 0.0)}
-    if not kept:
-        return None
-    return Project(project.name, project.display_name, kept)
