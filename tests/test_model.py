@@ -2,22 +2,35 @@
 A model of the whole index (issue 41): a Hypothesis state machine drives
 the real composition of a server of several indexes (the registry made
 from a configuration, as the daemon makes it, its hosted indexes on disk,
-its upstream answered in memory, the Klein site, no sockets) through
-random uploads, deletes into the recycle bin, restores, purges, yanks,
-promotions, upstream releases and the clock moving; a plain reference
-model (L{Reference}: what each index holds, in a few dicts) says what
-every index must list, and after every step the site is checked against
-it, for every index and project:
+its upstream answered in memory, the access gate of the configuration's
+users, grants and tokens, the Klein site, no sockets) through random
+uploads, deletes into the recycle bin, restores, purges, yanks, project
+statuses, promotions, advisories published and withdrawn, upstream
+releases, downloads by each identity, exports and the clock moving; a
+plain reference model (L{Reference}: what each index holds and who may
+read it, in a few dicts) says what every index must list, and after
+every step the site is checked against it, for every index and project:
 
   - every file a page lists downloads, with the listed hash and size,
-    and its C{.metadata} when the page says it has one; nothing unlisted
-    downloads;
+    and its C{.metadata} when the page says it has one, unless the
+    index's advisories deny its release (then it is listed yanked and
+    refused, 403); nothing unlisted downloads; the legacy JSON lists the
+    same files with the same hashes, and the export of the index (a
+    rule) writes the pages' hosted files;
   - a name hosted in an index (live, binned or deleted) never yields an
     upstream file there;
-  - a dated view never gains a file once its date has passed (nothing
-    newer than the date, uploaded or promoted, shadows or joins it);
-  - probes that transfer nothing (C{HEAD}, C{304}, C{Range: bytes=0-0})
-    count no download.
+  - the views' filters (include and exclude, pre-releases, yanked files,
+    a cooldown, a date) and quarantines (PEP 792) take effect on every
+    route; an admin sees a quarantined project's files;
+  - a dated view never lists a file that was not in its bases before its
+    date (nothing newer, uploaded or promoted, shadows or joins it);
+  - an identity that may not read an index (its C{read} grant, a token
+    kept to other indexes) finds it missing on every route, uploads too,
+    and learns no hash there;
+  - download counts move by one for each full download by one who may
+    read the file (at most L{MAX_PER_ADDRESS} a client, file and day),
+    and never for a refusal or a probe (C{HEAD}, C{304},
+    C{Range: bytes=0-0}).
 
 The suite runs a short profile; before a release, run the long one::
 
@@ -30,8 +43,11 @@ L{tests.test_composition}.
 import hashlib
 import json
 import os
+import io
 import tempfile
+from base64 import b64encode
 from datetime import UTC, datetime
+from fnmatch import fnmatchcase
 from functools import cache
 
 import attrs
@@ -43,14 +59,16 @@ from twisted.internet.defer import ensureDeferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from pypid.auth.factory import make_access_parts
 from pypid.auth.hashes import hash_password
-from pypid.auth.policy import AccessModel
-from pypid.auth.tokens import TokenBook
 from pypid.auth.verifier import PasswordVerifier
+from pypid.cli.export import export_command, parse_options
 from pypid.config import load_config
-from pypid.core.advisories import AdvisoryBoard
+from pypid.core.advisories import Advisory, AdvisoryBoard, AdvisoryDB, Affected
+from pypid.core.index import is_prerelease
 from pypid.core.index_names import DEFAULT
 from pypid.core.names import filename_key
+from pypid.core.usage import MAX_PER_ADDRESS, day_of
 from pypid.state.indexes import IndexRegistry
 from pypid.storage.audit_log import MemoryAuditLog
 from pypid.tap import index_parts
@@ -78,21 +96,44 @@ ORIGIN = "127.0.0.1:9001"
 UPSTREAM = f"http://{ORIGIN}/simple/"
 JSON = "application/vnd.pypi.simple.v1+json"
 PASSWORD = "correct horse"
-ROOT = b"Basic " + __import__("base64").b64encode(f"root:{PASSWORD}".encode())
+
+
+def basic(user, password=PASSWORD):
+    """An C{Authorization} header's value for C{user}."""
+    return b"Basic " + b64encode(f"{user}:{password}".encode())
+
+
+ROOT = basic("root")
 
 CONFIG = """
 [pypid]
 snapshot = {root}/index.json
 [storage]
 path = {root}/packages
+[auth]
+admins = root
+tokens = {root}/tokens.json
+[users]
+root = {hash}
+dev = {hash}
+ops = {hash}
 [upstream]
 mode = cache
 url = {upstream}
 [retention]
 recycle_bin = 7d
 [index:release]
+upload = user:ops
 [index:staging]
 bases = release upstream:default
+upload = user:dev user:ops
+[index:secret]
+read = user:ops
+upload = user:ops
+[index:vault]
+view = yes
+bases = secret
+read = user:ops
 [index:prod]
 view = yes
 bases = staging
@@ -100,20 +141,78 @@ bases = staging
 view = yes
 bases = staging
 as_of = {as_of}
+[index:curated]
+view = yes
+bases = staging
+include = alpha public-*
+prereleases = hide
+yanked = hide
+[index:cool]
+view = yes
+bases = staging
+exclude = alpha
+min_age = 1d
+advisories = deny
 """
 
-HOSTED = ("default", "release", "staging")
+HOSTED = ("default", "release", "staging", "secret")
 #: Every index, and the sources it reads, in order (as the configuration says).
 ORDERS = {
     "default": ("default", "upstream"),
     "release": ("release",),
     "staging": ("staging", "release", "upstream"),
+    "secret": ("secret",),
+    "vault": ("secret",),
     "prod": ("staging", "release", "upstream"),
     "dated": ("staging", "release", "upstream"),
+    "curated": ("staging", "release", "upstream"),
+    "cool": ("staging", "release", "upstream"),
 }
 VIEWS_AS_OF = {"dated": AS_OF}
+#: The views' other filters, as the configuration says.
+INCLUDE = {"curated": ("alpha", "public-*")}
+EXCLUDE = {"cool": ("alpha",)}
+HIDE_PRERELEASES = frozenset({"curated"})
+HIDE_YANKED = frozenset({"curated"})
+MIN_AGE = {"cool": DAY}
+#: The indexes whose advisories deny (the others' are off).
+DENY = frozenset({"cool"})
 PROJECTS = ("alpha", "corp-lib", "public-lib")
-VERSIONS = ("1.0", "2.0", "9.9")
+VERSIONS = ("1.0", "2.0", "3.0rc1", "9.9")
+STATUSES = ("active", "deprecated", "archived", "quarantined")
+
+#: Who asks: anonymous clients, two users, an admin, and C{dev}'s token
+#: kept to C{staging} (it may read and upload there, and nowhere else).
+IDENTITIES = ("anonymous", "dev", "ops", "root", "token")
+#: Who may read each index but the admin (C{root}, who reads all).
+READERS = {
+    "secret": frozenset({"ops"}),
+    "vault": frozenset({"ops"}),
+}
+EVERYONE = frozenset({"anonymous", "dev", "ops"})
+#: Who may upload to each hosted index (the admin too).
+UPLOADERS = {
+    "default": frozenset({"dev", "ops"}),
+    "release": frozenset({"ops"}),
+    "staging": frozenset({"dev", "ops", "token"}),
+    "secret": frozenset({"ops"}),
+}
+#: An index no configuration names: how every route of a hidden index must answer.
+MISSING = "nonesuch"
+
+
+def may_read(identity, index):
+    """Whether C{identity} reads C{index} (the reference's grants)."""
+    if identity == "root":
+        return True
+    if identity == "token":
+        return index == "staging"
+    return identity in READERS.get(index, EVERYONE)
+
+
+def may_upload(identity, index):
+    """Whether C{identity} may upload to the hosted C{index}."""
+    return identity == "root" or identity in UPLOADERS[index]
 
 
 @attrs.define
@@ -142,6 +241,16 @@ class Offered:
     published: float
 
 
+@attrs.frozen
+class Listed:
+    """A file an index lists: its hash, the source it comes from, whether it is denied."""
+
+    sha256: str
+    source: str
+    version: str
+    denied: bool = False
+
+
 @cache
 def wheel(project, version, upstream=False):
     """
@@ -151,12 +260,27 @@ def wheel(project, version, upstream=False):
     return make_wheel(project, version, module_text="upstream" if upstream else None)
 
 
+def _matches(project, patterns):
+    return any(fnmatchcase(project, pattern) for pattern in patterns)
+
+
 @attrs.define
 class Reference:
-    """What each index holds, and what the upstream offers: the model's truth."""
+    """
+    What each index holds, the upstream offers, each project's status,
+    the advisories in force and the downloads counted: the model's truth.
+    """
 
     held: dict = attrs.field(factory=lambda: {name: {} for name in HOSTED})
     offered: dict = attrs.field(factory=dict)
+    #: C{(index, project)}: its status, when not active
+    statuses: dict = attrs.field(factory=dict)
+    #: C{(project, version)} of the releases an advisory names
+    advised: set = attrs.field(factory=set)
+    #: C{(index, filename)}: downloads counted
+    counts: dict = attrs.field(factory=dict)
+    #: C{(filename, day)}: downloads by the one client address (all of ours)
+    by_client: dict = attrs.field(factory=dict)
 
     def files_of(self, index, project):
         return [f for f in self.held[index].values() if f.project == project]
@@ -165,40 +289,87 @@ class Reference:
         """Whether C{index} holds C{project} at all: a live, binned or deleted file."""
         return any(True for _ in self.files_of(index, project))
 
-    def listing(self, index, project):
+    def status(self, index, project):
+        return self.statuses.get((index, project), "active")
+
+    def listing(self, index, project, now, admin=False):
         """
-        The files C{index} lists of C{project}: its sources in order, the
-        first of each filename (or distribution) winning, an upstream
-        asked only for a name no hosted source of the chain holds; a
-        dated view takes only what arrived in each source before its date,
-        before anything shadows anything.
+        The files C{index} lists of C{project} (C{admin}: as an admin sees
+        them): its sources in order, the first of each filename (or
+        distribution) winning, an upstream asked only for a name no hosted
+        source of the chain holds, nothing at all of a project a hosted
+        source of the chain quarantines (but to an admin); a dated view
+        takes only what arrived in each source before its date, before
+        anything shadows anything; the other filters apply after.
         """
+        if index in INCLUDE and not _matches(project, INCLUDE[index]):
+            return {}
+        if index in EXCLUDE and _matches(project, EXCLUDE[index]):
+            return {}
         order = ORDERS[index]
+        hosted_sources = [source for source in order if source != "upstream"]
+        if not admin and any(self.status(source, project) == "quarantined"
+                             for source in hosted_sources):
+            return {}
         as_of = VIEWS_AS_OF.get(index)
-        hosted = any(self.hosts(source, project) for source in order if source != "upstream")
-        names, keys, listed = set(), set(), {}
+        hosted = any(self.hosts(source, project) for source in hosted_sources)
+        names, keys, taken = set(), set(), []
         for source in order:
             if source == "upstream":
                 if hosted:
                     continue
-                candidates = [(f.filename, f.sha256, f.published)
-                              for f in self.offered.values() if f.project == project]
+                candidates = [(f, f.published) for f in self.offered.values()
+                              if f.project == project]
             else:
-                candidates = [(f.filename, f.sha256, f.arrived)
-                              for f in self.files_of(source, project) if f.state == "live"]
+                candidates = [(f, f.arrived) for f in self.files_of(source, project)
+                              if f.state == "live"]
             given = []
-            for filename, sha256, when in candidates:
+            for f, when in candidates:
                 if as_of is not None and when >= as_of:
                     continue
-                key = filename_key(filename)
-                if filename in names or (key is not None and key in keys):
+                key = filename_key(f.filename)
+                if f.filename in names or (key is not None and key in keys):
                     continue
-                given.append((filename, key))
-                listed[filename] = (sha256, source)
+                given.append((f.filename, key))
+                taken.append((f, source))
             for filename, key in given:
                 names.add(filename)
                 keys.add(key)
+        listed = {}
+        for f, source in taken:
+            upstream = source == "upstream"
+            if upstream and index in MIN_AGE and f.published > now - MIN_AGE[index]:
+                continue
+            if index in HIDE_YANKED and not upstream and f.yanked:
+                continue
+            if index in HIDE_PRERELEASES and is_prerelease(f.version):
+                continue
+            denied = index in DENY and (project, f.version) in self.advised
+            listed[f.filename] = Listed(f.sha256, source, f.version, denied)
         return listed
+
+    def ever_before(self, index, project, as_of):
+        """
+        C{{filename: sha256}} of every file that was in C{index}'s sources
+        before C{as_of}, whatever became of it since.
+        """
+        found = {}
+        for source in ORDERS[index]:
+            if source == "upstream":
+                found.update((f.filename, f.sha256) for f in self.offered.values()
+                             if f.project == project and f.published < as_of)
+            else:
+                found.update((f.filename, f.sha256) for f in self.files_of(source, project)
+                             if f.arrived < as_of)
+        return found
+
+    def count(self, index, filename, now):
+        """One full download of C{index}'s C{filename} now, as the server bounds it."""
+        key = (filename, day_of(now))
+        if self.by_client.get(key, 0) >= MAX_PER_ADDRESS:
+            return
+        self.by_client[key] = self.by_client.get(key, 0) + 1
+        self.counts[(index, filename)] = self.counts.get((index, filename), 0) + 1
 
 
 class IndexMachine(RuleBasedStateMachine):
@@ -209,40 +380,43 @@ class IndexMachine(RuleBasedStateMachine):
         self.clock = Clock()
         self.clock.advance(START)
         self.folder = tempfile.mkdtemp(prefix="pypid-model-")
-        path = os.path.join(self.folder, "pypid.ini")
+        self.config_path = os.path.join(self.folder, "pypid.ini")
         as_of = datetime.fromtimestamp(AS_OF, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        with open(path, "w") as f:
-            f.write(CONFIG.format(root=self.folder, upstream=UPSTREAM, as_of=as_of))
-        config = load_config(path)
+        with open(self.config_path, "w") as f:
+            f.write(CONFIG.format(root=self.folder, upstream=UPSTREAM, as_of=as_of,
+                                  hash=password_hash()))
+        config = load_config(self.config_path)
         self.origins = Origins()
         self.agent = RequestTraversalAgent(self.origins)
-        kept = None
         proxies = []
 
         def attach(index, learnt):
-            nonlocal kept
             from pypid.storage.memory import MemoryStorage
             kept = MemoryStorage(os.path.join(self.folder, "upstream"), self.clock)
             kept.prepare()
             source = make_source(self.agent, self.clock, UPSTREAM, kept)
             proxies.append(UpstreamProxy.create(source, index, index.file_url))
             return proxies[0]
+        self.board = AdvisoryBoard()
         self.registry = IndexRegistry.from_config(config, run_now, self.clock, upstream=attach,
-                                                  board=AdvisoryBoard())
+                                                  board=self.board)
         self.proxy = proxies[0]
         for stack in self.registry.stacks.values():
             stack.storage.startService()
             stack.part.startService()
-        users = {"root": hash_password(PASSWORD, FAST)}
-        verifier = PasswordVerifier(users, self.clock, None, run_in_pool=run_in_pool_now)
-        access = Access(AccessModel(read="everyone", admins=frozenset({"root"})), verifier,
-                        None, TokenBook(self.clock))
+        parts = make_access_parts(config, self.clock, None)
+        verifier = PasswordVerifier(config.users, self.clock, None,
+                                    run_in_pool=run_in_pool_now)
+        access = Access(parts.model, verifier, None, parts.tokens)
+        text, token = parts.tokens.make("dev", ("read", "upload"), indexes=("staging",))
+        parts.tokens.tokens[token.id] = token
+        self.auth = {"anonymous": None, "dev": basic("dev"), "ops": basic("ops"),
+                     "root": ROOT, "token": basic("__token__", text)}
         web = build_web(index_parts(self.registry), access, run_now, self.clock,
                         max_upload_size=10 << 20, registry=self.registry, upstream=self.proxy,
                         audit=AuditTrail(MemoryAuditLog(self.clock), self.clock))
         self.treq = site_treq(web.site)
         self.reference = Reference()
-        self.dated_seen = None
         for project in PROJECTS:
             self.publish_page(project)
 
@@ -284,17 +458,39 @@ class IndexMachine(RuleBasedStateMachine):
                        .strftime("%Y-%m-%dT%H:%M:%SZ")} for f in files]}).encode()
         self.origins.route(UPSTREAM + project + "/", body)
 
+    def listing(self, index, project, identity="anonymous"):
+        return self.reference.listing(index, project, self.clock.seconds(),
+                                      admin=identity == "root")
+
+    def page(self, index, project, auth=None):
+        """C{(status, {filename: file})} of C{index}'s JSON page of C{project}."""
+        response, body = self.request("GET", f"{self.prefix(index)}simple/{project}/",
+                                      {"Accept": JSON}, auth=auth)
+        if response.code != 200:
+            return response.code, {}
+        return 200, {f["filename"]: f for f in json.loads(body)["files"]}
+
     # -- what happens ----------------------------------------------------------------
 
     @rule(index=st.sampled_from(HOSTED), project=st.sampled_from(PROJECTS),
-          version=st.sampled_from(VERSIONS))
-    def upload(self, index, project, version):
+          version=st.sampled_from(VERSIONS), identity=st.sampled_from(IDENTITIES))
+    def upload(self, index, project, version, identity):
         filename, data = wheel(project, version)
         ctype, body = multipart_body(twine_fields(project, version, data),
                                      [("content", filename, data)])
         response, text = self.request("POST", self.prefix(index), {"Content-Type": ctype},
-                                      body, ROOT)
+                                      body, self.auth[identity])
+        if not may_read(identity, index):
+            self.check_missing(index, response, text, "POST", self.prefix(MISSING),
+                               {"Content-Type": ctype}, body, self.auth[identity])
+            return
+        if not may_upload(identity, index):
+            assert response.code in (401, 403), (identity, index, response.code, text)
+            return
         held = self.reference.held[index].get(filename)
+        if self.reference.status(index, project) in ("archived", "quarantined"):
+            assert response.code in (400, 403, 409), (index, filename, response.code, text)
+            return
         if held is None:
             assert response.code == 200, (index, filename, response.code, text)
             self.reference.held[index][filename] = Held(
@@ -349,6 +545,21 @@ class IndexMachine(RuleBasedStateMachine):
         assert response.code == 200, (index, filename, response.code, text)
         self.reference.held[index][filename].yanked = True
 
+    @rule(index=st.sampled_from(HOSTED), project=st.sampled_from(PROJECTS),
+          status=st.sampled_from(STATUSES))
+    def set_status(self, index, project, status):
+        response, text = self.request(
+            "POST", f"{self.prefix(index)}api/projects/{project}/status",
+            {"Content-Type": "application/json"}, json.dumps({"status": status}).encode(), ROOT)
+        if not self.reference.hosts(index, project):
+            assert response.code == 404, (index, project, response.code, text)
+            return
+        assert response.code == 200, (index, project, status, response.code, text)
+        if status == "active":
+            self.reference.statuses.pop((index, project), None)
+        else:
+            self.reference.statuses[(index, project)] = status
+
     @rule(source=st.sampled_from(HOSTED), into=st.sampled_from(HOSTED),
           project=st.sampled_from(PROJECTS), version=st.sampled_from(VERSIONS))
     def promote(self, source, into, project, version):
@@ -362,6 +573,9 @@ class IndexMachine(RuleBasedStateMachine):
                         "version": version}).encode(), ROOT)
         if held is None or held.state != "live":
             assert response.code == 404, (source, into, filename, response.code, text)
+            return
+        if self.reference.status(into, project) in ("archived", "quarantined"):
+            assert response.code in (400, 403, 409), (source, into, response.code, text)
             return
         there = self.reference.held[into].get(filename)
         if there is None:
@@ -388,9 +602,113 @@ class IndexMachine(RuleBasedStateMachine):
             self.agent.flush()
         assert d.called, "the upstream page was not fetched again"
 
+    @rule(project=st.sampled_from(PROJECTS), version=st.sampled_from(VERSIONS))
+    def advise(self, project, version):
+        """An advisory on the release is published, or withdrawn if there was one."""
+        self.reference.advised ^= {(project, version)}
+        self.board.replace(AdvisoryDB.of(
+            Advisory(f"PYSEC-2026-{p}-{v}", summary="a flaw",
+                     affected=(Affected(p, versions=frozenset({v})),))
+            for p, v in sorted(self.reference.advised)))
+
     @rule(seconds=st.sampled_from((60.0, 3600.0, DAY)))
     def time_passes(self, seconds):
         self.clock.advance(seconds)
+
+    @rule(identity=st.sampled_from(IDENTITIES), index=st.sampled_from(tuple(ORDERS)),
+          project=st.sampled_from(PROJECTS), data=st.data())
+    def download(self, identity, index, project, data):
+        """
+        C{identity} downloads a file of C{index}'s page (or one it may not
+        read), whole: counted by the source that holds it, if it may.
+        """
+        listed = self.listing(index, project, identity)
+        if not listed:
+            return
+        filename = data.draw(st.sampled_from(sorted(listed)))
+        entry = listed[filename]
+        response, body = self.request("GET", f"{self.prefix(index)}files/{project}/{filename}",
+                                      auth=self.auth[identity])
+        if not may_read(identity, index):
+            assert response.code in (401, 404), (identity, index, filename, response.code)
+            assert entry.sha256.encode() not in body
+            return
+        if entry.denied:
+            assert response.code == 403, (identity, index, filename, response.code)
+            return
+        assert response.code == 200, (identity, index, filename, response.code, body)
+        assert hashlib.sha256(body).hexdigest() == entry.sha256
+        if entry.source != "upstream":
+            self.reference.count(entry.source, filename, self.clock.seconds())
+
+    @rule(identity=st.sampled_from(IDENTITIES), index=st.sampled_from(tuple(ORDERS)),
+          project=st.sampled_from(PROJECTS))
+    def look_as(self, identity, index, project):
+        """
+        What C{identity} finds of C{project} in C{index}, on every route:
+        the reference's listing if it may read the index (an admin's sees
+        a quarantined project's files), the answers of an index that does
+        not exist if it may not, with no hash of any file in them.
+        """
+        auth = self.auth[identity]
+        prefix = self.prefix(index)
+        paths = [f"simple/{project}/", "simple/", f"pypi/{project}/json",
+                 f"project/{project}/", f"search?q={project}"]
+        if not may_read(identity, index):
+            hashes = {f.sha256 for files in self.reference.held.values()
+                      for f in files.values()}
+            for path in paths:
+                response, body = self.request("GET", prefix + path, auth=auth)
+                self.check_missing(index, response, body, "GET", self.prefix(MISSING) + path,
+                                   auth=auth)
+                assert not any(h.encode() in body for h in hashes), (identity, index, path)
+            return
+        expected = self.listing(index, project, identity)
+        code, listed = self.page(index, project, auth)
+        assert code in (200, 404), (identity, index, project, code)
+        assert set(listed) == set(expected), (
+            identity, index, project, sorted(listed), sorted(expected))
+        for filename, f in listed.items():
+            assert f["hashes"]["sha256"] == expected[filename].sha256, (identity, index, filename)
+
+    @rule(index=st.sampled_from(("release", "staging", "prod", "dated", "curated")))
+    def export(self, index):
+        """
+        C{pypid-export --index} writes what the index's pages list of its
+        hosted sources (upstream files are not the server's to export).
+        """
+        target = tempfile.mkdtemp(prefix="export-", dir=self.folder)
+        out, err = io.StringIO(), io.StringIO()
+        options = parse_options([target, "--config", self.config_path, "--index", index])
+        d = ensureDeferred(export_command(options, self.clock, out, err))
+        assert d.called, "the export did not finish"
+        assert d.result == 0, (index, err.getvalue())
+        for project in PROJECTS:
+            expected = {name: f for name, f in self.listing(index, project).items()
+                        if f.source != "upstream"}
+            page = os.path.join(target, "simple", project, "index.json")
+            exported = {}
+            if os.path.exists(page):
+                with open(page) as f:
+                    exported = {entry["filename"]: entry for entry in json.load(f)["files"]}
+            assert set(exported) == set(expected), (
+                index, project, sorted(exported), sorted(expected))
+            for filename, entry in exported.items():
+                assert entry["hashes"]["sha256"] == expected[filename].sha256
+
+    def check_missing(self, index, response, body, method, path, headers=None, data=None,
+                      auth=None):
+        """
+        C{response} is the answer an index that does not exist gives to the
+        same request; for the default index, which always exists: a read
+        finds nothing (404), a change is refused (403 or 404).
+        """
+        if index == DEFAULT:
+            allowed = (404,) if method == "GET" else (403, 404)
+            assert response.code in allowed, (index, method, path, response.code, body)
+            return
+        theirs, their_body = self.request(method, path, headers, data, auth)
+        assert response.code == theirs.code, (index, path, response.code, theirs.code, body)
 
     # -- what must hold ----------------------------------------------------------------
 
@@ -405,81 +723,113 @@ class IndexMachine(RuleBasedStateMachine):
         for f in self.reference.offered.values():
             known[f.project].add(f.filename)
         for index in ORDERS:
+            # (as one who may read it: the restricted ones' reader)
+            reader = "anonymous" if may_read("anonymous", index) else "ops"
+            auth = self.auth[reader]
             for project in PROJECTS:
-                expected = self.reference.listing(index, project)
-                response, body = self.request(
-                    "GET", f"{self.prefix(index)}simple/{project}/", {"Accept": JSON})
-                listed = {}
-                if response.code == 200:
-                    for f in json.loads(body)["files"]:
-                        listed[f["filename"]] = f
-                else:
-                    assert response.code == 404, (index, project, response.code, body)
+                expected = self.listing(index, project, reader)
+                code, listed = self.page(index, project, auth)
+                assert code in (200, 404), (index, project, code)
                 assert set(listed) == set(expected), (
                     index, project, sorted(listed), sorted(expected))
                 for filename, f in listed.items():
-                    sha256, source = expected[filename]
-                    assert f["hashes"]["sha256"] == sha256, (index, filename, source)
+                    entry = expected[filename]
+                    assert f["hashes"]["sha256"] == entry.sha256, (index, filename, entry)
                     got, data = self.request(
-                        "GET", f"{self.prefix(index)}files/{project}/{filename}")
-                    assert got.code == 200, (index, filename, source, got.code, data)
-                    assert hashlib.sha256(data).hexdigest() == sha256, (index, filename, source)
+                        "GET", f"{self.prefix(index)}files/{project}/{filename}", auth=auth)
+                    if entry.denied:
+                        assert f.get("yanked"), (index, filename, "denied, not yanked")
+                        assert got.code == 403, (index, filename, got.code)
+                        continue
+                    assert got.code == 200, (index, filename, entry, got.code, data)
+                    assert hashlib.sha256(data).hexdigest() == entry.sha256, (index, filename)
+                    if entry.source != "upstream":
+                        self.reference.count(entry.source, filename, self.clock.seconds())
                     if f.get("size") is not None:
                         assert len(data) == f["size"], (index, filename)
                     if f.get("core-metadata"):
                         got, meta = self.request(
-                            "GET", f"{self.prefix(index)}files/{project}/{filename}.metadata")
+                            "GET", f"{self.prefix(index)}files/{project}/{filename}.metadata",
+                            auth=auth)
                         assert got.code == 200, (index, filename, got.code)
                         assert hashlib.sha256(meta).hexdigest() == \
                             f["core-metadata"]["sha256"], (index, filename)
                 for filename in sorted(known[project] - set(listed)):
                     got, data = self.request(
-                        "GET", f"{self.prefix(index)}files/{project}/{filename}")
+                        "GET", f"{self.prefix(index)}files/{project}/{filename}", auth=auth)
                     assert got.code != 200, (index, filename, "served, not listed")
+                self.legacy_json_agrees(index, project, expected, auth)
+
+    def legacy_json_agrees(self, index, project, expected, auth):
+        """
+        C{/pypi/<project>/json} lists the hosted files the page lists, with
+        the same hashes (an upstream project has no legacy JSON here).
+        """
+        expected = {name: f for name, f in expected.items() if f.source != "upstream"}
+        response, body = self.request("GET", f"{self.prefix(index)}pypi/{project}/json",
+                                      auth=auth)
+        if response.code != 200:
+            assert response.code == 404, (index, project, response.code, body)
+            assert not expected, (index, project, "legacy JSON missing", sorted(expected))
+            return
+        releases = json.loads(body)["releases"]
+        found = {f["filename"]: f for files in releases.values() for f in files}
+        assert set(found) == set(expected), (index, project, sorted(found), sorted(expected))
+        for filename, f in found.items():
+            assert f["digests"]["sha256"] == expected[filename].sha256, (index, filename)
 
     @invariant()
     def dated_view_never_gains(self):
         """
-        Once its date has passed, the dated view lists no file it did not
-        list then (a file deleted since may come back, restored from the
-        bin; nothing uploaded or promoted later joins or shadows).
+        After its date, the dated view lists only files that were in its
+        bases before it, with the hash they had (a file deleted since may
+        come back, restored from the bin; nothing uploaded or promoted
+        later joins or shadows).
         """
         if not hasattr(self, "reference") or self.clock.seconds() < AS_OF:
             return
         for project in PROJECTS:
-            response, body = self.request("GET", f"/dated/simple/{project}/", {"Accept": JSON})
-            listed = ({f["filename"] for f in json.loads(body)["files"]}
-                      if response.code == 200 else set())
-            if self.dated_seen is None:
-                self.dated_seen = {}
-            seen = self.dated_seen.setdefault(project, None)
-            if seen is None:
-                # (the first look after the date: what the view held at it)
-                self.dated_seen[project] = listed
-                continue
-            gained = listed - seen
-            assert not gained, ("dated", project, sorted(gained))
+            code, listed = self.page("dated", project)
+            before = self.reference.ever_before("dated", project, AS_OF)
+            for filename, f in listed.items():
+                assert before.get(filename) == f["hashes"]["sha256"], ("dated", filename)
 
     @invariant()
-    def probes_count_nothing(self):
+    def counts_move_by_full_downloads(self):
+        """
+        Probes (C{HEAD}, a C{304}, a first-byte range) count nothing; the
+        counts are the full downloads the reference counted.
+        """
         if not hasattr(self, "reference"):
             return
         for index in HOSTED:
             live = sorted(f for f, h in self.reference.held[index].items() if h.state == "live")
-            if not live:
-                continue
-            held = self.reference.held[index][live[0]]
+            if live:
+                held = self.reference.held[index][live[0]]
+                path = f"{self.prefix(index)}files/{held.project}/{held.filename}"
+                for method, headers in (("HEAD", {}),
+                                        ("GET", {"If-None-Match": f'"{held.sha256}"'}),
+                                        ("GET", {"Range": "bytes=0-0"})):
+                    self.request(method, path, headers, auth=self.auth["ops"])
             usage = self.registry.stacks[index].usage
             if usage is None:
                 continue
-            before = usage._counter.last_of(held.filename), repr(usage._counter._pending)
-            path = f"{self.prefix(index)}files/{held.project}/{held.filename}"
-            etag = f'"{held.sha256}"'
-            for method, headers in (("HEAD", {}), ("GET", {"If-None-Match": etag}),
-                                    ("GET", {"Range": "bytes=0-0"})):
-                self.request(method, path, headers)
-            after = usage._counter.last_of(held.filename), repr(usage._counter._pending)
-            assert before == after, (index, held.filename, "counted a probe")
+            assert usage.flush().called
+            response, body = self.request("GET", f"/api/usage?index={index}&days=90&limit=10000",
+                                          auth=ROOT)
+            assert response.code == 200, (index, response.code, body)
+            counted = {f["filename"]: f["downloads"] for f in json.loads(body)["files"]
+                       if f["downloads"]}
+            expected = {filename: n for (where, filename), n in self.reference.counts.items()
+                        if where == index and filename in counted or where == index and
+                        self.reference.held[index][filename].state == "live"}
+            assert counted == expected, (index, counted, expected)
+
+
+@cache
+def password_hash():
+    """The one password's hash (the users share it)."""
+    return hash_password(PASSWORD, FAST)
 
 
 class ModelTests(SynchronousTestCase):
