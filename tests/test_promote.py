@@ -21,7 +21,7 @@ from functools import partial
 
 import attrs
 from treq.testing import StubTreq
-from twisted.internet.defer import ensureDeferred
+from twisted.internet.defer import Deferred, ensureDeferred, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -32,6 +32,7 @@ from pypid.auth.verifier import PasswordVerifier
 from pypid.cli import admin
 from pypid.core.audit_chain import make_query
 from pypid.core.index import Index
+from pypid.core.names import filename_key
 from pypid.core.promotion import Promotion
 from pypid.core.promotion_journal import PromotionJournal
 from pypid.core.render import file_url_for
@@ -524,3 +525,90 @@ class HiddenHashTests(_PromoteCase):
         code, body = self.promote("root")
         self.assertEqual(code, 409, body)
         self.assertIn(hashlib.sha256(self.other[1]).hexdigest(), body)
+
+
+class DeleteRaceTests(_PromoteCase):
+    """
+    Issue 41, defect 7: a promotion and a delete of the same release in
+    the source come one after the other, in the order they reach the
+    source's locks; a promotion never lands a release deleted while it
+    waited.
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.host("staging", [WHEEL, SDIST])
+        self.keys = sorted({filename_key(name) for name, _ in (WHEEL, SDIST)})
+
+    def start_promote(self):
+        """The Deferred of a promotion's response, bob's, from staging to release."""
+        body = json.dumps({"from": "staging", "to": "release", "project": "widget",
+                           "version": "1.2"})
+        return self.client.post("http://127.0.0.1/api/promote", data=body, headers={
+            b"content-type": [b"application/json"], b"authorization": [basic("bob")]})
+
+    def delete_under_locks(self, gate):
+        """
+        Delete the release from staging as the publishing area does (under
+        staging's locks of its distributions), once C{gate} fires.
+        """
+        staging = self.stacks["staging"]
+
+        async def delete():
+            await gate
+            for filename, _ in (WHEEL, SDIST):
+                record = staging.index.get_file(filename)
+                await staging.stored.delete(record)
+                staging.index.remove(filename)
+        async def under(keys):
+            if not keys:
+                return await delete()
+            return await staging.locks.run(keys[0], under, keys[1:])
+        return ensureDeferred(under(self.keys))
+
+    def test_delete_first(self):
+        """A delete holds the source's locks: the promotion waits, then finds nothing (404)."""
+        gate = Deferred()
+        deleted = self.delete_under_locks(gate)
+        response = self.start_promote()
+        self.assertNoResult(response)
+        gate.callback(None)
+        self.successResultOf(deleted)
+        self.client.flush()
+        response = self.successResultOf(response)
+        body = self.successResultOf(response.content()).decode()
+        self.assertEqual(response.code, 404, body)
+        self.assertIn("deleted meanwhile", body)
+        self.assertEqual(len(self.stacks["release"].index), 0)
+        self.assertEqual(self.stacks["release"].stored.objects, {})
+
+    def test_promotion_first(self):
+        """
+        A promotion under way (its adopts not done) holds the source's
+        locks: the delete waits for it, and takes the source's copy only.
+        """
+        stack = self.stacks["release"]
+        measured = MeasuredStorage(stack.stored, time.monotonic)
+        held = []
+        real = stack.stored.adopt
+
+        def adopt(source, record, promotion):
+            d = Deferred()
+            held.append(d)
+            return d.addCallback(lambda _: real(source, record, promotion))
+        measured.adopt = adopt
+        self.stacks["release"] = attrs.evolve(stack, stored=measured)
+        response = self.start_promote()
+        self.assertEqual(len(held), 1)
+        deleted = self.delete_under_locks(succeed(None))
+        self.assertNoResult(deleted)
+        self.assertIsNotNone(self.stacks["staging"].index.get_file(WHEEL[0]))
+        while held:
+            held.pop().callback(None)
+        self.client.flush()
+        response = self.successResultOf(response)
+        self.assertEqual(response.code, 200, self.successResultOf(response.content()))
+        self.successResultOf(deleted)
+        self.assertIsNone(self.stacks["staging"].index.get_file(WHEEL[0]))
+        for filename, _ in (WHEEL, SDIST):
+            self.assertIsNotNone(self.stacks["release"].index.get_file(filename))

@@ -14,9 +14,10 @@ that holds it, and the answer names it); each filename free in C{to}
 distribution under another spelling). A filename C{to} holds with the
 same bytes is skipped, so a promotion may be repeated.
 
-Nothing is half-promoted. Under the target's locks of every distribution
-of the release (taken in sorted order, as no other change takes two, so
-none waits on another in a circle), a journal naming the files is kept
+Nothing is half-promoted. Under the source's and the target's locks of
+every distribution of the release (taken in one order, by index and key,
+as no other change takes two, so none waits on another in a circle), the
+release is read again from the source, and a journal naming the files is kept
 in the target's storage, then each file is adopted
 (L{pypid.storage.interface.IAdoptingStorage.adopt}: a hard link, a copy
 on the store's side); a failure discards the files adopted so far and
@@ -26,6 +27,13 @@ records: the very objects the source's index holds, so a promoted file's
 record takes its memory once. A crash in between leaves the journal,
 and the next start takes the promotion back before the index serves
 (L{pypid.state.loader.roll_back_promotions}).
+
+A promotion and a delete (or a purge) of the same release in the source
+come one after the other, in the order they take the source's lock: a
+delete that comes first leaves nothing to promote (404, nothing lands);
+a promotion that comes first lands, and the delete after it takes the
+source's copy only (issue 41: a promotion no longer lands a release
+deleted while it waited).
 
 Every promoted file is one C{promote} entry of the audit log (its
 C{index} the target, its C{target} the source index); a refusal to a
@@ -166,24 +174,40 @@ class Promote:
         records = self._release(source, project, version)
         if not records:
             raise NotFound(self._not_hosted(identity, source_name, project, version))
-        keys = sorted({filename_key(r.filename) or r.filename for r in records})
+        assert source is not None  # (a view holds no records)
+        keys = sorted({_key(r) for r in records})
+        # (the source's locks too, so that a delete, a yank or a purge of
+        # the release there and this promotion come one after the other;
+        # taken in one order, (index, key), as no other change takes two)
+        locks = sorted([(source_name, key, source.locks) for key in keys]
+                       + [(target_name, key, target.locks) for key in keys],
+                       key=lambda held: held[:2])
         promoted, skipped = await _under_locks(
-            target.locks, keys, self._promote_locked, request, identity, source_name,
-            target, project, records)
+            [(lock, key) for _, key, lock in locks], self._promote_locked, request, identity,
+            source, target, project, version, frozenset(keys))
         return send_json(request, {
             "from": source_name, "to": target_name, "project": project, "version": version,
             "promoted": promoted, "skipped": skipped})
 
-    async def _promote_locked(self, request: IRequest, identity: Identity, source_name: str,
-                              target: HostedStack, project: str,
-                              records: Sequence[FileRecord],
+    async def _promote_locked(self, request: IRequest, identity: Identity,
+                              source: HostedStack, target: HostedStack, project: str,
+                              version: str, keys: frozenset[str],
                               ) -> tuple[list[str], list[str]]:
-        """Check each file against the target, adopt them all or none, then index them."""
+        """
+        Check each file against the target, adopt them all or none, then
+        index them: the files of the release the source holds now, under
+        the locks (a delete that held them first took its files away).
+        """
         # (the credentials and the rights as they are now: a reload or a
         # revocation may have come while the lock was awaited)
         identity = await self._access.confirm(request, identity)
         if not self._access.may_write(identity, project, target.name):
             raise Forbidden(f"{identity.name} may not upload {project} to {target.name}")
+        source_name = source.name
+        records = [r for r in self._release(source, project, version) if _key(r) in keys]
+        if not records:
+            raise NotFound(f"no such release: {project} {version} in {source_name} "
+                           "(deleted meanwhile)")
         index = target.index
         # (the target's hash only to whoever may read it there: issue 41)
         reveal = self._access.identity_may_read(identity, project, target.name)
@@ -288,12 +312,18 @@ def _backend(storage: IStorage) -> IStorage:
     return storage.inner if isinstance(storage, MeasuredStorage) else storage
 
 
-async def _under_locks(locks: KeyedLock, keys: Sequence[str],
+def _key(record: FileRecord) -> str:
+    """The key of an index's lock a change to C{record}'s distribution is made under."""
+    return filename_key(record.filename) or record.filename
+
+
+async def _under_locks(locks: Sequence[tuple[KeyedLock, str]],
                        f: Callable[..., Awaitable[_T]], *args: Any) -> _T:
-    """Await C{f(*args)} holding every lock of C{keys} (sorted: taken in that order)."""
-    if not keys:
+    """Await C{f(*args)} holding every C{(lock, key)} of C{locks}, taken in that order."""
+    if not locks:
         return await f(*args)
-    return await locks.run(keys[0], _under_locks, locks, keys[1:], f, *args)
+    (lock, key), rest = locks[0], locks[1:]
+    return await lock.run(key, _under_locks, rest, f, *args)
 
 
 def other_bytes(filename: str, target: str, sha256: str | None) -> Conflict:
