@@ -41,9 +41,9 @@ L{tests.test_composition}.
 """
 
 import hashlib
+import io
 import json
 import os
-import io
 import tempfile
 from base64 import b64encode
 from datetime import UTC, datetime
