@@ -32,7 +32,7 @@ from pypid.bundle.sources import BundleSource, detect
 from pypid.core.distribution import inspect
 from pypid.core.provenance import Publisher, provenance_document
 from pypid.core.readme import render_description
-from pypid.storage.interface import StorageError
+from pypid.storage.interface import FilenameDeleted, StorageError
 from pypid.storage.memory import MemoryStorage
 from tests.distributions import make_sdist, make_wheel
 from tests.fakes import run_now, write_file
@@ -447,6 +447,27 @@ class RoundTripTests(TestCase):
                               again.buried_present, again.failed),
                              ([], sorted(before.records), [], 1, False))
             self.assertEqual((await target.scan({}, 0.0, (), False)).records, before.records)
+
+    async def test_binned_name_kept(self):
+        """
+        Issue 41, defect 7: a file in the recycle bin is not carried, but
+        its name is, as a tombstone: after the import, the name stays
+        closed (an upload of other bytes under it is refused).
+        """
+        source = await self.source_storage()
+        binned = await self.publish(source, *make_wheel("holy-grail", "3.0"))
+        await source.update(binned.replace(binned=self.clock.seconds()))
+        path, exported = await self.exported(source)
+        self.assertEqual((exported.files, exported.tombstones), (3, 2))
+        target = self.storage()
+        report = await self.imported(path, target)
+        self.assertEqual(sorted(report.buried), sorted([self.gone, binned.filename]))
+        after = await target.scan({}, 0.0, (), False)
+        self.assertNotIn(binned.filename, after.records)
+        self.assertIn(binned.filename, after.tombstones)
+        filename, data = make_wheel("holy-grail", "3.0", module_text="other bytes")
+        with self.assertRaises(FilenameDeleted):
+            await self.publish(target, filename, data)
 
     async def attested(self, storage, dist, provenance):
         """Publish C{dist} with C{provenance} kept beside it; return the record."""

@@ -12,6 +12,11 @@ an upload after the scan is not in the bundle, a yank after it is not
 either, and a file deleted before it is copied is left out and reported
 (the run then exits 1, and a second run gives the bundle as it is then).
 
+A file in the recycle bin is not carried: its name is, as a tombstone,
+so that the server a bundle is imported into keeps the name closed (no
+other bytes, and no upstream, under a name this one still holds); restore
+a file before the export to carry it.
+
 Members are written file by file: each file, then its metadata and
 details (nothing of a file left out stays behind), then the records, the
 tombstones and the manifest.
@@ -214,11 +219,14 @@ async def _pack_files(storage: IStorage, snapshot_path: str | None, index: str,
     """
     scanned = await load_records(storage, snapshot_path, run)
     taken: list[FileRecord] = []
+    binned: set[str] = set()
     for filename in sorted(scanned.records):
         record = scanned.records[filename]
         if record.binned is not None:
             # (deleted, in the recycle bin until its purge: not a file the
-            # index serves, so not one a bundle carries)
+            # index serves, so not one a bundle carries; its name travels
+            # as a tombstone, so that an import keeps it closed: issue 41)
+            binned.add(filename)
             continue
         metadata = await read_metadata(storage, record)
         details = await storage.read_details(record)
@@ -244,7 +252,7 @@ async def _pack_files(storage: IStorage, snapshot_path: str | None, index: str,
         report.bytes += record.size
         report.metadata += metadata is not None
         report.details += details is not None
-    return taken, scanned.tombstones
+    return taken, scanned.tombstones | binned
 
 
 async def _pack_records(index: str, taken: list[FileRecord],
