@@ -521,8 +521,11 @@ INDEX_IDENTITIES = ("anon", "alice", "carol", "admin", "wrong", "t-release", "t-
 
 #: the indexes of L{INDEX_TABLE}: hosted C{release}; C{staging}, hosted,
 #: based on release; C{prod}, a view of release; C{secret}, hosted, that
-#: carol alone reads and uploads to; C{nosuch}, missing
-INDEXES = ("release", "staging", "prod", "secret", "nosuch")
+#: carol alone reads and uploads to; C{vault}, a view of secret, and
+#: C{team}, hosted on it, that carol alone reads (issue 41, defect 6: an
+#: index that reads a restricted one through its bases keeps to its
+#: readers, or the configuration is refused); C{nosuch}, missing
+INDEXES = ("release", "staging", "prod", "secret", "vault", "team", "nosuch")
 
 #: the routes under C{/NAME/} ({i} the index), as L{ROWS}
 INDEX_ROWS = (
@@ -561,7 +564,7 @@ class IndexAccessTableTests(SynchronousTestCase):
     """
 
     def build(self, read):
-        server = Server(self, read=read)
+        server = Server(self, read=read, through=True)
         make = server.tokens.make
         auth = {"anon": None, "alice": basic("alice"), "carol": basic("carol"),
                 "admin": basic("root"), "wrong": basic("alice", "wrong")}
@@ -607,7 +610,7 @@ class IndexAccessTableTests(SynchronousTestCase):
                 got = tuple(cells[who][0] for who in INDEX_IDENTITIES)
                 self.assertEqual(dict(zip(INDEX_IDENTITIES, got, strict=True)),
                                  dict(zip(INDEX_IDENTITIES, want, strict=True)), str(key))
-                if index != "secret":
+                if index not in ("secret", "vault", "team"):
                     continue
                 missing = answers[(method, template, "nosuch", project)]
                 for who in INDEX_IDENTITIES:
@@ -650,11 +653,15 @@ GET    /{i}                             release -          | 301 301 301 301 301
 GET    /{i}                             staging -          | 301 301 301 301 301 301 301 | 401 301 301 301 401 404 301
 GET    /{i}                             prod    -          | 301 301 301 301 301 301 301 | 401 301 301 301 401 404 404
 GET    /{i}                             secret  -          | 401 404 301 301 401 404 404 | 401 404 301 301 401 404 404
+GET    /{i}                             vault   -          | 401 404 301 301 401 404 404 | 401 404 301 301 401 404 404
+GET    /{i}                             team    -          | 401 404 301 301 401 404 404 | 401 404 301 301 401 404 404
 GET    /{i}                             nosuch  -          | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
 GET    /{i}/simple/                     release -          | 200 200 200 200 200 200 200 | 401 200 200 200 401 200 404
 GET    /{i}/simple/                     staging -          | 200 200 200 200 200 200 200 | 401 200 200 200 401 404 200
 GET    /{i}/simple/                     prod    -          | 200 200 200 200 200 200 200 | 401 200 200 200 401 404 404
 GET    /{i}/simple/                     secret  -          | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
+GET    /{i}/simple/                     vault   -          | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
+GET    /{i}/simple/                     team    -          | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
 GET    /{i}/simple/                     nosuch  -          | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
 GET    /{i}/simple/{p}/                 release holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 200 404
 GET    /{i}/simple/{p}/                 release no-such    | 404 404 404 404 404 404 404 | 401 404 404 404 401 404 404
@@ -663,43 +670,61 @@ GET    /{i}/simple/{p}/                 staging no-such    | 404 404 404 404 404
 GET    /{i}/simple/{p}/                 prod    holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 404 404
 GET    /{i}/simple/{p}/                 prod    no-such    | 404 404 404 404 404 404 404 | 401 404 404 404 401 404 404
 GET    /{i}/simple/{p}/                 secret  holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
+GET    /{i}/simple/{p}/                 vault   holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
+GET    /{i}/simple/{p}/                 team    holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
 GET    /{i}/simple/{p}/                 secret  no-such    | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
+GET    /{i}/simple/{p}/                 vault   no-such    | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
+GET    /{i}/simple/{p}/                 team    no-such    | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
 GET    /{i}/simple/{p}/                 nosuch  holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
 GET    /{i}/simple/{p}/                 nosuch  no-such    | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
 GET    /{i}/files/{p}/{f}               release holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 200 404
 GET    /{i}/files/{p}/{f}               staging holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 404 200
 GET    /{i}/files/{p}/{f}               prod    holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 404 404
 GET    /{i}/files/{p}/{f}               secret  holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
+GET    /{i}/files/{p}/{f}               vault   holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
+GET    /{i}/files/{p}/{f}               team    holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
 GET    /{i}/files/{p}/{f}               nosuch  holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
 GET    /{i}/files/{p}/{f}.metadata      release holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 200 404
 GET    /{i}/files/{p}/{f}.metadata      staging holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 404 200
 GET    /{i}/files/{p}/{f}.metadata      prod    holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 404 404
 GET    /{i}/files/{p}/{f}.metadata      secret  holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
+GET    /{i}/files/{p}/{f}.metadata      vault   holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
+GET    /{i}/files/{p}/{f}.metadata      team    holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
 GET    /{i}/files/{p}/{f}.metadata      nosuch  holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
 GET    /{i}/pypi/{p}/json               release holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 200 404
 GET    /{i}/pypi/{p}/json               staging holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 404 200
 GET    /{i}/pypi/{p}/json               prod    holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 404 404
 GET    /{i}/pypi/{p}/json               secret  holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
+GET    /{i}/pypi/{p}/json               vault   holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
+GET    /{i}/pypi/{p}/json               team    holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
 GET    /{i}/pypi/{p}/json               nosuch  holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
 GET    /{i}/pypi/{p}/1.0/json           release holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 200 404
 GET    /{i}/pypi/{p}/1.0/json           staging holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 404 200
 GET    /{i}/pypi/{p}/1.0/json           prod    holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 404 404
 GET    /{i}/pypi/{p}/1.0/json           secret  holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
+GET    /{i}/pypi/{p}/1.0/json           vault   holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
+GET    /{i}/pypi/{p}/1.0/json           team    holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
 GET    /{i}/pypi/{p}/1.0/json           nosuch  holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
 GET    /{i}/                            release -          | 200 200 200 200 200 200 200 | 401 200 200 200 401 200 404
 GET    /{i}/                            staging -          | 200 200 200 200 200 200 200 | 401 200 200 200 401 404 200
 GET    /{i}/                            prod    -          | 200 200 200 200 200 200 200 | 401 200 200 200 401 404 404
 GET    /{i}/                            secret  -          | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
+GET    /{i}/                            vault   -          | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
+GET    /{i}/                            team    -          | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
 GET    /{i}/                            nosuch  -          | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
 GET    /{i}/search?q={p}                release holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 200 404
 GET    /{i}/search?q={p}                staging holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 404 200
 GET    /{i}/search?q={p}                prod    holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 404 404
 GET    /{i}/search?q={p}                secret  holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
+GET    /{i}/search?q={p}                vault   holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
+GET    /{i}/search?q={p}                team    holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
 GET    /{i}/search?q={p}                nosuch  holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
 GET    /{i}/api/search?q={p}            release holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 200 404
 GET    /{i}/api/search?q={p}            staging holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 404 200
 GET    /{i}/api/search?q={p}            prod    holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 404 404
 GET    /{i}/api/search?q={p}            secret  holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
+GET    /{i}/api/search?q={p}            vault   holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
+GET    /{i}/api/search?q={p}            team    holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
 GET    /{i}/api/search?q={p}            nosuch  holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
 GET    /{i}/project/{p}/                release holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 200 404
 GET    /{i}/project/{p}/                release no-such    | 404 404 404 404 404 404 404 | 401 404 404 404 401 404 404
@@ -708,67 +733,95 @@ GET    /{i}/project/{p}/                staging no-such    | 404 404 404 404 404
 GET    /{i}/project/{p}/                prod    holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 404 404
 GET    /{i}/project/{p}/                prod    no-such    | 404 404 404 404 404 404 404 | 401 404 404 404 401 404 404
 GET    /{i}/project/{p}/                secret  holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
+GET    /{i}/project/{p}/                vault   holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
+GET    /{i}/project/{p}/                team    holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
 GET    /{i}/project/{p}/                secret  no-such    | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
+GET    /{i}/project/{p}/                vault   no-such    | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
+GET    /{i}/project/{p}/                team    no-such    | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
 GET    /{i}/project/{p}/                nosuch  holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
 GET    /{i}/project/{p}/                nosuch  no-such    | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
 GET    /{i}/project/{p}/1.0/            release holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 200 404
 GET    /{i}/project/{p}/1.0/            staging holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 404 200
 GET    /{i}/project/{p}/1.0/            prod    holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 404 404
 GET    /{i}/project/{p}/1.0/            secret  holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
+GET    /{i}/project/{p}/1.0/            vault   holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
+GET    /{i}/project/{p}/1.0/            team    holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
 GET    /{i}/project/{p}/1.0/            nosuch  holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
 POST   /{i}/                            release holy-grail | 401 200 200 200 401 200 403 | 401 200 200 200 401 200 404
 POST   /{i}/                            staging holy-grail | 401 200 200 200 401 403 200 | 401 200 200 200 401 404 200
 POST   /{i}/                            prod    holy-grail | 401 405 405 405 401 405 405 | 401 405 405 405 401 404 404
 POST   /{i}/                            secret  holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
+POST   /{i}/                            vault   holy-grail | 401 404 405 405 401 404 404 | 401 404 405 405 401 404 404
+POST   /{i}/                            team    holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
 POST   /{i}/                            nosuch  holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
 POST   /{i}/legacy                      release holy-grail | 401 200 200 200 401 200 403 | 401 200 200 200 401 200 404
 POST   /{i}/legacy                      staging holy-grail | 401 200 200 200 401 403 200 | 401 200 200 200 401 404 200
 POST   /{i}/legacy                      prod    holy-grail | 401 405 405 405 401 405 405 | 401 405 405 405 401 404 404
 POST   /{i}/legacy                      secret  holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
+POST   /{i}/legacy                      vault   holy-grail | 401 404 405 405 401 404 404 | 401 404 405 405 401 404 404
+POST   /{i}/legacy                      team    holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
 POST   /{i}/legacy                      nosuch  holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
 POST   /{i}/legacy/                     release holy-grail | 401 200 200 200 401 200 403 | 401 200 200 200 401 200 404
 POST   /{i}/legacy/                     staging holy-grail | 401 200 200 200 401 403 200 | 401 200 200 200 401 404 200
 POST   /{i}/legacy/                     prod    holy-grail | 401 405 405 405 401 405 405 | 401 405 405 405 401 404 404
 POST   /{i}/legacy/                     secret  holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
+POST   /{i}/legacy/                     vault   holy-grail | 401 404 405 405 401 404 404 | 401 404 405 405 401 404 404
+POST   /{i}/legacy/                     team    holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
 POST   /{i}/legacy/                     nosuch  holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
 POST   /{i}/api/files/{f}/yank          release holy-grail | 401 200 200 200 401 200 404 | 401 200 200 200 401 200 404
 POST   /{i}/api/files/{f}/yank          staging holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
 POST   /{i}/api/files/{f}/yank          prod    holy-grail | 401 405 405 405 401 405 405 | 401 405 405 405 401 404 404
 POST   /{i}/api/files/{f}/yank          secret  holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
+POST   /{i}/api/files/{f}/yank          vault   holy-grail | 401 404 405 405 401 404 404 | 401 404 405 405 401 404 404
+POST   /{i}/api/files/{f}/yank          team    holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
 POST   /{i}/api/files/{f}/yank          nosuch  holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
 POST   /{i}/api/files/{f}/unyank        release holy-grail | 401 200 200 200 401 200 404 | 401 200 200 200 401 200 404
 POST   /{i}/api/files/{f}/unyank        staging holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
 POST   /{i}/api/files/{f}/unyank        prod    holy-grail | 401 405 405 405 401 405 405 | 401 405 405 405 401 404 404
 POST   /{i}/api/files/{f}/unyank        secret  holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
+POST   /{i}/api/files/{f}/unyank        vault   holy-grail | 401 404 405 405 401 404 404 | 401 404 405 405 401 404 404
+POST   /{i}/api/files/{f}/unyank        team    holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
 POST   /{i}/api/files/{f}/unyank        nosuch  holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
 DELETE /{i}/api/files/{f}               release holy-grail | 401 200 200 200 401 200 404 | 401 200 200 200 401 200 404
 DELETE /{i}/api/files/{f}               staging holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
 DELETE /{i}/api/files/{f}               prod    holy-grail | 401 405 405 405 401 405 405 | 401 405 405 405 401 404 404
 DELETE /{i}/api/files/{f}               secret  holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
+DELETE /{i}/api/files/{f}               vault   holy-grail | 401 404 405 405 401 404 404 | 401 404 405 405 401 404 404
+DELETE /{i}/api/files/{f}               team    holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
 DELETE /{i}/api/files/{f}               nosuch  holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
 POST   /{i}/api/files/{f}/restore       release holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
 POST   /{i}/api/files/{f}/restore       staging holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
 POST   /{i}/api/files/{f}/restore       prod    holy-grail | 401 405 405 405 401 405 405 | 401 405 405 405 401 404 404
 POST   /{i}/api/files/{f}/restore       secret  holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
+POST   /{i}/api/files/{f}/restore       vault   holy-grail | 401 404 405 405 401 404 404 | 401 404 405 405 401 404 404
+POST   /{i}/api/files/{f}/restore       team    holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
 POST   /{i}/api/files/{f}/restore       nosuch  holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
 POST   /{i}/api/projects/{p}/1.0/yank   release holy-grail | 401 200 200 200 401 200 404 | 401 200 200 200 401 200 404
 POST   /{i}/api/projects/{p}/1.0/yank   staging holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
 POST   /{i}/api/projects/{p}/1.0/yank   prod    holy-grail | 401 405 405 405 401 405 405 | 401 405 405 405 401 404 404
 POST   /{i}/api/projects/{p}/1.0/yank   secret  holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
+POST   /{i}/api/projects/{p}/1.0/yank   vault   holy-grail | 401 404 405 405 401 404 404 | 401 404 405 405 401 404 404
+POST   /{i}/api/projects/{p}/1.0/yank   team    holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
 POST   /{i}/api/projects/{p}/1.0/yank   nosuch  holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
 POST   /{i}/api/projects/{p}/1.0/unyank release holy-grail | 401 200 200 200 401 200 404 | 401 200 200 200 401 200 404
 POST   /{i}/api/projects/{p}/1.0/unyank staging holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
 POST   /{i}/api/projects/{p}/1.0/unyank prod    holy-grail | 401 405 405 405 401 405 405 | 401 405 405 405 401 404 404
 POST   /{i}/api/projects/{p}/1.0/unyank secret  holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
+POST   /{i}/api/projects/{p}/1.0/unyank vault   holy-grail | 401 404 405 405 401 404 404 | 401 404 405 405 401 404 404
+POST   /{i}/api/projects/{p}/1.0/unyank team    holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
 POST   /{i}/api/projects/{p}/1.0/unyank nosuch  holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
 DELETE /{i}/api/projects/{p}/2.0        release holy-grail | 401 200 200 200 401 200 404 | 401 200 200 200 401 200 404
 DELETE /{i}/api/projects/{p}/2.0        staging holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
 DELETE /{i}/api/projects/{p}/2.0        prod    holy-grail | 401 405 405 405 401 405 405 | 401 405 405 405 401 404 404
 DELETE /{i}/api/projects/{p}/2.0        secret  holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
+DELETE /{i}/api/projects/{p}/2.0        vault   holy-grail | 401 404 405 405 401 404 404 | 401 404 405 405 401 404 404
+DELETE /{i}/api/projects/{p}/2.0        team    holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
 DELETE /{i}/api/projects/{p}/2.0        nosuch  holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
 POST   /{i}/api/projects/{p}/status     release holy-grail | 401 403 403 400 401 403 403 | 401 403 403 400 401 403 404
 POST   /{i}/api/projects/{p}/status     staging holy-grail | 401 403 403 400 401 403 403 | 401 403 403 400 401 404 403
 POST   /{i}/api/projects/{p}/status     prod    holy-grail | 401 405 405 405 401 405 405 | 401 405 405 405 401 404 404
 POST   /{i}/api/projects/{p}/status     secret  holy-grail | 401 404 403 400 401 404 404 | 401 404 403 400 401 404 404
+POST   /{i}/api/projects/{p}/status     vault   holy-grail | 401 404 405 405 401 404 404 | 401 404 405 405 401 404 404
+POST   /{i}/api/projects/{p}/status     team    holy-grail | 401 404 403 400 401 404 404 | 401 404 403 400 401 404 404
 POST   /{i}/api/projects/{p}/status     nosuch  holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
 """

@@ -66,13 +66,19 @@ class Server:
 
     def __init__(self, case, read="everyone", named=True, tokens_indexes=("release",),
                  rules=(), base_url=None, release_read=None, default_upload=None,
-                 default_read=None):
+                 default_read=None, through=False):
+        """
+        @param through: add two indexes that read C{secret} through their
+            bases, with its readers alone (carol): C{vault}, a view of it,
+            and C{team}, hosted on it (carol uploads).
+        """
         self.case = case
         self.clock = Clock()
         self.clock.advance(START)
         folder = os.path.abspath(case.mktemp())
         self.stacks = {}
-        for name in ("default", "release", "staging", "secret"):
+        hosted = ("default", "release", "staging", "secret", *(("team",) if through else ()))
+        for name in hosted:
             storage = MemoryStorage(os.path.join(folder, name), self.clock)
             case.successResultOf(storage.prepare())
             self.stacks[name] = HostedSource(name, Index(file_url_for(None)), storage,
@@ -91,13 +97,24 @@ class Server:
         }
         order = {"release": ("release",), "staging": ("staging", "release"),
                  "prod": ("release",), "secret": ("secret",)}
+        if through:
+            views["vault"] = IndexView("vault", (ChainSource("secret", hosted=s["secret"].index),),
+                                       Filters(), file_url_for(None))
+            views["team"] = IndexView("team", (ChainSource("team", hosted=s["team"].index),
+                                               ChainSource("secret", hosted=s["secret"].index)),
+                                      Filters(), file_url_for(None))
+            order.update(vault=("secret",), team=("team", "secret"))
         parts = [IndexParts(name, view, tuple(s[n] for n in order[name]),
-                            hosted=name != "prod") for name, view in views.items()]
+                            hosted=name not in ("prod", "vault"))
+                 for name, view in views.items()]
         users = {name: hash_password(PASSWORD, FAST) for name in ("alice", "carol", "root")}
         verifier = PasswordVerifier(users, self.clock, None, run_in_pool=run_in_pool_now)
         model = AccessModel(read=read, admins=frozenset({"root"}), rules=tuple(rules), indexes={
             "release": grants((release_read or read,)), "staging": grants((read,)), "prod": grants((read,), ()),
-            "secret": grants(("user:carol",), ("user:carol",))} if named else {})
+            "secret": grants(("user:carol",), ("user:carol",)),
+            **({"vault": grants(("user:carol",), ()),
+                "team": grants(("user:carol",), ("user:carol",))} if through else {}),
+        } if named else {})
         if default_upload is not None or default_read is not None:
             # ([index:default] read and upload: the default index's own grants)
             model = attrs.evolve(model, indexes={**model.indexes, "default": grants(
