@@ -25,7 +25,7 @@ from pypid.core.details import Details
 from pypid.core.distribution import inspect
 from pypid.core.model import FileRecord
 from pypid.core.promotion import Promotion
-from pypid.storage import folder_changes, folder_imports
+from pypid.storage import folder_changes, folder_imports, folder_scan
 from pypid.storage.interface import (
     FileExists,
     FilenameDeleted,
@@ -1429,9 +1429,19 @@ class LocalStorageSnapshotTrustTests(SynchronousTestCase):
         self.assertEqual(result.records[self.record.filename].sha256,
                          hashlib.sha256(read_file(path)).hexdigest())
 
+    def test_change_within_margin(self):
+        """
+        A folder changed less than L{CHANGE_TIME_MARGIN} before the snapshot
+        counts as changed after it (its time may lag the real one by a tick of
+        the kernel's clock): the scan looks at every file again.
+        """
+        since = self.after_writes()
+        self.patch(folder_scan, "CHANGE_TIME_MARGIN", 3600.0)
+        self.assertIsNone(self.scan(since).records[self.record.filename].yanked)
+
     def after_writes(self):
-        """A snapshot time just after every write so far."""
-        time.sleep(0.01)
+        """A snapshot time after every write so far, past the margin."""
+        time.sleep(2 * folder_scan.CHANGE_TIME_MARGIN + 0.01)
         return time.time()
 
 

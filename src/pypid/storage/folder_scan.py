@@ -12,6 +12,7 @@ belong together.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -26,6 +27,18 @@ from pypid.storage.interface import ScanResult
 from pypid.storage.sidecars import PROMOTION, RECORD, Sidecars, is_tombstone
 
 log = Logger()
+
+#: Linux's C{CLOCK_REALTIME_COARSE} (C{time} does not name it).
+_CLOCK_REALTIME_COARSE = 5
+
+#: How much earlier than the snapshot's time a folder's change time may be
+#: and still count as a change after it: one tick of the clock the kernel
+#: stamps change times with (Linux: its coarse clock, up to 10 ms behind
+#: C{time.time()}). Without the margin, a file linked in just after the
+#: snapshot was taken could carry an earlier time and be missed. (Filesystems
+#: that keep whole seconds, such as FAT, are not meant to hold the storage.)
+CHANGE_TIME_MARGIN = (time.clock_getres(_CLOCK_REALTIME_COARSE)
+                      if sys.platform == "linux" else 0.01)
 
 
 @attrs.define(eq=False)
@@ -59,6 +72,9 @@ class FolderScan:
         # A snapshot from the future means the clock went back: trust no time.
         if since > started:
             since = 0.0
+        elif since:
+            # (a change stamped up to a tick early counts as after C{since})
+            since -= CHANGE_TIME_MARGIN
         if since and known and self._unchanged_since(since) and self._same_sizes(known):
             # (promotions: L{None}, as the snapshot has them)
             return ScanResult(records=dict(known), tombstones=known_tombstones,
@@ -197,7 +213,7 @@ class FolderScan:
         be looked at. Every change pypid makes renames or links a file into a
         folder, and so does any copy or removal by hand; the test is on the
         folders' change times (ctime), which neither a restore nor C{touch}
-        can set back.
+        can set back, compared with a margin (L{CHANGE_TIME_MARGIN}).
         """
         try:
             if os.stat(self._sidecars.files_dir).st_ctime >= since:
