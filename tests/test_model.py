@@ -90,7 +90,7 @@ settings.register_profile("ci", max_examples=12, stateful_step_count=12, deadlin
                           suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("medium", max_examples=200, stateful_step_count=30, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
-settings.register_profile("long", max_examples=4000, stateful_step_count=40, deadline=None,
+settings.register_profile("long", max_examples=400, stateful_step_count=40, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
 

@@ -307,20 +307,34 @@ def transfer_of(request: IRequest, size: int, etag: bytes) -> str | None:
     """
     if request.method != b"GET":
         return None
+    wanted = _wanted(request, size, etag)
+    if wanted is None:
+        return WHOLE
+    if isinstance(wanted, int):
+        return None
+    return TAIL if wanted[1] == size - 1 else None
+
+
+def _wanted(request: IRequest, size: int, etag: bytes) -> int | tuple[int, int] | None:
+    """
+    What C{request} asks of a stored object of C{size} bytes: L{None} (the
+    whole of it), C{(start, end)} (the bytes of a range, both included), or
+    the status of an answer with no bytes of it (C{304}, C{416}). One
+    reading for L{_plan}, which answers, and L{transfer_of}, which counts.
+    """
     reqheaders = request.requestHeaders
     inm = reqheaders.getRawHeaders(b"if-none-match")
     if inm and etag_matches(inm, etag):
-        return None
+        return 304
     range_header = reqheaders.getRawHeaders(b"range")
     if range_header:
         if_range = reqheaders.getRawHeaders(b"if-range")
         if not if_range or if_range[0].strip() == etag:
             byte_range = parse_range(range_header[0], size)
             if byte_range == "unsatisfiable":
-                return None
-            if byte_range is not None:
-                return TAIL if byte_range[1] == size - 1 else None
-    return WHOLE
+                return 416
+            return byte_range
+    return None
 
 
 def _plan(request: IRequest, size: int, etag: bytes,
@@ -336,28 +350,20 @@ def _plan(request: IRequest, size: int, etag: bytes,
     headers.setRawHeaders(b"etag", [etag])
     headers.setRawHeaders(b"cache-control", [FILE_CACHE_CONTROL])
     headers.setRawHeaders(b"accept-ranges", [b"bytes"])
-    reqheaders = request.requestHeaders
-    inm = reqheaders.getRawHeaders(b"if-none-match")
-    if inm and etag_matches(inm, etag):
-        request.setResponseCode(304)
-        return b"", None
-    byte_range = None
-    range_header = reqheaders.getRawHeaders(b"range")
-    if range_header:
-        if_range = reqheaders.getRawHeaders(b"if-range")
-        if not if_range or if_range[0].strip() == etag:
-            byte_range = parse_range(range_header[0], size)
-    if byte_range == "unsatisfiable":
-        request.setResponseCode(416)
+    wanted = _wanted(request, size, etag)
+    if wanted is None:
+        return 0, size
+    if isinstance(wanted, int):
+        request.setResponseCode(wanted)
+        if wanted == 304:
+            return b"", None
         headers.setRawHeaders(b"content-range", [b"bytes */%d" % size])
         headers.setRawHeaders(b"content-type", [TEXT])
         return b"Requested range not satisfiable\n", None
-    if byte_range is not None:
-        start, end = byte_range
-        request.setResponseCode(206)
-        headers.setRawHeaders(b"content-range", [b"bytes %d-%d/%d" % (start, end, size)])
-        return start, end - start + 1
-    return 0, size
+    start, end = wanted
+    request.setResponseCode(206)
+    headers.setRawHeaders(b"content-range", [b"bytes %d-%d/%d" % (start, end, size)])
+    return start, end - start + 1
 
 
 def send_bytes(request: IRequest, data: bytes, etag: bytes,
