@@ -49,10 +49,15 @@ HOST = "127.0.0.1"
 USER = "uploader"
 PASSWORD = "s3cret-pässword"
 
-#: Seconds the server gets to answer /health after it is started.
-STARTUP_TIMEOUT = 10.0
-#: Seconds the server gets to exit after SIGTERM before it is killed.
-STOP_TIMEOUT = 10.0
+#: Seconds the server gets to answer /health after it is started: a safety
+#: limit, far above what a start takes even on a loaded machine (importing
+#: pypid alone takes seconds there).
+STARTUP_TIMEOUT = 60.0
+#: Seconds the server gets to exit after SIGTERM before it is killed: longer
+#: than the server's own wait for the requests in flight
+#: (L{pypid.daemon.listeners.DRAIN_TIMEOUT}) plus its last snapshot, so a
+#: request still running at the end of a test is not "did not stop".
+STOP_TIMEOUT = 60.0
 #: Seconds a client run (pip, uv, twine) may take.
 CLIENT_TIMEOUT = 120.0
 #: Seconds a raw HTTP request may take.

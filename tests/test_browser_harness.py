@@ -287,5 +287,8 @@ class LifecycleTests(SynchronousTestCase):
             started = time.monotonic()
             error = self.assertRaises(PlaywrightError, page.goto,
                                       f"http://other.example:{port}/clean")
+            # (not found, rather than the navigation's timeout; and sooner
+            # than a resolver that is asked and does not answer gives up,
+            # 5 s a try, with room for a loaded machine)
             self.assertIn("net::ERR_NAME_NOT_RESOLVED", str(error))
-            self.assertLess(time.monotonic() - started, 1.0)
+            self.assertLess(time.monotonic() - started, 10.0)

@@ -7,7 +7,6 @@ existing pypiserver folder, and configurations that must stop start-up.
 import os
 import signal
 import socket
-import time
 
 from pypid.core.names import normalize
 from tests.distributions import make_sdist, make_wheel, metadata_text
@@ -92,7 +91,7 @@ class RestartTests(DaemonTestCase):
         daemon, page, dists = self.populated("hangup")
         pid = daemon.pid
         os.kill(pid, signal.SIGHUP)
-        wait_for(lambda: b"Reloaded the configuration" in daemon.log_since_start(), 10,
+        wait_for(lambda: b"Reloaded the configuration" in daemon.log_since_start(), 60,
                  "the server did not log the signal")
         self.assertTrue(daemon.running())
         self.assertEqual(daemon.pid, pid)
@@ -120,7 +119,7 @@ class RestartTests(DaemonTestCase):
         def hangup(expected):
             before = daemon.log_since_start().count(expected)
             os.kill(daemon.pid, signal.SIGHUP)
-            wait_for(lambda: daemon.log_since_start().count(expected) > before, 10,
+            wait_for(lambda: daemon.log_since_start().count(expected) > before, 60,
                      f"no {expected!r} in the log")
 
         with open(daemon.config_path, "w", encoding="utf-8") as f:
@@ -159,21 +158,26 @@ class RestartTests(DaemonTestCase):
         head = (f"POST / HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: {content_type}\r\n"
                 f"Content-Length: {len(body)}\r\nAuthorization: {basic()}\r\n"
                 "Connection: close\r\n\r\n").encode()
+        # (cut in the middle of the file's bytes, past the part's headers,
+        # so the server spools what came: its spool file shows the request
+        # under way before SIGTERM comes)
+        half = body.index(data) + len(data) // 2
         sock = socket.create_connection((HOST, daemon.port), timeout=30)
         self.addCleanup(sock.close)
-        sock.sendall(head + body[: len(body) // 2])
-        time.sleep(0.3)
+        sock.sendall(head + body[:half])
+        wait_for(daemon.temp_files, 60,
+                 "the server did not start spooling the upload")
         daemon.process.send_signal(signal.SIGTERM)
-        wait_for(lambda: b"requests in flight" in daemon.log_since_start(), 10,
+        wait_for(lambda: b"requests in flight" in daemon.log_since_start(), 60,
                  "the server did not wait for the upload")
         with self.assertRaises(ConnectionRefusedError, msg="still listening after SIGTERM"):
             socket.create_connection((HOST, daemon.port), timeout=5).close()
-        sock.sendall(body[len(body) // 2:])
+        sock.sendall(body[half:])
         answer = b""
         while chunk := sock.recv(65536):
             answer += chunk
         self.assertTrue(answer.startswith(b"HTTP/1.1 200 "), answer[:200])
-        daemon.process.wait(timeout=15)
+        daemon.process.wait(timeout=60)
         daemon.start(port=daemon.port)
         self.assertEqual(list(files_by_name(daemon, "in-flight")), [filename])
 
@@ -237,7 +241,9 @@ class RestartTests(DaemonTestCase):
                     return wheel[0].encode() in f.read()
             except FileNotFoundError:
                 return False
-        wait_for(saved, 10, "the snapshot was not saved within 10 s")
+        # (well within the 30 s interval of the tests' configuration, so the
+        # file can only come from the 0.2 s interval set here)
+        wait_for(saved, 20, "the snapshot was not saved within 20 s")
         page = project_json(daemon, "periodic")
         daemon.restart(clean=False)
         self.assertIn(b"Index loaded: ", daemon.log_since_start())
@@ -283,7 +289,7 @@ class RestartTests(DaemonTestCase):
         # (the snapshot is served at once; what changed in storage since it
         # shows once the check that follows the start ends)
         wait_for(lambda: b"Storage checked against the snapshot" in daemon.log_since_start(),
-                 10, "storage was not checked against the snapshot within 10 s")
+                 60, "storage was not checked against the snapshot within 60 s")
         self.assertEqual(project_json(daemon, "crash-changes"), before)
         entries = files_by_name(daemon, "crash-changes")
         self.assertEqual(entries[yanked[0]]["yanked"], "crash test")
@@ -313,7 +319,7 @@ class CrashDuringUploadTests(DaemonTestCase):
             sizes = [os.path.getsize(os.path.join(daemon.temp_dir, n))
                      for n in daemon.temp_files()]
             return sizes and max(sizes) >= 1 << 20
-        wait_for(spooled, 10, lambda: f"the upload was not spooled: {daemon.temp_files()}")
+        wait_for(spooled, 60, lambda: f"the upload was not spooled: {daemon.temp_files()}")
         daemon.kill()
         self.assertNotEqual(daemon.temp_files(), [], "nothing was left to clean up")
         sock.close()

@@ -9,6 +9,8 @@ import socket
 import time
 from http import client as httpclient
 
+from twisted.python import log
+
 from tests.distributions import make_wheel, write_random_wheel
 from tests.e2e import (
     HOST,
@@ -123,7 +125,7 @@ class LargeUploadTests(DaemonTestCase):
         daemon = self.daemon
         before = daemon.memory()
 
-        self.clients.twine_upload(daemon, [path], timeout=120)
+        self.clients.twine_upload(daemon, [path], timeout=300)
         after_upload = daemon.memory()
         entry = files_by_name(daemon, "huge-pkg")[os.path.basename(path)]
         self.assertEqual(entry["hashes"]["sha256"], digest)
@@ -152,4 +154,7 @@ class LargeUploadTests(DaemonTestCase):
         self.assertEqual(daemon.temp_files(), [])
         os.remove(path)
         elapsed = time.monotonic() - started
-        self.assertLess(elapsed, 90, f"the 200 MB round trip took {elapsed:.1f} s")
+        log.msg(f"\nthe 200 MB round trip took {elapsed:.1f} s")
+        # (the test is about memory; this only catches a round trip that
+        # crawls, with room for a heavily loaded machine)
+        self.assertLess(elapsed, 600, f"the 200 MB round trip took {elapsed:.1f} s")

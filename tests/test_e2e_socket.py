@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import threading
-import time
 
 from tests.distributions import make_wheel
 from tests.e2e import (
@@ -27,6 +26,10 @@ from tests.e2e import (
     wait_for,
 )
 from tests.system import require
+
+#: Answers the client must get from each server (once the one before it is
+#: gone, so from it) before it is stopped in turn.
+ANSWERS_PER_SERVER = 20
 
 
 class SocketActivationTests(DaemonTestCase):
@@ -49,7 +52,7 @@ class SocketActivationTests(DaemonTestCase):
         self.addCleanup(self.stop_group, process)
         url = f"http://{HOST}:{port}/"
         # (systemd 252's tool starts its program at the first connection)
-        wait_for(lambda: self.answers(url), 20, "the held server did not answer")
+        wait_for(lambda: self.answers(url), 60, "the held server did not answer")
         return process, url, daemon
 
     @staticmethod
@@ -68,14 +71,20 @@ class SocketActivationTests(DaemonTestCase):
         process.wait(timeout=10)
 
     @staticmethod
-    def server_pid(config_path):
-        """The pid of the pypid serving now (the loop's child, not the loop's shell)."""
+    def server_pids(config_path):
+        """The pids of the pypid processes running now (the loop's child, not the loop's shell)."""
         found = subprocess.run(["pgrep", "-f", f"^[^ ]*python[0-9.]* .*twistd .*{config_path}"],
                                stdout=subprocess.PIPE, text=True, check=False).stdout.split()
-        return int(found[0]) if found else None
+        return [int(pid) for pid in found]
 
     def test_restarts_lose_no_request(self):
-        """Three restarts while a client fetches a page and a file in a loop: no failure."""
+        """
+        Three restarts while a client fetches a page and a file in a loop:
+        no failure. Each server is stopped only once it has answered the
+        client (so a graceful stop of a serving server is what is tested,
+        not the kill of one still starting), and each new one must answer
+        the client too.
+        """
         folder = os.path.abspath(self.mktemp())
         os.makedirs(folder)
         process, url, daemon = self.start_held(folder)
@@ -96,24 +105,43 @@ class SocketActivationTests(DaemonTestCase):
                     except OSError as e:
                         failures.append((path, repr(e)))
 
+        def serving(old_pid):
+            """
+            The pid of the one server running, once the server C{old_pid}
+            (if any) is gone; else L{None}.
+            """
+            pids = self.server_pids(daemon.config_path)
+            return pids[0] if len(pids) == 1 and pids[0] != old_pid else None
+
+        def answered_by_it(pid):
+            """
+            Wait until the server C{pid}, the only one running, answered
+            C{/health} and the client a few times.
+            """
+            wait_for(lambda: self.answers(url), 60,
+                     f"the server {pid} did not answer /health")
+            seen = len(answers)
+            wait_for(lambda: len(answers) >= seen + ANSWERS_PER_SERVER, 60,
+                     f"the client got no answers from the server {pid}")
+            self.assertEqual(self.server_pids(daemon.config_path), [pid])
+
         thread = threading.Thread(target=client)
         thread.start()
         try:
-            pids = set()
+            pids = []
+            pid = wait_for(lambda: serving(None), 60, "no server runs")
             for _ in range(3):
-                time.sleep(0.5)
-                pid = self.server_pid(daemon.config_path)
-                self.assertIsNotNone(pid)
-                pids.add(pid)
+                answered_by_it(pid)
+                pids.append(pid)
                 os.kill(pid, signal.SIGTERM)
-                wait_for(lambda pid=pid: self.server_pid(daemon.config_path) not in (None, pid), 20,
-                         "the loop did not start the server again")
-            time.sleep(0.5)
+                pid = wait_for(lambda old=pid: serving(old), 60,
+                               "the loop did not start the server again")
+            answered_by_it(pid)
         finally:
             stop.set()
             thread.join(timeout=60)
-        self.assertEqual(len(pids), 3)
+        self.assertEqual(len(set(pids)), 3)
         self.assertEqual(failures, [])
-        self.assertGreater(len(answers), 50)
+        self.assertGreaterEqual(len(answers), 4 * ANSWERS_PER_SERVER)
         # (the file was kept across the restarts: from the snapshot each time)
         self.assertEqual(http("GET", url + f"files/held/{filename}").body, data)

@@ -394,15 +394,21 @@ class RestartTests(DaemonTestCase):
     """What was fetched survives a restart, with the upstream down."""
 
     def test_restart_offline(self):
-        """Pages and files come back from the snapshot and the cache storage after a restart."""
+        """
+        Pages and files come back from the snapshot and the cache storage
+        after a restart; once the page is older than its C{ttl} (1 s), it
+        is served stale, and says so.
+        """
         upstream = UpstreamProcess(os.path.abspath(self.mktemp()))
         upstream.add_wheel("kept-app", "1.0")
         upstream.start()
         self.addCleanup(upstream.kill)
+        ttl = 1.0
         daemon = self.new_daemon(settings={"upstream.mode": "cache", "upstream.url": upstream.url,
-                                           "upstream.ttl": "1s"})
+                                           "upstream.ttl": f"{ttl:g}s"})
         target = os.path.abspath(self.mktemp())
         self.clients.pip_install(target, daemon.index_url, "kept-app")
+        fetched_by = time.monotonic()  # (the page was fetched no later than this)
         daemon.stop_cleanly()
         upstream.stop()
         daemon.start()
@@ -411,7 +417,11 @@ class RestartTests(DaemonTestCase):
         again = os.path.abspath(self.mktemp())
         self.clients.pip_install(again, daemon.index_url, "kept-app")
         self.assertEqual(installed(again), {"kept-app": "1.0"})
+        # However fast the machine was, the page is stale by now: more than
+        # the ttl has truly passed (with a margin for the two clocks).
+        time.sleep(max(0.0, fetched_by + ttl + 0.5 - time.monotonic()))
         page = http("GET", daemon.index_url + "kept-app/")
+        self.assertEqual(page.status, 200, page.body)
         self.assertTrue(page.header("warning"), "a stale page says so")
 
 

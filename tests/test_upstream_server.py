@@ -18,7 +18,7 @@ import treq
 from twisted.internet import reactor
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import ConnectionRefusedError
-from twisted.internet.task import deferLater
+from twisted.internet.task import Clock, deferLater
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import Agent, HTTPConnectionPool, ResponseFailed, ResponseNeverReceived
 from twisted.web.http_headers import Headers
@@ -30,8 +30,11 @@ from tests.upstream_server import (
     V1_JSON,
     Fault,
     Faults,
+    RequestLog,
     UpstreamIndex,
     UpstreamProcess,
+    UpstreamResource,
+    UpstreamServer,
     choose_media_type,
     start_in_reactor,
     wrong_bytes,
@@ -45,6 +48,21 @@ JSON_HEADERS = {"Accept": [PIP_ACCEPT]}
 def sha256(data):
     """Hex sha256 of bytes."""
     return hashlib.sha256(data).hexdigest()
+
+
+def outcome(d):
+    """
+    A list that gets what C{d} ends with (an answer or a failure) once it
+    has one, left in C{d} for whoever waits for it.
+    """
+    got = []
+
+    def keep(result):
+        got.append(result)
+        return result
+
+    d.addBoth(keep)
+    return got
 
 
 def sample_index():
@@ -150,6 +168,29 @@ class _InReactor(TestCase):
         """Give the client ends of the connections cut by a stop a moment to close."""
         return deferLater(reactor, 0.01, lambda: None)
 
+    async def clocked_server(self, clock):
+        """
+        Another server of the same index whose faults and raw answers keep
+        the time of C{clock} (a L{Clock} the test advances), so that what is
+        sent at once and what waits for an interval can be told apart
+        however fast the machine; stopped at the end.
+        """
+        resource = UpstreamResource(self.index, RequestLog(), clock=clock)
+        server = await UpstreamServer(self.index, reactor, resource).start()
+        self.addCleanup(server.stop)
+        return server
+
+    async def wait_until(self, condition, what, seconds=8.0):
+        """
+        Let the reactor run until C{condition()} holds; fail, naming C{what},
+        after C{seconds} (a safety limit, far beyond loopback's needs).
+        """
+        deadline = time.monotonic() + seconds
+        while not condition():
+            if time.monotonic() > deadline:
+                self.fail(f"still waiting after {seconds} s for {what}")
+            await deferLater(reactor, 0.005, lambda: None)
+
     def get(self, path, **kwargs):
         """GET a path of the server, following no redirect."""
         kwargs.setdefault("allow_redirects", False)
@@ -254,10 +295,21 @@ class InReactorTests(_InReactor):
         self.assertEqual(self.server.log.entries[-1].fault, "refuse")
 
     async def test_stall(self):
-        """stall never answers, so a client-side timeout fires."""
+        """
+        stall never answers: once the server has the request, no answer
+        comes, and the client's giving up (the cancel its timeout makes)
+        fails it with no response.
+        """
         self.server.fail("/simple/eggs/", "stall")
+        d = self.get("/simple/eggs/", timeout=None)
+        answered = outcome(d)
+        await self.wait_until(lambda: self.server.log.count("/simple/eggs/") == 1,
+                              "the request to reach the server")
+        await deferLater(reactor, 0.2, lambda: None)  # (an answer would have come by now)
+        self.assertEqual(answered, [], "a stalled request was answered")
+        d.cancel()
         with self.assertRaises(ResponseNeverReceived) as caught:
-            await self.get("/simple/eggs/", timeout=0.2)
+            await d
         self.assertTrue(caught.exception.reasons[0].check(CancelledError))
         self.assertEqual(self.server.log.count("/simple/eggs/"), 1)
 
@@ -265,23 +317,37 @@ class InReactorTests(_InReactor):
         """Stopping the server cuts a stalled request, and the stop completes."""
         self.server.fail("/simple/", "stall", prefix=True)
         d = self.get("/simple/eggs/")
-        await deferLater(reactor, 0.05, lambda: None)
+        answered = outcome(d)
+        await self.wait_until(lambda: self.server.log.count("/simple/eggs/") == 1,
+                              "the request to reach the server")
+        self.assertEqual(answered, [])
         await self.server.stop()
         with self.assertRaises(ResponseNeverReceived):
             await d
 
     async def test_slow(self):
-        """slow sends the headers at once, then one chunk per interval."""
+        """
+        slow sends the headers at once (before its clock moves), then one
+        chunk per interval: nothing more until the interval has passed.
+        """
+        clock = Clock()
+        server = await self.clocked_server(clock)
         entry = self.index.file("eggs-2.0-py3-none-any.whl")
         chunk = entry.size // 3 + 1
-        self.server.fail("/files/" + entry.filename, f"slow:0.2:{chunk}")
-        started = time.monotonic()
-        response = await self.get("/files/" + entry.filename, unbuffered=True)
-        headers_after = time.monotonic() - started
-        body = await response.content()
-        self.assertLess(headers_after, 0.2)
-        self.assertGreaterEqual(time.monotonic() - started, 0.59)
-        self.assertEqual(body, entry.data)
+        server.fail("/files/" + entry.filename, f"slow:1:{chunk}")
+        response = await self.http.get(server.base + "files/" + entry.filename,
+                                       unbuffered=True, timeout=self.request_timeout)
+        self.assertEqual((response.code, response.length), (200, entry.size))
+        received = []
+        d = treq.collect(response, received.append)
+        for n in range(1, 4):
+            await deferLater(reactor, 0.05, lambda: None)  # (anything early would show)
+            self.assertEqual(len(b"".join(received)), (n - 1) * chunk, f"before interval {n}")
+            clock.advance(1)
+            await self.wait_until(lambda n=n: len(b"".join(received)) >= min(n * chunk, entry.size),
+                                  f"chunk {n}")
+        await d
+        self.assertEqual(b"".join(received), entry.data)
 
     async def test_truncate(self):
         """truncate promises the full length, sends half, and the client sees a failure."""
@@ -457,7 +523,7 @@ class RawAndCookiesTests(_InReactor):
         received = []
         self.server.raw.clear("/files/liar")  # (cuts nothing: the body was sent)
         d = treq.collect(response, received.append)
-        await deferLater(reactor, 0.1, lambda: None)
+        await self.wait_until(lambda: b"".join(received) == b"abc", "the 3 bytes sent")
         await self.server.stop()
         with self.assertRaises(ResponseFailed):
             await d
@@ -488,14 +554,28 @@ class RawAndCookiesTests(_InReactor):
         self.assertEqual(self.server.raw.sending(), 0)
 
     async def test_raw_trickle(self):
-        """With an interval, the headers and prefix go at once, then a copy per interval."""
-        self.server.answer_raw("/files/slow", b"ab", prefix=b"<", suffix=b">", repeat=3,
-                               interval=0.1)
-        started = time.monotonic()
-        response = await self.get("/files/slow", unbuffered=True)
-        self.assertLess(time.monotonic() - started, 0.1)
-        self.assertEqual(await response.content(), b"<ababab>")
-        self.assertGreaterEqual(time.monotonic() - started, 0.29)
+        """
+        With an interval, the headers and prefix go at once (before the
+        server's clock moves), then a copy per interval, and the suffix.
+        """
+        clock = Clock()
+        server = await self.clocked_server(clock)
+        server.answer_raw("/files/slow", b"ab", prefix=b"<", suffix=b">", repeat=3,
+                          interval=1)
+        response = await self.http.get(server.base + "files/slow", unbuffered=True,
+                                       timeout=self.request_timeout)
+        self.assertEqual(response.code, 200)
+        received = []
+        d = treq.collect(response, received.append)
+        expected = [b"<", b"<ab", b"<abab", b"<ababab>"]
+        for n, sent in enumerate(expected):
+            await self.wait_until(lambda sent=sent: b"".join(received) == sent, repr(sent))
+            if n + 1 < len(expected):
+                await deferLater(reactor, 0.05, lambda: None)  # (anything early would show)
+                self.assertEqual(b"".join(received), sent, f"before interval {n + 1}")
+                clock.advance(1)
+        await d
+        self.assertEqual(b"".join(received), b"<ababab>")
 
     async def test_raw_http10(self):
         """An HTTP/1.0 raw answer has no Content-Length and ends with the close."""

@@ -81,8 +81,9 @@ DEFAULT_UPLOAD_TIME = datetime.datetime(2024, 1, 2, 3, 4, 5, tzinfo=datetime.UTC
 #: Bytes per write of the C{slow} mode when the mode does not say.
 SLOW_CHUNK = 256
 
-#: Seconds the upstream process gets to listen after it is started.
-STARTUP_TIMEOUT = 10.0
+#: Seconds the upstream process gets to listen after it is started (a safety
+#: limit, far above what a start takes even on a loaded machine).
+STARTUP_TIMEOUT = 60.0
 #: Seconds the upstream process gets to exit after SIGTERM before it is killed.
 STOP_TIMEOUT = 10.0
 #: Seconds a control request may take.
