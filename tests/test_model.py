@@ -36,8 +36,9 @@ The suite runs a short profile; before a release, run the long one::
 
     HYPOTHESIS_PROFILE=long .venv/bin/python -m twisted.trial tests.test_model
 
-(about 20 minutes here). Examples it finds are kept as ordinary tests in
-L{tests.test_composition}.
+(20 to 30 minutes on two cores: 15,123 steps in 408 examples ran clean in
+29 minutes with the other core busy). Examples it finds are kept as
+ordinary tests in L{tests.test_composition}.
 """
 
 import hashlib
