@@ -172,6 +172,24 @@ class LoaderTests(SynchronousTestCase):
         self.assertEqual(self.board.db.projects(), {"widget", "gadget"})
         self.assertEqual(len(reads), 2)
 
+    def test_refresh_zero(self):
+        """
+        C{refresh = 0} is accepted, and the sources are read at start-up
+        only (and at C{SIGHUP}): no timer reads them again.
+        """
+        from pypid.advisories import advisory_part
+        from pypid.config.advisory_settings import parse_refresh
+        self.assertEqual(parse_refresh("0"), 0.0)
+        reads = []
+        real = advisory_part.read_sources
+        self.patch(advisory_part, "read_sources", lambda *a: reads.append(a) or real(*a))
+        self.successResultOf(self.loader(refresh=0).startService())
+        self.assertEqual(self.board.db.projects(), {"widget"})
+        write_folder(self.folder, [GADGET])
+        self.clock.advance(30 * 86400)
+        self.assertEqual((self.board.db.projects(), len(reads)), ({"widget"}, 1))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
     def test_hostile_keeps_old(self):
         """
         A refresh that finds a hostile archive (too many entries) keeps the

@@ -210,6 +210,107 @@ class ConfigurationDocsTests(SynchronousTestCase):
                           "docs/configuration.rst does not show the parser's message")
 
 
+#: What a key's C{:Allowed:} field offers as a value: C{such as ``X``}, C{or
+#: ``X``}, C{e.g. ``X``}, C{for example ``X``}, C{default ``X``}, or C{``X``
+#: to}/C{for}/C{means} (C{``0`` to read them at start-up only}).
+_OFFERED = re.compile(r"(?:\bsuch as|\bor|\be\.g\.|\bfor example|\bdefault) ``([^`\s]+)``"
+                      r"|``([^`\s]+)`` (?:to|for|means)\b")
+
+#: Tokens those phrases catch that are not values of the key: a header's
+#: name, a size's units.
+_NOT_VALUES = {("pypid", "base_url"): {"Forwarded"}, ("pypid", "max_upload_size"): {"T", "iB"}}
+
+
+def _generic(section):
+    """The document's heading of a section: C{index:NAME} for C{index:release}."""
+    prefix, colon, _name = section.partition(":")
+    return f"{prefix}:NAME" if colon else section
+
+
+def offered_values(documented):
+    """
+    C{[(section, key, value)]}: every value a key's C{:Allowed:} field
+    offers (L{_OFFERED}), but another key's name, a C{[section]} and a bare
+    scheme (C{https://}).
+    """
+    every_key = {key for keys in documented.values() for key in keys}
+    found = []
+    for section, keys in documented.items():
+        for key, definition in keys.items():
+            allowed = re.search(r"^:Allowed: (.*?)(?=^:|\Z)", definition, re.MULTILINE | re.DOTALL)
+            if allowed is None:
+                continue
+            for such, leading in _OFFERED.findall(allowed.group(1).replace("\n", " ")):
+                value = such or leading
+                if (value.startswith("[") or value.endswith("://") or value in every_key
+                        or value in _NOT_VALUES.get((section, key), ())):
+                    continue
+                found.append((section, key, value))
+    return found
+
+
+def example_values(text):
+    """C{[(section, key, value)]}: every assignment of the document's C{ini} blocks."""
+    found = []
+    for block in re.findall(r"^\.\. code-block:: ini\n\n((?:   [^\n]*\n|\n)+)", text,
+                            re.MULTILINE):
+        parser = configparser.ConfigParser(interpolation=None, strict=False)
+        parser.optionxform = str
+        parser.read_string("\n".join(line[3:] for line in block.splitlines()))
+        found += [(section, key, value) for section in parser.sections()
+                  for key, value in parser.items(section)]
+    return found
+
+
+def _refused_values(values):
+    """Of C{values}, those the key's own parser refuses, each with its reason."""
+    keys_of = {**SCHEMA, **_named_keys()}
+    refused = []
+    for section, key, value in values:
+        keys = keys_of.get(_generic(section))
+        if keys is None or key not in keys:
+            if _generic(section) not in FREE_SECTIONS:
+                refused.append(f"[{section}] {key}: not a key")
+            continue
+        try:
+            keys[key][1](value)
+        except ValueError as e:
+            refused.append(f"[{section}] {key} = {value}: {e}")
+    return refused
+
+
+class ExampleValuesTests(SynchronousTestCase):
+    """
+    Every value C{docs/configuration.rst} shows or offers is one its key's
+    parser accepts (issue 42: C{[advisories] refresh = 0} was offered and
+    refused).
+    """
+
+    def setUp(self):
+        self.text = _read_configuration()
+
+    def test_ini_examples(self):
+        """Every C{key = value} of the document's C{ini} blocks is accepted."""
+        values = example_values(self.text)
+        self.assertGreater(len(values), 100)
+        self.assertEqual(_refused_values(values), [])
+
+    def test_offered_values(self):
+        """Every value a key's C{:Allowed:} field offers is accepted."""
+        values = offered_values(documented_keys(self.text))
+        self.assertGreater(len(values), 30)
+        self.assertIn(("advisories", "refresh", "0"), values)
+        self.assertEqual(_refused_values(values), [])
+
+    def test_refusal_reported(self):
+        """A value the parser refuses is named with its key and the parser's reason."""
+        self.assertEqual(_refused_values([("advisories", "refresh", "10s"),
+                                          ("pypid", "bogus", "1")]),
+                         ["[advisories] refresh = 10s: expected a duration of at least 1m, "
+                          "or 0 to read them only at start-up and at SIGHUP",
+                          "[pypid] bogus: not a key"])
+
+
 class DocumentedKeysTests(SynchronousTestCase):
     """L{documented_keys} reads the document's convention, and misses nothing it should see."""
 

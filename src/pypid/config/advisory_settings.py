@@ -31,7 +31,7 @@ from pypid.core.advisories import (
     InvalidRules,
     severity_word,
 )
-from pypid.core.units import parse_duration, parse_size
+from pypid.core.units import is_zero_duration, parse_duration, parse_size
 
 
 def parse_severity(value: str) -> str | None:
@@ -113,6 +113,8 @@ def parse_advisory_url(value: str) -> str | None:
 
 def parse_refresh(value: str) -> float:
     """How often the advisories are read again: a duration of at least a minute, or 0 for never."""
+    if is_zero_duration(value):
+        return 0.0
     seconds = parse_duration(value)
     if seconds and seconds < 60:
         raise ValueError("expected a duration of at least 1m, or 0 to read them only at "
