@@ -16,7 +16,7 @@ setup(
     packages=["pypid", "pypid.advisories", "pypid.assets", "pypid.auth", "pypid.bundle",
               "pypid.cli", "pypid.config", "pypid.core", "pypid.daemon", "pypid.export", "pypid.state",
               "pypid.http", "pypid.sandbox", "pypid.storage", "pypid.storage.s3", "pypid.upstream",
-              "pypid.web",
+              "pypid.web", "pypid.jobs",
               "twisted.plugins"],
     # The pages for people's stylesheet, script and icon, served by pypid
     # itself and written by the static export.

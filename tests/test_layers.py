@@ -19,6 +19,7 @@ LAYERS = {
     "core": 0,
     "assets": 1,
     "sandbox": 1,
+    "jobs": 1,
     "http": 1,
     "storage": 2,
     "auth": 3,

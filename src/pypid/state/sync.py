@@ -6,19 +6,19 @@ the storage when the storage says one is due.
 
 from __future__ import annotations
 
-from twisted.application.internet import TimerService
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from pypid.core.index import Index
+from pypid.jobs.periodic import Periodic
 from pypid.state.merge import apply_changes, differences
 from pypid.storage.interface import ISharedStorage
 
 log = Logger()
 
 
-class SyncService(TimerService):
+class SyncService(Periodic):
     """
     Brings in the changes other servers on the same storage made, every
     C{sync_interval}: new files, yanks, deletions.
@@ -30,8 +30,8 @@ class SyncService(TimerService):
         @param storage: the L{pypid.storage.interface.ISharedStorage}.
         @param clock: provides C{seconds()} and C{callLater}.
         """
-        TimerService.__init__(self, storage.sync_interval, self.sync)
-        self.clock = clock
+        Periodic.__init__(self, self.sync, storage.sync_interval, clock,
+                          what="The look for other servers' changes", first=0)
         self._index = index
         self._storage = storage
         self._reconciling: Deferred[None] | None = None
@@ -55,11 +55,11 @@ class SyncService(TimerService):
     def _reconciled(self, _: object) -> None:
         self._reconciling = None
 
-    def stopService(self) -> Deferred[None] | None:
+    def stopService(self) -> Deferred[None]:
         """Stop polling; a full check under way is abandoned."""
         if self._reconciling is not None:
             self._reconciling.cancel()
-        return TimerService.stopService(self)
+        return Periodic.stopService(self)
 
     async def _sync(self) -> None:
         changes = await self._storage.poll()

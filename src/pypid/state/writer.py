@@ -29,7 +29,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from twisted.application.internet import TimerService
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -42,6 +41,7 @@ from pypid.core.index import Index
 from pypid.core.metrics import Family, counter, gauge
 from pypid.core.notice import Notice
 from pypid.core.parts import IMetricsSource
+from pypid.jobs.periodic import Periodic
 from pypid.state.boot_clock import read_boot_clock
 from pypid.storage.interface import ISharedStorage, Run
 from pypid.storage.snapshot import encode, lines, write
@@ -327,12 +327,13 @@ class SnapshotWriter(Service):
                       self.failures)
 
 
-class SnapshotTimer(TimerService):
+class SnapshotTimer(Periodic):
     """
-    Saves the snapshot every interval while the server listens (the last
-    save, as it stops, is the writer's own: L{SnapshotWriter.stopService}).
+    Saves the snapshot every interval while the server listens, the first
+    time as it starts (the last save, as it stops, is the writer's own:
+    L{SnapshotWriter.stopService}).
     """
 
     def __init__(self, writer: SnapshotWriter, interval: float, clock: IReactorTime) -> None:
-        TimerService.__init__(self, interval, writer.save_if_changed)
-        self.clock = clock
+        Periodic.__init__(self, writer.save_if_changed, interval, clock,
+                          what="The snapshot's save", first=0)

@@ -1,0 +1,131 @@
+"""
+One periodic job: the loop eight parts wrote by hand, written once
+(issue 42). Its promises, which each of them needs and some lacked:
+
+  - one run at a time: a run that takes longer than the interval delays
+    the next, never overlaps it (a save or a purge is not started twice);
+  - a failure is logged, with what the job is, and the loop goes on (a
+    storage that cannot be reached for a while does not end the saves);
+  - stopping cancels what is to come and waits for the run in flight, so
+    that what the job writes is written before the storage closes;
+  - the first run comes after C{first} seconds: at once (C{0}: as the part
+    starts), or after an interval (L{None}, the default), or after its own
+    delay.
+
+The clock is given (a reactor, or a test's L{twisted.internet.task.Clock}).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from inspect import iscoroutine
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, ensureDeferred, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+log = Logger()
+
+
+class Periodic(Service):
+    """
+    Runs C{job} every C{interval} seconds while the part runs.
+
+    @ivar what: what the job is, for the log (C{"The snapshot's save"}).
+    @ivar runs: how many runs ended, failed ones included.
+    """
+
+    def __init__(self, job: Callable[[], object], interval: float, clock: IReactorTime,
+                 what: str, first: float | None = None) -> None:
+        """
+        @param job: C{job()}, which may return a L{Deferred} or a coroutine
+            (then its run ends when that does: a coroutine function is a job).
+        @param interval: seconds from the start of a run to the start of the
+            next (or its end, when it took longer).
+        @param first: seconds from the start of the part to the first run;
+            L{None}: C{interval}.
+        """
+        if not interval > 0:
+            raise ValueError(f"{what}: the interval must be greater than 0")
+        self._job = job
+        self.interval = interval
+        self._clock = clock
+        self.what = what
+        self._first = interval if first is None else first
+        self._next: IDelayedCall | None = None
+        self._running: Deferred[None] | None = None
+        self.runs = 0
+
+    def startService(self) -> None:
+        """Begin: the first run now (C{first} of 0, during the start), or later."""
+        Service.startService(self)
+        if self._first:
+            self._schedule(self._first)
+        else:
+            self.run_now()
+
+    def stopService(self) -> Deferred[None]:
+        """Cancel the next run; fire once the run in flight (if any) ended."""
+        Service.stopService(self)
+        if self._next is not None and self._next.active():
+            self._next.cancel()
+        self._next = None
+        if self._running is None:
+            return succeed(None)
+        return self._chain(self._running)
+
+    def run_now(self) -> Deferred[None]:
+        """
+        Run the job now (the run under way, if there is one, instead); the
+        next run comes an interval after this one's start. Fires when the
+        run ended; never fails (a failure is logged).
+        """
+        if self._running is not None:
+            return self._chain(self._running)
+        if self._next is not None and self._next.active():
+            self._next.cancel()
+        self._next = None
+        started = self._clock.seconds()
+        try:
+            result: Any = self._job()
+        except Exception:
+            result = Failure()
+        if isinstance(result, Failure):
+            d: Deferred[Any] = Deferred()
+            d.errback(result)
+        elif isinstance(result, Deferred):
+            d = result
+        elif iscoroutine(result):
+            d = ensureDeferred(result)
+        else:
+            d = succeed(None)
+        running = self._running = Deferred()
+        d.addErrback(lambda f: log.failure("{what} failed", f, what=self.what))
+        d.addBoth(lambda _: self._ended(started, running))
+        return self._chain(running)
+
+    def _chain(self, running: Deferred[None]) -> Deferred[None]:
+        """A L{Deferred} that fires with L{None} when C{running} does."""
+        done: Deferred[None] = Deferred()
+
+        def fire(result: object) -> object:
+            done.callback(None)
+            return result
+        running.addBoth(fire)
+        return done
+
+    def _ended(self, started: float, running: Deferred[None]) -> None:
+        self._running = None
+        self.runs += 1
+        if self.running:
+            self._schedule(max(0.0, started + self.interval - self._clock.seconds()))
+        running.callback(None)
+
+    def _schedule(self, delay: float) -> None:
+        def due() -> None:
+            self._next = None
+            self.run_now()
+        self._next = self._clock.callLater(delay, due)
