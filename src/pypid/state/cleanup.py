@@ -24,15 +24,13 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping
 
 import attrs
-from twisted.application.service import Service
-from twisted.internet.defer import Deferred, ensureDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from pypid.core.audit_chain import Entry, format_time
 from pypid.core.model import FileRecord
 from pypid.core.retention import RetentionPlan, RetentionRules, make_plan
+from pypid.jobs.periodic import Periodic
 from pypid.state.recycle_bin import RecycleBin, lock_key
 from pypid.state.usage_log import UsageLog
 from pypid.storage.audit_log import IAuditLog
@@ -132,47 +130,19 @@ def _never(filename: str) -> float | None:
     return None
 
 
-@attrs.define(eq=False)
-class RetentionSchedule(Service):
+class RetentionSchedule(Periodic):
     """
     Applies every index's rules every C{interval} seconds (the first time
     an interval after the start), writing a C{retention} audit entry for
     each file removed.
     """
 
-    cleanups: Mapping[str, IndexCleanup]
-    audit: IAuditLog | None
-    clock: IReactorTime
-    interval: float
-    _loop: LoopingCall | None = None
-    _running: Deferred[None] | None = None
-
-    def __attrs_post_init__(self) -> None:
-        Service.__init__(self)
-
-    def startService(self) -> None:
-        Service.startService(self)
-        loop = self._loop = LoopingCall(self.run)
-        loop.clock = self.clock
-        loop.start(self.interval, now=False).addErrback(
-            lambda f: log.failure("The retention schedule stopped", f))
-
-    def stopService(self) -> Deferred[None]:
-        Service.stopService(self)
-        if self._loop is not None and self._loop.running:
-            self._loop.stop()
-        return self._running or succeed(None)
-
-    def run(self) -> Deferred[None]:
-        """Apply every index's rules now (one run at a time)."""
-        if self._running is not None:
-            return self._running
-        d = self._running = ensureDeferred(self._run())
-
-        def done(result: object) -> object:
-            self._running = None
-            return result
-        return d.addBoth(done)
+    def __init__(self, cleanups: Mapping[str, IndexCleanup], audit: IAuditLog | None,
+                 clock: IReactorTime, interval: float) -> None:
+        Periodic.__init__(self, self._run, interval, clock, what="The retention schedule")
+        self.cleanups = cleanups
+        self.audit = audit
+        self.clock = clock
 
     async def _run(self) -> None:
         for name, cleanup in self.cleanups.items():

@@ -27,10 +27,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import attrs
-from twisted.application.service import Service
-from twisted.internet.defer import Deferred, ensureDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from pypid.core.audit_chain import Entry, format_time
@@ -38,6 +35,7 @@ from pypid.core.index import Index
 from pypid.core.model import FileRecord
 from pypid.core.names import distribution_key
 from pypid.core.units import format_duration
+from pypid.jobs.periodic import Periodic
 from pypid.storage.audit_log import IAuditLog
 from pypid.storage.interface import FilenameDeleted, IStorage
 from pypid.storage.locks import KeyedLock
@@ -171,59 +169,24 @@ class RecycleBin:
         return True
 
 
-@attrs.define(eq=False)
-class BinUpkeep(Service):
+class BinUpkeep(Periodic):
     """
     Purges, about every L{PURGE_INTERVAL}, the files each hosted index's
-    bin has kept their time, writing an audit entry (C{purge}) for each.
+    bin has kept their time, writing an audit entry (C{purge}) for each;
+    the first look L{FIRST_LOOK} after the start.
 
     @ivar bins: index name -> its L{RecycleBin} (C{default}: the index of
         today's URLs, whose entries name no index).
     @ivar audit: where the entries go; L{None}: none.
     """
 
-    bins: Mapping[str, RecycleBin]
-    audit: IAuditLog | None
-    clock: IReactorTime
-    interval: float = PURGE_INTERVAL
-    _loop: LoopingCall | None = None
-    _first: object = None
-    _running_purge: Deferred[None] | None = None
-
-    def __attrs_post_init__(self) -> None:
-        Service.__init__(self)
-
-    def startService(self) -> None:
-        Service.startService(self)
-        self._first = self.clock.callLater(min(FIRST_LOOK, self.interval), self._begin)
-
-    def _begin(self) -> None:
-        self._first = None
-        loop = self._loop = LoopingCall(self.look)
-        loop.clock = self.clock
-        loop.start(self.interval, now=True).addErrback(
-            lambda f: log.failure("The recycle bin's upkeep stopped", f))
-
-    def stopService(self) -> Deferred[None]:
-        Service.stopService(self)
-        first, self._first = self._first, None
-        if first is not None and getattr(first, "active", lambda: False)():
-            first.cancel()  # type: ignore[attr-defined]
-        if self._loop is not None and self._loop.running:
-            self._loop.stop()
-        # (a purge under way ends before the storage closes)
-        return self._running_purge or succeed(None)
-
-    def look(self) -> Deferred[None]:
-        """Purge what is due now, in every bin (one look at a time)."""
-        if self._running_purge is not None:
-            return self._running_purge
-        d = self._running_purge = ensureDeferred(self._look())
-
-        def done(result: object) -> object:
-            self._running_purge = None
-            return result
-        return d.addBoth(done)
+    def __init__(self, bins: Mapping[str, RecycleBin], audit: IAuditLog | None,
+                 clock: IReactorTime, interval: float = PURGE_INTERVAL) -> None:
+        Periodic.__init__(self, self._look, interval, clock, what="The recycle bin's upkeep",
+                          first=min(FIRST_LOOK, interval))
+        self.bins = bins
+        self.audit = audit
+        self.clock = clock
 
     async def _look(self) -> None:
         for name, bin in self.bins.items():
