@@ -112,6 +112,23 @@ class LayerTests(SynchronousTestCase):
         self.assertEqual(wrong, [])
 
 
+    def test_one_periodic_loop(self):
+        """
+        Periodic work runs in L{pypid.jobs.periodic.Periodic} alone: no other
+        module writes a loop of its own with C{LoopingCall} or C{TimerService}.
+        """
+        wrong = []
+        for module, _, tree in modules():
+            if module.startswith("pypid.jobs"):
+                continue
+            for node in ast.walk(tree):
+                if isinstance(node, ast.ImportFrom) and node.module in (
+                        "twisted.internet.task", "twisted.application.internet"):
+                    wrong += [f"{module} imports {alias.name}" for alias in node.names
+                              if alias.name in ("LoopingCall", "TimerService")]
+        self.assertEqual(wrong, [])
+
+
 class EntryPointTests(SynchronousTestCase):
     """Start-up errors become an exit in the entry points only."""
 

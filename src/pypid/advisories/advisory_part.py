@@ -50,7 +50,6 @@ import attrs
 from twisted.application.service import Service
 from twisted.internet.defer import CancelledError, Deferred, ensureDeferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
-from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.web.client import ResponseFailed
 from twisted.web.http_headers import Headers
@@ -70,6 +69,7 @@ from pypid.core.osv import ReadResult, TooManyItems, read_records
 from pypid.core.parts import IMetricsSource, IReloadable
 from pypid.core.startup import StartupError
 from pypid.http.bodies import BodyError, describe, discard, read_body
+from pypid.jobs.periodic import Periodic
 
 log = Logger()
 
@@ -189,7 +189,7 @@ class AdvisoryLoader(Service):
         self._make_agent = agent
         self._agent: IAgent | None = None
         self._limits = limits or ArchiveLimits()
-        self._timer: LoopingCall | None = None
+        self._timer: Periodic | None = None
         #: the validators of the kept copy's answer; L{None} until one is
         #: fetched (the kept copy's date is then its C{If-Modified-Since})
         self._validators: dict[str, str] | None = None
@@ -259,7 +259,7 @@ class AdvisoryLoader(Service):
         """
         Service.stopService(self)
         if self._timer is not None and self._timer.running:
-            self._timer.stop()
+            self._timer.stopService()
         self._timer = None
         if self._first_fetch is not None and self._first_fetch.active():
             self._first_fetch.cancel()
@@ -267,13 +267,14 @@ class AdvisoryLoader(Service):
         self._stopped = True
 
     def _schedule(self, settings: AdvisorySettings) -> None:
+        """Refresh every C{settings.refresh} (a reload may change it), or never (0)."""
         if self._timer is not None and self._timer.running:
-            self._timer.stop()
+            self._timer.stopService()
         self._timer = None
         if settings.refresh and (settings.path is not None or settings.url is not None):
-            timer = self._timer = LoopingCall(self.refresh)
-            timer.clock = self._clock
-            timer.start(settings.refresh, now=False)
+            self._timer = Periodic(self.refresh, settings.refresh, self._clock,
+                                   what="The advisories' refresh")
+            self._timer.startService()
 
     # -- reading -----------------------------------------------------------------
 

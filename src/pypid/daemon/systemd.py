@@ -17,13 +17,15 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Callable, Mapping
+from functools import partial
 
 import attrs
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+
+from pypid.jobs.periodic import Periodic
 
 log = Logger()
 
@@ -97,20 +99,19 @@ class NotifierPart(Service):
         self._clock = clock
         self._files = files
         self._ready = ready
-        self._watchdog: LoopingCall | None = None
+        self._watchdog = (Periodic(partial(notifier.send, "WATCHDOG=1"), notifier.watchdog, clock,
+                                   what="The systemd watchdog", first=0)
+                          if notifier.watchdog else None)
 
     def startService(self) -> None:
         """Begin the watchdog; say the server is ready once the index answers."""
         Service.startService(self)
-        notifier = self._notifier
         if self._ready is None:
             self._say_ready(None)
         else:
             self._ready().addCallback(self._say_ready)
-        if notifier.watchdog:
-            watchdog = self._watchdog = LoopingCall(notifier.send, "WATCHDOG=1")
-            watchdog.clock = self._clock
-            watchdog.start(notifier.watchdog, now=True)
+        if self._watchdog is not None:
+            self._watchdog.startService()
 
     def _say_ready(self, _: object) -> None:
         if self.running:
@@ -121,4 +122,4 @@ class NotifierPart(Service):
         Service.stopService(self)
         self._notifier.send("STOPPING=1")
         if self._watchdog is not None and self._watchdog.running:
-            self._watchdog.stop()
+            self._watchdog.stopService()

@@ -23,7 +23,6 @@ from typing import Any
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, ensureDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from pypid.core.usage import (
@@ -38,6 +37,7 @@ from pypid.core.usage import (
     parse_name,
     record_name,
 )
+from pypid.jobs.periodic import Periodic
 from pypid.storage.interface import IUsageStorage, StorageError
 
 log = Logger()
@@ -61,13 +61,12 @@ class UsageLog(Service):
                  interval: float = INTERVAL, writer: str | None = None) -> None:
         self._storage = storage
         self._clock = clock
-        self._interval = interval
         self._writer = writer or secrets.token_hex(6)
         self._sequence = 0
         self._counter = UsageCounter()
         self._bound = ClientBound()
         self.book = UsageBook()
-        self._loop: LoopingCall | None = None
+        self._loop = Periodic(self.flush, interval, clock, what="The download counts' writer")
         self._writing: Deferred[Any] | None = None
         #: whether the records were read (the book holds what they say)
         self.loaded = False
@@ -103,17 +102,12 @@ class UsageLog(Service):
         Service.startService(self)
         ensureDeferred(self.load()).addErrback(
             lambda f: log.failure("Cannot read the download counts", f))
-        loop = self._loop = LoopingCall(self.flush)
-        loop.clock = self._clock
-        loop.start(self._interval, now=False).addErrback(
-            lambda f: log.failure("The download counts' writer stopped", f))
+        self._loop.startService()
 
     def stopService(self) -> Deferred[Any]:
         """Write what was counted."""
         Service.stopService(self)
-        if self._loop is not None and self._loop.running:
-            self._loop.stop()
-        return self.flush()
+        return self._loop.stopService().addCallback(lambda _: self.flush())
 
     # -- reading ----------------------------------------------------------------
 

@@ -25,11 +25,11 @@ from typing import Any
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, ensureDeferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
-from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from pypid.core.notice import Notice
+from pypid.jobs.periodic import Periodic
 from pypid.storage.disk import write_atomically
 from pypid.storage.interface import Run
 from pypid.upstream.source import UpstreamSource
@@ -86,8 +86,8 @@ class SavedState(Service):
         self.path = path
         self._run = run
         self._clock = clock
-        self._interval = interval
-        self._timer: LoopingCall | None = None
+        self._timer = Periodic(self.save_if_changed, interval, clock,
+                               what=f"The save of upstream:{source.name}'s state")
         self._soon: IDelayedCall | None = None
         self._saving: Deferred[None] | None = None
         self.saves = 0
@@ -114,9 +114,8 @@ class SavedState(Service):
         saved_at = data.get("saved_at") if data is not None else None
         await source.load(data.get("state") if data is not None else None,
                           float(saved_at) if isinstance(saved_at, (int, float)) else 0.0)
-        timer = self._timer = LoopingCall(self.save_if_changed)
-        timer.clock = self._clock
-        timer.start(self._interval, now=False)
+        if self.running:
+            self._timer.startService()
 
     def soon(self) -> None:
         """Save within L{SOON} seconds (the cache learnt something); calls fold into one."""
@@ -153,8 +152,8 @@ class SavedState(Service):
     def stopService(self) -> Deferred[None]:
         """Save once more (the requests in flight were finished before)."""
         Service.stopService(self)
-        if self._timer is not None and self._timer.running:
-            self._timer.stop()
+        if self._timer.running:
+            self._timer.stopService()
         if self._soon is not None and self._soon.active():
             self._soon.cancel()
         self._soon = None

@@ -41,12 +41,12 @@ from twisted.internet.interfaces import (
     ITransport,
 )
 from twisted.internet.protocol import Protocol, connectionDone
-from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import server
 from twisted.web.http import HTTPChannel, Request
 
+from pypid.jobs.periodic import Periodic
 from pypid.web.body import answer_before_body
 from pypid.web.twisted_http import (
     BadRequestHook,
@@ -394,7 +394,7 @@ class GuardedSite(server.Site):
     protocol = PypidChannel  # type: ignore[assignment]  # (an HTTPChannel of ours)
     # (Site's own counter numbers sessions, which pypid never makes)
     counter: ConnectionCounter  # type: ignore[assignment]
-    _sweeper: LoopingCall | None = None
+    _sweeper: Periodic | None = None
 
     def buildProtocol(  # type: ignore[override]  # (our channel, not Twisted's proxy of one)
             self, addr: IAddress | None) -> PypidChannel | Refused:
@@ -408,13 +408,13 @@ class GuardedSite(server.Site):
     def startFactory(self) -> None:
         """Start the header sweep."""
         super().startFactory()
-        self._sweeper = LoopingCall(lambda: self.counter.sweep(self.reactor.seconds()))
-        self._sweeper.clock = self.reactor
-        self._sweeper.start(1.0, now=False)
+        self._sweeper = Periodic(lambda: self.counter.sweep(self.reactor.seconds()), 1.0,
+                                 self.reactor, what="The sweep of slow headers")
+        self._sweeper.startService()
 
     def stopFactory(self) -> None:
         """Stop the header sweep."""
         if self._sweeper is not None and self._sweeper.running:
-            self._sweeper.stop()
+            self._sweeper.stopService()
         self._sweeper = None
         super().stopFactory()
