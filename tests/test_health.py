@@ -38,6 +38,23 @@ class FakeLoader:
         self.followed += 1
 
 
+class FakeWriter:
+    """What L{RunningMark} reads of a L{pypid.state.writer.SnapshotWriter}."""
+
+    def __init__(self, saved=True):
+        self.saved = saved
+
+    def saved_up_to_now(self):
+        return self.saved
+
+
+class FakeMark:
+    """What L{Readiness} reads of a L{RunningMark}."""
+
+    def __init__(self, unclean):
+        self.unclean = unclean
+
+
 class HealthTests(SynchronousTestCase):
     """C{/health} says ready only when the index answers, and a full disk is degraded."""
 
@@ -83,7 +100,7 @@ class ReadinessTests(SynchronousTestCase):
 
     def test_no_check(self):
         """An index loaded without a snapshot to check is ready at once."""
-        readiness = Readiness(FakeLoader(storage_checked=True), lambda: False)
+        readiness = Readiness(FakeLoader(storage_checked=True), FakeMark(False))
         self.assertIsNone(readiness.startService())
         self.assertTrue(readiness.ready())
         self.successResultOf(readiness.when_ready())
@@ -92,7 +109,7 @@ class ReadinessTests(SynchronousTestCase):
         """After a clean stop the listeners open at once; ready when the check ends."""
         checked = Deferred()
         loader = FakeLoader(checked)
-        readiness = Readiness(loader, lambda: False)
+        readiness = Readiness(loader, FakeMark(False))
         self.assertIsNone(readiness.startService())
         self.assertEqual(loader.followed, 0)
         waiting = readiness.when_ready()
@@ -107,7 +124,7 @@ class ReadinessTests(SynchronousTestCase):
         """After an unclean stop the check begins, and the start waits for it."""
         checked = Deferred()
         loader = FakeLoader(checked)
-        started = Readiness(loader, lambda: True).startService()
+        started = Readiness(loader, FakeMark(True)).startService()
         self.assertEqual(loader.followed, 1)
         self.assertNoResult(started)
         checked.callback(None)
@@ -121,7 +138,7 @@ class ReadinessTests(SynchronousTestCase):
         """
         checked = Deferred()
         loader = FakeLoader(checked)
-        readiness = Readiness(loader, lambda: True)
+        readiness = Readiness(loader, FakeMark(True))
         started = readiness.startService()
         checked.errback(RuntimeError("boom"))
         self.successResultOf(started)
@@ -137,17 +154,17 @@ class RunningMarkTests(SynchronousTestCase):
     def test_clean_and_unclean(self):
         """A stop that saved leaves no mark; one that did not (or a crash) does."""
         path = os.path.join(os.path.abspath(self.mktemp()), "index.json.running")
-        saved = [True]
-        mark = RunningMark(path, lambda: saved[0], lambda: True)
+        writer = FakeWriter()
+        mark = RunningMark(path, writer, FakeLoader(storage_checked=True))
         mark.startService()
         self.assertFalse(mark.unclean)
         mark.stopService()
         self.assertFalse(os.path.exists(path))
         mark.startService()
         self.assertFalse(mark.unclean)
-        saved[0] = False
+        writer.saved = False
         mark.stopService()
-        again = RunningMark(path, lambda: True, lambda: True)
+        again = RunningMark(path, FakeWriter(), FakeLoader(storage_checked=True))
         again.startService()
         self.assertTrue(again.unclean)
         self.flushLoggedErrors()
@@ -165,15 +182,16 @@ class RunningMarkTests(SynchronousTestCase):
         with open(path, "wb"):
             pass
         checked = Deferred()
-        readiness = Readiness(FakeLoader(checked), lambda: mark.unclean)
-        mark = RunningMark(path, lambda: True, readiness.ready)
+        loader = FakeLoader(checked)
+        mark = RunningMark(path, FakeWriter(), loader)
+        readiness = Readiness(loader, mark)
         mark.startService()
         self.assertTrue(mark.unclean)
         self.assertNoResult(readiness.startService())
         readiness.stopService()
         mark.stopService()
         self.assertTrue(os.path.exists(path))
-        again = RunningMark(path, lambda: True, lambda: True)
+        again = RunningMark(path, FakeWriter(), FakeLoader(storage_checked=True))
         again.startService()
         self.assertTrue(again.unclean)
         checked.callback(None)
@@ -187,8 +205,8 @@ class RunningMarkTests(SynchronousTestCase):
             pass
         checked = Deferred()
         loader = FakeLoader(checked)
-        readiness = Readiness(loader, lambda: mark.unclean)
-        mark = RunningMark(path, lambda: True, readiness.ready)
+        mark = RunningMark(path, FakeWriter(), loader)
+        readiness = Readiness(loader, mark)
         mark.startService()
         started = readiness.startService()
         loader.storage_checked = True

@@ -227,9 +227,8 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
     access = AccessPart(config, reactor, pools.hashing, audit.trail)
     # (after a crash the index is checked against storage before the
     # listeners open; either way the server is ready once it was)
-    readiness = Readiness(default.loader, lambda: mark.unclean)
-    mark = RunningMark(server.snapshot + ".running",
-                       lambda: writer.saved_serial == index.serial, readiness.ready)
+    mark = RunningMark(server.snapshot + ".running", writer, default.loader)
+    readiness = Readiness(default.loader, mark)
     web = WebPart(build_web(
         index_parts(registry), access.access, run, reactor,
         max_upload_size=server.max_upload_size,

@@ -26,7 +26,6 @@ So two things here:
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
@@ -34,6 +33,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from pypid.state.loader import IndexLoader
+from pypid.state.writer import SnapshotWriter
 
 log = Logger()
 
@@ -53,20 +53,19 @@ class RunningMark(Service):
     @ivar unclean: whether the last run did not stop cleanly (known once started).
     """
 
-    def __init__(self, path: str, saved: Callable[[], bool],
-                 checked: Callable[[], bool]) -> None:
+    def __init__(self, path: str, writer: SnapshotWriter, loader: IndexLoader) -> None:
         """
         @param path: the mark's file (beside the snapshot).
-        @param saved: C{saved() -> bool}: whether the snapshot stands for the
-            index as it is now (checked at a stop: only then is the mark removed).
-        @param checked: C{checked() -> bool}: whether storage was checked
-            against the snapshot the index was loaded from
-            (L{Readiness.ready}); after an unclean stop, the mark is removed
-            only then.
+        @param writer: the index's L{SnapshotWriter}: at a stop the mark is
+            removed only if its last save holds the index as it is now
+            (L{SnapshotWriter.saved_up_to_now}).
+        @param loader: the index's L{IndexLoader}: after an unclean stop, the
+            mark is removed only once storage was checked against the
+            snapshot the index was loaded from (C{storage_checked}).
         """
         self.path = path
-        self._saved = saved
-        self._checked = checked
+        self._writer = writer
+        self._loader = loader
         self.unclean = False
 
     def startService(self) -> None:
@@ -90,7 +89,8 @@ class RunningMark(Service):
     def stopService(self) -> None:
         """Remove the mark if the last snapshot was saved (after a crash: and checked)."""
         Service.stopService(self)
-        if not self._saved() or (self.unclean and not self._checked()):
+        if not self._writer.saved_up_to_now() or (self.unclean
+                                                  and not self._loader.storage_checked):
             return
         try:
             os.remove(self.path)
@@ -106,14 +106,14 @@ class Readiness(Service):
     unclean stop, it holds the start until it does (see the module).
     """
 
-    def __init__(self, loader: IndexLoader, unclean: Callable[[], bool]) -> None:
+    def __init__(self, loader: IndexLoader, mark: RunningMark) -> None:
         """
         @param loader: the L{IndexLoader}, loaded when this part starts.
-        @param unclean: C{unclean() -> bool}: whether the last run stopped
-            uncleanly (L{RunningMark.unclean}).
+        @param mark: the L{RunningMark}, started before: whether the last run
+            stopped uncleanly (C{unclean}).
         """
         self._loader = loader
-        self._unclean = unclean
+        self._mark = mark
         self._ready = False
         self._waiting: list[Deferred[None]] = []
 
@@ -151,7 +151,7 @@ class Readiness(Service):
             self._now_ready(None)
             return None
         checked.addBoth(self._now_ready)
-        if not self._unclean():
+        if not self._mark.unclean:
             return None
         self._loader.follow_up()
         return self.when_ready()

@@ -121,6 +121,10 @@ class SnapshotWriter(Service):
         if learnt is not None:
             learnt.listen(self.soon)
 
+    def saved_up_to_now(self) -> bool:
+        """Whether the last save holds the index as it is now (its serial)."""
+        return self._saved_serial == self._index.serial
+
     @property
     def saved_serial(self) -> int:
         """The index's serial as last saved (or loaded as saved); -1 before."""
