@@ -78,10 +78,9 @@ from pypid.core.names import filename_key
 from pypid.core.usage import MAX_PER_ADDRESS, day_of
 from pypid.state.indexes import IndexRegistry
 from pypid.storage.audit_log import MemoryAuditLog
-from pypid.tap import index_parts
 from pypid.upstream.proxy import UpstreamProxy
 from pypid.web.access import Access
-from pypid.web.app import build_web
+from pypid.web.app import build_web, index_parts
 from pypid.web.audit_trail import AuditTrail
 from tests.distributions import make_wheel
 from tests.fakes import FAST, multipart_body, run_in_pool_now, run_now, site_treq, twine_fields

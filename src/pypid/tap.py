@@ -41,7 +41,6 @@ from pypid.config import Config, load_config, parse_override
 from pypid.core.advisories import AdvisoryBoard
 from pypid.core.forwarded import TrustedProxies
 from pypid.core.index import Index
-from pypid.core.index_names import DEFAULT
 from pypid.core.notice import Notice
 from pypid.core.startup import StartupError
 from pypid.daemon.container import Parts
@@ -50,16 +49,14 @@ from pypid.daemon.pools import ThreadPools
 from pypid.daemon.readiness import Readiness, RunningMark
 from pypid.sandbox.readme_sandbox import ReadmeSandbox
 from pypid.state.cleanup import RetentionSchedule
-from pypid.state.index_reload import IndexReload
 from pypid.state.indexes import IndexRegistry
 from pypid.state.recycle_bin import BinUpkeep, look_every
 from pypid.storage.factory import make_audit_log
 from pypid.upstream.factory import UpstreamPart
 from pypid.web.access import AccessPart
-from pypid.web.app import WebPart, build_web
+from pypid.web.app import WebPart, build_web, index_parts
 from pypid.web.audit_trail import AuditPart, AuditTrail
 from pypid.web.channel import ConnectionCounter
-from pypid.web.index_root import HostedSource, IndexParts
 
 if TYPE_CHECKING:
     # (systemd's notifications load only in a real process, under a unit)
@@ -247,8 +244,7 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
                                        advisories)
                  if source is not None] + [part for part, _ in registry.upstreams.values()]),
         # (SIGHUP adds, removes and changes views: pypid.state.index_reload)
-        IndexReload(registry, config,
-                    lambda reloaded: web.web.prepare_indexes(index_parts(reloaded))))
+        registry, config)
     listeners = Listeners.from_config(config, reactor, web.web.site)
     # (the recycle bins' purges, audited)
     bins = registry.bins()
@@ -294,28 +290,6 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
         ("retention", schedule),
         ("systemd", _notifier_part(notifier, reactor, index, readiness)),
     ), reactor, exit_on_failure=exit_on_failure, load_config=load_config)
-
-
-def index_parts(registry: IndexRegistry) -> list[IndexParts]:
-    """
-    What the web serves each index from, the default's first: its view,
-    its hosted sources in order (itself first when it is hosted), and its
-    upstreams.
-    """
-    stacks = registry.stacks
-    sides = registry.sides
-    return [
-        IndexParts(name, view, tuple(
-            HostedSource(source, stacks[source].index, stacks[source].stored,
-                         stacks[source].locks, stacks[source].backfill, stacks[source].usage,
-                         stacks[source].bin)
-            for source in registry.orders[name] if source in stacks),
-            hosted=name in stacks,
-            upstreams={source: sides[source] for source in registry.orders[name]
-                       if source in sides})
-        for name, view in sorted(registry.views.items(), key=lambda item: item[0] != DEFAULT)]
-
-
 
 
 def _present(*parts: tuple[str, IService | None]) -> list[tuple[str, IService]]:

@@ -59,6 +59,7 @@ from pypid.core.parts import IMetricsSource, IReloadable
 from pypid.core.readme import Renderer, render_description
 from pypid.core.render import file_url_for
 from pypid.core.views import Filters
+from pypid.state.index_reload import IndexReload
 from pypid.state.indexes import IndexRegistry
 from pypid.storage.audit_log import MemoryAuditLog
 from pypid.storage.interface import Run
@@ -72,6 +73,7 @@ from pypid.web.denied_files import DeniedDownloads
 from pypid.web.exposition import Metrics, SiteMetrics
 from pypid.web.health import Health
 from pypid.web.index_root import (
+    HostedSource,
     IndexFiles,
     IndexParts,
     IndexRoot,
@@ -376,13 +378,21 @@ class WebPart(Service):
     @ivar web: the L{Web}.
     """
 
-    def __init__(self, web: Web, indexes: IReloadable | None = None) -> None:
+    def __init__(self, web: Web, registry: IndexRegistry | None = None,
+                 started: Config | None = None) -> None:
         """
-        @param indexes: what a reload changes of the indexes and their
-            answers (L{pypid.state.index_reload.IndexReload}), or L{None}.
+        @param registry: the server's indexes, whose views a reload changes
+            (L{pypid.state.index_reload.IndexReload}, answered by this part's
+            web), with C{started}, the configuration the server started
+            with; L{None}: a reload changes no index.
         """
         self.web = web
-        self._indexes = indexes
+        self._indexes = (IndexReload(registry, started, self._serve)
+                         if registry is not None and started is not None else None)
+
+    def _serve(self, registry: IndexRegistry) -> Callable[[], None]:
+        """Prepare the web's answers of C{registry}'s indexes (taken when called)."""
+        return self.web.prepare_indexes(index_parts(registry))
 
     def prepare_reload(self, config: Config | None) -> Callable[[], str | None] | None:
         """
@@ -399,3 +409,23 @@ class WebPart(Service):
             self.web.app.metrics.reconfigure(config.metrics)
             return indexes() if indexes is not None else None
         return commit
+
+
+def index_parts(registry: IndexRegistry) -> list[IndexParts]:
+    """
+    What the web serves each index from, the default's first: its view,
+    its hosted sources in order (itself first when it is hosted), and its
+    upstreams.
+    """
+    stacks = registry.stacks
+    sides = registry.sides
+    return [
+        IndexParts(name, view, tuple(
+            HostedSource(source, stacks[source].index, stacks[source].stored,
+                         stacks[source].locks, stacks[source].backfill, stacks[source].usage,
+                         stacks[source].bin)
+            for source in registry.orders[name] if source in stacks),
+            hosted=name in stacks,
+            upstreams={source: sides[source] for source in registry.orders[name]
+                       if source in sides})
+        for name, view in sorted(registry.views.items(), key=lambda item: item[0] != DEFAULT)]
