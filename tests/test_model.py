@@ -78,6 +78,7 @@ from pypid.core.names import filename_key
 from pypid.core.usage import MAX_PER_ADDRESS, day_of
 from pypid.state.indexes import IndexRegistry
 from pypid.storage.audit_log import MemoryAuditLog
+from pypid.upstream.factory import UpstreamPart
 from pypid.upstream.proxy import UpstreamProxy
 from pypid.web.access import Access
 from pypid.web.app import build_web, index_parts
@@ -400,19 +401,17 @@ class IndexMachine(RuleBasedStateMachine):
         config = load_config(self.config_path)
         self.origins = Origins()
         self.agent = RequestTraversalAgent(self.origins)
-        proxies = []
 
-        def attach(index, learnt):
+        def upstream(index, learnt):
             from pypid.storage.memory import MemoryStorage
             kept = MemoryStorage(os.path.join(self.folder, "upstream"), self.clock)
             kept.prepare()
             source = make_source(self.agent, self.clock, UPSTREAM, kept)
-            proxies.append(UpstreamProxy.create(source, index, index.file_url))
-            return proxies[0]
+            return UpstreamPart(source, kept, UpstreamProxy.create(source, index, index.file_url))
         self.board = AdvisoryBoard()
-        self.registry = IndexRegistry.from_config(config, run_now, self.clock, upstream=attach,
+        self.registry = IndexRegistry.from_config(config, run_now, self.clock, upstream=upstream,
                                                   board=self.board)
-        self.proxy = proxies[0]
+        self.proxy = self.registry.default.upstream
         for stack in self.registry.stacks.values():
             stack.storage.startService()
             stack.part.startService()

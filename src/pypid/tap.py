@@ -41,7 +41,6 @@ from pypid.config import Config, load_config, parse_override
 from pypid.core.advisories import AdvisoryBoard
 from pypid.core.forwarded import TrustedProxies
 from pypid.core.index import Index
-from pypid.core.notice import Notice
 from pypid.core.startup import StartupError
 from pypid.daemon.container import Parts
 from pypid.daemon.listeners import IListeningReactor, Listeners
@@ -52,7 +51,7 @@ from pypid.state.cleanup import RetentionSchedule
 from pypid.state.indexes import IndexRegistry
 from pypid.state.recycle_bin import BinUpkeep, look_every
 from pypid.storage.factory import make_audit_log
-from pypid.upstream.factory import UpstreamPart
+from pypid.upstream.factory import DaemonSettings, UpstreamPart
 from pypid.web.access import AccessPart
 from pypid.web.app import WebPart, build_web, index_parts
 from pypid.web.audit_trail import AuditPart, AuditTrail
@@ -61,7 +60,6 @@ from pypid.web.channel import ConnectionCounter
 if TYPE_CHECKING:
     # (systemd's notifications load only in a real process, under a unit)
     from pypid.daemon.systemd import Notifier, NotifierPart
-    from pypid.upstream.proxy import UpstreamProxy
 
 
 class IServerReactor(IListeningReactor, IReactorFromThreads):
@@ -193,31 +191,17 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
     # (every description is rendered in its children, with a time budget:
     # a README cannot stop the server; issue 31)
     sandbox = ReadmeSandbox(budget=server.description_budget)
-    upstreams: list[UpstreamPart] = []
-
-    def attach(index: Index, learnt: Notice) -> UpstreamProxy | None:
-        # (two mismatches between typed modules, both right at run time:
-        # [upstream] url is None only when its mode is "none", and the
-        # index's file_url, typed for a FileRecord, reads only the project
-        # and filename an UpstreamFile has)
-        if config.upstream.mode == "none":
-            return None
-        upstreams.append(UpstreamPart.from_config(
-            config, run, reactor, index, index.file_url, learnt,  # type: ignore[arg-type]
-            advisories=index.advisories, provenance_url=index.rendered.provenance_url,
-            render=sandbox.render))
-        return upstreams[0].proxy
-
     # (the security advisories every index acts on: issue 27)
     board = AdvisoryBoard()
-    registry = IndexRegistry.from_config(config, run, reactor, upstream=attach, board=board,
-                                         render=sandbox.render)
+    registry = IndexRegistry.from_config(
+        config, run, reactor, board=board, render=sandbox.render,
+        upstream=UpstreamPart.maker(cast("DaemonSettings", config), run, reactor, sandbox.render))
     # (what fills the board: read before the index loads, again at SIGHUP and on a timer)
     advisories = AdvisoryLoader.from_config(config, board, run, reactor)
     default = registry.default
     storage, index, writer, loaded = default.storage, default.index, default.writer, default.part
     backfill = default.backfill
-    upstream = upstreams[0] if upstreams else None
+    upstream = default.upstream_part
     proxy = upstream.proxy if upstream is not None else None
     audit = AuditPart(AuditTrail(make_audit_log(config, run, reactor, storage.s3_timings),
                                  reactor))

@@ -108,7 +108,7 @@ from pypid.storage.locks import KeyedLock
 
 if TYPE_CHECKING:
     # (the upstream's modules load only when [upstream] is configured: issue 14)
-    from pypid.upstream.factory import DaemonSettings, UpstreamPart
+    from pypid.upstream.factory import DaemonSettings, MakeUpstream, UpstreamPart
     from pypid.upstream.page_view import FileUrl
     from pypid.upstream.proxy import UpstreamProxy
     from pypid.upstream.saved_state import SavedState
@@ -117,11 +117,6 @@ if TYPE_CHECKING:
 #: The kinds of parts of a stack, in the order the daemon starts them
 #: (each after the default's part of the same kind: L{pypid.tap}).
 PART_KINDS = ("storage", "index", "snapshot", "snapshot-timer", "sync", "follow-up", "usage")
-
-#: C{attach(index, learnt) -> proxy | None}: the upstream of the default
-#: index, built over its L{Index} (what is hosted is never asked upstream),
-#: telling C{learnt} what its cache learnt.
-AttachUpstream = Callable[[Index, Notice], "UpstreamProxy | None"]
 
 
 class _StackServer(Protocol):
@@ -230,6 +225,8 @@ class HostedStack:
     backfill: Backfill | None = None
     sync: SyncService | None = None
     upstream: UpstreamProxy | None = None
+    #: the part of C{[upstream]} that holds C{upstream} (the default index's)
+    upstream_part: UpstreamPart | None = None
     #: its files' download counts (issue 29); L{None} for a storage that
     #: keeps none
     usage: UsageLog | None = None
@@ -252,7 +249,7 @@ class HostedStack:
     @classmethod
     def create(cls, config: StackSettings, name: str, run: Run, reactor: IReactorTime, *,
                bucket: SharedBucket | None = None,
-               upstream: AttachUpstream | None = None,
+               upstream: MakeUpstream | None = None,
                peers: Callable[[str], Index | None] | None = None,
                labelled: bool = False,
                advisories: AdvisoryPolicy | None = None,
@@ -264,7 +261,8 @@ class HostedStack:
         @param run: C{run(f, *args) -> Deferred}: C{f(*args)} in the I/O pool.
         @param bucket: the client of the bucket the indexes' storages share,
             or L{None}: the storage makes its own (a server of one index).
-        @param upstream: builds the upstream proxy of the index, whose
+        @param upstream: builds the upstream part of the index
+            (L{pypid.upstream.factory.UpstreamPart.maker}), whose proxy's
             state its snapshot keeps; L{None}: none.
         @param peers: C{peers(name)}: the server's hosted index of that
             name, with which promoted files share their records; L{None}
@@ -290,7 +288,8 @@ class HostedStack:
         # (what the upstream cache learns is saved within seconds: a crash
         # loses none of it)
         learnt = Notice()
-        proxy = upstream(index, learnt) if upstream is not None else None
+        upstream_part = upstream(index, learnt) if upstream is not None else None
+        proxy = upstream_part.proxy if upstream_part is not None else None
         # A folder's files found without a record are described after the
         # server answers (a shared storage imports what it finds its own way).
         backfill = (Backfill(index, stored, reactor)
@@ -314,6 +313,7 @@ class HostedStack:
             locks=locks, follow_up=FollowUp(loader), backfill=backfill,
             sync=SyncService(index, shared, reactor) if shared is not None else None,
             upstream=proxy,
+            upstream_part=upstream_part,
             usage=usage,
             bin=bin,
             cleanup=IndexCleanup(name, bin, usage, _retention(config, name).retention_rules))
@@ -378,7 +378,7 @@ class IndexRegistry:
 
     @classmethod
     def from_config(cls, config: StackSettings, run: Run, reactor: IReactorTime, *,
-                    upstream: AttachUpstream | None = None,
+                    upstream: MakeUpstream | None = None,
                     board: AdvisoryBoard | None = None,
                     render: Renderer = render_description) -> IndexRegistry:
         """
@@ -386,9 +386,10 @@ class IndexRegistry:
         server's one index always was, a stack per named hosted index, and
         the orders and views of all, each with its advisory policy.
 
-        @param upstream: builds the default index's upstream proxy over its
+        @param upstream: builds the default index's upstream part over its
             index (C{[upstream]}, its pages applying the index's
-            advisories: C{index.advisories}); L{None} without one.
+            advisories: C{index.advisories}; the registry owns it, in the
+            default's stack); L{None} without one.
         @param board: the server's advisories (filled by their loader);
             L{None}: an empty board of its own.
         @param render: renders the descriptions of the files the storages

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     # (types only: the rest of the upstream loads with a configured [upstream],
     # 24 ms of every start otherwise)
     from pypid.core.advisories import AdvisoryPolicy
+    from pypid.core.index import Index
+    from pypid.core.notice import Notice
     from pypid.upstream.page_view import FileUrl
     from pypid.upstream.project_rules import HostedIndex
     from pypid.upstream.proxy import UpstreamProxy
@@ -53,6 +55,12 @@ class DaemonSettings(StorageSettings, Protocol):
     def upstreams(self) -> Mapping[str, UpstreamSettings]:
         """The C{[upstream:NAME]} sections by name."""
 
+
+#: C{make(index, learnt) -> part}: the part of C{[upstream]} over the
+#: default index, built by the index registry once it made that L{Index}
+#: (what is hosted is never asked upstream), telling C{learnt} what its cache
+#: learnt (L{UpstreamPart.maker}).
+MakeUpstream = Callable[["Index", "Notice"], "UpstreamPart"]
 
 #: Where the cache of C{[upstream:NAME]} is kept, under the storage's
 #: folder or prefix (C{NAME/} below it); C{[upstream]}'s is C{.upstream}.
@@ -97,6 +105,25 @@ class UpstreamPart(Service):
         self._source = source
         self._storage = storage
         self._proxy = proxy
+
+    @classmethod
+    def maker(cls, config: DaemonSettings, run: Run, reactor: IReactorTime,
+              render: Renderer = render_description) -> MakeUpstream | None:
+        """
+        What builds the part of C{[upstream]} over the default index once the
+        index registry made that index (L{MakeUpstream}), or L{None} when
+        C{[upstream]}'s mode is C{none}.
+        """
+        if config.upstream.mode == "none":
+            return None
+
+        def make(index: Index, learnt: Notice) -> UpstreamPart:
+            # (the index's file_url, typed for a FileRecord, reads only the
+            # project and filename an UpstreamFile has)
+            return cls.from_config(config, run, reactor, index, cast("FileUrl", index.file_url),
+                                   learnt, advisories=index.advisories,
+                                   provenance_url=index.rendered.provenance_url, render=render)
+        return make
 
     @classmethod
     def from_config(cls, config: DaemonSettings, run: Run, reactor: IReactorTime,
