@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from collections.abc import Callable
 from functools import partial
 from types import FrameType
@@ -36,10 +35,8 @@ from twisted.internet.interfaces import IReactorFromThreads, IReactorTime
 from twisted.python import usage
 
 from pypid.advisories.advisory_part import AdvisoryLoader
-from pypid.auth.factory import make_attestation_checker
 from pypid.config import Config, load_config, parse_override
 from pypid.core.advisories import AdvisoryBoard
-from pypid.core.forwarded import TrustedProxies
 from pypid.core.index import Index
 from pypid.core.startup import StartupError
 from pypid.daemon.container import Parts
@@ -53,9 +50,8 @@ from pypid.state.recycle_bin import BinUpkeep, look_every
 from pypid.storage.factory import make_audit_log
 from pypid.upstream.factory import DaemonSettings, UpstreamPart
 from pypid.web.access import AccessPart
-from pypid.web.app import WebPart, build_web, index_parts
+from pypid.web.app import WebPart
 from pypid.web.audit_trail import AuditPart, AuditTrail
-from pypid.web.channel import ConnectionCounter
 
 if TYPE_CHECKING:
     # (systemd's notifications load only in a real process, under a unit)
@@ -202,7 +198,6 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
     storage, index, writer, loaded = default.storage, default.index, default.writer, default.part
     backfill = default.backfill
     upstream = default.upstream_part
-    proxy = upstream.proxy if upstream is not None else None
     audit = AuditPart(AuditTrail(make_audit_log(config, run, reactor, storage.s3_timings),
                                  reactor))
     access = AccessPart(config, reactor, pools.hashing, audit.trail)
@@ -210,25 +205,11 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
     # listeners open; either way the server is ready once it was)
     mark = RunningMark(server.snapshot + ".running", writer, default.loader)
     readiness = Readiness(default.loader, mark)
-    web = WebPart(build_web(
-        index_parts(registry), access.access, run, reactor,
-        max_upload_size=server.max_upload_size,
-        base_url=server.base_url, upstream=proxy, access_log=server.access_log,
-        counter=ConnectionCounter(server.max_connections_per_address),
-        header_timeout=server.header_timeout, min_upload_rate=server.min_upload_rate,
-        metrics=config.metrics, audit=audit.trail, timer=time.monotonic,
-        publishing=access.publishing, ready=readiness.ready,
-        trusted_proxies=TrustedProxies(server.trusted_proxies),
-        ipv6_prefix=config.auth.throttle_ipv6_prefix,
-        registry=registry, render=sandbox.render,
-        attestations=make_attestation_checker(
-            config.source, config.attestations.trust_root, config.attestations.require,
-            access.publishing, run),
-        sources=[source for source in (registry, writer, storage, upstream, audit, backfill,
-                                       advisories)
-                 if source is not None] + [part for part, _ in registry.upstreams.values()]),
-        # (SIGHUP adds, removes and changes views: pypid.state.index_reload)
-        registry, config)
+    web = WebPart.from_config(
+        config, registry, access.access, access.publishing, audit.trail, readiness.ready, run,
+        reactor, sandbox.render,
+        [source for source in (registry, writer, storage, upstream, audit, backfill, advisories)
+         if source is not None] + [part for part, _ in registry.upstreams.values()])
     listeners = Listeners.from_config(config, reactor, web.web.site)
     # (the recycle bins' purges, audited)
     bins = registry.bins()

@@ -36,6 +36,7 @@ Which area owns which path is read from the areas' routes
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
@@ -46,6 +47,7 @@ from twisted.web.resource import IResource
 from zope.interface import implementer
 
 from pypid.assets import Assets
+from pypid.auth.factory import make_attestation_checker
 from pypid.auth.oidc import TrustedPublishing
 from pypid.auth.throttle import IPV6_PREFIX
 from pypid.config import Config
@@ -389,6 +391,39 @@ class WebPart(Service):
         self.web = web
         self._indexes = (IndexReload(registry, started, self._serve)
                          if registry is not None and started is not None else None)
+
+    @classmethod
+    def from_config(cls, config: Config, registry: IndexRegistry, access: Access,
+                    publishing: TrustedPublishing | None, audit: AuditTrail,
+                    ready: Callable[[], bool], run: Run, reactor: IReactorTime,
+                    render: Renderer, sources: Iterable[IMetricsSource]) -> WebPart:
+        """
+        The web part of the server of C{config}: every index of C{registry}
+        served (L{build_web}) with C{[pypid]}'s limits, C{[metrics]}, the
+        attestation checks of C{[attestations]}, and the indexes' views
+        reloaded at C{SIGHUP}.
+
+        @param ready: whether the index answers with every stored file
+            (L{pypid.daemon.readiness.Readiness.ready}).
+        @param sources: what C{/metrics} exposes after the site's own.
+        """
+        server = config.server
+        default = registry.default.upstream_part
+        return cls(build_web(
+            index_parts(registry), access, run, reactor,
+            max_upload_size=server.max_upload_size, base_url=server.base_url,
+            upstream=default.proxy if default is not None else None,
+            access_log=server.access_log,
+            counter=ConnectionCounter(server.max_connections_per_address),
+            header_timeout=server.header_timeout, min_upload_rate=server.min_upload_rate,
+            metrics=config.metrics, audit=audit, timer=time.monotonic,
+            publishing=publishing, ready=ready,
+            trusted_proxies=TrustedProxies(server.trusted_proxies),
+            ipv6_prefix=config.auth.throttle_ipv6_prefix, registry=registry, render=render,
+            attestations=make_attestation_checker(
+                config.source, config.attestations.trust_root, config.attestations.require,
+                publishing, run),
+            sources=sources), registry, config)
 
     def _serve(self, registry: IndexRegistry) -> Callable[[], None]:
         """Prepare the web's answers of C{registry}'s indexes (taken when called)."""
