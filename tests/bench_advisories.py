@@ -15,7 +15,7 @@ projects named with a skew (a few projects have dozens of advisories).
 The files: 100,000 (project, version) pairs, a tenth of the projects
 named by some advisory.
 
-The load runs L{pypid.advisories.advisory_part.read_sources} as the part
+The load runs L{pypid.advisories.feed.read_sources} as the part
 does (archive read, JSON parsed, advisories merged and indexed); memory
 is the tracemalloc peak during it and what the database keeps after it,
 and the process's peak RSS.
@@ -34,7 +34,7 @@ import zipfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from pypid.advisories.advisory_part import read_sources  # noqa: E402
+from pypid.advisories.feed import read_sources  # noqa: E402
 from pypid.advisories.osv_archive import ArchiveLimits  # noqa: E402
 from pypid.core.advisories import (  # noqa: E402
     AdvisoryBoard,

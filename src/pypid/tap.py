@@ -34,7 +34,7 @@ from twisted.application.service import IService
 from twisted.internet.interfaces import IReactorFromThreads, IReactorTime
 from twisted.python import usage
 
-from pypid.advisories.advisory_part import AdvisoryLoader
+from pypid.advisories.feed import AdvisoryFeed
 from pypid.config import Config, load_config, parse_override
 from pypid.core.advisories import AdvisoryBoard
 from pypid.core.index import Index
@@ -193,7 +193,7 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
         config, run, reactor, board=board, render=sandbox.render,
         upstream=UpstreamPart.maker(cast("DaemonSettings", config), run, reactor, sandbox.render))
     # (what fills the board: read before the index loads, again at SIGHUP and on a timer)
-    advisories = AdvisoryLoader.from_config(config, board, run, reactor)
+    feed = AdvisoryFeed.from_config(config, board, run, reactor)
     default = registry.default
     storage, index, writer, loaded = default.storage, default.index, default.writer, default.part
     backfill = default.backfill
@@ -208,7 +208,7 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
     web = WebPart.from_config(
         config, registry, access.access, access.publishing, audit.trail, readiness.ready, run,
         reactor, sandbox.render,
-        [source for source in (registry, writer, storage, upstream, audit, backfill, advisories)
+        [source for source in (registry, writer, storage, upstream, audit, backfill, feed)
          if source is not None] + [part for part, _ in registry.upstreams.values()])
     listeners = Listeners.from_config(config, reactor, web.web.site)
     # (the recycle bins' purges, audited)
@@ -231,7 +231,7 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
         *registry.upstream_parts("upstream"),
         ("audit", audit),
         ("access", access),
-        ("advisories", advisories),  # in force before the listeners open
+        ("advisories", feed),  # in force before the listeners open
         ("running-mark", mark),     # removed once the last snapshot is saved
         ("index", loaded),          # the listeners open once the index is loaded
         *named("index"),

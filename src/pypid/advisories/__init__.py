@@ -2,7 +2,7 @@
 The server's security advisories (issue 27): OSV records read, within
 bounds, from a folder, a zip or a URL (L{pypid.advisories.osv_archive}), and
 the part that keeps them in force on the board every index reads
-(L{pypid.advisories.advisory_part}). What the records mean is
+(L{pypid.advisories.feed}). What the records mean is
 L{pypid.core.osv}'s; what an index does about them,
 L{pypid.core.advisories}'.
 """

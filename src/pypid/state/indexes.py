@@ -390,7 +390,7 @@ class IndexRegistry:
             index (C{[upstream]}, its pages applying the index's
             advisories: C{index.advisories}; the registry owns it, in the
             default's stack); L{None} without one.
-        @param board: the server's advisories (filled by their loader);
+        @param board: the server's advisories (filled by their feed);
             L{None}: an empty board of its own.
         @param render: renders the descriptions of the files the storages
             and the named upstreams describe (the daemon's sandbox).

@@ -86,7 +86,7 @@ FETCH_DEADLINE = 600.0
 
 
 class AdvisorySettings(Protocol):
-    """What the loader reads of C{[advisories]} (L{pypid.config.advisory_settings})."""
+    """What the feed reads of C{[advisories]} (L{pypid.config.advisory_settings})."""
 
     @property
     def path(self) -> str | None: ...
@@ -111,7 +111,7 @@ class _Server(Protocol):
 
 
 class _DaemonSettings(_ReloadedAdvisories, Protocol):
-    """What L{AdvisoryLoader.from_config} reads of the configuration."""
+    """What L{AdvisoryFeed.from_config} reads of the configuration."""
 
     @property
     def source(self) -> str: ...
@@ -165,7 +165,7 @@ def read_sources(path: str | None, saved: str | None, limits: ArchiveLimits) -> 
 
 
 @implementer(IReloadable, IMetricsSource)
-class AdvisoryLoader(Service):
+class AdvisoryFeed(Service):
     """
     The advisories' part.
 
@@ -204,7 +204,7 @@ class AdvisoryLoader(Service):
 
     @classmethod
     def from_config(cls, config: _DaemonSettings, board: AdvisoryBoard, run: Run,
-                    clock: IReactorTime) -> AdvisoryLoader:
+                    clock: IReactorTime) -> AdvisoryFeed:
         """
         The part of a configuration: its C{[advisories]}, the snapshot's
         path, and an HTTPS agent verified as the server's other outbound

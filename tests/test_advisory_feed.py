@@ -16,7 +16,7 @@ from twisted.internet.task import Clock
 from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.advisories.advisory_part import AdvisoryLoader, saved_path
+from pypid.advisories.feed import AdvisoryFeed, saved_path
 from pypid.advisories.osv_archive import ArchiveLimits, ArchiveRefused, Tally, records
 from pypid.config.advisory_settings import AdvisoriesConfig
 from pypid.core.advisories import AdvisoryBoard
@@ -124,7 +124,7 @@ class ArchiveTests(SynchronousTestCase):
         self.assertEqual(list(tally.skipped.values()), [1])
 
 
-class LoaderTests(SynchronousTestCase):
+class FeedTests(SynchronousTestCase):
     """The part: start-up, timer, SIGHUP, bad archives keeping the old advisories."""
 
     def setUp(self):
@@ -133,22 +133,22 @@ class LoaderTests(SynchronousTestCase):
         self.folder = write_folder(os.path.abspath(self.mktemp()), [WIDGET])
         self.snapshot = os.path.join(os.path.abspath(self.mktemp()), "index.json")
 
-    def loader(self, **settings):
+    def feed(self, **settings):
         settings.setdefault("path", self.folder)
-        return AdvisoryLoader(self.board, AdvisoriesConfig(**settings), run_now, self.clock,
+        return AdvisoryFeed(self.board, AdvisoriesConfig(**settings), run_now, self.clock,
                               self.snapshot, agent=getattr(self, "agent", None))
 
     def test_start_reads(self):
         """Start-up reads the path; one line says how many advisories, from where."""
         with capturedLogs() as events:
-            self.successResultOf(self.loader().startService())
+            self.successResultOf(self.feed().startService())
         self.assertEqual(self.board.db.projects(), {"widget"})
         self.assertTrue(any(line.startswith(f"Loaded 1 advisories for 1 projects from "
                                             f"{self.folder} in ") for line in _lines(events)))
 
     def test_start_refused(self):
         """A path that cannot be read, or an archive refused, stops the start with one line."""
-        failure = self.failureResultOf(self.loader(path="/nonexistent").startService(),
+        failure = self.failureResultOf(self.feed(path="/nonexistent").startService(),
                                        StartupError)
         self.assertEqual(str(failure.value), "[advisories] path: cannot read /nonexistent: "
                                              "No such file or directory")
@@ -159,11 +159,11 @@ class LoaderTests(SynchronousTestCase):
         is read (their files' sizes, times and inodes are the same); a
         record added is read, and put in force.
         """
-        from pypid.advisories import advisory_part
+        from pypid.advisories import feed as advisory_feed
         reads = []
-        real = advisory_part.read_sources
-        self.patch(advisory_part, "read_sources", lambda *a: reads.append(a) or real(*a))
-        self.successResultOf(self.loader(refresh=3600).startService())
+        real = advisory_feed.read_sources
+        self.patch(advisory_feed, "read_sources", lambda *a: reads.append(a) or real(*a))
+        self.successResultOf(self.feed(refresh=3600).startService())
         generation = self.board.generation
         self.clock.advance(3600)
         self.assertEqual((self.board.generation, len(reads)), (generation, 1))
@@ -177,13 +177,13 @@ class LoaderTests(SynchronousTestCase):
         C{refresh = 0} is accepted, and the sources are read at start-up
         only (and at C{SIGHUP}): no timer reads them again.
         """
-        from pypid.advisories import advisory_part
+        from pypid.advisories import feed as advisory_feed
         from pypid.config.advisory_settings import parse_refresh
         self.assertEqual(parse_refresh("0"), 0.0)
         reads = []
-        real = advisory_part.read_sources
-        self.patch(advisory_part, "read_sources", lambda *a: reads.append(a) or real(*a))
-        self.successResultOf(self.loader(refresh=0).startService())
+        real = advisory_feed.read_sources
+        self.patch(advisory_feed, "read_sources", lambda *a: reads.append(a) or real(*a))
+        self.successResultOf(self.feed(refresh=0).startService())
         self.assertEqual(self.board.db.projects(), {"widget"})
         write_folder(self.folder, [GADGET])
         self.clock.advance(30 * 86400)
@@ -197,32 +197,32 @@ class LoaderTests(SynchronousTestCase):
         skipped, counted in one warning, the rest read.
         """
         path = write_zip(os.path.abspath(self.mktemp()), [WIDGET])
-        loader = AdvisoryLoader(self.board, AdvisoriesConfig(path=path), run_now, self.clock,
+        feed = AdvisoryFeed(self.board, AdvisoriesConfig(path=path), run_now, self.clock,
                                 self.snapshot, limits=ArchiveLimits(max_entries=3))
-        self.successResultOf(loader.startService())
+        self.successResultOf(feed.startService())
         in_force = self.board.db
         write_zip(path, [osv_record(f"PYSEC-9-{i}", "w", versions=["1"]) for i in range(4)])
         with capturedLogs() as events:
-            self.successResultOf(loader.refresh())
+            self.successResultOf(feed.refresh())
         self.assertIs(self.board.db, in_force)
         self.assertEqual([line for line in _lines(events) if "Keeping" in line],
                          [f"Keeping the advisories in force: {path} has 4 entries, more than 3"])
         write_zip(path, [GADGET], extra=[("bad.json", b"{nope")])
         with capturedLogs() as events:
-            self.successResultOf(loader.refresh())
+            self.successResultOf(feed.refresh())
         self.assertEqual(self.board.db.projects(), {"gadget"})
         self.assertIn("Skipped in the advisories: 1 not JSON", _lines(events))
 
     def test_sighup(self):
         """SIGHUP takes a new path and reads it at once."""
-        loader = self.loader()
-        self.successResultOf(loader.startService())
+        feed = self.feed()
+        self.successResultOf(feed.startService())
         other = write_folder(os.path.abspath(self.mktemp()), [GADGET])
 
         class Reloaded:
             advisories = AdvisoriesConfig(path=other)
 
-        commit = loader.prepare_reload(Reloaded())
+        commit = feed.prepare_reload(Reloaded())
         self.assertEqual(commit(), "advisories read again")
         self.assertEqual(self.board.db.projects(), {"gadget"})
 
@@ -239,15 +239,15 @@ class LoaderTests(SynchronousTestCase):
             pending.append((d, f, args))
             return d
 
-        loader = AdvisoryLoader(self.board, AdvisoriesConfig(path=self.folder), run,
+        feed = AdvisoryFeed(self.board, AdvisoriesConfig(path=self.folder), run,
                                 self.clock, self.snapshot)
-        started = loader.startService()
+        started = feed.startService()
         other = write_folder(os.path.abspath(self.mktemp()), [GADGET])
 
         class Reloaded:
             advisories = AdvisoriesConfig(path=other)
 
-        loader.prepare_reload(Reloaded())()
+        feed.prepare_reload(Reloaded())()
         while pending:
             d, f, args = pending.pop()   # (the latest first: the reload's read ends first)
             d.callback(f(*args))
@@ -256,33 +256,33 @@ class LoaderTests(SynchronousTestCase):
 
     def test_timer_survives_errors(self):
         """A refresh that fails in any way is logged; the timer goes on."""
-        from pypid.advisories import advisory_part
-        loader = self.loader(refresh=3600)
-        self.successResultOf(loader.startService())
+        from pypid.advisories import feed as advisory_feed
+        feed = self.feed(refresh=3600)
+        self.successResultOf(feed.startService())
 
         def broken(*args):
             raise OSError("the disk is on fire")
 
-        self.patch(advisory_part, "signature", broken)
+        self.patch(advisory_feed, "signature", broken)
         with capturedLogs() as events:
             self.clock.advance(3600)
         self.assertIn("Cannot refresh the advisories; keeping those in force", _lines(events))
         self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
-        self.assertTrue(loader._timer.running)
+        self.assertTrue(feed._timer.running)
 
     def test_too_many_versions_refused(self):
         """Records naming more versions and ranges than a load may hold refuse the archive."""
         from pypid.core import osv
         self.patch(osv, "MAX_ITEMS", 3)
         write_folder(self.folder, [osv_record("PYSEC-9-1", "w", versions=["1", "2", "3"])])
-        failure = self.failureResultOf(self.loader().startService(), StartupError)
+        failure = self.failureResultOf(self.feed().startService(), StartupError)
         self.assertIn("the records name more than 3 versions and ranges", str(failure.value))
 
     def test_metrics(self):
         """The advisories in force, the projects, the time read and the reads by result."""
-        loader = self.loader()
-        self.successResultOf(loader.startService())
-        families = {f.name: f for f in loader.metric_families()}
+        feed = self.feed()
+        self.successResultOf(feed.startService())
+        families = {f.name: f for f in feed.metric_families()}
         self.assertEqual(families["pypid_advisories"].samples, (((), 1),))
         self.assertEqual(families["pypid_advisory_reads"].samples, ((("loaded",), 1),))
         self.assertIn("pypid_advisories_read_timestamp_seconds", families)
@@ -301,37 +301,37 @@ class UrlTests(SynchronousTestCase):
         write_zip(buffer, [WIDGET])
         self.archive = buffer.getvalue()
 
-    def loader(self):
-        return AdvisoryLoader(self.board, AdvisoriesConfig(url=URL), run_now, self.clock,
+    def feed(self):
+        return AdvisoryFeed(self.board, AdvisoriesConfig(url=URL), run_now, self.clock,
                               self.snapshot, agent=lambda: self.http)
 
-    def fetch(self, loader):
-        d = loader.refresh()
+    def fetch(self, feed):
+        d = feed.refresh()
         drain(self.http, d)
         return self.successResultOf(d)
 
     def test_fetched_and_kept(self):
         """Fetched, kept beside the snapshot, read; a 304 reads the kept copy again."""
         self.origins.route(URL, self.archive, headers={b"etag": b'"v1"'})
-        loader = self.loader()
-        self.successResultOf(loader.startService())   # (nothing kept yet: nothing to wait for)
-        self.fetch(loader)
+        feed = self.feed()
+        self.successResultOf(feed.startService())   # (nothing kept yet: nothing to wait for)
+        self.fetch(feed)
         self.assertEqual(self.board.db.projects(), {"widget"})
         with open(saved_path(self.snapshot), "rb") as f:
             self.assertEqual(f.read(), self.archive)
         self.origins.route(URL, b"", status=304)
-        self.fetch(loader)
+        self.fetch(feed)
         self.assertEqual(self.origins.seen[-1][1], "/osv/all.zip")
         self.assertEqual(self.board.db.projects(), {"widget"})
 
     def test_unreachable_keeps_old(self):
         """A failed fetch keeps the advisories in force; a restart reads the kept copy."""
         self.origins.route(URL, self.archive)
-        self.fetch(self.loader())
+        self.fetch(self.feed())
         self.origins.route(URL, b"gone", status=500)
         board = self.board
         self.board = AdvisoryBoard()
-        restarted = self.loader()
+        restarted = self.feed()
         self.successResultOf(restarted.startService())
         self.assertEqual(self.board.db.projects(), {"widget"})
         with capturedLogs() as events:
@@ -455,14 +455,14 @@ class HostileUrlTests(SynchronousTestCase):
         write_zip(buffer, [WIDGET])
         self.archive = buffer.getvalue()
 
-    def loader(self, board, **settings):
+    def feed(self, board, **settings):
         settings.setdefault("url", URL)
-        return AdvisoryLoader(board, AdvisoriesConfig(**settings), run_now, self.clock,
+        return AdvisoryFeed(board, AdvisoriesConfig(**settings), run_now, self.clock,
                               self.snapshot, agent=lambda: self.http,
                               limits=ArchiveLimits(max_entries=3))
 
-    def fetch(self, loader):
-        d = loader.refresh()
+    def fetch(self, feed):
+        d = feed.refresh()
         drain(self.http, d)
         return self.successResultOf(d)
 
@@ -472,15 +472,15 @@ class HostileUrlTests(SynchronousTestCase):
         copy and its validators; a restart reads that copy.
         """
         self.origins.route(URL, self.archive, headers={b"etag": b'"v1"'})
-        loader = self.loader(AdvisoryBoard())
-        self.fetch(loader)
+        feed = self.feed(AdvisoryBoard())
+        self.fetch(feed)
         for hostile in (b"PK\x03\x04 no zip at all",
                         _zip_bytes([osv_record(f"PYSEC-9-{i}", "w", versions=["1"])
                                     for i in range(4)])):
             self.origins.route(URL, hostile, headers={b"etag": b'"v2"'})
             with capturedLogs() as events:
-                self.fetch(loader)
-            self.assertEqual(loader.board.db.projects(), {"widget"})
+                self.fetch(feed)
+            self.assertEqual(feed.board.db.projects(), {"widget"})
             with open(saved_path(self.snapshot), "rb") as f:
                 self.assertEqual(f.read(), self.archive)
             self.assertEqual(len([e for e in events if e["log_level"].name == "error"]), 1,
@@ -488,7 +488,7 @@ class HostileUrlTests(SynchronousTestCase):
         self.assertFalse(os.path.exists(saved_path(self.snapshot) + ".part"))
         self.assertEqual(self.origins.validators[-1][0], b'"v1"')
         board = AdvisoryBoard()
-        self.successResultOf(self.loader(board).startService())
+        self.successResultOf(self.feed(board).startService())
         self.assertEqual(board.db.projects(), {"widget"})
 
     def test_saved_copy_refused_at_start(self):
@@ -504,7 +504,7 @@ class HostileUrlTests(SynchronousTestCase):
         folder = write_folder(os.path.abspath(self.mktemp()), [GADGET])
         board = AdvisoryBoard()
         with capturedLogs() as events:
-            self.successResultOf(self.loader(board, path=folder).startService())
+            self.successResultOf(self.feed(board, path=folder).startService())
         self.assertEqual(board.db.projects(), {"gadget"})
         self.assertTrue(any("damaged" not in line and "is not a zip archive" in line
                             for line in _lines(events)), _lines(events))
@@ -522,12 +522,12 @@ class ChangedUrlTests(SynchronousTestCase):
         origins.route(URL, _zip_bytes([WIDGET]), headers={b"last-modified":
                                                           b"Sun, 01 Nov 2026 00:00:00 GMT"})
         origins.route(other, b"", status=304)
-        first = AdvisoryLoader(board, AdvisoriesConfig(url=URL), run_now, clock, snapshot,
+        first = AdvisoryFeed(board, AdvisoriesConfig(url=URL), run_now, clock, snapshot,
                                agent=lambda: http)
         drain(http, first.refresh())
         self.assertEqual(board.db.projects(), {"widget"})
         board = AdvisoryBoard()
-        moved = AdvisoryLoader(board, AdvisoriesConfig(url=other), run_now, clock, snapshot,
+        moved = AdvisoryFeed(board, AdvisoriesConfig(url=other), run_now, clock, snapshot,
                                agent=lambda: http)
         self.successResultOf(moved.startService())
         self.assertEqual(board.db.projects(), frozenset())
@@ -558,13 +558,13 @@ class RestartValidatorTests(SynchronousTestCase):
         origins.route(URL, _zip_bytes([WIDGET]), headers={b"last-modified": modified})
 
         def fetch(board):
-            loader = AdvisoryLoader(board, AdvisoriesConfig(url=URL), run_now, clock, snapshot,
+            feed = AdvisoryFeed(board, AdvisoriesConfig(url=URL), run_now, clock, snapshot,
                                     agent=lambda: http)
-            self.successResultOf(loader.startService())
-            d = loader.refresh()
+            self.successResultOf(feed.startService())
+            d = feed.refresh()
             drain(http, d)
             self.successResultOf(d)
-            return loader
+            return feed
 
         fetch(AdvisoryBoard())
         self.assertEqual(origins.validators, [(None, None)])
