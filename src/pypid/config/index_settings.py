@@ -28,7 +28,8 @@ from pypid.config.auth_settings import check_principal, parse_principals
 from pypid.config.retention_settings import RETENTION_RULE_KEYS, RetentionKeys
 from pypid.config.upstream_settings import UpstreamConfig, parse_min_age
 from pypid.config.values import Fail, Keys, Values, choice, parse_boolean, parse_globs
-from pypid.core.index_names import DEFAULT, ROUTE_SEGMENTS, BaseRef, parse_base
+from pypid.core.index_names import DEFAULT, ROUTE_SEGMENTS, UPSTREAM_PREFIX, BaseRef, parse_base
+from pypid.core.views import resolve_order
 
 
 @attrs.frozen
@@ -273,19 +274,12 @@ def check_read_through(indexes: Mapping[str, IndexConfig], rules: Sequence[_Scop
         index = indexes.get(name)
         return index.read if index is not None else (default_read,)
 
+    bases = {name: [str(base) for base in index.bases] for name, index in indexes.items()}
+
     def through(name: str) -> list[str]:
         """The hosted and view indexes C{name} reads, through its bases, in order met."""
-        found: list[str] = []
-        todo = [base.name for base in indexes[name].bases if not base.upstream] \
-            if name in indexes else []
-        while todo:
-            base = todo.pop(0)
-            if base in found or base == name:
-                continue
-            found.append(base)
-            if base in indexes:
-                todo.extend(b.name for b in indexes[base].bases if not b.upstream)
-        return found
+        return [source for source in resolve_order(name, bases)
+                if source != name and not source.startswith(UPSTREAM_PREFIX)]
 
     scoped: dict[str, set[tuple[str, tuple[tuple[str, frozenset[str]], ...]]]] = {}
     for rule in rules:

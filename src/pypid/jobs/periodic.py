@@ -18,14 +18,11 @@ The clock is given (a reactor, or a test's L{twisted.internet.task.Clock}).
 from __future__ import annotations
 
 from collections.abc import Callable
-from inspect import iscoroutine
-from typing import Any
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, ensureDeferred, succeed
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 
 log = Logger()
 
@@ -35,6 +32,7 @@ class Periodic(Service):
     Runs C{job} every C{interval} seconds while the part runs.
 
     @ivar what: what the job is, for the log (C{"The snapshot's save"}).
+    @ivar clock: the clock it runs by.
     @ivar runs: how many runs ended, failed ones included.
     """
 
@@ -52,7 +50,7 @@ class Periodic(Service):
             raise ValueError(f"{what}: the interval must be greater than 0")
         self._job = job
         self.interval = interval
-        self._clock = clock
+        self.clock = clock
         self.what = what
         self._first = interval if first is None else first
         self._next: IDelayedCall | None = None
@@ -65,14 +63,12 @@ class Periodic(Service):
         if self._first:
             self._schedule(self._first)
         else:
-            self.run_now()
+            self._start_run()
 
     def stopService(self) -> Deferred[None]:
         """Cancel the next run; fire once the run in flight (if any) ended."""
         Service.stopService(self)
-        if self._next is not None and self._next.active():
-            self._next.cancel()
-        self._next = None
+        self._cancel_next()
         if self._running is None:
             return succeed(None)
         return self._chain(self._running)
@@ -83,29 +79,20 @@ class Periodic(Service):
         next run comes an interval after this one's start. Fires when the
         run ended; never fails (a failure is logged).
         """
+        return self._chain(self._start_run())
+
+    def _start_run(self) -> Deferred[None]:
+        """The run under way, or a new one (L{run_now}); fires with L{None} as it ends."""
         if self._running is not None:
-            return self._chain(self._running)
-        if self._next is not None and self._next.active():
-            self._next.cancel()
-        self._next = None
-        started = self._clock.seconds()
-        try:
-            result: Any = self._job()
-        except Exception:
-            result = Failure()
-        if isinstance(result, Failure):
-            d: Deferred[Any] = Deferred()
-            d.errback(result)
-        elif isinstance(result, Deferred):
-            d = result
-        elif iscoroutine(result):
-            d = ensureDeferred(result)
-        else:
-            d = succeed(None)
+            return self._running
+        self._cancel_next()
+        started = self.clock.seconds()
+        # (a job may raise, return a Deferred or a coroutine, or return at once)
+        d: Deferred[object] = maybeDeferred(self._job)
         running = self._running = Deferred()
         d.addErrback(lambda f: log.failure("{what} failed", f, what=self.what))
         d.addBoth(lambda _: self._ended(started, running))
-        return self._chain(running)
+        return running
 
     def _chain(self, running: Deferred[None]) -> Deferred[None]:
         """A L{Deferred} that fires with L{None} when C{running} does."""
@@ -121,11 +108,16 @@ class Periodic(Service):
         self._running = None
         self.runs += 1
         if self.running:
-            self._schedule(max(0.0, started + self.interval - self._clock.seconds()))
+            self._schedule(max(0.0, started + self.interval - self.clock.seconds()))
         running.callback(None)
+
+    def _cancel_next(self) -> None:
+        if self._next is not None and self._next.active():
+            self._next.cancel()
+        self._next = None
 
     def _schedule(self, delay: float) -> None:
         def due() -> None:
             self._next = None
-            self.run_now()
-        self._next = self._clock.callLater(delay, due)
+            self._start_run()
+        self._next = self.clock.callLater(delay, due)

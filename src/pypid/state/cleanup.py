@@ -142,7 +142,6 @@ class RetentionSchedule(Periodic):
         Periodic.__init__(self, self._run, interval, clock, what="The retention schedule")
         self.cleanups = cleanups
         self.audit = audit
-        self.clock = clock
 
     async def _run(self) -> None:
         for name, cleanup in self.cleanups.items():

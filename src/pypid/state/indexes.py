@@ -224,8 +224,7 @@ class HostedStack:
     follow_up: FollowUp
     backfill: Backfill | None = None
     sync: SyncService | None = None
-    upstream: UpstreamProxy | None = None
-    #: the part of C{[upstream]} that holds C{upstream} (the default index's)
+    #: the part of C{[upstream]} (the default index's), which holds its proxy
     upstream_part: UpstreamPart | None = None
     #: its files' download counts (issue 29); L{None} for a storage that
     #: keeps none
@@ -239,6 +238,11 @@ class HostedStack:
     def loader(self) -> IndexLoader:
         """What fills its index at start-up."""
         return self.part.loader
+
+    @property
+    def upstream(self) -> UpstreamProxy | None:
+        """Its upstream's proxy (C{[upstream]}'s, the default index's), or L{None}."""
+        return self.upstream_part.proxy if self.upstream_part is not None else None
 
     @property
     def stored(self) -> IStorage:
@@ -312,7 +316,6 @@ class HostedStack:
             writer=writer, timer=SnapshotTimer(writer, server.snapshot_interval, reactor),
             locks=locks, follow_up=FollowUp(loader), backfill=backfill,
             sync=SyncService(index, shared, reactor) if shared is not None else None,
-            upstream=proxy,
             upstream_part=upstream_part,
             usage=usage,
             bin=bin,

@@ -186,7 +186,6 @@ class BinUpkeep(Periodic):
                           first=min(FIRST_LOOK, interval))
         self.bins = bins
         self.audit = audit
-        self.clock = clock
 
     async def _look(self) -> None:
         for name, bin in self.bins.items():
