@@ -42,8 +42,9 @@ def check_latency(slapd, checks, report):
     """
     from twisted.internet import defer, task
 
-    from pypid.auth.ldap import make_directory, parse_ldap_url
+    from pypid.auth.ldap import make_directory
     from pypid.config.ldap_settings import LDAPConfig
+    from pypid.core.ldap_syntax import parse_ldap_url
 
     results = {}
 

@@ -33,11 +33,12 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.auth.hashes import hash_password
-from pypid.auth.htpasswd import parse_htpasswd
-from pypid.auth.policy import AccessModel, parse_rule
+from pypid.auth.policy import AccessModel
 from pypid.auth.tokens import TokenBook
 from pypid.auth.verifier import PasswordVerifier
 from pypid.config.metrics_settings import DEFAULT_ALLOW, MetricsConfig, parse_networks
+from pypid.core.access_rules import parse_rule
+from pypid.core.credential_syntax import parse_htpasswd
 from pypid.core.index import Index
 from pypid.core.render import file_url_for
 from pypid.core.retention import RetentionRules

@@ -23,15 +23,15 @@ from pypid.auth.attestations import (
     AttestationChecker,
     AttestationRefused,
     SignerIdentity,
-    TrustRootError,
-    check_trust_root,
     default_trust_root,
 )
-from pypid.auth.oidc import Settings, TrustedPublishing, parse_publishers, proof_of
+from pypid.auth.oidc import TrustedPublishing, proof_of
 from pypid.auth.tokens import Token
 from pypid.auth.verifier import Identity
 from pypid.config import ConfigError, load_config
+from pypid.config.attestation_settings import check_trust_root
 from pypid.core.provenance import SLSA_PROVENANCE_V1, read_provenance
+from pypid.core.publishers import PublishingSettings, parse_publishers
 from tests.fakes import write_file
 from tests.sigstore_root import TestSigstore, github_claims, gitlab_claims
 
@@ -65,7 +65,7 @@ class _Checker:
                 pattern, _, text = line.partition("=")
                 found += parse_publishers(pattern.strip(), text)
         publishing = TrustedPublishing(
-            Settings(issuers=(("ci", ISSUER), ("lab", "https://gitlab.ci.test")),
+            PublishingSettings(issuers=(("ci", ISSUER), ("lab", "https://gitlab.ci.test")),
                      rules=tuple(found)), object(), Clock())
         return AttestationChecker(self.root, publishing, run, require)
 
@@ -320,7 +320,7 @@ class TrustRootTests(SynchronousTestCase):
             path = os.path.join(folder, name)
             if data is not None:
                 write_file(path, data)
-            e = self.assertRaises(TrustRootError, check_trust_root, path)
+            e = self.assertRaises(ValueError, check_trust_root, path)
             self.assertIn(reason, str(e))
 
     def test_config(self):

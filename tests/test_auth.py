@@ -23,9 +23,11 @@ from pypid.auth.basic import (
     parse_basic,
     www_authenticate_header,
 )
-from pypid.auth.hashes import check_hash_format, hash_password
-from pypid.auth.policy import AUTHENTICATED, EVERYONE, READ, WRITE, AccessModel
+from pypid.auth.hashes import hash_password
+from pypid.auth.policy import AccessModel
 from pypid.auth.verifier import Identity, PasswordVerifier
+from pypid.core.access_rules import AUTHENTICATED, EVERYONE, READ, WRITE
+from pypid.core.credential_syntax import check_hash_format, parse_hash
 from tests.fakes import FAST
 
 ALICE_PASSWORD = "correct horse battery staple"
@@ -310,7 +312,7 @@ class PasswordVerifierTests(SynchronousTestCase):
         [(dummy, password)] = pool.calls
         self.assertNotIn(dummy, USERS.values())
         check_hash_format(dummy)
-        self.assertEqual(hashes._parse_hash(dummy), hashes._parse_hash(USERS["alice"]))
+        self.assertEqual(parse_hash(dummy), parse_hash(USERS["alice"]))
         self.assertEqual(hashes.verify_hash(dummy, password), hashes.MISMATCH)
 
     def test_unknown_user_default_cost(self):

@@ -1721,7 +1721,7 @@ class IndexRefusedTests(_ConfigMixin, SynchronousTestCase):
         C{[acl]} rules may name the index they are for (C{release/acme-*});
         each index's C{read} and C{upload} become its grants.
         """
-        from pypid.auth.policy import IndexGrants
+        from pypid.core.access_rules import IndexGrants
         config = load_config(self.write("""
             [users]
             bob = $argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$AAAAAAAAAAAAAAAAAAAAAA

@@ -21,9 +21,10 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.auth.hashes import hash_password
-from pypid.auth.policy import AccessModel, IndexGrants, parse_rule
+from pypid.auth.policy import AccessModel
 from pypid.auth.tokens import TokenBook
 from pypid.auth.verifier import PasswordVerifier
+from pypid.core.access_rules import IndexGrants, parse_rule
 from pypid.core.index import Index
 from pypid.core.render import file_url_for
 from pypid.core.views import ChainSource, Filters, IndexView

@@ -26,7 +26,7 @@ LAYERS = {
     "upstream": 3,
     "advisories": 3,
     "state": 4,
-    "config": 4,
+    "config": 1,
     "tls": 4,
     "web": 5,
     "export": 6,

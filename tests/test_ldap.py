@@ -21,8 +21,15 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.http_headers import Headers
 
 from pypid.auth.hashes import hash_password
-from pypid.auth.ldap import (
-    Directory,
+from pypid.auth.ldap import Directory
+from pypid.auth.policy import AccessModel
+from pypid.auth.throttle import LoginThrottle
+from pypid.auth.verifier import DirectoryUnavailable, Identity, PasswordVerifier
+from pypid.config import ConfigError, load_config
+from pypid.config.ldap_settings import LDAPConfig
+from pypid.core.access_rules import parse_rule
+from pypid.core.http_errors import TooManyRequests, Unauthorized, Unavailable
+from pypid.core.ldap_syntax import (
     FilterError,
     LDAPServer,
     check_filter_template,
@@ -31,12 +38,6 @@ from pypid.auth.ldap import (
     parse_filter,
     parse_ldap_url,
 )
-from pypid.auth.policy import AccessModel, parse_rule
-from pypid.auth.throttle import LoginThrottle
-from pypid.auth.verifier import DirectoryUnavailable, Identity, PasswordVerifier
-from pypid.config import ConfigError, load_config
-from pypid.config.ldap_settings import LDAPConfig
-from pypid.core.http_errors import TooManyRequests, Unauthorized, Unavailable
 from pypid.core.startup import StartupError
 from pypid.web.access import Access
 from tests.fakes import FAST

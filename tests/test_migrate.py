@@ -19,7 +19,7 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from pypid.auth.hashes import MATCH, check_hash_format, verify_hash
+from pypid.auth.hashes import MATCH, verify_hash
 from pypid.bundle.devpi import DevpiSource, parse_dataindex
 from pypid.bundle.ingest import Ingest
 from pypid.bundle.manifest import BundleError
@@ -29,6 +29,7 @@ from pypid.bundle.pypicloud import (
     parse_bucket_url,
 )
 from pypid.bundle.sources import NOT_FOLLOWED, PypiserverSource, detect
+from pypid.core.credential_syntax import check_hash_format
 from pypid.core.details import Details
 from pypid.http.client import make_http
 from pypid.storage.memory import MemoryStorage

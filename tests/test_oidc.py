@@ -25,21 +25,20 @@ from pypid.auth.oidc import (
     IssuerUnavailable,
     NoPublisher,
     ReplayCache,
-    Settings,
     TokenRefused,
     TooMany,
     TrustedPublishing,
     import_jwks,
     match_publishers,
-    parse_issuers,
-    parse_publishers,
 )
-from pypid.auth.policy import AccessModel, IndexGrants, RuleError, parse_rule
+from pypid.auth.policy import AccessModel
 from pypid.auth.throttle import LoginThrottle
 from pypid.auth.verifier import Identity, PasswordVerifier
 from pypid.config import ConfigError, load_config
+from pypid.core.access_rules import IndexGrants, RuleError, parse_rule
 from pypid.core.audit_chain import decode
 from pypid.core.index import Index
+from pypid.core.publishers import PublishingSettings, parse_issuers, parse_publishers
 from pypid.core.render import file_url_for
 from pypid.storage.audit_log import MemoryAuditLog
 from pypid.storage.memory import MemoryStorage
@@ -276,7 +275,7 @@ class JWKSTests(SynchronousTestCase):
 class _IssuerMixin:
     """A L{TrustedPublishing} over in-memory issuers, on a L{Clock}."""
 
-    settings = Settings(issuers=(("github", GITHUB), ("gitlab", GITLAB)), rules=tuple(RULES),
+    settings = PublishingSettings(issuers=(("github", GITHUB), ("gitlab", GITLAB)), rules=tuple(RULES),
                         leeway=60, jwks_min_refresh=30, timeout=10)
 
     def setUp(self):
@@ -679,7 +678,7 @@ class VerifyTests(_IssuerMixin, SynchronousTestCase):
         self.assertEqual(self.publishing.reconfigure(self.settings), 0)
         self.assertIs(self.publishing.issuers[GITHUB], keys)
         self.assertIsNotNone(self.publishing.tokens.verify(minted.text))
-        changed = Settings(issuers=self.settings.issuers, rules=tuple(RULES[1:]))
+        changed = PublishingSettings(issuers=self.settings.issuers, rules=tuple(RULES[1:]))
         self.assertEqual(self.publishing.reconfigure(changed), 1)
         self.assertIsNone(self.publishing.tokens.verify(minted.text))
         self.assertIsInstance(self.refusal(self.github.github_token(), NoPublisher), str)
@@ -849,7 +848,7 @@ class MintRouteTests(MintSiteMixin, SynchronousTestCase):
 
     def test_not_configured(self):
         """Without issuers, the route answers 404 saying so."""
-        self.publishing.reconfigure(Settings())
+        self.publishing.reconfigure(PublishingSettings())
         response, body = self.mint(self.github.github_token())
         self.assertEqual(response.code, 404)
         self.assertIn(b"trusted publishing is not configured", body)
@@ -914,7 +913,7 @@ class DocumentedPublishersTests(_IssuerMixin, SynchronousTestCase):
     C{acme-tools}, which an exact entry gives to acme/tools).
     """
 
-    settings = Settings(issuers=(("github", GITHUB), ("gitlab", GITLAB)),
+    settings = PublishingSettings(issuers=(("github", GITHUB), ("gitlab", GITLAB)),
                         rules=_documented_publishers(), leeway=60, jwks_min_refresh=30,
                         timeout=10)
 

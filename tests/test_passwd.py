@@ -10,8 +10,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from pypid.auth import basic as credentials
 from pypid.auth import hashes
 from pypid.auth.basic import MAX_PASSWORD_BYTES
-from pypid.auth.hashes import check_hash_format
 from pypid.cli import passwd
+from pypid.core.credential_syntax import check_hash_format
 from tests.test_auth import FAST
 
 

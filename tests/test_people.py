@@ -14,7 +14,8 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.auth.policy import AccessModel, parse_rule
+from pypid.auth.policy import AccessModel
+from pypid.core.access_rules import parse_rule
 from pypid.core.catalog import IndexCatalog
 from pypid.core.index import Index
 from pypid.core.render import Page, file_url_for

@@ -26,10 +26,11 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.auth.hashes import hash_password
-from pypid.auth.policy import AccessModel, IndexGrants, parse_rule
+from pypid.auth.policy import AccessModel
 from pypid.auth.tokens import TokenBook
 from pypid.auth.verifier import PasswordVerifier
 from pypid.cli import admin
+from pypid.core.access_rules import IndexGrants, parse_rule
 from pypid.core.audit_chain import make_query
 from pypid.core.index import Index
 from pypid.core.names import filename_key

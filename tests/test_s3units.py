@@ -27,6 +27,7 @@ from twisted.web.resource import Resource
 
 from pypid.config import ConfigError, load_config
 from pypid.core.model import SUMMARY_BYTES, UPLOADER_BYTES, FileRecord, cut_text
+from pypid.core.s3_limits import CHECK_RATE
 from pypid.storage.interface import StorageError
 from pypid.storage.s3 import api as s3client
 from pypid.storage.s3.api import (
@@ -52,7 +53,6 @@ from pypid.storage.s3.layout import (
     yank_body,
     yank_reason,
 )
-from pypid.storage.s3.limits import CHECK_RATE
 from pypid.storage.s3.markers import Pacer
 from pypid.storage.s3.sign import (
     EMPTY_SHA256,

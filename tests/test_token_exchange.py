@@ -13,8 +13,9 @@ import json
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.auth.oidc import MAX_WAITERS, Settings
+from pypid.auth.oidc import MAX_WAITERS
 from pypid.core.audit_chain import MAX_LOGIN_KEYS
+from pypid.core.publishers import PublishingSettings
 from pypid.web import token_exchange
 from tests.fakes import multipart_body, twine_fields
 from tests.oidc_issuer import compact
@@ -30,7 +31,7 @@ KINDS = ("no-publisher", "replay", "unreachable", "forged")
 class ExchangeFloodTests(MintSiteMixin, SynchronousTestCase):
     """Refused exchanges, sent as fast as a client can, from one address or many."""
 
-    settings = Settings(issuers=(("github", BASE + "/github"), ("gitlab", BASE + "/gitlab"),
+    settings = PublishingSettings(issuers=(("github", BASE + "/github"), ("gitlab", BASE + "/gitlab"),
                                  ("down", DOWN)),
                         rules=tuple(RULES), leeway=60, jwks_min_refresh=30, timeout=10)
 

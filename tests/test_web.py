@@ -24,9 +24,10 @@ from twisted.web.client import ResponseFailed
 from twisted.web.http_headers import Headers
 
 from pypid.auth.hashes import hash_password
-from pypid.auth.policy import AccessModel, parse_rule
+from pypid.auth.policy import AccessModel
 from pypid.auth.tokens import TokenBook
 from pypid.auth.verifier import PasswordVerifier
+from pypid.core.access_rules import parse_rule
 from pypid.core.details import Details
 from pypid.core.distribution import inspect
 from pypid.core.index import Index
@@ -1082,7 +1083,7 @@ class WriteOnlyTests(_ServerMixin, SynchronousTestCase):
     """
 
     def access_model(self):
-        from pypid.auth.policy import parse_rule
+        from pypid.core.access_rules import parse_rule
         return AccessModel(read=self.read, rules=(parse_rule("holy-grail", "user:dave w"),))
 
     def setUp(self):

@@ -76,7 +76,6 @@ under C{~/.cache}: it is not called).
 from __future__ import annotations
 
 import importlib.resources
-import json
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from fnmatch import fnmatchcase
@@ -86,7 +85,7 @@ from urllib.parse import urlsplit
 import attrs
 from twisted.logger import Logger
 
-from pypid.auth.oidc import PublisherRule, TrustedPublishing, is_publisher
+from pypid.auth.oidc import TrustedPublishing, is_publisher
 from pypid.auth.verifier import Identity
 from pypid.core.names import normalize
 from pypid.core.provenance import (
@@ -98,6 +97,7 @@ from pypid.core.provenance import (
     parse_attestations,
     provenance_document,
 )
+from pypid.core.publishers import PublisherRule
 from pypid.storage.interface import Run
 
 if TYPE_CHECKING:
@@ -110,9 +110,6 @@ FULCIO_ARC = "1.3.6.1.4.1.57264.1."
 #: The legacy issuer extension (raw text, not DER), and its successor.
 LEGACY_ISSUER = 1
 ISSUER = 8
-
-#: The media type a trust root file declares.
-TRUST_ROOT_MEDIA_TYPE = "application/vnd.dev.sigstore.trustedroot+json"
 
 #: What every refusal of attestations that verify but are not the
 #: publisher's ends with: the way out.
@@ -154,29 +151,6 @@ def default_trust_root() -> str:
                              f"told apart ({len(found)} candidates); name a trust root file "
                              "in [attestations] trust_root")
     return str(found[0])
-
-
-def check_trust_root(path: str) -> None:
-    """
-    Check that C{path} is a Sigstore trust root file: JSON of its media
-    type, naming Fulcio CAs and transparency logs (a cheap read, no
-    Sigstore import: the full parse comes with the verifier).
-
-    @raise TrustRootError: saying why not.
-    """
-    try:
-        with open(path, "rb") as f:
-            data = json.loads(f.read(4 << 20))
-    except OSError as e:
-        raise TrustRootError(f"cannot read {path}: {e.strerror}")
-    except ValueError:
-        raise TrustRootError(f"{path} is not JSON (expected a Sigstore trusted_root.json)")
-    media = data.get("mediaType") if isinstance(data, dict) else None
-    if not isinstance(media, str) or not media.startswith(TRUST_ROOT_MEDIA_TYPE):
-        raise TrustRootError(f"{path} is not a Sigstore trust root (its mediaType is not "
-                             f"{TRUST_ROOT_MEDIA_TYPE})")
-    if not data.get("certificateAuthorities") or not data.get("tlogs"):
-        raise TrustRootError(f"{path} names no certificate authority or transparency log")
 
 
 # -- what a certificate says ----------------------------------------------------------

@@ -4,9 +4,8 @@ challenge that asks for one.
 
 pip, uv and twine send credentials with every request, so L{parse_basic} is
 pure and cheap: it turns a header into a user name and a password, or refuses
-it with L{MalformedCredentials}, before anything expensive happens. It also
-says what a user name may be (L{USER_NAME}), for the configuration and the
-htpasswd reader.
+it with L{MalformedCredentials}, before anything expensive happens. What a
+user name may be is L{pypid.core.credential_syntax.USER_NAME}.
 """
 
 from __future__ import annotations
@@ -111,8 +110,3 @@ def decode_password(raw: bytes) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         return raw.decode("latin-1")
-
-
-#: What a user (or group) name may be: 1 to 64 letters, digits, '.', '_',
-#: '@' or '-', starting with a letter or digit.
-USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")

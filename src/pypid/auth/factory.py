@@ -16,9 +16,10 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
-from pypid.auth.policy import AccessModel, IndexGrants, Rule, admin_users_and_groups
+from pypid.auth.policy import AccessModel, admin_users_and_groups
 from pypid.auth.tokens import TokenBook
 from pypid.auth.verifier import PasswordVerifier
+from pypid.core.access_rules import IndexGrants, Rule
 from pypid.core.startup import StartupError
 
 log = Logger()
@@ -29,7 +30,8 @@ if TYPE_CHECKING:
 
     from pypid.auth.attestations import AttestationChecker
     from pypid.auth.ldap import DirectorySettings
-    from pypid.auth.oidc import PublisherRule, Settings, TrustedPublishing
+    from pypid.auth.oidc import TrustedPublishing
+    from pypid.core.publishers import PublisherRule, PublishingSettings
     from pypid.storage.interface import Run
 
 
@@ -70,7 +72,7 @@ class _OIDCSettings(Protocol):
     def issuers(self) -> tuple[tuple[str, str], ...]:
         """C{(name, url)} of the trusted issuers."""
 
-    def settings(self, rules: Iterable[PublisherRule]) -> Settings:
+    def settings(self, rules: Iterable[PublisherRule]) -> PublishingSettings:
         """Trusted publishing's settings, with C{[publishers]}' rules."""
 
 

@@ -3,8 +3,8 @@ Password hashes: making them, checking their format, and verifying a
 password against one.
 
 Passwords are stored as argon2id hashes (L{hash_password}, checked at
-configuration time by L{check_hash_format}); bcrypt hashes from htpasswd
-files are accepted too. L{verify_hash} is blocking CPU work: the
+configuration time by L{pypid.core.credential_syntax.check_hash_format});
+bcrypt hashes from htpasswd files are accepted too. L{verify_hash} is blocking CPU work: the
 L{pypid.auth.verifier.PasswordVerifier} runs it in a thread pool. The dummy
 hashes let an unknown user cost what a known one does.
 """
@@ -12,19 +12,17 @@ hashes let an unknown user cost what a known one does.
 from __future__ import annotations
 
 import base64
-import binascii
 import collections
-import re
 import secrets
 from collections.abc import Iterable
 
-import attrs
 import bcrypt
 from argon2 import Parameters, PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from twisted.logger import Logger
 
 from pypid.auth.basic import MAX_PASSWORD_BYTES
+from pypid.core.credential_syntax import HashShape, is_bcrypt, parse_hash
 
 log = Logger()
 
@@ -40,12 +38,7 @@ DEFAULT_PARAMETERS = Parameters(
     parallelism=1,
 )
 
-# $argon2id$v=19$m=<KiB>,t=<passes>,p=<lanes>$<salt>$<digest>, both in
-# unpadded standard base64, as argon2's reference encoder writes it.
-_ARGON2ID = re.compile(
-    r"\$argon2id\$v=19\$m=([0-9]{1,10}),t=([0-9]{1,10}),p=([0-9]{1,8})"
-    r"\$([A-Za-z0-9+/]+)\$([A-Za-z0-9+/]+)\Z"
-)
+
 
 
 def hash_password(password: str, parameters: Parameters | None = None) -> str:
@@ -82,88 +75,7 @@ def hash_password(password: str, parameters: Parameters | None = None) -> str:
     return PasswordHasher.from_parameters(parameters).hash(password)
 
 
-@attrs.frozen
-class _HashShape:
-    """The cost parameters and sizes of a well-formed argon2id hash."""
-
-    memory_cost: int
-    time_cost: int
-    parallelism: int
-    salt_len: int
-    hash_len: int
-
-
-def _decode_b64(text: str) -> bytes:
-    # argon2 writes base64 without padding; put it back for a strict decode.
-    return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
-
-
-def _parse_hash(value: str) -> _HashShape:
-    """
-    Return the L{_HashShape} of an argon2id hash, or raise L{ValueError}
-    saying what is accepted; the message never repeats C{value}, which may be
-    a plaintext password put there by mistake.
-    """
-    help_ = "make one with pypid-passwd and put it in [users] as: name = <hash>"
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"an argon2id password hash is required; {help_}")
-    if not value.startswith("$"):
-        raise ValueError(
-            "this looks like a plaintext password, which is never accepted; "
-            f"store an argon2id hash instead: {help_}"
-        )
-    if value.startswith(("$argon2i$", "$argon2d$")):
-        raise ValueError(
-            "only argon2id hashes ($argon2id$...) are accepted, not argon2i or "
-            f"argon2d; {help_}"
-        )
-    if not value.startswith("$argon2id$"):
-        raise ValueError(
-            "only argon2id hashes ($argon2id$...) are accepted (not bcrypt, "
-            f"crypt or other formats); {help_}"
-        )
-    match = _ARGON2ID.match(value)
-    if match is None:
-        raise ValueError(
-            "malformed argon2id hash (expected "
-            f"$argon2id$v=19$m=...,t=...,p=...$<salt>$<hash>); {help_}"
-        )
-    memory_cost, time_cost, parallelism = (int(match.group(i)) for i in (1, 2, 3))
-    try:
-        salt = _decode_b64(match.group(4))
-        digest = _decode_b64(match.group(5))
-    except (binascii.Error, ValueError):
-        raise ValueError(f"malformed argon2id hash (bad base64); {help_}") from None
-    if (
-        parallelism < 1
-        or time_cost < 1
-        or memory_cost < 8 * parallelism
-        or len(salt) < 8
-        or len(digest) < 4
-    ):
-        raise ValueError(f"argon2id hash with impossible parameters; {help_}")
-    return _HashShape(memory_cost, time_cost, parallelism, len(salt), len(digest))
-
-
-def check_hash_format(value: str) -> None:
-    """
-    Refuse, with a message a person can act on, anything in C{[users]} that is
-    not a well-formed argon2id hash, a plaintext password above all.
-
-    Only argon2id is accepted: RFC 9106 recommends it for passwords, argon2d
-    leaks through side channels and argon2i is weaker against trade-off
-    attacks.  The check is textual and cheap (no hashing), so a configuration
-    with many users loads fast.
-
-    @param value: the value of one C{name = value} line.
-    @type value: L{str}
-    @raise ValueError: C{value} is not an argon2id hash; the message does not
-        repeat it.
-    """
-    _parse_hash(value)
-
-
-def make_dummy_hash(shape: _HashShape) -> str:
+def make_dummy_hash(shape: HashShape) -> str:
     """
     Return a well-formed argon2id hash of nothing, with C{shape}'s cost.
 
@@ -182,31 +94,23 @@ def make_dummy_hash(shape: _HashShape) -> str:
     )
 
 
-def dummy_shape(hashes: Iterable[str]) -> _HashShape:
+def dummy_shape(hashes: Iterable[str]) -> HashShape:
     """
     Return the most common cost among C{hashes} (the default when there are
     none), so an unknown user costs what a typical known one does.
     """
-    counts = collections.Counter(_parse_hash(value) for value in hashes
+    counts = collections.Counter(parse_hash(value) for value in hashes
                                  if not is_bcrypt(value))
     if counts:
         return counts.most_common(1)[0][0]
     p = DEFAULT_PARAMETERS
-    return _HashShape(p.memory_cost, p.time_cost, p.parallelism, p.salt_len, p.hash_len)
+    return HashShape(p.memory_cost, p.time_cost, p.parallelism, p.salt_len, p.hash_len)
 
 
 # What one verification in the pool found; logged on the reactor thread.
 MATCH = "match"
 MISMATCH = "mismatch"
 BROKEN = "broken"
-
-
-_BCRYPT = re.compile(r"^\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}$")
-
-
-def is_bcrypt(value: str) -> bool:
-    """Whether C{value} is a well-formed bcrypt hash (htpasswd files have them)."""
-    return bool(_BCRYPT.match(value))
 
 
 def make_dummy_bcrypt(cost: int) -> str:

@@ -72,7 +72,7 @@ import ipaddress
 import attrs
 from twisted.internet.interfaces import IReactorTime
 
-from pypid.core.addresses import client_ip
+from pypid.core.addresses import IPV6_PREFIX, client_ip
 from pypid.core.bounded import put_newest
 
 #: Failures allowed within the window before a (user, client) is throttled.
@@ -92,9 +92,6 @@ MAX_IDENTITY_FAILURES = 300
 
 #: How long a client a user logged in from stays exempt from rule 6 (seconds).
 GOOD_FOR = 7 * 86400.0
-
-#: Bits of an IPv6 address that make one client (a host is given a /64).
-IPV6_PREFIX = 64
 
 #: Pairs and clients remembered at most (oldest forgotten first), so that a
 #: flood of made-up names cannot grow memory (an entry is a key and at most

@@ -29,7 +29,7 @@ from typing import Any
 import attrs
 from twisted.internet.interfaces import IReactorTime
 
-from pypid.auth.policy import RuleError, normalize_pattern, pattern_specificity
+from pypid.core.access_rules import RuleError, normalize_pattern, pattern_specificity
 from pypid.core.index_names import NAME as INDEX_NAME
 from pypid.core.names import normalize
 from pypid.storage.disk import fsync_folder, write_atomically

@@ -39,13 +39,12 @@ from twisted.python.threadpool import ThreadPool
 from pypid.auth.hashes import (
     BROKEN,
     MATCH,
-    check_hash_format,
     dummy_shape,
-    is_bcrypt,
     make_dummy_bcrypt,
     make_dummy_hash,
     verify_hash,
 )
+from pypid.core.credential_syntax import check_hash_format, is_bcrypt
 
 if TYPE_CHECKING:
     # (types only: both modules import this one)
@@ -173,7 +172,7 @@ class PasswordVerifier:
     def __attrs_post_init__(self) -> None:
         for name, value in self._users.items():
             if is_bcrypt(value):
-                continue  # from an htpasswd file (pypid.auth.htpasswd checked it)
+                continue  # from an htpasswd file (pypid.core.credential_syntax checked it)
             try:
                 check_hash_format(value)
             except ValueError as e:

@@ -33,8 +33,6 @@ from typing import Any, NoReturn, TypeVar
 
 import attrs
 
-from pypid.auth.oidc import PublisherRule
-from pypid.auth.policy import IndexGrants, Rule
 from pypid.config.advisory_settings import ADVISORIES_KEYS, AdvisoriesConfig
 from pypid.config.attestation_settings import ATTESTATIONS_KEYS, AttestationsConfig
 from pypid.config.auth_settings import AUTH_KEYS, FREE_SECTIONS, AuthConfig, read_principals
@@ -57,7 +55,9 @@ from pypid.config.storage_settings import STORAGE_KEYS, StorageConfig
 from pypid.config.tls_settings import TLS_KEYS, TLSConfig, check_tls, no_tls
 from pypid.config.upstream_settings import UPSTREAM_KEYS, UpstreamConfig, read_upstream
 from pypid.config.values import Keys, Values
+from pypid.core.access_rules import IndexGrants, Rule
 from pypid.core.index_names import DEFAULT, NAME, NAME_FORMS
+from pypid.core.publishers import PublisherRule
 
 __all__ = ["FREE_SECTIONS", "SCHEMA", "Config", "ConfigError", "StartupError", "load_config",
            "parse_override"]

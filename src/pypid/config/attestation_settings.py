@@ -13,23 +13,46 @@ trust root, stops start-up with one line naming the key.
 
 from __future__ import annotations
 
+import json
 import re
 
 import attrs
 
-from pypid.auth.attestations import TrustRootError, check_trust_root
-from pypid.auth.policy import RuleError, normalize_pattern
 from pypid.config.values import Keys, parse_optional_path
+from pypid.core.access_rules import RuleError, normalize_pattern
+
+#: The media type a trust root file declares.
+TRUST_ROOT_MEDIA_TYPE = "application/vnd.dev.sigstore.trustedroot+json"
+
+
+def check_trust_root(path: str) -> None:
+    """
+    Check that C{path} is a Sigstore trust root file: JSON of its media
+    type, naming Fulcio CAs and transparency logs (a cheap read, no
+    Sigstore import: the full parse comes with the verifier).
+
+    @raise ValueError: saying why not.
+    """
+    try:
+        with open(path, "rb") as f:
+            data = json.loads(f.read(4 << 20))
+    except OSError as e:
+        raise ValueError(f"cannot read {path}: {e.strerror}") from None
+    except ValueError:
+        raise ValueError(f"{path} is not JSON (expected a Sigstore trusted_root.json)") from None
+    media = data.get("mediaType") if isinstance(data, dict) else None
+    if not isinstance(media, str) or not media.startswith(TRUST_ROOT_MEDIA_TYPE):
+        raise ValueError(f"{path} is not a Sigstore trust root (its mediaType is not "
+                         f"{TRUST_ROOT_MEDIA_TYPE})")
+    if not data.get("certificateAuthorities") or not data.get("tlogs"):
+        raise ValueError(f"{path} names no certificate authority or transparency log")
 
 
 def parse_trust_root(value: str) -> str | None:
     """A trust root file that can be read and is one (L{None}: the default one)."""
     path = parse_optional_path(value)
     if path is not None:
-        try:
-            check_trust_root(path)
-        except TrustRootError as e:
-            raise ValueError(str(e)) from None
+        check_trust_root(path)
     return path
 
 

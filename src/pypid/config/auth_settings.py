@@ -14,11 +14,6 @@ from collections.abc import Mapping
 
 import attrs
 
-from pypid.auth.basic import USER_NAME
-from pypid.auth.hashes import check_hash_format
-from pypid.auth.htpasswd import read_htpasswd
-from pypid.auth.policy import Rule, RuleError, parse_rule
-from pypid.auth.throttle import IPV6_PREFIX
 from pypid.config.values import (
     Fail,
     Items,
@@ -29,6 +24,9 @@ from pypid.config.values import (
     parse_path,
     whole_number,
 )
+from pypid.core.access_rules import Rule, RuleError, parse_rule
+from pypid.core.addresses import IPV6_PREFIX
+from pypid.core.credential_syntax import USER_NAME, check_hash_format, parse_htpasswd
 
 
 @attrs.frozen
@@ -190,3 +188,20 @@ def read_principals(items: Items, values: Values, fail: Fail
             fail("acl", pattern, str(e))
         rules.append(rule)
     return users, groups, rules
+
+
+def read_htpasswd(path: str) -> dict[str, str]:
+    """
+    Read the htpasswd file at C{path} and return its users: C{{name: hash}}.
+
+    @raise ValueError: when the file cannot be read or is not UTF-8 text,
+        or as L{parse_htpasswd} does; the message names the file.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise ValueError(f"cannot read {path}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is not UTF-8 text") from None
+    return parse_htpasswd(text, path)

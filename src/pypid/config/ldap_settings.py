@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import attrs
 
-from pypid.auth.ldap import PLACEHOLDERS, LDAPServer, check_filter_template, parse_ldap_url
 from pypid.config.values import (
     Fail,
     Keys,
@@ -23,6 +22,7 @@ from pypid.config.values import (
     parse_boolean,
     parse_optional_path,
 )
+from pypid.core.ldap_syntax import PLACEHOLDERS, LDAPServer, check_filter_template, parse_ldap_url
 from pypid.core.units import is_zero_duration, parse_duration
 
 

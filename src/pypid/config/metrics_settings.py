@@ -15,9 +15,9 @@ from collections.abc import Iterable, Mapping
 
 import attrs
 
-from pypid.auth.basic import USER_NAME
 from pypid.config.values import Fail, Keys, Values
 from pypid.core.addresses import client_ip
+from pypid.core.credential_syntax import USER_NAME
 
 #: An address or network of C{[metrics] allow}.
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network

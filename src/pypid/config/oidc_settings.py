@@ -17,9 +17,9 @@ from collections.abc import Callable, Iterable
 
 import attrs
 
-from pypid.auth.oidc import PublisherRule, Settings, parse_issuers, parse_publishers
-from pypid.auth.policy import RuleError
 from pypid.config.values import Fail, Items, Keys, Values, parse_optional_path
+from pypid.core.access_rules import RuleError
+from pypid.core.publishers import PublisherRule, PublishingSettings, parse_issuers, parse_publishers
 from pypid.core.units import DURATION_FORMS, is_zero_duration, parse_duration
 
 #: The free section of the publishers.
@@ -53,9 +53,9 @@ class OIDCConfig:
     #: seconds a minted upload token lives
     lifetime: float = 900.0
 
-    def settings(self, rules: Iterable[PublisherRule]) -> Settings:
-        """The L{pypid.auth.oidc.Settings} of this section and the C{[publishers]} C{rules}."""
-        return Settings(audience=self.audience, issuers=self.issuers, rules=tuple(rules),
+    def settings(self, rules: Iterable[PublisherRule]) -> PublishingSettings:
+        """The L{pypid.core.publishers.PublishingSettings} of this section and C{rules}."""
+        return PublishingSettings(audience=self.audience, issuers=self.issuers, rules=tuple(rules),
                         leeway=self.leeway, lifetime=self.lifetime, jwks_ttl=self.jwks_ttl,
                         jwks_min_refresh=self.jwks_min_refresh, timeout=self.timeout)
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, NoReturn, Protocol
 from urllib.parse import urlsplit
 
-from pypid.auth.policy import RuleError, normalize_pattern
+from pypid.core.access_rules import RuleError, normalize_pattern
 
 #: A key's parser: its text in, its value out (L{ValueError} saying what is allowed).
 Parser = Callable[[str], Any]

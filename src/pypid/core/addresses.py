@@ -10,6 +10,11 @@ from __future__ import annotations
 
 import ipaddress
 
+#: Bits of an IPv6 address that make one client (a host is given a /64):
+#: the login throttle counts failures per client, and the configuration
+#: offers it as the default of C{[auth] throttle_ipv6_prefix}.
+IPV6_PREFIX = 64
+
 #: An IP address, either version.
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 

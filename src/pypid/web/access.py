@@ -35,11 +35,12 @@ from zope.interface import Attribute, Interface, implementer
 from pypid.auth.basic import MalformedCredentials, parse_basic
 from pypid.auth.factory import make_access_parts, make_publishing, reloaded_oidc_http
 from pypid.auth.oidc import PublisherTokens, is_publisher
-from pypid.auth.policy import READ, WRITE, AccessModel
+from pypid.auth.policy import AccessModel
 from pypid.auth.throttle import LoginThrottle
 from pypid.auth.tokens import TOKEN_USER, Token, TokenBook, presented_id
 from pypid.auth.verifier import Busy, DirectoryUnavailable, Identity, PasswordVerifier
 from pypid.config import Config
+from pypid.core.access_rules import READ, WRITE
 from pypid.core.http_errors import (
     Forbidden,
     NotFound,

@@ -49,9 +49,9 @@ from zope.interface import implementer
 from pypid.assets import Assets
 from pypid.auth.factory import make_attestation_checker
 from pypid.auth.oidc import TrustedPublishing
-from pypid.auth.throttle import IPV6_PREFIX
 from pypid.config import Config
 from pypid.config.metrics_settings import MetricsConfig
+from pypid.core.addresses import IPV6_PREFIX
 from pypid.core.catalog import catalog_for
 from pypid.core.forwarded import NO_PROXIES, TrustedProxies
 from pypid.core.index_names import DEFAULT

@@ -61,8 +61,8 @@ from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
 from pypid.auth.oidc import is_publisher
-from pypid.auth.policy import READ
 from pypid.auth.verifier import Identity
+from pypid.core.access_rules import READ
 from pypid.core.http_errors import (
     BadRequest,
     Conflict,

@@ -79,8 +79,9 @@ from pypid.auth.oidc import (
     Verified,
     format_time,
 )
-from pypid.auth.throttle import IPV6_PREFIX, LoginThrottle
+from pypid.auth.throttle import LoginThrottle
 from pypid.auth.verifier import Identity
+from pypid.core.addresses import IPV6_PREFIX
 from pypid.core.http_errors import (
     BadRequest,
     Forbidden,

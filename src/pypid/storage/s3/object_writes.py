@@ -36,6 +36,7 @@ from twisted.internet.defer import FirstError, ensureDeferred, gatherResults
 from twisted.logger import Logger
 
 from pypid.core.model import FileRecord
+from pypid.core.s3_limits import MAX_PARTS, MIN_PART_SIZE
 from pypid.storage.interface import Run, StorageError
 from pypid.storage.s3.api import (
     BucketCalls,
@@ -49,7 +50,6 @@ from pypid.storage.s3.api import (
     parse_upload_id,
 )
 from pypid.storage.s3.layout import Layout
-from pypid.storage.s3.limits import MAX_PARTS, MIN_PART_SIZE
 
 log = Logger()
 

@@ -52,6 +52,7 @@ from pypid.core.promotion import Promotion
 from pypid.core.promotion_journal import PromotionJournal
 from pypid.core.provenance import MAX_PROVENANCE_SIZE
 from pypid.core.readme import Renderer, render_description
+from pypid.core.s3_limits import CHECK_RATE
 from pypid.http.bodies import Deadline
 from pypid.storage import snapshot as snapshots
 from pypid.storage.disk import remove_file
@@ -96,7 +97,6 @@ from pypid.storage.s3.layout import (
     yank_body,
     yank_reason,
 )
-from pypid.storage.s3.limits import CHECK_RATE
 from pypid.storage.s3.listing import BucketListing
 from pypid.storage.s3.markers import LOOKBACK, MARKER_RETENTION, ChangeFeed, Pacer
 from pypid.storage.s3.object_writes import ObjectWriter

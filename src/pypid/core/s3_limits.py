@@ -1,8 +1,8 @@
 """
 S3's own limits, which the S3 code enforces and the configuration checks
-against. A module of constants only, so that reading the configuration does
-not load the S3 client (botocore, Twisted's HTTP client) for a server that
-keeps its packages on local disk.
+against. Constants only, in C{core/} because both layers need them: reading
+the configuration loads no S3 client (botocore, Twisted's HTTP client) for a
+server that keeps its packages on local disk.
 """
 
 from __future__ import annotations

@@ -1,0 +1,177 @@
+"""
+The grammar of credentials in the configuration: what a user name may be,
+the password hashes C{[users]} accepts (argon2id, checked by
+L{check_hash_format} without hashing), and htpasswd files' lines
+(L{parse_htpasswd}), so that pypiserver's users can move over as they are.
+Pure logic, no I/O: the configuration checks with it at start-up, and the
+password checks (L{pypid.auth.hashes}) read the hashes' costs with it.
+
+In htpasswd files, bcrypt (C{$2y$}, C{$2b$}, C{$2a$}) and argon2id entries
+are accepted. The weak schemes htpasswd can also write are refused, with
+the line named, so the administrator re-hashes those passwords: plaintext,
+DES crypt, MD5 (C{$apr1$}, C{$1$}), SHA-1 (C{{SHA}}), and the SHA-2 crypt
+schemes (C{$5$}, C{$6$}), which are fast enough to guess offline.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+
+import attrs
+
+#: What a user (or group) name may be: 1 to 64 letters, digits, '.', '_',
+#: '@' or '-', starting with a letter or digit.
+USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+
+# $argon2id$v=19$m=<KiB>,t=<passes>,p=<lanes>$<salt>$<digest>, both in
+# unpadded standard base64, as argon2's reference encoder writes it.
+_ARGON2ID = re.compile(
+    r"\$argon2id\$v=19\$m=([0-9]{1,10}),t=([0-9]{1,10}),p=([0-9]{1,8})"
+    r"\$([A-Za-z0-9+/]+)\$([A-Za-z0-9+/]+)\Z"
+)
+
+
+@attrs.frozen
+class HashShape:
+    """The cost parameters and sizes of a well-formed argon2id hash."""
+
+    memory_cost: int
+    time_cost: int
+    parallelism: int
+    salt_len: int
+    hash_len: int
+
+
+def _decode_b64(text: str) -> bytes:
+    # argon2 writes base64 without padding; put it back for a strict decode.
+    return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+
+
+def parse_hash(value: str) -> HashShape:
+    """
+    Return the L{HashShape} of an argon2id hash, or raise L{ValueError}
+    saying what is accepted; the message never repeats C{value}, which may be
+    a plaintext password put there by mistake.
+    """
+    help_ = "make one with pypid-passwd and put it in [users] as: name = <hash>"
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"an argon2id password hash is required; {help_}")
+    if not value.startswith("$"):
+        raise ValueError(
+            "this looks like a plaintext password, which is never accepted; "
+            f"store an argon2id hash instead: {help_}"
+        )
+    if value.startswith(("$argon2i$", "$argon2d$")):
+        raise ValueError(
+            "only argon2id hashes ($argon2id$...) are accepted, not argon2i or "
+            f"argon2d; {help_}"
+        )
+    if not value.startswith("$argon2id$"):
+        raise ValueError(
+            "only argon2id hashes ($argon2id$...) are accepted (not bcrypt, "
+            f"crypt or other formats); {help_}"
+        )
+    match = _ARGON2ID.match(value)
+    if match is None:
+        raise ValueError(
+            "malformed argon2id hash (expected "
+            f"$argon2id$v=19$m=...,t=...,p=...$<salt>$<hash>); {help_}"
+        )
+    memory_cost, time_cost, parallelism = (int(match.group(i)) for i in (1, 2, 3))
+    try:
+        salt = _decode_b64(match.group(4))
+        digest = _decode_b64(match.group(5))
+    except (binascii.Error, ValueError):
+        raise ValueError(f"malformed argon2id hash (bad base64); {help_}") from None
+    if (
+        parallelism < 1
+        or time_cost < 1
+        or memory_cost < 8 * parallelism
+        or len(salt) < 8
+        or len(digest) < 4
+    ):
+        raise ValueError(f"argon2id hash with impossible parameters; {help_}")
+    return HashShape(memory_cost, time_cost, parallelism, len(salt), len(digest))
+
+
+def check_hash_format(value: str) -> None:
+    """
+    Refuse, with a message a person can act on, anything in C{[users]} that is
+    not a well-formed argon2id hash, a plaintext password above all.
+
+    Only argon2id is accepted: RFC 9106 recommends it for passwords, argon2d
+    leaks through side channels and argon2i is weaker against trade-off
+    attacks.  The check is textual and cheap (no hashing), so a configuration
+    with many users loads fast.
+
+    @param value: the value of one C{name = value} line.
+    @type value: L{str}
+    @raise ValueError: C{value} is not an argon2id hash; the message does not
+        repeat it.
+    """
+    parse_hash(value)
+
+
+_BCRYPT = re.compile(r"^\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}$")
+
+
+def is_bcrypt(value: str) -> bool:
+    """Whether C{value} is a well-formed bcrypt hash (htpasswd files have them)."""
+    return bool(_BCRYPT.match(value))
+
+
+_WEAK = (
+    ("$apr1$", "Apache MD5"),
+    ("$1$", "MD5 crypt"),
+    ("{SHA}", "SHA-1"),
+    ("$5$", "SHA-256 crypt"),
+    ("$6$", "SHA-512 crypt"),
+)
+
+
+def parse_htpasswd(text: str, source: str) -> dict[str, str]:
+    """
+    The users of an htpasswd file: C{{name: hash}}.
+
+    @param source: the file's name, for messages.
+    @raise ValueError: naming the file, the line and the user (never the
+        hash) of the first entry that cannot be used.
+    """
+    users = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, value = line.partition(":")
+        where = f"{source}:{number}"
+        if not sep or not USER_NAME.match(name):
+            raise ValueError(f"{where}: expected user:hash, with a user name of 1 to 64 "
+                             "letters, digits, '.', '_', '@' or '-'")
+        if name in users:
+            raise ValueError(f"{where}: user {name!r} is listed twice")
+        users[name] = _check(value.strip(), f"{where}: user {name!r}")
+    return users
+
+
+def _check(value: str, where: str) -> str:
+    if is_bcrypt(value):
+        return value
+    for prefix, scheme in _WEAK:
+        if value.startswith(prefix):
+            raise ValueError(f"{where}: {scheme} hashes are too weak; set the password again "
+                             "with htpasswd -B (bcrypt) or pypid-passwd (argon2id)")
+    if value.startswith("$argon2"):
+        try:
+            check_hash_format(value)
+        except ValueError as e:
+            raise ValueError(f"{where}: {e}") from None
+        return value
+    if value.startswith("$2"):
+        raise ValueError(f"{where}: not a well-formed bcrypt hash")
+    if len(value) == 13 and re.match(r"^[./A-Za-z0-9]{13}$", value):
+        raise ValueError(f"{where}: DES crypt hashes are too weak; set the password again "
+                         "with htpasswd -B (bcrypt) or pypid-passwd (argon2id)")
+    raise ValueError(f"{where}: a plaintext password or an unknown scheme is never accepted; "
+                     "use htpasswd -B (bcrypt) or pypid-passwd (argon2id)")
