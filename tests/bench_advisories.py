@@ -40,8 +40,8 @@ from pypid.core.advisories import (  # noqa: E402
     AdvisoryBoard,
     AdvisoryPolicy,
     AdvisoryRules,
-    canonical_version,
     parsed_version,
+    release_key,
 )
 from pypid.core.osv import cvss_score  # noqa: E402
 
@@ -132,7 +132,7 @@ def main():
     read_sources(path, None, ArchiveLimits())
     print(f"load again (a refresh: versions and vectors remembered): "
           f"{time.monotonic() - started:.2f} s")
-    canonical_version.cache_clear()
+    release_key.cache_clear()
     parsed_version.cache_clear()
     cvss_score.cache_clear()
     tracemalloc.start()

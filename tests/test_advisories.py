@@ -21,8 +21,8 @@ from pypid.core.advisories import (
     Affected,
     InvalidRules,
     Span,
-    canonical_version,
     no_advisories,
+    release_key,
     vulnerability_json,
 )
 from pypid.core.index import Index
@@ -33,7 +33,7 @@ from tests.test_index import make_record
 def _advisory(id="PYSEC-2026-1", project="widget", spans=(), versions=(), severity="high",
               **kwargs):
     return Advisory(id, severity=severity, affected=(Affected(
-        project, tuple(spans), frozenset(canonical_version(v) for v in versions)),), **kwargs)
+        project, tuple(spans), frozenset(release_key(v) for v in versions)),), **kwargs)
 
 
 def _span(introduced=None, end=None, included=False):
@@ -56,7 +56,7 @@ class MatchTests(SynchronousTestCase):
 
     def test_versions(self):
         """A listed version matches its PEP 440 equals; an unreadable one, its text."""
-        affected = Affected("widget", (), frozenset(canonical_version(v)
+        affected = Affected("widget", (), frozenset(release_key(v)
                                                     for v in ["1.0", "Dev-Build"]))
         self.assertEqual([affected.affects(v) for v in ["1.0.0", "1.0", "v1.0", "1.0.1",
                                                          "dev-build"]],

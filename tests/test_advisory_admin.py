@@ -17,7 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.auth.hashes import hash_password
 from pypid.cli.admin import _advisories
-from pypid.core.advisories import Advisory, AdvisoryDB, Affected, canonical_version
+from pypid.core.advisories import Advisory, AdvisoryDB, Affected, release_key
 from pypid.daemon.pools import ThreadPools
 from pypid.tap import build_service
 from tests.distributions import make_wheel
@@ -28,9 +28,9 @@ from tests.test_tap import FakeThreadPool
 PASSWORD = "correct horse"
 WIDGET_2 = Advisory("GHSA-wdgt-0000-0002", aliases=("CVE-2026-0002",), summary="runs input",
                     severity="high",
-                    affected=(Affected("widget", (), frozenset({canonical_version("2.0")})),))
+                    affected=(Affected("widget", (), frozenset({release_key("2.0")})),))
 GADGET_1 = Advisory("PYSEC-2026-7", severity="low",
-                    affected=(Affected("gadget", (), frozenset({canonical_version("1.0")})),))
+                    affected=(Affected("gadget", (), frozenset({release_key("1.0")})),))
 
 
 class _ThreadedReactor(MemoryReactorClock):

@@ -29,7 +29,7 @@ from pypid.core.advisories import (
     AdvisoryPolicy,
     AdvisoryRules,
     Affected,
-    canonical_version,
+    release_key,
 )
 from pypid.core.index import Index
 from pypid.core.render import file_url_for
@@ -70,11 +70,11 @@ HTML = {"Accept": "text/html"}
 
 WIDGET_2 = Advisory("GHSA-wdgt-0000-0002", aliases=("CVE-2026-0002",),
                     summary="Widget 2.0 runs what it reads", severity="high",
-                    affected=(Affected("widget", (), frozenset({canonical_version("2.0")})),))
+                    affected=(Affected("widget", (), frozenset({release_key("2.0")})),))
 WIDGET_1 = Advisory("PYSEC-2026-1", summary="a small leak", severity="low",
-                    affected=(Affected("widget", (), frozenset({canonical_version("1.0")})),))
+                    affected=(Affected("widget", (), frozenset({release_key("1.0")})),))
 REMOTE_2 = Advisory("GHSA-rmte-0000-0002", summary="remote 2.0 is bad", severity="high",
-                    affected=(Affected("remote", (), frozenset({canonical_version("2.0")})),))
+                    affected=(Affected("remote", (), frozenset({release_key("2.0")})),))
 REMOTE_WHEELS = [make_wheel("remote", v) for v in ("1.0", "2.0")]
 
 
@@ -478,7 +478,7 @@ class DecisionLogTests(SynchronousTestCase):
         board = AdvisoryBoard()
         policy = AdvisoryPolicy(rules("hide"), board)
         many = Advisory("PYSEC-2026-9", affected=(Affected("widget", (), frozenset(
-            canonical_version(f"1.{i}") for i in range(30))),))
+            release_key(f"1.{i}") for i in range(30))),))
         board.replace(AdvisoryDB.of([many]))
         from twisted.logger import globalLogPublisher
         lines = []

@@ -70,7 +70,7 @@ from pypid.core.advisories import (
     AdvisoryBoard,
     AdvisoryDB,
     Affected,
-    canonical_version,
+    release_key,
 )
 from pypid.core.index import is_prerelease
 from pypid.core.index_names import DEFAULT
@@ -619,7 +619,7 @@ class IndexMachine(RuleBasedStateMachine):
         self.reference.advised ^= {(project, version)}
         self.board.replace(AdvisoryDB.of(
             Advisory(f"PYSEC-2026-{p}-{v}", summary="a flaw",
-                     affected=(Affected(p, versions=frozenset({canonical_version(v)})),))
+                     affected=(Affected(p, versions=frozenset({release_key(v)})),))
             for p, v in sorted(self.reference.advised)))
 
     @rule(seconds=st.sampled_from((60.0, 3600.0, DAY)))

@@ -48,7 +48,7 @@ from pypid.state.cleanup import RetentionSchedule
 from pypid.state.indexes import IndexRegistry
 from pypid.state.recycle_bin import BinUpkeep, look_every
 from pypid.storage.factory import make_audit_log
-from pypid.upstream.factory import DaemonSettings, UpstreamPart
+from pypid.upstream.factory import UpstreamPart
 from pypid.web.access import AccessPart
 from pypid.web.app import WebPart
 from pypid.web.audit_trail import AuditPart, AuditTrail
@@ -191,7 +191,7 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
     board = AdvisoryBoard()
     registry = IndexRegistry.from_config(
         config, run, reactor, board=board, render=sandbox.render,
-        upstream=UpstreamPart.maker(cast("DaemonSettings", config), run, reactor, sandbox.render))
+        upstream=UpstreamPart.maker(config, run, reactor, sandbox.render))
     # (what fills the board: read before the index loads, again at SIGHUP and on a timer)
     feed = AdvisoryFeed.from_config(config, board, run, reactor)
     default = registry.default

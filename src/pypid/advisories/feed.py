@@ -44,7 +44,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from email.utils import formatdate, parsedate_to_datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import attrs
 from twisted.application.service import Service
@@ -63,6 +63,8 @@ from pypid.advisories.osv_archive import (
     records,
     signature,
 )
+from pypid.config import Config
+from pypid.config.advisory_settings import AdvisoriesConfig
 from pypid.core.advisories import AdvisoryBoard
 from pypid.core.metrics import Family, by_label, gauge
 from pypid.core.osv import ReadResult, TooManyItems, read_records
@@ -83,40 +85,6 @@ FETCH_TIMEOUT = 60.0
 
 #: Seconds one fetch of the URL may take in all, however steadily it trickles.
 FETCH_DEADLINE = 600.0
-
-
-class AdvisorySettings(Protocol):
-    """What the feed reads of C{[advisories]} (L{pypid.config.advisory_settings})."""
-
-    @property
-    def path(self) -> str | None: ...
-    @property
-    def url(self) -> str | None: ...
-    @property
-    def refresh(self) -> float: ...
-    @property
-    def max_size(self) -> int: ...
-
-
-class _ReloadedAdvisories(Protocol):
-    @property
-    def advisories(self) -> AdvisorySettings: ...
-
-
-class _Server(Protocol):
-    @property
-    def snapshot(self) -> str: ...
-    @property
-    def ca_bundle(self) -> str | None: ...
-
-
-class _DaemonSettings(_ReloadedAdvisories, Protocol):
-    """What L{AdvisoryFeed.from_config} reads of the configuration."""
-
-    @property
-    def source(self) -> str: ...
-    @property
-    def server(self) -> _Server: ...
 
 
 class LoadFailed(Exception):
@@ -172,7 +140,7 @@ class AdvisoryFeed(Service):
     @ivar board: the board it fills.
     """
 
-    def __init__(self, board: AdvisoryBoard, settings: AdvisorySettings, run: Run,
+    def __init__(self, board: AdvisoryBoard, settings: AdvisoriesConfig, run: Run,
                  clock: IReactorTime, snapshot: str,
                  agent: Callable[[], IAgent] | None = None,
                  limits: ArchiveLimits | None = None) -> None:
@@ -203,7 +171,7 @@ class AdvisoryFeed(Service):
         self._seen: tuple[object, ...] | None = None
 
     @classmethod
-    def from_config(cls, config: _DaemonSettings, board: AdvisoryBoard, run: Run,
+    def from_config(cls, config: Config, board: AdvisoryBoard, run: Run,
                     clock: IReactorTime) -> AdvisoryFeed:
         """
         The part of a configuration: its C{[advisories]}, the snapshot's
@@ -226,7 +194,7 @@ class AdvisoryFeed(Service):
 
         return cls(board, config.advisories, run, clock, config.server.snapshot, agent)
 
-    def _limits_of(self, settings: AdvisorySettings) -> ArchiveLimits:
+    def _limits_of(self, settings: AdvisoriesConfig) -> ArchiveLimits:
         return attrs.evolve(self._limits, max_size=settings.max_size)
 
     # -- the service -------------------------------------------------------------
@@ -266,7 +234,7 @@ class AdvisoryFeed(Service):
         self._again = False
         self._stopped = True
 
-    def _schedule(self, settings: AdvisorySettings) -> None:
+    def _schedule(self, settings: AdvisoriesConfig) -> None:
         """Refresh every C{settings.refresh} (a reload may change it), or never (0)."""
         if self._timer is not None and self._timer.running:
             self._timer.stopService()
@@ -314,7 +282,7 @@ class AdvisoryFeed(Service):
         except LoadFailed as e:
             log.error("Keeping the advisories in force: {error}", error=str(e))
 
-    async def _load(self, settings: AdvisorySettings) -> None:
+    async def _load(self, settings: AdvisoriesConfig) -> None:
         """
         Read the sources; put what they hold in force unless it is already.
 
@@ -365,7 +333,7 @@ class AdvisoryFeed(Service):
                  source=result.db.source, took=took, withdrawn=result.withdrawn)
 
     async def _read(self, path: str | None, saved: str | None,
-                    settings: AdvisorySettings) -> ReadResult:
+                    settings: AdvisoriesConfig) -> ReadResult:
         """
         L{read_sources} in the pool.
 
@@ -386,7 +354,7 @@ class AdvisoryFeed(Service):
             raise LoadFailed(f"cannot read the advisories: {e}")
         return result
 
-    async def _fetch(self, url: str, settings: AdvisorySettings) -> None:
+    async def _fetch(self, url: str, settings: AdvisoriesConfig) -> None:
         """Fetch the URL's archive if it changed, and keep it beside the snapshot."""
         if self._agent is None:
             if self._make_agent is None:
@@ -463,7 +431,7 @@ class AdvisoryFeed(Service):
 
     # -- reload and metrics ------------------------------------------------------
 
-    def prepare_reload(self, config: _ReloadedAdvisories | None) -> Callable[[], str | None] | None:
+    def prepare_reload(self, config: Config | None) -> Callable[[], str | None] | None:
         """At C{SIGHUP}: take C{[advisories]} as it is now, and read the advisories again."""
         settings = config.advisories if config is not None else self._settings
         if settings.path is None and settings.url is None and self.board.db.digest == "" \

@@ -8,8 +8,7 @@ what the daemon builds at the start and again on C{SIGHUP}
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import attrs
 from twisted.internet.interfaces import IReactorTime
@@ -19,7 +18,7 @@ from twisted.python.threadpool import ThreadPool
 from pypid.auth.policy import AccessModel, admin_users_and_groups
 from pypid.auth.tokens import TokenBook
 from pypid.auth.verifier import PasswordVerifier
-from pypid.core.access_rules import IndexGrants, Rule
+from pypid.config import Config
 from pypid.core.startup import StartupError
 
 log = Logger()
@@ -29,98 +28,8 @@ if TYPE_CHECKING:
     from treq.client import HTTPClient
 
     from pypid.auth.attestations import AttestationChecker
-    from pypid.auth.ldap import DirectorySettings
     from pypid.auth.oidc import TrustedPublishing
-    from pypid.core.publishers import PublisherRule, PublishingSettings
     from pypid.storage.interface import Run
-
-
-class _ServerSettings(Protocol):
-    @property
-    def ca_bundle(self) -> str | None:
-        """C{[pypid] ca_bundle}: the CA certificates of outbound connections."""
-
-
-class _AuthSettings(Protocol):
-    @property
-    def read(self) -> str:
-        """Who reads projects no rule covers."""
-
-    @property
-    def upload(self) -> str:
-        """Who writes projects no rule covers."""
-
-    @property
-    def admins(self) -> tuple[str, ...]:
-        """User names, and C{group:NAME}."""
-
-    @property
-    def tokens(self) -> str:
-        """The file of the API tokens."""
-
-
-class _OIDCSettings(Protocol):
-    @property
-    def ca_bundle(self) -> str | None:
-        """The CA certificates of the issuers."""
-
-    @property
-    def timeout(self) -> float:
-        """The longest a fetch of an issuer's keys may take."""
-
-    @property
-    def issuers(self) -> tuple[tuple[str, str], ...]:
-        """C{(name, url)} of the trusted issuers."""
-
-    def settings(self, rules: Iterable[PublisherRule]) -> PublishingSettings:
-        """Trusted publishing's settings, with C{[publishers]}' rules."""
-
-
-class AccessSettings(Protocol):
-    """
-    The configuration the access gate's parts are built from
-    (L{pypid.config.Config}, a layer above).
-    """
-
-    @property
-    def source(self) -> str:
-        """The configuration file, for messages."""
-
-    @property
-    def users(self) -> Mapping[str, str]:
-        """User name -> password hash."""
-
-    @property
-    def groups(self) -> Mapping[str, frozenset[str]]:
-        """Group name -> user names."""
-
-    @property
-    def acl(self) -> tuple[Rule, ...]:
-        """The rules of C{[acl]}."""
-
-    @property
-    def publishers(self) -> tuple[PublisherRule, ...]:
-        """The rules of C{[publishers]}."""
-
-    @property
-    def index_grants(self) -> Mapping[str, IndexGrants]:
-        """Who may read and upload to each index of an C{[index:NAME]} section."""
-
-    @property
-    def ldap(self) -> DirectorySettings:
-        """C{[ldap]}."""
-
-    @property
-    def server(self) -> _ServerSettings:
-        """C{[pypid]}."""
-
-    @property
-    def auth(self) -> _AuthSettings:
-        """C{[auth]}."""
-
-    @property
-    def oidc(self) -> _OIDCSettings:
-        """C{[oidc]}."""
 
 
 @attrs.frozen
@@ -139,7 +48,7 @@ class AccessParts:
     tokens: TokenBook
 
 
-def make_access_parts(config: AccessSettings, reactor: IReactorTime,
+def make_access_parts(config: Config, reactor: IReactorTime,
                       hashing: ThreadPool | None,
                       tokens: TokenBook | None = None) -> AccessParts:
     """
@@ -169,7 +78,7 @@ def make_access_parts(config: AccessSettings, reactor: IReactorTime,
                        tokens if tokens is not None else load_tokens(config, reactor))
 
 
-def load_tokens(config: AccessSettings, clock: IReactorTime) -> TokenBook:
+def load_tokens(config: Config, clock: IReactorTime) -> TokenBook:
     """
     The API tokens, read once at start-up (a small file).
 
@@ -187,7 +96,7 @@ def load_tokens(config: AccessSettings, clock: IReactorTime) -> TokenBook:
     return book
 
 
-def make_publishing(config: AccessSettings, reactor: IReactorTime) -> TrustedPublishing:
+def make_publishing(config: Config, reactor: IReactorTime) -> TrustedPublishing:
     """
     Trusted publishing (C{[oidc]}, C{[publishers]}): the ID token checks,
     the issuers' keys, fetched with a client of its own, and the minted
@@ -222,11 +131,11 @@ def make_attestation_checker(source: str, trust_root: str | None, require: tuple
     return AttestationChecker(path, publishing, run, require)
 
 
-def _oidc_client_settings(config: AccessSettings) -> tuple[str | None, str | None, float]:
+def _oidc_client_settings(config: Config) -> tuple[str | None, str | None, float]:
     return (config.oidc.ca_bundle, config.server.ca_bundle, config.oidc.timeout)
 
 
-def reloaded_oidc_http(old: AccessSettings, new: AccessSettings,
+def reloaded_oidc_http(old: Config, new: Config,
                        reactor: IReactorTime) -> HTTPClient | None:
     """
     The client trusted publishing takes on a reload from the configuration
@@ -239,13 +148,13 @@ def reloaded_oidc_http(old: AccessSettings, new: AccessSettings,
     return None
 
 
-def _oidc_http_needed(config: AccessSettings) -> bool:
+def _oidc_http_needed(config: Config) -> bool:
     """Whether trusted publishing has issuers to fetch keys from, or a bundle to check."""
     return (bool(config.oidc.issuers) or config.oidc.ca_bundle is not None
             or config.server.ca_bundle is not None)
 
 
-def make_oidc_http(config: AccessSettings, reactor: IReactorTime) -> HTTPClient | None:
+def make_oidc_http(config: Config, reactor: IReactorTime) -> HTTPClient | None:
     """
     The treq client the issuers' keys are fetched with: C{[oidc] ca_bundle},
     else C{[pypid] ca_bundle}, else the system's roots.

@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Protocol
+from typing import Any
 
 import attrs
 from ldaptor.protocols import pureldap
@@ -65,6 +65,7 @@ from twisted.internet.interfaces import (
 from twisted.logger import Logger
 
 from pypid.auth.verifier import DirectoryUnavailable
+from pypid.config.ldap_settings import LDAPConfig
 from pypid.core.ldap_syntax import LDAPServer, fill_filter
 
 log = Logger()
@@ -121,65 +122,6 @@ def _expected() -> tuple[type[BaseException], ...]:
             TLSError, VerificationError, LDAPException, OSError, _Refused)
 
 
-class DirectorySettings(Protocol):
-    """
-    C{[ldap]} as the directory reads it
-    (L{pypid.config.ldap_settings.LDAPConfig}, a layer above).
-    """
-
-    @property
-    def url(self) -> tuple[LDAPServer, ...]:
-        """The servers, tried in turn."""
-
-    @property
-    def starttls(self) -> bool:
-        """Whether C{ldap://} connections start TLS."""
-
-    @property
-    def bind_dn(self) -> str | None:
-        """The service account, or L{None} for anonymous searches."""
-
-    @property
-    def bind_password(self) -> str:
-        """The service account's password."""
-
-    @property
-    def user_base(self) -> str | None:
-        """Where users are searched."""
-
-    @property
-    def user_filter(self) -> str:
-        """The filter that finds a user (C{{user}})."""
-
-    @property
-    def user_name_attribute(self) -> str:
-        """The attribute that holds a user's name."""
-
-    @property
-    def group_base(self) -> str | None:
-        """Where groups are searched, or L{None} for none."""
-
-    @property
-    def group_filter(self) -> str:
-        """The filter that finds a user's groups (C{{user}}, C{{dn}})."""
-
-    @property
-    def group_name_attribute(self) -> str:
-        """The attribute that holds a group's name."""
-
-    @property
-    def ca_bundle(self) -> str | None:
-        """The CA certificates the servers are checked against."""
-
-    @property
-    def timeout(self) -> float:
-        """The longest a server may take."""
-
-    @property
-    def cache_ttl(self) -> float:
-        """Seconds a directory user's check is remembered."""
-
-
 @attrs.define
 class Directory:
     """
@@ -196,7 +138,7 @@ class Directory:
         L{_connect_endpoint}, through Twisted's endpoints.
     """
 
-    _settings: DirectorySettings = attrs.field(repr=False)
+    _settings: LDAPConfig = attrs.field(repr=False)
     _reactor: IReactorTime = attrs.field(repr=False)
     _tls: TLSCreators = attrs.field(repr=False)
     _connect: Callable[[LDAPServer], Deferred[_Ldaptor]] = attrs.field(
@@ -464,7 +406,7 @@ def tls_creators(ca_bundle: str | None) -> TLSCreators:
     return tls
 
 
-def make_directory(settings: DirectorySettings, reactor: IReactorTime,
+def make_directory(settings: LDAPConfig, reactor: IReactorTime,
                    fallback_ca: str | None = None) -> Directory | None:
     """
     The L{Directory} of a C{[ldap]} section, or L{None} without C{url}.

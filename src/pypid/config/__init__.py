@@ -192,7 +192,10 @@ def environment_overrides(environ: Mapping[str, str]) -> list[tuple[str, str, st
 def load_config(path: str | None, overrides: Iterable[tuple[str, str, str]] = (),
                 listen: Sequence[str] = (), environ: Mapping[str, str] | None = None) -> Config:
     """
-    Read, validate and freeze the configuration.
+    Read, validate and freeze the configuration: the file is read
+    (L{_read}), the environment and the command line laid over it
+    (L{_overlay}), every key parsed (L{_parse}), and the sections checked
+    against each other and assembled (L{_assemble}).
 
     @param path: the INI file, or L{None} for the embedded defaults.
     @param overrides: C{(section, key, value)} triples from C{--set}; they
@@ -205,7 +208,16 @@ def load_config(path: str | None, overrides: Iterable[tuple[str, str, str]] = ()
     @rtype: L{Config}
     @raise ConfigError: naming the file, section and key of the first problem.
     """
-    source = path or "<defaults>"
+    overrides = list(overrides)
+    environ = environ or {}
+    parser = _read(path)
+    blame = _overlay(parser, path or "<defaults>", overrides, listen, environ)
+    parsed = _parse(parser, blame, overrides)
+    return _assemble(parser, parsed, blame, environ)
+
+
+def _read(path: str | None) -> configparser.ConfigParser:
+    """The INI file at C{path} (none: the embedded defaults alone), as configparser reads it."""
     parser = configparser.ConfigParser(interpolation=None, strict=True,
                                        empty_lines_in_values=False)
     # (configparser's documented way to keep the keys' case: typeshed
@@ -222,47 +234,90 @@ def load_config(path: str | None, overrides: Iterable[tuple[str, str, str]] = ()
         except configparser.Error as e:
             message = " ".join(str(e).split())
             raise ConfigError(f"{path}: not a valid INI file: {message}")
-    file_sections = set(parser.sections())
-    from_environment: dict[tuple[str, str], str] = {}
-    for section, key, value, variable in environment_overrides(environ or {}):
-        if not parser.has_section(section):
-            parser.add_section(section)
-        parser.set(section, key, value)
-        from_environment[section, key] = variable
-    for section, key, value in overrides:
-        if not parser.has_section(section):
-            parser.add_section(section)
-        parser.set(section, key, value)
-    if listen:
-        if not parser.has_section("pypid"):
-            parser.add_section("pypid")
-        parser.set("pypid", "listen", "\n".join(listen))
+    return parser
 
-    from_command_line = {(section, key) for section, key, _ in overrides}
-    if listen:
-        from_command_line.add(("pypid", "listen"))
 
-    def fail(section: str, key: str | None, message: str,
-             causes: Iterable[tuple[str, str]] = ()) -> NoReturn:
+@attrs.frozen
+class _Blame:
+    """
+    Where each value came from, so that an error names the place to fix:
+    the command line (C{--set}, C{--listen}), the environment, or the file.
+    Called, it is the L{pypid.config.values.Fail} every section's check is given.
+    """
+
+    source: str
+    file_sections: frozenset[str]
+    from_environment: Mapping[tuple[str, str], str]
+    from_command_line: frozenset[tuple[str, str]]
+    listen: bool
+
+    def __call__(self, section: str, key: str | None, message: str,
+                 causes: Iterable[tuple[str, str]] = ()) -> NoReturn:
         """
         Raise the error for C{[section] key}, blamed on the first of that key
         and C{causes} (other C{(section, key)} pairs the problem involves) that
         came from the command line, or else on the file.
         """
         where = f"[{section}] {key}" if key else f"[{section}]"
-        for blamed in [(section, key), *causes]:
-            if blamed in from_command_line:
-                option = "--listen" if blamed == ("pypid", "listen") and listen else "--set"
+        blamed_keys = [(section, key), *causes]
+        for blamed in blamed_keys:
+            if blamed in self.from_command_line:
+                option = "--listen" if blamed == ("pypid", "listen") and self.listen else "--set"
                 raise ConfigError(f"{option} {blamed[0]}.{blamed[1]}: {where}: {message}")
-        for blamed in [(section, key), *causes]:
-            if blamed in from_environment:
-                raise ConfigError(f"environment {from_environment[blamed]}: {where}: {message}")
-        raise ConfigError(f"{source}: {where}: {message}")
+        for blamed_section, blamed_key in blamed_keys:
+            variable = self.from_environment.get((blamed_section, blamed_key or ""))
+            if variable is not None:
+                raise ConfigError(f"environment {variable}: {where}: {message}")
+        raise ConfigError(f"{self.source}: {where}: {message}")
 
+
+def _overlay(parser: configparser.ConfigParser, source: str,
+             overrides: Sequence[tuple[str, str, str]], listen: Sequence[str],
+             environ: Mapping[str, str]) -> _Blame:
+    """
+    Lay the environment's variables, then C{--set}, then C{--listen} over
+    the file read into C{parser}, and say where each value came from.
+    """
+    file_sections = frozenset(parser.sections())
+    from_environment: dict[tuple[str, str], str] = {}
+    laid: list[tuple[str, str, str]] = []
+    for section, key, value, variable in environment_overrides(environ):
+        laid.append((section, key, value))
+        from_environment[section, key] = variable
+    laid += overrides
+    if listen:
+        laid.append(("pypid", "listen", "\n".join(listen)))
+    for section, key, value in laid:
+        if not parser.has_section(section):
+            parser.add_section(section)
+        parser.set(section, key, value)
+    from_command_line = {(section, key) for section, key, _ in overrides}
+    if listen:
+        from_command_line.add(("pypid", "listen"))
+    return _Blame(source, file_sections, from_environment, frozenset(from_command_line),
+                  bool(listen))
+
+
+@attrs.frozen
+class _Parsed:
+    """Every key's parsed value, the keys given, and the named sections by prefix."""
+
+    values: Values
+    given: frozenset[tuple[str, str]]
+    named: Mapping[str, list[str]]
+
+
+def _parse(parser: configparser.ConfigParser, fail: _Blame,
+           overrides: Sequence[tuple[str, str, str]]) -> _Parsed:
+    """
+    Run every key's parser on its value, or on its default: an unknown
+    section or key, a misnamed section, or a value its parser refuses
+    stops here.
+    """
     named: dict[str, list[str]] = {prefix: [] for prefix in NAMED_SECTIONS}
     sections: dict[str, Keys] = dict(SCHEMA)
     for section in parser.sections():
-        causes = () if section in file_sections else [
+        causes = () if section in fail.file_sections else [
             (s, k) for s, k, _ in overrides if s == section]
         prefixed = _named(section)
         if prefixed is not None:
@@ -292,14 +347,25 @@ def load_config(path: str | None, overrides: Iterable[tuple[str, str, str]] = ()
                 values[section, key] = parse(present.get(key, default))
             except ValueError as e:
                 fail(section, key, str(e))
+    return _Parsed(values, frozenset(given), named)
+
+
+def _assemble(parser: configparser.ConfigParser, parsed: _Parsed, fail: _Blame,
+              environ: Mapping[str, str]) -> Config:
+    """
+    Check the sections against each other (principals, indexes, rules,
+    upstreams, TLS, metrics, the directory, publishers) and freeze the
+    L{Config}.
+    """
+    values, given, named = parsed.values, parsed.given, parsed.named
 
     def items(section: str) -> list[tuple[str, str]]:
         return parser.items(section) if parser.has_section(section) else []
 
     users, groups, rules = read_principals(items, values, fail)
     check_s3(values, fail)
-    upstream = read_upstream(values, fail, "upstream", environ or {})
-    upstreams = {name: read_upstream(values, fail, UPSTREAM_SECTION + name, environ or {})
+    upstream = read_upstream(values, fail, "upstream", environ)
+    upstreams = {name: read_upstream(values, fail, UPSTREAM_SECTION + name, environ)
                  for name in named[UPSTREAM_SECTION]}
     indexes = check_indexes(values, given, named[INDEX_SECTION], upstreams, upstream, users,
                             groups, fail)
@@ -323,7 +389,7 @@ def load_config(path: str | None, overrides: Iterable[tuple[str, str, str]] = ()
         return cls(**{key: values[name, key] for key in SCHEMA[name]})
 
     return Config(
-        source=source,
+        source=fail.source,
         server=read_section("pypid", ServerConfig),
         storage=read_section("storage", StorageConfig),
         s3=read_section("s3", S3Config),

@@ -75,8 +75,9 @@ class AdvisoryKeys:
     hold them, and the L{AdvisoryRules} they make.
     """
 
-    #: C{off}, C{warn}, C{hide} or C{deny}
-    advisories: str = attrs.field(default="off", kw_only=True)
+    #: C{off}, C{warn}, C{hide} or C{deny}: the key C{advisories}, named
+    #: apart from the feed, the records and the decisions in the code
+    advisory_mode: str = attrs.field(default="off", kw_only=True, alias="advisories")
     #: the lowest severity acted on; L{None}: every advisory
     advisory_severity: str | None = attrs.field(default=None, kw_only=True)
     #: releases (C{project==version}) and advisory identifiers let through
@@ -85,7 +86,7 @@ class AdvisoryKeys:
     @property
     def advisory_rules(self) -> AdvisoryRules:
         """What the index does about advisories."""
-        return AdvisoryRules.parse(self.advisories, self.advisory_severity or "",
+        return AdvisoryRules.parse(self.advisory_mode, self.advisory_severity or "",
                                    self.advisory_waive)
 
 

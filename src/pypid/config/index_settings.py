@@ -19,7 +19,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence, Set
 from datetime import UTC, datetime
-from typing import Protocol
 
 import attrs
 
@@ -28,6 +27,7 @@ from pypid.config.auth_settings import check_principal, parse_principals
 from pypid.config.retention_settings import RETENTION_RULE_KEYS, RetentionKeys
 from pypid.config.upstream_settings import UpstreamConfig, parse_min_age
 from pypid.config.values import Fail, Keys, Values, choice, parse_boolean, parse_globs
+from pypid.core.access_rules import Rule
 from pypid.core.index_names import DEFAULT, ROUTE_SEGMENTS, UPSTREAM_PREFIX, BaseRef, parse_base
 from pypid.core.views import resolve_order
 
@@ -153,52 +153,12 @@ def check_indexes(values: Values, given: Set[tuple[str, str]], indexes: Iterable
             fail(section, None, f"{name} is a path of the server (/{name}/); choose another "
                  "name for the index")
         if name == DEFAULT:
-            for key in ADVISORY_RULE_KEYS:
-                if (section, key) in given:
-                    fail(section, key, f"the default index's {key} is set in [pypid]")
-            for key in RETENTION_RULE_KEYS:
-                if (section, key) in given:
-                    fail(section, key, f"the default index's {key} is set in [retention]")
-            for key in INDEX_KEYS:
-                if key not in DEFAULT_KEYS and (section, key) in given:
-                    fail(section, key, "the default index takes only read and upload: it "
-                         "is the index of today's URLs, with [upstream] as its base")
+            _check_default(section, given, fail)
         view = values[section, "view"]
         bases: tuple[BaseRef, ...] = values[section, "bases"]
         for base in bases:
-            if base.upstream:
-                if base.name == DEFAULT:
-                    if default_upstream.mode == "none":
-                        fail(section, "bases", f"{base}: [upstream] has mode = none; give "
-                             "it a mode and url, or name another upstream",
-                             [("upstream", "mode")])
-                elif base.name not in upstreams:
-                    on = [f"upstream:{n}" for n in
-                          ([DEFAULT] if default_upstream.mode != "none" else [])
-                          + list(upstreams)]
-                    fail(section, "bases", f"{base}: there is no [upstream:{base.name}] "
-                         "section; " + (f"the upstreams are {', '.join(on)}" if on
-                                        else "no upstream is configured"))
-            elif base.name != DEFAULT and base.name not in names:
-                known = ", ".join(["default", *names])
-                fail(section, "bases", f"no index or upstream {str(base)!r}; the indexes are "
-                     f"{known}, the upstreams upstream:NAME")
-        if view:
-            if (section, "upload") in given:
-                fail(section, "upload", "a view takes no uploads: remove the key, or set "
-                     "view = no for a hosted index", [(section, "view")])
-            if not bases:
-                fail(section, "bases", "a view needs bases: the indexes and upstreams it "
-                     "shows", [(section, "view")])
-            for key in RETENTION_RULE_KEYS:
-                if (section, key) in given:
-                    fail(section, key, "a view holds no files: retention applies to the "
-                         "hosted indexes it shows", [(section, "view")])
-        else:
-            for key in VIEW_KEYS:
-                if (section, key) in given:
-                    fail(section, key, "only a view (view = yes) takes this key; make a "
-                         "view whose bases name this index", [(section, "view")])
+            _check_base(section, base, names, upstreams, default_upstream, fail)
+        _check_kind(section, view, bases, given, fail)
         for key in ("read", "upload"):
             for principal in values[section, key]:
                 try:
@@ -222,6 +182,64 @@ def check_indexes(values: Values, given: Set[tuple[str, str]], indexes: Iterable
     return found
 
 
+def _check_default(section: str, given: Set[tuple[str, str]], fail: Fail) -> None:
+    """C{[index:default]} takes only read and upload: its other keys live in their sections."""
+    for key in ADVISORY_RULE_KEYS:
+        if (section, key) in given:
+            fail(section, key, f"the default index's {key} is set in [pypid]")
+    for key in RETENTION_RULE_KEYS:
+        if (section, key) in given:
+            fail(section, key, f"the default index's {key} is set in [retention]")
+    for key in INDEX_KEYS:
+        if key not in DEFAULT_KEYS and (section, key) in given:
+            fail(section, key, "the default index takes only read and upload: it "
+                 "is the index of today's URLs, with [upstream] as its base")
+
+
+def _check_base(section: str, base: BaseRef, names: Sequence[str],
+                upstreams: Mapping[str, UpstreamConfig], default_upstream: UpstreamConfig,
+                fail: Fail) -> None:
+    """A base names an index of this server, or an upstream that is configured."""
+    if base.upstream:
+        if base.name == DEFAULT:
+            if default_upstream.mode == "none":
+                fail(section, "bases", f"{base}: [upstream] has mode = none; give "
+                     "it a mode and url, or name another upstream",
+                     [("upstream", "mode")])
+        elif base.name not in upstreams:
+            on = [f"upstream:{n}" for n in
+                  ([DEFAULT] if default_upstream.mode != "none" else [])
+                  + list(upstreams)]
+            fail(section, "bases", f"{base}: there is no [upstream:{base.name}] "
+                 "section; " + (f"the upstreams are {', '.join(on)}" if on
+                                else "no upstream is configured"))
+    elif base.name != DEFAULT and base.name not in names:
+        known = ", ".join(["default", *names])
+        fail(section, "bases", f"no index or upstream {str(base)!r}; the indexes are "
+             f"{known}, the upstreams upstream:NAME")
+
+
+def _check_kind(section: str, view: bool, bases: Sequence[BaseRef],
+                given: Set[tuple[str, str]], fail: Fail) -> None:
+    """A view takes a view's keys and no upload or retention; a hosted index no view's keys."""
+    if view:
+        if (section, "upload") in given:
+            fail(section, "upload", "a view takes no uploads: remove the key, or set "
+                 "view = no for a hosted index", [(section, "view")])
+        if not bases:
+            fail(section, "bases", "a view needs bases: the indexes and upstreams it "
+                 "shows", [(section, "view")])
+        for key in RETENTION_RULE_KEYS:
+            if (section, key) in given:
+                fail(section, key, "a view holds no files: retention applies to the "
+                     "hosted indexes it shows", [(section, "view")])
+    else:
+        for key in VIEW_KEYS:
+            if (section, key) in given:
+                fail(section, key, "only a view (view = yes) takes this key; make a "
+                     "view whose bases name this index", [(section, "view")])
+
+
 def _check_cycles(indexes: Mapping[str, IndexConfig], fail: Fail) -> None:
     """Refuse bases that lead back to their index, naming the path (C{a -> b -> a})."""
     done: set[str] = set()
@@ -241,20 +259,7 @@ def _check_cycles(indexes: Mapping[str, IndexConfig], fail: Fail) -> None:
         visit(name, [])
 
 
-class _ScopedRule(Protocol):
-    """What L{check_read_through} reads of an C{[acl]} rule (L{pypid.auth.policy.Rule})."""
-
-    @property
-    def pattern(self) -> str: ...
-    @property
-    def grants(self) -> tuple[tuple[str, frozenset[str]], ...]: ...
-    @property
-    def index(self) -> str | None: ...
-    @property
-    def order(self) -> int: ...
-
-
-def check_read_through(indexes: Mapping[str, IndexConfig], rules: Sequence[_ScopedRule],
+def check_read_through(indexes: Mapping[str, IndexConfig], rules: Sequence[Rule],
                        acl_keys: Sequence[str], groups: Mapping[str, frozenset[str]],
                        default_read: str, fail: Fail) -> None:
     """

@@ -78,7 +78,7 @@ def severity_rank(severity: str | None) -> int:
 
 
 @functools.lru_cache(maxsize=1 << 16)
-def canonical_version(version: str) -> str:
+def release_key(version: str) -> str:
     """
     What a version is compared by in version lists and waivers: its PEP
     440 canonical text, trailing zeros of the release dropped (so C{1.0}
@@ -132,7 +132,7 @@ class Span:
 class Affected:
     """
     What an advisory says of one PyPI project: its affected spans and its
-    explicit versions (as L{canonical_version} gives them).
+    explicit versions (as L{release_key} gives them).
     """
 
     project: str
@@ -141,7 +141,7 @@ class Affected:
 
     def affects(self, version: str) -> bool:
         """Whether the release C{version} of the project is affected."""
-        if canonical_version(version) in self.versions:
+        if release_key(version) in self.versions:
             return True
         if not self.spans:
             return False
@@ -278,7 +278,7 @@ class AdvisoryRules:
                 name, _, version = entry.partition("==")
                 if not name.strip() or not version.strip():
                     raise InvalidRules(f"advisory_waive: {entry!r} is not project==version")
-                releases.add((normalize(name.strip()), canonical_version(version.strip())))
+                releases.add((normalize(name.strip()), release_key(version.strip())))
             elif any(c.isspace() for c in entry) or any(c in entry for c in "<>=!~"):
                 raise InvalidRules(f"advisory_waive: {entry!r} is neither project==version "
                                    "nor an advisory identifier")
@@ -425,7 +425,7 @@ class AdvisoryPolicy:
         except KeyError:
             pass
         found: Verdict | None = None
-        if (project, canonical_version(version)) not in self.rules.waive:
+        if (project, release_key(version)) not in self.rules.waive:
             acted = tuple(a for a in db.affecting(project, version) if self.rules.acts_on(a))
             if acted:
                 found = Verdict(self.rules.mode, acted)

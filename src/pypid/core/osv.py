@@ -50,8 +50,8 @@ from pypid.core.advisories import (
     AdvisoryDB,
     Affected,
     Span,
-    canonical_version,
     parsed_version,
+    release_key,
     severity_rank,
     severity_word,
 )
@@ -277,7 +277,7 @@ def _affected(entries: list[Any], result: ReadResult) -> tuple[tuple[Affected, .
             more, ends = _spans(_list(range_.get("events"), "events", MAX_EVENTS), result)
             spans += more
             fixed += ends
-        versions = frozenset(canonical_version(v) for v in
+        versions = frozenset(release_key(v) for v in
                              _list(entry.get("versions"), "versions", MAX_VERSIONS)
                              if isinstance(v, str) and len(v) <= 100)
         if spans or versions:

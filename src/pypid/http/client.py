@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from http.cookiejar import Cookie, CookieJar
-from typing import Any, Protocol
+from typing import Any
 
 import treq.client
 from twisted.internet.interfaces import IReactorTime
@@ -20,6 +20,7 @@ from twisted.internet.ssl import Certificate, trustRootFromCertificates
 from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool
 from twisted.web.iweb import IPolicyForHTTPS
 
+from pypid.config import Config
 from pypid.core.startup import StartupError
 from pypid.http.pool import quiet_pool
 
@@ -50,24 +51,7 @@ def https_policy(ca_bundle: str | None = None) -> BrowserLikePolicyForHTTPS:
     return BrowserLikePolicyForHTTPS(trustRoot=trustRootFromCertificates(certificates))
 
 
-class _CABundle(Protocol):
-    """What L{outbound_policy} reads of the server's settings."""
-
-    @property
-    def ca_bundle(self) -> str | None: ...
-
-
-class OutboundSettings(Protocol):
-    """What L{outbound_policy} reads of the configuration (L{pypid.config.Config})."""
-
-    @property
-    def source(self) -> str: ...
-
-    @property
-    def server(self) -> _CABundle: ...
-
-
-def outbound_policy(config: OutboundSettings) -> BrowserLikePolicyForHTTPS:
+def outbound_policy(config: Config) -> BrowserLikePolicyForHTTPS:
     """
     How the server's outbound HTTPS is verified (C{[pypid] ca_bundle}).
 

@@ -50,35 +50,22 @@ its base URL) and the registry's views as they are now.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
-from typing import Protocol
+from collections.abc import Callable, Collection
 
 import attrs
 from zope.interface import implementer
 
+from pypid.config import Config
 from pypid.core.advisories import AdvisoryPolicy, AdvisoryRules
 from pypid.core.index_names import DEFAULT, UPSTREAM_PREFIX
 from pypid.core.parts import IReloadable
 from pypid.core.startup import StartupError
 from pypid.state.indexes import (
     IndexRegistry,
-    StackSettings,
     advisory_rules,
     index_view,
     source_order,
 )
-
-
-class ReloadSettings(StackSettings, Protocol):
-    """What a reload reads of the configuration (a L{pypid.config.Config})."""
-
-    @property
-    def source(self) -> str:
-        """Where the configuration was read from, for the refusals' lines."""
-
-    @property
-    def upstreams(self) -> Mapping[str, object]:
-        """The C{[upstream:NAME]} sections by name."""
 
 
 @attrs.frozen
@@ -106,8 +93,8 @@ class ReloadedIndexes:
         return "views " + ", ".join(said)
 
 
-def reload_indexes(registry: IndexRegistry, started: ReloadSettings,
-                   config: ReloadSettings) -> ReloadedIndexes | None:
+def reload_indexes(registry: IndexRegistry, started: Config,
+                   config: Config) -> ReloadedIndexes | None:
     """
     The views of C{config}, over the stacks of C{registry}; L{None} when
     no view changed.
@@ -180,7 +167,7 @@ def reload_indexes(registry: IndexRegistry, started: ReloadSettings,
                            added, removed, tuple(changed))
 
 
-def _running_upstreams(started: ReloadSettings) -> Collection[str]:
+def _running_upstreams(started: Config) -> Collection[str]:
     """The upstreams the server runs, as bases name them (C{upstream:NAME})."""
     names = {UPSTREAM_PREFIX + name for name in started.upstreams}
     if started.upstream.mode != "none":
@@ -188,7 +175,7 @@ def _running_upstreams(started: ReloadSettings) -> Collection[str]:
     return names
 
 
-def _refuse_upstreams(started: ReloadSettings, config: ReloadSettings) -> None:
+def _refuse_upstreams(started: Config, config: Config) -> None:
     for name in config.upstreams:
         if name not in started.upstreams:
             _refuse(config, f"[upstream:{name}]", "adding an upstream needs a restart (its "
@@ -204,7 +191,7 @@ def _refuse_upstreams(started: ReloadSettings, config: ReloadSettings) -> None:
                     "the next restart (its cache, client and rules are made at start-up)")
 
 
-def _refuse(config: ReloadSettings, where: str, why: str) -> None:
+def _refuse(config: Config, where: str, why: str) -> None:
     raise StartupError(f"{config.source}: {where}: {why}")
 
 
@@ -228,10 +215,10 @@ class IndexReload:
     """
 
     _registry: IndexRegistry
-    _started: ReloadSettings
+    _started: Config
     _serve: Serve
 
-    def prepare_reload(self, config: ReloadSettings | None) -> Callable[[], str] | None:
+    def prepare_reload(self, config: Config | None) -> Callable[[], str] | None:
         """
         Build the views and their answers; refuse what needs a restart.
 
@@ -258,7 +245,7 @@ class IndexReload:
         return commit
 
 
-def _rules_changed(registry: IndexRegistry, config: ReloadSettings) -> dict[str, AdvisoryRules]:
+def _rules_changed(registry: IndexRegistry, config: Config) -> dict[str, AdvisoryRules]:
     """The advisory rules of C{config} that differ from those of the indexes running."""
     return {name: rules for name, rules in advisory_rules(config).items()
             if name in registry.policies and registry.policies[name].rules != rules}

@@ -56,15 +56,17 @@ its stamp), and each release whose decision changed is logged once
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from datetime import datetime
 from functools import partial
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import TYPE_CHECKING, cast
 
 import attrs
 from twisted.application.service import IService
 from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
+from pypid.config import Config
+from pypid.config.index_settings import IndexConfig
+from pypid.config.retention_settings import RetentionKeys
 from pypid.core.advisories import (
     AdvisoryBoard,
     AdvisoryDB,
@@ -73,13 +75,12 @@ from pypid.core.advisories import (
     no_advisories,
 )
 from pypid.core.index import Index
-from pypid.core.index_names import DEFAULT, UPSTREAM_PREFIX, BaseRef
+from pypid.core.index_names import DEFAULT, UPSTREAM_PREFIX
 from pypid.core.metrics import Family
 from pypid.core.notice import Notice
 from pypid.core.parts import IMetricsSource
 from pypid.core.readme import Renderer, render_description
 from pypid.core.render import file_url_for, provenance_url_for
-from pypid.core.retention import RetentionRules
 from pypid.core.views import ChainSource, ComposedFile, Filters, IndexView, resolve_order
 from pypid.state.advisory_decisions import DecisionLog
 from pypid.state.backfill import Backfill
@@ -92,7 +93,6 @@ from pypid.state.writer import SnapshotTimer, SnapshotWriter
 from pypid.storage.factory import (
     SharedBucket,
     StoragePart,
-    StorageSettings,
     index_settings,
     index_snapshot_path,
 )
@@ -108,7 +108,7 @@ from pypid.storage.locks import KeyedLock
 
 if TYPE_CHECKING:
     # (the upstream's modules load only when [upstream] is configured: issue 14)
-    from pypid.upstream.factory import DaemonSettings, MakeUpstream, UpstreamPart
+    from pypid.upstream.factory import MakeUpstream, UpstreamPart
     from pypid.upstream.page_view import FileUrl
     from pypid.upstream.proxy import UpstreamProxy
     from pypid.upstream.saved_state import SavedState
@@ -117,86 +117,6 @@ if TYPE_CHECKING:
 #: The kinds of parts of a stack, in the order the daemon starts them
 #: (each after the default's part of the same kind: L{pypid.tap}).
 PART_KINDS = ("storage", "index", "snapshot", "snapshot-timer", "sync", "follow-up", "usage")
-
-
-class _StackServer(Protocol):
-    """What the stacks read of C{[pypid]}."""
-
-    @property
-    def max_upload_size(self) -> int: ...
-    @property
-    def ca_bundle(self) -> str | None: ...
-    @property
-    def base_url(self) -> str | None: ...
-    @property
-    def page_cache_size(self) -> int: ...
-    @property
-    def snapshot(self) -> str: ...
-    @property
-    def snapshot_interval(self) -> float: ...
-    @property
-    def advisory_rules(self) -> AdvisoryRules: ...
-
-
-class _IndexSettings(Protocol):
-    """What the registry reads of an C{[index:NAME]} section."""
-
-    @property
-    def name(self) -> str: ...
-    @property
-    def view(self) -> bool: ...
-    @property
-    def bases(self) -> tuple[BaseRef, ...]: ...
-    @property
-    def min_age(self) -> float: ...
-    @property
-    def as_of(self) -> datetime | None: ...
-    @property
-    def include(self) -> tuple[str, ...]: ...
-    @property
-    def exclude(self) -> tuple[str, ...]: ...
-    @property
-    def prereleases(self) -> str: ...
-    @property
-    def yanked(self) -> str: ...
-    @property
-    def advisory_rules(self) -> AdvisoryRules: ...
-    @property
-    def recycle_bin(self) -> float: ...
-    @property
-    def retention_rules(self) -> RetentionRules: ...
-
-
-class _RetentionSettings(Protocol):
-    """What the stacks read of C{[retention]}: the default index's keys."""
-
-    @property
-    def recycle_bin(self) -> float: ...
-    @property
-    def retention_rules(self) -> RetentionRules: ...
-
-
-class _UpstreamSettings(Protocol):
-    @property
-    def mode(self) -> str: ...
-
-
-class StackSettings(StorageSettings, Protocol):
-    """
-    What the stacks and the registry read of the configuration (a
-    L{pypid.config.Config}, which this layer may not import).
-    """
-
-    @property
-    def server(self) -> _StackServer: ...
-    @property
-    def upstream(self) -> _UpstreamSettings: ...
-    @property
-    def indexes(self) -> Mapping[str, _IndexSettings]: ...
-    @property
-    def retention(self) -> _RetentionSettings: ...
-    @property
-    def upstreams(self) -> Mapping[str, object]: ...
 
 
 @attrs.frozen(eq=False)
@@ -251,7 +171,7 @@ class HostedStack:
         return cast(IStorage, self.storage.storage)
 
     @classmethod
-    def create(cls, config: StackSettings, name: str, run: Run, reactor: IReactorTime, *,
+    def create(cls, config: Config, name: str, run: Run, reactor: IReactorTime, *,
                bucket: SharedBucket | None = None,
                upstream: MakeUpstream | None = None,
                peers: Callable[[str], Index | None] | None = None,
@@ -380,7 +300,7 @@ class IndexRegistry:
         return tuple(stack for name, stack in self.stacks.items() if name != DEFAULT)
 
     @classmethod
-    def from_config(cls, config: StackSettings, run: Run, reactor: IReactorTime, *,
+    def from_config(cls, config: Config, run: Run, reactor: IReactorTime, *,
                     upstream: MakeUpstream | None = None,
                     board: AdvisoryBoard | None = None,
                     render: Renderer = render_description) -> IndexRegistry:
@@ -569,7 +489,7 @@ def drop_advised_pages(index: Index, upstream: UpstreamProxy | None,
         upstream.pages.advisories_changed(projects)
 
 
-def _retention(config: StackSettings, name: str) -> _RetentionSettings:
+def _retention(config: Config, name: str) -> RetentionKeys:
     """
     The retention keys of the hosted index C{name}: C{[retention]}'s for
     the default, its section's (filled from C{[retention]}) for another.
@@ -578,7 +498,7 @@ def _retention(config: StackSettings, name: str) -> _RetentionSettings:
     return settings if settings is not None else config.retention
 
 
-def advisory_rules(config: StackSettings) -> dict[str, AdvisoryRules]:
+def advisory_rules(config: Config) -> dict[str, AdvisoryRules]:
     """
     Each index's L{AdvisoryRules}: the default's from C{[pypid]}, each named
     one's from its section (which takes C{[pypid]}'s keys it does not set).
@@ -590,7 +510,7 @@ def advisory_rules(config: StackSettings) -> dict[str, AdvisoryRules]:
     return rules
 
 
-def _upstreams(config: StackSettings, run: Run, reactor: IReactorTime,
+def _upstreams(config: Config, run: Run, reactor: IReactorTime,
                default: UpstreamProxy | None, render: Renderer,
                ) -> tuple[dict[str, tuple[UpstreamPart, SavedState]], dict[str, SourceSide]]:
     """
@@ -613,8 +533,7 @@ def _upstreams(config: StackSettings, run: Run, reactor: IReactorTime,
         sides[UPSTREAM_PREFIX + DEFAULT] = SourceSide.of(default.source, own)
     for name in config.upstreams:
         learnt = Notice()
-        part = UpstreamPart.named(cast("DaemonSettings", config), name, run, reactor, learnt,
-                                  render)
+        part = UpstreamPart.named(config, name, run, reactor, learnt, render)
         saved = SavedState(part.source, state_path(config.server.snapshot, name), run, reactor,
                            config.server.snapshot_interval, learnt)
         parts[name] = (part, saved)
@@ -641,7 +560,7 @@ def _view_file_url(base_url: str | None, name: str) -> Callable[[ComposedFile], 
     return cast(Callable[[ComposedFile], str], file_url_for(_base(base_url, name)))
 
 
-def index_view(settings: _IndexSettings | None, name: str, order: Sequence[str],
+def index_view(settings: IndexConfig | None, name: str, order: Sequence[str],
                stacks: Mapping[str, HostedStack], sides: Mapping[str, SourceSide],
                base_url: str | None, advisories: AdvisoryPolicy | None = None) -> IndexView:
     """
@@ -667,7 +586,7 @@ def index_view(settings: _IndexSettings | None, name: str, order: Sequence[str],
                         else provenance_url_for(_base(base_url, name))))
 
 
-def source_order(config: StackSettings, name: str) -> tuple[str, ...]:
+def source_order(config: Config, name: str) -> tuple[str, ...]:
     """
     The sources index C{name} reads, in order (L{resolve_order}): the
     indexes by name, the upstreams as C{upstream:NAME} (the default index's
@@ -682,7 +601,7 @@ def source_order(config: StackSettings, name: str) -> tuple[str, ...]:
     return resolve_order(name, bases, views)
 
 
-def view_filters(settings: _IndexSettings) -> Filters:
+def view_filters(settings: IndexConfig) -> Filters:
     """A view's filters, from its section (the daemon's, and the static export's)."""
     return Filters(
         min_age=settings.min_age,
@@ -692,7 +611,7 @@ def view_filters(settings: _IndexSettings) -> Filters:
         hide_yanked=settings.yanked == "hide")
 
 
-def _bases_first(indexes: Mapping[str, _IndexSettings]) -> Sequence[str]:
+def _bases_first(indexes: Mapping[str, IndexConfig]) -> Sequence[str]:
     """The index names, each after the indexes it is based on, else in file order."""
     order: list[str] = []
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import gc
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from twisted.application.service import Service
@@ -26,6 +26,7 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from pypid.config import Config
 from pypid.core.clock_steps import ClockReading, trusted_since
 from pypid.core.index import Index
 from pypid.core.metrics import GAUGE, Family, gauge
@@ -55,18 +56,6 @@ if TYPE_CHECKING:
     from pypid.upstream.proxy import UpstreamProxy
 
 log = Logger()
-
-
-class _PageSettings(Protocol):
-    @property
-    def page_cache_size(self) -> int: ...
-
-
-class _Reloaded(Protocol):
-    """What a reload hands the index of the configuration (L{pypid.config.Config})."""
-
-    @property
-    def server(self) -> _PageSettings: ...
 
 
 #: the index size from which start-up freezes what it made (see
@@ -544,7 +533,7 @@ class IndexPart(Service):
             log.failure("Cannot load the index")
             raise StartupError("Cannot load the index: stopping")
 
-    def prepare_reload(self, config: _Reloaded | None) -> Callable[[], None] | None:
+    def prepare_reload(self, config: Config | None) -> Callable[[], None] | None:
         """Take C{[pypid] page_cache_size}, and judge the pages kept per reader's view again."""
         if config is None:
             return None

@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import attrs
 from twisted.application.service import Service
@@ -34,6 +34,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from pypid.config import Config
 from pypid.core.index_names import DEFAULT
 from pypid.core.metrics import Family, Timings
 from pypid.core.parts import IMetricsSource
@@ -54,87 +55,12 @@ log = Logger()
 _T = TypeVar("_T")
 
 
-class _StorageSection(Protocol):
-    """What the factories read of C{[storage]}."""
-
-    @property
-    def backend(self) -> str: ...
-    @property
-    def path(self) -> str: ...
-    @property
-    def min_free(self) -> int: ...
-
-
-class _ServerSection(Protocol):
-    """What the factories read of C{[pypid]}."""
-
-    @property
-    def max_upload_size(self) -> int: ...
-    @property
-    def ca_bundle(self) -> str | None: ...
-
-
-class _S3Section(Protocol):
-    """What the factories read of C{[s3]}."""
-
-    @property
-    def bucket(self) -> str: ...
-    @property
-    def prefix(self) -> str: ...
-    @property
-    def region(self) -> str: ...
-    @property
-    def endpoint_url(self) -> str | None: ...
-    @property
-    def addressing(self) -> str: ...
-    @property
-    def access_key(self) -> str | None: ...
-    @property
-    def secret_key(self) -> str | None: ...
-    @property
-    def session_token(self) -> str | None: ...
-    @property
-    def expire_after(self) -> float: ...
-    @property
-    def buffer_time(self) -> float: ...
-    @property
-    def download(self) -> str: ...
-    @property
-    def public_url(self) -> str | None: ...
-    @property
-    def sync_interval(self) -> float: ...
-    @property
-    def multipart_threshold(self) -> int: ...
-    @property
-    def timeout(self) -> float: ...
-    @property
-    def bucket_snapshot(self) -> bool: ...
-    @property
-    def check_rate(self) -> float: ...
-
-
-class StorageSettings(Protocol):
-    """
-    What the factories read of the configuration (a L{pypid.config.Config},
-    which this layer may not import).
-    """
-
-    @property
-    def source(self) -> str: ...
-    @property
-    def server(self) -> _ServerSection: ...
-    @property
-    def storage(self) -> _StorageSection: ...
-    @property
-    def s3(self) -> _S3Section: ...
-
-
 #: The folder (under C{[storage] path}) and the key segment (after C{[s3]
 #: prefix}) under which the named indexes' storages live, one each.
 INDEXES = ".indexes"
 
 
-def index_settings(config: _Settings, name: str) -> _Settings:
+def index_settings(config: Config, name: str) -> Config:
     """
     The configuration of the storage of the hosted index C{name}: the
     default's, its root moved to C{<path>/.indexes/NAME/} on disk and its
@@ -148,13 +74,11 @@ def index_settings(config: _Settings, name: str) -> _Settings:
     """
     if name == DEFAULT:
         return config
-    # (the Config of a layer above, read through Protocols: mypy's attrs
-    # plugin cannot see that they are attrs classes)
-    evolve: Any = attrs.evolve
-    return cast(_Settings, evolve(
+    return attrs.evolve(
         config,
-        storage=evolve(config.storage, path=os.path.join(config.storage.path, INDEXES, name)),
-        s3=evolve(config.s3, prefix=f"{config.s3.prefix}{INDEXES}/{name}/")))
+        storage=attrs.evolve(config.storage,
+                             path=os.path.join(config.storage.path, INDEXES, name)),
+        s3=attrs.evolve(config.s3, prefix=f"{config.s3.prefix}{INDEXES}/{name}/"))
 
 
 def index_snapshot_path(snapshot: str, name: str) -> str:
@@ -172,7 +96,6 @@ def index_snapshot_path(snapshot: str, name: str) -> str:
     return os.path.join(snapshot + ".d", name + ".json")
 
 
-_Settings = TypeVar("_Settings", bound=StorageSettings)
 
 
 @attrs.define
@@ -191,7 +114,7 @@ class SharedBucket:
     _users: int = 0
 
     @classmethod
-    def create(cls, config: StorageSettings, run: Run, reactor: IReactorTime) -> SharedBucket:
+    def create(cls, config: Config, run: Run, reactor: IReactorTime) -> SharedBucket:
         """
         The client of the configuration's bucket.
 
@@ -217,7 +140,7 @@ class SharedBucket:
         return self._close() if self._users == 0 else None
 
 
-def make_storage(config: StorageSettings, run: Run, reactor: IReactorTime,
+def make_storage(config: Config, run: Run, reactor: IReactorTime,
                  s3_timings: Timings | None = None,
                  bucket: SharedBucket | None = None, *,
                  render: Renderer = render_description) -> IStorage:
@@ -255,7 +178,7 @@ def make_storage(config: StorageSettings, run: Run, reactor: IReactorTime,
         on_close=close, render=render)
 
 
-def make_s3_client(config: StorageSettings, run: Run, reactor: IReactorTime,
+def make_s3_client(config: Config, run: Run, reactor: IReactorTime,
                    timings: Timings | None = None, *, bucket: str | None = None,
                    endpoint: str | None = None, region: str | None = None,
                    credentials: type[CredentialSource] | None = None,
@@ -310,7 +233,7 @@ def make_s3_client(config: StorageSettings, run: Run, reactor: IReactorTime,
     return client, source, pool.closeCachedConnections
 
 
-def make_audit_log(config: StorageSettings, run: Run, reactor: IReactorTime,
+def make_audit_log(config: Config, run: Run, reactor: IReactorTime,
                    s3_timings: Timings | None = None) -> IAuditLog:
     """
     The audit log kept with the storage the configuration names: daily
@@ -351,7 +274,7 @@ class StoragePart(Service):
         self.s3_timings = s3_timings
 
     @classmethod
-    def from_config(cls, config: StorageSettings, run: Run, reactor: IReactorTime,
+    def from_config(cls, config: Config, run: Run, reactor: IReactorTime,
                     bucket: SharedBucket | None = None, *,
                     render: Renderer = render_description) -> StoragePart:
         """

@@ -34,6 +34,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from pypid.config.upstream_settings import UpstreamConfig
 from pypid.core.bounded import put_newest
 from pypid.core.distribution import file_digests, inspect
 from pypid.core.lru import ByteLRU
@@ -56,7 +57,6 @@ from pypid.storage.interface import (
 )
 from pypid.upstream.admission import Admission
 from pypid.upstream.cache import Offline, Remembered, again, recent, remembered
-from pypid.upstream.contracts import DownloadLimits
 from pypid.upstream.fetch import TransferFailed, UpstreamClient, UpstreamError
 from pypid.upstream.kept import KeptFiles
 from pypid.upstream.parser import UpstreamFile
@@ -122,7 +122,7 @@ class PageListing(Protocol):
         """A file was kept: its page shows it from now on."""
 
     def file_evicted(self, record: FileRecord) -> None:
-        """A file was evicted (L{DownloadLimits.max_cache_size}): its page shows the upstream's."""
+        """A file was evicted (L{UpstreamConfig.max_cache_size}): its page shows the upstream's."""
 
 
 @attrs.define
@@ -142,7 +142,7 @@ class UpstreamFiles:
         that the snapshot is saved soon; or L{None}.
     """
 
-    _config: DownloadLimits
+    _config: UpstreamConfig
     _view: PageListing
     _client: UpstreamClient
     _storage: IStorage

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, cast
 
 import attrs
 from twisted.application.service import Service
@@ -19,14 +19,15 @@ from twisted.internet.defer import ensureDeferred
 from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
+from pypid.config import Config
+from pypid.config.upstream_settings import UpstreamConfig
 from pypid.core.metrics import Family
 from pypid.core.parts import IMetricsSource
 from pypid.core.readme import Renderer, render_description
 from pypid.core.render import ProvenanceURL
-from pypid.storage.factory import StorageSettings, make_storage
+from pypid.storage.factory import make_storage
 from pypid.storage.interface import IStorage, Run
 from pypid.storage.measured import MeasuredStorage
-from pypid.upstream.contracts import UpstreamSettings
 
 if TYPE_CHECKING:
     # (types only: the rest of the upstream loads with a configured [upstream],
@@ -40,22 +41,6 @@ if TYPE_CHECKING:
     from pypid.upstream.source import UpstreamSource
 
 
-class DaemonSettings(StorageSettings, Protocol):
-    """
-    The configuration the upstream part is built from
-    (L{pypid.config.Config}, a layer above): C{[upstream]}, and the
-    storage's sections, whose folder or prefix the cache's storage shares.
-    """
-
-    @property
-    def upstream(self) -> UpstreamSettings:
-        """C{[upstream]}."""
-
-    @property
-    def upstreams(self) -> Mapping[str, UpstreamSettings]:
-        """The C{[upstream:NAME]} sections by name."""
-
-
 #: C{make(index, learnt) -> part}: the part of C{[upstream]} over the
 #: default index, built by the index registry once it made that L{Index}
 #: (what is hosted is never asked upstream), telling C{learnt} what its cache
@@ -67,20 +52,18 @@ MakeUpstream = Callable[["Index", "Notice"], "UpstreamPart"]
 NAMED_CACHES = ".indexes/.upstreams"
 
 
-def cache_settings(config: DaemonSettings, name: str | None) -> DaemonSettings:
+def cache_settings(config: Config, name: str | None) -> Config:
     """
     The storage settings of an upstream's cache: those of the packages, in
     C{.upstream} below their folder or prefix for C{[upstream]} (C{name}
     L{None}), in C{.indexes/.upstreams/NAME/} for C{[upstream:NAME]}.
     """
     where = ".upstream" if name is None else f"{NAMED_CACHES}/{name}"
-    # (the Config of a layer above, read through Protocols: mypy's attrs
-    # plugin cannot see that they are attrs classes)
-    evolve: Any = attrs.evolve
-    return cast(DaemonSettings, evolve(
+    return attrs.evolve(
         config,
-        storage=evolve(config.storage, path=os.path.join(config.storage.path, *where.split("/"))),
-        s3=evolve(config.s3, prefix=config.s3.prefix + where + "/", bucket_snapshot=False)))
+        storage=attrs.evolve(config.storage,
+                             path=os.path.join(config.storage.path, *where.split("/"))),
+        s3=attrs.evolve(config.s3, prefix=config.s3.prefix + where + "/", bucket_snapshot=False))
 
 
 @implementer(IMetricsSource)
@@ -107,7 +90,7 @@ class UpstreamPart(Service):
         self._proxy = proxy
 
     @classmethod
-    def maker(cls, config: DaemonSettings, run: Run, reactor: IReactorTime,
+    def maker(cls, config: Config, run: Run, reactor: IReactorTime,
               render: Renderer = render_description) -> MakeUpstream | None:
         """
         What builds the part of C{[upstream]} over the default index once the
@@ -126,7 +109,7 @@ class UpstreamPart(Service):
         return make
 
     @classmethod
-    def from_config(cls, config: DaemonSettings, run: Run, reactor: IReactorTime,
+    def from_config(cls, config: Config, run: Run, reactor: IReactorTime,
                     index: HostedIndex, file_url: FileUrl,
                     learnt: Callable[[], None] | None = None,
                     advisories: AdvisoryPolicy | None = None,
@@ -158,7 +141,7 @@ class UpstreamPart(Service):
                                                              advisories, provenance_url))
 
     @classmethod
-    def named(cls, config: DaemonSettings, name: str, run: Run, reactor: IReactorTime,
+    def named(cls, config: Config, name: str, run: Run, reactor: IReactorTime,
               learnt: Callable[[], None] | None = None,
               render: Renderer = render_description) -> UpstreamPart:
         """
@@ -205,7 +188,7 @@ class UpstreamPart(Service):
         yield from self._storage.operation_families(store)
 
 
-def _make_source(config: DaemonSettings, up: UpstreamSettings, name: str | None, run: Run,
+def _make_source(config: Config, up: UpstreamConfig, name: str | None, run: Run,
                  reactor: IReactorTime, learnt: Callable[[], None] | None,
                  render: Renderer) -> tuple[UpstreamSource, MeasuredStorage]:
     """The source of C{up} (C{[upstream]} when C{name} is L{None}) and its storage."""
@@ -215,6 +198,9 @@ def _make_source(config: DaemonSettings, up: UpstreamSettings, name: str | None,
     from pypid.upstream.fetch import UpstreamClient
     from pypid.upstream.source import DEFAULT_UPSTREAM, UpstreamSource
 
+    # (the configuration refuses an upstream without a url: only one with
+    # a url gets a source)
+    assert up.url is not None
     storage = MeasuredStorage(make_storage(cache_settings(config, name), run, reactor,
                                            render=render),
                               time.monotonic)

@@ -29,9 +29,9 @@ from twisted.logger import Logger
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgent, IResponse
 
+from pypid.config.upstream_settings import UpstreamCredentials
 from pypid.http import bodies
 from pypid.storage.interface import Run
-from pypid.upstream.contracts import UpstreamIdentity
 from pypid.upstream.parser import (
     MAX_PAGE_ENTRIES,
     UpstreamPage,
@@ -88,7 +88,7 @@ def origin(url: str) -> tuple[str, str, int | None] | None:
     return parts.scheme, parts.hostname.lower(), port
 
 
-def authorization(credentials: UpstreamIdentity) -> bytes:
+def authorization(credentials: UpstreamCredentials) -> bytes:
     """The C{Authorization} header's value for C{credentials}: Basic, or Bearer for a token."""
     if credentials.username is None:
         return b"Bearer " + credentials.secret.encode("utf-8")
@@ -131,7 +131,7 @@ class UpstreamClient:
                  timeout: float = 10.0, max_page_size: int = 20 << 20,
                  run: Run | None = None, deadline: float = 600.0,
                  max_entries: int = MAX_PAGE_ENTRIES,
-                 credentials: UpstreamIdentity | None = None) -> None:
+                 credentials: UpstreamCredentials | None = None) -> None:
         """
         @param agent: the L{IAgent} to ask with: no cookie jar (an index
             needs none, and treq's kept every cookie an upstream set),

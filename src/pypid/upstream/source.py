@@ -24,6 +24,7 @@ from typing import Any, cast
 import attrs
 from twisted.internet.interfaces import IReactorTime
 
+from pypid.config.upstream_settings import UpstreamConfig
 from pypid.core.metrics import Family, by_label, counter, gauge, timing_families
 from pypid.core.model import FileRecord
 from pypid.core.project_status import ProjectStatus
@@ -34,7 +35,6 @@ from pypid.storage.interface import IStorage, Run
 from pypid.upstream.budget import MissBudget
 from pypid.upstream.cache import PageCache
 from pypid.upstream.confusion import Decision, UpstreamPolicy
-from pypid.upstream.contracts import ProxySettings
 from pypid.upstream.downloads import UpstreamFiles
 from pypid.upstream.fetch import UpstreamClient
 from pypid.upstream.kept import KeptFiles
@@ -107,7 +107,7 @@ class UpstreamSource:
 
     name: str
     labelled: bool
-    _config: ProxySettings
+    _config: UpstreamConfig
     _policy: UpstreamPolicy
     _pages: PageCache
     _client: UpstreamClient
@@ -121,7 +121,7 @@ class UpstreamSource:
     _saved_changes: int = attrs.field(init=False, default=0)
 
     @classmethod
-    def create(cls, config: ProxySettings, policy: UpstreamPolicy, pages: PageCache,
+    def create(cls, config: UpstreamConfig, policy: UpstreamPolicy, pages: PageCache,
                client: UpstreamClient, storage: IStorage, run: Run, clock: IReactorTime,
                name: str = DEFAULT_UPSTREAM, labelled: bool = False,
                on_close: Callable[[], object] | None = None,
@@ -154,7 +154,7 @@ class UpstreamSource:
         return self._config.mode
 
     @property
-    def settings(self) -> ProxySettings:
+    def settings(self) -> UpstreamConfig:
         """Its section's limits."""
         return self._config
 

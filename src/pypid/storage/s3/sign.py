@@ -19,7 +19,7 @@ from urllib.parse import quote, urlsplit
 import attrs
 from botocore.auth import S3SigV4Auth, S3SigV4QueryAuth
 from botocore.awsrequest import AWSRequest
-from botocore.credential_syntax import ReadOnlyCredentials
+from botocore.credentials import ReadOnlyCredentials
 
 #: SHA-256 of the empty string: the payload hash of a request without a body.
 EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
