@@ -24,7 +24,7 @@ import tempfile
 import threading
 import time
 
-from pypid.upstream.downloads import EVICTION_DELAY
+from pypid.upstream.eviction import EVICTION_DELAY
 from tests.distributions import make_wheel
 from tests.e2e import Daemon
 from tests.upstream_server import UpstreamProcess

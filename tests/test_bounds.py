@@ -36,7 +36,7 @@ from pypid.storage.s3.credentials import CredentialSource
 from pypid.storage.s3.layout import Layout
 from pypid.storage.s3.sign import Bucket, Credentials
 from pypid.storage.s3.storage import S3Storage
-from pypid.upstream import budget, cache, downloads, page_view
+from pypid.upstream import budget, cache, failures, file_metadata, page_view
 from pypid.upstream.cache import PageCache
 from pypid.upstream.confusion import UpstreamPolicy
 from pypid.upstream.fetch import UpstreamError, UpstreamNotFound
@@ -193,8 +193,8 @@ class BoundsTests(SynchronousTestCase):
         self.assertLessEqual(pages.bytes, budget)
 
     def test_file_failures(self):
-        """Failed upstream files are remembered for at most L{downloads.MAX_FAILED_FILES} names."""
-        self.patch(downloads, "MAX_FAILED_FILES", 300)
+        """Failed upstream files are remembered for at most L{failures.MAX_FAILED_FILES} names."""
+        self.patch(failures, "MAX_FAILED_FILES", 300)
         upstream = self.make_sides()[2]
         from twisted.python.failure import Failure
 
@@ -288,18 +288,19 @@ class BoundsTests(SynchronousTestCase):
         self.assertEqual(len(upstream._hidden), 200)
 
     def test_metadata_memory(self):
-        """Upstream metadata in memory stays within L{downloads.METADATA_MEMORY}, tiny files too."""
-        self.patch(downloads, "METADATA_MEMORY", 100_000)
-        upstream = self.make_sides()[2]
+        """Upstream metadata in memory stays within L{file_metadata.METADATA_MEMORY}, tiny files too."""
+        self.patch(file_metadata, "METADATA_MEMORY", 100_000)
+        metadata = self.make_sides()[2]._metadata
+        memory = metadata._memory
 
         def fill(start, stop):
             for i in range(start, stop):
-                upstream._keep_metadata(f"f-{i}.whl", b"" if i % 2 else b"M" * 300)
+                metadata.keep(f"f-{i}.whl", b"" if i % 2 else b"M" * 300)
         # (each entry costs at least 300 bytes: no more than 500 are kept)
-        self.assert_flat(fill, lambda: len(upstream._metadata), 500)
-        self.assertLessEqual(upstream._metadata.bytes, 100_000)
-        self.assertEqual(upstream._metadata.bytes, sum(
-            downloads._held(name, data) for name, (data, _) in upstream._metadata.items()))
+        self.assert_flat(fill, lambda: len(memory), 500)
+        self.assertLessEqual(memory.bytes, 100_000)
+        self.assertEqual(memory.bytes, sum(
+            file_metadata.held(name, data) for name, (data, _) in memory.items()))
 
     # -- S3 ------------------------------------------------------------------------------
 

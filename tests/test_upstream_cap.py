@@ -9,7 +9,7 @@ state, and the start-up checks of the cap.
 
 import attrs
 from treq.testing import RequestTraversalAgent
-from twisted.internet.defer import ensureDeferred
+from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -17,10 +17,11 @@ from pypid.config import ConfigError, load_config
 from pypid.core.index import Index
 from pypid.core.model import FileRecord
 from pypid.core.render import JSON, file_url_for
+from pypid.storage.interface import StorageError
 from pypid.storage.memory import MemoryStorage
 from pypid.upstream.cache import PageCache
 from pypid.upstream.confusion import UpstreamPolicy
-from pypid.upstream.downloads import EVICTION_DELAY
+from pypid.upstream.eviction import EVICTION_DELAY, EvictionBatches
 from pypid.upstream.fetch import UpstreamClient
 from pypid.upstream.kept import KeptFiles
 from pypid.upstream.proxy import UpstreamProxy
@@ -58,6 +59,63 @@ class KeptFilesTests(SynchronousTestCase):
         self.assertEqual(kept.pinned(), [])
         kept.put(record("a", 15))  # (replaced: its size counted once)
         self.assertEqual(kept.size, 25)
+
+
+class _SlowEvicting:
+    """An evicting storage whose each removal ends when the test says (C{ends})."""
+
+    def __init__(self):
+        self.batches = []
+        self.ends = []
+
+    def evict(self, records):
+        self.batches.append([r.filename for r in records])
+        self.ends.append(Deferred())
+        return self.ends[-1]
+
+
+class EvictionBatchesTests(SynchronousTestCase):
+    """The removal of evicted files: one batch per L{EVICTION_DELAY}, waited for while under way."""
+
+    def setUp(self):
+        self.clock = Clock()
+        self.storage = _SlowEvicting()
+        self.batches = EvictionBatches(self.storage, self.clock)
+
+    def test_one_batch_per_delay(self):
+        """Files handed over within the delay are removed in one call, after it."""
+        self.batches.remove_later(record("a", 10))
+        self.clock.advance(EVICTION_DELAY / 2)
+        self.batches.remove_later(record("b", 10))
+        self.assertEqual(self.storage.batches, [])
+        self.clock.advance(EVICTION_DELAY / 2)
+        self.assertEqual(self.storage.batches, [["a", "b"]])
+        self.batches.remove_later(record("c", 10))
+        self.clock.advance(EVICTION_DELAY)
+        self.assertEqual(self.storage.batches, [["a", "b"], ["c"]])
+
+    def test_under_way_until_removed(self):
+        """A file's eviction is under way until its batch's removal ends, then counted."""
+        self.assertIsNone(self.batches.under_way("a"))
+        self.batches.remove_later(record("a", 10))
+        waiting = self.batches.under_way("a")
+        self.assertNoResult(waiting)
+        self.clock.advance(EVICTION_DELAY)
+        self.assertIs(self.batches.under_way("a"), waiting)
+        self.storage.ends[0].callback(None)
+        self.assertIsNone(self.successResultOf(waiting))
+        self.assertIsNone(self.batches.under_way("a"))
+        self.assertEqual(self.batches.evicted, 1)
+
+    def test_failed_removal(self):
+        """A removal that fails ends the wait all the same, and counts no file evicted."""
+        self.batches.remove_later(record("a", 10))
+        waiting = self.batches.under_way("a")
+        self.clock.advance(EVICTION_DELAY)
+        self.storage.ends[0].errback(StorageError("disk gone"))
+        self.assertIsNone(self.successResultOf(waiting))
+        self.assertEqual(self.batches.evicted, 0)
+        self.assertEqual(len(self.flushLoggedErrors()), 0)
 
 
 class EvictionTests(SynchronousTestCase):

@@ -27,11 +27,12 @@ from pypid.config import load_config
 from pypid.core.index import Index
 from pypid.core.render import file_url_for
 from pypid.storage.memory import MemoryStorage
-from pypid.upstream import cache, fetch
+from pypid.upstream import cache, failures, fetch
 from pypid.upstream.admission import Admission
 from pypid.upstream.budget import MissBudget
 from pypid.upstream.cache import PageCache
 from pypid.upstream.confusion import UpstreamPolicy
+from pypid.upstream.failures import RecentFailures
 from pypid.upstream.fetch import UpstreamClient, UpstreamError, host_allowed
 from pypid.upstream.parser import UpstreamPage, UpstreamPageError, parse_page
 from pypid.upstream.proxy import UpstreamProxy
@@ -422,7 +423,7 @@ class FileBoundsTests(_Harness, SynchronousTestCase):
         code, _, _ = self.get(f"/files/holy-grail/{WHEEL[0]}")
         self.assertNotEqual(code, 200)
         self.assertIsNone(self.proxy.files.kept(WHEEL[0]))
-        self.assertIn(f"more than {1 << 20} bytes", str(cache.again(self.proxy.files._failed[WHEEL[0]][1])))
+        self.assertIn(f"more than {1 << 20} bytes", str(cache.again(self.proxy.files._failed.lately(WHEEL[0]))))
 
     def test_body_over_its_claim(self):
         """A body longer than its page's size is cut there."""
@@ -432,7 +433,7 @@ class FileBoundsTests(_Harness, SynchronousTestCase):
         self.assertNotEqual((code, body), (200, WHEEL[1] + b"tail"))
         self.assertIsNone(self.proxy.files.kept(WHEEL[0]))
         self.assertIn(f"more than {len(WHEEL[1])} bytes",
-                      str(cache.again(self.proxy.files._failed[WHEEL[0]][1])))
+                      str(cache.again(self.proxy.files._failed.lately(WHEEL[0]))))
 
     def test_accept_encoding(self):
         """Files are asked for as they are; pages may come compressed."""
@@ -622,6 +623,29 @@ class FailureTests(_Harness, SynchronousTestCase):
         self.assertEqual(self.proxy.files._downloads, {})
         self.assertEqual(self.proxy.files.timings.errors.get("file"), 1)
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+class RecentFailuresTests(SynchronousTestCase):
+    """The fetches that failed lately: remembered L{cache.FAILURE_MEMORY} seconds, bounded."""
+
+    def test_remembered_for_a_while(self):
+        """A failure is told while recent, then forgotten."""
+        clock = Clock()
+        failed = RecentFailures(clock)
+        self.assertIsNone(failed.lately("a.whl"))
+        failed.remember("a.whl", "wrong bytes")
+        clock.advance(cache.FAILURE_MEMORY - 1)
+        self.assertEqual(failed.lately("a.whl"), "wrong bytes")
+        clock.advance(1)
+        self.assertIsNone(failed.lately("a.whl"))
+
+    def test_oldest_forgotten(self):
+        """Past L{failures.MAX_FAILED_FILES} names the oldest are forgotten; a new failure is last."""
+        self.patch(failures, "MAX_FAILED_FILES", 2)
+        failed = RecentFailures(Clock())
+        for name in ("a", "b", "a", "c"):
+            failed.remember(name, name.upper())
+        self.assertEqual((len(failed), failed.lately("b"), failed.lately("a")), (2, None, "A"))
 
 
 class ClientTests(SynchronousTestCase):

@@ -181,7 +181,7 @@ class ServedTests(_Served, SynchronousTestCase):
         self.assertIsNotNone(record.provenance_sha256)
         self.assertEqual(self.successResultOf(self.storage.read_provenance(record)), GOOD)
         self.origins.routes.clear()
-        self.source.files._provenance.clear()
+        self.source.files._provenance._memory.clear()
         self.assertEqual(self.get(INTEGRITY), (200, GOOD))
 
     def test_version_must_match(self):

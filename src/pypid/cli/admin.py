@@ -43,8 +43,11 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import quote, urlencode
+
+import attrs
 
 from pypid.cli import admin_audit as audit_command
 from pypid.cli import bundle as bundle_commands
@@ -65,6 +68,30 @@ _JSON = {"Accept": "application/vnd.pypi.simple.v1+json"}
 def main(argv: list[str] | None = None, out: TextIO = sys.stdout,
          err: TextIO = sys.stderr) -> int:
     """Run the command line; return the exit status."""
+    parser = _parser()
+    options = parser.parse_args(argv)
+    command = _SERVER_COMMANDS.get(options.command)
+    problem = command.check(options) if command is not None else None
+    if problem is not None:
+        parser.error(problem)
+    try:
+        if options.command == "audit":
+            return audit_command.run(options, server_from, config_from, out, err)
+        if options.command in bundle_commands.COMMANDS:
+            return bundle_commands.run(options, config_from, out, err)
+        assert command is not None  # (argparse allows only the commands added)
+        command.run(server_from(options), options, out)
+    except CliError as e:
+        err.write(f"pypid-admin: {e}\n")
+        return 1
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    """
+    C{pypid-admin}'s options and its sub-commands: those over the HTTP API
+    (L{_SERVER_COMMANDS}, in its order), then C{audit}, C{export} and C{import}.
+    """
     parser = argparse.ArgumentParser(
         prog="pypid-admin", description="Look after a pypid server's packages.")
     add_server_options(parser)
@@ -74,108 +101,40 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout,
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override a key of --config, as the daemon's --set does")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("projects", help="list the projects")
-    files = commands.add_parser("files", help="list a project's files")
-    files.add_argument("project")
-    for name, what in (("yank", "yank a file, or every file of a release"),
-                       ("unyank", "undo a yank"),
-                       ("delete", "delete a file, or a release (into the recycle bin "
-                                  "when the server keeps one)")):
-        command = commands.add_parser(name, help=what)
-        command.add_argument("target", metavar="FILENAME|PROJECT")
-        command.add_argument("version", nargs="?", help="with a project: the release")
-        if name == "yank":
-            command.add_argument("--reason", default="")
-        if name == "delete":
-            command.add_argument("--yes", action="store_true",
-                                 help="really delete: the filenames can never be used again "
-                                      "for other files")
-    status = commands.add_parser(
-        "status", help="set a hosted project's status (admins): active, archived (no "
-                       "uploads), quarantined (no uploads, no files offered), deprecated")
-    status.add_argument("project")
-    status.add_argument("status", choices=STATUSES)
-    status.add_argument("--reason", help="why, in one short line (shown on its pages)")
-    status.add_argument("--index", metavar="NAME",
-                        help="the hosted index the project is in (default: the default index)")
-    promote = commands.add_parser(
-        "promote", help="promote a release from one index to another (read on the first, "
-                        "upload on the second)")
-    promote.add_argument("source", metavar="FROM", help="the index that hosts the release")
-    promote.add_argument("target", metavar="TO", help="the hosted index to promote it to")
-    promote.add_argument("release", metavar="PROJECT==VERSION")
-    advisories = commands.add_parser(
-        "advisories", help="what the security advisories do to each index (admins)")
-    advisory_commands = advisories.add_subparsers(dest="advisories_command", required=True)
-    check = advisory_commands.add_parser(
-        "check", help="list, per index, the releases hidden, denied or warned about, and why")
-    check.add_argument("--index", metavar="NAME", help="this index only")
-    check.add_argument("--as", dest="mode", choices=("warn", "hide", "deny"),
-                       help="a dry run: what each index would do in this mode (its "
-                            "severity and waivers kept)")
-    usage = commands.add_parser(
-        "usage", help="an index's files, the most (or least) downloaded first (admins)")
-    usage.add_argument("--least", action="store_true", help="the least downloaded first")
-    usage.add_argument("--days", type=int, default=30, help="the days counted (default 30)")
-    usage.add_argument("--limit", type=int, default=20, help="how many files (default 20)")
-    usage.add_argument("--index", metavar="NAME", help="the hosted index (default: the "
-                                                       "default index)")
-    bin = commands.add_parser(
-        "bin", help="the recycle bin: list it (admins), or restore a file from it")
-    bin.add_argument("bin_command", nargs="?", choices=("list", "restore"), default="list")
-    bin.add_argument("filename", nargs="?", help="with restore: the file to restore")
-    bin.add_argument("--index", metavar="NAME", help="the hosted index (default: the "
-                                                     "default index)")
-    retention = commands.add_parser(
-        "retention", help="the retention rules: what they remove (plan), or remove it "
-                          "(apply), admins only")
-    retention.add_argument("retention_command", choices=("plan", "apply"))
-    retention.add_argument("--index", metavar="NAME", help="this hosted index only")
-    retention.add_argument("--yes", action="store_true",
-                           help="with apply: remove what the plan lists")
+    for command in _SERVER_COMMANDS.values():
+        command.arguments(commands.add_parser(command.name, help=command.help))
     audit_command.add_parser(commands)
     bundle_commands.add_commands(commands)
-    options = parser.parse_args(argv)
-    if options.command == "delete" and not options.yes:
-        parser.error("delete: add --yes (into the recycle bin when the server keeps one, "
-                     "else for good)")
-    if options.command == "retention" and options.retention_command == "apply" \
-            and not options.yes:
-        parser.error("retention apply: add --yes (run retention plan first to see what goes)")
-    if options.command == "bin" and (options.bin_command == "restore") != bool(
-            options.filename):
-        parser.error("bin: give a filename to restore, and only to restore")
-    if options.command == "promote" and not _release_of(options.release):
-        parser.error(f"{options.release}: give the release as PROJECT==VERSION")
-    try:
-        if options.command == "audit":
-            return audit_command.run(options, server_from, config_from, out, err)
-        if options.command in bundle_commands.COMMANDS:
-            return bundle_commands.run(options, config_from, out, err)
-        server = server_from(options)
-        if options.command == "projects":
-            for project in _get(server, "simple/")["projects"]:
-                out.write(f"{project['name']}\n")
-        elif options.command == "files":
-            _files(server, options.project, out)
-        elif options.command == "promote":
-            _promote(server, options, out)
-        elif options.command == "status":
-            _status(server, options, out)
-        elif options.command == "advisories":
-            _advisories(server, options, out)
-        elif options.command == "usage":
-            _usage(server, options, out)
-        elif options.command == "bin":
-            _bin(server, options, out)
-        elif options.command == "retention":
-            _retention(server, options, out)
-        else:
-            _change(server, options, out)
-    except CliError as e:
-        err.write(f"pypid-admin: {e}\n")
-        return 1
-    return 0
+    return parser
+
+
+def _no_problem(options: argparse.Namespace) -> str | None:
+    """Every command line argparse accepts is a good one."""
+    return None
+
+
+def _no_arguments(parser: argparse.ArgumentParser) -> None:
+    """A command of no arguments."""
+
+
+@attrs.frozen
+class ServerCommand:
+    """
+    One sub-command of C{pypid-admin} that works over the server's HTTP API.
+
+    @ivar name: the sub-command, as typed.
+    @ivar help: its line in C{pypid-admin --help}.
+    @ivar run: C{run(server, options, out)}; raises L{CliError}.
+    @ivar arguments: adds its arguments to its parser.
+    @ivar check: what is wrong with the options argparse accepted (the
+        message of a usage error, exit status 2), or L{None}.
+    """
+
+    name: str
+    help: str
+    run: Callable[[Server, argparse.Namespace, TextIO], None]
+    arguments: Callable[[argparse.ArgumentParser], None] = _no_arguments
+    check: Callable[[argparse.Namespace], str | None] = _no_problem
 
 
 def config_from(options: argparse.Namespace) -> Config:
@@ -203,9 +162,9 @@ def _get(server: Server, path: str) -> Any:
         return json.loads(response.read())
 
 
-def _files(server: Server, project: str, out: TextIO) -> None:
-    """One line a file: filename, version, size, upload time, yank state."""
-    page = _get(server, f"simple/{quote(project)}/")
+def _files(server: Server, options: argparse.Namespace, out: TextIO) -> None:
+    """C{files PROJECT}: one line a file: filename, version, size, upload time, yank state."""
+    page = _get(server, f"simple/{quote(options.project)}/")
     for f in page["files"]:
         yanked = f.get("yanked", False)
         state = "" if yanked is False else (
@@ -384,6 +343,144 @@ def _change(server: Server, options: argparse.Namespace, out: TextIO) -> None:
         answer = response.read().decode("utf-8", "replace").strip()
     out.write(f"{answer}\n")
 
+
+
+def _projects(server: Server, options: argparse.Namespace, out: TextIO) -> None:
+    """One line a project the user may read."""
+    for project in _get(server, "simple/")["projects"]:
+        out.write(f"{project['name']}\n")
+
+
+def _project_argument(parser: argparse.ArgumentParser) -> None:
+    """C{files}' argument: the project."""
+    parser.add_argument("project")
+
+
+def _target_arguments(parser: argparse.ArgumentParser) -> None:
+    """C{unyank}'s arguments, which C{yank} and C{delete} share: a file, or a release."""
+    parser.add_argument("target", metavar="FILENAME|PROJECT")
+    parser.add_argument("version", nargs="?", help="with a project: the release")
+
+
+def _yank_arguments(parser: argparse.ArgumentParser) -> None:
+    """C{yank}'s arguments: a file or a release, and why."""
+    _target_arguments(parser)
+    parser.add_argument("--reason", default="")
+
+
+def _delete_arguments(parser: argparse.ArgumentParser) -> None:
+    """C{delete}'s arguments: a file or a release, and C{--yes}."""
+    _target_arguments(parser)
+    parser.add_argument("--yes", action="store_true",
+                        help="really delete: the filenames can never be used again "
+                             "for other files")
+
+
+def _delete_check(options: argparse.Namespace) -> str | None:
+    """C{delete} asks for C{--yes}: a file deleted for good leaves its name unusable."""
+    if not options.yes:
+        return ("delete: add --yes (into the recycle bin when the server keeps one, "
+                "else for good)")
+    return None
+
+
+def _status_arguments(parser: argparse.ArgumentParser) -> None:
+    """C{status}' arguments: the project, its status, why, and its index."""
+    parser.add_argument("project")
+    parser.add_argument("status", choices=STATUSES)
+    parser.add_argument("--reason", help="why, in one short line (shown on its pages)")
+    parser.add_argument("--index", metavar="NAME",
+                        help="the hosted index the project is in (default: the default index)")
+
+
+def _promote_arguments(parser: argparse.ArgumentParser) -> None:
+    """C{promote}'s arguments: from which index, to which, and the release."""
+    parser.add_argument("source", metavar="FROM", help="the index that hosts the release")
+    parser.add_argument("target", metavar="TO", help="the hosted index to promote it to")
+    parser.add_argument("release", metavar="PROJECT==VERSION")
+
+
+def _promote_check(options: argparse.Namespace) -> str | None:
+    """C{promote}'s release is C{PROJECT==VERSION}."""
+    if not _release_of(options.release):
+        return f"{options.release}: give the release as PROJECT==VERSION"
+    return None
+
+
+def _advisories_arguments(parser: argparse.ArgumentParser) -> None:
+    """C{advisories}' own sub-command: C{check} (C{--index}, C{--as})."""
+    advisory_commands = parser.add_subparsers(dest="advisories_command", required=True)
+    check = advisory_commands.add_parser(
+        "check", help="list, per index, the releases hidden, denied or warned about, and why")
+    check.add_argument("--index", metavar="NAME", help="this index only")
+    check.add_argument("--as", dest="mode", choices=("warn", "hide", "deny"),
+                       help="a dry run: what each index would do in this mode (its "
+                            "severity and waivers kept)")
+
+
+def _usage_arguments(parser: argparse.ArgumentParser) -> None:
+    """C{usage}'s arguments: the order, the days counted, how many files, the index."""
+    parser.add_argument("--least", action="store_true", help="the least downloaded first")
+    parser.add_argument("--days", type=int, default=30, help="the days counted (default 30)")
+    parser.add_argument("--limit", type=int, default=20, help="how many files (default 20)")
+    parser.add_argument("--index", metavar="NAME", help="the hosted index (default: the "
+                                                        "default index)")
+
+
+def _bin_arguments(parser: argparse.ArgumentParser) -> None:
+    """C{bin}'s arguments: C{list} or C{restore FILENAME}, and the index."""
+    parser.add_argument("bin_command", nargs="?", choices=("list", "restore"), default="list")
+    parser.add_argument("filename", nargs="?", help="with restore: the file to restore")
+    parser.add_argument("--index", metavar="NAME", help="the hosted index (default: the "
+                                                        "default index)")
+
+
+def _bin_check(options: argparse.Namespace) -> str | None:
+    """C{bin restore} takes a filename, and C{bin list} none."""
+    if (options.bin_command == "restore") != bool(options.filename):
+        return "bin: give a filename to restore, and only to restore"
+    return None
+
+
+def _retention_arguments(parser: argparse.ArgumentParser) -> None:
+    """C{retention}'s arguments: C{plan} or C{apply}, the index, and C{--yes}."""
+    parser.add_argument("retention_command", choices=("plan", "apply"))
+    parser.add_argument("--index", metavar="NAME", help="this hosted index only")
+    parser.add_argument("--yes", action="store_true",
+                        help="with apply: remove what the plan lists")
+
+
+def _retention_check(options: argparse.Namespace) -> str | None:
+    """C{retention apply} asks for C{--yes}: it removes files."""
+    if options.retention_command == "apply" and not options.yes:
+        return "retention apply: add --yes (run retention plan first to see what goes)"
+    return None
+
+
+#: The sub-commands over the HTTP API, by name, in the order C{--help} lists them.
+_SERVER_COMMANDS = {command.name: command for command in (
+    ServerCommand("projects", "list the projects", _projects),
+    ServerCommand("files", "list a project's files", _files, _project_argument),
+    ServerCommand("yank", "yank a file, or every file of a release", _change, _yank_arguments),
+    ServerCommand("unyank", "undo a yank", _change, _target_arguments),
+    ServerCommand("delete", "delete a file, or a release (into the recycle bin when the "
+                            "server keeps one)", _change, _delete_arguments, _delete_check),
+    ServerCommand("status", "set a hosted project's status (admins): active, archived (no "
+                            "uploads), quarantined (no uploads, no files offered), deprecated",
+                  _status, _status_arguments),
+    ServerCommand("promote", "promote a release from one index to another (read on the "
+                             "first, upload on the second)",
+                  _promote, _promote_arguments, _promote_check),
+    ServerCommand("advisories", "what the security advisories do to each index (admins)",
+                  _advisories, _advisories_arguments),
+    ServerCommand("usage", "an index's files, the most (or least) downloaded first (admins)",
+                  _usage, _usage_arguments),
+    ServerCommand("bin", "the recycle bin: list it (admins), or restore a file from it",
+                  _bin, _bin_arguments, _bin_check),
+    ServerCommand("retention", "the retention rules: what they remove (plan), or remove it "
+                               "(apply), admins only",
+                  _retention, _retention_arguments, _retention_check),
+)}
 
 if __name__ == "__main__":
     sys.exit(main())

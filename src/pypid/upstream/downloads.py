@@ -1,18 +1,13 @@
 """
 The upstream files: a file is fetched on its first download, checked
 against the page's sha256 (and size), kept in the cache's storage, and
-served from there ever after; its core metadata is read from the kept file,
-or fetched and checked, and kept in memory.
-
-A file's provenance (PEP 740), when its page gives a C{provenance} URL, is
-fetched after the file is kept (in the background: the download's answer
-never waits for it), or when a client asks pypid's Integrity API for it
-first (never for a page): at most L{MAX_PROVENANCE_SIZE} bytes, checked to
-be a provenance object whose every statement names this file and the
-sha256 its page gives (L{pypid.core.provenance.read_provenance}). One that
-is not is logged and remembered as failed for a while, never served. A
-good one is kept in memory, and with the kept file in the cache's storage
-(L{IStorage.keep_provenance}), where it outlives the upstream.
+served from there ever after (L{UpstreamFiles}, this module). Its parts:
+the files kept under the cache's cap (L{pypid.upstream.file_cache}, which
+hands the evicted ones to L{pypid.upstream.eviction}), their core metadata
+(L{pypid.upstream.file_metadata}), their provenance (PEP 740,
+L{pypid.upstream.file_provenance}: fetched after the file is kept, in the
+background) and the fetches that failed lately
+(L{pypid.upstream.failures}).
 
 One download per file however many ask at once; downloads take turns
 within C{[upstream] max_downloads} and C{download_space}
@@ -24,9 +19,8 @@ upstream's hosts only (L{pypid.upstream.fetch}).
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Callable
-from typing import Protocol, cast
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import attrs
 from twisted.internet.defer import Deferred, ensureDeferred, fail, succeed
@@ -35,100 +29,45 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from pypid.config.upstream_settings import UpstreamConfig
-from pypid.core.bounded import put_newest
 from pypid.core.distribution import file_digests, inspect
-from pypid.core.lru import ByteLRU
 from pypid.core.metadata import InvalidDistribution
 from pypid.core.metrics import Timings
 from pypid.core.model import FileRecord
 from pypid.core.names import InvalidName
-from pypid.core.provenance import MAX_PROVENANCE_SIZE, ProvenanceInvalid, read_provenance
 from pypid.core.readme import Renderer, render_description
 from pypid.http import bodies
 from pypid.storage.disk import remove_file
-from pypid.storage.interface import (
-    FileExists,
-    FilenameDeleted,
-    IEvictingStorage,
-    IStorage,
-    Location,
-    Run,
-    StorageError,
-)
+from pypid.storage.interface import FileExists, FilenameDeleted, IStorage, Location, Run
 from pypid.upstream.admission import Admission
-from pypid.upstream.cache import Offline, Remembered, again, recent, remembered
+from pypid.upstream.cache import Offline, Remembered, again, remembered
+from pypid.upstream.failures import RecentFailures
 from pypid.upstream.fetch import TransferFailed, UpstreamClient, UpstreamError
+from pypid.upstream.file_cache import FileCache, PageListing
+from pypid.upstream.file_metadata import UpstreamMetadata
+from pypid.upstream.file_provenance import UpstreamProvenance
 from pypid.upstream.kept import KeptFiles
 from pypid.upstream.parser import UpstreamFile
 from pypid.upstream.transfer import DownloadTee, ToFile, VerifyError, open_temp
 
 log = Logger()
 
-#: Upstream core metadata kept in memory (bytes, all files together).
-METADATA_MEMORY = 32 << 20
-
-#: The most bytes of upstream core metadata read for one file.
-METADATA_LIMIT = 16 << 20
-
-#: The most upstream files whose failed download is remembered
-#: (L{pypid.upstream.cache.FAILURE_MEMORY}); past it the oldest are forgotten.
-MAX_FAILED_FILES = 2000
-
-#: Upstream provenance objects kept in memory (bytes, all files together).
-PROVENANCE_MEMORY = 16 << 20
-
 #: Downloads that may wait for a turn, per download allowed at once
 #: (C{[upstream] max_downloads}); past it a new one is answered 503.
 WAITING_PER_DOWNLOAD = 10
-
-
-#: Seconds an evicted file's removal waits for others to join its batch:
-#: one call of the I/O pool for many (measured with
-#: L{tests.bench_upstream_cap}: a call a file made each fetch past the cap
-#: some 0.4 ms slower, 6%).
-EVICTION_DELAY = 1.0
 
 
 class DownloadsBusy(Exception):
     """Too many upstream downloads wait already: try again shortly (503)."""
 
 
-def _held(filename: str, data: bytes) -> int:
-    """What one kept metadata file (and its digest) costs against L{METADATA_MEMORY}."""
-    return len(data) + len(filename) + 300
-
-
-def _metadata_url(url: str) -> str:
-    """PEP 658: the metadata is at the file's URL plus C{.metadata} (before any query)."""
-    path, sep, query = url.partition("?")
-    return path + ".metadata" + sep + query
-
-
-class PageListing(Protocol):
-    """
-    What the files side reads of the cached pages: what a page lists (a
-    file is fetched only if a page listed it), and whom to tell of a file
-    kept. L{pypid.upstream.source.UpstreamSource}'s views, one per index
-    that reads the upstream.
-    """
-
-    def listed(self, project: str, filename: str) -> UpstreamFile | None:
-        """The file C{filename} if a cached page of C{project} shows it."""
-
-    def would_fetch(self, project: str) -> bool:
-        """Whether showing C{project}'s page now would ask the upstream."""
-
-    def file_kept(self, record: FileRecord) -> None:
-        """A file was kept: its page shows it from now on."""
-
-    def file_evicted(self, record: FileRecord) -> None:
-        """A file was evicted (L{UpstreamConfig.max_cache_size}): its page shows the upstream's."""
-
-
 @attrs.define
 class UpstreamFiles:
     """
     The files of the upstream cache: fetched, checked, kept and served.
+
+    Built complete from its collaborators: the files kept
+    (L{FileCache}), their metadata (L{UpstreamMetadata}) and provenance
+    (L{UpstreamProvenance}) are its own parts, made here.
 
     @ivar _config: the limits of C{[upstream]}.
     @ivar _view: the cached pages as clients see them (what a page lists;
@@ -151,22 +90,13 @@ class UpstreamFiles:
     _kept: KeptFiles
     _on_change: Callable[[], None] | None = None
     _render: Renderer = render_description
+    _files: FileCache = attrs.field(init=False)
+    _metadata: UpstreamMetadata = attrs.field(init=False)
+    _provenance: UpstreamProvenance = attrs.field(init=False)
     # filename -> the callers waiting for its download
     _downloads: dict[str, list[Deferred[FileRecord]]] = attrs.field(init=False, factory=dict)
-    # filename -> (metadata, its sha256), the oldest fetched first
-    _metadata: ByteLRU[str, tuple[bytes, str]] = attrs.field(
-        init=False, factory=lambda: ByteLRU(METADATA_MEMORY))
-    # filename -> (when, error) of downloads that failed, but not on the way
-    # (FAILURE_MEMORY)
-    _failed: dict[str, tuple[float, Remembered]] = attrs.field(init=False, factory=dict)
-    # filename -> the provenance fetched (checked), the oldest first
-    _provenance: ByteLRU[str, bytes] = attrs.field(
-        init=False, factory=lambda: ByteLRU(PROVENANCE_MEMORY))
-    # filename -> the callers of the fetch of its provenance under way
-    _provenance_fetches: dict[str, list[Deferred[bytes | None]]] = attrs.field(
-        init=False, factory=dict)
-    # filename -> when its provenance could not be had or was refused
-    _provenance_failed: dict[str, float] = attrs.field(init=False, factory=dict)
+    # the downloads that failed lately, but not on the way
+    _failed: RecentFailures[Remembered] = attrs.field(init=False)
     _admission: Admission = attrs.field(init=False)
     #: how files were served, for C{/metrics}: C{hit} (kept already),
     #: C{miss} (fetched from the upstream), C{unavailable} (offline)
@@ -174,15 +104,23 @@ class UpstreamFiles:
         init=False, factory=lambda: {"hit": 0, "miss": 0, "unavailable": 0})
     #: the upstream fetches of files: count, failures, latency
     timings: Timings = attrs.field(init=False, factory=Timings)
-    #: files evicted to keep the cache under its cap, since the start
-    evicted: int = attrs.field(init=False, default=0)
-    # filename -> the eviction of a file, waiting or under way (a fetch of
-    # it waits for it)
-    _evictions: dict[str, Deferred[None]] = attrs.field(init=False, factory=dict)
-    # the files whose removal waits for the next batch (EVICTION_DELAY), and
-    # that batch's end
-    _batch: list[FileRecord] = attrs.field(init=False, factory=list)
-    _batch_done: Deferred[None] | None = attrs.field(init=False, default=None)
+
+    @_files.default
+    def _make_files(self) -> FileCache:
+        return FileCache(self._config, self._view, self._storage, self._clock, self._kept,
+                         self._on_change)
+
+    @_metadata.default
+    def _make_metadata(self) -> UpstreamMetadata:
+        return UpstreamMetadata(self._config, self._client, self._files)
+
+    @_provenance.default
+    def _make_provenance(self) -> UpstreamProvenance:
+        return UpstreamProvenance(self._config, self._client, self._files, self._clock)
+
+    @_failed.default
+    def _make_failed(self) -> RecentFailures[Remembered]:
+        return RecentFailures(self._clock)
 
     @_admission.default
     def _make_admission(self) -> Admission:
@@ -192,6 +130,11 @@ class UpstreamFiles:
     def storage(self) -> IStorage:
         """Where the files are kept (the pages for people read their details there)."""
         return self._storage
+
+    @property
+    def evicted(self) -> int:
+        """Files evicted to keep the cache under its cap, since the start."""
+        return self._files.evicted
 
     def kept(self, filename: str) -> FileRecord | None:
         """The L{FileRecord} of an upstream file kept in the cache, or L{None}."""
@@ -209,16 +152,9 @@ class UpstreamFiles:
         return (not self._config.offline and filename not in self._kept
                 and not (metadata and filename in self._metadata)
                 and filename not in self._downloads
-                and self._failed_lately(filename) is None
+                and self._failed.lately(filename) is None
                 and (self._view.listed(project, filename) is not None
                      or self._view.would_fetch(project)))
-
-    def _failed_lately(self, filename: str) -> Remembered | None:
-        """The failure of C{filename}'s download still remembered (L{remembered}), or L{None}."""
-        failed = self._failed.get(filename)
-        if failed is not None and recent(failed[0], self._clock.seconds()):
-            return failed[1]
-        return None
 
     def fetch(self, upstream_file: UpstreamFile,
               tee: DownloadTee | None = None) -> Deferred[FileRecord]:
@@ -234,7 +170,7 @@ class UpstreamFiles:
         if stored is not None:
             self.served["hit"] += 1
             return succeed(stored)
-        evicting = self._evictions.get(upstream_file.filename)
+        evicting = self._files.eviction(upstream_file.filename)
         if evicting is not None:
             # (fetched again once its eviction is done: never under it)
             after: Deferred[None] = Deferred()
@@ -252,7 +188,7 @@ class UpstreamFiles:
         if waiting is not None:
             waiting.append(d)
             return d
-        failed = self._failed_lately(upstream_file.filename)
+        failed = self._failed.lately(upstream_file.filename)
         if failed is not None:
             # (a file that just failed its hash is not asked for again at
             # every request: each would stream the wrong bytes)
@@ -272,8 +208,7 @@ class UpstreamFiles:
             # not a file: asking again at once would stream them again; a
             # transfer cut short or too slow is tried again at the next
             # request, as pip's retries expect)
-            put_newest(self._failed, filename,
-                       (self._clock.seconds(), remembered(result.value)), MAX_FAILED_FILES)
+            self._failed.remember(filename, remembered(result.value))
         for d in self._downloads.pop(filename):
             if isinstance(result, Failure):
                 d.errback(result)
@@ -312,6 +247,7 @@ class UpstreamFiles:
 
     async def _transfer(self, f: UpstreamFile, tee: DownloadTee | None,
                         limit: int) -> FileRecord:
+        """Stream C{f} into a temporary file (and C{tee}) within its deadlines, then keep it."""
         config = self._config
         started = self._clock.seconds()
         response = await self._client.open(f.url)
@@ -335,58 +271,56 @@ class UpstreamFiles:
                         timer.cancel()
             finally:
                 await self._run(handle.close)
-            digests = await self._run(file_digests, temp)
-            size, sha256 = digests[0], digests[1]
-            if sha256 != f.sha256 or (f.size is not None and size != f.size):
-                log.warn("Not keeping {filename} from the upstream: it has sha256 {got} "
-                         "and {size} bytes, its page said {want}", filename=f.filename,
-                         got=sha256, size=size, want=f.sha256)
-                raise VerifyError(f"{f.filename} from the upstream does not match the "
-                                  "hash its page gives")
-            upload_time = f.upload_time if f.upload_time is not None else self._clock.seconds()
-            try:
-                # (with its details: the page of an upstream project shows
-                # the description of the files the cache keeps)
-                inspected = await self._run(inspect, temp, f.filename, f.filename,
-                                            upload_time, digests, True, self._render)
-            except (InvalidName, InvalidDistribution) as e:
-                raise VerifyError(f"{f.filename} from the upstream is not a valid "
-                                  f"distribution: {e}")
-            record = inspected.record.replace(yanked=f.yanked)
-            try:
-                stored = await self._storage.publish(temp, record, inspected.metadata,
-                                                     inspected.details)
-            except FileExists as e:
-                # (another server sharing the cache, or an earlier run, kept
-                # it: what storage holds is the truth, not these bytes)
-                if e.record is not None:
-                    stored = e.record
-                elif e.sha256 in (None, record.sha256):
-                    stored = record
-                else:
-                    raise VerifyError(f"another file named {f.filename} is kept already "
-                                      f"(sha256 {e.sha256})")
-            except FilenameDeleted:
-                raise VerifyError(f"{f.filename} was deleted from the cache's storage; "
-                                  "it is not kept again")
-            self._keep(stored)
-            log.info("Cached {filename} from the upstream ({size} bytes)",
-                     filename=f.filename, size=size)
-            if f.provenance_url is not None and stored.provenance_sha256 is None:
-                # (in the background: the download's answer does not wait)
-                self.provenance(f)
-            return stored
+            return await self._publish(f, temp)
         finally:
             await self._run(remove_file, temp)
 
-    def _keep(self, record: FileRecord, announce: bool = True) -> None:
-        """A file is kept: its page is kept past every other and shows it."""
-        self._kept.put(record)
-        self._view.file_kept(record)
-        if announce:
-            self._evict_over_cap()
-            if self._on_change is not None:
-                self._on_change()
+    async def _publish(self, f: UpstreamFile, temp: str) -> FileRecord:
+        """
+        Check the bytes fetched into C{temp} against C{f}'s page, read their
+        details, and keep them in the cache's storage.
+        """
+        digests = await self._run(file_digests, temp)
+        size, sha256 = digests[0], digests[1]
+        if sha256 != f.sha256 or (f.size is not None and size != f.size):
+            log.warn("Not keeping {filename} from the upstream: it has sha256 {got} "
+                     "and {size} bytes, its page said {want}", filename=f.filename,
+                     got=sha256, size=size, want=f.sha256)
+            raise VerifyError(f"{f.filename} from the upstream does not match the "
+                              "hash its page gives")
+        upload_time = f.upload_time if f.upload_time is not None else self._clock.seconds()
+        try:
+            # (with its details: the page of an upstream project shows
+            # the description of the files the cache keeps)
+            inspected = await self._run(inspect, temp, f.filename, f.filename,
+                                        upload_time, digests, True, self._render)
+        except (InvalidName, InvalidDistribution) as e:
+            raise VerifyError(f"{f.filename} from the upstream is not a valid "
+                              f"distribution: {e}")
+        record = inspected.record.replace(yanked=f.yanked)
+        try:
+            stored = await self._storage.publish(temp, record, inspected.metadata,
+                                                 inspected.details)
+        except FileExists as e:
+            # (another server sharing the cache, or an earlier run, kept
+            # it: what storage holds is the truth, not these bytes)
+            if e.record is not None:
+                stored = e.record
+            elif e.sha256 in (None, record.sha256):
+                stored = record
+            else:
+                raise VerifyError(f"another file named {f.filename} is kept already "
+                                  f"(sha256 {e.sha256})")
+        except FilenameDeleted:
+            raise VerifyError(f"{f.filename} was deleted from the cache's storage; "
+                              "it is not kept again")
+        self._files.keep(stored)
+        log.info("Cached {filename} from the upstream ({size} bytes)",
+                 filename=f.filename, size=size)
+        if f.provenance_url is not None and stored.provenance_sha256 is None:
+            # (in the background: the download's answer does not wait)
+            self._provenance.get(f)
+        return stored
 
     def served_kept(self, record: FileRecord) -> None:
         """A kept file is served: the last to be evicted from now on."""
@@ -396,190 +330,26 @@ class UpstreamFiles:
         """Pre-caching asks for C{filename}: never evicted, if C{keep_precached}."""
         self._kept.pin(filename)
 
-    def _evict_over_cap(self) -> None:
-        """
-        Evict the least recently downloaded files (but pinned ones, if
-        protected) until the cache is back under its cap: each is no longer
-        kept at once (no new download of it starts from the storage; a
-        fetch of it waits for its eviction), then removed from the storage
-        with the others of its batch, L{EVICTION_DELAY} later, in one call
-        of the I/O pool. A removal that fails (or a stop before it) leaves
-        the file in the storage, which the next start's scan finds and keeps
-        again (and evicts, if the cache is over its cap).
-        """
-        cap = self._config.max_cache_size
-        if not cap:
-            return
-        for record in self._kept.over(cap, self._config.keep_precached):
-            self._kept.remove(record.filename)
-            self._view.file_evicted(record)
-            if self._batch_done is None:
-                self._batch_done = Deferred()
-                self._clock.callLater(EVICTION_DELAY, self._evict_batch)
-            self._batch.append(record)
-            self._evictions[record.filename] = self._batch_done
-
-    def _evict_batch(self) -> None:
-        batch, done = self._batch, self._batch_done
-        self._batch, self._batch_done = [], None
-        assert done is not None
-        ensureDeferred(self._evict(batch)).addBoth(self._evicted, batch, done)
-
-    async def _evict(self, batch: list[FileRecord]) -> None:
-        try:
-            await cast(IEvictingStorage, self._storage).evict(batch)
-        except StorageError as e:
-            log.warn("Cannot evict {count} files from the upstream cache yet: {error}",
-                     count=len(batch), error=str(e))
-            return
-        self.evicted += len(batch)
-        log.info("Evicted {count} files from the upstream cache ({size} bytes)",
-                 count=len(batch), size=sum(record.size for record in batch))
-
-    def _evicted(self, result: object, batch: list[FileRecord], done: Deferred[None]) -> None:
-        """A batch's removal ended: a fetch of its files may start now."""
-        for record in batch:
-            if self._evictions.get(record.filename) is done:
-                del self._evictions[record.filename]
-        done.callback(None)
-
-    async def rescan(self, known: dict[str, FileRecord], since: float) -> None:
+    def rescan(self, known: dict[str, FileRecord],
+               since: float) -> Coroutine[Any, Any, None]:
         """
         Prepare the cache's storage and learn what it holds, starting from
-        the C{known} records of a snapshot (what changed since C{since} is
-        read again: the storage is the truth).
+        the C{known} records of a snapshot (L{FileCache.rescan}).
         """
-        await self._storage.prepare()
-        result = await self._storage.scan(known, since if known else 0.0, ())
-        self._kept.clear()
-        # (in the order the snapshot kept, the least recently downloaded
-        # first; files it did not know, kept since, after them)
-        order = {filename: n for n, filename in enumerate(known)}
-        late = len(order)
-        for record in sorted(result.records.values(), key=lambda r: (
-                order.get(r.filename, late), r.upload_time)):
-            self._keep(record, announce=False)
-        self._evict_over_cap()
-        log.info("Upstream cache: {count} files kept", count=len(self._kept))
+        return self._files.rescan(known, since)
 
-    async def metadata(self, upstream_file: UpstreamFile) -> bytes | None:
+    def metadata(self, upstream_file: UpstreamFile) -> Coroutine[Any, Any, bytes | None]:
         """
-        The core metadata of an upstream file: from the stored file when it
-        was fetched, else the upstream's C{.metadata}, checked against the
-        page's hash and kept in memory.
-
-        @return: bytes, or L{None} when the upstream offers none.
+        The core metadata of an upstream file, from the kept file or the
+        upstream (L{UpstreamMetadata.read}): bytes, or L{None} when the
+        upstream offers none.
         """
-        stored = self._kept.get(upstream_file.filename)
-        if stored is not None and stored.metadata_sha256 is not None:
-            data = await self._storage.read_metadata(stored)
-            if upstream_file.metadata_sha256 in ("", hashlib.sha256(data).hexdigest()):
-                return data
-        if upstream_file.metadata_sha256 is None:
-            return None
-        kept = self._metadata.peek(upstream_file.filename)
-        if kept is not None and upstream_file.metadata_sha256 in ("", kept[1]):
-            # (kept under the hash it has: a page that now gives another is
-            # answered with the metadata fetched anew)
-            return kept[0]
-        if self._config.offline:
-            raise Offline(upstream_file.filename)
-        data = await self._client.small(_metadata_url(upstream_file.url), METADATA_LIMIT,
-                                        f"the upstream's metadata of {upstream_file.filename}")
-        digest = hashlib.sha256(data).hexdigest()
-        if upstream_file.metadata_sha256 and digest != upstream_file.metadata_sha256:
-            raise VerifyError(f"the upstream's metadata of {upstream_file.filename} does not "
-                              "match the hash its page gives")
-        self._keep_metadata(upstream_file.filename, data, digest)
-        return data
+        return self._metadata.read(upstream_file)
 
     def provenance(self, upstream_file: UpstreamFile) -> Deferred[bytes | None]:
         """
-        The provenance object of an upstream file (see the module
-        docstring): the kept one, or fetched and checked now (one fetch
-        for every caller); L{None} when the upstream offers none, or it
-        could not be had or was refused lately. Never fails.
+        The provenance object of an upstream file (L{UpstreamProvenance.get}):
+        L{None} when the upstream offers none, or it could not be had or was
+        refused lately. Never fails.
         """
-        filename = upstream_file.filename
-        stored = self._kept.get(filename)
-        if stored is not None and stored.provenance_sha256 is None \
-                and stored.sha256 != upstream_file.sha256:
-            # (the file served is the one kept, whose hash wins over the
-            # page's: a provenance of the page's file would describe another)
-            return succeed(None)
-        if stored is not None and stored.provenance_sha256 is not None:
-            return self._storage.read_provenance(stored).addErrback(
-                self._provenance_unreadable, filename)
-        if upstream_file.provenance_url is None:
-            return succeed(None)
-        kept = self._provenance.get(filename)
-        if kept is not None:
-            if stored is not None and stored.sha256 == upstream_file.sha256:
-                self._persist_provenance(stored, kept)
-            return succeed(kept)
-        failed = self._provenance_failed.get(filename)
-        if self._config.offline or (failed is not None
-                                    and recent(failed, self._clock.seconds())):
-            return succeed(None)
-        d: Deferred[bytes | None] = Deferred()
-        waiting = self._provenance_fetches.get(filename)
-        if waiting is not None:
-            waiting.append(d)
-            return d
-        self._provenance_fetches[filename] = [d]
-        ensureDeferred(self._fetch_provenance(upstream_file)).addBoth(
-            self._provenance_fetched, filename)
-        return d
-
-    async def _fetch_provenance(self, f: UpstreamFile) -> bytes | None:
-        assert f.provenance_url is not None
-        try:
-            data = await self._client.small(f.provenance_url, MAX_PROVENANCE_SIZE,
-                                            f"the upstream's provenance of {f.filename}")
-            read_provenance(data, f.filename, f.sha256)
-        except (UpstreamError, ProvenanceInvalid) as e:
-            log.warn("No provenance of {filename} from the upstream: {reason}",
-                     filename=f.filename, reason=str(e))
-            put_newest(self._provenance_failed, f.filename, self._clock.seconds(),
-                       MAX_FAILED_FILES)
-            return None
-        self._provenance.put(f.filename, data, _held(f.filename, data), keep=True)
-        stored = self._kept.get(f.filename)
-        if stored is not None and stored.sha256 == f.sha256:
-            self._persist_provenance(stored, data)
-        return data
-
-    def _persist_provenance(self, stored: FileRecord, data: bytes) -> None:
-        """Keep a checked provenance with its kept file (in the background; failures logged)."""
-        if stored.provenance_sha256 is not None:
-            return
-
-        def kept(record: FileRecord) -> None:
-            current = self._kept.get(record.filename)
-            if current is not None and current.sha256 == record.sha256:
-                self._keep(current.replace(provenance_sha256=record.provenance_sha256))
-
-        def failed(failure: Failure) -> None:
-            log.warn("Cannot keep the provenance of {filename}: {error}",
-                     filename=stored.filename, error=failure.getErrorMessage())
-        self._storage.keep_provenance(stored, data).addCallbacks(kept, failed)
-
-    def _provenance_fetched(self, result: bytes | None | Failure, filename: str) -> None:
-        if isinstance(result, Failure):
-            log.failure("Fetching the provenance of {filename} failed", result,
-                        filename=filename)
-            put_newest(self._provenance_failed, filename, self._clock.seconds(),
-                       MAX_FAILED_FILES)
-            result = None
-        for d in self._provenance_fetches.pop(filename):
-            d.callback(result)
-
-    def _provenance_unreadable(self, failure: Failure, filename: str) -> None:
-        log.warn("Cannot read the kept provenance of {filename}: {error}",
-                 filename=filename, error=failure.getErrorMessage())
-
-    def _keep_metadata(self, filename: str, data: bytes, digest: str | None = None) -> None:
-        # (each entry costs its dictionary slot and name too, so that many
-        # tiny metadata files cannot grow the count without bound)
-        self._metadata.put(filename, (data, digest or hashlib.sha256(data).hexdigest()),
-                           _held(filename, data), keep=True)
+        return self._provenance.get(upstream_file)

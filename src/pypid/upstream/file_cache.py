@@ -1,0 +1,146 @@
+"""
+The upstream files the cache keeps: their records (L{KeptFiles}), the
+storage that holds them, the pages told of each file kept or evicted, and
+the cap on their bytes (issue 29, C{[upstream] max_cache_size}).
+
+What adds a file is a download (L{pypid.upstream.downloads}) or a start's
+scan of the storage (L{FileCache.rescan}); what takes one away is the cap:
+the least recently downloaded files are evicted (but pinned ones, if
+protected), no longer kept at once and removed from the storage in a batch
+later (L{pypid.upstream.eviction}).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+import attrs
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from pypid.config.upstream_settings import UpstreamConfig
+from pypid.core.model import FileRecord
+from pypid.storage.interface import IStorage
+from pypid.upstream.eviction import EvictionBatches
+from pypid.upstream.kept import KeptFiles
+from pypid.upstream.parser import UpstreamFile
+
+#: (the downloads' namespace: their log lines read as before the split)
+log = Logger(namespace="pypid.upstream.downloads")
+
+
+class PageListing(Protocol):
+    """
+    What the files side reads of the cached pages: what a page lists (a
+    file is fetched only if a page listed it), and whom to tell of a file
+    kept. L{pypid.upstream.source.UpstreamSource}'s views, one per index
+    that reads the upstream.
+    """
+
+    def listed(self, project: str, filename: str) -> UpstreamFile | None:
+        """The file C{filename} if a cached page of C{project} shows it."""
+
+    def would_fetch(self, project: str) -> bool:
+        """Whether showing C{project}'s page now would ask the upstream."""
+
+    def file_kept(self, record: FileRecord) -> None:
+        """A file was kept: its page shows it from now on."""
+
+    def file_evicted(self, record: FileRecord) -> None:
+        """A file was evicted (L{UpstreamConfig.max_cache_size}): its page shows the upstream's."""
+
+
+@attrs.define
+class FileCache:
+    """
+    The files kept in the cache's storage, kept under its cap.
+
+    @ivar _config: the limits of C{[upstream]} (the cap, whether pinned
+        files are protected).
+    @ivar _view: the cached pages, told of every file kept or evicted.
+    @ivar _storage: where the files are kept (an L{IStorage} of its own).
+    @ivar _clock: schedules the removals of evicted files.
+    @ivar _kept: the records of the files kept, which only this adds to.
+    @ivar _on_change: called (without arguments) when a file was kept, so
+        that the snapshot is saved soon; or L{None}.
+    """
+
+    _config: UpstreamConfig
+    _view: PageListing
+    _storage: IStorage
+    _clock: IReactorTime
+    _kept: KeptFiles
+    _on_change: Callable[[], None] | None = None
+    _eviction: EvictionBatches = attrs.field(init=False)
+
+    @_eviction.default
+    def _make_eviction(self) -> EvictionBatches:
+        return EvictionBatches(self._storage, self._clock)
+
+    @property
+    def storage(self) -> IStorage:
+        """Where the files are kept."""
+        return self._storage
+
+    @property
+    def evicted(self) -> int:
+        """Files evicted to keep the cache under its cap, since the start."""
+        return self._eviction.evicted
+
+    def get(self, filename: str) -> FileRecord | None:
+        """The record of C{filename} if it is kept, or L{None}."""
+        return self._kept.get(filename)
+
+    def eviction(self, filename: str) -> Deferred[None] | None:
+        """The end of C{filename}'s eviction while under way (a fetch waits for it), or L{None}."""
+        return self._eviction.under_way(filename)
+
+    def keep(self, record: FileRecord, announce: bool = True) -> None:
+        """
+        A file is kept: its page is kept past every other and shows it;
+        when C{announce}d, the cache is brought back under its cap and the
+        snapshot is told.
+        """
+        self._kept.put(record)
+        self._view.file_kept(record)
+        if announce:
+            self._evict_over_cap()
+            if self._on_change is not None:
+                self._on_change()
+
+    def _evict_over_cap(self) -> None:
+        """
+        Evict the least recently downloaded files (but pinned ones, if
+        protected) until the cache is back under its cap: each is no longer
+        kept at once (no new download of it starts from the storage; a
+        fetch of it waits for its eviction), then removed from the storage
+        with the others of its batch (L{EvictionBatches}).
+        """
+        cap = self._config.max_cache_size
+        if not cap:
+            return
+        for record in self._kept.over(cap, self._config.keep_precached):
+            self._kept.remove(record.filename)
+            self._view.file_evicted(record)
+            self._eviction.remove_later(record)
+
+    async def rescan(self, known: dict[str, FileRecord], since: float) -> None:
+        """
+        Prepare the cache's storage and learn what it holds, starting from
+        the C{known} records of a snapshot (what changed since C{since} is
+        read again: the storage is the truth).
+        """
+        await self._storage.prepare()
+        result = await self._storage.scan(known, since if known else 0.0, ())
+        self._kept.clear()
+        # (in the order the snapshot kept, the least recently downloaded
+        # first; files it did not know, kept since, after them)
+        order = {filename: n for n, filename in enumerate(known)}
+        late = len(order)
+        for record in sorted(result.records.values(), key=lambda r: (
+                order.get(r.filename, late), r.upload_time)):
+            self.keep(record, announce=False)
+        self._evict_over_cap()
+        log.info("Upstream cache: {count} files kept", count=len(self._kept))

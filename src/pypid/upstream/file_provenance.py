@@ -1,0 +1,146 @@
+"""
+The provenance (PEP 740) of upstream files, when their page gives a
+C{provenance} URL: fetched after the file is kept (in the background: the
+download's answer never waits for it), or when a client asks pypid's
+Integrity API for it first (never for a page): at most
+L{MAX_PROVENANCE_SIZE} bytes, checked to be a provenance object whose
+every statement names this file and the sha256 its page gives
+(L{pypid.core.provenance.read_provenance}). One that is not is logged and
+remembered as failed for a while (L{RecentFailures}), never served. A good
+one is kept in memory (at most L{PROVENANCE_MEMORY} bytes), and with the
+kept file in the cache's storage (L{IStorage.keep_provenance}), where it
+outlives the upstream.
+"""
+
+from __future__ import annotations
+
+import attrs
+from twisted.internet.defer import Deferred, ensureDeferred, succeed
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from pypid.config.upstream_settings import UpstreamConfig
+from pypid.core.lru import ByteLRU
+from pypid.core.model import FileRecord
+from pypid.core.provenance import MAX_PROVENANCE_SIZE, ProvenanceInvalid, read_provenance
+from pypid.upstream.failures import RecentFailures
+from pypid.upstream.fetch import UpstreamClient, UpstreamError
+from pypid.upstream.file_cache import FileCache
+from pypid.upstream.file_metadata import held
+from pypid.upstream.parser import UpstreamFile
+
+#: (the downloads' namespace: their log lines read as before the split)
+log = Logger(namespace="pypid.upstream.downloads")
+
+#: Upstream provenance objects kept in memory (bytes, all files together).
+PROVENANCE_MEMORY = 16 << 20
+
+
+@attrs.define
+class UpstreamProvenance:
+    """
+    The provenance objects of the upstream files: kept, or fetched and
+    checked (one fetch for every caller).
+
+    @ivar _config: whether the upstream is C{offline}.
+    @ivar _client: the upstream.
+    @ivar _files: the files kept (a provenance is kept with its file).
+    @ivar _clock: the time, for the failures remembered.
+    """
+
+    _config: UpstreamConfig
+    _client: UpstreamClient
+    _files: FileCache
+    _clock: IReactorTime
+    # filename -> the provenance fetched (checked), the oldest first
+    _memory: ByteLRU[str, bytes] = attrs.field(
+        init=False, factory=lambda: ByteLRU(PROVENANCE_MEMORY))
+    # filename -> the callers of the fetch of its provenance under way
+    _fetches: dict[str, list[Deferred[bytes | None]]] = attrs.field(init=False, factory=dict)
+    # the files whose provenance could not be had or was refused lately
+    _failed: RecentFailures[bool] = attrs.field(init=False)
+
+    @_failed.default
+    def _make_failed(self) -> RecentFailures[bool]:
+        return RecentFailures(self._clock)
+
+    def get(self, upstream_file: UpstreamFile) -> Deferred[bytes | None]:
+        """
+        The provenance object of an upstream file (see the module
+        docstring): the kept one, or fetched and checked now (one fetch
+        for every caller); L{None} when the upstream offers none, or it
+        could not be had or was refused lately. Never fails.
+        """
+        filename = upstream_file.filename
+        stored = self._files.get(filename)
+        if stored is not None and stored.provenance_sha256 is None \
+                and stored.sha256 != upstream_file.sha256:
+            # (the file served is the one kept, whose hash wins over the
+            # page's: a provenance of the page's file would describe another)
+            return succeed(None)
+        if stored is not None and stored.provenance_sha256 is not None:
+            return self._files.storage.read_provenance(stored).addErrback(
+                self._unreadable, filename)
+        if upstream_file.provenance_url is None:
+            return succeed(None)
+        kept = self._memory.get(filename)
+        if kept is not None:
+            if stored is not None and stored.sha256 == upstream_file.sha256:
+                self._persist(stored, kept)
+            return succeed(kept)
+        if self._config.offline or self._failed.lately(filename):
+            return succeed(None)
+        d: Deferred[bytes | None] = Deferred()
+        waiting = self._fetches.get(filename)
+        if waiting is not None:
+            waiting.append(d)
+            return d
+        self._fetches[filename] = [d]
+        ensureDeferred(self._fetch(upstream_file)).addBoth(self._fetched, filename)
+        return d
+
+    async def _fetch(self, f: UpstreamFile) -> bytes | None:
+        assert f.provenance_url is not None
+        try:
+            data = await self._client.small(f.provenance_url, MAX_PROVENANCE_SIZE,
+                                            f"the upstream's provenance of {f.filename}")
+            read_provenance(data, f.filename, f.sha256)
+        except (UpstreamError, ProvenanceInvalid) as e:
+            log.warn("No provenance of {filename} from the upstream: {reason}",
+                     filename=f.filename, reason=str(e))
+            self._failed.remember(f.filename, True)
+            return None
+        self._memory.put(f.filename, data, held(f.filename, data), keep=True)
+        stored = self._files.get(f.filename)
+        if stored is not None and stored.sha256 == f.sha256:
+            self._persist(stored, data)
+        return data
+
+    def _persist(self, stored: FileRecord, data: bytes) -> None:
+        """Keep a checked provenance with its kept file (in the background; failures logged)."""
+        if stored.provenance_sha256 is not None:
+            return
+
+        def kept(record: FileRecord) -> None:
+            current = self._files.get(record.filename)
+            if current is not None and current.sha256 == record.sha256:
+                self._files.keep(current.replace(provenance_sha256=record.provenance_sha256))
+
+        def failed(failure: Failure) -> None:
+            log.warn("Cannot keep the provenance of {filename}: {error}",
+                     filename=stored.filename, error=failure.getErrorMessage())
+        self._files.storage.keep_provenance(stored, data).addCallbacks(kept, failed)
+
+    def _fetched(self, result: bytes | None | Failure, filename: str) -> None:
+        if isinstance(result, Failure):
+            log.failure("Fetching the provenance of {filename} failed", result,
+                        filename=filename)
+            self._failed.remember(filename, True)
+            result = None
+        for d in self._fetches.pop(filename):
+            d.callback(result)
+
+    def _unreadable(self, failure: Failure, filename: str) -> None:
+        log.warn("Cannot read the kept provenance of {filename}: {error}",
+                 filename=filename, error=failure.getErrorMessage())
