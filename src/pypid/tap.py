@@ -46,7 +46,7 @@ from pypid.daemon.readiness import Readiness, RunningMark
 from pypid.sandbox.readme_sandbox import ReadmeSandbox
 from pypid.state.cleanup import RetentionSchedule
 from pypid.state.indexes import IndexRegistry
-from pypid.state.recycle_bin import BinUpkeep, look_every
+from pypid.state.recycle_bin import BinUpkeep
 from pypid.storage.factory import make_audit_log
 from pypid.upstream.factory import UpstreamPart
 from pypid.web.access import AccessPart
@@ -195,65 +195,45 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
     # (what fills the board: read before the index loads, again at SIGHUP and on a timer)
     feed = AdvisoryFeed.from_config(config, board, run, reactor)
     default = registry.default
-    storage, index, writer, loaded = default.storage, default.index, default.writer, default.part
-    backfill = default.backfill
-    upstream = default.upstream_part
-    audit = AuditPart(AuditTrail(make_audit_log(config, run, reactor, storage.s3_timings),
+    audit = AuditPart(AuditTrail(make_audit_log(config, run, reactor, default.storage.s3_timings),
                                  reactor))
     access = AccessPart(config, reactor, pools.hashing, audit.trail)
     # (after a crash the index is checked against storage before the
     # listeners open; either way the server is ready once it was)
-    mark = RunningMark(server.snapshot + ".running", writer, default.loader)
+    mark = RunningMark(server.snapshot + ".running", default.writer, default.loader)
     readiness = Readiness(default.loader, mark)
     web = WebPart.from_config(
         config, registry, access.access, access.publishing, audit.trail, readiness.ready, run,
         reactor, sandbox.render,
-        [source for source in (registry, writer, storage, upstream, audit, backfill, feed)
-         if source is not None] + [part for part, _ in registry.upstreams.values()])
-    listeners = Listeners.from_config(config, reactor, web.web.site)
-    # (the recycle bins' purges, audited)
-    bins = registry.bins()
-    upkeep = BinUpkeep(bins, audit.trail.log, reactor, look_every(bins))
-    # (the retention rules applied by the server itself: off by default)
-    schedule = (RetentionSchedule(registry.cleanups(), audit.trail.log, reactor,
-                                  config.retention.schedule)
-                if config.retention.schedule else None)
-    # (each named hosted index's parts start after the default's of their
-    # kind: every storage is prepared and every index loaded before the
-    # listeners open, and every last snapshot is taken once they closed)
-    named = registry.parts
+        [*registry.metric_sources(), audit, feed])
+    parts = registry.parts
     return Parts(_present(
         ("threads", pools),
         ("readme-sandbox", sandbox),  # its children stopped once nothing renders
-        ("storage", storage),
-        *named("storage"),
-        ("upstream", upstream),
+        *parts("storage"),
+        ("upstream", default.upstream_part),
         *registry.upstream_parts("upstream"),
         ("audit", audit),
         ("access", access),
         ("advisories", feed),  # in force before the listeners open
         ("running-mark", mark),     # removed once the last snapshot is saved
-        ("index", loaded),          # the listeners open once the index is loaded
-        *named("index"),
+        *parts("index"),            # the listeners open once the indexes are loaded
         *registry.upstream_parts("upstream-state"),   # read back, and saved at the end
-        ("snapshot", writer),       # the last snapshot, once the listeners drained
-        *named("snapshot"),
+        *parts("snapshot"),         # the last snapshots, once the listeners drained
         ("readiness", readiness),   # after a crash, storage checked before listening
         # (the download counts: stopped once the listeners drained, so what
         # was counted is written while the storage is there)
-        ("usage", default.usage),
-        *named("usage"),
+        *parts("usage"),
         ("web", web),
-        ("listeners", listeners),
-        ("snapshot-timer", default.timer),
-        *named("snapshot-timer"),
-        ("sync", default.sync),
-        *named("sync"),
-        ("follow-up", default.follow_up),   # the check of storage, or the backfill
-        *named("follow-up"),
-        ("recycle-bin", upkeep),
-        ("retention", schedule),
-        ("systemd", _notifier_part(notifier, reactor, index, readiness)),
+        ("listeners", Listeners.from_config(config, reactor, web.web.site)),
+        *parts("snapshot-timer"),
+        *parts("sync"),
+        *parts("follow-up"),        # the check of storage, or the backfill
+        # (the recycle bins' purges and the retention rules, audited)
+        ("recycle-bin", BinUpkeep.of(registry.bins(), audit.trail.log, reactor)),
+        ("retention", RetentionSchedule.from_config(config.retention, registry.cleanups(),
+                                                    audit.trail.log, reactor)),
+        ("systemd", _notifier_part(notifier, reactor, default.index, readiness)),
     ), reactor, exit_on_failure=exit_on_failure, load_config=load_config)
 
 

@@ -27,6 +27,7 @@ import attrs
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from pypid.config.retention_settings import RetentionConfig
 from pypid.core.audit_chain import Entry, format_time
 from pypid.core.model import FileRecord
 from pypid.core.retention import RetentionPlan, RetentionRules, make_plan
@@ -142,6 +143,14 @@ class RetentionSchedule(Periodic):
         Periodic.__init__(self, self._run, interval, clock, what="The retention schedule")
         self.cleanups = cleanups
         self.audit = audit
+
+    @classmethod
+    def from_config(cls, config: RetentionConfig, cleanups: Mapping[str, IndexCleanup],
+                    audit: IAuditLog | None, clock: IReactorTime) -> RetentionSchedule | None:
+        """The schedule of C{[retention] schedule}, or L{None} when it is off (the default)."""
+        if not config.schedule:
+            return None
+        return cls(cleanups, audit, clock, config.schedule)
 
     async def _run(self) -> None:
         for name, cleanup in self.cleanups.items():

@@ -371,9 +371,28 @@ class IndexRegistry:
             yield from stack.part.metric_families()
 
     def parts(self, kind: str) -> list[tuple[str, IService]]:
-        """The named stacks' parts of one kind (L{PART_KINDS}), named C{kind:NAME}."""
-        return [(f"{kind}:{stack.name}", part)
-                for stack in self.named for found, part in stack.parts() if found == kind]
+        """
+        Every stack's parts of one kind (L{PART_KINDS}), the default's
+        first and named C{kind}, each named one's C{kind:NAME}: each named
+        hosted index's parts start after the default's of their kind, so
+        every storage is prepared and every index loaded before the
+        listeners open, and every last snapshot taken once they closed.
+        """
+        return [(kind if stack.name == DEFAULT else f"{kind}:{stack.name}", part)
+                for stack in self.stacks.values() for found, part in stack.parts()
+                if found == kind]
+
+    def metric_sources(self) -> list[IMetricsSource]:
+        """
+        What has numbers for C{/metrics} among the indexes' parts: the
+        indexes, the default's snapshot writer, storage, upstream and
+        backfill, and the named upstreams.
+        """
+        default = self.default
+        found: list[IMetricsSource | None] = [self, default.writer, default.storage,
+                                              default.upstream_part, default.backfill]
+        found += [part for part, _ in self.upstreams.values()]
+        return [source for source in found if source is not None]
 
     def take_views(self, reloaded: IndexRegistry) -> None:
         """

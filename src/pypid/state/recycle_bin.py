@@ -187,6 +187,12 @@ class BinUpkeep(Periodic):
         self.bins = bins
         self.audit = audit
 
+    @classmethod
+    def of(cls, bins: Mapping[str, RecycleBin], audit: IAuditLog | None,
+           clock: IReactorTime) -> BinUpkeep:
+        """The upkeep of C{bins}, looking as often as the shortest bin needs (L{look_every})."""
+        return cls(bins, audit, clock, look_every(bins))
+
     async def _look(self) -> None:
         for name, bin in self.bins.items():
             if not bin.enabled:
