@@ -273,7 +273,7 @@ async def _index_chain(config: Config, name: str, reactor: Any,
     """
     from pypid.state.indexes import source_order, view_filters
     from pypid.storage.factory import index_settings, index_snapshot_path
-    from pypid.storage.reading import HostedPart
+    from pypid.storage.reading import StoredIndex
 
     settings = config.indexes.get(name)
     if settings is None:
@@ -284,7 +284,7 @@ async def _index_chain(config: Config, name: str, reactor: Any,
             continue  # (upstream files are not the server's to export)
         storage = await open_storage(index_settings(config, source), reactor, run_at_once,
                                      closing, prepare=False)
-        parts.append(HostedPart(source, storage,
+        parts.append(StoredIndex(source, storage,
                                 index_snapshot_path(config.server.snapshot, source)))
     return IndexChain(tuple(parts), view_filters(settings) if settings.view else Filters(),
                       reactor.seconds())

@@ -52,7 +52,7 @@ from pypid.core.names import (
 from pypid.core.provenance import ProvenanceInvalid, parse_attestations
 
 
-class UploadedPart(Protocol):
+class UploadedFile(Protocol):
     """The spooled file part of an upload (L{pypid.web.multipart.FilePart})."""
 
     @property
@@ -75,7 +75,7 @@ class UploadForm(Protocol):
     @property
     def fields(self) -> Mapping[str, Sequence[str]]: ...
     @property
-    def files(self) -> Mapping[str, UploadedPart]: ...
+    def files(self) -> Mapping[str, UploadedFile]: ...
     @property
     def inline_files(self) -> Mapping[str, object]: ...
     def get(self, name: str) -> str | None: ...
@@ -187,7 +187,7 @@ class UploadRequest:
     version: str
     filename: str
     packagetype: str
-    part: UploadedPart
+    part: UploadedFile
     attestations: str | None = None
 
 

@@ -96,7 +96,7 @@ class IndexChain:
     sources in order, its filters (a view's), and the time they are read at.
     """
 
-    parts: tuple[reading.HostedPart, ...]
+    parts: tuple[reading.StoredIndex, ...]
     filters: Filters = Filters()
     now: float = 0.0
 

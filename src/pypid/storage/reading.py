@@ -156,7 +156,7 @@ async def load_records(storage: IStorage, snapshot_path: str | None, run: Run) -
 
 
 @attrs.frozen
-class HostedPart:
+class StoredIndex:
     """One hosted source of an index's order: its name, storage and snapshot file."""
 
     name: str
@@ -185,7 +185,7 @@ def _no_url(record: object) -> str:
     return ""
 
 
-async def load_index(parts: Sequence[HostedPart], filters: Filters, now: float,
+async def load_index(parts: Sequence[StoredIndex], filters: Filters, now: float,
                      run: Run) -> IndexRecords:
     """
     The files an index of the hosted sources C{parts} (in its resolved
