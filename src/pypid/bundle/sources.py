@@ -124,7 +124,7 @@ class Offer:
     note: str = ""
 
 
-class Source(Protocol):
+class ImportSource(Protocol):
     """What every kind of source offers the import (L{pypid.cli.bundle})."""
 
     kind: str

@@ -62,7 +62,7 @@ if TYPE_CHECKING:
     from pypid.bundle.ingest import Ingest
     from pypid.bundle.pack import PackedIndex
     from pypid.bundle.pypicloud import PypicloudBucketSource
-    from pypid.bundle.sources import Offer, Source
+    from pypid.bundle.sources import ImportSource, Offer
     from pypid.config import Config
     from pypid.storage.audit_log import IAuditLog
     from pypid.storage.interface import Run
@@ -280,7 +280,7 @@ async def import_command(config: Config, options: argparse.Namespace, reactor: A
 
     run = _runner(reactor)
     closing: common.Closing = []
-    source: Source | None = None
+    source: ImportSource | None = None
     ingests: list[tuple[str, Ingest]] = []
     try:
         kind = options.kind
@@ -431,7 +431,7 @@ async def _import_failed(out: TextIO, err: TextIO, ingests: list[tuple[str, Inge
 
 
 async def _source(kind: str, config: Config, options: argparse.Namespace, reactor: Any,
-                  run: Run, closing: common.Closing) -> Source:
+                  run: Run, closing: common.Closing) -> ImportSource:
     """The source of the given kind at C{options.source}."""
     from pypid.bundle.devpi import DevpiSource
     from pypid.bundle.pypicloud import PypicloudFolderSource
