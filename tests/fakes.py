@@ -1,7 +1,8 @@
 """
-Shared test doubles: synchronous stand-ins for the thread pools, a cheap
-argon2id cost, and twine's multipart encoding built by hand (StubTreq refuses
-C{files=}).
+Shared test doubles: synchronous stand-ins for the thread pools (and
+L{PendingPool}, one whose work finishes when the test says), a remote store
+for the relay (L{FakeRemote}), a cheap argon2id cost, and twine's multipart
+encoding built by hand (StubTreq refuses C{files=}).
 """
 
 import dataclasses

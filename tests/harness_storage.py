@@ -3,7 +3,7 @@ The contract every L{pypid.storage.interface.IStorage} passes
 (L{StorageContractMixin}) and the contract of adopting files found in the
 storage (L{AdoptionContractMixin}), run against the local and memory
 backends by L{tests.test_storage} and against S3 by L{tests.test_s3}; and
-L{folder_state}, a folder's files and bytes.
+L{folder_state}, everything under a folder, to see that nothing changed.
 
 Test modules are leaves: what several of them share lives in a harness
 module, C{tests/harness_<area>.py}, one per area of pypid whose tests share
