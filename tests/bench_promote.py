@@ -29,7 +29,7 @@ sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from tests import s3server  # noqa: E402
 from tests.distributions import make_sdist, make_wheel  # noqa: E402
 from tests.e2e import PASSWORD, USER, Daemon, http, upload  # noqa: E402
-from tests.test_e2e_s3 import s3_settings  # noqa: E402
+from tests.harness_e2e_s3 import s3_settings  # noqa: E402
 
 SECTIONS = """
 [index:release]

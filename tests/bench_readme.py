@@ -17,7 +17,7 @@ import tempfile
 import time
 
 from tests.e2e import Daemon, file_url, http, upload
-from tests.test_e2e_readme import Probe, hostile_wheel
+from tests.harness_e2e_readme import Probe, hostile_wheel
 from tests.upstream_server import UpstreamProcess
 
 #: Seconds given to the background work (the upstream's keeping of a

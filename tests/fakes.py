@@ -1,7 +1,8 @@
 """
-Shared test doubles: synchronous stand-ins for the thread pools, a cheap
-argon2id cost, and twine's multipart encoding built by hand (StubTreq refuses
-C{files=}).
+Shared test doubles: synchronous stand-ins for the thread pools (and
+L{PendingPool}, one whose work finishes when the test says), a remote store
+for the relay (L{FakeRemote}), a cheap argon2id cost, and twine's multipart
+encoding built by hand (StubTreq refuses C{files=}).
 """
 
 import dataclasses
@@ -10,9 +11,12 @@ import os
 
 import attrs
 from treq.testing import RequestTraversalAgent, StubTreq
-from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
+from twisted.python.failure import Failure
+from twisted.web.client import ResponseDone
 
 from pypid.auth.hashes import DEFAULT_PARAMETERS
+from pypid.storage.interface import RemoteFile
 
 #: The cheapest argon2id cost there is, so the tests hash and verify fast.
 FAST = dataclasses.replace(DEFAULT_PARAMETERS, time_cost=1, memory_cost=8, parallelism=1)
@@ -181,3 +185,125 @@ def one_index(index, storage, clock, *, upstream=None, locks=None, backfill=None
     source = HostedSource(name, index, storage, locks if locks is not None else KeyedLock(clock),
                           backfill, usage, bin)
     return [IndexParts.hosted_alone(source, upstream)]
+
+
+@attrs.define
+class SynchronousPool:
+    """
+    A L{deferToThreadPool} substitute that runs the work at once and records
+    every call, so tests can count hash verifications.
+    """
+
+    calls: list = attrs.Factory(list)
+
+    def __call__(self, reactor, threadpool, f, *args):
+        self.calls.append(args)
+        return succeed(f(*args))
+
+
+@attrs.define
+class PendingPool:
+    """
+    A L{deferToThreadPool} substitute whose work finishes only when the test
+    says so, to observe verifications while they are under way.
+    """
+
+    pending: list = attrs.Factory(list)
+
+    def __call__(self, reactor, threadpool, f, *args):
+        d = Deferred()
+        self.pending.append((d, f, args))
+        return d
+
+    def finish(self):
+        """Complete every pending call by running it now."""
+        pending, self.pending = self.pending, []
+        for d, f, args in pending:
+            d.callback(f(*args))
+
+
+class FakeResponse:
+    """
+    An L{IResponse} of a remote store, as far as the relay uses one: its
+    body goes to the protocol given to L{deliverBody}, all at once unless
+    C{hold}, else when the test calls L{send} and L{end}.
+    """
+
+    def __init__(self, chunks=(), end=None, hold=False):
+        self.transport = FakeBodyTransport()
+        self.protocol = None
+        self._chunks = list(chunks)
+        self._end = end
+        self._hold = hold
+
+    def deliverBody(self, protocol):
+        """Connect C{protocol} to the body and, unless held, deliver it."""
+        self.protocol = protocol
+        protocol.makeConnection(self.transport)
+        if not self._hold:
+            for chunk in self._chunks:
+                self.send(chunk)
+            self.end(self._end)
+
+    def send(self, data):
+        """Deliver a piece of the body."""
+        self.protocol.dataReceived(data)
+
+    def end(self, reason=None):
+        """End the body: whole (L{ResponseDone}) unless another reason is given."""
+        self.protocol.connectionLost(Failure(reason if reason is not None else ResponseDone()))
+
+
+class FakeRemote:
+    """
+    A remote store holding one object, C{data}. C{fetch} records what it is
+    asked for and answers with a L{FakeResponse} of exactly those bytes (in
+    pieces of C{chunk} bytes), or fails with C{error}; with C{pending}, it
+    answers only when the test fires the L{Deferred} in C{waiting}.
+
+    @ivar fetched: C{(start, length)} of every fetch.
+    @ivar responses: the L{FakeResponse}s handed out.
+    @ivar cancelled: how many pending fetches were cancelled.
+    """
+
+    def __init__(self, data, error=None, hold=False, pending=False, chunk=7):
+        self.data = data
+        self.error = error
+        self.hold = hold
+        self.pending = pending
+        self.chunk = chunk
+        self.fetched = []
+        self.responses = []
+        self.waiting = []
+        self.cancelled = 0
+
+    def location(self):
+        """The L{RemoteFile} a storage would give for the object."""
+        return RemoteFile(len(self.data), self.fetch)
+
+    def response(self, start, length):
+        """A response with the object's bytes from C{start}, C{length} of them."""
+        part = self.data[start:start + length]
+        response = FakeResponse([part[i:i + self.chunk] for i in range(0, len(part), self.chunk)],
+                                hold=self.hold)
+        self.responses.append(response)
+        return response
+
+    def fetch(self, start, length):
+        """C{RemoteFile.fetch}."""
+        self.fetched.append((start, length))
+        if self.error is not None:
+            return fail(self.error)
+        if self.pending:
+            d = Deferred(self._cancel)
+            self.waiting.append((d, start, length))
+            return d
+        return succeed(self.response(start, length))
+
+    def _cancel(self, d):
+        self.cancelled += 1
+
+    def answer(self):
+        """Fire the oldest pending fetch with its response."""
+        d, start, length = self.waiting.pop(0)
+        d.callback(self.response(start, length))

@@ -27,7 +27,7 @@ from pypid.core.advisories import (
 )
 from pypid.core.index import Index
 from pypid.core.render import file_url_for
-from tests.test_index import make_record
+from tests.harness_records import make_record
 
 
 def _advisory(id="PYSEC-2026-1", project="widget", spans=(), versions=(), severity="high",

@@ -22,8 +22,8 @@ from pypid.daemon.pools import ThreadPools
 from pypid.tap import build_service
 from tests.distributions import make_wheel
 from tests.fakes import FAST, run_now, site_treq, write_file
-from tests.test_indexes import _ServerMixin
-from tests.test_tap import FakeThreadPool
+from tests.harness_indexes import _ServerMixin
+from tests.harness_tap import FakeThreadPool
 
 PASSWORD = "correct horse"
 WIDGET_2 = Advisory("GHSA-wdgt-0000-0002", aliases=("CVE-2026-0002",), summary="runs input",

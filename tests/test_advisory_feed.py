@@ -22,8 +22,8 @@ from pypid.config.advisory_settings import AdvisoriesConfig
 from pypid.core.advisories import AdvisoryBoard
 from pypid.core.startup import StartupError
 from tests.fakes import run_now
+from tests.harness_upstream import Origins, drain
 from tests.osv_records import osv_record, write_folder, write_zip
-from tests.test_upstream_sources import Origins, drain
 
 WIDGET = osv_record("PYSEC-2026-1", "widget", versions=["1.0"])
 GADGET = osv_record("PYSEC-2026-2", "gadget", events=[{"introduced": "0"}, {"fixed": "2"}])

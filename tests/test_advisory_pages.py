@@ -57,10 +57,9 @@ from tests.fakes import (
     twine_fields,
     write_file,
 )
-from tests.test_index_routes import basic, entries
-from tests.test_indexes import _ServerMixin
-from tests.test_tap import fake_pools
-from tests.test_upstream_sources import INDEX_A, ORIGIN_A, Origins, drain, make_source, page
+from tests.harness_indexes import _ServerMixin, basic, entries
+from tests.harness_tap import fake_pools
+from tests.harness_upstream import INDEX_A, ORIGIN_A, Origins, drain, make_source, page
 
 ORIGIN = "http://pypi.test"
 PASSWORD = "correct horse"

@@ -1755,7 +1755,7 @@ class ServiceTests(SynchronousTestCase):
         from twisted.internet.testing import MemoryReactorClock
 
         from pypid.tap import Options, makeService
-        from tests.test_tap import fake_pools, site_of
+        from tests.harness_tap import fake_pools, site_of
 
         folder = os.path.abspath(self.mktemp())
         options = Options()

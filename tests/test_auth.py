@@ -6,9 +6,8 @@ password verifier and its cache, and the access policy.
 import base64
 import dataclasses
 
-import attrs
 from argon2 import PasswordHasher, Type
-from twisted.internet.defer import CancelledError, Deferred, fail, succeed
+from twisted.internet.defer import CancelledError, fail, succeed
 from twisted.internet.task import Clock
 from twisted.logger import capturedLogs, formatEvent
 from twisted.python.threadpool import ThreadPool
@@ -28,7 +27,7 @@ from pypid.auth.policy import AccessModel
 from pypid.auth.verifier import Identity, PasswordVerifier
 from pypid.core.access_rules import AUTHENTICATED, EVERYONE, READ, WRITE
 from pypid.core.credential_syntax import check_hash_format, parse_hash
-from tests.fakes import FAST
+from tests.fakes import FAST, PendingPool, SynchronousPool
 
 ALICE_PASSWORD = "correct horse battery staple"
 BOB_PASSWORD = "hunter2:with:colons"
@@ -216,41 +215,6 @@ class HashTests(SynchronousTestCase):
             "$argon2id$v=19$m=8,t=1,p=1$c2FsdA$AAAAAAAAAAAAAAAAAAAAAA",
         ):
             self.assert_refused(value, "argon2id")
-
-
-@attrs.define
-class SynchronousPool:
-    """
-    A L{deferToThreadPool} substitute that runs the work at once and records
-    every call, so tests can count hash verifications.
-    """
-
-    calls: list = attrs.Factory(list)
-
-    def __call__(self, reactor, threadpool, f, *args):
-        self.calls.append(args)
-        return succeed(f(*args))
-
-
-@attrs.define
-class PendingPool:
-    """
-    A L{deferToThreadPool} substitute whose work finishes only when the test
-    says so, to observe verifications while they are under way.
-    """
-
-    pending: list = attrs.Factory(list)
-
-    def __call__(self, reactor, threadpool, f, *args):
-        d = Deferred()
-        self.pending.append((d, f, args))
-        return d
-
-    def finish(self):
-        """Complete every pending call by running it now."""
-        pending, self.pending = self.pending, []
-        for d, f, args in pending:
-            d.callback(f(*args))
 
 
 def make_verifier(test, users=USERS, **kwargs):

@@ -46,7 +46,7 @@ from pypid.upstream.source import UpstreamSource
 from pypid.upstream.transfer import VerifyError
 from pypid.web.channel import ConnectionCounter
 from tests.fakes import FAST
-from tests.test_index import make_record
+from tests.harness_records import make_record
 
 
 def upstream_page(project, files=1, upload_time=None):

@@ -810,7 +810,7 @@ class IndexBundleTests(TestCase):
 
     async def test_round_trip(self):
         """Two indexes packed, then imported each into its own storage."""
-        from tests.test_migrate import run_admin
+        from tests.harness_admin import run_admin
 
         source = self.config("source", self.source, "[index:release]\n")
         bundle = os.path.join(self.folder, "bundle.tar.gz")
@@ -831,7 +831,7 @@ class IndexBundleTests(TestCase):
 
     async def test_named_only(self):
         """--index NAME alone packs that index; the default's part is empty."""
-        from tests.test_migrate import run_admin
+        from tests.harness_admin import run_admin
 
         source = self.config("source", self.source, "[index:release]\n")
         bundle = os.path.join(self.folder, "bundle")
@@ -848,7 +848,7 @@ class IndexBundleTests(TestCase):
         A bundle of a named index imported where that index is not configured:
         one error naming the missing section, and nothing imported.
         """
-        from tests.test_migrate import run_admin
+        from tests.harness_admin import run_admin
 
         source = self.config("source", self.source, "[index:release]\n")
         bundle = os.path.join(self.folder, "bundle.tar")
@@ -868,7 +868,7 @@ class IndexBundleTests(TestCase):
         the top, no indexes.json, no indexes/ (what the named index holds is
         not in it); and it imports as before.
         """
-        from tests.test_migrate import run_admin
+        from tests.harness_admin import run_admin
 
         source = self.config("source", self.source, "[index:release]\n")
         bundle = os.path.join(self.folder, "bundle")
@@ -889,7 +889,7 @@ class IndexBundleTests(TestCase):
 
     async def test_refusals(self):
         """--index of an index not configured, or of a view: one line, status 1."""
-        from tests.test_migrate import run_admin
+        from tests.harness_admin import run_admin
 
         source = self.config("source", self.source,
                              "[index:release]\n[index:prod]\nview = yes\nbases = release\n")

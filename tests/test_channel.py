@@ -8,16 +8,10 @@ L{StringTransport} with a L{Clock}, and over a real TLS layer in memory.
 import os
 
 from twisted.internet.address import IPv4Address
-from twisted.internet.interfaces import IPushProducer
-from twisted.internet.protocol import Factory, Protocol
-from twisted.internet.ssl import Certificate, optionsForClientTLS
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
-from twisted.protocols.tls import TLSMemoryBIOFactory
-from twisted.test.iosim import FakeTransport, connect
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
-from zope.interface import alsoProvides
 
 from pypid.web.channel import (
     CLOSE_TIMEOUT,
@@ -28,10 +22,7 @@ from pypid.web.channel import (
     origin_form,
 )
 from pypid.web.site import PypidSite
-from tests.test_tls import loaded, rsa_server, shared_ca
-
-#: The client address of the in-memory connections.
-PEER = IPv4Address("TCP", "127.0.0.1", 1234)
+from tests.harness_tls import PEER, tls_connection
 
 #: A request whose Authorization header is one line of 64 KiB.
 LONG_HEADER = (b"GET / HTTP/1.1\r\nHost: x\r\nAuthorization: Basic " + b"A" * (64 << 10)
@@ -48,43 +39,6 @@ class _Hello(Resource):
 
     def render(self, request):
         return b"hello"
-
-
-class _Client(Protocol):
-    """The client's side of a connection: what it received, and how the connection ended."""
-
-    def __init__(self):
-        self.received = b""
-        self.lost = None
-
-    def dataReceived(self, data):
-        self.received += data
-
-    def connectionLost(self, reason):
-        self.lost = reason
-
-
-def tls_connection(site, clock):
-    """
-    Connect a client to C{site} over real TLS in memory (L{ServerTLS} on the
-    server's side, a client trusting the test CA), the handshake done.
-
-    @return: C{(client, server_io, pump)}: the client's L{_Client}, the
-        server's L{FakeTransport} and the L{IOPump} that moves the bytes.
-    """
-    server = TLSMemoryBIOFactory(loaded(rsa_server()), False, site, clock).buildProtocol(PEER)
-    with open(shared_ca().root_path, "rb") as f:
-        root = Certificate.loadPEM(f.read())
-    client = TLSMemoryBIOFactory(optionsForClientTLS("localhost", trustRoot=root), True,
-                                 Factory.forProtocol(_Client), clock).buildProtocol(PEER)
-    server_io = FakeTransport(server, isServer=True, peerAddress=PEER)
-    # As a TCP transport does (FakeTransport has the methods but does not
-    # say so): the TLS layer then provides it too, and HTTPChannel registers
-    # itself as the TLS layer's producer, as it does in a real server.
-    alsoProvides(server_io, IPushProducer)
-    pump = connect(server, server_io, client, FakeTransport(client, isServer=False),
-                   greet=True, clock=clock)
-    return client.wrappedProtocol, server_io, pump
 
 
 class _ChannelMixin:

@@ -24,9 +24,9 @@ from pypid.upstream.proxy import UpstreamProxy
 from pypid.web.access import Access
 from pypid.web.app import build_web
 from tests.fakes import one_index, run_in_pool_now, run_now, site_treq
-from tests.test_index import make_record
-from tests.test_index_routes import START, Server, basic
-from tests.test_upstream_sources import INDEX_A, ORIGIN_A, Origins, drain, make_source, page
+from tests.harness_indexes import START, Server, basic
+from tests.harness_records import make_record
+from tests.harness_upstream import INDEX_A, ORIGIN_A, Origins, drain, make_source, page
 
 JSON = "application/vnd.pypi.simple.v1+json"
 

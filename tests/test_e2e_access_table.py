@@ -22,9 +22,9 @@ from urllib.parse import quote
 from tests import s3server
 from tests.distributions import make_wheel
 from tests.e2e import DaemonTestCase, free_port, http, sha256, upload_form
-from tests.test_access_table import IDENTITIES, ROWS, TABLE, filename_of, read_table
-from tests.test_e2e_s3 import s3_settings
-from tests.test_e2e_tls import TLSDaemonTestCase, https
+from tests.harness_access_table import IDENTITIES, ROWS, TABLE, filename_of, read_table
+from tests.harness_e2e_s3 import s3_settings
+from tests.harness_e2e_tls import TLSDaemonTestCase, https
 from tests.upstream_server import UpstreamProcess
 
 USERS = {"alice": "alice-pw", "carol": "carol-pw", "root": "root-pw"}

@@ -21,7 +21,7 @@ from tests.browser import (
 )
 from tests.distributions import make_sdist, make_wheel
 from tests.e2e import PASSWORD, USER, DaemonTestCase, form, http, upload
-from tests.test_people import HOSTILE, rich_metadata
+from tests.harness_people import HOSTILE, rich_metadata
 
 #: The README a project page must show rendered: a heading, a code block, a link.
 README = """# Holy Grail

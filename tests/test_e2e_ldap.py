@@ -33,8 +33,8 @@ from tests.e2e import (
     upload,
     wait_for,
 )
+from tests.harness_ldap import INJECTIONS
 from tests.slapd import GROUPS, PEOPLE, PEOPLE_ENTRIES, SERVICE, SERVICE_PASSWORD, Slapd
-from tests.test_ldap import INJECTIONS
 
 
 def password_of(uid):

@@ -40,7 +40,7 @@ from tests.e2e import (
     run,
     wait_for,
 )
-from tests.test_e2e_s3 import SYNC, s3_settings
+from tests.harness_e2e_s3 import SYNC, s3_settings
 
 ADMIN = os.path.join(VENV_BIN, "pypid-admin")
 
@@ -69,7 +69,7 @@ STAGING = "packages/.indexes/staging/"
 RELEASE = "packages/.indexes/release/"
 
 #: Seconds a stalled request waits in the store: several sync intervals of
-#: the daemon (L{tests.test_e2e_s3.SYNC}).
+#: the daemon (L{tests.harness_e2e_s3.SYNC}).
 STALL = 2.0
 
 #: The objects of an index that change with time alone, not with its files.

@@ -8,21 +8,11 @@ folder served in place.
 """
 
 import os
-import threading
 import time
 
-from tests.distributions import make_wheel, metadata_text
-from tests.e2e import DaemonTestCase, Sampler, file_url, http, upload
+from tests.e2e import DaemonTestCase, file_url, http, upload
+from tests.harness_e2e_readme import Probe, hostile_wheel
 from tests.upstream_server import UpstreamProcess
-
-#: Unclosed C{<pre><code>} lines: readme_renderer's code highlighting takes
-#: quadratic time on them, holding the interpreter lock (6,000 lines, 126 kB,
-#: took 4.5 to 6 s here and stalled the server that long in-process before
-#: issue 31; 2,000 lines 0.47 s). 24,000 lines (504 kB, still under
-#: L{pypid.core.readme.MAX_TEXT}, past which a description is not rendered
-#: at all) take sixteen times that: over a minute here, several seconds on a
-#: machine ten times faster.
-FREEZING_MARKDOWN = '<pre lang="a"><code>\n' * 24_000
 
 #: The budget the daemons under test render descriptions in: a small
 #: fraction of what the freezing README takes on any machine, so it always
@@ -36,60 +26,6 @@ BUDGET = {"pypid.description_budget": "0.5s"}
 #: machine at worst; a server that waited for the freezing README in-process
 #: (issue 31) would stall for as long as it renders, over a minute here.
 MAX_STALL = 5.0
-
-
-def hostile_wheel(name, version="1.0", text=FREEZING_MARKDOWN, content_type="text/markdown"):
-    """A wheel whose description is C{text}."""
-    header = metadata_text(name, version,
-                           extra_headers=[f"Description-Content-Type: {content_type}"])
-    head, _, _ = header.partition("\n\n")
-    return make_wheel(name, version, metadata=f"{head}\n\n{text}")
-
-
-class Probe(Sampler):
-    """
-    A client asking for C{url} again and again in a thread, timing each
-    answer, until stopped: from its first answer, before the block it is
-    used in begins, to an answer after the block ends, so it asks without
-    a break all the while the block acts, however fast the machine.
-    """
-
-    def __init__(self, url):
-        super().__init__(0.02)
-        self.url = url
-        self.times = []
-        self.failures = []
-        self._answered = threading.Condition()
-
-    def __enter__(self):
-        super().__enter__()
-        self._wait_for(1)
-        return self
-
-    def __exit__(self, *exc):
-        self._wait_for(len(self.times) + 1)
-        return super().__exit__(*exc)
-
-    def _wait_for(self, count):
-        with self._answered:
-            self._answered.wait_for(lambda: len(self.times) >= count, timeout=60)
-
-    def sample(self):
-        started = time.monotonic()
-        try:
-            status = http("GET", self.url, timeout=60).status
-        except OSError as e:
-            self.failures.append(repr(e))
-        else:
-            if status != 200:
-                self.failures.append(status)
-        with self._answered:
-            self.times.append(time.monotonic() - started)
-            self._answered.notify_all()
-
-    @property
-    def worst(self):
-        return max(self.times, default=0.0)
 
 
 class Responsive:

@@ -24,28 +24,11 @@ from tests.e2e import (
     sha256,
     upload,
 )
+from tests.harness_e2e_s3 import SYNC, s3_settings
 
 APP = make_wheel("s3-app", "1.0", requires_dist=["s3-lib>=1"])
 LIB = make_wheel("s3-lib", "1.0")
 LIB_SDIST = make_sdist("s3-lib", "1.0")
-
-#: How often the daemons of these tests look for each other's changes.
-SYNC = 0.5
-
-
-def s3_settings(bucket, endpoint=None, **extra):
-    """The C{--set} overrides that put a daemon on C{bucket}."""
-    settings = {
-        "storage.backend": "s3",
-        "s3.bucket": bucket,
-        "s3.prefix": "packages/",
-        "s3.endpoint_url": endpoint or s3server.endpoint(),
-        "s3.access_key": s3server.ACCESS_KEY,
-        "s3.secret_key": s3server.SECRET_KEY,
-        "s3.sync_interval": str(SYNC),
-    }
-    settings.update({f"s3.{key}": value for key, value in extra.items()})
-    return settings
 
 
 def api(daemon, method, path, **fields):

@@ -36,8 +36,8 @@ from tests.e2e import (
     clean_env,
     run,
 )
+from tests.harness_e2e_tls import TLSDaemon, TLSDaemonTestCase, https, shared_ca
 from tests.oidc_issuer import CITokenEndpoint, HTTPSIssuers
-from tests.test_e2e_tls import TLSDaemon, TLSDaemonTestCase, https, shared_ca
 
 #: The audience this daemon announces ([oidc] audience): not the default,
 #: so that a client that asked for it is seen to have read /_/oidc/audience.

@@ -18,7 +18,6 @@ from functools import partial
 import attrs
 from twisted.internet import reactor
 from twisted.internet.defer import maybeDeferred
-from twisted.internet.task import Clock
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 from twisted.trial.unittest import SynchronousTestCase, TestCase
@@ -31,13 +30,11 @@ from pypid.core.distribution import inspect
 from pypid.core.index import Index
 from pypid.core.render import file_url_for
 from pypid.export import plan as plans
-from pypid.export.exporter import Exporter
 from pypid.export.plan import ExportError, ExportManifest, ExportSettings, People
 from pypid.export.target import FileMismatch, LocalTarget, S3Target
 from pypid.http.client import make_http
 from pypid.storage import snapshot as snapshots
 from pypid.storage.local import LocalStorage
-from pypid.storage.memory import MemoryStorage
 from pypid.storage.s3.api import S3Client
 from pypid.storage.s3.credentials import CredentialSource
 from pypid.storage.s3.layout import Layout
@@ -46,29 +43,20 @@ from pypid.storage.s3.storage import S3Storage
 from pypid.web.access import Access
 from pypid.web.app import build_web
 from tests import s3server
-from tests.distributions import make_sdist, make_wheel, metadata_text
+from tests.distributions import make_wheel
 from tests.fakes import one_index, read_file, run_in_pool_now, run_now, site_treq, write_file
+from tests.harness_export import (
+    ALPHA_OLD,
+    ALPHA_SDIST,
+    ALPHA_WHEEL,
+    BETA_WHEEL,
+    FILES,
+    ExportCase,
+    make_record,
+)
 
 ORIGIN = "http://pypi.test"
 SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
-
-ALPHA_WHEEL = make_wheel("Alpha", "1.0", metadata=metadata_text(
-    "Alpha", "1.0", requires_python=">=3.8", summary="The first letter"))
-ALPHA_SDIST = make_sdist("Alpha", "1.0")
-ALPHA_OLD = make_wheel("Alpha", "0.9")
-BETA_WHEEL = make_wheel("beta", "2.0", requires_dist=["alpha>=1.0"])
-FILES = (ALPHA_WHEEL, ALPHA_SDIST, ALPHA_OLD, BETA_WHEEL)
-
-
-def make_record(filename, project="alpha", version="1.0", **fields):
-    """A record made up for the pure tests."""
-    values = dict(filename=filename, project=project, name=project, version=version,
-                  packagetype="bdist_wheel", path=filename, size=3,
-                  sha256=hashlib.sha256(filename.encode()).hexdigest(),
-                  upload_time=1767225600.0)
-    values.update(fields)
-    from pypid.core.model import FileRecord
-    return FileRecord(**values)
 
 
 def index_of(*records, tombstones=()):
@@ -500,51 +488,6 @@ class DeletedAfterScan:
 
     def __getattr__(self, name):
         return getattr(self.storage, name)
-
-
-class ExportCase(SynchronousTestCase):
-    """Exports of in-memory and on-disk storages into a folder."""
-
-    def setUp(self):
-        self.clock = Clock()
-        self.clock.advance(1767225600)
-        self.dest = os.path.abspath(self.mktemp())
-
-    def memory(self, *files):
-        """A memory storage holding C{files} (found by its scan)."""
-        storage = MemoryStorage(os.path.abspath(self.mktemp()), self.clock)
-        for filename, data in files:
-            storage.objects[filename] = data
-        # (read once, as the daemon would: the export's own scan writes nothing)
-        self.successResultOf(storage.scan())
-        return storage
-
-    def folder(self, *files, mode=0o644):
-        """A storage folder holding C{files}, read once (its sidecars written)."""
-        root = os.path.abspath(self.mktemp())
-        for filename, data in files:
-            os.chmod(write_file(os.path.join(root, filename), data), mode)
-        storage = LocalStorage(root, run_now, self.clock)
-        self.successResultOf(storage.scan())
-        return LocalStorage(root, run_now, self.clock)
-
-    def records(self, storage):
-        return self.successResultOf(storage.scan()).records
-
-    def exporter(self, storage, settings=None, people=None, full=False, links="auto",
-                 snapshot=None):
-        return Exporter(storage, LocalTarget(self.dest, links), settings or ExportSettings(),
-                        run_now, snapshot, people=people, full=full)
-
-    def export(self, storage, **kwargs):
-        return self.successResultOf(self.exporter(storage, **kwargs).export())
-
-    def read(self, path):
-        full = os.path.join(self.dest, path)
-        return read_file(full) if os.path.exists(full) else None
-
-    def exists(self, path):
-        return os.path.exists(os.path.join(self.dest, path))
 
 
 class ExporterTests(ExportCase):
@@ -1073,7 +1016,7 @@ class StorageLeftAsItWasTests(ExportCase, TestCase):
 
     def copied_in(self, *files, extra=()):
         """A storage folder holding C{files} (and C{extra}) as copied in by hand."""
-        from tests.test_storage import folder_state
+        from tests.harness_storage import folder_state
         root = os.path.abspath(self.mktemp())
         for filename, data in (*files, *extra):
             write_file(os.path.join(root, filename), data)
@@ -1081,7 +1024,7 @@ class StorageLeftAsItWasTests(ExportCase, TestCase):
 
     def same_folder(self, root, before):
         """Assert that the storage folder is exactly as it was."""
-        from tests.test_storage import folder_state
+        from tests.harness_storage import folder_state
         self.assertEqual(folder_state(root), before)
 
     def test_copied_in_folder_left_as_it_was(self):

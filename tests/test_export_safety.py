@@ -27,7 +27,7 @@ from pypid.export.plan import ExportError, ExportSettings
 from pypid.export.target import LocalTarget
 from tests.distributions import make_wheel
 from tests.fakes import read_file, run_now, write_file
-from tests.test_export import FILES, ExportCase, make_record
+from tests.harness_export import FILES, ExportCase, make_record
 
 
 class Crash(Exception):

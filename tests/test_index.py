@@ -13,35 +13,8 @@ from pypid.core.index import (
     latest_per_project,
     version_key,
 )
-from pypid.core.model import FileRecord
 from pypid.core.render import HTML, JSON
-
-
-def file_url(record):
-    """The file URL the tests' index links files by."""
-    return f"https://files.example/{record.project}/{record.filename}"
-
-
-def make_record(project="holy-grail", version="1.0", kind="wheel", name=None, **kwargs):
-    """Return a record for a file of C{project} C{version}."""
-    dist = project.replace("-", "_")
-    if kind == "wheel":
-        filename, packagetype = f"{dist}-{version}-py3-none-any.whl", "bdist_wheel"
-    else:
-        filename, packagetype = f"{dist}-{version}.tar.gz", "sdist"
-    values = dict(
-        filename=filename,
-        project=project,
-        name=name or project,
-        version=version,
-        packagetype=packagetype,
-        path=filename,
-        size=100,
-        sha256="a" * 64,
-        upload_time=1767225600.0,
-    )
-    values.update(kwargs)
-    return FileRecord(**values)
+from tests.harness_records import file_url, make_record
 
 
 class IndexChangeTests(SynchronousTestCase):

@@ -9,160 +9,20 @@ for byte, uploads into each index's own stack and audit entries naming
 the index, and the C{index} label of C{/metrics}.
 """
 
-import base64
 import hashlib
 import json
-import os
 import re
 from urllib.parse import urljoin
 
-import attrs
-from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.auth.hashes import hash_password
-from pypid.auth.policy import AccessModel
-from pypid.auth.tokens import TokenBook
-from pypid.auth.verifier import PasswordVerifier
-from pypid.core.access_rules import IndexGrants, parse_rule
-from pypid.core.index import Index
-from pypid.core.render import file_url_for
-from pypid.core.views import ChainSource, Filters, IndexView
-from pypid.storage.audit_log import MemoryAuditLog
-from pypid.storage.locks import KeyedLock
-from pypid.storage.memory import MemoryStorage
-from pypid.web.access import Access
-from pypid.web.app import build_web
-from pypid.web.audit_trail import AuditTrail
-from pypid.web.index_root import HostedSource, IndexParts
+from pypid.core.access_rules import parse_rule
 from tests.distributions import make_wheel
 from tests.fakes import (
-    FAST,
     multipart_body,
-    one_index,
-    run_in_pool_now,
-    run_now,
-    site_treq,
     twine_fields,
 )
-
-ORIGIN = "http://pypi.test"
-PASSWORD = "correct horse"
-START = 1767225600.0
-
-#: L{Server.upload}'s default credentials: alice's password
-ALICE = object()
-
-
-def basic(user, password=PASSWORD):
-    return b"Basic " + base64.b64encode(f"{user}:{password}".encode())
-
-
-def grants(read, upload=("authenticated",)):
-    return IndexGrants(frozenset(read), frozenset(upload))
-
-
-class Server:
-    """A server of the four named indexes and the default one, in memory."""
-
-    def __init__(self, case, read="everyone", named=True, tokens_indexes=("release",),
-                 rules=(), base_url=None, release_read=None, default_upload=None,
-                 default_read=None, through=False):
-        """
-        @param through: add two indexes that read C{secret} through their
-            bases, with its readers alone (carol): C{vault}, a view of it,
-            and C{team}, hosted on it (carol uploads).
-        """
-        self.case = case
-        self.clock = Clock()
-        self.clock.advance(START)
-        folder = os.path.abspath(case.mktemp())
-        self.stacks = {}
-        hosted = ("default", "release", "staging", "secret", *(("team",) if through else ()))
-        for name in hosted:
-            storage = MemoryStorage(os.path.join(folder, name), self.clock)
-            case.successResultOf(storage.prepare())
-            self.stacks[name] = HostedSource(name, Index(file_url_for(None)), storage,
-                                             KeyedLock(self.clock))
-        s = self.stacks
-        views = {
-            "release": IndexView("release", (ChainSource("release", hosted=s["release"].index),),
-                                 Filters(), file_url_for(None)),
-            "staging": IndexView("staging", (ChainSource("staging", hosted=s["staging"].index),
-                                             ChainSource("release", hosted=s["release"].index)),
-                                 Filters(), file_url_for(None)),
-            "prod": IndexView("prod", (ChainSource("release", hosted=s["release"].index),),
-                              Filters(as_of=START + 1000), file_url_for(None)),
-            "secret": IndexView("secret", (ChainSource("secret", hosted=s["secret"].index),),
-                                Filters(), file_url_for(None)),
-        }
-        order = {"release": ("release",), "staging": ("staging", "release"),
-                 "prod": ("release",), "secret": ("secret",)}
-        if through:
-            views["vault"] = IndexView("vault", (ChainSource("secret", hosted=s["secret"].index),),
-                                       Filters(), file_url_for(None))
-            views["team"] = IndexView("team", (ChainSource("team", hosted=s["team"].index),
-                                               ChainSource("secret", hosted=s["secret"].index)),
-                                      Filters(), file_url_for(None))
-            order.update(vault=("secret",), team=("team", "secret"))
-        parts = [IndexParts(name, view, tuple(s[n] for n in order[name]),
-                            hosted=name not in ("prod", "vault"))
-                 for name, view in views.items()]
-        users = {name: hash_password(PASSWORD, FAST) for name in ("alice", "carol", "root")}
-        verifier = PasswordVerifier(users, self.clock, None, run_in_pool=run_in_pool_now)
-        model = AccessModel(read=read, admins=frozenset({"root"}), rules=tuple(rules), indexes={
-            "release": grants((release_read or read,)), "staging": grants((read,)), "prod": grants((read,), ()),
-            "secret": grants(("user:carol",), ("user:carol",)),
-            **({"vault": grants(("user:carol",), ()),
-                "team": grants(("user:carol",), ("user:carol",))} if through else {}),
-        } if named else {})
-        if default_upload is not None or default_read is not None:
-            # ([index:default] read and upload: the default index's own grants)
-            model = attrs.evolve(model, indexes={**model.indexes, "default": grants(
-                default_read or (read,), default_upload or ("authenticated",))})
-        self.tokens = TokenBook(self.clock)
-        self.log = MemoryAuditLog(self.clock)
-        access = Access(model, verifier, None, self.tokens)
-        web = build_web([*one_index(s["default"].index, s["default"].storage, self.clock,
-                        locks=s["default"].locks), *(parts if named else ())], access, run_now,
-                        self.clock, max_upload_size=10 << 20, audit=AuditTrail(self.log,
-                        self.clock), base_url=base_url)
-        self.web = web
-        self.client = site_treq(web.site)
-        text, token = self.tokens.make("alice", {"read", "upload"}, indexes=tokens_indexes)
-        self.tokens.tokens[token.id] = token
-        self.scoped = basic("__token__", text)
-
-    def request(self, method, path, auth=None, data=None, headers=None):
-        """C{(code, headers, body)} of one request."""
-        headers = dict(headers or {})
-        if auth is not None:
-            headers["Authorization"] = auth
-        response = self.case.successResultOf(self.client.request(
-            method, ORIGIN + path, headers=headers, data=data, allow_redirects=False))
-        body = self.case.successResultOf(response.content())
-        return response.code, response.headers, body
-
-    def upload(self, path, name, version, auth=ALICE, deps=()):
-        """C{(code, headers, body)} of a twine upload; C{auth} L{None}: anonymous."""
-        filename, data = make_wheel(name, version, requires_dist=deps)
-        ctype, body = multipart_body(twine_fields(name, version, data),
-                                     [("content", filename, data)])
-        return self.request("POST", path, basic("alice") if auth is ALICE else auth, body,
-                            {"Content-Type": ctype})
-
-
-def entries(log):
-    """The audit entries of a L{MemoryAuditLog}, in order."""
-    return [json.loads(line) for name in sorted(log.files)
-            for line in log.files[name].decode().splitlines() if line.strip()]
-
-
-def same(answer):
-    """An answer's status, body and headers (the Date header aside)."""
-    code, headers, body = answer
-    kept = sorted((k, tuple(v)) for k, v in headers.getAllRawHeaders() if k != b"Date")
-    return code, body, kept
+from tests.harness_indexes import ORIGIN, Server, basic, entries, same
 
 
 class IndexRouteTests(SynchronousTestCase):

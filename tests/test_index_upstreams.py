@@ -18,122 +18,30 @@ from twisted.internet.defer import ensureDeferred, fail
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.auth.policy import AccessModel
-from pypid.auth.tokens import TokenBook
-from pypid.auth.verifier import PasswordVerifier
 from pypid.config import load_config
-from pypid.core.index import Index
-from pypid.core.model import FileRecord
-from pypid.core.render import file_url_for
-from pypid.core.views import ChainSource, Filters, IndexView
 from pypid.state.indexes import IndexRegistry
-from pypid.storage.locks import KeyedLock
 from pypid.storage.memory import MemoryStorage
-from pypid.upstream.confusion import UpstreamPolicy
 from pypid.upstream.saved_state import SavedState, _read, state_path
-from pypid.upstream.source import SourceSide
-from pypid.web.access import Access
-from pypid.web.app import build_web
-from pypid.web.index_root import HostedSource, IndexParts
-from tests.distributions import make_wheel
-from tests.fakes import one_index, run_in_pool_now, run_now, site_treq
-from tests.test_upstream_sources import (
+from tests.fakes import run_now
+from tests.harness_upstream import (
     BYTES_A,
     BYTES_B,
+    DAY,
     INDEX_A,
     INDEX_B,
     ORIGIN_A,
     ORIGIN_B,
+    START,
+    VENDORED,
+    VENDORED_BYTES,
     WHEEL,
     Origins,
+    Server,
     drain,
     make_source,
     page,
     sha,
 )
-
-START = 1767225600.0
-VENDORED, VENDORED_BYTES = make_wheel("vendored", "1.0")
-DAY = 86400.0
-
-
-class Server:
-    """The named indexes of the module's docstring, and the default, in memory."""
-
-    def __init__(self, case):
-        self.case = case
-        self.clock = Clock()
-        self.clock.advance(START)
-        self.origins = Origins()
-        self.agent = RequestTraversalAgent(self.origins)
-        for url, origin, data in ((INDEX_A, ORIGIN_A, BYTES_A), (INDEX_B, ORIGIN_B, BYTES_B)):
-            self.origins.route(url + "widget/", page(
-                "widget", [(WHEEL, f"http://{origin}/f/{WHEEL}", data)]))
-            self.origins.route(f"http://{origin}/f/{WHEEL}", data)
-        self.origins.route(INDEX_B + "vendored/", page(
-            "vendored", [(VENDORED, f"http://{ORIGIN_B}/f/{VENDORED}", VENDORED_BYTES)]))
-        self.origins.route(f"http://{ORIGIN_B}/f/{VENDORED}", VENDORED_BYTES)
-        folder = os.path.abspath(case.mktemp())
-        self.stacks = {}
-        for name in ("default", "release", "staging"):
-            storage = MemoryStorage(os.path.join(folder, name), self.clock)
-            case.successResultOf(storage.prepare())
-            self.stacks[name] = HostedSource(name, Index(file_url_for(None)), storage,
-                                             KeyedLock(self.clock))
-        self.kept = {}
-        self.sources = {}
-        sides = {}
-        for name, url in (("public", INDEX_A), ("vendor", INDEX_B)):
-            storage = self.kept[name] = MemoryStorage(os.path.join(folder, name), self.clock)
-            case.successResultOf(storage.prepare())
-            self.sources[name] = make_source(self.agent, self.clock, url, storage, name, True,
-                                             policy=UpstreamPolicy("cache", ("private-*",)))
-            sides["upstream:" + name] = SourceSide.of(self.sources[name], file_url_for(None))
-        s = self.stacks
-        staging = (ChainSource("staging", hosted=s["staging"].index),
-                   ChainSource("release", hosted=s["release"].index),
-                   ChainSource("upstream:public", upstream=sides["upstream:public"]),
-                   ChainSource("upstream:vendor", upstream=sides["upstream:vendor"]))
-        cool = (ChainSource("upstream:public", upstream=sides["upstream:public"]),)
-        parts = [
-            IndexParts("staging", IndexView("staging", staging, Filters(), file_url_for(None)),
-                       (s["staging"], s["release"]), hosted=True,
-                       upstreams={n: sides[n] for n in ("upstream:public", "upstream:vendor")}),
-            IndexParts("cool", IndexView("cool", cool, Filters(min_age=800 * DAY),
-                                         file_url_for(None)),
-                       (), hosted=False, upstreams={"upstream:public": sides["upstream:public"]}),
-        ]
-        verifier = PasswordVerifier({}, self.clock, None, run_in_pool=run_in_pool_now)
-        access = Access(AccessModel(read="everyone"), verifier, None, TokenBook(self.clock))
-        web = build_web([*one_index(s["default"].index, s["default"].storage, self.clock,
-                        locks=s["default"].locks), *(parts)], access, run_now, self.clock,
-                        max_upload_size=10 << 20)
-        self.client = site_treq(web.site)
-
-    def request(self, path, headers=None):
-        """C{(code, headers, body)} of a GET, the upstreams answering as it waits."""
-        d = self.client.get("http://pypi.test" + path, headers=headers or {},
-                            allow_redirects=False)
-        response = self.case.successResultOf(drain(self.agent, d))
-        body = self.case.successResultOf(drain(self.agent, response.content()))
-        return response.code, response.headers, body
-
-    def json_page(self, path):
-        code, _, body = self.request(path, {"Accept": "application/vnd.pypi.simple.v1+json"})
-        self.case.assertEqual(code, 200, body)
-        return json.loads(body)
-
-    def asked(self):
-        """The upstream requests made, as C{(origin, path)}."""
-        return [(host, path) for host, path, _ in self.origins.seen]
-
-    def host(self, index, name, version):
-        """A file of C{name} hosted in C{index} (its record: pages only)."""
-        filename = f"{name}-{version}-py3-none-any.whl"
-        self.stacks[index].index.add(FileRecord(
-            filename=filename, project=name, name=name, version=version,
-            packagetype="bdist_wheel", path=None, size=3, sha256="1" * 64, upload_time=START))
-        return filename
 
 
 class ChainPageTests(SynchronousTestCase):

@@ -56,20 +56,8 @@ from pypid.tap import build_service
 from tests import s3server
 from tests.distributions import make_wheel
 from tests.fakes import run_now, site_treq, write_file
-from tests.test_tap import fake_pools
-
-#: Two hosted indexes, one based on the other and listed before it, and a view.
-NAMED = """\
-[index:staging]
-bases = release
-
-[index:release]
-
-[index:prod]
-view = yes
-bases = staging
-exclude = experimental-*
-"""
+from tests.harness_indexes import NAMED, UPLOAD_TIME, _ServerMixin
+from tests.harness_tap import fake_pools
 
 #: The parts of a server of L{NAMED}, in the order they start.
 NAMED_PARTS = [
@@ -83,8 +71,6 @@ NAMED_PARTS = [
     "snapshot-timer", "snapshot-timer:release", "snapshot-timer:staging",
     "follow-up", "follow-up:release", "follow-up:staging", "recycle-bin",
 ]
-
-UPLOAD_TIME = 1767225600.25
 
 
 def fixed_wheel(name, version):
@@ -111,41 +97,6 @@ def tree(root):
         folders.sort()
         found += [os.path.relpath(os.path.join(path, f), root) for f in sorted(files)]
     return found
-
-
-class _ServerMixin:
-    """Servers built on a memory reactor, their paths in this test's folder."""
-
-    def setUp(self):
-        self.folder = os.path.abspath(self.mktemp())
-        os.makedirs(self.folder)
-        self.reactor = MemoryReactorClock()
-
-    def config(self, text="", server=""):
-        """A configuration of this test's folder, with C{text} (and C{server} in C{[pypid]})."""
-        path = write_file(os.path.join(self.folder, "pypid.ini"), (
-            f"[pypid]\nsnapshot = {self.folder}/index.json\n"
-            "listen = tcp:0:interface=127.0.0.1\n" + server +
-            f"[storage]\npath = {self.folder}/packages\n" + text).encode())
-        return load_config(path)
-
-    def service(self, text=""):
-        """A server of C{config(text)}, stopped at the end of the test if started."""
-        service = build_service(self.config(text), self.reactor, pools=fake_pools())
-
-        def stop():
-            if service.running:
-                return service.stopService()
-        self.addCleanup(stop)
-        return service
-
-    def started(self, text=""):
-        """A server started (its clock at the real time: storage compares the files' times)."""
-        self.reactor.advance(time.time() - self.reactor.seconds())
-        service = self.service(text)
-        service.startService()
-        self.successResultOf(service.ready)
-        return service
 
 
 class RegistryTests(_ServerMixin, SynchronousTestCase):

@@ -22,8 +22,8 @@ from pypid.core.negotiate import choose_integrity
 from pypid.core.provenance import INTEGRITY_MEDIA_TYPE, Publisher, provenance_document
 from tests.distributions import make_sdist, make_wheel
 from tests.fakes import twine_fields
+from tests.harness_web import JSON_TYPE, _ServerMixin
 from tests.sigstore_root import TestSigstore, github_claims
-from tests.test_web import JSON_TYPE, _ServerMixin
 
 DIST, DIST_BYTES = make_sdist("pypi-attestations", "0.0.19")
 SHA256 = hashlib.sha256(DIST_BYTES).hexdigest()
@@ -283,7 +283,7 @@ class NamedIndexTests(SynchronousTestCase):
     """C{/NAME/integrity/...}: a named index serves its files' provenance, its bases' too."""
 
     def test_named(self):
-        from tests.test_index_routes import Server
+        from tests.harness_indexes import Server
         server = Server(self)
         code, _, body = server.upload("/release/", "widget", "1.0")
         self.assertEqual(code, 200, body)

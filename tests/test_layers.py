@@ -2,7 +2,8 @@
 The tree reads as the architecture (C{docs/architecture.rst}): imports
 point down the layers, nothing imports the composition root, C{core/} is
 pure, start-up errors are one type turned into an exit in the entry points
-only, and the composition finds no capability by probing attributes.
+only, and the composition finds no capability by probing attributes; and the
+test modules are leaves, sharing fixtures through the harness modules only.
 Checked by reading the source, so a new module that breaks a rule fails here.
 """
 
@@ -225,3 +226,60 @@ class PackagingTests(SynchronousTestCase):
                  for folder, _, files in os.walk(os.path.join(SOURCE, "pypid"))
                  if "__init__.py" in files}
         self.assertEqual(listed - {"twisted.plugins"}, found)
+
+
+TESTS = os.path.dirname(os.path.abspath(__file__))
+
+
+def test_modules_imported(tree):
+    """The test modules (C{tests.test_*}) a syntax tree of a module of C{tests/} imports."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                module = "tests" + (f".{node.module}" if node.module else "")
+            else:
+                module = node.module or ""
+            if module == "tests":
+                yield from (f"tests.{alias.name}" for alias in node.names
+                            if alias.name.startswith("test_"))
+            elif module.startswith("tests.test_"):
+                yield module
+        elif isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names
+                        if alias.name.startswith("tests.test_"))
+
+
+class TestModuleTests(SynchronousTestCase):
+    """
+    Test modules are leaves: what several share is in a harness module
+    (C{tests/harness_*.py}, L{tests.fakes}, L{tests.e2e} ...). A test module
+    imported by another is loaded twice over by trial's discovery and drags
+    its own imports in, and a TestCase imported with it runs twice.
+    """
+
+    def test_no_module_imports_a_test_module(self):
+        """No module of C{tests/} (test, harness or benchmark) imports a C{tests.test_*} module."""
+        wrong = []
+        for name in sorted(os.listdir(TESTS)):
+            if name.endswith(".py"):
+                with open(os.path.join(TESTS, name), encoding="utf-8") as f:
+                    tree = ast.parse(f.read())
+                wrong += [f"{name} imports {module}" for module in test_modules_imported(tree)]
+        self.assertEqual(wrong, [])
+
+    def test_every_form_of_import_found(self):
+        """The check sees a test module imported in each way Python allows, and nothing else."""
+        source = (
+            "from tests.test_web import basic\n"
+            "import tests.test_auth\n"
+            "from tests import test_tap, fakes\n"
+            "from .test_index import make_record\n"
+            "from . import test_views\n"
+            "def f():\n"
+            "    from tests.test_tls import loaded\n"
+            "from tests.harness_web import basic\n"
+            "from tests.fakes import FAST\n"
+        )
+        self.assertEqual(list(test_modules_imported(ast.parse(source))), [
+            "tests.test_web", "tests.test_auth", "tests.test_tap", "tests.test_index",
+            "tests.test_views", "tests.test_tls"])

@@ -32,9 +32,9 @@ from pypid.storage.interface import FileExists, ISharedStorage, IStorage, Storag
 from pypid.storage.measured import MeasuredStorage
 from tests.distributions import make_wheel
 from tests.fakes import write_file
-from tests.test_indexes import NAMED, UPLOAD_TIME
-from tests.test_indexes import _ServerMixin as _IndexesMixin
-from tests.test_web import SDIST, SDIST_NAME, WHEEL_NAME, _ServerMixin, basic
+from tests.harness_indexes import NAMED, UPLOAD_TIME
+from tests.harness_indexes import _ServerMixin as _IndexesMixin
+from tests.harness_web import SDIST, SDIST_NAME, WHEEL_NAME, _ServerMixin, basic
 
 
 def scrape(body):

@@ -39,6 +39,7 @@ from pypid.storage.s3.sign import Bucket, Credentials
 from tests import s3server
 from tests.distributions import make_sdist, make_wheel, metadata_text
 from tests.fakes import run_now, write_file
+from tests.harness_admin import run_admin
 
 MAX = 1 << 20
 WHEN = [2026, 11, 22, 23, 21, 53]
@@ -366,30 +367,6 @@ class PypicloudBucketTests(TestCase):
                                                Key=f"pypi/3f2a/holy-grail/{name}")
         self.assertEqual(records[name].upload_time, listed["LastModified"].timestamp())
         self.assertEqual(self.storage.objects[name], data)
-
-
-def admin_options(command, **fields):
-    """The C{pypid-admin} options of C{export} or C{import}, as its parser gives them."""
-    import argparse
-
-    values = {"command": command, "kind": None, "index": [], "map": [], "flatten": False,
-              "verbose": False, "s3_endpoint": None, "s3_region": None}
-    values.update(fields)
-    return argparse.Namespace(**values)
-
-
-async def run_admin(config_path, command, **fields):
-    """Run C{pypid-admin export} or C{import} in this process; return C{(code, out, err)}."""
-    import io
-
-    from pypid.cli.bundle import import_command, pack_command
-    from pypid.config import load_config
-
-    config = load_config(config_path, (), environ={})
-    out, err = io.StringIO(), io.StringIO()
-    run = import_command if command == "import" else pack_command
-    code = await run(config, admin_options(command, **fields), reactor, out, err)
-    return code, out.getvalue(), err.getvalue()
 
 
 class DevpiIndexesTests(TestCase):

@@ -85,7 +85,7 @@ from pypid.web.app import build_web, index_parts
 from pypid.web.audit_trail import AuditTrail
 from tests.distributions import make_wheel
 from tests.fakes import FAST, multipart_body, run_in_pool_now, run_now, site_treq, twine_fields
-from tests.test_upstream_sources import Origins, make_source
+from tests.harness_upstream import Origins, make_source
 
 settings.register_profile("ci", max_examples=12, stateful_step_count=12, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])

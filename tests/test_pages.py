@@ -13,7 +13,7 @@ from pypid.core.catalog import Catalog, visible_counts
 from pypid.core.details import Details
 from pypid.core.index import Index
 from pypid.core.search import Hit, Results, SearchEntry
-from tests.test_index import make_record
+from tests.harness_records import make_record
 
 CHROME = pages.Chrome(css="static/p.css", js="static/p.js", icon="static/p.svg")
 

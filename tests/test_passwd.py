@@ -12,7 +12,7 @@ from pypid.auth import hashes
 from pypid.auth.basic import MAX_PASSWORD_BYTES
 from pypid.cli import passwd
 from pypid.core.credential_syntax import check_hash_format
-from tests.test_auth import FAST
+from tests.fakes import FAST
 
 
 class FakeTerminal(io.StringIO):

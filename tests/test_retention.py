@@ -28,9 +28,8 @@ from pypid.storage.locks import KeyedLock
 from pypid.storage.memory import MemoryStorage
 from tests.distributions import make_wheel
 from tests.fakes import twine_fields
-from tests.test_promote import Stack
-from tests.test_recycle_bin import audit_entries
-from tests.test_web import _ServerMixin, basic
+from tests.harness_indexes import Stack, audit_entries
+from tests.harness_web import _ServerMixin, basic
 
 NOW = 1767225600.0
 DAY = 86400.0

@@ -41,7 +41,7 @@ from pypid.storage.s3.storage import S3Storage
 from tests import s3server
 from tests.distributions import make_wheel
 from tests.fakes import write_file
-from tests.test_storage import UPLOAD_TIME, AdoptionContractMixin, StorageContractMixin
+from tests.harness_storage import UPLOAD_TIME, AdoptionContractMixin, StorageContractMixin
 
 PREFIX = "pkgs/"
 

@@ -16,7 +16,7 @@ from twisted.web.resource import Resource
 from pypid.web.access import IRequestAuth
 from pypid.web.body import MAX_PLAIN_BODY, PlainBody, SpooledForm
 from pypid.web.site import PypidSite
-from tests.test_channel import tls_connection
+from tests.harness_tls import tls_connection
 
 AUTH = b"Authorization: Basic " + base64.b64encode(b"alice:secret") + b"\r\n"
 MULTIPART = b"Content-Type: multipart/form-data; boundary=xyz\r\n"
@@ -351,8 +351,7 @@ class ExpectContinueTests(SynchronousTestCase):
         from pypid.auth.throttle import LoginThrottle
         from pypid.auth.verifier import PasswordVerifier
         from pypid.web.access import Access
-        from tests.fakes import FAST
-        from tests.test_auth import PendingPool
+        from tests.fakes import FAST, PendingPool
         clock = Clock()
         self.pool = PendingPool()
         verifier = PasswordVerifier({"alice": hash_password("secret", FAST)}, clock, object(),

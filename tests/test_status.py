@@ -25,14 +25,7 @@ from pypid.storage.local import LocalStorage
 from pypid.storage.memory import MemoryStorage
 from tests.distributions import make_wheel
 from tests.fakes import run_now
-from tests.test_web import (
-    JSON_TYPE,
-    SDIST,
-    SDIST_NAME,
-    WHEEL_NAME,
-    _ServerMixin,
-    basic,
-)
+from tests.harness_web import JSON_TYPE, SDIST, SDIST_NAME, WHEEL_NAME, _ServerMixin, basic
 
 STATUS = "/api/projects/holy-grail/status"
 
@@ -284,7 +277,7 @@ class ViewTests(SynchronousTestCase):
 
     def test_quarantined_base(self):
         """A base's quarantine empties the composed page, its own files too."""
-        from tests.test_views import record
+        from tests.harness_records import record
 
         base, own = Index(file_url_for(None)), Index(file_url_for(None))
         base.add(record("holy-grail", "1.0"))
@@ -311,13 +304,13 @@ class NamedIndexTests(SynchronousTestCase):
     """C{/NAME/api/projects/<project>/status} of a hosted named index, and a view's 405."""
 
     def setUp(self):
-        from tests.test_index_routes import Server
+        from tests.harness_indexes import Server
         self.server = Server(self)
         code, _, body = self.server.upload("/release/", "widget", "1.0")
         self.assertEqual(code, 200, body)
 
     def post(self, path, status, user="root"):
-        from tests.test_index_routes import basic as named_basic
+        from tests.harness_indexes import basic as named_basic
         code, _, body = self.server.request(
             "POST", path, named_basic(user), json.dumps({"status": status}).encode(),
             {"Content-Type": "application/json"})
@@ -342,7 +335,7 @@ class NamedIndexTests(SynchronousTestCase):
                              ([], {"status": "quarantined"}))
         filename = make_wheel("widget", "1.0")[0]
         self.assertEqual(s.request("GET", f"/release/files/widget/{filename}")[0], 404)
-        from tests.test_index_routes import basic as named_basic
+        from tests.harness_indexes import basic as named_basic
         self.assertEqual(s.request("GET", f"/release/files/widget/{filename}",
                                    named_basic("root"))[0], 200)
         # not in the default index: 404

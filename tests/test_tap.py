@@ -30,43 +30,13 @@ from pypid.tap import Options, makeService
 from pypid.web.site import PypidSite
 from tests.distributions import make_wheel
 from tests.e2e import clean_env
-from tests.fakes import run_now, write_file
-
-
-@attrs.define
-class FakeThreadPool:
-    """A thread pool that starts no thread; the tests only watch it start and stop."""
-
-    minthreads: int = 0
-    maxthreads: int = 0
-    name: str = ""
-    started: bool = False
-    stops: int = 0
-
-    def start(self):
-        """Say the pool is started."""
-        self.started = True
-
-    def stop(self):
-        """Say the pool is stopped."""
-        self.started = False
-        self.stops += 1
+from tests.fakes import write_file
+from tests.harness_tap import FakeThreadPool, fake_pools, site_of
 
 
 def index_of(service):
     """The index the server serves."""
     return service.getServiceNamed("index").index
-
-
-def site_of(service):
-    """The site the server's listeners serve."""
-    return service.getServiceNamed("web").web.site
-
-
-def fake_pools(io=None, hashing=None):
-    """L{ThreadPools} that start no thread and do the blocking work at once."""
-    return ThreadPools(io or FakeThreadPool(name="io"), hashing or FakeThreadPool(name="hash"),
-                       run_now)
 
 
 @attrs.define

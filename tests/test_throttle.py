@@ -29,8 +29,16 @@ from pypid.storage.memory import MemoryStorage
 from pypid.web.access import Access
 from pypid.web.app import build_web
 from tests.distributions import make_wheel
-from tests.fakes import FAST, multipart_body, one_index, run_now, site_treq, twine_fields
-from tests.test_auth import PendingPool, SynchronousPool
+from tests.fakes import (
+    FAST,
+    PendingPool,
+    SynchronousPool,
+    multipart_body,
+    one_index,
+    run_now,
+    site_treq,
+    twine_fields,
+)
 
 PASSWORD = "correct horse"
 USERS = {"alice": hash_password(PASSWORD, FAST), "bob": hash_password("bob's", FAST)}

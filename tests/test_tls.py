@@ -5,21 +5,16 @@ L{pypid.tap} builds the listeners, all in memory: handshakes run between two
 pyOpenSSL connections over memory BIOs, and listeners on a memory reactor.
 """
 
-import atexit
 import datetime
 import os
 import shutil
 import signal
-import tempfile
 import textwrap
-import time
-from functools import cache
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from OpenSSL import SSL
-from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
@@ -35,39 +30,11 @@ from pypid.tls import (
 )
 from pypid.web.redirect import HTTPSRedirect, RedirectSite
 from pypid.web.site import PypidSite
-from tests.test_tap import fake_pools, site_of
-from tests.tlsca import TestCA, write
+from tests.harness_tap import fake_pools, site_of
+from tests.harness_tls import loaded, now_clock, rsa_server, shared_ca
+from tests.tlsca import write
 
 # -- fixtures ---------------------------------------------------------------------------------
-
-
-@cache
-def shared_ca():
-    """One CA for the whole module, in a folder removed at exit."""
-    folder = tempfile.mkdtemp(prefix="pypid-tls-tests-")
-    atexit.register(shutil.rmtree, folder, True)
-    return TestCA(folder)
-
-
-@cache
-def rsa_server():
-    """One RSA server certificate for the tests that only read it."""
-    return shared_ca().issue("rsa-server", kind="rsa")
-
-
-def now_clock():
-    """A clock at the current time, so fresh certificates are valid."""
-    clock = Clock()
-    clock.advance(time.time())
-    return clock
-
-
-def loaded(files, chain=True, certificate=None):
-    """A loaded L{ServerTLS} for issued C{files}."""
-    tls = ServerTLS(certificate or files.certificate, files.key,
-                    files.chain if chain else None, now_clock())
-    tls.load()
-    return tls
 
 
 def client_context(minimum=None, maximum=None, ciphers=None, verify=True):

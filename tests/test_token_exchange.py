@@ -5,7 +5,7 @@ sent; an address whose exchanges keep being refused is held back (429)
 before any verification; exchanges waiting for an issuer are bounded; and
 genuine exchanges of other publishers go on meanwhile.
 
-Through the real site, in memory, on a L{Clock} (L{tests.test_oidc.MintSiteMixin}).
+Through the real site, in memory, on a L{Clock} (L{tests.harness_oidc.MintSiteMixin}).
 """
 
 import json
@@ -18,8 +18,8 @@ from pypid.core.audit_chain import MAX_LOGIN_KEYS
 from pypid.core.publishers import PublishingSettings
 from pypid.web import token_exchange
 from tests.fakes import multipart_body, twine_fields
+from tests.harness_oidc import BASE, OTHER, OTHER_NAME, RULES, MintSiteMixin
 from tests.oidc_issuer import compact
-from tests.test_oidc import BASE, OTHER, OTHER_NAME, RULES, MintSiteMixin
 
 #: A configured issuer nobody serves (the in-memory issuers answer 404).
 DOWN = BASE + "/down"

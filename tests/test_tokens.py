@@ -258,8 +258,7 @@ class TokenFileTests(SynchronousTestCase):
         """
         from pypid.auth.policy import AccessModel
         from pypid.auth.verifier import PasswordVerifier
-        from tests.fakes import run_in_pool_now
-        from tests.test_auth import PendingPool
+        from tests.fakes import PendingPool, run_in_pool_now
 
         self.hashing = pool = PendingPool()
         import base64

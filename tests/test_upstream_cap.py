@@ -28,7 +28,7 @@ from pypid.upstream.proxy import UpstreamProxy
 from pypid.upstream.source import UpstreamSource
 from tests.distributions import make_wheel
 from tests.fakes import run_now
-from tests.test_upstream_sources import INDEX_A, ORIGIN_A, Origins, drain, page
+from tests.harness_upstream import INDEX_A, ORIGIN_A, Origins, drain, page
 
 NOW = 1767225600.0
 

@@ -26,9 +26,7 @@ from pypid.upstream.proxy import UpstreamProxy
 from pypid.web.access import Access
 from pypid.web.app import build_web
 from tests.fakes import one_index, run_in_pool_now, run_now, site_treq
-from tests.sigstore_root import TestSigstore, github_claims
-from tests.test_upstream_page import PAGE_URL, anchor, html_body
-from tests.test_upstream_sources import (
+from tests.harness_upstream import (
     BYTES_A,
     INDEX_A,
     ORIGIN_A,
@@ -38,6 +36,8 @@ from tests.test_upstream_sources import (
     make_source,
     sha,
 )
+from tests.harness_upstream_pages import PAGE_URL, anchor, html_body
+from tests.sigstore_root import TestSigstore, github_claims
 
 FILE_URL = f"http://{ORIGIN_A}/f/{WHEEL}"
 UPSTREAM_PROVENANCE = f"http://{ORIGIN_A}/integrity/widget/1.0/{WHEEL}/provenance"

@@ -7,17 +7,14 @@ upstreams, and L{SourceSide}, a source as L{pypid.core.views.compose} reads it.
 """
 
 import base64
-import hashlib
 import json
 
-import attrs
 from treq.testing import RequestSequence, RequestTraversalAgent, StringStubbingResource
 from twisted.internet.defer import ensureDeferred
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase, TestCase
-from twisted.web.resource import Resource
 
 from pypid.auth.policy import AccessModel
 from pypid.auth.tokens import TokenBook
@@ -29,37 +26,35 @@ from pypid.core.model import FileRecord
 from pypid.core.render import HTML, JSON, file_url_for
 from pypid.core.views import ChainSource, Filters, compose
 from pypid.storage.memory import MemoryStorage
-from pypid.upstream.cache import PageCache
-from pypid.upstream.confusion import UpstreamPolicy
 from pypid.upstream.factory import UpstreamPart, cache_settings
 from pypid.upstream.fetch import ACCEPT, UpstreamClient, UpstreamError
 from pypid.upstream.project_rules import ChainHosted
 from pypid.upstream.proxy import UpstreamProxy
-from pypid.upstream.source import SourceSide, UpstreamSource
+from pypid.upstream.source import SourceSide
 from pypid.web.access import Access
 from pypid.web.app import build_web
 from tests.distributions import make_wheel
 from tests.fakes import one_index, run_in_pool_now, run_now, site_treq
+from tests.harness_upstream import (
+    BYTES_A,
+    BYTES_B,
+    FILES,
+    INDEX_A,
+    INDEX_B,
+    ORIGIN_A,
+    ORIGIN_B,
+    WHEEL,
+    Origins,
+    drain,
+    make_source,
+    page,
+    sha,
+)
 from tests.upstream_server import UpstreamIndex, start_in_reactor
-
-#: Two upstreams, and a host their files may come from: three origins.
-ORIGIN_A = "127.0.0.1:9001"
-ORIGIN_B = "127.0.0.1:9002"
-FILES = "127.0.0.1:9003"
-INDEX_A = f"http://{ORIGIN_A}/simple/"
-INDEX_B = f"http://{ORIGIN_B}/simple/"
 
 SECRET = "s3cret-Pa55-7f1c"
 BASIC = b"Basic " + base64.b64encode(f"alice:{SECRET}".encode())
 ALICE = UpstreamCredentials("alice", SECRET)
-
-WHEEL = "widget-1.0-py3-none-any.whl"
-BYTES_A = make_wheel("widget", "1.0", module_text="FROM = 'a'\n")[1]
-BYTES_B = make_wheel("widget", "1.0", module_text="FROM = 'b'\n")[1]
-
-
-def sha(data):
-    return hashlib.sha256(data).hexdigest()
 
 
 def hosted_record():
@@ -67,55 +62,6 @@ def hosted_record():
     return FileRecord(filename="widget-0.1-py3-none-any.whl", project="widget", name="widget",
                       version="0.1", packagetype="bdist_wheel", path=None, size=3,
                       sha256="1" * 64, upload_time=1.0)
-
-
-def page(project, files):
-    """A PEP 691 page of C{files}: C{(filename, url, bytes)}."""
-    return json.dumps({
-        "meta": {"api-version": "1.1"}, "name": project,
-        "files": [{"filename": name, "url": url, "hashes": {"sha256": sha(data)},
-                   "size": len(data), "upload-time": "2024-01-02T03:04:05Z"}
-                  for name, url, data in files],
-    }).encode()
-
-
-class Origins(Resource):
-    """
-    Several origins in one resource, told apart by C{Host}: answers from
-    C{routes[(host, path)]}, every request recorded with its C{Authorization}.
-    """
-
-    isLeaf = True
-
-    def __init__(self):
-        Resource.__init__(self)
-        self.routes = {}
-        self.seen = []
-
-    def route(self, url, body, status=200, headers=None):
-        host, _, path = url.removeprefix("http://").partition("/")
-        self.routes[(host, "/" + path)] = (status, headers or {}, body)
-
-    def render_GET(self, request):
-        host = request.getHeader(b"host").decode()
-        path = request.uri.decode()
-        self.seen.append((host, path, request.getHeader(b"authorization")))
-        status, headers, body = self.routes.get((host, path), (404, {}, b"not here"))
-        request.setResponseCode(status)
-        request.setHeader(b"content-type", b"application/vnd.pypi.simple.v1+json")
-        for name, value in headers.items():
-            request.setHeader(name, value)
-        return body
-
-    def authorizations(self):
-        """C{{(host, path): Authorization}} of the requests made."""
-        return {(host, path): given for host, path, given in self.seen}
-
-
-def drain(agent, d):
-    for _ in range(20):
-        agent.flush()
-    return d
 
 
 class CredentialTests(SynchronousTestCase):
@@ -234,18 +180,6 @@ class CredentialTests(SynchronousTestCase):
         for secret in (SECRET, BASIC.decode(), base64.b64encode(SECRET.encode()).decode()):
             self.assertNotIn(secret, shown.replace(repr(vars(client)), ""))
         self.assertNotIn(SECRET, repr(client))
-
-
-def make_source(agent, clock, index_url, storage, name="default", labelled=False,
-                credentials=None, policy=None):
-    """A source of the upstream at C{index_url}, files kept in C{storage}."""
-    config = attrs.evolve(load_config(None).upstream, mode="cache", url=index_url)
-    host = index_url.split("/")[2]
-    client = UpstreamClient(agent, clock, index_url, (host, FILES), timeout=5,
-                            credentials=credentials)
-    pages = PageCache(lambda project: ensureDeferred(client.page(project)), clock, 600.0)
-    return UpstreamSource.create(config, policy or UpstreamPolicy("cache"), pages, client,
-                                 storage, run_now, clock, name=name, labelled=labelled)
 
 
 class TwoUpstreamsTests(SynchronousTestCase):

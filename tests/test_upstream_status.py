@@ -29,17 +29,7 @@ from pypid.upstream.source import SourceSide
 from pypid.web.access import Access
 from pypid.web.app import build_web
 from tests.fakes import one_index, run_in_pool_now, run_now, site_treq
-from tests.test_upstream_page import (
-    HTML_TYPE,
-    JSON_TYPE,
-    PAGE_URL,
-    PROJECT,
-    anchor,
-    html_body,
-    json_body,
-    json_file,
-)
-from tests.test_upstream_sources import (
+from tests.harness_upstream import (
     BYTES_A,
     BYTES_B,
     INDEX_A,
@@ -51,6 +41,16 @@ from tests.test_upstream_sources import (
     drain,
     make_source,
     sha,
+)
+from tests.harness_upstream_pages import (
+    HTML_TYPE,
+    JSON_TYPE,
+    PAGE_URL,
+    PROJECT,
+    anchor,
+    html_body,
+    json_body,
+    json_file,
 )
 
 FILE_URL = f"http://{ORIGIN_A}/f/{WHEEL}"
@@ -368,8 +368,7 @@ class NamedIndexStatusTests(SynchronousTestCase):
         C{/NAME/files/} refuses the kept file, saying why; lifted, it is served
         again from the cache.
         """
-        from tests.test_index_upstreams import VENDORED, VENDORED_BYTES, Server
-        from tests.test_upstream_sources import INDEX_B, ORIGIN_B
+        from tests.harness_upstream import INDEX_B, ORIGIN_B, VENDORED, VENDORED_BYTES, Server
         server = Server(self)
         url = f"/staging/files/vendored/{VENDORED}"
         self.assertEqual(server.request(url)[::2], (200, VENDORED_BYTES))

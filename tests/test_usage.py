@@ -32,7 +32,7 @@ from pypid.storage.interface import IUsageStorage, StorageError
 from pypid.storage.local import LocalStorage
 from pypid.storage.memory import MemoryStorage
 from tests.fakes import run_now
-from tests.test_web import WHEEL_NAME, _ServerMixin
+from tests.harness_web import WHEEL_NAME, _ServerMixin
 
 NOW = 1767225600.0 + 3600  # 2026-01-01T01:00Z
 TODAY = day_of(NOW)

@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.core.index import Index, version_key
-from pypid.core.model import FileRecord
 from pypid.core.render import HTML, JSON, file_url_for
 from pypid.core.views import (
     ENTRY_COST,
@@ -23,25 +22,12 @@ from pypid.core.views import (
 )
 from pypid.upstream.confusion import UpstreamPolicy, merged
 from pypid.upstream.parser import UpstreamFile
+from tests.harness_records import T0, record
 
 #: the links of every index here (relative: the same under every /NAME/)
 RELATIVE = file_url_for(None)
-T0 = 1767225600.0
 DAY = 86400.0
 NONE = Filters()
-
-
-def record(project="foo", version="1.0", kind="wheel", filename=None, **kwargs):
-    """A hosted file of C{project} C{version}."""
-    dist = project.replace("-", "_")
-    if filename is None:
-        filename = (f"{dist}-{version}-py3-none-any.whl" if kind == "wheel"
-                    else f"{dist}-{version}.tar.gz")
-    values = dict(filename=filename, project=project, name=project, version=version,
-                  packagetype="bdist_wheel" if kind == "wheel" else "sdist", path=None,
-                  size=100, sha256="a" * 64, upload_time=T0)
-    values.update(kwargs)
-    return FileRecord(**values)
 
 
 def upfile(project="foo", version="1.0", kind="wheel", filename=None, **kwargs):

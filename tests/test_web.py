@@ -4,14 +4,12 @@ resource tree (simple pages, files, the Klein application) over in-memory
 collaborators, with real HTTP bytes and no sockets.
 """
 
-import base64
 import gzip
 import hashlib
 import json
 import os
 
 import attrs
-import treq
 from klein import Klein
 from twisted.internet import _producer_helpers
 from twisted.internet.defer import Deferred, fail, succeed
@@ -21,9 +19,7 @@ from twisted.logger import LogLevel, capturedLogs
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.client import ResponseFailed
-from twisted.web.http_headers import Headers
 
-from pypid.auth.hashes import hash_password
 from pypid.auth.policy import AccessModel
 from pypid.auth.tokens import TokenBook
 from pypid.auth.verifier import PasswordVerifier
@@ -31,53 +27,41 @@ from pypid.core.access_rules import parse_rule
 from pypid.core.details import Details
 from pypid.core.distribution import inspect
 from pypid.core.index import Index
-from pypid.core.render import file_url_for, provenance_url_for
-from pypid.state.loader import IndexMetrics
 from pypid.storage import sidecars
-from pypid.storage.audit_log import MemoryAuditLog
-from pypid.storage.factory import StoragePart
 from pypid.storage.interface import MemoryFile, Redirect, RemoteBytes, StorageError
-from pypid.storage.local import LocalStorage
-from pypid.storage.measured import MeasuredStorage
-from pypid.storage.memory import MemoryStorage
-from pypid.web.access import Access
-from pypid.web.app import build_web
 from pypid.web.areas import Areas
-from pypid.web.audit_trail import AuditPart, AuditTrail
 from tests.distributions import (
     make_sdist,
     make_sdist_zip,
     make_wheel,
     make_zip,
-    metadata_text,
     zip_members,
 )
 from tests.fakes import (
-    FAST,
+    FakeRemote,
+    PendingPool,
     QueuedRun,
     multipart_body,
-    one_index,
     read_file,
     run_in_pool_now,
-    run_now,
-    site_agent,
-    site_treq,
     twine_fields,
     write_file,
 )
-from tests.test_auth import PendingPool
-from tests.test_respond import FakeRemote
+from tests.harness_web import (
+    JSON_TYPE,
+    ORIGIN,
+    SDIST,
+    SDIST_NAME,
+    USERS,
+    WHEEL,
+    WHEEL_META,
+    WHEEL_NAME,
+    _ServerMixin,
+    basic,
+)
 
-ORIGIN = "http://pypi.test"
-PASSWORD = "correct horse"
-USERS = {name: hash_password(PASSWORD, FAST) for name in ("alice", "dave", "eve")}
-JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 PIP_ACCEPT = ("application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; "
               "q=0.1, text/html; q=0.01")
-WHEEL_META = metadata_text("Holy.Grail", "1.0", requires_python=">=3.8",
-                           requires_dist=["attrs"], summary="The grail")
-WHEEL_NAME, WHEEL = make_wheel("Holy.Grail", "1.0", metadata=WHEEL_META)
-SDIST_NAME, SDIST = make_sdist("Holy.Grail", "1.0")
 
 
 @attrs.frozen
@@ -85,158 +69,6 @@ class _Area:
     """An area of L{pypid.web.app} reduced to its Klein C{app}."""
 
     app: Klein
-
-
-def basic(user="alice", password=PASSWORD):
-    """Return the Basic Authorization header value for C{user}."""
-    return b"Basic " + base64.b64encode(f"{user}:{password}".encode())
-
-
-class _ServerMixin:
-    """Builds the resource tree and site with L{build_web}, as the server does, in memory."""
-
-    read = "everyone"
-    base_url = None
-    max_upload_size = 10 << 20
-    #: whether the test needs the local disk backend (its folder, its thread
-    #: pool, its failures); others run on the in-memory storage
-    on_disk = False
-
-    def setUp(self):
-        self.clock = Clock()
-        self.clock.advance(1767225600)
-        folder = os.path.abspath(self.mktemp())
-        if self.on_disk:
-            self.storage = LocalStorage(folder, self.make_storage_run(), self.clock)
-        else:
-            self.storage = MemoryStorage(os.path.join(folder, "spool"), self.clock)
-        prepared = self.storage.prepare()
-        self.finish_storage_work()
-        self.successResultOf(prepared)
-        self.index = Index(file_url_for(self.base_url),
-                           provenance_url=provenance_url_for(self.base_url))
-        verifier = PasswordVerifier(USERS, self.clock, None, run_in_pool=self.hashing_pool())
-        self.access = Access(self.access_model(), verifier, tokens=self.token_book())
-        served = self.served_storage(self.storage)
-        audit = AuditTrail(MemoryAuditLog(self.clock), self.clock)
-        self.web = build_web(one_index(self.index, served, self.clock, usage=self.usage_log(),
-                             bin=self.recycle_bin()), self.access, self.make_run(), self.clock,
-                             max_upload_size=self.max_upload_size, base_url=self.base_url,
-                             audit=audit, sources=self.metric_sources(served, audit),
-                             attestations=self.attestation_check(),
-                             registry=self.index_registry())
-        self.root = self.web.root
-        self.client = site_treq(self.web.site)
-
-    def metric_sources(self, served, audit):
-        """What C{/metrics} exposes beside the site, as the server wires it."""
-        sources = [IndexMetrics(self.index), AuditPart(audit)]
-        if isinstance(served, MeasuredStorage):
-            sources.append(StoragePart(served))
-        return sources
-
-    def access_model(self):
-        """Who may do what: C{read} for everyone, unless a test needs otherwise."""
-        return AccessModel(read=self.read)
-
-    def make_storage_run(self):
-        """The storage's C{run(f, *args)}: synchronous unless a test needs otherwise."""
-        return run_now
-
-    def make_run(self):
-        """The resources' C{run(f, *args)} (bodies, inspection): synchronous unless a test
-        needs otherwise."""
-        return run_now
-
-    def hashing_pool(self):
-        """How passwords are hashed: at once unless a test needs otherwise."""
-        return run_in_pool_now
-
-    def token_book(self):
-        """The API tokens: none unless a test needs them."""
-        return None
-
-    def attestation_check(self):
-        """What checks uploads' attestations: none (they are refused) unless a test needs one."""
-        return None
-
-    def usage_log(self):
-        """What counts downloads: nothing unless a test needs it."""
-        return None
-
-    def recycle_bin(self):
-        """Where deleted files wait: none (deleted at once) unless a test needs one."""
-        return None
-
-    def index_registry(self):
-        """The server's indexes, for the admin areas that read them: none unless needed."""
-        return None
-
-    def stored(self, record):
-        """The bytes the storage keeps for C{record}, whichever backend it is."""
-        location = self.storage.locate(record)
-        return location.data if isinstance(location, MemoryFile) else read_file(location.path)
-
-    def finish_storage_work(self):
-        """Complete whatever storage work L{make_storage_run}'s runner holds back."""
-
-    def served_storage(self, storage):
-        """The storage the resources are given: the local one, unless a test needs otherwise."""
-        return storage
-
-    # -- requests --------------------------------------------------------------
-
-    def request(self, method, path, headers=None, auth=False, **kwargs):
-        """Make a request and return C{(response, body)}."""
-        headers = dict(headers or {})
-        if auth:
-            headers["Authorization"] = basic() if auth is True else auth
-        kwargs.setdefault("allow_redirects", False)
-        response = self.successResultOf(
-            self.client.request(method, ORIGIN + path, headers=headers, **kwargs))
-        body = self.successResultOf(response.content())
-        return response, body
-
-    def raw(self, method, path, headers=None):
-        """
-        Make a request exactly as given and return C{(response, body)}: unlike
-        treq, no C{Accept-Encoding: gzip} is added and nothing is decompressed.
-        """
-        agent = site_agent(self.web.site)
-        headers = Headers({k.encode(): [v.encode()] for k, v in (headers or {}).items()})
-        response = self.successResultOf(
-            agent.request(method.encode(), (ORIGIN + path).encode(), headers))
-        return response, self.successResultOf(treq.content(response))
-
-    def get(self, path, **kwargs):
-        """GET C{path}."""
-        return self.request("GET", path, **kwargs)
-
-    def header(self, response, name):
-        """The first value of a response header, as bytes, or L{None}."""
-        values = response.headers.getRawHeaders(name.encode("ascii"))
-        return values[0] if values else None
-
-    def upload(self, filename=WHEEL_NAME, data=WHEEL, auth=True, path="/legacy/", fields=None,
-               **extra):
-        """Upload a file the way twine does and return C{(response, body)}."""
-        if fields is None:
-            values = {} if filename.endswith(".whl") else {"filetype": "sdist",
-                                                            "pyversion": "source"}
-            values.update(extra)
-            fields = twine_fields("Holy.Grail", "1.0", data, **values)
-        ctype, body = multipart_body(fields, [("content", filename, data)])
-        return self.request("POST", path, headers={"Content-Type": ctype}, auth=auth, data=body)
-
-    def uploaded(self, filename=WHEEL_NAME, data=WHEEL):
-        """Upload a file that must be accepted."""
-        response, body = self.upload(filename, data)
-        self.assertEqual(response.code, 200, body)
-
-    def assertNothingStored(self):
-        """Assert the index is empty and no upload was left in the spool folder."""
-        self.assertEqual(len(self.index), 0)
-        self.assertEqual(os.listdir(self.storage.temp_dir), [])
 
 
 class UploadTests(_ServerMixin, SynchronousTestCase):

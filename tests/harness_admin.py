@@ -1,0 +1,40 @@
+"""
+C{pypid-admin export} and C{import} run in the test's process
+(L{run_admin}), as its parser would call them; they were
+L{tests.test_migrate}'s.
+
+Test modules are leaves: what several of them share lives in a harness
+module, C{tests/harness_<area>.py}, one per area of pypid whose tests share
+fixtures, named after the test module(s) the fixtures were written for
+(doubles that stand in for one collaborator are in L{tests.fakes}; the
+end-to-end daemon is L{tests.e2e}'s). A harness holds helpers, constants
+and mixins, never a TestCase with tests, so trial runs each test once;
+L{tests.test_layers.TestModuleTests} keeps any test module from importing
+another.
+"""
+
+from twisted.internet import reactor
+
+
+def admin_options(command, **fields):
+    """The C{pypid-admin} options of C{export} or C{import}, as its parser gives them."""
+    import argparse
+
+    values = {"command": command, "kind": None, "index": [], "map": [], "flatten": False,
+              "verbose": False, "s3_endpoint": None, "s3_region": None}
+    values.update(fields)
+    return argparse.Namespace(**values)
+
+
+async def run_admin(config_path, command, **fields):
+    """Run C{pypid-admin export} or C{import} in this process; return C{(code, out, err)}."""
+    import io
+
+    from pypid.cli.bundle import import_command, pack_command
+    from pypid.config import load_config
+
+    config = load_config(config_path, (), environ={})
+    out, err = io.StringIO(), io.StringIO()
+    run = import_command if command == "import" else pack_command
+    code = await run(config, admin_options(command, **fields), reactor, out, err)
+    return code, out.getvalue(), err.getvalue()

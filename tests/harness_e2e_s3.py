@@ -1,0 +1,34 @@
+"""
+The C{--set} overrides that put an end-to-end daemon on a bucket of moto's
+S3 server (L{s3_settings}), and how often it syncs (C{SYNC}); they were
+L{tests.test_e2e_s3}'s.
+
+Test modules are leaves: what several of them share lives in a harness
+module, C{tests/harness_<area>.py}, one per area of pypid whose tests share
+fixtures, named after the test module(s) the fixtures were written for
+(doubles that stand in for one collaborator are in L{tests.fakes}; the
+end-to-end daemon is L{tests.e2e}'s). A harness holds helpers, constants
+and mixins, never a TestCase with tests, so trial runs each test once;
+L{tests.test_layers.TestModuleTests} keeps any test module from importing
+another.
+"""
+
+from tests import s3server
+
+#: How often the daemons of these tests look for each other's changes.
+SYNC = 0.5
+
+
+def s3_settings(bucket, endpoint=None, **extra):
+    """The C{--set} overrides that put a daemon on C{bucket}."""
+    settings = {
+        "storage.backend": "s3",
+        "s3.bucket": bucket,
+        "s3.prefix": "packages/",
+        "s3.endpoint_url": endpoint or s3server.endpoint(),
+        "s3.access_key": s3server.ACCESS_KEY,
+        "s3.secret_key": s3server.SECRET_KEY,
+        "s3.sync_interval": str(SYNC),
+    }
+    settings.update({f"s3.{key}": value for key, value in extra.items()})
+    return settings

@@ -1,0 +1,92 @@
+"""
+The static export's fixtures (they were L{tests.test_export}'s): the
+distributions exported (C{FILES}), records made up for the pure plan
+(L{make_record}), and L{ExportCase}, exports of in-memory and on-disk
+storages into a folder.
+
+Test modules are leaves: what several of them share lives in a harness
+module, C{tests/harness_<area>.py}, one per area of pypid whose tests share
+fixtures, named after the test module(s) the fixtures were written for
+(doubles that stand in for one collaborator are in L{tests.fakes}; the
+end-to-end daemon is L{tests.e2e}'s). A harness holds helpers, constants
+and mixins, never a TestCase with tests, so trial runs each test once;
+L{tests.test_layers.TestModuleTests} keeps any test module from importing
+another.
+"""
+
+import hashlib
+import os
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from pypid.export.exporter import Exporter
+from pypid.export.plan import ExportSettings
+from pypid.export.target import LocalTarget
+from pypid.storage.local import LocalStorage
+from pypid.storage.memory import MemoryStorage
+from tests.distributions import make_sdist, make_wheel, metadata_text
+from tests.fakes import read_file, run_now, write_file
+
+ALPHA_WHEEL = make_wheel("Alpha", "1.0", metadata=metadata_text(
+    "Alpha", "1.0", requires_python=">=3.8", summary="The first letter"))
+ALPHA_SDIST = make_sdist("Alpha", "1.0")
+ALPHA_OLD = make_wheel("Alpha", "0.9")
+BETA_WHEEL = make_wheel("beta", "2.0", requires_dist=["alpha>=1.0"])
+FILES = (ALPHA_WHEEL, ALPHA_SDIST, ALPHA_OLD, BETA_WHEEL)
+
+
+def make_record(filename, project="alpha", version="1.0", **fields):
+    """A record made up for the pure tests."""
+    values = dict(filename=filename, project=project, name=project, version=version,
+                  packagetype="bdist_wheel", path=filename, size=3,
+                  sha256=hashlib.sha256(filename.encode()).hexdigest(),
+                  upload_time=1767225600.0)
+    values.update(fields)
+    from pypid.core.model import FileRecord
+    return FileRecord(**values)
+
+
+class ExportCase(SynchronousTestCase):
+    """Exports of in-memory and on-disk storages into a folder."""
+
+    def setUp(self):
+        self.clock = Clock()
+        self.clock.advance(1767225600)
+        self.dest = os.path.abspath(self.mktemp())
+
+    def memory(self, *files):
+        """A memory storage holding C{files} (found by its scan)."""
+        storage = MemoryStorage(os.path.abspath(self.mktemp()), self.clock)
+        for filename, data in files:
+            storage.objects[filename] = data
+        # (read once, as the daemon would: the export's own scan writes nothing)
+        self.successResultOf(storage.scan())
+        return storage
+
+    def folder(self, *files, mode=0o644):
+        """A storage folder holding C{files}, read once (its sidecars written)."""
+        root = os.path.abspath(self.mktemp())
+        for filename, data in files:
+            os.chmod(write_file(os.path.join(root, filename), data), mode)
+        storage = LocalStorage(root, run_now, self.clock)
+        self.successResultOf(storage.scan())
+        return LocalStorage(root, run_now, self.clock)
+
+    def records(self, storage):
+        return self.successResultOf(storage.scan()).records
+
+    def exporter(self, storage, settings=None, people=None, full=False, links="auto",
+                 snapshot=None):
+        return Exporter(storage, LocalTarget(self.dest, links), settings or ExportSettings(),
+                        run_now, snapshot, people=people, full=full)
+
+    def export(self, storage, **kwargs):
+        return self.successResultOf(self.exporter(storage, **kwargs).export())
+
+    def read(self, path):
+        full = os.path.join(self.dest, path)
+        return read_file(full) if os.path.exists(full) else None
+
+    def exists(self, path):
+        return os.path.exists(os.path.join(self.dest, path))

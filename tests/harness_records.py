@@ -1,0 +1,59 @@
+"""
+File records made up for the pure tests: L{make_record} and L{file_url} (the
+index's, from L{tests.test_index}) and L{record} at C{T0} (the views',
+from L{tests.test_views}).
+
+Test modules are leaves: what several of them share lives in a harness
+module, C{tests/harness_<area>.py}, one per area of pypid whose tests share
+fixtures, named after the test module(s) the fixtures were written for
+(doubles that stand in for one collaborator are in L{tests.fakes}; the
+end-to-end daemon is L{tests.e2e}'s). A harness holds helpers, constants
+and mixins, never a TestCase with tests, so trial runs each test once;
+L{tests.test_layers.TestModuleTests} keeps any test module from importing
+another.
+"""
+
+from pypid.core.model import FileRecord
+
+
+def file_url(record):
+    """The file URL the tests' index links files by."""
+    return f"https://files.example/{record.project}/{record.filename}"
+
+
+def make_record(project="holy-grail", version="1.0", kind="wheel", name=None, **kwargs):
+    """Return a record for a file of C{project} C{version}."""
+    dist = project.replace("-", "_")
+    if kind == "wheel":
+        filename, packagetype = f"{dist}-{version}-py3-none-any.whl", "bdist_wheel"
+    else:
+        filename, packagetype = f"{dist}-{version}.tar.gz", "sdist"
+    values = dict(
+        filename=filename,
+        project=project,
+        name=name or project,
+        version=version,
+        packagetype=packagetype,
+        path=filename,
+        size=100,
+        sha256="a" * 64,
+        upload_time=1767225600.0,
+    )
+    values.update(kwargs)
+    return FileRecord(**values)
+
+
+T0 = 1767225600.0
+
+
+def record(project="foo", version="1.0", kind="wheel", filename=None, **kwargs):
+    """A hosted file of C{project} C{version}."""
+    dist = project.replace("-", "_")
+    if filename is None:
+        filename = (f"{dist}-{version}-py3-none-any.whl" if kind == "wheel"
+                    else f"{dist}-{version}.tar.gz")
+    values = dict(filename=filename, project=project, name=project, version=version,
+                  packagetype="bdist_wheel" if kind == "wheel" else "sdist", path=None,
+                  size=100, sha256="a" * 64, upload_time=T0)
+    values.update(kwargs)
+    return FileRecord(**values)
