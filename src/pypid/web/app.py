@@ -87,13 +87,14 @@ from pypid.web.legacy import LegacyJSON
 from pypid.web.people import AssetsResource, IndexSwitcher, PeoplePages, ReaderChrome
 from pypid.web.project_pages import ProjectPages
 from pypid.web.promote import Promote
-from pypid.web.publish import AttestationCheck, NoAttestations, Publish
+from pypid.web.publish import Publish
 from pypid.web.recycle_admin import RecycleAdmin
 from pypid.web.retention_admin import RetentionAdmin
 from pypid.web.simple import RootResource
 from pypid.web.site import PypidSite
 from pypid.web.token_admin import TokenAdmin
 from pypid.web.token_exchange import TrustedPublishingArea
+from pypid.web.upload_store import AttestationCheck, NoAttestations
 from pypid.web.usage_admin import UsageAdmin
 
 if TYPE_CHECKING:
