@@ -95,6 +95,7 @@ class _PromoteCase(SynchronousTestCase):
         users = {name: hash_password(PASSWORD, FAST) for name in ("alice", "bob", "carol", "root")}
         verifier = PasswordVerifier(users, self.clock, None, run_in_pool=run_in_pool_now)
         self.tokens = TokenBook(self.clock)
+        self.verifier = verifier
         self.access = Access(model(), verifier, tokens=self.tokens)
         self.log = MemoryAuditLog(self.clock)
         self.trail = AuditTrail(self.log, self.clock)
@@ -498,8 +499,8 @@ class HiddenHashTests(_PromoteCase):
 
     def setUp(self):
         super().setUp()
-        self.access.model = attrs.evolve(model(), rules=(
-            parse_rule("release/widget", "user:bob w", 0),))
+        self.access.reconfigure(attrs.evolve(model(), rules=(
+            parse_rule("release/widget", "user:bob w", 0),)), self.verifier, self.tokens)
         self.host("staging", [WHEEL])
         self.other = make_wheel("widget", "1.2", module_text="other bytes")
         self.host("release", [self.other])

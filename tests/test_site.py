@@ -13,8 +13,8 @@ from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
 
-from pypid.web.access import IRequestAuth
 from pypid.web.body import MAX_PLAIN_BODY, PlainBody, SpooledForm
+from pypid.web.request_auth import IRequestAuth
 from pypid.web.site import PypidSite
 from tests.harness_tls import tls_connection
 

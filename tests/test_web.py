@@ -1762,3 +1762,35 @@ class ReleaseSpellingTests(_ServerMixin, SynchronousTestCase):
             response, body = self.send("1.0.0", make_wheel("Holy.Grail", "1.0.0", tag=tag))
             self.assertEqual(response.code, 200, (tag, body))
         self.assertEqual(len(self.index), 3)
+
+
+class IndexServerTests(SynchronousTestCase):
+    """L{pypid.web.app.IndexServer}: every index's answers, made alike."""
+
+    def test_mount(self):
+        """
+        The default index's answers come first; the named ones' answer under
+        their names (none without any), each hosted one with its own uploads.
+        """
+        from pypid.core.render import file_url_for
+        from pypid.storage.memory import MemoryStorage
+        from pypid.web.access import Access
+        from pypid.web.app import build_web
+        from pypid.web.index_root import IndexRoot
+        from pypid.web.publish import Publish
+        from tests.fakes import one_index, run_now
+        clock = Clock()
+        storage = MemoryStorage(os.path.abspath(self.mktemp()), clock)
+        access = Access(AccessModel(), PasswordVerifier({}, clock, None))
+        default = one_index(Index(file_url_for("/")), storage, clock)
+        web = build_web(default, access, run_now, clock, max_upload_size=1000)
+        self.assertIsNone(web.indexes)
+        self.assertIsNone(web.serve_index.mount(default)[1])
+        staging = one_index(Index(file_url_for("/staging/")), storage, clock, name="staging")
+        served, named = web.serve_index.mount(default + staging)
+        self.assertEqual(served.name, "default")
+        self.assertIsInstance(named, IndexRoot)
+        self.assertEqual(sorted(named.served), [b"staging"])
+        self.assertEqual(named.served[b"staging"].name, "staging")
+        self.assertTrue(any(isinstance(area, Publish)
+                            for area in named.served[b"staging"].areas))

@@ -1,56 +1,40 @@
 """
-Who may do what, applied to requests: the bridge from HTTP Basic headers to
-L{pypid.auth.verifier}'s verifier and policy.
+Who may do what, applied to requests: the gates every route passes
+through, joining who is asking (L{pypid.web.identification}: credentials,
+tokens, the login throttle) to what they may do (L{pypid.web.permissions}:
+rules and grants), and answering with the refusals HTTP clients see.
 
 Reads are the hot path: when the policy lets everyone read, L{Access.gate_read}
 answers L{None} at once and no header is even parsed.
-
-Only credentials that need a check of their own meet the login throttle:
-those verified lately, and those identical to credentials being checked
-(which share that check's result), pass straight to the verifier, so a burst
-of the right password never throttles itself; a token is checked first (a
-digest comparison) and only a wrong one meets it. The throttle counts the
-client the site resolved for the request (L{client_address}: behind a
-trusted proxy, the client it names); see L{pypid.auth.throttle} for the
-whole rule.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from typing import Protocol, TypeVar, cast
+from typing import cast
 
 import attrs
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
-from twisted.python.components import registerAdapter
-from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 from twisted.web.iweb import IRequest
-from twisted.web.server import Request
-from zope.interface import Attribute, Interface, implementer
+from zope.interface import implementer
 
-from pypid.auth.basic import MalformedCredentials, parse_basic
 from pypid.auth.factory import make_access_parts, make_publishing, reloaded_oidc_http
-from pypid.auth.oidc import PublisherTokens, is_publisher
+from pypid.auth.oidc import PublisherTokens
 from pypid.auth.policy import AccessModel
 from pypid.auth.throttle import LoginThrottle
-from pypid.auth.tokens import TOKEN_USER, Token, TokenBook, presented_id
-from pypid.auth.verifier import Busy, DirectoryUnavailable, Identity, PasswordVerifier
+from pypid.auth.tokens import Token, TokenBook
+from pypid.auth.verifier import Identity, PasswordVerifier
 from pypid.config import Config
-from pypid.core.access_rules import READ, WRITE
-from pypid.core.http_errors import (
-    Forbidden,
-    NotFound,
-    TooManyRequests,
-    Unauthorized,
-    Unavailable,
-)
+from pypid.core.access_rules import WRITE
+from pypid.core.http_errors import Forbidden, NotFound, Unauthorized
 from pypid.core.index_names import DEFAULT as DEFAULT_INDEX
 from pypid.core.parts import IReloadable
-from pypid.web.request_client import IRequestClient, peer_host
+from pypid.web.identification import FailedLogins, Identification
+from pypid.web.permissions import Permissions
+from pypid.web.request_auth import identity_of, remember
 
 #: What a change (an upload, a yank, a delete) answers without credentials.
 UPLOAD_LOGIN = "authentication is required to upload"
@@ -61,115 +45,54 @@ READ_LOGIN = "authentication is required to read this index"
 #: What a path no route takes answers; a hidden index's paths too.
 NO_SUCH_PAGE = "no such page"
 
-#: What a change answers whose credentials were revoked, or whose user was
-#: removed, while it was under way (L{Access.confirm}).
-REVOKED = ("these credentials were revoked, or their user removed or changed, while the "
-           "request was under way")
 
-#: Characters of a token's id the throttle counts it by: more than an id
-#: has (8), so that made-up ids cannot make its keys large.
-_TOKEN_ID_KEPT = 16
-
-
-_Identity = TypeVar("_Identity", Identity, Identity | None)
-
-
-class FailedLogins(Protocol):
-    """Where failed and throttled logins are recorded (L{pypid.web.audit_trail.AuditTrail})."""
-
-    def login_failed(self, user: str | None, address: str | None, token: str | None = None,
-                     throttled: bool = False) -> None:
-        """Record a failed (or throttled) login."""
-
-
-class IRequestAuth(Interface):
-    """What is known of who sent a request: its L{RequestAuth} component."""
-
-    credentials = Attribute("C{(user, password)} of an upload, or L{None}.")
-    verified = Attribute("A L{Deferred} of the upload's L{Identity}, or L{None}.")
-    identity = Attribute("The verified L{Identity}, or L{None}.")
-    generation = Attribute("The gate's L{Access.generation} when the check began, or L{None}.")
-
-
-@attrs.define
-class RequestAuth:
-    """
-    Who sent a request, as far as the server found out: kept on the request
-    as its L{IRequestAuth} component (C{IRequestAuth(request)}), so the site,
-    the gates and the routes read and write one typed place.
-
-    @ivar credentials: C{(user, password)} of an upload, parsed by the site
-        from its C{Authorization} header before the body.
-    @ivar verified: a L{Deferred} of the upload's L{Identity}, when the site
-        began verifying the credentials before the body; the upload route
-        waits for it rather than checking (and counting failures) twice.
-    @ivar identity: the verified L{Identity}, once a gate let the request
-        through; L{None} for an anonymous request.
-    @ivar generation: the gate's L{Access.generation} when the check of the
-        credentials began, so that a change can tell whether a reload came
-        in between (L{Access.confirm}).
-    """
-
-    credentials: tuple[str, str] | None = None
-    verified: Deferred[Identity | None] | None = None
-    identity: Identity | None = None
-    #: the gate's L{Access.generation} when the credentials' check began
-    generation: int | None = None
-
-
-registerAdapter(lambda request: RequestAuth(), Request, IRequestAuth)
-
-
-def identity_of(request: IRequest) -> Identity | None:
-    """The L{Identity} a gate verified for C{request}, or L{None}."""
-    return IRequestAuth(request).identity
-
-
-@attrs.define
+@attrs.define(init=False)
 class Access:
     """
-    @ivar _verifier: a L{pypid.auth.verifier.PasswordVerifier}.
+    The gates: who is asking (its L{Identification}) and what they may do
+    (its L{Permissions}, taken whole again at each reload), asked for a
+    request.
     """
 
-    #: the L{pypid.auth.policy.AccessModel}
-    model: AccessModel
-    _verifier: PasswordVerifier
-    #: a L{pypid.auth.throttle.LoginThrottle}, or L{None}
-    _throttle: LoginThrottle | None = None
-    #: the L{pypid.auth.tokens.TokenBook}, or L{None} when tokens are not used
-    tokens: TokenBook | None = None
-    #: the L{pypid.web.audit_trail.AuditTrail} that failed and throttled logins
-    #: are recorded in, or L{None}
-    audit: FailedLogins | None = None
-    #: the L{pypid.auth.oidc.PublisherTokens} trusted publishing minted, or L{None}
-    publishers: PublisherTokens | None = None
-    #: how many times the rules and users were reloaded (L{reconfigure}):
-    #: a change whose credentials were checked before a reload has them
-    #: checked again as it commits (L{confirm})
-    generation: int = attrs.field(init=False, default=0)
-    _open_reads: bool = attrs.field(init=False, default=True)
-    #: the same, for each named index (issue 26)
-    _open_index_reads: dict[str, bool] = attrs.field(init=False, factory=dict)
-    #: each named index anonymous clients may enter (read at all)
-    _open_entries: frozenset[str] = attrs.field(init=False, factory=frozenset)
-    #: whether some named index is hidden from anonymous clients: then a
-    #: path that names no index asks them for credentials too (L{gate_index})
-    _hidden_from_anonymous: bool = attrs.field(init=False, default=False)
+    _identification: Identification
+    _permissions: Permissions
 
-    def __attrs_post_init__(self) -> None:
-        # Whether anonymous clients read every project: then reads need no
-        # credentials at all, and pages no filtering (the hot path).
-        self._take_open_reads()
+    def __init__(self, model: AccessModel, verifier: PasswordVerifier,
+                 throttle: LoginThrottle | None = None, tokens: TokenBook | None = None,
+                 audit: FailedLogins | None = None,
+                 publishers: PublisherTokens | None = None) -> None:
+        """
+        @param model: the L{pypid.auth.policy.AccessModel}.
+        @param throttle: the L{pypid.auth.throttle.LoginThrottle}, or L{None}.
+        @param tokens: the L{pypid.auth.tokens.TokenBook}, or L{None} when
+            tokens are not used.
+        @param audit: the L{pypid.web.audit_trail.AuditTrail} that failed
+            and throttled logins are recorded in, or L{None}.
+        @param publishers: the L{pypid.auth.oidc.PublisherTokens} trusted
+            publishing minted, or L{None}.
+        """
+        self.__attrs_init__(Identification(verifier, throttle, tokens, audit, publishers),
+                            Permissions.of(model))
 
-    def _take_open_reads(self) -> None:
-        model = self.model
-        self._open_reads = model.reads_everything(None)
-        self._open_index_reads = {index: model.reads_everything(None, index=index)
-                                  for index in model.indexes}
-        self._open_entries = frozenset(index for index in model.indexes
-                                       if model.may_enter(None, READ, index))
-        self._hidden_from_anonymous = any(index not in self._open_entries
-                                          for index in model.indexes if index != DEFAULT_INDEX)
+    @property
+    def model(self) -> AccessModel:
+        """The L{pypid.auth.policy.AccessModel} in force."""
+        return self._permissions.model
+
+    @property
+    def tokens(self) -> TokenBook | None:
+        """The L{pypid.auth.tokens.TokenBook}, or L{None} when tokens are not used."""
+        return self._identification.tokens
+
+    @property
+    def publishers(self) -> PublisherTokens | None:
+        """The L{pypid.auth.oidc.PublisherTokens} trusted publishing minted, or L{None}."""
+        return self._identification.publishers
+
+    @property
+    def generation(self) -> int:
+        """How many times the rules and users were reloaded (L{reconfigure})."""
+        return self._identification.generation
 
     def reconfigure(self, model: AccessModel, verifier: PasswordVerifier,
                     tokens: TokenBook | None) -> None:
@@ -180,11 +103,8 @@ class Access:
         once. Requests under way read with what they were given; a change
         under way is checked again as it commits (L{confirm}).
         """
-        self.generation += 1
-        self.model = model
-        self._verifier = verifier
-        self.tokens = tokens
-        self._take_open_reads()
+        self._identification.reconfigure(verifier, tokens)
+        self._permissions = Permissions.of(model)
 
     # -- per project ---------------------------------------------------------------
 
@@ -194,17 +114,12 @@ class Access:
         identity = identity_of(request)
         return identity.name if identity is not None else None
 
-    def _open(self, index: str) -> bool:
-        """Whether anonymous clients read every project of C{index}."""
-        if index == DEFAULT_INDEX:
-            return self._open_reads
-        return self._open_index_reads.get(index, self._open_reads)
-
     def may_read(self, request: IRequest, project: str, index: str = DEFAULT_INDEX) -> bool:
         """Whether the request may see C{project} of C{index} (others answer 404)."""
-        if self._open(index):
+        permissions = self._permissions
+        if permissions.open(index):
             return True
-        return self.identity_may_read(identity_of(request), project, index)
+        return permissions.may_read(identity_of(request), project, index)
 
     def identity_may_read(self, identity: Identity | None, project: str,
                           index: str = DEFAULT_INDEX) -> bool:
@@ -212,12 +127,7 @@ class Access:
         Whether C{identity} (L{None}: anonymous) may see C{project} of
         C{index}, token scope included.
         """
-        if identity is None:
-            return self.model.may_read(None, project, index=index)
-        token: Token | None = identity.token
-        if token is not None and not token.covers("read", project, index):
-            return False
-        return self.model.may_read(identity.name, project, identity.groups, index)
+        return self._permissions.may_read(identity, project, index)
 
     def cache_key(self, request: IRequest,
                   ) -> tuple[str, str | None, frozenset[str]] | None:
@@ -234,218 +144,49 @@ class Access:
     def may_write(self, identity: Identity | None, project: str,
                   index: str = DEFAULT_INDEX) -> bool:
         """Whether C{identity} may upload to, yank or delete in C{project} of C{index}."""
-        if identity is None:
-            return self.model.may_write(None, project, index=index)
-        token: Token | None = identity.token
-        if token is not None:
-            if not token.covers("upload", project, index):
-                return False
-            if is_publisher(identity.name):
-                return True  # (its [publishers] rules are its grant, whatever [acl] says)
-        return self.model.may_write(identity.name, project, identity.groups, index)
+        return self._permissions.may_write(identity, project, index)
 
     def reads_everything(self, request: IRequest, index: str = DEFAULT_INDEX) -> bool:
         """Whether the request may see every project of C{index} (pages need no filtering)."""
-        if self._open(index):
+        permissions = self._permissions
+        if permissions.open(index):
             return True
-        identity = identity_of(request)
-        if identity is None:
-            return self.model.reads_everything(None, index=index)
-        token: Token | None = identity.token
-        if token is not None and (token.projects or "read" not in token.actions
-                                  or (token.indexes and index not in token.indexes)):
-            return False
-        return self.model.reads_everything(identity.name, identity.groups, index)
+        return permissions.reads_everything(identity_of(request), index)
 
     def is_local_user(self, name: str) -> bool:
         """Whether C{name} is a user of C{[users]} or the htpasswd file (not the directory's)."""
-        return self._verifier.knows(name)
+        return self._identification.knows(name)
 
     def is_admin(self, identity: Identity | None) -> bool:
         """Whether C{identity} is an admin (with a password: tokens never are)."""
-        return (identity is not None and identity.token is None
-                and self.model.is_admin(identity.name, identity.groups))
+        return self._permissions.is_admin(identity)
+
+    # -- who is asking -------------------------------------------------------------
 
     def identify(self, request: IRequest, credentials: tuple[str, str] | None = None,
                  ) -> Deferred[Identity | None]:
         """
-        Find who sent the request.
+        Find who sent the request (L{Identification.identify}).
 
         @param credentials: C{(user, password)} already parsed, if any.
         @return: L{Deferred} firing with an L{pypid.auth.verifier.Identity}, or L{None}
             for an anonymous request; failing with L{Unauthorized} for
             malformed or wrong credentials.
         """
-        if credentials is None:
-            try:
-                credentials = request_credentials(request)
-            except MalformedCredentials as e:
-                return fail(Unauthorized(f"Authorization: {e}"))
-            if credentials is None:
-                return succeed(None)
-        user, password = credentials
-        throttle = self._throttle
-        if throttle is not None and user == TOKEN_USER:
-            return self._identify_token(request, password, throttle)
-        if throttle is None or not self._needs_new_check(user, password):
-            # Verified lately, or the very same credentials are being checked
-            # (a burst of the right password): join, with no throttle
-            # accounting, so such a burst is never held back by itself.
-            d = self._authenticate(user, password)
-            d.addCallback(self._audit_failure, request, user, password)
-            d.addCallbacks(_known, _busy)
-            return d
-        address = client_address(request)
-        key, guessable = self._throttle_key(user, password)
-        wait = throttle.wait(key, address, guessable)
-        if wait:
-            return fail(self._throttled(request, user, password, wait))
-
-        def checked(identity: Identity | None | Failure) -> Identity | None | Failure:
-            if isinstance(identity, Failure):
-                throttle.abandoned(key, address, guessable)  # (the check could not run: Busy)
-            elif identity is None:
-                throttle.failed(key, address, guessable)
-            else:
-                throttle.succeeded(key, address, guessable)
-            return identity
-        throttle.started(key, address, guessable)
-        d = self._authenticate(user, password)
-        d.addBoth(checked)
-        d.addCallback(self._audit_failure, request, user, password)
-        d.addCallbacks(_known, _busy)
-        return d
+        return self._identification.identify(request, credentials)
 
     async def confirm(self, request: IRequest, identity: Identity) -> Identity:
         """
-        C{identity}, the request's, checked again as its change commits (an
-        upload is stored, a file yanked or deleted): a change must not be
-        made by credentials that were revoked, or a user that was removed,
-        while it was under way (its body arriving, its password being
-        hashed, its lock awaited).
-
-        A token is checked again every time: a digest comparison, nothing
-        to wait for, and the only way to see a revocation (which changes
-        the token book, not the rules). A password is checked again only
-        when the rules and users were reloaded since its check began: with
-        the new verifier, so a removed user, a changed password or a
-        directory that no longer lets the user in is refused, at the cost
-        of one more hash in that rare case. The caller then applies the
-        rules in force now to the identity returned (its groups may have
-        changed too).
+        C{identity}, the request's, checked again as its change commits
+        (L{Identification.confirm}); the caller then applies the rules in
+        force now to the identity returned.
 
         @raise Unauthorized: the credentials no longer hold.
-        @raise Unavailable: they cannot be checked now (the verifier is busy,
-            or the directory cannot be reached).
+        @raise Unavailable: they cannot be checked now.
         """
-        auth = IRequestAuth(request)
-        if identity.token is None and auth.generation == self.generation:
-            return identity
-        credentials = auth.credentials
-        if credentials is None:
-            try:
-                credentials = request_credentials(request)
-            except MalformedCredentials:
-                credentials = None
-        again = None
-        if credentials is not None:
-            checking = self._authenticate(*credentials)
-            checking.addErrback(_busy)
-            again = await checking
-        if again is None or again.name != identity.name:
-            raise Unauthorized(REVOKED)
-        auth.generation = self.generation
-        return _remember(again, request)
+        return await self._identification.confirm(request, identity)
 
-    def _identify_token(self, request: IRequest, password: str,
-                        throttle: LoginThrottle) -> Deferred[Identity | None]:
-        """
-        A token is checked first (a digest comparison: no thread, no wait),
-        so a right one is never held back by what others tried from its
-        address (L{pypid.auth.throttle}, rule 1); a wrong one meets the
-        throttle, and counts as a failure unless it is held back.
-        """
-        identity = self._token_identity(password)
-        if identity is not None:
-            return succeed(identity)
-        address = client_address(request)
-        key, guessable = self._throttle_key(TOKEN_USER, password)
-        wait = throttle.wait(key, address, guessable)
-        if wait:
-            return fail(self._throttled(request, TOKEN_USER, password, wait))
-        throttle.started(key, address, guessable)
-        throttle.failed(key, address, guessable)
-        self._audit_failure(None, request, TOKEN_USER, password)
-        return fail(Unauthorized("wrong user name or password"))
-
-    def _throttled(self, request: IRequest, user: str, password: str,
-                   wait: float) -> TooManyRequests:
-        """
-        The C{429} of a login the throttle holds back, recorded in the audit
-        log: the same words and C{Retry-After} for a name the server knows
-        and one it does not (L{pypid.auth.throttle}, rule 5).
-        """
-        self._audit_failure(None, request, user, password, throttled=True)
-        who = "this token" if user == TOKEN_USER else repr(user)
-        return TooManyRequests(
-            f"too many failed or unfinished logins for {who}; try again later",
-            [(b"retry-after", b"%d" % math.ceil(wait))])
-
-    def _throttle_key(self, user: str, password: str) -> tuple[str, bool]:
-        """
-        C{(key, guessable)}: what an attempt is throttled as
-        (L{pypid.auth.throttle}, rules 5 and 6): a token by its id, whether
-        the server issued it or not (both are counted alike, so the answers
-        tell nothing), and not across clients (its secret cannot be
-        guessed); a password by its user name, known or not, and across
-        clients too.
-        """
-        if user == TOKEN_USER:
-            return f"{TOKEN_USER}:{presented_id(password)[:_TOKEN_ID_KEPT]}", False
-        return user, True
-
-    def _audit_failure(self, identity: Identity | None, request: IRequest, user: str | None,
-                       password: str, throttled: bool = False) -> Identity | None:
-        """
-        Record a failed (C{identity} L{None}) or throttled login in the audit
-        log: the user name only when it is a user's (people type passwords
-        into the user field), the token id only when it is a token's.
-        """
-        if identity is None and self.audit is not None:
-            token = None
-            if user == TOKEN_USER:
-                token = self.tokens.issued(password) if self.tokens is not None else None
-            elif user is None or not self._verifier.knows(user):
-                user = None
-            self.audit.login_failed(user, client_address(request), token, throttled)
-        return identity
-
-    def _needs_new_check(self, user: str, password: str) -> bool:
-        """
-        Whether a password needs a check of its own, which the throttle
-        may hold back: unless it was verified lately or the same one is
-        being checked. (A token never comes here: L{_identify_token}.)
-        """
-        return self._verifier.needs_new_check(user, password)
-
-    def _authenticate(self, user: str, password: str) -> Deferred[Identity | None]:
-        """
-        Check a password, or a token given as the password of C{__token__}
-        (a token check is a digest comparison: no thread, no wait).
-        """
-        if user == TOKEN_USER:
-            return succeed(self._token_identity(password))
-        return self._verifier.authenticate(user, password)
-
-    def _token_identity(self, password: str) -> Identity | None:
-        """Who a token (the password of C{__token__}) acts for, or L{None}."""
-        token = self.tokens.verify(password) if self.tokens is not None else None
-        # A token acts for its issuer only while the issuer is a user.
-        if token is not None and self._verifier.knows(token.user):
-            return Identity(token.user, token)
-        # A token trusted publishing minted acts for its publisher.
-        minted = self.publishers.verify(password) if self.publishers is not None else None
-        return Identity(minted.user, minted) if minted is not None else None
+    # -- the gates -----------------------------------------------------------------
 
     def gate_read(self, request: IRequest,
                   index: str = DEFAULT_INDEX) -> Deferred[Identity | None] | None:
@@ -454,11 +195,12 @@ class Access:
         fails with L{Unauthorized} unless the request carries valid
         credentials.
         """
-        if self._open_reads if index == DEFAULT_INDEX else self._open(index):
+        permissions = self._permissions
+        if permissions.open_reads if index == DEFAULT_INDEX else permissions.open(index):
             return None
-        d = self.identify(request)
+        d = self._identification.identify(request)
         d.addCallback(self._may_read_index, index)
-        d.addCallback(_remember, request)
+        d.addCallback(remember, request)
         return d
 
     def _may_read_index(self, identity: Identity | None, index: str) -> Identity | None:
@@ -469,14 +211,9 @@ class Access:
         other indexes), L{NotFound}, as a named index hidden from them
         answers (issue 41): no challenge that good credentials cannot meet.
         """
-        if identity is None:
-            if not self.model.may_enter(None, READ, index):
+        if not self._permissions.may_read_index(identity, index):
+            if identity is None:
                 raise Unauthorized(READ_LOGIN)
-            return identity
-        token: Token | None = identity.token
-        if (not self.model.may_enter(identity, READ, index)
-                or (token is not None and token.indexes and index not in token.indexes
-                    and not _minted(identity))):
             raise NotFound(NO_SUCH_PAGE)
         return identity
 
@@ -491,52 +228,36 @@ class Access:
         is hidden from anonymous clients. So a hidden index answers exactly
         as a missing one, to anonymous clients and to everyone else.
         """
-        if index is not None and self._anyone_enters(index):
+        if index is not None and self._permissions.anyone_enters(index):
             return None
-        d = self.identify(request)
+        d = self._identification.identify(request)
         d.addCallback(self._enter, index)
-        d.addCallback(_remember, request)
+        d.addCallback(remember, request)
         return d
 
-    def _anyone_enters(self, index: str) -> bool:
-        """Whether anonymous clients may enter the named C{index} (without grants: C{[auth]})."""
-        if index in self._open_entries:
-            return True
-        return index not in self.model.indexes and self.model.may_enter(None, READ, index)
-
     def _enter(self, identity: Identity | None, index: str | None) -> Identity | None:
+        permissions = self._permissions
         if identity is None:
-            if self._hidden_from_anonymous:
+            if permissions.hidden_from_anonymous:
                 raise Unauthorized(READ_LOGIN)
             raise NotFound(NO_SUCH_PAGE)
-        if index is None or not self.index_shown(identity, index):
+        if index is None or not permissions.index_shown(identity, index):
             raise NotFound(NO_SUCH_PAGE)
         return identity
 
     def index_shown(self, identity: Identity | None, index: str) -> bool:
         """
-        Whether C{identity} may enter the named C{index} at all: its
-        C{[index:NAME] read} grant, and a token's indexes (one kept to other
-        indexes sees this one as missing, unless anyone may enter it).
+        Whether C{identity} may enter the named C{index} at all
+        (L{Permissions.index_shown}).
         """
-        if self._anyone_enters(index):
-            return True
-        if identity is not None and _minted(identity):
-            # (a trusted publisher's grant is its [publishers] rules, in every
-            # index: its minted token uploads and reads nothing else)
-            return True
-        if not self.model.may_enter(identity, READ, index):
-            return False
-        token: Token | None = identity.token if identity is not None else None
-        return token is None or not token.indexes or index in token.indexes
+        return self._permissions.index_shown(identity, index)
 
     def may_upload_to(self, identity: Identity, index: str) -> bool:
         """
-        Whether C{identity} may upload to the named C{index} at all (its
-        C{upload} grant; a trusted publisher's is its C{[publishers]} rules,
-        whichever index the upload goes to).
+        Whether C{identity} may upload to the named C{index} at all
+        (L{Permissions.may_upload_to}).
         """
-        return _minted(identity) or self.model.may_enter(identity, WRITE, index)
+        return self._permissions.may_upload_to(identity, index)
 
     def log_in(self, request: IRequest) -> Deferred[Identity]:
         """
@@ -544,7 +265,8 @@ class Access:
         L{Unauthorized} (and so a Basic challenge) when it carries none: a
         browser, which sends credentials only once asked, is asked here.
         """
-        return self.identify(request).addCallback(_logged_in).addCallback(_remember, request)
+        return (self._identification.identify(request).addCallback(_logged_in)
+                .addCallback(remember, request))
 
     def gate_upload(self, request: IRequest, credentials: tuple[str, str] | None = None,
                     needed: str = UPLOAD_LOGIN,
@@ -562,13 +284,12 @@ class Access:
             for that index alone (issue 41).
         """
         # (what a change is checked against again as it commits: confirm)
-        IRequestAuth(request).generation = self.generation
-        d = self.identify(request, credentials)
+        d = self._identification.identify_for_change(request, credentials)
         if index is None:
             d.addCallback(_authenticated, needed)
         else:
-            d.addCallback(self._may, WRITE, needed, index)
-        d.addCallback(_remember, request)
+            d.addCallback(self._may_upload, needed, index)
+        d.addCallback(remember, request)
         # ([auth] upload is always "authenticated": no anonymous identity passes)
         return cast("Deferred[Identity]", d)
 
@@ -593,9 +314,10 @@ class Access:
             raise Forbidden(f"{identity.name} is not an admin")
         return identity
 
-    def _may(self, identity: Identity | None, permission: str, message: str,
-             index: str = DEFAULT_INDEX) -> Identity | None:
-        if not self.model.may_enter(identity, permission, index):
+    def _may_upload(self, identity: Identity | None, message: str,
+                    index: str) -> Identity | None:
+        """C{identity} if it has C{index}'s C{upload} grant, else L{Unauthorized}."""
+        if not self._permissions.model.may_enter(identity, WRITE, index):
             raise Unauthorized(message)
         return identity
 
@@ -610,51 +332,6 @@ def _authenticated(identity: Identity | None, needed: str) -> Identity:
 def _logged_in(identity: Identity | None) -> Identity:
     if identity is None:
         raise Unauthorized("log in with your user name and password")
-    return identity
-
-
-def _remember(identity: _Identity, request: IRequest) -> _Identity:
-    """Keep who the request is, for the per-project checks that follow."""
-    IRequestAuth(request).identity = identity
-    return identity
-
-
-def request_credentials(request: IRequest) -> tuple[str, str] | None:
-    """
-    C{(user, password)} of the request's C{Authorization} header (HTTP
-    Basic), or L{None} without one.
-
-    @raise MalformedCredentials: a header that is not Basic credentials.
-    """
-    return parse_basic(request.requestHeaders.getRawHeaders(b"authorization", (None,))[0])
-
-
-def client_address(request: IRequest) -> str | None:
-    """
-    The client's address, as the login throttle counts it and the audit
-    log records it: the one the site resolved for the request
-    (L{pypid.web.request_client}: behind a trusted proxy, the client the
-    proxy names), the peer's host for a request that has no component
-    (a test's), L{None} for a peer without a host.
-    """
-    client = IRequestClient(request, None)
-    return client.address if client is not None else peer_host(request)
-
-
-def _busy(failure: Failure) -> None:
-    if failure.check(DirectoryUnavailable):
-        # (never 401: clients would forget good credentials)
-        raise Unavailable("the directory that checks this user cannot be reached; try "
-                          "again shortly",
-                          [(b"retry-after", b"%d" % failure.value.retry_after)])
-    failure.trap(Busy)
-    raise Unavailable("too many logins are being checked; try again shortly",
-                      [(b"retry-after", b"5")])
-
-
-def _known(identity: Identity | None) -> Identity:
-    if identity is None:
-        raise Unauthorized("wrong user name or password")
     return identity
 
 
@@ -716,8 +393,3 @@ class AccessPart(Service):
                     f"{len(config.publishers)} publishers"
                     + (f" ({revoked} publisher tokens revoked)" if revoked else ""))
         return commit
-
-
-def _minted(identity: Identity) -> bool:
-    """Whether C{identity} is a trusted publisher's, by a token trusted publishing minted."""
-    return identity.token is not None and is_publisher(identity.name)

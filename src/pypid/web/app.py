@@ -64,7 +64,7 @@ from pypid.core.views import Filters
 from pypid.state.index_reload import IndexReload
 from pypid.state.indexes import IndexRegistry
 from pypid.storage.audit_log import MemoryAuditLog
-from pypid.storage.interface import Run
+from pypid.storage.interface import IStorage, Run
 from pypid.web.access import Access
 from pypid.web.advisory_admin import AdvisoryAdmin
 from pypid.web.areas import Area, Areas
@@ -87,13 +87,14 @@ from pypid.web.legacy import LegacyJSON
 from pypid.web.people import AssetsResource, IndexSwitcher, PeoplePages, ReaderChrome
 from pypid.web.project_pages import ProjectPages
 from pypid.web.promote import Promote
-from pypid.web.publish import AttestationCheck, NoAttestations, Publish
+from pypid.web.publish import Publish
 from pypid.web.recycle_admin import RecycleAdmin
 from pypid.web.retention_admin import RetentionAdmin
 from pypid.web.simple import RootResource
 from pypid.web.site import PypidSite
 from pypid.web.token_admin import TokenAdmin
 from pypid.web.token_exchange import TrustedPublishingArea
+from pypid.web.upload_store import AttestationCheck, NoAttestations
 from pypid.web.usage_admin import UsageAdmin
 
 if TYPE_CHECKING:
@@ -158,7 +159,7 @@ class Web:
     app: PypidApp
     default: ServedIndex
     indexes: IndexRoot | None
-    serve_index: Callable[[IndexParts], ServedIndex]
+    serve_index: IndexServer
     switcher: IndexSwitcher | None = None
 
     def prepare_indexes(self, indexes: Sequence[IndexParts]) -> Callable[[], None]:
@@ -197,12 +198,9 @@ def build_web(indexes: Sequence[IndexParts], access: Access, run: Run, clock: IR
               counter: ConnectionCounter | None = None, header_timeout: float | None = None,
               min_upload_rate: float | None = None, metrics: MetricsConfig | None = None,
               audit: AuditTrail | None = None, timer: Callable[[], float] | None = None,
-              publishing: TrustedPublishing | None = None,
-              sources: Iterable[IMetricsSource] = (),
-              ready: Callable[[], bool] | None = None,
-              trusted_proxies: TrustedProxies = NO_PROXIES,
-              ipv6_prefix: int = IPV6_PREFIX,
-              registry: IndexRegistry | None = None,
+              publishing: TrustedPublishing | None = None, sources: Iterable[IMetricsSource] = (),
+              ready: Callable[[], bool] | None = None, trusted_proxies: TrustedProxies = NO_PROXIES,
+              ipv6_prefix: int = IPV6_PREFIX, registry: IndexRegistry | None = None,
               attestations: AttestationCheck | None = None,
               render: Renderer = render_description) -> Web:
     """
@@ -248,38 +246,65 @@ def build_web(indexes: Sequence[IndexParts], access: Access, run: Run, clock: IR
         daemon's sandbox (L{pypid.sandbox.readme_sandbox}), so that no
         README can stop the server; by default in this process (tests).
     """
-    if attestations is None:
-        attestations = NoAttestations()
-    if audit is None:
-        audit = AuditTrail(MemoryAuditLog(clock), clock)
-    if counter is None:
-        counter = ConnectionCounter()
-    default_parts = next(parts for parts in indexes if parts.name == DEFAULT)
-    own = default_parts.own
-    assert own is not None  # (the default index is hosted)
+    audit = audit if audit is not None else AuditTrail(MemoryAuditLog(clock), clock)
+    counter = counter if counter is not None else ConnectionCounter()
+    storage = _default_storage(indexes)
     named = [parts for parts in indexes if parts.name != DEFAULT]
     stats = RequestStats(indexes=frozenset(parts.name.encode("ascii") for parts in named))
     # (the downloads advisories deny, every index's: counted by index with named ones)
     denied = DeniedDownloads(audit, clock, labelled=bool(named))
     assets = Assets.load()
-    chrome = Chrome(css=assets.css, js=assets.js, icon=assets.icon, base_url=base_url,
-                    files_url=base_url + "files/" if base_url else None)
     # (the index switcher of the pages for people: only with named indexes)
     switcher = IndexSwitcher(access, switcher_links(named)) if named else None
-    app = PypidApp(
+    app = _site_areas(
+        access, run, clock, audit, upstream=upstream, health=Health(storage, ready),
+        metrics=_metrics_area(access, metrics, SiteMetrics(stats, counter), denied, sources),
+        oidc=_token_exchange(publishing, audit, clock, access, named, ipv6_prefix, base_url),
+        registry=registry)
+    serve_index = IndexServer(
+        access, run, clock, attestations if attestations is not None else NoAttestations(),
+        render, max_upload_size, base_url, audit, _chrome(assets, base_url), switcher, denied)
+    default, root_indexes = serve_index.mount(indexes)
+    root = RootResource(default, access, Areas([*default.areas, *app.areas()]), root_indexes,
+                        static=AssetsResource(assets))
+    site = PypidSite(root, max_upload_size, storage.temp_dir, access_log=access_log,
+                     reactor=clock, access=access, run=run, counter=counter, timer=timer,
+                     header_timeout=header_timeout, min_body_rate=min_upload_rate, stats=stats,
+                     trusted_proxies=trusted_proxies, index_uploads=bool(named), base_url=base_url)
+    return Web(root, site, app, default, root_indexes, serve_index, switcher)
+
+
+def _default_storage(indexes: Sequence[IndexParts]) -> IStorage:
+    """The default index's own storage (it is hosted): C{/health} asks it, uploads spool in it."""
+    own = next(parts.own for parts in indexes if parts.name == DEFAULT)
+    assert own is not None  # (the default index is hosted)
+    return own.storage
+
+
+def _metrics_area(access: Access, config: MetricsConfig | None, site: SiteMetrics,
+                  denied: DeniedDownloads, sources: Iterable[IMetricsSource]) -> Metrics:
+    """
+    C{/metrics}: the site's own figures and the denied downloads, then
+    C{sources}'; scraped by who C{config} lets (by default, loopback clients).
+    """
+    return Metrics(access, config if config is not None else MetricsConfig(),
+                   (site, denied, *sources))
+
+
+def _site_areas(access: Access, run: Run, clock: IReactorTime, audit: AuditTrail, *,
+                upstream: UpstreamProxy | None, health: Health, metrics: Metrics,
+                oidc: TrustedPublishingArea, registry: IndexRegistry | None) -> PypidApp:
+    """
+    The site's own areas (L{PypidApp}), beside the default index's: those
+    that act on the server's indexes only with their C{registry} (without
+    it, their routes answer 404).
+    """
+    return PypidApp(
         tokens=TokenAdmin(access, run, audit=audit),
         cache=CacheAdmin(access, upstream, audit=audit),
-        health=Health(own.storage, ready),
-        metrics=Metrics(access, metrics if metrics is not None else MetricsConfig(),
-                        (SiteMetrics(stats, counter), denied, *sources)),
+        health=health, metrics=metrics,
         audit=AuditAdmin(access, audit),
-        oidc=TrustedPublishingArea(
-            publishing, audit, clock, ipv6_prefix=ipv6_prefix, base_url=base_url,
-            # (where uploads go, for discovery: a hidden index is not told)
-            discoverable=["", *(path.decode() for path in UPLOAD_PATHS), *(
-                f"/{parts.name}{path.decode()}" for parts in named
-                if parts.hosted and access.index_shown(None, parts.name)
-                for path in UPLOAD_PATHS)]),
+        oidc=oidc,
         promote=(Promote(registry, access, audit=audit, clock=clock)
                  if registry is not None else None),
         advisories=AdvisoryAdmin(access, registry) if registry is not None else None,
@@ -287,27 +312,117 @@ def build_web(indexes: Sequence[IndexParts], access: Access, run: Run, clock: IR
         recycle=RecycleAdmin(access, registry) if registry is not None else None,
         retention=RetentionAdmin(access, registry, audit) if registry is not None else None,
     )
-    base = base_url or "/"
 
-    def serve_index(parts: IndexParts) -> ServedIndex:
-        people = (ReaderChrome(chrome, switcher) if parts.name == DEFAULT
-                  else ReaderChrome(_index_chrome(chrome, parts, base_url), switcher))
-        return _served(parts, access=access, run=run, clock=clock, attestations=attestations,
-                       render=render, max_upload_size=max_upload_size, base=base,
-                       base_url=base_url, audit=audit, chrome=people, denied=denied)
-    default = serve_index(default_parts)
-    root_indexes = None
-    if named:
-        root_indexes = IndexRoot({parts.name.encode("ascii"): serve_index(parts)
-                                  for parts in named}, access, base)
-    root = RootResource(default, access, Areas([*default.areas, *app.areas()]), root_indexes,
-                        static=AssetsResource(assets))
-    site = PypidSite(root, max_upload_size, own.storage.temp_dir, access_log=access_log,
-                     reactor=clock, access=access, run=run, counter=counter,
-                     header_timeout=header_timeout, min_body_rate=min_upload_rate,
-                     timer=timer, stats=stats, trusted_proxies=trusted_proxies,
-                     index_uploads=bool(named), base_url=base_url)
-    return Web(root, site, app, default, root_indexes, serve_index, switcher)
+
+def _token_exchange(publishing: TrustedPublishing | None, audit: AuditTrail,
+                    clock: IReactorTime, access: Access, named: Sequence[IndexParts],
+                    ipv6_prefix: int, base_url: str | None) -> TrustedPublishingArea:
+    """
+    Trusted publishing's area (C{/api/oidc/...}), which tells the upload
+    paths for discovery: the default index's, and each named hosted
+    index's that anonymous clients may see (a hidden index is not told).
+    """
+    return TrustedPublishingArea(
+        publishing, audit, clock, ipv6_prefix=ipv6_prefix, base_url=base_url,
+        discoverable=["", *(path.decode() for path in UPLOAD_PATHS), *(
+            f"/{parts.name}{path.decode()}" for parts in named
+            if parts.hosted and access.index_shown(None, parts.name)
+            for path in UPLOAD_PATHS)])
+
+
+def _chrome(assets: Assets, base_url: str | None) -> Chrome:
+    """The chrome of the default index's pages for people: the site's assets, at C{base_url}."""
+    return Chrome(css=assets.css, js=assets.js, icon=assets.icon, base_url=base_url,
+                  files_url=base_url + "files/" if base_url else None)
+
+
+@attrs.frozen
+class IndexServer:
+    """
+    Makes one index's answers (L{ServedIndex}) from its L{IndexParts}, with
+    what every index shares: so the default index, each named one at the
+    start, and each one a reload adds or changes (L{Web.prepare_indexes})
+    are served alike.
+
+    @ivar _chrome: the chrome of the default index's pages for people (a
+        named index's is derived from it: L{_index_chrome}).
+    @ivar _switcher: the index switcher, or L{None} without named indexes.
+    @ivar _denied: refuses, counts and audits the downloads advisories deny.
+    """
+
+    _access: Access
+    _run: Run
+    _clock: IReactorTime
+    _attestations: AttestationCheck
+    _render: Renderer
+    _max_upload_size: int
+    _base_url: str | None
+    _audit: AuditTrail
+    _chrome: Chrome
+    _switcher: IndexSwitcher | None
+    _denied: DeniedDownloads
+
+    def __call__(self, parts: IndexParts) -> ServedIndex:
+        """
+        One index's answers: its pages from its view, its files from its
+        hosted sources and upstreams, its uploads and changes into its own
+        stack (a view's refused), its legacy JSON from the first source
+        holding a project, its pages for people from its hosted sources (and,
+        for a project none holds, its upstreams' caches).
+        """
+        access, clock, name = self._access, self._clock, parts.name
+        prefix = parts.prefix(self._base_url or "/")
+        chrome = ReaderChrome(self._chrome if name == DEFAULT
+                              else _index_chrome(self._chrome, parts, self._base_url),
+                              self._switcher)
+        filters = parts.view.filters
+        people = PeoplePages(catalog_for(parts.view.order, filters), access, chrome, name)
+        # (an index that reads upstreams alone has no hosted project: its
+        # project pages show what their caches know)
+        project = ProjectPages(name, parts.sources, filters, access, chrome, clock, prefix,
+                               upstreams=parts.upstreams, advisories=parts.view.advisories)
+        areas: list[Area] = [people, self._publish(parts)]
+        if parts.sources:
+            # (the legacy JSON describes hosted releases: an index that reads
+            # upstreams alone has none, and answers it 404)
+            areas.append(self._legacy(parts, prefix))
+        return ServedIndex(
+            name,
+            IndexSimple(name, parts.view, access, clock, prefix, parts.upstreams),
+            IndexFiles(name, parts.view, parts.sources, access, clock, parts.upstreams,
+                       self._denied),
+            tuple(areas), project)
+
+    def _publish(self, parts: IndexParts) -> Area:
+        """The index's uploads and changes into its own stack; a view's refused."""
+        own = parts.own
+        if own is None:
+            return ReadOnlyPublish(parts.name, self._access)
+        return Publish(own.index, own.storage, self._access, self._run, self._clock,
+                       self._max_upload_size, audit=self._audit, locks=own.locks,
+                       name=parts.name, attestations=self._attestations, bin=own.bin,
+                       render=self._render)
+
+    def _legacy(self, parts: IndexParts, prefix: str) -> LegacyJSON:
+        """The index's legacy JSON (C{/pypi/...}), from the first source holding a project."""
+        chain = tuple((source.index, source.storage) for source in parts.sources)
+        filters = parts.view.filters
+        return LegacyJSON(chain[0][0], chain[0][1], self._access, file_url_for(prefix),
+                          self._base_url, name=parts.name, chain=chain,
+                          filters=filters if filters != Filters() else None,
+                          advisories=parts.view.advisories, usage=parts.sources[0].usage)
+
+    def mount(self, indexes: Sequence[IndexParts]) -> tuple[ServedIndex, IndexRoot | None]:
+        """
+        The answers of the default index of C{indexes} (mounted at C{/}),
+        and what answers under C{/NAME/} for the named ones (L{None}
+        without any).
+        """
+        default = self(next(parts for parts in indexes if parts.name == DEFAULT))
+        named = {parts.name.encode("ascii"): self(parts) for parts in indexes
+                 if parts.name != DEFAULT}
+        return default, (IndexRoot(named, self._access, self._base_url or "/")
+                         if named else None)
 
 
 def switcher_links(indexes: Sequence[IndexParts]) -> tuple[IndexLink, ...]:
@@ -325,49 +440,6 @@ def _index_chrome(chrome: Chrome, parts: IndexParts, base_url: str | None) -> Ch
     prefix = f"{base_url}{parts.name}/" if base_url else None
     return attrs.evolve(chrome, site="../", index=parts.name, uploads=parts.hosted,
                         base_url=prefix, files_url=prefix + "files/" if prefix else None)
-
-
-def _served(parts: IndexParts, *, access: Access, run: Run, clock: IReactorTime,
-            attestations: AttestationCheck, render: Renderer,
-            max_upload_size: int, base: str, base_url: str | None, audit: AuditTrail,
-            chrome: ReaderChrome, denied: DeniedDownloads | None = None) -> ServedIndex:
-    """
-    One index's answers: its pages from its view, its files from its
-    hosted sources and upstreams, its uploads and changes into its own
-    stack (a view's refused), its legacy JSON from the first source
-    holding a project, its pages for people from its hosted sources (and,
-    for a project none holds, its upstreams' caches).
-    """
-    name = parts.name
-    prefix = parts.prefix(base)
-    publish: Area
-    if parts.own is not None:
-        publish = Publish(parts.own.index, parts.own.storage, access, run, clock,
-                          max_upload_size, audit=audit, locks=parts.own.locks, name=name,
-                          attestations=attestations, bin=parts.own.bin, render=render)
-    else:
-        publish = ReadOnlyPublish(name, access)
-    chain = tuple((source.index, source.storage) for source in parts.sources)
-    filters = parts.view.filters
-    people = PeoplePages(catalog_for(parts.view.order, filters), access, chrome, name)
-    # (an index that reads upstreams alone has no hosted project: its
-    # project pages show what their caches know)
-    project = ProjectPages(name, parts.sources, filters, access, chrome, clock, prefix,
-                           upstreams=parts.upstreams, advisories=parts.view.advisories)
-    areas: list[Area] = [people, publish]
-    if chain:
-        # (the legacy JSON describes hosted releases: an index that reads
-        # upstreams alone has none, and answers it 404)
-        areas.append(LegacyJSON(chain[0][0], chain[0][1], access, file_url_for(prefix),
-                                base_url, name=name, chain=chain,
-                                filters=filters if filters != Filters() else None,
-                                advisories=parts.view.advisories,
-                                usage=parts.sources[0].usage))
-    return ServedIndex(
-        name,
-        IndexSimple(name, parts.view, access, clock, prefix, parts.upstreams),
-        IndexFiles(name, parts.view, parts.sources, access, clock, parts.upstreams, denied),
-        tuple(areas), project)
 
 
 @implementer(IReloadable)

@@ -52,7 +52,8 @@ from pypid.core.names import InvalidName, is_valid_name, normalize, parse_filena
 from pypid.core.parts import IMetricsSource
 from pypid.storage.audit_log import IAuditLog, audit_families
 from pypid.storage.interface import StorageError
-from pypid.web.access import Access, client_address, identity_of
+from pypid.web.access import Access
+from pypid.web.request_auth import client_address, identity_of
 from pypid.web.respond import storage_unavailable
 from pypid.web.routes import answer_errors, form_field, send_json
 

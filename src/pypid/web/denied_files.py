@@ -37,8 +37,8 @@ from pypid.core.metrics import Family, by_label, counter
 from pypid.core.names import InvalidName, parse_filename
 from pypid.core.parts import IMetricsSource
 from pypid.core.rendered_pages import deny_reason
-from pypid.web.access import client_address, identity_of
 from pypid.web.audit_trail import AuditTrail
+from pypid.web.request_auth import client_address, identity_of
 
 #: The audit event of a refused download.
 EVENT = "advisory-denied"

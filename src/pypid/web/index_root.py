@@ -70,11 +70,12 @@ from pypid.state.recycle_bin import RecycleBin
 from pypid.state.usage_log import UsageLog
 from pypid.storage.interface import IStorage
 from pypid.storage.locks import KeyedLock
-from pypid.web.access import Access, IRequestAuth, client_address, identity_of
+from pypid.web.access import Access
 from pypid.web.areas import Area, Areas
 from pypid.web.denied_files import DeniedDownloads
 from pypid.web.integrity import answer_integrity, send_stored_provenance
 from pypid.web.multipart import MultipartError, UploadTooLarge
+from pypid.web.request_auth import IRequestAuth, client_address, identity_of
 from pypid.web.respond import (
     TAIL,
     Answer,

@@ -36,7 +36,8 @@ from pypid.core.http_errors import BadRequest, Forbidden, HTTPError, NotFound
 from pypid.core.index_names import DEFAULT
 from pypid.core.render import Page
 from pypid.core.search import Results
-from pypid.web.access import Access, IRequestAuth, identity_of, request_credentials
+from pypid.web.access import Access
+from pypid.web.request_auth import IRequestAuth, identity_of, request_credentials
 from pypid.web.respond import FILE_CACHE_CONTROL, ReadResource, send_error, send_page
 from pypid.web.routes import answer_errors, form_field, send_json
 

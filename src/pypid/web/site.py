@@ -45,7 +45,7 @@ from pypid.core.http_errors import HTTPError
 from pypid.core.index_names import DEFAULT as DEFAULT_INDEX
 from pypid.core.metrics import BATCH, UPLOAD_PATHS, RequestStats
 from pypid.storage.interface import Run, run_at_once
-from pypid.web.access import Access, IRequestAuth, request_credentials
+from pypid.web.access import Access
 from pypid.web.body import (
     MAX_PLAIN_BODY,
     PLAIN_TOO_LARGE,
@@ -63,6 +63,7 @@ from pypid.web.multipart import (
     UploadTooLarge,
     boundary_from_content_type,
 )
+from pypid.web.request_auth import IRequestAuth, request_credentials
 from pypid.web.request_client import resolve_client
 from pypid.web.twisted_http import parse_form_body, request_line, request_version
 

@@ -91,8 +91,8 @@ from pypid.core.http_errors import (
     TooManyRequests,
     Unavailable,
 )
-from pypid.web.access import client_address
 from pypid.web.audit_trail import AuditTrail
+from pypid.web.request_auth import client_address
 from pypid.web.respond import RETRY_AFTER
 from pypid.web.routes import answer_errors, bounded_body, send_json
 

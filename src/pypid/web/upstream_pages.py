@@ -38,8 +38,8 @@ from twisted.web.server import NOT_DONE_YET, Request
 from pypid.core.http_errors import BadGateway, Gone, NotFound, TooManyRequests, Unavailable
 from pypid.core.views import IndexView
 from pypid.storage.interface import StorageError
-from pypid.web.access import client_address
 from pypid.web.integrity import no_provenance, same_version, send_provenance
+from pypid.web.request_auth import client_address
 from pypid.web.respond import (
     FILE_CACHE_CONTROL,
     FILE_CONTENT_TYPE,
