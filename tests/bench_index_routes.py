@@ -53,7 +53,7 @@ def build(projects):
     try:
         from pypid.core.views import ChainSource, Filters, IndexView
         from pypid.storage.locks import KeyedLock
-        from pypid.web.index_root import HostedSource, IndexParts
+        from pypid.web.index_root import HostedSource, IndexMaterials
     except ImportError:
         pass
     else:
@@ -64,9 +64,9 @@ def build(projects):
                    ("release", release))]
         view = IndexView("dev", tuple(ChainSource(s.name, hosted=s.index) for s in stacks),
                          Filters(), file_url_for(None))
-        named = [IndexParts("dev", view, tuple(stacks), hosted=True)]
+        named = [IndexMaterials("dev", view, tuple(stacks), hosted=True)]
     if list(inspect.signature(build_web).parameters)[0] == "indexes":
-        # (issue 41: every index, the default included, from its IndexParts)
+        # (issue 41: every index, the default included, from its IndexMaterials)
         from tests.fakes import one_index
         web = build_web([*one_index(default, storage, clock), *named], access, run_now, clock,
                         max_upload_size=1 << 20)

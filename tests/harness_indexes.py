@@ -43,7 +43,7 @@ from pypid.tap import build_service
 from pypid.web.access import Access
 from pypid.web.app import build_web
 from pypid.web.audit_trail import AuditTrail
-from pypid.web.index_root import HostedSource, IndexParts
+from pypid.web.index_root import HostedSource, IndexMaterials
 from tests.distributions import make_wheel
 from tests.fakes import (
     FAST,
@@ -116,7 +116,7 @@ class Server:
                                                ChainSource("secret", hosted=s["secret"].index)),
                                       Filters(), file_url_for(None))
             order.update(vault=("secret",), team=("team", "secret"))
-        parts = [IndexParts(name, view, tuple(s[n] for n in order[name]),
+        parts = [IndexMaterials(name, view, tuple(s[n] for n in order[name]),
                             hosted=name not in ("prod", "vault"))
                  for name, view in views.items()]
         users = {name: hash_password(PASSWORD, FAST) for name in ("alice", "carol", "root")}

@@ -46,7 +46,7 @@ from pypid.upstream.fetch import UpstreamClient
 from pypid.upstream.source import SourceSide, UpstreamSource
 from pypid.web.access import Access
 from pypid.web.app import build_web
-from pypid.web.index_root import HostedSource, IndexParts
+from pypid.web.index_root import HostedSource, IndexMaterials
 from tests.distributions import make_wheel
 from tests.fakes import one_index, run_in_pool_now, run_now, site_treq
 
@@ -172,10 +172,10 @@ class Server:
                    ChainSource("upstream:vendor", upstream=sides["upstream:vendor"]))
         cool = (ChainSource("upstream:public", upstream=sides["upstream:public"]),)
         parts = [
-            IndexParts("staging", IndexView("staging", staging, Filters(), file_url_for(None)),
+            IndexMaterials("staging", IndexView("staging", staging, Filters(), file_url_for(None)),
                        (s["staging"], s["release"]), hosted=True,
                        upstreams={n: sides[n] for n in ("upstream:public", "upstream:vendor")}),
-            IndexParts("cool", IndexView("cool", cool, Filters(min_age=800 * DAY),
+            IndexMaterials("cool", IndexView("cool", cool, Filters(min_age=800 * DAY),
                                          file_url_for(None)),
                        (), hosted=False, upstreams={"upstream:public": sides["upstream:public"]}),
         ]

@@ -45,7 +45,7 @@ from pypid.upstream.source import SourceSide
 from pypid.web.access import Access
 from pypid.web.app import build_web
 from pypid.web.audit_trail import AuditTrail
-from pypid.web.index_root import HostedSource, IndexParts
+from pypid.web.index_root import HostedSource, IndexMaterials
 from tests.distributions import make_wheel
 from tests.fakes import (
     FAST,
@@ -106,10 +106,10 @@ class Server:
         default_index = self.stacks["default"].index
         release = ChainSource("release", hosted=self.stacks["release"].index)
         parts = [
-            IndexParts("release", IndexView("release", (release,), Filters(), file_url_for(None),
+            IndexMaterials("release", IndexView("release", (release,), Filters(), file_url_for(None),
                                             advisories=self.policies["release"]),
                        (self.stacks["release"],), hosted=True),
-            IndexParts("prod", IndexView("prod", (release,), Filters(), file_url_for(None),
+            IndexMaterials("prod", IndexView("prod", (release,), Filters(), file_url_for(None),
                                          advisories=self.policies["prod"]),
                        (self.stacks["release"],), hosted=False),
         ]
@@ -130,7 +130,7 @@ class Server:
                                               advisories=self.policies["default"])
             # (ext: a view of the upstream alone, by prod's rules)
             side = SourceSide.of(source, file_url_for(None))
-            parts.append(IndexParts(
+            parts.append(IndexMaterials(
                 "ext", IndexView("ext", (ChainSource("upstream:public", upstream=side),),
                                  Filters(), file_url_for(None),
                                  advisories=self.policies["prod"]),

@@ -787,7 +787,7 @@ class GateTests(SynchronousTestCase):
 
 
 class CompositionTests(SynchronousTestCase):
-    """L{pypid.auth.factory.make_access_parts} with a C{[ldap]} section."""
+    """L{pypid.auth.factory.make_access_materials} with a C{[ldap]} section."""
 
     def config(self, text):
         path = os.path.abspath(self.mktemp())
@@ -798,7 +798,7 @@ class CompositionTests(SynchronousTestCase):
 
     def test_directory_and_admin_groups(self):
         """The verifier gets a directory; admins are split into users and groups."""
-        from pypid.auth.factory import make_access_parts
+        from pypid.auth.factory import make_access_materials
         config = self.config(f"""\
             [users]
             root = {hash_password("x", FAST)}
@@ -809,18 +809,18 @@ class CompositionTests(SynchronousTestCase):
             user_base = ou=people,dc=corp,dc=example
             cache_ttl = 30s
             """)
-        parts = make_access_parts(config, Clock(), object())
+        parts = make_access_materials(config, Clock(), object())
         self.assertEqual((parts.model.admins, parts.model.admin_groups),
                          ({"root"}, {"pypi-admins"}))
         directory = parts.verifier._directory
         self.assertIsInstance(directory, Directory)
         self.assertEqual(directory.cache_ttl, 30.0)
         config = attrs.evolve(config, ldap=attrs.evolve(config.ldap, url=()))
-        self.assertIsNone(make_access_parts(config, Clock(), object()).verifier._directory)
+        self.assertIsNone(make_access_materials(config, Clock(), object()).verifier._directory)
 
     def test_bad_ca_bundle(self):
         """A CA bundle that cannot be read stops start-up with one line naming the key."""
-        from pypid.auth.factory import make_access_parts
+        from pypid.auth.factory import make_access_materials
         missing = os.path.abspath(self.mktemp())
         config = self.config(f"""\
             [ldap]
@@ -828,7 +828,7 @@ class CompositionTests(SynchronousTestCase):
             user_base = ou=people,dc=corp,dc=example
             ca_bundle = {missing}
             """)
-        e = self.assertRaises(StartupError, make_access_parts, config, Clock(), object())
+        e = self.assertRaises(StartupError, make_access_materials, config, Clock(), object())
         self.assertIn("[ldap] ca_bundle: cannot read", str(e))
 
 

@@ -60,7 +60,7 @@ from twisted.internet.defer import ensureDeferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.auth.factory import make_access_parts
+from pypid.auth.factory import make_access_materials
 from pypid.auth.hashes import hash_password
 from pypid.auth.verifier import PasswordVerifier
 from pypid.cli.export import export_command, parse_options
@@ -81,7 +81,7 @@ from pypid.storage.audit_log import MemoryAuditLog
 from pypid.upstream.factory import UpstreamPart
 from pypid.upstream.proxy import UpstreamProxy
 from pypid.web.access import Access
-from pypid.web.app import build_web, index_parts
+from pypid.web.app import build_web, index_materials
 from pypid.web.audit_trail import AuditTrail
 from tests.distributions import make_wheel
 from tests.fakes import FAST, multipart_body, run_in_pool_now, run_now, site_treq, twine_fields
@@ -415,7 +415,7 @@ class IndexMachine(RuleBasedStateMachine):
         for stack in self.registry.stacks.values():
             stack.storage.startService()
             stack.part.startService()
-        parts = make_access_parts(config, self.clock, None)
+        parts = make_access_materials(config, self.clock, None)
         verifier = PasswordVerifier(config.users, self.clock, None,
                                     run_in_pool=run_in_pool_now)
         access = Access(parts.model, verifier, None, parts.tokens)
@@ -423,7 +423,7 @@ class IndexMachine(RuleBasedStateMachine):
         parts.tokens.tokens[token.id] = token
         self.auth = {"anonymous": None, "dev": basic("dev"), "ops": basic("ops"),
                      "root": ROOT, "token": basic("__token__", text)}
-        web = build_web(index_parts(self.registry), access, run_now, self.clock,
+        web = build_web(index_materials(self.registry), access, run_now, self.clock,
                         max_upload_size=10 << 20, registry=self.registry, upstream=self.proxy,
                         audit=AuditTrail(MemoryAuditLog(self.clock), self.clock))
         self.treq = site_treq(web.site)

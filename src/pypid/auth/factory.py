@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 
 @attrs.frozen
-class AccessParts:
+class AccessMaterials:
     """
     What the access gate is made of, from one configuration.
 
@@ -48,11 +48,11 @@ class AccessParts:
     tokens: TokenBook
 
 
-def make_access_parts(config: Config, reactor: IReactorTime,
+def make_access_materials(config: Config, reactor: IReactorTime,
                       hashing: ThreadPool | None,
-                      tokens: TokenBook | None = None) -> AccessParts:
+                      tokens: TokenBook | None = None) -> AccessMaterials:
     """
-    The L{AccessParts} of a configuration.
+    The L{AccessMaterials} of a configuration.
 
     @param hashing: the thread pool passwords are checked in.
     @param tokens: the token book to keep (a reload whose token file is the
@@ -74,7 +74,7 @@ def make_access_parts(config: Config, reactor: IReactorTime,
     model = AccessModel(read=config.auth.read, upload=config.auth.upload,
                         groups=dict(config.groups), admins=admins, admin_groups=admin_groups,
                         rules=config.acl, indexes=config.index_grants)
-    return AccessParts(model, verifier,
+    return AccessMaterials(model, verifier,
                        tokens if tokens is not None else load_tokens(config, reactor))
 
 

@@ -21,7 +21,7 @@ from twisted.python.threadpool import ThreadPool
 from twisted.web.iweb import IRequest
 from zope.interface import implementer
 
-from pypid.auth.factory import make_access_parts, make_publishing, reloaded_oidc_http
+from pypid.auth.factory import make_access_materials, make_publishing, reloaded_oidc_http
 from pypid.auth.oidc import PublisherTokens
 from pypid.auth.policy import AccessModel
 from pypid.auth.throttle import LoginThrottle
@@ -358,7 +358,7 @@ class AccessPart(Service):
         self._config = config
         self._reactor = reactor
         self._hashing = hashing
-        parts = make_access_parts(config, reactor, hashing)
+        parts = make_access_materials(config, reactor, hashing)
         self.publishing = make_publishing(config, reactor)
         # (the throttle is the daemon's: a reload keeps what it counted, and
         # [auth] throttle_ipv6_prefix is read at start-up)
@@ -382,7 +382,7 @@ class AccessPart(Service):
         # rather than read a file a change may be writing at this moment,
         # which brought revoked tokens back. A new path is read.
         kept = self.access.tokens if config.auth.tokens == self._config.auth.tokens else None
-        parts = make_access_parts(config, self._reactor, self._hashing, kept)
+        parts = make_access_materials(config, self._reactor, self._hashing, kept)
 
         def commit() -> str:
             self._config = config

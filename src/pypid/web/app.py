@@ -19,7 +19,7 @@ legacy JSON: C{/pypi/...}) and the site's (L{PypidApp}):
     publishing's token exchange).
 
 Every index, the default included, is served by the same classes
-(issue 41): its L{pypid.web.index_root.IndexParts} (its view, its hosted
+(issue 41): its L{pypid.web.index_root.IndexMaterials} (its view, its hosted
 sources, its upstreams) make a L{pypid.web.index_root.ServedIndex} (its
 simple pages, files, project pages and areas), mounted at C{/} for the
 default index and under C{/NAME/} for a named one
@@ -77,7 +77,7 @@ from pypid.web.health import Health
 from pypid.web.index_root import (
     HostedSource,
     IndexFiles,
-    IndexParts,
+    IndexMaterials,
     IndexRoot,
     IndexSimple,
     ReadOnlyPublish,
@@ -162,7 +162,7 @@ class Web:
     serve_index: IndexServer
     switcher: IndexSwitcher | None = None
 
-    def prepare_indexes(self, indexes: Sequence[IndexParts]) -> Callable[[], None]:
+    def prepare_indexes(self, indexes: Sequence[IndexMaterials]) -> Callable[[], None]:
         """
         The answers of the named indexes C{indexes} (C{SIGHUP}: a view
         added, removed or changed), those whose view is the same kept;
@@ -192,7 +192,7 @@ class Web:
         return commit
 
 
-def build_web(indexes: Sequence[IndexParts], access: Access, run: Run, clock: IReactorTime,
+def build_web(indexes: Sequence[IndexMaterials], access: Access, run: Run, clock: IReactorTime,
               *, max_upload_size: int, base_url: str | None = None,
               upstream: UpstreamProxy | None = None, access_log: str | None = None,
               counter: ConnectionCounter | None = None, header_timeout: float | None = None,
@@ -209,7 +209,7 @@ def build_web(indexes: Sequence[IndexParts], access: Access, run: Run, clock: IR
 
     @param indexes: every index the server serves, the default
         (L{pypid.core.index_names.DEFAULT}, mounted at C{/}) and the named
-        ones (under C{/NAME/}): each served alike from its L{IndexParts}.
+        ones (under C{/NAME/}): each served alike from its L{IndexMaterials}.
         Without named ones, the tree is that of a server of one index.
     @param access: the L{pypid.web.access.Access} gate.
     @param run: C{run(f, *args) -> Deferred}, running blocking work (upload
@@ -274,7 +274,7 @@ def build_web(indexes: Sequence[IndexParts], access: Access, run: Run, clock: IR
     return Web(root, site, app, default, root_indexes, serve_index, switcher)
 
 
-def _default_storage(indexes: Sequence[IndexParts]) -> IStorage:
+def _default_storage(indexes: Sequence[IndexMaterials]) -> IStorage:
     """The default index's own storage (it is hosted): C{/health} asks it, uploads spool in it."""
     own = next(parts.own for parts in indexes if parts.name == DEFAULT)
     assert own is not None  # (the default index is hosted)
@@ -315,7 +315,7 @@ def _site_areas(access: Access, run: Run, clock: IReactorTime, audit: AuditTrail
 
 
 def _token_exchange(publishing: TrustedPublishing | None, audit: AuditTrail,
-                    clock: IReactorTime, access: Access, named: Sequence[IndexParts],
+                    clock: IReactorTime, access: Access, named: Sequence[IndexMaterials],
                     ipv6_prefix: int, base_url: str | None) -> TrustedPublishingArea:
     """
     Trusted publishing's area (C{/api/oidc/...}), which tells the upload
@@ -339,7 +339,7 @@ def _chrome(assets: Assets, base_url: str | None) -> Chrome:
 @attrs.frozen
 class IndexServer:
     """
-    Makes one index's answers (L{ServedIndex}) from its L{IndexParts}, with
+    Makes one index's answers (L{ServedIndex}) from its L{IndexMaterials}, with
     what every index shares: so the default index, each named one at the
     start, and each one a reload adds or changes (L{Web.prepare_indexes})
     are served alike.
@@ -362,7 +362,7 @@ class IndexServer:
     _switcher: IndexSwitcher | None
     _denied: DeniedDownloads
 
-    def __call__(self, parts: IndexParts) -> ServedIndex:
+    def __call__(self, parts: IndexMaterials) -> ServedIndex:
         """
         One index's answers: its pages from its view, its files from its
         hosted sources and upstreams, its uploads and changes into its own
@@ -393,7 +393,7 @@ class IndexServer:
                        self._denied),
             tuple(areas), project)
 
-    def _publish(self, parts: IndexParts) -> Area:
+    def _publish(self, parts: IndexMaterials) -> Area:
         """The index's uploads and changes into its own stack; a view's refused."""
         own = parts.own
         if own is None:
@@ -403,7 +403,7 @@ class IndexServer:
                        name=parts.name, attestations=self._attestations, bin=own.bin,
                        render=self._render)
 
-    def _legacy(self, parts: IndexParts, prefix: str) -> LegacyJSON:
+    def _legacy(self, parts: IndexMaterials, prefix: str) -> LegacyJSON:
         """The index's legacy JSON (C{/pypi/...}), from the first source holding a project."""
         chain = tuple((source.index, source.storage) for source in parts.sources)
         filters = parts.view.filters
@@ -412,7 +412,7 @@ class IndexServer:
                           filters=filters if filters != Filters() else None,
                           advisories=parts.view.advisories, usage=parts.sources[0].usage)
 
-    def mount(self, indexes: Sequence[IndexParts]) -> tuple[ServedIndex, IndexRoot | None]:
+    def mount(self, indexes: Sequence[IndexMaterials]) -> tuple[ServedIndex, IndexRoot | None]:
         """
         The answers of the default index of C{indexes} (mounted at C{/}),
         and what answers under C{/NAME/} for the named ones (L{None}
@@ -425,13 +425,13 @@ class IndexServer:
                          if named else None)
 
 
-def switcher_links(indexes: Sequence[IndexParts]) -> tuple[IndexLink, ...]:
+def switcher_links(indexes: Sequence[IndexMaterials]) -> tuple[IndexLink, ...]:
     """The indexes the switcher may list: the default first, then the named ones."""
     return (IndexLink(DEFAULT), *(IndexLink(parts.name, view=not parts.hosted)
                                   for parts in indexes))
 
 
-def _index_chrome(chrome: Chrome, parts: IndexParts, base_url: str | None) -> Chrome:
+def _index_chrome(chrome: Chrome, parts: IndexMaterials, base_url: str | None) -> Chrome:
     """
     The chrome of a named index's pages for people: their root is
     C{/NAME/} (links, search, the install and publish snippets stay in the
@@ -482,7 +482,7 @@ class WebPart(Service):
         server = config.server
         default = registry.default.upstream_part
         return cls(build_web(
-            index_parts(registry), access, run, reactor,
+            index_materials(registry), access, run, reactor,
             max_upload_size=server.max_upload_size, base_url=server.base_url,
             upstream=default.proxy if default is not None else None,
             access_log=server.access_log,
@@ -499,7 +499,7 @@ class WebPart(Service):
 
     def _serve(self, registry: IndexRegistry) -> Callable[[], None]:
         """Prepare the web's answers of C{registry}'s indexes (taken when called)."""
-        return self.web.prepare_indexes(index_parts(registry))
+        return self.web.prepare_indexes(index_materials(registry))
 
     def prepare_reload(self, config: Config | None) -> Callable[[], str | None] | None:
         """
@@ -518,7 +518,7 @@ class WebPart(Service):
         return commit
 
 
-def index_parts(registry: IndexRegistry) -> list[IndexParts]:
+def index_materials(registry: IndexRegistry) -> list[IndexMaterials]:
     """
     What the web serves each index from, the default's first: its view,
     its hosted sources in order (itself first when it is hosted), and its
@@ -527,7 +527,7 @@ def index_parts(registry: IndexRegistry) -> list[IndexParts]:
     stacks = registry.stacks
     sides = registry.sides
     return [
-        IndexParts(name, view, tuple(
+        IndexMaterials(name, view, tuple(
             HostedSource(source, stacks[source].index, stacks[source].stored,
                          stacks[source].locks, stacks[source].backfill, stacks[source].usage,
                          stacks[source].bin)

@@ -180,7 +180,7 @@ class HostedSource:
 
 
 @attrs.frozen
-class IndexParts:
+class IndexMaterials:
     """
     What an index is served from (L{pypid.web.app.build_web}), the
     default's as a named one's.
@@ -215,7 +215,7 @@ class IndexParts:
 
     @classmethod
     def hosted_alone(cls, source: HostedSource, upstream: UpstreamProxy | None = None,
-                     ) -> IndexParts:
+                     ) -> IndexMaterials:
         """
         A hosted index that reads no other, with C{upstream}'s source as
         its upstream (C{upstream:default}) when given: a server of one
