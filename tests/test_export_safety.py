@@ -261,13 +261,13 @@ class LaterDescriptionTests(ExportCase):
         people = make_people()
         self.export(storage, people=people)
         record = self.records(storage)["alpha-1.0-py3-none-any.whl"]
-        storage._details.pop(record.filename, None)
+        storage._sidecars.details.pop(record.filename, None)
         self.export(storage, people=people, full=True)
         manifest = plans.ExportManifest.from_bytes(self.read(plans.MANIFEST))
         self.assertIn(record.filename, manifest.projects["alpha"].undescribed)
         self.assertEqual(self.export(storage, people=people).changed, 0)
         data = storage.objects[record.path]
-        storage._details[record.filename] = describe(parse_metadata(_metadata(data)), render_description).to_bytes()
+        storage._sidecars.details[record.filename] = describe(parse_metadata(_metadata(data)), render_description).to_bytes()
         self.assertEqual(self.export(storage, people=people).changed, 1)
         manifest = plans.ExportManifest.from_bytes(self.read(plans.MANIFEST))
         self.assertNotIn(record.filename, manifest.projects["alpha"].undescribed)

@@ -391,7 +391,7 @@ class ProjectPageTests(_PeopleMixin, SynchronousTestCase):
     def test_kept_until_changed(self):
         """The page is rendered once, kept as bytes, and rendered again after a change."""
         response, body = self.page("/project/holy-grail/")
-        self.storage._details.clear()
+        self.storage._sidecars.details.clear()
         self.assertEqual(self.page("/project/holy-grail/")[1], body)
         response, _ = self.request("POST", "/api/projects/holy-grail/1.1/yank", auth=True)
         self.assertEqual(response.code, 200)
@@ -430,12 +430,12 @@ class ProjectPageTests(_PeopleMixin, SynchronousTestCase):
         self.storage.objects[filename] = data
         scanned = self.successResultOf(self.storage.scan({}, 0)).records
         record = scanned[filename]
-        self.storage._details.pop(filename)
+        self.storage._sidecars.details.pop(filename)
         self.index.add(record)
         _, body = self.page("/project/old-thing/")
         self.assertIn(b"The description is being prepared", body)
         # (the memory backend described it at once)
-        self.assertIn(filename, self.storage._details)
+        self.assertIn(filename, self.storage._sidecars.details)
         _, body = self.page("/project/old-thing/")
         self.assertIn("Holy Grail", description(body))
 

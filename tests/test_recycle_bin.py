@@ -240,11 +240,11 @@ class RecycleBinTests(SynchronousTestCase):
         binned = self.successResultOf(self.bin.put(self.live))
         self.assertEqual(binned.binned, NOW)
         self.assertIsNone(self.index.get_file(self.live.filename))
-        self.assertEqual(self.storage._records[self.live.filename].binned, NOW)
+        self.assertEqual(self.storage._sidecars.records[self.live.filename].binned, NOW)
         restored = self.successResultOf(self.bin.restore(self.live.filename))
         self.assertEqual(restored, self.live)
         self.assertEqual(self.index.get_file(self.live.filename), self.live)
-        self.assertIsNone(self.storage._records[self.live.filename].binned)
+        self.assertIsNone(self.storage._sidecars.records[self.live.filename].binned)
         self.failureResultOf(self.bin.restore(self.live.filename), NotInBin)
 
     def test_restore_conflict(self):
@@ -261,7 +261,7 @@ class RecycleBinTests(SynchronousTestCase):
         self.bin.keep_for = 0.0
         self.assertIsNone(self.successResultOf(self.bin.put(self.live)))
         self.assertTrue(self.index.is_deleted(self.live.filename))
-        self.assertIn(self.live.filename, self.storage._tombstones)
+        self.assertIn(self.live.filename, self.storage._sidecars.tombstones)
 
     def test_upkeep(self):
         """

@@ -201,7 +201,7 @@ class ApplyTests(_Stored, SynchronousTestCase):
         self.assertEqual([r.filename for r, _ in applied.removed], [self.records[0].filename])
         self.assertEqual(seen, [(self.records[0].filename, "not among the newest 2 releases")])
         self.assertEqual(self.index.binned(), [self.records[0].replace(binned=NOW)])
-        self.assertEqual(self.storage._records[self.records[0].filename].binned, NOW)
+        self.assertEqual(self.storage._sidecars.records[self.records[0].filename].binned, NOW)
         self.assertEqual(applied.size, self.records[0].size)
 
     def test_upload_after_the_plan(self):

@@ -32,9 +32,9 @@ from pypid.storage.interface import (
 )
 from pypid.storage.memory import MemoryStorage
 from pypid.storage.s3 import presign as presigning
-from pypid.storage.s3 import storage as s3
 from pypid.storage.s3.api import S3Client
 from pypid.storage.s3.credentials import CredentialSource
+from pypid.storage.s3.idle_relay import IdleGuard
 from pypid.storage.s3.layout import Layout
 from pypid.storage.s3.sign import Bucket, Credentials
 from pypid.storage.s3.storage import S3Storage
@@ -773,7 +773,7 @@ class IdleGuardTests(TestCase):
         inner.received = []
         inner.dataReceived = inner.received.append
         response = Response()
-        s3._IdleGuard(response, clock, 30.0).deliverBody(inner)
+        IdleGuard(response, clock, 30.0).deliverBody(inner)
         return response.protocol, inner, clock, stopped, seen
 
     def test_stall_cuts_short(self):

@@ -27,6 +27,7 @@ from twisted.web.resource import Resource
 
 from pypid.config import ConfigError, load_config
 from pypid.core.model import SUMMARY_BYTES, UPLOADER_BYTES, FileRecord, cut_text
+from pypid.core.promotion_journal import PromotionJournal
 from pypid.core.s3_limits import CHECK_RATE
 from pypid.storage.interface import StorageError
 from pypid.storage.s3 import api as s3client
@@ -39,10 +40,12 @@ from pypid.storage.s3.api import (
     S3Error,
     S3Unavailable,
     complete_body,
+    copy_source,
     parse_error,
     parse_list,
 )
 from pypid.storage.s3.credentials import REFRESH_AHEAD, CredentialSource
+from pypid.storage.s3.journal_objects import JournalObjects
 from pypid.storage.s3.layout import (
     METADATA_SUFFIX,
     Change,
@@ -54,6 +57,8 @@ from pypid.storage.s3.layout import (
     yank_reason,
 )
 from pypid.storage.s3.markers import Pacer
+from pypid.storage.s3.object_writes import CopySources
+from pypid.storage.s3.pending_writes import PendingWrites
 from pypid.storage.s3.sign import (
     EMPTY_SHA256,
     Bucket,
@@ -1545,3 +1550,147 @@ class CheckRateConfigTests(SynchronousTestCase):
             message = str(caught.exception)
             self.assertIn("[s3] check_rate: expected a number of requests a second", message)
             self.assertNotIn("Traceback", message)
+
+
+class CollaboratorKeyTests(SynchronousTestCase):
+    """The keys the storage's collaborators keep their objects under."""
+
+    def test_small_object_keys(self):
+        """Usage records, statuses, journals and probes are under C{.pypid/}, after the prefix."""
+        layout = Layout("pkgs/")
+        self.assertEqual(layout.usage_prefix, "pkgs/.pypid/usage/")
+        self.assertEqual(layout.statuses_prefix, "pkgs/.pypid/projects/")
+        self.assertEqual(layout.journal_key("j1"), "pkgs/.pypid/promotions/j1")
+        self.assertEqual(layout.probe_key("abc"), "pkgs/.pypid/probe/abc")
+
+    def test_provenance_keys(self):
+        """A record's provenance key is the one its digest names; none without one."""
+        layout = Layout("pkgs/")
+        record = make_record(provenance_sha256="e" * 64)
+        self.assertEqual(layout.provenance_keys(record),
+                         (layout.provenance_key(record.filename, "e" * 64),))
+        self.assertEqual(layout.provenance_keys(make_record()), ())
+
+
+class CopySourcesTests(SynchronousTestCase):
+    """L{CopySources}: what a promotion copies, named in the source's bucket."""
+
+    def test_objects_of_a_record(self):
+        """Each object of the file is named by its key in the source's prefix and bucket."""
+        bucket = Bucket("http://s3.test", "b", "us-east-1")
+        layout = Layout("staging/")
+        record = make_record(provenance_sha256="e" * 64)
+        sources = CopySources.of(bucket, layout, record)
+        self.assertEqual(sources.endpoint, "http://s3.test")
+        self.assertEqual(sources.file, copy_source("b", layout.file_key(record.path)))
+        self.assertEqual(sources.metadata, copy_source("b", layout.metadata_key(record.path)))
+        self.assertEqual(sources.details, copy_source("b", layout.details_key(record.filename)))
+        self.assertEqual(sources.provenance,
+                         copy_source("b", layout.provenance_key(record.filename, "e" * 64)))
+
+    def test_no_provenance(self):
+        """A record naming no provenance has no provenance to copy."""
+        sources = CopySources.of(Bucket("http://s3.test", "b", "us-east-1"), Layout(),
+                                 make_record())
+        self.assertIsNone(sources.provenance)
+
+
+class PendingWritesTests(SynchronousTestCase):
+    """L{PendingWrites}: what a clean stop waits for."""
+
+    def test_settle_waits_for_both_kinds(self):
+        """L{PendingWrites.settle} fires once every write run or tracked is done."""
+        pending = PendingWrites()
+        ran, tracked = Deferred(), Deferred()
+
+        async def write():
+            await ran
+        pending.run(write())
+        pending.track(tracked)
+        settled = pending.settle()
+        self.assertNoResult(settled)
+        ran.callback(None)
+        self.assertNoResult(settled)
+        tracked.callback("done")
+        self.successResultOf(settled)
+        # (and a later stop waits for nothing)
+        self.successResultOf(pending.settle())
+
+    def test_track_passes_the_result_on(self):
+        """A tracked write's failure reaches its caller; a run one's does not."""
+        pending = PendingWrites()
+        failed = pending.track(fail(StorageError("S3 failed")))
+        self.failureResultOf(failed, StorageError)
+
+        async def failing():
+            raise StorageError("S3 failed")
+        self.assertIsNone(self.successResultOf(pending.run(failing())))
+
+
+class _SmallObjects:
+    """A bucket of small objects, for the collaborators that keep them."""
+
+    def __init__(self, refuse=False):
+        self.objects = {}
+        self.refuse = refuse
+
+    async def put(self, key, body, headers=None, if_none_match=False):
+        if self.refuse:
+            raise StorageError("S3 failed: 503 SlowDown")
+        self.objects[key] = body
+        return True
+
+    async def delete(self, key):
+        self.objects.pop(key, None)
+
+    async def read_all(self, prefix):
+        return {key[len(prefix):]: data for key, data in self.objects.items()
+                if key.startswith(prefix)}
+
+
+class _Announced:
+    """A change feed that records what is announced."""
+
+    def __init__(self):
+        self.announced = []
+
+    def announce(self, filename):
+        self.announced.append(filename)
+
+
+class JournalObjectsTests(SynchronousTestCase):
+    """L{JournalObjects}: a promotion's journal holds its files' markers back until dropped."""
+
+    def journal(self, *filenames):
+        """The bytes of the journal C{j1} of a promotion of C{filenames}."""
+        return PromotionJournal("j1", "staging", tuple(
+            make_record(filename=name, path=name) for name in filenames)).to_bytes()
+
+    def test_held_until_dropped(self):
+        """The files a kept journal names are held back, then announced, sorted, at its drop."""
+        bucket, feed = _SmallObjects(), _Announced()
+        journals = JournalObjects(bucket, Layout("p/"), feed)
+        data = self.journal("b-1.0.tar.gz", "a-1.0.tar.gz")
+        self.successResultOf(ensureDeferred(journals.keep("j1", data)))
+        self.assertTrue(journals.holds("a-1.0.tar.gz"))
+        self.assertFalse(journals.holds("c-1.0.tar.gz"))
+        self.assertEqual(self.successResultOf(ensureDeferred(journals.all())), {"j1": data})
+        self.successResultOf(ensureDeferred(journals.drop("j1")))
+        self.assertEqual(feed.announced, ["a-1.0.tar.gz", "b-1.0.tar.gz"])
+        self.assertFalse(journals.holds("a-1.0.tar.gz"))
+        self.assertEqual(self.successResultOf(ensureDeferred(journals.all())), {})
+
+    def test_failed_keep_holds_nothing(self):
+        """A journal that could not be written holds no marker back."""
+        journals = JournalObjects(_SmallObjects(refuse=True), Layout(), _Announced())
+        self.failureResultOf(ensureDeferred(journals.keep("j1", self.journal("a-1.0.tar.gz"))),
+                             StorageError)
+        self.assertFalse(journals.holds("a-1.0.tar.gz"))
+
+    def test_unreadable_journal_holds_nothing(self):
+        """Bytes that are no journal are kept, and hold no name back."""
+        bucket = _SmallObjects()
+        journals = JournalObjects(bucket, Layout(), _Announced())
+        self.successResultOf(ensureDeferred(journals.keep("j1", b"not json")))
+        self.assertEqual(bucket.objects, {".pypid/promotions/j1": b"not json"})
+        self.assertFalse(journals.holds("j1"))

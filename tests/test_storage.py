@@ -738,8 +738,9 @@ class MemoryStorageContractTests(AdoptionContractMixin, StorageContractMixin, Te
 
     def holding(self, storage):
         """Copies of the dicts the memory backend keeps its data in."""
-        return {name: dict(getattr(storage, name)) for name in (
-            "objects", "_records", "_metadata", "_details", "_tombstones", "_changed")}
+        kept = storage._sidecars
+        return {"objects": dict(storage.objects), **{name: dict(getattr(kept, name)) for name in (
+            "records", "metadata", "details", "tombstones", "changed")}}
 
     def now(self):
         """The fake clock's time, which the memory backend dates its changes with."""

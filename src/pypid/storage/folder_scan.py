@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import attrs
@@ -22,6 +22,7 @@ from twisted.logger import Logger
 
 from pypid.core.model import FileRecord
 from pypid.core.pending import PendingFile
+from pypid.core.promotion import Promotion
 from pypid.storage.folder_imports import FolderImports, Imported
 from pypid.storage.interface import ScanResult
 from pypid.storage.sidecars import PROMOTION, RECORD, Sidecars, is_tombstone
@@ -39,6 +40,25 @@ _CLOCK_REALTIME_COARSE = 5
 #: that keep whole seconds, such as FAT, are not meant to hold the storage.)
 CHANGE_TIME_MARGIN = (time.clock_getres(_CLOCK_REALTIME_COARSE)
                       if sys.platform == "linux" else 0.01)
+
+
+@attrs.define(eq=False)
+class _Findings:
+    """What one scan found so far, filled in step by step (L{FolderScan.scan})."""
+
+    records: dict[str, FileRecord] = attrs.field(factory=dict)
+    tombstones: set[str] = attrs.field(factory=set)
+    skipped: list[tuple[str, str]] = attrs.field(factory=list)
+    #: files left to describe later, by filename
+    pending: dict[str, PendingFile] = attrs.field(factory=dict)
+    #: the files imported on the way, whose records are not kept yet
+    imported: list[Imported] = attrs.field(factory=list)
+    #: the records read, by filename: a record, what could not be made
+    #: one (a dict), or L{None} (none usable)
+    fresh: dict[str, FileRecord | dict[str, Any] | None] = attrs.field(factory=dict)
+    #: the records found damaged: a tombstone each, unless a file of its
+    #: name is there (then described from the file, its record rewritten)
+    damaged: set[str] = attrs.field(factory=set)
 
 
 @attrs.define(eq=False)
@@ -61,6 +81,33 @@ class FolderScan:
         What the folder holds (see L{pypid.storage.interface.IStorage.scan}),
         and the files imported on the way, whose records are not kept yet.
         """
+        since = self._trusted_since(since, persist)
+        if since and known and self._unchanged_since(since) and self._same_sizes(known):
+            # (promotions: L{None}, as the snapshot has them)
+            return ScanResult(records=dict(known), tombstones=known_tombstones,
+                              current=True, promotions=None), []
+        listed, promoted = self._list_records()
+        found = _Findings()
+        # (a later scan reads now only the records of known files, below)
+        self._read_records(listed if not later else listed & known.keys(), known, since, found)
+        self._find_files(known, listed, later, found)
+        if later:
+            # The records no file has the name of: tombstones (read now, so
+            # that a deleted name is never served or taken again), or left
+            # behind.
+            self._read_tombstones(listed - known.keys() - found.records.keys()
+                                  - found.pending.keys(), found)
+        self._bury_damaged(found)
+        result = ScanResult(records=found.records, tombstones=frozenset(found.tombstones),
+                            skipped=tuple(found.skipped), pending=tuple(found.pending.values()),
+                            promotions=self._promotions(promoted, found))
+        return result, found.imported
+
+    def _trusted_since(self, since: float, persist: bool) -> float:
+        """
+        Make the records' folders (with C{persist}), and say from when the
+        snapshot's C{since} may be trusted: 0 for not at all.
+        """
         sidecars = self._sidecars
         # Wall-clock time, on purpose: it is compared with the times the
         # filesystem gives files, not with the reactor's (or a test's) clock.
@@ -71,21 +118,21 @@ class FolderScan:
             os.makedirs(sidecars.temp_dir, exist_ok=True)
         # A snapshot from the future means the clock went back: trust no time.
         if since > started:
-            since = 0.0
-        elif since:
+            return 0.0
+        if since:
             # (a change stamped up to a tick early counts as after C{since})
-            since -= CHANGE_TIME_MARGIN
-        if since and known and self._unchanged_since(since) and self._same_sizes(known):
-            # (promotions: L{None}, as the snapshot has them)
-            return ScanResult(records=dict(known), tombstones=known_tombstones,
-                              current=True, promotions=None), []
+            return since - CHANGE_TIME_MARGIN
+        return since
+
+    def _list_records(self) -> tuple[set[str], list[str]]:
+        """The filenames with a record sidecar, and those with a promotion sidecar."""
         # The names only: a listing kept as DirEntry objects (three a file:
         # record, metadata, details) held 60 MB more at 100,000 files.
         # (names, not DirEntry objects, in one comprehension: 0.11 rather than
         # 0.3 s for the 200,000 names of 100,000 files)
         names: list[str] | tuple[()]
         try:
-            names = os.listdir(sidecars.files_dir)
+            names = os.listdir(self._sidecars.files_dir)
         except (FileNotFoundError, NotADirectoryError):
             names = ()  # (not made: a scan that does not persist makes none)
         cut = -len(RECORD)
@@ -96,18 +143,19 @@ class FolderScan:
         # (a scan that trusts the snapshot does not get here, and says so:
         # its promotions are None)
         promoted = [name[:-len(PROMOTION)] for name in names if name.endswith(PROMOTION)]
-        del names
-        tombstones: set[str] = set()
-        records: dict[str, FileRecord] = {}
-        skipped: list[tuple[str, str]] = []
-        imported: list[Imported] = []
-        fresh: dict[str, FileRecord | dict[str, Any] | None] = {}
-        # The records found damaged: a tombstone each, unless a file of its
-        # name is there (then described from the file, its record rewritten).
-        damaged: set[str] = set()
+        return listed, promoted
+
+    def _read_records(self, filenames: Iterable[str], known: dict[str, FileRecord],
+                      since: float, found: _Findings) -> None:
+        """
+        Read the records of C{filenames} that changed since C{since} (or
+        that the snapshot does not know) into C{found.fresh}; tombstones
+        and damaged records are noted as such.
+        """
+        sidecars = self._sidecars
+        fresh, tombstones, damaged = found.fresh, found.tombstones, found.damaged
         folder = sidecars.files_dir + os.sep
-        # (a later scan reads now only the records of known files, below)
-        for filename in (listed if not later else listed & known.keys()):
+        for filename in filenames:
             path = folder + filename + RECORD
             # ctime, not mtime: a restore or touch can set mtime back.
             if filename in known:
@@ -131,52 +179,59 @@ class FolderScan:
                 except ValueError:
                     pass
             fresh[filename] = data
-        pending: dict[str, PendingFile] = {}
+
+    def _find_files(self, known: dict[str, FileRecord], listed: set[str], later: bool,
+                    found: _Findings) -> None:
+        """Walk the tree and find each file's record (or why it is skipped, or pending)."""
+        records, tombstones, pending = found.records, found.tombstones, found.pending
+        skipped, damaged = found.skipped, found.damaged
         for key, filename, entry in self._walk():
             damaged.discard(filename)
             if filename in records or filename in tombstones or filename in pending:
                 if filename in records or filename in pending:
                     skipped.append((key, f"another file named {filename} is already listed"))
                 continue
-            record = self._record_for(key, filename, entry, known, fresh, imported, later,
-                                      filename in listed)
+            record = self._record_for(key, filename, entry, known, found.fresh,
+                                      found.imported, later, filename in listed)
             if isinstance(record, str):
                 skipped.append((key, record))
             elif isinstance(record, PendingFile):
                 pending[filename] = record
             else:
                 records[filename] = record
-        if later:
-            # The records no file has the name of: tombstones (read now, so
-            # that a deleted name is never served or taken again), or left
-            # behind.
-            for filename in listed - known.keys() - records.keys() - pending.keys():
-                data, unreadable = sidecars.load_record(filename)
-                if unreadable:
-                    damaged.add(filename)
-                elif is_tombstone(data):
-                    tombstones.add(filename)
+
+    def _read_tombstones(self, filenames: Iterable[str], found: _Findings) -> None:
+        """Read the records of C{filenames}, no file's, for the tombstones among them."""
+        for filename in filenames:
+            data, unreadable = self._sidecars.load_record(filename)
+            if unreadable:
+                found.damaged.add(filename)
+            elif is_tombstone(data):
+                found.tombstones.add(filename)
+
+    def _bury_damaged(self, found: _Findings) -> None:
+        """Take each damaged record that no file there has the name of for a tombstone."""
         # (a file there but not served, not a distribution, is there all the same)
-        damaged.difference_update(key.rpartition("/")[2] for key, _ in skipped)
-        for filename in damaged:
+        found.damaged.difference_update(key.rpartition("/")[2] for key, _ in found.skipped)
+        for filename in found.damaged:
             # A name once used stays used: a tombstone cut short or
             # overwritten with garbage is still the tombstone of the name in
             # its path (a record is written whole, through a rename, so only
             # damage leaves one unreadable).
             log.warn("Taking the unreadable record {path} for a tombstone of {filename}: "
-                     "no file of that name is stored", path=sidecars.record_path(filename),
-                     filename=filename)
-            tombstones.add(filename)
+                     "no file of that name is stored",
+                     path=self._sidecars.record_path(filename), filename=filename)
+            found.tombstones.add(filename)
+
+    def _promotions(self, promoted: list[str], found: _Findings) -> dict[str, Promotion]:
+        """The promotions of the files found, from the sidecars of C{promoted}."""
         promotions = {}
         for filename in promoted:
-            if filename in records or filename in pending:
-                promotion = sidecars.read_promotion(filename)
+            if filename in found.records or filename in found.pending:
+                promotion = self._sidecars.read_promotion(filename)
                 if promotion is not None:
                     promotions[filename] = promotion
-        result = ScanResult(records=records, tombstones=frozenset(tombstones),
-                            skipped=tuple(skipped), pending=tuple(pending.values()),
-                            promotions=promotions)
-        return result, imported
+        return promotions
 
     def _walk(self) -> Iterator[tuple[str, str, os.DirEntry[str]]]:
         """Yield C{(key, filename, DirEntry)} for every regular file outside .pypid."""

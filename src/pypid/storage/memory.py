@@ -24,7 +24,6 @@ Nothing in the server imports this module, so it costs production nothing.
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -34,12 +33,8 @@ from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
-from pypid.core.distribution import inspect
-from pypid.core.metadata import InvalidDistribution
 from pypid.core.model import FileRecord
-from pypid.core.names import InvalidName
 from pypid.core.promotion import Promotion
-from pypid.core.readme import render_description
 from pypid.storage.disk import remove_file
 from pypid.storage.interface import (
     FileExists,
@@ -55,13 +50,22 @@ from pypid.storage.interface import (
     StorageState,
     checked_provenance,
 )
+from pypid.storage.memory_blobs import NamedBlobs
+from pypid.storage.memory_imports import inspect_bytes
+from pypid.storage.memory_sidecars import MemorySidecars
 
 
-def _digests(data: bytes) -> tuple[int, str, str, str]:
-    """C{(size, sha256, blake2_256, md5)} of C{data}, as L{inspect} takes them."""
-    return (len(data), hashlib.sha256(data).hexdigest(),
-            hashlib.blake2b(data, digest_size=32).hexdigest(),
-            hashlib.md5(data, usedforsecurity=False).hexdigest())
+@attrs.frozen
+class HeldFile:
+    """
+    A file as the in-memory backend holds it, for a promotion into another
+    (L{MemoryStorage.copy_source}): its bytes and what is kept beside them.
+    """
+
+    data: bytes
+    metadata: bytes | None
+    details: bytes | None
+    provenance: bytes | None
 
 
 def _missing(name: str) -> Callable[[], Deferred[bytes]]:
@@ -94,27 +98,14 @@ class MemoryStorage:
     temp_dir: str
     _clock: IReactorTime
     objects: dict[str, bytes] = attrs.field(factory=dict)
-    # What the local backend keeps in .pypid/files/, by filename: records,
-    # metadata, tombstones (the time of the delete), and when each name last
-    # changed through this storage (for scan's trust of a snapshot).
-    _records: dict[str, FileRecord] = attrs.field(factory=dict, init=False)
-    _metadata: dict[str, bytes] = attrs.field(factory=dict, init=False)
-    _details: dict[str, bytes | None] = attrs.field(factory=dict, init=False)
-    # The files' provenance objects (PEP 740; .provenance sidecars on disk).
-    _provenance: dict[str, bytes] = attrs.field(factory=dict, init=False)
-    _tombstones: dict[str, float] = attrs.field(factory=dict, init=False)
-    _changed: dict[str, float] = attrs.field(factory=dict, init=False)
-    # Metadata of objects without a record read by a scan that did not
-    # persist (filename -> bytes): the local backend's memory of them.
-    _unwritten: dict[str, bytes] = attrs.field(factory=dict, init=False)
-    # Who promoted each adopted file, and when (the local backend's
-    # .promotion sidecars).
-    _promotions: dict[str, Promotion] = attrs.field(factory=dict, init=False)
+    # What the local backend keeps beside each file (sidecars on disk).
+    _sidecars: MemorySidecars = attrs.field(factory=MemorySidecars, init=False)
     # The journals of promotions under way (.pypid/promotions/ on disk).
-    _journals: dict[str, bytes] = attrs.field(factory=dict, init=False)
+    _journals: NamedBlobs = attrs.field(factory=NamedBlobs, init=False)
     # The projects' statuses (.pypid/projects/ on disk).
-    _statuses: dict[str, bytes] = attrs.field(factory=dict, init=False)
-    # The usage records (.pypid/usage/ on disk).
+    _statuses: NamedBlobs = attrs.field(factory=NamedBlobs, init=False)
+    # The usage records (.pypid/usage/ on disk), by name: a test seeds and
+    # reads them here, as it does the files in objects.
     usage: dict[str, bytes] = attrs.field(factory=dict, init=False)
     # The data lives as long as this object: a snapshot of another storage
     # (another process, or another test) must never be taken for this one's.
@@ -146,18 +137,18 @@ class MemoryStorage:
 
     def keep_provenance(self, record: FileRecord, provenance: bytes) -> Deferred[FileRecord]:
         """Keep a stored file's provenance, then its record saying so; see L{IStorage}."""
-        stored = self._records.get(record.filename)
-        if stored is None or record.filename in self._tombstones:
+        stored = self._sidecars.records.get(record.filename)
+        if stored is None or record.filename in self._sidecars.tombstones:
             return fail(FileNotFoundError(record.path))
-        self._provenance[record.filename] = provenance
+        self._sidecars.provenance[record.filename] = provenance
         kept = stored.replace(provenance_sha256=hashlib.sha256(provenance).hexdigest())
-        self._records[record.filename] = kept
-        self._changed[record.filename] = self._clock.seconds()
+        self._sidecars.records[record.filename] = kept
+        self._sidecars.changed[record.filename] = self._clock.seconds()
         return succeed(kept)
 
     def read_provenance(self, record: FileRecord) -> Deferred[bytes | None]:
         """A file's provenance, when what is kept is the one its record names."""
-        return succeed(checked_provenance(record, self._provenance.get(record.filename)))
+        return succeed(checked_provenance(record, self._sidecars.provenance.get(record.filename)))
 
     def update(self, record: FileRecord) -> Deferred[None]:
         """Replace a file's record (a yank or an unyank); never after a delete."""
@@ -194,14 +185,14 @@ class MemoryStorage:
     def keep_status(self, project: str, data: bytes | None) -> Deferred[None]:
         """Keep or remove a project's status; see L{IStorage.keep_status}."""
         if data is None:
-            self._statuses.pop(project, None)
+            self._statuses.drop([project])
         else:
-            self._statuses[project] = data
+            self._statuses.keep(project, data)
         return succeed(None)
 
     def statuses(self) -> Deferred[dict[str, bytes]]:
         """The projects' statuses kept; see L{IStorage.statuses}."""
-        return succeed(dict(self._statuses))
+        return succeed(self._statuses.all())
 
     def add_usage(self, name: str, data: bytes) -> Deferred[None]:
         """Keep a usage record; see L{IUsageStorage.add_usage}."""
@@ -220,17 +211,17 @@ class MemoryStorage:
 
     def keep_journal(self, name: str, data: bytes) -> Deferred[None]:
         """Keep a promotion's journal; see L{IAdoptingStorage.keep_journal}."""
-        self._journals[name] = data
+        self._journals.keep(name, data)
         return succeed(None)
 
     def drop_journal(self, name: str) -> Deferred[None]:
         """Remove a promotion's journal; see L{IAdoptingStorage.drop_journal}."""
-        self._journals.pop(name, None)
+        self._journals.drop([name])
         return succeed(None)
 
     def journals(self) -> Deferred[dict[str, bytes]]:
         """The journals kept; see L{IAdoptingStorage.journals}."""
-        return succeed(dict(self._journals))
+        return succeed(self._journals.all())
 
     def scan(self, known: dict[str, FileRecord] | None = None, since: float = 0.0,
              tombstones: Iterable[str] = (), persist: bool = True) -> Deferred[ScanResult]:
@@ -254,40 +245,44 @@ class MemoryStorage:
 
     def locate_metadata(self, record: FileRecord) -> MemoryFile | RemoteBytes:
         """Metadata is sent from memory, or read as a missing file when there is none."""
-        data = self._metadata_of(record.filename)
+        data = self._sidecars.metadata_of(record.filename)
         if data is None:
             return RemoteBytes(_missing(record.path + ".metadata"))
         return MemoryFile(data)
 
     def read_metadata(self, record: FileRecord) -> Deferred[bytes]:
         """A file's metadata, or L{FileNotFoundError} when none is kept."""
-        data = self._metadata_of(record.filename)
+        data = self._sidecars.metadata_of(record.filename)
         if data is None:
             return fail(FileNotFoundError(record.path + ".metadata"))
         return succeed(data)
 
-    def _metadata_of(self, filename: str) -> bytes | None:
-        """A file's metadata: what a scan that did not persist read first, as it is newer."""
-        data = self._unwritten.get(filename)
-        return data if data is not None else self._metadata.get(filename)
+    def copy_source(self, record: FileRecord) -> HeldFile:
+        """
+        What a promotion from this storage takes of C{record}'s file (the
+        very bytes object, shared); L{FileNotFoundError} when none is held.
+        """
+        data = self.objects.get(record.path)
+        if data is None:
+            raise FileNotFoundError(record.path)
+        return HeldFile(data, self._sidecars.metadata_of(record.filename),
+                        self._sidecars.details.get(record.filename),
+                        self._sidecars.provenance.get(record.filename))
 
     def read_details(self, record: FileRecord) -> Deferred[bytes | None]:
         """A file's details, or L{None} when none are kept."""
-        return succeed(self._details.get(record.filename))
+        return succeed(self._sidecars.details.get(record.filename))
 
     def describe(self, record: FileRecord) -> Deferred[bytes | None]:
         """Render and keep a file's details from its bytes."""
         data = self.objects.get(record.path)
-        if data is None or record.filename not in self._records:
+        if data is None or record.filename not in self._sidecars.records:
             return succeed(None)
-        try:
-            details: bytes | None = inspect(io.BytesIO(data), record.filename, record.path,
-                              record.upload_time, _digests(data), legacy=True,
-                              details=render_description).details
-        except (InvalidName, InvalidDistribution):
+        inspected = inspect_bytes(data, record.filename, record.path, record.upload_time)
+        if isinstance(inspected, str):
             return succeed(None)
-        self._details[record.filename] = details
-        return succeed(details)
+        self._sidecars.details[record.filename] = inspected.details
+        return succeed(inspected.details)
 
     # -- the work, done at once --------------------------------------------------------
 
@@ -305,7 +300,7 @@ class MemoryStorage:
                       details: bytes | None, provenance: bytes | None = None) -> FileRecord:
         """Take the spooled bytes in, consuming the spooled file whatever happens."""
         try:
-            if record.filename in self._tombstones:
+            if record.filename in self._sidecars.tombstones:
                 raise FilenameDeleted(record.filename)
             self._refuse_taken(record)
             with open(temp_path, "rb") as f:
@@ -315,11 +310,11 @@ class MemoryStorage:
         finally:
             remove_file(temp_path)
         self.objects[record.path] = data
-        self._keep(record.filename, metadata, details)
+        self._sidecars.keep(record.filename, metadata, details)
         if provenance is not None:
-            self._provenance[record.filename] = provenance
-        self._records[record.filename] = record
-        self._changed[record.filename] = self._clock.seconds()
+            self._sidecars.provenance[record.filename] = provenance
+        self._sidecars.records[record.filename] = record
+        self._sidecars.changed[record.filename] = self._clock.seconds()
         return record
 
     def _refuse_taken(self, record: FileRecord) -> None:
@@ -328,7 +323,7 @@ class MemoryStorage:
         filename is stored under another key: publishing would overwrite a
         file or the record of another.
         """
-        stored = self._records.get(record.filename)
+        stored = self._sidecars.records.get(record.filename)
         key = record.path
         if key not in self.objects:
             if stored is None or stored.path not in self.objects:
@@ -345,11 +340,9 @@ class MemoryStorage:
         """Take the source's bytes object in, unless the name is taken or dead."""
         if not isinstance(source, MemoryStorage):
             raise StorageError("a file can be promoted only from a storage of the same kind")
-        data = source.objects.get(record.path)
-        if data is None:
-            raise FileNotFoundError(record.path)
+        held = source.copy_source(record)
         adopted = record.replace(path=record.filename)
-        if adopted.filename in self._tombstones:
+        if adopted.filename in self._sidecars.tombstones:
             raise FilenameDeleted(adopted.filename)
         try:
             self._refuse_taken(adopted)
@@ -358,20 +351,18 @@ class MemoryStorage:
                 raise
             # There already, with these bytes: nothing changes.
             return e.record if e.record is not None else adopted
-        self.objects[adopted.path] = data
-        self._keep(adopted.filename, source._metadata_of(record.filename),
-                   source._details.get(record.filename))
-        provenance = source._provenance.get(record.filename)
-        if provenance is not None:
-            self._provenance[adopted.filename] = provenance
-        self._promotions[adopted.filename] = promotion
-        self._records[adopted.filename] = adopted
-        self._changed[adopted.filename] = self._clock.seconds()
+        self.objects[adopted.path] = held.data
+        self._sidecars.keep(adopted.filename, held.metadata, held.details)
+        if held.provenance is not None:
+            self._sidecars.provenance[adopted.filename] = held.provenance
+        self._sidecars.promotions[adopted.filename] = promotion
+        self._sidecars.records[adopted.filename] = adopted
+        self._sidecars.changed[adopted.filename] = self._clock.seconds()
         return adopted
 
     def _discard_adopted_sync(self, record: FileRecord) -> None:
         """Forget the file and what is kept beside it, unless other bytes hold the name."""
-        stored = self._records.get(record.filename)
+        stored = self._sidecars.records.get(record.filename)
         if stored is not None and stored.sha256 != record.sha256:
             return
         key = stored.path if stored is not None else record.filename
@@ -380,50 +371,40 @@ class MemoryStorage:
                 hashlib.sha256(data).hexdigest() != record.sha256):
             return
         self.objects.pop(key, None)
-        self._metadata.pop(record.filename, None)
-        self._details.pop(record.filename, None)
-        self._provenance.pop(record.filename, None)
-        self._unwritten.pop(record.filename, None)
-        self._promotions.pop(record.filename, None)
-        self._records.pop(record.filename, None)
-        self._changed[record.filename] = self._clock.seconds()
+        self._sidecars.forget(record.filename)
+        self._sidecars.changed[record.filename] = self._clock.seconds()
 
     def _update_sync(self, record: FileRecord) -> None:
         """Keep a new record, unless its name is a tombstone (a delete is final)."""
-        if record.filename in self._tombstones:
+        if record.filename in self._sidecars.tombstones:
             raise FilenameDeleted(record.filename)
-        self._records[record.filename] = record
-        self._changed[record.filename] = self._clock.seconds()
+        self._sidecars.records[record.filename] = record
+        self._sidecars.changed[record.filename] = self._clock.seconds()
 
     def _delete_sync(self, record: FileRecord) -> None:
         """Keep the tombstone, then forget the bytes, metadata and record."""
         now = self._clock.seconds()
-        self._tombstones[record.filename] = now
-        self._changed[record.filename] = now
+        self._sidecars.tombstones[record.filename] = now
+        self._sidecars.changed[record.filename] = now
         self.objects.pop(record.path, None)
-        self._metadata.pop(record.filename, None)
-        self._unwritten.pop(record.filename, None)
-        self._details.pop(record.filename, None)
-        self._provenance.pop(record.filename, None)
-        self._records.pop(record.filename, None)
-        self._promotions.pop(record.filename, None)
+        self._sidecars.forget(record.filename)
 
     def _add_tombstone_sync(self, filename: str) -> None:
         """
         Keep the tombstone, unless bytes of that name are held (with a
         record or put there directly, under any key).
         """
-        if filename in self._tombstones:
+        if filename in self._sidecars.tombstones:
             return
         for key, data in self.objects.items():
             if not _hidden(key) and key.rpartition("/")[2] == filename:
-                stored = self._records.get(filename)
+                stored = self._sidecars.records.get(filename)
                 raise FileExists(filename, stored.sha256 if stored is not None
                                  else hashlib.sha256(data).hexdigest(), stored)
         now = self._clock.seconds()
-        self._tombstones[filename] = now
-        self._changed[filename] = now
-        self._records.pop(filename, None)
+        self._sidecars.tombstones[filename] = now
+        self._sidecars.changed[filename] = now
+        self._sidecars.records.pop(filename, None)
 
     def _scan_sync(self, known: dict[str, FileRecord], since: float,
                    persist: bool = True) -> ScanResult:
@@ -438,7 +419,7 @@ class MemoryStorage:
             if _hidden(key):
                 continue
             filename = key.rpartition("/")[2]
-            if filename in self._tombstones:
+            if filename in self._sidecars.tombstones:
                 continue
             if filename in records:
                 skipped.append((key, f"another file named {filename} is already listed"))
@@ -448,14 +429,14 @@ class MemoryStorage:
                 skipped.append((key, record))
             else:
                 records[filename] = record
-        promotions = {filename: self._promotions[filename] for filename in records
-                      if filename in self._promotions}
-        return ScanResult(records=records, tombstones=frozenset(self._tombstones),
+        promotions = {filename: self._sidecars.promotions[filename] for filename in records
+                      if filename in self._sidecars.promotions}
+        return ScanResult(records=records, tombstones=frozenset(self._sidecars.tombstones),
                           skipped=tuple(skipped), promotions=promotions)
 
     def _listing_order(self, key: str) -> tuple[bool, str]:
         """Keys in order, but a stored record's own key before another of its name."""
-        stored = self._records.get(key.rpartition("/")[2])
+        stored = self._sidecars.records.get(key.rpartition("/")[2])
         return (stored is None or stored.path != key, key)
 
     def _record_for(self, key: str, filename: str, known: dict[str, FileRecord], since: float,
@@ -469,11 +450,11 @@ class MemoryStorage:
         """
         size = len(self.objects[key])
         previous = known.get(filename)
-        changed = self._changed.get(filename)
+        changed = self._sidecars.changed.get(filename)
         if (previous is not None and changed is not None and changed < since
                 and previous.path == key and previous.size == size):
             return previous
-        stored = self._records.get(filename)
+        stored = self._sidecars.records.get(filename)
         if stored is not None and stored.size == size:
             return stored if stored.path == key else stored.replace(path=key)
         return self._import(key, filename, now, persist)
@@ -485,28 +466,16 @@ class MemoryStorage:
         upload time; without C{persist}, only their metadata is kept, aside
         (and no details are rendered).
         """
-        data = self.objects[key]
-        try:
-            inspected = inspect(io.BytesIO(data), filename, key, now, _digests(data),
-                                legacy=True, details=render_description if persist else None)
-        except (InvalidName, InvalidDistribution) as e:
-            return str(e)
+        inspected = inspect_bytes(self.objects[key], filename, key, now, details=persist)
+        if isinstance(inspected, str):
+            return inspected
         if not persist:
             if inspected.metadata is not None:
-                self._unwritten[filename] = inspected.metadata
+                self._sidecars.unwritten[filename] = inspected.metadata
             else:
-                self._unwritten.pop(filename, None)
+                self._sidecars.unwritten.pop(filename, None)
             return inspected.record
-        self._records[filename] = inspected.record
-        self._keep(filename, inspected.metadata, inspected.details)
-        self._changed[filename] = now
+        self._sidecars.records[filename] = inspected.record
+        self._sidecars.keep(filename, inspected.metadata, inspected.details)
+        self._sidecars.changed[filename] = now
         return inspected.record
-
-    def _keep(self, filename: str, metadata: bytes | None, details: bytes | None) -> None:
-        """Keep a file's metadata and details, forgetting older ones it has not."""
-        self._unwritten.pop(filename, None)
-        for kept, data in ((self._metadata, metadata), (self._details, details)):
-            if data is not None:
-                kept[filename] = data
-            else:
-                kept.pop(filename, None)

@@ -428,6 +428,91 @@ def _head_of(line: dict[str, Any]) -> tuple[str, str, list[str]]:
     return project, name, filenames
 
 
+@attrs.define(eq=False)
+class _Decoded:
+    """
+    What the lines of a snapshot read so far hold (L{_decode_lines}): the
+    project lines' records, or their lines kept to make them later, and
+    the other lines' values.
+    """
+
+    records: dict[str, FileRecord] = attrs.field(factory=dict)
+    #: the digests shared between records, interned (see L{_project})
+    shared: dict[str, str] = attrs.field(factory=dict)
+    waiting: list[Waiting] = attrs.field(factory=list)
+    damaged: list[str] = attrs.field(factory=list)
+    #: the projects whose lines were kept for later
+    named: set[str] = attrs.field(factory=set)
+    #: the files of the lines kept for later
+    counted: int = 0
+    projects: int = 0
+    tombstones: Any = None
+    upstream_state: Any = None
+    storage_state: Any = None
+    end: Any = None
+    promotions: dict[str, Promotion] = attrs.field(factory=dict)
+    binned: dict[str, FileRecord] = attrs.field(factory=dict)
+
+    def wait(self, head: tuple[str, str, list[str]], raw: bytes) -> None:
+        """Keep a project's line read with C{later}: its name and filenames now."""
+        # Its bytes are kept rather than the parsed line, which holds every
+        # value as a Python object (hex digests as 113-byte strings): 410
+        # rather than 750 bytes a file of the bench corpus until its records
+        # are made.
+        project, name, filenames = head
+        if project in self.named:
+            raise SnapshotError(f"the project {project} has two lines")
+        self.named.add(project)
+        self.waiting.append((project, name, filenames,
+                             _source(project, name, raw, filenames, self.shared,
+                                     self.damaged)))
+        self.counted += len(filenames)
+        self.projects += 1
+
+    def take(self, line: dict[str, Any]) -> None:
+        """Take in a line that is not a project's."""
+        if "tombstones" in line:
+            self.tombstones = line["tombstones"]
+        elif "storage_state" in line:
+            self.storage_state = line["storage_state"]
+        elif "upstream_state" in line:
+            self.upstream_state = line["upstream_state"]
+        elif "promotions" in line:
+            self.promotions = _promotions(line["promotions"])
+        elif "binned" in line:
+            self.binned = _binned(line["binned"])
+        elif "end" in line:
+            self.end = line["end"]
+        else:
+            raise SnapshotError(f"an unknown line: {sorted(line)[:3]}")
+
+    def snapshot(self, first: dict[str, Any], storage: str | None) -> Snapshot:
+        """The L{Snapshot} of every line read, once the last one says they all are."""
+        if self.end != {"projects": self.projects, "files": len(self.records) + self.counted}:
+            raise SnapshotError("the snapshot is cut short (its last line is not there, "
+                                "or does not count what came before)")
+        tombstones = self.tombstones
+        if type(tombstones) is not list or not all(type(t) is str for t in tombstones):
+            raise SnapshotError("the deleted filenames are not a list of strings")
+        records = self.records
+        records.update(self.binned)
+        return Snapshot(float(first["saved_at"]), records, tuple(tombstones),
+                        first.get("serial", 0), storage, self.storage_state,
+                        self.upstream_state, later=tuple(self.waiting), damaged=self.damaged,
+                        clock=ClockReading.from_json(first.get("clock")),
+                        promotions=self.promotions)
+
+
+def _storage_of(first: dict[str, Any]) -> str | None:
+    """The storage a snapshot's first line names, once that line is checked."""
+    if not isinstance(first.get("serial", 0), int):
+        raise SnapshotError("the serial is not a whole number")
+    storage = first.get("storage")
+    if storage is not None and not isinstance(storage, str):
+        raise SnapshotError("the storage is not a string")
+    return storage
+
+
 def _decode_lines(first: dict[str, Any], rest: Iterable[bytes | memoryview],
                   later: bool = False) -> Snapshot:
     """
@@ -437,39 +522,12 @@ def _decode_lines(first: dict[str, Any], rest: Iterable[bytes | memoryview],
     @param later: whether each project's records are left to be made when
         first asked for (L{Snapshot.later}).
     """
-    records: dict[str, FileRecord] = {}
-    shared: dict[str, str] = {}
-    waiting: list[Waiting] = []
-    damaged: list[str] = []
-    named: set[str] = set()
-    counted = 0
-    tombstones = upstream_state = storage_state = end = None
-    promotions: dict[str, Promotion] = {}
-    binned: dict[str, FileRecord] = {}
-    if not isinstance(first.get("serial", 0), int):
-        raise SnapshotError("the serial is not a whole number")
-    storage = first.get("storage")
-    if storage is not None and not isinstance(storage, str):
-        raise SnapshotError("the storage is not a string")
-    projects = 0
-
-    def wait(head: tuple[str, str, list[str]], raw: bytes) -> None:
-        # A project's line read with later: its name and filenames now, its
-        # bytes kept rather than the parsed line, which holds every value
-        # as a Python object (hex digests as 113-byte strings): 410 rather
-        # than 750 bytes a file of the bench corpus until its records are made.
-        nonlocal counted, projects
-        project, name, filenames = head
-        if project in named:
-            raise SnapshotError(f"the project {project} has two lines")
-        named.add(project)
-        waiting.append((project, name, filenames,
-                        _source(project, name, raw, filenames, shared, damaged)))
-        counted += len(filenames)
-        projects += 1
-
+    storage = _storage_of(first)
+    decoded = _Decoded()
+    # (bound once: the loop runs once a project, 100,000 times at scale)
+    records, shared, wait = decoded.records, decoded.shared, decoded.wait
     for raw in rest:
-        if end is not None:
+        if decoded.end is not None:
             raise SnapshotError("a line follows the last")
         if later and raw[:11] == b'{"project":':
             raw = bytes(raw)  # (kept: a memoryview of decode's would keep all the data)
@@ -487,31 +545,10 @@ def _decode_lines(first: dict[str, Any], rest: Iterable[bytes | memoryview],
                 continue
             for record in _project(line, shared):
                 records[record[0]] = record
-            projects += 1
-        elif "tombstones" in line:
-            tombstones = line["tombstones"]
-        elif "storage_state" in line:
-            storage_state = line["storage_state"]
-        elif "upstream_state" in line:
-            upstream_state = line["upstream_state"]
-        elif "promotions" in line:
-            promotions = _promotions(line["promotions"])
-        elif "binned" in line:
-            binned = _binned(line["binned"])
-        elif "end" in line:
-            end = line["end"]
+            decoded.projects += 1
         else:
-            raise SnapshotError(f"an unknown line: {sorted(line)[:3]}")
-    if end != {"projects": projects, "files": len(records) + counted}:
-        raise SnapshotError("the snapshot is cut short (its last line is not there, "
-                            "or does not count what came before)")
-    if type(tombstones) is not list or not all(type(t) is str for t in tombstones):
-        raise SnapshotError("the deleted filenames are not a list of strings")
-    records.update(binned)
-    return Snapshot(float(first["saved_at"]), records, tuple(tombstones),
-                    first.get("serial", 0), storage, storage_state, upstream_state,
-                    later=tuple(waiting), damaged=damaged,
-                    clock=ClockReading.from_json(first.get("clock")), promotions=promotions)
+            decoded.take(line)
+    return decoded.snapshot(first, storage)
 
 
 def _binned(value: Any) -> dict[str, FileRecord]:

@@ -359,6 +359,20 @@ class BucketCalls:
         """Remove an object (there being none is no error)."""
         await self.call("DELETE", key, ok=(200, 204, 404))
 
+    async def read_all(self, prefix: str) -> dict[str, bytes]:
+        """
+        The objects under C{prefix}, by the rest of their keys, read one
+        after another: for the few small ones pypid keeps of its own
+        (statuses, journals, usage records), never for the files.
+        """
+        found: dict[str, bytes] = {}
+        async for page in self.list(prefix):
+            for listed in page.keys:
+                data = await self.get(listed.key)
+                if data is not None:
+                    found[listed.key[len(prefix):]] = data
+        return found
+
     async def list(self, prefix: str, start_after: str | None = None,
                    delimiter: str | None = None) -> AsyncIterator[ListPage]:
         """

@@ -117,6 +117,29 @@ class Layout:
         """The provenance object of C{filename} whose sha256 is C{digest}."""
         return self.prefix + _INTERNAL + "provenance/" + filename + "." + digest
 
+    def provenance_keys(self, record: FileRecord) -> tuple[str, ...]:
+        """The provenance object C{record} names, as a key to remove with its file (or none)."""
+        digest = record.provenance_sha256
+        return () if digest is None else (self.provenance_key(record.filename, digest),)
+
+    @property
+    def usage_prefix(self) -> str:
+        """Where the usage records are (L{pypid.storage.s3.usage_objects})."""
+        return self.prefix + _INTERNAL + "usage/"
+
+    @property
+    def statuses_prefix(self) -> str:
+        """Where the projects' statuses are (L{pypid.storage.s3.status_objects})."""
+        return self.prefix + _INTERNAL + "projects/"
+
+    def journal_key(self, name: str) -> str:
+        """Where the journal C{name} of a promotion under way is kept."""
+        return self.prefix + _INTERNAL + "promotions/" + name
+
+    def probe_key(self, name: str) -> str:
+        """An object written and removed at once, to learn how the store behaves."""
+        return self.prefix + _INTERNAL + "probe/" + name
+
     def yanked_key(self, filename: str) -> str:
         """The yank marker of C{filename}."""
         return self.yanked_prefix + filename

@@ -11,9 +11,10 @@ L{MARKER_RETENTION} are removed about once an hour; a server out of touch
 for half that long cannot trust the markers and asks for a full listing
 (L{ChangeFeed.reconcile_due}).
 
-The feed holds only this bookkeeping; what a file's state is, and where the
-background writes are kept track of, stay with L{pypid.storage.s3.storage.S3Storage},
-which passes them in.
+The feed holds only this bookkeeping; what a file's state is
+(L{pypid.storage.s3.file_states}) and where the background writes are kept
+track of (L{pypid.storage.s3.pending_writes}) are passed in by
+L{pypid.storage.s3.storage.S3Storage}, which builds it.
 """
 
 from __future__ import annotations
@@ -42,6 +43,15 @@ LOOKBACK = 120.0
 #: Change markers older than this are removed (by any instance); an
 #: instance that could not poll for half of it lists the whole bucket again.
 MARKER_RETENTION = 24 * 3600.0
+
+
+def catches_up(since: float, now: float) -> bool:
+    """
+    Whether a view of the bucket taken at C{since} can be brought up to
+    date from the change markers alone (they are kept for
+    L{MARKER_RETENTION}; half of it leaves a wide margin).
+    """
+    return 0 <= now - since < MARKER_RETENTION / 2
 
 
 class ChangeFeed:

@@ -50,6 +50,7 @@ from pypid.storage.s3.api import (
     parse_upload_id,
 )
 from pypid.storage.s3.layout import Layout
+from pypid.storage.s3.sign import Bucket
 
 log = Logger()
 
@@ -82,6 +83,35 @@ async def _together(writes: Sequence[Coroutine[Any, Any, Any]]) -> None:
         await gatherResults([ensureDeferred(write) for write in writes], consumeErrors=True)
     except FirstError as e:
         e.subFailure.raiseException()
+
+
+@attrs.frozen
+class CopySources:
+    """
+    Where a promotion copies a stored file's objects from: their
+    C{x-amz-copy-source}s in the source index's prefix, and the store they
+    are in (a copy on the store's side is within one endpoint).
+
+    @ivar provenance: the provenance object's, when the record names one.
+    """
+
+    endpoint: str
+    file: str
+    metadata: str
+    details: str
+    provenance: str | None
+
+    @classmethod
+    def of(cls, bucket: Bucket, layout: Layout, record: FileRecord) -> CopySources:
+        """The objects C{record}'s file has under C{layout} in C{bucket}."""
+        digest = record.provenance_sha256
+        return cls(
+            endpoint=bucket.endpoint,
+            file=copy_source(bucket.name, layout.file_key(record.path)),
+            metadata=copy_source(bucket.name, layout.metadata_key(record.path)),
+            details=copy_source(bucket.name, layout.details_key(record.filename)),
+            provenance=None if digest is None else copy_source(
+                bucket.name, layout.provenance_key(record.filename, digest)))
 
 
 @attrs.define(eq=False)
@@ -143,7 +173,7 @@ class ObjectWriter:
         """Whether the store refuses C{CopyObject} with C{If-None-Match: *} over an object."""
         if self._conditional_copy is None:
             client = self._client
-            probe = self._layout.prefix + f".pypid/probe/copy-{uuid.uuid4().hex[:12]}-"
+            probe = self._layout.probe_key(f"copy-{uuid.uuid4().hex[:12]}-")
             try:
                 await client.put(probe + "a", b"a")
                 await client.put(probe + "b", b"b")
@@ -177,22 +207,19 @@ class ObjectWriter:
             return [etag or ""]
         return await self._in_parts(key, headers, part, "multipart copy")
 
-    async def copy_beside(self, record: FileRecord, source_layout: Layout, bucket: str,
-                          filename: str,
+    async def copy_beside(self, source: CopySources, filename: str,
                           extra: Sequence[Coroutine[Any, Any, Any]] = ()) -> None:
         """
         Copy a file's metadata sibling and details from another index's
-        prefix (of C{bucket}) beside its copy here, those it has, on the
+        prefix (C{source}) beside its copy here, those it has, on the
         store's side; replaced, as an upload's are. The copies, and the
         C{extra} writes given, are made at once: a promotion waits for six
         rounds of requests a file rather than eight (on moto, ten files
         took 1.0 to 1.4 s either way: the noise of a shared machine).
         """
         await _together([
-            self._copy_or_remove(copy_source(bucket, source_layout.metadata_key(record.path)),
-                                 self._layout.metadata_key(filename)),
-            self._copy_or_remove(copy_source(bucket, source_layout.details_key(record.filename)),
-                                 self._layout.details_key(filename)),
+            self._copy_or_remove(source.metadata, self._layout.metadata_key(filename)),
+            self._copy_or_remove(source.details, self._layout.details_key(filename)),
             *extra])
 
     async def _copy_or_remove(self, source: str, key: str) -> None:

@@ -1,0 +1,125 @@
+"""
+The copy of the index's snapshot kept in the bucket (C{.pypid/snapshot.json.gz}),
+where a new server, or one whose own snapshot is too old, finds it.
+
+Starting from it costs a C{HEAD} and a C{GET}, where the listing of a
+million files is 2,000 requests before the server can answer. Apart from
+L{pypid.storage.s3.storage.S3Storage} because it is the one object that is
+neither a file's nor a marker: compressed in the thread pool, read with a
+cap on its size before and after decompression, and trusted only when it
+is of this bucket and prefix and young enough to catch up from.
+"""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from email.utils import parsedate_to_datetime
+
+import attrs
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.logger import Logger
+
+from pypid.storage import snapshot as snapshots
+from pypid.storage.interface import Run, StorageError
+from pypid.storage.s3.api import BucketCalls
+from pypid.storage.s3.layout import Layout
+from pypid.storage.s3.markers import MARKER_RETENTION, catches_up
+from pypid.storage.s3.pending_writes import PendingWrites
+
+log = Logger()
+
+#: The snapshot kept in the bucket is read up to this size (compressed).
+SNAPSHOT_LIMIT = 256 << 20
+
+
+def _gunzip(data: bytes, limit: int) -> bytes:
+    """Decompress gzip C{data}, refusing more than C{limit} bytes of output."""
+    inflater = zlib.decompressobj(wbits=31)
+    out = inflater.decompress(data, limit)
+    if inflater.unconsumed_tail:
+        raise ValueError(f"more than {limit} bytes once decompressed")
+    return out
+
+
+@attrs.define
+class BucketSnapshot:
+    """
+    The snapshot object of a prefix.
+
+    @ivar _client: the L{pypid.storage.s3.api.S3Client}.
+    @ivar _layout: the L{Layout} of the prefix.
+    @ivar _run: C{run(f, *args) -> Deferred} for the (de)compression.
+    @ivar _pending: the L{PendingWrites} a clean stop waits for, so the
+        last snapshot lands.
+    @ivar _enabled: whether a copy is kept and read at all
+        (C{[s3] bucket_snapshot}).
+    @ivar _clock_margin: how far to distrust the store's times (s).
+    """
+
+    _client: BucketCalls
+    _layout: Layout
+    _run: Run
+    _pending: PendingWrites
+    _enabled: bool
+    _clock_margin: float
+
+    def keep(self, data: bytes) -> Deferred[None] | None:
+        """Keep a copy of the snapshot's bytes, in the background; L{None} when none is kept."""
+        if not self._enabled:
+            return None
+
+        async def keep() -> None:
+            packed = await self._run(gzip.compress, data, 6)
+            await self._client.put(self._layout.snapshot_key, packed,
+                                   {"content-type": "application/gzip"})
+        return self._pending.track(ensureDeferred(keep()))
+
+    async def load(self) -> bytes | None:
+        """The copy kept, or L{None} (none, or not one to use: logged)."""
+        if not self._enabled:
+            return None
+        packed = await self._client.get(self._layout.snapshot_key, limit=SNAPSHOT_LIMIT,
+                                        expect=SNAPSHOT_LIMIT // 16)
+        if packed is None:
+            return None
+        try:
+            return await self._run(_gunzip, packed, SNAPSHOT_LIMIT * 16)
+        except (OSError, EOFError, ValueError, zlib.error) as e:
+            log.warn("Ignoring the snapshot in the bucket: {error}", error=str(e))
+            return None
+
+    async def newer(self, since: float, now: float,
+                    identity: str) -> snapshots.Snapshot | None:
+        """
+        The copy kept, when the local snapshot (taken at C{since}) is too
+        old to catch up from change markers and another instance kept a
+        newer one that is not (of this storage, C{identity}); L{None}
+        otherwise.
+        """
+        if not self._enabled:
+            return None
+        try:
+            headers = await self._client.head(self._layout.snapshot_key)
+            if headers is None:
+                return None
+            try:
+                written = parsedate_to_datetime(headers.get("last-modified", "")).timestamp()
+            except (TypeError, ValueError):
+                return None
+            # By the store's clock, which the margin allows for: a snapshot
+            # written just after the local one's time is that one's copy.
+            margin = self._clock_margin
+            if written <= since + margin or now - written >= MARKER_RETENTION / 2 + margin:
+                return None
+            data = await self.load()
+            snap = await self._run(snapshots.decode, data) if data is not None else None
+        except (StorageError, snapshots.SnapshotError) as e:
+            log.warn("Not using the snapshot kept in the bucket: {error}", error=str(e))
+            return None
+        if (snap is None or snap.storage not in (None, identity)
+                or snap.saved_at <= since or not catches_up(snap.saved_at, now)):
+            return None
+        log.info("The local snapshot is too old to catch up from the change markers: "
+                 "starting from the newer one kept in the bucket")
+        return snap

@@ -1,0 +1,211 @@
+"""
+The changes this server makes to its files in the bucket: an upload, its
+provenance, a yank or a binning, a delete, a tombstone carried over.
+
+A new file is written with C{If-None-Match: *}, so of two servers uploading
+one filename exactly one wins, and the other gets the same "File already
+exists" answer as on local disk; yanks and deletes are marker objects, a
+delete's tombstone written first (it is the delete). Each change leaves a
+change marker (L{pypid.storage.s3.markers.ChangeFeed.announce}) through
+which the other servers learn of it. Apart from
+L{pypid.storage.s3.storage.S3Storage} because this is where what to write,
+and in which order, is decided; the bytes go through
+L{pypid.storage.s3.object_writes}.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import attrs
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from pypid.core.model import FileRecord
+from pypid.storage.disk import remove_file
+from pypid.storage.interface import (
+    AlreadyBinned,
+    FileExists,
+    FilenameDeleted,
+    Run,
+    StorageError,
+)
+from pypid.storage.s3.api import S3Client
+from pypid.storage.s3.file_states import FileStates
+from pypid.storage.s3.imports import Importer
+from pypid.storage.s3.layout import Layout, binned_body, metadata_headers, yank_body
+from pypid.storage.s3.markers import ChangeFeed
+from pypid.storage.s3.object_writes import ObjectWriter
+
+log = Logger()
+
+
+@attrs.define
+class FileWrites:
+    """
+    Writes files and their state under a prefix.
+
+    @ivar _client: the L{S3Client}.
+    @ivar _layout: the L{Layout} of the prefix.
+    @ivar _writer: the L{ObjectWriter} of a file and what is kept beside it.
+    @ivar _imports: the L{Importer}, told where each file lives.
+    @ivar _feed: the L{ChangeFeed} each change is announced to.
+    @ivar _states: the L{FileStates}, for a name taken by the same bytes.
+    @ivar _run: C{run(f, *args) -> Deferred} for blocking work.
+    @ivar _clock: provides C{seconds()}: when a tombstone was written.
+    """
+
+    _client: S3Client
+    _layout: Layout
+    _writer: ObjectWriter
+    _imports: Importer
+    _feed: ChangeFeed
+    _states: FileStates
+    _run: Run
+    _clock: IReactorTime
+
+    async def publish(self, temp_path: str, record: FileRecord, metadata: bytes | None,
+                      details: bytes | None, provenance: bytes | None = None) -> FileRecord:
+        """
+        Write the provenance (under its own digest), then the file,
+        conditionally, then its metadata and details; the spooled file is
+        removed either way.
+        """
+        layout, client = self._layout, self._client
+        key = layout.file_key(record.path)
+        try:
+            if await client.head(layout.deleted_key(record.filename)) is not None:
+                raise FilenameDeleted(record.filename)
+            if provenance is not None and record.provenance_sha256 is not None:
+                # (named by its digest: never over another file's, and there
+                # before the file whose headers name it)
+                await client.put(layout.provenance_key(record.filename,
+                                                       record.provenance_sha256),
+                                 provenance, {"content-type": "application/json"})
+            headers = metadata_headers(record)
+            headers["content-type"] = "application/octet-stream"
+            written = await self._writer.write_file(key, temp_path, record, headers)
+            if not written:
+                existing = await client.head(key)
+                sha256 = existing.get("x-amz-meta-sha256") if existing is not None else None
+                if sha256 != record.sha256:
+                    raise FileExists(record.filename, sha256)
+            await self._keep_beside(key, written, record, metadata, details)
+            if not written:
+                # The same bytes are stored: answer with their state as the
+                # bucket holds it (a yank made elsewhere is kept).
+                current = await self._states.read(record.filename, record.path)
+                raise FileExists(record.filename, record.sha256, current.record)
+            self._imports.remember(record)
+            self._feed.announce(record.filename)
+            return record
+        finally:
+            await self._run(remove_file, temp_path)
+
+    async def _keep_beside(self, key: str, written: bool, record: FileRecord,
+                           metadata: bytes | None, details: bytes | None) -> None:
+        """
+        Write an upload's metadata and details beside its file; the file
+        written (C{written}) is removed again when that fails, or when the
+        name was deleted meanwhile.
+        """
+        client, layout = self._client, self._layout
+        try:
+            # Written again for the same bytes too: they may be this
+            # upload's own first attempt, whose answer was lost before
+            # its metadata was written (the content is the same).
+            await self._writer.keep_beside(record, metadata, details)
+            # A delete through another server may have come between the
+            # first tombstone check and the write: the name stays dead.
+            if written and await client.head(layout.deleted_key(record.filename)):
+                await self._writer.forget(key)
+                raise FilenameDeleted(record.filename)
+        except StorageError:
+            if written:
+                await self._writer.forget(key)
+            raise
+
+    async def keep_provenance(self, record: FileRecord, provenance: bytes) -> FileRecord:
+        """
+        Keep the provenance of a stored file under its digest; the record
+        naming it is the index's (the file's own headers are written once).
+        """
+        if await self._client.head(self._layout.file_key(record.path)) is None:
+            raise FileNotFoundError(record.path)
+        digest = hashlib.sha256(provenance).hexdigest()
+        await self._client.put(self._layout.provenance_key(record.filename, digest),
+                               provenance, {"content-type": "application/json"})
+        return record.replace(provenance_sha256=digest)
+
+    async def update(self, record: FileRecord) -> None:
+        """
+        Write a file's yank and recycle-bin markers (never after a delete);
+        L{AlreadyBinned} when another server binned it first.
+        """
+        layout, client = self._layout, self._client
+        if await client.head(layout.deleted_key(record.filename)) is not None:
+            raise FilenameDeleted(record.filename)
+        json_type = {"content-type": "application/json"}
+        if record.yanked is not None:
+            await client.put(layout.yanked_key(record.filename), yank_body(record.yanked),
+                             json_type)
+        else:
+            await client.delete(layout.yanked_key(record.filename))
+        if record.binned is not None:
+            # (one server bins a file: two applying retention rules at once,
+            # or deleting it, write one marker, and one audit entry)
+            written = await client.put(layout.binned_key(record.filename),
+                                       binned_body(record.binned), json_type,
+                                       if_none_match=True)
+            if not written:
+                raise AlreadyBinned(record.filename)
+        else:
+            await client.delete(layout.binned_key(record.filename))
+        self._feed.announce(record.filename)
+
+    async def delete(self, record: FileRecord) -> None:
+        """
+        Keep a tombstone first, then remove the file, its metadata and
+        markers; L{FilenameDeleted} when another server deleted it already.
+        """
+        layout, client = self._layout, self._client
+        tombstone = dict(record.to_json(), deleted=True, deleted_at=self._clock.seconds())
+        written = await client.put(layout.deleted_key(record.filename),
+                                   json.dumps(tombstone, sort_keys=True).encode("utf-8"),
+                                   {"content-type": "application/json"}, if_none_match=True)
+        if not written:
+            # (another server deleted it first: a purge of the recycle bin
+            # both ran, say; its tombstone stands, and the delete is its)
+            raise FilenameDeleted(record.filename)
+        # The tombstone is the delete: from here on the file is not served
+        # by any server. The objects go next; one that cannot be removed now
+        # is hidden by the tombstone, and removed by the next full check.
+        self._feed.announce(record.filename)
+        for key in (layout.file_key(record.path), layout.metadata_key(record.path),
+                    layout.details_key(record.filename), layout.yanked_key(record.filename),
+                    layout.binned_key(record.filename), layout.promoted_key(record.filename),
+                    *layout.provenance_keys(record)):
+            try:
+                await client.delete(key)
+            except StorageError as e:
+                log.warn("Deleted {filename}, but cannot remove {key} yet: {error}",
+                         filename=record.filename, key=key, error=str(e))
+
+    async def add_tombstone(self, filename: str) -> None:
+        """
+        Keep a tombstone for a name no stored file has (its marker, like a
+        delete's, so the other servers learn it).
+        """
+        layout, client = self._layout, self._client
+        if await client.head(layout.deleted_key(filename)) is not None:
+            return
+        for path in {filename, self._imports.path_of(filename)}:
+            existing = await client.head(layout.file_key(path))
+            if existing is not None:
+                raise FileExists(filename, existing.get("x-amz-meta-sha256"))
+        tombstone = {"filename": filename, "deleted": True, "deleted_at": self._clock.seconds()}
+        await client.put(layout.deleted_key(filename),
+                         json.dumps(tombstone, sort_keys=True).encode("utf-8"),
+                         {"content-type": "application/json"})
+        self._feed.announce(filename)

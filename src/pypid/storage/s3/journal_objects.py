@@ -1,0 +1,78 @@
+"""
+The journals of promotions under way in a bucket (C{.pypid/promotions/};
+L{pypid.core.promotion_journal}), and the change markers they hold back.
+
+While a promotion's journal is kept, the files it names leave no change
+marker as they are adopted: the sync (this server's, and the other
+servers') would otherwise take a promotion's files into the index one by
+one while it runs, and keep those of a promotion that failed until it read
+them again. They are announced together as the journal is dropped, once
+the promotion ended either way. So the journals are kept here, beside the
+names they hold back, and the adoption asks L{JournalObjects.holds} before
+it announces a file.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from pypid.core.promotion_journal import PromotionJournal
+from pypid.storage.s3.api import BucketCalls
+from pypid.storage.s3.layout import Layout
+from pypid.storage.s3.markers import ChangeFeed
+
+
+@attrs.define
+class JournalObjects:
+    """
+    The journal objects under a prefix, and the filenames each holds back.
+
+    @ivar _client: the L{pypid.storage.s3.api.S3Client}.
+    @ivar _layout: the L{Layout} of the prefix.
+    @ivar _feed: the L{ChangeFeed} the held-back files are announced to.
+    """
+
+    _client: BucketCalls
+    _layout: Layout
+    _feed: ChangeFeed
+    # journal name -> the files of a promotion under way, announced at its end
+    _journaled: dict[str, frozenset[str]] = attrs.field(factory=dict, init=False)
+
+    def holds(self, filename: str) -> bool:
+        """Whether a promotion under way holds back C{filename}'s change marker."""
+        return any(filename in names for names in self._journaled.values())
+
+    async def keep(self, name: str, data: bytes) -> None:
+        """
+        Keep the journal C{data} under C{name}, holding back the markers of
+        the files it names (from now, not from when the write ends: an
+        adoption may run meanwhile); a failed write holds nothing back.
+        """
+        try:
+            names = frozenset(r.filename for r in PromotionJournal.from_bytes(data).records)
+        except ValueError:
+            names = frozenset()
+        self._journaled[name] = names
+        try:
+            await self._client.put(self._layout.journal_key(name), data)
+        except BaseException:
+            self._journaled.pop(name, None)
+            raise
+
+    async def drop(self, name: str) -> None:
+        """
+        Remove the journal C{name}, then leave the change markers of the
+        files it named: the other servers, and this one's sync, read them
+        again only now.
+        """
+        try:
+            await self._client.delete(self._layout.journal_key(name))
+        finally:
+            # (the promotion ended either way: its files' markers go out,
+            # and the next adoption of those names announces itself)
+            for filename in sorted(self._journaled.pop(name, ())):
+                self._feed.announce(filename)
+
+    async def all(self) -> dict[str, bytes]:
+        """The journals kept and not dropped: promotions a crash interrupted."""
+        return await self._client.read_all(self._layout.journal_key(""))

@@ -1,0 +1,148 @@
+"""
+The storage half of a promotion on S3 (L{IAdoptingStorage}), and the
+removal of a file without a tombstone that taking one back shares with the
+upstream cache's eviction (L{IEvictingStorage}).
+
+A file is copied from another index's prefix of the same store on the
+store's side, never over an object (L{pypid.storage.s3.object_writes}), with
+its metadata, details and provenance, and who promoted it is kept under
+C{.pypid/promoted/}. The other servers learn of it by its change marker, as
+of an upload; but while a promotion's journal holds the name back
+(L{pypid.storage.s3.journal_objects}), its marker waits for the end of the
+promotion.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Coroutine, Sequence
+from typing import Any
+
+import attrs
+from twisted.logger import Logger
+
+from pypid.core.model import FileRecord
+from pypid.core.promotion import Promotion
+from pypid.storage.interface import FileExists, FilenameDeleted, StorageError
+from pypid.storage.s3.api import S3Client
+from pypid.storage.s3.file_states import FileStates
+from pypid.storage.s3.imports import Importer
+from pypid.storage.s3.journal_objects import JournalObjects
+from pypid.storage.s3.layout import Layout, metadata_headers
+from pypid.storage.s3.markers import ChangeFeed
+from pypid.storage.s3.object_writes import CopySources, ObjectWriter
+
+log = Logger()
+
+
+@attrs.define
+class ObjectAdoption:
+    """
+    Adopts files into a prefix, and removes them again.
+
+    @ivar _client: the L{S3Client} of the target.
+    @ivar _layout: the L{Layout} of the target prefix.
+    @ivar _writer: the L{ObjectWriter} that copies on the store's side.
+    @ivar _imports: the L{Importer}, told where an adopted file lives.
+    @ivar _feed: the L{ChangeFeed} an adoption or a removal is announced to.
+    @ivar _states: the L{FileStates}, for a name taken by the same bytes.
+    @ivar _journals: the L{JournalObjects}, which may hold a marker back.
+    """
+
+    _client: S3Client
+    _layout: Layout
+    _writer: ObjectWriter
+    _imports: Importer
+    _feed: ChangeFeed
+    _states: FileStates
+    _journals: JournalObjects
+
+    async def adopt(self, source: CopySources, record: FileRecord,
+                    promotion: Promotion) -> FileRecord:
+        """
+        Copy the file C{record} names at C{source} here, under its filename,
+        with C{promotion}; see L{IAdoptingStorage.adopt}.
+        """
+        if source.endpoint != self._client.bucket.endpoint:
+            raise StorageError("a file can be promoted only from a storage of the same store")
+        layout, client = self._layout, self._client
+        adopted = record.replace(path=record.filename)
+        key = layout.file_key(adopted.path)
+        if await client.head(layout.deleted_key(adopted.filename)) is not None:
+            raise FilenameDeleted(adopted.filename)
+        headers = metadata_headers(adopted)
+        headers["content-type"] = "application/octet-stream"
+        written = await self._writer.copy_file(key, source.file, adopted, headers)
+        if not written:
+            existing = await client.head(key)
+            sha256 = existing.get("x-amz-meta-sha256") if existing is not None else None
+            if sha256 != record.sha256:
+                raise FileExists(adopted.filename, sha256)
+            # There already, with these bytes: nothing changes.
+            current = await self._states.read(adopted.filename, adopted.path)
+            return current.record if current.record is not None else adopted
+        try:
+            await self._writer.copy_beside(source, adopted.filename, [
+                client.put(layout.promoted_key(adopted.filename), promotion.to_bytes(),
+                           {"content-type": "application/json"}),
+                *(self._copy_provenance(source, record, adopted.filename))])
+            # A delete through another server may have come between the
+            # tombstone check and the copy: the name stays dead.
+            if await client.head(layout.deleted_key(adopted.filename)):
+                raise FilenameDeleted(adopted.filename)
+        except (StorageError, FilenameDeleted):
+            await self._forget(adopted)
+            raise
+        self._imports.remember(adopted)
+        if not self._journals.holds(adopted.filename):
+            self._feed.announce(adopted.filename)
+        # (else its marker waits for the end of its promotion: drop_journal)
+        return adopted
+
+    def _copy_provenance(self, source: CopySources, record: FileRecord,
+                         filename: str) -> list[Coroutine[Any, Any, Any]]:
+        """The copy of a promoted file's provenance object, if its record names one."""
+        digest, copied = record.provenance_sha256, source.provenance
+        if digest is None or copied is None:
+            return []
+
+        async def copy() -> None:
+            try:
+                await self._client.copy(self._layout.provenance_key(filename, digest), copied)
+            except FileNotFoundError:
+                log.warn("The provenance of {filename} is missing from its index: not promoted",
+                         filename=record.filename)
+        return [copy()]
+
+    async def evict(self, records: Sequence[FileRecord]) -> None:
+        """Remove cached files' objects, one after another; see L{IEvictingStorage.evict}."""
+        for record in records:
+            await self.discard(record)
+
+    async def discard(self, record: FileRecord) -> None:
+        """
+        Remove an adopted file's objects, keeping no tombstone, unless other
+        bytes hold its name; see L{IAdoptingStorage.discard_adopted}.
+        """
+        key = self._layout.file_key(record.filename)
+        existing = await self._client.head(key)
+        if existing is not None and existing.get("x-amz-meta-sha256") != record.sha256:
+            return
+        await self._forget(record.replace(path=record.filename), strict=True)
+        self._feed.announce(record.filename)
+
+    async def _forget(self, record: FileRecord, strict: bool = False) -> None:
+        """
+        Remove the objects of an adopted file, the file first (a failure is
+        only logged, unless C{strict}).
+        """
+        layout = self._layout
+        for key in (layout.file_key(record.path), layout.metadata_key(record.path),
+                    layout.details_key(record.filename),
+                    layout.promoted_key(record.filename), *layout.provenance_keys(record)):
+            try:
+                await self._client.delete(key)
+            except StorageError as e:
+                if strict:
+                    raise
+                log.warn("Cannot remove {key} after a failed promotion: {error}",
+                         key=key, error=str(e))

@@ -1,0 +1,134 @@
+"""
+How a bucket's objects reach a client or the server: a redirect to a
+presigned URL (cached, and kept in the snapshot, until shortly before it
+expires), a relay of the object through the server (C{download = stream}),
+or a redirect to a public URL; and the small objects the server reads
+whole (core metadata, details, provenance).
+
+Apart from L{pypid.storage.s3.storage.S3Storage} because none of this
+changes the bucket: it only decides where a download goes.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from urllib.parse import quote
+
+import attrs
+from twisted.internet.defer import Deferred, ensureDeferred, succeed
+from twisted.internet.interfaces import IReactorTime
+
+from pypid.core.model import FileRecord
+from pypid.core.provenance import MAX_PROVENANCE_SIZE
+from pypid.storage.interface import (
+    Deliverable,
+    MemoryFile,
+    Redirect,
+    RemoteBytes,
+    RemoteFile,
+    checked_provenance,
+)
+from pypid.storage.s3.api import S3Client
+from pypid.storage.s3.idle_relay import IdleGuard
+from pypid.storage.s3.imports import Importer
+from pypid.storage.s3.layout import Layout
+from pypid.storage.s3.presign import PresignedURLs
+
+#: Core metadata objects are read up to this size.
+METADATA_LIMIT = 16 << 20
+
+#: Details objects (a rendered README, highlighted, is a few times the
+#: 1 MiB description it came from) are read up to this size.
+DETAILS_LIMIT = 32 << 20
+
+
+@attrs.define
+class ObjectReads:
+    """
+    The reads of a prefix's objects.
+
+    @ivar _client: the L{S3Client}.
+    @ivar _layout: the L{Layout} of the prefix.
+    @ivar _urls: the L{PresignedURLs} that redirected downloads go to.
+    @ivar _imports: the L{Importer}, which holds in memory the metadata of
+        objects a scan read without persisting.
+    @ivar _clock: provides C{callLater}, for a relay's idle deadline.
+    @ivar _download: C{"redirect"} or C{"stream"} (C{[s3] download}).
+    @ivar _public_url: where the objects are public (a CDN), or L{None}.
+    """
+
+    _client: S3Client
+    _layout: Layout
+    _urls: PresignedURLs
+    _imports: Importer
+    _clock: IReactorTime
+    _download: str
+    _public_url: str | None
+
+    def locate(self, record: FileRecord) -> Redirect | RemoteFile:
+        """A redirect (presigned or public URL), or a relay through the server."""
+        key = self._layout.file_key(record.path)
+        if self._public_url is not None:
+            return Redirect(self._public_url + quote(record.path, safe="/~"))
+        if self._download == "stream":
+            return RemoteFile(record.size, partial(self._fetch, key, record.size))
+        return Redirect(self._urls.url(key))
+
+    def locate_metadata(self, record: FileRecord) -> MemoryFile | Redirect | RemoteBytes:
+        """
+        Like L{locate}, for the metadata sibling; from memory for an object
+        read by a scan that did not persist (the bucket has no sibling).
+        """
+        data = self._imports.unwritten(record.filename)
+        if data is not None:
+            return MemoryFile(data)
+        key = self._layout.metadata_key(record.path)
+        if self._public_url is not None:
+            return Redirect(self._public_url + quote(record.path + ".metadata", safe="/~"))
+        if self._download == "stream":
+            return RemoteBytes(partial(self.read_metadata, record))
+        return Redirect(self._urls.url(key))
+
+    def read_metadata(self, record: FileRecord) -> Deferred[bytes]:
+        """The metadata sibling's bytes (see L{locate_metadata})."""
+        data = self._imports.unwritten(record.filename)
+        if data is not None:
+            return succeed(data)
+
+        async def read() -> bytes:
+            data = await self._client.get(self._layout.metadata_key(record.path),
+                                          limit=METADATA_LIMIT)
+            if data is None:
+                raise FileNotFoundError(record.path + ".metadata")
+            return data
+        return ensureDeferred(read())
+
+    def read_details(self, record: FileRecord) -> Deferred[bytes | None]:
+        """The details object's bytes, or L{None} when there is none."""
+        return ensureDeferred(self._client.get(self._layout.details_key(record.filename),
+                                               limit=DETAILS_LIMIT))
+
+    def read_provenance(self, record: FileRecord) -> Deferred[bytes | None]:
+        """The provenance object the record names, checked against its digest."""
+        digest = record.provenance_sha256
+        if digest is None:
+            return succeed(None)
+
+        async def read() -> bytes | None:
+            data = await self._client.get(self._layout.provenance_key(record.filename, digest),
+                                          limit=MAX_PROVENANCE_SIZE)
+            return checked_provenance(record, data)
+        return ensureDeferred(read())
+
+    def _fetch(self, key: str, size: int, start: int, length: int) -> Deferred[Deliverable]:
+        """The bytes C{start} to C{start + length} of the object C{key}, relayed as they come."""
+        async def fetch() -> Deliverable:
+            headers = {}
+            if start or length != size:
+                headers["range"] = f"bytes={start}-{start + length - 1}"
+            response = await self._client.call("GET", key, headers=headers,
+                                               ok=(200, 206, 404), stream=True)
+            if response.stream is None:
+                raise FileNotFoundError(key)
+            return IdleGuard(response.stream, self._clock, self._client.timeout)
+        return ensureDeferred(fetch())

@@ -1,0 +1,139 @@
+"""
+This server's view of a bucket that other servers change too: how it is
+first taken (listed, or caught up from a snapshot and the change markers),
+kept up to date (polls), and checked against a full listing (reconcile).
+
+From a snapshot younger than half the markers' retention, a start is the
+snapshot plus the changes its markers name (a few requests, whatever the
+size of the bucket); the full listing that catches what changed behind
+pypid's back (objects copied in by hand) then runs in the background,
+paced, when the first poll asks for it. Apart from
+L{pypid.storage.s3.storage.S3Storage} because it is the only part that
+decides between the listing and the markers; the storage's writes only
+announce their changes (L{pypid.storage.s3.markers.ChangeFeed.announce}).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import attrs
+from twisted.internet.interfaces import IReactorTime
+
+from pypid.core.model import FileRecord
+from pypid.storage.interface import Changed, ScanResult
+from pypid.storage.s3.api import BucketCalls, PacedClient
+from pypid.storage.s3.bucket_snapshot import BucketSnapshot
+from pypid.storage.s3.file_states import FileStates
+from pypid.storage.s3.imports import Importer
+from pypid.storage.s3.listing import BucketListing
+from pypid.storage.s3.markers import ChangeFeed, Pacer, catches_up
+
+
+@attrs.define
+class SharedView:
+    """
+    What this server knows of the bucket, and how it learns more.
+
+    @ivar _client: the L{pypid.storage.s3.api.S3Client} (paced for a full check).
+    @ivar _clock: provides C{seconds()}, compared with the markers' times.
+    @ivar _feed: the L{ChangeFeed} of the bucket's change markers.
+    @ivar _listing: the L{BucketListing} of the whole bucket.
+    @ivar _imports: the L{Importer}, told where each file of a snapshot lives.
+    @ivar _states: the L{FileStates} a disagreeing full check reads again.
+    @ivar _snapshot: the L{BucketSnapshot}, a start's way round an old local one.
+    @ivar _identity: the storage's identity: a snapshot of other data is not used.
+    @ivar _replay_window: how far before a snapshot's time a start replays markers.
+    @ivar _check_rate: the most requests a second a full check makes (0: no cap).
+    """
+
+    _client: BucketCalls
+    _clock: IReactorTime
+    _feed: ChangeFeed
+    _listing: BucketListing
+    _imports: Importer
+    _states: FileStates
+    _snapshot: BucketSnapshot
+    _identity: str
+    _replay_window: float
+    _check_rate: float
+
+    async def start(self, known: dict[str, FileRecord], since: float,
+                    tombstones: Iterable[str], persist: bool = True) -> ScanResult:
+        """
+        What the bucket holds; see L{pypid.storage.s3.storage.S3Storage.scan}.
+        """
+        if not persist:
+            return await self._scan(known, since, persist=False)
+        now = self._clock.seconds()
+        if known and since and not catches_up(since, now):
+            newer = await self._snapshot.newer(since, now, self._identity)
+            if newer is not None:
+                known, since, tombstones = newer.records, newer.saved_at, newer.tombstones
+        if not (known and since and catches_up(since, now)):
+            return await self._scan(known, since)
+        # The snapshot holds other servers' changes up to its writer's last
+        # poll, up to a sync interval before it was taken; and markers appear
+        # late by up to LOOKBACK.
+        self._feed.start_from_snapshot(since, self._replay_window)
+        records, deleted = dict(known), set(tombstones)
+        for record in records.values():
+            self._imports.remember(record)
+        for change in await self._feed.poll(starting=True):
+            if change.deleted:
+                records.pop(change.filename, None)
+                deleted.add(change.filename)
+            elif change.record is None:
+                records.pop(change.filename, None)
+            else:
+                records[change.filename] = change.record
+        # (promotions: L{None}, as the snapshot has them)
+        return ScanResult(records=records, tombstones=frozenset(deleted), promotions=None)
+
+    async def reconcile(self, known: dict[str, FileRecord]) -> ScanResult:
+        """
+        List the whole bucket, trusting C{known} for objects unchanged since
+        the view was last complete; read again each file whose listing
+        disagrees with C{known}, so a concurrent change is never undone.
+        """
+        # Paced: the check runs while the server answers, and must cost
+        # neither a burst on the cloud bill nor the uploads' turn.
+        client = PacedClient(self._client, Pacer(self._clock, self._check_rate))
+        result = await self._scan(known, self._feed.reconcile_since(), client=client)
+        records = dict(result.records)
+        for filename, record in known.items():
+            listed = records.get(filename)
+            if filename in result.tombstones or listed == record:
+                continue
+            if listed is not None and listed.yanked == record.yanked:
+                continue
+            state = await self._states.read(filename, record.path, client)
+            if state.record is not None:
+                records[filename] = state.record
+            else:
+                records.pop(filename, None)
+        self._feed.reconciled()
+        return attrs.evolve(result, records=records)
+
+    async def poll(self) -> list[Changed]:
+        """The changes other servers made since the last poll."""
+        return await self._feed.poll()
+
+    def reconcile_due(self) -> bool:
+        """Whether the view must be checked against a full listing (L{reconcile})."""
+        return self._feed.reconcile_due()
+
+    def synced_at(self) -> float | None:
+        """When the view last took in every change in the bucket (L{None}: never)."""
+        return self._feed.synced_at()
+
+    async def _scan(self, known: dict[str, FileRecord], since: float, persist: bool = True,
+                    client: BucketCalls | None = None) -> ScanResult:
+        """
+        List the bucket (see L{BucketListing.scan}); polls go on from when
+        the listing began.
+        """
+        started = self._clock.seconds()
+        result = await self._listing.scan(known, since, persist, client)
+        self._feed.listed(started)
+        return result
