@@ -205,7 +205,9 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
     web = WebPart.from_config(
         config, registry, access.access, access.publishing, audit.trail, readiness.ready, run,
         reactor, sandbox.render,
-        [*registry.metric_sources(), audit, feed])
+        [source for source in (registry, default.writer, default.storage, default.upstream_part,
+                               audit, default.backfill, feed) if source is not None]
+        + [part for part, _ in registry.upstreams.values()])
     parts = registry.parts
     return Parts(_present(
         ("threads", pools),

@@ -382,18 +382,6 @@ class IndexRegistry:
                 for stack in self.stacks.values() for found, part in stack.parts()
                 if found == kind]
 
-    def metric_sources(self) -> list[IMetricsSource]:
-        """
-        What has numbers for C{/metrics} among the indexes' parts: the
-        indexes, the default's snapshot writer, storage, upstream and
-        backfill, and the named upstreams.
-        """
-        default = self.default
-        found: list[IMetricsSource | None] = [self, default.writer, default.storage,
-                                              default.upstream_part, default.backfill]
-        found += [part for part, _ in self.upstreams.values()]
-        return [source for source in found if source is not None]
-
     def take_views(self, reloaded: IndexRegistry) -> None:
         """
         Take the orders and views of a configuration read again (C{SIGHUP}:
