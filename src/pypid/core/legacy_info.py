@@ -17,9 +17,9 @@ from typing import Any
 
 from pypid.core import render
 from pypid.core.advisories import Verdict, vulnerability_json
-from pypid.core.index import Project
 from pypid.core.metadata import parse_metadata
 from pypid.core.model import FileRecord
+from pypid.core.project import Project
 
 #: A release's files with their links: C{(record, url)} pairs.
 LinkedFiles = list[tuple[FileRecord, str]]

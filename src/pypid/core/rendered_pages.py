@@ -35,10 +35,10 @@ import attrs
 from pypid.core import render
 from pypid.core.advisories import AdvisoryPolicy, Verdict, no_advisories
 from pypid.core.lru import ByteLRU
+from pypid.core.project import Project
 from pypid.core.render import CONTENT_TYPES, HTML, ListedFile, Page
 
 if TYPE_CHECKING:
-    from pypid.core.index import Project
     from pypid.core.model import FileRecord
     from pypid.core.project_status import ProjectStatus
 

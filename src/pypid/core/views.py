@@ -57,13 +57,15 @@ import attrs
 
 from pypid.core import render
 from pypid.core.advisories import AdvisoryPolicy, no_advisories
-from pypid.core.index import Index, Project, is_prerelease, version_key
+from pypid.core.index import Index
 from pypid.core.index_names import UPSTREAM_PREFIX
 from pypid.core.lru import ByteLRU
 from pypid.core.names import filename_key, normalize
+from pypid.core.project import Project
 from pypid.core.project_status import ProjectStatus
 from pypid.core.render import CONTENT_TYPES, HTML, ListedFile, Page
 from pypid.core.rendered_pages import advised_files, page_bytes
+from pypid.core.version_order import is_prerelease, version_key
 
 #: The default budget of the pages composed by the views together
 #: (C{[pypid] view_cache_size} once configured; design Q5): 64 MiB.
@@ -271,7 +273,7 @@ def chain_status(order: Sequence[ChainSource], project: str) -> ProjectStatus | 
     first: ProjectStatus | None = None
     for source in order:
         if source.hosted is not None:
-            status = source.hosted.status(project)
+            status = source.hosted.statuses.get(project)
             if status is not None:
                 if status.quarantined:
                     return status
@@ -420,7 +422,7 @@ def _arrived_before(files: Sequence[ComposedFile], index: Index,
     """
     kept = []
     for f in files:
-        promotion = index.promotion(f.filename)
+        promotion = index.promotions.get(f.filename)
         when = promotion.at if promotion is not None else f.upload_time
         if when is not None and when < as_of:
             kept.append(f)
@@ -574,7 +576,7 @@ class IndexView:
         self._upstream = any(s.upstream is not None for s in self.order)
         first = self.order[0].hosted if self.order else None
         if (first is not None and len(self._hosted) == 1 and self.filters == Filters()
-                and self.file_url is first.file_url and self.advisories is first.advisories
+                and self.file_url is first.file_url and self.advisories is first.rendered.advisories
                 and self.provenance_url is first.rendered.provenance_url):
             self._own = first
 
@@ -636,8 +638,9 @@ class IndexView:
         delegate = composition.delegate
         policy = self.advisories
         advised = policy.affects(project)
+        hosted = delegate.hosted if delegate is not None else None
         if delegate is not None and (advised or (
-                delegate.hosted is not None and delegate.hosted.advisories.affects(project))):
+                hosted is not None and hosted.rendered.advisories.affects(project))):
             # (the delegate's own page would not show the index's decisions)
             delegate = None
         # (is not None: an Index with no live file is falsy, it has a length)
@@ -669,7 +672,7 @@ class IndexView:
     def quarantined(self, project: str) -> bool:
         """Whether a hosted source quarantines the normalized C{project} (PEP 792)."""
         for index in self._hosted:
-            if index.quarantined(project):
+            if index.statuses.quarantined(project):
                 return True
         return False
 
@@ -717,7 +720,7 @@ class IndexView:
         if self._open and len(self._hosted) == 1:
             # (one hosted source, every project admitted: its own root page)
             return self._hosted[0].rendered.root_page(kind)
-        serials = tuple(index.listing_serial for index in self._hosted)
+        serials = tuple(index.rendered.listing_serial for index in self._hosted)
         kept = self._root.get(kind)
         if kept is not None and kept[0] == serials:
             return kept[1]

@@ -37,9 +37,10 @@ import orjson
 
 from pypid.core import legacy_info as legacy_json
 from pypid.core.catalog import summary_of
-from pypid.core.index import Index, Project
+from pypid.core.index import Index
 from pypid.core.model import FileRecord
 from pypid.core.names import InvalidName, is_valid_name, normalize, parse_filename
+from pypid.core.project import Project
 from pypid.core.provenance import INTEGRITY_MEDIA_TYPE, integrity_path
 from pypid.core.render import HTML, JSON
 from pypid.storage.reading import BINARY_TYPE

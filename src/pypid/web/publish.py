@@ -313,7 +313,7 @@ class Publish:
 
     def _refuse_closed(self, project: str | None) -> None:
         """Refuse an upload to a project whose status takes none (archived, quarantined)."""
-        status = self._index.status(project) if project is not None else None
+        status = self._index.statuses.get(project) if project is not None else None
         if status is not None and status.closed:
             because = f" ({status.reason})" if status.reason else ""
             raise BadRequest(f"project {project} is {status.status}{because}: "
@@ -459,7 +459,7 @@ class Publish:
             log.error("Cannot keep the status of {project}: {error}", project=name,
                       error=str(e))
             raise storage_unavailable(e)
-        self._index.set_status(name, status)
+        self._index.statuses.set(name, status)
         self._audit.record(request, identity, "status", project=name,
                            detail=_status_text(status), index=self._audit_index)
         log.info("{user} set {project} {status}", user=identity.name, project=name,
