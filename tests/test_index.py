@@ -395,7 +395,7 @@ class LoadLaterTests(SynchronousTestCase):
         self.assertEqual(self.made, ["holy-grail"])
 
     def test_records_make_all(self):
-        """L{Index.records} makes every project's; L{Index.load_later} does it ahead."""
+        """L{Index.records} makes every project's; L{LaterProjects.make} does it ahead."""
         self.index.later.make(["spam"])
         self.assertEqual(self.made, ["spam"])
         self.assertEqual(sorted(r.filename for r in self.index.records()),
@@ -502,7 +502,7 @@ class LoadLaterTests(SynchronousTestCase):
 class ChangeCounterTests(SynchronousTestCase):
     """
     L{Project.changes} counts every change of a project's files and
-    L{Index.listing_serial} every change of the list of projects, so that
+    L{RenderedPages.listing_serial} every change of the list of projects, so that
     a page composed of them elsewhere (L{pypid.core.views}) knows when it
     is out of date.
     """

@@ -216,7 +216,7 @@ class RenderedPages:
     provenance_url: render.ProvenanceURL = attrs.field(
         default=render.provenance_url_for(None), kw_only=True)
     _root: dict[str, Page] = attrs.field(factory=dict, init=False)
-    #: bumped by L{listing_changed} (L{pypid.core.index.Index.listing_serial})
+    #: bumped by L{listing_changed} (read by L{pypid.core.views} through L{pypid.core.index.Index.rendered})
     listing_serial: int = attrs.field(default=0, init=False)
 
     # -- reading -------------------------------------------------------------

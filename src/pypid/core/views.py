@@ -15,7 +15,7 @@ files unless that upstream merges it); then the view's L{Filters}.
 
 L{IndexView} keeps the pages composed, each with a I{stamp} of what it was
 made of: every hosted source's project object and its count of changes
-(L{pypid.core.index.Project.changes}), the upstreams' cached entries (by
+(L{pypid.core.project.Project.changes}), the upstreams' cached entries (by
 identity), and, when the view's cooldown hid a file, the moment it comes
 of age. Checking it is a dict lookup a source and a comparison: no page
 is composed again before one of those moved. A page that is the same as

@@ -113,7 +113,7 @@ class People:
         bytes)}: what belongs to one project; called only for the projects
         whose records changed since the last export (and for every project
         on the first one, or when L{version} changes), with the
-        L{pypid.core.index.Project} and C{details}, a dict of each of its
+        L{pypid.core.project.Project} and C{details}, a dict of each of its
         filenames to what C{storage.read_details} gave (bytes, or L{None}).
     @ivar version: names the pages' markup; an export with another version
         than the last one renders every project again.
