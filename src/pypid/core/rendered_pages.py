@@ -216,7 +216,8 @@ class RenderedPages:
     provenance_url: render.ProvenanceURL = attrs.field(
         default=render.provenance_url_for(None), kw_only=True)
     _root: dict[str, Page] = attrs.field(factory=dict, init=False)
-    #: bumped by L{listing_changed} (read by L{pypid.core.views} through L{pypid.core.index.Index.rendered})
+    #: bumped by L{listing_changed}: the composed views' root pages
+    #: (L{pypid.core.views}) are kept while it has not moved
     listing_serial: int = attrs.field(default=0, init=False)
 
     # -- reading -------------------------------------------------------------
