@@ -11,8 +11,6 @@ of imports with the rendered pages, which the index holds.)
 Pure: no I/O and no clock.
 """
 
-# (annotations kept as strings: a record source is set per project at
-# load, and a large index holds 200,000 projects)
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
