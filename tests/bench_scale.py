@@ -305,13 +305,13 @@ loaded = time.perf_counter() - started
 for index in indexes.values():
     if peers is not None:
         index.share_promoted()
-    index.load_later()
+    index.later.make()
 made = time.perf_counter() - started
 result = {"case": case, "load_s": round(loaded, 3), "all_made_s": round(made, 3),
           "files": sum(len(index) for index in indexes.values())}
 if case != "single":
     default, release = indexes["default"], indexes["release"]
-    promoted = list(release.promotions())
+    promoted = list(release.live_promotions())
     result["promoted"] = len(promoted)
     result["shared"] = sum(release.get_file(f) is default.get_file(f) for f in promoted)
 if trace:

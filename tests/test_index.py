@@ -7,13 +7,10 @@ import json
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.core.index import (
-    Index,
-    Project,
-    latest_per_project,
-    version_key,
-)
+from pypid.core.index import Index
+from pypid.core.project import Project
 from pypid.core.render import HTML, JSON
+from pypid.core.version_order import latest_per_project, version_key
 from tests.harness_records import file_url, make_record
 
 
@@ -331,7 +328,7 @@ class LoadLaterTests(SynchronousTestCase):
         self.assertEqual([(p.name, p.display_name) for p in self.index.projects()],
                          [("eager", "eager"), ("holy-grail", "Holy.Grail"), ("spam", "Spam")])
         self.assertIn(b"Holy.Grail", self.index.rendered.root_page(HTML).body)
-        self.assertEqual(sorted(self.index.later()), ["holy-grail", "spam"])
+        self.assertEqual(sorted(self.index.later.names()), ["holy-grail", "spam"])
         self.assertEqual(self.made, [])
         self.assertEqual(self.index.serial, 4)
 
@@ -344,7 +341,7 @@ class LoadLaterTests(SynchronousTestCase):
         """
         self.assertEqual(self.index.get_file(self.grail[1].filename), self.grail[1])
         self.assertEqual(self.made, ["holy-grail"])
-        self.assertEqual(self.index.later(), ["spam"])
+        self.assertEqual(self.index.later.names(), ["spam"])
         self.assertIsNone(self.index.get_file("holy_grail-9.0-py3-none-any.whl", "holy-grail"))
         self.assertIsNone(self.index.get_file("spam-9.0.tar.gz", "eager"))
         self.assertEqual(self.made, ["holy-grail"])
@@ -358,7 +355,7 @@ class LoadLaterTests(SynchronousTestCase):
         index.load([], later=[self.later("spam", "Spam", [odd]),
                               self.later("holy-grail", "Holy.Grail", self.grail)])
         self.assertIs(index.get_file(odd.filename), odd)
-        self.assertEqual(index.later(), [])
+        self.assertEqual(index.later.names(), [])
 
     def test_page_made_once(self):
         """A project's page makes its records once; a second page does not again."""
@@ -371,14 +368,14 @@ class LoadLaterTests(SynchronousTestCase):
         self.assertEqual(self.made, ["holy-grail"])
 
     def test_records_make_all(self):
-        """L{Index.records} makes every project's; L{Index.load_later} does it ahead."""
-        self.index.load_later(["spam"])
+        """L{Index.records} makes every project's; L{LaterProjects.make} does it ahead."""
+        self.index.later.make(["spam"])
         self.assertEqual(self.made, ["spam"])
         self.assertEqual(sorted(r.filename for r in self.index.records()),
                          sorted(r.filename for r in [make_record("eager", "1.0"),
                                                      *self.grail, *self.spam]))
         self.assertEqual(self.made, ["spam", "holy-grail"])
-        self.assertEqual(self.index.later(), [])
+        self.assertEqual(self.index.later.names(), [])
 
     def test_changes_to_a_project_not_made_yet(self):
         """Adding to, yanking in, removing from and discarding from such a project work."""
@@ -432,7 +429,7 @@ class LoadLaterTests(SynchronousTestCase):
             raise RuntimeError("disk on fire")
         index.load([], later=[("spam", "Spam", ["spam-0.1.tar.gz"], broken)])
         self.assertRaises(RuntimeError, index.get_file, "spam-0.1.tar.gz", "spam")
-        self.assertEqual((index.later(), len(index)), ([], 0))
+        self.assertEqual((index.later.names(), len(index)), ([], 0))
         self.assertEqual(index.project("spam").files, {})
         self.assertEqual(index.records(), [])
 
@@ -445,7 +442,7 @@ class LoadLaterTests(SynchronousTestCase):
     def test_load_again_forgets(self):
         """A new load forgets what waited to be made."""
         self.index.load([make_record("eager", "1.0")])
-        self.assertEqual(self.index.later(), [])
+        self.assertEqual(self.index.later.names(), [])
         self.assertEqual(len(self.index), 1)
 
     def test_count_and_loaded_records(self):
@@ -471,14 +468,14 @@ class LoadLaterTests(SynchronousTestCase):
         self.assertEqual(visible_counts(self.index), (3, 4))
         self.assertEqual([u.project for u in catalog.recent()], ["eager"])
         self.assertEqual(self.made, [])
-        self.index.load_later()
+        self.index.later.make()
         self.assertEqual(sorted(u.version for u in catalog.recent()), ["0.1", "1.0", "1.0", "2.0"])
 
 
 class ChangeCounterTests(SynchronousTestCase):
     """
     L{Project.changes} counts every change of a project's files and
-    L{Index.listing_serial} every change of the list of projects, so that
+    L{RenderedPages.listing_serial} every change of the list of projects, so that
     a page composed of them elsewhere (L{pypid.core.views}) knows when it
     is out of date.
     """
@@ -517,17 +514,17 @@ class ChangeCounterTests(SynchronousTestCase):
         A new project, a tombstone of an unknown one, a project forgotten
         and a load move the listing serial; a change within a project does not.
         """
-        serials = [self.index.listing_serial]
+        serials = [self.index.rendered.listing_serial]
         self.index.add(make_record(version="2.0"))
-        serials.append(self.index.listing_serial)
+        serials.append(self.index.rendered.listing_serial)
         self.index.add(make_record("spam"))
-        serials.append(self.index.listing_serial)
+        serials.append(self.index.rendered.listing_serial)
         self.index.remove("eggs-1.0.tar.gz")
-        serials.append(self.index.listing_serial)
+        serials.append(self.index.rendered.listing_serial)
         extra = make_record("parrot")
         self.index.add(extra)
         self.index.discard(extra.filename)
-        serials.append(self.index.listing_serial)
+        serials.append(self.index.rendered.listing_serial)
         self.index.load([])
-        serials.append(self.index.listing_serial)
+        serials.append(self.index.rendered.listing_serial)
         self.assertEqual(serials, [1, 1, 2, 3, 5, 6])

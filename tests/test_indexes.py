@@ -253,7 +253,7 @@ class NamedStorageTests(_ServerMixin, SynchronousTestCase):
         again = self.started(NAMED)
         release = again.getServiceNamed("index:release").index
         staging = again.getServiceNamed("index:staging").index
-        self.assertEqual(release.promotion(filename), promotion)
+        self.assertEqual(release.promotions.get(filename), promotion)
         self.assertIsNotNone(staging.get_file(filename))
         self.assertIs(release.get_file(filename), staging.get_file(filename))
 
@@ -276,7 +276,7 @@ class NamedStorageTests(_ServerMixin, SynchronousTestCase):
             os.unlink(os.path.join(self.folder, "index.json.d", f"{name}.json"))
         third = self.started(NAMED)
         staging = third.getServiceNamed("index:staging").index
-        self.assertEqual(staging.promotion(filename).source, "release")
+        self.assertEqual(staging.promotions.get(filename).source, "release")
         self.assertIs(staging.get_file(filename),
                       third.getServiceNamed("index:release").index.get_file(filename))
 

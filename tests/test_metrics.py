@@ -254,7 +254,7 @@ class MetricsPageTests(_ServerMixin, SynchronousTestCase):
                          (1, 1))
         self.assertNotIn(("pypid_index_bytes", ()), found)
         self.assertEqual(made, [])
-        self.index.load_later()
+        self.index.later.make()
         self.assertEqual(self.scrape()["pypid_index_bytes", ()], records[0].size)
 
     def test_counts(self):

@@ -72,10 +72,10 @@ from pypid.core.advisories import (
     Affected,
     release_key,
 )
-from pypid.core.index import is_prerelease
 from pypid.core.index_names import DEFAULT
 from pypid.core.names import filename_key
 from pypid.core.usage import MAX_PER_ADDRESS, day_of
+from pypid.core.version_order import is_prerelease
 from pypid.state.indexes import IndexRegistry
 from pypid.storage.audit_log import MemoryAuditLog
 from pypid.upstream.factory import UpstreamPart

@@ -178,7 +178,7 @@ class StatusTests(_PromoteCase):
         source, target = self.stacks["staging"].index, self.stacks["release"].index
         for filename, _ in (WHEEL, SDIST):
             self.assertIs(target.get_file(filename), source.get_file(filename))
-            self.assertEqual(target.promotion(filename), Promotion("staging", "bob", T0))
+            self.assertEqual(target.promotions.get(filename), Promotion("staging", "bob", T0))
             self.assertIs(self.stacks["release"].stored.objects[filename],
                           self.stacks["staging"].stored.objects[filename])
         entries = self.entries()
@@ -416,7 +416,7 @@ class LocalTests(_LocalCase):
                              run_now, self.clock)
         self.successResultOf(ensureDeferred(
             loader.load()))
-        self.assertEqual(index.promotions(), {WHEEL[0]: Promotion("staging", "bob", T0)})
+        self.assertEqual(index.live_promotions(), {WHEEL[0]: Promotion("staging", "bob", T0)})
 
     def test_promotions_in_snapshot(self):
         """
@@ -433,7 +433,7 @@ class LocalTests(_LocalCase):
         index = Index(file_url_for(None))
         loader = IndexLoader(index, self.stacks["release"].stored, path, run_now, self.clock)
         self.successResultOf(ensureDeferred(loader.load()))
-        self.assertEqual(index.promotions(), {WHEEL[0]: Promotion("staging", "bob", T0)})
+        self.assertEqual(index.live_promotions(), {WHEEL[0]: Promotion("staging", "bob", T0)})
         default = os.path.join(self.folder(), "index.json")
         self.successResultOf(SnapshotWriter(self.stacks["default"].index, default, run_now,
                                             self.clock).save_if_changed())

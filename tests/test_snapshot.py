@@ -680,10 +680,10 @@ class PromotionLineTests(SynchronousTestCase):
         storage = _IdleStorage()
         self.successResultOf(ensureDeferred(IndexLoader(again, storage, path, run_now,
                                                         clock).load()))
-        self.assertEqual(again.waiting, 1)
-        self.assertEqual(again.promotions(), {three.filename: promotion})
-        self.assertEqual(again.promotion(three.filename), promotion)
-        self.assertIsNone(again.promotion(one.filename))
+        self.assertEqual(again.later.waiting, 1)
+        self.assertEqual(again.live_promotions(), {three.filename: promotion})
+        self.assertEqual(again.promotions.get(three.filename), promotion)
+        self.assertIsNone(again.promotions.get(one.filename))
 
 
 @implementer(IStorage)
@@ -885,10 +885,10 @@ class BackgroundCheckTests(SynchronousTestCase):
                              SnapshotWriter(index, self.path, run_now, self.clock, "held:"))
         self.successResultOf(loader.load())
         loader.follow_up()
-        self.assertEqual(len(index.later()), 4)
+        self.assertEqual(len(index.later.names()), 4)
         self.assertEqual(storage.scans, [])
         self.assertEqual(index.get_file("p4-1.0.tar.gz"), others[4])
-        self.assertEqual(len(index.later()), 3)
+        self.assertEqual(len(index.later.names()), 3)
 
         def turn():
             # (one turn: Clock.advance would also run the calls made while
@@ -897,10 +897,10 @@ class BackgroundCheckTests(SynchronousTestCase):
             call.called = True
             call.func(*call.args, **call.kw)
         turn()
-        self.assertEqual(len(index.later()), 1)
+        self.assertEqual(len(index.later.names()), 1)
         self.assertEqual(storage.scans, [])
         turn()
-        self.assertEqual(index.later(), [])
+        self.assertEqual(index.later.names(), [])
         [(known, since, _, _)] = storage.scans
         self.assertEqual(known, {r.filename: r for r in [self.kept, *others]})
         storage.answer([self.kept, *others], current=True)

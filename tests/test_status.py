@@ -123,7 +123,7 @@ class StatusApiTests(_ServerMixin, SynchronousTestCase):
         html = self.page(kind="text/html")[1]
         self.assertIn(b'<meta name="pypi:project-status" content="archived">', html)
         self.assertEqual(self.file_code(), 200)
-        self.assertEqual(self.index.status("holy-grail"), ProjectStatus("archived", "moved on"))
+        self.assertEqual(self.index.statuses.get("holy-grail"), ProjectStatus("archived", "moved on"))
 
     def test_active_again(self):
         """C{active} takes the status away: no marker, and storage keeps nothing."""
@@ -145,7 +145,7 @@ class StatusApiTests(_ServerMixin, SynchronousTestCase):
         code, body = self.set_status("archived", "two\nlines")
         self.assertEqual(code, 400)
         self.assertTrue(body.startswith(b"reason: "), body)
-        self.assertIsNone(self.index.status("holy-grail"))
+        self.assertIsNone(self.index.statuses.get("holy-grail"))
 
     def test_form_fields(self):
         """The route takes the form fields C{status} and C{reason} too."""
@@ -258,7 +258,7 @@ class RestartTests(SynchronousTestCase):
         snapshot = os.path.join(os.path.abspath(self.mktemp()), "index.json")
         self.successResultOf(ensureDeferred(IndexLoader(index, again, snapshot, run_now,
                                                         clock).load()))
-        self.assertEqual(index.status("holy-grail"), ProjectStatus("quarantined", "report"))
+        self.assertEqual(index.statuses.get("holy-grail"), ProjectStatus("quarantined", "report"))
         project = index.project("holy-grail")
         self.assertEqual(json.loads(index.rendered.project_page(project, "json").body)["files"],
                          [])
@@ -286,15 +286,15 @@ class ViewTests(SynchronousTestCase):
                                    ChainSource("base", hosted=base)), Filters(),
                          file_url_for(None))
         self.assertEqual(len(json.loads(view.page("holy-grail", "json", 0).body)["files"]), 2)
-        base.set_status("holy-grail", ProjectStatus("quarantined"))
+        base.statuses.set("holy-grail", ProjectStatus("quarantined"))
         page = json.loads(view.page("holy-grail", "json", 0).body)
         self.assertEqual((page["files"], page["project-status"]),
                          ([], {"status": "quarantined"}))
-        base.set_status("holy-grail", ProjectStatus("archived"))
+        base.statuses.set("holy-grail", ProjectStatus("archived"))
         page = json.loads(view.page("holy-grail", "json", 0).body)
         self.assertEqual((len(page["files"]), page["project-status"]),
                          (2, {"status": "archived"}))
-        base.set_status("holy-grail", None)
+        base.statuses.set("holy-grail", None)
         self.assertNotIn("project-status",
                          json.loads(view.page("holy-grail", "json", 0).body))
 
@@ -327,8 +327,8 @@ class NamedIndexTests(SynchronousTestCase):
         self.assertEqual(self.post("/release/api/projects/widget/status", "quarantined"),
                          (200, b"widget is quarantined\n"))
         s = self.server
-        self.assertEqual(s.stacks["release"].index.status("widget").status, "quarantined")
-        self.assertIsNone(s.stacks["default"].index.status("widget"))
+        self.assertEqual(s.stacks["release"].index.statuses.get("widget").status, "quarantined")
+        self.assertIsNone(s.stacks["default"].index.statuses.get("widget"))
         for path in ("/release/simple/widget/", "/staging/simple/widget/"):
             page = self.files(path)
             self.assertEqual((page["files"], page["project-status"]),
@@ -384,8 +384,8 @@ class LegacyJsonTests(_ServerMixin, SynchronousTestCase):
         """C{/pypi/<project>/json} answers 404 while the project is quarantined."""
         self.uploaded()
         self.assertEqual(self.get("/pypi/holy-grail/json")[0].code, 200)
-        self.index.set_status("holy-grail", ProjectStatus("quarantined"))
+        self.index.statuses.set("holy-grail", ProjectStatus("quarantined"))
         self.assertEqual(self.get("/pypi/holy-grail/json")[0].code, 404)
         self.assertEqual(self.get("/pypi/holy-grail/1.0/json")[0].code, 404)
-        self.index.set_status("holy-grail", ProjectStatus("archived"))
+        self.index.statuses.set("holy-grail", ProjectStatus("archived"))
         self.assertEqual(self.get("/pypi/holy-grail/json")[0].code, 200)

@@ -273,7 +273,7 @@ class ServedStatusTests(_Served, SynchronousTestCase):
         data = json.loads(page.body)
         self.assertEqual([f["filename"] for f in data["files"]], [hosted.filename])
         self.assertEqual(data["project-status"], {"status": "quarantined", "reason": "malware"})
-        index.set_status("widget", ProjectStatus("deprecated"))
+        index.statuses.set("widget", ProjectStatus("deprecated"))
         page, _ = self.successResultOf(drain(self.agent, proxy.pages.merged_page(
             index.project("widget"), "json")))
         self.assertEqual(json.loads(page.body)["project-status"], {"status": "deprecated"})
@@ -341,7 +341,7 @@ class ComposedStatusTests(SynchronousTestCase):
     def test_hosted_status_wins(self):
         """A hosted source's status is the page's over an upstream's."""
         self.cache({"status": "archived"})
-        self.release.set_status("widget", ProjectStatus("deprecated", "here"))
+        self.release.statuses.set("widget", ProjectStatus("deprecated", "here"))
         self.assertEqual(self.compose().status, ProjectStatus("deprecated", "here"))
 
 

@@ -9,8 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.core.index import Index, version_key
+from pypid.core.index import Index
 from pypid.core.render import HTML, JSON, file_url_for
+from pypid.core.version_order import version_key
 from pypid.core.views import (
     ENTRY_COST,
     ChainSource,

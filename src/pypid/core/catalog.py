@@ -22,10 +22,12 @@ from collections.abc import Callable, Collection, Hashable, Sequence
 
 import attrs
 
-from pypid.core.index import Index, Project, choose_latest
+from pypid.core.index import Index
 from pypid.core.model import FileRecord
 from pypid.core.pages import Upload
+from pypid.core.project import Project
 from pypid.core.search import SearchEntry, SearchIndex
+from pypid.core.version_order import choose_latest
 from pypid.core.views import ChainSource, Filters, compose
 
 #: Where a project's entry is kept with its pages (L{RenderedPages.keep_page}).
@@ -100,7 +102,7 @@ class Catalog:
         # few seconds), the uploads among those made so far, worked out again
         # as more are made: making them all at once for a landing page would
         # hold every other request (seconds at a million files).
-        version = (self._index.serial, self._index.waiting)
+        version = (self._index.serial, self._index.later.waiting)
         if self._recent is None or self._recent[0] != version:
             newest: dict[tuple[str, str], FileRecord] = {}
             for record in self._index.loaded_records():

@@ -17,9 +17,9 @@ from typing import Any
 
 from pypid.core import render
 from pypid.core.advisories import Verdict, vulnerability_json
-from pypid.core.index import Project
 from pypid.core.metadata import parse_metadata
 from pypid.core.model import FileRecord
+from pypid.core.project import Project
 
 #: A release's files with their links: C{(record, url)} pairs.
 LinkedFiles = list[tuple[FileRecord, str]]
@@ -29,7 +29,7 @@ def releases(project: Project, file_url: Callable[[FileRecord], str]) -> dict[st
     """
     A project's files by version, in the order its pages list them.
 
-    @param project: a L{pypid.core.index.Project}.
+    @param project: a L{pypid.core.project.Project}.
     @param file_url: C{file_url(record) -> str}, each file's link.
     @return: version -> list of C{(record, url)}.
     """
@@ -70,7 +70,7 @@ def render_json(project: Project, found: Mapping[str, Sequence[tuple[FileRecord,
     """
     The legacy JSON's bytes.
 
-    @param project: the L{pypid.core.index.Project}.
+    @param project: the L{pypid.core.project.Project}.
     @param found: what L{releases} gave.
     @param shown: the version rendered in C{info} and C{urls} (a key of C{found}).
     @param info: what L{info_from} gave for that release.

@@ -55,8 +55,8 @@ from pypid.core.advisories import (
     severity_rank,
     severity_word,
 )
-from pypid.core.index import version_key
 from pypid.core.names import normalize
+from pypid.core.version_order import version_key
 
 #: The ecosystem whose entries are read.
 ECOSYSTEM = "PyPI"

@@ -32,13 +32,13 @@ import attrs
 
 from pypid.core.advisories import DENY, HIDE, Verdict
 from pypid.core.details import Details
-from pypid.core.index import choose_latest, is_prerelease, version_key
 from pypid.core.index_names import DEFAULT
 from pypid.core.names import WHEEL, normalize
 from pypid.core.project_status import ProjectStatus
 from pypid.core.provenance import integrity_path
 from pypid.core.render import ListedFile
 from pypid.core.search import Results, SearchEntry
+from pypid.core.version_order import choose_latest, is_prerelease, version_key
 
 
 class ShownFile(ListedFile, Protocol):

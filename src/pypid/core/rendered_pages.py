@@ -35,10 +35,10 @@ import attrs
 from pypid.core import render
 from pypid.core.advisories import AdvisoryPolicy, Verdict, no_advisories
 from pypid.core.lru import ByteLRU
+from pypid.core.project import Project
 from pypid.core.render import CONTENT_TYPES, HTML, ListedFile, Page
 
 if TYPE_CHECKING:
-    from pypid.core.index import Project
     from pypid.core.model import FileRecord
     from pypid.core.project_status import ProjectStatus
 
@@ -216,7 +216,8 @@ class RenderedPages:
     provenance_url: render.ProvenanceURL = attrs.field(
         default=render.provenance_url_for(None), kw_only=True)
     _root: dict[str, Page] = attrs.field(factory=dict, init=False)
-    #: bumped by L{listing_changed} (L{pypid.core.index.Index.listing_serial})
+    #: bumped by L{listing_changed}: the composed views' root pages
+    #: (L{pypid.core.views}) are kept while it has not moved
     listing_serial: int = attrs.field(default=0, init=False)
 
     # -- reading -------------------------------------------------------------

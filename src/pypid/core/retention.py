@@ -29,9 +29,9 @@ from fnmatch import fnmatchcase
 
 import attrs
 
-from pypid.core.index import is_prerelease, version_key
 from pypid.core.model import FileRecord
 from pypid.core.units import format_duration
+from pypid.core.version_order import is_prerelease, version_key
 
 
 @attrs.frozen

@@ -27,8 +27,9 @@ from pypid.assets import Assets
 from pypid.core import pages
 from pypid.core.catalog import Catalog
 from pypid.core.details import Details
-from pypid.core.index import Index, Project
+from pypid.core.index import Index
 from pypid.core.names import WHEEL
+from pypid.core.project import Project
 from pypid.export.plan import People
 
 

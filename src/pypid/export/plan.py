@@ -37,9 +37,10 @@ import orjson
 
 from pypid.core import legacy_info as legacy_json
 from pypid.core.catalog import summary_of
-from pypid.core.index import Index, Project
+from pypid.core.index import Index
 from pypid.core.model import FileRecord
 from pypid.core.names import InvalidName, is_valid_name, normalize, parse_filename
+from pypid.core.project import Project
 from pypid.core.provenance import INTEGRITY_MEDIA_TYPE, integrity_path
 from pypid.core.render import HTML, JSON
 from pypid.storage.reading import BINARY_TYPE
@@ -112,7 +113,7 @@ class People:
         bytes)}: what belongs to one project; called only for the projects
         whose records changed since the last export (and for every project
         on the first one, or when L{version} changes), with the
-        L{pypid.core.index.Project} and C{details}, a dict of each of its
+        L{pypid.core.project.Project} and C{details}, a dict of each of its
         filenames to what C{storage.read_details} gave (bytes, or L{None}).
     @ivar version: names the pages' markup; an export with another version
         than the last one renders every project again.

@@ -22,7 +22,7 @@ import attrs
 from twisted.logger import Logger
 
 from pypid.core.advisories import AdvisoryPolicy
-from pypid.core.index import version_key
+from pypid.core.version_order import version_key
 
 log = Logger()
 

@@ -484,7 +484,7 @@ def drop_advised_pages(index: Index, upstream: UpstreamProxy | None,
     """
     Drop the pages a hosted C{index} keeps of C{projects} (normalized),
     and those of its C{upstream}'s: the advisories or the rules changed
-    for them. A hosted project counts a change (L{pypid.core.index.Project.changes}),
+    for them. A hosted project counts a change (L{pypid.core.project.Project.changes}),
     so the pages composed of it elsewhere are composed again.
     """
     projects = list(projects)

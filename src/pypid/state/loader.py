@@ -108,7 +108,7 @@ async def load_statuses(index: Index, storage: IStorage) -> None:
             continue
         if status is not None:
             statuses[name] = status
-    index.take_statuses(statuses)
+    index.statuses.take(statuses)
 
 
 async def roll_back_promotions(storage: IAdoptingStorage) -> int:
@@ -340,14 +340,14 @@ class IndexLoader:
         since the start included (L{merge_scan} tells them apart).
         """
         index = self._index
-        names = index.later()
+        names = index.later.names()
         if not names:
             return snap
         for first in range(0, len(names), LATER_BATCH):
             if first:
                 await deferLater(self._clock, 0, lambda: None)
             with collector_off(index):
-                index.load_later(names[first:first + LATER_BATCH])
+                index.later.make(names[first:first + LATER_BATCH])
         # (a snapshot read with later holds no records of its own)
         return attrs.evolve(snap, records={r.filename: r for r in index.records()})
 
@@ -469,7 +469,7 @@ class IndexMetrics:
         """The families, each made by C{gauge(name, help, value)}."""
         index = self._index
         serial = index.serial
-        if index.waiting:
+        if index.later.waiting:
             # The projects a start loaded later still wait for their records
             # (a few seconds): their sizes are not known without making
             # them all at once, which would hold every request meanwhile.

@@ -214,7 +214,7 @@ class SnapshotWriter(Service):
         """
         if self._saving is not None:
             return self._saving
-        if self._held or (not final and self._index.waiting):
+        if self._held or (not final and self._index.later.waiting):
             return succeed(None)
         serial = self._index.serial
         shared = self._shared
@@ -230,7 +230,7 @@ class SnapshotWriter(Service):
         tombstones = self._index.tombstones()
         # (a line only when files were promoted: the snapshot is otherwise
         # byte for byte what it always was, see pypid.storage.snapshot)
-        promotions = self._index.promotions()
+        promotions = self._index.live_promotions()
         binned = self._index.binned()
         as_of = self._stands_for()
         state = shared.state() if shared is not None else None

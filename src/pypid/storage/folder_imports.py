@@ -22,12 +22,12 @@ import attrs
 from twisted.logger import Logger
 
 from pypid.core.distribution import inspect
-from pypid.core.index import latest_per_project
 from pypid.core.metadata import InvalidDistribution
 from pypid.core.model import FileRecord
 from pypid.core.names import InvalidName
 from pypid.core.pending import DELETED, PendingFile
 from pypid.core.readme import Renderer, render_description
+from pypid.core.version_order import latest_per_project
 from pypid.storage.sidecars import Sidecars, is_tombstone, storage_error, storage_errors
 
 log = Logger()

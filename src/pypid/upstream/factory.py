@@ -104,7 +104,7 @@ class UpstreamPart(Service):
             # (the index's file_url, typed for a FileRecord, reads only the
             # project and filename an UpstreamFile has)
             return cls.from_config(config, run, reactor, index, cast("FileUrl", index.file_url),
-                                   learnt, advisories=index.advisories,
+                                   learnt, advisories=index.rendered.advisories,
                                    provenance_url=index.rendered.provenance_url, render=render)
         return make
 

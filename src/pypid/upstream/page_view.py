@@ -37,12 +37,13 @@ from twisted.logger import Logger
 from pypid.core import render
 from pypid.core.advisories import AdvisoryPolicy, no_advisories
 from pypid.core.bounded import put_newest
-from pypid.core.index import Project, version_key
 from pypid.core.lru import ByteLRU
 from pypid.core.model import FileRecord
+from pypid.core.project import Project
 from pypid.core.project_status import ProjectStatus
 from pypid.core.render import CONTENT_TYPES, HTML, Page, ProvenanceURL, provenance_url_for
 from pypid.core.rendered_pages import advised_files, page_bytes
+from pypid.core.version_order import version_key
 from pypid.upstream.cache import CachedPage, Offline, PageCache
 from pypid.upstream.confusion import UpstreamPolicy, merged
 from pypid.upstream.fetch import UpstreamError

@@ -15,8 +15,8 @@ from typing import Any, Protocol
 
 import attrs
 
-from pypid.core.index import Project
 from pypid.core.names import normalize
+from pypid.core.project import Project
 from pypid.core.project_status import ProjectStatus
 from pypid.upstream.confusion import Decision, UpstreamPolicy
 

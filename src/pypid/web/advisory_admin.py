@@ -35,7 +35,7 @@ from pypid.core.advisories import (
     Verdict,
 )
 from pypid.core.http_errors import BadRequest, NotFound
-from pypid.core.index import version_key
+from pypid.core.version_order import version_key
 from pypid.web.access import Access
 from pypid.web.routes import answer_errors, form_field, send_json
 

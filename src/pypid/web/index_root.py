@@ -233,7 +233,7 @@ class IndexMaterials:
             order.append(ChainSource(side.name, upstream=side))
         view = IndexView(source.name, tuple(order), Filters(),
                          cast("Callable[[ComposedFile], str]", index.file_url),
-                         advisories=index.advisories,
+                         advisories=index.rendered.advisories,
                          provenance_url=index.rendered.provenance_url)
         return cls(source.name, view, (source,), hosted=True, upstreams=sides)
 
@@ -300,7 +300,7 @@ class IndexSimple:
                 found = own.project(project)
                 if found is not None and not (self.upstreams and view.merges(project)):
                     kind = page_kind(request)
-                    if own.quarantined(project):
+                    if own.statuses.quarantined(project):
                         rendered = own.rendered
                         return as_admin(
                             self.access, request,
@@ -481,7 +481,7 @@ class IndexFiles:
         if not self.access.may_read(request, project, self.name) \
                 or not filters.admits_project(project):
             raise NotFound("no such file")
-        if any(source.index.quarantined(project) for source in self.sources):
+        if any(source.index.statuses.quarantined(project) for source in self.sources):
             return as_admin(self.access, request,
                             lambda: self._provenance(request, project, version, filename,
                                                      content_type), _no_file)

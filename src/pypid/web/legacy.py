@@ -23,10 +23,11 @@ from twisted.web.iweb import IRequest
 from pypid.core import legacy_info
 from pypid.core.advisories import AdvisoryPolicy, no_advisories
 from pypid.core.http_errors import NotFound
-from pypid.core.index import Index, Project
+from pypid.core.index import Index
 from pypid.core.index_names import DEFAULT as DEFAULT_INDEX
 from pypid.core.model import FileRecord
 from pypid.core.names import is_valid_name, normalize
+from pypid.core.project import Project
 from pypid.core.render import Page
 from pypid.core.views import ChainSource, Filters, compose
 from pypid.state.usage_log import UsageLog
@@ -139,7 +140,7 @@ class LegacyJSON:
         index, storage = chain[first]
         if len(chain) == 1 and self._filters is None:
             # (one source, nothing filtered: its project as it is)
-            if not holder.files or index.quarantined(name):
+            if not holder.files or index.statuses.quarantined(name):
                 return None
             return holder, holder, index, lambda record: storage, held
         filters = self._filters or Filters()

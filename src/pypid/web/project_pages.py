@@ -50,10 +50,11 @@ from pypid.core import pages
 from pypid.core.advisories import AdvisoryPolicy, Verdict, no_advisories
 from pypid.core.details import Details
 from pypid.core.http_errors import NotFound
-from pypid.core.index import Index, Project
+from pypid.core.index import Index
 from pypid.core.lru import ByteLRU
 from pypid.core.model import FileRecord
 from pypid.core.names import WHEEL, is_valid_name, normalize
+from pypid.core.project import Project
 from pypid.core.project_status import ProjectStatus
 from pypid.core.provenance import ProvenanceInvalid, publishers_of, read_provenance
 from pypid.core.render import Page

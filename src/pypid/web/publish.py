@@ -271,7 +271,7 @@ class Publish:
             log.error("Cannot keep the status of {project}: {error}", project=name,
                       error=str(e))
             raise storage_unavailable(e)
-        self._index.set_status(name, status)
+        self._index.statuses.set(name, status)
         self._audit.record(request, identity, "status", project=name,
                            detail=_status_text(status), index=self._audit_index)
         log.info("{user} set {project} {status}", user=identity.name, project=name,

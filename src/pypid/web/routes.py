@@ -20,8 +20,9 @@ from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 
 from pypid.core.http_errors import BadRequest, HTTPError, NotFound, TooLarge
-from pypid.core.index import Index, Project
+from pypid.core.index import Index
 from pypid.core.names import InvalidName, canonical_version
+from pypid.core.project import Project
 from pypid.core.render import Page
 from pypid.web.respond import send_error, wrong_method_error
 
