@@ -4,15 +4,6 @@ C{docs/http-api.rst} (C{ROWS}), every kind of identity (C{IDENTITIES}) and
 the answers expected in each cell (C{TABLE}, read by L{read_table}), shared
 by the in-memory test (L{tests.test_access_table}) and the one against the
 real daemon (L{tests.test_e2e_access_table}).
-
-Test modules are leaves: what several of them share lives in a harness
-module, C{tests/harness_<area>.py}, one per area of pypid whose tests share
-fixtures, named after the test module(s) the fixtures were written for
-(doubles that stand in for one collaborator are in L{tests.fakes}; the
-end-to-end daemon is L{tests.e2e}'s). A harness holds helpers, constants
-and mixins, never a TestCase with tests, so trial runs each test once;
-L{tests.test_layers.TestModuleTests} keeps any test module from importing
-another.
 """
 
 

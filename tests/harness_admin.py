@@ -2,15 +2,6 @@
 C{pypid-admin export} and C{import} run in the test's process
 (L{run_admin}), as its parser would call them; they were
 L{tests.test_migrate}'s.
-
-Test modules are leaves: what several of them share lives in a harness
-module, C{tests/harness_<area>.py}, one per area of pypid whose tests share
-fixtures, named after the test module(s) the fixtures were written for
-(doubles that stand in for one collaborator are in L{tests.fakes}; the
-end-to-end daemon is L{tests.e2e}'s). A harness holds helpers, constants
-and mixins, never a TestCase with tests, so trial runs each test once;
-L{tests.test_layers.TestModuleTests} keeps any test module from importing
-another.
 """
 
 from twisted.internet import reactor

@@ -3,15 +3,6 @@ Hostile descriptions (issue 31): a wheel whose README's rendering runs
 away (L{hostile_wheel}), and L{Probe}, a client that times the server's
 answers while it is fed one; shared by L{tests.test_e2e_readme} and its
 benchmark.
-
-Test modules are leaves: what several of them share lives in a harness
-module, C{tests/harness_<area>.py}, one per area of pypid whose tests share
-fixtures, named after the test module(s) the fixtures were written for
-(doubles that stand in for one collaborator are in L{tests.fakes}; the
-end-to-end daemon is L{tests.e2e}'s). A harness holds helpers, constants
-and mixins, never a TestCase with tests, so trial runs each test once;
-L{tests.test_layers.TestModuleTests} keeps any test module from importing
-another.
 """
 
 import threading

@@ -3,15 +3,6 @@ The end-to-end daemon on native HTTPS (they were L{tests.test_e2e_tls}'s):
 L{TLSDaemon} listens on C{https:} (and C{http-redirect:}) with
 certificates of a test CA (L{shared_ca}), L{TLSDaemonTestCase} shares one
 among a class's tests, and L{https} makes one request trusting that CA.
-
-Test modules are leaves: what several of them share lives in a harness
-module, C{tests/harness_<area>.py}, one per area of pypid whose tests share
-fixtures, named after the test module(s) the fixtures were written for
-(doubles that stand in for one collaborator are in L{tests.fakes}; the
-end-to-end daemon is L{tests.e2e}'s). A harness holds helpers, constants
-and mixins, never a TestCase with tests, so trial runs each test once;
-L{tests.test_layers.TestModuleTests} keeps any test module from importing
-another.
 """
 
 import os

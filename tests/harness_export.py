@@ -3,15 +3,6 @@ The static export's fixtures (they were L{tests.test_export}'s): the
 distributions exported (C{FILES}), records made up for the pure plan
 (L{make_record}), and L{ExportCase}, exports of in-memory and on-disk
 storages into a folder.
-
-Test modules are leaves: what several of them share lives in a harness
-module, C{tests/harness_<area>.py}, one per area of pypid whose tests share
-fixtures, named after the test module(s) the fixtures were written for
-(doubles that stand in for one collaborator are in L{tests.fakes}; the
-end-to-end daemon is L{tests.e2e}'s). A harness holds helpers, constants
-and mixins, never a TestCase with tests, so trial runs each test once;
-L{tests.test_layers.TestModuleTests} keeps any test module from importing
-another.
 """
 
 import hashlib

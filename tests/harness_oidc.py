@@ -3,15 +3,6 @@ Trusted publishing in memory (it was L{tests.test_oidc}'s): L{tests.oidc_issuer}
 issuers on a L{Clock}, the publishers' rules (C{RULES}), and
 L{MintSiteMixin}, the real site over in-memory storage with trusted
 publishing, the login throttle and an audit log in memory.
-
-Test modules are leaves: what several of them share lives in a harness
-module, C{tests/harness_<area>.py}, one per area of pypid whose tests share
-fixtures, named after the test module(s) the fixtures were written for
-(doubles that stand in for one collaborator are in L{tests.fakes}; the
-end-to-end daemon is L{tests.e2e}'s). A harness holds helpers, constants
-and mixins, never a TestCase with tests, so trial runs each test once;
-L{tests.test_layers.TestModuleTests} keeps any test module from importing
-another.
 """
 
 import json

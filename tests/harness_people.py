@@ -2,15 +2,6 @@
 Core metadata for the pages for people: a Markdown README and the fields
 the pages show (L{rich_metadata}), and a README that attacks the page
 (C{HOSTILE}); they were L{tests.test_people}'s.
-
-Test modules are leaves: what several of them share lives in a harness
-module, C{tests/harness_<area>.py}, one per area of pypid whose tests share
-fixtures, named after the test module(s) the fixtures were written for
-(doubles that stand in for one collaborator are in L{tests.fakes}; the
-end-to-end daemon is L{tests.e2e}'s). A harness holds helpers, constants
-and mixins, never a TestCase with tests, so trial runs each test once;
-L{tests.test_layers.TestModuleTests} keeps any test module from importing
-another.
 """
 
 from tests.distributions import metadata_text

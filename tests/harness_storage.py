@@ -4,15 +4,6 @@ The contract every L{pypid.storage.interface.IStorage} passes
 storage (L{AdoptionContractMixin}), run against the local and memory
 backends by L{tests.test_storage} and against S3 by L{tests.test_s3}; and
 L{folder_state}, everything under a folder, to see that nothing changed.
-
-Test modules are leaves: what several of them share lives in a harness
-module, C{tests/harness_<area>.py}, one per area of pypid whose tests share
-fixtures, named after the test module(s) the fixtures were written for
-(doubles that stand in for one collaborator are in L{tests.fakes}; the
-end-to-end daemon is L{tests.e2e}'s). A harness holds helpers, constants
-and mixins, never a TestCase with tests, so trial runs each test once;
-L{tests.test_layers.TestModuleTests} keeps any test module from importing
-another.
 """
 
 import hashlib

@@ -2,15 +2,6 @@
 L{pypid.tap.makeService} without threads: pools that start no thread and
 do the blocking work at once (L{fake_pools}), and the site a built service
 serves (L{site_of}); they were L{tests.test_tap}'s.
-
-Test modules are leaves: what several of them share lives in a harness
-module, C{tests/harness_<area>.py}, one per area of pypid whose tests share
-fixtures, named after the test module(s) the fixtures were written for
-(doubles that stand in for one collaborator are in L{tests.fakes}; the
-end-to-end daemon is L{tests.e2e}'s). A harness holds helpers, constants
-and mixins, never a TestCase with tests, so trial runs each test once;
-L{tests.test_layers.TestModuleTests} keeps any test module from importing
-another.
 """
 
 import attrs

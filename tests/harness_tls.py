@@ -3,15 +3,6 @@ TLS in memory (they were L{tests.test_tls}' and L{tests.test_channel}'s):
 one test CA per process (L{shared_ca}) and its RSA server certificate,
 a loaded L{pypid.tls.ServerTLS} (L{loaded}), and a client connected to a
 site over real TLS through memory transports (L{tls_connection}).
-
-Test modules are leaves: what several of them share lives in a harness
-module, C{tests/harness_<area>.py}, one per area of pypid whose tests share
-fixtures, named after the test module(s) the fixtures were written for
-(doubles that stand in for one collaborator are in L{tests.fakes}; the
-end-to-end daemon is L{tests.e2e}'s). A harness holds helpers, constants
-and mixins, never a TestCase with tests, so trial runs each test once;
-L{tests.test_layers.TestModuleTests} keeps any test module from importing
-another.
 """
 
 import atexit

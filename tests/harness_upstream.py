@@ -9,15 +9,6 @@ C{staging} (hosted) based on C{release} (hosted) and two upstreams,
 C{upstream:public} and C{upstream:vendor}, that both have a project
 C{widget} (their own bytes); C{cool}, a view of C{upstream:public} with a
 cooldown (of 800 days: the test pages' files date from 2024).
-
-Test modules are leaves: what several of them share lives in a harness
-module, C{tests/harness_<area>.py}, one per area of pypid whose tests share
-fixtures, named after the test module(s) the fixtures were written for
-(doubles that stand in for one collaborator are in L{tests.fakes}; the
-end-to-end daemon is L{tests.e2e}'s). A harness holds helpers, constants
-and mixins, never a TestCase with tests, so trial runs each test once;
-L{tests.test_layers.TestModuleTests} keeps any test module from importing
-another.
 """
 
 import hashlib

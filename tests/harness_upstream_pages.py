@@ -2,15 +2,6 @@
 Upstream project pages as warehouse writes them, PEP 691 JSON
 (L{json_body}, L{json_file}) and PEP 503 HTML (L{html_body}, L{anchor}),
 for the tests that read them (they were L{tests.test_upstream_page}'s).
-
-Test modules are leaves: what several of them share lives in a harness
-module, C{tests/harness_<area>.py}, one per area of pypid whose tests share
-fixtures, named after the test module(s) the fixtures were written for
-(doubles that stand in for one collaborator are in L{tests.fakes}; the
-end-to-end daemon is L{tests.e2e}'s). A harness holds helpers, constants
-and mixins, never a TestCase with tests, so trial runs each test once;
-L{tests.test_layers.TestModuleTests} keeps any test module from importing
-another.
 """
 
 import hashlib
