@@ -12,7 +12,7 @@ from pypid.core.project_status import ProjectStatus
 from pypid.core.project_statuses import ProjectStatuses
 from pypid.core.promoted_files import PromotedFiles
 from pypid.core.promotion import Promotion
-from tests.test_index import make_record
+from tests.harness_records import make_record
 
 PROMOTION = Promotion("staging", "bob", 1.0)
 

@@ -84,13 +84,13 @@ class Config:
     tls: TLSConfig = attrs.field(factory=no_tls)
     #: C{[groups]}: group name -> frozenset of user names
     groups: Mapping[str, frozenset[str]] = attrs.field(factory=dict, converter=_frozen)
-    #: C{[acl]}: L{pypid.auth.policy.Rule}s in file order
+    #: C{[acl]}: L{pypid.core.access_rules.Rule}s in file order
     acl: tuple[Rule, ...] = ()
     metrics: MetricsConfig = attrs.field(factory=MetricsConfig)
     #: C{[ldap]}: the directory of more users and groups (none without C{url})
     ldap: LDAPConfig = attrs.field(factory=LDAPConfig)
     oidc: OIDCConfig = attrs.field(factory=OIDCConfig)
-    #: C{[publishers]}: L{pypid.auth.oidc.PublisherRule}s in file order
+    #: C{[publishers]}: L{pypid.core.publishers.PublisherRule}s in file order
     publishers: tuple[PublisherRule, ...] = ()
     #: C{[index:NAME]} sections by name, in file order (issue 26; empty
     #: without any: the one index of today's URLs, C{default})

@@ -106,7 +106,7 @@ def read_publishers(items: Items, values: Values, fail: Fail) -> list[PublisherR
     @param items: C{items(section)} gives a free section's C{(key, value)} pairs.
     @param values: the parsed C{(section, key) -> value} of the fixed sections.
     @param fail: C{fail(section, key, message)} raises the configuration error.
-    @return: the L{pypid.auth.oidc.PublisherRule}s in file order.
+    @return: the L{pypid.core.publishers.PublisherRule}s in file order.
     """
     names = [name for name, _url in values["oidc", "issuers"]]
     rules = []

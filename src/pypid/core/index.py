@@ -26,7 +26,11 @@ import attrs
 from pypid.core.advisories import AdvisoryPolicy, no_advisories
 from pypid.core.later_projects import LaterProject, LaterProjects
 from pypid.core.model import FileRecord
-from pypid.core.names import InvalidName, filename_key, normalize, parse_filename
+from pypid.core.names import (
+    filename_key,
+    normalize,
+    project_of_filename,
+)
 from pypid.core.project import Project
 from pypid.core.project_status import ProjectStatus
 from pypid.core.project_statuses import ProjectStatuses
@@ -61,14 +65,6 @@ def _fill(records: Iterable[FileRecord], projects: dict[str, Project],
             project.display_name = display
         project.made[filename] = record
         files[filename] = record
-
-
-def _named_project(filename: str) -> str | None:
-    """The project a deleted filename names, or L{None} when its name cannot be read."""
-    try:
-        return parse_filename(filename, legacy=True).project
-    except InvalidName:
-        return None
 
 
 @attrs.define(init=False)
@@ -431,7 +427,7 @@ class Index:
 
     def _tombstone(self, filename: str, project: str | None = None) -> None:
         if project is None:
-            project = _named_project(filename)
+            project = project_of_filename(filename)
         self._tombstones[filename] = project
         if project is None:
             return

@@ -139,6 +139,18 @@ def parse_filename(filename: str, legacy: bool = False) -> ParsedFilename:
     return _parse_sdist(filename, legacy)
 
 
+def project_of_filename(filename: str) -> str | None:
+    """
+    The normalized project a distribution filename names, or L{None} when
+    its name cannot be read: what an upload, a change and a deleted file's
+    tombstone are filed under.
+    """
+    try:
+        return parse_filename(filename, legacy=True).project
+    except InvalidName:
+        return None
+
+
 def _check_name_part(name: str) -> None:
     """
     Refuse a filename's name that an upload's form could not give

@@ -311,7 +311,7 @@ class IndexRegistry:
 
         @param upstream: builds the default index's upstream part over its
             index (C{[upstream]}, its pages applying the index's
-            advisories: C{index.advisories}; the registry owns it, in the
+            advisories: C{index.rendered.advisories}; the registry owns it, in the
             default's stack); L{None} without one.
         @param board: the server's advisories (filled by their feed);
             L{None}: an empty board of its own.

@@ -232,7 +232,15 @@ class LocalStorage:
         if not isinstance(source, LocalStorage):
             return fail(StorageError(
                 "a file can be promoted only from a storage of the same kind"))
-        return self._run(self._changes.adopt, source._sidecars, record, promotion)
+        return self._run(self._changes.adopt, source.copy_source(record), record, promotion)
+
+    def copy_source(self, record: FileRecord) -> Sidecars:
+        """
+        Where a promotion out of this folder reads C{record}'s file and its
+        sidecars (a hard link each), as the memory and S3 backends answer
+        C{copy_source}: the adopting storage reads no other's private state.
+        """
+        return self._sidecars
 
     def evict(self, records: Sequence[FileRecord]) -> Deferred[None]:
         """

@@ -358,12 +358,12 @@ class AccessPart(Service):
         self._config = config
         self._reactor = reactor
         self._hashing = hashing
-        parts = make_access_materials(config, reactor, hashing)
+        materials = make_access_materials(config, reactor, hashing)
         self.publishing = make_publishing(config, reactor)
         # (the throttle is the daemon's: a reload keeps what it counted, and
         # [auth] throttle_ipv6_prefix is read at start-up)
         throttle = LoginThrottle(reactor, ipv6_prefix=config.auth.throttle_ipv6_prefix)
-        self.access = Access(parts.model, parts.verifier, throttle, parts.tokens,
+        self.access = Access(materials.model, materials.verifier, throttle, materials.tokens,
                              audit=audit, publishers=self.publishing.tokens)
 
     def prepare_reload(self, config: Config | None) -> Callable[[], str] | None:
@@ -382,11 +382,11 @@ class AccessPart(Service):
         # rather than read a file a change may be writing at this moment,
         # which brought revoked tokens back. A new path is read.
         kept = self.access.tokens if config.auth.tokens == self._config.auth.tokens else None
-        parts = make_access_materials(config, self._reactor, self._hashing, kept)
+        materials = make_access_materials(config, self._reactor, self._hashing, kept)
 
         def commit() -> str:
             self._config = config
-            self.access.reconfigure(parts.model, parts.verifier, parts.tokens)
+            self.access.reconfigure(materials.model, materials.verifier, materials.tokens)
             revoked = self.publishing.reconfigure(config.oidc.settings(config.publishers), http)
             return (f"{len(config.users)} users, {len(config.groups)} groups, "
                     f"{len(config.auth.admins)} admins, {len(config.acl)} rules, "

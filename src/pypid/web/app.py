@@ -148,7 +148,7 @@ class Web:
     @ivar app: the L{PypidApp}.
     @ivar default: the default index's answers.
     @ivar indexes: what answers under C{/NAME/}, or L{None} without named indexes.
-    @ivar serve_index: C{serve_index(parts) -> ServedIndex}: a named index's
+    @ivar serve_index: C{serve_index(materials) -> ServedIndex}: a named index's
         answers, built as L{build_web} built them.
     @ivar switcher: the index switcher of the pages for people, or L{None}
         without named indexes.
@@ -171,12 +171,12 @@ class Web:
         root = self.indexes
         kept = root.served if root is not None else {}
         served = {}
-        indexes = [parts for parts in indexes if parts.name != DEFAULT]
-        for parts in indexes:
-            key = parts.name.encode("ascii")
+        indexes = [materials for materials in indexes if materials.name != DEFAULT]
+        for materials in indexes:
+            key = materials.name.encode("ascii")
             old = kept.get(key)
-            served[key] = (old if old is not None and old.simple.view is parts.view
-                           else self.serve_index(parts))
+            served[key] = (old if old is not None and old.simple.view is materials.view
+                           else self.serve_index(materials))
         stats = self.site.stats
         switcher = self.switcher
         links = switcher_links(indexes)
@@ -249,8 +249,8 @@ def build_web(indexes: Sequence[IndexMaterials], access: Access, run: Run, clock
     audit = audit if audit is not None else AuditTrail(MemoryAuditLog(clock), clock)
     counter = counter if counter is not None else ConnectionCounter()
     storage = _default_storage(indexes)
-    named = [parts for parts in indexes if parts.name != DEFAULT]
-    stats = RequestStats(indexes=frozenset(parts.name.encode("ascii") for parts in named))
+    named = [materials for materials in indexes if materials.name != DEFAULT]
+    stats = RequestStats(indexes=frozenset(materials.name.encode("ascii") for materials in named))
     # (the downloads advisories deny, every index's: counted by index with named ones)
     denied = DeniedDownloads(audit, clock, labelled=bool(named))
     assets = Assets.load()
@@ -276,7 +276,7 @@ def build_web(indexes: Sequence[IndexMaterials], access: Access, run: Run, clock
 
 def _default_storage(indexes: Sequence[IndexMaterials]) -> IStorage:
     """The default index's own storage (it is hosted): C{/health} asks it, uploads spool in it."""
-    own = next(parts.own for parts in indexes if parts.name == DEFAULT)
+    own = next(materials.own for materials in indexes if materials.name == DEFAULT)
     assert own is not None  # (the default index is hosted)
     return own.storage
 
@@ -325,8 +325,8 @@ def _token_exchange(publishing: TrustedPublishing | None, audit: AuditTrail,
     return TrustedPublishingArea(
         publishing, audit, clock, ipv6_prefix=ipv6_prefix, base_url=base_url,
         discoverable=["", *(path.decode() for path in UPLOAD_PATHS), *(
-            f"/{parts.name}{path.decode()}" for parts in named
-            if parts.hosted and access.index_shown(None, parts.name)
+            f"/{materials.name}{path.decode()}" for materials in named
+            if materials.hosted and access.index_shown(None, materials.name)
             for path in UPLOAD_PATHS)])
 
 
@@ -362,7 +362,7 @@ class IndexServer:
     _switcher: IndexSwitcher | None
     _denied: DeniedDownloads
 
-    def __call__(self, parts: IndexMaterials) -> ServedIndex:
+    def __call__(self, materials: IndexMaterials) -> ServedIndex:
         """
         One index's answers: its pages from its view, its files from its
         hosted sources and upstreams, its uploads and changes into its own
@@ -370,47 +370,47 @@ class IndexServer:
         holding a project, its pages for people from its hosted sources (and,
         for a project none holds, its upstreams' caches).
         """
-        access, clock, name = self._access, self._clock, parts.name
-        prefix = parts.prefix(self._base_url or "/")
+        access, clock, name = self._access, self._clock, materials.name
+        prefix = materials.prefix(self._base_url or "/")
         chrome = ReaderChrome(self._chrome if name == DEFAULT
-                              else _index_chrome(self._chrome, parts, self._base_url),
+                              else _index_chrome(self._chrome, materials, self._base_url),
                               self._switcher)
-        filters = parts.view.filters
-        people = PeoplePages(catalog_for(parts.view.order, filters), access, chrome, name)
+        filters = materials.view.filters
+        people = PeoplePages(catalog_for(materials.view.order, filters), access, chrome, name)
         # (an index that reads upstreams alone has no hosted project: its
         # project pages show what their caches know)
-        project = ProjectPages(name, parts.sources, filters, access, chrome, clock, prefix,
-                               upstreams=parts.upstreams, advisories=parts.view.advisories)
-        areas: list[Area] = [people, self._publish(parts)]
-        if parts.sources:
+        project = ProjectPages(name, materials.sources, filters, access, chrome, clock, prefix,
+                               upstreams=materials.upstreams, advisories=materials.view.advisories)
+        areas: list[Area] = [people, self._publish(materials)]
+        if materials.sources:
             # (the legacy JSON describes hosted releases: an index that reads
             # upstreams alone has none, and answers it 404)
-            areas.append(self._legacy(parts, prefix))
+            areas.append(self._legacy(materials, prefix))
         return ServedIndex(
             name,
-            IndexSimple(name, parts.view, access, clock, prefix, parts.upstreams),
-            IndexFiles(name, parts.view, parts.sources, access, clock, parts.upstreams,
+            IndexSimple(name, materials.view, access, clock, prefix, materials.upstreams),
+            IndexFiles(name, materials.view, materials.sources, access, clock, materials.upstreams,
                        self._denied),
             tuple(areas), project)
 
-    def _publish(self, parts: IndexMaterials) -> Area:
+    def _publish(self, materials: IndexMaterials) -> Area:
         """The index's uploads and changes into its own stack; a view's refused."""
-        own = parts.own
+        own = materials.own
         if own is None:
-            return ReadOnlyPublish(parts.name, self._access)
+            return ReadOnlyPublish(materials.name, self._access)
         return Publish(own.index, own.storage, self._access, self._run, self._clock,
                        self._max_upload_size, audit=self._audit, locks=own.locks,
-                       name=parts.name, attestations=self._attestations, bin=own.bin,
+                       name=materials.name, attestations=self._attestations, bin=own.bin,
                        render=self._render)
 
-    def _legacy(self, parts: IndexMaterials, prefix: str) -> LegacyJSON:
+    def _legacy(self, materials: IndexMaterials, prefix: str) -> LegacyJSON:
         """The index's legacy JSON (C{/pypi/...}), from the first source holding a project."""
-        chain = tuple((source.index, source.storage) for source in parts.sources)
-        filters = parts.view.filters
+        chain = tuple((source.index, source.storage) for source in materials.sources)
+        filters = materials.view.filters
         return LegacyJSON(chain[0][0], chain[0][1], self._access, file_url_for(prefix),
-                          self._base_url, name=parts.name, chain=chain,
+                          self._base_url, name=materials.name, chain=chain,
                           filters=filters if filters != Filters() else None,
-                          advisories=parts.view.advisories, usage=parts.sources[0].usage)
+                          advisories=materials.view.advisories, usage=materials.sources[0].usage)
 
     def mount(self, indexes: Sequence[IndexMaterials]) -> tuple[ServedIndex, IndexRoot | None]:
         """
@@ -418,27 +418,27 @@ class IndexServer:
         and what answers under C{/NAME/} for the named ones (L{None}
         without any).
         """
-        default = self(next(parts for parts in indexes if parts.name == DEFAULT))
-        named = {parts.name.encode("ascii"): self(parts) for parts in indexes
-                 if parts.name != DEFAULT}
+        default = self(next(materials for materials in indexes if materials.name == DEFAULT))
+        named = {materials.name.encode("ascii"): self(materials) for materials in indexes
+                 if materials.name != DEFAULT}
         return default, (IndexRoot(named, self._access, self._base_url or "/")
                          if named else None)
 
 
 def switcher_links(indexes: Sequence[IndexMaterials]) -> tuple[IndexLink, ...]:
     """The indexes the switcher may list: the default first, then the named ones."""
-    return (IndexLink(DEFAULT), *(IndexLink(parts.name, view=not parts.hosted)
-                                  for parts in indexes))
+    return (IndexLink(DEFAULT), *(IndexLink(materials.name, view=not materials.hosted)
+                                  for materials in indexes))
 
 
-def _index_chrome(chrome: Chrome, parts: IndexMaterials, base_url: str | None) -> Chrome:
+def _index_chrome(chrome: Chrome, materials: IndexMaterials, base_url: str | None) -> Chrome:
     """
     The chrome of a named index's pages for people: their root is
     C{/NAME/} (links, search, the install and publish snippets stay in the
     index), the assets and the login are the site's, one level up.
     """
-    prefix = f"{base_url}{parts.name}/" if base_url else None
-    return attrs.evolve(chrome, site="../", index=parts.name, uploads=parts.hosted,
+    prefix = f"{base_url}{materials.name}/" if base_url else None
+    return attrs.evolve(chrome, site="../", index=materials.name, uploads=materials.hosted,
                         base_url=prefix, files_url=prefix + "files/" if prefix else None)
 
 

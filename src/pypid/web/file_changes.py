@@ -22,7 +22,7 @@ from pypid.auth.verifier import Identity
 from pypid.core.http_errors import BadRequest, Conflict, Forbidden, NotFound
 from pypid.core.index import Index
 from pypid.core.model import FileRecord
-from pypid.core.names import distribution_key, is_valid_name, normalize
+from pypid.core.names import distribution_key, is_valid_name, normalize, project_of_filename
 from pypid.core.units import format_duration
 from pypid.core.upload import check_form
 from pypid.state.recycle_bin import NotInBin, RecycleBin, RestoreConflict
@@ -33,7 +33,6 @@ from pypid.web.change_checks import NO_SUCH_RELEASE, ChangeChecks, storage_call
 from pypid.web.multipart import Form
 from pypid.web.respond import send_text, storage_unavailable
 from pypid.web.routes import requested_version
-from pypid.web.upload_store import project_of
 
 #: (the namespace the publish routes always logged under: log filters keep matching)
 log = Logger(namespace="pypid.web.publish")
@@ -162,7 +161,7 @@ class FileChanges:
 
     async def restore(self, request: IRequest, filename: str, identity: Identity) -> bytes:
         """Take C{filename} out of the recycle bin, as whoever may delete it."""
-        project = project_of(filename)
+        project = project_of_filename(filename)
         self._checks.may_touch(identity, project)
         if is_publisher(identity.name):
             raise Forbidden("a trusted publisher's token may only upload")

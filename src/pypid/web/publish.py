@@ -39,7 +39,7 @@ from pypid.core.index import Index
 from pypid.core.index_names import DEFAULT as DEFAULT_INDEX
 from pypid.core.metrics import UPLOAD_PATHS
 from pypid.core.model import YANK_REASON_BYTES
-from pypid.core.names import is_valid_name, normalize
+from pypid.core.names import is_valid_name, normalize, project_of_filename
 from pypid.core.project_status import ACTIVE, InvalidStatus, ProjectStatus, parse_status
 from pypid.core.readme import Renderer, render_description
 from pypid.core.upload import validate_upload
@@ -55,7 +55,7 @@ from pypid.web.request_auth import IRequestAuth
 from pypid.web.respond import RETRY_AFTER, send_text, storage_unavailable
 from pypid.web.routes import answer_errors, bounded_body, form_field, route_each
 from pypid.web.site import too_large_message
-from pypid.web.upload_store import AttestationCheck, NoAttestations, UploadStore, project_of
+from pypid.web.upload_store import AttestationCheck, NoAttestations, UploadStore
 
 log = Logger()
 
@@ -165,13 +165,13 @@ class Publish:
     @app.route("/api/files/<string:filename>/yank", methods=["POST"])
     def yank_file(self, request: IRequest, filename: str) -> Coroutine[Any, Any, bytes]:
         """Yank one file (PEP 592), with an optional C{reason} form field."""
-        return self._change(request, "yank", project_of(filename), lambda: [filename],
+        return self._change(request, "yank", project_of_filename(filename), lambda: [filename],
                             self._changes.yank, lambda: _reason(request), filename=filename)
 
     @app.route("/api/files/<string:filename>/unyank", methods=["POST"])
     def unyank_file(self, request: IRequest, filename: str) -> Coroutine[Any, Any, bytes]:
         """Undo a yank of one file."""
-        return self._change(request, "unyank", project_of(filename), lambda: [filename],
+        return self._change(request, "unyank", project_of_filename(filename), lambda: [filename],
                             self._changes.yank, filename=filename)
 
     @app.route("/api/files/<string:filename>", methods=["DELETE"])
@@ -180,7 +180,7 @@ class Publish:
         Delete one file: into the recycle bin when the index has one, else
         for good; either way its name can never be used for other bytes.
         """
-        return self._change(request, "delete", project_of(filename), lambda: [filename],
+        return self._change(request, "delete", project_of_filename(filename), lambda: [filename],
                             self._changes.delete, filename=filename)
 
     @app.route("/api/files/<string:filename>/restore", methods=["POST"])

@@ -25,7 +25,7 @@ from pypid.core.http_errors import BadRequest, Forbidden
 from pypid.core.index import Index
 from pypid.core.metadata import InvalidDistribution
 from pypid.core.model import UPLOADER_BYTES, FileRecord, cut_text
-from pypid.core.names import InvalidName, filename_key, parse_filename
+from pypid.core.names import filename_key, project_of_filename
 from pypid.core.readme import Renderer
 from pypid.core.upload import UploadRequest
 from pypid.storage.interface import FileExists, FilenameDeleted, IStorage, Run, StorageError
@@ -114,7 +114,7 @@ class UploadStore:
         # One distribution at a time: the checks below and the work in the
         # storage thread must not interleave with another upload of the same
         # distribution (any spelling) or with a yank or delete of it.
-        project = project_of(upload.filename)
+        project = project_of_filename(upload.filename)
         if project is not None and not self._checks.may_write(identity, project):
             raise Forbidden(f"{identity.name} may not upload to {project}")
         key = filename_key(upload.filename) or upload.filename
@@ -123,11 +123,11 @@ class UploadStore:
     async def _store_locked(self, request: IRequest, upload: UploadRequest,
                             identity: Identity) -> bytes:
         part = _part_of(upload)
-        self._refuse_closed(project_of(upload.filename))
+        self._refuse_closed(project_of_filename(upload.filename))
         # (looked for in its own project: while the projects a start loaded
         # later wait, one not found there does not make them all; a file of
         # that name stored under another project is the storage's to refuse)
-        existing = self._index.get_file(upload.filename, project_of(upload.filename))
+        existing = self._index.get_file(upload.filename, project_of_filename(upload.filename))
         if existing is not None:
             return _same_or_conflict(request, existing.sha256, upload)
         self._refuse_taken(upload.filename)
@@ -217,14 +217,6 @@ class UploadStore:
             because = f" ({status.reason})" if status.reason else ""
             raise BadRequest(f"project {project} is {status.status}{because}: "
                              "it takes no new uploads")
-
-
-def project_of(filename: str) -> str | None:
-    """The normalized project a distribution filename names, or L{None}."""
-    try:
-        return parse_filename(filename, legacy=True).project
-    except InvalidName:
-        return None
 
 
 def _part_of(upload: UploadRequest) -> FilePart:

@@ -27,7 +27,8 @@ from pypid.storage.s3.layout import Layout
 from pypid.storage.s3.markers import MARKER_RETENTION, catches_up
 from pypid.storage.s3.pending_writes import PendingWrites
 
-log = Logger()
+# (the namespace its lines always had, before S3Storage was split)
+log = Logger(namespace="pypid.storage.s3.storage")
 
 #: The snapshot kept in the bucket is read up to this size (compressed).
 SNAPSHOT_LIMIT = 256 << 20

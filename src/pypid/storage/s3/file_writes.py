@@ -38,7 +38,8 @@ from pypid.storage.s3.layout import Layout, binned_body, metadata_headers, yank_
 from pypid.storage.s3.markers import ChangeFeed
 from pypid.storage.s3.object_writes import ObjectWriter
 
-log = Logger()
+# (the namespace its lines always had, before S3Storage was split)
+log = Logger(namespace="pypid.storage.s3.storage")
 
 
 @attrs.define

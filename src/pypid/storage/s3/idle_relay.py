@@ -16,7 +16,8 @@ from twisted.python.failure import Failure
 from pypid.http.bodies import Deadline
 from pypid.storage.interface import Deliverable
 
-log = Logger()
+# (the namespace its lines always had, before S3Storage was split)
+log = Logger(namespace="pypid.storage.s3.storage")
 
 
 class IdleGuard:

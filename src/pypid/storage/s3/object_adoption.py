@@ -31,7 +31,8 @@ from pypid.storage.s3.layout import Layout, metadata_headers
 from pypid.storage.s3.markers import ChangeFeed
 from pypid.storage.s3.object_writes import CopySources, ObjectWriter
 
-log = Logger()
+# (the namespace its lines always had, before S3Storage was split)
+log = Logger(namespace="pypid.storage.s3.storage")
 
 
 @attrs.define
