@@ -464,8 +464,8 @@ class DownloadQueueTests(_Harness, SynchronousTestCase):
     upstream_settings = {"max_downloads": 1}
 
     def test_waiting_capped(self):
-        """Past ten waiting downloads a turn, a new one is refused (503, Retry-After)."""
-        files = [make_wheel("holy-grail", f"1.{i}") for i in range(13)]
+        """Past 64 waiting downloads a turn, a new one is refused (503, Retry-After)."""
+        files = [make_wheel("holy-grail", f"1.{i}") for i in range(67)]
         self.upstream.page("holy-grail", [entry(*f) for f in files])
         hanging = []
 
@@ -476,13 +476,13 @@ class DownloadQueueTests(_Harness, SynchronousTestCase):
             self.upstream.routes[f"/files/{name}"] = hang
         self.page_of("holy-grail")
         fetches = [self.proxy.files.fetch(self.proxy.pages.listed("holy-grail", name))
-                   for name, _ in files[:11]]
+                   for name, _ in files[:65]]
         self.settle()
         self.assertEqual(self.upstream.asked(f"/files/{files[0][0]}"), 1)
         self.assertEqual(self.upstream.asked(f"/files/{files[1][0]}"), 0)
-        code, headers, body = self.get(f"/files/holy-grail/{files[12][0]}")
+        code, headers, body = self.get(f"/files/holy-grail/{files[66][0]}")
         self.assertEqual(code, 503, body)
-        self.assertIn(b"10 upstream downloads are waiting already", body)
+        self.assertIn(b"64 upstream downloads are waiting already", body)
         self.assertEqual(headers.getRawHeaders(b"retry-after"), [RETRY_AFTER])
         for d in fetches:
             self.assertNoResult(d)

@@ -11,7 +11,7 @@ background) and the fetches that failed lately
 
 One download per file however many ask at once; downloads take turns
 within C{[upstream] max_downloads} and C{download_space}
-(L{pypid.upstream.admission}), and past ten waiting per turn a new one is
+(L{pypid.upstream.admission}), and past 64 waiting per turn a new one is
 refused (503). A download whose bytes were wrong is not tried again at
 once. Only files listed by a cached page are ever fetched, from the
 upstream's hosts only (L{pypid.upstream.fetch}).
@@ -52,8 +52,14 @@ from pypid.upstream.transfer import DownloadTee, ToFile, VerifyError, open_temp
 log = Logger()
 
 #: Downloads that may wait for a turn, per download allowed at once
-#: (C{[upstream] max_downloads}); past it a new one is answered 503.
-WAITING_PER_DOWNLOAD = 10
+#: (C{[upstream] max_downloads}); past it a new one is answered 503. A
+#: waiting download holds a connection and a few hundred bytes; uv asks
+#: for 50 files at once (its C{UV_CONCURRENT_DOWNLOADS}), and with ten
+#: per turn (40 waiting at the default of 4) a cold cache turned a
+#: 150-project C{uv pip install} into 503s that uv gave up on after its
+#: three retries (measured with tests/bench_install.py). 64 a turn lets
+#: five such clients wait at once.
+WAITING_PER_DOWNLOAD = 64
 
 
 class DownloadsBusy(Exception):
