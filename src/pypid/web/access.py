@@ -188,6 +188,11 @@ class Access:
 
     # -- the gates -----------------------------------------------------------------
 
+    def reads_openly(self, index: str = DEFAULT_INDEX) -> bool:
+        """Whether anyone may read C{index}, without credentials (its read gate is open)."""
+        permissions = self._permissions
+        return permissions.open_reads if index == DEFAULT_INDEX else permissions.open(index)
+
     def gate_read(self, request: IRequest,
                   index: str = DEFAULT_INDEX) -> Deferred[Identity | None] | None:
         """
@@ -195,8 +200,7 @@ class Access:
         fails with L{Unauthorized} unless the request carries valid
         credentials.
         """
-        permissions = self._permissions
-        if permissions.open_reads if index == DEFAULT_INDEX else permissions.open(index):
+        if self.reads_openly(index):
             return None
         d = self._identification.identify(request)
         d.addCallback(self._may_read_index, index)

@@ -63,6 +63,8 @@ from pypid.core.index_names import DEFAULT, NAME, ROUTE_SEGMENTS
 from pypid.core.metrics import UPLOAD_PATHS
 from pypid.core.model import FileRecord
 from pypid.core.names import is_valid_name, normalize
+from pypid.core.negotiate import choose
+from pypid.core.project import Project
 from pypid.core.render import CONTENT_TYPES, HTML, Page, file_url_for
 from pypid.core.views import ChainSource, ComposedFile, Filters, IndexView
 from pypid.state.backfill import Backfill
@@ -294,19 +296,19 @@ class IndexSimple:
             moved = project.encode("utf-8") != post[0]
             view = self.view
             own = view.own
-            if own is not None and not moved:
+            found = None if moved else self._own_project(project)
+            if found is not None:
                 # The hot path: a project of the index's own hosted source,
                 # served from that source's kept pages (IndexView.own).
-                found = own.project(project)
-                if found is not None and not (self.upstreams and view.merges(project)):
-                    kind = page_kind(request)
-                    if own.statuses.quarantined(project):
-                        rendered = own.rendered
-                        return as_admin(
-                            self.access, request,
-                            lambda: send_private(request, rendered.full_page(found, kind)),
-                            lambda: send_page(request, rendered.project_page(found, kind)))
-                    return send_page(request, own.rendered.project_page(found, kind))
+                assert own is not None  # (_own_project found it there)
+                kind = page_kind(request)
+                if own.statuses.quarantined(project):
+                    rendered = own.rendered
+                    return as_admin(
+                        self.access, request,
+                        lambda: send_private(request, rendered.full_page(found, kind)),
+                        lambda: send_page(request, rendered.project_page(found, kind)))
+                return send_page(request, own.rendered.project_page(found, kind))
             if self.upstreams:
                 asked = view.upstreams(project)
                 if asked:
@@ -343,6 +345,50 @@ class IndexSimple:
                     and self.view.hosts(project)):
                 return send_moved(request, self.base, f"simple/{project}/")
         raise NotFound("no such project")
+
+    def _own_project(self, project: str) -> Project | None:
+        """
+        C{project} when the index's own hosted source holds it and it is
+        served from that source's kept pages alone (no upstream merged in):
+        the pages of the hot path.
+        """
+        own = self.view.own
+        if own is None:
+            return None
+        found = own.project(project)
+        if found is None or (self.upstreams and self.view.merges(project)):
+            return None
+        return found
+
+    def plain_page(self, request: IRequest, rest: bytes) -> Page | None:
+        """
+        The page an anonymous C{GET} of C{simple/<rest>} gets, when it is one
+        of the kept pages that L{answer} would send as they are (the root
+        page, or an active project of the index's own hosted source, asked
+        for by its normalized name and served as HTML or JSON); otherwise
+        L{None}, and L{answer} decides. L{pypid.web.express} sends it.
+        """
+        kind = choose(request.requestHeaders.getRawHeaders(b"accept", (None,))[0])
+        if kind is None:
+            return None
+        if not rest:
+            return self.view.root_page(kind) if self.access.reads_everything(
+                request, self.name) else None
+        if rest[-1:] != b"/" or b"/" in rest[:-1] or b"%" in rest:
+            return None
+        segment = rest[:-1]
+        project = normalized_name(self._names, segment)
+        if (project is None or project.encode("utf-8") != segment
+                or not self.access.may_read(request, project, self.name)):
+            return None
+        found = self._own_project(project)
+        if found is None:
+            return None
+        own = self.view.own
+        assert own is not None  # (_own_project found it there)
+        if own.statuses.quarantined(project):
+            return None
+        return own.rendered.project_page(found, kind)
 
     def _root_for(self, request: Request, kind: str) -> Page:
         """
@@ -636,6 +682,21 @@ class IndexPath(Resource):
         self._area = area
         self._answer = answer
         self._access = access
+
+    def plain_page(self, request: IRequest, rest: bytes) -> Page | None:
+        """
+        For C{simple}: the kept page an anonymous C{GET} of C{simple/<rest>}
+        gets as it is (L{IndexSimple.plain_page}), when anyone may read the
+        index and every file it holds was read (no project waits for
+        L{_when_read}); otherwise L{None}, and L{render} answers.
+        """
+        served = self._served
+        if self._area != b"simple" or not self._access.reads_openly(served.name):
+            return None
+        for backfill in served.files.backfills:
+            if backfill.remaining:
+                return None
+        return served.simple.plain_page(request, rest)
 
     def render(self, request: Request) -> Rendered:
         """Gate the request by the index's read grant, then answer it."""

@@ -17,10 +17,13 @@ headers on bytes rendered earlier.
 
 from __future__ import annotations
 
+from typing import cast
+
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request
 
 from pypid.web.access import Access
+from pypid.web.express import PlainPage
 from pypid.web.index_root import IndexPath, ServedIndex, is_index_segment
 from pypid.web.respond import Rendered
 
@@ -55,6 +58,11 @@ class RootResource(Resource):
         self._children.update((name.encode("ascii"), child) for name, child in others.items())
         self._app = areas
         self._indexes = indexes
+
+    @property
+    def plain_page(self) -> PlainPage:
+        """The default index's kept pages for the express lane (L{pypid.web.express})."""
+        return cast(IndexPath, self._children[b"simple"]).plain_page
 
     def getChildWithDefault(self, name: bytes, request: Request) -> IResource:
         """Pick the resource for the first path segment."""

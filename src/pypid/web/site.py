@@ -56,6 +56,7 @@ from pypid.web.body import (
     answer_before_body,
 )
 from pypid.web.channel import ConnectionCounter, GuardedSite, PypidChannel, Refused, origin_form
+from pypid.web.express import ExpressPages, PlainPage, fixed_head
 from pypid.web.index_root import index_upload_path
 from pypid.web.multipart import (
     FormSink,
@@ -323,6 +324,9 @@ class PypidRequest(server.Request):
     def process(self) -> None:
         """Like L{server.Request.process}, with cheaper, quieter headers."""
         self.site = site = self.channel.site  # type: ignore[attr-defined]  # (a PypidSite's)
+        express = site.express
+        if express is not None and express(self):
+            return
         headers = self.responseHeaders
         headers.setRawHeaders(b"date", [site.date_header()])
         for name, value in SECURITY_HEADERS:
@@ -421,8 +425,13 @@ class PypidSite(GuardedSite):
                  min_body_rate: float | None = None, timer: Callable[[], float] | None = None,
                  stats: RequestStats | None = None,
                  trusted_proxies: TrustedProxies = NO_PROXIES,
-                 index_uploads: bool = False, base_url: str | None = None) -> None:
+                 index_uploads: bool = False, base_url: str | None = None,
+                 plain_page: PlainPage | None = None) -> None:
         server.Site.__init__(self, resource, logPath=access_log, reactor=reactor)
+        #: the express lane (L{pypid.web.express}) of the kept pages
+        #: C{plain_page} gives, or L{None}
+        self.express = None if plain_page is None else ExpressPages(
+            plain_page, self.date_header, fixed_head(SECURITY_HEADERS))
         #: C{[server] base_url}: the origin of this server's pages when a
         #: proxy in front gives another C{Host} (L{cross_site_refusal})
         self.base_url = base_url

@@ -1,0 +1,210 @@
+"""
+Tests for the express lane (L{pypid.web.express}, issue 43): the kept pages
+an anonymous client gets on a kept-alive connection are written at once,
+with exactly the status, headers and body the usual path gives, counted as
+any answer; every request the lane must leave alone goes the usual way.
+
+The requests are written to the real site's channel as bytes, as a client
+on a persistent connection sends them (treq's in-memory agent closes every
+connection, so the other web tests never take the lane).
+"""
+
+import json
+
+from twisted.internet.testing import StringTransport
+from twisted.trial.unittest import SynchronousTestCase
+
+from pypid.auth.policy import AccessModel
+from tests.distributions import make_wheel
+from tests.fakes import twine_fields
+from tests.harness_web import JSON_TYPE, _ServerMixin, basic
+
+HTML = b"text/html"
+
+
+def parse(data):
+    """The answers in C{data}: C{[(status, {lower-case name: value}, body)]}."""
+    answers = []
+    while data:
+        head, _, rest = data.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        status = int(lines[0].split(b" ")[1])
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(b": ")
+            headers[name.lower()] = value
+        length = int(headers.get(b"content-length", b"0"))
+        answers.append((status, headers, rest[:length]))
+        data = rest[length:]
+    return answers
+
+
+def request(method, path, headers=(), version=b"HTTP/1.1"):
+    """A request's bytes."""
+    lines = [b"%s %s %s" % (method, path, version), b"Host: pypi.test"]
+    lines += [b"%s: %s" % pair for pair in headers]
+    return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
+class _Lane:
+    """Records whether the site's express lane answered each request it was asked."""
+
+    def __init__(self, site):
+        self._lane = site.express
+        self.answered = []
+        site.express = self
+
+    def __call__(self, request):
+        answered = self._lane(request)
+        self.answered.append(answered)
+        return answered
+
+
+class ExpressTests(_ServerMixin, SynchronousTestCase):
+    """Anonymous reads of the kept pages, on a persistent connection."""
+
+    def access_model(self):
+        return AccessModel(read=self.read, admins=frozenset({"alice"}))
+
+    def setUp(self):
+        super().setUp()
+        for project in ("holy-grail", "spam"):
+            for version in ("1.0", "1.1"):
+                name, data = make_wheel(project, version)
+                response, body = self.upload(name, data,
+                                             fields=twine_fields(project, version, data))
+                self.assertEqual(response.code, 200, body)
+        self.lane = _Lane(self.web.site)
+
+    def send(self, *requests):
+        """Write C{requests} on one new connection; return the answers and the transport."""
+        channel = self.web.site.buildProtocol(None)
+        transport = StringTransport()
+        channel.makeConnection(transport)
+        channel.dataReceived(b"".join(requests))
+        return parse(transport.value()), transport
+
+    def usual(self, method, path, headers=()):
+        """The usual path's answer to the same request (its connection closes after it)."""
+        before = len(self.lane.answered)
+        (answer,), _ = self.send(request(method, path, [*headers, (b"Connection", b"close")]))
+        self.assertEqual(self.lane.answered[before:], [False])
+        status, found, body = answer
+        self.assertEqual(found.pop(b"connection"), b"close")
+        return status, found, body
+
+    def test_same_answer(self):
+        """
+        The root page and a project's page, as HTML and JSON, compressed or
+        not, to GET and HEAD: the lane's answer is the usual one, header for
+        header and byte for byte.
+        """
+        cases = []
+        for path in (b"/simple/", b"/simple/holy-grail/"):
+            for accept in ((), ((b"Accept", HTML),), ((b"Accept", JSON_TYPE.encode()),)):
+                for encoding in ((), ((b"Accept-Encoding", b"gzip"),)):
+                    for method in (b"GET", b"HEAD"):
+                        cases.append((method, path, accept + encoding))
+        for method, path, headers in cases:
+            (answer,), _ = self.send(request(method, path, headers))
+            self.assertEqual(self.lane.answered[-1], True, (method, path, headers))
+            self.assertEqual(answer, self.usual(method, path, headers), (method, path, headers))
+            if method == b"GET":
+                self.assertTrue(answer[2])
+            else:
+                self.assertEqual(answer[2], b"")
+
+    def test_compressed(self):
+        """A page large enough is sent compressed to a client that takes gzip, by the lane too."""
+        for version in range(2, 40):
+            name, data = make_wheel("holy-grail", f"1.{version}")
+            self.upload(name, data, fields=twine_fields("holy-grail", f"1.{version}", data))
+        headers = ((b"Accept-Encoding", b"gzip"),)
+        (answer,), _ = self.send(request(b"GET", b"/simple/holy-grail/", headers))
+        self.assertEqual(self.lane.answered[-1], True)
+        self.assertEqual(answer[1][b"content-encoding"], b"gzip")
+        self.assertEqual(answer, self.usual(b"GET", b"/simple/holy-grail/", headers))
+
+    def test_pipelined(self):
+        """Requests sent together are answered in order, and the connection stays open."""
+        answers, transport = self.send(request(b"GET", b"/simple/holy-grail/"),
+                                       request(b"GET", b"/simple/spam/"),
+                                       request(b"GET", b"/simple/"))
+        self.assertEqual([status for status, _, _ in answers], [200, 200, 200])
+        self.assertIn(b"holy_grail-1.0", answers[0][2])
+        self.assertIn(b"spam-1.1", answers[1][2])
+        self.assertEqual(self.lane.answered, [True, True, True])
+        self.assertFalse(transport.disconnecting)
+
+    def test_counted(self):
+        """An answer of the lane is counted for /metrics as any other."""
+        stats = self.web.site.stats
+        stats.settle()
+        before = sum(stats.requests.values())
+        self.send(*[request(b"GET", b"/simple/spam/")] * 3)
+        stats.settle()
+        self.assertEqual(self.lane.answered, [True] * 3)
+        self.assertEqual(sum(stats.requests.values()) - before, 3)
+
+    def test_left_to_the_usual_path(self):
+        """What the lane must not answer goes the usual way, and gets the usual answer."""
+        self.set_status("spam", "quarantined")
+        del self.lane.answered[:]
+        cases = [
+            # credentials: who asks may see more, and is checked
+            request(b"GET", b"/simple/holy-grail/", [(b"Authorization", basic())]),
+            # conditional: 304 is the usual path's
+            request(b"GET", b"/simple/holy-grail/", [(b"If-None-Match", b'"x"')]),
+            # a query
+            request(b"GET", b"/simple/holy-grail/?format=" + JSON_TYPE.encode()),
+            # a name to redirect, one that is no project, an escape
+            request(b"GET", b"/simple/Holy.Grail/"),
+            request(b"GET", b"/simple/nothing-here/"),
+            request(b"GET", b"/simple/holy%2Dgrail/"),
+            request(b"GET", b"/simple/holy-grail"),
+            # a quarantined project: admins see its files
+            request(b"GET", b"/simple/spam/"),
+            # nothing the index serves is acceptable
+            request(b"GET", b"/simple/holy-grail/", [(b"Accept", b"image/png")]),
+            # another method
+            request(b"DELETE", b"/simple/holy-grail/"),
+        ]
+        answers, _ = self.send(*cases)
+        self.assertEqual(self.lane.answered, [False] * len(cases))
+        self.assertEqual([status for status, _, _ in answers],
+                         [200, 200, 200, 301, 404, 200, 301, 200, 406, 405])
+        self.assertNotIn(b"spam-1.0", answers[7][2])
+
+    def test_closing_connections(self):
+        """HTTP/1.0, and a client that closes after the answer: the usual path."""
+        (answer,), _ = self.send(request(b"GET", b"/simple/spam/", version=b"HTTP/1.0"))
+        self.assertEqual(answer[0], 200)
+        self.assertEqual(self.lane.answered, [False])
+
+    def set_status(self, project, status):
+        response, body = self.request(
+            "POST", f"/api/projects/{project}/status", auth=basic("alice"),
+            headers={"Content-Type": "application/json"},
+            data=json.dumps({"status": status}).encode())
+        self.assertEqual(response.code, 200, body)
+
+
+class ClosedIndexTests(_ServerMixin, SynchronousTestCase):
+    """An index only users may read: the lane answers none of its requests."""
+
+    read = "authenticated"
+
+    def test_challenge(self):
+        """Anonymous: the usual 401; with credentials: the usual page."""
+        name, data = make_wheel("holy-grail", "1.0")
+        self.assertEqual(self.upload(name, data)[0].code, 200)
+        lane = _Lane(self.web.site)
+        channel = self.web.site.buildProtocol(None)
+        transport = StringTransport()
+        channel.makeConnection(transport)
+        channel.dataReceived(request(b"GET", b"/simple/holy-grail/")
+                             + request(b"GET", b"/simple/holy-grail/",
+                                       [(b"Authorization", basic())]))
+        answers = parse(transport.value())
+        self.assertEqual([status for status, _, _ in answers], [401, 200])
+        self.assertEqual(lane.answered, [False, False])
