@@ -1,8 +1,9 @@
 """
 Tests for the express lane (L{pypid.web.express}, issue 43): the kept pages
-an anonymous client gets on a kept-alive connection are written at once,
-with exactly the status, headers and body the usual path gives, counted as
-any answer; every request the lane must leave alone goes the usual way.
+and small files an anonymous client gets on a kept-alive connection are
+written at once, with exactly the status, headers and body the usual path
+gives, counted as any answer (and as a download); every request the lane
+must leave alone goes the usual way.
 
 The requests are written to the real site's channel as bytes, as a client
 on a persistent connection sends them (treq's in-memory agent closes every
@@ -15,6 +16,8 @@ from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.auth.policy import AccessModel
+from pypid.core.usage import day_of
+from pypid.state.usage_log import UsageLog
 from tests.distributions import make_wheel
 from tests.fakes import twine_fields
 from tests.harness_web import JSON_TYPE, _ServerMixin, basic
@@ -66,15 +69,27 @@ class ExpressTests(_ServerMixin, SynchronousTestCase):
     def access_model(self):
         return AccessModel(read=self.read, admins=frozenset({"alice"}))
 
+    def usage_log(self):
+        self.usage = UsageLog(self.storage, self.clock, interval=10, writer="web")
+        self.usage.startService()
+        return self.usage
+
     def setUp(self):
         super().setUp()
+        self.wheels = {}
         for project in ("holy-grail", "spam"):
             for version in ("1.0", "1.1"):
                 name, data = make_wheel(project, version)
                 response, body = self.upload(name, data,
                                              fields=twine_fields(project, version, data))
                 self.assertEqual(response.code, 200, body)
+                self.wheels[project, version] = (name, data)
         self.lane = _Lane(self.web.site)
+
+    def downloads(self, filename):
+        """The downloads of C{filename} counted today, once written."""
+        self.clock.advance(10)
+        return self.usage.book.downloads([filename], 1, day_of(self.clock.seconds()))
 
     def send(self, *requests):
         """Write C{requests} on one new connection; return the answers and the transport."""
@@ -113,6 +128,51 @@ class ExpressTests(_ServerMixin, SynchronousTestCase):
                 self.assertTrue(answer[2])
             else:
                 self.assertEqual(answer[2], b"")
+
+    def test_same_file(self):
+        """
+        A file and its metadata, to GET and HEAD: the lane's answer is the
+        usual one; only the GETs of the file count as downloads, once each.
+        """
+        name, data = self.wheels["holy-grail", "1.1"]
+        for path in (b"/files/holy-grail/" + name.encode(),
+                     b"/files/holy-grail/" + name.encode() + b".metadata"):
+            for method in (b"GET", b"HEAD"):
+                (answer,), _ = self.send(request(method, path))
+                self.assertEqual(self.lane.answered[-1], True, (method, path))
+                self.assertEqual(answer, self.usual(method, path), (method, path))
+                self.assertEqual(answer[0], 200)
+        (answer,), _ = self.send(request(b"GET", b"/files/holy-grail/" + name.encode()))
+        self.assertEqual(answer[2], data)
+        # (the lane's two GETs and the usual path's one)
+        self.assertEqual(self.downloads(name), 3)
+        self.assertEqual(self.downloads(name + ".metadata"), 0)
+
+    def test_files_left_to_the_usual_path(self):
+        """Ranges, conditions, a wrong project, a file no source holds: the usual answers."""
+        name, data = self.wheels["spam", "1.0"]
+        path = b"/files/spam/" + name.encode()
+        (first,), _ = self.send(request(b"GET", path))
+        etag = first[1][b"etag"]
+        del self.lane.answered[:]
+        answers, _ = self.send(
+            request(b"GET", path, [(b"Range", b"bytes=0-9")]),
+            request(b"GET", path, [(b"If-None-Match", etag)]),
+            request(b"GET", b"/files/holy-grail/" + name.encode()),
+            request(b"GET", b"/files/spam/spam-9.9-py3-none-any.whl"),
+            request(b"GET", path + b"?x=1"))
+        self.assertEqual(self.lane.answered, [False] * 5)
+        self.assertEqual([status for status, _, _ in answers], [206, 304, 404, 404, 200])
+        self.assertEqual(answers[0][2], data[:10])
+
+    def test_quarantined_file(self):
+        """A quarantined project's file: the usual path's 404, and no download counted."""
+        name, _ = self.wheels["spam", "1.0"]
+        self.set_status("spam", "quarantined")
+        del self.lane.answered[:]
+        (answer,), _ = self.send(request(b"GET", b"/files/spam/" + name.encode()))
+        self.assertEqual((answer[0], self.lane.answered), (404, [False]))
+        self.assertEqual(self.downloads(name), 0)
 
     def test_compressed(self):
         """A page large enough is sent compressed to a client that takes gzip, by the lane too."""

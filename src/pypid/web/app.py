@@ -271,7 +271,7 @@ def build_web(indexes: Sequence[IndexMaterials], access: Access, run: Run, clock
                      reactor=clock, access=access, run=run, counter=counter, timer=timer,
                      header_timeout=header_timeout, min_body_rate=min_upload_rate, stats=stats,
                      trusted_proxies=trusted_proxies, index_uploads=bool(named), base_url=base_url,
-                     plain_page=root.plain_page)
+                     plain_page=root.plain_page, plain_file=root.plain_file)
     return Web(root, site, app, default, root_indexes, serve_index, switcher)
 
 

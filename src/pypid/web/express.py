@@ -1,6 +1,7 @@
 """
-The express lane: a kept page sent to an anonymous C{GET} in one write,
-without Twisted's resource traversal and response machinery (issue 43).
+The express lane: a kept page, or a small stored file, sent to an
+anonymous C{GET} in one write, without Twisted's resource traversal and
+response machinery (issue 43).
 
 Most of what an index answers is the same few pages to clients that send
 no credentials: C{/simple/} and C{/simple/<project>/}, as HTML or JSON,
@@ -15,35 +16,55 @@ written at once.
 
 So a request the lane can answer is answered here, before
 L{pypid.web.site.PypidRequest.process} builds anything: the same decision
-as the resource's (L{pypid.web.index_root.IndexPath.plain_page}: the same
-objects, the read gate, the project's status, the upstream merged or not,
-the backfill), the same headers and bytes as
-L{pypid.web.respond.send_page}, the same counting and access log line
-(L{Request.finish} calls the site's C{log}). Anything else goes the usual
-way: credentials (the lane serves only indexes anyone may read, and never
-looks at who asks), a conditional request (C{If-None-Match}: C{304} is
-L{send_page}'s), a query (C{?format=}), a name to redirect or to ask the
-upstream for, a quarantined project (admins see its files), a path with
-escapes, HTTP/1.0 or a connection the client closes after the answer.
+as the resource's (L{pypid.web.index_root.IndexPath.plain_page} and
+C{plain_file}: the same objects, the read gate, the project's status, the
+upstream merged or not, the backfill), the same headers and bytes as
+L{pypid.web.respond.send_page} and C{send_file}, the same download count
+and the same counting and access log line (L{Request.finish} calls the
+site's C{log}). Anything else goes the usual way: credentials (the lane
+serves only indexes anyone may read, and never looks at who asks), a
+conditional request or a range (C{304} and C{206} are the usual path's), a
+query (C{?format=}), a name to redirect or to ask the upstream for, a
+quarantined project (admins see its files), a project an advisory names (a
+denied download is refused and audited), a file larger than
+L{pypid.web.respond.SMALL_FILE} (streamed at the client's pace) or kept
+elsewhere than on this machine, a path with escapes, HTTP/1.0 or a
+connection the client closes after the answer.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 
 from twisted.web.server import Request
 
 from pypid.core.negotiate import accepts_gzip
 from pypid.core.render import Page
-from pypid.web.respond import PAGE_CACHE_CONTROL
+from pypid.storage.interface import LocalFile, MemoryFile
+from pypid.web.index_root import PlainFile
+from pypid.web.request_auth import client_address
+from pypid.web.respond import (
+    FILE_CACHE_CONTROL,
+    FILE_CONTENT_TYPE,
+    PAGE_CACHE_CONTROL,
+    SMALL_FILE,
+)
 
 #: C{plain_page(request, rest) -> Page | None}: the kept page for
 #: C{/simple/<rest>}, or L{None} when the usual path must answer.
 PlainPage = Callable[[Request, bytes], Page | None]
 
-_PREFIX = b"/simple/"
+#: C{plain_file(request, rest) -> PlainFile | None}: the stored file for
+#: C{/files/<rest>}, or L{None} when the usual path must answer.
+PlainFileOf = Callable[[Request, bytes], PlainFile | None]
+
+_PAGES = b"/simple/"
+_FILES = b"/files/"
 _PAGE_HEAD = (b"\r\nCache-Control: " + PAGE_CACHE_CONTROL
               + b"\r\nVary: Accept, Accept-Encoding\r\n")
+_FILE_HEAD = (b"Content-Type: " + FILE_CONTENT_TYPE + b"\r\nETag: %s\r\nCache-Control: "
+              + FILE_CACHE_CONTROL + b"\r\nAccept-Ranges: bytes\r\nContent-Length: %d\r\n\r\n")
 
 
 def fixed_head(headers: Iterable[tuple[bytes, Iterable[bytes]]]) -> bytes:
@@ -55,17 +76,20 @@ def fixed_head(headers: Iterable[tuple[bytes, Iterable[bytes]]]) -> bytes:
                     + b": " + value + b"\r\n" for name, values in headers for value in values)
 
 
-class ExpressPages:
+class ExpressLane:
     """
     Answers the requests it can (L{__call__}); see the module.
 
     @ivar _plain_page: the default index's L{PlainPage}.
+    @ivar _plain_file: the default index's L{PlainFileOf}.
     @ivar _date: C{date() -> bytes}, the Date header's value now.
     @ivar _fixed: the header lines of L{fixed_head}.
     """
 
-    def __init__(self, plain_page: PlainPage, date: Callable[[], bytes], fixed: bytes) -> None:
+    def __init__(self, plain_page: PlainPage, plain_file: PlainFileOf,
+                 date: Callable[[], bytes], fixed: bytes) -> None:
         self._plain_page = plain_page
+        self._plain_file = plain_file
         self._date = date
         self._fixed = fixed
 
@@ -76,37 +100,71 @@ class ExpressPages:
         query and version), before anything else reads it.
         """
         path = request.path
-        if not path.startswith(_PREFIX) or request.args:
+        pages = path.startswith(_PAGES)
+        if not (pages or path.startswith(_FILES)) or request.args:
             return False
         method = request.method
         if method != b"GET" and method != b"HEAD":
             return False
-        channel = request.channel
-        if request.clientproto != b"HTTP/1.1" or not channel.persistent:
+        if request.clientproto != b"HTTP/1.1" or not request.channel.persistent:
             return False
-        headers = request.requestHeaders
-        if headers.hasHeader(b"authorization") or headers.hasHeader(b"if-none-match"):
+        has = request.requestHeaders.hasHeader
+        if has(b"authorization") or has(b"if-none-match") or has(b"range") or has(b"if-range"):
             return False
-        page = self._plain_page(request, path[len(_PREFIX):])
+        if pages:
+            return self._page(request, path[len(_PAGES):])
+        return self._file(request, path[len(_FILES):])
+
+    def _page(self, request: Request, rest: bytes) -> bool:
+        page = self._plain_page(request, rest)
         if page is None:
             return False
         gz = page.gzipped is not None and accepts_gzip(
-            headers.getRawHeaders(b"accept-encoding", (None,))[0])
+            request.requestHeaders.getRawHeaders(b"accept-encoding", (None,))[0])
         if gz:
             body: bytes = page.gzipped  # type: ignore[assignment]  # (not None: gz says so)
             etag: bytes = page.gzip_etag  # type: ignore[assignment]  # (set with gzipped)
         else:
             body, etag = page.body, page.etag
-        parts = [b"HTTP/1.1 200 OK\r\nDate: ", self._date(), b"\r\n", self._fixed,
-                 b"Content-Type: ", page.content_type, b"\r\nETag: ", etag, _PAGE_HEAD,
-                 b"Content-Encoding: gzip\r\n" if gz else b"",
-                 b"Content-Length: %d\r\n\r\n" % len(body)]
-        if method == b"GET":
+        head = b"".join((b"Content-Type: ", page.content_type, b"\r\nETag: ", etag, _PAGE_HEAD,
+                         b"Content-Encoding: gzip\r\n" if gz else b"",
+                         b"Content-Length: %d\r\n\r\n" % len(body)))
+        self._send(request, head, body)
+        return True
+
+    def _file(self, request: Request, rest: bytes) -> bool:
+        found = self._plain_file(request, rest)
+        if found is None:
+            return False
+        location = found.location
+        if isinstance(location, MemoryFile):
+            data = location.data
+        elif isinstance(location, LocalFile):
+            try:
+                with open(location.path, "rb") as f:
+                    if os.fstat(f.fileno()).st_size > SMALL_FILE:
+                        return False
+                    data = f.read(SMALL_FILE + 1)
+            except OSError:
+                return False  # (the usual path answers, and logs, a missing file)
+            if len(data) > SMALL_FILE:
+                return False
+        else:
+            return False
+        if found.usage is not None and request.method == b"GET":
+            # (a whole body: a download, as the usual path counts it)
+            found.usage.count(found.filename, client_address(request), False)
+        self._send(request, _FILE_HEAD % (found.etag, len(data)), data)
+        return True
+
+    def _send(self, request: Request, head: bytes, body: bytes) -> None:
+        """Write the status line, every header and the body (not to HEAD), and finish."""
+        parts = [b"HTTP/1.1 200 OK\r\nDate: ", self._date(), b"\r\n", self._fixed, head]
+        if request.method == b"GET":
             parts.append(body)
             request.sentLength = len(body)
         request.code = 200
         # (the status line and headers are written: finish() writes none)
         request.startedWriting = 1
-        channel.write(b"".join(parts))
+        request.channel.write(b"".join(parts))
         request.finish()
-        return True

@@ -70,7 +70,7 @@ from pypid.core.views import ChainSource, ComposedFile, Filters, IndexView
 from pypid.state.backfill import Backfill
 from pypid.state.recycle_bin import RecycleBin
 from pypid.state.usage_log import UsageLog
-from pypid.storage.interface import IStorage
+from pypid.storage.interface import IStorage, Location
 from pypid.storage.locks import KeyedLock
 from pypid.web.access import Access
 from pypid.web.areas import Area, Areas
@@ -419,6 +419,23 @@ class IndexSimple:
 
 
 @attrs.frozen
+class PlainFile:
+    """
+    A stored file (or its metadata) sent as it is (L{IndexFiles.plain_file}).
+
+    @ivar location: where the storage keeps it.
+    @ivar etag: its ETag, quotes included.
+    @ivar usage: counts its downloads (a file's, not its metadata's), or L{None}.
+    @ivar filename: the name its downloads are counted under.
+    """
+
+    location: Location
+    etag: bytes
+    usage: UsageLog | None = None
+    filename: str = ""
+
+
+@attrs.frozen
 class IndexFiles:
     """
     C{/NAME/files/<project>/<filename>} (and its C{.metadata}): from the
@@ -457,6 +474,43 @@ class IndexFiles:
             return as_admin(self.access, request, lambda: self._send(request, project, filename),
                             _no_file)
         return self._send(request, project, filename)
+
+    def plain_file(self, request: IRequest, rest: bytes) -> PlainFile | None:
+        """
+        What an anonymous whole C{GET} or C{HEAD} of C{files/<rest>} gets,
+        when L{_send} would send it as it is from a hosted source: a file
+        (or its metadata) that source lists and keeps in memory or on this
+        machine's disk, of a project with no status and no advisory;
+        otherwise L{None}, and L{answer} decides. L{pypid.web.express}
+        sends it. The caller counts the download (L{PlainFile.usage}).
+        """
+        if rest.count(b"/") != 1 or b"%" in rest:
+            return None
+        try:
+            project, filename = rest.decode("utf-8").split("/")
+        except UnicodeDecodeError:
+            return None
+        view = self.view
+        if not self.access.may_read(request, project, self.name) \
+                or not (self._plain or view.admits(normalize(project))) \
+                or view.quarantined(project) or view.advisories.affects(project):
+            return None
+        now = self.clock.seconds()
+        for i, source in enumerate(self.sources):
+            record = source.index.get_file(filename, project)
+            if record is not None and record.project == project:
+                if not self._listed(i, source, record, now):
+                    return None
+                return PlainFile(source.storage.locate(record),
+                                 b'"%s"' % record.sha256.encode("ascii"), source.usage, filename)
+            if filename.endswith(_METADATA_SUFFIX):
+                record = source.index.get_file(filename[: -len(_METADATA_SUFFIX)], project)
+                if record is not None and record.project == project:
+                    if record.metadata_sha256 is None or not self._listed(i, source, record, now):
+                        return None
+                    return PlainFile(source.storage.locate_metadata(record),
+                                     b'"%s"' % record.metadata_sha256.encode("ascii"))
+        return None
 
     def _send(self, request: Request, project: str, filename: str) -> Answer:
         """
@@ -691,12 +745,26 @@ class IndexPath(Resource):
         L{_when_read}); otherwise L{None}, and L{render} answers.
         """
         served = self._served
-        if self._area != b"simple" or not self._access.reads_openly(served.name):
+        if self._area != b"simple" or not self._open(served):
             return None
-        for backfill in served.files.backfills:
-            if backfill.remaining:
-                return None
         return served.simple.plain_page(request, rest)
+
+    def plain_file(self, request: IRequest, rest: bytes) -> PlainFile | None:
+        """
+        For C{files}: the stored file an anonymous whole C{GET} of
+        C{files/<rest>} gets as it is (L{IndexFiles.plain_file}), on the
+        same conditions as L{plain_page}; otherwise L{None}.
+        """
+        served = self._served
+        if self._area != b"files" or not self._open(served):
+            return None
+        return served.files.plain_file(request, rest)
+
+    def _open(self, served: ServedIndex) -> bool:
+        """Whether anyone may read the index and every file it holds was read."""
+        if not self._access.reads_openly(served.name):
+            return False
+        return not any(backfill.remaining for backfill in served.files.backfills)
 
     def render(self, request: Request) -> Rendered:
         """Gate the request by the index's read grant, then answer it."""

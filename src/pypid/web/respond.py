@@ -86,7 +86,7 @@ _URL = re.compile(r"[!-~]+\Z")
 
 #: Files up to this size are read and written in one piece; larger ones are
 #: streamed by a producer that follows the client's pace.
-_SMALL_FILE = 256 << 10
+SMALL_FILE = 256 << 10
 
 _RANGE = re.compile(rb"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
 
@@ -401,7 +401,7 @@ def send_file(request: Request, path: str, etag: bytes,
         if request.method == b"HEAD":
             f.close()
             return b""
-        if length <= _SMALL_FILE:
+        if length <= SMALL_FILE:
             f.seek(start)
             data = f.read(length)
             f.close()

@@ -23,7 +23,7 @@ from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request
 
 from pypid.web.access import Access
-from pypid.web.express import PlainPage
+from pypid.web.express import PlainFileOf, PlainPage
 from pypid.web.index_root import IndexPath, ServedIndex, is_index_segment
 from pypid.web.respond import Rendered
 
@@ -63,6 +63,11 @@ class RootResource(Resource):
     def plain_page(self) -> PlainPage:
         """The default index's kept pages for the express lane (L{pypid.web.express})."""
         return cast(IndexPath, self._children[b"simple"]).plain_page
+
+    @property
+    def plain_file(self) -> PlainFileOf:
+        """The default index's stored files for the express lane (L{pypid.web.express})."""
+        return cast(IndexPath, self._children[b"files"]).plain_file
 
     def getChildWithDefault(self, name: bytes, request: Request) -> IResource:
         """Pick the resource for the first path segment."""

@@ -56,7 +56,7 @@ from pypid.web.body import (
     answer_before_body,
 )
 from pypid.web.channel import ConnectionCounter, GuardedSite, PypidChannel, Refused, origin_form
-from pypid.web.express import ExpressPages, PlainPage, fixed_head
+from pypid.web.express import ExpressLane, PlainFileOf, PlainPage, fixed_head
 from pypid.web.index_root import index_upload_path
 from pypid.web.multipart import (
     FormSink,
@@ -426,12 +426,13 @@ class PypidSite(GuardedSite):
                  stats: RequestStats | None = None,
                  trusted_proxies: TrustedProxies = NO_PROXIES,
                  index_uploads: bool = False, base_url: str | None = None,
-                 plain_page: PlainPage | None = None) -> None:
+                 plain_page: PlainPage | None = None,
+                 plain_file: PlainFileOf | None = None) -> None:
         server.Site.__init__(self, resource, logPath=access_log, reactor=reactor)
-        #: the express lane (L{pypid.web.express}) of the kept pages
-        #: C{plain_page} gives, or L{None}
-        self.express = None if plain_page is None else ExpressPages(
-            plain_page, self.date_header, fixed_head(SECURITY_HEADERS))
+        #: the express lane (L{pypid.web.express}) of the kept pages and
+        #: stored files C{plain_page} and C{plain_file} give, or L{None}
+        self.express = None if plain_page is None or plain_file is None else ExpressLane(
+            plain_page, plain_file, self.date_header, fixed_head(SECURITY_HEADERS))
         #: C{[server] base_url}: the origin of this server's pages when a
         #: proxy in front gives another C{Host} (L{cross_site_refusal})
         self.base_url = base_url
