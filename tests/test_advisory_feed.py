@@ -19,7 +19,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from pypid.advisories.feed import AdvisoryFeed, saved_path
 from pypid.advisories.osv_archive import ArchiveLimits, ArchiveRefused, Tally, records
 from pypid.config.advisory_settings import AdvisoriesConfig
-from pypid.core.advisories import AdvisoryBoard
+from pypid.core.advisories import FAILED, AdvisoryBoard
 from pypid.core.startup import StartupError
 from tests.fakes import run_now
 from tests.harness_upstream import Origins, drain
@@ -32,6 +32,13 @@ URL = "http://127.0.0.1:9/osv/all.zip"
 
 def _lines(events):
     return [formatEvent(e) for e in events]
+
+
+def start(case, feed):
+    """Start the part as the daemon does: its start, then (the listeners open) its first read."""
+    case.successResultOf(feed.startService())
+    case.successResultOf(feed.read_first())
+    return feed
 
 
 class ArchiveTests(SynchronousTestCase):
@@ -141,7 +148,7 @@ class FeedTests(SynchronousTestCase):
     def test_start_reads(self):
         """Start-up reads the path; one line says how many advisories, from where."""
         with capturedLogs() as events:
-            self.successResultOf(self.feed().startService())
+            start(self, self.feed())
         self.assertEqual(self.board.db.projects(), {"widget"})
         self.assertTrue(any(line.startswith(f"Loaded 1 advisories for 1 projects from "
                                             f"{self.folder} in ") for line in _lines(events)))
@@ -159,11 +166,11 @@ class FeedTests(SynchronousTestCase):
         is read (their files' sizes, times and inodes are the same); a
         record added is read, and put in force.
         """
-        from pypid.advisories import feed as advisory_feed
+        from pypid.advisories import compact_cache
         reads = []
-        real = advisory_feed.read_sources
-        self.patch(advisory_feed, "read_sources", lambda *a: reads.append(a) or real(*a))
-        self.successResultOf(self.feed(refresh=3600).startService())
+        real = compact_cache.read_sources
+        self.patch(compact_cache, "read_sources", lambda *a: reads.append(a) or real(*a))
+        start(self, self.feed(refresh=3600))
         generation = self.board.generation
         self.clock.advance(3600)
         self.assertEqual((self.board.generation, len(reads)), (generation, 1))
@@ -177,13 +184,13 @@ class FeedTests(SynchronousTestCase):
         C{refresh = 0} is accepted, and the sources are read at start-up
         only (and at C{SIGHUP}): no timer reads them again.
         """
-        from pypid.advisories import feed as advisory_feed
+        from pypid.advisories import compact_cache
         from pypid.config.advisory_settings import parse_refresh
         self.assertEqual(parse_refresh("0"), 0.0)
         reads = []
-        real = advisory_feed.read_sources
-        self.patch(advisory_feed, "read_sources", lambda *a: reads.append(a) or real(*a))
-        self.successResultOf(self.feed(refresh=0).startService())
+        real = compact_cache.read_sources
+        self.patch(compact_cache, "read_sources", lambda *a: reads.append(a) or real(*a))
+        start(self, self.feed(refresh=0))
         self.assertEqual(self.board.db.projects(), {"widget"})
         write_folder(self.folder, [GADGET])
         self.clock.advance(30 * 86400)
@@ -199,7 +206,7 @@ class FeedTests(SynchronousTestCase):
         path = write_zip(os.path.abspath(self.mktemp()), [WIDGET])
         feed = AdvisoryFeed(self.board, AdvisoriesConfig(path=path), run_now, self.clock,
                                 self.snapshot, limits=ArchiveLimits(max_entries=3))
-        self.successResultOf(feed.startService())
+        start(self, feed)
         in_force = self.board.db
         write_zip(path, [osv_record(f"PYSEC-9-{i}", "w", versions=["1"]) for i in range(4)])
         with capturedLogs() as events:
@@ -216,7 +223,7 @@ class FeedTests(SynchronousTestCase):
     def test_sighup(self):
         """SIGHUP takes a new path and reads it at once."""
         feed = self.feed()
-        self.successResultOf(feed.startService())
+        start(self, feed)
         other = write_folder(os.path.abspath(self.mktemp()), [GADGET])
 
         class Reloaded:
@@ -241,7 +248,8 @@ class FeedTests(SynchronousTestCase):
 
         feed = AdvisoryFeed(self.board, AdvisoriesConfig(path=self.folder), run,
                                 self.clock, self.snapshot)
-        started = feed.startService()
+        self.successResultOf(feed.startService())
+        started = feed.read_first()
         other = write_folder(os.path.abspath(self.mktemp()), [GADGET])
 
         class Reloaded:
@@ -258,7 +266,7 @@ class FeedTests(SynchronousTestCase):
         """A refresh that fails in any way is logged; the timer goes on."""
         from pypid.advisories import feed as advisory_feed
         feed = self.feed(refresh=3600)
-        self.successResultOf(feed.startService())
+        start(self, feed)
 
         def broken(*args):
             raise OSError("the disk is on fire")
@@ -271,17 +279,25 @@ class FeedTests(SynchronousTestCase):
         self.assertTrue(feed._timer.running)
 
     def test_too_many_versions_refused(self):
-        """Records naming more versions and ranges than a load may hold refuse the archive."""
+        """
+        Records naming more versions and ranges than a load may hold refuse
+        the archive: the first read fails, with one error line, and the
+        unread database stays in force, failed.
+        """
         from pypid.core import osv
         self.patch(osv, "MAX_ITEMS", 3)
         write_folder(self.folder, [osv_record("PYSEC-9-1", "w", versions=["1", "2", "3"])])
-        failure = self.failureResultOf(self.feed().startService(), StartupError)
-        self.assertIn("the records name more than 3 versions and ranges", str(failure.value))
+        with capturedLogs() as events:
+            start(self, self.feed())
+        self.assertEqual(self.board.unread, FAILED)
+        errors = [formatEvent(e) for e in events if e["log_level"].name == "error"]
+        self.assertEqual(len(errors), 1, errors)
+        self.assertIn("the records name more than 3 versions and ranges", errors[0])
 
     def test_metrics(self):
         """The advisories in force, the projects, the time read and the reads by result."""
         feed = self.feed()
-        self.successResultOf(feed.startService())
+        start(self, feed)
         families = {f.name: f for f in feed.metric_families()}
         self.assertEqual(families["pypid_advisories"].samples, (((), 1),))
         self.assertEqual(families["pypid_advisory_reads"].samples, ((("loaded",), 1),))
@@ -314,7 +330,7 @@ class UrlTests(SynchronousTestCase):
         """Fetched, kept beside the snapshot, read; a 304 reads the kept copy again."""
         self.origins.route(URL, self.archive, headers={b"etag": b'"v1"'})
         feed = self.feed()
-        self.successResultOf(feed.startService())   # (nothing kept yet: nothing to wait for)
+        start(self, feed)   # (nothing kept yet: nothing to wait for)
         self.fetch(feed)
         self.assertEqual(self.board.db.projects(), {"widget"})
         with open(saved_path(self.snapshot), "rb") as f:
@@ -332,7 +348,7 @@ class UrlTests(SynchronousTestCase):
         board = self.board
         self.board = AdvisoryBoard()
         restarted = self.feed()
-        self.successResultOf(restarted.startService())
+        start(self, restarted)
         self.assertEqual(self.board.db.projects(), {"widget"})
         with capturedLogs() as events:
             self.fetch(restarted)
@@ -488,7 +504,7 @@ class HostileUrlTests(SynchronousTestCase):
         self.assertFalse(os.path.exists(saved_path(self.snapshot) + ".part"))
         self.assertEqual(self.origins.validators[-1][0], b'"v1"')
         board = AdvisoryBoard()
-        self.successResultOf(self.feed(board).startService())
+        start(self, self.feed(board))
         self.assertEqual(board.db.projects(), {"widget"})
 
     def test_saved_copy_refused_at_start(self):
@@ -504,7 +520,7 @@ class HostileUrlTests(SynchronousTestCase):
         folder = write_folder(os.path.abspath(self.mktemp()), [GADGET])
         board = AdvisoryBoard()
         with capturedLogs() as events:
-            self.successResultOf(self.feed(board, path=folder).startService())
+            start(self, self.feed(board, path=folder))
         self.assertEqual(board.db.projects(), {"gadget"})
         self.assertTrue(any("damaged" not in line and "is not a zip archive" in line
                             for line in _lines(events)), _lines(events))
@@ -529,7 +545,7 @@ class ChangedUrlTests(SynchronousTestCase):
         board = AdvisoryBoard()
         moved = AdvisoryFeed(board, AdvisoriesConfig(url=other), run_now, clock, snapshot,
                                agent=lambda: http)
-        self.successResultOf(moved.startService())
+        start(self, moved)
         self.assertEqual(board.db.projects(), frozenset())
         d = moved.refresh()
         drain(http, d)
@@ -560,7 +576,7 @@ class RestartValidatorTests(SynchronousTestCase):
         def fetch(board):
             feed = AdvisoryFeed(board, AdvisoriesConfig(url=URL), run_now, clock, snapshot,
                                     agent=lambda: http)
-            self.successResultOf(feed.startService())
+            start(self, feed)
             d = feed.refresh()
             drain(http, d)
             self.successResultOf(d)
