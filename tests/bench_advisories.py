@@ -15,7 +15,7 @@ projects named with a skew (a few projects have dozens of advisories).
 The files: 100,000 (project, version) pairs, a tenth of the projects
 named by some advisory.
 
-The load runs L{pypid.advisories.feed.read_sources} as the part
+The load runs L{pypid.advisories.compact_cache.read_sources} as the child
 does (archive read, JSON parsed, advisories merged and indexed); memory
 is the tracemalloc peak during it and what the database keeps after it,
 and the process's peak RSS.
@@ -61,7 +61,7 @@ import zipfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from pypid.advisories.feed import read_sources  # noqa: E402
+from pypid.advisories.compact_cache import read_sources  # noqa: E402
 from pypid.advisories.osv_archive import ArchiveLimits  # noqa: E402
 from pypid.core.advisories import (  # noqa: E402
     AdvisoryBoard,

@@ -16,10 +16,11 @@ from twisted.internet.task import Clock
 from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
+from pypid.advisories.compact_cache import LocalCompiler, cache_path
 from pypid.advisories.feed import AdvisoryFeed, saved_path
 from pypid.advisories.osv_archive import ArchiveLimits, ArchiveRefused, Tally, records
 from pypid.config.advisory_settings import AdvisoriesConfig
-from pypid.core.advisories import FAILED, AdvisoryBoard
+from pypid.core.advisories import FAILED, READING, AdvisoryBoard
 from pypid.core.startup import StartupError
 from tests.fakes import run_now
 from tests.harness_upstream import Origins, drain
@@ -302,6 +303,179 @@ class FeedTests(SynchronousTestCase):
         self.assertEqual(families["pypid_advisories"].samples, (((), 1),))
         self.assertEqual(families["pypid_advisory_reads"].samples, ((("loaded",), 1),))
         self.assertIn("pypid_advisories_read_timestamp_seconds", families)
+
+
+class _CountedCompiler:
+    """A L{LocalCompiler} that counts its readings, and whether it was stopped."""
+
+    def __init__(self):
+        self.tasks = []
+        self.stopped = False
+
+    def compile(self, task):
+        self.tasks.append(task)
+        return LocalCompiler().compile(task)
+
+    def stop(self):
+        self.stopped = True
+
+
+class StartupTests(SynchronousTestCase):
+    """
+    The start (issue 43): the listeners do not wait for the advisories;
+    until they are read the board holds the unread database; they are read
+    from the compact cache when it is theirs, from the export (into the
+    cache) when not; a cache that is not as written is read again from
+    the export, never a failure.
+    """
+
+    def setUp(self):
+        self.clock = Clock()
+        self.board = AdvisoryBoard()
+        self.folder = write_folder(os.path.abspath(self.mktemp()), [WIDGET])
+        self.snapshot = os.path.join(os.path.abspath(self.mktemp()), "index.json")
+        self.compiler = _CountedCompiler()
+
+    def feed(self, run=run_now, **settings):
+        settings.setdefault("path", self.folder)
+        return AdvisoryFeed(self.board, AdvisoriesConfig(**settings), run, self.clock,
+                            self.snapshot, compiler=self.compiler)
+
+    def test_unread_until_read(self):
+        """The start puts the unread database in force; the first read replaces it."""
+        feed = self.feed()
+        self.successResultOf(feed.startService())
+        self.assertEqual(self.board.unread, READING)
+        self.successResultOf(feed.read_first())
+        self.assertIsNone(self.board.unread)
+        self.assertEqual(self.board.db.projects(), {"widget"})
+
+    def test_nothing_to_read(self):
+        """Without a path, and a URL not fetched yet, nothing is awaited: nothing is unread."""
+        self.successResultOf(self.feed(path=None, url=URL).startService())
+        self.assertIsNone(self.board.unread)
+        self.successResultOf(self.feed(path=None).startService())
+        self.assertIsNone(self.board.unread)
+
+    def test_first_read_waits_for_nothing(self):
+        """The first read runs in the pool; the start and the part after the listeners do not wait."""
+        from twisted.internet.defer import Deferred
+        pending = []
+
+        def run(f, *args):
+            d = Deferred()
+            pending.append((d, f, args))
+            return d
+
+        feed = self.feed(run=run)
+        self.successResultOf(feed.startService())
+        feed.first_read.startService()
+        self.assertEqual(self.board.unread, READING)
+        while pending:
+            d, f, args = pending.pop(0)
+            d.callback(f(*args))
+        self.assertEqual(self.board.db.projects(), {"widget"})
+
+    def test_warm_start(self):
+        """A second start reads the cache the first wrote, not the export."""
+        start(self, self.feed())
+        self.assertEqual(len(self.compiler.tasks), 1)
+        self.assertTrue(os.path.exists(cache_path(self.snapshot)))
+        self.board = AdvisoryBoard()
+        with capturedLogs() as events:
+            start(self, self.feed())
+        self.assertEqual(len(self.compiler.tasks), 1)
+        self.assertEqual(self.board.db.projects(), {"widget"})
+        self.assertTrue(any(line.startswith("Loaded 1 advisories for 1 projects from ")
+                            and line.endswith("from its compact cache)")
+                            for line in _lines(events)), _lines(events))
+
+    def test_export_changed(self):
+        """An export changed while the server was down is read again, not its old cache."""
+        start(self, self.feed())
+        write_folder(self.folder, [GADGET])
+        self.board = AdvisoryBoard()
+        start(self, self.feed())
+        self.assertEqual(len(self.compiler.tasks), 2)
+        self.assertEqual(self.board.db.projects(), {"widget", "gadget"})
+
+    def test_bounds_changed(self):
+        """A cache read within other bounds (max_size) is not used."""
+        start(self, self.feed())
+        self.board = AdvisoryBoard()
+        start(self, self.feed(max_size=1 << 20))
+        self.assertEqual(len(self.compiler.tasks), 2)
+
+    def test_damaged_cache(self):
+        """
+        A cache cut short, or of garbage, is a warning: the export is read
+        again, the cache written anew, the advisories in force.
+        """
+        start(self, self.feed())
+        path = cache_path(self.snapshot)
+        with open(path, "rb") as f:
+            data = f.read()
+        for damaged in (data[:-7], b"\x00" * 100, data.replace(b"PYSEC-2026-1", b"<script>!!")):
+            with open(path, "wb") as f:
+                f.write(damaged)
+            self.board = AdvisoryBoard()
+            with capturedLogs() as events:
+                start(self, self.feed())
+            self.assertEqual(self.board.db.projects(), {"widget"})
+            warnings = [formatEvent(e) for e in events if e["log_level"].name == "warn"]
+            self.assertEqual(len(warnings), 1, warnings)
+            self.assertTrue(warnings[0].startswith(f"Not reading the advisories' cache {path}: "))
+        self.assertEqual(len(self.compiler.tasks), 4)
+        with open(path, "rb") as f:
+            self.assertEqual(f.read(), data)
+
+    def test_failed_then_read(self):
+        """
+        A first read that fails leaves the board unread, failed (the
+        indexes that hide or deny fail closed); the next refresh that
+        succeeds puts the advisories in force.
+        """
+        def broken(task):
+            raise OSError("the disk is on fire")
+
+        self.compiler.compile = broken
+        with capturedLogs() as events:
+            start(self, self.feed(refresh=3600))
+        self.assertEqual(self.board.unread, FAILED)
+        self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
+        errors = [formatEvent(e) for e in events if e["log_level"].name == "error"]
+        self.assertTrue(any(line.startswith("Cannot read the advisories: cannot read the "
+                                            "advisories: the disk is on fire; until they are "
+                                            "read, the indexes that hide or deny serve none")
+                            for line in errors), errors)
+        del self.compiler.compile
+        self.clock.advance(3600)
+        self.assertIsNone(self.board.unread)
+        self.assertEqual(self.board.db.projects(), {"widget"})
+
+    def test_stopped_while_reading(self):
+        """
+        A stop during the first read kills its child; what the read brings
+        is not put in force.
+        """
+        from twisted.internet.defer import Deferred
+        pending = []
+
+        def run(f, *args):
+            d = Deferred()
+            pending.append((d, f, args))
+            return d
+
+        feed = self.feed(run=run)
+        self.successResultOf(feed.startService())
+        done = feed.read_first()
+        feed.stopService()
+        self.assertTrue(self.compiler.stopped)
+        while pending:
+            d, f, args = pending.pop(0)
+            d.callback(f(*args))
+        self.successResultOf(done)
+        self.assertEqual(self.board.unread, READING)
 
 
 class UrlTests(SynchronousTestCase):

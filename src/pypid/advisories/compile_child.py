@@ -9,9 +9,11 @@ Why a child: reading 20,000 records is seconds of pure Python (the JSON,
 the ranges, the CVSS vectors), which in a thread of the daemon held the
 interpreter lock against the requests, and left the daemon 75 MiB bigger
 for good (what the reading made and dropped stays in the allocator's
-arenas). In a child, at a lower priority, it is another core's work,
-its memory goes when it exits, and the daemon reads back the compact
-form alone (0.6 s, 29 MiB kept). A hostile archive that got past the
+arenas). In a child it is another core's work, its memory goes when it
+exits, and the daemon reads back the compact form alone (0.6 s, 29 MiB
+kept). The child runs at the daemon's priority: until it is done the
+indexes that hide or deny fail closed, and at a lower one a busy machine
+kept it from finishing for 11 s instead of 4. A hostile archive that got past the
 bounds costs the child, not the server. A child that fails, is killed,
 or answers nonsense raises L{CompileFailed}; one still running when the
 server stops is killed (L{ChildCompiler.stop}).
@@ -35,9 +37,6 @@ TIMEOUT = 900.0
 
 #: The most bytes of a child's answer.
 MAX_ANSWER = 1 << 20
-
-#: How much lower the child's priority is (C{nice}): the requests come first.
-NICENESS = 10
 
 
 class CompileFailed(Exception):
@@ -125,10 +124,6 @@ class ChildCompiler:
 
 def main() -> None:
     """The child: a task on standard input, its L{Compiled} on standard output."""
-    try:
-        os.nice(NICENESS)
-    except OSError:
-        pass
     task = CompileTask.from_json(json.loads(sys.stdin.buffer.read()))
     compiled = compile_sources(task)
     sys.stdout.write(json.dumps(compiled.to_json()))

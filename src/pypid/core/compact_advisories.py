@@ -111,7 +111,8 @@ class _CompactReader:
 
     def __init__(self) -> None:
         self._texts: dict[str, str] = {}
-        self._spans: dict[Span, Span] = {}
+        # (a span by its three values as written: parsed once)
+        self._spans: dict[tuple[str | None, str | None, bool], Span] = {}
         self._items = 0
         self._ids: set[str] = set()
 
@@ -153,7 +154,11 @@ class _CompactReader:
                 or normalize(project) != project:
             raise CompactError("a project name that is none")
         found = tuple(self._span(s) for s in _list(spans))
-        listed = [self._version(v) for v in _list(versions)]
+        listed = _list(versions)
+        if not all(type(v) is str and len(v) <= MAX_VERSION for v in listed):
+            raise CompactError("a version that is none")
+        texts = self._texts
+        listed = [texts.setdefault(v, v) for v in listed]
         self._items += len(found) + len(listed)
         if self._items > MAX_ITEMS:
             raise CompactError(f"more than {MAX_ITEMS} versions and ranges")
@@ -162,12 +167,16 @@ class _CompactReader:
     def _span(self, row: object) -> Span:
         if not isinstance(row, list) or len(row) != 3 or not isinstance(row[2], bool):
             raise CompactError("a span that is none")
+        key = (row[0], row[1], row[2])
+        span = self._spans.get(key)
+        if span is not None:
+            return span
         introduced, end = (None if text is None else parsed_version(self._version(text))
                            for text in row[:2])
         if (row[0] is not None and introduced is None) or (row[1] is not None and end is None):
             raise CompactError("a span's version that is no PEP 440 one")
-        span = Span(introduced, end, row[2])
-        return self._spans.setdefault(span, span)
+        span = self._spans[key] = Span(introduced, end, row[2])
+        return span
 
     def _version(self, value: object) -> str:
         # (a version list's entries are as the records spell them, within
