@@ -30,13 +30,17 @@ storage, in three cases alternated round by round (ABC, then CBA, ...):
     the snapshot (the first start after the export changed);
   - C{warm}: the same, the cache the cold start wrote present.
 
+With C{--baseline-src DIR} (a copy of an older commit's C{src/}, put
+first on the daemon's C{PYTHONPATH}), two more cases join each round,
+the code before: C{base-none} and C{base} (its advisories, read as it
+reads them), so the two codes alternate in one run.
+
 Each start is timed from the process's spawn until C{GET /simple/}
 answers 200 (polled every 10 ms: ready), with the daemon's RSS and CPU
 (utime+stime) at that moment; then until the log says the advisories
 are in force (C{Loaded N advisories}), with its RSS and peak RSS (VmHWM)
-then. C{--baseline-src DIR} runs the daemon on that source tree instead
-(a copy of an older commit's C{src/}, first on C{PYTHONPATH}), so the
-same script measures the code before::
+then. Each case's deltas are paired, round by round, with the
+C{none} (or C{base-none}) start of the same round::
 
     .venv/bin/python tests/bench_advisories.py --daemon [--records 20000]
         [--rounds 5] [--baseline-src /tmp/base/src] [--json out.json]
@@ -136,8 +140,12 @@ def make_export(path, records, projects, seed=1):
 #: What the daemon logs once the advisories are in force.
 LOADED = re.compile(rb"Loaded (\d+) advisories for (\d+) projects")
 
-#: The start-up cases of C{--daemon}, in the order of a round.
+#: The start-up cases of C{--daemon}, in the order of a round (and of the
+#: code before, with C{--baseline-src}); each case's floor.
 CASES = ("none", "cold", "warm")
+BASE_CASES = ("base-none", "base")
+FLOOR = {"none": "none", "cold": "none", "warm": "none", "base-none": "base-none",
+         "base": "base-none"}
 
 
 def proc_figures(pid):
@@ -157,8 +165,11 @@ def proc_figures(pid):
 def start_daemon(work, case, export, baseline_src, timeout=300):
     """
     Start one daemon of C{case} in C{work}; return its figures at ready
-    and once the advisories are in force.
+    and once the advisories are in force. C{baseline_src} is used by the
+    C{base} cases only.
     """
+    if not case.startswith("base"):
+        baseline_src = None
     from tests.e2e import clean_env, free_port
     venv_bin = os.path.dirname(sys.executable)
     os.makedirs(os.path.join(work, "packages"), exist_ok=True)
@@ -172,7 +183,7 @@ def start_daemon(work, case, export, baseline_src, timeout=300):
             "--listen", f"tcp:{port}:interface=127.0.0.1",
             "--set", f"storage.path={os.path.join(work, 'packages')}",
             "--set", f"pypid.snapshot={snapshot}"]
-    if case != "none":
+    if FLOOR[case] != case:
         argv += ["--set", "pypid.advisories=deny", "--set", f"advisories.path={export}",
                  "--set", "advisories.refresh=0"]
     extra = {"PYTHONUNBUFFERED": "1"}
@@ -199,7 +210,7 @@ def start_daemon(work, case, export, baseline_src, timeout=300):
                 time.sleep(0.01)
             rss, _, cpu = proc_figures(process.pid)
             result = {"case": case, "ready_s": ready, "rss_ready": rss, "cpu_ready": cpu}
-            if case != "none":
+            if FLOOR[case] != case:
                 while True:
                     with open(log_path, "rb") as f:
                         found = LOADED.search(f.read())
@@ -237,35 +248,36 @@ def daemon_main(options):
     size = make_export(export, options.records, options.projects)
     print(f"export: {options.records} records, {size / 1e6:.1f} MB zipped"
           + (f"; code: {options.baseline_src}" if options.baseline_src else ""))
-    server = os.path.join(work, "server")
+    cases = CASES + (BASE_CASES if options.baseline_src else ())
     # (a first start of each case, not counted: the byte-code compiled, the
-    # cache written, the snapshot made)
-    for case in CASES:
-        start_daemon(server, case, export, options.baseline_src)
+    # cache written, the snapshot made; each code in its own folder)
+    folders = {case: os.path.join(work, "base" if case.startswith("base") else "server")
+               for case in cases}
+    for case in cases:
+        start_daemon(folders[case], case, export, options.baseline_src)
     results = []
     for i in range(options.rounds):
-        order = CASES if i % 2 == 0 else tuple(reversed(CASES))
+        order = cases if i % 2 == 0 else tuple(reversed(cases))
         for case in order:
-            result = start_daemon(server, case, export, options.baseline_src)
+            result = start_daemon(folders[case], case, export, options.baseline_src)
             result["round"] = i
             results.append(result)
             print(json.dumps({k: round(v, 3) if isinstance(v, float) else v
                               for k, v in result.items()}), flush=True)
-    by_case = {case: [r for r in results if r["case"] == case] for case in CASES}
-    none = by_case["none"]
+    by_case = {case: [r for r in results if r["case"] == case] for case in cases}
     print(f"\n{options.rounds} rounds; median [min-max]; deltas paired round by round "
-          "against 'none'\n")
+          "against the floor (none, base-none)\n")
     print("| case | ready s | ready - floor s | RSS at ready MiB | RSS - none MiB "
           "| CPU at ready s | in force s | RSS in force MiB | in force - none MiB | peak MiB |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for case, runs in by_case.items():
-        paired = list(zip(runs, none, strict=True))
+        paired = list(zip(runs, by_case[FLOOR[case]], strict=True))
         row = [case, spread([r["ready_s"] for r in runs]),
                spread([r["ready_s"] - n["ready_s"] for r, n in paired]),
                spread([r["rss_ready"] for r in runs], 0),
                spread([r["rss_ready"] - n["rss_ready"] for r, n in paired], 0),
                spread([r["cpu_ready"] for r in runs]),
-               spread([r["loaded_s"] for r in runs]) if case != "none" else "-",
+               spread([r["loaded_s"] for r in runs]) if FLOOR[case] != case else "-",
                spread([r["rss_loaded"] for r in runs], 0),
                spread([r["rss_loaded"] - n["rss_loaded"] for r, n in paired], 0),
                spread([r["peak"] for r in runs], 0)]
