@@ -376,6 +376,37 @@ class StartupTests(SynchronousTestCase):
             d.callback(f(*args))
         self.assertEqual(self.board.db.projects(), {"widget"})
 
+    def test_sighup_before_first_read(self):
+        """
+        A SIGHUP between the start and the first read: its read is the
+        first (the first read waits for it, reads nothing more), then the
+        timer runs.
+        """
+        from twisted.internet.defer import Deferred
+        pending = []
+
+        def run(f, *args):
+            d = Deferred()
+            pending.append((d, f, args))
+            return d
+
+        feed = self.feed(run=run, refresh=3600)
+        self.successResultOf(feed.startService())
+        other = write_folder(os.path.abspath(self.mktemp()), [GADGET])
+
+        class Reloaded:
+            advisories = AdvisoriesConfig(path=other, refresh=3600)
+
+        feed.prepare_reload(Reloaded())()
+        first = feed.read_first()
+        while pending:
+            d, f, args = pending.pop(0)
+            d.callback(f(*args))
+        self.successResultOf(first)
+        self.assertEqual(self.board.db.projects(), {"gadget"})
+        self.assertEqual(len(self.compiler.tasks), 1)
+        self.assertTrue(feed._timer.running)
+
     def test_warm_start(self):
         """A second start reads the cache the first wrote, not the export."""
         start(self, self.feed())

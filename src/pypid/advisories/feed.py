@@ -236,17 +236,25 @@ class AdvisoryFeed(Service):
         Begin the first read of the advisories, then keep them fresh (the
         timer, the URL's first fetch); fires once it ended, however.
         """
-        if self._loading is not None:
-            # (a SIGHUP came first: its read is the first)
-            return self._loading
-        d = self._loading = ensureDeferred(self._first())
-        d.addBoth(self._read_done)
-        return d
+        return ensureDeferred(self._first())
 
     async def _first(self) -> None:
+        if self._loading is not None:
+            # (a SIGHUP came first: its read is the first)
+            await self._loading
+        elif self._settings.configured:
+            d = self._loading = ensureDeferred(self._read(self._settings))
+            d.addBoth(self._read_done)
+            await d
         settings = self._settings
-        if not settings.configured:
+        if self._stopped or not settings.configured:
             return
+        self._schedule(settings)
+        if settings.url is not None:
+            self._first_fetch = self._clock.callLater(0, self.refresh)
+
+    async def _read(self, settings: AdvisoriesConfig) -> None:
+        """Read the sources (L{_load}); a failure is L{_not_read}'s."""
         try:
             await self._load(settings)
         except LoadFailed as e:
@@ -255,11 +263,6 @@ class AdvisoryFeed(Service):
             self._count("failed")
             log.failure("Cannot read the advisories")
             self._not_read(f"cannot read the advisories: {e}")
-        if self._stopped:
-            return
-        self._schedule(settings)
-        if settings.url is not None:
-            self._first_fetch = self._clock.callLater(0, self.refresh)
 
     def _not_read(self, error: str) -> None:
         """
