@@ -149,7 +149,10 @@ FLOOR = {"none": "none", "cold": "none", "warm": "none", "base-none": "base-none
 
 
 def proc_figures(pid):
-    """C{(RSS MiB, peak RSS MiB, CPU s)} of process C{pid} now."""
+    """
+    C{(RSS MiB, peak RSS MiB, CPU s, CPU s with the children waited for)}
+    of process C{pid} now (the child that reads the export is waited for).
+    """
     figures = {}
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -159,7 +162,9 @@ def proc_figures(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
-    return figures["VmRSS"], figures["VmHWM"], (int(fields[11]) + int(fields[12])) / ticks
+    own = (int(fields[11]) + int(fields[12])) / ticks
+    return (figures["VmRSS"], figures["VmHWM"], own,
+            own + (int(fields[13]) + int(fields[14])) / ticks)
 
 
 def start_daemon(work, case, export, baseline_src, timeout=300):
@@ -208,7 +213,7 @@ def start_daemon(work, case, export, baseline_src, timeout=300):
                 except OSError:
                     pass
                 time.sleep(0.01)
-            rss, _, cpu = proc_figures(process.pid)
+            rss, _, cpu, _ = proc_figures(process.pid)
             result = {"case": case, "ready_s": ready, "rss_ready": rss, "cpu_ready": cpu}
             if FLOOR[case] != case:
                 while True:
@@ -223,8 +228,8 @@ def start_daemon(work, case, export, baseline_src, timeout=300):
                 result["advisories"] = int(found.group(1))
             # (a moment for the collector and the last replies, the same in every case)
             time.sleep(0.5)
-            rss, peak, cpu = proc_figures(process.pid)
-            result.update(rss_loaded=rss, peak=peak, cpu_loaded=cpu)
+            rss, peak, cpu, tree = proc_figures(process.pid)
+            result.update(rss_loaded=rss, peak=peak, cpu_loaded=cpu, cpu_tree=tree)
         finally:
             process.send_signal(signal.SIGTERM)
             try:
@@ -267,9 +272,10 @@ def daemon_main(options):
     by_case = {case: [r for r in results if r["case"] == case] for case in cases}
     print(f"\n{options.rounds} rounds; median [min-max]; deltas paired round by round "
           "against the floor (none, base-none)\n")
-    print("| case | ready s | ready - floor s | RSS at ready MiB | RSS - none MiB "
-          "| CPU at ready s | in force s | RSS in force MiB | in force - none MiB | peak MiB |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| case | ready s | ready - floor s | RSS at ready MiB | RSS - floor MiB "
+          "| CPU at ready s | in force s | RSS in force MiB | in force - floor MiB | peak MiB "
+          "| CPU in force s (with child) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for case, runs in by_case.items():
         paired = list(zip(runs, by_case[FLOOR[case]], strict=True))
         row = [case, spread([r["ready_s"] for r in runs]),
@@ -280,7 +286,9 @@ def daemon_main(options):
                spread([r["loaded_s"] for r in runs]) if FLOOR[case] != case else "-",
                spread([r["rss_loaded"] for r in runs], 0),
                spread([r["rss_loaded"] - n["rss_loaded"] for r, n in paired], 0),
-               spread([r["peak"] for r in runs], 0)]
+               spread([r["peak"] for r in runs], 0),
+               f"{spread([r['cpu_loaded'] for r in runs])} "
+               f"({spread([r['cpu_tree'] for r in runs])})"]
         print("| " + " | ".join(row) + " |")
     if options.json:
         with open(options.json, "w") as f:
