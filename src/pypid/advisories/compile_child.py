@@ -10,8 +10,8 @@ the ranges, the CVSS vectors), which in a thread of the daemon held the
 interpreter lock against the requests, and left the daemon 75 MiB bigger
 for good (what the reading made and dropped stays in the allocator's
 arenas). In a child it is another core's work, its memory goes when it
-exits, and the daemon reads back the compact form alone (0.6 s, 29 MiB
-kept). The child runs at the daemon's priority: until it is done the
+exits, and the daemon reads back the compact form alone (0.6 to 0.9 s of
+CPU; 33 MiB kept). The child runs at the daemon's priority: until it is done the
 indexes that hide or deny fail closed, and at a lower one a busy machine
 kept it from finishing for 11 s instead of 4. A hostile archive that got past the
 bounds costs the child, not the server. A child that fails, is killed,
