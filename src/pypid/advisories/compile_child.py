@@ -11,12 +11,13 @@ interpreter lock against the requests, and left the daemon 75 MiB bigger
 for good (what the reading made and dropped stays in the allocator's
 arenas). In a child it is another core's work, its memory goes when it
 exits, and the daemon reads back the compact form alone (0.6 to 0.9 s of
-CPU; 33 MiB kept). The child runs at the daemon's priority: until it is done the
-indexes that hide or deny fail closed, and at a lower one a busy machine
-kept it from finishing for 11 s instead of 4. A hostile archive that got past the
-bounds costs the child, not the server. A child that fails, is killed,
-or answers nonsense raises L{CompileFailed}; one still running when the
-server stops is killed (L{ChildCompiler.stop}).
+CPU; 33 MiB kept). The child runs at the daemon's priority, not lower:
+until it is done the indexes that hide or deny fail closed, and on a
+busy machine it already took 10 to 17 s (4.5 s of CPU). A hostile
+archive that got past the bounds costs the child, not the server. A
+child that fails, is killed, or answers nonsense raises
+L{CompileFailed}; one still running when the server stops is killed
+(L{ChildCompiler.stop}).
 """
 
 from __future__ import annotations
