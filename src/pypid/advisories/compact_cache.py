@@ -5,7 +5,7 @@ the compact form (L{pypid.core.compact_advisories}), written once per
 export and read back at each start instead of the export.
 
 Why so:
-  - reading the export is the expensive part (20,000 records: 4.5 s of
+  - reading the export is the expensive part (20,000 records: about 4 s of
     CPU, and 75 MiB the process kept); it is done once per export, by
     L{compile_sources} (in a child process: L{pypid.advisories.compile_child}),
     which reads the sources within their bounds as before

@@ -13,7 +13,7 @@ arenas). In a child it is another core's work, its memory goes when it
 exits, and the daemon reads back the compact form alone (0.6 to 0.9 s of
 CPU; 33 MiB kept). The child runs at the daemon's priority, not lower:
 until it is done the indexes that hide or deny fail closed, and on a
-busy machine it already took 10 to 17 s (4.5 s of CPU). A hostile
+busy machine it already took 10 to 17 s (about 4 s of CPU). A hostile
 archive that got past the bounds costs the child, not the server. A
 child that fails, is killed, or answers nonsense raises
 L{CompileFailed}; one still running when the server stops is killed

@@ -5,7 +5,7 @@ of the export.
 
 Why it exists: an export is read record by record, JSON parsed, ranges
 evaluated, aliases merged (L{pypid.core.osv}); 20,000 records took the
-daemon 4.5 s of CPU and 75 MiB at start-up, most of it on what is then
+daemon about 4 s of CPU and 75 MiB at start-up, most of it on what is then
 thrown away (other ecosystems, references, affected functions, the
 records' shape). The compact form holds only what matching and the
 pages need: each advisory's identifiers, summary, details, severity and
