@@ -29,8 +29,8 @@ Why so:
   - the URL is never waited for: the server must start and serve without a
     network. The last good archive fetched is kept beside the snapshot
     (C{<snapshot>.d/advisories.zip}), read at start-up like the path, and
-    fetched again in the background (a conditional request: C{If-None-
-    Match}/C{If-Modified-Since}; after a restart, the kept copy's date,
+    fetched again in the background (a conditional request:
+    C{If-None-Match}/C{If-Modified-Since}; after a restart, the kept copy's date,
     which is its answer's C{Last-Modified}). An answer replaces the kept
     copy only once it has been read whole within the bounds (written beside
     it, checked, then renamed over it): a hostile or broken answer kept
