@@ -721,10 +721,15 @@ class ServerStartTests(_ServerMixin, SynchronousTestCase):
                 return d
             return run_now(f, *args)
 
+        self.mode = mode
         self.reactor.advance(time.time() - self.reactor.seconds())
-        service = build_service(self.config(f"[advisories]\npath = {self.records}\n",
-                                            f"advisories = {mode}\n"),
-                                self.reactor, pools=fake_pools(run=run))
+
+        def config():
+            return self.config(f"[advisories]\npath = {self.records}\n",
+                               f"advisories = {self.mode}\n")
+
+        service = build_service(config(), self.reactor, pools=fake_pools(run=run),
+                                load_config=config)
         self.addCleanup(lambda: service.stopService() if service.running else None)
         service.startService()
         self.successResultOf(service.ready)
@@ -794,3 +799,17 @@ class ServerStartTests(_ServerMixin, SynchronousTestCase):
         self.assertEqual((response.code, json.loads(body)),
                          (503, {"status": "degraded", "storage": "ok", "advisories": "failed"}))
         self.assertEqual(self.get("/simple/widget/")[0].code, 503)
+
+    def test_rules_changed_while_unread(self):
+        """
+        A SIGHUP while the advisories are read that makes an index deny:
+        the pages it kept, composed under the old rules, go; it fails closed.
+        """
+        service = self.start("off")
+        self.assertEqual(self.get("/simple/widget/")[0].code, 200)
+        self.mode = "deny"
+        with capturedLogs():
+            service.reload()
+        self.assertEqual(self.get("/simple/widget/")[0].code, 503)
+        self.release()
+        self.assertEqual(self.get("/simple/widget/")[0].code, 200)
