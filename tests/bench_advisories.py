@@ -15,26 +15,57 @@ projects named with a skew (a few projects have dozens of advisories).
 The files: 100,000 (project, version) pairs, a tenth of the projects
 named by some advisory.
 
-The load runs L{pypid.advisories.feed.read_sources} as the part
+The load runs L{pypid.advisories.compact_cache.read_sources} as the child
 does (archive read, JSON parsed, advisories merged and indexed); memory
 is the tracemalloc peak during it and what the database keeps after it,
 and the process's peak RSS.
+
+With C{--daemon}, the start-up of the real daemon instead (issue 43,
+part 5): C{twistd pypid}, as the end-to-end tests start it, on an empty
+storage, in three cases alternated round by round (ABC, then CBA, ...):
+
+  - C{none}: no advisories (the empty-start floor);
+  - C{cold}: C{[advisories] path} the synthetic export of C{--records}
+    records, C{[pypid] advisories = deny}, with no compact cache beside
+    the snapshot (the first start after the export changed);
+  - C{warm}: the same, the cache the cold start wrote present.
+
+With C{--baseline-src DIR} (a copy of an older commit's C{src/}, put
+first on the daemon's C{PYTHONPATH}), two more cases join each round,
+the code before: C{base-none} and C{base} (its advisories, read as it
+reads them), so the two codes alternate in one run.
+
+Each start is timed from the process's spawn until C{GET /simple/}
+answers 200 (polled every 10 ms: ready), with the daemon's RSS and CPU
+(utime+stime) at that moment; then until the log says the advisories
+are in force (C{Loaded N advisories}), with its RSS and peak RSS (VmHWM)
+then. Each case's deltas are paired, round by round, with the
+C{none} (or C{base-none}) start of the same round::
+
+    .venv/bin/python tests/bench_advisories.py --daemon [--records 20000]
+        [--rounds 5] [--baseline-src /tmp/base/src] [--json out.json]
 """
 
 import argparse
 import json
 import os
 import random
+import re
 import resource
+import shutil
+import signal
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
 import tracemalloc
+import urllib.request
 import zipfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from pypid.advisories.feed import read_sources  # noqa: E402
+from pypid.advisories.compact_cache import read_sources  # noqa: E402
 from pypid.advisories.osv_archive import ArchiveLimits  # noqa: E402
 from pypid.core.advisories import (  # noqa: E402
     AdvisoryBoard,
@@ -106,13 +137,183 @@ def make_export(path, records, projects, seed=1):
     return os.path.getsize(path)
 
 
+#: What the daemon logs once the advisories are in force.
+LOADED = re.compile(rb"Loaded (\d+) advisories for (\d+) projects")
+
+#: The start-up cases of C{--daemon}, in the order of a round (and of the
+#: code before, with C{--baseline-src}); each case's floor.
+CASES = ("none", "cold", "warm")
+BASE_CASES = ("base-none", "base")
+FLOOR = {"none": "none", "cold": "none", "warm": "none", "base-none": "base-none",
+         "base": "base-none"}
+
+
+def proc_figures(pid):
+    """
+    C{(RSS MiB, peak RSS MiB, CPU s, CPU s with the children waited for)}
+    of process C{pid} now (the child that reads the export is waited for).
+    """
+    figures = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                figures[key] = int(value.split()[0]) / 1024
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    own = (int(fields[11]) + int(fields[12])) / ticks
+    return (figures["VmRSS"], figures["VmHWM"], own,
+            own + (int(fields[13]) + int(fields[14])) / ticks)
+
+
+def start_daemon(work, case, export, baseline_src, timeout=300):
+    """
+    Start one daemon of C{case} in C{work}; return its figures at ready
+    and once the advisories are in force. C{baseline_src} is used by the
+    C{base} cases only.
+    """
+    if not case.startswith("base"):
+        baseline_src = None
+    from tests.e2e import clean_env, free_port
+    venv_bin = os.path.dirname(sys.executable)
+    os.makedirs(os.path.join(work, "packages"), exist_ok=True)
+    home = os.path.join(work, "home")
+    os.makedirs(home, exist_ok=True)
+    snapshot = os.path.join(work, "var", "index.json")
+    if case == "cold":
+        shutil.rmtree(snapshot + ".d", ignore_errors=True)
+    port = free_port()
+    argv = [os.path.join(venv_bin, "twistd"), "-n", "--pidfile=", "pypid",
+            "--listen", f"tcp:{port}:interface=127.0.0.1",
+            "--set", f"storage.path={os.path.join(work, 'packages')}",
+            "--set", f"pypid.snapshot={snapshot}"]
+    if FLOOR[case] != case:
+        argv += ["--set", "pypid.advisories=deny", "--set", f"advisories.path={export}",
+                 "--set", "advisories.refresh=0"]
+    extra = {"PYTHONUNBUFFERED": "1"}
+    if baseline_src:
+        extra["PYTHONPATH"] = baseline_src
+    log_path = os.path.join(work, f"{case}.log")
+    url = f"http://127.0.0.1:{port}/simple/"
+    with open(log_path, "wb") as log:
+        started = time.monotonic()
+        process = subprocess.Popen(argv, cwd=work, stdout=log, stderr=subprocess.STDOUT,
+                                   env=clean_env(home, **extra))
+        try:
+            deadline = started + timeout
+            while True:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"the daemon did not start; see {log_path}")
+                try:
+                    with urllib.request.urlopen(url, timeout=60) as response:
+                        if response.status == 200:
+                            ready = time.monotonic() - started
+                            break
+                except OSError:
+                    pass
+                time.sleep(0.01)
+            rss, _, cpu, _ = proc_figures(process.pid)
+            result = {"case": case, "ready_s": ready, "rss_ready": rss, "cpu_ready": cpu}
+            if FLOOR[case] != case:
+                while True:
+                    with open(log_path, "rb") as f:
+                        found = LOADED.search(f.read())
+                    if found:
+                        break
+                    if process.poll() is not None or time.monotonic() > deadline:
+                        raise SystemExit(f"the advisories were not loaded; see {log_path}")
+                    time.sleep(0.01)
+                result["loaded_s"] = time.monotonic() - started
+                result["advisories"] = int(found.group(1))
+            # (a moment for the collector and the last replies, the same in every case)
+            time.sleep(0.5)
+            rss, peak, cpu, tree = proc_figures(process.pid)
+            result.update(rss_loaded=rss, peak=peak, cpu_loaded=cpu, cpu_tree=tree)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+    return result
+
+
+def spread(values, digits=2):
+    """C{median [min-max]} of C{values}."""
+    return (f"{statistics.median(values):.{digits}f} "
+            f"[{min(values):.{digits}f}-{max(values):.{digits}f}]")
+
+
+def daemon_main(options):
+    """The C{--daemon} mode: start-up with and without advisories, cold and warm."""
+    work = tempfile.mkdtemp(prefix="bench-advisories-")
+    export = os.path.join(work, "osv-pypi.zip")
+    size = make_export(export, options.records, options.projects)
+    print(f"export: {options.records} records, {size / 1e6:.1f} MB zipped"
+          + (f"; code: {options.baseline_src}" if options.baseline_src else ""))
+    cases = CASES + (BASE_CASES if options.baseline_src else ())
+    # (a first start of each case, not counted: the byte-code compiled, the
+    # cache written, the snapshot made; each code in its own folder)
+    folders = {case: os.path.join(work, "base" if case.startswith("base") else "server")
+               for case in cases}
+    for case in cases:
+        start_daemon(folders[case], case, export, options.baseline_src)
+    results = []
+    for i in range(options.rounds):
+        order = cases if i % 2 == 0 else tuple(reversed(cases))
+        for case in order:
+            result = start_daemon(folders[case], case, export, options.baseline_src)
+            result["round"] = i
+            results.append(result)
+            print(json.dumps({k: round(v, 3) if isinstance(v, float) else v
+                              for k, v in result.items()}), flush=True)
+    by_case = {case: [r for r in results if r["case"] == case] for case in cases}
+    print(f"\n{options.rounds} rounds; median [min-max]; deltas paired round by round "
+          "against the floor (none, base-none)\n")
+    print("| case | ready s | ready - floor s | RSS at ready MiB | RSS - floor MiB "
+          "| CPU at ready s | in force s | RSS in force MiB | in force - floor MiB | peak MiB "
+          "| CPU in force s (with child) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for case, runs in by_case.items():
+        paired = list(zip(runs, by_case[FLOOR[case]], strict=True))
+        row = [case, spread([r["ready_s"] for r in runs]),
+               spread([r["ready_s"] - n["ready_s"] for r, n in paired]),
+               spread([r["rss_ready"] for r in runs], 0),
+               spread([r["rss_ready"] - n["rss_ready"] for r, n in paired], 0),
+               spread([r["cpu_ready"] for r in runs]),
+               spread([r["loaded_s"] for r in runs]) if FLOOR[case] != case else "-",
+               spread([r["rss_loaded"] for r in runs], 0),
+               spread([r["rss_loaded"] - n["rss_loaded"] for r, n in paired], 0),
+               spread([r["peak"] for r in runs], 0),
+               f"{spread([r['cpu_loaded'] for r in runs])} "
+               f"({spread([r['cpu_tree'] for r in runs])})"]
+        print("| " + " | ".join(row) + " |")
+    if options.json:
+        with open(options.json, "w") as f:
+            json.dump(results, f, indent=1)
+    if not options.keep:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
-    parser.add_argument("--records", type=int, default=40_000)
+    parser.add_argument("--daemon", action="store_true",
+                        help="measure the real daemon's start-up instead")
+    parser.add_argument("--rounds", type=int, default=5, help="--daemon: rounds of 3 starts")
+    parser.add_argument("--baseline-src", help="--daemon: run this source tree's pypid")
+    parser.add_argument("--json", help="--daemon: write every start's figures here")
+    parser.add_argument("--records", type=int, default=None,
+                        help="records of the export (40,000; 20,000 with --daemon)")
     parser.add_argument("--projects", type=int, default=12_000)
     parser.add_argument("--files", type=int, default=100_000)
     parser.add_argument("--keep", help="write the export here (and keep it)")
     options = parser.parse_args()
+    if options.records is None:
+        options.records = 20_000 if options.daemon else 40_000
+    if options.daemon:
+        return daemon_main(options)
     path = options.keep or os.path.join(tempfile.mkdtemp(), "osv-pypi.zip")
     started = time.monotonic()
     size = make_export(path, options.records, options.projects)

@@ -35,7 +35,7 @@ def site_of(service):
     return service.getServiceNamed("web").web.site
 
 
-def fake_pools(io=None, hashing=None):
-    """L{ThreadPools} that start no thread and do the blocking work at once."""
+def fake_pools(io=None, hashing=None, run=run_now):
+    """L{ThreadPools} that start no thread and do the blocking work at once (or as C{run} does)."""
     return ThreadPools(io or FakeThreadPool(name="io"), hashing or FakeThreadPool(name="hash"),
-                       run_now)
+                       run)

@@ -54,6 +54,15 @@ class MatchTests(SynchronousTestCase):
                          [True, True, True, False])
         self.assertTrue(Affected("widget", (_span("3"),)).affects("9.0rc1"))
 
+    def test_many_versions(self):
+        """A long version list is kept sorted, each once, and searched by bisection."""
+        many = [f"1.{i}" for i in range(5000)] + ["1.7", "Weird One"]
+        affected = Affected("widget", (), (release_key(v) for v in many))
+        self.assertEqual(list(affected.versions), sorted(set(map(release_key, many))))
+        for version, expected in [("1.0", True), ("1.4999", True), ("1.5000", False),
+                                  ("1.7.0", True), ("weird one", True), ("0.1", False)]:
+            self.assertEqual(affected.affects(version), expected, version)
+
     def test_versions(self):
         """A listed version matches its PEP 440 equals; an unreadable one, its text."""
         affected = Affected("widget", (), frozenset(release_key(v)
@@ -168,6 +177,44 @@ class PolicyTests(SynchronousTestCase):
             policy.denied("widget", f"1.{i}")
         self.assertEqual(len(policy._verdicts), 10)
         self.assertIsNotNone(policy.denied("widget", "1.1"))
+
+    def test_unread(self):
+        """
+        Until the advisories are read, every project may be named: an index
+        that hides or denies has no verdict but a 503 with Retry-After (its
+        message says whether they are being read or could not be), one that
+        warns has nothing to say, one that ignores them nothing either;
+        nothing of it is kept once they are read.
+        """
+        from pypid.core.advisories import FAILED, READING, AdvisoriesUnread
+        self.board.replace(AdvisoryDB.unread_yet())
+        self.assertEqual(self.board.unread, READING)
+        self.assertEqual((self.board.db.projects(), len(self.board.db)), (frozenset(), 0))
+        for mode in ("hide", "deny"):
+            policy = AdvisoryPolicy(AdvisoryRules.parse(mode), self.board)
+            self.assertTrue(policy.affects("any-project"))
+            for ask in (policy.verdict, policy.hidden, policy.denied):
+                with self.assertRaises(AdvisoriesUnread) as caught:
+                    ask("any-project", "1.0")
+            self.assertEqual((caught.exception.code, caught.exception.headers),
+                             (503, ((b"retry-after", b"5"),)))
+            self.assertIn("still being read", str(caught.exception))
+        warn = AdvisoryPolicy(AdvisoryRules.parse("warn"), self.board)
+        self.assertIsNone(warn.verdict("widget", "1.1"))
+        off = AdvisoryPolicy(AdvisoryRules(), self.board)
+        self.assertFalse(off.affects("widget"))
+        self.board.replace(AdvisoryDB.unread_yet(FAILED))
+        with self.assertRaises(AdvisoriesUnread) as caught:
+            AdvisoryPolicy(AdvisoryRules.parse("deny"), self.board).verdict("widget", "1.1")
+        self.assertIn("could not be read", str(caught.exception))
+        self.assertEqual(caught.exception.headers, ((b"retry-after", b"60"),))
+        deny = AdvisoryPolicy(AdvisoryRules.parse("deny"), self.board)
+        self.board.replace(AdvisoryDB.of([self.advisory]))
+        self.assertIsNone(self.board.unread)
+        self.assertEqual(deny.verdict("widget", "1.1").ids, ("PYSEC-2026-1",))
+        self.assertIsNone(warn.verdict("widget", "1.2"))
+        self.assertEqual(warn.verdict("widget", "1.1").action, "warn")
+        self.assertFalse(deny.affects("unnamed"))
 
     def test_listeners(self):
         """The board tells its listeners what was and what is in force."""

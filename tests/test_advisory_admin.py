@@ -68,7 +68,8 @@ class AdvisoryCheckTests(_ServerMixin, SynchronousTestCase):
             "advisories = hide\nadvisory_severity = medium\n")
         web = service.getServiceNamed("web")
         self.treq = site_treq(web.web.site)
-        web._indexes._registry.board.replace(AdvisoryDB.of([WIDGET_2, GADGET_1], "osv.zip"))
+        self.board = web._indexes._registry.board
+        self.board.replace(AdvisoryDB.of([WIDGET_2, GADGET_1], "osv.zip"))
 
     def started_with(self, text, server):
         self.reactor.advance(time.time() - self.reactor.seconds())
@@ -123,6 +124,16 @@ class AdvisoryCheckTests(_ServerMixin, SynchronousTestCase):
                          (400, b"mode: one of warn, hide, deny (or none for each index's own)\n"))
         self.assertEqual(self.get("?index=nosuch"), (404, b"index: no index 'nosuch'\n"))
         self.assertEqual(self.get(user="bob")[0], 403)
+
+    def test_unread(self):
+        """
+        While the advisories are still being read (issue 43), what they do
+        is not known: a 503 saying so, not a report of nothing.
+        """
+        self.board.replace(AdvisoryDB.unread_yet())
+        code, body = self.get()
+        self.assertEqual(code, 503)
+        self.assertIn(b"still being read", body)
 
     def test_cli_lines(self):
         """C{pypid-admin advisories check} prints a line a release, then a count an index."""

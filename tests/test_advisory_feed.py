@@ -16,10 +16,11 @@ from twisted.internet.task import Clock
 from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
+from pypid.advisories.compact_cache import LocalCompiler, cache_path
 from pypid.advisories.feed import AdvisoryFeed, saved_path
 from pypid.advisories.osv_archive import ArchiveLimits, ArchiveRefused, Tally, records
 from pypid.config.advisory_settings import AdvisoriesConfig
-from pypid.core.advisories import AdvisoryBoard
+from pypid.core.advisories import FAILED, READING, AdvisoryBoard
 from pypid.core.startup import StartupError
 from tests.fakes import run_now
 from tests.harness_upstream import Origins, drain
@@ -32,6 +33,13 @@ URL = "http://127.0.0.1:9/osv/all.zip"
 
 def _lines(events):
     return [formatEvent(e) for e in events]
+
+
+def start(case, feed):
+    """Start the part as the daemon does: its start, then (the listeners open) its first read."""
+    case.successResultOf(feed.startService())
+    case.successResultOf(feed.read_first())
+    return feed
 
 
 class ArchiveTests(SynchronousTestCase):
@@ -141,7 +149,7 @@ class FeedTests(SynchronousTestCase):
     def test_start_reads(self):
         """Start-up reads the path; one line says how many advisories, from where."""
         with capturedLogs() as events:
-            self.successResultOf(self.feed().startService())
+            start(self, self.feed())
         self.assertEqual(self.board.db.projects(), {"widget"})
         self.assertTrue(any(line.startswith(f"Loaded 1 advisories for 1 projects from "
                                             f"{self.folder} in ") for line in _lines(events)))
@@ -159,11 +167,11 @@ class FeedTests(SynchronousTestCase):
         is read (their files' sizes, times and inodes are the same); a
         record added is read, and put in force.
         """
-        from pypid.advisories import feed as advisory_feed
+        from pypid.advisories import compact_cache
         reads = []
-        real = advisory_feed.read_sources
-        self.patch(advisory_feed, "read_sources", lambda *a: reads.append(a) or real(*a))
-        self.successResultOf(self.feed(refresh=3600).startService())
+        real = compact_cache.read_sources
+        self.patch(compact_cache, "read_sources", lambda *a: reads.append(a) or real(*a))
+        start(self, self.feed(refresh=3600))
         generation = self.board.generation
         self.clock.advance(3600)
         self.assertEqual((self.board.generation, len(reads)), (generation, 1))
@@ -177,13 +185,13 @@ class FeedTests(SynchronousTestCase):
         C{refresh = 0} is accepted, and the sources are read at start-up
         only (and at C{SIGHUP}): no timer reads them again.
         """
-        from pypid.advisories import feed as advisory_feed
+        from pypid.advisories import compact_cache
         from pypid.config.advisory_settings import parse_refresh
         self.assertEqual(parse_refresh("0"), 0.0)
         reads = []
-        real = advisory_feed.read_sources
-        self.patch(advisory_feed, "read_sources", lambda *a: reads.append(a) or real(*a))
-        self.successResultOf(self.feed(refresh=0).startService())
+        real = compact_cache.read_sources
+        self.patch(compact_cache, "read_sources", lambda *a: reads.append(a) or real(*a))
+        start(self, self.feed(refresh=0))
         self.assertEqual(self.board.db.projects(), {"widget"})
         write_folder(self.folder, [GADGET])
         self.clock.advance(30 * 86400)
@@ -199,7 +207,7 @@ class FeedTests(SynchronousTestCase):
         path = write_zip(os.path.abspath(self.mktemp()), [WIDGET])
         feed = AdvisoryFeed(self.board, AdvisoriesConfig(path=path), run_now, self.clock,
                                 self.snapshot, limits=ArchiveLimits(max_entries=3))
-        self.successResultOf(feed.startService())
+        start(self, feed)
         in_force = self.board.db
         write_zip(path, [osv_record(f"PYSEC-9-{i}", "w", versions=["1"]) for i in range(4)])
         with capturedLogs() as events:
@@ -216,7 +224,7 @@ class FeedTests(SynchronousTestCase):
     def test_sighup(self):
         """SIGHUP takes a new path and reads it at once."""
         feed = self.feed()
-        self.successResultOf(feed.startService())
+        start(self, feed)
         other = write_folder(os.path.abspath(self.mktemp()), [GADGET])
 
         class Reloaded:
@@ -241,7 +249,8 @@ class FeedTests(SynchronousTestCase):
 
         feed = AdvisoryFeed(self.board, AdvisoriesConfig(path=self.folder), run,
                                 self.clock, self.snapshot)
-        started = feed.startService()
+        self.successResultOf(feed.startService())
+        started = feed.read_first()
         other = write_folder(os.path.abspath(self.mktemp()), [GADGET])
 
         class Reloaded:
@@ -258,7 +267,7 @@ class FeedTests(SynchronousTestCase):
         """A refresh that fails in any way is logged; the timer goes on."""
         from pypid.advisories import feed as advisory_feed
         feed = self.feed(refresh=3600)
-        self.successResultOf(feed.startService())
+        start(self, feed)
 
         def broken(*args):
             raise OSError("the disk is on fire")
@@ -271,21 +280,233 @@ class FeedTests(SynchronousTestCase):
         self.assertTrue(feed._timer.running)
 
     def test_too_many_versions_refused(self):
-        """Records naming more versions and ranges than a load may hold refuse the archive."""
+        """
+        Records naming more versions and ranges than a load may hold refuse
+        the archive: the first read fails, with one error line, and the
+        unread database stays in force, failed.
+        """
         from pypid.core import osv
         self.patch(osv, "MAX_ITEMS", 3)
         write_folder(self.folder, [osv_record("PYSEC-9-1", "w", versions=["1", "2", "3"])])
-        failure = self.failureResultOf(self.feed().startService(), StartupError)
-        self.assertIn("the records name more than 3 versions and ranges", str(failure.value))
+        with capturedLogs() as events:
+            start(self, self.feed())
+        self.assertEqual(self.board.unread, FAILED)
+        errors = [formatEvent(e) for e in events if e["log_level"].name == "error"]
+        self.assertEqual(len(errors), 1, errors)
+        self.assertIn("the records name more than 3 versions and ranges", errors[0])
 
     def test_metrics(self):
         """The advisories in force, the projects, the time read and the reads by result."""
         feed = self.feed()
-        self.successResultOf(feed.startService())
+        start(self, feed)
         families = {f.name: f for f in feed.metric_families()}
         self.assertEqual(families["pypid_advisories"].samples, (((), 1),))
         self.assertEqual(families["pypid_advisory_reads"].samples, ((("loaded",), 1),))
         self.assertIn("pypid_advisories_read_timestamp_seconds", families)
+
+
+class _CountedCompiler:
+    """A L{LocalCompiler} that counts its readings, and whether it was stopped."""
+
+    def __init__(self):
+        self.tasks = []
+        self.stopped = False
+
+    def compile(self, task):
+        self.tasks.append(task)
+        return LocalCompiler().compile(task)
+
+    def stop(self):
+        self.stopped = True
+
+
+class StartupTests(SynchronousTestCase):
+    """
+    The start (issue 43): the listeners do not wait for the advisories;
+    until they are read the board holds the unread database; they are read
+    from the compact cache when it is theirs, from the export (into the
+    cache) when not; a cache that is not as written is read again from
+    the export, never a failure.
+    """
+
+    def setUp(self):
+        self.clock = Clock()
+        self.board = AdvisoryBoard()
+        self.folder = write_folder(os.path.abspath(self.mktemp()), [WIDGET])
+        self.snapshot = os.path.join(os.path.abspath(self.mktemp()), "index.json")
+        self.compiler = _CountedCompiler()
+
+    def feed(self, run=run_now, **settings):
+        settings.setdefault("path", self.folder)
+        return AdvisoryFeed(self.board, AdvisoriesConfig(**settings), run, self.clock,
+                            self.snapshot, compiler=self.compiler)
+
+    def test_unread_until_read(self):
+        """The start puts the unread database in force; the first read replaces it."""
+        feed = self.feed()
+        self.successResultOf(feed.startService())
+        self.assertEqual(self.board.unread, READING)
+        self.successResultOf(feed.read_first())
+        self.assertIsNone(self.board.unread)
+        self.assertEqual(self.board.db.projects(), {"widget"})
+
+    def test_nothing_to_read(self):
+        """Without a path, and a URL not fetched yet, nothing is awaited: nothing is unread."""
+        self.successResultOf(self.feed(path=None, url=URL).startService())
+        self.assertIsNone(self.board.unread)
+        self.successResultOf(self.feed(path=None).startService())
+        self.assertIsNone(self.board.unread)
+
+    def test_first_read_waits_for_nothing(self):
+        """The first read runs in the pool; the start and the part after the listeners do not wait."""
+        from twisted.internet.defer import Deferred
+        pending = []
+
+        def run(f, *args):
+            d = Deferred()
+            pending.append((d, f, args))
+            return d
+
+        feed = self.feed(run=run)
+        self.successResultOf(feed.startService())
+        feed.first_read.startService()
+        self.assertEqual(self.board.unread, READING)
+        while pending:
+            d, f, args = pending.pop(0)
+            d.callback(f(*args))
+        self.assertEqual(self.board.db.projects(), {"widget"})
+
+    def test_sighup_before_first_read(self):
+        """
+        A SIGHUP between the start and the first read: its read is the
+        first (the first read waits for it, reads nothing more), then the
+        timer runs.
+        """
+        from twisted.internet.defer import Deferred
+        pending = []
+
+        def run(f, *args):
+            d = Deferred()
+            pending.append((d, f, args))
+            return d
+
+        feed = self.feed(run=run, refresh=3600)
+        self.successResultOf(feed.startService())
+        other = write_folder(os.path.abspath(self.mktemp()), [GADGET])
+
+        class Reloaded:
+            advisories = AdvisoriesConfig(path=other, refresh=3600)
+
+        feed.prepare_reload(Reloaded())()
+        first = feed.read_first()
+        while pending:
+            d, f, args = pending.pop(0)
+            d.callback(f(*args))
+        self.successResultOf(first)
+        self.assertEqual(self.board.db.projects(), {"gadget"})
+        self.assertEqual(len(self.compiler.tasks), 1)
+        self.assertTrue(feed._timer.running)
+
+    def test_warm_start(self):
+        """A second start reads the cache the first wrote, not the export."""
+        start(self, self.feed())
+        self.assertEqual(len(self.compiler.tasks), 1)
+        self.assertTrue(os.path.exists(cache_path(self.snapshot)))
+        self.board = AdvisoryBoard()
+        with capturedLogs() as events:
+            start(self, self.feed())
+        self.assertEqual(len(self.compiler.tasks), 1)
+        self.assertEqual(self.board.db.projects(), {"widget"})
+        self.assertTrue(any(line.startswith("Loaded 1 advisories for 1 projects from ")
+                            and line.endswith("from its compact cache)")
+                            for line in _lines(events)), _lines(events))
+
+    def test_export_changed(self):
+        """An export changed while the server was down is read again, not its old cache."""
+        start(self, self.feed())
+        write_folder(self.folder, [GADGET])
+        self.board = AdvisoryBoard()
+        start(self, self.feed())
+        self.assertEqual(len(self.compiler.tasks), 2)
+        self.assertEqual(self.board.db.projects(), {"widget", "gadget"})
+
+    def test_bounds_changed(self):
+        """A cache read within other bounds (max_size) is not used."""
+        start(self, self.feed())
+        self.board = AdvisoryBoard()
+        start(self, self.feed(max_size=1 << 20))
+        self.assertEqual(len(self.compiler.tasks), 2)
+
+    def test_damaged_cache(self):
+        """
+        A cache cut short, or of garbage, is a warning: the export is read
+        again, the cache written anew, the advisories in force.
+        """
+        start(self, self.feed())
+        path = cache_path(self.snapshot)
+        with open(path, "rb") as f:
+            data = f.read()
+        for damaged in (data[:-7], b"\x00" * 100, data.replace(b"PYSEC-2026-1", b"<script>!!")):
+            with open(path, "wb") as f:
+                f.write(damaged)
+            self.board = AdvisoryBoard()
+            with capturedLogs() as events:
+                start(self, self.feed())
+            self.assertEqual(self.board.db.projects(), {"widget"})
+            warnings = [formatEvent(e) for e in events if e["log_level"].name == "warn"]
+            self.assertEqual(len(warnings), 1, warnings)
+            self.assertTrue(warnings[0].startswith(f"Not reading the advisories' cache {path}: "))
+        self.assertEqual(len(self.compiler.tasks), 4)
+        with open(path, "rb") as f:
+            self.assertEqual(f.read(), data)
+
+    def test_failed_then_read(self):
+        """
+        A first read that fails leaves the board unread, failed (the
+        indexes that hide or deny fail closed); the next refresh that
+        succeeds puts the advisories in force.
+        """
+        def broken(task):
+            raise OSError("the disk is on fire")
+
+        self.compiler.compile = broken
+        with capturedLogs() as events:
+            start(self, self.feed(refresh=3600))
+        self.assertEqual(self.board.unread, FAILED)
+        self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
+        errors = [formatEvent(e) for e in events if e["log_level"].name == "error"]
+        self.assertTrue(any(line.startswith("Cannot read the advisories: cannot read the "
+                                            "advisories: the disk is on fire; until they are "
+                                            "read, the indexes that hide or deny serve none")
+                            for line in errors), errors)
+        del self.compiler.compile
+        self.clock.advance(3600)
+        self.assertIsNone(self.board.unread)
+        self.assertEqual(self.board.db.projects(), {"widget"})
+
+    def test_stopped_while_reading(self):
+        """
+        A stop during the first read kills its child; what the read brings
+        is not put in force.
+        """
+        from twisted.internet.defer import Deferred
+        pending = []
+
+        def run(f, *args):
+            d = Deferred()
+            pending.append((d, f, args))
+            return d
+
+        feed = self.feed(run=run)
+        self.successResultOf(feed.startService())
+        done = feed.read_first()
+        feed.stopService()
+        self.assertTrue(self.compiler.stopped)
+        while pending:
+            d, f, args = pending.pop(0)
+            d.callback(f(*args))
+        self.successResultOf(done)
+        self.assertEqual(self.board.unread, READING)
 
 
 class UrlTests(SynchronousTestCase):
@@ -314,7 +535,7 @@ class UrlTests(SynchronousTestCase):
         """Fetched, kept beside the snapshot, read; a 304 reads the kept copy again."""
         self.origins.route(URL, self.archive, headers={b"etag": b'"v1"'})
         feed = self.feed()
-        self.successResultOf(feed.startService())   # (nothing kept yet: nothing to wait for)
+        start(self, feed)   # (nothing kept yet: nothing to wait for)
         self.fetch(feed)
         self.assertEqual(self.board.db.projects(), {"widget"})
         with open(saved_path(self.snapshot), "rb") as f:
@@ -332,7 +553,7 @@ class UrlTests(SynchronousTestCase):
         board = self.board
         self.board = AdvisoryBoard()
         restarted = self.feed()
-        self.successResultOf(restarted.startService())
+        start(self, restarted)
         self.assertEqual(self.board.db.projects(), {"widget"})
         with capturedLogs() as events:
             self.fetch(restarted)
@@ -488,7 +709,7 @@ class HostileUrlTests(SynchronousTestCase):
         self.assertFalse(os.path.exists(saved_path(self.snapshot) + ".part"))
         self.assertEqual(self.origins.validators[-1][0], b'"v1"')
         board = AdvisoryBoard()
-        self.successResultOf(self.feed(board).startService())
+        start(self, self.feed(board))
         self.assertEqual(board.db.projects(), {"widget"})
 
     def test_saved_copy_refused_at_start(self):
@@ -504,7 +725,7 @@ class HostileUrlTests(SynchronousTestCase):
         folder = write_folder(os.path.abspath(self.mktemp()), [GADGET])
         board = AdvisoryBoard()
         with capturedLogs() as events:
-            self.successResultOf(self.feed(board, path=folder).startService())
+            start(self, self.feed(board, path=folder))
         self.assertEqual(board.db.projects(), {"gadget"})
         self.assertTrue(any("damaged" not in line and "is not a zip archive" in line
                             for line in _lines(events)), _lines(events))
@@ -529,7 +750,7 @@ class ChangedUrlTests(SynchronousTestCase):
         board = AdvisoryBoard()
         moved = AdvisoryFeed(board, AdvisoriesConfig(url=other), run_now, clock, snapshot,
                                agent=lambda: http)
-        self.successResultOf(moved.startService())
+        start(self, moved)
         self.assertEqual(board.db.projects(), frozenset())
         d = moved.refresh()
         drain(http, d)
@@ -560,7 +781,7 @@ class RestartValidatorTests(SynchronousTestCase):
         def fetch(board):
             feed = AdvisoryFeed(board, AdvisoriesConfig(url=URL), run_now, clock, snapshot,
                                     agent=lambda: http)
-            self.successResultOf(feed.startService())
+            start(self, feed)
             d = feed.refresh()
             drain(http, d)
             self.successResultOf(d)

@@ -14,10 +14,19 @@ import os
 import re
 import time
 
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
+from pypid.advisories.compact_cache import (
+    CompileTask,
+    cache_key,
+    cache_path,
+    compile_sources,
+)
+from pypid.advisories.compile_child import ChildCompiler
+from pypid.advisories.osv_archive import ArchiveLimits, signature
 from pypid.auth.hashes import hash_password
 from pypid.auth.policy import AccessModel
 from pypid.auth.tokens import TokenBook
@@ -60,6 +69,7 @@ from tests.fakes import (
 from tests.harness_indexes import _ServerMixin, basic, entries
 from tests.harness_tap import fake_pools
 from tests.harness_upstream import INDEX_A, ORIGIN_A, Origins, drain, make_source, page
+from tests.osv_records import osv_record, write_folder
 
 ORIGIN = "http://pypi.test"
 PASSWORD = "correct horse"
@@ -448,6 +458,111 @@ class UpstreamPagesTests(SynchronousTestCase):
                          {_wheel("remote", "1.0"), _wheel("remote", "2.0")})
 
 
+#: Every path of the default index that serves or lists a release of
+#: widget, and the C{Accept} it is asked with.
+RELEASE_PATHS = [
+    ("/simple/widget/", HTML), ("/simple/widget/", JSON),
+    ("/files/widget/" + _wheel("widget", "3.0"), {}),
+    ("/files/widget/" + _wheel("widget", "3.0") + ".metadata", {}),
+    ("/pypi/widget/json", {}), ("/pypi/widget/3.0/json", {}),
+    ("/project/widget/", {}), ("/project/widget/3.0/", {}),
+]
+
+
+class UnreadTests(SynchronousTestCase):
+    """
+    Until the advisories are read (the first seconds after a start, issue
+    43), an index that hides or denies serves no release they might
+    cover: every path that serves or lists one answers 503, in plain text,
+    with C{Retry-After}; the project lists (C{/simple/}) are served; an
+    index that warns or ignores them serves as ever; once read, each path
+    answers as the advisories say.
+    """
+
+    def serve(self, default, prod="deny", upstream=False):
+        s = Server(self, default, prod=prod, upstream=upstream, db=AdvisoryDB.unread_yet())
+        for version in ("1.0", "2.0", "3.0"):
+            s.upload("/", "widget", version)
+            s.upload("/release/", "widget", version)
+        return s
+
+    def assertUnread(self, s, path, headers, retry=b"5", word=b"still being read"):
+        code, answer, body = s.request("GET", path, headers)
+        self.assertEqual(code, 503, (path, body))
+        self.assertEqual(answer.getRawHeaders("retry-after"), [retry.decode()], path)
+        self.assertTrue(answer.getRawHeaders("content-type")[0].startswith("text/plain"), path)
+        self.assertIn(word, body, path)
+
+    def read(self, s):
+        s.board.replace(AdvisoryDB.of([WIDGET_2, WIDGET_1, REMOTE_2]))
+
+    def test_fail_closed(self):
+        """
+        C{deny} and C{hide}: every path of a release answers 503 while the
+        advisories are being read, and as they say once read.
+        """
+        for mode in ("deny", "hide"):
+            s = self.serve(mode)
+            for path, headers in RELEASE_PATHS:
+                self.assertUnread(s, path, headers)
+            self.assertEqual(s.request("GET", "/simple/", HTML)[0], 200)
+            self.assertEqual(s.request("GET", "/simple/", JSON)[0], 200)
+            self.read(s)
+            for path, headers in RELEASE_PATHS:
+                self.assertEqual(s.request("GET", path, headers)[0], 200, (mode, path))
+            denied = s.request("GET", "/files/widget/" + _wheel("widget", "2.0"))[0]
+            self.assertEqual(denied, 403 if mode == "deny" else 200)
+            self.assertNotEqual(_wheel("widget", "2.0") in s.listed("/simple/widget/"),
+                                mode == "hide")
+
+    def test_views_and_named_indexes(self):
+        """A view that denies fails closed; the hosted index under it, ignoring them, does not."""
+        s = self.serve("off")
+        for path, headers in RELEASE_PATHS:
+            self.assertEqual(s.request("GET", path, headers)[0], 200, path)
+            self.assertEqual(s.request("GET", "/release" + path, headers)[0], 200, path)
+            self.assertUnread(s, "/prod" + path, headers)
+        self.read(s)
+        self.assertEqual(s.listed("/prod/simple/widget/")[_wheel("widget", "2.0")], REASON)
+        self.assertEqual(s.request("GET", "/prod/files/widget/" + _wheel("widget", "3.0"))[0],
+                         200)
+
+    def test_warn_serves(self):
+        """An index that warns serves everything while they are read, and warns once read."""
+        s = self.serve("warn", prod="warn")
+        for path, headers in RELEASE_PATHS:
+            self.assertEqual(s.request("GET", path, headers)[0], 200, path)
+            self.assertEqual(s.request("GET", "/prod" + path, headers)[0], 200, path)
+        self.assertNotIn(b"Known vulnerabilities", s.request("GET", "/project/widget/2.0/")[2])
+        self.read(s)
+        self.assertIn(b"Known vulnerabilities", s.request("GET", "/project/widget/2.0/")[2])
+        self.assertEqual(json.loads(s.request("GET", "/pypi/widget/2.0/json")[2])
+                         ["vulnerabilities"][0]["id"], "GHSA-wdgt-0000-0002")
+
+    def test_upstream(self):
+        """
+        An upstream project's page and files fail closed too (its page
+        may be brought up to date meanwhile; no file is fetched).
+        """
+        s = self.serve("hide", upstream=True)
+        for path in ("/simple/remote/", "/files/remote/" + _wheel("remote", "1.0"),
+                     "/ext/simple/remote/", "/ext/files/remote/" + _wheel("remote", "1.0")):
+            self.assertUnread(s, path, JSON)
+        self.assertEqual([path for _, path, _ in s.origins.seen if path.startswith("/f/")], [])
+        self.read(s)
+        self.assertEqual(set(s.listed("/simple/remote/")), {_wheel("remote", "1.0")})
+        self.assertEqual(s.request("GET", "/ext/files/remote/" + _wheel("remote", "1.0"))[0],
+                         200)
+
+    def test_failed(self):
+        """Advisories that could not be read: the same refusal, saying so."""
+        from pypid.core.advisories import FAILED
+        s = self.serve("deny")
+        s.board.replace(AdvisoryDB.unread_yet(FAILED))
+        for path, headers in RELEASE_PATHS:
+            self.assertUnread(s, path, headers, retry=b"60", word=b"could not be read")
+
+
 class DecisionLogTests(SynchronousTestCase):
     """Each release whose decision changed is logged once, bounded."""
 
@@ -573,3 +688,128 @@ class DaemonReloadTests(_ServerMixin, SynchronousTestCase):
         self.assertNotIn(_wheel("widget", "2.0"), self.listed("/simple/widget/"))
         self.assertEqual(self.listed("/release/simple/widget/")[_wheel("widget", "2.0")], REASON)
         self.assertEqual(self.listed("/prod/simple/widget/")[_wheel("widget", "2.0")], False)
+
+
+class ServerStartTests(_ServerMixin, SynchronousTestCase):
+    """
+    The whole server in memory, started with C{[advisories] path} (issue
+    43): the listeners open before the advisories are read; meanwhile
+    C{/health} says so, and the indexes that hide or deny fail closed;
+    the read (from the compact cache its last start wrote) puts them in force.
+    """
+
+    def setUp(self):
+        super().setUp()
+        filename, data = make_wheel("widget", "2.0")
+        write_file(os.path.join(self.folder, "packages", filename), data)
+        self.records = write_folder(os.path.join(self.folder, "osv"), [
+            osv_record("GHSA-wdgt-0000-0002", "widget", versions=["2.0"], severity="HIGH")])
+        # (the cache a first start wrote: read back, no child reads the records here)
+        limits = ArchiveLimits()
+        compile_sources(CompileTask(
+            self.records, None, cache_path(os.path.join(self.folder, "index.json")),
+            cache_key([self.records], signature([self.records]), limits), limits))
+
+    def start(self, mode):
+        """A server whose default index's mode is C{mode}; its first read held."""
+        self.held = []
+
+        def run(f, *args):
+            if f is signature:
+                d = Deferred()
+                self.held.append((d, f, args))
+                return d
+            return run_now(f, *args)
+
+        self.mode = mode
+        self.reactor.advance(time.time() - self.reactor.seconds())
+
+        def config():
+            return self.config(f"[advisories]\npath = {self.records}\n",
+                               f"advisories = {self.mode}\n")
+
+        service = build_service(config(), self.reactor, pools=fake_pools(run=run),
+                                load_config=config)
+        self.addCleanup(lambda: service.stopService() if service.running else None)
+        service.startService()
+        self.successResultOf(service.ready)
+        self.treq = site_treq(service.getServiceNamed("web").web.site)
+        return service
+
+    def get(self, path):
+        response = self.successResultOf(self.treq.get("http://127.0.0.1" + path, headers=JSON))
+        return response, self.successResultOf(self.treq.content(response))
+
+    def release(self):
+        while self.held:
+            d, f, args = self.held.pop()
+            d.callback(f(*args))
+
+    def test_order(self):
+        """The first read begins once the listeners are open."""
+        names = [name for name, _ in self.start("deny")._parts]
+        self.assertEqual(names[names.index("listeners") + 1], "advisories-read")
+        self.assertLess(names.index("advisories"), names.index("index"))
+
+    def test_health_and_pages(self):
+        """
+        C{deny}: C{/health} is a 503 (starting, the advisories reading)
+        and widget's page too until the read; then both are served.
+        """
+        self.start("deny")
+        self.assertEqual(len(self.held), 1)
+        response, body = self.get("/health")
+        self.assertEqual(response.code, 503)
+        self.assertEqual(json.loads(body), {"status": "starting", "storage": "ok",
+                                            "advisories": "reading"})
+        self.assertEqual(response.headers.getRawHeaders("retry-after"), ["1"])
+        self.assertEqual(self.get("/simple/widget/")[0].code, 503)
+        self.assertEqual(self.get("/simple/")[0].code, 200)
+        with capturedLogs() as events:
+            self.release()
+        self.assertTrue(any("from its compact cache" in formatEvent(e) for e in events))
+        response, body = self.get("/health")
+        self.assertEqual((response.code, json.loads(body)), (200, {"status": "ok",
+                                                                   "storage": "ok"}))
+        response, body = self.get("/simple/widget/")
+        self.assertEqual(response.code, 200)
+        self.assertEqual(json.loads(body)["files"][0]["yanked"],
+                         "denied by advisory GHSA-wdgt-0000-0002 (high): "
+                         "GHSA-wdgt-0000-0002 in widget")
+
+    def test_warn_healthy(self):
+        """C{warn}: C{/health} says the advisories are read, with a 200: every page is served."""
+        self.start("warn")
+        response, body = self.get("/health")
+        self.assertEqual((response.code, json.loads(body)),
+                         (200, {"status": "ok", "storage": "ok", "advisories": "reading"}))
+        self.assertEqual(self.get("/simple/widget/")[0].code, 200)
+
+    def test_failed(self):
+        """A first read that fails: C{/health} a 503, degraded, the advisories failed."""
+        from pypid.advisories import compact_cache
+        os.remove(cache_path(os.path.join(self.folder, "index.json")))
+        self.start("hide")
+        self.patch(ChildCompiler, "compile", lambda compiler, task: compact_cache.Compiled(
+            refused="the archive is hostile"))
+        with capturedLogs() as events:
+            self.release()
+        self.assertIn("the archive is hostile", " ".join(formatEvent(e) for e in events))
+        response, body = self.get("/health")
+        self.assertEqual((response.code, json.loads(body)),
+                         (503, {"status": "degraded", "storage": "ok", "advisories": "failed"}))
+        self.assertEqual(self.get("/simple/widget/")[0].code, 503)
+
+    def test_rules_changed_while_unread(self):
+        """
+        A SIGHUP while the advisories are read that makes an index deny:
+        the pages it kept, composed under the old rules, go; it fails closed.
+        """
+        service = self.start("off")
+        self.assertEqual(self.get("/simple/widget/")[0].code, 200)
+        self.mode = "deny"
+        with capturedLogs():
+            service.reload()
+        self.assertEqual(self.get("/simple/widget/")[0].code, 503)
+        self.release()
+        self.assertEqual(self.get("/simple/widget/")[0].code, 200)

@@ -162,3 +162,16 @@ class AdvisoryInstallTests(DaemonTestCase):
         self.assertEqual(self.versions(self.daemon.index_url)["files"], [])
         done = self.install(self.clients.pip_install, self.daemon.index_url, WIDGET, check=False)
         self.assertNotEqual(done.returncode, 0, done.output)
+
+    def test_zzz_restart_reads_cache(self):
+        """
+        A restart reads the advisories from the compact cache the last read
+        wrote beside the snapshot (issue 43): the same releases hidden, the
+        records not read again.
+        """
+        cache = self.daemon.snapshot + ".d/advisories.cache"
+        self.assertTrue(os.path.exists(cache))
+        hidden = self.versions(self.daemon.index_url)["files"]
+        self.daemon.restart()
+        self.assertIn(b"from its compact cache", self.daemon.log_since_start())
+        self.assertEqual(self.versions(self.daemon.index_url)["files"], hidden)

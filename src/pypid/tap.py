@@ -217,7 +217,7 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
         *registry.upstream_parts("upstream"),
         ("audit", audit),
         ("access", access),
-        ("advisories", feed),  # in force before the listeners open
+        ("advisories", feed),  # the path checked; unread until advisories-read
         ("running-mark", mark),     # removed once the last snapshot is saved
         *parts("index"),            # the listeners open once the indexes are loaded
         *registry.upstream_parts("upstream-state"),   # read back, and saved at the end
@@ -228,6 +228,9 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
         *parts("usage"),
         ("web", web),
         ("listeners", Listeners.from_config(config, reactor, web.web.site)),
+        # (the advisories read once the server answers; until then, the
+        # indexes that hide or deny fail closed: issue 43)
+        ("advisories-read", feed.first_read if config.advisories.configured else None),
         *parts("snapshot-timer"),
         *parts("sync"),
         *parts("follow-up"),        # the check of storage, or the backfill

@@ -6,35 +6,47 @@ C{SIGHUP}, and puts the result on the server's
 L{pypid.core.advisories.AdvisoryBoard}, which every index's policy reads.
 
 Why so:
-  - start-up waits for the first read, so that an index that denies does
-    so from the first request; a C{path} that cannot be read or is
-    refused is a start-up error (one line): an administrator who wrote it
-    believes it is in force;
-  - the URL is never waited for: the server must start and serve without
-    a network. The last good archive fetched is kept beside the snapshot
+  - the start does not wait for the advisories (issue 43: 20,000 records
+    held the listeners 4.5 to 9 s and kept 75 MiB): before the listeners
+    open, the part checks the path (one that does not exist, or is over
+    C{max_size}, is a start-up error, one line: an administrator who wrote
+    it believes it is in force) and, when there is something to read, puts
+    the I{unread} database in force, under which an index that hides or
+    denies serves none of the releases the advisories might cover (503 with
+    C{Retry-After}: L{pypid.core.advisories.AdvisoriesUnread}) and
+    C{/health} says they are being read; once the listeners are open,
+    L{FirstRead} begins the first read, in the background. A first read that
+    fails (an archive refused, a child that died) leaves the unread database
+    in force, failed: those indexes keep failing closed, and C{/health} says
+    so, until a later read (the next C{refresh}, a C{SIGHUP}) succeeds;
+  - what is read is kept: the export is read once per version into the
+    compact cache beside the snapshot (L{pypid.advisories.compact_cache}),
+    in a child process (L{pypid.advisories.compile_child}), and every start
+    reads the cache (0.6 to 0.9 s of CPU and 33 MiB kept for 20,000 records,
+    against about 4 s and 75 MiB for the export); a cache that is stale (the
+    sources, their bounds or pypid changed) or not as written is left, and
+    the export read again;
+  - the URL is never waited for: the server must start and serve without a
+    network. The last good archive fetched is kept beside the snapshot
     (C{<snapshot>.d/advisories.zip}), read at start-up like the path, and
     fetched again in the background (a conditional request:
-    C{If-None-Match}/C{If-Modified-Since}; after a restart, the kept
-    copy's date, which is its answer's C{Last-Modified}). An answer replaces the kept
-    copy only once it has been read whole within the bounds (written
-    beside it, checked, then renamed over it): a hostile or broken answer
-    kept unchecked would fail every later read and, at the next start,
-    stop the server. A kept copy that no longer reads (damaged, or over a
+    C{If-None-Match}/C{If-Modified-Since}; after a restart, the kept copy's date,
+    which is its answer's C{Last-Modified}). An answer replaces the kept
+    copy only once it has been read whole within the bounds (written beside
+    it, checked, then renamed over it): a hostile or broken answer kept
+    unchecked would fail every later read and, at the next start, fail the
+    advisories closed. A kept copy that no longer reads (damaged, or over a
     smaller C{max_size}) is a warning: the path's advisories are read
-    without it;
-  - reading and parsing run in the thread pool (tens of thousands of
-    records take seconds), never on the reactor's thread;
+    without it; a URL without a kept copy puts nothing in force until it
+    answers (the server serves meanwhile, as before);
   - a read that fails or is refused (a hostile archive: see
     L{pypid.advisories.osv_archive}) keeps the advisories in force, with one
     error line; a read whose records are those in force changes nothing
     (their digest); any other replaces the board's database, with one
     line saying how many, from where, in how long.
 
-Measured (tests/bench_advisories.py: a synthetic export of 40,000 records
-of 9,500 projects, 36 MB zipped; 2 shared cores): a load takes 6 to 8 s
-in the thread pool, its peak 137 MiB (tracemalloc), the database then
-keeping 69 MiB; matching 100,000 files against it, 3.5 us a file the
-first time, 0.5 us once the verdicts are remembered.
+Measured (tests/bench_advisories.py --daemon, a synthetic export of
+20,000 records, 18 MB zipped; 2 shared cores): see docs/performance.rst.
 """
 
 from __future__ import annotations
@@ -48,7 +60,7 @@ from typing import Any, TypeVar
 
 import attrs
 from twisted.application.service import Service
-from twisted.internet.defer import CancelledError, Deferred, ensureDeferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, ensureDeferred, fail, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.web.client import ResponseFailed
@@ -56,18 +68,29 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgent
 from zope.interface import implementer
 
+from pypid.advisories.compact_cache import (
+    Cached,
+    CacheUnusable,
+    Compiled,
+    Compiler,
+    CompileTask,
+    LocalCompiler,
+    cache_key,
+    cache_path,
+    read_cache,
+)
 from pypid.advisories.osv_archive import (
     ArchiveLimits,
     ArchiveRefused,
     Tally,
+    check_source,
     records,
     signature,
 )
 from pypid.config import Config
 from pypid.config.advisory_settings import AdvisoriesConfig
-from pypid.core.advisories import AdvisoryBoard
+from pypid.core.advisories import FAILED, AdvisoryBoard, AdvisoryDB
 from pypid.core.metrics import Family, by_label, gauge
-from pypid.core.osv import ReadResult, TooManyItems, read_records
 from pypid.core.parts import IMetricsSource, IReloadable
 from pypid.core.startup import StartupError
 from pypid.http.bodies import BodyError, describe, discard, read_body
@@ -91,45 +114,24 @@ class LoadFailed(Exception):
     """A read that put nothing in force; the message is one line."""
 
 
-class CopyRefused(ArchiveRefused):
-    """The URL's kept copy is refused (the path may still be read without it)."""
-
-
 def saved_path(snapshot: str) -> str:
     """Where the archive fetched from the URL is kept: beside the snapshot."""
     return f"{snapshot}.d/advisories.zip"
 
 
-def read_sources(path: str | None, saved: str | None, limits: ArchiveLimits) -> ReadResult:
+class FirstRead(Service):
     """
-    Read the records of C{path} and of C{saved} (the URL's last archive)
-    into one database (in the thread pool).
-
-    @raise ArchiveRefused: when one of them is refused (L{CopyRefused}
-        when it is C{saved}).
+    The part that begins the advisories' first read, placed after the
+    listeners: the server answers while they are read (not waited for).
     """
-    tally = Tally()
-    sources = [source for source in (path, saved) if source is not None]
 
-    def documents() -> Iterator[bytes]:
-        if path is not None:
-            yield from records(path, limits, tally)
-        if saved is not None:
-            try:
-                yield from records(saved, limits, tally)
-            except ArchiveRefused as e:
-                raise CopyRefused(str(e)) from None
+    def __init__(self, feed: AdvisoryFeed) -> None:
+        self._feed = feed
 
-    try:
-        result = read_records(documents(), " + ".join(sources))
-    except TooManyItems as e:
-        raise ArchiveRefused(f"{' + '.join(sources)}: {e}") from None
-    # (what the archive skipped, and the digest of what it read: known
-    # only once the records were read)
-    for reason, count in tally.skipped.items():
-        result.skipped[reason] = result.skipped.get(reason, 0) + count
-    result.db = attrs.evolve(result.db, digest=tally.digest)
-    return result
+    def startService(self) -> None:
+        """Begin the first read."""
+        Service.startService(self)
+        self._feed.read_first()
 
 
 @implementer(IReloadable, IMetricsSource)
@@ -143,17 +145,25 @@ class AdvisoryFeed(Service):
     def __init__(self, board: AdvisoryBoard, settings: AdvisoriesConfig, run: Run,
                  clock: IReactorTime, snapshot: str,
                  agent: Callable[[], IAgent] | None = None,
-                 limits: ArchiveLimits | None = None) -> None:
+                 limits: ArchiveLimits | None = None,
+                 compiler: Compiler | None = None) -> None:
         """
-        @param snapshot: the snapshot's path (the URL's archive is kept beside it).
+        @param snapshot: the snapshot's path (the URL's archive and the
+            compact cache are kept beside it).
         @param agent: makes the HTTP agent the URL is fetched with, when
             one is first needed (L{None}: the URL is never fetched).
+        @param compiler: reads the sources into the compact cache (the
+            daemon's: in a child process); by default in the pool's thread.
         """
         self.board = board
         self._settings = settings
         self._run = run
         self._clock = clock
         self._saved = saved_path(snapshot)
+        self._cache = cache_path(snapshot)
+        self._compiler: Compiler = compiler if compiler is not None else LocalCompiler()
+        #: the part that begins the first read, after the listeners
+        self.first_read = FirstRead(self)
         self._make_agent = agent
         self._agent: IAgent | None = None
         self._limits = limits or ArchiveLimits()
@@ -192,7 +202,9 @@ class AdvisoryFeed(Service):
             return make_agent(clock, FETCH_TIMEOUT, connections=2,
                               policy=outbound_policy(config))[0]
 
-        return cls(board, config.advisories, run, clock, config.server.snapshot, agent)
+        from pypid.advisories.compile_child import ChildCompiler
+        return cls(board, config.advisories, run, clock, config.server.snapshot, agent,
+                   compiler=ChildCompiler())
 
     def _limits_of(self, settings: AdvisoriesConfig) -> ArchiveLimits:
         return attrs.evolve(self._limits, max_size=settings.max_size)
@@ -200,30 +212,77 @@ class AdvisoryFeed(Service):
     # -- the service -------------------------------------------------------------
 
     def startService(self) -> Deferred[None]:
-        """Read the advisories (the start waits), then keep them fresh."""
+        """
+        Before the listeners open: check the path, and put the unread
+        database in force when there is something to read (the path, or
+        the URL's kept copy), so that the indexes that hide or deny fail
+        closed until the first read (L{read_first}) is done.
+        """
         Service.startService(self)
-        # (a SIGHUP while the first read runs waits for it, then reads again:
-        # the first read, finishing last, must not undo what the reload took)
-        d = self._loading = ensureDeferred(self._start())
-        d.addBoth(self._read_done)
-        return d
-
-    async def _start(self) -> None:
         settings = self._settings
-        if settings.path is None and settings.url is None:
+        if settings.path is not None:
+            try:
+                check_source(settings.path, self._limits_of(settings))
+            except ArchiveRefused as e:
+                return fail(StartupError(f"[advisories] path: {e}"))
+        if settings.path is not None or (settings.url is not None
+                                         and kept_copy(self._saved, settings.url) is not None):
+            self.board.replace(AdvisoryDB.unread_yet())
+        return succeed(None)
+
+    def read_first(self) -> Deferred[None]:
+        """
+        Begin the first read of the advisories, then keep them fresh (the
+        timer, the URL's first fetch); fires once it ended, however.
+        """
+        return ensureDeferred(self._first())
+
+    async def _first(self) -> None:
+        if self._loading is not None:
+            # (a SIGHUP came first: its read is the first)
+            await self._loading
+        elif self._settings.configured:
+            d = self._loading = ensureDeferred(self._read(self._settings))
+            d.addBoth(self._read_done)
+            await d
+        settings = self._settings
+        if self._stopped or not settings.configured:
             return
-        try:
-            await self._load(settings)
-        except LoadFailed as e:
-            raise StartupError(f"[advisories] path: {e}")
         self._schedule(settings)
         if settings.url is not None:
             self._first_fetch = self._clock.callLater(0, self.refresh)
 
+    async def _read(self, settings: AdvisoriesConfig) -> None:
+        """Read the sources (L{_load}); a failure is L{_not_read}'s."""
+        try:
+            await self._load(settings)
+        except LoadFailed as e:
+            self._not_read(str(e))
+        except Exception as e:
+            self._count("failed")
+            log.failure("Cannot read the advisories")
+            self._not_read(f"cannot read the advisories: {e}")
+
+    def _not_read(self, error: str) -> None:
+        """
+        A read failed: with advisories in force, they stay; while none is
+        (the first read failed), the unread database stays in force,
+        failed, and the indexes that hide or deny fail closed.
+        """
+        if self.board.unread is None:
+            log.error("Keeping the advisories in force: {error}", error=error)
+            return
+        log.error("Cannot read the advisories: {error}; until they are read, the indexes "
+                  "that hide or deny serve none of the releases they might cover (the next "
+                  "refresh or a SIGHUP tries again)", error=error)
+        if self.board.unread != FAILED and not self._stopped:
+            self.board.replace(AdvisoryDB.unread_yet(FAILED))
+
     def stopService(self) -> None:
         """
         Stop refreshing: the timer, the first fetch if still to come; a
-        read in flight ends without putting anything in force.
+        read in flight ends without putting anything in force (its child
+        is killed).
         """
         Service.stopService(self)
         if self._timer is not None and self._timer.running:
@@ -233,6 +292,7 @@ class AdvisoryFeed(Service):
             self._first_fetch.cancel()
         self._again = False
         self._stopped = True
+        self._compiler.stop()
 
     def _schedule(self, settings: AdvisoriesConfig) -> None:
         """Refresh every C{settings.refresh} (a reload may change it), or never (0)."""
@@ -280,79 +340,108 @@ class AdvisoryFeed(Service):
         try:
             await self._load(settings)
         except LoadFailed as e:
-            log.error("Keeping the advisories in force: {error}", error=str(e))
+            self._not_read(str(e))
 
     async def _load(self, settings: AdvisoriesConfig) -> None:
         """
-        Read the sources; put what they hold in force unless it is already.
+        Read the sources (their compact cache when it is theirs, else the
+        sources themselves, into the cache); put what they hold in force
+        unless it is already.
 
-        @raise LoadFailed: when nothing was put in force (at start-up, the
-            caller makes it a start-up error; later, a log line).
+        @raise LoadFailed: when nothing was put in force.
         """
         kept = None if settings.url is None else await self._run(kept_copy, self._saved,
                                                                   settings.url)
         saved = self._saved if kept is not None else None
         if settings.path is None and saved is None:
+            self._nothing_to_read()
             return
         sources = [p for p in (settings.path, saved) if p is not None]
-        seen = (sources, settings.max_size, await self._run(signature, sources))
+        found = await self._run(signature, sources)
+        seen = (sources, settings.max_size, found)
         if seen == self._seen and self.board.db.digest:
             # (nothing changed since the last read: nothing is read)
             self._count("unchanged")
             self._loaded_at = self._clock.seconds()
             return
         started = time.monotonic()
-        try:
-            result = await self._read(settings.path, saved, settings)
-        except CopyRefused as e:
-            self._count("refused")
-            self._validators = {}   # (the next fetch takes the URL's archive whole)
-            log.warn("Not reading the kept copy of [advisories] url: {error}", error=str(e))
-            if settings.path is None:
+        limits = self._limits_of(settings)
+        key = cache_key(sources, found, limits)
+        cached = await self._cached(key)
+        exported = cached is None
+        if cached is None:
+            compiled = await self._compile(CompileTask(settings.path, saved, self._cache, key,
+                                                       limits))
+            if compiled.header is None:
+                # (the kept copy refused, and no path: nothing read)
+                self._nothing_to_read()
                 return
-            result = await self._read(settings.path, None, settings)
+            if compiled.skipped:
+                log.warn("Skipped in the advisories: {skipped}", skipped=compiled.skipped)
+            cached = await self._cached(key)
+            if cached is None:
+                self._count("failed")
+                raise LoadFailed(f"the advisories' cache {self._cache} just written cannot "
+                                 "be read")
         took = time.monotonic() - started
         self._loaded_at = self._clock.seconds()
         self._seen = seen
-        if result.summary():
-            log.warn("Skipped in the advisories: {skipped}", skipped=result.summary())
         if self._stopped:
             return   # (stopped meanwhile: nothing more is put in force)
-        if result.db.digest == self.board.db.digest:
+        db = cached.db
+        if db is None or db.digest == self.board.db.digest:
             self._count("unchanged")
             return
         self._count("loaded")
-        self.board.replace(result.db)
+        self.board.replace(db)
         # (the database lives until the next load, and makes no cycle: out
         # of the collector's sight, a full collection of the process took
         # 177 ms with it in sight and none without)
         gc.freeze()
         log.info("Loaded {advisories} advisories for {projects} projects from {source} in "
-                 "{took:.1f} s ({withdrawn} withdrawn records ignored)",
-                 advisories=len(result.db), projects=len(result.db.by_project),
-                 source=result.db.source, took=took, withdrawn=result.withdrawn)
+                 "{took:.1f} s ({withdrawn} withdrawn records ignored; {how})",
+                 advisories=len(db), projects=len(db.by_project), source=db.source, took=took,
+                 withdrawn=cached.header.withdrawn,
+                 how="the export read" if exported else "from its compact cache")
 
-    async def _read(self, path: str | None, saved: str | None,
-                    settings: AdvisoriesConfig) -> ReadResult:
+    def _nothing_to_read(self) -> None:
+        """No source to read (a URL not fetched yet): no advisory is in force, none is awaited."""
+        if self.board.unread is not None and not self._stopped:
+            self.board.replace(AdvisoryDB())
+
+    async def _cached(self, key: str) -> Cached | None:
+        """The compact cache of C{key}, or L{None} (none, stale, or not as written: logged)."""
+        try:
+            cached: Cached | None = await self._run(read_cache, self._cache, key,
+                                                    self.board.db.digest)
+        except CacheUnusable as e:
+            log.warn("Not reading the advisories' cache {path}: {error}; reading the "
+                     "advisories themselves", path=self._cache, error=str(e))
+            return None
+        return cached
+
+    async def _compile(self, task: CompileTask) -> Compiled:
         """
-        L{read_sources} in the pool.
+        Read the sources into the cache (L{Compiler}, in the pool); a kept
+        copy refused is a warning.
 
-        @raise CopyRefused: when C{saved} is refused.
-        @raise LoadFailed: when C{path} is refused or cannot be read.
+        @raise LoadFailed: when the path is refused, or the reading failed.
         """
         try:
-            result: ReadResult = await self._run(read_sources, path, saved,
-                                                 self._limits_of(settings))
-        except CopyRefused:
-            raise
-        except ArchiveRefused as e:
-            self._count("refused")
-            raise LoadFailed(str(e))
+            compiled: Compiled = await self._run(self._compiler.compile, task)
         except Exception as e:
             self._count("failed")
             log.failure("Cannot read the advisories")
             raise LoadFailed(f"cannot read the advisories: {e}")
-        return result
+        if compiled.copy_refused is not None:
+            self._count("refused")
+            self._validators = {}   # (the next fetch takes the URL's archive whole)
+            log.warn("Not reading the kept copy of [advisories] url: {error}",
+                     error=compiled.copy_refused)
+        if compiled.refused is not None:
+            self._count("refused")
+            raise LoadFailed(compiled.refused)
+        return compiled
 
     async def _fetch(self, url: str, settings: AdvisoriesConfig) -> None:
         """Fetch the URL's archive if it changed, and keep it beside the snapshot."""

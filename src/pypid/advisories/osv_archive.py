@@ -107,6 +107,26 @@ def _unsafe(name: str) -> bool:
     return any(part == ".." for part in name.split("/"))
 
 
+def check_source(path: str, limits: ArchiveLimits) -> bool:
+    """
+    What one C{stat} tells of a source: whether it is a folder; the start
+    checks it before the listeners open, the records being read after.
+
+    @raise ArchiveRefused: when the path cannot be read, or is a file
+        bigger than C{limits.max_size}.
+    """
+    try:
+        info = os.stat(path)
+    except OSError as e:
+        raise ArchiveRefused(f"cannot read {path}: {e.strerror}")
+    if stat.S_ISDIR(info.st_mode):
+        return True
+    if info.st_size > limits.max_size:
+        raise ArchiveRefused(f"{path} is {info.st_size} bytes, more than max_size "
+                             f"({limits.max_size})")
+    return False
+
+
 def records(path: str, limits: ArchiveLimits, tally: Tally) -> Iterator[bytes]:
     """
     The bytes of each record of the folder or zip at C{path}, in a stable
@@ -115,16 +135,9 @@ def records(path: str, limits: ArchiveLimits, tally: Tally) -> Iterator[bytes]:
     @raise ArchiveRefused: when the path cannot be read, or the archive
         is refused (too big, too many entries, a bomb, not a zip).
     """
-    try:
-        info = os.stat(path)
-    except OSError as e:
-        raise ArchiveRefused(f"cannot read {path}: {e.strerror}")
-    if stat.S_ISDIR(info.st_mode):
+    if check_source(path, limits):
         yield from _folder(path, limits, tally)
     else:
-        if info.st_size > limits.max_size:
-            raise ArchiveRefused(f"{path} is {info.st_size} bytes, more than max_size "
-                                 f"({limits.max_size})")
         yield from _zip(path, limits, tally)
 
 

@@ -64,7 +64,7 @@ ECOSYSTEM = "PyPI"
 #: An identifier as the databases spell them (C{PYSEC-2024-12},
 #: C{GHSA-xxxx-xxxx-xxxx}, C{CVE-2024-1234}): what may go in a page, a
 #: yank reason and a status line.
-_ID = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._:-]{0,99}\Z")
+IDENTIFIER = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._:-]{0,99}\Z")
 
 #: The most characters kept of a summary, of details, and of a link.
 MAX_SUMMARY = 300
@@ -308,7 +308,7 @@ def parse_record(data: object, result: ReadResult) -> _Record | None:
     if not isinstance(data, dict):
         raise BadRecord("not a JSON object")
     ident = data.get("id")
-    if not isinstance(ident, str) or not _ID.match(ident):
+    if not isinstance(ident, str) or not IDENTIFIER.match(ident):
         raise BadRecord("no usable id")
     if data.get("withdrawn"):
         result.withdrawn += 1
@@ -318,7 +318,7 @@ def parse_record(data: object, result: ReadResult) -> _Record | None:
     if not affected:
         return None
     aliases = tuple(a for a in _list(data.get("aliases"), "aliases", MAX_ALIASES)
-                    if isinstance(a, str) and _ID.match(a) and a != ident)
+                    if isinstance(a, str) and IDENTIFIER.match(a) and a != ident)
     score, severity = _severity(data, entries)
     return _Record(ident, aliases, " ".join(_text(data.get("summary"), MAX_SUMMARY).split()),
                    _text(data.get("details"), MAX_DETAILS), score, severity,
@@ -370,7 +370,7 @@ def merge(records: Iterable[_Record]) -> list[Advisory]:
             for affected in record.affected:
                 spans, versions = by_project.setdefault(affected.project, ({}, set()))
                 spans.update(dict.fromkeys(affected.spans))
-                versions |= affected.versions
+                versions.update(affected.versions)
         fixed = sorted({v for r in group for v in r.fixed_in}, key=version_key)
         advisories.append(Advisory(
             first.id, aliases,

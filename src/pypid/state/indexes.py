@@ -68,6 +68,8 @@ from pypid.config import Config
 from pypid.config.index_settings import IndexConfig
 from pypid.config.retention_settings import RetentionKeys
 from pypid.core.advisories import (
+    DENY,
+    HIDE,
     AdvisoryBoard,
     AdvisoryDB,
     AdvisoryPolicy,
@@ -398,6 +400,18 @@ class IndexRegistry:
 
     # -- advisories (issue 27) ---------------------------------------------------
 
+    def unread_advisories(self) -> tuple[str, bool] | None:
+        """
+        While the advisories are still to be read (issue 43): their state
+        (L{pypid.core.advisories.READING} or C{FAILED}) and whether some
+        index fails closed meanwhile (it hides or denies); L{None} once read.
+        """
+        state = self.board.unread
+        if state is None:
+            return None
+        return state, any(policy.rules.mode in (HIDE, DENY)
+                          for policy in self.policies.values())
+
     def advisories_changed(self, before: AdvisoryDB, after: AdvisoryDB) -> None:
         """
         The board's database was replaced (its listener): drop the pages
@@ -408,6 +422,9 @@ class IndexRegistry:
         acting = [name for name, policy in self.policies.items() if policy.active]
         for name in acting:
             self._drop_pages(name, named)
+        if after.unread is not None:
+            # (nothing decided yet: the decisions are reviewed once read)
+            return
         self.decisions.review([(name, self.policies[name], self.releases_of(name))
                                for name in acting], named)
 
@@ -420,6 +437,13 @@ class IndexRegistry:
         """
         changed = [name for name, new in rules.items()
                    if name in self.policies and self.policies[name].take_rules(new)]
+        if self.board.unread is not None:
+            # (the advisories still to be read name every project: every
+            # page kept under the old rules goes, as an index that now
+            # hides or denies must fail closed; decided once read)
+            for name in changed:
+                self._drop_pages(name, None)
+            return changed
         named = self.board.db.projects()
         for name in changed:
             self._drop_pages(name, named)
@@ -427,8 +451,11 @@ class IndexRegistry:
                                for name in changed], named)
         return changed
 
-    def _drop_pages(self, name: str, projects: frozenset[str]) -> None:
-        """Drop the pages index C{name} keeps of C{projects} (a view's own go by their stamp)."""
+    def _drop_pages(self, name: str, projects: frozenset[str] | None) -> None:
+        """
+        Drop the pages index C{name} keeps of C{projects} (L{None}: of
+        every project; a view's own go by their stamp).
+        """
         stack = self.stacks.get(name)
         if stack is not None:
             drop_advised_pages(stack.index, stack.upstream, projects)
@@ -480,13 +507,20 @@ class IndexRegistry:
 
 
 def drop_advised_pages(index: Index, upstream: UpstreamProxy | None,
-                       projects: Iterable[str]) -> None:
+                       projects: Iterable[str] | None) -> None:
     """
-    Drop the pages a hosted C{index} keeps of C{projects} (normalized),
-    and those of its C{upstream}'s: the advisories or the rules changed
-    for them. A hosted project counts a change (L{pypid.core.project.Project.changes}),
-    so the pages composed of it elsewhere are composed again.
+    Drop the pages a hosted C{index} keeps of C{projects} (normalized;
+    L{None}: of every project), and those of its C{upstream}'s: the
+    advisories or the rules changed for them. A hosted project counts a
+    change (L{pypid.core.project.Project.changes}), so the pages composed
+    of it elsewhere are composed again.
     """
+    if projects is None:
+        for every in index.projects():
+            index.rendered.project_changed(every)
+        if upstream is not None:
+            upstream.pages.advisories_changed(None)
+        return
     projects = list(projects)
     for project in projects:
         held = index.project(project)

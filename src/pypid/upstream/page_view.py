@@ -313,12 +313,16 @@ class PageView:
         versions = sorted({f.version for f, _ in shown}, key=version_key)
         return render.project_json(project, shown, versions, status, provenance_url)
 
-    def advisories_changed(self, projects: Iterable[str]) -> None:
+    def advisories_changed(self, projects: Iterable[str] | None) -> None:
         """
-        The advisories or the rules changed for C{projects} (normalized):
-        their rendered pages are dropped, to be rendered again when asked
-        (the merged pages of hosted projects go with the hosted pages).
+        The advisories or the rules changed for C{projects} (normalized;
+        L{None}: for every project): their rendered pages are dropped, to
+        be rendered again when asked (the merged pages of hosted projects
+        go with the hosted pages).
         """
+        if projects is None:
+            self._rendered.clear()
+            return
         for project in projects:
             self._rendered.pop(project)
 

@@ -30,6 +30,7 @@ from twisted.web.iweb import IRequest
 from pypid.core.advisories import (
     MODES,
     OFF,
+    AdvisoriesUnread,
     AdvisoryBoard,
     AdvisoryPolicy,
     Verdict,
@@ -103,6 +104,9 @@ class AdvisoryAdmin:
         if wanted is not None and wanted not in policies:
             raise NotFound(f"index: no index {wanted!r}")
         board = self._indexes.board
+        if board.unread is not None:
+            # (what they do is not known yet: not "nothing")
+            raise AdvisoriesUnread(board.unread)
         projects = board.db.projects()
         reports = []
         for name, policy in policies.items():

@@ -257,7 +257,9 @@ def build_web(indexes: Sequence[IndexMaterials], access: Access, run: Run, clock
     # (the index switcher of the pages for people: only with named indexes)
     switcher = IndexSwitcher(access, switcher_links(named)) if named else None
     app = _site_areas(
-        access, run, clock, audit, upstream=upstream, health=Health(storage, ready),
+        access, run, clock, audit, upstream=upstream,
+        health=Health(storage, ready,
+                      registry.unread_advisories if registry is not None else None),
         metrics=_metrics_area(access, metrics, SiteMetrics(stats, counter), denied, sources),
         oidc=_token_exchange(publishing, audit, clock, access, named, ipv6_prefix, base_url),
         registry=registry)
