@@ -25,7 +25,9 @@ requests a second a page gets. This measures that:
     --target} and C{pip install --target}, each with a cache folder of its
     own and a clean environment (no C{PIP_*}, C{UV_*} or
     C{REQUESTS_CA_BUNDLE}; the test CA given with C{SSL_CERT_FILE} and
-    C{--cert});
+    C{--cert}); both servers' certificates have ECDSA P-256 keys, as
+    certbot makes by default (C{--key rsa} for RSA 2048, whose handshakes
+    cost the server several times the CPU);
   - the servers pinned to CPU 0 and the clients to CPU 1 (C{taskset}); in
     each round every job runs against each server, in alternating order
     (ABBA), after one untimed warm-up install per server.
@@ -36,7 +38,8 @@ and the server CPU (utime + stime of its process tree) per install. ::
 
     .venv/bin/python tests/bench_install.py [--rounds 5] [--projects 150]
         [--total-mb 100] [--protocols http,https] [--jobs uv-compile,uv,pip]
-        [--servers pypid,nginx,proxy] [--twistd PATH] [--keep DIR] [--json OUT]
+        [--servers pypid,nginx,proxy] [--twistd PATH] [--key ec|rsa] [--keep DIR]
+        [--json OUT]
 
 C{--twistd} runs another checkout's daemon (its venv's C{twistd}) as
 C{pypid}, for an A/B of a change. Needs nginx and taskset (Debian:
@@ -494,7 +497,7 @@ def start_pypids(args, work, ca, files_dir, protocol, nginx):
         upstream = nginx.url("http") + "simple/" if kind == "proxy" else None
         cls = TLSPypid if protocol == "https" else PlainPypid
         if protocol == "https":
-            daemon = cls(folder, ca.issue(name=f"{kind}-server"))
+            daemon = cls(folder, ca.issue(name=f"{kind}-server-{args.key}", kind=args.key))
             daemon.ca_root = ca.root_path
         else:
             daemon = cls(folder)
@@ -523,6 +526,8 @@ def main():
     ap.add_argument("--jobs", default="uv-compile,uv,pip")
     ap.add_argument("--servers", default="pypid,nginx,proxy")
     ap.add_argument("--twistd", help="the twistd of another checkout's venv")
+    ap.add_argument("--key", choices=("ec", "rsa"), default="ec",
+                    help="the servers' key: ECDSA P-256 (certbot's default) or RSA 2048")
     ap.add_argument("--keep", help="a folder kept between runs (the corpus is made once)")
     ap.add_argument("--json", help="write the measurements here")
     args = ap.parse_args()
@@ -558,7 +563,7 @@ def main():
     os.makedirs(scratch, exist_ok=True)
 
     nginx = Nginx(os.path.join(work, "nginx"), os.path.join(work, "static"),
-                  ca.issue(name="nginx")).start()
+                  ca.issue(name=f"nginx-{args.key}", kind=args.key)).start()
     results = []
     try:
         for protocol in args.protocols.split(","):

@@ -10,6 +10,7 @@ import os
 
 import treq
 from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
 from twisted.web.http_headers import Headers
 
 from pypid.auth.hashes import hash_password
@@ -55,6 +56,47 @@ SDIST_NAME, SDIST = make_sdist("Holy.Grail", "1.0")
 def basic(user="alice", password=PASSWORD):
     """Return the Basic Authorization header value for C{user}."""
     return b"Basic " + base64.b64encode(f"{user}:{password}".encode())
+
+
+def kept_alive(site, *requests):
+    """
+    Write C{requests} (bytes) on one new connection to C{site}, as a
+    client that keeps it alive sends them (treq's in-memory agent closes
+    each: only this takes the express lane, L{pypid.web.express}); return
+    the answers (L{parse}) and the transport.
+    """
+    channel = site.buildProtocol(None)
+    transport = StringTransport()
+    channel.makeConnection(transport)
+    channel.dataReceived(b"".join(requests))
+    return parse(transport.value()), transport
+
+
+def parse(data):
+    """
+    The answers in C{data}: C{[(status, {lower-case name: value}, body)]}
+    (a body by its Content-Length, so not for the answers to C{HEAD}).
+    """
+    answers = []
+    while data:
+        head, _, rest = data.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        status = int(lines[0].split(b" ")[1])
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(b": ")
+            headers[name.lower()] = value
+        length = int(headers.get(b"content-length", b"0"))
+        answers.append((status, headers, rest[:length]))
+        data = rest[length:]
+    return answers
+
+
+def request(method, path, headers=(), version=b"HTTP/1.1"):
+    """A request's bytes."""
+    lines = [b"%s %s %s" % (method, path, version), b"Host: pypi.test"]
+    lines += [b"%s: %s" % pair for pair in headers]
+    return b"\r\n".join(lines) + b"\r\n\r\n"
 
 
 class _ServerMixin:

@@ -69,6 +69,7 @@ from tests.fakes import (
 from tests.harness_indexes import _ServerMixin, basic, entries
 from tests.harness_tap import fake_pools
 from tests.harness_upstream import INDEX_A, ORIGIN_A, Origins, drain, make_source, page
+from tests.harness_web import kept_alive, request
 from tests.osv_records import osv_record, write_folder
 
 ORIGIN = "http://pypi.test"
@@ -157,6 +158,7 @@ class Server:
                         locks=self.stacks["default"].locks, upstream=self.proxy), *(parts)],
                         access, run_now, self.clock, max_upload_size=10 << 20,
                         audit=AuditTrail(self.log, self.clock), upstream=self.proxy)
+        self.site = web.site
         self.client = site_treq(web.site)
 
     def request(self, method, path, headers=None, data=None):
@@ -514,6 +516,26 @@ class UnreadTests(SynchronousTestCase):
             self.assertEqual(denied, 403 if mode == "deny" else 200)
             self.assertNotEqual(_wheel("widget", "2.0") in s.listed("/simple/widget/"),
                                 mode == "hide")
+
+    def test_kept_alive(self):
+        """
+        A client that keeps its connection alive (whose reads the express
+        lane answers, L{pypid.web.express}) gets the same refusals, and the
+        same answers once they are read.
+        """
+        s = self.serve("deny")
+        paths = [(path, headers) for path, headers in RELEASE_PATHS
+                 if path.startswith(("/simple/", "/files/"))]
+        requests = [request(b"GET", path.encode(),
+                            [(name.encode(), value.encode()) for name, value in headers.items()])
+                    for path, headers in paths]
+        answers, _ = kept_alive(s.site, *requests)
+        self.assertEqual([(status, found.get(b"retry-after")) for status, found, _ in answers],
+                         [(503, b"5")] * len(paths))
+        self.read(s)
+        answers, _ = kept_alive(s.site, *requests,
+                                request(b"GET", b"/files/widget/" + _wheel("widget", "2.0").encode()))
+        self.assertEqual([status for status, _, _ in answers], [200] * len(paths) + [403])
 
     def test_views_and_named_indexes(self):
         """A view that denies fails closed; the hosted index under it, ignoring them, does not."""

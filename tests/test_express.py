@@ -12,7 +12,6 @@ connection, so the other web tests never take the lane).
 
 import json
 
-from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.auth.policy import AccessModel
@@ -20,33 +19,9 @@ from pypid.core.usage import day_of
 from pypid.state.usage_log import UsageLog
 from tests.distributions import make_wheel
 from tests.fakes import twine_fields
-from tests.harness_web import JSON_TYPE, _ServerMixin, basic
+from tests.harness_web import JSON_TYPE, _ServerMixin, basic, kept_alive, request
 
 HTML = b"text/html"
-
-
-def parse(data):
-    """The answers in C{data}: C{[(status, {lower-case name: value}, body)]}."""
-    answers = []
-    while data:
-        head, _, rest = data.partition(b"\r\n\r\n")
-        lines = head.split(b"\r\n")
-        status = int(lines[0].split(b" ")[1])
-        headers = {}
-        for line in lines[1:]:
-            name, _, value = line.partition(b": ")
-            headers[name.lower()] = value
-        length = int(headers.get(b"content-length", b"0"))
-        answers.append((status, headers, rest[:length]))
-        data = rest[length:]
-    return answers
-
-
-def request(method, path, headers=(), version=b"HTTP/1.1"):
-    """A request's bytes."""
-    lines = [b"%s %s %s" % (method, path, version), b"Host: pypi.test"]
-    lines += [b"%s: %s" % pair for pair in headers]
-    return b"\r\n".join(lines) + b"\r\n\r\n"
 
 
 class _Lane:
@@ -93,11 +68,7 @@ class ExpressTests(_ServerMixin, SynchronousTestCase):
 
     def send(self, *requests):
         """Write C{requests} on one new connection; return the answers and the transport."""
-        channel = self.web.site.buildProtocol(None)
-        transport = StringTransport()
-        channel.makeConnection(transport)
-        channel.dataReceived(b"".join(requests))
-        return parse(transport.value()), transport
+        return kept_alive(self.web.site, *requests)
 
     def usual(self, method, path, headers=()):
         """The usual path's answer to the same request (its connection closes after it)."""
@@ -259,12 +230,8 @@ class ClosedIndexTests(_ServerMixin, SynchronousTestCase):
         name, data = make_wheel("holy-grail", "1.0")
         self.assertEqual(self.upload(name, data)[0].code, 200)
         lane = _Lane(self.web.site)
-        channel = self.web.site.buildProtocol(None)
-        transport = StringTransport()
-        channel.makeConnection(transport)
-        channel.dataReceived(request(b"GET", b"/simple/holy-grail/")
-                             + request(b"GET", b"/simple/holy-grail/",
-                                       [(b"Authorization", basic())]))
-        answers = parse(transport.value())
+        answers, _ = kept_alive(self.web.site, request(b"GET", b"/simple/holy-grail/"),
+                                request(b"GET", b"/simple/holy-grail/",
+                                        [(b"Authorization", basic())]))
         self.assertEqual([status for status, _, _ in answers], [401, 200])
         self.assertEqual(lane.answered, [False, False])

@@ -39,6 +39,7 @@ from collections.abc import Callable, Iterable
 
 from twisted.web.server import Request
 
+from pypid.core.http_errors import HTTPError
 from pypid.core.negotiate import accepts_gzip
 from pypid.core.render import Page
 from pypid.storage.interface import LocalFile, MemoryFile
@@ -116,7 +117,10 @@ class ExpressLane:
         return self._file(request, path[len(_FILES):])
 
     def _page(self, request: Request, rest: bytes) -> bool:
-        page = self._plain_page(request, rest)
+        try:
+            page = self._plain_page(request, rest)
+        except HTTPError:
+            return False  # (the usual path answers it: advisories not read yet, say)
         if page is None:
             return False
         gz = page.gzipped is not None and accepts_gzip(
@@ -133,7 +137,10 @@ class ExpressLane:
         return True
 
     def _file(self, request: Request, rest: bytes) -> bool:
-        found = self._plain_file(request, rest)
+        try:
+            found = self._plain_file(request, rest)
+        except HTTPError:
+            return False
         if found is None:
             return False
         location = found.location
