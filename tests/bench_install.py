@@ -311,7 +311,8 @@ http {{
     def start(self):
         self.process = subprocess.Popen(
             ["taskset", "-c", SERVER_CPU, "nginx", "-p", self.folder, "-c", self.conf],
-            stdin=subprocess.DEVNULL, start_new_session=True)
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True)
         deadline = time.monotonic() + 10
         while True:
             try:
@@ -320,7 +321,9 @@ http {{
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError("nginx did not start")
+                self.stop()
+                with open(os.path.join(self.folder, "error.log")) as f:
+                    raise RuntimeError(f"nginx did not start:\n{f.read()[-2000:]}")
             time.sleep(0.05)
 
     def url(self, protocol):
@@ -538,6 +541,7 @@ def main():
 
     work = os.path.abspath(args.keep) if args.keep else tempfile.mkdtemp(prefix="bench-install-")
     os.makedirs(work, exist_ok=True)
+    os.chmod(work, 0o755)  # (nginx's worker runs as nobody)
     plan = plan_corpus(args.projects, args.roots, args.total_mb)
     files_dir = os.path.join(work, "files")
     stamp = os.path.join(work, "corpus.json")
