@@ -188,7 +188,7 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
     # a README cannot stop the server; issue 31; a child idle for a minute
     # is stopped: issue 43)
     sandbox = ReadmeSandbox(budget=server.description_budget, clock=reactor,
-                            from_thread=reactor.callFromThread)
+                            from_thread=lambda call: reactor.callFromThread(call))
     # (the security advisories every index acts on: issue 27)
     board = AdvisoryBoard()
     registry = IndexRegistry.from_config(
