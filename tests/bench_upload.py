@@ -8,8 +8,8 @@ chosen description:
 
   - C{prose}: the shared bench's, C{Benchmark package NAME 1.0.0.}
     without a content type (no renderer needed);
-  - C{markdown}: a README of 3 kB with headings, lists, a table, links and
-    highlighted code (C{text/markdown});
+  - C{markdown}: a README of 1.3 kB with headings, lists, a table, links
+    and highlighted code (C{text/markdown});
   - C{rst}: the same in reStructuredText (C{text/x-rst}).
 
 Each checkout is run from its own virtualenv with its own
