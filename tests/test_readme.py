@@ -13,6 +13,7 @@ from readme_renderer.rst import render
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.core.readme import (
+    _PROSE_MAX,
     MARKDOWN,
     MAX_HTML,
     MAX_TEXT,
@@ -292,6 +293,12 @@ class WithoutRendererTests(SynchronousTestCase):
             self.assertIsNone(render_without_renderer(text, None), text)
             self.assertIsNone(render_without_renderer(text, "text/markdown"), text)
         self.assertIsNone(render_without_renderer("see www.example", "text/markdown"))
+
+    def test_long_prose_is_left_to_the_renderer(self):
+        """Prose longer than _PROSE_MAX is not matched in the daemon (the match holds its lock)."""
+        line = "A line of words.\n"
+        self.assertIsNotNone(render_without_renderer(line * (_PROSE_MAX // len(line))))
+        self.assertIsNone(render_without_renderer(line * (_PROSE_MAX // len(line) + 1)))
 
     def test_no_renderer_needed(self):
         """No text, plain text and text too long to render are answered as before."""
