@@ -71,7 +71,7 @@ log = Logger()
 #: slowest of 880 real READMEs took 0.7 s on a loaded machine.
 BUDGET = 5.0
 
-#: Seconds a new child may take to import the renderers.
+#: Seconds a new child may take to start, and to import a renderer.
 START_BUDGET = 60.0
 
 #: Children rendering at once, at most (more wait, within their budget).
