@@ -3,10 +3,17 @@ Tests for L{pypid.core.readme}: descriptions rendered as the public index
 renders them, and hostile ones made inert.
 """
 
+import datetime
+import os
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from readme_renderer import markdown
 from readme_renderer.rst import render
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.core.readme import (
+    _PROSE_MAX,
     MARKDOWN,
     MAX_HTML,
     MAX_TEXT,
@@ -17,6 +24,7 @@ from pypid.core.readme import (
     _render_rst,
     parse_content_type,
     render_description,
+    render_without_renderer,
 )
 
 README = """# Holy Grail
@@ -185,6 +193,123 @@ class SameAsTheRendererTests(SynchronousTestCase):
             else:
                 self.assertEqual(_render_rst(text), expected, text)
                 self.assertEqual(rendered, _own_ids(expected), text)
+
+
+#: What the property tests try: a word or a mark from what decides
+#: whether text is markup (enumerators, roman numerals, typographic dashes
+#: and dots, links, markup characters), or a word of prose.
+_MARKS = st.sampled_from([
+        "A.", "I.", "x.", "ii.", "IV", "Mix", "1.", "1)", "(1)", "#.", "a", "Z", "1.0.0",
+        "bench-upload-00042", "a,b", "foo.", "bar,", "--", "---", "...", "..", "-", "-a", "a-",
+        "www.example", "WWW.Example.com", "e.g.", "::", ":", "*", "_", "`", "|", "+", "=",
+        "====", "----", "#", ">", "<", "&", "'", '"', "1-2", "x.y", "@", "a@b.example",
+        "http", "https://docs.example/", "\\", "[", "]", "(", ")", "~", "UNKNOWN", "caf\u00e9",
+])
+_WORDS = st.from_regex(r"[A-Za-z0-9]{1,6}([.,-][A-Za-z0-9]{1,3}){0,2}[.,]?", fullmatch=True)
+
+#: What comes between them: spaces, line breaks, blank lines, indentation.
+_BETWEEN = st.sampled_from([" ", " ", " ", " ", "  ", "\n", "\n", "\n\n", "\n\n\n", " \n",
+                            "\n ", "\n   ", "\t", "\r\n", ""])
+
+
+def _texts(tokens, between):
+    """Texts of C{tokens}, each followed by one of C{between}."""
+    return st.lists(st.tuples(tokens, between), min_size=1, max_size=14).map(
+        lambda parts: "".join(token + after for token, after in parts))
+
+
+@st.composite
+def _near_prose(draw):
+    """Words between spaces and line breaks, half of them with a mark or a space put in."""
+    words = draw(st.lists(_WORDS, min_size=1, max_size=14))
+    text = words[0]
+    for word in words[1:]:
+        text += draw(st.sampled_from([" ", " ", " ", "\n", "\n\n"])) + word
+    text += draw(st.sampled_from(["", "\n", "\n\n"]))
+    if draw(st.booleans()):
+        at = draw(st.integers(0, len(text)))
+        text = text[:at] + draw(st.one_of(_MARKS, _BETWEEN)) + text[at:]
+    return text
+
+
+#: Texts of marks and words (prose now and then), and texts near prose.
+_TEXTS = st.one_of(_texts(st.one_of(_MARKS, _WORDS), _BETWEEN), _near_prose())
+
+_PROPERTY = settings(
+    max_examples=int(os.environ.get("PYPID_HYPOTHESIS_EXAMPLES", "300")),
+    deadline=datetime.timedelta(seconds=30),
+    derandomize=not os.environ.get("PYPID_HYPOTHESIS_RANDOM"),
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+
+
+class WithoutRendererTests(SynchronousTestCase):
+    """
+    L{render_without_renderer}: what needs no renderer is answered without
+    one, with the renderer's own HTML.
+    """
+
+    @_PROPERTY
+    @given(_TEXTS)
+    def test_prose_is_the_renderers(self, text):
+        """
+        Whatever text it answers for as prose, its HTML is
+        C{readme_renderer}'s, for reStructuredText (also without a content
+        type), GitHub's Markdown and CommonMark.
+        """
+        for content_type, renderer, expected in [
+                (None, RST, lambda: render(text)),
+                ("text/x-rst", RST, lambda: render(text)),
+                ("text/markdown", MARKDOWN, lambda: markdown.render(text, variant="GFM")),
+                ("text/markdown; variant=CommonMark", MARKDOWN,
+                 lambda: markdown.render(text, variant="CommonMark"))]:
+            known = render_without_renderer(text, content_type)
+            if known is None or known.renderer == PLAIN:
+                continue
+            self.assertEqual(known, RenderedDescription(expected(), renderer),
+                             (text, content_type))
+            self.assertEqual(known, render_description(text, content_type))
+
+    def test_prose(self):
+        """
+        A sentence, lines and paragraphs of words are answered (the bench's
+        uploads, C{UNKNOWN}, a summary repeated).
+        """
+        for text, html in [
+                ("Benchmark package bench-upload-r0x1-00042 1.0.0.\n",
+                 "<p>Benchmark package bench-upload-r0x1-00042 1.0.0.</p>\n"),
+                ("UNKNOWN", "<p>UNKNOWN</p>\n"),
+                ("Grail finder, version 2.\nSecond line\n\n\nNext paragraph.\n\n",
+                 "<p>Grail finder, version 2.\nSecond line</p>\n<p>Next paragraph.</p>\n")]:
+            for content_type, renderer in [(None, RST), ("text/markdown", MARKDOWN)]:
+                self.assertEqual(render_without_renderer(text, content_type),
+                                 RenderedDescription(html, renderer))
+
+    def test_markup_is_left_to_the_renderer(self):
+        """Text that either markup could read as markup is not answered."""
+        for text in ["A. Einstein", "x.", "foo--bar", "foo...", " indented", "a  b", "a \nb",
+                     "Title\n=====", "*a*", "caf\u00e9", "a\r\nb", "\nleading", README]:
+            self.assertIsNone(render_without_renderer(text, None), text)
+            self.assertIsNone(render_without_renderer(text, "text/markdown"), text)
+        self.assertIsNone(render_without_renderer("see www.example", "text/markdown"))
+
+    def test_long_prose_is_left_to_the_renderer(self):
+        """Prose longer than _PROSE_MAX is not matched in the daemon (the match holds its lock)."""
+        line = "A line of words.\n"
+        self.assertIsNotNone(render_without_renderer(line * (_PROSE_MAX // len(line))))
+        self.assertIsNone(render_without_renderer(line * (_PROSE_MAX // len(line) + 1)))
+
+    def test_no_renderer_needed(self):
+        """No text, plain text and text too long to render are answered as before."""
+        self.assertEqual(render_without_renderer(None), RenderedDescription("", PLAIN))
+        self.assertEqual(render_without_renderer("*x* < y", "text/plain"),
+                         RenderedDescription('<pre class="description-text">*x* &lt; y</pre>',
+                                             PLAIN))
+        long = "*x* " * MAX_TEXT
+        rendered = render_without_renderer(long, "text/markdown")
+        self.assertEqual((rendered.renderer, rendered.fell_back), (PLAIN, True))
+        self.assertEqual(rendered, render_description(long, "text/markdown"))
 
 
 class BoundsTests(SynchronousTestCase):

@@ -1,15 +1,17 @@
 """
 Tests for L{pypid.sandbox.readme_sandbox}: descriptions rendered in real
-child processes, the time budget, and children that die or lie.
+child processes, the time budget, children that die or lie, and children
+kept few and small (issue 43).
 """
 
 import sys
 import threading
 import time
 
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.core.readme import MAX_HTML, PLAIN, render_description
+from pypid.core.readme import MAX_HTML, MAX_TEXT, PLAIN, render_description
 from pypid.sandbox.readme_sandbox import ReadmeSandbox, child_command
 
 #: readme_renderer's highlighting takes quadratic time on these (seconds).
@@ -26,6 +28,9 @@ PATHOLOGICAL = {
     "a 300-deep list (RecursionError)": (
         "".join("  " * i + "- x\n\n" for i in range(300)), "text/x-rst"),
 }
+
+#: A description a child renders (prose would need none).
+WARM = "*warm*"
 
 README = "# Title\n\n```python\nimport grail\n```\n\nSee [docs](https://docs.example/).\n"
 
@@ -90,7 +95,7 @@ class SandboxTests(SynchronousTestCase):
         # (the budget is read when a render begins)
         budget, sandbox.budget = sandbox.budget, GENEROUS
         try:
-            rendered = sandbox.render("warm", "text/markdown")
+            rendered = sandbox.render(WARM, "text/markdown")
         finally:
             sandbox.budget = budget
         self.assertFalse(rendered.fell_back, rendered.reason)
@@ -203,7 +208,7 @@ class SandboxTests(SynchronousTestCase):
     def test_child_dies(self):
         """A child that dies while rendering costs that render its markup, not the next."""
         sandbox = self.sandbox()
-        sandbox.render("warm", "text/markdown")
+        sandbox.render(WARM, "text/markdown")
         [child] = sandbox._idle
         child.process.kill()
         child.process.wait()
@@ -241,7 +246,7 @@ class SandboxTests(SynchronousTestCase):
     def test_close(self):
         """Closing stops every child; a render afterwards is plain text."""
         sandbox = self.sandbox()
-        sandbox.render("warm", "text/markdown")
+        sandbox.render(WARM, "text/markdown")
         [child] = sandbox._idle
         sandbox.close()
         self.assertIsNotNone(child.process.poll())
@@ -258,15 +263,197 @@ class SandboxTests(SynchronousTestCase):
         """
         sandbox = self.sandbox(command=script(
             "import pypid.core.readme as r\n"
-            "r.warm_up = lambda: None\n"
+            "r.warm_up = lambda kind: None\n"
             "def greedy(text, content_type):\n"
-            "    if text == 'greedy':\n"
+            "    if text == '*greedy*':\n"
             "        return bytearray(2 << 30)\n"
             "    return r.RenderedDescription(text, r.PLAIN)\n"
             "r.render_description = greedy\n"
             "import pypid.sandbox.readme_child as c\n"
             "c.main()\n"))
-        rendered = sandbox.render("greedy", "text/markdown")
+        rendered = sandbox.render("*greedy*", "text/markdown")
         self.assertEqual(rendered.reason,
                          "the description needs more memory than a render may take")
-        self.assertEqual(sandbox.render("modest", "text/markdown").html, "modest")
+        self.assertEqual(sandbox.render("*modest*", "text/markdown").html, "*modest*")
+
+
+def counting(command, started):
+    """C{command}, appending to C{started} each time a child is started."""
+    def counted():
+        started.append(True)
+        return command()
+    return counted
+
+
+def warming_into(path):
+    """
+    A command running a real child that appends to C{path}, at each
+    C{warm} asked of it, the markup asked and whether docutils is then
+    loaded.
+    """
+    return script(
+        "import sys\n"
+        "import pypid.core.readme as r\n"
+        "real = r.warm_up\n"
+        "def warm_up(kind=None):\n"
+        "    real(kind)\n"
+        f"    with open({path!r}, 'a') as f:\n"
+        "        f.write(f\"{kind} {'docutils' in sys.modules}\\n\")\n"
+        "r.warm_up = warm_up\n"
+        "import pypid.sandbox.readme_child as c\n"
+        "c.main()\n")
+
+
+class FewSmallChildrenTests(SynchronousTestCase):
+    """
+    The children are few and small (issue 43): none for what needs no
+    renderer, one unless it is busy, each with the renderers of the
+    markups it was given, stopped once idle.
+    """
+
+    def sandbox(self, **kwargs):
+        """A sandbox closed after the test; its budget L{GENEROUS} unless given."""
+        kwargs.setdefault("budget", GENEROUS)
+        sandbox = ReadmeSandbox(**kwargs)
+        self.addCleanup(sandbox.close)
+        return sandbox
+
+    def test_no_child_without_markup(self):
+        """
+        Prose, plain text, no text and text too long to render are answered
+        without a child, as in this process.
+        """
+        started = []
+        sandbox = self.sandbox(command=counting(script("import sys; sys.exit(3)"), started))
+        for text, content_type in [
+                ("Benchmark package bench-upload-r0x1-00042 1.0.0.\n", None),
+                ("UNKNOWN", "text/x-rst"), ("A grail finder.\n\nVersion 2.", "text/markdown"),
+                ("*not* <markup>", "text/plain"), ("", None), (None, "text/markdown"),
+                ("*x* " * (MAX_TEXT // 4 + 1), "text/markdown")]:
+            self.assertEqual(sandbox.render(text, content_type),
+                             render_description(text, content_type), text)
+        self.assertEqual(started, [])
+
+    def test_one_child_unless_busy(self):
+        """Renders at once in several threads share one child while it keeps up."""
+        started = []
+        sandbox = self.sandbox(children=2, spare_after=GENEROUS,
+                               command=counting(child_command, started))
+        texts = [f"# Title {i}\n\nbody {i}\n" for i in range(8)]
+        results = {}
+
+        def render(i):
+            results[i] = sandbox.render(texts[i], "text/markdown")
+        threads = [threading.Thread(target=render, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for i, text in enumerate(texts):
+            self.assertEqual(results[i], render_description(text, "text/markdown"))
+        self.assertEqual(len(started), 1)
+
+    def test_spare_child_when_busy(self):
+        """
+        A render that waited C{spare_after} for a busy child has another
+        started (up to C{children}), and is rendered there.
+        """
+        sandbox = self.sandbox(children=2, spare_after=0.5, command=hanging_on(FROZEN))
+        self.assertFalse(sandbox.render(WARM, "text/markdown").fell_back)
+        [first] = sandbox._idle
+        hostile = threading.Thread(target=sandbox.render, args=(FROZEN, "text/markdown"))
+        hostile.start()
+        deadline = time.monotonic() + GENEROUS
+        while not sandbox._busy and time.monotonic() < deadline:
+            time.sleep(0.01)
+        started = time.monotonic()
+        rendered = sandbox.render(README, "text/markdown")
+        took = time.monotonic() - started
+        self.assertEqual(rendered, render_description(README, "text/markdown"))
+        self.assertGreaterEqual(took, 0.5)
+        self.assertEqual(sandbox._busy, {first})
+        [spare] = sandbox._idle
+        self.assertIsNot(spare, first)
+        sandbox.close()
+        hostile.join()
+
+    def test_renderers_imported_per_markup(self):
+        """
+        A child imports the renderer of a markup when first given one, once:
+        Markdown alone does not load docutils.
+        """
+        path = self.mktemp()
+        sandbox = self.sandbox(command=warming_into(path))
+        for _ in range(2):
+            self.assertEqual(sandbox.render(README, "text/markdown"),
+                             render_description(README, "text/markdown"))
+        with open(path) as f:
+            self.assertEqual(f.read(), "text/markdown False\n")
+        rst = "Title\n=====\n\n*x*\n"
+        self.assertEqual(sandbox.render(rst, None), render_description(rst, None))
+        with open(path) as f:
+            self.assertEqual(f.read(), "text/markdown False\ntext/x-rst True\n")
+
+    def test_import_outside_the_budget(self):
+        """The import of a renderer is not spent from the render's budget."""
+        # (an import past the budget; the render itself, of a line, takes
+        # milliseconds, and has its two seconds however loaded the machine)
+        sandbox = self.sandbox(budget=2.0, command=script(
+            "import time\n"
+            "import pypid.core.readme as r\n"
+            "real = r.warm_up\n"
+            "def warm_up(kind=None):\n"
+            "    time.sleep(2.5)\n"
+            "    real(kind)\n"
+            "r.warm_up = warm_up\n"
+            "import pypid.sandbox.readme_child as c\n"
+            "c.main()\n"))
+        self.assertEqual(sandbox.render(WARM, "text/markdown"),
+                         render_description(WARM, "text/markdown"))
+
+    def idle_sandbox(self, clock, **kwargs):
+        """A sandbox whose idle children are stopped on C{clock}, after 30 s."""
+        return self.sandbox(clock=clock, from_thread=lambda f: f(), idle_timeout=30.0, **kwargs)
+
+    def test_idle_child_stopped(self):
+        """A child idle for C{idle_timeout} is stopped; the next render starts another."""
+        clock = Clock()
+        sandbox = self.idle_sandbox(clock)
+        sandbox.render(README, "text/markdown")
+        [child] = sandbox._idle
+        clock.advance(29)
+        self.assertIsNone(child.process.poll())
+        clock.advance(1)
+        self.assertIsNotNone(child.process.poll())
+        self.assertEqual(sandbox._idle, [])
+        self.assertEqual(clock.getDelayedCalls(), [])
+        self.assertEqual(sandbox.render(README, "text/markdown"),
+                         render_description(README, "text/markdown"))
+        [new] = sandbox._idle
+        self.assertIsNot(new, child)
+
+    def test_used_child_lives_on(self):
+        """A child used again is idle from then."""
+        clock = Clock()
+        sandbox = self.idle_sandbox(clock)
+        sandbox.render(README, "text/markdown")
+        [child] = sandbox._idle
+        clock.advance(20)
+        sandbox.render(README, "text/markdown")
+        clock.advance(20)
+        self.assertIsNone(child.process.poll())
+        self.assertEqual(sandbox._idle, [child])
+        clock.advance(10)
+        self.assertIsNotNone(child.process.poll())
+
+    def test_stop_cancels_the_timer(self):
+        """Stopping the sandbox's part leaves no timer behind."""
+        clock = Clock()
+        sandbox = self.idle_sandbox(clock)
+        sandbox.startService()
+        sandbox.render(README, "text/markdown")
+        [child] = sandbox._idle
+        self.assertEqual(len(clock.getDelayedCalls()), 1)
+        sandbox.stopService()
+        self.assertEqual(clock.getDelayedCalls(), [])
+        self.assertIsNotNone(child.process.poll())

@@ -25,6 +25,7 @@ from pypid.config import Config
 from pypid.core.startup import StartupError
 from pypid.daemon.container import Parts
 from pypid.daemon.pools import ThreadPools
+from pypid.sandbox.readme_sandbox import IDLE_TIMEOUT
 from pypid.storage import snapshot
 from pypid.tap import Options, makeService
 from pypid.web.site import PypidSite
@@ -62,6 +63,14 @@ class PortRecordingReactor(MemoryReactorClock):
         super().listenTCP(port, factory, backlog, interface)
         self.ports.append(RecordingPort())
         return self.ports[-1]
+
+
+class ThreadedReactor(PortRecordingReactor):
+    """A memory reactor whose other threads are the test's own."""
+
+    def callFromThread(self, f, *args, **kwargs):
+        """Call C{f} at once: the caller is the reactor's thread."""
+        f(*args, **kwargs)
 
 
 class RefusingReactor(MemoryReactorClock):
@@ -263,6 +272,24 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertEqual(index_of(second).records(), [])
         self.assertIn("from storage", [e.get("how") for e in events])
         self.assertTrue([e for e in events if "describes" in e.get("log_format", "")])
+
+    def test_idle_renderer_stopped(self):
+        """
+        The description sandbox's children are stopped on the reactor's
+        clock once idle for IDLE_TIMEOUT (issue 43).
+        """
+        reactor = ThreadedReactor()
+        service = self.service("--listen", "tcp:8081", reactor=reactor)
+        service.startService()
+        sandbox = service.getServiceNamed("readme-sandbox")
+        readme = "# Grail\n\n```python\nseek()\n```\n"
+        self.assertFalse(sandbox.render(readme, "text/markdown").fell_back)
+        [child] = sandbox._idle
+        reactor.advance(IDLE_TIMEOUT - 1)
+        self.assertIsNone(child.process.poll())
+        reactor.advance(1)
+        self.assertIsNotNone(child.process.poll())
+        self.assertEqual(sandbox._idle, [])
 
     def test_stop_order(self):
         """On stop, listening ends before the last snapshot is taken."""

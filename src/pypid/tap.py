@@ -185,8 +185,10 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
         pools = ThreadPools.create(reactor, server.threads)
     run = pools.run
     # (every description is rendered in its children, with a time budget:
-    # a README cannot stop the server; issue 31)
-    sandbox = ReadmeSandbox(budget=server.description_budget)
+    # a README cannot stop the server; issue 31; a child idle for a minute
+    # is stopped: issue 43)
+    sandbox = ReadmeSandbox(budget=server.description_budget, clock=reactor,
+                            from_thread=lambda call: reactor.callFromThread(call))
     # (the security advisories every index acts on: issue 27)
     board = AdvisoryBoard()
     registry = IndexRegistry.from_config(

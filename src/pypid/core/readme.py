@@ -108,6 +108,65 @@ def parse_content_type(value: str | None) -> tuple[str, str | None]:
     return PLAIN, None
 
 
+#: A word of prose that means the same as reStructuredText and as Markdown
+#: (GitHub's and CommonMark): ASCII letters and digits, joined by single
+#: dots, commas or hyphens (C{1.0.0}, C{bench-upload-00042}, C{a,b}).
+_WORD = r"[A-Za-z0-9]+(?:[.,-][A-Za-z0-9]+)*"
+
+#: A line of prose: words between single spaces, the later ones perhaps
+#: ending a sentence or a clause. The first word never ends with a dot:
+#: C{A. Einstein}, C{x.} and C{1.} start lists.
+_LINE = rf"{_WORD}(?: {_WORD}[.,]?)*"
+
+#: Prose: paragraphs of such lines, between blank lines, and line breaks
+#: after the last. What is left out is what either markup could read as
+#: markup (a leading space is a quote or a definition, two trailing ones
+#: a line break, C{--} and C{...} are typographic in reStructuredText,
+#: C{www.} a link in Markdown); C{tests/test_readme.py} holds the property
+#: that this HTML is C{readme_renderer}'s.
+_PROSE = re.compile(rf"{_LINE}(?:\n{_LINE})*(?:\n\n+{_LINE}(?:\n{_LINE})*)*\n*")
+
+#: Blank lines between paragraphs.
+_PARAGRAPH_BREAK = re.compile(r"\n\n+")
+
+#: A character prose never has: most descriptions with markup are told
+#: from prose at their first one, without reading them whole.
+_NOT_PROSE = re.compile(r"[^A-Za-z0-9 .,\n-]")
+
+#: The longest text tried as prose (characters): the match holds the
+#: interpreter lock, 0.3 us a character at worst (5 ms for 16 kB of lines
+#: of words that fail at the last one); a longer one goes to a child.
+_PROSE_MAX = 16 * 1024
+
+
+def render_without_renderer(text: str | None,
+                            content_type: str | None = None) -> RenderedDescription | None:
+    """
+    The description as L{render_description} renders it, when that needs
+    no renderer, else L{None}: no description, plain text, a description
+    too long to render, and prose (L{_PROSE}, up to L{_PROSE_MAX}
+    characters), whose HTML is its paragraphs. It takes microseconds (a
+    few milliseconds at worst) and imports nothing, so the daemon asks it
+    before it asks a child (L{pypid.sandbox.readme_sandbox}): the many
+    descriptions that are a sentence or two (C{UNKNOWN}, a summary
+    repeated) never start one.
+    """
+    if text is None or not text.strip():
+        return RenderedDescription("", PLAIN)
+    renderer, _ = parse_content_type(content_type)
+    if renderer == PLAIN:
+        return RenderedDescription(_plain(text), PLAIN)
+    if len(text) > MAX_TEXT:
+        return plain_description(text, f"the description has {len(text):,} characters, "
+                                       f"more than {MAX_TEXT:,}")
+    if (len(text) > _PROSE_MAX or _NOT_PROSE.search(text) is not None
+            or _PROSE.fullmatch(text) is None
+            or (renderer == MARKDOWN and "www." in text.lower())):
+        return None
+    paragraphs = _PARAGRAPH_BREAK.split(text.rstrip("\n"))
+    return RenderedDescription("".join(f"<p>{p}</p>\n" for p in paragraphs), renderer)
+
+
 def render_description(text: str | None,
                        content_type: str | None = None) -> RenderedDescription:
     """
@@ -117,14 +176,11 @@ def render_description(text: str | None,
     @param content_type: its C{Description-Content-Type}, or L{None}.
     @rtype: L{RenderedDescription}
     """
-    if text is None or not text.strip():
-        return RenderedDescription("", PLAIN)
+    known = render_without_renderer(text, content_type)
+    if known is not None:
+        return known
+    assert text is not None  # (L{render_without_renderer} answers for no text)
     renderer, variant = parse_content_type(content_type)
-    if renderer == PLAIN:
-        return RenderedDescription(_plain(text), PLAIN)
-    if len(text) > MAX_TEXT:
-        return plain_description(text, f"the description has {len(text):,} characters, "
-                                       f"more than {MAX_TEXT:,}")
     try:
         if renderer == MARKDOWN:
             from readme_renderer.markdown import render
@@ -166,7 +222,8 @@ def _render_rst(text: str) -> str | None:
     reStructuredText as C{readme_renderer.rst.render} renders it (its
     settings, writer, translator and sanitizer), but with docutils'
     settings built once rather than at every call: 2.0 ms rather than
-    4.0 ms for a short description, which every upload pays
+    4.0 ms for a short description, which every upload pays; and without
+    the stylesheets, which only the whole page would show
     (C{tests/test_readme.py} checks the output is the renderer's own).
     """
     global _rst_settings
@@ -187,6 +244,11 @@ def _render_rst(text: str) -> str | None:
         # (as docutils sets it for settings_overrides: errors raise rather
         # than exit the process)
         settings.traceback = True
+        # (no stylesheet: the writer looks each one up on disk, and reads
+        # it to embed it, at every render, for a part of the page that is
+        # not the fragment kept; 0.2 ms of a short description's 1.2 ms)
+        settings.stylesheet_path = []
+        settings.stylesheet = []
         _rst_settings = settings
     settings = copy.copy(_rst_settings)  # (one per call: renders run in several threads)
     settings.warning_stream = io.StringIO()
@@ -234,10 +296,20 @@ def _plain(text: str) -> str:
     return f'<pre class="description-text">{escaped}</pre>'
 
 
-def warm_up() -> None:
+#: A few lines of each markup that load all its renderer needs.
+_WARM = {MARKDOWN: "*warm*\n\n```python\nx = 1\n```\n",
+         RST: "*warm*\n\n.. code:: python\n\n   x = 1\n"}
+
+
+def warm_up(renderer: str | None = None) -> None:
     """
-    Import the renderers and render a line of each markup, so that the
-    first real render is not also the one that loads docutils and Pygments.
+    Import a renderer (L{MARKDOWN} or L{RST}; both when L{None}) and render
+    a few lines of its markup, so that the first real render is not also
+    the one that loads docutils or Pygments. Each costs a process memory
+    (peak RSS: 18 MiB for reStructuredText, 5.5 for Markdown, 20 for both,
+    beside the 14 of the interpreter and this module), so a child of the
+    sandbox loads only those it is asked for.
     """
-    render_description("*warm*\n\n```python\nx = 1\n```\n", MARKDOWN)
-    render_description("*warm*\n\n.. code:: python\n\n   x = 1\n", RST)
+    for kind, text in _WARM.items():
+        if renderer in (None, kind):
+            render_description(text, kind)

@@ -7,9 +7,13 @@ standard output it had at start (file descriptor 1 is then pointed at
 standard error, so that nothing a renderer prints can corrupt an answer).
 Each message is a frame: four bytes of length (big-endian) and that many
 bytes of UTF-8 JSON. A request is C{{"text": ..., "type": ...}}; an answer
-is the fields of a L{pypid.core.readme.RenderedDescription}. The
-renderers are imported before the first answer, a frame C{{"ready": true}},
-so that a render's budget is spent rendering.
+is the fields of a L{pypid.core.readme.RenderedDescription}. It says it
+is ready, a frame C{{"ready": true}}, once it can take requests; a
+renderer is imported when the daemon asks, C{{"warm": "text/markdown"}}
+or C{{"warm": "text/x-rst"}} (answered C{{"ready": true}} too), before
+the first description of its markup, so that a render's budget is spent
+rendering, and a child imports only the renderers of the markups it is
+given (L{pypid.core.readme.warm_up}).
 
 It runs at a lower priority than the daemon (C{nice}) and with an address
 space bound (L{MEMORY_LIMIT}): a render that exhausts it answers the plain
@@ -87,19 +91,23 @@ def main() -> None:
     requests = sys.stdin.buffer
     from pypid.core.readme import render_description, warm_up
 
-    warm_up()
     answers.write(frame(encode({"ready": True})))
     answers.flush()
     while True:
         body = read_frame(requests)
         if body is None:
             return
+        answer: dict[str, object]
         try:
             request = decode(body)
             assert isinstance(request, dict)
-            rendered = render_description(request.get("text"), request.get("type"))
-            answer = {"html": rendered.html, "renderer": rendered.renderer,
-                      "fell_back": rendered.fell_back, "reason": rendered.reason}
+            if "warm" in request:
+                warm_up(str(request["warm"]))
+                answer = {"ready": True}
+            else:
+                rendered = render_description(request.get("text"), request.get("type"))
+                answer = {"html": rendered.html, "renderer": rendered.renderer,
+                          "fell_back": rendered.fell_back, "reason": rendered.reason}
         except MemoryError:
             answer = {"error": "the description needs more memory than a render may take"}
         answers.write(frame(encode(answer)))

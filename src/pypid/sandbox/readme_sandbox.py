@@ -17,6 +17,24 @@ a worker thread (inspection runs there) and blocks that thread, never the
 reactor, while the child renders; the wait for a free child counts in the
 budget, so a thread is held at most about twice the budget.
 
+A child costs memory (the interpreter and its renderers: peak RSS 20 MiB
+with Markdown's, 32 with reStructuredText's, 34 with both; two children
+with both took the daemon's process tree from 96 to 171 MiB after the
+shared bench's 200 uploads), and CPU to start (0.12 s, 0.23 s), so the
+sandbox keeps them few and small (issue 43):
+
+  - what needs no renderer never reaches a child
+    (L{pypid.core.readme.render_without_renderer}: no description, plain
+    text, and prose, a sentence or paragraphs of words, whose HTML is
+    known; the bench's uploads, and C{UNKNOWN});
+  - one child renders, and a second is started only when a render has
+    waited L{SPARE_AFTER} for a busy one (a hostile README holding it),
+    up to L{CHILDREN};
+  - a child imports the renderer of a markup when it is first given one
+    (L{pypid.core.readme.warm_up}): Markdown alone does not load docutils;
+  - a child idle for L{IDLE_TIMEOUT} is stopped (given a clock: the
+    daemon's reactor; a command's sandbox is closed when it is done).
+
 Children are started on first use (a daemon that renders nothing starts
 none) and stopped with the daemon (the part's C{stopService}); a child
 also exits when its standard input closes, so one outliving a killed
@@ -35,10 +53,16 @@ from collections.abc import Callable, Sequence
 from typing import IO, cast
 
 from twisted.application.service import Service
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 import pypid
-from pypid.core.readme import PLAIN, RenderedDescription, plain_description
+from pypid.core.readme import (
+    RenderedDescription,
+    parse_content_type,
+    plain_description,
+    render_without_renderer,
+)
 from pypid.sandbox.readme_child import decode, encode, frame
 
 log = Logger()
@@ -47,11 +71,24 @@ log = Logger()
 #: slowest of 880 real READMEs took 0.7 s on a loaded machine.
 BUDGET = 5.0
 
-#: Seconds a new child may take to import the renderers.
+#: Seconds a new child may take to start, and to import a renderer.
 START_BUDGET = 60.0
 
-#: Children rendering at once (more wait, within their budget).
+#: Children rendering at once, at most (more wait, within their budget).
 CHILDREN = 2
+
+#: Seconds a render waits for the busy children before another is started
+#: (up to L{CHILDREN}): a burst of uploads is rendered by one child, a few
+#: milliseconds each (at 0.25 s, a second child started in 2 of 5 runs of
+#: 200 uploads of a Markdown README over 8 connections on a loaded
+#: machine: the child's lower priority, and its own start, make renders
+#: wait); a README that holds it for its whole budget holds the others
+#: for this long.
+SPARE_AFTER = 1.0
+
+#: Seconds a child may stay idle before it is stopped (its memory given
+#: back; the next render starts one: 0.12 to 0.23 s of CPU).
+IDLE_TIMEOUT = 60.0
 
 #: The largest answer read from a child (bytes): the HTML is bounded to a
 #: mebibyte of characters, at most four bytes each, and JSON escapes.
@@ -69,6 +106,10 @@ class _Child:
         self.process = process
         self._requests = cast(IO[bytes], process.stdin)
         self._answers = cast(IO[bytes], process.stdout).fileno()
+        #: the markups whose renderer it has imported
+        self.warmed: set[str] = set()
+        #: when it was last given back (the sandbox's clock)
+        self.idle_since = 0.0
 
     @classmethod
     def start(cls, command: Sequence[str], env: dict[str, str], deadline: float) -> _Child:
@@ -176,34 +217,68 @@ class ReadmeSandbox(Service):
 
     @ivar budget: seconds a render may take, the wait for a child included.
     @ivar children: how many children may render at once.
+    @ivar spare_after: seconds a render waits for the busy children before
+        another is started.
+    @ivar idle_timeout: seconds an idle child lives.
     """
 
     def __init__(self, budget: float = BUDGET, children: int = CHILDREN,
                  start_budget: float = START_BUDGET,
                  command: Callable[[], tuple[list[str], dict[str, str]]] = child_command,
+                 *, spare_after: float = SPARE_AFTER, idle_timeout: float = IDLE_TIMEOUT,
+                 clock: IReactorTime | None = None,
+                 from_thread: Callable[[Callable[[], None]], None] | None = None,
                  ) -> None:
+        """
+        @param clock: the reactor that stops idle children (L{None}: they
+            live until L{close}).
+        @param from_thread: C{from_thread(f)} calls C{f} in C{clock}'s
+            thread (the reactor's C{callFromThread}): renders run in
+            worker threads, timers in the reactor's.
+        """
         self.budget = budget
         self.children = children
+        self.spare_after = spare_after
+        self.idle_timeout = idle_timeout
         self._start_budget = start_budget
         self._command = command
+        self._clock = clock
+        self._from_thread = from_thread
         self._idle: list[_Child] = []
         self._busy: set[_Child] = set()
         self._starting = 0
         self._closed = False
         self._changed = threading.Condition()
+        #: the timer that stops idle children (the clock's thread only)
+        self._reaping: IDelayedCall | None = None
 
     def render(self, text: str | None, content_type: str | None) -> RenderedDescription:
         """
         Render a description in a child within the budget, or show it as
-        plain text (and log why).
+        plain text (and log why); what needs no renderer, at once.
         """
-        if text is None or not text.strip():
-            return RenderedDescription("", PLAIN)
+        known = render_without_renderer(text, content_type)
+        if known is not None:
+            return known
+        assert text is not None  # (no text needs no renderer)
+        kind, _ = parse_content_type(content_type)
         deadline = time.monotonic() + self.budget
         try:
             child, deadline = self._take(deadline)
         except ChildFailed as e:
             return self._fallback(text, str(e))
+        if kind not in child.warmed:
+            # (the import is not the render's: its own budget, as a start's)
+            began = time.monotonic()
+            try:
+                warmed = child.ask({"warm": kind}, began + self._start_budget)
+            except ChildFailed as e:
+                warmed = e
+            if warmed != {"ready": True}:
+                self._drop(child)
+                return self._fallback(text, f"the renderer of {kind} did not start")
+            child.warmed.add(kind)
+            deadline += time.monotonic() - began
         try:
             answer = child.ask({"text": text, "type": content_type}, deadline)
         except ChildFailed as e:
@@ -233,10 +308,12 @@ class ReadmeSandbox(Service):
 
     def _take(self, deadline: float) -> tuple[_Child, float]:
         """
-        An idle child, or a new one when fewer than L{children} run; and
+        An idle child, or a new one when none runs, or when the others
+        stayed busy for L{spare_after} and fewer than L{children} run; and
         the render's deadline (the time a new child took to start is not
         the render's).
         """
+        spare_at = time.monotonic() + self.spare_after
         with self._changed:
             while True:
                 if self._closed:
@@ -248,12 +325,16 @@ class ReadmeSandbox(Service):
                         return child, deadline
                     child.kill()
                     continue
-                if len(self._busy) + self._starting < self.children:
+                now = time.monotonic()
+                running = len(self._busy) + self._starting
+                if running < self.children and (running == 0 or now >= spare_at):
                     self._starting += 1
                     break
-                left = deadline - time.monotonic()
+                left = deadline - now
                 if left <= 0:
                     raise ChildFailed("every renderer was busy for the whole budget")
+                if running < self.children:
+                    left = min(left, spare_at - now)
                 self._changed.wait(left)
         left = max(0.0, deadline - time.monotonic())
         try:
@@ -279,9 +360,41 @@ class ReadmeSandbox(Service):
             self._busy.discard(child)
             if self._closed:
                 child.kill()
-            else:
-                self._idle.append(child)
+                return
+            if self._clock is not None:
+                child.idle_since = self._clock.seconds()
+            self._idle.append(child)
             self._changed.notify()
+        if self._clock is not None and self._from_thread is not None:
+            self._from_thread(self._reap_later)
+
+    def _reap_later(self) -> None:
+        """
+        Have the idle children looked at when the first of them may have
+        been idle too long (in the clock's thread).
+        """
+        if self._reaping is not None or self._clock is None:
+            return
+        with self._changed:
+            if not self._idle:
+                return
+            first = min(child.idle_since for child in self._idle)
+        self._reaping = self._clock.callLater(
+            max(0.0, first + self.idle_timeout - self._clock.seconds()), self._reap)
+
+    def _reap(self) -> None:
+        """Stop the children idle for L{idle_timeout} (the clock's thread)."""
+        self._reaping = None
+        assert self._clock is not None
+        stale_before = self._clock.seconds() - self.idle_timeout
+        with self._changed:
+            stale = [child for child in self._idle if child.idle_since <= stale_before]
+            self._idle = [child for child in self._idle if child.idle_since > stale_before]
+        for child in stale:
+            child.kill()
+        if stale:
+            log.debug("Stopped {count} idle renderer(s) of descriptions", count=len(stale))
+        self._reap_later()
 
     def _drop(self, child: _Child) -> None:
         child.kill()
@@ -308,4 +421,7 @@ class ReadmeSandbox(Service):
     def stopService(self) -> None:
         """Stop the children with the daemon."""
         Service.stopService(self)
+        if self._reaping is not None:
+            self._reaping.cancel()
+            self._reaping = None
         self.close()
