@@ -8,6 +8,7 @@ import json
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.core.index import Index
+from pypid.core.later_projects import LaterRecords
 from pypid.core.project import Project
 from pypid.core.render import HTML, JSON
 from pypid.core.version_order import latest_per_project, version_key
@@ -320,7 +321,7 @@ class LoadLaterTests(SynchronousTestCase):
         def source():
             self.made.append(name)
             return list(records if gives is None else gives)
-        return name, display, [r.filename for r in records], source
+        return LaterRecords(name, display, len(records), source)
 
     def test_listed_and_counted(self):
         """Every project is listed and every file counted before a record is made."""
@@ -427,7 +428,7 @@ class LoadLaterTests(SynchronousTestCase):
 
         def broken():
             raise RuntimeError("disk on fire")
-        index.load([], later=[("spam", "Spam", ["spam-0.1.tar.gz"], broken)])
+        index.load([], later=[LaterRecords("spam", "Spam", 1, broken)])
         self.assertRaises(RuntimeError, index.get_file, "spam-0.1.tar.gz", "spam")
         self.assertEqual((index.later.names(), len(index)), ([], 0))
         self.assertEqual(index.project("spam").files, {})
