@@ -265,6 +265,21 @@ class SameDistributionTests(SynchronousTestCase):
                          "demo_pkg-1.0-py3-none-any.whl")
         self.assertEqual(index.same_distribution("Gone-1.0.0.tar.gz"), "gone-1.0.tar.gz")
 
+    def test_deleted_set_made_at_the_first(self):
+        """
+        Projects without a deleted file share one empty set of them; the
+        first buried gives its project a set of its own, which the others
+        do not see.
+        """
+        index = Index(lambda r: r.filename)
+        index.load([make_record("demo-pkg"), make_record("other")])
+        demo, other = index.project("demo-pkg"), index.project("other")
+        self.assertIs(demo.deleted, other.deleted)
+        index.remove("demo_pkg-1.0-py3-none-any.whl")
+        self.assertEqual((demo.deleted, other.deleted),
+                         ({"demo_pkg-1.0-py3-none-any.whl"}, set()))
+        self.assertTrue(demo.claimed)
+
     def test_serial_continues(self):
         """Loading with a saved serial continues counting from it."""
         index = Index(lambda r: r.filename)

@@ -159,6 +159,15 @@ class LaterProjectsTests(SynchronousTestCase):
         self.assertRaises(OSError, lambda: project.files)
         self.assertEqual((self.later.names(), self.later.file_count), (["holy-grail"], 2))
 
+    def test_project_no_longer_waited_for(self):
+        """
+        A project the table forgot (the index loaded anew) asked for its
+        files gets none: its source's records do not reach the index.
+        """
+        self.later.clear()
+        self.assertEqual(self.project.files, {})
+        self.assertEqual((self.taken, self.files), ([], {}))
+
     def test_clear(self):
         """L{LaterProjects.clear} forgets every waiting project."""
         self.later.clear()
