@@ -29,7 +29,9 @@ than the wall time on a shared machine). With C{--baseline-venv}, every
 case is run again by the daemon of that virtual environment (a checkout
 of an earlier commit, installed there), each rep in the order this,
 baseline then baseline, this (A B B A), in a work folder of its own, so
-that the two compare pair by pair in one session.
+that the two compare pair by pair in one session. Given several times,
+every one is (this, then each in turn, then the other way round), named
+by the folder holding the environment (C{wt-581} for C{../wt-581/.venv}).
 
 A variant measures several indexes in process (issue 26), on records made
 up rather than a corpus (no files: only the snapshots are read)::
@@ -481,9 +483,9 @@ def main():
     parser.add_argument("--promoted", type=float, default=0.2)
     parser.add_argument("--baseline-src", default=None,
                         help="with --indexes: a source tree to measure one index against")
-    parser.add_argument("--baseline-venv", default=None,
+    parser.add_argument("--baseline-venv", action="append", default=[],
                         help="a virtual environment whose daemon runs every case too, "
-                             "alternating with this one's")
+                             "alternating with this one's (may be given several times)")
     options = parser.parse_args()
     if options.indexes:
         indexes_variant(options)
@@ -497,9 +499,9 @@ def main():
     source = os.path.join(folder, "packages")
     work = os.path.join(bench_home(), f"scale-{options.projects}x{options.versions}")
     daemons = [("this", VENV_BIN, work)]
-    if options.baseline_venv:
-        daemons.append(("baseline", os.path.join(os.path.abspath(options.baseline_venv), "bin"),
-                        work + "-baseline"))
+    for venv in options.baseline_venv:
+        name = os.path.basename(os.path.dirname(os.path.abspath(venv)))
+        daemons.append((name, os.path.join(os.path.abspath(venv), "bin"), f"{work}-{name}"))
     results = []
     try:
         for name, venv_bin, where in daemons:

@@ -36,8 +36,8 @@ when the project is first asked for or by the check that follows the start
 reading the names, and a line a project is what makes that possible. What
 a waiting project costs is one object of six slots (L{_LineSource}): at
 100,001 files in 20,001 projects, the load holds 9.7 MiB rather than 80.5
-(C{tracemalloc}: the lines' bytes were 40 MiB, the filenames 10, a closure
-and a tuple a project 15), and the daemon is at 84 MiB when ready rather
+(C{tracemalloc}: the lines' bytes were 40 MiB, the filenames 10, two
+closures and a tuple a project 18), and the daemon is at 84 MiB when ready rather
 than 159, at 161 at most once the check made every record rather than 201.
 
 Written and read with orjson. A serialiser holds Python's lock for as long
