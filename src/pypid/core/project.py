@@ -105,7 +105,7 @@ class Project:
         source)} makes them, the first time anything asks for its L{files}
         (a project loaded later: see L{pypid.core.later_projects}). The
         table is held rather than a closure of it: a closure and its cells
-        a project cost some 350 bytes a project of a large index.
+        cost some 370 bytes a project of a large index.
         """
         self._source = source
         self._later = later

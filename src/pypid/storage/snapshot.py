@@ -35,10 +35,11 @@ when the project is first asked for or by the check that follows the start
 (see L{pypid.state.loader.IndexLoader}). The server so answers after
 reading the names, and a line a project is what makes that possible. What
 a waiting project costs is one object of six slots (L{_LineSource}): at
-100,001 files in 20,001 projects, the load holds 9.7 MiB rather than 80.5
-(C{tracemalloc}: the lines' bytes were 40 MiB, the filenames 10, two
-closures and a tuple a project 18), and the daemon is at 84 MiB when ready rather
-than 159, at 161 at most once the check made every record rather than 201.
+100,001 files in 20,001 projects, the load holds 9.7 MiB rather than
+80.5 (C{tracemalloc}: the lines' bytes were 40 MiB, the filenames 10, two
+closures and a tuple a project 18), and the daemon is at 85 MiB when
+ready rather than 159, at 162 at most once the check made every record
+rather than 201 (C{tests/bench_scale.py}, issue 43).
 
 Written and read with orjson. A serialiser holds Python's lock for as long
 as it runs, during which the reactor answers nothing: a line at a time, it
@@ -399,9 +400,10 @@ class _KeptLines:
     The lines are not kept in memory: at a start from a snapshot of
     100,001 files their bytes were 40 MiB of the 80 MiB the load held
     (C{tracemalloc}), until the check after the start had made every
-    record, and a project's line is read again in 2 to 5 us (C{pread} of
-    about 2 KB from the page cache, timeit) beside the 20 to 30 us it
-    takes to parse it. The file is closed once every line was read again.
+    record, and a project's line is read again in 1.4 us (C{pread} of
+    2 KB from the page cache, timeit) beside the 40 us it takes to parse
+    it and make its 5 records. The file is closed once every line was read
+    again.
     """
 
     __slots__ = ("_fd", "_data", "_left", "shared", "damaged")
@@ -763,7 +765,9 @@ def sweep(path: str) -> None:
 def read(path: str, later: bool = False) -> Snapshot | None:
     """
     Read the snapshot at C{path} a line at a time, or return L{None} when
-    there is none; C{later} as L{decode} takes it.
+    there is none; C{later} as L{decode} takes it, the projects' lines
+    then read again from the file (a descriptor of it kept open until the
+    last was, or until every source is dropped: L{_KeptLines}).
 
     An unreadable one is moved aside (C{<path>.bad}) and reported with
     L{SnapshotError}, so that it is kept for a person to look at and the
