@@ -2,8 +2,12 @@
 Measure how start-up scales with the number of files: the time until
 C{GET /simple/} answers 200 naming every project, and the peak memory, of a
 real daemon started on a corpus of C{--projects} x C{--versions} wheels
-(default 20,000 x 5: 100,000 files, the figures of issue 14), in three cases:
+(default 20,000 x 5: 100,000 files, the figures of issue 14), in three cases
+and a floor:
 
+  - C{empty}: an empty folder, no snapshot: what a start costs before it
+    loads anything (the interpreter, the imports, the listeners, the first
+    C{/simple/}), the floor the other cases are reported above;
   - C{bare}: a folder of files only, as pypiserver keeps one (no C{.pypid/},
     no snapshot): answered from the filenames, every file then opened and
     hashed in the background (C{describe_s}, from the log);
@@ -16,7 +20,18 @@ real daemon started on a corpus of C{--projects} x C{--versions} wheels
 Not a test (trial loads only C{test_*.py}); run it by hand::
 
     .venv/bin/python tests/bench_scale.py [--projects 20000] [--versions 5]
-        [--cases bare,records,snapshot] [--reps 3] [--keep]
+        [--cases empty,bare,records,snapshot] [--reps 3] [--keep]
+        [--baseline-venv ../wt-581/.venv]
+
+Besides the time until ready and the peak RSS (C{VmHWM}) then, it reads
+the daemon's CPU time until ready (utime + stime, from C{/proc}: steadier
+than the wall time on a shared machine). With C{--baseline-venv}, every
+case is run again by the daemon of that virtual environment (a checkout
+of an earlier commit, installed there), each rep in the order this,
+baseline then baseline, this (A B B A), in a work folder of its own, so
+that the two compare pair by pair in one session. Given several times,
+every one is (this, then each in turn, then the other way round), named
+by the folder holding the environment (C{wt-581} for C{../wt-581/.venv}).
 
 A variant measures several indexes in process (issue 26), on records made
 up rather than a corpus (no files: only the snapshots are read)::
@@ -67,8 +82,9 @@ from tests.e2e import clean_env, free_port  # noqa: E402
 VENV_BIN = os.path.dirname(sys.executable)
 CORPUS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                       "..", "shared", "bench", "corpus.py")
-CASES = ("bare", "records", "snapshot")
+CASES = ("empty", "bare", "records", "snapshot")
 LABELS = {
+    "empty": "empty folder (the floor)",
     "bare": "bare folder (no snapshot, no records)",
     "records": "snapshot deleted, records kept beside the files",
     "snapshot": "from the snapshot",
@@ -120,11 +136,19 @@ def status_of(pid, key):
     return 0.0
 
 
+def cpu_of(pid):
+    """The CPU seconds (utime + stime) the process C{pid} used so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Daemon:
     """One C{twistd pypid} serving C{storage} with the snapshot C{snapshot}."""
 
-    def __init__(self, storage, snapshot, log):
+    def __init__(self, storage, snapshot, log, venv_bin=VENV_BIN):
         self.storage, self.snapshot, self.log = storage, snapshot, log
+        self.venv_bin = venv_bin
         self.process = None
 
     def start(self, projects, timeout=900):
@@ -139,7 +163,7 @@ class Daemon:
         self.log_file = open(self.log, "wb")
         started = time.monotonic()
         self.process = subprocess.Popen(
-            [os.path.join(VENV_BIN, "twistd"), "-n", "--pidfile=", "pypid",
+            [os.path.join(self.venv_bin, "twistd"), "-n", "--pidfile=", "pypid",
              "--listen", f"tcp:{port}:interface=127.0.0.1",
              "--set", f"storage.path={self.storage}", "--set", f"pypid.snapshot={self.snapshot}"],
             cwd=os.path.dirname(self.log), stdout=self.log_file, stderr=subprocess.STDOUT,
@@ -152,7 +176,9 @@ class Daemon:
             try:
                 with urllib.request.urlopen(url, timeout=60) as response:
                     if response.status == 200 and response.read().count(b"<a ") >= projects:
-                        return time.monotonic() - started
+                        took = time.monotonic() - started
+                        self.cpu_at_ready = cpu_of(self.process.pid)
+                        return took
             except OSError:
                 pass
             time.sleep(0.02)
@@ -183,9 +209,16 @@ class Daemon:
         self.log_file.close()
 
 
-def run_case(case, rep, source, work, projects):
-    """Start one daemon for C{case}; return its measurements."""
-    if case == "bare":
+def run_case(case, rep, source, work, projects, venv_bin=VENV_BIN):
+    """Start one daemon (of C{venv_bin}) for C{case}; return its measurements."""
+    if case == "empty":
+        storage = os.path.join(work, "empty", "packages")
+        shutil.rmtree(os.path.dirname(storage), ignore_errors=True)
+        os.makedirs(storage)
+        snapshot = os.path.join(work, "empty", "index.json")
+        log = os.path.join(work, "empty", "server.log")
+        projects = 0
+    elif case == "bare":
         storage = os.path.join(work, f"bare-{rep}", "packages")
         link_copy(source, storage)
         snapshot = os.path.join(work, f"bare-{rep}", "index.json")
@@ -196,9 +229,10 @@ def run_case(case, rep, source, work, projects):
         log = os.path.join(work, "kept", f"{case}-{rep}.log")
         if case == "records" and os.path.exists(snapshot):
             os.unlink(snapshot)
-    daemon = Daemon(storage, snapshot, log)
+    daemon = Daemon(storage, snapshot, log, venv_bin)
     took = daemon.start(projects)
     result = {"case": case, "rep": rep, "ready_s": round(took, 2),
+              "cpu_s": round(daemon.cpu_at_ready, 2),
               "peak_rss_mib": round(status_of(daemon.process.pid, "VmHWM"), 1),
               "rss_mib": round(status_of(daemon.process.pid, "VmRSS"), 1)}
     loaded = daemon.logged(LOADED)
@@ -219,16 +253,17 @@ def run_case(case, rep, source, work, projects):
             result["describe_s"] = float(described.group(3))
             result["peak_rss_described_mib"] = round(status_of(daemon.process.pid, "VmHWM"), 1)
     daemon.stop(timeout=5 if case == "bare" else 300)
-    if case == "bare":
+    if case in ("bare", "empty"):
         shutil.rmtree(os.path.dirname(storage), ignore_errors=True)
     return result
 
 
-def prepare_kept(source, work, projects):
+def prepare_kept(source, work, projects, venv_bin=VENV_BIN):
     """
-    The copy the C{records} and C{snapshot} cases share: served once until
-    every file is described and its record kept beside it, then stopped,
-    which saves the snapshot. Returns the seconds that took.
+    The copy the C{records} and C{snapshot} cases share: served once (by the
+    daemon of C{venv_bin}) until every file is described and its record kept
+    beside it, then stopped, which saves the snapshot. Returns the seconds
+    that took.
     """
     storage = os.path.join(work, "kept", "packages")
     snapshot = os.path.join(work, "kept", "index.json")
@@ -236,7 +271,7 @@ def prepare_kept(source, work, projects):
         return None
     started = time.monotonic()
     link_copy(source, storage)
-    daemon = Daemon(storage, snapshot, os.path.join(work, "kept", "prepare.log"))
+    daemon = Daemon(storage, snapshot, os.path.join(work, "kept", "prepare.log"), venv_bin)
     daemon.start(projects)
     if not daemon.logged(DESCRIBED, timeout=7200):
         raise SystemExit(f"the files were not described; see {daemon.log}")
@@ -244,20 +279,41 @@ def prepare_kept(source, work, projects):
     return time.monotonic() - started
 
 
+def _spread(values, unit, digits=2):
+    """The median of C{values} and their range: C{1.23 s [1.10-1.40]}."""
+    return (f"{statistics.median(values):.{digits}f}{unit} "
+            f"[{min(values):.{digits}f}-{max(values):.{digits}f}]")
+
+
 def table(results, files):
-    """The results as the issue's table: medians of the reps, and each rep."""
-    lines = [f"| start-up case at {files:,} files | ready (full `/simple/`) | peak RSS "
-             f"| index loaded (log) | reps |", "|---|---|---|---|---|"]
+    """
+    The results as the issue's table: medians of the reps (and their
+    range), the ready time and CPU above the floor (the C{empty} case of
+    the same rep and source) when it was measured, and each rep.
+    """
+    lines = [f"| start-up case at {files:,} files | source | ready (full `/simple/`) "
+             f"| ready - floor | CPU at ready - floor | peak RSS | index loaded (log) | reps |",
+             "|---|---|---|---|---|---|---|---|"]
+    floors = {(r["source"], r["rep"]): r for r in results if r["case"] == "empty"}
+    sources = list(dict.fromkeys(r["source"] for r in results))
     for case in CASES:
-        runs = [r for r in results if r["case"] == case]
-        if not runs:
-            continue
-        ready = statistics.median(r["ready_s"] for r in runs)
-        peak = statistics.median(r["peak_rss_mib"] for r in runs)
-        loads = [r["load_s"] for r in runs if "load_s" in r]
-        load = f"{statistics.median(loads):.2f} s" if loads else "-"
-        each = ", ".join(f"{r['ready_s']:.2f} s / {r['peak_rss_mib']:.0f} MiB" for r in runs)
-        lines.append(f"| {LABELS[case]} | {ready:.2f} s | {peak:.0f} MiB | {load} | {each} |")
+        for source in sources:
+            runs = [r for r in results if r["case"] == case and r["source"] == source]
+            if not runs:
+                continue
+            above = [(r["ready_s"] - floors[source, r["rep"]]["ready_s"],
+                      r["cpu_s"] - floors[source, r["rep"]]["cpu_s"])
+                     for r in runs if (source, r["rep"]) in floors]
+            ready = _spread([r["ready_s"] for r in runs], " s")
+            over = _spread([a for a, _ in above], " s") if above else "-"
+            cpu = _spread([c for _, c in above], " s") if above else "-"
+            peak = _spread([r["peak_rss_mib"] for r in runs], " MiB", 0)
+            loads = [r["load_s"] for r in runs if "load_s" in r]
+            load = f"{statistics.median(loads):.2f} s" if loads else "-"
+            each = ", ".join(f"{r['ready_s']:.2f} s / {r['peak_rss_mib']:.0f} MiB"
+                             for r in runs)
+            lines.append(f"| {LABELS[case]} | {source} | {ready} | {over} | {cpu} | {peak} "
+                         f"| {load} | {each} |")
     return "\n".join(lines)
 
 
@@ -427,6 +483,9 @@ def main():
     parser.add_argument("--promoted", type=float, default=0.2)
     parser.add_argument("--baseline-src", default=None,
                         help="with --indexes: a source tree to measure one index against")
+    parser.add_argument("--baseline-venv", action="append", default=[],
+                        help="a virtual environment whose daemon runs every case too, "
+                             "alternating with this one's (may be given several times)")
     options = parser.parse_args()
     if options.indexes:
         indexes_variant(options)
@@ -439,21 +498,31 @@ def main():
     folder, projects, files = corpus(options.projects, options.versions)
     source = os.path.join(folder, "packages")
     work = os.path.join(bench_home(), f"scale-{options.projects}x{options.versions}")
-    os.makedirs(work, exist_ok=True)
+    daemons = [("this", VENV_BIN, work)]
+    for venv in options.baseline_venv:
+        name = os.path.basename(os.path.dirname(os.path.abspath(venv)))
+        daemons.append((name, os.path.join(os.path.abspath(venv), "bin"), f"{work}-{name}"))
     results = []
     try:
-        if {"records", "snapshot"} & set(cases):
-            took = prepare_kept(source, work, projects)
-            if took is not None:
-                print(f"prepare (records and snapshot written): {took:.1f} s", flush=True)
+        for name, venv_bin, where in daemons:
+            os.makedirs(where, exist_ok=True)
+            if {"records", "snapshot"} & set(cases):
+                took = prepare_kept(source, where, projects, venv_bin)
+                if took is not None:
+                    print(f"prepare {name} (records and snapshot written): {took:.1f} s",
+                          flush=True)
         for rep in range(options.reps):
-            for case in cases:
-                result = run_case(case, rep, source, work, projects)
-                print(json.dumps(result), flush=True)
-                results.append(result)
+            # (A B B A: neither daemon always runs first)
+            for name, venv_bin, where in daemons if rep % 2 == 0 else daemons[::-1]:
+                for case in cases:
+                    result = run_case(case, rep, source, where, projects, venv_bin)
+                    result["source"] = name
+                    print(json.dumps(result), flush=True)
+                    results.append(result)
     finally:
         if not options.keep:
-            shutil.rmtree(work, ignore_errors=True)
+            for _, _, where in daemons:
+                shutil.rmtree(where, ignore_errors=True)
     print(table(results, files))
 
 

@@ -8,6 +8,7 @@ import json
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.core.index import Index
+from pypid.core.later_projects import LaterRecords
 from pypid.core.project import Project
 from pypid.core.render import HTML, JSON
 from pypid.core.version_order import latest_per_project, version_key
@@ -264,6 +265,21 @@ class SameDistributionTests(SynchronousTestCase):
                          "demo_pkg-1.0-py3-none-any.whl")
         self.assertEqual(index.same_distribution("Gone-1.0.0.tar.gz"), "gone-1.0.tar.gz")
 
+    def test_deleted_set_made_at_the_first(self):
+        """
+        Projects without a deleted file share one empty set of them; the
+        first buried gives its project a set of its own, which the others
+        do not see.
+        """
+        index = Index(lambda r: r.filename)
+        index.load([make_record("demo-pkg"), make_record("other")])
+        demo, other = index.project("demo-pkg"), index.project("other")
+        self.assertIs(demo.deleted, other.deleted)
+        index.remove("demo_pkg-1.0-py3-none-any.whl")
+        self.assertEqual((demo.deleted, other.deleted),
+                         ({"demo_pkg-1.0-py3-none-any.whl"}, set()))
+        self.assertTrue(demo.claimed)
+
     def test_serial_continues(self):
         """Loading with a saved serial continues counting from it."""
         index = Index(lambda r: r.filename)
@@ -320,7 +336,7 @@ class LoadLaterTests(SynchronousTestCase):
         def source():
             self.made.append(name)
             return list(records if gives is None else gives)
-        return name, display, [r.filename for r in records], source
+        return LaterRecords(name, display, len(records), source)
 
     def test_listed_and_counted(self):
         """Every project is listed and every file counted before a record is made."""
@@ -427,7 +443,7 @@ class LoadLaterTests(SynchronousTestCase):
 
         def broken():
             raise RuntimeError("disk on fire")
-        index.load([], later=[("spam", "Spam", ["spam-0.1.tar.gz"], broken)])
+        index.load([], later=[LaterRecords("spam", "Spam", 1, broken)])
         self.assertRaises(RuntimeError, index.get_file, "spam-0.1.tar.gz", "spam")
         self.assertEqual((index.later.names(), len(index)), ([], 0))
         self.assertEqual(index.project("spam").files, {})

@@ -6,7 +6,7 @@ L{ProjectStatuses}, L{PromotedFiles} and L{LaterProjects}, each on its own
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.core.later_projects import LaterProjects
+from pypid.core.later_projects import LaterProjects, LaterRecords
 from pypid.core.project import Project
 from pypid.core.project_status import ProjectStatus
 from pypid.core.project_statuses import ProjectStatuses
@@ -126,7 +126,8 @@ class LaterProjectsTests(SynchronousTestCase):
         self.later = LaterProjects(take, self.files.get)
         self.grail = [make_record("holy-grail", "1.0"), make_record("holy-grail", "2.0")]
         self.project = Project("holy-grail", "Holy.Grail")
-        self.later.defer(self.project, 2, lambda: self.grail)
+        self.later.defer(self.project, LaterRecords("holy-grail", "Holy.Grail", 2,
+                                                    lambda: self.grail))
 
     def test_waiting(self):
         """A project deferred waits, counted with its files, until its files are asked for."""
@@ -154,9 +155,18 @@ class LaterProjectsTests(SynchronousTestCase):
         def fail():
             raise OSError("gone")
         project = Project("spam", "spam")
-        self.later.defer(project, 1, fail)
+        self.later.defer(project, LaterRecords("spam", "spam", 1, fail))
         self.assertRaises(OSError, lambda: project.files)
         self.assertEqual((self.later.names(), self.later.file_count), (["holy-grail"], 2))
+
+    def test_project_no_longer_waited_for(self):
+        """
+        A project the table forgot (the index loaded anew) asked for its
+        files gets none: its source's records do not reach the index.
+        """
+        self.later.clear()
+        self.assertEqual(self.project.files, {})
+        self.assertEqual((self.taken, self.files), ([], {}))
 
     def test_clear(self):
         """L{LaterProjects.clear} forgets every waiting project."""

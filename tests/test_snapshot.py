@@ -14,6 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
 from pypid.core.index import Index
+from pypid.core.later_projects import LaterRecords
 from pypid.core.model import FileRecord
 from pypid.core.promotion import Promotion
 from pypid.state import writer as snapshot_writer
@@ -281,33 +282,88 @@ class LaterTests(SynchronousTestCase):
 
     def made(self, snap):
         """Every record the snapshot's C{later} entries make, by filename."""
-        return {r.filename: r for entry in snap.later for r in entry[3]()}
+        return {r.filename: r for entry in snap.later for r in entry()}
+
+    def written(self, data=None):
+        """The path of a snapshot file holding C{data} (the setUp's by default)."""
+        path = os.path.join(os.path.abspath(self.mktemp()), "index.json")
+        write(path, self.data if data is None else data)
+        return path
 
     def test_same_records(self):
         """The sources make the records a whole read makes; nothing else is read now."""
         snap = decode(self.data, later=True)
         self.assertEqual(snap.records, {})
-        self.assertEqual([entry[:3] for entry in snap.later], [
-            ("holy-grail", "Holy.Grail", [self.records[0].filename, self.records[1].filename]),
-            ("spam", "Spam", ["spam-0.1.tar.gz"])])
+        self.assertEqual([(entry.name, entry.display_name, entry.count) for entry in snap.later],
+                         [("holy-grail", "Holy.Grail", 2), ("spam", "Spam", 1)])
         self.assertEqual((snap.tombstones, snap.serial, snap.saved_at),
                          (("gone-1.0.tar.gz",), 4, 5.0))
         self.assertEqual(self.made(snap), decode(self.data).records)
 
     def test_read(self):
         """L{read} takes it too, from a file."""
-        path = os.path.join(os.path.abspath(self.mktemp()), "index.json")
-        write(path, self.data)
-        self.assertEqual(self.made(read(path, later=True)), decode(self.data).records)
+        self.assertEqual(self.made(read(self.written(), later=True)), decode(self.data).records)
+
+    def test_lines_read_again_from_the_file(self):
+        """
+        The lines are not kept: each is read again from the file as it was
+        read, when its records are made; a save since (another file renamed
+        over it) changes nothing of them.
+        """
+        path = self.written()
+        snap = read(path, later=True)
+        write(path, encode([make_record("9.0")], [], 6.0))
+        self.assertEqual(self.made(snap), decode(self.data).records)
+
+    def test_file_changed_in_place(self):
+        """
+        A line that no longer reads as it did at the start (the file
+        written over in place since) gives no records, said in a warning,
+        and its project is noted as damaged; the others are read as they are.
+        """
+        path = self.written()
+        snap = read(path, later=True)
+        with open(path, "r+b") as f:
+            data = f.read()
+            f.seek(data.index(b"Holy.Grail"))
+            f.write(b"Holy-Grail")
+        with capturedLogs() as events:
+            self.assertEqual(snap.later[0](), [])
+        self.assertIn("holy-grail", " ".join(str(e.get("project")) for e in events))
+        self.assertEqual(snap.damaged, ["holy-grail"])
+        self.assertEqual(len(snap.later[1]()), 1)
+
+    def test_file_closed_after_the_last_line(self):
+        """
+        The file stays open until the last project's line was read again,
+        then is closed; at once when no project waits, or the read fails.
+        """
+        open_files = len(os.listdir("/proc/self/fd"))
+        snap = read(self.written(), later=True)
+        self.assertEqual(len(os.listdir("/proc/self/fd")), open_files + 1)
+        snap.later[0]()
+        self.assertEqual(len(os.listdir("/proc/self/fd")), open_files + 1)
+        snap.later[1]()
+        self.assertEqual(len(os.listdir("/proc/self/fd")), open_files)
+        self.assertEqual(read(self.written(encode([], [], 5.0)), later=True).later, ())
+        cut = b"".join(self.data.splitlines(keepends=True)[:-1])
+        self.assertRaises(SnapshotError, read, self.written(cut), later=True)
+        self.assertEqual(len(os.listdir("/proc/self/fd")), open_files)
+
+    def test_made_once(self):
+        """A project's records are made once: its source called again is a mistake, said."""
+        snap = decode(self.data, later=True)
+        snap.later[1]()
+        self.assertRaises(RuntimeError, snap.later[1])
 
     def test_damaged_line_gives_none(self):
         """A line whose other columns are damaged gives no records, said in a warning."""
         data = self.data.replace(b'"' + b"a" * 64 + b'"', b'"zz"', 1)
         snap = decode(data, later=True)
         with capturedLogs() as events:
-            self.assertEqual(snap.later[0][3](), [])
+            self.assertEqual(snap.later[0](), [])
         self.assertIn("holy-grail", " ".join(str(e.get("project")) for e in events))
-        self.assertEqual(len(snap.later[1][3]()), 1)
+        self.assertEqual(len(snap.later[1]()), 1)
         self.assertRaises(SnapshotError, decode, data)
 
     def test_other_layout(self):
@@ -327,15 +383,8 @@ class LaterTests(SynchronousTestCase):
         odd = self.records[2].replace(filename="spam-0.1].tar.gz", path="spam-0.1].tar.gz")
         data = encode([odd], [], 5.0)
         snap = decode(data, later=True)
-        self.assertEqual(snap.later[0][2], ["spam-0.1].tar.gz"])
+        self.assertEqual(snap.later[0].count, 1)
         self.assertEqual(self.made(snap), {odd.filename: odd})
-
-    def test_filenames_changed(self):
-        """A line whose whole parse names other files than its quick read gives none."""
-        snap = decode(self.data, later=True)
-        snap.later[0][2].append("holy_grail-9.0-py3-none-any.whl")
-        with capturedLogs():
-            self.assertEqual(snap.later[0][3](), [])
 
     def test_cut_short(self):
         """A snapshot whose last line is missing is refused, read later or not."""
@@ -439,8 +488,8 @@ class SnapshotWriterTests(SynchronousTestCase):
         """
         writer = self.writer()
         record = make_record()
-        self.index.load([], later=[("holy-grail", "Holy.Grail", [record.filename],
-                                    lambda: [record])])
+        self.index.load([], later=[LaterRecords("holy-grail", "Holy.Grail", 1,
+                                                lambda: [record])])
         self.successResultOf(writer.save_if_changed())
         self.assertFalse(os.path.exists(self.path))
         self.successResultOf(writer.save_if_changed(final=True))

@@ -266,10 +266,10 @@ class Index:
 
         @param serial: the serial the content had when saved; the index goes
             on counting from there, so C{last_serial} never goes back.
-        @param later: projects whose records are made when first asked for:
-            C{(name, display_name, filenames, source)} each, where
-            C{source()} gives the records of those filenames (one that it
-            does not give is forgotten then, as storage may still have it).
+        @param later: projects whose records are made when first asked for
+            (L{LaterProject}s: each named and counted, and called for its
+            records, of which a file that it does not give is forgotten
+            then, as storage may still have it).
         @param promotions: how the promoted files among them came, as the
             snapshot or a scan of storage tells it (L{take_promotions} takes
             them later otherwise); their records are shared with their
@@ -286,15 +286,16 @@ class Index:
             self._tombstone(filename)
         projects = self._projects
         _fill(records, projects, self._files, self._binned)
-        for name, display, filenames, source in later:
+        for source in later:
+            name = source.name
             project = projects.get(name)
             if project is None:
-                project = projects[name] = Project(name, display)
+                project = projects[name] = Project(name, source.display_name)
             elif project.made or not project.loaded:
                 raise ValueError(f"project {name!r} given twice")
             else:
-                project.display_name = display  # (made for a tombstone of it)
-            self.later.defer(project, len(filenames), source)
+                project.display_name = source.display_name  # (made for a tombstone of it)
+            self.later.defer(project, source)
         self._rendered.listing_changed()
         self.serial = max(self.serial, serial) + 1
 
