@@ -8,7 +8,8 @@ nginx serving the same files statically.
 Measured as C{../shared/bench/} measures pages: the corpus of that bench
 (2,000 projects x 5 versions), the server pinned to CPU 0, wrk on CPU 1
 (C{-t1 -c32}, 2 s of warm-up discarded, the server left to go idle before
-each run), the server's CPU time (utime + stime of its process tree)
+each run, and once it has described the corpus after its start), the
+server's CPU time (utime + stime of its process tree)
 divided by the requests wrk made. The servers take turns in alternating
 order (ABBA), each round on a fresh hard-linked copy of the corpus.
 
@@ -50,7 +51,7 @@ import time
 sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from tests.bench_index_daemon import WRK_REPORT  # noqa: E402
-from tests.bench_install import Nginx, PlainPypid, descendants, write_static_tree  # noqa: E402
+from tests.bench_install import Nginx, PlainPypid, tree_cpu, write_static_tree  # noqa: E402
 from tests.e2e import http  # noqa: E402
 from tests.osv_records import CRITICAL, osv_record, write_folder  # noqa: E402
 from tests.tlsca import TestCA  # noqa: E402
@@ -60,7 +61,6 @@ ADMIN_HASH = ("$argon2id$v=19$m=19456,t=2,p=1$WTIMj0BMY+mnU/ikHiBajg$"
               "bWa5ijJvMT2D0Rd9VhsiOJEo4MXvbq99ylMwSQ2r1Bo")
 STATUSES = ("archived", "deprecated", "quarantined", "archived", "deprecated")
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
-TICK = os.sysconf("SC_CLK_TCK")
 
 
 def project(i):
@@ -113,24 +113,12 @@ def baseline_config(venv, daemon):
     return re.sub(r"^path = .*$", f"path = {daemon.storage}", text, count=1, flags=re.M)
 
 
-def tree_ticks(pid):
-    total = 0
-    for p in [pid, *descendants(pid)]:
-        try:
-            with open(f"/proc/{p}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total
-
-
 def wait_idle(pid, quiet=0.5, timeout=60.0):
     deadline = time.monotonic() + timeout
-    last = tree_ticks(pid)
+    last = tree_cpu(pid)
     while time.monotonic() < deadline:
         time.sleep(quiet)
-        now = tree_ticks(pid)
+        now = tree_cpu(pid)
         if now == last:
             return
         last = now
@@ -170,8 +158,11 @@ def start_pypid(kind, args, corpus, work, n):
         text = features_config(daemon, osv)
     with open(daemon.config_path, "w") as f:
         f.write(text)
-    # (with advisories that deny, /health answers 200 once they are in force)
+    # (with advisories that deny, /health answers 200 once they are in force;
+    # a corpus copy has no records yet: they are made in the background,
+    # and measured only once done)
     daemon.start(timeout=300)
+    wait_idle(daemon.pid, quiet=1.0, timeout=900)
     if kind == "pypid":
         for i, status in zip([i for i in range(n) if i != n // 2][1::97], STATUSES,
                              strict=False):
@@ -238,11 +229,11 @@ def main():
                         wait_idle(pid)
                         wrk(url, script, "2s", accepts[route])
                         wait_idle(pid)
-                        before = tree_ticks(pid)
+                        before = tree_cpu(pid)
                         report = wrk(url, script, args.duration, accepts[route])
-                        ticks = tree_ticks(pid) - before
+                        seconds = tree_cpu(pid) - before
                         rps = report["requests"] / (report["duration_us"] / 1e6)
-                        cpu_us = ticks * 1e6 / TICK / max(report["requests"], 1)
+                        cpu_us = seconds * 1e6 / max(report["requests"], 1)
                         results.append({"round": r, "server": kind, "route": route,
                                         "rps": rps, "cpu_us": cpu_us})
                         print(f"round {r} {kind:8} {route:5} {rps:9.0f} req/s "

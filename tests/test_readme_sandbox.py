@@ -75,6 +75,22 @@ def hanging_on(frozen):
         "c.main()\n")
 
 
+def assert_rendered_in_threads(case, sandbox, count=8):
+    """Renders in C{count} threads at once each get their own answer."""
+    texts = [f"# Title {i}\n\nbody {i}\n" for i in range(count)]
+    results = {}
+
+    def render(i):
+        results[i] = sandbox.render(texts[i], "text/markdown")
+    threads = [threading.Thread(target=render, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i, text in enumerate(texts):
+        case.assertEqual(results[i], render_description(text, "text/markdown"))
+
+
 class SandboxTests(SynchronousTestCase):
     """A sandbox of real children."""
 
@@ -192,18 +208,7 @@ class SandboxTests(SynchronousTestCase):
     def test_concurrent(self):
         """Renders in several threads each get their own answer."""
         sandbox = self.sandbox(children=2)
-        texts = [f"# Title {i}\n\nbody {i}\n" for i in range(8)]
-        results = {}
-
-        def render(i):
-            results[i] = sandbox.render(texts[i], "text/markdown")
-        threads = [threading.Thread(target=render, args=(i,)) for i in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        for i, text in enumerate(texts):
-            self.assertEqual(results[i], render_description(text, "text/markdown"))
+        assert_rendered_in_threads(self, sandbox)
 
     def test_child_dies(self):
         """A child that dies while rendering costs that render its markup, not the next."""
@@ -339,18 +344,7 @@ class FewSmallChildrenTests(SynchronousTestCase):
         started = []
         sandbox = self.sandbox(children=2, spare_after=GENEROUS,
                                command=counting(child_command, started))
-        texts = [f"# Title {i}\n\nbody {i}\n" for i in range(8)]
-        results = {}
-
-        def render(i):
-            results[i] = sandbox.render(texts[i], "text/markdown")
-        threads = [threading.Thread(target=render, args=(i,)) for i in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        for i, text in enumerate(texts):
-            self.assertEqual(results[i], render_description(text, "text/markdown"))
+        assert_rendered_in_threads(self, sandbox)
         self.assertEqual(len(started), 1)
 
     def test_spare_child_when_busy(self):
