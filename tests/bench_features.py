@@ -230,10 +230,10 @@ def main():
                         wrk(url, script, "2s", accepts[route])
                         wait_idle(pid)
                         before = tree_cpu(pid)
-                        report = wrk(url, script, args.duration, accepts[route])
+                        answered = wrk(url, script, args.duration, accepts[route])
                         seconds = tree_cpu(pid) - before
-                        rps = report["requests"] / (report["duration_us"] / 1e6)
-                        cpu_us = seconds * 1e6 / max(report["requests"], 1)
+                        rps = answered["requests"] / (answered["duration_us"] / 1e6)
+                        cpu_us = seconds * 1e6 / max(answered["requests"], 1)
                         results.append({"round": r, "server": kind, "route": route,
                                         "rps": rps, "cpu_us": cpu_us})
                         print(f"round {r} {kind:8} {route:5} {rps:9.0f} req/s "
@@ -245,13 +245,14 @@ def main():
         if nginx is not None:
             nginx.stop()
         shutil.rmtree(work, ignore_errors=True)
-    report(results, routes)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)
+    report(results, routes)
 
 
 def report(results, routes):
+    """The table: CPU per request against the baseline, rate against nginx, by route."""
     def of(kind, route, key):
         return {x["round"]: x[key] for x in results if x["server"] == kind and x["route"] == route}
 

