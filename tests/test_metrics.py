@@ -19,6 +19,7 @@ from pypid.auth.policy import AccessModel
 from pypid.config import ConfigError, load_config
 from pypid.config.metrics_settings import MetricsConfig, address_allowed, parse_networks
 from pypid.core.distribution import inspect
+from pypid.core.later_projects import LaterRecords
 from pypid.core.metrics import (
     ROUTES,
     Histogram,
@@ -247,8 +248,8 @@ class MetricsPageTests(_ServerMixin, SynchronousTestCase):
         def source():
             made.append(True)
             return records
-        self.index.load([], later=[("holy-grail", "Holy-Grail", [r.filename for r in records],
-                                    source)])
+        self.index.load([], later=[LaterRecords("holy-grail", "Holy-Grail", len(records),
+                                                source)])
         found = self.scrape()
         self.assertEqual((found["pypid_index_files", ()], found["pypid_index_projects", ()]),
                          (1, 1))
