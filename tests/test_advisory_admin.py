@@ -105,6 +105,8 @@ class AdvisoryCheckTests(_ServerMixin, SynchronousTestCase):
                                                   "aliases": ["CVE-2026-0002"],
                                                   "severity": "high", "summary": "runs input"}])
         self.assertEqual(reports["prod"]["releases"], [])
+        self.assertEqual(reports["prod"]["stricter_bases"], [{"index": "default", "mode": "hide"}])
+        self.assertEqual(reports["default"]["stricter_bases"], [])
 
     def test_dry_run(self):
         """
@@ -115,6 +117,7 @@ class AdvisoryCheckTests(_ServerMixin, SynchronousTestCase):
         self.assertEqual(answer["dry_run"], "deny")
         [report] = answer["indexes"]
         self.assertEqual(report["index"], "prod")
+        self.assertEqual(report["stricter_bases"], [], "a dry run puts every index in one mode")
         self.assertEqual([(r["project"], r["version"], r["action"]) for r in report["releases"]],
                          [("widget", "2.0", "deny")])
 
@@ -145,6 +148,8 @@ class AdvisoryCheckTests(_ServerMixin, SynchronousTestCase):
             "default: widget 2.0 hidden: GHSA-wdgt-0000-0002 (high) runs input",
             "default: 1 release hidden",
             "prod: advisories are off (try --as deny for a dry run)",
+            "prod: serves default's releases by its own mode (off), though default is in"
+            " hide: set prod's own advisories key to act on them",
         ])
 
 

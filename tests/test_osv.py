@@ -9,7 +9,14 @@ import json
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.core.osv import read_records, severity_of
+from pypid.core.osv import (
+    MAX_AFFECTED,
+    MAX_EVENTS,
+    MAX_RANGES,
+    MAX_VERSIONS,
+    read_records,
+    severity_of,
+)
 from tests.osv_records import CRITICAL, LOW, osv_record
 
 
@@ -142,6 +149,53 @@ class BadRecordTests(SynchronousTestCase):
         [advisory] = _db(record).db.affecting("widget", "1")
         self.assertEqual((len(advisory.summary), len(advisory.details)), (300, 2000))
         self.assertIsNone(advisory.link)
+
+
+class TooLongTests(SynchronousTestCase):
+    """
+    A list that decides what is affected is never read in part (issue 45):
+    a record past a bound is refused whole, named, and counted, so the
+    load's warning says which record was left out.
+    """
+
+    def refused(self, record):
+        result = _db(osv_record("PYSEC-9", "other", versions=["1"]), record)
+        self.assertEqual(len(result.db), 1, "only the good record is read")
+        [(reason, count)] = result.skipped.items()
+        self.assertEqual(count, 1)
+        self.assertTrue(reason.startswith(record["id"] + ": more than "), reason)
+        self.assertIn(reason, result.summary())
+        return reason
+
+    def test_events(self):
+        """An C{introduced} past the thousandth event is not dropped: the record is refused."""
+        events = [{"introduced": f"0.{i}"} for i in range(MAX_EVENTS)] + [{"introduced": "9"}]
+        record = osv_record("PYSEC-1", "widget", events=events)
+        self.assertIn("events in a range", self.refused(record))
+
+    def test_versions(self):
+        """A version past the bound of a list is not dropped."""
+        versions = [f"0.{i}" for i in range(MAX_VERSIONS)] + ["9"]
+        record = osv_record("PYSEC-1", "widget", versions=versions)
+        self.assertIn("versions in an affected entry", self.refused(record))
+
+    def test_affected(self):
+        """A package past the bound of affected entries is not dropped."""
+        record = osv_record("PYSEC-1", "widget", versions=["1"])
+        record["affected"] = record["affected"] * (MAX_AFFECTED + 1)
+        self.assertIn("affected entries", self.refused(record))
+
+    def test_ranges(self):
+        """A range past the bound of an entry's ranges is not dropped."""
+        record = osv_record("PYSEC-1", "widget", events=[{"introduced": "1"}])
+        record["affected"][0]["ranges"] *= MAX_RANGES + 1
+        self.assertIn("ranges in an affected entry", self.refused(record))
+
+    def test_at_the_bound(self):
+        """A list at its bound is read whole; its last item counts."""
+        versions = [f"0.{i}" for i in range(MAX_VERSIONS - 1)] + ["9"]
+        db = _db(osv_record("PYSEC-1", "widget", versions=versions)).db
+        self.assertTrue(db.affecting("widget", "9"))
 
 
 class AffectedSeverityTests(SynchronousTestCase):

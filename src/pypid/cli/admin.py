@@ -223,7 +223,8 @@ def _advisories(server: Server, options: argparse.Namespace, out: TextIO) -> Non
     """
     C{advisories check}: one line a release an index acts on (C{index:
     project version action: ID (severity) summary; ...}), then a line a
-    index saying how many.
+    index saying how many, and one for each of its bases in a stricter
+    mode (whose mode does not reach it).
     """
     query = {key: value for key, value in (("index", options.index), ("mode", options.mode))
              if value}
@@ -247,6 +248,12 @@ def _advisories(server: Server, options: argparse.Namespace, out: TextIO) -> Non
             dry = " (dry run)" if answer.get("dry_run") else ""
             out.write(f"{report['index']}: {count} release{'s' if count != 1 else ''} "
                       f"{_ACTIONS.get(mode, mode)}{dry}\n")
+        for base in report.get("stricter_bases", ()):
+            # (a base's mode does not reach the indexes built on it: say so
+            # where an operator would read it as if it did)
+            out.write(f"{report['index']}: serves {base['index']}'s releases by its own mode "
+                      f"({mode}), though {base['index']} is in {base['mode']}: set "
+                      f"{report['index']}'s own advisories key to act on them\n")
 
 
 def _usage(server: Server, options: argparse.Namespace, out: TextIO) -> None:

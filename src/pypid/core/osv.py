@@ -71,9 +71,18 @@ MAX_SUMMARY = 300
 MAX_DETAILS = 2000
 MAX_LINK = 500
 
-#: The most aliases, affected entries, events and versions read of one record.
+#: The most aliases read of one record (those past it are left out: an
+#: alias only merges records, it allows nothing).
 MAX_ALIASES = 50
+
+#: The most affected entries, ranges of an entry, events of a range and
+#: versions of an entry that one record may have. These are never cut:
+#: a record past one is refused whole and named in the load's warning
+#: (issue 45: a range or a version past a cut was dropped and its release
+#: allowed, with no word). No record of the PyPI export comes near them;
+#: a record that does is broken or hostile, and the operator is told.
 MAX_AFFECTED = 200
+MAX_RANGES = 50
 MAX_EVENTS = 1000
 MAX_VERSIONS = 20000
 
@@ -146,11 +155,31 @@ def _text(value: object, limit: int) -> str:
 
 
 def _list(value: object, what: str, limit: int) -> list[Any]:
+    """The first C{limit} items of a list that only informs (aliases, links, scores)."""
     if value is None:
         return []
     if not isinstance(value, list):
         raise BadRecord(f"{what} is not a list")
     return value[:limit]
+
+
+class TooLong(BadRecord):
+    """
+    A list that decides what is affected is longer than its bound: the
+    record is refused, with its id, rather than read in part (a part would
+    allow what the rest affects).
+    """
+
+
+def _whole(value: object, field: str, limit: int, what: str) -> list[Any]:
+    """The list C{field}, which decides what is affected, whole (C{what}: its items)."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise BadRecord(f"{field} is not a list")
+    if len(value) > limit:
+        raise TooLong(f"more than {limit} {what}")
+    return value
 
 
 @functools.lru_cache(maxsize=1 << 14)
@@ -269,16 +298,19 @@ def _affected(entries: list[Any], result: ReadResult) -> tuple[tuple[Affected, .
         if not isinstance(name, str) or not name.strip() or len(name) > 200:
             raise BadRecord("an affected package has no name")
         spans: list[Span] = []
-        for range_ in _list(entry.get("ranges"), "ranges", 50):
+        for range_ in _whole(entry.get("ranges"), "ranges", MAX_RANGES,
+                             "ranges in an affected entry"):
             if not isinstance(range_, dict):
                 raise BadRecord("a range is not an object")
             if range_.get("type") != "ECOSYSTEM":
                 continue
-            more, ends = _spans(_list(range_.get("events"), "events", MAX_EVENTS), result)
+            more, ends = _spans(_whole(range_.get("events"), "events", MAX_EVENTS,
+                                              "events in a range"), result)
             spans += more
             fixed += ends
         versions = frozenset(release_key(v) for v in
-                             _list(entry.get("versions"), "versions", MAX_VERSIONS)
+                             _whole(entry.get("versions"), "versions", MAX_VERSIONS,
+                                    "versions in an affected entry")
                              if isinstance(v, str) and len(v) <= 100)
         if spans or versions:
             found.append(Affected(normalize(name.strip()), tuple(spans), versions))
@@ -313,8 +345,13 @@ def parse_record(data: object, result: ReadResult) -> _Record | None:
     if data.get("withdrawn"):
         result.withdrawn += 1
         return None
-    entries = _list(data.get("affected"), "affected", MAX_AFFECTED)
-    affected, fixed = _affected(entries, result)
+    try:
+        entries = _whole(data.get("affected"), "affected", MAX_AFFECTED, "affected entries")
+        affected, fixed = _affected(entries, result)
+    except TooLong as e:
+        # (named: the operator can find the record, and one such record
+        # is one warning line of its own)
+        raise TooLong(f"{ident}: {e}") from None
     if not affected:
         return None
     aliases = tuple(a for a in _list(data.get("aliases"), "aliases", MAX_ALIASES)

@@ -482,6 +482,17 @@ class IndexRegistry:
             return None
         return stack.index, usage
 
+    def hosted_sources(self, name: str) -> tuple[str, ...]:
+        """
+        The hosted indexes index C{name} lists the projects of (its bases,
+        transitively), itself left out: whose advisories keys do not
+        reach it (C{advisories check} says so where one is stricter).
+        """
+        view = self.views.get(name)
+        order = view.order if view is not None else ()
+        return tuple(source.name for source in order
+                     if source.hosted is not None and source.name != name)
+
     def releases_of(self, name: str) -> Callable[[str], set[str]]:
         """
         C{releases(project)}: the versions of the normalized C{project}

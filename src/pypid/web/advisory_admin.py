@@ -20,7 +20,7 @@ index would do in that mode, its severity and waivers kept.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import attrs
@@ -56,12 +56,31 @@ class AdvisedIndexes(Protocol):
     def releases_of(self, name: str) -> Callable[[str], set[str]]:
         """C{releases(project)}: the versions of a project index C{name} knows."""
 
+    def hosted_sources(self, name: str) -> Sequence[str]:
+        """The hosted indexes whose projects index C{name} lists, itself left out."""
+
 
 def verdict_json(project: str, version: str, verdict: Verdict) -> dict[str, Any]:
     """One release an index acts on, as the answer lists it."""
     return {"project": project, "version": version, "action": verdict.action,
             "advisories": [{"id": a.id, "aliases": list(a.aliases), "severity": a.severity,
                             "summary": a.summary or None} for a in verdict.advisories]}
+
+
+def stricter_sources(name: str, policies: Mapping[str, AdvisoryPolicy],
+                     sources: Sequence[str]) -> list[dict[str, str]]:
+    """
+    The hosted C{sources} of index C{name} whose own mode is stricter than
+    its own (C{deny} over C{hide} over C{warn} over C{off}): each index
+    acts by its own C{advisories} key, so what such a base denies or hides
+    at its own URLs, index C{name} serves as its own mode says (issue 45:
+    an operator reads this as the base's mode reaching every index built
+    on it; it does not, by design).
+    """
+    mode = policies[name].rules.mode
+    return [{"index": source, "mode": policies[source].rules.mode} for source in sources
+            if source in policies
+            and MODES.index(policies[source].rules.mode) > MODES.index(mode)]
 
 
 def index_report(name: str, policy: AdvisoryPolicy, releases: Callable[[str], set[str]],
@@ -114,8 +133,10 @@ class AdvisoryAdmin:
                 continue
             if mode is not None:
                 policy = AdvisoryPolicy(attrs.evolve(policy.rules, mode=mode), board)
-            reports.append(index_report(name, policy, self._indexes.releases_of(name),
-                                        projects))
+            report = index_report(name, policy, self._indexes.releases_of(name), projects)
+            report["stricter_bases"] = [] if mode is not None else stricter_sources(
+                name, policies, self._indexes.hosted_sources(name))
+            reports.append(report)
         db = board.db
         return send_json(request, {
             "database": {"advisories": len(db), "projects": len(projects),
