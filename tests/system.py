@@ -25,8 +25,12 @@ _failed = {}
 
 
 def _apt(*argv):
+    # (another process may hold dpkg's lock: trial's other worker (-j 2)
+    # installing what its test needs, or another checkout's tests: wait
+    # for it rather than fail, as apt-get's own option lets us)
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    return subprocess.run(["apt-get", *argv], env=env, stdin=subprocess.DEVNULL,
+    return subprocess.run(["apt-get", "-o", f"DPkg::Lock::Timeout={APT_TIMEOUT}", *argv],
+                          env=env, stdin=subprocess.DEVNULL,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           timeout=APT_TIMEOUT, check=False)
 
