@@ -518,8 +518,12 @@ class DeniedInTargetTests(_DeniedCase):
                          {"allow_denied: denied by release (GHSA-wdgt-0000-0012)"})
 
     def test_hidden_not_denied(self):
-        """An index that only hides the release does not stop its promotion."""
+        """
+        An index that only hides the release does not stop its promotion,
+        nor while the advisories are still read.
+        """
         self.area._registry.policies["release"].take_rules(AdvisoryRules.parse("hide"))
+        self.board.replace(AdvisoryDB.unread_yet())
         self.assertEqual(self.promote("bob")[0], 200)
 
 

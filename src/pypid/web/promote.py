@@ -84,6 +84,7 @@ from twisted.web.iweb import IRequest
 from pypid.auth.oidc import is_publisher
 from pypid.auth.verifier import Identity
 from pypid.core.access_rules import READ
+from pypid.core.advisories import DENY
 from pypid.core.http_errors import (
     BadRequest,
     Conflict,
@@ -345,7 +346,9 @@ class Promote:
         denied = []
         for name in dict.fromkeys((source, target)):
             policy = self._registry.policies.get(name)
-            verdict = policy.denied(project, version) if policy is not None else None
+            # (an index that only hides has nothing to say here, read or not)
+            verdict = (policy.denied(project, version)
+                       if policy is not None and policy.rules.mode == DENY else None)
             if verdict is not None:
                 denied.append((name, ", ".join(verdict.ids)))
         if not denied:
