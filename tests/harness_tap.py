@@ -1,10 +1,14 @@
 """
 L{pypid.tap.makeService} without threads: pools that start no thread and
 do the blocking work at once (L{fake_pools}), and the site a built service
-serves (L{site_of}); they were L{tests.test_tap}'s.
+serves (L{site_of}); they were L{tests.test_tap}'s. For a server that
+checks passwords: L{AtOncePool} and L{ThreadedReactor} (they were
+L{tests.test_advisory_admin}'s), with L{checking_pools}.
 """
 
 import attrs
+from twisted.internet.testing import MemoryReactorClock
+from twisted.python.failure import Failure
 
 from pypid.daemon.pools import ThreadPools
 from tests.fakes import run_now
@@ -28,6 +32,30 @@ class FakeThreadPool:
         """Say the pool is stopped."""
         self.started = False
         self.stops += 1
+
+
+class AtOncePool(FakeThreadPool):
+    """A hashing pool that checks a password at once, in the test's thread."""
+
+    def callInThreadWithCallback(self, on_result, f, *args, **kwargs):
+        try:
+            result = f(*args, **kwargs)
+        except BaseException:
+            on_result(False, Failure())
+        else:
+            on_result(True, result)
+
+
+class ThreadedReactor(MemoryReactorClock):
+    """A memory reactor whose threads are the test's own (a password check's answer)."""
+
+    def callFromThread(self, f, *args, **kwargs):
+        f(*args, **kwargs)
+
+
+def checking_pools():
+    """L{fake_pools} whose hashing pool checks passwords at once (with a L{ThreadedReactor})."""
+    return ThreadPools(FakeThreadPool(name="io"), AtOncePool(name="hash"), run_now)
 
 
 def site_of(service):

@@ -23,8 +23,10 @@ C{[metrics]} section, C{GET /metrics}).
 """
 
 import base64
+import json
 import os
 import re
+import time
 from urllib.parse import quote
 
 import bcrypt
@@ -38,6 +40,7 @@ from pypid.auth.tokens import TokenBook
 from pypid.auth.verifier import PasswordVerifier
 from pypid.config.metrics_settings import DEFAULT_ALLOW, MetricsConfig, parse_networks
 from pypid.core.access_rules import parse_rule
+from pypid.core.advisories import Advisory, AdvisoryDB, Affected, release_key
 from pypid.core.credential_syntax import parse_htpasswd
 from pypid.core.index import Index
 from pypid.core.render import file_url_for
@@ -48,6 +51,7 @@ from pypid.state.recycle_bin import RecycleBin
 from pypid.state.usage_log import UsageLog
 from pypid.storage.locks import KeyedLock
 from pypid.storage.memory import MemoryStorage
+from pypid.tap import build_service
 from pypid.web.access import Access
 from pypid.web.app import build_web
 from tests.distributions import make_wheel
@@ -59,9 +63,11 @@ from tests.fakes import (
     run_now,
     site_treq,
     twine_fields,
+    write_file,
 )
 from tests.harness_access_table import IDENTITIES, ROWS, TABLE, filename_of, read_table
-from tests.harness_indexes import Server, Stack, same
+from tests.harness_indexes import Server, Stack, _ServerMixin, same
+from tests.harness_tap import ThreadedReactor, checking_pools
 
 ORIGIN = "http://pypi.test"
 PASSWORD = "correct horse"
@@ -654,4 +660,165 @@ POST   /{i}/api/projects/{p}/status     secret  holy-grail | 401 404 403 400 401
 POST   /{i}/api/projects/{p}/status     vault   holy-grail | 401 404 405 405 401 404 404 | 401 404 405 405 401 404 404
 POST   /{i}/api/projects/{p}/status     team    holy-grail | 401 404 403 400 401 404 404 | 401 404 403 400 401 404 404
 POST   /{i}/api/projects/{p}/status     nosuch  holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
+"""
+
+
+#: the identities of L{PROMOTE_TABLE}, in the order of its columns:
+#: anonymous; alice, a plain uploader (the indexes' upload grant,
+#: C{authenticated}); carol, the owner of C{carols-*} (C{[acl] carols-* =
+#: user:carol rw, everyone r}); an admin
+PROMOTE_IDENTITIES = ("anon", "alice", "carol", "admin")
+
+#: the release each identity promotes in a row (its own, so that one cell
+#: does not answer for another's promotion); every file is hosted in the
+#: default index and in staging (based on release), none in release (which
+#: holds 0.9 of each project)
+PROMOTE_VERSIONS = {"anon": "1.0", "alice": "1.1", "carol": "1.2", "admin": "1.3"}
+
+#: a scenario of L{PROMOTE_TABLE}: C{(from, statuses set by the admin as
+#: (index, status), advisory modes by index, allow_denied)}, promoting to
+#: C{release}; the advisory covers every release of both projects
+PROMOTE_SCENARIOS = {
+    "clean": ("staging", (), {}, False),
+    "quarantined-from": ("staging", (("staging", "quarantined"),), {}, False),
+    "archived-from": ("staging", (("staging", "archived"),), {}, False),
+    "deprecated-from": ("staging", (("staging", "deprecated"),), {}, False),
+    "quarantined-to": ("default", (("release", "quarantined"),), {}, False),
+    "archived-to": ("default", (("release", "archived"),), {}, False),
+    "denied-from": ("staging", (), {"staging": "deny"}, False),
+    "denied-from-allowed": ("staging", (), {"staging": "deny"}, True),
+    "denied-to": ("staging", (), {"release": "deny"}, False),
+    "denied-to-allowed": ("staging", (), {"release": "deny"}, True),
+}
+
+PROMOTE_PROJECTS = ("holy-grail", "carols-grail")
+
+
+class PromoteAccessTableTests(_ServerMixin, SynchronousTestCase):
+    """
+    Issue 45: C{POST /api/promote} of a release whose project is
+    quarantined or archived, or that advisories deny, by each identity
+    (L{PROMOTE_TABLE}), over the whole server in memory (L{build_service}),
+    and what an anonymous client downloads from C{release} afterwards.
+    """
+
+    def serve(self, modes):
+        """
+        A started server of the table's indexes, users, rule and files, in
+        a folder of its own, C{modes} its advisories.
+        """
+        self.folder = os.path.abspath(self.mktemp())
+        self.reactor = ThreadedReactor()
+        for project in PROMOTE_PROJECTS:
+            for version in PROMOTE_VERSIONS.values():
+                filename, data = make_wheel(project, version)
+                for folder in ("packages", os.path.join("packages", ".indexes", "staging")):
+                    write_file(os.path.join(self.folder, folder, filename), data)
+            # (release holds an earlier release: a status is set on a project there)
+            filename, data = make_wheel(project, "0.9")
+            write_file(os.path.join(self.folder, "packages", ".indexes", "release", filename),
+                       data)
+        users = "".join(f"{name} = {hash_password(PASSWORD, FAST)}\n"
+                        for name in ("alice", "carol", "root"))
+        text = ("[auth]\nadmins = root\n[users]\n" + users
+                + "[acl]\ncarols-* = user:carol rw, everyone r\n"
+                + "".join(f"[index:{name}]\n{bases}advisories = {modes.get(name, 'off')}\n"
+                          for name, bases in (("release", ""), ("staging", "bases = release\n"))))
+        self.reactor.advance(time.time() - self.reactor.seconds())
+        service = build_service(self.config(text), self.reactor, pools=checking_pools())
+        self.addCleanup(lambda: service.stopService() if service.running else None)
+        service.startService()
+        self.successResultOf(service.ready)
+        web = service.getServiceNamed("web")
+        web._indexes._registry.board.replace(AdvisoryDB.of([Advisory(
+            "GHSA-grai-0000-0001", severity="high", affected=tuple(
+                Affected(project, (), frozenset(map(release_key, PROMOTE_VERSIONS.values())))
+                for project in PROMOTE_PROJECTS))]))
+        self.client = site_treq(web.web.site)
+
+    def request(self, method, path, who=None, body=None):
+        headers = {"Content-Type": "application/json"}
+        if who not in (None, "anon"):
+            headers["Authorization"] = basic("root" if who == "admin" else who)
+        response = self.successResultOf(self.client.request(
+            method, ORIGIN + path, headers=headers, data=body, allow_redirects=False))
+        return response.code, self.successResultOf(response.content())
+
+    def row(self, scenario, project):
+        """C{(promotion codes, download codes)} of one row, each in L{PROMOTE_IDENTITIES} order."""
+        source, statuses, modes, allow_denied = PROMOTE_SCENARIOS[scenario]
+        self.serve(modes)
+        for index, status in statuses:
+            prefix = "" if index == "default" else f"/{index}"
+            code, body = self.request("POST", f"{prefix}/api/projects/{project}/status", "admin",
+                                      json.dumps({"status": status}))
+            self.assertEqual(code, 200, body)
+        promoted, downloads = [], []
+        for who in PROMOTE_IDENTITIES:
+            version = PROMOTE_VERSIONS[who]
+            asked = {"from": source, "to": "release", "project": project, "version": version}
+            if allow_denied:
+                asked["allow_denied"] = True
+            promoted.append(self.request("POST", "/api/promote", who, json.dumps(asked))[0])
+            filename = make_wheel(project, version)[0]
+            downloads.append(self.request("GET", f"/release/files/{project}/{filename}")[0])
+        return tuple(promoted), tuple(downloads)
+
+    def test_table(self):
+        """Every row of L{PROMOTE_TABLE} answers as it says, and every scenario has its rows."""
+        expected = read_promote_table(PROMOTE_TABLE)
+        self.assertEqual(set(expected), {(s, p) for s in PROMOTE_SCENARIOS
+                                         for p in PROMOTE_PROJECTS})
+        for (scenario, project), want in expected.items():
+            got = self.row(scenario, project)
+            self.assertEqual([dict(zip(PROMOTE_IDENTITIES, codes, strict=True)) for codes in got],
+                             [dict(zip(PROMOTE_IDENTITIES, codes, strict=True))
+                              for codes in want], f"{scenario} {project}")
+
+
+def read_promote_table(text):
+    """
+    L{PROMOTE_TABLE} as C{{(scenario, project): (promotion codes, download
+    codes)}}: a line C{SCENARIO PROJECT | codes | codes}.
+    """
+    table = {}
+    for line in text.strip().splitlines():
+        head, promoted, downloaded = line.split("|")
+        scenario, project = head.split()
+        table[(scenario, project)] = (tuple(int(c) for c in promoted.split()),
+                                      tuple(int(c) for c in downloaded.split()))
+    return table
+
+
+#: what each identity's promotion answers (columns in L{PROMOTE_IDENTITIES}
+#: order), then what an anonymous download of that identity's wheel from
+#: C{/release/files/} answers after it. Written from the rules of
+#: docs/http-api.rst ("Promotion"): credentials first (401), rights next
+#: (alice may not upload carols-grail: 403; C{allow_denied} is an admin's:
+#: 403), then the project's status (409: quarantined or archived in the
+#: source, or in the target, for everyone, the admin too; deprecated
+#: promotes), then the advisories (409 without C{allow_denied}; with it,
+#: the admin's promotion lands, and release still refuses its download
+#: when release itself denies: 403). Nothing refused is downloadable (404).
+PROMOTE_TABLE = """
+clean               holy-grail   | 401 200 200 200 | 404 200 200 200
+clean               carols-grail | 401 403 200 200 | 404 404 200 200
+quarantined-from    holy-grail   | 401 409 409 409 | 404 404 404 404
+quarantined-from    carols-grail | 401 403 409 409 | 404 404 404 404
+archived-from       holy-grail   | 401 409 409 409 | 404 404 404 404
+archived-from       carols-grail | 401 403 409 409 | 404 404 404 404
+deprecated-from     holy-grail   | 401 200 200 200 | 404 200 200 200
+deprecated-from     carols-grail | 401 403 200 200 | 404 404 200 200
+quarantined-to      holy-grail   | 401 409 409 409 | 404 404 404 404
+quarantined-to      carols-grail | 401 403 409 409 | 404 404 404 404
+archived-to         holy-grail   | 401 409 409 409 | 404 404 404 404
+archived-to         carols-grail | 401 403 409 409 | 404 404 404 404
+denied-from         holy-grail   | 401 409 409 409 | 404 404 404 404
+denied-from         carols-grail | 401 403 409 409 | 404 404 404 404
+denied-from-allowed holy-grail   | 401 403 403 200 | 404 404 404 200
+denied-from-allowed carols-grail | 401 403 403 200 | 404 404 404 200
+denied-to           holy-grail   | 401 409 409 409 | 404 404 404 404
+denied-to           carols-grail | 401 403 409 409 | 404 404 404 404
+denied-to-allowed   holy-grail   | 401 403 403 200 | 404 404 404 403
+denied-to-allowed   carols-grail | 401 403 403 200 | 404 404 404 403
 """

@@ -8,6 +8,8 @@ look like on the pages for people and in the legacy JSON API.
 import json
 
 import attrs
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from packaging.version import Version
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -71,6 +73,59 @@ class MatchTests(SynchronousTestCase):
                                                          "dev-build"]],
                          [True, True, True, False, True])
         self.assertFalse(Affected("widget", (_span("1"),)).affects("not a version"))
+
+    def test_local_build_of_listed_version(self):
+        """
+        A listed version covers its local builds (PEP 440: C{==1.0} matches
+        C{1.0+corp1}); a listed local build covers itself alone.
+        """
+        affected = Affected("foo-bar", (), frozenset(release_key(v)
+                                                     for v in ["1.0", "2.0+corp1"]))
+        self.assertEqual([affected.affects(v) for v in [
+            "1.0+corp1", "1.0.0+corp.1", "1.0+CORP-1", "1.0.1+corp1", "1.0.post1+corp1",
+            "2.0+corp1", "2.0.0+CORP1", "2.0+corp2", "2.0"]],
+            [True, True, True, False, False, True, True, False, False])
+
+    def test_local_build_in_span(self):
+        """
+        A range compares a local build by its public version when the bound
+        has no local label (PEP 440): the local build of a C{last_affected}
+        version is affected, that of a C{fixed} one is not; a bound with a
+        local label compares the whole version.
+        """
+        last = Affected("widget", (_span("1.0", "1.2", included=True),))
+        self.assertEqual([last.affects(v) for v in ["1.2+corp1", "1.0+corp1", "0.9+corp1",
+                                                     "1.2.1+corp1"]],
+                         [True, True, False, False])
+        fixed = Affected("widget", (_span("1.0", "1.2"),))
+        self.assertEqual([fixed.affects(v) for v in ["1.1+corp1", "1.2+corp1"]], [True, False])
+        local_end = Affected("widget", (_span("1.0", "1.2+corp2"),))
+        self.assertEqual([local_end.affects(v) for v in ["1.2+corp1", "1.2+corp2", "1.2"]],
+                         [True, False, True])
+
+    @settings(max_examples=300, deadline=None)
+    @given(release=st.lists(st.integers(0, 30), min_size=1, max_size=4),
+           suffix=st.sampled_from(["", "a1", "rc2", ".post3", ".dev4", "b1.post2"]),
+           local=st.lists(st.from_regex(r"\A[a-zA-Z0-9]{1,8}\Z"), min_size=1, max_size=3),
+           separator=st.sampled_from([".", "-", "_"]),
+           spelled=st.sampled_from(["", ".0", ".0.0"]))
+    def test_local_build_denied(self, release, suffix, local, separator, spelled):
+        """
+        For any version an advisory lists (or a range covers), any local
+        build of it is denied too, however either is spelt.
+        """
+        version = ".".join(map(str, release)) + suffix
+        built = ".".join(map(str, release)) + spelled + suffix + "+" + separator.join(local)
+        board = AdvisoryBoard(AdvisoryDB.of([
+            _advisory("PYSEC-2026-9", project="foo-bar", versions=[version]),
+            _advisory("PYSEC-2026-8", project="in-range", spans=[
+                _span(version, version, included=True)])]))
+        policy = AdvisoryPolicy(AdvisoryRules.parse("deny"), board)
+        for project, ident in (("foo-bar", "PYSEC-2026-9"), ("in-range", "PYSEC-2026-8")):
+            self.assertIsNotNone(policy.denied(project, version), (project, version))
+            verdict = policy.denied(project, built)
+            self.assertIsNotNone(verdict, (project, built))
+            self.assertEqual(verdict.ids, (ident,))
 
     def test_db(self):
         """The database finds a project's advisories by name, and which affect a version."""
@@ -145,6 +200,8 @@ class PolicyTests(SynchronousTestCase):
         policy = AdvisoryPolicy(AdvisoryRules.parse("deny", "", ["Widget==1.1.0"]), self.board)
         self.assertIsNone(policy.verdict("widget", "1.1"))
         self.assertIsNotNone(policy.verdict("widget", "1.0"))
+        # (a local build is another release to a waiver: it needs its own entry)
+        self.assertIsNotNone(policy.verdict("widget", "1.1+corp1"))
 
     def test_once_per_database(self):
         """

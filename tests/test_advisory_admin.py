@@ -11,19 +11,16 @@ import os
 import time
 from base64 import b64encode
 
-from twisted.internet.testing import MemoryReactorClock
-from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.auth.hashes import hash_password
 from pypid.cli.admin import _advisories
 from pypid.core.advisories import Advisory, AdvisoryDB, Affected, release_key
-from pypid.daemon.pools import ThreadPools
 from pypid.tap import build_service
 from tests.distributions import make_wheel
-from tests.fakes import FAST, run_now, site_treq, write_file
+from tests.fakes import FAST, site_treq, write_file
 from tests.harness_indexes import _ServerMixin
-from tests.harness_tap import FakeThreadPool
+from tests.harness_tap import ThreadedReactor, checking_pools
 
 PASSWORD = "correct horse"
 WIDGET_2 = Advisory("GHSA-wdgt-0000-0002", aliases=("CVE-2026-0002",), summary="runs input",
@@ -33,31 +30,12 @@ GADGET_1 = Advisory("PYSEC-2026-7", severity="low",
                     affected=(Affected("gadget", (), frozenset({release_key("1.0")})),))
 
 
-class _ThreadedReactor(MemoryReactorClock):
-    """A memory reactor whose threads are the test's own (a password check's answer)."""
-
-    def callFromThread(self, f, *args, **kwargs):
-        f(*args, **kwargs)
-
-
-class _AtOncePool(FakeThreadPool):
-    """A hashing pool that checks a password at once, in the test's thread."""
-
-    def callInThreadWithCallback(self, on_result, f, *args, **kwargs):
-        try:
-            result = f(*args, **kwargs)
-        except BaseException:
-            on_result(False, Failure())
-        else:
-            on_result(True, result)
-
-
 class AdvisoryCheckTests(_ServerMixin, SynchronousTestCase):
     """The dry run over a default index that hides and a view that ignores advisories."""
 
     def setUp(self):
         super().setUp()
-        self.reactor = _ThreadedReactor()
+        self.reactor = ThreadedReactor()
         for name, version in (("widget", "1.0"), ("widget", "2.0"), ("gadget", "1.0")):
             filename, data = make_wheel(name, version)
             write_file(os.path.join(self.folder, "packages", filename), data)
@@ -73,8 +51,7 @@ class AdvisoryCheckTests(_ServerMixin, SynchronousTestCase):
 
     def started_with(self, text, server):
         self.reactor.advance(time.time() - self.reactor.seconds())
-        pools = ThreadPools(FakeThreadPool(name="io"), _AtOncePool(name="hash"), run_now)
-        service = build_service(self.config(text, server), self.reactor, pools=pools)
+        service = build_service(self.config(text, server), self.reactor, pools=checking_pools())
         self.addCleanup(lambda: service.stopService() if service.running else None)
         service.startService()
         self.successResultOf(service.ready)

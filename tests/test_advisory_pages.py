@@ -257,6 +257,20 @@ class HostedPagesTests(SynchronousTestCase):
             self.assertIn(b"GHSA-wdgt-0000-0002", body)
         self.assertEqual(s.request("GET", "/files/widget/" + _wheel("widget", "3.0"))[0], 200)
 
+    def test_deny_local_build(self):
+        """
+        A local build of a listed release (C{2.0+corp1}, which C{pip
+        download widget==2.0} would take) is denied as the release is:
+        listed yanked, its file and C{.metadata} 403 (issue 45).
+        """
+        s = self.serve("deny")
+        local = s.upload("/", "widget", "2.0+corp1")
+        self.assertEqual(s.listed("/simple/widget/")[local], REASON)
+        for path in ("/files/widget/" + local, "/files/widget/" + local + ".metadata"):
+            code, _, body = s.request("GET", path)
+            self.assertEqual(code, 403, path)
+            self.assertIn(b"GHSA-wdgt-0000-0002", body)
+
     def test_denied_counted_and_audited(self):
         """
         Each refusal counts in C{pypid_advisory_denied_total} (labelled by

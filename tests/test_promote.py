@@ -31,9 +31,19 @@ from pypid.auth.tokens import TokenBook
 from pypid.auth.verifier import PasswordVerifier
 from pypid.cli import admin
 from pypid.core.access_rules import IndexGrants, parse_rule
+from pypid.core.advisories import (
+    Advisory,
+    AdvisoryBoard,
+    AdvisoryDB,
+    AdvisoryPolicy,
+    AdvisoryRules,
+    Affected,
+    release_key,
+)
 from pypid.core.audit_chain import make_query
 from pypid.core.index import Index
 from pypid.core.names import filename_key
+from pypid.core.project_status import ProjectStatus
 from pypid.core.promotion import Promotion
 from pypid.core.promotion_journal import PromotionJournal
 from pypid.core.render import file_url_for
@@ -89,6 +99,9 @@ class _PromoteCase(SynchronousTestCase):
         self.successResultOf(storage.prepare())
         return storage
 
+    #: each index's advisory rules (L{None}: none, as a registry without policies)
+    advisory_rules = None
+
     def setUp(self):
         self.clock = Clock()
         self.clock.advance(T0)
@@ -102,7 +115,10 @@ class _PromoteCase(SynchronousTestCase):
         self.stacks = {name: Stack(name, Index(file_url_for(None)), self.storage(name),
                                    KeyedLock(self.clock))
                        for name in ("default", "release", "staging")}
-        registry = IndexRegistry(self.stacks, ORDERS, {})
+        self.board = AdvisoryBoard()
+        policies = {name: AdvisoryPolicy(AdvisoryRules.parse(mode), self.board)
+                    for name, mode in (self.advisory_rules or {}).items()}
+        registry = IndexRegistry(self.stacks, ORDERS, {}, board=self.board, policies=policies)
         self.area = Promote(registry, self.access, audit=self.trail, clock=self.clock)
         self.client = StubTreq(self.area.app.resource())
 
@@ -125,6 +141,10 @@ class _PromoteCase(SynchronousTestCase):
             "http://127.0.0.1/api/promote", data=body if body is not None else json.dumps(fields),
             headers=headers))
         return response.code, self.successResultOf(response.content()).decode().strip()
+
+    def set_status(self, index, status, reason=None, project="widget"):
+        """Give C{project} a status in C{index}, as C{POST .../status} does."""
+        self.stacks[index].index.statuses.set(project, ProjectStatus(status, reason))
 
     def entries(self, event="promote"):
         """The audit log's entries of C{event}."""
@@ -307,6 +327,206 @@ class StatusTests(_PromoteCase):
         self.assertEqual([e.outcome for e in self.entries()], ["failed"])
 
 
+class ClosedProjectTests(_PromoteCase):
+    """
+    Issue 45: a project quarantined or archived in the source (or
+    quarantined through its bases), or closed in the target, or
+    quarantined through the target's bases, is never promoted, by anyone.
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.host("staging", [WHEEL, SDIST])
+        self.host("default", [WHEEL, SDIST])
+
+    def assert_nothing_promoted(self):
+        self.assertEqual(len(self.stacks["release"].index), 0)
+        self.assertEqual(self.stacks["release"].stored.objects, {})
+
+    def test_quarantined_in_source(self):
+        """A plain uploader and an admin alike: 409 naming the status and the index."""
+        self.set_status("staging", "quarantined", "malware reported")
+        for user in ("bob", "root"):
+            code, body = self.promote(user)
+            self.assertEqual((code, body), (
+                409, "project widget is quarantined in index staging (malware reported): "
+                     "its files are not promoted"), user)
+        self.assert_nothing_promoted()
+        self.assertEqual([(e.outcome, e.user) for e in self.entries()],
+                         [("refused", "bob"), ("refused", "root")])
+
+    def test_archived_in_source(self):
+        """An archived project's files are not promoted either."""
+        self.set_status("staging", "archived")
+        self.assertEqual(self.promote(), (409, "project widget is archived in index staging: "
+                                               "its files are not promoted"))
+        self.assert_nothing_promoted()
+
+    def test_deprecated_promoted(self):
+        """A deprecated project (files still offered) is promoted as an active one."""
+        self.set_status("staging", "deprecated", "use gadget")
+        self.assertEqual(self.promote()[0], 200)
+
+    def test_quarantined_in_target(self):
+        """
+        Into an index where the project is quarantined (so its files are
+        not offered there, until the quarantine is lifted): 409, from any source.
+        """
+        self.set_status("release", "quarantined")
+        for source in ("default", "staging"):
+            code, body = self.promote("root", **{"from": source})
+            self.assertEqual(code, 409, source)
+            self.assertIn("project widget is quarantined in index release", body)
+        self.assert_nothing_promoted()
+
+    def test_archived_in_target(self):
+        """An archived project takes no promoted files, as it takes no uploads."""
+        self.set_status("release", "archived")
+        self.assertEqual(self.promote("root", **{"from": "default"}), (
+            409, "project widget is archived in index release: it takes no promoted files"))
+        self.assert_nothing_promoted()
+
+    def test_quarantined_in_a_base_of_the_source(self):
+        """
+        staging lists no file of a project release (its base) quarantines:
+        promoting staging's own files elsewhere is refused too.
+        """
+        newer = make_wheel("widget", "1.3")
+        self.host("staging", [newer])
+        self.set_status("release", "quarantined")
+        code, body = self.promote("root", to="default", version="1.3")
+        self.assertEqual(code, 409, body)
+        self.assertIn("project widget is quarantined in index release", body)
+        self.assertIsNone(self.stacks["default"].index.get_file(newer[0]))
+        self.assertEqual([e.outcome for e in self.entries()], ["refused"])
+
+    def test_status_set_while_waiting(self):
+        """
+        The status is read under the locks: a quarantine set while the
+        promotion waited for them is honoured.
+        """
+        gate = Deferred()
+        staging = self.stacks["staging"]
+        held = ensureDeferred(staging.locks.run(filename_key(WHEEL[0]), lambda: gate))
+        response = self.client.post("http://127.0.0.1/api/promote", data=json.dumps(
+            {"from": "staging", "to": "release", "project": "widget", "version": "1.2"}),
+            headers={b"authorization": [basic("bob")]})
+        self.assertNoResult(response)
+        self.set_status("staging", "quarantined")
+        gate.callback(None)
+        self.successResultOf(held)
+        self.client.flush()
+        self.assertEqual(self.successResultOf(response).code, 409)
+        self.assert_nothing_promoted()
+
+
+#: widget 1.2 is affected (a critical advisory known by two identifiers)
+WIDGET_ADVISORY = Advisory("GHSA-wdgt-0000-0012", aliases=("CVE-2026-0012",),
+                           summary="widget 1.2 runs what it reads", severity="critical",
+                           affected=(Affected("widget", (), frozenset({release_key("1.2")})),))
+
+
+class _DeniedCase(_PromoteCase):
+    """widget 1.2 hosted in staging, an advisory covering it."""
+
+    def setUp(self):
+        super().setUp()
+        self.board.replace(AdvisoryDB.of([WIDGET_ADVISORY]))
+        self.host("staging", [WHEEL, SDIST])
+
+
+class DeniedInSourceTests(_DeniedCase):
+    """
+    Issue 45: a release the source's advisories deny is promoted only by an
+    admin who asks for it (C{allow_denied}), and the audit log says so.
+    """
+
+    advisory_rules = {"staging": "deny", "release": "off"}
+
+    def test_refused_without_override(self):
+        """Anyone, an admin too, gets a 409 naming the advisory and how to override it."""
+        for user in ("bob", "root"):
+            code, body = self.promote(user)
+            self.assertEqual((code, body), (
+                409, "widget 1.2 is denied by the advisories of index staging "
+                     "(GHSA-wdgt-0000-0012): only an admin may promote it, with "
+                     "allow_denied"), user)
+        self.assertEqual(len(self.stacks["release"].index), 0)
+
+    def test_override_not_an_admin(self):
+        """C{allow_denied} from a plain uploader is a 403; nothing moves."""
+        code, body = self.promote("bob", allow_denied=True)
+        self.assertEqual((code, body), (
+            403, "allow_denied: only an admin may promote a release the advisories deny"))
+        self.assertEqual(len(self.stacks["release"].index), 0)
+
+    def test_admin_override(self):
+        """
+        An admin with C{allow_denied} promotes it; each file's audit entry
+        records the override and the advisories.
+        """
+        code, body = self.promote("root", allow_denied=True)
+        self.assertEqual(code, 200, body)
+        self.assertEqual(len(json.loads(body)["promoted"]), 2)
+        entries = self.entries()
+        self.assertEqual(len(entries), 2)
+        for entry in entries:
+            self.assertEqual((entry.user, entry.outcome, entry.detail), (
+                "root", "ok", "allow_denied: denied by staging (GHSA-wdgt-0000-0012)"))
+
+    def test_override_of_a_clean_release(self):
+        """C{allow_denied} on a release nothing denies changes nothing, and records nothing."""
+        self.host("staging", [make_wheel("widget", "1.3")])
+        code, body = self.promote("root", version="1.3", allow_denied=True)
+        self.assertEqual(code, 200, body)
+        self.assertEqual([e.detail for e in self.entries()], [None])
+
+    def test_bad_override(self):
+        """C{allow_denied} is JSON true or false: anything else is a 400 naming it."""
+        for value in ("yes", 1, None):
+            self.assertEqual(self.promote("root", allow_denied=value),
+                             (400, "allow_denied: true or false"), value)
+
+    def test_local_build(self):
+        """A local build of the denied release is denied as it is (item 6)."""
+        self.host("staging", [make_wheel("widget", "1.2+corp1")])
+        code, body = self.promote("bob", version="1.2+corp1")
+        self.assertEqual(code, 409, body)
+        self.assertIn("GHSA-wdgt-0000-0012", body)
+
+    def test_unread(self):
+        """While the advisories are still read, a promotion the source might deny is a 503."""
+        self.board.replace(AdvisoryDB.unread_yet())
+        code, body = self.promote("root", allow_denied=True)
+        self.assertEqual(code, 503, body)
+        self.assertEqual(len(self.stacks["release"].index), 0)
+
+
+class DeniedInTargetTests(_DeniedCase):
+    """The target's advisories count as the source's do."""
+
+    advisory_rules = {"staging": "warn", "release": "deny"}
+
+    def test_refused_and_overridden(self):
+        """A 409 naming the target; an admin's override lands it, recorded."""
+        code, body = self.promote("bob")
+        self.assertEqual(code, 409, body)
+        self.assertIn("denied by the advisories of index release", body)
+        code, body = self.promote("root", allow_denied=True)
+        self.assertEqual(code, 200, body)
+        self.assertEqual({e.detail for e in self.entries() if e.outcome == "ok"},
+                         {"allow_denied: denied by release (GHSA-wdgt-0000-0012)"})
+
+    def test_hidden_not_denied(self):
+        """
+        An index that only hides the release does not stop its promotion,
+        nor while the advisories are still read.
+        """
+        self.area._registry.policies["release"].take_rules(AdvisoryRules.parse("hide"))
+        self.board.replace(AdvisoryDB.unread_yet())
+        self.assertEqual(self.promote("bob")[0], 200)
+
+
 class _LocalCase(_PromoteCase):
     """The same area over local folders on disk."""
 
@@ -481,6 +701,18 @@ class CommandTests(SynchronousTestCase):
                                           "project": "widget", "version": "1.2"})])
         self.assertEqual(out.getvalue(), "promoted a.whl to release\n"
                                          "skipped b.tar.gz: release holds it already\n")
+
+    def test_allow_denied(self):
+        """C{--allow-denied} asks for the admin's override of advisories that deny the release."""
+        server = _FakeServer({"to": "release", "promoted": ["a.whl"], "skipped": []})
+        self.patch(admin, "server_from", lambda options: server)
+        out, err = io.StringIO(), io.StringIO()
+        status = admin.main(["promote", "--allow-denied", "staging", "release", "widget==1.2"],
+                            out, err)
+        self.assertEqual(status, 0, err.getvalue())
+        self.assertEqual(server.asked[0][3], {"from": "staging", "to": "release",
+                                              "project": "widget", "version": "1.2",
+                                              "allow_denied": True})
 
     def test_bad_release(self):
         """A release not spelt PROJECT==VERSION is refused before any request."""

@@ -23,6 +23,7 @@ C{$PYPID_PASSWORD}; credentials only over https, or to this machine).
     deprecated), admins only;
   - C{pypid-admin promote FROM TO PROJECT==VERSION} promotes a release
     from one index to another (C{POST /api/promote}), one line a file;
+    C{--allow-denied}: an admin's override of advisories that deny it;
   - C{pypid-admin advisories check} (C{--index NAME}, C{--as MODE}) lists,
     per index, the releases the security advisories hide, deny or warn
     about, and why (C{GET /api/advisories}; with C{--as}, a dry run of
@@ -191,8 +192,11 @@ def _promote(server: Server, options: argparse.Namespace, out: TextIO) -> None:
     found = _release_of(options.release)
     assert found is not None  # (checked with the options)
     project, version = found
-    body = json.dumps({"from": options.source, "to": options.target,
-                       "project": project, "version": version}).encode()
+    fields: dict[str, Any] = {"from": options.source, "to": options.target,
+                              "project": project, "version": version}
+    if options.allow_denied:
+        fields["allow_denied"] = True
+    body = json.dumps(fields).encode()
     with server.request("POST", "api/promote", {"Content-Type": "application/json"},
                         body) as response:
         answer = json.loads(response.read())
@@ -405,6 +409,9 @@ def _promote_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", metavar="FROM", help="the index that hosts the release")
     parser.add_argument("target", metavar="TO", help="the hosted index to promote it to")
     parser.add_argument("release", metavar="PROJECT==VERSION")
+    parser.add_argument("--allow-denied", action="store_true",
+                        help="admins: promote it although advisories deny it in either "
+                             "index (the audit log records the override)")
 
 
 def _promote_check(options: argparse.Namespace) -> str | None:

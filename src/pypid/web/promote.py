@@ -3,16 +3,37 @@ Promotion: C{POST /api/promote} brings a release from one hosted index to
 another without its bytes going through pypid (issue 26, devpi's C{push}).
 
 The request is JSON: C{{"from": "staging", "to": "release", "project":
-"widget", "version": "1.2"}}. Its checks come in an order that fixes the
+"widget", "version": "1.2"}}, and C{"allow_denied": true} for an admin's
+override of advisories. Its checks come in an order that fixes the
 status: credentials (401); C{from} and C{to} known and readable (404: an
 index hidden from the user answers as a missing one); C{to} hosted, not a
 view (405); read on the project in C{from} and upload on it in C{to},
-tokens' index scope included (403); files of the release hosted in
-C{from} itself (404: what C{from} inherits is promoted from the index
-that holds it, and the answer names it); each filename free in C{to}
-(409 naming it: other bytes under that name, a tombstone, or the same
-distribution under another spelling). A filename C{to} holds with the
-same bytes is skipped, so a promotion may be repeated.
+tokens' index scope included, and C{allow_denied} from admins only (403);
+files of the release hosted in C{from} itself (404: what C{from} inherits
+is promoted from the index that holds it, and the answer names it); the
+project's status (409); the advisories (409); each filename free in
+C{to} (409 naming it: other bytes under that name, a tombstone, or the
+same distribution under another spelling). A filename C{to} holds with
+the same bytes is skipped, so a promotion may be repeated.
+
+What a promotion cannot walk around (issue 45: a plain uploader promoted
+a quarantined release into an index anonymous clients read):
+  - a project's status (PEP 792). Its files are not promoted while it is
+    quarantined in C{from} or in any hosted index C{from} reads (C{from}
+    offers none of them then), nor while it is archived in C{from}; nor
+    into C{to} while it is quarantined or archived there (as an upload is
+    refused), or quarantined in any hosted index C{to} reads (C{to} would
+    hold files it offers no one, and offer them the moment that
+    quarantine is lifted). Admins included: the status is lifted first.
+  - the advisories. A release that C{from}'s or C{to}'s advisories deny
+    (C{advisories = deny}) is promoted only by an admin who asks for it
+    with C{allow_denied}; each promoted file's audit entry then says so,
+    with the advisories' identifiers. (Hiding is a decision about pages,
+    not about the files: a release an index only hides is promoted.)
+    While the advisories are still read, an index that denies answers
+    503, as its downloads do.
+Both are read under the locks, with the rights: a status set or an
+advisory that arrived while the promotion waited for them counts.
 
 Nothing is half-promoted. Under the source's and the target's locks of
 every distribution of the release (taken in one order, by index and key,
@@ -63,6 +84,7 @@ from twisted.web.iweb import IRequest
 from pypid.auth.oidc import is_publisher
 from pypid.auth.verifier import Identity
 from pypid.core.access_rules import READ
+from pypid.core.advisories import DENY
 from pypid.core.http_errors import (
     BadRequest,
     Conflict,
@@ -99,6 +121,12 @@ PROMOTE_LOGIN = "authentication is required to promote"
 #: The largest request body: four short names.
 MAX_BODY = 16 << 10
 
+#: What C{allow_denied} from someone who is no admin answers (403).
+NOT_ADMIN = "allow_denied: only an admin may promote a release the advisories deny"
+
+#: The fields of a promotion's body, the optional one last.
+FIELDS = ("from", "to", "project", "version", "allow_denied")
+
 _T = TypeVar("_T")
 
 
@@ -110,6 +138,7 @@ class PromoteRequest:
     target: str
     project: str
     version: str
+    allow_denied: bool = False
 
 
 @attrs.define(slots=False)
@@ -169,6 +198,8 @@ class Promote:
         if not (self._access.may_upload_to(identity, target_name)
                 and self._access.may_write(identity, project, target_name)):
             raise Forbidden(f"{identity.name} may not upload {project} to {target_name}")
+        if asked.allow_denied and not self._access.is_admin(identity):
+            raise Forbidden(NOT_ADMIN)
         version = asked.version
         source = self._registry.stacks.get(source_name)
         records = self._release(source, project, version)
@@ -184,19 +215,20 @@ class Promote:
                        key=lambda held: held[:2])
         promoted, skipped = await _under_locks(
             [(lock, key) for _, key, lock in locks], self._promote_locked, request, identity,
-            source, target, project, version, frozenset(keys))
+            source, target, project, version, frozenset(keys), asked.allow_denied)
         return send_json(request, {
             "from": source_name, "to": target_name, "project": project, "version": version,
             "promoted": promoted, "skipped": skipped})
 
     async def _promote_locked(self, request: IRequest, identity: Identity,
                               source: HostedStack, target: HostedStack, project: str,
-                              version: str, keys: frozenset[str],
+                              version: str, keys: frozenset[str], allow_denied: bool,
                               ) -> tuple[list[str], list[str]]:
         """
-        Check each file against the target, adopt them all or none, then
-        index them: the files of the release the source holds now, under
-        the locks (a delete that held them first took its files away).
+        Check the project's status, the advisories and each file against
+        the target, adopt them all or none, then index them: the files of
+        the release the source holds now, under the locks (a delete that
+        held them first took its files away).
         """
         # (the credentials and the rights as they are now: a reload or a
         # revocation may have come while the lock was awaited)
@@ -208,6 +240,9 @@ class Promote:
         if not records:
             raise NotFound(f"no such release: {project} {version} in {source_name} "
                            "(deleted meanwhile)")
+        self._refuse_closed(source_name, target.name, project)
+        override = self._overridden(identity, source_name, target.name, project, version,
+                                    allow_denied)
         index = target.index
         # (the target's hash only to whoever may read it there: issue 41)
         reveal = self._access.identity_may_read(identity, project, target.name)
@@ -252,10 +287,15 @@ class Promote:
             index.add_promoted(record if kept == record else kept, promotion)
             self._audit.record(request, identity, "promote",
                                index=_entry_index(target.name, self._registry.orders),
-                               target=source_name, **facts_of(kept))
-            log.info("{user} promoted {filename} from {source} to {target}",
-                     user=identity.name, filename=kept.filename, source=source_name,
-                     target=target.name)
+                               target=source_name, detail=override, **facts_of(kept))
+            if override is not None:
+                log.warn("{user} promoted {filename} from {source} to {target} "
+                         "({override})", user=identity.name, filename=kept.filename,
+                         source=source_name, target=target.name, override=override)
+            else:
+                log.info("{user} promoted {filename} from {source} to {target}",
+                         user=identity.name, filename=kept.filename, source=source_name,
+                         target=target.name)
         return [r.filename for r in adopted], skipped
 
     async def _take_back(self, stored: IAdoptingStorage, journal: PromotionJournal,
@@ -272,6 +312,54 @@ class Promote:
         except Exception as e:
             log.error("Cannot take back the promotion {name} now (the next start will): "
                       "{error}", name=journal.name, error=str(e))
+
+    def _refuse_closed(self, source: str, target: str, project: str) -> None:
+        """
+        Refuse the promotion of a project whose status forbids it (see the
+        module): quarantined in an index C{source} or C{target} reads, or
+        archived (or quarantined) in either itself.
+
+        @raise Conflict: naming the status, the index and the reason.
+        """
+        for name, own, why in ((source, source, "its files are not promoted"),
+                               (target, target, "it takes no promoted files")):
+            for held in self._registry.orders.get(name, (name,)):
+                stack = self._registry.stacks.get(held)
+                status = stack.index.statuses.get(project) if stack is not None else None
+                if status is not None and (status.quarantined
+                                           or (held == own and status.closed)):
+                    because = f" ({status.reason})" if status.reason else ""
+                    raise Conflict(f"project {project} is {status.status} in index "
+                                   f"{held}{because}: {why}")
+
+    def _overridden(self, identity: Identity, source: str, target: str, project: str,
+                    version: str, allow_denied: bool) -> str | None:
+        """
+        What the audit entries say of an admin's override of the
+        advisories that deny the release in C{source} or C{target}
+        (L{None}: none deny it).
+
+        @raise Conflict: they deny it, and no override was asked for.
+        @raise Forbidden: one was, by someone who is no admin (now).
+        @raise AdvisoriesUnread: they are still to be read, and an index denies.
+        """
+        denied = []
+        for name in dict.fromkeys((source, target)):
+            policy = self._registry.policies.get(name)
+            # (an index that only hides has nothing to say here, read or not)
+            verdict = (policy.denied(project, version)
+                       if policy is not None and policy.rules.mode == DENY else None)
+            if verdict is not None:
+                denied.append((name, ", ".join(verdict.ids)))
+        if not denied:
+            return None
+        if not allow_denied:
+            name, ids = denied[0]
+            raise Conflict(f"{project} {version} is denied by the advisories of index "
+                           f"{name} ({ids}): only an admin may promote it, with allow_denied")
+        if not self._access.is_admin(identity):
+            raise Forbidden(NOT_ADMIN)
+        return "allow_denied: " + "; ".join(f"denied by {name} ({ids})" for name, ids in denied)
 
     def _release(self, source: HostedStack | None, project: str,
                  version: str) -> list[FileRecord]:
@@ -398,13 +486,17 @@ def _asked(request: IRequest) -> PromoteRequest:
         if not isinstance(value, str) or not value.strip():
             raise BadRequest(f"{field}: missing, or not text")
         values[field] = value.strip()
-    unknown = sorted(set(data) - {"from", "to", "project", "version"})
+    unknown = sorted(set(data) - set(FIELDS))
     if unknown:
         raise BadRequest(f"{unknown[0]}: not a field of a promotion")
+    allow_denied = data.get("allow_denied", False)
+    if not isinstance(allow_denied, bool):
+        raise BadRequest("allow_denied: true or false")
     if not is_valid_name(values["project"]):
         raise BadRequest(f"project: {values['project']!r} is not a valid project name")
     try:
         version = canonical_version(values["version"])
     except InvalidName:
         raise BadRequest(f"version: {values['version']!r} is not a valid version")
-    return PromoteRequest(values["from"], values["to"], values["project"], version)
+    return PromoteRequest(values["from"], values["to"], values["project"], version,
+                          allow_denied)
