@@ -238,3 +238,21 @@ class OverShareRouteTests(MintSiteMixin, SynchronousTestCase):
         self.assertEqual(response.code, 200, body)
         refused = [e for e in self.entries() if e.outcome != "ok"]
         self.assertEqual({e.user for e in refused}, {"publisher:github:acme/widgets"})
+
+    def test_publisher_without_repository(self):
+        """
+        A token naming no repository is the publisher it matched, whatever
+        its C{sub}: one cap, and the refusal (429) audited under that name.
+        """
+        self.publishing.reconfigure(PublishingSettings(
+            issuers=self.settings.issuers, rules=tuple(ORGANISATION), leeway=60))
+        self.publishing.tokens.per_publisher = 1
+        codes = []
+        for sub in ("job-1", "job-2"):
+            claims = self.github.github_claims(sub=sub)
+            del claims["repository"]
+            codes.append(self.mint(self.github.sign(claims))[0].code)
+        self.assertEqual(codes, [200, 429])
+        name = "publisher:github:repository_owner=acme,environment=release"
+        self.assertEqual([(e.outcome, e.user) for e in self.entries()],
+                         [("ok", name), ("refused", name)])

@@ -177,11 +177,13 @@ class OverShare(TooMany):
     rate (429): the others are not held back.
 
     @ivar retry_after: the seconds until it may mint again.
+    @ivar publisher: the publisher held back.
     """
 
-    def __init__(self, message: str, retry_after: float) -> None:
+    def __init__(self, message: str, retry_after: float, publisher: str) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.publisher = publisher
 
 
 class IssuerBusy(IssuerUnavailable):
@@ -310,7 +312,7 @@ class ReplayCache:
             # (when the first of all expires: each place freed is room)
             wait = max(1.0, self._expiry[0][0] - now) if self._expiry else 1.0
             raise OverShare(f"{publisher} exchanged {shares.held(publisher)} tokens lately, "
-                            "its share; try again later", wait)
+                            "its share; try again later", wait, publisher)
 
     def add(self, key: _Replay, until: float, now: float, publisher: str = "") -> None:
         """
@@ -409,11 +411,13 @@ class PublisherTokens:
             held = shares.held(publisher)
             first = min(self._owned.get(publisher, {}).values(), default=now + 1)
             raise OverShare(f"{publisher} has {held} live tokens, its share; try again when "
-                            "one expires", max(1.0, first - now))
-        wait = self._rate.wait(publisher, now)
+                            "one expires", max(1.0, first - now), publisher)
+        rate = self._rate
+        rate.burst, rate.every = self.burst, self.every
+        wait = rate.wait(publisher, now)
         if wait:
             raise OverShare(f"{publisher} mints at most {self.burst} tokens at once, then one "
-                            f"every {self.every:g} s; try again later", wait)
+                            f"every {self.every:g} s; try again later", wait, publisher)
         text, token = self.book.issue(publisher, {"upload"}, projects, lifetime, description,
                                       yields_to, proof)
         self._rate.charge(publisher, now)

@@ -333,16 +333,20 @@ class TrustedPublishingArea:
         @raise HTTPError: the refusal, recorded (folded) in the audit log.
         """
         verified = None
+        # (who a refusal names: the publisher of a genuine token)
+        publisher = None
         try:
             text = _id_token(request)
             try:
                 verified = await publishing.verify(text)
+                publisher = verified.publisher
                 return publishing.mint(verified), verified
             except NoPublisher as e:
                 raise Forbidden(str(e))
             except TokenRefused as e:
                 raise InvalidIDToken(str(e))
             except OverShare as e:
+                publisher = e.publisher
                 raise PublisherHeldBack(str(e), [(b"retry-after",
                                                   b"%d" % math.ceil(e.retry_after))])
             except TooMany as e:
@@ -361,8 +365,7 @@ class TrustedPublishingArea:
         except HTTPError as e:
             log.info("Refused an ID token from {address}: {reason}", address=address,
                      reason=e.message)
-            self._audit.fold_refused(address, verified.publisher if verified else None,
-                                     EVENT, e)
+            self._audit.fold_refused(address, publisher, EVENT, e)
             raise
 
 
