@@ -435,14 +435,16 @@ class BoundsTests(SynchronousTestCase):
         def fill(start, stop):
             for _ in range(start, stop):
                 key = ("ci", f"jti-{next(counter)}")
+                # (each of another publisher: one alone stops at its share)
+                owner = f"publisher:ci:{key[1]}"
                 try:
-                    replays.add(key, clock.seconds() + 60, clock.seconds())
+                    replays.add(key, clock.seconds() + 60, clock.seconds(), owner)
                 except TooMany:
                     # Live ones are kept: wait for them to expire.
                     self.assertTrue(replays.seen(("ci", "jti-0"), clock.seconds())
                                     or len(replays) == 500)
                     clock.advance(61)
-                    replays.add(key, clock.seconds() + 60, clock.seconds())
+                    replays.add(key, clock.seconds() + 60, clock.seconds(), owner)
         self.assert_flat(fill, lambda: len(replays), 500)
         self.assertEqual(len(replays._expiry), len(replays))
         self.assertEqual(oidc.MAX_REPLAYS, ReplayCache().limit)
@@ -454,11 +456,13 @@ class BoundsTests(SynchronousTestCase):
 
         def fill(start, stop):
             for i in range(start, stop):
+                # (of fifty publishers: one alone stops at its share)
+                publisher = f"publisher:ci:{i % 50}"
                 try:
-                    tokens.issue("publisher:ci", ["project"], 60, f"token {i}")
+                    tokens.issue(publisher, ["project"], 60, f"token {i}")
                 except TooMany:
                     clock.advance(61)
-                    tokens.issue("publisher:ci", ["project"], 60, f"token {i}")
+                    tokens.issue(publisher, ["project"], 60, f"token {i}")
         self.assert_flat(fill, lambda: len(tokens), 200)
         self.assertEqual(oidc.MAX_MINTED, PublisherTokens(clock).limit)
 

@@ -27,7 +27,7 @@ from tests.e2e import (
 from tests.oidc_issuer import HTTPSIssuers
 
 RELEASE_WORKFLOW = "acme/widgets/.github/workflows/release.yml@refs/heads/main"
-GITHUB_PUBLISHER = "publisher:github:repo:acme/widgets:environment:release"
+GITHUB_PUBLISHER = "publisher:github:acme/widgets"
 
 _served = []
 
@@ -169,7 +169,7 @@ class TrustedPublishingTests(DaemonTestCase):
             self.assertIn(message, response.body.decode(), what)
         refused = [e for e in self.audit(event="token-issued") if e["outcome"] != "ok"]
         self.assertGreaterEqual(len(refused), len(cases))
-        self.assertIn("publisher:github:repo:evil/widgets:environment:release",
+        self.assertIn("publisher:github:evil/widgets",
                       [e.get("user") for e in refused])
 
     def test_key_rotation(self):

@@ -94,7 +94,7 @@ class ExchangeFloodTests(MintSiteMixin, SynchronousTestCase):
         for _ in range(3):
             self.mint(token)
         first, repeats = self.written()
-        publisher = "publisher:github:repo:evil/widgets:environment:release"
+        publisher = "publisher:github:evil/widgets"
         self.assertEqual((first.event, first.outcome, first.user, first.count),
                          ("token-issued", "refused", publisher, 1))
         self.assertIn("its repository is 'evil/widgets'", first.detail)

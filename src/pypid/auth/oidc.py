@@ -23,7 +23,8 @@ token only when:
   - its claims match a C{[publishers]} rule (L{PublisherRule}: every claim
     the rule names equals the token's exactly), which gives the projects;
   - its C{jti} was not seen before (L{ReplayCache}, until the token
-    expires).
+    expires; kept by the issuer's URL, so a reload that renames the issuer
+    forgets none).
 
 The JWT library is joserfc (by the author of Authlib), not PyJWT: its keys
 are typed, so an algorithm only ever verifies with a key of its own type
@@ -42,10 +43,16 @@ The minted tokens (L{PublisherTokens}) are kept in memory only, never in
 C{[auth] tokens}' file: they live 15 minutes, so a restart that forgets
 them costs a CI job one more exchange, while writing them would put
 thousands of dead records (and their digests) on disk and make every mint
-wait for a file write. Each acts as its publisher, C{publisher:<issuer
-name>:<sub>} (a name no user can have: user names hold no colon), upload
-only, on the projects its rules named; the access rules treat that as the
-grant (L{pypid.web.access.Access.may_write}), whatever C{[acl]} says.
+wait for a file write. Each acts as its publisher,
+C{publisher:<issuer name>:<repository>} (L{publisher_name}: the
+configured publisher and the repository it ran in, never the C{sub},
+which each branch changes and an organisation may make the same for all
+its repositories; a name no user can have: user names hold no colon),
+upload only, on the projects its rules named; the access rules treat that
+as the grant (L{pypid.web.access.Access.may_write}), whatever C{[acl]}
+says. That name is also the publisher's key for its share of the tables
+(L{pypid.core.shares}): so many live tokens, so many remembered C{jti}s,
+so many mints a second (L{OverShare}, a 429 to it alone).
 
 Nothing here blocks. Verifying a token whose issuer's keys are cached
 takes 0.13 ms (RS256), 0.20 ms (ES256) or 0.23 ms (EdDSA), and minting
@@ -73,7 +80,14 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from pypid.auth.tokens import Token, TokenBook
-from pypid.core.publishers import PublisherRule, PublishingSettings, claim_text
+from pypid.core.publishers import (
+    PUBLISHER_PREFIX,
+    PublisherRule,
+    PublishingSettings,
+    claim_text,
+    publisher_name,
+)
+from pypid.core.shares import MintRate, TableShares
 from pypid.http import bodies
 
 if TYPE_CHECKING:
@@ -83,7 +97,9 @@ if TYPE_CHECKING:
 
 log = Logger()
 
-#: A token exchanged, as replays are told apart: C{(issuer, jti)}.
+#: A token exchanged, as replays are told apart: C{(issuer URL, jti)}. The
+#: URL is its C{iss}, not the issuer's name in C{[oidc] issuers}, which a
+#: reload may change while the token stays the same.
 _Replay = tuple[str, str]
 
 #: The signature algorithms accepted: RSA (PKCS#1 v1.5 and PSS), ECDSA and
@@ -94,9 +110,6 @@ ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES
 KEY_TYPES = ("RSA", "EC", "OKP")
 #: The smallest RSA key trusted.
 MIN_RSA_BITS = 2048
-
-#: What a minted token's identity starts with (user names hold no colon).
-PUBLISHER_PREFIX = "publisher:"
 
 #: The largest ID token accepted (GitHub's and GitLab's are 1 to 2 KiB).
 MAX_TOKEN_SIZE = 16 << 10
@@ -115,17 +128,29 @@ MAX_WAITERS = 100
 #: The most exchanged C{jti}s remembered at once (each until its token
 #: expires, two hours at most): about 270 bytes each, 27 MiB when full. Past it new exchanges
 #: are refused (L{TooMany}, a 503 with Retry-After) rather than a live C{jti} forgotten, which
-#: would let its token be exchanged again.
+#: would let its token be exchanged again. They are shared between
+#: publishers as the minted tokens are (L{pypid.core.shares.TableShares}).
 MAX_REPLAYS = 100_000
 
 #: The most live minted tokens at once (15 minutes each by default); past
 #: it minting is refused (L{TooMany}) until some expire: a publisher's token
-#: is never dropped early under a CI job that uses it.
+#: is never dropped early under a CI job that uses it. A publisher (the
+#: configured one and its repository, L{pypid.core.publishers.publisher_name})
+#: may hold no more than the places still free
+#: (L{pypid.core.shares.TableShares}): alone it stops at half.
 MAX_MINTED = 10_000
-#: The most live minted tokens of one publisher: a tenth of L{MAX_MINTED},
-#: so one publisher (or a client replaying its CI's tokens) cannot take the
-#: room of the others (one filled the whole cap in 44 s).
+#: The most live minted tokens of one publisher, whatever is free: a tenth
+#: of L{MAX_MINTED} (one publisher filled the whole table in 29 to 49 s
+#: when it was counted by C{sub}, which each branch changes).
 MAX_MINTED_PER_PUBLISHER = MAX_MINTED // 10
+#: The mints one publisher may make at once: more than a CI matrix has
+#: jobs (GitHub's has at most 256).
+MINT_BURST = 300
+#: Past its burst, a publisher mints one token every this many seconds: 3,600
+#: an hour, past any release pipeline, and one audit entry a second at most
+#: (a token burned as soon as used frees its place at once: only the rate
+#: bounds how fast such a publisher mints).
+MINT_EVERY = 1.0
 
 _BASE64URL = re.compile(r"^[A-Za-z0-9_-]*$")
 
@@ -144,6 +169,21 @@ class IssuerUnavailable(Exception):
 
 class TooMany(IssuerUnavailable):
     """Too many minted tokens or remembered C{jti}s are live at once (503)."""
+
+
+class OverShare(TooMany):
+    """
+    One publisher holds its share of the places, or mints faster than its
+    rate (429): the others are not held back.
+
+    @ivar retry_after: the seconds until it may mint again.
+    @ivar publisher: the publisher held back.
+    """
+
+    def __init__(self, message: str, retry_after: float, publisher: str) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.publisher = publisher
 
 
 class IssuerBusy(IssuerUnavailable):
@@ -177,20 +217,33 @@ def match_publishers(rules: Iterable[PublisherRule], issuer: str,
     @raise NoPublisher: when none matches, saying which claims of the
         closest rule differ (never the values the rule wants).
     """
+    projects: list[str] = []
+    for rule in matching_rules(rules, issuer, claims):
+        if rule.pattern not in projects:
+            projects.append(rule.pattern)
+    return tuple(projects)
+
+
+def matching_rules(rules: Iterable[PublisherRule], issuer: str,
+                   claims: Mapping[str, Any]) -> list[PublisherRule]:
+    """
+    The rules of C{issuer} that C{claims} match, in file order.
+
+    @raise NoPublisher: as L{match_publishers}.
+    """
     mine = [rule for rule in rules if rule.issuer == issuer]
     if not mine:
         raise NoPublisher(f"no [publishers] rule names the issuer {issuer}")
-    projects: list[str] = []
+    matched: list[PublisherRule] = []
     closest: list[str] = []
     for rule in mine:
         missing = rule.mismatches(claims)
         if not missing:
-            if rule.pattern not in projects:
-                projects.append(rule.pattern)
+            matched.append(rule)
         elif not closest or len(missing) < len(closest):
             closest = missing
-    if projects:
-        return tuple(projects)
+    if matched:
+        return matched
     reasons: list[str] = []
     for name in closest:
         value = claims.get(name)
@@ -209,15 +262,21 @@ def match_publishers(rules: Iterable[PublisherRule], issuer: str,
 class ReplayCache:
     """
     The C{jti}s of the tokens already exchanged, each kept until its token
-    expires (then it could not be replayed anyway).
+    expires (then it could not be replayed anyway), counted by the
+    publisher that exchanged it.
 
     @ivar limit: the most kept at once; past it, new exchanges are refused
-        (L{TooMany}) rather than old entries forgotten early.
+        (L{TooMany}) rather than old entries forgotten early; and a
+        publisher holding its share (L{pypid.core.shares.TableShares}) is
+        refused (L{OverShare}) before then.
     """
 
     limit: int = MAX_REPLAYS
-    _until: dict[_Replay, float] = attrs.field(factory=dict)
+    # key -> (until, the publisher that exchanged it)
+    _until: dict[_Replay, tuple[float, str]] = attrs.field(factory=dict)
     _expiry: list[tuple[float, _Replay]] = attrs.field(factory=list)
+    _shares: TableShares = attrs.field(
+        default=attrs.Factory(lambda self: TableShares(self.limit, self.limit), takes_self=True))
 
     def __len__(self) -> int:
         return len(self._until)
@@ -225,20 +284,48 @@ class ReplayCache:
     def _forget_expired(self, now: float) -> None:
         while self._expiry and self._expiry[0][0] <= now:
             until, key = heapq.heappop(self._expiry)
-            if self._until.get(key) == until:
+            kept = self._until.get(key)
+            if kept is not None and kept[0] == until:
                 del self._until[key]
+                self._shares.give_back(kept[1])
 
     def seen(self, key: _Replay, now: float) -> bool:
-        """Whether C{key} (C{(issuer, jti)}) was exchanged and its token is still live."""
-        until = self._until.get(key)
-        return until is not None and until > now
+        """Whether C{key} (C{(issuer URL, jti)}) was exchanged and its token is still live."""
+        kept = self._until.get(key)
+        return kept is not None and kept[0] > now
 
-    def add(self, key: _Replay, until: float, now: float) -> None:
-        """Remember C{key} until C{until} (POSIX time)."""
+    def check(self, key: _Replay, publisher: str, now: float) -> None:
+        """
+        Refuse when there is no room for one more C{jti} of C{publisher}.
+
+        @raise TooMany: the memory is full.
+        @raise OverShare: C{publisher} holds its share of it.
+        """
         self._forget_expired(now)
-        if len(self._until) >= self.limit:
+        shares = self._shares
+        shares.limit = shares.per_owner = self.limit
+        if key in self._until:
+            return
+        if shares.full:
             raise TooMany("too many tokens were exchanged lately; try again later")
-        self._until[key] = until
+        if shares.over_share(publisher):
+            # (when the first of all expires: each place freed is room)
+            wait = max(1.0, self._expiry[0][0] - now) if self._expiry else 1.0
+            raise OverShare(f"{publisher} exchanged {shares.held(publisher)} tokens lately, "
+                            "its share; try again later", wait, publisher)
+
+    def add(self, key: _Replay, until: float, now: float, publisher: str = "") -> None:
+        """
+        Remember C{key}, exchanged by C{publisher}, until C{until} (POSIX time).
+
+        @raise TooMany: as L{check}.
+        """
+        self.check(key, publisher, now)
+        old = self._until.pop(key, None)
+        if old is not None:
+            self._shares.give_back(old[1])
+        self._until[key] = (until, publisher)
+        self._shares.take(publisher)
         heapq.heappush(self._expiry, (until, key))
 
 
@@ -250,7 +337,8 @@ class PublisherTokens:
     """
     The upload tokens minted for publishers: a L{TokenBook} kept in memory
     only (see the module docstring), whose expired tokens are dropped as
-    new ones come.
+    new ones come, with each publisher's share of the places
+    (L{pypid.core.shares.TableShares}) and rate (L{pypid.core.shares.MintRate}).
 
     @ivar clock: provides C{seconds()}.
     @ivar limit: the most live tokens at once.
@@ -262,9 +350,43 @@ class PublisherTokens:
         default=attrs.Factory(lambda self: TokenBook(self.clock), takes_self=True))
     #: the most live tokens of one publisher
     per_publisher: int = MAX_MINTED_PER_PUBLISHER
+    #: the mints one publisher may make at once, then one every C{every} seconds
+    burst: int = MINT_BURST
+    every: float = MINT_EVERY
+    _rate: MintRate = attrs.field(
+        default=attrs.Factory(lambda self: MintRate(self.burst, self.every), takes_self=True))
+    _shares: TableShares = attrs.field(
+        default=attrs.Factory(lambda self: TableShares(self.limit, self.per_publisher),
+                              takes_self=True))
+    # publisher -> {token id: expires} of its live tokens
+    _owned: dict[str, dict[str, float]] = attrs.field(factory=dict)
+    _expiry: list[tuple[float, str]] = attrs.field(factory=list)
 
     def __len__(self) -> int:
         return len(self.book.tokens)
+
+    def _drop(self, token_id: str) -> bool:
+        """Forget one token, giving its place back."""
+        token = self.book.tokens.pop(token_id, None)
+        if token is None:
+            return False
+        owned = self._owned.get(token.user)
+        if owned is not None and owned.pop(token_id, None) is not None:
+            self._shares.give_back(token.user)
+            if not owned:
+                del self._owned[token.user]
+        return True
+
+    def _forget_expired(self, now: float) -> None:
+        while self._expiry and self._expiry[0][0] <= now:
+            _, token_id = heapq.heappop(self._expiry)
+            self._drop(token_id)
+        # (tokens revoked before they expire, burned ones above all, leave
+        # their entries behind: past twice the live ones, they go at once)
+        if len(self._expiry) > 2 * len(self.book.tokens) + 100:
+            self._expiry = [(expires, token_id) for owned in self._owned.values()
+                            for token_id, expires in owned.items()]
+            heapq.heapify(self._expiry)
 
     def issue(self, publisher: str, projects: Iterable[str], lifetime: float,
               description: str, yields_to: Iterable[str] = (),
@@ -275,24 +397,35 @@ class PublisherTokens:
         project (another C{[publishers]} entry, which this token does not match).
 
         @return: C{(token string, L{pypid.auth.tokens.Token})}.
+        @raise OverShare: C{publisher} holds its share of the places, or
+            mints faster than its rate.
+        @raise TooMany: every place is taken.
         """
         now = self.clock.seconds()
-        tokens = self.book.tokens
-        if len(tokens) >= self.limit // 2:
-            for token_id in [t.id for t in tokens.values()
-                             if t.expires is not None and t.expires <= now]:
-                del tokens[token_id]
-        if len(tokens) >= self.limit:
+        self._forget_expired(now)
+        shares = self._shares
+        shares.limit, shares.per_owner = self.limit, self.per_publisher
+        if shares.full:
             raise TooMany("too many publisher tokens are live; try again later")
-        # (counted only when the whole book could hold a publisher's cap)
-        mine = 0 if len(tokens) < self.per_publisher else sum(
-            1 for t in tokens.values()
-            if t.user == publisher and (t.expires is None or t.expires > now))
-        if mine >= self.per_publisher:
-            raise TooMany(f"this publisher has {mine} live tokens, the most one may have; "
-                          "try again when some expire")
-        return self.book.issue(publisher, {"upload"}, projects, lifetime, description,
-                               yields_to, proof)
+        if shares.over_share(publisher):
+            held = shares.held(publisher)
+            first = min(self._owned.get(publisher, {}).values(), default=now + 1)
+            raise OverShare(f"{publisher} has {held} live tokens, its share; try again when "
+                            "one expires", max(1.0, first - now), publisher)
+        rate = self._rate
+        rate.burst, rate.every = self.burst, self.every
+        wait = rate.wait(publisher, now)
+        if wait:
+            raise OverShare(f"{publisher} mints at most {self.burst} tokens at once, then one "
+                            f"every {self.every:g} s; try again later", wait, publisher)
+        text, token = self.book.issue(publisher, {"upload"}, projects, lifetime, description,
+                                      yields_to, proof)
+        self._rate.charge(publisher, now)
+        shares.take(publisher)
+        expires = token.expires if token.expires is not None else now + lifetime
+        self._owned.setdefault(publisher, {})[token.id] = expires
+        heapq.heappush(self._expiry, (expires, token.id))
+        return text, token
 
     def listing(self) -> list[dict[str, Any]]:
         """The live minted tokens, as the token listing shows them (marked C{minted})."""
@@ -301,8 +434,8 @@ class PublisherTokens:
                 if record["expires"] is None or record["expires"] > now]
 
     def revoke(self, token_id: str) -> bool:
-        """Revoke one minted token at once (an admin's choice); whether there was one."""
-        return self.book.revoke(token_id)
+        """Revoke one minted token at once (its holder or an admin asks); whether there was one."""
+        return self._drop(token_id)
 
     def verify(self, presented: str) -> Token | None:
         """The live minted token C{presented} is, or L{None}."""
@@ -312,6 +445,9 @@ class PublisherTokens:
         """Forget every minted token (the rules that minted them changed)."""
         count = len(self.book.tokens)
         self.book.tokens = {}
+        self._owned.clear()
+        self._expiry.clear()
+        self._shares.clear()
         return count
 
 
@@ -551,8 +687,11 @@ class Verified:
 
     @property
     def publisher(self) -> str:
-        """The identity the minted token acts as: C{publisher:<issuer>:<sub>}."""
-        return f"{PUBLISHER_PREFIX}{self.issuer}:{self.claims['sub']}"
+        """
+        Who the token is from before any publisher matched it, as a refusal
+        names it (L{pypid.core.publishers.publisher_name}: its repository).
+        """
+        return publisher_name(self.issuer, self.claims)
 
 
 @attrs.frozen
@@ -811,12 +950,17 @@ class TrustedPublishing:
         @rtype: L{Minted}
         @raise NoPublisher: no rule lets it publish.
         @raise TokenRefused: it was exchanged before (its C{jti}).
+        @raise OverShare: its publisher holds its share, or mints too fast.
         @raise TooMany: too many tokens are live.
         """
         claims = verified.claims
-        projects = match_publishers(self.settings.rules, verified.issuer, claims)
+        matched = matching_rules(self.settings.rules, verified.issuer, claims)
+        projects = tuple(dict.fromkeys(rule.pattern for rule in matched))
+        publisher = publisher_name(verified.issuer, claims, matched[0])
         now = self._clock.seconds()
-        key = (verified.issuer, claims["jti"])
+        # (by the issuer's URL, which verify checked is the iss: a reload
+        # may rename the issuer, the token stays the same)
+        key = (claims["iss"], claims["jti"])
         if self.replays.seen(key, now):
             raise TokenRefused("this token was already exchanged (its jti was seen before): "
                                "ask the CI system for a new one")
@@ -824,11 +968,9 @@ class TrustedPublishing:
         # (as in [acl], the most specific entry naming a project decides: a
         # glob this token matches gives way to an exact entry it does not)
         others = sorted({rule.pattern for rule in self.settings.rules} - set(projects))
-        text, token = self.tokens.issue(verified.publisher, projects, self.settings.lifetime,
+        # (the room for its jti first: nothing to undo when there is none)
+        self.replays.check(key, publisher, now)
+        text, token = self.tokens.issue(publisher, projects, self.settings.lifetime,
                                         description, others, proof_of(claims))
-        try:
-            self.replays.add(key, claims["exp"] + self.settings.leeway, now)
-        except TooMany:
-            self.tokens.book.revoke(token.id)
-            raise
-        return Minted(text, token, projects, verified.publisher)
+        self.replays.add(key, claims["exp"] + self.settings.leeway, now, publisher)
+        return Minted(text, token, projects, publisher)

@@ -97,6 +97,49 @@ def claim_text(value: object) -> str | None:
     return None
 
 
+#: What a minted token's identity starts with (user names hold no colon).
+PUBLISHER_PREFIX = "publisher:"
+
+#: The claims that name the repository a CI job ran in, the first a token
+#: has used: GitHub Actions' C{repository}, GitLab CI's C{project_path}.
+REPOSITORY_CLAIMS = ("repository", "project_path")
+
+
+def _name_part(value: object) -> str | None:
+    """A claim as a part of a publisher's name: a short printable text without spaces."""
+    text = claim_text(value)
+    if text is None or not text or len(text) > 255 or not text.isprintable() \
+            or any(c.isspace() for c in text):
+        return None
+    return text
+
+
+def publisher_name(issuer: str, claims: Mapping[str, Any],
+                   rule: PublisherRule | None = None) -> str:
+    """
+    Who a token of C{issuer} publishes as, its minted token's identity and
+    the key of its share of the tables (L{pypid.core.shares}): the
+    configured publisher, not the token's C{sub}, which a repository
+    changes with each branch or environment and which an organisation may
+    make the same for all its repositories.
+
+      - C{publisher:<issuer>:<repository>} when the token names the
+        repository it ran in (L{REPOSITORY_CLAIMS});
+      - else C{publisher:<issuer>:<claim>=<value>,...}, the claims of
+        C{rule}, the first publisher it matched (each token it matches has
+        those very values);
+      - else (a refusal: no publisher matched) C{publisher:<issuer>:sub=<sub>}.
+    """
+    for name in REPOSITORY_CLAIMS:
+        repository = _name_part(claims.get(name))
+        if repository is not None:
+            return f"{PUBLISHER_PREFIX}{issuer}:{repository}"
+    if rule is not None:
+        return PUBLISHER_PREFIX + issuer + ":" + ",".join(
+            f"{name}={value}" for name, value in rule.claims)
+    return f"{PUBLISHER_PREFIX}{issuer}:sub={claim_text(claims.get('sub'))}"
+
+
 def parse_publishers(pattern: str, text: str, order: int = 0) -> list[PublisherRule]:
     """
     Read one C{[publishers]} entry: C{project-or-glob = issuer:NAME

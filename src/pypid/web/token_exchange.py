@@ -8,11 +8,15 @@ then used as twine's password with the user name C{__token__}. Refusals
 are short plain text: 400 for a request that is not such JSON, 401 for a
 token that is not trusted (with C{WWW-Authenticate: Bearer}, RFC 6750:
 the credential is the body's token, not Basic), 403 for a genuine token no
-C{[publishers]} rule lets publish, 429 for an address held back (below),
-503 when its issuer's keys cannot be had.
+C{[publishers]} rule lets publish, 429 for an address held back (below)
+or for a publisher over its share (L{pypid.auth.oidc.OverShare}: it holds
+its share of the live tokens or of the remembered C{jti}s, or mints
+faster than its rate; C{Retry-After} says when it may mint again), 503
+when its issuer's keys cannot be had or when the tables are full.
 
 Every exchange is in the audit log as a C{token-issued} entry: minted
-ones name the publisher (the user C{publisher:<issuer>:<sub>}), the token
+ones name the publisher (the user C{publisher:<issuer>:<repository>},
+L{pypid.core.publishers.publisher_name}), the token
 (C{target}) and what it may do (C{detail}), and are written before the
 answer, as every change is. Refusals name the publisher when the ID token
 was genuine, and always the reason; but anyone can send them (any CI
@@ -39,7 +43,10 @@ L{pypid.auth.throttle.LoginThrottle}, not the password logins': a
 misconfigured CI job behind a NAT, failing exchange after exchange, holds
 back the exchanges of that address, never the logins of the people behind
 it (nor does a password guesser there block the exchange). Refusals are
-the 4xx, and the 503 of an issuer that cannot be reached (L{IssuerDown}):
+the 4xx but a publisher's 429 (L{PublisherHeldBack}: that publisher is
+held back already, and counting it would let it hold back the other
+publishers behind the same address, such as a CI's shared runners), and
+the 503 of an issuer that cannot be reached (L{IssuerDown}):
 that is no client's fault, but junk naming such an issuer costs as
 little to send as any other, and without the count one client sent 393
 a second, each two lines of server log (150 KB/s); a CI job retrying
@@ -59,6 +66,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
@@ -73,6 +81,7 @@ from pypid.auth.oidc import (
     IssuerUnavailable,
     Minted,
     NoPublisher,
+    OverShare,
     TokenRefused,
     TooMany,
     TrustedPublishing,
@@ -116,6 +125,14 @@ class IssuerDown(Unavailable):
     The ID token's issuer cannot be reached, or its keys cannot be used
     (503): counted against the address as a refusal (see the module
     docstring).
+    """
+
+
+class PublisherHeldBack(TooManyRequests):
+    """
+    The token's publisher holds its share of the places, or mints faster
+    than its rate (429, with Retry-After): not counted against the address
+    (see the module docstring).
     """
 
 
@@ -288,7 +305,8 @@ class TrustedPublishingArea:
             self._throttle.succeeded(None, address)
             counted = True
         except HTTPError as e:
-            if e.code < 500 or isinstance(e, IssuerDown):
+            if (e.code < 500 and not isinstance(e, PublisherHeldBack)) \
+                    or isinstance(e, IssuerDown):
                 self._throttle.failed(None, address)
                 counted = True
             raise
@@ -315,15 +333,22 @@ class TrustedPublishingArea:
         @raise HTTPError: the refusal, recorded (folded) in the audit log.
         """
         verified = None
+        # (who a refusal names: the publisher of a genuine token)
+        publisher = None
         try:
             text = _id_token(request)
             try:
                 verified = await publishing.verify(text)
+                publisher = verified.publisher
                 return publishing.mint(verified), verified
             except NoPublisher as e:
                 raise Forbidden(str(e))
             except TokenRefused as e:
                 raise InvalidIDToken(str(e))
+            except OverShare as e:
+                publisher = e.publisher
+                raise PublisherHeldBack(str(e), [(b"retry-after",
+                                                  b"%d" % math.ceil(e.retry_after))])
             except TooMany as e:
                 raise Unavailable(str(e), [(b"retry-after", RETRY_AFTER)])
             except IssuerBusy as e:
@@ -340,8 +365,7 @@ class TrustedPublishingArea:
         except HTTPError as e:
             log.info("Refused an ID token from {address}: {reason}", address=address,
                      reason=e.message)
-            self._audit.fold_refused(address, verified.publisher if verified else None,
-                                     EVENT, e)
+            self._audit.fold_refused(address, publisher, EVENT, e)
             raise
 
 
