@@ -64,6 +64,7 @@ from tests.harness_export import (
     ExportCase,
     make_record,
 )
+from tests.osv_records import osv_record, write_folder
 
 ORIGIN = "http://pypi.test"
 SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
@@ -1167,6 +1168,66 @@ class CommandTests(TestCase):
         self.assertIn(f"left out {BETA_WHEEL[0]}", err)
         self.assertIn("Exported 1 projects", out)
 
+    def advised(self, mode, source=None):
+        """A storage of Alpha 1.0 and 0.9, a configuration that acts on an advisory of 1.0."""
+        storage = os.path.join(self.folder, "packages")
+        for filename, data in (ALPHA_WHEEL, ALPHA_OLD):
+            write_file(os.path.join(storage, filename), data)
+        if source is None:
+            source = write_folder(os.path.join(self.folder, "osv"), [osv_record(
+                "GHSA-alph-0000-0001", "Alpha", versions=["1.0"], severity="high")])
+        return self.config(f"[storage]\npath = {storage}\n[pypid]\n"
+                           f"snapshot = {self.folder}/index.json\nadvisories = {mode}\n"
+                           f"[advisories]\npath = {source}\n")
+
+    async def test_advisories_applied(self):
+        """
+        Issue 45: the command reads the advisories a daemon of the
+        configuration puts in force and applies the index's rules: a
+        denied release's files are not written, and the output says what
+        was applied.
+        """
+        dest = os.path.join(self.folder, "site")
+        code, out, err = await self.command(dest, "--config", self.advised("deny"))
+        self.assertEqual((code, err), (0, ""))
+        self.assertIn("Advisories applied ([pypid] advisories = deny): 1 advisories", out)
+        self.assertFalse(os.path.exists(os.path.join(dest, "files", "alpha", ALPHA_WHEEL[0])))
+        self.assertTrue(os.path.exists(os.path.join(dest, "files", "alpha", ALPHA_OLD[0])))
+        self.assertIn(b"denied by advisory GHSA-alph-0000-0001",
+                      read_file(os.path.join(dest, "simple", "alpha", "index.html")))
+
+    async def test_advisories_unreadable(self):
+        """
+        Advisories that cannot be read stop an export of an index that
+        denies or hides by them (one line, status 1, nothing written); one
+        that warns is exported, with a warning.
+        """
+        broken = write_file(os.path.join(self.folder, "osv.zip"), b"not a zip")
+        for mode in ("deny", "hide"):
+            dest = os.path.join(self.folder, f"site-{mode}")
+            code, out, err = await self.command(dest, "--config", self.advised(mode, broken))
+            self.assertEqual((code, out), (1, ""), mode)
+            self.assertEqual(len(err.splitlines()), 1, err)
+            self.assertIn(f"advisories = {mode}, but the advisories cannot be read", err)
+            self.assertFalse(os.path.exists(os.path.join(dest, "files")))
+        code, out, err = await self.command(os.path.join(self.folder, "site-warn"), "--config",
+                                            self.advised("warn", broken))
+        self.assertEqual(code, 0)
+        self.assertIn("warning: the advisories cannot be read", err)
+
+    async def test_advisories_url_never_fetched(self):
+        """An advisory URL without a kept copy is not fetched: the export says so."""
+        storage = os.path.join(self.folder, "packages")
+        write_file(os.path.join(storage, BETA_WHEEL[0]), BETA_WHEEL[1])
+        config = self.config(f"[storage]\npath = {storage}\n[pypid]\n"
+                             f"snapshot = {self.folder}/index.json\nadvisories = deny\n"
+                             "[advisories]\nurl = https://advisories.example/all.zip\n")
+        code, out, err = await self.command(os.path.join(self.folder, "site"), "--config",
+                                            config)
+        self.assertEqual(code, 0)
+        self.assertIn("warning: [advisories] url was never fetched here", err)
+        self.assertIn("Advisories applied ([pypid] advisories = deny): 0 advisories", out)
+
 
 class S3ExportTests(S3Case):
     """Exports from a bucket (the S3 storage) and to a bucket (the S3 target)."""
@@ -1421,6 +1482,27 @@ class IndexExportTests(TestCase):
         self.assertEqual(tree_digest(named), tree_digest(plain))
         self.assertEqual(self.served(named, "beta"), dict([self.default]))
         self.assertEqual(self.served(named, "holy-grail"), {})
+
+    async def test_quarantined_in_a_base(self):
+        """
+        Issue 45: a project quarantined in a hosted base of the exported
+        index is quarantined in it (as the daemon composes it): its page
+        carries the marker and lists no file, and none of its files, the
+        index's own included, is written.
+        """
+        release = LocalStorage(os.path.join(self.storage, ".indexes", "release"), run_now)
+        self.successResultOf(release.keep_status(
+            "holy-grail", ProjectStatus("quarantined", "under review").to_bytes()))
+        dest = os.path.join(self.folder, "staging-site")
+        code, out, err = await run_command(dest, "--config", self.config(), "--index",
+                                           "staging")
+        self.assertEqual((code, err), (0, ""))
+        self.assertEqual(self.served(dest, "holy-grail"), {})
+        page = read_file(os.path.join(dest, "simple", "holy-grail", "index.html"))
+        self.assertIn(b'<meta name="pypi:project-status" content="quarantined">', page)
+        self.assertNotIn(b".whl", page)
+        self.assertFalse(os.path.exists(os.path.join(dest, "pypi", "holy-grail")))
+        self.assertEqual(self.served(dest, "spam"), dict([self.spam]))
 
     async def test_unknown_index(self):
         """--index of an index not configured: one line, status 1."""
