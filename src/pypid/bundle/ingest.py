@@ -249,6 +249,11 @@ def _own_records(records: Mapping[str, FileRecord]) -> dict[str, FileRecord]:
     return dict(records)
 
 
+def _own_statuses(statuses: Mapping[str, ProjectStatus]) -> dict[str, ProjectStatus]:
+    """A copy of C{statuses}, which the ingest adds to."""
+    return dict(statuses)
+
+
 def _own_names(names: Iterable[str]) -> set[str]:
     """A copy of C{names}, which the ingest adds to."""
     return set(names)
@@ -287,7 +292,7 @@ class Ingest:
     _render: Renderer = attrs.field(default=render_description, kw_only=True)
     #: the statuses the storage keeps, by project (L{take_statuses} adds to them)
     _statuses: dict[str, ProjectStatus] = attrs.field(factory=dict, kw_only=True,
-                                                      converter=dict)
+                                                      converter=_own_statuses)
     report: ImportReport = attrs.field(factory=ImportReport)
     # filename -> origin, of what this import took or found, for the report
     # of a second file of that name in the same source
