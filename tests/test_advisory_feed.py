@@ -16,8 +16,8 @@ from twisted.internet.task import Clock
 from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.advisories.compact_cache import LocalCompiler, cache_path
 from pypid.advisories import feed as feed_module
+from pypid.advisories.compact_cache import LocalCompiler, cache_path
 from pypid.advisories.feed import AdvisoryFeed, LoadFailed, read_in_force, saved_path
 from pypid.advisories.osv_archive import ArchiveLimits, ArchiveRefused, Tally, records
 from pypid.config.advisory_settings import AdvisoriesConfig
