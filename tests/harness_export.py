@@ -68,9 +68,11 @@ class ExportCase(SynchronousTestCase):
         return self.successResultOf(storage.scan()).records
 
     def exporter(self, storage, settings=None, people=None, full=False, links="auto",
-                 snapshot=None):
+                 snapshot=None, advisories=None):
+        """An exporter of C{storage} into C{self.dest}, acting on C{advisories} when given."""
+        more = {} if advisories is None else {"advisories": advisories}
         return Exporter(storage, LocalTarget(self.dest, links), settings or ExportSettings(),
-                        run_now, snapshot, people=people, full=full)
+                        run_now, snapshot, people=people, full=full, **more)
 
     def export(self, storage, **kwargs):
         return self.successResultOf(self.exporter(storage, **kwargs).export())

@@ -16,8 +16,9 @@ from twisted.internet.task import Clock
 from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
+from pypid.advisories import feed as feed_module
 from pypid.advisories.compact_cache import LocalCompiler, cache_path
-from pypid.advisories.feed import AdvisoryFeed, saved_path
+from pypid.advisories.feed import AdvisoryFeed, LoadFailed, read_in_force, saved_path
 from pypid.advisories.osv_archive import ArchiveLimits, ArchiveRefused, Tally, records
 from pypid.config.advisory_settings import AdvisoriesConfig
 from pypid.core.advisories import FAILED, READING, AdvisoryBoard
@@ -794,3 +795,67 @@ class RestartValidatorTests(SynchronousTestCase):
         fetch(board)
         self.assertEqual(origins.validators[1:], [(None, modified)])
         self.assertEqual(board.db.projects(), {"widget"})
+
+
+class ReadInForceTests(SynchronousTestCase):
+    """
+    L{read_in_force} (issue 45): the advisories a daemon puts in force at
+    its start, read for the static export without a network and without
+    writing beside the snapshot.
+    """
+
+    def setUp(self):
+        self.snapshot = os.path.join(os.path.abspath(self.mktemp()), "index.json")
+        os.makedirs(os.path.dirname(self.snapshot))
+
+    def beside(self):
+        """What is beside the snapshot (its C{.d} folder's names)."""
+        folder = self.snapshot + ".d"
+        return sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+
+    def test_path_read_nothing_written(self):
+        """The path's records are read, and nothing is written beside the snapshot."""
+        folder = write_folder(os.path.abspath(self.mktemp()), [WIDGET, GADGET])
+        found = read_in_force(AdvisoriesConfig(path=folder), self.snapshot)
+        self.assertEqual((len(found.db), found.warnings), (2, ()))
+        self.assertEqual(self.beside(), [])
+
+    def test_daemon_cache_used(self):
+        """The daemon's compact cache of the same sources is read instead of the records."""
+        folder = write_folder(os.path.abspath(self.mktemp()), [WIDGET])
+        settings = AdvisoriesConfig(path=folder)
+        feed = AdvisoryFeed(AdvisoryBoard(), settings, run_now, Clock(), self.snapshot,
+                            compiler=LocalCompiler())
+        start(self, feed)
+        feed.stopService()
+        self.assertEqual(self.beside(), ["advisories.cache"])
+        compiled = []
+        self.patch(feed_module, "compile_sources", compiled.append)
+        found = read_in_force(settings, self.snapshot)
+        self.assertEqual((len(found.db), compiled), (1, []))
+        self.assertEqual(found.db.digest, feed.board.db.digest)
+
+    def test_url_kept_copy(self):
+        """The URL's copy kept beside the snapshot is read; without one, a warning says so."""
+        settings = AdvisoriesConfig(url=URL)
+        found = read_in_force(settings, self.snapshot)
+        self.assertEqual(len(found.db), 0)
+        [warning] = found.warnings
+        self.assertIn("[advisories] url was never fetched here", warning)
+        saved = saved_path(self.snapshot)
+        os.makedirs(os.path.dirname(saved))
+        write_zip(saved, [GADGET])
+        with open(saved + ".url", "w") as f:
+            f.write(URL)
+        found = read_in_force(settings, self.snapshot)
+        self.assertEqual((len(found.db), found.warnings), (1, ()))
+
+    def test_refused(self):
+        """A path that cannot be read, or is refused, is L{LoadFailed}: nothing pretends."""
+        with self.assertRaises(LoadFailed):
+            read_in_force(AdvisoriesConfig(path=os.path.abspath(self.mktemp())), self.snapshot)
+        broken = os.path.abspath(self.mktemp())
+        with open(broken, "wb") as f:
+            f.write(b"not a zip")
+        with self.assertRaises(LoadFailed):
+            read_in_force(AdvisoriesConfig(path=broken), self.snapshot)

@@ -25,14 +25,20 @@ from pypid.bundle.archive import (
     open_reader,
     open_writer,
 )
-from pypid.bundle.ingest import Arrival, Ingest
+from pypid.bundle.ingest import Arrival, Ingest, import_entries
 from pypid.bundle.pack import pack_bundle
 from pypid.bundle.sources import BundleSource, detect
+from pypid.core.audit_chain import Entry
 from pypid.core.distribution import inspect
+from pypid.core.index import Index
+from pypid.core.project_status import ProjectStatus
 from pypid.core.provenance import Publisher, provenance_document
 from pypid.core.readme import render_description
+from pypid.state.loader import load_statuses
+from pypid.storage.audit_log import MemoryAuditLog
 from pypid.storage.interface import FilenameDeleted, StorageError
 from pypid.storage.memory import MemoryStorage
+from pypid.storage.reading import read_statuses
 from tests.distributions import make_sdist, make_wheel
 from tests.fakes import run_now, write_file
 from tests.sigstore_root import TestSigstore, github_claims
@@ -99,6 +105,32 @@ class ManifestTests(SynchronousTestCase):
                      "manifest.json/x", "files/a\x01b.whl", "audit/a\\b"):
             with self.assertRaises(m.BundleError, msg=name):
                 m.classify(name)
+
+    def test_statuses(self):
+        """
+        statuses.json (issue 45) is a member of the layout, read back as
+        written; an entry that is not a status is refused, naming it.
+        """
+        self.assertEqual(m.classify("statuses.json").kind, "statuses")
+        self.assertEqual(m.classify("indexes/release/statuses.json"),
+                         m.Member("indexes/release/statuses.json", "statuses", None, "release"))
+        statuses = {"holy-grail": m.BundledStatus(ProjectStatus("quarantined", "why"),
+                                                  "alice", "2026-11-20T10:00:00.000000Z"),
+                    "spam": m.BundledStatus(ProjectStatus("deprecated"))}
+        self.assertEqual(m.parse_statuses(m.statuses_bytes(statuses)), statuses)
+        for data, message in [
+            (b'{"statuses": []}', "statuses must be a JSON object"),
+            (b'{"statuses": {"Holy_Grail": {"status": "archived"}}}',
+             "not a normalized project name"),
+            (b'{"statuses": {"spam": "archived"}}', "not a JSON object"),
+            (b'{"statuses": {"spam": {"status": "gone"}}}', "status: one of"),
+            (b'{"statuses": {"spam": {"status": "archived", "x": 1}}}', "x: unknown field"),
+            (b'{"statuses": {"spam": {"status": "archived", "set_by": 1}}}', "set_by"),
+        ]:
+            with self.assertRaises(m.BundleError) as caught:
+                m.parse_statuses(data)
+            self.assertIn(message, str(caught.exception))
+        self.assertEqual(m.parse_statuses(b'{"statuses": {"spam": {"status": "active"}}}'), {})
 
     def test_records_round_trip(self):
         """Records come back as they were, yank state, uploader and time included."""
@@ -372,8 +404,8 @@ def provenance_for(filename, data):
                                  [attestation])])
 
 
-class RoundTripTests(TestCase):
-    """A storage exported to a bundle and imported into another, in memory."""
+class BundleCase(TestCase):
+    """Storages in memory, exported to bundles and imported into others."""
 
     def setUp(self):
         self.clock = Clock()
@@ -408,12 +440,12 @@ class RoundTripTests(TestCase):
         self.gone = gone.filename
         return storage
 
-    async def exported(self, storage, name="bundle.tar.gz"):
-        """Export C{storage} to a bundle; return its path and the report."""
+    async def exported(self, storage, name="bundle.tar.gz", audit=None):
+        """Export C{storage} (and its C{audit} log) to a bundle; return its path and the report."""
         path = os.path.join(os.path.abspath(self.mktemp()), name)
         os.makedirs(os.path.dirname(path))
         writer = open_writer(path)
-        report = await pack_bundle(storage, writer, None, run_now, self.clock)
+        report = await pack_bundle(storage, writer, None, run_now, self.clock, audit)
         return path, report
 
     async def imported(self, path, storage, max_size=MAX):
@@ -422,14 +454,21 @@ class RoundTripTests(TestCase):
         try:
             offer = await source.read()
             scanned = await storage.scan({}, 0.0, (), False)
-            ingest = Ingest(storage, run_now, max_size, scanned.records, scanned.tombstones)
+            ingest = Ingest(storage, run_now, max_size, scanned.records, scanned.tombstones,
+                            statuses=await read_statuses(storage))
             ingest.report.refused.extend(offer.refused)
+            # (as the command does: the statuses before the files)
+            await ingest.take_statuses(offer.statuses)
             await ingest.take_all(offer.arrivals)
             for filename in sorted(offer.tombstones):
                 await ingest.bury(filename)
         finally:
             source.close()
         return ingest.report
+
+
+class RoundTripTests(BundleCase):
+    """A storage exported to a bundle and imported into another, in memory."""
 
     async def test_everything_comes_across(self):
         """
@@ -678,6 +717,160 @@ class RoundTripTests(TestCase):
         self.assertEqual((len(imported.imported), imported.failed), (2, False))
 
 
+class StatusBundleTests(BundleCase):
+    """
+    Issue 45: a bundle carries the projects' statuses (PEP 792), and an
+    import keeps them, before any file: a quarantined project arrives
+    quarantined on the other server.
+    """
+
+    async def with_statuses(self):
+        """The source storage, holy-grail quarantined, and spam (one file) archived."""
+        storage = await self.source_storage()
+        await self.publish(storage, *make_wheel("spam", "1.0"))
+        await storage.keep_status("holy-grail",
+                                  ProjectStatus("quarantined", "malware reported").to_bytes())
+        await storage.keep_status("spam", ProjectStatus("archived").to_bytes())
+        return storage
+
+    async def test_round_trip_keeps_statuses(self):
+        """
+        The statuses, with who set them and when (the audit log's entry),
+        come across; the quarantined project's files come too (a bundle is
+        a backup), and arrive quarantined: the daemon's loader reads them so.
+        """
+        source = await self.with_statuses()
+        audit = MemoryAuditLog(self.clock)
+        audit.append(Entry(time="2026-11-20T10:00:00.000000Z", event="status",
+                           user="alice", project="holy-grail",
+                           detail="quarantined: malware reported"))
+        self.assertTrue(await audit.flush())
+        path, exported = await self.exported(source, "bundle", audit)
+        self.assertEqual((exported.statuses, exported.problems), (2, []))
+        self.assertIn("2 project statuses", exported.summary(path))
+        with open(os.path.join(path, m.STATUSES), "rb") as f:
+            carried = m.parse_statuses(f.read())
+        self.assertEqual(carried, {
+            "holy-grail": m.BundledStatus(ProjectStatus("quarantined", "malware reported"),
+                                          "alice", "2026-11-20T10:00:00.000000Z"),
+            "spam": m.BundledStatus(ProjectStatus("archived"))})
+        target = self.storage()
+        report = await self.imported(path, target)
+        self.assertFalse(report.failed)
+        self.assertEqual(report.statuses, [
+            ("holy-grail", "quarantined: malware reported (set by alice at "
+                           "2026-11-20T10:00:00.000000Z)"),
+            ("spam", "archived")])
+        self.assertIn(self.plain.filename, report.imported)
+        self.assertIn("project statuses: 2 kept, 0 already there", report.lines())
+        index = Index(lambda record: "")
+        await load_statuses(index, target)
+        self.assertTrue(index.statuses.quarantined("holy-grail"))
+        self.assertEqual(index.status("spam"), ProjectStatus("archived"))
+        records = (await target.scan({}, 0.0, (), False)).records
+        entries = import_entries(ImportedBy(report, records), "2026-11-25T00:00:00.000000Z",
+                                 "root@host")
+        [status] = [e for e in entries if e.event == "status" and e.project == "holy-grail"]
+        self.assertTrue(status.detail.startswith("quarantined: malware reported (set by alice"))
+        again = await self.imported(path, target)
+        self.assertEqual((again.statuses, again.statuses_present, again.failed), ([], 2, False))
+
+    async def test_statuses_before_files(self):
+        """The import keeps the statuses before it publishes any file."""
+        path, _ = await self.exported(await self.with_statuses())
+        target = self.storage()
+        calls = []
+        watched = _Watching(target, calls)
+        await self.imported(path, watched)
+        self.assertEqual(calls[:2], [("status", "holy-grail"), ("status", "spam")])
+        self.assertEqual({kind for kind, _ in calls[2:]}, {"publish"})
+
+    async def test_without_statuses_unchanged(self):
+        """
+        A storage where no project has a status gives the bundle it always
+        gave (no statuses.json), and such a bundle, from before issue 45
+        too, imports as before, with nothing said of statuses.
+        """
+        path, exported = await self.exported(await self.source_storage(), "bundle")
+        self.assertEqual(exported.statuses, 0)
+        self.assertFalse(os.path.exists(os.path.join(path, m.STATUSES)))
+        self.assertNotIn("project statuses", exported.summary(path))
+        target = self.storage()
+        report = await self.imported(path, target)
+        self.assertEqual((report.statuses, report.statuses_present, report.failed),
+                         ([], 0, False))
+        self.assertFalse(any("statuses" in line for line in report.lines()))
+        self.assertEqual(await target.statuses(), {})
+
+    async def test_quarantine_wins(self):
+        """
+        A quarantine from the source replaces another status kept here (the
+        report says so); another status differing from the one here is a
+        conflict, and this server's stays.
+        """
+        path, _ = await self.exported(await self.with_statuses())
+        target = self.storage()
+        await target.keep_status("holy-grail", ProjectStatus("archived").to_bytes())
+        await target.keep_status("spam", ProjectStatus("deprecated", "use eggs").to_bytes())
+        report = await self.imported(path, target)
+        self.assertEqual(report.statuses, [
+            ("holy-grail", "quarantined: malware reported, was archived here")])
+        self.assertIn(("spam", "its status is deprecated: use eggs here and archived in "
+                               "the source: this server's is kept"), report.conflicts)
+        self.assertTrue(report.failed)
+        kept = await target.statuses()
+        self.assertEqual(ProjectStatus.from_bytes(kept["holy-grail"]).status, "quarantined")
+        self.assertEqual(ProjectStatus.from_bytes(kept["spam"]).status, "deprecated")
+
+    async def test_statuses_tampered(self):
+        """
+        A statuses.json changed, or removed while the manifest names it,
+        refuses the whole bundle: a status is never lost on the way.
+        """
+        path, _ = await self.exported(await self.with_statuses(), "bundle")
+        member = os.path.join(path, m.STATUSES)
+        with open(member, "rb") as f:
+            original = f.read()
+        write_file(member, original.replace(b"quarantined", b"deprecated"))
+        target = self.storage()
+        with self.assertRaises(m.BundleError) as caught:
+            await self.imported(path, target)
+        self.assertIn(f"{m.STATUSES} has sha256", str(caught.exception))
+        os.remove(member)
+        with self.assertRaises(m.BundleError) as caught:
+            await self.imported(path, target)
+        self.assertIn(f"has no {m.STATUSES}", str(caught.exception))
+        self.assertEqual((await target.scan({}, 0.0, (), False)).records, {})
+
+
+@attrs.define
+class ImportedBy:
+    """What L{import_entries} reads of an ingest: its report, no file imported."""
+
+    report: object
+    records: dict = attrs.field(factory=dict)
+    origins: dict = attrs.field(factory=dict)
+
+
+class _Watching:
+    """A storage that notes each status kept and each file published, in order."""
+
+    def __init__(self, storage, calls):
+        self._storage = storage
+        self._calls = calls
+
+    def __getattr__(self, name):
+        return getattr(self._storage, name)
+
+    def keep_status(self, project, data):
+        self._calls.append(("status", project))
+        return self._storage.keep_status(project, data)
+
+    def publish(self, temp, record, *args):
+        self._calls.append(("publish", record.filename))
+        return self._storage.publish(temp, record, *args)
+
+
 class _ScannedBefore:
     """A storage whose scan gives what it held before (a delete came after the scan)."""
 
@@ -828,6 +1021,49 @@ class IndexBundleTests(TestCase):
         self.assertTrue(os.path.isfile(os.path.join(target, ".indexes", "release",
                                                     self.release_name)))
         self.assertIn("Into the index release:", out)
+
+    async def test_statuses_round_trip(self):
+        """
+        Issue 45: each index's project statuses go into the bundle and are
+        kept by the import in each index's storage, with an audit entry;
+        the command says so.
+        """
+        from pypid.storage.local import LocalStorage
+        from tests.harness_admin import run_admin
+
+        default = LocalStorage(self.source, run_now)
+        self.successResultOf(default.keep_status(
+            "holy-grail", ProjectStatus("quarantined", "malware reported").to_bytes()))
+        release = LocalStorage(os.path.join(self.source, ".indexes", "release"), run_now)
+        self.successResultOf(release.keep_status("holy-grail",
+                                                 ProjectStatus("archived").to_bytes()))
+        source = self.config("source", self.source, "[index:release]\n")
+        bundle = os.path.join(self.folder, "bundle.tar")
+        code, out, err = await run_admin(source, "export", to=bundle,
+                                         index=["default", "release"])
+        self.assertEqual((code, err), (0, ""))
+        self.assertIn("2 project statuses", out)
+        target = os.path.join(self.folder, "target")
+        os.makedirs(target)
+        code, out, err = await run_admin(self.config("target", target, "[index:release]\n"),
+                                         "import", source=bundle)
+        self.assertEqual((code, err), (0, ""), out)
+        self.assertIn("project statuses: 1 kept, 0 already there\n"
+                      "  holy-grail: quarantined: malware reported\n", out)
+        kept = self.successResultOf(LocalStorage(target, run_now).statuses())
+        self.assertEqual(ProjectStatus.from_bytes(kept["holy-grail"]),
+                         ProjectStatus("quarantined", "malware reported"))
+        kept = self.successResultOf(LocalStorage(
+            os.path.join(target, ".indexes", "release"), run_now).statuses())
+        self.assertEqual(ProjectStatus.from_bytes(kept["holy-grail"]), ProjectStatus("archived"))
+        audit = os.path.join(target, ".pypid", "audit")
+        logged = b""
+        for name in os.listdir(audit):
+            if name.endswith(".jsonl"):
+                with open(os.path.join(audit, name), "rb") as f:
+                    logged += f.read()
+        self.assertIn(b'"event":"status"', logged)
+        self.assertIn(b'"detail":"quarantined: malware reported; imported, by ', logged)
 
     async def test_named_only(self):
         """--index NAME alone packs that index; the default's part is empty."""

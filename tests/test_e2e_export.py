@@ -8,7 +8,9 @@ real nginx serves the tree with the configuration the documentation shows
 (C{etc/nginx-export.conf}, only its two marked lines changed); pip and uv
 install from it with every hash checked. Then a delete and a yank through
 the daemon, an export again, and nginx serves the change: the deleted
-file is a 404.
+file is a 404. A project quarantined through the daemon (issue 45) is
+exported as the daemon serves it to anyone: its pages carry the status and
+list no file, its files are gone from the tree, and pip cannot install it.
 """
 
 import os
@@ -164,7 +166,9 @@ class ExportServedByNginxTests(BrowserTestCase):
         self.addCleanup(e2e._forget_watched)
         require({"nginx": "nginx"})
         self.directory = os.path.abspath(self.mktemp())
-        self.daemon = e2e.Daemon(os.path.join(self.directory, "daemon"))
+        # (its user an admin: a project's status is set by one)
+        self.daemon = e2e.Daemon(os.path.join(self.directory, "daemon"),
+                                 settings={"auth.admins": e2e.USER})
         self.addCleanup(self.daemon.kill)
         self.daemon.start()
         for filename, data in (ALPHA, ALPHA_SDIST, ALPHA_YANKED, BETA, GAMMA):
@@ -329,3 +333,29 @@ class ExportServedByNginxTests(BrowserTestCase):
         self.clients.pip_install(target, self.nginx.url + "simple/", "--require-hashes", "-r",
                                  self.requirements())
         self.assertEqual(e2e.installed(target), {"alpha": "1.0", "beta": "2.0"})
+
+    def test_quarantined_project(self):
+        """
+        A project quarantined through the daemon, exported again: its pages
+        are the daemon's (the PEP 792 marker, no file), its files, metadata
+        and legacy JSON are 404s, and pip does not find it; the others are
+        served as before.
+        """
+        self.api("POST", "api/projects/gamma/status", status="quarantined",
+                 reason="under review")
+        self.export()
+        for accept in (SIMPLE_JSON, "text/html"):
+            response = self.nginx.get("simple/gamma/", {"Accept": accept})
+            self.assertEqual(response.status, 200)
+            self.assertEqual(response.body, self.daemon_page("simple/gamma/", accept), accept)
+        page = self.nginx.get("simple/gamma/", {"Accept": SIMPLE_JSON}).json()
+        self.assertEqual((page["files"], page["project-status"]),
+                         ([], {"status": "quarantined", "reason": "under review"}))
+        for path in (f"files/gamma/{GAMMA[0]}", f"files/gamma/{GAMMA[0]}.metadata",
+                     "pypi/gamma/json", "project/gamma/1.0/"):
+            self.assertEqual(self.nginx.get(path).status, 404, path)
+        self.assertIn(b"This project is quarantined", self.nginx.get("project/gamma/").body)
+        done = self.clients.pip_install(os.path.join(self.directory, "pip-target"),
+                                        self.nginx.url + "simple/", "gamma", check=False)
+        self.assertNotEqual(done.returncode, 0, done.output)
+        self.assertEqual(self.nginx.get(f"files/alpha/{ALPHA[0]}").body, ALPHA[1])

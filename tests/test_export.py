@@ -17,7 +17,7 @@ from functools import partial
 
 import attrs
 from twisted.internet import reactor
-from twisted.internet.defer import maybeDeferred
+from twisted.internet.defer import ensureDeferred, maybeDeferred
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 from twisted.trial.unittest import SynchronousTestCase, TestCase
@@ -25,9 +25,19 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from pypid.auth.policy import AccessModel
 from pypid.auth.verifier import PasswordVerifier
 from pypid.cli import export as cli
+from pypid.core.advisories import (
+    Advisory,
+    AdvisoryBoard,
+    AdvisoryDB,
+    AdvisoryPolicy,
+    AdvisoryRules,
+    Affected,
+    release_key,
+)
 from pypid.core.details import Details
 from pypid.core.distribution import inspect
 from pypid.core.index import Index
+from pypid.core.project_status import ProjectStatus
 from pypid.core.render import file_url_for
 from pypid.export import plan as plans
 from pypid.export.plan import ExportError, ExportManifest, ExportSettings, People
@@ -54,9 +64,14 @@ from tests.harness_export import (
     ExportCase,
     make_record,
 )
+from tests.osv_records import osv_record, write_folder
 
 ORIGIN = "http://pypi.test"
 SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
+
+#: An advisory naming Alpha 1.0 (its wheel and sdist), not 0.9.
+ALPHA_1 = Advisory("GHSA-alph-0000-0001", summary="alpha 1.0 steals keys", severity="high",
+                   affected=(Affected("alpha", (), frozenset({release_key("1.0")})),))
 
 
 def index_of(*records, tombstones=()):
@@ -735,6 +750,250 @@ class ExporterTests(ExportCase):
         self.assertNotIn(b"data-yanked", self.read("simple/beta/index.html"))
 
 
+class StatusExportTests(ExportCase):
+    """
+    Issue 45: the export applies the projects' statuses (PEP 792) as the
+    daemon does for an anonymous reader: a quarantined project's pages
+    carry the marker and list no file, and none of its files, metadata,
+    provenance or legacy JSON is written; archived and deprecated carry
+    their markers.
+    """
+
+    def daemon(self, storage):
+        """The daemon's web side over C{storage}, its statuses read as a start reads them."""
+        from pypid.state.loader import load_statuses
+        index = Index(file_url_for(None))
+        index.load(sorted(self.records(storage).values(),
+                          key=lambda r: (r.upload_time, r.filename)))
+        self.successResultOf(ensureDeferred(load_statuses(index, storage)))
+        verifier = PasswordVerifier({}, self.clock, None, run_in_pool=run_in_pool_now)
+        web = build_web(one_index(index, storage, self.clock),
+                        Access(AccessModel(read="everyone"), verifier), run_now, self.clock,
+                        max_upload_size=1 << 20)
+        return site_treq(web.site)
+
+    def served(self, client, path, accept="text/html"):
+        """C{(code, body)} of the daemon's answer to an anonymous C{GET path}."""
+        response = self.successResultOf(client.get(ORIGIN + path, headers={"Accept": accept}))
+        return response.code, self.successResultOf(response.content())
+
+    def set_status(self, storage, project, status, reason=None):
+        self.successResultOf(storage.keep_status(
+            project, ProjectStatus(status, reason).to_bytes() if status else None))
+
+    def test_quarantined(self):
+        """
+        A quarantined project's pages are the daemon's (the marker, no file);
+        its files, metadata, provenance and legacy JSON are not written, and
+        the other projects are exported as before.
+        """
+        storage = self.memory(*FILES)
+        record = self.records(storage)[ALPHA_WHEEL[0]]
+        self.successResultOf(storage.keep_provenance(record, b'{"version": 1}'))
+        self.set_status(storage, "alpha", "quarantined", "malware reported")
+        report = self.export(storage)
+        self.assertEqual(report.problems, [])
+        client = self.daemon(storage)
+        for kind, accept in (("html", "text/html"), ("json", SIMPLE_JSON)):
+            code, body = self.served(client, "/simple/alpha/", accept)
+            self.assertEqual((code, self.read(f"simple/alpha/index.{kind}")), (200, body))
+        html = self.read("simple/alpha/index.html")
+        self.assertIn(b'<meta name="pypi:project-status" content="quarantined">', html)
+        self.assertNotIn(b"files/alpha", html)
+        page = json.loads(self.read("simple/alpha/index.json"))
+        self.assertEqual(page["project-status"],
+                         {"status": "quarantined", "reason": "malware reported"})
+        self.assertEqual(page["files"], [])
+        self.assertFalse(self.exists("files/alpha"))
+        self.assertFalse(self.exists("integrity/alpha"))
+        # (the daemon answers 404 for its legacy JSON: no path is written)
+        self.assertEqual(self.served(client, "/pypi/alpha/json")[0], 404)
+        self.assertFalse(self.exists("pypi/alpha"))
+        self.assertEqual(self.read(f"files/beta/{BETA_WHEEL[0]}"), BETA_WHEEL[1])
+        self.assertTrue(self.exists("pypi/beta/json"))
+
+    def test_quarantine_follows_the_storage(self):
+        """
+        A project quarantined after an export loses its files at the next
+        (incremental) one, after its pages stopped listing them; released,
+        they come back.
+        """
+        storage = self.memory(*FILES)
+        self.export(storage)
+        self.assertTrue(self.exists(f"files/alpha/{ALPHA_WHEEL[0]}"))
+        self.set_status(storage, "alpha", "quarantined")
+        report = self.export(storage)
+        self.assertEqual(report.changed, 1)
+        self.assertFalse(self.exists("files/alpha"))
+        self.assertFalse(self.exists("pypi/alpha"))
+        self.assertIn(b'content="quarantined"', self.read("simple/alpha/index.html"))
+        self.set_status(storage, "alpha", None)
+        report = self.export(storage)
+        self.assertEqual(report.changed, 1)
+        self.assertEqual(self.read(f"files/alpha/{ALPHA_WHEEL[0]}"), ALPHA_WHEEL[1])
+        self.assertNotIn(b"project-status", self.read("simple/alpha/index.html"))
+
+    def test_quarantine_removes_provenance(self):
+        """
+        A provenance written by an export is removed once its project is
+        quarantined (as are its file and metadata), and when its file is deleted.
+        """
+        storage = self.memory(*FILES)
+        records = self.records(storage)
+        for filename in (ALPHA_WHEEL[0], BETA_WHEEL[0]):
+            self.successResultOf(storage.keep_provenance(records[filename], b'{"version": 1}'))
+        self.export(storage)
+        alpha = f"integrity/alpha/1.0/{ALPHA_WHEEL[0]}/provenance"
+        beta = f"integrity/beta/2.0/{BETA_WHEEL[0]}/provenance"
+        self.assertTrue(self.exists(alpha))
+        self.set_status(storage, "alpha", "quarantined")
+        self.successResultOf(storage.delete(self.records(storage)[BETA_WHEEL[0]]))
+        self.export(storage)
+        self.assertFalse(self.exists(alpha))
+        self.assertFalse(self.exists(beta))
+
+    def test_archived_and_deprecated(self):
+        """An archived or deprecated project's pages carry the daemon's markers; its files stay."""
+        storage = self.memory(*FILES)
+        self.set_status(storage, "alpha", "archived", "moved to alpha2")
+        self.set_status(storage, "beta", "deprecated")
+        self.export(storage)
+        client = self.daemon(storage)
+        for project in ("alpha", "beta"):
+            for kind, accept in (("html", "text/html"), ("json", SIMPLE_JSON)):
+                code, body = self.served(client, f"/simple/{project}/", accept)
+                self.assertEqual((code, self.read(f"simple/{project}/index.{kind}")),
+                                 (200, body))
+        html = self.read("simple/alpha/index.html")
+        self.assertIn(b'<meta name="pypi:project-status" content="archived">', html)
+        self.assertIn(b'<meta name="pypi:project-status-reason" content="moved to alpha2">',
+                      html)
+        self.assertEqual(json.loads(self.read("simple/beta/index.json"))["project-status"],
+                         {"status": "deprecated"})
+        self.assertEqual(self.read(f"files/alpha/{ALPHA_WHEEL[0]}"), ALPHA_WHEEL[1])
+        self.assertTrue(self.exists("pypi/alpha/json"))
+
+    def test_status_change_renders_again(self):
+        """A status set or changed after an export renders its project again."""
+        storage = self.memory(*FILES)
+        self.export(storage)
+        self.set_status(storage, "beta", "archived")
+        self.assertEqual(self.export(storage).changed, 1)
+        self.assertIn(b'content="archived"', self.read("simple/beta/index.html"))
+        self.set_status(storage, "beta", "deprecated", "use alpha")
+        self.assertEqual(self.export(storage).changed, 1)
+        self.assertIn(b'content="deprecated"', self.read("simple/beta/index.html"))
+
+    def test_pages_for_people(self):
+        """
+        A quarantined project's page for people is the daemon's page for
+        readers (its status, no file); an archived one's says so first thing.
+        """
+        from pypid.export.people_files import make_people
+        storage = self.memory(*FILES)
+        self.set_status(storage, "alpha", "quarantined", "malware reported")
+        self.set_status(storage, "beta", "archived")
+        self.export(storage, people=make_people())
+        page = self.read("project/alpha/index.html")
+        self.assertIn(b"This project is quarantined", page)
+        self.assertIn(b"malware reported", page)
+        self.assertNotIn(ALPHA_WHEEL[0].encode(), page)
+        self.assertFalse(self.exists("project/alpha/1.0"))
+        self.assertIn(b"status-archived", self.read("project/beta/index.html"))
+        self.assertIn(BETA_WHEEL[0].encode(), self.read("project/beta/index.html"))
+
+
+class AdvisoryExportTests(ExportCase):
+    """
+    Issue 45: the export applies the index's advisories as the daemon
+    does: a release its rules deny is listed yanked and its files are not
+    written; one they hide is not listed; the legacy JSON names them.
+    """
+
+    def policy(self, mode, *advisories):
+        board = AdvisoryBoard()
+        board.replace(AdvisoryDB.of(advisories))
+        return AdvisoryPolicy(AdvisoryRules.parse(mode), board)
+
+    def daemon(self, storage, policy):
+        """The daemon's web side over C{storage}, acting on C{policy}."""
+        index = Index(file_url_for(None), advisories=policy)
+        index.load(sorted(self.records(storage).values(),
+                          key=lambda r: (r.upload_time, r.filename)))
+        verifier = PasswordVerifier({}, self.clock, None, run_in_pool=run_in_pool_now)
+        web = build_web(one_index(index, storage, self.clock),
+                        Access(AccessModel(read="everyone"), verifier), run_now, self.clock,
+                        max_upload_size=1 << 20)
+        return site_treq(web.site)
+
+    def served(self, client, path, accept="text/html"):
+        response = self.successResultOf(client.get(ORIGIN + path, headers={"Accept": accept}))
+        return response.code, self.successResultOf(response.content())
+
+    def test_denied_release(self):
+        """
+        Under C{deny}, a denied release's pages are the daemon's (listed
+        yanked, naming the advisory), and its files and metadata are not
+        written; the other releases are.
+        """
+        storage = self.memory(*FILES)
+        policy = self.policy("deny", ALPHA_1)
+        self.export(storage, advisories=policy)
+        client = self.daemon(storage, policy)
+        for kind, accept in (("html", "text/html"), ("json", SIMPLE_JSON)):
+            code, body = self.served(client, "/simple/alpha/", accept)
+            self.assertEqual((code, self.read(f"simple/alpha/index.{kind}")), (200, body))
+        self.assertIn(b"denied by advisory GHSA-alph-0000-0001",
+                      self.read("simple/alpha/index.html"))
+        for filename in (ALPHA_WHEEL[0], ALPHA_SDIST[0]):
+            self.assertEqual(self.served(client, f"/files/alpha/{filename}")[0], 403)
+            self.assertFalse(self.exists(f"files/alpha/{filename}"), filename)
+        self.assertFalse(self.exists(f"files/alpha/{ALPHA_WHEEL[0]}.metadata"))
+        self.assertEqual(self.read(f"files/alpha/{ALPHA_OLD[0]}"), ALPHA_OLD[1])
+        exported = json.loads(self.read("pypi/alpha/json"))
+        served = json.loads(self.served(client, "/pypi/alpha/json")[1])
+        exported.pop("last_serial")
+        served.pop("last_serial")
+        self.assertEqual(exported, served)
+        self.assertEqual([v["id"] for v in exported["vulnerabilities"]],
+                         ["GHSA-alph-0000-0001"])
+
+    def test_hidden_release(self):
+        """Under C{hide}, the release is left off the pages, as the daemon leaves it."""
+        storage = self.memory(*FILES)
+        policy = self.policy("hide", ALPHA_1)
+        self.export(storage, advisories=policy)
+        client = self.daemon(storage, policy)
+        for kind, accept in (("html", "text/html"), ("json", SIMPLE_JSON)):
+            code, body = self.served(client, "/simple/alpha/", accept)
+            self.assertEqual((code, self.read(f"simple/alpha/index.{kind}")), (200, body))
+        html = self.read("simple/alpha/index.html")
+        self.assertNotIn(ALPHA_WHEEL[0].encode(), html)
+        self.assertIn(ALPHA_OLD[0].encode(), html)
+
+    def test_advisory_later(self):
+        """An advisory that comes after an export renders its project again, files removed."""
+        storage = self.memory(*FILES)
+        self.export(storage, advisories=self.policy("deny"))
+        self.assertTrue(self.exists(f"files/alpha/{ALPHA_WHEEL[0]}"))
+        report = self.export(storage, advisories=self.policy("deny", ALPHA_1))
+        self.assertEqual(report.changed, 1)
+        self.assertFalse(self.exists(f"files/alpha/{ALPHA_WHEEL[0]}"))
+        self.assertIn(b"denied by advisory", self.read("simple/alpha/index.html"))
+
+    def test_pages_for_people(self):
+        """A denied release's page for people names the advisory, as the daemon's does."""
+        from pypid.export.people_files import make_people
+        storage = self.memory(*FILES)
+        self.export(storage, advisories=self.policy("deny", ALPHA_1), people=make_people())
+        page = self.read("project/alpha/1.0/index.html")
+        self.assertIn(b"Known vulnerabilities in 1.0", page)
+        self.assertIn(b"GHSA-alph-0000-0001", page)
+        other = self.read("project/alpha/0.9/index.html")
+        self.assertNotIn(b"Known vulnerabilities", other)
+        self.assertIn(b"vulnerable: GHSA-alph-0000-0001", other)  # (1.0 in its history)
+
+
 class PeopleSeamTests(ExportCase):
     """The pages for people: the whole site every time, each project when it changes."""
 
@@ -908,6 +1167,66 @@ class CommandTests(TestCase):
         self.assertEqual(code, 1)
         self.assertIn(f"left out {BETA_WHEEL[0]}", err)
         self.assertIn("Exported 1 projects", out)
+
+    def advised(self, mode, source=None):
+        """A storage of Alpha 1.0 and 0.9, a configuration that acts on an advisory of 1.0."""
+        storage = os.path.join(self.folder, "packages")
+        for filename, data in (ALPHA_WHEEL, ALPHA_OLD):
+            write_file(os.path.join(storage, filename), data)
+        if source is None:
+            source = write_folder(os.path.join(self.folder, "osv"), [osv_record(
+                "GHSA-alph-0000-0001", "Alpha", versions=["1.0"], severity="high")])
+        return self.config(f"[storage]\npath = {storage}\n[pypid]\n"
+                           f"snapshot = {self.folder}/index.json\nadvisories = {mode}\n"
+                           f"[advisories]\npath = {source}\n")
+
+    async def test_advisories_applied(self):
+        """
+        Issue 45: the command reads the advisories a daemon of the
+        configuration puts in force and applies the index's rules: a
+        denied release's files are not written, and the output says what
+        was applied.
+        """
+        dest = os.path.join(self.folder, "site")
+        code, out, err = await self.command(dest, "--config", self.advised("deny"))
+        self.assertEqual((code, err), (0, ""))
+        self.assertIn("Advisories applied ([pypid] advisories = deny): 1 advisories", out)
+        self.assertFalse(os.path.exists(os.path.join(dest, "files", "alpha", ALPHA_WHEEL[0])))
+        self.assertTrue(os.path.exists(os.path.join(dest, "files", "alpha", ALPHA_OLD[0])))
+        self.assertIn(b"denied by advisory GHSA-alph-0000-0001",
+                      read_file(os.path.join(dest, "simple", "alpha", "index.html")))
+
+    async def test_advisories_unreadable(self):
+        """
+        Advisories that cannot be read stop an export of an index that
+        denies or hides by them (one line, status 1, nothing written); one
+        that warns is exported, with a warning.
+        """
+        broken = write_file(os.path.join(self.folder, "osv.zip"), b"not a zip")
+        for mode in ("deny", "hide"):
+            dest = os.path.join(self.folder, f"site-{mode}")
+            code, out, err = await self.command(dest, "--config", self.advised(mode, broken))
+            self.assertEqual((code, out), (1, ""), mode)
+            self.assertEqual(len(err.splitlines()), 1, err)
+            self.assertIn(f"advisories = {mode}, but the advisories cannot be read", err)
+            self.assertFalse(os.path.exists(os.path.join(dest, "files")))
+        code, out, err = await self.command(os.path.join(self.folder, "site-warn"), "--config",
+                                            self.advised("warn", broken))
+        self.assertEqual(code, 0)
+        self.assertIn("warning: the advisories cannot be read", err)
+
+    async def test_advisories_url_never_fetched(self):
+        """An advisory URL without a kept copy is not fetched: the export says so."""
+        storage = os.path.join(self.folder, "packages")
+        write_file(os.path.join(storage, BETA_WHEEL[0]), BETA_WHEEL[1])
+        config = self.config(f"[storage]\npath = {storage}\n[pypid]\n"
+                             f"snapshot = {self.folder}/index.json\nadvisories = deny\n"
+                             "[advisories]\nurl = https://advisories.example/all.zip\n")
+        code, out, err = await self.command(os.path.join(self.folder, "site"), "--config",
+                                            config)
+        self.assertEqual(code, 0)
+        self.assertIn("warning: [advisories] url was never fetched here", err)
+        self.assertIn("Advisories applied ([pypid] advisories = deny): 0 advisories", out)
 
 
 class S3ExportTests(S3Case):
@@ -1163,6 +1482,27 @@ class IndexExportTests(TestCase):
         self.assertEqual(tree_digest(named), tree_digest(plain))
         self.assertEqual(self.served(named, "beta"), dict([self.default]))
         self.assertEqual(self.served(named, "holy-grail"), {})
+
+    async def test_quarantined_in_a_base(self):
+        """
+        Issue 45: a project quarantined in a hosted base of the exported
+        index is quarantined in it (as the daemon composes it): its page
+        carries the marker and lists no file, and none of its files, the
+        index's own included, is written.
+        """
+        release = LocalStorage(os.path.join(self.storage, ".indexes", "release"), run_now)
+        self.successResultOf(release.keep_status(
+            "holy-grail", ProjectStatus("quarantined", "under review").to_bytes()))
+        dest = os.path.join(self.folder, "staging-site")
+        code, out, err = await run_command(dest, "--config", self.config(), "--index",
+                                           "staging")
+        self.assertEqual((code, err), (0, ""))
+        self.assertEqual(self.served(dest, "holy-grail"), {})
+        page = read_file(os.path.join(dest, "simple", "holy-grail", "index.html"))
+        self.assertIn(b'<meta name="pypi:project-status" content="quarantined">', page)
+        self.assertNotIn(b".whl", page)
+        self.assertFalse(os.path.exists(os.path.join(dest, "pypi", "holy-grail")))
+        self.assertEqual(self.served(dest, "spam"), dict([self.spam]))
 
     async def test_unknown_index(self):
         """--index of an index not configured: one line, status 1."""

@@ -19,6 +19,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from pypid.cli import export as cli
 from pypid.core.details import describe
 from pypid.core.metadata import parse_metadata
+from pypid.core.project_status import ProjectStatus
 from pypid.core.readme import render_description
 from pypid.export import plan as plans
 from pypid.export.exporter import Exporter
@@ -145,6 +146,35 @@ class CutShortTests(ExportCase):
                 break  # (this one went through: every point was tried)
         self.assertGreater(n, 5)
         self.same_as_full(storage)
+
+
+    def test_quarantine_at_every_point(self):
+        """
+        Issue 45: a project quarantined after an export, exported again and
+        cut short at each point in turn: a page that does not carry the
+        quarantine yet lists only files still there, and the export that
+        finishes leaves none of its files, as a full one would.
+        """
+        storage = self.memory(*FILES)
+        self.export(storage)
+        alpha = [f for f, _ in FILES if f.startswith("alpha")]
+        self.successResultOf(storage.keep_status(
+            "alpha", ProjectStatus("quarantined", "under review").to_bytes()))
+        for n in itertools.count(1):
+            result = []
+            self.crashing(storage, n).addBoth(result.append)
+            page = self.read("simple/alpha/index.html")
+            if b'content="quarantined"' not in page:
+                for filename in alpha:
+                    self.assertTrue(self.exists(f"files/alpha/{filename}"), (n, filename))
+            else:
+                self.assertFalse(any(f.encode() in page for f in alpha), n)
+            if not (isinstance(result[0], Failure) and result[0].check(Crash)):
+                break
+        self.assertGreater(n, 3)
+        self.same_as_full(storage)
+        self.assertFalse(self.exists("files/alpha"))
+        self.assertFalse(self.exists("pypi/alpha"))
 
 
 class TamperedRecordTests(ExportCase):

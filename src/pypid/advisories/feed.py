@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import gc
 import os
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from email.utils import formatdate, parsedate_to_datetime
@@ -77,6 +78,7 @@ from pypid.advisories.compact_cache import (
     LocalCompiler,
     cache_key,
     cache_path,
+    compile_sources,
     read_cache,
 )
 from pypid.advisories.osv_archive import (
@@ -624,3 +626,76 @@ def kept_copy(saved: str, url: str) -> float | None:
     except OSError:
         return None
 
+
+@attrs.frozen
+class InForce:
+    """
+    The advisories L{read_in_force} read, and what a person must hear of
+    them (a URL never fetched, a kept copy refused), one line each.
+    """
+
+    db: AdvisoryDB
+    warnings: tuple[str, ...] = ()
+
+
+def read_in_force(settings: AdvisoriesConfig, snapshot: str,
+                  limits: ArchiveLimits | None = None) -> InForce:
+    """
+    The advisories a daemon of C{settings} puts in force at its start, read
+    without a network and without writing beside its snapshot (for the
+    static export, which runs beside a daemon): the path, and the URL's
+    copy kept beside the snapshot (the URL itself is not fetched); from the
+    daemon's compact cache when it is theirs, else read within the same
+    bounds as the daemon's first read (L{compile_sources}, into a
+    temporary folder). Blocking.
+
+    @raise LoadFailed: when they cannot be read (the path refused, or a
+        read that failed): an index that hides or denies serves none of
+        the releases they might cover until they are, and the caller must
+        not pretend otherwise.
+    """
+    limits = attrs.evolve(limits or ArchiveLimits(), max_size=settings.max_size)
+    warnings: list[str] = []
+    saved: str | None = saved_path(snapshot)
+    if settings.url is not None and kept_copy(saved_path(snapshot), settings.url) is None:
+        warnings.append(f"[advisories] url was never fetched here (no copy kept at "
+                        f"{saved}): its advisories are not applied")
+        saved = None
+    elif settings.url is None:
+        saved = None
+    sources = [p for p in (settings.path, saved) if p is not None]
+    if not sources:
+        return InForce(AdvisoryDB(), tuple(warnings))
+    if settings.path is not None:
+        try:
+            check_source(settings.path, limits)
+        except ArchiveRefused as e:
+            raise LoadFailed(f"[advisories] path: {e}")
+    key = cache_key(sources, signature(sources), limits)
+    try:
+        cached = read_cache(cache_path(snapshot), key)
+    except CacheUnusable:
+        cached = None
+    if cached is None or cached.db is None:
+        with tempfile.TemporaryDirectory(prefix="pypid-advisories-") as scratch:
+            cache = os.path.join(scratch, "advisories.cache")
+            try:
+                compiled = compile_sources(CompileTask(settings.path, saved, cache, key,
+                                                       limits))
+            except Exception as e:
+                raise LoadFailed(f"cannot read the advisories: {e}")
+            if compiled.copy_refused is not None:
+                warnings.append(f"the kept copy of [advisories] url is refused, its "
+                                f"advisories not applied: {compiled.copy_refused}")
+            if compiled.refused is not None:
+                raise LoadFailed(compiled.refused)
+            if compiled.header is None:
+                # (only the kept copy to read, and it is refused)
+                return InForce(AdvisoryDB(), tuple(warnings))
+            try:
+                cached = read_cache(cache, key)
+            except CacheUnusable as e:
+                raise LoadFailed(f"cannot read the advisories: {e}")
+    if cached is None or cached.db is None:
+        raise LoadFailed("cannot read the advisories: their cache was not written")
+    return InForce(cached.db, tuple(warnings))

@@ -53,7 +53,7 @@ __all__ = ["FileMismatch", "FolderReader", "FolderWriter", "TarReader", "TarWrit
 _CHUNK = 1 << 20
 #: The kinds of member read whole while a bundle is opened (small, and
 #: needed before any file is taken).
-_KEPT = ("manifest", "records", "tombstones", "indexes")
+_KEPT = ("manifest", "records", "tombstones", "statuses", "indexes")
 
 
 class SourceTooLarge(Exception):
@@ -321,7 +321,7 @@ class _Reader:
     @ivar sizes: every member's size, by name.
     @ivar digests: the L{Digest} of every member but the distribution
         files, computed while the bundle was opened.
-    @ivar kept: the bytes of the manifest, records and tombstones, by name.
+    @ivar kept: the bytes of the manifest, records, tombstones and statuses, by name.
     @ivar files: the distribution files' member names, in the order they
         are best read in.
     """

@@ -25,6 +25,13 @@ uploader, yank state). Whatever the source, every file is:
 Tombstones (deleted names) are kept with L{IStorage.add_tombstone}, unless a
 file of that name is stored here: that is a conflict, and the file stays.
 
+The projects' statuses a bundle carries (PEP 792, issue 45) are kept first,
+before any file is taken (L{Ingest.take_statuses}), so that a quarantined
+project's files never arrive in a storage that holds them as active, even
+when the import stops half-way. A quarantine always wins: it replaces
+another status kept here (the report says so); another status differing
+from the one kept here is a conflict, and this server's stays.
+
 A storage failure stops the import (the report says what was done before
 it); running it again takes up where it stopped, since what is there is
 I{already there}.
@@ -57,7 +64,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from pypid.bundle.archive import SourceTooLarge
-from pypid.bundle.manifest import AUDIT
+from pypid.bundle.manifest import AUDIT, BundledStatus
 from pypid.core.audit_chain import Entry, verify_writers
 from pypid.core.distribution import inspect
 from pypid.core.metadata import InvalidDistribution
@@ -69,6 +76,7 @@ from pypid.core.model import (
     format_upload_time,
 )
 from pypid.core.names import InvalidName, parse_filename
+from pypid.core.project_status import ProjectStatus
 from pypid.core.provenance import ProvenanceInvalid, read_provenance
 from pypid.core.readme import Renderer, render_description
 from pypid.storage.audit_log import IMPORTED, IAuditLog
@@ -168,6 +176,9 @@ class ImportReport:
     @ivar audit_notes: what else their check said (pruned days).
     @ivar audit_new: whether any of them was not kept already (by an
         import of the same bundle before).
+    @ivar statuses: C{(project, what)} of each project's status kept here
+        from the source (C{what} says the status, and who set it there).
+    @ivar statuses_present: the statuses that were kept here already.
     """
 
     imported: list[str] = attrs.field(factory=list)
@@ -183,6 +194,8 @@ class ImportReport:
     audit_broken: list[str] = attrs.field(factory=list)
     audit_notes: list[str] = attrs.field(factory=list)
     audit_new: bool = False
+    statuses: list[tuple[str, str]] = attrs.field(factory=list)
+    statuses_present: int = 0
 
     @property
     def failed(self) -> bool:
@@ -191,7 +204,12 @@ class ImportReport:
 
     def lines(self, verbose: bool = False) -> list[str]:
         """The report as lines of text."""
-        out = [f"imported: {len(self.imported)}"]
+        out = []
+        if self.statuses or self.statuses_present:
+            out.append(f"project statuses: {len(self.statuses)} kept, "
+                       f"{self.statuses_present} already there")
+            out += [f"  {name}: {what}" for name, what in self.statuses]
+        out.append(f"imported: {len(self.imported)}")
         if verbose:
             out += [f"  {name}" for name in self.imported]
         out.append(f"already there: {len(self.present)}")
@@ -231,6 +249,11 @@ def _own_records(records: Mapping[str, FileRecord]) -> dict[str, FileRecord]:
     return dict(records)
 
 
+def _own_statuses(statuses: Mapping[str, ProjectStatus]) -> dict[str, ProjectStatus]:
+    """A copy of C{statuses}, which the ingest adds to."""
+    return dict(statuses)
+
+
 def _own_names(names: Iterable[str]) -> set[str]:
     """A copy of C{names}, which the ingest adds to."""
     return set(names)
@@ -267,6 +290,9 @@ class Ingest:
     _records: dict[str, FileRecord] = attrs.field(converter=_own_records)
     _tombstones: set[str] = attrs.field(converter=_own_names)
     _render: Renderer = attrs.field(default=render_description, kw_only=True)
+    #: the statuses the storage keeps, by project (L{take_statuses} adds to them)
+    _statuses: dict[str, ProjectStatus] = attrs.field(factory=dict, kw_only=True,
+                                                      converter=_own_statuses)
     report: ImportReport = attrs.field(factory=ImportReport)
     # filename -> origin, of what this import took or found, for the report
     # of a second file of that name in the same source
@@ -429,6 +455,38 @@ class Ingest:
         self._seen[filename] = arrival.origin
         report.imported.append(filename)
 
+    async def take_statuses(self, statuses: Mapping[str, BundledStatus]) -> None:
+        """
+        Keep the projects' statuses of a source (before its files: see the
+        module), or say in the report why not: the same status kept here
+        already is I{already there}; a quarantine replaces another status;
+        another status differing from the one kept here is a conflict.
+
+        @raise pypid.storage.interface.StorageError: the storage failed
+            (the import stops before any file is taken).
+        """
+        report = self.report
+        for name in sorted(statuses):
+            bundled = statuses[name]
+            status, here = bundled.status, self._statuses.get(name)
+            if here == status:
+                report.statuses_present += 1
+                continue
+            if here is not None and not status.quarantined:
+                report.conflicts.append((name, f"its status is {_status_text(here)} here and "
+                                               f"{_status_text(status)} in the source: this "
+                                               "server's is kept"))
+                continue
+            await self._storage.keep_status(name, status.to_bytes())
+            self._statuses[name] = status
+            what = _status_text(status)
+            if bundled.set_by is not None or bundled.set_at is not None:
+                what += (f" (set by {bundled.set_by or 'someone'} at "
+                         f"{bundled.set_at or 'a time not known'})")
+            if here is not None:
+                what += f", was {_status_text(here)} here"
+            report.statuses.append((name, what))
+
     async def bury(self, filename: str) -> None:
         """Keep a tombstone the source has, or say in the report why not."""
         report = self.report
@@ -505,12 +563,21 @@ def import_entries(ingest: Ingest, when: str, who: str) -> list[Entry]:
     for filename in report.buried:
         entries.append(Entry(time=when, event="import", filename=filename,
                              detail=f"a tombstone, by {who}"))
+    for project, what in report.statuses:
+        # (the status first, as the daemon's own entries have it)
+        entries.append(Entry(time=when, event="status", project=project,
+                             detail=f"{what}; imported, by {who}"))
     if report.audit_new:
         entries.append(Entry(time=when, event="import", target=report.audit_kept,
                              detail=f"the source's audit log: {report.audit_files} files, "
                                     f"{report.audit_entries} entries, "
                                     f"{len(report.audit_broken)} broken links, by {who}"))
     return entries
+
+
+def _status_text(status: ProjectStatus) -> str:
+    """A status as the daemon's answers and audit entries say it: C{archived: why}."""
+    return f"{status.status}: {status.reason}" if status.reason else status.status
 
 
 def _yank_text(holder: Arrival | FileRecord) -> str:

@@ -16,6 +16,10 @@ when its name ends in C{.tar.gz} or C{.tgz})::
                                    time, uploader, yank state, summary ...
     tombstones.json                {"tombstones": [filename, ...]}: deleted names,
                                    never to be used again
+    statuses.json                  {"statuses": {project: {"status": ..., "reason":
+                                   ..., "set_by": ..., "set_at": ...}}}: the
+                                   projects' statuses (PEP 792), when any
+                                   project has one (issue 45)
     audit/...                      the audit log's files (reserved; see
                                    L{pypid.bundle.pack.audit_members})
     manifest.json                  written last: the format and its version,
@@ -31,6 +35,15 @@ top-level C{files/} are the default index's, as before: a bundle without
 named indexes has neither C{indexes/} nor C{indexes.json}, byte for byte
 the bundle it always was, and an older pypid refuses a bundle with them
 as one whose layout it does not know, rather than flatten it.
+
+A project's status travels with its files: a quarantined project's files
+are in the bundle (a bundle is a backup, and leaving them out would lose
+them), and the import keeps its status before it takes any file, so they
+arrive quarantined. C{statuses.json} is written only when a project has a
+status: a bundle of a storage without any is byte for byte the bundle it
+always was, and an older pypid refuses one with statuses as one whose
+layout it does not know, rather than import a quarantined project's files
+as active.
 
 Every member but the manifest is named in it, distribution files under
 C{files}, the others under C{members}; a reader refuses a member it does
@@ -49,8 +62,15 @@ from typing import Any
 import attrs
 
 from pypid.core.index_names import DEFAULT, NAME, NAME_FORMS
-from pypid.core.model import FileRecord
-from pypid.core.names import InvalidName, check_filename_characters, parse_filename
+from pypid.core.model import FileRecord, cut_text
+from pypid.core.names import (
+    InvalidName,
+    check_filename_characters,
+    is_valid_name,
+    normalize,
+    parse_filename,
+)
+from pypid.core.project_status import InvalidStatus, ProjectStatus, parse_status
 from pypid.core.provenance import MAX_PROVENANCE_SIZE
 
 #: The format's name and version in the manifest; a reader refuses other
@@ -61,6 +81,7 @@ VERSION = 1
 MANIFEST = "manifest.json"
 RECORDS = "records.json"
 TOMBSTONES = "tombstones.json"
+STATUSES = "statuses.json"
 _FILES = "files/"
 _METADATA = "metadata/"
 _PROVENANCE = "provenance/"
@@ -141,12 +162,17 @@ def tombstones_member(index: str = DEFAULT) -> str:
     return index_prefix(index) + TOMBSTONES
 
 
+def statuses_member(index: str = DEFAULT) -> str:
+    """The member holding the projects' statuses of the index C{index}."""
+    return index_prefix(index) + STATUSES
+
+
 @attrs.frozen
 class Member:
     """
     What a member's name says it is.
 
-    @ivar kind: C{"manifest"}, C{"records"}, C{"tombstones"}, C{"file"},
+    @ivar kind: C{"manifest"}, C{"records"}, C{"tombstones"}, C{"statuses"}, C{"file"},
         C{"metadata"}, C{"details"}, C{"provenance"} or C{"audit"}.
     @ivar filename: the distribution file it belongs to (file, metadata and
         details), else L{None}.
@@ -178,7 +204,8 @@ def classify(name: str) -> Member:
         C{..}, a folder a bundle does not have, a name that is no filename).
     """
     for fixed, kind in ((MANIFEST, "manifest"), (RECORDS, "records"),
-                        (TOMBSTONES, "tombstones"), (INDEXES_JSON, "indexes")):
+                        (TOMBSTONES, "tombstones"), (STATUSES, "statuses"),
+                        (INDEXES_JSON, "indexes")):
         if name == fixed:
             return Member(name, kind)
     if name.startswith(INDEXES):
@@ -187,7 +214,7 @@ def classify(name: str) -> Member:
             inner = classify(rest)
             if inner.index is None and inner.kind in ("file", "metadata", "details",
                                                        "provenance", "records",
-                                                       "tombstones"):
+                                                       "tombstones", "statuses"):
                 return Member(name, inner.kind, inner.filename, index)
         raise BundleError(f"the member {name!r} is not a file of a bundle")
     if name.startswith(_FILES):
@@ -229,7 +256,7 @@ def limit_of(member: Member) -> int | None:
     which the import bounds by C{[pypid] max_upload_size} file by file.
     """
     return {"manifest": JSON_LIMIT, "records": JSON_LIMIT, "tombstones": JSON_LIMIT,
-            "indexes": JSON_LIMIT, "file": None, "metadata": METADATA_LIMIT,
+            "statuses": JSON_LIMIT, "indexes": JSON_LIMIT, "file": None, "metadata": METADATA_LIMIT,
             "details": DETAILS_LIMIT, "provenance": MAX_PROVENANCE_SIZE,
             "audit": AUDIT_LIMIT}[member.kind]
 
@@ -413,6 +440,81 @@ def parse_tombstones(data: bytes) -> frozenset[str]:
             raise BundleError(f"{TOMBSTONES}: entry {number}: {e}")
         names.add(name)
     return frozenset(names)
+
+
+#: The most projects a bundle's statuses may name (each is an object
+#: written to storage as it is imported).
+MAX_STATUSES = 1 << 20
+
+#: The most bytes of who set a status and when, as a bundle carries them.
+_WHO_BYTES = 300
+
+
+@attrs.frozen
+class BundledStatus:
+    """
+    A project's status as a bundle carries it (issue 45): the status and
+    its reason, as storage keeps them, and who set it and when, as the
+    source's audit log says (L{None} when it does not).
+
+    @ivar set_at: the time of the audit entry that set it
+        (L{pypid.core.audit_chain.format_time}'s form).
+    """
+
+    status: ProjectStatus
+    set_by: str | None = None
+    set_at: str | None = None
+
+    def to_json(self) -> dict[str, str]:
+        """The JSON object of C{statuses.json}: the status's fields, and who and when."""
+        data = {"status": self.status.status}
+        if self.status.reason is not None:
+            data["reason"] = self.status.reason
+        if self.set_by is not None:
+            data["set_by"] = self.set_by
+        if self.set_at is not None:
+            data["set_at"] = self.set_at
+        return data
+
+
+def statuses_bytes(statuses: dict[str, BundledStatus]) -> bytes:
+    """The bytes of C{statuses.json}: each project's L{BundledStatus}, by normalized name."""
+    data = {"statuses": {name: statuses[name].to_json() for name in sorted(statuses)}}
+    return json.dumps(data, indent=1, sort_keys=True).encode("utf-8") + b"\n"
+
+
+def parse_statuses(data: bytes, what: str = STATUSES) -> dict[str, BundledStatus]:
+    """
+    The statuses of C{statuses.json}, by normalized project name (an
+    C{active} entry, which pypid never writes, is no status).
+
+    @raise BundleError: naming the entry that is not valid.
+    """
+    value = _json_object(data, what).get("statuses")
+    if not isinstance(value, dict):
+        raise BundleError(f"{what}: statuses must be a JSON object")
+    if len(value) > MAX_STATUSES:
+        raise BundleError(f"{what}: more than {MAX_STATUSES} statuses")
+    found: dict[str, BundledStatus] = {}
+    for name, entry in sorted(value.items()):
+        where = f"{what}: {name!r}"
+        if not is_valid_name(name) or normalize(name) != name:
+            raise BundleError(f"{where}: not a normalized project name")
+        if not isinstance(entry, dict):
+            raise BundleError(f"{where}: not a JSON object")
+        fields = {k: v for k, v in entry.items() if k not in ("set_by", "set_at")}
+        try:
+            status = parse_status(fields)
+        except InvalidStatus as e:
+            raise BundleError(f"{where}: {e}")
+        who, when = entry.get("set_by"), entry.get("set_at")
+        for key, text in (("set_by", who), ("set_at", when)):
+            if text is not None and (not isinstance(text, str) or not text.isprintable()):
+                raise BundleError(f"{where}: {key}: a single line of text is required")
+        if status is not None:
+            found[name] = BundledStatus(status, cut_text(who, _WHO_BYTES),
+                                        cut_text(when, _WHO_BYTES))
+    return found
 
 
 @attrs.frozen

@@ -17,9 +17,18 @@ so that the server a bundle is imported into keeps the name closed (no
 other bytes, and no upstream, under a name this one still holds); restore
 a file before the export to carry it.
 
+The projects' statuses (PEP 792, issue 45) go in C{statuses.json}, as
+storage keeps them (read as the daemon reads them at a start), with who
+set each and when, from the last C{status} entry of the audit log that
+set it (none when the log does not say). A quarantined project's files
+are carried like any other (a bundle is a backup: leaving them out would
+lose them); its status travels with them, and the import keeps it before
+it takes a file. A storage where no project has a status writes no
+C{statuses.json}: its bundle is the one it always was.
+
 Members are written file by file: each file, then its metadata and
-details (nothing of a file left out stays behind), then the records, the
-tombstones and the manifest.
+details (nothing of a file left out stays behind), then the statuses, the
+records, the tombstones and the manifest.
 
 Named indexes (issue 26) are packed the same way, each from its own
 storage and snapshot, under C{indexes/NAME/}, with C{indexes.json}; a
@@ -44,6 +53,7 @@ from pypid.bundle.manifest import (
     AUDIT,
     INDEXES_JSON,
     BundledIndex,
+    BundledStatus,
     BundleManifest,
     Digest,
     classify,
@@ -54,9 +64,12 @@ from pypid.bundle.manifest import (
     provenance_member,
     records_bytes,
     records_member,
+    statuses_bytes,
+    statuses_member,
     tombstones_bytes,
     tombstones_member,
 )
+from pypid.core.audit_chain import OK, AuditError, decode, split_lines
 from pypid.core.index_names import DEFAULT
 from pypid.core.model import FileRecord, format_upload_time
 from pypid.storage.audit_log import IAuditLog
@@ -69,6 +82,7 @@ from pypid.storage.reading import (
     load_records,
     put_file,
     read_metadata,
+    read_statuses,
 )
 
 log = Logger()
@@ -90,13 +104,15 @@ class PackReport:
     details: int = 0
     tombstones: int = 0
     audit: int = 0
+    statuses: int = 0
     problems: list[tuple[str, str]] = attrs.field(factory=list)
 
     def summary(self, where: str) -> str:
         """One line for people."""
+        statuses = f"{self.statuses} project statuses, " if self.statuses else ""
         return (f"Exported {self.files} files ({self.bytes} bytes), {self.metadata} metadata, "
-                f"{self.details} details, {self.tombstones} tombstones and {self.audit} "
-                f"audit log files to {where}")
+                f"{self.details} details, {statuses}{self.tombstones} tombstones and "
+                f"{self.audit} audit log files to {where}")
 
 
 @attrs.frozen
@@ -180,16 +196,20 @@ async def pack_bundle(storage: IStorage | None, writer: BundleWriter,
         # (in the order of the bundles before named indexes: the default's
         # files, the audit log, its records and tombstones; so that a
         # bundle of the default index only has the same bytes)
+        logged = await audit.stored_files() if audit is not None else []
         own: tuple[list[FileRecord], frozenset[str]] = ([], frozenset())
         if storage is not None:
             own = await _pack_files(storage, snapshot_path, DEFAULT, target, run, report)
         for packed in indexes:
             taken, tombstones = await _pack_files(packed.storage, packed.snapshot_path,
                                                   packed.index.name, target, run, report)
+            await _pack_statuses(packed.storage, packed.index.name, logged, target, report)
             await _pack_records(packed.index.name, taken, tombstones, target, report)
-        for name, data in (await audit.stored_files() if audit is not None else ()):
+        for name, data in logged:
             await target.write(AUDIT + name, data)
             report.audit += 1
+        if storage is not None:
+            await _pack_statuses(storage, DEFAULT, logged, target, report)
         await _pack_records(DEFAULT, *own, target, report)
         if indexes:
             await target.write(INDEXES_JSON, indexes_bytes(p.index for p in indexes))
@@ -253,6 +273,55 @@ async def _pack_files(storage: IStorage, snapshot_path: str | None, index: str,
         report.metadata += metadata is not None
         report.details += details is not None
     return taken, scanned.tombstones | binned
+
+
+def status_setters(logged: Sequence[tuple[str, bytes]], index: str
+                   ) -> dict[str, tuple[str | None, str, str | None]]:
+    """
+    C{(user, time, detail)} of the last C{status} entry that set each
+    project's status in the index C{index}, from the audit log's files
+    (C{(name, bytes)}); a line that is no entry is passed over (the log's
+    own check is C{pypid-admin audit verify}).
+    """
+    found: dict[str, tuple[str | None, str, str | None]] = {}
+    wanted = None if index == DEFAULT else index
+    for _name, data in logged:
+        for line in split_lines(data):
+            if b'"status"' not in line:
+                continue
+            try:
+                entry = decode(line)
+            except AuditError:
+                continue
+            if (entry.event != "status" or entry.outcome != OK or entry.project is None
+                    or entry.index != wanted):
+                continue
+            last = found.get(entry.project)
+            if last is None or entry.time >= last[1]:
+                found[entry.project] = (entry.user, entry.time, entry.detail)
+    return found
+
+
+async def _pack_statuses(storage: IStorage, index: str, logged: Sequence[tuple[str, bytes]],
+                         target: _WriterTarget, report: PackReport) -> None:
+    """
+    Write one index's projects' statuses, with who set each and when
+    (L{status_setters}: the last entry that set it, when its detail names
+    the status storage keeps); nothing when no project has one.
+    """
+    statuses = await read_statuses(storage)
+    if not statuses:
+        return
+    setters = status_setters(logged, index) if logged else {}
+    bundled: dict[str, BundledStatus] = {}
+    for name, status in statuses.items():
+        who, when, detail = setters.get(name, (None, None, None))
+        if detail is None or detail.split(":", 1)[0] != status.status:
+            # (the log does not say who set this status: none is claimed)
+            who = when = None
+        bundled[name] = BundledStatus(status, who, when)
+    await target.write(statuses_member(index), statuses_bytes(bundled))
+    report.statuses += len(bundled)
 
 
 async def _pack_records(index: str, taken: list[FileRecord],

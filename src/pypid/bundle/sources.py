@@ -29,6 +29,7 @@ from pypid.bundle.ingest import Arrival, Digests, Fetch, Opener, SourceUnavailab
 from pypid.bundle.manifest import (
     INDEXES_JSON,
     MANIFEST,
+    BundledStatus,
     BundleError,
     BundleManifest,
     Digest,
@@ -36,9 +37,11 @@ from pypid.bundle.manifest import (
     file_member,
     parse_indexes,
     parse_records,
+    parse_statuses,
     parse_tombstones,
     provenance_member,
     records_member,
+    statuses_member,
     tombstones_member,
 )
 from pypid.core.index_names import DEFAULT
@@ -68,6 +71,7 @@ class IndexOffer:
     @ivar name: the pypid index it goes into.
     @ivar bases: its bases, as an C{[index:NAME]} section spells them.
     @ivar origin: what the source calls it (devpi's C{user/name}), for people.
+    @ivar statuses: its projects' statuses (a bundle's C{statuses.json}).
     """
 
     name: str
@@ -75,6 +79,7 @@ class IndexOffer:
     arrivals: tuple[Arrival, ...]
     tombstones: frozenset[str] = frozenset()
     origin: str = ""
+    statuses: dict[str, BundledStatus] = attrs.field(factory=dict)
 
 
 def index_sections(indexes: Iterable[IndexOffer]) -> str:
@@ -113,6 +118,10 @@ class Offer:
     @ivar indexes: what goes into named indexes (L{IndexOffer}); the rest
         (C{arrivals}, C{tombstones}) is the default index's.
     @ivar note: what to tell people once it is imported (lines), or C{""}.
+    @ivar statuses: the default index's projects' statuses (PEP 792: a
+        bundle's C{statuses.json}; none from the other sources, which keep
+        none), kept before any file is taken
+        (L{pypid.bundle.ingest.Ingest.take_statuses}).
     """
 
     arrivals: tuple[Arrival, ...]
@@ -122,6 +131,7 @@ class Offer:
     audit: tuple[tuple[str, Opener], ...] = ()
     indexes: tuple[IndexOffer, ...] = ()
     note: str = ""
+    statuses: dict[str, BundledStatus] = attrs.field(factory=dict)
 
 
 class ImportSource(Protocol):
@@ -273,7 +283,7 @@ class BundleSource:
                                   f"{INDEXES_JSON}: the bundle was changed")
         for name, found in sorted(reader.digests.items()):
             member = classify(name)
-            if member.kind in ("manifest", "records", "tombstones", "indexes"):
+            if member.kind in ("manifest", "records", "tombstones", "statuses", "indexes"):
                 continue
             expected = manifest.members.get(name)
             if expected == found:
@@ -298,8 +308,27 @@ class BundleSource:
         offers = []
         for index in named:
             found_arrivals, found_tombstones = self._index(index.name, manifest, problems)
-            offers.append(IndexOffer(index.name, index.bases, found_arrivals, found_tombstones))
-        return Offer(arrivals, tombstones, (), tuple(refused), tuple(audit), tuple(offers))
+            offers.append(IndexOffer(index.name, index.bases, found_arrivals, found_tombstones,
+                                     statuses=self._statuses(index.name, manifest)))
+        return Offer(arrivals, tombstones, (), tuple(refused), tuple(audit), tuple(offers),
+                     statuses=self._statuses(DEFAULT, manifest))
+
+    def _statuses(self, index: str, manifest: BundleManifest) -> dict[str, BundledStatus]:
+        """
+        The projects' statuses of one index of the bundle; none when it has
+        no C{statuses.json} (a bundle of a storage without any, or of a
+        pypid before issue 45).
+
+        @raise BundleError: when the member does not match the manifest, or
+            is missing while the manifest names it: a status must not be
+            lost on the way (the project's files would arrive active).
+        """
+        reader = self._reader
+        assert reader is not None  # (read() opened it)
+        member = statuses_member(index)
+        if member not in reader.kept and member not in manifest.members:
+            return {}
+        return parse_statuses(self._checked(member, manifest), member)
 
     def _checked(self, name: str, manifest: BundleManifest) -> bytes:
         """

@@ -5,11 +5,13 @@ from devpi, pypiserver and pypicloud.
 
   - C{pypid-admin --config FILE export --to DIR|FILE.tar[.gz]} writes the
     storage of C{FILE} as a bundle, beside a daemon that may be running on
-    it (it is read as C{pypid-export} reads it: no lock, no write);
+    it (it is read as C{pypid-export} reads it: no lock, no write), the
+    projects' statuses with it (issue 45);
   - C{pypid-admin --config FILE import SOURCE [--from KIND]} loads a
     bundle, a devpi export, a pypiserver folder or a pypicloud folder or
     bucket (C{s3://BUCKET/PREFIX}) into the storage of C{FILE}, and prints
-    what it imported, found already there, found in conflict and refused.
+    what it imported, found already there, found in conflict and refused;
+    a bundle's project statuses are kept before its files.
 
 Named indexes (issue 26): C{export --index NAME} (repeatable) packs those
 indexes, each from its own storage
@@ -94,7 +96,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     """Add C{export} and C{import} to C{pypid-admin}'s sub-command parsers."""
     export = commands.add_parser(
         "export", help="write the storage of --config as a bundle (files, records, yanks, "
-                       "tombstones), also while the server runs",
+                       "tombstones, project statuses), also while the server runs",
         epilog=_EXPORT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     export.add_argument("--to", required=True, metavar="DIR|FILE.tar",
                         help="where to write the bundle")
@@ -301,6 +303,8 @@ async def import_command(config: Config, options: argparse.Namespace, reactor: A
         ingests.append((DEFAULT, default))
         default.report.refused.extend(offer.refused)
         default.report.ignored.extend(offer.ignored)
+        # (the statuses first: a quarantined project's files never arrive active)
+        await default.take_statuses(offer.statuses)
         await default.take_all(offer.arrivals)
         for filename in sorted(offer.tombstones):
             await default.bury(filename)
@@ -313,6 +317,7 @@ async def import_command(config: Config, options: argparse.Namespace, reactor: A
                 ingest = await _ingest(config, named.name, reactor, run, closing,
                                        sandbox.render)
                 ingests.append((named.name, ingest))
+            await ingest.take_statuses(named.statuses)
             await ingest.take_all(named.arrivals)
             for filename in sorted(named.tombstones):
                 await ingest.bury(filename)
@@ -325,6 +330,10 @@ async def import_command(config: Config, options: argparse.Namespace, reactor: A
                                "written (see the messages above)")
         if offer.note:
             out.write(offer.note)
+        if config.storage.backend == "s3" and any(i.report.statuses for _, i in ingests):
+            out.write("Project statuses were kept in the bucket: a server running on it reads "
+                      "them at its start; restart it, or it serves those projects as they "
+                      "were (a quarantined one's files too) until then.\n")
     except (BundleError, StorageError, CliError) as e:
         return await _import_failed(out, err, ingests, options, str(e))
     except OSError as e:
@@ -356,14 +365,14 @@ async def _ingest(config: Config, name: str, reactor: Any, run: Run,
     """
     from pypid.bundle.ingest import Ingest
     from pypid.storage.factory import index_settings, index_snapshot_path
-    from pypid.storage.reading import load_records
+    from pypid.storage.reading import load_records, read_statuses
 
     storage = await common.open_storage(index_settings(config, name), reactor, run, closing,
                                         prepare=True)
     scanned = await load_records(storage, index_snapshot_path(config.server.snapshot, name),
                                  run)
     return Ingest(storage, run, config.server.max_upload_size, scanned.records,
-                  scanned.tombstones, render=render)
+                  scanned.tombstones, render=render, statuses=await read_statuses(storage))
 
 
 def _check_indexes(config: Config, offer: Offer, out: TextIO) -> None:

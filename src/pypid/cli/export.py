@@ -13,8 +13,15 @@ a bucket or a CDN to serve without the daemon.
     filters); upstream files are not exported.
 
 It reads the server's storage as the daemon does at start-up (its snapshot,
-then a scan) and never starts the server; a daemon may run on the same
-storage meanwhile. This module is the tool's composition root: it reads the
+then a scan, the projects' statuses) and never starts the server; a daemon
+may run on the same storage meanwhile. What the daemon withholds from an
+anonymous reader is withheld (issue 45): a quarantined project's files, the
+releases the index's advisories deny or hide. The advisories are those a
+daemon puts in force at its start (L{pypid.advisories.feed.read_in_force}:
+C{[advisories] path} and the URL's copy kept beside the snapshot; the URL
+is not fetched); when the index hides or denies by them and they cannot be
+read, nothing is exported (exit 1), as the daemon serves none of those
+releases until it has read them. This module is the tool's composition root: it reads the
 command line and the configuration, builds the storage and the target, and
 runs one L{pypid.export.exporter.Exporter} under the real reactor.
 
@@ -47,6 +54,7 @@ from pypid.cli.server_client import log_lines
 from pypid.config import Config, ConfigError, load_config, parse_override
 from pypid.config.s3_settings import S3_KEYS
 from pypid.config.values import optional_url
+from pypid.core.advisories import DENY, HIDE, OFF, AdvisoryBoard, AdvisoryPolicy
 from pypid.core.index_names import DEFAULT, UPSTREAM_PREFIX
 from pypid.core.startup import StartupError
 from pypid.core.views import Filters
@@ -240,9 +248,11 @@ async def export_command(options: ExportOptions, reactor: Any, out: TextIO,
                   else _local_target(options))
         chain = (await _index_chain(config, options.index, reactor, closing)
                  if options.index != DEFAULT else None)
+        advisories, applied = _advisories(config, options.index, err)
         settings = ExportSettings(files_url=options.files_url, base_url=options.base_url)
         exporter = Exporter(storage, target, settings, run_at_once, config.server.snapshot,
-                            people=_people(options), full=options.full, chain=chain)
+                            people=_people(options), full=options.full, chain=chain,
+                            advisories=advisories)
         report = await exporter.export()
     except (ConfigError, ExportError, StorageError, StartupError) as e:
         err.write(f"pypid-export: {e}\n")
@@ -259,7 +269,50 @@ async def export_command(options: ExportOptions, reactor: Any, out: TextIO,
     for problem in report.problems:
         err.write(f"pypid-export: left out {problem}\n")
     out.write(report.summary(target.describe()) + "\n")
+    if applied:
+        out.write(applied + "\n")
     return 1 if report.problems else 0
+
+
+def _advisories(config: Config, index: str, err: TextIO) -> tuple[AdvisoryPolicy | None, str]:
+    """
+    The exported index's advisory policy over the advisories a daemon of
+    C{config} puts in force at its start, and a line saying what is
+    applied (C{""} when the index acts on none); a warning for each
+    source not applied.
+
+    @raise ExportError: when the index hides or denies releases by their
+        advisories and they cannot be read.
+    """
+    from pypid.advisories.feed import LoadFailed, read_in_force
+    from pypid.state.indexes import advisory_rules
+
+    rules = advisory_rules(config).get(index)
+    if rules is None or rules.mode == OFF:
+        return None, ""
+    where = "[pypid]" if index == DEFAULT else f"[index:{index}]"
+    try:
+        found = read_in_force(config.advisories, config.server.snapshot)
+    except LoadFailed as e:
+        if rules.mode in (HIDE, DENY):
+            raise ExportError(
+                f"{where} advisories = {rules.mode}, but the advisories cannot be read "
+                f"({e}): nothing is exported (the daemon serves none of the releases "
+                "they might cover until it has read them)")
+        err.write(f"pypid-export: warning: the advisories cannot be read ({e}): this "
+                  "export names none\n")
+        return None, ""
+    for warning in found.warnings:
+        err.write(f"pypid-export: warning: {warning}\n")
+    if not config.advisories.configured:
+        err.write(f"pypid-export: warning: {where} advisories = {rules.mode}, but "
+                  "[advisories] names no path or url: no advisory is applied\n")
+    board = AdvisoryBoard()
+    board.replace(found.db)
+    source = f" from {found.db.source}" if found.db.source else ""
+    return (AdvisoryPolicy(rules, board),
+            f"Advisories applied ({where} advisories = {rules.mode}): {len(found.db)} "
+            f"advisories{source}")
 
 
 async def _index_chain(config: Config, name: str, reactor: Any,

@@ -23,8 +23,10 @@ import attrs
 from twisted.internet.defer import Deferred, DeferredSemaphore, ensureDeferred, gatherResults
 from twisted.logger import Logger
 
+from pypid.core.advisories import AdvisoryPolicy
 from pypid.core.index import Index
 from pypid.core.model import FileRecord
+from pypid.core.project_status import ProjectStatus
 from pypid.core.views import Filters
 from pypid.export import plan as plans
 from pypid.export.plan import (
@@ -50,8 +52,8 @@ BATCH = 250
 T = TypeVar("T")
 
 #: What L{Exporter._files} gives for each project: its metadata by
-#: filename, and a line per file left out.
-Taken = dict[str, tuple[dict[str, bytes], list[str]]]
+#: filename, a line per file left out, and its provenance by filename.
+Taken = dict[str, tuple[dict[str, bytes], list[str], dict[str, bytes]]]
 
 
 @attrs.define
@@ -117,6 +119,10 @@ class Exporter:
     @ivar _chain: a named index's hosted sources and filters (issue 26):
         what it lists is exported, each file from the storage that holds
         it, instead of C{_storage} as it is.
+    @ivar _advisories: the exported index's advisory policy over the
+        advisories in force (L{pypid.advisories.feed.read_in_force}), which
+        the export applies as the daemon does; L{None}: none (the index
+        acts on none).
     """
 
     _storage: IStorage
@@ -128,6 +134,7 @@ class Exporter:
     _full: bool = False
     _clock: Callable[[], float] = time.monotonic
     _chain: IndexChain | None = None
+    _advisories: AdvisoryPolicy | None = None
     _holders: reading.IndexRecords | None = attrs.field(default=None, init=False)
     _previous: ExportManifest | None = attrs.field(default=None, init=False)
     _suspect: frozenset[str] = attrs.field(default=frozenset(), init=False)
@@ -154,14 +161,15 @@ class Exporter:
         try:
             await target.open()
             await self._read_previous()
-            result = await self._load()
+            result, statuses = await self._load()
             records, unsafe = plans.safe_records(result.records.values())
             for record, reason in unsafe:
                 log.warn("Not exporting {filename}: {reason}", filename=record.filename,
                          reason=reason)
                 self._report.problems.append(f"{record.filename}: {reason}")
             index = plans.build_index(records, result.tombstones,
-                                      self._settings.page_file_url())
+                                      self._settings.page_file_url(), statuses,
+                                      self._advisories)
             plan = plans.plan(index, self._previous, self._settings, self._full)
             changed = await self._described_since(index, plan, self._with_suspects(plan))
             log.info("Read {files} files of {projects} projects from the storage; rendering "
@@ -196,14 +204,18 @@ class Exporter:
         report.seconds = self._clock() - started
         return report
 
-    async def _load(self) -> ScanResult:
-        """The records to export: the storage's, or what the named index lists."""
+    async def _load(self) -> tuple[ScanResult, dict[str, ProjectStatus]]:
+        """
+        The records to export, the storage's or what the named index lists,
+        and the projects' statuses (those the storage keeps, or the chain's).
+        """
         chain = self._chain
         if chain is None:
-            return await reading.load_records(self._storage, self._snapshot, self._run)
+            result = await reading.load_records(self._storage, self._snapshot, self._run)
+            return result, await reading.read_statuses(self._storage)
         self._holders = await reading.load_index(chain.parts, chain.filters, chain.now,
                                                  self._run)
-        return self._holders.result
+        return self._holders.result, self._holders.statuses
 
     def _from(self, record: FileRecord) -> IStorage:
         """The storage that holds C{record}'s file."""
@@ -342,7 +354,10 @@ class Exporter:
             metadata: dict[str, bytes] = {}
             provenance: dict[str, bytes] = {}
             if self._settings.writes_files and project is not None:
+                left_out = plans.withheld(index, project)
                 for record in project.sorted_files():
+                    if record.filename in left_out:
+                        continue
                     data = await reading.read_metadata(self._from(record), record)
                     if data is not None:
                         metadata[record.filename] = data
@@ -350,20 +365,22 @@ class Exporter:
                         kept = await self._from(record).read_provenance(record)
                         if kept is not None:
                             provenance[record.filename] = kept
-                planned[name] = [o for o in plans.file_outputs(project, metadata, provenance)
+                planned[name] = [o for o in plans.file_outputs(project, metadata, provenance,
+                                                               left_out)
                                  if self._needed(name, o)]
-            taken[name] = (metadata, [])
+            taken[name] = (metadata, [], provenance)
         await self._each(list(names), read)
         await self._journal([o for outputs in planned.values() for o in outputs])
 
         async def put(name: str) -> None:
             project = index.project(name)
-            metadata, problems = taken[name]
+            metadata, problems, provenance = taken[name]
             failed: set[str] = set()
             for output in planned.get(name, ()):
                 filename = output.path.rpartition("/")[2]
                 if output.record is None:
-                    if filename[: -len(".metadata")] in failed:
+                    if plans.file_of(output.path) in failed:
+                        # (a file left out leaves out its metadata and provenance)
                         continue
                     await self._target.write(output.path, output.body, output.content_type)
                 else:
@@ -380,8 +397,13 @@ class Exporter:
                 # in the list (uv then never looks for it on another index).
                 index.remove(filename)
                 metadata.pop(filename, None)
+                provenance.pop(filename, None)
             if self._settings.writes_files and project is not None:
+                left_out = plans.withheld(index, project)
                 for record in list(project.files.values()):
+                    if record.filename in left_out:
+                        # (listed as the daemon lists it, or not at all)
+                        continue
                     shown = plans.announced(record, metadata)
                     if shown is not record:
                         index.add(shown)
@@ -399,29 +421,40 @@ class Exporter:
             project = index.project(name)
             if project is None:
                 return
-            metadata, problems = taken[name]
+            metadata, problems, provenance = taken[name]
             latest = project.latest_version()
+            left_out = plans.withheld(index, project)
             raw = None
-            for record in plans.legacy_info_sources(project, latest):
-                raw = (metadata.get(record.filename) if self._settings.writes_files
-                       else await reading.read_metadata(self._from(record), record))
-                if raw is not None:
-                    break
-            info = plans.legacy_info(project, latest, raw) if latest is not None else None
+            info = None
+            if plans.has_legacy_json(index, project):
+                for record in plans.legacy_info_sources(project, latest):
+                    # (a denied release's metadata is not written, but its
+                    # JSON is the daemon's, read from its stored metadata)
+                    raw = (metadata.get(record.filename)
+                           if self._settings.writes_files and record.filename not in left_out
+                           else await reading.read_metadata(self._from(record), record))
+                    if raw is not None:
+                        break
+                info = plans.legacy_info(project, latest, raw) if latest is not None else None
             outputs = plans.project_outputs(index, project, self._settings, plan.serial,
                                             latest, info)
             undescribed: tuple[str, ...] = ()
             if self._people is not None:
                 details: dict[str, bytes | None] = {}
-                for record in project.sorted_files():
-                    details[record.filename] = await self._from(record).read_details(record)
+                if not index.statuses.quarantined(name):
+                    # (a quarantined project's page for people shows no file)
+                    for record in project.sorted_files():
+                        details[record.filename] = await self._from(record).read_details(
+                            record)
                 people = plans.people_outputs(self._people.project(index, project, details))
                 self._claim(name, people)
                 outputs += people
                 undescribed = tuple(sorted(f for f, d in details.items() if d is None))
             paths: dict[str, str] = {}
             if self._settings.writes_files:
-                for output in plans.file_outputs(project, metadata):
+                # (every path written for it, its provenance too: one no
+                # longer written is removed with what is gone)
+                for output in plans.file_outputs(project, metadata, provenance, left_out):
                     paths[output.path] = output.sha256
             for output in outputs:
                 paths[output.path] = output.sha256

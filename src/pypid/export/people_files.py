@@ -9,6 +9,12 @@ the export's C{packages.json} instead of the server's C{/api/search}::
     project/<project>/<version>/index.html  each version
     static/pypid.<digest>.css, .js, .svg    the pages' assets
 
+A project's status (PEP 792) and the index's advisories are shown as the
+daemon shows them to a reader who is not an admin: a quarantined project
+has one page, its status and no file (no page per version); another
+project's pages say its status first thing, and a release the advisories
+name lists them.
+
 Links are relative, so the tree can be served under any path. There is no
 C{/login} (a static copy has no access control) and nothing is described
 in the background: a file stored without details gets a page without its
@@ -23,6 +29,8 @@ from __future__ import annotations
 
 import hashlib
 
+import attrs
+
 from pypid.assets import Assets
 from pypid.core import pages
 from pypid.core.catalog import Catalog
@@ -30,7 +38,7 @@ from pypid.core.details import Details
 from pypid.core.index import Index
 from pypid.core.names import WHEEL
 from pypid.core.project import Project
-from pypid.export.plan import People
+from pypid.export.plan import People, verdicts
 
 
 def make_people(base_url: str | None = None, files_url: str | None = None,
@@ -64,6 +72,12 @@ def make_people(base_url: str | None = None, files_url: str | None = None,
                 details: dict[str, bytes | None]) -> list[tuple[str, bytes]]:
         if not project.files:
             return []
+        status = index.status(project.name)
+        if status is not None and status.quarantined:
+            return [(f"project/{project.name}/index.html",
+                     pages.quarantined_page(chrome, project.name, project.display_name,
+                                            status, "../../"))]
+        advised = verdicts(index, project)
         files = list(project.files.values())
         outputs: list[tuple[str, bytes]] = []
         releases = pages.releases_of(files)
@@ -77,6 +91,7 @@ def make_people(base_url: str | None = None, files_url: str | None = None,
                                       releases=releases)
             if view is None:  # (each release of the files has a view)
                 continue
+            view = attrs.evolve(view, status=status, advisories=advised)
             # (folders named as the URL reads once decoded: "1.0+local")
             outputs.append((f"project/{project.name}/{release.version}/index.html",
                             pages.project_page(chrome, view, "../../../")))

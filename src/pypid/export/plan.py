@@ -15,7 +15,18 @@ CDN) serves as the daemon serves its read API::
     ...                                           the pages for people (L{People})
     .pypid-export.json                            the L{ExportManifest} of the export
 
-The L{ExportManifest} remembers, per project, a fingerprint of its records and the
+What the daemon withholds from an anonymous reader, the export withholds
+too (issue 45), with the daemon's own rules: the L{Index} of an export
+carries the projects' statuses (PEP 792) and the index's advisory policy,
+so its pages are the daemon's bytes (a quarantined project's carry the
+marker and list no file; a release its advisories deny is listed yanked,
+one they hide is not listed); and L{withheld} names the files the daemon
+would not serve (every file of a quarantined project, a denied release's),
+whose bytes, core metadata and provenance are not written, as a
+quarantined project's legacy JSON is not (the daemon answers 404).
+
+The L{ExportManifest} remembers, per project, a fingerprint of its records (and
+of its status and the advisories' verdicts on its releases) and the
 paths written for it with their sha256, so the next export renders only the
 projects whose fingerprint changed (L{plan}), skips writing what is already
 there with the same bytes (L{ExportManifest.written_sha256}), and removes what no
@@ -36,11 +47,13 @@ import attrs
 import orjson
 
 from pypid.core import legacy_info as legacy_json
+from pypid.core.advisories import AdvisoryPolicy, Verdict
 from pypid.core.catalog import summary_of
 from pypid.core.index import Index
 from pypid.core.model import FileRecord
 from pypid.core.names import InvalidName, is_valid_name, normalize, parse_filename
 from pypid.core.project import Project
+from pypid.core.project_status import ProjectStatus
 from pypid.core.provenance import INTEGRITY_MEDIA_TYPE, integrity_path
 from pypid.core.render import HTML, JSON
 from pypid.storage.reading import BINARY_TYPE
@@ -302,20 +315,69 @@ def safe_records(records: Iterable[FileRecord]
 
 
 def build_index(records: Iterable[FileRecord], tombstones: Iterable[str],
-                file_url: FileUrl) -> Index:
+                file_url: FileUrl, statuses: dict[str, ProjectStatus] | None = None,
+                advisories: AdvisoryPolicy | None = None) -> Index:
     """
     The L{Index} of the export, filled in a fixed order (oldest upload
-    first), so that a project's display name is the same at every export.
+    first), so that a project's display name is the same at every export,
+    with the projects' C{statuses} (as storage keeps them) and the index's
+    C{advisories} (L{None}: none), which its pages apply as the daemon's do.
     """
-    index = Index(file_url)
+    index = Index(file_url, advisories=advisories)
     index.load(sorted(records, key=lambda r: (r.upload_time, r.filename)), tombstones)
+    index.statuses.take(statuses or {})
     return index
 
 
-def fingerprint(project: Project) -> str:
+def verdicts(index: Index, project: Project) -> dict[str, Verdict]:
+    """
+    The index's verdicts on the releases of C{project} its advisories
+    name, by version (none, a dict lookup, for a project they do not name).
+    """
+    policy = index.rendered.advisories
+    if not policy.affects(project.name):
+        return {}
+    found = {}
+    for version in project.versions():
+        verdict = policy.verdict(project.name, version)
+        if verdict is not None:
+            found[version] = verdict
+    return found
+
+
+def withheld(index: Index, project: Project) -> frozenset[str]:
+    """
+    The filenames of C{project} whose bytes, core metadata and provenance
+    the export does not write, because the daemon serves them to nobody
+    but admins: every file of a quarantined project (PEP 792), and the
+    files of the releases the index's advisories deny (C{advisories =
+    deny}: the daemon answers 403). A release they hide is left off the
+    pages, but its files are written: the daemon serves them by name.
+    """
+    status = index.status(project.name)
+    if status is not None and status.quarantined:
+        return frozenset(project.files)
+    denied = {version for version, verdict in verdicts(index, project).items()
+              if verdict.denies}
+    if not denied:
+        return frozenset()
+    return frozenset(f.filename for f in project.files.values() if f.version in denied)
+
+
+def _shown(verdict: Verdict) -> tuple[object, ...]:
+    """What the pages and the legacy JSON show of a verdict (L{fingerprint})."""
+    return (verdict.action, tuple((a.id, a.aliases, a.summary, a.details, a.severity,
+                                   a.fixed_in, a.link) for a in verdict.advisories))
+
+
+def fingerprint(project: Project, status: ProjectStatus | None = None,
+                advised: dict[str, Verdict] | None = None) -> str:
     """
     A digest of everything of a project that its outputs show: its display
-    name and each file's record but where storage keeps it.
+    name, each file's record but where storage keeps it, its C{status} and
+    the verdicts (L{verdicts}) on its releases, so that a status set or an
+    advisory come renders it again (a project with neither has the
+    digest it had before they were counted).
     """
     digest = hashlib.blake2b(project.display_name.encode("utf-8"), digest_size=16)
     for filename in sorted(project.files):
@@ -324,6 +386,13 @@ def fingerprint(project: Project) -> str:
             r.filename, r.name, r.version, r.packagetype, r.size, r.sha256, r.upload_time,
             r.blake2_256, r.md5, r.requires_python, r.yanked, r.metadata_sha256, r.summary,
             r.uploader, r.provenance_sha256)).encode("utf-8", "replace"))
+    if status is not None:
+        digest.update(repr(("status", status.status, status.reason)).encode("utf-8",
+                                                                             "replace"))
+    for version in sorted(advised or {}):
+        assert advised is not None
+        digest.update(repr(("verdict", version, _shown(advised[version]))).encode(
+            "utf-8", "replace"))
     return digest.hexdigest()
 
 
@@ -344,7 +413,8 @@ def package_entry(project: Project, version: str | None) -> Entry | None:
 
 
 def file_outputs(project: Project, metadata: dict[str, bytes],
-                 provenance: dict[str, bytes] | None = None) -> list[Output]:
+                 provenance: dict[str, bytes] | None = None,
+                 left_out: Container[str] = ()) -> list[Output]:
     """
     The files of a project and their core metadata, to write under
     C{files/<project>/}, and their provenance (PEP 740), under
@@ -356,9 +426,12 @@ def file_outputs(project: Project, metadata: dict[str, bytes],
         announced: see L{announced}).
     @param provenance: filename -> its provenance object, for those that
         have one.
+    @param left_out: the filenames not written at all (L{withheld}).
     """
     outputs = []
     for record in project.sorted_files():
+        if record.filename in left_out:
+            continue
         base = f"files/{project.name}/{record.filename}"
         outputs.append(Output(base, BINARY_TYPE, record.sha256, record=record))
         data = metadata.get(record.filename)
@@ -370,6 +443,18 @@ def file_outputs(project: Project, metadata: dict[str, bytes],
                 integrity_path(project.name, record.version, record.filename), kept,
                 INTEGRITY_TYPE))
     return outputs
+
+
+def file_of(path: str) -> str:
+    """
+    The filename of the distribution a path of L{file_outputs} belongs to:
+    C{files/<project>/<filename>[.metadata]} or
+    C{integrity/<project>/<version>/<filename>/provenance}.
+    """
+    parts = path.split("/")
+    if parts[0] == "integrity" and len(parts) == 5:
+        return parts[3]
+    return parts[-1].removesuffix(".metadata")
 
 
 def announced(record: FileRecord, metadata: dict[str, bytes]) -> FileRecord:
@@ -389,7 +474,9 @@ def project_outputs(index: Index, project: Project, settings: ExportSettings, se
                     latest: str | None, info: dict[str, Any] | None) -> list[Output]:
     """
     A project's pages: its simple pages (the daemon's bytes) and, when it
-    has files, its legacy JSON.
+    has files and is not quarantined (L{has_legacy_json}), its legacy JSON,
+    naming the advisories the index acts on in its latest release, as the
+    daemon's does.
 
     @param serial: the C{last_serial} the legacy JSON announces (the export
         at which the project last changed).
@@ -402,14 +489,23 @@ def project_outputs(index: Index, project: Project, settings: ExportSettings, se
         Output.page(f"simple/{project.name}/index.json",
                     index.rendered.project_page(project, JSON).body, SIMPLE_JSON_TYPE),
     ]
-    if project.files:
+    if has_legacy_json(index, project):
         # (a project with files has a latest version, and its info was read)
         assert latest is not None and info is not None, project.name
         found = legacy_json.releases(project, settings.legacy_file_url())
         body = legacy_json.render_json(project, found, latest, info, serial, True,
-                                  settings.base_url)
+                                       settings.base_url,
+                                       index.rendered.advisories.verdict(project.name, latest))
         outputs.append(Output.page(f"pypi/{project.name}/json", body, JSON_TYPE))
     return outputs
+
+
+def has_legacy_json(index: Index, project: Project) -> bool:
+    """
+    Whether the export writes C{pypi/<project>/json}: the daemon answers
+    it for a project with files that is not quarantined (404 otherwise).
+    """
+    return bool(project.files) and not index.statuses.quarantined(project.name)
 
 
 def _release(project: Project, version: str | None) -> list[tuple[FileRecord, str]]:
@@ -579,7 +675,8 @@ def plan(index: Index, previous: ExportManifest | None, settings: ExportSettings
     """
     rebuild = full or previous is None or previous.settings != settings.key()
     known = previous.projects if previous is not None else {}
-    fingerprints = {p.name: fingerprint(p) for p in index.projects()}
+    fingerprints = {p.name: fingerprint(p, index.status(p.name), verdicts(index, p))
+                    for p in index.projects()}
     if rebuild:
         changed = sorted(fingerprints)
     else:

@@ -33,7 +33,6 @@ from pypid.core.metrics import GAUGE, Family, gauge
 from pypid.core.model import FileRecord
 from pypid.core.parts import IMetricsSource, IReloadable
 from pypid.core.pending import PendingFile
-from pypid.core.project_status import InvalidStatus, ProjectStatus
 from pypid.core.promotion_journal import PromotionJournal
 from pypid.core.startup import StartupError
 from pypid.state.backfill import Backfill
@@ -49,6 +48,7 @@ from pypid.storage.interface import (
     ScanResult,
     StorageError,
 )
+from pypid.storage.reading import read_statuses
 from pypid.storage.snapshot import Snapshot
 
 if TYPE_CHECKING:
@@ -96,19 +96,11 @@ async def load_statuses(index: Index, storage: IStorage) -> None:
     Give C{index} the projects' statuses C{storage} keeps (PEP 792; not
     in the snapshot, whose bytes stay as they were: one listing of a
     folder or a prefix a start). One that cannot be read is logged and
-    left out (the project is active until an admin sets it again).
+    left out (the project is active until an admin sets it again). Read by
+    L{pypid.storage.reading.read_statuses}, as the static export and the
+    bundles read them: what they carry is what the daemon serves.
     """
-    statuses: dict[str, ProjectStatus] = {}
-    for name, data in sorted((await storage.statuses()).items()):
-        try:
-            status = ProjectStatus.from_bytes(data)
-        except InvalidStatus as e:
-            log.error("Unreadable status of the project {project}, left out: {error}",
-                      project=name, error=str(e))
-            continue
-        if status is not None:
-            statuses[name] = status
-    index.statuses.take(statuses)
+    index.statuses.take(await read_statuses(storage))
 
 
 async def roll_back_promotions(storage: IAdoptingStorage) -> int:

@@ -330,7 +330,9 @@ class LocalStorage:
         with storage_errors():
             try:
                 entries = list(os.scandir(self._status_dir))
-            except FileNotFoundError:
+            except (FileNotFoundError, NotADirectoryError):
+                # (no folder of statuses, or no .pypid/ folder at all: a
+                # folder read where none could be made holds none)
                 return found
             for entry in entries:
                 if entry.name.endswith(_STATUS) and not entry.name.startswith("."):

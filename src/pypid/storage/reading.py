@@ -46,6 +46,7 @@ from twisted.python.failure import Failure
 
 from pypid.core.index import Index
 from pypid.core.model import FileRecord
+from pypid.core.project_status import InvalidStatus, ProjectStatus
 from pypid.core.views import ChainSource, Filters, compose
 from pypid.storage import snapshot as snapshots
 from pypid.storage.disk import read_if_present, remove_file
@@ -155,6 +156,28 @@ async def load_records(storage: IStorage, snapshot_path: str | None, run: Run) -
     return result
 
 
+async def read_statuses(storage: IStorage) -> dict[str, ProjectStatus]:
+    """
+    The projects' statuses C{storage} keeps (PEP 792), by normalized name,
+    as the daemon reads them at a start (L{pypid.state.loader.load_statuses}):
+    one that cannot be read is logged and left out (the daemon then serves
+    the project as active too, until an admin sets it again).
+
+    @raise StorageError: the storage failed.
+    """
+    statuses: dict[str, ProjectStatus] = {}
+    for name, data in sorted((await storage.statuses()).items()):
+        try:
+            status = ProjectStatus.from_bytes(data)
+        except InvalidStatus as e:
+            log.error("Unreadable status of the project {project}, left out: {error}",
+                      project=name, error=str(e))
+            continue
+        if status is not None:
+            statuses[name] = status
+    return statuses
+
+
 @attrs.frozen
 class StoredIndex:
     """One hosted source of an index's order: its name, storage and snapshot file."""
@@ -169,12 +192,17 @@ class IndexRecords:
     """
     What an index lists, read from its hosted sources (L{load_index}).
 
-    @ivar result: the composed records and tombstones, as a scan gives them.
+    @ivar result: the composed records and tombstones, as a scan gives them
+        (a quarantined project's files among them: see L{statuses}).
     @ivar holders: filename -> the storage that holds the listed file.
+    @ivar statuses: each project's status in the index
+        (L{pypid.core.views.chain_status}: a quarantine in any hosted
+        source, else the first source's status), for those that have one.
     """
 
     result: ScanResult
     holders: dict[str, IStorage]
+    statuses: dict[str, ProjectStatus] = attrs.field(factory=dict)
 
     def storage_of(self, record: FileRecord) -> IStorage:
         """The storage that holds C{record}'s file."""
@@ -191,6 +219,10 @@ async def load_index(parts: Sequence[StoredIndex], filters: Filters, now: float,
     The files an index of the hosted sources C{parts} (in its resolved
     order) lists at C{now} through C{filters} (L{pypid.core.views.compose});
     its tombstones are its sources' deleted names that no listed file has.
+    Each source's statuses are read as the daemon reads them: a project
+    quarantined in the chain keeps its files here (composed as its admins
+    see them), with its status in L{IndexRecords.statuses}, so that the
+    caller renders its pages as the daemon does and writes none of them.
     """
     chain: list[ChainSource] = []
     storages: dict[str, IStorage] = {}
@@ -201,6 +233,7 @@ async def load_index(parts: Sequence[StoredIndex], filters: Filters, now: float,
         index = Index(_no_url)
         index.load(sorted(scanned.records.values(), key=lambda r: (r.upload_time, r.filename)),
                    scanned.tombstones)
+        index.statuses.take(await read_statuses(part.storage))
         chain.append(ChainSource(part.name, hosted=index))
         storages[part.name] = part.storage
         tombstones |= scanned.tombstones
@@ -212,13 +245,17 @@ async def load_index(parts: Sequence[StoredIndex], filters: Filters, now: float,
                      if filters.admits_project(project.name))
     records: dict[str, FileRecord] = {}
     holders: dict[str, IStorage] = {}
+    statuses: dict[str, ProjectStatus] = {}
     for name in sorted(names):
-        for f, source in compose(chain, name, filters, now).files:
+        composition = compose(chain, name, filters, now, reveal=True)
+        if composition.status is not None:
+            statuses[name] = composition.status
+        for f, source in composition.files:
             record = cast(FileRecord, f)
             records[record.filename] = record
             holders[record.filename] = storages[source.name]
     return IndexRecords(ScanResult(records, frozenset(tombstones - set(records)),
-                                   tuple(skipped)), holders)
+                                   tuple(skipped)), holders, statuses)
 
 
 class _Spool(ByteReceiver):
