@@ -55,6 +55,7 @@ import attrs
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+from packaging.version import Version
 from treq.testing import RequestTraversalAgent
 from twisted.internet.defer import ensureDeferred
 from twisted.internet.task import Clock
@@ -85,7 +86,10 @@ from pypid.web.app import build_web, index_materials
 from pypid.web.audit_trail import AuditTrail
 from tests.distributions import make_wheel
 from tests.fakes import FAST, multipart_body, run_in_pool_now, run_now, site_treq, twine_fields
+from tests.harness_admin import admin_options
+from tests.harness_tap import AtOncePool, ThreadedReactor
 from tests.harness_upstream import Origins, make_source
+from tests.osv_records import osv_record
 
 settings.register_profile("ci", max_examples=12, stateful_step_count=12, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
@@ -129,8 +133,11 @@ mode = cache
 url = {upstream}
 [retention]
 recycle_bin = 7d
+[advisories]
+path = {root}/osv
 [index:release]
 upload = user:ops
+advisories = deny
 [index:staging]
 bases = release upstream:default
 upload = user:dev user:ops
@@ -183,9 +190,12 @@ HIDE_PRERELEASES = frozenset({"curated"})
 HIDE_YANKED = frozenset({"curated"})
 MIN_AGE = {"cool": DAY}
 #: The indexes whose advisories deny (the others' are off).
-DENY = frozenset({"cool"})
+DENY = frozenset({"cool", "release"})
 PROJECTS = ("alpha", "corp-lib", "public-lib")
-VERSIONS = ("1.0", "2.0", "3.0rc1", "9.9")
+#: The versions advisories name; a local build of one (C{1.0+corp1}) is
+#: affected by what names its public version (issue 45).
+PUBLIC_VERSIONS = ("1.0", "2.0", "3.0rc1", "9.9")
+VERSIONS = (*PUBLIC_VERSIONS, "1.0+corp1")
 STATUSES = ("active", "deprecated", "archived", "quarantined")
 
 #: Who asks: anonymous clients, two users, an admin, and C{dev}'s token
@@ -269,6 +279,11 @@ def wheel(project, version, upstream=False):
     for (a zip stamps the time); the upstream's differ from an upload's.
     """
     return make_wheel(project, version, module_text="upstream" if upstream else None)
+
+
+def public(version):
+    """The public version of C{version}: what an advisory's list names of a local build."""
+    return Version(version).public
 
 
 def _matches(project, patterns):
@@ -356,7 +371,7 @@ class Reference:
                 continue
             if index in HIDE_PRERELEASES and is_prerelease(f.version):
                 continue
-            denied = index in DENY and (project, f.version) in self.advised
+            denied = index in DENY and (project, public(f.version)) in self.advised
             listed[f.filename] = Listed(f.sha256, source, f.version, denied)
         return listed
 
@@ -395,6 +410,10 @@ class IndexMachine(RuleBasedStateMachine):
         self.folder = tempfile.mkdtemp(prefix="pypid-model-")
         self.config_path = os.path.join(self.folder, "pypid.ini")
         as_of = datetime.fromtimestamp(AS_OF, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        # (the advisories in force are also written where the static
+        # export reads them, as a daemon's start would read them)
+        self.osv = os.path.join(self.folder, "osv")
+        os.mkdir(self.osv)
         with open(self.config_path, "w") as f:
             f.write(CONFIG.format(root=self.folder, upstream=UPSTREAM, as_of=as_of,
                                   hash=password_hash()))
@@ -571,22 +590,55 @@ class IndexMachine(RuleBasedStateMachine):
         else:
             self.reference.statuses[(index, project)] = status
 
+    def may_promote(self, identity, source, into, project, version, override):
+        """
+        Whether the reference lets C{identity} promote the release (issue
+        45): read in C{source}, upload to C{into}; the project neither
+        quarantined in a hosted index either reads, nor archived in
+        either; a release either's advisories deny only by an admin who
+        asks for it; C{allow_denied} from an admin only.
+        """
+        if identity == "token" or not (may_read(identity, source)
+                                       and may_upload(identity, into)):
+            return False
+        if override and identity != "root":
+            return False
+        chains = {s for index in (source, into) for s in ORDERS[index] if s != "upstream"}
+        if any(self.reference.status(s, project) == "quarantined" for s in chains):
+            return False
+        if "archived" in (self.reference.status(source, project),
+                          self.reference.status(into, project)):
+            return False
+        denied = (project, public(version)) in self.reference.advised and (
+            source in DENY or into in DENY)
+        return not denied or override
+
     @rule(source=st.sampled_from(HOSTED), into=st.sampled_from(HOSTED),
-          project=st.sampled_from(PROJECTS), version=st.sampled_from(VERSIONS))
-    def promote(self, source, into, project, version):
+          project=st.sampled_from(PROJECTS), version=st.sampled_from(VERSIONS),
+          identity=st.sampled_from(IDENTITIES), override=st.booleans())
+    def promote(self, source, into, project, version, identity, override):
+        """
+        C{identity} promotes a release (an admin may override a denial):
+        a quarantined, archived or denied release never walks out (issue
+        45); what the reference allows is promoted.
+        """
         if source == into:
             return
         filename, _ = wheel(project, version)
         held = self.reference.held[source].get(filename)
+        asked = {"from": source, "to": into, "project": project, "version": version}
+        if override:
+            asked["allow_denied"] = True
         response, text = self.request(
             "POST", "/api/promote", {"Content-Type": "application/json"},
-            json.dumps({"from": source, "to": into, "project": project,
-                        "version": version}).encode(), ROOT)
+            json.dumps(asked).encode(), self.auth[identity])
+        allowed = self.may_promote(identity, source, into, project, version, override)
+        if not allowed:
+            assert response.code in (401, 403, 404, 409), (
+                identity, source, into, filename, override, response.code, text)
+            return
         if held is None or held.state != "live":
             assert response.code == 404, (source, into, filename, response.code, text)
-            return
-        if self.reference.status(into, project) in ("archived", "quarantined"):
-            assert response.code in (400, 403, 409), (source, into, response.code, text)
             return
         there = self.reference.held[into].get(filename)
         if there is None:
@@ -613,10 +665,21 @@ class IndexMachine(RuleBasedStateMachine):
             self.agent.flush()
         assert d.called, "the upstream page was not fetched again"
 
-    @rule(project=st.sampled_from(PROJECTS), version=st.sampled_from(VERSIONS))
+    @rule(project=st.sampled_from(PROJECTS), version=st.sampled_from(PUBLIC_VERSIONS))
     def advise(self, project, version):
-        """An advisory on the release is published, or withdrawn if there was one."""
+        """
+        An advisory on the release (its public version: a local build of it
+        is affected too) is published, or withdrawn if there was one; in
+        force at once, and in the OSV folder the static export reads.
+        """
         self.reference.advised ^= {(project, version)}
+        ident = f"PYSEC-2026-{project}-{version}"
+        path = os.path.join(self.osv, f"{ident}.json")
+        if (project, version) in self.reference.advised:
+            with open(path, "w") as f:
+                json.dump(osv_record(ident, project, versions=[version], summary="a flaw"), f)
+        else:
+            os.remove(path)
         self.board.replace(AdvisoryDB.of(
             Advisory(f"PYSEC-2026-{p}-{v}", summary="a flaw",
                      affected=(Affected(p, versions=frozenset({release_key(v)})),))
@@ -682,11 +745,15 @@ class IndexMachine(RuleBasedStateMachine):
         for filename, f in listed.items():
             assert f["hashes"]["sha256"] == expected[filename].sha256, (identity, index, filename)
 
-    @rule(index=st.sampled_from(("release", "staging", "prod", "dated", "curated")))
+    @rule(index=st.sampled_from(("default", "release", "staging", "prod", "dated", "curated",
+                                 "cool")))
     def export(self, index):
         """
         C{pypid-export --index} writes what the index's pages list of its
-        hosted sources (upstream files are not the server's to export).
+        hosted sources (upstream files are not the server's to export), as
+        an anonymous client is served them: nothing of a quarantined
+        project, a denied release listed yanked and its file not written
+        (issue 45); no other file.
         """
         target = tempfile.mkdtemp(prefix="export-", dir=self.folder)
         out, err = io.StringIO(), io.StringIO()
@@ -706,6 +773,41 @@ class IndexMachine(RuleBasedStateMachine):
                 index, project, sorted(exported), sorted(expected))
             for filename, entry in exported.items():
                 assert entry["hashes"]["sha256"] == expected[filename].sha256
+                if expected[filename].denied:
+                    assert entry.get("yanked"), (index, filename, "denied, not yanked")
+            folder = os.path.join(target, "files", project)
+            written = set(os.listdir(folder)) if os.path.isdir(folder) else set()
+            written = {name for name in written if not name.endswith(".metadata")}
+            assert written == {name for name, f in expected.items() if not f.denied}, (
+                index, project, sorted(written), sorted(expected))
+
+    @rule(index=st.sampled_from(HOSTED))
+    def bundle(self, index):
+        """
+        C{pypid-admin export --index} bundles the index's files with its
+        projects' statuses (issue 45: an import must not make a
+        quarantined project active): each status the reference holds, and
+        a file of each live or binned one it holds.
+        """
+        from pypid.bundle import manifest
+        from pypid.cli.bundle import pack_command
+
+        target = os.path.join(tempfile.mkdtemp(prefix="bundle-", dir=self.folder), "b")
+        out, err = io.StringIO(), io.StringIO()
+        d = ensureDeferred(pack_command(load_config(self.config_path), admin_options(
+            "export", to=target, index=[index]), _AtOnceReactor(), out, err))
+        assert d.called, "the bundle was not written"
+        assert d.result == 0, (index, err.getvalue())
+        where = "" if index == DEFAULT else f"indexes/{index}/"
+        statuses = {}
+        path = os.path.join(target, where + manifest.STATUSES)
+        if os.path.exists(path):
+            with open(path, "rb") as f:
+                statuses = {project: bundled.status.status for project, bundled
+                            in manifest.parse_statuses(f.read()).items()}
+        expected = {project: status for (held, project), status
+                    in self.reference.statuses.items() if held == index}
+        assert statuses == expected, (index, statuses, expected)
 
     def check_missing(self, index, response, body, method, path, headers=None, data=None,
                       auth=None):
@@ -835,6 +937,13 @@ class IndexMachine(RuleBasedStateMachine):
                         if where == index and filename in counted or where == index and
                         self.reference.held[index][filename].state == "live"}
             assert counted == expected, (index, counted, expected)
+
+
+class _AtOnceReactor(ThreadedReactor):
+    """A reactor whose thread pool does its work at once (a command run in the test's thread)."""
+
+    def getThreadPool(self):
+        return AtOncePool(name="io")
 
 
 @cache
