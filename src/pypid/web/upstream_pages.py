@@ -22,6 +22,9 @@ serves no file, not even one kept here before: 404, as the public index
 answers, naming the reason (L{refuse_quarantined}). The kept files stay on
 disk, and are served again once a refreshed page lifts the quarantine.
 Admins are refused too: the upstream's files are not theirs to release.
+A quarantine outlives the project's removal upstream
+(L{pypid.upstream.quarantines}); a kept file that no page lists (the
+upstream removed it) answers 404 saying so.
 """
 
 from __future__ import annotations
@@ -254,6 +257,9 @@ async def _chain_file(request: Request, view: IndexView, sides: Mapping[str, Sou
             raise Gone("this file was deleted")
         if _quarantined_upstream(view, project, clock.seconds()):
             refuse_quarantined()
+        if _kept_unlisted(view, sides, project, name):
+            raise NotFound("this file was removed upstream: no page lists it now, and the "
+                           "copy kept here is not served")
         raise NotFound("no such file")
     listed, side = found
     if side.source.files.would_fetch(project, name, metadata):
@@ -284,6 +290,16 @@ def _quarantined_upstream(view: IndexView, project: str, now: float) -> bool:
     listing = view.listing(project, now)
     return (listing is not None and listing.status is not None
             and listing.status.quarantined)
+
+
+def _kept_unlisted(view: IndexView, sides: Mapping[str, SourceSide], project: str,
+                   filename: str) -> bool:
+    """Whether an upstream of C{project} keeps a file C{filename} of it, which no page lists."""
+    for asked in view.upstreams(project):
+        record = sides[asked.name].source.files.kept(filename)
+        if record is not None and record.project == project:
+            return True
+    return False
 
 
 def _charge_source(request: Request, source: UpstreamSource) -> None:
