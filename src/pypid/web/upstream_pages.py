@@ -145,8 +145,13 @@ def answer_chain_provenance(request: Request, view: IndexView,
     listed, side = found
     if not same_version(listed.version, version):
         raise no_provenance(filename)
-    return send_provenance(request, side.source.files.provenance(listed), filename, None,
-                           content_type)
+    files = side.source.files
+    stored = files.kept(filename)
+    # (the bytes served: the kept file's, whatever the page now says)
+    served = stored.sha256 if stored is not None and stored.project == project \
+        else listed.sha256
+    return send_provenance(request, files.provenance(listed), filename, None, content_type,
+                           served)
 
 
 def refuse_quarantined() -> None:
