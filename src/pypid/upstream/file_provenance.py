@@ -17,7 +17,7 @@ but a mirror or a compromised upstream may) gives other bytes, whose
 provenance is another one; the old one, checked against the old sha256,
 is never served for the new bytes nor kept with them (issue 45). The web
 side checks again, as it serves one, that its statements name the served
-file's sha256 (L{pypid.web.integrity.send_provenance}).
+file's sha256 (L{pypid.web.integrity.serves}).
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ class UpstreamProvenance:
         stored = self._files.get(filename)
         if stored is not None and stored.provenance_sha256 is not None:
             # (the kept file's own, checked against the file served as it is
-            # served: pypid.web.integrity.send_provenance)
+            # served: pypid.web.integrity.serves)
             return self._files.storage.read_provenance(stored).addErrback(
                 self._unreadable, filename)
         if stored is not None and stored.sha256 != upstream_file.sha256:

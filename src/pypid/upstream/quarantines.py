@@ -3,7 +3,7 @@ The quarantines an upstream declared (PEP 792), remembered past the
 project's removal (issue 45).
 
 The public index quarantines a project reported as malware, then removes
-it: its page answers 404 (or, from some mirrors, an empty page with no
+it: its page answers 404 (or an upstream answers an empty page with no
 status). Were the cache to take that answer as it comes, it would forget
 the quarantine with the page, and the project would be looked up afresh:
 a later upstream of a chain that has a project of that name would have
@@ -37,8 +37,10 @@ log = Logger()
 
 #: The most quarantines remembered (the oldest seen go first): they come
 #: from the upstream, one per quarantined project a client asked about,
-#: which is rare; past the cap, a forgotten one leaves its project's files
-#: unserved still (no page lists them), only its page no longer says why.
+#: which is rare. Past the cap the oldest is forgotten: its removed
+#: project's kept files stay unserved (no page of that upstream lists
+#: them), but its page no longer says why, and a later upstream of a chain
+#: may list a project of that name again.
 MAX_QUARANTINES = 20000
 
 

@@ -131,7 +131,8 @@ def serves(data: bytes, filename: str, sha256: str) -> bool:
     upstream): a provenance kept under a file's name outlives a change of
     the file's bytes (an upstream that replaced it; a copy kept by an older
     server), and one that describes other bytes must never be given for
-    these. Costs one JSON read of 5 to 20 KB, 0.1 ms, per request for it.
+    these. Costs one read of it per request: 66 us for a 6.7 KB one (one
+    attestation), measured.
     """
     try:
         read_provenance(data, filename, sha256)
