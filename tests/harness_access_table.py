@@ -54,6 +54,7 @@ ROWS = (
     ("DELETE", "/api/projects/{p}/2.0", P3),
     ("POST", "/api/projects/{p}/status", P3),
     ("POST", "/api/upstream/{p}/refresh", P3),
+    ("POST", "/api/upstream/{p}/release", P3),
     ("POST", "/requirements.txt", ("",)),
     ("POST", "/api/oidc/mint-token", ("",)),
     ("GET", "/_/oidc/audience", ("",)),
@@ -162,6 +163,9 @@ POST   /api/projects/{p}/status     no-such      | 401 403 403 400 401 403 403 4
 POST   /api/upstream/{p}/refresh    holy-grail   | 401 404 404 404 401 403 404 404 401 401 404 | 401 404 404 404 401 403 404 404 401 401 404
 POST   /api/upstream/{p}/refresh    secret-sauce | 401 404 404 404 401 403 404 404 401 401 404 | 401 404 404 404 401 403 404 404 401 401 404
 POST   /api/upstream/{p}/refresh    no-such      | 401 404 404 404 401 403 404 404 401 401 404 | 401 404 404 404 401 403 404 404 401 401 404
+POST   /api/upstream/{p}/release    holy-grail   | 401 403 403 404 401 403 403 403 401 401 403 | 401 403 403 404 401 403 403 403 401 401 403
+POST   /api/upstream/{p}/release    secret-sauce | 401 403 403 404 401 403 403 403 401 401 403 | 401 403 403 404 401 403 403 403 401 401 403
+POST   /api/upstream/{p}/release    no-such      | 401 403 403 404 401 403 403 403 401 401 403 | 401 403 403 404 401 403 403 403 401 401 403
 POST   /requirements.txt            -            | 401 404 404 404 401 403 404 404 401 401 404 | 401 404 404 404 401 403 404 404 401 401 404
 POST   /api/oidc/mint-token         -            | 404 404 404 404 404 404 404 404 404 404 404 | 404 404 404 404 404 404 404 404 404 404 404
 GET    /_/oidc/audience             -            | 404 404 404 404 404 404 404 404 404 404 404 | 404 404 404 404 404 404 404 404 404 404 404

@@ -43,6 +43,7 @@ from pypid.core.access_rules import parse_rule
 from pypid.core.advisories import Advisory, AdvisoryDB, Affected, release_key
 from pypid.core.credential_syntax import parse_htpasswd
 from pypid.core.index import Index
+from pypid.core.provenance import Publisher, provenance_document
 from pypid.core.render import file_url_for
 from pypid.core.retention import RetentionRules
 from pypid.state.cleanup import IndexCleanup
@@ -68,6 +69,10 @@ from tests.fakes import (
 from tests.harness_access_table import IDENTITIES, ROWS, TABLE, filename_of, read_table
 from tests.harness_indexes import Server, Stack, _ServerMixin, same
 from tests.harness_tap import ThreadedReactor, checking_pools
+from tests.sigstore_root import TestSigstore, github_claims
+
+#: signs the provenance of the files whose Integrity API rows are checked
+SIGSTORE = TestSigstore()
 
 ORIGIN = "http://pypi.test"
 PASSWORD = "correct horse"
@@ -149,10 +154,13 @@ class AccessTableTests(SynchronousTestCase):
                 code = self.upload(basic(user), name, version)
                 self.assertEqual(code, 200, (user, name, version))
         for name in ("holy-grail", "secret-sauce"):
-            # (each 1.0 wheel with a provenance, for the Integrity API's rows)
+            # (each 1.0 wheel with a provenance of its own bytes, for the
+            # Integrity API's rows: one of other bytes is never served)
             record = self.index.get_file(filename_of(name))
+            provenance = provenance_document([(Publisher("GitHub"), [SIGSTORE.attest(
+                record.filename, record.sha256, claims=github_claims())])])
             self.index.add(self.successResultOf(
-                self.storage.keep_provenance(record, b'{"version": 1}')))
+                self.storage.keep_provenance(record, provenance)))
         self.clock.advance(120)  # (the expired token's lifetime is over)
 
     def upload(self, auth, name, version, path="/legacy/"):

@@ -1800,6 +1800,10 @@ class _Upstream:
         page = attrs.make_class("Page", ["project", "files", "status"])(project, ["a", "b"], None)
         return attrs.make_class("Entry", ["page", "fetched_at"])(page, T0)
 
+    def quarantine(self, project):
+        """No quarantine is remembered."""
+        return None
+
     async def precache(self, pins):
         """Every pin cached."""
         return [{"project": pin.project, "status": "cached"} for pin in pins]

@@ -26,6 +26,7 @@ from tests.upstream_server import UpstreamProcess
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 GOOD = make_wheel("up-quarantine", "1.0")
 EVIL = make_wheel("up-quarantine", "2.0", module_text="import os  # malicious\n")
+REMOVED = make_wheel("up-removed", "1.0")
 
 
 class UpstreamStatusTests(DaemonTestCase):
@@ -40,6 +41,7 @@ class UpstreamStatusTests(DaemonTestCase):
             folder = os.path.abspath(os.path.join("e2e-shared", "upstream-status"))
             cls.upstream = UpstreamProcess(folder)
             cls.upstream.add(*GOOD)
+            cls.upstream.add(*REMOVED)
             cls.upstream.add_wheel("up-deprecated", "1.0")
             cls.upstream.add_wheel("up-archived", "1.0")
             cls.upstream.add_wheel("up-quarantined", "1.0")
@@ -120,6 +122,41 @@ class UpstreamStatusTests(DaemonTestCase):
         self.clients.pip_install(again, index, "up-quarantine==1.0")
         self.assertEqual(installed(again), {"up-quarantine": "1.0"})
         self.assertEqual(self.upstream.count(f"/files/{GOOD[0]}"), 1)
+
+    def test_quarantine_then_removal(self):
+        """
+        Kept, quarantined upstream, then removed upstream (its page 404):
+        the page still carries the quarantine and the kept file answers 404
+        to GET, a range and HEAD, through a restart; listed again without a
+        quarantine, it is served from the cache (issue 45, item 3).
+        """
+        kept_url = f"{self.daemon.url}files/up-removed/{REMOVED[0]}"
+        page_url = f"{self.daemon.index_url}up-removed/"
+        self.assertEqual(http("GET", kept_url).body, REMOVED[1])
+        self.mark("up-removed", "quarantined", "malware")
+        self.assertIn("quarantined", self.refresh("up-removed"))
+        self.upstream.clear_raw("/simple/up-removed/")
+        self.upstream.remove(REMOVED[0])
+        self.assertIn("removed upstream since", self.refresh("up-removed"))
+
+        def withheld():
+            page = http("GET", page_url, {"Accept": JSON_TYPE})
+            self.assertEqual(page.status, 200, page.body)
+            self.assertEqual((page.json()["files"], page.json()["project-status"]),
+                             ([], {"status": "quarantined", "reason": "malware"}))
+            for method, headers in (("GET", {}), ("GET", {"Range": "bytes=0-9"}),
+                                    ("HEAD", {})):
+                answer = http(method, kept_url, headers)
+                self.assertEqual(answer.status, 404, (method, headers))
+        withheld()
+        self.daemon.restart()
+        withheld()
+
+        self.upstream.add(*REMOVED)
+        self.assertEqual(self.refresh("up-removed"), "up-removed: 1 files upstream\n")
+        self.assertEqual(http("GET", kept_url).body, REMOVED[1])
+        self.assertEqual(http("GET", kept_url, {"Range": "bytes=0-9"}).status, 206)
+        self.assertEqual(self.upstream.count(f"/files/{REMOVED[0]}"), 1)
 
     def test_clients_and_markers(self):
         """

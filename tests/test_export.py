@@ -38,6 +38,7 @@ from pypid.core.details import Details
 from pypid.core.distribution import inspect
 from pypid.core.index import Index
 from pypid.core.project_status import ProjectStatus
+from pypid.core.provenance import Publisher, provenance_document
 from pypid.core.render import file_url_for
 from pypid.export import plan as plans
 from pypid.export.plan import ExportError, ExportManifest, ExportSettings, People
@@ -65,6 +66,7 @@ from tests.harness_export import (
     make_record,
 )
 from tests.osv_records import osv_record, write_folder
+from tests.sigstore_root import TestSigstore, github_claims
 
 ORIGIN = "http://pypi.test"
 SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
@@ -564,7 +566,9 @@ class ExporterTests(ExportCase):
         self.export(storage)
         filename, data = FILES[0]
         record = self.records(storage)[filename]
-        provenance = b'{"version": 1, "attestation_bundles": []}'
+        # (one of this very file: the daemon serves no other, issue 45)
+        provenance = provenance_document([(Publisher("GitHub"), [TestSigstore().attest(
+            filename, record.sha256, claims=github_claims())])])
         self.successResultOf(storage.keep_provenance(record, provenance))
         self.export(storage)
         project = "beta" if filename.startswith("beta") else "alpha"

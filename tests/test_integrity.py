@@ -210,6 +210,21 @@ class IntegrityTests(_Attested, SynchronousTestCase):
             self.assertEqual(response.code, 404, path)
             self.assertTrue(body.endswith(b"\n"))
 
+    def test_checked_as_served(self):
+        """
+        A kept provenance whose statement names another sha256 than the
+        file's (storage written by hand, say) is not served: 404.
+        """
+        record = self.attested()
+        stale = provenance_document([(Publisher("GitHub", (
+            ("repository", "trailofbits/pypi-attestations"),)), [SIGSTORE.attest(
+                DIST, "0" * 64, claims=github_claims(
+                    repository="trailofbits/pypi-attestations"))])])
+        self.index.add(self.successResultOf(self.storage.keep_provenance(record, stale)))
+        response, body = self.get(INTEGRITY)
+        self.assertEqual(response.code, 404, body)
+        self.assertIn(b"no provenance available for " + DIST.encode(), body)
+
     def test_no_provenance_message(self):
         """A file without provenance says so, by name."""
         self.upload_dist()
@@ -290,12 +305,17 @@ class NamedIndexTests(SynchronousTestCase):
         filename = make_wheel("widget", "1.0")[0]
         source = server.stacks["release"]
         record = source.index.get_file(filename)
+        # (a provenance of this very file: one of another is never served)
+        attestation = SIGSTORE.attest(filename, record.sha256,
+                                      claims=github_claims(repository="acme/widget"))
+        provenance = provenance_document(
+            [(Publisher("GitHub", (("repository", "acme/widget"),)), [attestation])])
         source.index.add(self.successResultOf(
-            source.storage.keep_provenance(record, PROVENANCE)))
+            source.storage.keep_provenance(record, provenance)))
         path = f"/integrity/widget/1.0/{filename}/provenance"
         for index in ("release", "staging", "prod"):
             code, _, body = server.request("GET", f"/{index}{path}")
-            self.assertEqual((code, body), (200, PROVENANCE), index)
+            self.assertEqual((code, body), (200, provenance), index)
         # (the default index does not hold it)
         self.assertEqual(server.request("GET", path)[0], 404)
         code, _, body = server.request("GET", f"/release{path}", headers={"Accept": "text/html"})

@@ -198,6 +198,92 @@ class ServedTests(_Served, SynchronousTestCase):
         self.assertEqual(self.fetches(), 0)
 
 
+class ReplacedTests(_Served, SynchronousTestCase):
+    """
+    The upstream replaces a file under its name (issue 45, item 5): a
+    provenance is kept by the file's digest, never served for other bytes.
+    """
+
+    NEW = BYTES_A + b"\0"
+
+    def replace(self, provenance=None):
+        """The upstream now gives other bytes under the name, with C{provenance} of them."""
+        self.origins.route(FILE_URL, self.NEW)
+        entry = {"filename": WHEEL, "url": FILE_URL, "hashes": {"sha256": sha(self.NEW)},
+                 "size": len(self.NEW), "provenance": UPSTREAM_PROVENANCE}
+        self.origins.route(INDEX_A + "widget/", json.dumps(
+            {"meta": {"api-version": "1.3"}, "name": "widget", "files": [entry]}).encode())
+        if provenance is None:
+            self.origins.routes.pop((ORIGIN_A, UPSTREAM_PROVENANCE.split(ORIGIN_A)[1]))
+        else:
+            self.origins.route(UPSTREAM_PROVENANCE, provenance)
+        self.successResultOf(drain(self.agent, self.proxy.upkeep.refresh("widget")))
+
+    def test_new_provenance(self):
+        """The old provenance, in memory, is not served for the new bytes; theirs is."""
+        self.get("/simple/widget/")
+        self.assertEqual(self.get(INTEGRITY), (200, GOOD))
+        new = provenance_of(WHEEL, sha(self.NEW))
+        self.replace(new)
+        self.assertEqual(self.get(INTEGRITY), (200, new))
+        self.assertEqual(self.get(f"/files/widget/{WHEEL}"), (200, self.NEW))
+        drain(self.agent, None)
+        record = self.source.files.kept(WHEEL)
+        self.assertEqual(self.successResultOf(self.storage.read_provenance(record)), new)
+
+    def test_none_for_the_new_bytes(self):
+        """
+        The new bytes come with no provenance the upstream can give: none is
+        served, none kept with the new file.
+        """
+        self.get("/simple/widget/")
+        self.assertEqual(self.get(INTEGRITY), (200, GOOD))
+        self.replace()
+        self.assertEqual(self.get(INTEGRITY)[0], 404)
+        self.assertEqual(self.get(f"/files/widget/{WHEEL}"), (200, self.NEW))
+        drain(self.agent, None)
+        self.assertIsNone(self.source.files.kept(WHEEL).provenance_sha256)
+        self.assertEqual(self.get(INTEGRITY)[0], 404)
+
+    def test_kept_file_wins(self):
+        """
+        A file kept before the upstream replaced it is served as kept, with
+        its own provenance; the page links that one, not the new bytes'.
+        """
+        self.assertEqual(self.get(f"/files/widget/{WHEEL}"), (200, BYTES_A))
+        drain(self.agent, None)
+        self.replace(provenance_of(WHEEL, sha(self.NEW)))
+        self.assertEqual(self.get(f"/files/widget/{WHEEL}"), (200, BYTES_A))
+        self.assertEqual(self.get(INTEGRITY), (200, GOOD))
+        [f] = json.loads(self.get("/simple/widget/")[1])["files"]
+        self.assertEqual((f["hashes"]["sha256"], f["provenance"]),
+                         (sha(BYTES_A), BASE.rstrip("/") + INTEGRITY))
+
+    def test_kept_file_without_provenance(self):
+        """A kept file whose own provenance was never had: no link, 404, whatever the page gives."""
+        self.origins.route(INDEX_A + "widget/", json_page(None))
+        self.assertEqual(self.get(f"/files/widget/{WHEEL}"), (200, BYTES_A))
+        self.replace(provenance_of(WHEEL, sha(self.NEW)))
+        [f] = json.loads(self.get("/simple/widget/")[1])["files"]
+        self.assertEqual(f["hashes"]["sha256"], sha(BYTES_A))
+        self.assertIsNone(f["provenance"])
+        self.assertEqual(self.get(INTEGRITY)[0], 404)
+
+    def test_checked_as_served(self):
+        """
+        A provenance kept with a file that names another sha256 (kept by a
+        server before this check) is not served: 404.
+        """
+        self.assertEqual(self.get(f"/files/widget/{WHEEL}"), (200, BYTES_A))
+        drain(self.agent, None)
+        record = self.source.files.kept(WHEEL)
+        stale = provenance_of(WHEEL, "0" * 64)
+        self.source.kept.put(self.successResultOf(self.storage.keep_provenance(record, stale)))
+        code, body = self.get(INTEGRITY)
+        self.assertEqual(code, 404, body)
+        self.assertIn(b"no provenance available", body)
+
+
 class HostileTests(_Served, SynchronousTestCase):
     """An upstream provenance that is not this file's is dropped, logged, remembered, never served."""
 

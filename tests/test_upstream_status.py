@@ -6,29 +6,36 @@ quarantine upstream withholding every file, those kept here included,
 until it is lifted.
 """
 
+import base64
 import json
 
 from treq.testing import RequestTraversalAgent
+from twisted.internet.defer import ensureDeferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from pypid.auth.hashes import hash_password
 from pypid.auth.policy import AccessModel
 from pypid.auth.tokens import TokenBook
 from pypid.auth.verifier import PasswordVerifier
-from pypid.cli.upstream import refreshed_line
+from pypid.cli.upstream import refreshed_line, released_line
+from pypid.core.audit_chain import make_query
 from pypid.core.index import Index
 from pypid.core.model import FileRecord
 from pypid.core.project_status import MAX_REASON, ProjectStatus
 from pypid.core.render import file_url_for
 from pypid.core.views import ChainSource, Filters, compose
+from pypid.storage.audit_log import MemoryAuditLog
 from pypid.storage.memory import MemoryStorage
-from pypid.upstream.cache import CachedPage, entry_from_json, entry_to_json
+from pypid.upstream.cache import CachedPage, PageCache, entry_from_json, entry_to_json
 from pypid.upstream.parser import UpstreamPage, parse_page
 from pypid.upstream.proxy import UpstreamProxy
+from pypid.upstream.quarantines import Quarantines, StillQuarantined
 from pypid.upstream.source import SourceSide
 from pypid.web.access import Access
 from pypid.web.app import build_web
-from tests.fakes import one_index, run_in_pool_now, run_now, site_treq
+from pypid.web.audit_trail import AuditTrail
+from tests.fakes import FAST, one_index, run_in_pool_now, run_now, site_treq
 from tests.harness_upstream import (
     BYTES_A,
     BYTES_B,
@@ -56,6 +63,7 @@ from tests.harness_upstream_pages import (
 FILE_URL = f"http://{ORIGIN_A}/f/{WHEEL}"
 EVIL = "widget-2.0-py3-none-any.whl"
 EVIL_BYTES = b"not really a wheel, and malicious"
+PASSWORD = "a-password"
 
 
 def status_page(status=None, files=((WHEEL, FILE_URL, BYTES_A),)):
@@ -154,8 +162,68 @@ class SavedStatusTests(SynchronousTestCase):
         self.assertIsNone(entry_from_json(data).page.status)
 
 
+class RememberedTests(SynchronousTestCase):
+    """L{Quarantines}: what a quarantine upstream leaves behind, and its saved form."""
+
+    def page(self, status=None, files=()):
+        return UpstreamPage(project="widget", name="Widget", files=files, status=status)
+
+    def test_seen(self):
+        """Remembered at a quarantine, answered for a removal or an empty page, lifted by files."""
+        memory = Quarantines()
+        self.assertIsNone(memory.seen("widget", None, 1.0))
+        quarantined = self.page(ProjectStatus("quarantined", "malware"))
+        self.assertIs(memory.seen("widget", quarantined, 2.0), quarantined)
+        self.assertFalse(memory.get("widget").removed)
+        for answer in (None, self.page(), self.page(ProjectStatus("archived"))):
+            kept = memory.seen("widget", answer, 3.0)
+            self.assertEqual((kept.files, kept.status, kept.name),
+                             ((), ProjectStatus("quarantined", "malware"), "Widget"))
+            self.assertTrue(memory.get("widget").removed)
+        self.assertEqual(memory.get("widget").since, 2.0)
+        parsed = parse_page(status_page(None), JSON_TYPE, INDEX_A + "widget/", "widget")
+        self.assertIs(memory.seen("widget", parsed, 4.0), parsed)
+        self.assertIsNone(memory.get("widget"))
+
+    def test_release(self):
+        """Only a quarantine the upstream no longer says is released."""
+        memory = Quarantines()
+        memory.seen("widget", self.page(ProjectStatus("quarantined")), 1.0)
+        self.assertRaises(StillQuarantined, memory.release, "widget")
+        memory.seen("widget", None, 2.0)
+        self.assertEqual(memory.release("widget").page.status, ProjectStatus("quarantined"))
+        self.assertIsNone(memory.release("widget"))
+        self.assertIsNone(memory.seen("widget", None, 3.0))
+
+    def test_saved(self):
+        """The saved form comes back; what is not a quarantine is skipped."""
+        memory = Quarantines()
+        memory.seen("widget", self.page(ProjectStatus("quarantined", "malware")), 1.0)
+        memory.seen("widget", None, 2.0)
+        saved = json.loads(json.dumps(memory.to_json()))
+        saved.update({"archived": {"status": "archived", "since": 1.0},
+                      "broken": "quarantined", "no-time": {"status": "quarantined"}})
+        again = Quarantines()
+        again.load_json(saved)
+        self.assertEqual(list(again), [("widget", memory.get("widget"))])
+        again.load_json(None)
+        self.assertEqual(len(again), 1)
+
+    def test_old_save(self):
+        """A quarantined page saved before quarantines were remembered is remembered at load."""
+        pages = PageCache(lambda project: None, Clock(), 600.0)
+        entry = CachedPage(self.page(ProjectStatus("quarantined", "malware")), 5.0)
+        pages.load_json({"widget": entry_to_json(entry)})
+        self.assertEqual(pages.quarantines.get("widget").since, 5.0)
+        self.assertFalse(pages.quarantines.get("widget").removed)
+
+
 class _Served:
-    """The default index over one upstream (L{Origins}), served in memory."""
+    """
+    The default index over one upstream (L{Origins}), served in memory;
+    C{admin} and C{alice} (who may upload, not an admin) log in with
+    L{PASSWORD}, and what they do is in C{self.audit}.
+    """
 
     def setUp(self):
         self.clock = Clock()
@@ -166,15 +234,33 @@ class _Served:
         self.publish(None)
         self.storage = MemoryStorage(self.mktemp(), self.clock)
         self.successResultOf(self.storage.prepare())
+        self.audit = MemoryAuditLog(self.clock)
+        self.serve()
+
+    def serve(self, state=None):
+        """
+        Serve the index over a new source of the cache's storage, loaded
+        from a saved C{state} (as a start after a restart) when given.
+        """
         self.source = make_source(self.agent, self.clock, INDEX_A, self.storage)
+        if state is not None:
+            # (as the saved file gives it back: JSON)
+            state = json.loads(json.dumps(state))
+            self.successResultOf(ensureDeferred(self.source.load(state, self.clock.seconds())))
         self.index = Index(file_url_for(None))
         self.proxy = UpstreamProxy.create(self.source, self.index, self.index.file_url)
-        verifier = PasswordVerifier({}, self.clock, None, run_in_pool=run_in_pool_now)
-        access = Access(AccessModel(read="everyone"), verifier, None, TokenBook(self.clock))
+        users = {name: hash_password(PASSWORD, FAST) for name in ("admin", "alice")}
+        verifier = PasswordVerifier(users, self.clock, None, run_in_pool=run_in_pool_now)
+        access = Access(AccessModel(read="everyone", admins=frozenset({"admin"})), verifier,
+                        None, TokenBook(self.clock))
         web = build_web(one_index(self.index, self.storage, self.clock, upstream=self.proxy),
                         access, run_now, self.clock, max_upload_size=1 << 20,
-                        upstream=self.proxy)
+                        upstream=self.proxy, audit=AuditTrail(self.audit, self.clock))
         self.treq = site_treq(web.site)
+
+    def restart(self):
+        """A restart: the source's state saved, and a new server started from it."""
+        self.serve(self.source.state())
 
     def publish(self, status, files=((WHEEL, FILE_URL, BYTES_A),)):
         """The upstream's page of C{widget} from now on."""
@@ -185,10 +271,29 @@ class _Served:
         return self.successResultOf(drain(self.agent, self.proxy.upkeep.refresh("widget")))
 
     def get(self, path, accept=JSON_TYPE):
-        d = self.treq.get("http://pypi.test" + path, headers={"accept": accept})
+        return self.request("GET", path, {"accept": accept})
+
+    def request(self, method, path, headers=None, user=None):
+        """C{(code, body)} of a request, as C{user} (with L{PASSWORD}) when given."""
+        headers = dict(headers or {})
+        if user is not None:
+            token = base64.b64encode(f"{user}:{PASSWORD}".encode()).decode()
+            headers["authorization"] = f"Basic {token}"
+        d = self.treq.request(method, "http://pypi.test" + path, headers=headers)
         drain(self.agent, d)
         response = self.successResultOf(d)
         return response.code, self.successResultOf(drain(self.agent, response.content()))
+
+    def remove(self):
+        """The upstream removes C{widget}: its page and file answer 404."""
+        self.origins.routes.pop((ORIGIN_A, "/simple/widget/"))
+        self.origins.routes.pop((ORIGIN_A, f"/f/{WHEEL}"), None)
+
+    def audited(self):
+        """C{(event, outcome, user, project, detail)} of the audit log's entries."""
+        self.successResultOf(self.audit.flush())
+        entries = self.successResultOf(self.audit.read(make_query())).entries
+        return [(e.event, e.outcome, e.user, e.project, e.detail) for e in entries]
 
     def file_fetches(self):
         return len([s for s in self.origins.seen if s[1] == f"/f/{WHEEL}"])
@@ -279,6 +384,134 @@ class ServedStatusTests(_Served, SynchronousTestCase):
         self.assertEqual(json.loads(page.body)["project-status"], {"status": "deprecated"})
 
 
+class RemovedAfterQuarantineTests(_Served, SynchronousTestCase):
+    """
+    The public index's "quarantine, then remove" (issue 45, item 3): the
+    quarantine is remembered past the removal, across a restart, until the
+    upstream lists the project's files again without one (or an admin
+    releases it); a kept file no page lists is never served.
+    """
+
+    def quarantine_then_remove(self, removal):
+        """
+        C{widget} is downloaded (kept), quarantined upstream, then removed
+        (C{removal}: the page answers 404, or an empty page without a
+        status), each seen at a refresh.
+        """
+        self.assertEqual(self.get(f"/files/widget/{WHEEL}"), (200, BYTES_A))
+        self.publish({"status": "quarantined", "reason": "malware"})
+        self.refresh()
+        if removal == "404":
+            self.remove()
+        else:
+            self.publish(None, ())
+        self.successResultOf(drain(self.agent, ensureDeferred(
+            self.proxy.source.pages.refresh("widget"))))
+
+    def assertWithheld(self):
+        """The page carries the quarantine and lists nothing; no form of the kept file is served."""
+        code, body = self.get("/simple/widget/")
+        self.assertEqual(code, 200, body)
+        page = json.loads(body)
+        self.assertEqual((page["files"], page["project-status"]),
+                         ([], {"status": "quarantined", "reason": "malware"}))
+        html = self.get("/simple/widget/", "text/html")[1]
+        self.assertIn(b'<meta name="pypi:project-status" content="quarantined">', html)
+        url = f"/files/widget/{WHEEL}"
+        for method, headers in (("GET", {}), ("GET", {"range": "bytes=0-9"}),
+                                ("HEAD", {}), ("GET", {"if-none-match": f'"{sha(BYTES_A)}"'})):
+            code, body = self.request(method, url, headers)
+            self.assertEqual(code, 404, (method, headers))
+            if method == "GET":
+                self.assertIn(b"quarantined upstream", body)
+        self.assertEqual(self.get(url + ".metadata")[0], 404)
+
+    def test_removed_404(self):
+        """Removed (404) after a quarantine: still quarantined, before and after a restart."""
+        self.quarantine_then_remove("404")
+        self.assertWithheld()
+        self.restart()
+        self.assertWithheld()
+        # (past the page's ttl: asked again, still removed upstream)
+        self.clock.advance(601)
+        self.get("/simple/widget/")
+        self.assertWithheld()
+        code, body = self.request("POST", "/api/upstream/widget/refresh", user="alice")
+        answer = json.loads(body)
+        del answer["fetched_at"]
+        self.assertEqual((code, answer), (200, {
+            "project": "widget", "files": 0, "status": "quarantined", "reason": "malware",
+            "removed": True}))
+        self.assertWithheld()
+
+    def test_removed_empty(self):
+        """An empty page without a status after a quarantine keeps the quarantine too."""
+        self.quarantine_then_remove("empty")
+        self.assertWithheld()
+        self.restart()
+        self.assertWithheld()
+
+    def test_listed_again(self):
+        """Listed again without a quarantine: the kept file is served, not fetched again."""
+        self.quarantine_then_remove("404")
+        self.restart()
+        self.publish(None)
+        self.refresh()
+        self.assertEqual(self.get(f"/files/widget/{WHEEL}"), (200, BYTES_A))
+        code, _ = self.request("GET", f"/files/widget/{WHEEL}", {"range": "bytes=0-9"})
+        self.assertEqual(code, 206)
+        self.assertEqual(self.file_fetches(), 1)
+        self.assertNotIn("project-status", json.loads(self.get("/simple/widget/")[1]))
+        # (forgotten: removed again, the project is simply gone)
+        self.remove()
+        self.refresh()
+        self.assertEqual(self.get("/simple/widget/")[0], 404)
+
+    def test_unlisted_kept_file(self):
+        """A kept file the upstream's page no longer lists answers 404, saying so."""
+        self.assertEqual(self.get(f"/files/widget/{WHEEL}"), (200, BYTES_A))
+        other = "widget-1.1-py3-none-any.whl"
+        self.origins.route(f"http://{ORIGIN_A}/f/{other}", EVIL_BYTES)
+        self.publish(None, ((other, f"http://{ORIGIN_A}/f/{other}", EVIL_BYTES),))
+        self.refresh()
+        for method, headers in (("GET", {}), ("GET", {"range": "bytes=0-9"}), ("HEAD", {})):
+            code, body = self.request(method, f"/files/widget/{WHEEL}", headers)
+            self.assertEqual(code, 404, (method, headers))
+            if method == "GET":
+                self.assertIn(b"removed upstream", body)
+
+    def test_admin_release(self):
+        """
+        An admin releases a remembered quarantine (audited): the page is
+        asked again, and the project is gone; not an uploader, and not
+        while the upstream itself quarantines it.
+        """
+        self.publish({"status": "quarantined", "reason": "malware"})
+        self.refresh()
+        path = "/api/upstream/widget/release"
+        code, body = self.request("POST", path, user="admin")
+        self.assertEqual(code, 409, body)
+        self.assertIn(b"the upstream quarantines widget", body)
+        self.remove()
+        self.refresh()
+        self.assertEqual(self.request("POST", path)[0], 401)
+        self.assertEqual(self.request("POST", path, user="alice")[0], 403)
+        self.assertEqual(json.loads(self.get("/simple/widget/")[1])["project-status"],
+                         {"status": "quarantined", "reason": "malware"})
+        code, body = self.request("POST", path, user="admin")
+        self.assertEqual(code, 200, body)
+        self.assertEqual(json.loads(body), {"project": "widget", "released": "quarantined",
+                                            "reason": "malware"})
+        self.assertEqual(self.get("/simple/widget/")[0], 404)
+        self.assertEqual(self.request("POST", path, user="admin")[0], 404)
+        self.assertEqual(self.request("POST", "/api/upstream/-bad-/release", user="admin")[0],
+                         404)
+        self.assertIn(("upstream-release", "ok", "admin", "widget", "quarantined: malware"),
+                      self.audited())
+        self.assertIn(("upstream-release", "refused", "alice", "widget", "alice is not an admin"),
+                      self.audited())
+
+
 class ComposedStatusTests(SynchronousTestCase):
     """L{compose} with an upstream (L{SourceSide}) that gives a status."""
 
@@ -338,6 +571,23 @@ class ComposedStatusTests(SynchronousTestCase):
         self.assertEqual(composition.status, ProjectStatus("quarantined"))
         self.assertEqual(composition.files, ())
 
+    def test_quarantine_outlives_removal(self):
+        """
+        A project the first upstream quarantined, then removed, stays
+        quarantined: a later upstream's files of it are not listed.
+        """
+        other = make_source(self.agent, self.clock, INDEX_B, None, "b")
+        order = (*self.order, ChainSource("upstream:b", upstream=SourceSide.of(other, self.url)))
+        self.origins.route(INDEX_B + "widget/", status_page(
+            None, ((WHEEL, f"http://{ORIGIN_B}/f/{WHEEL}", BYTES_B),)))
+        self.successResultOf(drain(self.agent, other.pages.refresh("widget")))
+        self.cache({"status": "quarantined"})
+        del self.origins.routes[(ORIGIN_A, "/simple/widget/")]
+        self.successResultOf(drain(self.agent, self.source.pages.refresh("widget")))
+        composition = compose(order, "widget", Filters(), self.clock.seconds(), self.url)
+        self.assertEqual(composition.status, ProjectStatus("quarantined"))
+        self.assertEqual(composition.files, ())
+
     def test_hosted_status_wins(self):
         """A hosted source's status is the page's over an upstream's."""
         self.cache({"status": "archived"})
@@ -357,6 +607,22 @@ class RefreshLineTests(SynchronousTestCase):
             refreshed_line({"project": "w", "files": 2, "status": "quarantined",
                             "reason": "malware"}),
             "w: 2 files upstream, quarantined (none of its files is served): malware\n")
+        self.assertEqual(
+            refreshed_line({"project": "w", "files": 0, "status": "quarantined",
+                            "reason": "malware", "removed": True}),
+            "w: 0 files upstream, quarantined (none of its files is served): malware\n"
+            "  (removed upstream since: the quarantine is remembered here; "
+            "'pypid-upstream release w' forgets it)\n")
+
+    def test_released(self):
+        """What C{pypid-upstream release} prints: the quarantine released, its reason."""
+        self.assertEqual(released_line({"project": "w", "released": "quarantined",
+                                        "reason": "malware"}),
+                         "w: quarantined released (malware); its page is asked of the "
+                         "upstream again\n")
+        self.assertEqual(released_line({"project": "w", "released": "quarantined",
+                                        "reason": None}),
+                         "w: quarantined released; its page is asked of the upstream again\n")
 
 
 class NamedIndexStatusTests(SynchronousTestCase):
@@ -392,3 +658,31 @@ class NamedIndexStatusTests(SynchronousTestCase):
         self.assertEqual(server.request(url)[::2], (200, VENDORED_BYTES))
         self.assertEqual(len([a for a in server.asked() if a[1] == f"/f/{VENDORED}"]), 1)
         self.assertNotIn("project-status", server.json_page("/staging/simple/vendored/"))
+
+    def test_quarantine_then_removal(self):
+        """
+        A project C{upstream:public} quarantined, then removed, stays
+        quarantined in C{staging}: C{upstream:vendor}'s file of the same
+        name is not listed nor served in its place.
+        """
+        from tests.harness_upstream import BYTES_A, INDEX_A, ORIGIN_A, Server
+        server = Server(self)
+        url = f"/staging/files/widget/{WHEEL}"
+        self.assertEqual(server.request(url)[::2], (200, BYTES_A))
+        source = server.sources["public"]
+        server.origins.route(INDEX_A + "widget/", status_page(
+            {"status": "quarantined", "reason": "malware"},
+            [(WHEEL, f"http://{ORIGIN_A}/f/{WHEEL}", BYTES_A)]))
+        self.successResultOf(drain(server.agent, source.pages.refresh("widget")))
+        self.assertEqual(server.request(url)[0], 404)
+        del server.origins.routes[(ORIGIN_A, "/simple/widget/")]
+        self.successResultOf(drain(server.agent, source.pages.refresh("widget")))
+        # (served before the fix: upstream:vendor's bytes under the name)
+        self.assertEqual(server.request(url)[0], 404)
+        page = server.json_page("/staging/simple/widget/")
+        self.assertEqual((page["files"], page["project-status"]),
+                         ([], {"status": "quarantined", "reason": "malware"}))
+        for headers in ({}, {"range": "bytes=0-9"}):
+            code, _, body = server.request(url, headers)
+            self.assertEqual(code, 404, headers)
+            self.assertIn(b"quarantined upstream", body)

@@ -9,6 +9,9 @@ C{pypid-upstream}: drive a server's upstream cache from the command line.
   - C{pypid-upstream refresh PROJECT} makes the server fetch a project's
     upstream page again now, and says its status there (PEP 792) unless
     active: a quarantine upstream withholds its files from then on.
+  - C{pypid-upstream release PROJECT} (admins) forgets the quarantine
+    the server remembers of a project the upstream removed after
+    quarantining it (issue 45): its page is asked of the upstream again.
 
 This is a client: it makes blocking HTTP requests, which is fine outside
 the server. The password comes from C{PYPID_PASSWORD}, or is asked for.
@@ -106,7 +109,18 @@ def refreshed_line(answer: dict[str, object]) -> str:
         reason = answer.get("reason")
         if isinstance(reason, str) and reason:
             line += f": {reason}"
+    if answer.get("removed") is True:
+        line += (f"\n  (removed upstream since: the quarantine is remembered here; "
+                 f"'pypid-upstream release {answer['project']}' forgets it)")
     return line + "\n"
+
+
+def released_line(answer: dict[str, object]) -> str:
+    """The line C{release} prints: the quarantine forgotten, with its reason."""
+    reason = answer.get("reason")
+    return (f"{answer['project']}: {answer['released']} released"
+            + (f" ({reason})" if isinstance(reason, str) and reason else "")
+            + "; its page is asked of the upstream again\n")
 
 
 def main(argv: list[str] | None = None, out: TextIO = sys.stdout,
@@ -114,8 +128,8 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout,
     """Run the command line; return the exit status."""
     parser = argparse.ArgumentParser(
         prog="pypid-upstream",
-        description="Drive a pypid server's upstream cache: pre-cache pinned files, or "
-                    "refresh a project's upstream page.")
+        description="Drive a pypid server's upstream cache: pre-cache pinned files, "
+                    "refresh a project's upstream page, or release a remembered quarantine.")
     add_server_options(parser)
     commands = parser.add_subparsers(dest="command", required=True)
     pre = commands.add_parser("precache", help="fetch pinned files into the server's cache")
@@ -124,13 +138,19 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout,
     pre.add_argument("names", nargs="*", help="project names (their latest versions)")
     refresh = commands.add_parser("refresh", help="fetch a project's upstream page again now")
     refresh.add_argument("project")
+    release = commands.add_parser(
+        "release", help="forget the quarantine remembered of a project the upstream removed "
+                        "(admins)")
+    release.add_argument("project")
     options = parser.parse_args(argv)
     try:
         server = server_from(options)
-        if options.command == "refresh":
-            with server.request("POST", f"api/upstream/{quote(options.project)}/refresh") as r:
+        if options.command in ("refresh", "release"):
+            path = f"api/upstream/{quote(options.project)}/{options.command}"
+            with server.request("POST", path) as r:
                 answer = json.loads(r.read())
-            out.write(refreshed_line(answer))
+            out.write(refreshed_line(answer) if options.command == "refresh"
+                      else released_line(answer))
             return 0
         pins: list[Pin] = []
         if options.requirement:

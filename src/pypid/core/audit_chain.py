@@ -42,11 +42,13 @@ from pypid.core.names import normalize
 #: again on request), C{precache} (upstream files pinned by a requirements
 #: file), C{import} (a file or a tombstone brought in by C{pypid-admin
 #: import}, or another server's audit log kept with it), C{promote} (a
-#: file of a release brought from one index to another, issue 26); logins:
+#: file of a release brought from one index to another, issue 26),
+#: C{upstream-release} (a quarantine remembered of a project the upstream
+#: removed, released by an admin, issue 45); logins:
 #: C{login-failed}, C{login-throttled}.
 EVENTS = ("upload", "yank", "unyank", "delete", "token-issued", "token-revoked", "refresh",
           "precache", "import", "promote", "login-failed", "login-throttled", "status",
-          "advisory-denied", "restore", "purge", "retention")
+          "advisory-denied", "restore", "purge", "retention", "upstream-release")
 LOGIN_EVENTS = ("login-failed", "login-throttled")
 
 #: Outcomes: done; refused (a 4xx: not allowed, not found, a conflict);

@@ -25,6 +25,7 @@ from pypid.core.lru import ByteLRU
 from pypid.core.metrics import Timings
 from pypid.upstream.fetch import UpstreamError, UpstreamNotFound
 from pypid.upstream.parser import UpstreamFile, UpstreamPage, upstream_status
+from pypid.upstream.quarantines import Quarantine, Quarantines
 
 log = Logger()
 
@@ -123,6 +124,12 @@ class PageCache:
     upstream is down. The page just fetched is always kept. "No such
     project" answers are kept apart (L{MAX_MISSING}, L{MISSING_TTL}).
 
+    Every answer fetched goes through the L{Quarantines} first: once the
+    upstream quarantined a project, a later "no such project" or page with
+    no file is kept as a page with no file carrying that quarantine, until
+    the upstream lists files of it again or an admin releases it
+    (L{release}).
+
     @ivar entries: C{{project: CachedPage}} of the pages, oldest first.
     @ivar _on_change: called (without arguments) when a page was fetched,
         so that the snapshot is saved soon; or L{None}.
@@ -144,6 +151,8 @@ class PageCache:
         self._pinned: set[str] = set()
         self._inflight: dict[str, list[Deferred[CachedPage]]] = {}
         self._failures: dict[str, tuple[float, Remembered]] = {}
+        #: the upstream's quarantines, remembered past a project's removal
+        self.quarantines = Quarantines()
         self.changed = False
         self._on_change = on_change
         # called with each project whose page is forgotten (L{on_dropped})
@@ -278,9 +287,29 @@ class PageCache:
         self.timings.record("page", now - started)
         return CachedPage(page, now)
 
+    def release(self, project: str) -> Quarantine | None:
+        """
+        Forget the quarantine remembered of C{project} (an admin asked),
+        and the page kept for it: the next request asks the upstream again.
+
+        @return: the quarantine released, or L{None} when none is remembered.
+        @raise pypid.upstream.quarantines.StillQuarantined: the upstream's
+            latest page quarantines it (only the upstream lifts that).
+        """
+        released = self.quarantines.release(project)
+        if released is not None:
+            self._drop(project)
+            self.changed = True
+            if self._on_change is not None:
+                self._on_change()
+        return released
+
     def _loaded(self, result: CachedPage | Failure, project: str) -> None:
         waiting = self._inflight.pop(project)
         if isinstance(result, CachedPage):
+            page = self.quarantines.seen(project, result.page, result.fetched_at)
+            if page is not result.page:
+                result = CachedPage(page, result.fetched_at)
             self._failures.pop(project, None)
             self._keep(project, result)
             if result.page is not None:
@@ -337,8 +366,14 @@ class PageCache:
         return {project: entry_to_json(entry) for project, entry in self.entries.items()
                 if entry.page is not None}
 
-    def load_json(self, data: object) -> None:
-        """Take back the pages of a snapshot (unreadable entries are skipped)."""
+    def load_json(self, data: object, quarantines: object = None) -> None:
+        """
+        Take back the pages of a snapshot (unreadable entries are skipped),
+        and the C{quarantines} remembered (L{Quarantines.to_json}); a
+        quarantined page of a save from before they were kept is
+        remembered as such.
+        """
+        self.quarantines.load_json(quarantines)
         if not isinstance(data, dict):
             return
         for project, value in data.items():
@@ -349,6 +384,8 @@ class PageCache:
                          project=project, error=str(e))
                 continue
             if entry.page is not None:
+                if entry.page.quarantined and self.quarantines.get(project) is None:
+                    self.quarantines.seen(project, entry.page, entry.fetched_at)
                 self._keep(project, entry)
 
 

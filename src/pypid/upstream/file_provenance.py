@@ -10,6 +10,14 @@ remembered as failed for a while (L{RecentFailures}), never served. A good
 one is kept in memory (at most L{PROVENANCE_MEMORY} bytes), and with the
 kept file in the cache's storage (L{IStorage.keep_provenance}), where it
 outlives the upstream.
+
+Everything is kept by the file's name I{and sha256} (L{_key}): an upstream
+that replaces a file under its name (which the public index never does,
+but a mirror or a compromised upstream may) gives other bytes, whose
+provenance is another one; the old one, checked against the old sha256,
+is never served for the new bytes nor kept with them (issue 45). The web
+side checks again, as it serves one, that its statements name the served
+file's sha256 (L{pypid.web.integrity.serves}).
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ from pypid.core.lru import ByteLRU
 from pypid.core.model import FileRecord
 from pypid.core.provenance import MAX_PROVENANCE_SIZE, ProvenanceInvalid, read_provenance
 from pypid.upstream.failures import RecentFailures
-from pypid.upstream.fetch import UpstreamClient, UpstreamError
+from pypid.upstream.fetch import UpstreamClient, UpstreamError, UpstreamNotFound
 from pypid.upstream.file_cache import FileCache
 from pypid.upstream.file_metadata import held
 from pypid.upstream.parser import UpstreamFile
@@ -35,6 +43,11 @@ log = Logger(namespace="pypid.upstream.downloads")
 
 #: Upstream provenance objects kept in memory (bytes, all files together).
 PROVENANCE_MEMORY = 16 << 20
+
+
+def _key(f: UpstreamFile) -> str:
+    """What a provenance is kept by: the file's name and the sha256 it was checked against."""
+    return f"{f.filename} {f.sha256}"
 
 
 @attrs.define
@@ -53,12 +66,12 @@ class UpstreamProvenance:
     _client: UpstreamClient
     _files: FileCache
     _clock: IReactorTime
-    # filename -> the provenance fetched (checked), the oldest first
+    # _key(file) -> the provenance fetched (checked against its sha256), the oldest first
     _memory: ByteLRU[str, bytes] = attrs.field(
         init=False, factory=lambda: ByteLRU(PROVENANCE_MEMORY))
-    # filename -> the callers of the fetch of its provenance under way
+    # _key(file) -> the callers of the fetch of its provenance under way
     _fetches: dict[str, list[Deferred[bytes | None]]] = attrs.field(init=False, factory=dict)
-    # the files whose provenance could not be had or was refused lately
+    # the files (_key) whose provenance could not be had or was refused lately
     _failed: RecentFailures[bool] = attrs.field(init=False)
 
     @_failed.default
@@ -73,31 +86,33 @@ class UpstreamProvenance:
         could not be had or was refused lately. Never fails.
         """
         filename = upstream_file.filename
+        key = _key(upstream_file)
         stored = self._files.get(filename)
-        if stored is not None and stored.provenance_sha256 is None \
-                and stored.sha256 != upstream_file.sha256:
+        if stored is not None and stored.provenance_sha256 is not None:
+            # (the kept file's own, checked against the file served as it is
+            # served: pypid.web.integrity.serves)
+            return self._files.storage.read_provenance(stored).addErrback(
+                self._unreadable, filename)
+        if stored is not None and stored.sha256 != upstream_file.sha256:
             # (the file served is the one kept, whose hash wins over the
             # page's: a provenance of the page's file would describe another)
             return succeed(None)
-        if stored is not None and stored.provenance_sha256 is not None:
-            return self._files.storage.read_provenance(stored).addErrback(
-                self._unreadable, filename)
         if upstream_file.provenance_url is None:
             return succeed(None)
-        kept = self._memory.get(filename)
+        kept = self._memory.get(key)
         if kept is not None:
-            if stored is not None and stored.sha256 == upstream_file.sha256:
+            if stored is not None:
                 self._persist(stored, kept)
             return succeed(kept)
-        if self._config.offline or self._failed.lately(filename):
+        if self._config.offline or self._failed.lately(key):
             return succeed(None)
         d: Deferred[bytes | None] = Deferred()
-        waiting = self._fetches.get(filename)
+        waiting = self._fetches.get(key)
         if waiting is not None:
             waiting.append(d)
             return d
-        self._fetches[filename] = [d]
-        ensureDeferred(self._fetch(upstream_file)).addBoth(self._fetched, filename)
+        self._fetches[key] = [d]
+        ensureDeferred(self._fetch(upstream_file)).addBoth(self._fetched, key, filename)
         return d
 
     async def _fetch(self, f: UpstreamFile) -> bytes | None:
@@ -106,12 +121,19 @@ class UpstreamProvenance:
             data = await self._client.small(f.provenance_url, MAX_PROVENANCE_SIZE,
                                             f"the upstream's provenance of {f.filename}")
             read_provenance(data, f.filename, f.sha256)
+        except UpstreamNotFound:
+            # (the page linked one the upstream does not have: none, as for a 404 page)
+            log.warn("No provenance of {filename} from the upstream: it answers 404",
+                     filename=f.filename)
+            self._failed.remember(_key(f), True)
+            return None
         except (UpstreamError, ProvenanceInvalid) as e:
             log.warn("No provenance of {filename} from the upstream: {reason}",
                      filename=f.filename, reason=str(e))
-            self._failed.remember(f.filename, True)
+            self._failed.remember(_key(f), True)
             return None
-        self._memory.put(f.filename, data, held(f.filename, data), keep=True)
+        key = _key(f)
+        self._memory.put(key, data, held(key, data), keep=True)
         stored = self._files.get(f.filename)
         if stored is not None and stored.sha256 == f.sha256:
             self._persist(stored, data)
@@ -132,13 +154,13 @@ class UpstreamProvenance:
                      filename=stored.filename, error=failure.getErrorMessage())
         self._files.storage.keep_provenance(stored, data).addCallbacks(kept, failed)
 
-    def _fetched(self, result: bytes | None | Failure, filename: str) -> None:
+    def _fetched(self, result: bytes | None | Failure, key: str, filename: str) -> None:
         if isinstance(result, Failure):
             log.failure("Fetching the provenance of {filename} failed", result,
                         filename=filename)
-            self._failed.remember(filename, True)
+            self._failed.remember(key, True)
             result = None
-        for d in self._fetches.pop(filename):
+        for d in self._fetches.pop(key):
             d.callback(result)
 
     def _unreadable(self, failure: Failure, filename: str) -> None:

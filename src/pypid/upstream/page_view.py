@@ -387,8 +387,12 @@ class PageView:
                       "here has {old}: serving the kept file, as checked when it was "
                       "fetched (docs/operations.rst, \"A file that changes upstream\").",
                       filename=f.filename, new=f.sha256, old=stored.sha256)
+        # (the page's provenance is of its bytes, not the kept ones: linked
+        # only when the kept file has its own, L{UpstreamProvenance.get})
         return attrs.evolve(f, sha256=stored.sha256, size=stored.size,
-                            metadata_sha256=stored.metadata_sha256)
+                            metadata_sha256=stored.metadata_sha256,
+                            provenance_url=f.provenance_url
+                            if stored.provenance_sha256 is not None else None)
 
 
 def merged_status(hosted: ProjectStatus | None,

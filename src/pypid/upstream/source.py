@@ -221,7 +221,7 @@ class UpstreamSource:
             pinned = state.get("pinned")
             if isinstance(pinned, list):
                 self._kept.take_pins(name for name in pinned if isinstance(name, str))
-            self._pages.load_json(state.get("pages"))
+            self._pages.load_json(state.get("pages"), state.get("quarantines"))
         await self._files.rescan(known, since)
 
     def state(self) -> dict[str, Any]:
@@ -235,6 +235,9 @@ class UpstreamSource:
         pinned = self._kept.pinned()
         if pinned:
             state["pinned"] = pinned
+        if len(self._pages.quarantines):
+            # (issue 45: a quarantine outlives the project's removal upstream)
+            state["quarantines"] = self._pages.quarantines.to_json()
         return state
 
     def state_changed(self) -> bool:

@@ -1,7 +1,8 @@
 """
 The upkeep of the upstream cache, apart from serving clients: what an
 administrator asks (a project's page fetched again now, the files a
-requirements file pins fetched in advance), as one index sees the
+requirements file pins fetched in advance, a remembered quarantine
+released), as one index sees the
 upstream (its hosted projects are never asked for). The cache's state in
 the snapshot is the upstream's own (L{pypid.upstream.source}).
 """
@@ -20,6 +21,7 @@ from pypid.upstream.fetch import UpstreamError, UpstreamNotFound
 from pypid.upstream.kept import KeptFiles
 from pypid.upstream.page_view import PageView
 from pypid.upstream.project_rules import ProjectRules
+from pypid.upstream.quarantines import Quarantine
 from pypid.upstream.requirements import Pin, select
 
 log = Logger()
@@ -49,6 +51,17 @@ class CacheUpkeep:
         @raise UpstreamError: the upstream failed (the old page stays).
         """
         return await self._pages.refresh(project)
+
+    def quarantine(self, project: str) -> Quarantine | None:
+        """The quarantine remembered of C{project} (L{pypid.upstream.quarantines}), or L{None}."""
+        return self._pages.quarantines.get(project)
+
+    def release(self, project: str) -> Quarantine | None:
+        """
+        Forget the quarantine remembered of C{project}, which the upstream
+        removed since (an admin asked): L{PageCache.release}.
+        """
+        return self._pages.release(project)
 
     async def precache(self, pins: Iterable[Pin]) -> list[dict[str, str]]:
         """

@@ -1,7 +1,8 @@
 """
 The upstream cache's own routes: pre-caching what a requirements file (or a
-C{pylock.toml}) pins, and refreshing a project's page now. Open to users who
-may upload; the cache itself is L{pypid.upstream.proxy.UpstreamProxy}.
+C{pylock.toml}) pins, and refreshing a project's page now, open to users who
+may upload; releasing a remembered quarantine, to admins. The cache itself
+is L{pypid.upstream.proxy.UpstreamProxy}.
 
 The upstream's modules are imported only once a cache is found configured
 (they are loaded already then): without C{[upstream]}, the requirements
@@ -19,11 +20,16 @@ import attrs
 from klein import Klein
 from twisted.web.server import Request
 
-from pypid.core.http_errors import BadGateway, BadRequest, NotFound, Unavailable
+from pypid.core.http_errors import BadGateway, BadRequest, Conflict, NotFound, Unavailable
 from pypid.core.names import is_valid_name, normalize
 from pypid.web.access import Access
 from pypid.web.audit_trail import AuditTrail
 from pypid.web.routes import answer_errors, send_json
+
+#: The audit event of a remembered upstream quarantine released.
+RELEASE = "upstream-release"
+#: What a release answers without credentials.
+RELEASE_LOGIN = "authentication is required to release an upstream quarantine"
 
 if TYPE_CHECKING:
     # (types only: the upstream's modules load with a configured upstream)
@@ -116,10 +122,50 @@ class CacheAdmin:
         self._audit.record(request, identity, "refresh", project=entry.page.project,
                            detail=f"{len(entry.page.files)} files"
                            + (f", {status.status}" if status is not None else ""))
-        return send_json(request, {"project": entry.page.project, "files": len(entry.page.files),
-                                   "fetched_at": entry.fetched_at,
-                                   "status": "active" if status is None else status.status,
-                                   "reason": None if status is None else status.reason})
+        answer = {"project": entry.page.project, "files": len(entry.page.files),
+                  "fetched_at": entry.fetched_at,
+                  "status": "active" if status is None else status.status,
+                  "reason": None if status is None else status.reason}
+        remembered = proxy.upkeep.quarantine(entry.page.project)
+        if remembered is not None and remembered.removed:
+            # (the upstream removed it since: the quarantine is pypid's memory)
+            answer["removed"] = True
+        return send_json(request, answer)
+
+    @app.route("/api/upstream/<string:name>/release", methods=["POST"])
+    def release(self, request: Request, name: str) -> Awaitable[bytes]:
+        """
+        Release the quarantine pypid remembers of an upstream project the
+        upstream removed after quarantining it (L{pypid.upstream.quarantines}):
+        admins only, audited. Its page is asked of the upstream again at the
+        next request; its kept files are served only if that page lists them.
+        """
+        project = normalize(name) if is_valid_name(name) else name
+        return self._audit.recorded(request, RELEASE, self._release(request, name),
+                                    project=project)
+
+    async def _release(self, request: Request, name: str) -> bytes:
+        identity = await self._access.admin(request, RELEASE_LOGIN)
+        proxy = self._cache_mode()
+        from pypid.upstream.quarantines import StillQuarantined
+        if not is_valid_name(name) or not proxy.decide(name).allowed:
+            raise NotFound("not an upstream project here")
+        project = normalize(name)
+        try:
+            released = proxy.upkeep.release(project)
+        except StillQuarantined:
+            raise Conflict(f"the upstream quarantines {project} on its latest page: only the "
+                           "upstream lifts that (POST /api/upstream/<project>/refresh to ask "
+                           "it again)")
+        if released is None:
+            raise NotFound(f"no quarantine of {project} is remembered")
+        status = released.page.status
+        assert status is not None  # (a quarantine)
+        self._audit.record(request, identity, RELEASE, project=project,
+                           detail=f"{status.status}: {status.reason}" if status.reason
+                           else status.status)
+        return send_json(request, {"project": project, "released": status.status,
+                                   "reason": status.reason})
 
     def _cache_mode(self) -> UpstreamProxy:
         if self._upstream is None or self._upstream.mode != "cache":

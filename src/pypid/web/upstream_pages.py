@@ -22,6 +22,9 @@ serves no file, not even one kept here before: 404, as the public index
 answers, naming the reason (L{refuse_quarantined}). The kept files stay on
 disk, and are served again once a refreshed page lifts the quarantine.
 Admins are refused too: the upstream's files are not theirs to release.
+A quarantine outlives the project's removal upstream
+(L{pypid.upstream.quarantines}); a kept file that no page lists (the
+upstream removed it) answers 404 saying so.
 """
 
 from __future__ import annotations
@@ -142,8 +145,13 @@ def answer_chain_provenance(request: Request, view: IndexView,
     listed, side = found
     if not same_version(listed.version, version):
         raise no_provenance(filename)
-    return send_provenance(request, side.source.files.provenance(listed), filename, None,
-                           content_type)
+    files = side.source.files
+    stored = files.kept(filename)
+    # (the bytes served: the kept file's, whatever the page now says)
+    served = stored.sha256 if stored is not None and stored.project == project \
+        else listed.sha256
+    return send_provenance(request, files.provenance(listed), filename, None, content_type,
+                           served)
 
 
 def refuse_quarantined() -> None:
@@ -254,6 +262,9 @@ async def _chain_file(request: Request, view: IndexView, sides: Mapping[str, Sou
             raise Gone("this file was deleted")
         if _quarantined_upstream(view, project, clock.seconds()):
             refuse_quarantined()
+        if _kept_unlisted(view, sides, project, name):
+            raise NotFound("this file was removed upstream: no page lists it now, and the "
+                           "copy kept here is not served")
         raise NotFound("no such file")
     listed, side = found
     if side.source.files.would_fetch(project, name, metadata):
@@ -284,6 +295,16 @@ def _quarantined_upstream(view: IndexView, project: str, now: float) -> bool:
     listing = view.listing(project, now)
     return (listing is not None and listing.status is not None
             and listing.status.quarantined)
+
+
+def _kept_unlisted(view: IndexView, sides: Mapping[str, SourceSide], project: str,
+                   filename: str) -> bool:
+    """Whether an upstream of C{project} keeps a file C{filename} of it, which no page lists."""
+    for asked in view.upstreams(project):
+        record = sides[asked.name].source.files.kept(filename)
+        if record is not None and record.project == project:
+            return True
+    return False
 
 
 def _charge_source(request: Request, source: UpstreamSource) -> None:
