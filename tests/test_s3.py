@@ -19,7 +19,6 @@ from twisted.python.threadpool import ThreadPool
 from twisted.trial.unittest import TestCase
 
 from pypid.core.distribution import inspect
-from pypid.http.client import make_http
 from pypid.storage import snapshot as snapshots
 from pypid.storage.interface import (
     FileExists,
@@ -32,19 +31,15 @@ from pypid.storage.interface import (
 )
 from pypid.storage.memory import MemoryStorage
 from pypid.storage.s3 import presign as presigning
-from pypid.storage.s3.api import S3Client
 from pypid.storage.s3.credentials import CredentialSource
 from pypid.storage.s3.idle_relay import IdleGuard
 from pypid.storage.s3.layout import Layout
-from pypid.storage.s3.sign import Bucket, Credentials
-from pypid.storage.s3.storage import S3Storage
+from pypid.storage.s3.sign import Credentials
 from tests import s3server
 from tests.distributions import make_wheel
 from tests.fakes import write_file
+from tests.harness_s3 import PREFIX, s3_storage
 from tests.harness_storage import UPLOAD_TIME, AdoptionContractMixin, StorageContractMixin
-
-PREFIX = "pkgs/"
-
 
 
 def count_calls(storage):
@@ -98,24 +93,9 @@ class S3Case(TestCase):
         self.run_in_thread = partial(deferToThreadPool, reactor, self.pool)
         self.bucket = s3server.new_bucket()
 
-    def storage_on(self, bucket=None, endpoint=None, access_key=s3server.ACCESS_KEY,
-                   secret_key=s3server.SECRET_KEY, clock=None, credentials=None,
-                   timeout=10.0, prefix=PREFIX, **options):
+    def storage_on(self, bucket=None, **options):
         """An S3 storage of C{bucket} (this test's by default), not prepared."""
-        http, pool = make_http(reactor, timeout)
-        self.addCleanup(pool.closeCachedConnections)
-        if credentials is None:
-            credentials = CredentialSource(Credentials(access_key, secret_key),
-                                           self.run_in_thread, reactor)
-        client = S3Client(Bucket(endpoint or s3server.endpoint(), bucket or self.bucket,
-                                 s3server.REGION), credentials, http, reactor, timeout)
-        # Exact times: moto runs on this machine's clock.
-        options.setdefault("clock_margin", 0.0)
-        options.setdefault("replay_window", 0.0)
-        storage = S3Storage(client, Layout(prefix), credentials, self.run_in_thread,
-                            clock or reactor, os.path.abspath(self.mktemp()), **options)
-        self.addCleanup(storage.settle)
-        return storage
+        return s3_storage(self, self.run_in_thread, bucket or self.bucket, **options)
 
     async def ready_storage(self, **kwargs):
         """An S3 storage, prepared."""
