@@ -385,26 +385,26 @@ class S3StorageTests(S3Case):
         one = await self.ready_storage()
         two = await self.ready_storage()
         await two.scan({}, 0.0)
-        self.assertEqual(await two.poll(), [])
+        self.assertEqual((await two.poll()).files, [])
         temp, record, metadata, _ = self.spool_wheel(one)
         await one.publish(temp, record, metadata)
         await one.settle()
-        [change] = await two.poll()
+        [change] = (await two.poll()).files
         self.assertEqual((change.filename, change.record, change.deleted),
                          (record.filename, record, False))
-        self.assertEqual(await two.poll(), [], "a change is reported once")
-        [own] = await one.poll()
+        self.assertEqual((await two.poll()).files, [], "a change is reported once")
+        [own] = (await one.poll()).files
         self.assertEqual(own.record, record,
                          "a server reads its own changes again, to correct a poll that "
                          "overtook them")
-        self.assertEqual(await one.poll(), [])
+        self.assertEqual((await one.poll()).files, [])
         await one.update(record.replace(yanked="bad"))
         await one.settle()
-        [change] = await two.poll()
+        [change] = (await two.poll()).files
         self.assertEqual(change.record.yanked, "bad")
         await one.delete(record)
         await one.settle()
-        [change] = await two.poll()
+        [change] = (await two.poll()).files
         self.assertEqual((change.record, change.deleted), (None, True))
 
     async def test_failed_poll_read_again(self):
@@ -423,7 +423,7 @@ class S3StorageTests(S3Case):
         feed._state_of = failing
         await self.assertFailure(two.poll(), StorageError)
         feed._state_of = original
-        [change] = await two.poll()
+        [change] = (await two.poll()).files
         self.assertEqual(change.record, record)
 
     async def test_same_bytes_keep_stored_state(self):
@@ -448,7 +448,7 @@ class S3StorageTests(S3Case):
         watcher = await self.ready_storage()
         await watcher.scan({}, 0.0)
         # The first poll looks back past the scan, and reads those files again.
-        self.assertEqual(len(await watcher.poll()), 3)
+        self.assertEqual(len((await watcher.poll()).files), 3)
         calls = []
         original = watcher._client.call
 
@@ -456,8 +456,9 @@ class S3StorageTests(S3Case):
             calls.append(method)
             return await original(method, *args, **kwargs)
         watcher._client.call = counting
-        changes = await watcher.poll()
-        self.assertEqual(len(changes), 0)
+        polled = await watcher.poll()
+        self.assertEqual(polled.files, [])
+        self.assertEqual(polled.statuses, {})
         self.assertEqual(calls, ["GET"])
 
     async def snapshot_then_changes(self, versions, later, **foreign):
@@ -511,7 +512,7 @@ class S3StorageTests(S3Case):
         self.assertFalse(starting.reconcile_due())
         self.assertEqual(sorted(reconciled.records),
                          sorted([*known, newer.filename, foreign_name]))
-        for change in await starting.poll():
+        for change in (await starting.poll()).files:
             self.assertEqual(change.record, reconciled.records[change.filename],
                              "a marker read again reports the state as it is")
 
@@ -708,7 +709,7 @@ class SignatureTests(S3Case):
         self.assertEqual(scanned.records[record.filename].yanked, "a reason with spaces & more")
         self.assertEqual(await storage.read_metadata(record), metadata)
         await storage.settle()
-        [change] = await storage.poll()
+        [change] = (await storage.poll()).files
         self.assertEqual(change.record.yanked, "a reason with spaces & more")
 
     async def test_wrong_secret_refused(self):

@@ -15,13 +15,15 @@ from twisted.internet.defer import ensureDeferred
 from twisted.internet.task import Clock
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from pypid.bundle.archive import open_writer
 from pypid.bundle.pack import pack_bundle
 from pypid.core.distribution import inspect
+from pypid.core.index import Index
 from pypid.core.project_status import ProjectStatus
 from pypid.core.readme import render_description
+from pypid.state.merge import apply_statuses, checked_statuses
 from pypid.storage.interface import StorageError
 from pypid.storage.memory import MemoryStorage
 from pypid.storage.s3.layout import Layout
@@ -228,6 +230,7 @@ class ImportTests(SharedBucketCase):
         """
         writer = s3_storage(self, self.run, self.bucket)
         await writer.prepare()
+        await self.publish(writer, *make_wheel("spam", "1.0"))
         b = await self.server()
         known = (await b.storage.scan({}, 0.0)).records
         since = time.time()
@@ -246,3 +249,34 @@ class ImportTests(SharedBucketCase):
         self.assertIsNotNone(record, "the full check found the file")
         self.assertTrue(b.index.statuses.quarantined("by-hand"))
         self.assertEqual(await b.file_code(record), 404)
+
+
+class TakenInTests(SynchronousTestCase):
+    """How the statuses a shared storage reports are taken into an index (pure)."""
+
+    def test_applied_where_they_differ(self):
+        """A reported status is set as an admin's is; one in force already is left alone."""
+        index = Index(lambda record: "")
+        index.statuses.set("spam", ProjectStatus("archived"))
+        bookmark = index.statuses.serial
+        changed = apply_statuses(index, {"spam": ProjectStatus("archived"),
+                                         "eggs": ProjectStatus("quarantined"), "ham": None})
+        self.assertEqual(changed, ["eggs"])
+        self.assertEqual(index.statuses.changed_since(bookmark), {"eggs"})
+        self.assertEqual(apply_statuses(index, {"spam": None}), ["spam"])
+        self.assertEqual(index.statuses.all(), {"eggs": ProjectStatus("quarantined")})
+
+    def test_full_check_never_undoes_newer(self):
+        """
+        A full check's statuses (read after its files) stand for every
+        project, those it did not find active, except where the index's
+        changed while it ran: that change is newer than what it read.
+        """
+        index = Index(lambda record: "")
+        index.statuses.set("spam", ProjectStatus("quarantined"))
+        index.statuses.set("old", ProjectStatus("archived"))
+        began = index.statuses.serial
+        index.statuses.set("spam", None)  # (released through this server meanwhile)
+        read = {"spam": ProjectStatus("quarantined"), "eggs": ProjectStatus("quarantined")}
+        self.assertEqual(checked_statuses(index, read, began),
+                         {"eggs": ProjectStatus("quarantined"), "old": None})
