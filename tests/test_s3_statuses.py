@@ -59,11 +59,16 @@ class SharedBucketCase(TestCase):
         return stored
 
     async def two_servers(self):
-        """Two servers on the bucket, both serving a wheel of holy-grail: C{(a, b, record)}."""
+        """
+        Two servers on the bucket, both serving a wheel of holy-grail, each
+        having looked for changes once: C{(a, b, record)}.
+        """
         writer = s3_storage(self, self.run, self.bucket)
         await writer.prepare()
         record = await self.publish(writer, *make_wheel("holy-grail", "1.0"))
         a, b = await self.server(), await self.server()
+        await a.poll()
+        await b.poll()
         self.assertEqual((await a.file_code(record), await b.file_code(record)), (302, 302))
         return a, b, record
 
@@ -136,6 +141,24 @@ class StatusPropagationTests(SharedBucketCase):
         b.storage._client.call = counting
         await b.poll()
         self.assertEqual(calls, ["GET"], "a poll with nothing new: one listing")
+
+    async def test_status_marker_late(self):
+        """
+        A quarantine whose marker B's look does not see (late in the
+        listing, or named by a clock too far behind), and a file of the
+        project kept after it, which that look brings: B reads the
+        project's status with the file, after it, and never serves it.
+        """
+        a, b, record = await self.two_servers()
+        # The status object alone: its marker is not in the bucket yet.
+        s3server.client().put_object(
+            Bucket=self.bucket, Key=Layout(PREFIX).statuses_prefix + "holy-grail",
+            Body=ProjectStatus("quarantined", "late marker").to_bytes())
+        newer = await self.publish(a.storage, *make_wheel("holy-grail", "2.0"))
+        await b.poll()
+        self.assertEqual(b.index.held(newer.filename), newer, "the look brings the file")
+        self.assertEqual(b.index.status("holy-grail"), ProjectStatus("quarantined", "late marker"))
+        self.assertEqual((await b.file_code(newer), await b.file_code(record)), (404, 404))
 
     async def test_marker_not_written(self):
         """

@@ -138,17 +138,17 @@ class ScanResult:
     #: L{pypid.core.pending.PendingFile}s: files without a record, left to
     #: describe later, when the scan was asked to (C{later})
     pending: tuple[PendingFile, ...] = ()
-    #: every project's status object, by normalized name, read after the
-    #: files (a shared storage's full check, L{ISharedStorage.reconcile}:
-    #: a quarantine kept before a file it found is never missed); L{None}
-    #: when not read (a scan: the start reads them, L{IStorage.statuses})
-    statuses: dict[str, bytes] | None = None
     #: the L{Promotion}s of the listed files that were promoted into this
     #: storage (L{IAdoptingStorage.adopt}), by filename; L{None} when the
     #: scan read nothing to know them from (it trusted the snapshot, or
     #: brought a shared storage up to date from its change markers): then
     #: they are as the caller last knew them
     promotions: dict[str, Promotion] | None = attrs.field(factory=dict)
+    #: every project's status object, by normalized name, read after the
+    #: files (a shared storage's full check, L{ISharedStorage.reconcile}:
+    #: a quarantine kept before a file it found is never missed); L{None}
+    #: when not read (a scan: the start reads them, L{IStorage.statuses})
+    statuses: dict[str, bytes] | None = None
 
 
 @attrs.frozen
@@ -434,10 +434,11 @@ class Polled:
     What one look at a shared storage found changed (L{ISharedStorage.poll}).
 
     @ivar files: each changed file's state now.
-    @ivar statuses: each project whose status changed, by normalized name:
-        its status object now (L{None}: active). Read after the files, so
-        a quarantine kept before a file (as an import keeps it) is here
-        whenever the file is; take them in first.
+    @ivar statuses: each project whose status changed, or one of whose
+        files did, by normalized name: its status object now (L{None}:
+        active). Read after the files, so a quarantine kept before a file
+        (as an import keeps it) is here whenever the file is; take them in
+        first.
     """
 
     files: list[Changed] = attrs.field(factory=list)

@@ -8,8 +8,9 @@ C{.pypid/changes/<ms>.<instance>.<n>.~<project>}, and waits for it
 (L{ChangeFeed.announce_now}). Each server lists the markers from a little
 before its last look (L{LOOKBACK}, since an object listing may show a new
 key late) and reads again the state of every file they name, then the
-status object of every project they name (L{ChangeFeed.poll}): one request
-when nothing changed, whatever the size of the bucket. Markers older than
+status object of every project they name or whose file they name
+(L{ChangeFeed.poll}): one request when nothing changed, whatever the size
+of the bucket. Markers older than
 L{MARKER_RETENTION} are removed about once an hour; a server out of touch
 for half that long cannot trust the markers and asks for a full listing
 (L{ChangeFeed.reconcile_due}).
@@ -175,11 +176,13 @@ class ChangeFeed:
 
     async def poll(self, starting: bool = False) -> Polled:
         """
-        The state of every file, then the status object of every project,
-        that changed since the last poll (a L{pypid.storage.interface.Polled}).
+        The state of every file that changed since the last poll, then the
+        status object of every project whose status changed or whose file
+        did (a L{pypid.storage.interface.Polled}).
 
         @param starting: the first poll after a snapshot: markers seen
-            before count again.
+            before count again, and no status is read (the start reads
+            them all after the files: L{pypid.state.loader.load_statuses}).
         """
         now = self._clock.seconds()
         if self._cursor is None:
@@ -216,10 +219,14 @@ class ChangeFeed:
             else:
                 changed.add(change.subject)
         files = [await self._state_of(filename) for filename in sorted(changed)]
-        # The statuses after the files: a status kept before a file (an
-        # import keeps a quarantine before the project's files, and its
-        # marker before theirs) is read whenever the file is.
-        statuses = {project: await self._status_of(project) for project in sorted(projects)}
+        # The statuses after the files, those of the files' projects too: a
+        # status kept before a file (an import keeps a quarantine before the
+        # project's files, and its marker before theirs) is read whenever
+        # the file is, even when its own marker is not in this listing
+        # (late, or named by a clock too far behind).
+        projects.update(change.record.project for change in files if change.record is not None)
+        statuses = {project: await self._status_of(project)
+                    for project in ([] if starting else sorted(projects))}
         # Only now is the look complete: a failure above leaves the cursor
         # where it was, so the next poll reads the same markers again.
         self._seen.update(seen)

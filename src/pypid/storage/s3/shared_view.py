@@ -82,7 +82,7 @@ class SharedView:
         records, deleted = dict(known), set(tombstones)
         for record in records.values():
             self._imports.remember(record)
-        # (the statuses the markers name: the start reads them all after this)
+        # (no statuses: the start reads them all after the files)
         for change in (await self._feed.poll(starting=True)).files:
             if change.deleted:
                 records.pop(change.filename, None)
