@@ -47,6 +47,20 @@ class ProjectStatusesTests(SynchronousTestCase):
                                                "ham": ProjectStatus("archived")})
         self.assertEqual(self.told, ["eggs", "ham"])
 
+    def test_changed_since(self):
+        """
+        A bookmark (L{ProjectStatuses.serial}) names the projects whose
+        status was set after it, set back to what it was too.
+        """
+        self.statuses.set("eggs", ProjectStatus("archived"))
+        bookmark = self.statuses.serial
+        self.assertEqual(self.statuses.changed_since(bookmark), set())
+        self.statuses.set("spam", ProjectStatus("quarantined"))
+        self.statuses.set("spam", None)
+        self.statuses.take({"eggs": ProjectStatus("archived"), "ham": ProjectStatus("archived")})
+        self.assertEqual(self.statuses.changed_since(bookmark), {"spam", "ham"})
+        self.assertEqual(self.statuses.changed_since(0), {"eggs", "spam", "ham"})
+
 
 class Holder:
     """A source index holding some records (L{pypid.core.promoted_files.RecordHolder})."""

@@ -19,7 +19,6 @@ from twisted.python.threadpool import ThreadPool
 from twisted.trial.unittest import TestCase
 
 from pypid.core.distribution import inspect
-from pypid.http.client import make_http
 from pypid.storage import snapshot as snapshots
 from pypid.storage.interface import (
     FileExists,
@@ -32,19 +31,15 @@ from pypid.storage.interface import (
 )
 from pypid.storage.memory import MemoryStorage
 from pypid.storage.s3 import presign as presigning
-from pypid.storage.s3.api import S3Client
 from pypid.storage.s3.credentials import CredentialSource
 from pypid.storage.s3.idle_relay import IdleGuard
 from pypid.storage.s3.layout import Layout
-from pypid.storage.s3.sign import Bucket, Credentials
-from pypid.storage.s3.storage import S3Storage
+from pypid.storage.s3.sign import Credentials
 from tests import s3server
 from tests.distributions import make_wheel
 from tests.fakes import write_file
+from tests.harness_s3 import PREFIX, s3_storage
 from tests.harness_storage import UPLOAD_TIME, AdoptionContractMixin, StorageContractMixin
-
-PREFIX = "pkgs/"
-
 
 
 def count_calls(storage):
@@ -98,24 +93,9 @@ class S3Case(TestCase):
         self.run_in_thread = partial(deferToThreadPool, reactor, self.pool)
         self.bucket = s3server.new_bucket()
 
-    def storage_on(self, bucket=None, endpoint=None, access_key=s3server.ACCESS_KEY,
-                   secret_key=s3server.SECRET_KEY, clock=None, credentials=None,
-                   timeout=10.0, prefix=PREFIX, **options):
+    def storage_on(self, bucket=None, **options):
         """An S3 storage of C{bucket} (this test's by default), not prepared."""
-        http, pool = make_http(reactor, timeout)
-        self.addCleanup(pool.closeCachedConnections)
-        if credentials is None:
-            credentials = CredentialSource(Credentials(access_key, secret_key),
-                                           self.run_in_thread, reactor)
-        client = S3Client(Bucket(endpoint or s3server.endpoint(), bucket or self.bucket,
-                                 s3server.REGION), credentials, http, reactor, timeout)
-        # Exact times: moto runs on this machine's clock.
-        options.setdefault("clock_margin", 0.0)
-        options.setdefault("replay_window", 0.0)
-        storage = S3Storage(client, Layout(prefix), credentials, self.run_in_thread,
-                            clock or reactor, os.path.abspath(self.mktemp()), **options)
-        self.addCleanup(storage.settle)
-        return storage
+        return s3_storage(self, self.run_in_thread, bucket or self.bucket, **options)
 
     async def ready_storage(self, **kwargs):
         """An S3 storage, prepared."""
@@ -405,26 +385,26 @@ class S3StorageTests(S3Case):
         one = await self.ready_storage()
         two = await self.ready_storage()
         await two.scan({}, 0.0)
-        self.assertEqual(await two.poll(), [])
+        self.assertEqual((await two.poll()).files, [])
         temp, record, metadata, _ = self.spool_wheel(one)
         await one.publish(temp, record, metadata)
         await one.settle()
-        [change] = await two.poll()
+        [change] = (await two.poll()).files
         self.assertEqual((change.filename, change.record, change.deleted),
                          (record.filename, record, False))
-        self.assertEqual(await two.poll(), [], "a change is reported once")
-        [own] = await one.poll()
+        self.assertEqual((await two.poll()).files, [], "a change is reported once")
+        [own] = (await one.poll()).files
         self.assertEqual(own.record, record,
                          "a server reads its own changes again, to correct a poll that "
                          "overtook them")
-        self.assertEqual(await one.poll(), [])
+        self.assertEqual((await one.poll()).files, [])
         await one.update(record.replace(yanked="bad"))
         await one.settle()
-        [change] = await two.poll()
+        [change] = (await two.poll()).files
         self.assertEqual(change.record.yanked, "bad")
         await one.delete(record)
         await one.settle()
-        [change] = await two.poll()
+        [change] = (await two.poll()).files
         self.assertEqual((change.record, change.deleted), (None, True))
 
     async def test_failed_poll_read_again(self):
@@ -443,7 +423,7 @@ class S3StorageTests(S3Case):
         feed._state_of = failing
         await self.assertFailure(two.poll(), StorageError)
         feed._state_of = original
-        [change] = await two.poll()
+        [change] = (await two.poll()).files
         self.assertEqual(change.record, record)
 
     async def test_same_bytes_keep_stored_state(self):
@@ -468,7 +448,7 @@ class S3StorageTests(S3Case):
         watcher = await self.ready_storage()
         await watcher.scan({}, 0.0)
         # The first poll looks back past the scan, and reads those files again.
-        self.assertEqual(len(await watcher.poll()), 3)
+        self.assertEqual(len((await watcher.poll()).files), 3)
         calls = []
         original = watcher._client.call
 
@@ -476,8 +456,9 @@ class S3StorageTests(S3Case):
             calls.append(method)
             return await original(method, *args, **kwargs)
         watcher._client.call = counting
-        changes = await watcher.poll()
-        self.assertEqual(len(changes), 0)
+        polled = await watcher.poll()
+        self.assertEqual(polled.files, [])
+        self.assertEqual(polled.statuses, {})
         self.assertEqual(calls, ["GET"])
 
     async def snapshot_then_changes(self, versions, later, **foreign):
@@ -531,7 +512,7 @@ class S3StorageTests(S3Case):
         self.assertFalse(starting.reconcile_due())
         self.assertEqual(sorted(reconciled.records),
                          sorted([*known, newer.filename, foreign_name]))
-        for change in await starting.poll():
+        for change in (await starting.poll()).files:
             self.assertEqual(change.record, reconciled.records[change.filename],
                              "a marker read again reports the state as it is")
 
@@ -728,7 +709,7 @@ class SignatureTests(S3Case):
         self.assertEqual(scanned.records[record.filename].yanked, "a reason with spaces & more")
         self.assertEqual(await storage.read_metadata(record), metadata)
         await storage.settle()
-        [change] = await storage.poll()
+        [change] = (await storage.poll()).files
         self.assertEqual(change.record.yanked, "a reason with spaces & more")
 
     async def test_wrong_secret_refused(self):

@@ -53,6 +53,7 @@ from pypid.storage.s3.layout import (
     changes_start_after,
     metadata_headers,
     record_from_headers,
+    status_subject,
     yank_body,
     yank_reason,
 )
@@ -580,12 +581,26 @@ class ChangeTests(SynchronousTestCase):
                            Change(0, "i", 0, "a.b.c-1.0-py3-none-any.whl")):
                 self.assertEqual(Change.parse(layout, change.key(layout)), change)
 
+    def test_status_marker(self):
+        """
+        A change of a project's status is named by C{~} and the project
+        (issue 45), which no filename begins with; a file's names none.
+        """
+        layout = Layout("p/")
+        change = Change(1767225600250, "abc123", 7, status_subject("holy-grail"))
+        key = change.key(layout)
+        self.assertEqual(key, "p/.pypid/changes/01767225600250.abc123.7.~holy-grail")
+        self.assertEqual(Change.parse(layout, key), change)
+        self.assertEqual(change.project, "holy-grail")
+        self.assertIsNone(Change(1, "i", 2, "a-1.0.tar.gz").project)
+
     def test_parse_refuses(self):
         """Keys that are not well-formed markers give L{None}."""
         layout = Layout("p/")
         prefix = layout.changes_prefix
         for key in ("p/a-1.0.tar.gz", "q/.pypid/changes/1.i.2.f", prefix, prefix + "1.i.2",
-                    prefix + "x.i.2.f", prefix + "1.i.x.f", prefix + "1.i.2.", prefix + ".i.2.f",
+                    prefix + "x.i.2.f", prefix + "1.i.x.f", prefix + "1.i.2.", prefix + "1.i.2.~",
+                    prefix + ".i.2.f",
                     prefix + "-1.i.2.f", prefix + "\u00b2.i.2.f", prefix + "1.i.\u00b2.f",
                     prefix + "\u0661.i.2.f"):
             self.assertIsNone(Change.parse(layout, key), key)
@@ -1490,11 +1505,14 @@ class PacedCheckTests(SynchronousTestCase):
         methods = [seen.method for seen in store.seen]
         # deleted/, yanked/, binned/ (issue 29), then three pages of files,
         # then a HEAD per file, then promoted/ (issue 26: the promotions of
-        # the files listed)
-        self.assertEqual(methods, ["GET"] * 6 + ["HEAD"] * 6 + ["GET"])
+        # the files listed), then projects/ (issue 45: the statuses, after
+        # the files)
+        self.assertEqual(methods, ["GET"] * 6 + ["HEAD"] * 6 + ["GET"] * 2)
+        self.assertEqual(urlsplit(store.seen[-1].uri.decode("ascii")).query.count("projects"), 1)
+        self.assertEqual(result.statuses, {})
         for before, after in pairwise(bucket.times):
             self.assertGreaterEqual(after - before, 0.25 - 1e-9)
-        self.assertGreaterEqual(bucket.times[-1] - bucket.times[0], (13 - 1) / 4.0 - 1e-9)
+        self.assertGreaterEqual(bucket.times[-1] - bucket.times[0], (14 - 1) / 4.0 - 1e-9)
 
     def test_reconcile_unpaced(self):
         """C{check_rate} 0: the same check runs at once, on no clock time."""

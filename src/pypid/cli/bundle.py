@@ -330,10 +330,6 @@ async def import_command(config: Config, options: argparse.Namespace, reactor: A
                                "written (see the messages above)")
         if offer.note:
             out.write(offer.note)
-        if config.storage.backend == "s3" and any(i.report.statuses for _, i in ingests):
-            out.write("Project statuses were kept in the bucket: a server running on it reads "
-                      "them at its start; restart it, or it serves those projects as they "
-                      "were (a quarantined one's files too) until then.\n")
     except (BundleError, StorageError, CliError) as e:
         return await _import_failed(out, err, ingests, options, str(e))
     except OSError as e:

@@ -10,7 +10,8 @@ of it is served, but to admins), and installers (uv) warn about an
 archived, deprecated or quarantined dependency from the pages' markers.
 
 Kept beside the project in its index's storage (one small object a project
-that has a status, none for an active one), read at a start, and carried
+that has a status, none for an active one), read at a start (and by the
+other servers on a shared bucket at their next poll after a change), carried
 in memory by the L{pypid.core.index.Index}. Pure: parsing and bytes only.
 """
 

@@ -6,7 +6,8 @@ A table of its own, apart from the index's projects, because a status is
 not the projects' content: few projects have one (an active project has no
 entry: L{None} stands for it), it outlives a reload of the records (an
 L{pypid.core.index.Index.load} keeps it), and storage holds it apart from
-the files, read at a start. A change tells the index
+the files, read at a start (and, from a storage shared with other
+servers, as they change it: L{pypid.state.sync}). A change tells the index
 (L{ProjectStatuses.set}), which drops the project's kept pages (they carry
 it), as a yank does, and moves its serial; its pages and the composed
 views read it on every page they render. Pure: no I/O.
@@ -32,6 +33,11 @@ class ProjectStatuses:
 
     _changed: Callable[[str], None]
     _by_name: dict[str, ProjectStatus] = attrs.field(factory=dict)
+    #: how many changes the table took (L{serial}), and the serial of
+    #: each project's last change: what changed while a shared storage's
+    #: full check ran (L{changed_since}) is newer than what it read
+    _serial: int = attrs.field(default=0, init=False)
+    _set_at: dict[str, int] = attrs.field(factory=dict, init=False)
 
     def get(self, name: str) -> ProjectStatus | None:
         """
@@ -55,7 +61,20 @@ class ProjectStatuses:
             self._by_name.pop(name, None)
         else:
             self._by_name[name] = status
+        self._serial += 1
+        self._set_at[name] = self._serial
         self._changed(name)
+
+    @property
+    def serial(self) -> int:
+        """How many changes the table has taken: a bookmark for L{changed_since}."""
+        return self._serial
+
+    def changed_since(self, serial: int) -> frozenset[str]:
+        """The projects whose status was set after the bookmark C{serial} (L{serial})."""
+        if serial >= self._serial:
+            return frozenset()
+        return frozenset(name for name, at in self._set_at.items() if at > serial)
 
     def take(self, statuses: Mapping[str, ProjectStatus]) -> None:
         """

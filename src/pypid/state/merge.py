@@ -2,8 +2,8 @@
 Bringing into the index what storage says, without undoing what the index
 learnt meanwhile: the one rule behind the start's check of storage against
 the snapshot (L{merge_scan}), the changes other servers made to a shared
-storage (L{apply_changes}) and the full check of a shared storage
-(L{differences}).
+storage (L{apply_changes}, L{apply_statuses}) and the full check of a
+shared storage (L{differences}).
 
 A file in the recycle bin is one the index holds (L{Index.held}), as a live
 one is: storage keeps it, binned, beside its record.
@@ -18,6 +18,7 @@ from collections.abc import Collection, Iterable, Mapping
 
 from pypid.core.index import Index
 from pypid.core.model import FileRecord
+from pypid.core.project_status import ProjectStatus
 from pypid.storage.interface import Changed
 
 
@@ -77,6 +78,42 @@ def apply_changes(index: Index, changes: Iterable[Changed]) -> None:
             index.discard(change.filename)
         elif index.held(change.filename) != change.record:
             index.add(change.record)
+
+
+def apply_statuses(index: Index,
+                   statuses: Mapping[str, ProjectStatus | None]) -> list[str]:
+    """
+    Take into C{index} the projects' statuses a shared storage reported
+    changed (L{None}: active), as an admin's change through this server
+    is taken (L{pypid.core.project_statuses.ProjectStatuses.set}: the
+    project's kept pages go); one already in force (this server's own
+    change, read back) is left as it is. Before the files of the same
+    look (L{apply_changes}), so that a quarantine arrives first.
+
+    @return: the projects whose status changed.
+    """
+    changed = []
+    for name, status in sorted(statuses.items()):
+        if index.statuses.get(name) != status:
+            index.statuses.set(name, status)
+            changed.append(name)
+    return changed
+
+
+def checked_statuses(index: Index, read: Mapping[str, ProjectStatus],
+                     since: int) -> dict[str, ProjectStatus | None]:
+    """
+    The statuses a full check of a shared storage read (C{read}: those
+    kept; every other project is active), for L{apply_statuses}, except
+    where the index's changed since the check began (the bookmark
+    C{since}, L{pypid.core.project_statuses.ProjectStatuses.serial}): a
+    change through this server, or a poll's, is newer than what the check
+    read, or as new (and a change after it leaves a marker the next poll
+    reads), so the check never undoes it.
+    """
+    statuses = index.statuses
+    names = (set(statuses.all()) | set(read)) - statuses.changed_since(since)
+    return {name: read.get(name) for name in names}
 
 
 def differences(index: Index, known: Iterable[str], records: Mapping[str, FileRecord],

@@ -1,7 +1,10 @@
 """
 Bringing in the changes other servers on the same (shared) storage made:
 a look at the change markers every C{sync_interval}, and a full check of
-the storage when the storage says one is due.
+the storage when the storage says one is due. Both bring the projects'
+statuses (PEP 792) with the files, and take them in first: a quarantine
+set through another server, or imported with the project's files, is in
+force here before any of those files is served.
 """
 
 from __future__ import annotations
@@ -11,9 +14,11 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from pypid.core.index import Index
+from pypid.core.project_status import ProjectStatus
 from pypid.jobs.periodic import Periodic
-from pypid.state.merge import apply_changes, differences
+from pypid.state.merge import apply_changes, apply_statuses, checked_statuses, differences
 from pypid.storage.interface import ISharedStorage
+from pypid.storage.reading import decode_status
 
 log = Logger()
 
@@ -21,7 +26,7 @@ log = Logger()
 class SyncService(Periodic):
     """
     Brings in the changes other servers on the same storage made, every
-    C{sync_interval}: new files, yanks, deletions.
+    C{sync_interval}: new files, yanks, deletions, projects' statuses.
     """
 
     def __init__(self, index: Index, storage: ISharedStorage, clock: IReactorTime) -> None:
@@ -62,10 +67,23 @@ class SyncService(Periodic):
         return Periodic.stopService(self)
 
     async def _sync(self) -> None:
-        changes = await self._storage.poll()
-        apply_changes(self._index, changes)
-        if changes:
-            log.info("Took in {count} changes made by other servers", count=len(changes))
+        polled = await self._storage.poll()
+        # (the statuses first; nothing is served between the two)
+        statuses = {name: decode_status(name, data) for name, data in polled.statuses.items()}
+        changed = apply_statuses(self._index, statuses)
+        apply_changes(self._index, polled.files)
+        self._told(changed, statuses)
+        if polled.files or changed:
+            log.info("Took in {count} changes made by other servers",
+                     count=len(polled.files) + len(changed))
+
+    def _told(self, changed: list[str], statuses: dict[str, ProjectStatus | None]) -> None:
+        """Log each project's status taken in from the storage."""
+        for name in changed:
+            status = statuses[name]
+            log.info("The project {project} is {status}, as set through another server "
+                     "or an import", project=name,
+                     status="active" if status is None else status.status)
 
     async def _reconcile(self) -> None:
         """
@@ -77,10 +95,17 @@ class SyncService(Periodic):
         index = self._index
         # (the files in the recycle bin too: storage holds them)
         known = {record.filename: record for record in index.records() + index.binned()}
+        began = index.statuses.serial
         result = await self._storage.reconcile(known, index.tombstones())
         changes = differences(index, known, result.records, result.tombstones)
         for path, reason in result.skipped:
             log.warn("Not serving {path}: {reason}", path=path, reason=reason)
+        if result.statuses is not None:
+            # (read after the files: the statuses first, as at a poll)
+            read = {name: status for name, data in result.statuses.items()
+                    if (status := decode_status(name, data)) is not None}
+            statuses = checked_statuses(index, read, began)
+            self._told(apply_statuses(index, statuses), statuses)
         apply_changes(index, changes)
         log.info("Checked the index against the whole storage: {count} differences",
                  count=len(changes))

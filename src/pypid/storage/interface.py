@@ -144,6 +144,11 @@ class ScanResult:
     #: brought a shared storage up to date from its change markers): then
     #: they are as the caller last knew them
     promotions: dict[str, Promotion] | None = attrs.field(factory=dict)
+    #: every project's status object, by normalized name, read after the
+    #: files (a shared storage's full check, L{ISharedStorage.reconcile}:
+    #: a quarantine kept before a file it found is never missed); L{None}
+    #: when not read (a scan: the start reads them, L{IStorage.statuses})
+    statuses: dict[str, bytes] | None = None
 
 
 @attrs.frozen
@@ -313,6 +318,9 @@ class IStorage(Interface):
         Keep, durably, the status of the normalized C{project} (the bytes
         of a L{pypid.core.project_status.ProjectStatus}), or remove it
         (L{None}: the project is active again; none kept is no error).
+        A shared storage (L{ISharedStorage}) has also told the other
+        servers when it fires: their next L{ISharedStorage.poll} reports
+        it, and a file kept after it is never reported before it.
 
         @rtype: L{Deferred} firing with L{None}, or failing with
             L{StorageError}
@@ -420,6 +428,23 @@ class Changed:
     deleted: bool
 
 
+@attrs.frozen
+class Polled:
+    """
+    What one look at a shared storage found changed (L{ISharedStorage.poll}).
+
+    @ivar files: each changed file's state now.
+    @ivar statuses: each project whose status changed, or one of whose
+        files did, by normalized name: its status object now (L{None}:
+        active). Read after the files, so a quarantine kept before a file
+        (as an import keeps it) is here whenever the file is; take them in
+        first.
+    """
+
+    files: list[Changed] = attrs.field(factory=list)
+    statuses: dict[str, bytes | None] = attrs.field(factory=dict)
+
+
 class ISharedStorage(Interface):
     """
     A storage that several servers may use at once (S3), and that keeps
@@ -428,11 +453,12 @@ class ISharedStorage(Interface):
 
     sync_interval = Attribute("Seconds between two looks for other servers' changes.")
 
-    def poll() -> Deferred[list[Changed]]:
+    def poll() -> Deferred[Polled]:
         """
-        The changes other servers made since the last call.
+        The changes other servers made since the last call: to files, and
+        to projects' statuses (L{IStorage.keep_status}).
 
-        @rtype: L{Deferred} firing with a list of L{Changed}
+        @rtype: L{Deferred} firing with a L{Polled}
         """
 
     def reconcile_due() -> bool:
@@ -451,7 +477,8 @@ class ISharedStorage(Interface):
     def reconcile(known: dict[str, FileRecord],
                   tombstones: Iterable[str]) -> Deferred[ScanResult]:
         """
-        Compare the whole storage with the index's records.
+        Compare the whole storage with the index's records; the projects'
+        statuses are read after the files (L{ScanResult.statuses}).
 
         @rtype: L{Deferred} firing with a L{ScanResult}
         """

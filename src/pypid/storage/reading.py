@@ -167,15 +167,26 @@ async def read_statuses(storage: IStorage) -> dict[str, ProjectStatus]:
     """
     statuses: dict[str, ProjectStatus] = {}
     for name, data in sorted((await storage.statuses()).items()):
-        try:
-            status = ProjectStatus.from_bytes(data)
-        except InvalidStatus as e:
-            log.error("Unreadable status of the project {project}, left out: {error}",
-                      project=name, error=str(e))
-            continue
+        status = decode_status(name, data)
         if status is not None:
             statuses[name] = status
     return statuses
+
+
+def decode_status(name: str, data: bytes | None) -> ProjectStatus | None:
+    """
+    The status of the project C{name} a status object holds (L{None}: no
+    object, or active); one that cannot be read is logged and taken as
+    active, at a start (L{read_statuses}) and at a shared storage's poll alike.
+    """
+    if data is None:
+        return None
+    try:
+        return ProjectStatus.from_bytes(data)
+    except InvalidStatus as e:
+        log.error("Unreadable status of the project {project}, left out: {error}",
+                  project=name, error=str(e))
+        return None
 
 
 @attrs.frozen

@@ -29,6 +29,9 @@ Under the configured prefix C{P}::
     P.pypid/changes/<when>.<instance>.<n>.<filename>
                                        one marker per change, for the other
                                        instances on the bucket (see L{Change})
+    P.pypid/changes/<when>.<instance>.<n>.~<project>
+                                       one marker per change of a project's
+                                       status, likewise
     P.pypid/projects/<project>         a project's status (PEP 792), while it
                                        is not active
     P.pypid/snapshot.json.gz           the last index snapshot an instance kept
@@ -290,26 +293,48 @@ def binned_time(body: bytes, otherwise: float) -> float:
     return otherwise
 
 
+#: What begins the subject of a marker of a project's status (L{Change}):
+#: never the first character of a distribution's filename (a letter or a
+#: digit), nor in a normalized project name. A server from before status
+#: markers reads it as a file of that name, finds none, and changes nothing.
+STATUS_MARK = "~"
+
+
+def status_subject(project: str) -> str:
+    """The subject of the marker of a change of the normalized C{project}'s status."""
+    return STATUS_MARK + project
+
+
 @attrs.frozen
 class Change:
     """
-    A change marker: the name says which file changed, when, and made by
-    which instance; the marker holds nothing else. An instance that sees it
-    reads the file's state from the bucket itself, so markers can arrive in
-    any order and a late one never undoes a newer change.
+    A change marker: the name says what changed (a file, or a project's
+    status: its L{subject}), when, and made by which instance; the marker
+    holds nothing else. An instance that sees it reads the state from the
+    bucket itself (the file's, the status object's), so markers can arrive
+    in any order and a late one never undoes a newer change.
 
     @ivar when: milliseconds since the epoch, by the writer's clock.
+    @ivar subject: the filename, or L{STATUS_MARK} and the project's
+        normalized name (L{status_subject}).
     """
 
     when: int
     instance: str
     number: int
-    filename: str
+    subject: str
+
+    @property
+    def project(self) -> str | None:
+        """The project whose status changed, or L{None} for a file's change."""
+        if self.subject.startswith(STATUS_MARK):
+            return self.subject[len(STATUS_MARK):]
+        return None
 
     def key(self, layout: Layout) -> str:
         """The marker's key."""
         return (f"{layout.changes_prefix}{self.when:014d}.{self.instance}.{self.number}."
-                f"{self.filename}")
+                f"{self.subject}")
 
     @classmethod
     def parse(cls, layout: Layout, key: str) -> Change | None:
@@ -318,7 +343,7 @@ class Change:
             return None
         parts = key[len(layout.changes_prefix):].split(".", 3)
         if (len(parts) != 4 or not _is_number(parts[0]) or not _is_number(parts[2])
-                or not parts[3]):
+                or parts[3] in ("", STATUS_MARK)):
             return None
         return cls(int(parts[0]), parts[1], int(parts[2]), parts[3])
 

@@ -2,18 +2,23 @@
 How several pypid servers on one bucket learn of each other's changes.
 
 Every change (an upload, a yank, a delete) leaves an empty marker object
-C{.pypid/changes/<ms>.<instance>.<n>.<filename>} (L{ChangeFeed.announce}).
-Each server lists the markers from a little before its last look
-(L{LOOKBACK}, since an object listing may show a new key late) and reads
-again the state of every file they name (L{ChangeFeed.poll}): one request
-when nothing changed, whatever the size of the bucket. Markers older than
+C{.pypid/changes/<ms>.<instance>.<n>.<filename>} (L{ChangeFeed.announce});
+a change of a project's status (PEP 792) leaves
+C{.pypid/changes/<ms>.<instance>.<n>.~<project>}, and waits for it
+(L{ChangeFeed.announce_now}). Each server lists the markers from a little
+before its last look (L{LOOKBACK}, since an object listing may show a new
+key late) and reads again the state of every file they name, then the
+status object of every project they name or whose file they name
+(L{ChangeFeed.poll}): one request when nothing changed, whatever the size
+of the bucket. Markers older than
 L{MARKER_RETENTION} are removed about once an hour; a server out of touch
 for half that long cannot trust the markers and asks for a full listing
 (L{ChangeFeed.reconcile_due}).
 
 The feed holds only this bookkeeping; what a file's state is
-(L{pypid.storage.s3.file_states}) and where the background writes are kept
-track of (L{pypid.storage.s3.pending_writes}) are passed in by
+(L{pypid.storage.s3.file_states}), how a status object is read
+(L{pypid.storage.s3.status_objects}) and where the background writes are
+kept track of (L{pypid.storage.s3.pending_writes}) are passed in by
 L{pypid.storage.s3.storage.S3Storage}, which builds it.
 """
 
@@ -28,7 +33,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from pypid.storage.interface import Changed, StorageError
+from pypid.storage.interface import Changed, Polled, StorageError
 from pypid.storage.s3.api import BucketCalls, Listed
 from pypid.storage.s3.layout import Change, Layout, changes_start_after
 
@@ -63,6 +68,7 @@ class ChangeFeed:
 
     def __init__(self, client: BucketCalls, layout: Layout, clock: IReactorTime,
                  state_of: Callable[[str], Coroutine[Any, Any, Changed]],
+                 status_of: Callable[[str], Coroutine[Any, Any, bytes | None]],
                  background: Callable[[Coroutine[Any, Any, Any]], Deferred[Any]]) -> None:
         """
         @param client: the L{pypid.storage.s3.api.S3Client}.
@@ -70,6 +76,8 @@ class ChangeFeed:
         @param clock: provides C{seconds()}.
         @param state_of: C{async state_of(filename)} -> the file's
             L{pypid.storage.interface.Changed} as the bucket holds it now.
+        @param status_of: C{async status_of(project)} -> the project's
+            status object as the bucket holds it now (L{None}: active).
         @param background: C{background(coroutine) -> Deferred}: runs work
             that a clean stop waits for.
         """
@@ -77,6 +85,7 @@ class ChangeFeed:
         self._layout = layout
         self._clock = clock
         self._state_of = state_of
+        self._status_of = status_of
         self._background = background
         self.instance = uuid.uuid4().hex[:12]
         self._numbers = iter(range(1, 1 << 62))
@@ -89,27 +98,49 @@ class ChangeFeed:
         # Set when the view came from a snapshot and markers only, or after
         # too long out of touch: since when a full listing must check it.
         self._reconcile_since: float | None = None
-        # Files whose markers could not be written yet.
+        # The subjects (filenames, statuses) whose markers could not be
+        # written yet.
         self._unannounced: set[str] = set()
 
-    def announce(self, filename: str) -> Deferred[Any]:
+    def announce(self, subject: str) -> Deferred[Any]:
         """
-        Leave a change marker for the other instances (in the background).
-        A marker that cannot be written is tried again at the next poll.
+        Leave a change marker of C{subject} (a filename, or a
+        L{pypid.storage.s3.layout.status_subject}) for the other instances,
+        in the background. A marker that cannot be written is tried again
+        at the next poll.
         """
-        change = Change(int(self._clock.seconds() * 1000), self.instance,
-                        next(self._numbers), filename)
-        key = change.key(self._layout)
-
         def failed(failure: Failure) -> None:
-            self._unannounced.add(filename)
-            log.warn("Cannot tell other instances yet that {filename} changed: {error}",
-                     filename=filename, error=failure.getErrorMessage())
+            self._failed(subject, failure.getErrorMessage())
 
-        d = self._background(self._client.put(
-            key, b"", {"content-type": "application/octet-stream"}))
+        d = self._background(self._put_marker(subject))
         d.addErrback(failed)
         return d
+
+    async def announce_now(self, subject: str) -> None:
+        """
+        Leave a change marker of C{subject}, and wait for it: for a change
+        that must be in the bucket before whatever follows it is (a
+        status, before the files of an import). A marker that cannot be
+        written is tried again at the next poll, and the failure raised.
+        """
+        try:
+            await self._put_marker(subject)
+        except BaseException as e:
+            self._failed(subject, str(e))
+            raise
+
+    async def _put_marker(self, subject: str) -> None:
+        """Write the marker of a change of C{subject}, named now."""
+        change = Change(int(self._clock.seconds() * 1000), self.instance,
+                        next(self._numbers), subject)
+        await self._client.put(change.key(self._layout), b"",
+                               {"content-type": "application/octet-stream"})
+
+    def _failed(self, subject: str, error: str) -> None:
+        """A marker of C{subject} could not be written: the next poll tries again."""
+        self._unannounced.add(subject)
+        log.warn("Cannot tell other instances yet that {subject} changed: {error}",
+                 subject=subject, error=error)
 
     def start_from_snapshot(self, since: float, replay_window: float) -> None:
         """
@@ -143,13 +174,15 @@ class ChangeFeed:
         """When the view last took in every change in the bucket (L{None}: never)."""
         return self._last_poll
 
-    async def poll(self, starting: bool = False) -> list[Changed]:
+    async def poll(self, starting: bool = False) -> Polled:
         """
-        The state of every file that changed since the last poll, as a
-        list of L{pypid.storage.interface.Changed}.
+        The state of every file that changed since the last poll, then the
+        status object of every project whose status changed or whose file
+        did (a L{pypid.storage.interface.Polled}).
 
         @param starting: the first poll after a snapshot: markers seen
-            before count again.
+            before count again, and no status is read (the start reads
+            them all after the files: L{pypid.state.loader.load_statuses}).
         """
         now = self._clock.seconds()
         if self._cursor is None:
@@ -160,13 +193,14 @@ class ChangeFeed:
             self._reconcile_since = self._last_poll
             self._cursor = now
             self._seen.clear()
-        for filename in sorted(self._unannounced):
-            self._unannounced.discard(filename)
-            await self.announce(filename)
+        for subject in sorted(self._unannounced):
+            self._unannounced.discard(subject)
+            await self.announce(subject)
         layout = self._layout
         start = int((self._cursor - LOOKBACK) * 1000)
         seen: dict[str, int] = {}
         changed: set[str] = set()
+        projects: set[str] = set()
         keys: list[Listed] = []
         async for page in self._client.list(layout.changes_prefix,
                                             changes_start_after(layout, start)):
@@ -180,10 +214,19 @@ class ChangeFeed:
             seen[item.key] = change.when
             # This server's own changes count too: reading the state again
             # after a change corrects a poll that read it just before.
-            changed.add(change.filename)
-        results = []
-        for filename in sorted(changed):
-            results.append(await self._state_of(filename))
+            if change.project is not None:
+                projects.add(change.project)
+            else:
+                changed.add(change.subject)
+        files = [await self._state_of(filename) for filename in sorted(changed)]
+        # The statuses after the files, those of the files' projects too: a
+        # status kept before a file (an import keeps a quarantine before the
+        # project's files, and its marker before theirs) is read whenever
+        # the file is, even when its own marker is not in this listing
+        # (late, or named by a clock too far behind).
+        projects.update(change.record.project for change in files if change.record is not None)
+        statuses = {project: await self._status_of(project)
+                    for project in ([] if starting else sorted(projects))}
         # Only now is the look complete: a failure above leaves the cursor
         # where it was, so the next poll reads the same markers again.
         self._seen.update(seen)
@@ -194,7 +237,7 @@ class ChangeFeed:
         if self._last_cleanup is None or now - self._last_cleanup >= 3600:
             self._last_cleanup = now
             self._background(self._clean(now))
-        return results
+        return Polled(files, statuses)
 
     async def _clean(self, now: float) -> None:
         """Remove change markers past their retention (about once an hour)."""

@@ -21,13 +21,14 @@ import attrs
 from twisted.internet.interfaces import IReactorTime
 
 from pypid.core.model import FileRecord
-from pypid.storage.interface import Changed, ScanResult
+from pypid.storage.interface import Polled, ScanResult
 from pypid.storage.s3.api import BucketCalls, PacedClient
 from pypid.storage.s3.bucket_snapshot import BucketSnapshot
 from pypid.storage.s3.file_states import FileStates
 from pypid.storage.s3.imports import Importer
 from pypid.storage.s3.listing import BucketListing
 from pypid.storage.s3.markers import ChangeFeed, Pacer, catches_up
+from pypid.storage.s3.status_objects import StatusObjects
 
 
 @attrs.define
@@ -41,6 +42,7 @@ class SharedView:
     @ivar _listing: the L{BucketListing} of the whole bucket.
     @ivar _imports: the L{Importer}, told where each file of a snapshot lives.
     @ivar _states: the L{FileStates} a disagreeing full check reads again.
+    @ivar _statuses: the L{StatusObjects} a full check reads after the files.
     @ivar _snapshot: the L{BucketSnapshot}, a start's way round an old local one.
     @ivar _identity: the storage's identity: a snapshot of other data is not used.
     @ivar _replay_window: how far before a snapshot's time a start replays markers.
@@ -53,6 +55,7 @@ class SharedView:
     _listing: BucketListing
     _imports: Importer
     _states: FileStates
+    _statuses: StatusObjects
     _snapshot: BucketSnapshot
     _identity: str
     _replay_window: float
@@ -79,7 +82,8 @@ class SharedView:
         records, deleted = dict(known), set(tombstones)
         for record in records.values():
             self._imports.remember(record)
-        for change in await self._feed.poll(starting=True):
+        # (no statuses: the start reads them all after the files)
+        for change in (await self._feed.poll(starting=True)).files:
             if change.deleted:
                 records.pop(change.filename, None)
                 deleted.add(change.filename)
@@ -95,6 +99,9 @@ class SharedView:
         List the whole bucket, trusting C{known} for objects unchanged since
         the view was last complete; read again each file whose listing
         disagrees with C{known}, so a concurrent change is never undone.
+        Then read every status object: a status kept before a file the
+        listing found (a quarantine an import kept, whose marker the polls
+        have not seen yet or missed) comes with it.
         """
         # Paced: the check runs while the server answers, and must cost
         # neither a burst on the cloud bill nor the uploads' turn.
@@ -112,11 +119,12 @@ class SharedView:
                 records[filename] = state.record
             else:
                 records.pop(filename, None)
+        statuses = await self._statuses.all(client)
         self._feed.reconciled()
-        return attrs.evolve(result, records=records)
+        return attrs.evolve(result, records=records, statuses=statuses)
 
-    async def poll(self) -> list[Changed]:
-        """The changes other servers made since the last poll."""
+    async def poll(self) -> Polled:
+        """The changes other servers made since the last poll: files', then statuses'."""
         return await self._feed.poll()
 
     def reconcile_due(self) -> bool:

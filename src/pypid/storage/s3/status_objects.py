@@ -1,10 +1,15 @@
 """
 The projects' statuses (PEP 792) in a bucket: one small object a project
-under C{.pypid/projects/}, read whole at a start.
+under C{.pypid/projects/}, read whole at a start and by a full check.
 
-Apart from L{pypid.storage.s3.storage.S3Storage} because a status is no
-file's: it leaves no change marker, and another server learns it at its
-next start.
+A change leaves a change marker naming the project
+(L{pypid.storage.s3.layout.status_subject}), in the same feed as the
+files' (L{pypid.storage.s3.markers.ChangeFeed}): every server on the
+bucket reads the status object again at its next poll, as it reads a
+changed file's state. Unlike a file's, the marker is written before
+L{StatusObjects.keep} returns, not in the background: an import keeps a
+quarantine before the project's files, and the files' markers must never
+be in the bucket without it.
 """
 
 from __future__ import annotations
@@ -12,7 +17,13 @@ from __future__ import annotations
 import attrs
 
 from pypid.storage.s3.api import BucketCalls
-from pypid.storage.s3.layout import Layout
+from pypid.storage.s3.layout import Layout, status_subject
+from pypid.storage.s3.markers import ChangeFeed
+
+
+async def read_status(client: BucketCalls, layout: Layout, project: str) -> bytes | None:
+    """The status object of the normalized C{project} now, or L{None} (active)."""
+    return await client.get(layout.statuses_prefix + project)
 
 
 @attrs.define
@@ -22,19 +33,29 @@ class StatusObjects:
 
     @ivar _client: the L{pypid.storage.s3.api.S3Client}.
     @ivar _layout: the L{Layout} of the prefix.
+    @ivar _feed: the L{ChangeFeed} each change is announced to.
     """
 
     _client: BucketCalls
     _layout: Layout
+    _feed: ChangeFeed
 
     async def keep(self, project: str, data: bytes | None) -> None:
-        """Keep the status of the normalized C{project}, or remove it (L{None})."""
+        """
+        Keep the status of the normalized C{project}, or remove it
+        (L{None}), then announce it and wait for the marker.
+
+        @raise pypid.storage.interface.StorageError: the object, or its
+            marker, could not be written (a marker is tried again at the
+            next poll, so the other servers learn a status kept).
+        """
         key = self._layout.statuses_prefix + project
         if data is None:
             await self._client.delete(key)
         else:
             await self._client.put(key, data)
+        await self._feed.announce_now(status_subject(project))
 
-    async def all(self) -> dict[str, bytes]:
-        """Every status kept, by normalized project."""
-        return await self._client.read_all(self._layout.statuses_prefix)
+    async def all(self, client: BucketCalls | None = None) -> dict[str, bytes]:
+        """Every status kept, by normalized project (read with C{client}, or the storage's)."""
+        return await (client or self._client).read_all(self._layout.statuses_prefix)

@@ -16,11 +16,11 @@ and keeps who promoted it under C{.pypid/promoted/}
 (L{pypid.storage.s3.object_adoption}).
 
 Several servers may share a bucket. Each change leaves a marker object whose
-key says when, by whom and to which file; every instance lists the markers
-newer than its last look (a listing that starts after a key, so a poll costs
-one request plus one per change, whatever the size of the repository) and
-reads the changed files' state from the bucket. See L{poll} and
-L{pypid.storage.s3.shared_view}.
+key says when, by whom and to which file (or to which project's status);
+every instance lists the markers newer than its last look (a listing that
+starts after a key, so a poll costs one request plus one per change,
+whatever the size of the repository) and reads the changed files' state and
+statuses from the bucket. See L{poll} and L{pypid.storage.s3.shared_view}.
 
 Downloads are redirects to presigned URLs (cached, and kept in the snapshot,
 until shortly before they expire), relays of the object through the server
@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from functools import partial
 from typing import Any
 
 from twisted.internet.defer import Deferred, ensureDeferred, fail
@@ -51,13 +52,13 @@ from pypid.core.readme import Renderer, render_description
 from pypid.core.s3_limits import CHECK_RATE
 from pypid.storage.disk import remove_file
 from pypid.storage.interface import (
-    Changed,
     IAdoptingStorage,
     IEvictingStorage,
     ISharedStorage,
     IStorage,
     IUsageStorage,
     MemoryFile,
+    Polled,
     Redirect,
     RemoteBytes,
     RemoteFile,
@@ -86,7 +87,7 @@ from pypid.storage.s3.object_writes import CopySources, ObjectWriter
 from pypid.storage.s3.pending_writes import PendingWrites
 from pypid.storage.s3.presign import PresignedURLs
 from pypid.storage.s3.shared_view import SharedView
-from pypid.storage.s3.status_objects import StatusObjects
+from pypid.storage.s3.status_objects import StatusObjects, read_status
 from pypid.storage.s3.usage_objects import UsageObjects
 
 #: A listed object modified this close to the snapshot's time is read again
@@ -163,11 +164,12 @@ class S3Storage:
         self._imports = Importer(client, layout, run, temp_dir, self._writer.keep_beside,
                                  max_import_size, render)
         states = FileStates(client, layout, self._imports, clock)
-        self._feed = ChangeFeed(client, layout, clock, states.read, self._pending.run)
+        self._feed = ChangeFeed(client, layout, clock, states.read,
+                                partial(read_status, client, layout), self._pending.run)
         self._check = BucketCheck(client, layout, self._feed.instance)
         journals = JournalObjects(client, layout, self._feed)
         self._journals = journals
-        self._statuses = StatusObjects(client, layout)
+        self._statuses = StatusObjects(client, layout, self._feed)
         self._usage = UsageObjects(client, layout)
         self._files = FileWrites(client, layout, self._writer, self._imports, self._feed,
                                  states, run, clock)
@@ -179,7 +181,7 @@ class S3Storage:
                                         clock_margin)
         self._view = SharedView(
             client, clock, self._feed, BucketListing(client, layout, self._imports, clock_margin),
-            self._imports, states, self._snapshot, self.identity(),
+            self._imports, states, self._statuses, self._snapshot, self.identity(),
             sync_interval + LOOKBACK if replay_window is None else replay_window, check_rate)
 
     # -- life ------------------------------------------------------------------------
@@ -306,8 +308,10 @@ class S3Storage:
 
     def keep_status(self, project: str, data: bytes | None) -> Deferred[None]:
         """
-        Keep or remove a project's status object (see L{IStorage.keep_status}).
-        Another server learns it at its next start (no change marker).
+        Keep or remove a project's status object (see L{IStorage.keep_status}),
+        then leave its change marker and wait for it: the other servers
+        take the status in at their next L{poll}, before any file kept
+        after it.
         """
         return ensureDeferred(self._statuses.keep(project, data))
 
@@ -431,7 +435,8 @@ class S3Storage:
         objects unchanged since the view was last known to be complete.
         Where the listing disagrees with C{known} about a file (missing, or
         another yank state), the file's state is read again, so a listing
-        that a concurrent change overtook never wins over it.
+        that a concurrent change overtook never wins over it. Every status
+        object is read after the files (L{ScanResult.statuses}).
         """
         return ensureDeferred(self._view.reconcile(dict(known)))
 
@@ -439,13 +444,14 @@ class S3Storage:
         """A L{Deferred} that fires once the background writes under way are done."""
         return self._pending.settle()
 
-    def poll(self) -> Deferred[list[Changed]]:
+    def poll(self) -> Deferred[Polled]:
         """
         Look for changes made by other instances since the last poll.
 
-        @return: a L{Deferred} firing with a list of L{Changed}. When the
-            instance was out of touch for so long that markers may have been
-            removed, L{reconcile_due} says so.
+        @return: a L{Deferred} firing with a L{Polled}: the files' states,
+            then the projects' statuses that changed. When the instance was
+            out of touch for so long that markers may have been removed,
+            L{reconcile_due} says so.
         """
         return ensureDeferred(self._view.poll())
 
