@@ -59,6 +59,7 @@ from packaging.version import Version
 from treq.testing import RequestTraversalAgent
 from twisted.internet.defer import ensureDeferred
 from twisted.internet.task import Clock
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.auth.factory import make_access_materials
@@ -303,6 +304,12 @@ class Reference:
     statuses: dict = attrs.field(factory=dict)
     #: C{(project, version)} of the releases an advisory names
     advised: set = attrs.field(factory=set)
+    #: project: what the upstream says of it now, when not C{listed}:
+    #: C{quarantined} (a page with the status, no file) or C{removed} (404)
+    upstream_state: dict = attrs.field(factory=dict)
+    #: the projects the upstream quarantined and has not listed again since
+    #: (issue 45: a removal after the quarantine does not lift it)
+    quarantined_upstream: set = attrs.field(factory=set)
     #: C{(index, filename)}: downloads counted
     counts: dict = attrs.field(factory=dict)
     #: C{(index, filename, day)}: downloads by the one client address (all
@@ -343,7 +350,7 @@ class Reference:
         names, keys, taken = set(), set(), []
         for source in order:
             if source == "upstream":
-                if hosted:
+                if hosted or not self.upstream_lists(project):
                     continue
                 candidates = [(f, f.published) for f in self.offered.values()
                               if f.project == project]
@@ -375,6 +382,11 @@ class Reference:
             listed[f.filename] = Listed(f.sha256, source, f.version, denied)
         return listed
 
+    def upstream_lists(self, project):
+        """Whether the upstream's files of C{project} are offered: it lists them, unquarantined."""
+        return (self.upstream_state.get(project, "listed") == "listed"
+                and project not in self.quarantined_upstream)
+
     def ever_before(self, index, project, as_of):
         """
         C{{(filename, sha256)}} of every file that was in one of C{index}'s
@@ -403,8 +415,15 @@ class Reference:
 class IndexMachine(RuleBasedStateMachine):
     """The server, and the reference it must agree with after every step."""
 
-    @initialize()
-    def start(self):
+    @initialize(uploads=st.lists(st.tuples(st.sampled_from(HOSTED), st.sampled_from(PROJECTS),
+                                           st.sampled_from(VERSIONS)),
+                                 min_size=1, max_size=4))
+    def start(self, uploads):
+        """
+        The server of L{CONFIG}, and a few files an admin uploads first: the
+        steps that act on what an index holds (statuses, promotions,
+        exports, bundles) then find something to act on far more often.
+        """
         self.clock = Clock()
         self.clock.advance(START)
         self.folder = tempfile.mkdtemp(prefix="pypid-model-")
@@ -449,6 +468,8 @@ class IndexMachine(RuleBasedStateMachine):
         self.reference = Reference()
         for project in PROJECTS:
             self.publish_page(project)
+        for index, project, version in uploads:
+            self.upload(index, project, version, "root")
 
     def teardown(self):
         for stack in getattr(self, "registry", None) and self.registry.stacks.values() or ():
@@ -478,15 +499,34 @@ class IndexMachine(RuleBasedStateMachine):
         return "/" if index == DEFAULT else f"/{index}/"
 
     def publish_page(self, project):
-        """The upstream's page of C{project}, as the reference offers it."""
-        files = [f for f in self.reference.offered.values() if f.project == project]
-        body = json.dumps({
-            "meta": {"api-version": "1.1"}, "name": project,
+        """
+        The upstream's page of C{project}, as the reference offers it: its
+        files; or a quarantine (PEP 792: the status, no file); or none (404).
+        """
+        state = self.reference.upstream_state.get(project, "listed")
+        if state == "removed":
+            self.origins.route(UPSTREAM + project + "/", b"no such project", status=404)
+            return
+        files = [f for f in self.reference.offered.values()
+                 if f.project == project and state == "listed"]
+        page = {
+            "meta": {"api-version": "1.4"}, "name": project,
             "files": [{"filename": f.filename, "url": f"http://{ORIGIN}/f/{f.filename}",
                        "hashes": {"sha256": f.sha256},
                        "upload-time": datetime.fromtimestamp(f.published, UTC)
-                       .strftime("%Y-%m-%dT%H:%M:%SZ")} for f in files]}).encode()
-        self.origins.route(UPSTREAM + project + "/", body)
+                       .strftime("%Y-%m-%dT%H:%M:%SZ")} for f in files]}
+        if state == "quarantined":
+            page["project-status"] = {"status": "quarantined", "reason": "malware"}
+        self.origins.route(UPSTREAM + project + "/", json.dumps(page).encode())
+
+    def refresh_upstream(self, project):
+        """The proxy fetches C{project}'s upstream page again (as its expiry would)."""
+        d = ensureDeferred(self.proxy.upkeep.refresh(project))
+        for _ in range(30):
+            self.agent.flush()
+        assert d.called, "the upstream page was not fetched again"
+        if isinstance(d.result, Failure):
+            d.result.trap(Exception)  # (a 404 of a removed project is an answer too)
 
     def listing(self, index, project, identity="anonymous"):
         return self.reference.listing(index, project, self.clock.seconds(),
@@ -575,9 +615,15 @@ class IndexMachine(RuleBasedStateMachine):
         assert response.code == 200, (index, filename, response.code, text)
         self.reference.held[index][filename].yanked = True
 
-    @rule(index=st.sampled_from(HOSTED), project=st.sampled_from(PROJECTS),
-          status=st.sampled_from(STATUSES))
-    def set_status(self, index, project, status):
+    @rule(index=st.sampled_from(HOSTED), status=st.sampled_from(STATUSES), data=st.data())
+    def set_status(self, index, status, data):
+        """An admin sets a project's status, most often of a project C{index} holds."""
+        hosted = sorted({f.project for f in self.reference.held[index].values()})
+        pool = hosted if hosted and data.draw(st.booleans()) else PROJECTS
+        project = data.draw(st.sampled_from(pool))
+        self.status_is(index, project, status)
+
+    def status_is(self, index, project, status):
         response, text = self.request(
             "POST", f"{self.prefix(index)}api/projects/{project}/status",
             {"Content-Type": "application/json"}, json.dumps({"status": status}).encode(), ROOT)
@@ -614,16 +660,22 @@ class IndexMachine(RuleBasedStateMachine):
         return not denied or override
 
     @rule(source=st.sampled_from(HOSTED), into=st.sampled_from(HOSTED),
-          project=st.sampled_from(PROJECTS), version=st.sampled_from(VERSIONS),
-          identity=st.sampled_from(IDENTITIES), override=st.booleans())
-    def promote(self, source, into, project, version, identity, override):
+          identity=st.sampled_from(IDENTITIES), override=st.booleans(), data=st.data())
+    def promote(self, source, into, identity, override, data):
         """
-        C{identity} promotes a release (an admin may override a denial):
-        a quarantined, archived or denied release never walks out (issue
-        45); what the reference allows is promoted.
+        C{identity} promotes a release (an admin may override a denial),
+        most often one C{source} holds: a quarantined, archived or denied
+        release never walks out (issue 45); what the reference allows is
+        promoted.
         """
         if source == into:
             return
+        held = sorted((f.project, f.version) for f in self.reference.held[source].values())
+        if held and data.draw(st.booleans()):
+            project, version = data.draw(st.sampled_from(held))
+        else:
+            project = data.draw(st.sampled_from(PROJECTS))
+            version = data.draw(st.sampled_from(VERSIONS))
         filename, _ = wheel(project, version)
         held = self.reference.held[source].get(filename)
         asked = {"from": source, "to": into, "project": project, "version": version}
@@ -660,10 +712,24 @@ class IndexMachine(RuleBasedStateMachine):
         self.reference.offered[filename] = Offered(
             project, version, filename, hashlib.sha256(data).hexdigest(), self.clock.seconds())
         self.publish_page(project)
-        d = ensureDeferred(self.proxy.upkeep.refresh(project))
-        for _ in range(30):
-            self.agent.flush()
-        assert d.called, "the upstream page was not fetched again"
+        self.refresh_upstream(project)
+
+    @rule(project=st.sampled_from(PROJECTS),
+          state=st.sampled_from(("quarantined", "removed", "listed")))
+    def upstream_says(self, project, state):
+        """
+        The upstream quarantines C{project}, removes it, or lists its files
+        again (the public index's "quarantine, then remove"): a quarantine
+        is remembered through a removal, until the files are listed again
+        (issue 45), and a file no page lists is never served.
+        """
+        self.reference.upstream_state[project] = state
+        if state == "quarantined":
+            self.reference.quarantined_upstream.add(project)
+        elif state == "listed":
+            self.reference.quarantined_upstream.discard(project)
+        self.publish_page(project)
+        self.refresh_upstream(project)
 
     @rule(project=st.sampled_from(PROJECTS), version=st.sampled_from(PUBLIC_VERSIONS))
     def advise(self, project, version):
