@@ -714,8 +714,15 @@ class IndexMachine(RuleBasedStateMachine):
         self.origins.route(f"http://{ORIGIN}/f/{filename}", data)
         self.reference.offered[filename] = Offered(
             project, version, filename, hashlib.sha256(data).hexdigest(), self.clock.seconds())
+        self.lifted_if_listed(project)
         self.publish_page(project)
         self.refresh_upstream(project)
+
+    def lifted_if_listed(self, project):
+        """A page that lists files of the project without a quarantine lifts the one remembered."""
+        if self.reference.upstream_state.get(project, "listed") == "listed" and any(
+                f.project == project for f in self.reference.offered.values()):
+            self.reference.quarantined_upstream.discard(project)
 
     @rule(project=st.sampled_from(PROJECTS),
           state=st.sampled_from(("quarantined", "removed", "listed")))
@@ -729,8 +736,7 @@ class IndexMachine(RuleBasedStateMachine):
         self.reference.upstream_state[project] = state
         if state == "quarantined":
             self.reference.quarantined_upstream.add(project)
-        elif state == "listed":
-            self.reference.quarantined_upstream.discard(project)
+        self.lifted_if_listed(project)
         self.publish_page(project)
         self.refresh_upstream(project)
 
