@@ -8,6 +8,7 @@ storages into a folder.
 import hashlib
 import os
 
+from twisted.internet.defer import ensureDeferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -25,6 +26,8 @@ ALPHA_SDIST = make_sdist("Alpha", "1.0")
 ALPHA_OLD = make_wheel("Alpha", "0.9")
 BETA_WHEEL = make_wheel("beta", "2.0", requires_dist=["alpha>=1.0"])
 FILES = (ALPHA_WHEEL, ALPHA_SDIST, ALPHA_OLD, BETA_WHEEL)
+#: Where the daemon that exports are compared with is asked.
+ORIGIN = "http://pypi.test"
 
 
 def make_record(filename, project="alpha", version="1.0", **fields):
@@ -66,6 +69,37 @@ class ExportCase(SynchronousTestCase):
 
     def records(self, storage):
         return self.successResultOf(storage.scan()).records
+
+    def daemon(self, storage, policy=None):
+        """
+        The daemon's web side over C{storage} (served without a base URL),
+        its statuses read as a start reads them, acting on the advisories'
+        C{policy} when given: what an export must match.
+        """
+        from pypid.auth.policy import AccessModel
+        from pypid.auth.verifier import PasswordVerifier
+        from pypid.core.index import Index
+        from pypid.core.render import file_url_for
+        from pypid.state.loader import load_statuses
+        from pypid.web.access import Access
+        from pypid.web.app import build_web
+        from tests.fakes import one_index, run_in_pool_now, site_treq
+
+        more = {} if policy is None else {"advisories": policy}
+        index = Index(file_url_for(None), **more)
+        index.load(sorted(self.records(storage).values(),
+                          key=lambda r: (r.upload_time, r.filename)))
+        self.successResultOf(ensureDeferred(load_statuses(index, storage)))
+        verifier = PasswordVerifier({}, self.clock, None, run_in_pool=run_in_pool_now)
+        web = build_web(one_index(index, storage, self.clock),
+                        Access(AccessModel(read="everyone"), verifier), run_now, self.clock,
+                        max_upload_size=1 << 20)
+        return site_treq(web.site)
+
+    def served(self, client, path, accept="text/html"):
+        """C{(code, body)} of the daemon's answer to an anonymous C{GET path}."""
+        response = self.successResultOf(client.get(ORIGIN + path, headers={"Accept": accept}))
+        return response.code, self.successResultOf(response.content())
 
     def exporter(self, storage, settings=None, people=None, full=False, links="auto",
                  snapshot=None, advisories=None):

@@ -17,13 +17,11 @@ from functools import partial
 
 import attrs
 from twisted.internet import reactor
-from twisted.internet.defer import ensureDeferred, maybeDeferred
+from twisted.internet.defer import maybeDeferred
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from pypid.auth.policy import AccessModel
-from pypid.auth.verifier import PasswordVerifier
 from pypid.cli import export as cli
 from pypid.core.advisories import (
     Advisory,
@@ -36,10 +34,8 @@ from pypid.core.advisories import (
 )
 from pypid.core.details import Details
 from pypid.core.distribution import inspect
-from pypid.core.index import Index
 from pypid.core.project_status import ProjectStatus
 from pypid.core.provenance import Publisher, provenance_document
-from pypid.core.render import file_url_for
 from pypid.export import plan as plans
 from pypid.export.plan import ExportError, ExportManifest, ExportSettings, People
 from pypid.export.target import FileMismatch, LocalTarget, S3Target
@@ -51,11 +47,9 @@ from pypid.storage.s3.credentials import CredentialSource
 from pypid.storage.s3.layout import Layout
 from pypid.storage.s3.sign import Bucket, Credentials
 from pypid.storage.s3.storage import S3Storage
-from pypid.web.access import Access
-from pypid.web.app import build_web
 from tests import s3server
 from tests.distributions import make_wheel
-from tests.fakes import one_index, read_file, run_in_pool_now, run_now, site_treq, write_file
+from tests.fakes import read_file, run_now, write_file
 from tests.harness_export import (
     ALPHA_OLD,
     ALPHA_SDIST,
@@ -510,17 +504,6 @@ class DeletedAfterScan:
 class ExporterTests(ExportCase):
     """What a full export writes, and how the next ones follow the storage."""
 
-    def daemon(self, storage):
-        """The daemon's web side over C{storage}, as it serves without a base URL."""
-        index = Index(file_url_for(None))
-        index.load(sorted(self.records(storage).values(),
-                          key=lambda r: (r.upload_time, r.filename)))
-        verifier = PasswordVerifier({}, self.clock, None, run_in_pool=run_in_pool_now)
-        web = build_web(one_index(index, storage, self.clock),
-                        Access(AccessModel(read="everyone"), verifier), run_now, self.clock,
-                        max_upload_size=1 << 20)
-        return site_treq(web.site)
-
     def get(self, client, path, accept="text/html"):
         response = self.successResultOf(client.get(ORIGIN + path, headers={"Accept": accept}))
         self.assertEqual(response.code, 200, path)
@@ -763,24 +746,6 @@ class StatusExportTests(ExportCase):
     their markers.
     """
 
-    def daemon(self, storage):
-        """The daemon's web side over C{storage}, its statuses read as a start reads them."""
-        from pypid.state.loader import load_statuses
-        index = Index(file_url_for(None))
-        index.load(sorted(self.records(storage).values(),
-                          key=lambda r: (r.upload_time, r.filename)))
-        self.successResultOf(ensureDeferred(load_statuses(index, storage)))
-        verifier = PasswordVerifier({}, self.clock, None, run_in_pool=run_in_pool_now)
-        web = build_web(one_index(index, storage, self.clock),
-                        Access(AccessModel(read="everyone"), verifier), run_now, self.clock,
-                        max_upload_size=1 << 20)
-        return site_treq(web.site)
-
-    def served(self, client, path, accept="text/html"):
-        """C{(code, body)} of the daemon's answer to an anonymous C{GET path}."""
-        response = self.successResultOf(client.get(ORIGIN + path, headers={"Accept": accept}))
-        return response.code, self.successResultOf(response.content())
-
     def set_status(self, storage, project, status, reason=None):
         self.successResultOf(storage.keep_status(
             project, ProjectStatus(status, reason).to_bytes() if status else None))
@@ -918,21 +883,6 @@ class AdvisoryExportTests(ExportCase):
         board = AdvisoryBoard()
         board.replace(AdvisoryDB.of(advisories))
         return AdvisoryPolicy(AdvisoryRules.parse(mode), board)
-
-    def daemon(self, storage, policy):
-        """The daemon's web side over C{storage}, acting on C{policy}."""
-        index = Index(file_url_for(None), advisories=policy)
-        index.load(sorted(self.records(storage).values(),
-                          key=lambda r: (r.upload_time, r.filename)))
-        verifier = PasswordVerifier({}, self.clock, None, run_in_pool=run_in_pool_now)
-        web = build_web(one_index(index, storage, self.clock),
-                        Access(AccessModel(read="everyone"), verifier), run_now, self.clock,
-                        max_upload_size=1 << 20)
-        return site_treq(web.site)
-
-    def served(self, client, path, accept="text/html"):
-        response = self.successResultOf(client.get(ORIGIN + path, headers={"Accept": accept}))
-        return response.code, self.successResultOf(response.content())
 
     def test_denied_release(self):
         """

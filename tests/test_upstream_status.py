@@ -556,16 +556,20 @@ class ComposedStatusTests(SynchronousTestCase):
         self.assertIsNone(composition.status)
         self.assertEqual([f.filename for f, _ in composition.files], [WHEEL])
 
+    def with_second_upstream(self):
+        """The chain with a second upstream after the first, whose page lists widget's file."""
+        other = make_source(self.agent, self.clock, INDEX_B, None, "b")
+        self.origins.route(INDEX_B + "widget/", status_page(
+            None, ((WHEEL, f"http://{ORIGIN_B}/f/{WHEEL}", BYTES_B),)))
+        self.successResultOf(drain(self.agent, other.pages.refresh("widget")))
+        return (*self.order, ChainSource("upstream:b", upstream=SourceSide.of(other, self.url)))
+
     def test_quarantine_covers_later_upstreams(self):
         """
         The first upstream that knows the project quarantines it: a later
         upstream's files are not listed either (the page says quarantined).
         """
-        other = make_source(self.agent, self.clock, INDEX_B, None, "b")
-        order = (*self.order, ChainSource("upstream:b", upstream=SourceSide.of(other, self.url)))
-        self.origins.route(INDEX_B + "widget/", status_page(
-            None, ((WHEEL, f"http://{ORIGIN_B}/f/{WHEEL}", BYTES_B),)))
-        self.successResultOf(drain(self.agent, other.pages.refresh("widget")))
+        order = self.with_second_upstream()
         self.cache({"status": "quarantined"})
         composition = compose(order, "widget", Filters(), self.clock.seconds(), self.url)
         self.assertEqual(composition.status, ProjectStatus("quarantined"))
@@ -576,11 +580,7 @@ class ComposedStatusTests(SynchronousTestCase):
         A project the first upstream quarantined, then removed, stays
         quarantined: a later upstream's files of it are not listed.
         """
-        other = make_source(self.agent, self.clock, INDEX_B, None, "b")
-        order = (*self.order, ChainSource("upstream:b", upstream=SourceSide.of(other, self.url)))
-        self.origins.route(INDEX_B + "widget/", status_page(
-            None, ((WHEEL, f"http://{ORIGIN_B}/f/{WHEEL}", BYTES_B),)))
-        self.successResultOf(drain(self.agent, other.pages.refresh("widget")))
+        order = self.with_second_upstream()
         self.cache({"status": "quarantined"})
         del self.origins.routes[(ORIGIN_A, "/simple/widget/")]
         self.successResultOf(drain(self.agent, self.source.pages.refresh("widget")))
