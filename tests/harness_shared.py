@@ -20,6 +20,7 @@ is made at that moment when this process has not made it yet.
 
 import atexit
 import os
+import threading
 
 from twisted.python import log
 from twisted.trial.unittest import SkipTest
@@ -38,15 +39,19 @@ class ClassShared:
         self._values = {}
         self._closers = []
         self._errors = {}
+        # (threads of one test may ask at once, and a make may ask for
+        # another value: reentrant)
+        self._lock = threading.RLock()
 
     def enter(self, cls):
         """
         A test of C{cls} begins: what another class shares is closed now,
         as no test of that class comes to this process after one of C{cls}.
         """
-        if cls is not self._owner:
-            self.close()
-            self._owner = cls
+        with self._lock:
+            if cls is not self._owner:
+                self.close()
+                self._owner = cls
 
     def get(self, testcase, name, make, close=None):
         """
@@ -58,27 +63,29 @@ class ClassShared:
         @raise testcase.failureException: C{make} failed for an earlier test
             of the class here; the first test got its exception.
         """
-        self.enter(type(testcase))
-        if name in self._errors:
-            testcase.fail(f"the shared {name} of this class could not be made: "
-                          f"{self._errors[name]}")
-        if name not in self._values:
-            try:
-                value = make()
-            except SkipTest:
-                raise
-            except BaseException as e:
-                self._errors[name] = str(e).splitlines()[0] if str(e) else repr(e)
-                raise
-            self._values[name] = value
-            if close is not None:
-                self._closers.append((name, close, value))
-        return self._values[name]
+        with self._lock:
+            self.enter(type(testcase))
+            if name in self._errors:
+                testcase.fail(f"the shared {name} of this class could not be made: "
+                              f"{self._errors[name]}")
+            if name not in self._values:
+                try:
+                    value = make()
+                except SkipTest:
+                    raise
+                except BaseException as e:
+                    self._errors[name] = str(e).splitlines()[0] if str(e) else repr(e)
+                    raise
+                self._values[name] = value
+                if close is not None:
+                    self._closers.append((name, close, value))
+            return self._values[name]
 
     def close(self):
         """Close everything shared, the last made first; a failure is logged, not raised."""
-        owner, closers = self._owner, self._closers
-        self._owner, self._values, self._closers, self._errors = None, {}, [], {}
+        with self._lock:
+            owner, closers = self._owner, self._closers
+            self._owner, self._values, self._closers, self._errors = None, {}, [], {}
         for name, close, value in reversed(closers):
             try:
                 close(value)

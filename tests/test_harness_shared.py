@@ -6,6 +6,9 @@ closed when a test of another class begins, or at exit.
 """
 
 import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
@@ -52,6 +55,25 @@ class ClassSharedTests(SynchronousTestCase):
         self.assertEqual(self.shared.get(one, "daemon", self.make("daemon"), self.closed.append),
                          first)
         self.assertEqual((self.made, self.closed), (["daemon#0"], []))
+
+    def test_threads_of_a_test(self):
+        """
+        Threads of one test asking at once (concurrent uploads to the
+        class's daemon, say) get the one value; C{make} runs once.
+        """
+        one, _, _ = _classes()
+        started = threading.Event()
+
+        def slow():
+            self.made.append("daemon")
+            started.wait(5)
+            return "daemon"
+        with ThreadPoolExecutor(4) as pool:
+            asks = [pool.submit(self.shared.get, one, "daemon", slow) for _ in range(4)]
+            time.sleep(0.1)
+            started.set()
+            got = [ask.result() for ask in asks]
+        self.assertEqual((got, self.made), (["daemon"] * 4, ["daemon"]))
 
     def test_closed_when_another_class_enters(self):
         """
