@@ -110,8 +110,22 @@ def _forget_watched():
 # -- processes -----------------------------------------------------------------------
 
 
+#: The thread trial runs the tests in (a child forked from it has its ident).
+_MAIN_THREAD = threading.main_thread().ident
+
+
 def _die_with_parent():
-    """In the child, before exec: get SIGTERM when the test process dies."""
+    """
+    In the child, before exec: get SIGTERM when the test process dies.
+
+    Linux sends it when the thread that forked the child ends, not the
+    process: a child started from another thread (a pool of a test that
+    asks for the class's daemon from several threads at once) would be
+    stopped with that thread, so it gets no such signal; it is killed at
+    exit like the others (L{_live}).
+    """
+    if threading.get_ident() != _MAIN_THREAD:
+        return
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
