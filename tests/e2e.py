@@ -850,7 +850,7 @@ class DaemonTestCase(SynchronousTestCase):
     @property
     def daemon(self):
         """The shared daemon of this class, started (and prepared) on first use."""
-        daemon, _ = self.shared("daemon", self._start_shared_daemon, lambda made: made[0].stop())
+        daemon, _ = self._shared_daemon()
         watch(daemon)
         if not daemon.running():
             raise E2EFailure("the shared daemon is not running")
@@ -859,8 +859,10 @@ class DaemonTestCase(SynchronousTestCase):
     @property
     def prepared(self):
         """What L{prepare} returned for the class's shared daemon (started if need be)."""
-        _ = self.daemon
-        return self.shared("daemon", None)[1]
+        return self._shared_daemon()[1]
+
+    def _shared_daemon(self):
+        return self.shared("daemon", self._start_shared_daemon, lambda made: made[0].stop())
 
     def shared(self, name, make, close=None):
         """What the tests of this class share under C{name} (see L{tests.harness_shared})."""
