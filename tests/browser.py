@@ -13,7 +13,8 @@ uncaught exception, failed request and CSP violation, so that
 L{assert_clean} can fail naming all of them at once. L{tab_order} and
 L{focusable_links} walk the keyboard path; L{screenshot} keeps PNGs in
 L{artifacts_dir} for a person to look at after the run.
-L{BrowserTestCase} shares one browser among the tests of a class: starting
+L{BrowserTestCase} shares one browser among the tests of a process (all
+its classes): starting
 playwright's driver and Chromium takes about 0.5 s here, a new page in a
 context of its own about 0.2 s (most of it Chromium starting the page's
 renderer), so a test that loads and checks one page costs 0.2 to 0.4 s.
@@ -29,8 +30,10 @@ refuses to start in a thread whose asyncio loop is running; trial's default
 reactor (epoll) is not asyncio and a L{SynchronousTestCase} never runs the
 reactor, so the two get along. While a L{Browser} is open, the thread's
 C{asyncio.get_running_loop()} returns playwright's loop: use the harness
-from L{SynchronousTestCase} tests only, and close the browser when the
-class is done (L{BrowserTestCase} does).
+from L{SynchronousTestCase} tests only. The shared browser stays open until
+the process exits (or a test launches its own), so a later test of the
+process that runs an asyncio loop in trial's thread must first close it
+with L{close_browser} (L{Browser.launch} does).
 """
 
 import asyncio
@@ -447,17 +450,51 @@ class WatchedPage:
 # -- the browser ------------------------------------------------------------------------------
 
 
-#: Browsers still open, closed at exit whatever happens.
+#: The browser of this process while it is open (playwright's blocking API
+#: runs one per thread), closed at exit whatever happens.
 _open = set()
+#: Why a launch with the names of C{hosts} failed in this process, by
+#: L{_hosts_key}: the next tests that need it fail at once.
+_launch_failed = {}
 
 
 @atexit.register
-def _close_all():
+def close_browser():
+    """Close the browser of this process, if one is open."""
     for browser in list(_open):
         try:
             browser.close()
         except Exception:
             pass
+
+
+def _hosts_key(hosts):
+    return tuple(sorted((hosts or {}).items()))
+
+
+def shared_browser(hosts=None):
+    """
+    The browser this process keeps for the tests, launched on first use:
+    the one open if it resolves the same C{hosts}, else a new one (which
+    closes the other first, see L{Browser.launch}). It stays open for the
+    tests of the next classes, and is closed at exit.
+
+    @raise SkipTest: when Chromium cannot be installed here.
+    @raise RuntimeError: an earlier launch with the same C{hosts} failed.
+    """
+    key = _hosts_key(hosts)
+    for browser in _open:
+        if browser.hosts == key:
+            return browser
+    if key in _launch_failed:
+        raise RuntimeError(f"the browser could not be launched: {_launch_failed[key]}")
+    try:
+        return Browser.launch(hosts=hosts)
+    except SkipTest:
+        raise  # not kept: require() remembers it, and every test skips
+    except Exception as e:
+        _launch_failed[key] = str(e).splitlines()[0] if str(e) else repr(e)
+        raise
 
 
 @attrs.define(eq=False)
@@ -467,12 +504,17 @@ class Browser:
     a fresh temporary profile and home folder (so a run neither reads nor
     writes the developer's certificates, caches or settings).
 
+    Playwright's blocking API runs one per thread, so there is one per
+    process: L{launch} closes the one open before it starts another.
+
     @ivar executable: the binary it runs.
     @ivar launch_seconds: how long the driver and Chromium took to start.
+    @ivar hosts: the names it resolves, as C{((name, address), ...)}.
     """
 
     executable: str
     launch_seconds: float
+    hosts: tuple
     _playwright: object
     _browser: object
     _home: str
@@ -480,7 +522,8 @@ class Browser:
     @classmethod
     def launch(cls, executable=None, hosts=None):
         """
-        Start playwright's driver and Chromium.
+        Start playwright's driver and Chromium, once the browser this
+        process has open (a test's, or L{shared_browser}'s) is closed.
 
         @param hosts: names Chromium may resolve, to loopback addresses (see
             L{resolver_rules}); no other name resolves.
@@ -490,6 +533,7 @@ class Browser:
             playwright's blocking API cannot work.
         """
         executable = executable or chromium_path()
+        close_browser()
         try:
             asyncio.get_running_loop()
         except RuntimeError:
@@ -512,7 +556,7 @@ class Browser:
             shutil.rmtree(home, ignore_errors=True)
             raise
         self = cls(executable=executable, launch_seconds=time.monotonic() - started,
-                   playwright=playwright, browser=browser, home=home)
+                   hosts=_hosts_key(hosts), playwright=playwright, browser=browser, home=home)
         _open.add(self)
         return self
 
@@ -655,13 +699,14 @@ def screenshots(page, name, widths=(DESKTOP.width, PHONE.width)):
 
 class BrowserTestCase(SynchronousTestCase):
     """
-    A test case whose tests share one browser, launched on first use and
-    closed after the last test of the class (or at exit when only some of
-    them run); every page a test opens is closed after it.
+    A test case whose tests share the browser of the process
+    (L{shared_browser}), launched on first use; every page a test opens is
+    closed after it.
 
-    Trial does not call C{setUpClass}, hence the count, as in
-    L{tests.e2e.DaemonTestCase}. Combined with it, list this class first:
-    its C{setUp} calls the next one's.
+    The browser outlives the class: under C{trial -j} a class's tests are
+    spread over the worker processes, and no process knows which test of
+    the class is its last (see L{tests.harness_shared}). It is closed at
+    exit, or when a test launches one of its own.
     """
 
     #: The viewport of the pages L{open_page} opens.
@@ -669,38 +714,10 @@ class BrowserTestCase(SynchronousTestCase):
     #: Names the browser may resolve (see L{resolver_rules}).
     hosts = None
 
-    def setUp(self):
-        super().setUp()
-        cls = type(self)
-        state = cls.__dict__.get("_browser_shared")
-        if state is None:
-            names = [n for n in dir(cls) if n.startswith("test") and callable(getattr(cls, n))]
-            state = {"browser": None, "remaining": len(names), "error": None}
-            cls._browser_shared = state
-        self.addCleanup(self._release_browser, state)
-
     @property
     def browser(self):
-        """The shared browser of this class, launched on first use."""
-        state = type(self).__dict__["_browser_shared"]
-        if state["error"] is not None:
-            self.fail(f"the shared browser could not be launched: {state['error']}")
-        if state["browser"] is None:
-            try:
-                state["browser"] = Browser.launch(hosts=self.hosts)
-            except SkipTest:
-                raise  # not kept: require() remembers it, and every test skips
-            except Exception as e:
-                state["error"] = str(e).splitlines()[0] if str(e) else repr(e)
-                raise
-        return state["browser"]
-
-    @staticmethod
-    def _release_browser(state):
-        state["remaining"] -= 1
-        if state["remaining"] <= 0 and state["browser"] is not None:
-            state["browser"].close()
-            state["browser"] = None
+        """The browser of this process, for this class's C{hosts}."""
+        return shared_browser(self.hosts)
 
     def open_page(self, url=None, viewport=None, **context_options):
         """A new watched page (closed after the test), loaded from C{url} if given."""

@@ -36,6 +36,7 @@ from packaging.utils import parse_sdist_filename, parse_wheel_filename
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.auth.hashes import hash_password
+from tests.harness_shared import CLASS_SHARED, class_shared
 
 VENV_BIN = os.path.dirname(sys.executable)
 TWISTD = os.path.join(VENV_BIN, "twistd")
@@ -109,8 +110,22 @@ def _forget_watched():
 # -- processes -----------------------------------------------------------------------
 
 
+#: The thread trial runs the tests in (a child forked from it has its ident).
+_MAIN_THREAD = threading.main_thread().ident
+
+
 def _die_with_parent():
-    """In the child, before exec: get SIGTERM when the test process dies."""
+    """
+    In the child, before exec: get SIGTERM when the test process dies.
+
+    Linux sends it when the thread that forked the child ends, not the
+    process: a child started from another thread (a pool of a test that
+    asks for the class's daemon from several threads at once) would be
+    stopped with that thread, so it gets no such signal; it is killed at
+    exit like the others (L{_live}).
+    """
+    if threading.get_ident() != _MAIN_THREAD:
+        return
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -813,11 +828,13 @@ def installed(target):
 class DaemonTestCase(SynchronousTestCase):
     """
     A test case whose tests share one daemon, started on first use and
-    stopped after the last test of the class (or at exit when only some of
-    them run).
+    stopped when this process moves on to another class (or exits): see
+    L{tests.harness_shared}, for under C{trial -j} a class's tests are
+    spread over the worker processes, each with a daemon of its own.
 
     Subclasses set C{settings} (C{--set} overrides) and may override
-    L{prepare} to put what every test reads in place once.
+    L{prepare} to put what every test reads in place once per daemon; a
+    test never relies on what another test did to the daemon.
     """
 
     failureException = E2EFailure
@@ -827,47 +844,58 @@ class DaemonTestCase(SynchronousTestCase):
     def setUp(self):
         _forget_watched()
         self.addCleanup(_forget_watched)
+        CLASS_SHARED.enter(type(self))
         self.clients = Clients(os.path.abspath(self.mktemp()))
-        cls = type(self)
-        state = cls.__dict__.get("_shared")
-        if state is None:
-            names = [n for n in dir(cls) if n.startswith("test") and callable(getattr(cls, n))]
-            state = {"daemon": None, "remaining": len(names), "error": None}
-            cls._shared = state
-        self.addCleanup(self._release, state)
 
     @property
     def daemon(self):
         """The shared daemon of this class, started (and prepared) on first use."""
-        state = type(self).__dict__["_shared"]
-        if state["error"] is not None:
-            raise E2EFailure(f"the shared daemon could not be prepared: {state['error']}")
-        daemon = state["daemon"]
-        if daemon is None:
-            cls = type(self)
-            folder = os.path.abspath(os.path.join("e2e-shared", f"{cls.__module__}.{cls.__name__}"))
-            shutil.rmtree(folder, ignore_errors=True)
-            daemon = state["daemon"] = Daemon(folder, settings=self.settings, users=self.users)
-            watch(daemon)
-            try:
-                daemon.start()
-                self.prepare(daemon)
-            except BaseException as e:
-                state["error"] = str(e).splitlines()[0] if str(e) else repr(e)
-                raise
+        daemon, _ = self._shared_daemon()
         watch(daemon)
         if not daemon.running():
             raise E2EFailure("the shared daemon is not running")
         return daemon
 
-    def prepare(self, daemon):
-        """Put in place what every test of the class reads (once)."""
+    @property
+    def prepared(self):
+        """What L{prepare} returned for the class's shared daemon (started if need be)."""
+        return self._shared_daemon()[1]
 
-    @staticmethod
-    def _release(state):
-        state["remaining"] -= 1
-        if state["remaining"] <= 0 and state["daemon"] is not None:
-            state["daemon"].stop()
+    def _shared_daemon(self):
+        return self.shared("daemon", self._start_shared_daemon, lambda made: made[0].stop())
+
+    def shared(self, name, make, close=None):
+        """What the tests of this class share under C{name} (see L{tests.harness_shared})."""
+        return class_shared(self, name, make, close)
+
+    def shared_folder(self, suffix=""):
+        """An empty folder for what the class shares, named after it."""
+        cls = type(self)
+        folder = os.path.abspath(os.path.join("e2e-shared",
+                                              f"{cls.__module__}.{cls.__name__}{suffix}"))
+        shutil.rmtree(folder, ignore_errors=True)
+        return folder
+
+    def _start_shared_daemon(self):
+        daemon = self.make_shared_daemon(self.shared_folder())
+        watch(daemon)
+        try:
+            daemon.start()
+            prepared = self.prepare(daemon)
+        except BaseException:
+            daemon.kill()
+            raise
+        return daemon, prepared
+
+    def make_shared_daemon(self, folder):
+        """The class's shared daemon in C{folder}, not started."""
+        return Daemon(folder, settings=self.settings, users=self.users)
+
+    def prepare(self, daemon):
+        """
+        Put in place what every test of the class reads (once per daemon);
+        what it returns, the tests read as L{prepared}.
+        """
 
     def new_daemon(self, settings=None, users=None, config_text=None, start=True):
         """A daemon of this test alone, in its temporary folder, stopped at the end."""

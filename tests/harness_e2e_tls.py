@@ -17,7 +17,6 @@ from tests.e2e import (
     HTTP_TIMEOUT,
     Daemon,
     DaemonTestCase,
-    E2EFailure,
     Response,
     basic,
     clean_env,
@@ -137,29 +136,7 @@ class TLSDaemon(Daemon):
 class TLSDaemonTestCase(DaemonTestCase):
     """A L{DaemonTestCase} whose shared daemon serves HTTPS and a redirect listener."""
 
-    @property
-    def daemon(self):
-        """The shared HTTPS daemon of this class, started on first use."""
-        state = type(self).__dict__["_shared"]
-        if state["error"] is not None:
-            raise E2EFailure(f"the shared daemon could not be started: {state['error']}")
-        if state["daemon"] is None:
-            cls = type(self)
-            folder = os.path.abspath(os.path.join("e2e-shared", f"{cls.__module__}.{cls.__name__}"))
-            shutil.rmtree(folder, ignore_errors=True)
-            daemon = state["daemon"] = self.shared_tls_daemon(folder)
-            try:
-                daemon.start()
-            except BaseException as e:
-                state["error"] = str(e).splitlines()[0] if str(e) else repr(e)
-                raise
-        daemon = state["daemon"]
-        watch(daemon)
-        if not daemon.running():
-            raise E2EFailure("the shared daemon is not running")
-        return daemon
-
-    def shared_tls_daemon(self, folder):
+    def make_shared_daemon(self, folder):
         """The class's shared daemon, not started: RSA, with a redirect listener."""
         files = shared_ca().issue("shared", kind="rsa", folder=os.path.join(folder, "tls"))
         return TLSDaemon(folder, files, redirect_port=free_port())

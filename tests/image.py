@@ -27,6 +27,7 @@ user's or the machine's):
     no systemd to manage cgroups or to take the events.
 """
 
+import fcntl
 import hashlib
 import os
 import shutil
@@ -35,6 +36,9 @@ import sys
 import tempfile
 import time
 
+from twisted.python import log
+
+from tests.harness_shared import run_folder
 from tests.system import require
 
 #: The packages of the base image: a Python with its venv module, and the
@@ -145,18 +149,26 @@ class BaseImage:
         self.seconds = time.monotonic() - started
 
 
+def copy_sources(folder):
+    """
+    Copy the checkout's files a build reads (C{setup.py}, C{README.rst},
+    C{pypid.tac}, C{src/}) into C{folder}, made anew; its path.
+    """
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(folder)
+    for name in ("setup.py", "README.rst", "pypid.tac"):
+        shutil.copy2(os.path.join(CHECKOUT, name), folder)
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "dropin.cache")
+    shutil.copytree(os.path.join(CHECKOUT, "src"), os.path.join(folder, "src"), ignore=ignore)
+    return folder
+
+
 def build_context(folder, wheels):
     """
     A build context of the checkout's files the Containerfile copies, and
     C{wheels} (a folder of wheels) as C{wheels/}; its path.
     """
-    context = os.path.join(folder, "context")
-    shutil.rmtree(context, ignore_errors=True)
-    os.makedirs(context)
-    for name in ("setup.py", "README.rst", "pypid.tac"):
-        shutil.copy2(os.path.join(CHECKOUT, name), context)
-    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "dropin.cache")
-    shutil.copytree(os.path.join(CHECKOUT, "src"), os.path.join(context, "src"), ignore=ignore)
+    context = copy_sources(os.path.join(folder, "context"))
     shutil.copytree(os.path.join(CHECKOUT, "etc", "container"),
                     os.path.join(context, "etc", "container"))
     shutil.copytree(wheels, os.path.join(context, "wheels"))
@@ -165,17 +177,21 @@ def build_context(folder, wheels):
 
 def host_wheels(folder):
     """
-    Wheels of pypid (from the checkout) and of all its dependencies, built
-    on the host with this interpreter's pip; the folder.
+    Wheels of pypid (from a copy of the checkout: pip builds a project in
+    its own folder, and the checkout is not the tests' to write in) and of
+    all its dependencies, built on the host with this interpreter's pip;
+    the folder.
     """
     wheels = os.path.join(folder, "wheels")
     shutil.rmtree(wheels, ignore_errors=True)
+    source = copy_sources(os.path.join(folder, "source"))
     with tempfile.TemporaryDirectory() as build:
         done = subprocess.run(
             [sys.executable, "-m", "pip", "wheel",
-             "--quiet", "--wheel-dir", wheels, CHECKOUT],
+             "--quiet", "--wheel-dir", wheels, source],
             capture_output=True, text=True, timeout=BUILD_TIMEOUT, check=False,
             env=dict(os.environ, TMPDIR=build))
+    shutil.rmtree(source, ignore_errors=True)
     if done.returncode != 0:
         raise AssertionError(f"pip wheel failed:\n{done.stderr[-3000:]}")
     return wheels
@@ -191,9 +207,10 @@ class Image:
     @ivar size: its size in bytes, as Podman counts it.
     """
 
-    def __init__(self, podman, base, folder):
+    def __init__(self, podman, base, folder, tag=None):
+        """@param tag: its name; default: one of this process's."""
         self.podman = podman
-        self.tag = f"localhost/pypid-test:{os.getpid()}"
+        self.tag = tag or f"localhost/pypid-test:{os.getpid()}"
         context = build_context(folder, host_wheels(folder))
         dangling = set(podman("images", "--quiet", "--filter", "dangling=true").stdout.split())
         started = time.monotonic()
@@ -213,3 +230,81 @@ class Image:
     def remove(self):
         """Take the image out of Podman's store (the base stays)."""
         self.podman("rmi", "--force", self.tag, check=False)
+
+
+class RunImage:
+    """
+    pypid's image shared by the processes of one trial run (with C{-j},
+    each worker runs some of the image tests): built once, by the first
+    that needs it, and removed by the last.
+
+    A lock file in the run's folder (L{tests.harness_shared.run_folder})
+    says who does what: a test holds it shared while it uses the image;
+    a build holds it exclusively, so the other process waits and then uses
+    what was built; a removal takes it exclusively without waiting, and
+    when it cannot (another process is using the image), leaves the image
+    to that process, which removes it when it is done in turn.
+
+    @ivar tag: the image's name: the run's folder and the process holding
+        its lock (trial's C{.lock} names it), so neither another run
+        nor a later run in the same folder takes it for its own.
+    @ivar built: the L{Image} this process built, or L{None}.
+    @ivar base: the L{BaseImage} it was built on, when this process built it.
+    @ivar error: why this process could not build it, or L{None}.
+    """
+
+    def __init__(self, podman, folder):
+        self.podman = podman
+        self.folder = folder
+        run = run_folder()
+        try:
+            owner = os.readlink(run + ".lock")
+        except OSError:
+            owner = str(os.getpid())
+        digest = hashlib.sha256(os.path.realpath(run).encode()).hexdigest()[:12]
+        self.tag = f"localhost/pypid-test:{digest}-{owner}"
+        self.built = None
+        self.base = None
+        self.error = None
+        self._lock_path = os.path.join(run, "pypid-image.lock")
+
+    def hold(self):
+        """
+        The image, for a test: built if no process of the run has it yet;
+        an open file whose shared lock keeps it, to close when done.
+        """
+        if self.error is not None:
+            raise AssertionError(f"the image could not be built: {self.error}")
+        held = open(self._lock_path, "a")
+        try:
+            fcntl.flock(held, fcntl.LOCK_SH)
+            if not self.podman.exists(self.tag):
+                # (a conversion is not atomic: the other process may build
+                # meanwhile, hence the second look)
+                fcntl.flock(held, fcntl.LOCK_EX)
+                if not self.podman.exists(self.tag):
+                    try:
+                        self.base = BaseImage(self.podman)
+                        self.built = Image(self.podman, self.base, self.folder, tag=self.tag)
+                    except Exception as e:
+                        # (the next tests fail at once, without building again)
+                        self.error = str(e).splitlines()[0] if str(e) else repr(e)
+                        raise
+                    log.msg(f"pypid image: {self.built.size / 1e6:.0f} MB; base "
+                            f"{'built' if self.base.cold else 'reused'} in "
+                            f"{self.base.seconds:.1f} s; image built in "
+                            f"{self.built.seconds:.1f} s")
+                fcntl.flock(held, fcntl.LOCK_SH)
+        except BaseException:
+            held.close()
+            raise
+        return held
+
+    def remove(self):
+        """Remove the image, unless another process of the run is using it now."""
+        with open(self._lock_path, "a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return
+            self.podman("rmi", "--force", self.tag, check=False)

@@ -28,8 +28,10 @@ from tests.browser import (
     BrowserTestCase,
     Focused,
     artifacts_dir,
+    close_browser,
     focusable_links,
     screenshot,
+    shared_browser,
     tab_order,
 )
 
@@ -292,3 +294,33 @@ class LifecycleTests(SynchronousTestCase):
             # 5 s a try, with room for a loaded machine)
             self.assertIn("net::ERR_NAME_NOT_RESOLVED", str(error))
             self.assertLess(time.monotonic() - started, 10.0)
+
+    def test_shared_browser_outlives_a_class(self):
+        """
+        The process's shared browser is the same for every test that asks
+        with the same names; asked with other names, it is another.
+        """
+        self.addCleanup(close_browser)
+        first = shared_browser()
+        self.assertIs(shared_browser(), first)
+        mapped = shared_browser({"pypi.example": "127.0.0.1"})
+        self.assertIsNot(mapped, first)
+        self.assertEqual(mapped.hosts, (("pypi.example", "127.0.0.1"),))
+        self.assertIs(shared_browser({"pypi.example": "127.0.0.1"}), mapped)
+
+    def test_own_browser_while_shared_open(self):
+        """
+        A test launches a browser of its own while the shared one of an
+        earlier class is still open in this process (as a worker of C{trial
+        -j} has it): the shared one is closed first, and launched again
+        when asked for.
+        """
+        self.addCleanup(close_browser)
+        shared = shared_browser()
+        with Browser.launch() as own:
+            page = own.new_page()
+            self.assertEqual(page.page.evaluate("() => 6 * 7"), 42)
+        self.assertRaises(RuntimeError, asyncio.get_running_loop)
+        again = shared_browser()
+        self.assertIsNot(again, shared)
+        self.assertEqual(again.new_page().page.evaluate("() => 6 * 7"), 42)

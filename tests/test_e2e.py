@@ -10,10 +10,16 @@ import gzip
 import hashlib
 import io
 import re
+import signal
+import subprocess
+import sys
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote, urljoin
 
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests import e2e
 from tests.distributions import make_sdist, make_wheel, metadata_text
 from tests.e2e import (
     PASSWORD,
@@ -485,3 +491,31 @@ class BaseUrlTests(DaemonTestCase):
         # The file itself is still served here, at the path the link names.
         got = http("GET", f"{self.daemon.url}files/behind-proxy/{wheel[0]}")
         self.assertEqual(got.body, wheel[1])
+
+
+#: A child that prints the signal it gets when its parent thread ends (0: none).
+_PDEATHSIG = ("import ctypes; libc = ctypes.CDLL(None); sig = ctypes.c_int(); "
+              "libc.prctl(2, ctypes.byref(sig)); print(sig.value)")
+
+
+class ChildProcessTests(SynchronousTestCase):
+    """The harness's child processes and the thread that starts them."""
+
+    def death_signal(self):
+        done = subprocess.run([sys.executable, "-c", _PDEATHSIG], capture_output=True,
+                              text=True, check=True, preexec_fn=e2e._die_with_parent)
+        return int(done.stdout)
+
+    def test_from_the_main_thread(self):
+        """A child started from trial's thread is stopped when the test process dies."""
+        self.assertEqual(self.death_signal(), signal.SIGTERM)
+
+    def test_from_another_thread(self):
+        """
+        A child started from another thread (a test's pool asking first
+        for the class's daemon) is not stopped when that thread ends:
+        Linux sends the signal when the thread that forked it ends, not
+        the process. It is killed at exit all the same.
+        """
+        with ThreadPoolExecutor(1) as pool:
+            self.assertEqual(pool.submit(self.death_signal).result(), 0)

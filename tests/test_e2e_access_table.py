@@ -13,9 +13,7 @@ upstream and names nowhere answer, and a hidden one is never asked of the
 upstream for those who may not read it.
 """
 
-import os
 import re
-import shutil
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote
 
@@ -58,10 +56,8 @@ class _TableOverS3:
 
     @property
     def settings(self):
-        cls = type(self)
-        if cls.__dict__.get("bucket") is None:
-            cls.bucket = s3server.new_bucket()
-        return {**s3_settings(cls.bucket, download="stream"), "auth.read": self.read,
+        bucket = self.shared("bucket", s3server.new_bucket)
+        return {**s3_settings(bucket, download="stream"), "auth.read": self.read,
                 "auth.admins": "root", "acl.secret-*": "user:carol rw"}
 
     def prepare(self, daemon):
@@ -253,35 +249,27 @@ class _MergeTable:
 
     read = None
     users = USERS
-    upstream = None
 
-    def setUp(self):
-        # (added before the daemon's release, so it runs after it)
-        self.addCleanup(self._stop_upstream)
-        super().setUp()
+    @property
+    def upstream(self):
+        """The class's upstream, started on first use."""
+        return self.shared("upstream", self._start_upstream, UpstreamProcess.stop)
 
-    def _stop_upstream(self):
-        cls = type(self)
-        if cls.__dict__["_shared"]["remaining"] <= 0 and cls.__dict__.get("upstream") is not None:
-            cls.upstream.stop()
-            cls.upstream = None
+    def _start_upstream(self):
+        upstream = UpstreamProcess(self.shared_folder("-upstream"))
+        for name, version, text in UPSTREAM_HOLDS:
+            upstream.add(*make_wheel(name, version, module_text=text))
+        return upstream.start()
 
     @property
     def settings(self):
-        cls = type(self)
-        if cls.__dict__.get("upstream") is None:
-            folder = os.path.abspath(os.path.join("e2e-shared", f"upstream-{cls.__name__}"))
-            shutil.rmtree(folder, ignore_errors=True)
-            cls.upstream = UpstreamProcess(folder)
-            for name, version, text in UPSTREAM_HOLDS:
-                cls.upstream.add(*make_wheel(name, version, module_text=text))
-            cls.upstream.start()
         return {"auth.read": self.read, "auth.admins": "root", "acl.secret-*": "user:carol rw",
-                "upstream.mode": "cache", "upstream.url": cls.upstream.url,
+                "upstream.mode": "cache", "upstream.url": self.upstream.url,
                 "upstream.merge": "mixed-bag secret-mix", "upstream.timeout": "5"}
 
     def prepare(self, daemon):
-        type(self).uploaded = fill(daemon, http, HOSTED)
+        # (the sha256 of each file uploaded, by filename: self.prepared)
+        return fill(daemon, http, HOSTED)
 
     def asks(self, identities, pages=True):
         """Each row's request by each of C{identities}; the pages for people unless not C{pages}."""
@@ -370,7 +358,7 @@ class _MergeTable:
                 files = {f["filename"]: f["hashes"]["sha256"] for f in answer.json()["files"]}
                 self.assertEqual(sorted(files),
                                  [f"{dist}-{v}-py3-none-any.whl" for v in versions], who)
-                hosted = {name: digest for name, digest in self.uploaded.items()
+                hosted = {name: digest for name, digest in self.prepared.items()
                           if name.startswith(dist + "-")}
                 self.assertEqual({name: files[name] for name in hosted}, hosted, who)
                 first = f"{dist}-1.0-py3-none-any.whl"

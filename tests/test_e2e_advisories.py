@@ -52,11 +52,18 @@ class AdvisoryInstallTests(DaemonTestCase):
     """pip and uv against indexes that hide, deny and waive."""
 
     @property
-    def settings(self):
-        folder = os.path.abspath(f"e2e-advisories-{type(self).__name__}")
+    def records(self):
+        """The folder of advisories the class's daemon reads, written on first use."""
+        return self.shared("records", self._write_records)
+
+    def _write_records(self):
+        folder = self.shared_folder("-records")
         write_folder(folder, RECORDS)
-        type(self).records = folder
-        return {"auth.admins": USER, "pypid.advisories": "hide", "advisories.path": folder,
+        return folder
+
+    @property
+    def settings(self):
+        return {"auth.admins": USER, "pypid.advisories": "hide", "advisories.path": self.records,
                 "index:prod.view": "yes", "index:prod.bases": "default",
                 "index:prod.advisories": "deny", "index:prod.advisory_severity": "medium",
                 "index:waived.view": "yes", "index:waived.bases": "default",
@@ -143,7 +150,7 @@ class AdvisoryInstallTests(DaemonTestCase):
         lines = run(argv, cwd=self.daemon.directory, env=env,
                     what="pypid-admin").output.splitlines()
         self.assertIn("2 advisories of 2 projects in force (from "
-                      f"{type(self).records})", lines)
+                      f"{self.records})", lines)
         self.assertIn(f"prod: {WIDGET} 2.0 denied: {IDS[0]} (critical) {IDS[0]} in {WIDGET}",
                       lines)
         self.assertIn("default: 3 releases hidden", lines)
@@ -154,7 +161,7 @@ class AdvisoryInstallTests(DaemonTestCase):
 
     def test_zz_sighup_reads_new_records(self):
         """A record added to the folder is in force after SIGHUP: 1.0 is hidden too."""
-        write_folder(type(self).records, [osv_record("PYSEC-2026-9004", WIDGET, versions=["1.0"])])
+        write_folder(self.records, [osv_record("PYSEC-2026-9004", WIDGET, versions=["1.0"])])
         os.kill(self.daemon.pid, signal.SIGHUP)
         deadline = time.monotonic() + 30
         while self.versions(self.daemon.index_url)["files"] and time.monotonic() < deadline:

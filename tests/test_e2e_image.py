@@ -8,9 +8,10 @@ turns healthy; its tools work through C{podman exec}; it takes its
 configuration from a mounted file or from the environment alone; and it
 serves HTTPS with a mounted certificate that C{SIGHUP} reloads.
 
-The image is built once for the class (L{tests.image}: on a base made
-from Debian's packages, kept between runs on one machine), and removed
-after the last test.
+The image is built once for the run (L{tests.image}: on a base made
+from Debian's packages, kept between runs on one machine; with C{trial
+-j}, by the first worker that needs it, see L{tests.image.RunImage}),
+and removed after the last test.
 """
 
 import json
@@ -27,7 +28,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from pypid.auth.hashes import hash_password
 from tests.distributions import make_wheel
 from tests.e2e import Clients, free_port, http, installed, write_files
-from tests.image import BaseImage, Image, Podman
+from tests.harness_shared import class_shared
+from tests.image import Podman, RunImage
 from tests.tlsca import TestCA, serial_of
 
 USER, PASSWORD = "admin", "container-pw"
@@ -40,39 +42,16 @@ HEALTHY_WITHIN = 90
 class ImageTests(SynchronousTestCase):
     """The image, built once, run several ways."""
 
-    _shared = None
-
     def setUp(self):
-        cls = type(self)
-        if cls._shared is None:
-            names = [n for n in dir(cls) if n.startswith("test_")]
-            cls._shared = {"remaining": len(names), "error": None, "image": None}
-        self.addCleanup(self._release)
-        shared = cls._shared
-        if shared["error"] is not None:
-            self.fail(f"the image could not be built: {shared['error']}")
-        if shared["image"] is None:
-            folder = os.path.abspath("image-build")
-            try:
-                podman = Podman(folder)
-                base = BaseImage(podman)
-                image = Image(podman, base, folder)
-            except Exception as e:
-                shared["error"] = str(e).splitlines()[0] if str(e) else repr(e)
-                raise
-            shared.update(podman=podman, base=base, image=image)
-            log.msg(f"pypid image: {image.size / 1e6:.0f} MB; base "
-                    f"{'built' if base.cold else 'reused'} in {base.seconds:.1f} s; "
-                    f"image built in {image.seconds:.1f} s")
-        self.podman = shared["podman"]
-        self.image = shared["image"]
+        image = class_shared(self, "image", self._image, RunImage.remove)
+        self.addCleanup(image.hold().close)
+        self.podman = image.podman
+        self.image = image
         self.clients = Clients(os.path.abspath(self.mktemp()))
 
-    def _release(self):
-        shared = type(self)._shared
-        shared["remaining"] -= 1
-        if shared["remaining"] == 0 and shared["image"] is not None:
-            shared["image"].remove()
+    def _image(self):
+        folder = os.path.abspath("image-build")
+        return RunImage(Podman(folder), folder)
 
     # -- helpers ---------------------------------------------------------------------------
 

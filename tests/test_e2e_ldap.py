@@ -34,6 +34,7 @@ from tests.e2e import (
     wait_for,
 )
 from tests.harness_ldap import INJECTIONS
+from tests.harness_shared import class_shared
 from tests.slapd import GROUPS, PEOPLE, PEOPLE_ENTRIES, SERVICE, SERVICE_PASSWORD, Slapd
 
 
@@ -43,28 +44,16 @@ def password_of(uid):
 
 
 class _SharedSlapd:
-    """One slapd per test class, started on first use and stopped after its last test."""
+    """One slapd per test class (in each process), started on first use."""
 
     def slapd(self):
-        cls = type(self)
-        state = cls.__dict__.get("_slapd_state")
-        if state is None:
-            names = [n for n in dir(cls) if n.startswith("test") and callable(getattr(cls, n))]
-            state = cls._slapd_state = {"slapd": None, "remaining": len(names)}
-        if state["slapd"] is None:
-            folder = os.path.abspath(os.path.join("ldap-shared", cls.__name__))
-            shutil.rmtree(folder, ignore_errors=True)
-            state["slapd"] = Slapd(folder).start()
-        return state["slapd"]
+        """The class's slapd (see L{tests.harness_shared})."""
+        return class_shared(self, "slapd", self._start_slapd, Slapd.stop)
 
-    def release_slapd(self):
-        state = type(self).__dict__.get("_slapd_state")
-        if state is None:
-            return
-        state["remaining"] -= 1
-        if state["remaining"] <= 0 and state["slapd"] is not None:
-            state["slapd"].stop()
-            state["slapd"] = None
+    def _start_slapd(self):
+        folder = os.path.abspath(os.path.join("ldap-shared", type(self).__name__))
+        shutil.rmtree(folder, ignore_errors=True)
+        return Slapd(folder).start()
 
 
 class DirectoryTests(_SharedSlapd, TestCase):
@@ -72,7 +61,6 @@ class DirectoryTests(_SharedSlapd, TestCase):
 
     def setUp(self):
         self.server = self.slapd()
-        self.addCleanup(self.release_slapd)
 
     def directory(self, *urls, **kwargs):
         kwargs.setdefault("bind_dn", SERVICE)
@@ -174,10 +162,6 @@ class _LDAPDaemonTestCase(_SharedSlapd, DaemonTestCase):
             "auth.admins": f"group:pypi-admins {USER}",
             "acl.acme-*": "group:dev rw, group:qa r",
         }
-
-    def setUp(self):
-        super().setUp()
-        self.addCleanup(self.release_slapd)
 
     def get(self, path, user, password):
         return http("GET", self.daemon.url + path, auth=(user, password))

@@ -114,18 +114,15 @@ class HostileReadmeTests(Responsive, DaemonTestCase):
 class UpstreamReadmeTests(Responsive, DaemonTestCase):
     """The freezing README in a file of the upstream, kept on an anonymous download."""
 
-    upstream = None
+    def _filled_upstream(self):
+        upstream = UpstreamProcess(self.shared_folder("-upstream"))
+        upstream.add(*hostile_wheel("up-freeze"))
+        return upstream.start()
 
     @property
     def settings(self):
-        cls = type(self)
-        if cls.upstream is None:
-            cls.upstream = UpstreamProcess(
-                os.path.abspath(os.path.join("e2e-shared", "upstream-readme")))
-            cls.upstream.add(*hostile_wheel("up-freeze"))
-            cls.upstream.start()
-            self.addCleanup(cls.upstream.stop)
-        return {"upstream.mode": "cache", "upstream.url": cls.upstream.url,
+        upstream = self.shared("upstream", self._filled_upstream, UpstreamProcess.stop)
+        return {"upstream.mode": "cache", "upstream.url": upstream.url,
                 "upstream.timeout": "10", **BUDGET}
 
     def test_anonymous_download(self):

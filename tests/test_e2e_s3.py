@@ -53,15 +53,16 @@ def wait_for(check, timeout=60.0, step=0.05):
 class BucketTestCase(DaemonTestCase):
     """A shared daemon on a bucket of its own, with C{options} for C{[s3]}."""
 
-    bucket = None
     options = {}
 
     @property
+    def bucket(self):
+        """The class's bucket, made on first use."""
+        return self.shared("bucket", s3server.new_bucket)
+
+    @property
     def settings(self):
-        cls = type(self)
-        if cls.__dict__.get("bucket") is None:
-            cls.bucket = s3server.new_bucket()
-        return s3_settings(cls.bucket, **self.options)
+        return s3_settings(self.bucket, **self.options)
 
 
 class RedirectTests(BucketTestCase):

@@ -88,7 +88,7 @@ class ClientsInCITests(TLSDaemonTestCase):
             "publishers.tool": "issuer:gitlab project_path:acme/tools ref:main",
         }
 
-    def shared_tls_daemon(self, folder):
+    def make_shared_daemon(self, folder):
         """The shared HTTPS daemon: an EC certificate, the issuers' settings."""
         files = shared_ca().issue("shared", kind="ec", folder=os.path.join(folder, "tls"))
         return TLSDaemon(folder, files, settings=self.settings)

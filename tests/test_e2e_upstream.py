@@ -30,34 +30,36 @@ MIXED_UPSTREAM_1 = make_wheel("mixed", "1.0", module_text="ORIGIN = 'upstream'\n
 class UpstreamCacheTests(DaemonTestCase):
     """C{mode = cache}: projects that exist only upstream, through pypid."""
 
-    upstream = None
+    @property
+    def upstream(self):
+        """The class's upstream, started on first use."""
+        return self.shared("upstream", self._filled_upstream, UpstreamProcess.stop)
+
+    def _filled_upstream(self):
+        upstream = UpstreamProcess(self.shared_folder("-upstream"))
+        upstream.add_wheel("up-app", "1.0", requires_dist=["up-lib>=1"])
+        upstream.add_wheel("up-lib", "0.9")
+        upstream.add_wheel("up-lib", "1.0")
+        upstream.add_wheel("shadowed", "2.0")
+        upstream.add_wheel("acme-secret", "1.0")
+        upstream.add(*MIXED_UPSTREAM_1)
+        upstream.add_wheel("mixed", "2.0")
+        upstream.add_wheel("pre-app", "1.0", requires_dist=["pre-lib==2.0"])
+        upstream.add_wheel("pre-lib", "2.0")
+        upstream.add_sdist("pre-lib", "2.0")
+        upstream.add_wheel("pre-lib", "3.0")
+        upstream.add_wheel("refresh-me", "1.0")
+        upstream.add_wheel("cli-app", "1.0")
+        upstream.add_wheel("cli-app", "2.0")
+        upstream.add_wheel("up-yanked", "1.0", requires_python=">=3.8",
+                           yanked="broken build", upload_time="2024-05-06T07:08:09Z")
+        upstream.add_wheel("up-people", "1.0", requires_python=">=3.8",
+                           yanked="broken build", upload_time="2024-05-06T07:08:09Z")
+        return upstream.start()
 
     @property
     def settings(self):
-        cls = type(self)
-        if cls.upstream is None:
-            folder = os.path.abspath(os.path.join("e2e-shared", "upstream-cache"))
-            cls.upstream = UpstreamProcess(folder)
-            cls.upstream.add_wheel("up-app", "1.0", requires_dist=["up-lib>=1"])
-            cls.upstream.add_wheel("up-lib", "0.9")
-            cls.upstream.add_wheel("up-lib", "1.0")
-            cls.upstream.add_wheel("shadowed", "2.0")
-            cls.upstream.add_wheel("acme-secret", "1.0")
-            cls.upstream.add(*MIXED_UPSTREAM_1)
-            cls.upstream.add_wheel("mixed", "2.0")
-            cls.upstream.add_wheel("pre-app", "1.0", requires_dist=["pre-lib==2.0"])
-            cls.upstream.add_wheel("pre-lib", "2.0")
-            cls.upstream.add_sdist("pre-lib", "2.0")
-            cls.upstream.add_wheel("pre-lib", "3.0")
-            cls.upstream.add_wheel("refresh-me", "1.0")
-            cls.upstream.add_wheel("cli-app", "1.0")
-            cls.upstream.add_wheel("cli-app", "2.0")
-            cls.upstream.add_wheel("up-yanked", "1.0", requires_python=">=3.8",
-                                   yanked="broken build", upload_time="2024-05-06T07:08:09Z")
-            cls.upstream.add_wheel("up-people", "1.0", requires_python=">=3.8",
-                                   yanked="broken build", upload_time="2024-05-06T07:08:09Z")
-            cls.upstream.start()
-        return {"upstream.mode": "cache", "upstream.url": cls.upstream.url,
+        return {"upstream.mode": "cache", "upstream.url": self.upstream.url,
                 "upstream.private": "acme-*", "upstream.merge": "mixed",
                 "upstream.ttl": "1h",
                 "upstream.timeout": "3"}

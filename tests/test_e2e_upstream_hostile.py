@@ -408,27 +408,13 @@ def log_size(daemon):
 class HostileTestCase(DaemonTestCase):
     """
     Tests against one upstream process shared by the class (made and filled
-    by L{populate} on first use, stopped after the last test), with the
+    by L{populate} on first use, stopped with the class's daemon), with the
     daemon in C{mode = cache} in front of it: the class's shared daemon
     (L{extra}: its settings beyond the mode and URL), or one of a test's own
     (L{own_daemon}).
     """
 
     extra = {}
-
-    @classmethod
-    def upstream_process(cls):
-        """The class's upstream, started."""
-        upstream = cls.__dict__.get("_upstream")
-        if upstream is None:
-            folder = os.path.abspath(os.path.join(
-                "e2e-shared", f"{cls.__module__}.{cls.__name__}-upstream"))
-            upstream = UpstreamProcess(folder)
-            cls.populate(upstream)
-            cls._upstream = upstream
-        if not upstream.running():
-            upstream.start()
-        return upstream
 
     @classmethod
     def populate(cls, upstream):
@@ -439,19 +425,18 @@ class HostileTestCase(DaemonTestCase):
         return {"upstream.mode": "cache", "upstream.url": self.upstream.url, **self.extra}
 
     def setUp(self):
-        # (added first, so that it runs after DaemonTestCase's own release)
-        self.addCleanup(self._last_one_out)
         super().setUp()
-        self.upstream = self.upstream_process()
+        self.upstream = self.shared("upstream", self._populated_upstream, UpstreamProcess.stop)
+        if not self.upstream.running():
+            self.upstream.start()
         self.upstream.clear()
         self.upstream.clear_raw()
         self.upstream.cookies(False)
 
-    def _last_one_out(self):
-        state = type(self).__dict__.get("_shared")
-        upstream = type(self).__dict__.get("_upstream")
-        if upstream is not None and (state is None or state["remaining"] <= 0):
-            upstream.stop()
+    def _populated_upstream(self):
+        upstream = UpstreamProcess(self.shared_folder("-upstream"))
+        self.populate(upstream)
+        return upstream
 
     def own_daemon(self, environ=None, **settings):
         """

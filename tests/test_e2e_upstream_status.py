@@ -32,21 +32,23 @@ REMOVED = make_wheel("up-removed", "1.0")
 class UpstreamStatusTests(DaemonTestCase):
     """An upstream's project statuses, through pypid, with pip and uv."""
 
-    upstream = None
+    @property
+    def upstream(self):
+        """The class's upstream, started on first use."""
+        return self.shared("upstream", self._filled_upstream, UpstreamProcess.stop)
+
+    def _filled_upstream(self):
+        upstream = UpstreamProcess(self.shared_folder("-upstream"))
+        upstream.add(*GOOD)
+        upstream.add(*REMOVED)
+        upstream.add_wheel("up-deprecated", "1.0")
+        upstream.add_wheel("up-archived", "1.0")
+        upstream.add_wheel("up-quarantined", "1.0")
+        return upstream.start()
 
     @property
     def settings(self):
-        cls = type(self)
-        if cls.upstream is None:
-            folder = os.path.abspath(os.path.join("e2e-shared", "upstream-status"))
-            cls.upstream = UpstreamProcess(folder)
-            cls.upstream.add(*GOOD)
-            cls.upstream.add(*REMOVED)
-            cls.upstream.add_wheel("up-deprecated", "1.0")
-            cls.upstream.add_wheel("up-archived", "1.0")
-            cls.upstream.add_wheel("up-quarantined", "1.0")
-            cls.upstream.start()
-        return {"upstream.mode": "cache", "upstream.url": cls.upstream.url,
+        return {"upstream.mode": "cache", "upstream.url": self.upstream.url,
                 "upstream.ttl": "1h", "upstream.timeout": "3"}
 
     def setUp(self):

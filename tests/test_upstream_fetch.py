@@ -3,10 +3,12 @@ Tests of L{pypid.upstream.fetch}: the upstream client, against an upstream
 played by a Twisted resource through treq's in-memory StubTreq.
 """
 
+import gc
 import json
+import uuid
 
 from treq.testing import RequestTraversalAgent
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
@@ -35,6 +37,20 @@ def json_page(url=f"https://files.upstream.example/f/{WHEEL[0]}"):
                    "requires-python": ">=3.8", "yanked": False, "size": len(WHEEL[1])}],
         "versions": ["1.0"],
     }).encode()
+
+
+def holding(marker, page):
+    """
+    The objects Python's collector tracks that refer to bytes holding
+    C{marker}, other than C{marker} itself and C{page} (the upstream's own).
+    """
+    mine = (id(marker), id(page))
+    found = []
+    for holder in gc.get_objects():
+        if any(isinstance(x, bytes) and marker in x and id(x) not in mine
+               for x in gc.get_referents(holder)):
+            found.append(holder)
+    return found
 
 
 class Upstream(Resource):
@@ -154,6 +170,44 @@ class ClientTests(SynchronousTestCase):
         failure = self.failureResultOf(self.result(self.client.page("holy-grail")),
                                        UpstreamError)
         self.assertIn("unusable", str(failure.value))
+
+    def test_refused_page_freed_at_once(self):
+        """
+        The bytes of a refused page (more entries than C{max_entries})
+        are freed as soon as the refusal is answered: no reference cycle
+        (a traceback's frames, the body reader and its deadline) keeps
+        them for Python's cyclic collector, which runs when it will, so
+        pages of many megabytes stayed in the daemon's memory for a
+        while, more or fewer of them (L{tests.test_e2e_upstream_hostile}
+        measures it).
+        """
+        self.assert_refused_page_freed(run=None)
+
+    def test_refused_page_parsed_aside_freed_at_once(self):
+        """
+        So it is when the page is parsed aside (in a thread, in the
+        daemon): the parser's error, and the frames of its traceback that
+        hold the page, are not kept with the refusal.
+        """
+        self.assert_refused_page_freed(run=maybeDeferred)
+
+    def assert_refused_page_freed(self, run):
+        marker = f"refused-page-{uuid.uuid4().hex}".encode()
+        files = [{"filename": f"holy_grail-1.{n}-py3-none-any.whl",
+                  "url": f"{marker.decode()}/{n}", "hashes": {}} for n in range(3)]
+        page = json.dumps({"meta": {"api-version": "1.1"}, "name": "holy-grail",
+                           "files": files}).encode()
+        self.route(INDEX + "holy-grail/", headers={
+            b"content-type": b"application/vnd.pypi.simple.v1+json"}, body=page)
+        client = UpstreamClient(self.stub, self.clock, INDEX, HOSTS, timeout=5, max_entries=2,
+                                run=run)
+        self.addCleanup(gc.enable)
+        gc.disable()
+        failure = self.failureResultOf(self.result(client.page("holy-grail")), UpstreamError)
+        self.assertIn("more than 2 entries", str(failure.value))
+        del failure
+        self.maxDiff = None
+        self.assertEqual(holding(marker, page), [])
 
     def test_redirect_within_hosts(self):
         """A redirect to an allowed host is followed, and the final URL is the base."""

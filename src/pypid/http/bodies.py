@@ -73,7 +73,7 @@ class _Collect(Protocol):
     def __init__(self, limit: int, done: Deferred[bytes], clock: IReactorTime | None,
                  idle: float | None, gzipped: bool = False) -> None:
         self._limit = limit
-        self._done = done
+        self._done: Deferred[bytes] | None = done
         self._idle = idle
         self._deadline = Deadline(clock, idle, self._stalled)
         self._parts: list[bytes] = []
@@ -110,17 +110,24 @@ class _Collect(Protocol):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._deadline.disarm()
-        if self._done.called:
+        # This protocol outlives its body: the response keeps it, and it is
+        # in reference cycles (its deadline's callback, the Deferred's
+        # canceller) that only Python's cyclic collector frees, when it
+        # runs. So it lets go of the body, in pieces and whole (the
+        # Deferred's result), here.
+        parts, self._parts = self._parts, []
+        done, self._done = self._done, None
+        if done is None or done.called:
             return
         if self._error is not None:
-            self._done.errback(self._error)
+            done.errback(self._error)
         elif reason.check(ResponseDone, PotentialDataLoss):
             if self._inflate is not None and not self._inflate.eof:
-                self._done.errback(BodyCutShort("cut short: the gzip stream did not end"))
+                done.errback(BodyCutShort("cut short: the gzip stream did not end"))
                 return
-            self._done.callback(b"".join(self._parts))
+            done.callback(b"".join(parts))
         else:
-            self._done.errback(BodyCutShort(f"cut short: {reason.getErrorMessage()}"))
+            done.errback(BodyCutShort(f"cut short: {reason.getErrorMessage()}"))
 
     def _stop(self, error: BodyError) -> None:
         self._error = error

@@ -26,6 +26,7 @@ from urllib.parse import quote, urljoin, urlsplit
 from twisted.internet.defer import CancelledError, DeferredSemaphore
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgent, IResponse
 
@@ -205,21 +206,31 @@ class UpstreamClient:
                                f"the upstream's page of {project}")
         content_type = _header(response, b"content-type") or ""
         serial = _header(response, b"x-pypi-last-serial")
+        refusal = None
         try:
             if self._run is not None:
                 # A large page takes a while to parse: not on the reactor thread.
-                page = await self._run(parse_page, body, content_type, final, project, serial,
-                                       self._max_entries)
+                parsed = self._run(parse_page, body, content_type, final, project, serial,
+                                   self._max_entries)
+                page = await parsed.addErrback(_refusal_without_frames)
             else:
                 page = parse_page(body, content_type, final, project, serial,
                                   self._max_entries)
         except UpstreamPageError as e:
-            raise UpstreamError(f"the upstream's page of {project} is unusable: {e}")
+            refusal = f"the upstream's page of {project} is unusable: {e}"
         except Exception:
             # (a defect of the parser: logged in full once, answered 502 and
             # remembered like any failure, rather than a 500 at every request)
             log.failure("Reading the upstream's page of {project} failed", project=project)
-            raise UpstreamError(f"the upstream's page of {project} could not be read")
+            refusal = f"the upstream's page of {project} could not be read"
+        # Raised out here, with the page's bytes let go of: raised in a
+        # handler, the error would keep the parser's (its context), whose
+        # traceback's frames hold the page, and this frame holds it too, in
+        # reference cycles that only Python's cyclic collector frees, when
+        # it runs: refused pages of many megabytes stayed in memory a while.
+        del body
+        if refusal is not None:
+            raise UpstreamError(refusal)
         if page.refused:
             log.info("The upstream's page of {project} has {count} entries pypid does not "
                      "pass on, such as: {examples}", project=project, count=page.refused,
@@ -334,6 +345,19 @@ class UpstreamClient:
 
 #: What L{quote} leaves of a URL: its delimiters, and escapes already made.
 _URL_SAFE = ":/?#[]@!$&'()*+,;=%~"
+
+
+def _refusal_without_frames(failure: Failure) -> Failure:
+    """
+    A page's refusal by the parser, without the frames of its traceback:
+    they hold the page's bytes, and awaiting the failure puts it in a
+    reference cycle (with the awaited L{Deferred}) that only Python's
+    cyclic collector frees. Any other failure keeps them, to be logged in
+    full.
+    """
+    if failure.check(UpstreamPageError):
+        failure.cleanFailure()
+    return failure
 
 
 def _host(url: str) -> str:
