@@ -97,6 +97,9 @@ class Index:
     #: apart from C{_files} and the projects, so that nothing that lists or
     #: serves files sees it, until it is restored (L{add}) or purged (L{remove})
     _binned: dict[str, FileRecord] = attrs.field(factory=dict)
+    #: the filenames changed here while a look at a shared storage is under
+    #: way (L{watch_changes}), else L{None}: nothing is kept
+    _watched: set[str] | None = None
 
     def __init__(self, file_url: Callable[[FileRecord], str], serial: int = 0, *,
                  page_cache_size: int = PAGE_CACHE_SIZE,
@@ -236,6 +239,25 @@ class Index:
 
     # -- changing ------------------------------------------------------------
 
+    def watch_changes(self) -> None:
+        """
+        Note each filename changed from now until L{watched}: a look at a
+        shared storage (L{pypid.state.sync}) reads a file's state before it
+        answers, and a change made here meanwhile (a delete into the bin
+        just after the look read the file live) is newer than what it read.
+        """
+        self._watched = set()
+
+    def watched(self) -> set[str]:
+        """The filenames changed since L{watch_changes}; noting stops."""
+        seen, self._watched = self._watched or set(), None
+        return seen
+
+    def _changed(self, filename: str) -> None:
+        self.serial += 1
+        if self._watched is not None:
+            self._watched.add(filename)
+
     def add_pending(self, name: str, count: int, display: str | None = None) -> None:
         """
         Note C{count} stored files of the project C{name} (normalized) that
@@ -332,7 +354,7 @@ class Index:
             self._unlist(record.filename)
             self.promotions.forget(record.filename)
             self._binned[record.filename] = record
-            self.serial += 1
+            self._changed(record.filename)
             return
         restored = self._binned.pop(record.filename, None)
         if restored is not None:
@@ -340,7 +362,7 @@ class Index:
         # (a promoted file described by the backfill or found by a check)
         record = self.promotions.shared(record, self)
         self._put(record)
-        self.serial += 1
+        self._changed(record.filename)
 
     def add_promoted(self, record: FileRecord, promotion: Promotion) -> None:
         """Add a file promoted from another index (L{add}), and how it came."""
@@ -387,7 +409,7 @@ class Index:
             self._rendered.project_changed(project)
             # (the key stays, for the tombstone: _tombstone adds it if unset)
         self._tombstone(filename, record.project if record else None)
-        self.serial += 1
+        self._changed(filename)
 
     def discard(self, filename: str) -> None:
         """
@@ -401,7 +423,7 @@ class Index:
             self._bin_counted(binned, -1)
             self._unclaimed(binned.project)
         if self._unlist(filename) or binned is not None:
-            self.serial += 1
+            self._changed(filename)
 
     def _bin_counted(self, record: FileRecord, change: int) -> None:
         """Count a file of C{record}'s project into (1) or out of (-1) the bin."""

@@ -5,6 +5,12 @@ the storage when the storage says one is due. Both bring the projects'
 statuses (PEP 792) with the files, and take them in first: a quarantine
 set through another server, or imported with the project's files, is in
 force here before any of those files is served.
+
+A look reads each changed file's state before it answers; a file changed
+here meanwhile keeps the change made here (a delete into the bin just
+after the look read the file live was undone until the next look, and
+the name taken again: seen on a busy machine). What another server did to
+that same file within the same look then waits for the next full check.
 """
 
 from __future__ import annotations
@@ -67,11 +73,19 @@ class SyncService(Periodic):
         return Periodic.stopService(self)
 
     async def _sync(self) -> None:
-        polled = await self._storage.poll()
+        index = self._index
+        # (a file changed here while the look is under way is newer here
+        # than what the look read: a delete just after it read the file
+        # live must not be undone, nor the file's name taken again)
+        index.watch_changes()
+        try:
+            polled = await self._storage.poll()
+        finally:
+            newer = index.watched()
         # (the statuses first; nothing is served between the two)
         statuses = {name: decode_status(name, data) for name, data in polled.statuses.items()}
-        changed = apply_statuses(self._index, statuses)
-        apply_changes(self._index, polled.files)
+        changed = apply_statuses(index, statuses)
+        apply_changes(index, [c for c in polled.files if c.filename not in newer])
         self._told(changed, statuses)
         if polled.files or changed:
             log.info("Took in {count} changes made by other servers",
