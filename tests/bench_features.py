@@ -27,10 +27,12 @@ C{pypid} is this checkout with:
 
 It is measured once its advisories are in force (C{/health} answers 200).
 C{baseline} is another checkout's daemon (C{--baseline-venv}: its venv's
-C{twistd}, with its own C{etc/pypid.ini}). ::
+C{twistd}, with its own C{etc/pypid.ini}; with C{--baseline-features}, with
+the same features as C{pypid}, for an A/B of a change to the hot path). ::
 
     .venv/bin/python tests/bench_features.py --baseline-venv ../base/.venv
         [--rounds 5] [-d 5s] [--routes root,html,json,wheel] [--no-nginx]
+        [--baseline-features]
         [--corpus ~/.cache/pypid-bench/corpus-2000x5/packages] [--json OUT]
 
 Needs wrk, nginx and taskset (the shared bench's C{setup.sh}). Not a test
@@ -141,6 +143,7 @@ def start_pypid(kind, args, corpus, work, n):
     subprocess.check_call(["cp", "-al", corpus, daemon.storage])
     if kind == "baseline":
         daemon.twistd = os.path.join(args.baseline_venv, "bin", "twistd")
+    if kind == "baseline" and not args.baseline_features:
         text = baseline_config(args.baseline_venv, daemon)
     else:
         measured = n // 2
@@ -163,7 +166,7 @@ def start_pypid(kind, args, corpus, work, n):
     # and measured only once done)
     daemon.start(timeout=300)
     wait_idle(daemon.pid, quiet=1.0, timeout=900)
-    if kind == "pypid":
+    if kind == "pypid" or args.baseline_features:
         for i, status in zip([i for i in range(n) if i != n // 2][1::97], STATUSES,
                              strict=False):
             body = json.dumps({"status": status, "reason": "bench"}).encode()
@@ -184,6 +187,8 @@ def main():
     ap.add_argument("--advisories", type=int, default=200)
     ap.add_argument("--advise-measured", action="store_true")
     ap.add_argument("--no-nginx", action="store_true")
+    ap.add_argument("--baseline-features", action="store_true",
+                    help="configure the baseline with the same features as pypid")
     ap.add_argument("--corpus", default=os.path.expanduser(
         "~/.cache/pypid-bench/corpus-2000x5/packages"))
     ap.add_argument("--json")

@@ -38,11 +38,13 @@ and the server CPU (utime + stime of its process tree) per install. ::
 
     .venv/bin/python tests/bench_install.py [--rounds 5] [--projects 150]
         [--total-mb 100] [--protocols http,https] [--jobs uv-compile,uv,pip]
-        [--servers pypid,nginx,proxy] [--twistd PATH] [--key ec|rsa] [--keep DIR]
-        [--json OUT]
+        [--servers pypid,nginx,proxy,base] [--twistd PATH] [--base-twistd PATH]
+        [--key ec|rsa] [--keep DIR] [--json OUT]
 
 C{--twistd} runs another checkout's daemon (its venv's C{twistd}) as
-C{pypid}, for an A/B of a change. Needs nginx and taskset (Debian:
+C{pypid}; C{--base-twistd} runs one as C{base}, a second hosted pypid
+measured in the same rounds, for an A/B of a change (the report adds
+the pypid/base ratios). Needs nginx and taskset (Debian:
 C{nginx}, C{util-linux}); uv and pip come with the test extras. Not a test
 (trial loads only C{test_*.py}).
 """
@@ -495,7 +497,7 @@ def upload_all(daemon, files_dir, protocol):
 def start_pypids(args, work, ca, files_dir, protocol, nginx):
     """The hosted daemon (files uploaded once, kept across protocols) and the proxy."""
     servers = {}
-    for kind in [s for s in args.servers if s in ("pypid", "proxy")]:
+    for kind in [s for s in args.servers if s in ("pypid", "base", "proxy")]:
         folder = os.path.join(work, kind)
         upstream = nginx.url("http") + "simple/" if kind == "proxy" else None
         cls = TLSPypid if protocol == "https" else PlainPypid
@@ -504,14 +506,14 @@ def start_pypids(args, work, ca, files_dir, protocol, nginx):
             daemon.ca_root = ca.root_path
         else:
             daemon = cls(folder)
-        daemon.twistd = args.twistd
+        daemon.twistd = args.base_twistd if kind == "base" else args.twistd
         with open(daemon.config_path, "w") as f:
             f.write(pypid_config(daemon, upstream))
         daemon.start()
-        if kind == "pypid" and not os.path.exists(os.path.join(folder, "uploaded")):
+        if kind in ("pypid", "base") and not os.path.exists(os.path.join(folder, "uploaded")):
             started = time.monotonic()
             upload_all(daemon, files_dir, protocol)
-            print(f"  uploaded {len(os.listdir(files_dir))} files to pypid in "
+            print(f"  uploaded {len(os.listdir(files_dir))} files to {kind} in "
                   f"{time.monotonic() - started:.1f} s", flush=True)
             open(os.path.join(folder, "uploaded"), "w").close()
         servers[kind] = daemon
@@ -529,6 +531,7 @@ def main():
     ap.add_argument("--jobs", default="uv-compile,uv,pip")
     ap.add_argument("--servers", default="pypid,nginx,proxy")
     ap.add_argument("--twistd", help="the twistd of another checkout's venv")
+    ap.add_argument("--base-twistd", help="the twistd of the checkout measured as base")
     ap.add_argument("--key", choices=("ec", "rsa"), default="ec",
                     help="the servers' key: ECDSA P-256 (certbot's default) or RSA 2048")
     ap.add_argument("--keep", help="a folder kept between runs (the corpus is made once)")
@@ -548,7 +551,7 @@ def main():
     if not (os.path.exists(stamp) and json.load(open(stamp)) == plan):
         shutil.rmtree(files_dir, ignore_errors=True)
         shutil.rmtree(os.path.join(work, "static"), ignore_errors=True)
-        for kind in ("pypid", "proxy"):
+        for kind in ("pypid", "base", "proxy"):
             shutil.rmtree(os.path.join(work, kind), ignore_errors=True)
         started = time.monotonic()
         write_corpus(plan, files_dir)
@@ -597,7 +600,7 @@ def index_of(server, protocol):
 
 def measure(args, servers, protocol, scratch, ca, roots, expect):
     jobs = args.jobs.split(",")
-    names = [s for s in ("pypid", "proxy", "nginx") if s in servers]
+    names = [s for s in ("pypid", "base", "proxy", "nginx") if s in servers]
     print(f"{protocol}: warming up", flush=True)
     for name in names:
         for job in ("uv", "pip"):
@@ -624,7 +627,7 @@ def report(results):
     for job, protocol in cells:
         rows = [r for r in results if r["job"] == job and r["protocol"] == protocol]
         nginx = {r["round"]: r["wall_s"] for r in rows if r["server"] == "nginx"}
-        for server in ("pypid", "proxy", "nginx"):
+        for server in ("pypid", "base", "proxy", "nginx"):
             mine = [r for r in rows if r["server"] == server]
             if not mine:
                 continue
@@ -634,6 +637,15 @@ def report(results):
             text = (f"{statistics.median(ratios):.2f} [{min(ratios):.2f}-{max(ratios):.2f}]"
                     if ratios and server != "nginx" else "")
             print(f"{job:12} {protocol:6} {server:7} {wall:14.2f}  {cpu:12.2f}  {text}")
+        base = {r["round"]: r for r in rows if r["server"] == "base"}
+        if base:
+            pairs = [(r, base[r["round"]]) for r in rows
+                     if r["server"] == "pypid" and r["round"] in base]
+            walls = [a["wall_s"] / b["wall_s"] for a, b in pairs]
+            cpus = [a["server_cpu_s"] / b["server_cpu_s"] for a, b in pairs if b["server_cpu_s"]]
+            print(f"{job:12} {protocol:6} pypid/base wall {statistics.median(walls):.2f} "
+                  f"[{min(walls):.2f}-{max(walls):.2f}], server CPU "
+                  f"{statistics.median(cpus):.2f} [{min(cpus):.2f}-{max(cpus):.2f}]")
 
 
 if __name__ == "__main__":

@@ -6,11 +6,14 @@ L{StringTransport} with a L{Clock}, and over a real TLS layer in memory.
 """
 
 import os
+import socket
 
+from twisted.internet import reactor
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.internet.threads import deferToThread
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.resource import Resource
 
 from pypid.web.channel import (
@@ -300,3 +303,50 @@ class OriginFormTests(SynchronousTestCase):
         self.assertEqual(origin_form(b"https://host"), b"/")
         self.assertEqual(origin_form(b"https://host?x"), b"/?x")
         self.assertEqual(origin_form(b"*"), b"/")
+
+
+class RealConnectionTests(TestCase):
+    """Over a real TCP connection."""
+
+    async def test_host_asked_once(self):
+        """
+        The channel asks the transport for the server's address once: each
+        request of a kept-alive connection gets the same one. (Twisted's own
+        channel sets C{TCP_NODELAY}, which a sequential client needs: checked
+        here too, since the channel's C{connectionMade} is pypid's.)
+        """
+        spool = os.path.abspath(self.mktemp())
+        os.makedirs(spool)
+        site = PypidSite(_Hello(), 1 << 20, spool)
+        channels = []
+        build = site.buildProtocol
+
+        def keep(addr):
+            channel = build(addr)
+            channels.append(channel)
+            return channel
+
+        site.buildProtocol = keep
+        port = reactor.listenTCP(0, site, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        client, answer = await deferToThread(self._get, port.getHost().port)
+        self.addCleanup(client.close)
+        self.assertIn(b"hello", answer)
+        (channel,) = channels
+        handle = channel.transport.getHandle()
+        self.assertEqual(handle.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY), 1)
+        asked = []
+        self.patch(channel.transport, "getHost", lambda: asked.append(1))
+        self.assertEqual(channel.getHost().port, port.getHost().port)
+        self.assertEqual(asked, [])
+        channel.transport.loseConnection()
+
+    @staticmethod
+    def _get(port):
+        """Ask for two answers on one kept-alive connection; the socket, still open, and both."""
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 2)
+        data = b""
+        while data.count(b"hello") < 2:
+            data += s.recv(65536)
+        return s, data

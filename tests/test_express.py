@@ -10,6 +10,7 @@ on a persistent connection sends them (treq's in-memory agent closes every
 connection, so the other web tests never take the lane).
 """
 
+import hashlib
 import json
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -17,6 +18,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from pypid.auth.policy import AccessModel
 from pypid.core.usage import day_of
 from pypid.state.usage_log import UsageLog
+from pypid.web import express
 from tests.distributions import make_wheel
 from tests.fakes import twine_fields
 from tests.harness_web import JSON_TYPE, _ServerMixin, basic, kept_alive, request
@@ -235,3 +237,69 @@ class ClosedIndexTests(_ServerMixin, SynchronousTestCase):
                                         [(b"Authorization", basic())]))
         self.assertEqual([status for status, _, _ in answers], [401, 200])
         self.assertEqual(lane.answered, [False, False])
+
+
+class OnDiskExpressTests(ExpressTests):
+    """
+    The same, on the local disk backend, whose small files the lane reads
+    once and then keeps (L{pypid.web.express.SMALL_FILES}).
+    """
+
+    on_disk = True
+
+    def opened(self):
+        """Count the files the lane opens from now on: a list of their paths."""
+        paths = []
+
+        def counting(path, mode="r", *args, **kwargs):
+            paths.append(path)
+            return open(path, mode, *args, **kwargs)
+
+        # (the module reads the builtin: a global of its own comes first)
+        express.open = counting
+        self.addCleanup(delattr, express, "open")
+        return paths
+
+    def test_read_once(self):
+        """
+        A file and its metadata are read from disk at their first request
+        and sent from memory after it, byte for byte the usual answer, and
+        each GET is still counted as a download.
+        """
+        name, data = self.wheels["spam", "1.1"]
+        opened = self.opened()
+        for path in (b"/files/spam/" + name.encode(),
+                     b"/files/spam/" + name.encode() + b".metadata"):
+            answers, _ = self.send(*[request(b"GET", path)] * 3)
+            self.assertEqual(self.lane.answered[-3:], [True] * 3)
+            usual = self.usual(b"GET", path)
+            self.assertEqual(answers, [usual] * 3)
+        self.assertEqual(len(opened), 2)
+        (answer,), _ = self.send(request(b"GET", b"/files/spam/" + name.encode()))
+        self.assertEqual(answer[2], data)
+        # (the lane's four GETs and the usual path's one)
+        self.assertEqual(self.downloads(name), 5)
+
+    def test_budget(self):
+        """
+        A lane that may keep no byte reads the file at every request; the
+        key holds the file's digest, so another content at the same path
+        is read anew (a file's content never changes under its name, but
+        the lane does not rely on it).
+        """
+        lane = self.web.site.express._lane
+        name, data = self.wheels["spam", "1.0"]
+        path = b"/files/spam/" + name.encode()
+        opened = self.opened()
+        kept = lane._kept
+        lane._kept = express.ByteLRU(0)
+        answers, _ = self.send(request(b"GET", path), request(b"GET", path))
+        self.assertEqual([a[2] for a in answers], [data, data])
+        self.assertEqual(len(opened), 2)
+        lane._kept = kept
+        self.send(request(b"GET", path))
+        stored = opened[-1]
+        self.send(request(b"GET", path))
+        self.assertEqual(len(opened), 3)
+        self.assertEqual([key for key in kept if key[0] == stored],
+                         [(stored, b'"%s"' % hashlib.sha256(data).hexdigest().encode())])

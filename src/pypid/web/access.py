@@ -193,6 +193,10 @@ class Access:
         permissions = self._permissions
         return permissions.open_reads if index == DEFAULT_INDEX else permissions.open(index)
 
+    def enters_openly(self, index: str) -> bool:
+        """Whether anyone may enter the named C{index} without credentials (L{gate_index})."""
+        return self._permissions.anyone_enters(index)
+
     def gate_read(self, request: IRequest,
                   index: str = DEFAULT_INDEX) -> Deferred[Identity | None] | None:
         """

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 from typing import cast
 
+from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request
 
+from pypid.core.render import Page
 from pypid.web.access import Access
-from pypid.web.express import PlainFileOf, PlainPage
-from pypid.web.index_root import IndexPath, ServedIndex, is_index_segment
+from pypid.web.index_root import IndexPath, IndexRoot, PlainFile, ServedIndex, is_index_segment
 from pypid.web.respond import Rendered
 
 
@@ -59,15 +60,32 @@ class RootResource(Resource):
         self._app = areas
         self._indexes = indexes
 
-    @property
-    def plain_page(self) -> PlainPage:
-        """The default index's kept pages for the express lane (L{pypid.web.express})."""
-        return cast(IndexPath, self._children[b"simple"]).plain_page
+    def plain_page(self, request: IRequest, index: bytes | None, rest: bytes) -> Page | None:
+        """
+        The kept page the express lane (L{pypid.web.express}) may send for
+        C{/simple/<rest>} (C{index} L{None}: the default index's) or
+        C{/<index>/simple/<rest>}, or L{None}: the same dispatch as
+        L{getChildWithDefault}, the root's own routes first.
+        """
+        if index is None:
+            return cast(IndexPath, self._children[b"simple"]).plain_page(request, rest)
+        named = self._named(index)
+        return None if named is None else named.plain_page(request, index, rest)
 
-    @property
-    def plain_file(self) -> PlainFileOf:
-        """The default index's stored files for the express lane (L{pypid.web.express})."""
-        return cast(IndexPath, self._children[b"files"]).plain_file
+    def plain_file(self, request: IRequest, index: bytes | None,
+                   rest: bytes) -> PlainFile | None:
+        """The same as L{plain_page}, for C{files/<rest>}."""
+        if index is None:
+            return cast(IndexPath, self._children[b"files"]).plain_file(request, rest)
+        named = self._named(index)
+        return None if named is None else named.plain_file(request, index, rest)
+
+    def _named(self, segment: bytes) -> IndexRoot | None:
+        """The named indexes' resource, if the usual path would give C{/<segment>/} to it."""
+        indexes = self._indexes
+        if indexes is None or segment in self._children or not is_index_segment(segment):
+            return None
+        return cast(IndexRoot, indexes)
 
     def getChildWithDefault(self, name: bytes, request: Request) -> IResource:
         """Pick the resource for the first path segment."""
