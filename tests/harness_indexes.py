@@ -88,8 +88,12 @@ class Server:
                                              KeyedLock(self.clock))
         s = self.stacks
         views = {
+            # (its hosted index's own links: served from its kept pages, as
+            # the daemon serves an index of one hosted source: views.own)
             "release": IndexView("release", (ChainSource("release", hosted=s["release"].index),),
-                                 Filters(), file_url_for(None)),
+                                 Filters(), s["release"].index.file_url,
+                                 advisories=s["release"].index.rendered.advisories,
+                                 provenance_url=s["release"].index.rendered.provenance_url),
             "staging": IndexView("staging", (ChainSource("staging", hosted=s["staging"].index),
                                              ChainSource("release", hosted=s["release"].index)),
                                  Filters(), file_url_for(None)),

@@ -21,6 +21,7 @@ from pypid.state.usage_log import UsageLog
 from pypid.web import express
 from tests.distributions import make_wheel
 from tests.fakes import twine_fields
+from tests.harness_indexes import Server
 from tests.harness_web import JSON_TYPE, _ServerMixin, basic, kept_alive, request
 
 HTML = b"text/html"
@@ -303,3 +304,60 @@ class OnDiskExpressTests(ExpressTests):
         self.assertEqual(len(opened), 3)
         self.assertEqual([key for key in kept if key[0] == stored],
                          [(stored, b'"%s"' % hashlib.sha256(data).hexdigest().encode())])
+
+
+class NamedIndexTests(SynchronousTestCase):
+    """
+    A named index's kept pages and files (C{/NAME/simple/...},
+    C{/NAME/files/...}) take the lane on the same conditions as the default
+    index's: the same answers as the usual path; an index anonymous
+    clients may not enter, or a name no index has, goes the usual way.
+    """
+
+    def setUp(self):
+        self.server = Server(self)
+        code, _, body = self.server.upload("/release/", "spam", "1.0")
+        self.assertEqual(code, 200, body)
+        code, _, body = self.server.upload("/secret/", "eggs", "1.0", auth=basic("carol"))
+        self.assertEqual(code, 200, body)
+        self.wheel = make_wheel("spam", "1.0")[0].encode()
+        self.lane = _Lane(self.server.web.site)
+
+    def ask(self, path, headers=()):
+        """The lane's answer and the usual path's (its connection closed), and whether the lane took it."""
+        site = self.server.web.site
+        (lane,), _ = kept_alive(site, request(b"GET", path, headers))
+        took = self.lane.answered[-1]
+        (usual,), _ = kept_alive(site, request(b"GET", path, [*headers, (b"Connection", b"close")]))
+        self.assertEqual(self.lane.answered[-1], False)
+        usual[1].pop(b"connection")
+        lane[1].pop(b"date"), usual[1].pop(b"date")
+        self.assertEqual(lane, usual, path)
+        return took, lane[0]
+
+    def test_open_index(self):
+        """C{release}: its root, its project's page (HTML and JSON) and its file."""
+        for path, headers in [(b"/release/simple/", ()),
+                              (b"/release/simple/spam/", ((b"Accept", HTML),)),
+                              (b"/release/simple/spam/", ((b"Accept", JSON_TYPE.encode()),)),
+                              (b"/release/files/spam/" + self.wheel, ()),
+                              (b"/release/files/spam/" + self.wheel + b".metadata", ())]:
+            self.assertEqual(self.ask(path, headers), (True, 200), path)
+
+    def test_through_bases(self):
+        """
+        C{staging} lists C{release}'s file: the lane sends it; the page of a
+        project of its base alone is composed by the usual path.
+        """
+        self.assertEqual(self.ask(b"/staging/files/spam/" + self.wheel), (True, 200))
+        self.assertEqual(self.ask(b"/staging/simple/spam/"), (False, 200))
+
+    def test_usual_way(self):
+        """An index anonymous clients may not enter, a missing one, another area: the usual path."""
+        eggs = make_wheel("eggs", "1.0")[0].encode()
+        for path in (b"/secret/simple/", b"/secret/simple/eggs/", b"/secret/files/eggs/" + eggs,
+                     b"/nosuch/simple/", b"/release/integrity/spam/1.0/" + self.wheel + b"/provenance",
+                     b"/release/simple", b"/release"):
+            took, status = self.ask(path)
+            self.assertFalse(took, path)
+            self.assertNotEqual(status, 200, path)
