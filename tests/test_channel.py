@@ -348,5 +348,8 @@ class RealConnectionTests(TestCase):
         s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 2)
         data = b""
         while data.count(b"hello") < 2:
-            data += s.recv(65536)
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
         return s, data

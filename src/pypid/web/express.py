@@ -4,15 +4,15 @@ anonymous C{GET} in one write, without Twisted's resource traversal and
 response machinery (issue 43).
 
 Most of what an index answers is the same few pages to clients that send
-no credentials: C{/simple/} and C{/simple/<project>/} (or a named index's
-C{/NAME/simple/...}), as HTML or JSON, compressed or not. The page itself is rendered once and kept
-(L{pypid.core.rendered_pages}); what a request then cost was Twisted's:
-the resource tree walked, a dozen headers set one by one through
-L{Headers}' checks, the status line and headers written, the body written,
-the request finished. Measured in process on the real site (in-memory
-storage, 2 cores shared with other work, best of 15 runs of 1,000
-requests): 70 us a page through that path, 36 us for the same bytes
-written at once.
+no credentials: C{/simple/} and C{/simple/<project>/} (or a named
+index's C{/NAME/simple/...}), as HTML or JSON, compressed or not. The page
+itself is rendered once and kept (L{pypid.core.rendered_pages}); what a
+request then cost was Twisted's: the resource tree walked, a dozen
+headers set one by one through L{Headers}' checks, the status line and
+headers written, the body written, the request finished. Measured in
+process on the real site (in-memory storage, 2 cores shared with other
+work, best of 15 runs of 1,000 requests): 70 us a page through that
+path, 36 us for the same bytes written at once.
 
 So a request the lane can answer is answered here, before
 L{pypid.web.site.PypidRequest.process} builds anything: the same decision
@@ -36,8 +36,8 @@ connection the client closes after the answer.
 
 A small file read from disk is kept in memory for the next request
 (L{SMALL_FILES}: bytes by path and sha256, the least recently sent
-forgotten first): a file's content never changes under
-its name, and the key holds its digest all the same. Measured with C{wrk
+forgotten first): a file's content never changes under its name, and the
+key holds its digest all the same. Measured with C{wrk
 -c32} on the lane's small file (py-spy): opening, reading and closing it
 were a sixth of the reactor's time.
 """

@@ -762,7 +762,7 @@ class IndexPath(Resource):
         L{_when_read}); otherwise L{None}, and L{render} answers.
         """
         served = self._served
-        if self._area != b"simple" or not self._open(served):
+        if self._area != b"simple" or not read_openly(self._access, served):
             return None
         return served.simple.plain_page(request, rest)
 
@@ -773,13 +773,9 @@ class IndexPath(Resource):
         same conditions as L{plain_page}; otherwise L{None}.
         """
         served = self._served
-        if self._area != b"files" or not self._open(served):
+        if self._area != b"files" or not read_openly(self._access, served):
             return None
         return served.files.plain_file(request, rest)
-
-    def _open(self, served: ServedIndex) -> bool:
-        """Whether anyone may read the index and every file it holds was read."""
-        return read_openly(self._access, served)
 
     def render(self, request: Request) -> Rendered:
         """Gate the request by the index's read grant, then answer it."""
