@@ -28,16 +28,33 @@ HTML = b"text/html"
 
 
 class _Lane:
-    """Records whether the site's express lane answered each request it was asked."""
+    """
+    Records whether the site's express lane answered each request it was
+    asked: from its bytes (L{express.ExpressLane.take}; what it leaves goes
+    on to Twisted's parser, and then to the lane again), or once parsed.
+
+    @ivar answered: for each request, whether the lane answered it.
+    @ivar raw: for each request the lane answered, whether from its bytes.
+    """
 
     def __init__(self, site):
         self._lane = site.express
         self.answered = []
+        self.raw = []
         site.express = self
+
+    def take(self, channel, data):
+        answered = self._lane.take(channel, data)
+        if answered:
+            self.answered.append(True)
+            self.raw.append(True)
+        return answered
 
     def __call__(self, request):
         answered = self._lane(request)
         self.answered.append(answered)
+        if answered:
+            self.raw.append(False)
         return answered
 
 

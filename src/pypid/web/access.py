@@ -121,6 +121,13 @@ class Access:
             return True
         return permissions.may_read(identity_of(request), project, index)
 
+    def anyone_may_read(self, project: str, index: str = DEFAULT_INDEX) -> bool:
+        """Whether a request without credentials may see C{project} of C{index}."""
+        permissions = self._permissions
+        if permissions.open(index):
+            return True
+        return permissions.may_read(None, project, index)
+
     def identity_may_read(self, identity: Identity | None, project: str,
                           index: str = DEFAULT_INDEX) -> bool:
         """
@@ -152,6 +159,10 @@ class Access:
         if permissions.open(index):
             return True
         return permissions.reads_everything(identity_of(request), index)
+
+    def anyone_reads_everything(self, index: str = DEFAULT_INDEX) -> bool:
+        """Whether a request without credentials may see every project of C{index}."""
+        return self._permissions.reads_everything(None, index)
 
     def is_local_user(self, name: str) -> bool:
         """Whether C{name} is a user of C{[users]} or the htpasswd file (not the directory's)."""

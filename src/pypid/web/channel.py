@@ -31,8 +31,9 @@ later (a client that neither reads nor closes) is dropped.
 from __future__ import annotations
 
 import re
-from typing import cast
+from typing import Protocol, cast
 
+from twisted.internet import protocol
 from twisted.internet.interfaces import (
     IAddress,
     IDelayedCall,
@@ -40,7 +41,7 @@ from twisted.internet.interfaces import (
     ITCPTransport,
     ITransport,
 )
-from twisted.internet.protocol import Protocol, connectionDone
+from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import server
@@ -71,6 +72,13 @@ MAX_PER_ADDRESS = 128
 #: Seconds a connection answered outside a request (a refusal) has to take
 #: its short answer and close before it is dropped.
 CLOSE_TIMEOUT = 2.0
+
+
+class ExpressTake(Protocol):
+    """What the channel asks of the express lane (L{pypid.web.express.ExpressLane})."""
+
+    def take(self, channel: HTTPChannel, data: bytes) -> bool:
+        """Answer the one whole request head C{data}, if it can; whether it did."""
 
 
 class PypidChannel(BadRequestHook):
@@ -109,6 +117,23 @@ class PypidChannel(BadRequestHook):
         """Start the clock for the first request's headers."""
         HTTPChannel.connectionMade(self)
         self._wait_for_headers()
+
+    def dataReceived(self, data: bytes) -> None:
+        """
+        Bytes from the client: between requests, offered to the site's
+        express lane first (L{pypid.web.express.ExpressLane.take}), which
+        answers a kept page or small file from the request's bytes alone;
+        whatever it leaves, Twisted parses.
+        """
+        if not self.requests and not self._buffer and self.line_mode and self.persistent \
+                and not self._waitingForTransport:
+            express = self.site.express
+            if express is not None and express.take(self, data):
+                # (what requestDone does once a request's answer went out)
+                self.resetTimeout()
+                self._wait_for_headers()
+                return
+        HTTPChannel.dataReceived(self, data)
 
     def getHost(self) -> IAddress:
         """
@@ -390,7 +415,7 @@ class ConnectionCounter:
         channel.counted_host = None
 
 
-class Refused(Protocol):
+class Refused(protocol.Protocol):
     """A connection refused on arrival (too many from its address): dropped at once."""
 
     def connectionMade(self) -> None:
@@ -407,6 +432,9 @@ class GuardedSite(server.Site):
     """
 
     protocol = PypidChannel  # type: ignore[assignment]  # (an HTTPChannel of ours)
+    #: answers kept pages and small files from a request's bytes
+    #: (L{pypid.web.site.PypidSite}'s; none here)
+    express: ExpressTake | None = None
     # (Site's own counter numbers sessions, which pypid never makes)
     counter: ConnectionCounter  # type: ignore[assignment]
     _sweeper: Periodic | None = None

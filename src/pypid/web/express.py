@@ -45,10 +45,14 @@ were a sixth of the reactor's time.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterable
 
+from twisted.internet.interfaces import IAddress
+from twisted.web.http import HTTPChannel
 from twisted.web.server import Request
 
+from pypid.core.forwarded import TrustedProxies
 from pypid.core.http_errors import HTTPError
 from pypid.core.lru import ByteLRU
 from pypid.core.negotiate import accepts_gzip
@@ -56,6 +60,7 @@ from pypid.core.render import Page
 from pypid.storage.interface import LocalFile, MemoryFile
 from pypid.web.index_root import PlainFile
 from pypid.web.request_auth import client_address
+from pypid.web.request_client import forwarded_client
 from pypid.web.respond import (
     FILE_CACHE_CONTROL,
     FILE_CONTENT_TYPE,
@@ -67,15 +72,16 @@ from pypid.web.respond import (
 #: hundred C{.metadata} files and small wheels, a few MiB at most.
 SMALL_FILES = 8 << 20
 
-#: C{plain_page(request, index, rest) -> Page | None}: the kept page for
-#: C{/simple/<rest>} (C{index} L{None}) or C{/<index>/simple/<rest>}, or
+#: C{plain_page(accept, index, rest) -> Page | None}: the kept page an
+#: anonymous C{GET} of C{/simple/<rest>} (C{index} L{None}) or
+#: C{/<index>/simple/<rest>} with the C{Accept} header C{accept} gets, or
 #: L{None} when the usual path must answer.
-PlainPage = Callable[[Request, bytes | None, bytes], Page | None]
+PlainPage = Callable[[bytes | None, bytes | None, bytes], Page | None]
 
-#: C{plain_file(request, index, rest) -> PlainFile | None}: the stored file
-#: for C{/files/<rest>} or C{/<index>/files/<rest>}, or L{None} when the
-#: usual path must answer.
-PlainFileOf = Callable[[Request, bytes | None, bytes], PlainFile | None]
+#: C{plain_file(index, rest) -> PlainFile | None}: the stored file for
+#: C{/files/<rest>} or C{/<index>/files/<rest>}, or L{None} when the usual
+#: path must answer.
+PlainFileOf = Callable[[bytes | None, bytes], PlainFile | None]
 
 _PAGES = b"/simple/"
 _FILES = b"/files/"
@@ -83,6 +89,29 @@ _PAGE_HEAD = (b"\r\nCache-Control: " + PAGE_CACHE_CONTROL
               + b"\r\nVary: Accept, Accept-Encoding\r\n")
 _FILE_HEAD = (b"Content-Type: " + FILE_CONTENT_TYPE + b"\r\nETag: %s\r\nCache-Control: "
               + FILE_CACHE_CONTROL + b"\r\nAccept-Ranges: bytes\r\nContent-Length: %d\r\n\r\n")
+
+#: The request headers that send a request the usual way: credentials, a
+#: condition, a range.
+USUAL_HEADERS = frozenset((b"authorization", b"if-none-match", b"range", b"if-range"))
+
+#: And those that do when the lane reads the request's bytes itself
+#: (L{ExpressLane.take}): a body, an expectation, a protocol change.
+_RAW_USUAL = USUAL_HEADERS | {b"content-length", b"transfer-encoding", b"expect", b"upgrade",
+                              b"http2-settings"}
+
+#: The longest request head, and the most header lines, that
+#: L{ExpressLane.take} reads (Twisted's own limits are 16 KiB and 500).
+MAX_HEAD = 8192
+MAX_FIELDS = 100
+
+#: A request line the lane answers: C{GET} or C{HEAD} of a path with no
+#: query, in printable ASCII, over HTTP/1.1.
+_REQUEST_LINE = re.compile(rb"(GET|HEAD) (/[!-\x3e\x40-~]*) HTTP/1\.1")
+
+#: A header line: a token, a colon, a value with no NUL, CR or LF, the
+#: blanks around it left out (RFC 9110 5.5, 5.6.2; what Twisted accepts,
+#: less the obsolete folding).
+_FIELD = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*([^\x00\r\n]*?)[ \t]*")
 
 
 def fixed_head(headers: Iterable[tuple[bytes, Iterable[bytes]]]) -> bytes:
@@ -96,7 +125,8 @@ def fixed_head(headers: Iterable[tuple[bytes, Iterable[bytes]]]) -> bytes:
 
 class ExpressLane:
     """
-    Answers the requests it can (L{__call__}); see the module.
+    Answers the requests it can: from their bytes (L{take}), or once
+    Twisted has parsed them (L{__call__}); see the module.
 
     @ivar _plain_page: the L{PlainPage} of every index.
     @ivar _plain_file: the L{PlainFileOf} of every index.
@@ -114,13 +144,92 @@ class ExpressLane:
         #: small files read from disk: C{(path, etag) -> bytes}
         self._kept: ByteLRU[tuple[str, bytes], bytes] = ByteLRU(kept_bytes)
 
+    def take(self, channel: HTTPChannel, data: bytes) -> bool:
+        """
+        Answer the request C{data} holds, if the lane can; whether it did.
+
+        The channel calls this when C{data} arrives between requests (its
+        parser holds nothing, no request is under way): the lane answers
+        when C{data} is one whole request head and nothing more, which it
+        reads strictly (L{_REQUEST_LINE}, L{_FIELD}); anything else, and
+        whatever the lane does not answer, the channel parses as usual.
+        The answer is counted, and logged, as L{Request.finish} would (the
+        site's C{log}), but no L{Request} is made.
+        """
+        end = len(data) - 4
+        if end > MAX_HEAD or data.find(b"\r\n\r\n") != end:
+            return False
+        lines = data[:end].split(b"\r\n")
+        line = _REQUEST_LINE.fullmatch(lines[0])
+        if line is None or len(lines) > MAX_FIELDS:
+            return False
+        headers: dict[bytes, bytes] = {}
+        for raw in lines[1:]:
+            field = _FIELD.fullmatch(raw)
+            if field is None:
+                return False
+            name = field.group(1).lower()
+            if name in headers or name in _RAW_USUAL:
+                return False
+            headers[name] = field.group(2)
+        connection = headers.get(b"connection")
+        if connection is not None and connection.lower() != b"keep-alive":
+            return False
+        site = channel.site  # type: ignore[attr-defined]  # (a PypidSite's channel)
+        asked = Asked(line.group(1), line.group(2), headers, channel, site.timer())
+        if site.trusted_proxies.networks:
+            asked.resolve(site.trusted_proxies)
+        answer = self.answer(asked.method, asked.path, headers.get(b"accept"),
+                             headers.get(b"accept-encoding"), asked.client)
+        if answer is None:
+            return False
+        data, asked.sentLength = answer
+        channel.write(data)
+        site.log(asked)
+        return True
+
     def __call__(self, request: Request) -> bool:
         """
         Send the answer and finish C{request} if the lane can; whether it
         did. Called once Twisted has parsed the request (its method, path,
-        query and version), before anything else reads it.
+        query and version), before anything else reads it: a request that
+        came in parts, or behind another on the connection.
         """
-        path = request.path
+        if request.args or request.clientproto != b"HTTP/1.1" \
+                or not request.channel.persistent:
+            return False
+        headers = request.requestHeaders
+        has = headers.hasHeader
+        for name in USUAL_HEADERS:
+            if has(name):
+                return False
+        get = headers.getRawHeaders
+        answer = self.answer(request.method, request.path, get(b"accept", (None,))[0],
+                             get(b"accept-encoding", (None,))[0],
+                             lambda: client_address(request))
+        if answer is None:
+            return False
+        data, request.sentLength = answer
+        request.code = 200
+        # (the status line and headers are written: finish() writes none)
+        request.startedWriting = 1
+        request.channel.write(data)
+        request.finish()
+        return True
+
+    def answer(self, method: bytes, path: bytes, accept: bytes | None,
+               accept_encoding: bytes | None,
+               client: Callable[[], str | None]) -> tuple[bytes, int] | None:
+        """
+        The whole answer to an anonymous C{method} of C{path} (no query)
+        that sends the C{Accept} and C{Accept-Encoding} headers given (or
+        L{None}), when the lane may send it: its bytes (status line, headers
+        and body), and how many bytes of body they hold. L{None} when the
+        usual path must answer. C{client()} is the client's address, for a
+        download's count.
+        """
+        if method != b"GET" and method != b"HEAD":
+            return None
         index: bytes | None = None
         if path.startswith(_PAGES):
             pages, rest = True, path[len(_PAGES):]
@@ -130,37 +239,27 @@ class ExpressLane:
             # (a named index's: /<index>/simple/... or /<index>/files/...)
             slash = path.find(b"/", 1)
             if slash < 0:
-                return False
+                return None
             index, after = path[1:slash], path[slash:]
             if after.startswith(_PAGES):
                 pages, rest = True, after[len(_PAGES):]
             elif after.startswith(_FILES):
                 pages, rest = False, after[len(_FILES):]
             else:
-                return False
-        if request.args:
-            return False
-        method = request.method
-        if method != b"GET" and method != b"HEAD":
-            return False
-        if request.clientproto != b"HTTP/1.1" or not request.channel.persistent:
-            return False
-        has = request.requestHeaders.hasHeader
-        if has(b"authorization") or has(b"if-none-match") or has(b"range") or has(b"if-range"):
-            return False
+                return None
         if pages:
-            return self._page(request, index, rest)
-        return self._file(request, index, rest)
+            return self._page(method, index, rest, accept, accept_encoding)
+        return self._file(method, index, rest, client)
 
-    def _page(self, request: Request, index: bytes | None, rest: bytes) -> bool:
+    def _page(self, method: bytes, index: bytes | None, rest: bytes, accept: bytes | None,
+              accept_encoding: bytes | None) -> tuple[bytes, int] | None:
         try:
-            page = self._plain_page(request, index, rest)
+            page = self._plain_page(accept, index, rest)
         except HTTPError:
-            return False  # (the usual path answers it: advisories not read yet, say)
+            return None  # (the usual path answers it: advisories not read yet, say)
         if page is None:
-            return False
-        gz = page.gzipped is not None and accepts_gzip(
-            request.requestHeaders.getRawHeaders(b"accept-encoding", (None,))[0])
+            return None
+        gz = page.gzipped is not None and accepts_gzip(accept_encoding)
         if gz:
             body: bytes = page.gzipped  # type: ignore[assignment]  # (not None: gz says so)
             etag: bytes = page.gzip_etag  # type: ignore[assignment]  # (set with gzipped)
@@ -169,16 +268,16 @@ class ExpressLane:
         head = b"".join((b"Content-Type: ", page.content_type, b"\r\nETag: ", etag, _PAGE_HEAD,
                          b"Content-Encoding: gzip\r\n" if gz else b"",
                          b"Content-Length: %d\r\n\r\n" % len(body)))
-        self._send(request, head, body)
-        return True
+        return self._whole(method, head, body)
 
-    def _file(self, request: Request, index: bytes | None, rest: bytes) -> bool:
+    def _file(self, method: bytes, index: bytes | None, rest: bytes,
+              client: Callable[[], str | None]) -> tuple[bytes, int] | None:
         try:
-            found = self._plain_file(request, index, rest)
+            found = self._plain_file(index, rest)
         except HTTPError:
-            return False
+            return None
         if found is None:
-            return False
+            return None
         location = found.location
         if isinstance(location, MemoryFile):
             data = location.data
@@ -191,29 +290,87 @@ class ExpressLane:
                 try:
                     with open(location.path, "rb") as f:
                         if os.fstat(f.fileno()).st_size > SMALL_FILE:
-                            return False
+                            return None
                         data = f.read(SMALL_FILE + 1)
                 except OSError:
-                    return False  # (the usual path answers, and logs, a missing file)
+                    return None  # (the usual path answers, and logs, a missing file)
                 if len(data) > SMALL_FILE:
-                    return False
+                    return None
                 self._kept.put(key, data, len(data))
         else:
-            return False
-        if found.usage is not None and request.method == b"GET":
+            return None
+        if found.usage is not None and method == b"GET":
             # (a whole body: a download, as the usual path counts it)
-            found.usage.count(found.filename, client_address(request), False)
-        self._send(request, _FILE_HEAD % (found.etag, len(data)), data)
-        return True
+            found.usage.count(found.filename, client(), False)
+        return self._whole(method, _FILE_HEAD % (found.etag, len(data)), data)
 
-    def _send(self, request: Request, head: bytes, body: bytes) -> None:
-        """Write the status line, every header and the body (not to HEAD), and finish."""
+    def _whole(self, method: bytes, head: bytes, body: bytes) -> tuple[bytes, int]:
+        """The status line, every header and the body (not to HEAD), and the body's length sent."""
         parts = [b"HTTP/1.1 200 OK\r\nDate: ", self._date(), b"\r\n", self._fixed, head]
-        if request.method == b"GET":
+        if method == b"GET":
             parts.append(body)
-            request.sentLength = len(body)
-        request.code = 200
-        # (the status line and headers are written: finish() writes none)
-        request.startedWriting = 1
-        request.channel.write(b"".join(parts))
-        request.finish()
+            return b"".join(parts), len(body)
+        return b"".join(parts), 0
+
+
+class Asked:
+    """
+    A request the lane answered from its bytes (L{ExpressLane.take}), as
+    the site's C{log} reads a finished request: what it counts, and what
+    an access log line says (Twisted's C{combinedLogFormatter}).
+    """
+
+    __slots__ = ("method", "path", "_headers", "_channel", "started", "sentLength", "_client")
+
+    clientproto = b"HTTP/1.1"
+    code = 200
+    received = 0
+
+    def __init__(self, method: bytes, path: bytes, headers: dict[bytes, bytes],
+                 channel: HTTPChannel, started: float) -> None:
+        self.method = method
+        self.path = path
+        self._headers = headers
+        self._channel = channel
+        self.started = started
+        self.sentLength = 0
+        #: the client L{resolve} found, in a tuple (it may be L{None})
+        self._client: tuple[str | None] | None = None
+
+    @property
+    def uri(self) -> bytes:
+        """The request target (no query: the lane answers none)."""
+        return self.path
+
+    @property
+    def _line(self) -> tuple[bytes, bytes]:
+        """The method and path, as L{pypid.web.site.PypidRequest} keeps them."""
+        return (self.method, self.path)
+
+    def has_credentials(self) -> bool:
+        """None: the lane answers no request that has them."""
+        return False
+
+    def getHeader(self, name: bytes) -> bytes | None:
+        """A request header's value, or L{None}."""
+        return self._headers.get(name.lower())
+
+    def getClientAddress(self) -> IAddress:
+        """The connection's peer."""
+        return self._channel.transport.getPeer()  # type: ignore[union-attr]  # (connected)
+
+    def resolve(self, proxies: TrustedProxies) -> None:
+        """
+        Resolve the client now, as L{pypid.web.request_client} does when a
+        request's headers are in: behind a trusted proxy, the client it
+        names (and a header that cannot be read is logged).
+        """
+        forwarded = self._headers.get(b"x-forwarded-for")
+        self._client = (forwarded_client(proxies, getattr(self.getClientAddress(), "host", None),
+                                         () if forwarded is None else (forwarded,)),)
+
+    def client(self) -> str | None:
+        """The client's address: as L{resolve} found it, else the peer's host."""
+        if self._client is not None:
+            return self._client[0]
+        return getattr(self.getClientAddress(), "host", None)

@@ -360,26 +360,27 @@ class IndexSimple:
             return None
         return found
 
-    def plain_page(self, request: IRequest, rest: bytes) -> Page | None:
+    def plain_page(self, accept: bytes | None, rest: bytes) -> Page | None:
         """
-        The page an anonymous C{GET} of C{simple/<rest>} gets, when it is one
-        of the kept pages that L{answer} would send as they are (the root
-        page, or an active project of the index's own hosted source, asked
-        for by its normalized name and served as HTML or JSON); otherwise
-        L{None}, and L{answer} decides. L{pypid.web.express} sends it.
+        The page an anonymous C{GET} of C{simple/<rest>} with the C{Accept}
+        header C{accept} gets, when it is one of the kept pages that
+        L{answer} would send as they are (the root page, or an active
+        project of the index's own hosted source, asked for by its
+        normalized name and served as HTML or JSON); otherwise L{None}, and
+        L{answer} decides. L{pypid.web.express} sends it.
         """
-        kind = choose(request.requestHeaders.getRawHeaders(b"accept", (None,))[0])
+        kind = choose(accept)
         if kind is None:
             return None
         if not rest:
-            return self.view.root_page(kind) if self.access.reads_everything(
-                request, self.name) else None
+            return self.view.root_page(kind) if self.access.anyone_reads_everything(
+                self.name) else None
         if rest[-1:] != b"/" or b"/" in rest[:-1] or b"%" in rest:
             return None
         segment = rest[:-1]
         project = normalized_name(self._names, segment)
         if (project is None or project.encode("utf-8") != segment
-                or not self.access.may_read(request, project, self.name)):
+                or not self.access.anyone_may_read(project, self.name)):
             return None
         found = self._own_project(project)
         if found is None:
@@ -475,7 +476,7 @@ class IndexFiles:
                             _no_file)
         return self._send(request, project, filename)
 
-    def plain_file(self, request: IRequest, rest: bytes) -> PlainFile | None:
+    def plain_file(self, rest: bytes) -> PlainFile | None:
         """
         What an anonymous whole C{GET} or C{HEAD} of C{files/<rest>} gets,
         when L{_send} would send it as it is from a hosted source: a file
@@ -491,7 +492,7 @@ class IndexFiles:
         except UnicodeDecodeError:
             return None
         view = self.view
-        if not self.access.may_read(request, project, self.name) \
+        if not self.access.anyone_may_read(project, self.name) \
                 or not (self._plain or view.admits(normalize(project))) \
                 or view.quarantined(project) or view.advisories.affects(project):
             return None
@@ -754,19 +755,20 @@ class IndexPath(Resource):
         self._answer = answer
         self._access = access
 
-    def plain_page(self, request: IRequest, rest: bytes) -> Page | None:
+    def plain_page(self, accept: bytes | None, rest: bytes) -> Page | None:
         """
         For C{simple}: the kept page an anonymous C{GET} of C{simple/<rest>}
-        gets as it is (L{IndexSimple.plain_page}), when anyone may read the
+        (with the C{Accept} header C{accept}) gets as it is
+        (L{IndexSimple.plain_page}), when anyone may read the
         index and every file it holds was read (no project waits for
         L{_when_read}); otherwise L{None}, and L{render} answers.
         """
         served = self._served
         if self._area != b"simple" or not read_openly(self._access, served):
             return None
-        return served.simple.plain_page(request, rest)
+        return served.simple.plain_page(accept, rest)
 
-    def plain_file(self, request: IRequest, rest: bytes) -> PlainFile | None:
+    def plain_file(self, rest: bytes) -> PlainFile | None:
         """
         For C{files}: the stored file an anonymous whole C{GET} of
         C{files/<rest>} gets as it is (L{IndexFiles.plain_file}), on the
@@ -775,7 +777,7 @@ class IndexPath(Resource):
         served = self._served
         if self._area != b"files" or not read_openly(self._access, served):
             return None
-        return served.files.plain_file(request, rest)
+        return served.files.plain_file(rest)
 
     def render(self, request: Request) -> Rendered:
         """Gate the request by the index's read grant, then answer it."""
@@ -821,19 +823,20 @@ class IndexRoot(Resource):
         """
         self._served = dict(served)
 
-    def plain_page(self, request: IRequest, name: bytes, rest: bytes) -> Page | None:
+    def plain_page(self, accept: bytes | None, name: bytes, rest: bytes) -> Page | None:
         """
         For the express lane (L{pypid.web.express}): the kept page an
-        anonymous C{GET} of C{/NAME/simple/<rest>} gets as it is, when
+        anonymous C{GET} of C{/NAME/simple/<rest>} (with the C{Accept}
+        header C{accept}) gets as it is, when
         anyone may enter and read the index C{name} and every file it holds
         was read (L{read_openly}); otherwise L{None}, and L{render} answers.
         """
         served = self._served.get(name)
         if served is None or not read_openly(self._access, served):
             return None
-        return served.simple.plain_page(request, rest)
+        return served.simple.plain_page(accept, rest)
 
-    def plain_file(self, request: IRequest, name: bytes, rest: bytes) -> PlainFile | None:
+    def plain_file(self, name: bytes, rest: bytes) -> PlainFile | None:
         """
         For the express lane: the stored file an anonymous whole C{GET} of
         C{/NAME/files/<rest>} gets as it is, on the conditions of
@@ -842,7 +845,7 @@ class IndexRoot(Resource):
         served = self._served.get(name)
         if served is None or not read_openly(self._access, served):
             return None
-        return served.files.plain_file(request, rest)
+        return served.files.plain_file(rest)
 
     def render(self, request: Request) -> Rendered:
         """Gate the request, then answer it with the part of the index its path names."""

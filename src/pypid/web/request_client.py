@@ -14,6 +14,8 @@ address (L{pypid.web.exposition}).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import attrs
 from twisted.logger import Logger
 from twisted.python.components import registerAdapter
@@ -68,10 +70,20 @@ def resolve_client(request: Request, proxies: TrustedProxies) -> None:
     """
     if not proxies.networks:
         return
-    peer = peer_host(request)
     forwarded = request.requestHeaders.getRawHeaders(b"x-forwarded-for", [])
+    request.setComponent(IRequestClient,
+                         RequestClient(forwarded_client(proxies, peer_host(request), forwarded)))
+
+
+def forwarded_client(proxies: TrustedProxies, peer: str | None,
+                     forwarded: Sequence[bytes]) -> str | None:
+    """
+    The client C{proxies} name in the C{X-Forwarded-For} values
+    C{forwarded} when C{peer} is one of them, else C{peer}; a header a
+    trusted proxy sent that cannot be read is logged, and the peer counted.
+    """
     address, malformed = proxies.client(peer, forwarded)
     if malformed:
         log.warn("Ignoring an X-Forwarded-For from the trusted proxy {peer} that is not a "
                  "list of IP addresses; counting the request as the proxy's", peer=peer)
-    request.setComponent(IRequestClient, RequestClient(address))
+    return address

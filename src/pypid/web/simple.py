@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from typing import cast
 
-from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request
 
@@ -60,25 +59,26 @@ class RootResource(Resource):
         self._app = areas
         self._indexes = indexes
 
-    def plain_page(self, request: IRequest, index: bytes | None, rest: bytes) -> Page | None:
+    def plain_page(self, accept: bytes | None, index: bytes | None,
+                   rest: bytes) -> Page | None:
         """
-        The kept page the express lane (L{pypid.web.express}) may send for
-        C{/simple/<rest>} (C{index} L{None}: the default index's) or
-        C{/<index>/simple/<rest>}, or L{None}: the same dispatch as
-        L{getChildWithDefault}, the root's own routes first.
+        The kept page the express lane (L{pypid.web.express}) may send to an
+        anonymous C{GET} of C{/simple/<rest>} (C{index} L{None}: the default
+        index's) or C{/<index>/simple/<rest>} with the C{Accept} header
+        C{accept}, or L{None}: the same dispatch as L{getChildWithDefault},
+        the root's own routes first.
         """
         if index is None:
-            return cast(IndexPath, self._children[b"simple"]).plain_page(request, rest)
+            return cast(IndexPath, self._children[b"simple"]).plain_page(accept, rest)
         named = self._named(index)
-        return None if named is None else named.plain_page(request, index, rest)
+        return None if named is None else named.plain_page(accept, index, rest)
 
-    def plain_file(self, request: IRequest, index: bytes | None,
-                   rest: bytes) -> PlainFile | None:
+    def plain_file(self, index: bytes | None, rest: bytes) -> PlainFile | None:
         """The same as L{plain_page}, for C{files/<rest>}."""
         if index is None:
-            return cast(IndexPath, self._children[b"files"]).plain_file(request, rest)
+            return cast(IndexPath, self._children[b"files"]).plain_file(rest)
         named = self._named(index)
-        return None if named is None else named.plain_file(request, index, rest)
+        return None if named is None else named.plain_file(index, rest)
 
     def _named(self, segment: bytes) -> IndexRoot | None:
         """The named indexes' resource, if the usual path would give C{/<segment>/} to it."""
