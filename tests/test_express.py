@@ -12,17 +12,22 @@ connection, so the other web tests never take the lane).
 
 import hashlib
 import json
+from ipaddress import ip_network
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.auth.policy import AccessModel
+from pypid.core.forwarded import TrustedProxies
 from pypid.core.usage import day_of
 from pypid.state.usage_log import UsageLog
 from pypid.web import express
 from tests.distributions import make_wheel
 from tests.fakes import twine_fields
 from tests.harness_indexes import Server
-from tests.harness_web import JSON_TYPE, _ServerMixin, basic, kept_alive, request
+from tests.harness_web import JSON_TYPE, _ServerMixin, basic, kept_alive, parse, request
 
 HTML = b"text/html"
 
@@ -37,6 +42,10 @@ class _Lane:
     @ivar raw: for each request the lane answered, whether from its bytes.
     """
 
+    #: whether the lane is kept from reading requests' bytes (the reference
+    #: of L{FromBytesTests}: Twisted parses every request)
+    raw_off = False
+
     def __init__(self, site):
         self._lane = site.express
         self.answered = []
@@ -44,6 +53,8 @@ class _Lane:
         site.express = self
 
     def take(self, channel, data):
+        if self.raw_off:
+            return False
         answered = self._lane.take(channel, data)
         if answered:
             self.answered.append(True)
@@ -58,8 +69,8 @@ class _Lane:
         return answered
 
 
-class ExpressTests(_ServerMixin, SynchronousTestCase):
-    """Anonymous reads of the kept pages, on a persistent connection."""
+class _Uploaded(_ServerMixin):
+    """Two projects of two versions each, uploaded, and the lane watched (L{_Lane})."""
 
     def access_model(self):
         return AccessModel(read=self.read, admins=frozenset({"alice"}))
@@ -98,6 +109,10 @@ class ExpressTests(_ServerMixin, SynchronousTestCase):
         status, found, body = answer
         self.assertEqual(found.pop(b"connection"), b"close")
         return status, found, body
+
+
+class ExpressTests(_Uploaded, SynchronousTestCase):
+    """Anonymous reads of the kept pages, on a persistent connection."""
 
     def test_same_answer(self):
         """
@@ -378,3 +393,262 @@ class NamedIndexTests(SynchronousTestCase):
             took, status = self.ask(path)
             self.assertFalse(took, path)
             self.assertNotEqual(status, 200, path)
+
+
+class InPartsExpressTests(ExpressTests):
+    """
+    The same, each request's bytes arriving a few at a time: Twisted parses
+    every one, and the lane answers them once parsed (L{ExpressLane.__call__}).
+    """
+
+    def send(self, *requests):
+        data = b"".join(requests)
+        channel = self.web.site.buildProtocol(None)
+        transport = StringTransport()
+        channel.makeConnection(transport)
+        for i in range(0, len(data), 7):
+            channel.dataReceived(data[i:i + 7])
+        self.assertNotIn(True, self.lane.raw)
+        return parse(transport.value()), transport
+
+
+class FromBytesTests(_Uploaded, SynchronousTestCase):
+    """
+    A request whose whole head arrives at once, between requests, is
+    answered from its bytes (L{ExpressLane.take}), exactly as Twisted's
+    parser and the usual path would answer it; any other request, however
+    malformed, gets exactly the answer it gets without that lane.
+    """
+
+    def setUp(self):
+        super().setUp()
+        #: for each example of L{test_any_head}, whether the lane answered it
+        self.taken = []
+
+    def reference(self, data):
+        """What C{data} gets on a new connection with the lane kept from its bytes."""
+        self.lane.raw_off = True
+        try:
+            return self.connect(data)
+        finally:
+            self.lane.raw_off = False
+
+    def connect(self, data):
+        """C{data} written at once on a new connection: what was written back, and whether it closed."""
+        channel = self.web.site.buildProtocol(None)
+        transport = StringTransport()
+        channel.makeConnection(transport)
+        channel.dataReceived(data)
+        return transport.value(), transport.disconnecting
+
+    def test_from_bytes(self):
+        """Pages and files, to GET and HEAD: taken from the bytes, the usual answer."""
+        name, _ = self.wheels["spam", "1.1"]
+        for method, path, headers in [
+                (b"GET", b"/simple/", ()),
+                (b"HEAD", b"/simple/spam/", ((b"Accept", HTML),)),
+                (b"GET", b"/simple/spam/", ((b"Accept", JSON_TYPE.encode()),
+                                            (b"accept-encoding", b"gzip"))),
+                (b"GET", b"/files/spam/" + name.encode(), ((b"Connection", b"keep-alive"),)),
+                (b"GET", b"/files/spam/" + name.encode() + b".metadata", ())]:
+            data = request(method, path, headers)
+            before = len(self.lane.raw)
+            self.assertEqual(self.connect(data), self.reference(data), path)
+            self.assertEqual(self.lane.raw[before:], [True, False], path)
+            self.assertEqual(self.connect(data)[0].split(b"\r\n")[0], b"HTTP/1.1 200 OK")
+
+    def test_left_to_the_parser(self):
+        """
+        Requests the lane does not read, or reads and refuses, get the
+        answer they get without it: the usual path's, or Twisted's refusal.
+        """
+        page = b"/simple/spam/"
+        cases = [
+            # not one whole head: two requests, a part of one, a body
+            request(b"GET", page) * 2,
+            request(b"GET", page)[:-2],
+            request(b"GET", page) + b"x",
+            b"POST /simple/spam/ HTTP/1.1\r\nContent-Length: 1\r\n\r\nx",
+            # the request line
+            b"get /simple/spam/ HTTP/1.1\r\n\r\n",
+            b"GET  /simple/spam/ HTTP/1.1\r\n\r\n",
+            b"GET /simple/spam/ HTTP/1.0\r\n\r\n",
+            b"GET /simple/spam/ HTTP/2.0\r\n\r\n",
+            b"GET http://pypi.test/simple/spam/ HTTP/1.1\r\n\r\n",
+            b"GET /simple/spam/?x HTTP/1.1\r\n\r\n",
+            b"GET /simple/sp\xc3\xa4m/ HTTP/1.1\r\n\r\n",
+            b"GET /simple/spam/\x00 HTTP/1.1\r\n\r\n",
+            b"\r\nGET /simple/spam/ HTTP/1.1\r\n\r\n",
+            b"GET /simple/spam/ HTTP/1.1\n\n",
+            # the headers
+            request(b"GET", page, [(b"Connection", b"close")]),
+            request(b"GET", page, [(b"Connection", b"keep-alive, Upgrade"),
+                                   (b"Upgrade", b"h2c")]),
+            request(b"GET", page, [(b"Content-Length", b"0")]),
+            request(b"GET", page, [(b"Transfer-Encoding", b"chunked")]) + b"0\r\n\r\n",
+            request(b"GET", page, [(b"Expect", b"100-continue")]),
+            request(b"GET", page, [(b"Accept", HTML), (b"ACCEPT", JSON_TYPE.encode())]),
+            request(b"GET", page, [(b"Accept", HTML), (b" Folded", b"x")]),
+            request(b"GET", page, [(b"Bad Name", b"x")]),
+            request(b"GET", page, [(b"Accept", b"text/\x00html")]),
+            request(b"GET", page, [(b"Accept", b"text/\rhtml")]),
+            request(b"GET", page, [(b"X-Long", b"x" * express.MAX_HEAD)]),
+            request(b"GET", page, [(b"X-%d" % i, b"x") for i in range(express.MAX_FIELDS)]),
+            request(b"GET", page, [(b"Authorization", basic())]),
+            request(b"GET", page, [(b"If-None-Match", b'"x"')]),
+            request(b"GET", page + b"x", [(b"Range", b"bytes=0-1")]),
+            request(b"GET", b"/files/spam/x.whl", [(b"If-Range", b'"x"')]),
+            request(b"GET", page, [(b"Accept", b"image/png")]),
+            request(b"HEAD", b"/simple/Spam/"),
+            request(b"OPTIONS", page),
+        ]
+        for data in cases:
+            before = len(self.lane.raw)
+            self.assertEqual(self.connect(data), self.reference(data), data)
+            self.assertNotIn(True, self.lane.raw[before:], data)
+
+    def test_any_head(self):
+        """
+        L{any_head}, of which a fair share are requests the lane answers
+        from their bytes.
+        """
+        self.any_head()
+        self.assertGreater(self.taken.count(True), len(self.taken) // 10, len(self.taken))
+
+    @settings(max_examples=300, deadline=None, database=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(st.data())
+    def any_head(self, data):
+        """
+        A request the lane could answer, then none or a few changes to its
+        bytes (a method, a version, a header of any kind, an end, a byte
+        changed, the bytes cut or followed by more): the answer, and whether
+        the connection closes, are what they are without the lane reading
+        them.
+        """
+        draw = data.draw
+        name, _ = self.wheels["holy-grail", "1.0"]
+        method = draw(st.sampled_from([b"GET", b"HEAD"]))
+        target = draw(st.sampled_from([
+            b"/simple/", b"/simple/spam/", b"/simple/holy-grail/", b"/simple/Spam/",
+            b"/files/holy-grail/" + name.encode(), b"/files/spam/" + name.encode(),
+            b"/files/holy-grail/" + name.encode() + b".metadata", b"/simple/nothing/"]))
+        fields = draw(st.lists(st.sampled_from([
+            (b"Accept", b"text/html"), (b"Accept", JSON_TYPE.encode()), (b"accept", b"*/*"),
+            (b"Accept-Encoding", b"gzip"), (b"Accept-Encoding", b"identity"),
+            (b"Host", b"pypi.test"), (b"User-Agent", b"pip/25.3"),
+            (b"Connection", b"keep-alive")]), max_size=4, unique_by=lambda f: f[0].lower()))
+        version, tail = b"HTTP/1.1", b"\r\n\r\n"
+        for change in draw(st.lists(st.integers(0, 6), max_size=3)):
+            if change == 0:
+                method = draw(st.sampled_from([b"POST", b"get", b"G\x00T", b"GET ", b""]))
+            elif change == 1:
+                version = draw(st.sampled_from([b"HTTP/1.0", b"http/1.1", b"HTTP/1.1 ",
+                                                b"HTTP/2.0", b""]))
+            elif change == 2:
+                field = (draw(st.sampled_from([
+                    b"Accept", b"accept", b"Connection", b"Authorization", b"Content-Length",
+                    b"Transfer-Encoding", b"X-Forwarded-For", b"Range", b"If-None-Match",
+                    b"If-Range", b"Expect", b"Upgrade", b"Bad Name", b" Folded", b"",
+                    b"\xff"])),
+                    draw(st.sampled_from([b"close", b"0", b"chunked", b"bytes=0-3", b'"x"',
+                                          b"100-continue", b"h2c", b"", b" x ", b"a\x00b",
+                                          b"a\rb", b"a\nb", b"\xff\xfe"])
+                         | st.binary(max_size=8)))
+                fields.insert(draw(st.integers(0, len(fields))), field)
+            elif change == 3:
+                tail = draw(st.sampled_from([b"\r\n", b"\n\n", b"\r\n\r\n\r\n",
+                                             b"\r\n\r\nGET /simple/ HTTP/1.1\r\n\r\n"]))
+            elif change == 4:
+                target = draw(st.sampled_from([b"/simple/spam/?a", b"*", b"/simple/%73pam/",
+                                               b"http://pypi.test/simple/"])
+                              | st.binary(max_size=12).map(lambda b: b"/simple/" + b))
+            else:
+                tail += draw(st.binary(min_size=1, max_size=6))
+        sent = b"\r\n".join([b"%s %s %s" % (method, target, version)]
+                             + [b"%s: %s" % field for field in fields]) + tail
+        if draw(st.booleans()) and draw(st.booleans()):
+            # (one byte changed)
+            at = draw(st.integers(0, len(sent) - 1))
+            sent = sent[:at] + bytes([draw(st.integers(0, 255))]) + sent[at + 1:]
+        before = len(self.lane.raw)
+        self.assertEqual(self.connect(sent), self.reference(sent))
+        self.taken.append(True in self.lane.raw[before:])
+
+    def test_counted_and_logged(self):
+        """
+        An answer from the bytes is counted for /metrics as the usual one,
+        and has the same access log line (Twisted's combined format).
+        """
+        site = self.web.site
+        lines = []
+        self.patch(site, "_access_log", "access.log")
+        site.logFile = _Lines(lines)
+        stats = site.stats
+        name, data = self.wheels["spam", "1.0"]
+        path = b"/files/spam/" + name.encode()
+        headers = [(b"Referer", b"http://pypi.test/x\"y"), (b"User-Agent", b"pip/25.3")]
+        counted = []
+        for reference in (False, True):
+            stats.settle()
+            data = request(b"GET", path, headers)
+            if reference:
+                self.reference(data)
+            else:
+                self.connect(data)
+            self.assertEqual(self.lane.raw[-1], not reference)
+            ((method, where, status, _seconds, sent, received),) = stats.batch
+            counted.append((method, where, status, sent, received))
+        self.assertEqual(counted, [(b"GET", path, 200, len(self.wheels["spam", "1.0"][1]), 0)] * 2)
+        self.assertEqual(len(lines), 2)
+        self.assertEqual(lines[0], lines[1])
+        self.assertIn('"GET %s HTTP/1.1" 200 ' % path.decode(), lines[0])
+        self.assertIn('"pip/25.3"', lines[0])
+
+    def test_forwarded_client(self):
+        """Behind a trusted proxy, a download is counted under the client it names."""
+        site = self.web.site
+        self.patch(site, "trusted_proxies", TrustedProxies((ip_network("192.168.1.0/24"),)))
+        clients = []
+        count = self.usage.count
+        self.patch(self.usage, "count", lambda filename, client, tail: (
+            clients.append(client), count(filename, client, tail))[1])
+        name, _ = self.wheels["spam", "1.0"]
+        path = b"/files/spam/" + name.encode()
+        for forwarded in (b"203.0.113.9", b"not an address"):
+            data = request(b"GET", path, [(b"X-Forwarded-For", forwarded)])
+            self.connect(data)
+            self.reference(data)
+        self.assertEqual(clients, ["203.0.113.9"] * 2 + ["192.168.1.1"] * 2)
+        self.assertEqual(self.lane.raw, [True, False, True, False])
+        # (the header that cannot be read is logged for each, as the usual path does)
+        self.assertEqual(len(self.flushLoggedErrors()), 0)
+
+    def test_next_headers_deadline(self):
+        """
+        After an answer from the bytes the next request's headers have their
+        own deadline: a client that then sends nothing is closed with 408.
+        """
+        site = self.web.site
+        channel = site.buildProtocol(None)
+        transport = StringTransport()
+        channel.makeConnection(transport)
+        self.clock.advance(20)
+        channel.dataReceived(request(b"GET", b"/simple/spam/"))
+        self.assertEqual(self.lane.raw, [True])
+        self.assertEqual(channel.waiting_since, self.clock.seconds())
+        site.counter.sweep(self.clock.seconds() + channel.header_timeout - 1)
+        self.assertFalse(transport.disconnecting)
+        site.counter.sweep(self.clock.seconds() + channel.header_timeout)
+        self.assertIn(b"HTTP/1.1 408 ", transport.value())
+        self.assertTrue(transport.disconnecting)
+
+
+class _Lines:
+    """A log file that keeps its lines."""
+
+    def __init__(self, lines):
+        self.lines = lines
+
+    def write(self, line):
+        self.lines.append(line)
