@@ -175,6 +175,7 @@ class Server:
         web = build_web([*one_index(s["default"].index, s["default"].storage, self.clock,
                         locks=s["default"].locks), *(parts)], access, run_now, self.clock,
                         max_upload_size=10 << 20)
+        self.web = web
         self.client = site_treq(web.site)
 
     def request(self, path, headers=None):

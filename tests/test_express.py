@@ -11,7 +11,9 @@ connection, so the other web tests never take the lane).
 """
 
 import hashlib
+import io
 import json
+import zipfile
 from ipaddress import ip_network
 
 from hypothesis import HealthCheck, given, settings
@@ -24,6 +26,7 @@ from pypid.core.forwarded import TrustedProxies
 from pypid.core.usage import day_of
 from pypid.state.usage_log import UsageLog
 from pypid.web import express
+from tests import harness_upstream as upstream
 from tests.distributions import make_wheel
 from tests.fakes import twine_fields
 from tests.harness_indexes import Server
@@ -378,11 +381,12 @@ class NamedIndexTests(SynchronousTestCase):
 
     def test_through_bases(self):
         """
-        C{staging} lists C{release}'s file: the lane sends it; the page of a
-        project of its base alone is composed by the usual path.
+        C{staging} lists C{release}'s file and the page of a project of its
+        base alone, composed (and kept) as the usual path composes it: the
+        lane sends both.
         """
         self.assertEqual(self.ask(b"/staging/files/spam/" + self.wheel), (True, 200))
-        self.assertEqual(self.ask(b"/staging/simple/spam/"), (False, 200))
+        self.assertEqual(self.ask(b"/staging/simple/spam/"), (True, 200))
 
     def test_usual_way(self):
         """An index anonymous clients may not enter, a missing one, another area: the usual path."""
@@ -642,6 +646,145 @@ class FromBytesTests(_Uploaded, SynchronousTestCase):
         site.counter.sweep(self.clock.seconds() + channel.header_timeout)
         self.assertIn(b"HTTP/1.1 408 ", transport.value())
         self.assertTrue(transport.disconnecting)
+
+
+class UpstreamCacheTests(SynchronousTestCase):
+    """
+    An index whose pages read an upstream cache (C{staging}: its own
+    files, C{release}'s, then two upstreams; C{cool}: a view of one): a
+    page whose upstream pages are fresh, an upstream file kept here and
+    metadata kept in memory or stored with its file take the lane, with
+    the usual answer (its C{Age} too) and the usual counts; what must be
+    fetched or refreshed, or is no longer listed, goes the usual way.
+    """
+
+    def setUp(self):
+        self.server = upstream.Server(self)
+        self.site = self.server.web.site
+        self.lane = _Lane(self.site)
+        self.public = self.server.sources["public"]
+        self.gadget = make_wheel("gadget", "2.0")
+        name, data = self.gadget
+        with zipfile.ZipFile(io.BytesIO(data)) as wheel:
+            self.metadata = wheel.read("gadget-2.0.dist-info/METADATA")
+        origin = f"http://{upstream.ORIGIN_A}/f/{name}"
+        self.server.origins.route(upstream.INDEX_A + "gadget/", json.dumps({
+            "meta": {"api-version": "1.1"}, "name": "gadget",
+            "files": [{"filename": name, "url": origin, "hashes": {"sha256": upstream.sha(data)},
+                       "core-metadata": {"sha256": upstream.sha(self.metadata)}}]}).encode())
+        self.server.origins.route(origin, data)
+        self.server.origins.route(origin + ".metadata", self.metadata)
+
+    def connect(self, path, headers=(), close=False):
+        """One GET on a new connection, the upstreams answering: C{(status, headers, body)}."""
+        if close:
+            headers = [*headers, (b"Connection", b"close")]
+        channel = self.site.buildProtocol(None)
+        transport = StringTransport()
+        channel.makeConnection(transport)
+        channel.dataReceived(request(b"GET", path, headers))
+        for _ in range(5):
+            upstream.drain(self.server.agent, None)
+            self.server.clock.advance(0)
+        answer = _one_answer(transport.value())
+        if close:
+            self.assertEqual(answer[1].pop(b"connection"), b"close")
+        return answer
+
+    def ask(self, path, headers=()):
+        """
+        The answer on a kept-alive connection, whether the lane took it,
+        and the usual answer to the same request just after (the same).
+        """
+        before = len(self.lane.raw)
+        answer = self.connect(path, headers)
+        took = True in self.lane.raw[before:]
+        usual = self.connect(path, headers, close=True)
+        self.assertEqual(answer, usual, path)
+        return took, answer
+
+    def test_fresh_page(self):
+        """
+        A page read from fresh upstream pages: the lane sends it with its
+        C{Age}, counted as a hit as the usual path counts it; once stale,
+        the usual path sends it (refreshing it) with a C{Warning}.
+        """
+        for path in (b"/staging/simple/widget/", b"/cool/simple/widget/"):
+            for accept in (HTML, JSON_TYPE.encode()):
+                self.connect(path, [(b"Accept", accept)])
+                self.server.clock.advance(7)
+                hits = self.public.pages.served["hit"]
+                took, (status, headers, _) = self.ask(path, [(b"Accept", accept)])
+                self.assertEqual((took, status), (True, 200), path)
+                fetched = self.public.pages.cached("widget").fetched_at
+                self.assertEqual(headers[b"age"], b"%d" % (self.server.clock.seconds() - fetched))
+                self.assertEqual(self.public.pages.served["hit"] - hits, 2)
+        self.server.clock.advance(600)
+        status, headers, _ = self.connect(b"/staging/simple/widget/")
+        self.assertEqual((self.lane.answered[-1], status), (False, 200))
+        self.assertIn(b"warning", headers)
+
+    def test_kept_file(self):
+        """
+        Metadata read once (kept in memory), a file fetched once (kept
+        here), then the metadata stored with it: the lane sends each after.
+        """
+        name, data = self.gadget
+        self.connect(b"/staging/simple/gadget/")
+        metadata = b"/staging/files/gadget/%s.metadata" % name.encode()
+        for path, body, new in ((metadata, self.metadata, True),
+                                (b"/staging/files/gadget/" + name.encode(), data, True),
+                                (metadata, self.metadata, False)):
+            first = self.connect(path)
+            self.assertEqual(first[0], 200)
+            self.assertIs(self.lane.answered[-1], not new)
+            took, answer = self.ask(path)
+            self.assertEqual((took, answer[0], answer[2]), (True, 200, body), path)
+        stored = self.public.files.kept(name)
+        self.assertEqual(stored.metadata_sha256, upstream.sha(self.metadata))
+        self.assertEqual(self.public.files.kept_metadata(self.listed(name))[1],
+                         stored.metadata_sha256)
+
+    def listed(self, filename):
+        """The upstream file C{filename} as the public upstream's page lists it."""
+        (found,) = [f for f in self.public.pages.cached("gadget").page.files
+                    if f.filename == filename]
+        return found
+
+    def test_not_kept(self):
+        """
+        A page not fetched yet, a file not kept, a project the upstream no
+        longer lists: the usual path.
+        """
+        name, _ = self.gadget
+        for path in (b"/staging/simple/gadget/", b"/staging/files/gadget/" + name.encode()):
+            self.assertEqual(self.connect(path)[0], 200)
+            self.assertIs(self.lane.answered[-1], False)
+        self.server.origins.route(upstream.INDEX_A + "gadget/", b"", status=404)
+        self.server.clock.advance(601)
+        self.connect(b"/staging/simple/gadget/")
+        for path in (b"/staging/simple/gadget/", b"/staging/files/gadget/" + name.encode()):
+            took, answer = self.ask(path)
+            self.assertEqual((took, answer[0]), (False, 404), path)
+
+
+def _one_answer(data):
+    """The one answer in C{data}, as L{parse} gives it, its body chunked or not."""
+    head, _, rest = data.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    headers = dict((name.lower(), value) for name, _, value in
+                   (line.partition(b": ") for line in lines[1:]))
+    if headers.get(b"transfer-encoding") == b"chunked":
+        body = b""
+        while True:
+            size, _, rest = rest.partition(b"\r\n")
+            if int(size, 16) == 0:
+                break
+            body, rest = body + rest[:int(size, 16)], rest[int(size, 16) + 2:]
+        del headers[b"transfer-encoding"]
+        return int(lines[0].split(b" ")[1]), headers, body
+    ((answer),) = parse(data)
+    return answer
 
 
 class _Lines:

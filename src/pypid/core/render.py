@@ -190,6 +190,20 @@ class Page:
         return cls(body, tag, gzipped, gzip_etag, content_type)
 
 
+@attrs.frozen
+class AgedPage:
+    """
+    A page composed from an upstream's cached page, sent with its C{Age}
+    (RFC 9111 5.1): how long ago the oldest upstream page in it was fetched.
+
+    @ivar page: the L{Page}.
+    @ivar age: the C{Age} header's value, whole seconds.
+    """
+
+    page: Page
+    age: bytes
+
+
 def root_html(projects: Iterable[tuple[str, str]]) -> bytes:
     """
     Render the PEP 503 project list.

@@ -210,6 +210,29 @@ class PageCache:
         failed = self._failures.get(project)
         return failed is None or not recent(failed[0], self._clock.seconds())
 
+    def hit(self, project: str) -> CachedPage | None:
+        """
+        The entry of C{project} when L{get} would serve it fresh from the
+        cache now (the server online), without counting it; else L{None}.
+        The express lane (L{pypid.web.express}) asks this of every upstream
+        a page reads, and counts the hits (L{count_hit}) only once it
+        answers.
+        """
+        if self._offline:
+            return None
+        entry = self.entries.get(project)
+        ttl = self._ttl
+        if entry is None:
+            entry = self._missing.get(project)
+            ttl = min(ttl, MISSING_TTL)
+        if entry is not None and entry.fresh(self._clock.seconds(), ttl):
+            return entry
+        return None
+
+    def count_hit(self) -> None:
+        """Count a page served fresh from the cache without L{get} (see L{hit})."""
+        self.served["hit"] += 1
+
     async def get(self, project: str) -> tuple[CachedPage, bool]:
         """
         The entry of C{project}: fresh, or stale while a refresh runs (or

@@ -352,6 +352,14 @@ class UpstreamFiles:
         """
         return self._metadata.read(upstream_file)
 
+    def kept_metadata(self, upstream_file: UpstreamFile) -> tuple[Location, str] | None:
+        """
+        Where the metadata of an upstream file is, and its sha256, when
+        L{metadata} would answer it at once from what is kept
+        (L{UpstreamMetadata.kept}); else L{None}.
+        """
+        return self._metadata.kept(upstream_file)
+
     def provenance(self, upstream_file: UpstreamFile) -> Deferred[bytes | None]:
         """
         The provenance object of an upstream file (L{UpstreamProvenance.get}):

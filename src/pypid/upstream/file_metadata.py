@@ -15,6 +15,7 @@ import attrs
 
 from pypid.config.upstream_settings import UpstreamConfig
 from pypid.core.lru import ByteLRU
+from pypid.storage.interface import Location, MemoryFile
 from pypid.upstream.cache import Offline
 from pypid.upstream.fetch import UpstreamClient
 from pypid.upstream.file_cache import FileCache
@@ -94,6 +95,24 @@ class UpstreamMetadata:
                               "match the hash its page gives")
         self.keep(upstream_file.filename, data, digest)
         return data
+
+    def kept(self, upstream_file: UpstreamFile) -> tuple[Location, str] | None:
+        """
+        Where the metadata of C{upstream_file} is and its sha256, when
+        L{read} would answer it at once from what is kept (the stored
+        file's own, or the copy in memory); else L{None}.
+        """
+        wanted = upstream_file.metadata_sha256
+        stored = self._files.get(upstream_file.filename)
+        if stored is not None and stored.metadata_sha256 is not None \
+                and wanted in ("", stored.metadata_sha256):
+            return self._files.storage.locate_metadata(stored), stored.metadata_sha256
+        if wanted is None:
+            return None
+        kept = self._memory.peek(upstream_file.filename)
+        if kept is not None and wanted in ("", kept[1]):
+            return MemoryFile(kept[0]), kept[1]
+        return None
 
     def keep(self, filename: str, data: bytes, digest: str | None = None) -> None:
         """Keep C{data}, the metadata of C{filename}, in memory (the oldest go past the cap)."""

@@ -68,7 +68,7 @@ from pypid.core.forwarded import TrustedProxies
 from pypid.core.http_errors import HTTPError
 from pypid.core.lru import ByteLRU
 from pypid.core.negotiate import accepts_gzip
-from pypid.core.render import Page
+from pypid.core.render import AgedPage, Page
 from pypid.storage.interface import LocalFile, MemoryFile
 from pypid.web.index_root import PlainFile
 from pypid.web.request_auth import client_address
@@ -84,11 +84,12 @@ from pypid.web.respond import (
 #: hundred C{.metadata} files and small wheels, a few MiB at most.
 SMALL_FILES = 8 << 20
 
-#: C{plain_page(accept, index, rest) -> Page | None}: the kept page an
-#: anonymous C{GET} of C{/simple/<rest>} (C{index} L{None}) or
-#: C{/<index>/simple/<rest>} with the C{Accept} header C{accept} gets, or
-#: L{None} when the usual path must answer.
-PlainPage = Callable[[bytes | None, bytes | None, bytes], Page | None]
+#: C{plain_page(accept, index, rest) -> Page | AgedPage | None}: the kept
+#: page an anonymous C{GET} of C{/simple/<rest>} (C{index} L{None}) or
+#: C{/<index>/simple/<rest>} with the C{Accept} header C{accept} gets (with
+#: its C{Age} when composed from an upstream's cached page), or L{None}
+#: when the usual path must answer.
+PlainPage = Callable[[bytes | None, bytes | None, bytes], Page | AgedPage | None]
 
 #: C{plain_file(index, rest) -> PlainFile | None}: the stored file for
 #: C{/files/<rest>} or C{/<index>/files/<rest>}, or L{None} when the usual
@@ -271,6 +272,10 @@ class ExpressLane:
             return None  # (the usual path answers it: advisories not read yet, say)
         if page is None:
             return None
+        age = b""
+        if isinstance(page, AgedPage):
+            age = b"Age: " + page.age + b"\r\n"
+            page = page.page
         gz = page.gzipped is not None and accepts_gzip(accept_encoding)
         if gz:
             body: bytes = page.gzipped  # type: ignore[assignment]  # (not None: gz says so)
@@ -278,7 +283,7 @@ class ExpressLane:
         else:
             body, etag = page.body, page.etag
         head = b"".join((b"Content-Type: ", page.content_type, b"\r\nETag: ", etag, _PAGE_HEAD,
-                         b"Content-Encoding: gzip\r\n" if gz else b"",
+                         b"Content-Encoding: gzip\r\n" if gz else b"", age,
                          b"Content-Length: %d\r\n\r\n" % len(body)))
         return self._whole(method, head, body)
 

@@ -65,7 +65,7 @@ from pypid.core.model import FileRecord
 from pypid.core.names import is_valid_name, normalize
 from pypid.core.negotiate import choose
 from pypid.core.project import Project
-from pypid.core.render import CONTENT_TYPES, HTML, Page, file_url_for
+from pypid.core.render import CONTENT_TYPES, HTML, AgedPage, Page, file_url_for
 from pypid.core.views import ChainSource, ComposedFile, Filters, IndexView
 from pypid.state.backfill import Backfill
 from pypid.state.recycle_bin import RecycleBin
@@ -96,6 +96,8 @@ from pypid.web.upstream_pages import (
     answer_chain_file,
     answer_chain_page,
     answer_chain_provenance,
+    plain_chain_file,
+    plain_chain_page,
 )
 
 if TYPE_CHECKING:
@@ -360,13 +362,14 @@ class IndexSimple:
             return None
         return found
 
-    def plain_page(self, accept: bytes | None, rest: bytes) -> Page | None:
+    def plain_page(self, accept: bytes | None, rest: bytes) -> Page | AgedPage | None:
         """
         The page an anonymous C{GET} of C{simple/<rest>} with the C{Accept}
         header C{accept} gets, when it is one of the kept pages that
-        L{answer} would send as they are (the root page, or an active
-        project of the index's own hosted source, asked for by its
-        normalized name and served as HTML or JSON); otherwise L{None}, and
+        L{answer} would send as they are (the root page, or a project's
+        page asked for by its normalized name, as HTML or JSON: from the
+        index's own hosted source, or composed from its bases and fresh
+        upstream pages, L{_plain_composed}); otherwise L{None}, and
         L{answer} decides. L{pypid.web.express} sends it.
         """
         kind = choose(accept)
@@ -384,12 +387,28 @@ class IndexSimple:
             return None
         found = self._own_project(project)
         if found is None:
-            return None
+            return self._plain_composed(project, kind)
         own = self.view.own
         assert own is not None  # (_own_project found it there)
         if own.statuses.quarantined(project):
             return None
         return own.rendered.project_page(found, kind)
+
+    def _plain_composed(self, project: str, kind: str) -> Page | AgedPage | None:
+        """
+        The composed page of C{project} (its bases', its upstreams', a
+        view's) when L{answer} would send it as it is: from the upstreams'
+        fresh pages (L{plain_chain_page}), or with no upstream to ask, as
+        the index lists it, unless quarantined (admins see its files).
+        """
+        view = self.view
+        asked = view.upstreams(project) if self.upstreams else None
+        if asked:
+            return plain_chain_page(view, [self.upstreams[s.name] for s in asked], project,
+                                    kind, self.clock)
+        if view.quarantined(project):
+            return None
+        return view.page(project, kind, self.clock.seconds())
 
     def _root_for(self, request: Request, kind: str) -> Page:
         """
@@ -511,6 +530,12 @@ class IndexFiles:
                         return None
                     return PlainFile(source.storage.locate_metadata(record),
                                      b'"%s"' % record.metadata_sha256.encode("ascii"))
+            if source.index.deleted_from(filename) == project:
+                return None
+        if self.upstreams and is_valid_name(project) and normalize(project) == project \
+                and view.upstreams(project):
+            kept = plain_chain_file(view, self.upstreams, project, filename, self.clock)
+            return None if kept is None else PlainFile(*kept)
         return None
 
     def _send(self, request: Request, project: str, filename: str) -> Answer:
@@ -755,7 +780,7 @@ class IndexPath(Resource):
         self._answer = answer
         self._access = access
 
-    def plain_page(self, accept: bytes | None, rest: bytes) -> Page | None:
+    def plain_page(self, accept: bytes | None, rest: bytes) -> Page | AgedPage | None:
         """
         For C{simple}: the kept page an anonymous C{GET} of C{simple/<rest>}
         (with the C{Accept} header C{accept}) gets as it is
@@ -823,7 +848,7 @@ class IndexRoot(Resource):
         """
         self._served = dict(served)
 
-    def plain_page(self, accept: bytes | None, name: bytes, rest: bytes) -> Page | None:
+    def plain_page(self, accept: bytes | None, name: bytes, rest: bytes) -> Page | AgedPage | None:
         """
         For the express lane (L{pypid.web.express}): the kept page an
         anonymous C{GET} of C{/NAME/simple/<rest>} (with the C{Accept}

@@ -22,7 +22,7 @@ from typing import cast
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request
 
-from pypid.core.render import Page
+from pypid.core.render import AgedPage, Page
 from pypid.web.access import Access
 from pypid.web.index_root import IndexPath, IndexRoot, PlainFile, ServedIndex, is_index_segment
 from pypid.web.respond import Rendered
@@ -60,7 +60,7 @@ class RootResource(Resource):
         self._indexes = indexes
 
     def plain_page(self, accept: bytes | None, index: bytes | None,
-                   rest: bytes) -> Page | None:
+                   rest: bytes) -> Page | AgedPage | None:
         """
         The kept page the express lane (L{pypid.web.express}) may send to an
         anonymous C{GET} of C{/simple/<rest>} (C{index} L{None}: the default

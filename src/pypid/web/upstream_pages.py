@@ -39,8 +39,9 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.web.server import NOT_DONE_YET, Request
 
 from pypid.core.http_errors import BadGateway, Gone, NotFound, TooManyRequests, Unavailable
+from pypid.core.render import AgedPage, Page
 from pypid.core.views import IndexView
-from pypid.storage.interface import StorageError
+from pypid.storage.interface import Location, StorageError
 from pypid.web.integrity import no_provenance, same_version, send_provenance
 from pypid.web.request_auth import client_address
 from pypid.web.respond import (
@@ -219,6 +220,69 @@ def answer_chain_page(request: Request, view: IndexView, sides: Sequence[SourceS
             request.responseHeaders.setRawHeaders(b"warning", [_STALE_WARNING])
         return body
     return finish_later(request, DeferredList(waits, consumeErrors=True).addCallback(answer))
+
+
+def plain_chain_page(view: IndexView, sides: Sequence[SourceSide], project: str, kind: str,
+                     clock: IReactorTime) -> Page | AgedPage | None:
+    """
+    For the express lane (L{pypid.web.express}): the page
+    L{answer_chain_page} would send as it is now, when every upstream of
+    C{sides} is a cache whose page of C{project} is fresh (L{PageCache.hit};
+    the hits counted as L{answer_chain_page} counts them) and the view
+    lists the project: with its C{Age} (L{AgedPage}) when an upstream's page
+    is part of it. L{None} otherwise: a page to fetch or refresh, a
+    redirecting upstream, a quarantined project, or none to list.
+
+    @see: L{pypid.upstream.cache.PageCache.hit}
+    """
+    fetched: float | None = None
+    for side in sides:
+        source = side.source
+        if source.mode != "cache":
+            return None
+        entry = source.pages.hit(project)
+        if entry is None:
+            return None
+        if entry.page is not None:
+            fetched = entry.fetched_at if fetched is None else min(fetched, entry.fetched_at)
+    if view.quarantined(project):
+        return None
+    now = clock.seconds()
+    page = view.page(project, kind, now)
+    if page is None:
+        return None
+    for side in sides:
+        side.source.pages.count_hit()
+    if fetched is None:
+        return page
+    return AgedPage(page, b"%d" % max(now - fetched, 0.0))
+
+
+def plain_chain_file(view: IndexView, sides: Mapping[str, SourceSide], project: str,
+                     filename: str, clock: IReactorTime) -> tuple[Location, bytes] | None:
+    """
+    For the express lane: where the upstream file (or metadata) C{filename}
+    that L{answer_chain_file} would send as it is now is kept, and its
+    ETag, when the index lists it and its copy here needs no fetch (a
+    stored file, metadata stored with it or kept in memory); else L{None}.
+    """
+    name, metadata = _file_of(filename)
+    found = _listed_in(view, sides, project, name, clock.seconds())
+    if found is None:
+        return None
+    listed, side = found
+    files = side.source.files
+    if metadata:
+        kept = files.kept_metadata(listed)
+        if kept is None:
+            return None
+        location, digest = kept
+        return location, b'"%s"' % digest.encode("ascii")
+    stored = files.kept(name)
+    if stored is None or stored.project != project:
+        return None
+    files.served_kept(stored)
+    return files.locate(stored), b'"%s"' % stored.sha256.encode("ascii")
 
 
 def answer_chain_file(request: Request, view: IndexView, sides: Mapping[str, SourceSide],
