@@ -30,13 +30,17 @@ as the resource's, for the default index and every named one alike
 L{pypid.web.index_root.IndexSimple.plain_page} and
 L{pypid.web.index_root.IndexFiles.plain_file}: the same objects, the
 index's gates, the project's status, the
-upstream merged or not, the backfill), the same headers and bytes as
+upstream merged or not, the backfill; an upstream's page only while the
+cache holds it fresh, its file and metadata only once kept here,
+L{pypid.web.upstream_pages.plain_chain_page} and C{plain_chain_file}), the
+same headers and bytes as
 L{pypid.web.respond.send_page} and C{send_file}, the same download count
 and the same counting and access log line (L{Request.finish} calls the
 site's C{log}). Anything else goes the usual way: credentials (the lane
 serves only indexes anyone may read, and never looks at who asks), a
 conditional request or a range (C{304} and C{206} are the usual path's), a
-query (C{?format=}), a name to redirect or to ask the upstream for, a
+query (C{?format=}), a name to redirect, a page or file the upstream must
+be asked for (or that the cache serves stale), a
 quarantined project (admins see its files), a project an advisory names (a
 denied download is refused and audited), a file larger than
 L{pypid.web.respond.SMALL_FILE} (streamed at the client's pace) or kept
