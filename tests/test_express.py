@@ -13,12 +13,14 @@ connection, so the other web tests never take the lane).
 import hashlib
 import io
 import json
+import os
 import zipfile
 from ipaddress import ip_network
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.internet.testing import StringTransport
+from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.auth.policy import AccessModel
@@ -450,6 +452,7 @@ class FromBytesTests(_Uploaded, SynchronousTestCase):
         name, _ = self.wheels["spam", "1.1"]
         for method, path, headers in [
                 (b"GET", b"/simple/", ()),
+                (b"GET", b"/simple/", ((b"X-Long", b"a" + b" " * 8000 + b"b"),)),
                 (b"HEAD", b"/simple/spam/", ((b"Accept", HTML),)),
                 (b"GET", b"/simple/spam/", ((b"Accept", JSON_TYPE.encode()),
                                             (b"accept-encoding", b"gzip"))),
@@ -496,6 +499,8 @@ class FromBytesTests(_Uploaded, SynchronousTestCase):
             request(b"GET", page, [(b"Bad Name", b"x")]),
             request(b"GET", page, [(b"Accept", b"text/\x00html")]),
             request(b"GET", page, [(b"Accept", b"text/\rhtml")]),
+            # (blanks then a NUL: an expression that backtracked took minutes)
+            request(b"GET", page, [(b"X", b" " * 8000 + b"\x00")]),
             request(b"GET", page, [(b"X-Long", b"x" * express.MAX_HEAD)]),
             request(b"GET", page, [(b"X-%d" % i, b"x") for i in range(express.MAX_FIELDS)]),
             request(b"GET", page, [(b"Authorization", basic())]),
@@ -627,6 +632,75 @@ class FromBytesTests(_Uploaded, SynchronousTestCase):
         self.assertEqual(self.lane.raw, [True, False, True, False])
         # (the header that cannot be read is logged for each, as the usual path does)
         self.assertEqual(len(self.flushLoggedErrors()), 0)
+
+    def feed(self, *chunks):
+        """C{chunks} written one after the other on a new connection: the statuses, and whether it closed."""
+        channel = self.web.site.buildProtocol(None)
+        transport = StringTransport()
+        channel.makeConnection(transport)
+        for chunk in chunks:
+            channel.dataReceived(chunk)
+        return [answer[0] for answer in parse(transport.value())], transport.disconnecting
+
+    def test_empty_lines(self):
+        """
+        Twisted skips one empty line before a request line; after a request
+        the lane answered, it skips one again, as after any answer.
+        """
+        page = request(b"GET", b"/simple/spam/")
+        chunks = (b"\r\n", page, b"\r\n" + page, b"\r\n", page)
+        self.assertEqual(self.feed(*chunks), ([200, 200, 200], False))
+        # (an empty line and a request in one read: Twisted parses them)
+        self.assertEqual(self.lane.raw, [True, False, True])
+        self.lane.raw_off = True
+        self.assertEqual(self.feed(*chunks), ([200, 200, 200], False))
+
+    def test_full_transport(self):
+        """
+        An answer that fills the transport's buffer marks the channel as
+        waiting for it, as during any answer, and does not stop it reading
+        (a client's next request, sent meanwhile, is read and answered in
+        turn); the lane leaves what comes meanwhile to the usual path.
+        """
+        name, data = make_wheel("spam", "2.0", extra_files=[("spam/blob", os.urandom(150000))])
+        response, body = self.upload(name, data, fields=twine_fields("spam", "2.0", data))
+        self.assertEqual(response.code, 200, body)
+        path = b"/files/spam/" + name.encode()
+        for raw_off in (True, False):
+            self.lane.raw_off = raw_off
+            channel = self.web.site.buildProtocol(None)
+            transport = _Filling()
+            channel.makeConnection(transport)
+            channel.dataReceived(request(b"GET", path))
+            self.assertEqual(transport.producerState, "producing")
+            self.assertTrue(channel._waitingForTransport)
+            before = len(self.lane.raw)
+            channel.dataReceived(request(b"GET", b"/simple/spam/"))
+            self.assertEqual([a[0] for a in parse(transport.value())], [200, 200])
+            self.assertEqual(self.lane.raw[before:], [False])
+        self.assertEqual(self.lane.raw, [False, False, True, False])
+
+    def test_forwarded_logged_once(self):
+        """
+        A malformed X-Forwarded-For from a trusted proxy is logged once a
+        request, whether the lane answers the request or declines it.
+        """
+        site = self.web.site
+        self.patch(site, "trusted_proxies", TrustedProxies((ip_network("192.168.1.0/24"),)))
+        forwarded = [(b"X-Forwarded-For", b"not an address")]
+        for path, taken in ((b"/simple/spam/", True), (b"/simple/nothing-here/", False)):
+            seen = []
+
+            def observe(event, seen=seen):
+                if "X-Forwarded-For" in str(event.get("log_format")):
+                    seen.append(event)
+            globalLogPublisher.addObserver(observe)
+            try:
+                before = len(self.lane.raw)
+                self.connect(request(b"GET", path, forwarded))
+            finally:
+                globalLogPublisher.removeObserver(observe)
+            self.assertEqual((len(seen), bool(self.lane.raw[before:])), (1, taken), path)
 
     def test_next_headers_deadline(self):
         """
@@ -785,6 +859,15 @@ def _one_answer(data):
         return int(lines[0].split(b" ")[1]), headers, body
     ((answer),) = parse(data)
     return answer
+
+
+class _Filling(StringTransport):
+    """A transport that asks its producer to pause past 64 KiB buffered, as TCP's does."""
+
+    def write(self, data):
+        StringTransport.write(self, data)
+        if self.producer is not None and self.streaming and len(self.io.getvalue()) > 65536:
+            self.producer.pauseProducing()
 
 
 class _Lines:

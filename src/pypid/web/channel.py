@@ -51,6 +51,7 @@ from pypid.jobs.periodic import Periodic
 from pypid.web.body import answer_before_body
 from pypid.web.twisted_http import (
     BadRequestHook,
+    between_requests,
     body_follows,
     handling_request,
     head_bytes,
@@ -125,8 +126,7 @@ class PypidChannel(BadRequestHook):
         answers a kept page or small file from the request's bytes alone;
         whatever it leaves, Twisted parses.
         """
-        if not self.requests and not self._buffer and self.line_mode and self.persistent \
-                and not self._waitingForTransport:
+        if between_requests(self):
             express = self.site.express
             if express is not None and express.take(self, data):
                 # (what requestDone does once a request's answer went out)

@@ -7,7 +7,9 @@ request to a resource; at that moment the request line is known only to
 the channel, as private attributes. Whether a body follows the headers,
 how many bytes of a request's head the channel has counted, and whether
 the channel still handles a request, are private too, and so is the
-switch that makes Twisted parse a form body into C{request.args}. This
+switch that makes Twisted parse a form body into C{request.args}; and so
+is the parser's state between requests, which the express lane reads and
+keeps as Twisted would when it answers a request from its bytes. This
 module is the one place that touches them (checked with Twisted 24.7 to
 26.10); the rest of L{pypid.web} calls these functions.
 """
@@ -62,6 +64,38 @@ def body_follows(channel: HTTPChannel) -> bool:
 def handling_request(channel: HTTPChannel) -> bool:
     """Whether C{channel} is still answering a request."""
     return channel._handlingRequest
+
+
+def between_requests(channel: HTTPChannel) -> bool:
+    """
+    Whether C{channel} is between requests, its parser holding nothing: no
+    request under way or queued, no partial line buffered, not reading a
+    body, the connection kept alive, and no answer waiting for the
+    transport to drain.
+    """
+    return bool(not channel.requests and not channel._buffer and channel.line_mode
+            and channel.persistent and not channel._waitingForTransport)
+
+
+def write_between_requests(channel: HTTPChannel, data: bytes) -> None:
+    """
+    Write a whole answer to a request the parser never saw (read from its
+    bytes by the express lane), leaving C{channel} as Twisted leaves it
+    after answering a request it parsed.
+
+    The write happens as if the request were under way: a transport whose
+    buffer fills then only marks the channel as waiting for it, as during
+    any answer, rather than pausing the reading of the connection
+    (L{HTTPChannel.pauseProducing}). And the parser's count of empty lines
+    skipped before a request line starts again, as at the end of any
+    request (L{HTTPChannel.allContentReceived}).
+    """
+    channel._handlingRequest = True
+    try:
+        channel.write(data)
+    finally:
+        channel._handlingRequest = False
+    channel._HTTPChannel__first_line = 1  # type: ignore[attr-defined]
 
 
 def parse_form_body(request: Request, parse: bool) -> None:
