@@ -220,14 +220,17 @@ class PageCache:
         """
         if self._offline:
             return None
-        entry = self.entries.get(project)
-        ttl = self._ttl
-        if entry is None:
-            entry = self._missing.get(project)
-            ttl = min(ttl, MISSING_TTL)
+        entry, ttl = self._kept(project)
         if entry is not None and entry.fresh(self._clock.seconds(), ttl):
             return entry
         return None
+
+    def _kept(self, project: str) -> tuple[CachedPage | None, float]:
+        """What is kept of C{project} (a page, or a "no such project"), and how long it is fresh."""
+        entry = self.entries.get(project)
+        if entry is not None:
+            return entry, self._ttl
+        return self._missing.get(project), min(self._ttl, MISSING_TTL)
 
     def count_hit(self) -> None:
         """Count a page served fresh from the cache without L{get} (see L{hit})."""
@@ -242,12 +245,7 @@ class PageCache:
         @raise UpstreamError: not cached, and the upstream failed.
         @raise Offline: not cached, and the server is offline.
         """
-        # (inline: this is every request for an upstream page)
-        entry = self.entries.get(project)
-        ttl = self._ttl
-        if entry is None:
-            entry = self._missing.get(project)
-            ttl = min(ttl, MISSING_TTL)
+        entry, ttl = self._kept(project)
         now = self._clock.seconds()
         served = self.served
         if entry is not None and self._offline:
