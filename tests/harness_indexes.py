@@ -47,6 +47,7 @@ from tests.fakes import (
     write_file,
 )
 from tests.harness_tap import fake_pools
+from tests.harness_web import memory_sessions
 
 ORIGIN = "http://pypi.test"
 PASSWORD = "correct horse"
@@ -128,7 +129,8 @@ class Server:
                 default_read or (read,), default_upload or ("authenticated",))})
         self.tokens = TokenBook(self.clock)
         self.log = MemoryAuditLog(self.clock)
-        access = Access(model, verifier, None, self.tokens)
+        access = Access(model, verifier, None, self.tokens,
+                        sessions=memory_sessions(self.clock, folder))
         web = build_web([*one_index(s["default"].index, s["default"].storage, self.clock,
                         locks=s["default"].locks), *(parts if named else ())], access, run_now,
                         self.clock, max_upload_size=10 << 20, audit=AuditTrail(self.log,

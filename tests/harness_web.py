@@ -18,6 +18,7 @@ from pypid.auth.policy import AccessModel
 from pypid.auth.verifier import PasswordVerifier
 from pypid.core.index import Index
 from pypid.core.render import file_url_for, provenance_url_for
+from pypid.core.sessions import SessionBook
 from pypid.state.loader import IndexMetrics
 from pypid.storage.audit_log import MemoryAuditLog
 from pypid.storage.factory import StoragePart
@@ -28,6 +29,7 @@ from pypid.storage.memory import MemoryStorage
 from pypid.web.access import Access
 from pypid.web.app import build_web
 from pypid.web.audit_trail import AuditPart, AuditTrail
+from pypid.web.browser_sessions import BrowserSessions
 from tests.distributions import make_sdist, make_wheel, metadata_text
 from tests.fakes import (
     FAST,
@@ -45,12 +47,22 @@ ORIGIN = "http://pypi.test"
 PASSWORD = "correct horse"
 USERS = {name: hash_password(PASSWORD, FAST) for name in ("alice", "dave", "eve")}
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
+#: the browser sessions' timeouts in the harness: half an hour unused, 12 hours at most
+SESSION_IDLE = 1800.0
+SESSION_LIFETIME = 12 * 3600.0
 
 
 WHEEL_META = metadata_text("Holy.Grail", "1.0", requires_python=">=3.8",
                            requires_dist=["attrs"], summary="The grail")
 WHEEL_NAME, WHEEL = make_wheel("Holy.Grail", "1.0", metadata=WHEEL_META)
 SDIST_NAME, SDIST = make_sdist("Holy.Grail", "1.0")
+
+
+def memory_sessions(clock, folder, base_url=None):
+    """Browser sessions (issue 44) whose file, in C{folder}, is written at once."""
+    book = SessionBook.new(SESSION_IDLE, SESSION_LIFETIME, os.urandom)
+    return BrowserSessions(book, os.path.join(os.path.abspath(folder), "sessions.json"), clock,
+                           run_now, base_url=base_url)
 
 
 def basic(user="alice", password=PASSWORD):
@@ -123,9 +135,11 @@ class _ServerMixin:
         self.index = Index(file_url_for(self.base_url),
                            provenance_url=provenance_url_for(self.base_url))
         verifier = PasswordVerifier(USERS, self.clock, None, run_in_pool=self.hashing_pool())
-        self.access = Access(self.access_model(), verifier, tokens=self.token_book())
+        self.sessions = self.browser_sessions(folder)
+        self.access = Access(self.access_model(), verifier, tokens=self.token_book(),
+                             sessions=self.sessions)
         served = self.served_storage(self.storage)
-        audit = AuditTrail(MemoryAuditLog(self.clock), self.clock)
+        audit = self.audit_trail = AuditTrail(MemoryAuditLog(self.clock), self.clock)
         self.web = build_web(one_index(self.index, served, self.clock, usage=self.usage_log(),
                              bin=self.recycle_bin()), self.access, self.make_run(), self.clock,
                              max_upload_size=self.max_upload_size, base_url=self.base_url,
@@ -162,6 +176,10 @@ class _ServerMixin:
     def token_book(self):
         """The API tokens: none unless a test needs them."""
         return None
+
+    def browser_sessions(self, folder):
+        """The browser sessions (issue 44): a book kept in C{folder}, written at once."""
+        return memory_sessions(self.clock, folder, self.base_url)
 
     def attestation_check(self):
         """What checks uploads' attestations: none (they are refused) unless a test needs one."""

@@ -69,6 +69,7 @@ from tests.fakes import (
 from tests.harness_access_table import IDENTITIES, ROWS, TABLE, filename_of, read_table
 from tests.harness_indexes import Server, Stack, _ServerMixin, same
 from tests.harness_tap import ThreadedReactor, checking_pools
+from tests.harness_web import memory_sessions
 from tests.sigstore_root import TestSigstore, github_claims
 
 #: signs the provenance of the files whose Integrity API rows are checked
@@ -118,7 +119,8 @@ class AccessTableTests(SynchronousTestCase):
                             groups={"monitoring": frozenset({"alice"})},
                             rules=(parse_rule("secret-*", "user:carol rw", 0),))
         self.tokens = TokenBook(self.clock)
-        access = Access(model, verifier, None, self.tokens)
+        access = Access(model, verifier, None, self.tokens,
+                        sessions=memory_sessions(self.clock, self.mktemp()))
         # (the default index alone, as a server without [index:NAME] has it:
         # POST /api/promote then knows one index, and promotes nothing)
         # (and its download counts and recycle bin, as a daemon has them:

@@ -215,12 +215,14 @@ class BrowserTests(BrowserTestCase, DaemonTestCase):
         answer = page.page.goto(self.daemon.url + f"project/{SECRET}/")
         self.assertEqual(answer.status, 404)
         self.assert_clean(page, allow=("status of 404",))
-        # Anonymous readers may read here, so the browser is not asked for a
-        # password until its reader logs in: then they see it.
-        alice = self.open_page(self.daemon.url + "search?q=recipe",
-                               http_credentials={"username": "alice", "password": "alice-pw"})
+        # Anonymous readers may read here, so nobody is asked for a password
+        # until they log in through the form: then they see it.
+        alice = self.open_page(self.daemon.url + "search?q=recipe")
         self.assertEqual(alice.page.locator("ol.results li > a").all_inner_texts(), [])
         alice.page.get_by_role("link", name="Log in").click()
+        alice.page.fill("#user", "alice")
+        alice.page.fill("#password", "alice-pw")
+        alice.page.click("button[type=submit]")
         alice.page.wait_for_url(self.daemon.url)
         self.assertIn("4 projects", alice.page.locator(".lead").inner_text())
         alice.goto(self.daemon.url + "search?q=recipe")

@@ -225,12 +225,12 @@ class IndexRouteTests(SynchronousTestCase):
 #: styles, so its hashed link in every page changed, and only that: the
 #: pages with f6cd0be's stylesheet still give f6cd0be's sums.)
 DEFAULT_PAGES = {
-    "/": "cc21af43b4907ac91b4d883ba8b51b4f755784e1e3b71a147028ce278b94fc08",
-    "/search?q=widget": "58fd61e54e63af9144b9b54d35bbac991c59a0e488ccaaeaa75de9a933be05fd",
-    "/search?q=nothing": "3b0796f8b7090ced72622dc4a824627b1573fb929be1a6dca27014398a483df7",
+    "/": "f755e07d2e3618b61d1cdc76beb575ddb3d5b39c1f9ffb77ceff878846d3e9b7",
+    "/search?q=widget": "6ea71eeaf0a8e8116805a47298f60e68fcfcb1497cc2122ea4170b5bd0a98da5",
+    "/search?q=nothing": "8d9830ff2f943106a13de8ec42eff0692a4f5b39e95a6fd1aad81fb2fbb42ea3",
     "/api/search?q=wid": "257ce2b08254a0ec2dd513f6e7c21e3cb26c138d64d33761d6f1e139536027ce",
-    "/project/widget/": "d75e37d91f025b143117e9a1f52e023d395d0f4f8dab156e4f8dd6cf0842ae41",
-    "/project/widget/1.0/": "63e380e8d9273c7b6caf78f6df9d851ed6336b4e69b3b950a181dc8035ea2d6a",
+    "/project/widget/": "a9b2d0d88495e513dfa04786f4ea4dfa821fb3feae93c90043f8ef200cb6e90f",
+    "/project/widget/1.0/": "fb6aa4d03031e8f7fc7705aaf1fac4e9b74b7a179047d54153d1f0184acf21e9",
 }
 
 

@@ -440,30 +440,6 @@ class ProjectPageTests(_PeopleMixin, SynchronousTestCase):
         self.assertIn("Holy Grail", description(body))
 
 
-class LoginTests(_PeopleMixin, SynchronousTestCase):
-    """C{/login}: a browser asked for credentials, then sent home."""
-
-    def test_asks_then_sends_home(self):
-        """Without credentials a Basic challenge; with them, 303 to the landing page."""
-        response, _ = self.get("/login")
-        self.assertEqual(response.code, 401)
-        self.assertEqual(self.header(response, "WWW-Authenticate"), b'Basic realm="pypid"')
-        response, body = self.get("/login", auth=True)
-        self.assertEqual(response.code, 303)
-        self.assertEqual(self.header(response, "Location"), b"./")
-        self.assertEqual(body, b"Logged in as alice\n")
-        self.assertEqual(self.get("/login", auth=basic(password="nope"))[0].code, 401)
-
-    def test_not_from_a_resource(self):
-        """An image or a script pointing at it (a README's) gets no password prompt."""
-        for dest in ("image", "script", "iframe", "empty"):
-            response, _ = self.get("/login", headers={"Sec-Fetch-Dest": dest})
-            self.assertEqual(response.code, 403, dest)
-            self.assertIsNone(self.header(response, "WWW-Authenticate"))
-        response, _ = self.get("/login", headers={"Sec-Fetch-Dest": "document"})
-        self.assertEqual(response.code, 401)
-
-
 class HiddenProjectTests(_PeopleMixin, SynchronousTestCase):
     """A project a reader may not read is never shown, counted or found."""
 

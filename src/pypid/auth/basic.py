@@ -85,6 +85,18 @@ def parse_basic(header: bytes | None) -> tuple[str, str] | None:
     user_bytes, colon, password_bytes = decoded.partition(b":")
     if not colon:
         raise MalformedCredentials("credentials have no ':' between user and password")
+    return credentials_of(user_bytes, password_bytes)
+
+
+def credentials_of(user_bytes: bytes, password_bytes: bytes) -> tuple[str, str]:
+    """
+    C{(user, password)} of a user name and password as sent (in an
+    C{Authorization} header, or the login form's fields), refusing what no
+    user could have: an empty or oversized name, one with control
+    characters or not UTF-8, an oversized password.
+
+    @raise MalformedCredentials: naming what is wrong, never quoting it.
+    """
     if not user_bytes:
         raise MalformedCredentials("empty user name")
     if len(user_bytes) > MAX_USER_BYTES:

@@ -191,6 +191,14 @@ class PasswordVerifier:
         """Whether C{user} is a user (of [users] or the htpasswd file)."""
         return user in self._users
 
+    def stored(self, user: str) -> str | None:
+        """
+        The hash C{user}'s password is checked against, or L{None}: a
+        browser session keeps a stamp of it, so that a changed password
+        ends the session at the reload that brings it (issue 44).
+        """
+        return self._users.get(user)
+
     def needs_new_check(self, user: str, password: str) -> bool:
         """
         Whether verifying these credentials now would start a new hash check:

@@ -27,6 +27,7 @@ from pypid.config.values import (
 from pypid.core.access_rules import Rule, RuleError, parse_rule
 from pypid.core.addresses import IPV6_PREFIX
 from pypid.core.credential_syntax import USER_NAME, check_hash_format, parse_htpasswd
+from pypid.core.units import parse_duration
 
 
 @attrs.frozen
@@ -44,6 +45,12 @@ class AuthConfig:
     #: bits of an IPv6 address the login throttle counts as one client
     #: (L{pypid.auth.throttle.counted_client})
     throttle_ipv6_prefix: int = IPV6_PREFIX
+    #: where the browser sessions are kept (L{pypid.core.sessions}; mode
+    #: 0600); L{None}: C{sessions.json} beside the snapshot
+    sessions: str | None = None
+    #: seconds a browser session lasts unused, and at most
+    session_idle: float = 30 * 60.0
+    session_lifetime: float = 12 * 3600.0
 
 
 def _names(value: str) -> tuple[str, ...]:
@@ -73,6 +80,9 @@ AUTH_KEYS: Keys = {
     "tokens": ("var/tokens.json", parse_path),
     "htpasswd": ("", parse_optional_path),
     "throttle_ipv6_prefix": (str(IPV6_PREFIX), whole_number(1, 128)),
+    "sessions": ("", parse_optional_path),
+    "session_idle": ("30m", parse_duration),
+    "session_lifetime": ("12h", parse_duration),
 }
 
 #: Sections whose keys are names chosen by the administrator.

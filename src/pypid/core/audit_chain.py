@@ -45,10 +45,13 @@ from pypid.core.names import normalize
 #: file of a release brought from one index to another, issue 26),
 #: C{upstream-release} (a quarantine remembered of a project the upstream
 #: removed, released by an admin, issue 45); logins:
-#: C{login-failed}, C{login-throttled}.
+#: C{login-failed}, C{login-throttled}; browser sessions (issue 44):
+#: C{session-opened} (a person logged in through the pages' form),
+#: C{session-closed} (and out).
 EVENTS = ("upload", "yank", "unyank", "delete", "token-issued", "token-revoked", "refresh",
           "precache", "import", "promote", "login-failed", "login-throttled", "status",
-          "advisory-denied", "restore", "purge", "retention", "upstream-release")
+          "advisory-denied", "restore", "purge", "retention", "upstream-release",
+          "session-opened", "session-closed")
 LOGIN_EVENTS = ("login-failed", "login-throttled")
 
 #: Outcomes: done; refused (a 4xx: not allowed, not found, a conflict);

@@ -28,7 +28,7 @@ DEFAULT = "default"
 #: one of them as its name.
 ROUTE_SEGMENTS = frozenset({
     "simple", "files", "integrity", "project", "static",
-    "health", "legacy", "login", "metrics", "pypi", "requirements.txt", "search",
+    "health", "legacy", "login", "logout", "metrics", "pypi", "requirements.txt", "search",
     "api", "_", ".well-known",
 })
 

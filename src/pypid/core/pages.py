@@ -408,6 +408,62 @@ def landing_page(chrome: Chrome, projects: int, files: int, recent: Iterable[Upl
     return _frame(chrome, root, chrome.title + " package index", main, search_box=False)
 
 
+# -- logging in and out (issue 44) ---------------------------------------------------
+
+
+def login_page(chrome: Chrome, *, error: str | None = None, user: str = "",
+               next_path: str = "") -> bytes:
+    """
+    C{/login}: the form a person logs in with (a user of C{[users]}, the
+    htpasswd file or the directory), rather than the browser's own prompt.
+
+    @param error: why the last try failed, shown above the form.
+    @param user: the name tried, filled in again.
+    @param next_path: the page to go to once logged in (a path of this site).
+    """
+    problem = (f'<p class="notice" role="alert" id="login-error">{escape(error)}</p>'
+               if error else "")
+    described = ' aria-describedby="login-error"' if error else ""
+    main = (
+        '<section class="account" aria-labelledby="title"><h1 id="title">Log in</h1>'
+        f'{problem}<form class="account-form" method="post" action="login">'
+        f'<input type="hidden" name="next" value="{escape(next_path)}">'
+        f'<p><label for="user">User name</label>'
+        f'<input id="user" name="user" type="text" autocomplete="username" required '
+        f'maxlength="200" value="{escape(user)}"{described}></p>'
+        f'<p><label for="password">Password</label>'
+        f'<input id="password" name="password" type="password" '
+        f'autocomplete="current-password" required maxlength="1024"></p>'
+        f'<p><button type="submit">Log in</button></p></form>'
+        '<p class="muted">Tools such as pip, uv and twine keep using a password or an API '
+        'token; this page logs your browser in.</p></section>'
+    )
+    return _frame(chrome, "", "Log in - " + chrome.title, main, search_box=False)
+
+
+def account_page(chrome: Chrome, user: str, csrf: str | None, *,
+                 problem: str | None = None) -> bytes:
+    """
+    C{/login} and C{/logout} for a person logged in: who they are, and the
+    form that logs them out (with their session's CSRF token); or, with
+    no token, what went wrong as they logged out.
+    """
+    if csrf is None:
+        main = (
+            '<section class="account" aria-labelledby="title"><h1 id="title">Logged out</h1>'
+            f'<p class="notice" role="alert">{escape(problem or "")}</p></section>'
+        )
+        return _frame(chrome, "", "Logged out - " + chrome.title, main, search_box=False)
+    main = (
+        '<section class="account" aria-labelledby="title"><h1 id="title">Your session</h1>'
+        f'<p>You are logged in as <strong>{escape(user)}</strong>.</p>'
+        f'<form class="account-form" method="post" action="logout">'
+        f'<input type="hidden" name="csrf" value="{escape(csrf)}">'
+        f'<p><button type="submit">Log out</button></p></form></section>'
+    )
+    return _frame(chrome, "", "Your session - " + chrome.title, main, search_box=False)
+
+
 # -- search ------------------------------------------------------------------------------
 
 

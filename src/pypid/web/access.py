@@ -10,13 +10,16 @@ answers L{None} at once and no header is even parsed.
 
 from __future__ import annotations
 
+import hmac
+import os
 from collections.abc import Callable
-from typing import cast
+from typing import Any, cast
 
 import attrs
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
+from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 from twisted.web.iweb import IRequest
 from zope.interface import implementer
@@ -32,6 +35,10 @@ from pypid.core.access_rules import WRITE
 from pypid.core.http_errors import Forbidden, NotFound, Unauthorized
 from pypid.core.index_names import DEFAULT as DEFAULT_INDEX
 from pypid.core.parts import IReloadable
+from pypid.core.sessions import Session, SessionBook, SessionFileError
+from pypid.core.startup import StartupError
+from pypid.jobs.periodic import Periodic
+from pypid.web.browser_sessions import SAVE_INTERVAL, BrowserSessions, load_book
 from pypid.web.identification import FailedLogins, Identification
 from pypid.web.permissions import Permissions
 from pypid.web.request_auth import identity_of, remember
@@ -60,7 +67,8 @@ class Access:
     def __init__(self, model: AccessModel, verifier: PasswordVerifier,
                  throttle: LoginThrottle | None = None, tokens: TokenBook | None = None,
                  audit: FailedLogins | None = None,
-                 publishers: PublisherTokens | None = None) -> None:
+                 publishers: PublisherTokens | None = None,
+                 sessions: BrowserSessions | None = None) -> None:
         """
         @param model: the L{pypid.auth.policy.AccessModel}.
         @param throttle: the L{pypid.auth.throttle.LoginThrottle}, or L{None}.
@@ -70,8 +78,11 @@ class Access:
             and throttled logins are recorded in, or L{None}.
         @param publishers: the L{pypid.auth.oidc.PublisherTokens} trusted
             publishing minted, or L{None}.
+        @param sessions: the L{BrowserSessions} of people logged in through
+            the pages' form, or L{None} (C{/login} then has no form).
         """
-        self.__attrs_init__(Identification(verifier, throttle, tokens, audit, publishers),
+        self.__attrs_init__(Identification(verifier, throttle, tokens, audit, publishers,
+                                           sessions),
                             Permissions.of(model))
 
     @property
@@ -88,6 +99,11 @@ class Access:
     def publishers(self) -> PublisherTokens | None:
         """The L{pypid.auth.oidc.PublisherTokens} trusted publishing minted, or L{None}."""
         return self._identification.publishers
+
+    @property
+    def sessions(self) -> BrowserSessions | None:
+        """The L{BrowserSessions}, or L{None}."""
+        return self._identification.sessions
 
     @property
     def generation(self) -> int:
@@ -167,6 +183,10 @@ class Access:
     def is_local_user(self, name: str) -> bool:
         """Whether C{name} is a user of C{[users]} or the htpasswd file (not the directory's)."""
         return self._identification.knows(name)
+
+    def stored_password(self, name: str) -> str | None:
+        """The hash a local user's password is checked against, or L{None}."""
+        return self._identification.stored(name)
 
     def is_admin(self, identity: Identity | None) -> bool:
         """Whether C{identity} is an admin (with a password: tokens never are)."""
@@ -382,8 +402,23 @@ class AccessPart(Service):
         # (the throttle is the daemon's: a reload keeps what it counted, and
         # [auth] throttle_ipv6_prefix is read at start-up)
         throttle = LoginThrottle(reactor, ipv6_prefix=config.auth.throttle_ipv6_prefix)
+        self.sessions = make_sessions(config, reactor, hashing)
         self.access = Access(materials.model, materials.verifier, throttle, materials.tokens,
-                             audit=audit, publishers=self.publishing.tokens)
+                             audit=audit, publishers=self.publishing.tokens,
+                             sessions=self.sessions)
+        self._sweep = Periodic(self.sessions.tick, SAVE_INTERVAL, reactor,
+                               what="The browser sessions' sweep")
+
+    def startService(self) -> None:
+        """Sweep the browser sessions that timed out, and keep their use, every minute."""
+        Service.startService(self)
+        self._sweep.startService()
+
+    def stopService(self) -> Deferred[None]:
+        """Stop the sweep, and keep the sessions' use."""
+        Service.stopService(self)
+        self._sweep.stopService()
+        return self.sessions.tick()
 
     def prepare_reload(self, config: Config | None) -> Callable[[], str] | None:
         """
@@ -406,9 +441,56 @@ class AccessPart(Service):
         def commit() -> str:
             self._config = config
             self.access.reconfigure(materials.model, materials.verifier, materials.tokens)
+            self.sessions.book.idle = config.auth.session_idle
+            self.sessions.book.lifetime = config.auth.session_lifetime
+            book = self.sessions.book
+            ended = self.sessions.revoke(
+                lambda session: not still_a_user(session, materials.verifier, config, book))
             revoked = self.publishing.reconfigure(config.oidc.settings(config.publishers), http)
             return (f"{len(config.users)} users, {len(config.groups)} groups, "
                     f"{len(config.auth.admins)} admins, {len(config.acl)} rules, "
                     f"{len(config.publishers)} publishers"
-                    + (f" ({revoked} publisher tokens revoked)" if revoked else ""))
+                    + (f" ({revoked} publisher tokens revoked)" if revoked else "")
+                    + (f" ({ended} browser sessions ended)" if ended else ""))
         return commit
+
+
+def still_a_user(session: Session, verifier: PasswordVerifier, config: Config,
+                 book: SessionBook) -> bool:
+    """
+    Whether the configuration read again still has a browser session's
+    user as they logged in: a password user still in C{[users]} or the
+    htpasswd file with the same password (its hash's stamp); a directory
+    user while C{[ldap]} is configured and no local user took the name.
+    (Their groups, and what they may do, are the rules in force at each
+    request. A directory account disabled in the directory keeps its
+    session until it times out: pypid cannot see that without a password.)
+    """
+    if session.source == "password":
+        return verifier.knows(session.user) and hmac.compare_digest(
+            book.stamp_of(verifier.stored(session.user)), session.stamp)
+    return bool(config.ldap.url) and not verifier.knows(session.user)
+
+
+def make_sessions(config: Config, reactor: IReactorTime, pool: ThreadPool) -> BrowserSessions:
+    """
+    The browser sessions of C{[auth] sessions} (read now, blocking: at start-up).
+
+    @raise StartupError: the file cannot be read or used.
+    """
+    auth = config.auth
+    path = sessions_path(config)
+    try:
+        book = load_book(path, auth.session_idle, auth.session_lifetime, reactor.seconds())
+    except SessionFileError as e:
+        raise StartupError(f"{config.source}: [auth] sessions: {e}") from None
+
+    def run(f: Callable[..., object], *args: object) -> Deferred[Any]:
+        return deferToThreadPool(reactor, pool, f, *args)  # type: ignore[arg-type]
+    return BrowserSessions(book, path, reactor, run, base_url=config.server.base_url)
+
+
+def sessions_path(config: Config) -> str:
+    """C{[auth] sessions}, or C{sessions.json} beside the snapshot."""
+    return config.auth.sessions or os.path.join(
+        os.path.dirname(config.server.snapshot), "sessions.json")

@@ -69,6 +69,7 @@ from pypid.web.access import Access
 from pypid.web.advisory_admin import AdvisoryAdmin
 from pypid.web.areas import Area, Areas
 from pypid.web.audit_trail import AuditAdmin, AuditTrail
+from pypid.web.browser_login import BrowserLogin
 from pypid.web.cache_admin import CacheAdmin
 from pypid.web.channel import ConnectionCounter
 from pypid.web.denied_files import DeniedDownloads
@@ -118,6 +119,7 @@ class PypidApp:
     @ivar usage: the L{pypid.web.usage_admin.UsageAdmin}, with the registry.
     @ivar recycle: the L{pypid.web.recycle_admin.RecycleAdmin}, with the registry.
     @ivar retention: the L{pypid.web.retention_admin.RetentionAdmin}, with the registry.
+    @ivar login: the L{pypid.web.browser_login.BrowserLogin} (C{/login}, C{/logout}).
     """
 
     tokens: TokenAdmin
@@ -131,6 +133,7 @@ class PypidApp:
     usage: UsageAdmin | None = None
     recycle: RecycleAdmin | None = None
     retention: RetentionAdmin | None = None
+    login: BrowserLogin | None = None
 
     def areas(self) -> list[Area]:
         """Its areas (those the configuration has)."""
@@ -262,7 +265,7 @@ def build_web(indexes: Sequence[IndexMaterials], access: Access, run: Run, clock
                       registry.unread_advisories if registry is not None else None),
         metrics=_metrics_area(access, metrics, SiteMetrics(stats, counter), denied, sources),
         oidc=_token_exchange(publishing, audit, clock, access, named, ipv6_prefix, base_url),
-        registry=registry)
+        registry=registry, chrome=_chrome(assets, base_url))
     serve_index = IndexServer(
         access, run, clock, attestations if attestations is not None else NoAttestations(),
         render, max_upload_size, base_url, audit, _chrome(assets, base_url), switcher, denied)
@@ -296,7 +299,8 @@ def _metrics_area(access: Access, config: MetricsConfig | None, site: SiteMetric
 
 def _site_areas(access: Access, run: Run, clock: IReactorTime, audit: AuditTrail, *,
                 upstream: UpstreamProxy | None, health: Health, metrics: Metrics,
-                oidc: TrustedPublishingArea, registry: IndexRegistry | None) -> PypidApp:
+                oidc: TrustedPublishingArea, registry: IndexRegistry | None,
+                chrome: Chrome) -> PypidApp:
     """
     The site's own areas (L{PypidApp}), beside the default index's: those
     that act on the server's indexes only with their C{registry} (without
@@ -314,6 +318,7 @@ def _site_areas(access: Access, run: Run, clock: IReactorTime, audit: AuditTrail
         usage=UsageAdmin(access, registry) if registry is not None else None,
         recycle=RecycleAdmin(access, registry) if registry is not None else None,
         retention=RetentionAdmin(access, registry, audit) if registry is not None else None,
+        login=BrowserLogin(access, audit, chrome),
     )
 
 

@@ -32,6 +32,7 @@ from pypid.auth.throttle import LoginThrottle
 from pypid.auth.tokens import TOKEN_USER, TokenBook, presented_id
 from pypid.auth.verifier import Busy, DirectoryUnavailable, Identity, PasswordVerifier
 from pypid.core.http_errors import TooManyRequests, Unauthorized, Unavailable
+from pypid.web.browser_sessions import BrowserSessions
 from pypid.web.request_auth import IRequestAuth, client_address, remember, request_credentials
 
 #: What a change answers whose credentials were revoked, or whose user was
@@ -70,6 +71,9 @@ class Identification:
     _audit: FailedLogins | None = None
     #: the L{pypid.auth.oidc.PublisherTokens} trusted publishing minted, or L{None}
     publishers: PublisherTokens | None = None
+    #: the L{pypid.web.browser_sessions.BrowserSessions} of people logged in
+    #: through the pages' form, or L{None}
+    sessions: BrowserSessions | None = None
     #: how many times the users and tokens were reloaded (L{reconfigure}):
     #: a change whose credentials were checked before a reload has them
     #: checked again as it commits (L{confirm})
@@ -89,6 +93,10 @@ class Identification:
         """Whether C{name} is a user of C{[users]} or the htpasswd file (not the directory's)."""
         return self._verifier.knows(name)
 
+    def stored(self, name: str) -> str | None:
+        """The hash C{name}'s password is checked against, for a local user; else L{None}."""
+        return self._verifier.stored(name)
+
     def identify(self, request: IRequest, credentials: tuple[str, str] | None = None,
                  ) -> Deferred[Identity | None]:
         """
@@ -105,7 +113,7 @@ class Identification:
             except MalformedCredentials as e:
                 return fail(Unauthorized(f"Authorization: {e}"))
             if credentials is None:
-                return succeed(None)
+                return succeed(self._session_identity(request))
         user, password = credentials
         throttle = self._throttle
         if throttle is not None and user == TOKEN_USER:
@@ -138,6 +146,25 @@ class Identification:
         d.addCallback(self._audit_failure, request, user, password)
         d.addCallbacks(_known, _busy)
         return d
+
+    def _session_identity(self, request: IRequest) -> Identity | None:
+        """
+        Who the browser session of a request with no credentials stands
+        for: only on the pages for people and their forms (L{for_people}),
+        never on the simple API, the files or uploads; L{None} without one.
+        """
+        sessions = self.sessions
+        if sessions is None:
+            return None
+        auth = IRequestAuth(request)
+        if not auth.for_people:
+            return None
+        found = sessions.of(request)
+        if found is None:
+            return None
+        digest, session = found
+        auth.session = digest
+        return Identity(session.user, groups=session.groups)
 
     def identify_for_change(self, request: IRequest,
                             credentials: tuple[str, str] | None = None,
@@ -174,6 +201,13 @@ class Identification:
             or the directory cannot be reached).
         """
         auth = IRequestAuth(request)
+        if auth.session is not None:
+            # A browser session: it holds while it is open (a reload that
+            # removed its user ended it, L{pypid.web.access.AccessPart}).
+            if self.sessions is None or not self.sessions.is_open(auth.session):
+                raise Unauthorized(REVOKED)
+            auth.generation = self.generation
+            return identity
         if identity.token is None and auth.generation == self.generation:
             return identity
         credentials = auth.credentials

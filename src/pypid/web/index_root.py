@@ -77,7 +77,7 @@ from pypid.web.areas import Area, Areas
 from pypid.web.denied_files import DeniedDownloads
 from pypid.web.integrity import answer_integrity, send_stored_provenance
 from pypid.web.multipart import MultipartError, UploadTooLarge
-from pypid.web.request_auth import IRequestAuth, client_address, identity_of
+from pypid.web.request_auth import IRequestAuth, client_address, for_people, identity_of
 from pypid.web.respond import (
     TAIL,
     Answer,
@@ -876,6 +876,9 @@ class IndexRoot(Resource):
         """Gate the request, then answer it with the part of the index its path names."""
         segment: bytes = request.prepath[-1]  # type: ignore[index]  # (set by process())
         served = self._served.get(segment)
+        if is_page_for_people(request):
+            # (before the gate: a browser session may stand for the reader)
+            for_people(request)
         gate = self._access.gate_index(request, served.name if served is not None else None)
         if gate is None:
             assert served is not None
@@ -900,6 +903,18 @@ class IndexRoot(Resource):
             request.prepath.append(post.pop(0))  # type: ignore[union-attr]
             return served.project.render(request)
         return served.resource.render(request)
+
+
+def is_page_for_people(request: Request) -> bool:
+    """
+    Whether a request under C{/NAME/} reads one of the index's pages for
+    people: C{GET} or C{HEAD} of its landing page, search, the search's
+    JSON or a project's pages (never its simple pages, files or uploads).
+    """
+    post: list[bytes] = request.postpath  # type: ignore[assignment]  # (set by process())
+    if request.method not in (b"GET", b"HEAD") or not post:
+        return False
+    return post[0] in (b"", b"search", b"project") or post[:2] == [b"api", b"search"]
 
 
 def _when_read(served: ServedIndex, area: bytes, answer: Callable[[Request], Answer],

@@ -1,7 +1,7 @@
 """
 The pages for people that are not about one project: the landing page at
 C{/}, search at C{/search?q=}, C{/api/search}, what the pages' script
-asks as one types, C{/login}, and the pages' assets at C{/static/}. (A
+asks as one types, and the pages' assets at C{/static/}. (A
 project's pages are L{pypid.web.project_pages}.)
 
 Access rules apply as on the index: a project a reader may not read is not
@@ -32,12 +32,13 @@ from pypid.assets import Assets
 from pypid.auth.basic import MalformedCredentials
 from pypid.core import pages
 from pypid.core.catalog import Catalog, IndexCatalog
-from pypid.core.http_errors import BadRequest, Forbidden, HTTPError, NotFound
+from pypid.core.http_errors import BadRequest, HTTPError, NotFound
 from pypid.core.index_names import DEFAULT
 from pypid.core.render import Page
 from pypid.core.search import Results
 from pypid.web.access import Access
-from pypid.web.request_auth import IRequestAuth, identity_of, request_credentials
+from pypid.web.browser_sessions import has_session_cookie
+from pypid.web.request_auth import IRequestAuth, for_people, identity_of, request_credentials
 from pypid.web.respond import FILE_CACHE_CONTROL, ReadResource, send_error, send_page
 from pypid.web.routes import answer_errors, form_field, send_json
 
@@ -59,7 +60,12 @@ _MAX_LANDINGS = 1000
 
 
 def people_headers(request: IRequest) -> None:
-    """The headers every page for people carries (the site sets the rest)."""
+    """
+    The headers every page for people carries (the site sets the rest);
+    and the mark that lets a browser session stand for the page's reader
+    (L{for_people}: the pages' routes all start here).
+    """
+    for_people(request)
     headers = request.responseHeaders
     headers.setRawHeaders(b"content-security-policy", [PEOPLE_CSP])
     headers.setRawHeaders(b"referrer-policy", [b"no-referrer"])
@@ -143,7 +149,8 @@ class ReaderChrome:
         credentials no gate checked (the index is open to every reader).
         """
         return (self.switcher is not None and identity_of(request) is None
-                and request.requestHeaders.hasHeader(b"authorization")
+                and (request.requestHeaders.hasHeader(b"authorization")
+                     or has_session_cookie(request))
                 and self.switcher.hides_from_anonymous())
 
     async def identify(self, request: IRequest, access: Access) -> None:
@@ -212,29 +219,6 @@ class PeoplePages:
             "hits": [pages.search_entry_json(hit.entry, versions.get(hit.entry.project))
                      for hit in results.hits],
         })
-
-    @app.route("/login", methods=["GET", "HEAD"])
-    async def login(self, request: IRequest) -> bytes:
-        """
-        Ask a browser for credentials, then send it to the landing page.
-
-        Where anonymous readers may read, a browser is never asked for a
-        password, so a reader with more rights would never be seen as
-        themselves; once asked here (at the site's root folder), the
-        browser sends its credentials with every page.
-        """
-        people_headers(request)
-        # Only a page the reader opens asks: an image or a script of a
-        # README that points here must not raise a password prompt.
-        dest = request.requestHeaders.getRawHeaders(b"sec-fetch-dest", [b"document"])[0]
-        if dest != b"document":
-            raise Forbidden("log in from a page of your own browsing, not from a resource")
-        identity = await self._access.log_in(request)
-        request.setResponseCode(303)
-        request.responseHeaders.setRawHeaders(b"location", [b"./"])
-        request.responseHeaders.setRawHeaders(b"cache-control", [b"no-store"])
-        request.responseHeaders.setRawHeaders(b"content-type", [b"text/plain; charset=utf-8"])
-        return f"Logged in as {identity.name}\n".encode()
 
     async def _gate(self, request: IRequest) -> None:
         people_headers(request)

@@ -33,6 +33,8 @@ class IRequestAuth(Interface):
     verified = Attribute("A L{Deferred} of the upload's L{Identity}, or L{None}.")
     identity = Attribute("The verified L{Identity}, or L{None}.")
     generation = Attribute("The gate's L{Access.generation} when the check began, or L{None}.")
+    for_people = Attribute("Whether a browser session may stand for the request's reader.")
+    session = Attribute("The digest of the browser session that did, or L{None}.")
 
 
 @attrs.define
@@ -59,9 +61,24 @@ class RequestAuth:
     identity: Identity | None = None
     #: the gate's L{Access.generation} when the credentials' check began
     generation: int | None = None
+    #: whether a browser session may stand for the reader: set by the
+    #: pages for people and their forms only (L{for_people}), never by the
+    #: simple API, the files or uploads (issue 44)
+    for_people: bool = False
+    #: the digest of the browser session that stood for the reader, if one did
+    session: str | None = None
 
 
 registerAdapter(lambda request: RequestAuth(), Request, IRequestAuth)
+
+
+def for_people(request: IRequest) -> None:
+    """
+    Mark C{request} as one of the pages for people (or their forms): a
+    browser session may then stand for its reader when it carries no
+    credentials (L{pypid.web.identification.Identification.identify}).
+    """
+    IRequestAuth(request).for_people = True
 
 
 def identity_of(request: IRequest) -> Identity | None:

@@ -17,6 +17,7 @@ import os
 import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal, cast
+from urllib.parse import quote
 
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IPushProducer
@@ -53,6 +54,7 @@ from pypid.storage.interface import (
     StorageError,
 )
 from pypid.web.access import Access
+from pypid.web.request_auth import IRequestAuth
 
 log = Logger()
 
@@ -143,11 +145,50 @@ def send_text(request: IRequest, code: int, message: str, headers: Headers = ())
 
 
 def send_error(request: IRequest, error: HTTPError) -> bytes:
-    """Answer with an L{HTTPError}: its status, reason phrase and message."""
+    """
+    Answer with an L{HTTPError}: its status, reason phrase and message; a
+    401 with its challenge, but to a person's browser opening a page for
+    people, a 303 to the login form (L{wants_login_form}).
+    """
     headers = list(error.headers)
     if isinstance(error, Unauthorized):
+        if wants_login_form(request):
+            return send_to_login(request)
         headers.append((b"www-authenticate", www_authenticate_header()))
     return send_text(request, error.code, error.message, headers)
+
+
+def wants_login_form(request: IRequest) -> bool:
+    """
+    Whether a refused anonymous request is a person opening a page for
+    people in a browser (issue 44): its C{GET} or C{HEAD} navigation
+    (C{Sec-Fetch-Dest: document}), with no credentials. Such a person is
+    sent to the login form, rather than given a challenge that makes the
+    browser ask for a password in its own dialog (tools, which send no
+    C{Sec-Fetch-Dest}, get the 401 and its challenge as before).
+    """
+    headers = request.requestHeaders
+    auth = IRequestAuth(request, None)
+    return (auth is not None and auth.for_people and request.method in (b"GET", b"HEAD")
+            and headers.getRawHeaders(b"sec-fetch-dest", (None,))[0] == b"document"
+            and not headers.hasHeader(b"authorization"))
+
+
+def send_to_login(request: IRequest) -> bytes:
+    """
+    A 303 to the login form, which sends the browser back to this page once
+    logged in. Relative to the page, so a proxy that serves pypid under a
+    path of its own keeps it.
+    """
+    path = request.path.decode("utf-8", "replace")
+    up = "../" * (path.count("/") - 1)
+    target = quote(request.uri.decode("utf-8", "replace"), safe="/")
+    request.setResponseCode(303)
+    request.responseHeaders.setRawHeaders(b"location",
+                                          [f"{up}login?next={target}".encode("ascii")])
+    request.responseHeaders.setRawHeaders(b"cache-control", [b"no-store"])
+    request.responseHeaders.setRawHeaders(b"content-type", [b"text/plain; charset=utf-8"])
+    return b"Log in to read this page\n"
 
 
 def storage_unavailable(error: BaseException) -> Unavailable:

@@ -1,0 +1,270 @@
+"""
+C{/login} and C{/logout}: a person logs in to the pages through a form,
+and a browser session stands for them from then on (issue 44).
+
+The form takes the name and password of a user of C{[users]}, of the
+htpasswd file or of the directory (C{[ldap]}), checked as every password
+is (L{pypid.web.identification.Identification.identify}: the login
+throttle, and a failure in the audit log). A right one opens a session
+(L{pypid.web.browser_sessions.BrowserSessions}: its cookie, C{HttpOnly},
+C{SameSite=Lax}, C{Secure} and C{__Host-} over HTTPS) and sends the
+browser on to the page it came for. A wrong one shows the form again with
+a 401 that carries no challenge, so no browser opens its own password
+prompt. An API token is refused: tokens are for tools, and never log a
+browser in.
+
+A person logged in sees, at C{/login} and C{/logout}, who they are and
+the form that logs them out; that form carries the session's CSRF token,
+which C{POST /logout} checks (with the site's cross-site checks before it,
+L{pypid.core.cross_site}). Logging in and out are audited
+(C{session-opened}, C{session-closed}).
+
+A client that sends credentials (HTTP Basic) to C{GET /login} is
+answered as before: 303 to the landing page once they are right (a
+browser that was given them keeps sending them, and no session is opened).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qsl, quote
+
+import attrs
+from klein import Klein
+from twisted.logger import Logger
+from twisted.web.iweb import IRequest
+
+from pypid.auth.basic import MalformedCredentials, credentials_of
+from pypid.auth.tokens import TOKEN_USER
+from pypid.auth.verifier import Identity
+from pypid.core import pages
+from pypid.core.audit_chain import FAILED
+from pypid.core.http_errors import HTTPError, Unauthorized
+from pypid.core.sessions import Session
+from pypid.web.access import Access
+from pypid.web.audit_trail import AuditTrail
+from pypid.web.people import HTML, people_headers
+from pypid.web.request_auth import remember, request_credentials
+from pypid.web.routes import answer_errors, form_field
+
+log = Logger()
+
+#: What the form says of wrong credentials (never which of the two was wrong).
+WRONG = "The user name or password is not right."
+
+#: What it says of a token.
+NO_TOKENS = ("An API token cannot log a browser in: tokens are for tools such as pip, uv "
+             "and twine. Log in with your user name and password.")
+
+#: What it says when the users were reloaded during the check.
+RELOADED = ("The server's users were reloaded while your password was checked. "
+            "Log in again.")
+
+#: What the logout says when the session's end could not be written.
+NOT_SAVED = ("Your session has ended on this server, but the server could not save that "
+             "now: it will try again. Until then, a restart of the server could bring the "
+             "session back.")
+
+#: What it says when sessions are not kept (a server built without them).
+NO_SESSIONS = "This server does not keep browser sessions."
+
+
+def next_path(value: str) -> str:
+    """
+    Where to send a browser once logged in: C{value} when it is a path of
+    this site (it starts with one C{/}, and holds no backslash or control
+    character), else the landing page. Never another site (an open
+    redirect would lend this server's name to a phishing page).
+    """
+    if not value.startswith("/") or value.startswith("//") or "\\" in value \
+            or any(ord(c) < 0x21 or ord(c) == 0x7f for c in value) or len(value) > 2000:
+        return "./"
+    return value
+
+
+@attrs.define(slots=False)
+class BrowserLogin:
+    """
+    The area of C{/login} and C{/logout}.
+
+    @ivar _access: the L{Access} gate, with its sessions.
+    @ivar _audit: where logins and logouts are recorded.
+    @ivar _chrome: the chrome of the site's pages.
+    """
+
+    _access: Access
+    _audit: AuditTrail
+    _chrome: pages.Chrome
+
+    app = Klein()
+    answer_errors(app)
+
+    @app.route("/login", methods=["GET", "HEAD"])
+    async def login_form(self, request: IRequest) -> bytes:
+        """The form, or who is logged in and the form to log out."""
+        people_headers(request)
+        no_store(request)
+        if request.requestHeaders.hasHeader(b"authorization"):
+            return await self._basic(request)
+        found = self._session(request)
+        if found is not None:
+            return self._account(request, found)
+        nxt = next_path(form_field(request, "next"))
+        return self._form(request, 200, next_path=nxt if nxt != "./" else "")
+
+    @app.route("/login", methods=["POST"])
+    async def log_in(self, request: IRequest) -> bytes:
+        """Check the form's credentials; open a session, or show the form again."""
+        people_headers(request)
+        no_store(request)
+        fields = body_fields(request)
+        user_bytes, password_bytes = fields.get(b"user", b""), fields.get(b"password", b"")
+        nxt = next_path(fields.get(b"next", b"").decode("utf-8", "replace"))
+        shown_next = nxt if nxt != "./" else ""
+        sessions = self._access.sessions
+        if sessions is None:
+            return self._form(request, 404, error=NO_SESSIONS)
+        if not user_bytes.strip() or not password_bytes:
+            return self._form(request, 400, error="user and password: both are needed.",
+                              user=user_bytes.decode("utf-8", "replace"), next_path=shown_next)
+        try:
+            user, password = credentials_of(user_bytes.strip(), password_bytes)
+        except MalformedCredentials as e:
+            return self._form(request, 400, error=f"{e}.", next_path=shown_next)
+        if user == TOKEN_USER:
+            return self._form(request, 400, error=NO_TOKENS, next_path=shown_next)
+        generation = self._access.generation
+        try:
+            identity = await self._access.identify(request, (user, password))
+        except Unauthorized:
+            return self._form(request, 401, error=WRONG, user=user, next_path=shown_next)
+        except HTTPError as e:
+            # (throttled: 429 with Retry-After; the directory down: 503)
+            for name, value in e.headers:
+                request.responseHeaders.setRawHeaders(name, [value])
+            return self._form(request, e.code, error=e.message, user=user,
+                              next_path=shown_next)
+        if identity is None:  # (credentials were given: never anonymous)
+            return self._form(request, 401, error=WRONG, user=user, next_path=shown_next)
+        if self._access.generation != generation:
+            # The users were reloaded while the password was checked: the
+            # check was the old configuration's.
+            return self._form(request, 503, error=RELOADED, user=user, next_path=shown_next)
+        stored = self._access.stored_password(identity.name)
+        source = "password" if stored is not None else "ldap"
+        sessions.open(request, identity.name, identity.groups, source, stored)
+        remember(identity, request)
+        self._audit.record(request, identity, "session-opened", detail=source)
+        log.info("{user} logged in to the pages", user=identity.name)
+        request.setResponseCode(303)
+        # (relative to /login, at the site's root: a proxy's path prefix is kept)
+        location = "." + nxt if nxt.startswith("/") else nxt
+        request.responseHeaders.setRawHeaders(b"location", [quote(location, safe="/?=&%.~-_")
+                                                           .encode("ascii")])
+        request.responseHeaders.setRawHeaders(b"content-type",
+                                              [b"text/plain; charset=utf-8"])
+        return f"Logged in as {identity.name}\n".encode()
+
+    @app.route("/logout", methods=["GET", "HEAD"])
+    async def logout_form(self, request: IRequest) -> bytes:
+        """Who is logged in and the form to log out, or the way to the landing page."""
+        people_headers(request)
+        no_store(request)
+        found = self._session(request)
+        if found is None:
+            return see_other(request, "./", "Not logged in\n")
+        return self._account(request, found)
+
+    @app.route("/logout", methods=["POST"])
+    async def log_out(self, request: IRequest) -> bytes:
+        """End the session the form was served in (its CSRF token checked)."""
+        people_headers(request)
+        no_store(request)
+        found = self._session(request)
+        sessions = self._access.sessions
+        if found is None or sessions is None:
+            return see_other(request, "./", "Not logged in\n")
+        digest, session = found
+        csrf = body_fields(request).get(b"csrf")
+        if not sessions.book.csrf_matches(session, None if csrf is None else csrf.decode(
+                "utf-8", "replace")):
+            request.setResponseCode(403, b"csrf: the form's token is not this session's")
+            request.responseHeaders.setRawHeaders(b"content-type",
+                                                  [b"text/plain; charset=utf-8"])
+            return (b"csrf: the form's token is not this session's; "
+                    b"reload the page and try again\n")
+        identity = Identity(session.user, groups=session.groups)
+        try:
+            await sessions.close(request, digest)
+        except Exception:
+            # (logged by the sessions; ended in memory, written again later)
+            self._audit.record(request, identity, "session-closed", FAILED)
+            return send_html(request, 503, pages.account_page(
+                self._chrome, session.user, None, problem=NOT_SAVED))
+        self._audit.record(request, identity, "session-closed")
+        log.info("{user} logged out of the pages", user=session.user)
+        return see_other(request, "./", "Logged out\n")
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _session(self, request: IRequest) -> tuple[str, Session] | None:
+        sessions = self._access.sessions
+        return sessions.of(request) if sessions is not None else None
+
+    def _account(self, request: IRequest, found: tuple[str, Session]) -> bytes:
+        _, session = found
+        return send_html(request, 200, pages.account_page(self._chrome, session.user,
+                                                          session.csrf))
+
+    def _form(self, request: IRequest, code: int, **shown: Any) -> bytes:
+        return send_html(request, code, pages.login_page(self._chrome, **shown))
+
+    async def _basic(self, request: IRequest) -> bytes:
+        """C{GET /login} with HTTP Basic credentials: 303 home once they are right."""
+        try:
+            request_credentials(request)
+        except MalformedCredentials as e:
+            raise Unauthorized(f"Authorization: {e}")
+        identity = await self._access.log_in(request)
+        return see_other(request, "./", f"Logged in as {identity.name}\n")
+
+
+def body_fields(request: IRequest) -> dict[bytes, bytes]:
+    """
+    The fields of a urlencoded form body, as sent (the first of each name):
+    never the query's, so a password in a URL, which logs and histories
+    keep, logs nobody in.
+    """
+    content = request.content
+    if content is None:
+        return {}
+    content.seek(0)
+    fields: dict[bytes, bytes] = {}
+    # (latin-1 both ways: each byte a character, so the escapes' bytes come
+    # back as sent, UTF-8 or not, for credentials_of to judge)
+    text = content.read().decode("latin-1")
+    for name, value in parse_qsl(text, keep_blank_values=True, encoding="latin-1"):
+        fields.setdefault(name.encode("latin-1"), value.encode("latin-1"))
+    return fields
+
+
+def send_html(request: IRequest, code: int, body: bytes) -> bytes:
+    """A page of a person's own (never kept by a cache), with C{code}."""
+    request.setResponseCode(code)
+    headers = request.responseHeaders
+    headers.setRawHeaders(b"content-type", [HTML])
+    headers.setRawHeaders(b"cache-control", [b"no-store"])
+    return body
+
+
+def no_store(request: IRequest) -> None:
+    """No cache keeps a page of a person's session, or the login form."""
+    request.responseHeaders.setRawHeaders(b"cache-control", [b"no-store"])
+
+
+def see_other(request: IRequest, location: str, text: str) -> bytes:
+    """A 303 to C{location}, with a line of text."""
+    request.setResponseCode(303)
+    request.responseHeaders.setRawHeaders(b"location", [location.encode("utf-8")])
+    request.responseHeaders.setRawHeaders(b"content-type", [b"text/plain; charset=utf-8"])
+    return text.encode("utf-8")

@@ -1,0 +1,86 @@
+"""
+Browser sessions in real Chromium against the real daemon (issue 44): a
+person logs in through the form of a closed index, reads its pages, and
+logs out; the cookie is what the issue asks; the session survives a
+restart; and it never stands for anyone on the simple API.
+"""
+
+import http.client
+from urllib.parse import urlsplit
+
+from tests.browser import BrowserTestCase
+from tests.distributions import make_wheel
+from tests.e2e import PASSWORD, USER, DaemonTestCase, upload
+
+WHEEL = make_wheel("internal-pkg", "1.0")
+
+
+def get(url, cookie=None):
+    """C{(status, body)} of a plain C{GET}, with only the cookie given."""
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    try:
+        conn.request("GET", parts.path, headers={"Cookie": cookie} if cookie else {})
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+class SessionTests(BrowserTestCase, DaemonTestCase):
+    """Reads for authenticated users only: the form is the way in for a person."""
+
+    settings = {"auth.read": "authenticated"}
+
+    def prepare(self, daemon):
+        self.assertEqual(upload(daemon, *WHEEL).status, 200)
+
+    def log_in(self, page, password=PASSWORD):
+        page.goto(self.daemon.url + "login?next=/project/internal-pkg/")
+        page.page.fill("#user", USER)
+        page.page.fill("#password", password)
+        page.page.click("button[type=submit]")
+
+    def test_log_in_read_log_out(self):
+        page = self.open_page()
+        self.log_in(page)
+        page.page.wait_for_url(self.daemon.url + "project/internal-pkg/")
+        self.assertIn("internal-pkg", page.page.title())
+        cookies = page.page.context.cookies()
+        self.assertEqual([(c["name"], c["httpOnly"], c["sameSite"], c["path"]) for c in cookies],
+                         [("pypid-session", True, "Lax", "/")])
+        cookie = f"{cookies[0]['name']}={cookies[0]['value']}"
+        # The pages read as the person; the simple API never takes the cookie.
+        self.assertEqual(get(self.daemon.url, cookie)[0], 200)
+        self.assertEqual(get(self.daemon.url)[0], 401)
+        self.assertEqual(get(self.daemon.url + "simple/", cookie)[0], 401)
+        page.goto(self.daemon.url + "logout")
+        self.assertIn(f"logged in as {USER}", page.page.inner_text("main"))
+        page.page.click("button[type=submit]")
+        page.page.wait_for_url(lambda url: not url.endswith("/logout"))
+        self.assertEqual(page.page.context.cookies(), [])
+        self.assertEqual(get(self.daemon.url, cookie)[0], 401)
+        self.assert_clean(page, allow=("401",))
+
+    def test_wrong_password(self):
+        """The form again, with why, and no prompt of the browser's own."""
+        page = self.open_page()
+        self.log_in(page, password="nope")
+        page.page.wait_for_selector("#login-error")
+        self.assertIn("not right", page.page.inner_text("#login-error"))
+        self.assertEqual(page.page.input_value("#user"), USER)
+        self.assertEqual(page.page.context.cookies(), [])
+
+    def test_survives_restart(self):
+        """A session opened before a restart is still open after it."""
+        daemon = self.new_daemon(settings={"auth.read": "authenticated"})
+        page = self.open_page()
+        page.goto(daemon.url + "login")
+        page.page.fill("#user", USER)
+        page.page.fill("#password", PASSWORD)
+        page.page.click("button[type=submit]")
+        page.page.wait_for_url(daemon.url)
+        cookie = "; ".join(f"{c['name']}={c['value']}" for c in page.page.context.cookies())
+        daemon.stop()
+        daemon.start()
+        self.assertEqual(get(daemon.url, cookie)[0], 200)
