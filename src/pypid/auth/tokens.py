@@ -20,7 +20,6 @@ import hashlib
 import hmac
 import json
 import math
-import os
 import secrets
 from collections.abc import Collection, Iterable, Mapping
 from fnmatch import fnmatchcase
@@ -32,7 +31,7 @@ from twisted.internet.interfaces import IReactorTime
 from pypid.core.access_rules import RuleError, normalize_pattern, pattern_specificity
 from pypid.core.index_names import NAME as INDEX_NAME
 from pypid.core.names import normalize
-from pypid.storage.disk import fsync_folder, write_atomically
+from pypid.storage.disk import read_if_present, write_durably
 
 TOKEN_USER = "__token__"
 ACTIONS = frozenset({"read", "upload"})
@@ -297,11 +296,7 @@ class TokenBook:
 
 def read_file(path: str) -> bytes | None:
     """The bytes of a token file, or L{None} when there is none (blocking)."""
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except FileNotFoundError:
-        return None
+    return read_if_present(path)
 
 
 def write_file(path: str, data: bytes) -> None:
@@ -310,5 +305,4 @@ def write_file(path: str, data: bytes) -> None:
     rename durable (the folder fsynced): a revocation answered must survive
     a power cut (blocking).
     """
-    write_atomically(path, data, prefix=".tokens-")
-    fsync_folder(os.path.dirname(path) or ".")
+    write_durably(path, data, prefix=".tokens-")

@@ -83,6 +83,16 @@ def fsync_folder(path: str) -> None:
         os.close(fd)
 
 
+def write_durably(path: str, data: bytes, prefix: str = ".tmp-") -> None:
+    """
+    L{write_atomically}, then the folder fsynced, so the rename itself
+    survives a power cut: for files whose change is answered as done (a
+    token revoked, a session ended).
+    """
+    write_atomically(path, data, prefix=prefix)
+    fsync_folder(os.path.dirname(path) or ".")
+
+
 def remove_file(path: str) -> None:
     """Remove the file at C{path}, if it is still there."""
     try:

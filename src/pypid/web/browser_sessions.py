@@ -31,7 +31,7 @@ from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 
 from pypid.core.sessions import Session, SessionBook, SessionFileError
-from pypid.storage.disk import fsync_folder, write_atomically
+from pypid.storage.disk import read_if_present, write_durably
 
 log = Logger()
 
@@ -47,21 +47,6 @@ SAVE_INTERVAL = 60.0
 Run = Callable[..., Deferred[Any]]
 
 
-def read_file(path: str) -> bytes | None:
-    """The bytes of the session file, or L{None} when there is none (blocking)."""
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except FileNotFoundError:
-        return None
-
-
-def write_file(path: str, data: bytes) -> None:
-    """Write the session file atomically, mode 0600, the rename made durable (blocking)."""
-    write_atomically(path, data, prefix=".sessions-")
-    fsync_folder(os.path.dirname(path) or ".")
-
-
 def load_book(path: str, idle: float, lifetime: float, now: float,
               random: Callable[[int], bytes] = os.urandom) -> SessionBook:
     """
@@ -71,7 +56,7 @@ def load_book(path: str, idle: float, lifetime: float, now: float,
     @raise SessionFileError: the file cannot be read or used, naming it.
     """
     try:
-        data = read_file(path)
+        data = read_if_present(path)
     except OSError as e:
         raise SessionFileError(f"{path}: {e.strerror}") from None
     if data is None:
@@ -221,7 +206,7 @@ class BrowserSessions:
             def write(_: object) -> Deferred[None]:
                 # (changes from now on need another write)
                 self._waiting = None
-                writing = self._run(write_file, self.path, self.book.dumps())
+                writing = self._run(write_durably, self.path, self.book.dumps(), ".sessions-")
 
                 def done(result: object) -> None:
                     self._failed = isinstance(result, Failure)
