@@ -704,6 +704,15 @@ class ClosedIndexTests(_NoCookieJar, SynchronousTestCase):
         # (never the simple API: pip and uv send no Sec-Fetch-Dest, but a browser would)
         self.assertEqual(self.get("/simple/", headers=document)[0].code, 401)
 
+    def test_private_pages(self):
+        """A page read through a session is the person's: no shared cache keeps it."""
+        response, _ = self.get("/project/holy-grail/", headers=self.cookie)
+        self.assertEqual(self.header(response, "Cache-Control"),
+                         b"private, max-age=0, must-revalidate")
+        self.assertIn(b"Cookie", self.header(response, "Vary"))
+        response, _ = self.get("/project/holy-grail/", auth=True)
+        self.assertNotIn(b"private", self.header(response, "Cache-Control"))
+
     def test_never_the_apis(self):
         for path in ("/simple/", "/simple/holy-grail/", f"/files/holy-grail/{WHEEL_NAME}",
                      "/pypi/holy-grail/json", "/api/tokens", "/api/audit"):

@@ -122,8 +122,13 @@ def send_page(request: IRequest, page: Page) -> bytes:
     etag: bytes = page.gzip_etag if gz else page.etag  # type: ignore[assignment]
     headers.setRawHeaders(b"content-type", [page.content_type])
     headers.setRawHeaders(b"etag", [etag])
-    headers.setRawHeaders(b"cache-control", [PAGE_CACHE_CONTROL])
-    headers.setRawHeaders(b"vary", [b"Accept, Accept-Encoding"])
+    if getattr(request, "received_cookies", None) and _for_a_session(request):
+        # (a page of a person's view, by their session: no shared cache keeps it)
+        headers.setRawHeaders(b"cache-control", [b"private, " + PAGE_CACHE_CONTROL])
+        headers.setRawHeaders(b"vary", [b"Accept, Accept-Encoding, Cookie"])
+    else:
+        headers.setRawHeaders(b"cache-control", [PAGE_CACHE_CONTROL])
+        headers.setRawHeaders(b"vary", [b"Accept, Accept-Encoding"])
     inm = request.requestHeaders.getRawHeaders(b"if-none-match")
     if inm and etag_matches(inm, etag):
         request.setResponseCode(304)
@@ -132,6 +137,12 @@ def send_page(request: IRequest, page: Page) -> bytes:
         headers.setRawHeaders(b"content-encoding", [b"gzip"])
         return page.gzipped  # type: ignore[return-value]  # (not None: gz says so)
     return page.body
+
+
+def _for_a_session(request: IRequest) -> bool:
+    """Whether a browser session stood for the reader of C{request} (issue 44)."""
+    auth = IRequestAuth(request, None)
+    return auth is not None and auth.session is not None
 
 
 def send_text(request: IRequest, code: int, message: str, headers: Headers = ()) -> bytes:
