@@ -9,7 +9,7 @@ import os
 import random
 import re
 
-from hypothesis import settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 from twisted.internet.defer import Deferred
@@ -630,6 +630,32 @@ class LoginTests(_NoCookieJar, SynchronousTestCase):
                                        headers={**cookie, "Sec-Fetch-Site": "cross-site"})
             self.assertEqual(response.code, 403, path)
         self.assertEqual(len(self.sessions.book.sessions), 1)
+
+
+class HostileFormTests(_NoCookieJar, SynchronousTestCase):
+    """Whatever a client sends to the login and logout forms: a 4xx or a 303, never a 500."""
+
+    @settings(max_examples=200, deadline=None)
+    @given(body=st.binary(max_size=600) | st.builds(
+               lambda user, password, extra: b"&".join(
+                   [b"user=" + user, b"password=" + password, extra]),
+               st.binary(max_size=300), st.binary(max_size=300), st.binary(max_size=50)),
+           cookie=st.none() | st.binary(max_size=200).map(
+               lambda v: PLAIN_COOKIE + b"=" + v.replace(b";", b"").replace(b"\r", b"")
+               .replace(b"\n", b"")),
+           path=st.sampled_from(["/login", "/logout", "/login?next=%2F%2Fx"]),
+           ctype=st.sampled_from(["application/x-www-form-urlencoded", "text/plain",
+                                  "multipart/form-data; boundary=x"]))
+    def test_never_500(self, body, cookie, path, ctype):
+        headers = {"Content-Type": ctype}
+        if cookie is not None:
+            headers["Cookie"] = cookie.decode("latin-1")
+        for method in ("POST", "GET"):
+            response, _ = self.request(method, path, headers=headers,
+                                       data=body if method == "POST" else None)
+            self.assertIn(response.code, (200, 303, 400, 401, 403, 413), (method, path, body))
+        self.assertEqual(self.sessions.book.sessions, {})
+        self.assertEqual(self.flushLoggedErrors(), [])
 
 
 class ReloadDuringLoginTests(_NoCookieJar, SynchronousTestCase):
