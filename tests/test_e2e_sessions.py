@@ -6,11 +6,13 @@ restart; and it never stands for anyone on the simple API.
 """
 
 import http.client
-from urllib.parse import urlsplit
+import os
+import signal
+from urllib.parse import urlencode, urlsplit
 
 from tests.browser import BrowserTestCase
 from tests.distributions import make_wheel
-from tests.e2e import PASSWORD, USER, DaemonTestCase, upload
+from tests.e2e import PASSWORD, USER, DaemonTestCase, password_hash, upload
 
 WHEEL = make_wheel("internal-pkg", "1.0")
 
@@ -25,6 +27,44 @@ def get(url, cookie=None):
         return response.status, response.read()
     finally:
         conn.close()
+
+
+def log_in(url, user, password):
+    """The cookie of a session opened through the form (no browser), as a Cookie header."""
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    try:
+        conn.request("POST", "/login", body=urlencode({"user": user, "password": password}),
+                     headers={"Content-Type": "application/x-www-form-urlencoded"})
+        response = conn.getresponse()
+        response.read()
+        assert response.status == 303, response.status
+        return response.getheader("Set-Cookie").split(";")[0]
+    finally:
+        conn.close()
+
+
+class ReloadTests(DaemonTestCase):
+    """At SIGHUP, the sessions of a removed user, or of a changed password, end."""
+
+    def test_removed_and_changed(self):
+        users = {USER: PASSWORD, "bob": "bob-pw", "carol": "carol-pw"}
+        daemon = self.new_daemon(settings={"auth.read": "authenticated"}, users=users)
+        cookies = {name: log_in(daemon.url, name, password) for name, password in users.items()}
+        for cookie in cookies.values():
+            self.assertEqual(get(daemon.url, cookie)[0], 200)
+        with open(daemon.config_path) as f:
+            text = f.read()
+        text = text.replace(f"bob = {text.split('bob = ')[1].splitlines()[0]}\n", "")
+        carol = text.split("carol = ")[1].splitlines()[0]
+        text = text.replace(carol, password_hash("carol-new"))
+        with open(daemon.config_path, "w") as f:
+            f.write(text)
+        os.kill(daemon.pid, signal.SIGHUP)
+        daemon.wait_for_log(b"2 browser sessions ended")
+        self.assertEqual(get(daemon.url, cookies[USER])[0], 200)
+        self.assertEqual(get(daemon.url, cookies["bob"])[0], 401)
+        self.assertEqual(get(daemon.url, cookies["carol"])[0], 401)
 
 
 class SessionTests(BrowserTestCase, DaemonTestCase):
