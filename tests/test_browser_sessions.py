@@ -16,9 +16,11 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from pypid.auth.policy import AccessModel
 from pypid.auth.verifier import PasswordVerifier
 from pypid.config import load_config
 from pypid.config.errors import ConfigError, StartupError
+from pypid.core.access_rules import parse_rule
 from pypid.core.sessions import (
     ID_BYTES,
     MAX_PER_USER,
@@ -656,6 +658,50 @@ class HostileFormTests(_NoCookieJar, SynchronousTestCase):
             self.assertIn(response.code, (200, 303, 400, 401, 403, 413), (method, path, body))
         self.assertEqual(self.sessions.book.sessions, {})
         self.assertEqual(self.flushLoggedErrors(), [])
+
+
+class HeaderTests(_NoCookieJar, SynchronousTestCase):
+    """
+    Reads for everyone, one project for alice alone: the header names the
+    person a session stands for and offers to log out; caches keep each
+    reader's page apart.
+    """
+
+    def access_model(self):
+        return AccessModel(read="everyone", rules=(parse_rule("holy-*", "user:alice rw"),))
+
+    def setUp(self):
+        super().setUp()
+        self.uploaded()
+        response, _ = self.request("POST", "/login", data={"user": "alice",
+                                                           "password": PASSWORD})
+        name, value, _ = cookie_of(response)
+        self.cookie = {"Cookie": f"{name}={value}"}
+
+    def test_person_in_the_header(self):
+        for path in ("/", "/search?q=grail", "/project/holy-grail/"):
+            for _ in range(2):  # (the second from the kept page)
+                _, body = self.get(path, headers=self.cookie)
+                self.assertIn(b'<span class="person">alice</span><a href="', body, path)
+                self.assertIn(b'logout">Log out</a>', body, path)
+                self.assertNotIn(b">Log in<", body, path)
+                _, body = self.get(path, headers=self.cookie)
+        _, body = self.get("/login", headers=self.cookie)
+        self.assertIn(b'<span class="person">alice</span>', body)
+
+    def test_readers_kept_apart(self):
+        """Anonymous readers, alice by Basic and alice by session: each their own page."""
+        anonymous = self.get("/")[1]
+        self.assertIn(b"0 projects", anonymous)
+        with_session = self.get("/", headers=self.cookie)[1]
+        self.assertIn(b"1 project,", with_session)
+        with_basic = self.get("/", auth=True)[1]
+        self.assertIn(b"1 project,", with_basic)
+        self.assertNotIn(b"person", with_basic)
+        self.assertEqual(self.get("/")[1], anonymous)
+        self.assertEqual(self.get("/project/holy-grail/")[0].code, 404)
+        self.assertEqual(self.get("/project/holy-grail/", headers=self.cookie)[0].code, 200)
+        self.assertNotIn(b"person", self.get("/project/holy-grail/", auth=True)[1])
 
 
 class ReloadDuringLoginTests(_NoCookieJar, SynchronousTestCase):

@@ -94,7 +94,10 @@ class SessionTests(BrowserTestCase, DaemonTestCase):
         self.assertEqual(get(self.daemon.url, cookie)[0], 200)
         self.assertEqual(get(self.daemon.url)[0], 401)
         self.assertEqual(get(self.daemon.url + "simple/", cookie)[0], 401)
-        page.goto(self.daemon.url + "logout")
+        # The header names the person, and its link leads to the logout form.
+        self.assertEqual(page.page.inner_text("header .person"), USER)
+        page.page.get_by_role("link", name="Log out").click()
+        page.page.wait_for_url(self.daemon.url + "logout")
         self.assertIn(f"logged in as {USER}", page.page.inner_text("main"))
         page.page.click("button[type=submit]")
         page.page.wait_for_url(lambda url: not url.endswith("/logout"))

@@ -225,12 +225,12 @@ class IndexRouteTests(SynchronousTestCase):
 #: styles, so its hashed link in every page changed, and only that: the
 #: pages with f6cd0be's stylesheet still give f6cd0be's sums.)
 DEFAULT_PAGES = {
-    "/": "f755e07d2e3618b61d1cdc76beb575ddb3d5b39c1f9ffb77ceff878846d3e9b7",
-    "/search?q=widget": "6ea71eeaf0a8e8116805a47298f60e68fcfcb1497cc2122ea4170b5bd0a98da5",
-    "/search?q=nothing": "8d9830ff2f943106a13de8ec42eff0692a4f5b39e95a6fd1aad81fb2fbb42ea3",
+    "/": "02e5c0658a25a91b2c28af2f0ac098ec55d77c8cb4f5faded193bb7fce16f3ca",
+    "/search?q=widget": "590f51d887c8d0ad3900cf6020ecc4180b9bfff79a80fa90f1d5c0237387f057",
+    "/search?q=nothing": "abc09aa9b5a40d351b3d5d6f0fcc9910b8591028bc29fc18f83bd5aa74764fb0",
     "/api/search?q=wid": "257ce2b08254a0ec2dd513f6e7c21e3cb26c138d64d33761d6f1e139536027ce",
-    "/project/widget/": "a9b2d0d88495e513dfa04786f4ea4dfa821fb3feae93c90043f8ef200cb6e90f",
-    "/project/widget/1.0/": "fb6aa4d03031e8f7fc7705aaf1fac4e9b74b7a179047d54153d1f0184acf21e9",
+    "/project/widget/": "9eaa6def56af44def49a89eec08277aafbe6d2a6d0f31d8c5a533a47838ec134",
+    "/project/widget/1.0/": "7756075bcc01d7f4fe7519ccbc6f395aef2c335ec601f277402ad3778fbfa469",
 }
 
 

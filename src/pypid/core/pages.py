@@ -101,6 +101,8 @@ class Chrome:
         they were).
     @ivar uploads: whether the index takes uploads (a view does not: its
         landing page shows no publishing snippets).
+    @ivar person: the user a browser session stands for (issue 44): the
+        header names them and offers to log out, rather than to log in.
     """
 
     css: str
@@ -116,6 +118,7 @@ class Chrome:
     index: str = DEFAULT
     indexes: tuple[IndexLink, ...] = ()
     uploads: bool = True
+    person: str | None = None
 
     def file_url(self, file: ShownFile, root: str) -> str:
         """The link to a file from a page whose way back to the root is C{root}."""
@@ -312,8 +315,12 @@ def _frame(chrome: Chrome, root: str, title: str, main: str, *, search_box: bool
             f'<div id="suggestions" class="suggestions" aria-live="polite"></div>'
         )
     site = root + chrome.site
-    login = (f'<a href="{escape(site + chrome.login)}">Log in</a>'
-             if chrome.login is not None else "")
+    if chrome.person is not None:
+        login = (f'<span class="person">{escape(chrome.person)}</span>'
+                 f'<a href="{escape(site + "logout")}">Log out</a>')
+    else:
+        login = (f'<a href="{escape(site + chrome.login)}">Log in</a>'
+                 if chrome.login is not None else "")
     return (
         f'<!DOCTYPE html>\n<html lang="en" data-root="{escape(root)}"><head>'
         f'<meta charset="utf-8">'

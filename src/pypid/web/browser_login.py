@@ -213,8 +213,8 @@ class BrowserLogin:
 
     def _account(self, request: IRequest, found: tuple[str, Session]) -> bytes:
         _, session = found
-        return send_html(request, 200, pages.account_page(self._chrome, session.user,
-                                                          session.csrf))
+        chrome = attrs.evolve(self._chrome, person=session.user)
+        return send_html(request, 200, pages.account_page(chrome, session.user, session.csrf))
 
     def _form(self, request: IRequest, code: int, **shown: Any) -> bytes:
         return send_html(request, code, pages.login_page(self._chrome, **shown))

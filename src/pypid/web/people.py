@@ -72,6 +72,14 @@ def people_headers(request: IRequest) -> None:
     headers.setRawHeaders(b"x-content-type-options", [b"nosniff"])
 
 
+def session_person(request: IRequest) -> str | None:
+    """The user a browser session stands for on C{request} (issue 44), or L{None}."""
+    if IRequestAuth(request).session is None:
+        return None
+    identity = identity_of(request)
+    return identity.name if identity is not None else None
+
+
 def query_number(request: IRequest, name: str, default: int, largest: int) -> int:
     """A query's whole-number field, from 1 to C{largest}, or C{default}."""
     text = form_field(request, name)
@@ -127,37 +135,50 @@ class ReaderChrome:
 
     base: pages.Chrome
     switcher: IndexSwitcher | None = None
-    _made: dict[tuple[pages.IndexLink, ...], pages.Chrome] = attrs.field(factory=dict,
-                                                                        init=False)
+    _made: dict[tuple[tuple[pages.IndexLink, ...], str | None], pages.Chrome] = attrs.field(
+        factory=dict, init=False)
 
     def of(self, request: IRequest) -> pages.Chrome:
-        """The chrome of the request's reader (after L{identify})."""
-        if self.switcher is None:
+        """
+        The chrome of the request's reader (after L{identify}): the indexes
+        they may read, and who they are when a browser session stands for
+        them (the header then offers to log out).
+        """
+        links = self.switcher.shown(request) if self.switcher is not None else ()
+        person = session_person(request)
+        if not links and person is None:
             return self.base
-        links = self.switcher.shown(request)
-        chrome = self._made.get(links)
+        key = (links, person)
+        chrome = self._made.get(key)
         if chrome is None:
             if len(self._made) >= _MAX_CHROMES:
                 self._made.clear()
-            chrome = self._made[links] = attrs.evolve(self.base, indexes=links)
+            chrome = self._made[key] = attrs.evolve(self.base, indexes=links, person=person)
         return chrome
 
     def needs_identity(self, request: IRequest) -> bool:
         """
-        Whether L{identify} has something to do: the switcher could list
-        more to this reader than to anonymous ones, and the request carries
-        credentials no gate checked (the index is open to every reader).
+        Whether L{identify} has something to do, for a request the gate let
+        through unchecked (the index is open to every reader): a browser
+        session may stand for its reader (issue 44); or the switcher could
+        list more to this reader than to anonymous ones, and the request
+        carries credentials.
         """
-        return (self.switcher is not None and identity_of(request) is None
-                and (request.requestHeaders.hasHeader(b"authorization")
-                     or has_session_cookie(request))
+        if identity_of(request) is not None:
+            return False
+        if has_session_cookie(request) and \
+                not request.requestHeaders.hasHeader(b"authorization"):
+            return True
+        return (self.switcher is not None
+                and request.requestHeaders.hasHeader(b"authorization")
                 and self.switcher.hides_from_anonymous())
 
     async def identify(self, request: IRequest, access: Access) -> None:
         """
         Find who sent a request the gate let through unchecked, so that its
-        switcher lists the indexes they may read; wrong credentials change
-        nothing (the page is open to every reader: it is not refused).
+        switcher lists the indexes they may read and its header names them;
+        wrong credentials change nothing (the page is open to every reader:
+        it is not refused).
         """
         if not self.needs_identity(request):
             return
@@ -186,8 +207,8 @@ class PeoplePages:
     _access: Access
     _chrome: ReaderChrome
     _name: str = DEFAULT
-    _landings: dict[tuple[str, str | None, frozenset[str]] | None, tuple[Hashable, Page]] = (
-        attrs.field(factory=dict, init=False))
+    _landings: dict[tuple[tuple[str, str | None, frozenset[str]] | None, str | None],
+                    tuple[Hashable, Page]] = attrs.field(factory=dict, init=False)
 
     app = Klein()
     answer_errors(app)
@@ -226,8 +247,7 @@ class PeoplePages:
             gate = self._access.gate_read(request)
             if gate is not None:
                 await gate
-        if self._chrome.switcher is not None:
-            await self._chrome.identify(request, self._access)
+        await self._chrome.identify(request, self._access)
 
     def _visible(self, request: IRequest) -> Callable[[str], bool] | None:
         """The reader's C{visible(project)}, or L{None} when they may read every project."""
@@ -246,7 +266,7 @@ class PeoplePages:
         return results, versions
 
     def _landing(self, request: IRequest) -> Page:
-        key = self._access.cache_key(request)
+        key = (self._access.cache_key(request), session_person(request))
         kept = self._landings.get(key)
         serial = self._catalog.serial
         if kept is not None and kept[0] == serial:

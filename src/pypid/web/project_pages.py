@@ -220,12 +220,13 @@ class ProjectPages(ReadResource):
         people_headers(request)
         # (the read rule of this index: a named index's pages are read
         # under its own grant, not the default index's)
-        if self._chrome.switcher is None:
-            return answer_gated(self._access, request, self._answer, self._name)
         return answer_gated(self._access, request, self._answer_identified, self._name)
 
     def _answer_identified(self, request: Request) -> Answer:
-        """L{_answer}, once the reader is known to the switcher (L{ReaderChrome.identify})."""
+        """
+        L{_answer}, once the reader is known to the switcher and the header
+        (L{ReaderChrome.identify}).
+        """
         if not self._chrome.needs_identity(request):
             return self._answer(request)
 
@@ -293,8 +294,8 @@ class ProjectPages(ReadResource):
             # (and one showing downloads once they were counted, or a day passed)
             token = (token, *((usage.book.stamp, usage.today) for usage in usages))
         chrome = self._chrome.of(request)
-        key: _Key = (normalized, canonical, chrome.indexes) if chrome.indexes \
-            else (normalized, canonical)
+        key: _Key = (normalized, canonical, chrome.indexes, chrome.person) \
+            if chrome.indexes or chrome.person else (normalized, canonical)
         if keep and slash and normalized == name and canonical == version:
             page = self._kept.get(key, token)
             if page is not None:
