@@ -585,6 +585,24 @@ def http(method, url, headers=None, body=None, auth=None, timeout=HTTP_TIMEOUT):
         conn.close()
 
 
+def form_login(url, user, password):
+    """
+    Log in through the pages' form at C{url} (the site's root), as a
+    browser does (issue 44); the session's cookie, as a C{Cookie} header's
+    value.
+    """
+    response = http("POST", url + "login", {"Content-Type": "application/x-www-form-urlencoded"},
+                    urlencode({"user": user, "password": password}).encode("utf-8"))
+    if response.status != 303:
+        raise E2EFailure(f"{user} could not log in: {response.status} {response.body!r}")
+    return response.header("Set-Cookie").split(";")[0]
+
+
+def with_cookie(url, cookie=None):
+    """C{(status, body)} of a C{GET} of C{url} sending only C{cookie} (or nothing)."""
+    response = http("GET", url, {"Cookie": cookie} if cookie else None)
+    return response.status, response.body
+
 
 def sha256(data):
     """Hex sha256 of bytes."""

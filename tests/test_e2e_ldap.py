@@ -27,11 +27,13 @@ from tests.e2e import (
     DaemonTestCase,
     E2EFailure,
     form,
+    form_login,
     free_port,
     http,
     installed,
     upload,
     wait_for,
+    with_cookie,
 )
 from tests.harness_ldap import INJECTIONS
 from tests.harness_shared import class_shared
@@ -233,6 +235,27 @@ class LDAPDaemonTests(_LDAPDaemonTestCase):
                       b"actions=upload", auth=("bob", password_of("bob")))
         self.assertEqual(issued.status, 403, issued.body)
         self.assertIn(b"bob logs in through the directory", issued.body)
+
+    def test_browser_session_by_group(self):
+        """
+        A directory user logs in through the pages' form (issue 44): their
+        directory groups apply on the pages, and the session never stands
+        for them on the simple API.
+        """
+        dave = form_login(self.daemon.url, "dave", password_of("dave"))
+        carol = form_login(self.daemon.url, "carol", password_of("carol"))
+        self.assertEqual(with_cookie(self.daemon.url + "project/acme-lib/", dave)[0], 200)
+        self.assertEqual(with_cookie(self.daemon.url + "project/acme-lib/", carol)[0], 404)
+        self.assertEqual(with_cookie(self.daemon.url + "project/open-lib/", carol)[0], 200)
+        status, body = with_cookie(self.daemon.url, dave)
+        self.assertEqual(status, 200)
+        self.assertIn(b'<span class="person">dave</span>', body)
+        self.assertEqual(with_cookie(self.daemon.url + "simple/acme-lib/", dave)[0], 401)
+        response = http("POST", self.daemon.url + "login",
+                        {"Content-Type": "application/x-www-form-urlencoded"},
+                        b"user=dave&password=wrong")
+        self.assertEqual(response.status, 401)
+        self.assertIsNone(response.header("WWW-Authenticate"))
 
     def test_injection_attempts(self):
         """Names with filter syntax never log in as someone else; odd real names do."""

@@ -5,43 +5,15 @@ logs out; the cookie is what the issue asks; the session survives a
 restart; and it never stands for anyone on the simple API.
 """
 
-import http.client
 import os
 import signal
-from urllib.parse import urlencode, urlsplit
 
 from tests.browser import BrowserTestCase
 from tests.distributions import make_wheel
-from tests.e2e import PASSWORD, USER, DaemonTestCase, password_hash, upload
+from tests.e2e import PASSWORD, USER, DaemonTestCase, form_login, password_hash, upload
+from tests.e2e import with_cookie as get
 
 WHEEL = make_wheel("internal-pkg", "1.0")
-
-
-def get(url, cookie=None):
-    """C{(status, body)} of a plain C{GET}, with only the cookie given."""
-    parts = urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
-    try:
-        conn.request("GET", parts.path, headers={"Cookie": cookie} if cookie else {})
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
-
-
-def log_in(url, user, password):
-    """The cookie of a session opened through the form (no browser), as a Cookie header."""
-    parts = urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
-    try:
-        conn.request("POST", "/login", body=urlencode({"user": user, "password": password}),
-                     headers={"Content-Type": "application/x-www-form-urlencoded"})
-        response = conn.getresponse()
-        response.read()
-        assert response.status == 303, response.status
-        return response.getheader("Set-Cookie").split(";")[0]
-    finally:
-        conn.close()
 
 
 class ReloadTests(DaemonTestCase):
@@ -50,7 +22,8 @@ class ReloadTests(DaemonTestCase):
     def test_removed_and_changed(self):
         users = {USER: PASSWORD, "bob": "bob-pw", "carol": "carol-pw"}
         daemon = self.new_daemon(settings={"auth.read": "authenticated"}, users=users)
-        cookies = {name: log_in(daemon.url, name, password) for name, password in users.items()}
+        cookies = {name: form_login(daemon.url, name, password)
+                   for name, password in users.items()}
         for cookie in cookies.values():
             self.assertEqual(get(daemon.url, cookie)[0], 200)
         with open(daemon.config_path) as f:
