@@ -242,17 +242,51 @@ class BrowserTests(BrowserTestCase, DaemonTestCase):
             self.assertEqual(first.text.strip(), "Skip to the content", path)
             self.assert_clean(page)
 
+    def test_login_form_by_keyboard(self):
+        """
+        The login form (issue 44) with the keyboard alone: its fields are
+        labelled and reached in order, the wrong password's reason is tied
+        to the name's field, and the account page's button is reached too;
+        light and dark keep their contrast there too.
+        """
+        page = self.open_page(self.daemon.url + "login")
+        reached = [(f.tag, f.id) for f in tab_order(page) if f.tag in ("input", "button")]
+        self.assertEqual(reached, [("input", "user"), ("input", "password"), ("button", None)])
+        for field in ("user", "password"):
+            self.assertEqual(page.page.locator(f"label[for={field}]").count(), 1)
+        page.page.focus("#user")
+        page.page.keyboard.type("alice")
+        page.page.keyboard.press("Tab")
+        page.page.keyboard.type("not-it")
+        page.page.keyboard.press("Enter")
+        page.page.wait_for_selector("#login-error")
+        self.assertEqual(page.page.get_attribute("#user", "aria-describedby"), "login-error")
+        screenshot(page, "login-refused")
+        page.page.fill("#password", "alice-pw")
+        page.page.keyboard.press("Enter")
+        page.page.wait_for_url(self.daemon.url)
+        for scheme in ("light", "dark"):
+            page.page.emulate_media(color_scheme=scheme)
+            page.goto(self.daemon.url + "logout")
+            worst = page.page.evaluate(_CONTRAST)
+            self.assertGreaterEqual(worst[0], 4.5, (scheme, worst))
+            screenshot(page, f"account-{scheme}")
+        reached = [f.tag for f in tab_order(page) if f.tag == "button"]
+        self.assertEqual(reached, ["button"])
+        self.assert_clean(page, allow=("status of 401",))
+
     def test_contrast(self):
         """Every text on the pages, light or dark, has a contrast of 4.5:1 at least (WCAG AA)."""
         for scheme in ("light", "dark"):
-            for path in ("", "search?q=grail", "project/holy-grail/", "project/holy-grail/1.0/"):
+            for path in ("", "search?q=grail", "project/holy-grail/", "project/holy-grail/1.0/",
+                         "login"):
                 page = self.open_page(self.daemon.url + path, color_scheme=scheme)
                 worst = page.page.evaluate(_CONTRAST)
                 self.assertGreaterEqual(worst[0], 4.5, (scheme, path, worst))
 
     def test_phone_width(self):
         """At a phone's width no page is wider than the screen (tables and code scroll)."""
-        for path in ("", "search?q=grail", "project/holy-grail/", "project/trap/"):
+        for path in ("", "search?q=grail", "project/holy-grail/", "project/trap/", "login"):
             page = self.open_page(self.daemon.url + path, viewport=PHONE)
             self.assertLessEqual(page.page.evaluate("document.documentElement.scrollWidth"),
                                  PHONE.width, path)
