@@ -465,6 +465,18 @@ class _NoCookieJar(_ServerMixin):
         return super().request(*args, **kwargs)
 
 
+class _LoggedIn(_NoCookieJar):
+    """A wheel uploaded, and alice logged in through the form: C{self.cookie}."""
+
+    def setUp(self):
+        super().setUp()
+        self.uploaded()
+        response, _ = self.request("POST", "/login", data={"user": "alice",
+                                                           "password": PASSWORD})
+        name, value, _ = cookie_of(response)
+        self.cookie = {"Cookie": f"{name}={value}"}
+
+
 def cookie_of(response):
     """C{(name, value, attributes)} of the response's one Set-Cookie."""
     values = response.headers.getRawHeaders(b"set-cookie")
@@ -660,7 +672,7 @@ class HostileFormTests(_NoCookieJar, SynchronousTestCase):
         self.assertEqual(self.flushLoggedErrors(), [])
 
 
-class HeaderTests(_NoCookieJar, SynchronousTestCase):
+class HeaderTests(_LoggedIn, SynchronousTestCase):
     """
     Reads for everyone, one project for alice alone: the header names the
     person a session stands for and offers to log out; caches keep each
@@ -670,14 +682,6 @@ class HeaderTests(_NoCookieJar, SynchronousTestCase):
     def access_model(self):
         return AccessModel(read="everyone", rules=(parse_rule("holy-*", "user:alice rw"),))
 
-    def setUp(self):
-        super().setUp()
-        self.uploaded()
-        response, _ = self.request("POST", "/login", data={"user": "alice",
-                                                           "password": PASSWORD})
-        name, value, _ = cookie_of(response)
-        self.cookie = {"Cookie": f"{name}={value}"}
-
     def test_person_in_the_header(self):
         for path in ("/", "/search?q=grail", "/project/holy-grail/"):
             for _ in range(2):  # (the second from the kept page)
@@ -685,7 +689,6 @@ class HeaderTests(_NoCookieJar, SynchronousTestCase):
                 self.assertIn(b'<span class="person">alice</span><a href="', body, path)
                 self.assertIn(b'logout">Log out</a>', body, path)
                 self.assertNotIn(b">Log in<", body, path)
-                _, body = self.get(path, headers=self.cookie)
         _, body = self.get("/login", headers=self.cookie)
         self.assertIn(b'<span class="person">alice</span>', body)
 
@@ -732,7 +735,7 @@ class ReloadDuringLoginTests(_NoCookieJar, SynchronousTestCase):
         self.assertEqual(self.sessions.book.sessions, {})
 
 
-class ClosedIndexTests(_NoCookieJar, SynchronousTestCase):
+class ClosedIndexTests(_LoggedIn, SynchronousTestCase):
     """
     Reads for authenticated users only: a session stands for its person on
     the pages for people, never on the simple API, the files, uploads or
@@ -740,14 +743,6 @@ class ClosedIndexTests(_NoCookieJar, SynchronousTestCase):
     """
 
     read = "authenticated"
-
-    def setUp(self):
-        super().setUp()
-        self.uploaded()
-        response, _ = self.request("POST", "/login", data={"user": "alice",
-                                                           "password": PASSWORD})
-        name, value, _ = cookie_of(response)
-        self.cookie = {"Cookie": f"{name}={value}"}
 
     def test_pages_for_people(self):
         for path in ("/", "/search?q=grail", "/project/holy-grail/", "/api/search?q=grail"):
