@@ -27,7 +27,7 @@ browser that was given them keeps sending them, and no session is opened).
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import parse_qsl, quote
+from urllib.parse import parse_qsl
 
 import attrs
 from klein import Klein
@@ -45,6 +45,7 @@ from pypid.web.access import Access
 from pypid.web.audit_trail import AuditTrail
 from pypid.web.people import HTML, people_headers
 from pypid.web.request_auth import remember, request_credentials
+from pypid.web.respond import see_other
 from pypid.web.routes import answer_errors, form_field
 
 log = Logger()
@@ -156,14 +157,9 @@ class BrowserLogin:
         remember(identity, request)
         self._audit.record(request, identity, "session-opened", detail=source)
         log.info("{user} logged in to the pages", user=identity.name)
-        request.setResponseCode(303)
         # (relative to /login, at the site's root: a proxy's path prefix is kept)
         location = "." + nxt if nxt.startswith("/") else nxt
-        request.responseHeaders.setRawHeaders(b"location", [quote(location, safe="/?=&%.~-_")
-                                                           .encode("ascii")])
-        request.responseHeaders.setRawHeaders(b"content-type",
-                                              [b"text/plain; charset=utf-8"])
-        return f"Logged in as {identity.name}\n".encode()
+        return see_other(request, location, f"Logged in as {identity.name}\n")
 
     @app.route("/logout", methods=["GET", "HEAD"])
     async def logout_form(self, request: IRequest) -> bytes:
@@ -251,20 +247,11 @@ def body_fields(request: IRequest) -> dict[bytes, bytes]:
 def send_html(request: IRequest, code: int, body: bytes) -> bytes:
     """A page of a person's own (never kept by a cache), with C{code}."""
     request.setResponseCode(code)
-    headers = request.responseHeaders
-    headers.setRawHeaders(b"content-type", [HTML])
-    headers.setRawHeaders(b"cache-control", [b"no-store"])
+    request.responseHeaders.setRawHeaders(b"content-type", [HTML])
+    no_store(request)
     return body
 
 
 def no_store(request: IRequest) -> None:
     """No cache keeps a page of a person's session, or the login form."""
     request.responseHeaders.setRawHeaders(b"cache-control", [b"no-store"])
-
-
-def see_other(request: IRequest, location: str, text: str) -> bytes:
-    """A 303 to C{location}, with a line of text."""
-    request.setResponseCode(303)
-    request.responseHeaders.setRawHeaders(b"location", [location.encode("utf-8")])
-    request.responseHeaders.setRawHeaders(b"content-type", [b"text/plain; charset=utf-8"])
-    return text.encode("utf-8")

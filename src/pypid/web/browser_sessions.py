@@ -136,10 +136,9 @@ class BrowserSessions:
         return found
 
     def _set_cookie(self, request: IRequest, value: str, max_age: int) -> None:
-        secure = is_secure(request, self._base_url)
-        name = SECURE_COOKIE if secure else PLAIN_COOKIE
+        name = self.cookie_name(request)
         attributes = [f"Max-Age={max_age}", "Path=/", "HttpOnly", "SameSite=Lax"]
-        if secure:
+        if name == SECURE_COOKIE:
             attributes.append("Secure")
         request.responseHeaders.addRawHeader(
             b"set-cookie", name + b"=" + "; ".join([value, *attributes]).encode("ascii"))
@@ -209,13 +208,14 @@ class BrowserSessions:
                 writing = self._run(write_durably, self.path, self.book.dumps(), ".sessions-")
 
                 def done(result: object) -> None:
-                    self._failed = isinstance(result, Failure)
-                    if isinstance(result, Failure):
+                    failure = result if isinstance(result, Failure) else None
+                    self._failed = failure is not None
+                    if failure is not None:
                         log.error("Cannot keep the browser sessions in {path}: {error}",
-                                  path=self.path, error=result.getErrorMessage())
+                                  path=self.path, error=failure.getErrorMessage())
                     for each in waiting:
-                        if isinstance(result, Failure):
-                            each.errback(result)
+                        if failure is not None:
+                            each.errback(failure)
                         else:
                             each.callback(None)
                 writing.addBoth(done)

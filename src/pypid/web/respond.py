@@ -194,12 +194,20 @@ def send_to_login(request: IRequest) -> bytes:
     path = request.path.decode("utf-8", "replace")
     up = "../" * (path.count("/") - 1)
     target = quote(request.uri.decode("utf-8", "replace"), safe="/")
+    return see_other(request, f"{up}login?next={target}", "Log in to read this page\n")
+
+
+def see_other(request: IRequest, location: str, text: str) -> bytes:
+    """
+    A 303 to C{location} (a relative or absolute URL, its unsafe characters
+    escaped), kept by no cache, with a line of text.
+    """
     request.setResponseCode(303)
-    request.responseHeaders.setRawHeaders(b"location",
-                                          [f"{up}login?next={target}".encode("ascii")])
-    request.responseHeaders.setRawHeaders(b"cache-control", [b"no-store"])
-    request.responseHeaders.setRawHeaders(b"content-type", [b"text/plain; charset=utf-8"])
-    return b"Log in to read this page\n"
+    headers = request.responseHeaders
+    headers.setRawHeaders(b"location", [quote(location, safe="/?=&%.~-_:").encode("ascii")])
+    headers.setRawHeaders(b"cache-control", [b"no-store"])
+    headers.setRawHeaders(b"content-type", [b"text/plain; charset=utf-8"])
+    return text.encode("utf-8")
 
 
 def storage_unavailable(error: BaseException) -> Unavailable:
