@@ -1699,7 +1699,7 @@ _REFUSED = [
      "and '_', not starting with a digit); or empty for none"),
     ("[foo]\n",
      "[foo]: unknown section; the sections are [pypid], [storage], [s3], [auth], [upstream], "
-     "[tls], [metrics], [ldap], [oidc], [advisories], [attestations], [retention], [acl], [groups], "
+     "[tls], [metrics], [ldap], [oidc], [sso], [advisories], [attestations], [retention], [acl], [groups], "
      "[publishers], "
      "[users], "
      "[index:NAME] and [upstream:NAME]"),

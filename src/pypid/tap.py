@@ -209,7 +209,7 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
         reactor, sandbox.render,
         [source for source in (registry, default.writer, default.storage, default.upstream_part,
                                audit, default.backfill, feed) if source is not None]
-        + [part for part, _ in registry.upstreams.values()])
+        + [part for part, _ in registry.upstreams.values()], access.sso)
     parts = registry.parts
     return Parts(_present(
         ("threads", pools),

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
     from pypid.auth.attestations import AttestationChecker
     from pypid.auth.oidc import TrustedPublishing
+    from pypid.auth.sso import SingleSignOn
     from pypid.storage.interface import Run
 
 
@@ -177,3 +178,72 @@ def make_oidc_http(config: Config, reactor: IReactorTime) -> HTTPClient | None:
     except ValueError as e:
         raise StartupError(f"{config.source}: [oidc] ca_bundle: {e}")
     return make_http(reactor, config.oidc.timeout, connections=2, policy=policy)[0]
+
+
+def make_sso(config: Config, reactor: IReactorTime) -> SingleSignOn:
+    """
+    Single sign-on (C{[sso]}): the provider's client, with its secret and
+    a treq client of its own (none without C{[sso] issuer}).
+
+    @raise StartupError: the secret's file or a bundle cannot be used.
+    """
+    from pypid.auth.sso import SingleSignOn
+    return SingleSignOn(config.sso, read_sso_secret(config), make_sso_http(config, reactor),
+                        reactor)
+
+
+def read_sso_secret(config: Config) -> str:
+    """
+    The client secret of C{[sso]}: read from C{client_secret_file} when it
+    is given (at the start and at each reload), else C{client_secret}.
+
+    @raise StartupError: the file cannot be read, or is empty.
+    """
+    sso = config.sso
+    if sso.issuer is None or sso.client_secret_file is None:
+        return sso.client_secret
+    try:
+        with open(sso.client_secret_file, encoding="utf-8") as f:
+            secret = f.read().strip()
+    except (OSError, UnicodeDecodeError) as e:
+        raise StartupError(f"{config.source}: [sso] client_secret_file: cannot read "
+                           f"{sso.client_secret_file}: {getattr(e, 'strerror', None) or e}")
+    if not secret:
+        raise StartupError(f"{config.source}: [sso] client_secret_file: "
+                           f"{sso.client_secret_file} is empty")
+    return secret
+
+
+def make_sso_http(config: Config, reactor: IReactorTime) -> HTTPClient | None:
+    """
+    The treq client the provider is asked with: its HTTPS checked with
+    C{[sso] ca_bundle}, else C{[pypid] ca_bundle}, else the system's
+    roots; L{None} without a provider.
+
+    @raise StartupError: the bundle cannot be used.
+    """
+    sso = config.sso
+    if sso.issuer is None:
+        return None
+    from pypid.http.client import https_policy, make_http, outbound_policy
+    if sso.ca_bundle is None:
+        return make_http(reactor, sso.timeout, connections=2,
+                         policy=outbound_policy(config))[0]
+    try:
+        policy = https_policy(sso.ca_bundle)
+    except ValueError as e:
+        raise StartupError(f"{config.source}: [sso] ca_bundle: {e}")
+    return make_http(reactor, sso.timeout, connections=2, policy=policy)[0]
+
+
+def reloaded_sso_http(old: Config, new: Config, reactor: IReactorTime) -> HTTPClient | None:
+    """
+    The client single sign-on takes on a reload: a new one when its
+    settings changed or C{old} had none, else L{None} (it keeps its own).
+    """
+    def settings(config: Config) -> tuple[object, ...]:
+        return (config.sso.issuer is None, config.sso.ca_bundle, config.server.ca_bundle,
+                config.sso.timeout)
+    if settings(old) != settings(new) or old.sso.issuer is None:
+        return make_sso_http(new, reactor)
+    return None

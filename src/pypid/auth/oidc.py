@@ -517,7 +517,13 @@ class IssuerKeys:
     ttl: float = 3600.0
     min_refresh: float = 30.0
     max_waiters: int = MAX_WAITERS
+    #: whether the JWKS must be on the issuer's own host (trusted
+    #: publishing's CI issuers); single sign-on's providers may keep their
+    #: keys elsewhere (Google's are on another host than its issuer)
+    same_host: bool = True
     keys: dict[str, Key] = attrs.field(factory=dict)
+    #: the discovery document last read (L{None}: none yet)
+    discovery: dict[str, Any] | None = None
     #: when the keys were last fetched (L{None}: never)
     fetched: float | None = None
     #: how many fetches were started (for the tests and the logs)
@@ -556,6 +562,24 @@ class IssuerKeys:
             raise TokenRefused(f"the token is signed with a key ({_short(kid)!r}) that the "
                                f"issuer {self.name} does not publish")
         return key
+
+    async def discovered(self) -> dict[str, Any]:
+        """
+        The issuer's discovery document, fetched again (with its keys) once
+        C{ttl} old; the one read before while it cannot be.
+
+        @raise IssuerUnavailable: none could ever be read.
+        """
+        now = self._clock.seconds()
+        if self.fetched is None or now - self.fetched >= self.ttl:
+            try:
+                await self._refresh(now)
+            except IssuerUnavailable:
+                if self.discovery is None:
+                    raise
+        if self.discovery is None:
+            raise IssuerUnavailable(self._error or f"the issuer {self.name} cannot be read")
+        return self.discovery
 
     def _refresh(self, now: float) -> Deferred[None]:
         """
@@ -612,7 +636,8 @@ class IssuerKeys:
         if not isinstance(jwks_uri, str) or urlsplit(jwks_uri).scheme != "https":
             raise IssuerUnavailable(f"the discovery document of the issuer {self.name} has no "
                                     "https jwks_uri")
-        if urlsplit(jwks_uri).netloc.lower() != urlsplit(self.url).netloc.lower():
+        if self.same_host and \
+                urlsplit(jwks_uri).netloc.lower() != urlsplit(self.url).netloc.lower():
             # (the issuer is trusted, but a document that sends pypid to
             # another host would make it a client of any address it names)
             raise IssuerUnavailable(f"the jwks_uri of the issuer {self.name} is not on its "
@@ -623,45 +648,67 @@ class IssuerKeys:
         except ValueError as e:
             raise IssuerUnavailable(f"the JWKS of the issuer {self.name} is {e}")
         self.keys = keys
+        self.discovery = discovery
         self.fetched = self._clock.seconds()
         log.info("Fetched {count} keys of the issuer {issuer}", count=len(keys),
                  issuer=self.name)
 
     async def _get_json(self, url: str, limit: int, what: str) -> dict[str, Any]:
         """GET a JSON object, the whole exchange within C{timeout} seconds."""
-        where = f"the {what} of the issuer {self.name}"
-        headers: dict[bytes | str, list[bytes | str]] = {"Accept": ["application/json"]}
-        current = self._http.request("GET", url, headers=headers,
-                                     allow_redirects=False, unbuffered=True)
-        holder: list[Deferred[Any]] = [current]
-        timer = self._clock.callLater(self.timeout, lambda: holder[0].cancel())
-        try:
-            try:
-                response = await current
-            except Exception as e:
-                if not timer.active():  # (it fired: it is cancelled only below)
-                    raise IssuerUnavailable(f"{where} did not answer within {self.timeout:g} s")
-                raise IssuerUnavailable(f"cannot reach {where}: {bodies.describe(e)}")
-            if response.code != 200:
-                bodies.discard(response, self._clock, self.timeout)
-                raise IssuerUnavailable(f"{where} answered {response.code}")
-            holder[0] = reading = bodies.read_body(response, limit, self._clock, self.timeout)
-            try:
-                body = await reading
-            except (CancelledError, bodies.BodyError) as e:
-                if not timer.active():  # (it fired: it is cancelled only below)
-                    raise IssuerUnavailable(f"{where} did not arrive within {self.timeout:g} s")
-                raise IssuerUnavailable(f"{where} could not be read: {e}")
-        finally:
-            if timer.active():
-                timer.cancel()
-        try:
-            data = json.loads(body)
-        except (ValueError, RecursionError):
-            raise IssuerUnavailable(f"{where} is not JSON")
-        if not isinstance(data, dict):
-            raise IssuerUnavailable(f"{where} is not a JSON object")
+        _code, data = await request_json(self._http, self._clock, self.timeout, "GET", url,
+                                         limit, f"the {what} of the issuer {self.name}")
         return data
+
+
+async def request_json(http: HTTPClient, clock: IReactorTime, timeout: float, method: str,
+                       url: str, limit: int, where: str, *,
+                       data: Mapping[str, str] | None = None,
+                       headers: Mapping[str, str] | None = None,
+                       codes: tuple[int, ...] = (200,)) -> tuple[int, dict[str, Any]]:
+    """
+    Ask an issuer for a JSON object (its answer read to C{limit} bytes at
+    most, the whole exchange within C{timeout} seconds, never following a
+    redirect), with C{data} as a form's body.
+
+    @param where: what is asked, for messages (C{"the JWKS of the issuer ci"}).
+    @param codes: the statuses whose body is read (others are refused).
+    @return: C{(status, object)}.
+    @raise IssuerUnavailable: saying why it cannot be had.
+    """
+    sent: dict[bytes | str, list[bytes | str]] = {"Accept": ["application/json"]}
+    for name, value in (headers or {}).items():
+        sent[name] = [value]
+    current = http.request(method, url, headers=sent, data=dict(data) if data else None,
+                           allow_redirects=False, unbuffered=True)
+    holder: list[Deferred[Any]] = [current]
+    timer = clock.callLater(timeout, lambda: holder[0].cancel())
+    try:
+        try:
+            response = await current
+        except Exception as e:
+            if not timer.active():  # (it fired: it is cancelled only below)
+                raise IssuerUnavailable(f"{where} did not answer within {timeout:g} s")
+            raise IssuerUnavailable(f"cannot reach {where}: {bodies.describe(e)}")
+        if response.code not in codes:
+            bodies.discard(response, clock, timeout)
+            raise IssuerUnavailable(f"{where} answered {response.code}")
+        holder[0] = reading = bodies.read_body(response, limit, clock, timeout)
+        try:
+            body = await reading
+        except (CancelledError, bodies.BodyError) as e:
+            if not timer.active():  # (it fired: it is cancelled only below)
+                raise IssuerUnavailable(f"{where} did not arrive within {timeout:g} s")
+            raise IssuerUnavailable(f"{where} could not be read: {e}")
+    finally:
+        if timer.active():
+            timer.cancel()
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError):
+        raise IssuerUnavailable(f"{where} is not JSON")
+    if not isinstance(document, dict):
+        raise IssuerUnavailable(f"{where} is not a JSON object")
+    return response.code, document
 
 
 def _done() -> Deferred[None]:
@@ -729,7 +776,7 @@ def proof_of(claims: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
     return tuple(kept)
 
 
-def _read_unverified(text: object) -> tuple[dict[str, Any], dict[str, Any]]:
+def read_unverified(text: object) -> tuple[dict[str, Any], dict[str, Any]]:
     """
     The header and claims of a compact JWS, before any signature check
     (only to choose the issuer and key: nothing else is believed yet).
@@ -813,6 +860,36 @@ def check_claims(claims: Mapping[str, Any], url: str, audience: str, now: float,
             raise TokenRefused(f"the token expired at {format_time(value)}")
         except jose_errors.JoseError:
             raise TokenRefused(_claim_refusal(name, value, audience))
+
+
+async def signed_claims(text: str, header: Mapping[str, Any], alg: str,
+                        issuer: IssuerKeys) -> dict[str, Any]:
+    """
+    The claims of the compact JWS C{text}, once its signature verifies
+    with the key of C{issuer} its header names (C{alg} already allowed:
+    L{check_algorithm}). Its claims are not checked here.
+
+    @raise TokenRefused: no such key, or a signature that does not verify.
+    @raise IssuerUnavailable: the issuer's keys cannot be had now.
+    """
+    kid = header.get("kid")
+    if not isinstance(kid, str) or not kid:
+        raise TokenRefused("the token names no signing key (kid)")
+    key = await issuer.key(kid)
+    from joserfc import errors as jose_errors
+    from joserfc import jwt
+    try:
+        token = jwt.decode(text, key, algorithms=[alg])
+    except jose_errors.BadSignatureError:
+        raise TokenRefused("the token's signature is not valid")
+    except (jose_errors.InvalidKeyTypeError, jose_errors.InvalidKeyCurveError,
+            jose_errors.UnsupportedKeyAlgorithmError,
+            jose_errors.UnsupportedKeyUseError) as e:
+        raise TokenRefused(f"the key {_short(kid)!r} cannot check an {alg} signature "
+                           f"({e.description or e.error})")
+    except jose_errors.JoseError as e:
+        raise TokenRefused(f"the token cannot be read ({e.description or e.error})")
+    return dict(token.claims)
 
 
 #: The longest an ID token may be valid (C{exp - iat}), and the oldest
@@ -912,7 +989,7 @@ class TrustedPublishing:
         @raise TokenRefused: it is not one to trust.
         @raise IssuerUnavailable: its issuer's keys cannot be had now.
         """
-        header, unverified = _read_unverified(text)
+        header, unverified = read_unverified(text)
         alg = check_algorithm(header)
         iss = unverified.get("iss")
         if not isinstance(iss, str):
@@ -921,27 +998,10 @@ class TrustedPublishing:
         if issuer is None:
             raise TokenRefused(f"the token's issuer {_short(iss)} is not one of this index's "
                                "trusted issuers")
-        kid = header.get("kid")
-        if not isinstance(kid, str) or not kid:
-            raise TokenRefused("the token names no signing key (kid)")
-        key = await issuer.key(kid)
-        from joserfc import errors as jose_errors
-        from joserfc import jwt
-        try:
-            token = jwt.decode(text, key, algorithms=[alg])
-        except jose_errors.BadSignatureError:
-            raise TokenRefused("the token's signature is not valid")
-        except (jose_errors.InvalidKeyTypeError, jose_errors.InvalidKeyCurveError,
-                jose_errors.UnsupportedKeyAlgorithmError,
-                jose_errors.UnsupportedKeyUseError) as e:
-            raise TokenRefused(f"the key {_short(kid)!r} cannot check an {alg} signature "
-                               f"({e.description or e.error})")
-        except jose_errors.JoseError as e:
-            raise TokenRefused(f"the token cannot be read ({e.description or e.error})")
+        claims = await signed_claims(text, header, alg, issuer)
         settings = self.settings
-        check_claims(token.claims, iss, settings.audience, self._clock.seconds(),
-                     settings.leeway)
-        return Verified(issuer.name, token.claims)
+        check_claims(claims, iss, settings.audience, self._clock.seconds(), settings.leeway)
+        return Verified(issuer.name, claims)
 
     def mint(self, verified: Verified) -> Minted:
         """

@@ -51,6 +51,7 @@ from pypid.config.oidc_settings import OIDC_KEYS, PUBLISHERS, OIDCConfig, read_p
 from pypid.config.retention_settings import RETENTION_KEYS, RetentionConfig, check_retention
 from pypid.config.s3_settings import S3_KEYS, S3Config, check_s3
 from pypid.config.server_settings import SERVER_KEYS, ServerConfig
+from pypid.config.sso_settings import SSO_KEYS, SSOConfig, check_sso
 from pypid.config.storage_settings import STORAGE_KEYS, StorageConfig
 from pypid.config.tls_settings import TLS_KEYS, TLSConfig, check_tls, no_tls
 from pypid.config.upstream_settings import UPSTREAM_KEYS, UpstreamConfig, read_upstream
@@ -90,6 +91,8 @@ class Config:
     #: C{[ldap]}: the directory of more users and groups (none without C{url})
     ldap: LDAPConfig = attrs.field(factory=LDAPConfig)
     oidc: OIDCConfig = attrs.field(factory=OIDCConfig)
+    #: C{[sso]}: single sign-on for the pages (issue 44; none without C{issuer})
+    sso: SSOConfig = attrs.field(factory=SSOConfig)
     #: C{[publishers]}: L{pypid.core.publishers.PublisherRule}s in file order
     publishers: tuple[PublisherRule, ...] = ()
     #: C{[index:NAME]} sections by name, in file order (issue 26; empty
@@ -123,6 +126,7 @@ SCHEMA: dict[str, Keys] = {
     "metrics": METRICS_KEYS,
     "ldap": LDAP_KEYS,
     "oidc": OIDC_KEYS,
+    "sso": SSO_KEYS,
     "advisories": ADVISORIES_KEYS,
     "attestations": ATTESTATIONS_KEYS,
     "retention": RETENTION_KEYS,
@@ -383,6 +387,7 @@ def _assemble(parser: configparser.ConfigParser, parsed: _Parsed, fail: _Blame,
     check_tls(values, fail)
     check_metrics(values, groups, fail)
     check_ldap(values, fail)
+    check_sso(values, fail)
     publishers = read_publishers(items, values, fail)
 
     def read_section(name: str, cls: Callable[..., _S]) -> _S:
@@ -402,6 +407,7 @@ def _assemble(parser: configparser.ConfigParser, parsed: _Parsed, fail: _Blame,
         metrics=read_section("metrics", MetricsConfig),
         ldap=read_section("ldap", LDAPConfig),
         oidc=read_section("oidc", OIDCConfig),
+        sso=read_section("sso", SSOConfig),
         publishers=tuple(publishers),
         indexes=indexes,
         upstreams=upstreams,

@@ -419,21 +419,24 @@ def landing_page(chrome: Chrome, projects: int, files: int, recent: Iterable[Upl
 
 
 def login_page(chrome: Chrome, *, error: str | None = None, user: str = "",
-               next_path: str = "") -> bytes:
+               next_path: str = "", sso_label: str | None = None) -> bytes:
     """
     C{/login}: the form a person logs in with (a user of C{[users]}, the
-    htpasswd file or the directory), rather than the browser's own prompt.
+    htpasswd file or the directory), rather than the browser's own prompt;
+    with single sign-on, a link to the provider above it.
 
     @param error: why the last try failed, shown above the form.
     @param user: the name tried, filled in again.
     @param next_path: the page to go to once logged in (a path of this site).
+    @param sso_label: the provider's name (C{[sso] label}), or L{None} without one.
     """
     problem = (f'<p class="notice" role="alert" id="login-error">{escape(error)}</p>'
                if error else "")
     described = ' aria-describedby="login-error"' if error else ""
     main = (
         '<section class="account" aria-labelledby="title"><h1 id="title">Log in</h1>'
-        f'{problem}<form class="account-form" method="post" action="login">'
+        f'{problem}{_sso_link(chrome.site, sso_label, next_path)}'
+        f'<form class="account-form" method="post" action="{escape(chrome.site)}login">'
         f'<input type="hidden" name="next" value="{escape(next_path)}">'
         f'<p><label for="user">User name</label>'
         f'<input id="user" name="user" type="text" autocomplete="username" required '
@@ -446,6 +449,19 @@ def login_page(chrome: Chrome, *, error: str | None = None, user: str = "",
         'token; this page logs your browser in.</p></section>'
     )
     return _frame(chrome, "", "Log in - " + chrome.title, main, search_box=False)
+
+
+def _sso_link(site: str, label: str | None, next_path: str) -> str:
+    """
+    The way to single sign-on on the login page (a link: no script, no
+    form), from the page's way back to the site's root, C{site}.
+    """
+    if label is None:
+        return ""
+    query = "?next=" + quote(next_path, safe="/") if next_path else ""
+    return (f'<p class="sso"><a class="button" href="{escape(site)}login/sso{escape(query)}">'
+            f'Log in with {escape(label)}</a></p><p class="muted">Or log in with a user name '
+            'and password of this server:</p>')
 
 
 def account_page(chrome: Chrome, user: str, csrf: str | None, *,

@@ -36,8 +36,9 @@ from typing import Any
 import attrs
 
 #: Where a session's person was checked: a password of C{[users]} or the
-#: htpasswd file, or the directory (C{[ldap]}).
-SOURCES = frozenset({"password", "ldap"})
+#: htpasswd file, the directory (C{[ldap]}), or the provider of single
+#: sign-on (C{[sso]}).
+SOURCES = frozenset({"password", "ldap", "sso"})
 
 #: Bytes of randomness in a session id, a key and a CSRF token.
 ID_BYTES = 32
@@ -76,16 +77,18 @@ class Session:
     One person's session (never its id).
 
     @ivar user: the user's name.
-    @ivar groups: the directory's groups of the user at login (C{[groups]}
-        are the configuration's, applied as they are at each request).
+    @ivar groups: the directory's or the provider's groups of the user at
+        login (C{[groups]} are the configuration's, applied as they are at
+        each request).
     @ivar source: one of L{SOURCES}.
     @ivar created: POSIX time of the login.
     @ivar seen: POSIX time of the last request that used it.
     @ivar csrf: the token its forms carry.
     @ivar stamp: for a password user, the HMAC (under the book's key) of the
         hash their password was checked against: a reload that changed the
-        password ends the session (L{SessionBook.stamp_of}); empty for a
-        directory user.
+        password ends the session (L{SessionBook.stamp_of}); for single
+        sign-on, of the provider and client
+        (L{pypid.core.sso.provider_key}); empty for a directory user.
     """
 
     user: str
@@ -175,7 +178,7 @@ class SessionBook:
         A new session for C{user}: the cookie's value, and the session.
 
         @param stored: the hash a password user's password was checked
-            against (L{stamp_of}).
+            against, or the provider's key (L{stamp_of}).
         @param replacing: the digest of the session the browser had, which
             ends (a login never leaves the old one open beside the new).
         @raise ValueError: for a source not in L{SOURCES}.

@@ -24,7 +24,14 @@ from twisted.python.threadpool import ThreadPool
 from twisted.web.iweb import IRequest
 from zope.interface import implementer
 
-from pypid.auth.factory import make_access_materials, make_publishing, reloaded_oidc_http
+from pypid.auth.factory import (
+    make_access_materials,
+    make_publishing,
+    make_sso,
+    read_sso_secret,
+    reloaded_oidc_http,
+    reloaded_sso_http,
+)
 from pypid.auth.oidc import PublisherTokens
 from pypid.auth.policy import AccessModel
 from pypid.auth.throttle import LoginThrottle
@@ -36,6 +43,7 @@ from pypid.core.http_errors import Forbidden, NotFound, Unauthorized
 from pypid.core.index_names import DEFAULT as DEFAULT_INDEX
 from pypid.core.parts import IReloadable
 from pypid.core.sessions import Session, SessionBook, SessionFileError
+from pypid.core.sso import provider_key
 from pypid.core.startup import StartupError
 from pypid.jobs.periodic import Periodic
 from pypid.web.browser_sessions import SAVE_INTERVAL, BrowserSessions, load_book
@@ -384,6 +392,7 @@ class AccessPart(Service):
 
     @ivar access: the L{Access} gate.
     @ivar publishing: the L{pypid.auth.oidc.TrustedPublishing}.
+    @ivar sso: the L{pypid.auth.sso.SingleSignOn} of C{[sso]}.
     """
 
     def __init__(self, config: Config, reactor: IReactorTime, hashing: ThreadPool,
@@ -399,6 +408,7 @@ class AccessPart(Service):
         self._hashing = hashing
         materials = make_access_materials(config, reactor, hashing)
         self.publishing = make_publishing(config, reactor)
+        self.sso = make_sso(config, reactor)
         # (the throttle is the daemon's: a reload keeps what it counted, and
         # [auth] throttle_ipv6_prefix is read at start-up)
         throttle = LoginThrottle(reactor, ipv6_prefix=config.auth.throttle_ipv6_prefix)
@@ -431,6 +441,8 @@ class AccessPart(Service):
         if config is None:
             return None
         http = reloaded_oidc_http(self._config, config, self._reactor)
+        sso_secret = read_sso_secret(config)
+        sso_http = reloaded_sso_http(self._config, config, self._reactor)
         # The token file is the daemon's own (written by each issue and
         # revocation, read at start-up): a reload keeps the book in memory
         # rather than read a file a change may be writing at this moment,
@@ -447,6 +459,7 @@ class AccessPart(Service):
             ended = self.sessions.revoke(
                 lambda session: not still_a_user(session, materials.verifier, config, book))
             revoked = self.publishing.reconfigure(config.oidc.settings(config.publishers), http)
+            self.sso.reconfigure(config.sso, sso_secret, sso_http)
             return (f"{len(config.users)} users, {len(config.groups)} groups, "
                     f"{len(config.auth.admins)} admins, {len(config.acl)} rules, "
                     f"{len(config.publishers)} publishers"
@@ -461,14 +474,24 @@ def still_a_user(session: Session, verifier: PasswordVerifier, config: Config,
     Whether the configuration read again still has a browser session's
     user as they logged in: a password user still in C{[users]} or the
     htpasswd file with the same password (its hash's stamp); a directory
-    user while C{[ldap]} is configured and no local user took the name.
-    (Their groups, and what they may do, are the rules in force at each
-    request. A directory account disabled in the directory keeps its
-    session until it times out: pypid cannot see that without a password.)
+    user while C{[ldap]} is configured and no local user took the name; a
+    person of single sign-on while C{[sso]} names the same provider and
+    client (the stamp of L{pypid.core.sso.provider_key}), no local user
+    took the name, and C{[sso] allow} still lets them in. (Their groups,
+    and what they may do, are the rules in force at each request. A
+    directory account disabled in the directory, or a person the provider
+    no longer lets in, keeps the session until it times out: pypid cannot
+    see that without them logging in again.)
     """
     if session.source == "password":
         return verifier.knows(session.user) and hmac.compare_digest(
             book.stamp_of(verifier.stored(session.user)), session.stamp)
+    if session.source == "sso":
+        sso = config.sso
+        return (sso.issuer is not None and not verifier.knows(session.user)
+                and hmac.compare_digest(book.stamp_of(provider_key(sso.issuer, sso.client_id)),
+                                        session.stamp)
+                and sso.mapping.allows(session.user, session.groups))
     return bool(config.ldap.url) and not verifier.knows(session.user)
 
 

@@ -49,6 +49,7 @@ from zope.interface import implementer
 from pypid.assets import Assets
 from pypid.auth.factory import make_attestation_checker
 from pypid.auth.oidc import TrustedPublishing
+from pypid.auth.sso import SingleSignOn
 from pypid.config import Config
 from pypid.config.metrics_settings import MetricsConfig
 from pypid.core.addresses import IPV6_PREFIX
@@ -202,6 +203,7 @@ def build_web(indexes: Sequence[IndexMaterials], access: Access, run: Run, clock
               min_upload_rate: float | None = None, metrics: MetricsConfig | None = None,
               audit: AuditTrail | None = None, timer: Callable[[], float] | None = None,
               publishing: TrustedPublishing | None = None, sources: Iterable[IMetricsSource] = (),
+              sso: SingleSignOn | None = None,
               ready: Callable[[], bool] | None = None, trusted_proxies: TrustedProxies = NO_PROXIES,
               ipv6_prefix: int = IPV6_PREFIX, registry: IndexRegistry | None = None,
               attestations: AttestationCheck | None = None,
@@ -231,6 +233,8 @@ def build_web(indexes: Sequence[IndexMaterials], access: Access, run: Run, clock
         C{/api/oidc/mint-token}, or L{None} (that route then answers 404).
     @param sources: the L{pypid.core.parts.IMetricsSource}s C{/metrics}
         exposes after the site's own.
+    @param sso: the L{pypid.auth.sso.SingleSignOn} of C{[sso]}, or L{None}
+        (C{/login/sso} then answers 404).
     @param ready: C{ready() -> bool}, whether the index answers with every
         stored file (L{pypid.daemon.readiness.Readiness.ready}), for
         C{/health}; by default always.
@@ -265,7 +269,7 @@ def build_web(indexes: Sequence[IndexMaterials], access: Access, run: Run, clock
                       registry.unread_advisories if registry is not None else None),
         metrics=_metrics_area(access, metrics, SiteMetrics(stats, counter), denied, sources),
         oidc=_token_exchange(publishing, audit, clock, access, named, ipv6_prefix, base_url),
-        registry=registry, chrome=_chrome(assets, base_url))
+        registry=registry, chrome=_chrome(assets, base_url), sso=sso)
     serve_index = IndexServer(
         access, run, clock, attestations if attestations is not None else NoAttestations(),
         render, max_upload_size, base_url, audit, _chrome(assets, base_url), switcher, denied)
@@ -300,7 +304,7 @@ def _metrics_area(access: Access, config: MetricsConfig | None, site: SiteMetric
 def _site_areas(access: Access, run: Run, clock: IReactorTime, audit: AuditTrail, *,
                 upstream: UpstreamProxy | None, health: Health, metrics: Metrics,
                 oidc: TrustedPublishingArea, registry: IndexRegistry | None,
-                chrome: Chrome) -> PypidApp:
+                chrome: Chrome, sso: SingleSignOn | None = None) -> PypidApp:
     """
     The site's own areas (L{PypidApp}), beside the default index's: those
     that act on the server's indexes only with their C{registry} (without
@@ -318,7 +322,7 @@ def _site_areas(access: Access, run: Run, clock: IReactorTime, audit: AuditTrail
         usage=UsageAdmin(access, registry) if registry is not None else None,
         recycle=RecycleAdmin(access, registry) if registry is not None else None,
         retention=RetentionAdmin(access, registry, audit) if registry is not None else None,
-        login=BrowserLogin(access, audit, chrome),
+        login=BrowserLogin(access, audit, chrome, sso),
     )
 
 
@@ -476,7 +480,8 @@ class WebPart(Service):
     def from_config(cls, config: Config, registry: IndexRegistry, access: Access,
                     publishing: TrustedPublishing | None, audit: AuditTrail,
                     ready: Callable[[], bool], run: Run, reactor: IReactorTime,
-                    render: Renderer, sources: Iterable[IMetricsSource]) -> WebPart:
+                    render: Renderer, sources: Iterable[IMetricsSource],
+                    sso: SingleSignOn | None = None) -> WebPart:
         """
         The web part of the server of C{config}: every index of C{registry}
         served (L{build_web}) with C{[pypid]}'s limits, C{[metrics]}, the
@@ -503,7 +508,7 @@ class WebPart(Service):
             attestations=make_attestation_checker(
                 config.source, config.attestations.trust_root, config.attestations.require,
                 publishing, run),
-            sources=sources), registry, config)
+            sources=sources, sso=sso), registry, config)
 
     def _serve(self, registry: IndexRegistry) -> Callable[[], None]:
         """Prepare the web's answers of C{registry}'s indexes (taken when called)."""

@@ -22,6 +22,15 @@ L{pypid.core.cross_site}). Logging in and out are audited
 A client that sends credentials (HTTP Basic) to C{GET /login} is
 answered as before: 303 to the landing page once they are right (a
 browser that was given them keeps sending them, and no session is opened).
+
+With C{[sso]}, the form also offers "Log in with <label>":
+C{GET /login/sso} sends the browser to the provider (with a cookie that
+ties the login to it) and C{GET /login/sso/callback} takes it back
+(L{pypid.auth.sso.SingleSignOn}); the person the provider vouches for gets
+a session like any other, refused when a local user of C{[users]} or the
+htpasswd file has their name (the provider cannot speak for pypid's own
+accounts). Every refusal is the login page with the reason and a 4xx, and
+a provider that cannot be reached a 503 page: never a 500.
 """
 
 from __future__ import annotations
@@ -35,12 +44,14 @@ from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
 from pypid.auth.basic import MalformedCredentials, credentials_of
+from pypid.auth.sso import ProviderUnavailable, SingleSignOn
 from pypid.auth.tokens import TOKEN_USER
 from pypid.auth.verifier import Identity
 from pypid.core import pages
 from pypid.core.audit_chain import FAILED
 from pypid.core.http_errors import HTTPError, Unauthorized
 from pypid.core.sessions import Session
+from pypid.core.sso import PENDING_TTL, LoginRefused
 from pypid.web.access import Access
 from pypid.web.audit_trail import AuditTrail
 from pypid.web.people import HTML, people_headers
@@ -69,6 +80,21 @@ NOT_SAVED = ("Your session has ended on this server, but the server could not sa
 #: What it says when sessions are not kept (a server built without them).
 NO_SESSIONS = "This server does not keep browser sessions."
 
+#: What it says at C{/login/sso} without C{[sso]}.
+NO_SSO = "This server has no single sign-on."
+
+#: What it says when the provider cannot be reached.
+PROVIDER_DOWN = ("The sign-in provider cannot be reached now, so single sign-on does not "
+                 "work at the moment. Try again later, or log in with a password.")
+
+#: What it says when the provider's name is a local user's.
+LOCAL_NAME = ("{user} is the name of a user of this server's own, which single sign-on "
+              "cannot log in. Log in with that user's password, or ask the administrator.")
+
+#: What it says when the provider or client changed during the login.
+SSO_RELOADED = ("The server's single sign-on settings were reloaded during your sign-in. "
+                "Start again.")
+
 
 def next_path(value: str) -> str:
     """
@@ -91,11 +117,13 @@ class BrowserLogin:
     @ivar _access: the L{Access} gate, with its sessions.
     @ivar _audit: where logins and logouts are recorded.
     @ivar _chrome: the chrome of the site's pages.
+    @ivar _sso: single sign-on, or L{None} (a server built without it).
     """
 
     _access: Access
     _audit: AuditTrail
     _chrome: pages.Chrome
+    _sso: SingleSignOn | None = None
 
     app = Klein()
     answer_errors(app)
@@ -201,7 +229,80 @@ class BrowserLogin:
         log.info("{user} logged out of the pages", user=session.user)
         return see_other(request, "./", "Logged out\n")
 
+    @app.route("/login/sso", methods=["GET", "HEAD"])
+    async def sso_begin(self, request: IRequest) -> bytes:
+        """Send the browser to the provider, with the cookie that ties the login to it."""
+        people_headers(request)
+        no_store(request)
+        sso, sessions = self._sso, self._access.sessions
+        if sso is None or not sso.enabled or sessions is None:
+            return self._form(request, 404, error=NO_SSO)
+        nxt = next_path(form_field(request, "next"))
+        try:
+            url, binding = await sso.begin(self._callback_url(request), nxt)
+        except ProviderUnavailable as e:
+            log.warn("Single sign-on cannot begin: {error}", error=e)
+            request.responseHeaders.setRawHeaders(b"retry-after", [b"30"])
+            return self._form(request, 503, error=PROVIDER_DOWN,
+                              next_path=nxt if nxt != "./" else "")
+        sessions.bind(request, binding, int(PENDING_TTL))
+        return see_other(request, url, "To the sign-in provider\n")
+
+    @app.route("/login/sso/callback", methods=["GET", "HEAD"])
+    async def sso_callback(self, request: IRequest) -> bytes:
+        """The provider sends the browser back: open its person's session, or say why not."""
+        people_headers(request)
+        no_store(request)
+        sso, sessions = self._sso, self._access.sessions
+        if sso is None or not sso.enabled or sessions is None:
+            return self._form(request, 404, error=NO_SSO)
+        binding = sessions.binding_of(request)
+        state, code = form_field(request, "state"), form_field(request, "code")
+        error = form_field(request, "error")
+        if error:
+            # (the person said no, or the provider would not: the login
+            # under way ends, and the page says what the provider said)
+            sso.abandon(state, binding)
+            said = form_field(request, "error_description")[:200]
+            return self._form(request, 403 if error == "access_denied" else 400, error=(
+                f"The sign-in provider did not sign you in ({error[:60]}"
+                + (f": {said}" if said else "") + ")."))
+        try:
+            signed = await sso.finish(state, code, binding)
+        except LoginRefused as e:
+            return self._form(request, 400, error=str(e))
+        except ProviderUnavailable as e:
+            log.warn("Single sign-on cannot finish: {error}", error=e)
+            request.responseHeaders.setRawHeaders(b"retry-after", [b"30"])
+            return self._form(request, 503, error=PROVIDER_DOWN)
+        if signed.provider != sso.provider:
+            return self._form(request, 503, error=SSO_RELOADED)
+        identity = Identity(signed.user, groups=signed.groups)
+        if self._access.stored_password(signed.user) is not None:
+            self._audit.record(request, identity, "session-opened", FAILED, detail="sso")
+            return self._form(request, 403, error=LOCAL_NAME.format(user=signed.user))
+        sessions.open(request, signed.user, signed.groups, "sso", signed.provider)
+        remember(identity, request)
+        self._audit.record(request, identity, "session-opened", detail="sso")
+        log.info("{user} logged in to the pages through single sign-on ({subject})",
+                 user=signed.user, subject=signed.subject[:100])
+        # (relative to /login/sso/callback: the site's root is two up)
+        nxt = signed.next_path
+        return see_other(request, "../.." + nxt if nxt.startswith("/") else "../../" + nxt,
+                         f"Logged in as {signed.user}\n")
+
     # -- helpers --------------------------------------------------------------------------
+
+    def _callback_url(self, request: IRequest) -> str:
+        """
+        Where the provider sends the browser back: under C{[pypid] base_url}
+        when it is set (behind a proxy, it must be), else this request's
+        own scheme and host.
+        """
+        base = self._chrome.base_url
+        if base:
+            return base + "login/sso/callback"
+        return str(request.URLPath().child(b"callback"))
 
     def _session(self, request: IRequest) -> tuple[str, Session] | None:
         sessions = self._access.sessions
@@ -213,7 +314,12 @@ class BrowserLogin:
         return send_html(request, 200, pages.account_page(chrome, session.user, session.csrf))
 
     def _form(self, request: IRequest, code: int, **shown: Any) -> bytes:
-        return send_html(request, code, pages.login_page(self._chrome, **shown))
+        sso = self._sso
+        label = sso.label if sso is not None and sso.enabled else None
+        # (the page's way back to the site's root: /login/sso/... is deeper)
+        depth = request.path.count(b"/") - 1
+        chrome = attrs.evolve(self._chrome, site="../" * depth) if depth else self._chrome
+        return send_html(request, code, pages.login_page(chrome, sso_label=label, **shown))
 
     async def _basic(self, request: IRequest) -> bytes:
         """C{GET /login} with HTTP Basic credentials: 303 home once they are right."""

@@ -39,6 +39,11 @@ log = Logger()
 SECURE_COOKIE = b"__Host-pypid-session"
 PLAIN_COOKIE = b"pypid-session"
 
+#: The cookie that ties a single sign-on under way to the browser that
+#: began it (L{pypid.core.sso.PendingLogins}), over HTTPS and plain HTTP.
+SECURE_BINDING = b"__Host-pypid-sso"
+PLAIN_BINDING = b"pypid-sso"
+
 #: Seconds between writes of the sessions' use, and sweeps of those that
 #: timed out.
 SAVE_INTERVAL = 60.0
@@ -135,13 +140,36 @@ class BrowserSessions:
         self._used = True
         return found
 
-    def _set_cookie(self, request: IRequest, value: str, max_age: int) -> None:
-        name = self.cookie_name(request)
+    def _set_cookie(self, request: IRequest, value: str, max_age: int,
+                    binding: bool = False) -> None:
+        secure = is_secure(request, self._base_url)
+        name = (SECURE_BINDING if secure else PLAIN_BINDING) if binding \
+            else (SECURE_COOKIE if secure else PLAIN_COOKIE)
         attributes = [f"Max-Age={max_age}", "Path=/", "HttpOnly", "SameSite=Lax"]
-        if name == SECURE_COOKIE:
+        if secure:
             attributes.append("Secure")
         request.responseHeaders.addRawHeader(
             b"set-cookie", name + b"=" + "; ".join([value, *attributes]).encode("ascii"))
+
+    def bind(self, request: IRequest, value: str, max_age: int) -> None:
+        """
+        Give the browser the cookie of a single sign-on it begins (its value
+        C{value}, for C{max_age} seconds); C{SameSite=Lax}, so the
+        provider's redirect back, a top-level navigation, carries it.
+        """
+        self._set_cookie(request, value, max_age, binding=True)
+
+    def binding_of(self, request: IRequest) -> str | None:
+        """The value of the browser's single sign-on cookie, and clear it; L{None}: none."""
+        name = SECURE_BINDING if is_secure(request, self._base_url) else PLAIN_BINDING
+        value = request.getCookie(name)
+        if value is None:
+            return None
+        self._set_cookie(request, "", 0, binding=True)
+        try:
+            return value.decode("ascii")
+        except UnicodeDecodeError:
+            return None
 
     # -- logging in and out --------------------------------------------------------------
 
