@@ -70,12 +70,14 @@ setup(
         # hypothesis drives the property-based upload suite.
         # playwright drives the distribution's Chromium in the browser tests
         # (its own browser downloads are never used).
+        # Django and django-oidc-provider are the real OpenID provider the
+        # single sign-on tests log in through (tests/oidc_provider.py).
         # mypy (with zope.interface's plugin) and ruff: the type check and
         # the linter CI runs before the tests (.ci/run), held to a minor
         # release so that a new release's checks arrive by a change here.
         "test": ["pip>=25", "twine>=6", "uv>=0.5", "setuptools", "wheel", "moto[server]>=5.1",
                  "hypothesis>=6.100", "playwright>=1.40", "mypy~=2.4.1", "mypy-zope~=1.0.17",
-                 "ruff~=0.17.6"],
+                 "ruff~=0.17.6", "django>=5.2,<6", "django-oidc-provider~=0.9.0"],
     },
     entry_points={
         "console_scripts": [

@@ -145,7 +145,7 @@ class _ServerMixin:
                              max_upload_size=self.max_upload_size, base_url=self.base_url,
                              audit=audit, sources=self.metric_sources(served, audit),
                              attestations=self.attestation_check(),
-                             registry=self.index_registry())
+                             registry=self.index_registry(), sso=self.single_sign_on())
         self.root = self.web.root
         self.client = site_treq(self.web.site)
 
@@ -180,6 +180,10 @@ class _ServerMixin:
     def browser_sessions(self, folder):
         """The browser sessions (issue 44): a book kept in C{folder}, written at once."""
         return memory_sessions(self.clock, folder, self.base_url)
+
+    def single_sign_on(self):
+        """Single sign-on (C{[sso]}): none unless a test needs it."""
+        return None
 
     def attestation_check(self):
         """What checks uploads' attestations: none (they are refused) unless a test needs one."""

@@ -132,7 +132,7 @@ class SingleSignOn:
         if known is not None and known.url == config.issuer:
             keys = known
         else:
-            keys = IssuerKeys("sso", config.issuer, self._http, self._clock, same_host=False)
+            keys = IssuerKeys("[sso]", config.issuer, self._http, self._clock, same_host=False)
         keys.timeout = config.timeout
         return keys
 

@@ -419,7 +419,7 @@ def landing_page(chrome: Chrome, projects: int, files: int, recent: Iterable[Upl
 
 
 def login_page(chrome: Chrome, *, error: str | None = None, user: str = "",
-               next_path: str = "", sso_label: str | None = None) -> bytes:
+               next_path: str = "", sso_label: str | None = None, root: str = "") -> bytes:
     """
     C{/login}: the form a person logs in with (a user of C{[users]}, the
     htpasswd file or the directory), rather than the browser's own prompt;
@@ -429,14 +429,15 @@ def login_page(chrome: Chrome, *, error: str | None = None, user: str = "",
     @param user: the name tried, filled in again.
     @param next_path: the page to go to once logged in (a path of this site).
     @param sso_label: the provider's name (C{[sso] label}), or L{None} without one.
+    @param root: the way back to the site's root (C{../} from C{/login/sso}).
     """
     problem = (f'<p class="notice" role="alert" id="login-error">{escape(error)}</p>'
                if error else "")
     described = ' aria-describedby="login-error"' if error else ""
     main = (
         '<section class="account" aria-labelledby="title"><h1 id="title">Log in</h1>'
-        f'{problem}{_sso_link(chrome.site, sso_label, next_path)}'
-        f'<form class="account-form" method="post" action="{escape(chrome.site)}login">'
+        f'{problem}{_sso_link(root, sso_label, next_path)}'
+        f'<form class="account-form" method="post" action="{escape(root)}login">'
         f'<input type="hidden" name="next" value="{escape(next_path)}">'
         f'<p><label for="user">User name</label>'
         f'<input id="user" name="user" type="text" autocomplete="username" required '
@@ -448,18 +449,18 @@ def login_page(chrome: Chrome, *, error: str | None = None, user: str = "",
         '<p class="muted">Tools such as pip, uv and twine keep using a password or an API '
         'token; this page logs your browser in.</p></section>'
     )
-    return _frame(chrome, "", "Log in - " + chrome.title, main, search_box=False)
+    return _frame(chrome, root, "Log in - " + chrome.title, main, search_box=False)
 
 
-def _sso_link(site: str, label: str | None, next_path: str) -> str:
+def _sso_link(root: str, label: str | None, next_path: str) -> str:
     """
     The way to single sign-on on the login page (a link: no script, no
-    form), from the page's way back to the site's root, C{site}.
+    form), from the page's way back to the site's root, C{root}.
     """
     if label is None:
         return ""
     query = "?next=" + quote(next_path, safe="/") if next_path else ""
-    return (f'<p class="sso"><a class="button" href="{escape(site)}login/sso{escape(query)}">'
+    return (f'<p class="sso"><a class="button" href="{escape(root)}login/sso{escape(query)}">'
             f'Log in with {escape(label)}</a></p><p class="muted">Or log in with a user name '
             'and password of this server:</p>')
 

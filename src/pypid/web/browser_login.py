@@ -317,9 +317,9 @@ class BrowserLogin:
         sso = self._sso
         label = sso.label if sso is not None and sso.enabled else None
         # (the page's way back to the site's root: /login/sso/... is deeper)
-        depth = request.path.count(b"/") - 1
-        chrome = attrs.evolve(self._chrome, site="../" * depth) if depth else self._chrome
-        return send_html(request, code, pages.login_page(chrome, sso_label=label, **shown))
+        root = "../" * (request.path.count(b"/") - 1)
+        return send_html(request, code, pages.login_page(self._chrome, sso_label=label,
+                                                         root=root, **shown))
 
     async def _basic(self, request: IRequest) -> bytes:
         """C{GET /login} with HTTP Basic credentials: 303 home once they are right."""
