@@ -7,6 +7,7 @@ users, distributions and Basic credentials the web tests upload and read
 
 import base64
 import os
+import random
 
 import treq
 from twisted.internet.task import Clock
@@ -266,3 +267,17 @@ class _ServerMixin:
         """Assert the index is empty and no upload was left in the spool folder."""
         self.assertEqual(len(self.index), 0)
         self.assertEqual(os.listdir(self.storage.temp_dir), [])
+
+
+def randomness(seed=0):
+    """A C{random(n)} of reproducible bytes."""
+    r = random.Random(seed)
+    return lambda n: bytes(r.getrandbits(8) for _ in range(n))
+
+
+class NoCookieJar(_ServerMixin):
+    """Each request sends the cookies its test gives, none kept from earlier answers."""
+
+    def request(self, *args, **kwargs):
+        self.client = site_treq(self.web.site)
+        return super().request(*args, **kwargs)

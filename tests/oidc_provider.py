@@ -41,8 +41,8 @@ PEOPLE = {
     "alice": ("alice@corp.example", ("platform", "staff")),
     "bob": ("bob@corp.example", ("staff",)),
     "eve": ("eve@corp.example", ()),
-    # (a name a local user of pypid has in the tests: refused)
-    "admin": ("admin@corp.example", ("staff",)),
+    # (the name of pypid's local user in the end-to-end tests: refused)
+    "uploader": ("uploader@corp.example", ("staff",)),
 }
 #: Every person's password at the provider.
 PASSWORD = "provider-password-1"

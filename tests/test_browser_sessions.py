@@ -6,7 +6,6 @@ server builds it, in memory.
 
 import json
 import os
-import random
 import re
 
 from hypothesis import given, settings
@@ -45,18 +44,13 @@ from tests.harness_web import (
     USERS,
     WHEEL,
     WHEEL_NAME,
-    _ServerMixin,
+    NoCookieJar,
     basic,
+    randomness,
 )
 
 T0 = 1_767_225_600.0
 HOUR = 3600.0
-
-
-def randomness(seed=0):
-    """A C{random(n)} of reproducible bytes."""
-    r = random.Random(seed)
-    return lambda n: bytes(r.getrandbits(8) for _ in range(n))
 
 
 def book(idle=1800.0, lifetime=12 * HOUR, seed=0):
@@ -457,15 +451,7 @@ class ConfigTests(SynchronousTestCase):
         self.assertFalse(still_a_user(alice, changed, plain, b))
 
 
-class _NoCookieJar(_ServerMixin):
-    """Each request sends the cookies its test gives, none kept from earlier answers."""
-
-    def request(self, *args, **kwargs):
-        self.client = site_treq(self.web.site)
-        return super().request(*args, **kwargs)
-
-
-class _LoggedIn(_NoCookieJar):
+class _LoggedIn(NoCookieJar):
     """A wheel uploaded, and alice logged in through the form: C{self.cookie}."""
 
     def setUp(self):
@@ -486,7 +472,7 @@ def cookie_of(response):
     return name, value, attributes
 
 
-class LoginTests(_NoCookieJar, SynchronousTestCase):
+class LoginTests(NoCookieJar, SynchronousTestCase):
     """C{/login} and C{/logout} on the site, over plain HTTP, reads for anyone."""
 
     def log_in(self, user="alice", password=PASSWORD, next_page=None, code=303):
@@ -646,7 +632,7 @@ class LoginTests(_NoCookieJar, SynchronousTestCase):
         self.assertEqual(len(self.sessions.book.sessions), 1)
 
 
-class HostileFormTests(_NoCookieJar, SynchronousTestCase):
+class HostileFormTests(NoCookieJar, SynchronousTestCase):
     """Whatever a client sends to the login and logout forms: a 4xx or a 303, never a 500."""
 
     @settings(max_examples=200, deadline=None)
@@ -707,7 +693,7 @@ class HeaderTests(_LoggedIn, SynchronousTestCase):
         self.assertNotIn(b"person", self.get("/project/holy-grail/", auth=True)[1])
 
 
-class ReloadDuringLoginTests(_NoCookieJar, SynchronousTestCase):
+class ReloadDuringLoginTests(NoCookieJar, SynchronousTestCase):
     """A reload while a login's password is hashed: that check was the old users'."""
 
     def hashing_pool(self):
@@ -806,7 +792,7 @@ class ClosedIndexTests(_LoggedIn, SynchronousTestCase):
         self.assertEqual(self.get("/", headers=self.cookie)[0].code, 401)
 
 
-class SecureCookieTests(_NoCookieJar, SynchronousTestCase):
+class SecureCookieTests(NoCookieJar, SynchronousTestCase):
     """Behind HTTPS (C{base_url} https): the C{__Host-} cookie, C{Secure}."""
 
     base_url = "https://pypi.internal.example/"

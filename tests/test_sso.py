@@ -1,6 +1,6 @@
 """
 Single sign-on (C{[sso]}, issue 44), in memory: the pure parts of the
-code flow (L{pypid.core.sso}), the section, and C{/login/sso} and its
+code flow (L{pypid.core.sso_flow}), the section, and C{/login/sso} and its
 callback on the site built as the server builds it, against a provider
 played by a Twisted resource over L{treq.testing.StubTreq} (its discovery
 document, JWKS, token endpoint checking the client's secret, the code and
@@ -36,7 +36,7 @@ from pypid.config import load_config
 from pypid.config.errors import ConfigError, StartupError
 from pypid.config.sso_settings import SSOConfig
 from pypid.core.sessions import Session, SessionBook
-from pypid.core.sso import (
+from pypid.core.sso_flow import (
     ClaimMapping,
     LoginRefused,
     PendingLogins,
@@ -49,9 +49,8 @@ from pypid.core.sso import (
 )
 from pypid.web.access import still_a_user
 from pypid.web.browser_sessions import PLAIN_BINDING, PLAIN_COOKIE
-from tests.harness_web import USERS
+from tests.harness_web import USERS, NoCookieJar, randomness
 from tests.oidc_issuer import Issuer, compact
-from tests.test_browser_sessions import _NoCookieJar, randomness
 
 ISSUER = "https://login.corp.example/realms/acme"
 CLIENT_ID = "pypid"
@@ -419,7 +418,7 @@ class Provider(Resource):
 CAROL = {"sub": "u-carol", "preferred_username": "carol", "groups": ["platform"]}
 
 
-class _SSOSite(_NoCookieJar):
+class _SSOSite(NoCookieJar):
     """The site with single sign-on through L{Provider}."""
 
     sso_settings = {}
@@ -688,7 +687,7 @@ class SingleSignOnTests(_SSOSite, SynchronousTestCase):
         self.assertEqual(self.sessions.book.sessions, {})
 
 
-class NoSSOTests(_NoCookieJar, SynchronousTestCase):
+class NoSSOTests(NoCookieJar, SynchronousTestCase):
     def test_not_offered(self):
         self.assertNotIn(b"login/sso", self.get("/login")[1])
         self.assertEqual(self.get("/login/sso")[0].code, 404)

@@ -119,6 +119,16 @@ def parse_principals(value: str) -> tuple[str, ...]:
     return tuple(principals)
 
 
+def groups_from_outside(values: Values) -> bool:
+    """
+    Whether people may bring groups pypid's configuration does not list:
+    a directory's (C{[ldap] url}) or a single sign-on provider's
+    (C{[sso] issuer}), which only they know; a C{group:NAME} that
+    C{[groups]} does not define is then taken as one of theirs.
+    """
+    return bool(values.get(("ldap", "url"))) or values.get(("sso", "issuer")) is not None
+
+
 def check_principal(principal: str, users: Mapping[str, str],
                     groups: Mapping[str, frozenset[str]], directory: bool) -> None:
     """
@@ -146,10 +156,11 @@ def read_principals(items: Items, values: Values, fail: Fail
     @param values: the parsed C{(section, key) -> value} of the fixed sections.
     @param fail: C{fail(section, key, message)} raises the configuration error.
 
-    With a directory (C{[ldap] url}), a C{group:NAME} that C{[groups]} does
-    not define is one of the directory's, which only the directory knows.
+    With a directory (C{[ldap] url}) or a provider (C{[sso] issuer}), a
+    C{group:NAME} that C{[groups]} does not define is one of theirs
+    (L{groups_from_outside}).
     """
-    directory = bool(values.get(("ldap", "url")))
+    directory = groups_from_outside(values)
     users: dict[str, str] = {}
     for name, value in items("users"):
         try:
@@ -185,7 +196,7 @@ def read_principals(items: Items, values: Values, fail: Fail
         if group != admin:
             if group not in groups and not directory:
                 fail("auth", "admins", f"{admin}: {group!r} is not a group of [groups] (nor "
-                     "of a directory: [ldap] url is empty)")
+                     "of a directory or a provider: [ldap] url and [sso] issuer are empty)")
         elif admin not in users:
             fail("auth", "admins", f"{admin!r} is not a user of [users]")
     rules: list[Rule] = []

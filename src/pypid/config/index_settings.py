@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 import attrs
 
 from pypid.config.advisory_settings import ADVISORY_RULE_KEYS, AdvisoryKeys
-from pypid.config.auth_settings import check_principal, parse_principals
+from pypid.config.auth_settings import check_principal, groups_from_outside, parse_principals
 from pypid.config.retention_settings import RETENTION_RULE_KEYS, RetentionKeys
 from pypid.config.upstream_settings import UpstreamConfig, parse_min_age
 from pypid.config.values import Fail, Keys, Values, choice, parse_boolean, parse_globs
@@ -145,7 +145,7 @@ def check_indexes(values: Values, given: Set[tuple[str, str]], indexes: Iterable
     @param groups: C{[groups]}, for C{group:NAME} principals.
     """
     names = list(indexes)
-    directory = bool(values.get(("ldap", "url")))
+    directory = groups_from_outside(values)
     found: dict[str, IndexConfig] = {}
     for name in names:
         section = INDEX_SECTION + name

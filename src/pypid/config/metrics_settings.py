@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 
 import attrs
 
+from pypid.config.auth_settings import groups_from_outside
 from pypid.config.values import Fail, Keys, Values
 from pypid.core.addresses import client_ip
 from pypid.core.credential_syntax import USER_NAME
@@ -72,10 +73,11 @@ METRICS_KEYS: Keys = {
 def check_metrics(values: Values, groups: Mapping[str, frozenset[str]], fail: Fail) -> None:
     """
     C{[metrics] group} must be a group of C{[groups]}, or, with a directory
-    (C{[ldap] url}), may be one of its groups, which only it knows.
+    or a provider, may be one of their groups, which only they know
+    (L{pypid.config.auth_settings.groups_from_outside}).
     """
     group = values["metrics", "group"]
-    if group is not None and group not in groups and not values["ldap", "url"]:
+    if group is not None and group not in groups and not groups_from_outside(values):
         known = ", ".join(sorted(groups)) or "none"
         fail("metrics", "group", f"{group!r} is not a group of [groups] (the groups: {known})")
 

@@ -18,7 +18,7 @@ import attrs
 
 from pypid.config.values import Fail, Keys, Values, has_control_characters, parse_optional_path
 from pypid.core.credential_syntax import USER_NAME
-from pypid.core.sso import ClaimMapping
+from pypid.core.sso_flow import ClaimMapping
 from pypid.core.units import is_zero_duration, parse_duration
 
 #: The largest leeway allowed on an ID token's times (as C{[oidc] leeway}).

@@ -88,7 +88,7 @@ class Session:
         hash their password was checked against: a reload that changed the
         password ends the session (L{SessionBook.stamp_of}); for single
         sign-on, of the provider and client
-        (L{pypid.core.sso.provider_key}); empty for a directory user.
+        (L{pypid.core.sso_flow.provider_key}); empty for a directory user.
     """
 
     user: str

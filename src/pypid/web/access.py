@@ -43,7 +43,7 @@ from pypid.core.http_errors import Forbidden, NotFound, Unauthorized
 from pypid.core.index_names import DEFAULT as DEFAULT_INDEX
 from pypid.core.parts import IReloadable
 from pypid.core.sessions import Session, SessionBook, SessionFileError
-from pypid.core.sso import provider_key
+from pypid.core.sso_flow import provider_key
 from pypid.core.startup import StartupError
 from pypid.jobs.periodic import Periodic
 from pypid.web.browser_sessions import SAVE_INTERVAL, BrowserSessions, load_book
@@ -476,7 +476,7 @@ def still_a_user(session: Session, verifier: PasswordVerifier, config: Config,
     htpasswd file with the same password (its hash's stamp); a directory
     user while C{[ldap]} is configured and no local user took the name; a
     person of single sign-on while C{[sso]} names the same provider and
-    client (the stamp of L{pypid.core.sso.provider_key}), no local user
+    client (the stamp of L{pypid.core.sso_flow.provider_key}), no local user
     took the name, and C{[sso] allow} still lets them in. (Their groups,
     and what they may do, are the rules in force at each request. A
     directory account disabled in the directory, or a person the provider

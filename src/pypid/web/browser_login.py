@@ -51,7 +51,7 @@ from pypid.core import pages
 from pypid.core.audit_chain import FAILED
 from pypid.core.http_errors import HTTPError, Unauthorized
 from pypid.core.sessions import Session
-from pypid.core.sso import PENDING_TTL, LoginRefused
+from pypid.core.sso_flow import PENDING_TTL, LoginRefused
 from pypid.web.access import Access
 from pypid.web.audit_trail import AuditTrail
 from pypid.web.people import HTML, people_headers

@@ -40,7 +40,7 @@ SECURE_COOKIE = b"__Host-pypid-session"
 PLAIN_COOKIE = b"pypid-session"
 
 #: The cookie that ties a single sign-on under way to the browser that
-#: began it (L{pypid.core.sso.PendingLogins}), over HTTPS and plain HTTP.
+#: began it (L{pypid.core.sso_flow.PendingLogins}), over HTTPS and plain HTTP.
 SECURE_BINDING = b"__Host-pypid-sso"
 PLAIN_BINDING = b"pypid-sso"
 
