@@ -19,6 +19,8 @@ from pypid.auth.policy import AccessModel, admin_users_and_groups
 from pypid.auth.tokens import TokenBook
 from pypid.auth.verifier import PasswordVerifier
 from pypid.config import Config
+from pypid.core.outside_logins import OutsideLogins
+from pypid.core.sso_flow import provider_key
 from pypid.core.startup import StartupError
 
 log = Logger()
@@ -77,6 +79,15 @@ def make_access_materials(config: Config, reactor: IReactorTime,
                         rules=config.acl, indexes=config.index_grants)
     return AccessMaterials(model, verifier,
                        tokens if tokens is not None else load_tokens(config, reactor))
+
+
+def outside_logins(config: Config) -> OutsideLogins:
+    """Who from outside the configuration lets in: its directory, its provider."""
+    sso = config.sso
+    return OutsideLogins(
+        directory=bool(config.ldap.url),
+        provider=provider_key(sso.issuer, sso.client_id) if sso.issuer is not None else None,
+        mapping=sso.mapping)
 
 
 def load_tokens(config: Config, clock: IReactorTime) -> TokenBook:

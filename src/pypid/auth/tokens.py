@@ -31,6 +31,14 @@ from twisted.internet.interfaces import IReactorTime
 from pypid.core.access_rules import RuleError, normalize_pattern, pattern_specificity
 from pypid.core.index_names import NAME as INDEX_NAME
 from pypid.core.names import normalize
+from pypid.core.outside_logins import (
+    DIRECTORY,
+    LOCAL,
+    MAX_OUTSIDE_TOKEN_LIFETIME,
+    PASSWORD,
+    SOURCES,
+    LoginSource,
+)
 from pypid.storage.disk import read_if_present, write_durably
 
 TOKEN_USER = "__token__"
@@ -77,6 +85,15 @@ class Token:
     #: from that very job (L{pypid.auth.attestations}); memory only, never
     #: written
     proof: tuple[tuple[str, str], ...] = attrs.field(default=(), repr=False)
+    #: where its user logged in when they issued it (issue 44): a password
+    #: of C{[users]} (C{password}, every token made before), the directory
+    #: (C{ldap}) or single sign-on (C{sso}); a token of the last two acts
+    #: with the groups they had then, while the configuration still lets
+    #: that login in (L{pypid.core.outside_logins.OutsideLogins.admits})
+    source: str = PASSWORD
+    groups: tuple[str, ...] = ()
+    #: for single sign-on, the provider and client (L{pypid.core.sso_flow.provider_key})
+    provider: str = ""
 
     def covers(self, action: str, project: str | None = None,
                index: str | None = None) -> bool:
@@ -106,6 +123,11 @@ class Token:
         if self.indexes:
             # (only when scoped: the records of other tokens stay as they were)
             data["indexes"] = list(self.indexes)
+        if self.source != PASSWORD:
+            # (likewise: a local user's token is written as it always was)
+            data.update(source=self.source, groups=list(self.groups))
+            if self.provider:
+                data["provider"] = self.provider
         return data
 
     def public(self) -> dict[str, Any]:
@@ -126,11 +148,21 @@ class Token:
             for index in indexes:
                 if not isinstance(index, str) or not INDEX_NAME.match(index):
                     raise TokenError(f"indexes: {index!r} is not an index name")
+            source = data.get("source", PASSWORD)
+            if source not in SOURCES:
+                raise TokenError(f"source: expected one of {', '.join(sorted(SOURCES))}")
+            groups = tuple(data.get("groups") or ())
+            if not all(isinstance(group, str) for group in groups):
+                raise TokenError("groups: expected a list of names")
+            provider = data.get("provider", "")
+            if not isinstance(provider, str):
+                raise TokenError("provider: expected text")
             return cls(id=str(data["id"]), digest=str(data["digest"]), user=str(data["user"]),
                        actions=actions, projects=tuple(data.get("projects") or ()),
                        expires=None if expires is None else _time(expires, "expires"),
                        created=_time(data.get("created", 0), "created"),
-                       description=str(data.get("description", "")), indexes=indexes)
+                       description=str(data.get("description", "")), indexes=indexes,
+                       source=source, groups=groups, provider=provider)
         except (KeyError, TypeError, ValueError) as e:
             raise TokenError(f"not a token record: {e}")
 
@@ -194,7 +226,7 @@ class TokenBook:
     def make(self, user: str, actions: Iterable[str], projects: Iterable[str] = (),
              lifetime: float | None = None, description: str = "",
              indexes: Iterable[str] = (), known_indexes: Collection[str] | None = None,
-             ) -> tuple[str, Token]:
+             login: LoginSource = LOCAL) -> tuple[str, Token]:
         """
         Make a token without taking it: the token file is written with it
         first, and the book takes it once the file holds it.
@@ -203,6 +235,9 @@ class TokenBook:
         @param indexes: the indexes it may be used in; none for all.
         @param known_indexes: the server's indexes, when C{indexes} must name
             them (L{None}: not checked).
+        @param login: where C{user} logged in: a person from outside
+            (the directory, single sign-on) gets a token that expires, within
+            L{pypid.core.outside_logins.MAX_OUTSIDE_TOKEN_LIFETIME}.
         @return: C{(token string, L{Token})}; the string is shown once.
         """
         scoped: list[str] = []
@@ -225,13 +260,21 @@ class TokenBook:
                 raise TokenError(f"projects: {e}")
         if lifetime is not None and lifetime <= 0:
             raise TokenError("expires: a token must live a positive time")
+        if login.outside and (lifetime is None or lifetime > MAX_OUTSIDE_TOKEN_LIFETIME):
+            days = int(MAX_OUTSIDE_TOKEN_LIFETIME // 86400)
+            raise TokenError(f"expires: {user} logs in through "
+                             + ("the directory" if login.source == DIRECTORY
+                                else "single sign-on")
+                             + f", whose tokens expire within {days} days (such as 30d)")
         now = self.clock.seconds()
         token_id = secrets.token_hex(6)
         secret = secrets.token_urlsafe(32)
         token = Token(id=token_id, digest=_digest(secret), user=user, actions=actions,
                       projects=tuple(patterns),
                       expires=None if lifetime is None else now + lifetime, created=now,
-                      description=description[:200], indexes=tuple(scoped))
+                      description=description[:200], indexes=tuple(scoped),
+                      source=login.source, groups=tuple(sorted(login.groups)),
+                      provider=login.provider)
         return f"{_PREFIX}{token_id}-{secret}", token
 
     def revoke(self, token_id: str) -> bool:

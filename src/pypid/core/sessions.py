@@ -35,10 +35,7 @@ from typing import Any
 
 import attrs
 
-#: Where a session's person was checked: a password of C{[users]} or the
-#: htpasswd file, the directory (C{[ldap]}), or the provider of single
-#: sign-on (C{[sso]}).
-SOURCES = frozenset({"password", "ldap", "sso"})
+from pypid.core.outside_logins import SOURCES
 
 #: Bytes of randomness in a session id, a key and a CSRF token.
 ID_BYTES = 32

@@ -28,6 +28,7 @@ from pypid.auth.factory import (
     make_access_materials,
     make_publishing,
     make_sso,
+    outside_logins,
     read_sso_secret,
     reloaded_oidc_http,
     reloaded_sso_http,
@@ -41,18 +42,21 @@ from pypid.config import Config
 from pypid.core.access_rules import WRITE
 from pypid.core.http_errors import Forbidden, NotFound, Unauthorized
 from pypid.core.index_names import DEFAULT as DEFAULT_INDEX
+from pypid.core.outside_logins import DIRECTORY, PASSWORD, PROVIDER, LoginSource, OutsideLogins
 from pypid.core.parts import IReloadable
 from pypid.core.sessions import Session, SessionBook, SessionFileError
-from pypid.core.sso_flow import provider_key
 from pypid.core.startup import StartupError
 from pypid.jobs.periodic import Periodic
 from pypid.web.browser_sessions import SAVE_INTERVAL, BrowserSessions, load_book
 from pypid.web.identification import FailedLogins, Identification
 from pypid.web.permissions import Permissions
-from pypid.web.request_auth import identity_of, remember
+from pypid.web.request_auth import IRequestAuth, identity_of, remember
 
 #: What a change (an upload, a yank, a delete) answers without credentials.
 UPLOAD_LOGIN = "authentication is required to upload"
+
+#: What a person's own route (their tokens) answers without credentials.
+PERSON_LOGIN = "authentication is required"
 
 #: What a read answers without credentials, when they are needed.
 READ_LOGIN = "authentication is required to read this index"
@@ -76,7 +80,8 @@ class Access:
                  throttle: LoginThrottle | None = None, tokens: TokenBook | None = None,
                  audit: FailedLogins | None = None,
                  publishers: PublisherTokens | None = None,
-                 sessions: BrowserSessions | None = None) -> None:
+                 sessions: BrowserSessions | None = None,
+                 outside: OutsideLogins | None = None) -> None:
         """
         @param model: the L{pypid.auth.policy.AccessModel}.
         @param throttle: the L{pypid.auth.throttle.LoginThrottle}, or L{None}.
@@ -88,9 +93,11 @@ class Access:
             publishing minted, or L{None}.
         @param sessions: the L{BrowserSessions} of people logged in through
             the pages' form, or L{None} (C{/login} then has no form).
+        @param outside: who from outside (the directory, single sign-on)
+            the configuration lets in; by default, nobody.
         """
         self.__attrs_init__(Identification(verifier, throttle, tokens, audit, publishers,
-                                           sessions),
+                                           sessions, outside or OutsideLogins()),
                             Permissions.of(model))
 
     @property
@@ -119,7 +126,7 @@ class Access:
         return self._identification.generation
 
     def reconfigure(self, model: AccessModel, verifier: PasswordVerifier,
-                    tokens: TokenBook | None) -> None:
+                    tokens: TokenBook | None, outside: OutsideLogins | None = None) -> None:
         """
         Take a reloaded configuration's rules, users and tokens (C{SIGHUP}).
         The verifier is new, so no credentials checked before are trusted
@@ -127,8 +134,27 @@ class Access:
         once. Requests under way read with what they were given; a change
         under way is checked again as it commits (L{confirm}).
         """
-        self._identification.reconfigure(verifier, tokens)
+        self._identification.reconfigure(verifier, tokens, outside)
         self._permissions = Permissions.of(model)
+
+    def login_source(self, request: IRequest, identity: Identity) -> LoginSource:
+        """
+        Where C{identity}, the request's person (not a token), logged in: a
+        password of C{[users]} or the htpasswd file; else the session's
+        source (the directory, or single sign-on with the provider in force:
+        a session stands only while it is the one it came through); else
+        the directory's password.
+        """
+        if self.is_local_user(identity.name):
+            return LoginSource(PASSWORD)
+        digest = IRequestAuth(request).session
+        sessions = self.sessions
+        session = sessions.book.sessions.get(digest) if sessions is not None and digest \
+            else None
+        if session is not None and session.source == PROVIDER:
+            return LoginSource(PROVIDER, session.groups,
+                               self._identification.outside.provider or "")
+        return LoginSource(DIRECTORY, identity.groups)
 
     # -- per project ---------------------------------------------------------------
 
@@ -348,6 +374,17 @@ class Access:
             raise Forbidden("this token may not upload")
         return identity
 
+    async def person(self, request: IRequest, needed: str = PERSON_LOGIN) -> Identity:
+        """
+        A person, with a password (or, on the pages, a browser session):
+        L{Unauthorized} saying C{needed} without credentials, L{Forbidden}
+        for a token (a token never manages tokens).
+        """
+        identity = await self.gate_upload(request, needed=needed, index=None)
+        if identity.token is not None:
+            raise Forbidden("a token never manages tokens: log in with a password")
+        return identity
+
     async def admin(self, request: IRequest, needed: str = UPLOAD_LOGIN) -> Identity:
         """
         An admin (with a password), or L{Forbidden}; without credentials,
@@ -415,7 +452,7 @@ class AccessPart(Service):
         self.sessions = make_sessions(config, reactor, hashing)
         self.access = Access(materials.model, materials.verifier, throttle, materials.tokens,
                              audit=audit, publishers=self.publishing.tokens,
-                             sessions=self.sessions)
+                             sessions=self.sessions, outside=outside_logins(config))
         self._sweep = Periodic(self.sessions.tick, SAVE_INTERVAL, reactor,
                                what="The browser sessions' sweep")
 
@@ -452,7 +489,8 @@ class AccessPart(Service):
 
         def commit() -> str:
             self._config = config
-            self.access.reconfigure(materials.model, materials.verifier, materials.tokens)
+            self.access.reconfigure(materials.model, materials.verifier, materials.tokens,
+                                    outside_logins(config))
             self.sessions.book.idle = config.auth.session_idle
             self.sessions.book.lifetime = config.auth.session_lifetime
             book = self.sessions.book
@@ -486,13 +524,14 @@ def still_a_user(session: Session, verifier: PasswordVerifier, config: Config,
     if session.source == "password":
         return verifier.knows(session.user) and hmac.compare_digest(
             book.stamp_of(verifier.stored(session.user)), session.stamp)
-    if session.source == "sso":
-        sso = config.sso
-        return (sso.issuer is not None and not verifier.knows(session.user)
-                and hmac.compare_digest(book.stamp_of(provider_key(sso.issuer, sso.client_id)),
-                                        session.stamp)
-                and sso.mapping.allows(session.user, session.groups))
-    return bool(config.ldap.url) and not verifier.knows(session.user)
+    if verifier.knows(session.user):
+        return False
+    outside = outside_logins(config)
+    provider = ""
+    if session.source == PROVIDER and outside.provider is not None and hmac.compare_digest(
+            book.stamp_of(outside.provider), session.stamp):
+        provider = outside.provider
+    return outside.admits(session.source, session.user, session.groups, provider)
 
 
 def make_sessions(config: Config, reactor: IReactorTime, pool: ThreadPool) -> BrowserSessions:

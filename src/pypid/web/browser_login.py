@@ -50,6 +50,7 @@ from pypid.auth.verifier import Identity
 from pypid.core import pages
 from pypid.core.audit_chain import FAILED
 from pypid.core.http_errors import HTTPError, Unauthorized
+from pypid.core.outside_logins import DIRECTORY, PASSWORD, PROVIDER
 from pypid.core.sessions import Session
 from pypid.core.sso_flow import PENDING_TTL, LoginRefused
 from pypid.web.access import Access
@@ -180,7 +181,7 @@ class BrowserLogin:
             # check was the old configuration's.
             return self._form(request, 503, error=RELOADED, user=user, next_path=shown_next)
         stored = self._access.stored_password(identity.name)
-        source = "password" if stored is not None else "ldap"
+        source = PASSWORD if stored is not None else DIRECTORY
         sessions.open(request, identity.name, identity.groups, source, stored)
         remember(identity, request)
         self._audit.record(request, identity, "session-opened", detail=source)
@@ -279,11 +280,11 @@ class BrowserLogin:
             return self._form(request, 503, error=SSO_RELOADED)
         identity = Identity(signed.user, groups=signed.groups)
         if self._access.stored_password(signed.user) is not None:
-            self._audit.record(request, identity, "session-opened", FAILED, detail="sso")
+            self._audit.record(request, identity, "session-opened", FAILED, detail=PROVIDER)
             return self._form(request, 403, error=LOCAL_NAME.format(user=signed.user))
-        sessions.open(request, signed.user, signed.groups, "sso", signed.provider)
+        sessions.open(request, signed.user, signed.groups, PROVIDER, signed.provider)
         remember(identity, request)
-        self._audit.record(request, identity, "session-opened", detail="sso")
+        self._audit.record(request, identity, "session-opened", detail=PROVIDER)
         log.info("{user} logged in to the pages through single sign-on ({subject})",
                  user=signed.user, subject=signed.subject[:100])
         # (relative to /login/sso/callback: the site's root is two up)

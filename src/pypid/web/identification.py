@@ -32,6 +32,7 @@ from pypid.auth.throttle import LoginThrottle
 from pypid.auth.tokens import TOKEN_USER, TokenBook, presented_id
 from pypid.auth.verifier import Busy, DirectoryUnavailable, Identity, PasswordVerifier
 from pypid.core.http_errors import TooManyRequests, Unauthorized, Unavailable
+from pypid.core.outside_logins import PASSWORD, OutsideLogins
 from pypid.web.browser_sessions import BrowserSessions
 from pypid.web.request_auth import IRequestAuth, client_address, remember, request_credentials
 
@@ -74,20 +75,27 @@ class Identification:
     #: the L{pypid.web.browser_sessions.BrowserSessions} of people logged in
     #: through the pages' form, or L{None}
     sessions: BrowserSessions | None = None
+    #: who from outside (the directory, single sign-on) the configuration
+    #: lets in: their tokens act for them only while it does
+    outside: OutsideLogins = attrs.field(factory=OutsideLogins)
     #: how many times the users and tokens were reloaded (L{reconfigure}):
     #: a change whose credentials were checked before a reload has them
     #: checked again as it commits (L{confirm})
     generation: int = attrs.field(init=False, default=0)
 
-    def reconfigure(self, verifier: PasswordVerifier, tokens: TokenBook | None) -> None:
+    def reconfigure(self, verifier: PasswordVerifier, tokens: TokenBook | None,
+                    outside: OutsideLogins | None = None) -> None:
         """
-        Take a reloaded configuration's users and tokens: no credentials
-        checked before are trusted any more, and a change under way is
-        checked again as it commits (L{confirm}).
+        Take a reloaded configuration's users and tokens (and who from
+        outside it lets in): no credentials checked before are trusted any
+        more, and a change under way is checked again as it commits
+        (L{confirm}).
         """
         self.generation += 1
         self._verifier = verifier
         self.tokens = tokens
+        if outside is not None:
+            self.outside = outside
 
     def knows(self, name: str) -> bool:
         """Whether C{name} is a user of C{[users]} or the htpasswd file (not the directory's)."""
@@ -288,9 +296,17 @@ class Identification:
     def _token_identity(self, password: str) -> Identity | None:
         """Who a token (the password of C{__token__}) acts for, or L{None}."""
         token = self.tokens.verify(password) if self.tokens is not None else None
-        # A token acts for its issuer only while the issuer is a user.
-        if token is not None and self._verifier.knows(token.user):
-            return Identity(token.user, token)
+        # A token acts for its issuer only while the issuer is a user; one
+        # of a person from outside, with the groups they had, while the
+        # configuration still lets their login in and no local user took
+        # their name.
+        if token is not None:
+            if token.source == PASSWORD:
+                if self._verifier.knows(token.user):
+                    return Identity(token.user, token)
+            elif not self._verifier.knows(token.user) and self.outside.admits(
+                    token.source, token.user, token.groups, token.provider):
+                return Identity(token.user, token, groups=frozenset(token.groups))
         # A token trusted publishing minted acts for its publisher.
         minted = self.publishers.verify(password) if self.publishers is not None else None
         return Identity(minted.user, minted) if minted is not None else None

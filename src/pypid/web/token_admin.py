@@ -1,6 +1,18 @@
 """
-Token administration over HTTP (admins only): issue, list and revoke the
-API tokens that CI uses as the password of C{__token__}.
+Tokens over HTTP: a person issues, lists and revokes their own API tokens
+(the password of C{__token__} for pip, uv, twine and CI); an admin lists
+and revokes everyone's, the live tokens trusted publishing minted among
+them. A token never manages tokens.
+
+A user of C{[users]} or the htpasswd file gets a token that acts for them
+while they stay one. A person from outside (the directory, single sign-on;
+issue 44) gets one that must expire within 90 days and acts with the
+groups they had as they issued it, while the configuration still lets
+their login in (L{pypid.core.outside_logins}).
+
+The console's "My tokens" page (L{pypid.web.console}) takes the same
+paths (L{TokenAdmin.issue_token}, L{TokenAdmin.tokens_of},
+L{TokenAdmin.revoke_token}): what they refuse is refused alike.
 """
 
 from __future__ import annotations
@@ -16,7 +28,7 @@ from twisted.web.iweb import IRequest
 
 from pypid.auth import tokens
 from pypid.auth.verifier import Identity
-from pypid.core.http_errors import BadRequest, Forbidden, NotFound, Unavailable
+from pypid.core.http_errors import BadRequest, NotFound, Unavailable
 from pypid.core.index_names import DEFAULT as DEFAULT_INDEX
 from pypid.core.units import parse_duration
 from pypid.storage.interface import Run
@@ -49,33 +61,37 @@ class TokenAdmin:
     answer_errors(app)
 
     @app.route("/api/tokens", methods=["POST"])
-    def issue(self, request: IRequest) -> Coroutine[Any, Any, bytes]:
+    async def issue(self, request: IRequest) -> bytes:
         """
-        Issue a token (admins only). Form fields: C{actions} (C{read},
+        Issue a token of one's own. Form fields: C{actions} (C{read},
         C{upload}, or both, space-separated), C{projects} (names or globs,
         space-separated; none for all), C{indexes} (the indexes it may be
         used in, space-separated; none for all), C{expires} (a duration
         such as C{90d}; none for never), C{description}. Answers the token
         once.
         """
+        text, token = await self.issue_token(request)
+        return send_json(request, dict(token.public(), token=text))
+
+    def issue_token(self, request: IRequest) -> Coroutine[Any, Any, tuple[str, tokens.Token]]:
+        """
+        Issue the request's person a token of the scope its form asks
+        (audited: C{token-issued}, a refusal too): C{(token string, token)}.
+        """
         return self._audit.recorded(request, "token-issued", self._issue(request))
 
-    async def _issue(self, request: IRequest) -> bytes:
-        identity = await self._access.admin(request)
-        if not self._access.is_local_user(identity.name):
-            # (a token acts for its issuer only while the issuer is a user of
-            # [users]: a directory's cannot be checked without a password)
-            raise Forbidden(f"{identity.name} logs in through the directory; tokens are "
-                            "issued to users of [users] and the htpasswd file only")
+    async def _issue(self, request: IRequest) -> tuple[str, tokens.Token]:
+        identity = await self._access.person(request)
         fields = {name: form_field(request, name)
                   for name in ("actions", "projects", "expires", "description", "indexes")}
+        login = self._access.login_source(request, identity)
         try:
             lifetime = parse_duration(fields["expires"]) if fields.get("expires") else None
             text, token = self._book().make(
                 identity.name, fields.get("actions", "").split(),
                 fields.get("projects", "").split(), lifetime, fields.get("description", ""),
                 (fields.get("indexes") or "").split(),
-                known_indexes={DEFAULT_INDEX, *self._access.model.indexes})
+                known_indexes={DEFAULT_INDEX, *self._access.model.indexes}, login=login)
         except ValueError as e:
             raise BadRequest(str(e))
         identity = await self._confirmed(request, identity)
@@ -86,55 +102,66 @@ class TokenAdmin:
         self._audit.record(request, identity, "token-issued", target=token.id, detail=scope)
         log.info("{user} issued token {id} ({scope})", user=identity.name, id=token.id,
                  scope=scope)
-        return send_json(request, dict(token.public(), token=text))
+        return text, token
 
     @app.route("/api/tokens", methods=["GET"])
     async def listing(self, request: IRequest) -> bytes:
         """
-        List the tokens, without their secrets (admins only): the file's,
-        then the live tokens minted by trusted publishing (C{"minted": true}).
+        List tokens, without their secrets: one's own; an admin's, every
+        token of the file, then the live tokens minted by trusted publishing
+        (C{"minted": true}).
         """
-        await self._access.admin(request)
+        return send_json(request, {"tokens": await self.tokens_of(request)})
+
+    async def tokens_of(self, request: IRequest) -> list[dict[str, Any]]:
+        """The tokens the request's person may see (L{listing})."""
+        identity = await self._access.person(request)
         book, minted = self._access.tokens, self._access.publishers
         if book is None and minted is None:
             raise NotFound("tokens are not enabled")
-        return send_json(request, {"tokens": (book.listing() if book is not None else [])
-                                   + (minted.listing() if minted is not None else [])})
+        if not self._access.is_admin(identity):
+            return book.listing(identity.name) if book is not None else []
+        return ((book.listing() if book is not None else [])
+                + (minted.listing() if minted is not None else []))
 
     @app.route("/api/tokens/<string:token_id>", methods=["DELETE"])
-    def revoke(self, request: IRequest, token_id: str) -> Coroutine[Any, Any, bytes]:
-        """Revoke a token at once (admins only)."""
+    async def revoke(self, request: IRequest, token_id: str) -> bytes:
+        """Revoke a token of one's own at once (an admin: anyone's)."""
+        await self.revoke_token(request, token_id)
+        return send_text(request, 200, "OK: revoked")
+
+    def revoke_token(self, request: IRequest, token_id: str) -> Coroutine[Any, Any, None]:
+        """Revoke C{token_id} for the request's person (audited: C{token-revoked})."""
         return self._audit.recorded(request, "token-revoked", self._revoke(request, token_id),
                                     target=token_id)
 
-    async def _revoke(self, request: IRequest, token_id: str) -> bytes:
-        identity = await self._confirmed(request, await self._access.admin(request))
+    async def _revoke(self, request: IRequest, token_id: str) -> None:
+        identity = await self._confirmed(request, await self._access.person(request))
+        admin = self._access.is_admin(identity)
         minted = self._access.publishers
-        if minted is not None and minted.revoke(token_id):
+        if admin and minted is not None and minted.revoke(token_id):
             # (a minted token lives in memory only: nothing to write)
             self._audit.record(request, identity, "token-revoked", target=token_id)
             log.info("{user} revoked minted token {id}", user=identity.name, id=token_id)
-            return send_text(request, 200, "OK: revoked")
+            return
 
         def without(kept: dict[str, tokens.Token]) -> dict[str, tokens.Token]:
-            if token_id not in kept:
+            token = kept.get(token_id)
+            if token is None or not (admin or token.user == identity.name):
+                # (another's token is no business of a person's: as if none)
                 raise NotFound(f"no such token: {token_id}")
             return {key: token for key, token in kept.items() if key != token_id}
         await self._change(without)
         self._audit.record(request, identity, "token-revoked", target=token_id)
         log.info("{user} revoked token {id}", user=identity.name, id=token_id)
-        return send_text(request, 200, "OK: revoked")
 
     async def _confirmed(self, request: IRequest, identity: Identity) -> Identity:
         """
-        The admin checked again as a change commits: one removed, or no
-        longer an admin, by a reload that came while the password was
-        checked changes nothing (L{pypid.web.access.Access.confirm}).
+        The person checked again as a change commits: one removed by a
+        reload that came while the password was checked changes nothing
+        (L{pypid.web.access.Access.confirm}).
         """
-        identity = await self._access.confirm(request, identity)
-        if not self._access.is_admin(identity):
-            raise Forbidden(f"{identity.name} is not an admin")
-        return identity
+        return await self._access.confirm(request, identity)
 
     def _book(self) -> tokens.TokenBook:
         if self._access.tokens is None:
