@@ -18,6 +18,7 @@ import re
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 import attrs
+import treq
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from treq.testing import StubTreq
@@ -25,6 +26,7 @@ from twisted.internet.defer import ensureDeferred, fail
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
@@ -49,6 +51,7 @@ from pypid.core.sso_flow import (
 )
 from pypid.web.access import still_a_user
 from pypid.web.browser_sessions import PLAIN_BINDING, PLAIN_COOKIE
+from tests.fakes import site_agent
 from tests.harness_web import USERS, NoCookieJar, randomness
 from tests.oidc_issuer import Issuer, compact
 
@@ -92,6 +95,21 @@ class PendingLoginsTests(SynchronousTestCase):
         login, binding = self.start()
         with self.assertRaises(LoginRefused):
             self.pending.take(login.state, binding, T0 + 600)
+
+    def test_per_client(self):
+        """One client's flood of starts pushes out its own logins, not another's."""
+        mine, binding = self.pending.start("u", "/", T0, self.random, "192.0.2.1")
+        pending = PendingLogins(limit=100, per_client=5)
+        mine, binding = pending.start("u", "/", T0, self.random, "192.0.2.1")
+        for _ in range(50):
+            pending.start("u", "/", T0, self.random, "198.51.100.7")
+        self.assertEqual(len(pending), 6)
+        self.assertEqual(pending.take(mine.state, binding, T0).client, "192.0.2.1")
+        first, _ = pending.start("u", "/", T0, self.random, "198.51.100.7")
+        with self.assertRaises(LoginRefused):
+            for _ in range(5):
+                pending.start("u", "/", T0, self.random, "198.51.100.7")
+            pending.take(first.state, binding, T0)
 
     def test_bounded(self):
         """Past the limit, the oldest are forgotten."""
@@ -169,7 +187,10 @@ class IDClaimsTests(SynchronousTestCase):
                 ({"sub": ""}, "subject"),
                 ({"nonce": "n-2"}, "nonce"),
                 ({"nonce": None}, "nonce"),
-                ({"nonce": 1}, "nonce")):
+                ({"nonce": 1}, "nonce"),
+                ({"exp": float("nan")}, "times"),
+                ({"iat": float("nan")}, "times"),
+                ({"nbf": float("inf")}, "not valid yet")):
             self.assertIn(words, self.refused(**changes), changes)
 
 
@@ -616,8 +637,14 @@ class SingleSignOnTests(_SSOSite, SynchronousTestCase):
             {"state": state, "error": "access_denied", "error_description": "No <b>way</b>"}),
             headers=binding)
         self.assertEqual(response.code, 403)
-        self.assertIn("access_denied: No &lt;b&gt;way&lt;/b&gt;", self.reason(body))
+        self.assertIn("did not sign you in (access_denied)", self.reason(body))
+        # (the description is anyone's text: never shown on the site's page)
+        self.assertNotIn("way", self.reason(body))
         self.assertEqual(len(self.sso.pending), 0)
+        response, body = self.get("/login/sso/callback?" + urlencode(
+            {"state": state, "error": "Call 555-0100 now"}))
+        self.assertEqual(response.code, 400)
+        self.assertIn("(an error)", self.reason(body))
 
     def test_provider_down(self):
         """A provider that cannot be reached: a page saying so, 503, never a 500."""
@@ -646,6 +673,66 @@ class SingleSignOnTests(_SSOSite, SynchronousTestCase):
         self.client.flush()
         response = self.successResultOf(d)
         self.assertEqual(response.code, 503)
+
+    def test_host_header(self):
+        """Without base_url the callback comes from Host: one that is no host name is a 400."""
+        for host, code in ((b"pypi_test:8080", 303), (b"[::1]:8080", 303),
+                           (b"a" * 300, 400), (b"x y", 400), (b"\xc3\xa9.example", 400),
+                           (b"pypi.test:8080/evil", 400)):
+            response, body = self.raw_get("/login/sso", host)
+            self.assertEqual(response.code, code, (host, body[:300]))
+            # (every Klein area's routing reads Host: never a 500)
+            for other in ("/login", "/health", "/api/tokens"):
+                self.assertIn(self.raw_get(other, host)[0].code, (200, 400, 401), (other, host))
+        response, _ = self.raw_get("/login/sso", b"pypi_test:8080")
+        location = self.header(response, "Location").decode()
+        self.assertIn(urlencode({"redirect_uri": "http://pypi_test:8080/login/sso/callback"}),
+                      location)
+
+    def raw_get(self, path, host):
+        agent = site_agent(self.web.site)
+        response = self.successResultOf(agent.request(
+            b"GET", b"http://pypi.test" + path.encode(), Headers({b"host": [host]})))
+        return response, self.successResultOf(treq.content(response))
+
+    def test_starts_bounded_per_client(self):
+        """A client's starts beyond its share push out its own oldest logins."""
+        _, location, binding = self.begin()
+        for _ in range(30):
+            self.get("/login/sso")
+        self.assertEqual(len(self.sso.pending), 20)
+        query, grant = self.provider.authorize(location, CAROL)
+        self.get("/login/sso/callback?" + urlencode(
+            {"state": query["state"], "code": grant}), headers=binding)
+        self.assertEqual(self.sessions.book.sessions, {})
+
+    def test_reload_removes_sso_during_the_callback(self):
+        """[sso] taken away while the code is traded: a 503 page, never a 500."""
+        _, location, binding = self.begin()
+        query, grant = self.provider.authorize(location, CAROL)
+        self.provider.hang = True
+        d = self.client.request("GET", "http://pypi.test/login/sso/callback?" + urlencode(
+            {"state": query["state"], "code": grant}), headers=binding)
+        self.sso.reconfigure(SSOConfig(), "", None)
+        self.clock.advance(10)
+        self.client.flush()
+        self.assertEqual(self.successResultOf(d).code, 503)
+
+    def test_email_from_userinfo(self):
+        """An address read from userinfo is taken when userinfo says it is verified."""
+        self.sso.config = attrs.evolve(self.sso.config, user_claim="email")
+        self.provider.userinfo = {"email": "carol@corp.example", "email_verified": True}
+        self.sign_in({"sub": "u-carol"})
+        self.provider.userinfo = {"email": "carol@corp.example"}
+        _, body, _, _ = self.sign_in({"sub": "u-carol"}, code=400)
+        self.assertIn("email_verified", self.reason(body))
+
+    def test_name_with_a_line_break(self):
+        """alice followed by a line break is no name: not a way around the local user."""
+        for name in ("alice\n", "carol\n", "carol\r\n"):
+            _, body, _, _ = self.sign_in({"sub": "u-x", "preferred_username": name}, code=400)
+            self.assertIn("not a name", self.reason(body))
+        self.assertEqual(self.sessions.book.sessions, {})
 
     def test_wrong_client_secret(self):
         self.sso.secret = "wrong"

@@ -158,19 +158,22 @@ class SingleSignOn:
         except IssuerUnavailable as e:
             raise ProviderUnavailable(str(e))
 
-    async def begin(self, redirect_uri: str, next_path: str) -> tuple[str, str]:
+    async def begin(self, redirect_uri: str, next_path: str,
+                    client: str = "") -> tuple[str, str]:
         """
         Start a login: C{(the provider's URL to send the browser to, the
         binding cookie's value)}.
 
         @param redirect_uri: the callback's absolute URL, as registered at the provider.
         @param next_path: the page to show once logged in.
+        @param client: who asks (the throttle's key of its address): one
+            client's logins under way are bounded apart from the others'.
         @raise ProviderUnavailable: its discovery document cannot be had.
         """
         discovery = await self._discovery()
         endpoint = _https(discovery.get("authorization_endpoint"), "authorization_endpoint")
         pending, binding = self.pending.start(redirect_uri, next_path, self._clock.seconds(),
-                                              self._random)
+                                              self._random, client)
         return authorization_url(endpoint, self.config.client_id, self.config.scopes,
                                  pending), binding
 
@@ -211,7 +214,8 @@ class SingleSignOn:
     async def _trade(self, discovery: Mapping[str, Any], code: str, redirect_uri: str,
                      verifier: str) -> dict[str, Any]:
         """The token endpoint's answer for C{code} (RFC 6749, 4.1.3; RFC 7636, 4.5)."""
-        assert self._http is not None
+        if self._http is None:
+            raise ProviderUnavailable("single sign-on is not configured")
         endpoint = _https(discovery.get("token_endpoint"), "token_endpoint")
         form = {"grant_type": "authorization_code", "code": code,
                 "redirect_uri": redirect_uri, "code_verifier": verifier}
@@ -248,7 +252,9 @@ class SingleSignOn:
 
     async def _verify(self, id_token: str, nonce: str) -> dict[str, Any]:
         """The claims of a genuine ID token for this login."""
-        assert self.keys is not None
+        if self.keys is None:
+            # (a reload took [sso] away while the code was being traded)
+            raise ProviderUnavailable("single sign-on is not configured")
         try:
             header, _ = read_unverified(id_token)
             alg = check_algorithm(header)
@@ -275,10 +281,13 @@ class SingleSignOn:
         mapping = self.config.mapping
         wanted = [name for name in (mapping.user_claim, mapping.groups_claim)
                   if name and name not in claims]
+        if mapping.user_claim == "email" and "email" in wanted:
+            # (an address read there is taken only as verified there)
+            wanted.append("email_verified")
         endpoint = discovery.get("userinfo_endpoint")
-        if not wanted or not isinstance(endpoint, str) or not isinstance(access_token, str):
+        if not wanted or not isinstance(endpoint, str) or not isinstance(access_token, str) \
+                or self._http is None:
             return claims
-        assert self._http is not None
         try:
             _status, info = await request_json(
                 self._http, self._clock, self.config.timeout, "GET",

@@ -22,8 +22,9 @@ import re
 import attrs
 
 #: What a user (or group) name may be: 1 to 64 letters, digits, '.', '_',
-#: '@' or '-', starting with a letter or digit.
-USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+#: '@' or '-', starting with a letter or digit. (C{\Z}, not C{$}, which
+#: also matches before a final line break: C{"alice\n"} is not a name.)
+USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}\Z")
 
 # $argon2id$v=19$m=<KiB>,t=<passes>,p=<lanes>$<salt>$<digest>, both in
 # unpadded standard base64, as argon2's reference encoder writes it.

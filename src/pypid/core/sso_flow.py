@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeGuard
 from urllib.parse import quote, urlencode
@@ -39,6 +40,10 @@ PENDING_TTL = 600.0
 #: The most logins under way at once; past it the oldest is forgotten (a
 #: flood of starts costs memory no more than this).
 MAX_PENDING = 10_000
+#: The most logins under way from one client (an address, an IPv6 /64);
+#: past it that client's oldest is forgotten, so one client's flood of
+#: starts pushes out its own logins, not everybody's.
+MAX_PENDING_PER_CLIENT = 20
 #: Random bytes of a C{state}, C{nonce}, PKCE verifier and binding cookie.
 RANDOM_BYTES = 32
 #: The longest an ID token may have been issued before it reaches pypid:
@@ -78,6 +83,7 @@ class PendingLogin:
         back (the same must go with the code).
     @ivar next_path: the page to show once logged in.
     @ivar started: POSIX time of the start.
+    @ivar client: who began it (L{pypid.core.addresses}' key of its address).
     """
 
     state: str
@@ -87,6 +93,7 @@ class PendingLogin:
     redirect_uri: str
     next_path: str
     started: float
+    client: str = ""
 
 
 @attrs.define
@@ -100,32 +107,50 @@ class PendingLogins:
 
     ttl: float = PENDING_TTL
     limit: int = MAX_PENDING
+    per_client: int = MAX_PENDING_PER_CLIENT
     _pending: dict[str, PendingLogin] = attrs.field(factory=dict)
+    #: client -> its logins' states, oldest first
+    _by_client: dict[str, list[str]] = attrs.field(factory=dict)
 
     def __len__(self) -> int:
         return len(self._pending)
+
+    def _forget(self, state: str) -> PendingLogin | None:
+        pending = self._pending.pop(state, None)
+        if pending is not None:
+            theirs = self._by_client.get(pending.client)
+            if theirs is not None:
+                theirs.remove(state)
+                if not theirs:
+                    del self._by_client[pending.client]
+        return pending
 
     def _forget_expired(self, now: float) -> None:
         for state, pending in list(self._pending.items()):
             if now - pending.started < self.ttl:
                 break
-            del self._pending[state]
+            self._forget(state)
 
     def start(self, redirect_uri: str, next_path: str, now: float,
-              random: Callable[[int], bytes]) -> tuple[PendingLogin, str]:
+              random: Callable[[int], bytes], client: str = "") -> tuple[PendingLogin, str]:
         """
-        A new login: the L{PendingLogin}, and the value of the cookie that
-        binds it to the browser.
+        A new login of C{client}: the L{PendingLogin}, and the value of the
+        cookie that binds it to the browser.
         """
         self._forget_expired(now)
+        theirs = self._by_client.get(client, [])
+        while len(theirs) >= self.per_client:
+            self._forget(theirs[0])
+            theirs = self._by_client.get(client, [])
         while len(self._pending) >= self.limit:
-            del self._pending[next(iter(self._pending))]
+            self._forget(next(iter(self._pending)))
         binding = _b64(random(RANDOM_BYTES))
         pending = PendingLogin(
             state=_b64(random(RANDOM_BYTES)), nonce=_b64(random(RANDOM_BYTES)),
             verifier=_b64(random(RANDOM_BYTES)), binding=_digest(binding),
-            redirect_uri=redirect_uri, next_path=next_path, started=now)
+            redirect_uri=redirect_uri, next_path=next_path, started=now, client=client)
         self._pending[pending.state] = pending
+        self._by_client.setdefault(client, []).append(pending.state)
         return pending, binding
 
     def take(self, state: str, binding: str | None, now: float) -> PendingLogin:
@@ -145,7 +170,7 @@ class PendingLogins:
             raise LoginRefused("This sign-in was started in another browser, or this "
                                "browser did not keep its cookie. Start again from the login "
                                "page.")
-        del self._pending[state]
+        self._forget(state)
         return pending
 
 
@@ -171,7 +196,8 @@ def authorization_url(endpoint: str, client_id: str, scopes: Iterable[str],
 
 
 def _number(value: object) -> TypeGuard[float]:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, (int, float)) and not isinstance(value, bool) \
+        and math.isfinite(value)
 
 
 def check_id_claims(claims: Mapping[str, Any], issuer: str, client_id: str, nonce: str,

@@ -19,12 +19,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Protocol
 
+import werkzeug.exceptions
 from klein import Klein
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request
 from werkzeug.routing import Rule
 
-from pypid.core.http_errors import NotFound
+from pypid.core.http_errors import BadRequest, NotFound
 from pypid.web.respond import Rendered, send_error, wrong_method_error
 
 
@@ -104,4 +105,10 @@ class Areas(Resource):
             area = self._first.get(first)
         if area is None:
             return send_error(request, NotFound("no such page"))
-        return area.render(request)
+        try:
+            return area.render(request)
+        except werkzeug.exceptions.BadHost:
+            # (Klein binds werkzeug's routing to the Host header before any
+            # error handler of the area: one that is no host name is the
+            # client's mistake, never a 500)
+            return send_error(request, BadRequest("Host: not a host name"))

@@ -35,6 +35,7 @@ a provider that cannot be reached a 503 page: never a 500.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -45,6 +46,7 @@ from twisted.web.iweb import IRequest
 
 from pypid.auth.basic import MalformedCredentials, credentials_of
 from pypid.auth.sso import ProviderUnavailable, SingleSignOn
+from pypid.auth.throttle import counted_client
 from pypid.auth.tokens import TOKEN_USER
 from pypid.auth.verifier import Identity
 from pypid.core import pages
@@ -56,7 +58,7 @@ from pypid.core.sso_flow import PENDING_TTL, LoginRefused
 from pypid.web.access import Access
 from pypid.web.audit_trail import AuditTrail
 from pypid.web.people import HTML, people_headers
-from pypid.web.request_auth import remember, request_credentials
+from pypid.web.request_auth import client_address, remember, request_credentials
 from pypid.web.respond import see_other
 from pypid.web.routes import answer_errors, form_field
 
@@ -91,6 +93,13 @@ PROVIDER_DOWN = ("The sign-in provider cannot be reached now, so single sign-on 
 #: What it says when the provider's name is a local user's.
 LOCAL_NAME = ("{user} is the name of a user of this server's own, which single sign-on "
               "cannot log in. Log in with that user's password, or ask the administrator.")
+
+#: An OAuth error code as RFC 6749 spells them (C{access_denied}).
+ERROR_CODE = re.compile(r"^[a-z_]{1,60}\Z")
+
+#: A C{Host} header pypid builds the callback's URL from, without
+#: C{[pypid] base_url}: a name or an address, and a port.
+HOST = re.compile(rb"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]{1,253})(:[0-9]{1,5})?\Z")
 
 #: What it says when the provider or client changed during the login.
 SSO_RELOADED = ("The server's single sign-on settings were reloaded during your sign-in. "
@@ -239,8 +248,13 @@ class BrowserLogin:
         if sso is None or not sso.enabled or sessions is None:
             return self._form(request, 404, error=NO_SSO)
         nxt = next_path(form_field(request, "next"))
+        callback = self._callback_url(request)
+        if callback is None:
+            return self._form(request, 400, error="Host: not a host name this server can "
+                              "give the provider; set [pypid] base_url.")
         try:
-            url, binding = await sso.begin(self._callback_url(request), nxt)
+            url, binding = await sso.begin(callback, nxt,
+                                           counted_client(client_address(request)) or "")
         except ProviderUnavailable as e:
             log.warn("Single sign-on cannot begin: {error}", error=e)
             request.responseHeaders.setRawHeaders(b"retry-after", [b"30"])
@@ -262,12 +276,15 @@ class BrowserLogin:
         error = form_field(request, "error")
         if error:
             # (the person said no, or the provider would not: the login
-            # under way ends, and the page says what the provider said)
+            # under way ends. The page names the error's code, never its
+            # description: anyone may link here with a text of their own)
             sso.abandon(state, binding)
-            said = form_field(request, "error_description")[:200]
+            code = error if ERROR_CODE.match(error) else "an error"
+            log.info("The provider did not sign in a person: {error}: {description}",
+                     error=code, description=form_field(request, "error_description")[:200])
             return self._form(request, 403 if error == "access_denied" else 400, error=(
-                f"The sign-in provider did not sign you in ({error[:60]}"
-                + (f": {said}" if said else "") + ")."))
+                f"The sign-in provider did not sign you in ({code}). Try again, or ask "
+                "the administrator."))
         try:
             signed = await sso.finish(state, code, binding)
         except LoginRefused as e:
@@ -277,6 +294,7 @@ class BrowserLogin:
             request.responseHeaders.setRawHeaders(b"retry-after", [b"30"])
             return self._form(request, 503, error=PROVIDER_DOWN)
         if signed.provider != sso.provider:
+            request.responseHeaders.setRawHeaders(b"retry-after", [b"30"])
             return self._form(request, 503, error=SSO_RELOADED)
         identity = Identity(signed.user, groups=signed.groups)
         if self._access.stored_password(signed.user) is not None:
@@ -294,16 +312,20 @@ class BrowserLogin:
 
     # -- helpers --------------------------------------------------------------------------
 
-    def _callback_url(self, request: IRequest) -> str:
+    def _callback_url(self, request: IRequest) -> str | None:
         """
         Where the provider sends the browser back: under C{[pypid] base_url}
         when it is set (behind a proxy, it must be), else this request's
-        own scheme and host.
+        own scheme and C{Host} (L{None} when that is no host name).
         """
         base = self._chrome.base_url
         if base:
             return base + "login/sso/callback"
-        return str(request.URLPath().child(b"callback"))
+        host = request.getHeader(b"host") or b""
+        if not HOST.match(host):
+            return None
+        scheme = "https" if request.isSecure() else "http"
+        return f"{scheme}://{host.decode('ascii')}/login/sso/callback"
 
     def _session(self, request: IRequest) -> tuple[str, Session] | None:
         sessions = self._access.sessions
