@@ -1,9 +1,14 @@
 """
 Strings that try to inject into an LDAP search filter (C{INJECTIONS}),
 for the pure tests and those against the real directory; they were
-L{tests.test_ldap}'s.
+L{tests.test_ldap}'s. And a directory in memory (L{MemoryDirectory}) for
+the tests of what directory users do.
 """
 
+import attrs
+from twisted.internet.defer import Deferred, fail, succeed
+
+from pypid.auth.verifier import DirectoryUnavailable
 
 #: Names that would change a naively built filter's meaning.
 INJECTIONS = [
@@ -23,3 +28,29 @@ INJECTIONS = [
     "zoë*",
     "日本語)(uid=*",
 ]
+
+
+@attrs.define
+class MemoryDirectory:
+    """
+    The directory as the verifier sees it: C{check} answers from C{people}
+    (C{{(user, password): groups}}), or stays pending when C{hold}, or fails
+    with L{DirectoryUnavailable} when C{down}; every question is recorded.
+    """
+
+    people: dict = attrs.Factory(dict)
+    cache_ttl: float = 60.0
+    down: bool = False
+    hold: bool = False
+    asked: list = attrs.Factory(list)
+    pending: list = attrs.Factory(list)
+
+    def check(self, user, password):
+        self.asked.append(user)
+        if self.down:
+            return fail(DirectoryUnavailable(7))
+        if self.hold:
+            d = Deferred()
+            self.pending.append((d, self.people.get((user, password))))
+            return d
+        return succeed(self.people.get((user, password)))

@@ -41,7 +41,7 @@ from pypid.core.ldap_syntax import (
 from pypid.core.startup import StartupError
 from pypid.web.access import Access
 from tests.fakes import FAST
-from tests.harness_ldap import INJECTIONS
+from tests.harness_ldap import INJECTIONS, MemoryDirectory
 
 #: Other spellings of alice that a directory's matching rules (case, spaces,
 #: width ignored) find: none of them is alice's login.
@@ -390,32 +390,6 @@ class ConfigTests(SynchronousTestCase):
         config = self.load(f"[users]\nalice = {self.hash}\n[groups]\nops = alice\n"
                            "[auth]\nadmins = group:ops alice\n")
         self.assertEqual(config.auth.admins, ("group:ops", "alice"))
-
-
-@attrs.define
-class MemoryDirectory:
-    """
-    The directory as the verifier sees it: C{check} answers from C{people}
-    (C{{(user, password): groups}}), or stays pending when C{hold}, or fails
-    with L{DirectoryUnavailable} when C{down}; every question is recorded.
-    """
-
-    people: dict = attrs.Factory(dict)
-    cache_ttl: float = 60.0
-    down: bool = False
-    hold: bool = False
-    asked: list = attrs.Factory(list)
-    pending: list = attrs.Factory(list)
-
-    def check(self, user, password):
-        self.asked.append(user)
-        if self.down:
-            return fail(DirectoryUnavailable(7))
-        if self.hold:
-            d = Deferred()
-            self.pending.append((d, self.people.get((user, password))))
-            return d
-        return succeed(self.people.get((user, password)))
 
 
 @attrs.define
