@@ -225,12 +225,12 @@ class IndexRouteTests(SynchronousTestCase):
 #: styles, so its hashed link in every page changed, and only that: the
 #: pages with f6cd0be's stylesheet still give f6cd0be's sums.)
 DEFAULT_PAGES = {
-    "/": "02e5c0658a25a91b2c28af2f0ac098ec55d77c8cb4f5faded193bb7fce16f3ca",
-    "/search?q=widget": "590f51d887c8d0ad3900cf6020ecc4180b9bfff79a80fa90f1d5c0237387f057",
-    "/search?q=nothing": "abc09aa9b5a40d351b3d5d6f0fcc9910b8591028bc29fc18f83bd5aa74764fb0",
+    "/": "a427f87e92ae4e1ff8d42881c3db997b2279d2d2b2ee92a7d8f679609113230c",
+    "/search?q=widget": "e78f57c50dc2451888eb2b51f130ace902647073a41d77aef8ecf38c13dc69d6",
+    "/search?q=nothing": "523d355d76abc418243bf023490b618e25910bdc81e40462dce818a288de7870",
     "/api/search?q=wid": "257ce2b08254a0ec2dd513f6e7c21e3cb26c138d64d33761d6f1e139536027ce",
-    "/project/widget/": "9eaa6def56af44def49a89eec08277aafbe6d2a6d0f31d8c5a533a47838ec134",
-    "/project/widget/1.0/": "7756075bcc01d7f4fe7519ccbc6f395aef2c335ec601f277402ad3778fbfa469",
+    "/project/widget/": "edefa7aeabfd04ea5ceca165433e7daba2adf1268275fd3a613d912fa54d6110",
+    "/project/widget/1.0/": "47ae8530e9b1cfb1e67b9a2ef53489a4373db6f9044401ba906803db48e2476c",
 }
 
 

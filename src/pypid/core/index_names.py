@@ -29,6 +29,7 @@ DEFAULT = "default"
 ROUTE_SEGMENTS = frozenset({
     "simple", "files", "integrity", "project", "static",
     "health", "legacy", "login", "logout", "metrics", "pypi", "requirements.txt", "search",
+    "console",
     "api", "_", ".well-known",
 })
 

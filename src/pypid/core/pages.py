@@ -300,7 +300,7 @@ def _snippet(label: str, text_html: str) -> str:
 # -- the frame -------------------------------------------------------------------------
 
 
-def _frame(chrome: Chrome, root: str, title: str, main: str, *, search_box: bool = True,
+def frame(chrome: Chrome, root: str, title: str, main: str, *, search_box: bool = True,
            query: str = "") -> bytes:
     """A whole page around C{main}: head, header with search, footer."""
     search = ""
@@ -412,7 +412,7 @@ def landing_page(chrome: Chrome, projects: int, files: int, recent: Iterable[Upl
             + '</section>' if chrome.uploads else '')
         + '</div>'
     )
-    return _frame(chrome, root, chrome.title + " package index", main, search_box=False)
+    return frame(chrome, root, chrome.title + " package index", main, search_box=False)
 
 
 # -- logging in and out (issue 44) ---------------------------------------------------
@@ -449,7 +449,7 @@ def login_page(chrome: Chrome, *, error: str | None = None, user: str = "",
         '<p class="muted">Tools such as pip, uv and twine keep using a password or an API '
         'token; this page logs your browser in.</p></section>'
     )
-    return _frame(chrome, root, "Log in - " + chrome.title, main, search_box=False)
+    return frame(chrome, root, "Log in - " + chrome.title, main, search_box=False)
 
 
 def _sso_link(root: str, label: str | None, next_path: str) -> str:
@@ -477,7 +477,7 @@ def account_page(chrome: Chrome, user: str, csrf: str | None, *,
             '<section class="account" aria-labelledby="title"><h1 id="title">Logged out</h1>'
             f'<p class="notice" role="alert">{escape(problem or "")}</p></section>'
         )
-        return _frame(chrome, "", "Logged out - " + chrome.title, main, search_box=False)
+        return frame(chrome, "", "Logged out - " + chrome.title, main, search_box=False)
     main = (
         '<section class="account" aria-labelledby="title"><h1 id="title">Your session</h1>'
         f'<p>You are logged in as <strong>{escape(user)}</strong>.</p>'
@@ -485,7 +485,7 @@ def account_page(chrome: Chrome, user: str, csrf: str | None, *,
         f'<input type="hidden" name="csrf" value="{escape(csrf)}">'
         f'<p><button type="submit">Log out</button></p></form></section>'
     )
-    return _frame(chrome, "", "Your session - " + chrome.title, main, search_box=False)
+    return frame(chrome, "", "Your session - " + chrome.title, main, search_box=False)
 
 
 # -- search ------------------------------------------------------------------------------
@@ -528,7 +528,7 @@ def search_page(chrome: Chrome, results: Results | None, versions: Mapping[str, 
                 f'<ol class="results">{items}</ol>{_pager(chrome, results, root)}</div>')
         title = f"{results.query} - Search"
     main = f'<h1>Search</h1>{form}{body}'
-    return _frame(chrome, root, f"{title} - {chrome.title}", main, search_box=False)
+    return frame(chrome, root, f"{title} - {chrome.title}", main, search_box=False)
 
 
 def _hit(entry: SearchEntry, version: str | None, root: str) -> str:
@@ -622,7 +622,7 @@ def quarantined_page(chrome: Chrome, name: str, display_name: str, status: Proje
     """The page of a quarantined project for those who may not see its files (not admins)."""
     body = (f'{status_notice(status)}<div class="project-head">'
             f'<h1>{escape(display_name)}</h1></div>')
-    return _frame(chrome, root, f"{display_name} - {chrome.title}", body)
+    return frame(chrome, root, f"{display_name} - {chrome.title}", body)
 
 
 def project_page(chrome: Chrome, view: ProjectView, root: str) -> bytes:
@@ -691,7 +691,7 @@ def project_page(chrome: Chrome, view: ProjectView, root: str) -> bytes:
         + _downloads(view) + _files(chrome, view, root) + _history(view, root)
     )
     title = f"{view.display_name} {current.version} - {chrome.title}"
-    return _frame(chrome, root, title, body)
+    return frame(chrome, root, title, body)
 
 
 def _about(details: Details | None, current: Release) -> str:

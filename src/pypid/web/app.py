@@ -73,6 +73,7 @@ from pypid.web.audit_trail import AuditAdmin, AuditTrail
 from pypid.web.browser_login import BrowserLogin
 from pypid.web.cache_admin import CacheAdmin
 from pypid.web.channel import ConnectionCounter
+from pypid.web.console import Console
 from pypid.web.denied_files import DeniedDownloads
 from pypid.web.exposition import Metrics, SiteMetrics
 from pypid.web.health import Health
@@ -121,6 +122,7 @@ class PypidApp:
     @ivar recycle: the L{pypid.web.recycle_admin.RecycleAdmin}, with the registry.
     @ivar retention: the L{pypid.web.retention_admin.RetentionAdmin}, with the registry.
     @ivar login: the L{pypid.web.browser_login.BrowserLogin} (C{/login}, C{/logout}).
+    @ivar console: the L{pypid.web.console.Console} (C{/console/...}).
     """
 
     tokens: TokenAdmin
@@ -135,6 +137,7 @@ class PypidApp:
     recycle: RecycleAdmin | None = None
     retention: RetentionAdmin | None = None
     login: BrowserLogin | None = None
+    console: Console | None = None
 
     def areas(self) -> list[Area]:
         """Its areas (those the configuration has)."""
@@ -310,8 +313,9 @@ def _site_areas(access: Access, run: Run, clock: IReactorTime, audit: AuditTrail
     that act on the server's indexes only with their C{registry} (without
     it, their routes answer 404).
     """
+    tokens = TokenAdmin(access, run, audit=audit)
     return PypidApp(
-        tokens=TokenAdmin(access, run, audit=audit),
+        tokens=tokens,
         cache=CacheAdmin(access, upstream, audit=audit),
         health=health, metrics=metrics,
         audit=AuditAdmin(access, audit),
@@ -323,6 +327,7 @@ def _site_areas(access: Access, run: Run, clock: IReactorTime, audit: AuditTrail
         recycle=RecycleAdmin(access, registry) if registry is not None else None,
         retention=RetentionAdmin(access, registry, audit) if registry is not None else None,
         login=BrowserLogin(access, audit, chrome, sso),
+        console=Console(access, tokens, chrome),
     )
 
 

@@ -1,0 +1,154 @@
+"""
+The console's pages (issue 44): what a person logged in to the pages can
+do there, drawn like the pages for people (L{pypid.core.pages}: no
+external assets, no script needed, every form a plain HTML form carrying
+the session's CSRF token).
+
+Pure: each function takes what it shows and returns the page's bytes.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterable, Mapping, Sequence
+from html import escape
+from typing import Any
+
+from pypid.core.pages import Chrome, frame
+
+#: The lifetimes a token may be issued for on the form: (field value, label).
+LIFETIMES = (("30d", "30 days"), ("7d", "7 days"), ("90d", "90 days"), ("365d", "1 year"),
+             ("", "never"))
+
+#: The scopes of actions offered: (field value, label).
+ACTIONS = (("read", "read (install)"), ("upload", "upload (publish)"),
+           ("read upload", "read and upload"))
+
+
+def _when(seconds: object) -> str:
+    """A POSIX time as the console shows it (C{2026-01-31 12:00 UTC}), or "never"."""
+    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool):
+        return "never"
+    try:
+        moment = datetime.datetime.fromtimestamp(seconds, tz=datetime.UTC)
+    except (OverflowError, OSError, ValueError):
+        return "never"
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _csrf(csrf: str) -> str:
+    return f'<input type="hidden" name="csrf" value="{escape(csrf)}">'
+
+
+def _options(choices: Iterable[tuple[str, str]], chosen: str) -> str:
+    return "".join(
+        f'<option value="{escape(value)}"{" selected" if value == chosen else ""}>'
+        f'{escape(label)}</option>' for value, label in choices)
+
+
+def _nav(root: str) -> str:
+    links = [("console/tokens", "My tokens")]
+    return ('<nav aria-label="Console"><ul class="console-nav">'
+            + "".join(f'<li><a href="{escape(root + path)}">{escape(label)}</a></li>'
+                      for path, label in links)
+            + "</ul></nav>")
+
+
+def console_page(chrome: Chrome, person: str, *, root: str = "../") -> bytes:
+    """C{/console/}: what the person can manage here."""
+    main = (
+        '<section class="console" aria-labelledby="title"><h1 id="title">Console</h1>'
+        f'<p>Logged in as <strong>{escape(person)}</strong>.</p>{_nav(root)}'
+        '<p class="muted">What you do here is done as the API does it, as you, and kept in '
+        'the audit log.</p></section>'
+    )
+    return frame(chrome, root, "Console - " + chrome.title, main, search_box=False)
+
+
+def tokens_page(chrome: Chrome, person: str, csrf: str, tokens: Sequence[Mapping[str, Any]],
+                *, root: str = "../../", admin: bool = False,
+                issued: tuple[str, Mapping[str, Any]] | None = None,
+                error: str | None = None, fields: Mapping[str, str] | None = None,
+                outside: bool = False, index_url: str = "") -> bytes:
+    """
+    C{/console/tokens}: the person's API tokens (an admin's: everyone's),
+    the form that issues one, and a button per token that revokes it.
+
+    @param tokens: the records as C{GET /api/tokens} lists them.
+    @param issued: C{(token string, record)} of the token just issued,
+        shown this once.
+    @param error: why the last action was refused.
+    @param fields: the form's fields as sent, to fill it in again.
+    @param outside: whether the person logs in from outside (their tokens
+        must expire: "never" is not offered).
+    @param index_url: the simple index's URL, for the example of use.
+    """
+    fields = fields or {}
+    parts = ['<section class="console" aria-labelledby="title"><h1 id="title">My tokens</h1>',
+             _nav(root)]
+    if error:
+        parts.append(f'<p class="notice" role="alert" id="console-error">{escape(error)}</p>')
+    if issued is not None:
+        text, record = issued
+        parts.append(
+            '<section class="notice" aria-labelledby="issued" role="status">'
+            f'<h2 id="issued">Token {escape(str(record.get("id", "")))} issued</h2>'
+            '<p>Copy it now: it is not shown again.</p>'
+            f'<code class="secret" id="new-token">{escape(text)}</code>'
+            '<p>Use it as the password of the user <code>__token__</code>, for example '
+            f'<code>uv pip install --index-url https://__token__:&lt;token&gt;@'
+            f'{escape(index_url or "<this server>/simple/")} ...</code>.</p></section>')
+    parts.append('<h2>Tokens</h2>')
+    if tokens:
+        rows = []
+        for record in tokens:
+            token_id = str(record.get("id", ""))
+            projects = " ".join(record.get("projects") or ()) or "every project"
+            indexes = " ".join(record.get("indexes") or ()) or "every index"
+            owner = (f'<td>{escape(str(record.get("user", "")))}</td>' if admin else "")
+            if record.get("minted"):
+                what = "minted by trusted publishing"
+            else:
+                what = escape(str(record.get("description", "")))
+            rows.append(
+                f'<tr><td><code>{escape(token_id)}</code></td>{owner}'
+                f'<td>{escape(" ".join(record.get("actions") or ()))}</td>'
+                f'<td>{escape(projects)}</td><td>{escape(indexes)}</td>'
+                f'<td>{escape(_when(record.get("expires")))}</td><td>{what}</td>'
+                f'<td><form class="inline-form" method="post" '
+                f'action="{escape(root)}console/tokens/{escape(token_id)}/revoke">'
+                f'{_csrf(csrf)}<button type="submit" class="danger" '
+                f'aria-label="Revoke token {escape(token_id)}">Revoke</button></form></td></tr>')
+        owner_head = "<th scope=\"col\">User</th>" if admin else ""
+        parts.append(
+            '<div class="table-scroll"><table class="tokens"><caption class="visually-hidden">'
+            'Your API tokens</caption><thead><tr><th scope="col">Id</th>' + owner_head
+            + '<th scope="col">Actions</th><th scope="col">Projects</th>'
+            '<th scope="col">Indexes</th><th scope="col">Expires</th>'
+            '<th scope="col">Description</th><th scope="col"><span class="visually-hidden">'
+            'Revoke</span></th></tr></thead><tbody>' + "".join(rows)
+            + '</tbody></table></div>')
+    else:
+        parts.append('<p class="muted">You have no tokens.</p>')
+    lifetimes = [(value, label) for value, label in LIFETIMES if value or not outside]
+    described = ' aria-describedby="console-error"' if error else ""
+    parts.append(
+        '<h2 id="issue">Issue a token</h2>'
+        f'<form class="console-form" method="post" action="{escape(root)}console/tokens" '
+        'aria-labelledby="issue">' + _csrf(csrf)
+        + '<p><label for="description">Description</label>'
+        '<input id="description" name="description" type="text" maxlength="200" '
+        f'value="{escape(fields.get("description", ""))}"{described}></p>'
+        '<p><label for="actions">Actions</label><select id="actions" name="actions">'
+        + _options(ACTIONS, fields.get("actions", "read")) + '</select></p>'
+        '<p><label for="projects">Projects (names or globs; empty: every project)</label>'
+        '<input id="projects" name="projects" type="text" maxlength="1000" '
+        f'value="{escape(fields.get("projects", ""))}"></p>'
+        '<p><label for="indexes">Indexes (empty: every index)</label>'
+        '<input id="indexes" name="indexes" type="text" maxlength="1000" '
+        f'value="{escape(fields.get("indexes", ""))}"></p>'
+        '<p><label for="expires">Expires after</label><select id="expires" name="expires">'
+        + _options(lifetimes, fields.get("expires", "30d")) + '</select></p>'
+        '<p><button type="submit">Issue token</button></p></form>')
+    parts.append('</section>')
+    return frame(chrome, root, "My tokens - " + chrome.title, "".join(parts), search_box=False)

@@ -1,0 +1,164 @@
+"""
+The console (issue 44): what a person logged in to the pages manages
+there, in their browser session, with plain HTML forms.
+
+Every action is its API's own code path: the console's routes check the
+browser session and the form's CSRF token (beside the site's cross-site
+checks, L{pypid.core.cross_site}), then call the very method the API's
+route calls (L{pypid.web.token_admin.TokenAdmin.issue_token} and its
+siblings), which identifies the person through the session (the pages
+mark the request, L{pypid.web.request_auth.for_people}), refuses exactly
+as the API refuses, and records the audit entry with the person's name.
+What the API answers as JSON, the console shows as a page; what it
+refuses, the console shows with the same status and reason.
+
+The console takes a browser session only: a request carrying credentials
+(an C{Authorization} header) is refused, as a form of the pages never
+sends one, and a browser without a session is sent to the login form.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import attrs
+from klein import Klein
+from twisted.logger import Logger
+from twisted.web.iweb import IRequest
+
+from pypid.core import console_pages, pages
+from pypid.core.http_errors import BadRequest, Forbidden, HTTPError, Unauthorized
+from pypid.core.sessions import Session
+from pypid.web.access import Access
+from pypid.web.browser_login import no_store, send_html
+from pypid.web.people import people_headers
+from pypid.web.respond import see_other, send_error
+from pypid.web.routes import answer_errors, form_field
+from pypid.web.token_admin import TokenAdmin
+
+log = Logger()
+
+#: What a console request with credentials is told.
+SESSION_ONLY = ("the console works in a browser session: log in through the login page, "
+                "without an Authorization header")
+
+
+@attrs.define(slots=False)
+class Console:
+    """
+    The console's area (C{/console/...}).
+
+    @ivar _access: the access gate, with the browser sessions.
+    @ivar _tokens: the token routes' code, which the console calls.
+    @ivar _chrome: the chrome of the site's pages.
+    """
+
+    _access: Access
+    _tokens: TokenAdmin
+    _chrome: pages.Chrome
+
+    app = Klein()
+    answer_errors(app)
+
+    @app.route("/console/", methods=["GET", "HEAD"])
+    async def home(self, request: IRequest) -> bytes:
+        """What the person can manage here."""
+        session = self._session(request)
+        if isinstance(session, bytes):
+            return session
+        identity = await self._access.person(request)
+        chrome = attrs.evolve(self._chrome, person=identity.name)
+        return send_html(request, 200, console_pages.console_page(chrome, identity.name))
+
+    @app.route("/console", methods=["GET", "HEAD"])
+    def home_slash(self, request: IRequest) -> bytes:
+        """The console's home is C{/console/}."""
+        return see_other(request, "console/", "See /console/\n")
+
+    @app.route("/console/tokens", methods=["GET", "HEAD"])
+    async def tokens(self, request: IRequest) -> bytes:
+        """The person's tokens and the form that issues one."""
+        session = self._session(request)
+        if isinstance(session, bytes):
+            return session
+        return await self._tokens_page(request, session, 200)
+
+    @app.route("/console/tokens", methods=["POST"])
+    async def issue(self, request: IRequest) -> bytes:
+        """Issue a token (C{POST /api/tokens}'s path); the page shows it once."""
+        session = self._form_session(request)
+        if isinstance(session, bytes):
+            return session
+        fields = {name: form_field(request, name)
+                  for name in ("description", "actions", "projects", "indexes", "expires")}
+        try:
+            text, token = await self._tokens.issue_token(request)
+        except HTTPError as e:
+            return await self._tokens_page(request, session, e.code, error=e.message,
+                                           fields=fields)
+        return await self._tokens_page(request, session, 200, issued=(text, token.public()))
+
+    @app.route("/console/tokens/<string:token_id>/revoke", methods=["POST"])
+    async def revoke(self, request: IRequest, token_id: str) -> bytes:
+        """Revoke a token (C{DELETE /api/tokens/<id>}'s path), then the page again."""
+        session = self._form_session(request)
+        if isinstance(session, bytes):
+            return session
+        try:
+            await self._tokens.revoke_token(request, token_id)
+        except HTTPError as e:
+            return await self._tokens_page(request, session, e.code, error=e.message)
+        return see_other(request, "../../tokens", f"Revoked {token_id}\n")
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _session(self, request: IRequest) -> Session | bytes:
+        """
+        The browser session of a console page's request; else the answer:
+        a browser is sent to the login form, a client with credentials
+        refused.
+        """
+        people_headers(request)
+        no_store(request)
+        if request.requestHeaders.hasHeader(b"authorization"):
+            return send_error(request, BadRequest(SESSION_ONLY))
+        sessions = self._access.sessions
+        found = sessions.of(request) if sessions is not None else None
+        if found is None:
+            return send_error(request, Unauthorized("log in to use the console"))
+        return found[1]
+
+    def _form_session(self, request: IRequest) -> Session | bytes:
+        """L{_session}, for a form whose CSRF token must be the session's."""
+        session = self._session(request)
+        if isinstance(session, bytes):
+            return session
+        sessions = self._access.sessions
+        assert sessions is not None
+        if not sessions.book.csrf_matches(session, form_field(request, "csrf") or None):
+            return send_error(request, Forbidden("csrf: the form's token is not this "
+                                                 "session's; reload the page and try again"))
+        return session
+
+    async def _tokens_page(self, request: IRequest, session: Session, code: int,
+                           **shown: Any) -> bytes:
+        listed = await self._guarded(request, lambda: self._tokens.tokens_of(request))
+        if isinstance(listed, bytes):
+            return listed
+        identity = await self._access.person(request)
+        admin = self._access.is_admin(identity)
+        chrome = attrs.evolve(self._chrome, person=identity.name)
+        base = self._chrome.base_url
+        outside = self._access.login_source(request, identity).outside
+        return send_html(request, code, console_pages.tokens_page(
+            chrome, identity.name, session.csrf, listed, admin=admin, outside=outside,
+            index_url=(base.split("://", 1)[-1] + "simple/") if base else "", **shown))
+
+    async def _guarded(self, request: IRequest,
+                       action: Callable[[], Awaitable[Any]]) -> Any:
+        """C{action()}'s result, or its refusal's answer (bytes)."""
+        try:
+            return await action()
+        except HTTPError as e:
+            return send_error(request, e)
