@@ -7,6 +7,7 @@ C{[acl]} and C{[auth] admins}, a user removed from a group, injection
 attempts in the user name, and the directory stopped mid-run.
 """
 
+import json
 import os
 import shutil
 import time
@@ -35,6 +36,7 @@ from tests.e2e import (
     wait_for,
     with_cookie,
 )
+from tests.harness_console import token_round_trip
 from tests.harness_ldap import INJECTIONS
 from tests.harness_shared import class_shared
 from tests.slapd import GROUPS, PEOPLE, PEOPLE_ENTRIES, SERVICE, SERVICE_PASSWORD, Slapd
@@ -225,16 +227,43 @@ class LDAPDaemonTests(_LDAPDaemonTestCase):
 
     def test_admin_by_directory_group(self):
         """[auth] admins = group:pypi-admins makes bob, of that directory group, an admin."""
-        self.assertEqual(self.get("api/tokens", "bob", password_of("bob")).status, 200)
-        response = self.get("api/tokens", "alice", password_of("alice"))
+        self.assertEqual(self.get("api/audit", "bob", password_of("bob")).status, 200)
+        response = self.get("api/audit", "alice", password_of("alice"))
         self.assertEqual(response.status, 403)
         self.assertIn(b"alice is not an admin", response.body)
-        # A token acts for a user of [users]: a directory admin gets none.
-        issued = http("POST", self.daemon.url + "api/tokens",
-                      {"Content-Type": "application/x-www-form-urlencoded"},
-                      b"actions=upload", auth=("bob", password_of("bob")))
-        self.assertEqual(issued.status, 403, issued.body)
-        self.assertIn(b"bob logs in through the directory", issued.body)
+
+    def test_directory_user_token(self):
+        """
+        A directory user's token must expire, and acts with their groups:
+        alice (dev) uploads acme-by-token with it.
+        """
+        form = {"Content-Type": "application/x-www-form-urlencoded"}
+        refused = http("POST", self.daemon.url + "api/tokens", form, b"actions=upload",
+                       auth=("alice", password_of("alice")))
+        self.assertEqual(refused.status, 400, refused.body)
+        self.assertIn(b"alice logs in through the directory", refused.body)
+        issued = http("POST", self.daemon.url + "api/tokens", form,
+                      b"actions=upload&projects=acme-by-token&expires=30d",
+                      auth=("alice", password_of("alice")))
+        self.assertEqual(issued.status, 200, issued.body)
+        record = json.loads(issued.body)
+        self.assertEqual((record["source"], record["groups"]), ("ldap", ["dev"]))
+        paths = self.dist_dir(make_wheel("acme-by-token", "1.0"))
+        self.clients.twine_upload(self.daemon, paths, user="__token__",
+                                  password=record["token"])
+
+    def test_console_tokens(self):
+        """dave, of the directory, issues and revokes a token in the console (Chromium)."""
+        from tests.browser import shared_browser
+        page = shared_browser().new_page()
+        self.addCleanup(page.close)
+        page.goto(self.daemon.url + "login?next=/console/tokens")
+        page.page.fill("#user", "dave")
+        page.page.fill("#password", password_of("dave"))
+        with page.page.expect_navigation():
+            page.page.click("button[type=submit]")
+        token_round_trip(self, page, self.daemon, "dave", (USER, PASSWORD),
+                         "simple/acme-lib/")
 
     def test_browser_session_by_group(self):
         """

@@ -22,8 +22,10 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 from tests.browser import BrowserTestCase
 from tests.distributions import make_wheel
+from tests.e2e import PASSWORD as USER_PASSWORD
 from tests.e2e import USER, DaemonTestCase, free_port, upload
 from tests.e2e import with_cookie as get
+from tests.harness_console import token_round_trip
 from tests.oidc_provider import CLIENT_ID, CLIENT_SECRET, PASSWORD, OpenIDProvider
 
 PRIVATE = make_wheel("platform-lib", "1.0")
@@ -60,7 +62,8 @@ class _SSO(BrowserTestCase, DaemonTestCase):
     def start_daemon(self, allow=None):
         op = provider()
         daemon = self.new_daemon(settings={"auth.read": "authenticated",
-                                           "auth.session_idle": self.idle}, start=False)
+                                           "auth.session_idle": self.idle,
+                                           "auth.admins": USER}, start=False)
         with open(daemon.config_path, "a", encoding="utf-8") as f:
             f.write(self.acl + sso_section(op, os.path.join(daemon.directory, "sso-secret"),
                                            allow or self.allow))
@@ -203,6 +206,19 @@ class LoginTests(_SSO):
         self.assertEqual(status, 403)
         self.assertIn(f"{USER} is the name of a user of this server", self.reason(page))
         self.assertIsNone(self.session_cookie(page))
+
+
+class ConsoleTests(_SSO):
+    """A person of single sign-on manages their tokens in the console."""
+
+    def test_tokens(self):
+        daemon = self.start_daemon()
+        alice = self.person()
+        self.sign_in(alice, daemon, "alice", start="project/open-lib/")
+        token_round_trip(self, alice, daemon, "alice", (USER, USER_PASSWORD),
+                         "simple/platform-lib/", screenshot="console-tokens")
+        # (the provider's own pages ask for a favicon it does not have)
+        self.assert_clean(alice, allow=("401", "favicon.ico"))
 
 
 class ReloadTests(_SSO):
