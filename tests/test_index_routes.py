@@ -225,12 +225,12 @@ class IndexRouteTests(SynchronousTestCase):
 #: styles, so its hashed link in every page changed, and only that: the
 #: pages with f6cd0be's stylesheet still give f6cd0be's sums.)
 DEFAULT_PAGES = {
-    "/": "a427f87e92ae4e1ff8d42881c3db997b2279d2d2b2ee92a7d8f679609113230c",
-    "/search?q=widget": "e78f57c50dc2451888eb2b51f130ace902647073a41d77aef8ecf38c13dc69d6",
-    "/search?q=nothing": "523d355d76abc418243bf023490b618e25910bdc81e40462dce818a288de7870",
+    "/": "17e61d6539d6673460819a0ce029b261671af224d496286d993737dd25bc2d2d",
+    "/search?q=widget": "517ebaa06062c30bd4b7e5d9278559e9adc4f2b6233f843ee6c3f2496ad459c4",
+    "/search?q=nothing": "aeeefffe3e0328062644f410a413855f95bb8ab92e14debba6b55495a01c6006",
     "/api/search?q=wid": "257ce2b08254a0ec2dd513f6e7c21e3cb26c138d64d33761d6f1e139536027ce",
-    "/project/widget/": "edefa7aeabfd04ea5ceca165433e7daba2adf1268275fd3a613d912fa54d6110",
-    "/project/widget/1.0/": "47ae8530e9b1cfb1e67b9a2ef53489a4373db6f9044401ba906803db48e2476c",
+    "/project/widget/": "ed82d1868ec7b58c51db1f9d3cda36eb87f014a380b4416cedc3a93c0cbe7977",
+    "/project/widget/1.0/": "1a8ebc03e2da71170f7d984985e63169f4340f4b0bd1927e11b7ead7c08f1ddc",
 }
 
 

@@ -97,7 +97,8 @@ def tokens_page(chrome: Chrome, person: str, csrf: str, tokens: Sequence[Mapping
             f'<code class="secret" id="new-token">{escape(text)}</code>'
             '<p>Use it as the password of the user <code>__token__</code>, for example '
             f'<code>uv pip install --index-url https://__token__:&lt;token&gt;@'
-            f'{escape(index_url or "<this server>/simple/")} ...</code>.</p></section>')
+            f'{escape(index_url or "<this server>/simple/")} &lt;project&gt;</code>.</p>'
+            '</section>')
     parts.append('<h2>Tokens</h2>')
     if tokens:
         rows = []

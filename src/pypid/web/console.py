@@ -31,7 +31,7 @@ from pypid.core import console_pages, pages
 from pypid.core.http_errors import BadRequest, Forbidden, HTTPError, Unauthorized
 from pypid.core.sessions import Session
 from pypid.web.access import Access
-from pypid.web.browser_login import no_store, send_html
+from pypid.web.browser_login import HOST, no_store, send_html
 from pypid.web.people import people_headers
 from pypid.web.respond import see_other, send_error
 from pypid.web.routes import answer_errors, form_field
@@ -149,11 +149,22 @@ class Console:
         identity = await self._access.person(request)
         admin = self._access.is_admin(identity)
         chrome = attrs.evolve(self._chrome, person=identity.name)
-        base = self._chrome.base_url
         outside = self._access.login_source(request, identity).outside
         return send_html(request, code, console_pages.tokens_page(
             chrome, identity.name, session.csrf, listed, admin=admin, outside=outside,
-            index_url=(base.split("://", 1)[-1] + "simple/") if base else "", **shown))
+            index_url=self._index_url(request), **shown))
+
+    def _index_url(self, request: IRequest) -> str:
+        """
+        The simple index's URL, without its scheme, for the page's example:
+        under C{[pypid] base_url}, else this request's C{Host} (when it is
+        a host name), else empty (the page says "this server").
+        """
+        base = self._chrome.base_url
+        if base:
+            return base.split("://", 1)[-1] + "simple/"
+        host = request.getHeader(b"host") or b""
+        return host.decode("ascii") + "/simple/" if HOST.match(host) else ""
 
     async def _guarded(self, request: IRequest,
                        action: Callable[[], Awaitable[Any]]) -> Any:
