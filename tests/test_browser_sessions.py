@@ -15,6 +15,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from pypid.auth.factory import directory_key
 from pypid.auth.policy import AccessModel
 from pypid.auth.verifier import PasswordVerifier
 from pypid.config import load_config
@@ -442,10 +443,16 @@ class ConfigTests(SynchronousTestCase):
         alice = session("alice", "password", USERS["alice"])
         self.assertTrue(still_a_user(alice, verifier, plain, b))
         self.assertFalse(still_a_user(session("bob", "password"), verifier, plain, b))
-        self.assertFalse(still_a_user(session("bob", "ldap"), verifier, plain, b))
-        self.assertTrue(still_a_user(session("bob", "ldap"), verifier, directory, b))
+        key = directory_key(directory)
+        self.assertFalse(still_a_user(session("bob", "ldap", key), verifier, plain, b))
+        self.assertTrue(still_a_user(session("bob", "ldap", key), verifier, directory, b))
+        # (another directory, with other users: its bob is another person)
+        elsewhere = self.config("[ldap]\nurl = ldap://127.0.0.1:2\n"
+                                "user_base = ou=people,dc=example,dc=test\n")
+        self.assertFalse(still_a_user(session("bob", "ldap", key), verifier, elsewhere, b))
+        self.assertFalse(still_a_user(session("bob", "ldap"), verifier, directory, b))
         # (a local user who took a directory user's name is another person)
-        self.assertFalse(still_a_user(session("alice", "ldap"), verifier, directory, b))
+        self.assertFalse(still_a_user(session("alice", "ldap", key), verifier, directory, b))
         # (a changed password ends the session)
         changed = PasswordVerifier({"alice": USERS["dave"]}, Clock(), None)
         self.assertFalse(still_a_user(alice, changed, plain, b))

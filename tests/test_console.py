@@ -18,6 +18,7 @@ from tests.harness_ldap import MemoryDirectory
 from tests.harness_web import PASSWORD, USERS, NoCookieJar, basic
 
 DOCUMENT = {"Sec-Fetch-Dest": "document"}
+DIRECTORY_KEY = "ldap ldaps://ldap.corp.example:636 ou=people,dc=corp,dc=example"
 
 
 class _Console(NoCookieJar):
@@ -29,7 +30,7 @@ class _Console(NoCookieJar):
         verifier = PasswordVerifier(USERS, self.clock, None, run_in_pool=run_in_pool_now,
                                     directory=self.directory)
         self.access.reconfigure(self.access.model, verifier, self.access.tokens,
-                                OutsideLogins(directory=True))
+                                OutsideLogins(directory=DIRECTORY_KEY))
         self.uploaded()
 
     def access_model(self):
@@ -130,11 +131,38 @@ class MyTokensTests(_Console, SynchronousTestCase):
         self.assertEqual(response.code, 404)
         self.assertIn(other.id, self.access.tokens.tokens)
 
+    def test_links_from_every_depth(self):
+        """The page links back to the site's root from wherever it is answered."""
+        cookie, csrf = self.log_in()
+        _, page = self.get("/console/tokens", headers=cookie)
+        self.assertIn(b'action="../console/tokens"', page)
+        self.assertIn(b'href="../static/', page)
+        response, page = self.request("POST", "/console/tokens/nosuchid/revoke",
+                                      headers=cookie, data={"csrf": csrf})
+        self.assertEqual(response.code, 404)
+        self.assertIn(b'action="../../../console/tokens"', page)
+        self.assertIn(b'href="../../../static/', page)
+        _, page = self.get("/console/", headers=cookie)
+        self.assertIn(b'href="../console/tokens"', page)
+
+    def test_refusals_audited(self):
+        """A form refused for its CSRF token, or its fields, is in the audit log."""
+        cookie, csrf = self.log_in()
+        self.request("POST", "/console/tokens", headers=cookie, data={"actions": "read"})
+        self.request("POST", "/console/tokens", headers={
+            **cookie, "Content-Type": "application/x-www-form-urlencoded"},
+            data=b"csrf=" + csrf.encode() + b"&actions=read&description=%ff")
+        refused = [(e["event"], e["outcome"], e["user"], e.get("detail"))
+                   for e in self.events() if e["outcome"] != "ok"]
+        self.assertEqual(refused[0], ("token-issued", "refused", "alice", "csrf"))
+        self.assertEqual(refused[1][:3], ("token-issued", "refused", "alice"))
+
     def test_directory_user(self):
         """A directory user's token must expire: "never" is not offered, and refused."""
         cookie, csrf = self.log_in("zed", "zed-pw")
         _, page = self.get("/console/tokens", headers=cookie)
         self.assertNotIn(b'value="">never', page)
+        self.assertNotIn(b"1 year", page)
         body = self.issue(cookie, csrf, 400, expires="")
         self.assertIn(b"zed logs in through the directory", body)
         self.issue(cookie, csrf, expires="30d")

@@ -349,12 +349,22 @@ class TokenTests(DaemonTestCase):
         self.assertEqual(http("GET", self.daemon.index_url + "scope-a/",
                               auth=("__token__", upload_only)).status, 404)
 
-    def test_only_admins_issue(self):
-        """A user who is not an admin gets 403; bad fields get 400."""
+    def test_people_issue_their_own(self):
+        """
+        A user who is not an admin issues tokens of their own and sees
+        only those (issue 44); bad fields get 400.
+        """
         headers, body = form(actions="upload")
         answer = http("POST", self.daemon.url + "api/tokens", headers, body,
                       auth=(USER, PASSWORD))
-        self.assertEqual(answer.status, 403)
+        self.assertEqual(answer.status, 200, answer.body)
+        mine = json.loads(answer.body)
+        self.assertEqual(mine["user"], USER)
+        listed = http("GET", self.daemon.url + "api/tokens", auth=(USER, PASSWORD))
+        self.assertEqual({t["user"] for t in json.loads(listed.body)["tokens"]}, {USER})
+        gone = http("DELETE", self.daemon.url + f"api/tokens/{mine['id']}",
+                    auth=(USER, PASSWORD))
+        self.assertEqual(gone.status, 200, gone.body)
         headers, body = form(actions="delete")
         bad = http("POST", self.daemon.url + "api/tokens", headers, body,
                    auth=("root", "root-pw"))

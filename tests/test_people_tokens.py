@@ -24,6 +24,7 @@ from tests.harness_web import USERS, NoCookieJar, basic
 
 DAY = 86400.0
 PROVIDER_KEY = "sso https://login.corp.example/realms/acme pypid"
+DIRECTORY_KEY = "ldap ldaps://ldap.corp.example:636 ou=people,dc=corp,dc=example"
 
 
 def token_auth(text):
@@ -36,7 +37,7 @@ class _People(NoCookieJar):
     def setUp(self):
         super().setUp()
         self.directory = MemoryDirectory({("zed", "zed-pw"): frozenset({"dev"})})
-        self.reconfigure(OutsideLogins(directory=True))
+        self.reconfigure(OutsideLogins(directory=DIRECTORY_KEY))
         self.uploaded()
 
     def access_model(self):
@@ -82,6 +83,37 @@ class PeopleTokensTests(_People, SynchronousTestCase):
                                       auth=dave)[0].code, 200)
         self.assertEqual(self.listing(dave), set())
 
+    def test_bounds(self):
+        """At most 100 patterns a token (repeats once), 100 tokens a person."""
+        alice = basic("alice")
+        many = " ".join(f"p{n}" for n in range(101))
+        self.assertIn("at most 100 names or globs",
+                      self.issue(alice, 400, actions="read", projects=many))
+        token = self.issue(alice, actions="read", projects="a " * 500 + "b")
+        self.assertEqual(token["projects"], ["a", "b"])
+        for _ in range(99):
+            self.issue(alice, actions="read")
+        self.assertIn("alice has 100 tokens, the most one keeps",
+                      self.issue(alice, 400, actions="read"))
+        self.issue(basic("dave"), actions="read")
+
+    def test_admin_removed_while_waiting(self):
+        """A revocation that waited for another change is checked again with the lock."""
+        mine = self.issue(basic("alice"), actions="read")
+        writes = self.web.app.tokens._writes
+        self.successResultOf(writes.acquire())
+        d = self.client.request("DELETE", f"http://pypi.test/api/tokens/{mine['id']}",
+                                headers={"Authorization": basic("dave")})
+        self.access.reconfigure(AccessModel(read="authenticated"),
+                                PasswordVerifier(USERS, self.clock, None,
+                                                 run_in_pool=run_in_pool_now,
+                                                 directory=self.directory),
+                                self.access.tokens, OutsideLogins(directory=DIRECTORY_KEY))
+        writes.release()
+        self.client.flush()
+        self.assertEqual(self.successResultOf(d).code, 404)
+        self.assertIn(mine["id"], self.access.tokens.tokens)
+
     def test_token_never_manages_tokens(self):
         mine = self.issue(basic("alice"), actions="read upload")
         for method, path in (("POST", "/api/tokens"), ("GET", "/api/tokens"),
@@ -99,14 +131,17 @@ class PeopleTokensTests(_People, SynchronousTestCase):
                       "days", refused)
         self.assertIn("expire within 90", self.issue(zed, 400, actions="read", expires="91d"))
         token = self.issue(zed, actions="read", expires="30d")
-        self.assertEqual((token["source"], token["groups"]), ("ldap", ["dev"]))
-        self.assertNotIn("provider", token)
+        self.assertEqual((token["source"], token["groups"], token["provider"]),
+                         ("ldap", ["dev"], DIRECTORY_KEY))
         auth = token_auth(token["token"])
         # (its groups reach the rules: dev reads holy-grail)
         self.assertEqual(self.request("GET", "/simple/holy-grail/", auth=auth)[0].code, 200)
-        self.reconfigure(OutsideLogins(directory=False))
+        self.reconfigure(OutsideLogins())
         self.assertEqual(self.request("GET", "/simple/holy-grail/", auth=auth)[0].code, 401)
-        self.reconfigure(OutsideLogins(directory=True))
+        # (another directory: its zed is another person)
+        self.reconfigure(OutsideLogins(directory=DIRECTORY_KEY + "-elsewhere"))
+        self.assertEqual(self.request("GET", "/simple/holy-grail/", auth=auth)[0].code, 401)
+        self.reconfigure(OutsideLogins(directory=DIRECTORY_KEY))
         self.assertEqual(self.request("GET", "/simple/holy-grail/", auth=auth)[0].code, 200)
         self.clock.advance(30 * DAY)
         self.assertEqual(self.request("GET", "/simple/holy-grail/", auth=auth)[0].code, 401)
@@ -141,8 +176,11 @@ class OutsideLoginsTests(SynchronousTestCase):
         self.assertFalse(sso.admits(PROVIDER, "zed", {"dev"}, PROVIDER_KEY + "x"))
         self.assertFalse(sso.admits(DIRECTORY, "zed", {"dev"}, ""))
         self.assertFalse(OutsideLogins().admits(PROVIDER, "zed", {"dev"}, PROVIDER_KEY))
-        self.assertTrue(OutsideLogins(directory=True).admits(DIRECTORY, "zed", (), ""))
-        self.assertFalse(OutsideLogins(directory=True).admits("password", "zed", (), ""))
+        ldap = OutsideLogins(directory=DIRECTORY_KEY)
+        self.assertTrue(ldap.admits(DIRECTORY, "zed", (), DIRECTORY_KEY))
+        self.assertFalse(ldap.admits(DIRECTORY, "zed", (), DIRECTORY_KEY + "x"))
+        self.assertFalse(ldap.admits(DIRECTORY, "zed", (), ""))
+        self.assertFalse(ldap.admits("password", "zed", (), DIRECTORY_KEY))
 
 
 

@@ -81,11 +81,23 @@ def make_access_materials(config: Config, reactor: IReactorTime,
                        tokens if tokens is not None else load_tokens(config, reactor))
 
 
+def directory_key(config: Config) -> str | None:
+    """
+    What names C{[ldap]}'s directory for the sessions and tokens of its
+    users (its servers and where its users are): a reload that points
+    elsewhere ends them. L{None} without a directory.
+    """
+    ldap = config.ldap
+    if not ldap.url:
+        return None
+    return f"ldap {' '.join(str(server) for server in ldap.url)} {ldap.user_base}"
+
+
 def outside_logins(config: Config) -> OutsideLogins:
     """Who from outside the configuration lets in: its directory, its provider."""
     sso = config.sso
     return OutsideLogins(
-        directory=bool(config.ldap.url),
+        directory=directory_key(config),
         provider=provider_key(sso.issuer, sso.client_id) if sso.issuer is not None else None,
         mapping=sso.mapping)
 

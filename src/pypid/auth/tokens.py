@@ -192,6 +192,13 @@ def _where(data: bytes, record: object, number: int) -> str:
     return f"token {number} (id {token_id})"
 
 
+#: The most project names or globs one token is scoped to.
+MAX_PATTERNS = 100
+#: The most tokens one user keeps in the file: past it, a person revokes
+#: one before issuing another (every change writes the whole file).
+MAX_PER_USER = 100
+
+
 @attrs.define
 class TokenBook:
     """
@@ -252,12 +259,18 @@ class TokenBook:
         actions = frozenset(actions)
         if not actions or not actions <= ACTIONS:
             raise TokenError("actions: expected read, upload or both")
-        patterns = []
+        patterns: list[str] = []
         for project in projects:
             try:
-                patterns.append(normalize_pattern(project))
+                pattern = normalize_pattern(project)
             except RuleError as e:
                 raise TokenError(f"projects: {e}")
+            if pattern not in patterns:
+                patterns.append(pattern)
+        if len(patterns) > MAX_PATTERNS:
+            # (each is matched at every request the token makes, on the
+            # reactor's thread: a token of many would stall the server)
+            raise TokenError(f"projects: at most {MAX_PATTERNS} names or globs")
         if lifetime is not None and lifetime <= 0:
             raise TokenError("expires: a token must live a positive time")
         if login.outside and (lifetime is None or lifetime > MAX_OUTSIDE_TOKEN_LIFETIME):

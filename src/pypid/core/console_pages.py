@@ -16,9 +16,11 @@ from typing import Any
 
 from pypid.core.pages import Chrome, frame
 
-#: The lifetimes a token may be issued for on the form: (field value, label).
-LIFETIMES = (("30d", "30 days"), ("7d", "7 days"), ("90d", "90 days"), ("365d", "1 year"),
-             ("", "never"))
+#: The lifetimes a token may be issued for on the form: (field value,
+#: label, whether a person from outside may pick it: their tokens expire
+#: within L{pypid.core.outside_logins.MAX_OUTSIDE_TOKEN_LIFETIME}).
+LIFETIMES = (("30d", "30 days", True), ("7d", "7 days", True), ("90d", "90 days", True),
+             ("365d", "1 year", False), ("", "never", False))
 
 #: The scopes of actions offered: (field value, label).
 ACTIONS = (("read", "read (install)"), ("upload", "upload (publish)"),
@@ -66,7 +68,7 @@ def console_page(chrome: Chrome, person: str, *, root: str = "../") -> bytes:
 
 
 def tokens_page(chrome: Chrome, person: str, csrf: str, tokens: Sequence[Mapping[str, Any]],
-                *, root: str = "../../", admin: bool = False,
+                *, root: str = "../", admin: bool = False,
                 issued: tuple[str, Mapping[str, Any]] | None = None,
                 error: str | None = None, fields: Mapping[str, str] | None = None,
                 outside: bool = False, index_url: str = "") -> bytes:
@@ -82,6 +84,7 @@ def tokens_page(chrome: Chrome, person: str, csrf: str, tokens: Sequence[Mapping
     @param outside: whether the person logs in from outside (their tokens
         must expire: "never" is not offered).
     @param index_url: the simple index's URL, for the example of use.
+    @param root: the way back to the site's root from the page's URL.
     """
     fields = fields or {}
     parts = ['<section class="console" aria-labelledby="title"><h1 id="title">My tokens</h1>',
@@ -131,7 +134,7 @@ def tokens_page(chrome: Chrome, person: str, csrf: str, tokens: Sequence[Mapping
             + '</tbody></table></div>')
     else:
         parts.append('<p class="muted">You have no tokens.</p>')
-    lifetimes = [(value, label) for value, label in LIFETIMES if value or not outside]
+    lifetimes = [(value, label) for value, label, anyone in LIFETIMES if anyone or not outside]
     described = ' aria-describedby="console-error"' if error else ""
     parts.append(
         '<h2 id="issue">Issue a token</h2>'

@@ -9,10 +9,10 @@ password's hash, which pypid has. A directory's user or a provider's
 person is known only when they log in: a session they opened, or a token
 they issued, carries where they logged in (L{LoginSource}) and the groups
 they had then, and stands for them only while the configuration in force
-still lets that in (L{OutsideLogins.admits}): the directory configured;
-the same provider and client, whose C{[sso] allow} still lets them in; and
-never once a local user has their name (the caller checks that, against
-its users).
+still lets that in (L{OutsideLogins.admits}): the same
+directory (its servers and user base); the same provider and client,
+whose C{[sso] allow} still lets them in; and never once a local user has
+their name (the caller checks that, against its users).
 
 Pure.
 """
@@ -42,8 +42,8 @@ class LoginSource:
 
     @ivar source: one of L{SOURCES}.
     @ivar groups: the directory's or the provider's groups they had then.
-    @ivar provider: for single sign-on, the provider and client
-        (L{pypid.core.sso_flow.provider_key}); else empty.
+    @ivar provider: the key of the directory or provider they came through
+        (L{OutsideLogins.key_of}); empty for a password.
     """
 
     source: str = PASSWORD
@@ -65,24 +65,29 @@ class OutsideLogins:
     """
     Who from outside the configuration in force lets in.
 
-    @ivar directory: whether C{[ldap]} is configured.
+    @ivar directory: C{[ldap]}'s directory (L{pypid.auth.factory.directory_key}:
+        its servers and where its users are), or L{None} without one.
     @ivar provider: C{[sso]}'s provider and client
         (L{pypid.core.sso_flow.provider_key}), or L{None} without one.
     @ivar mapping: C{[sso]}'s claim mapping (its C{allow}).
     """
 
-    directory: bool = False
+    directory: str | None = None
     provider: str | None = None
     mapping: ClaimMapping = ClaimMapping()
 
-    def admits(self, source: str, user: str, groups: Iterable[str], provider: str) -> bool:
+    def key_of(self, source: str) -> str | None:
+        """The directory's or the provider's key in force for C{source}, or L{None}."""
+        return self.directory if source == DIRECTORY else \
+            self.provider if source == PROVIDER else None
+
+    def admits(self, source: str, user: str, groups: Iterable[str], key: str) -> bool:
         """
         Whether a session or token of C{user} from C{source} (with the
-        C{groups} and C{provider} it remembers) still stands for them.
+        C{groups} it remembers, and the C{key} of the directory or provider
+        it came through) still stands for them: the same directory, or the
+        same provider and client whose C{allow} still lets them in.
         """
-        if source == DIRECTORY:
-            return self.directory
-        if source == PROVIDER:
-            return (self.provider is not None and provider == self.provider
-                    and self.mapping.allows(user, groups))
-        return False
+        if source not in (DIRECTORY, PROVIDER) or key != self.key_of(source):
+            return False
+        return source == DIRECTORY or self.mapping.allows(user, groups)

@@ -85,7 +85,8 @@ class Session:
         hash their password was checked against: a reload that changed the
         password ends the session (L{SessionBook.stamp_of}); for single
         sign-on, of the provider and client
-        (L{pypid.core.sso_flow.provider_key}); empty for a directory user.
+        (L{pypid.core.sso_flow.provider_key}); for a directory user, of the
+        directory (L{pypid.auth.factory.directory_key}).
     """
 
     user: str

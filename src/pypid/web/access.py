@@ -151,10 +151,10 @@ class Access:
         sessions = self.sessions
         session = sessions.book.sessions.get(digest) if sessions is not None and digest \
             else None
+        outside = self._identification.outside
         if session is not None and session.source == PROVIDER:
-            return LoginSource(PROVIDER, session.groups,
-                               self._identification.outside.provider or "")
-        return LoginSource(DIRECTORY, identity.groups)
+            return LoginSource(PROVIDER, session.groups, outside.provider or "")
+        return LoginSource(DIRECTORY, identity.groups, outside.directory or "")
 
     # -- per project ---------------------------------------------------------------
 
@@ -512,8 +512,9 @@ def still_a_user(session: Session, verifier: PasswordVerifier, config: Config,
     Whether the configuration read again still has a browser session's
     user as they logged in: a password user still in C{[users]} or the
     htpasswd file with the same password (its hash's stamp); a directory
-    user while C{[ldap]} is configured and no local user took the name; a
-    person of single sign-on while C{[sso]} names the same provider and
+    user while C{[ldap]} names the same directory (the stamp of
+    L{pypid.auth.factory.directory_key}) and no local user took the name;
+    a person of single sign-on while C{[sso]} names the same provider and
     client (the stamp of L{pypid.core.sso_flow.provider_key}), no local user
     took the name, and C{[sso] allow} still lets them in. (Their groups,
     and what they may do, are the rules in force at each request. A
@@ -527,11 +528,10 @@ def still_a_user(session: Session, verifier: PasswordVerifier, config: Config,
     if verifier.knows(session.user):
         return False
     outside = outside_logins(config)
-    provider = ""
-    if session.source == PROVIDER and outside.provider is not None and hmac.compare_digest(
-            book.stamp_of(outside.provider), session.stamp):
-        provider = outside.provider
-    return outside.admits(session.source, session.user, session.groups, provider)
+    key = outside.key_of(session.source)
+    if key is None or not hmac.compare_digest(book.stamp_of(key), session.stamp):
+        return False
+    return outside.admits(session.source, session.user, session.groups, key)
 
 
 def make_sessions(config: Config, reactor: IReactorTime, pool: ThreadPool) -> BrowserSessions:

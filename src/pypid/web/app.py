@@ -327,7 +327,7 @@ def _site_areas(access: Access, run: Run, clock: IReactorTime, audit: AuditTrail
         recycle=RecycleAdmin(access, registry) if registry is not None else None,
         retention=RetentionAdmin(access, registry, audit) if registry is not None else None,
         login=BrowserLogin(access, audit, chrome, sso),
-        console=Console(access, tokens, chrome),
+        console=Console(access, tokens, chrome, audit),
     )
 
 

@@ -52,7 +52,7 @@ from pypid.auth.verifier import Identity
 from pypid.core import pages
 from pypid.core.audit_chain import FAILED
 from pypid.core.http_errors import HTTPError, Unauthorized
-from pypid.core.outside_logins import DIRECTORY, PASSWORD, PROVIDER
+from pypid.core.outside_logins import PASSWORD, PROVIDER
 from pypid.core.sessions import Session
 from pypid.core.sso_flow import PENDING_TTL, LoginRefused
 from pypid.web.access import Access
@@ -189,11 +189,13 @@ class BrowserLogin:
             # The users were reloaded while the password was checked: the
             # check was the old configuration's.
             return self._form(request, 503, error=RELOADED, user=user, next_path=shown_next)
-        stored = self._access.stored_password(identity.name)
-        source = PASSWORD if stored is not None else DIRECTORY
-        sessions.open(request, identity.name, identity.groups, source, stored)
+        login = self._access.login_source(request, identity)
+        # (the stamp: a password user's hash, a directory user's directory)
+        stamp = self._access.stored_password(identity.name) if login.source == PASSWORD \
+            else login.provider
+        sessions.open(request, identity.name, identity.groups, login.source, stamp)
         remember(identity, request)
-        self._audit.record(request, identity, "session-opened", detail=source)
+        self._audit.record(request, identity, "session-opened", detail=login.source)
         log.info("{user} logged in to the pages", user=identity.name)
         # (relative to /login, at the site's root: a proxy's path prefix is kept)
         location = "." + nxt if nxt.startswith("/") else nxt

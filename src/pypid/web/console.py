@@ -27,14 +27,17 @@ from klein import Klein
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
+from pypid.auth.verifier import Identity
 from pypid.core import console_pages, pages
+from pypid.core.audit_chain import REFUSED
 from pypid.core.http_errors import BadRequest, Forbidden, HTTPError, Unauthorized
 from pypid.core.sessions import Session
 from pypid.web.access import Access
+from pypid.web.audit_trail import AuditTrail
 from pypid.web.browser_login import HOST, no_store, send_html
 from pypid.web.people import people_headers
 from pypid.web.respond import see_other, send_error
-from pypid.web.routes import answer_errors, form_field
+from pypid.web.routes import answer_errors
 from pypid.web.token_admin import TokenAdmin
 
 log = Logger()
@@ -52,11 +55,13 @@ class Console:
     @ivar _access: the access gate, with the browser sessions.
     @ivar _tokens: the token routes' code, which the console calls.
     @ivar _chrome: the chrome of the site's pages.
+    @ivar _audit: where a form refused for its CSRF token is recorded.
     """
 
     _access: Access
     _tokens: TokenAdmin
     _chrome: pages.Chrome
+    _audit: AuditTrail
 
     app = Klein()
     answer_errors(app)
@@ -69,7 +74,8 @@ class Console:
             return session
         identity = await self._access.person(request)
         chrome = attrs.evolve(self._chrome, person=identity.name)
-        return send_html(request, 200, console_pages.console_page(chrome, identity.name))
+        return send_html(request, 200, console_pages.console_page(chrome, identity.name,
+                                                                  root=root_of(request)))
 
     @app.route("/console", methods=["GET", "HEAD"])
     def home_slash(self, request: IRequest) -> bytes:
@@ -87,10 +93,12 @@ class Console:
     @app.route("/console/tokens", methods=["POST"])
     async def issue(self, request: IRequest) -> bytes:
         """Issue a token (C{POST /api/tokens}'s path); the page shows it once."""
-        session = self._form_session(request)
+        session = self._form_session(request, "token-issued")
         if isinstance(session, bytes):
             return session
-        fields = {name: form_field(request, name)
+        # (to fill the form in again: as sent, never refused here, so that
+        # what the API refuses is refused there, and audited)
+        fields = {name: shown_field(request, name)
                   for name in ("description", "actions", "projects", "indexes", "expires")}
         try:
             text, token = await self._tokens.issue_token(request)
@@ -102,7 +110,7 @@ class Console:
     @app.route("/console/tokens/<string:token_id>/revoke", methods=["POST"])
     async def revoke(self, request: IRequest, token_id: str) -> bytes:
         """Revoke a token (C{DELETE /api/tokens/<id>}'s path), then the page again."""
-        session = self._form_session(request)
+        session = self._form_session(request, "token-revoked", token_id)
         if isinstance(session, bytes):
             return session
         try:
@@ -129,14 +137,21 @@ class Console:
             return send_error(request, Unauthorized("log in to use the console"))
         return found[1]
 
-    def _form_session(self, request: IRequest) -> Session | bytes:
-        """L{_session}, for a form whose CSRF token must be the session's."""
+    def _form_session(self, request: IRequest, event: str,
+                      target: str | None = None) -> Session | bytes:
+        """
+        L{_session}, for a form whose CSRF token must be the session's: a
+        form without it is refused, and audited as C{event} refused (its
+        C{target}, if any) for the session's person.
+        """
         session = self._session(request)
         if isinstance(session, bytes):
             return session
         sessions = self._access.sessions
         assert sessions is not None
-        if not sessions.book.csrf_matches(session, form_field(request, "csrf") or None):
+        if not sessions.book.csrf_matches(session, shown_field(request, "csrf") or None):
+            self._audit.record(request, Identity(session.user, groups=session.groups), event,
+                               REFUSED, target=target, detail="csrf")
             return send_error(request, Forbidden("csrf: the form's token is not this "
                                                  "session's; reload the page and try again"))
         return session
@@ -152,7 +167,7 @@ class Console:
         outside = self._access.login_source(request, identity).outside
         return send_html(request, code, console_pages.tokens_page(
             chrome, identity.name, session.csrf, listed, admin=admin, outside=outside,
-            index_url=self._index_url(request), **shown))
+            index_url=self._index_url(request), root=root_of(request), **shown))
 
     def _index_url(self, request: IRequest) -> str:
         """
@@ -173,3 +188,14 @@ class Console:
             return await action()
         except HTTPError as e:
             return send_error(request, e)
+
+
+def root_of(request: IRequest) -> str:
+    """The way back to the site's root from C{request}'s page (C{../} from C{/console/x})."""
+    return "../" * (request.path.count(b"/") - 1)
+
+
+def shown_field(request: IRequest, name: str) -> str:
+    """A form field as sent, to show again (bytes that are not UTF-8 replaced)."""
+    values = request.args.get(name.encode("ascii"))
+    return values[0].decode("utf-8", "replace").strip() if values else ""

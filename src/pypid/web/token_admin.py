@@ -17,7 +17,7 @@ L{TokenAdmin.revoke_token}): what they refuse is refused alike.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import attrs
@@ -94,8 +94,16 @@ class TokenAdmin:
                 known_indexes={DEFAULT_INDEX, *self._access.model.indexes}, login=login)
         except ValueError as e:
             raise BadRequest(str(e))
-        identity = await self._confirmed(request, identity)
-        await self._change(lambda kept: {**kept, token.id: token})
+        def add(kept: dict[str, tokens.Token]) -> dict[str, tokens.Token]:
+            if sum(1 for t in kept.values() if t.user == identity.name) >= tokens.MAX_PER_USER:
+                raise BadRequest(f"{identity.name} has {tokens.MAX_PER_USER} tokens, the most "
+                                 "one keeps: revoke one first")
+            return {**kept, token.id: token}
+
+        async def still() -> None:
+            nonlocal identity
+            identity = await self._confirmed(request, identity)
+        await self._change(add, still)
         scope = (f"{' '.join(sorted(token.actions))} on "
                  f"{' '.join(token.projects) or 'every project'}"
                  + (f" in {' '.join(token.indexes)}" if token.indexes else ""))
@@ -138,6 +146,13 @@ class TokenAdmin:
     async def _revoke(self, request: IRequest, token_id: str) -> None:
         identity = await self._confirmed(request, await self._access.person(request))
         admin = self._access.is_admin(identity)
+
+        async def still() -> None:
+            # (checked again with the lock held: a reload meanwhile may have
+            # removed the person, or taken their admin away)
+            nonlocal identity, admin
+            identity = await self._confirmed(request, identity)
+            admin = self._access.is_admin(identity)
         minted = self._access.publishers
         if admin and minted is not None and minted.revoke(token_id):
             # (a minted token lives in memory only: nothing to write)
@@ -151,7 +166,7 @@ class TokenAdmin:
                 # (another's token is no business of a person's: as if none)
                 raise NotFound(f"no such token: {token_id}")
             return {key: token for key, token in kept.items() if key != token_id}
-        await self._change(without)
+        await self._change(without, still)
         self._audit.record(request, identity, "token-revoked", target=token_id)
         log.info("{user} revoked token {id}", user=identity.name, id=token_id)
 
@@ -169,17 +184,22 @@ class TokenAdmin:
         return self._access.tokens
 
     async def _change(self, change: Callable[[dict[str, tokens.Token]],
-                                             dict[str, tokens.Token]]) -> None:
+                                             dict[str, tokens.Token]],
+                      still: Callable[[], Awaitable[None]] | None = None) -> None:
         """
         Change the tokens: the file is written with the new state first,
         and the book takes it only once the file holds it, so what answers
         200 is on disk, and what answers 503 changed nothing (a retry finds
         the token as it was). One change at a time, each from the state the
-        last one left.
+        last one left; C{still()} first checks again, with the lock held,
+        that who asked may still ask (a reload may have come while the
+        change waited for the one before).
         """
         book = self._book()
         await self._writes.acquire()
         try:
+            if still is not None:
+                await still()
             changed = change(book.tokens)
             if book.path is not None:
                 try:
