@@ -49,6 +49,13 @@ ROWS = (
     ("GET", "/console/tokens", ("",)),
     ("POST", "/console/tokens", ("",)),
     ("POST", "/console/tokens/nosuchid/revoke", ("",)),
+    ("GET", "/console/project?name={q}", P3),
+    ("GET", "/console/project/{p}/", P3),
+    ("POST", "/console/project/{p}/files/{f}/yank", P3),
+    ("POST", "/console/project/{p}/files/{f}/unyank", ("holy-grail",)),
+    ("POST", "/console/project/{p}/files/{f}/delete", ("holy-grail",)),
+    ("POST", "/console/project/{p}/files/{f}/restore", ("holy-grail",)),
+    ("POST", "/console/project/{p}/status", P3),
     ("GET", "/static/nothing.css", ("",)),
     ("GET", "/health", ("",)),
     ("GET", "/metrics", ("",)),
@@ -152,6 +159,21 @@ GET    /console/                    -            | 401 400 400 400 400 400 400 4
 GET    /console/tokens              -            | 401 400 400 400 400 400 400 400 400 400 400 | 401 400 400 400 400 400 400 400 400 400 400
 POST   /console/tokens              -            | 401 400 400 400 400 400 400 400 400 400 400 | 401 400 400 400 400 400 400 400 400 400 400
 POST   /console/tokens/nosuchid/revoke -            | 401 400 400 400 400 400 400 400 400 400 400 | 401 400 400 400 400 400 400 400 400 400 400
+GET    /console/project?name={q}    holy-grail   | 303 303 303 303 303 303 303 303 303 303 303 | 303 303 303 303 303 303 303 303 303 303 303
+GET    /console/project?name={q}    secret-sauce | 303 303 303 303 303 303 303 303 303 303 303 | 303 303 303 303 303 303 303 303 303 303 303
+GET    /console/project?name={q}    no-such      | 303 303 303 303 303 303 303 303 303 303 303 | 303 303 303 303 303 303 303 303 303 303 303
+GET    /console/project/{p}/        holy-grail   | 401 400 400 400 400 400 400 400 400 400 400 | 401 400 400 400 400 400 400 400 400 400 400
+GET    /console/project/{p}/        secret-sauce | 401 400 400 400 400 400 400 400 400 400 400 | 401 400 400 400 400 400 400 400 400 400 400
+GET    /console/project/{p}/        no-such      | 401 400 400 400 400 400 400 400 400 400 400 | 401 400 400 400 400 400 400 400 400 400 400
+POST   /console/project/{p}/files/{f}/yank holy-grail   | 401 400 400 400 400 400 400 400 400 400 400 | 401 400 400 400 400 400 400 400 400 400 400
+POST   /console/project/{p}/files/{f}/yank secret-sauce | 401 400 400 400 400 400 400 400 400 400 400 | 401 400 400 400 400 400 400 400 400 400 400
+POST   /console/project/{p}/files/{f}/yank no-such      | 401 400 400 400 400 400 400 400 400 400 400 | 401 400 400 400 400 400 400 400 400 400 400
+POST   /console/project/{p}/files/{f}/unyank holy-grail   | 401 400 400 400 400 400 400 400 400 400 400 | 401 400 400 400 400 400 400 400 400 400 400
+POST   /console/project/{p}/files/{f}/delete holy-grail   | 401 400 400 400 400 400 400 400 400 400 400 | 401 400 400 400 400 400 400 400 400 400 400
+POST   /console/project/{p}/files/{f}/restore holy-grail   | 401 400 400 400 400 400 400 400 400 400 400 | 401 400 400 400 400 400 400 400 400 400 400
+POST   /console/project/{p}/status  holy-grail   | 401 400 400 400 400 400 400 400 400 400 400 | 401 400 400 400 400 400 400 400 400 400 400
+POST   /console/project/{p}/status  secret-sauce | 401 400 400 400 400 400 400 400 400 400 400 | 401 400 400 400 400 400 400 400 400 400 400
+POST   /console/project/{p}/status  no-such      | 401 400 400 400 400 400 400 400 400 400 400 | 401 400 400 400 400 400 400 400 400 400 400
 GET    /static/nothing.css          -            | 404 404 404 404 404 404 404 404 404 404 404 | 404 404 404 404 404 404 404 404 404 404 404
 GET    /health                      -            | 200 200 200 200 200 200 200 200 200 200 200 | 200 200 200 200 200 200 200 200 200 200 200
 GET    /metrics                     -            | 200 200 200 200 200 200 200 200 200 200 200 | 200 200 200 200 200 200 200 200 200 200 200

@@ -12,10 +12,13 @@ from twisted.trial.unittest import SynchronousTestCase
 from pypid.auth.policy import AccessModel
 from pypid.auth.tokens import TokenBook
 from pypid.auth.verifier import PasswordVerifier
+from pypid.core.access_rules import parse_rule
 from pypid.core.outside_logins import OutsideLogins
+from pypid.state.recycle_bin import RecycleBin
+from pypid.storage.locks import KeyedLock
 from tests.fakes import run_in_pool_now
 from tests.harness_ldap import MemoryDirectory
-from tests.harness_web import PASSWORD, USERS, NoCookieJar, basic
+from tests.harness_web import PASSWORD, USERS, WHEEL_NAME, NoCookieJar, basic
 
 DOCUMENT = {"Sec-Fetch-Dest": "document"}
 DIRECTORY_KEY = "ldap ldaps://ldap.corp.example:636 ou=people,dc=corp,dc=example"
@@ -197,3 +200,108 @@ class MyTokensTests(_Console, SynchronousTestCase):
         self.assertEqual(self.request("POST", "/api/tokens", headers=cookie,
                                       data={"actions": "read"})[0].code, 401)
         self.assertEqual(self.get("/api/tokens", auth=basic("alice"))[0].code, 200)
+
+
+class ProjectPageTests(_Console, SynchronousTestCase):
+    """
+    A project's page in the console: yank, unyank, delete into the bin and
+    restore, and (admins) its status; each the API's own route, audited as
+    the person, refused as the API refuses.
+    """
+
+    def setUp(self):
+        self.locks = KeyedLock()
+        super().setUp()
+
+    def recycle_bin(self):
+        self.bin = RecycleBin(self.index, self.storage, self.locks, self.clock, 7 * 86400)
+        return self.bin
+
+    def access_model(self):
+        return AccessModel(read="everyone", admins=frozenset({"dave"}),
+                           rules=(parse_rule("holy-grail", "user:alice rw, user:eve r", 0),))
+
+    def page(self, cookie, code=200):
+        response, body = self.get("/console/project/holy-grail/", headers=cookie)
+        self.assertEqual(response.code, code, body)
+        return body
+
+    def post(self, cookie, csrf, path, code=303, **fields):
+        response, body = self.request("POST", "/console/project/holy-grail/" + path,
+                                      headers=cookie, data={"csrf": csrf, **fields})
+        self.assertEqual(response.code, code, body)
+        return response, body
+
+    def test_yank_delete_restore(self):
+        cookie, csrf = self.log_in()
+        body = self.page(cookie)
+        self.assertIn(WHEEL_NAME.encode(), body)
+        self.assertIn(f'aria-label="Yank {WHEEL_NAME}"'.encode(), body)
+        self.assertNotIn(b"Set the status", body)
+        response, _ = self.post(cookie, csrf, f"files/{WHEEL_NAME}/yank", reason="broken build")
+        self.assertEqual(self.header(response, "Location"),
+                         b"../../../../../console/project/holy-grail/")
+        self.assertEqual(self.index.get_file(WHEEL_NAME).yanked, "broken build")
+        self.assertIn(b"yanked: broken build", self.page(cookie))
+        self.post(cookie, csrf, f"files/{WHEEL_NAME}/unyank")
+        self.assertIsNone(self.index.get_file(WHEEL_NAME).yanked)
+        self.post(cookie, csrf, f"files/{WHEEL_NAME}/delete")
+        self.assertIsNotNone(self.index.binned_file(WHEEL_NAME))
+        body = self.page(cookie)
+        self.assertIn(f'aria-label="Restore {WHEEL_NAME}"'.encode(), body)
+        self.post(cookie, csrf, f"files/{WHEEL_NAME}/restore")
+        self.assertIsNotNone(self.index.get_file(WHEEL_NAME))
+        events = [(e["event"], e["outcome"], e["user"]) for e in self.events()
+                  if e["event"] in ("yank", "unyank", "delete", "restore")]
+        self.assertEqual(events, [("yank", "ok", "alice"), ("unyank", "ok", "alice"),
+                                  ("delete", "ok", "alice"), ("restore", "ok", "alice")])
+
+    def test_status_admins_only(self):
+        cookie, csrf = self.log_in("dave")
+        self.assertIn(b"Set the status", self.page(cookie))
+        self.post(cookie, csrf, "status", status="archived", reason="moved elsewhere")
+        self.assertEqual(self.index.status("holy-grail").status, "archived")
+        self.assertIn(b"archived: moved elsewhere", self.page(cookie))
+        cookie, csrf = self.log_in("alice")
+        _, body = self.post(cookie, csrf, "status", code=403, status="active")
+        self.assertIn(b"alice is not an admin", body)
+        self.assertEqual(self.index.status("holy-grail").status, "archived")
+
+    def test_who_may(self):
+        """A reader who may not change it: 403; one who may not read it: as if none."""
+        cookie, csrf = self.log_in("eve")
+        self.page(cookie, 403)
+        self.post(cookie, csrf, f"files/{WHEEL_NAME}/yank", code=403)
+        self.assertIsNone(self.index.get_file(WHEEL_NAME).yanked)
+        self.access.reconfigure(AccessModel(read="authenticated", rules=(
+            parse_rule("holy-grail", "user:alice rw", 0),)), self.access_verifier(),
+            self.access.tokens, OutsideLogins(directory=DIRECTORY_KEY))
+        cookie, csrf = self.log_in("eve")
+        self.page(cookie, 404)
+        self.assertEqual(self.get("/console/project/nope/", headers=cookie)[0].code, 404)
+        self.assertEqual(self.get("/console/project/holy-grail/?index=nope",
+                                  headers=cookie)[0].code, 404)
+
+    def test_find_a_project(self):
+        """The home's form leads to the project's page, by its normalized name."""
+        response, _ = self.get("/console/project?name=Holy_Grail")
+        self.assertEqual((response.code, self.header(response, "Location")),
+                         (303, b"project/holy-grail/"))
+        response, _ = self.get("/console/project?name=Holy.Grail&index=prod")
+        self.assertEqual(self.header(response, "Location"), b"project/holy-grail/?index=prod")
+        self.assertEqual(self.get("/console/project?name=%20-x")[0].code, 400)
+        cookie, _ = self.log_in()
+        self.assertIn(b'action="../console/project"', self.get("/console/", headers=cookie)[1])
+
+    def test_csrf(self):
+        cookie, csrf = self.log_in()
+        for verb in ("yank", "delete"):
+            self.request("POST", f"/console/project/holy-grail/files/{WHEEL_NAME}/{verb}",
+                         headers=cookie, data={"csrf": "x"})
+        self.assertIsNone(self.index.get_file(WHEEL_NAME).yanked)
+        self.assertIsNone(self.index.binned_file(WHEEL_NAME))
+        self.post(cookie, csrf, f"files/{WHEEL_NAME}/burn", code=404)
+
+    def access_verifier(self):
+        return PasswordVerifier(USERS, self.clock, None, run_in_pool=run_in_pool_now,
+                                directory=self.directory)

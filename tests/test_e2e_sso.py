@@ -15,17 +15,18 @@ The browser trusts the provider's test certificate without checking it
 """
 
 import atexit
+import json
 import os
 import signal
 import time
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from tests.browser import BrowserTestCase
+from tests.browser import BrowserTestCase, artifacts_dir
 from tests.distributions import make_wheel
 from tests.e2e import PASSWORD as USER_PASSWORD
-from tests.e2e import USER, DaemonTestCase, free_port, upload
+from tests.e2e import USER, DaemonTestCase, free_port, http, upload
 from tests.e2e import with_cookie as get
-from tests.harness_console import token_round_trip
+from tests.harness_console import audit_events, token_round_trip
 from tests.oidc_provider import CLIENT_ID, CLIENT_SECRET, PASSWORD, OpenIDProvider
 
 PRIVATE = make_wheel("platform-lib", "1.0")
@@ -55,7 +56,8 @@ def sso_section(op, secret_path, allow="*"):
 class _SSO(BrowserTestCase, DaemonTestCase):
     """A daemon of authenticated reads whose people log in through the provider."""
 
-    acl = "[acl]\nplatform-lib = group:platform r, user:uploader rw\n"
+    acl = ("[acl]\nplatform-lib = group:platform r, user:uploader rw\n"
+           "open-lib = group:platform rw, authenticated r, user:uploader rw\n")
     allow = "*"
     idle = "30m"
 
@@ -63,7 +65,8 @@ class _SSO(BrowserTestCase, DaemonTestCase):
         op = provider()
         daemon = self.new_daemon(settings={"auth.read": "authenticated",
                                            "auth.session_idle": self.idle,
-                                           "auth.admins": USER}, start=False)
+                                           "auth.admins": USER,
+                                           "retention.recycle_bin": "7d"}, start=False)
         with open(daemon.config_path, "a", encoding="utf-8") as f:
             f.write(self.acl + sso_section(op, os.path.join(daemon.directory, "sso-secret"),
                                            allow or self.allow))
@@ -219,6 +222,50 @@ class ConsoleTests(_SSO):
                          "simple/platform-lib/", screenshot="console-tokens")
         # (the provider's own pages ask for a favicon it does not have)
         self.assert_clean(alice, allow=("401", "favicon.ico"))
+
+
+class ConsoleProjectTests(_SSO):
+    """A person of single sign-on yanks, deletes and restores a file in the console."""
+
+    def test_yank_delete_restore(self):
+        daemon = self.start_daemon()
+        alice = self.person()
+        self.sign_in(alice, daemon, "alice", start="project/open-lib/")
+        filename = OPEN[0]
+        alice.goto(daemon.url + "console/")
+        alice.page.fill("#project", "Open_Lib")
+        with alice.page.expect_navigation():
+            alice.page.get_by_role("button", name="Manage").click()
+        self.assertTrue(alice.page.url.endswith("/console/project/open-lib/"), alice.page.url)
+        alice.page.fill(f"#reason-{filename.replace('.', chr(92) + '.')}", "broken build")
+        with alice.page.expect_navigation():
+            alice.page.get_by_role("button", name=f"Yank {filename}").click()
+        self.assertIn("yanked: broken build", alice.page.inner_text("main"))
+        self.screenshot(alice, "console-project")
+        admin = (USER, USER_PASSWORD)
+        files = json.loads(http("GET", daemon.url + "pypi/open-lib/json", auth=admin).body)
+        self.assertEqual([(f["yanked"], f["yanked_reason"]) for f in files["urls"]],
+                         [(True, "broken build")])
+        with alice.page.expect_navigation():
+            alice.page.get_by_role("button", name=f"Delete {filename}").click()
+        self.assertEqual(http("GET", daemon.url + "simple/open-lib/", auth=admin).body.count(
+            filename.encode()), 0)
+        with alice.page.expect_navigation():
+            alice.page.get_by_role("button", name=f"Restore {filename}").click()
+        self.assertIn(filename.encode(),
+                      http("GET", daemon.url + "simple/open-lib/", auth=admin).body)
+        events = audit_events(daemon, admin, "yank") + audit_events(daemon, admin, "delete") \
+            + audit_events(daemon, admin, "restore")
+        self.assertEqual(sorted((e["event"], e["user"], e["outcome"]) for e in events),
+                         [("delete", "alice", "ok"), ("restore", "alice", "ok"),
+                          ("yank", "alice", "ok")])
+        self.assert_clean(alice, allow=("401", "favicon.ico"))
+
+    def screenshot(self, page, name):
+        for scheme in ("light", "dark"):
+            page.page.emulate_media(color_scheme=scheme)
+            page.page.screenshot(path=f"{artifacts_dir()}/{name}-{scheme}.png", full_page=True)
+        page.page.emulate_media(color_scheme="light")
 
 
 class ReloadTests(_SSO):

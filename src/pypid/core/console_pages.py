@@ -14,7 +14,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from html import escape
 from typing import Any
 
+from pypid.core.index_names import DEFAULT
+from pypid.core.model import FileRecord
 from pypid.core.pages import Chrome, frame
+from pypid.core.project_status import STATUSES, ProjectStatus
 
 #: The lifetimes a token may be issued for on the form: (field value,
 #: label, whether a person from outside may pick it: their tokens expire
@@ -49,7 +52,7 @@ def _options(choices: Iterable[tuple[str, str]], chosen: str) -> str:
 
 
 def _nav(root: str) -> str:
-    links = [("console/tokens", "My tokens")]
+    links = [("console/", "Console"), ("console/tokens", "My tokens")]
     return ('<nav aria-label="Console"><ul class="console-nav">'
             + "".join(f'<li><a href="{escape(root + path)}">{escape(label)}</a></li>'
                       for path, label in links)
@@ -61,6 +64,14 @@ def console_page(chrome: Chrome, person: str, *, root: str = "../") -> bytes:
     main = (
         '<section class="console" aria-labelledby="title"><h1 id="title">Console</h1>'
         f'<p>Logged in as <strong>{escape(person)}</strong>.</p>{_nav(root)}'
+        '<h2 id="manage">A project</h2>'
+        f'<form class="console-form" method="get" action="{escape(root)}console/project" '
+        'aria-labelledby="manage">'
+        '<p><label for="project">Project name</label><input id="project" name="name" '
+        'type="text" maxlength="200" required></p>'
+        '<p><label for="index">Index (empty: the default)</label><input id="index" '
+        'name="index" type="text" maxlength="63"></p>'
+        '<p><button type="submit">Manage</button></p></form>'
         '<p class="muted">What you do here is done as the API does it, as you, and kept in '
         'the audit log.</p></section>'
     )
@@ -156,3 +167,107 @@ def tokens_page(chrome: Chrome, person: str, csrf: str, tokens: Sequence[Mapping
         '<p><button type="submit">Issue token</button></p></form>')
     parts.append('</section>')
     return frame(chrome, root, "My tokens - " + chrome.title, "".join(parts), search_box=False)
+
+
+def _size(size: int) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024  # type: ignore[assignment]
+    return f"{size}"
+
+
+def project_page(chrome: Chrome, person: str, csrf: str, project: str, display: str,
+                 releases: Sequence[tuple[str, Sequence[FileRecord]]],
+                 binned: Sequence[FileRecord], *, index: str, status: ProjectStatus | None,
+                 admin: bool, recycles: bool, root: str = "../../../",
+                 error: str | None = None) -> bytes:
+    """
+    C{/console/project/<name>/}: a project for one who may change it. Its
+    files by release, each with the buttons that yank (with a reason) or
+    unyank it and delete it; its files in the recycle bin, each with the
+    button that restores it; and, for admins, the form that sets its
+    status (PEP 792).
+
+    @param releases: C{(version, files)}, newest first.
+    @param binned: its files in the recycle bin.
+    @param index: the index's name (the forms name it, C{default} included).
+    @param recycles: whether the index has a recycle bin (a delete can be undone).
+    """
+    base = f"{root}console/project/{project}/"
+    query = "" if index == DEFAULT else "?index=" + index
+
+    def action(filename: str, verb: str, label: str, extra: str = "",
+               danger: bool = False) -> str:
+        kind = ' class="danger"' if danger else ""
+        return (f'<form class="inline-form" method="post" '
+                f'action="{escape(base + "files/" + filename + "/" + verb + query)}">'
+                f'{_csrf(csrf)}{extra}<button type="submit"{kind} '
+                f'aria-label="{escape(label)} {escape(filename)}">{escape(label)}</button></form>')
+
+    parts = [f'<section class="console" aria-labelledby="title"><h1 id="title">'
+             f'{escape(display)}</h1>', _nav(root),
+             f'<p>In the index <strong>{escape(index)}</strong>. '
+             f'<a href="{escape(root + ("" if index == DEFAULT else index + "/"))}project/'
+             f'{escape(project)}/">Its page</a>.</p>']
+    if error:
+        parts.append(f'<p class="notice" role="alert" id="console-error">{escape(error)}</p>')
+    shown = status.status if status is not None else "active"
+    reason = f": {status.reason}" if status is not None and status.reason else ""
+    parts.append(f'<h2>Status</h2><p id="status">{escape(shown + reason)}</p>')
+    if admin:
+        parts.append(
+            f'<form class="console-form" method="post" action="{escape(base + "status" + query)}"'
+            ' aria-label="Set the status">' + _csrf(csrf)
+            + '<p><label for="status-choice">Status</label><select id="status-choice" '
+            'name="status">' + _options([(s, s) for s in STATUSES], shown) + '</select></p>'
+            '<p><label for="status-reason">Reason</label><input id="status-reason" '
+            'name="reason" type="text" maxlength="200"></p>'
+            '<p><button type="submit">Set the status</button></p></form>')
+    parts.append('<h2>Releases</h2>')
+    if not releases:
+        parts.append('<p class="muted">No files.</p>')
+    for version, files in releases:
+        rows = []
+        for record in files:
+            filename = record.filename
+            if record.yanked is not None:
+                state = "yanked" + (f": {record.yanked}" if record.yanked else "")
+                yank = action(filename, "unyank", "Unyank")
+            else:
+                state = ""
+                yank = action(filename, "yank", "Yank", extra=(
+                    f'<label class="visually-hidden" for="reason-{escape(filename)}">Reason to '
+                    f'yank {escape(filename)}</label><input id="reason-{escape(filename)}" '
+                    'name="reason" type="text" maxlength="200" placeholder="reason">'))
+            rows.append(
+                f'<tr><td><code>{escape(filename)}</code></td><td>{escape(_size(record.size))}'
+                f'</td><td>{escape(_when(record.upload_time))}</td>'
+                f'<td>{escape(record.uploader or "")}</td><td>{escape(state)}</td>'
+                f'<td>{yank} {action(filename, "delete", "Delete", danger=True)}</td></tr>')
+        parts.append(
+            f'<h3>{escape(version)}</h3><div class="table-scroll"><table class="files">'
+            '<thead><tr><th scope="col">File</th><th scope="col">Size</th>'
+            '<th scope="col">Uploaded</th><th scope="col">By</th><th scope="col">Yanked</th>'
+            '<th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead>'
+            '<tbody>' + "".join(rows) + '</tbody></table></div>')
+    if recycles:
+        parts.append('<h2>Recycle bin</h2>')
+        if binned:
+            parts.append(
+                '<div class="table-scroll"><table class="files"><thead><tr>'
+                '<th scope="col">File</th><th scope="col">Deleted</th>'
+                '<th scope="col"><span class="visually-hidden">Restore</span></th></tr></thead>'
+                '<tbody>' + "".join(
+                    f'<tr><td><code>{escape(record.filename)}</code></td>'
+                    f'<td>{escape(_when(record.binned))}</td>'
+                    f'<td>{action(record.filename, "restore", "Restore")}</td></tr>'
+                    for record in binned) + '</tbody></table></div>')
+        else:
+            parts.append('<p class="muted">No file of this project is in the recycle bin.</p>')
+    else:
+        parts.append('<p class="muted">This index has no recycle bin: a deleted file is gone '
+                     'for good.</p>')
+    parts.append('</section>')
+    return frame(chrome, root, f"{display} - Console - {chrome.title}", "".join(parts),
+                 search_box=False)

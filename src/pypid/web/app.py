@@ -266,17 +266,18 @@ def build_web(indexes: Sequence[IndexMaterials], access: Access, run: Run, clock
     assets = Assets.load()
     # (the index switcher of the pages for people: only with named indexes)
     switcher = IndexSwitcher(access, switcher_links(named)) if named else None
+    serve_index = IndexServer(
+        access, run, clock, attestations if attestations is not None else NoAttestations(),
+        render, max_upload_size, base_url, audit, _chrome(assets, base_url), switcher, denied)
+    default, root_indexes = serve_index.mount(indexes)
     app = _site_areas(
         access, run, clock, audit, upstream=upstream,
         health=Health(storage, ready,
                       registry.unread_advisories if registry is not None else None),
         metrics=_metrics_area(access, metrics, SiteMetrics(stats, counter), denied, sources),
         oidc=_token_exchange(publishing, audit, clock, access, named, ipv6_prefix, base_url),
-        registry=registry, chrome=_chrome(assets, base_url), sso=sso)
-    serve_index = IndexServer(
-        access, run, clock, attestations if attestations is not None else NoAttestations(),
-        render, max_upload_size, base_url, audit, _chrome(assets, base_url), switcher, denied)
-    default, root_indexes = serve_index.mount(indexes)
+        registry=registry, chrome=_chrome(assets, base_url), sso=sso,
+        served=_served_lookup(default, root_indexes))
     root = RootResource(default, access, Areas([*default.areas, *app.areas()]), root_indexes,
                         static=AssetsResource(assets))
     site = PypidSite(root, max_upload_size, storage.temp_dir, access_log=access_log,
@@ -307,7 +308,8 @@ def _metrics_area(access: Access, config: MetricsConfig | None, site: SiteMetric
 def _site_areas(access: Access, run: Run, clock: IReactorTime, audit: AuditTrail, *,
                 upstream: UpstreamProxy | None, health: Health, metrics: Metrics,
                 oidc: TrustedPublishingArea, registry: IndexRegistry | None,
-                chrome: Chrome, sso: SingleSignOn | None = None) -> PypidApp:
+                chrome: Chrome, sso: SingleSignOn | None = None,
+                served: Callable[[str], ServedIndex | None] = lambda name: None) -> PypidApp:
     """
     The site's own areas (L{PypidApp}), beside the default index's: those
     that act on the server's indexes only with their C{registry} (without
@@ -327,8 +329,18 @@ def _site_areas(access: Access, run: Run, clock: IReactorTime, audit: AuditTrail
         recycle=RecycleAdmin(access, registry) if registry is not None else None,
         retention=RetentionAdmin(access, registry, audit) if registry is not None else None,
         login=BrowserLogin(access, audit, chrome, sso),
-        console=Console(access, tokens, chrome, audit),
+        console=Console(access, tokens, chrome, audit, served),
     )
+
+
+def _served_lookup(default: ServedIndex, named: IndexRoot | None
+                   ) -> Callable[[str], ServedIndex | None]:
+    """The index of a name as served now (the console's): a reload may change the named ones."""
+    def served(name: str) -> ServedIndex | None:
+        if name == DEFAULT:
+            return default
+        return named.served.get(name.encode("ascii")) if named is not None else None
+    return served
 
 
 def _token_exchange(publishing: TrustedPublishing | None, audit: AuditTrail,
@@ -398,7 +410,8 @@ class IndexServer:
         # project pages show what their caches know)
         project = ProjectPages(name, materials.sources, filters, access, chrome, clock, prefix,
                                upstreams=materials.upstreams, advisories=materials.view.advisories)
-        areas: list[Area] = [people, self._publish(materials)]
+        publish = self._publish(materials)
+        areas: list[Area] = [people, publish or ReadOnlyPublish(materials.name, self._access)]
         if materials.sources:
             # (the legacy JSON describes hosted releases: an index that reads
             # upstreams alone has none, and answers it 404)
@@ -408,13 +421,13 @@ class IndexServer:
             IndexSimple(name, materials.view, access, clock, prefix, materials.upstreams),
             IndexFiles(name, materials.view, materials.sources, access, clock, materials.upstreams,
                        self._denied),
-            tuple(areas), project)
+            tuple(areas), project, publish)
 
-    def _publish(self, materials: IndexMaterials) -> Area:
-        """The index's uploads and changes into its own stack; a view's refused."""
+    def _publish(self, materials: IndexMaterials) -> Publish | None:
+        """The index's uploads and changes into its own stack; L{None} for a view."""
         own = materials.own
         if own is None:
-            return ReadOnlyPublish(materials.name, self._access)
+            return None
         return Publish(own.index, own.storage, self._access, self._run, self._clock,
                        self._max_upload_size, audit=self._audit, locks=own.locks,
                        name=materials.name, attestations=self._attestations, bin=own.bin,

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import quote
 
 import attrs
 from klein import Klein
@@ -30,12 +31,18 @@ from twisted.web.iweb import IRequest
 from pypid.auth.verifier import Identity
 from pypid.core import console_pages, pages
 from pypid.core.audit_chain import REFUSED
-from pypid.core.http_errors import BadRequest, Forbidden, HTTPError, Unauthorized
+from pypid.core.http_errors import BadRequest, Forbidden, HTTPError, NotFound, Unauthorized
+from pypid.core.index_names import DEFAULT
+from pypid.core.model import FileRecord
+from pypid.core.names import is_valid_name, normalize
 from pypid.core.sessions import Session
+from pypid.core.version_order import version_key
 from pypid.web.access import Access
 from pypid.web.audit_trail import AuditTrail
 from pypid.web.browser_login import HOST, no_store, send_html
+from pypid.web.index_root import ServedIndex
 from pypid.web.people import people_headers
+from pypid.web.publish import Publish
 from pypid.web.respond import see_other, send_error
 from pypid.web.routes import answer_errors
 from pypid.web.token_admin import TokenAdmin
@@ -56,12 +63,15 @@ class Console:
     @ivar _tokens: the token routes' code, which the console calls.
     @ivar _chrome: the chrome of the site's pages.
     @ivar _audit: where a form refused for its CSRF token is recorded.
+    @ivar _served: the index of a name as served now (its uploads and
+        changes, which the project page calls), or L{None}.
     """
 
     _access: Access
     _tokens: TokenAdmin
     _chrome: pages.Chrome
     _audit: AuditTrail
+    _served: Callable[[str], ServedIndex | None]
 
     app = Klein()
     answer_errors(app)
@@ -118,6 +128,106 @@ class Console:
         except HTTPError as e:
             return await self._tokens_page(request, session, e.code, error=e.message)
         return see_other(request, "../../tokens", f"Revoked {token_id}\n")
+
+    # -- a project -------------------------------------------------------------------------
+
+    @app.route("/console/project", methods=["GET", "HEAD"])
+    def find_project(self, request: IRequest) -> bytes:
+        """The home's form (C{?name=&index=}): 303 to the project's page."""
+        name = shown_field(request, "name")
+        if not is_valid_name(name):
+            return send_error(request, BadRequest("name: not a project name"))
+        index = shown_field(request, "index")
+        query = "?index=" + quote(index, safe="") if index and index != DEFAULT else ""
+        return see_other(request, f"project/{normalize(name)}/{query}",
+                         "To the project's page\n")
+
+    @app.route("/console/project/<string:project>/", methods=["GET", "HEAD"])
+    async def project(self, request: IRequest, project: str) -> bytes:
+        """A project's files and status, with the actions its person may take."""
+        session = self._session(request)
+        if isinstance(session, bytes):
+            return session
+        return await self._guarded(request, lambda: self._project_page(request, session,
+                                                                        project, 200))
+
+    @app.route("/console/project/<string:project>/files/<string:filename>/<string:verb>",
+               methods=["POST"])
+    async def change_file(self, request: IRequest, project: str, filename: str,
+                          verb: str) -> bytes:
+        """
+        Yank, unyank, delete or restore one file: the API's own routes
+        (C{POST /api/files/<f>/yank} ...), then the project's page again.
+        """
+        session = self._form_session(request, verb if verb in FILE_VERBS else "change",
+                                     filename)
+        if isinstance(session, bytes):
+            return session
+        publish = self._publish(request)
+        if verb not in FILE_VERBS or publish is None:
+            return send_error(request, NotFound("no such page"))
+        route = {"yank": publish.yank_file, "unyank": publish.unyank_file,
+                 "delete": publish.delete_file, "restore": publish.restore_file}[verb]
+        return await self._then_project(request, session, project,
+                                        lambda: route(request, filename))
+
+    @app.route("/console/project/<string:project>/status", methods=["POST"])
+    async def set_status(self, request: IRequest, project: str) -> bytes:
+        """Set the project's status (admins): C{POST /api/projects/<p>/status}'s path."""
+        session = self._form_session(request, "status", project)
+        if isinstance(session, bytes):
+            return session
+        publish = self._publish(request)
+        if publish is None:
+            return send_error(request, NotFound("no such page"))
+        return await self._then_project(request, session, project,
+                                        lambda: publish.set_status(request, project))
+
+    async def _then_project(self, request: IRequest, session: Session, project: str,
+                            change: Callable[[], Awaitable[bytes]]) -> bytes:
+        """Make C{change}, then 303 back to the project's page; its refusal on the page."""
+        try:
+            await change()
+        except HTTPError as e:
+            code, message = e.code, e.message
+        else:
+            back = root_of(request) + f"console/project/{project}/" + _index_query(request)
+            return see_other(request, back, "Done\n")
+        return await self._guarded(request, lambda: self._project_page(
+            request, session, project, code, error=message))
+
+    async def _project_page(self, request: IRequest, session: Session, project: str,
+                            code: int, error: str | None = None) -> bytes:
+        identity = await self._access.person(request)
+        publish = self._publish(request)
+        name = normalize(project) if is_valid_name(project) else None
+        if publish is None or name is None:
+            raise NotFound("no such project")
+        checks = publish.checks
+        if not checks.may_read(identity, name) or publish.index.project(name) is None:
+            raise NotFound("no such project")
+        if not checks.may_write(identity, name):
+            raise Forbidden(f"{identity.name} may not change {name}")
+        index = publish.index
+        found = index.project(name)
+        assert found is not None
+        by_version: dict[str, list[FileRecord]] = {}
+        for record in found.files.values():
+            by_version.setdefault(record.version, []).append(record)
+        releases = [(version, sorted(by_version[version], key=lambda r: r.filename))
+                    for version in sorted(by_version, key=version_key, reverse=True)]
+        binned = [record for record in index.binned() if record.project == name]
+        chrome = attrs.evolve(self._chrome, person=identity.name)
+        return send_html(request, code, console_pages.project_page(
+            chrome, identity.name, session.csrf, name, found.display_name, releases, binned,
+            index=_index_name(request), status=index.status(name),
+            admin=self._access.is_admin(identity), recycles=publish.recycles,
+            root=root_of(request), error=error))
+
+    def _publish(self, request: IRequest) -> Publish | None:
+        """The uploads and changes of the index the request names (C{?index=}; the default)."""
+        served = self._served(_index_name(request))
+        return served.publish if served is not None else None
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -199,3 +309,17 @@ def shown_field(request: IRequest, name: str) -> str:
     """A form field as sent, to show again (bytes that are not UTF-8 replaced)."""
     values = request.args.get(name.encode("ascii"))
     return values[0].decode("utf-8", "replace").strip() if values else ""
+
+
+#: What the project page's buttons do to a file, as the API names them.
+FILE_VERBS = frozenset({"yank", "unyank", "delete", "restore"})
+
+
+def _index_name(request: IRequest) -> str:
+    """The index a project page is of: C{?index=NAME}, the default without."""
+    return shown_field(request, "index") or DEFAULT
+
+
+def _index_query(request: IRequest) -> str:
+    name = _index_name(request)
+    return "" if name == DEFAULT else "?index=" + name

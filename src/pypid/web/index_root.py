@@ -105,6 +105,7 @@ if TYPE_CHECKING:
     from pypid.upstream.page_view import FileUrl
     from pypid.upstream.proxy import UpstreamProxy
     from pypid.upstream.source import SourceSide
+    from pypid.web.publish import Publish
 
 _METADATA_SUFFIX = ".metadata"
 
@@ -702,6 +703,8 @@ class ServedIndex:
     @ivar resource: its areas as one resource dispatching on the path
         after C{/NAME} (a named index's).
     @ivar project: its project pages (C{project/...}), or L{None}.
+    @ivar publish: its uploads and changes (the console calls them), or
+        L{None} for a view, which takes none.
     """
 
     name: str
@@ -709,6 +712,7 @@ class ServedIndex:
     files: IndexFiles
     areas: tuple[Area, ...]
     project: IResource | None = None
+    publish: Publish | None = None
     resource: IResource = attrs.field(
         init=False, default=attrs.Factory(lambda self: Areas(self.areas), takes_self=True))
 

@@ -118,6 +118,23 @@ class Publish:
     app = Klein()
     answer_errors(app)
 
+    # -- what the console shows ---------------------------------------------------
+
+    @property
+    def index(self) -> Index:
+        """The hosted index these routes change (the console lists its files)."""
+        return self._index
+
+    @property
+    def checks(self) -> ChangeChecks:
+        """The gate's answers for changes to this index (who may change what)."""
+        return self._checks
+
+    @property
+    def recycles(self) -> bool:
+        """Whether a deleted file waits in a recycle bin, to be restored."""
+        return self._bin is not None
+
     # -- uploads ---------------------------------------------------------------
 
     @route_each(app, UPLOAD_PATHS, methods=["POST"])
