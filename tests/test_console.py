@@ -17,6 +17,7 @@ from pypid.core.outside_logins import OutsideLogins
 from pypid.state.recycle_bin import RecycleBin
 from pypid.storage.locks import KeyedLock
 from tests.fakes import run_in_pool_now
+from tests.harness_indexes import Server, entries
 from tests.harness_ldap import MemoryDirectory
 from tests.harness_web import PASSWORD, USERS, WHEEL_NAME, NoCookieJar, basic
 
@@ -305,3 +306,69 @@ class ProjectPageTests(_Console, SynchronousTestCase):
     def access_verifier(self):
         return PasswordVerifier(USERS, self.clock, None, run_in_pool=run_in_pool_now,
                                 directory=self.directory)
+
+
+class NamedIndexProjectTests(SynchronousTestCase):
+    """
+    The project page of a named index (C{?index=}): its own files, through
+    its own routes; a hidden index, a view, an unknown one, a name that is
+    no index name, and a file of another project all answer as nothing.
+    """
+
+    def setUp(self):
+        self.s = Server(self)
+        code, _, body = self.s.upload("/secret/", "widget", "1.0", auth=basic("carol"))
+        self.assertEqual(code, 200, body)
+        code, _, body = self.s.upload("/release/", "gadget", "1.0")
+        self.assertEqual(code, 200, body)
+
+    def login(self, user):
+        code, headers, body = self.s.request("POST", "/login", data={"user": user,
+                                                                     "password": PASSWORD})
+        self.assertEqual(code, 303, body)
+        cookie = {"Cookie": headers.getRawHeaders(b"set-cookie")[0].decode().split(";")[0]}
+        _, _, page = self.s.request("GET", "/console/tokens", headers=cookie)
+        return cookie, re.search(rb'name="csrf" value="([^"]+)"', page).group(1).decode()
+
+    def test_a_named_index(self):
+        cookie, csrf = self.login("alice")
+        code, _, page = self.s.request("GET", "/console/project/gadget/?index=release",
+                                       headers=cookie)
+        self.assertEqual(code, 200, page)
+        self.assertIn(b'action="../../../console/project/gadget/files/gadget-1.0-py3-none-any'
+                      b'.whl/yank?index=release"', page)
+        code, headers, body = self.s.request(
+            "POST", "/console/project/Gadget/files/gadget-1.0-py3-none-any.whl/yank"
+            "?index=release", headers=cookie, data={"csrf": csrf, "reason": "bad"})
+        self.assertEqual(code, 303, body)
+        self.assertEqual(headers.getRawHeaders(b"location"),
+                         [b"../../../../../console/project/gadget/?index=release"])
+        (entry,) = [e for e in entries(self.s.log) if e["event"] == "yank"]
+        self.assertEqual((entry["user"], entry["index"], entry["outcome"]),
+                         ("alice", "release", "ok"))
+
+    def test_nothing_to_see(self):
+        """Each of these answers 404 no such project, alike: never a 500."""
+        cookie, csrf = self.login("alice")
+        for index in ("secret", "nosuch", "prod", "%C3%A9", "%FF", "Release", "-x"):
+            for method, path in (
+                    ("GET", "/console/project/widget/"),
+                    ("POST", "/console/project/widget/files/widget-1.0-py3-none-any.whl/yank"),
+                    ("POST", "/console/project/widget/status")):
+                code, _, body = self.s.request(method, f"{path}?index={index}", headers=cookie,
+                                               data={"csrf": csrf, "status": "archived"})
+                self.assertEqual((code, body), (404, b"no such project\n"), (index, path))
+        self.assertEqual([e for e in entries(self.s.log) if e["event"] in ("yank", "status")],
+                         [])
+
+    def test_file_of_another_project(self):
+        cookie, csrf = self.login("alice")
+        code, _, body = self.s.request(
+            "POST", "/console/project/whatever%3Fx=1/files/gadget-1.0-py3-none-any.whl/yank"
+            "?index=release", headers=cookie, data={"csrf": csrf})
+        self.assertEqual(code, 404, body)
+        code, _, body = self.s.request(
+            "POST", "/console/project/gadget/files/widget-1.0-py3-none-any.whl/yank"
+            "?index=release", headers=cookie, data={"csrf": csrf})
+        self.assertEqual(code, 404, body)
+        self.assertIn(b"no such file of gadget", body)

@@ -56,6 +56,7 @@ from pypid.core.addresses import IPV6_PREFIX
 from pypid.core.catalog import catalog_for
 from pypid.core.forwarded import NO_PROXIES, TrustedProxies
 from pypid.core.index_names import DEFAULT
+from pypid.core.index_names import NAME as INDEX_NAME
 from pypid.core.metrics import UPLOAD_PATHS, RequestStats
 from pypid.core.pages import Chrome, IndexLink
 from pypid.core.parts import IMetricsSource, IReloadable
@@ -339,7 +340,9 @@ def _served_lookup(default: ServedIndex, named: IndexRoot | None
     def served(name: str) -> ServedIndex | None:
         if name == DEFAULT:
             return default
-        return named.served.get(name.encode("ascii")) if named is not None else None
+        if named is None or not INDEX_NAME.match(name):
+            return None
+        return named.served.get(name.encode("ascii"))
     return served
 
 

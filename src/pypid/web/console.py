@@ -34,7 +34,7 @@ from pypid.core.audit_chain import REFUSED
 from pypid.core.http_errors import BadRequest, Forbidden, HTTPError, NotFound, Unauthorized
 from pypid.core.index_names import DEFAULT
 from pypid.core.model import FileRecord
-from pypid.core.names import is_valid_name, normalize
+from pypid.core.names import is_valid_name, normalize, project_of_filename
 from pypid.core.sessions import Session
 from pypid.core.version_order import version_key
 from pypid.web.access import Access
@@ -135,7 +135,7 @@ class Console:
     def find_project(self, request: IRequest) -> bytes:
         """The home's form (C{?name=&index=}): 303 to the project's page."""
         name = shown_field(request, "name")
-        if not is_valid_name(name):
+        if len(name) > 200 or not is_valid_name(name):
             return send_error(request, BadRequest("name: not a project name"))
         index = shown_field(request, "index")
         query = "?index=" + quote(index, safe="") if index and index != DEFAULT else ""
@@ -163,12 +163,18 @@ class Console:
                                      filename)
         if isinstance(session, bytes):
             return session
-        publish = self._publish(request)
-        if verb not in FILE_VERBS or publish is None:
+        if verb not in FILE_VERBS:
             return send_error(request, NotFound("no such page"))
+        found = await self._guarded(request, lambda: self._project_of(request, project))
+        if isinstance(found, bytes):
+            return found
+        name, publish = found
+        if project_of_filename(filename) != name:
+            # (a file of another project: what the page is about decides)
+            return send_error(request, NotFound(f"no such file of {name}: {filename}"))
         route = {"yank": publish.yank_file, "unyank": publish.unyank_file,
                  "delete": publish.delete_file, "restore": publish.restore_file}[verb]
-        return await self._then_project(request, session, project,
+        return await self._then_project(request, session, name,
                                         lambda: route(request, filename))
 
     @app.route("/console/project/<string:project>/status", methods=["POST"])
@@ -177,11 +183,12 @@ class Console:
         session = self._form_session(request, "status", project)
         if isinstance(session, bytes):
             return session
-        publish = self._publish(request)
-        if publish is None:
-            return send_error(request, NotFound("no such page"))
-        return await self._then_project(request, session, project,
-                                        lambda: publish.set_status(request, project))
+        found = await self._guarded(request, lambda: self._project_of(request, project))
+        if isinstance(found, bytes):
+            return found
+        name, publish = found
+        return await self._then_project(request, session, name,
+                                        lambda: publish.set_status(request, name))
 
     async def _then_project(self, request: IRequest, session: Session, project: str,
                             change: Callable[[], Awaitable[bytes]]) -> bytes:
@@ -191,23 +198,40 @@ class Console:
         except HTTPError as e:
             code, message = e.code, e.message
         else:
-            back = root_of(request) + f"console/project/{project}/" + _index_query(request)
+            back = (root_of(request) + f"console/project/{quote(project, safe='')}/"
+                    + _index_query(request))
             return see_other(request, back, "Done\n")
         return await self._guarded(request, lambda: self._project_page(
             request, session, project, code, error=message))
 
-    async def _project_page(self, request: IRequest, session: Session, project: str,
-                            code: int, error: str | None = None) -> bytes:
+    async def _project_of(self, request: IRequest, project: str) -> tuple[str, Publish]:
+        """
+        C{(normalized name, its index's uploads and changes)} of the
+        project a request names, for a person who may change it; one
+        refusal, C{404 no such project}, for a project, or an index
+        (C{?index=}), that does not exist, is a view, or that the person may
+        not see (a hidden index answers as a missing one: issue 41); C{403}
+        for one they may only read.
+        """
         identity = await self._access.person(request)
-        publish = self._publish(request)
+        index_name = _index_name(request)
+        served = self._served(index_name)
+        publish = served.publish if served is not None else None
         name = normalize(project) if is_valid_name(project) else None
-        if publish is None or name is None:
+        if publish is None or name is None or (
+                index_name != DEFAULT and not self._access.index_shown(identity, index_name)):
             raise NotFound("no such project")
         checks = publish.checks
         if not checks.may_read(identity, name) or publish.index.project(name) is None:
             raise NotFound("no such project")
         if not checks.may_write(identity, name):
             raise Forbidden(f"{identity.name} may not change {name}")
+        return name, publish
+
+    async def _project_page(self, request: IRequest, session: Session, project: str,
+                            code: int, error: str | None = None) -> bytes:
+        name, publish = await self._project_of(request, project)
+        identity = await self._access.person(request)
         index = publish.index
         found = index.project(name)
         assert found is not None
@@ -223,11 +247,6 @@ class Console:
             index=_index_name(request), status=index.status(name),
             admin=self._access.is_admin(identity), recycles=publish.recycles,
             root=root_of(request), error=error))
-
-    def _publish(self, request: IRequest) -> Publish | None:
-        """The uploads and changes of the index the request names (C{?index=}; the default)."""
-        served = self._served(_index_name(request))
-        return served.publish if served is not None else None
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -322,4 +341,4 @@ def _index_name(request: IRequest) -> str:
 
 def _index_query(request: IRequest) -> str:
     name = _index_name(request)
-    return "" if name == DEFAULT else "?index=" + name
+    return "" if name == DEFAULT else "?index=" + quote(name, safe="")
