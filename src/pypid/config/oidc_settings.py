@@ -67,7 +67,8 @@ def _audience(value: str) -> str:
     return value
 
 
-def _leeway(value: str) -> float:
+def parse_leeway(value: str) -> float:
+    """How far a token's times may be off: a duration of at most L{MAX_LEEWAY}, or 0."""
     if is_zero_duration(value):
         return 0.0
     seconds = parse_duration(value)
@@ -90,7 +91,7 @@ OIDC_KEYS: Keys = {
     "audience": ("pypid", _audience),
     "issuers": ("", parse_issuers),
     "ca_bundle": ("", parse_optional_path),
-    "leeway": ("60", _leeway),
+    "leeway": ("60", parse_leeway),
     "jwks_ttl": ("1h", parse_duration),
     "jwks_min_refresh": ("30", parse_duration),
     "timeout": ("10", parse_duration),

@@ -16,13 +16,11 @@ from urllib.parse import urlsplit
 
 import attrs
 
+from pypid.config.oidc_settings import parse_leeway
 from pypid.config.values import Fail, Keys, Values, has_control_characters, parse_optional_path
 from pypid.core.credential_syntax import USER_NAME
 from pypid.core.sso_flow import ClaimMapping
-from pypid.core.units import is_zero_duration, parse_duration
-
-#: The largest leeway allowed on an ID token's times (as C{[oidc] leeway}).
-MAX_LEEWAY = 300.0
+from pypid.core.units import parse_duration
 
 
 @attrs.frozen
@@ -116,15 +114,6 @@ def _allow(value: str) -> tuple[str, ...]:
     return entries
 
 
-def _leeway(value: str) -> float:
-    if is_zero_duration(value):
-        return 0.0
-    seconds = parse_duration(value)
-    if seconds > MAX_LEEWAY:
-        raise ValueError(f"expected at most {MAX_LEEWAY:g} seconds")
-    return seconds
-
-
 #: key -> (default, parser)
 SSO_KEYS: Keys = {
     "issuer": ("", _issuer),
@@ -138,7 +127,7 @@ SSO_KEYS: Keys = {
     "allow": ("*", _allow),
     "ca_bundle": ("", parse_optional_path),
     "timeout": ("10", parse_duration),
-    "leeway": ("60", _leeway),
+    "leeway": ("60", parse_leeway),
 }
 
 

@@ -57,6 +57,7 @@ from pypid.core.sessions import Session
 from pypid.core.sso_flow import PENDING_TTL, LoginRefused
 from pypid.web.access import Access
 from pypid.web.audit_trail import AuditTrail
+from pypid.web.browser_sessions import BrowserSessions
 from pypid.web.people import HTML, people_headers
 from pypid.web.request_auth import client_address, remember, request_credentials
 from pypid.web.respond import see_other
@@ -244,11 +245,10 @@ class BrowserLogin:
     @app.route("/login/sso", methods=["GET", "HEAD"])
     async def sso_begin(self, request: IRequest) -> bytes:
         """Send the browser to the provider, with the cookie that ties the login to it."""
-        people_headers(request)
-        no_store(request)
-        sso, sessions = self._sso, self._access.sessions
-        if sso is None or not sso.enabled or sessions is None:
-            return self._form(request, 404, error=NO_SSO)
+        ready = self._sso_ready(request)
+        if isinstance(ready, bytes):
+            return ready
+        sso, sessions = ready
         nxt = next_path(form_field(request, "next"))
         callback = self._callback_url(request)
         if callback is None:
@@ -268,11 +268,10 @@ class BrowserLogin:
     @app.route("/login/sso/callback", methods=["GET", "HEAD"])
     async def sso_callback(self, request: IRequest) -> bytes:
         """The provider sends the browser back: open its person's session, or say why not."""
-        people_headers(request)
-        no_store(request)
-        sso, sessions = self._sso, self._access.sessions
-        if sso is None or not sso.enabled or sessions is None:
-            return self._form(request, 404, error=NO_SSO)
+        ready = self._sso_ready(request)
+        if isinstance(ready, bytes):
+            return ready
+        sso, sessions = ready
         binding = sessions.binding_of(request)
         state, code = form_field(request, "state"), form_field(request, "code")
         error = form_field(request, "error")
@@ -313,6 +312,18 @@ class BrowserLogin:
                          f"Logged in as {signed.user}\n")
 
     # -- helpers --------------------------------------------------------------------------
+
+    def _sso_ready(self, request: IRequest) -> tuple[SingleSignOn, BrowserSessions] | bytes:
+        """
+        The single sign-on and the sessions a route of it uses, with the
+        headers of a page for people; else the answer (C{404}) without them.
+        """
+        people_headers(request)
+        no_store(request)
+        sso, sessions = self._sso, self._access.sessions
+        if sso is None or not sso.enabled or sessions is None:
+            return self._form(request, 404, error=NO_SSO)
+        return sso, sessions
 
     def _callback_url(self, request: IRequest) -> str | None:
         """
