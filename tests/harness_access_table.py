@@ -56,6 +56,7 @@ ROWS = (
     ("POST", "/console/project/{p}/files/{f}/delete", ("holy-grail",)),
     ("POST", "/console/project/{p}/files/{f}/restore", ("holy-grail",)),
     ("POST", "/console/project/{p}/status", P3),
+    ("POST", "/console/project/{p}/promote", ("holy-grail",)),
     ("GET", "/static/nothing.css", ("",)),
     ("GET", "/health", ("",)),
     ("GET", "/metrics", ("",)),
@@ -174,6 +175,7 @@ POST   /console/project/{p}/files/{f}/restore holy-grail   | 401 400 400 400 400
 POST   /console/project/{p}/status  holy-grail   | 401 400 400 400 400 400 400 400 400 400 400 | 401 400 400 400 400 400 400 400 400 400 400
 POST   /console/project/{p}/status  secret-sauce | 401 400 400 400 400 400 400 400 400 400 400 | 401 400 400 400 400 400 400 400 400 400 400
 POST   /console/project/{p}/status  no-such      | 401 400 400 400 400 400 400 400 400 400 400 | 401 400 400 400 400 400 400 400 400 400 400
+POST   /console/project/{p}/promote holy-grail   | 401 400 400 400 400 400 400 400 400 400 400 | 401 400 400 400 400 400 400 400 400 400 400
 GET    /static/nothing.css          -            | 404 404 404 404 404 404 404 404 404 404 404 | 404 404 404 404 404 404 404 404 404 404 404
 GET    /health                      -            | 200 200 200 200 200 200 200 200 200 200 200 | 200 200 200 200 200 200 200 200 200 200 200
 GET    /metrics                     -            | 200 200 200 200 200 200 200 200 200 200 200 | 200 200 200 200 200 200 200 200 200 200 200

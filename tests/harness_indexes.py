@@ -70,11 +70,13 @@ class Server:
 
     def __init__(self, case, read="everyone", named=True, tokens_indexes=("release",),
                  rules=(), base_url=None, release_read=None, default_upload=None,
-                 default_read=None, through=False):
+                 default_read=None, through=False, registry=False):
         """
         @param through: add two indexes that read C{secret} through their
             bases, with its readers alone (carol): C{vault}, a view of it,
             and C{team}, hosted on it (carol uploads).
+        @param registry: give the site the registry of its indexes (the
+            admin areas that read them: promotion above all).
         """
         self.case = case
         self.clock = Clock()
@@ -131,10 +133,17 @@ class Server:
         self.log = MemoryAuditLog(self.clock)
         access = Access(model, verifier, None, self.tokens,
                         sessions=memory_sessions(self.clock, folder))
+        known = None
+        if registry:
+            from pypid.state.indexes import IndexRegistry
+            known = IndexRegistry(
+                {name: Stack(name, source.index, source.storage, source.locks)
+                 for name, source in s.items()},
+                {"default": ("default",), **order}, {})
         web = build_web([*one_index(s["default"].index, s["default"].storage, self.clock,
                         locks=s["default"].locks), *(parts if named else ())], access, run_now,
                         self.clock, max_upload_size=10 << 20, audit=AuditTrail(self.log,
-                        self.clock), base_url=base_url)
+                        self.clock), base_url=base_url, registry=known)
         self.web = web
         self.client = site_treq(web.site)
         text, token = self.tokens.make("alice", {"read", "upload"}, indexes=tokens_indexes)

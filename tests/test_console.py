@@ -372,3 +372,62 @@ class NamedIndexProjectTests(SynchronousTestCase):
             "?index=release", headers=cookie, data={"csrf": csrf})
         self.assertEqual(code, 404, body)
         self.assertIn(b"no such file of gadget", body)
+
+
+class PromoteTests(SynchronousTestCase):
+    """A release promoted from the project's page: POST /api/promote's own path."""
+
+    def setUp(self):
+        self.s = Server(self, registry=True)
+        code, _, body = self.s.upload("/staging/", "gadget", "1.0")
+        self.assertEqual(code, 200, body)
+
+    login = NamedIndexProjectTests.login
+
+    def test_promote(self):
+        cookie, csrf = self.login("alice")
+        code, _, page = self.s.request("GET", "/console/project/gadget/?index=staging",
+                                       headers=cookie)
+        self.assertEqual(code, 200, page)
+        self.assertIn(b'<option value="default" selected>default</option>'
+                      b'<option value="release">release</option></select>', page)
+        self.assertNotIn(b'value="secret"', page)
+        self.assertNotIn(b"allow_denied", page)
+        code, _, page = self.s.request(
+            "POST", "/console/project/gadget/promote?index=staging", headers=cookie,
+            data={"csrf": csrf, "version": "1.0", "to": "release",
+                  # (the page's index and project decide, not such fields)
+                  "from": "secret", "project": "widget"})
+        self.assertEqual(code, 200, page)
+        self.assertIn(b"Promoted gadget 1.0 to release: 1 file.", page)
+        code, _, body = self.s.request("GET", "/release/simple/gadget/")
+        self.assertIn(b"gadget-1.0-py3-none-any.whl", body)
+        (entry,) = [e for e in entries(self.s.log) if e["event"] == "promote"]
+        self.assertEqual((entry["user"], entry["index"], entry["target"], entry["outcome"]),
+                         ("alice", "release", "staging", "ok"))
+        # again: nothing more to promote, said so
+        code, _, page = self.s.request(
+            "POST", "/console/project/gadget/promote?index=staging", headers=cookie,
+            data={"csrf": csrf, "version": "1.0", "to": "release"})
+        self.assertIn(b"every file was there already", page)
+
+    def test_refused_as_the_api(self):
+        cookie, csrf = self.login("alice")
+        for fields, code, words in (
+                ({"version": "1.0", "to": "secret"}, 404, b"to: no such index: secret"),
+                ({"version": "9.9", "to": "release"}, 404, b"9.9"),
+                ({"version": "1.0", "to": "prod"}, 405, b"prod is a view"),
+                ({"version": "1.0"}, 400, b"to: missing")):
+            status, _, page = self.s.request(
+                "POST", "/console/project/gadget/promote?index=staging", headers=cookie,
+                data={"csrf": csrf, **fields})
+            self.assertEqual(status, code, page)
+            self.assertIn(words, page)
+        self.assertEqual(self.s.request("GET", "/release/simple/gadget/")[0], 404)
+
+    def test_csrf(self):
+        cookie, _ = self.login("alice")
+        code, _, _ = self.s.request("POST", "/console/project/gadget/promote?index=staging",
+                                    headers=cookie, data={"version": "1.0", "to": "release"})
+        self.assertEqual(code, 403)
+        self.assertEqual(self.s.request("GET", "/release/simple/gadget/")[0], 404)

@@ -181,7 +181,8 @@ def project_page(chrome: Chrome, person: str, csrf: str, project: str, display: 
                  releases: Sequence[tuple[str, Sequence[FileRecord]]],
                  binned: Sequence[FileRecord], *, index: str, status: ProjectStatus | None,
                  admin: bool, recycles: bool, root: str = "../../../",
-                 error: str | None = None) -> bytes:
+                 error: str | None = None, notice: str | None = None,
+                 targets: Sequence[str] = ()) -> bytes:
     """
     C{/console/project/<name>/}: a project for one who may change it. Its
     files by release, each with the buttons that yank (with a reason) or
@@ -193,6 +194,8 @@ def project_page(chrome: Chrome, person: str, csrf: str, project: str, display: 
     @param binned: its files in the recycle bin.
     @param index: the index's name (the forms name it, C{default} included).
     @param recycles: whether the index has a recycle bin (a delete can be undone).
+    @param notice: what the last action did.
+    @param targets: the indexes a release may be promoted to (none: no form).
     """
     base = f"{root}console/project/{project}/"
     query = "" if index == DEFAULT else "?index=" + index
@@ -212,6 +215,8 @@ def project_page(chrome: Chrome, person: str, csrf: str, project: str, display: 
              f'{escape(project)}/">Its page</a>.</p>']
     if error:
         parts.append(f'<p class="notice" role="alert" id="console-error">{escape(error)}</p>')
+    if notice:
+        parts.append(f'<p class="notice" role="status" id="console-notice">{escape(notice)}</p>')
     shown = status.status if status is not None else "active"
     reason = f": {status.reason}" if status is not None and status.reason else ""
     parts.append(f'<h2>Status</h2><p id="status">{escape(shown + reason)}</p>')
@@ -251,6 +256,19 @@ def project_page(chrome: Chrome, person: str, csrf: str, project: str, display: 
             '<th scope="col">Uploaded</th><th scope="col">By</th><th scope="col">Yanked</th>'
             '<th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead>'
             '<tbody>' + "".join(rows) + '</tbody></table></div>')
+    if releases and targets:
+        parts.append(
+            '<h2 id="promote">Promote a release</h2>'
+            f'<form class="console-form" method="post" action="{escape(base + "promote" + query)}"'
+            ' aria-labelledby="promote">' + _csrf(csrf)
+            + '<p><label for="promote-version">Release</label><select id="promote-version" '
+            'name="version">' + _options([(v, v) for v, _ in releases], releases[0][0])
+            + '</select></p><p><label for="promote-to">To the index</label><select '
+            'id="promote-to" name="to">' + _options([(t, t) for t in targets], targets[0])
+            + '</select></p>'
+            + ('<p><label><input type="checkbox" name="allow_denied" value="true"> Even if '
+               'its advisories deny it</label></p>' if admin else "")
+            + '<p><button type="submit">Promote</button></p></form>')
     if recycles:
         parts.append('<h2>Recycle bin</h2>')
         if binned:

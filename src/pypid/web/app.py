@@ -317,20 +317,21 @@ def _site_areas(access: Access, run: Run, clock: IReactorTime, audit: AuditTrail
     it, their routes answer 404).
     """
     tokens = TokenAdmin(access, run, audit=audit)
+    promote = (Promote(registry, access, audit=audit, clock=clock)
+               if registry is not None else None)
     return PypidApp(
         tokens=tokens,
         cache=CacheAdmin(access, upstream, audit=audit),
         health=health, metrics=metrics,
         audit=AuditAdmin(access, audit),
         oidc=oidc,
-        promote=(Promote(registry, access, audit=audit, clock=clock)
-                 if registry is not None else None),
+        promote=promote,
         advisories=AdvisoryAdmin(access, registry) if registry is not None else None,
         usage=UsageAdmin(access, registry) if registry is not None else None,
         recycle=RecycleAdmin(access, registry) if registry is not None else None,
         retention=RetentionAdmin(access, registry, audit) if registry is not None else None,
         login=BrowserLogin(access, audit, chrome, sso),
-        console=Console(access, tokens, chrome, audit, served),
+        console=Console(access, tokens, chrome, audit, served, promote),
     )
 
 

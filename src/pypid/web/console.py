@@ -19,6 +19,7 @@ sends one, and a browser without a session is sent to the login form.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
@@ -42,6 +43,7 @@ from pypid.web.audit_trail import AuditTrail
 from pypid.web.browser_login import HOST, no_store, send_html
 from pypid.web.index_root import ServedIndex
 from pypid.web.people import people_headers
+from pypid.web.promote import Promote
 from pypid.web.publish import Publish
 from pypid.web.respond import see_other, send_error
 from pypid.web.routes import answer_errors
@@ -65,6 +67,8 @@ class Console:
     @ivar _audit: where a form refused for its CSRF token is recorded.
     @ivar _served: the index of a name as served now (its uploads and
         changes, which the project page calls), or L{None}.
+    @ivar _promote: promotion between the indexes (its route's code, which
+        the project page's form calls), or L{None} without a registry.
     """
 
     _access: Access
@@ -72,6 +76,7 @@ class Console:
     _chrome: pages.Chrome
     _audit: AuditTrail
     _served: Callable[[str], ServedIndex | None]
+    _promote: Promote | None = None
 
     app = Klein()
     answer_errors(app)
@@ -190,6 +195,41 @@ class Console:
         return await self._then_project(request, session, name,
                                         lambda: publish.set_status(request, name))
 
+    @app.route("/console/project/<string:project>/promote", methods=["POST"])
+    async def promote(self, request: IRequest, project: str) -> bytes:
+        """
+        Promote a release of the project to another index: C{POST
+        /api/promote}'s own path, from the form's C{version}, C{to} (and an
+        admin's C{allow_denied}); the page says what was promoted.
+        """
+        session = self._form_session(request, "promote", project)
+        if isinstance(session, bytes):
+            return session
+        promote = self._promote
+        if promote is None:
+            return send_error(request, NotFound("no such page"))
+        found = await self._guarded(request, lambda: self._project_of(request, project))
+        if isinstance(found, bytes):
+            return found
+        name, _ = found
+        # (the page's index and project are what the promotion is from and
+        # of: never fields of the form, which the page does not send)
+        request.args[b"from"] = [_index_name(request).encode("ascii")]
+        request.args[b"project"] = [name.encode("ascii")]
+        try:
+            answer = json.loads(await promote.promote(request))
+        except HTTPError as e:
+            code, message = e.code, e.message
+        else:
+            done = answer["promoted"]
+            return await self._guarded(request, lambda: self._project_page(
+                request, session, name, 200, notice=(
+                    f"Promoted {name} {answer['version']} to {answer['to']}: "
+                    + (f"{len(done)} file{'s' if len(done) != 1 else ''}" if done
+                       else "every file was there already") + ".")))
+        return await self._guarded(request, lambda: self._project_page(
+            request, session, name, code, error=message))
+
     async def _then_project(self, request: IRequest, session: Session, project: str,
                             change: Callable[[], Awaitable[bytes]]) -> bytes:
         """Make C{change}, then 303 back to the project's page; its refusal on the page."""
@@ -229,10 +269,13 @@ class Console:
         return name, publish
 
     async def _project_page(self, request: IRequest, session: Session, project: str,
-                            code: int, error: str | None = None) -> bytes:
+                            code: int, error: str | None = None,
+                            notice: str | None = None) -> bytes:
         name, publish = await self._project_of(request, project)
         identity = await self._access.person(request)
         index = publish.index
+        targets = (self._promote.targets(identity, _index_name(request))
+                   if self._promote is not None else [])
         found = index.project(name)
         assert found is not None
         by_version: dict[str, list[FileRecord]] = {}
@@ -246,7 +289,7 @@ class Console:
             chrome, identity.name, session.csrf, name, found.display_name, releases, binned,
             index=_index_name(request), status=index.status(name),
             admin=self._access.is_admin(identity), recycles=publish.recycles,
-            root=root_of(request), error=error))
+            root=root_of(request), error=error, notice=notice, targets=targets))
 
     # -- helpers ----------------------------------------------------------------------------
 

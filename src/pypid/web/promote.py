@@ -179,6 +179,16 @@ class Promote:
             target=asked.get("from") if asked.get("from") in known else None,
             project=asked.get("project"), version=asked.get("version"))
 
+    def targets(self, identity: Identity, source: str) -> list[str]:
+        """
+        The hosted indexes, other than C{source}, that C{identity} sees and
+        may upload to: where the console offers to promote a release to
+        (the promotion itself checks the project's rights).
+        """
+        return [name for name in self._registry.orders
+                if name != source and name in self._registry.stacks
+                and self._sees(identity, name) and self._access.may_upload_to(identity, name)]
+
     async def _promote(self, request: IRequest, identity: Identity,
                        asked: PromoteRequest) -> bytes:
         source_name, target_name = asked.source, asked.target
@@ -456,12 +466,33 @@ def _body(request: IRequest) -> bytes:
     return bounded_body(request, MAX_BODY)
 
 
+def _is_form(request: IRequest) -> bool:
+    """Whether the body is a urlencoded form (the console's) rather than JSON."""
+    kind = request.getHeader(b"content-type") or b""
+    return kind.split(b";")[0].strip().lower() == b"application/x-www-form-urlencoded"
+
+
+def _form(request: IRequest) -> dict[str, Any]:
+    """A form's fields of a promotion, as its JSON would name them (C{allow_denied} a truth)."""
+    data: dict[str, Any] = {}
+    for field in FIELDS:
+        values = request.args.get(field.encode("ascii"))
+        if values:
+            data[field] = values[0].decode("utf-8", "replace")
+    if "allow_denied" in data:
+        data["allow_denied"] = data["allow_denied"].lower() in ("true", "yes", "on", "1")
+    return data
+
+
 def _asked_quietly(request: IRequest) -> dict[str, Any]:
     """What the body names, as far as it is a JSON object (for a refusal's audit entry)."""
-    try:
-        data = json.loads(_body(request))
-    except (ValueError, RecursionError, TooLarge):
-        return {}
+    if _is_form(request):
+        data = _form(request)
+    else:
+        try:
+            data = json.loads(_body(request))
+        except (ValueError, RecursionError, TooLarge):
+            return {}
     if not isinstance(data, dict):
         return {}
     return {k: v for k, v in data.items() if isinstance(v, str) and len(v) <= 200}
@@ -469,15 +500,19 @@ def _asked_quietly(request: IRequest) -> dict[str, Any]:
 
 def _asked(request: IRequest) -> PromoteRequest:
     """
-    The promotion the JSON body asks for.
+    The promotion the JSON body asks for (or a urlencoded form's fields of
+    the same names: the console's form).
 
     @raise HTTPError: 413 for a body too large, 400 naming the field that is wrong.
     """
     shape = 'expected a JSON object: {"from": ..., "to": ..., "project": ..., "version": ...}'
-    try:
-        data = json.loads(_body(request))
-    except (ValueError, RecursionError):
-        raise BadRequest(shape)
+    if _is_form(request):
+        data = _form(request)
+    else:
+        try:
+            data = json.loads(_body(request))
+        except (ValueError, RecursionError):
+            raise BadRequest(shape)
     if not isinstance(data, dict):
         raise BadRequest(shape)
     values = {}

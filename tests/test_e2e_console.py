@@ -1,0 +1,77 @@
+"""
+The console end to end (issue 44), in real Chromium against the real
+daemon with named indexes: a person logged in through the form promotes a
+release from C{staging} to C{release} on the project's page, and an admin
+sets the project's status there; each checked in the API and the audit
+log. (Single sign-on and the directory drive the console in
+L{tests.test_e2e_sso} and L{tests.test_e2e_ldap}.)
+"""
+
+import json
+
+from tests.browser import BrowserTestCase
+from tests.distributions import make_wheel
+from tests.e2e import PASSWORD, USER, DaemonTestCase, http, upload
+from tests.harness_console import audit_events
+
+SECTIONS = """
+[index:release]
+
+[index:staging]
+bases = release
+"""
+
+
+class ConsolePromoteTests(BrowserTestCase, DaemonTestCase):
+    """Promotion and status on the project's page."""
+
+    def start_daemon(self):
+        daemon = self.new_daemon(settings={"auth.admins": USER}, start=False)
+        with open(daemon.config_path, "a", encoding="utf-8") as f:
+            f.write(SECTIONS)
+        daemon.start()
+        for wheel in (make_wheel("widget", "1.0"), make_wheel("widget", "1.1")):
+            response = upload(daemon, *wheel, path="staging/")
+            self.assertEqual(response.status, 200, response.body)
+        return daemon
+
+    def log_in(self, daemon, next_page):
+        page = self.open_page(daemon.url + "login?next=" + next_page)
+        page.page.fill("#user", USER)
+        page.page.fill("#password", PASSWORD)
+        with page.page.expect_navigation():
+            page.page.click("button[type=submit]")
+        return page
+
+    def test_promote_and_status(self):
+        daemon = self.start_daemon()
+        page = self.log_in(daemon, "/console/project/widget/?index=staging")
+        self.assertTrue(page.page.url.endswith("/console/project/widget/?index=staging"),
+                        page.page.url)
+        page.page.select_option("#promote-version", "1.0")
+        page.page.select_option("#promote-to", "release")
+        with page.page.expect_navigation():
+            page.page.get_by_role("button", name="Promote").click()
+        self.assertIn("Promoted widget 1.0 to release: 1 file.",
+                      page.page.inner_text("#console-notice"))
+        listed = http("GET", daemon.url + "release/simple/widget/",
+                      {"Accept": "application/vnd.pypi.simple.v1+json"})
+        self.assertEqual([f["filename"] for f in json.loads(listed.body)["files"]],
+                         ["widget-1.0-py3-none-any.whl"])
+        admin = (USER, PASSWORD)
+        (entry,) = audit_events(daemon, admin, "promote")
+        self.assertEqual((entry["user"], entry["index"], entry["target"], entry["outcome"]),
+                         (USER, "release", "staging", "ok"))
+        # an admin sets the project's status, with a reason
+        page.page.select_option("#status-choice", "archived")
+        page.page.fill("#status-reason", "moved to widget2")
+        with page.page.expect_navigation():
+            page.page.get_by_role("button", name="Set the status").click()
+        self.assertEqual(page.page.inner_text("#status"), "archived: moved to widget2")
+        project = http("GET", daemon.url + "staging/simple/widget/",
+                       {"Accept": "application/vnd.pypi.simple.v1+json"})
+        self.assertEqual(json.loads(project.body)["project-status"],
+                         {"status": "archived", "reason": "moved to widget2"})
+        (entry,) = audit_events(daemon, admin, "status")
+        self.assertEqual((entry["user"], entry["detail"]), (USER, "archived: moved to widget2"))
+        self.assert_clean(page)
