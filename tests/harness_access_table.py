@@ -57,6 +57,8 @@ ROWS = (
     ("POST", "/console/project/{p}/files/{f}/restore", ("holy-grail",)),
     ("POST", "/console/project/{p}/status", P3),
     ("POST", "/console/project/{p}/promote", ("holy-grail",)),
+    ("GET", "/console/retention", ("",)),
+    ("POST", "/console/retention/apply", ("",)),
     ("GET", "/static/nothing.css", ("",)),
     ("GET", "/health", ("",)),
     ("GET", "/metrics", ("",)),
@@ -176,6 +178,8 @@ POST   /console/project/{p}/status  holy-grail   | 401 400 400 400 400 400 400 4
 POST   /console/project/{p}/status  secret-sauce | 401 400 400 400 400 400 400 400 400 400 400 | 401 400 400 400 400 400 400 400 400 400 400
 POST   /console/project/{p}/status  no-such      | 401 400 400 400 400 400 400 400 400 400 400 | 401 400 400 400 400 400 400 400 400 400 400
 POST   /console/project/{p}/promote holy-grail   | 401 400 400 400 400 400 400 400 400 400 400 | 401 400 400 400 400 400 400 400 400 400 400
+GET    /console/retention           -            | 401 400 400 400 400 400 400 400 400 400 400 | 401 400 400 400 400 400 400 400 400 400 400
+POST   /console/retention/apply     -            | 401 400 400 400 400 400 400 400 400 400 400 | 401 400 400 400 400 400 400 400 400 400 400
 GET    /static/nothing.css          -            | 404 404 404 404 404 404 404 404 404 404 404 | 404 404 404 404 404 404 404 404 404 404 404
 GET    /health                      -            | 200 200 200 200 200 200 200 200 200 200 200 | 200 200 200 200 200 200 200 200 200 200 200
 GET    /metrics                     -            | 200 200 200 200 200 200 200 200 200 200 200 | 200 200 200 200 200 200 200 200 200 200 200

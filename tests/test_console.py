@@ -14,10 +14,14 @@ from pypid.auth.tokens import TokenBook
 from pypid.auth.verifier import PasswordVerifier
 from pypid.core.access_rules import parse_rule
 from pypid.core.outside_logins import OutsideLogins
+from pypid.core.retention import RetentionRules
+from pypid.state.cleanup import IndexCleanup
+from pypid.state.indexes import IndexRegistry
 from pypid.state.recycle_bin import RecycleBin
 from pypid.storage.locks import KeyedLock
-from tests.fakes import run_in_pool_now
-from tests.harness_indexes import Server, entries
+from tests.distributions import make_wheel
+from tests.fakes import run_in_pool_now, twine_fields
+from tests.harness_indexes import Server, Stack, entries
 from tests.harness_ldap import MemoryDirectory
 from tests.harness_web import PASSWORD, USERS, WHEEL_NAME, NoCookieJar, basic
 
@@ -431,3 +435,60 @@ class PromoteTests(SynchronousTestCase):
                                     headers=cookie, data={"version": "1.0", "to": "release"})
         self.assertEqual(code, 403)
         self.assertEqual(self.s.request("GET", "/release/simple/gadget/")[0], 404)
+
+
+class RetentionPageTests(_Console, SynchronousTestCase):
+    """The retention plan as a dry run, then applied: the API's own path, admins only."""
+
+    def recycle_bin(self):
+        self.bin = RecycleBin(self.index, self.storage, KeyedLock(self.clock), self.clock,
+                              7 * 86400)
+        return self.bin
+
+    def index_registry(self):
+        cleanup = IndexCleanup("default", self.bin, None, RetentionRules(keep_releases=1))
+        return IndexRegistry({"default": Stack("default", self.index, self.storage,
+                                               self.bin.locks, bin=self.bin,
+                                               cleanup=cleanup)},
+                             {"default": ("default",)}, {})
+
+    def upload_version(self, version):
+        name, data = make_wheel("Holy.Grail", version)
+        response, body = self.upload(name, data, fields=twine_fields("Holy.Grail", version, data))
+        self.assertEqual(response.code, 200, body)
+        return name
+
+    def test_dry_run_then_apply(self):
+        old = self.upload_version("0.9")
+        cookie, csrf = self.log_in("dave")
+        _, home = self.get("/console/", headers=cookie)
+        self.assertIn(b'href="../console/retention">Retention</a>', home)
+        response, page = self.get("/console/retention", headers=cookie)
+        self.assertEqual(response.code, 200, page)
+        self.assertIn(b"not among the newest 1 release", page)
+        self.assertIn(f'name="files" value="{old}"'.encode(), page)
+        self.assertIsNotNone(self.index.get_file(old))  # (a plan changes nothing)
+        newer = self.upload_version("2.0")
+        # the plan as shown: a file the plan now adds is not taken along
+        response, page = self.request("POST", "/console/retention/apply", headers=cookie,
+                                      data={"csrf": csrf, "index": "default",
+                                            "files": [old]})
+        self.assertEqual(response.code, 200, page)
+        self.assertIn(b"default: 1 file moved to the recycle bin", page)
+        self.assertIsNotNone(self.index.binned_file(old))
+        self.assertIsNotNone(self.index.get_file(newer))
+        self.assertIsNotNone(self.index.get_file(WHEEL_NAME))
+        self.assertEqual([(e["event"], e["user"], e["filename"]) for e in self.events()
+                          if e["event"] == "retention"], [("retention", "dave", old)])
+
+    def test_admins_only(self):
+        cookie, csrf = self.log_in("alice")
+        self.assertNotIn(b"console/retention", self.get("/console/", headers=cookie)[1])
+        response, body = self.get("/console/retention", headers=cookie)
+        self.assertEqual(response.code, 403, body)
+        self.assertIn(b"alice is not an admin", body)
+        old = self.upload_version("0.9")
+        response, _ = self.request("POST", "/console/retention/apply", headers=cookie,
+                                   data={"csrf": csrf, "index": "default", "files": [old]})
+        self.assertEqual(response.code, 403)
+        self.assertIsNotNone(self.index.get_file(old))

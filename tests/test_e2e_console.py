@@ -75,3 +75,38 @@ class ConsolePromoteTests(BrowserTestCase, DaemonTestCase):
         (entry,) = audit_events(daemon, admin, "status")
         self.assertEqual((entry["user"], entry["detail"]), (USER, "archived: moved to widget2"))
         self.assert_clean(page)
+
+
+class ConsoleRetentionTests(BrowserTestCase, DaemonTestCase):
+    """An admin applies the retention plan shown in the console (Chromium)."""
+
+    def test_dry_run_then_apply(self):
+        daemon = self.new_daemon(settings={"auth.admins": USER, "retention.keep_releases": "1",
+                                           "retention.recycle_bin": "7d"})
+        for version in ("1.0", "2.0"):
+            response = upload(daemon, *make_wheel("gizmo", version))
+            self.assertEqual(response.status, 200, response.body)
+        page = self.open_page(daemon.url + "login?next=/console/retention")
+        page.page.fill("#user", USER)
+        page.page.fill("#password", PASSWORD)
+        with page.page.expect_navigation():
+            page.page.click("button[type=submit]")
+        self.assertIn("not among the newest 1 release", page.page.inner_text("main"))
+        # (a dry run: nothing has moved)
+        admin = (USER, PASSWORD)
+        self.assertIn(b"gizmo-1.0-py3-none-any.whl",
+                      http("GET", daemon.url + "simple/gizmo/", auth=admin).body)
+        with page.page.expect_navigation():
+            page.page.get_by_role("button", name="Apply the plan of default").click()
+        self.assertIn("default: 1 file moved to the recycle bin",
+                      page.page.inner_text("#console-notice"))
+        self.assertIn("Nothing to remove now.", page.page.inner_text("main"))
+        body = http("GET", daemon.url + "simple/gizmo/", auth=admin).body
+        self.assertNotIn(b"gizmo-1.0-py3-none-any.whl", body)
+        self.assertIn(b"gizmo-2.0-py3-none-any.whl", body)
+        binned = json.loads(http("GET", daemon.url + "api/recycle-bin", auth=admin).body)
+        self.assertIn("gizmo-1.0-py3-none-any.whl", json.dumps(binned))
+        self.assertEqual([(e["user"], e["filename"], e["outcome"])
+                          for e in audit_events(daemon, admin, "retention")],
+                         [(USER, "gizmo-1.0-py3-none-any.whl", "ok")])
+        self.assert_clean(page)

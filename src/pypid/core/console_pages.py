@@ -51,19 +51,22 @@ def _options(choices: Iterable[tuple[str, str]], chosen: str) -> str:
         f'{escape(label)}</option>' for value, label in choices)
 
 
-def _nav(root: str) -> str:
+def _nav(root: str, admin: bool = False) -> str:
     links = [("console/", "Console"), ("console/tokens", "My tokens")]
+    if admin:
+        links += [("console/retention", "Retention")]
     return ('<nav aria-label="Console"><ul class="console-nav">'
             + "".join(f'<li><a href="{escape(root + path)}">{escape(label)}</a></li>'
                       for path, label in links)
             + "</ul></nav>")
 
 
-def console_page(chrome: Chrome, person: str, *, root: str = "../") -> bytes:
+def console_page(chrome: Chrome, person: str, *, root: str = "../",
+                 admin: bool = False) -> bytes:
     """C{/console/}: what the person can manage here."""
     main = (
         '<section class="console" aria-labelledby="title"><h1 id="title">Console</h1>'
-        f'<p>Logged in as <strong>{escape(person)}</strong>.</p>{_nav(root)}'
+        f'<p>Logged in as <strong>{escape(person)}</strong>.</p>{_nav(root, admin)}'
         '<h2 id="manage">A project</h2>'
         f'<form class="console-form" method="get" action="{escape(root)}console/project" '
         'aria-labelledby="manage">'
@@ -99,7 +102,7 @@ def tokens_page(chrome: Chrome, person: str, csrf: str, tokens: Sequence[Mapping
     """
     fields = fields or {}
     parts = ['<section class="console" aria-labelledby="title"><h1 id="title">My tokens</h1>',
-             _nav(root)]
+             _nav(root, admin)]
     if error:
         parts.append(f'<p class="notice" role="alert" id="console-error">{escape(error)}</p>')
     if issued is not None:
@@ -209,7 +212,7 @@ def project_page(chrome: Chrome, person: str, csrf: str, project: str, display: 
                 f'aria-label="{escape(label)} {escape(filename)}">{escape(label)}</button></form>')
 
     parts = [f'<section class="console" aria-labelledby="title"><h1 id="title">'
-             f'{escape(display)}</h1>', _nav(root),
+             f'{escape(display)}</h1>', _nav(root, admin),
              f'<p>In the index <strong>{escape(index)}</strong>. '
              f'<a href="{escape(root + ("" if index == DEFAULT else index + "/"))}project/'
              f'{escape(project)}/">Its page</a>.</p>']
@@ -288,4 +291,65 @@ def project_page(chrome: Chrome, person: str, csrf: str, project: str, display: 
                      'for good.</p>')
     parts.append('</section>')
     return frame(chrome, root, f"{display} - Console - {chrome.title}", "".join(parts),
+                 search_box=False)
+
+
+def retention_page(chrome: Chrome, person: str, csrf: str,
+                   plans: Sequence[Mapping[str, Any]], *, root: str = "../",
+                   applied: Mapping[str, Any] | None = None, error: str | None = None) -> bytes:
+    """
+    C{/console/retention} (admins): each hosted index's retention plan as
+    C{GET /api/retention} makes it now (a dry run: what would go, why, and
+    the bytes it frees), with a button that applies that plan, the very
+    files shown, into the index's recycle bin.
+
+    @param plans: the C{indexes} of C{GET /api/retention}.
+    @param applied: what C{POST /api/retention/apply} answered, to say.
+    """
+    parts = ['<section class="console" aria-labelledby="title"><h1 id="title">Retention</h1>',
+             _nav(root, True)]
+    if error:
+        parts.append(f'<p class="notice" role="alert" id="console-error">{escape(error)}</p>')
+    if applied is not None:
+        removed = applied.get("removed") or []
+        skipped = applied.get("skipped") or []
+        parts.append(
+            '<p class="notice" role="status" id="console-notice">'
+            f'{escape(str(applied.get("index", "")))}: {len(removed)} '
+            f'file{"s" if len(removed) != 1 else ""} moved to the recycle bin '
+            f'({escape(_size(int(applied.get("bytes") or 0)))})'
+            + (f", {len(skipped)} skipped (the plan changed)" if skipped else "") + '.</p>')
+    for plan in plans:
+        index = str(plan.get("index", ""))
+        releases = plan.get("releases") or []
+        kept = plan.get("kept") or {}
+        rules = plan.get("rules") or {}
+        parts.append(f'<h2 id="plan-{escape(index)}">{escape(index)}</h2>')
+        parts.append('<p class="muted">Rules: ' + escape(", ".join(
+            f"{key} {value}" for key, value in rules.items() if value not in (None, [], 0)))
+            + '. Kept: ' + escape(", ".join(f"{n} {key}" for key, n in kept.items()))
+            + f'. Deleted files wait {escape(str(plan.get("recycle_bin", "")))} s in the '
+            'recycle bin.</p>')
+        if not releases:
+            parts.append('<p>Nothing to remove now.</p>')
+            continue
+        rows = "".join(
+            f'<tr><td>{escape(str(r.get("project", "")))}</td>'
+            f'<td>{escape(str(r.get("version", "")))}</td>'
+            f'<td>{escape(str(r.get("reason", "")))}</td>'
+            f'<td>{escape(_size(int(r.get("bytes") or 0)))}</td>'
+            f'<td>{len(r.get("files") or [])}</td></tr>' for r in releases)
+        files = "".join(f'<input type="hidden" name="files" value="{escape(str(f["filename"]))}">'
+                        for r in releases for f in (r.get("files") or []))
+        parts.append(
+            '<div class="table-scroll"><table class="files"><thead><tr>'
+            '<th scope="col">Project</th><th scope="col">Release</th><th scope="col">Why</th>'
+            '<th scope="col">Size</th><th scope="col">Files</th></tr></thead><tbody>'
+            + rows + '</tbody></table></div>'
+            f'<form method="post" action="{escape(root)}console/retention/apply">'
+            + _csrf(csrf) + f'<input type="hidden" name="index" value="{escape(index)}">'
+            + files + f'<p><button type="submit">Apply the plan of {escape(index)} '
+            f'({escape(_size(int(plan.get("bytes") or 0)))})</button></p></form>')
+    parts.append('</section>')
+    return frame(chrome, root, "Retention - Console - " + chrome.title, "".join(parts),
                  search_box=False)

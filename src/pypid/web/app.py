@@ -319,6 +319,7 @@ def _site_areas(access: Access, run: Run, clock: IReactorTime, audit: AuditTrail
     tokens = TokenAdmin(access, run, audit=audit)
     promote = (Promote(registry, access, audit=audit, clock=clock)
                if registry is not None else None)
+    retention = RetentionAdmin(access, registry, audit) if registry is not None else None
     return PypidApp(
         tokens=tokens,
         cache=CacheAdmin(access, upstream, audit=audit),
@@ -329,9 +330,9 @@ def _site_areas(access: Access, run: Run, clock: IReactorTime, audit: AuditTrail
         advisories=AdvisoryAdmin(access, registry) if registry is not None else None,
         usage=UsageAdmin(access, registry) if registry is not None else None,
         recycle=RecycleAdmin(access, registry) if registry is not None else None,
-        retention=RetentionAdmin(access, registry, audit) if registry is not None else None,
+        retention=retention,
         login=BrowserLogin(access, audit, chrome, sso),
-        console=Console(access, tokens, chrome, audit, served, promote),
+        console=Console(access, tokens, chrome, audit, served, promote, retention),
     )
 
 

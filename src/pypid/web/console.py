@@ -46,6 +46,7 @@ from pypid.web.people import people_headers
 from pypid.web.promote import Promote
 from pypid.web.publish import Publish
 from pypid.web.respond import see_other, send_error
+from pypid.web.retention_admin import RetentionAdmin
 from pypid.web.routes import answer_errors
 from pypid.web.token_admin import TokenAdmin
 
@@ -69,6 +70,8 @@ class Console:
         changes, which the project page calls), or L{None}.
     @ivar _promote: promotion between the indexes (its route's code, which
         the project page's form calls), or L{None} without a registry.
+    @ivar _retention: the retention rules' routes (the retention page
+        calls them), or L{None} without a registry.
     """
 
     _access: Access
@@ -77,6 +80,7 @@ class Console:
     _audit: AuditTrail
     _served: Callable[[str], ServedIndex | None]
     _promote: Promote | None = None
+    _retention: RetentionAdmin | None = None
 
     app = Klein()
     answer_errors(app)
@@ -89,8 +93,9 @@ class Console:
             return session
         identity = await self._access.person(request)
         chrome = attrs.evolve(self._chrome, person=identity.name)
-        return send_html(request, 200, console_pages.console_page(chrome, identity.name,
-                                                                  root=root_of(request)))
+        return send_html(request, 200, console_pages.console_page(
+            chrome, identity.name, root=root_of(request),
+            admin=self._access.is_admin(identity) and self._retention is not None))
 
     @app.route("/console", methods=["GET", "HEAD"])
     def home_slash(self, request: IRequest) -> bytes:
@@ -133,6 +138,48 @@ class Console:
         except HTTPError as e:
             return await self._tokens_page(request, session, e.code, error=e.message)
         return see_other(request, "../../tokens", f"Revoked {token_id}\n")
+
+    # -- retention (admins) ------------------------------------------------------------------
+
+    @app.route("/console/retention", methods=["GET", "HEAD"])
+    async def retention(self, request: IRequest) -> bytes:
+        """Each hosted index's retention plan (C{GET /api/retention}'s), with Apply buttons."""
+        session = self._session(request)
+        if isinstance(session, bytes):
+            return session
+        return await self._retention_page(request, session, 200)
+
+    @app.route("/console/retention/apply", methods=["POST"])
+    async def apply_retention(self, request: IRequest) -> bytes:
+        """Apply one index's plan as shown: C{POST /api/retention/apply}'s path."""
+        session = self._form_session(request, "retention")
+        if isinstance(session, bytes):
+            return session
+        retention = self._retention
+        if retention is None:
+            return send_error(request, NotFound("no such page"))
+        try:
+            applied = json.loads(await retention.apply(request))
+        except HTTPError as e:
+            return await self._retention_page(request, session, e.code, error=e.message)
+        return await self._retention_page(request, session, 200, applied=applied)
+
+    async def _retention_page(self, request: IRequest, session: Session, code: int,
+                              **shown: Any) -> bytes:
+        retention = self._retention
+        if retention is None:
+            return send_error(request, NotFound("no such page"))
+        # (the plans as the API makes them now: for every index, not the
+        # index a form named)
+        request.args.pop(b"index", None)
+        try:
+            plans = json.loads(await retention.plans(request))["indexes"]
+        except HTTPError as e:
+            return send_error(request, e)
+        identity = await self._access.person(request)
+        chrome = attrs.evolve(self._chrome, person=identity.name)
+        return send_html(request, code, console_pages.retention_page(
+            chrome, identity.name, session.csrf, plans, root=root_of(request), **shown))
 
     # -- a project -------------------------------------------------------------------------
 

@@ -5,7 +5,8 @@ retention plan} and C{apply} call.
 C{GET /api/retention} (C{index}: one hosted index; default: every one):
 per index, the releases the rules remove now, why, and the bytes it
 frees; nothing is changed (a dry run). C{POST /api/retention/apply}, a
-JSON body C{{"index": "default", "files": [...]}}: removes, into the
+JSON body C{{"index": "default", "files": [...]}} (or a urlencoded form
+of those fields, the console's): removes, into the
 index's recycle bin, the files listed that a plan made now still lists
 (L{pypid.state.cleanup.IndexCleanup.apply}; without C{files}, the plan
 made now, whole), one C{retention} audit entry per file.
@@ -115,7 +116,19 @@ class RetentionAdmin:
 
 
 def _apply_body(request: IRequest) -> tuple[str, list[str] | None]:
-    """C{(index, files)} of an apply's JSON body; 400 naming the field that is wrong."""
+    """
+    C{(index, files)} of an apply's JSON body, or of a urlencoded form's
+    C{index} and C{files} fields (the console's: each file a field); 400
+    naming the field that is wrong.
+    """
+    kind = request.getHeader(b"content-type") or b""
+    if kind.split(b";")[0].strip().lower() == b"application/x-www-form-urlencoded":
+        try:
+            name = form_field(request, "index") or "default"
+            listed = [value.decode("utf-8") for value in request.args.get(b"files", [])]
+        except UnicodeDecodeError:
+            raise BadRequest("files: not valid UTF-8")
+        return name, listed or None
     try:
         data = json.loads(bounded_body(request, MAX_BODY) or b"{}")
     except TooLarge:
