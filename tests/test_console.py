@@ -492,3 +492,37 @@ class RetentionPageTests(_Console, SynchronousTestCase):
                                    data={"csrf": csrf, "index": "default", "files": [old]})
         self.assertEqual(response.code, 403)
         self.assertIsNotNone(self.index.get_file(old))
+
+
+class AuditPageTests(_Console, SynchronousTestCase):
+    """The audit log in the console (admins): GET /api/audit's entries, and its chains checked."""
+
+    def test_entries_and_chains(self):
+        cookie, csrf = self.log_in("dave")
+        self.assertIn(b'href="../console/audit">Audit log</a>',
+                      self.get("/console/", headers=cookie)[1])
+        self.issue(cookie, csrf, description="for the audit page")
+        response, page = self.get("/console/audit?event=token-issued", headers=cookie)
+        self.assertEqual(response.code, 200, page)
+        self.assertIn(b"<td>token-issued</td><td>ok</td><td>dave</td>", page)
+        self.assertNotIn(b"<td>upload</td>", page)
+        self.assertIn(b'value="token-issued"', page)
+        response, page = self.get("/console/audit?verify=1", headers=cookie)
+        self.assertEqual(response.code, 200, page)
+        self.assertIn(b"every chain is intact.", page)
+        self.assertIn(b"<td>upload</td>", page)
+
+    def test_api_verify(self):
+        response, body = self.get("/api/audit/verify", auth=basic("dave"))
+        self.assertEqual(response.code, 200, body)
+        check = json.loads(body)
+        self.assertEqual((check["intact"], check["broken"]), (True, []))
+        self.assertGreaterEqual(check["entries"], 1)
+        self.assertEqual(self.get("/api/audit/verify", auth=basic("alice"))[0].code, 403)
+        self.assertEqual(self.get("/api/audit/verify")[0].code, 401)
+
+    def test_admins_only(self):
+        cookie, _ = self.log_in("alice")
+        response, body = self.get("/console/audit", headers=cookie)
+        self.assertEqual(response.code, 403, body)
+        self.assertNotIn(b"console/audit", self.get("/console/", headers=cookie)[1])

@@ -13,6 +13,7 @@ import datetime
 from collections.abc import Iterable, Mapping, Sequence
 from html import escape
 from typing import Any
+from urllib.parse import urlencode
 
 from pypid.core.index_names import DEFAULT
 from pypid.core.model import FileRecord
@@ -54,7 +55,7 @@ def _options(choices: Iterable[tuple[str, str]], chosen: str) -> str:
 def _nav(root: str, admin: bool = False) -> str:
     links = [("console/", "Console"), ("console/tokens", "My tokens")]
     if admin:
-        links += [("console/retention", "Retention")]
+        links += [("console/retention", "Retention"), ("console/audit", "Audit log")]
     return ('<nav aria-label="Console"><ul class="console-nav">'
             + "".join(f'<li><a href="{escape(root + path)}">{escape(label)}</a></li>'
                       for path, label in links)
@@ -352,4 +353,76 @@ def retention_page(chrome: Chrome, person: str, csrf: str,
             f'({escape(_size(int(plan.get("bytes") or 0)))})</button></p></form>')
     parts.append('</section>')
     return frame(chrome, root, "Retention - Console - " + chrome.title, "".join(parts),
+                 search_box=False)
+
+
+#: The filters of the audit page: (field, label).
+AUDIT_FILTERS = (("project", "Project"), ("user", "User"), ("event", "Event"),
+                 ("index", "Index"), ("since", "Since (ISO 8601, UTC)"))
+
+#: The columns of the audit page: (entry field, heading).
+AUDIT_COLUMNS = (("time", "Time"), ("event", "Event"), ("outcome", "Outcome"),
+                 ("user", "User"), ("index", "Index"), ("project", "Project"),
+                 ("version", "Version"), ("filename", "File"), ("target", "Target"),
+                 ("detail", "Detail"), ("address", "Address"))
+
+
+def audit_page(chrome: Chrome, person: str, page: Mapping[str, Any],
+               filters: Mapping[str, str], *, root: str = "../",
+               check: Mapping[str, Any] | None = None) -> bytes:
+    """
+    C{/console/audit} (admins): the audit log's entries as C{GET
+    /api/audit} gives them, filtered by the form, newest last, with links
+    to the older and the following pages; and, asked for, what checking
+    every chain found (C{GET /api/audit/verify}).
+
+    @param page: the answer of C{GET /api/audit} (C{entries}, C{next}, C{before}).
+    @param filters: the filters as asked (to fill the form and the links in).
+    @param check: the answer of C{GET /api/audit/verify}, or L{None}.
+    """
+    base = f"{root}console/audit"
+    kept = {name: value for name, value in filters.items() if value and name != "since"}
+    parts = ['<section class="console" aria-labelledby="title"><h1 id="title">Audit log</h1>',
+             _nav(root, True)]
+    if check is not None:
+        broken = check.get("broken") or []
+        summary = (f'{check.get("files")} files, {check.get("entries")} entries: '
+                   + ("every chain is intact." if check.get("intact")
+                      else f"{len(broken)} broken links."))
+        parts.append(f'<div class="notice" role="status" id="chain"><p>{escape(summary)}</p>'
+                     + "".join(f"<p>{escape(str(line))}</p>"
+                               for line in [*(check.get("notes") or []), *broken])
+                     + '</div>')
+    parts.append(
+        f'<form class="console-form" method="get" action="{escape(base)}" '
+        'aria-label="Filter the entries">'
+        + "".join(f'<p><label for="audit-{name}">{escape(label)}</label>'
+                  f'<input id="audit-{name}" name="{name}" type="text" maxlength="200" '
+                  f'value="{escape(filters.get(name, ""))}"></p>'
+                  for name, label in AUDIT_FILTERS)
+        + '<p><button type="submit">Show</button></p></form>'
+        f'<form method="get" action="{escape(base)}"><input type="hidden" name="verify" '
+        'value="1"><p><button type="submit">Verify the chains</button></p></form>')
+    entries = page.get("entries") or []
+    if entries:
+        parts.append(
+            '<div class="table-scroll"><table class="files audit"><thead><tr>'
+            + "".join(f'<th scope="col">{escape(h)}</th>' for _, h in AUDIT_COLUMNS)
+            + '</tr></thead><tbody>'
+            + "".join("<tr>" + "".join(
+                f"<td>{escape(str(entry.get(field) or ''))}</td>" for field, _ in AUDIT_COLUMNS)
+                + "</tr>" for entry in entries)
+            + '</tbody></table></div>')
+    else:
+        parts.append('<p class="muted">No entries.</p>')
+    links = []
+    for key, cursor, label in (("before", "before", "Older entries"),
+                               ("next", "since", "Later entries")):
+        if page.get(key):
+            href = base + "?" + urlencode({**kept, cursor: page[key]})
+            links.append(f'<a href="{escape(href)}">{label}</a>')
+    if links:
+        parts.append('<p>' + " ".join(links) + '</p>')
+    parts.append('</section>')
+    return frame(chrome, root, "Audit log - Console - " + chrome.title, "".join(parts),
                  search_box=False)

@@ -317,6 +317,7 @@ def _site_areas(access: Access, run: Run, clock: IReactorTime, audit: AuditTrail
     it, their routes answer 404).
     """
     tokens = TokenAdmin(access, run, audit=audit)
+    audit_admin = AuditAdmin(access, audit)
     promote = (Promote(registry, access, audit=audit, clock=clock)
                if registry is not None else None)
     retention = RetentionAdmin(access, registry, audit) if registry is not None else None
@@ -324,7 +325,7 @@ def _site_areas(access: Access, run: Run, clock: IReactorTime, audit: AuditTrail
         tokens=tokens,
         cache=CacheAdmin(access, upstream, audit=audit),
         health=health, metrics=metrics,
-        audit=AuditAdmin(access, audit),
+        audit=audit_admin,
         oidc=oidc,
         promote=promote,
         advisories=AdvisoryAdmin(access, registry) if registry is not None else None,
@@ -332,7 +333,7 @@ def _site_areas(access: Access, run: Run, clock: IReactorTime, audit: AuditTrail
         recycle=RecycleAdmin(access, registry) if registry is not None else None,
         retention=retention,
         login=BrowserLogin(access, audit, chrome, sso),
-        console=Console(access, tokens, chrome, audit, served, promote, retention),
+        console=Console(access, tokens, chrome, audit, served, promote, retention, audit_admin),
     )
 
 

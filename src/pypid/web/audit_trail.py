@@ -341,3 +341,24 @@ class AuditAdmin:
             raise storage_unavailable(e)
         return send_json(request, {"entries": [e.public() for e in page.entries],
                                    "next": page.next, "before": page.before})
+
+    @app.route("/api/audit/verify", methods=["GET", "HEAD"])
+    async def verify(self, request: IRequest) -> bytes:
+        """
+        Check every chain of the log (what C{pypid-admin audit verify}
+        does with the configuration): C{files}, C{entries}, C{intact}, the
+        C{broken} links and the C{notes} (where a chain's kept part begins),
+        as text. It reads the whole log: an admin's question, not a probe's.
+        """
+        await self._access.admin(request, AUDIT_LOGIN)
+        audit_log = self._trail.log
+        await audit_log.flush()
+        try:
+            check = await audit_log.verify()
+        except (StorageError, OSError) as e:
+            log.error("Cannot read the audit log: {error}", error=str(e))
+            raise storage_unavailable(e)
+        return send_json(request, {"files": check.files, "entries": check.entries,
+                                   "intact": check.intact,
+                                   "broken": [str(b) for b in check.broken],
+                                   "notes": [str(n) for n in check.notes]})

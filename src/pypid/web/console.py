@@ -39,7 +39,7 @@ from pypid.core.names import is_valid_name, normalize, project_of_filename
 from pypid.core.sessions import Session
 from pypid.core.version_order import version_key
 from pypid.web.access import Access
-from pypid.web.audit_trail import AuditTrail
+from pypid.web.audit_trail import AuditAdmin, AuditTrail
 from pypid.web.browser_login import HOST, no_store, send_html
 from pypid.web.index_root import ServedIndex
 from pypid.web.people import people_headers
@@ -72,6 +72,7 @@ class Console:
         the project page's form calls), or L{None} without a registry.
     @ivar _retention: the retention rules' routes (the retention page
         calls them), or L{None} without a registry.
+    @ivar _audit_admin: the audit log's routes (the audit page calls them).
     """
 
     _access: Access
@@ -81,6 +82,7 @@ class Console:
     _served: Callable[[str], ServedIndex | None]
     _promote: Promote | None = None
     _retention: RetentionAdmin | None = None
+    _audit_admin: AuditAdmin | None = None
 
     app = Klein()
     answer_errors(app)
@@ -95,7 +97,7 @@ class Console:
         chrome = attrs.evolve(self._chrome, person=identity.name)
         return send_html(request, 200, console_pages.console_page(
             chrome, identity.name, root=root_of(request),
-            admin=self._access.is_admin(identity) and self._retention is not None))
+            admin=self._access.is_admin(identity)))
 
     @app.route("/console", methods=["GET", "HEAD"])
     def home_slash(self, request: IRequest) -> bytes:
@@ -180,6 +182,33 @@ class Console:
         chrome = attrs.evolve(self._chrome, person=identity.name)
         return send_html(request, code, console_pages.retention_page(
             chrome, identity.name, session.csrf, plans, root=root_of(request), **shown))
+
+    # -- the audit log (admins) ---------------------------------------------------------------
+
+    @app.route("/console/audit", methods=["GET", "HEAD"])
+    async def audit(self, request: IRequest) -> bytes:
+        """
+        The audit log's entries (C{GET /api/audit}'s, with its filters and
+        pages), and with C{verify=1} what checking its chains found (C{GET
+        /api/audit/verify}'s).
+        """
+        session = self._session(request)
+        if isinstance(session, bytes):
+            return session
+        admin = self._audit_admin
+        if admin is None:
+            return send_error(request, NotFound("no such page"))
+        try:
+            check = (json.loads(await admin.verify(request))
+                     if shown_field(request, "verify") else None)
+            page = json.loads(await admin.audit(request))
+        except HTTPError as e:
+            return send_error(request, e)
+        identity = await self._access.person(request)
+        chrome = attrs.evolve(self._chrome, person=identity.name)
+        filters = {name: shown_field(request, name) for name, _ in console_pages.AUDIT_FILTERS}
+        return send_html(request, 200, console_pages.audit_page(
+            chrome, identity.name, page, filters, root=root_of(request), check=check))
 
     # -- a project -------------------------------------------------------------------------
 
