@@ -7,17 +7,20 @@ the person's name), behind the session's CSRF token.
 import json
 import re
 
+import attrs
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.auth.policy import AccessModel
 from pypid.auth.tokens import TokenBook
 from pypid.auth.verifier import PasswordVerifier
+from pypid.core import charts
 from pypid.core.access_rules import parse_rule
 from pypid.core.outside_logins import OutsideLogins
 from pypid.core.retention import RetentionRules
 from pypid.state.cleanup import IndexCleanup
 from pypid.state.indexes import IndexRegistry
 from pypid.state.recycle_bin import RecycleBin
+from pypid.state.usage_log import UsageLog
 from pypid.storage.locks import KeyedLock
 from tests.distributions import make_wheel
 from tests.fakes import run_in_pool_now, twine_fields
@@ -526,3 +529,70 @@ class AuditPageTests(_Console, SynchronousTestCase):
         response, body = self.get("/console/audit", headers=cookie)
         self.assertEqual(response.code, 403, body)
         self.assertNotIn(b"console/audit", self.get("/console/", headers=cookie)[1])
+
+
+class ChartTests(SynchronousTestCase):
+    """The downloads chart: pure SVG, one row a release, its numbers beside it."""
+
+    def test_rows_and_numbers(self):
+        releases = {f"{n}.0": [0] * 28 + [n, 2 * n] for n in range(1, 13)}
+        newest = sorted(releases, key=lambda v: int(v.split(".")[0]), reverse=True)
+        svg = charts.downloads_chart(releases, "2026-01-01", newest)
+        self.assertIn('<title id="chart-title">Downloads per release and per day, 2026-01-01 '
+                      'to 2026-01-30</title>', svg)
+        self.assertIn("<title>12.0, 2026-01-30: 24</title>", svg)
+        # the two oldest releases summed as "older": 1+2 and 2+4
+        self.assertIn("<title>older, 2026-01-29: 3</title>", svg)
+        self.assertIn("<tr><td>older</td><td>9</td><td>9</td></tr>", svg)
+        self.assertNotIn(">1.0<", svg)
+        self.assertEqual(svg.count('class="bar"'), 11 * 2)
+
+    def test_escaped_and_empty(self):
+        svg = charts.downloads_chart({"1.0<b>": [1]}, "2026-01-01", ["1.0<b>"])
+        self.assertIn("1.0&lt;b&gt;", svg)
+        self.assertNotIn("<b>", svg)
+        self.assertIn("No downloads counted.", charts.downloads_chart({}, "2026-01-01", []))
+
+
+class DownloadsTests(SynchronousTestCase):
+    """A project's downloads by release and day: for admins and those who may change it."""
+
+    def setUp(self):
+        self.s = Server(self, registry=True, rules=(
+            parse_rule("gadget", "user:alice rw, user:carol r", 0),))
+        self.usage = UsageLog(self.s.stacks["default"].storage, self.s.clock, interval=10,
+                              writer="web")
+        self.s.web.app.usage._indexes.stacks["default"] = attrs.evolve(
+            self.s.web.app.usage._indexes.stacks["default"], usage=self.usage)
+        code, _, body = self.s.upload("/", "gadget", "1.0")
+        self.assertEqual(code, 200, body)
+        self.usage.startService()
+        self.addCleanup(lambda: self.usage.running and self.usage.stopService())
+        self.usage.count("gadget-1.0-py3-none-any.whl", "192.0.2.1")
+        self.usage.count("gadget-1.0-py3-none-any.whl", "192.0.2.2")
+        self.s.clock.advance(10)
+
+    login = NamedIndexProjectTests.login
+
+    def test_api(self):
+        code, _, body = self.s.request("GET", "/api/usage?project=Gadget", auth=basic("alice"))
+        self.assertEqual(code, 200, body)
+        data = json.loads(body)
+        self.assertEqual((data["project"], data["days"], data["releases"]["1.0"][-1]),
+                         ("gadget", 30, 2))
+        self.assertEqual(len(data["releases"]["1.0"]), 30)
+        self.assertEqual(self.s.request("GET", "/api/usage?project=gadget",
+                                        auth=basic("root"))[0], 200)
+        for user, code in (("carol", 404), (None, 401)):
+            auth = basic(user) if user else None
+            self.assertEqual(self.s.request("GET", "/api/usage?project=gadget",
+                                            auth=auth)[0], code, user)
+        self.assertEqual(self.s.request("GET", "/api/usage?project=nope",
+                                        auth=basic("root"))[0], 404)
+
+    def test_chart_on_the_page(self):
+        cookie, _ = self.login("alice")
+        code, _, page = self.s.request("GET", "/console/project/gadget/", headers=cookie)
+        self.assertEqual(code, 200, page)
+        self.assertIn(b"<h2>Downloads</h2>", page)
+        self.assertIn(b"<tr><td>1.0</td><td>2</td><td>2</td></tr>", page)

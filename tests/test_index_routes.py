@@ -225,12 +225,12 @@ class IndexRouteTests(SynchronousTestCase):
 #: styles, so its hashed link in every page changed, and only that: the
 #: pages with f6cd0be's stylesheet still give f6cd0be's sums.)
 DEFAULT_PAGES = {
-    "/": "17e61d6539d6673460819a0ce029b261671af224d496286d993737dd25bc2d2d",
-    "/search?q=widget": "517ebaa06062c30bd4b7e5d9278559e9adc4f2b6233f843ee6c3f2496ad459c4",
-    "/search?q=nothing": "aeeefffe3e0328062644f410a413855f95bb8ab92e14debba6b55495a01c6006",
+    "/": "a20a941bc3940b9b8e9f16435dac30150d7a5ba6c65d9e91808573565bc53321",
+    "/search?q=widget": "8224a85a3ac3e090eeb592f6126e8ce5538e79e09609a1c82a238528dc908ddc",
+    "/search?q=nothing": "4893d4d545677daf5f0debd6c533ad3107d9f2b74a9c097fbbf0177ae4c86909",
     "/api/search?q=wid": "257ce2b08254a0ec2dd513f6e7c21e3cb26c138d64d33761d6f1e139536027ce",
-    "/project/widget/": "ed82d1868ec7b58c51db1f9d3cda36eb87f014a380b4416cedc3a93c0cbe7977",
-    "/project/widget/1.0/": "1a8ebc03e2da71170f7d984985e63169f4340f4b0bd1927e11b7ead7c08f1ddc",
+    "/project/widget/": "0a54038271c2f0f23438e151ba80558e1f952d974eea989d26752eaace24747b",
+    "/project/widget/1.0/": "d7e6b8c96757eb0136f21a984e94545f800d788c69204c54ee073e3837c9809c",
 }
 
 

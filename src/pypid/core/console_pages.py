@@ -186,7 +186,7 @@ def project_page(chrome: Chrome, person: str, csrf: str, project: str, display: 
                  binned: Sequence[FileRecord], *, index: str, status: ProjectStatus | None,
                  admin: bool, recycles: bool, root: str = "../../../",
                  error: str | None = None, notice: str | None = None,
-                 targets: Sequence[str] = ()) -> bytes:
+                 targets: Sequence[str] = (), chart: str | None = None) -> bytes:
     """
     C{/console/project/<name>/}: a project for one who may change it. Its
     files by release, each with the buttons that yank (with a reason) or
@@ -200,6 +200,8 @@ def project_page(chrome: Chrome, person: str, csrf: str, project: str, display: 
     @param recycles: whether the index has a recycle bin (a delete can be undone).
     @param notice: what the last action did.
     @param targets: the indexes a release may be promoted to (none: no form).
+    @param chart: its downloads per release and per day
+        (L{pypid.core.charts.downloads_chart}), or L{None} when not counted.
     """
     base = f"{root}console/project/{project}/"
     query = "" if index == DEFAULT else "?index=" + index
@@ -260,6 +262,8 @@ def project_page(chrome: Chrome, person: str, csrf: str, project: str, display: 
             '<th scope="col">Uploaded</th><th scope="col">By</th><th scope="col">Yanked</th>'
             '<th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead>'
             '<tbody>' + "".join(rows) + '</tbody></table></div>')
+    if chart is not None:
+        parts.append('<h2>Downloads</h2>' + chart)
     if releases and targets:
         parts.append(
             '<h2 id="promote">Promote a release</h2>'

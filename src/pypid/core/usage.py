@@ -25,6 +25,7 @@ C{last_month}) and C{pypid-admin usage}.
 
 from __future__ import annotations
 
+import datetime
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -50,6 +51,11 @@ class UsageInvalid(ValueError):
 def day_of(when: float) -> int:
     """The UTC day (days since the epoch) of the POSIX time C{when}."""
     return int(when // DAY)
+
+
+def date_of(day: int) -> str:
+    """The ISO date (C{2026-01-31}) of a UTC day number (L{day_of})."""
+    return (datetime.date(1970, 1, 1) + datetime.timedelta(days=day)).isoformat()
 
 
 def record_name(day: int, writer: str, sequence: int | None) -> str:
@@ -298,6 +304,19 @@ class UsageBook:
         """When C{filename} was last downloaded, or L{None}."""
         usage = self._files.get(filename)
         return usage.last if usage is not None else None
+
+    def daily(self, filenames: Iterable[str], days: int, today: int) -> list[int]:
+        """The downloads of C{filenames} on each of the last C{days} days, oldest first."""
+        first = today - days + 1
+        counts = [0] * days
+        for filename in filenames:
+            usage = self._files.get(filename)
+            if usage is None:
+                continue
+            for day, count in usage.days.items():
+                if first <= day <= today:
+                    counts[day - first] += count
+        return counts
 
     def summary(self, filenames: Iterable[str], today: int) -> dict[str, int]:
         """The legacy JSON API's C{downloads}: C{last_day}, C{last_week}, C{last_month}."""

@@ -374,15 +374,16 @@ class Access:
             raise Forbidden("this token may not upload")
         return identity
 
-    async def person(self, request: IRequest, needed: str = PERSON_LOGIN) -> Identity:
+    async def person(self, request: IRequest, needed: str = PERSON_LOGIN,
+                     not_for_tokens: str = "manages tokens") -> Identity:
         """
         A person, with a password (or, on the pages, a browser session):
         L{Unauthorized} saying C{needed} without credentials, L{Forbidden}
-        for a token (a token never manages tokens).
+        for a token (a token never C{not_for_tokens}).
         """
         identity = await self.gate_upload(request, needed=needed, index=None)
         if identity.token is not None:
-            raise Forbidden("a token never manages tokens: log in with a password")
+            raise Forbidden(f"a token never {not_for_tokens}: log in with a password")
         return identity
 
     async def admin(self, request: IRequest, needed: str = UPLOAD_LOGIN) -> Identity:

@@ -321,6 +321,7 @@ def _site_areas(access: Access, run: Run, clock: IReactorTime, audit: AuditTrail
     promote = (Promote(registry, access, audit=audit, clock=clock)
                if registry is not None else None)
     retention = RetentionAdmin(access, registry, audit) if registry is not None else None
+    usage = UsageAdmin(access, registry) if registry is not None else None
     return PypidApp(
         tokens=tokens,
         cache=CacheAdmin(access, upstream, audit=audit),
@@ -329,11 +330,12 @@ def _site_areas(access: Access, run: Run, clock: IReactorTime, audit: AuditTrail
         oidc=oidc,
         promote=promote,
         advisories=AdvisoryAdmin(access, registry) if registry is not None else None,
-        usage=UsageAdmin(access, registry) if registry is not None else None,
+        usage=usage,
         recycle=RecycleAdmin(access, registry) if registry is not None else None,
         retention=retention,
         login=BrowserLogin(access, audit, chrome, sso),
-        console=Console(access, tokens, chrome, audit, served, promote, retention, audit_admin),
+        console=Console(access, tokens, chrome, audit, served, promote, retention, audit_admin,
+                        usage),
     )
 
 

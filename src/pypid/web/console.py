@@ -30,7 +30,7 @@ from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
 from pypid.auth.verifier import Identity
-from pypid.core import console_pages, pages
+from pypid.core import charts, console_pages, pages
 from pypid.core.audit_chain import REFUSED
 from pypid.core.http_errors import BadRequest, Forbidden, HTTPError, NotFound, Unauthorized
 from pypid.core.index_names import DEFAULT
@@ -49,6 +49,7 @@ from pypid.web.respond import see_other, send_error
 from pypid.web.retention_admin import RetentionAdmin
 from pypid.web.routes import answer_errors
 from pypid.web.token_admin import TokenAdmin
+from pypid.web.usage_admin import UsageAdmin
 
 log = Logger()
 
@@ -73,6 +74,7 @@ class Console:
     @ivar _retention: the retention rules' routes (the retention page
         calls them), or L{None} without a registry.
     @ivar _audit_admin: the audit log's routes (the audit page calls them).
+    @ivar _usage: the download counts' route (the project page's chart calls it).
     """
 
     _access: Access
@@ -83,6 +85,7 @@ class Console:
     _promote: Promote | None = None
     _retention: RetentionAdmin | None = None
     _audit_admin: AuditAdmin | None = None
+    _usage: UsageAdmin | None = None
 
     app = Klein()
     answer_errors(app)
@@ -352,6 +355,7 @@ class Console:
         index = publish.index
         targets = (self._promote.targets(identity, _index_name(request))
                    if self._promote is not None else [])
+        chart = await self._chart(request, name)
         found = index.project(name)
         assert found is not None
         by_version: dict[str, list[FileRecord]] = {}
@@ -365,7 +369,28 @@ class Console:
             chrome, identity.name, session.csrf, name, found.display_name, releases, binned,
             index=_index_name(request), status=index.status(name),
             admin=self._access.is_admin(identity), recycles=publish.recycles,
-            root=root_of(request), error=error, notice=notice, targets=targets))
+            root=root_of(request), error=error, notice=notice, targets=targets,
+            chart=chart))
+
+    async def _chart(self, request: IRequest, name: str) -> str | None:
+        """
+        The project's downloads chart, from C{GET /api/usage?project=}'s own
+        code; L{None} when its index counts no downloads.
+        """
+        usage = self._usage
+        if usage is None:
+            return None
+        request.args[b"project"] = [name.encode("ascii")]
+        request.args[b"days"] = [b"30"]
+        try:
+            data = json.loads(await usage.ranked(request))
+        except HTTPError:
+            return None
+        finally:
+            del request.args[b"project"], request.args[b"days"]
+        releases = data["releases"]
+        newest = sorted(releases, key=version_key, reverse=True)
+        return charts.downloads_chart(releases, data["first_day"], newest)
 
     # -- helpers ----------------------------------------------------------------------------
 

@@ -3,6 +3,10 @@ C{GET /api/usage} (admins): an index's files, the most (or least)
 downloaded first, over the last C{days} days, with when each was last
 downloaded (issue 29); what C{pypid-admin usage} prints.
 
+With C{project}, one project's downloads by release and by day instead
+(issue 44: the console's chart): for admins, and for those who may change
+the project (its counts are theirs to read).
+
 Arguments: C{index} (default: C{default}), C{order} (C{most} or
 C{least}), C{days} (1 to L{pypid.core.usage.WINDOW_DAYS}, default 30),
 C{limit} (1 to 10,000, default 20). A file never downloaded (as far as the
@@ -21,7 +25,9 @@ from twisted.web.iweb import IRequest
 from pypid.core.http_errors import BadRequest, NotFound
 from pypid.core.index import Index
 from pypid.core.model import format_upload_time
-from pypid.core.usage import WINDOW_DAYS
+from pypid.core.names import is_valid_name, normalize
+from pypid.core.usage import WINDOW_DAYS, date_of
+from pypid.core.version_order import version_key
 from pypid.state.usage_log import UsageLog
 from pypid.web.access import Access
 from pypid.web.routes import answer_errors, form_field, send_json
@@ -69,6 +75,9 @@ class UsageAdmin:
     @app.route("/api/usage", methods=["GET", "HEAD"])
     async def ranked(self, request: IRequest) -> bytes:
         """An index's files ranked by their downloads (see the module docstring)."""
+        project = form_field(request, "project")
+        if project:
+            return await self._project(request, project)
         await self._access.admin(request, USAGE_LOGIN)
         name = form_field(request, "index") or "default"
         order = (form_field(request, "order") or "most").strip().lower()
@@ -92,3 +101,32 @@ class UsageAdmin:
                           "last_downloaded": None if last is None else format_upload_time(last)})
         return send_json(request, {"index": name, "order": order, "days": days,
                                    "files": files})
+
+    async def _project(self, request: IRequest, project: str) -> bytes:
+        """
+        C{{"index", "project", "days", "first_day", "releases": {version:
+        [downloads a day, oldest first]}}}: one project's downloads, for an
+        admin or one who may change it (to others, as if it did not exist).
+        """
+        identity = await self._access.person(request, USAGE_LOGIN,
+                                             "reads a project's downloads")
+        name = form_field(request, "index") or "default"
+        days = _number(request, "days", 30, WINDOW_DAYS)
+        found = self._indexes.usage(name)
+        normalized = normalize(project) if is_valid_name(project) else None
+        hosted = found[0].project(normalized) if found is not None and normalized else None
+        if found is None or hosted is None or normalized is None or not (
+                self._access.is_admin(identity)
+                or self._access.may_write(identity, normalized, name)):
+            raise NotFound(f"no such project in {name}: {project}")
+        _, usage = found
+        today = usage.today
+        by_version: dict[str, list[str]] = {}
+        for record in hosted.files.values():
+            by_version.setdefault(record.version, []).append(record.filename)
+        return send_json(request, {
+            "index": name, "project": normalized, "days": days,
+            "first_day": date_of(today - days + 1),
+            "releases": {version: usage.book.daily(filenames, days, today)
+                         for version, filenames in sorted(
+                             by_version.items(), key=lambda item: version_key(item[0]))}})
