@@ -69,6 +69,7 @@ ROWS = (
     ("GET", "/api/audit", ("",)),
     ("GET", "/api/audit/verify", ("",)),
     ("GET", "/api/usage?project={q}", P3),
+    ("GET", "/api/audit?project={q}&index=default", P3),
     ("POST", "/api/files/{f}/yank", P3),
     ("POST", "/api/files/{f}/unyank", P3),
     ("POST", "/api/projects/{p}/1.0/yank", P3),
@@ -195,6 +196,9 @@ GET    /api/audit/verify            -            | 401 403 403 200 401 403 403 4
 GET    /api/usage?project={q}       holy-grail   | 401 200 200 200 401 403 403 403 401 401 403 | 401 200 200 200 401 403 403 403 401 401 403
 GET    /api/usage?project={q}       secret-sauce | 401 404 200 200 401 403 403 403 401 401 403 | 401 404 200 200 401 403 403 403 401 401 403
 GET    /api/usage?project={q}       no-such      | 401 404 404 404 401 403 403 403 401 401 403 | 401 404 404 404 401 403 403 403 401 401 403
+GET    /api/audit?project={q}&index=default holy-grail   | 401 200 200 200 401 403 403 403 401 401 403 | 401 200 200 200 401 403 403 403 401 401 403
+GET    /api/audit?project={q}&index=default secret-sauce | 401 403 200 200 401 403 403 403 401 401 403 | 401 403 200 200 401 403 403 403 401 401 403
+GET    /api/audit?project={q}&index=default no-such      | 401 200 200 200 401 403 403 403 401 401 403 | 401 200 200 200 401 403 403 403 401 401 403
 POST   /api/files/{f}/yank          holy-grail   | 401 200 200 200 401 403 200 404 401 401 200 | 401 200 200 200 401 403 200 404 401 401 200
 POST   /api/files/{f}/yank          secret-sauce | 401 404 200 200 401 404 404 404 401 401 200 | 401 404 200 200 401 404 404 404 401 401 200
 POST   /api/files/{f}/yank          no-such      | 401 404 404 404 401 404 404 404 401 401 404 | 401 404 404 404 401 404 404 404 401 401 404

@@ -315,12 +315,8 @@ class ProjectPageTests(_Console, SynchronousTestCase):
                                 directory=self.directory)
 
 
-class NamedIndexProjectTests(SynchronousTestCase):
-    """
-    The project page of a named index (C{?index=}): its own files, through
-    its own routes; a hidden index, a view, an unknown one, a name that is
-    no index name, and a file of another project all answer as nothing.
-    """
+class _NamedIndexes:
+    """The named indexes' server, carol's C{widget} in the hidden C{secret}, alice's C{gadget}."""
 
     def setUp(self):
         self.s = Server(self)
@@ -336,6 +332,14 @@ class NamedIndexProjectTests(SynchronousTestCase):
         cookie = {"Cookie": headers.getRawHeaders(b"set-cookie")[0].decode().split(";")[0]}
         _, _, page = self.s.request("GET", "/console/tokens", headers=cookie)
         return cookie, re.search(rb'name="csrf" value="([^"]+)"', page).group(1).decode()
+
+
+class NamedIndexProjectTests(_NamedIndexes, SynchronousTestCase):
+    """
+    The project page of a named index (C{?index=}): its own files, through
+    its own routes; a hidden index, a view, an unknown one, a name that is
+    no index name, and a file of another project all answer as nothing.
+    """
 
     def test_a_named_index(self):
         cookie, csrf = self.login("alice")
@@ -389,7 +393,7 @@ class PromoteTests(SynchronousTestCase):
         code, _, body = self.s.upload("/staging/", "gadget", "1.0")
         self.assertEqual(code, 200, body)
 
-    login = NamedIndexProjectTests.login
+    login = _NamedIndexes.login
 
     def test_promote(self):
         cookie, csrf = self.login("alice")
@@ -572,7 +576,7 @@ class DownloadsTests(SynchronousTestCase):
         self.usage.count("gadget-1.0-py3-none-any.whl", "192.0.2.2")
         self.s.clock.advance(10)
 
-    login = NamedIndexProjectTests.login
+    login = _NamedIndexes.login
 
     def test_api(self):
         code, _, body = self.s.request("GET", "/api/usage?project=Gadget", auth=basic("alice"))
@@ -596,3 +600,33 @@ class DownloadsTests(SynchronousTestCase):
         self.assertEqual(code, 200, page)
         self.assertIn(b"<h2>Downloads</h2>", page)
         self.assertIn(b"<tr><td>1.0</td><td>2</td><td>2</td></tr>", page)
+
+
+class ProjectTrailTests(_NamedIndexes, SynchronousTestCase):
+    """A project's audit trail: for whoever may change it, on its page and from the API."""
+
+    def test_owner_reads_its_trail(self):
+        code, _, body = self.s.request(
+            "GET", "/api/audit?project=gadget&index=release", auth=basic("alice"))
+        self.assertEqual(code, 200, body)
+        self.assertEqual({(e["event"], e["project"]) for e in json.loads(body)["entries"]},
+                         {("upload", "gadget")})
+        for query in ("project=gadget", "index=release", "project=widget&index=secret",
+                      "project=gadget&index=nosuch", "project=gadget&index=secret"):
+            code, _, body = self.s.request("GET", f"/api/audit?{query}", auth=basic("alice"))
+            self.assertEqual((code, body), (403, b"alice is not an admin\n"), query)
+        code, _, _ = self.s.request("GET", "/api/audit?project=gadget&index=release",
+                                    auth=self.s.scoped)
+        self.assertEqual(code, 403)
+
+    def test_on_the_page(self):
+        cookie, csrf = self.login("alice")
+        self.s.request("POST", "/console/project/gadget/files/gadget-1.0-py3-none-any.whl/"
+                       "yank?index=release", headers=cookie,
+                       data={"csrf": csrf, "reason": "oops"})
+        code, _, page = self.s.request("GET", "/console/project/gadget/?index=release",
+                                       headers=cookie)
+        self.assertEqual(code, 200, page)
+        self.assertIn(b"<h2>Audit trail</h2>", page)
+        self.assertIn(b"<td>yank</td><td>ok</td><td>alice</td>", page)
+        self.assertIn(b"<td>upload</td><td>ok</td><td>alice</td>", page)

@@ -186,7 +186,8 @@ def project_page(chrome: Chrome, person: str, csrf: str, project: str, display: 
                  binned: Sequence[FileRecord], *, index: str, status: ProjectStatus | None,
                  admin: bool, recycles: bool, root: str = "../../../",
                  error: str | None = None, notice: str | None = None,
-                 targets: Sequence[str] = (), chart: str | None = None) -> bytes:
+                 targets: Sequence[str] = (), chart: str | None = None,
+                 trail: Sequence[Mapping[str, Any]] | None = None) -> bytes:
     """
     C{/console/project/<name>/}: a project for one who may change it. Its
     files by release, each with the buttons that yank (with a reason) or
@@ -202,6 +203,7 @@ def project_page(chrome: Chrome, person: str, csrf: str, project: str, display: 
     @param targets: the indexes a release may be promoted to (none: no form).
     @param chart: its downloads per release and per day
         (L{pypid.core.charts.downloads_chart}), or L{None} when not counted.
+    @param trail: its newest audit entries in the index, or L{None}.
     """
     base = f"{root}console/project/{project}/"
     query = "" if index == DEFAULT else "?index=" + index
@@ -294,6 +296,20 @@ def project_page(chrome: Chrome, person: str, csrf: str, project: str, display: 
     else:
         parts.append('<p class="muted">This index has no recycle bin: a deleted file is gone '
                      'for good.</p>')
+    if trail is not None:
+        parts.append('<h2>Audit trail</h2>')
+        columns = [c for c in AUDIT_COLUMNS if c[0] not in ("project", "index", "address")]
+        if trail:
+            parts.append(
+                '<div class="table-scroll"><table class="files audit"><thead><tr>'
+                + "".join(f'<th scope="col">{escape(h)}</th>' for _, h in columns)
+                + '</tr></thead><tbody>'
+                + "".join("<tr>" + "".join(
+                    f"<td>{escape(str(entry.get(field) or ''))}</td>" for field, _ in columns)
+                    + "</tr>" for entry in reversed(trail))
+                + '</tbody></table></div>')
+        else:
+            parts.append('<p class="muted">No entries.</p>')
     parts.append('</section>')
     return frame(chrome, root, f"{display} - Console - {chrome.title}", "".join(parts),
                  search_box=False)

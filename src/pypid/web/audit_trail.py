@@ -45,7 +45,8 @@ from pypid.core.audit_chain import (
     format_time,
     make_query,
 )
-from pypid.core.http_errors import BadRequest, HTTPError
+from pypid.core.http_errors import BadRequest, Forbidden, HTTPError
+from pypid.core.index_names import DEFAULT as DEFAULT_INDEX
 from pypid.core.metrics import Family
 from pypid.core.model import FileRecord
 from pypid.core.names import InvalidName, is_valid_name, normalize, parse_filename
@@ -324,7 +325,7 @@ class AuditAdmin:
         L{pypid.core.audit_chain.MAX_DAYS_READ} days: past them, it answers what
         it found, and the cursor of the rest.
         """
-        await self._access.admin(request, AUDIT_LOGIN)
+        await self._reader(request)
         try:
             query = make_query(**{name: form_field(request, name) or None
                                   for name in ("since", "before", "project", "user", "event",
@@ -341,6 +342,30 @@ class AuditAdmin:
             raise storage_unavailable(e)
         return send_json(request, {"entries": [e.public() for e in page.entries],
                                    "next": page.next, "before": page.before})
+
+    async def _reader(self, request: IRequest) -> Identity:
+        """
+        Who may read the entries asked for: an admin, any; one who may
+        change a project, its own (issue 44: a project's audit trail for its
+        owners), when the query names the project and its index
+        (C{index=default} for the default one) and only those.
+
+        @raise Forbidden: anyone else, and a token.
+        """
+        identity = await self._access.gate_upload(request, needed=AUDIT_LOGIN, index=None)
+        if self._access.is_admin(identity):
+            return identity
+        project, index = form_field(request, "project"), form_field(request, "index")
+        # (an index that does not exist, or hidden from them, is refused
+        # alike: the answer never tells a hidden index apart)
+        known = index == DEFAULT_INDEX or (index in self._access.model.indexes
+                                           and self._access.index_shown(identity, index))
+        if identity.token is None and project and known and is_valid_name(project) \
+                and self._access.may_write(identity, normalize(project), index):
+            return identity
+        if identity.token is not None:
+            raise Forbidden("a token never acts as an admin: log in with a password")
+        raise Forbidden(f"{identity.name} is not an admin")
 
     @app.route("/api/audit/verify", methods=["GET", "HEAD"])
     async def verify(self, request: IRequest) -> bytes:

@@ -356,6 +356,7 @@ class Console:
         targets = (self._promote.targets(identity, _index_name(request))
                    if self._promote is not None else [])
         chart = await self._chart(request, name)
+        trail = await self._trail(request, name)
         found = index.project(name)
         assert found is not None
         by_version: dict[str, list[FileRecord]] = {}
@@ -370,7 +371,27 @@ class Console:
             index=_index_name(request), status=index.status(name),
             admin=self._access.is_admin(identity), recycles=publish.recycles,
             root=root_of(request), error=error, notice=notice, targets=targets,
-            chart=chart))
+            chart=chart, trail=trail))
+
+    async def _trail(self, request: IRequest, name: str) -> list[dict[str, Any]] | None:
+        """
+        The project's newest audit entries in its index, from C{GET
+        /api/audit}'s own code (whoever may change the project reads them);
+        L{None} when they cannot be read now.
+        """
+        admin = self._audit_admin
+        if admin is None:
+            return None
+        saved = dict(request.args)
+        request.args = {b"project": [name.encode("ascii")],
+                        b"index": [_index_name(request).encode("ascii")], b"limit": [b"20"]}
+        try:
+            entries: list[dict[str, Any]] = json.loads(await admin.audit(request))["entries"]
+            return entries
+        except HTTPError:
+            return None
+        finally:
+            request.args = saved
 
     async def _chart(self, request: IRequest, name: str) -> str | None:
         """
