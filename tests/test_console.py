@@ -16,16 +16,13 @@ from pypid.auth.verifier import PasswordVerifier
 from pypid.core import charts
 from pypid.core.access_rules import parse_rule
 from pypid.core.outside_logins import OutsideLogins
-from pypid.core.retention import RetentionRules
-from pypid.state.cleanup import IndexCleanup
-from pypid.state.indexes import IndexRegistry
 from pypid.state.recycle_bin import RecycleBin
 from pypid.state.usage_log import UsageLog
 from pypid.storage.locks import KeyedLock
-from tests.distributions import make_wheel
-from tests.fakes import run_in_pool_now, twine_fields
-from tests.harness_indexes import Server, Stack, entries
+from tests.fakes import run_in_pool_now
+from tests.harness_indexes import Server, entries
 from tests.harness_ldap import MemoryDirectory
+from tests.harness_retention import RetainedIndex
 from tests.harness_web import PASSWORD, USERS, WHEEL_NAME, NoCookieJar, basic
 
 DOCUMENT = {"Sec-Fetch-Dest": "document"}
@@ -444,26 +441,8 @@ class PromoteTests(SynchronousTestCase):
         self.assertEqual(self.s.request("GET", "/release/simple/gadget/")[0], 404)
 
 
-class RetentionPageTests(_Console, SynchronousTestCase):
+class RetentionPageTests(RetainedIndex, _Console, SynchronousTestCase):
     """The retention plan as a dry run, then applied: the API's own path, admins only."""
-
-    def recycle_bin(self):
-        self.bin = RecycleBin(self.index, self.storage, KeyedLock(self.clock), self.clock,
-                              7 * 86400)
-        return self.bin
-
-    def index_registry(self):
-        cleanup = IndexCleanup("default", self.bin, None, RetentionRules(keep_releases=1))
-        return IndexRegistry({"default": Stack("default", self.index, self.storage,
-                                               self.bin.locks, bin=self.bin,
-                                               cleanup=cleanup)},
-                             {"default": ("default",)}, {})
-
-    def upload_version(self, version):
-        name, data = make_wheel("Holy.Grail", version)
-        response, body = self.upload(name, data, fields=twine_fields("Holy.Grail", version, data))
-        self.assertEqual(response.code, 200, body)
-        return name
 
     def test_dry_run_then_apply(self):
         old = self.upload_version("0.9")

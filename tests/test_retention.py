@@ -20,15 +20,14 @@ from pypid.core.model import FileRecord
 from pypid.core.render import file_url_for
 from pypid.core.retention import RetentionRules, make_plan
 from pypid.state.cleanup import CountsNotRead, IndexCleanup, RetentionSchedule
-from pypid.state.indexes import IndexRegistry
 from pypid.state.recycle_bin import RecycleBin
 from pypid.state.usage_log import UsageLog
 from pypid.storage.audit_log import MemoryAuditLog
 from pypid.storage.locks import KeyedLock
 from pypid.storage.memory import MemoryStorage
 from tests.distributions import make_wheel
-from tests.fakes import twine_fields
-from tests.harness_indexes import Stack, audit_entries
+from tests.harness_indexes import audit_entries
+from tests.harness_retention import RetainedIndex
 from tests.harness_web import _ServerMixin, basic
 
 NOW = 1767225600.0
@@ -248,29 +247,11 @@ class ApplyTests(_Stored, SynchronousTestCase):
         self.successResultOf(schedule.stopService())
 
 
-class APITests(_ServerMixin, SynchronousTestCase):
+class APITests(RetainedIndex, _ServerMixin, SynchronousTestCase):
     """GET /api/retention, POST /api/retention/apply."""
 
     def access_model(self):
         return AccessModel(read=self.read, admins=frozenset({"alice"}))
-
-    def recycle_bin(self):
-        self.bin = RecycleBin(self.index, self.storage, KeyedLock(self.clock), self.clock,
-                              7 * DAY)
-        return self.bin
-
-    def index_registry(self):
-        cleanup = IndexCleanup("default", self.bin, None, RetentionRules(keep_releases=1))
-        return IndexRegistry({"default": Stack("default", self.index, self.storage,
-                                               self.bin.locks, bin=self.bin,
-                                               cleanup=cleanup)},
-                             {"default": ("default",)}, {})
-
-    def upload_version(self, version):
-        name, data = make_wheel("Holy.Grail", version)
-        response, body = self.upload(name, data, fields=twine_fields("Holy.Grail", version, data))
-        self.assertEqual(response.code, 200, body)
-        return name
 
     def test_plan_and_apply(self):
         old, new = self.upload_version("1.0"), self.upload_version("2.0")

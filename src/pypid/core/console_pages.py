@@ -300,14 +300,7 @@ def project_page(chrome: Chrome, person: str, csrf: str, project: str, display: 
         parts.append('<h2>Audit trail</h2>')
         columns = [c for c in AUDIT_COLUMNS if c[0] not in ("project", "index", "address")]
         if trail:
-            parts.append(
-                '<div class="table-scroll"><table class="files audit"><thead><tr>'
-                + "".join(f'<th scope="col">{escape(h)}</th>' for _, h in columns)
-                + '</tr></thead><tbody>'
-                + "".join("<tr>" + "".join(
-                    f"<td>{escape(str(entry.get(field) or ''))}</td>" for field, _ in columns)
-                    + "</tr>" for entry in reversed(trail))
-                + '</tbody></table></div>')
+            parts.append(_audit_table(list(reversed(trail)), columns))
         else:
             parts.append('<p class="muted">No entries.</p>')
     parts.append('</section>')
@@ -425,14 +418,7 @@ def audit_page(chrome: Chrome, person: str, page: Mapping[str, Any],
         'value="1"><p><button type="submit">Verify the chains</button></p></form>')
     entries = page.get("entries") or []
     if entries:
-        parts.append(
-            '<div class="table-scroll"><table class="files audit"><thead><tr>'
-            + "".join(f'<th scope="col">{escape(h)}</th>' for _, h in AUDIT_COLUMNS)
-            + '</tr></thead><tbody>'
-            + "".join("<tr>" + "".join(
-                f"<td>{escape(str(entry.get(field) or ''))}</td>" for field, _ in AUDIT_COLUMNS)
-                + "</tr>" for entry in entries)
-            + '</tbody></table></div>')
+        parts.append(_audit_table(entries, AUDIT_COLUMNS))
     else:
         parts.append('<p class="muted">No entries.</p>')
     links = []
@@ -446,3 +432,14 @@ def audit_page(chrome: Chrome, person: str, page: Mapping[str, Any],
     parts.append('</section>')
     return frame(chrome, root, "Audit log - Console - " + chrome.title, "".join(parts),
                  search_box=False)
+
+
+def _audit_table(entries: Sequence[Mapping[str, Any]],
+                 columns: Sequence[tuple[str, str]]) -> str:
+    """Audit entries as a table of C{columns} (C{(field, heading)}), in the order given."""
+    return ('<div class="table-scroll"><table class="files audit"><thead><tr>'
+            + "".join(f'<th scope="col">{escape(h)}</th>' for _, h in columns)
+            + '</tr></thead><tbody>'
+            + "".join("<tr>" + "".join(f"<td>{escape(str(entry.get(field) or ''))}</td>"
+                                       for field, _ in columns) + "</tr>" for entry in entries)
+            + '</tbody></table></div>')
