@@ -425,7 +425,9 @@ class PromoteTests(SynchronousTestCase):
                 ({"version": "1.0", "to": "secret"}, 404, b"to: no such index: secret"),
                 ({"version": "9.9", "to": "release"}, 404, b"9.9"),
                 ({"version": "1.0", "to": "prod"}, 405, b"prod is a view"),
-                ({"version": "1.0"}, 400, b"to: missing")):
+                ({"version": "1.0"}, 400, b"to: missing"),
+                ({"version": "1.0", "to": "release", "allow_denied": "maybe"}, 400,
+                 b"allow_denied: true or false")):
             status, _, page = self.s.request(
                 "POST", "/console/project/gadget/promote?index=staging", headers=cookie,
                 data={"csrf": csrf, **fields})
@@ -609,3 +611,72 @@ class ProjectTrailTests(_NamedIndexes, SynchronousTestCase):
         self.assertIn(b"<h2>Audit trail</h2>", page)
         self.assertIn(b"<td>yank</td><td>ok</td><td>alice</td>", page)
         self.assertIn(b"<td>upload</td><td>ok</td><td>alice</td>", page)
+
+
+class OwnersReadOnlyTheirsTests(_NamedIndexes, SynchronousTestCase):
+    """After a hostile review: what owners read of their projects, and nothing more."""
+
+    def test_trail_fields(self):
+        """An owner's trail has no one's address, token or source index; an admin's has."""
+        code, _, body = self.s.request("GET", "/api/audit?project=gadget&index=release",
+                                       auth=basic("alice"))
+        (entry,) = json.loads(body)["entries"]
+        self.assertNotIn("address", entry)
+        self.assertNotIn("target", entry)
+        code, _, body = self.s.request("GET", "/api/audit?project=gadget&index=release",
+                                       auth=basic("root"))
+        self.assertIn("address", json.loads(body)["entries"][0])
+
+    def test_write_without_read(self):
+        """Who may change a project but not read it reads neither its trail nor its downloads."""
+        s = Server(self, registry=True, default_read=("user:carol",))
+        code, _, body = s.upload("/", "widget", "1.0", auth=basic("carol"))
+        self.assertEqual(code, 200, body)
+        for path in ("/api/audit?project=widget&index=default",
+                     "/api/usage?project=widget"):
+            code, _, body = s.request("GET", path, auth=basic("alice"))
+            self.assertIn(code, (403, 404), (path, body))
+        code, _, _ = s.request("GET", "/api/usage?project=widget&index=secret",
+                               auth=basic("alice"))
+        self.assertEqual(code, 404)
+
+    def test_console_forms_only(self):
+        cookie, csrf = self.login("alice")
+        # a JSON body naming its own index and project: refused
+        code, _, body = self.s.request(
+            "POST", f"/console/project/gadget/promote?index=release&csrf={csrf}",
+            headers={**cookie, "Content-Type": "application/json"},
+            data=json.dumps({"from": "secret", "to": "staging", "project": "widget",
+                             "version": "1.0"}).encode())
+        self.assertEqual(code, 403, body)
+        # the CSRF token is read from the body alone, never the URL
+        code, _, body = self.s.request(
+            "POST", f"/console/project/gadget/files/gadget-1.0-py3-none-any.whl/yank"
+            f"?index=release&csrf={csrf}", headers=cookie, data={"reason": "x"})
+        self.assertEqual(code, 403, body)
+        code, _, body = self.s.request(
+            "POST", "/console/project/gadget/promote?index=release",
+            headers={**cookie, "Content-Type": "application/json"},
+            data=json.dumps({"csrf": csrf}).encode())
+        self.assertEqual(code, 403, body)
+
+    def test_admin_audit_page(self):
+        cookie, _ = self.login("alice")
+        code, _, body = self.s.request("GET", "/console/audit?project=gadget&index=release",
+                                       headers=cookie)
+        self.assertEqual((code, body), (403, b"alice is not an admin\n"))
+
+
+class StrictFormsTests(RetainedIndex, _Console, SynchronousTestCase):
+    """A form is held to what its JSON would be."""
+
+    def test_retention_form_lists_its_files(self):
+        cookie, csrf = self.log_in("dave")
+        old = self.upload_version("0.9")
+        for fields, words in (({"index": "default"}, b"files: a form lists the files"),
+                              ({"files": [old]}, b"index: the name of a hosted index")):
+            response, body = self.request("POST", "/console/retention/apply", headers=cookie,
+                                          data={"csrf": csrf, **fields})
+            self.assertEqual(response.code, 400, body)
+            self.assertIn(words, body)
+        self.assertIsNotNone(self.index.get_file(old))

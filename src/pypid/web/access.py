@@ -178,6 +178,20 @@ class Access:
             return True
         return permissions.may_read(None, project, index)
 
+    def owns(self, identity: Identity, project: str, index: str) -> bool:
+        """
+        Whether C{identity} has an owner's rights on C{project} of C{index}:
+        the index is one of the server's that they may enter, and they may
+        both see and change the project there. What reading a project's own
+        records (its audit trail, its downloads) asks: an index that does not
+        exist and one hidden from them answer alike.
+        """
+        if index != DEFAULT_INDEX and index not in self.model.indexes:
+            return False
+        return (self.index_shown(identity, index)
+                and self.identity_may_read(identity, project, index)
+                and self.may_write(identity, project, index))
+
     def identity_may_read(self, identity: Identity | None, project: str,
                           index: str = DEFAULT_INDEX) -> bool:
         """

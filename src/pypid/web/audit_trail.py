@@ -46,7 +46,6 @@ from pypid.core.audit_chain import (
     make_query,
 )
 from pypid.core.http_errors import BadRequest, Forbidden, HTTPError
-from pypid.core.index_names import DEFAULT as DEFAULT_INDEX
 from pypid.core.metrics import Family
 from pypid.core.model import FileRecord
 from pypid.core.names import InvalidName, is_valid_name, normalize, parse_filename
@@ -59,6 +58,12 @@ from pypid.web.respond import storage_unavailable
 from pypid.web.routes import answer_errors, form_field, send_json
 
 log = Logger()
+
+#: The fields of an entry a project's owner reads (not an admin): never
+#: the addresses and tokens of others, nor the index a promotion came
+#: from (one that may be hidden from them).
+OWNER_FIELDS = frozenset({"time", "event", "outcome", "user", "index", "project", "version",
+                          "filename", "sha256", "detail", "count"})
 
 #: What C{GET /api/audit} answers without credentials.
 AUDIT_LOGIN = "authentication is required to read the audit log"
@@ -325,7 +330,8 @@ class AuditAdmin:
         L{pypid.core.audit_chain.MAX_DAYS_READ} days: past them, it answers what
         it found, and the cursor of the rest.
         """
-        await self._reader(request)
+        reader = await self._reader(request)
+        shown = None if self._access.is_admin(reader) else OWNER_FIELDS
         try:
             query = make_query(**{name: form_field(request, name) or None
                                   for name in ("since", "before", "project", "user", "event",
@@ -340,8 +346,11 @@ class AuditAdmin:
         except (StorageError, OSError) as e:
             log.error("Cannot read the audit log: {error}", error=str(e))
             raise storage_unavailable(e)
-        return send_json(request, {"entries": [e.public() for e in page.entries],
-                                   "next": page.next, "before": page.before})
+        return send_json(request, {
+            "entries": [e.public() if shown is None
+                        else {k: v for k, v in e.public().items() if k in shown}
+                        for e in page.entries],
+            "next": page.next, "before": page.before})
 
     async def _reader(self, request: IRequest) -> Identity:
         """
@@ -358,10 +367,8 @@ class AuditAdmin:
         project, index = form_field(request, "project"), form_field(request, "index")
         # (an index that does not exist, or hidden from them, is refused
         # alike: the answer never tells a hidden index apart)
-        known = index == DEFAULT_INDEX or (index in self._access.model.indexes
-                                           and self._access.index_shown(identity, index))
-        if identity.token is None and project and known and is_valid_name(project) \
-                and self._access.may_write(identity, normalize(project), index):
+        if identity.token is None and project and is_valid_name(project) \
+                and self._access.owns(identity, normalize(project), index):
             return identity
         if identity.token is not None:
             raise Forbidden("a token never acts as an admin: log in with a password")

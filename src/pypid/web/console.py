@@ -40,7 +40,7 @@ from pypid.core.sessions import Session
 from pypid.core.version_order import version_key
 from pypid.web.access import Access
 from pypid.web.audit_trail import AuditAdmin, AuditTrail
-from pypid.web.browser_login import HOST, no_store, send_html
+from pypid.web.browser_login import HOST, body_fields, no_store, send_html
 from pypid.web.index_root import ServedIndex
 from pypid.web.people import people_headers
 from pypid.web.promote import Promote
@@ -201,6 +201,10 @@ class Console:
         admin = self._audit_admin
         if admin is None:
             return send_error(request, NotFound("no such page"))
+        identity = await self._access.person(request)
+        if not self._access.is_admin(identity):
+            # (a project's owner reads its trail on its page: this one is the admins')
+            return send_error(request, Forbidden(f"{identity.name} is not an admin"))
         try:
             check = (json.loads(await admin.verify(request))
                      if shown_field(request, "verify") else None)
@@ -287,6 +291,11 @@ class Console:
         promote = self._promote
         if promote is None:
             return send_error(request, NotFound("no such page"))
+        kind = request.getHeader(b"content-type") or b""
+        if kind.split(b";")[0].strip().lower() != b"application/x-www-form-urlencoded":
+            # (the page's form: never a JSON body, which would name its own
+            # index and project)
+            return send_error(request, BadRequest("the console takes its own forms only"))
         found = await self._guarded(request, lambda: self._project_of(request, project))
         if isinstance(found, bytes):
             return found
@@ -383,11 +392,20 @@ class Console:
         if admin is None:
             return None
         saved = dict(request.args)
-        request.args = {b"project": [name.encode("ascii")],
-                        b"index": [_index_name(request).encode("ascii")], b"limit": [b"20"]}
+        query = {b"project": [name.encode("ascii")],
+                 b"index": [_index_name(request).encode("ascii")], b"limit": [b"20"]}
+        entries: list[dict[str, Any]] = []
         try:
-            entries: list[dict[str, Any]] = json.loads(await admin.audit(request))["entries"]
-            return entries
+            # (one read covers the log's newest days that have entries: older
+            # pages until 20 entries, a few reads at most)
+            for _ in range(TRAIL_READS):
+                request.args = dict(query)
+                page = json.loads(await admin.audit(request))
+                entries = page["entries"] + entries
+                if len(entries) >= 20 or not page["before"]:
+                    break
+                query[b"before"] = [page["before"].encode("ascii")]
+            return entries[-20:]
         except HTTPError:
             return None
         finally:
@@ -443,7 +461,10 @@ class Console:
             return session
         sessions = self._access.sessions
         assert sessions is not None
-        if not sessions.book.csrf_matches(session, shown_field(request, "csrf") or None):
+        # (from the body only: a token in the URL would be in logs and histories)
+        sent = body_fields(request).get(b"csrf")
+        if not sessions.book.csrf_matches(
+                session, sent.decode("utf-8", "replace") if sent else None):
             self._audit.record(request, Identity(session.user, groups=session.groups), event,
                                REFUSED, target=target, detail="csrf")
             return send_error(request, Forbidden("csrf: the form's token is not this "
@@ -494,6 +515,9 @@ def shown_field(request: IRequest, name: str) -> str:
     values = request.args.get(name.encode("ascii"))
     return values[0].decode("utf-8", "replace").strip() if values else ""
 
+
+#: The most reads of the audit log a project's trail takes.
+TRAIL_READS = 6
 
 #: What the project page's buttons do to a file, as the API names them.
 FILE_VERBS = frozenset({"yank", "unyank", "delete", "restore"})

@@ -480,7 +480,9 @@ def _form(request: IRequest) -> dict[str, Any]:
         if values:
             data[field] = values[0].decode("utf-8", "replace")
     if "allow_denied" in data:
-        data["allow_denied"] = data["allow_denied"].lower() in ("true", "yes", "on", "1")
+        # (as JSON's true or false: anything else is refused by _asked)
+        data["allow_denied"] = {"true": True, "false": False}.get(
+            data["allow_denied"].lower(), data["allow_denied"])
     return data
 
 

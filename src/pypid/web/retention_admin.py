@@ -123,12 +123,18 @@ def _apply_body(request: IRequest) -> tuple[str, list[str] | None]:
     """
     kind = request.getHeader(b"content-type") or b""
     if kind.split(b";")[0].strip().lower() == b"application/x-www-form-urlencoded":
+        # (a form always lists its files, the plan as shown: none is a
+        # mistake, never "the whole plan made now")
         try:
-            name = form_field(request, "index") or "default"
+            name = form_field(request, "index")
             listed = [value.decode("utf-8") for value in request.args.get(b"files", [])]
         except UnicodeDecodeError:
             raise BadRequest("files: not valid UTF-8")
-        return name, listed or None
+        if not name:
+            raise BadRequest("index: the name of a hosted index")
+        if not listed:
+            raise BadRequest("files: a form lists the files to remove")
+        return name, listed
     try:
         data = json.loads(bounded_body(request, MAX_BODY) or b"{}")
     except TooLarge:
