@@ -680,3 +680,31 @@ class StrictFormsTests(RetainedIndex, _Console, SynchronousTestCase):
             self.assertEqual(response.code, 400, body)
             self.assertIn(words, body)
         self.assertIsNotNone(self.index.get_file(old))
+
+
+class RecycleBinPageTests(RetainedIndex, _Console, SynchronousTestCase):
+    """The recycle bin in the console (admins): GET /api/recycle-bin's files, each restorable."""
+
+    def test_listed_and_restored(self):
+        old = self.upload_version("0.9")
+        response, body = self.request("DELETE", f"/api/files/{old}", auth=basic("dave"))
+        self.assertEqual(response.code, 200, body)
+        cookie, csrf = self.log_in("dave")
+        response, page = self.get("/console/recycle-bin", headers=cookie)
+        self.assertEqual(response.code, 200, page)
+        self.assertIn(f"<code>{old}</code>".encode(), page)
+        action = re.search(rb'action="([^"]*/restore)"', page).group(1).decode()
+        self.assertEqual(action, f"../console/project/holy-grail/files/{old}/restore")
+        response, _ = self.request("POST", "/console/" + action[len("../console/"):],
+                                   headers=cookie, data={"csrf": csrf})
+        self.assertEqual(response.code, 303)
+        self.assertIsNotNone(self.index.get_file(old))
+        self.assertIn(b"The recycle bin is empty.",
+                      self.get("/console/recycle-bin", headers=cookie)[1])
+
+    def test_refusals(self):
+        cookie, _ = self.log_in("alice")
+        self.assertEqual(self.get("/console/recycle-bin", headers=cookie)[0].code, 403)
+        cookie, _ = self.log_in("dave")
+        response, body = self.get("/console/recycle-bin?index=nope", headers=cookie)
+        self.assertEqual(response.code, 404, body)

@@ -55,7 +55,8 @@ def _options(choices: Iterable[tuple[str, str]], chosen: str) -> str:
 def _nav(root: str, admin: bool = False) -> str:
     links = [("console/", "Console"), ("console/tokens", "My tokens")]
     if admin:
-        links += [("console/retention", "Retention"), ("console/audit", "Audit log")]
+        links += [("console/retention", "Retention"), ("console/recycle-bin", "Recycle bin"),
+                  ("console/audit", "Audit log")]
     return ('<nav aria-label="Console"><ul class="console-nav">'
             + "".join(f'<li><a href="{escape(root + path)}">{escape(label)}</a></li>'
                       for path, label in links)
@@ -443,3 +444,51 @@ def _audit_table(entries: Sequence[Mapping[str, Any]],
             + "".join("<tr>" + "".join(f"<td>{escape(str(entry.get(field) or ''))}</td>"
                                        for field, _ in columns) + "</tr>" for entry in entries)
             + '</tbody></table></div>')
+
+
+def recycle_bin_page(chrome: Chrome, person: str, csrf: str, listed: Mapping[str, Any], *,
+                     root: str = "../") -> bytes:
+    """
+    C{/console/recycle-bin?index=} (admins): an index's files in the
+    recycle bin as C{GET /api/recycle-bin} lists them (when each was
+    deleted, when it will be purged), each with the button that restores
+    it (the project page's, C{POST /api/files/<f>/restore}'s path).
+
+    @param listed: the answer of C{GET /api/recycle-bin}.
+    """
+    index = str(listed.get("index", "default"))
+    files = listed.get("files") or []
+    query = "" if index == DEFAULT else "?index=" + index
+    parts = ['<section class="console" aria-labelledby="title"><h1 id="title">Recycle bin'
+             '</h1>', _nav(root, True),
+             f'<form class="console-form" method="get" action="{escape(root)}console/'
+             'recycle-bin" aria-label="Choose the index"><p><label for="bin-index">Index'
+             f'</label><input id="bin-index" name="index" type="text" maxlength="63" '
+             f'value="{escape(index)}"></p><p><button type="submit">Show</button></p></form>',
+             f'<p>Files deleted from <strong>{escape(index)}</strong> wait '
+             f'{escape(str(listed.get("keep_for", "")))} s here before they are purged.</p>']
+    if files:
+        rows = "".join(
+            f'<tr><td>{escape(str(f.get("project", "")))}</td>'
+            f'<td>{escape(str(f.get("version", "")))}</td>'
+            f'<td><code>{escape(str(f.get("filename", "")))}</code></td>'
+            f'<td>{escape(_size(int(f.get("size") or 0)))}</td>'
+            f'<td>{escape(str(f.get("deleted", "")))}</td>'
+            f'<td>{escape(str(f.get("purged", "")))}</td>'
+            f'<td><form class="inline-form" method="post" action="'
+            + escape(f'{root}console/project/{f.get("project", "")}/files/'
+                     f'{f.get("filename", "")}/restore{query}')
+            + f'">{_csrf(csrf)}<button type="submit" aria-label="Restore '
+            f'{escape(str(f.get("filename", "")))}">Restore</button></form></td></tr>'
+            for f in files)
+        parts.append(
+            '<div class="table-scroll"><table class="files"><thead><tr>'
+            '<th scope="col">Project</th><th scope="col">Release</th><th scope="col">File</th>'
+            '<th scope="col">Size</th><th scope="col">Deleted</th><th scope="col">Purged</th>'
+            '<th scope="col"><span class="visually-hidden">Restore</span></th></tr></thead>'
+            '<tbody>' + rows + '</tbody></table></div>')
+    else:
+        parts.append('<p class="muted">The recycle bin is empty.</p>')
+    parts.append('</section>')
+    return frame(chrome, root, "Recycle bin - Console - " + chrome.title, "".join(parts),
+                 search_box=False)

@@ -322,6 +322,7 @@ def _site_areas(access: Access, run: Run, clock: IReactorTime, audit: AuditTrail
                if registry is not None else None)
     retention = RetentionAdmin(access, registry, audit) if registry is not None else None
     usage = UsageAdmin(access, registry) if registry is not None else None
+    recycle = RecycleAdmin(access, registry) if registry is not None else None
     return PypidApp(
         tokens=tokens,
         cache=CacheAdmin(access, upstream, audit=audit),
@@ -331,11 +332,11 @@ def _site_areas(access: Access, run: Run, clock: IReactorTime, audit: AuditTrail
         promote=promote,
         advisories=AdvisoryAdmin(access, registry) if registry is not None else None,
         usage=usage,
-        recycle=RecycleAdmin(access, registry) if registry is not None else None,
+        recycle=recycle,
         retention=retention,
         login=BrowserLogin(access, audit, chrome, sso),
         console=Console(access, tokens, chrome, audit, served, promote, retention, audit_admin,
-                        usage),
+                        usage, recycle),
     )
 
 

@@ -45,6 +45,7 @@ from pypid.web.index_root import ServedIndex
 from pypid.web.people import people_headers
 from pypid.web.promote import Promote
 from pypid.web.publish import Publish
+from pypid.web.recycle_admin import RecycleAdmin
 from pypid.web.respond import see_other, send_error
 from pypid.web.retention_admin import RetentionAdmin
 from pypid.web.routes import answer_errors
@@ -75,6 +76,7 @@ class Console:
         calls them), or L{None} without a registry.
     @ivar _audit_admin: the audit log's routes (the audit page calls them).
     @ivar _usage: the download counts' route (the project page's chart calls it).
+    @ivar _recycle: the recycle bin's route (the recycle bin's page calls it).
     """
 
     _access: Access
@@ -86,6 +88,7 @@ class Console:
     _retention: RetentionAdmin | None = None
     _audit_admin: AuditAdmin | None = None
     _usage: UsageAdmin | None = None
+    _recycle: RecycleAdmin | None = None
 
     app = Klein()
     answer_errors(app)
@@ -185,6 +188,26 @@ class Console:
         chrome = attrs.evolve(self._chrome, person=identity.name)
         return send_html(request, code, console_pages.retention_page(
             chrome, identity.name, session.csrf, plans, root=root_of(request), **shown))
+
+    # -- the recycle bin (admins) -------------------------------------------------------------
+
+    @app.route("/console/recycle-bin", methods=["GET", "HEAD"])
+    async def recycle_bin(self, request: IRequest) -> bytes:
+        """An index's files in the recycle bin (C{GET /api/recycle-bin}'s), each restorable."""
+        session = self._session(request)
+        if isinstance(session, bytes):
+            return session
+        recycle = self._recycle
+        if recycle is None:
+            return send_error(request, NotFound("no such page"))
+        try:
+            listed = json.loads(await recycle.listed(request))
+        except HTTPError as e:
+            return send_error(request, e)
+        identity = await self._access.person(request)
+        chrome = attrs.evolve(self._chrome, person=identity.name)
+        return send_html(request, 200, console_pages.recycle_bin_page(
+            chrome, identity.name, session.csrf, listed, root=root_of(request)))
 
     # -- the audit log (admins) ---------------------------------------------------------------
 
