@@ -30,8 +30,8 @@ GADGET_1 = Advisory("PYSEC-2026-7", severity="low",
                     affected=(Affected("gadget", (), frozenset({release_key("1.0")})),))
 
 
-class AdvisoryCheckTests(_ServerMixin, SynchronousTestCase):
-    """The dry run over a default index that hides and a view that ignores advisories."""
+class _AdvisedServer(_ServerMixin):
+    """The server: a default index that hides and a view that ignores advisories."""
 
     def setUp(self):
         super().setUp()
@@ -63,6 +63,11 @@ class AdvisoryCheckTests(_ServerMixin, SynchronousTestCase):
             "http://127.0.0.1/api/advisories" + query, headers={"Authorization": "Basic " + auth}))
         body = self.successResultOf(self.treq.content(response))
         return response.code, body
+
+
+
+class AdvisoryCheckTests(_AdvisedServer, SynchronousTestCase):
+    """The dry run over a default index that hides and a view that ignores advisories."""
 
     def test_each_index(self):
         """The default index hides widget 2.0 (gadget's low advisory is below medium); prod is off."""
@@ -146,3 +151,31 @@ class _Response(io.BytesIO):
 
     def __exit__(self, *exc):
         return False
+
+
+class ConsoleAdvisoriesTests(_AdvisedServer, SynchronousTestCase):
+    """The console's advisories page (admins): GET /api/advisories's report, and a dry run."""
+
+    def console(self, path, user="root"):
+        response = self.successResultOf(self.treq.post(
+            "http://127.0.0.1/login", data={"user": user, "password": PASSWORD},
+            allow_redirects=False))
+        self.assertEqual(response.code, 303)
+        cookie = response.headers.getRawHeaders(b"set-cookie")[0].decode().split(";")[0]
+        response = self.successResultOf(self.treq.get(
+            "http://127.0.0.1" + path, headers={"Cookie": cookie}, allow_redirects=False))
+        return response.code, self.successResultOf(self.treq.content(response))
+
+    def test_page(self):
+        code, page = self.console("/console/advisories")
+        self.assertEqual(code, 200, page)
+        self.assertIn(b"2 advisories of 2 projects from osv.zip.", page)
+        self.assertIn(b"<td>widget</td><td>2.0</td><td>hide</td>"
+                      b"<td>GHSA-wdgt-0000-0002 (high)</td>", page)
+        self.assertIn(b"It acts on no release.", page)
+        code, page = self.console("/console/advisories?mode=deny")
+        self.assertIn(b'<option value="deny" selected>', page)
+        self.assertIn(b"<h2>prod</h2><p>Mode <strong>deny</strong>", page)
+        self.assertNotIn(b"It acts on no release.", page)
+        self.assertEqual(self.console("/console/advisories", user="bob")[0], 403)
+        self.assertEqual(self.console("/console/advisories?mode=off")[0], 400)

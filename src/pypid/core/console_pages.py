@@ -55,8 +55,8 @@ def _options(choices: Iterable[tuple[str, str]], chosen: str) -> str:
 def _nav(root: str, admin: bool = False) -> str:
     links = [("console/", "Console"), ("console/tokens", "My tokens")]
     if admin:
-        links += [("console/retention", "Retention"), ("console/recycle-bin", "Recycle bin"),
-                  ("console/audit", "Audit log")]
+        links += [("console/advisories", "Advisories"), ("console/retention", "Retention"),
+                  ("console/recycle-bin", "Recycle bin"), ("console/audit", "Audit log")]
     return ('<nav aria-label="Console"><ul class="console-nav">'
             + "".join(f'<li><a href="{escape(root + path)}">{escape(label)}</a></li>'
                       for path, label in links)
@@ -491,4 +491,57 @@ def recycle_bin_page(chrome: Chrome, person: str, csrf: str, listed: Mapping[str
         parts.append('<p class="muted">The recycle bin is empty.</p>')
     parts.append('</section>')
     return frame(chrome, root, "Recycle bin - Console - " + chrome.title, "".join(parts),
+                 search_box=False)
+
+
+def advisories_page(chrome: Chrome, person: str, report: Mapping[str, Any], *,
+                    root: str = "../", mode: str = "") -> bytes:
+    """
+    C{/console/advisories} (admins): what the security advisories in force
+    do to each index's releases, as C{GET /api/advisories} says (or, with
+    C{mode}, would do: a dry run), each release with its action and the
+    advisories behind it.
+
+    @param report: the answer of C{GET /api/advisories}.
+    @param mode: the dry run's mode asked, or C{""} for each index's own.
+    """
+    db = report.get("database") or {}
+    parts = ['<section class="console" aria-labelledby="title"><h1 id="title">Advisories'
+             '</h1>', _nav(root, True),
+             f'<p>{escape(str(db.get("advisories", 0)))} advisories of '
+             f'{escape(str(db.get("projects", 0)))} projects'
+             + (f' from {escape(str(db["source"]))}' if db.get("source") else "") + '.</p>',
+             f'<form class="console-form" method="get" action="{escape(root)}console/'
+             'advisories" aria-label="A dry run"><p><label for="dry-mode">What each index '
+             'would do in the mode</label><select id="dry-mode" name="mode">'
+             + _options([("", "its own"), ("warn", "warn"), ("hide", "hide"),
+                         ("deny", "deny")], mode)
+             + '</select></p><p><button type="submit">Show</button></p></form>']
+    for index in report.get("indexes") or []:
+        name = str(index.get("index", ""))
+        releases = index.get("releases") or []
+        stricter = index.get("stricter_bases") or []
+        parts.append(f'<h2>{escape(name)}</h2><p>Mode <strong>{escape(str(index.get("mode")))}'
+                     f'</strong>' + (f', severity {escape(str(index["severity"]))}'
+                                     if index.get("severity") else "") + '.</p>')
+        if stricter:
+            parts.append('<p class="notice">Its bases act more strictly at their own URLs: '
+                         + escape(", ".join(f'{b.get("index")} ({b.get("mode")})'
+                                            for b in stricter)) + '.</p>')
+        if not releases:
+            parts.append('<p class="muted">It acts on no release.</p>')
+            continue
+        rows = "".join(
+            f'<tr><td>{escape(str(r.get("project", "")))}</td>'
+            f'<td>{escape(str(r.get("version", "")))}</td>'
+            f'<td>{escape(str(r.get("action", "")))}</td><td>'
+            + escape(", ".join(f'{a.get("id")} ({a.get("severity") or "no severity"})'
+                               for a in r.get("advisories") or [])) + '</td></tr>'
+            for r in releases)
+        parts.append('<div class="table-scroll"><table class="files"><thead><tr>'
+                     '<th scope="col">Project</th><th scope="col">Release</th>'
+                     '<th scope="col">Action</th><th scope="col">Advisories</th></tr></thead>'
+                     '<tbody>' + rows + '</tbody></table></div>')
+    parts.append('</section>')
+    return frame(chrome, root, "Advisories - Console - " + chrome.title, "".join(parts),
                  search_box=False)

@@ -323,6 +323,7 @@ def _site_areas(access: Access, run: Run, clock: IReactorTime, audit: AuditTrail
     retention = RetentionAdmin(access, registry, audit) if registry is not None else None
     usage = UsageAdmin(access, registry) if registry is not None else None
     recycle = RecycleAdmin(access, registry) if registry is not None else None
+    advisories = AdvisoryAdmin(access, registry) if registry is not None else None
     return PypidApp(
         tokens=tokens,
         cache=CacheAdmin(access, upstream, audit=audit),
@@ -330,13 +331,13 @@ def _site_areas(access: Access, run: Run, clock: IReactorTime, audit: AuditTrail
         audit=audit_admin,
         oidc=oidc,
         promote=promote,
-        advisories=AdvisoryAdmin(access, registry) if registry is not None else None,
+        advisories=advisories,
         usage=usage,
         recycle=recycle,
         retention=retention,
         login=BrowserLogin(access, audit, chrome, sso),
         console=Console(access, tokens, chrome, audit, served, promote, retention, audit_admin,
-                        usage, recycle),
+                        usage, recycle, advisories),
     )
 
 

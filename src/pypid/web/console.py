@@ -39,6 +39,7 @@ from pypid.core.names import is_valid_name, normalize, project_of_filename
 from pypid.core.sessions import Session
 from pypid.core.version_order import version_key
 from pypid.web.access import Access
+from pypid.web.advisory_admin import AdvisoryAdmin
 from pypid.web.audit_trail import AuditAdmin, AuditTrail
 from pypid.web.browser_login import HOST, body_fields, no_store, send_html
 from pypid.web.index_root import ServedIndex
@@ -77,6 +78,7 @@ class Console:
     @ivar _audit_admin: the audit log's routes (the audit page calls them).
     @ivar _usage: the download counts' route (the project page's chart calls it).
     @ivar _recycle: the recycle bin's route (the recycle bin's page calls it).
+    @ivar _advisories: the advisories' route (the advisories' page calls it).
     """
 
     _access: Access
@@ -89,6 +91,7 @@ class Console:
     _audit_admin: AuditAdmin | None = None
     _usage: UsageAdmin | None = None
     _recycle: RecycleAdmin | None = None
+    _advisories: AdvisoryAdmin | None = None
 
     app = Klein()
     answer_errors(app)
@@ -188,6 +191,27 @@ class Console:
         chrome = attrs.evolve(self._chrome, person=identity.name)
         return send_html(request, code, console_pages.retention_page(
             chrome, identity.name, session.csrf, plans, root=root_of(request), **shown))
+
+    # -- the advisories (admins) --------------------------------------------------------------
+
+    @app.route("/console/advisories", methods=["GET", "HEAD"])
+    async def advisories(self, request: IRequest) -> bytes:
+        """What the advisories do to each index (C{GET /api/advisories}'s), or a dry run."""
+        session = self._session(request)
+        if isinstance(session, bytes):
+            return session
+        advisories = self._advisories
+        if advisories is None:
+            return send_error(request, NotFound("no such page"))
+        try:
+            report = json.loads(await advisories.check(request))
+        except HTTPError as e:
+            return send_error(request, e)
+        identity = await self._access.person(request)
+        chrome = attrs.evolve(self._chrome, person=identity.name)
+        return send_html(request, 200, console_pages.advisories_page(
+            chrome, identity.name, report, root=root_of(request),
+            mode=shown_field(request, "mode")))
 
     # -- the recycle bin (admins) -------------------------------------------------------------
 
