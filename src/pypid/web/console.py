@@ -195,43 +195,45 @@ class Console:
     # -- the advisories (admins) --------------------------------------------------------------
 
     @app.route("/console/advisories", methods=["GET", "HEAD"])
-    async def advisories(self, request: IRequest) -> bytes:
+    def advisories(self, request: IRequest) -> Awaitable[bytes]:
         """What the advisories do to each index (C{GET /api/advisories}'s), or a dry run."""
-        session = self._session(request)
-        if isinstance(session, bytes):
-            return session
-        advisories = self._advisories
-        if advisories is None:
-            return send_error(request, NotFound("no such page"))
-        try:
-            report = json.loads(await advisories.check(request))
-        except HTTPError as e:
-            return send_error(request, e)
-        identity = await self._access.person(request)
-        chrome = attrs.evolve(self._chrome, person=identity.name)
-        return send_html(request, 200, console_pages.advisories_page(
-            chrome, identity.name, report, root=root_of(request),
-            mode=shown_field(request, "mode")))
+        area = self._advisories
+        return self._read_page(
+            request, area.check if area is not None else None,
+            lambda chrome, person, session, report: console_pages.advisories_page(
+                chrome, person, report, root=root_of(request),
+                mode=shown_field(request, "mode")))
 
     # -- the recycle bin (admins) -------------------------------------------------------------
 
     @app.route("/console/recycle-bin", methods=["GET", "HEAD"])
-    async def recycle_bin(self, request: IRequest) -> bytes:
+    def recycle_bin(self, request: IRequest) -> Awaitable[bytes]:
         """An index's files in the recycle bin (C{GET /api/recycle-bin}'s), each restorable."""
+        area = self._recycle
+        return self._read_page(
+            request, area.listed if area is not None else None,
+            lambda chrome, person, session, listed: console_pages.recycle_bin_page(
+                chrome, person, session.csrf, listed, root=root_of(request)))
+
+    async def _read_page(self, request: IRequest,
+                         route: Callable[[IRequest], Awaitable[bytes]] | None,
+                         draw: Callable[[pages.Chrome, str, Session, Any], bytes]) -> bytes:
+        """
+        A page of what an API's read C{route} answers (its own code, its
+        refusals): C{draw(chrome, person, session, answer)}; 404 without it.
+        """
         session = self._session(request)
         if isinstance(session, bytes):
             return session
-        recycle = self._recycle
-        if recycle is None:
+        if route is None:
             return send_error(request, NotFound("no such page"))
         try:
-            listed = json.loads(await recycle.listed(request))
+            answer = json.loads(await route(request))
         except HTTPError as e:
             return send_error(request, e)
         identity = await self._access.person(request)
         chrome = attrs.evolve(self._chrome, person=identity.name)
-        return send_html(request, 200, console_pages.recycle_bin_page(
-            chrome, identity.name, session.csrf, listed, root=root_of(request)))
+        return send_html(request, 200, draw(chrome, identity.name, session, answer))
 
     # -- the audit log (admins) ---------------------------------------------------------------
 
