@@ -708,3 +708,32 @@ class RecycleBinPageTests(RetainedIndex, _Console, SynchronousTestCase):
         cookie, _ = self.log_in("dave")
         response, body = self.get("/console/recycle-bin?index=nope", headers=cookie)
         self.assertEqual(response.code, 404, body)
+
+
+class GroupsPageTests(_Console, SynchronousTestCase):
+    """Who is in which group, as configured: GET /api/groups and the console's page (admins)."""
+
+    def access_model(self):
+        return AccessModel(read="everyone", admins=frozenset({"dave"}),
+                           admin_groups=frozenset({"pypi-admins"}),
+                           groups={"qa": frozenset({"alice", "eve"})},
+                           rules=(parse_rule("holy-grail", "group:qa rw, group:dev r", 0),))
+
+    def test_api(self):
+        response, body = self.get("/api/groups", auth=basic("dave"))
+        self.assertEqual(response.code, 200, body)
+        self.assertEqual(json.loads(body), {
+            "groups": {"qa": ["alice", "eve"]}, "admins": ["dave"],
+            "admin_groups": ["pypi-admins"], "outside_groups": ["dev", "pypi-admins"]})
+        self.assertEqual(self.get("/api/groups", auth=basic("alice"))[0].code, 403)
+        self.assertEqual(self.get("/api/groups")[0].code, 401)
+
+    def test_page(self):
+        cookie, _ = self.log_in("dave")
+        response, page = self.get("/console/groups", headers=cookie)
+        self.assertEqual(response.code, 200, page)
+        self.assertIn(b"<td>qa</td><td>alice, eve</td>", page)
+        self.assertIn(b"<p>dave, group:pypi-admins</p>", page)
+        self.assertIn(b"fill at each login: dev, pypi-admins.", page)
+        cookie, _ = self.log_in("alice")
+        self.assertEqual(self.get("/console/groups", headers=cookie)[0].code, 403)

@@ -56,7 +56,8 @@ def _nav(root: str, admin: bool = False) -> str:
     links = [("console/", "Console"), ("console/tokens", "My tokens")]
     if admin:
         links += [("console/advisories", "Advisories"), ("console/retention", "Retention"),
-                  ("console/recycle-bin", "Recycle bin"), ("console/audit", "Audit log")]
+                  ("console/recycle-bin", "Recycle bin"), ("console/audit", "Audit log"),
+                  ("console/groups", "Groups")]
     return ('<nav aria-label="Console"><ul class="console-nav">'
             + "".join(f'<li><a href="{escape(root + path)}">{escape(label)}</a></li>'
                       for path, label in links)
@@ -544,4 +545,36 @@ def advisories_page(chrome: Chrome, person: str, report: Mapping[str, Any], *,
                      '<tbody>' + rows + '</tbody></table></div>')
     parts.append('</section>')
     return frame(chrome, root, "Advisories - Console - " + chrome.title, "".join(parts),
+                 search_box=False)
+
+
+def groups_page(chrome: Chrome, person: str, groups: Mapping[str, Any], *,
+                root: str = "../") -> bytes:
+    """
+    C{/console/groups} (admins): who is in which group, as configured
+    (C{GET /api/groups}): C{[groups]} with their members, the admins, and
+    the groups that only a directory or a provider fills.
+    """
+    listed = groups.get("groups") or {}
+    parts = ['<section class="console" aria-labelledby="title"><h1 id="title">Groups</h1>',
+             _nav(root, True), '<h2>Admins</h2><p>'
+             + escape(", ".join([*groups.get("admins", []),
+                                 *(f"group:{g}" for g in groups.get("admin_groups", []))])
+                      or "none") + '</p><h2>[groups]</h2>']
+    if listed:
+        parts.append('<div class="table-scroll"><table class="files"><thead><tr>'
+                     '<th scope="col">Group</th><th scope="col">Members</th></tr></thead>'
+                     '<tbody>' + "".join(
+                         f'<tr><td>{escape(str(name))}</td><td>'
+                         f'{escape(", ".join(members))}</td></tr>'
+                         for name, members in listed.items()) + '</tbody></table></div>')
+    else:
+        parts.append('<p class="muted">The configuration defines no group.</p>')
+    outside = groups.get("outside_groups") or []
+    parts.append('<h2>Groups of the directory or the provider</h2>')
+    parts.append(('<p>The rules name these groups, which the directory or single sign-on '
+                  'fill at each login: ' + escape(", ".join(outside)) + '.</p>') if outside
+                 else '<p class="muted">The rules name no other group.</p>')
+    parts.append('</section>')
+    return frame(chrome, root, "Groups - Console - " + chrome.title, "".join(parts),
                  search_box=False)

@@ -77,6 +77,7 @@ from pypid.web.channel import ConnectionCounter
 from pypid.web.console import Console
 from pypid.web.denied_files import DeniedDownloads
 from pypid.web.exposition import Metrics, SiteMetrics
+from pypid.web.groups_admin import GroupsAdmin
 from pypid.web.health import Health
 from pypid.web.index_root import (
     HostedSource,
@@ -124,6 +125,7 @@ class PypidApp:
     @ivar retention: the L{pypid.web.retention_admin.RetentionAdmin}, with the registry.
     @ivar login: the L{pypid.web.browser_login.BrowserLogin} (C{/login}, C{/logout}).
     @ivar console: the L{pypid.web.console.Console} (C{/console/...}).
+    @ivar groups: the L{pypid.web.groups_admin.GroupsAdmin} (C{/api/groups}).
     """
 
     tokens: TokenAdmin
@@ -139,6 +141,7 @@ class PypidApp:
     retention: RetentionAdmin | None = None
     login: BrowserLogin | None = None
     console: Console | None = None
+    groups: GroupsAdmin | None = None
 
     def areas(self) -> list[Area]:
         """Its areas (those the configuration has)."""
@@ -324,6 +327,7 @@ def _site_areas(access: Access, run: Run, clock: IReactorTime, audit: AuditTrail
     usage = UsageAdmin(access, registry) if registry is not None else None
     recycle = RecycleAdmin(access, registry) if registry is not None else None
     advisories = AdvisoryAdmin(access, registry) if registry is not None else None
+    groups = GroupsAdmin(access)
     return PypidApp(
         tokens=tokens,
         cache=CacheAdmin(access, upstream, audit=audit),
@@ -337,7 +341,8 @@ def _site_areas(access: Access, run: Run, clock: IReactorTime, audit: AuditTrail
         retention=retention,
         login=BrowserLogin(access, audit, chrome, sso),
         console=Console(access, tokens, chrome, audit, served, promote, retention, audit_admin,
-                        usage, recycle, advisories),
+                        usage, recycle, advisories, groups),
+        groups=groups,
     )
 
 

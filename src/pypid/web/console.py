@@ -42,6 +42,7 @@ from pypid.web.access import Access
 from pypid.web.advisory_admin import AdvisoryAdmin
 from pypid.web.audit_trail import AuditAdmin, AuditTrail
 from pypid.web.browser_login import HOST, body_fields, no_store, send_html
+from pypid.web.groups_admin import GroupsAdmin
 from pypid.web.index_root import ServedIndex
 from pypid.web.people import people_headers
 from pypid.web.promote import Promote
@@ -79,6 +80,7 @@ class Console:
     @ivar _usage: the download counts' route (the project page's chart calls it).
     @ivar _recycle: the recycle bin's route (the recycle bin's page calls it).
     @ivar _advisories: the advisories' route (the advisories' page calls it).
+    @ivar _groups: the groups' route (the groups' page calls it).
     """
 
     _access: Access
@@ -92,6 +94,7 @@ class Console:
     _usage: UsageAdmin | None = None
     _recycle: RecycleAdmin | None = None
     _advisories: AdvisoryAdmin | None = None
+    _groups: GroupsAdmin | None = None
 
     app = Klein()
     answer_errors(app)
@@ -214,6 +217,15 @@ class Console:
             request, area.listed if area is not None else None,
             lambda chrome, person, session, listed: console_pages.recycle_bin_page(
                 chrome, person, session.csrf, listed, root=root_of(request)))
+
+    @app.route("/console/groups", methods=["GET", "HEAD"])
+    def groups(self, request: IRequest) -> Awaitable[bytes]:
+        """Who is in which group, as configured (C{GET /api/groups}'s)."""
+        area = self._groups
+        return self._read_page(
+            request, area.groups if area is not None else None,
+            lambda chrome, person, session, groups: console_pages.groups_page(
+                chrome, person, groups, root=root_of(request)))
 
     async def _read_page(self, request: IRequest,
                          route: Callable[[IRequest], Awaitable[bytes]] | None,
