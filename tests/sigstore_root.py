@@ -26,8 +26,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
+from pypi_attestations import AttestationType
 
-from pypid.core.provenance import PUBLISH_V1
+#: PEP 740's predicate types, as the library of the format names them.
+PUBLISH_V1 = AttestationType.PYPI_PUBLISH_V1.value
+SLSA_PROVENANCE_V1 = AttestationType.SLSA_PROVENANCE_V1.value
+#: Both, as the upload verifier passes them to check_statement.
+PREDICATE_TYPES = frozenset(t.value for t in AttestationType)
 
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 FULCIO_ARC = "1.3.6.1.4.1.57264.1."

@@ -30,10 +30,15 @@ from pypid.auth.tokens import Token
 from pypid.auth.verifier import Identity
 from pypid.config import ConfigError, load_config
 from pypid.config.attestation_settings import check_trust_root
-from pypid.core.provenance import SLSA_PROVENANCE_V1, read_provenance
+from pypid.core.provenance import read_provenance
 from pypid.core.publishers import PublishingSettings, parse_publishers
 from tests.fakes import write_file
-from tests.sigstore_root import TestSigstore, github_claims, gitlab_claims
+from tests.sigstore_root import (
+    SLSA_PROVENANCE_V1,
+    TestSigstore,
+    github_claims,
+    gitlab_claims,
+)
 
 FILE = "widgets-1.0.tar.gz"
 SHA = hashlib.sha256(b"the widgets sdist").hexdigest()

@@ -13,8 +13,6 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.core.provenance import (
     MAX_PROVENANCE_SIZE,
-    PUBLISH_V1,
-    SLSA_PROVENANCE_V1,
     ProvenanceInvalid,
     Publisher,
     check_predicate_types,
@@ -27,7 +25,13 @@ from pypid.core.provenance import (
     read_provenance,
     statement_bytes,
 )
-from tests.sigstore_root import TestSigstore, github_claims
+from tests.sigstore_root import (
+    PREDICATE_TYPES,
+    PUBLISH_V1,
+    SLSA_PROVENANCE_V1,
+    TestSigstore,
+    github_claims,
+)
 
 FILE_BYTES = b"the bytes of pypi_attestations 0.0.19's sdist"
 DIST = "pypi_attestations-0.0.19.tar.gz"
@@ -97,14 +101,24 @@ class StatementTests(SynchronousTestCase):
     """L{check_statement}: exactly this file, an allowed predicate type."""
 
     def test_real(self):
-        self.assertEqual(check_statement(statement_bytes(PUBLISH), DIST, SHA256), PUBLISH_V1)
-        self.assertEqual(check_statement(statement_bytes(SLSA), DIST, SHA256),
+        self.assertEqual(check_statement(statement_bytes(PUBLISH), DIST, SHA256,
+                                         PREDICATE_TYPES), PUBLISH_V1)
+        self.assertEqual(check_statement(statement_bytes(SLSA), DIST, SHA256, PREDICATE_TYPES),
                          SLSA_PROVENANCE_V1)
 
     def test_other_spelling(self):
         """The subject may spell the file's name another way (PEP 740 allows a normalized one)."""
         self.assertEqual(check_statement(statement(), "pypi-attestations-0.0.19.tar.gz",
-                                         SHA256), PUBLISH_V1)
+                                         SHA256, PREDICATE_TYPES), PUBLISH_V1)
+
+    def test_read_without_types(self):
+        """Reading kept provenance: any https predicate type; anything else refused."""
+        self.assertEqual(check_statement(statement(predicate_type="https://example.invalid/x"),
+                                         DIST, SHA256, None), "https://example.invalid/x")
+        for kind in (None, 7, "http://example.invalid/x", "x" * 300, "https://a\nb"):
+            e = self.assertRaises(ProvenanceInvalid, check_statement,
+                                  statement(predicate_type=kind), DIST, SHA256, None)
+            self.assertIn("not an https URI", str(e))
 
     def test_refused(self):
         other = {"name": "other-1.0.tar.gz", "digest": {"sha256": SHA256}}
@@ -119,7 +133,8 @@ class StatementTests(SynchronousTestCase):
                 (statement([{"name": DIST, "digest": {}}]), "another sha256"),
                 (statement([{"name": DIST}]), "another sha256"),
                 (statement(predicate_type="https://example.invalid/x"), "predicate type")):
-            e = self.assertRaises(ProvenanceInvalid, check_statement, data, DIST, SHA256)
+            e = self.assertRaises(ProvenanceInvalid, check_statement, data, DIST, SHA256,
+                                  PREDICATE_TYPES)
             self.assertIn(reason, str(e))
 
     def test_one_per_type(self):

@@ -59,6 +59,8 @@ ISSUER = "https://login.corp.example/realms/acme"
 CLIENT_ID = "pypid"
 SECRET = "s3cret:with/odd&chars"
 T0 = 1_767_225_600.0
+#: Seconds the provider has to answer, in these tests.
+PROVIDER_TIMEOUT = 7.0
 
 
 # -- the pure parts --------------------------------------------------------------------
@@ -448,8 +450,9 @@ class _SSOSite(NoCookieJar):
         self.issuer = Issuer(ISSUER, now=self.clock.seconds)
         self.provider = Provider(self.issuer)
         self.provider_client = StubTreq(self.provider)
+        # (the provider's deadline is the test's own, not the default)
         config = SSOConfig(issuer=ISSUER, client_id=CLIENT_ID, client_secret=SECRET,
-                           label="Acme login", **self.sso_settings)
+                           label="Acme login", timeout=PROVIDER_TIMEOUT, **self.sso_settings)
         self.sso = SingleSignOn(config, SECRET, self.provider_client, self.clock, randomness(9))
         return self.sso
 
@@ -669,7 +672,7 @@ class SingleSignOnTests(_SSOSite, SynchronousTestCase):
         self.provider.hang = True
         d = self.client.request("GET", "http://pypi.test/login/sso")
         self.assertNoResult(d)
-        self.clock.advance(10)
+        self.clock.advance(PROVIDER_TIMEOUT)
         self.client.flush()
         response = self.successResultOf(d)
         self.assertEqual(response.code, 503)
@@ -714,7 +717,7 @@ class SingleSignOnTests(_SSOSite, SynchronousTestCase):
         d = self.client.request("GET", "http://pypi.test/login/sso/callback?" + urlencode(
             {"state": query["state"], "code": grant}), headers=binding)
         self.sso.reconfigure(SSOConfig(), "", None)
-        self.clock.advance(10)
+        self.clock.advance(PROVIDER_TIMEOUT)
         self.client.flush()
         self.assertEqual(self.successResultOf(d).code, 503)
 

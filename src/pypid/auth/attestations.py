@@ -516,7 +516,7 @@ class AttestationChecker:
     def _verify_one(verifier: Any, attestation: Mapping[str, Any], filename: str,
                     sha256: str, which: str) -> tuple[str, SignerIdentity]:
         from pydantic import ValidationError
-        from pypi_attestations import Attestation, AttestationError
+        from pypi_attestations import Attestation, AttestationError, AttestationType
         from sigstore.errors import Error as SigstoreError
 
         capture = _Capture()
@@ -540,7 +540,9 @@ class AttestationChecker:
             raise AttestationRefused(f"{which}: the signed payload is not an in-toto "
                                      f"statement ({_short(payload_type)})")
         try:
-            kind = check_statement(payload, filename, sha256)
+            # (the predicate types PEP 740 allows, as the library of its format names them)
+            kind = check_statement(payload, filename, sha256,
+                                   frozenset(t.value for t in AttestationType))
         except ProvenanceInvalid as e:
             raise AttestationRefused(f"{which}: {e}")
         return kind, SignerIdentity.of(capture.certificate)

@@ -33,21 +33,20 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import attrs
 
 from pypid.core.names import filename_key
 
-#: The predicate types PEP 740 allows: PyPI's publish attestation and SLSA provenance.
-#: These are identifiers the standard fixes, compared as strings in a
-#: statement; no request is ever made to them (the one place pypid spells
-#: them: the tests and the docs refer here).
-PUBLISH_V1 = "https://docs.pypi.org/attestations/publish/v1"
-SLSA_PROVENANCE_V1 = "https://slsa.dev/provenance/v1"
-PREDICATE_TYPES = (PUBLISH_V1, SLSA_PROVENANCE_V1)
+#: The predicate types PEP 740 allows (its publish attestation and SLSA
+#: provenance) are not spelled here: they are identifiers of the format,
+#: which the library that defines it names (C{pypi_attestations}'
+#: C{AttestationType}), and the upload verifier, which imports that library
+#: anyway, passes them to L{check_statement}. There are two, and a file may
+#: come with one attestation of each (L{MAX_ATTESTATIONS}).
 
 #: The in-toto statement type, and the DSSE payload type it travels as.
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
@@ -57,7 +56,7 @@ PAYLOAD_TYPE = "application/vnd.in-toto+json"
 INTEGRITY_MEDIA_TYPE = "application/vnd.pypi.integrity.v1+json"
 
 #: The most attestations one file may come with: one per predicate type.
-MAX_ATTESTATIONS = len(PREDICATE_TYPES)
+MAX_ATTESTATIONS = 2
 #: The largest provenance object read (real ones: 5 to 20 KB).
 MAX_PROVENANCE_SIZE = 256 << 10
 #: The most publishers (bundles) and attestations per publisher of one
@@ -158,13 +157,16 @@ def statement_bytes(attestation: Mapping[str, Any]) -> bytes:
     return base64.b64decode(attestation["envelope"]["statement"])
 
 
-def check_statement(statement: bytes, filename: str, sha256: str) -> str:
+def check_statement(statement: bytes, filename: str, sha256: str,
+                    predicate_types: Collection[str] | None) -> str:
     """
     What an in-toto statement must say to be an attestation of the file
     C{filename} whose digest is C{sha256}: the statement type, exactly one
     subject, named as the file (any spelling of the same distribution,
     as PEP 740 allows a normalized name) with that sha256, and a predicate
-    type PEP 740 allows.
+    type of C{predicate_types} (those PEP 740 allows, as the upload verifier
+    passes them); with L{None} (reading provenance that was judged where it
+    was verified: an upload here, the upstream's own), any https URI.
 
     @return: the predicate type.
     @raise ProvenanceInvalid: saying what does not match.
@@ -190,10 +192,13 @@ def check_statement(statement: bytes, filename: str, sha256: str) -> str:
         raise ProvenanceInvalid(f"the statement names another sha256 ({_short(found)}) than "
                                 f"the file's ({sha256})")
     predicate_type = data.get("predicateType")
-    if predicate_type not in PREDICATE_TYPES:
+    if not isinstance(predicate_type, str) or len(predicate_type) > 200 \
+            or not predicate_type.isprintable() or urlsplit(predicate_type).scheme != "https":
+        raise ProvenanceInvalid(f"the predicate type {_short(predicate_type)} is not an "
+                                "https URI")
+    if predicate_types is not None and predicate_type not in predicate_types:
         raise ProvenanceInvalid(f"the predicate type {_short(predicate_type)} is not one "
-                                f"PEP 740 allows ({', '.join(PREDICATE_TYPES)})")
-    assert isinstance(predicate_type, str)
+                                f"PEP 740 allows ({', '.join(sorted(predicate_types))})")
     return predicate_type
 
 
@@ -330,7 +335,7 @@ def read_provenance(data: bytes, filename: str, sha256: str) -> dict[str, Any]:
             what = f"{where}, attestation {a + 1}"
             check_attestation(attestation, what)
             try:
-                check_statement(statement_bytes(attestation), filename, sha256)
+                check_statement(statement_bytes(attestation), filename, sha256, None)
             except ProvenanceInvalid as e:
                 raise ProvenanceInvalid(f"{what}: {e}")
     return document
